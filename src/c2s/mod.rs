@@ -1,0 +1,1 @@
+//! c2s (to be written)

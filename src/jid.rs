@@ -1,0 +1,1 @@
+//! JIDs (to be written)

@@ -1,0 +1,15 @@
+//! petrel: a thread-per-core XMPP server following MongooseIM's route of a message.
+
+pub mod auth;
+pub mod c2s;
+pub mod config;
+pub mod hooks;
+pub mod jid;
+pub mod local;
+pub mod modules;
+pub mod router;
+pub mod rt;
+pub mod sm;
+pub mod store;
+pub mod xml;
+pub mod xmpp;

@@ -1,0 +1,1 @@
+//! local (to be written)

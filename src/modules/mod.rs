@@ -1,0 +1,1 @@
+//! modules (to be written)

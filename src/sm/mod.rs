@@ -1,0 +1,1 @@
+//! sm (to be written)

@@ -1,0 +1,3 @@
+//! Restricted-XML stream scanner, stanzas and on-demand element trees.
+
+pub mod escape;

@@ -1,0 +1,8 @@
+//! XMPP protocol vocabulary shared by every layer: namespaces, stream errors, stanza errors.
+
+pub mod ns;
+pub mod stanza_error;
+pub mod stream_error;
+
+pub use stanza_error::{ErrorType, StanzaErrorCondition};
+pub use stream_error::StreamErrorCondition;

@@ -1,0 +1,30 @@
+//! XML namespaces used by the core (RFC 6120, RFC 6121 and the XEPs petrel speaks).
+
+/// Default namespace of client streams.
+pub const CLIENT: &str = "jabber:client";
+/// Default namespace of external component streams (XEP-0114).
+pub const COMPONENT_ACCEPT: &str = "jabber:component:accept";
+/// The `stream:` prefix namespace.
+pub const STREAMS: &str = "http://etherx.jabber.org/streams";
+/// Stream error conditions.
+pub const STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
+/// Stanza error conditions.
+pub const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+/// STARTTLS negotiation.
+pub const TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+/// SASL negotiation.
+pub const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+/// Resource binding.
+pub const BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+/// Legacy session establishment (RFC 3921).
+pub const SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+/// Service discovery info (XEP-0030).
+pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+/// Service discovery items (XEP-0030).
+pub const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
+/// XMPP ping (XEP-0199).
+pub const PING: &str = "urn:xmpp:ping";
+/// Roster (RFC 6121).
+pub const ROSTER: &str = "jabber:iq:roster";
+/// The `xml:` prefix namespace (always bound).
+pub const XML: &str = "http://www.w3.org/XML/1998/namespace";
