@@ -1,1 +1,196 @@
-//! hooks (to be written)
+//! Hooks and handlers (MongooseIM's `gen_hook`): per-shard registries of handlers ordered by priority.
+//!
+//! A run folds over the handlers in priority order (lowest first); any handler may stop it. Handlers are
+//! synchronous and never do I/O inline: work that must store something is handed to the store pool, and
+//! stanzas a handler wants to send are queued on the [`HookCtx`] and routed after the run.
+
+mod acc;
+
+pub use acc::Acc;
+
+use crate::jid::FullJid;
+use crate::shard::{SessionRef, ShardId};
+
+/// What a handler tells the run to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookResult {
+    /// Go on with the next handler, and with the route after the last one.
+    Continue,
+    /// Stop here: later handlers do not run and the route drops the stanza.
+    Stop,
+}
+
+/// What a handler may touch besides its argument: the shard it runs on and stanzas to route afterwards.
+pub struct HookCtx<'a> {
+    /// Shard running the hook.
+    pub shard: ShardId,
+    /// Stanzas queued by handlers; routed (through the router chain) after the current step.
+    pub to_route: &'a mut Vec<Acc>,
+}
+
+/// A hook handler on argument type `A`.
+pub type Handler<A> = Box<dyn Fn(&mut A, &mut HookCtx<'_>) -> HookResult>;
+
+/// One hook: handlers sorted by priority.
+pub struct Hook<A> {
+    name: &'static str,
+    handlers: Vec<(i32, &'static str, Handler<A>)>,
+}
+
+impl<A> Hook<A> {
+    /// An empty hook called `name` (the MongooseIM hook name).
+    pub fn new(name: &'static str) -> Hook<A> {
+        Hook {
+            name,
+            handlers: Vec::new(),
+        }
+    }
+
+    /// The hook's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Adds a handler for `module` at `priority` (lower runs first; equal priorities keep insertion order).
+    pub fn add(
+        &mut self,
+        priority: i32,
+        module: &'static str,
+        handler: impl Fn(&mut A, &mut HookCtx<'_>) -> HookResult + 'static,
+    ) {
+        let at = self.handlers.partition_point(|(p, _, _)| *p <= priority);
+        self.handlers
+            .insert(at, (priority, module, Box::new(handler)));
+    }
+
+    /// Number of handlers.
+    pub fn len(&self) -> usize {
+        self.handlers.len()
+    }
+
+    /// True when no handler is registered.
+    pub fn is_empty(&self) -> bool {
+        self.handlers.is_empty()
+    }
+
+    /// Runs the handlers in order until one stops.
+    #[inline]
+    pub fn run(&self, arg: &mut A, ctx: &mut HookCtx<'_>) -> HookResult {
+        for (_, _, h) in &self.handlers {
+            if h(arg, ctx) == HookResult::Stop {
+                return HookResult::Stop;
+            }
+        }
+        HookResult::Continue
+    }
+}
+
+/// A session-level event, argument of the session hooks.
+#[derive(Debug, Clone)]
+pub struct SessionEvent {
+    /// The session's full JID.
+    pub jid: FullJid,
+    /// Where the session lives.
+    pub session: SessionRef,
+    /// Priority for `user_available` (None for the others).
+    pub priority: Option<i8>,
+}
+
+/// Every hook of the route, by the seed's (MongooseIM's) names. One instance per shard.
+pub struct Hooks {
+    /// Step 2: every stanza a client sends.
+    pub user_send_packet: Hook<Acc>,
+    /// Step 2: messages a client sends.
+    pub user_send_message: Hook<Acc>,
+    /// Step 2: presences a client sends.
+    pub user_send_presence: Hook<Acc>,
+    /// Step 2: IQs a client sends.
+    pub user_send_iq: Hook<Acc>,
+    /// Step 2: other top-level elements a client sends.
+    pub user_send_xmlel: Hook<Acc>,
+    /// Step 3: the global filter run by the `global` routing module.
+    pub filter_packet: Hook<Acc>,
+    /// Step 4: every locally delivered stanza.
+    pub filter_local_packet: Hook<Acc>,
+    /// Step 6: no resource can take the stanza (MongooseIM's `offline_message_hook`, now `offline_message`).
+    pub offline_message: Hook<Acc>,
+    /// Step 7: every stanza delivered to a client.
+    pub user_receive_packet: Hook<Acc>,
+    /// Step 7: messages delivered to a client.
+    pub user_receive_message: Hook<Acc>,
+    /// Step 7: presences delivered to a client.
+    pub user_receive_presence: Hook<Acc>,
+    /// Step 7: IQs delivered to a client.
+    pub user_receive_iq: Hook<Acc>,
+    /// Step 7: other elements delivered to a client.
+    pub user_receive_xmlel: Hook<Acc>,
+    /// Step 7: last hook before the socket (CSI, stream management).
+    pub xmpp_presend_element: Hook<Acc>,
+    /// A session registered with the session manager (run on the home shard).
+    pub sm_register_connection: Hook<SessionEvent>,
+    /// A session left the session manager (run on the home shard).
+    pub sm_remove_connection: Hook<SessionEvent>,
+    /// A session became available (initial presence; home shard).
+    pub user_available: Hook<SessionEvent>,
+    /// A session became unavailable (home shard).
+    pub unset_presence: Hook<SessionEvent>,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            user_send_packet: Hook::new("user_send_packet"),
+            user_send_message: Hook::new("user_send_message"),
+            user_send_presence: Hook::new("user_send_presence"),
+            user_send_iq: Hook::new("user_send_iq"),
+            user_send_xmlel: Hook::new("user_send_xmlel"),
+            filter_packet: Hook::new("filter_packet"),
+            filter_local_packet: Hook::new("filter_local_packet"),
+            offline_message: Hook::new("offline_message"),
+            user_receive_packet: Hook::new("user_receive_packet"),
+            user_receive_message: Hook::new("user_receive_message"),
+            user_receive_presence: Hook::new("user_receive_presence"),
+            user_receive_iq: Hook::new("user_receive_iq"),
+            user_receive_xmlel: Hook::new("user_receive_xmlel"),
+            xmpp_presend_element: Hook::new("xmpp_presend_element"),
+            sm_register_connection: Hook::new("sm_register_connection"),
+            sm_remove_connection: Hook::new("sm_remove_connection"),
+            user_available: Hook::new("user_available"),
+            unset_presence: Hook::new("unset_presence"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handlers_run_in_priority_order_and_stop() {
+        let mut hook: Hook<Vec<i32>> = Hook::new("t");
+        hook.add(50, "b", |v, _| {
+            v.push(50);
+            HookResult::Continue
+        });
+        hook.add(10, "a", |v, _| {
+            v.push(10);
+            HookResult::Continue
+        });
+        hook.add(50, "c", |v, _| {
+            v.push(51);
+            HookResult::Stop
+        });
+        hook.add(90, "d", |v, _| {
+            v.push(90);
+            HookResult::Continue
+        });
+        let mut routed = Vec::new();
+        let mut ctx = HookCtx {
+            shard: ShardId(0),
+            to_route: &mut routed,
+        };
+        let mut seen = Vec::new();
+        assert_eq!(hook.run(&mut seen, &mut ctx), HookResult::Stop);
+        assert_eq!(seen, vec![10, 50, 51]);
+    }
+}

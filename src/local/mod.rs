@@ -1,1 +1,100 @@
-//! local (to be written)
+//! Steps 4 and 5 of the seed: `mongoose_local_delivery` then `ejabberd_local`.
+//!
+//! `deliver` runs `filter_local_packet`, then the packet handler of the local route: stanzas addressed
+//! to the server (or a server-side service) go to the IQ handler registry; stanzas addressed to a user
+//! go to the session manager (`sm::route`). IQs to a user's bare JID are answered by the server on the
+//! user's behalf (RFC 6121 §8.5.1), from the account IQ registry.
+
+mod iq;
+
+pub use iq::{IqHandler, IqHandlers, IqReply};
+
+use crate::hooks::{Acc, HookCtx, HookResult};
+use crate::shard::Shard;
+use crate::xml::StanzaKind;
+use crate::xmpp::StanzaErrorCondition;
+
+/// `mongoose_local_delivery:do_route`: `filter_local_packet`, then the packet handler.
+pub fn deliver(shard: &mut Shard, mut acc: Acc) {
+    if shard.run_hook(|h| &h.filter_local_packet, &mut acc) == HookResult::Stop {
+        return;
+    }
+    process_packet(shard, acc);
+}
+
+/// `ejabberd_local:process_packet`: server-addressed vs user-addressed.
+pub fn process_packet(shard: &mut Shard, acc: Acc) {
+    if acc.to.node().is_none() {
+        process_server_packet(shard, acc);
+    } else if acc.kind() == StanzaKind::Iq && acc.to.is_bare() {
+        process_iq(shard, acc, IqTarget::Account);
+    } else {
+        crate::sm::route(shard, acc);
+    }
+}
+
+/// Which IQ registry answers.
+#[derive(Clone, Copy)]
+enum IqTarget {
+    Server,
+    Account,
+}
+
+fn process_server_packet(shard: &mut Shard, acc: Acc) {
+    match acc.kind() {
+        StanzaKind::Iq => process_iq(shard, acc, IqTarget::Server),
+        // Messages and presences to the server itself have no handler yet (presence probes and
+        // server-addressed messages come with the presence and MUC work): dropped, as ejabberd_local does.
+        _ => tracing::debug!(to = acc.to.as_str(), "stanza to the server dropped"),
+    }
+}
+
+fn process_iq(shard: &mut Shard, acc: Acc, target: IqTarget) {
+    let ty = acc.stanza_type();
+    if ty == "result" || ty == "error" {
+        // Answers to the server: nothing here is waiting for them yet.
+        return;
+    }
+    if ty != "get" && ty != "set" {
+        shard.bounce(&acc, StanzaErrorCondition::BadRequest);
+        return;
+    }
+    let payload = match acc.stanza.tree() {
+        Ok(el) => {
+            let mut children = el.child_elements();
+            match (children.next(), children.next()) {
+                (Some(child), None) => child.clone(),
+                // RFC 6120 §8.2.3: an IQ get/set carries exactly one payload element.
+                _ => {
+                    shard.bounce(&acc, StanzaErrorCondition::BadRequest);
+                    return;
+                }
+            }
+        }
+        Err(_) => {
+            shard.bounce(&acc, StanzaErrorCondition::BadRequest);
+            return;
+        }
+    };
+    let handler = match target {
+        IqTarget::Server => shard.iq.server(acc.to.domain(), &payload.ns),
+        IqTarget::Account => shard.iq.account(acc.to.domain(), &payload.ns),
+    };
+    let Some(handler) = handler else {
+        shard.bounce(&acc, StanzaErrorCondition::ServiceUnavailable);
+        return;
+    };
+    let mut ctx = HookCtx {
+        shard: shard.id,
+        to_route: &mut shard.to_route,
+    };
+    let reply = handler(&acc, &payload, &mut ctx);
+    match reply {
+        IqReply::Result(body) => {
+            let reply = iq::result_reply(&acc, body, shard.id);
+            shard.to_route.push(reply);
+        }
+        IqReply::Error(cond) => shard.bounce(&acc, cond),
+        IqReply::NoReply => {}
+    }
+}

@@ -1,1 +1,289 @@
-//! rt (to be written)
+//! The runtime: the only module that names glommio. It starts one `LocalExecutor` per shard, pinned to
+//! one CPU, each with its own listeners on the same ports (SO_REUSEPORT: the kernel spreads
+//! connections, a connection stays on the shard that accepted it), wires the cross-shard mesh, and
+//! drives connections (`conn`) and rings around the sans-IO cores (`c2s::C2s`, `shard::Shard`).
+
+mod conn;
+mod cpus;
+mod mesh;
+mod shutdown;
+
+pub use cpus::allowed_cpus;
+pub use shutdown::ShutdownFlag;
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::c2s::C2sConfig;
+use crate::config::Config;
+use crate::shard::{Shard, ShardId};
+use crate::store::StorePool;
+
+/// Why the server could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum RtError {
+    /// More shards than CPUs the process may use.
+    #[error("--shards {asked} is more than the {allowed} CPUs this process may use (see taskset/cgroups); pass --allow-oversubscribe to run anyway")]
+    TooManyShards {
+        /// Shards asked for.
+        asked: usize,
+        /// CPUs available.
+        allowed: usize,
+    },
+    /// Zero shards.
+    #[error("--shards must be at least 1")]
+    NoShards,
+    /// Reading the affinity mask failed.
+    #[error("cannot read the CPU affinity mask: {0}")]
+    Affinity(std::io::Error),
+    /// The store could not be opened.
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// TLS set-up failed.
+    #[error("tls: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    /// An executor could not be started.
+    #[error("cannot start shard {shard}: {source}")]
+    Executor {
+        /// Shard index.
+        shard: usize,
+        /// glommio's error.
+        source: glommio::GlommioError<()>,
+    },
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// Address.
+        addr: SocketAddr,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// A shard thread panicked or failed.
+    #[error("shard {0} failed: {1}")]
+    Shard(usize, String),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// How to start the shards.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Number of shards; `None` = one per CPU the process may use.
+    pub shards: Option<usize>,
+    /// Allow more shards than CPUs (tests on small machines); shards then share CPUs.
+    pub allow_oversubscribe: bool,
+}
+
+/// Everything a shard's tasks share (single-threaded: `Rc`/`RefCell`).
+pub(crate) struct ShardCtx {
+    pub shard: RefCell<Shard>,
+    pub mesh: Rc<mesh::Mesh>,
+    pub store: StorePool,
+    pub read_buf: RefCell<Box<[u8]>>,
+}
+
+impl ShardCtx {
+    /// Carries out what the shard queued for other shards; a stanza an outbox has no room for is
+    /// answered with `resource-constraint` (see `mesh` for the policy).
+    pub fn flush(&self) {
+        loop {
+            let out = self.shard.borrow_mut().take_outgoing();
+            if out.is_empty() {
+                return;
+            }
+            for (to, msg) in out {
+                if let Err(msg) = self.mesh.send(to, msg) {
+                    let mut shard = self.shard.borrow_mut();
+                    shard.stats.outbox_rejected += 1;
+                    if let Some(acc) = msg.into_acc() {
+                        shard.bounce(&acc, crate::xmpp::StanzaErrorCondition::ResourceConstraint);
+                        shard.drain_to_route();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Starts the server and blocks until it stops (SIGINT/SIGTERM), then returns.
+pub fn serve(config: Config, opts: ServeOptions) -> Result<(), RtError> {
+    let flag = ShutdownFlag::default();
+    flag.install_signal_handlers().map_err(RtError::Signals)?;
+    serve_until(config, opts, flag)
+}
+
+/// Starts the server and blocks until `flag` is set and every shard has closed its sessions.
+pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Result<(), RtError> {
+    let cpus = allowed_cpus().map_err(RtError::Affinity)?;
+    let n = opts.shards.unwrap_or(cpus.len());
+    if n == 0 {
+        return Err(RtError::NoShards);
+    }
+    if n > cpus.len() && !opts.allow_oversubscribe {
+        return Err(RtError::TooManyShards {
+            asked: n,
+            allowed: cpus.len(),
+        });
+    }
+    let config = Arc::new(config);
+    let store = StorePool::start(&config.general.data_dir, 2, 4096)?;
+    let listeners: Vec<Arc<C2sConfig>> = config
+        .listen
+        .c2s
+        .iter()
+        .map(|l| crate::c2s::C2sConfig::from_listener(l, &config.general).map(Arc::new))
+        .collect::<Result<_, _>>()?;
+    let ends = mesh::build(n, config.shards.ring_capacity.max(2));
+    let io_memory = config.shards.io_memory_kib * 1024;
+    let mut handles = Vec::new();
+    for (i, ends) in ends.into_iter().enumerate() {
+        let cpu = cpus[i % cpus.len()];
+        let config = config.clone();
+        let listeners = listeners.clone();
+        let store = store.clone();
+        let flag = flag.clone();
+        let placement = if n > cpus.len() {
+            Placement::Unbound
+        } else {
+            Placement::Fixed(cpu)
+        };
+        let handle = LocalExecutorBuilder::new(placement)
+            .name(&format!("petrel-shard-{i}"))
+            .io_memory(io_memory)
+            .spawn(move || async move {
+                run_shard(ShardId(i as u16), n, config, listeners, ends, store, flag).await
+            })
+            .map_err(|source| RtError::Executor {
+                shard: i,
+                source: strip(source),
+            })?;
+        handles.push(handle);
+    }
+    tracing::info!(shards = n, "petrel started");
+    let mut result = Ok(());
+    for (i, h) in handles.into_iter().enumerate() {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                // One shard failing (e.g. its port is taken) stops the others too.
+                flag.trigger();
+                result = Err(e);
+            }
+            Err(e) => {
+                flag.trigger();
+                result = Err(RtError::Shard(i, e.to_string()));
+            }
+        }
+    }
+    store.shutdown();
+    tracing::info!("petrel stopped");
+    result
+}
+
+fn strip<T>(e: glommio::GlommioError<T>) -> glommio::GlommioError<()> {
+    match e {
+        glommio::GlommioError::IoError(io) => glommio::GlommioError::IoError(io),
+        other => glommio::GlommioError::IoError(std::io::Error::other(other.to_string())),
+    }
+}
+
+async fn run_shard(
+    id: ShardId,
+    n: usize,
+    config: Arc<Config>,
+    listeners: Vec<Arc<C2sConfig>>,
+    ends: mesh::MeshEnds,
+    store: StorePool,
+    flag: ShutdownFlag,
+) -> Result<(), RtError> {
+    let hosts: HashSet<String> = config
+        .general
+        .hosts
+        .iter()
+        .map(|h| h.to_string())
+        .collect();
+    let mailbox_limit = listeners
+        .iter()
+        .map(|l| l.outbound_queue_bytes)
+        .max()
+        .unwrap_or(256 * 1024);
+    let mut shard = Shard::new(
+        id,
+        n,
+        Rc::new(hosts),
+        config.general.routing_modules.clone().into(),
+        mailbox_limit,
+    );
+    crate::modules::start(&config, &mut shard);
+    let (mesh, receivers) = mesh::Mesh::connect(ends, config.shards.outbox_capacity).await;
+    let ctx = Rc::new(ShardCtx {
+        shard: RefCell::new(shard),
+        mesh: mesh.clone(),
+        store,
+        read_buf: RefCell::new(vec![0u8; 16 * 1024].into_boxed_slice()),
+    });
+    let mut tasks = Vec::new();
+    for peer in 0..n {
+        if peer != id.index() {
+            tasks.push(glommio::spawn_local(mesh.clone().drain_outbox(ShardId(peer as u16))));
+        }
+    }
+    for (from, rx) in receivers {
+        let ctx = ctx.clone();
+        tasks.push(glommio::spawn_local(async move {
+            while let Some(msg) = rx.recv().await {
+                ctx.shard.borrow_mut().handle_msg(msg);
+                ctx.flush();
+                glommio::yield_if_needed().await;
+            }
+            tracing::debug!(shard = id.0, from = from.0, "ring closed");
+        }));
+    }
+    let mut accepts = Vec::new();
+    for l in &listeners {
+        let addr = SocketAddr::new(l.ip_address, l.port);
+        let listener =
+            TcpListener::bind(addr).map_err(|e| RtError::Listen {
+                addr,
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        let ctx = ctx.clone();
+        let l = l.clone();
+        accepts.push(glommio::spawn_local(async move {
+            loop {
+                match listener.accept().await {
+                    Ok(stream) => {
+                        glommio::spawn_local(conn::run(stream, ctx.clone(), l.clone())).detach();
+                    }
+                    Err(e) => {
+                        tracing::warn!(shard = id.0, error = %e, "accept failed");
+                        // EMFILE and friends: back off instead of spinning.
+                        glommio::timer::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }));
+    }
+    tracing::debug!(shard = id.0, "shard ready");
+    while !flag.is_set() {
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+    }
+    // Graceful stop: no new connections, `system-shutdown` to every session, give them time to flush.
+    drop(accepts);
+    ctx.shard.borrow_mut().close_all(crate::xmpp::StreamErrorCondition::SystemShutdown);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while ctx.shard.borrow().conn_count() > 0 && std::time::Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::info!(shard = id.0, "shard stopped");
+    drop(tasks);
+    Ok(())
+}

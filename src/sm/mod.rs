@@ -1,1 +1,173 @@
-//! sm (to be written)
+//! Step 6 of the seed: `ejabberd_sm`, the session manager, partitioned by bare JID.
+//!
+//! The home shard of bare JID `b` (`shard::home_shard`) alone owns `b`'s resources, their priorities and
+//! where each session lives. `route` runs on the home shard and applies RFC 6121 §8.5:
+//! - full JID of a connected resource: delivered to it;
+//! - full JID of a missing resource: message (normal/chat/headline) treated as bare, groupchat ->
+//!   `service-unavailable`, presence dropped, IQ -> `service-unavailable`;
+//! - bare JID, message normal/chat: every available resource with the highest non-negative priority (all of
+//!   the highest, as MongooseIM does); headline: every available non-negative resource; groupchat ->
+//!   `service-unavailable`; presence: every available resource; negative priorities never get bare-JID
+//!   messages;
+//! - no resource can take a message: the `offline_message` hook (MongooseIM's `offline_message_hook`),
+//!   whose last, default handler answers `service-unavailable` for chat/normal and drops the rest.
+
+mod sessions;
+
+pub use sessions::{Resource, SessionManager};
+
+use crate::c2s::BindError;
+use crate::hooks::{Acc, HookCtx, HookResult, Hooks, SessionEvent};
+use crate::jid::FullJid;
+use crate::shard::{home_shard, ConnMsg, SessionRef, Shard, ShardMsg};
+use crate::xml::StanzaKind;
+use crate::xmpp::{StanzaErrorCondition, StreamErrorCondition};
+
+/// `ejabberd_sm:route`: forwards to the home shard, or picks the resources there and delivers.
+pub fn route(shard: &mut Shard, acc: Acc) {
+    let bare = acc.to.bare();
+    let home = home_shard(&bare, shard.shards);
+    if home != shard.id {
+        shard.send_to_shard(home, ShardMsg::SmRoute(acc));
+        return;
+    }
+    let targets = match acc.to.resource() {
+        Some(res) => shard.sm.full_targets(&bare, res, &acc),
+        None => shard.sm.bare_targets(&bare, &acc),
+    };
+    match targets {
+        Targets::Deliver(sessions) => deliver_to(shard, acc, &sessions),
+        Targets::Error(cond) => shard.bounce(&acc, cond),
+        Targets::Drop => {}
+        Targets::Offline => offline(shard, acc),
+    }
+}
+
+/// What RFC 6121 §8.5 says to do with a stanza.
+pub enum Targets {
+    /// Deliver to these sessions.
+    Deliver(Vec<SessionRef>),
+    /// Answer the sender with this error.
+    Error(StanzaErrorCondition),
+    /// Drop silently (the RFC says so).
+    Drop,
+    /// No resource can take it: `offline_message`.
+    Offline,
+}
+
+fn deliver_to(shard: &mut Shard, acc: Acc, sessions: &[SessionRef]) {
+    let Some((last, rest)) = sessions.split_last() else {
+        return;
+    };
+    for &s in rest {
+        shard.send_to_session(s, ConnMsg::Deliver(acc.fork()));
+    }
+    shard.send_to_session(*last, ConnMsg::Deliver(acc));
+}
+
+/// No available resource: messages go to `offline_message`, presences are dropped, IQs answered.
+fn offline(shard: &mut Shard, mut acc: Acc) {
+    match acc.kind() {
+        StanzaKind::Message => {
+            shard.run_hook(|h| &h.offline_message, &mut acc);
+        }
+        StanzaKind::Iq => shard.bounce(&acc, StanzaErrorCondition::ServiceUnavailable),
+        _ => {}
+    }
+}
+
+/// Registers the session manager's own handlers: the default end of `offline_message`.
+pub fn register_default_handlers(hooks: &mut Hooks) {
+    // Last in line (priority i32::MAX): a storing module (mod_offline) placed earlier stops the run.
+    hooks
+        .offline_message
+        .add(i32::MAX, "sm", |acc: &mut Acc, ctx: &mut HookCtx<'_>| {
+            let ty = acc.stanza_type();
+            if ty.is_empty() || ty == "normal" || ty == "chat" {
+                if let Some(reply) =
+                    acc.error_reply(StanzaErrorCondition::ServiceUnavailable, ctx.shard)
+                {
+                    ctx.to_route.push(reply);
+                }
+            }
+            HookResult::Stop
+        });
+}
+
+/// Registers `jid` at `session` (on the home shard). A session already bound to the same full JID is
+/// replaced: it gets `conflict` and is closed (the new session wins, as in MongooseIM's default).
+pub fn register(shard: &mut Shard, jid: FullJid, session: SessionRef) {
+    let home = home_shard(&jid.bare(), shard.shards);
+    if home != shard.id {
+        shard.send_to_shard(home, ShardMsg::Register { jid, session });
+        return;
+    }
+    if let Some(old) = shard.sm.insert(jid.clone(), session) {
+        if old.session != session {
+            shard.send_to_session(old.session, ConnMsg::Close(StreamErrorCondition::Conflict));
+            run_session_hook(shard, |h| &h.sm_remove_connection, &old.jid, old.session, None);
+        }
+    }
+    run_session_hook(shard, |h| &h.sm_register_connection, &jid, session, None);
+    shard.send_to_session(session, ConnMsg::Bound(Ok::<(), BindError>(())));
+}
+
+/// Forgets `jid` if it is still registered at `session` (a replaced session must not remove its successor).
+pub fn unregister(shard: &mut Shard, jid: FullJid, session: SessionRef) {
+    let home = home_shard(&jid.bare(), shard.shards);
+    if home != shard.id {
+        shard.send_to_shard(home, ShardMsg::Unregister { jid, session });
+        return;
+    }
+    if let Some(old) = shard.sm.remove(&jid, session) {
+        if old.priority.is_some() {
+            run_session_hook(shard, |h| &h.unset_presence, &old.jid, session, None);
+        }
+        run_session_hook(shard, |h| &h.sm_remove_connection, &old.jid, session, None);
+    }
+}
+
+/// Records availability: `Some(priority)` after available presence, `None` after unavailable.
+pub fn set_presence(shard: &mut Shard, jid: FullJid, session: SessionRef, priority: Option<i8>) {
+    let home = home_shard(&jid.bare(), shard.shards);
+    if home != shard.id {
+        shard.send_to_shard(
+            home,
+            ShardMsg::SetPresence {
+                jid,
+                session,
+                priority,
+            },
+        );
+        return;
+    }
+    let Some(before) = shard.sm.set_priority(&jid, session, priority) else {
+        return;
+    };
+    match (before, priority) {
+        (None, Some(_)) => {
+            run_session_hook(shard, |h| &h.user_available, &jid, session, priority)
+        }
+        (Some(_), None) => run_session_hook(shard, |h| &h.unset_presence, &jid, session, None),
+        _ => {}
+    }
+}
+
+fn run_session_hook(
+    shard: &mut Shard,
+    pick: impl Fn(&Hooks) -> &crate::hooks::Hook<SessionEvent>,
+    jid: &FullJid,
+    session: SessionRef,
+    priority: Option<i8>,
+) {
+    let mut ev = SessionEvent {
+        jid: jid.clone(),
+        session,
+        priority,
+    };
+    let mut ctx = HookCtx {
+        shard: shard.id,
+        to_route: &mut shard.to_route,
+    };
+    pick(&shard.hooks).run(&mut ev, &mut ctx);
+}

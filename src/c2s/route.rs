@@ -1,0 +1,162 @@
+//! The c2s ends of the route (MongooseIM's `mongoose_c2s_hooks`): step 2, a stanza from the client enters
+//! the route (`user_send_*`), and step 7, a routed stanza leaves towards the client (`user_receive_*`,
+//! `xmpp_presend_element`).
+
+use crate::hooks::{Acc, HookResult};
+use crate::jid::{FullJid, Jid};
+use crate::shard::{SessionRef, Shard};
+use crate::xml::{Stanza, StanzaKind};
+use crate::xmpp::{ns, StanzaErrorCondition, StreamErrorCondition};
+
+/// What the route needs to know about a bound session on its own shard.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The bound full JID.
+    pub jid: FullJid,
+    /// The same JID as a `Jid`, ready to be the `from` of every stanza the session sends.
+    pub from: Jid,
+    /// Where the session lives.
+    pub session: SessionRef,
+    /// `Some(priority)` after initial presence, `None` while not available.
+    pub presence: Option<i8>,
+}
+
+impl Session {
+    /// A freshly bound session (not yet available).
+    pub fn new(jid: FullJid, session: SessionRef) -> Session {
+        Session {
+            from: Jid::from(jid.clone()),
+            jid,
+            session,
+            presence: None,
+        }
+    }
+}
+
+/// What the c2s should do after handing a stanza to the route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// The stanza is on its way (or was consumed by a hook).
+    Continue,
+    /// Close the stream with this error.
+    Close(StreamErrorCondition),
+}
+
+/// Step 2: runs `user_send_packet` and the type-specific `user_send_*` hook, then hands the stanza to
+/// the router. `stanza.from` was already stamped with the session's full JID by the c2s.
+pub fn user_send(shard: &mut Shard, sess: &mut Session, stanza: Stanza) -> SendOutcome {
+    shard.stats.routed += 1;
+    let kind = stanza.kind();
+    let to = match stanza.to() {
+        None => None,
+        Some(to) => match Jid::parse(&to) {
+            Ok(jid) => Some(jid),
+            Err(_) => {
+                jid_malformed(shard, sess, stanza);
+                return SendOutcome::Continue;
+            }
+        },
+    };
+    // No `to`: the stanza is for the sender's own account (RFC 6120 §10.3).
+    let broadcast_presence = kind == StanzaKind::Presence && to.is_none();
+    let to = to.unwrap_or_else(|| Jid::from(sess.jid.bare()));
+    let mut acc = Acc::new(stanza, sess.from.clone(), to, shard.id);
+    if shard.run_hook(|h| &h.user_send_packet, &mut acc) == HookResult::Stop {
+        shard.drain_to_route();
+        return SendOutcome::Continue;
+    }
+    let typed = match kind {
+        StanzaKind::Message => shard.run_hook(|h| &h.user_send_message, &mut acc),
+        StanzaKind::Presence => shard.run_hook(|h| &h.user_send_presence, &mut acc),
+        StanzaKind::Iq => shard.run_hook(|h| &h.user_send_iq, &mut acc),
+        StanzaKind::Other => {
+            // Elements with their own namespace (stream management, CSI...) are consumed by the
+            // modules that registered for them; one nobody took is not a stanza of this stream.
+            let r = shard.run_hook(|h| &h.user_send_xmlel, &mut acc);
+            shard.drain_to_route();
+            return match r {
+                HookResult::Stop => SendOutcome::Continue,
+                HookResult::Continue => {
+                    SendOutcome::Close(StreamErrorCondition::UnsupportedStanzaType)
+                }
+            };
+        }
+    };
+    if typed == HookResult::Continue {
+        if broadcast_presence {
+            update_presence(shard, sess, &acc);
+        } else {
+            crate::router::route(shard, acc);
+        }
+    }
+    shard.drain_to_route();
+    SendOutcome::Continue
+}
+
+/// Presence without `to` sets the session's availability and priority (RFC 6121 §4.2, §4.5); the
+/// broadcast to contacts comes with the roster.
+fn update_presence(shard: &mut Shard, sess: &mut Session, acc: &Acc) {
+    let priority = match &*acc.stanza_type() {
+        "" => Some(presence_priority(&acc.stanza)),
+        "unavailable" => None,
+        // Subscription management and probes addressed to no one: nothing to record.
+        _ => return,
+    };
+    if sess.presence != priority {
+        sess.presence = priority;
+        crate::sm::set_presence(shard, sess.jid.clone(), sess.session, priority);
+    }
+}
+
+/// The `<priority/>` of an available presence: -128..=127, 0 when absent or invalid (RFC 6121 §4.7.2.3).
+pub fn presence_priority(stanza: &Stanza) -> i8 {
+    stanza
+        .tree()
+        .ok()
+        .and_then(|el| {
+            el.get_child("priority", ns::CLIENT)
+                .and_then(|p| p.text().trim().parse::<i8>().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn jid_malformed(shard: &mut Shard, sess: &Session, stanza: Stanza) {
+    // The reply comes from the sender's own domain: the malformed `to` cannot be an address.
+    let Ok(domain) = Jid::parse(sess.jid.domain()) else {
+        return;
+    };
+    let acc = Acc::new(stanza, sess.from.clone(), domain, shard.id);
+    shard.bounce(&acc, StanzaErrorCondition::JidMalformed);
+    shard.drain_to_route();
+}
+
+/// Step 7: `user_receive_packet`, the type-specific `user_receive_*` hook, then `xmpp_presend_element`.
+/// Returns the stanza to write, or `None` when a handler stopped it.
+pub fn user_receive(shard: &mut Shard, mut acc: Acc) -> Option<Acc> {
+    let mut go = shard.run_hook(|h| &h.user_receive_packet, &mut acc) == HookResult::Continue;
+    if go {
+        go = match acc.kind() {
+            StanzaKind::Message => shard.run_hook(|h| &h.user_receive_message, &mut acc),
+            StanzaKind::Presence => shard.run_hook(|h| &h.user_receive_presence, &mut acc),
+            StanzaKind::Iq => shard.run_hook(|h| &h.user_receive_iq, &mut acc),
+            StanzaKind::Other => shard.run_hook(|h| &h.user_receive_xmlel, &mut acc),
+        } == HookResult::Continue;
+    }
+    if go {
+        go = shard.run_hook(|h| &h.xmpp_presend_element, &mut acc) == HookResult::Continue;
+    }
+    shard.drain_to_route();
+    go.then_some(acc)
+}
+
+/// The session bound: register it with its home shard (the answer comes back as `ConnMsg::Bound`).
+pub fn bind(shard: &mut Shard, jid: FullJid, session: SessionRef) {
+    crate::sm::register(shard, jid, session);
+    shard.drain_to_route();
+}
+
+/// The session ended: unregister it from its home shard.
+pub fn unbind(shard: &mut Shard, sess: &Session) {
+    crate::sm::unregister(shard, sess.jid.clone(), sess.session);
+    shard.drain_to_route();
+}

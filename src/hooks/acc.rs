@@ -1,0 +1,104 @@
+//! The accumulator that travels with a stanza along the route (MongooseIM's `mongoose_acc`).
+
+use std::any::Any;
+use std::time::Instant;
+
+use crate::jid::Jid;
+use crate::shard::ShardId;
+use crate::xml::{Element, Node, Stanza, StanzaKind};
+use crate::xmpp::{ns, StanzaErrorCondition};
+
+/// A stanza on its way through the route, with its addressing and per-route scratch values.
+#[derive(Debug)]
+pub struct Acc {
+    /// The stanza bytes as they will be written to the recipient (with `from` stamped).
+    pub stanza: Stanza,
+    /// Sender (the session's full JID, or a server/domain JID for server-generated stanzas).
+    pub from: Jid,
+    /// Recipient (`to`, or the sender's bare JID when the client left `to` out).
+    pub to: Jid,
+    /// Shard where the stanza entered the route.
+    pub origin_shard: ShardId,
+    /// When the stanza entered the route.
+    pub entered: Instant,
+    /// How many times the stanza was bounced back to the session manager after its target session vanished.
+    pub reroutes: u8,
+    scratch: Vec<(&'static str, Box<dyn Any + Send>)>,
+}
+
+impl Acc {
+    /// A new accumulator for a stanza entering the route on `shard`.
+    pub fn new(stanza: Stanza, from: Jid, to: Jid, shard: ShardId) -> Acc {
+        Acc {
+            stanza,
+            from,
+            to,
+            origin_shard: shard,
+            entered: Instant::now(),
+            reroutes: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// A copy for a second recipient: same stanza and addressing, fresh scratch values.
+    pub fn fork(&self) -> Acc {
+        Acc {
+            stanza: self.stanza.clone(),
+            from: self.from.clone(),
+            to: self.to.clone(),
+            origin_shard: self.origin_shard,
+            entered: self.entered,
+            reroutes: self.reroutes,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The stanza's kind (message, presence, iq, other).
+    pub fn kind(&self) -> StanzaKind {
+        self.stanza.kind()
+    }
+
+    /// The stanza's `type` attribute, `""` when absent.
+    pub fn stanza_type(&self) -> std::borrow::Cow<'_, str> {
+        self.stanza.type_().unwrap_or(std::borrow::Cow::Borrowed(""))
+    }
+
+    /// Stores a scratch value under `key`, replacing any earlier one.
+    pub fn put<T: Any + Send>(&mut self, key: &'static str, value: T) {
+        self.scratch.retain(|(k, _)| *k != key);
+        self.scratch.push((key, Box::new(value)));
+    }
+
+    /// Reads a scratch value set earlier on this route.
+    pub fn get<T: Any + Send>(&self, key: &'static str) -> Option<&T> {
+        self.scratch
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.downcast_ref())
+    }
+
+    /// Builds the error reply RFC 6120 §8.3 asks for: `from`/`to` swapped, `type='error'`, the original
+    /// payload kept, and the `<error/>` appended. `None` for stanzas that must never be answered with an
+    /// error (errors themselves, IQ results).
+    pub fn error_reply(&self, cond: StanzaErrorCondition, shard: ShardId) -> Option<Acc> {
+        let ty = self.stanza_type();
+        if ty == "error" || (self.kind() == StanzaKind::Iq && ty == "result") {
+            return None;
+        }
+        let mut el = self.stanza.tree().ok()?;
+        el.attrs.retain(|(k, _)| k != "type" && k != "from" && k != "to");
+        el.attrs.push(("type".into(), "error".into()));
+        el.attrs.push(("from".into(), self.to.as_str().into()));
+        el.attrs.push(("to".into(), self.from.as_str().into()));
+        let error = Element::new("error", ns::CLIENT)
+            .with_attr("type", cond.default_type().as_str())
+            .with_child(Element::new(cond.as_str(), ns::STANZAS));
+        el.children.push(Node::Element(error));
+        Some(Acc::new(
+            Stanza::from_element(&el),
+            self.to.clone(),
+            self.from.clone(),
+            shard,
+        ))
+    }
+}

@@ -1,0 +1,337 @@
+//! The glommio driver of one client connection: it only moves bytes between the socket and the sans-IO
+//! `C2s`, carries out the c2s events (store look-ups off the shard, bind, the route) and feeds the
+//! connection's mailbox into the c2s. One task per connection, one poll loop, no locks.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
+use glommio::net::TcpStream;
+use glommio::timer::Timer;
+
+use super::ShardCtx;
+use crate::auth::ScramSecrets;
+use crate::c2s::route::{self as c2s_route, SendOutcome, Session};
+use crate::c2s::{C2s, C2sConfig, C2sEvent, PeerInfo};
+use crate::jid::{BareJid, FullJid};
+use crate::shard::{ConnId, ConnMsg, Mailbox};
+use crate::xmpp::StreamErrorCondition;
+
+/// How long a closing connection may take to flush its last bytes to a peer that does not read.
+const CLOSE_FLUSH: Duration = Duration::from_secs(5);
+
+/// An answer from the store pool, on its way back to the connection.
+enum Pending {
+    Secrets(Option<ScramSecrets>),
+    Plain(bool),
+}
+
+type PendingFut = Pin<Box<dyn Future<Output = Pending>>>;
+
+/// What woke the connection's loop.
+enum Wake {
+    Progress,
+    Eof,
+    Pending(Pending),
+    Timer,
+}
+
+/// Runs one connection to its end. A panic inside is caught here: it ends this connection only.
+pub(crate) async fn run(stream: TcpStream, ctx: Rc<ShardCtx>, cfg: Arc<C2sConfig>) {
+    let Ok(peer) = stream.peer_addr() else {
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    let (conn, mailbox) = ctx.shard.borrow_mut().open_conn();
+    let shard_id = ctx.shard.borrow().id.0;
+    tracing::info!(shard = shard_id, conn = conn.0, %peer, "connection opened");
+    let session: Rc<std::cell::RefCell<Option<Session>>> = Rc::default();
+    let driver = Driver {
+        ctx: ctx.clone(),
+        c2s: C2s::new(cfg, PeerInfo { addr: peer }, Instant::now()),
+        conn,
+        mailbox,
+        session: session.clone(),
+        bind_pending: None,
+        pending: None,
+        wbuf: Vec::new(),
+        written: 0,
+        timer: None,
+        closing_since: None,
+    };
+    let result = std::panic::AssertUnwindSafe(driver.run(stream))
+        .catch_unwind()
+        .await;
+    if result.is_err() {
+        tracing::error!(shard = shard_id, conn = conn.0, "connection task panicked; connection dropped");
+    }
+    // Whatever happened, the session leaves the session manager and the shard forgets the connection.
+    if let Some(sess) = session.borrow_mut().take() {
+        c2s_route::unbind(&mut ctx.shard.borrow_mut(), &sess);
+    }
+    ctx.shard.borrow_mut().close_conn(conn);
+    ctx.flush();
+    tracing::info!(shard = shard_id, conn = conn.0, %peer, "connection closed");
+}
+
+struct Driver {
+    ctx: Rc<ShardCtx>,
+    c2s: C2s,
+    conn: ConnId,
+    mailbox: Rc<Mailbox>,
+    session: Rc<std::cell::RefCell<Option<Session>>>,
+    bind_pending: Option<FullJid>,
+    pending: Option<PendingFut>,
+    wbuf: Vec<u8>,
+    written: usize,
+    timer: Option<(Instant, Timer)>,
+    closing_since: Option<Instant>,
+}
+
+impl Driver {
+    async fn run(mut self, mut stream: TcpStream) {
+        loop {
+            self.process();
+            if self.wbuf.is_empty() {
+                self.written = 0;
+                self.c2s.take_transmit(&mut self.wbuf);
+                if self.wbuf.capacity() > 64 * 1024 && self.wbuf.is_empty() {
+                    // Give back a burst's buffer: idle connections must stay small.
+                    self.wbuf = Vec::new();
+                }
+            }
+            if self.c2s.is_closed() {
+                let since = *self.closing_since.get_or_insert_with(Instant::now);
+                if self.wbuf.is_empty() || since.elapsed() > CLOSE_FLUSH {
+                    let _ = futures_lite::AsyncWriteExt::close(&mut stream).await;
+                    return;
+                }
+            }
+            self.arm_timer();
+            let wake = self.wait(&mut stream).await;
+            match wake {
+                Wake::Progress => {}
+                Wake::Eof => {
+                    // The peer closed (or reset) without </stream:stream>: nothing more can be written.
+                    return;
+                }
+                Wake::Pending(Pending::Secrets(s)) => self.c2s.provide_secrets(s),
+                Wake::Pending(Pending::Plain(ok)) => self.c2s.plain_verified(ok),
+                Wake::Timer => {
+                    self.timer = None;
+                    self.c2s.handle_timeout(Instant::now());
+                }
+            }
+            glommio::yield_if_needed().await;
+        }
+    }
+
+    /// Handles c2s events and mailbox messages until both are quiet, then carries out mesh sends.
+    fn process(&mut self) {
+        loop {
+            let mut busy = false;
+            while let Some(ev) = self.c2s.poll_event() {
+                busy = true;
+                self.on_event(ev);
+            }
+            while let Some(msg) = self.mailbox.pop() {
+                busy = true;
+                self.on_msg(msg);
+            }
+            if self.mailbox.overflowed() && !self.c2s.is_closed() {
+                // Slow reader: stanzas already went elsewhere; drop the session before more pile up.
+                self.leave();
+                self.c2s
+                    .close(Some(StreamErrorCondition::PolicyViolation), Some("slow reader"));
+                busy = true;
+            }
+            if !busy {
+                break;
+            }
+        }
+        self.ctx.flush();
+    }
+
+    fn on_event(&mut self, ev: C2sEvent) {
+        match ev {
+            C2sEvent::NeedSecrets { username } => {
+                let jid = BareJid::new(Some(&username), self.c2s.domain());
+                let call = jid.ok().map(|jid| {
+                    self.ctx
+                        .store
+                        .call(move |store| store.get_secrets(&jid).ok().flatten())
+                });
+                self.pending = Some(Box::pin(async move {
+                    match call {
+                        Some(call) => Pending::Secrets(call.await.ok().flatten()),
+                        None => Pending::Secrets(None),
+                    }
+                }));
+            }
+            C2sEvent::VerifyPlain { username, password } => {
+                let jid = BareJid::new(Some(&username), self.c2s.domain());
+                let call = jid.ok().map(|jid| {
+                    self.ctx.store.call(move |store| {
+                        // PBKDF2 runs here, on the pool thread, never on the shard.
+                        matches!(store.get_secrets(&jid), Ok(Some(s)) if s.verify_plain(&password))
+                    })
+                });
+                self.pending = Some(Box::pin(async move {
+                    match call {
+                        Some(call) => Pending::Plain(call.await.unwrap_or(false)),
+                        None => Pending::Plain(false),
+                    }
+                }));
+            }
+            C2sEvent::Authenticated { jid } => {
+                tracing::debug!(conn = self.conn.0, %jid, "authenticated");
+            }
+            C2sEvent::BindRequest { jid } => {
+                let sref = self.ctx.shard.borrow().session_ref(self.conn);
+                self.bind_pending = Some(jid.clone());
+                c2s_route::bind(&mut self.ctx.shard.borrow_mut(), jid, sref);
+            }
+            C2sEvent::Stanza(stanza) => {
+                let mut session = self.session.borrow_mut();
+                let Some(sess) = session.as_mut() else {
+                    return;
+                };
+                let outcome = c2s_route::user_send(&mut self.ctx.shard.borrow_mut(), sess, stanza);
+                drop(session);
+                if let SendOutcome::Close(cond) = outcome {
+                    self.c2s.close(Some(cond), None);
+                }
+            }
+            C2sEvent::Closed { .. } => self.leave(),
+        }
+    }
+
+    fn on_msg(&mut self, msg: ConnMsg) {
+        match msg {
+            ConnMsg::Deliver(acc) => {
+                if self.c2s.is_closed() || self.session.borrow().is_none() {
+                    // Raced with our own close: the stanza belongs to another resource or offline.
+                    self.ctx.shard.borrow_mut().reroute(acc);
+                    return;
+                }
+                let acc = c2s_route::user_receive(&mut self.ctx.shard.borrow_mut(), acc);
+                if let Some(acc) = acc {
+                    if self.c2s.deliver(acc.stanza.bytes()).is_err() {
+                        // Over the outbound bound: the c2s closes with policy-violation; the stanza
+                        // goes back to the session manager after our unregistration (same ring order).
+                        self.leave();
+                        self.ctx.shard.borrow_mut().reroute(acc);
+                    }
+                }
+            }
+            ConnMsg::Bound(result) => {
+                let Some(jid) = self.bind_pending.take() else {
+                    return;
+                };
+                match result {
+                    Ok(()) => {
+                        let sref = self.ctx.shard.borrow().session_ref(self.conn);
+                        *self.session.borrow_mut() = Some(Session::new(jid.clone(), sref));
+                        self.c2s.bind_result(Ok(jid));
+                    }
+                    Err(e) => self.c2s.bind_result(Err(e)),
+                }
+            }
+            ConnMsg::Close(cond) => {
+                if cond == StreamErrorCondition::Conflict {
+                    // Replaced: the home shard already bound our JID to the new session.
+                    self.session.borrow_mut().take();
+                } else {
+                    self.leave();
+                }
+                self.c2s.close(Some(cond), None);
+            }
+        }
+    }
+
+    /// Unregisters the session (once).
+    fn leave(&mut self) {
+        if let Some(sess) = self.session.borrow_mut().take() {
+            c2s_route::unbind(&mut self.ctx.shard.borrow_mut(), &sess);
+        }
+    }
+
+    fn arm_timer(&mut self) {
+        let flush_deadline = self.closing_since.map(|t| t + CLOSE_FLUSH);
+        let want = match (self.c2s.next_timeout(), flush_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match (want, &self.timer) {
+            (Some(at), Some((cur, _))) if *cur == at => {}
+            (Some(at), _) => {
+                let dur = at.saturating_duration_since(Instant::now());
+                self.timer = Some((at, Timer::new(dur)));
+            }
+            (None, _) => self.timer = None,
+        }
+    }
+
+    /// Waits for the next thing to do: room to write, bytes to read, a mailbox message, a store
+    /// answer, a timeout. Reading pauses while the client is not draining what we send.
+    async fn wait(&mut self, stream: &mut TcpStream) -> Wake {
+        let read_limit = self.c2s_bound();
+        std::future::poll_fn(|cx| {
+            let mut progressed = false;
+            while self.written < self.wbuf.len() {
+                match Pin::new(&mut *stream).poll_write(cx, &self.wbuf[self.written..]) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Wake::Eof),
+                    Poll::Ready(Ok(n)) => {
+                        self.written += n;
+                        progressed = true;
+                    }
+                    Poll::Pending => break,
+                }
+            }
+            if self.written == self.wbuf.len() && !self.wbuf.is_empty() {
+                self.wbuf.clear();
+                self.written = 0;
+            }
+            if progressed {
+                return Poll::Ready(Wake::Progress);
+            }
+            self.mailbox.set_waker(cx.waker());
+            if !self.mailbox.is_empty() || self.mailbox.overflowed() {
+                return Poll::Ready(Wake::Progress);
+            }
+            if let Some(p) = self.pending.as_mut() {
+                if let Poll::Ready(r) = p.as_mut().poll(cx) {
+                    self.pending = None;
+                    return Poll::Ready(Wake::Pending(r));
+                }
+            }
+            if let Some((_, t)) = self.timer.as_mut() {
+                if Pin::new(t).poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Timer);
+                }
+            }
+            let backlog = self.wbuf.len() + self.c2s.pending_transmit();
+            if !self.c2s.is_closed() && backlog <= read_limit {
+                let mut buf = self.ctx.read_buf.borrow_mut();
+                match Pin::new(&mut *stream).poll_read(cx, &mut buf[..]) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Wake::Eof),
+                    Poll::Ready(Ok(n)) => {
+                        self.c2s.handle_input(&buf[..n], Instant::now());
+                        return Poll::Ready(Wake::Progress);
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    fn c2s_bound(&self) -> usize {
+        self.c2s.outbound_limit()
+    }
+}

@@ -1,0 +1,182 @@
+//! The cross-shard mesh: one bounded lock-free SPSC ring (glommio `shared_channel`) per ordered pair of
+//! shards, plus a local outbox per destination.
+//!
+//! Overflow policy (DESIGN.md hazards): a shard never awaits a full ring from a task that drains rings.
+//! `send` tries the ring; when it is full (or older messages already wait, to keep order) the message
+//! goes to the destination's local outbox, drained by a task of its own. Stanzas in an outbox are
+//! bounded by `outbox_capacity`; past it `send` gives the stanza back and the caller answers its
+//! sender with `resource-constraint` (type `wait`). Control messages (register, unregister, presence,
+//! bind answers, close) are always queued: there are at most a few per connection, and dropping one
+//! would corrupt session state. Wake-ups are batched by glommio: a push writes the peer's eventfd only
+//! when the peer is asleep.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender};
+use glommio::{GlommioError, ResourceType};
+
+use crate::shard::{ShardId, ShardMsg};
+
+/// The unconnected ends of the mesh for one shard, built before the shards start.
+pub struct MeshEnds {
+    /// `senders[j]`: ring from this shard to shard j (None for j == self).
+    pub senders: Vec<Option<SharedSender<ShardMsg>>>,
+    /// `receivers[i]`: ring from shard i to this shard (None for i == self).
+    pub receivers: Vec<Option<SharedReceiver<ShardMsg>>>,
+}
+
+/// Builds the full mesh for `n` shards with rings of `capacity` messages.
+pub fn build(n: usize, capacity: usize) -> Vec<MeshEnds> {
+    let mut ends: Vec<MeshEnds> = (0..n)
+        .map(|_| MeshEnds {
+            senders: (0..n).map(|_| None).collect(),
+            receivers: (0..n).map(|_| None).collect(),
+        })
+        .collect();
+    for from in 0..n {
+        for to in 0..n {
+            if from != to {
+                let (tx, rx) = glommio::channels::shared_channel::new_bounded(capacity);
+                ends[from].senders[to] = Some(tx);
+                ends[to].receivers[from] = Some(rx);
+            }
+        }
+    }
+    ends
+}
+
+struct Peer {
+    tx: ConnectedSender<ShardMsg>,
+    outbox: RefCell<VecDeque<ShardMsg>>,
+    queued_stanzas: Cell<usize>,
+    waker: Cell<Option<Waker>>,
+}
+
+/// This shard's sending side of the mesh.
+pub struct Mesh {
+    peers: Vec<Option<Peer>>,
+    outbox_capacity: usize,
+}
+
+impl Mesh {
+    /// Connects this shard's ends (must run on the shard's executor). Returns the mesh and the
+    /// connected receivers, one per other shard.
+    pub async fn connect(
+        ends: MeshEnds,
+        outbox_capacity: usize,
+    ) -> (Rc<Mesh>, Vec<(ShardId, ConnectedReceiver<ShardMsg>)>) {
+        // Connecting waits for the peer to connect its end too: do them all at once.
+        let senders: Vec<_> = ends
+            .senders
+            .into_iter()
+            .map(|s| s.map(|s| glommio::spawn_local(s.connect())))
+            .collect();
+        let receivers: Vec<_> = ends
+            .receivers
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.map(|r| (i, glommio::spawn_local(r.connect()))))
+            .collect();
+        let mut peers = Vec::new();
+        for s in senders {
+            peers.push(match s {
+                Some(task) => Some(Peer {
+                    tx: task.await,
+                    outbox: RefCell::new(VecDeque::new()),
+                    queued_stanzas: Cell::new(0),
+                    waker: Cell::new(None),
+                }),
+                None => None,
+            });
+        }
+        let mut rx = Vec::new();
+        for (i, task) in receivers {
+            rx.push((ShardId(i as u16), task.await));
+        }
+        (
+            Rc::new(Mesh {
+                peers,
+                outbox_capacity,
+            }),
+            rx,
+        )
+    }
+
+    /// Sends `msg` to shard `to` without ever waiting. `Err` gives back a stanza the outbox had no
+    /// room for (see the module's overflow policy).
+    pub fn send(&self, to: ShardId, msg: ShardMsg) -> Result<(), ShardMsg> {
+        let Some(peer) = self.peers.get(to.index()).and_then(Option::as_ref) else {
+            return Err(msg);
+        };
+        let msg = if peer.outbox.borrow().is_empty() {
+            match peer.tx.try_send(msg) {
+                Ok(()) => return Ok(()),
+                Err(GlommioError::WouldBlock(ResourceType::Channel(m))) => m,
+                Err(GlommioError::Closed(ResourceType::Channel(m))) => return Err(m),
+                Err(_) => return Ok(()),
+            }
+        } else {
+            msg
+        };
+        if msg.is_stanza() {
+            if peer.queued_stanzas.get() >= self.outbox_capacity {
+                return Err(msg);
+            }
+            peer.queued_stanzas.set(peer.queued_stanzas.get() + 1);
+        }
+        peer.outbox.borrow_mut().push_back(msg);
+        if let Some(w) = peer.waker.take() {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// Drains the outbox towards `to` forever (one task per destination). It only pushes: it never
+    /// handles incoming messages, so waiting here cannot deadlock two shards.
+    pub async fn drain_outbox(self: Rc<Self>, to: ShardId) {
+        let Some(peer) = self.peers.get(to.index()).and_then(Option::as_ref) else {
+            return;
+        };
+        loop {
+            // Wait for something to send.
+            std::future::poll_fn(|cx| {
+                if peer.outbox.borrow().is_empty() {
+                    peer.waker.set(Some(cx.waker().clone()));
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                }
+            })
+            .await;
+            loop {
+                let Some(msg) = peer.outbox.borrow_mut().pop_front() else {
+                    break;
+                };
+                let stanza = msg.is_stanza();
+                match peer.tx.try_send(msg) {
+                    Ok(()) => {
+                        if stanza {
+                            peer.queued_stanzas.set(peer.queued_stanzas.get() - 1);
+                        }
+                    }
+                    Err(GlommioError::WouldBlock(ResourceType::Channel(m))) => {
+                        peer.outbox.borrow_mut().push_front(m);
+                        // Polling instead of awaiting the ring's room notification sidesteps glommio
+                        // issue #555; it only happens while the peer is saturated.
+                        glommio::timer::sleep(Duration::from_micros(50)).await;
+                    }
+                    Err(_) => {
+                        // The peer shard is gone (shutdown): nothing can be delivered there.
+                        peer.outbox.borrow_mut().clear();
+                        peer.queued_stanzas.set(0);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! The per-shard route core, sans-IO: hooks, router chain, local delivery and this shard's partition of
+//! the session manager. The runtime (`rt`) feeds it stanzas and mesh messages and carries out what it
+//! queues: messages for other shards and deliveries into connection mailboxes.
+//!
+//! Nothing here is shared between shards; a `Shard` lives in one thread and is reached only through
+//! `&mut`. Cross-shard work leaves as [`ShardMsg`] values in [`Shard::take_outgoing`].
+
+mod ids;
+mod mailbox;
+mod msg;
+
+pub use ids::{home_shard, ConnId, SessionRef, ShardId};
+pub use mailbox::{Mailbox, MailboxFull};
+pub use msg::{ConnMsg, ShardMsg};
+
+use std::collections::HashSet;
+use std::rc::Rc;
+
+use ahash::{HashMap, HashMapExt};
+
+use crate::config::RoutingModule;
+use crate::hooks::{Acc, HookCtx, Hooks};
+use crate::local::IqHandlers;
+use crate::sm::SessionManager;
+
+/// Counters a shard keeps for metrics and tests (plain integers: no shared atomics on the hot path).
+#[derive(Debug, Default, Clone)]
+pub struct ShardStats {
+    /// Stanzas that entered the route on this shard from clients.
+    pub routed: u64,
+    /// Stanzas written into a local connection mailbox.
+    pub delivered: u64,
+    /// Stanzas bounced with `resource-constraint` because an outbox to another shard was full.
+    pub outbox_rejected: u64,
+    /// Error replies that could not be sent because their own path was full (logged).
+    pub errors_dropped: u64,
+    /// Stanzas re-routed because their target session had gone.
+    pub rerouted: u64,
+}
+
+/// One shard's route state.
+pub struct Shard {
+    /// This shard.
+    pub id: ShardId,
+    /// Number of shards in the process.
+    pub shards: usize,
+    /// Domains served by this server.
+    pub hosts: Rc<HashSet<String>>,
+    /// Hook registries (filled by modules at start-up).
+    pub hooks: Hooks,
+    /// IQ handlers for the server and for accounts, keyed by (namespace, host).
+    pub iq: IqHandlers,
+    /// The router chain, in `routing_modules` order.
+    pub routing_modules: Rc<[RoutingModule]>,
+    /// Domains with a local route registered (filled lazily by `dynamic_domains`, like MongooseIM).
+    pub(crate) local_routes: HashSet<String>,
+    pub(crate) sm: SessionManager,
+    conns: HashMap<ConnId, Rc<Mailbox>>,
+    next_conn: u64,
+    /// Bytes a connection mailbox may hold before its reader counts as too slow.
+    pub mailbox_limit: usize,
+    out: Vec<(ShardId, ShardMsg)>,
+    pub(crate) to_route: Vec<Acc>,
+    /// Counters.
+    pub stats: ShardStats,
+}
+
+impl Shard {
+    /// A shard with no modules: only the route's own handlers (the default `offline_message` answer).
+    pub fn new(
+        id: ShardId,
+        shards: usize,
+        hosts: Rc<HashSet<String>>,
+        routing_modules: Rc<[RoutingModule]>,
+        mailbox_limit: usize,
+    ) -> Shard {
+        let mut shard = Shard {
+            id,
+            shards,
+            hosts,
+            hooks: Hooks::default(),
+            iq: IqHandlers::default(),
+            routing_modules,
+            local_routes: HashSet::new(),
+            sm: SessionManager::default(),
+            conns: HashMap::new(),
+            next_conn: 1,
+            mailbox_limit,
+            out: Vec::new(),
+            to_route: Vec::new(),
+            stats: ShardStats::default(),
+        };
+        crate::sm::register_default_handlers(&mut shard.hooks);
+        shard
+    }
+
+    /// Registers a new local connection and returns its id and mailbox.
+    pub fn open_conn(&mut self) -> (ConnId, Rc<Mailbox>) {
+        let id = ConnId(self.next_conn);
+        self.next_conn += 1;
+        let mb = Rc::new(Mailbox::new(self.mailbox_limit));
+        self.conns.insert(id, mb.clone());
+        (id, mb)
+    }
+
+    /// Forgets a local connection; later deliveries to it are re-routed by the session manager.
+    pub fn close_conn(&mut self, conn: ConnId) {
+        self.conns.remove(&conn);
+    }
+
+    /// Asks every local connection to close with `cond` (server shutdown).
+    pub fn close_all(&mut self, cond: crate::xmpp::StreamErrorCondition) {
+        for mb in self.conns.values() {
+            // Close is a control message: always accepted.
+            let _ = mb.push(ConnMsg::Close(cond));
+        }
+    }
+
+    /// Number of open local connections.
+    pub fn conn_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Session reference for a local connection.
+    pub fn session_ref(&self, conn: ConnId) -> SessionRef {
+        SessionRef {
+            shard: self.id,
+            conn,
+        }
+    }
+
+    /// Mesh messages queued for other shards since the last call.
+    pub fn take_outgoing(&mut self) -> Vec<(ShardId, ShardMsg)> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// True when mesh messages wait in [`Shard::take_outgoing`].
+    pub fn has_outgoing(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Sends a message to another shard, or handles it here when `to` is this shard.
+    pub(crate) fn send_to_shard(&mut self, to: ShardId, msg: ShardMsg) {
+        if to == self.id {
+            self.handle_msg(msg);
+        } else {
+            self.out.push((to, msg));
+        }
+    }
+
+    /// Hands a message to a connection wherever it lives.
+    pub(crate) fn send_to_session(&mut self, session: SessionRef, msg: ConnMsg) {
+        if session.shard == self.id {
+            self.deliver_local(session.conn, msg);
+        } else {
+            self.out.push((session.shard, ShardMsg::Conn(session.conn, msg)));
+        }
+    }
+
+    /// Puts a message in a local connection's mailbox. A stanza for a connection that is gone, or whose
+    /// mailbox is over its byte bound (slow reader, now being closed), goes back to the session manager,
+    /// which picks another resource or the offline path: nothing is dropped silently.
+    fn deliver_local(&mut self, conn: ConnId, msg: ConnMsg) {
+        let Some(mb) = self.conns.get(&conn) else {
+            if let ConnMsg::Deliver(acc) = msg {
+                self.reroute(acc);
+            }
+            return;
+        };
+        match mb.push(msg) {
+            Ok(()) => self.stats.delivered += 1,
+            Err(MailboxFull(ConnMsg::Deliver(acc))) => self.reroute(acc),
+            Err(MailboxFull(_)) => {}
+        }
+    }
+
+    /// Sends a stanza whose session could not take it back to the session manager.
+    pub fn reroute(&mut self, mut acc: Acc) {
+        self.stats.rerouted += 1;
+        acc.reroutes = acc.reroutes.saturating_add(1);
+        if acc.reroutes > 2 {
+            // The recipient's sessions keep vanishing under us: answer instead of looping.
+            self.bounce(&acc, crate::xmpp::StanzaErrorCondition::RecipientUnavailable);
+            return;
+        }
+        crate::sm::route(self, acc);
+    }
+
+    /// Handles a message that arrived over the mesh (or was addressed to this shard).
+    pub fn handle_msg(&mut self, msg: ShardMsg) {
+        match msg {
+            ShardMsg::SmRoute(acc) => crate::sm::route(self, acc),
+            ShardMsg::Register { jid, session } => crate::sm::register(self, jid, session),
+            ShardMsg::Unregister { jid, session } => crate::sm::unregister(self, jid, session),
+            ShardMsg::SetPresence {
+                jid,
+                session,
+                priority,
+            } => crate::sm::set_presence(self, jid, session, priority),
+            ShardMsg::Conn(conn, msg) => self.deliver_local(conn, msg),
+        }
+        self.drain_to_route();
+    }
+
+    /// Routes the stanzas handlers queued on the hook context.
+    pub(crate) fn drain_to_route(&mut self) {
+        // Bounded: a handler reacting to its own output could loop; 1024 generated stanzas per step is
+        // far above any legitimate fan-out of one input.
+        let mut budget = 1024;
+        while let Some(acc) = self.to_route.pop() {
+            budget -= 1;
+            if budget == 0 {
+                tracing::warn!(shard = self.id.0, "hook handlers generated too many stanzas; dropping the rest");
+                self.to_route.clear();
+                break;
+            }
+            crate::router::route(self, acc);
+        }
+    }
+
+    /// Sends `cond` back to the sender of `acc` (RFC 6120 §8.3), unless `acc` must not be answered.
+    pub(crate) fn bounce(&mut self, acc: &Acc, cond: crate::xmpp::StanzaErrorCondition) {
+        if let Some(reply) = acc.error_reply(cond, self.id) {
+            self.to_route.push(reply);
+        }
+    }
+
+    /// Runs a hook with a context bound to this shard.
+    pub(crate) fn run_hook(
+        &mut self,
+        pick: impl Fn(&Hooks) -> &crate::hooks::Hook<Acc>,
+        acc: &mut Acc,
+    ) -> crate::hooks::HookResult {
+        let mut ctx = HookCtx {
+            shard: self.id,
+            to_route: &mut self.to_route,
+        };
+        pick(&self.hooks).run(acc, &mut ctx)
+    }
+}

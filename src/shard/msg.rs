@@ -1,0 +1,70 @@
+//! What travels over the cross-shard mesh and into connection mailboxes.
+
+use crate::c2s::BindError;
+use crate::hooks::Acc;
+use crate::jid::FullJid;
+use crate::shard::{ConnId, SessionRef};
+use crate::xmpp::StreamErrorCondition;
+
+/// A message from one shard to another over their SPSC ring.
+#[derive(Debug)]
+pub enum ShardMsg {
+    /// Step 6 on the recipient's home shard: `ejabberd_sm:route`.
+    SmRoute(Acc),
+    /// A session asks its home shard to register it (resource bind).
+    Register {
+        /// The bound full JID.
+        jid: FullJid,
+        /// Where the session lives.
+        session: SessionRef,
+    },
+    /// A session left (stream closed); the home shard forgets it if it is still the registered one.
+    Unregister {
+        /// The session's full JID.
+        jid: FullJid,
+        /// Where the session lived.
+        session: SessionRef,
+    },
+    /// Availability and priority changed (initial/unavailable presence).
+    SetPresence {
+        /// The session's full JID.
+        jid: FullJid,
+        /// Where the session lives.
+        session: SessionRef,
+        /// `Some(priority)` when available, `None` when unavailable.
+        priority: Option<i8>,
+    },
+    /// Something for a connection living on the destination shard.
+    Conn(ConnId, ConnMsg),
+}
+
+impl ShardMsg {
+    /// True for messages that carry a stanza (bounded by the outbox policy); control messages are few
+    /// per connection and always queued so session state never diverges.
+    pub fn is_stanza(&self) -> bool {
+        matches!(
+            self,
+            ShardMsg::SmRoute(_) | ShardMsg::Conn(_, ConnMsg::Deliver(_))
+        )
+    }
+
+    /// The stanza carried, if any.
+    pub fn into_acc(self) -> Option<Acc> {
+        match self {
+            ShardMsg::SmRoute(acc) | ShardMsg::Conn(_, ConnMsg::Deliver(acc)) => Some(acc),
+            _ => None,
+        }
+    }
+}
+
+/// A message for one connection's c2s.
+#[derive(Debug)]
+pub enum ConnMsg {
+    /// Step 7: a stanza for this session's client.
+    Deliver(Acc),
+    /// The home shard's answer to `Register`.
+    Bound(Result<(), BindError>),
+    /// Close the stream with this error (`conflict` when another connection bound the same full JID,
+    /// `system-shutdown` when the server stops).
+    Close(StreamErrorCondition),
+}

@@ -1,0 +1,153 @@
+//! The home shard's table of sessions and the RFC 6121 §8.5 target selection.
+
+use ahash::HashMap;
+
+use super::Targets;
+use crate::hooks::Acc;
+use crate::jid::{BareJid, FullJid};
+use crate::shard::SessionRef;
+use crate::xml::StanzaKind;
+use crate::xmpp::StanzaErrorCondition;
+
+/// One bound resource of a user.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    /// The session's full JID.
+    pub jid: FullJid,
+    /// Where the session lives.
+    pub session: SessionRef,
+    /// `Some(priority)` once available (initial presence sent), `None` while only connected.
+    pub priority: Option<i8>,
+}
+
+/// Sessions of the users whose home is this shard.
+#[derive(Default)]
+pub struct SessionManager {
+    users: HashMap<BareJid, Vec<Resource>>,
+}
+
+impl SessionManager {
+    /// Binds `jid` at `session`, returning the resource it replaces (same full JID), if any.
+    pub fn insert(&mut self, jid: FullJid, session: SessionRef) -> Option<Resource> {
+        let list = self.users.entry(jid.bare()).or_default();
+        let new = Resource {
+            jid,
+            session,
+            priority: None,
+        };
+        match list.iter_mut().find(|r| r.jid == new.jid) {
+            Some(slot) => Some(std::mem::replace(slot, new)),
+            None => {
+                list.push(new);
+                None
+            }
+        }
+    }
+
+    /// Removes `jid` if it is bound at `session`.
+    pub fn remove(&mut self, jid: &FullJid, session: SessionRef) -> Option<Resource> {
+        let bare = jid.bare();
+        let list = self.users.get_mut(&bare)?;
+        let at = list
+            .iter()
+            .position(|r| &r.jid == jid && r.session == session)?;
+        let old = list.swap_remove(at);
+        if list.is_empty() {
+            self.users.remove(&bare);
+        }
+        Some(old)
+    }
+
+    /// Sets the priority of `jid` at `session`; returns the previous one (None if not bound there).
+    pub fn set_priority(
+        &mut self,
+        jid: &FullJid,
+        session: SessionRef,
+        priority: Option<i8>,
+    ) -> Option<Option<i8>> {
+        let r = self
+            .users
+            .get_mut(&jid.bare())?
+            .iter_mut()
+            .find(|r| &r.jid == jid && r.session == session)?;
+        Some(std::mem::replace(&mut r.priority, priority))
+    }
+
+    /// The resources bound for `bare` (for modules and tests).
+    pub fn resources(&self, bare: &BareJid) -> &[Resource] {
+        self.users.get(bare).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Number of users with at least one session on this shard.
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    /// RFC 6121 §8.5.3: a stanza to a full JID.
+    pub fn full_targets(&self, bare: &BareJid, resource: &str, acc: &Acc) -> Targets {
+        let list = self.resources(bare);
+        if let Some(r) = list.iter().find(|r| r.jid.resource() == resource) {
+            return Targets::Deliver(vec![r.session]);
+        }
+        match acc.kind() {
+            StanzaKind::Message => match &*acc.stanza_type() {
+                "groupchat" => Targets::Error(StanzaErrorCondition::ServiceUnavailable),
+                "error" => Targets::Drop,
+                // §8.5.3.2.1: normal, chat and headline are treated as if sent to the bare JID.
+                _ => self.bare_targets(bare, acc),
+            },
+            StanzaKind::Iq => Targets::Error(StanzaErrorCondition::ServiceUnavailable),
+            _ => Targets::Drop,
+        }
+    }
+
+    /// RFC 6121 §8.5.2: a stanza to a bare JID.
+    pub fn bare_targets(&self, bare: &BareJid, acc: &Acc) -> Targets {
+        let list = self.resources(bare);
+        match acc.kind() {
+            StanzaKind::Message => {
+                let ty = acc.stanza_type();
+                match &*ty {
+                    "error" => return Targets::Drop,
+                    "groupchat" => {
+                        return Targets::Error(StanzaErrorCondition::ServiceUnavailable)
+                    }
+                    _ => {}
+                }
+                let eligible = list
+                    .iter()
+                    .filter(|r| matches!(r.priority, Some(p) if p >= 0));
+                let chosen: Vec<SessionRef> = if ty == "headline" {
+                    eligible.map(|r| r.session).collect()
+                } else {
+                    let Some(top) = eligible.clone().filter_map(|r| r.priority).max() else {
+                        return Targets::Offline;
+                    };
+                    eligible
+                        .filter(|r| r.priority == Some(top))
+                        .map(|r| r.session)
+                        .collect()
+                };
+                if chosen.is_empty() {
+                    Targets::Offline
+                } else {
+                    Targets::Deliver(chosen)
+                }
+            }
+            StanzaKind::Presence => {
+                let chosen: Vec<SessionRef> = list
+                    .iter()
+                    .filter(|r| r.priority.is_some())
+                    .map(|r| r.session)
+                    .collect();
+                if chosen.is_empty() {
+                    Targets::Drop
+                } else {
+                    Targets::Deliver(chosen)
+                }
+            }
+            StanzaKind::Iq => Targets::Error(StanzaErrorCondition::ServiceUnavailable),
+            StanzaKind::Other => Targets::Drop,
+        }
+    }
+}
