@@ -2,14 +2,17 @@
 
 pub mod auth;
 pub mod c2s;
+pub mod cli;
 pub mod config;
 pub mod hooks;
 pub mod jid;
 pub mod local;
+pub mod logging;
 pub mod modules;
 pub mod router;
 pub mod rt;
 pub mod sm;
 pub mod store;
+pub mod tls;
 pub mod xml;
 pub mod xmpp;

@@ -1,0 +1,234 @@
+//! `petrel user add|del|passwd|list`: account management on the store.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use crate::auth::ScramSecrets;
+use crate::config::{Config, Domain, DomainError};
+use crate::jid::{BareJid, JidError};
+use crate::store::{Store, StoreError};
+
+use super::UserCommand;
+
+/// Why a `user` command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    /// The argument is not a bare JID (or has a resource).
+    #[error("invalid JID `{jid}`: {source}")]
+    BadJid {
+        /// The argument as given.
+        jid: String,
+        /// Why it was refused.
+        source: JidError,
+    },
+    /// The JID has no localpart, so it cannot be an account.
+    #[error("`{0}` is not an account JID: it has no localpart (user@domain)")]
+    NoLocalpart(String),
+    /// The JID's domain is not one of `general.hosts`.
+    #[error("`{jid}`: domain `{domain}` is not served here (general.hosts = [{hosts}])")]
+    DomainNotServed {
+        /// The JID.
+        jid: String,
+        /// Its domain.
+        domain: String,
+        /// The configured hosts, comma separated.
+        hosts: String,
+    },
+    /// The `list` filter is not a domain name.
+    #[error("invalid domain `{domain}`: {source}")]
+    BadDomain {
+        /// The argument as given.
+        domain: String,
+        /// Why it was refused.
+        source: DomainError,
+    },
+    /// The password is empty.
+    #[error("the password must not be empty")]
+    EmptyPassword,
+    /// Reading the password from standard input failed.
+    #[error("cannot read the password from standard input: {0}")]
+    ReadPassword(std::io::Error),
+    /// The data directory could not be created.
+    #[error("{}: cannot create data directory: {source}", path.display())]
+    DataDir {
+        /// `general.data_dir`.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// Writing the listing to standard output failed.
+    #[error("cannot write to standard output: {0}")]
+    Output(std::io::Error),
+}
+
+/// Runs one `user` command against the store in `config.general.data_dir`.
+pub(super) fn run(config: &Config, command: UserCommand) -> Result<(), UserError> {
+    // Validate arguments before touching the store, so a typo never creates a data directory.
+    let stdin = std::io::stdin();
+    let action = match command {
+        UserCommand::Add { jid, password } => Action::Add(
+            account_jid(config, &jid)?,
+            read_password(&password, &mut stdin.lock())?,
+        ),
+        UserCommand::Del { jid } => Action::Del(account_jid(config, &jid)?),
+        UserCommand::Passwd { jid, password } => Action::Passwd(
+            account_jid(config, &jid)?,
+            read_password(&password, &mut stdin.lock())?,
+        ),
+        UserCommand::List { domain } => Action::List(
+            domain
+                .map(|d| {
+                    Domain::parse(&d).map_err(|source| UserError::BadDomain { domain: d, source })
+                })
+                .transpose()?,
+        ),
+    };
+    let data_dir = &config.general.data_dir;
+    std::fs::create_dir_all(data_dir).map_err(|source| UserError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let store = Store::open(data_dir)?;
+    let iterations = config.auth.scram_iterations;
+    match action {
+        Action::Add(jid, password) => {
+            store.add_user(&jid, &ScramSecrets::derive(&password, iterations))?;
+        }
+        Action::Del(jid) => store.remove_user(&jid)?,
+        Action::Passwd(jid, password) => {
+            store.set_secrets(&jid, &ScramSecrets::derive(&password, iterations))?;
+        }
+        Action::List(domain) => {
+            let users = store.list_users(domain.as_ref().map(Domain::as_str))?;
+            let mut out = std::io::stdout().lock();
+            for jid in users {
+                writeln!(out, "{jid}").map_err(UserError::Output)?;
+            }
+            out.flush().map_err(UserError::Output)?;
+        }
+    }
+    Ok(())
+}
+
+/// A validated `user` command.
+enum Action {
+    Add(BareJid, String),
+    Del(BareJid),
+    Passwd(BareJid, String),
+    List(Option<Domain>),
+}
+
+/// Parses `jid` as `user@domain` on one of the configured hosts (no resource).
+fn account_jid(config: &Config, jid: &str) -> Result<BareJid, UserError> {
+    let bare = BareJid::parse(jid).map_err(|source| UserError::BadJid {
+        jid: jid.to_owned(),
+        source,
+    })?;
+    if bare.node().is_none() {
+        return Err(UserError::NoLocalpart(jid.to_owned()));
+    }
+    let hosts = &config.general.hosts;
+    if !hosts.iter().any(|h| h.as_str() == bare.domain()) {
+        return Err(UserError::DomainNotServed {
+            jid: jid.to_owned(),
+            domain: bare.domain().to_owned(),
+            hosts: hosts
+                .iter()
+                .map(Domain::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    Ok(bare)
+}
+
+/// The password argument, or for "-" one line of `input` without its line ending.
+fn read_password(arg: &str, input: &mut impl BufRead) -> Result<String, UserError> {
+    let password = if arg == "-" {
+        let mut line = String::new();
+        input
+            .read_line(&mut line)
+            .map_err(UserError::ReadPassword)?;
+        let trimmed = line.strip_suffix('\n').unwrap_or(&line);
+        trimmed.strip_suffix('\r').unwrap_or(trimmed).to_owned()
+    } else {
+        arg.to_owned()
+    };
+    if password.is_empty() {
+        return Err(UserError::EmptyPassword);
+    }
+    Ok(password)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn config() -> Config {
+        Config::parse(
+            "[general]\nhosts = [\"localhost\", \"chat.example\"]\n[[listen.c2s]]\nport = 5222\n",
+            Path::new("t.toml"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn account_jids_must_be_bare_local_and_served() {
+        let c = config();
+        assert_eq!(
+            account_jid(&c, "Alice@Chat.Example").unwrap().as_str(),
+            "alice@chat.example"
+        );
+        assert!(matches!(
+            account_jid(&c, "alice@localhost/phone"),
+            Err(UserError::BadJid {
+                source: JidError::ResourceNotAllowed,
+                ..
+            })
+        ));
+        assert!(matches!(
+            account_jid(&c, "alice@elsewhere.example"),
+            Err(UserError::DomainNotServed { ref domain, .. }) if domain == "elsewhere.example"
+        ));
+        assert!(matches!(
+            account_jid(&c, "localhost"),
+            Err(UserError::NoLocalpart(_))
+        ));
+        assert!(matches!(
+            account_jid(&c, "@localhost"),
+            Err(UserError::BadJid { .. })
+        ));
+    }
+
+    #[test]
+    fn password_from_argument_or_one_stdin_line() {
+        let mut none = std::io::empty();
+        assert_eq!(
+            read_password("s3cret", &mut none.by_ref()).unwrap(),
+            "s3cret"
+        );
+        let mut input: &[u8] = b"from stdin\r\nsecond line\n";
+        assert_eq!(read_password("-", &mut input).unwrap(), "from stdin");
+        let mut input: &[u8] = b"no newline";
+        assert_eq!(read_password("-", &mut input).unwrap(), "no newline");
+        let mut input: &[u8] = b"\n";
+        assert!(matches!(
+            read_password("-", &mut input),
+            Err(UserError::EmptyPassword)
+        ));
+        let mut input: &[u8] = b"";
+        assert!(matches!(
+            read_password("-", &mut input),
+            Err(UserError::EmptyPassword)
+        ));
+        assert!(matches!(
+            read_password("", &mut std::io::empty()),
+            Err(UserError::EmptyPassword)
+        ));
+    }
+}

@@ -1,0 +1,173 @@
+//! Configuration errors, each pointing at `FILE:LINE:COL`.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::PathBuf;
+
+use super::types::{DomainError, RoutingModule};
+
+/// A 1-based line and column (in characters) inside the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Location {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, counted in characters.
+    pub col: usize,
+}
+
+impl Location {
+    /// Line 1, column 1: used when the parser gives no position.
+    pub const START: Location = Location { line: 1, col: 1 };
+
+    /// The location of byte `offset` in `text` (clamped to the text, snapped back to a char boundary).
+    pub fn of_offset(text: &str, offset: usize) -> Location {
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = &text[..offset];
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        Location {
+            line: before.matches('\n').count() + 1,
+            col: before[line_start..].chars().count() + 1,
+        }
+    }
+
+    /// The location of the start of `span` in `text`.
+    pub fn of_span(text: &str, span: &Range<usize>) -> Location {
+        Location::of_offset(text, span.start)
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.col)
+    }
+}
+
+/// A value that parsed but is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidValue {
+    /// `general.hosts` is empty.
+    #[error("general.hosts must list at least one domain")]
+    NoHosts,
+    /// A host is not a valid domain name.
+    #[error("invalid host `{value}`: {reason}")]
+    InvalidDomain {
+        /// The host as written.
+        value: String,
+        /// What is wrong with it.
+        reason: DomainError,
+    },
+    /// The same host is listed twice (after lowercasing).
+    #[error("host `{0}` is listed more than once")]
+    DuplicateHost(String),
+    /// `general.routing_modules` is empty.
+    #[error("general.routing_modules must list at least one module")]
+    NoRoutingModules,
+    /// The same routing module is listed twice.
+    #[error("routing module `{0}` is listed more than once")]
+    DuplicateRoutingModule(RoutingModule),
+    /// A number below its minimum.
+    #[error("{field} = {value} is too small, minimum is {min}")]
+    TooSmall {
+        /// Dotted key name.
+        field: &'static str,
+        /// The value as written.
+        value: u64,
+        /// The smallest accepted value.
+        min: u64,
+    },
+    /// A number above its maximum.
+    #[error("{field} = {value} is too large, maximum is {max}")]
+    TooLarge {
+        /// Dotted key name.
+        field: &'static str,
+        /// The value as written.
+        value: u64,
+        /// The largest accepted value.
+        max: u64,
+    },
+    /// `certfile` without `keyfile` or the reverse.
+    #[error("listen.c2s: certfile and keyfile must be given together (only {given} is set)")]
+    CertKeyPair {
+        /// The one that is set.
+        given: &'static str,
+    },
+    /// Two listeners on the same address and port.
+    #[error("listen.c2s: {ip}:{port} is already used by the listener at line {other_line}")]
+    DuplicateListener {
+        /// Address of this listener.
+        ip: IpAddr,
+        /// Port of both listeners.
+        port: u16,
+        /// Line of the earlier listener.
+        other_line: usize,
+    },
+    /// No `[[listen.c2s]]` at all.
+    #[error("at least one [[listen.c2s]] listener is required")]
+    NoListeners,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: cannot read configuration: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax error, unknown key, missing key or wrongly typed value (reported by the parser).
+    #[error("{}:{at}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Where the parser stopped.
+        at: Location,
+        /// The parser's message.
+        message: String,
+    },
+    /// A well-formed value that fails validation.
+    #[error("{}:{at}: {kind}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Where the offending value is.
+        at: Location,
+        /// What is wrong.
+        kind: InvalidValue,
+    },
+}
+
+impl ConfigError {
+    /// The location the error points at, if it has one.
+    pub fn location(&self) -> Option<Location> {
+        match self {
+            ConfigError::Read { .. } => None,
+            ConfigError::Parse { at, .. } | ConfigError::Invalid { at, .. } => Some(*at),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_map_to_lines_and_char_columns() {
+        let text = "ab\ncdé f\n\nx";
+        assert_eq!(Location::of_offset(text, 0), Location { line: 1, col: 1 });
+        assert_eq!(Location::of_offset(text, 2), Location { line: 1, col: 3 });
+        assert_eq!(Location::of_offset(text, 3), Location { line: 2, col: 1 });
+        // 'é' is two bytes: the space after it is column 4, byte offset 3 + 4.
+        assert_eq!(Location::of_offset(text, 7), Location { line: 2, col: 4 });
+        // An offset inside 'é' snaps back to it.
+        assert_eq!(Location::of_offset(text, 6), Location { line: 2, col: 3 });
+        assert_eq!(Location::of_offset(text, 10), Location { line: 3, col: 1 });
+        assert_eq!(Location::of_offset(text, 999), Location { line: 4, col: 2 });
+    }
+}

@@ -1,0 +1,80 @@
+//! The file as written: serde input structs. Optional fields stay `None` so defaults are applied
+//! (and not validated with a misleading position) in `validate`; values that validation checks
+//! keep their byte span so errors can point at them.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::types::{LogLevel, RoutingModule, TlsMode};
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub general: RawGeneral,
+    #[serde(default)]
+    pub auth: RawAuth,
+    #[serde(default)]
+    pub listen: RawListen,
+    #[serde(default)]
+    pub shards: RawShards,
+    #[serde(default)]
+    pub modules: BTreeMap<Spanned<String>, toml::Table>,
+}
+
+/// `[general]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGeneral {
+    pub hosts: Spanned<Vec<Spanned<String>>>,
+    pub data_dir: Option<PathBuf>,
+    pub loglevel: Option<LogLevel>,
+    pub routing_modules: Option<Spanned<Vec<Spanned<RoutingModule>>>>,
+}
+
+/// `[auth]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAuth {
+    pub scram_iterations: Option<Spanned<u32>>,
+}
+
+/// `[listen]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListen {
+    #[serde(default)]
+    pub c2s: Vec<Spanned<RawC2s>>,
+}
+
+/// One `[[listen.c2s]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawC2s {
+    pub port: Spanned<u16>,
+    pub ip_address: Option<Spanned<IpAddr>>,
+    pub tls: Option<TlsMode>,
+    pub certfile: Option<Spanned<PathBuf>>,
+    pub keyfile: Option<Spanned<PathBuf>>,
+    pub allow_plaintext_on_loopback: Option<bool>,
+    pub max_stanza_size: Option<Spanned<usize>>,
+    pub max_depth: Option<Spanned<usize>>,
+    pub max_attrs: Option<Spanned<usize>>,
+    pub outbound_queue_bytes: Option<Spanned<usize>>,
+    pub auth_timeout: Option<Spanned<u64>>,
+    pub idle_timeout: Option<Spanned<u64>>,
+}
+
+/// `[shards]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawShards {
+    pub count: Option<Spanned<usize>>,
+    pub ring_capacity: Option<Spanned<usize>>,
+    pub outbox_capacity: Option<Spanned<usize>>,
+    pub io_memory_kib: Option<Spanned<usize>>,
+}

@@ -1,0 +1,400 @@
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+const MINIMAL: &str = "[general]\nhosts = [\"Example.ORG\"]\n[[listen.c2s]]\nport = 5222\n";
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("t.toml"))
+}
+
+/// Parses `text`, expecting an error; returns its location and rendered message.
+fn parse_err(text: &str) -> (ConfigError, Location, String) {
+    let err = parse(text).expect_err("config should be rejected");
+    let at = err.location().expect("error has a location");
+    let msg = err.to_string();
+    (err, at, msg)
+}
+
+fn invalid_kind(err: ConfigError) -> InvalidValue {
+    match err {
+        ConfigError::Invalid { kind, .. } => kind,
+        other => panic!("expected a validation error, got {other:?}"),
+    }
+}
+
+#[test]
+fn embedded_default_is_valid() {
+    let c = Config::default_embedded();
+    assert_eq!(c.general.hosts, vec![Domain::parse("localhost").unwrap()]);
+    assert_eq!(c.listen.c2s.len(), 1);
+    let l = &c.listen.c2s[0];
+    assert_eq!(l.port, 5222);
+    assert_eq!(l.tls, TlsMode::Starttls);
+    assert!(l.allow_plaintext_on_loopback);
+    assert_eq!(
+        c.general.routing_modules,
+        RoutingModule::DEFAULT_CHAIN.to_vec()
+    );
+    assert!(c.modules.contains_key("ping"));
+    assert_eq!(c.source, Path::new(EMBEDDED_PATH));
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.general.hosts[0].as_str(), "example.org");
+    assert_eq!(c.general.data_dir, Path::new("./data"));
+    assert_eq!(c.general.loglevel, LogLevel::Info);
+    assert_eq!(
+        c.general.routing_modules,
+        RoutingModule::DEFAULT_CHAIN.to_vec()
+    );
+    assert_eq!(c.auth.scram_iterations, 10_000);
+    let l = &c.listen.c2s[0];
+    assert_eq!(l.ip_address, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    assert_eq!(l.tls, TlsMode::Starttls);
+    assert_eq!((l.certfile.as_ref(), l.keyfile.as_ref()), (None, None));
+    assert!(!l.allow_plaintext_on_loopback);
+    assert_eq!(l.max_stanza_size, 65_536);
+    assert_eq!((l.max_depth, l.max_attrs), (32, 64));
+    assert_eq!(l.outbound_queue_bytes, 262_144);
+    assert_eq!(l.auth_timeout, Duration::from_secs(30));
+    assert_eq!(l.idle_timeout, Duration::from_secs(600));
+    assert_eq!(c.shards.count, validate::available_cpus());
+    assert!(c.shards.count >= 1);
+    assert_eq!(
+        (
+            c.shards.ring_capacity,
+            c.shards.outbox_capacity,
+            c.shards.io_memory_kib
+        ),
+        (1024, 8192, 512)
+    );
+    assert!(c.modules.is_empty());
+}
+
+#[test]
+fn full_config_is_read() {
+    let text = r#"
+[general]
+hosts = ["a.example", "b.example"]
+data_dir = "/var/lib/petrel"
+loglevel = "debug"
+routing_modules = ["localdomain", "global"]
+[auth]
+scram_iterations = 4096
+[[listen.c2s]]
+port = 5223
+ip_address = "::1"
+tls = "tls"
+certfile = "c.pem"
+keyfile = "k.pem"
+max_stanza_size = 4096
+auth_timeout = 5
+idle_timeout = 7
+[shards]
+count = 3
+ring_capacity = 16
+outbox_capacity = 32
+io_memory_kib = 64
+[modules.ping]
+interval = 60
+[modules.disco]
+"#;
+    let c = parse(text).unwrap();
+    assert_eq!(c.general.hosts.len(), 2);
+    assert_eq!(c.general.data_dir, Path::new("/var/lib/petrel"));
+    assert_eq!(c.general.loglevel, LogLevel::Debug);
+    assert_eq!(
+        c.general.routing_modules,
+        vec![RoutingModule::Localdomain, RoutingModule::Global]
+    );
+    assert_eq!(c.auth.scram_iterations, 4096);
+    let l = &c.listen.c2s[0];
+    assert_eq!(l.ip_address, IpAddr::V6(Ipv6Addr::LOCALHOST));
+    assert_eq!(l.tls, TlsMode::Tls);
+    assert_eq!(l.certfile.as_deref(), Some(Path::new("c.pem")));
+    assert_eq!(l.keyfile.as_deref(), Some(Path::new("k.pem")));
+    assert_eq!(l.auth_timeout, Duration::from_secs(5));
+    assert_eq!(l.idle_timeout, Duration::from_secs(7));
+    assert_eq!(c.shards.count, 3);
+    assert_eq!(c.modules["ping"]["interval"].as_integer(), Some(60));
+    assert!(c.modules["disco"].is_empty());
+    assert_eq!(
+        c.module_location("disco"),
+        Some(Location { line: 25, col: 10 })
+    );
+    assert_eq!(c.module_location("nope"), None);
+}
+
+#[test]
+fn to_toml_round_trips() {
+    for c in [
+        Config::default_embedded(),
+        parse(MINIMAL).unwrap(),
+        parse(
+            "[general]\nhosts=[\"x\"]\n[[listen.c2s]]\nport=1\ncertfile=\"a\"\nkeyfile=\"b\"\n\
+             [[listen.c2s]]\nport=2\ntls=\"none\"\n[modules.m]\nk={a=1}\n",
+        )
+        .unwrap(),
+    ] {
+        let text = c.to_toml();
+        let back = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(back.general, c.general);
+        assert_eq!(back.auth, c.auth);
+        assert_eq!(back.listen, c.listen);
+        assert_eq!(back.shards, c.shards);
+        assert_eq!(back.modules, c.modules);
+    }
+}
+
+#[test]
+fn syntax_error_has_line_and_column() {
+    let (err, at, msg) = parse_err("[general]\nhosts = [\"a\" \"b\"]\n[[listen.c2s]]\nport = 1\n");
+    assert!(matches!(err, ConfigError::Parse { .. }));
+    assert_eq!(at, Location { line: 2, col: 14 }, "{msg}");
+    assert!(msg.starts_with("t.toml:2:14: "), "{msg}");
+    // One line, even when the parser's message has several.
+    assert!(!msg.contains('\n'), "{msg}");
+    let (_, at, msg) = parse_err("[general]\nhosts = [\"a\"\n");
+    assert_eq!(at.line, 3, "end of input: {msg}");
+}
+
+#[test]
+fn unknown_key_is_rejected_where_it_is() {
+    let (err, at, msg) =
+        parse_err("[general]\nhosts = [\"a\"]\n[[listen.c2s]]\nport = 1\nprot = 2\n");
+    assert!(matches!(err, ConfigError::Parse { .. }));
+    assert_eq!(at, Location { line: 5, col: 1 });
+    assert!(msg.starts_with("t.toml:5:1: "), "{msg}");
+    assert!(msg.contains("prot"), "{msg}");
+
+    let (_, at, msg) = parse_err("[general]\nhosts = [\"a\"]\n[bogus]\n");
+    assert_eq!(at.line, 3, "{msg}");
+    assert!(msg.contains("bogus"), "{msg}");
+}
+
+#[test]
+fn wrong_type_and_unknown_enum_values_are_located() {
+    let (_, at, msg) =
+        parse_err("[general]\nhosts = [\"a\"]\n[auth]\nscram_iterations = \"many\"\n");
+    assert_eq!(at, Location { line: 4, col: 20 }, "{msg}");
+
+    let (_, at, msg) =
+        parse_err("[general]\nhosts = [\"a\"]\nrouting_modules = [\"global\", \"smtp\"]\n");
+    assert_eq!(at, Location { line: 3, col: 30 }, "{msg}");
+    assert!(msg.contains("smtp"), "{msg}");
+
+    let (_, at, msg) = parse_err("[general]\nhosts = [\"a\"]\nloglevel = \"loud\"\n");
+    assert_eq!(at, Location { line: 3, col: 12 }, "{msg}");
+
+    let (_, at, msg) =
+        parse_err("[general]\nhosts = [\"a\"]\n[[listen.c2s]]\nport = 1\ntls = \"ssl\"\n");
+    assert_eq!(at, Location { line: 5, col: 7 }, "{msg}");
+
+    let (_, at, msg) =
+        parse_err("[general]\nhosts = [\"a\"]\n[[listen.c2s]]\nport = 1\nip_address = \"1.2.3\"\n");
+    assert_eq!(at, Location { line: 5, col: 14 }, "{msg}");
+
+    let (_, at, msg) = parse_err("[general]\nhosts = [\"a\"]\n[[listen.c2s]]\nport = 70000\n");
+    assert_eq!(at, Location { line: 4, col: 8 }, "{msg}");
+}
+
+#[test]
+fn missing_required_key_is_reported() {
+    let (err, _, msg) = parse_err("[general]\ndata_dir = \"x\"\n");
+    assert!(matches!(err, ConfigError::Parse { .. }));
+    assert!(msg.contains("hosts"), "{msg}");
+    let (_, _, msg) = parse_err("[general]\nhosts = [\"a\"]\n[[listen.c2s]]\ntls = \"none\"\n");
+    assert!(msg.contains("port"), "{msg}");
+}
+
+#[test]
+fn bad_hosts_are_rejected() {
+    let (err, at, msg) = parse_err("[general]\nhosts = []\n");
+    assert_eq!(invalid_kind(err), InvalidValue::NoHosts);
+    assert_eq!(at, Location { line: 2, col: 9 }, "{msg}");
+
+    let (err, at, msg) = parse_err("[general]\nhosts = [\"ok.example\", \"bad host\"]\n");
+    assert_eq!(at, Location { line: 2, col: 24 }, "{msg}");
+    assert!(
+        msg.starts_with("t.toml:2:24: invalid host `bad host`"),
+        "{msg}"
+    );
+    assert!(matches!(
+        invalid_kind(err),
+        InvalidValue::InvalidDomain {
+            reason: DomainError::InvalidChar(' '),
+            ..
+        }
+    ));
+
+    let (err, at, _) = parse_err("[general]\nhosts = [\"a.b\",\n  \"A.B\"]\n");
+    assert_eq!(invalid_kind(err), InvalidValue::DuplicateHost("a.b".into()));
+    assert_eq!(at, Location { line: 3, col: 3 });
+}
+
+#[test]
+fn bad_routing_modules_are_rejected() {
+    let (err, at, _) = parse_err(
+        "[general]\nhosts = [\"a\"]\nrouting_modules = [\"global\", \"s2s\", \"global\"]\n",
+    );
+    assert_eq!(
+        invalid_kind(err),
+        InvalidValue::DuplicateRoutingModule(RoutingModule::Global)
+    );
+    assert_eq!(at, Location { line: 3, col: 37 });
+
+    let (err, at, _) = parse_err("[general]\nhosts = [\"a\"]\nrouting_modules = []\n");
+    assert_eq!(invalid_kind(err), InvalidValue::NoRoutingModules);
+    assert_eq!(at.line, 3);
+}
+
+#[test]
+fn numeric_bounds_are_enforced() {
+    let (err, at, msg) = parse_err("[general]\nhosts = [\"a\"]\n[auth]\nscram_iterations = 4095\n");
+    assert_eq!(
+        invalid_kind(err),
+        InvalidValue::TooSmall {
+            field: "auth.scram_iterations",
+            value: 4095,
+            min: 4096
+        }
+    );
+    assert_eq!(at, Location { line: 4, col: 20 });
+    assert!(
+        msg.starts_with("t.toml:4:20: auth.scram_iterations = 4095 is too small"),
+        "{msg}"
+    );
+
+    let base = "[general]\nhosts = [\"a\"]\n[[listen.c2s]]\nport = 1\n";
+    for (line, field) in [
+        ("max_stanza_size = 4095", "listen.c2s.max_stanza_size"),
+        ("max_depth = 0", "listen.c2s.max_depth"),
+        ("max_attrs = 0", "listen.c2s.max_attrs"),
+        (
+            "outbound_queue_bytes = 0",
+            "listen.c2s.outbound_queue_bytes",
+        ),
+        ("auth_timeout = 0", "listen.c2s.auth_timeout"),
+        ("idle_timeout = 0", "listen.c2s.idle_timeout"),
+    ] {
+        let (err, at, msg) = parse_err(&format!("{base}{line}\n"));
+        assert!(
+            matches!(invalid_kind(err), InvalidValue::TooSmall { field: f, .. } if f == field),
+            "{msg}"
+        );
+        assert_eq!(at.line, 5, "{msg}");
+    }
+    let (err, at, _) = parse_err(&format!("{base}max_stanza_size = 1000000000\n"));
+    assert!(matches!(invalid_kind(err), InvalidValue::TooLarge { .. }));
+    assert_eq!(at, Location { line: 5, col: 19 });
+
+    let (err, at, _) = parse_err("[general]\nhosts = [\"a\"]\n[[listen.c2s]]\nport = 0\n");
+    assert!(matches!(
+        invalid_kind(err),
+        InvalidValue::TooSmall {
+            field: "listen.c2s.port",
+            ..
+        }
+    ));
+    assert_eq!(at, Location { line: 4, col: 8 });
+
+    for line in [
+        "count = 0",
+        "ring_capacity = 0",
+        "outbox_capacity = 0",
+        "io_memory_kib = 1",
+    ] {
+        let (err, at, msg) = parse_err(&format!("{MINIMAL}[shards]\n{line}\n"));
+        assert!(
+            matches!(invalid_kind(err), InvalidValue::TooSmall { .. }),
+            "{msg}"
+        );
+        assert_eq!(at.line, 6, "{msg}");
+    }
+}
+
+#[test]
+fn cert_without_key_is_rejected() {
+    let base = "[general]\nhosts = [\"a\"]\n[[listen.c2s]]\nport = 1\n";
+    let (err, at, _) = parse_err(&format!("{base}certfile = \"c.pem\"\n"));
+    assert_eq!(
+        invalid_kind(err),
+        InvalidValue::CertKeyPair { given: "certfile" }
+    );
+    assert_eq!(at, Location { line: 5, col: 12 });
+    let (err, _, _) = parse_err(&format!("{base}keyfile = \"k.pem\"\n"));
+    assert_eq!(
+        invalid_kind(err),
+        InvalidValue::CertKeyPair { given: "keyfile" }
+    );
+}
+
+#[test]
+fn listeners_must_not_collide() {
+    let head = "[general]\nhosts = [\"a\"]\n";
+    let (err, at, msg) = parse_err(&format!(
+        "{head}[[listen.c2s]]\nport = 5222\n[[listen.c2s]]\nport = 5222\nip_address = \"127.0.0.1\"\n"
+    ));
+    assert_eq!(at, Location { line: 6, col: 8 });
+    assert!(msg.contains("line 4"), "{msg}");
+    assert!(matches!(
+        invalid_kind(err),
+        InvalidValue::DuplicateListener {
+            port: 5222,
+            other_line: 4,
+            ..
+        }
+    ));
+
+    // Same port on two distinct specific addresses, or different ports: fine.
+    parse(&format!(
+        "{head}[[listen.c2s]]\nport = 5222\nip_address = \"127.0.0.1\"\n\
+         [[listen.c2s]]\nport = 5222\nip_address = \"127.0.0.2\"\n\
+         [[listen.c2s]]\nport = 5223\n"
+    ))
+    .unwrap();
+}
+
+#[test]
+fn no_listener_is_an_error() {
+    let (err, at, msg) = parse_err("[general]\nhosts = [\"a\"]\n");
+    assert_eq!(invalid_kind(err), InvalidValue::NoListeners);
+    assert_eq!(at, Location::START);
+    assert!(msg.starts_with("t.toml:1:1: "), "{msg}");
+}
+
+#[test]
+fn load_reports_missing_file_and_errors_with_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("none.toml");
+    let err = Config::load(&missing).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }));
+    assert!(err.to_string().contains("none.toml"));
+
+    let file = dir.path().join("p.toml");
+    std::fs::write(
+        &file,
+        "[general]\nhosts = [\"a\"]\n[[listen.c2s]]\nport = 1\nx = 1\n",
+    )
+    .unwrap();
+    let msg = Config::load(&file).unwrap_err().to_string();
+    assert!(
+        msg.starts_with(&format!("{}:5:1: ", file.display())),
+        "{msg}"
+    );
+
+    std::fs::write(&file, MINIMAL).unwrap();
+    assert_eq!(Config::load(&file).unwrap().source, file);
+}
+
+#[test]
+fn module_tables_must_be_tables() {
+    let (err, at, msg) = parse_err(&format!("{MINIMAL}[modules]\nping = 3\n"));
+    assert!(matches!(err, ConfigError::Parse { .. }), "{msg}");
+    assert_eq!(at.line, 6, "{msg}");
+}
