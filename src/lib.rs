@@ -11,6 +11,7 @@ pub mod logging;
 pub mod modules;
 pub mod router;
 pub mod rt;
+pub mod shard;
 pub mod sm;
 pub mod store;
 pub mod tls;
