@@ -1,0 +1,289 @@
+//! Character classes, name validation, reference checking and unescaping (XML 1.0 5th edition).
+
+use std::borrow::Cow;
+
+use super::XmlError;
+
+/// XML whitespace (`S`).
+#[inline]
+pub(crate) fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// Checks that `b` is UTF-8 made only of XML `Char`s. Three fast linear passes: UTF-8 validation,
+/// a branch-free control-character sweep, and a memchr jump to each 0xEF lead byte (U+FFFE/U+FFFF).
+pub(crate) fn check_chars(b: &[u8]) -> Result<(), XmlError> {
+    if std::str::from_utf8(b).is_err() {
+        return Err(XmlError::InvalidUtf8);
+    }
+    for chunk in b.chunks(64) {
+        // Accumulate without branching so the loop vectorizes.
+        let mut bad = false;
+        for &c in chunk {
+            bad |= (c < 0x20) & (c != b'\t') & (c != b'\n') & (c != b'\r');
+        }
+        if bad {
+            return Err(XmlError::InvalidChar);
+        }
+    }
+    for i in memchr::memchr_iter(0xEF, b) {
+        // Valid UTF-8 guarantees two continuation bytes follow a 0xEF lead byte.
+        if b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF)) {
+            return Err(XmlError::InvalidChar);
+        }
+    }
+    Ok(())
+}
+
+/// True if `c` is an XML `Char`.
+fn is_xml_char(c: u32) -> bool {
+    matches!(c, 0x9 | 0xA | 0xD | 0x20..=0xD7FF | 0xE000..=0xFFFD | 0x10000..=0x10FFFF)
+}
+
+/// ASCII name-start bytes (`:` excluded: callers split qualified names on it).
+const fn ascii_table(start: bool) -> [bool; 128] {
+    let mut t = [false; 128];
+    let mut i = 0;
+    while i < 128 {
+        let c = i as u8;
+        t[i] = c.is_ascii_alphabetic()
+            || c == b'_'
+            || (!start && (c.is_ascii_digit() || c == b'-' || c == b'.'));
+        i += 1;
+    }
+    t
+}
+static NAME_START: [bool; 128] = ascii_table(true);
+static NAME_CHAR: [bool; 128] = ascii_table(false);
+
+fn is_name_start_char(c: char) -> bool {
+    let c = c as u32;
+    if c < 128 {
+        return NAME_START[c as usize];
+    }
+    matches!(c, 0xC0..=0xD6 | 0xD8..=0xF6 | 0xF8..=0x2FF | 0x370..=0x37D | 0x37F..=0x1FFF
+        | 0x200C..=0x200D | 0x2070..=0x218F | 0x2C00..=0x2FEF | 0x3001..=0xD7FF
+        | 0xF900..=0xFDCF | 0xFDF0..=0xFFFD | 0x10000..=0xEFFFF)
+}
+
+fn is_name_char(c: char) -> bool {
+    let u = c as u32;
+    if u < 128 {
+        return NAME_CHAR[u as usize];
+    }
+    is_name_start_char(c) || u == 0xB7 || matches!(u, 0x300..=0x36F | 0x203F..=0x2040)
+}
+
+/// True if `b` is a non-empty NCName (a name without colons).
+pub(crate) fn is_ncname(b: &[u8]) -> bool {
+    let Some(&first) = b.first() else {
+        return false;
+    };
+    if b.is_ascii() {
+        return NAME_START[first as usize] && b[1..].iter().all(|&c| NAME_CHAR[c as usize]);
+    }
+    let Ok(s) = std::str::from_utf8(b) else {
+        return false;
+    };
+    let mut chars = s.chars();
+    chars.next().is_some_and(is_name_start_char) && chars.all(is_name_char)
+}
+
+/// Validates a qualified name; returns the offset of its colon, if it has one.
+pub(crate) fn check_qname(b: &[u8]) -> Result<Option<usize>, XmlError> {
+    match memchr::memchr(b':', b) {
+        None if is_ncname(b) => Ok(None),
+        Some(c) if is_ncname(&b[..c]) && is_ncname(&b[c + 1..]) => Ok(Some(c)),
+        _ => Err(XmlError::InvalidName),
+    }
+}
+
+/// What a reference at the start of a slice stands for.
+enum Ref {
+    /// One of the five predefined entities.
+    Predefined(u8),
+    /// A numeric character reference.
+    Char(char),
+}
+
+/// Parses the reference starting at `b[0] == b'&'`; returns it and its length.
+fn parse_ref(b: &[u8]) -> Result<(Ref, usize), XmlError> {
+    // Longest valid reference body is `#x10FFFF` plus leading zeros; cap the search.
+    let semi = memchr::memchr(b';', &b[..b.len().min(64)]).ok_or(XmlError::MalformedReference)?;
+    let body = &b[1..semi];
+    let r = match body {
+        b"lt" => Ref::Predefined(b'<'),
+        b"gt" => Ref::Predefined(b'>'),
+        b"amp" => Ref::Predefined(b'&'),
+        b"apos" => Ref::Predefined(b'\''),
+        b"quot" => Ref::Predefined(b'"'),
+        [b'#', b'x', hex @ ..] => Ref::Char(char_ref(hex, 16)?),
+        [b'#', dec @ ..] => Ref::Char(char_ref(dec, 10)?),
+        _ if is_ncname(body) => return Err(XmlError::UndeclaredEntity),
+        _ => return Err(XmlError::MalformedReference),
+    };
+    Ok((r, semi + 1))
+}
+
+fn char_ref(digits: &[u8], radix: u32) -> Result<char, XmlError> {
+    if digits.is_empty() {
+        return Err(XmlError::MalformedReference);
+    }
+    let mut v: u32 = 0;
+    for &d in digits {
+        let d = (d as char).to_digit(radix).ok_or(XmlError::MalformedReference)?;
+        // Saturate instead of overflowing: anything this large is not a Char anyway.
+        v = v.saturating_mul(radix).saturating_add(d);
+    }
+    if !is_xml_char(v) {
+        return Err(XmlError::InvalidCharRef);
+    }
+    char::from_u32(v).ok_or(XmlError::InvalidCharRef)
+}
+
+/// Checks every `&` reference in `b` (text or attribute value).
+pub(crate) fn check_refs(b: &[u8]) -> Result<(), XmlError> {
+    let mut i = 0;
+    while let Some(k) = memchr::memchr(b'&', &b[i..]) {
+        let (_, len) = parse_ref(&b[i + k..])?;
+        i += k + len;
+    }
+    Ok(())
+}
+
+/// Checks character data between tags: references and the forbidden `]]>`.
+pub(crate) fn check_text(b: &[u8]) -> Result<(), XmlError> {
+    let mut i = 0;
+    while let Some(k) = memchr::memchr2(b'&', b'>', &b[i..]) {
+        let at = i + k;
+        if b[at] == b'>' {
+            if at >= 2 && &b[at - 2..at] == b"]]" {
+                return Err(XmlError::CdataEndInText);
+            }
+            i = at + 1;
+        } else {
+            let (_, len) = parse_ref(&b[at..])?;
+            i = at + len;
+        }
+    }
+    Ok(())
+}
+
+/// Interprets validated bytes as text; they were checked as UTF-8 when the element was accepted.
+pub(crate) fn as_str(b: &[u8]) -> &str {
+    // Every caller passes bytes of an accepted element (checked by `check_chars`); an empty
+    // string is returned rather than panicking if that invariant were ever broken.
+    std::str::from_utf8(b).unwrap_or_default()
+}
+
+/// Unescapes an attribute value, normalizing literal whitespace to spaces (XML 1.0 §3.3.3).
+pub(crate) fn unescape_attr(b: &[u8]) -> Cow<'_, str> {
+    unescape(b, true)
+}
+
+/// Unescapes character data, normalizing line ends to `\n` (XML 1.0 §2.11).
+pub(crate) fn unescape_text(b: &[u8]) -> Cow<'_, str> {
+    unescape(b, false)
+}
+
+/// Line-end normalization for CDATA sections (no references inside).
+pub(crate) fn normalize_cdata(b: &[u8]) -> Cow<'_, str> {
+    if memchr::memchr(b'\r', b).is_none() {
+        return Cow::Borrowed(as_str(b));
+    }
+    Cow::Owned(as_str(b).replace("\r\n", "\n").replace('\r', "\n"))
+}
+
+fn unescape(b: &[u8], attr: bool) -> Cow<'_, str> {
+    let special = |c: u8| c == b'&' || c == b'\r' || (attr && (c == b'\t' || c == b'\n'));
+    if !b.iter().any(|&c| special(c)) {
+        return Cow::Borrowed(as_str(b));
+    }
+    let mut out = String::with_capacity(b.len());
+    let mut i = 0;
+    let mut run = 0;
+    while i < b.len() {
+        let c = b[i];
+        if !special(c) {
+            i += 1;
+            continue;
+        }
+        out.push_str(as_str(&b[run..i]));
+        match c {
+            b'&' => match parse_ref(&b[i..]) {
+                Ok((Ref::Predefined(p), len)) => {
+                    out.push(p as char);
+                    i += len;
+                }
+                Ok((Ref::Char(ch), len)) => {
+                    out.push(ch);
+                    i += len;
+                }
+                // Validated input has no bad references; keep the byte as written if one slips by.
+                Err(_) => {
+                    out.push('&');
+                    i += 1;
+                }
+            },
+            b'\r' => {
+                out.push(if attr { ' ' } else { '\n' });
+                i += if b.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
+            }
+            _ => {
+                out.push(' ');
+                i += 1;
+            }
+        }
+        run = i;
+    }
+    out.push_str(as_str(&b[run..]));
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chars_rejects_controls_and_nonchars() {
+        assert!(check_chars(b"hello\t\r\n world").is_ok());
+        assert_eq!(check_chars(b"a\x01b"), Err(XmlError::InvalidChar));
+        assert_eq!(check_chars(b"a\x7f").map(|_| ()), Ok(()));
+        assert_eq!(check_chars("\u{FFFE}".as_bytes()), Err(XmlError::InvalidChar));
+        assert_eq!(check_chars("\u{FFFF}".as_bytes()), Err(XmlError::InvalidChar));
+        assert!(check_chars("\u{FFFD}é".as_bytes()).is_ok());
+        assert_eq!(check_chars(b"\xff"), Err(XmlError::InvalidUtf8));
+        assert_eq!(check_chars(b"\xed\xa0\x80"), Err(XmlError::InvalidUtf8));
+    }
+
+    #[test]
+    fn qnames() {
+        assert_eq!(check_qname(b"message"), Ok(None));
+        assert_eq!(check_qname(b"stream:stream"), Ok(Some(6)));
+        assert_eq!(check_qname("é-1.x".as_bytes()), Ok(None));
+        for bad in [&b""[..], b"1a", b"a:", b":a", b"a:b:c", b"-a", b"a b"] {
+            assert_eq!(check_qname(bad), Err(XmlError::InvalidName), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn references() {
+        assert!(check_refs(b"a &lt; &gt; &amp; &apos; &quot; &#65; &#x1F600;").is_ok());
+        assert_eq!(check_refs(b"&nbsp;"), Err(XmlError::UndeclaredEntity));
+        assert_eq!(check_refs(b"& x"), Err(XmlError::MalformedReference));
+        assert_eq!(check_refs(b"&#;"), Err(XmlError::MalformedReference));
+        assert_eq!(check_refs(b"&#x0;"), Err(XmlError::InvalidCharRef));
+        assert_eq!(check_refs(b"&#xD800;"), Err(XmlError::InvalidCharRef));
+        assert_eq!(check_refs(b"&#99999999999;"), Err(XmlError::InvalidCharRef));
+        assert_eq!(check_text(b"a ]]> b"), Err(XmlError::CdataEndInText));
+        assert!(check_text(b"a ]> b ]]").is_ok());
+    }
+
+    #[test]
+    fn unescaping() {
+        assert_eq!(unescape_attr(b"it&apos;s &#x41;&#66;"), "it's AB");
+        assert_eq!(unescape_attr(b"a\tb\r\nc"), "a b c");
+        assert_eq!(unescape_text(b"a\r\nb\rc &lt;"), "a\nb\nc <");
+        assert!(matches!(unescape_text(b"plain"), Cow::Borrowed("plain")));
+    }
+}

@@ -1,0 +1,472 @@
+//! Resumable scanner for one element (a stanza): depth, end-tag matching, namespace bindings,
+//! text and CDATA checks, and the routing index. Shared by `Scanner`, `Stanza::parse` and `tree()`.
+
+use super::chars::check_text;
+use super::tag::{find_tag_end, parse_end_tag, parse_start_tag, AttrSpan, Span};
+use super::XmlError;
+use crate::xmpp::ns;
+
+/// Prefix bindings declared outside the element (on the stream header), `xml` excluded.
+pub(crate) type Outer = [(Box<[u8]>, Box<str>)];
+
+/// Where a resolved namespace name comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NsSrc {
+    /// An `xmlns` attribute value inside the element's bytes (still escaped).
+    Bytes(Span),
+    /// Entry of the outer (stream header) bindings.
+    Outer(u32),
+    /// The `xml` prefix.
+    Xml,
+    /// The default namespace inherited from the stream.
+    Default,
+}
+
+/// Receives the tokens of an element; `NoSink` compiles to nothing on the routing path.
+pub(crate) trait Sink {
+    /// Whether `start` needs each element's resolved namespace.
+    const WANTS_NS: bool;
+    /// A start tag (`empty` for `<x/>`, which gets no `end`).
+    fn start(&mut self, b: &[u8], name: Span, colon: Option<u32>, ns: NsSrc, attrs: &[AttrSpan], empty: bool);
+    /// An end tag.
+    fn end(&mut self);
+    /// Character data (escaped text, or a raw CDATA section).
+    fn text(&mut self, b: &[u8], span: Span, cdata: bool);
+}
+
+/// Ignores tokens.
+pub(crate) struct NoSink;
+
+impl Sink for NoSink {
+    const WANTS_NS: bool = false;
+    #[inline]
+    fn start(&mut self, _: &[u8], _: Span, _: Option<u32>, _: NsSrc, _: &[AttrSpan], _: bool) {}
+    #[inline]
+    fn end(&mut self) {}
+    #[inline]
+    fn text(&mut self, _: &[u8], _: Span, _: bool) {}
+}
+
+/// A cached attribute of the top element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AttrRef {
+    /// From the whitespace before the name through the closing quote.
+    pub full: Span,
+    /// Raw value between the quotes.
+    pub value: Span,
+}
+
+/// What routing needs, as ranges into the stanza's bytes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Index {
+    /// Qualified name of the top element.
+    pub name: Span,
+    /// Prefix length if the top element's name has one.
+    pub colon: Option<u32>,
+    /// End of the top element's attribute list.
+    pub head_end: u32,
+    pub to: Option<AttrRef>,
+    pub from: Option<AttrRef>,
+    pub type_: Option<AttrRef>,
+    pub id: Option<AttrRef>,
+    pub xmlns: Option<AttrRef>,
+    /// Local name of the first child element.
+    pub child: Option<Span>,
+    /// Namespace of the first child element.
+    pub child_ns: Option<NsSrc>,
+    /// True if any prefix resolved to a stream-header binding.
+    pub uses_outer: bool,
+}
+
+impl Index {
+    /// Applies an edit that ended at `old_end`: every offset at or after it moves by `delta`.
+    pub fn shift(&mut self, old_end: u32, delta: i64) {
+        let mv = |x: &mut u32| {
+            if *x >= old_end {
+                *x = (*x as i64 + delta) as u32;
+            }
+        };
+        let mv_span = |s: &mut Span| {
+            if s.start >= old_end {
+                s.start = (s.start as i64 + delta) as u32;
+            }
+            if s.end >= old_end {
+                s.end = (s.end as i64 + delta) as u32;
+            }
+        };
+        mv(&mut self.head_end);
+        for a in [&mut self.to, &mut self.from, &mut self.type_, &mut self.id, &mut self.xmlns]
+            .into_iter()
+            .flatten()
+        {
+            mv_span(&mut a.full);
+            mv_span(&mut a.value);
+        }
+        if let Some(c) = &mut self.child {
+            mv_span(c);
+        }
+        if let Some(NsSrc::Bytes(s)) = &mut self.child_ns {
+            mv_span(s);
+        }
+    }
+}
+
+/// Limits and context for scanning one element.
+pub(crate) struct Ctx<'a> {
+    pub max_depth: usize,
+    pub max_attrs: usize,
+    pub outer: &'a Outer,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// Between tags; character data starts at `text_start`.
+    Content { text_start: usize },
+    /// Inside a tag that starts at `lt`.
+    Tag { lt: usize, quote: u8 },
+    /// Inside a CDATA section whose content starts at `start`.
+    Cdata { start: usize },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Open {
+    name: Span,
+    bindings_before: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Binding {
+    /// Empty for the default namespace.
+    prefix: Span,
+    uri: Span,
+}
+
+/// Resumable scanner state for one element whose first byte is at offset 0 of the slices it is given.
+#[derive(Debug)]
+pub(crate) struct ElemScan {
+    pos: usize,
+    mode: Mode,
+    open: Vec<Open>,
+    bindings: Vec<Binding>,
+    attrs: Vec<AttrSpan>,
+    /// The index built so far.
+    pub idx: Index,
+}
+
+impl Default for ElemScan {
+    fn default() -> Self {
+        ElemScan {
+            pos: 0,
+            mode: Mode::Content { text_start: 0 },
+            open: Vec::new(),
+            bindings: Vec::new(),
+            attrs: Vec::new(),
+            idx: Index::default(),
+        }
+    }
+}
+
+/// What markup starts with `<!`, judged from the first three bytes.
+pub(crate) fn classify_bang(b: &[u8]) -> Result<(), XmlError> {
+    match b.get(2) {
+        Some(b'-') => Err(XmlError::Comment),
+        Some(b'D') => Err(XmlError::Doctype),
+        Some(b'[') => Ok(()),
+        _ => Err(XmlError::BadMarkup),
+    }
+}
+
+impl ElemScan {
+    /// Prepares for a new element, keeping allocated capacity.
+    pub fn reset(&mut self) {
+        self.pos = 0;
+        self.mode = Mode::Content { text_start: 0 };
+        self.open.clear();
+        self.bindings.clear();
+        self.idx = Index::default();
+    }
+
+    /// Current nesting depth (0 before the top element's start tag).
+    #[cfg(test)]
+    pub fn depth(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Scans as far as `b` allows. Returns the element's length once its end tag has been seen.
+    pub fn run<S: Sink>(&mut self, b: &[u8], ctx: &Ctx<'_>, sink: &mut S) -> Result<Option<usize>, XmlError> {
+        loop {
+            match self.mode {
+                Mode::Content { text_start } => {
+                    let Some(k) = memchr::memchr(b'<', &b[self.pos..]) else {
+                        self.pos = b.len();
+                        return Ok(None);
+                    };
+                    let lt = self.pos + k;
+                    if lt > text_start {
+                        if self.open.is_empty() {
+                            return Err(XmlError::TextBetweenStanzas);
+                        }
+                        check_text(&b[text_start..lt])?;
+                        sink.text(b, Span::new(text_start, lt), false);
+                        self.mode = Mode::Content { text_start: lt };
+                    }
+                    self.pos = lt;
+                    let Some(&next) = b.get(lt + 1) else {
+                        return Ok(None);
+                    };
+                    match next {
+                        b'?' => return Err(XmlError::ProcessingInstruction),
+                        b'!' => {
+                            if b.len() < lt + 9 {
+                                // Decide as early as the bytes allow, then wait for the full `<![CDATA[`.
+                                if b.len() >= lt + 3 {
+                                    classify_bang(&b[lt..])?;
+                                }
+                                if !b"<![CDATA[".starts_with(&b[lt..]) {
+                                    return Err(XmlError::BadMarkup);
+                                }
+                                return Ok(None);
+                            }
+                            classify_bang(&b[lt..])?;
+                            if &b[lt..lt + 9] != b"<![CDATA[" {
+                                return Err(XmlError::BadMarkup);
+                            }
+                            if self.open.is_empty() {
+                                return Err(XmlError::TextBetweenStanzas);
+                            }
+                            self.mode = Mode::Cdata { start: lt + 9 };
+                            self.pos = lt + 9;
+                        }
+                        _ => {
+                            self.mode = Mode::Tag { lt, quote: 0 };
+                            self.pos = lt + 1;
+                        }
+                    }
+                }
+                Mode::Cdata { start } => {
+                    loop {
+                        let Some(k) = memchr::memchr(b'>', &b[self.pos..]) else {
+                            self.pos = b.len();
+                            return Ok(None);
+                        };
+                        let gt = self.pos + k;
+                        self.pos = gt + 1;
+                        if gt >= start + 2 && &b[gt - 2..gt] == b"]]" {
+                            sink.text(b, Span::new(start, gt - 2), true);
+                            self.mode = Mode::Content { text_start: gt + 1 };
+                            break;
+                        }
+                    }
+                }
+                Mode::Tag { lt, mut quote } => {
+                    let found = find_tag_end(b, &mut self.pos, &mut quote);
+                    let Some(gt) = found else {
+                        self.mode = Mode::Tag { lt, quote };
+                        return Ok(None);
+                    };
+                    self.pos = gt + 1;
+                    self.mode = Mode::Content { text_start: gt + 1 };
+                    if b[lt + 1] == b'/' {
+                        let name = parse_end_tag(b, lt, gt)?;
+                        let Some(open) = self.open.pop() else {
+                            return Err(XmlError::MismatchedEndTag);
+                        };
+                        if open.name.of(b) != name {
+                            return Err(XmlError::MismatchedEndTag);
+                        }
+                        self.bindings.truncate(open.bindings_before as usize);
+                        sink.end();
+                        if self.open.is_empty() {
+                            return Ok(Some(gt + 1));
+                        }
+                    } else if self.start_tag(b, lt, gt, ctx, sink)? {
+                        return Ok(Some(gt + 1));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles a start tag; returns true if it was the self-closing top element.
+    fn start_tag<S: Sink>(
+        &mut self,
+        b: &[u8],
+        lt: usize,
+        gt: usize,
+        ctx: &Ctx<'_>,
+        sink: &mut S,
+    ) -> Result<bool, XmlError> {
+        let mut attrs = std::mem::take(&mut self.attrs);
+        let r = self.start_tag_inner(b, lt, gt, ctx, sink, &mut attrs);
+        self.attrs = attrs;
+        r
+    }
+
+    fn start_tag_inner<S: Sink>(
+        &mut self,
+        b: &[u8],
+        lt: usize,
+        gt: usize,
+        ctx: &Ctx<'_>,
+        sink: &mut S,
+        attrs: &mut Vec<AttrSpan>,
+    ) -> Result<bool, XmlError> {
+        if self.open.len() >= ctx.max_depth {
+            return Err(XmlError::TooDeep(ctx.max_depth));
+        }
+        let tag = parse_start_tag(b, lt, gt, attrs, ctx.max_attrs)?;
+        let depth = self.open.len();
+        let bindings_before = self.bindings.len() as u32;
+        let mut prefixed_attrs = 0;
+        for a in attrs.iter() {
+            if a.is_decl(b) {
+                let prefix = match a.colon {
+                    None => Span::new(a.name.start as usize, a.name.start as usize),
+                    Some(c) => Span { start: a.name.start + c + 1, end: a.name.end },
+                };
+                check_decl(prefix.of(b), a.value.of(b))?;
+                self.bindings.push(Binding { prefix, uri: a.value });
+            } else if a.colon.is_some() {
+                prefixed_attrs += 1;
+            }
+        }
+        // Element namespace: prefixes must be bound; unprefixed names only need resolving for the index/tree.
+        let name_b = tag.name.of(b);
+        let ns = match tag.colon {
+            Some(c) => {
+                let p = &name_b[..c as usize];
+                if p == b"xmlns" {
+                    return Err(XmlError::ReservedNamespace);
+                }
+                self.resolve(b, p, ctx.outer).ok_or(XmlError::UnboundPrefix)?
+            }
+            None if S::WANTS_NS || depth <= 1 => self.resolve(b, b"", ctx.outer).unwrap_or(NsSrc::Default),
+            None => NsSrc::Default,
+        };
+        if prefixed_attrs > 0 {
+            self.check_attr_prefixes(b, attrs, prefixed_attrs, ctx.outer)?;
+        }
+        if depth == 0 {
+            self.index_top(b, &tag, attrs);
+        } else if depth == 1 && self.idx.child.is_none() {
+            let local = match tag.colon {
+                Some(c) => Span { start: tag.name.start + c + 1, end: tag.name.end },
+                None => tag.name,
+            };
+            self.idx.child = Some(local);
+            self.idx.child_ns = Some(ns);
+        }
+        sink.start(b, tag.name, tag.colon, ns, attrs, tag.empty);
+        if tag.empty {
+            self.bindings.truncate(bindings_before as usize);
+            return Ok(depth == 0);
+        }
+        self.open.push(Open { name: tag.name, bindings_before });
+        Ok(false)
+    }
+
+    /// Records the top element's name and routing attributes.
+    fn index_top(&mut self, b: &[u8], tag: &super::tag::StartTag, attrs: &[AttrSpan]) {
+        let idx = &mut self.idx;
+        idx.name = tag.name;
+        idx.colon = tag.colon;
+        idx.head_end = tag.head_end;
+        let mut prev_end = tag.name.end;
+        for a in attrs {
+            let r = AttrRef { full: Span { start: prev_end, end: a.value.end + 1 }, value: a.value };
+            prev_end = a.value.end + 1;
+            let slot = match a.name.of(b) {
+                b"to" => &mut idx.to,
+                b"from" => &mut idx.from,
+                b"type" => &mut idx.type_,
+                b"id" => &mut idx.id,
+                b"xmlns" => &mut idx.xmlns,
+                _ => continue,
+            };
+            *slot = Some(r);
+        }
+    }
+
+    /// Checks prefixed attributes: bound prefixes, and no two with the same expanded name.
+    fn check_attr_prefixes(
+        &mut self,
+        b: &[u8],
+        attrs: &[AttrSpan],
+        count: usize,
+        outer: &Outer,
+    ) -> Result<(), XmlError> {
+        let prefixed = |a: &&AttrSpan| a.colon.is_some() && !a.is_decl(b);
+        let split = |a: &AttrSpan| {
+            let n = a.name.of(b);
+            let c = a.colon.unwrap_or(0) as usize;
+            (&n[..c], &n[c + 1..])
+        };
+        for (n, a) in attrs.iter().filter(prefixed).enumerate() {
+            let (p, local) = split(a);
+            let ns = self.resolve(b, p, outer).ok_or(XmlError::UnboundPrefix)?;
+            if count < 2 {
+                continue;
+            }
+            // Rare path (two or more prefixed attributes): compare expanded names pairwise.
+            for o in attrs.iter().filter(prefixed).take(n) {
+                let (op, olocal) = split(o);
+                if olocal == local {
+                    let other = self.resolve(b, op, outer).ok_or(XmlError::UnboundPrefix)?;
+                    if ns_name(b, ns, outer, "") == ns_name(b, other, outer, "") {
+                        return Err(XmlError::DuplicateAttribute);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves a prefix (`b""` for the default namespace) against the bindings in scope.
+    fn resolve(&mut self, b: &[u8], prefix: &[u8], outer: &Outer) -> Option<NsSrc> {
+        if prefix == b"xml" {
+            return Some(NsSrc::Xml);
+        }
+        if let Some(bd) = self.bindings.iter().rev().find(|bd| bd.prefix.of(b) == prefix) {
+            return Some(NsSrc::Bytes(bd.uri));
+        }
+        if prefix.is_empty() {
+            return None;
+        }
+        let i = outer.iter().position(|(p, _)| &**p == prefix)?;
+        self.idx.uses_outer = true;
+        Some(NsSrc::Outer(i as u32))
+    }
+}
+
+/// Checks a namespace declaration against the reserved names (Namespaces in XML 1.0 §3).
+pub(crate) fn check_decl(prefix: &[u8], value: &[u8]) -> Result<(), XmlError> {
+    let is_xml_ns = value == ns::XML.as_bytes();
+    let is_xmlns_ns = value == b"http://www.w3.org/2000/xmlns/";
+    let ok = match prefix {
+        b"xml" => is_xml_ns,
+        b"xmlns" => false,
+        b"" => !is_xml_ns && !is_xmlns_ns,
+        _ => !value.is_empty() && !is_xml_ns && !is_xmlns_ns,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(XmlError::ReservedNamespace)
+    }
+}
+
+/// The namespace name a source stands for (unescaped).
+pub(crate) fn ns_name<'a>(
+    b: &'a [u8],
+    src: NsSrc,
+    outer: &'a Outer,
+    default_ns: &'static str,
+) -> std::borrow::Cow<'a, str> {
+    use std::borrow::Cow;
+    match src {
+        NsSrc::Bytes(s) => super::chars::unescape_attr(s.of(b)),
+        NsSrc::Outer(i) => Cow::Borrowed(outer.get(i as usize).map(|(_, u)| &**u).unwrap_or("")),
+        NsSrc::Xml => Cow::Borrowed(ns::XML),
+        NsSrc::Default => Cow::Borrowed(default_ns),
+    }
+}

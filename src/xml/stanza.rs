@@ -1,0 +1,255 @@
+//! An owned, indexed top-level stanza: routing reads ranges, forwarding writes the same bytes.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use super::chars::{as_str, check_chars, unescape_attr};
+use super::elem::{ns_name, AttrRef, Ctx, ElemScan, Index, NoSink, Outer};
+use super::escape::escape_attr_into;
+use super::tag::{attrs_of, Span};
+use super::tree::{self, Element};
+use super::{Limits, XmlError};
+use crate::xmpp::ns;
+
+/// A complete depth-1 element: its exact bytes plus the ranges routing needs.
+#[derive(Debug, Clone)]
+pub struct Stanza {
+    bytes: Vec<u8>,
+    idx: Index,
+    default_ns: &'static str,
+    /// Stream-header prefix bindings, kept only when the stanza uses one.
+    outer: Option<Arc<Outer>>,
+}
+
+/// The routing class of a stanza.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StanzaKind {
+    /// `<message/>` in the stream's content namespace.
+    Message,
+    /// `<presence/>` in the stream's content namespace.
+    Presence,
+    /// `<iq/>` in the stream's content namespace.
+    Iq,
+    /// Anything else (stream features, SASL, STARTTLS, prefixed or foreign elements).
+    Other,
+}
+
+impl Stanza {
+    /// Assembles a stanza from a scanned element (used by the scanner).
+    pub(crate) fn from_parts(
+        bytes: Vec<u8>,
+        idx: Index,
+        default_ns: &'static str,
+        outer: Option<Arc<Outer>>,
+    ) -> Stanza {
+        Stanza { bytes, idx, default_ns, outer }
+    }
+
+    /// Parses one complete element (for internally built stanzas and tests), with the same checks
+    /// as the scanner under default limits, in the `jabber:client` namespace.
+    pub fn parse(bytes: Vec<u8>) -> Result<Stanza, XmlError> {
+        let limits = Limits::default();
+        if bytes.len() > limits.max_stanza_bytes {
+            return Err(XmlError::StanzaTooLarge(limits.max_stanza_bytes));
+        }
+        let idx = index(&bytes, &limits, &[])?;
+        Ok(Stanza { bytes, idx, default_ns: ns::CLIENT, outer: None })
+    }
+
+    /// The element's bytes, exactly as they will be written.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Takes the bytes.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    /// Qualified name as written.
+    pub fn name(&self) -> &str {
+        as_str(self.idx.name.of(&self.bytes))
+    }
+
+    /// message/presence/iq when unprefixed and in the content namespace (no `xmlns`, or
+    /// `xmlns` equal to `jabber:client` or to the stream's default namespace).
+    pub fn kind(&self) -> StanzaKind {
+        if self.idx.colon.is_some() {
+            return StanzaKind::Other;
+        }
+        if let Some(x) = self.idx.xmlns {
+            let v = x.value.of(&self.bytes);
+            if v != ns::CLIENT.as_bytes() && v != self.default_ns.as_bytes() {
+                return StanzaKind::Other;
+            }
+        }
+        match self.idx.name.of(&self.bytes) {
+            b"message" => StanzaKind::Message,
+            b"presence" => StanzaKind::Presence,
+            b"iq" => StanzaKind::Iq,
+            _ => StanzaKind::Other,
+        }
+    }
+
+    /// The element's own `xmlns` attribute as written (namespace names never need escaping in practice).
+    pub fn xmlns(&self) -> Option<&str> {
+        self.idx.xmlns.map(|x| as_str(x.value.of(&self.bytes)))
+    }
+
+    /// Unescaped value of an attribute of the top element.
+    pub fn attr(&self, name: &str) -> Option<Cow<'_, str>> {
+        let cached = match name {
+            "to" => Some(self.idx.to),
+            "from" => Some(self.idx.from),
+            "type" => Some(self.idx.type_),
+            "id" => Some(self.idx.id),
+            "xmlns" => Some(self.idx.xmlns),
+            _ => None,
+        };
+        if let Some(r) = cached {
+            return r.map(|r| unescape_attr(r.value.of(&self.bytes)));
+        }
+        self.find(name).map(|(_, v)| unescape_attr(v.of(&self.bytes)))
+    }
+
+    fn find(&self, name: &str) -> Option<(Span, Span)> {
+        attrs_of(&self.bytes, self.idx.name.end as usize, self.idx.head_end as usize)
+            .find(|(n, _)| *n == name.as_bytes())
+            .map(|(_, f)| (f.full, f.value))
+    }
+
+    /// The `to` attribute.
+    pub fn to(&self) -> Option<Cow<'_, str>> {
+        self.idx.to.map(|r| unescape_attr(r.value.of(&self.bytes)))
+    }
+
+    /// The `from` attribute.
+    pub fn from(&self) -> Option<Cow<'_, str>> {
+        self.idx.from.map(|r| unescape_attr(r.value.of(&self.bytes)))
+    }
+
+    /// The `type` attribute.
+    pub fn type_(&self) -> Option<Cow<'_, str>> {
+        self.idx.type_.map(|r| unescape_attr(r.value.of(&self.bytes)))
+    }
+
+    /// The `id` attribute.
+    pub fn id(&self) -> Option<Cow<'_, str>> {
+        self.idx.id.map(|r| unescape_attr(r.value.of(&self.bytes)))
+    }
+
+    /// Local name of the first child element.
+    pub fn child_name(&self) -> Option<&str> {
+        self.idx.child.map(|s| as_str(s.of(&self.bytes)))
+    }
+
+    /// Namespace of the first child element (own `xmlns`, prefix binding, or inherited).
+    pub fn child_ns(&self) -> Option<Cow<'_, str>> {
+        let src = self.idx.child_ns?;
+        Some(ns_name(&self.bytes, src, self.outer_ref(), self.default_ns))
+    }
+
+    fn outer_ref(&self) -> &Outer {
+        self.outer.as_deref().unwrap_or(&[])
+    }
+
+    /// Replaces (or inserts after the name) the `from` attribute, in place.
+    pub fn set_from(&mut self, from: &str) {
+        let slot = self.idx.from;
+        self.idx.from = Some(self.set_attr(slot, "from", from));
+    }
+
+    /// Replaces (or inserts after the name) the `to` attribute, in place.
+    pub fn set_to(&mut self, to: &str) {
+        let slot = self.idx.to;
+        self.idx.to = Some(self.set_attr(slot, "to", to));
+    }
+
+    fn set_attr(&mut self, existing: Option<AttrRef>, name: &str, value: &str) -> AttrRef {
+        let mut esc = Vec::with_capacity(value.len() + 8);
+        escape_attr_into(value, &mut esc);
+        match existing {
+            Some(r) => {
+                let (s, e) = (r.value.start as usize, r.value.end as usize);
+                let delta = esc.len() as i64 - (e - s) as i64;
+                self.bytes.splice(s..e, esc.iter().copied());
+                self.idx.shift(r.value.end, delta);
+                // An empty old value starts at the edit's end, so it was shifted too: pin it.
+                let value = Span::new(s, s + esc.len());
+                AttrRef { full: Span { start: r.full.start, end: value.end + 1 }, value }
+            }
+            None => {
+                let at = self.idx.name.end as usize;
+                let mut ins = Vec::with_capacity(esc.len() + name.len() + 4);
+                ins.push(b' ');
+                ins.extend_from_slice(name.as_bytes());
+                ins.extend_from_slice(b"='");
+                ins.extend_from_slice(&esc);
+                ins.push(b'\'');
+                self.bytes.splice(at..at, ins.iter().copied());
+                self.idx.shift(at as u32, ins.len() as i64);
+                let vstart = at + name.len() + 3;
+                AttrRef { full: Span::new(at, at + ins.len()), value: Span::new(vstart, vstart + esc.len()) }
+            }
+        }
+    }
+
+    /// Removes an attribute of the top element, in place.
+    pub fn remove_attr(&mut self, name: &str) {
+        let Some((full, _)) = self.find(name) else {
+            return;
+        };
+        self.bytes.drain(full.start as usize..full.end as usize);
+        if name == "xmlns" || name.starts_with("xmlns:") {
+            // Namespace changes can move every resolution: rebuild the index (rare).
+            if let Ok(idx) = index(&self.bytes, &Limits::default(), self.outer_ref()) {
+                self.idx = idx;
+            }
+            return;
+        }
+        match name {
+            "to" => self.idx.to = None,
+            "from" => self.idx.from = None,
+            "type" => self.idx.type_ = None,
+            "id" => self.idx.id = None,
+            _ => {}
+        }
+        self.idx.shift(full.end, -(full.len() as i64));
+    }
+
+    /// Builds the element tree (for modules that read IQ payloads).
+    pub fn tree(&self) -> Result<Element, XmlError> {
+        tree::build(&self.bytes, self.outer_ref(), self.default_ns)
+    }
+
+    /// Serializes an element and indexes it (for server-built stanzas).
+    pub fn from_element(el: &Element) -> Stanza {
+        let mut out = Vec::with_capacity(256);
+        el.write_to(&mut out);
+        // `write_to` escapes values and drops non-XML characters, so only an invalid element or
+        // attribute name (a programming error) can fail here; such a stanza keeps an empty index.
+        let idx = index(&out, &Limits { max_stanza_bytes: usize::MAX, ..Limits::default() }, &[])
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, name = %el.name, "server-built element does not parse");
+                Index::default()
+            });
+        Stanza { bytes: out, idx, default_ns: ns::CLIENT, outer: None }
+    }
+}
+
+/// Scans a complete element and checks its characters; the whole of `b` must be the element.
+fn index(b: &[u8], limits: &Limits, outer: &Outer) -> Result<Index, XmlError> {
+    if b.first() != Some(&b'<') {
+        return Err(if b.is_empty() { XmlError::Incomplete } else { XmlError::TextBetweenStanzas });
+    }
+    let mut scan = ElemScan::default();
+    let ctx = Ctx { max_depth: limits.max_depth, max_attrs: limits.max_attrs, outer };
+    match scan.run(b, &ctx, &mut NoSink)? {
+        Some(end) if end == b.len() => {
+            check_chars(b)?;
+            Ok(scan.idx)
+        }
+        Some(_) => Err(XmlError::TrailingData),
+        None => Err(XmlError::Incomplete),
+    }
+}
