@@ -1,1 +1,100 @@
-//! c2s (to be written)
+//! Client-to-server streams (RFC 6120) as a sans-IO state machine, after MongooseIM's `mongoose_c2s`.
+//!
+//! [`C2s`] takes the bytes read from a socket and hands back the bytes to write plus [`C2sEvent`]s for the
+//! driver (authentication look-ups, session binding, stanzas to route). It owns no socket and no clock:
+//! the driver passes `now` in and asks [`C2s::next_timeout`] when to call [`C2s::handle_timeout`].
+
+mod error;
+mod features;
+mod reply;
+mod sasl;
+mod stream;
+mod transport;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use error::{BindError, CloseReason, Overflow};
+pub use stream::C2s;
+
+use crate::jid::{BareJid, FullJid};
+use crate::xml::Stanza;
+
+/// How a listener uses TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// STARTTLS is offered; the client may authenticate without it.
+    Starttls,
+    /// STARTTLS is offered and must be negotiated before SASL.
+    StarttlsRequired,
+    /// TLS from the first byte (XEP-0368 direct TLS).
+    DirectTls,
+    /// No TLS at all.
+    None,
+}
+
+/// Configuration shared by every c2s stream of a listener (read-only once built).
+#[derive(Debug, Clone)]
+pub struct C2sConfig {
+    /// Domains served; a stream header's `to` must name one of them.
+    pub hosts: Vec<String>,
+    /// How TLS is used on this listener.
+    pub tls_mode: TlsMode,
+    /// The rustls server configuration (required by every mode but `None`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Offer PLAIN on unencrypted streams from loopback peers (tests, local bridges).
+    pub allow_plaintext_on_loopback: bool,
+    /// Scanner limits (stanza bytes, depth, attributes).
+    pub limits: crate::xml::Limits,
+    /// Bound in bytes of output not yet taken by the driver; `deliver` past it closes the stream.
+    pub outbound_queue_bytes: usize,
+    /// Time from connect until a resource is bound (zero disables it).
+    pub auth_timeout: Duration,
+    /// Time without any input byte before the stream is closed (zero disables it).
+    pub idle_timeout: Duration,
+}
+
+/// What the state machine knows about the peer.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerInfo {
+    /// The remote socket address.
+    pub addr: SocketAddr,
+}
+
+/// Something the driver must act on.
+#[derive(Debug)]
+pub enum C2sEvent {
+    /// Look up the SCRAM secrets of `username`, then call [`C2s::provide_secrets`].
+    NeedSecrets {
+        /// The SASL authentication identity (a localpart).
+        username: String,
+    },
+    /// Check a PLAIN password (off the shard), then call [`C2s::plain_verified`].
+    VerifyPlain {
+        /// The SASL authentication identity (a localpart).
+        username: String,
+        /// The password as sent by the client.
+        password: String,
+    },
+    /// SASL succeeded for this bare JID.
+    Authenticated {
+        /// The authenticated account.
+        jid: BareJid,
+    },
+    /// Register this session with the session manager, then call [`C2s::bind_result`].
+    BindRequest {
+        /// The full JID asked for (resource already chosen).
+        jid: FullJid,
+    },
+    /// A top-level element from the bound client, `from` stamped for stanzas.
+    Stanza(Stanza),
+    /// The stream ended; emitted once. The driver unregisters the session.
+    Closed {
+        /// Why it ended.
+        reason: CloseReason,
+    },
+}

@@ -1,0 +1,104 @@
+//! The server's stream header and `<stream:features/>` (RFC 6120 §4.3.2, §5.4.1, §6.4.1, §7.4).
+
+use crate::auth::Mechanism;
+use crate::xml::escape::escape_attr_into;
+use crate::xmpp::ns;
+
+/// Mechanisms in order of preference; the stream filters them with what the connection allows.
+pub(crate) const MECHANISMS: [Mechanism; 5] = [
+    Mechanism::ScramSha256Plus,
+    Mechanism::ScramSha1Plus,
+    Mechanism::ScramSha256,
+    Mechanism::ScramSha1,
+    Mechanism::Plain,
+];
+
+/// What to advertise after a stream header.
+pub(crate) enum Offer<'a> {
+    /// Pre-authentication: optional STARTTLS (`Some(required)`) and the allowed SASL mechanisms.
+    PreAuth {
+        /// `Some(required)` when STARTTLS is offered.
+        starttls: Option<bool>,
+        /// SASL mechanisms (empty: no `<mechanisms/>`).
+        mechanisms: &'a [Mechanism],
+    },
+    /// Post-authentication: resource binding and the legacy optional session.
+    Bind,
+}
+
+/// Appends the response stream header.
+pub(crate) fn write_header(out: &mut Vec<u8>, id: &str, from: Option<&str>, to: Option<&str>) {
+    out.extend_from_slice(b"<?xml version='1.0'?><stream:stream xmlns='");
+    out.extend_from_slice(ns::CLIENT.as_bytes());
+    out.extend_from_slice(b"' xmlns:stream='");
+    out.extend_from_slice(ns::STREAMS.as_bytes());
+    out.extend_from_slice(b"' id='");
+    escape_attr_into(id, out);
+    if let Some(from) = from {
+        out.extend_from_slice(b"' from='");
+        escape_attr_into(from, out);
+    }
+    if let Some(to) = to {
+        out.extend_from_slice(b"' to='");
+        escape_attr_into(to, out);
+    }
+    out.extend_from_slice(b"' version='1.0' xml:lang='en'>");
+}
+
+/// Appends `<stream:features>` for `offer`.
+pub(crate) fn write_features(out: &mut Vec<u8>, offer: &Offer<'_>) {
+    out.extend_from_slice(b"<stream:features>");
+    match offer {
+        Offer::PreAuth {
+            starttls,
+            mechanisms,
+        } => {
+            match starttls {
+                Some(true) => {
+                    out.extend_from_slice(b"<starttls xmlns='");
+                    out.extend_from_slice(ns::TLS.as_bytes());
+                    out.extend_from_slice(b"'><required/></starttls>");
+                }
+                Some(false) => {
+                    out.extend_from_slice(b"<starttls xmlns='");
+                    out.extend_from_slice(ns::TLS.as_bytes());
+                    out.extend_from_slice(b"'/>");
+                }
+                None => {}
+            }
+            if !mechanisms.is_empty() {
+                out.extend_from_slice(b"<mechanisms xmlns='");
+                out.extend_from_slice(ns::SASL.as_bytes());
+                out.extend_from_slice(b"'>");
+                for m in mechanisms.iter() {
+                    out.extend_from_slice(b"<mechanism>");
+                    out.extend_from_slice(m.name().as_bytes());
+                    out.extend_from_slice(b"</mechanism>");
+                }
+                out.extend_from_slice(b"</mechanisms>");
+            }
+        }
+        Offer::Bind => {
+            out.extend_from_slice(b"<bind xmlns='");
+            out.extend_from_slice(ns::BIND.as_bytes());
+            out.extend_from_slice(b"'/><session xmlns='");
+            out.extend_from_slice(ns::SESSION.as_bytes());
+            out.extend_from_slice(b"'><optional/></session>");
+        }
+    }
+    out.extend_from_slice(b"</stream:features>");
+}
+
+/// Appends `<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>`.
+pub(crate) fn write_proceed(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"<proceed xmlns='");
+    out.extend_from_slice(ns::TLS.as_bytes());
+    out.extend_from_slice(b"'/>");
+}
+
+/// Appends `<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:stream>` (RFC 6120 §5.4.2.2).
+pub(crate) fn write_tls_failure_close(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"<failure xmlns='");
+    out.extend_from_slice(ns::TLS.as_bytes());
+    out.extend_from_slice(b"'/></stream:stream>");
+}

@@ -1,0 +1,150 @@
+//! The byte layer under a stream: plaintext or a sans-IO rustls server connection.
+
+use std::io::{ErrorKind, Read, Write};
+use std::sync::Arc;
+
+use rustls::{ProtocolVersion, ServerConfig, ServerConnection};
+
+use crate::auth::ChannelBinding;
+
+/// RFC 9266 label for the `tls-exporter` channel binding.
+const EXPORTER_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
+
+/// The TLS layer failed; the connection cannot continue.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TlsFailure {
+    /// rustls rejected the peer's records (handshake or record error).
+    #[error("tls: {0}")]
+    Protocol(#[from] rustls::Error),
+    /// rustls refused to buffer more input (cannot happen while plaintext is drained after each read).
+    #[error("tls input: {0}")]
+    Input(#[from] std::io::Error),
+}
+
+/// What one plaintext read from the TLS layer gave.
+pub(crate) enum PlainRead {
+    /// This many plaintext bytes were written to the buffer.
+    Data(usize),
+    /// No plaintext is available until more records arrive.
+    Empty,
+    /// The peer sent close_notify: no more plaintext will come.
+    Closed,
+}
+
+/// Plaintext TCP or TLS (boxed: a `ServerConnection` is several KiB and idle plaintext sessions must stay small).
+pub(crate) enum Transport {
+    /// Bytes on the socket are the XML stream.
+    Plain,
+    /// Bytes on the socket are TLS records.
+    Tls(Box<ServerConnection>),
+}
+
+impl Transport {
+    /// Starts a server-side TLS session.
+    pub(crate) fn tls(config: Arc<ServerConfig>) -> Result<Transport, rustls::Error> {
+        Ok(Transport::Tls(Box::new(ServerConnection::new(config)?)))
+    }
+
+    /// Whether the stream runs over TLS.
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self, Transport::Tls(_))
+    }
+
+    /// Whether a TLS handshake is still under way (no application data can flow yet).
+    pub(crate) fn is_handshaking(&self) -> bool {
+        match self {
+            Transport::Plain => false,
+            Transport::Tls(conn) => conn.is_handshaking(),
+        }
+    }
+
+    /// The channel binding data: `tls-exporter` only exists once a TLS 1.3 handshake is done (RFC 9266 §3).
+    pub(crate) fn channel_binding(&self) -> ChannelBinding {
+        let tls_exporter = match self {
+            Transport::Tls(conn)
+                if !conn.is_handshaking()
+                    && conn.protocol_version() == Some(ProtocolVersion::TLSv1_3) =>
+            {
+                conn.export_keying_material([0u8; 32], EXPORTER_LABEL, None).ok()
+            }
+            _ => None,
+        };
+        ChannelBinding { tls_exporter }
+    }
+
+    /// Feeds TLS records from `input` (consuming part of it) and queues any handshake/alert output in `wire`.
+    /// Call [`Transport::read_plain`] until it is empty after each call, then call again while input remains.
+    pub(crate) fn read_tls(
+        &mut self,
+        input: &mut &[u8],
+        wire: &mut Vec<u8>,
+    ) -> Result<(), TlsFailure> {
+        let Transport::Tls(conn) = self else {
+            return Ok(());
+        };
+        let res = conn
+            .read_tls(input)
+            .map_err(TlsFailure::from)
+            .and_then(|_| conn.process_new_packets().map(|_| ()).map_err(TlsFailure::from));
+        // Send whatever rustls queued, including the alert that describes an error.
+        drain_tls(conn, wire);
+        res
+    }
+
+    /// Reads decrypted plaintext into `buf`.
+    pub(crate) fn read_plain(&mut self, buf: &mut [u8]) -> PlainRead {
+        let Transport::Tls(conn) = self else {
+            return PlainRead::Empty;
+        };
+        match conn.reader().read(buf) {
+            Ok(0) => PlainRead::Closed,
+            Ok(n) => PlainRead::Data(n),
+            // WouldBlock: wait for more records; UnexpectedEof cannot happen as we never feed EOF.
+            Err(e) if e.kind() == ErrorKind::WouldBlock => PlainRead::Empty,
+            Err(_) => PlainRead::Closed,
+        }
+    }
+
+    /// Moves plaintext `out` onto the wire: as is, or encrypted into `dst`. Under TLS, bytes the connection
+    /// cannot take yet (handshake not done) stay in `out`.
+    pub(crate) fn encode(&mut self, out: &mut Vec<u8>, dst: &mut Vec<u8>) {
+        match self {
+            Transport::Plain => dst.append(out),
+            Transport::Tls(conn) => {
+                if conn.is_handshaking() {
+                    return;
+                }
+                let mut pos = 0;
+                while pos < out.len() {
+                    // The writer takes what fits its buffer limit; write_tls then empties that buffer.
+                    let n = conn.writer().write(&out[pos..]).unwrap_or(0);
+                    drain_tls(conn, dst);
+                    if n == 0 {
+                        break;
+                    }
+                    pos += n;
+                }
+                out.drain(..pos);
+            }
+        }
+    }
+
+    /// Queues a TLS close_notify after everything encoded so far.
+    pub(crate) fn close_notify(&mut self, dst: &mut Vec<u8>) {
+        if let Transport::Tls(conn) = self {
+            conn.send_close_notify();
+            drain_tls(conn, dst);
+        }
+    }
+}
+
+/// Appends every TLS record rustls has queued to `dst`.
+fn drain_tls(conn: &mut ServerConnection, dst: &mut Vec<u8>) {
+    while conn.wants_write() {
+        // Writing to a Vec cannot fail; stop on Ok(0) to be safe against a rustls that queued nothing.
+        match conn.write_tls(dst) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+}
