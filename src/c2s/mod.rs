@@ -7,6 +7,7 @@
 mod error;
 mod features;
 mod reply;
+pub mod route;
 mod sasl;
 mod stream;
 mod transport;

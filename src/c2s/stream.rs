@@ -303,6 +303,11 @@ impl C2s {
         &self.stream_id
     }
 
+    /// The domain the client asked for in its stream header (`""` before the header).
+    pub fn domain(&self) -> &str {
+        self.domain.as_deref().unwrap_or("")
+    }
+
     // ---- input ----
 
     /// Takes decoded plaintext.

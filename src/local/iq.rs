@@ -75,7 +75,7 @@ pub fn result_reply(req: &Acc, body: Option<Element>, shard: ShardId) -> Acc {
         .with_attr("from", req.to.as_str())
         .with_attr("to", req.from.as_str());
     if let Some(id) = req.stanza.id() {
-        el = el.with_attr("id", &id);
+        el = el.with_attr("id", id.as_ref());
     }
     if let Some(body) = body {
         el = el.with_child(body);

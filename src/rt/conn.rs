@@ -52,7 +52,8 @@ pub(crate) async fn run(stream: TcpStream, ctx: Rc<ShardCtx>, cfg: Arc<C2sConfig
     let session: Rc<std::cell::RefCell<Option<Session>>> = Rc::default();
     let driver = Driver {
         ctx: ctx.clone(),
-        c2s: C2s::new(cfg, PeerInfo { addr: peer }, Instant::now()),
+        c2s: C2s::new(cfg.clone(), PeerInfo { addr: peer }, Instant::now()),
+        cfg,
         conn,
         mailbox,
         session: session.clone(),
@@ -80,6 +81,7 @@ pub(crate) async fn run(stream: TcpStream, ctx: Rc<ShardCtx>, cfg: Arc<C2sConfig
 
 struct Driver {
     ctx: Rc<ShardCtx>,
+    cfg: Arc<C2sConfig>,
     c2s: C2s,
     conn: ConnId,
     mailbox: Rc<Mailbox>,
@@ -332,6 +334,6 @@ impl Driver {
     }
 
     fn c2s_bound(&self) -> usize {
-        self.c2s.outbound_limit()
+        self.cfg.outbound_queue_bytes
     }
 }

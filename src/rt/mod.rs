@@ -5,6 +5,7 @@
 
 mod conn;
 mod cpus;
+mod listeners;
 mod mesh;
 mod shutdown;
 
@@ -21,7 +22,6 @@ use std::time::Duration;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::c2s::C2sConfig;
 use crate::config::Config;
 use crate::shard::{Shard, ShardId};
 use crate::store::StorePool;
@@ -135,11 +135,11 @@ pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Re
     }
     let config = Arc::new(config);
     let store = StorePool::start(&config.general.data_dir, 2, 4096)?;
-    let listeners: Vec<Arc<C2sConfig>> = config
+    let listeners: Vec<Arc<listeners::C2sListener>> = config
         .listen
         .c2s
         .iter()
-        .map(|l| crate::c2s::C2sConfig::from_listener(l, &config.general).map(Arc::new))
+        .map(|l| listeners::c2s_listener(l, &config.general).map(Arc::new))
         .collect::<Result<_, _>>()?;
     let ends = mesh::build(n, config.shards.ring_capacity.max(2));
     let io_memory = config.shards.io_memory_kib * 1024;
@@ -199,7 +199,7 @@ async fn run_shard(
     id: ShardId,
     n: usize,
     config: Arc<Config>,
-    listeners: Vec<Arc<C2sConfig>>,
+    listeners: Vec<Arc<listeners::C2sListener>>,
     ends: mesh::MeshEnds,
     store: StorePool,
     flag: ShutdownFlag,
@@ -212,7 +212,7 @@ async fn run_shard(
         .collect();
     let mailbox_limit = listeners
         .iter()
-        .map(|l| l.outbound_queue_bytes)
+        .map(|l| l.c2s.outbound_queue_bytes)
         .max()
         .unwrap_or(256 * 1024);
     let mut shard = Shard::new(
@@ -249,7 +249,7 @@ async fn run_shard(
     }
     let mut accepts = Vec::new();
     for l in &listeners {
-        let addr = SocketAddr::new(l.ip_address, l.port);
+        let addr = l.addr;
         let listener =
             TcpListener::bind(addr).map_err(|e| RtError::Listen {
                 addr,
@@ -261,7 +261,7 @@ async fn run_shard(
             loop {
                 match listener.accept().await {
                     Ok(stream) => {
-                        glommio::spawn_local(conn::run(stream, ctx.clone(), l.clone())).detach();
+                        glommio::spawn_local(conn::run(stream, ctx.clone(), l.c2s.clone())).detach();
                     }
                     Err(e) => {
                         tracing::warn!(shard = id.0, error = %e, "accept failed");

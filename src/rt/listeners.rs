@@ -1,0 +1,47 @@
+//! Turns `[[listen.c2s]]` sections into the read-only c2s configuration every connection shares.
+
+use std::sync::Arc;
+
+use crate::c2s::{C2sConfig, TlsMode};
+use crate::config::{self, C2sListenerConfig, General};
+use crate::xml::Limits;
+
+/// A c2s listener ready to accept: where and how.
+pub struct C2sListener {
+    /// Address to bind (every shard binds it with SO_REUSEPORT).
+    pub addr: std::net::SocketAddr,
+    /// What each connection's c2s gets.
+    pub c2s: Arc<C2sConfig>,
+}
+
+/// Builds the listener (and its rustls configuration, generating a self-signed certificate if needed).
+pub fn c2s_listener(l: &C2sListenerConfig, general: &General) -> Result<C2sListener, crate::tls::TlsError> {
+    let tls = if l.tls.uses_tls() {
+        Some(crate::tls::server_config(l, general)?)
+    } else {
+        None
+    };
+    let tls_mode = match l.tls {
+        config::TlsMode::Starttls => TlsMode::Starttls,
+        config::TlsMode::StarttlsRequired => TlsMode::StarttlsRequired,
+        config::TlsMode::Tls => TlsMode::DirectTls,
+        config::TlsMode::None => TlsMode::None,
+    };
+    Ok(C2sListener {
+        addr: std::net::SocketAddr::new(l.ip_address, l.port),
+        c2s: Arc::new(C2sConfig {
+            hosts: general.hosts.iter().map(|h| h.to_string()).collect(),
+            tls_mode,
+            tls,
+            allow_plaintext_on_loopback: l.allow_plaintext_on_loopback,
+            limits: Limits {
+                max_stanza_bytes: l.max_stanza_size,
+                max_depth: l.max_depth,
+                max_attrs: l.max_attrs,
+            },
+            outbound_queue_bytes: l.outbound_queue_bytes,
+            auth_timeout: l.auth_timeout,
+            idle_timeout: l.idle_timeout,
+        }),
+    })
+}
