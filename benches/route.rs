@@ -6,30 +6,13 @@
 //! through a bounded lock-free ring (crossbeam's array channel standing in for glommio's SPSC ring,
 //! which needs two executors) and is handled by shard 1, as the runtime does.
 
-use std::collections::HashSet;
-use std::rc::Rc;
-
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use petrel::c2s::route::{bind, user_receive, user_send, Session};
-use petrel::config::RoutingModule;
-use petrel::jid::{BareJid, FullJid};
-use petrel::shard::{home_shard, ConnMsg, Mailbox, Shard, ShardId, ShardMsg};
-use petrel::xml::{Event, Limits, Scanner, Stanza};
+use petrel::c2s::route::{user_receive, user_send};
+use petrel::jid::BareJid;
+use petrel::shard::cluster::Cluster;
+use petrel::shard::{home_shard, ConnMsg, ShardId, ShardMsg};
+use petrel::xml::{Event, Limits, Scanner};
 use petrel::xmpp::ns;
-
-const ROUTING: [RoutingModule; 6] = [
-    RoutingModule::Global,
-    RoutingModule::Localdomain,
-    RoutingModule::ExternalLocalnode,
-    RoutingModule::External,
-    RoutingModule::DynamicDomains,
-    RoutingModule::S2s,
-];
-
-fn shard(id: u16, n: usize) -> Shard {
-    let hosts: HashSet<String> = ["localhost".to_owned()].into();
-    Shard::new(ShardId(id), n, Rc::new(hosts), ROUTING.to_vec().into(), 1 << 30)
-}
 
 /// A user whose home shard is `home` among `n`.
 fn user_on(home: u16, n: usize, skip: &str) -> BareJid {
@@ -37,40 +20,6 @@ fn user_on(home: u16, n: usize, skip: &str) -> BareJid {
         .map(|i| BareJid::parse(&format!("user{i}@localhost")).unwrap())
         .find(|j| home_shard(j, n) == ShardId(home) && j.as_str() != skip)
         .unwrap()
-}
-
-/// Connects `jid/res` on `shard`, binds and makes it available; returns its session and mailbox.
-fn connect(shards: &mut [Shard], on: usize, jid: &BareJid) -> (Session, Rc<Mailbox>) {
-    let (conn, mb) = shards[on].open_conn();
-    let full: FullJid = jid.with_resource("bench").unwrap();
-    let sref = shards[on].session_ref(conn);
-    bind(&mut shards[on], full.clone(), sref);
-    pump(shards);
-    match mb.pop() {
-        Some(ConnMsg::Bound(Ok(()))) => {}
-        other => panic!("bind failed: {other:?}"),
-    }
-    let mut sess = Session::new(full, sref);
-    let presence = Stanza::parse(b"<presence/>".to_vec()).unwrap();
-    user_send(&mut shards[on], &mut sess, presence);
-    pump(shards);
-    (sess, mb)
-}
-
-/// Moves mesh messages between shards until quiet (tests/bench only: synchronous delivery).
-fn pump(shards: &mut [Shard]) {
-    loop {
-        let mut moved = false;
-        for i in 0..shards.len() {
-            for (to, msg) in shards[i].take_outgoing() {
-                moved = true;
-                shards[to.index()].handle_msg(msg);
-            }
-        }
-        if !moved {
-            return;
-        }
-    }
 }
 
 fn stream_bytes(to: &BareJid, count: usize) -> Vec<u8> {
@@ -93,12 +42,14 @@ fn stream_bytes(to: &BareJid, count: usize) -> Vec<u8> {
 
 fn bench_route(c: &mut Criterion, name: &str, cross: bool) {
     let n = 2;
-    let mut shards = vec![shard(0, n), shard(1, n)];
+    let mut cluster = Cluster::new(n, &["localhost"]);
     let alice = user_on(0, n, "");
     let bob_home = if cross { 1 } else { 0 };
     let bob = user_on(bob_home, n, alice.as_str());
-    let (mut alice_sess, _amb) = connect(&mut shards, 0, &alice);
-    let (_bob_sess, bob_mb) = connect(&mut shards, bob_home as usize, &bob);
+    let (mut alice_sess, _amb) = cluster.connect(0, &alice.with_resource("bench").unwrap(), Some(0));
+    let (_bob_sess, bob_mb) =
+        cluster.connect(bob_home as usize, &bob.with_resource("bench").unwrap(), Some(0));
+    let shards = &mut cluster.shards;
     const BATCH: usize = 1000;
     let input = stream_bytes(&bob, BATCH);
     let (ring_tx, ring_rx) = crossbeam_channel::bounded::<(ShardId, ShardMsg)>(1024);

@@ -5,6 +5,7 @@
 //! Nothing here is shared between shards; a `Shard` lives in one thread and is reached only through
 //! `&mut`. Cross-shard work leaves as [`ShardMsg`] values in [`Shard::take_outgoing`].
 
+pub mod cluster;
 mod ids;
 mod mailbox;
 mod msg;

@@ -1,0 +1,323 @@
+//! Test harness: a real petrel process on a free loopback port, and a small blocking XMPP client.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use petrel::xml::{Event, Limits, Scanner, Stanza};
+use petrel::xmpp::ns;
+
+/// Password every test user gets.
+pub const PASSWORD: &str = "secret-pass";
+
+/// A petrel server process, stopped (SIGTERM) when dropped.
+pub struct Server {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    child: Option<Child>,
+}
+
+/// A free TCP port on loopback (bound then released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn petrel() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_petrel"))
+}
+
+impl Server {
+    /// Config text for a test server; `extra_listener` is appended inside the c2s listener table and
+    /// `extra` at the end of the file.
+    pub fn config_text(port: u16, data_dir: &std::path::Path, extra_listener: &str, extra: &str) -> String {
+        format!(
+            r#"[general]
+hosts = ["localhost", "example.test"]
+data_dir = "{data}"
+loglevel = "info"
+
+[auth]
+scram_iterations = 4096
+
+[[listen.c2s]]
+port = {port}
+ip_address = "127.0.0.1"
+tls = "starttls"
+allow_plaintext_on_loopback = true
+{extra_listener}
+
+[modules.ping]
+[modules.disco]
+{extra}
+"#,
+            data = data_dir.display()
+        )
+    }
+
+    /// Writes the config, adds `users` (user@localhost with [`PASSWORD`]) and starts `--shards N`.
+    pub fn start_with(shards: usize, users: &[&str], extra_listener: &str, extra: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("petrel.toml");
+        std::fs::write(
+            &config,
+            Self::config_text(port, &dir.path().join("data"), extra_listener, extra),
+        )
+        .unwrap();
+        for u in users {
+            let jid = if u.contains('@') { u.to_string() } else { format!("{u}@localhost") };
+            let out = petrel()
+                .args(["user", "add", &jid, PASSWORD, "--config"])
+                .arg(&config)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "user add {jid}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let mut server = Server { port, dir, config, child: None };
+        server.spawn(shards);
+        server
+    }
+
+    /// A server with the default test config.
+    pub fn start(shards: usize, users: &[&str]) -> Server {
+        Self::start_with(shards, users, "", "")
+    }
+
+    /// (Re)starts the process and waits until the port accepts connections.
+    pub fn spawn(&mut self, shards: usize) {
+        let child = petrel()
+            .args(["serve", "--allow-oversubscribe", "--shards", &shards.to_string(), "--config"])
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                // Every shard binds the port: give the others a moment too.
+                std::thread::sleep(Duration::from_millis(150));
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("petrel exited early: {status}");
+            }
+            assert!(Instant::now() < deadline, "petrel did not start listening");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return child.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The server's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.port)
+    }
+
+    /// Logs `user` in with PLAIN over plaintext loopback, binds `resource`, optionally sends initial presence.
+    pub fn login(&self, user: &str, resource: &str, presence: Option<i8>) -> Client {
+        let mut c = self.connect();
+        c.login_plain(user, "localhost", PASSWORD, resource);
+        if let Some(p) = presence {
+            c.send(&format!("<presence><priority>{p}</priority></presence>"));
+        }
+        c
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A blocking client speaking raw XMPP; server output is split into events with petrel's scanner
+/// (the tests assert on attributes and on raw bytes).
+pub struct Client {
+    pub sock: TcpStream,
+    scanner: Scanner,
+    pub raw: Vec<u8>,
+    pub jid: String,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> Client {
+        let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        sock.set_nodelay(true).unwrap();
+        Client {
+            sock,
+            scanner: Scanner::new(
+                Limits { max_stanza_bytes: 1 << 20, ..Limits::default() },
+                ns::CLIENT,
+            ),
+            raw: Vec::new(),
+            jid: String::new(),
+        }
+    }
+
+    pub fn send(&mut self, s: &str) {
+        self.sock.write_all(s.as_bytes()).unwrap();
+    }
+
+    pub fn send_bytes(&mut self, b: &[u8]) {
+        self.sock.write_all(b).unwrap();
+    }
+
+    pub fn open(&mut self, domain: &str) {
+        self.send(&format!(
+            "<?xml version='1.0'?><stream:stream to='{domain}' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"
+        ));
+    }
+
+    /// Reads more bytes; false on EOF.
+    fn fill(&mut self) -> bool {
+        let mut buf = [0u8; 16384];
+        match self.sock.read(&mut buf) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.raw.extend_from_slice(&buf[..n]);
+                self.scanner.feed(&buf[..n]);
+                true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => false,
+            Err(e) => panic!("read failed (timeout?): {e}; got so far: {}", String::from_utf8_lossy(&self.raw)),
+        }
+    }
+
+    /// The next event from the server (stream header, stanza, close); None on EOF.
+    pub fn next_event(&mut self) -> Option<Event> {
+        loop {
+            match self.scanner.next_event() {
+                Ok(Some(Event::Whitespace)) => continue,
+                Ok(Some(ev)) => return Some(ev),
+                Ok(None) => {
+                    if !self.fill() {
+                        return None;
+                    }
+                }
+                Err(e) => panic!("server sent bad XML: {e}: {}", String::from_utf8_lossy(&self.raw)),
+            }
+        }
+    }
+
+    /// The next stanza (skips headers); panics on EOF.
+    pub fn next_stanza(&mut self) -> Stanza {
+        loop {
+            match self.next_event() {
+                Some(Event::Stanza(s)) => return s,
+                Some(_) => continue,
+                None => panic!("EOF while waiting for a stanza; got: {}", String::from_utf8_lossy(&self.raw)),
+            }
+        }
+    }
+
+    /// Skips stanzas until one satisfies `pred`.
+    pub fn expect(&mut self, what: &str, pred: impl Fn(&Stanza) -> bool) -> Stanza {
+        loop {
+            let s = self.next_stanza();
+            if pred(&s) {
+                return s;
+            }
+            eprintln!("(skipping while waiting for {what}: {})", String::from_utf8_lossy(s.bytes()));
+        }
+    }
+
+    /// Reads until EOF and returns everything received from the start.
+    pub fn read_to_close(&mut self) -> String {
+        while self.fill() {}
+        String::from_utf8_lossy(&self.raw).into_owned()
+    }
+
+    /// Stream header + features, AUTH PLAIN, restart, bind.
+    pub fn login_plain(&mut self, user: &str, domain: &str, password: &str, resource: &str) {
+        self.open(domain);
+        let features = self.next_stanza();
+        assert_eq!(features.name(), "stream:features", "{}", String::from_utf8_lossy(features.bytes()));
+        use base64::Engine;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+        self.send(&format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>"));
+        let r = self.next_stanza();
+        assert_eq!(r.name(), "success", "auth failed: {}", String::from_utf8_lossy(r.bytes()));
+        self.open(domain);
+        let f = self.next_stanza();
+        assert_eq!(f.name(), "stream:features");
+        self.bind(resource);
+    }
+
+    pub fn bind(&mut self, resource: &str) {
+        let res = if resource.is_empty() { String::new() } else { format!("<resource>{resource}</resource>") };
+        self.send(&format!("<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>{res}</bind></iq>"));
+        let r = self.expect("bind result", |s| s.id().as_deref() == Some("bind1"));
+        assert_eq!(r.type_().as_deref(), Some("result"), "{}", String::from_utf8_lossy(r.bytes()));
+        let tree = r.tree().unwrap();
+        let jid = tree
+            .get_child("bind", ns::BIND)
+            .and_then(|b| b.get_child("jid", ns::BIND))
+            .map(|j| j.text())
+            .unwrap();
+        self.jid = jid;
+    }
+
+    /// Sends a chat message.
+    pub fn chat(&mut self, to: &str, body: &str) {
+        self.send(&format!("<message to='{to}' type='chat'><body>{body}</body></message>"));
+    }
+
+    /// Round trip to the server: everything sent before was processed when this returns.
+    pub fn sync(&mut self) {
+        let id = format!("sync{}", rand_u64());
+        self.send(&format!("<iq type='get' to='localhost' id='{id}'><ping xmlns='urn:xmpp:ping'/></iq>"));
+        self.expect("ping reply", |s| s.id().as_deref() == Some(id.as_str()));
+    }
+}
+
+pub fn rand_u64() -> u64 {
+    let mut b = [0u8; 8];
+    getrandom::getrandom(&mut b).unwrap();
+    u64::from_le_bytes(b)
+}
+
+/// Body text of a message stanza.
+pub fn body(s: &Stanza) -> Option<String> {
+    s.tree().ok()?.get_child("body", ns::CLIENT).map(|b| b.text())
+}
+
+/// The error condition element name of an error stanza.
+pub fn error_condition(s: &Stanza) -> Option<String> {
+    let t = s.tree().ok()?;
+    let e = t.get_child("error", ns::CLIENT)?;
+    e.child_elements().find(|c| c.ns == ns::STANZAS).map(|c| c.name.clone())
+}

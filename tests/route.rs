@@ -1,0 +1,269 @@
+//! The route over real sockets (issue: user_send -> router -> local -> sm -> user_receive), at 1, 2 and
+//! 4 shards (4 oversubscribes a 2-core machine on purpose: more cross-shard hops).
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{body, error_condition, Client, Server};
+
+const SHARDS: [usize; 3] = [1, 2, 4];
+
+fn alice_bob(shards: usize) -> (Server, Client, Client) {
+    let server = Server::start(shards, &["alice", "bob"]);
+    let a = server.login("alice", "phone", Some(0));
+    let mut b = server.login("bob", "laptop", Some(0));
+    b.sync();
+    (server, a, b)
+}
+
+#[test]
+fn chat_message_arrives_with_sender_full_jid() {
+    for shards in SHARDS {
+        let (_server, mut a, mut b) = alice_bob(shards);
+        a.chat("bob@localhost", "hi bob");
+        let m = b.expect("message", |s| s.name() == "message");
+        assert_eq!(m.from().as_deref(), Some("alice@localhost/phone"), "shards={shards}");
+        assert_eq!(m.to().as_deref(), Some("bob@localhost"));
+        assert_eq!(body(&m).as_deref(), Some("hi bob"));
+        // Full JID addressing too.
+        a.chat("bob@localhost/laptop", "direct");
+        let m = b.expect("message", |s| s.name() == "message");
+        assert_eq!(body(&m).as_deref(), Some("direct"));
+        assert_eq!(m.to().as_deref(), Some("bob@localhost/laptop"));
+    }
+}
+
+#[test]
+fn spoofed_from_is_rewritten() {
+    for shards in [1, 2] {
+        let (_server, mut a, mut b) = alice_bob(shards);
+        a.send("<message to='bob@localhost' from='mallory@localhost/x' type='chat'><body>spoof</body></message>");
+        let m = b.expect("message", |s| s.name() == "message");
+        assert_eq!(m.from().as_deref(), Some("alice@localhost/phone"));
+        assert!(!String::from_utf8_lossy(m.bytes()).contains("mallory"));
+    }
+}
+
+#[test]
+fn bare_jid_goes_to_highest_priority_and_never_negative() {
+    for shards in SHARDS {
+        let server = Server::start(shards, &["alice", "bob"]);
+        let mut a = server.login("alice", "a", Some(0));
+        let mut low = server.login("bob", "low", Some(1));
+        let mut high = server.login("bob", "high", Some(5));
+        let mut neg = server.login("bob", "neg", Some(-1));
+        for c in [&mut low, &mut high, &mut neg] {
+            c.sync();
+        }
+        a.chat("bob@localhost", "to-bare");
+        let m = high.expect("message", |s| s.name() == "message");
+        assert_eq!(body(&m).as_deref(), Some("to-bare"));
+        // The others got nothing: their next stanza is the sync answer.
+        for c in [&mut low, &mut neg] {
+            c.sync();
+            assert!(!String::from_utf8_lossy(&c.raw).contains("to-bare"), "shards={shards}");
+        }
+        // Equal top priorities: both get it (MongooseIM's policy).
+        low.send("<presence><priority>5</priority></presence>");
+        low.sync();
+        a.chat("bob@localhost", "to-both");
+        for c in [&mut low, &mut high] {
+            let m = c.expect("message", |s| s.name() == "message" && body(s).as_deref() == Some("to-both"));
+            assert_eq!(m.from().as_deref(), Some("alice@localhost/a"));
+        }
+        // Full JID reaches the negative-priority resource.
+        a.chat("bob@localhost/neg", "to-neg");
+        let m = neg.expect("message", |s| s.name() == "message");
+        assert_eq!(body(&m).as_deref(), Some("to-neg"));
+    }
+}
+
+#[test]
+fn only_negative_priority_means_offline_service_unavailable() {
+    let server = Server::start(2, &["alice", "bob"]);
+    let mut a = server.login("alice", "a", Some(0));
+    let mut neg = server.login("bob", "neg", Some(-3));
+    neg.sync();
+    a.chat("bob@localhost", "nobody");
+    let e = a.expect("error", |s| s.type_().as_deref() == Some("error"));
+    assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
+    assert_eq!(e.from().as_deref(), Some("bob@localhost"));
+    assert_eq!(body(&e).as_deref(), Some("nobody"), "the original payload is kept");
+}
+
+#[test]
+fn missing_resource_message_presence_iq() {
+    for shards in [1, 2] {
+        let (_server, mut a, mut b) = alice_bob(shards);
+        // Message to a missing resource: treated as bare.
+        a.chat("bob@localhost/gone", "fallback");
+        let m = b.expect("message", |s| s.name() == "message");
+        assert_eq!(body(&m).as_deref(), Some("fallback"));
+        // Presence to a missing resource: dropped silently.
+        a.send("<presence to='bob@localhost/gone' id='p1'/>");
+        // IQ to a missing resource: service-unavailable.
+        a.send("<iq type='get' to='bob@localhost/gone' id='q1'><query xmlns='jabber:iq:version'/></iq>");
+        let e = a.expect("iq error", |s| s.id().as_deref() == Some("q1"));
+        assert_eq!(e.type_().as_deref(), Some("error"));
+        assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
+        b.sync();
+        assert!(!String::from_utf8_lossy(&b.raw).contains("id='p1'"));
+        assert!(!String::from_utf8_lossy(&b.raw).contains("id=\"p1\""));
+    }
+}
+
+#[test]
+fn iq_to_full_jid_is_delivered_and_answered() {
+    let (_server, mut a, mut b) = alice_bob(2);
+    a.send("<iq type='get' to='bob@localhost/laptop' id='v1'><query xmlns='jabber:iq:version'/></iq>");
+    let q = b.expect("iq", |s| s.name() == "iq");
+    assert_eq!(q.from().as_deref(), Some("alice@localhost/phone"));
+    b.send("<iq type='result' to='alice@localhost/phone' id='v1'><query xmlns='jabber:iq:version'><name>x</name></query></iq>");
+    let r = a.expect("iq result", |s| s.id().as_deref() == Some("v1"));
+    assert_eq!(r.type_().as_deref(), Some("result"));
+    assert_eq!(r.from().as_deref(), Some("bob@localhost/laptop"));
+}
+
+#[test]
+fn server_iq_unknown_namespace_and_ping() {
+    let server = Server::start(1, &["alice"]);
+    let mut a = server.login("alice", "a", None);
+    a.send("<iq type='get' to='localhost' id='u1'><query xmlns='urn:example:nothing'/></iq>");
+    let e = a.expect("error", |s| s.id().as_deref() == Some("u1"));
+    assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
+    assert_eq!(e.from().as_deref(), Some("localhost"));
+    a.send("<iq type='get' to='localhost' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>");
+    let r = a.expect("pong", |s| s.id().as_deref() == Some("p1"));
+    assert_eq!(r.type_().as_deref(), Some("result"));
+    // IQ results to the server are dropped, not answered.
+    a.send("<iq type='result' to='localhost' id='r1'/>");
+    a.sync();
+    assert!(!String::from_utf8_lossy(&a.raw).contains("'r1'"));
+}
+
+#[test]
+fn unknown_domain_is_remote_server_not_found_and_bad_jid_malformed() {
+    let server = Server::start(2, &["alice"]);
+    let mut a = server.login("alice", "a", None);
+    a.send("<message to='someone@elsewhere.example' type='chat' id='m1'><body>x</body></message>");
+    let e = a.expect("error", |s| s.id().as_deref() == Some("m1"));
+    assert_eq!(error_condition(&e).as_deref(), Some("remote-server-not-found"));
+    a.send("<message to='a@b@c' type='chat' id='m2'><body>x</body></message>");
+    let e = a.expect("error", |s| s.id().as_deref() == Some("m2"));
+    assert_eq!(error_condition(&e).as_deref(), Some("jid-malformed"));
+}
+
+#[test]
+fn many_clients_every_message_once_in_order() {
+    const CLIENTS: usize = 100;
+    const PER_CLIENT: usize = 100;
+    for shards in [2, 4] {
+        let names: Vec<String> = (0..CLIENTS).map(|i| format!("u{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let server = Server::start(shards, &refs);
+        let mut clients: Vec<Client> =
+            names.iter().map(|n| server.login(n, "r", Some(0))).collect();
+        for c in clients.iter_mut() {
+            c.sync();
+        }
+        // Deterministic pseudo-random peers.
+        let mut seed = 0x9e3779b97f4a7c15u64;
+        let mut expected: Vec<HashMap<usize, Vec<usize>>> = vec![HashMap::new(); CLIENTS];
+        let mut plan = Vec::new();
+        for from in 0..CLIENTS {
+            for seq in 0..PER_CLIENT {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let to = (seed as usize) % CLIENTS;
+                expected[to].entry(from).or_default().push(seq);
+                plan.push((from, to, seq));
+            }
+        }
+        // Send in interleaved rounds from every client.
+        for seq in 0..PER_CLIENT {
+            for from in 0..CLIENTS {
+                let (_, to, s) = plan[from * PER_CLIENT + seq];
+                let msg = format!("<message to='u{to}@localhost' type='chat'><body>{from}:{s}</body></message>");
+                clients[from].send(&msg);
+            }
+        }
+        for (to, c) in clients.iter_mut().enumerate() {
+            let want: usize = expected[to].values().map(Vec::len).sum();
+            let mut got: HashMap<usize, Vec<usize>> = HashMap::new();
+            c.sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            for _ in 0..want {
+                let m = c.expect("message", |s| s.name() == "message");
+                assert_ne!(m.type_().as_deref(), Some("error"), "{}", String::from_utf8_lossy(m.bytes()));
+                let b = body(&m).unwrap();
+                let (f, s) = b.split_once(':').unwrap();
+                let f: usize = f.parse().unwrap();
+                assert_eq!(m.from().as_deref(), Some(format!("u{f}@localhost/r").as_str()));
+                got.entry(f).or_default().push(s.parse().unwrap());
+            }
+            assert_eq!(got, expected[to], "shards={shards} recipient u{to}: lost, duplicated or reordered");
+            // Nothing more (no duplicates) before the sync answer.
+            c.sync();
+            let extra = String::from_utf8_lossy(&c.raw).matches("<message").count();
+            assert_eq!(extra, want, "duplicates for u{to}");
+        }
+    }
+}
+
+#[test]
+fn conflict_new_session_replaces_old() {
+    for shards in [1, 2] {
+        let server = Server::start(shards, &["alice", "bob"]);
+        let mut first = server.login("alice", "same", Some(0));
+        let mut second = server.login("alice", "same", Some(0));
+        let text = first.read_to_close();
+        assert!(text.contains("<conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"), "{text}");
+        // The new session is the one that gets messages.
+        let mut b = server.login("bob", "b", Some(0));
+        b.chat("alice@localhost/same", "to-new");
+        let m = second.expect("message", |s| s.name() == "message");
+        assert_eq!(body(&m).as_deref(), Some("to-new"));
+    }
+}
+
+#[test]
+fn tiny_rings_no_deadlock_and_nothing_lost_silently() {
+    // Two shards, rings of 2 and outboxes of 4: a burst must overflow; every message is either
+    // delivered or answered with resource-constraint.
+    let users: Vec<String> = (0..20).map(|i| format!("t{i}")).collect();
+    let refs: Vec<&str> = users.iter().map(String::as_str).collect();
+    let server = Server::start_with(2, &refs, "", "[shards]\nring_capacity = 2\noutbox_capacity = 4\n");
+    let mut clients: Vec<Client> = users.iter().map(|n| server.login(n, "r", Some(0))).collect();
+    for c in clients.iter_mut() {
+        c.sync();
+    }
+    const N: usize = 300;
+    // Everyone blasts everyone else: both directions cross shards at once.
+    for i in 0..N {
+        for (k, c) in clients.iter_mut().enumerate() {
+            let to = (k + 1 + i % 19) % 20;
+            c.send(&format!("<message to='t{to}@localhost' type='chat' id='x{i}'><body>{k}:{i}</body></message>"));
+        }
+    }
+    // Count until every message is accounted for (delivered or bounced), or give up after 30 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (mut delivered, mut errors);
+    loop {
+        delivered = 0;
+        errors = 0;
+        for c in clients.iter_mut() {
+            c.sync();
+            let text = String::from_utf8_lossy(&c.raw).into_owned();
+            let bounced = text.matches("<resource-constraint").count();
+            errors += bounced;
+            delivered += text.matches("<message").count() - bounced;
+        }
+        if delivered + errors >= N * 20 || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(delivered + errors, N * 20, "delivered {delivered} + errors {errors}");
+}
