@@ -241,7 +241,7 @@ impl C2s {
         };
         match r {
             Ok(jid) => {
-                reply::write_bind_result(&mut self.out, id.as_deref(), jid);
+                reply::write_bind_result(&mut self.out, id.as_deref(), jid.as_str());
                 self.auth = Auth::Bound(jid);
                 self.auth_deadline = None;
             }
@@ -648,7 +648,7 @@ impl C2s {
         let to_self = match s.to() {
             None => true,
             Some(to) => {
-                to.eq_ignore_ascii_case(bare.domain()) || to.eq_ignore_ascii_case(bare)
+                to.eq_ignore_ascii_case(bare.domain()) || to.eq_ignore_ascii_case(bare.as_str())
             }
         };
         if is_iq_request && to_self {
@@ -701,7 +701,7 @@ impl C2s {
             StanzaKind::Message | StanzaKind::Presence | StanzaKind::Iq => {
                 if let Auth::Bound(jid) = &self.auth {
                     // RFC 6120 §8.1.2.1: the server stamps `from`, replacing whatever the client wrote.
-                    s.set_from(jid);
+                    s.set_from(jid.as_str());
                 }
                 self.events.push_back(C2sEvent::Stanza(s));
             }

@@ -217,7 +217,7 @@ fn element_text<'a>(s: &'a str, tag: &str) -> &'a str {
 fn hmac256(key: &[u8], data: &[u8]) -> Vec<u8> {
     let mut m = Hmac::<Sha256>::new_from_slice(key).unwrap();
     m.update(data);
-    m.into_bytes().to_vec()
+    m.finalize().into_bytes().to_vec()
 }
 
 /// A SCRAM-SHA-256(-PLUS) client exchange; returns the server's reply to the final message.
