@@ -1,6 +1,5 @@
 //! Identifiers of shards, connections and sessions, and the home-shard function.
 
-use std::hash::BuildHasher;
 
 use crate::jid::BareJid;
 
