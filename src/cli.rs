@@ -45,6 +45,9 @@ pub enum Command {
         /// Number of shards (one per CPU), overriding [shards] count.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
         shards: Option<u16>,
+        /// Allow more shards than CPUs this process may use (they then share CPUs; for tests).
+        #[arg(long)]
+        allow_oversubscribe: bool,
     },
     /// Validate the configuration and print the effective one, defaults filled in.
     CheckConfig,
@@ -85,25 +88,6 @@ pub enum UserCommand {
     },
 }
 
-// INTEGRATOR SHIM: `petrel::rt::serve` does not exist on this branch yet. Replace every use of
-// `rt_shim` with `crate::rt` (and `rt_shim::RtError` with `crate::rt::RtError`), then delete it.
-mod rt_shim {
-    use crate::config::Config;
-
-    /// Stand-in for `petrel::rt::RtError`.
-    #[derive(Debug, thiserror::Error)]
-    pub enum RtError {
-        /// The runtime is not linked into this build.
-        #[error("the server runtime is not wired into this build yet (petrel::rt::serve)")]
-        NotWired,
-    }
-
-    /// Stand-in for `petrel::rt::serve`.
-    pub fn serve(_config: Config, _shards: Option<usize>) -> Result<(), RtError> {
-        Err(RtError::NotWired)
-    }
-}
-
 /// Why a command failed; rendered as one line on stderr.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -123,7 +107,7 @@ pub enum CliError {
     },
     /// The server stopped with an error.
     #[error(transparent)]
-    Serve(#[from] rt_shim::RtError),
+    Serve(#[from] crate::rt::RtError),
     /// A `user` command failed.
     #[error(transparent)]
     User(#[from] UserError),
@@ -166,7 +150,19 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         ConfigOrigin::File => info!(file = %config.source.display(), "configuration loaded"),
     }
     match cli.command {
-        Command::Serve { shards } => rt_shim::serve(config, shards.map(usize::from))?,
+        Command::Serve {
+            shards,
+            allow_oversubscribe,
+        } => {
+            let shards = Some(shards.map(usize::from).unwrap_or(config.shards.count));
+            crate::rt::serve(
+                config,
+                crate::rt::ServeOptions {
+                    shards,
+                    allow_oversubscribe,
+                },
+            )?
+        }
         Command::CheckConfig => {
             check_certificates(&config)?;
             print!("{}", config.to_toml());
