@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use petrel::config::Config;
+use petrel::jid::BareJid;
+use petrel::store::Store;
 
 const BIN: &str = env!("CARGO_BIN_EXE_petrel");
 
@@ -62,6 +64,16 @@ impl Env {
         let out = self.run(args);
         assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Whether the stored secrets of `jid` accept `password`.
+    fn password_is(&self, jid: &str, password: &str) -> bool {
+        let store = Store::open(&self.dir.path().join("data")).unwrap();
+        let secrets = store
+            .get_secrets(&BareJid::parse(jid).unwrap())
+            .unwrap()
+            .expect("user exists");
+        secrets.verify_plain(password)
     }
 
     fn users(&self, domain: Option<&str>) -> Vec<String> {
@@ -199,14 +211,38 @@ fn user_add_list_passwd_del_round_trip() {
     );
     assert_eq!(env.users(Some("localhost")), ["alice@localhost"]);
 
+    assert!(env.password_is("alice@localhost", "wonderland"));
+    assert!(
+        env.password_is("bob@chat.example", "builder"),
+        "stdin line, newline stripped"
+    );
+    assert!(!env.password_is("bob@chat.example", "builder\n"));
+
     env.ok(&["user", "passwd", "alice@localhost", "new password"]);
     let out = env.run_with_stdin(&["user", "passwd", "bob@chat.example", "-"], "again\n");
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(env.password_is("alice@localhost", "new password"));
+    assert!(!env.password_is("alice@localhost", "wonderland"));
+    assert!(env.password_is("bob@chat.example", "again"));
+
+    assert_fails_with(
+        &env.run(&["user", "add", "alice@localhost", "dup"]),
+        "user exists",
+    );
+    assert_fails_with(
+        &env.run(&["user", "passwd", "nobody@localhost", "pw"]),
+        "no such user",
+    );
 
     env.ok(&["user", "del", "carol@chat.example"]);
     assert_eq!(env.users(None), ["alice@localhost", "bob@chat.example"]);
     env.ok(&["user", "del", "alice@localhost"]);
     assert_eq!(env.users(None), ["bob@chat.example"]);
+    assert_fails_with(
+        &env.run(&["user", "del", "alice@localhost"]),
+        "no such user",
+    );
+    assert_fails_with(&env.run(&["user", "list", "bad..domain"]), "invalid domain");
 }
 
 #[test]
