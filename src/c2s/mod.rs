@@ -6,8 +6,10 @@
 
 mod error;
 mod features;
+mod negotiate;
 mod reply;
 mod sasl;
+mod session;
 mod stream;
 mod transport;
 
