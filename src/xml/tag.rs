@@ -132,6 +132,7 @@ pub(crate) fn parse_start_tag(
             b'/' if i + 1 == gt => {
                 return Ok(StartTag { name, colon, head_end: i as u32, empty: true })
             }
+            b'/' => return Err(XmlError::BadTagSyntax),
             _ if !had_ws => return Err(XmlError::BadTagSyntax),
             _ => {}
         }
