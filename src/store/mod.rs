@@ -1,1 +1,59 @@
-//! store (to be written)
+//! Storage: the embedded SQLite store and the off-shard pool that runs it.
+//!
+//! Secrets are kept only as `ScramSecrets::to_storage()` text, never as passwords.
+
+mod oneshot;
+mod pool;
+mod sqlite;
+
+pub use pool::StorePool;
+pub use sqlite::Store;
+
+use crate::auth::AuthError;
+use crate::jid::JidError;
+
+/// What in the database is not as petrel wrote it.
+#[derive(Debug, thiserror::Error)]
+pub enum Corruption {
+    /// Stored SCRAM text that does not parse.
+    #[error("stored secrets: {0}")]
+    Secrets(#[from] AuthError),
+    /// A stored user that is not a valid JID.
+    #[error("stored user: {0}")]
+    Jid(#[from] JidError),
+    /// A schema version this build does not know (written by a newer petrel).
+    #[error("unknown schema version {0}")]
+    SchemaVersion(i64),
+}
+
+/// Storage errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// Creating the data directory failed.
+    #[error("data directory: {0}")]
+    Io(#[from] std::io::Error),
+    /// `add_user` for a user that exists.
+    #[error("user exists")]
+    UserExists,
+    /// The user does not exist.
+    #[error("no such user")]
+    NoSuchUser,
+    /// A user JID without a localpart (users are `node@domain`).
+    #[error("a user JID needs a localpart")]
+    NoLocalpart,
+    /// Stored data is unreadable.
+    #[error("corrupt store: {0}")]
+    Corrupt(#[from] Corruption),
+    /// The pool queue is full; callers answer temporary-auth-failure or resource-constraint.
+    #[error("storage queue full")]
+    Busy,
+    /// The pool is shut down (or dropped the job).
+    #[error("storage pool closed")]
+    Closed,
+    /// The job panicked on the pool thread.
+    #[error("storage job panicked")]
+    JobPanicked,
+}

@@ -1,0 +1,241 @@
+//! Off-shard worker pool: storage I/O and PBKDF2 never run on a shard.
+//!
+//! Jobs go over one bounded crossbeam channel to `threads` workers, each with its own `Store`.
+//! Overflow policy: a full queue fails the call at once with `StoreError::Busy` (callers answer
+//! temporary-auth-failure or resource-constraint); a shard never waits for queue space.
+
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+
+use super::{oneshot, Store, StoreError};
+
+type Job = Box<dyn FnOnce(&Store) + Send>;
+
+struct Shared {
+    /// None after shutdown. Workers exit once every queued job has run and this sender is gone.
+    tx: RwLock<Option<Sender<Job>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A handle to the storage worker pool; clones share the pool.
+#[derive(Clone)]
+pub struct StorePool {
+    shared: Arc<Shared>,
+}
+
+impl StorePool {
+    /// Starts `threads` workers (at least one), each opening its own `Store` in `data_dir`, fed
+    /// by a queue of `queue` jobs (0: a job is only accepted when a worker is idle).
+    pub fn start(data_dir: &Path, threads: usize, queue: usize) -> Result<StorePool, StoreError> {
+        // Open once here so schema creation and WAL setup happen before workers race, and so
+        // errors surface to the caller.
+        drop(Store::open(data_dir)?);
+        let (tx, rx) = bounded::<Job>(queue);
+        let pool = StorePool {
+            shared: Arc::new(Shared {
+                tx: RwLock::new(Some(tx)),
+                workers: Mutex::new(Vec::new()),
+            }),
+        };
+        let (ready_tx, ready_rx) = bounded::<Result<(), StoreError>>(threads.max(1));
+        for i in 0..threads.max(1) {
+            let (rx, ready_tx, dir) = (rx.clone(), ready_tx.clone(), data_dir.to_owned());
+            let spawned = std::thread::Builder::new()
+                .name(format!("petrel-store-{i}"))
+                .spawn(move || match Store::open(&dir) {
+                    Ok(store) => {
+                        let _ = ready_tx.send(Ok(()));
+                        drop(ready_tx);
+                        worker(&store, &rx);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                });
+            match spawned {
+                Ok(h) => pool.lock_workers().push(h),
+                Err(e) => {
+                    pool.shutdown();
+                    return Err(e.into());
+                }
+            }
+        }
+        drop(ready_tx);
+        for r in ready_rx.iter() {
+            if let Err(e) = r {
+                pool.shutdown();
+                return Err(e);
+            }
+        }
+        Ok(pool)
+    }
+
+    /// Runs `f` on a pool thread; the returned future resolves on whatever executor awaits it
+    /// (glommio supports wakes from foreign threads). The job is queued when `call` is made,
+    /// not when the future is first polled; a full queue fails at once with `Busy`.
+    pub fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> R + Send + 'static,
+    ) -> impl Future<Output = Result<R, StoreError>> + 'static {
+        let submitted = self.submit(f);
+        async move {
+            match submitted?.await {
+                Some(r) => r,
+                None => Err(StoreError::Closed),
+            }
+        }
+    }
+
+    fn submit<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> R + Send + 'static,
+    ) -> Result<oneshot::Receiver<Result<R, StoreError>>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let job: Job = Box::new(move |store: &Store| {
+            // Keep the worker alive across a panicking job; the caller gets JobPanicked.
+            let r =
+                catch_unwind(AssertUnwindSafe(|| f(store))).map_err(|_| StoreError::JobPanicked);
+            reply.send(r);
+        });
+        let guard = self.shared.tx.read().unwrap_or_else(|p| p.into_inner());
+        let tx = guard.as_ref().ok_or(StoreError::Closed)?;
+        match tx.try_send(job) {
+            Ok(()) => Ok(rx),
+            Err(TrySendError::Full(_)) => Err(StoreError::Busy),
+            Err(TrySendError::Disconnected(_)) => Err(StoreError::Closed),
+        }
+    }
+
+    /// Stops accepting jobs, lets queued jobs finish, and waits for the workers (except the
+    /// calling thread, if it is one of them).
+    pub fn shutdown(&self) {
+        drop(
+            self.shared
+                .tx
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
+        let workers = std::mem::take(&mut *self.lock_workers());
+        let me = std::thread::current().id();
+        for h in workers {
+            if h.thread().id() != me {
+                let _ = h.join();
+            }
+        }
+    }
+
+    fn lock_workers(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+        // Nothing panics while holding this lock.
+        self.shared
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Runs jobs until the queue is empty and every sender is gone.
+fn worker(store: &Store, rx: &Receiver<Job>) {
+    for job in rx.iter() {
+        job(store);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::ScramSecrets;
+    use crate::jid::BareJid;
+    use futures_lite::future::block_on;
+
+    fn dir() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn call_from_a_plain_thread() {
+        let d = dir();
+        let pool = StorePool::start(d.path(), 2, 16).unwrap_or_else(|e| panic!("{e}"));
+        let jid = BareJid::parse("alice@example.com").unwrap_or_else(|e| panic!("{e}"));
+        let j = jid.clone();
+        let added = pool.call(move |s| {
+            let secrets = ScramSecrets::derive("pw", 16);
+            s.add_user(&j, &secrets)
+        });
+        assert!(matches!(block_on(added), Ok(Ok(()))));
+        let p2 = pool.clone();
+        let t = std::thread::spawn(move || {
+            let got = block_on(p2.call(move |s| s.get_secrets(&jid)));
+            matches!(got, Ok(Ok(Some(ref sec))) if sec.verify_plain("pw"))
+        });
+        assert!(t.join().unwrap_or(false));
+        let name = block_on(pool.call(|_| std::thread::current().name().map(str::to_owned)));
+        assert!(name
+            .ok()
+            .flatten()
+            .is_some_and(|n| n.starts_with("petrel-store-")));
+        pool.shutdown();
+        assert!(matches!(
+            block_on(pool.call(|_| ())),
+            Err(StoreError::Closed)
+        ));
+    }
+
+    #[test]
+    fn busy_when_queue_full() {
+        let d = dir();
+        let pool = StorePool::start(d.path(), 1, 1).unwrap_or_else(|e| panic!("{e}"));
+        let (started_tx, started_rx) = bounded::<()>(1);
+        let (release_tx, release_rx) = bounded::<()>(1);
+        let first = pool.call(move |_| {
+            let _ = started_tx.send(());
+            let _ = release_rx.recv();
+            1
+        });
+        // The worker is now busy with `first`; one slot remains in the queue.
+        started_rx.recv().unwrap_or_else(|e| panic!("{e}"));
+        let second = pool.call(|_| 2);
+        let third = pool.call(|_| 3);
+        assert!(matches!(block_on(third), Err(StoreError::Busy)));
+        release_tx.send(()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(block_on(first), Ok(1)));
+        assert!(matches!(block_on(second), Ok(2)));
+        pool.shutdown();
+    }
+
+    #[test]
+    fn panicking_job_keeps_the_worker() {
+        let d = dir();
+        let pool = StorePool::start(d.path(), 1, 4).unwrap_or_else(|e| panic!("{e}"));
+        let boom = pool.call(|_| -> u8 { panic!("job failure under test") });
+        assert!(matches!(block_on(boom), Err(StoreError::JobPanicked)));
+        assert!(matches!(block_on(pool.call(|_| 7)), Ok(7)));
+        pool.shutdown();
+    }
+
+    #[test]
+    fn shutdown_runs_queued_jobs() {
+        let d = dir();
+        let pool = StorePool::start(d.path(), 1, 8).unwrap_or_else(|e| panic!("{e}"));
+        let futs: Vec<_> = (0..5u32).map(|i| pool.call(move |_| i * 10)).collect();
+        pool.shutdown();
+        let got: Vec<_> = futs.into_iter().map(|f| block_on(f).ok()).collect();
+        assert_eq!(got, [Some(0), Some(10), Some(20), Some(30), Some(40)]);
+    }
+
+    #[test]
+    fn start_fails_on_unusable_dir() {
+        let d = dir();
+        let file = d.path().join("not-a-dir");
+        std::fs::write(&file, b"x").unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            StorePool::start(&file, 1, 1),
+            Err(StoreError::Io(_))
+        ));
+    }
+}
