@@ -339,6 +339,9 @@ impl C2s {
 
     /// Processes scanner events and held input until blocked, closed or out of input.
     pub(super) fn run(&mut self) {
+        // Bytes at the front of `held` already fed to the scanner; dropped before each event so
+        // handlers see exactly the unparsed input, and never per '>' (that would be quadratic).
+        let mut fed = 0;
         while !self.closed && matches!(self.wait, Wait::Nothing) {
             match self.scanner.next_event() {
                 Err(e) => {
@@ -346,25 +349,30 @@ impl C2s {
                     break;
                 }
                 Ok(Some(ev)) => {
+                    self.held.drain(..fed);
+                    fed = 0;
                     self.on_event(ev);
                     continue;
                 }
                 Ok(None) => {}
             }
-            if self.held.is_empty() {
+            if fed == self.held.len() {
                 break;
             }
-            if self.is_bound() {
-                self.scanner.feed(&self.held);
-                self.held.clear();
+            let end = if self.is_bound() {
+                self.held.len()
             } else {
-                // During negotiation feed one '>' at a time so that a restart (STARTTLS, SASL success)
-                // or a wait for the driver finds the bytes after the element still here, unparsed.
-                let end = memchr::memchr(b'>', &self.held).map_or(self.held.len(), |p| p + 1);
-                self.scanner.feed(&self.held[..end]);
-                self.held.drain(..end);
-            }
+                // During negotiation feed up to one '>' at a time so that a restart (STARTTLS, SASL
+                // success) or a wait for the driver finds the bytes after the element still unparsed.
+                let rest = &self.held[fed..];
+                fed + memchr::memchr(b'>', rest).map_or(rest.len(), |p| p + 1)
+            };
+            self.scanner.feed(&self.held[fed..end]);
+            fed = end;
         }
+        // `finish` may have replaced `held`.
+        let fed = fed.min(self.held.len());
+        self.held.drain(..fed);
         if self.held.is_empty() && self.held.capacity() > 0 {
             self.held = Vec::new();
         }

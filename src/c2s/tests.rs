@@ -1061,3 +1061,35 @@ fn idle_session_is_small() {
     eprintln!("size_of::<C2s>() = {size}");
     assert!(size <= 1024, "{size}");
 }
+
+#[test]
+fn stanzas_pipelined_after_bind_wait_for_the_result() {
+    let mut c = Client::new(config(TlsMode::None), REMOTE);
+    c.open();
+    scram_sha256(&mut c, "alice", "s3cret", Some(&secrets("s3cret")), false);
+    c.events();
+    c.open();
+    c.send(
+        "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>r</resource></bind></iq>\
+         <presence/><message to='bob@example.com'><body>1</body></message>",
+    );
+    let ev = c.events();
+    let [C2sEvent::BindRequest { jid }] = &ev[..] else {
+        panic!("{ev:?}")
+    };
+    let jid = jid.clone();
+    c.c2s.bind_result(Ok(jid.clone()));
+    assert!(c.recv().contains("<jid>alice@example.com/r</jid>"));
+    let names: Vec<String> = c
+        .events()
+        .iter()
+        .map(|e| match e {
+            C2sEvent::Stanza(s) => {
+                assert_eq!(s.from().as_deref(), Some(jid.as_str()));
+                s.name().to_string()
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(names, ["presence", "message"]);
+}
