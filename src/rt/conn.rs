@@ -119,6 +119,8 @@ impl Driver {
                 Wake::Progress => {}
                 Wake::Eof => {
                     // The peer closed (or reset) without </stream:stream>: nothing more can be written.
+                    self.c2s.peer_closed();
+                    self.process();
                     return;
                 }
                 Wake::Pending(Pending::Secrets(s)) => self.c2s.provide_secrets(s),

@@ -261,6 +261,11 @@ impl Client {
         String::from_utf8_lossy(&self.raw).into_owned()
     }
 
+    /// Forgets the current stream's parser state (after SASL success or STARTTLS).
+    pub fn restart(&mut self) {
+        self.scanner.reset();
+    }
+
     /// Stream header + features, AUTH PLAIN, restart, bind.
     pub fn login_plain(&mut self, user: &str, domain: &str, password: &str, resource: &str) {
         self.open(domain);
@@ -271,6 +276,7 @@ impl Client {
         self.send(&format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>"));
         let r = self.next_stanza();
         assert_eq!(r.name(), "success", "auth failed: {}", String::from_utf8_lossy(r.bytes()));
+        self.restart();
         self.open(domain);
         let f = self.next_stanza();
         assert_eq!(f.name(), "stream:features");
@@ -319,5 +325,6 @@ pub fn body(s: &Stanza) -> Option<String> {
 pub fn error_condition(s: &Stanza) -> Option<String> {
     let t = s.tree().ok()?;
     let e = t.get_child("error", ns::CLIENT)?;
-    e.child_elements().find(|c| c.ns == ns::STANZAS).map(|c| c.name.clone())
+    let cond = e.child_elements().find(|c| c.ns == ns::STANZAS).map(|c| c.name.clone());
+    cond
 }
