@@ -20,12 +20,63 @@ pub enum HookResult {
     Stop,
 }
 
-/// What a handler may touch besides its argument: the shard it runs on and stanzas to route afterwards.
+/// Work run on the store pool, off the shard; the stanzas it returns are routed on the shard that
+/// queued it once it is done (replies, pushes, offline deliveries).
+pub type StoreJob = Box<dyn FnOnce(&crate::store::Store) -> Vec<Acc> + Send>;
+
+/// A store job and its ordering key: jobs with the same key run in queue order on one pool thread.
+pub struct KeyedJob {
+    /// Ordering key (e.g. a hash of the bare JID whose data the job touches); None = any thread.
+    pub key: Option<u64>,
+    /// The job.
+    pub run: StoreJob,
+}
+
+/// What handlers leave for the route to carry out after the current step.
+#[derive(Default)]
+pub struct Effects {
+    pub(crate) to_route: Vec<Acc>,
+    pub(crate) jobs: Vec<KeyedJob>,
+}
+
+impl Effects {
+    /// Store jobs queued since the last call.
+    pub fn take_jobs(&mut self) -> Vec<KeyedJob> {
+        std::mem::take(&mut self.jobs)
+    }
+}
+
+/// What a handler may touch besides its argument: the shard it runs on, stanzas to route afterwards
+/// and store jobs.
 pub struct HookCtx<'a> {
     /// Shard running the hook.
     pub shard: ShardId,
-    /// Stanzas queued by handlers; routed (through the router chain) after the current step.
-    pub to_route: &'a mut Vec<Acc>,
+    fx: &'a mut Effects,
+}
+
+impl<'a> HookCtx<'a> {
+    /// A context on `shard` collecting into `fx`.
+    pub fn new(shard: ShardId, fx: &'a mut Effects) -> HookCtx<'a> {
+        HookCtx { shard, fx }
+    }
+
+    /// Routes `acc` (through the router chain) after the current step.
+    pub fn route(&mut self, acc: Acc) {
+        self.fx.to_route.push(acc);
+    }
+
+    /// Runs `job` on the store pool; the stanzas it returns are routed afterwards. Jobs given the same
+    /// `key` run in the order they were queued.
+    pub fn store(
+        &mut self,
+        key: Option<u64>,
+        job: impl FnOnce(&crate::store::Store) -> Vec<Acc> + Send + 'static,
+    ) {
+        self.fx.jobs.push(KeyedJob {
+            key,
+            run: Box::new(job),
+        });
+    }
 }
 
 /// A hook handler on argument type `A`.
@@ -184,11 +235,8 @@ mod tests {
             v.push(90);
             HookResult::Continue
         });
-        let mut routed = Vec::new();
-        let mut ctx = HookCtx {
-            shard: ShardId(0),
-            to_route: &mut routed,
-        };
+        let mut fx = Effects::default();
+        let mut ctx = HookCtx::new(ShardId(0), &mut fx);
         let mut seen = Vec::new();
         assert_eq!(hook.run(&mut seen, &mut ctx), HookResult::Stop);
         assert_eq!(seen, vec![10, 50, 51]);

@@ -84,15 +84,12 @@ fn process_iq(shard: &mut Shard, acc: Acc, target: IqTarget) {
         shard.bounce(&acc, StanzaErrorCondition::ServiceUnavailable);
         return;
     };
-    let mut ctx = HookCtx {
-        shard: shard.id,
-        to_route: &mut shard.to_route,
-    };
+    let mut ctx = HookCtx::new(shard.id, &mut shard.fx);
     let reply = handler(&acc, &payload, &mut ctx);
     match reply {
         IqReply::Result(body) => {
             let reply = iq::result_reply(&acc, body, shard.id);
-            shard.to_route.push(reply);
+            shard.fx.to_route.push(reply);
         }
         IqReply::Error(cond) => shard.bounce(&acc, cond),
         IqReply::NoReply => {}

@@ -5,6 +5,7 @@
 
 mod conn;
 mod cpus;
+mod jobs;
 mod listeners;
 mod mesh;
 mod shutdown;
@@ -88,13 +89,15 @@ pub(crate) struct ShardCtx {
     pub mesh: Rc<mesh::Mesh>,
     pub store: StorePool,
     pub read_buf: RefCell<Box<[u8]>>,
+    pub jobs: jobs::JobQueue,
 }
 
 impl ShardCtx {
     /// Carries out what the shard queued for other shards; a stanza an outbox has no room for is
     /// answered with `resource-constraint` (see `mesh` for the policy).
-    pub fn flush(&self) {
+    pub fn flush(self: &Rc<Self>) {
         loop {
+            self.run_jobs();
             let out = self.shard.borrow_mut().take_outgoing();
             if out.is_empty() {
                 return;
@@ -234,6 +237,7 @@ async fn run_shard(
         mesh: mesh.clone(),
         store,
         read_buf: RefCell::new(vec![0u8; 16 * 1024].into_boxed_slice()),
+        jobs: jobs::JobQueue::default(),
     });
     let mut tasks = Vec::new();
     for peer in 0..n {

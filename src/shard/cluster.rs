@@ -24,6 +24,8 @@ pub const DEFAULT_ROUTING: [RoutingModule; 6] = [
 pub struct Cluster {
     /// The shards, by index.
     pub shards: Vec<Shard>,
+    /// Store for the jobs handlers queue (run synchronously by `pump`); jobs are dropped without one.
+    pub store: Option<crate::store::Store>,
 }
 
 impl Cluster {
@@ -41,7 +43,10 @@ impl Cluster {
                 )
             })
             .collect();
-        Cluster { shards }
+        Cluster {
+            shards,
+            store: None,
+        }
     }
 
     /// Delivers queued mesh messages until no shard has any left.
@@ -52,6 +57,13 @@ impl Cluster {
                 for (to, msg) in self.shards[i].take_outgoing() {
                     moved = true;
                     self.shards[to.index()].handle_msg(msg);
+                }
+                for job in self.shards[i].take_jobs() {
+                    moved = true;
+                    if let Some(store) = &self.store {
+                        let accs = (job.run)(store);
+                        self.shards[i].route_all(accs);
+                    }
                 }
             }
             if !moved {

@@ -20,7 +20,7 @@ use std::rc::Rc;
 use ahash::{HashMap, HashMapExt};
 
 use crate::config::RoutingModule;
-use crate::hooks::{Acc, HookCtx, Hooks};
+use crate::hooks::{Acc, Effects, HookCtx, Hooks, KeyedJob};
 use crate::jid::FullJid;
 use crate::local::IqHandlers;
 use crate::sm::SessionManager;
@@ -65,7 +65,7 @@ pub struct Shard {
     /// Bytes a connection mailbox may hold before its reader counts as too slow.
     pub mailbox_limit: usize,
     out: Vec<(ShardId, ShardMsg)>,
-    pub(crate) to_route: Vec<Acc>,
+    pub(crate) fx: Effects,
     /// Counters.
     pub stats: ShardStats,
 }
@@ -93,7 +93,7 @@ impl Shard {
             next_conn: 1,
             mailbox_limit,
             out: Vec::new(),
-            to_route: Vec::new(),
+            fx: Effects::default(),
             stats: ShardStats::default(),
         };
         crate::sm::register_default_handlers(&mut shard.hooks);
@@ -155,6 +155,20 @@ impl Shard {
     /// Mesh messages queued for other shards since the last call.
     pub fn take_outgoing(&mut self) -> Vec<(ShardId, ShardMsg)> {
         std::mem::take(&mut self.out)
+    }
+
+    /// Store jobs queued by handlers since the last call (the runtime runs them on the store pool and
+    /// routes what they return with [`Shard::route_all`]).
+    pub fn take_jobs(&mut self) -> Vec<KeyedJob> {
+        self.fx.take_jobs()
+    }
+
+    /// Routes stanzas produced off the shard (store job results).
+    pub fn route_all(&mut self, accs: Vec<Acc>) {
+        for acc in accs {
+            crate::router::route(self, acc);
+        }
+        self.drain_to_route();
     }
 
     /// True when mesh messages wait in [`Shard::take_outgoing`].
@@ -230,11 +244,11 @@ impl Shard {
         // Bounded: a handler reacting to its own output could loop; 1024 generated stanzas per step is
         // far above any legitimate fan-out of one input.
         let mut budget = 1024;
-        while let Some(acc) = self.to_route.pop() {
+        while let Some(acc) = self.fx.to_route.pop() {
             budget -= 1;
             if budget == 0 {
                 tracing::warn!(shard = self.id.0, "hook handlers generated too many stanzas; dropping the rest");
-                self.to_route.clear();
+                self.fx.to_route.clear();
                 break;
             }
             crate::router::route(self, acc);
@@ -244,7 +258,7 @@ impl Shard {
     /// Sends `cond` back to the sender of `acc` (RFC 6120 §8.3), unless `acc` must not be answered.
     pub(crate) fn bounce(&mut self, acc: &Acc, cond: crate::xmpp::StanzaErrorCondition) {
         if let Some(reply) = acc.error_reply(cond, self.id) {
-            self.to_route.push(reply);
+            self.fx.to_route.push(reply);
         }
     }
 
@@ -254,10 +268,7 @@ impl Shard {
         pick: impl Fn(&Hooks) -> &crate::hooks::Hook<Acc>,
         acc: &mut Acc,
     ) -> crate::hooks::HookResult {
-        let mut ctx = HookCtx {
-            shard: self.id,
-            to_route: &mut self.to_route,
-        };
+        let mut ctx = HookCtx::new(self.id, &mut self.fx);
         pick(&self.hooks).run(acc, &mut ctx)
     }
 }

@@ -97,7 +97,7 @@ pub fn register_default_handlers(hooks: &mut Hooks) {
                 if let Some(reply) =
                     acc.error_reply(StanzaErrorCondition::ServiceUnavailable, ctx.shard)
                 {
-                    ctx.to_route.push(reply);
+                    ctx.route(reply);
                 }
             }
             HookResult::Stop
@@ -175,9 +175,6 @@ fn run_session_hook(
         session,
         priority,
     };
-    let mut ctx = HookCtx {
-        shard: shard.id,
-        to_route: &mut shard.to_route,
-    };
+    let mut ctx = HookCtx::new(shard.id, &mut shard.fx);
     pick(&shard.hooks).run(&mut ev, &mut ctx);
 }

@@ -1,6 +1,8 @@
 //! Off-shard worker pool: storage I/O and PBKDF2 never run on a shard.
 //!
 //! Jobs go over one bounded crossbeam channel to `threads` workers, each with its own `Store`.
+//! Keyed jobs (`call_keyed`) go to the worker chosen by their key over that worker's own bounded
+//! channel, so jobs on the same data (one user's offline queue, roster...) run in submission order.
 //! Overflow policy: a full queue fails the call at once with `StoreError::Busy` (callers answer
 //! temporary-auth-failure or resource-constraint); a shard never waits for queue space.
 
@@ -16,9 +18,15 @@ use super::{oneshot, Store, StoreError};
 
 type Job = Box<dyn FnOnce(&Store) + Send>;
 
+/// The shared queue and one queue per worker (for keyed jobs).
+struct Senders {
+    any: Sender<Job>,
+    keyed: Vec<Sender<Job>>,
+}
+
 struct Shared {
     /// None after shutdown. Workers exit once every queued job has run and this sender is gone.
-    tx: RwLock<Option<Sender<Job>>>,
+    tx: RwLock<Option<Senders>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -36,14 +44,20 @@ impl StorePool {
         // errors surface to the caller.
         drop(Store::open(data_dir)?);
         let (tx, rx) = bounded::<Job>(queue);
+        let threads = threads.max(1);
+        let (keyed_tx, keyed_rx): (Vec<_>, Vec<_>) =
+            (0..threads).map(|_| bounded::<Job>(queue)).unzip();
         let pool = StorePool {
             shared: Arc::new(Shared {
-                tx: RwLock::new(Some(tx)),
+                tx: RwLock::new(Some(Senders {
+                    any: tx,
+                    keyed: keyed_tx,
+                })),
                 workers: Mutex::new(Vec::new()),
             }),
         };
         let (ready_tx, ready_rx) = bounded::<Result<(), StoreError>>(threads.max(1));
-        for i in 0..threads.max(1) {
+        for (i, own) in keyed_rx.into_iter().enumerate() {
             let (rx, ready_tx, dir) = (rx.clone(), ready_tx.clone(), data_dir.to_owned());
             let spawned = std::thread::Builder::new()
                 .name(format!("petrel-store-{i}"))
@@ -51,7 +65,7 @@ impl StorePool {
                     Ok(store) => {
                         let _ = ready_tx.send(Ok(()));
                         drop(ready_tx);
-                        worker(&store, &rx);
+                        worker(&store, &rx, &own);
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -82,7 +96,7 @@ impl StorePool {
         &self,
         f: impl FnOnce(&Store) -> R + Send + 'static,
     ) -> impl Future<Output = Result<R, StoreError>> + 'static {
-        let submitted = self.submit(f);
+        let submitted = self.submit(None, f);
         async move {
             match submitted?.await {
                 Some(r) => r,
@@ -91,8 +105,58 @@ impl StorePool {
         }
     }
 
+    /// Like [`StorePool::call`], but jobs with the same `key` run one after another, in order.
+    pub fn call_keyed<R: Send + 'static>(
+        &self,
+        key: u64,
+        f: impl FnOnce(&Store) -> R + Send + 'static,
+    ) -> impl Future<Output = Result<R, StoreError>> + 'static {
+        let submitted = self.submit(Some(key), f);
+        async move {
+            match submitted?.await {
+                Some(r) => r,
+                None => Err(StoreError::Closed),
+            }
+        }
+    }
+
+    /// Like [`StorePool::call_keyed`] (or `call` without a key), but a full or closed queue gives
+    /// the job back instead of dropping it, so the caller can keep it and retry in order.
+    #[allow(clippy::type_complexity)]
+    pub fn try_call<R: Send + 'static, F: FnOnce(&Store) -> R + Send + 'static>(
+        &self,
+        key: Option<u64>,
+        f: F,
+    ) -> Result<impl Future<Output = Result<R, StoreError>> + 'static, (StoreError, F)> {
+        // The job travels in a slot both sides can reach: if the queue refuses the wrapper, the
+        // caller takes the job back out of the slot.
+        let slot = Arc::new(Mutex::new(Some(f)));
+        let inner = slot.clone();
+        match self.submit(key, move |store: &Store| {
+            let f = inner.lock().unwrap_or_else(|p| p.into_inner()).take();
+            f.map(|f| f(store))
+        }) {
+            Ok(rx) => Ok(async move {
+                match rx.await {
+                    Some(Ok(Some(r))) => Ok(r),
+                    Some(Ok(None)) | None => Err(StoreError::Closed),
+                    Some(Err(e)) => Err(e),
+                }
+            }),
+            Err(e) => {
+                let f = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+                // The wrapper never ran (it was refused), so the job is still in the slot.
+                match f {
+                    Some(f) => Err((e, f)),
+                    None => unreachable!("a refused job cannot have run"),
+                }
+            }
+        }
+    }
+
     fn submit<R: Send + 'static>(
         &self,
+        key: Option<u64>,
         f: impl FnOnce(&Store) -> R + Send + 'static,
     ) -> Result<oneshot::Receiver<Result<R, StoreError>>, StoreError> {
         let (reply, rx) = oneshot::channel();
@@ -103,7 +167,11 @@ impl StorePool {
             reply.send(r);
         });
         let guard = self.shared.tx.read().unwrap_or_else(|p| p.into_inner());
-        let tx = guard.as_ref().ok_or(StoreError::Closed)?;
+        let senders = guard.as_ref().ok_or(StoreError::Closed)?;
+        let tx = match key {
+            Some(k) => &senders.keyed[(k % senders.keyed.len() as u64) as usize],
+            None => &senders.any,
+        };
         match tx.try_send(job) {
             Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => Err(StoreError::Busy),
@@ -139,10 +207,22 @@ impl StorePool {
     }
 }
 
-/// Runs jobs until the queue is empty and every sender is gone.
-fn worker(store: &Store, rx: &Receiver<Job>) {
-    for job in rx.iter() {
-        job(store);
+/// Runs jobs from the shared queue and from this worker's own queue until both are empty and every
+/// sender is gone.
+fn worker(store: &Store, any: &Receiver<Job>, own: &Receiver<Job>) {
+    let (mut any_open, mut own_open) = (true, true);
+    let closed = crossbeam_channel::never::<Job>();
+    while any_open || own_open {
+        crossbeam_channel::select! {
+            recv(if any_open { any } else { &closed }) -> job => match job {
+                Ok(job) => job(store),
+                Err(_) => any_open = false,
+            },
+            recv(if own_open { own } else { &closed }) -> job => match job {
+                Ok(job) => job(store),
+                Err(_) => own_open = false,
+            },
+        }
     }
 }
 
