@@ -10,25 +10,37 @@ pub(crate) fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
-/// Checks that `b` is UTF-8 made only of XML `Char`s. Three fast linear passes: UTF-8 validation,
-/// a branch-free control-character sweep, and a memchr jump to each 0xEF lead byte (U+FFFE/U+FFFF).
+/// Checks that `b` is UTF-8 made only of XML `Char`s. One branch-free sweep finds control
+/// characters and the first non-ASCII chunk; only from there on are UTF-8 validation and the
+/// memchr jump to 0xEF lead bytes (U+FFFE/U+FFFF) needed.
 pub(crate) fn check_chars(b: &[u8]) -> Result<(), XmlError> {
-    if std::str::from_utf8(b).is_err() {
-        return Err(XmlError::InvalidUtf8);
-    }
-    for chunk in b.chunks(64) {
+    let mut first_high = None;
+    for (i, chunk) in b.chunks(64).enumerate() {
         // Accumulate without branching so the loop vectorizes.
         let mut bad = false;
+        let mut high = 0u8;
         for &c in chunk {
             bad |= (c < 0x20) & (c != b'\t') & (c != b'\n') & (c != b'\r');
+            high |= c;
         }
         if bad {
             return Err(XmlError::InvalidChar);
         }
+        if high >= 0x80 && first_high.is_none() {
+            first_high = Some(i * 64);
+        }
     }
-    for i in memchr::memchr_iter(0xEF, b) {
+    // Everything before the first chunk with a high bit is ASCII, so that chunk starts a character.
+    let Some(from) = first_high else {
+        return Ok(());
+    };
+    let tail = &b[from..];
+    if std::str::from_utf8(tail).is_err() {
+        return Err(XmlError::InvalidUtf8);
+    }
+    for i in memchr::memchr_iter(0xEF, tail) {
         // Valid UTF-8 guarantees two continuation bytes follow a 0xEF lead byte.
-        if b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF)) {
+        if tail.get(i + 1) == Some(&0xBF) && matches!(tail.get(i + 2), Some(0xBE | 0xBF)) {
             return Err(XmlError::InvalidChar);
         }
     }
@@ -41,8 +53,8 @@ fn is_xml_char(c: u32) -> bool {
 }
 
 /// ASCII name-start bytes (`:` excluded: callers split qualified names on it).
-const fn ascii_table(start: bool) -> [bool; 128] {
-    let mut t = [false; 128];
+const fn ascii_table(start: bool) -> [bool; 256] {
+    let mut t = [false; 256];
     let mut i = 0;
     while i < 128 {
         let c = i as u8;
@@ -53,8 +65,8 @@ const fn ascii_table(start: bool) -> [bool; 128] {
     }
     t
 }
-static NAME_START: [bool; 128] = ascii_table(true);
-static NAME_CHAR: [bool; 128] = ascii_table(false);
+static NAME_START: [bool; 256] = ascii_table(true);
+static NAME_CHAR: [bool; 256] = ascii_table(false);
 
 fn is_name_start_char(c: char) -> bool {
     let c = c as u32;
@@ -79,8 +91,13 @@ pub(crate) fn is_ncname(b: &[u8]) -> bool {
     let Some(&first) = b.first() else {
         return false;
     };
+    // ASCII fast path: non-ASCII bytes are false in the tables, so `ok` also means "all ASCII".
+    let ok = b[1..].iter().fold(NAME_START[first as usize], |ok, &c| ok & NAME_CHAR[c as usize]);
+    if ok {
+        return true;
+    }
     if b.is_ascii() {
-        return NAME_START[first as usize] && b[1..].iter().all(|&c| NAME_CHAR[c as usize]);
+        return false;
     }
     let Ok(s) = std::str::from_utf8(b) else {
         return false;
@@ -106,10 +123,36 @@ enum Ref {
     Char(char),
 }
 
+/// Length (through `;`) of the reference starting at `b[0] == b'&'`; `None` if `b` ends first.
+/// Fails as soon as a byte that cannot be part of a reference shows up.
+pub(crate) fn ref_end(b: &[u8]) -> Result<Option<usize>, XmlError> {
+    // Valid references are short; cap the search so garbage is refused quickly.
+    for (i, &c) in b.iter().enumerate().skip(1).take(64) {
+        match c {
+            b';' => return Ok(Some(i + 1)),
+            b'#' | b'.' | b'_' | b'-' | b':' | 0x80.. => {}
+            _ if c.is_ascii_alphanumeric() => {}
+            _ => return Err(XmlError::MalformedReference),
+        }
+    }
+    if b.len() > 64 {
+        Err(XmlError::MalformedReference)
+    } else {
+        Ok(None)
+    }
+}
+
+/// Checks the reference at `b[0] == b'&'`; its length, or `None` if `b` ends before it does.
+pub(crate) fn check_ref_at(b: &[u8]) -> Result<Option<usize>, XmlError> {
+    match ref_end(b)? {
+        Some(len) => parse_ref(&b[..len]).map(|(_, l)| Some(l)),
+        None => Ok(None),
+    }
+}
+
 /// Parses the reference starting at `b[0] == b'&'`; returns it and its length.
 fn parse_ref(b: &[u8]) -> Result<(Ref, usize), XmlError> {
-    // Longest valid reference body is `#x10FFFF` plus leading zeros; cap the search.
-    let semi = memchr::memchr(b';', &b[..b.len().min(64)]).ok_or(XmlError::MalformedReference)?;
+    let semi = ref_end(b)?.ok_or(XmlError::MalformedReference)? - 1;
     let body = &b[1..semi];
     let r = match body {
         b"lt" => Ref::Predefined(b'<'),
@@ -141,30 +184,13 @@ fn char_ref(digits: &[u8], radix: u32) -> Result<char, XmlError> {
     char::from_u32(v).ok_or(XmlError::InvalidCharRef)
 }
 
-/// Checks every `&` reference in `b` (text or attribute value).
+/// Checks every `&` reference in `b` (a complete text run or attribute value).
+#[cfg(test)]
 pub(crate) fn check_refs(b: &[u8]) -> Result<(), XmlError> {
     let mut i = 0;
     while let Some(k) = memchr::memchr(b'&', &b[i..]) {
         let (_, len) = parse_ref(&b[i + k..])?;
         i += k + len;
-    }
-    Ok(())
-}
-
-/// Checks character data between tags: references and the forbidden `]]>`.
-pub(crate) fn check_text(b: &[u8]) -> Result<(), XmlError> {
-    let mut i = 0;
-    while let Some(k) = memchr::memchr2(b'&', b'>', &b[i..]) {
-        let at = i + k;
-        if b[at] == b'>' {
-            if at >= 2 && &b[at - 2..at] == b"]]" {
-                return Err(XmlError::CdataEndInText);
-            }
-            i = at + 1;
-        } else {
-            let (_, len) = parse_ref(&b[at..])?;
-            i = at + len;
-        }
     }
     Ok(())
 }
@@ -275,8 +301,9 @@ mod tests {
         assert_eq!(check_refs(b"&#x0;"), Err(XmlError::InvalidCharRef));
         assert_eq!(check_refs(b"&#xD800;"), Err(XmlError::InvalidCharRef));
         assert_eq!(check_refs(b"&#99999999999;"), Err(XmlError::InvalidCharRef));
-        assert_eq!(check_text(b"a ]]> b"), Err(XmlError::CdataEndInText));
-        assert!(check_text(b"a ]> b ]]").is_ok());
+        assert_eq!(check_ref_at(b"&am"), Ok(None));
+        assert_eq!(check_ref_at(b"&amp;x"), Ok(Some(5)));
+        assert_eq!(check_ref_at(b"&a m"), Err(XmlError::MalformedReference));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Resumable scanner for one element (a stanza): depth, end-tag matching, namespace bindings,
 //! text and CDATA checks, and the routing index. Shared by `Scanner`, `Stanza::parse` and `tree()`.
 
-use super::chars::check_text;
+use super::chars::check_ref_at;
 use super::tag::{find_tag_end, parse_end_tag, parse_start_tag, AttrSpan, Span};
 use super::XmlError;
 use crate::xmpp::ns;
@@ -197,16 +197,37 @@ impl ElemScan {
         loop {
             match self.mode {
                 Mode::Content { text_start } => {
-                    let Some(k) = memchr::memchr(b'<', &b[self.pos..]) else {
-                        self.pos = b.len();
-                        return Ok(None);
+                    // One pass over character data: stop at `<`, check references and `]]>` on the way.
+                    let lt = loop {
+                        let Some(k) = memchr::memchr3(b'<', b'&', b'>', &b[self.pos..]) else {
+                            self.pos = b.len();
+                            return Ok(None);
+                        };
+                        let at = self.pos + k;
+                        match b[at] {
+                            b'<' => break at,
+                            b'>' => {
+                                if at >= text_start + 2 && &b[at - 2..at] == b"]]" {
+                                    return Err(XmlError::CdataEndInText);
+                                }
+                                self.pos = at + 1;
+                            }
+                            _ => {
+                                if self.open.is_empty() {
+                                    return Err(XmlError::TextBetweenStanzas);
+                                }
+                                let Some(len) = check_ref_at(&b[at..])? else {
+                                    self.pos = at;
+                                    return Ok(None);
+                                };
+                                self.pos = at + len;
+                            }
+                        }
                     };
-                    let lt = self.pos + k;
                     if lt > text_start {
                         if self.open.is_empty() {
                             return Err(XmlError::TextBetweenStanzas);
                         }
-                        check_text(&b[text_start..lt])?;
                         sink.text(b, Span::new(text_start, lt), false);
                         self.mode = Mode::Content { text_start: lt };
                     }

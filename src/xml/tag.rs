@@ -1,6 +1,6 @@
 //! Tag-level lexing: finding a tag's end across feeds and validating start/end tags in place.
 
-use super::chars::{check_qname, check_refs, is_ws};
+use super::chars::{check_qname, check_ref_at, is_ws};
 use super::XmlError;
 
 /// A byte range inside a buffer (u32: stanzas are far smaller than 4 GiB).
@@ -148,13 +148,17 @@ pub(crate) fn parse_start_tag(
         if q != b'\'' && q != b'"' {
             return Err(XmlError::BadTagSyntax);
         }
-        // The closing quote precedes `gt`: `find_tag_end` only stops at a `>` outside quotes.
-        let close = memchr::memchr(q, &b[i + 1..gt]).ok_or(XmlError::BadTagSyntax)? + i + 1;
-        let value = &b[i + 1..close];
-        if memchr::memchr(b'<', value).is_some() {
-            return Err(XmlError::LtInAttributeValue);
-        }
-        check_refs(value)?;
+        // One pass over the value: closing quote, `<`, references. The closing quote precedes
+        // `gt`: `find_tag_end` only stops at a `>` outside quotes.
+        let mut j = i + 1;
+        let close = loop {
+            let at = j + memchr::memchr3(q, b'<', b'&', &b[j..gt]).ok_or(XmlError::BadTagSyntax)?;
+            match b[at] {
+                c if c == q => break at,
+                b'<' => return Err(XmlError::LtInAttributeValue),
+                _ => j = at + check_ref_at(&b[at..gt])?.ok_or(XmlError::MalformedReference)?,
+            }
+        };
         if attrs.len() == max_attrs {
             return Err(XmlError::TooManyAttributes(max_attrs));
         }
