@@ -14,10 +14,23 @@ fn chat_stream() -> Vec<u8> {
     // Deterministic LCG so every run scans the same bytes.
     let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
     let mut rnd = |n: u64| {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (seed >> 33) % n
     };
-    let words = ["hello", "world", "caf\u{e9}", "&lt;b&gt;", "meeting", "at", "noon", "&amp;", "ok", "\u{263A}"];
+    let words = [
+        "hello",
+        "world",
+        "caf\u{e9}",
+        "&lt;b&gt;",
+        "meeting",
+        "at",
+        "noon",
+        "&amp;",
+        "ok",
+        "\u{263A}",
+    ];
     let mut i = 0u64;
     while out.len() < (1 << 20) - 4096 {
         i += 1;
@@ -126,8 +139,12 @@ fn bench(c: &mut Criterion) {
     assert_eq!(petrel(&input, 1500), want);
     let mut g = c.benchmark_group("scan_chat_stream");
     g.throughput(Throughput::Bytes(input.len() as u64));
-    g.bench_function("petrel_16k_reads", |b| b.iter(|| petrel(black_box(&input), 16 * 1024)));
-    g.bench_function("petrel_1500b_reads", |b| b.iter(|| petrel(black_box(&input), 1500)));
+    g.bench_function("petrel_16k_reads", |b| {
+        b.iter(|| petrel(black_box(&input), 16 * 1024))
+    });
+    g.bench_function("petrel_1500b_reads", |b| {
+        b.iter(|| petrel(black_box(&input), 1500))
+    });
     g.bench_function("quick_xml", |b| b.iter(|| quick_xml(black_box(&input))));
     g.bench_function("rxml", |b| b.iter(|| rxml(black_box(&input))));
     g.finish();

@@ -10,11 +10,11 @@ pub(crate) fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
-/// Checks that `b` is UTF-8 made only of XML `Char`s. One branch-free sweep finds control
-/// characters and the first non-ASCII chunk; only from there on are UTF-8 validation and the
-/// memchr jump to 0xEF lead bytes (U+FFFE/U+FFFF) needed.
+/// Checks that `b` is UTF-8 made only of XML `Char`s. One branch-free sweep over 64-byte chunks
+/// finds control characters and which chunks hold non-ASCII bytes; only runs of such chunks get
+/// UTF-8 validation and the memchr jump to 0xEF lead bytes (U+FFFE/U+FFFF).
 pub(crate) fn check_chars(b: &[u8]) -> Result<(), XmlError> {
-    let mut first_high = None;
+    let mut run_start = None;
     for (i, chunk) in b.chunks(64).enumerate() {
         // Accumulate without branching so the loop vectorizes.
         let mut bad = false;
@@ -26,21 +26,30 @@ pub(crate) fn check_chars(b: &[u8]) -> Result<(), XmlError> {
         if bad {
             return Err(XmlError::InvalidChar);
         }
-        if high >= 0x80 && first_high.is_none() {
-            first_high = Some(i * 64);
+        match (high >= 0x80, run_start) {
+            (true, None) => run_start = Some(i * 64),
+            // An all-ASCII chunk starts on a character boundary, so the run ends cleanly here.
+            (false, Some(s)) => {
+                check_non_ascii(&b[s..i * 64])?;
+                run_start = None;
+            }
+            _ => {}
         }
     }
-    // Everything before the first chunk with a high bit is ASCII, so that chunk starts a character.
-    let Some(from) = first_high else {
-        return Ok(());
-    };
-    let tail = &b[from..];
-    if std::str::from_utf8(tail).is_err() {
+    match run_start {
+        Some(s) => check_non_ascii(&b[s..]),
+        None => Ok(()),
+    }
+}
+
+/// UTF-8 validity and no U+FFFE/U+FFFF, for a slice that starts and ends on character boundaries.
+fn check_non_ascii(b: &[u8]) -> Result<(), XmlError> {
+    if std::str::from_utf8(b).is_err() {
         return Err(XmlError::InvalidUtf8);
     }
-    for i in memchr::memchr_iter(0xEF, tail) {
+    for i in memchr::memchr_iter(0xEF, b) {
         // Valid UTF-8 guarantees two continuation bytes follow a 0xEF lead byte.
-        if tail.get(i + 1) == Some(&0xBF) && matches!(tail.get(i + 2), Some(0xBE | 0xBF)) {
+        if b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF)) {
             return Err(XmlError::InvalidChar);
         }
     }
@@ -92,7 +101,9 @@ pub(crate) fn is_ncname(b: &[u8]) -> bool {
         return false;
     };
     // ASCII fast path: non-ASCII bytes are false in the tables, so `ok` also means "all ASCII".
-    let ok = b[1..].iter().fold(NAME_START[first as usize], |ok, &c| ok & NAME_CHAR[c as usize]);
+    let ok = b[1..].iter().fold(NAME_START[first as usize], |ok, &c| {
+        ok & NAME_CHAR[c as usize]
+    });
     if ok {
         return true;
     }
@@ -174,7 +185,9 @@ fn char_ref(digits: &[u8], radix: u32) -> Result<char, XmlError> {
     }
     let mut v: u32 = 0;
     for &d in digits {
-        let d = (d as char).to_digit(radix).ok_or(XmlError::MalformedReference)?;
+        let d = (d as char)
+            .to_digit(radix)
+            .ok_or(XmlError::MalformedReference)?;
         // Saturate instead of overflowing: anything this large is not a Char anyway.
         v = v.saturating_mul(radix).saturating_add(d);
     }
@@ -275,11 +288,32 @@ mod tests {
         assert!(check_chars(b"hello\t\r\n world").is_ok());
         assert_eq!(check_chars(b"a\x01b"), Err(XmlError::InvalidChar));
         assert_eq!(check_chars(b"a\x7f").map(|_| ()), Ok(()));
-        assert_eq!(check_chars("\u{FFFE}".as_bytes()), Err(XmlError::InvalidChar));
-        assert_eq!(check_chars("\u{FFFF}".as_bytes()), Err(XmlError::InvalidChar));
+        assert_eq!(
+            check_chars("\u{FFFE}".as_bytes()),
+            Err(XmlError::InvalidChar)
+        );
+        assert_eq!(
+            check_chars("\u{FFFF}".as_bytes()),
+            Err(XmlError::InvalidChar)
+        );
         assert!(check_chars("\u{FFFD}é".as_bytes()).is_ok());
         assert_eq!(check_chars(b"\xff"), Err(XmlError::InvalidUtf8));
         assert_eq!(check_chars(b"\xed\xa0\x80"), Err(XmlError::InvalidUtf8));
+        // Multi-byte characters straddling 64-byte chunk boundaries, runs ending in ASCII chunks.
+        for pad in 60..66 {
+            let mut s = "a".repeat(pad);
+            s.push_str("\u{263A}\u{1F600}é");
+            s.push_str(&"b".repeat(130));
+            s.push('é');
+            assert!(check_chars(s.as_bytes()).is_ok(), "{pad}");
+            let mut bad = s.clone().into_bytes();
+            bad.truncate(pad + 2);
+            bad.extend_from_slice(&[b'c'; 140]);
+            assert_eq!(check_chars(&bad), Err(XmlError::InvalidUtf8), "{pad}");
+            let mut bad = s.into_bytes();
+            bad.extend_from_slice("\u{FFFF}".as_bytes());
+            assert_eq!(check_chars(&bad), Err(XmlError::InvalidChar), "{pad}");
+        }
     }
 
     #[test]

@@ -15,13 +15,43 @@ const CLOSE: &[u8] = b"</stream:stream>";
 fn attr() -> impl Strategy<Value = String> {
     // No `xmlns`/`xmlns:p` here: rxml 0.11 lets a repeated namespace declaration override the
     // first, where XML's unique-attribute rule (which we enforce) refuses it.
-    let names = select(vec!["to", "from", "type", "id", "a", "b", "c", "d", "xml:lang", "p:a", "r:a", "xmlns:r", "é"]);
-    let values = select(vec!["", "x", "urn:p", "&amp;", "&apos;x&quot;", "&#x41;&#66;", "b&#10;c", "é€", ">", "]]>"]);
-    (names, values, any::<bool>()).prop_map(|(n, v, dq)| if dq { format!(" {n}=\"{v}\"") } else { format!(" {n}='{v}'") })
+    let names = select(vec![
+        "to", "from", "type", "id", "a", "b", "c", "d", "xml:lang", "p:a", "r:a", "xmlns:r", "é",
+    ]);
+    let values = select(vec![
+        "",
+        "x",
+        "urn:p",
+        "&amp;",
+        "&apos;x&quot;",
+        "&#x41;&#66;",
+        "b&#10;c",
+        "é€",
+        ">",
+        "]]>",
+    ]);
+    (names, values, any::<bool>()).prop_map(|(n, v, dq)| {
+        if dq {
+            format!(" {n}=\"{v}\"")
+        } else {
+            format!(" {n}='{v}'")
+        }
+    })
 }
 
 fn head() -> impl Strategy<Value = (String, String)> {
-    let names = select(vec!["message", "presence", "iq", "body", "x", "iq", "p:x", "q:y", "stream:error", "é"]);
+    let names = select(vec![
+        "message",
+        "presence",
+        "iq",
+        "body",
+        "x",
+        "iq",
+        "p:x",
+        "q:y",
+        "stream:error",
+        "é",
+    ]);
     let decls = select(vec![
         "",
         " xmlns:p='urn:p'",
@@ -34,7 +64,19 @@ fn head() -> impl Strategy<Value = (String, String)> {
 }
 
 fn text() -> impl Strategy<Value = String> {
-    select(vec!["hi", " ", "&lt;&gt;", "&#x263A;", "é", "]]", ">", "\n", "<![CDATA[<&]]]>", "a&amp;b"]).prop_map(String::from)
+    select(vec![
+        "hi",
+        " ",
+        "&lt;&gt;",
+        "&#x263A;",
+        "é",
+        "]]",
+        ">",
+        "\n",
+        "<![CDATA[<&]]]>",
+        "a&amp;b",
+    ])
+    .prop_map(String::from)
 }
 
 fn element() -> impl Strategy<Value = String> {
@@ -48,22 +90,53 @@ fn element() -> impl Strategy<Value = String> {
 fn body() -> impl Strategy<Value = Vec<u8>> {
     let item = (select(vec!["", " ", "\n\t"]), element());
     prop::collection::vec(item, 0..5).prop_map(|items| {
-        items.into_iter().flat_map(|(ws, e)| [ws.to_string(), e]).collect::<String>().into_bytes()
+        items
+            .into_iter()
+            .flat_map(|(ws, e)| [ws.to_string(), e])
+            .collect::<String>()
+            .into_bytes()
     })
 }
 
 fn mutation() -> impl Strategy<Value = (prop::sample::Index, usize, &'static [u8])> {
     let snippets: Vec<&'static [u8]> = vec![
-        b"<", b">", b"&", b"'", b"\"", b"]]>", b"&foo;", b"&#0;", b"<!--x-->", b"<?pi?>", b":",
-        b"\x01", b"</x>", b"<x>", b" xmlns:p=''", b" a='1'", b"=", b"/", "\u{FFFE}".as_bytes(),
-        b"p:", b"", b"&#xD800;", b"\xff", b" ", b"<![CDATA[", b"r:",
+        b"<",
+        b">",
+        b"&",
+        b"'",
+        b"\"",
+        b"]]>",
+        b"&foo;",
+        b"&#0;",
+        b"<!--x-->",
+        b"<?pi?>",
+        b":",
+        b"\x01",
+        b"</x>",
+        b"<x>",
+        b" xmlns:p=''",
+        b" a='1'",
+        b"=",
+        b"/",
+        "\u{FFFE}".as_bytes(),
+        b"p:",
+        b"",
+        b"&#xD800;",
+        b"\xff",
+        b" ",
+        b"<![CDATA[",
+        b"r:",
     ];
     (any::<prop::sample::Index>(), 0usize..3, select(snippets))
 }
 
 /// Our verdict: the stanzas up to a clean `</stream:stream>`, or `None` if refused or unfinished.
 fn ours(input: &[u8], chunk: usize) -> Option<Vec<Vec<u8>>> {
-    let limits = Limits { max_stanza_bytes: 1 << 20, max_depth: 1 << 10, max_attrs: 1 << 10 };
+    let limits = Limits {
+        max_stanza_bytes: 1 << 20,
+        max_depth: 1 << 10,
+        max_attrs: 1 << 10,
+    };
     let mut s = Scanner::new(limits, ns::CLIENT);
     let mut stanzas = Vec::new();
     for part in input.chunks(chunk) {
@@ -109,7 +182,11 @@ fn oracle(input: &[u8]) -> Option<Vec<Vec<u8>>> {
             RxEvent::EndElement(..) => {
                 if depth == 2 {
                     // Find the stanza's start: it is the first `<` after the gap.
-                    let start = gap_start + input[gap_start..].iter().position(|&c| c == b'<').unwrap_or(0);
+                    let start = gap_start
+                        + input[gap_start..]
+                            .iter()
+                            .position(|&c| c == b'<')
+                            .unwrap_or(0);
                     stanzas.push(input[start..off + len].to_vec());
                     gap_start = off + len;
                 }
@@ -147,8 +224,16 @@ proptest! {
 
 #[test]
 fn oracle_sanity() {
-    let input = [HEADER, b" <message><body>x</body></message>\n<presence/>", CLOSE].concat();
-    let want = Some(vec![b"<message><body>x</body></message>".to_vec(), b"<presence/>".to_vec()]);
+    let input = [
+        HEADER,
+        b" <message><body>x</body></message>\n<presence/>",
+        CLOSE,
+    ]
+    .concat();
+    let want = Some(vec![
+        b"<message><body>x</body></message>".to_vec(),
+        b"<presence/>".to_vec(),
+    ]);
     assert_eq!(oracle(&input), want);
     assert_eq!(ours(&input, 1), want);
     let bad = [HEADER, b"<message>&foo;</message>", CLOSE].concat();
