@@ -171,6 +171,9 @@ fn oracle(input: &[u8]) -> Option<Vec<Vec<u8>>> {
         let len = ev.metrics().len();
         match ev {
             RxEvent::StartElement(..) => {
+                if repeats_a_declaration(&input[off..off + len]) {
+                    return None;
+                }
                 depth += 1;
                 if depth == 2 && !ws_only(&input[gap_start..off]) {
                     return None;
@@ -199,6 +202,37 @@ fn oracle(input: &[u8]) -> Option<Vec<Vec<u8>>> {
         }
         off += len;
     }
+}
+
+/// rxml 0.11 lets a repeated namespace declaration (`xmlns='a' xmlns='b'`) override the first;
+/// XML's unique-attribute rule, which we enforce, refuses it. Scans the start tag's attribute
+/// names outside quoted values.
+fn repeats_a_declaration(tag: &[u8]) -> bool {
+    let mut names: Vec<&[u8]> = Vec::new();
+    let mut quote = 0u8;
+    for i in 0..tag.len() {
+        let c = tag[i];
+        if quote != 0 {
+            if c == quote {
+                quote = 0;
+            }
+            continue;
+        }
+        if c == b'\'' || c == b'"' {
+            quote = c;
+        } else if c.is_ascii_whitespace() && tag[i + 1..].starts_with(b"xmlns") {
+            let rest = &tag[i + 1..];
+            let end = rest
+                .iter()
+                .position(|&c| c == b'=' || c.is_ascii_whitespace())
+                .unwrap_or(rest.len());
+            if names.contains(&&rest[..end]) {
+                return true;
+            }
+            names.push(&rest[..end]);
+        }
+    }
+    false
 }
 
 proptest! {

@@ -207,7 +207,8 @@ fn stream_header_namespaces() {
             C::InvalidNamespace,
         ),
         (
-            "<s:stream xmlns='jabber:client' xmlns:s='http://etherx.jabber.org/streams'>".to_string(),
+            "<s:stream xmlns='jabber:client' xmlns:s='http://etherx.jabber.org/streams'>"
+                .to_string(),
             XmlError::BadStreamPrefix,
             C::BadNamespacePrefix,
         ),
