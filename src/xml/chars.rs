@@ -10,21 +10,42 @@ pub(crate) fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
-/// Checks that `b` is UTF-8 made only of XML `Char`s. Three fast linear passes: UTF-8 validation,
-/// a branch-free control-character sweep, and a memchr jump to each 0xEF lead byte (U+FFFE/U+FFFF).
+/// Checks that `b` is UTF-8 made only of XML `Char`s. One branch-free sweep over 64-byte chunks
+/// finds control characters and which chunks hold non-ASCII bytes; only runs of such chunks get
+/// UTF-8 validation and the memchr jump to 0xEF lead bytes (U+FFFE/U+FFFF).
 pub(crate) fn check_chars(b: &[u8]) -> Result<(), XmlError> {
-    if std::str::from_utf8(b).is_err() {
-        return Err(XmlError::InvalidUtf8);
-    }
-    for chunk in b.chunks(64) {
+    let mut run_start = None;
+    for (i, chunk) in b.chunks(64).enumerate() {
         // Accumulate without branching so the loop vectorizes.
         let mut bad = false;
+        let mut high = 0u8;
         for &c in chunk {
             bad |= (c < 0x20) & (c != b'\t') & (c != b'\n') & (c != b'\r');
+            high |= c;
         }
         if bad {
             return Err(XmlError::InvalidChar);
         }
+        match (high >= 0x80, run_start) {
+            (true, None) => run_start = Some(i * 64),
+            // An all-ASCII chunk starts on a character boundary, so the run ends cleanly here.
+            (false, Some(s)) => {
+                check_non_ascii(&b[s..i * 64])?;
+                run_start = None;
+            }
+            _ => {}
+        }
+    }
+    match run_start {
+        Some(s) => check_non_ascii(&b[s..]),
+        None => Ok(()),
+    }
+}
+
+/// UTF-8 validity and no U+FFFE/U+FFFF, for a slice that starts and ends on character boundaries.
+fn check_non_ascii(b: &[u8]) -> Result<(), XmlError> {
+    if std::str::from_utf8(b).is_err() {
+        return Err(XmlError::InvalidUtf8);
     }
     for i in memchr::memchr_iter(0xEF, b) {
         // Valid UTF-8 guarantees two continuation bytes follow a 0xEF lead byte.
@@ -41,8 +62,8 @@ fn is_xml_char(c: u32) -> bool {
 }
 
 /// ASCII name-start bytes (`:` excluded: callers split qualified names on it).
-const fn ascii_table(start: bool) -> [bool; 128] {
-    let mut t = [false; 128];
+const fn ascii_table(start: bool) -> [bool; 256] {
+    let mut t = [false; 256];
     let mut i = 0;
     while i < 128 {
         let c = i as u8;
@@ -53,8 +74,8 @@ const fn ascii_table(start: bool) -> [bool; 128] {
     }
     t
 }
-static NAME_START: [bool; 128] = ascii_table(true);
-static NAME_CHAR: [bool; 128] = ascii_table(false);
+static NAME_START: [bool; 256] = ascii_table(true);
+static NAME_CHAR: [bool; 256] = ascii_table(false);
 
 fn is_name_start_char(c: char) -> bool {
     let c = c as u32;
@@ -79,8 +100,15 @@ pub(crate) fn is_ncname(b: &[u8]) -> bool {
     let Some(&first) = b.first() else {
         return false;
     };
+    // ASCII fast path: non-ASCII bytes are false in the tables, so `ok` also means "all ASCII".
+    let ok = b[1..].iter().fold(NAME_START[first as usize], |ok, &c| {
+        ok & NAME_CHAR[c as usize]
+    });
+    if ok {
+        return true;
+    }
     if b.is_ascii() {
-        return NAME_START[first as usize] && b[1..].iter().all(|&c| NAME_CHAR[c as usize]);
+        return false;
     }
     let Ok(s) = std::str::from_utf8(b) else {
         return false;
@@ -106,10 +134,36 @@ enum Ref {
     Char(char),
 }
 
+/// Length (through `;`) of the reference starting at `b[0] == b'&'`; `None` if `b` ends first.
+/// Fails as soon as a byte that cannot be part of a reference shows up.
+pub(crate) fn ref_end(b: &[u8]) -> Result<Option<usize>, XmlError> {
+    // Valid references are short; cap the search so garbage is refused quickly.
+    for (i, &c) in b.iter().enumerate().skip(1).take(64) {
+        match c {
+            b';' => return Ok(Some(i + 1)),
+            b'#' | b'.' | b'_' | b'-' | b':' | 0x80.. => {}
+            _ if c.is_ascii_alphanumeric() => {}
+            _ => return Err(XmlError::MalformedReference),
+        }
+    }
+    if b.len() > 64 {
+        Err(XmlError::MalformedReference)
+    } else {
+        Ok(None)
+    }
+}
+
+/// Checks the reference at `b[0] == b'&'`; its length, or `None` if `b` ends before it does.
+pub(crate) fn check_ref_at(b: &[u8]) -> Result<Option<usize>, XmlError> {
+    match ref_end(b)? {
+        Some(len) => parse_ref(&b[..len]).map(|(_, l)| Some(l)),
+        None => Ok(None),
+    }
+}
+
 /// Parses the reference starting at `b[0] == b'&'`; returns it and its length.
 fn parse_ref(b: &[u8]) -> Result<(Ref, usize), XmlError> {
-    // Longest valid reference body is `#x10FFFF` plus leading zeros; cap the search.
-    let semi = memchr::memchr(b';', &b[..b.len().min(64)]).ok_or(XmlError::MalformedReference)?;
+    let semi = ref_end(b)?.ok_or(XmlError::MalformedReference)? - 1;
     let body = &b[1..semi];
     let r = match body {
         b"lt" => Ref::Predefined(b'<'),
@@ -131,7 +185,9 @@ fn char_ref(digits: &[u8], radix: u32) -> Result<char, XmlError> {
     }
     let mut v: u32 = 0;
     for &d in digits {
-        let d = (d as char).to_digit(radix).ok_or(XmlError::MalformedReference)?;
+        let d = (d as char)
+            .to_digit(radix)
+            .ok_or(XmlError::MalformedReference)?;
         // Saturate instead of overflowing: anything this large is not a Char anyway.
         v = v.saturating_mul(radix).saturating_add(d);
     }
@@ -141,30 +197,13 @@ fn char_ref(digits: &[u8], radix: u32) -> Result<char, XmlError> {
     char::from_u32(v).ok_or(XmlError::InvalidCharRef)
 }
 
-/// Checks every `&` reference in `b` (text or attribute value).
+/// Checks every `&` reference in `b` (a complete text run or attribute value).
+#[cfg(test)]
 pub(crate) fn check_refs(b: &[u8]) -> Result<(), XmlError> {
     let mut i = 0;
     while let Some(k) = memchr::memchr(b'&', &b[i..]) {
         let (_, len) = parse_ref(&b[i + k..])?;
         i += k + len;
-    }
-    Ok(())
-}
-
-/// Checks character data between tags: references and the forbidden `]]>`.
-pub(crate) fn check_text(b: &[u8]) -> Result<(), XmlError> {
-    let mut i = 0;
-    while let Some(k) = memchr::memchr2(b'&', b'>', &b[i..]) {
-        let at = i + k;
-        if b[at] == b'>' {
-            if at >= 2 && &b[at - 2..at] == b"]]" {
-                return Err(XmlError::CdataEndInText);
-            }
-            i = at + 1;
-        } else {
-            let (_, len) = parse_ref(&b[at..])?;
-            i = at + len;
-        }
     }
     Ok(())
 }
@@ -249,11 +288,32 @@ mod tests {
         assert!(check_chars(b"hello\t\r\n world").is_ok());
         assert_eq!(check_chars(b"a\x01b"), Err(XmlError::InvalidChar));
         assert_eq!(check_chars(b"a\x7f").map(|_| ()), Ok(()));
-        assert_eq!(check_chars("\u{FFFE}".as_bytes()), Err(XmlError::InvalidChar));
-        assert_eq!(check_chars("\u{FFFF}".as_bytes()), Err(XmlError::InvalidChar));
+        assert_eq!(
+            check_chars("\u{FFFE}".as_bytes()),
+            Err(XmlError::InvalidChar)
+        );
+        assert_eq!(
+            check_chars("\u{FFFF}".as_bytes()),
+            Err(XmlError::InvalidChar)
+        );
         assert!(check_chars("\u{FFFD}é".as_bytes()).is_ok());
         assert_eq!(check_chars(b"\xff"), Err(XmlError::InvalidUtf8));
         assert_eq!(check_chars(b"\xed\xa0\x80"), Err(XmlError::InvalidUtf8));
+        // Multi-byte characters straddling 64-byte chunk boundaries, runs ending in ASCII chunks.
+        for pad in 60..66 {
+            let mut s = "a".repeat(pad);
+            s.push_str("\u{263A}\u{1F600}é");
+            s.push_str(&"b".repeat(130));
+            s.push('é');
+            assert!(check_chars(s.as_bytes()).is_ok(), "{pad}");
+            let mut bad = s.clone().into_bytes();
+            bad.truncate(pad + 2);
+            bad.extend_from_slice(&[b'c'; 140]);
+            assert_eq!(check_chars(&bad), Err(XmlError::InvalidUtf8), "{pad}");
+            let mut bad = s.into_bytes();
+            bad.extend_from_slice("\u{FFFF}".as_bytes());
+            assert_eq!(check_chars(&bad), Err(XmlError::InvalidChar), "{pad}");
+        }
     }
 
     #[test]
@@ -275,8 +335,9 @@ mod tests {
         assert_eq!(check_refs(b"&#x0;"), Err(XmlError::InvalidCharRef));
         assert_eq!(check_refs(b"&#xD800;"), Err(XmlError::InvalidCharRef));
         assert_eq!(check_refs(b"&#99999999999;"), Err(XmlError::InvalidCharRef));
-        assert_eq!(check_text(b"a ]]> b"), Err(XmlError::CdataEndInText));
-        assert!(check_text(b"a ]> b ]]").is_ok());
+        assert_eq!(check_ref_at(b"&am"), Ok(None));
+        assert_eq!(check_ref_at(b"&amp;x"), Ok(Some(5)));
+        assert_eq!(check_ref_at(b"&a m"), Err(XmlError::MalformedReference));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Resumable scanner for one element (a stanza): depth, end-tag matching, namespace bindings,
 //! text and CDATA checks, and the routing index. Shared by `Scanner`, `Stanza::parse` and `tree()`.
 
-use super::chars::check_text;
+use super::chars::check_ref_at;
 use super::tag::{find_tag_end, parse_end_tag, parse_start_tag, AttrSpan, Span};
 use super::XmlError;
 use crate::xmpp::ns;
@@ -27,7 +27,15 @@ pub(crate) trait Sink {
     /// Whether `start` needs each element's resolved namespace.
     const WANTS_NS: bool;
     /// A start tag (`empty` for `<x/>`, which gets no `end`).
-    fn start(&mut self, b: &[u8], name: Span, colon: Option<u32>, ns: NsSrc, attrs: &[AttrSpan], empty: bool);
+    fn start(
+        &mut self,
+        b: &[u8],
+        name: Span,
+        colon: Option<u32>,
+        ns: NsSrc,
+        attrs: &[AttrSpan],
+        empty: bool,
+    );
     /// An end tag.
     fn end(&mut self);
     /// Character data (escaped text, or a raw CDATA section).
@@ -95,9 +103,15 @@ impl Index {
             }
         };
         mv(&mut self.head_end);
-        for a in [&mut self.to, &mut self.from, &mut self.type_, &mut self.id, &mut self.xmlns]
-            .into_iter()
-            .flatten()
+        for a in [
+            &mut self.to,
+            &mut self.from,
+            &mut self.type_,
+            &mut self.id,
+            &mut self.xmlns,
+        ]
+        .into_iter()
+        .flatten()
         {
             mv_span(&mut a.full);
             mv_span(&mut a.value);
@@ -186,27 +200,47 @@ impl ElemScan {
         self.idx = Index::default();
     }
 
-    /// Current nesting depth (0 before the top element's start tag).
-    #[cfg(test)]
-    pub fn depth(&self) -> usize {
-        self.open.len()
-    }
-
     /// Scans as far as `b` allows. Returns the element's length once its end tag has been seen.
-    pub fn run<S: Sink>(&mut self, b: &[u8], ctx: &Ctx<'_>, sink: &mut S) -> Result<Option<usize>, XmlError> {
+    pub fn run<S: Sink>(
+        &mut self,
+        b: &[u8],
+        ctx: &Ctx<'_>,
+        sink: &mut S,
+    ) -> Result<Option<usize>, XmlError> {
         loop {
             match self.mode {
                 Mode::Content { text_start } => {
-                    let Some(k) = memchr::memchr(b'<', &b[self.pos..]) else {
-                        self.pos = b.len();
-                        return Ok(None);
+                    // One pass over character data: stop at `<`, check references and `]]>` on the way.
+                    let lt = loop {
+                        let Some(k) = memchr::memchr3(b'<', b'&', b'>', &b[self.pos..]) else {
+                            self.pos = b.len();
+                            return Ok(None);
+                        };
+                        let at = self.pos + k;
+                        match b[at] {
+                            b'<' => break at,
+                            b'>' => {
+                                if at >= text_start + 2 && &b[at - 2..at] == b"]]" {
+                                    return Err(XmlError::CdataEndInText);
+                                }
+                                self.pos = at + 1;
+                            }
+                            _ => {
+                                if self.open.is_empty() {
+                                    return Err(XmlError::TextBetweenStanzas);
+                                }
+                                let Some(len) = check_ref_at(&b[at..])? else {
+                                    self.pos = at;
+                                    return Ok(None);
+                                };
+                                self.pos = at + len;
+                            }
+                        }
                     };
-                    let lt = self.pos + k;
                     if lt > text_start {
                         if self.open.is_empty() {
                             return Err(XmlError::TextBetweenStanzas);
                         }
-                        check_text(&b[text_start..lt])?;
                         sink.text(b, Span::new(text_start, lt), false);
                         self.mode = Mode::Content { text_start: lt };
                     }
@@ -243,21 +277,19 @@ impl ElemScan {
                         }
                     }
                 }
-                Mode::Cdata { start } => {
-                    loop {
-                        let Some(k) = memchr::memchr(b'>', &b[self.pos..]) else {
-                            self.pos = b.len();
-                            return Ok(None);
-                        };
-                        let gt = self.pos + k;
-                        self.pos = gt + 1;
-                        if gt >= start + 2 && &b[gt - 2..gt] == b"]]" {
-                            sink.text(b, Span::new(start, gt - 2), true);
-                            self.mode = Mode::Content { text_start: gt + 1 };
-                            break;
-                        }
+                Mode::Cdata { start } => loop {
+                    let Some(k) = memchr::memchr(b'>', &b[self.pos..]) else {
+                        self.pos = b.len();
+                        return Ok(None);
+                    };
+                    let gt = self.pos + k;
+                    self.pos = gt + 1;
+                    if gt >= start + 2 && &b[gt - 2..gt] == b"]]" {
+                        sink.text(b, Span::new(start, gt - 2), true);
+                        self.mode = Mode::Content { text_start: gt + 1 };
+                        break;
                     }
-                }
+                },
                 Mode::Tag { lt, mut quote } => {
                     let found = find_tag_end(b, &mut self.pos, &mut quote);
                     let Some(gt) = found else {
@@ -322,10 +354,16 @@ impl ElemScan {
             if a.is_decl(b) {
                 let prefix = match a.colon {
                     None => Span::new(a.name.start as usize, a.name.start as usize),
-                    Some(c) => Span { start: a.name.start + c + 1, end: a.name.end },
+                    Some(c) => Span {
+                        start: a.name.start + c + 1,
+                        end: a.name.end,
+                    },
                 };
                 check_decl(prefix.of(b), a.value.of(b))?;
-                self.bindings.push(Binding { prefix, uri: a.value });
+                self.bindings.push(Binding {
+                    prefix,
+                    uri: a.value,
+                });
             } else if a.colon.is_some() {
                 prefixed_attrs += 1;
             }
@@ -338,9 +376,12 @@ impl ElemScan {
                 if p == b"xmlns" {
                     return Err(XmlError::ReservedNamespace);
                 }
-                self.resolve(b, p, ctx.outer).ok_or(XmlError::UnboundPrefix)?
+                self.resolve(b, p, ctx.outer)
+                    .ok_or(XmlError::UnboundPrefix)?
             }
-            None if S::WANTS_NS || depth <= 1 => self.resolve(b, b"", ctx.outer).unwrap_or(NsSrc::Default),
+            None if S::WANTS_NS || depth <= 1 => {
+                self.resolve(b, b"", ctx.outer).unwrap_or(NsSrc::Default)
+            }
             None => NsSrc::Default,
         };
         if prefixed_attrs > 0 {
@@ -350,7 +391,10 @@ impl ElemScan {
             self.index_top(b, &tag, attrs);
         } else if depth == 1 && self.idx.child.is_none() {
             let local = match tag.colon {
-                Some(c) => Span { start: tag.name.start + c + 1, end: tag.name.end },
+                Some(c) => Span {
+                    start: tag.name.start + c + 1,
+                    end: tag.name.end,
+                },
                 None => tag.name,
             };
             self.idx.child = Some(local);
@@ -361,7 +405,10 @@ impl ElemScan {
             self.bindings.truncate(bindings_before as usize);
             return Ok(depth == 0);
         }
-        self.open.push(Open { name: tag.name, bindings_before });
+        self.open.push(Open {
+            name: tag.name,
+            bindings_before,
+        });
         Ok(false)
     }
 
@@ -373,7 +420,13 @@ impl ElemScan {
         idx.head_end = tag.head_end;
         let mut prev_end = tag.name.end;
         for a in attrs {
-            let r = AttrRef { full: Span { start: prev_end, end: a.value.end + 1 }, value: a.value };
+            let r = AttrRef {
+                full: Span {
+                    start: prev_end,
+                    end: a.value.end + 1,
+                },
+                value: a.value,
+            };
             prev_end = a.value.end + 1;
             let slot = match a.name.of(b) {
                 b"to" => &mut idx.to,
@@ -426,7 +479,12 @@ impl ElemScan {
         if prefix == b"xml" {
             return Some(NsSrc::Xml);
         }
-        if let Some(bd) = self.bindings.iter().rev().find(|bd| bd.prefix.of(b) == prefix) {
+        if let Some(bd) = self
+            .bindings
+            .iter()
+            .rev()
+            .find(|bd| bd.prefix.of(b) == prefix)
+        {
             return Some(NsSrc::Bytes(bd.uri));
         }
         if prefix.is_empty() {

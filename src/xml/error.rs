@@ -123,13 +123,27 @@ impl XmlError {
             StanzaTooLarge(_) | TooDeep(_) | TooManyAttributes(_) => {
                 StreamErrorCondition::PolicyViolation
             }
-            InvalidUtf8 | InvalidChar | InvalidCharRef | MalformedReference | BadMarkup
-            | BadXmlDecl | UnsupportedXmlVersion | InvalidName | MismatchedEndTag
-            | BadTagSyntax | DuplicateAttribute | LtInAttributeValue | CdataEndInText
-            | UnboundPrefix | ReservedNamespace | TextBetweenStanzas | NotStreamHeader
-            | EmptyStreamHeader | DataAfterClose | Incomplete | TrailingData => {
-                StreamErrorCondition::NotWellFormed
-            }
+            InvalidUtf8
+            | InvalidChar
+            | InvalidCharRef
+            | MalformedReference
+            | BadMarkup
+            | BadXmlDecl
+            | UnsupportedXmlVersion
+            | InvalidName
+            | MismatchedEndTag
+            | BadTagSyntax
+            | DuplicateAttribute
+            | LtInAttributeValue
+            | CdataEndInText
+            | UnboundPrefix
+            | ReservedNamespace
+            | TextBetweenStanzas
+            | NotStreamHeader
+            | EmptyStreamHeader
+            | DataAfterClose
+            | Incomplete
+            | TrailingData => StreamErrorCondition::NotWellFormed,
         }
     }
 }

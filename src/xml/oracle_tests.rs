@@ -15,13 +15,43 @@ const CLOSE: &[u8] = b"</stream:stream>";
 fn attr() -> impl Strategy<Value = String> {
     // No `xmlns`/`xmlns:p` here: rxml 0.11 lets a repeated namespace declaration override the
     // first, where XML's unique-attribute rule (which we enforce) refuses it.
-    let names = select(vec!["to", "from", "type", "id", "a", "b", "c", "d", "xml:lang", "p:a", "r:a", "xmlns:r", "é"]);
-    let values = select(vec!["", "x", "urn:p", "&amp;", "&apos;x&quot;", "&#x41;&#66;", "b&#10;c", "é€", ">", "]]>"]);
-    (names, values, any::<bool>()).prop_map(|(n, v, dq)| if dq { format!(" {n}=\"{v}\"") } else { format!(" {n}='{v}'") })
+    let names = select(vec![
+        "to", "from", "type", "id", "a", "b", "c", "d", "xml:lang", "p:a", "r:a", "xmlns:r", "é",
+    ]);
+    let values = select(vec![
+        "",
+        "x",
+        "urn:p",
+        "&amp;",
+        "&apos;x&quot;",
+        "&#x41;&#66;",
+        "b&#10;c",
+        "é€",
+        ">",
+        "]]>",
+    ]);
+    (names, values, any::<bool>()).prop_map(|(n, v, dq)| {
+        if dq {
+            format!(" {n}=\"{v}\"")
+        } else {
+            format!(" {n}='{v}'")
+        }
+    })
 }
 
 fn head() -> impl Strategy<Value = (String, String)> {
-    let names = select(vec!["message", "presence", "iq", "body", "x", "iq", "p:x", "q:y", "stream:error", "é"]);
+    let names = select(vec![
+        "message",
+        "presence",
+        "iq",
+        "body",
+        "x",
+        "iq",
+        "p:x",
+        "q:y",
+        "stream:error",
+        "é",
+    ]);
     let decls = select(vec![
         "",
         " xmlns:p='urn:p'",
@@ -34,7 +64,19 @@ fn head() -> impl Strategy<Value = (String, String)> {
 }
 
 fn text() -> impl Strategy<Value = String> {
-    select(vec!["hi", " ", "&lt;&gt;", "&#x263A;", "é", "]]", ">", "\n", "<![CDATA[<&]]]>", "a&amp;b"]).prop_map(String::from)
+    select(vec![
+        "hi",
+        " ",
+        "&lt;&gt;",
+        "&#x263A;",
+        "é",
+        "]]",
+        ">",
+        "\n",
+        "<![CDATA[<&]]]>",
+        "a&amp;b",
+    ])
+    .prop_map(String::from)
 }
 
 fn element() -> impl Strategy<Value = String> {
@@ -48,22 +90,53 @@ fn element() -> impl Strategy<Value = String> {
 fn body() -> impl Strategy<Value = Vec<u8>> {
     let item = (select(vec!["", " ", "\n\t"]), element());
     prop::collection::vec(item, 0..5).prop_map(|items| {
-        items.into_iter().flat_map(|(ws, e)| [ws.to_string(), e]).collect::<String>().into_bytes()
+        items
+            .into_iter()
+            .flat_map(|(ws, e)| [ws.to_string(), e])
+            .collect::<String>()
+            .into_bytes()
     })
 }
 
 fn mutation() -> impl Strategy<Value = (prop::sample::Index, usize, &'static [u8])> {
     let snippets: Vec<&'static [u8]> = vec![
-        b"<", b">", b"&", b"'", b"\"", b"]]>", b"&foo;", b"&#0;", b"<!--x-->", b"<?pi?>", b":",
-        b"\x01", b"</x>", b"<x>", b" xmlns:p=''", b" a='1'", b"=", b"/", "\u{FFFE}".as_bytes(),
-        b"p:", b"", b"&#xD800;", b"\xff", b" ", b"<![CDATA[", b"r:",
+        b"<",
+        b">",
+        b"&",
+        b"'",
+        b"\"",
+        b"]]>",
+        b"&foo;",
+        b"&#0;",
+        b"<!--x-->",
+        b"<?pi?>",
+        b":",
+        b"\x01",
+        b"</x>",
+        b"<x>",
+        b" xmlns:p=''",
+        b" a='1'",
+        b"=",
+        b"/",
+        "\u{FFFE}".as_bytes(),
+        b"p:",
+        b"",
+        b"&#xD800;",
+        b"\xff",
+        b" ",
+        b"<![CDATA[",
+        b"r:",
     ];
     (any::<prop::sample::Index>(), 0usize..3, select(snippets))
 }
 
 /// Our verdict: the stanzas up to a clean `</stream:stream>`, or `None` if refused or unfinished.
 fn ours(input: &[u8], chunk: usize) -> Option<Vec<Vec<u8>>> {
-    let limits = Limits { max_stanza_bytes: 1 << 20, max_depth: 1 << 10, max_attrs: 1 << 10 };
+    let limits = Limits {
+        max_stanza_bytes: 1 << 20,
+        max_depth: 1 << 10,
+        max_attrs: 1 << 10,
+    };
     let mut s = Scanner::new(limits, ns::CLIENT);
     let mut stanzas = Vec::new();
     for part in input.chunks(chunk) {
@@ -98,6 +171,9 @@ fn oracle(input: &[u8]) -> Option<Vec<Vec<u8>>> {
         let len = ev.metrics().len();
         match ev {
             RxEvent::StartElement(..) => {
+                if repeats_a_declaration(&input[off..off + len]) {
+                    return None;
+                }
                 depth += 1;
                 if depth == 2 && !ws_only(&input[gap_start..off]) {
                     return None;
@@ -109,7 +185,11 @@ fn oracle(input: &[u8]) -> Option<Vec<Vec<u8>>> {
             RxEvent::EndElement(..) => {
                 if depth == 2 {
                     // Find the stanza's start: it is the first `<` after the gap.
-                    let start = gap_start + input[gap_start..].iter().position(|&c| c == b'<').unwrap_or(0);
+                    let start = gap_start
+                        + input[gap_start..]
+                            .iter()
+                            .position(|&c| c == b'<')
+                            .unwrap_or(0);
                     stanzas.push(input[start..off + len].to_vec());
                     gap_start = off + len;
                 }
@@ -122,6 +202,37 @@ fn oracle(input: &[u8]) -> Option<Vec<Vec<u8>>> {
         }
         off += len;
     }
+}
+
+/// rxml 0.11 lets a repeated namespace declaration (`xmlns='a' xmlns='b'`) override the first;
+/// XML's unique-attribute rule, which we enforce, refuses it. Scans the start tag's attribute
+/// names outside quoted values.
+fn repeats_a_declaration(tag: &[u8]) -> bool {
+    let mut names: Vec<&[u8]> = Vec::new();
+    let mut quote = 0u8;
+    for i in 0..tag.len() {
+        let c = tag[i];
+        if quote != 0 {
+            if c == quote {
+                quote = 0;
+            }
+            continue;
+        }
+        if c == b'\'' || c == b'"' {
+            quote = c;
+        } else if c.is_ascii_whitespace() && tag[i + 1..].starts_with(b"xmlns") {
+            let rest = &tag[i + 1..];
+            let end = rest
+                .iter()
+                .position(|&c| c == b'=' || c.is_ascii_whitespace())
+                .unwrap_or(rest.len());
+            if names.contains(&&rest[..end]) {
+                return true;
+            }
+            names.push(&rest[..end]);
+        }
+    }
+    false
 }
 
 proptest! {
@@ -147,8 +258,16 @@ proptest! {
 
 #[test]
 fn oracle_sanity() {
-    let input = [HEADER, b" <message><body>x</body></message>\n<presence/>", CLOSE].concat();
-    let want = Some(vec![b"<message><body>x</body></message>".to_vec(), b"<presence/>".to_vec()]);
+    let input = [
+        HEADER,
+        b" <message><body>x</body></message>\n<presence/>",
+        CLOSE,
+    ]
+    .concat();
+    let want = Some(vec![
+        b"<message><body>x</body></message>".to_vec(),
+        b"<presence/>".to_vec(),
+    ]);
     assert_eq!(oracle(&input), want);
     assert_eq!(ours(&input, 1), want);
     let bad = [HEADER, b"<message>&foo;</message>", CLOSE].concat();

@@ -22,7 +22,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_stanza_bytes: 65_536, max_depth: 32, max_attrs: 64 }
+        Limits {
+            max_stanza_bytes: 65_536,
+            max_depth: 32,
+            max_attrs: 64,
+        }
     }
 }
 
@@ -310,7 +314,11 @@ impl Scanner {
         let avail = self.buf.len() - self.head;
         // Scan at most `max` bytes: a stanza not finished within them is too large.
         let window = &self.buf[self.head..self.head + avail.min(max)];
-        let ctx = Ctx { max_depth: self.limits.max_depth, max_attrs: self.limits.max_attrs, outer: &self.outer };
+        let ctx = Ctx {
+            max_depth: self.limits.max_depth,
+            max_attrs: self.limits.max_attrs,
+            outer: &self.outer,
+        };
         let Some(end) = self.elem.run(window, &ctx, &mut NoSink)? else {
             if avail > max {
                 return Err(XmlError::StanzaTooLarge(max));
@@ -329,9 +337,18 @@ impl Scanner {
             self.head = 0;
         }
         let idx = std::mem::take(&mut self.elem.idx);
-        let outer = if idx.uses_outer { Some(Arc::clone(&self.outer)) } else { None };
+        let outer = if idx.uses_outer {
+            Some(Arc::clone(&self.outer))
+        } else {
+            None
+        };
         self.state = State::Stream;
-        Ok(Some(Event::Stanza(Stanza::from_parts(bytes, idx, self.default_ns, outer))))
+        Ok(Some(Event::Stanza(Stanza::from_parts(
+            bytes,
+            idx,
+            self.default_ns,
+            outer,
+        ))))
     }
 
     /// Validates the stream header `buf[head..=head + gt]` and records its bindings.
@@ -415,14 +432,24 @@ fn parse_decl(d: &[u8]) -> Result<(), XmlError> {
         let ws = d[i..].iter().take_while(|&&c| is_ws(c)).count();
         i += ws;
         if i == d.len() {
-            return if seen == 0 { Err(XmlError::BadXmlDecl) } else { Ok(()) };
+            return if seen == 0 {
+                Err(XmlError::BadXmlDecl)
+            } else {
+                Ok(())
+            };
         }
         if ws == 0 {
             return Err(XmlError::BadXmlDecl);
         }
-        let name_len = d[i..].iter().take_while(|&&c| c.is_ascii_alphabetic()).count();
+        let name_len = d[i..]
+            .iter()
+            .take_while(|&&c| c.is_ascii_alphabetic())
+            .count();
         let name = &d[i..i + name_len];
-        let which = NAMES.iter().position(|n| *n == name).ok_or(XmlError::BadXmlDecl)?;
+        let which = NAMES
+            .iter()
+            .position(|n| *n == name)
+            .ok_or(XmlError::BadXmlDecl)?;
         // Order is fixed and version comes first.
         if which < seen || (seen == 0 && which != 0) {
             return Err(XmlError::BadXmlDecl);
@@ -448,7 +475,10 @@ fn parse_decl(d: &[u8]) -> Result<(), XmlError> {
                 return Err(XmlError::UnsupportedXmlVersion)
             }
             1 if v.eq_ignore_ascii_case(b"utf-8") => {}
-            1 if !v.is_empty() && v.iter().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c)) => {
+            1 if !v.is_empty()
+                && v.iter()
+                    .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c)) =>
+            {
                 return Err(XmlError::UnsupportedEncoding)
             }
             2 if v == b"yes" || v == b"no" => {}

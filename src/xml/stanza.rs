@@ -42,7 +42,12 @@ impl Stanza {
         default_ns: &'static str,
         outer: Option<Arc<Outer>>,
     ) -> Stanza {
-        Stanza { bytes, idx, default_ns, outer }
+        Stanza {
+            bytes,
+            idx,
+            default_ns,
+            outer,
+        }
     }
 
     /// Parses one complete element (for internally built stanzas and tests), with the same checks
@@ -53,7 +58,12 @@ impl Stanza {
             return Err(XmlError::StanzaTooLarge(limits.max_stanza_bytes));
         }
         let idx = index(&bytes, &limits, &[])?;
-        Ok(Stanza { bytes, idx, default_ns: ns::CLIENT, outer: None })
+        Ok(Stanza {
+            bytes,
+            idx,
+            default_ns: ns::CLIENT,
+            outer: None,
+        })
     }
 
     /// The element's bytes, exactly as they will be written.
@@ -109,13 +119,18 @@ impl Stanza {
         if let Some(r) = cached {
             return r.map(|r| unescape_attr(r.value.of(&self.bytes)));
         }
-        self.find(name).map(|(_, v)| unescape_attr(v.of(&self.bytes)))
+        self.find(name)
+            .map(|(_, v)| unescape_attr(v.of(&self.bytes)))
     }
 
     fn find(&self, name: &str) -> Option<(Span, Span)> {
-        attrs_of(&self.bytes, self.idx.name.end as usize, self.idx.head_end as usize)
-            .find(|(n, _)| *n == name.as_bytes())
-            .map(|(_, f)| (f.full, f.value))
+        attrs_of(
+            &self.bytes,
+            self.idx.name.end as usize,
+            self.idx.head_end as usize,
+        )
+        .find(|(n, _)| *n == name.as_bytes())
+        .map(|(_, f)| (f.full, f.value))
     }
 
     /// The `to` attribute.
@@ -125,12 +140,16 @@ impl Stanza {
 
     /// The `from` attribute.
     pub fn from(&self) -> Option<Cow<'_, str>> {
-        self.idx.from.map(|r| unescape_attr(r.value.of(&self.bytes)))
+        self.idx
+            .from
+            .map(|r| unescape_attr(r.value.of(&self.bytes)))
     }
 
     /// The `type` attribute.
     pub fn type_(&self) -> Option<Cow<'_, str>> {
-        self.idx.type_.map(|r| unescape_attr(r.value.of(&self.bytes)))
+        self.idx
+            .type_
+            .map(|r| unescape_attr(r.value.of(&self.bytes)))
     }
 
     /// The `id` attribute.
@@ -176,7 +195,13 @@ impl Stanza {
                 self.idx.shift(r.value.end, delta);
                 // An empty old value starts at the edit's end, so it was shifted too: pin it.
                 let value = Span::new(s, s + esc.len());
-                AttrRef { full: Span { start: r.full.start, end: value.end + 1 }, value }
+                AttrRef {
+                    full: Span {
+                        start: r.full.start,
+                        end: value.end + 1,
+                    },
+                    value,
+                }
             }
             None => {
                 let at = self.idx.name.end as usize;
@@ -189,7 +214,10 @@ impl Stanza {
                 self.bytes.splice(at..at, ins.iter().copied());
                 self.idx.shift(at as u32, ins.len() as i64);
                 let vstart = at + name.len() + 3;
-                AttrRef { full: Span::new(at, at + ins.len()), value: Span::new(vstart, vstart + esc.len()) }
+                AttrRef {
+                    full: Span::new(at, at + ins.len()),
+                    value: Span::new(vstart, vstart + esc.len()),
+                }
             }
         }
     }
@@ -228,22 +256,42 @@ impl Stanza {
         el.write_to(&mut out);
         // `write_to` escapes values and drops non-XML characters, so only an invalid element or
         // attribute name (a programming error) can fail here; such a stanza keeps an empty index.
-        let idx = index(&out, &Limits { max_stanza_bytes: usize::MAX, ..Limits::default() }, &[])
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, name = %el.name, "server-built element does not parse");
-                Index::default()
-            });
-        Stanza { bytes: out, idx, default_ns: ns::CLIENT, outer: None }
+        let idx = index(
+            &out,
+            &Limits {
+                max_stanza_bytes: usize::MAX,
+                ..Limits::default()
+            },
+            &[],
+        )
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, name = %el.name, "server-built element does not parse");
+            Index::default()
+        });
+        Stanza {
+            bytes: out,
+            idx,
+            default_ns: ns::CLIENT,
+            outer: None,
+        }
     }
 }
 
 /// Scans a complete element and checks its characters; the whole of `b` must be the element.
 fn index(b: &[u8], limits: &Limits, outer: &Outer) -> Result<Index, XmlError> {
     if b.first() != Some(&b'<') {
-        return Err(if b.is_empty() { XmlError::Incomplete } else { XmlError::TextBetweenStanzas });
+        return Err(if b.is_empty() {
+            XmlError::Incomplete
+        } else {
+            XmlError::TextBetweenStanzas
+        });
     }
     let mut scan = ElemScan::default();
-    let ctx = Ctx { max_depth: limits.max_depth, max_attrs: limits.max_attrs, outer };
+    let ctx = Ctx {
+        max_depth: limits.max_depth,
+        max_attrs: limits.max_attrs,
+        outer,
+    };
     match scan.run(b, &ctx, &mut NoSink)? {
         Some(end) if end == b.len() => {
             check_chars(b)?;

@@ -1,6 +1,6 @@
 //! Tag-level lexing: finding a tag's end across feeds and validating start/end tags in place.
 
-use super::chars::{check_qname, check_refs, is_ws};
+use super::chars::{check_qname, check_ref_at, is_ws};
 use super::XmlError;
 
 /// A byte range inside a buffer (u32: stanzas are far smaller than 4 GiB).
@@ -14,7 +14,10 @@ impl Span {
     /// Builds a span from usize offsets.
     #[inline]
     pub fn new(start: usize, end: usize) -> Span {
-        Span { start: start as u32, end: end as u32 }
+        Span {
+            start: start as u32,
+            end: end as u32,
+        }
     }
     /// The bytes of this span.
     #[inline]
@@ -128,9 +131,21 @@ pub(crate) fn parse_start_tag(
         let had_ws = j > i;
         i = j;
         match b[i] {
-            b'>' if i == gt => return Ok(StartTag { name, colon, head_end: i as u32, empty: false }),
+            b'>' if i == gt => {
+                return Ok(StartTag {
+                    name,
+                    colon,
+                    head_end: i as u32,
+                    empty: false,
+                })
+            }
             b'/' if i + 1 == gt => {
-                return Ok(StartTag { name, colon, head_end: i as u32, empty: true })
+                return Ok(StartTag {
+                    name,
+                    colon,
+                    head_end: i as u32,
+                    empty: true,
+                })
             }
             b'/' => return Err(XmlError::BadTagSyntax),
             _ if !had_ws => return Err(XmlError::BadTagSyntax),
@@ -148,13 +163,17 @@ pub(crate) fn parse_start_tag(
         if q != b'\'' && q != b'"' {
             return Err(XmlError::BadTagSyntax);
         }
-        // The closing quote precedes `gt`: `find_tag_end` only stops at a `>` outside quotes.
-        let close = memchr::memchr(q, &b[i + 1..gt]).ok_or(XmlError::BadTagSyntax)? + i + 1;
-        let value = &b[i + 1..close];
-        if memchr::memchr(b'<', value).is_some() {
-            return Err(XmlError::LtInAttributeValue);
-        }
-        check_refs(value)?;
+        // One pass over the value: closing quote, `<`, references. The closing quote precedes
+        // `gt`: `find_tag_end` only stops at a `>` outside quotes.
+        let mut j = i + 1;
+        let close = loop {
+            let at = j + memchr::memchr3(q, b'<', b'&', &b[j..gt]).ok_or(XmlError::BadTagSyntax)?;
+            match b[at] {
+                c if c == q => break at,
+                b'<' => return Err(XmlError::LtInAttributeValue),
+                _ => j = at + check_ref_at(&b[at..gt])?.ok_or(XmlError::MalformedReference)?,
+            }
+        };
         if attrs.len() == max_attrs {
             return Err(XmlError::TooManyAttributes(max_attrs));
         }
@@ -162,7 +181,11 @@ pub(crate) fn parse_start_tag(
         if attrs.iter().any(|a| a.name.of(b) == aname_b) {
             return Err(XmlError::DuplicateAttribute);
         }
-        attrs.push(AttrSpan { name: aname, colon: acolon, value: Span::new(i + 1, close) });
+        attrs.push(AttrSpan {
+            name: aname,
+            colon: acolon,
+            value: Span::new(i + 1, close),
+        });
         i = close + 1;
     }
 }
@@ -209,12 +232,19 @@ pub(crate) fn attrs_of(
         while ne > ns && is_ws(b[ne - 1]) {
             ne -= 1;
         }
-        let qpos = eq + 1 + b[eq + 1..head_end].iter().position(|&c| c == b'\'' || c == b'"')?;
+        let qpos = eq
+            + 1
+            + b[eq + 1..head_end]
+                .iter()
+                .position(|&c| c == b'\'' || c == b'"')?;
         let close = qpos + 1 + memchr::memchr(b[qpos], &b[qpos + 1..head_end])?;
         i = close + 1;
         Some((
             &b[ns..ne],
-            FoundAttr { full: Span::new(ws, close + 1), value: Span::new(qpos + 1, close) },
+            FoundAttr {
+                full: Span::new(ws, close + 1),
+                value: Span::new(qpos + 1, close),
+            },
         ))
     })
 }
@@ -244,14 +274,26 @@ mod tests {
         let (t, a) = start("<a:b x='1' y = \"2>'\" z='&amp;'/>").unwrap();
         assert!(t.empty);
         assert_eq!(t.colon, Some(1));
-        assert_eq!(a, [("x", "1"), ("y", "2>'"), ("z", "&amp;")].map(|(k, v)| (k.into(), v.into())));
+        assert_eq!(
+            a,
+            [("x", "1"), ("y", "2>'"), ("z", "&amp;")].map(|(k, v)| (k.into(), v.into()))
+        );
         assert!(!start("<m>").unwrap().0.empty);
         assert_eq!(start("<m x='1'y='2'>").unwrap_err(), XmlError::BadTagSyntax);
         assert_eq!(start("<m x>").unwrap_err(), XmlError::BadTagSyntax);
         assert_eq!(start("<m x=1>").unwrap_err(), XmlError::BadTagSyntax);
-        assert_eq!(start("<m x='<'>").unwrap_err(), XmlError::LtInAttributeValue);
-        assert_eq!(start("<m x='1' x='2'>").unwrap_err(), XmlError::DuplicateAttribute);
-        assert_eq!(start("<m x='&bad;'>").unwrap_err(), XmlError::UndeclaredEntity);
+        assert_eq!(
+            start("<m x='<'>").unwrap_err(),
+            XmlError::LtInAttributeValue
+        );
+        assert_eq!(
+            start("<m x='1' x='2'>").unwrap_err(),
+            XmlError::DuplicateAttribute
+        );
+        assert_eq!(
+            start("<m x='&bad;'>").unwrap_err(),
+            XmlError::UndeclaredEntity
+        );
         assert_eq!(start("<1m>").unwrap_err(), XmlError::InvalidName);
         assert_eq!(start("<m / >").unwrap_err(), XmlError::BadTagSyntax);
         let many = "<m a='' b='' c='' d='' e='' f='' g='' h='' i=''>";
@@ -271,7 +313,9 @@ mod tests {
     #[test]
     fn attr_iteration() {
         let b = b"<m to='a' from = \"b\">";
-        let got: Vec<_> = attrs_of(b, 2, b.len() - 1).map(|(n, f)| (n, f.value.of(b))).collect();
+        let got: Vec<_> = attrs_of(b, 2, b.len() - 1)
+            .map(|(n, f)| (n, f.value.of(b)))
+            .collect();
         assert_eq!(got, [(&b"to"[..], &b"a"[..]), (b"from", b"b")]);
     }
 }

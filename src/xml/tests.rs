@@ -123,7 +123,7 @@ fn whitespace_runs_are_coalesced_however_split() {
         assert_eq!(err, None);
         evs
     };
-    let kinds: Vec<_> = want.iter().map(|e| std::mem::discriminant(e)).collect();
+    let kinds: Vec<_> = want.iter().map(std::mem::discriminant).collect();
     let ws = std::mem::discriminant(&Ev::Ws);
     assert_eq!(kinds.iter().filter(|k| **k == ws).count(), 3);
     assert_eq!(scan_with(Limits::default(), input.as_bytes(), 1).0, want);
@@ -153,12 +153,36 @@ fn restricted_xml_is_refused() {
 fn prolog_restrictions() {
     let cases = [
         ("<!DOCTYPE stream>", XmlError::Doctype, C::RestrictedXml),
-        ("<!-- x --><stream:stream>", XmlError::Comment, C::RestrictedXml),
-        ("<?php ?>", XmlError::ProcessingInstruction, C::RestrictedXml),
-        (" <?xml version='1.0'?>", XmlError::ProcessingInstruction, C::RestrictedXml),
-        ("<?xml version='1.0' encoding='ISO-8859-1'?>", XmlError::UnsupportedEncoding, C::UnsupportedEncoding),
-        ("<?xml version='1.1'?>", XmlError::UnsupportedXmlVersion, C::NotWellFormed),
-        ("<?xml encoding='UTF-8'?>", XmlError::BadXmlDecl, C::NotWellFormed),
+        (
+            "<!-- x --><stream:stream>",
+            XmlError::Comment,
+            C::RestrictedXml,
+        ),
+        (
+            "<?php ?>",
+            XmlError::ProcessingInstruction,
+            C::RestrictedXml,
+        ),
+        (
+            " <?xml version='1.0'?>",
+            XmlError::ProcessingInstruction,
+            C::RestrictedXml,
+        ),
+        (
+            "<?xml version='1.0' encoding='ISO-8859-1'?>",
+            XmlError::UnsupportedEncoding,
+            C::UnsupportedEncoding,
+        ),
+        (
+            "<?xml version='1.1'?>",
+            XmlError::UnsupportedXmlVersion,
+            C::NotWellFormed,
+        ),
+        (
+            "<?xml encoding='UTF-8'?>",
+            XmlError::BadXmlDecl,
+            C::NotWellFormed,
+        ),
         ("<message/>", XmlError::NotStreamHeader, C::NotWellFormed),
         ("hello", XmlError::NotStreamHeader, C::NotWellFormed),
     ];
@@ -177,14 +201,47 @@ fn prolog_restrictions() {
 fn stream_header_namespaces() {
     let st = "xmlns:stream='http://etherx.jabber.org/streams'";
     let cases = [
-        (format!("<stream:stream xmlns='jabber:client' xmlns:stream='urn:wrong'>"), XmlError::InvalidStreamNamespace, C::InvalidNamespace),
-        (format!("<s:stream xmlns='jabber:client' xmlns:s='http://etherx.jabber.org/streams'>"), XmlError::BadStreamPrefix, C::BadNamespacePrefix),
-        (format!("<stream xmlns='http://etherx.jabber.org/streams'>"), XmlError::BadStreamPrefix, C::BadNamespacePrefix),
-        (format!("<stream:stream xmlns='jabber:server' {st}>"), XmlError::InvalidDefaultNamespace, C::InvalidNamespace),
-        (format!("<stream:stream {st}>"), XmlError::InvalidDefaultNamespace, C::InvalidNamespace),
-        (format!("<stream:stream xmlns='jabber:client'>"), XmlError::UnboundPrefix, C::NotWellFormed),
-        (format!("<stream:stream xmlns='jabber:client' {st}/>"), XmlError::EmptyStreamHeader, C::NotWellFormed),
-        (format!("<stream:stream xmlns='jabber:client' {st} a:b='1'>"), XmlError::UnboundPrefix, C::NotWellFormed),
+        (
+            "<stream:stream xmlns='jabber:client' xmlns:stream='urn:wrong'>".to_string(),
+            XmlError::InvalidStreamNamespace,
+            C::InvalidNamespace,
+        ),
+        (
+            "<s:stream xmlns='jabber:client' xmlns:s='http://etherx.jabber.org/streams'>"
+                .to_string(),
+            XmlError::BadStreamPrefix,
+            C::BadNamespacePrefix,
+        ),
+        (
+            "<stream xmlns='http://etherx.jabber.org/streams'>".to_string(),
+            XmlError::BadStreamPrefix,
+            C::BadNamespacePrefix,
+        ),
+        (
+            format!("<stream:stream xmlns='jabber:server' {st}>"),
+            XmlError::InvalidDefaultNamespace,
+            C::InvalidNamespace,
+        ),
+        (
+            format!("<stream:stream {st}>"),
+            XmlError::InvalidDefaultNamespace,
+            C::InvalidNamespace,
+        ),
+        (
+            "<stream:stream xmlns='jabber:client'>".to_string(),
+            XmlError::UnboundPrefix,
+            C::NotWellFormed,
+        ),
+        (
+            format!("<stream:stream xmlns='jabber:client' {st}/>"),
+            XmlError::EmptyStreamHeader,
+            C::NotWellFormed,
+        ),
+        (
+            format!("<stream:stream xmlns='jabber:client' {st} a:b='1'>"),
+            XmlError::UnboundPrefix,
+            C::NotWellFormed,
+        ),
     ];
     for (input, want, cond) in cases {
         let (_, e) = scan(&input);
@@ -209,7 +266,10 @@ fn well_formedness_errors() {
         ("<message></presence>", XmlError::MismatchedEndTag),
         ("<message><body></message>", XmlError::MismatchedEndTag),
         ("<message a='1' a='2'/>", XmlError::DuplicateAttribute),
-        ("<message xmlns:p='u' xmlns:q='u' p:a='1' q:a='2'/>", XmlError::DuplicateAttribute),
+        (
+            "<message xmlns:p='u' xmlns:q='u' p:a='1' q:a='2'/>",
+            XmlError::DuplicateAttribute,
+        ),
         ("<message a='<'/>", XmlError::LtInAttributeValue),
         ("<message a=1/>", XmlError::BadTagSyntax),
         ("<message a='1'b='2'/>", XmlError::BadTagSyntax),
@@ -218,9 +278,15 @@ fn well_formedness_errors() {
         ("<p:message/>", XmlError::UnboundPrefix),
         ("<message><p:x/></message>", XmlError::UnboundPrefix),
         ("<message p:a='1'/>", XmlError::UnboundPrefix),
-        ("<message><x xmlns:p='u'/><p:y/></message>", XmlError::UnboundPrefix),
+        (
+            "<message><x xmlns:p='u'/><p:y/></message>",
+            XmlError::UnboundPrefix,
+        ),
         ("<message xmlns:p=''/>", XmlError::ReservedNamespace),
-        ("<message xmlns:xml='urn:other'/>", XmlError::ReservedNamespace),
+        (
+            "<message xmlns:xml='urn:other'/>",
+            XmlError::ReservedNamespace,
+        ),
         ("<xmlns:message/>", XmlError::ReservedNamespace),
         ("<message>a ]]> b</message>", XmlError::CdataEndInText),
         ("<message>&#0;</message>", XmlError::InvalidCharRef),
@@ -239,34 +305,54 @@ fn well_formedness_errors() {
     // Invalid UTF-8 (not expressible in a &str literal).
     let mut input = HEADER.as_bytes().to_vec();
     input.extend_from_slice(b"<message>\xc3\x28</message>");
-    assert_eq!(scan_with(Limits::default(), &input, 1).1, Some(XmlError::InvalidUtf8));
+    assert_eq!(
+        scan_with(Limits::default(), &input, 1).1,
+        Some(XmlError::InvalidUtf8)
+    );
     // `xml:` is always bound.
     assert_eq!(scan(&format!("{HEADER}<message xml:lang='en'/>")).1, None);
 }
 
 #[test]
 fn limits_are_policy_violations() {
-    let limits = Limits { max_stanza_bytes: 256, max_depth: 3, max_attrs: 6 };
+    let limits = Limits {
+        max_stanza_bytes: 256,
+        max_depth: 3,
+        max_attrs: 6,
+    };
     let run = |body: &str, chunk| scan_with(limits, format!("{HEADER}{body}").as_bytes(), chunk).1;
     for chunk in [1, usize::MAX] {
         let big = format!("<message><body>{}</body></message>", "x".repeat(230));
         assert_eq!(run(&big, chunk), Some(XmlError::StanzaTooLarge(256)));
         let fits = format!("<message><body>{}</body></message>", "x".repeat(224));
         assert_eq!(run(&fits, chunk), None);
-        assert_eq!(run("<a><b><c><d/></c></b></a>", chunk), Some(XmlError::TooDeep(3)));
+        assert_eq!(
+            run("<a><b><c><d/></c></b></a>", chunk),
+            Some(XmlError::TooDeep(3))
+        );
         assert_eq!(run("<a><b><c/></b></a>", chunk), None);
         let seven = "<a><b a='' b='' c='' d='' e='' f='' g=''/></a>";
         assert_eq!(run(seven, chunk), Some(XmlError::TooManyAttributes(6)));
-        assert_eq!(run("<a a='' b='' c='' d='' e='' xmlns:f='u'/>", chunk), None);
+        assert_eq!(
+            run("<a a='' b='' c='' d='' e='' xmlns:f='u'/>", chunk),
+            None
+        );
     }
-    for e in [XmlError::StanzaTooLarge(1), XmlError::TooDeep(1), XmlError::TooManyAttributes(1)] {
+    for e in [
+        XmlError::StanzaTooLarge(1),
+        XmlError::TooDeep(1),
+        XmlError::TooManyAttributes(1),
+    ] {
         assert_eq!(e.condition(), C::PolicyViolation);
     }
 }
 
 #[test]
 fn oversized_partial_stanza_is_refused_before_its_end() {
-    let limits = Limits { max_stanza_bytes: 200, ..Limits::default() };
+    let limits = Limits {
+        max_stanza_bytes: 200,
+        ..Limits::default()
+    };
     let mut s = Scanner::new(limits, ns::CLIENT);
     s.feed(HEADER.as_bytes());
     assert!(matches!(s.next_event(), Ok(Some(Event::StreamOpen(_)))));
@@ -281,7 +367,9 @@ fn oversized_partial_stanza_is_refused_before_its_end() {
 
 #[test]
 fn escaped_attributes_are_unescaped() {
-    let st = one("<message to='a&apos;b@x' from=\"&#x41;&#66;@y\" id='&lt;&amp;&gt;&quot;' extra='t&#9;u'/>");
+    let st = one(
+        "<message to='a&apos;b@x' from=\"&#x41;&#66;@y\" id='&lt;&amp;&gt;&quot;' extra='t&#9;u'/>",
+    );
     assert_eq!(st.to().unwrap(), "a'b@x");
     assert_eq!(st.from().unwrap(), "AB@y");
     assert_eq!(st.id().unwrap(), "<&>\"");
@@ -292,9 +380,14 @@ fn escaped_attributes_are_unescaped() {
 
 #[test]
 fn cdata_sections() {
-    let st = one("<message><body><![CDATA[<b>&amp; ]] ]]></body><body2>x<![CDATA[]]>y</body2></message>");
+    let st = one(
+        "<message><body><![CDATA[<b>&amp; ]] ]]></body><body2>x<![CDATA[]]>y</body2></message>",
+    );
     let t = st.tree().unwrap();
-    assert_eq!(t.get_child("body", ns::CLIENT).unwrap().text(), "<b>&amp; ]] ");
+    assert_eq!(
+        t.get_child("body", ns::CLIENT).unwrap().text(),
+        "<b>&amp; ]] "
+    );
     assert_eq!(t.get_child("body2", ns::CLIENT).unwrap().text(), "xy");
     // A CDATA section split across feeds, with `]]` and `>` on either side of the split.
     let input = format!("{HEADER}<message><body><![CDATA[a]]]>></body></message>");
@@ -306,17 +399,28 @@ fn cdata_sections() {
 #[test]
 fn kinds_and_namespaces() {
     assert_eq!(one("<message/>").kind(), StanzaKind::Message);
-    assert_eq!(one("<presence xmlns='jabber:client'/>").kind(), StanzaKind::Presence);
+    assert_eq!(
+        one("<presence xmlns='jabber:client'/>").kind(),
+        StanzaKind::Presence
+    );
     assert_eq!(one("<iq/>").kind(), StanzaKind::Iq);
     assert_eq!(one("<iq xmlns='urn:other'/>").kind(), StanzaKind::Other);
-    assert_eq!(one("<x:iq xmlns:x='jabber:client'/>").kind(), StanzaKind::Other);
-    assert_eq!(one("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").kind(), StanzaKind::Other);
+    assert_eq!(
+        one("<x:iq xmlns:x='jabber:client'/>").kind(),
+        StanzaKind::Other
+    );
+    assert_eq!(
+        one("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").kind(),
+        StanzaKind::Other
+    );
     assert_eq!(one("<iq xmlns='urn:other'/>").xmlns(), Some("urn:other"));
     assert_eq!(one("<iq/>").xmlns(), None);
     let mut s = Scanner::new(Limits::default(), ns::COMPONENT_ACCEPT);
     s.feed(b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'><message/>");
     assert!(matches!(s.next_event(), Ok(Some(Event::StreamOpen(_)))));
-    let Ok(Some(Event::Stanza(m))) = s.next_event() else { panic!("no stanza") };
+    let Ok(Some(Event::Stanza(m))) = s.next_event() else {
+        panic!("no stanza")
+    };
     assert_eq!(m.kind(), StanzaKind::Message);
     assert_eq!(m.tree().unwrap().ns, ns::COMPONENT_ACCEPT);
 }
@@ -324,22 +428,32 @@ fn kinds_and_namespaces() {
 #[test]
 fn child_name_and_ns() {
     let st = one("<iq type='get' id='1'><query xmlns='jabber:iq:roster'/></iq>");
-    assert_eq!((st.child_name(), st.child_ns().as_deref()), (Some("query"), Some("jabber:iq:roster")));
+    assert_eq!(
+        (st.child_name(), st.child_ns().as_deref()),
+        (Some("query"), Some("jabber:iq:roster"))
+    );
     let st = one("<iq xmlns:d='http://jabber.org/protocol/disco#info'>\n <d:query/><other/></iq>");
     assert_eq!(st.child_name(), Some("query"));
     assert_eq!(st.child_ns().unwrap(), ns::DISCO_INFO);
     let st = one("<message xmlns='jabber:client'><body>x</body></message>");
-    assert_eq!((st.child_name(), st.child_ns().as_deref()), (Some("body"), Some("jabber:client")));
+    assert_eq!(
+        (st.child_name(), st.child_ns().as_deref()),
+        (Some("body"), Some("jabber:client"))
+    );
     let st = one("<message><body/></message>");
     assert_eq!(st.child_ns().unwrap(), ns::CLIENT);
     let st = one("<iq><p:ping xmlns:p='urn:xmpp:&#112;ing'/></iq>");
-    assert_eq!((st.child_name(), st.child_ns().as_deref()), (Some("ping"), Some(ns::PING)));
+    assert_eq!(
+        (st.child_name(), st.child_ns().as_deref()),
+        (Some("ping"), Some(ns::PING))
+    );
     let st = one("<iq><a:x xmlns:a='urn:a' xmlns='urn:b'/></iq>");
     assert_eq!(st.child_ns().unwrap(), "urn:a");
     assert_eq!(one("<presence/>").child_name(), None);
     assert_eq!(one("<presence/>").child_ns(), None);
     // A prefix bound on the stream header.
-    let body = "<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>";
+    let body =
+        "<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>";
     let st = stanzas(&format!("{HEADER}{body}")).remove(0);
     assert_eq!(st.name(), "stream:error");
     assert_eq!(st.kind(), StanzaKind::Other);
@@ -351,11 +465,23 @@ fn child_name_and_ns() {
 #[test]
 fn set_from_and_set_to_in_place() {
     let cases = [
-        ("<message to='a@x' from='old@y' type='chat'><body/></message>", "<message to='b@x' from='new&apos;@y/r' type='chat'><body/></message>"),
-        ("<message from=\"old@y\" to=\"a@x\"><body/></message>", "<message from=\"new&apos;@y/r\" to=\"b@x\"><body/></message>"),
-        ("<message><body/></message>", "<message to='b@x' from='new&apos;@y/r'><body/></message>"),
+        (
+            "<message to='a@x' from='old@y' type='chat'><body/></message>",
+            "<message to='b@x' from='new&apos;@y/r' type='chat'><body/></message>",
+        ),
+        (
+            "<message from=\"old@y\" to=\"a@x\"><body/></message>",
+            "<message from=\"new&apos;@y/r\" to=\"b@x\"><body/></message>",
+        ),
+        (
+            "<message><body/></message>",
+            "<message to='b@x' from='new&apos;@y/r'><body/></message>",
+        ),
         ("<message/>", "<message to='b@x' from='new&apos;@y/r'/>"),
-        ("<message from=''\n/>", "<message to='b@x' from='new&apos;@y/r'\n/>"),
+        (
+            "<message from=''\n/>",
+            "<message to='b@x' from='new&apos;@y/r'\n/>",
+        ),
     ];
     for (input, want) in cases {
         let mut st = one(input);
@@ -367,12 +493,18 @@ fn set_from_and_set_to_in_place() {
         assert_eq!(st.child_name(), one(input).child_name());
         // The edited bytes still parse to the same index.
         let re = one(want);
-        assert_eq!((re.from(), re.to(), re.type_(), re.child_name()), (st.from(), st.to(), st.type_(), st.child_name()));
+        assert_eq!(
+            (re.from(), re.to(), re.type_(), re.child_name()),
+            (st.from(), st.to(), st.type_(), st.child_name())
+        );
         // Shrinking edits keep the ranges right too.
         st.set_from("s");
         assert_eq!(st.from().unwrap(), "s");
         assert_eq!(st.to().unwrap(), "b@x");
-        assert_eq!(st.bytes(), one(std::str::from_utf8(st.bytes()).unwrap()).bytes());
+        assert_eq!(
+            st.bytes(),
+            one(std::str::from_utf8(st.bytes()).unwrap()).bytes()
+        );
     }
 }
 
@@ -380,15 +512,27 @@ fn set_from_and_set_to_in_place() {
 fn remove_attr_in_place() {
     let mut st = one("<iq type='get' id='1' to='x'><query xmlns='jabber:iq:version'/></iq>");
     st.remove_attr("id");
-    assert_eq!(st.bytes(), b"<iq type='get' to='x'><query xmlns='jabber:iq:version'/></iq>");
-    assert_eq!((st.id(), st.to().as_deref(), st.child_name()), (None, Some("x"), Some("query")));
+    assert_eq!(
+        st.bytes(),
+        b"<iq type='get' to='x'><query xmlns='jabber:iq:version'/></iq>"
+    );
+    assert_eq!(
+        (st.id(), st.to().as_deref(), st.child_name()),
+        (None, Some("x"), Some("query"))
+    );
     st.remove_attr("nope");
     st.remove_attr("type");
-    assert_eq!(st.bytes(), b"<iq to='x'><query xmlns='jabber:iq:version'/></iq>");
+    assert_eq!(
+        st.bytes(),
+        b"<iq to='x'><query xmlns='jabber:iq:version'/></iq>"
+    );
     let mut st = one("<iq xmlns='jabber:client' to='x'><query/></iq>");
     st.remove_attr("xmlns");
     assert_eq!(st.bytes(), b"<iq to='x'><query/></iq>");
-    assert_eq!((st.xmlns(), st.child_ns().as_deref()), (None, Some(ns::CLIENT)));
+    assert_eq!(
+        (st.xmlns(), st.child_ns().as_deref()),
+        (None, Some(ns::CLIENT))
+    );
 }
 
 #[test]
@@ -398,12 +542,22 @@ fn tree_round_trip() {
     let st = one(src);
     let t = st.tree().unwrap();
     assert_eq!((t.name.as_str(), t.ns.as_str()), ("iq", ns::CLIENT));
-    assert_eq!(t.attrs, [("type".into(), "result".into()), ("id".into(), "r&1".into()), ("xml:lang".into(), "en".into())]);
+    assert_eq!(
+        t.attrs,
+        [
+            ("type".into(), "result".into()),
+            ("id".into(), "r&1".into()),
+            ("xml:lang".into(), "en".into())
+        ]
+    );
     let q = t.get_child("query", ns::ROSTER).unwrap();
     assert_eq!(q.attr("ver"), Some("v1"));
     let item = q.get_child("item", ns::ROSTER).unwrap();
     assert_eq!(item.attr("name"), Some("A <B>"));
-    assert_eq!(item.get_child("group", ns::ROSTER).unwrap().text(), "Friends");
+    assert_eq!(
+        item.get_child("group", ns::ROSTER).unwrap().text(),
+        "Friends"
+    );
     assert_eq!(q.get_child("ext", "urn:p").unwrap().text(), "tA");
     // Serialize, reparse: same tree.
     let again = Stanza::from_element(&t);
@@ -418,7 +572,9 @@ fn element_builder_and_write_to() {
         .with_attr("type", "result")
         .with_attr("id", "1")
         .with_child(Element::new("ping", ns::PING))
-        .with_child(Element::new("x", "urn:x").with_child(Element::new("y", "urn:x").with_text("a<b\u{1}")));
+        .with_child(
+            Element::new("x", "urn:x").with_child(Element::new("y", "urn:x").with_text("a<b\u{1}")),
+        );
     let mut out = Vec::new();
     el.write_to(&mut out);
     assert_eq!(
@@ -429,7 +585,10 @@ fn element_builder_and_write_to() {
     Element::new("features", ns::STREAMS).write_to(&mut out);
     assert_eq!(out, b"<features xmlns='http://etherx.jabber.org/streams'/>");
     let st = Stanza::from_element(&el);
-    assert_eq!((st.kind(), st.type_().as_deref(), st.child_name()), (StanzaKind::Iq, Some("result"), Some("ping")));
+    assert_eq!(
+        (st.kind(), st.type_().as_deref(), st.child_name()),
+        (StanzaKind::Iq, Some("result"), Some("ping"))
+    );
     assert_eq!(el.child_elements().count(), 2);
 }
 
@@ -456,11 +615,23 @@ fn reset_expects_a_new_header() {
 
 #[test]
 fn parse_rejects_partial_or_trailing() {
-    assert_eq!(Stanza::parse(b"<message>".to_vec()).unwrap_err(), XmlError::Incomplete);
-    assert_eq!(Stanza::parse(b"<message/> ".to_vec()).unwrap_err(), XmlError::TrailingData);
-    assert_eq!(Stanza::parse(b" <message/>".to_vec()).unwrap_err(), XmlError::TextBetweenStanzas);
+    assert_eq!(
+        Stanza::parse(b"<message>".to_vec()).unwrap_err(),
+        XmlError::Incomplete
+    );
+    assert_eq!(
+        Stanza::parse(b"<message/> ".to_vec()).unwrap_err(),
+        XmlError::TrailingData
+    );
+    assert_eq!(
+        Stanza::parse(b" <message/>".to_vec()).unwrap_err(),
+        XmlError::TextBetweenStanzas
+    );
     assert_eq!(Stanza::parse(Vec::new()).unwrap_err(), XmlError::Incomplete);
-    assert_eq!(Stanza::parse(b"<m>\x01</m>".to_vec()).unwrap_err(), XmlError::InvalidChar);
+    assert_eq!(
+        Stanza::parse(b"<m>\x01</m>".to_vec()).unwrap_err(),
+        XmlError::InvalidChar
+    );
 }
 
 #[test]
@@ -472,13 +643,19 @@ fn stanza_is_send_and_buffer_handover_is_exact() {
     s.feed(HEADER.as_bytes());
     s.next_event().unwrap();
     s.feed(b"<presence/>");
-    let Ok(Some(Event::Stanza(p))) = s.next_event() else { panic!("no stanza") };
+    let Ok(Some(Event::Stanza(p))) = s.next_event() else {
+        panic!("no stanza")
+    };
     assert_eq!(p.bytes(), b"<presence/>");
     s.feed(b"<message/><iq");
-    let Ok(Some(Event::Stanza(m))) = s.next_event() else { panic!("no stanza") };
+    let Ok(Some(Event::Stanza(m))) = s.next_event() else {
+        panic!("no stanza")
+    };
     assert_eq!(m.bytes(), b"<message/>");
     assert!(matches!(s.next_event(), Ok(None)));
     s.feed(b"/>");
-    let Ok(Some(Event::Stanza(iq))) = s.next_event() else { panic!("no stanza") };
+    let Ok(Some(Event::Stanza(iq))) = s.next_event() else {
+        panic!("no stanza")
+    };
     assert_eq!(iq.bytes(), b"<iq/>");
 }

@@ -32,7 +32,12 @@ pub enum Node {
 impl Element {
     /// A childless element without attributes.
     pub fn new(name: impl Into<String>, ns: impl Into<String>) -> Self {
-        Element { name: name.into(), ns: ns.into(), attrs: Vec::new(), children: Vec::new() }
+        Element {
+            name: name.into(),
+            ns: ns.into(),
+            attrs: Vec::new(),
+            children: Vec::new(),
+        }
     }
 
     /// Adds (or replaces) an attribute.
@@ -59,7 +64,10 @@ impl Element {
 
     /// An attribute's value.
     pub fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.attrs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The first child element with this local name and namespace.
@@ -140,10 +148,23 @@ fn push_clean(s: &str, out: &mut Vec<u8>, escape: fn(&str, &mut Vec<u8>)) {
 }
 
 /// Builds an element tree from the bytes of one accepted element.
-pub(crate) fn build(b: &[u8], outer: &Outer, default_ns: &'static str) -> Result<Element, XmlError> {
+pub(crate) fn build(
+    b: &[u8],
+    outer: &Outer,
+    default_ns: &'static str,
+) -> Result<Element, XmlError> {
     // The bytes already passed the scanner's limits, which may differ from the defaults.
-    let ctx = Ctx { max_depth: usize::MAX, max_attrs: usize::MAX, outer };
-    let mut sink = TreeSink { outer, default_ns, stack: Vec::new(), done: None };
+    let ctx = Ctx {
+        max_depth: usize::MAX,
+        max_attrs: usize::MAX,
+        outer,
+    };
+    let mut sink = TreeSink {
+        outer,
+        default_ns,
+        stack: Vec::new(),
+        done: None,
+    };
     let mut scan = ElemScan::default();
     match scan.run(b, &ctx, &mut sink)? {
         Some(_) => sink.done.ok_or(XmlError::Incomplete),
@@ -170,7 +191,15 @@ impl TreeSink<'_> {
 impl Sink for TreeSink<'_> {
     const WANTS_NS: bool = true;
 
-    fn start(&mut self, b: &[u8], name: Span, colon: Option<u32>, ns: NsSrc, attrs: &[AttrSpan], empty: bool) {
+    fn start(
+        &mut self,
+        b: &[u8],
+        name: Span,
+        colon: Option<u32>,
+        ns: NsSrc,
+        attrs: &[AttrSpan],
+        empty: bool,
+    ) {
         let n = name.of(b);
         let local = match colon {
             Some(c) => &n[c as usize + 1..],
@@ -205,7 +234,11 @@ impl Sink for TreeSink<'_> {
 
     fn text(&mut self, b: &[u8], span: Span, cdata: bool) {
         let raw = span.of(b);
-        let t = if cdata { normalize_cdata(raw) } else { unescape_text(raw) };
+        let t = if cdata {
+            normalize_cdata(raw)
+        } else {
+            unescape_text(raw)
+        };
         let Some(parent) = self.stack.last_mut() else {
             return;
         };
