@@ -188,6 +188,11 @@ impl Client {
         }
     }
 
+    /// Forgets the current stream's parse state (after SASL success the server starts a new stream).
+    pub fn restart_scanner(&mut self) {
+        self.scanner.reset();
+    }
+
     pub fn send(&mut self, s: &str) {
         self.sock.write_all(s.as_bytes()).unwrap();
     }
@@ -271,6 +276,8 @@ impl Client {
         self.send(&format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>"));
         let r = self.next_stanza();
         assert_eq!(r.name(), "success", "auth failed: {}", String::from_utf8_lossy(r.bytes()));
+        // SASL success restarts the stream: the server's next bytes are a new XML declaration.
+        self.restart_scanner();
         self.open(domain);
         let f = self.next_stanza();
         assert_eq!(f.name(), "stream:features");
@@ -319,5 +326,6 @@ pub fn body(s: &Stanza) -> Option<String> {
 pub fn error_condition(s: &Stanza) -> Option<String> {
     let t = s.tree().ok()?;
     let e = t.get_child("error", ns::CLIENT)?;
-    e.child_elements().find(|c| c.ns == ns::STANZAS).map(|c| c.name.clone())
+    let cond = e.child_elements().find(|c| c.ns == ns::STANZAS).map(|c| c.name.clone());
+    cond
 }
