@@ -82,7 +82,8 @@ fn header(domain: &str) -> String {
 impl Wire {
     fn connect(port: u16) -> Wire {
         let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         sock.set_nodelay(true).unwrap();
         Wire {
             io: Some(Io::Plain(sock)),
@@ -173,7 +174,10 @@ impl Wire {
             if pred(&s) {
                 return s;
             }
-            eprintln!("(skipping while waiting for {what}: {})", String::from_utf8_lossy(s.bytes()));
+            eprintln!(
+                "(skipping while waiting for {what}: {})",
+                String::from_utf8_lossy(s.bytes())
+            );
         }
     }
 
@@ -186,7 +190,12 @@ impl Wire {
     fn open(&mut self, domain: &str) -> Stanza {
         self.send(&header(domain));
         let f = self.next_stanza();
-        assert_eq!(f.name(), "stream:features", "{}", String::from_utf8_lossy(f.bytes()));
+        assert_eq!(
+            f.name(),
+            "stream:features",
+            "{}",
+            String::from_utf8_lossy(f.bytes())
+        );
         f
     }
 
@@ -194,12 +203,18 @@ impl Wire {
     fn starttls(&mut self, cert: &Path, domain: &str) -> Stanza {
         self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
         let p = self.next_stanza();
-        assert_eq!(p.name(), "proceed", "{}", String::from_utf8_lossy(p.bytes()));
+        assert_eq!(
+            p.name(),
+            "proceed",
+            "{}",
+            String::from_utf8_lossy(p.bytes())
+        );
         let Some(Io::Plain(sock)) = self.io.take() else {
             panic!("STARTTLS twice");
         };
-        let conn = ClientConnection::new(tls_config(cert), ServerName::try_from("localhost").unwrap())
-            .unwrap();
+        let conn =
+            ClientConnection::new(tls_config(cert), ServerName::try_from("localhost").unwrap())
+                .unwrap();
         self.io = Some(Io::Tls(Box::new(StreamOwned::new(conn, sock))));
         self.scanner = client_scanner();
         self.open(domain)
@@ -242,8 +257,14 @@ impl Wire {
         if ch.name() == "failure" {
             return Err(SaslFailed(failure_condition(&ch)));
         }
-        assert_eq!(ch.name(), "challenge", "{}", String::from_utf8_lossy(ch.bytes()));
-        let server_first = String::from_utf8(B64.decode(ch.tree().unwrap().text()).unwrap()).unwrap();
+        assert_eq!(
+            ch.name(),
+            "challenge",
+            "{}",
+            String::from_utf8_lossy(ch.bytes())
+        );
+        let server_first =
+            String::from_utf8(B64.decode(ch.tree().unwrap().text()).unwrap()).unwrap();
         let mut nonce = "";
         let mut salt = Vec::new();
         let mut iterations = 0u32;
@@ -255,7 +276,10 @@ impl Wire {
                 _ => {}
             }
         }
-        assert!(nonce.starts_with(&cnonce) && nonce.len() > cnonce.len(), "server nonce {nonce}");
+        assert!(
+            nonce.starts_with(&cnonce) && nonce.len() > cnonce.len(),
+            "server nonce {nonce}"
+        );
         assert!(iterations >= 4096, "{server_first}");
         let mut cbind_input = gs2.as_bytes().to_vec();
         cbind_input.extend_from_slice(&cb_data);
@@ -266,7 +290,11 @@ impl Wire {
         let client_key = hmac_sha256(&salted, b"Client Key");
         let stored_key = Sha256::digest(client_key);
         let client_sig = hmac_sha256(&stored_key, auth_message.as_bytes());
-        let proof: Vec<u8> = client_key.iter().zip(client_sig).map(|(k, s)| k ^ s).collect();
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(client_sig)
+            .map(|(k, s)| k ^ s)
+            .collect();
         self.send(&format!(
             "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
             B64.encode(format!("{without_proof},p={}", B64.encode(proof)))
@@ -275,10 +303,19 @@ impl Wire {
         if r.name() == "failure" {
             return Err(SaslFailed(failure_condition(&r)));
         }
-        assert_eq!(r.name(), "success", "{}", String::from_utf8_lossy(r.bytes()));
-        let server_final = String::from_utf8(B64.decode(r.tree().unwrap().text()).unwrap()).unwrap();
+        assert_eq!(
+            r.name(),
+            "success",
+            "{}",
+            String::from_utf8_lossy(r.bytes())
+        );
+        let server_final =
+            String::from_utf8(B64.decode(r.tree().unwrap().text()).unwrap()).unwrap();
         let server_key = hmac_sha256(&salted, b"Server Key");
-        let want = format!("v={}", B64.encode(hmac_sha256(&server_key, auth_message.as_bytes())));
+        let want = format!(
+            "v={}",
+            B64.encode(hmac_sha256(&server_key, auth_message.as_bytes()))
+        );
         assert_eq!(server_final, want, "server signature");
         // SASL success restarts the stream.
         self.scanner = client_scanner();
@@ -295,7 +332,12 @@ impl Wire {
         if r.name() == "failure" {
             return Err(SaslFailed(failure_condition(&r)));
         }
-        assert_eq!(r.name(), "success", "{}", String::from_utf8_lossy(r.bytes()));
+        assert_eq!(
+            r.name(),
+            "success",
+            "{}",
+            String::from_utf8_lossy(r.bytes())
+        );
         self.scanner = client_scanner();
         Ok(())
     }
@@ -308,7 +350,12 @@ impl Wire {
             "<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq>"
         ));
         let r = self.expect("bind result", |s| s.id().as_deref() == Some("b1"));
-        assert_eq!(r.type_().as_deref(), Some("result"), "{}", String::from_utf8_lossy(r.bytes()));
+        assert_eq!(
+            r.type_().as_deref(),
+            Some("result"),
+            "{}",
+            String::from_utf8_lossy(r.bytes())
+        );
         self.jid = r
             .tree()
             .unwrap()
@@ -331,7 +378,13 @@ enum ChannelBinding {
 }
 
 fn client_scanner() -> Scanner {
-    Scanner::new(Limits { max_stanza_bytes: 1 << 20, ..Limits::default() }, ns::CLIENT)
+    Scanner::new(
+        Limits {
+            max_stanza_bytes: 1 << 20,
+            ..Limits::default()
+        },
+        ns::CLIENT,
+    )
 }
 
 fn tls_config(cert: &Path) -> Arc<ClientConfig> {
@@ -359,7 +412,10 @@ fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
 /// The condition element of a SASL `<failure/>`.
 fn failure_condition(s: &Stanza) -> String {
     let t = s.tree().unwrap();
-    let cond = t.child_elements().find(|c| c.ns == ns::SASL).map(|c| c.name.clone());
+    let cond = t
+        .child_elements()
+        .find(|c| c.ns == ns::SASL)
+        .map(|c| c.name.clone());
     cond.unwrap_or_default()
 }
 
@@ -374,14 +430,21 @@ fn mechanisms(features: &Stanza) -> Vec<String> {
 }
 
 fn offers_starttls(features: &Stanza) -> bool {
-    features.tree().unwrap().get_child("starttls", ns::TLS).is_some()
+    features
+        .tree()
+        .unwrap()
+        .get_child("starttls", ns::TLS)
+        .is_some()
 }
 
 /// `text` ends the stream with `<stream:error><cond/>...` and `</stream:stream>`.
 fn assert_stream_error(text: &str, cond: &str, case: &str) {
     let el = format!("<stream:error><{cond} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>");
     assert!(text.contains(&el), "{case}: expected {cond}, got: {text}");
-    assert!(text.ends_with("</stream:stream>"), "{case}: stream not closed: {text}");
+    assert!(
+        text.ends_with("</stream:stream>"),
+        "{case}: stream not closed: {text}"
+    );
     // Exactly one stream error, and it is the last thing before the close.
     assert_eq!(text.matches("<stream:error>").count(), 1, "{case}: {text}");
 }
@@ -407,7 +470,10 @@ fn starttls_scram_sha256_bind_and_chat() {
     assert!(!offers_starttls(&f), "STARTTLS offered again under TLS");
     let mechs = mechanisms(&f);
     for m in ["SCRAM-SHA-256", "SCRAM-SHA-256-PLUS", "PLAIN"] {
-        assert!(mechs.iter().any(|x| x == m), "{m} not offered under TLS: {mechs:?}");
+        assert!(
+            mechs.iter().any(|x| x == m),
+            "{m} not offered under TLS: {mechs:?}"
+        );
     }
     a.scram("alice", PASSWORD, ChannelBinding::None).unwrap();
     a.bind("localhost", "tls");
@@ -436,7 +502,12 @@ fn scram_plus_with_tls_exporter_and_binding_checks() {
     let mut a = Wire::connect(server.port);
     a.open("localhost");
     a.starttls(&cert, "localhost");
-    a.scram("alice", PASSWORD, ChannelBinding::Exporter { tamper: false }).unwrap();
+    a.scram(
+        "alice",
+        PASSWORD,
+        ChannelBinding::Exporter { tamper: false },
+    )
+    .unwrap();
     a.bind("localhost", "plus");
     // A different binding (what a TLS man in the middle would present): refused.
     let mut m = Wire::connect(server.port);
@@ -463,7 +534,10 @@ fn plain_refused_on_plaintext_when_loopback_plaintext_disabled() {
     let mut c = Wire::connect(server.port);
     let f = c.open("localhost");
     let mechs = mechanisms(&f);
-    assert!(!mechs.iter().any(|m| m == "PLAIN"), "PLAIN offered on plaintext: {mechs:?}");
+    assert!(
+        !mechs.iter().any(|m| m == "PLAIN"),
+        "PLAIN offered on plaintext: {mechs:?}"
+    );
     let e = c.plain("alice", PASSWORD).unwrap_err();
     assert!(
         e.0 == "encryption-required" || e.0 == "invalid-mechanism",
@@ -495,7 +569,10 @@ fn wrong_password_and_unknown_user_are_not_authorized() {
     let server = Server::start(1, &["alice"]);
     let mut c = Wire::connect(server.port);
     c.open("localhost");
-    assert_eq!(c.plain("alice", "wrong"), Err(SaslFailed("not-authorized".into())));
+    assert_eq!(
+        c.plain("alice", "wrong"),
+        Err(SaslFailed("not-authorized".into()))
+    );
     assert_eq!(
         c.scram("alice", "wrong", ChannelBinding::None),
         Err(SaslFailed("not-authorized".into()))
@@ -504,7 +581,10 @@ fn wrong_password_and_unknown_user_are_not_authorized() {
         c.scram("nobody", PASSWORD, ChannelBinding::None),
         Err(SaslFailed("not-authorized".into()))
     );
-    assert_eq!(c.plain("nobody", PASSWORD), Err(SaslFailed("not-authorized".into())));
+    assert_eq!(
+        c.plain("nobody", PASSWORD),
+        Err(SaslFailed("not-authorized".into()))
+    );
     // The stream survives failed attempts (fewer than the limit): the right password works.
     c.scram("alice", PASSWORD, ChannelBinding::None).unwrap();
     c.bind("localhost", "after-failures");
@@ -647,15 +727,39 @@ fn restricted_xml_violations_close_with_the_right_condition() {
 fn oversized_stanza_is_policy_violation() {
     let server = Server::start_with(1, &["alice"], "max_stanza_size = 4096", "");
     // A 10 KB message from a bound client.
-    let big = format!("<message to='alice@localhost'><body>{}</body></message>", "x".repeat(10 * 1024));
-    bad_input_closes(&server, At::Bound, big.as_bytes(), "policy-violation", "bound 10 KB");
+    let big = format!(
+        "<message to='alice@localhost'><body>{}</body></message>",
+        "x".repeat(10 * 1024)
+    );
+    bad_input_closes(
+        &server,
+        At::Bound,
+        big.as_bytes(),
+        "policy-violation",
+        "bound 10 KB",
+    );
     // Before authentication too (one stanza of 10 KB, and a giant unfinished start tag).
-    bad_input_closes(&server, At::AfterHeader, big.as_bytes(), "policy-violation", "pre-auth 10 KB");
+    bad_input_closes(
+        &server,
+        At::AfterHeader,
+        big.as_bytes(),
+        "policy-violation",
+        "pre-auth 10 KB",
+    );
     let tag = format!("<message to='{}", "y".repeat(10 * 1024));
-    bad_input_closes(&server, At::Bound, tag.as_bytes(), "policy-violation", "open tag 10 KB");
+    bad_input_closes(
+        &server,
+        At::Bound,
+        tag.as_bytes(),
+        "policy-violation",
+        "open tag 10 KB",
+    );
     // Just under the bound is fine.
     let mut c = server.login("alice", "ok", Some(0));
-    let fits = format!("<message to='alice@localhost/ok'><body>{}</body></message>", "z".repeat(3900));
+    let fits = format!(
+        "<message to='alice@localhost/ok'><body>{}</body></message>",
+        "z".repeat(3900)
+    );
     c.send(&fits);
     let m = c.expect("own message", |s| s.name() == "message");
     assert_eq!(body(&m).map(|b| b.len()), Some(3900));
@@ -677,7 +781,12 @@ fn one_byte_per_write_login_and_message() {
         a.open("localhost");
         if tls {
             a.starttls(&server.cert_path(), "localhost");
-            a.scram("alice", PASSWORD, ChannelBinding::Exporter { tamper: false }).unwrap();
+            a.scram(
+                "alice",
+                PASSWORD,
+                ChannelBinding::Exporter { tamper: false },
+            )
+            .unwrap();
         } else {
             a.scram("alice", PASSWORD, ChannelBinding::None).unwrap();
         }
@@ -685,10 +794,18 @@ fn one_byte_per_write_login_and_message() {
         a.bind("localhost", &res);
         a.send("<presence/>");
         let text = format!("one &amp; byte \u{e9}\u{1f600} tls={tls}");
-        a.send(&format!("<message to='bob@localhost' type='chat'><body>{text}</body></message>"));
+        a.send(&format!(
+            "<message to='bob@localhost' type='chat'><body>{text}</body></message>"
+        ));
         let m = b.expect("message", |s| s.name() == "message");
-        assert_eq!(m.from().as_deref(), Some(format!("alice@localhost/{res}").as_str()));
-        assert_eq!(body(&m).as_deref(), Some(text.replace("&amp;", "&").as_str()));
+        assert_eq!(
+            m.from().as_deref(),
+            Some(format!("alice@localhost/{res}").as_str())
+        );
+        assert_eq!(
+            body(&m).as_deref(),
+            Some(text.replace("&amp;", "&").as_str())
+        );
     }
 }
 
@@ -736,7 +853,9 @@ fn slow_reader_is_closed_memory_stays_bounded_and_sender_is_told() {
     // Bounces come back for what could not be delivered; collect them by id.
     let mut bounced = std::collections::HashSet::new();
     let mut rss_peak = rss_before;
-    a.sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    a.sock
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     loop {
         rss_peak = rss_peak.max(rss_kib(server.pid()));
         // None: nothing more within the read timeout.
@@ -746,7 +865,12 @@ fn slow_reader_is_closed_memory_stays_bounded_and_sender_is_told() {
         if s.type_().as_deref() == Some("error") {
             let cond = error_condition(&s).unwrap_or_default();
             assert!(
-                ["service-unavailable", "resource-constraint", "recipient-unavailable"].contains(&cond.as_str()),
+                [
+                    "service-unavailable",
+                    "resource-constraint",
+                    "recipient-unavailable"
+                ]
+                .contains(&cond.as_str()),
                 "unexpected bounce {cond}: {}",
                 String::from_utf8_lossy(s.bytes())
             );
@@ -760,7 +884,9 @@ fn slow_reader_is_closed_memory_stays_bounded_and_sender_is_told() {
     let rss_after = rss_kib(server.pid());
 
     // The slow reader now reads: its stream ended with policy-violation (or was cut while flushing).
-    slow.sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    slow.sock
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let text = slow.read_to_close();
     let delivered: std::collections::HashSet<String> = text
         .match_indices("<message ")
@@ -770,7 +896,8 @@ fn slow_reader_is_closed_memory_stays_bounded_and_sender_is_told() {
             Some(id.to_string())
         })
         .collect();
-    let closed_with_error = text.contains("<policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>");
+    let closed_with_error =
+        text.contains("<policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>");
     eprintln!(
         "slow reader: {} delivered, {} bounced, policy-violation seen: {closed_with_error}, \
          RSS before {rss_before} KiB, peak {rss_peak} KiB, after {rss_after} KiB",
@@ -781,8 +908,14 @@ fn slow_reader_is_closed_memory_stays_bounded_and_sender_is_told() {
         closed_with_error || !text.ends_with("</message>") || delivered.len() < N,
         "slow reader was not cut off"
     );
-    assert!(delivered.len() < N, "everything was delivered: the bound did not apply");
-    assert!(!bounced.is_empty(), "the sender heard nothing about undelivered messages");
+    assert!(
+        delivered.len() < N,
+        "everything was delivered: the bound did not apply"
+    );
+    assert!(
+        !bounced.is_empty(),
+        "the sender heard nothing about undelivered messages"
+    );
     // Never silence: every message was either written to the slow reader's socket or bounced.
     let missing: Vec<usize> = (0..N)
         .filter(|i| {
@@ -790,10 +923,18 @@ fn slow_reader_is_closed_memory_stays_bounded_and_sender_is_told() {
             !delivered.contains(&id) && !bounced.contains(&id)
         })
         .collect();
-    assert!(missing.is_empty(), "{} messages lost silently, e.g. {:?}", missing.len(), &missing[..missing.len().min(10)]);
+    assert!(
+        missing.is_empty(),
+        "{} messages lost silently, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
     // Memory: the server did not buffer the flood (a few MB of slack for allocator and TCP).
     let growth = rss_peak.saturating_sub(rss_before);
-    assert!(growth < 8 * 1024, "RSS grew by {growth} KiB during a 4 MB flood");
+    assert!(
+        growth < 8 * 1024,
+        "RSS grew by {growth} KiB during a 4 MB flood"
+    );
 }
 
 #[test]
@@ -803,11 +944,21 @@ fn malformed_streams_do_not_take_the_shard_down() {
         b"\xff\xfe\xfd\x00\x01garbage".to_vec(),
         (0..=255u8).cycle().take(70_000).collect(),
         // A TLS ClientHello where XML is expected.
-        vec![0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03],
+        vec![
+            0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03,
+        ],
         b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
-        format!("{}<message><body>\u{0}</body></message>", header("localhost")).into_bytes(),
+        format!(
+            "{}<message><body>\u{0}</body></message>",
+            header("localhost")
+        )
+        .into_bytes(),
         // A UTF-16 surrogate encoded as UTF-8 (invalid UTF-8).
-        [header("localhost").as_bytes(), b"<message><body>\xed\xa0\x80</body></message>"].concat(),
+        [
+            header("localhost").as_bytes(),
+            b"<message><body>\xed\xa0\x80</body></message>",
+        ]
+        .concat(),
         format!("{}<<<<>>>>", header("localhost")).into_bytes(),
         header("localhost").into_bytes()[..40].to_vec(),
     ];
@@ -853,7 +1004,11 @@ fn sigterm_sends_system_shutdown_and_exits_zero() {
     t.bind("localhost", "tls");
     let status = server.stop().expect("server was running");
     assert!(status.success(), "exit status {status}");
-    for (name, text) in [("a", a.read_to_close()), ("b", b.read_to_close()), ("tls", t.read_to_close())] {
+    for (name, text) in [
+        ("a", a.read_to_close()),
+        ("b", b.read_to_close()),
+        ("tls", t.read_to_close()),
+    ] {
         assert_stream_error(&text, "system-shutdown", name);
     }
 }
@@ -872,10 +1027,15 @@ fn whitespace_keepalives_then_idle_timeout() {
     c.sync();
     // Now silence: closed with connection-timeout after about 2 s.
     let silent = Instant::now();
-    c.sock.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    c.sock
+        .set_read_timeout(Some(Duration::from_secs(8)))
+        .unwrap();
     let text = c.read_to_close();
     let took = silent.elapsed();
     assert_stream_error(&text, "connection-timeout", "idle");
-    assert!(took >= Duration::from_millis(1500), "closed too early: {took:?}");
+    assert!(
+        took >= Duration::from_millis(1500),
+        "closed too early: {took:?}"
+    );
     assert!(took < Duration::from_secs(6), "closed too late: {took:?}");
 }

@@ -69,7 +69,10 @@ fn venv_python() -> &'static Path {
             "--disable-pip-version-check",
             SLIXMPP,
         ]));
-        assert!(ready(&tmp.join("bin/python")), "slixmpp not importable after install");
+        assert!(
+            ready(&tmp.join("bin/python")),
+            "slixmpp not importable after install"
+        );
         // `bin/python` finds its packages relative to itself, so it survives the rename (the
         // scripts' shebangs, e.g. bin/pip, would not; use `bin/python -m pip` on this venv).
         let _ = std::fs::remove_dir_all(&venv);
@@ -89,7 +92,14 @@ fn run_script(server: &Server, pairs: usize) -> String {
         .arg(&script)
         .args(["--port", &server.port.to_string(), "--cert"])
         .arg(server.cert_path())
-        .args(["--pairs", &pairs.to_string(), "--password", PASSWORD, "--timeout", "20"])
+        .args([
+            "--pairs",
+            &pairs.to_string(),
+            "--password",
+            PASSWORD,
+            "--timeout",
+            "20",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
