@@ -9,15 +9,7 @@ use crate::config::{Config, ConfigError};
 use crate::logging::{self, LoggingError};
 use crate::tls::{self, TlsError};
 
-// TEMPORARY until branch `auth` (store) is merged: src/cli/user.rs holds the real code.
-mod user {
-    #[derive(Debug, thiserror::Error)]
-    #[error("stub")]
-    pub struct UserError;
-    pub(super) fn run(_: &crate::config::Config, _: super::UserCommand) -> Result<(), UserError> {
-        Err(UserError)
-    }
-}
+mod user;
 
 pub use user::UserError;
 

@@ -1,0 +1,272 @@
+//! Runs the built `petrel` binary on temporary configurations.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use petrel::config::Config;
+use petrel::jid::BareJid;
+use petrel::store::Store;
+
+const BIN: &str = env!("CARGO_BIN_EXE_petrel");
+
+/// A temporary directory with a config whose data_dir is inside it.
+struct Env {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("petrel.toml");
+        let data = dir.path().join("data");
+        std::fs::write(
+            &config,
+            format!(
+                "[general]\nhosts = [\"localhost\", \"chat.example\"]\ndata_dir = {:?}\n\
+                 loglevel = \"warn\"\n[auth]\nscram_iterations = 4096\n[[listen.c2s]]\nport = 5222\n",
+                data.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+        Env { dir, config }
+    }
+
+    /// Runs `petrel --config CONFIG args...` with `stdin` as standard input.
+    fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_with_stdin(args, "")
+    }
+
+    /// Runs and expects success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Whether the stored secrets of `jid` accept `password`.
+    fn password_is(&self, jid: &str, password: &str) -> bool {
+        let store = Store::open(&self.dir.path().join("data")).unwrap();
+        let secrets = store
+            .get_secrets(&BareJid::parse(jid).unwrap())
+            .unwrap()
+            .expect("user exists");
+        secrets.verify_plain(password)
+    }
+
+    fn users(&self, domain: Option<&str>) -> Vec<String> {
+        let mut args = vec!["user", "list"];
+        args.extend(domain);
+        let mut users: Vec<String> = self.ok(&args).lines().map(str::to_owned).collect();
+        users.sort();
+        users
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts a clean failure: exit code 1 and exactly one line on stderr, containing `needle`.
+fn assert_fails_with(out: &Output, needle: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "one line expected: {err}");
+    assert!(err.contains(needle), "{needle:?} not in {err:?}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn check_config_prints_effective_config() {
+    let env = Env::new();
+    let text = env.ok(&["check-config"]);
+    let printed = Config::parse(&text, Path::new("stdout")).unwrap();
+    let original = Config::load(&env.config).unwrap();
+    assert_eq!(printed.general, original.general);
+    assert_eq!(printed.listen, original.listen);
+    assert!(
+        text.contains("idle_timeout = 600"),
+        "defaults filled in: {text}"
+    );
+}
+
+#[test]
+fn check_config_reports_file_line_and_column() {
+    let env = Env::new();
+    let mut text = std::fs::read_to_string(&env.config).unwrap();
+    text.push_str("max_depth = 0\n");
+    std::fs::write(&env.config, text).unwrap();
+    let out = env.run(&["check-config"]);
+    assert_fails_with(
+        &out,
+        &format!(
+            "{}:9:13: listen.c2s.max_depth = 0 is too small",
+            env.config.display()
+        ),
+    );
+    assert!(out.stdout.is_empty());
+
+    std::fs::write(&env.config, "[general]\nhosts = [\"a\"]\nfoo = 1\n").unwrap();
+    let out = env.run(&["check-config"]);
+    assert_fails_with(
+        &out,
+        &format!("{}:3:1: unknown field `foo`", env.config.display()),
+    );
+}
+
+#[test]
+fn missing_explicit_config_is_an_error() {
+    let env = Env::new();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(env.dir.path().join("absent.toml"))
+        .output()
+        .unwrap();
+    assert_fails_with(&out, "absent.toml: cannot read configuration");
+}
+
+#[test]
+fn without_config_uses_local_file_or_embedded_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        Command::new(BIN)
+            .arg("check-config")
+            .current_dir(dir.path())
+            .env("RUST_LOG", "info")
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("built-in default"),
+        "{}",
+        stderr(&out)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("<embedded petrel.toml>"), "{stdout}");
+    assert!(stdout.contains("hosts = [\"localhost\"]"), "{stdout}");
+
+    std::fs::write(
+        dir.path().join("petrel.toml"),
+        "[general]\nhosts = [\"here.example\"]\n[[listen.c2s]]\nport = 5333\n",
+    )
+    .unwrap();
+    let out = run();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("hosts = [\"here.example\"]"), "{stdout}");
+    assert!(stdout.contains("port = 5333"), "{stdout}");
+}
+
+#[test]
+fn usage_errors_exit_with_2() {
+    let out = Command::new(BIN)
+        .args(["serve", "--shards", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(BIN).arg("nonsense").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn user_add_list_passwd_del_round_trip() {
+    let env = Env::new();
+    assert!(env.users(None).is_empty());
+
+    env.ok(&["user", "add", "alice@localhost", "wonderland"]);
+    let out = env.run_with_stdin(&["user", "add", "Bob@Chat.Example", "-"], "builder\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    env.ok(&["user", "add", "carol@chat.example", "x"]);
+
+    assert_eq!(
+        env.users(None),
+        ["alice@localhost", "bob@chat.example", "carol@chat.example"]
+    );
+    assert_eq!(
+        env.users(Some("chat.example")),
+        ["bob@chat.example", "carol@chat.example"]
+    );
+    assert_eq!(env.users(Some("localhost")), ["alice@localhost"]);
+
+    assert!(env.password_is("alice@localhost", "wonderland"));
+    assert!(
+        env.password_is("bob@chat.example", "builder"),
+        "stdin line, newline stripped"
+    );
+    assert!(!env.password_is("bob@chat.example", "builder\n"));
+
+    env.ok(&["user", "passwd", "alice@localhost", "new password"]);
+    let out = env.run_with_stdin(&["user", "passwd", "bob@chat.example", "-"], "again\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(env.password_is("alice@localhost", "new password"));
+    assert!(!env.password_is("alice@localhost", "wonderland"));
+    assert!(env.password_is("bob@chat.example", "again"));
+
+    assert_fails_with(
+        &env.run(&["user", "add", "alice@localhost", "dup"]),
+        "user exists",
+    );
+    assert_fails_with(
+        &env.run(&["user", "passwd", "nobody@localhost", "pw"]),
+        "no such user",
+    );
+
+    env.ok(&["user", "del", "carol@chat.example"]);
+    assert_eq!(env.users(None), ["alice@localhost", "bob@chat.example"]);
+    env.ok(&["user", "del", "alice@localhost"]);
+    assert_eq!(env.users(None), ["bob@chat.example"]);
+    assert_fails_with(
+        &env.run(&["user", "del", "alice@localhost"]),
+        "no such user",
+    );
+    assert_fails_with(&env.run(&["user", "list", "bad..domain"]), "invalid domain");
+}
+
+#[test]
+fn bad_jids_are_refused_with_exit_code_1() {
+    let env = Env::new();
+    assert_fails_with(
+        &env.run(&["user", "add", "alice@localhost/phone", "pw"]),
+        "alice@localhost/phone",
+    );
+    assert_fails_with(
+        &env.run(&["user", "add", "alice@elsewhere.example", "pw"]),
+        "domain `elsewhere.example` is not served here",
+    );
+    assert_fails_with(
+        &env.run(&["user", "add", "a b@localhost", "pw"]),
+        "invalid JID",
+    );
+    assert_fails_with(
+        &env.run(&["user", "add", "localhost", "pw"]),
+        "no localpart",
+    );
+    assert_fails_with(
+        &env.run_with_stdin(&["user", "add", "dave@localhost", "-"], ""),
+        "password must not be empty",
+    );
+    assert!(env.users(None).is_empty(), "nothing was created");
+}
