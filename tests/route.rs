@@ -230,11 +230,11 @@ fn conflict_new_session_replaces_old() {
 
 #[test]
 fn tiny_rings_no_deadlock_and_nothing_lost_silently() {
-    // Two shards, rings of 2 and outboxes of 4: a burst must overflow; every message is either
+    // Two shards, rings of 2 and outboxes of 64: a burst overflows the rings; every message is either
     // delivered or answered with resource-constraint.
     let users: Vec<String> = (0..20).map(|i| format!("t{i}")).collect();
     let refs: Vec<&str> = users.iter().map(String::as_str).collect();
-    let server = Server::start_with(2, &refs, "", "[shards]\nring_capacity = 2\noutbox_capacity = 4\n");
+    let server = Server::start_with(2, &refs, "", "[shards]\nring_capacity = 2\noutbox_capacity = 64\n");
     let mut clients: Vec<Client> = users.iter().map(|n| server.login(n, "r", Some(0))).collect();
     for c in clients.iter_mut() {
         c.sync();
@@ -266,4 +266,9 @@ fn tiny_rings_no_deadlock_and_nothing_lost_silently() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(delivered + errors, N * 20, "delivered {delivered} + errors {errors}");
+    // The written policy was exercised: 2-slot rings cannot absorb this burst.
+    assert!(errors > 0, "no resource-constraint bounce: the overflow path was not exercised");
+    // And the server still routes normally afterwards.
+    clients[0].chat("t1@localhost", "after");
+    clients[1].expect("message after the burst", |s| body(s).as_deref() == Some("after"));
 }

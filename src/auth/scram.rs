@@ -399,3 +399,58 @@ mod tests {
         assert!(!d.contains(&format!("{:?}", s.sha256.stored_key)));
     }
 }
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    /// Rough costs for capacity planning: `cargo test --release --lib auth::scram::timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn pbkdf2_and_scram_costs() {
+        let n = 20;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(ScramSecrets::derive(
+                "pencil",
+                ScramSecrets::DEFAULT_ITERATIONS,
+            ));
+        }
+        println!(
+            "derive(10k iterations, SHA-1 + SHA-256): {:?} each",
+            t.elapsed() / n
+        );
+        let s = ScramSecrets::derive("pencil", ScramSecrets::DEFAULT_ITERATIONS);
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            assert!(s.verify_plain("pencil"));
+        }
+        println!("verify_plain (10k, SHA-256): {:?} each", t.elapsed() / n);
+        let t = std::time::Instant::now();
+        let m = 100_000;
+        for i in 0..m {
+            std::hint::black_box(hmac(
+                HashAlg::Sha256,
+                &s.sha256.stored_key,
+                &[b"auth message", &[i as u8]],
+            ));
+        }
+        println!(
+            "HMAC-SHA-256 (SCRAM final step does two): {:?} each",
+            t.elapsed() / m
+        );
+        let t = std::time::Instant::now();
+        for _ in 0..m {
+            std::hint::black_box(crate::jid::Jid::parse("Juliet@Example.com/balcony").is_ok());
+        }
+        println!("Jid::parse ASCII: {:?} each", t.elapsed() / m);
+        let t = std::time::Instant::now();
+        for _ in 0..m {
+            std::hint::black_box(crate::jid::Jid::parse("Élise@bücher.example/ψ").is_ok());
+        }
+        println!(
+            "Jid::parse non-ASCII (stringprep): {:?} each",
+            t.elapsed() / m
+        );
+    }
+}

@@ -6,9 +6,11 @@
 
 mod error;
 mod features;
+mod negotiate;
 mod reply;
 pub mod route;
 mod sasl;
+mod session;
 mod stream;
 mod transport;
 

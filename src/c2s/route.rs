@@ -157,6 +157,7 @@ pub fn bind(shard: &mut Shard, jid: FullJid, session: SessionRef) {
 
 /// The session ended: unregister it from its home shard.
 pub fn unbind(shard: &mut Shard, sess: &Session) {
+    shard.local_unbind(&sess.jid, sess.session.conn);
     crate::sm::unregister(shard, sess.jid.clone(), sess.session);
     shard.drain_to_route();
 }

@@ -98,7 +98,10 @@ fn write_b64(out: &mut Vec<u8>, data: &[u8]) {
         return;
     }
     let start = out.len();
-    out.resize(start + base64::encoded_len(data.len(), true).unwrap_or(0), 0);
+    out.resize(
+        start + base64::encoded_len(data.len(), true).unwrap_or(0),
+        0,
+    );
     // The slice is exactly encoded_len long, so encoding cannot run out of space; fall back to
     // the allocating encoder if it ever did.
     match B64.encode_slice(data, &mut out[start..]) {
@@ -119,7 +122,10 @@ mod tests {
         assert_eq!(decode("", true), Ok(None));
         assert_eq!(decode("", false), Ok(Some(vec![])));
         assert_eq!(decode("=", true), Ok(Some(vec![])));
-        assert_eq!(decode("AGZvbwBiYXI=", true), Ok(Some(b"\0foo\0bar".to_vec())));
+        assert_eq!(
+            decode("AGZvbwBiYXI=", true),
+            Ok(Some(b"\0foo\0bar".to_vec()))
+        );
         assert_eq!(decode("***", true), Err(SaslFailure::IncorrectEncoding));
     }
 

@@ -208,7 +208,9 @@ impl Client {
 
 /// The text between `<tag ...>` and `</tag>` in `s`.
 fn element_text<'a>(s: &'a str, tag: &str) -> &'a str {
-    let open = s.find(&format!("<{tag}")).unwrap_or_else(|| panic!("no <{tag}> in {s}"));
+    let open = s
+        .find(&format!("<{tag}"))
+        .unwrap_or_else(|| panic!("no <{tag}> in {s}"));
     let body = open + s[open..].find('>').unwrap() + 1;
     let end = body + s[body..].find(&format!("</{tag}>")).unwrap();
     &s[body..end]
@@ -221,7 +223,13 @@ fn hmac256(key: &[u8], data: &[u8]) -> Vec<u8> {
 }
 
 /// A SCRAM-SHA-256(-PLUS) client exchange; returns the server's reply to the final message.
-fn scram_sha256(c: &mut Client, user: &str, password: &str, secrets: &ScramSecrets, plus: bool) -> String {
+fn scram_sha256(
+    c: &mut Client,
+    user: &str,
+    password: &str,
+    secrets: Option<&ScramSecrets>,
+    plus: bool,
+) -> String {
     let (mech, gs2) = if plus {
         ("SCRAM-SHA-256-PLUS", "p=tls-exporter,,")
     } else {
@@ -239,9 +247,10 @@ fn scram_sha256(c: &mut Client, user: &str, password: &str, secrets: &ScramSecre
         matches!(&ev[..], [C2sEvent::NeedSecrets { username }] if username == user),
         "{ev:?}"
     );
-    c.c2s.provide_secrets(Some(secrets.clone()));
+    c.c2s.provide_secrets(secrets.cloned());
     let out = c.recv();
-    let server_first = String::from_utf8(B64.decode(element_text(&out, "challenge")).unwrap()).unwrap();
+    let server_first =
+        String::from_utf8(B64.decode(element_text(&out, "challenge")).unwrap()).unwrap();
     let mut nonce = "";
     let mut salt = Vec::new();
     let mut iterations = 0u32;
@@ -265,7 +274,11 @@ fn scram_sha256(c: &mut Client, user: &str, password: &str, secrets: &ScramSecre
     let client_key = hmac256(&salted, b"Client Key");
     let stored_key = Sha256::digest(&client_key);
     let signature = hmac256(&stored_key, auth_message.as_bytes());
-    let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
+    let proof: Vec<u8> = client_key
+        .iter()
+        .zip(&signature)
+        .map(|(a, b)| a ^ b)
+        .collect();
     let final_msg = B64.encode(format!("{without_proof},p={}", B64.encode(proof)));
     c.send(&format!(
         "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{final_msg}</response>"
@@ -273,7 +286,10 @@ fn scram_sha256(c: &mut Client, user: &str, password: &str, secrets: &ScramSecre
     let out = c.recv();
     if out.contains("<success") {
         let server_key = hmac256(&salted, b"Server Key");
-        let expected = format!("v={}", B64.encode(hmac256(&server_key, auth_message.as_bytes())));
+        let expected = format!(
+            "v={}",
+            B64.encode(hmac256(&server_key, auth_message.as_bytes()))
+        );
         let got = String::from_utf8(B64.decode(element_text(&out, "success")).unwrap()).unwrap();
         assert_eq!(got, expected, "server signature");
     }
@@ -312,8 +328,11 @@ fn bind(c: &mut Client, resource: Option<&str>) -> FullJid {
 /// Full plaintext SCRAM-SHA-256 login up to a bound session.
 fn login(c: &mut Client, resource: Option<&str>) -> FullJid {
     let features = c.open();
-    assert!(features.contains("<mechanism>SCRAM-SHA-256</mechanism>"), "{features}");
-    let out = scram_sha256(c, "alice", "s3cret", &secrets("s3cret"), false);
+    assert!(
+        features.contains("<mechanism>SCRAM-SHA-256</mechanism>"),
+        "{features}"
+    );
+    let out = scram_sha256(c, "alice", "s3cret", Some(&secrets("s3cret")), false);
     assert!(out.contains("<success"), "{out}");
     let ev = c.events();
     assert!(
@@ -322,7 +341,8 @@ fn login(c: &mut Client, resource: Option<&str>) -> FullJid {
     );
     let features = c.open();
     assert!(features.contains("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"));
-    assert!(features.contains("<session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>"));
+    assert!(features
+        .contains("<session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>"));
     assert!(!features.contains("mechanism"));
     bind(c, resource)
 }
@@ -344,11 +364,23 @@ fn stream_error(cond: &str) -> String {
 fn header_and_features_plaintext() {
     let mut c = Client::new(config(TlsMode::Starttls), REMOTE);
     let out = c.open();
-    assert!(out.starts_with("<?xml version='1.0'?><stream:stream xmlns='jabber:client'"), "{out}");
+    assert!(
+        out.starts_with("<?xml version='1.0'?><stream:stream xmlns='jabber:client'"),
+        "{out}"
+    );
     assert!(out.contains(&format!("id='{}'", c.c2s.stream_id())));
-    assert!(out.contains("from='example.com'") && out.contains("version='1.0'") && out.contains("xml:lang='en'"));
-    assert!(out.contains("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"), "{out}");
-    assert!(out.contains("<mechanism>SCRAM-SHA-256</mechanism><mechanism>SCRAM-SHA-1</mechanism></mechanisms>"));
+    assert!(
+        out.contains("from='example.com'")
+            && out.contains("version='1.0'")
+            && out.contains("xml:lang='en'")
+    );
+    assert!(
+        out.contains("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"),
+        "{out}"
+    );
+    assert!(out.contains(
+        "<mechanism>SCRAM-SHA-256</mechanism><mechanism>SCRAM-SHA-1</mechanism></mechanisms>"
+    ));
     assert!(!out.contains("PLAIN") && !out.contains("-PLUS"), "{out}");
 }
 
@@ -356,7 +388,9 @@ fn header_and_features_plaintext() {
 fn starttls_required_withholds_sasl() {
     let mut c = Client::new(config(TlsMode::StarttlsRequired), REMOTE);
     let out = c.open();
-    assert!(out.contains("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>"));
+    assert!(
+        out.contains("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>")
+    );
     assert!(!out.contains("mechanisms"), "{out}");
     c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>biws</auth>");
     assert!(c.recv().contains("<encryption-required/>"));
@@ -368,9 +402,21 @@ fn host_unknown_sends_header_then_error() {
     let mut c = Client::new(config(TlsMode::None), REMOTE);
     c.send("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='nope.net' version='1.0'>");
     let out = c.recv();
-    assert!(out.starts_with("<?xml version='1.0'?><stream:stream"), "{out}");
-    assert!(out.ends_with(&format!("{}</stream:error></stream:stream>", stream_error("host-unknown"))), "{out}");
-    assert_eq!(closed_with(&mut c), Some(CloseReason::StreamError(StreamErrorCondition::HostUnknown)));
+    assert!(
+        out.starts_with("<?xml version='1.0'?><stream:stream"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with(&format!(
+            "{}</stream:error></stream:stream>",
+            stream_error("host-unknown")
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        closed_with(&mut c),
+        Some(CloseReason::StreamError(StreamErrorCondition::HostUnknown))
+    );
     assert!(c.c2s.is_closed());
 }
 
@@ -418,7 +464,10 @@ fn garbage_before_header_still_gets_a_header() {
     let mut c = Client::new(config(TlsMode::None), REMOTE);
     c.send("<!DOCTYPE foo>");
     let out = c.recv();
-    assert!(out.starts_with("<?xml version='1.0'?><stream:stream"), "{out}");
+    assert!(
+        out.starts_with("<?xml version='1.0'?><stream:stream"),
+        "{out}"
+    );
     assert!(out.contains("<stream:error>"), "{out}");
     assert!(c.c2s.is_closed());
 }
@@ -432,21 +481,32 @@ fn scram_sha256_login_and_bind() {
         c.open();
         c.c2s.stream_id().to_string()
     };
-    let out = scram_sha256(&mut c, "alice", "s3cret", &secrets("s3cret"), false);
-    assert!(out.starts_with("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"), "{out}");
+    let out = scram_sha256(&mut c, "alice", "s3cret", Some(&secrets("s3cret")), false);
+    assert!(
+        out.starts_with("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"),
+        "{out}"
+    );
     assert!(matches!(&c.events()[..], [C2sEvent::Authenticated { .. }]));
     c.open();
-    assert_ne!(c.c2s.stream_id(), first_id, "a restart opens a new stream id");
+    assert_ne!(
+        c.c2s.stream_id(),
+        first_id,
+        "a restart opens a new stream id"
+    );
     let jid = bind(&mut c, Some("phone"));
     assert_eq!(jid.as_str(), "alice@example.com/phone");
-    assert_eq!(c.c2s.next_timeout(), Some(c.now + Duration::from_secs(600)), "auth timeout cleared");
+    assert_eq!(
+        c.c2s.next_timeout(),
+        Some(c.now + Duration::from_secs(600)),
+        "auth timeout cleared"
+    );
 }
 
 #[test]
 fn scram_wrong_password_fails_not_authorized() {
     let mut c = Client::new(config(TlsMode::None), REMOTE);
     c.open();
-    let out = scram_sha256(&mut c, "alice", "wrong", &secrets("s3cret"), false);
+    let out = scram_sha256(&mut c, "alice", "wrong", Some(&secrets("s3cret")), false);
     assert_eq!(
         out,
         "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>"
@@ -454,23 +514,21 @@ fn scram_wrong_password_fails_not_authorized() {
     assert!(c.events().is_empty());
     assert!(!c.c2s.is_closed(), "the client may retry");
     // The retry succeeds on the same stream.
-    let out = scram_sha256(&mut c, "alice", "s3cret", &secrets("s3cret"), false);
+    let out = scram_sha256(&mut c, "alice", "s3cret", Some(&secrets("s3cret")), false);
     assert!(out.contains("<success"), "{out}");
 }
 
 #[test]
-fn unknown_user_fails() {
+fn unknown_user_fails_like_a_wrong_password() {
     let mut c = Client::new(config(TlsMode::None), REMOTE);
     c.open();
-    let first = B64.encode("n,,n=bob,r=abcdef");
-    c.send(&format!(
-        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-1'>{first}</auth>"
-    ));
-    assert!(matches!(&c.events()[..], [C2sEvent::NeedSecrets { .. }]));
-    c.c2s.provide_secrets(None);
-    let out = c.recv();
-    // Either an immediate failure or a fake challenge that fails later hides whether the user exists.
-    assert!(out.contains("<failure") || out.contains("<challenge"), "{out}");
+    // The exchange runs to the end on fake secrets, so a probe cannot tell unknown users apart.
+    let out = scram_sha256(&mut c, "bob", "s3cret", None, false);
+    assert_eq!(
+        out,
+        "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>"
+    );
+    assert!(c.events().is_empty());
 }
 
 #[test]
@@ -489,7 +547,9 @@ fn five_failures_close_the_stream() {
     }
     assert_eq!(
         closed_with(&mut c),
-        Some(CloseReason::StreamError(StreamErrorCondition::PolicyViolation))
+        Some(CloseReason::StreamError(
+            StreamErrorCondition::PolicyViolation
+        ))
     );
 }
 
@@ -500,7 +560,10 @@ fn abort_and_bad_base64() {
     c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>!!!</auth>");
     assert!(c.recv().contains("<incorrect-encoding/>"));
     c.send("<abort xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
-    assert_eq!(c.recv(), "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><aborted/></failure>");
+    assert_eq!(
+        c.recv(),
+        "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><aborted/></failure>"
+    );
     c.send("<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>=</response>");
     assert!(c.recv().contains("<malformed-request/>"));
 }
@@ -513,12 +576,17 @@ fn plain_refused_off_loopback() {
     let out = c.open();
     assert!(!out.contains("PLAIN"));
     let creds = B64.encode("\0alice\0s3cret");
-    c.send(&format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"));
+    c.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"
+    ));
     assert_eq!(
         c.recv(),
         "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><encryption-required/></failure>"
     );
-    assert!(c.events().is_empty(), "the password never reaches the driver");
+    assert!(
+        c.events().is_empty(),
+        "the password never reaches the driver"
+    );
 }
 
 #[test]
@@ -535,7 +603,9 @@ fn plain_allowed_on_loopback_when_configured() {
     let out = c.open();
     assert!(out.contains("<mechanism>PLAIN</mechanism>"), "{out}");
     let creds = B64.encode("\0alice\0s3cret");
-    c.send(&format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"));
+    c.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"
+    ));
     let ev = c.events();
     assert!(
         matches!(&ev[..], [C2sEvent::VerifyPlain { username, password }] if username == "alice" && password == "s3cret"),
@@ -543,11 +613,18 @@ fn plain_allowed_on_loopback_when_configured() {
     );
     c.c2s.plain_verified(false);
     assert!(c.recv().contains("<not-authorized/>"));
-    c.send(&format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"));
+    c.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"
+    ));
     assert!(matches!(&c.events()[..], [C2sEvent::VerifyPlain { .. }]));
     c.c2s.plain_verified(true);
-    assert_eq!(c.recv(), "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
-    assert!(matches!(&c.events()[..], [C2sEvent::Authenticated { jid }] if jid.as_str() == "alice@example.com"));
+    assert_eq!(
+        c.recv(),
+        "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"
+    );
+    assert!(
+        matches!(&c.events()[..], [C2sEvent::Authenticated { jid }] if jid.as_str() == "alice@example.com")
+    );
 }
 
 #[test]
@@ -568,12 +645,17 @@ fn restart_pipelined_with_the_final_sasl_message() {
     let mut c = Client::new(cfg, LOOPBACK);
     c.open();
     let creds = B64.encode("\0alice\0s3cret");
-    c.send(&format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>{HEADER}"));
+    c.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>{HEADER}"
+    ));
     assert!(matches!(&c.events()[..], [C2sEvent::VerifyPlain { .. }]));
     c.c2s.plain_verified(true);
     let out = c.recv();
     assert!(out.starts_with("<success"), "{out}");
-    assert!(out.contains("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"), "the held header was parsed: {out}");
+    assert!(
+        out.contains("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"),
+        "the held header was parsed: {out}"
+    );
 }
 
 // ---- STARTTLS and TLS ----
@@ -582,8 +664,12 @@ fn restart_pipelined_with_the_final_sasl_message() {
 fn starttls_then_scram_plus_login() {
     let mut c = Client::new(config(TlsMode::StarttlsRequired), REMOTE);
     c.open();
-    c.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
-    assert_eq!(c.recv(), "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    // Trailing whitespace is not pipelined data.
+    c.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>\n");
+    assert_eq!(
+        c.recv(),
+        "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
+    );
     c.handshake(client_config(false));
     let out = c.open();
     assert!(!out.contains("starttls"), "{out}");
@@ -591,14 +677,16 @@ fn starttls_then_scram_plus_login() {
         out.contains("<mechanism>SCRAM-SHA-256-PLUS</mechanism><mechanism>SCRAM-SHA-1-PLUS</mechanism><mechanism>SCRAM-SHA-256</mechanism><mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism>"),
         "{out}"
     );
-    let out = scram_sha256(&mut c, "alice", "s3cret", &secrets("s3cret"), true);
+    let out = scram_sha256(&mut c, "alice", "s3cret", Some(&secrets("s3cret")), true);
     assert!(out.contains("<success"), "{out}");
     c.events();
     c.open();
     bind(&mut c, Some("tls"));
     // A second <starttls/> is refused and closes the stream.
     c.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
-    assert!(c.recv().contains("<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:stream>"));
+    assert!(c
+        .recv()
+        .contains("<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:stream>"));
     assert_eq!(closed_with(&mut c), Some(CloseReason::StarttlsFailure));
 }
 
@@ -612,7 +700,9 @@ fn tls12_offers_no_plus() {
     let out = c.open();
     assert!(!out.contains("-PLUS"), "{out}");
     assert!(out.contains("<mechanism>PLAIN</mechanism>"), "{out}");
-    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256-PLUS'>=</auth>");
+    c.send(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256-PLUS'>=</auth>",
+    );
     assert!(c.recv().contains("<invalid-mechanism/>"));
 }
 
@@ -626,7 +716,9 @@ fn pipelined_plaintext_after_starttls_is_refused() {
     assert!(out.contains(&stream_error("policy-violation")), "{out}");
     assert_eq!(
         closed_with(&mut c),
-        Some(CloseReason::StreamError(StreamErrorCondition::PolicyViolation))
+        Some(CloseReason::StreamError(
+            StreamErrorCondition::PolicyViolation
+        ))
     );
 }
 
@@ -635,7 +727,10 @@ fn starttls_not_offered_fails() {
     let mut c = Client::new(config(TlsMode::None), REMOTE);
     assert!(!c.open().contains("starttls"));
     c.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
-    assert_eq!(c.recv(), "<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:stream>");
+    assert_eq!(
+        c.recv(),
+        "<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:stream>"
+    );
     assert_eq!(closed_with(&mut c), Some(CloseReason::StarttlsFailure));
 }
 
@@ -644,18 +739,32 @@ fn direct_tls_login() {
     let mut c = Client::new(config(TlsMode::DirectTls), REMOTE);
     c.handshake(client_config(false));
     let out = c.open();
-    assert!(!out.contains("starttls") && out.contains("SCRAM-SHA-256-PLUS"), "{out}");
-    let out = scram_sha256(&mut c, "alice", "s3cret", &secrets("s3cret"), true);
+    assert!(
+        !out.contains("starttls") && out.contains("SCRAM-SHA-256-PLUS"),
+        "{out}"
+    );
+    let out = scram_sha256(&mut c, "alice", "s3cret", Some(&secrets("s3cret")), true);
     assert!(out.contains("<success"), "{out}");
     c.events();
     c.open();
     bind(&mut c, None);
     // Server close over TLS: stream error then close_notify.
-    c.c2s.close(Some(StreamErrorCondition::SystemShutdown), None);
+    c.c2s
+        .close(Some(StreamErrorCondition::SystemShutdown), None);
     let out = c.recv();
-    assert!(out.ends_with(&format!("{}</stream:error></stream:stream>", stream_error("system-shutdown"))), "{out}");
+    assert!(
+        out.ends_with(&format!(
+            "{}</stream:error></stream:stream>",
+            stream_error("system-shutdown")
+        )),
+        "{out}"
+    );
     let mut buf = [0u8; 1];
-    assert_eq!(c.tls.as_mut().unwrap().reader().read(&mut buf).unwrap(), 0, "close_notify received");
+    assert_eq!(
+        c.tls.as_mut().unwrap().reader().read(&mut buf).unwrap(),
+        0,
+        "close_notify received"
+    );
 }
 
 #[test]
@@ -684,7 +793,7 @@ fn bind_without_resource_generates_one() {
 fn bind_refused_then_retried() {
     let mut c = Client::new(config(TlsMode::None), REMOTE);
     c.open();
-    scram_sha256(&mut c, "alice", "s3cret", &secrets("s3cret"), false);
+    scram_sha256(&mut c, "alice", "s3cret", Some(&secrets("s3cret")), false);
     c.events();
     c.open();
     c.send("<iq type='set' id='x'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>r</resource></bind></iq>");
@@ -702,12 +811,14 @@ fn bind_refused_then_retried() {
 fn bad_resource_is_bad_request() {
     let mut c = Client::new(config(TlsMode::None), REMOTE);
     c.open();
-    scram_sha256(&mut c, "alice", "s3cret", &secrets("s3cret"), false);
+    scram_sha256(&mut c, "alice", "s3cret", Some(&secrets("s3cret")), false);
     c.events();
     c.open();
     let long = "r".repeat(1100);
     c.send(&format!("<iq type='set' id='x'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{long}</resource></bind></iq>"));
-    assert!(c.recv().contains("<bad-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"));
+    assert!(c
+        .recv()
+        .contains("<bad-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"));
     assert!(c.events().is_empty());
 }
 
@@ -715,7 +826,7 @@ fn bad_resource_is_bad_request() {
 fn before_bind_rules() {
     let mut c = Client::new(config(TlsMode::None), REMOTE);
     c.open();
-    scram_sha256(&mut c, "alice", "s3cret", &secrets("s3cret"), false);
+    scram_sha256(&mut c, "alice", "s3cret", Some(&secrets("s3cret")), false);
     c.events();
     c.open();
     // An IQ to the server itself: refused, the stream stays (RFC 6120 §7.1).
@@ -791,7 +902,10 @@ fn one_byte_at_a_time() {
     let jid = login(&mut c, None);
     c.send("<message to='bob@example.com' from='x@y/z'><body>a&amp;b</body></message>");
     let ev = c.events();
-    assert!(matches!(&ev[..], [C2sEvent::Stanza(s)] if s.from().as_deref() == Some(jid.as_str())), "{ev:?}");
+    assert!(
+        matches!(&ev[..], [C2sEvent::Stanza(s)] if s.from().as_deref() == Some(jid.as_str())),
+        "{ev:?}"
+    );
 }
 
 #[test]
@@ -808,7 +922,7 @@ fn one_byte_at_a_time_over_tls() {
 
 fn scram_sha256_after_open(c: &mut Client) -> String {
     c.open();
-    scram_sha256(c, "alice", "s3cret", &secrets("s3cret"), true)
+    scram_sha256(c, "alice", "s3cret", Some(&secrets("s3cret")), true)
 }
 
 // ---- outbound bound and timeouts ----
@@ -817,13 +931,13 @@ fn scram_sha256_after_open(c: &mut Client) -> String {
 fn slow_reader_is_closed() {
     let mut c = Client::new(config(TlsMode::None), REMOTE);
     login(&mut c, Some("r"));
-    let stanza = format!("<message to='alice@example.com/r'><body>{}</body></message>", "x".repeat(1000));
+    let stanza = format!(
+        "<message to='alice@example.com/r'><body>{}</body></message>",
+        "x".repeat(1000)
+    );
     let mut delivered = 0;
-    loop {
-        match c.c2s.deliver(stanza.as_bytes()) {
-            Ok(()) => delivered += 1,
-            Err(Overflow) => break,
-        }
+    while c.c2s.deliver(stanza.as_bytes()).is_ok() {
+        delivered += 1;
         assert!(delivered < 100, "the bound was never hit");
     }
     assert_eq!(delivered, 8 * 1024 / stanza.len());
@@ -832,7 +946,9 @@ fn slow_reader_is_closed() {
     assert!(out.ends_with("<policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><text xmlns='urn:ietf:params:xml:ns:xmpp-streams' xml:lang='en'>slow reader</text></stream:error></stream:stream>"), "{out}");
     assert_eq!(
         closed_with(&mut c),
-        Some(CloseReason::StreamError(StreamErrorCondition::PolicyViolation))
+        Some(CloseReason::StreamError(
+            StreamErrorCondition::PolicyViolation
+        ))
     );
     assert_eq!(c.c2s.deliver(b"<message/>"), Err(Overflow));
 }
@@ -854,7 +970,10 @@ fn taking_output_makes_room() {
 #[test]
 fn auth_timeout() {
     let mut c = Client::new(config(TlsMode::None), REMOTE);
-    assert_eq!(c.c2s.next_timeout(), Some(c.start + Duration::from_secs(30)));
+    assert_eq!(
+        c.c2s.next_timeout(),
+        Some(c.start + Duration::from_secs(30))
+    );
     c.open();
     c.advance(Duration::from_secs(29));
     c.c2s.handle_timeout(c.now);
@@ -866,7 +985,9 @@ fn auth_timeout() {
     assert!(c.recv().contains(&stream_error("connection-timeout")));
     assert_eq!(
         closed_with(&mut c),
-        Some(CloseReason::StreamError(StreamErrorCondition::ConnectionTimeout))
+        Some(CloseReason::StreamError(
+            StreamErrorCondition::ConnectionTimeout
+        ))
     );
 }
 
@@ -891,7 +1012,9 @@ fn input_while_waiting_is_bounded() {
     let mut c = Client::new(config(TlsMode::None), REMOTE);
     c.open();
     let first = B64.encode("n,,n=alice,r=abc");
-    c.send(&format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>{first}</auth>"));
+    c.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>{first}</auth>"
+    ));
     assert!(matches!(&c.events()[..], [C2sEvent::NeedSecrets { .. }]));
     let junk = " ".repeat(1024);
     for _ in 0..200 {
@@ -908,10 +1031,17 @@ fn input_while_waiting_is_bounded() {
 fn server_close_and_peer_gone() {
     let mut c = Client::new(config(TlsMode::None), REMOTE);
     login(&mut c, Some("r"));
-    c.c2s.close(Some(StreamErrorCondition::Conflict), Some("replaced"));
+    c.c2s
+        .close(Some(StreamErrorCondition::Conflict), Some("replaced"));
     let out = c.recv();
-    assert!(out.contains(&stream_error("conflict")) && out.contains(">replaced</text>"), "{out}");
-    assert_eq!(closed_with(&mut c), Some(CloseReason::StreamError(StreamErrorCondition::Conflict)));
+    assert!(
+        out.contains(&stream_error("conflict")) && out.contains(">replaced</text>"),
+        "{out}"
+    );
+    assert_eq!(
+        closed_with(&mut c),
+        Some(CloseReason::StreamError(StreamErrorCondition::Conflict))
+    );
     c.c2s.close(None, None);
     c.c2s.peer_closed();
     assert!(c.events().is_empty(), "Closed is emitted once");
@@ -930,4 +1060,36 @@ fn idle_session_is_small() {
     let size = std::mem::size_of::<C2s>();
     eprintln!("size_of::<C2s>() = {size}");
     assert!(size <= 1024, "{size}");
+}
+
+#[test]
+fn stanzas_pipelined_after_bind_wait_for_the_result() {
+    let mut c = Client::new(config(TlsMode::None), REMOTE);
+    c.open();
+    scram_sha256(&mut c, "alice", "s3cret", Some(&secrets("s3cret")), false);
+    c.events();
+    c.open();
+    c.send(
+        "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>r</resource></bind></iq>\
+         <presence/><message to='bob@example.com'><body>1</body></message>",
+    );
+    let ev = c.events();
+    let [C2sEvent::BindRequest { jid }] = &ev[..] else {
+        panic!("{ev:?}")
+    };
+    let jid = jid.clone();
+    c.c2s.bind_result(Ok(jid.clone()));
+    assert!(c.recv().contains("<jid>alice@example.com/r</jid>"));
+    let names: Vec<String> = c
+        .events()
+        .iter()
+        .map(|e| match e {
+            C2sEvent::Stanza(s) => {
+                assert_eq!(s.from().as_deref(), Some(jid.as_str()));
+                s.name().to_string()
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(names, ["presence", "message"]);
 }

@@ -65,7 +65,8 @@ impl Transport {
                 if !conn.is_handshaking()
                     && conn.protocol_version() == Some(ProtocolVersion::TLSv1_3) =>
             {
-                conn.export_keying_material([0u8; 32], EXPORTER_LABEL, None).ok()
+                conn.export_keying_material([0u8; 32], EXPORTER_LABEL, None)
+                    .ok()
             }
             _ => None,
         };
@@ -85,7 +86,11 @@ impl Transport {
         let res = conn
             .read_tls(input)
             .map_err(TlsFailure::from)
-            .and_then(|_| conn.process_new_packets().map(|_| ()).map_err(TlsFailure::from));
+            .and_then(|_| {
+                conn.process_new_packets()
+                    .map(|_| ())
+                    .map_err(TlsFailure::from)
+            });
         // Send whatever rustls queued, including the alert that describes an error.
         drain_tls(conn, wire);
         res

@@ -119,6 +119,8 @@ impl Driver {
                 Wake::Progress => {}
                 Wake::Eof => {
                     // The peer closed (or reset) without </stream:stream>: nothing more can be written.
+                    self.c2s.peer_closed();
+                    self.process();
                     return;
                 }
                 Wake::Pending(Pending::Secrets(s)) => self.c2s.provide_secrets(s),
@@ -237,6 +239,7 @@ impl Driver {
                 match result {
                     Ok(()) => {
                         let sref = self.ctx.shard.borrow().session_ref(self.conn);
+                        self.ctx.shard.borrow_mut().local_bind(jid.clone(), self.conn);
                         *self.session.borrow_mut() = Some(Session::new(jid.clone(), sref));
                         self.c2s.bind_result(Ok(jid));
                     }
@@ -246,7 +249,9 @@ impl Driver {
             ConnMsg::Close(cond) => {
                 if cond == StreamErrorCondition::Conflict {
                     // Replaced: the home shard already bound our JID to the new session.
-                    self.session.borrow_mut().take();
+                    if let Some(sess) = self.session.borrow_mut().take() {
+                        self.ctx.shard.borrow_mut().local_unbind(&sess.jid, self.conn);
+                    }
                 } else {
                     self.leave();
                 }

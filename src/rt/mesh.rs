@@ -4,8 +4,12 @@
 //! Overflow policy (DESIGN.md hazards): a shard never awaits a full ring from a task that drains rings.
 //! `send` tries the ring; when it is full (or older messages already wait, to keep order) the message
 //! goes to the destination's local outbox, drained by a task of its own. Stanzas in an outbox are
-//! bounded by `outbox_capacity`; past it `send` gives the stanza back and the caller answers its
-//! sender with `resource-constraint` (type `wait`). Control messages (register, unregister, presence,
+//! bounded: new stanzas (first hop, to the recipient's home shard) by `outbox_capacity`, stanzas on
+//! their second hop (home shard -> connection shard) by twice that. Past it `send` gives the stanza
+//! back and the caller answers its sender with `resource-constraint` (type `wait`); a first-hop
+//! sender is always on this shard, so that error is delivered without crossing a ring. Error stanzas
+//! get four times the room (they have no error of their own to fall back on); one that finds even
+//! that full is dropped, logged and counted (`errors_dropped`). Control messages (register, unregister, presence,
 //! bind answers, close) are always queued: there are at most a few per connection, and dropping one
 //! would corrupt session state. Wake-ups are batched by glommio: a push writes the peer's eventfd only
 //! when the peer is asleep.
@@ -19,7 +23,7 @@ use std::time::Duration;
 use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender};
 use glommio::{GlommioError, ResourceType};
 
-use crate::shard::{ShardId, ShardMsg};
+use crate::shard::{ConnMsg, ShardId, ShardMsg};
 
 /// The unconnected ends of the mesh for one shard, built before the shards start.
 pub struct MeshEnds {
@@ -47,6 +51,21 @@ pub fn build(n: usize, capacity: usize) -> Vec<MeshEnds> {
         }
     }
     ends
+}
+
+/// How many times `outbox_capacity` a stanza may find queued before it: 1 for new stanzas, 2 on the
+/// second hop, 4 for error stanzas (each stands for a refused stanza, and an error has no error to
+/// fall back on, so it is dropped only past that ceiling).
+fn stanza_weight(msg: &ShardMsg) -> usize {
+    match msg {
+        ShardMsg::SmRoute(acc) | ShardMsg::Conn(_, ConnMsg::Deliver(acc))
+            if acc.stanza_type() == "error" =>
+        {
+            4
+        }
+        ShardMsg::SmRoute(_) => 1,
+        _ => 2,
+    }
 }
 
 struct Peer {
@@ -123,7 +142,11 @@ impl Mesh {
             msg
         };
         if msg.is_stanza() {
-            if peer.queued_stanzas.get() >= self.outbox_capacity {
+            // Stanzas on their second hop (home shard -> connection shard) already crossed one ring:
+            // they get twice the room of new ones, so a saturated pair of shards refuses new work
+            // (bounced to its local sender) before it refuses work in flight.
+            let cap = self.outbox_capacity * stanza_weight(&msg);
+            if peer.queued_stanzas.get() >= cap {
                 return Err(msg);
             }
             peer.queued_stanzas.set(peer.queued_stanzas.get() + 1);

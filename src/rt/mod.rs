@@ -104,6 +104,11 @@ impl ShardCtx {
                     let mut shard = self.shard.borrow_mut();
                     shard.stats.outbox_rejected += 1;
                     if let Some(acc) = msg.into_acc() {
+                        if acc.stanza_type() == "error" {
+                            shard.stats.errors_dropped += 1;
+                            tracing::warn!(shard = shard.id.0, to = acc.to.as_str(), "error stanza dropped: the mesh towards its recipient is full");
+                            continue;
+                        }
                         shard.bounce(&acc, crate::xmpp::StanzaErrorCondition::ResourceConstraint);
                         shard.drain_to_route();
                     }

@@ -70,6 +70,7 @@ impl Cluster {
             Some(ConnMsg::Bound(Ok(()))) => {}
             other => panic!("bind of {jid} failed: {other:?}"),
         }
+        self.shards[on].local_bind(jid.clone(), conn);
         let mut sess = Session::new(jid.clone(), sref);
         if let Some(p) = priority {
             let presence = Stanza::parse(format!("<presence><priority>{p}</priority></presence>").into_bytes())

@@ -21,6 +21,7 @@ use ahash::{HashMap, HashMapExt};
 
 use crate::config::RoutingModule;
 use crate::hooks::{Acc, HookCtx, Hooks};
+use crate::jid::FullJid;
 use crate::local::IqHandlers;
 use crate::sm::SessionManager;
 
@@ -57,6 +58,9 @@ pub struct Shard {
     pub(crate) local_routes: HashSet<String>,
     pub(crate) sm: SessionManager,
     conns: HashMap<ConnId, Rc<Mailbox>>,
+    /// Full JIDs bound on this shard's connections: a stanza to one of them is delivered here without
+    /// the hop through the home shard.
+    local_sessions: HashMap<FullJid, ConnId>,
     next_conn: u64,
     /// Bytes a connection mailbox may hold before its reader counts as too slow.
     pub mailbox_limit: usize,
@@ -85,6 +89,7 @@ impl Shard {
             local_routes: HashSet::new(),
             sm: SessionManager::default(),
             conns: HashMap::new(),
+            local_sessions: HashMap::new(),
             next_conn: 1,
             mailbox_limit,
             out: Vec::new(),
@@ -107,6 +112,23 @@ impl Shard {
     /// Forgets a local connection; later deliveries to it are re-routed by the session manager.
     pub fn close_conn(&mut self, conn: ConnId) {
         self.conns.remove(&conn);
+    }
+
+    /// Records that `jid` is bound on local connection `conn` (after the home shard accepted it).
+    pub fn local_bind(&mut self, jid: FullJid, conn: ConnId) {
+        self.local_sessions.insert(jid, conn);
+    }
+
+    /// Forgets the local binding of `jid`, if it is still `conn`'s.
+    pub fn local_unbind(&mut self, jid: &FullJid, conn: ConnId) {
+        if self.local_sessions.get(jid) == Some(&conn) {
+            self.local_sessions.remove(jid);
+        }
+    }
+
+    /// The local connection bound to the full JID `jid`, if any.
+    pub fn local_session(&self, jid: &str) -> Option<ConnId> {
+        self.local_sessions.get(jid).copied()
     }
 
     /// Asks every local connection to close with `cond` (server shutdown).

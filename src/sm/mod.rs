@@ -25,6 +25,16 @@ use crate::xmpp::{StanzaErrorCondition, StreamErrorCondition};
 
 /// `ejabberd_sm:route`: forwards to the home shard, or picks the resources there and delivers.
 pub fn route(shard: &mut Shard, acc: Acc) {
+    // Fast path: a full JID bound on this very shard is delivered without the home-shard hop. Its
+    // path is fixed while the session lives, so per-sender order holds; error and IQ replies to local
+    // senders never cross a ring (and so are never lost to a full one).
+    if acc.to.resource().is_some() && acc.reroutes == 0 {
+        if let Some(conn) = shard.local_session(acc.to.as_str()) {
+            let sref = shard.session_ref(conn);
+            shard.send_to_session(sref, ConnMsg::Deliver(acc));
+            return;
+        }
+    }
     let bare = acc.to.bare();
     let home = home_shard(&bare, shard.shards);
     if home != shard.id {

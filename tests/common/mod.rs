@@ -199,11 +199,6 @@ impl Client {
         }
     }
 
-    /// Forgets the current stream's parse state (after SASL success the server starts a new stream).
-    pub fn restart_scanner(&mut self) {
-        self.scanner.reset();
-    }
-
     pub fn send(&mut self, s: &str) {
         self.sock.write_all(s.as_bytes()).unwrap();
     }
@@ -298,6 +293,11 @@ impl Client {
         String::from_utf8_lossy(&self.raw).into_owned()
     }
 
+    /// Forgets the current stream's parser state (after SASL success or STARTTLS).
+    pub fn restart(&mut self) {
+        self.scanner.reset();
+    }
+
     /// Stream header + features, AUTH PLAIN, restart, bind.
     pub fn login_plain(&mut self, user: &str, domain: &str, password: &str, resource: &str) {
         self.open(domain);
@@ -308,8 +308,7 @@ impl Client {
         self.send(&format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>"));
         let r = self.next_stanza();
         assert_eq!(r.name(), "success", "auth failed: {}", String::from_utf8_lossy(r.bytes()));
-        // SASL success restarts the stream: the server's next bytes are a new XML declaration.
-        self.restart_scanner();
+        self.restart();
         self.open(domain);
         let f = self.next_stanza();
         assert_eq!(f.name(), "stream:features");

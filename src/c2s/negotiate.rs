@@ -1,0 +1,273 @@
+//! Stream negotiation: the server's header and features, STARTTLS, SASL (RFC 6120 §4-6).
+
+use super::error::CloseReason;
+use super::features::{self, Offer, MECHANISMS};
+use super::sasl::{self, SaslRequest};
+use super::stream::{random_token, Auth, C2s, Wait, MAX_SASL_FAILURES};
+use super::transport::Transport;
+use super::{C2sEvent, TlsMode};
+use crate::auth::{Mechanism, SaslFailure, SaslServer, SaslStep};
+use crate::jid::BareJid;
+use crate::xml::{Stanza, StreamHeader};
+use crate::xmpp::StreamErrorCondition;
+
+impl C2s {
+    // ---- stream header and features ----
+
+    pub(super) fn on_header(&mut self, h: StreamHeader) {
+        self.awaiting_header = false;
+        let host = h.to.as_deref().and_then(|to| {
+            self.cfg
+                .hosts
+                .iter()
+                .position(|host| host.eq_ignore_ascii_case(to))
+        });
+        let from = host
+            .and_then(|i| self.cfg.hosts.get(i))
+            .or(self.domain.as_ref())
+            .or(self.cfg.hosts.first())
+            .cloned();
+        features::write_header(
+            &mut self.out,
+            &self.stream_id,
+            from.as_deref(),
+            h.from.as_deref(),
+        );
+        self.header_sent = true;
+        if !h.version.as_deref().is_some_and(version_at_least_1) {
+            self.stream_error(StreamErrorCondition::UnsupportedVersion, None);
+            return;
+        }
+        let Some(host) = host.and_then(|i| self.cfg.hosts.get(i)) else {
+            self.stream_error(StreamErrorCondition::HostUnknown, None);
+            return;
+        };
+        match &self.domain {
+            Some(d) if !d.eq_ignore_ascii_case(host) => {
+                // A restarted stream must stay on the domain it negotiated for.
+                self.stream_error(StreamErrorCondition::HostUnknown, None);
+                return;
+            }
+            Some(_) => {}
+            None => self.domain = Some(host.clone()),
+        }
+        match &self.auth {
+            Auth::None(_) => {
+                let (mechs, n) = self.offered_mechanisms();
+                let offer = Offer::PreAuth {
+                    starttls: self.starttls_offer(),
+                    mechanisms: &mechs[..n],
+                };
+                features::write_features(&mut self.out, &offer);
+            }
+            Auth::Authed(_) => features::write_features(&mut self.out, &Offer::Bind),
+            // No restart happens after binding; an empty feature set is the safe answer.
+            Auth::Bound(_) => self.out.extend_from_slice(b"<stream:features/>"),
+        }
+    }
+
+    /// `Some(required)` when STARTTLS may be negotiated now.
+    pub(super) fn starttls_offer(&self) -> Option<bool> {
+        let mode_offers = matches!(
+            self.cfg.tls_mode,
+            TlsMode::Starttls | TlsMode::StarttlsRequired
+        );
+        (mode_offers
+            && self.cfg.tls.is_some()
+            && !self.transport.is_tls()
+            && matches!(self.auth, Auth::None(None)))
+        .then_some(self.cfg.tls_mode == TlsMode::StarttlsRequired)
+    }
+
+    /// SASL is withheld until TLS when STARTTLS is mandatory.
+    pub(super) fn sasl_offered(&self) -> bool {
+        self.cfg.tls_mode != TlsMode::StarttlsRequired || self.transport.is_tls()
+    }
+
+    /// PLAIN sends the password: only over TLS, or from loopback when configured.
+    pub(super) fn plain_allowed(&self) -> bool {
+        self.transport.is_tls()
+            || (self.cfg.allow_plaintext_on_loopback && self.peer.addr.ip().is_loopback())
+    }
+
+    pub(super) fn mechanism_offered(&self, m: Mechanism, plus: bool) -> bool {
+        self.sasl_offered()
+            && match m {
+                Mechanism::ScramSha256Plus | Mechanism::ScramSha1Plus => plus,
+                Mechanism::Plain => self.plain_allowed(),
+                _ => true,
+            }
+    }
+
+    /// The mechanisms to advertise, in preference order (array + length: no allocation).
+    pub(super) fn offered_mechanisms(&self) -> ([Mechanism; MECHANISMS.len()], usize) {
+        let plus = self.transport.channel_binding().tls_exporter.is_some();
+        let mut list = MECHANISMS;
+        let mut n = 0;
+        for m in MECHANISMS {
+            if self.mechanism_offered(m, plus) {
+                list[n] = m;
+                n += 1;
+            }
+        }
+        (list, n)
+    }
+
+    // ---- top-level elements ----
+
+    pub(super) fn on_starttls(&mut self, s: &Stanza) {
+        if s.name() != "starttls" || self.starttls_offer().is_none() {
+            features::write_tls_failure_close(&mut self.out);
+            self.finish(CloseReason::StarttlsFailure, false);
+            return;
+        }
+        // Plaintext sent after <starttls/> but before the handshake could be injected by a
+        // man-in-the-middle and would be processed as if it came over TLS (CVE-2011-0411): refuse it
+        // with policy-violation (it breaks local security policy; the XML itself is fine).
+        let pipelined =
+            self.scanner.has_buffered() || self.held.iter().any(|b| !b.is_ascii_whitespace());
+        if pipelined {
+            self.stream_error(
+                StreamErrorCondition::PolicyViolation,
+                Some("data pipelined after <starttls/>"),
+            );
+            return;
+        }
+        self.held.clear();
+        features::write_proceed(&mut self.out);
+        // <proceed/> leaves in plaintext, ahead of the handshake.
+        self.transport.encode(&mut self.out, &mut self.wire);
+        let Some(Ok(tls)) = self.cfg.tls.clone().map(Transport::tls) else {
+            self.finish(CloseReason::Tls, false);
+            return;
+        };
+        self.transport = tls;
+        self.restart();
+    }
+
+    /// A new stream on the same connection (after STARTTLS or SASL success).
+    pub(super) fn restart(&mut self) {
+        self.scanner.reset();
+        self.awaiting_header = true;
+        self.header_sent = false;
+        self.new_stream_id();
+    }
+
+    pub(super) fn new_stream_id(&mut self) {
+        match random_token() {
+            Ok(id) => self.stream_id = id,
+            Err(_) => self.stream_error(
+                StreamErrorCondition::InternalServerError,
+                Some("no randomness"),
+            ),
+        }
+    }
+
+    // ---- SASL ----
+
+    pub(super) fn on_sasl(&mut self, s: &Stanza) {
+        let req = match sasl::parse(s) {
+            Ok(req) => req,
+            Err(f) => return self.sasl_failure(f),
+        };
+        match req {
+            SaslRequest::Auth { mechanism, initial } => {
+                self.on_auth(&mechanism, initial.as_deref())
+            }
+            SaslRequest::Response(data) => {
+                let step = match &mut self.auth {
+                    Auth::None(Some(server)) => server.step(&data),
+                    _ => return self.sasl_failure(SaslFailure::MalformedRequest),
+                };
+                self.on_sasl_step(step);
+            }
+            SaslRequest::Abort => self.sasl_failure(SaslFailure::Aborted),
+        }
+    }
+
+    pub(super) fn on_auth(&mut self, mechanism: &str, initial: Option<&[u8]>) {
+        if !self.sasl_offered() {
+            return self.sasl_failure(SaslFailure::EncryptionRequired);
+        }
+        let Some(mech) = Mechanism::from_name(mechanism) else {
+            return self.sasl_failure(SaslFailure::InvalidMechanism);
+        };
+        let cb = self.transport.channel_binding();
+        let plus = cb.tls_exporter.is_some();
+        if !self.mechanism_offered(mech, plus) {
+            let f = match mech {
+                Mechanism::Plain => SaslFailure::EncryptionRequired,
+                _ => SaslFailure::InvalidMechanism,
+            };
+            return self.sasl_failure(f);
+        }
+        // A header always precedes SASL, so the domain is known.
+        let domain = self.domain.clone().unwrap_or_default();
+        let (server, step) = SaslServer::start(mech, &domain, cb, plus, initial);
+        self.auth = Auth::None(Some(Box::new(server)));
+        self.on_sasl_step(step);
+    }
+
+    pub(super) fn on_sasl_step(&mut self, step: SaslStep) {
+        match step {
+            SaslStep::Challenge(data) => sasl::write_challenge(&mut self.out, &data),
+            SaslStep::NeedSecrets { username } => {
+                self.wait = Wait::Secrets;
+                self.events.push_back(C2sEvent::NeedSecrets { username });
+            }
+            SaslStep::VerifyPlain { username, password } => {
+                self.wait = Wait::Plain;
+                self.events
+                    .push_back(C2sEvent::VerifyPlain { username, password });
+            }
+            SaslStep::Success {
+                username,
+                additional_data,
+            } => {
+                let domain = self.domain.as_deref().unwrap_or_default();
+                let Ok(jid) = BareJid::new(Some(&username), domain) else {
+                    return self.sasl_failure(SaslFailure::NotAuthorized);
+                };
+                sasl::write_success(&mut self.out, additional_data.as_deref());
+                self.auth = Auth::Authed(jid.clone());
+                self.events.push_back(C2sEvent::Authenticated { jid });
+                self.restart();
+            }
+            SaslStep::Failure(f) => self.sasl_failure(f),
+        }
+    }
+
+    /// Ends the SASL exchange with `<failure/>`; too many failures close the stream (RFC 6120 §6.4.5).
+    pub(super) fn sasl_failure(&mut self, condition: SaslFailure) {
+        self.auth = Auth::None(None);
+        sasl::write_failure(&mut self.out, condition.as_str());
+        self.sasl_failures += 1;
+        if self.sasl_failures >= MAX_SASL_FAILURES {
+            self.stream_error(
+                StreamErrorCondition::PolicyViolation,
+                Some("too many authentication failures"),
+            );
+        }
+    }
+}
+
+/// `version` is "major.minor" with major >= 1 (RFC 6120 §4.7.5).
+fn version_at_least_1(v: &str) -> bool {
+    let major = v.split_once('.').map_or(v, |(major, _)| major);
+    major.parse::<u32>().is_ok_and(|m| m >= 1)
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert!(version_at_least_1("1.0"));
+        assert!(version_at_least_1("1.1"));
+        assert!(version_at_least_1("2.0"));
+        assert!(!version_at_least_1("0.9"));
+        assert!(!version_at_least_1(""));
+        assert!(!version_at_least_1("x.0"));
+    }
+}

@@ -1,0 +1,163 @@
+//! The authenticated stream: resource binding, then stanzas to route (RFC 6120 §7-8).
+
+use std::borrow::Cow;
+
+use super::stream::{random_token, Auth, C2s, Wait};
+use super::{reply, C2sEvent};
+use crate::jid::BareJid;
+use crate::xml::{Stanza, StanzaKind};
+use crate::xmpp::{ns, StanzaErrorCondition, StreamErrorCondition};
+
+impl C2s {
+    pub(super) fn on_element(&mut self, s: Stanza) {
+        let (is_tls, is_sasl, is_client) = {
+            let e = element_ns(&s);
+            (e == ns::TLS, e == ns::SASL, e == ns::CLIENT)
+        };
+        if is_tls {
+            self.on_starttls(&s);
+            return;
+        }
+        match &self.auth {
+            Auth::None(_) if is_sasl => self.on_sasl(&s),
+            // RFC 6120 §6.4: nothing but negotiation before authentication.
+            Auth::None(_) => self.stream_error(StreamErrorCondition::NotAuthorized, None),
+            Auth::Authed(_) | Auth::Bound(_) if is_sasl => self.stream_error(
+                StreamErrorCondition::PolicyViolation,
+                Some("SASL is already negotiated"),
+            ),
+            Auth::Authed(bare) => {
+                let bare = bare.clone();
+                self.on_prebind(s, &bare)
+            }
+            Auth::Bound(_) => self.on_bound(s, is_client),
+        }
+    }
+
+    // ---- binding and stanzas ----
+
+    /// Authenticated, not bound: only bind (and IQs to the server itself) are allowed (RFC 6120 §7.1).
+    pub(super) fn on_prebind(&mut self, s: Stanza, bare: &BareJid) {
+        let is_iq_request =
+            s.kind() == StanzaKind::Iq && matches!(s.type_().as_deref(), Some("get") | Some("set"));
+        if is_iq_request
+            && s.child_name() == Some("bind")
+            && s.child_ns().as_deref() == Some(ns::BIND)
+        {
+            self.on_bind(&s, bare);
+            return;
+        }
+        let to_self = match s.to() {
+            None => true,
+            Some(to) => {
+                to.eq_ignore_ascii_case(bare.domain()) || to.eq_ignore_ascii_case(bare.as_str())
+            }
+        };
+        if is_iq_request && to_self {
+            // Addressed to the server or the account: refuse the request, keep the stream.
+            let id = s.id();
+            reply::write_iq_error(
+                &mut self.out,
+                id.as_deref(),
+                StanzaErrorCondition::ServiceUnavailable,
+            );
+        } else {
+            self.stream_error(StreamErrorCondition::NotAuthorized, None);
+        }
+    }
+
+    pub(super) fn on_bind(&mut self, s: &Stanza, bare: &BareJid) {
+        let id = s.id().map(|c| c.into_owned());
+        let resource = match bind_resource(s) {
+            Ok(Some(r)) => r,
+            Ok(None) => match random_token() {
+                Ok(r) => r,
+                Err(_) => {
+                    let cond = StanzaErrorCondition::InternalServerError;
+                    return reply::write_iq_error(&mut self.out, id.as_deref(), cond);
+                }
+            },
+            Err(()) => {
+                let cond = StanzaErrorCondition::BadRequest;
+                return reply::write_iq_error(&mut self.out, id.as_deref(), cond);
+            }
+        };
+        match bare.with_resource(&resource) {
+            Ok(jid) => {
+                self.wait = Wait::Bind(id);
+                self.events.push_back(C2sEvent::BindRequest { jid });
+            }
+            Err(_) => reply::write_iq_error(
+                &mut self.out,
+                id.as_deref(),
+                StanzaErrorCondition::BadRequest,
+            ),
+        }
+    }
+
+    pub(super) fn on_bound(&mut self, mut s: Stanza, client_ns: bool) {
+        match s.kind() {
+            StanzaKind::Iq
+                if s.type_().as_deref() == Some("set")
+                    && s.child_ns().as_deref() == Some(ns::SESSION) =>
+            {
+                let id = s.id();
+                reply::write_empty_result(&mut self.out, id.as_deref());
+            }
+            StanzaKind::Iq
+                if s.type_().as_deref() == Some("set")
+                    && s.child_ns().as_deref() == Some(ns::BIND) =>
+            {
+                // One resource per stream (RFC 6120 §7.7.2.1 dropped multi-resource binding).
+                let id = s.id();
+                reply::write_iq_error(
+                    &mut self.out,
+                    id.as_deref(),
+                    StanzaErrorCondition::NotAllowed,
+                );
+            }
+            StanzaKind::Message | StanzaKind::Presence | StanzaKind::Iq => {
+                if let Auth::Bound(jid) = &self.auth {
+                    // RFC 6120 §8.1.2.1: the server stamps `from`, replacing whatever the client wrote.
+                    s.set_from(jid.as_str());
+                }
+                self.events.push_back(C2sEvent::Stanza(s));
+            }
+            StanzaKind::Other if client_ns => {
+                self.stream_error(StreamErrorCondition::UnsupportedStanzaType, None)
+            }
+            // XEP-0198 <enable/>, <r/>, CSI...: the route hands them to user_send_xmlel.
+            StanzaKind::Other => self.events.push_back(C2sEvent::Stanza(s)),
+        }
+    }
+
+    pub(super) fn is_bound(&self) -> bool {
+        matches!(self.auth, Auth::Bound(_))
+    }
+}
+
+/// The namespace of a top-level element: its own `xmlns`, the stream's default when unprefixed,
+/// or (rare: prefixed top-level elements) the namespace the tree resolves.
+fn element_ns(s: &Stanza) -> Cow<'_, str> {
+    if let Some(x) = s.xmlns() {
+        return Cow::Borrowed(x);
+    }
+    if !s.name().contains(':') {
+        return Cow::Borrowed(ns::CLIENT);
+    }
+    match s.tree() {
+        Ok(el) => Cow::Owned(el.ns.to_string()),
+        Err(_) => Cow::Borrowed(""),
+    }
+}
+
+/// The requested resource of a bind IQ: `Ok(None)` when absent or empty, `Err` when the IQ is malformed.
+fn bind_resource(s: &Stanza) -> Result<Option<String>, ()> {
+    let iq = s.tree().map_err(|_| ())?;
+    let bind = iq.get_child("bind", ns::BIND).ok_or(())?;
+    let Some(res) = bind.get_child("resource", ns::BIND) else {
+        return Ok(None);
+    };
+    let text = res.text();
+    Ok((!text.is_empty()).then(|| text.to_string()))
+}
