@@ -64,14 +64,20 @@ allow_plaintext_on_loopback = true
 
     /// Writes the config, adds `users` (user@localhost with [`PASSWORD`]) and starts `--shards N`.
     pub fn start_with(shards: usize, users: &[&str], extra_listener: &str, extra: &str) -> Server {
+        Self::start_config(shards, users, |port, data| Self::config_text(port, data, extra_listener, extra))
+    }
+
+    /// Like [`Server::start_with`] with the whole config text from `make(port, data_dir)` (for keys the
+    /// default test config already sets).
+    pub fn start_config(
+        shards: usize,
+        users: &[&str],
+        make: impl FnOnce(u16, &std::path::Path) -> String,
+    ) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("petrel.toml");
-        std::fs::write(
-            &config,
-            Self::config_text(port, &dir.path().join("data"), extra_listener, extra),
-        )
-        .unwrap();
+        std::fs::write(&config, make(port, &dir.path().join("data"))).unwrap();
         for u in users {
             let jid = if u.contains('@') { u.to_string() } else { format!("{u}@localhost") };
             let out = petrel()
@@ -135,6 +141,11 @@ allow_plaintext_on_loopback = true
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The self-signed certificate the server generated (PEM), to trust in TLS clients.
+    pub fn cert_path(&self) -> PathBuf {
+        self.dir.path().join("data/tls/selfsigned-cert.pem")
     }
 
     /// The server's pid.
@@ -240,6 +251,27 @@ impl Client {
                 Some(Event::Stanza(s)) => return s,
                 Some(_) => continue,
                 None => panic!("EOF while waiting for a stanza; got: {}", String::from_utf8_lossy(&self.raw)),
+            }
+        }
+    }
+
+    /// The next stanza, or `None` on EOF or when nothing arrives within the socket's read timeout.
+    pub fn try_next_stanza(&mut self) -> Option<Stanza> {
+        loop {
+            match self.scanner.next_event() {
+                Ok(Some(Event::Stanza(s))) => return Some(s),
+                Ok(Some(_)) => continue,
+                Ok(None) => {
+                    let mut buf = [0u8; 16384];
+                    match self.sock.read(&mut buf) {
+                        Ok(0) | Err(_) => return None,
+                        Ok(n) => {
+                            self.raw.extend_from_slice(&buf[..n]);
+                            self.scanner.feed(&buf[..n]);
+                        }
+                    }
+                }
+                Err(e) => panic!("server sent bad XML: {e}: {}", String::from_utf8_lossy(&self.raw)),
             }
         }
     }
