@@ -20,9 +20,24 @@ pub enum HookResult {
     Stop,
 }
 
-/// Work run on the store pool, off the shard; the stanzas it returns are routed on the shard that
-/// queued it once it is done (replies, pushes, offline deliveries).
-pub type StoreJob = Box<dyn FnOnce(&crate::store::Store) -> Vec<Acc> + Send>;
+/// What a store job hands back to its shard: stanzas to route, and optionally a continuation run on
+/// the shard with mutable access to it (to update module state kept in `Shard::ext`).
+#[derive(Default)]
+pub struct JobDone {
+    /// Stanzas to route on the shard that queued the job.
+    pub route: Vec<Acc>,
+    /// Runs on that shard before the stanzas are routed.
+    pub then: Option<Box<dyn FnOnce(&mut crate::shard::Shard) + Send>>,
+}
+
+impl From<Vec<Acc>> for JobDone {
+    fn from(route: Vec<Acc>) -> JobDone {
+        JobDone { route, then: None }
+    }
+}
+
+/// Work run on the store pool, off the shard.
+pub type StoreJob = Box<dyn FnOnce(&crate::store::Store) -> JobDone + Send>;
 
 /// A store job and its ordering key: jobs with the same key run in queue order on one pool thread.
 pub struct KeyedJob {
@@ -51,13 +66,19 @@ impl Effects {
 pub struct HookCtx<'a> {
     /// Shard running the hook.
     pub shard: ShardId,
+    /// Module state kept on this shard.
+    pub ext: &'a mut crate::shard::Extensions,
     fx: &'a mut Effects,
 }
 
 impl<'a> HookCtx<'a> {
     /// A context on `shard` collecting into `fx`.
-    pub fn new(shard: ShardId, fx: &'a mut Effects) -> HookCtx<'a> {
-        HookCtx { shard, fx }
+    pub fn new(
+        shard: ShardId,
+        fx: &'a mut Effects,
+        ext: &'a mut crate::shard::Extensions,
+    ) -> HookCtx<'a> {
+        HookCtx { shard, ext, fx }
     }
 
     /// Routes `acc` (through the router chain) after the current step.
@@ -65,12 +86,12 @@ impl<'a> HookCtx<'a> {
         self.fx.to_route.push(acc);
     }
 
-    /// Runs `job` on the store pool; the stanzas it returns are routed afterwards. Jobs given the same
-    /// `key` run in the order they were queued.
+    /// Runs `job` on the store pool; what it returns comes back to this shard (stanzas to route, a
+    /// continuation). Jobs given the same `key` run in the order they were queued.
     pub fn store(
         &mut self,
         key: Option<u64>,
-        job: impl FnOnce(&crate::store::Store) -> Vec<Acc> + Send + 'static,
+        job: impl FnOnce(&crate::store::Store) -> JobDone + Send + 'static,
     ) {
         self.fx.jobs.push(KeyedJob {
             key,
@@ -236,7 +257,8 @@ mod tests {
             HookResult::Continue
         });
         let mut fx = Effects::default();
-        let mut ctx = HookCtx::new(ShardId(0), &mut fx);
+        let mut ext = crate::shard::Extensions::default();
+        let mut ctx = HookCtx::new(ShardId(0), &mut fx, &mut ext);
         let mut seen = Vec::new();
         assert_eq!(hook.run(&mut seen, &mut ctx), HookResult::Stop);
         assert_eq!(seen, vec![10, 50, 51]);

@@ -84,7 +84,7 @@ fn process_iq(shard: &mut Shard, acc: Acc, target: IqTarget) {
         shard.bounce(&acc, StanzaErrorCondition::ServiceUnavailable);
         return;
     };
-    let mut ctx = HookCtx::new(shard.id, &mut shard.fx);
+    let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
     let reply = handler(&acc, &payload, &mut ctx);
     match reply {
         IqReply::Result(body) => {

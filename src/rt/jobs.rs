@@ -55,8 +55,8 @@ impl ShardCtx {
                     let ctx = self.clone();
                     glommio::spawn_local(async move {
                         match fut.await {
-                            Ok(accs) => {
-                                ctx.shard.borrow_mut().route_all(accs);
+                            Ok(done) => {
+                                ctx.shard.borrow_mut().job_done(done);
                                 ctx.flush();
                             }
                             Err(e) => tracing::error!(error = %e, "store job failed"),

@@ -61,8 +61,8 @@ impl Cluster {
                 for job in self.shards[i].take_jobs() {
                     moved = true;
                     if let Some(store) = &self.store {
-                        let accs = (job.run)(store);
-                        self.shards[i].route_all(accs);
+                        let done = (job.run)(store);
+                        self.shards[i].job_done(done);
                     }
                 }
             }

@@ -6,10 +6,12 @@
 //! `&mut`. Cross-shard work leaves as [`ShardMsg`] values in [`Shard::take_outgoing`].
 
 pub mod cluster;
+mod ext;
 mod ids;
 mod mailbox;
 mod msg;
 
+pub use ext::Extensions;
 pub use ids::{home_shard, ConnId, SessionRef, ShardId};
 pub use mailbox::{Mailbox, MailboxFull};
 pub use msg::{ConnMsg, ShardMsg};
@@ -66,6 +68,8 @@ pub struct Shard {
     pub mailbox_limit: usize,
     out: Vec<(ShardId, ShardMsg)>,
     pub(crate) fx: Effects,
+    /// Module state kept on this shard.
+    pub ext: Extensions,
     /// Counters.
     pub stats: ShardStats,
 }
@@ -94,6 +98,7 @@ impl Shard {
             mailbox_limit,
             out: Vec::new(),
             fx: Effects::default(),
+            ext: Extensions::default(),
             stats: ShardStats::default(),
         };
         crate::sm::register_default_handlers(&mut shard.hooks);
@@ -163,7 +168,15 @@ impl Shard {
         self.fx.take_jobs()
     }
 
-    /// Routes stanzas produced off the shard (store job results).
+    /// Takes back what a store job produced: runs its continuation, then routes its stanzas.
+    pub fn job_done(&mut self, done: crate::hooks::JobDone) {
+        if let Some(then) = done.then {
+            then(self);
+        }
+        self.route_all(done.route);
+    }
+
+    /// Routes stanzas produced off the shard.
     pub fn route_all(&mut self, accs: Vec<Acc>) {
         for acc in accs {
             crate::router::route(self, acc);
@@ -268,7 +281,7 @@ impl Shard {
         pick: impl Fn(&Hooks) -> &crate::hooks::Hook<Acc>,
         acc: &mut Acc,
     ) -> crate::hooks::HookResult {
-        let mut ctx = HookCtx::new(self.id, &mut self.fx);
+        let mut ctx = HookCtx::new(self.id, &mut self.fx, &mut self.ext);
         pick(&self.hooks).run(acc, &mut ctx)
     }
 }

@@ -175,6 +175,6 @@ fn run_session_hook(
         session,
         priority,
     };
-    let mut ctx = HookCtx::new(shard.id, &mut shard.fx);
+    let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
     pick(&shard.hooks).run(&mut ev, &mut ctx);
 }
