@@ -94,7 +94,11 @@ pub struct Args {
     #[arg(long)]
     pub ca: Option<PathBuf>,
     /// SASL mechanisms in order of preference.
-    #[arg(long, value_delimiter = ',', default_value = "SCRAM-SHA-256,SCRAM-SHA-1,PLAIN")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "SCRAM-SHA-256,SCRAM-SHA-1,PLAIN"
+    )]
     pub mech: Vec<String>,
     /// Do not send initial presence.
     #[arg(long)]

@@ -375,7 +375,8 @@ fn on_frame(core: &Core, u: u32, ob: &Outbox, kind: FrameKind, el: &[u8]) -> boo
                 // Closed loop: the delivery frees one slot of the sender's window.
                 if let Some(sender) = core.outboxes.borrow().get(&from) {
                     let plan = &core.plan;
-                    sender.push_with(|b| write_message(b, &plan.naming, from, u, now, plan.payload));
+                    sender
+                        .push_with(|b| write_message(b, &plan.naming, from, u, now, plan.payload));
                     core.stats().sent.fetch_add(1, Relaxed);
                 }
             }

@@ -119,9 +119,13 @@ pub enum LoginError {
 #[derive(Debug)]
 enum State {
     /// Waiting for the server's stream header.
-    Header { authed: bool },
+    Header {
+        authed: bool,
+    },
     /// Waiting for stream features.
-    Features { authed: bool },
+    Features {
+        authed: bool,
+    },
     TlsProceed,
     Sasl(Option<ScramClient>),
     Bind,
@@ -239,7 +243,9 @@ impl<'a> Login<'a> {
                 if wait_ok {
                     Ok(Step::Wait)
                 } else {
-                    Err(LoginError::Unexpected(String::from_utf8_lossy(n).into_owned()))
+                    Err(LoginError::Unexpected(
+                        String::from_utf8_lossy(n).into_owned(),
+                    ))
                 }
             }
         }
@@ -435,7 +441,10 @@ mod tests {
     fn plain_login_with_required_session() {
         let c = cfg(vec![Mech::ScramSha256, Mech::Plain], false, Goal::Session);
         let mut l = Login::new(&c, "user1".into());
-        assert_eq!(l.on_frame(FrameKind::StreamOpen, b"<stream:stream>"), Ok(Step::Wait));
+        assert_eq!(
+            l.on_frame(FrameKind::StreamOpen, b"<stream:stream>"),
+            Ok(Step::Wait)
+        );
         let Ok(Step::Send(auth)) = l.on_frame(FrameKind::Element, FEATS) else {
             panic!("expected auth");
         };
@@ -443,12 +452,21 @@ mod tests {
         assert!(auth.contains("mechanism='PLAIN'"), "{auth}");
         assert!(auth.contains(&B64.encode("\0user1\0pencil")));
         assert!(matches!(
-            l.on_frame(FrameKind::Element, b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"),
+            l.on_frame(
+                FrameKind::Element,
+                b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"
+            ),
             Ok(Step::Restart(_))
         ));
-        assert_eq!(l.on_frame(FrameKind::StreamOpen, b"<stream:stream>"), Ok(Step::Wait));
+        assert_eq!(
+            l.on_frame(FrameKind::StreamOpen, b"<stream:stream>"),
+            Ok(Step::Wait)
+        );
         let f2 = b"<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></stream:features>";
-        assert!(matches!(l.on_frame(FrameKind::Element, f2), Ok(Step::Send(_))));
+        assert!(matches!(
+            l.on_frame(FrameKind::Element, f2),
+            Ok(Step::Send(_))
+        ));
         let Ok(Step::Send(sess)) =
             l.on_frame(FrameKind::Element, b"<iq type='result' id='bind1'/>")
         else {
@@ -466,7 +484,8 @@ mod tests {
     fn optional_session_is_skipped_and_failure_reported() {
         let c = cfg(vec![Mech::ScramSha1], false, Goal::Session);
         let mut l = Login::new(&c, "user1".into());
-        l.on_frame(FrameKind::StreamOpen, b"<stream:stream>").expect("open");
+        l.on_frame(FrameKind::StreamOpen, b"<stream:stream>")
+            .expect("open");
         let Ok(Step::Send(auth)) = l.on_frame(FrameKind::Element, FEATS) else {
             panic!("expected auth");
         };
@@ -478,26 +497,42 @@ mod tests {
             ),
             Err(LoginError::Auth("not-authorized".into()))
         );
-        assert!(!session_required(b"<session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>"));
-        assert!(session_required(b"<session xmlns='urn:ietf:params:xml:ns:xmpp-session'/><x><optional/></x>"));
+        assert!(!session_required(
+            b"<session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>"
+        ));
+        assert!(session_required(
+            b"<session xmlns='urn:ietf:params:xml:ns:xmpp-session'/><x><optional/></x>"
+        ));
     }
 
     #[test]
     fn starttls_required_but_missing() {
         let c = cfg(vec![Mech::Plain], true, Goal::Session);
         let mut l = Login::new(&c, "u".into());
-        l.on_frame(FrameKind::StreamOpen, b"<stream:stream>").expect("open");
-        assert_eq!(l.on_frame(FrameKind::Element, FEATS), Err(LoginError::NoTls));
-        let mut l = Login::new(&c, "u".into());
-        l.on_frame(FrameKind::StreamOpen, b"<stream:stream>").expect("open");
-        let tls = b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>";
-        assert!(matches!(l.on_frame(FrameKind::Element, tls), Ok(Step::Send(_))));
+        l.on_frame(FrameKind::StreamOpen, b"<stream:stream>")
+            .expect("open");
         assert_eq!(
-            l.on_frame(FrameKind::Element, b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"),
+            l.on_frame(FrameKind::Element, FEATS),
+            Err(LoginError::NoTls)
+        );
+        let mut l = Login::new(&c, "u".into());
+        l.on_frame(FrameKind::StreamOpen, b"<stream:stream>")
+            .expect("open");
+        let tls = b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>";
+        assert!(matches!(
+            l.on_frame(FrameKind::Element, tls),
+            Ok(Step::Send(_))
+        ));
+        assert_eq!(
+            l.on_frame(
+                FrameKind::Element,
+                b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
+            ),
             Ok(Step::StartTls)
         );
         // After TLS the same features no longer trigger STARTTLS.
-        l.on_frame(FrameKind::StreamOpen, b"<stream:stream>").expect("open");
+        l.on_frame(FrameKind::StreamOpen, b"<stream:stream>")
+            .expect("open");
         let Ok(Step::Send(auth)) = l.on_frame(FrameKind::Element, FEATS) else {
             panic!("expected auth");
         };
@@ -508,7 +543,8 @@ mod tests {
     fn register_conflict_counts_as_existing() {
         let c = cfg(vec![Mech::Plain], false, Goal::Register);
         let mut l = Login::new(&c, "u".into());
-        l.on_frame(FrameKind::StreamOpen, b"<stream:stream>").expect("open");
+        l.on_frame(FrameKind::StreamOpen, b"<stream:stream>")
+            .expect("open");
         let Ok(Step::Send(iq)) = l.on_frame(FrameKind::Element, FEATS) else {
             panic!("expected register iq");
         };
@@ -527,7 +563,8 @@ mod tests {
     fn stream_error_is_reported() {
         let c = cfg(vec![Mech::Plain], false, Goal::Session);
         let mut l = Login::new(&c, "u".into());
-        l.on_frame(FrameKind::StreamOpen, b"<stream:stream>").expect("open");
+        l.on_frame(FrameKind::StreamOpen, b"<stream:stream>")
+            .expect("open");
         assert_eq!(
             l.on_frame(
                 FrameKind::Element,

@@ -81,7 +81,7 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
         .ok()
         .and_then(|mut a| a.next())
         .ok_or_else(|| MainError::Resolve(args.server.clone()))?;
-    if args.scenario == Scenario::Max && args.users % 2 != 0 {
+    if args.scenario == Scenario::Max && !args.users.is_multiple_of(2) {
         return Err(MainError::OddUsers);
     }
     let mechs = args
@@ -139,15 +139,14 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
     let report = run::run(plan, &opts)?;
     print!("{}", report.table());
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report).map_err(|e| MainError::Json(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&report).map_err(|e| MainError::Json(e.to_string()))?;
         std::fs::write(path, text + "\n").map_err(|e| MainError::Json(e.to_string()))?;
     }
     if report.lost > 0 {
         eprintln!(
             "\n!!! LOST {} of {} messages (not delivered {}s after the run) !!!\n",
-            report.lost,
-            report.sent,
-            args.grace
+            report.lost, report.sent, args.grace
         );
         return Ok(ExitCode::from(EXIT_LOST));
     }

@@ -13,7 +13,7 @@ use crate::conn::{Conn, Outbox};
 use crate::frame::{attr, FrameKind, Framer};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 /// Relay routing table: bare JID to the connection's outbox.
@@ -37,12 +37,17 @@ pub fn serve(listen: String, cpu: Option<usize>) -> Result<(), RelayError> {
     let h = LocalExecutorBuilder::new(placement)
         .name("relay")
         .spawn(move || async move {
+            // glommio listens with SO_REUSEPORT, which would silently share the port
+            // with another relay (splitting users between them): probe exclusively first.
+            drop(std::net::TcpListener::bind(listen.as_str())?);
             let listener = TcpListener::bind(listen.as_str()).map_err(std::io::Error::from)?;
             eprintln!("relay listening on {}", listener.local_addr()?);
             let routes: Routes = Rc::default();
+            let dropped = Rc::new(Cell::new(0u64));
+            glommio::spawn_local(report_drops(dropped.clone())).detach();
             loop {
                 let sock = listener.accept().await.map_err(std::io::Error::from)?;
-                glommio::spawn_local(connection(sock, routes.clone())).detach();
+                glommio::spawn_local(connection(sock, routes.clone(), dropped.clone())).detach();
             }
         })
         .map_err(|e| RelayError::Executor(e.to_string()))?;
@@ -67,7 +72,19 @@ fn bare(jid: &[u8]) -> &[u8] {
     }
 }
 
-async fn connection(sock: TcpStream, routes: Routes) {
+/// Say on stderr when elements were dropped for lack of a recipient.
+async fn report_drops(dropped: Rc<Cell<u64>>) {
+    let mut seen = 0;
+    loop {
+        glommio::timer::sleep(std::time::Duration::from_secs(1)).await;
+        if dropped.get() != seen {
+            seen = dropped.get();
+            eprintln!("relay: {seen} elements dropped so far (recipient not logged in)");
+        }
+    }
+}
+
+async fn connection(sock: TcpStream, routes: Routes, dropped: Rc<Cell<u64>>) {
     // Responses are small and latency matters.
     let _ = sock.set_nodelay(true);
     let conn = Conn::new(sock);
@@ -100,8 +117,9 @@ async fn connection(sock: TcpStream, routes: Routes) {
                 match framer.next_frame() {
                     Ok(Some(f)) if f.kind == FrameKind::Element => {
                         let el = framer.bytes(&f);
-                        if let Some(peer) = attr(el, b"to").and_then(|to| table.get(bare(to))) {
-                            peer.push(el);
+                        match attr(el, b"to").and_then(|to| table.get(bare(to))) {
+                            Some(peer) => peer.push(el),
+                            None => dropped.set(dropped.get() + 1),
                         }
                     }
                     Ok(Some(_)) => {}

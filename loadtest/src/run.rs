@@ -85,7 +85,10 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
         .max()
         .unwrap_or(0) as f64
         / 1e9;
-    let timed = matches!(plan.scenario, Scenario::Chat | Scenario::Max | Scenario::Idle);
+    let timed = matches!(
+        plan.scenario,
+        Scenario::Chat | Scenario::Max | Scenario::Idle
+    );
     let rss_after = opts.server_pid.and_then(procstat::rss_bytes);
     let cpu_before = opts.server_pid.and_then(procstat::cpu_seconds);
 

@@ -192,12 +192,15 @@ mod tests {
 
     #[test]
     fn rfc5802_sha1_vector() {
-        let mut c = ScramClient::new(ScramHash::Sha1, "user", "pencil", "fyko+d2lbbFgONRv9qkxdawL");
+        let mut c = ScramClient::new(
+            ScramHash::Sha1,
+            "user",
+            "pencil",
+            "fyko+d2lbbFgONRv9qkxdawL",
+        );
         assert_eq!(c.client_first(), "n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL");
         let fin = c
-            .server_first(
-                b"r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096",
-            )
+            .server_first(b"r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096")
             .expect("server-first");
         assert_eq!(
             fin,

@@ -37,7 +37,9 @@ pub fn client_config(
     } else {
         let path = ca.ok_or(TlsSetupError::NoTrust)?;
         let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(path).map_err(|e| TlsSetupError::Ca(e.to_string()))? {
+        for cert in
+            CertificateDer::pem_file_iter(path).map_err(|e| TlsSetupError::Ca(e.to_string()))?
+        {
             let cert = cert.map_err(|e| TlsSetupError::Ca(e.to_string()))?;
             roots.add(cert)?;
         }

@@ -26,7 +26,9 @@ fn max_against_relay_loses_nothing() {
     );
     let mut line = String::new();
     let stderr = relay.0.stderr.take().expect("piped stderr");
-    BufReader::new(stderr).read_line(&mut line).expect("relay banner");
+    BufReader::new(stderr)
+        .read_line(&mut line)
+        .expect("relay banner");
     let addr = line
         .trim()
         .strip_prefix("relay listening on ")
@@ -35,15 +37,22 @@ fn max_against_relay_loses_nothing() {
 
     let json = std::env::temp_dir().join(format!("petrel-load-it-{}.json", std::process::id()));
     let out = Command::new(BIN)
-        .args(["max", "--relay", "--server", &addr, "--users", "10", "--window", "4"])
+        .args([
+            "max", "--relay", "--server", &addr, "--users", "10", "--window", "4",
+        ])
         .args(["--duration", "0.3", "--grace", "5", "--quiet", "--json"])
         .arg(&json)
         .output()
         .expect("run max");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "max failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "max failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written")).expect("valid json");
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+            .expect("valid json");
     let _ = std::fs::remove_file(&json);
     let sent = report["sent"].as_u64().expect("sent");
     let delivered = report["delivered"].as_u64().expect("delivered");
@@ -51,5 +60,8 @@ fn max_against_relay_loses_nothing() {
     assert_eq!(report["lost"].as_u64(), Some(0));
     assert!(sent >= 300, "only {sent} messages sent");
     assert_eq!(sent, delivered);
-    assert_eq!(report["delivery_latency_us"]["count"].as_u64(), Some(delivered));
+    assert_eq!(
+        report["delivery_latency_us"]["count"].as_u64(),
+        Some(delivered)
+    );
 }
