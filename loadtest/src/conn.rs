@@ -135,6 +135,11 @@ impl Conn {
                 }
             }
         }
+        // Each write drains everything rustls produced, so its buffer cap only
+        // gets in the way of large batches.
+        tls.set_buffer_limit(None);
+        // Records the reader side would have to answer (a TLS 1.3 KeyUpdate request)
+        // go out with the next write; servers do not send them in these short runs.
         self.tls = Some(Rc::new(RefCell::new(tls)));
         Ok(())
     }
