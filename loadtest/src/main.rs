@@ -1,1 +1,158 @@
-fn main() {}
+//! `petrel-load`: a thread-per-core load generator that drives any XMPP server
+//! (petrel, Prosody, ejabberd) and a bare relay baseline. See loadtest/README.md.
+
+mod cli;
+mod conn;
+mod core;
+mod frame;
+mod login;
+mod msg;
+mod procstat;
+mod relay;
+mod run;
+mod scram;
+mod stats;
+mod tls;
+
+use clap::Parser;
+use cli::{parse_cpus, Args, Scenario};
+use login::{Goal, LoginConfig, Mech};
+use std::net::ToSocketAddrs;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Exit status when messages were lost.
+const EXIT_LOST: u8 = 1;
+/// Exit status when logins failed.
+const EXIT_LOGIN: u8 = 2;
+/// Exit status for bad arguments or setup errors.
+const EXIT_SETUP: u8 = 3;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match real_main(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("petrel-load: {e}");
+            ExitCode::from(EXIT_SETUP)
+        }
+    }
+}
+
+/// Setup failures.
+#[derive(Debug, thiserror::Error)]
+enum MainError {
+    #[error(transparent)]
+    Cpus(#[from] cli::CpuListError),
+    #[error("cannot resolve --server {0}")]
+    Resolve(String),
+    #[error("unknown SASL mechanism {0}")]
+    Mech(String),
+    #[error("max needs an even number of users (pairs)")]
+    OddUsers,
+    #[error("--cpus lists {0} CPUs but --cores asks for {1}")]
+    CpuCount(usize, usize),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsSetupError),
+    #[error(transparent)]
+    Run(#[from] run::RunError),
+    #[error(transparent)]
+    Relay(#[from] relay::RelayError),
+    #[error("writing JSON: {0}")]
+    Json(String),
+}
+
+fn real_main(args: Args) -> Result<ExitCode, MainError> {
+    let cpus = args.cpus.as_deref().map(parse_cpus).transpose()?;
+    if args.scenario == Scenario::RelayServer {
+        relay::serve(args.listen.clone(), cpus.and_then(|c| c.first().copied()))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cores = match &cpus {
+        Some(c) if args.cores > 1 && args.cores != c.len() => {
+            return Err(MainError::CpuCount(c.len(), args.cores))
+        }
+        Some(c) => c.len(),
+        None => args.cores.max(1),
+    };
+    let addr = args
+        .server
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| MainError::Resolve(args.server.clone()))?;
+    if args.scenario == Scenario::Max && !args.users.is_multiple_of(2) {
+        return Err(MainError::OddUsers);
+    }
+    let mechs = args
+        .mech
+        .iter()
+        .map(|m| Mech::parse(m).ok_or_else(|| MainError::Mech(m.clone())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tls = if args.starttls {
+        Some(tls::client_config(args.ca.as_deref(), args.insecure)?)
+    } else {
+        None
+    };
+    let plan = core::Plan {
+        scenario: args.scenario,
+        addr,
+        login: LoginConfig {
+            domain: args.domain.clone(),
+            password: args.password.clone(),
+            resource: args.resource.clone(),
+            starttls: args.starttls,
+            mechs,
+            presence: !args.no_presence,
+            goal: if args.scenario == Scenario::Register {
+                Goal::Register
+            } else {
+                Goal::Session
+            },
+        },
+        tls,
+        naming: msg::Naming {
+            prefix: args.prefix.clone(),
+            first: args.first,
+            domain: args.domain.clone(),
+        },
+        users: args.users,
+        rate: args.rate,
+        concurrency: args.concurrency,
+        login_timeout: Duration::from_secs_f64(args.login_timeout.max(0.001)),
+        interval: Duration::from_millis(args.interval_ms.max(1)),
+        window: args.window.max(1),
+        payload: args.payload,
+        source_ips: args.source_ips,
+        relay: args.relay,
+        keepalive: Duration::from_secs_f64(args.keepalive.max(0.01)),
+        cores,
+    };
+    let opts = run::RunOpts {
+        duration: Duration::from_secs_f64(args.duration.max(0.0)),
+        grace: Duration::from_secs_f64(args.grace.max(0.0)),
+        cpus,
+        server_pid: args.server_pid,
+        progress: !args.quiet,
+        server: args.server.clone(),
+    };
+    let report = run::run(plan, &opts)?;
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        let text =
+            serde_json::to_string_pretty(&report).map_err(|e| MainError::Json(e.to_string()))?;
+        std::fs::write(path, text + "\n").map_err(|e| MainError::Json(e.to_string()))?;
+    }
+    if report.lost > 0 {
+        eprintln!(
+            "\n!!! LOST {} of {} messages (not delivered {}s after the run) !!!\n",
+            report.lost, report.sent, args.grace
+        );
+        return Ok(ExitCode::from(EXIT_LOST));
+    }
+    if report.login_failed > 0 {
+        eprintln!("\n!!! {} LOGINS FAILED !!!\n", report.login_failed);
+        return Ok(ExitCode::from(EXIT_LOGIN));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Run one petrel-load scenario against petrel, Prosody, ejabberd and the bare relay,
+# each server pinned to SERVER_CPUS and the generator to LOAD_CPUS, and print one table.
+#
+#   loadtest/compare.sh                       # max, 1000 users, 10 s, all targets
+#   SCENARIO=chat USERS=5000 INTERVAL_MS=1000 loadtest/compare.sh
+#   TARGETS="relay prosody" loadtest/compare.sh
+#
+# Environment (defaults):
+#   SCENARIO=max USERS=1000 DURATION=10 WINDOW=16 INTERVAL_MS=20000 PASSWORD=password
+#   DOMAIN=localhost SERVER_CPUS=0 LOAD_CPUS=1 MECH=PLAIN EXTRA="" (more petrel-load args)
+#   TARGETS="relay petrel prosody ejabberd"
+#   PETREL_CONFIG=<petrel.toml>  (petrel is skipped without it) PETREL_PORT=5222
+#   RELAY_PORT=25300; Prosody and ejabberd ports: see peers/*.sh (15222, 25222)
+# Results: one JSON report per target under OUT=/tmp/petrel-compare.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+LOAD=${PETREL_LOAD:-$ROOT/target/release/petrel-load}
+PETREL=${PETREL:-$ROOT/target/release/petrel}
+SCENARIO=${SCENARIO:-max}
+USERS=${USERS:-1000}
+DURATION=${DURATION:-10}
+WINDOW=${WINDOW:-16}
+INTERVAL_MS=${INTERVAL_MS:-20000}
+PASSWORD=${PASSWORD:-password}
+DOMAIN=${DOMAIN:-localhost}
+SERVER_CPUS=${SERVER_CPUS:-0}
+LOAD_CPUS=${LOAD_CPUS:-1}
+MECH=${MECH:-PLAIN}
+EXTRA=${EXTRA:-}
+TARGETS=${TARGETS:-relay petrel prosody ejabberd}
+PETREL_PORT=${PETREL_PORT:-5222}
+RELAY_PORT=${RELAY_PORT:-25300}
+OUT=${OUT:-/tmp/petrel-compare}
+export DOMAIN PASSWORD PETREL_LOAD=$LOAD
+mkdir -p "$OUT"
+
+[ -x "$LOAD" ] || (cd "$ROOT" && cargo build --release -p petrel-load) || exit 3
+
+wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+
+# run_load TARGET PORT PID [extra args...]
+run_load() {
+    local target=$1 port=$2 pid=$3; shift 3
+    local args=("$SCENARIO" --server "127.0.0.1:$port" --domain "$DOMAIN" --users "$USERS"
+        --password "$PASSWORD" --duration "$DURATION" --window "$WINDOW" --interval-ms "$INTERVAL_MS"
+        --cpus "$LOAD_CPUS" --mech "$MECH" --quiet --json "$OUT/$target.json")
+    [ "$SCENARIO" = idle ] && [ -n "$pid" ] && args+=(--server-pid "$pid")
+    # shellcheck disable=SC2086
+    "$LOAD" "${args[@]}" "$@" $EXTRA > "$OUT/$target.txt" 2>&1
+    echo "$?" > "$OUT/$target.rc"
+}
+
+declare -a DONE=()
+for t in $TARGETS; do
+    case $t in
+    relay)
+        if [ "$SCENARIO" != max ]; then echo "relay: only the max scenario applies" >&2; continue; fi
+        taskset -c "$SERVER_CPUS" "$LOAD" relay-server --listen "127.0.0.1:$RELAY_PORT" 2>"$OUT/relay.log" &
+        rpid=$!
+        wait_port "$RELAY_PORT" && run_load relay "$RELAY_PORT" "$rpid" --relay
+        kill "$rpid"; wait "$rpid" 2>/dev/null
+        ;;
+    petrel)
+        if [ ! -x "$PETREL" ] || [ -z "${PETREL_CONFIG:-}" ]; then
+            echo "petrel: skipped (needs $PETREL and PETREL_CONFIG)" >&2; continue
+        fi
+        for i in $(seq 1 "$USERS"); do "$PETREL" user add "user$i@$DOMAIN" "$PASSWORD" --config "$PETREL_CONFIG" >/dev/null 2>&1; done
+        taskset -c "$SERVER_CPUS" "$PETREL" serve --config "$PETREL_CONFIG" >"$OUT/petrel.log" 2>&1 &
+        ppid=$!
+        wait_port "$PETREL_PORT" && run_load petrel "$PETREL_PORT" "$ppid"
+        kill "$ppid"; wait "$ppid" 2>/dev/null
+        ;;
+    prosody)
+        "$ROOT/loadtest/peers/prosody.sh" install >/dev/null
+        PROSODY_CPUS=$SERVER_CPUS "$ROOT/loadtest/peers/prosody.sh" start >&2 &&
+            "$ROOT/loadtest/peers/prosody.sh" register "$USERS" >/dev/null &&
+            run_load prosody 15222 "$("$ROOT/loadtest/peers/prosody.sh" pid)"
+        "$ROOT/loadtest/peers/prosody.sh" stop >&2
+        ;;
+    ejabberd)
+        "$ROOT/loadtest/peers/ejabberd.sh" install >/dev/null
+        EJABBERD_CPUS=$SERVER_CPUS "$ROOT/loadtest/peers/ejabberd.sh" start >&2 &&
+            "$ROOT/loadtest/peers/ejabberd.sh" register "$USERS" >/dev/null
+        run_load ejabberd 25222 "$("$ROOT/loadtest/peers/ejabberd.sh" pid)"
+        "$ROOT/loadtest/peers/ejabberd.sh" stop >&2
+        ;;
+    *) echo "unknown target $t" >&2; continue ;;
+    esac
+    DONE+=("$t")
+done
+
+echo
+echo "$SCENARIO, $USERS users, ${DURATION}s, server on CPU $SERVER_CPUS, generator on CPU $LOAD_CPUS"
+printf '%-10s %-8s %s\n' target exit "$(grep -m1 '^what' "$OUT/${DONE[0]:-none}.txt" 2>/dev/null)"
+for t in "${DONE[@]}"; do
+    rc=$(cat "$OUT/$t.rc" 2>/dev/null || echo '?')
+    grep -E '^(login|message) ' "$OUT/$t.txt" | while read -r line; do printf '%-10s %-8s %s\n' "$t" "$rc" "$line"; done
+    grep -E '^server ' "$OUT/$t.txt" | sed "s/^/$t: /"
+done
+if [ -f "$OUT/relay.json" ]; then
+    relay=$(sed -n 's/.*"msgs_per_s": \([0-9.]*\).*/\1/p' "$OUT/relay.json")
+    for t in "${DONE[@]}"; do
+        [ "$t" = relay ] && continue
+        r=$(sed -n 's/.*"msgs_per_s": \([0-9.]*\).*/\1/p' "$OUT/$t.json" 2>/dev/null)
+        [ -n "$r" ] && awk -v t="$t" -v r="$r" -v b="$relay" 'BEGIN { if (b > 0) printf "%s reaches %.1f%% of the bare relay\n", t, 100 * r / b }'
+    done
+fi

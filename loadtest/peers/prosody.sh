@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Prosody as a benchmark peer for petrel-load, on a private loopback port.
+#
+#   prosody.sh install        apt-get install prosody (Debian package)
+#   prosody.sh start          write config + self-signed cert, start pinned with taskset
+#   prosody.sh stop           stop the instance started here
+#   prosody.sh register N     create user1..userN (password $PASSWORD) by writing
+#                             Prosody's internal storage files directly (10k users in ~1 s)
+#   prosody.sh pid            print the server PID
+#
+# Environment (defaults): PEER_DIR=/tmp/petrel-peers/prosody PORT=15222
+#   DOMAIN=localhost PASSWORD=password PROSODY_CPUS=0 (taskset CPU list)
+#
+# Benchmark settings, deliberately unlike a production install:
+#   - plaintext SASL PLAIN allowed without TLS (loopback only; STARTTLS still offered)
+#   - authentication = internal_plain so accounts can be written in bulk
+#   - mod_limits (c2s rate limiting) is not loaded: no c2s bandwidth/stanza limits
+#   - no s2s, no HTTP, no admin socket; registration open (XEP-0077) for loopback
+set -euo pipefail
+
+PEER_DIR=${PEER_DIR:-/tmp/petrel-peers/prosody}
+PORT=${PORT:-15222}
+DOMAIN=${DOMAIN:-localhost}
+PASSWORD=${PASSWORD:-password}
+PROSODY_CPUS=${PROSODY_CPUS:-0}
+CFG=$PEER_DIR/prosody.cfg.lua
+PIDFILE=$PEER_DIR/prosody.pid
+
+# Prosody's storage path encoding: every punctuation byte becomes %xx.
+encode() { printf '%s' "$1" | perl -pe 's/([[:punct:]])/sprintf("%%%02x", ord($1))/ge'; }
+
+write_config() {
+    mkdir -p "$PEER_DIR/data" "$PEER_DIR/certs"
+    if [ ! -f "$PEER_DIR/certs/$DOMAIN.key" ]; then
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=$DOMAIN" \
+            -keyout "$PEER_DIR/certs/$DOMAIN.key" -out "$PEER_DIR/certs/$DOMAIN.crt" 2>/dev/null
+    fi
+    cat > "$CFG" <<CFG
+-- Written by loadtest/peers/prosody.sh: a benchmark instance, not a production config.
+run_as_root = true
+pidfile = "$PIDFILE"
+data_path = "$PEER_DIR/data"
+log = { warn = "$PEER_DIR/prosody.log" }
+c2s_ports = { $PORT }
+c2s_interfaces = { "127.0.0.1" }
+s2s_ports = { }
+http_ports = { }
+https_ports = { }
+modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "register" }
+modules_disabled = { "s2s" }
+-- Loopback benchmark: no TLS requirement, PLAIN allowed in the clear.
+c2s_require_encryption = false
+allow_unencrypted_plain_auth = true
+authentication = "internal_plain"
+storage = "internal"
+allow_registration = true
+min_seconds_between_registrations = 0
+registration_throttle_max = 1000000
+registration_whitelist = { "127.0.0.0/8" }
+ssl = { key = "$PEER_DIR/certs/$DOMAIN.key", certificate = "$PEER_DIR/certs/$DOMAIN.crt" }
+VirtualHost "$DOMAIN"
+CFG
+}
+
+running_pid() {
+    [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null && cat "$PIDFILE"
+}
+
+case "${1:-}" in
+install)
+    command -v prosody >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q prosody; }
+    ;;
+start)
+    if running_pid >/dev/null; then echo "prosody already running (pid $(running_pid))"; exit 0; fi
+    write_config
+    taskset -c "$PROSODY_CPUS" prosody --config "$CFG" -F >>"$PEER_DIR/prosody.out" 2>&1 &
+    echo $! > "$PIDFILE"
+    for _ in $(seq 100); do
+        if (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then
+            echo "prosody pid $(cat "$PIDFILE") on 127.0.0.1:$PORT (cpus $PROSODY_CPUS, domain $DOMAIN)"; exit 0
+        fi
+        sleep 0.1
+    done
+    echo "prosody did not start; see $PEER_DIR/prosody.out $PEER_DIR/prosody.log" >&2; exit 1
+    ;;
+stop)
+    if pid=$(running_pid); then
+        kill "$pid"
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+        echo "prosody stopped"
+    fi
+    rm -f "$PIDFILE"
+    ;;
+register)
+    n=${2:?usage: prosody.sh register N}
+    dir="$PEER_DIR/data/$(encode "$DOMAIN")/accounts"
+    mkdir -p "$dir"
+    esc=${PASSWORD//\\/\\\\}; esc=${esc//\"/\\\"}
+    for i in $(seq 1 "$n"); do
+        printf 'return {\n\t["password"] = "%s";\n};\n' "$esc" > "$dir/$(encode "user$i").dat"
+    done
+    echo "wrote $n accounts under $dir (Prosody reads them on login; no restart needed)"
+    ;;
+pid)
+    running_pid || { echo "not running" >&2; exit 1; }
+    ;;
+*)
+    sed -n '2,20p' "$0"; exit 2
+    ;;
+esac

@@ -1,0 +1,169 @@
+//! Command line.
+
+use clap::{Parser, ValueEnum};
+use std::path::PathBuf;
+
+/// What to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Login storm: all users log in at --rate logins/s (0 = as fast as possible).
+    Connect,
+    /// amoc's one-to-one chat: each user messages its 8 neighbours every --interval-ms.
+    Chat,
+    /// Closed loop: users paired, each keeps --window messages in flight.
+    Max,
+    /// Hold authenticated sessions open with whitespace keepalives.
+    Idle,
+    /// XEP-0077 in-band registration of all users.
+    Register,
+    /// Run the bare byte relay (baseline server) on --listen.
+    RelayServer,
+}
+
+/// `petrel-load`: load generator for any XMPP server.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about)]
+pub struct Args {
+    /// Scenario.
+    #[arg(value_enum)]
+    pub scenario: Scenario,
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:5222")]
+    pub server: String,
+    /// XMPP domain of the load users.
+    #[arg(long, default_value = "localhost")]
+    pub domain: String,
+    /// Number of users (user1..userN).
+    #[arg(long, default_value_t = 100)]
+    pub users: u32,
+    /// Password of every user.
+    #[arg(long, default_value = "password")]
+    pub password: String,
+    /// Localpart prefix.
+    #[arg(long, default_value = "user")]
+    pub prefix: String,
+    /// Number of the first user.
+    #[arg(long, default_value_t = 1)]
+    pub first: u32,
+    /// Resource to bind.
+    #[arg(long, default_value = "load")]
+    pub resource: String,
+    /// Measured phase length in seconds (chat, max, idle).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds to wait for in-flight messages after the measured phase.
+    #[arg(long, default_value_t = 2.0)]
+    pub grace: f64,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Logins per second across all cores (0 = as fast as possible).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Logins in progress at once per core.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: u64,
+    /// Seconds before a login is given up.
+    #[arg(long, default_value_t = 30.0)]
+    pub login_timeout: f64,
+    /// Chat: milliseconds between two messages of one user.
+    #[arg(long, default_value_t = 20000)]
+    pub interval_ms: u64,
+    /// Max: messages in flight per sender.
+    #[arg(long, default_value_t = 16)]
+    pub window: u32,
+    /// Extra body bytes per message.
+    #[arg(long, default_value_t = 0)]
+    pub payload: usize,
+    /// Executors (one per core, not pinned).
+    #[arg(long, default_value_t = 1)]
+    pub cores: usize,
+    /// Pin one executor to each listed CPU (e.g. "1" or "2,3" or "4-7"); overrides --cores.
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Bind connections to N loopback sources 127.0.0.2.. (0 = let the kernel choose).
+    #[arg(long, default_value_t = 0)]
+    pub source_ips: u32,
+    /// Negotiate STARTTLS (required when given).
+    #[arg(long)]
+    pub starttls: bool,
+    /// Accept any server certificate.
+    #[arg(long)]
+    pub insecure: bool,
+    /// PEM file of CA certificates to trust.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// SASL mechanisms in order of preference.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "SCRAM-SHA-256,SCRAM-SHA-1,PLAIN"
+    )]
+    pub mech: Vec<String>,
+    /// Do not send initial presence.
+    #[arg(long)]
+    pub no_presence: bool,
+    /// Max: drive the bare relay (`relay-server`) with its one-line handshake.
+    #[arg(long)]
+    pub relay: bool,
+    /// Relay server: address to listen on.
+    #[arg(long, default_value = "127.0.0.1:25300")]
+    pub listen: String,
+    /// Idle: seconds between whitespace keepalives of one session.
+    #[arg(long, default_value_t = 30.0)]
+    pub keepalive: f64,
+    /// Idle: the server's PID, to report its RSS per session and CPU use.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// No progress lines on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Errors in the CPU list.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CpuListError {
+    /// A part is not a number or range.
+    #[error("bad CPU list element {0:?}")]
+    Bad(String),
+    /// The list is empty.
+    #[error("empty CPU list")]
+    Empty,
+}
+
+/// Parse "0,2,4-6" into [0, 2, 4, 5, 6].
+pub fn parse_cpus(s: &str) -> Result<Vec<usize>, CpuListError> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || CpuListError::Bad(part.to_owned());
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let a: usize = a.trim().parse().map_err(|_| bad())?;
+                let b: usize = b.trim().parse().map_err(|_| bad())?;
+                if b < a {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    if out.is_empty() {
+        return Err(CpuListError::Empty);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpus("1"), Ok(vec![1]));
+        assert_eq!(parse_cpus("0,2-4"), Ok(vec![0, 2, 3, 4]));
+        assert!(parse_cpus("3-1").is_err());
+        assert_eq!(parse_cpus(""), Err(CpuListError::Empty));
+        assert!(parse_cpus("x").is_err());
+    }
+}

@@ -1,0 +1,162 @@
+//! The main thread's side of a run: start one executor per core, step the
+//! phases, print progress each second, build the report.
+
+use crate::cli::Scenario;
+use crate::core::{phase, run_core, Plan, Shared};
+use crate::procstat;
+use crate::stats::{totals, Collector, CoreStats, Percentiles, Report};
+use glommio::{LocalExecutorBuilder, Placement};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Run-level options that are not per-core.
+pub struct RunOpts {
+    /// Measured phase.
+    pub duration: Duration,
+    /// Wait for in-flight messages after it.
+    pub grace: Duration,
+    /// Pin executors to these CPUs (else unpinned, `plan.cores` of them).
+    pub cpus: Option<Vec<usize>>,
+    /// Server PID for RSS/CPU figures.
+    pub server_pid: Option<u32>,
+    /// Print progress lines.
+    pub progress: bool,
+    /// Server address as given.
+    pub server: String,
+}
+
+/// Errors starting the executors.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// glommio refused to build an executor.
+    #[error("starting executor: {0}")]
+    Executor(String),
+    /// An executor thread panicked.
+    #[error("executor {0} panicked")]
+    Panicked(usize),
+}
+
+/// Execute the plan and return the report.
+pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
+    let plan = Arc::new(plan);
+    let shared = Arc::new(Shared {
+        cores: (0..plan.cores).map(|_| CoreStats::default()).collect(),
+        phase: Default::default(),
+        ready: Default::default(),
+        epoch: Instant::now(),
+    });
+    let rss_before = opts.server_pid.and_then(procstat::rss_bytes);
+    let mut handles = Vec::new();
+    for c in 0..plan.cores {
+        let users: Vec<u32> = (0..plan.users).filter(|&u| plan.core_of(u) == c).collect();
+        let placement = match &opts.cpus {
+            Some(cpus) => Placement::Fixed(cpus[c]),
+            None => Placement::Unbound,
+        };
+        let (p, s) = (plan.clone(), shared.clone());
+        let h = LocalExecutorBuilder::new(placement)
+            .name(&format!("load{c}"))
+            .spawn(move || run_core(p, s, c, users))
+            .map_err(|e| RunError::Executor(e.to_string()))?;
+        handles.push(h);
+    }
+
+    let mut col = Collector::default();
+    let mut next_tick = Instant::now() + Duration::from_secs(1);
+    let tick = |col: &mut Collector, name: &str, next: &mut Instant| {
+        if Instant::now() >= *next {
+            let line = col.tick(&shared.cores, name);
+            if opts.progress {
+                eprintln!("{line}");
+            }
+            *next += Duration::from_secs(1);
+        }
+    };
+    // Login phase.
+    while shared.ready.load(Relaxed) < plan.cores {
+        std::thread::sleep(Duration::from_millis(10));
+        tick(&mut col, "login", &mut next_tick);
+    }
+    let login_secs = shared
+        .cores
+        .iter()
+        .map(|c| c.last_login_ns.load(Relaxed))
+        .max()
+        .unwrap_or(0) as f64
+        / 1e9;
+    let timed = matches!(
+        plan.scenario,
+        Scenario::Chat | Scenario::Max | Scenario::Idle
+    );
+    let rss_after = opts.server_pid.and_then(procstat::rss_bytes);
+    let cpu_before = opts.server_pid.and_then(procstat::cpu_seconds);
+
+    // Measured phase.
+    let run_start = Instant::now();
+    let delivered_start = totals(&shared.cores).delivered;
+    shared.phase.store(phase::RUN, Relaxed);
+    if timed {
+        while run_start.elapsed() < opts.duration {
+            std::thread::sleep(Duration::from_millis(10));
+            tick(&mut col, "run", &mut next_tick);
+        }
+    }
+    let run_secs = run_start.elapsed().as_secs_f64();
+    let delivered_end = totals(&shared.cores).delivered;
+    let cpu_after = opts.server_pid.and_then(procstat::cpu_seconds);
+
+    // Drain: stop sending, wait for what is in flight.
+    shared.phase.store(phase::DRAIN, Relaxed);
+    let drain_start = Instant::now();
+    while drain_start.elapsed() < opts.grace {
+        let t = totals(&shared.cores);
+        if t.delivered >= t.sent {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        tick(&mut col, "drain", &mut next_tick);
+    }
+    shared.phase.store(phase::DONE, Relaxed);
+    for (i, h) in handles.into_iter().enumerate() {
+        h.join().map_err(|_| RunError::Panicked(i))?;
+    }
+    col.tick(&shared.cores, "done");
+
+    let t = totals(&shared.cores);
+    let sessions = t.connected.max(1) as f64;
+    Ok(Report {
+        scenario: format!("{:?}", plan.scenario).to_lowercase(),
+        server: opts.server.clone(),
+        users: u64::from(plan.users),
+        connected: t.connected,
+        login_failed: t.login_failed,
+        logins_per_s: if login_secs > 0.0 {
+            t.connected as f64 / login_secs
+        } else {
+            0.0
+        },
+        login_latency_us: Percentiles::of(&col.login),
+        duration_s: if timed { run_secs } else { 0.0 },
+        sent: t.sent,
+        delivered: t.delivered,
+        msgs_per_s: if timed && run_secs > 0.0 {
+            (delivered_end - delivered_start) as f64 / run_secs
+        } else {
+            0.0
+        },
+        delivery_latency_us: Percentiles::of(&col.lat),
+        errors: t.errors,
+        lost: t.sent.saturating_sub(t.delivered),
+        registered: t.registered,
+        existed: t.existed,
+        server_rss_per_session: match (rss_before, rss_after) {
+            (Some(a), Some(b)) => Some((b as f64 - a as f64) / sessions),
+            _ => None,
+        },
+        server_cpu_cores: match (cpu_before, cpu_after) {
+            (Some(a), Some(b)) if run_secs > 0.0 => Some((b - a) / run_secs),
+            _ => None,
+        },
+    })
+}

@@ -1,0 +1,338 @@
+//! Counters and latency histograms shared between the per-core executors and
+//! the reporting thread, the once-a-second progress line, and the final report.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Highest latency recorded, in microseconds (one hour); larger values saturate.
+const MAX_US: u64 = 3_600_000_000;
+
+/// A fresh latency histogram in microseconds with 3 significant digits.
+pub fn new_hist() -> Histogram<u64> {
+    // Bounds are constants that satisfy hdrhistogram's rules (low >= 1, high >= 2*low).
+    Histogram::new_with_bounds(1, MAX_US, 3).expect("constant bounds are valid")
+}
+
+/// Record `us` microseconds, saturating at the histogram's top.
+pub fn record(h: &mut Histogram<u64>, us: u64) {
+    h.saturating_record(us.clamp(1, MAX_US));
+}
+
+/// Counters and interval histograms of one core, written by that core only.
+/// Aligned so two cores never share a cache line.
+#[repr(align(128))]
+#[derive(Default)]
+pub struct CoreStats {
+    /// Sessions logged in.
+    pub connected: AtomicU64,
+    /// Logins that failed.
+    pub login_failed: AtomicU64,
+    /// Messages queued for sending.
+    pub sent: AtomicU64,
+    /// Load messages received.
+    pub delivered: AtomicU64,
+    /// Errors after login: stream errors, message errors, unexpected closes.
+    pub errors: AtomicU64,
+    /// Registrations that created an account.
+    pub registered: AtomicU64,
+    /// Registrations that found the account already there.
+    pub existed: AtomicU64,
+    /// Time of the last successful login, ns since run start.
+    pub last_login_ns: AtomicU64,
+    /// Delivery latencies since the reporter last took them.
+    pub lat: Mutex<Option<Histogram<u64>>>,
+    /// Login latencies since the reporter last took them.
+    pub login: Mutex<Option<Histogram<u64>>>,
+}
+
+impl CoreStats {
+    /// Record a delivery latency.
+    pub fn record_delivery(&self, us: u64) {
+        self.delivered.fetch_add(1, Relaxed);
+        let mut g = lock(&self.lat);
+        record(g.get_or_insert_with(new_hist), us);
+    }
+
+    /// Record a login latency and its completion time.
+    pub fn record_login(&self, us: u64, done_ns: u64) {
+        self.connected.fetch_add(1, Relaxed);
+        self.last_login_ns.fetch_max(done_ns, Relaxed);
+        let mut g = lock(&self.login);
+        record(g.get_or_insert_with(new_hist), us);
+    }
+}
+
+/// Lock ignoring poisoning: a panicking core already aborts the run's result.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sum of all cores' counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// See [`CoreStats::connected`].
+    pub connected: u64,
+    /// See [`CoreStats::login_failed`].
+    pub login_failed: u64,
+    /// See [`CoreStats::sent`].
+    pub sent: u64,
+    /// See [`CoreStats::delivered`].
+    pub delivered: u64,
+    /// See [`CoreStats::errors`].
+    pub errors: u64,
+    /// See [`CoreStats::registered`].
+    pub registered: u64,
+    /// See [`CoreStats::existed`].
+    pub existed: u64,
+}
+
+/// Add up the cores' counters.
+pub fn totals(cores: &[CoreStats]) -> Totals {
+    let mut t = Totals::default();
+    for c in cores {
+        t.connected += c.connected.load(Relaxed);
+        t.login_failed += c.login_failed.load(Relaxed);
+        t.sent += c.sent.load(Relaxed);
+        t.delivered += c.delivered.load(Relaxed);
+        t.errors += c.errors.load(Relaxed);
+        t.registered += c.registered.load(Relaxed);
+        t.existed += c.existed.load(Relaxed);
+    }
+    t
+}
+
+/// Reporter-side accumulation: takes the cores' interval histograms each tick.
+pub struct Collector {
+    /// All delivery latencies so far.
+    pub lat: Histogram<u64>,
+    /// All login latencies so far.
+    pub login: Histogram<u64>,
+    last: Totals,
+    last_at: Instant,
+}
+
+impl Default for Collector {
+    fn default() -> Self {
+        Collector {
+            lat: new_hist(),
+            login: new_hist(),
+            last: Totals::default(),
+            last_at: Instant::now(),
+        }
+    }
+}
+
+impl Collector {
+    /// Take the interval histograms, fold them in, and return the progress line.
+    pub fn tick(&mut self, cores: &[CoreStats], phase: &str) -> String {
+        let mut ilat = new_hist();
+        let mut ilogin = new_hist();
+        for c in cores {
+            if let Some(h) = lock(&c.lat).take() {
+                // Same bounds everywhere, so adding cannot fail.
+                let _ = ilat.add(&h);
+            }
+            if let Some(h) = lock(&c.login).take() {
+                let _ = ilogin.add(&h);
+            }
+        }
+        let _ = self.lat.add(&ilat);
+        let _ = self.login.add(&ilogin);
+        let t = totals(cores);
+        let secs = self.last_at.elapsed().as_secs_f64().max(1e-3);
+        let rate = (t.delivered - self.last.delivered) as f64 / secs;
+        let lrate = (t.connected - self.last.connected) as f64 / secs;
+        self.last = t;
+        self.last_at = Instant::now();
+        let mut line = format!(
+            "[{phase}] conn {} (+{:.0}/s) fail {} | sent {} dlvr {} ({:.0}/s) err {}",
+            t.connected, lrate, t.login_failed, t.sent, t.delivered, rate, t.errors
+        );
+        if !ilat.is_empty() {
+            line.push_str(&format!(
+                " | p50 {} p99 {}",
+                fmt_us(ilat.value_at_quantile(0.5)),
+                fmt_us(ilat.value_at_quantile(0.99))
+            ));
+        } else if !ilogin.is_empty() {
+            line.push_str(&format!(
+                " | login p50 {} p99 {}",
+                fmt_us(ilogin.value_at_quantile(0.5)),
+                fmt_us(ilogin.value_at_quantile(0.99))
+            ));
+        }
+        line
+    }
+}
+
+/// Human form of a microsecond value.
+pub fn fmt_us(us: u64) -> String {
+    if us >= 10_000_000 {
+        format!("{:.1}s", us as f64 / 1e6)
+    } else if us >= 10_000 {
+        format!("{:.1}ms", us as f64 / 1e3)
+    } else {
+        format!("{us}us")
+    }
+}
+
+/// Percentiles of one histogram, in microseconds.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Percentiles {
+    /// Number of samples.
+    pub count: u64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Maximum.
+    pub max: u64,
+}
+
+impl Percentiles {
+    /// Summarise a histogram.
+    pub fn of(h: &Histogram<u64>) -> Self {
+        Percentiles {
+            count: h.len(),
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
+/// The final result of a run, printed as a table and written with `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Scenario name.
+    pub scenario: String,
+    /// Server address.
+    pub server: String,
+    /// Users asked for.
+    pub users: u64,
+    /// Sessions that logged in.
+    pub connected: u64,
+    /// Logins that failed.
+    pub login_failed: u64,
+    /// Login rate over the login phase (logins/s).
+    pub logins_per_s: f64,
+    /// Login latency (connect to bound session), microseconds.
+    pub login_latency_us: Percentiles,
+    /// Length of the measured phase, seconds.
+    pub duration_s: f64,
+    /// Messages sent.
+    pub sent: u64,
+    /// Messages delivered.
+    pub delivered: u64,
+    /// Delivered messages per second during the measured phase.
+    pub msgs_per_s: f64,
+    /// Time to delivery, microseconds.
+    pub delivery_latency_us: Percentiles,
+    /// Errors after login.
+    pub errors: u64,
+    /// Messages sent but not delivered by the end of the grace period.
+    pub lost: u64,
+    /// Registrations (register scenario): created, already existing.
+    pub registered: u64,
+    /// See [`Report::registered`].
+    pub existed: u64,
+    /// Server resident memory per session in bytes (idle with `--server-pid`).
+    pub server_rss_per_session: Option<f64>,
+    /// Server CPU use over the hold period, in cores (idle with `--server-pid`).
+    pub server_cpu_cores: Option<f64>,
+}
+
+impl Report {
+    /// The final table as text.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        s.push_str(&format!(
+            "{} against {}: {} users, {} connected, {} login failures\n",
+            self.scenario, self.server, self.users, self.connected, self.login_failed
+        ));
+        s.push_str(&format!(
+            "{:<10} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}\n",
+            "what", "rate/s", "p50", "p90", "p99", "p99.9", "max", "errors", "lost"
+        ));
+        let row = |what: &str, rate: f64, p: &Percentiles, errors: u64, lost: u64| {
+            format!(
+                "{:<10} {:>12.0} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}\n",
+                what,
+                rate,
+                fmt_us(p.p50),
+                fmt_us(p.p90),
+                fmt_us(p.p99),
+                fmt_us(p.p999),
+                fmt_us(p.max),
+                errors,
+                lost
+            )
+        };
+        if self.login_latency_us.count > 0 {
+            s.push_str(&row(
+                "login",
+                self.logins_per_s,
+                &self.login_latency_us,
+                self.login_failed,
+                0,
+            ));
+        }
+        if self.sent > 0 || self.delivered > 0 {
+            s.push_str(&row(
+                "message",
+                self.msgs_per_s,
+                &self.delivery_latency_us,
+                self.errors,
+                self.lost,
+            ));
+        }
+        if self.registered + self.existed > 0 {
+            s.push_str(&format!(
+                "registered {} new, {} already existed\n",
+                self.registered, self.existed
+            ));
+        }
+        if let Some(rss) = self.server_rss_per_session {
+            s.push_str(&format!("server RSS per session: {:.0} bytes\n", rss));
+        }
+        if let Some(cpu) = self.server_cpu_cores {
+            s.push_str(&format!(
+                "server CPU while holding: {:.1}% of one core\n",
+                cpu * 100.0
+            ));
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collector_folds_intervals_and_counts() {
+        let cores: Vec<CoreStats> = (0..2).map(|_| CoreStats::default()).collect();
+        cores[0].record_delivery(100);
+        cores[1].record_delivery(300);
+        cores[1].sent.fetch_add(3, Relaxed);
+        let mut c = Collector::default();
+        let line = c.tick(&cores, "run");
+        assert!(line.contains("sent 3 dlvr 2"), "{line}");
+        assert_eq!(c.lat.len(), 2);
+        // Interval histograms were taken: a second tick adds nothing.
+        c.tick(&cores, "run");
+        assert_eq!(c.lat.len(), 2);
+        let p = Percentiles::of(&c.lat);
+        assert_eq!(p.p50, 100);
+        assert!(p.max >= 300 && p.max < 301, "{}", p.max);
+    }
+}
