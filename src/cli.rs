@@ -73,6 +73,23 @@ pub enum UserCommand {
         /// New password, or "-" to read one line from standard input.
         password: String,
     },
+    /// Create many numbered accounts at once (PREFIX{FIRST}..PREFIX{FIRST+COUNT-1}@DOMAIN, one
+    /// password), for load tests; existing ones are left as they are.
+    AddRange {
+        /// Localpart prefix.
+        #[arg(long, default_value = "user")]
+        prefix: String,
+        /// First number.
+        #[arg(long, default_value_t = 1)]
+        first: u64,
+        /// How many accounts.
+        #[arg(long)]
+        count: u64,
+        /// Domain (one of the configured hosts).
+        domain: String,
+        /// Password for all of them, or "-" to read one line from standard input.
+        password: String,
+    },
     /// List accounts, one JID per line.
     List {
         /// Only accounts on this domain.

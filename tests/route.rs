@@ -67,7 +67,7 @@ fn bare_jid_goes_to_highest_priority_and_never_negative() {
         }
         // Equal top priorities: both get it (MongooseIM's policy).
         low.send("<presence><priority>5</priority></presence>");
-        low.sync();
+        low.home_sync();
         a.chat("bob@localhost", "to-both");
         for c in [&mut low, &mut high] {
             let m = c.expect("message", |s| s.name() == "message" && body(s).as_deref() == Some("to-both"));
@@ -206,7 +206,7 @@ fn many_clients_every_message_once_in_order() {
             assert_eq!(got, expected[to], "shards={shards} recipient u{to}: lost, duplicated or reordered");
             // Nothing more (no duplicates) before the sync answer.
             c.sync();
-            let extra = String::from_utf8_lossy(&c.raw).matches("<message").count();
+            let extra = String::from_utf8_lossy(&c.raw).matches("<body>").count();
             assert_eq!(extra, want, "duplicates for u{to}");
         }
     }
@@ -258,7 +258,7 @@ fn tiny_rings_no_deadlock_and_nothing_lost_silently() {
             let text = String::from_utf8_lossy(&c.raw).into_owned();
             let bounced = text.matches("<resource-constraint").count();
             errors += bounced;
-            delivered += text.matches("<message").count() - bounced;
+            delivered += text.matches("<body>").count() - bounced;
         }
         if delivered + errors >= N * 20 || std::time::Instant::now() > deadline {
             break;

@@ -161,7 +161,12 @@ impl C2s {
 
     /// Appends every byte to write to the socket now (TLS records under TLS).
     pub fn take_transmit(&mut self, out: &mut Vec<u8>) {
-        out.append(&mut self.wire);
+        if out.is_empty() {
+            // Hand the buffer over instead of copying it.
+            std::mem::swap(out, &mut self.wire);
+        } else {
+            out.append(&mut self.wire);
+        }
         self.transport.encode(&mut self.out, out);
         shrink(&mut self.wire);
         shrink(&mut self.out);
@@ -270,6 +275,26 @@ impl C2s {
             return Err(Overflow);
         }
         self.out.extend_from_slice(stanza);
+        Ok(())
+    }
+
+    /// True when `len` more bytes fit in the outbound queue.
+    pub fn has_room(&self, len: usize) -> bool {
+        !self.closed && self.pending_transmit() + len <= self.cfg.outbound_queue_bytes
+    }
+
+    /// Like [`C2s::deliver`], taking the stanza's own buffer: on a plaintext stream with nothing
+    /// queued the buffer itself becomes the output, so the bytes scanned from the sender's socket
+    /// reach the recipient's socket without another copy.
+    pub fn deliver_owned(&mut self, stanza: Vec<u8>) -> Result<(), Overflow> {
+        if !self.has_room(stanza.len()) {
+            return self.deliver(&stanza);
+        }
+        if self.out.is_empty() {
+            self.out = stanza;
+        } else {
+            self.out.extend_from_slice(&stanza);
+        }
         Ok(())
     }
 

@@ -114,6 +114,7 @@ impl Transport {
     /// cannot take yet (handshake not done) stay in `out`.
     pub(crate) fn encode(&mut self, out: &mut Vec<u8>, dst: &mut Vec<u8>) {
         match self {
+            Transport::Plain if dst.is_empty() => std::mem::swap(dst, out),
             Transport::Plain => dst.append(out),
             Transport::Tls(conn) => {
                 if conn.is_handshaking() {

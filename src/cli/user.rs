@@ -74,6 +74,18 @@ pub(super) fn run(config: &Config, command: UserCommand) -> Result<(), UserError
             read_password(&password, &mut stdin.lock())?,
         ),
         UserCommand::Del { jid } => Action::Del(account_jid(config, &jid)?),
+        UserCommand::AddRange {
+            prefix,
+            first,
+            count,
+            domain,
+            password,
+        } => {
+            let jids = (first..first.saturating_add(count))
+                .map(|i| account_jid(config, &format!("{prefix}{i}@{domain}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            Action::AddRange(jids, read_password(&password, &mut stdin.lock())?)
+        }
         UserCommand::Passwd { jid, password } => Action::Passwd(
             account_jid(config, &jid)?,
             read_password(&password, &mut stdin.lock())?,
@@ -98,6 +110,7 @@ pub(super) fn run(config: &Config, command: UserCommand) -> Result<(), UserError
             store.add_user(&jid, &ScramSecrets::derive(&password, iterations))?;
         }
         Action::Del(jid) => store.remove_user(&jid)?,
+        Action::AddRange(jids, password) => add_range(&store, &jids, &password, iterations)?,
         Action::Passwd(jid, password) => {
             store.set_secrets(&jid, &ScramSecrets::derive(&password, iterations))?;
         }
@@ -117,8 +130,42 @@ pub(super) fn run(config: &Config, command: UserCommand) -> Result<(), UserError
 enum Action {
     Add(BareJid, String),
     Del(BareJid),
+    AddRange(Vec<BareJid>, String),
     Passwd(BareJid, String),
     List(Option<Domain>),
+}
+
+/// Derives the secrets on every CPU (PBKDF2 dominates), then inserts; existing accounts are kept.
+fn add_range(store: &Store, jids: &[BareJid], password: &str, iterations: u32) -> Result<(), UserError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = jids.len().div_ceil(threads).max(1);
+    let secrets: Vec<ScramSecrets> = std::thread::scope(|s| {
+        let handles: Vec<_> = jids
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|_| ScramSecrets::derive(password, iterations))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            // A derive thread only panics if the OS random source fails; propagate it.
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let (mut added, mut kept) = (0usize, 0usize);
+    for (jid, sec) in jids.iter().zip(&secrets) {
+        match store.add_user(jid, sec) {
+            Ok(()) => added += 1,
+            Err(StoreError::UserExists) => kept += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    eprintln!("{added} accounts added, {kept} already existed");
+    Ok(())
 }
 
 /// Parses `jid` as `user@domain` on one of the configured hosts (no resource).

@@ -6,7 +6,7 @@
 
 mod acc;
 
-pub use acc::Acc;
+pub use acc::{Acc, AccData};
 
 use crate::jid::FullJid;
 use crate::shard::{SessionRef, ShardId};

@@ -224,7 +224,10 @@ impl Driver {
                 }
                 let acc = c2s_route::user_receive(&mut self.ctx.shard.borrow_mut(), acc);
                 if let Some(acc) = acc {
-                    if self.c2s.deliver(acc.stanza.bytes()).is_err() {
+                    if self.c2s.has_room(acc.stanza.bytes().len()) {
+                        // Cannot fail: has_room said the bytes fit.
+                        let _ = self.c2s.deliver_owned(acc.into_stanza().into_bytes());
+                    } else if self.c2s.deliver(acc.stanza.bytes()).is_err() {
                         // Over the outbound bound: the c2s closes with policy-violation; the stanza
                         // goes back to the session manager after our unregistration (same ring order).
                         self.leave();

@@ -163,6 +163,9 @@ allow_plaintext_on_loopback = true
         c.login_plain(user, "localhost", PASSWORD, resource);
         if let Some(p) = presence {
             c.send(&format!("<presence><priority>{p}</priority></presence>"));
+            if p >= 0 {
+                c.home_sync();
+            }
         }
         c
     }
@@ -327,6 +330,16 @@ impl Client {
             .map(|j| j.text())
             .unwrap();
         self.jid = jid;
+    }
+
+    /// Waits until everything this session sent so far reached its home shard's session manager: a
+    /// headline to our own bare JID travels the same ring as our presence (FIFO), so once it comes back,
+    /// the session manager has our availability. Needs a non-negative priority.
+    pub fn home_sync(&mut self) {
+        let bare = self.jid.split('/').next().unwrap_or_default().to_owned();
+        let id = format!("hs{}", rand_u64());
+        self.send(&format!("<message to='{bare}' type='headline' id='{id}'/>"));
+        self.expect("home sync", |s| s.id().as_deref() == Some(id.as_str()));
     }
 
     /// Sends a chat message.
