@@ -75,6 +75,9 @@ fn config(mode: TlsMode) -> C2sConfig {
         outbound_queue_bytes: 8 * 1024,
         auth_timeout: Duration::from_secs(30),
         idle_timeout: Duration::from_secs(600),
+        ping_interval: Duration::ZERO,
+        ping_timeout: Duration::from_secs(32),
+        register: false,
     }
 }
 
