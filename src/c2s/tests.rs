@@ -1096,3 +1096,6 @@ fn stanzas_pipelined_after_bind_wait_for_the_result() {
         .collect();
     assert_eq!(names, ["presence", "message"]);
 }
+
+/// Pings and pre-auth registration (im-misc).
+mod misc;
