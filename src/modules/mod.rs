@@ -4,6 +4,10 @@
 pub mod disco;
 pub mod last;
 mod options;
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod misc_tests;
 pub mod ping;
 pub mod register;
 pub mod time;
