@@ -14,7 +14,12 @@ const ALL: &str = "[modules.version]\n[modules.time]\n[modules.last]\n";
 
 fn payload(s: &Stanza, want_ns: &str) -> Element {
     let t = s.tree().unwrap();
-    assert_eq!(t.attr("type"), Some("result"), "{}", String::from_utf8_lossy(s.bytes()));
+    assert_eq!(
+        t.attr("type"),
+        Some("result"),
+        "{}",
+        String::from_utf8_lossy(s.bytes())
+    );
     let found = t.child_elements().find(|c| c.ns == want_ns).cloned();
     found.unwrap_or_else(|| panic!("no {want_ns}: {}", String::from_utf8_lossy(s.bytes())))
 }
@@ -26,34 +31,69 @@ fn iq(c: &mut Client, to: &str, body: &str) -> Stanza {
 }
 
 fn server_features(c: &mut Client) -> Vec<String> {
-    let r = iq(c, "localhost", &format!("<query xmlns='{}'/>", ns::DISCO_INFO));
+    let r = iq(
+        c,
+        "localhost",
+        &format!("<query xmlns='{}'/>", ns::DISCO_INFO),
+    );
     let q = payload(&r, ns::DISCO_INFO);
     let id = q.get_child("identity", ns::DISCO_INFO).unwrap();
-    assert_eq!((id.attr("category"), id.attr("type")), (Some("server"), Some("im")));
-    q.child_elements().filter_map(|f| f.attr("var").map(str::to_owned)).collect()
+    assert_eq!(
+        (id.attr("category"), id.attr("type")),
+        (Some("server"), Some("im"))
+    );
+    q.child_elements()
+        .filter_map(|f| f.attr("var").map(str::to_owned))
+        .collect()
 }
 
 fn disco_follows_modules(shards: usize) {
     let on = Server::start_with(shards, &["alice"], "", ALL);
     let mut c = on.login("alice", "r", None);
     let f = server_features(&mut c);
-    for want in [ns::PING, ns::DISCO_INFO, ns::DISCO_ITEMS, "jabber:iq:version", "urn:xmpp:time", "jabber:iq:last"] {
+    for want in [
+        ns::PING,
+        ns::DISCO_INFO,
+        ns::DISCO_ITEMS,
+        "jabber:iq:version",
+        "urn:xmpp:time",
+        "jabber:iq:last",
+    ] {
         assert!(f.iter().any(|x| x == want), "{want} missing: {f:?}");
     }
-    assert!(!f.iter().any(|x| x == "jabber:iq:register"), "register is off by default: {f:?}");
+    assert!(
+        !f.iter().any(|x| x == "jabber:iq:register"),
+        "register is off by default: {f:?}"
+    );
     // Node queries are unknown; the account itself has its own identity.
-    let r = iq(&mut c, "localhost", &format!("<query xmlns='{}' node='x'/>", ns::DISCO_INFO));
+    let r = iq(
+        &mut c,
+        "localhost",
+        &format!("<query xmlns='{}' node='x'/>", ns::DISCO_INFO),
+    );
     assert_eq!(error_condition(&r).as_deref(), Some("item-not-found"));
-    let r = iq(&mut c, "alice@localhost", &format!("<query xmlns='{}'/>", ns::DISCO_INFO));
+    let r = iq(
+        &mut c,
+        "alice@localhost",
+        &format!("<query xmlns='{}'/>", ns::DISCO_INFO),
+    );
     let q = payload(&r, ns::DISCO_INFO);
-    assert_eq!(q.get_child("identity", ns::DISCO_INFO).and_then(|i| i.attr("category")), Some("account"));
+    assert_eq!(
+        q.get_child("identity", ns::DISCO_INFO)
+            .and_then(|i| i.attr("category")),
+        Some("account")
+    );
     drop(c);
 
     let off = Server::start_with(shards, &["alice"], "", "[modules.time]\n");
     let mut c = off.login("alice", "r", None);
     let f = server_features(&mut c);
     assert!(f.iter().any(|x| x == "urn:xmpp:time"), "{f:?}");
-    assert!(!f.iter().any(|x| x == "jabber:iq:version" || x == "jabber:iq:last"), "{f:?}");
+    assert!(
+        !f.iter()
+            .any(|x| x == "jabber:iq:version" || x == "jabber:iq:last"),
+        "{f:?}"
+    );
     let r = iq(&mut c, "localhost", "<query xmlns='jabber:iq:version'/>");
     assert_eq!(error_condition(&r).as_deref(), Some("service-unavailable"));
 }
@@ -71,27 +111,51 @@ fn disco_two_shards() {
 fn version_time_last(shards: usize) {
     let server = Server::start_with(shards, &["alice"], "", ALL);
     let mut c = server.login("alice", "one", Some(0));
-    let v = payload(&iq(&mut c, "localhost", "<query xmlns='jabber:iq:version'/>"), "jabber:iq:version");
+    let v = payload(
+        &iq(&mut c, "localhost", "<query xmlns='jabber:iq:version'/>"),
+        "jabber:iq:version",
+    );
     let text = |n: &str| v.get_child(n, "jabber:iq:version").map(|e| e.text());
     assert_eq!(text("name").as_deref(), Some("petrel"));
     assert!(text("version").is_some_and(|v| !v.is_empty()));
     assert_eq!(text("os"), None, "os is off by default");
 
-    let t = payload(&iq(&mut c, "localhost", "<time xmlns='urn:xmpp:time'/>"), "urn:xmpp:time");
+    let t = payload(
+        &iq(&mut c, "localhost", "<time xmlns='urn:xmpp:time'/>"),
+        "urn:xmpp:time",
+    );
     let utc = t.get_child("utc", "urn:xmpp:time").unwrap().text();
     let tzo = t.get_child("tzo", "urn:xmpp:time").unwrap().text();
-    let parsed = time::OffsetDateTime::parse(&utc, &time::format_description::well_known::Rfc3339).unwrap();
-    assert!((time::OffsetDateTime::now_utc() - parsed).abs() < time::Duration::seconds(10), "{utc}");
+    let parsed =
+        time::OffsetDateTime::parse(&utc, &time::format_description::well_known::Rfc3339).unwrap();
+    assert!(
+        (time::OffsetDateTime::now_utc() - parsed).abs() < time::Duration::seconds(10),
+        "{utc}"
+    );
     assert!(utc.ends_with('Z'), "{utc}");
     // XEP-0082 offset: [+-]HH:MM.
     let b = tzo.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
-    assert!(b.len() == 6 && (b[0] == b'+' || b[0] == b'-') && digits(1..3) && b[3] == b':' && digits(4..6), "{tzo}");
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    assert!(
+        b.len() == 6
+            && (b[0] == b'+' || b[0] == b'-')
+            && digits(1..3)
+            && b[3] == b':'
+            && digits(4..6),
+        "{tzo}"
+    );
 
     // Online (available): 0.
-    let q = payload(&iq(&mut c, "alice@localhost", "<query xmlns='jabber:iq:last'/>"), "jabber:iq:last");
+    let q = payload(
+        &iq(&mut c, "alice@localhost", "<query xmlns='jabber:iq:last'/>"),
+        "jabber:iq:last",
+    );
     assert_eq!(q.attr("seconds"), Some("0"));
-    let up = payload(&iq(&mut c, "localhost", "<query xmlns='jabber:iq:last'/>"), "jabber:iq:last");
+    let up = payload(
+        &iq(&mut c, "localhost", "<query xmlns='jabber:iq:last'/>"),
+        "jabber:iq:last",
+    );
     assert!(up.attr("seconds").is_some_and(|s| s.parse::<u64>().is_ok()));
     c.send("<presence type='unavailable'><status>back soon</status></presence>");
     c.sync();
@@ -99,7 +163,10 @@ fn version_time_last(shards: usize) {
     c.read_to_close();
     std::thread::sleep(Duration::from_millis(2100));
     let mut c = server.login("alice", "two", None);
-    let q = payload(&iq(&mut c, "alice@localhost", "<query xmlns='jabber:iq:last'/>"), "jabber:iq:last");
+    let q = payload(
+        &iq(&mut c, "alice@localhost", "<query xmlns='jabber:iq:last'/>"),
+        "jabber:iq:last",
+    );
     let secs: u64 = q.attr("seconds").and_then(|s| s.parse().ok()).unwrap();
     assert!((2..30).contains(&secs), "{secs}");
     assert_eq!(q.text(), "back soon");
@@ -117,8 +184,10 @@ fn version_time_last_two_shards() {
 
 fn ping_server(shards: usize, users: &[&str]) -> Server {
     Server::start_config(shards, users, |port, data| {
-        Server::config_text(port, data, "", "")
-            .replace("[modules.ping]", "[modules.ping]\nping_interval = 1\nping_timeout = 2")
+        Server::config_text(port, data, "", "").replace(
+            "[modules.ping]",
+            "[modules.ping]\nping_interval = 1\nping_timeout = 2",
+        )
     })
 }
 
@@ -173,20 +242,35 @@ fn register(c: &mut Client, user: &str, password: &str) -> Stanza {
 }
 
 fn registration(shards: usize) {
-    let server = Server::start_with(shards, &["alice"], "", "[modules.register]\nip_rate_limit = 2\n");
+    let server = Server::start_with(
+        shards,
+        &["alice"],
+        "",
+        "[modules.register]\nip_rate_limit = 2\n",
+    );
     let mut c = server.connect();
     let f = features(&mut c);
     let text = String::from_utf8_lossy(f.bytes()).into_owned();
-    assert!(text.contains("http://jabber.org/features/iq-register"), "{text}");
+    assert!(
+        text.contains("http://jabber.org/features/iq-register"),
+        "{text}"
+    );
     c.send("<iq type='get' id='form'><query xmlns='jabber:iq:register'/></iq>");
     let form = c.expect("form", |s| s.id().as_deref() == Some("form"));
     let q = payload(&form, "jabber:iq:register");
     assert!(q.get_child("username", "jabber:iq:register").is_some());
     let r = register(&mut c, "newbie", "fresh password");
-    assert_eq!(r.type_().as_deref(), Some("result"), "{}", String::from_utf8_lossy(r.bytes()));
+    assert_eq!(
+        r.type_().as_deref(),
+        Some("result"),
+        "{}",
+        String::from_utf8_lossy(r.bytes())
+    );
     // Log in on the same stream with the new account.
     let token = base64::engine::general_purpose::STANDARD.encode("\0newbie\0fresh password");
-    c.send(&format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>"));
+    c.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>"
+    ));
     assert_eq!(c.next_stanza().name(), "success");
     c.restart();
     features(&mut c);
@@ -197,9 +281,20 @@ fn registration(shards: usize) {
     // Existing user, bad name, then the per-IP limit (2 per minute: newbie + one more).
     let mut c = server.connect();
     features(&mut c);
-    assert_eq!(error_condition(&register(&mut c, "alice", "fresh password")).as_deref(), Some("conflict"));
-    assert_eq!(error_condition(&register(&mut c, "a@b", "fresh password")).as_deref(), Some("not-acceptable"));
-    assert_eq!(register(&mut c, "second", "fresh password").type_().as_deref(), Some("result"));
+    assert_eq!(
+        error_condition(&register(&mut c, "alice", "fresh password")).as_deref(),
+        Some("conflict")
+    );
+    assert_eq!(
+        error_condition(&register(&mut c, "a@b", "fresh password")).as_deref(),
+        Some("not-acceptable")
+    );
+    assert_eq!(
+        register(&mut c, "second", "fresh password")
+            .type_()
+            .as_deref(),
+        Some("result")
+    );
     assert_eq!(
         error_condition(&register(&mut c, "third", "fresh password")).as_deref(),
         Some("resource-constraint")

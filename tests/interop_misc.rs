@@ -9,8 +9,10 @@ use common::{Server, PASSWORD};
 
 fn run(shards: usize) {
     let server = Server::start_config(shards, &["alice"], |port, data| {
-        Server::config_text(port, data, "", "[modules.version]\n[modules.register]\n")
-            .replace("[modules.ping]", "[modules.ping]\nping_interval = 1\nping_timeout = 3")
+        Server::config_text(port, data, "", "[modules.version]\n[modules.register]\n").replace(
+            "[modules.ping]",
+            "[modules.ping]\nping_interval = 1\nping_timeout = 3",
+        )
     });
     let args: Vec<String> = vec![
         "--port".into(),

@@ -81,7 +81,9 @@ pub(crate) fn write_features(out: &mut Vec<u8>, offer: &Offer<'_>) {
                 out.extend_from_slice(b"</mechanisms>");
             }
             if *register {
-                out.extend_from_slice(b"<register xmlns='http://jabber.org/features/iq-register'/>");
+                out.extend_from_slice(
+                    b"<register xmlns='http://jabber.org/features/iq-register'/>",
+                );
             }
         }
         Offer::Bind => {

@@ -18,14 +18,14 @@ impl C2s {
         self.cfg.register && self.plain_allowed()
     }
 
-    /// Handles `s` if it is a registration IQ before authentication; gives it back when it is not one.
-    pub(super) fn on_preauth_iq(&mut self, s: Stanza) -> Result<(), Stanza> {
+    /// Handles `s` if it is a registration IQ before authentication; false (and `s` dropped) when not.
+    pub(super) fn on_preauth_iq(&mut self, s: Stanza) -> bool {
         let is_register = self.cfg.register
             && s.kind() == StanzaKind::Iq
             && matches!(s.type_().as_deref(), Some("get") | Some("set"))
             && s.child_ns().as_deref() == Some(NS_REGISTER);
         if !is_register {
-            return Err(s);
+            return false;
         }
         if !self.register_offered() {
             let id = s.id();
@@ -34,11 +34,11 @@ impl C2s {
                 id.as_deref(),
                 StanzaErrorCondition::PolicyViolation,
             );
-            return Ok(());
+            return true;
         }
         self.wait = Wait::PreAuth;
         self.events.push_back(C2sEvent::PreAuthIq(s));
-        Ok(())
+        true
     }
 
     /// The driver's answer to [`C2sEvent::PreAuthIq`]: a whole `<iq/>` to write; input resumes.

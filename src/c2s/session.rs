@@ -22,7 +22,7 @@ impl C2s {
             Auth::None(_) if is_sasl => self.on_sasl(&s),
             // XEP-0077: registration before authentication, when enabled.
             Auth::None(None) if is_client && self.cfg.register => {
-                if self.on_preauth_iq(s).is_err() {
+                if !self.on_preauth_iq(s) {
                     self.stream_error(StreamErrorCondition::NotAuthorized, None)
                 }
             }

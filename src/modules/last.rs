@@ -51,10 +51,10 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
             .register_account(host, NS, Rc::new(|acc, _, ctx| account_query(acc, ctx)));
         super::disco::add_account_feature(&mut shard.ext, host, NS);
     }
-    shard
-        .hooks
-        .user_available
-        .add(50, "last", |ev: &mut SessionEvent, ctx: &mut HookCtx<'_>| {
+    shard.hooks.user_available.add(
+        50,
+        "last",
+        |ev: &mut SessionEvent, ctx: &mut HookCtx<'_>| {
             let jid = ev.jid.clone();
             ctx.store(Some(job_key(&jid.bare())), move |store| {
                 if let Err(e) = store.last_available(&jid) {
@@ -63,11 +63,12 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
                 JobDone::default()
             });
             HookResult::Continue
-        });
-    shard
-        .hooks
-        .unset_presence
-        .add(50, "last", |ev: &mut SessionEvent, ctx: &mut HookCtx<'_>| {
+        },
+    );
+    shard.hooks.unset_presence.add(
+        50,
+        "last",
+        |ev: &mut SessionEvent, ctx: &mut HookCtx<'_>| {
             let jid = ev.jid.clone();
             let at = unix_now();
             ctx.store(Some(job_key(&jid.bare())), move |store| {
@@ -77,7 +78,8 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
                 JobDone::default()
             });
             HookResult::Continue
-        });
+        },
+    );
     shard
         .hooks
         .user_send_presence

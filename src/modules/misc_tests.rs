@@ -36,11 +36,19 @@ fn identity(q: &Element) -> (String, String) {
     (attr("category"), attr("type"))
 }
 
-fn disco(world: &mut World, user: &mut super::testing::User, to: &str, node: Option<&str>) -> Stanza {
+fn disco(
+    world: &mut World,
+    user: &mut super::testing::User,
+    to: &str,
+    node: Option<&str>,
+) -> Stanza {
     let node = node.map_or(String::new(), |n| format!(" node='{n}'"));
     world.iq(
         user,
-        &format!("<iq type='get' id='d1' to='{to}'><query xmlns='{}'{node}/></iq>", ns::DISCO_INFO),
+        &format!(
+            "<iq type='get' id='d1' to='{to}'><query xmlns='{}'{node}/></iq>",
+            ns::DISCO_INFO
+        ),
     )
 }
 
@@ -78,7 +86,11 @@ fn server_disco_lists_enabled_modules_and_declared_features() {
     let mut bob = w.connect(0, "bob@example.com/r", None);
     let f = features(&query(&disco(&mut w, &mut bob, HOST, None), ns::DISCO_INFO));
     assert!(f.iter().any(|x| x == ns::PING));
-    assert!(!f.iter().any(|x| x == super::version::NS || x == super::time::NS), "{f:?}");
+    assert!(
+        !f.iter()
+            .any(|x| x == super::version::NS || x == super::time::NS),
+        "{f:?}"
+    );
     assert!(!f.iter().any(|x| x == "msgoffline"));
 }
 
@@ -91,17 +103,26 @@ fn disco_nodes_items_and_accounts() {
     assert_eq!(error_condition(&r).as_deref(), Some("item-not-found"));
     let items = w.iq(
         &mut alice,
-        &format!("<iq type='get' id='i' to='{HOST}'><query xmlns='{}'/></iq>", ns::DISCO_ITEMS),
+        &format!(
+            "<iq type='get' id='i' to='{HOST}'><query xmlns='{}'/></iq>",
+            ns::DISCO_ITEMS
+        ),
     );
     assert_eq!(query(&items, ns::DISCO_ITEMS).child_elements().count(), 0);
     // Own account (bob's home shard may differ from his connection's).
-    let own = query(&disco(&mut w, &mut bob, "bob@example.com", None), ns::DISCO_INFO);
+    let own = query(
+        &disco(&mut w, &mut bob, "bob@example.com", None),
+        ns::DISCO_INFO,
+    );
     assert_eq!(identity(&own), ("account".into(), "registered".into()));
     let f = features(&own);
     assert!(f.iter().any(|x| x == super::last::NS), "{f:?}");
     // Someone else's account: nothing revealed.
     let other = disco(&mut w, &mut alice, "bob@example.com", None);
-    assert_eq!(error_condition(&other).as_deref(), Some("service-unavailable"));
+    assert_eq!(
+        error_condition(&other).as_deref(),
+        Some("service-unavailable")
+    );
 }
 
 #[test]
@@ -125,18 +146,32 @@ fn version_reveals_os_only_when_asked() {
 fn entity_time_is_now() {
     let mut w = World::new(1, "[modules.time]\n");
     let mut a = w.connect(0, "alice@example.com/r", None);
-    let r = w.iq(&mut a, "<iq type='get' id='t' to='example.com'><time xmlns='urn:xmpp:time'/></iq>");
+    let r = w.iq(
+        &mut a,
+        "<iq type='get' id='t' to='example.com'><time xmlns='urn:xmpp:time'/></iq>",
+    );
     let t = query(&r, super::time::NS);
-    let utc = t.get_child("utc", super::time::NS).map(|e| e.text()).unwrap_or_default();
+    let utc = t
+        .get_child("utc", super::time::NS)
+        .map(|e| e.text())
+        .unwrap_or_default();
     let parsed = time::OffsetDateTime::parse(&utc, &time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|e| panic!("{e}: {utc}"));
     let skew = (time::OffsetDateTime::now_utc() - parsed).abs();
     assert!(skew < time::Duration::seconds(5), "{utc}");
-    assert_eq!(t.get_child("tzo", super::time::NS).map(|e| e.text()).as_deref(), Some("+00:00"));
+    assert_eq!(
+        t.get_child("tzo", super::time::NS)
+            .map(|e| e.text())
+            .as_deref(),
+        Some("+00:00")
+    );
 }
 
 fn last(w: &mut World, user: &mut super::testing::User, to: &str) -> Stanza {
-    w.iq(user, &format!("<iq type='get' id='l' to='{to}'><query xmlns='jabber:iq:last'/></iq>"))
+    w.iq(
+        user,
+        &format!("<iq type='get' id='l' to='{to}'><query xmlns='jabber:iq:last'/></iq>"),
+    )
 }
 
 #[test]
@@ -150,7 +185,10 @@ fn last_activity_of_accounts_and_server() {
     let q = query(&last(&mut w, &mut a2, "alice@example.com"), super::last::NS);
     assert_eq!(q.attr("seconds"), Some("0"));
     // The available resource leaves with a status.
-    w.send(&mut a1, "<presence type='unavailable'><status>gone fishing</status></presence>");
+    w.send(
+        &mut a1,
+        "<presence type='unavailable'><status>gone fishing</status></presence>",
+    );
     let q = query(&last(&mut w, &mut a2, "alice@example.com"), super::last::NS);
     assert_eq!(q.text(), "gone fishing");
     let secs: i64 = q.attr("seconds").and_then(|s| s.parse().ok()).unwrap_or(-1);
@@ -182,10 +220,23 @@ fn reg(user: &str, pw: &str) -> String {
 
 #[test]
 fn registration_before_auth() {
-    let w = World::new(1, "[modules.register]\nip_rate_limit = 2\nmin_password_length = 6\n");
-    let form = pre_auth(&w, "<iq type='get' id='f'><query xmlns='jabber:iq:register'/></iq>", IP);
-    assert!(form.contains("<username/>") && form.contains("<password/>"), "{form}");
-    assert_eq!(pre_auth(&w, &reg("carol", "secret1"), IP), "<iq type='result' id='r'/>");
+    let w = World::new(
+        1,
+        "[modules.register]\nip_rate_limit = 2\nmin_password_length = 6\n",
+    );
+    let form = pre_auth(
+        &w,
+        "<iq type='get' id='f'><query xmlns='jabber:iq:register'/></iq>",
+        IP,
+    );
+    assert!(
+        form.contains("<username/>") && form.contains("<password/>"),
+        "{form}"
+    );
+    assert_eq!(
+        pre_auth(&w, &reg("carol", "secret1"), IP),
+        "<iq type='result' id='r'/>"
+    );
     let jid = BareJid::parse("carol@example.com").unwrap_or_else(|e| panic!("{e}"));
     let secrets = w.store().get_secrets(&jid).ok().flatten();
     assert!(secrets.is_some_and(|s| s.verify_plain("secret1")));
@@ -209,20 +260,41 @@ fn password_change_and_account_removal() {
     let mut w = World::new(2, "[modules.register]\n");
     let jid = BareJid::parse("alice@example.com").unwrap_or_else(|e| panic!("{e}"));
     let old = crate::auth::ScramSecrets::derive("old password", 4096);
-    w.store().add_user(&jid, &old).unwrap_or_else(|e| panic!("{e}"));
+    w.store()
+        .add_user(&jid, &old)
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut a = w.connect(1, "alice@example.com/r", None);
-    let form = w.iq(&mut a, "<iq type='get' id='g' to='example.com'><query xmlns='jabber:iq:register'/></iq>");
+    let form = w.iq(
+        &mut a,
+        "<iq type='get' id='g' to='example.com'><query xmlns='jabber:iq:register'/></iq>",
+    );
     let q = query(&form, super::register::form::NS);
-    assert!(q.get_child("registered", super::register::form::NS).is_some());
+    assert!(q
+        .get_child("registered", super::register::form::NS)
+        .is_some());
     // Someone else's name: refused.
-    let r = w.iq(&mut a, &reg("bob", "new password").replace("type='set'", "type='set' to='example.com'"));
+    let r = w.iq(
+        &mut a,
+        &reg("bob", "new password").replace("type='set'", "type='set' to='example.com'"),
+    );
     assert_eq!(error_condition(&r).as_deref(), Some("not-authorized"));
-    let r = w.iq(&mut a, &reg("alice", "new password").replace("type='set'", "type='set' to='example.com'"));
-    assert_eq!(r.type_().as_deref(), Some("result"), "{}", String::from_utf8_lossy(r.bytes()));
+    let r = w.iq(
+        &mut a,
+        &reg("alice", "new password").replace("type='set'", "type='set' to='example.com'"),
+    );
+    assert_eq!(
+        r.type_().as_deref(),
+        Some("result"),
+        "{}",
+        String::from_utf8_lossy(r.bytes())
+    );
     let s = w.store().get_secrets(&jid).ok().flatten();
     assert!(s.is_some_and(|s| s.verify_plain("new password") && !s.verify_plain("old password")));
     // Removal: the result, then the stream closes.
-    w.send(&mut a, "<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>");
+    w.send(
+        &mut a,
+        "<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>",
+    );
     match a.mb.pop() {
         Some(ConnMsg::Deliver(acc)) => {
             assert_eq!(acc.stanza.id().as_deref(), Some("rm"));
@@ -230,6 +302,9 @@ fn password_change_and_account_removal() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(a.mb.pop(), Some(ConnMsg::Close(StreamErrorCondition::NotAuthorized))));
+    assert!(matches!(
+        a.mb.pop(),
+        Some(ConnMsg::Close(StreamErrorCondition::NotAuthorized))
+    ));
     assert!(w.store().get_secrets(&jid).ok().flatten().is_none());
 }

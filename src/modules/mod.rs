@@ -3,13 +3,13 @@
 
 pub mod disco;
 pub mod last;
-mod options;
-#[cfg(test)]
-mod testing;
 #[cfg(test)]
 mod misc_tests;
+mod options;
 pub mod ping;
 pub mod register;
+#[cfg(test)]
+mod testing;
 pub mod time;
 pub mod version;
 
@@ -57,7 +57,11 @@ pub fn start(config: &Config, shard: &mut Shard) {
         match name {
             "ping" => ping::start(shard, &hosts),
             // Options were validated by `c2s_options` before the shards started.
-            "version" => version::start(shard, &hosts, version::options(Some(table)).unwrap_or_default()),
+            "version" => version::start(
+                shard,
+                &hosts,
+                version::options(Some(table)).unwrap_or_default(),
+            ),
             "time" => time::start(shard, &hosts),
             "last" => last::start(shard, &hosts),
             "register" => register::start(

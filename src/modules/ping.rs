@@ -75,7 +75,9 @@ mod tests {
     #[test]
     fn option_defaults_and_errors() {
         assert_eq!(options(None), Ok(PingOptions::default()));
-        let t: toml::Table = "ping_interval = 60\nping_timeout = 5".parse().unwrap_or_default();
+        let t: toml::Table = "ping_interval = 60\nping_timeout = 5"
+            .parse()
+            .unwrap_or_default();
         assert_eq!(
             options(Some(&t)),
             Ok(PingOptions {
@@ -86,6 +88,9 @@ mod tests {
         let zero: toml::Table = "ping_timeout = 0".parse().unwrap_or_default();
         assert!(options(Some(&zero)).is_err());
         let bad: toml::Table = "send_pings = true".parse().unwrap_or_default();
-        assert!(matches!(options(Some(&bad)), Err(OptionError::Unknown { .. })));
+        assert!(matches!(
+            options(Some(&bad)),
+            Err(OptionError::Unknown { .. })
+        ));
     }
 }

@@ -41,7 +41,10 @@ impl World {
 
     /// The store.
     pub fn store(&self) -> &Store {
-        self.cluster.store.as_ref().unwrap_or_else(|| panic!("no store"))
+        self.cluster
+            .store
+            .as_ref()
+            .unwrap_or_else(|| panic!("no store"))
     }
 
     /// Binds `jid` on shard `on` (with initial presence when `priority` is given).

@@ -58,7 +58,10 @@ mod tests {
         let t = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_789)
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let el = answer(t).unwrap_or_else(|| Element::new("x", NS));
-        let utc = el.get_child("utc", NS).map(|e| e.text()).unwrap_or_default();
+        let utc = el
+            .get_child("utc", NS)
+            .map(|e| e.text())
+            .unwrap_or_default();
         assert_eq!(utc, "2023-11-14T22:13:20.123Z");
         let back = OffsetDateTime::parse(&utc, &Rfc3339).ok();
         assert_eq!(back.map(|b| b.unix_timestamp()), Some(1_700_000_000));

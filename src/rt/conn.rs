@@ -268,7 +268,8 @@ impl Driver {
     fn pre_auth(&mut self, stanza: &crate::xml::Stanza) {
         use crate::modules::register::{self, PreAuth};
         let ip = self.c2s.peer().addr.ip();
-        let action = register::pre_auth(&self.ctx.shard.borrow().ext, stanza, self.c2s.domain(), ip);
+        let action =
+            register::pre_auth(&self.ctx.shard.borrow().ext, stanza, self.c2s.domain(), ip);
         match action {
             PreAuth::Reply(iq) => self.c2s.preauth_reply(&iq),
             PreAuth::Job(job) => {

@@ -177,19 +177,29 @@ mod tests {
         store.last_available(&r1).unwrap_or_else(|e| panic!("{e}"));
         store.last_available(&r2).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(store.last_activity(&bare).ok(), Some(LastActivity::Online));
-        store.last_unavailable(&r1, 1000).unwrap_or_else(|e| panic!("{e}"));
+        store
+            .last_unavailable(&r1, 1000)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(store.last_activity(&bare).ok(), Some(LastActivity::Online));
         // The status arrives after the logout (other shard): kept either way round.
-        store.last_unavailable(&r2, 2000).unwrap_or_else(|e| panic!("{e}"));
-        store.last_status(&bare, 2000, "gone").unwrap_or_else(|e| panic!("{e}"));
+        store
+            .last_unavailable(&r2, 2000)
+            .unwrap_or_else(|e| panic!("{e}"));
+        store
+            .last_status(&bare, 2000, "gone")
+            .unwrap_or_else(|e| panic!("{e}"));
         let gone = LastActivity::Offline {
             at: 2000,
             status: "gone".into(),
         };
         assert_eq!(store.last_activity(&bare).ok(), Some(gone.clone()));
         store.last_available(&r1).unwrap_or_else(|e| panic!("{e}"));
-        store.last_status(&bare, 3000, "bye").unwrap_or_else(|e| panic!("{e}"));
-        store.last_unavailable(&r1, 3001).unwrap_or_else(|e| panic!("{e}"));
+        store
+            .last_status(&bare, 3000, "bye")
+            .unwrap_or_else(|e| panic!("{e}"));
+        store
+            .last_unavailable(&r1, 3001)
+            .unwrap_or_else(|e| panic!("{e}"));
         let bye = LastActivity::Offline {
             at: 3001,
             status: "bye".into(),
@@ -197,7 +207,9 @@ mod tests {
         assert_eq!(store.last_activity(&bare).ok(), Some(bye));
         // A later logout without a status clears the old one.
         store.last_available(&r1).unwrap_or_else(|e| panic!("{e}"));
-        store.last_unavailable(&r1, 9000).unwrap_or_else(|e| panic!("{e}"));
+        store
+            .last_unavailable(&r1, 9000)
+            .unwrap_or_else(|e| panic!("{e}"));
         let plain = LastActivity::Offline {
             at: 9000,
             status: String::new(),

@@ -57,7 +57,10 @@ pub fn venv_python() -> &'static Path {
             "--disable-pip-version-check",
             SLIXMPP,
         ]));
-        assert!(ready(&tmp.join("bin/python")), "slixmpp not importable after install");
+        assert!(
+            ready(&tmp.join("bin/python")),
+            "slixmpp not importable after install"
+        );
         let _ = std::fs::remove_dir_all(&venv);
         if std::fs::rename(&tmp, &venv).is_err() {
             let _ = std::fs::remove_dir_all(&tmp);

@@ -29,7 +29,10 @@ fn idle_client_is_pinged_and_its_answer_consumed() {
     c.c2s.handle_timeout(c.now);
     let out = c.recv();
     assert!(out.starts_with("<iq type='get' id='ping-"), "{out}");
-    assert!(out.contains(&format!("from='example.com' to='{jid}'")), "{out}");
+    assert!(
+        out.contains(&format!("from='example.com' to='{jid}'")),
+        "{out}"
+    );
     let id = ping_id(&out);
     assert_eq!(c.c2s.next_timeout(), Some(c.now + Duration::from_secs(10)));
     c.advance(Duration::from_secs(3));
@@ -61,7 +64,9 @@ fn dead_peer_is_closed_after_ping_timeout() {
     assert!(c.c2s.is_closed());
     assert_eq!(
         closed_with(&mut c),
-        Some(CloseReason::StreamError(StreamErrorCondition::ConnectionTimeout))
+        Some(CloseReason::StreamError(
+            StreamErrorCondition::ConnectionTimeout
+        ))
     );
 }
 
@@ -85,7 +90,10 @@ fn no_pings_before_bind_or_when_off() {
     let mut c = Client::new(ping_config(30, 5), REMOTE);
     c.open();
     // Only the auth timeout is pending before binding.
-    assert_eq!(c.c2s.next_timeout(), Some(c.start + Duration::from_secs(30)));
+    assert_eq!(
+        c.c2s.next_timeout(),
+        Some(c.start + Duration::from_secs(30))
+    );
     let mut off = Client::new(ping_config(0, 5), REMOTE);
     login(&mut off, Some("r"));
     assert_eq!(
@@ -125,7 +133,9 @@ fn registration_before_auth_goes_to_the_driver() {
     assert!(c.events().is_empty());
     c.c2s.preauth_reply(b"<iq type='result' id='reg1'/>");
     assert_eq!(c.recv(), "<iq type='result' id='reg1'/>");
-    assert!(matches!(&c.events()[..], [C2sEvent::PreAuthIq(s)] if s.id().as_deref() == Some("reg2")));
+    assert!(
+        matches!(&c.events()[..], [C2sEvent::PreAuthIq(s)] if s.id().as_deref() == Some("reg2"))
+    );
 }
 
 #[test]

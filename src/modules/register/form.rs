@@ -31,7 +31,9 @@ pub fn parse(type_: &str, query: &Element) -> Result<Request, StanzaErrorConditi
         "set" => {
             let field = |name| query.get_child(name, NS).map(|e| e.text());
             match (field("username"), field("password")) {
-                (Some(username), Some(password)) if !username.is_empty() && !password.is_empty() => {
+                (Some(username), Some(password))
+                    if !username.is_empty() && !password.is_empty() =>
+                {
                     Ok(Request::Set { username, password })
                 }
                 _ => Err(StanzaErrorCondition::NotAcceptable),
@@ -61,7 +63,10 @@ pub fn registered_form(username: &str) -> Element {
 }
 
 /// A whole `<iq/>` answer before authentication (no addresses: the stream has none yet).
-pub fn iq_bytes(id: Option<&str>, answer: Result<Option<Element>, StanzaErrorCondition>) -> Vec<u8> {
+pub fn iq_bytes(
+    id: Option<&str>,
+    answer: Result<Option<Element>, StanzaErrorCondition>,
+) -> Vec<u8> {
     let mut out = Vec::new();
     match answer {
         Ok(body) => {
@@ -94,9 +99,11 @@ mod tests {
     use super::*;
 
     fn q(children: &[(&str, &str)]) -> Element {
-        children.iter().fold(Element::new("query", NS), |q, (n, t)| {
-            q.with_child(Element::new(*n, NS).with_text(t))
-        })
+        children
+            .iter()
+            .fold(Element::new("query", NS), |q, (n, t)| {
+                q.with_child(Element::new(*n, NS).with_text(t))
+            })
     }
 
     #[test]

@@ -85,7 +85,11 @@ pub fn pre_auth(ext: &Extensions, stanza: &Stanza, domain: &str, ip: IpAddr) -> 
     let Some(settings) = ext.get::<Settings>().copied() else {
         return reply(Err(StanzaErrorCondition::ServiceUnavailable));
     };
-    let Some(query) = stanza.tree().ok().and_then(|t| t.get_child("query", NS).cloned()) else {
+    let Some(query) = stanza
+        .tree()
+        .ok()
+        .and_then(|t| t.get_child("query", NS).cloned())
+    else {
         return reply(Err(StanzaErrorCondition::BadRequest));
     };
     let type_ = stanza.type_().unwrap_or_default();
@@ -218,7 +222,9 @@ fn authed(
 
 /// Deletes the account, then (back on the shard) answers and closes the requesting session.
 fn remove(store: &Store, bare: &BareJid, req: Acc, shard: crate::shard::ShardId) -> JobDone {
-    let removed = store.remove_user(bare).and_then(|()| store.last_remove(bare));
+    let removed = store
+        .remove_user(bare)
+        .and_then(|()| store.last_remove(bare));
     if let Err(e) = removed {
         tracing::warn!(%bare, error = %e, "register: account removal failed");
         let reply = req.error_reply(StanzaErrorCondition::InternalServerError, shard);
