@@ -21,6 +21,8 @@ pub(crate) enum Offer<'a> {
         starttls: Option<bool>,
         /// SASL mechanisms (empty: no `<mechanisms/>`).
         mechanisms: &'a [Mechanism],
+        /// Offer in-band registration (XEP-0077).
+        register: bool,
     },
     /// Post-authentication: resource binding and the legacy optional session.
     Bind,
@@ -52,6 +54,7 @@ pub(crate) fn write_features(out: &mut Vec<u8>, offer: &Offer<'_>) {
         Offer::PreAuth {
             starttls,
             mechanisms,
+            register,
         } => {
             match starttls {
                 Some(true) => {
@@ -76,6 +79,11 @@ pub(crate) fn write_features(out: &mut Vec<u8>, offer: &Offer<'_>) {
                     out.extend_from_slice(b"</mechanism>");
                 }
                 out.extend_from_slice(b"</mechanisms>");
+            }
+            if *register {
+                out.extend_from_slice(
+                    b"<register xmlns='http://jabber.org/features/iq-register'/>",
+                );
             }
         }
         Offer::Bind => {

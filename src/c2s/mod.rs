@@ -7,6 +7,8 @@
 mod error;
 mod features;
 mod negotiate;
+mod ping;
+mod preauth;
 mod reply;
 pub mod route;
 mod sasl;
@@ -22,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::{BindError, CloseReason, Overflow};
+pub use preauth::NS_REGISTER;
 pub use stream::C2s;
 
 use crate::jid::{BareJid, FullJid};
@@ -59,6 +62,13 @@ pub struct C2sConfig {
     pub auth_timeout: Duration,
     /// Time without any input byte before the stream is closed (zero disables it).
     pub idle_timeout: Duration,
+    /// Time without input after which a bound client is pinged (XEP-0199; zero: never).
+    pub ping_interval: Duration,
+    /// Time to wait for any input after a ping before closing with connection-timeout.
+    pub ping_timeout: Duration,
+    /// In-band registration (XEP-0077) is on: `<register/>` is offered and registration IQs before
+    /// authentication go to the driver as [`C2sEvent::PreAuthIq`].
+    pub register: bool,
 }
 
 /// What the state machine knows about the peer.
@@ -95,6 +105,8 @@ pub enum C2sEvent {
     },
     /// A top-level element from the bound client, `from` stamped for stanzas.
     Stanza(Stanza),
+    /// A registration IQ before authentication; answer with [`C2s::preauth_reply`].
+    PreAuthIq(Stanza),
     /// The stream ended; emitted once. The driver unregisters the session.
     Closed {
         /// Why it ended.

@@ -57,6 +57,7 @@ impl C2s {
                 let offer = Offer::PreAuth {
                     starttls: self.starttls_offer(),
                     mechanisms: &mechs[..n],
+                    register: self.register_offered(),
                 };
                 features::write_features(&mut self.out, &offer);
             }

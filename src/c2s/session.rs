@@ -20,6 +20,12 @@ impl C2s {
         }
         match &self.auth {
             Auth::None(_) if is_sasl => self.on_sasl(&s),
+            // XEP-0077: registration before authentication, when enabled.
+            Auth::None(None) if is_client && self.cfg.register => {
+                if !self.on_preauth_iq(s) {
+                    self.stream_error(StreamErrorCondition::NotAuthorized, None)
+                }
+            }
             // RFC 6120 §6.4: nothing but negotiation before authentication.
             Auth::None(_) => self.stream_error(StreamErrorCondition::NotAuthorized, None),
             Auth::Authed(_) | Auth::Bound(_) if is_sasl => self.stream_error(
@@ -96,6 +102,9 @@ impl C2s {
     }
 
     pub(super) fn on_bound(&mut self, mut s: Stanza, client_ns: bool) {
+        if self.is_ping_answer(&s) {
+            return;
+        }
         match s.kind() {
             StanzaKind::Iq
                 if s.type_().as_deref() == Some("set")

@@ -42,6 +42,8 @@ pub(super) enum Wait {
     Plain,
     /// `bind_result`, with the id of the bind request.
     Bind(Option<String>),
+    /// `preauth_reply` to a registration IQ.
+    PreAuth,
 }
 
 /// One client-to-server stream, sans-IO (see the module docs for the contract).
@@ -70,6 +72,8 @@ pub struct C2s {
     pub(super) auth_deadline: Option<Instant>,
     pub(super) last_input: Instant,
     pub(super) closed: bool,
+    /// Server-to-client ping in flight.
+    pub(super) ping: super::ping::PingState,
 }
 
 impl C2s {
@@ -100,6 +104,7 @@ impl C2s {
             auth_deadline,
             last_input: now,
             closed: false,
+            ping: Default::default(),
         };
         if let Some(tls) = direct_tls {
             match tls.map(Transport::tls) {
@@ -187,20 +192,21 @@ impl C2s {
         ev
     }
 
-    /// When `handle_timeout` must be called next (auth timeout until bound, idle timeout).
+    /// When `handle_timeout` must be called next (auth timeout until bound, idle timeout, pings).
     pub fn next_timeout(&self) -> Option<Instant> {
         if self.closed {
             return None;
         }
         let idle =
             (!self.cfg.idle_timeout.is_zero()).then(|| self.last_input + self.cfg.idle_timeout);
-        match (self.auth_deadline, idle) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.auth_deadline, idle, self.ping_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
-    /// Fires the timeouts due at `now`: both close the stream with connection-timeout.
+    /// Fires the timeouts due at `now`: auth and idle close the stream with connection-timeout; the
+    /// ping interval sends a ping, and a ping left unanswered closes it the same way.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.closed {
             return;
@@ -216,6 +222,8 @@ impl C2s {
                 StreamErrorCondition::ConnectionTimeout,
                 Some("idle timeout"),
             );
+        } else {
+            self.ping_timeout(now);
         }
     }
 
@@ -335,6 +343,11 @@ impl C2s {
     /// The id of the current stream (a new one after each restart).
     pub fn stream_id(&self) -> &str {
         &self.stream_id
+    }
+
+    /// The peer this stream talks to.
+    pub fn peer(&self) -> PeerInfo {
+        self.peer
     }
 
     /// The domain the client asked for in its stream header (`""` before the header).

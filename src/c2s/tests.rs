@@ -75,6 +75,9 @@ fn config(mode: TlsMode) -> C2sConfig {
         outbound_queue_bytes: 8 * 1024,
         auth_timeout: Duration::from_secs(30),
         idle_timeout: Duration::from_secs(600),
+        ping_interval: Duration::ZERO,
+        ping_timeout: Duration::from_secs(32),
+        register: false,
     }
 }
 
@@ -1093,3 +1096,6 @@ fn stanzas_pipelined_after_bind_wait_for_the_result() {
         .collect();
     assert_eq!(names, ["presence", "message"]);
 }
+
+/// Pings and pre-auth registration (im-misc).
+mod misc;

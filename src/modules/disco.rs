@@ -1,45 +1,159 @@
-//! `mod_disco`: service discovery (XEP-0030) of the server: its identity and the features of the
-//! modules actually registered on it.
+//! `mod_disco`: service discovery (XEP-0030) of the server and of accounts.
+//!
+//! The server's disco#info lists the identity `server/im`, the namespaces of every server IQ handler
+//! registered on the host, and the features modules declared with [`add_server_feature`] (those that
+//! are not IQ namespaces of the server: `msgoffline`, `urn:xmpp:carbons:2`, `urn:xmpp:blocking`...).
+//! An account's disco#info (IQ to its bare JID) lists `account/registered` and the features declared
+//! with [`add_account_feature`]. Modules declare features in their `start`; disco starts last
+//! (`modules::KNOWN`) and freezes the lists.
+//!
+//! Who may query an account: the account itself. RFC 6121 / XEP-0030 §3.1 would also allow contacts
+//! with a `from` subscription; that check needs the roster and is left to it (others get
+//! `service-unavailable`, which reveals nothing about the account's existence).
 
+use std::collections::BTreeSet;
 use std::rc::Rc;
 
-use crate::local::IqReply;
-use crate::shard::Shard;
-use crate::xml::Element;
-use crate::xmpp::ns;
+use ahash::HashMap;
 
-/// Registers disco#info and disco#items for every host; run after the other modules.
+use crate::hooks::Acc;
+use crate::local::IqReply;
+use crate::shard::{Extensions, Shard};
+use crate::xml::Element;
+use crate::xmpp::{ns, StanzaErrorCondition};
+
+/// Features declared by modules, per host, beyond the server's IQ namespaces (per-shard state).
+#[derive(Default, Debug)]
+pub struct DiscoFeatures {
+    server: HashMap<String, BTreeSet<String>>,
+    account: HashMap<String, BTreeSet<String>>,
+}
+
+/// Declares `var` as a feature of the server `host` (shown in the server's disco#info).
+pub fn add_server_feature(ext: &mut Extensions, host: &str, var: &str) {
+    ext.get_or_default::<DiscoFeatures>()
+        .server
+        .entry(host.to_owned())
+        .or_default()
+        .insert(var.to_owned());
+}
+
+/// Declares `var` as a feature of every account on `host` (shown in an account's disco#info).
+pub fn add_account_feature(ext: &mut Extensions, host: &str, var: &str) {
+    ext.get_or_default::<DiscoFeatures>()
+        .account
+        .entry(host.to_owned())
+        .or_default()
+        .insert(var.to_owned());
+}
+
+/// The features of the server `host`: IQ namespaces, declared features and disco itself, sorted.
+pub fn server_features(shard: &Shard, host: &str) -> Vec<String> {
+    let mut set: BTreeSet<String> = shard.iq.server_features(host).into_iter().collect();
+    if let Some(declared) = shard
+        .ext
+        .get::<DiscoFeatures>()
+        .and_then(|f| f.server.get(host))
+    {
+        set.extend(declared.iter().cloned());
+    }
+    set.insert(ns::DISCO_INFO.to_owned());
+    set.insert(ns::DISCO_ITEMS.to_owned());
+    set.into_iter().collect()
+}
+
+/// The features of accounts on `host`: declared features and disco#info, sorted.
+pub fn account_features(shard: &Shard, host: &str) -> Vec<String> {
+    let mut set: BTreeSet<String> = shard
+        .ext
+        .get::<DiscoFeatures>()
+        .and_then(|f| f.account.get(host))
+        .cloned()
+        .unwrap_or_default();
+    set.insert(ns::DISCO_INFO.to_owned());
+    set.into_iter().collect()
+}
+
+/// Registers disco#info and disco#items for the server and its accounts on every host; run after
+/// the other modules.
 pub fn start(shard: &mut Shard, hosts: &[String]) {
     for host in hosts {
-        let mut features = shard.iq.server_features(host);
-        features.push(ns::DISCO_INFO.to_owned());
-        features.push(ns::DISCO_ITEMS.to_owned());
-        features.sort();
-        features.dedup();
-        let features: Rc<[String]> = features.into();
+        add_account_feature(&mut shard.ext, host, ns::DISCO_INFO);
+        let features: Rc<[String]> = server_features(shard, host).into();
         shard.iq.register_server(
             host,
             ns::DISCO_INFO,
-            Rc::new(move |_, payload, _| {
+            Rc::new(move |acc, payload, _| {
+                if acc.stanza_type() != "get" {
+                    return IqReply::Error(StanzaErrorCondition::BadRequest);
+                }
                 if payload.attr("node").is_some() {
-                    return IqReply::Error(crate::xmpp::StanzaErrorCondition::ItemNotFound);
+                    return IqReply::Error(StanzaErrorCondition::ItemNotFound);
                 }
-                let mut q = Element::new("query", ns::DISCO_INFO).with_child(
-                    Element::new("identity", ns::DISCO_INFO)
-                        .with_attr("category", "server")
-                        .with_attr("type", "im")
-                        .with_attr("name", "petrel"),
-                );
-                for f in features.iter() {
-                    q = q.with_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", f));
-                }
-                IqReply::Result(Some(q))
+                IqReply::Result(Some(info("server", "im", Some("petrel"), &features)))
             }),
         );
         shard.iq.register_server(
             host,
             ns::DISCO_ITEMS,
-            Rc::new(|_, _, _| IqReply::Result(Some(Element::new("query", ns::DISCO_ITEMS)))),
+            Rc::new(|acc, payload, _| items(acc, payload)),
+        );
+        let features: Rc<[String]> = account_features(shard, host).into();
+        shard.iq.register_account(
+            host,
+            ns::DISCO_INFO,
+            Rc::new(move |acc, payload, _| {
+                if !may_see_account(acc) {
+                    return IqReply::Error(StanzaErrorCondition::ServiceUnavailable);
+                }
+                if acc.stanza_type() != "get" {
+                    return IqReply::Error(StanzaErrorCondition::BadRequest);
+                }
+                if payload.attr("node").is_some() {
+                    return IqReply::Error(StanzaErrorCondition::ItemNotFound);
+                }
+                IqReply::Result(Some(info("account", "registered", None, &features)))
+            }),
+        );
+        shard.iq.register_account(
+            host,
+            ns::DISCO_ITEMS,
+            Rc::new(|acc, payload, _| {
+                if !may_see_account(acc) {
+                    return IqReply::Error(StanzaErrorCondition::ServiceUnavailable);
+                }
+                items(acc, payload)
+            }),
         );
     }
+}
+
+/// Whether the sender of `acc` may see the account it is addressed to (see the module docs).
+pub fn may_see_account(acc: &Acc) -> bool {
+    acc.from.node().is_some() && acc.from.bare() == acc.to.bare()
+}
+
+fn info(category: &str, type_: &str, name: Option<&str>, features: &[String]) -> Element {
+    let mut identity = Element::new("identity", ns::DISCO_INFO)
+        .with_attr("category", category)
+        .with_attr("type", type_);
+    if let Some(name) = name {
+        identity = identity.with_attr("name", name);
+    }
+    let mut q = Element::new("query", ns::DISCO_INFO).with_child(identity);
+    for f in features {
+        q = q.with_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", f));
+    }
+    q
+}
+
+/// No items (no components or services yet); nodes are unknown.
+fn items(acc: &Acc, payload: &Element) -> IqReply {
+    if acc.stanza_type() != "get" {
+        return IqReply::Error(StanzaErrorCondition::BadRequest);
+    }
+    if payload.attr("node").is_some() {
+        return IqReply::Error(StanzaErrorCondition::ItemNotFound);
+    }
+    IqReply::Result(Some(Element::new("query", ns::DISCO_ITEMS)))
 }

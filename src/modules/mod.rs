@@ -1,24 +1,75 @@
 //! Server modules (MongooseIM's `mod_*`): each registers hook handlers and IQ handlers on a shard at
 //! start-up, from its `[modules.NAME]` table in `petrel.toml`.
 
-mod disco;
-mod ping;
+pub mod disco;
+pub mod last;
+#[cfg(test)]
+mod misc_tests;
+mod options;
+pub mod ping;
+pub mod register;
+#[cfg(test)]
+mod testing;
+pub mod time;
+pub mod version;
+
+pub use options::OptionError;
+
+use std::time::Duration;
 
 use crate::config::Config;
 use crate::shard::Shard;
 
 /// Modules petrel knows, in start order (disco last: it advertises what the others registered).
-pub const KNOWN: &[&str] = &["ping", "disco"];
+pub const KNOWN: &[&str] = &["ping", "version", "time", "last", "register", "disco"];
+
+/// What the c2s listeners take from the module configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct C2sModuleOptions {
+    /// `[modules.ping] ping_interval` (zero: the server never pings clients).
+    pub ping_interval: Duration,
+    /// `[modules.ping] ping_timeout`.
+    pub ping_timeout: Duration,
+    /// `[modules.register]` is present: registration before authentication is allowed.
+    pub register: bool,
+}
+
+/// Validates the options of the modules in this file and returns what the c2s needs; called once
+/// at start-up, before any shard starts, so `start` may rely on valid options.
+pub fn c2s_options(config: &Config) -> Result<C2sModuleOptions, OptionError> {
+    let ping = ping::options(config.modules.get("ping"))?;
+    version::options(config.modules.get("version"))?;
+    register::options(config.modules.get("register"))?;
+    Ok(C2sModuleOptions {
+        ping_interval: ping.interval,
+        ping_timeout: ping.timeout,
+        register: config.modules.contains_key("register"),
+    })
+}
 
 /// Registers the configured modules' handlers on `shard`.
 pub fn start(config: &Config, shard: &mut Shard) {
     let hosts: Vec<String> = config.general.hosts.iter().map(|h| h.to_string()).collect();
     for &name in KNOWN {
-        if !config.modules.contains_key(name) {
+        let Some(table) = config.modules.get(name) else {
             continue;
-        }
+        };
         match name {
             "ping" => ping::start(shard, &hosts),
+            // Options were validated by `c2s_options` before the shards started.
+            "version" => version::start(
+                shard,
+                &hosts,
+                version::options(Some(table)).unwrap_or_default(),
+            ),
+            "time" => time::start(shard, &hosts),
+            "last" => last::start(shard, &hosts),
+            "register" => register::start(
+                shard,
+                &hosts,
+                register::options(Some(table)).unwrap_or_default(),
+                config.auth.scram_iterations,
+            ),
             "disco" => disco::start(shard, &hosts),
             _ => {}
         }

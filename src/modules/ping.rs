@@ -1,10 +1,55 @@
-//! `mod_ping`: answers XMPP pings (XEP-0199) addressed to the server.
+//! `mod_ping`: answers XMPP pings (XEP-0199) addressed to the server, and configures the pings the
+//! server sends to idle clients (carried out by the c2s state machine, which owns the connection's
+//! clock: see `c2s::C2sConfig::ping_interval`).
+//!
+//! Options: `ping_interval` (seconds without input before the server pings a client; 0 = never,
+//! the default) and `ping_timeout` (seconds to wait for any input after a ping before closing the
+//! stream with `connection-timeout`; default 32).
 
 use std::rc::Rc;
+use std::time::Duration;
 
+use super::options::{OptionError, Options};
 use crate::local::IqReply;
 use crate::shard::Shard;
 use crate::xmpp::ns;
+
+/// Options of `[modules.ping]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PingOptions {
+    /// Idle time before the server pings a client (zero: never).
+    pub interval: Duration,
+    /// Time to wait for any input after a ping.
+    pub timeout: Duration,
+}
+
+impl Default for PingOptions {
+    fn default() -> Self {
+        PingOptions {
+            interval: Duration::ZERO,
+            timeout: Duration::from_secs(32),
+        }
+    }
+}
+
+/// Reads `[modules.ping]` (`None`: module off, defaults).
+pub fn options(table: Option<&toml::Table>) -> Result<PingOptions, OptionError> {
+    let o = Options::new("ping", table);
+    o.only(&["ping_interval", "ping_timeout"])?;
+    let d = PingOptions::default();
+    let timeout = o.secs("ping_timeout", d.timeout.as_secs())?;
+    if timeout.is_zero() {
+        return Err(OptionError::Invalid {
+            module: "ping",
+            key: "ping_timeout",
+            expected: "at least 1 second",
+        });
+    }
+    Ok(PingOptions {
+        interval: o.secs("ping_interval", 0)?,
+        timeout,
+    })
+}
 
 /// Registers the server's ping handler on every host.
 pub fn start(shard: &mut Shard, hosts: &[String]) {
@@ -20,5 +65,32 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
                 }
             }),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn option_defaults_and_errors() {
+        assert_eq!(options(None), Ok(PingOptions::default()));
+        let t: toml::Table = "ping_interval = 60\nping_timeout = 5"
+            .parse()
+            .unwrap_or_default();
+        assert_eq!(
+            options(Some(&t)),
+            Ok(PingOptions {
+                interval: Duration::from_secs(60),
+                timeout: Duration::from_secs(5)
+            })
+        );
+        let zero: toml::Table = "ping_timeout = 0".parse().unwrap_or_default();
+        assert!(options(Some(&zero)).is_err());
+        let bad: toml::Table = "send_pings = true".parse().unwrap_or_default();
+        assert!(matches!(
+            options(Some(&bad)),
+            Err(OptionError::Unknown { .. })
+        ));
     }
 }

@@ -28,6 +28,8 @@ const CLOSE_FLUSH: Duration = Duration::from_secs(5);
 enum Pending {
     Secrets(Option<ScramSecrets>),
     Plain(bool),
+    /// The `<iq/>` answering a registration before authentication.
+    PreAuth(Vec<u8>),
 }
 
 type PendingFut = Pin<Box<dyn Future<Output = Pending>>>;
@@ -125,6 +127,7 @@ impl Driver {
                 }
                 Wake::Pending(Pending::Secrets(s)) => self.c2s.provide_secrets(s),
                 Wake::Pending(Pending::Plain(ok)) => self.c2s.plain_verified(ok),
+                Wake::Pending(Pending::PreAuth(iq)) => self.c2s.preauth_reply(&iq),
                 Wake::Timer => {
                     self.timer = None;
                     self.c2s.handle_timeout(Instant::now());
@@ -210,6 +213,7 @@ impl Driver {
                     self.c2s.close(Some(cond), None);
                 }
             }
+            C2sEvent::PreAuthIq(stanza) => self.pre_auth(&stanza),
             C2sEvent::Closed { .. } => self.leave(),
         }
     }
@@ -259,6 +263,31 @@ impl Driver {
                     self.leave();
                 }
                 self.c2s.close(Some(cond), None);
+            }
+        }
+    }
+
+    /// In-band registration before authentication: answered now, or by a store job (PBKDF2 off the shard).
+    fn pre_auth(&mut self, stanza: &crate::xml::Stanza) {
+        use crate::modules::register::{self, PreAuth};
+        let ip = self.c2s.peer().addr.ip();
+        let action =
+            register::pre_auth(&self.ctx.shard.borrow().ext, stanza, self.c2s.domain(), ip);
+        match action {
+            PreAuth::Reply(iq) => self.c2s.preauth_reply(&iq),
+            PreAuth::Job(job) => {
+                let id = stanza.id().map(|c| c.into_owned());
+                let call = self.ctx.store.call(job);
+                self.pending = Some(Box::pin(async move {
+                    let iq = call.await.unwrap_or_else(|_| {
+                        // Pool full or closed: the client may retry later.
+                        register::form::iq_bytes(
+                            id.as_deref(),
+                            Err(crate::xmpp::StanzaErrorCondition::ResourceConstraint),
+                        )
+                    });
+                    Pending::PreAuth(iq)
+                }));
             }
         }
     }

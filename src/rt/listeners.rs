@@ -15,7 +15,11 @@ pub struct C2sListener {
 }
 
 /// Builds the listener (and its rustls configuration, generating a self-signed certificate if needed).
-pub fn c2s_listener(l: &C2sListenerConfig, general: &General) -> Result<C2sListener, crate::tls::TlsError> {
+pub fn c2s_listener(
+    l: &C2sListenerConfig,
+    general: &General,
+    modules: &crate::modules::C2sModuleOptions,
+) -> Result<C2sListener, crate::tls::TlsError> {
     let tls = if l.tls.uses_tls() {
         Some(crate::tls::server_config(l, general)?)
     } else {
@@ -42,6 +46,9 @@ pub fn c2s_listener(l: &C2sListenerConfig, general: &General) -> Result<C2sListe
             outbound_queue_bytes: l.outbound_queue_bytes,
             auth_timeout: l.auth_timeout,
             idle_timeout: l.idle_timeout,
+            ping_interval: modules.ping_interval,
+            ping_timeout: modules.ping_timeout,
+            register: modules.register,
         }),
     })
 }

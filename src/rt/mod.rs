@@ -69,6 +69,9 @@ pub enum RtError {
     /// A shard thread panicked or failed.
     #[error("shard {0} failed: {1}")]
     Shard(usize, String),
+    /// A `[modules.*]` option is not acceptable.
+    #[error("{0}")]
+    Module(#[from] crate::modules::OptionError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -141,13 +144,14 @@ pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Re
             allowed: cpus.len(),
         });
     }
+    let modules = crate::modules::c2s_options(&config)?;
     let config = Arc::new(config);
     let store = StorePool::start(&config.general.data_dir, 2, 4096)?;
     let listeners: Vec<Arc<listeners::C2sListener>> = config
         .listen
         .c2s
         .iter()
-        .map(|l| listeners::c2s_listener(l, &config.general).map(Arc::new))
+        .map(|l| listeners::c2s_listener(l, &config.general, &modules).map(Arc::new))
         .collect::<Result<_, _>>()?;
     let ends = mesh::build(n, config.shards.ring_capacity.max(2));
     let io_memory = config.shards.io_memory_kib * 1024;

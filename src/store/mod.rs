@@ -2,11 +2,15 @@
 //!
 //! Secrets are kept only as `ScramSecrets::to_storage()` text, never as passwords.
 
+mod last;
 mod oneshot;
 mod pool;
+mod register;
 mod sqlite;
 
+pub use last::{boot_id, unix_now, LastActivity};
 pub use pool::StorePool;
+pub use register::Registered;
 pub use sqlite::Store;
 
 use crate::auth::AuthError;

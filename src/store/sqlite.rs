@@ -30,7 +30,7 @@ const SCHEMA_V1: &str = "
 
 /// One connection to the store; each pool thread owns one.
 pub struct Store {
-    conn: Connection,
+    pub(super) conn: Connection,
 }
 
 impl Store {
@@ -45,6 +45,8 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         let store = Store { conn };
         store.migrate()?;
+        super::last::migrate_last(&store.conn)?;
+        super::register::migrate_register(&store.conn)?;
         Ok(store)
     }
 

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use petrel::xml::{Event, Limits, Scanner, Stanza};
 use petrel::xmpp::ns;
 
+pub mod venv;
+
 /// Password every test user gets.
 pub const PASSWORD: &str = "secret-pass";
 

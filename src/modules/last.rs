@@ -1,0 +1,169 @@
+//! `mod_last`: last activity (XEP-0012).
+//!
+//! - IQ to the server: its uptime (seconds since this shard started its modules).
+//! - IQ to an account's bare JID: `0` while the account has an available resource, else the seconds
+//!   since its last resource went unavailable, with the status text of its unavailable presence;
+//!   `item-not-found` when no logout was ever recorded. Records are written by store jobs from
+//!   `user_available` / `unset_presence` (home shard) and `user_send_presence` (the status text).
+//!
+//! Who may ask about an account: the account itself (see `disco::may_see_account`); contacts with a
+//! `from` subscription (XEP-0012 §4) once the roster lands. Others get `forbidden`.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::hooks::{Acc, HookCtx, HookResult, JobDone, SessionEvent};
+use crate::jid::BareJid;
+use crate::local::IqReply;
+use crate::shard::{Shard, ShardId};
+use crate::store::{unix_now, LastActivity};
+use crate::xml::{Element, Stanza};
+use crate::xmpp::{ns, StanzaErrorCondition};
+
+/// `jabber:iq:last`.
+pub const NS: &str = "jabber:iq:last";
+
+/// Store-job ordering key of an account (jobs on one account run in order).
+pub fn job_key(bare: &BareJid) -> u64 {
+    // Fixed seeds: the same account maps to the same pool queue from every shard.
+    ahash::RandomState::with_seeds(0x6c61, 0x7374, 0x6163, 0x7469).hash_one(bare.as_str())
+}
+
+/// Registers the handlers on every host.
+pub fn start(shard: &mut Shard, hosts: &[String]) {
+    let started = Instant::now();
+    for host in hosts {
+        shard.iq.register_server(
+            host,
+            NS,
+            Rc::new(move |acc, _, _| {
+                if acc.stanza_type() != "get" {
+                    return IqReply::Error(StanzaErrorCondition::BadRequest);
+                }
+                let up = started.elapsed().as_secs();
+                IqReply::Result(Some(
+                    Element::new("query", NS).with_attr("seconds", up.to_string()),
+                ))
+            }),
+        );
+        shard
+            .iq
+            .register_account(host, NS, Rc::new(|acc, _, ctx| account_query(acc, ctx)));
+        super::disco::add_account_feature(&mut shard.ext, host, NS);
+    }
+    shard.hooks.user_available.add(
+        50,
+        "last",
+        |ev: &mut SessionEvent, ctx: &mut HookCtx<'_>| {
+            let jid = ev.jid.clone();
+            ctx.store(Some(job_key(&jid.bare())), move |store| {
+                if let Err(e) = store.last_available(&jid) {
+                    tracing::warn!(%jid, error = %e, "last: cannot record availability");
+                }
+                JobDone::default()
+            });
+            HookResult::Continue
+        },
+    );
+    shard.hooks.unset_presence.add(
+        50,
+        "last",
+        |ev: &mut SessionEvent, ctx: &mut HookCtx<'_>| {
+            let jid = ev.jid.clone();
+            let at = unix_now();
+            ctx.store(Some(job_key(&jid.bare())), move |store| {
+                if let Err(e) = store.last_unavailable(&jid, at) {
+                    tracing::warn!(%jid, error = %e, "last: cannot record logout");
+                }
+                JobDone::default()
+            });
+            HookResult::Continue
+        },
+    );
+    shard
+        .hooks
+        .user_send_presence
+        .add(50, "last", |acc: &mut Acc, ctx: &mut HookCtx<'_>| {
+            // Only the presence that ends availability (no `to`: the c2s put the sender's bare JID).
+            if acc.stanza_type() == "unavailable" && acc.stanza.to().is_none() {
+                let status = status_text(&acc.stanza);
+                let bare = acc.from.bare();
+                let at = unix_now();
+                ctx.store(Some(job_key(&bare)), move |store| {
+                    if let Err(e) = store.last_status(&bare, at, &status) {
+                        tracing::warn!(%bare, error = %e, "last: cannot record status");
+                    }
+                    JobDone::default()
+                });
+            }
+            HookResult::Continue
+        });
+}
+
+fn status_text(stanza: &Stanza) -> String {
+    stanza
+        .tree()
+        .ok()
+        .and_then(|el| el.get_child("status", ns::CLIENT).map(|s| s.text()))
+        .unwrap_or_default()
+}
+
+fn account_query(acc: &Acc, ctx: &mut HookCtx<'_>) -> IqReply {
+    if !super::disco::may_see_account(acc) {
+        return IqReply::Error(StanzaErrorCondition::Forbidden);
+    }
+    if acc.stanza_type() != "get" {
+        return IqReply::Error(StanzaErrorCondition::BadRequest);
+    }
+    let bare = acc.to.bare();
+    let req = acc.fork();
+    let shard = ctx.shard;
+    ctx.store(Some(job_key(&bare)), move |store| {
+        let reply = match store.last_activity(&bare) {
+            Ok(LastActivity::Online) => Ok(query(0, "")),
+            Ok(LastActivity::Offline { at, status }) => {
+                Ok(query((unix_now() - at).max(0) as u64, &status))
+            }
+            Ok(LastActivity::Never) => Err(StanzaErrorCondition::ItemNotFound),
+            Err(e) => {
+                tracing::warn!(%bare, error = %e, "last: cannot read last activity");
+                Err(StanzaErrorCondition::InternalServerError)
+            }
+        };
+        let acc = match reply {
+            Ok(q) => Some(result(&req, Some(q), shard)),
+            Err(cond) => req.error_reply(cond, shard),
+        };
+        acc.into_iter().collect::<Vec<_>>().into()
+    });
+    IqReply::NoReply
+}
+
+fn query(seconds: u64, status: &str) -> Element {
+    let q = Element::new("query", NS).with_attr("seconds", seconds.to_string());
+    if status.is_empty() {
+        q
+    } else {
+        q.with_text(status)
+    }
+}
+
+/// `<iq type='result'/>` answering `req` with `body` (from/to swapped, same id).
+pub(crate) fn result(req: &Acc, body: Option<Element>, shard: ShardId) -> Acc {
+    let mut el = Element::new("iq", ns::CLIENT)
+        .with_attr("type", "result")
+        .with_attr("from", req.to.as_str())
+        .with_attr("to", req.from.as_str());
+    if let Some(id) = req.stanza.id() {
+        el = el.with_attr("id", id.as_ref());
+    }
+    if let Some(body) = body {
+        el = el.with_child(body);
+    }
+    Acc::new(
+        Stanza::from_element(&el),
+        req.to.clone(),
+        req.from.clone(),
+        shard,
+    )
+}

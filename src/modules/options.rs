@@ -1,0 +1,120 @@
+//! Typed reading of a `[modules.NAME]` table: each module names the keys it knows, unknown keys and
+//! values of the wrong type are errors reported at start-up.
+
+use std::time::Duration;
+
+/// A `[modules.NAME]` option petrel cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionError {
+    /// A key the module does not know.
+    #[error("[modules.{module}]: unknown option `{key}` (known: {known})")]
+    Unknown {
+        /// The module.
+        module: &'static str,
+        /// The key as written.
+        key: String,
+        /// The keys the module knows, comma-separated.
+        known: String,
+    },
+    /// A value of the wrong type or out of range.
+    #[error("[modules.{module}] {key}: expected {expected}")]
+    Invalid {
+        /// The module.
+        module: &'static str,
+        /// The key.
+        key: &'static str,
+        /// What the value must be.
+        expected: &'static str,
+    },
+}
+
+/// Reads the options of one module's table.
+pub(crate) struct Options<'a> {
+    module: &'static str,
+    table: Option<&'a toml::Table>,
+}
+
+impl<'a> Options<'a> {
+    /// The options of `module` (`None`: the module is not configured; every getter gives its default).
+    pub fn new(module: &'static str, table: Option<&'a toml::Table>) -> Options<'a> {
+        Options { module, table }
+    }
+
+    /// Fails on any key outside `known`.
+    pub fn only(&self, known: &[&str]) -> Result<(), OptionError> {
+        let Some(table) = self.table else {
+            return Ok(());
+        };
+        match table.keys().find(|k| !known.contains(&k.as_str())) {
+            Some(key) => Err(OptionError::Unknown {
+                module: self.module,
+                key: key.clone(),
+                known: known.join(", "),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// A boolean option.
+    pub fn bool(&self, key: &'static str, default: bool) -> Result<bool, OptionError> {
+        match self.table.and_then(|t| t.get(key)) {
+            None => Ok(default),
+            Some(v) => v.as_bool().ok_or(self.invalid(key, "true or false")),
+        }
+    }
+
+    /// A non-negative integer option at most `max`.
+    pub fn uint(&self, key: &'static str, default: u64, max: u64) -> Result<u64, OptionError> {
+        match self.table.and_then(|t| t.get(key)) {
+            None => Ok(default),
+            Some(v) => v
+                .as_integer()
+                .and_then(|i| u64::try_from(i).ok())
+                .filter(|&i| i <= max)
+                .ok_or(self.invalid(key, "a non-negative integer in range")),
+        }
+    }
+
+    /// A duration in whole seconds.
+    pub fn secs(&self, key: &'static str, default: u64) -> Result<Duration, OptionError> {
+        // A year is far above any sensible interval and keeps `Instant` arithmetic safe.
+        self.uint(key, default, 365 * 24 * 3600)
+            .map(Duration::from_secs)
+    }
+
+    fn invalid(&self, key: &'static str, expected: &'static str) -> OptionError {
+        OptionError::Invalid {
+            module: self.module,
+            key,
+            expected,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(s: &str) -> toml::Table {
+        s.parse().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn typed_values_and_unknown_keys() {
+        let t = table("a = true\nn = 5\nneg = -1\ns = 'x'");
+        let o = Options::new("m", Some(&t));
+        assert_eq!(o.bool("a", false), Ok(true));
+        assert_eq!(o.bool("missing", true), Ok(true));
+        assert!(o.bool("n", false).is_err());
+        assert_eq!(o.uint("n", 0, 10), Ok(5));
+        assert!(o.uint("n", 0, 4).is_err());
+        assert!(o.uint("neg", 0, 10).is_err());
+        assert_eq!(o.secs("n", 0), Ok(Duration::from_secs(5)));
+        let e = o.only(&["a", "n", "neg"]).unwrap_err();
+        assert!(e.to_string().contains("unknown option `s`"), "{e}");
+        assert_eq!(o.only(&["a", "n", "neg", "s"]), Ok(()));
+        let none = Options::new("m", None);
+        assert_eq!(none.uint("n", 7, 10), Ok(7));
+        assert_eq!(none.only(&[]), Ok(()));
+    }
+}

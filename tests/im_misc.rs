@@ -1,0 +1,338 @@
+//! Wire tests of disco, ping both ways, version, time, last activity and in-band registration against
+//! the real binary, at 1 and 2 shards.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::{error_condition, Client, Server};
+use petrel::xml::{Element, Stanza};
+use petrel::xmpp::ns;
+
+const ALL: &str = "[modules.version]\n[modules.time]\n[modules.last]\n";
+
+fn payload(s: &Stanza, want_ns: &str) -> Element {
+    let t = s.tree().unwrap();
+    assert_eq!(
+        t.attr("type"),
+        Some("result"),
+        "{}",
+        String::from_utf8_lossy(s.bytes())
+    );
+    let found = t.child_elements().find(|c| c.ns == want_ns).cloned();
+    found.unwrap_or_else(|| panic!("no {want_ns}: {}", String::from_utf8_lossy(s.bytes())))
+}
+
+fn iq(c: &mut Client, to: &str, body: &str) -> Stanza {
+    let id = format!("q{}", common::rand_u64());
+    c.send(&format!("<iq type='get' id='{id}' to='{to}'>{body}</iq>"));
+    c.expect("iq reply", |s| s.id().as_deref() == Some(id.as_str()))
+}
+
+fn server_features(c: &mut Client) -> Vec<String> {
+    let r = iq(
+        c,
+        "localhost",
+        &format!("<query xmlns='{}'/>", ns::DISCO_INFO),
+    );
+    let q = payload(&r, ns::DISCO_INFO);
+    let id = q.get_child("identity", ns::DISCO_INFO).unwrap();
+    assert_eq!(
+        (id.attr("category"), id.attr("type")),
+        (Some("server"), Some("im"))
+    );
+    q.child_elements()
+        .filter_map(|f| f.attr("var").map(str::to_owned))
+        .collect()
+}
+
+fn disco_follows_modules(shards: usize) {
+    let on = Server::start_with(shards, &["alice"], "", ALL);
+    let mut c = on.login("alice", "r", None);
+    let f = server_features(&mut c);
+    for want in [
+        ns::PING,
+        ns::DISCO_INFO,
+        ns::DISCO_ITEMS,
+        "jabber:iq:version",
+        "urn:xmpp:time",
+        "jabber:iq:last",
+    ] {
+        assert!(f.iter().any(|x| x == want), "{want} missing: {f:?}");
+    }
+    assert!(
+        !f.iter().any(|x| x == "jabber:iq:register"),
+        "register is off by default: {f:?}"
+    );
+    // Node queries are unknown; the account itself has its own identity.
+    let r = iq(
+        &mut c,
+        "localhost",
+        &format!("<query xmlns='{}' node='x'/>", ns::DISCO_INFO),
+    );
+    assert_eq!(error_condition(&r).as_deref(), Some("item-not-found"));
+    let r = iq(
+        &mut c,
+        "alice@localhost",
+        &format!("<query xmlns='{}'/>", ns::DISCO_INFO),
+    );
+    let q = payload(&r, ns::DISCO_INFO);
+    assert_eq!(
+        q.get_child("identity", ns::DISCO_INFO)
+            .and_then(|i| i.attr("category")),
+        Some("account")
+    );
+    drop(c);
+
+    let off = Server::start_with(shards, &["alice"], "", "[modules.time]\n");
+    let mut c = off.login("alice", "r", None);
+    let f = server_features(&mut c);
+    assert!(f.iter().any(|x| x == "urn:xmpp:time"), "{f:?}");
+    assert!(
+        !f.iter()
+            .any(|x| x == "jabber:iq:version" || x == "jabber:iq:last"),
+        "{f:?}"
+    );
+    let r = iq(&mut c, "localhost", "<query xmlns='jabber:iq:version'/>");
+    assert_eq!(error_condition(&r).as_deref(), Some("service-unavailable"));
+}
+
+#[test]
+fn disco_one_shard() {
+    disco_follows_modules(1);
+}
+
+#[test]
+fn disco_two_shards() {
+    disco_follows_modules(2);
+}
+
+fn version_time_last(shards: usize) {
+    let server = Server::start_with(shards, &["alice"], "", ALL);
+    let mut c = server.login("alice", "one", Some(0));
+    let v = payload(
+        &iq(&mut c, "localhost", "<query xmlns='jabber:iq:version'/>"),
+        "jabber:iq:version",
+    );
+    let text = |n: &str| v.get_child(n, "jabber:iq:version").map(|e| e.text());
+    assert_eq!(text("name").as_deref(), Some("petrel"));
+    assert!(text("version").is_some_and(|v| !v.is_empty()));
+    assert_eq!(text("os"), None, "os is off by default");
+
+    let t = payload(
+        &iq(&mut c, "localhost", "<time xmlns='urn:xmpp:time'/>"),
+        "urn:xmpp:time",
+    );
+    let utc = t.get_child("utc", "urn:xmpp:time").unwrap().text();
+    let tzo = t.get_child("tzo", "urn:xmpp:time").unwrap().text();
+    let parsed =
+        time::OffsetDateTime::parse(&utc, &time::format_description::well_known::Rfc3339).unwrap();
+    assert!(
+        (time::OffsetDateTime::now_utc() - parsed).abs() < time::Duration::seconds(10),
+        "{utc}"
+    );
+    assert!(utc.ends_with('Z'), "{utc}");
+    // XEP-0082 offset: [+-]HH:MM.
+    let b = tzo.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    assert!(
+        b.len() == 6
+            && (b[0] == b'+' || b[0] == b'-')
+            && digits(1..3)
+            && b[3] == b':'
+            && digits(4..6),
+        "{tzo}"
+    );
+
+    // Online (available): 0.
+    let q = payload(
+        &iq(&mut c, "alice@localhost", "<query xmlns='jabber:iq:last'/>"),
+        "jabber:iq:last",
+    );
+    assert_eq!(q.attr("seconds"), Some("0"));
+    let up = payload(
+        &iq(&mut c, "localhost", "<query xmlns='jabber:iq:last'/>"),
+        "jabber:iq:last",
+    );
+    assert!(up.attr("seconds").is_some_and(|s| s.parse::<u64>().is_ok()));
+    c.send("<presence type='unavailable'><status>back soon</status></presence>");
+    c.sync();
+    c.send("</stream:stream>");
+    c.read_to_close();
+    std::thread::sleep(Duration::from_millis(2100));
+    let mut c = server.login("alice", "two", None);
+    let q = payload(
+        &iq(&mut c, "alice@localhost", "<query xmlns='jabber:iq:last'/>"),
+        "jabber:iq:last",
+    );
+    let secs: u64 = q.attr("seconds").and_then(|s| s.parse().ok()).unwrap();
+    assert!((2..30).contains(&secs), "{secs}");
+    assert_eq!(q.text(), "back soon");
+}
+
+#[test]
+fn version_time_last_one_shard() {
+    version_time_last(1);
+}
+
+#[test]
+fn version_time_last_two_shards() {
+    version_time_last(2);
+}
+
+fn ping_server(shards: usize, users: &[&str]) -> Server {
+    Server::start_config(shards, users, |port, data| {
+        Server::config_text(port, data, "", "").replace(
+            "[modules.ping]",
+            "[modules.ping]\nping_interval = 1\nping_timeout = 2",
+        )
+    })
+}
+
+fn pings_both_ways(shards: usize) {
+    let server = ping_server(shards, &["alice"]);
+    let mut c = server.login("alice", "r", None);
+    // Client to server.
+    let r = iq(&mut c, "localhost", "<ping xmlns='urn:xmpp:ping'/>");
+    assert_eq!(r.type_().as_deref(), Some("result"));
+    // Server to client, answered.
+    let started = Instant::now();
+    let ping = c.expect("server ping", |s| s.child_ns().as_deref() == Some(ns::PING));
+    assert_eq!(ping.type_().as_deref(), Some("get"));
+    assert_eq!(ping.to().as_deref(), Some(c.jid.as_str()));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let id = ping.id().unwrap().into_owned();
+    c.send(&format!("<iq type='result' id='{id}' to='localhost'/>"));
+    // The stream stays up while the client answers; the next ping comes after another interval.
+    let ping = c.expect("second ping", |s| s.child_ns().as_deref() == Some(ns::PING));
+    let id2 = ping.id().unwrap().into_owned();
+    assert_ne!(id, id2);
+    // Dead peer: no more answers -> connection-timeout within interval + timeout.
+    let t0 = Instant::now();
+    let rest = c.read_to_close();
+    assert!(rest.contains("connection-timeout"), "{rest}");
+    assert!(t0.elapsed() < Duration::from_secs(6), "{:?}", t0.elapsed());
+}
+
+#[test]
+fn ping_one_shard() {
+    pings_both_ways(1);
+}
+
+#[test]
+fn ping_two_shards() {
+    pings_both_ways(2);
+}
+
+/// Opens a stream and returns the features element.
+fn features(c: &mut Client) -> Stanza {
+    c.open("localhost");
+    let f = c.next_stanza();
+    assert_eq!(f.name(), "stream:features");
+    f
+}
+
+fn register(c: &mut Client, user: &str, password: &str) -> Stanza {
+    c.send(&format!(
+        "<iq type='set' id='reg'><query xmlns='jabber:iq:register'><username>{user}</username><password>{password}</password></query></iq>"
+    ));
+    c.expect("register reply", |s| s.id().as_deref() == Some("reg"))
+}
+
+fn registration(shards: usize) {
+    let server = Server::start_with(
+        shards,
+        &["alice"],
+        "",
+        "[modules.register]\nip_rate_limit = 2\n",
+    );
+    let mut c = server.connect();
+    let f = features(&mut c);
+    let text = String::from_utf8_lossy(f.bytes()).into_owned();
+    assert!(
+        text.contains("http://jabber.org/features/iq-register"),
+        "{text}"
+    );
+    c.send("<iq type='get' id='form'><query xmlns='jabber:iq:register'/></iq>");
+    let form = c.expect("form", |s| s.id().as_deref() == Some("form"));
+    let q = payload(&form, "jabber:iq:register");
+    assert!(q.get_child("username", "jabber:iq:register").is_some());
+    let r = register(&mut c, "newbie", "fresh password");
+    assert_eq!(
+        r.type_().as_deref(),
+        Some("result"),
+        "{}",
+        String::from_utf8_lossy(r.bytes())
+    );
+    // Log in on the same stream with the new account.
+    let token = base64::engine::general_purpose::STANDARD.encode("\0newbie\0fresh password");
+    c.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>"
+    ));
+    assert_eq!(c.next_stanza().name(), "success");
+    c.restart();
+    features(&mut c);
+    c.bind("r");
+    assert_eq!(c.jid, "newbie@localhost/r");
+    c.sync();
+
+    // Existing user, bad name, then the per-IP limit (2 per minute: newbie + one more).
+    let mut c = server.connect();
+    features(&mut c);
+    assert_eq!(
+        error_condition(&register(&mut c, "alice", "fresh password")).as_deref(),
+        Some("conflict")
+    );
+    assert_eq!(
+        error_condition(&register(&mut c, "a@b", "fresh password")).as_deref(),
+        Some("not-acceptable")
+    );
+    assert_eq!(
+        register(&mut c, "second", "fresh password")
+            .type_()
+            .as_deref(),
+        Some("result")
+    );
+    assert_eq!(
+        error_condition(&register(&mut c, "third", "fresh password")).as_deref(),
+        Some("resource-constraint")
+    );
+    // A fresh login of the new account works from another connection (any shard).
+    let mut other = server.connect();
+    other.login_plain("second", "localhost", "fresh password", "x");
+
+    // Password change and removal after authentication.
+    let mut s = server.connect();
+    s.login_plain("second", "localhost", "fresh password", "y");
+    let r = register(&mut s, "second", "changed password");
+    assert_eq!(r.type_().as_deref(), Some("result"));
+    s.send("<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>");
+    let r = s.expect("removal", |st| st.id().as_deref() == Some("rm"));
+    assert_eq!(r.type_().as_deref(), Some("result"));
+    assert!(s.read_to_close().contains("not-authorized"));
+}
+
+#[test]
+fn registration_one_shard() {
+    registration(1);
+}
+
+#[test]
+fn registration_two_shards() {
+    registration(2);
+}
+
+#[test]
+fn registration_off_by_default() {
+    let server = Server::start(1, &["alice"]);
+    let mut c = server.connect();
+    let f = features(&mut c);
+    assert!(!String::from_utf8_lossy(f.bytes()).contains("iq-register"));
+    c.send("<iq type='set' id='reg'><query xmlns='jabber:iq:register'><username>x</username><password>longpassword</password></query></iq>");
+    assert!(c.read_to_close().contains("not-authorized"));
+    let mut c = server.login("alice", "r", None);
+    let r = iq(&mut c, "localhost", "<query xmlns='jabber:iq:register'/>");
+    assert_eq!(error_condition(&r).as_deref(), Some("service-unavailable"));
+}
