@@ -65,7 +65,7 @@ impl World {
     pub fn iq(&mut self, user: &mut User, xml: &str) -> Stanza {
         self.send(user, xml);
         match user.mb.pop() {
-            Some(ConnMsg::Deliver(acc)) => acc.stanza,
+            Some(ConnMsg::Deliver(acc)) => acc.into_stanza(),
             other => panic!("no reply to {xml}: {other:?}"),
         }
     }
