@@ -46,9 +46,13 @@ fn bench_route(c: &mut Criterion, name: &str, cross: bool) {
     let alice = user_on(0, n, "");
     let bob_home = if cross { 1 } else { 0 };
     let bob = user_on(bob_home, n, alice.as_str());
-    let (mut alice_sess, _amb) = cluster.connect(0, &alice.with_resource("bench").unwrap(), Some(0));
-    let (_bob_sess, bob_mb) =
-        cluster.connect(bob_home as usize, &bob.with_resource("bench").unwrap(), Some(0));
+    let (mut alice_sess, _amb) =
+        cluster.connect(0, &alice.with_resource("bench").unwrap(), Some(0));
+    let (_bob_sess, bob_mb) = cluster.connect(
+        bob_home as usize,
+        &bob.with_resource("bench").unwrap(),
+        Some(0),
+    );
     let shards = &mut cluster.shards;
     const BATCH: usize = 1000;
     let input = stream_bytes(&bob, BATCH);

@@ -211,7 +211,13 @@ mod tests {
         let cli = Cli::try_parse_from(["petrel", "serve", "--config", "x.toml", "--shards", "3"])
             .unwrap();
         assert_eq!(cli.config.as_deref(), Some(Path::new("x.toml")));
-        assert!(matches!(cli.command, Command::Serve { shards: Some(3), .. }));
+        assert!(matches!(
+            cli.command,
+            Command::Serve {
+                shards: Some(3),
+                ..
+            }
+        ));
 
         let cli =
             Cli::try_parse_from(["petrel", "-c", "y.toml", "user", "add", "a@b", "-"]).unwrap();

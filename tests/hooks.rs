@@ -33,12 +33,27 @@ fn record(hooks: &mut Hooks, log: &Log) {
         )*};
     }
     acc_hooks!(
-        user_send_packet, user_send_message, user_send_presence, user_send_iq, user_send_xmlel,
-        filter_packet, filter_local_packet, offline_message, user_receive_packet,
-        user_receive_message, user_receive_presence, user_receive_iq, user_receive_xmlel,
+        user_send_packet,
+        user_send_message,
+        user_send_presence,
+        user_send_iq,
+        user_send_xmlel,
+        filter_packet,
+        filter_local_packet,
+        offline_message,
+        user_receive_packet,
+        user_receive_message,
+        user_receive_presence,
+        user_receive_iq,
+        user_receive_xmlel,
         xmpp_presend_element
     );
-    session_hooks!(sm_register_connection, sm_remove_connection, user_available, unset_presence);
+    session_hooks!(
+        sm_register_connection,
+        sm_remove_connection,
+        user_available,
+        unset_presence
+    );
 }
 
 fn jid(s: &str) -> FullJid {
@@ -47,7 +62,10 @@ fn jid(s: &str) -> FullJid {
 
 fn msg(to: &str) -> Stanza {
     Stanza::parse(
-        format!("<message to='{to}' type='chat' from='alice@localhost/a'><body>hi</body></message>").into_bytes(),
+        format!(
+            "<message to='{to}' type='chat' from='alice@localhost/a'><body>hi</body></message>"
+        )
+        .into_bytes(),
     )
     .unwrap()
 }
@@ -62,41 +80,59 @@ fn one_message_runs_the_seed_hooks_in_order() {
     assert_eq!(
         log.borrow().as_slice(),
         [
-            "sm_register_connection", "user_send_packet", "user_send_presence", "user_available",
-            "sm_register_connection", "user_send_packet", "user_send_presence", "user_available",
+            "sm_register_connection",
+            "user_send_packet",
+            "user_send_presence",
+            "user_available",
+            "sm_register_connection",
+            "user_send_packet",
+            "user_send_presence",
+            "user_available",
         ]
     );
     log.borrow_mut().clear();
     user_send(&mut cluster.shards[0], &mut alice, msg("bob@localhost"));
     cluster.pump();
     // The recipient's c2s runs step 7 when it takes the stanza from its mailbox.
-    let Some(ConnMsg::Deliver(acc)) = bmb.pop() else { panic!("not delivered") };
+    let Some(ConnMsg::Deliver(acc)) = bmb.pop() else {
+        panic!("not delivered")
+    };
     let out = user_receive(&mut cluster.shards[0], acc).expect("not stopped");
     assert!(String::from_utf8_lossy(out.stanza.bytes()).contains("<body>hi</body>"));
     assert_eq!(
         log.borrow().as_slice(),
         [
-            "user_send_packet", "user_send_message", // step 2
-            "filter_packet",                         // step 3, mongoose_router_global
-            "filter_local_packet",                   // step 4
-            "user_receive_packet", "user_receive_message", "xmpp_presend_element", // step 7
+            "user_send_packet",
+            "user_send_message",   // step 2
+            "filter_packet",       // step 3, mongoose_router_global
+            "filter_local_packet", // step 4
+            "user_receive_packet",
+            "user_receive_message",
+            "xmpp_presend_element", // step 7
         ]
     );
     // Bob leaves: the next message goes to offline_message, whose default answer goes back to Alice.
     log.borrow_mut().clear();
     unbind(&mut cluster.shards[0], &bob);
     cluster.pump();
-    assert_eq!(log.borrow().as_slice(), ["unset_presence", "sm_remove_connection"]);
+    assert_eq!(
+        log.borrow().as_slice(),
+        ["unset_presence", "sm_remove_connection"]
+    );
     log.borrow_mut().clear();
     user_send(&mut cluster.shards[0], &mut alice, msg("bob@localhost"));
     cluster.pump();
     assert_eq!(
         log.borrow().as_slice(),
         [
-            "user_send_packet", "user_send_message", "filter_packet", "filter_local_packet",
+            "user_send_packet",
+            "user_send_message",
+            "filter_packet",
+            "filter_local_packet",
             "offline_message",
             // the service-unavailable error routed back to Alice
-            "filter_packet", "filter_local_packet",
+            "filter_packet",
+            "filter_local_packet",
         ]
     );
 }
@@ -113,13 +149,20 @@ fn same_order_across_shards() {
     log.borrow_mut().clear();
     user_send(&mut cluster.shards[0], &mut alice, msg("bob@localhost"));
     cluster.pump();
-    let Some(ConnMsg::Deliver(acc)) = bmb.pop() else { panic!("not delivered") };
+    let Some(ConnMsg::Deliver(acc)) = bmb.pop() else {
+        panic!("not delivered")
+    };
     user_receive(&mut cluster.shards[2], acc).expect("not stopped");
     assert_eq!(
         log.borrow().as_slice(),
         [
-            "user_send_packet", "user_send_message", "filter_packet", "filter_local_packet",
-            "user_receive_packet", "user_receive_message", "xmpp_presend_element",
+            "user_send_packet",
+            "user_send_message",
+            "filter_packet",
+            "filter_local_packet",
+            "user_receive_packet",
+            "user_receive_message",
+            "xmpp_presend_element",
         ]
     );
 }
@@ -141,13 +184,19 @@ fn a_handler_stopping_filter_packet_drops_the_stanza() {
     let (mut alice, amb) = cluster.connect(0, &jid("alice@localhost/a"), Some(0));
     let (_bob, bmb) = cluster.connect(1, &jid("bob@localhost/b"), Some(0));
     log.borrow_mut().clear();
-    let st = Stanza::parse(b"<message to='bob@localhost' type='chat'><body>forbidden</body></message>".to_vec()).unwrap();
+    let st = Stanza::parse(
+        b"<message to='bob@localhost' type='chat'><body>forbidden</body></message>".to_vec(),
+    )
+    .unwrap();
     user_send(&mut cluster.shards[0], &mut alice, st);
     cluster.pump();
     assert!(bmb.is_empty(), "stopped stanza was delivered");
     assert!(amb.is_empty(), "a stopped stanza is dropped, not bounced");
     // The recorder at priority 50 never saw filter_packet: the blocker at 10 stopped the run.
-    assert_eq!(log.borrow().as_slice(), ["user_send_packet", "user_send_message"]);
+    assert_eq!(
+        log.borrow().as_slice(),
+        ["user_send_packet", "user_send_message"]
+    );
     user_send(&mut cluster.shards[0], &mut alice, msg("bob@localhost"));
     cluster.pump();
     assert!(matches!(bmb.pop(), Some(ConnMsg::Deliver(_))));
@@ -156,11 +205,16 @@ fn a_handler_stopping_filter_packet_drops_the_stanza() {
 #[test]
 fn a_receive_handler_can_stop_delivery() {
     let mut cluster = Cluster::new(1, &["localhost"]);
-    cluster.shards[0].hooks.user_receive_message.add(10, "privacy", |_: &mut Acc, _| HookResult::Stop);
+    cluster.shards[0]
+        .hooks
+        .user_receive_message
+        .add(10, "privacy", |_: &mut Acc, _| HookResult::Stop);
     let (mut alice, _amb) = cluster.connect(0, &jid("alice@localhost/a"), Some(0));
     let (_bob, bmb) = cluster.connect(0, &jid("bob@localhost/b"), Some(0));
     user_send(&mut cluster.shards[0], &mut alice, msg("bob@localhost"));
     cluster.pump();
-    let Some(ConnMsg::Deliver(acc)) = bmb.pop() else { panic!("not routed") };
+    let Some(ConnMsg::Deliver(acc)) = bmb.pop() else {
+        panic!("not routed")
+    };
     assert!(user_receive(&mut cluster.shards[0], acc).is_none());
 }

@@ -24,7 +24,11 @@ fn chat_message_arrives_with_sender_full_jid() {
         let (_server, mut a, mut b) = alice_bob(shards);
         a.chat("bob@localhost", "hi bob");
         let m = b.expect("message", |s| s.name() == "message");
-        assert_eq!(m.from().as_deref(), Some("alice@localhost/phone"), "shards={shards}");
+        assert_eq!(
+            m.from().as_deref(),
+            Some("alice@localhost/phone"),
+            "shards={shards}"
+        );
         assert_eq!(m.to().as_deref(), Some("bob@localhost"));
         assert_eq!(body(&m).as_deref(), Some("hi bob"));
         // Full JID addressing too.
@@ -63,14 +67,19 @@ fn bare_jid_goes_to_highest_priority_and_never_negative() {
         // The others got nothing: their next stanza is the sync answer.
         for c in [&mut low, &mut neg] {
             c.sync();
-            assert!(!String::from_utf8_lossy(&c.raw).contains("to-bare"), "shards={shards}");
+            assert!(
+                !String::from_utf8_lossy(&c.raw).contains("to-bare"),
+                "shards={shards}"
+            );
         }
         // Equal top priorities: both get it (MongooseIM's policy).
         low.send("<presence><priority>5</priority></presence>");
         low.home_sync();
         a.chat("bob@localhost", "to-both");
         for c in [&mut low, &mut high] {
-            let m = c.expect("message", |s| s.name() == "message" && body(s).as_deref() == Some("to-both"));
+            let m = c.expect("message", |s| {
+                s.name() == "message" && body(s).as_deref() == Some("to-both")
+            });
             assert_eq!(m.from().as_deref(), Some("alice@localhost/a"));
         }
         // Full JID reaches the negative-priority resource.
@@ -90,7 +99,11 @@ fn only_negative_priority_means_offline_service_unavailable() {
     let e = a.expect("error", |s| s.type_().as_deref() == Some("error"));
     assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
     assert_eq!(e.from().as_deref(), Some("bob@localhost"));
-    assert_eq!(body(&e).as_deref(), Some("nobody"), "the original payload is kept");
+    assert_eq!(
+        body(&e).as_deref(),
+        Some("nobody"),
+        "the original payload is kept"
+    );
 }
 
 #[test]
@@ -117,7 +130,9 @@ fn missing_resource_message_presence_iq() {
 #[test]
 fn iq_to_full_jid_is_delivered_and_answered() {
     let (_server, mut a, mut b) = alice_bob(2);
-    a.send("<iq type='get' to='bob@localhost/laptop' id='v1'><query xmlns='jabber:iq:version'/></iq>");
+    a.send(
+        "<iq type='get' to='bob@localhost/laptop' id='v1'><query xmlns='jabber:iq:version'/></iq>",
+    );
     let q = b.expect("iq", |s| s.name() == "iq");
     assert_eq!(q.from().as_deref(), Some("alice@localhost/phone"));
     b.send("<iq type='result' to='alice@localhost/phone' id='v1'><query xmlns='jabber:iq:version'><name>x</name></query></iq>");
@@ -149,7 +164,10 @@ fn unknown_domain_is_remote_server_not_found_and_bad_jid_malformed() {
     let mut a = server.login("alice", "a", None);
     a.send("<message to='someone@elsewhere.example' type='chat' id='m1'><body>x</body></message>");
     let e = a.expect("error", |s| s.id().as_deref() == Some("m1"));
-    assert_eq!(error_condition(&e).as_deref(), Some("remote-server-not-found"));
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("remote-server-not-found")
+    );
     a.send("<message to='a@b@c' type='chat' id='m2'><body>x</body></message>");
     let e = a.expect("error", |s| s.id().as_deref() == Some("m2"));
     assert_eq!(error_condition(&e).as_deref(), Some("jid-malformed"));
@@ -163,8 +181,10 @@ fn many_clients_every_message_once_in_order() {
         let names: Vec<String> = (0..CLIENTS).map(|i| format!("u{i}")).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let server = Server::start(shards, &refs);
-        let mut clients: Vec<Client> =
-            names.iter().map(|n| server.login(n, "r", Some(0))).collect();
+        let mut clients: Vec<Client> = names
+            .iter()
+            .map(|n| server.login(n, "r", Some(0)))
+            .collect();
         for c in clients.iter_mut() {
             c.sync();
         }
@@ -186,24 +206,39 @@ fn many_clients_every_message_once_in_order() {
         for seq in 0..PER_CLIENT {
             for from in 0..CLIENTS {
                 let (_, to, s) = plan[from * PER_CLIENT + seq];
-                let msg = format!("<message to='u{to}@localhost' type='chat'><body>{from}:{s}</body></message>");
+                let msg = format!(
+                    "<message to='u{to}@localhost' type='chat'><body>{from}:{s}</body></message>"
+                );
                 clients[from].send(&msg);
             }
         }
         for (to, c) in clients.iter_mut().enumerate() {
             let want: usize = expected[to].values().map(Vec::len).sum();
             let mut got: HashMap<usize, Vec<usize>> = HashMap::new();
-            c.sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            c.sock
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
             for _ in 0..want {
                 let m = c.expect("message", |s| s.name() == "message");
-                assert_ne!(m.type_().as_deref(), Some("error"), "{}", String::from_utf8_lossy(m.bytes()));
+                assert_ne!(
+                    m.type_().as_deref(),
+                    Some("error"),
+                    "{}",
+                    String::from_utf8_lossy(m.bytes())
+                );
                 let b = body(&m).unwrap();
                 let (f, s) = b.split_once(':').unwrap();
                 let f: usize = f.parse().unwrap();
-                assert_eq!(m.from().as_deref(), Some(format!("u{f}@localhost/r").as_str()));
+                assert_eq!(
+                    m.from().as_deref(),
+                    Some(format!("u{f}@localhost/r").as_str())
+                );
                 got.entry(f).or_default().push(s.parse().unwrap());
             }
-            assert_eq!(got, expected[to], "shards={shards} recipient u{to}: lost, duplicated or reordered");
+            assert_eq!(
+                got, expected[to],
+                "shards={shards} recipient u{to}: lost, duplicated or reordered"
+            );
             // Nothing more (no duplicates) before the sync answer.
             c.sync();
             let extra = String::from_utf8_lossy(&c.raw).matches("<body>").count();
@@ -219,7 +254,10 @@ fn conflict_new_session_replaces_old() {
         let mut first = server.login("alice", "same", Some(0));
         let mut second = server.login("alice", "same", Some(0));
         let text = first.read_to_close();
-        assert!(text.contains("<conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"), "{text}");
+        assert!(
+            text.contains("<conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+            "{text}"
+        );
         // The new session is the one that gets messages.
         let mut b = server.login("bob", "b", Some(0));
         b.chat("alice@localhost/same", "to-new");
@@ -234,8 +272,16 @@ fn tiny_rings_no_deadlock_and_nothing_lost_silently() {
     // delivered or answered with resource-constraint.
     let users: Vec<String> = (0..20).map(|i| format!("t{i}")).collect();
     let refs: Vec<&str> = users.iter().map(String::as_str).collect();
-    let server = Server::start_with(2, &refs, "", "[shards]\nring_capacity = 2\noutbox_capacity = 64\n");
-    let mut clients: Vec<Client> = users.iter().map(|n| server.login(n, "r", Some(0))).collect();
+    let server = Server::start_with(
+        2,
+        &refs,
+        "",
+        "[shards]\nring_capacity = 2\noutbox_capacity = 64\n",
+    );
+    let mut clients: Vec<Client> = users
+        .iter()
+        .map(|n| server.login(n, "r", Some(0)))
+        .collect();
     for c in clients.iter_mut() {
         c.sync();
     }
@@ -265,10 +311,19 @@ fn tiny_rings_no_deadlock_and_nothing_lost_silently() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(delivered + errors, N * 20, "delivered {delivered} + errors {errors}");
+    assert_eq!(
+        delivered + errors,
+        N * 20,
+        "delivered {delivered} + errors {errors}"
+    );
     // The written policy was exercised: 2-slot rings cannot absorb this burst.
-    assert!(errors > 0, "no resource-constraint bounce: the overflow path was not exercised");
+    assert!(
+        errors > 0,
+        "no resource-constraint bounce: the overflow path was not exercised"
+    );
     // And the server still routes normally afterwards.
     clients[0].chat("t1@localhost", "after");
-    clients[1].expect("message after the burst", |s| body(s).as_deref() == Some("after"));
+    clients[1].expect("message after the burst", |s| {
+        body(s).as_deref() == Some("after")
+    });
 }

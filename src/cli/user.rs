@@ -136,7 +136,12 @@ enum Action {
 }
 
 /// Derives the secrets on every CPU (PBKDF2 dominates), then inserts; existing accounts are kept.
-fn add_range(store: &Store, jids: &[BareJid], password: &str, iterations: u32) -> Result<(), UserError> {
+fn add_range(
+    store: &Store,
+    jids: &[BareJid],
+    password: &str,
+    iterations: u32,
+) -> Result<(), UserError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = jids.len().div_ceil(threads).max(1);
     let secrets: Vec<ScramSecrets> = std::thread::scope(|s| {

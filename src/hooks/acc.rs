@@ -85,7 +85,9 @@ impl Acc {
 
     /// The stanza's `type` attribute, `""` when absent.
     pub fn stanza_type(&self) -> std::borrow::Cow<'_, str> {
-        self.stanza.type_().unwrap_or(std::borrow::Cow::Borrowed(""))
+        self.stanza
+            .type_()
+            .unwrap_or(std::borrow::Cow::Borrowed(""))
     }
 
     /// Stores a scratch value under `key`, replacing any earlier one.
@@ -111,7 +113,8 @@ impl Acc {
             return None;
         }
         let mut el = self.stanza.tree().ok()?;
-        el.attrs.retain(|(k, _)| k != "type" && k != "from" && k != "to");
+        el.attrs
+            .retain(|(k, _)| k != "type" && k != "from" && k != "to");
         el.attrs.push(("type".into(), "error".into()));
         el.attrs.push(("from".into(), self.to.as_str().into()));
         el.attrs.push(("to".into(), self.from.as_str().into()));

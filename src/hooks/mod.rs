@@ -20,6 +20,9 @@ pub enum HookResult {
     Stop,
 }
 
+/// A continuation a store job sends back to run on its shard.
+pub type OnShard = Box<dyn FnOnce(&mut crate::shard::Shard) + Send>;
+
 /// What a store job hands back to its shard: stanzas to route, and optionally a continuation run on
 /// the shard with mutable access to it (to update module state kept in `Shard::ext`).
 #[derive(Default)]
@@ -27,7 +30,7 @@ pub struct JobDone {
     /// Stanzas to route on the shard that queued the job.
     pub route: Vec<Acc>,
     /// Runs on that shard before the stanzas are routed.
-    pub then: Option<Box<dyn FnOnce(&mut crate::shard::Shard) + Send>>,
+    pub then: Option<OnShard>,
 }
 
 impl From<Vec<Acc>> for JobDone {

@@ -38,7 +38,10 @@ pub fn route(shard: &mut Shard, acc: Acc) {
         };
     }
     // No module took it: the destination is not reachable from here.
-    tracing::debug!(to = acc.to.as_str(), "no routing module accepted the stanza");
+    tracing::debug!(
+        to = acc.to.as_str(),
+        "no routing module accepted the stanza"
+    );
     shard.bounce(&acc, StanzaErrorCondition::RemoteServerNotFound);
 }
 

@@ -70,7 +70,11 @@ pub(crate) async fn run(stream: TcpStream, ctx: Rc<ShardCtx>, cfg: Arc<C2sConfig
         .catch_unwind()
         .await;
     if result.is_err() {
-        tracing::error!(shard = shard_id, conn = conn.0, "connection task panicked; connection dropped");
+        tracing::error!(
+            shard = shard_id,
+            conn = conn.0,
+            "connection task panicked; connection dropped"
+        );
     }
     // Whatever happened, the session leaves the session manager and the shard forgets the connection.
     if let Some(sess) = session.borrow_mut().take() {
@@ -152,8 +156,10 @@ impl Driver {
             if self.mailbox.overflowed() && !self.c2s.is_closed() {
                 // Slow reader: stanzas already went elsewhere; drop the session before more pile up.
                 self.leave();
-                self.c2s
-                    .close(Some(StreamErrorCondition::PolicyViolation), Some("slow reader"));
+                self.c2s.close(
+                    Some(StreamErrorCondition::PolicyViolation),
+                    Some("slow reader"),
+                );
                 busy = true;
             }
             if !busy {
@@ -246,7 +252,10 @@ impl Driver {
                 match result {
                     Ok(()) => {
                         let sref = self.ctx.shard.borrow().session_ref(self.conn);
-                        self.ctx.shard.borrow_mut().local_bind(jid.clone(), self.conn);
+                        self.ctx
+                            .shard
+                            .borrow_mut()
+                            .local_bind(jid.clone(), self.conn);
                         *self.session.borrow_mut() = Some(Session::new(jid.clone(), sref));
                         self.c2s.bind_result(Ok(jid));
                     }
@@ -257,7 +266,10 @@ impl Driver {
                 if cond == StreamErrorCondition::Conflict {
                     // Replaced: the home shard already bound our JID to the new session.
                     if let Some(sess) = self.session.borrow_mut().take() {
-                        self.ctx.shard.borrow_mut().local_unbind(&sess.jid, self.conn);
+                        self.ctx
+                            .shard
+                            .borrow_mut()
+                            .local_unbind(&sess.jid, self.conn);
                     }
                 } else {
                     self.leave();

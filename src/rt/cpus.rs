@@ -25,7 +25,10 @@ mod tests {
         assert!(!cpus.is_empty());
         assert_eq!(
             cpus.len(),
-            std::thread::available_parallelism().unwrap().get().min(cpus.len())
+            std::thread::available_parallelism()
+                .unwrap()
+                .get()
+                .min(cpus.len())
         );
     }
 }

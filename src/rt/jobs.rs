@@ -66,7 +66,10 @@ impl ShardCtx {
                 }
                 Err((StoreError::Busy, run)) => {
                     // Keep order: put it back in front and retry later.
-                    self.jobs.waiting.borrow_mut().push_front(KeyedJob { key, run });
+                    self.jobs
+                        .waiting
+                        .borrow_mut()
+                        .push_front(KeyedJob { key, run });
                     if !self.jobs.retrying.replace(true) {
                         let ctx = self.clone();
                         glommio::spawn_local(async move {

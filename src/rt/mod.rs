@@ -112,7 +112,11 @@ impl ShardCtx {
                     if let Some(acc) = msg.into_acc() {
                         if acc.stanza_type() == "error" {
                             shard.stats.errors_dropped += 1;
-                            tracing::warn!(shard = shard.id.0, to = acc.to.as_str(), "error stanza dropped: the mesh towards its recipient is full");
+                            tracing::warn!(
+                                shard = shard.id.0,
+                                to = acc.to.as_str(),
+                                "error stanza dropped: the mesh towards its recipient is full"
+                            );
                             continue;
                         }
                         shard.bounce(&acc, crate::xmpp::StanzaErrorCondition::ResourceConstraint);
@@ -216,12 +220,7 @@ async fn run_shard(
     store: StorePool,
     flag: ShutdownFlag,
 ) -> Result<(), RtError> {
-    let hosts: HashSet<String> = config
-        .general
-        .hosts
-        .iter()
-        .map(|h| h.to_string())
-        .collect();
+    let hosts: HashSet<String> = config.general.hosts.iter().map(|h| h.to_string()).collect();
     let mailbox_limit = listeners
         .iter()
         .map(|l| l.c2s.outbound_queue_bytes)
@@ -246,7 +245,9 @@ async fn run_shard(
     let mut tasks = Vec::new();
     for peer in 0..n {
         if peer != id.index() {
-            tasks.push(glommio::spawn_local(mesh.clone().drain_outbox(ShardId(peer as u16))));
+            tasks.push(glommio::spawn_local(
+                mesh.clone().drain_outbox(ShardId(peer as u16)),
+            ));
         }
     }
     for (from, rx) in receivers {
@@ -263,18 +264,18 @@ async fn run_shard(
     let mut accepts = Vec::new();
     for l in &listeners {
         let addr = l.addr;
-        let listener =
-            TcpListener::bind(addr).map_err(|e| RtError::Listen {
-                addr,
-                source: std::io::Error::other(e.to_string()),
-            })?;
+        let listener = TcpListener::bind(addr).map_err(|e| RtError::Listen {
+            addr,
+            source: std::io::Error::other(e.to_string()),
+        })?;
         let ctx = ctx.clone();
         let l = l.clone();
         accepts.push(glommio::spawn_local(async move {
             loop {
                 match listener.accept().await {
                     Ok(stream) => {
-                        glommio::spawn_local(conn::run(stream, ctx.clone(), l.c2s.clone())).detach();
+                        glommio::spawn_local(conn::run(stream, ctx.clone(), l.c2s.clone()))
+                            .detach();
                     }
                     Err(e) => {
                         tracing::warn!(shard = id.0, error = %e, "accept failed");
@@ -291,7 +292,9 @@ async fn run_shard(
     }
     // Graceful stop: no new connections, `system-shutdown` to every session, give them time to flush.
     drop(accepts);
-    ctx.shard.borrow_mut().close_all(crate::xmpp::StreamErrorCondition::SystemShutdown);
+    ctx.shard
+        .borrow_mut()
+        .close_all(crate::xmpp::StreamErrorCondition::SystemShutdown);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while ctx.shard.borrow().conn_count() > 0 && std::time::Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(20)).await;

@@ -73,7 +73,12 @@ impl Cluster {
     }
 
     /// Opens a connection on shard `on`, binds `jid` and, with `Some(priority)`, sends initial presence.
-    pub fn connect(&mut self, on: usize, jid: &FullJid, priority: Option<i8>) -> (Session, Rc<Mailbox>) {
+    pub fn connect(
+        &mut self,
+        on: usize,
+        jid: &FullJid,
+        priority: Option<i8>,
+    ) -> (Session, Rc<Mailbox>) {
         let (conn, mb) = self.shards[on].open_conn();
         let sref = self.shards[on].session_ref(conn);
         bind(&mut self.shards[on], jid.clone(), sref);
@@ -85,8 +90,10 @@ impl Cluster {
         self.shards[on].local_bind(jid.clone(), conn);
         let mut sess = Session::new(jid.clone(), sref);
         if let Some(p) = priority {
-            let presence = Stanza::parse(format!("<presence><priority>{p}</priority></presence>").into_bytes())
-                .expect("valid presence");
+            let presence = Stanza::parse(
+                format!("<presence><priority>{p}</priority></presence>").into_bytes(),
+            )
+            .expect("valid presence");
             user_send(&mut self.shards[on], &mut sess, presence);
             self.pump();
         }

@@ -1,6 +1,5 @@
 //! Identifiers of shards, connections and sessions, and the home-shard function.
 
-
 use crate::jid::BareJid;
 
 /// Index of a shard (one glommio executor pinned to one CPU).
@@ -57,7 +56,9 @@ mod tests {
             let jid = BareJid::parse(&format!("user{i}@localhost")).unwrap();
             let a = home_shard(&jid, 4);
             // Same answer from another thread: one seed for all.
-            let b = std::thread::spawn(move || home_shard(&jid, 4)).join().unwrap();
+            let b = std::thread::spawn(move || home_shard(&jid, 4))
+                .join()
+                .unwrap();
             assert_eq!(a, b);
             seen[a.index()] += 1;
         }

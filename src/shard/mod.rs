@@ -203,7 +203,8 @@ impl Shard {
         if session.shard == self.id {
             self.deliver_local(session.conn, msg);
         } else {
-            self.out.push((session.shard, ShardMsg::Conn(session.conn, msg)));
+            self.out
+                .push((session.shard, ShardMsg::Conn(session.conn, msg)));
         }
     }
 
@@ -230,7 +231,10 @@ impl Shard {
         acc.reroutes = acc.reroutes.saturating_add(1);
         if acc.reroutes > 2 {
             // The recipient's sessions keep vanishing under us: answer instead of looping.
-            self.bounce(&acc, crate::xmpp::StanzaErrorCondition::RecipientUnavailable);
+            self.bounce(
+                &acc,
+                crate::xmpp::StanzaErrorCondition::RecipientUnavailable,
+            );
             return;
         }
         crate::sm::route(self, acc);
@@ -260,7 +264,10 @@ impl Shard {
         while let Some(acc) = self.fx.to_route.pop() {
             budget -= 1;
             if budget == 0 {
-                tracing::warn!(shard = self.id.0, "hook handlers generated too many stanzas; dropping the rest");
+                tracing::warn!(
+                    shard = self.id.0,
+                    "hook handlers generated too many stanzas; dropping the rest"
+                );
                 self.fx.to_route.clear();
                 break;
             }

@@ -107,12 +107,17 @@ impl StanzaErrorCondition {
         match self {
             BadRequest | JidMalformed | NotAcceptable | PolicyViolation => ErrorType::Modify,
             NotAuthorized | Forbidden | SubscriptionRequired => ErrorType::Auth,
-            RecipientUnavailable | RemoteServerTimeout | ResourceConstraint
-            | UnexpectedRequest => ErrorType::Wait,
-            Conflict | FeatureNotImplemented | InternalServerError | ItemNotFound
-            | NotAllowed | RemoteServerNotFound | ServiceUnavailable | UndefinedCondition => {
-                ErrorType::Cancel
+            RecipientUnavailable | RemoteServerTimeout | ResourceConstraint | UnexpectedRequest => {
+                ErrorType::Wait
             }
+            Conflict
+            | FeatureNotImplemented
+            | InternalServerError
+            | ItemNotFound
+            | NotAllowed
+            | RemoteServerNotFound
+            | ServiceUnavailable
+            | UndefinedCondition => ErrorType::Cancel,
         }
     }
 
