@@ -4,9 +4,11 @@
 
 mod oneshot;
 mod pool;
+mod roster;
 mod sqlite;
 
 pub use pool::StorePool;
+pub use roster::{RosterChanged, RosterWrite};
 pub use sqlite::Store;
 
 use crate::auth::AuthError;
