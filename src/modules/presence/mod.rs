@@ -362,16 +362,28 @@ fn broadcast(shard: &mut Shard, acc: Acc, up: PresenceUpdate) {
                     sid,
                 ));
             }
-            // §3.1.3: pending requests are delivered when the user becomes available.
+        }
+        // §3.1.3: pending requests are delivered when the user becomes available; straight to the
+        // session (routing them would run them through the inbound state machine again).
+        let mut pending = Vec::new();
+        if initial {
             for r in rows.iter().filter(|r| r.state.pending_in) {
                 let Some(text) = &r.request else { continue };
                 let Ok(s) = Stanza::parse(text.clone().into_bytes()) else {
                     continue;
                 };
-                route.push(copy_to(&s, &Jid::from(r.jid.clone()), &from, sid));
+                pending.push(copy_to(&s, &Jid::from(r.jid.clone()), &from, sid));
             }
         }
-        route.into()
+        let session = up.session;
+        JobDone {
+            route,
+            then: Some(Box::new(move |shard: &mut Shard| {
+                for acc in pending {
+                    shard.send_to_session(session, ConnMsg::Deliver(acc));
+                }
+            })),
+        }
     });
 }
 

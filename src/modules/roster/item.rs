@@ -172,7 +172,8 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let iq = s.tree().unwrap_or_else(|e| panic!("{e}"));
-        iq.child_elements().next().cloned().unwrap_or_else(|| panic!("no query"))
+        let q = iq.child_elements().next().cloned();
+        q.unwrap_or_else(|| panic!("no query"))
     }
 
     #[test]
