@@ -167,16 +167,24 @@ pub fn bind(shard: &mut Shard, jid: FullJid, session: SessionRef) {
 }
 
 /// The session ended: an available session first goes unavailable as if the client had said so
-/// (RFC 6121 §4.5.2: contacts and directed-presence targets learn it), then it is unregistered from
-/// its home shard.
+/// (RFC 6121 §4.5.2: contacts and directed-presence targets learn it; the user_send hooks do not
+/// run, the client sent nothing), then it is unregistered from its home shard.
 pub fn unbind(shard: &mut Shard, sess: &Session) {
+    let mut gone = None;
     if sess.presence.is_some() {
         let el = crate::xml::Element::new("presence", ns::CLIENT)
             .with_attr("type", "unavailable")
             .with_attr("from", sess.jid.as_str());
-        let stanza = Stanza::from_element(&el);
-        let mut s = sess.clone();
-        user_send(shard, &mut s, stanza);
+        gone = Some(Acc::new(
+            Stanza::from_element(&el),
+            sess.from.clone(),
+            Jid::from(sess.jid.bare()),
+            shard.id,
+        ));
+    }
+    crate::modules::presence::end_session(shard, &sess.jid, gone.as_mut());
+    if let Some(acc) = gone {
+        update_presence(shard, &mut sess.clone(), acc);
     }
     crate::modules::roster::forget_session(shard, &sess.jid);
     shard.local_unbind(&sess.jid, sess.session.conn);

@@ -70,6 +70,15 @@ pub fn revoke_presence(shard: &mut Shard, user: &BareJid, contact: &BareJid) {
     crate::sm::route(shard, acc);
 }
 
+/// A session's connection ended: forgets its directed presence and, when it was available, puts
+/// the targets on the `unavailable` the session manager broadcasts for it (`acc`).
+pub fn end_session(shard: &mut Shard, jid: &FullJid, acc: Option<&mut Acc>) {
+    let list = shard.ext.get_or_default::<Directed>().0.remove(jid);
+    if let (Some(acc), Some(list)) = (acc, list) {
+        acc.put(DIRECTED, list);
+    }
+}
+
 fn bounce(acc: &Acc, ctx: &mut HookCtx<'_>, cond: StanzaErrorCondition) -> HookResult {
     if let Some(reply) = acc.error_reply(cond, ctx.shard) {
         ctx.route(reply);
