@@ -123,7 +123,12 @@ fn run_script(server: &Server) -> String {
 }
 
 fn check(shards: usize) {
-    let server = Server::start_with(shards, &["u0", "u1"], "", "[modules.roster]\n[modules.presence]\n");
+    let server = Server::start_with(
+        shards,
+        &["u0", "u1"],
+        "",
+        "[modules.roster]\n[modules.presence]\n",
+    );
     let out = run_script(&server);
     assert!(out.contains("OK: roster add/push/remove"), "{out}");
     println!("{out}");

@@ -37,7 +37,10 @@ impl Client {
             return self.held.remove(i);
         }
         loop {
-            let s = self.c.try_next_stanza().unwrap_or_else(|| panic!("EOF waiting for {what}"));
+            let s = self
+                .c
+                .try_next_stanza()
+                .unwrap_or_else(|| panic!("EOF waiting for {what}"));
             if pred(&s) {
                 return s;
             }
@@ -69,13 +72,19 @@ fn push_item(s: &Stanza) -> Option<petrel::xml::Element> {
         return None;
     }
     let t = s.tree().ok()?;
-    let item = t.get_child("query", ns::ROSTER)?.child_elements().next().cloned();
+    let item = t
+        .get_child("query", ns::ROSTER)?
+        .child_elements()
+        .next()
+        .cloned();
     item
 }
 
 fn expect_push(c: &mut Client, jid: &str, subscription: &str) -> petrel::xml::Element {
     let s = c.expect(&format!("push {jid} {subscription}"), |s| {
-        push_item(s).is_some_and(|i| i.attr("jid") == Some(jid) && i.attr("subscription") == Some(subscription))
+        push_item(s).is_some_and(|i| {
+            i.attr("jid") == Some(jid) && i.attr("subscription") == Some(subscription)
+        })
     });
     // Acknowledge the push like a client does (RFC 6121 §2.1.6).
     let id = s.id().map(|i| i.into_owned()).unwrap_or_default();
@@ -86,14 +95,20 @@ fn expect_push(c: &mut Client, jid: &str, subscription: &str) -> petrel::xml::El
 fn roster_get(c: &mut Client, ver: Option<&str>) -> Stanza {
     let v = ver.map(|v| format!(" ver='{v}'")).unwrap_or_default();
     let id = format!("get{}", common::rand_u64());
-    c.send(&format!("<iq type='get' id='{id}'><query xmlns='jabber:iq:roster'{v}/></iq>"));
+    c.send(&format!(
+        "<iq type='get' id='{id}'><query xmlns='jabber:iq:roster'{v}/></iq>"
+    ));
     c.expect("roster result", |s| s.id().as_deref() == Some(id.as_str()))
 }
 
 fn roster_set(c: &mut Client, item: &str) -> Stanza {
     let id = format!("set{}", common::rand_u64());
-    c.send(&format!("<iq type='set' id='{id}'><query xmlns='jabber:iq:roster'>{item}</query></iq>"));
-    c.expect("roster set result", |s| s.id().as_deref() == Some(id.as_str()))
+    c.send(&format!(
+        "<iq type='set' id='{id}'><query xmlns='jabber:iq:roster'>{item}</query></iq>"
+    ));
+    c.expect("roster set result", |s| {
+        s.id().as_deref() == Some(id.as_str())
+    })
 }
 
 #[test]
@@ -104,15 +119,26 @@ fn roster_add_push_remove_and_versioning() {
         let mut a2 = Client::login(&server, "alice", "two", None);
         roster_get(&mut a1, None);
         let r = roster_get(&mut a2, None);
-        let ver0 = r.tree().ok().and_then(|t| t.get_child("query", ns::ROSTER).and_then(|q| q.attr("ver").map(str::to_owned)));
+        let ver0 = r.tree().ok().and_then(|t| {
+            t.get_child("query", ns::ROSTER)
+                .and_then(|q| q.attr("ver").map(str::to_owned))
+        });
         assert!(ver0.is_some(), "shards={shards}: roster result carries ver");
 
-        let r = roster_set(&mut a1, "<item jid='bob@localhost' name='Bob'><group>Friends</group></item>");
+        let r = roster_set(
+            &mut a1,
+            "<item jid='bob@localhost' name='Bob'><group>Friends</group></item>",
+        );
         assert_eq!(ty(&r), "result", "shards={shards}");
         for c in [&mut a1, &mut a2] {
             let item = expect_push(c, "bob@localhost", "none");
             assert_eq!(item.attr("name"), Some("Bob"));
-            assert_eq!(item.get_child("group", ns::ROSTER).map(|g| g.text()).as_deref(), Some("Friends"));
+            assert_eq!(
+                item.get_child("group", ns::ROSTER)
+                    .map(|g| g.text())
+                    .as_deref(),
+                Some("Friends")
+            );
         }
         let r = roster_get(&mut a2, None);
         let t = r.tree().unwrap();
@@ -122,26 +148,51 @@ fn roster_add_push_remove_and_versioning() {
         assert_eq!(q.child_elements().count(), 1);
         // Unchanged since ver1: an empty result.
         let r = roster_get(&mut a2, Some(&ver1));
-        assert!(r.tree().unwrap().get_child("query", ns::ROSTER).is_none(), "shards={shards}");
+        assert!(
+            r.tree().unwrap().get_child("query", ns::ROSTER).is_none(),
+            "shards={shards}"
+        );
 
         let r = roster_set(&mut a2, "<item jid='bob@localhost' subscription='remove'/>");
         assert_eq!(ty(&r), "result");
         expect_push(&mut a1, "bob@localhost", "remove");
         expect_push(&mut a2, "bob@localhost", "remove");
         let r = roster_get(&mut a1, None);
-        assert_eq!(r.tree().unwrap().get_child("query", ns::ROSTER).unwrap().child_elements().count(), 0);
+        assert_eq!(
+            r.tree()
+                .unwrap()
+                .get_child("query", ns::ROSTER)
+                .unwrap()
+                .child_elements()
+                .count(),
+            0
+        );
 
         // Bad input: RFC errors, nothing stored.
         for (item, cond) in [
             ("<item jid='a@@b'/>", "jid-malformed"),
-            ("<item jid='x@localhost'/><item jid='y@localhost'/>", "bad-request"),
-            ("<item jid='bob@localhost' subscription='remove'/>", "item-not-found"),
+            (
+                "<item jid='x@localhost'/><item jid='y@localhost'/>",
+                "bad-request",
+            ),
+            (
+                "<item jid='bob@localhost' subscription='remove'/>",
+                "item-not-found",
+            ),
         ] {
             let r = roster_set(&mut a1, item);
             assert_eq!(error_condition(&r).as_deref(), Some(cond), "{item}");
         }
         let r = roster_get(&mut a1, None);
-        assert_eq!(r.tree().unwrap().get_child("query", ns::ROSTER).unwrap().child_elements().count(), 0);
+        assert_eq!(
+            r.tree()
+                .unwrap()
+                .get_child("query", ns::ROSTER)
+                .unwrap()
+                .child_elements()
+                .count(),
+            0
+        );
     }
 }
 
@@ -159,30 +210,50 @@ fn subscription_handshake_broadcast_probe_logout() {
         a.send("<presence to='bob@localhost' type='subscribe'/>");
         let item = expect_push(&mut a, "bob@localhost", "none");
         assert_eq!(item.attr("ask"), Some("subscribe"));
-        b.expect("subscribe", |s| is_presence(s, "subscribe", "alice@localhost"));
+        b.expect("subscribe", |s| {
+            is_presence(s, "subscribe", "alice@localhost")
+        });
         b.send("<presence to='alice@localhost' type='subscribed'/>");
         expect_push(&mut b, "alice@localhost", "from");
-        a.expect("subscribed", |s| is_presence(s, "subscribed", "bob@localhost"));
+        a.expect("subscribed", |s| {
+            is_presence(s, "subscribed", "bob@localhost")
+        });
         // Only after the approval does bob's presence arrive.
-        assert!(!a.held_any(|s| is_presence(s, "", "bob@localhost/b")), "shards={shards}");
+        assert!(
+            !a.held_any(|s| is_presence(s, "", "bob@localhost/b")),
+            "shards={shards}"
+        );
         a.expect("bob's presence", |s| is_presence(s, "", "bob@localhost/b"));
         expect_push(&mut a, "bob@localhost", "to");
 
         b.send("<presence to='alice@localhost' type='subscribe'/>");
-        a.expect("subscribe", |s| is_presence(s, "subscribe", "bob@localhost"));
+        a.expect("subscribe", |s| {
+            is_presence(s, "subscribe", "bob@localhost")
+        });
         a.send("<presence to='bob@localhost' type='subscribed'/>");
-        b.expect("subscribed", |s| is_presence(s, "subscribed", "alice@localhost"));
-        assert!(!b.held_any(|s| is_presence(s, "", "alice@localhost/a")), "shards={shards}");
-        b.expect("alice's presence", |s| is_presence(s, "", "alice@localhost/a"));
+        b.expect("subscribed", |s| {
+            is_presence(s, "subscribed", "alice@localhost")
+        });
+        assert!(
+            !b.held_any(|s| is_presence(s, "", "alice@localhost/a")),
+            "shards={shards}"
+        );
+        b.expect("alice's presence", |s| {
+            is_presence(s, "", "alice@localhost/a")
+        });
         expect_push(&mut b, "alice@localhost", "both");
 
         // Logout with </stream>: alice sees bob go.
         b.send("</stream:stream>");
-        a.expect("bob unavailable", |s| is_presence(s, "unavailable", "bob@localhost/b"));
+        a.expect("bob unavailable", |s| {
+            is_presence(s, "unavailable", "bob@localhost/b")
+        });
         // Login again: alice sees bob come; bob's probe brings alice's presence.
         let mut b = Client::login(&server, "bob", "b2", Some(3));
         a.expect("bob available", |s| is_presence(s, "", "bob@localhost/b2"));
-        b.expect("alice via probe", |s| is_presence(s, "", "alice@localhost/a"));
+        b.expect("alice via probe", |s| {
+            is_presence(s, "", "alice@localhost/a")
+        });
         // A status change reaches the contact.
         a.send("<presence><show>away</show><status>lunch</status></presence>");
         let p = b.expect("alice away", |s| is_presence(s, "", "alice@localhost/a"));
@@ -190,7 +261,9 @@ fn subscription_handshake_broadcast_probe_logout() {
         // TCP drop without </stream>.
         b.c.sock.shutdown(std::net::Shutdown::Both).unwrap();
         drop(b);
-        a.expect("bob dropped", |s| is_presence(s, "unavailable", "bob@localhost/b2"));
+        a.expect("bob dropped", |s| {
+            is_presence(s, "unavailable", "bob@localhost/b2")
+        });
     }
 }
 
@@ -202,12 +275,20 @@ fn pending_request_waits_for_login_and_bad_presence() {
         a.send("<presence to='carol@localhost' type='subscribe'><status>it is alice</status></presence>");
         a.sync();
         let mut c = Client::login(&server, "carol", "c", Some(0));
-        let s = c.expect("stored request", |s| is_presence(s, "subscribe", "alice@localhost"));
+        let s = c.expect("stored request", |s| {
+            is_presence(s, "subscribe", "alice@localhost")
+        });
         assert!(String::from_utf8_lossy(s.bytes()).contains("it is alice"));
         // Unknown presence type and subscription to oneself: bad-request.
         for (xml, id) in [
-            ("<presence to='carol@localhost' type='bogus' id='x1'/>", "x1"),
-            ("<presence to='alice@localhost' type='subscribe' id='x2'/>", "x2"),
+            (
+                "<presence to='carol@localhost' type='bogus' id='x1'/>",
+                "x1",
+            ),
+            (
+                "<presence to='alice@localhost' type='subscribe' id='x2'/>",
+                "x2",
+            ),
         ] {
             a.send(xml);
             let e = a.expect("error", |s| s.id().as_deref() == Some(id));

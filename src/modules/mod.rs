@@ -22,7 +22,8 @@ pub fn start(config: &Config, shard: &mut Shard) {
         match name {
             "roster" => {
                 // Options were checked by `check` before the shards started; defaults otherwise.
-                let opts = roster::RosterOpts::from_table(&config.modules[name]).unwrap_or_default();
+                let opts =
+                    roster::RosterOpts::from_table(&config.modules[name]).unwrap_or_default();
                 roster::start(shard, &hosts, opts)
             }
             "presence" => presence::start(shard, &hosts),

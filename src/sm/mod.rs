@@ -151,7 +151,13 @@ pub fn register(shard: &mut Shard, jid: FullJid, session: SessionRef) {
     if let Some(old) = shard.sm.insert(jid.clone(), session) {
         if old.session != session {
             shard.send_to_session(old.session, ConnMsg::Close(StreamErrorCondition::Conflict));
-            run_session_hook(shard, |h| &h.sm_remove_connection, &old.jid, old.session, None);
+            run_session_hook(
+                shard,
+                |h| &h.sm_remove_connection,
+                &old.jid,
+                old.session,
+                None,
+            );
         }
     }
     run_session_hook(shard, |h| &h.sm_register_connection, &jid, session, None);
@@ -191,9 +197,7 @@ pub fn set_presence(shard: &mut Shard, jid: FullJid, session: SessionRef, priori
         return;
     };
     match (before, priority) {
-        (None, Some(_)) => {
-            run_session_hook(shard, |h| &h.user_available, &jid, session, priority)
-        }
+        (None, Some(_)) => run_session_hook(shard, |h| &h.user_available, &jid, session, priority),
         (Some(_), None) => run_session_hook(shard, |h| &h.unset_presence, &jid, session, None),
         _ => {}
     }

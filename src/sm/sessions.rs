@@ -139,9 +139,7 @@ impl SessionManager {
                 let ty = acc.stanza_type();
                 match &*ty {
                     "error" => return Targets::Drop,
-                    "groupchat" => {
-                        return Targets::Error(StanzaErrorCondition::ServiceUnavailable)
-                    }
+                    "groupchat" => return Targets::Error(StanzaErrorCondition::ServiceUnavailable),
                     _ => {}
                 }
                 let eligible = list

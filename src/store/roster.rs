@@ -65,7 +65,8 @@ pub struct RosterChanged<R> {
     pub item: Option<RosterItem>,
 }
 
-const COLS: &str = "contact, name, sub_to, sub_from, ask_out, pending_in, approved, in_roster, request";
+const COLS: &str =
+    "contact, name, sub_to, sub_from, ask_out, pending_in, approved, in_roster, request";
 
 /// One row as read, before its contact JID is parsed (rusqlite closures cannot return our errors).
 struct RawRow {
@@ -107,9 +108,9 @@ impl RawRow {
 
 impl Store {
     fn groups_of(&self, user: &str, contact: &str) -> Result<Vec<String>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT grp FROM roster_groups WHERE user = ?1 AND contact = ?2 ORDER BY grp")?;
+        let mut st = self.conn.prepare_cached(
+            "SELECT grp FROM roster_groups WHERE user = ?1 AND contact = ?2 ORDER BY grp",
+        )?;
         let rows = st.query_map(params![user, contact], |r| r.get::<_, String>(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -149,19 +150,21 @@ impl Store {
     /// Every row of the user (hidden pending requests too), for presence broadcasts and re-delivery.
     pub fn roster_rows(&self, user: &BareJid) -> Result<Vec<RosterItem>, StoreError> {
         let raw: Vec<RawRow> = {
-            let mut st = self
-                .conn
-                .prepare_cached(&format!("SELECT {COLS} FROM roster_items WHERE user = ?1 ORDER BY contact"))?;
+            let mut st = self.conn.prepare_cached(&format!(
+                "SELECT {COLS} FROM roster_items WHERE user = ?1 ORDER BY contact"
+            ))?;
             let rows = st.query_map([user.as_str()], raw_row)?;
             rows.collect::<Result<_, _>>()?
         };
-        raw.into_iter()
-            .map(|r| r.into_item(Vec::new()))
-            .collect()
+        raw.into_iter().map(|r| r.into_item(Vec::new())).collect()
     }
 
     /// One row (hidden or not).
-    pub fn roster_item(&self, user: &BareJid, contact: &BareJid) -> Result<Option<RosterItem>, StoreError> {
+    pub fn roster_item(
+        &self,
+        user: &BareJid,
+        contact: &BareJid,
+    ) -> Result<Option<RosterItem>, StoreError> {
         let raw = self
             .conn
             .prepare_cached(&format!(
@@ -265,9 +268,9 @@ impl Store {
         self.conn
             .prepare_cached("DELETE FROM roster_groups WHERE user = ?1 AND contact = ?2")?
             .execute(params![user.as_str(), item.jid.as_str()])?;
-        let mut ins = self
-            .conn
-            .prepare_cached("INSERT OR IGNORE INTO roster_groups (user, contact, grp) VALUES (?1, ?2, ?3)")?;
+        let mut ins = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO roster_groups (user, contact, grp) VALUES (?1, ?2, ?3)",
+        )?;
         for g in &item.groups {
             ins.execute(params![user.as_str(), item.jid.as_str(), g])?;
         }
@@ -334,7 +337,10 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(r.ver, Some(2));
         assert!(r.item.is_none());
-        assert!(store.groups_of(u.as_str(), c.as_str()).map(|g| g.is_empty()).unwrap_or(false));
+        assert!(store
+            .groups_of(u.as_str(), c.as_str())
+            .map(|g| g.is_empty())
+            .unwrap_or(false));
         // Keep writes nothing.
         let r = store
             .roster_change(&u, &c, |before, _| {

@@ -133,7 +133,11 @@ fn user_send_presence(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
             if to_absent || contact == user {
                 return bounce(acc, ctx, StanzaErrorCondition::BadRequest);
             }
-            let max = ctx.ext.get::<roster::RosterSettings>().map(|s| s.0).unwrap_or_default();
+            let max = ctx
+                .ext
+                .get::<roster::RosterSettings>()
+                .map(|s| s.0)
+                .unwrap_or_default();
             let req = acc.fork();
             let shard = ctx.shard;
             ctx.store(user_key(&user), move |store| {
@@ -257,7 +261,9 @@ fn home(shard: &mut Shard, acc: Acc) -> Option<Acc> {
     }
     if let Some(op) = acc.get::<HomeOp>(OP).cloned() {
         match op {
-            HomeOp::Revoke(contact) => send_unavailable_to(shard, &acc.to.bare(), &Jid::from(contact)),
+            HomeOp::Revoke(contact) => {
+                send_unavailable_to(shard, &acc.to.bare(), &Jid::from(contact))
+            }
         }
         return None;
     }
@@ -294,7 +300,12 @@ fn send_unavailable_to(shard: &mut Shard, user: &BareJid, to: &Jid) {
             .with_attr("type", "unavailable")
             .with_attr("from", jid.as_str())
             .with_attr("to", to.as_str());
-        let acc = Acc::new(Stanza::from_element(&el), Jid::from(jid), to.clone(), shard.id);
+        let acc = Acc::new(
+            Stanza::from_element(&el),
+            Jid::from(jid),
+            to.clone(),
+            shard.id,
+        );
         crate::router::route(shard, acc);
     }
 }
@@ -346,7 +357,11 @@ fn broadcast(shard: &mut Shard, acc: Acc, up: PresenceUpdate) {
             }
         };
         let mut route = Vec::new();
-        let subscribers: Vec<&BareJid> = rows.iter().filter(|r| r.state.from).map(|r| &r.jid).collect();
+        let subscribers: Vec<&BareJid> = rows
+            .iter()
+            .filter(|r| r.state.from)
+            .map(|r| &r.jid)
+            .collect();
         for c in &subscribers {
             route.push(copy_to(&stanza, &from, &Jid::from((*c).clone()), sid));
         }
@@ -415,7 +430,9 @@ fn probe(shard: &mut Shard, acc: Acc) {
         }
         JobDone {
             route: Vec::new(),
-            then: Some(Box::new(move |shard: &mut Shard| answer_probe(shard, &user, &prober))),
+            then: Some(Box::new(move |shard: &mut Shard| {
+                answer_probe(shard, &user, &prober)
+            })),
         }
     });
 }
@@ -435,7 +452,12 @@ fn answer_probe(shard: &mut Shard, user: &BareJid, prober: &Jid) {
             .with_attr("type", "unavailable")
             .with_attr("from", user.as_str())
             .with_attr("to", prober.as_str());
-        let acc = Acc::new(Stanza::from_element(&el), Jid::from(user.clone()), prober.clone(), shard.id);
+        let acc = Acc::new(
+            Stanza::from_element(&el),
+            Jid::from(user.clone()),
+            prober.clone(),
+            shard.id,
+        );
         crate::router::route(shard, acc);
     }
 }
@@ -494,7 +516,8 @@ fn inbound(shard: &mut Shard, acc: Acc, kind: SubKind) {
                     }
                 }
                 if t.auto_approve {
-                    let ok = roster::subscription_stanza(&user, &contact, SubKind::Subscribed, shard.id);
+                    let ok =
+                        roster::subscription_stanza(&user, &contact, SubKind::Subscribed, shard.id);
                     crate::router::route(shard, ok);
                 }
                 if kind == SubKind::Subscribed && t.forward {

@@ -168,7 +168,8 @@ mod tests {
 
     fn query(xml: &str) -> Element {
         let s = Stanza::parse(
-            format!("<iq type='set'><query xmlns='jabber:iq:roster'>{xml}</query></iq>").into_bytes(),
+            format!("<iq type='set'><query xmlns='jabber:iq:roster'>{xml}</query></iq>")
+                .into_bytes(),
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let iq = s.tree().unwrap_or_else(|e| panic!("{e}"));
@@ -191,7 +192,9 @@ mod tests {
                 groups: vec!["a".into(), "w".into()]
             })
         );
-        let r = SetRequest::parse(&query("<item jid='bob@example.com' subscription='remove'/>"));
+        let r = SetRequest::parse(&query(
+            "<item jid='bob@example.com' subscription='remove'/>",
+        ));
         assert_eq!(r, Ok(SetRequest::Remove(jid)));
     }
 
@@ -205,7 +208,10 @@ mod tests {
             ("<item jid='a@b@c'/>", JidMalformed),
             ("<item jid=''/>", JidMalformed),
             ("<item jid='a@b/res'/>", BadRequest),
-            ("<item jid='a@b'><group>x</group><group>x</group></item>", BadRequest),
+            (
+                "<item jid='a@b'><group>x</group><group>x</group></item>",
+                BadRequest,
+            ),
             ("<item jid='a@b'><group></group></item>", NotAcceptable),
         ];
         for (xml, want) in cases {
@@ -226,6 +232,9 @@ mod tests {
         assert_eq!(el.attr("subscription"), Some("from"));
         assert_eq!(el.attr("ask"), Some("subscribe"));
         assert_eq!(el.attr("approved"), None);
-        assert_eq!(el.get_child("group", ns::ROSTER).map(|g| g.text()), Some("g".into()));
+        assert_eq!(
+            el.get_child("group", ns::ROSTER).map(|g| g.text()),
+            Some("g".into())
+        );
     }
 }

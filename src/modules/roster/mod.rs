@@ -71,13 +71,13 @@ impl RosterOpts {
         for (k, v) in t {
             match k.as_str() {
                 "max_items" => {
-                    o.max_items = v
-                        .as_integer()
-                        .filter(|n| *n >= 1)
-                        .ok_or(OptionError::Invalid {
-                            key: "max_items",
-                            want: "an integer >= 1",
-                        })? as u64
+                    o.max_items =
+                        v.as_integer()
+                            .filter(|n| *n >= 1)
+                            .ok_or(OptionError::Invalid {
+                                key: "max_items",
+                                want: "an integer >= 1",
+                            })? as u64
                 }
                 "versioning" => {
                     o.versioning = v.as_bool().ok_or(OptionError::Invalid {
@@ -114,9 +114,11 @@ pub fn forget_session(shard: &mut Shard, jid: &FullJid) {
 pub fn start(shard: &mut Shard, hosts: &[String], opts: RosterOpts) {
     shard.ext.insert(RosterSettings(opts));
     for host in hosts {
-        shard
-            .iq
-            .register_account(host, ns::ROSTER, Rc::new(move |acc, q, ctx| handle_iq(acc, q, ctx, opts)));
+        shard.iq.register_account(
+            host,
+            ns::ROSTER,
+            Rc::new(move |acc, q, ctx| handle_iq(acc, q, ctx, opts)),
+        );
     }
     shard.sm.add_home_handler(Rc::new(fan_out_push));
     shard
@@ -127,7 +129,10 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: RosterOpts) {
                 return HookResult::Continue;
             }
             let interested = match acc.to.clone().try_into_full() {
-                Ok(full) => ctx.ext.get::<RosterInterest>().is_some_and(|i| i.0.contains(&full)),
+                Ok(full) => ctx
+                    .ext
+                    .get::<RosterInterest>()
+                    .is_some_and(|i| i.0.contains(&full)),
                 Err(_) => false,
             };
             if interested {
@@ -174,7 +179,9 @@ fn handle_iq(acc: &Acc, query: &Element, ctx: &mut HookCtx<'_>, opts: RosterOpts
             Ok(set) => {
                 let req = acc.fork();
                 let shard = ctx.shard;
-                ctx.store(user_key(&user), move |store| apply_set(store, req, user, set, opts, shard));
+                ctx.store(user_key(&user), move |store| {
+                    apply_set(store, req, user, set, opts, shard)
+                });
                 IqReply::NoReply
             }
         },
@@ -267,18 +274,39 @@ fn apply_set(
     });
     let changed = match changed {
         Ok(c) => c,
-        Err(e) => return store_failed(&req, shard, &e).into_iter().collect::<Vec<_>>().into(),
+        Err(e) => {
+            return store_failed(&req, shard, &e)
+                .into_iter()
+                .collect::<Vec<_>>()
+                .into()
+        }
     };
     let removal = match changed.out {
-        Err(cond) => return req.error_reply(cond, shard).into_iter().collect::<Vec<_>>().into(),
+        Err(cond) => {
+            return req
+                .error_reply(cond, shard)
+                .into_iter()
+                .collect::<Vec<_>>()
+                .into()
+        }
         Ok(r) => r,
     };
     let mut route = vec![result_reply(&req, None, shard)];
     if removal.unsubscribe {
-        route.push(subscription_stanza(&user, &contact, SubKind::Unsubscribe, shard));
+        route.push(subscription_stanza(
+            &user,
+            &contact,
+            SubKind::Unsubscribe,
+            shard,
+        ));
     }
     if removal.unsubscribed {
-        route.push(subscription_stanza(&user, &contact, SubKind::Unsubscribed, shard));
+        route.push(subscription_stanza(
+            &user,
+            &contact,
+            SubKind::Unsubscribed,
+            shard,
+        ));
     }
     let revoke = removal.revoke;
     let push = changed
@@ -300,7 +328,12 @@ fn apply_set(
 
 /// `<presence type='KIND'/>` from the user's bare JID to the contact's (RFC 6121 §3: the server
 /// stamps bare JIDs on subscription stanzas).
-pub fn subscription_stanza(user: &BareJid, contact: &BareJid, kind: SubKind, shard: ShardId) -> Acc {
+pub fn subscription_stanza(
+    user: &BareJid,
+    contact: &BareJid,
+    kind: SubKind,
+    shard: ShardId,
+) -> Acc {
     let el = Element::new("presence", ns::CLIENT)
         .with_attr("from", user.as_str())
         .with_attr("to", contact.as_str())
@@ -384,12 +417,21 @@ fn result_reply(req: &Acc, body: Option<Element>, shard: ShardId) -> Acc {
     if let Some(body) = body {
         el = el.with_child(body);
     }
-    Acc::new(Stanza::from_element(&el), req.to.clone(), req.from.clone(), shard)
+    Acc::new(
+        Stanza::from_element(&el),
+        req.to.clone(),
+        req.from.clone(),
+        shard,
+    )
 }
 
 /// The module's settings on this shard (defaults when the roster module is off).
 pub fn settings(shard: &Shard) -> RosterOpts {
-    shard.ext.get::<RosterSettings>().map(|s| s.0).unwrap_or_default()
+    shard
+        .ext
+        .get::<RosterSettings>()
+        .map(|s| s.0)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -271,7 +271,11 @@ mod tests {
     ];
 
     /// Checks one Appendix A table: (state, forwarded?, new state or "" for no change).
-    fn table(dir: fn(SubState, SubKind) -> Transition, kind: SubKind, rows: [(&str, bool, &str); 9]) {
+    fn table(
+        dir: fn(SubState, SubKind) -> Transition,
+        kind: SubKind,
+        rows: [(&str, bool, &str); 9],
+    ) {
         for (i, (from, fwd, to)) in rows.iter().enumerate() {
             assert_eq!(*from, STATES[i], "table rows in RFC order");
             let t = dir(st(from), kind);
@@ -283,32 +287,40 @@ mod tests {
 
     #[test]
     fn outbound_subscribe_a21() {
-        table(SubState::outbound, Subscribe, [
-            ("None", true, "None + Pending Out"),
-            ("None + Pending Out", true, ""),
-            ("None + Pending In", true, "None + Pending Out/In"),
-            ("None + Pending Out/In", true, ""),
-            ("To", true, ""),
-            ("To + Pending In", true, ""),
-            ("From", true, "From + Pending Out"),
-            ("From + Pending Out", true, ""),
-            ("Both", true, ""),
-        ]);
+        table(
+            SubState::outbound,
+            Subscribe,
+            [
+                ("None", true, "None + Pending Out"),
+                ("None + Pending Out", true, ""),
+                ("None + Pending In", true, "None + Pending Out/In"),
+                ("None + Pending Out/In", true, ""),
+                ("To", true, ""),
+                ("To + Pending In", true, ""),
+                ("From", true, "From + Pending Out"),
+                ("From + Pending Out", true, ""),
+                ("Both", true, ""),
+            ],
+        );
     }
 
     #[test]
     fn outbound_unsubscribe_a22() {
-        table(SubState::outbound, Unsubscribe, [
-            ("None", true, ""),
-            ("None + Pending Out", true, "None"),
-            ("None + Pending In", true, ""),
-            ("None + Pending Out/In", true, "None + Pending In"),
-            ("To", true, "None"),
-            ("To + Pending In", true, "None + Pending In"),
-            ("From", true, ""),
-            ("From + Pending Out", true, "From"),
-            ("Both", true, "From"),
-        ]);
+        table(
+            SubState::outbound,
+            Unsubscribe,
+            [
+                ("None", true, ""),
+                ("None + Pending Out", true, "None"),
+                ("None + Pending In", true, ""),
+                ("None + Pending Out/In", true, "None + Pending In"),
+                ("To", true, "None"),
+                ("To + Pending In", true, "None + Pending In"),
+                ("From", true, ""),
+                ("From + Pending Out", true, "From"),
+                ("Both", true, "From"),
+            ],
+        );
     }
 
     #[test]
@@ -322,7 +334,11 @@ mod tests {
             ("None", false, Some(pre("None"))),
             ("None + Pending Out", false, Some(pre("None + Pending Out"))),
             ("None + Pending In", true, Some(st("From"))),
-            ("None + Pending Out/In", true, Some(st("From + Pending Out"))),
+            (
+                "None + Pending Out/In",
+                true,
+                Some(st("From + Pending Out")),
+            ),
             ("To", false, Some(pre("To"))),
             ("To + Pending In", true, Some(st("Both"))),
             ("From", false, None),
@@ -338,19 +354,27 @@ mod tests {
 
     #[test]
     fn outbound_unsubscribed_a24() {
-        table(SubState::outbound, Unsubscribed, [
-            ("None", false, ""),
-            ("None + Pending Out", false, ""),
-            ("None + Pending In", true, "None"),
-            ("None + Pending Out/In", true, "None + Pending Out"),
-            ("To", false, ""),
-            ("To + Pending In", true, "To"),
-            ("From", true, "None"),
-            ("From + Pending Out", true, "None + Pending Out"),
-            ("Both", true, "To"),
-        ]);
+        table(
+            SubState::outbound,
+            Unsubscribed,
+            [
+                ("None", false, ""),
+                ("None + Pending Out", false, ""),
+                ("None + Pending In", true, "None"),
+                ("None + Pending Out/In", true, "None + Pending Out"),
+                ("To", false, ""),
+                ("To + Pending In", true, "To"),
+                ("From", true, "None"),
+                ("From + Pending Out", true, "None + Pending Out"),
+                ("Both", true, "To"),
+            ],
+        );
         assert!(st("From").outbound(Unsubscribed).revoke_presence);
-        assert!(!st("None + Pending In").outbound(Unsubscribed).revoke_presence);
+        assert!(
+            !st("None + Pending In")
+                .outbound(Unsubscribed)
+                .revoke_presence
+        );
         // Withdrawing a pre-approval: not routed, flag cleared.
         let pre = SubState {
             approved: true,
@@ -363,17 +387,21 @@ mod tests {
 
     #[test]
     fn inbound_subscribe_a31() {
-        table(SubState::inbound, Subscribe, [
-            ("None", true, "None + Pending In"),
-            ("None + Pending Out", true, "None + Pending Out/In"),
-            ("None + Pending In", false, ""),
-            ("None + Pending Out/In", false, ""),
-            ("To", true, "To + Pending In"),
-            ("To + Pending In", false, ""),
-            ("From", false, ""),
-            ("From + Pending Out", false, ""),
-            ("Both", false, ""),
-        ]);
+        table(
+            SubState::inbound,
+            Subscribe,
+            [
+                ("None", true, "None + Pending In"),
+                ("None + Pending Out", true, "None + Pending Out/In"),
+                ("None + Pending In", false, ""),
+                ("None + Pending Out/In", false, ""),
+                ("To", true, "To + Pending In"),
+                ("To + Pending In", false, ""),
+                ("From", false, ""),
+                ("From + Pending Out", false, ""),
+                ("Both", false, ""),
+            ],
+        );
         for s in ["From", "From + Pending Out", "Both"] {
             assert!(st(s).inbound(Subscribe).auto_approve, "{s}");
         }
@@ -399,49 +427,61 @@ mod tests {
 
     #[test]
     fn inbound_unsubscribe_a32() {
-        table(SubState::inbound, Unsubscribe, [
-            ("None", false, ""),
-            ("None + Pending Out", false, ""),
-            ("None + Pending In", true, "None"),
-            ("None + Pending Out/In", true, "None + Pending Out"),
-            ("To", false, ""),
-            ("To + Pending In", true, "To"),
-            ("From", true, "None"),
-            ("From + Pending Out", true, "None + Pending Out"),
-            ("Both", true, "To"),
-        ]);
+        table(
+            SubState::inbound,
+            Unsubscribe,
+            [
+                ("None", false, ""),
+                ("None + Pending Out", false, ""),
+                ("None + Pending In", true, "None"),
+                ("None + Pending Out/In", true, "None + Pending Out"),
+                ("To", false, ""),
+                ("To + Pending In", true, "To"),
+                ("From", true, "None"),
+                ("From + Pending Out", true, "None + Pending Out"),
+                ("Both", true, "To"),
+            ],
+        );
         assert!(st("Both").inbound(Unsubscribe).revoke_presence);
         assert!(!st("To + Pending In").inbound(Unsubscribe).revoke_presence);
     }
 
     #[test]
     fn inbound_subscribed_a33() {
-        table(SubState::inbound, Subscribed, [
-            ("None", false, ""),
-            ("None + Pending Out", true, "To"),
-            ("None + Pending In", false, ""),
-            ("None + Pending Out/In", true, "To + Pending In"),
-            ("To", false, ""),
-            ("To + Pending In", false, ""),
-            ("From", false, ""),
-            ("From + Pending Out", true, "Both"),
-            ("Both", false, ""),
-        ]);
+        table(
+            SubState::inbound,
+            Subscribed,
+            [
+                ("None", false, ""),
+                ("None + Pending Out", true, "To"),
+                ("None + Pending In", false, ""),
+                ("None + Pending Out/In", true, "To + Pending In"),
+                ("To", false, ""),
+                ("To + Pending In", false, ""),
+                ("From", false, ""),
+                ("From + Pending Out", true, "Both"),
+                ("Both", false, ""),
+            ],
+        );
     }
 
     #[test]
     fn inbound_unsubscribed_a34() {
-        table(SubState::inbound, Unsubscribed, [
-            ("None", false, ""),
-            ("None + Pending Out", true, "None"),
-            ("None + Pending In", false, ""),
-            ("None + Pending Out/In", true, "None + Pending In"),
-            ("To", true, "None"),
-            ("To + Pending In", true, "None + Pending In"),
-            ("From", false, ""),
-            ("From + Pending Out", true, "From"),
-            ("Both", true, "From"),
-        ]);
+        table(
+            SubState::inbound,
+            Unsubscribed,
+            [
+                ("None", false, ""),
+                ("None + Pending Out", true, "None"),
+                ("None + Pending In", false, ""),
+                ("None + Pending Out/In", true, "None + Pending In"),
+                ("To", true, "None"),
+                ("To + Pending In", true, "None + Pending In"),
+                ("From", false, ""),
+                ("From + Pending Out", true, "From"),
+                ("Both", true, "From"),
+            ],
+        );
     }
 
     #[test]
