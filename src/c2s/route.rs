@@ -84,7 +84,7 @@ pub fn user_send(shard: &mut Shard, sess: &mut Session, stanza: Stanza) -> SendO
     };
     if typed == HookResult::Continue {
         if broadcast_presence {
-            update_presence(shard, sess, &acc);
+            update_presence(shard, sess, acc);
         } else {
             crate::router::route(shard, acc);
         }
@@ -93,19 +93,30 @@ pub fn user_send(shard: &mut Shard, sess: &mut Session, stanza: Stanza) -> SendO
     SendOutcome::Continue
 }
 
-/// Presence without `to` sets the session's availability and priority (RFC 6121 §4.2, §4.5); the
-/// broadcast to contacts comes with the roster.
-fn update_presence(shard: &mut Shard, sess: &mut Session, acc: &Acc) {
+/// Presence without `to` sets the session's availability and priority (RFC 6121 §4.2, §4.5): the
+/// stanza goes to the home shard, which records it and hands it to the presence module for the
+/// broadcast. Every available presence goes (its status may have changed); a repeated unavailable
+/// does not.
+fn update_presence(shard: &mut Shard, sess: &mut Session, mut acc: Acc) {
     let priority = match &*acc.stanza_type() {
         "" => Some(presence_priority(&acc.stanza)),
         "unavailable" => None,
         // Subscription management and probes addressed to no one: nothing to record.
         _ => return,
     };
-    if sess.presence != priority {
-        sess.presence = priority;
-        crate::sm::set_presence(shard, sess.jid.clone(), sess.session, priority);
+    if priority.is_none() && sess.presence.is_none() {
+        return;
     }
+    sess.presence = priority;
+    acc.put(
+        crate::sm::PRESENCE_UPDATE,
+        crate::sm::PresenceUpdate {
+            session: sess.session,
+            priority,
+            initial: false,
+        },
+    );
+    crate::sm::route(shard, acc);
 }
 
 /// The `<priority/>` of an available presence: -128..=127, 0 when absent or invalid (RFC 6121 §4.7.2.3).
@@ -155,8 +166,27 @@ pub fn bind(shard: &mut Shard, jid: FullJid, session: SessionRef) {
     shard.drain_to_route();
 }
 
-/// The session ended: unregister it from its home shard.
+/// The session ended: an available session first goes unavailable as if the client had said so
+/// (RFC 6121 §4.5.2: contacts and directed-presence targets learn it; the user_send hooks do not
+/// run, the client sent nothing), then it is unregistered from its home shard.
 pub fn unbind(shard: &mut Shard, sess: &Session) {
+    let mut gone = None;
+    if sess.presence.is_some() {
+        let el = crate::xml::Element::new("presence", ns::CLIENT)
+            .with_attr("type", "unavailable")
+            .with_attr("from", sess.jid.as_str());
+        gone = Some(Acc::new(
+            Stanza::from_element(&el),
+            sess.from.clone(),
+            Jid::from(sess.jid.bare()),
+            shard.id,
+        ));
+    }
+    crate::modules::presence::end_session(shard, &sess.jid, gone.as_mut());
+    if let Some(acc) = gone {
+        update_presence(shard, &mut sess.clone(), acc);
+    }
+    crate::modules::roster::forget_session(shard, &sess.jid);
     shard.local_unbind(&sess.jid, sess.session.conn);
     crate::sm::unregister(shard, sess.jid.clone(), sess.session);
     shard.drain_to_route();

@@ -7,7 +7,9 @@ pub mod last;
 mod misc_tests;
 mod options;
 pub mod ping;
+pub mod presence;
 pub mod register;
+pub mod roster;
 #[cfg(test)]
 mod testing;
 pub mod time;
@@ -21,7 +23,9 @@ use crate::config::Config;
 use crate::shard::Shard;
 
 /// Modules petrel knows, in start order (disco last: it advertises what the others registered).
-pub const KNOWN: &[&str] = &["ping", "version", "time", "last", "register", "disco"];
+pub const KNOWN: &[&str] = &[
+    "roster", "presence", "ping", "version", "time", "last", "register", "disco",
+];
 
 /// What the c2s listeners take from the module configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +59,13 @@ pub fn start(config: &Config, shard: &mut Shard) {
             continue;
         };
         match name {
+            "roster" => {
+                // Options were checked by `check` before the shards started; defaults otherwise.
+                let opts =
+                    roster::RosterOpts::from_table(&config.modules[name]).unwrap_or_default();
+                roster::start(shard, &hosts, opts)
+            }
+            "presence" => presence::start(shard, &hosts),
             "ping" => ping::start(shard, &hosts),
             // Options were validated by `c2s_options` before the shards started.
             "version" => version::start(
@@ -74,4 +85,26 @@ pub fn start(config: &Config, shard: &mut Shard) {
             _ => {}
         }
     }
+}
+
+/// A module's options are wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    /// `[modules.roster]`.
+    #[error("[modules.roster]: {0}")]
+    Roster(#[from] roster::OptionError),
+    /// `[modules.presence]` takes no options.
+    #[error("[modules.presence]: unknown option `{0}` (the module takes none)")]
+    Presence(String),
+}
+
+/// Checks the options of the configured modules (call before starting the shards).
+pub fn check(config: &Config) -> Result<(), ModuleError> {
+    if let Some(t) = config.modules.get("roster") {
+        roster::RosterOpts::from_table(t)?;
+    }
+    if let Some(k) = config.modules.get("presence").and_then(|t| t.keys().next()) {
+        return Err(ModuleError::Presence(k.clone()));
+    }
+    Ok(())
 }

@@ -72,6 +72,9 @@ pub enum RtError {
     /// A `[modules.*]` option is not acceptable.
     #[error("{0}")]
     Module(#[from] crate::modules::OptionError),
+    /// A module's options are wrong.
+    #[error("{0}")]
+    ModuleCheck(#[from] crate::modules::ModuleError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -148,6 +151,7 @@ pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Re
             allowed: cpus.len(),
         });
     }
+    crate::modules::check(&config)?;
     let modules = crate::modules::c2s_options(&config)?;
     let config = Arc::new(config);
     let store = StorePool::start(&config.general.data_dir, 2, 4096)?;

@@ -23,6 +23,26 @@ use crate::shard::{home_shard, ConnMsg, SessionRef, Shard, ShardMsg};
 use crate::xml::StanzaKind;
 use crate::xmpp::{StanzaErrorCondition, StreamErrorCondition};
 
+/// A module's handler for stanzas that reached the home shard of their recipient, before §8.5
+/// delivery (presence probes and subscriptions, roster push fan-out): returns the stanza to go on
+/// with delivery, or None when it took it.
+pub type HomeHandler = std::rc::Rc<dyn Fn(&mut Shard, Acc) -> Option<Acc>>;
+
+/// Scratch key of a [`PresenceUpdate`].
+pub const PRESENCE_UPDATE: &str = "sm.presence_update";
+
+/// Carried by a presence broadcast (a presence without `to`) on its way to the sender's home shard,
+/// which records availability, priority and the stanza there, then hands it to the home handlers.
+#[derive(Debug, Clone, Copy)]
+pub struct PresenceUpdate {
+    /// The sending session.
+    pub session: SessionRef,
+    /// `Some(priority)` for available, `None` for unavailable.
+    pub priority: Option<i8>,
+    /// Set on the home shard: the session was not available before (initial presence).
+    pub initial: bool,
+}
+
 /// `ejabberd_sm:route`: forwards to the home shard, or picks the resources there and delivers.
 pub fn route(shard: &mut Shard, acc: Acc) {
     // Fast path: a full JID bound on this very shard is delivered without the home-shard hop. Its
@@ -39,6 +59,22 @@ pub fn route(shard: &mut Shard, acc: Acc) {
     let home = home_shard(&bare, shard.shards);
     if home != shard.id {
         shard.send_to_shard(home, ShardMsg::SmRoute(acc));
+        return;
+    }
+    let mut acc = acc;
+    if let Some(up) = acc.get::<PresenceUpdate>(PRESENCE_UPDATE).copied() {
+        if !presence_update(shard, &mut acc, up) {
+            return;
+        }
+    }
+    for h in shard.sm.home_handlers() {
+        match h(shard, acc) {
+            Some(a) => acc = a,
+            None => return,
+        }
+    }
+    if acc.get::<PresenceUpdate>(PRESENCE_UPDATE).is_some() {
+        // A broadcast no module took: availability is recorded, nothing is delivered.
         return;
     }
     let targets = match acc.to.resource() {
@@ -165,6 +201,34 @@ pub fn set_presence(shard: &mut Shard, jid: FullJid, session: SessionRef, priori
         (Some(_), None) => run_session_hook(shard, |h| &h.unset_presence, &jid, session, None),
         _ => {}
     }
+}
+
+/// Applies a presence broadcast on the home shard: availability, priority, the last presence and
+/// the session hooks. False when the session is no longer the one bound (the stanza is dropped).
+fn presence_update(shard: &mut Shard, acc: &mut Acc, up: PresenceUpdate) -> bool {
+    let Ok(jid) = acc.from.clone().try_into_full() else {
+        return false;
+    };
+    let Some(before) = shard.sm.set_priority(&jid, up.session, up.priority) else {
+        return false;
+    };
+    let last = up.priority.map(|_| acc.stanza.clone());
+    shard.sm.set_last_presence(&jid, up.session, last);
+    match (before, up.priority) {
+        (None, Some(_)) => {
+            run_session_hook(shard, |h| &h.user_available, &jid, up.session, up.priority)
+        }
+        (Some(_), None) => run_session_hook(shard, |h| &h.unset_presence, &jid, up.session, None),
+        _ => {}
+    }
+    acc.put(
+        PRESENCE_UPDATE,
+        PresenceUpdate {
+            initial: before.is_none() && up.priority.is_some(),
+            ..up
+        },
+    );
+    true
 }
 
 fn run_session_hook(

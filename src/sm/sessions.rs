@@ -18,12 +18,15 @@ pub struct Resource {
     pub session: SessionRef,
     /// `Some(priority)` once available (initial presence sent), `None` while only connected.
     pub priority: Option<i8>,
+    /// The last available presence the session broadcast (answers probes, RFC 6121 §4.3.2).
+    pub last_presence: Option<crate::xml::Stanza>,
 }
 
 /// Sessions of the users whose home is this shard.
 #[derive(Default)]
 pub struct SessionManager {
     users: HashMap<BareJid, Vec<Resource>>,
+    home_handlers: Vec<super::HomeHandler>,
 }
 
 impl SessionManager {
@@ -34,6 +37,7 @@ impl SessionManager {
             jid,
             session,
             priority: None,
+            last_presence: None,
         };
         match list.iter_mut().find(|r| r.jid == new.jid) {
             Some(slot) => Some(std::mem::replace(slot, new)),
@@ -71,6 +75,32 @@ impl SessionManager {
             .iter_mut()
             .find(|r| &r.jid == jid && r.session == session)?;
         Some(std::mem::replace(&mut r.priority, priority))
+    }
+
+    /// Records the last broadcast presence of `jid` at `session` (None after unavailable).
+    pub fn set_last_presence(
+        &mut self,
+        jid: &FullJid,
+        session: SessionRef,
+        presence: Option<crate::xml::Stanza>,
+    ) {
+        if let Some(r) = self
+            .users
+            .get_mut(&jid.bare())
+            .and_then(|l| l.iter_mut().find(|r| &r.jid == jid && r.session == session))
+        {
+            r.last_presence = presence;
+        }
+    }
+
+    /// Adds a module's handler for stanzas reaching their recipient's home shard.
+    pub fn add_home_handler(&mut self, h: super::HomeHandler) {
+        self.home_handlers.push(h);
+    }
+
+    /// The home handlers, in registration order.
+    pub(crate) fn home_handlers(&self) -> Vec<super::HomeHandler> {
+        self.home_handlers.clone()
     }
 
     /// The resources bound for `bare` (for modules and tests).

@@ -6,11 +6,13 @@ mod last;
 mod oneshot;
 mod pool;
 mod register;
+mod roster;
 mod sqlite;
 
 pub use last::{boot_id, unix_now, LastActivity};
 pub use pool::StorePool;
 pub use register::Registered;
+pub use roster::{RosterChanged, RosterWrite};
 pub use sqlite::Store;
 
 use crate::auth::AuthError;

@@ -63,6 +63,7 @@ impl Store {
         self.conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
         )?;
+        super::roster::migrate_roster(&self.conn)?;
         let version: Option<i64> =
             self.conn
                 .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))?;

@@ -1,0 +1,547 @@
+//! `mod_presence`: presence subscriptions and broadcast (RFC 6121 §3, §4).
+//!
+//! Where each part runs:
+//! - the sender's shard (`user_send_presence`): outbound subscription stanzas (roster change as a
+//!   store job keyed by the user, then the stanza is routed with bare JIDs), directed presence
+//!   tracking per session, bad presence types;
+//! - the user's home shard (a `sm` home handler): the user's own broadcasts (after the session
+//!   manager recorded availability and the last presence), probes (answered from the session
+//!   manager's last presences), inbound subscription stanzas (roster change, delivery or storage of
+//!   the request, pushes).
+//!
+//! The roster in the store is the only truth about subscriptions; every change is one store job
+//! keyed by the user whose roster it touches, so changes to one roster never interleave.
+
+use std::rc::Rc;
+
+use ahash::HashMap;
+
+use crate::hooks::{Acc, HookCtx, HookResult, JobDone};
+use crate::jid::{BareJid, FullJid, Jid};
+use crate::modules::roster::{self, user_key, RosterItem, SubKind, SubState, Transition};
+use crate::shard::{ConnMsg, SessionRef, Shard, ShardId};
+use crate::sm::{PresenceUpdate, PRESENCE_UPDATE};
+use crate::store::{RosterWrite, Store};
+use crate::xml::{Element, Stanza, StanzaKind};
+use crate::xmpp::{ns, StanzaErrorCondition};
+
+/// Scratch key: the directed-presence targets of a session going unavailable.
+const DIRECTED: &str = "presence.directed";
+/// Scratch key: an internal request to the user's home shard.
+const OP: &str = "presence.op";
+
+/// Most directed-presence targets remembered per session (older ones are forgotten first).
+pub const MAX_DIRECTED: usize = 1000;
+
+/// Internal requests carried to a user's home shard.
+#[derive(Debug, Clone)]
+enum HomeOp {
+    /// Send `unavailable` from each of the user's available resources to this contact.
+    Revoke(BareJid),
+}
+
+/// Directed presence per session on its connection's shard (RFC 6121 §4.6).
+#[derive(Default)]
+struct Directed(HashMap<FullJid, Vec<Jid>>);
+
+/// Registers the send-side hook and the home-shard handler.
+pub fn start(shard: &mut Shard, _hosts: &[String]) {
+    shard
+        .hooks
+        .user_send_presence
+        .add(40, "presence", user_send_presence);
+    shard.sm.add_home_handler(Rc::new(home));
+}
+
+/// Sends `unavailable` from the user's available resources to `contact` (the contact lost its
+/// subscription: RFC 6121 §3.2.2). Works from any shard: the request goes to the user's home shard.
+pub fn revoke_presence(shard: &mut Shard, user: &BareJid, contact: &BareJid) {
+    let el = Element::new("presence", ns::CLIENT)
+        .with_attr("type", "unavailable")
+        .with_attr("from", user.as_str())
+        .with_attr("to", user.as_str());
+    let mut acc = Acc::new(
+        Stanza::from_element(&el),
+        Jid::from(user.clone()),
+        Jid::from(user.clone()),
+        shard.id,
+    );
+    acc.put(OP, HomeOp::Revoke(contact.clone()));
+    crate::sm::route(shard, acc);
+}
+
+/// A session's connection ended: forgets its directed presence and, when it was available, puts
+/// the targets on the `unavailable` the session manager broadcasts for it (`acc`).
+pub fn end_session(shard: &mut Shard, jid: &FullJid, acc: Option<&mut Acc>) {
+    let list = shard.ext.get_or_default::<Directed>().0.remove(jid);
+    if let (Some(acc), Some(list)) = (acc, list) {
+        acc.put(DIRECTED, list);
+    }
+}
+
+fn bounce(acc: &Acc, ctx: &mut HookCtx<'_>, cond: StanzaErrorCondition) -> HookResult {
+    if let Some(reply) = acc.error_reply(cond, ctx.shard) {
+        ctx.route(reply);
+    }
+    HookResult::Stop
+}
+
+fn user_send_presence(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
+    let Ok(full) = acc.from.clone().try_into_full() else {
+        return HookResult::Continue;
+    };
+    let user = full.bare();
+    let to_absent = acc.stanza.to().is_none();
+    let ty = acc.stanza_type().into_owned();
+    match ty.as_str() {
+        "" | "unavailable" => {
+            let directed = &mut ctx.ext.get_or_default::<Directed>().0;
+            if to_absent {
+                if ty == "unavailable" {
+                    if let Some(list) = directed.remove(&full) {
+                        acc.put(DIRECTED, list);
+                    }
+                }
+            } else if acc.to.bare() != user {
+                // §4.6: remember who got directed available presence, to tell them on logout.
+                let list = directed.entry(full).or_default();
+                list.retain(|j| j != &acc.to);
+                if ty.is_empty() {
+                    if list.len() >= MAX_DIRECTED {
+                        list.remove(0);
+                    }
+                    list.push(acc.to.clone());
+                }
+            }
+            HookResult::Continue
+        }
+        "error" => HookResult::Continue,
+        "probe" => {
+            // Probes are about bare JIDs (§4.3): answered by the contact's home shard.
+            let bare = acc.to.bare();
+            acc.stanza.set_to(bare.as_str());
+            acc.to = Jid::from(bare);
+            HookResult::Continue
+        }
+        other => {
+            let Some(kind) = SubKind::parse(other) else {
+                // RFC 6120 §8.3.3.1 / RFC 6121 §4.7.1: an unknown presence type is a bad request.
+                return bounce(acc, ctx, StanzaErrorCondition::BadRequest);
+            };
+            let contact = acc.to.bare();
+            // A subscription needs a contact; one's own presence needs no subscription (§4.2.2).
+            if to_absent || contact == user {
+                return bounce(acc, ctx, StanzaErrorCondition::BadRequest);
+            }
+            let max = ctx
+                .ext
+                .get::<roster::RosterSettings>()
+                .map(|s| s.0)
+                .unwrap_or_default();
+            let req = acc.fork();
+            let shard = ctx.shard;
+            ctx.store(user_key(&user), move |store| {
+                outbound(store, req, user, contact, kind, max, shard)
+            });
+            HookResult::Stop
+        }
+    }
+}
+
+/// Queues a store job from code holding the shard (home handlers, continuations).
+fn queue_job(
+    shard: &mut Shard,
+    key: Option<u64>,
+    job: impl FnOnce(&Store) -> JobDone + Send + 'static,
+) {
+    HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext).store(key, job);
+}
+
+/// The row write for a transition. Visible items stay until the user removes them (§2.5); rows
+/// holding nothing are deleted.
+fn next_row(
+    before: Option<RosterItem>,
+    contact: &BareJid,
+    t: &Transition,
+    user_action: bool,
+) -> RosterWrite {
+    let s0 = before.as_ref().map(|b| b.state).unwrap_or_default();
+    if t.state == s0 {
+        return RosterWrite::Keep;
+    }
+    let mut item = before.unwrap_or_else(|| {
+        let mut i = RosterItem::new(contact.clone());
+        i.in_roster = false;
+        i
+    });
+    item.state = t.state;
+    if !t.state.pending_in {
+        item.request = None;
+    }
+    let s = t.state;
+    // §3.1.2, §3.4: a subscription the user takes part in puts the contact in the roster.
+    if user_action && (s.to || s.from || s.pending_out || s.approved) {
+        item.in_roster = true;
+    }
+    if item.is_empty() {
+        RosterWrite::Delete
+    } else {
+        RosterWrite::Put(item)
+    }
+}
+
+/// Outbound subscription stanza (RFC 6121 Appendix A.2), run on the store pool.
+fn outbound(
+    store: &Store,
+    mut req: Acc,
+    user: BareJid,
+    contact: BareJid,
+    kind: SubKind,
+    opts: roster::RosterOpts,
+    shard: ShardId,
+) -> JobDone {
+    let changed = store.roster_change(&user, &contact, |before, count| {
+        let was_visible = before.as_ref().is_some_and(|b| b.in_roster);
+        let s0 = before.as_ref().map(|b| b.state).unwrap_or_default();
+        let t = s0.outbound(kind);
+        let write = next_row(before, &contact, &t, true);
+        let grows = !was_visible && matches!(&write, RosterWrite::Put(i) if i.in_roster);
+        if grows && count >= opts.max_items {
+            return (RosterWrite::Keep, None);
+        }
+        (write, Some(t))
+    });
+    let changed = match changed {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, user = user.as_str(), "presence subscription store job failed");
+            return req
+                .error_reply(StanzaErrorCondition::InternalServerError, shard)
+                .into_iter()
+                .collect::<Vec<_>>()
+                .into();
+        }
+    };
+    let Some(t) = changed.out else {
+        // The roster is full: the new item cannot be created.
+        return req
+            .error_reply(StanzaErrorCondition::NotAllowed, shard)
+            .into_iter()
+            .collect::<Vec<_>>()
+            .into();
+    };
+    let push = changed
+        .ver
+        .map(|ver| roster::push_acc(&user, changed.item.as_ref(), &contact, ver, opts, shard));
+    JobDone {
+        route: Vec::new(),
+        then: Some(Box::new(move |shard: &mut Shard| {
+            if let Some(p) = push {
+                crate::sm::route(shard, p);
+            }
+            if t.forward {
+                // §3.1.2 etc.: subscription stanzas travel between bare JIDs.
+                req.stanza.set_from(user.as_str());
+                req.stanza.set_to(contact.as_str());
+                req.from = Jid::from(user.clone());
+                req.to = Jid::from(contact.clone());
+                crate::router::route(shard, req);
+            }
+            if t.revoke_presence {
+                revoke_presence(shard, &user, &contact);
+            }
+        })),
+    }
+}
+
+/// The home-shard handler: own broadcasts, probes, inbound subscriptions, internal requests.
+fn home(shard: &mut Shard, acc: Acc) -> Option<Acc> {
+    if acc.kind() != StanzaKind::Presence {
+        return Some(acc);
+    }
+    if let Some(op) = acc.get::<HomeOp>(OP).cloned() {
+        match op {
+            HomeOp::Revoke(contact) => {
+                send_unavailable_to(shard, &acc.to.bare(), &Jid::from(contact))
+            }
+        }
+        return None;
+    }
+    if let Some(up) = acc.get::<PresenceUpdate>(PRESENCE_UPDATE).copied() {
+        broadcast(shard, acc, up);
+        return None;
+    }
+    let ty = acc.stanza_type().into_owned();
+    if ty == "probe" {
+        probe(shard, acc);
+        return None;
+    }
+    if let Some(kind) = SubKind::parse(&ty) {
+        inbound(shard, acc, kind);
+        return None;
+    }
+    Some(acc)
+}
+
+/// Available resources of `user` on this (home) shard with their last presence.
+fn available(shard: &Shard, user: &BareJid) -> Vec<(FullJid, SessionRef, Option<Stanza>)> {
+    shard
+        .sm
+        .resources(user)
+        .iter()
+        .filter(|r| r.priority.is_some())
+        .map(|r| (r.jid.clone(), r.session, r.last_presence.clone()))
+        .collect()
+}
+
+fn send_unavailable_to(shard: &mut Shard, user: &BareJid, to: &Jid) {
+    for (jid, _, _) in available(shard, user) {
+        let el = Element::new("presence", ns::CLIENT)
+            .with_attr("type", "unavailable")
+            .with_attr("from", jid.as_str())
+            .with_attr("to", to.as_str());
+        let acc = Acc::new(
+            Stanza::from_element(&el),
+            Jid::from(jid),
+            to.clone(),
+            shard.id,
+        );
+        crate::router::route(shard, acc);
+    }
+}
+
+/// A copy of `stanza` addressed to `to` from `from`.
+fn copy_to(stanza: &Stanza, from: &Jid, to: &Jid, shard: ShardId) -> Acc {
+    let mut s = stanza.clone();
+    s.set_to(to.as_str());
+    Acc::new(s, from.clone(), to.clone(), shard)
+}
+
+/// The user's own broadcast (RFC 6121 §4.2 initial, §4.4 update, §4.5 unavailable).
+fn broadcast(shard: &mut Shard, acc: Acc, up: PresenceUpdate) {
+    let user = acc.from.bare();
+    let Ok(sender) = acc.from.clone().try_into_full() else {
+        return;
+    };
+    let own = available(shard, &user);
+    // §4.2.2 / §4.4.2 / §4.5.2: every available resource of the user, the sender included.
+    for (jid, session, _) in &own {
+        let copy = copy_to(&acc.stanza, &acc.from, &Jid::from(jid.clone()), shard.id);
+        shard.send_to_session(*session, ConnMsg::Deliver(copy));
+    }
+    if up.initial {
+        // The new resource learns the presence of the user's other resources.
+        for (jid, _, last) in &own {
+            if jid == &sender {
+                continue;
+            }
+            if let Some(last) = last {
+                let to = Jid::from(sender.clone());
+                let copy = copy_to(last, &Jid::from(jid.clone()), &to, shard.id);
+                shard.send_to_session(up.session, ConnMsg::Deliver(copy));
+            }
+        }
+    }
+    let directed: Vec<Jid> = acc.get::<Vec<Jid>>(DIRECTED).cloned().unwrap_or_default();
+    let stanza = acc.stanza.clone();
+    let from = acc.from.clone();
+    let initial = up.initial;
+    let available_now = up.priority.is_some();
+    let sid = shard.id;
+    queue_job(shard, user_key(&user), move |store| {
+        let rows = match store.roster_rows(&user) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, user = user.as_str(), "presence broadcast: roster read failed");
+                return JobDone::default();
+            }
+        };
+        let mut route = Vec::new();
+        let subscribers: Vec<&BareJid> = rows
+            .iter()
+            .filter(|r| r.state.from)
+            .map(|r| &r.jid)
+            .collect();
+        for c in &subscribers {
+            route.push(copy_to(&stanza, &from, &Jid::from((*c).clone()), sid));
+        }
+        if !available_now {
+            for d in &directed {
+                if !subscribers.iter().any(|c| **c == d.bare()) {
+                    route.push(copy_to(&stanza, &from, d, sid));
+                }
+            }
+        }
+        if initial {
+            // §4.2.2: probes from the user's bare JID to every contact the user is subscribed to.
+            for r in rows.iter().filter(|r| r.state.to) {
+                let el = Element::new("presence", ns::CLIENT)
+                    .with_attr("type", "probe")
+                    .with_attr("from", user.as_str())
+                    .with_attr("to", r.jid.as_str());
+                route.push(Acc::new(
+                    Stanza::from_element(&el),
+                    Jid::from(user.clone()),
+                    Jid::from(r.jid.clone()),
+                    sid,
+                ));
+            }
+        }
+        // §3.1.3: pending requests are delivered when the user becomes available; straight to the
+        // session (routing them would run them through the inbound state machine again).
+        let mut pending = Vec::new();
+        if initial {
+            for r in rows.iter().filter(|r| r.state.pending_in) {
+                let Some(text) = &r.request else { continue };
+                let Ok(s) = Stanza::parse(text.clone().into_bytes()) else {
+                    continue;
+                };
+                pending.push(copy_to(&s, &Jid::from(r.jid.clone()), &from, sid));
+            }
+        }
+        let session = up.session;
+        JobDone {
+            route,
+            then: Some(Box::new(move |shard: &mut Shard| {
+                for acc in pending {
+                    shard.send_to_session(session, ConnMsg::Deliver(acc));
+                }
+            })),
+        }
+    });
+}
+
+/// A probe reached the user's home shard: answer a subscribed prober with the last presence of
+/// each available resource, or `unavailable` (RFC 6121 §4.3.2); tell others nothing.
+fn probe(shard: &mut Shard, acc: Acc) {
+    let user = acc.to.bare();
+    let prober = acc.from.clone();
+    let contact = prober.bare();
+    queue_job(shard, user_key(&user), move |store| {
+        let subscribed = match store.roster_item(&user, &contact) {
+            Ok(item) => item.is_some_and(|i| i.state.from),
+            Err(e) => {
+                tracing::error!(error = %e, "probe: roster read failed");
+                false
+            }
+        };
+        if !subscribed {
+            return JobDone::default();
+        }
+        JobDone {
+            route: Vec::new(),
+            then: Some(Box::new(move |shard: &mut Shard| {
+                answer_probe(shard, &user, &prober)
+            })),
+        }
+    });
+}
+
+fn answer_probe(shard: &mut Shard, user: &BareJid, prober: &Jid) {
+    let own = available(shard, user);
+    let mut sent = false;
+    for (jid, _, last) in own {
+        if let Some(last) = last {
+            let copy = copy_to(&last, &Jid::from(jid), prober, shard.id);
+            crate::router::route(shard, copy);
+            sent = true;
+        }
+    }
+    if !sent {
+        let el = Element::new("presence", ns::CLIENT)
+            .with_attr("type", "unavailable")
+            .with_attr("from", user.as_str())
+            .with_attr("to", prober.as_str());
+        let acc = Acc::new(
+            Stanza::from_element(&el),
+            Jid::from(user.clone()),
+            prober.clone(),
+            shard.id,
+        );
+        crate::router::route(shard, acc);
+    }
+}
+
+/// An inbound subscription stanza (RFC 6121 Appendix A.3) on the user's home shard.
+fn inbound(shard: &mut Shard, acc: Acc, kind: SubKind) {
+    let user = acc.to.bare();
+    let contact = acc.from.bare();
+    if user == contact {
+        return;
+    }
+    let opts = roster::settings(shard);
+    let sid = shard.id;
+    let request = (kind == SubKind::Subscribe)
+        .then(|| String::from_utf8(acc.stanza.bytes().to_vec()).ok())
+        .flatten();
+    queue_job(shard, user_key(&user), move |store| {
+        let changed = store.roster_change(&user, &contact, |before, count| {
+            let s0: SubState = before.as_ref().map(|b| b.state).unwrap_or_default();
+            let t = s0.inbound(kind);
+            let is_new = before.is_none();
+            let mut write = next_row(before, &contact, &t, false);
+            if let RosterWrite::Put(item) = &mut write {
+                if t.state.pending_in && kind == SubKind::Subscribe {
+                    item.request = request;
+                }
+                // Strangers' requests are bounded like the roster itself.
+                if is_new && count >= opts.max_items {
+                    return (RosterWrite::Keep, None);
+                }
+            }
+            (write, Some(t))
+        });
+        let changed = match changed {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, user = user.as_str(), "inbound subscription store job failed");
+                return JobDone::default();
+            }
+        };
+        let Some(t) = changed.out else {
+            return JobDone::default();
+        };
+        let push = changed
+            .ver
+            .map(|ver| roster::push_acc(&user, changed.item.as_ref(), &contact, ver, opts, sid));
+        JobDone {
+            route: Vec::new(),
+            then: Some(Box::new(move |shard: &mut Shard| {
+                if let Some(p) = push {
+                    crate::sm::route(shard, p);
+                }
+                if t.forward {
+                    for (_, session, _) in available(shard, &user) {
+                        shard.send_to_session(session, ConnMsg::Deliver(acc.fork()));
+                    }
+                }
+                if t.auto_approve {
+                    let ok =
+                        roster::subscription_stanza(&user, &contact, SubKind::Subscribed, shard.id);
+                    crate::router::route(shard, ok);
+                }
+                if kind == SubKind::Subscribed && t.forward {
+                    // The subscription now exists: learn the contact's presence right away
+                    // (the contact's server answers the probe, §3.1.5/§4.3).
+                    let el = Element::new("presence", ns::CLIENT)
+                        .with_attr("type", "probe")
+                        .with_attr("from", user.as_str())
+                        .with_attr("to", contact.as_str());
+                    let probe = Acc::new(
+                        Stanza::from_element(&el),
+                        Jid::from(user.clone()),
+                        Jid::from(contact.clone()),
+                        shard.id,
+                    );
+                    crate::router::route(shard, probe);
+                }
+                if t.revoke_presence {
+                    send_unavailable_to(shard, &user, &Jid::from(contact.clone()));
+                }
+            })),
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests;

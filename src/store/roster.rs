@@ -1,0 +1,353 @@
+//! Rosters (RFC 6121 §2) and pending inbound subscription requests in the embedded store.
+//!
+//! One row per (user, contact): the roster item and the subscription state, plus the stored
+//! `subscribe` stanza while a request is pending in (re-delivered at the next login). Rows that
+//! only hold a pending request are hidden from the roster. Every change is one transaction that
+//! also bumps the user's roster version (XEP-0237) when what the user sees changed.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{Corruption, Store, StoreError};
+use crate::jid::BareJid;
+use crate::modules::roster::{RosterItem, SubState};
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS roster_items (
+        user        TEXT NOT NULL,
+        contact     TEXT NOT NULL,
+        name        TEXT,
+        sub_to      INTEGER NOT NULL DEFAULT 0,
+        sub_from    INTEGER NOT NULL DEFAULT 0,
+        ask_out     INTEGER NOT NULL DEFAULT 0,
+        pending_in  INTEGER NOT NULL DEFAULT 0,
+        approved    INTEGER NOT NULL DEFAULT 0,
+        in_roster   INTEGER NOT NULL DEFAULT 1,
+        request     TEXT,
+        PRIMARY KEY (user, contact)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS roster_groups (
+        user    TEXT NOT NULL,
+        contact TEXT NOT NULL,
+        grp     TEXT NOT NULL,
+        PRIMARY KEY (user, contact, grp)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS roster_version (
+        user TEXT PRIMARY KEY,
+        ver  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+";
+
+/// Creates the roster tables (idempotent; run inside `Store::open`'s migration transaction).
+pub(crate) fn migrate_roster(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(SCHEMA)?;
+    Ok(())
+}
+
+/// What a roster change does to the row.
+#[derive(Debug)]
+pub enum RosterWrite {
+    /// Leave the row as it is.
+    Keep,
+    /// Insert or replace the row.
+    Put(RosterItem),
+    /// Delete the row.
+    Delete,
+}
+
+/// The result of [`Store::roster_change`].
+#[derive(Debug)]
+pub struct RosterChanged<R> {
+    /// What the change function returned.
+    pub out: R,
+    /// The new roster version, when what the user sees changed (a push is due).
+    pub ver: Option<u64>,
+    /// The item as the user now sees it (None: not in the roster any more, or never was).
+    pub item: Option<RosterItem>,
+}
+
+const COLS: &str =
+    "contact, name, sub_to, sub_from, ask_out, pending_in, approved, in_roster, request";
+
+/// One row as read, before its contact JID is parsed (rusqlite closures cannot return our errors).
+struct RawRow {
+    contact: String,
+    name: Option<String>,
+    state: SubState,
+    in_roster: bool,
+    request: Option<String>,
+}
+
+fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
+    Ok(RawRow {
+        contact: r.get(0)?,
+        name: r.get(1)?,
+        state: SubState {
+            to: r.get(2)?,
+            from: r.get(3)?,
+            pending_out: r.get(4)?,
+            pending_in: r.get(5)?,
+            approved: r.get(6)?,
+        },
+        in_roster: r.get(7)?,
+        request: r.get(8)?,
+    })
+}
+
+impl RawRow {
+    fn into_item(self, groups: Vec<String>) -> Result<RosterItem, StoreError> {
+        Ok(RosterItem {
+            jid: BareJid::parse(&self.contact).map_err(Corruption::Jid)?,
+            name: self.name,
+            groups,
+            state: self.state,
+            in_roster: self.in_roster,
+            request: self.request,
+        })
+    }
+}
+
+impl Store {
+    fn groups_of(&self, user: &str, contact: &str) -> Result<Vec<String>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT grp FROM roster_groups WHERE user = ?1 AND contact = ?2 ORDER BY grp",
+        )?;
+        let rows = st.query_map(params![user, contact], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn finish_item(&self, user: &str, raw: RawRow) -> Result<RosterItem, StoreError> {
+        let groups = self.groups_of(user, &raw.contact)?;
+        raw.into_item(groups)
+    }
+
+    /// The user's roster version (0 before the first change).
+    pub fn roster_version(&self, user: &BareJid) -> Result<u64, StoreError> {
+        let v: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT ver FROM roster_version WHERE user = ?1")?
+            .query_row([user.as_str()], |r| r.get(0))
+            .optional()?;
+        Ok(v.unwrap_or(0) as u64)
+    }
+
+    /// The user's roster (visible items, sorted by contact) and its version.
+    pub fn roster_items(&self, user: &BareJid) -> Result<(u64, Vec<RosterItem>), StoreError> {
+        let ver = self.roster_version(user)?;
+        let raw: Vec<RawRow> = {
+            let mut st = self.conn.prepare_cached(&format!(
+                "SELECT {COLS} FROM roster_items WHERE user = ?1 AND in_roster = 1 ORDER BY contact"
+            ))?;
+            let rows = st.query_map([user.as_str()], raw_row)?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let items = raw
+            .into_iter()
+            .map(|r| self.finish_item(user.as_str(), r))
+            .collect::<Result<_, _>>()?;
+        Ok((ver, items))
+    }
+
+    /// Every row of the user (hidden pending requests too), for presence broadcasts and re-delivery.
+    pub fn roster_rows(&self, user: &BareJid) -> Result<Vec<RosterItem>, StoreError> {
+        let raw: Vec<RawRow> = {
+            let mut st = self.conn.prepare_cached(&format!(
+                "SELECT {COLS} FROM roster_items WHERE user = ?1 ORDER BY contact"
+            ))?;
+            let rows = st.query_map([user.as_str()], raw_row)?;
+            rows.collect::<Result<_, _>>()?
+        };
+        raw.into_iter().map(|r| r.into_item(Vec::new())).collect()
+    }
+
+    /// One row (hidden or not).
+    pub fn roster_item(
+        &self,
+        user: &BareJid,
+        contact: &BareJid,
+    ) -> Result<Option<RosterItem>, StoreError> {
+        let raw = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {COLS} FROM roster_items WHERE user = ?1 AND contact = ?2"
+            ))?
+            .query_row(params![user.as_str(), contact.as_str()], raw_row)
+            .optional()?;
+        raw.map(|r| self.finish_item(user.as_str(), r)).transpose()
+    }
+
+    /// Reads the row for (`user`, `contact`), lets `change` decide (given the row and the number of
+    /// visible items), writes what it decided, and bumps the version if the visible item changed:
+    /// all in one transaction, so nothing is stored half-way.
+    pub fn roster_change<R>(
+        &self,
+        user: &BareJid,
+        contact: &BareJid,
+        change: impl FnOnce(Option<RosterItem>, u64) -> (RosterWrite, R),
+    ) -> Result<RosterChanged<R>, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let before = self.roster_item(user, contact)?;
+        let count: i64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM roster_items WHERE user = ?1 AND in_roster = 1")?
+            .query_row([user.as_str()], |r| r.get(0))?;
+        let seen_before = before.clone().filter(|i| i.in_roster);
+        let (write, out) = change(before, count as u64);
+        let after = match write {
+            RosterWrite::Keep => {
+                return Ok(RosterChanged {
+                    out,
+                    ver: None,
+                    item: seen_before,
+                })
+            }
+            RosterWrite::Delete => {
+                self.delete_row(user, contact)?;
+                None
+            }
+            RosterWrite::Put(item) => {
+                self.put_row(user, &item)?;
+                Some(item)
+            }
+        };
+        let seen_after = after.filter(|i| i.in_roster);
+        let visible_change = match (&seen_before, &seen_after) {
+            (Some(a), Some(b)) => !a.same_view(b),
+            (None, None) => false,
+            _ => true,
+        };
+        let ver = if visible_change {
+            let v: i64 = self
+                .conn
+                .prepare_cached(
+                    "INSERT INTO roster_version (user, ver) VALUES (?1, 1)
+                     ON CONFLICT (user) DO UPDATE SET ver = ver + 1 RETURNING ver",
+                )?
+                .query_row([user.as_str()], |r| r.get(0))?;
+            Some(v as u64)
+        } else {
+            None
+        };
+        tx.commit()?;
+        Ok(RosterChanged {
+            out,
+            ver,
+            item: seen_after,
+        })
+    }
+
+    fn delete_row(&self, user: &BareJid, contact: &BareJid) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM roster_items WHERE user = ?1 AND contact = ?2")?
+            .execute(params![user.as_str(), contact.as_str()])?;
+        self.conn
+            .prepare_cached("DELETE FROM roster_groups WHERE user = ?1 AND contact = ?2")?
+            .execute(params![user.as_str(), contact.as_str()])?;
+        Ok(())
+    }
+
+    fn put_row(&self, user: &BareJid, item: &RosterItem) -> Result<(), StoreError> {
+        let s = item.state;
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO roster_items
+                 (user, contact, name, sub_to, sub_from, ask_out, pending_in, approved, in_roster, request)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                user.as_str(),
+                item.jid.as_str(),
+                item.name,
+                s.to,
+                s.from,
+                s.pending_out,
+                s.pending_in,
+                s.approved,
+                item.in_roster,
+                item.request
+            ])?;
+        self.conn
+            .prepare_cached("DELETE FROM roster_groups WHERE user = ?1 AND contact = ?2")?
+            .execute(params![user.as_str(), item.jid.as_str()])?;
+        let mut ins = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO roster_groups (user, contact, grp) VALUES (?1, ?2, ?3)",
+        )?;
+        for g in &item.groups {
+            ins.execute(params![user.as_str(), item.jid.as_str(), g])?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jid(s: &str) -> BareJid {
+        BareJid::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn item(contact: &str) -> RosterItem {
+        RosterItem::new(jid(contact))
+    }
+
+    #[test]
+    fn change_bumps_version_only_on_visible_changes_and_rolls_back() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let u = jid("alice@example.com");
+        let c = jid("bob@example.com");
+        assert_eq!(store.roster_version(&u).ok(), Some(0));
+        let mut it = item("bob@example.com");
+        it.name = Some("Bob".into());
+        it.groups = vec!["Friends".into(), "Work".into()];
+        let r = store
+            .roster_change(&u, &c, |_, n| {
+                assert_eq!(n, 0);
+                (RosterWrite::Put(it.clone()), ())
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.ver, Some(1));
+        let (ver, items) = store.roster_items(&u).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ver, 1);
+        assert_eq!(items, vec![it.clone()]);
+        // A hidden change (pending in) does not bump.
+        let mut hidden = it.clone();
+        hidden.state.pending_in = true;
+        hidden.request = Some("<presence/>".into());
+        let r = store
+            .roster_change(&u, &c, |_, n| {
+                assert_eq!(n, 1);
+                (RosterWrite::Put(hidden), ())
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.ver, None);
+        // Hidden rows are not in the roster but are in the rows.
+        let d = jid("dave@example.com");
+        let mut pend = item("dave@example.com");
+        pend.in_roster = false;
+        pend.state.pending_in = true;
+        store
+            .roster_change(&u, &d, |_, _| (RosterWrite::Put(pend), ()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(store.roster_items(&u).map(|r| r.1.len()).ok(), Some(1));
+        assert_eq!(store.roster_rows(&u).map(|r| r.len()).ok(), Some(2));
+        // Delete: visible -> bump, groups gone.
+        let r = store
+            .roster_change(&u, &c, |_, _| (RosterWrite::Delete, ()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.ver, Some(2));
+        assert!(r.item.is_none());
+        assert!(store
+            .groups_of(u.as_str(), c.as_str())
+            .map(|g| g.is_empty())
+            .unwrap_or(false));
+        // Keep writes nothing.
+        let r = store
+            .roster_change(&u, &c, |before, _| {
+                assert!(before.is_none());
+                (RosterWrite::Keep, 7)
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((r.out, r.ver), (7, None));
+    }
+}

@@ -1,0 +1,299 @@
+//! Roster and presence over the wire (RFC 6121), at `--shards 1` and `--shards 2`.
+
+mod common;
+
+use common::{error_condition, Server};
+use petrel::xml::Stanza;
+use petrel::xmpp::ns;
+
+const MODULES: &str = "[modules.roster]\n[modules.presence]\n";
+
+/// A client that keeps the stanzas it skipped, so expectations do not depend on the order in
+/// which independent stanzas (a push and a result, say) arrive.
+struct Client {
+    c: common::Client,
+    held: Vec<Stanza>,
+}
+
+impl Client {
+    fn login(server: &Server, user: &str, resource: &str, presence: Option<i8>) -> Client {
+        Client {
+            c: server.login(user, resource, presence),
+            held: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, s: &str) {
+        self.c.send(s);
+    }
+
+    fn sync(&mut self) {
+        self.c.sync();
+    }
+
+    /// The first held or next stanza satisfying `pred`; others are held.
+    fn expect(&mut self, what: &str, pred: impl Fn(&Stanza) -> bool) -> Stanza {
+        if let Some(i) = self.held.iter().position(&pred) {
+            return self.held.remove(i);
+        }
+        loop {
+            let s = self
+                .c
+                .try_next_stanza()
+                .unwrap_or_else(|| panic!("EOF waiting for {what}"));
+            if pred(&s) {
+                return s;
+            }
+            self.held.push(s);
+        }
+    }
+
+    /// True if a stanza satisfying `pred` was received and skipped so far.
+    fn held_any(&self, pred: impl Fn(&Stanza) -> bool) -> bool {
+        self.held.iter().any(pred)
+    }
+}
+
+fn server(shards: usize) -> Server {
+    Server::start_with(shards, &["alice", "bob", "carol"], "", MODULES)
+}
+
+fn ty(s: &Stanza) -> String {
+    s.type_().map(|t| t.into_owned()).unwrap_or_default()
+}
+
+fn is_presence(s: &Stanza, type_: &str, from: &str) -> bool {
+    s.name() == "presence" && ty(s) == type_ && s.from().as_deref() == Some(from)
+}
+
+/// The `<item/>` of a roster push.
+fn push_item(s: &Stanza) -> Option<petrel::xml::Element> {
+    if s.name() != "iq" || ty(s) != "set" {
+        return None;
+    }
+    let t = s.tree().ok()?;
+    let item = t
+        .get_child("query", ns::ROSTER)?
+        .child_elements()
+        .next()
+        .cloned();
+    item
+}
+
+fn expect_push(c: &mut Client, jid: &str, subscription: &str) -> petrel::xml::Element {
+    let s = c.expect(&format!("push {jid} {subscription}"), |s| {
+        push_item(s).is_some_and(|i| {
+            i.attr("jid") == Some(jid) && i.attr("subscription") == Some(subscription)
+        })
+    });
+    // Acknowledge the push like a client does (RFC 6121 §2.1.6).
+    let id = s.id().map(|i| i.into_owned()).unwrap_or_default();
+    c.send(&format!("<iq type='result' id='{id}'/>"));
+    push_item(&s).unwrap_or_else(|| unreachable!())
+}
+
+fn roster_get(c: &mut Client, ver: Option<&str>) -> Stanza {
+    let v = ver.map(|v| format!(" ver='{v}'")).unwrap_or_default();
+    let id = format!("get{}", common::rand_u64());
+    c.send(&format!(
+        "<iq type='get' id='{id}'><query xmlns='jabber:iq:roster'{v}/></iq>"
+    ));
+    c.expect("roster result", |s| s.id().as_deref() == Some(id.as_str()))
+}
+
+fn roster_set(c: &mut Client, item: &str) -> Stanza {
+    let id = format!("set{}", common::rand_u64());
+    c.send(&format!(
+        "<iq type='set' id='{id}'><query xmlns='jabber:iq:roster'>{item}</query></iq>"
+    ));
+    c.expect("roster set result", |s| {
+        s.id().as_deref() == Some(id.as_str())
+    })
+}
+
+#[test]
+fn roster_add_push_remove_and_versioning() {
+    for shards in [1, 2] {
+        let server = server(shards);
+        let mut a1 = Client::login(&server, "alice", "one", None);
+        let mut a2 = Client::login(&server, "alice", "two", None);
+        roster_get(&mut a1, None);
+        let r = roster_get(&mut a2, None);
+        let ver0 = r.tree().ok().and_then(|t| {
+            t.get_child("query", ns::ROSTER)
+                .and_then(|q| q.attr("ver").map(str::to_owned))
+        });
+        assert!(ver0.is_some(), "shards={shards}: roster result carries ver");
+
+        let r = roster_set(
+            &mut a1,
+            "<item jid='bob@localhost' name='Bob'><group>Friends</group></item>",
+        );
+        assert_eq!(ty(&r), "result", "shards={shards}");
+        for c in [&mut a1, &mut a2] {
+            let item = expect_push(c, "bob@localhost", "none");
+            assert_eq!(item.attr("name"), Some("Bob"));
+            assert_eq!(
+                item.get_child("group", ns::ROSTER)
+                    .map(|g| g.text())
+                    .as_deref(),
+                Some("Friends")
+            );
+        }
+        let r = roster_get(&mut a2, None);
+        let t = r.tree().unwrap();
+        let q = t.get_child("query", ns::ROSTER).unwrap();
+        let ver1 = q.attr("ver").unwrap().to_owned();
+        assert_ne!(Some(ver1.clone()), ver0);
+        assert_eq!(q.child_elements().count(), 1);
+        // Unchanged since ver1: an empty result.
+        let r = roster_get(&mut a2, Some(&ver1));
+        assert!(
+            r.tree().unwrap().get_child("query", ns::ROSTER).is_none(),
+            "shards={shards}"
+        );
+
+        let r = roster_set(&mut a2, "<item jid='bob@localhost' subscription='remove'/>");
+        assert_eq!(ty(&r), "result");
+        expect_push(&mut a1, "bob@localhost", "remove");
+        expect_push(&mut a2, "bob@localhost", "remove");
+        let r = roster_get(&mut a1, None);
+        assert_eq!(
+            r.tree()
+                .unwrap()
+                .get_child("query", ns::ROSTER)
+                .unwrap()
+                .child_elements()
+                .count(),
+            0
+        );
+
+        // Bad input: RFC errors, nothing stored.
+        for (item, cond) in [
+            ("<item jid='a@@b'/>", "jid-malformed"),
+            (
+                "<item jid='x@localhost'/><item jid='y@localhost'/>",
+                "bad-request",
+            ),
+            (
+                "<item jid='bob@localhost' subscription='remove'/>",
+                "item-not-found",
+            ),
+        ] {
+            let r = roster_set(&mut a1, item);
+            assert_eq!(error_condition(&r).as_deref(), Some(cond), "{item}");
+        }
+        let r = roster_get(&mut a1, None);
+        assert_eq!(
+            r.tree()
+                .unwrap()
+                .get_child("query", ns::ROSTER)
+                .unwrap()
+                .child_elements()
+                .count(),
+            0
+        );
+    }
+}
+
+/// Both directions of the handshake; presence arrives after approval; login broadcast, probe
+/// answers, logout by `</stream>` and by a TCP drop.
+#[test]
+fn subscription_handshake_broadcast_probe_logout() {
+    for shards in [1, 2] {
+        let server = server(shards);
+        let mut a = Client::login(&server, "alice", "a", Some(0));
+        let mut b = Client::login(&server, "bob", "b", Some(0));
+        roster_get(&mut a, None);
+        roster_get(&mut b, None);
+
+        a.send("<presence to='bob@localhost' type='subscribe'/>");
+        let item = expect_push(&mut a, "bob@localhost", "none");
+        assert_eq!(item.attr("ask"), Some("subscribe"));
+        b.expect("subscribe", |s| {
+            is_presence(s, "subscribe", "alice@localhost")
+        });
+        b.send("<presence to='alice@localhost' type='subscribed'/>");
+        expect_push(&mut b, "alice@localhost", "from");
+        a.expect("subscribed", |s| {
+            is_presence(s, "subscribed", "bob@localhost")
+        });
+        // Only after the approval does bob's presence arrive.
+        assert!(
+            !a.held_any(|s| is_presence(s, "", "bob@localhost/b")),
+            "shards={shards}"
+        );
+        a.expect("bob's presence", |s| is_presence(s, "", "bob@localhost/b"));
+        expect_push(&mut a, "bob@localhost", "to");
+
+        b.send("<presence to='alice@localhost' type='subscribe'/>");
+        a.expect("subscribe", |s| {
+            is_presence(s, "subscribe", "bob@localhost")
+        });
+        a.send("<presence to='bob@localhost' type='subscribed'/>");
+        b.expect("subscribed", |s| {
+            is_presence(s, "subscribed", "alice@localhost")
+        });
+        assert!(
+            !b.held_any(|s| is_presence(s, "", "alice@localhost/a")),
+            "shards={shards}"
+        );
+        b.expect("alice's presence", |s| {
+            is_presence(s, "", "alice@localhost/a")
+        });
+        expect_push(&mut b, "alice@localhost", "both");
+
+        // Logout with </stream>: alice sees bob go.
+        b.send("</stream:stream>");
+        a.expect("bob unavailable", |s| {
+            is_presence(s, "unavailable", "bob@localhost/b")
+        });
+        // Login again: alice sees bob come; bob's probe brings alice's presence.
+        let mut b = Client::login(&server, "bob", "b2", Some(3));
+        a.expect("bob available", |s| is_presence(s, "", "bob@localhost/b2"));
+        b.expect("alice via probe", |s| {
+            is_presence(s, "", "alice@localhost/a")
+        });
+        // A status change reaches the contact.
+        a.send("<presence><show>away</show><status>lunch</status></presence>");
+        let p = b.expect("alice away", |s| is_presence(s, "", "alice@localhost/a"));
+        assert!(String::from_utf8_lossy(p.bytes()).contains("lunch"));
+        // TCP drop without </stream>.
+        b.c.sock.shutdown(std::net::Shutdown::Both).unwrap();
+        drop(b);
+        a.expect("bob dropped", |s| {
+            is_presence(s, "unavailable", "bob@localhost/b2")
+        });
+    }
+}
+
+#[test]
+fn pending_request_waits_for_login_and_bad_presence() {
+    for shards in [1, 2] {
+        let server = server(shards);
+        let mut a = Client::login(&server, "alice", "a", Some(0));
+        a.send("<presence to='carol@localhost' type='subscribe'><status>it is alice</status></presence>");
+        a.sync();
+        let mut c = Client::login(&server, "carol", "c", Some(0));
+        let s = c.expect("stored request", |s| {
+            is_presence(s, "subscribe", "alice@localhost")
+        });
+        assert!(String::from_utf8_lossy(s.bytes()).contains("it is alice"));
+        // Unknown presence type and subscription to oneself: bad-request.
+        for (xml, id) in [
+            (
+                "<presence to='carol@localhost' type='bogus' id='x1'/>",
+                "x1",
+            ),
+            (
+                "<presence to='alice@localhost' type='subscribe' id='x2'/>",
+                "x2",
+            ),
+        ] {
+            a.send(xml);
+            let e = a.expect("error", |s| s.id().as_deref() == Some(id));
+            assert_eq!(ty(&e), "error");
+            assert_eq!(error_condition(&e).as_deref(), Some("bad-request"), "{xml}");
+        }
+    }
+}
