@@ -174,6 +174,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::CheckConfig => {
             check_certificates(&config)?;
+            crate::modules::check(&config).map_err(crate::rt::RtError::from)?;
+            crate::modules::c2s_options(&config).map_err(crate::rt::RtError::from)?;
             print!("{}", config.to_toml());
         }
         Command::User { command } => user::run(&config, command)?,
