@@ -24,8 +24,12 @@ pub(crate) enum Offer<'a> {
         /// Offer in-band registration (XEP-0077).
         register: bool,
     },
-    /// Post-authentication: resource binding and the legacy optional session.
-    Bind,
+    /// Post-authentication: resource binding, the legacy optional session, and stream management
+    /// (XEP-0198) when `sm`.
+    Bind {
+        /// Advertise `<sm xmlns='urn:xmpp:sm:3'/>`.
+        sm: bool,
+    },
 }
 
 /// Appends the response stream header.
@@ -86,12 +90,15 @@ pub(crate) fn write_features(out: &mut Vec<u8>, offer: &Offer<'_>) {
                 );
             }
         }
-        Offer::Bind => {
+        Offer::Bind { sm } => {
             out.extend_from_slice(b"<bind xmlns='");
             out.extend_from_slice(ns::BIND.as_bytes());
             out.extend_from_slice(b"'/><session xmlns='");
             out.extend_from_slice(ns::SESSION.as_bytes());
             out.extend_from_slice(b"'><optional/></session>");
+            if *sm {
+                out.extend_from_slice(b"<sm xmlns='urn:xmpp:sm:3'/>");
+            }
         }
     }
     out.extend_from_slice(b"</stream:features>");

@@ -13,6 +13,7 @@ mod reply;
 pub mod route;
 mod sasl;
 mod session;
+mod sm_xep198;
 mod stream;
 mod transport;
 
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 pub use error::{BindError, CloseReason, Overflow};
 pub use preauth::NS_REGISTER;
+pub use sm_xep198::{ResumeError, SmConfig, SmError, SmState, Unacked, NS_SM};
 pub use stream::C2s;
 
 use crate::jid::{BareJid, FullJid};
@@ -69,6 +71,8 @@ pub struct C2sConfig {
     /// In-band registration (XEP-0077) is on: `<register/>` is offered and registration IQs before
     /// authentication go to the driver as [`C2sEvent::PreAuthIq`].
     pub register: bool,
+    /// XEP-0198 stream management (`[modules.stream_management]`); `None`: not offered.
+    pub sm: Option<SmConfig>,
 }
 
 /// What the state machine knows about the peer.
@@ -102,6 +106,21 @@ pub enum C2sEvent {
     BindRequest {
         /// The full JID asked for (resource already chosen).
         jid: FullJid,
+    },
+    /// `<enable/>` accepted (XEP-0198); `id` is the resumption id when the session is resumable.
+    SmEnabled {
+        /// The resumption id, if any.
+        id: Option<String>,
+    },
+    /// `<resume/>` before binding: find session `previd` of `jid`, then call [`C2s::resumed`] or
+    /// [`C2s::resume_failed`].
+    ResumeRequest {
+        /// The authenticated account (only its own sessions may be resumed).
+        jid: BareJid,
+        /// The id from `<enabled/>` of the session to resume.
+        previd: String,
+        /// The client's count of stanzas it handled.
+        h: u32,
     },
     /// A top-level element from the bound client, `from` stamped for stanzas.
     Stanza(Stanza),

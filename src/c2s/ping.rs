@@ -53,18 +53,23 @@ impl C2s {
             return;
         };
         let id = format!("ping-{token}");
-        self.out.extend_from_slice(b"<iq type='get' id='");
-        escape_attr_into(&id, &mut self.out);
-        if let Some(jid) = self.jid() {
-            let (from, to) = (jid.domain().to_owned(), jid.as_str().to_owned());
-            self.out.extend_from_slice(b"' from='");
-            escape_attr_into(&from, &mut self.out);
-            self.out.extend_from_slice(b"' to='");
-            escape_attr_into(&to, &mut self.out);
-        }
-        self.out.extend_from_slice(b"'><ping xmlns='");
-        self.out.extend_from_slice(ns::PING.as_bytes());
-        self.out.extend_from_slice(b"'/></iq>");
+        let addr = self
+            .jid()
+            .map(|jid| (jid.domain().to_owned(), jid.as_str().to_owned()));
+        // Written as the stream's own stanza: XEP-0198 counts it like any other.
+        self.write_local_stanza(|out| {
+            out.extend_from_slice(b"<iq type='get' id='");
+            escape_attr_into(&id, out);
+            if let Some((from, to)) = &addr {
+                out.extend_from_slice(b"' from='");
+                escape_attr_into(from, out);
+                out.extend_from_slice(b"' to='");
+                escape_attr_into(to, out);
+            }
+            out.extend_from_slice(b"'><ping xmlns='");
+            out.extend_from_slice(ns::PING.as_bytes());
+            out.extend_from_slice(b"'/></iq>");
+        });
         self.ping = PingState {
             id: Some(id),
             sent: Some(now),

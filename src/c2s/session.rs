@@ -10,10 +10,19 @@ use crate::xmpp::{ns, StanzaErrorCondition, StreamErrorCondition};
 
 impl C2s {
     pub(super) fn on_element(&mut self, s: Stanza) {
-        let (is_tls, is_sasl, is_client) = {
+        let (is_tls, is_sasl, is_client, is_sm) = {
             let e = element_ns(&s);
-            (e == ns::TLS, e == ns::SASL, e == ns::CLIENT)
+            (
+                e == ns::TLS,
+                e == ns::SASL,
+                e == ns::CLIENT,
+                e == super::NS_SM,
+            )
         };
+        if is_sm && self.sm_offered() && !matches!(self.auth, Auth::None(_)) {
+            self.on_sm(&s);
+            return;
+        }
         if is_tls {
             self.on_starttls(&s);
             return;
@@ -102,6 +111,10 @@ impl C2s {
     }
 
     pub(super) fn on_bound(&mut self, mut s: Stanza, client_ns: bool) {
+        if s.kind() != StanzaKind::Other {
+            // XEP-0198: every stanza the client sends counts, the ones the stream answers itself too.
+            self.sm_inbound();
+        }
         if self.is_ping_answer(&s) {
             return;
         }
@@ -111,7 +124,7 @@ impl C2s {
                     && s.child_ns().as_deref() == Some(ns::SESSION) =>
             {
                 let id = s.id();
-                reply::write_empty_result(&mut self.out, id.as_deref());
+                self.reply_empty_result(id.as_deref());
             }
             StanzaKind::Iq
                 if s.type_().as_deref() == Some("set")
@@ -119,11 +132,7 @@ impl C2s {
             {
                 // One resource per stream (RFC 6120 §7.7.2.1 dropped multi-resource binding).
                 let id = s.id();
-                reply::write_iq_error(
-                    &mut self.out,
-                    id.as_deref(),
-                    StanzaErrorCondition::NotAllowed,
-                );
+                self.reply_iq_error(id.as_deref(), StanzaErrorCondition::NotAllowed);
             }
             StanzaKind::Message | StanzaKind::Presence | StanzaKind::Iq => {
                 if let Auth::Bound(jid) = &self.auth {

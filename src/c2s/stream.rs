@@ -44,6 +44,8 @@ pub(super) enum Wait {
     Bind(Option<String>),
     /// `preauth_reply` to a registration IQ.
     PreAuth,
+    /// `resumed` or `resume_failed`, with the id asked for (XEP-0198).
+    Resume(String),
 }
 
 /// One client-to-server stream, sans-IO (see the module docs for the contract).
@@ -74,6 +76,8 @@ pub struct C2s {
     pub(super) closed: bool,
     /// Server-to-client ping in flight.
     pub(super) ping: super::ping::PingState,
+    /// XEP-0198 state once enabled (boxed: most streams never enable it).
+    pub(super) sm: Option<Box<super::sm_xep198::SmState>>,
 }
 
 impl C2s {
@@ -105,6 +109,7 @@ impl C2s {
             last_input: now,
             closed: false,
             ping: Default::default(),
+            sm: None,
         };
         if let Some(tls) = direct_tls {
             match tls.map(Transport::tls) {

@@ -1,0 +1,617 @@
+//! XEP-0198 stream management, sans-IO: the counters, the buffer of unacknowledged stanzas, and the
+//! stream's handling of `<enable/>`, `<r/>`, `<a/>`, `<resume/>`.
+//!
+//! Counting (XEP-0198 §4): `h_in` counts the stanzas (message, presence, iq) the client sent since
+//! `<enable/>`; `h_out` counts the stanzas written to the client since `<enable/>`, whoever generated
+//! them (routed stanzas, the stream's own IQ replies and pings). Both wrap at 2^32. Every stanza
+//! written is kept in the buffer until the client's `<a h=.../>` covers it; the buffer holds exactly
+//! `h_out - acked` (mod 2^32) entries, so an `h` beyond that is "handled-count-too-high".
+//!
+//! The state is a plain value ([`SmState`]): when the connection drops, the driver takes it out of the
+//! stream ([`C2s::take_sm`]) and keeps it (detached session), or moves it to the connection that
+//! resumes the session ([`C2s::resumed`]).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::stream::{random_token, Auth, C2s, Wait};
+use super::{reply, C2sEvent, CloseReason};
+use crate::hooks::Acc;
+use crate::jid::FullJid;
+use crate::xml::escape::escape_attr_into;
+use crate::xml::Stanza;
+use crate::xmpp::{ns, StanzaErrorCondition, StreamErrorCondition};
+
+/// The XEP-0198 namespace (version 3).
+pub const NS_SM: &str = "urn:xmpp:sm:3";
+
+/// Stream management settings (`[modules.stream_management]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmConfig {
+    /// Unacknowledged stanzas kept per session; one more closes the stream with policy-violation
+    /// (a detached session past it is ended at once, its stanzas re-routed).
+    pub buffer_max: usize,
+    /// The server asks for an ack (`<r/>`) after this many stanzas (and when the buffer is half full).
+    pub ack_freq: u32,
+    /// How long a resumable session whose connection dropped waits for `<resume/>` (zero: never
+    /// resumable).
+    pub resume_timeout: Duration,
+}
+
+impl Default for SmConfig {
+    fn default() -> Self {
+        SmConfig {
+            buffer_max: 500,
+            ack_freq: 10,
+            resume_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// A stanza written to the client and not acknowledged yet.
+#[derive(Debug)]
+pub enum Unacked {
+    /// A stanza that came over the route: re-routed if the session ends without an ack for it.
+    Routed(Acc),
+    /// A stanza the stream wrote itself (IQ replies, pings): only resent on resumption.
+    Local(Vec<u8>),
+}
+
+impl Unacked {
+    /// The bytes written to the client.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Unacked::Routed(acc) => acc.stanza.bytes(),
+            Unacked::Local(b) => b,
+        }
+    }
+}
+
+/// A stream management violation by the client or a limit reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SmError {
+    /// `<a h/>` acknowledges stanzas that were never sent (XEP-0198 §4).
+    #[error("handled count {h} is higher than the {sent} stanzas sent")]
+    HandledCountTooHigh {
+        /// The client's `h`.
+        h: u32,
+        /// The server's count of stanzas sent.
+        sent: u32,
+    },
+    /// The buffer of unacknowledged stanzas is at `buffer_max`.
+    #[error("too many unacknowledged stanzas")]
+    BufferFull,
+}
+
+/// Counters and unacknowledged stanzas of one stream-managed session.
+#[derive(Debug)]
+pub struct SmState {
+    /// The resumption id (`Some` when `<enable resume='true'/>` was accepted).
+    pub id: Option<String>,
+    cfg: SmConfig,
+    h_in: u32,
+    h_out: u32,
+    acked: u32,
+    buffer: VecDeque<Unacked>,
+    since_request: u32,
+    request_pending: bool,
+}
+
+impl SmState {
+    /// Fresh counters (after `<enable/>`).
+    pub fn new(cfg: SmConfig, id: Option<String>) -> SmState {
+        Self::with_counters(cfg, id, 0, 0)
+    }
+
+    /// State with given counters (tests of the 2^32 wrap).
+    pub fn with_counters(cfg: SmConfig, id: Option<String>, h_in: u32, h_out: u32) -> SmState {
+        SmState {
+            id,
+            cfg,
+            h_in,
+            h_out,
+            acked: h_out,
+            buffer: VecDeque::new(),
+            since_request: 0,
+            request_pending: false,
+        }
+    }
+
+    /// Stanzas received from the client (mod 2^32).
+    pub fn h_in(&self) -> u32 {
+        self.h_in
+    }
+
+    /// Stanzas sent to the client (mod 2^32).
+    pub fn h_out(&self) -> u32 {
+        self.h_out
+    }
+
+    /// The last `h` the client acknowledged.
+    pub fn acked(&self) -> u32 {
+        self.acked
+    }
+
+    /// Number of unacknowledged stanzas.
+    pub fn unacked_len(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// The settings this state runs with.
+    pub fn config(&self) -> SmConfig {
+        self.cfg
+    }
+
+    /// Counts one stanza from the client.
+    pub fn inbound(&mut self) {
+        self.h_in = self.h_in.wrapping_add(1);
+    }
+
+    /// Counts and keeps one stanza sent to the client. `Ok(true)` when an ack should be requested
+    /// now; a full buffer hands the stanza back.
+    pub fn outbound(&mut self, item: Unacked) -> Result<bool, (SmError, Unacked)> {
+        if self.buffer.len() >= self.cfg.buffer_max {
+            return Err((SmError::BufferFull, item));
+        }
+        self.buffer.push_back(item);
+        self.h_out = self.h_out.wrapping_add(1);
+        self.since_request = self.since_request.saturating_add(1);
+        let half_full = self.buffer.len() * 2 >= self.cfg.buffer_max;
+        let due = self.since_request >= self.cfg.ack_freq.max(1) || half_full;
+        if due && !self.request_pending {
+            self.request_pending = true;
+            self.since_request = 0;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Applies the client's `h`: drops the stanzas it covers (returned, oldest first).
+    pub fn ack(&mut self, h: u32) -> Result<usize, SmError> {
+        let n = h.wrapping_sub(self.acked) as usize;
+        if n > self.buffer.len() {
+            return Err(SmError::HandledCountTooHigh {
+                h,
+                sent: self.h_out,
+            });
+        }
+        self.buffer.drain(..n);
+        self.acked = h;
+        self.request_pending = false;
+        // Only stanzas still unacknowledged count towards the next request.
+        self.since_request = self.since_request.min(self.buffer.len() as u32);
+        Ok(n)
+    }
+
+    /// The unacknowledged stanzas, oldest first.
+    pub fn unacked(&self) -> impl Iterator<Item = &Unacked> {
+        self.buffer.iter()
+    }
+
+    /// Takes the unacknowledged stanzas (the session ends: the caller re-routes them).
+    pub fn take_unacked(&mut self) -> Vec<Unacked> {
+        self.buffer.drain(..).collect()
+    }
+}
+
+/// Why a `<resume/>` failed (sent as `<failed/>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeError {
+    /// Unknown, expired, already resumed, or another user's id.
+    ItemNotFound,
+    /// The client's `h` acknowledges more than the old session sent.
+    HandledCountTooHigh {
+        /// The client's `h`.
+        h: u32,
+        /// What the old session sent.
+        sent: u32,
+    },
+}
+
+/// Appends `<r xmlns='urn:xmpp:sm:3'/>`.
+fn write_r(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"<r xmlns='urn:xmpp:sm:3'/>");
+}
+
+/// Appends `<failed xmlns='urn:xmpp:sm:3' [h]><COND xmlns=stanzas/>[extra]</failed>`.
+fn write_failed(out: &mut Vec<u8>, h: Option<u32>, cond: StanzaErrorCondition, extra: &[u8]) {
+    out.extend_from_slice(b"<failed xmlns='urn:xmpp:sm:3'");
+    if let Some(h) = h {
+        out.extend_from_slice(format!(" h='{h}'").as_bytes());
+    }
+    out.extend_from_slice(b"><");
+    out.extend_from_slice(cond.as_str().as_bytes());
+    out.extend_from_slice(b" xmlns='");
+    out.extend_from_slice(ns::STANZAS.as_bytes());
+    out.extend_from_slice(b"'/>");
+    out.extend_from_slice(extra);
+    out.extend_from_slice(b"</failed>");
+}
+
+/// An `h` attribute: a decimal u32.
+fn parse_h(s: &Stanza) -> Option<u32> {
+    s.attr("h").and_then(|h| h.trim().parse::<u32>().ok())
+}
+
+impl C2s {
+    /// Stream management is configured for this stream.
+    pub(super) fn sm_offered(&self) -> bool {
+        self.cfg.sm.is_some()
+    }
+
+    /// A top-level element in the XEP-0198 namespace from an authenticated client.
+    pub(super) fn on_sm(&mut self, s: &Stanza) {
+        let Some(cfg) = self.cfg.sm else {
+            return self.stream_error(StreamErrorCondition::UnsupportedStanzaType, None);
+        };
+        match s.name() {
+            "enable" => self.on_enable(s, cfg),
+            "r" => match &self.sm {
+                Some(sm) => {
+                    let h = sm.h_in();
+                    self.out
+                        .extend_from_slice(format!("<a xmlns='{NS_SM}' h='{h}'/>").as_bytes());
+                }
+                None => write_failed(
+                    &mut self.out,
+                    None,
+                    StanzaErrorCondition::UnexpectedRequest,
+                    b"",
+                ),
+            },
+            "a" => self.on_ack(s),
+            "resume" => self.on_resume(s),
+            _ => self.stream_error(StreamErrorCondition::UnsupportedStanzaType, None),
+        }
+    }
+
+    fn on_enable(&mut self, s: &Stanza, cfg: SmConfig) {
+        let bound = matches!(self.auth, Auth::Bound(_));
+        if !bound || self.sm.is_some() {
+            // XEP-0198 §3: enable comes after binding, once.
+            return write_failed(
+                &mut self.out,
+                None,
+                StanzaErrorCondition::UnexpectedRequest,
+                b"",
+            );
+        }
+        let wants_resume = matches!(s.attr("resume").as_deref(), Some("true") | Some("1"));
+        let id = if wants_resume && !cfg.resume_timeout.is_zero() {
+            match random_token() {
+                Ok(t) => Some(format!("{t}{}", random_token().unwrap_or_default())),
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
+        self.out
+            .extend_from_slice(b"<enabled xmlns='urn:xmpp:sm:3'");
+        if let Some(id) = &id {
+            self.out.extend_from_slice(b" id='");
+            escape_attr_into(id, &mut self.out);
+            self.out.extend_from_slice(
+                format!("' resume='true' max='{}'", cfg.resume_timeout.as_secs()).as_bytes(),
+            );
+        }
+        self.out.extend_from_slice(b"/>");
+        self.events
+            .push_back(C2sEvent::SmEnabled { id: id.clone() });
+        self.sm = Some(Box::new(SmState::new(cfg, id)));
+    }
+
+    fn on_ack(&mut self, s: &Stanza) {
+        let Some(sm) = self.sm.as_mut() else {
+            return write_failed(
+                &mut self.out,
+                None,
+                StanzaErrorCondition::UnexpectedRequest,
+                b"",
+            );
+        };
+        let Some(h) = parse_h(s) else {
+            return self.stream_error(StreamErrorCondition::BadFormat, Some("bad h"));
+        };
+        if let Err(SmError::HandledCountTooHigh { h, sent }) = sm.ack(h) {
+            self.handled_count_too_high(h, sent);
+        }
+    }
+
+    /// XEP-0198 §4: an `h` beyond what was sent closes the stream with undefined-condition and
+    /// the application condition `<handled-count-too-high/>`.
+    fn handled_count_too_high(&mut self, h: u32, sent: u32) {
+        self.out.extend_from_slice(
+            format!(
+                "<stream:error><undefined-condition xmlns='{}'/><handled-count-too-high \
+                 xmlns='{NS_SM}' h='{h}' send-count='{sent}'/></stream:error></stream:stream>",
+                ns::STREAM_ERRORS
+            )
+            .as_bytes(),
+        );
+        self.finish(
+            CloseReason::StreamError(StreamErrorCondition::UndefinedCondition),
+            true,
+        );
+    }
+
+    fn on_resume(&mut self, s: &Stanza) {
+        let Auth::Authed(bare) = &self.auth else {
+            // Already bound (or resumed): XEP-0198 §5 allows resumption instead of binding only.
+            return write_failed(
+                &mut self.out,
+                None,
+                StanzaErrorCondition::UnexpectedRequest,
+                b"",
+            );
+        };
+        let (Some(previd), Some(h)) = (s.attr("previd"), parse_h(s)) else {
+            return write_failed(&mut self.out, None, StanzaErrorCondition::BadRequest, b"");
+        };
+        let (jid, previd) = (bare.clone(), previd.into_owned());
+        self.wait = Wait::Resume(previd.clone());
+        self.events
+            .push_back(C2sEvent::ResumeRequest { jid, previd, h });
+    }
+
+    /// The answer to `C2sEvent::ResumeRequest`: the old session's state moved here. Writes
+    /// `<resumed/>` and every stanza the client did not acknowledge (the state's buffer, already
+    /// trimmed to the client's `h`), in order.
+    pub fn resumed(&mut self, jid: FullJid, sm: Box<SmState>) {
+        let Wait::Resume(previd) = std::mem::replace(&mut self.wait, Wait::Nothing) else {
+            return;
+        };
+        self.out
+            .extend_from_slice(b"<resumed xmlns='urn:xmpp:sm:3' previd='");
+        escape_attr_into(&previd, &mut self.out);
+        self.out
+            .extend_from_slice(format!("' h='{}'/>", sm.h_in()).as_bytes());
+        for item in sm.unacked() {
+            self.out.extend_from_slice(item.bytes());
+        }
+        if sm.unacked_len() > 0 {
+            write_r(&mut self.out);
+        }
+        self.auth = Auth::Bound(jid);
+        self.auth_deadline = None;
+        self.sm = Some(sm);
+        self.run();
+    }
+
+    /// The answer to `C2sEvent::ResumeRequest`: no session to resume. The stream stays
+    /// authenticated; the client may bind a new resource.
+    pub fn resume_failed(&mut self, e: ResumeError) {
+        if !matches!(self.wait, Wait::Resume(_)) {
+            return;
+        }
+        self.wait = Wait::Nothing;
+        match e {
+            ResumeError::ItemNotFound => {
+                write_failed(&mut self.out, None, StanzaErrorCondition::ItemNotFound, b"")
+            }
+            ResumeError::HandledCountTooHigh { h, sent } => write_failed(
+                &mut self.out,
+                None,
+                StanzaErrorCondition::UndefinedCondition,
+                format!("<handled-count-too-high xmlns='{NS_SM}' h='{h}' send-count='{sent}'/>")
+                    .as_bytes(),
+            ),
+        }
+        self.run();
+    }
+
+    /// True while a `<resume/>` waits for [`C2s::resumed`] or [`C2s::resume_failed`].
+    pub fn resume_pending(&self) -> bool {
+        matches!(self.wait, Wait::Resume(_))
+    }
+
+    /// Stream management state, if `<enable/>` (or a resumption) switched it on.
+    pub fn sm(&self) -> Option<&SmState> {
+        self.sm.as_deref()
+    }
+
+    /// Takes the stream management state out (the connection ended; the driver keeps the session
+    /// for resumption or re-routes the unacknowledged stanzas).
+    pub fn take_sm(&mut self) -> Option<Box<SmState>> {
+        self.sm.take()
+    }
+
+    /// Counts a stanza received from the client (called for every message/presence/iq once bound).
+    pub(super) fn sm_inbound(&mut self) {
+        if let Some(sm) = self.sm.as_mut() {
+            sm.inbound();
+        }
+    }
+
+    /// Writes a stanza the stream generates itself (IQ replies, pings) through `write`: counted and
+    /// kept for resumption when stream management is on.
+    pub(super) fn write_local_stanza(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        if self.sm.is_none() {
+            return write(&mut self.out);
+        }
+        let mut bytes = Vec::new();
+        write(&mut bytes);
+        self.out.extend_from_slice(&bytes);
+        self.sm_outbound(Unacked::Local(bytes));
+    }
+
+    /// Counts and buffers a stanza already written to `out`; asks for an ack when due. A full
+    /// buffer closes the stream (policy-violation) and hands the stanza back.
+    fn sm_outbound(&mut self, item: Unacked) -> Option<Unacked> {
+        let sm = self.sm.as_mut()?;
+        match sm.outbound(item) {
+            Ok(true) => {
+                write_r(&mut self.out);
+                None
+            }
+            Ok(false) => None,
+            Err((_, item)) => {
+                self.stream_error(
+                    StreamErrorCondition::PolicyViolation,
+                    Some("too many unacknowledged stanzas"),
+                );
+                Some(item)
+            }
+        }
+    }
+
+    /// Queues a routed stanza for the client; with stream management on it is counted and kept
+    /// until acknowledged. `Err` hands the stanza back when the stream cannot take it (slow reader,
+    /// full buffer, closed): the stream is closing and the caller re-routes it.
+    pub fn deliver_routed(&mut self, acc: Acc) -> Result<(), Acc> {
+        let len = acc.stanza.bytes().len();
+        if self.sm.is_none() {
+            if self.has_room(len) {
+                // Cannot fail: has_room said the bytes fit.
+                let _ = self.deliver_owned(acc.into_stanza().into_bytes());
+                return Ok(());
+            }
+            let _ = self.deliver(acc.stanza.bytes());
+            return Err(acc);
+        }
+        if !self.has_room(len) {
+            let _ = self.deliver(acc.stanza.bytes());
+            return Err(acc);
+        }
+        if self
+            .sm
+            .as_ref()
+            .is_some_and(|sm| sm.unacked_len() >= sm.config().buffer_max)
+        {
+            self.stream_error(
+                StreamErrorCondition::PolicyViolation,
+                Some("too many unacknowledged stanzas"),
+            );
+            return Err(acc);
+        }
+        self.out.extend_from_slice(acc.stanza.bytes());
+        match self.sm_outbound(Unacked::Routed(acc)) {
+            Some(Unacked::Routed(acc)) => Err(acc),
+            // Room was checked above: the buffer took it.
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Reply helpers the rest of the stream uses for its own stanzas.
+impl C2s {
+    /// The legacy session result, counted when stream management is on.
+    pub(super) fn reply_empty_result(&mut self, id: Option<&str>) {
+        self.write_local_stanza(|out| reply::write_empty_result(out, id));
+    }
+
+    /// An IQ error reply, counted when stream management is on.
+    pub(super) fn reply_iq_error(&mut self, id: Option<&str>, cond: StanzaErrorCondition) {
+        self.write_local_stanza(|out| reply::write_iq_error(out, id, cond));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jid::Jid;
+    use crate::shard::ShardId;
+
+    fn cfg(max: usize, freq: u32) -> SmConfig {
+        SmConfig {
+            buffer_max: max,
+            ack_freq: freq,
+            resume_timeout: Duration::from_secs(60),
+        }
+    }
+
+    fn local(n: u8) -> Unacked {
+        Unacked::Local(vec![n])
+    }
+
+    fn routed(body: &str) -> Unacked {
+        let s =
+            Stanza::parse(format!("<message><body>{body}</body></message>").into_bytes()).unwrap();
+        let j = Jid::parse("a@b").unwrap();
+        Unacked::Routed(Acc::new(s, j.clone(), j, ShardId(0)))
+    }
+
+    #[test]
+    fn counts_and_acks() {
+        let mut sm = SmState::new(cfg(10, 100), None);
+        sm.inbound();
+        sm.inbound();
+        assert_eq!(sm.h_in(), 2);
+        for i in 0..4 {
+            sm.outbound(local(i)).unwrap();
+        }
+        assert_eq!((sm.h_out(), sm.unacked_len()), (4, 4));
+        assert_eq!(sm.ack(3), Ok(3));
+        let left: Vec<&[u8]> = sm.unacked().map(Unacked::bytes).collect();
+        assert_eq!(left, vec![&[3u8][..]]);
+        // A repeated ack changes nothing.
+        assert_eq!(sm.ack(3), Ok(0));
+        assert_eq!(sm.ack(4), Ok(1));
+        assert_eq!(sm.unacked_len(), 0);
+    }
+
+    #[test]
+    fn h_too_high_is_refused_and_changes_nothing() {
+        let mut sm = SmState::new(cfg(10, 100), None);
+        sm.outbound(local(1)).unwrap();
+        sm.outbound(local(2)).unwrap();
+        assert_eq!(
+            sm.ack(3),
+            Err(SmError::HandledCountTooHigh { h: 3, sent: 2 })
+        );
+        assert_eq!(sm.unacked_len(), 2);
+        // An h behind the last ack is as impossible as one ahead (it wraps to a huge count).
+        sm.ack(2).unwrap();
+        assert!(sm.ack(1).is_err());
+    }
+
+    #[test]
+    fn counters_wrap_at_2_pow_32() {
+        let mut sm = SmState::with_counters(cfg(10, 100), None, u32::MAX, u32::MAX - 1);
+        sm.inbound();
+        assert_eq!(sm.h_in(), 0);
+        for i in 0..4 {
+            sm.outbound(local(i)).unwrap();
+        }
+        // Sent: MAX, 0, 1, 2.
+        assert_eq!(sm.h_out(), 2);
+        assert_eq!(sm.ack(u32::MAX), Ok(1));
+        assert_eq!(sm.ack(1), Ok(2));
+        assert_eq!(sm.unacked().next().map(Unacked::bytes), Some(&[3u8][..]));
+        assert!(sm.ack(3).is_err());
+        assert_eq!(sm.ack(2), Ok(1));
+    }
+
+    #[test]
+    fn buffer_is_bounded_and_hands_the_stanza_back() {
+        let mut sm = SmState::new(cfg(3, 100), None);
+        for _ in 0..3 {
+            sm.outbound(routed("x")).unwrap();
+        }
+        match sm.outbound(routed("over")) {
+            Err((SmError::BufferFull, Unacked::Routed(acc))) => {
+                assert!(String::from_utf8_lossy(acc.stanza.bytes()).contains("over"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!((sm.h_out(), sm.unacked_len()), (3, 3));
+        sm.ack(1).unwrap();
+        assert!(sm.outbound(routed("fits")).is_ok());
+        let taken = sm.take_unacked();
+        assert_eq!(taken.len(), 3);
+        assert_eq!(sm.unacked_len(), 0);
+    }
+
+    #[test]
+    fn requests_every_ack_freq_and_at_half_full_once_until_answered() {
+        let mut sm = SmState::new(cfg(100, 3), None);
+        let asks: Vec<bool> = (0..7).map(|i| sm.outbound(local(i)).unwrap()).collect();
+        // Third stanza asks; the request is outstanding, so no more asks until an ack.
+        assert_eq!(asks, vec![false, false, true, false, false, false, false]);
+        sm.ack(7).unwrap();
+        let asks: Vec<bool> = (0..3).map(|i| sm.outbound(local(i)).unwrap()).collect();
+        assert_eq!(asks, vec![false, false, true]);
+        let mut sm = SmState::new(cfg(4, 1000), None);
+        let asks: Vec<bool> = (0..3).map(|i| sm.outbound(local(i)).unwrap()).collect();
+        assert_eq!(asks, vec![false, true, false]);
+    }
+}
