@@ -213,8 +213,10 @@ impl Shard {
     /// which picks another resource or the offline path: nothing is dropped silently.
     fn deliver_local(&mut self, conn: ConnId, msg: ConnMsg) {
         let Some(mb) = self.conns.get(&conn) else {
-            if let ConnMsg::Deliver(acc) = msg {
-                self.reroute(acc);
+            match msg {
+                ConnMsg::Deliver(acc) => self.reroute(acc),
+                ConnMsg::Sm(m) => crate::modules::stream_mgmt::conn_gone(self, m),
+                _ => {}
             }
             return;
         };
@@ -252,6 +254,7 @@ impl Shard {
                 priority,
             } => crate::sm::set_presence(self, jid, session, priority),
             ShardMsg::Conn(conn, msg) => self.deliver_local(conn, msg),
+            ShardMsg::Sm(msg) => crate::modules::stream_mgmt::handle_shard_msg(self, msg),
         }
         self.drain_to_route();
     }

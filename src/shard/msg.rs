@@ -36,6 +36,8 @@ pub enum ShardMsg {
     },
     /// Something for a connection living on the destination shard.
     Conn(ConnId, ConnMsg),
+    /// XEP-0198 resumption, for the home shard of a user.
+    Sm(crate::modules::stream_mgmt::SmShardMsg),
 }
 
 impl ShardMsg {
@@ -67,4 +69,6 @@ pub enum ConnMsg {
     /// Close the stream with this error (`conflict` when another connection bound the same full JID,
     /// `system-shutdown` when the server stops).
     Close(StreamErrorCondition),
+    /// XEP-0198 resumption between connections (hand-over of a session).
+    Sm(crate::modules::stream_mgmt::SmConnMsg),
 }

@@ -179,6 +179,18 @@ pub fn unregister(shard: &mut Shard, jid: FullJid, session: SessionRef) {
     }
 }
 
+/// Re-points `jid` from session `old` to `new` on the home shard (XEP-0198 resumption moved it),
+/// keeping availability and priority: the old connection's removal and the new one's registration
+/// run their hooks, no presence changes. False when `jid` is not bound at `old`.
+pub fn move_session(shard: &mut Shard, jid: &FullJid, old: SessionRef, new: SessionRef) -> bool {
+    if !shard.sm.move_session(jid, old, new) {
+        return false;
+    }
+    run_session_hook(shard, |h| &h.sm_remove_connection, jid, old, None);
+    run_session_hook(shard, |h| &h.sm_register_connection, jid, new, None);
+    true
+}
+
 /// Records availability: `Some(priority)` after available presence, `None` after unavailable.
 pub fn set_presence(shard: &mut Shard, jid: FullJid, session: SessionRef, priority: Option<i8>) {
     let home = home_shard(&jid.bare(), shard.shards);

@@ -62,6 +62,20 @@ impl SessionManager {
         Some(old)
     }
 
+    /// Moves `jid` from `old` to `new` keeping its priority and last presence (XEP-0198
+    /// resumption); false when `jid` is not bound at `old`.
+    pub fn move_session(&mut self, jid: &FullJid, old: SessionRef, new: SessionRef) -> bool {
+        let Some(r) = self
+            .users
+            .get_mut(&jid.bare())
+            .and_then(|l| l.iter_mut().find(|r| &r.jid == jid && r.session == old))
+        else {
+            return false;
+        };
+        r.session = new;
+        true
+    }
+
     /// Sets the priority of `jid` at `session`; returns the previous one (None if not bound there).
     pub fn set_priority(
         &mut self,
