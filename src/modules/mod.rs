@@ -10,6 +10,7 @@ pub mod ping;
 pub mod presence;
 pub mod register;
 pub mod roster;
+pub mod stream_mgmt;
 #[cfg(test)]
 mod testing;
 pub mod time;
@@ -24,7 +25,15 @@ use crate::shard::Shard;
 
 /// Modules petrel knows, in start order (disco last: it advertises what the others registered).
 pub const KNOWN: &[&str] = &[
-    "roster", "presence", "ping", "version", "time", "last", "register", "disco",
+    "roster",
+    "presence",
+    "ping",
+    "version",
+    "time",
+    "last",
+    "register",
+    "stream_management",
+    "disco",
 ];
 
 /// What the c2s listeners take from the module configuration.
@@ -36,6 +45,8 @@ pub struct C2sModuleOptions {
     pub ping_timeout: Duration,
     /// `[modules.register]` is present: registration before authentication is allowed.
     pub register: bool,
+    /// `[modules.stream_management]` (XEP-0198), `None` when off.
+    pub sm: Option<crate::c2s::SmConfig>,
 }
 
 /// Validates the options of the modules in this file and returns what the c2s needs; called once
@@ -48,6 +59,7 @@ pub fn c2s_options(config: &Config) -> Result<C2sModuleOptions, OptionError> {
         ping_interval: ping.interval,
         ping_timeout: ping.timeout,
         register: config.modules.contains_key("register"),
+        sm: stream_mgmt::options(config.modules.get(stream_mgmt::NAME))?,
     })
 }
 
@@ -81,6 +93,7 @@ pub fn start(config: &Config, shard: &mut Shard) {
                 register::options(Some(table)).unwrap_or_default(),
                 config.auth.scram_iterations,
             ),
+            "stream_management" => stream_mgmt::start(shard),
             "disco" => disco::start(shard, &hosts),
             _ => {}
         }

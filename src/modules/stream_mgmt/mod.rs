@@ -1,0 +1,301 @@
+//! `mod_stream_management`: XEP-0198 stream management with resumption on any shard.
+//!
+//! The per-stream protocol (counters, buffer, `<enable/>`, `<r/>`, `<a/>`) is sans-IO inside the c2s
+//! (`c2s::sm_xep198`). This module holds what lives beyond one connection:
+//! - the resumption table on the HOME shard of each user (resumption id -> full JID and the session's
+//!   current `SessionRef`), kept by [`SmShardMsg`] messages and the `sm_remove_connection` hook;
+//! - the life of a session whose connection dropped ([`park::Park`]): it stays registered, keeps
+//!   buffering what is routed to it, and either moves to the connection that resumes it or, at
+//!   `resume_timeout`, re-routes its unacknowledged stanzas and unregisters;
+//! - the hand-over protocol between the old connection, the home shard and the new connection.
+//!
+//! Hand-over (see docs/ROUTE.md, "Stream management and resumption", for the ordering argument):
+//! 1. new connection N -> home H: `Resume { bare, id, h, new: N }`; H checks the id belongs to the
+//!    authenticated user, else `Failed(item-not-found)` to N.
+//! 2. H -> old session O: `Takeover`. O alone decides (a live, attached O refuses: the id is in use).
+//! 3. O commits: applies the client's `h`, sends `Handover` (counters, buffer, full JID, presence) to
+//!    N and `Switch` to H, then forwards everything that still reaches it to N (`Forwarded`).
+//! 4. H re-points the full JID from O to N and answers O with `SwitchDone`; O tells N
+//!    `HandoverDone` and ends. N writes `<resumed/>` + the buffer at once, writes forwarded stanzas
+//!    as they come, and holds stanzas H routed to it directly until `HandoverDone`.
+
+pub mod park;
+#[cfg(test)]
+mod tests;
+
+use ahash::HashMap;
+
+use crate::c2s::{ResumeError, SmConfig, SmState};
+use crate::hooks::{Acc, HookCtx, HookResult, SessionEvent};
+use crate::jid::{BareJid, FullJid};
+use crate::modules::OptionError;
+use crate::shard::{home_shard, ConnMsg, SessionRef, Shard, ShardMsg};
+use crate::xmpp::StreamErrorCondition;
+
+/// The module's name in `[modules.*]`.
+pub const NAME: &str = "stream_management";
+
+/// Largest `buffer_max` accepted (a session's buffer is memory held per user).
+const MAX_BUFFER: u64 = 100_000;
+
+/// Reads `[modules.stream_management]`: `resume_timeout` (seconds, default 600; 0 = no resumption),
+/// `buffer_max` (stanzas, default 500), `ack_freq` (stanzas, default 10). `None` when the module is off.
+pub fn options(table: Option<&toml::Table>) -> Result<Option<SmConfig>, OptionError> {
+    let Some(table) = table else {
+        return Ok(None);
+    };
+    let o = super::options::Options::new(NAME, Some(table));
+    o.only(&["resume_timeout", "buffer_max", "ack_freq"])?;
+    let d = SmConfig::default();
+    let buffer_max = o.uint("buffer_max", d.buffer_max as u64, MAX_BUFFER)?;
+    let ack_freq = o.uint("ack_freq", u64::from(d.ack_freq), u64::from(u32::MAX))?;
+    if buffer_max == 0 || ack_freq == 0 {
+        return Err(OptionError::Invalid {
+            module: NAME,
+            key: if buffer_max == 0 {
+                "buffer_max"
+            } else {
+                "ack_freq"
+            },
+            expected: "a positive integer",
+        });
+    }
+    Ok(Some(SmConfig {
+        buffer_max: buffer_max as usize,
+        // Bounded by u32::MAX above.
+        ack_freq: ack_freq as u32,
+        resume_timeout: o.secs("resume_timeout", d.resume_timeout.as_secs())?,
+    }))
+}
+
+/// Registers the home-side handlers on `shard`.
+pub fn start(shard: &mut Shard) {
+    shard.hooks.sm_remove_connection.add(
+        90,
+        NAME,
+        |ev: &mut SessionEvent, ctx: &mut HookCtx<'_>| {
+            ctx.ext.get_or_default::<ResumeTable>().forget(ev.session);
+            HookResult::Continue
+        },
+    );
+}
+
+/// A message for the home shard of a user (over `ShardMsg::Sm`).
+#[derive(Debug)]
+pub enum SmShardMsg {
+    /// A session enabled resumption with `id`.
+    Register {
+        /// The resumption id.
+        id: String,
+        /// The session's full JID.
+        jid: FullJid,
+        /// Where it lives.
+        session: SessionRef,
+    },
+    /// Connection `new`, authenticated as `bare`, asks to resume session `id`.
+    Resume {
+        /// The authenticated account.
+        bare: BareJid,
+        /// The id asked for.
+        id: String,
+        /// The client's handled count.
+        h: u32,
+        /// The asking connection.
+        new: SessionRef,
+    },
+    /// Session `id` moved from `old` to `new`: re-point the registration.
+    Switch {
+        /// The resumption id.
+        id: String,
+        /// The session's full JID.
+        jid: FullJid,
+        /// Where it lived.
+        old: SessionRef,
+        /// Where it lives now.
+        new: SessionRef,
+    },
+}
+
+/// A message for one connection (over `ConnMsg::Sm`).
+#[derive(Debug)]
+pub enum SmConnMsg {
+    /// To the old session: give yourself to `new`.
+    Takeover(Takeover),
+    /// To the resuming connection: no session to resume.
+    Failed(ResumeError),
+    /// To the resuming connection: the session's state.
+    Handover(Box<Handover>),
+    /// To the resuming connection: a stanza that reached the old session after it handed over.
+    Forwarded(Acc),
+    /// To the resuming connection: nothing more will be forwarded.
+    HandoverDone,
+    /// To the old session: the home shard routes to the new connection now.
+    SwitchDone,
+}
+
+/// A request to hand a session over.
+#[derive(Debug)]
+pub struct Takeover {
+    /// The resumption id.
+    pub id: String,
+    /// The client's handled count (applied before the hand-over).
+    pub h: u32,
+    /// The connection that resumes.
+    pub new: SessionRef,
+}
+
+/// A session's state on its way to the connection resuming it.
+#[derive(Debug)]
+pub struct Handover {
+    /// The session's full JID.
+    pub jid: FullJid,
+    /// `Some(priority)` when the session was available.
+    pub presence: Option<i8>,
+    /// Counters and unacknowledged stanzas (already trimmed to the client's `h`).
+    pub sm: Box<SmState>,
+    /// Where the session lived.
+    pub old: SessionRef,
+}
+
+/// Home shard: resumable sessions of the users this shard is home to.
+#[derive(Default)]
+pub struct ResumeTable {
+    by_id: HashMap<String, (FullJid, SessionRef)>,
+    by_session: HashMap<SessionRef, String>,
+}
+
+impl ResumeTable {
+    /// Records `id` for the session at `session`.
+    pub fn insert(&mut self, id: String, jid: FullJid, session: SessionRef) {
+        self.forget(session);
+        self.by_session.insert(session, id.clone());
+        self.by_id.insert(id, (jid, session));
+    }
+
+    /// The session `id` of user `bare`, if any (another user's id is not found).
+    pub fn find(&self, id: &str, bare: &BareJid) -> Option<(FullJid, SessionRef)> {
+        self.by_id
+            .get(id)
+            .filter(|(jid, _)| jid.bare() == *bare)
+            .cloned()
+    }
+
+    /// Re-points `id` from `old` to `new`; false when `id` is not at `old`.
+    pub fn move_to(&mut self, id: &str, old: SessionRef, new: SessionRef) -> bool {
+        match self.by_id.get_mut(id) {
+            Some((_, at)) if *at == old => {
+                *at = new;
+                self.by_session.remove(&old);
+                self.by_session.insert(new, id.to_string());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Forgets the id of the session at `session` (it ended).
+    pub fn forget(&mut self, session: SessionRef) {
+        if let Some(id) = self.by_session.remove(&session) {
+            self.by_id.remove(&id);
+        }
+    }
+
+    /// Number of resumable sessions recorded.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// True when no resumable session is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}
+
+/// A session on this shard enabled resumption: tell its home shard.
+pub fn enabled(shard: &mut Shard, jid: &FullJid, session: SessionRef, id: String) {
+    let home = home_shard(&jid.bare(), shard.shards);
+    let msg = SmShardMsg::Register {
+        id,
+        jid: jid.clone(),
+        session,
+    };
+    shard.send_to_shard(home, ShardMsg::Sm(msg));
+}
+
+/// Connection `new` asks to resume `id` as `bare`: the request goes to the user's home shard.
+pub fn resume_request(shard: &mut Shard, bare: BareJid, id: String, h: u32, new: SessionRef) {
+    let home = home_shard(&bare, shard.shards);
+    let msg = SmShardMsg::Resume { bare, id, h, new };
+    shard.send_to_shard(home, ShardMsg::Sm(msg));
+}
+
+/// Handles a [`SmShardMsg`] on the home shard.
+pub fn handle_shard_msg(shard: &mut Shard, msg: SmShardMsg) {
+    match msg {
+        SmShardMsg::Register { id, jid, session } => {
+            // Only while the session is still the registered one (it may have ended or been
+            // replaced while this message travelled).
+            let live = shard
+                .sm
+                .resources(&jid.bare())
+                .iter()
+                .any(|r| r.jid == jid && r.session == session);
+            if live {
+                shard
+                    .ext
+                    .get_or_default::<ResumeTable>()
+                    .insert(id, jid, session);
+            }
+        }
+        SmShardMsg::Resume { bare, id, h, new } => {
+            let found = shard.ext.get_or_default::<ResumeTable>().find(&id, &bare);
+            match found {
+                Some((_, at)) => {
+                    let t = Takeover { id, h, new };
+                    shard.send_to_session(at, ConnMsg::Sm(SmConnMsg::Takeover(t)));
+                }
+                None => shard.send_to_session(
+                    new,
+                    ConnMsg::Sm(SmConnMsg::Failed(ResumeError::ItemNotFound)),
+                ),
+            }
+        }
+        SmShardMsg::Switch { id, jid, old, new } => {
+            shard
+                .ext
+                .get_or_default::<ResumeTable>()
+                .move_to(&id, old, new);
+            if !crate::sm::move_session(shard, &jid, old, new) {
+                // Replaced by a fresh bind of the same full JID meanwhile: the resumed stream
+                // loses, as a bound session loses to a newer one.
+                shard.send_to_session(new, ConnMsg::Close(StreamErrorCondition::Conflict));
+            }
+            shard.send_to_session(old, ConnMsg::Sm(SmConnMsg::SwitchDone));
+        }
+    }
+}
+
+/// A [`SmConnMsg`] reached a connection that no longer exists.
+pub fn conn_gone(shard: &mut Shard, msg: SmConnMsg) {
+    match msg {
+        // The old session ended (timed out, handed over) before the request reached it.
+        SmConnMsg::Takeover(t) => shard.send_to_session(
+            t.new,
+            ConnMsg::Sm(SmConnMsg::Failed(ResumeError::ItemNotFound)),
+        ),
+        SmConnMsg::Forwarded(acc) => shard.reroute(acc),
+        SmConnMsg::Handover(mut h) => {
+            // Cannot happen (a resuming connection waits for its answer); never drop stanzas.
+            tracing::error!(
+                jid = h.jid.as_str(),
+                "hand-over reached a closed connection"
+            );
+            for item in h.sm.take_unacked() {
+                if let crate::c2s::Unacked::Routed(acc) = item {
+                    shard.reroute(acc);
+                }
+            }
+        }
+        SmConnMsg::Failed(_) | SmConnMsg::HandoverDone | SmConnMsg::SwitchDone => {}
+    }
+}

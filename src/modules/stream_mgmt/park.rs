@@ -1,0 +1,287 @@
+//! A session without a socket, sans-IO: what a connection's task does after its TCP connection
+//! dropped while the session is resumable (or while its own `<resume/>` is in flight).
+//!
+//! The task keeps its mailbox; the runtime feeds it messages ([`Park::on_msg`]) and calls
+//! [`Park::on_timeout`] at [`Park::deadline`], until [`Park::is_done`].
+
+use std::time::{Duration, Instant};
+
+use super::{Handover, SmConnMsg, SmShardMsg, Takeover};
+use crate::c2s::route::{self as c2s_route, Session};
+use crate::c2s::{ResumeError, SmState, Unacked};
+use crate::hooks::Acc;
+use crate::shard::{home_shard, ConnMsg, SessionRef, Shard, ShardMsg};
+
+/// How long a connection waits for the answer to its `<resume/>`, or an old session for the home
+/// shard's `SwitchDone`, before giving up (both are one mesh round trip in practice).
+const HANDOVER_WAIT: Duration = Duration::from_secs(30);
+
+/// A detached, resumable session.
+#[derive(Debug)]
+pub struct Detached {
+    /// The route's view of the session.
+    pub sess: Session,
+    /// Counters and unacknowledged stanzas; stanzas routed here meanwhile are added.
+    pub sm: Box<SmState>,
+    /// Stanzas the home shard routed here directly while the previous connection still forwards
+    /// its late ones (`Some` until `HandoverDone`): they go after those.
+    pub hold: Option<Vec<Acc>>,
+    /// When the session ends without resumption.
+    pub deadline: Instant,
+    /// A takeover that came during `hold`, answered once the hold ends.
+    pending: Option<Takeover>,
+}
+
+/// The life of a connection after its socket is gone.
+#[derive(Debug)]
+pub enum Park {
+    /// Our `<resume/>` is in flight: wait for the answer (the state must not be lost).
+    Awaiting {
+        /// Give up after this.
+        until: Instant,
+    },
+    /// Resumable session without a connection.
+    Detached(Box<Detached>),
+    /// Handed over to `to`: forward what still reaches us until the home shard's `SwitchDone`.
+    Forwarding {
+        /// The connection that resumed the session.
+        to: SessionRef,
+        /// Give up waiting after this.
+        until: Instant,
+    },
+    /// Nothing left to do: the task ends.
+    Done,
+}
+
+impl Park {
+    /// The socket of a resumable session dropped.
+    pub fn detach(sess: Session, sm: Box<SmState>, hold: Option<Vec<Acc>>, now: Instant) -> Park {
+        let deadline = now + sm.config().resume_timeout;
+        Park::Detached(Box::new(Detached {
+            sess,
+            sm,
+            hold,
+            deadline,
+            pending: None,
+        }))
+    }
+
+    /// The socket dropped while our own `<resume/>` was in flight.
+    pub fn awaiting(now: Instant) -> Park {
+        Park::Awaiting {
+            until: now + HANDOVER_WAIT,
+        }
+    }
+
+    /// When [`Park::on_timeout`] is due.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self {
+            Park::Awaiting { until } | Park::Forwarding { until, .. } => Some(*until),
+            Park::Detached(d) => Some(d.deadline),
+            Park::Done => None,
+        }
+    }
+
+    /// True when the task may end.
+    pub fn is_done(&self) -> bool {
+        matches!(self, Park::Done)
+    }
+
+    /// Handles one mailbox message of connection `me`.
+    pub fn on_msg(&mut self, shard: &mut Shard, me: SessionRef, msg: ConnMsg, now: Instant) {
+        let state = std::mem::replace(self, Park::Done);
+        *self = match state {
+            Park::Awaiting { until } => awaiting(shard, me, msg, now, until),
+            Park::Detached(d) => detached(shard, me, *d, msg, now),
+            Park::Forwarding { to, until } => forwarding(shard, to, until, msg),
+            Park::Done => {
+                done(shard, msg);
+                Park::Done
+            }
+        };
+        shard.drain_to_route();
+    }
+
+    /// The deadline passed: a detached session ends (its stanzas re-routed); waits give up.
+    pub fn on_timeout(&mut self, shard: &mut Shard, now: Instant) {
+        if self.deadline().is_some_and(|d| now < d) {
+            return;
+        }
+        match std::mem::replace(self, Park::Done) {
+            Park::Detached(d) => {
+                expire(shard, *d, None);
+            }
+            Park::Forwarding { to, .. } => {
+                // The home shard never answered: release the new connection's held stanzas anyway.
+                shard.send_to_session(to, ConnMsg::Sm(SmConnMsg::HandoverDone));
+            }
+            Park::Awaiting { .. } | Park::Done => {}
+        }
+        shard.drain_to_route();
+    }
+}
+
+fn failed(shard: &mut Shard, to: SessionRef, e: ResumeError) {
+    shard.send_to_session(to, ConnMsg::Sm(SmConnMsg::Failed(e)));
+}
+
+fn awaiting(shard: &mut Shard, me: SessionRef, msg: ConnMsg, now: Instant, until: Instant) -> Park {
+    match msg {
+        ConnMsg::Sm(SmConnMsg::Handover(h)) => {
+            // The client is gone again already: the session stays resumable from here.
+            let h = *h;
+            let mut sess = Session::new(h.jid, me);
+            sess.presence = h.presence;
+            Park::detach(sess, h.sm, Some(Vec::new()), now)
+        }
+        ConnMsg::Sm(SmConnMsg::Failed(_)) => Park::Done,
+        other => {
+            done(shard, other);
+            Park::Awaiting { until }
+        }
+    }
+}
+
+fn detached(
+    shard: &mut Shard,
+    me: SessionRef,
+    mut d: Detached,
+    msg: ConnMsg,
+    now: Instant,
+) -> Park {
+    match msg {
+        ConnMsg::Deliver(acc) => {
+            let Some(acc) = c2s_route::user_receive(shard, acc) else {
+                return Park::Detached(Box::new(d));
+            };
+            match d.hold.as_mut() {
+                Some(hold) => hold.push(acc),
+                None => return keep(shard, d, acc),
+            }
+        }
+        ConnMsg::Sm(SmConnMsg::Forwarded(acc)) => {
+            if let Some(acc) = c2s_route::user_receive(shard, acc) {
+                return keep(shard, d, acc);
+            }
+        }
+        ConnMsg::Sm(SmConnMsg::HandoverDone) => {
+            for acc in d.hold.take().unwrap_or_default() {
+                if let Err(Some(acc)) = push(&mut d.sm, acc) {
+                    return expire(shard, d, Some(acc));
+                }
+            }
+            if let Some(t) = d.pending.take() {
+                return takeover(shard, me, d, t, now);
+            }
+        }
+        ConnMsg::Sm(SmConnMsg::Takeover(t)) => {
+            if d.hold.is_none() {
+                return takeover(shard, me, d, t, now);
+            }
+            // Still receiving our own hand-over: answer once it is complete.
+            if let Some(old) = d.pending.replace(t) {
+                failed(shard, old.new, ResumeError::ItemNotFound);
+            }
+        }
+        // Shutdown, or replaced by a new bind of the same full JID: the session ends now.
+        ConnMsg::Close(_) => return expire(shard, d, None),
+        other => done(shard, other),
+    }
+    Park::Detached(Box::new(d))
+}
+
+/// Adds a routed stanza to the buffer; a full buffer ends the detached session at once.
+fn keep(shard: &mut Shard, mut d: Detached, acc: Acc) -> Park {
+    match push(&mut d.sm, acc) {
+        Ok(()) => Park::Detached(Box::new(d)),
+        Err(extra) => expire(shard, d, extra),
+    }
+}
+
+fn push(sm: &mut SmState, acc: Acc) -> Result<(), Option<Acc>> {
+    match sm.outbound(Unacked::Routed(acc)) {
+        Ok(_) => Ok(()),
+        Err((_, Unacked::Routed(acc))) => Err(Some(acc)),
+        Err(_) => Err(None),
+    }
+}
+
+/// Commits the hand-over to `t.new`, or refuses it when the client's `h` is impossible.
+fn takeover(shard: &mut Shard, me: SessionRef, mut d: Detached, t: Takeover, now: Instant) -> Park {
+    if let Err(crate::c2s::SmError::HandledCountTooHigh { h, sent }) = d.sm.ack(t.h) {
+        failed(shard, t.new, ResumeError::HandledCountTooHigh { h, sent });
+        return Park::Detached(Box::new(d));
+    }
+    let jid = d.sess.jid.clone();
+    // No more stanzas from this shard's senders straight to us: they go through the home shard,
+    // behind the Switch sent below on the same ring.
+    shard.local_unbind(&jid, me.conn);
+    let handover = Handover {
+        jid: jid.clone(),
+        presence: d.sess.presence,
+        sm: d.sm,
+        old: me,
+    };
+    shard.send_to_session(t.new, ConnMsg::Sm(SmConnMsg::Handover(Box::new(handover))));
+    let home = home_shard(&jid.bare(), shard.shards);
+    let switch = SmShardMsg::Switch {
+        id: t.id,
+        jid,
+        old: me,
+        new: t.new,
+    };
+    shard.send_to_shard(home, ShardMsg::Sm(switch));
+    Park::Forwarding {
+        to: t.new,
+        until: now + HANDOVER_WAIT,
+    }
+}
+
+fn forwarding(shard: &mut Shard, to: SessionRef, until: Instant, msg: ConnMsg) -> Park {
+    match msg {
+        ConnMsg::Deliver(acc) | ConnMsg::Sm(SmConnMsg::Forwarded(acc)) => {
+            shard.send_to_session(to, ConnMsg::Sm(SmConnMsg::Forwarded(acc)));
+        }
+        ConnMsg::Sm(SmConnMsg::SwitchDone) => {
+            shard.send_to_session(to, ConnMsg::Sm(SmConnMsg::HandoverDone));
+            return Park::Done;
+        }
+        other => done(shard, other),
+    }
+    Park::Forwarding { to, until }
+}
+
+/// A message nobody in this state expects: stanzas are re-routed, takeovers refused.
+fn done(shard: &mut Shard, msg: ConnMsg) {
+    match msg {
+        ConnMsg::Deliver(acc) => shard.reroute(acc),
+        ConnMsg::Sm(m) => refuse(shard, m),
+        _ => {}
+    }
+}
+
+/// A hand-over message this connection cannot take (a live session asked to hand itself over is
+/// in use: the request fails): handled as if the connection were gone.
+pub fn refuse(shard: &mut Shard, m: SmConnMsg) {
+    super::conn_gone(shard, m);
+}
+
+/// The session ends without resumption: it goes unavailable and leaves the session manager, then
+/// every stanza it did not get acknowledged is routed again (another resource, else offline storage),
+/// behind the unregistration on the same ring so the session manager no longer picks this session.
+fn expire(shard: &mut Shard, mut d: Detached, extra: Option<Acc>) -> Park {
+    c2s_route::unbind(shard, &d.sess);
+    for item in d.sm.take_unacked() {
+        if let Unacked::Routed(acc) = item {
+            shard.reroute(acc);
+        }
+    }
+    for acc in d.hold.take().unwrap_or_default().into_iter().chain(extra) {
+        shard.reroute(acc);
+    }
+    if let Some(t) = d.pending.take() {
+        failed(shard, t.new, ResumeError::ItemNotFound);
+    }
+    shard.drain_to_route();
+    Park::Done
+}

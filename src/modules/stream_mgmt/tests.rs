@@ -1,0 +1,464 @@
+//! The hand-over protocol on in-process shards: rings delivered one message at a time in random
+//! interleavings (each ring stays FIFO), senders on every shard, the old session parked: every
+//! stanza must end up exactly once, in per-sender order, in the resumed session.
+
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::park::Park;
+use super::*;
+use crate::c2s::route::{user_send, Session};
+use crate::c2s::{SmConfig, SmState, Unacked};
+use crate::jid::FullJid;
+use crate::shard::cluster::Cluster;
+use crate::shard::{ConnMsg, Mailbox, ShardId};
+use crate::xml::Stanza;
+
+const HOST: &str = "example.com";
+
+/// xorshift64: reproducible interleavings without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// Shards whose rings are delivered one message at a time.
+struct Net {
+    cluster: Cluster,
+    rings: HashMap<(usize, usize), VecDeque<ShardMsg>>,
+}
+
+impl Net {
+    fn new(n: usize) -> Net {
+        let mut cluster = Cluster::new(n, &[HOST]);
+        for s in &mut cluster.shards {
+            start(s);
+        }
+        Net {
+            cluster,
+            rings: HashMap::new(),
+        }
+    }
+
+    fn collect(&mut self) {
+        for i in 0..self.cluster.shards.len() {
+            for (to, msg) in self.cluster.shards[i].take_outgoing() {
+                self.rings
+                    .entry((i, to.index()))
+                    .or_default()
+                    .push_back(msg);
+            }
+        }
+    }
+
+    /// Delivers the head of one random non-empty ring; false when all are empty.
+    fn step(&mut self, rng: &mut Rng) -> bool {
+        self.collect();
+        let mut keys: Vec<(usize, usize)> = self
+            .rings
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(k, _)| *k)
+            .collect();
+        if keys.is_empty() {
+            return false;
+        }
+        keys.sort();
+        let k = keys[rng.next(keys.len())];
+        let msg = self.rings.get_mut(&k).and_then(|q| q.pop_front());
+        if let Some(msg) = msg {
+            self.cluster.shards[k.1].handle_msg(msg);
+        }
+        self.collect();
+        true
+    }
+}
+
+/// A parked connection: its mailbox fed to its `Park`.
+struct Parked {
+    on: usize,
+    me: SessionRef,
+    mb: Rc<Mailbox>,
+    park: Park,
+}
+
+impl Parked {
+    fn drain(&mut self, net: &mut Net) {
+        while let Some(msg) = self.mb.pop() {
+            let now = Instant::now();
+            self.park
+                .on_msg(&mut net.cluster.shards[self.on], self.me, msg, now);
+        }
+    }
+}
+
+fn cfg() -> SmConfig {
+    SmConfig {
+        buffer_max: 100_000,
+        ack_freq: 1_000_000,
+        resume_timeout: Duration::from_secs(60),
+    }
+}
+
+fn msg(to: &str, body: &str) -> Stanza {
+    Stanza::parse(
+        format!("<message to='{to}' type='chat'><body>{body}</body></message>").into_bytes(),
+    )
+    .unwrap()
+}
+
+fn body(bytes: &[u8]) -> String {
+    let s = Stanza::parse(bytes.to_vec()).unwrap();
+    let t = s.tree().unwrap();
+    t.get_child("body", crate::xmpp::ns::CLIENT)
+        .map(|b| b.text().to_string())
+        .unwrap_or_default()
+}
+
+/// Binds `jid` on shard `on` (available) and parks it as a detached resumable session `id`.
+fn park_session(net: &mut Net, on: usize, jid: &FullJid, id: &str) -> Parked {
+    let (sess, mb) = net.cluster.connect(on, jid, Some(0));
+    enabled(
+        &mut net.cluster.shards[on],
+        jid,
+        sess.session,
+        id.to_string(),
+    );
+    net.cluster.pump();
+    let sm = Box::new(SmState::new(cfg(), Some(id.to_string())));
+    net.cluster.shards[on].local_unbind(jid, sess.session.conn);
+    Parked {
+        on,
+        me: sess.session,
+        mb,
+        park: Park::detach(sess, sm, None, Instant::now()),
+    }
+}
+
+/// A new connection on shard `on` that asked to resume `id` as `bare` and lost its socket at once
+/// (so it parks as `Awaiting` and keeps whatever is handed over).
+fn resumer(net: &mut Net, on: usize, bare: &str, id: &str, h: u32) -> Parked {
+    let (conn, mb) = net.cluster.shards[on].open_conn();
+    let me = net.cluster.shards[on].session_ref(conn);
+    let bare = crate::jid::BareJid::parse(bare).unwrap();
+    resume_request(&mut net.cluster.shards[on], bare, id.to_string(), h, me);
+    Parked {
+        on,
+        me,
+        mb,
+        park: Park::awaiting(Instant::now()),
+    }
+}
+
+fn buffered(p: &Parked) -> Vec<String> {
+    match &p.park {
+        Park::Detached(d) => d.sm.unacked().map(|u| body(u.bytes())).collect(),
+        other => panic!("not detached: {other:?}"),
+    }
+}
+
+#[test]
+fn handover_keeps_every_stanza_once_and_in_order_under_any_interleaving() {
+    for seed in 1..=60u64 {
+        for shards in [1usize, 2, 3] {
+            run_interleaving(seed, shards);
+        }
+    }
+}
+
+fn run_interleaving(seed: u64, shards: usize) {
+    let mut rng = Rng(seed * 7919 + shards as u64);
+    let mut net = Net::new(shards);
+    let to = format!("u{seed}@{HOST}/phone");
+    let jid = FullJid::parse(&to).unwrap();
+    let mut old = park_session(&mut net, rng.next(shards), &jid, "ID1");
+    let mut senders: Vec<(usize, Session)> = (0..shards.max(2))
+        .map(|i| {
+            let on = i % shards;
+            let s = FullJid::parse(&format!("s{i}@{HOST}/r")).unwrap();
+            let (sess, _) = net.cluster.connect(on, &s, Some(0));
+            (on, sess)
+        })
+        .collect();
+    let mut next_seq = vec![0u32; senders.len()];
+    let mut new: Option<Parked> = None;
+    let resume_at = 10 + rng.next(40);
+    for step in 0..200 {
+        if step == resume_at {
+            let on = rng.next(shards);
+            new = Some(resumer(&mut net, on, &format!("u{seed}@{HOST}"), "ID1", 0));
+        }
+        match rng.next(4) {
+            0 => {
+                let i = rng.next(senders.len());
+                let (on, sess) = &mut senders[i];
+                let b = format!("{i}:{}", next_seq[i]);
+                next_seq[i] += 1;
+                user_send(&mut net.cluster.shards[*on], sess, msg(&to, &b));
+            }
+            1 => old.drain(&mut net),
+            2 => {
+                if let Some(n) = new.as_mut() {
+                    n.drain(&mut net)
+                }
+            }
+            _ => {
+                net.step(&mut rng);
+            }
+        }
+    }
+    // Quiesce.
+    loop {
+        let mut busy = net.step(&mut rng);
+        busy |= !old.mb.is_empty() || new.as_ref().is_some_and(|n| !n.mb.is_empty());
+        old.drain(&mut net);
+        if let Some(n) = new.as_mut() {
+            n.drain(&mut net);
+        }
+        if !busy {
+            break;
+        }
+    }
+    let new = new.expect("resumed");
+    assert!(old.park.is_done(), "old session still {:?}", old.park);
+    let got = buffered(&new);
+    if let Park::Detached(d) = &new.park {
+        assert!(d.hold.is_none(), "hand-over not completed");
+    }
+    let mut last: HashMap<usize, i64> = HashMap::new();
+    for b in &got {
+        let (i, k) = b.split_once(':').unwrap();
+        let (i, k): (usize, i64) = (i.parse().unwrap(), k.parse().unwrap());
+        let prev = last.insert(i, k).unwrap_or(-1);
+        assert_eq!(
+            k,
+            prev + 1,
+            "seed {seed} shards {shards}: out of order or lost: {got:?}"
+        );
+    }
+    for (i, n) in next_seq.iter().enumerate() {
+        assert_eq!(
+            last.get(&i).copied().unwrap_or(-1),
+            i64::from(*n) - 1,
+            "seed {seed} shards {shards}: sender {i} lost messages: {got:?}"
+        );
+    }
+    // The home shard routes to the new connection now.
+    let home = home_shard(&jid.bare(), shards).index();
+    let r = net.cluster.shards[home].sm.resources(&jid.bare());
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].session, new.me);
+    assert_eq!(r[0].priority, Some(0), "availability kept across the move");
+}
+
+#[test]
+fn resume_of_another_users_id_fails_and_leaves_it_alone() {
+    let mut net = Net::new(2);
+    let jid = FullJid::parse(&format!("alice@{HOST}/a")).unwrap();
+    let mut old = park_session(&mut net, 0, &jid, "ALICE");
+    let mut mallory = resumer(&mut net, 1, &format!("mallory@{HOST}"), "ALICE", 0);
+    net.cluster.pump();
+    old.drain(&mut net);
+    net.cluster.pump();
+    mallory.drain(&mut net);
+    assert!(mallory.park.is_done(), "mallory got {:?}", mallory.park);
+    assert!(matches!(old.park, Park::Detached(_)));
+    // Alice herself still can.
+    let mut alice = resumer(&mut net, 1, &format!("alice@{HOST}"), "ALICE", 0);
+    for _ in 0..4 {
+        net.cluster.pump();
+        old.drain(&mut net);
+        alice.drain(&mut net);
+    }
+    assert!(old.park.is_done());
+    assert!(matches!(alice.park, Park::Detached(_)));
+}
+
+#[test]
+fn unknown_id_fails_and_resume_twice_fails_the_second() {
+    let mut net = Net::new(2);
+    let mut x = resumer(&mut net, 0, &format!("bob@{HOST}"), "NOPE", 0);
+    net.cluster.pump();
+    x.drain(&mut net);
+    assert!(x.park.is_done());
+    let jid = FullJid::parse(&format!("bob@{HOST}/b")).unwrap();
+    let mut old = park_session(&mut net, 1, &jid, "B");
+    let mut first = resumer(&mut net, 0, &format!("bob@{HOST}"), "B", 0);
+    for _ in 0..4 {
+        net.cluster.pump();
+        old.drain(&mut net);
+        first.drain(&mut net);
+    }
+    assert!(matches!(first.park, Park::Detached(_)));
+    // `first` now owns the session; a live session refuses (here it is parked, so it would hand
+    // over: simulate the live refusal through `refuse`).
+    let (conn, mb) = net.cluster.shards[1].open_conn();
+    let me = net.cluster.shards[1].session_ref(conn);
+    park::refuse(
+        &mut net.cluster.shards[0],
+        SmConnMsg::Takeover(Takeover {
+            id: "B".into(),
+            h: 0,
+            new: me,
+        }),
+    );
+    net.cluster.pump();
+    assert!(matches!(
+        mb.pop(),
+        Some(ConnMsg::Sm(SmConnMsg::Failed(ResumeError::ItemNotFound)))
+    ));
+}
+
+#[test]
+fn h_too_high_on_resume_fails_and_keeps_the_session() {
+    let mut net = Net::new(2);
+    let jid = FullJid::parse(&format!("carol@{HOST}/c")).unwrap();
+    let mut old = park_session(&mut net, 0, &jid, "C");
+    let mut s = net
+        .cluster
+        .connect(1, &FullJid::parse(&format!("s@{HOST}/r")).unwrap(), Some(0))
+        .0;
+    user_send(&mut net.cluster.shards[1], &mut s, msg(jid.as_str(), "one"));
+    net.cluster.pump();
+    old.drain(&mut net);
+    let mut n = resumer(&mut net, 1, &format!("carol@{HOST}"), "C", 5);
+    net.cluster.pump();
+    old.drain(&mut net);
+    net.cluster.pump();
+    match n.mb.pop() {
+        Some(ConnMsg::Sm(SmConnMsg::Failed(ResumeError::HandledCountTooHigh {
+            h: 5,
+            sent: 1,
+        }))) => {}
+        other => panic!("{other:?}"),
+    }
+    n.park = Park::Done;
+    assert_eq!(buffered(&old), vec!["one"]);
+}
+
+#[test]
+fn timeout_reroutes_unacked_to_another_resource_then_unregisters() {
+    let mut net = Net::new(2);
+    let jid = FullJid::parse(&format!("dave@{HOST}/gone")).unwrap();
+    let mut old = park_session(&mut net, 0, &jid, "D");
+    let other = FullJid::parse(&format!("dave@{HOST}/desk")).unwrap();
+    let (_, other_mb) = net.cluster.connect(1, &other, Some(-1));
+    let (mut s, s_mb) =
+        net.cluster
+            .connect(1, &FullJid::parse(&format!("s@{HOST}/r")).unwrap(), Some(0));
+    for i in 0..3 {
+        user_send(
+            &mut net.cluster.shards[1],
+            &mut s,
+            msg(jid.as_str(), &format!("m{i}")),
+        );
+    }
+    net.cluster.pump();
+    old.drain(&mut net);
+    assert_eq!(buffered(&old), vec!["m0", "m1", "m2"]);
+    let later = Instant::now() + Duration::from_secs(61);
+    old.park.on_timeout(&mut net.cluster.shards[0], later);
+    net.cluster.pump();
+    assert!(old.park.is_done());
+    // Full-JID messages to a gone resource go to the bare JID (RFC 6121 §8.5.3.2.1): the other
+    // resource has a negative priority, so they are offline messages: the default offline handler
+    // answers the sender. Here: the other resource got nothing, the sender got three errors.
+    let mut got = Vec::new();
+    while let Some(m) = other_mb.pop() {
+        if let ConnMsg::Deliver(acc) = m {
+            got.push(body(acc.stanza.bytes()));
+        }
+    }
+    assert!(got.is_empty(), "{got:?}");
+    let mut errors = Vec::new();
+    while let Some(m) = s_mb.pop() {
+        if let ConnMsg::Deliver(acc) = m {
+            assert_eq!(acc.stanza_type(), "error");
+            errors.push(body(acc.stanza.bytes()));
+        }
+    }
+    assert_eq!(
+        errors,
+        vec!["m0", "m1", "m2"],
+        "never dropped: answered in order"
+    );
+    let home = home_shard(&jid.bare(), 2).index();
+    let left: Vec<String> = net.cluster.shards[home]
+        .sm
+        .resources(&jid.bare())
+        .iter()
+        .map(|r| r.jid.to_string())
+        .collect();
+    assert_eq!(left, vec![other.to_string()]);
+    let table = net.cluster.shards[home].ext.get_or_default::<ResumeTable>();
+    assert!(table.is_empty(), "the resumption id is forgotten");
+}
+
+#[test]
+fn timeout_reroutes_to_an_available_resource_in_order() {
+    let mut net = Net::new(2);
+    let jid = FullJid::parse(&format!("erin@{HOST}/gone")).unwrap();
+    let mut old = park_session(&mut net, 1, &jid, "E");
+    let mut s = net
+        .cluster
+        .connect(0, &FullJid::parse(&format!("s@{HOST}/r")).unwrap(), Some(0))
+        .0;
+    for i in 0..3 {
+        user_send(
+            &mut net.cluster.shards[0],
+            &mut s,
+            msg(jid.as_str(), &format!("m{i}")),
+        );
+    }
+    net.cluster.pump();
+    old.drain(&mut net);
+    let other = FullJid::parse(&format!("erin@{HOST}/desk")).unwrap();
+    let (_, other_mb) = net.cluster.connect(0, &other, Some(1));
+    old.park.on_timeout(
+        &mut net.cluster.shards[1],
+        Instant::now() + Duration::from_secs(61),
+    );
+    net.cluster.pump();
+    let mut got = Vec::new();
+    while let Some(m) = other_mb.pop() {
+        if let ConnMsg::Deliver(acc) = m {
+            if acc.kind() == crate::xml::StanzaKind::Message {
+                got.push(body(acc.stanza.bytes()));
+            }
+        }
+    }
+    assert_eq!(got, vec!["m0", "m1", "m2"]);
+}
+
+#[test]
+fn options_defaults_and_errors() {
+    let t: toml::Table = "".parse().unwrap();
+    let c = options(Some(&t)).unwrap().unwrap();
+    assert_eq!(c, SmConfig::default());
+    assert_eq!(options(None).unwrap(), None);
+    let t: toml::Table = "resume_timeout = 5\nbuffer_max = 50\nack_freq = 2"
+        .parse()
+        .unwrap();
+    let c = options(Some(&t)).unwrap().unwrap();
+    assert_eq!(
+        (c.resume_timeout, c.buffer_max, c.ack_freq),
+        (Duration::from_secs(5), 50, 2)
+    );
+    for bad in [
+        "buffer_max = 0",
+        "ack_freq = 0",
+        "nope = 1",
+        "resume_timeout = 'x'",
+    ] {
+        let t: toml::Table = bad.parse().unwrap();
+        assert!(options(Some(&t)).is_err(), "{bad}");
+    }
+    let _ = (ShardId(0), Unacked::Local(Vec::new()));
+}
