@@ -65,6 +65,7 @@ pub(crate) async fn run(stream: TcpStream, ctx: Rc<ShardCtx>, cfg: Arc<C2sConfig
         written: 0,
         timer: None,
         closing_since: None,
+        sm: Default::default(),
     };
     let result = std::panic::AssertUnwindSafe(driver.run(stream))
         .catch_unwind()
@@ -85,23 +86,31 @@ pub(crate) async fn run(stream: TcpStream, ctx: Rc<ShardCtx>, cfg: Arc<C2sConfig
     tracing::info!(shard = shard_id, conn = conn.0, %peer, "connection closed");
 }
 
-struct Driver {
-    ctx: Rc<ShardCtx>,
+pub(super) struct Driver {
+    pub(super) ctx: Rc<ShardCtx>,
     cfg: Arc<C2sConfig>,
-    c2s: C2s,
-    conn: ConnId,
-    mailbox: Rc<Mailbox>,
-    session: Rc<std::cell::RefCell<Option<Session>>>,
+    pub(super) c2s: C2s,
+    pub(super) conn: ConnId,
+    pub(super) mailbox: Rc<Mailbox>,
+    pub(super) session: Rc<std::cell::RefCell<Option<Session>>>,
     bind_pending: Option<FullJid>,
     pending: Option<PendingFut>,
     wbuf: Vec<u8>,
     written: usize,
     timer: Option<(Instant, Timer)>,
     closing_since: Option<Instant>,
+    /// XEP-0198 resumption state of this connection (`conn_sm`).
+    pub(super) sm: super::conn_sm::SmDriver,
 }
 
 impl Driver {
-    async fn run(mut self, mut stream: TcpStream) {
+    async fn run(mut self, stream: TcpStream) {
+        self.serve(stream).await;
+        // The socket is gone; a resumable session (or our own resumption in flight) lives on.
+        self.park().await;
+    }
+
+    async fn serve(&mut self, mut stream: TcpStream) {
         loop {
             self.process();
             if self.wbuf.is_empty() {
@@ -142,7 +151,7 @@ impl Driver {
     }
 
     /// Handles c2s events and mailbox messages until both are quiet, then carries out mesh sends.
-    fn process(&mut self) {
+    pub(super) fn process(&mut self) {
         loop {
             let mut busy = false;
             while let Some(ev) = self.c2s.poll_event() {
@@ -220,11 +229,16 @@ impl Driver {
                 }
             }
             C2sEvent::PreAuthIq(stanza) => self.pre_auth(&stanza),
-            C2sEvent::Closed { .. } => self.leave(),
+            C2sEvent::SmEnabled { id } => self.sm_enabled(id),
+            C2sEvent::ResumeRequest { jid, previd, h } => self.sm_resume(jid, previd, h),
+            C2sEvent::Closed { reason } => self.closed(reason),
         }
     }
 
     fn on_msg(&mut self, msg: ConnMsg) {
+        if self.sm.parked.is_some() {
+            return self.park_msg(msg);
+        }
         match msg {
             ConnMsg::Deliver(acc) => {
                 if self.c2s.is_closed() || self.session.borrow().is_none() {
@@ -234,17 +248,10 @@ impl Driver {
                 }
                 let acc = c2s_route::user_receive(&mut self.ctx.shard.borrow_mut(), acc);
                 if let Some(acc) = acc {
-                    if self.c2s.has_room(acc.stanza.bytes().len()) {
-                        // Cannot fail: has_room said the bytes fit.
-                        let _ = self.c2s.deliver_owned(acc.into_stanza().into_bytes());
-                    } else if self.c2s.deliver(acc.stanza.bytes()).is_err() {
-                        // Over the outbound bound: the c2s closes with policy-violation; the stanza
-                        // goes back to the session manager after our unregistration (same ring order).
-                        self.leave();
-                        self.ctx.shard.borrow_mut().reroute(acc);
-                    }
+                    self.write_routed(acc);
                 }
             }
+            ConnMsg::Sm(m) => self.sm_msg(m),
             ConnMsg::Bound(result) => {
                 let Some(jid) = self.bind_pending.take() else {
                     return;
@@ -304,8 +311,25 @@ impl Driver {
         }
     }
 
+    /// Writes a routed stanza (after the receive hooks) to the client, or holds it while a
+    /// resumption hand-over completes (XEP-0198).
+    pub(super) fn write_routed(&mut self, acc: crate::hooks::Acc) {
+        if let Some(hold) = self.sm.hold.as_mut() {
+            hold.push(acc);
+            return;
+        }
+        if let Err(acc) = self.c2s.deliver_routed(acc) {
+            // Over the outbound bound (or the XEP-0198 buffer): the c2s closes with policy-violation;
+            // the stanza goes back to the session manager after our unregistration (same ring
+            // order), behind the unacknowledged ones.
+            self.leave();
+            self.reroute_unacked();
+            self.ctx.shard.borrow_mut().reroute(acc);
+        }
+    }
+
     /// Unregisters the session (once).
-    fn leave(&mut self) {
+    pub(super) fn leave(&mut self) {
         if let Some(sess) = self.session.borrow_mut().take() {
             c2s_route::unbind(&mut self.ctx.shard.borrow_mut(), &sess);
         }

@@ -4,6 +4,7 @@
 //! drives connections (`conn`) and rings around the sans-IO cores (`c2s::C2s`, `shard::Shard`).
 
 mod conn;
+mod conn_sm;
 mod cpus;
 mod jobs;
 mod listeners;

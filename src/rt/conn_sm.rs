@@ -1,0 +1,194 @@
+//! The connection driver's part of XEP-0198 resumption: what the task does with stream management
+//! events and hand-over messages, and its life after the socket is gone (`park`). The protocol
+//! decisions are in `modules::stream_mgmt` (sans-IO); this file only carries them out.
+
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Instant;
+
+use futures_lite::Future;
+use glommio::timer::Timer;
+
+use super::conn::Driver;
+use crate::c2s::route::Session;
+use crate::c2s::{CloseReason, Unacked};
+use crate::hooks::Acc;
+use crate::jid::BareJid;
+use crate::modules::stream_mgmt::{self, park::Park, SmConnMsg};
+use crate::shard::ConnMsg;
+use crate::xmpp::StreamErrorCondition;
+
+/// Resumption state of one connection.
+#[derive(Default)]
+pub(super) struct SmDriver {
+    /// A `<resume/>` of ours is in flight.
+    resume_asked: bool,
+    /// After a hand-over: stanzas the home shard routed here directly, written once the old
+    /// connection says it forwarded everything it had (`HandoverDone`).
+    pub(super) hold: Option<Vec<Acc>>,
+    /// The socket is gone and the session lives on.
+    pub(super) parked: Option<Park>,
+}
+
+impl Driver {
+    fn me(&self) -> crate::shard::SessionRef {
+        self.ctx.shard.borrow().session_ref(self.conn)
+    }
+
+    /// `<enabled resume='true'/>` went out: the home shard records the id.
+    pub(super) fn sm_enabled(&mut self, id: Option<String>) {
+        let Some(id) = id else {
+            return;
+        };
+        let Some(jid) = self.session.borrow().as_ref().map(|s| s.jid.clone()) else {
+            return;
+        };
+        let me = self.me();
+        stream_mgmt::enabled(&mut self.ctx.shard.borrow_mut(), &jid, me, id);
+    }
+
+    /// `<resume/>`: ask the user's home shard for the session.
+    pub(super) fn sm_resume(&mut self, jid: BareJid, previd: String, h: u32) {
+        self.sm.resume_asked = true;
+        let me = self.me();
+        stream_mgmt::resume_request(&mut self.ctx.shard.borrow_mut(), jid, previd, h, me);
+    }
+
+    /// The stream ended. A resumable session whose connection dropped (no `</stream>`, or silent
+    /// until the ping/idle timeout) stays registered and parks; otherwise it leaves and the
+    /// stanzas the client did not acknowledge are routed again.
+    pub(super) fn closed(&mut self, reason: CloseReason) {
+        let dropped = matches!(
+            reason,
+            CloseReason::Disconnected
+                | CloseReason::StreamError(StreamErrorCondition::ConnectionTimeout)
+        );
+        let resumable = self
+            .c2s
+            .sm()
+            .is_some_and(|sm| sm.id.is_some() && !sm.config().resume_timeout.is_zero());
+        if self.sm.resume_asked {
+            // The answer to our <resume/> must still be taken (it may carry the session).
+            self.sm.parked = Some(Park::awaiting(Instant::now()));
+            return;
+        }
+        if dropped && resumable {
+            let sess = self.session.borrow_mut().take();
+            if let (Some(sess), Some(sm)) = (sess, self.c2s.take_sm()) {
+                self.ctx
+                    .shard
+                    .borrow_mut()
+                    .local_unbind(&sess.jid, self.conn);
+                tracing::debug!(
+                    conn = self.conn.0,
+                    jid = sess.jid.as_str(),
+                    "session detached"
+                );
+                let hold = self.sm.hold.take();
+                self.sm.parked = Some(Park::detach(sess, sm, hold, Instant::now()));
+                return;
+            }
+        }
+        self.leave();
+        self.reroute_unacked();
+    }
+
+    /// Routes again what the client did not acknowledge (call after `leave`).
+    pub(super) fn reroute_unacked(&mut self) {
+        let mut shard = self.ctx.shard.borrow_mut();
+        if let Some(mut sm) = self.c2s.take_sm() {
+            for item in sm.take_unacked() {
+                if let Unacked::Routed(acc) = item {
+                    shard.reroute(acc);
+                }
+            }
+        }
+        for acc in self.sm.hold.take().unwrap_or_default() {
+            shard.reroute(acc);
+        }
+        shard.drain_to_route();
+    }
+
+    /// A hand-over message while the connection is live.
+    pub(super) fn sm_msg(&mut self, m: SmConnMsg) {
+        match m {
+            SmConnMsg::Handover(h) if self.c2s.resume_pending() => {
+                self.sm.resume_asked = false;
+                let h = *h;
+                let me = self.me();
+                let mut sess = Session::new(h.jid.clone(), me);
+                sess.presence = h.presence;
+                *self.session.borrow_mut() = Some(sess);
+                self.sm.hold = Some(Vec::new());
+                tracing::debug!(conn = self.conn.0, jid = h.jid.as_str(), "session resumed");
+                self.c2s.resumed(h.jid, h.sm);
+            }
+            SmConnMsg::Failed(e) => {
+                self.sm.resume_asked = false;
+                self.c2s.resume_failed(e);
+            }
+            SmConnMsg::Forwarded(acc) => {
+                let acc = crate::c2s::route::user_receive(&mut self.ctx.shard.borrow_mut(), acc);
+                if let Some(acc) = acc {
+                    if let Err(acc) = self.c2s.deliver_routed(acc) {
+                        self.leave();
+                        self.reroute_unacked();
+                        self.ctx.shard.borrow_mut().reroute(acc);
+                    }
+                }
+            }
+            SmConnMsg::HandoverDone => {
+                for acc in self.sm.hold.take().unwrap_or_default() {
+                    self.write_routed(acc);
+                }
+                let jid = self.session.borrow().as_ref().map(|s| s.jid.clone());
+                if let Some(jid) = jid {
+                    if !self.c2s.is_closed() {
+                        self.ctx.shard.borrow_mut().local_bind(jid, self.conn);
+                    }
+                }
+            }
+            // A live session is in use: it cannot be resumed elsewhere (XEP-0198 "resume twice").
+            other => stream_mgmt::park::refuse(&mut self.ctx.shard.borrow_mut(), other),
+        }
+    }
+
+    /// A mailbox message once parked.
+    pub(super) fn park_msg(&mut self, msg: ConnMsg) {
+        let me = self.me();
+        if let Some(p) = self.sm.parked.as_mut() {
+            p.on_msg(&mut self.ctx.shard.borrow_mut(), me, msg, Instant::now());
+        }
+    }
+
+    /// After the socket closed: lives on while parked, on the mailbox and a timer only.
+    pub(super) async fn park(&mut self) {
+        loop {
+            self.process();
+            let Some(deadline) = self.sm.parked.as_ref().and_then(Park::deadline) else {
+                return;
+            };
+            let mut timer = Timer::new(deadline.saturating_duration_since(Instant::now()));
+            let fired = std::future::poll_fn(|cx| {
+                self.mailbox.set_waker(cx.waker());
+                if !self.mailbox.is_empty() {
+                    return Poll::Ready(false);
+                }
+                if Pin::new(&mut timer).poll(cx).is_ready() {
+                    return Poll::Ready(true);
+                }
+                Poll::Pending
+            })
+            .await;
+            if fired {
+                if let Some(p) = self.sm.parked.as_mut() {
+                    p.on_timeout(&mut self.ctx.shard.borrow_mut(), Instant::now());
+                }
+            }
+            if self.sm.parked.as_ref().is_some_and(Park::is_done) {
+                self.ctx.flush();
+                return;
+            }
+        }
+    }
+}
