@@ -1100,3 +1100,6 @@ fn stanzas_pipelined_after_bind_wait_for_the_result() {
 
 /// Pings and pre-auth registration (im-misc).
 mod misc;
+
+/// XEP-0198 stream management (xep198).
+mod sm;

@@ -1,0 +1,235 @@
+//! XEP-0198 on the sans-IO stream: feature, enable, counters both ways, acks, buffer bound,
+//! handled-count-too-high, resumption answers.
+
+use super::*;
+use crate::c2s::{ResumeError, SmConfig, SmState};
+use crate::hooks::Acc;
+use crate::jid::Jid;
+use crate::shard::ShardId;
+use crate::xml::Stanza;
+
+fn sm_config(buffer_max: usize, ack_freq: u32) -> C2sConfig {
+    C2sConfig {
+        sm: Some(SmConfig {
+            buffer_max,
+            ack_freq,
+            resume_timeout: Duration::from_secs(300),
+        }),
+        ..config(TlsMode::None)
+    }
+}
+
+fn acc(body: &str) -> Acc {
+    let s = Stanza::parse(
+        format!("<message from='bob@example.com/x' to='alice@example.com/r' type='chat'><body>{body}</body></message>")
+            .into_bytes(),
+    )
+    .unwrap();
+    let from = Jid::parse("bob@example.com/x").unwrap();
+    let to = Jid::parse("alice@example.com/r").unwrap();
+    Acc::new(s, from, to, ShardId(0))
+}
+
+fn enable(c: &mut Client, resume: bool) -> Option<String> {
+    let attr = if resume { " resume='true'" } else { "" };
+    c.send(&format!("<enable xmlns='urn:xmpp:sm:3'{attr}/>"));
+    let out = c.recv();
+    assert!(out.starts_with("<enabled xmlns='urn:xmpp:sm:3'"), "{out}");
+    let ev = c.events();
+    let [C2sEvent::SmEnabled { id }] = &ev[..] else {
+        panic!("{ev:?}")
+    };
+    if resume {
+        let id = id.clone().unwrap();
+        assert!(
+            out.contains(&format!("id='{id}' resume='true' max='300'")),
+            "{out}"
+        );
+        assert!(id.len() >= 32, "unguessable id: {id}");
+    } else {
+        assert!(id.is_none());
+        assert_eq!(out, "<enabled xmlns='urn:xmpp:sm:3'/>");
+    }
+    id.clone()
+}
+
+/// Authenticates without binding.
+fn auth_only(c: &mut Client) -> String {
+    c.open();
+    let out = scram_sha256(c, "alice", "s3cret", Some(&secrets("s3cret")), false);
+    assert!(out.contains("<success"), "{out}");
+    c.events();
+    c.open()
+}
+
+#[test]
+fn sm_feature_only_after_auth_and_when_configured() {
+    let mut c = Client::new(sm_config(10, 5), REMOTE);
+    let pre = c.open();
+    assert!(!pre.contains("urn:xmpp:sm:3"), "{pre}");
+    let out = scram_sha256(&mut c, "alice", "s3cret", Some(&secrets("s3cret")), false);
+    assert!(out.contains("<success"));
+    c.events();
+    let post = c.open();
+    assert!(post.contains("<sm xmlns='urn:xmpp:sm:3'/>"), "{post}");
+    let mut plain = Client::new(config(TlsMode::None), REMOTE);
+    plain.open();
+    scram_sha256(
+        &mut plain,
+        "alice",
+        "s3cret",
+        Some(&secrets("s3cret")),
+        false,
+    );
+    plain.events();
+    assert!(!plain.open().contains("urn:xmpp:sm:3"));
+}
+
+#[test]
+fn enable_before_bind_fails_and_the_stream_goes_on() {
+    let mut c = Client::new(sm_config(10, 5), REMOTE);
+    auth_only(&mut c);
+    c.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+    assert_eq!(
+        c.recv(),
+        "<failed xmlns='urn:xmpp:sm:3'><unexpected-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"
+    );
+    assert!(c.events().is_empty());
+    bind(&mut c, Some("r"));
+    enable(&mut c, true);
+    // Twice: refused.
+    c.send("<enable xmlns='urn:xmpp:sm:3'/>");
+    assert!(c.recv().contains("<unexpected-request"));
+    assert!(!c.c2s.is_closed());
+}
+
+#[test]
+fn inbound_count_covers_every_stanza_including_the_streams_own() {
+    let mut c = Client::new(sm_config(10, 100), REMOTE);
+    login(&mut c, Some("r"));
+    // Before enable nothing counts.
+    c.send("<message to='bob@example.com'><body>early</body></message>");
+    c.events();
+    enable(&mut c, false);
+    c.send("<message to='bob@example.com'><body>1</body></message>");
+    c.send("<presence/>");
+    c.send("<iq type='set' id='s'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>");
+    let out = c.recv();
+    assert_eq!(out, "<iq type='result' id='s'/>");
+    c.send("<r xmlns='urn:xmpp:sm:3'/>");
+    assert_eq!(c.recv(), "<a xmlns='urn:xmpp:sm:3' h='3'/>");
+    // The session result the stream wrote itself is a stanza the client counts.
+    assert_eq!(
+        c.c2s.sm().map(|s| (s.h_out(), s.unacked_len())),
+        Some((1, 1))
+    );
+}
+
+#[test]
+fn acks_trim_the_buffer_and_h_too_high_closes() {
+    let mut c = Client::new(sm_config(10, 100), REMOTE);
+    login(&mut c, Some("r"));
+    enable(&mut c, false);
+    for i in 0..3 {
+        c.c2s.deliver_routed(acc(&format!("m{i}"))).unwrap();
+    }
+    let out = c.recv();
+    assert_eq!(out.matches("<message").count(), 3, "{out}");
+    c.send("<a xmlns='urn:xmpp:sm:3' h='2'/>");
+    assert_eq!(c.c2s.sm().map(|s| s.unacked_len()), Some(1));
+    c.send("<a xmlns='urn:xmpp:sm:3' h='4'/>");
+    let out = c.recv();
+    assert!(
+        out.contains("<undefined-condition xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><handled-count-too-high xmlns='urn:xmpp:sm:3' h='4' send-count='3'/>"),
+        "{out}"
+    );
+    assert!(out.ends_with("</stream:stream>"));
+    assert_eq!(
+        closed_with(&mut c),
+        Some(CloseReason::StreamError(
+            StreamErrorCondition::UndefinedCondition
+        ))
+    );
+    // What was not acknowledged is still there for the driver to re-route.
+    let mut sm = c.c2s.take_sm().unwrap();
+    assert_eq!(sm.take_unacked().len(), 1);
+}
+
+#[test]
+fn server_requests_acks_every_ack_freq_stanzas() {
+    let mut c = Client::new(sm_config(100, 2), REMOTE);
+    login(&mut c, Some("r"));
+    enable(&mut c, false);
+    c.c2s.deliver_routed(acc("a")).unwrap();
+    assert!(!c.recv().contains("<r xmlns"));
+    c.c2s.deliver_routed(acc("b")).unwrap();
+    assert!(c.recv().ends_with("</message><r xmlns='urn:xmpp:sm:3'/>"));
+}
+
+#[test]
+fn full_buffer_is_a_policy_violation_and_hands_the_stanza_back() {
+    let mut c = Client::new(sm_config(2, 100), REMOTE);
+    login(&mut c, Some("r"));
+    enable(&mut c, false);
+    c.c2s.deliver_routed(acc("a")).unwrap();
+    c.c2s.deliver_routed(acc("b")).unwrap();
+    let back = c.c2s.deliver_routed(acc("c")).unwrap_err();
+    assert!(String::from_utf8_lossy(back.stanza.bytes()).contains("<body>c</body>"));
+    let out = c.recv();
+    assert!(out.contains(&stream_error("policy-violation")), "{out}");
+    assert!(!out.contains("<body>c</body>"));
+}
+
+#[test]
+fn resume_is_answered_by_the_driver_and_replays_the_buffer() {
+    let mut c = Client::new(sm_config(10, 100), REMOTE);
+    auth_only(&mut c);
+    c.send("<resume xmlns='urn:xmpp:sm:3' previd='OLD' h='1'/>");
+    assert!(c.recv().is_empty());
+    let ev = c.events();
+    assert!(
+        matches!(&ev[..], [C2sEvent::ResumeRequest { jid, previd, h: 1 }]
+            if jid.as_str() == "alice@example.com" && previd == "OLD"),
+        "{ev:?}"
+    );
+    // Input waits meanwhile.
+    c.send("<r xmlns='urn:xmpp:sm:3'/>");
+    assert!(c.recv().is_empty());
+    let mut sm = SmState::with_counters(SmConfig::default(), Some("OLD".into()), 7, 0);
+    for b in ["x", "y", "z"] {
+        sm.outbound(crate::c2s::Unacked::Routed(acc(b))).unwrap();
+    }
+    sm.ack(1).unwrap();
+    let jid = FullJid::parse("alice@example.com/r").unwrap();
+    c.c2s.resumed(jid.clone(), Box::new(sm));
+    let out = c.recv();
+    assert!(
+        out.starts_with("<resumed xmlns='urn:xmpp:sm:3' previd='OLD' h='7'/>"),
+        "{out}"
+    );
+    let y = out.find("<body>y</body>").unwrap();
+    let z = out.find("<body>z</body>").unwrap();
+    assert!(y < z && !out.contains("<body>x</body>"), "{out}");
+    // The held <r/> is answered after the replay, with the old session's count.
+    assert!(out.ends_with("<a xmlns='urn:xmpp:sm:3' h='7'/>"), "{out}");
+    assert_eq!(c.c2s.jid(), Some(&jid));
+    // Resuming again on a resumed stream is refused.
+    c.send("<resume xmlns='urn:xmpp:sm:3' previd='OLD' h='3'/>");
+    assert!(c.recv().contains("<unexpected-request"));
+}
+
+#[test]
+fn failed_resume_leaves_the_stream_ready_to_bind() {
+    let mut c = Client::new(sm_config(10, 100), REMOTE);
+    auth_only(&mut c);
+    c.send("<resume xmlns='urn:xmpp:sm:3' previd='NOPE' h='0'/>");
+    c.events();
+    c.c2s.resume_failed(ResumeError::ItemNotFound);
+    assert_eq!(
+        c.recv(),
+        "<failed xmlns='urn:xmpp:sm:3'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"
+    );
+    bind(&mut c, Some("again"));
+    c.send("<resume xmlns='urn:xmpp:sm:3' h='0'/>");
+    assert!(c.recv().contains("<unexpected-request"));
+}
