@@ -1,0 +1,425 @@
+//! XEP-0198 over real sockets at 1 and 2 shards: enable/ack, resumption after cutting TCP from new
+//! connections (landing on any shard), bad input (another user's id, twice, before bind, h too
+//! high), the timeout re-route, and the loss test.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{body, Client, Server, PASSWORD};
+use petrel::xml::{Stanza, StanzaKind};
+
+fn sm_toml(resume_timeout: u64, buffer_max: usize) -> String {
+    format!(
+        "[modules.stream_management]\nresume_timeout = {resume_timeout}\nbuffer_max = {buffer_max}\nack_freq = 5\n"
+    )
+}
+
+fn server(shards: usize, users: &[&str], resume_timeout: u64) -> Server {
+    Server::start_with(shards, users, "", &sm_toml(resume_timeout, 2000))
+}
+
+/// A stream-managed client: counts what it handles, answers `<r/>`.
+struct Sm {
+    c: Client,
+    /// Stanzas handled from the server since `<enable/>` (mod 2^32).
+    h: u32,
+    id: String,
+    jid: String,
+}
+
+/// Authenticates `user` (PLAIN) without binding; returns the post-auth features.
+fn auth(server: &Server, user: &str) -> (Client, String) {
+    let mut c = server.connect();
+    c.open("localhost");
+    c.next_stanza();
+    use base64::Engine;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{PASSWORD}"));
+    c.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>"
+    ));
+    assert_eq!(c.next_stanza().name(), "success");
+    c.restart();
+    c.open("localhost");
+    let f = c.next_stanza();
+    (c, String::from_utf8_lossy(f.bytes()).into_owned())
+}
+
+impl Sm {
+    /// Logs in, binds `resource`, enables resumable stream management.
+    fn login(server: &Server, user: &str, resource: &str) -> Sm {
+        let (mut c, features) = auth(server, user);
+        assert!(features.contains("<sm xmlns='urn:xmpp:sm:3'/>"), "{features}");
+        c.bind(resource);
+        c.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+        let en = c.next_stanza();
+        assert_eq!(en.name(), "enabled", "{}", String::from_utf8_lossy(en.bytes()));
+        assert_eq!(en.attr("resume").as_deref(), Some("true"));
+        let id = en.attr("id").expect("id").into_owned();
+        let jid = c.jid.clone();
+        Sm { c, h: 0, id, jid }
+    }
+
+    /// The next stanza (message/presence/iq), counted; `<r/>` answered on the way.
+    fn recv(&mut self) -> Stanza {
+        loop {
+            let s = self.c.next_stanza();
+            if s.kind() != StanzaKind::Other {
+                self.h = self.h.wrapping_add(1);
+                return s;
+            }
+            match s.name() {
+                "r" => self.ack(),
+                "a" => {}
+                other => panic!(
+                    "unexpected {other}: {}",
+                    String::from_utf8_lossy(s.bytes())
+                ),
+            }
+        }
+    }
+
+    fn ack(&mut self) {
+        let h = self.h;
+        self.c.send(&format!("<a xmlns='urn:xmpp:sm:3' h='{h}'/>"));
+    }
+
+    /// Cuts the TCP connection without `</stream>`.
+    fn cut(self) -> (String, String, u32) {
+        let _ = self.c.sock.shutdown(Shutdown::Both);
+        (self.id, self.jid, self.h)
+    }
+
+    /// Resumes `id` from a new connection; `Err(failed element)` when refused.
+    fn resume(server: &Server, user: &str, id: &str, jid: &str, h: u32) -> Result<Sm, String> {
+        let (mut c, _) = auth(server, user);
+        c.send(&format!(
+            "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='{h}'/>"
+        ));
+        let r = c.next_stanza();
+        let text = String::from_utf8_lossy(r.bytes()).into_owned();
+        if r.name() != "resumed" {
+            return Err(text);
+        }
+        assert_eq!(r.attr("previd").as_deref(), Some(id), "{text}");
+        c.jid = jid.to_string();
+        Ok(Sm {
+            c,
+            h,
+            id: id.to_string(),
+            jid: jid.to_string(),
+        })
+    }
+}
+
+fn bodies(sm: &mut Sm, n: usize) -> Vec<String> {
+    (0..n).map(|_| body(&sm.recv()).unwrap_or_default()).collect()
+}
+
+#[test]
+fn enable_and_acks_both_ways() {
+    for shards in [1, 2] {
+        let server = server(shards, &["alice", "bob"], 60);
+        let mut a = Sm::login(&server, "alice", "r");
+        let mut b = server.login("bob", "x", None);
+        a.c.send("<r xmlns='urn:xmpp:sm:3'/>");
+        let s = a.c.next_stanza();
+        assert_eq!(
+            (s.name(), s.attr("h").as_deref()),
+            ("a", Some("0")),
+            "nothing sent yet"
+        );
+        a.c.send(&format!("<message to='{}'><body>x</body></message>", b.jid));
+        a.c.send("<r xmlns='urn:xmpp:sm:3'/>");
+        let s = a.c.next_stanza();
+        assert_eq!(s.attr("h").as_deref(), Some("1"));
+        assert_eq!(body(&b.next_stanza()).as_deref(), Some("x"));
+        // The server asks every 5 stanzas (ack_freq).
+        for i in 0..5 {
+            b.chat(&a.jid, &format!("m{i}"));
+        }
+        let got = bodies(&mut a, 5);
+        assert_eq!(got, ["m0", "m1", "m2", "m3", "m4"]);
+        let r = a.c.next_stanza();
+        assert_eq!(r.name(), "r");
+        a.ack();
+        a.c.send("<r xmlns='urn:xmpp:sm:3'/>");
+        assert_eq!(a.c.next_stanza().attr("h").as_deref(), Some("1"));
+    }
+}
+
+#[test]
+fn enable_before_bind_fails() {
+    let server = server(1, &["alice"], 60);
+    let (mut c, _) = auth(&server, "alice");
+    c.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+    let f = c.next_stanza();
+    assert_eq!(f.name(), "failed");
+    assert!(String::from_utf8_lossy(f.bytes()).contains("<unexpected-request"));
+    c.bind("r");
+    c.sync();
+}
+
+#[test]
+fn h_too_high_is_a_stream_error() {
+    let server = server(2, &["alice", "bob"], 60);
+    let mut a = Sm::login(&server, "alice", "r");
+    let mut b = server.login("bob", "x", None);
+    b.chat(&a.jid, "one");
+    a.recv();
+    a.c.send("<a xmlns='urn:xmpp:sm:3' h='2'/>");
+    let all = a.c.read_to_close();
+    assert!(
+        all.contains("<undefined-condition xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><handled-count-too-high xmlns='urn:xmpp:sm:3' h='2' send-count='1'/>"),
+        "{all}"
+    );
+}
+
+#[test]
+fn resume_after_cut_replays_exactly_the_unacked_on_any_shard() {
+    for shards in [1, 2] {
+        let server = server(shards, &["alice", "bob"], 60);
+        let mut a = Sm::login(&server, "alice", "phone");
+        let mut b = server.login("bob", "x", None);
+        let mut next = 0;
+        // Several cuts, each resumed from a new connection (the kernel spreads them over shards).
+        for round in 0..6 {
+            for _ in 0..4 {
+                b.chat(&a.jid, &format!("m{next}"));
+                next += 1;
+            }
+            // Read 3 of the 4; ack only 2 of them (the third is handled but not acked).
+            let got = bodies(&mut a, 3);
+            assert_eq!(got[0], format!("m{}", next - 4), "round {round}");
+            let h_acked = a.h - 1;
+            a.c.send(&format!("<a xmlns='urn:xmpp:sm:3' h='{h_acked}'/>"));
+            a.c.sync_sm();
+            let (id, jid, h) = a.cut();
+            // While the session is detached.
+            b.chat(&jid, &format!("m{next}"));
+            next += 1;
+            a = Sm::resume(&server, "alice", &id, &jid, h).unwrap_or_else(|e| panic!("{e}"));
+            // Exactly the ones not handled: the 4th of the batch and the one sent meanwhile.
+            let got = bodies(&mut a, 2);
+            assert_eq!(got, [format!("m{}", next - 2), format!("m{}", next - 1)]);
+        }
+        // The resumed session is the registered one: stanzas to it arrive, its own go out.
+        b.chat(&a.jid, "after");
+        assert_eq!(bodies(&mut a, 1), ["after"]);
+        a.c.send(&format!("<message to='{}'><body>back</body></message>", b.jid));
+        assert_eq!(body(&b.next_stanza()).as_deref(), Some("back"));
+    }
+}
+
+trait SyncSm {
+    fn sync_sm(&mut self);
+}
+
+impl SyncSm for Client {
+    /// `<r/>` round trip: everything sent before (acks included) was processed.
+    fn sync_sm(&mut self) {
+        self.send("<r xmlns='urn:xmpp:sm:3'/>");
+        self.expect("sm answer", |s| s.name() == "a");
+    }
+}
+
+#[test]
+fn resume_of_another_users_id_fails_and_leaves_it_untouched() {
+    for shards in [1, 2] {
+        let server = server(shards, &["alice", "bob", "mallory"], 60);
+        let mut a = Sm::login(&server, "alice", "r");
+        let mut b = server.login("bob", "x", None);
+        b.chat(&a.jid, "kept");
+        a.c.sync_sm();
+        let (id, jid, h) = a.cut();
+        for _ in 0..3 {
+            let e = Sm::resume(&server, "mallory", &id, &format!("mallory@localhost/r"), 0)
+                .err()
+                .expect("mallory must not resume alice's session");
+            assert!(e.contains("<item-not-found"), "{e}");
+        }
+        let mut a = Sm::resume(&server, "alice", &id, &jid, h).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(bodies(&mut a, 1), ["kept"]);
+    }
+}
+
+#[test]
+fn unknown_id_and_resume_twice_fail() {
+    for shards in [1, 2] {
+        let server = server(shards, &["alice", "bob"], 60);
+        let e = Sm::resume(&server, "alice", "nosuchid", "alice@localhost/r", 0)
+            .err()
+            .expect("unknown id");
+        assert!(e.contains("<item-not-found"), "{e}");
+        let a = Sm::login(&server, "alice", "r");
+        let (id, jid, h) = a.cut();
+        let mut first = Sm::resume(&server, "alice", &id, &jid, h).unwrap_or_else(|e| panic!("{e}"));
+        let e = Sm::resume(&server, "alice", &id, &jid, h)
+            .err()
+            .expect("second resume of a live session");
+        assert!(e.contains("<item-not-found"), "{e}");
+        // The first one is untouched.
+        let mut b = server.login("bob", "x", None);
+        b.chat(&jid, "still here");
+        assert_eq!(bodies(&mut first, 1), ["still here"]);
+    }
+}
+
+#[test]
+fn timeout_reroutes_unacked_to_another_resource() {
+    for shards in [1, 2] {
+        let server = server(shards, &["alice", "bob"], 1);
+        let a = Sm::login(&server, "alice", "phone");
+        let mut desk = server.login("alice", "desk", Some(1));
+        let mut b = server.login("bob", "x", None);
+        let (id, jid, h) = a.cut();
+        for i in 0..3 {
+            b.chat(&jid, &format!("m{i}"));
+        }
+        b.sync();
+        // Nothing for the desk while the phone's session waits for resumption...
+        // ...then, after resume_timeout, the unacked messages go to it, in order.
+        let t0 = Instant::now();
+        let got: Vec<String> = (0..3)
+            .map(|_| {
+                let s = desk.expect("rerouted message", |s| {
+                    s.kind() == StanzaKind::Message && body(s).is_some()
+                });
+                body(&s).unwrap_or_default()
+            })
+            .collect();
+        assert_eq!(got, ["m0", "m1", "m2"]);
+        assert!(t0.elapsed() >= Duration::from_millis(500), "waited for the timeout");
+        let e = Sm::resume(&server, "alice", &id, &jid, h).err().expect("expired");
+        assert!(e.contains("<item-not-found"), "{e}");
+    }
+}
+
+/// THE LOSS TEST: 20 recipients with resumable sessions, 10 000 messages from 4 senders, each
+/// recipient's TCP connection cut every few hundred messages and resumed from a new connection:
+/// every message arrives exactly once and in per-sender order. Prints resume latency.
+#[test]
+fn loss_test_every_message_exactly_once_across_cuts() {
+    const RECIPIENTS: usize = 20;
+    const SENDERS: usize = 4;
+    const TOTAL: usize = 10_000;
+    let users: Vec<String> = (0..RECIPIENTS)
+        .map(|i| format!("r{i}"))
+        .chain((0..SENDERS).map(|i| format!("s{i}")))
+        .collect();
+    let user_refs: Vec<&str> = users.iter().map(String::as_str).collect();
+    let server = Arc::new(server(2, &user_refs, 60));
+    let per_recipient = TOTAL / RECIPIENTS;
+    let latencies = Arc::new(Mutex::new(Vec::<Duration>::new()));
+    let cuts = Arc::new(AtomicU64::new(0));
+    // Log the recipients in first so the senders address bound sessions.
+    let recipients: Vec<Sm> = (0..RECIPIENTS)
+        .map(|i| Sm::login(&server, &format!("r{i}"), "m"))
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut handles = Vec::new();
+    for (i, mut sm) in recipients.into_iter().enumerate() {
+        let server = server.clone();
+        let latencies = latencies.clone();
+        let cuts = cuts.clone();
+        handles.push(std::thread::spawn(move || {
+            let mut rng = common::rand_u64();
+            let mut next_cut = 100 + (rng % 300) as usize;
+            let mut last: HashMap<String, i64> = HashMap::new();
+            let mut got = 0;
+            while got < per_recipient {
+                let s = sm.recv();
+                let Some(b) = body(&s) else { continue };
+                let (sender, seq) = b.split_once(':').expect("sender:seq");
+                let seq: i64 = seq.parse().expect("seq");
+                let prev = last.insert(sender.to_string(), seq).unwrap_or(-1);
+                assert_eq!(
+                    seq,
+                    prev + 1,
+                    "recipient {i}: from {sender} got {seq} after {prev} (lost or duplicated)"
+                );
+                got += 1;
+                if got == next_cut && got < per_recipient {
+                    rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    next_cut += 100 + (rng >> 33) as usize % 300;
+                    let (id, jid, h) = sm.cut();
+                    cuts.fetch_add(1, Ordering::Relaxed);
+                    let t0 = Instant::now();
+                    sm = Sm::resume(&server, &format!("r{i}"), &id, &jid, h)
+                        .unwrap_or_else(|e| panic!("recipient {i}: resume failed: {e}"));
+                    latencies.lock().unwrap().push(t0.elapsed());
+                }
+            }
+            sm.ack();
+            got
+        }));
+    }
+    let t0 = Instant::now();
+    let mut senders = Vec::new();
+    for s in 0..SENDERS {
+        let server = server.clone();
+        let stop = stop.clone();
+        senders.push(std::thread::spawn(move || {
+            let mut c = server.login(&format!("s{s}"), "out", None);
+            let mut seq = vec![0usize; RECIPIENTS];
+            for k in 0..TOTAL / SENDERS {
+                let r = k % RECIPIENTS;
+                c.chat(&format!("r{r}@localhost/m"), &format!("s{s}:{}", seq[r]));
+                seq[r] += 1;
+                if k % 50 == 49 {
+                    // Keep the rings from overflowing: a round trip every 50 messages.
+                    strict_sync(&mut c, s);
+                }
+            }
+            strict_sync(&mut c, s);
+            // Errors would mean a message was refused somewhere on the route.
+            c.sock
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(st) = c.try_next_stanza() {
+                    panic!("sender {s} got {}", String::from_utf8_lossy(st.bytes()));
+                }
+            }
+        }));
+    }
+    for h in handles {
+        assert_eq!(h.join().expect("recipient thread"), per_recipient);
+    }
+    let elapsed = t0.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for s in senders {
+        s.join().expect("sender thread");
+    }
+    let mut l = latencies.lock().unwrap().clone();
+    l.sort();
+    assert!(!l.is_empty());
+    let p = |q: f64| l[((l.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "loss test: {TOTAL} messages to {RECIPIENTS} recipients in {elapsed:?}, {} cuts resumed; \
+         resume latency (auth + resume) median {:?}, p99 {:?}, max {:?}",
+        cuts.load(Ordering::Relaxed),
+        p(0.5),
+        p(0.99),
+        l[l.len() - 1]
+    );
+}
+
+/// A ping round trip; any other stanza (an error bounced to the sender) fails the test.
+fn strict_sync(c: &mut Client, who: usize) {
+    let id = format!("sync{}", common::rand_u64());
+    c.send(&format!(
+        "<iq type='get' to='localhost' id='{id}'><ping xmlns='urn:xmpp:ping'/></iq>"
+    ));
+    let s = c.next_stanza();
+    assert_eq!(
+        s.id().as_deref(),
+        Some(id.as_str()),
+        "sender {who} got {}",
+        String::from_utf8_lossy(s.bytes())
+    );
+}
