@@ -30,6 +30,8 @@ struct Sm {
     h: u32,
     id: String,
     jid: String,
+    /// From `<resume/>` sent to `<resumed/>` read (the last resumption).
+    resume_took: Duration,
 }
 
 /// Authenticates `user` (PLAIN) without binding; returns the post-auth features.
@@ -53,15 +55,29 @@ impl Sm {
     /// Logs in, binds `resource`, enables resumable stream management.
     fn login(server: &Server, user: &str, resource: &str) -> Sm {
         let (mut c, features) = auth(server, user);
-        assert!(features.contains("<sm xmlns='urn:xmpp:sm:3'/>"), "{features}");
+        assert!(
+            features.contains("<sm xmlns='urn:xmpp:sm:3'/>"),
+            "{features}"
+        );
         c.bind(resource);
         c.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
         let en = c.next_stanza();
-        assert_eq!(en.name(), "enabled", "{}", String::from_utf8_lossy(en.bytes()));
+        assert_eq!(
+            en.name(),
+            "enabled",
+            "{}",
+            String::from_utf8_lossy(en.bytes())
+        );
         assert_eq!(en.attr("resume").as_deref(), Some("true"));
         let id = en.attr("id").expect("id").into_owned();
         let jid = c.jid.clone();
-        Sm { c, h: 0, id, jid }
+        Sm {
+            c,
+            h: 0,
+            id,
+            jid,
+            resume_took: Duration::ZERO,
+        }
     }
 
     /// The next stanza (message/presence/iq), counted; `<r/>` answered on the way.
@@ -75,10 +91,7 @@ impl Sm {
             match s.name() {
                 "r" => self.ack(),
                 "a" => {}
-                other => panic!(
-                    "unexpected {other}: {}",
-                    String::from_utf8_lossy(s.bytes())
-                ),
+                other => panic!("unexpected {other}: {}", String::from_utf8_lossy(s.bytes())),
             }
         }
     }
@@ -97,10 +110,12 @@ impl Sm {
     /// Resumes `id` from a new connection; `Err(failed element)` when refused.
     fn resume(server: &Server, user: &str, id: &str, jid: &str, h: u32) -> Result<Sm, String> {
         let (mut c, _) = auth(server, user);
+        let t0 = Instant::now();
         c.send(&format!(
             "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='{h}'/>"
         ));
         let r = c.next_stanza();
+        let took = t0.elapsed();
         let text = String::from_utf8_lossy(r.bytes()).into_owned();
         if r.name() != "resumed" {
             return Err(text);
@@ -112,12 +127,15 @@ impl Sm {
             h,
             id: id.to_string(),
             jid: jid.to_string(),
+            resume_took: took,
         })
     }
 }
 
 fn bodies(sm: &mut Sm, n: usize) -> Vec<String> {
-    (0..n).map(|_| body(&sm.recv()).unwrap_or_default()).collect()
+    (0..n)
+        .map(|_| body(&sm.recv()).unwrap_or_default())
+        .collect()
 }
 
 #[test]
@@ -210,7 +228,10 @@ fn resume_after_cut_replays_exactly_the_unacked_on_any_shard() {
         // The resumed session is the registered one: stanzas to it arrive, its own go out.
         b.chat(&a.jid, "after");
         assert_eq!(bodies(&mut a, 1), ["after"]);
-        a.c.send(&format!("<message to='{}'><body>back</body></message>", b.jid));
+        a.c.send(&format!(
+            "<message to='{}'><body>back</body></message>",
+            b.jid
+        ));
         assert_eq!(body(&b.next_stanza()).as_deref(), Some("back"));
     }
 }
@@ -257,7 +278,8 @@ fn unknown_id_and_resume_twice_fail() {
         assert!(e.contains("<item-not-found"), "{e}");
         let a = Sm::login(&server, "alice", "r");
         let (id, jid, h) = a.cut();
-        let mut first = Sm::resume(&server, "alice", &id, &jid, h).unwrap_or_else(|e| panic!("{e}"));
+        let mut first =
+            Sm::resume(&server, "alice", &id, &jid, h).unwrap_or_else(|e| panic!("{e}"));
         let e = Sm::resume(&server, "alice", &id, &jid, h)
             .err()
             .expect("second resume of a live session");
@@ -293,8 +315,13 @@ fn timeout_reroutes_unacked_to_another_resource() {
             })
             .collect();
         assert_eq!(got, ["m0", "m1", "m2"]);
-        assert!(t0.elapsed() >= Duration::from_millis(500), "waited for the timeout");
-        let e = Sm::resume(&server, "alice", &id, &jid, h).err().expect("expired");
+        assert!(
+            t0.elapsed() >= Duration::from_millis(500),
+            "waited for the timeout"
+        );
+        let e = Sm::resume(&server, "alice", &id, &jid, h)
+            .err()
+            .expect("expired");
         assert!(e.contains("<item-not-found"), "{e}");
     }
 }
@@ -314,7 +341,8 @@ fn loss_test_every_message_exactly_once_across_cuts() {
     let user_refs: Vec<&str> = users.iter().map(String::as_str).collect();
     let server = Arc::new(server(2, &user_refs, 60));
     let per_recipient = TOTAL / RECIPIENTS;
-    let latencies = Arc::new(Mutex::new(Vec::<Duration>::new()));
+    // (reconnect: connect + auth + resume, resume alone: <resume/> to <resumed/>)
+    let latencies = Arc::new(Mutex::new(Vec::<(Duration, Duration)>::new()));
     let cuts = Arc::new(AtomicU64::new(0));
     // Log the recipients in first so the senders address bound sessions.
     let recipients: Vec<Sm> = (0..RECIPIENTS)
@@ -351,7 +379,10 @@ fn loss_test_every_message_exactly_once_across_cuts() {
                     let t0 = Instant::now();
                     sm = Sm::resume(&server, &format!("r{i}"), &id, &jid, h)
                         .unwrap_or_else(|e| panic!("recipient {i}: resume failed: {e}"));
-                    latencies.lock().unwrap().push(t0.elapsed());
+                    latencies
+                        .lock()
+                        .unwrap()
+                        .push((t0.elapsed(), sm.resume_took));
                 }
             }
             sm.ack();
@@ -395,17 +426,24 @@ fn loss_test_every_message_exactly_once_across_cuts() {
     for s in senders {
         s.join().expect("sender thread");
     }
-    let mut l = latencies.lock().unwrap().clone();
-    l.sort();
-    assert!(!l.is_empty());
-    let p = |q: f64| l[((l.len() - 1) as f64 * q).round() as usize];
+    let all = latencies.lock().unwrap().clone();
+    assert!(!all.is_empty());
+    let pct = |mut l: Vec<Duration>| {
+        l.sort();
+        let p = |q: f64| l[((l.len() - 1) as f64 * q).round() as usize];
+        format!(
+            "median {:?}, p99 {:?}, max {:?}",
+            p(0.5),
+            p(0.99),
+            l[l.len() - 1]
+        )
+    };
     println!(
         "loss test: {TOTAL} messages to {RECIPIENTS} recipients in {elapsed:?}, {} cuts resumed; \
-         resume latency (auth + resume) median {:?}, p99 {:?}, max {:?}",
+         resume latency (<resume/> to <resumed/>): {}; reconnect (TCP + PLAIN auth + resume): {}",
         cuts.load(Ordering::Relaxed),
-        p(0.5),
-        p(0.99),
-        l[l.len() - 1]
+        pct(all.iter().map(|l| l.1).collect()),
+        pct(all.iter().map(|l| l.0).collect()),
     );
 }
 

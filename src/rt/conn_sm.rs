@@ -138,14 +138,11 @@ impl Driver {
                 }
             }
             SmConnMsg::HandoverDone => {
+                // No local binding for a resumed session: stanzas from this shard's senders keep
+                // going through the home shard. Switching them to the direct path now would let a
+                // new stanza overtake an older one still on the home shard's ring.
                 for acc in self.sm.hold.take().unwrap_or_default() {
                     self.write_routed(acc);
-                }
-                let jid = self.session.borrow().as_ref().map(|s| s.jid.clone());
-                if let Some(jid) = jid {
-                    if !self.c2s.is_closed() {
-                        self.ctx.shard.borrow_mut().local_bind(jid, self.conn);
-                    }
                 }
             }
             // A live session is in use: it cannot be resumed elsewhere (XEP-0198 "resume twice").
