@@ -28,7 +28,7 @@ pub const KNOWN: &[&str] = &[
 ];
 
 /// What the c2s listeners take from the module configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct C2sModuleOptions {
     /// `[modules.ping] ping_interval` (zero: the server never pings clients).
     pub ping_interval: Duration,
@@ -36,6 +36,20 @@ pub struct C2sModuleOptions {
     pub ping_timeout: Duration,
     /// `[modules.register]` is present: registration before authentication is allowed.
     pub register: bool,
+    /// Stream features the enabled modules offer after authentication, rendered.
+    pub post_auth_features: Vec<u8>,
+}
+
+/// The post-authentication stream features of the enabled modules.
+fn post_auth_features(config: &Config) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Some(t) = config.modules.get("roster") {
+        if roster::RosterOpts::from_table(t).is_ok_and(|o| o.versioning) {
+            out.extend_from_slice(b"<ver xmlns='urn:xmpp:features:rosterver'/>");
+        }
+        out.extend_from_slice(b"<sub xmlns='urn:xmpp:features:pre-approval'/>");
+    }
+    out
 }
 
 /// Validates the options of the modules in this file and returns what the c2s needs; called once
@@ -48,6 +62,7 @@ pub fn c2s_options(config: &Config) -> Result<C2sModuleOptions, OptionError> {
         ping_interval: ping.interval,
         ping_timeout: ping.timeout,
         register: config.modules.contains_key("register"),
+        post_auth_features: post_auth_features(config),
     })
 }
 
