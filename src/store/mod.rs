@@ -2,12 +2,20 @@
 //!
 //! Secrets are kept only as `ScramSecrets::to_storage()` text, never as passwords.
 
+mod blocking;
+mod offline;
 mod oneshot;
 mod pool;
+mod private;
 mod sqlite;
+mod vcard;
 
 pub use pool::StorePool;
+pub use blocking::{BlockChange, StoredBlockList};
+pub use offline::{OfflineMessage, OfflinePush};
+pub use private::PrivateSet;
 pub use sqlite::Store;
+pub use vcard::VcardGet;
 
 use crate::auth::AuthError;
 use crate::jid::JidError;

@@ -30,7 +30,7 @@ const SCHEMA_V1: &str = "
 
 /// One connection to the store; each pool thread owns one.
 pub struct Store {
-    conn: Connection,
+    pub(super) conn: Connection,
 }
 
 impl Store {
@@ -61,6 +61,10 @@ impl Store {
         self.conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
         )?;
+        super::offline::migrate_offline(&self.conn)?;
+        super::blocking::migrate_blocking(&self.conn)?;
+        super::private::migrate_private(&self.conn)?;
+        super::vcard::migrate_vcard(&self.conn)?;
         let version: Option<i64> =
             self.conn
                 .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))?;
