@@ -165,7 +165,7 @@ fn on_send(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
 fn on_receive(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     let kind = acc.kind();
     let user = acc.to.bare();
-    if kind == StanzaKind::Other || is_own(&user, &acc.from) {
+    if kind == StanzaKind::Other || is_own(&user, &acc.from) || acc.get::<Answer>(ANSWER).is_some() {
         return HookResult::Continue;
     }
     let st = ctx.ext.get_or_default::<ConnLists>();
@@ -251,8 +251,16 @@ pub fn blocked_error(acc: &Acc, on: ShardId) -> Option<Acc> {
         .with_child(Element::new("not-acceptable", ns::STANZAS))
         .with_child(Element::new("blocked", NS_ERRORS));
     el.children.push(Node::Element(error));
-    Some(Acc::new(Stanza::from_element(&el), acc.to.clone(), acc.from.clone(), on))
+    let mut reply = Acc::new(Stanza::from_element(&el), acc.to.clone(), acc.from.clone(), on);
+    // It comes "from" the blocked JID: the sender's own receive filter must let it through.
+    reply.put(ANSWER, Answer);
+    Some(reply)
 }
+
+/// Marks the server's `<blocked/>` answer on its way back to the blocking user.
+struct Answer;
+/// Scratch key of [`Answer`].
+const ANSWER: &str = "blocking.answer";
 
 /// The account IQ handler: runs on the requester's shard; the store answers.
 fn handle_iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {
