@@ -28,7 +28,7 @@ use crate::xmpp::{StanzaErrorCondition, StreamErrorCondition};
 /// `ejabberd_sm:route`: forwards to the home shard, or picks the resources there and delivers.
 pub fn route(shard: &mut Shard, acc: Acc) {
     // Module tasks (`run_on`) ride the same path as stanzas; they end here.
-    let Err(acc) = task::intercept(shard, acc) else {
+    let Some(acc) = task::intercept(shard, acc) else {
         return;
     };
     // Fast path: a full JID bound on this very shard is delivered without the home-shard hop. Its

@@ -54,19 +54,19 @@ pub fn task_acc(to: ShardId, user: &BareJid, from: ShardId, f: TaskFn) -> Acc {
     acc
 }
 
-/// Runs or forwards the task `acc` carries; false when `acc` is an ordinary stanza.
-pub(super) fn intercept(shard: &mut Shard, acc: Acc) -> Result<(), Acc> {
+/// Runs or forwards the task `acc` carries; gives `acc` back when it is an ordinary stanza.
+pub(super) fn intercept(shard: &mut Shard, acc: Acc) -> Option<Acc> {
     let Some(task) = acc.get::<ShardTask>(KEY) else {
-        return Err(acc);
+        return Some(acc);
     };
     if task.shard != shard.id {
         let to = task.shard;
         shard.send_to_shard(to, ShardMsg::SmRoute(acc));
-        return Ok(());
+        return None;
     }
     let f = task.run.borrow_mut().take();
     if let Some(f) = f {
         f(shard);
     }
-    Ok(())
+    None
 }
