@@ -22,12 +22,20 @@ pub fn start(config: &Config, shard: &mut Shard) {
             continue;
         };
         let started = match name {
-            "ping" => Ok(ping::start(shard, &hosts)),
-            "disco" => Ok(disco::start(shard, &hosts)),
+            "ping" => {
+                ping::start(shard, &hosts);
+                Ok(())
+            }
+            "disco" => {
+                disco::start(shard, &hosts);
+                Ok(())
+            }
             "offline" => offline::Options::from_table(table).map(|o| offline::start(shard, &o)),
             "blocking" => blocking::Options::from_table(table)
                 .map(|o| blocking::start(shard, &hosts, &o, &config.general.data_dir)),
-            "private" => private::Options::from_table(table).map(|o| private::start(shard, &hosts, &o)),
+            "private" => {
+                private::Options::from_table(table).map(|o| private::start(shard, &hosts, &o))
+            }
             "vcard" => vcard::Options::from_table(table).map(|o| vcard::start(shard, &hosts, &o)),
             _ => Ok(()),
         };

@@ -47,11 +47,15 @@ pub struct StoredBlockList {
 
 fn read(conn: &Connection, domain: &str, node: &str) -> Result<StoredBlockList, StoreError> {
     let items = conn
-        .prepare_cached("SELECT jid FROM blocklist WHERE domain = ?1 AND username = ?2 ORDER BY jid")?
+        .prepare_cached(
+            "SELECT jid FROM blocklist WHERE domain = ?1 AND username = ?2 ORDER BY jid",
+        )?
         .query_map(params![domain, node], |r| r.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;
     let version: Option<i64> = conn
-        .prepare_cached("SELECT version FROM blocklist_version WHERE domain = ?1 AND username = ?2")?
+        .prepare_cached(
+            "SELECT version FROM blocklist_version WHERE domain = ?1 AND username = ?2",
+        )?
         .query_row(params![domain, node], |r| r.get(0))
         .optional()?;
     Ok(StoredBlockList {
@@ -113,7 +117,9 @@ impl Store {
     pub fn blocklist_all(&self) -> Result<Vec<(BareJid, StoredBlockList)>, StoreError> {
         let users = self
             .conn
-            .prepare_cached("SELECT DISTINCT domain, username FROM blocklist ORDER BY domain, username")?
+            .prepare_cached(
+                "SELECT DISTINCT domain, username FROM blocklist ORDER BY domain, username",
+            )?
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
             .collect::<Result<Vec<_>, _>>()?;
         users
@@ -136,7 +142,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         let alice = BareJid::parse("alice@example.com").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(store.blocklist_get(&alice).ok(), Some(StoredBlockList::default()));
+        assert_eq!(
+            store.blocklist_get(&alice).ok(),
+            Some(StoredBlockList::default())
+        );
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         let l = store
             .blocklist_update(&alice, &BlockChange::Block(s(&["z@x", "a@x", "a@x"])))

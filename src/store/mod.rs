@@ -10,9 +10,9 @@ mod private;
 mod sqlite;
 mod vcard;
 
-pub use pool::StorePool;
 pub use blocking::{BlockChange, StoredBlockList};
 pub use offline::{OfflineMessage, OfflinePush};
+pub use pool::StorePool;
 pub use private::PrivateSet;
 pub use sqlite::Store;
 pub use vcard::VcardGet;

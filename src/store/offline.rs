@@ -166,7 +166,9 @@ mod tests {
             Some(OfflinePush::Full)
         );
         assert_eq!(store.offline_count(&bob).ok(), Some(3));
-        let got = store.offline_pop_all(&bob).unwrap_or_else(|e| panic!("{e}"));
+        let got = store
+            .offline_pop_all(&bob)
+            .unwrap_or_else(|e| panic!("{e}"));
         let bodies: Vec<String> = got
             .iter()
             .map(|m| String::from_utf8_lossy(&m.stanza).into_owned())
@@ -175,7 +177,9 @@ mod tests {
             bodies,
             [0, 1, 2].map(|i| format!("<message><body>{i}</body></message>"))
         );
-        assert!(got.iter().all(|m| m.stamp.ends_with('Z') && m.stamp.len() == 24));
+        assert!(got
+            .iter()
+            .all(|m| m.stamp.ends_with('Z') && m.stamp.len() == 24));
         assert_eq!(store.offline_count(&bob).ok(), Some(0));
         assert!(store.offline_pop_all(&bob).is_ok_and(|v| v.is_empty()));
     }

@@ -30,7 +30,11 @@ pub enum PrivateSet {
 
 impl Store {
     /// The fragment `user` stored under `namespace`.
-    pub fn private_get(&self, user: &BareJid, namespace: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    pub fn private_get(
+        &self,
+        user: &BareJid,
+        namespace: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let node = user.node().ok_or(StoreError::NoLocalpart)?;
         Ok(self
             .conn
@@ -86,14 +90,25 @@ mod tests {
         let u = BareJid::parse("u@example.com").unwrap_or_else(|e| panic!("{e}"));
         let frag = |ns: &str, n: usize| (ns.to_string(), vec![b'x'; n]);
         assert_eq!(store.private_get(&u, "a").ok(), Some(None));
-        assert_eq!(store.private_set(&u, &[frag("a", 40)], 100).ok(), Some(PrivateSet::Stored));
-        // Replacing "a" does not count the old value.
-        assert_eq!(store.private_set(&u, &[frag("a", 60)], 100).ok(), Some(PrivateSet::Stored));
         assert_eq!(
-            store.private_set(&u, &[frag("b", 30), frag("c", 30)], 100).ok(),
+            store.private_set(&u, &[frag("a", 40)], 100).ok(),
+            Some(PrivateSet::Stored)
+        );
+        // Replacing "a" does not count the old value.
+        assert_eq!(
+            store.private_set(&u, &[frag("a", 60)], 100).ok(),
+            Some(PrivateSet::Stored)
+        );
+        assert_eq!(
+            store
+                .private_set(&u, &[frag("b", 30), frag("c", 30)], 100)
+                .ok(),
             Some(PrivateSet::TooLarge)
         );
         assert_eq!(store.private_get(&u, "b").ok(), Some(None));
-        assert_eq!(store.private_get(&u, "a").ok().flatten().map(|v| v.len()), Some(60));
+        assert_eq!(
+            store.private_get(&u, "a").ok().flatten().map(|v| v.len()),
+            Some(60)
+        );
     }
 }

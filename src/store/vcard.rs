@@ -69,13 +69,21 @@ mod tests {
         let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         let u = BareJid::parse("u@example.com").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(store.vcard_get(&u).ok(), Some(VcardGet::NoSuchUser));
-        store.add_user(&u, &ScramSecrets::derive("p", 16)).unwrap_or_else(|e| panic!("{e}"));
+        store
+            .add_user(&u, &ScramSecrets::derive("p", 16))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(store.vcard_get(&u).ok(), Some(VcardGet::Empty));
-        store.vcard_set(&u, b"<vCard xmlns='vcard-temp'/>").unwrap_or_else(|e| panic!("{e}"));
-        store.vcard_set(&u, b"<vCard xmlns='vcard-temp'><FN>U</FN></vCard>").unwrap_or_else(|e| panic!("{e}"));
+        store
+            .vcard_set(&u, b"<vCard xmlns='vcard-temp'/>")
+            .unwrap_or_else(|e| panic!("{e}"));
+        store
+            .vcard_set(&u, b"<vCard xmlns='vcard-temp'><FN>U</FN></vCard>")
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             store.vcard_get(&u).ok(),
-            Some(VcardGet::Found(b"<vCard xmlns='vcard-temp'><FN>U</FN></vCard>".to_vec()))
+            Some(VcardGet::Found(
+                b"<vCard xmlns='vcard-temp'><FN>U</FN></vCard>".to_vec()
+            ))
         );
     }
 }

@@ -22,7 +22,12 @@ pub fn result(req: &Acc, body: Option<Element>, on: ShardId) -> Acc {
     if let Some(body) = body {
         el = el.with_child(body);
     }
-    Acc::new(Stanza::from_element(&el), req.to.clone(), req.from.clone(), on)
+    Acc::new(
+        Stanza::from_element(&el),
+        req.to.clone(),
+        req.from.clone(),
+        on,
+    )
 }
 
 /// A parsed blocking IQ.
@@ -81,8 +86,9 @@ fn items(payload: &Element) -> Result<Vec<String>, StanzaErrorCondition> {
 
 /// `<blocklist><item jid=''/>...</blocklist>`.
 pub fn blocklist(list: &BlockList) -> Element {
-    list.items()
-        .fold(Element::new("blocklist", NS), |el, j| el.with_child(item(j)))
+    list.items().fold(Element::new("blocklist", NS), |el, j| {
+        el.with_child(item(j))
+    })
 }
 
 /// The `<block/>`/`<unblock/>` element of a push for `change`.
@@ -117,7 +123,10 @@ mod tests {
     #[test]
     fn requests() {
         let b = "urn:xmpp:blocking";
-        assert_eq!(parse("get", &payload(&format!("<blocklist xmlns='{b}'/>"))), Ok(Request::Get));
+        assert_eq!(
+            parse("get", &payload(&format!("<blocklist xmlns='{b}'/>"))),
+            Ok(Request::Get)
+        );
         assert_eq!(
             parse(
                 "set",
@@ -139,15 +148,24 @@ mod tests {
             Err(StanzaErrorCondition::BadRequest)
         );
         assert_eq!(
-            parse("set", &payload(&format!("<block xmlns='{b}'><item jid='a@b@c'/></block>"))),
+            parse(
+                "set",
+                &payload(&format!("<block xmlns='{b}'><item jid='a@b@c'/></block>"))
+            ),
             Err(StanzaErrorCondition::JidMalformed)
         );
         assert_eq!(
-            parse("set", &payload(&format!("<block xmlns='{b}'><item/></block>"))),
+            parse(
+                "set",
+                &payload(&format!("<block xmlns='{b}'><item/></block>"))
+            ),
             Err(StanzaErrorCondition::BadRequest)
         );
         assert_eq!(
-            parse("get", &payload(&format!("<block xmlns='{b}'><item jid='x'/></block>"))),
+            parse(
+                "get",
+                &payload(&format!("<block xmlns='{b}'><item jid='x'/></block>"))
+            ),
             Err(StanzaErrorCondition::BadRequest)
         );
     }

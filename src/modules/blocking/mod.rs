@@ -22,7 +22,7 @@ pub use list::BlockList;
 
 use crate::hooks::{Acc, HookCtx, HookResult, JobDone, SessionEvent};
 use crate::jid::{BareJid, FullJid, Jid};
-use crate::local::{IqReply, IqHandler};
+use crate::local::{IqHandler, IqReply};
 use crate::modules::offline::{options, user_key, OptionError};
 use crate::shard::{home_shard, Shard, ShardId};
 use crate::store::{BlockChange, Store};
@@ -84,10 +84,16 @@ pub fn preload(shard: &mut Shard, store: &Store) {
 /// Registers the hook and IQ handlers (without preloading).
 pub fn register(shard: &mut Shard, hosts: &[String]) {
     let hooks = &mut shard.hooks;
-    hooks.sm_register_connection.add(PRIORITY, "blocking", on_register);
-    hooks.sm_remove_connection.add(PRIORITY, "blocking", on_remove);
+    hooks
+        .sm_register_connection
+        .add(PRIORITY, "blocking", on_register);
+    hooks
+        .sm_remove_connection
+        .add(PRIORITY, "blocking", on_remove);
     hooks.user_send_packet.add(PRIORITY, "blocking", on_send);
-    hooks.user_receive_packet.add(PRIORITY, "blocking", on_receive);
+    hooks
+        .user_receive_packet
+        .add(PRIORITY, "blocking", on_receive);
     let handler: IqHandler = Rc::new(handle_iq);
     for host in hosts {
         shard.iq.register_account(host, NS, handler.clone());
@@ -165,7 +171,8 @@ fn on_send(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
 fn on_receive(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     let kind = acc.kind();
     let user = acc.to.bare();
-    if kind == StanzaKind::Other || is_own(&user, &acc.from) || acc.get::<Answer>(ANSWER).is_some() {
+    if kind == StanzaKind::Other || is_own(&user, &acc.from) || acc.get::<Answer>(ANSWER).is_some()
+    {
         return HookResult::Continue;
     }
     let st = ctx.ext.get_or_default::<ConnLists>();
@@ -195,7 +202,10 @@ fn on_receive(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
 /// refused by a full mesh outbox: it is delivered, and the list loaded for the next ones.
 fn hold(acc: &mut Acc, ctx: &mut HookCtx<'_>, user: BareJid) -> HookResult {
     let Ok(session) = FullJid::try_from(acc.to.clone()) else {
-        tracing::warn!(user = user.as_str(), "blocking: no list on this shard for a bare-JID delivery");
+        tracing::warn!(
+            user = user.as_str(),
+            "blocking: no list on this shard for a bare-JID delivery"
+        );
         return HookResult::Continue;
     };
     let st = ctx.ext.get_or_default::<ConnLists>();
@@ -242,7 +252,8 @@ pub fn blocked_error(acc: &Acc, on: ShardId) -> Option<Acc> {
         return None;
     }
     let mut el = acc.stanza.tree().ok()?;
-    el.attrs.retain(|(k, _)| k != "type" && k != "from" && k != "to");
+    el.attrs
+        .retain(|(k, _)| k != "type" && k != "from" && k != "to");
     el.attrs.push(("type".into(), "error".into()));
     el.attrs.push(("from".into(), acc.to.as_str().into()));
     el.attrs.push(("to".into(), acc.from.as_str().into()));
@@ -251,7 +262,12 @@ pub fn blocked_error(acc: &Acc, on: ShardId) -> Option<Acc> {
         .with_child(Element::new("not-acceptable", ns::STANZAS))
         .with_child(Element::new("blocked", NS_ERRORS));
     el.children.push(Node::Element(error));
-    let mut reply = Acc::new(Stanza::from_element(&el), acc.to.clone(), acc.from.clone(), on);
+    let mut reply = Acc::new(
+        Stanza::from_element(&el),
+        acc.to.clone(),
+        acc.from.clone(),
+        on,
+    );
     // It comes "from" the blocked JID: the sender's own receive filter must let it through.
     reply.put(ANSWER, Answer);
     Some(reply)
@@ -343,7 +359,12 @@ fn push_iq(user: &BareJid, to: &FullJid, payload: &Element, version: u64, on: Sh
         .with_attr("from", user.as_str())
         .with_attr("to", to.as_str())
         .with_child(payload.clone());
-    Acc::new(Stanza::from_element(&el), Jid::from(user.clone()), Jid::from(to.clone()), on)
+    Acc::new(
+        Stanza::from_element(&el),
+        Jid::from(user.clone()),
+        Jid::from(to.clone()),
+        on,
+    )
 }
 
 #[cfg(test)]

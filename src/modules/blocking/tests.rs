@@ -58,7 +58,11 @@ fn send(c: &mut Cluster, on: usize, sess: &mut Session, s: &str) {
 
 fn error_conds(el: &Element) -> Vec<(String, String)> {
     el.get_child("error", ns::CLIENT)
-        .map(|e| e.child_elements().map(|c| (c.name.clone(), c.ns.clone())).collect())
+        .map(|e| {
+            e.child_elements()
+                .map(|c| (c.name.clone(), c.ns.clone()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -97,49 +101,110 @@ fn block_stops_messages_both_ways_across_shards() {
         let mut alice2 = login(&mut c, n - 1, "alice@localhost/a2");
         let mut bob = login(&mut c, (1).min(n - 1), "bob@localhost/b");
 
-        send(&mut c, bob.on, &mut bob.sess, "<message to='alice@localhost/a' type='chat'><body>before</body></message>");
-        assert_eq!(read(&mut c, &alice).iter().filter_map(body).collect::<Vec<_>>(), ["before"]);
+        send(
+            &mut c,
+            bob.on,
+            &mut bob.sess,
+            "<message to='alice@localhost/a' type='chat'><body>before</body></message>",
+        );
+        assert_eq!(
+            read(&mut c, &alice)
+                .iter()
+                .filter_map(body)
+                .collect::<Vec<_>>(),
+            ["before"]
+        );
 
-        send(&mut c, alice.on, &mut alice.sess, &block_iq(&["bob@localhost"]));
+        send(
+            &mut c,
+            alice.on,
+            &mut alice.sess,
+            &block_iq(&["bob@localhost"]),
+        );
         let got = read(&mut c, &alice);
-        assert!(got.iter().any(|e| e.attr("id") == Some("b1") && e.attr("type") == Some("result")), "n={n}: {got:?}");
+        assert!(
+            got.iter()
+                .any(|e| e.attr("id") == Some("b1") && e.attr("type") == Some("result")),
+            "n={n}: {got:?}"
+        );
         // Pushes to every resource.
         for p in [&alice, &alice2] {
-            let got = if p.sess.jid == alice.sess.jid { got.clone() } else { read(&mut c, p) };
+            let got = if p.sess.jid == alice.sess.jid {
+                got.clone()
+            } else {
+                read(&mut c, p)
+            };
             let push = got
                 .iter()
                 .find(|e| e.attr("type") == Some("set"))
                 .and_then(|e| e.get_child("block", NS))
                 .unwrap_or_else(|| panic!("n={n}: no push to {}", p.sess.jid));
-            assert_eq!(push.child_elements().filter_map(|i| i.attr("jid")).collect::<Vec<_>>(), ["bob@localhost"]);
+            assert_eq!(
+                push.child_elements()
+                    .filter_map(|i| i.attr("jid"))
+                    .collect::<Vec<_>>(),
+                ["bob@localhost"]
+            );
         }
 
         // Incoming from the blocked JID, to the bare JID and to each full JID: service-unavailable.
         for to in ["alice@localhost", "alice@localhost/a", "alice@localhost/a2"] {
-            send(&mut c, bob.on, &mut bob.sess, &format!("<message to='{to}' type='chat' id='m'><body>blocked</body></message>"));
+            send(
+                &mut c,
+                bob.on,
+                &mut bob.sess,
+                &format!("<message to='{to}' type='chat' id='m'><body>blocked</body></message>"),
+            );
             // Alice's connections run step 7 (where the filter is), then Bob reads.
             for p in [&alice, &alice2] {
-                assert!(read(&mut c, p).is_empty(), "n={n}: blocked stanza delivered");
+                assert!(
+                    read(&mut c, p).is_empty(),
+                    "n={n}: blocked stanza delivered"
+                );
             }
             let back = read(&mut c, &bob);
             // One error per session the stanza reached (both resources for the bare JID).
             let want = if to.contains('/') { 1 } else { 2 };
             assert_eq!(back.len(), want, "n={n} to={to}: {back:?}");
             for b in &back {
-                assert_eq!(error_conds(b), [("service-unavailable".to_string(), ns::STANZAS.to_string())]);
+                assert_eq!(
+                    error_conds(b),
+                    [("service-unavailable".to_string(), ns::STANZAS.to_string())]
+                );
             }
         }
-        send(&mut c, bob.on, &mut bob.sess, "<iq type='get' to='alice@localhost/a2' id='q'><query xmlns='jabber:iq:version'/></iq>");
+        send(
+            &mut c,
+            bob.on,
+            &mut bob.sess,
+            "<iq type='get' to='alice@localhost/a2' id='q'><query xmlns='jabber:iq:version'/></iq>",
+        );
         assert!(read(&mut c, &alice2).is_empty());
         let back = read(&mut c, &bob);
         assert_eq!(back.len(), 1);
         assert_eq!(error_conds(&back[0])[0].0, "service-unavailable");
-        send(&mut c, bob.on, &mut bob.sess, "<presence to='alice@localhost/a'/>");
-        assert!(read(&mut c, &alice).is_empty(), "blocked presence delivered");
-        assert!(read(&mut c, &bob).is_empty(), "presence is dropped, not answered");
+        send(
+            &mut c,
+            bob.on,
+            &mut bob.sess,
+            "<presence to='alice@localhost/a'/>",
+        );
+        assert!(
+            read(&mut c, &alice).is_empty(),
+            "blocked presence delivered"
+        );
+        assert!(
+            read(&mut c, &bob).is_empty(),
+            "presence is dropped, not answered"
+        );
 
         // Outgoing to the blocked JID: not-acceptable + blocked.
-        send(&mut c, alice2.on, &mut alice2.sess, "<message to='bob@localhost' type='chat' id='o'><body>out</body></message>");
+        send(
+            &mut c,
+            alice2.on,
+            &mut alice2.sess,
+            "<message to='bob@localhost' type='chat' id='o'><body>out</body></message>",
+        );
         let back = read(&mut c, &alice2);
         assert_eq!(back.len(), 1, "n={n}: {back:?}");
         assert_eq!(
@@ -153,15 +218,43 @@ fn block_stops_messages_both_ways_across_shards() {
 
         // Carol is not blocked.
         let mut carol = login(&mut c, 0, "carol@localhost/c");
-        send(&mut c, carol.on, &mut carol.sess, "<message to='alice@localhost' type='chat'><body>hi</body></message>");
-        assert_eq!(read(&mut c, &alice).iter().filter_map(body).collect::<Vec<_>>(), ["hi"]);
+        send(
+            &mut c,
+            carol.on,
+            &mut carol.sess,
+            "<message to='alice@localhost' type='chat'><body>hi</body></message>",
+        );
+        assert_eq!(
+            read(&mut c, &alice)
+                .iter()
+                .filter_map(body)
+                .collect::<Vec<_>>(),
+            ["hi"]
+        );
 
         // Unblock all: messages flow again.
-        send(&mut c, alice.on, &mut alice.sess, "<iq type='set' id='u'><unblock xmlns='urn:xmpp:blocking'/></iq>");
+        send(
+            &mut c,
+            alice.on,
+            &mut alice.sess,
+            "<iq type='set' id='u'><unblock xmlns='urn:xmpp:blocking'/></iq>",
+        );
         let _ = read(&mut c, &alice);
         let _ = read(&mut c, &alice2);
-        send(&mut c, bob.on, &mut bob.sess, "<message to='alice@localhost/a2' type='chat'><body>again</body></message>");
-        assert_eq!(read(&mut c, &alice2).iter().filter_map(body).collect::<Vec<_>>(), ["again"], "n={n}");
+        send(
+            &mut c,
+            bob.on,
+            &mut bob.sess,
+            "<message to='alice@localhost/a2' type='chat'><body>again</body></message>",
+        );
+        assert_eq!(
+            read(&mut c, &alice2)
+                .iter()
+                .filter_map(body)
+                .collect::<Vec<_>>(),
+            ["again"],
+            "n={n}"
+        );
     }
 }
 
@@ -170,22 +263,45 @@ fn stored_list_is_on_the_session_shard_from_bind_and_get_returns_it() {
     for n in [1, 2] {
         let (mut c, _dir) = cluster(n, |store| {
             let change = BlockChange::Block(vec!["bob@localhost".into(), "evil.org".into()]);
-            store.blocklist_update(&bare("alice@localhost"), &change).unwrap_or_else(|e| panic!("{e}"));
+            store
+                .blocklist_update(&bare("alice@localhost"), &change)
+                .unwrap_or_else(|e| panic!("{e}"));
         });
         let on = n - 1;
         let mut alice = login(&mut c, on, "alice@localhost/a");
-        let st = c.shards[on].ext.get::<ConnLists>().unwrap_or_else(|| panic!("no state"));
-        let entry = st.users.get(&bare("alice@localhost")).unwrap_or_else(|| panic!("no list after bind"));
-        assert!(entry.list.blocks(&Jid::parse("bob@localhost/x").unwrap_or_else(|e| panic!("{e}"))));
-        send(&mut c, alice.on, &mut alice.sess, "<iq type='get' id='g'><blocklist xmlns='urn:xmpp:blocking'/></iq>");
+        let st = c.shards[on]
+            .ext
+            .get::<ConnLists>()
+            .unwrap_or_else(|| panic!("no state"));
+        let entry = st
+            .users
+            .get(&bare("alice@localhost"))
+            .unwrap_or_else(|| panic!("no list after bind"));
+        assert!(entry
+            .list
+            .blocks(&Jid::parse("bob@localhost/x").unwrap_or_else(|e| panic!("{e}"))));
+        send(
+            &mut c,
+            alice.on,
+            &mut alice.sess,
+            "<iq type='get' id='g'><blocklist xmlns='urn:xmpp:blocking'/></iq>",
+        );
         let got = read(&mut c, &alice);
-        let list = got[0].get_child("blocklist", NS).unwrap_or_else(|| panic!("{got:?}"));
-        let items: Vec<_> = list.child_elements().filter_map(|i| i.attr("jid")).collect();
+        let list = got[0]
+            .get_child("blocklist", NS)
+            .unwrap_or_else(|| panic!("{got:?}"));
+        let items: Vec<_> = list
+            .child_elements()
+            .filter_map(|i| i.attr("jid"))
+            .collect();
         assert_eq!(items, ["bob@localhost", "evil.org"]);
         // Leaving drops the copy.
         unbind(&mut c.shards[on], &alice.sess);
         c.pump();
-        let st = c.shards[on].ext.get::<ConnLists>().unwrap_or_else(|| panic!("no state"));
+        let st = c.shards[on]
+            .ext
+            .get::<ConnLists>()
+            .unwrap_or_else(|| panic!("no state"));
         assert!(st.users.is_empty(), "list kept after the last session left");
     }
 }
@@ -194,16 +310,30 @@ fn stored_list_is_on_the_session_shard_from_bind_and_get_returns_it() {
 fn missing_list_holds_full_jid_stanzas_and_loads_it() {
     let (mut c, _dir) = cluster(1, |store| {
         let change = BlockChange::Block(vec!["bob@localhost".into()]);
-        store.blocklist_update(&bare("alice@localhost"), &change).unwrap_or_else(|e| panic!("{e}"));
+        store
+            .blocklist_update(&bare("alice@localhost"), &change)
+            .unwrap_or_else(|e| panic!("{e}"));
     });
     let alice = login(&mut c, 0, "alice@localhost/a");
     let mut bob = login(&mut c, 0, "bob@localhost/b");
     let mut carol = login(&mut c, 0, "carol@localhost/c");
     // As if the install task had not arrived yet.
     c.shards[0].ext.get_or_default::<ConnLists>().users.clear();
-    user_send(&mut c.shards[0], &mut carol.sess, stanza("<message to='alice@localhost/a' type='chat'><body>c1</body></message>"));
-    user_send(&mut c.shards[0], &mut bob.sess, stanza("<message to='alice@localhost/a' type='chat' id='x'><body>b1</body></message>"));
-    user_send(&mut c.shards[0], &mut carol.sess, stanza("<message to='alice@localhost/a' type='chat'><body>c2</body></message>"));
+    user_send(
+        &mut c.shards[0],
+        &mut carol.sess,
+        stanza("<message to='alice@localhost/a' type='chat'><body>c1</body></message>"),
+    );
+    user_send(
+        &mut c.shards[0],
+        &mut bob.sess,
+        stanza("<message to='alice@localhost/a' type='chat' id='x'><body>b1</body></message>"),
+    );
+    user_send(
+        &mut c.shards[0],
+        &mut carol.sess,
+        stanza("<message to='alice@localhost/a' type='chat'><body>c2</body></message>"),
+    );
     // Step 7 before the store job ran: nothing gets through yet.
     let mut early = Vec::new();
     while let Some(ConnMsg::Deliver(acc)) = alice.mb.pop() {
@@ -212,7 +342,10 @@ fn missing_list_holds_full_jid_stanzas_and_loads_it() {
     assert!(early.is_empty(), "delivered without a list");
     c.pump();
     let got = read(&mut c, &alice);
-    assert_eq!(got.iter().filter_map(body).collect::<Vec<_>>(), ["c1", "c2"]);
+    assert_eq!(
+        got.iter().filter_map(body).collect::<Vec<_>>(),
+        ["c1", "c2"]
+    );
     let back = read(&mut c, &bob);
     assert_eq!(back.len(), 1, "{back:?}");
     assert_eq!(error_conds(&back[0])[0].0, "service-unavailable");
@@ -233,8 +366,15 @@ fn bad_requests() {
         send(&mut c, 0, &mut alice.sess, req);
         let got = read(&mut c, &alice);
         assert_eq!(got.len(), 1, "{req}: {got:?}");
-        assert_eq!(error_conds(&got[0]).first().map(|x| x.0.as_str()), Some(cond), "{req}");
+        assert_eq!(
+            error_conds(&got[0]).first().map(|x| x.0.as_str()),
+            Some(cond),
+            "{req}"
+        );
     }
-    let stored = c.store.as_ref().map(|s| s.blocklist_get(&bare("alice@localhost")));
+    let stored = c
+        .store
+        .as_ref()
+        .map(|s| s.blocklist_get(&bare("alice@localhost")));
     assert!(matches!(stored, Some(Ok(ref l)) if l.items.is_empty() && l.version == 0));
 }

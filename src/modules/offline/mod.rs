@@ -101,9 +101,9 @@ pub fn disposition(acc: &Acc) -> Disposition {
     if hint("no-store") || hint("no-permanent-store") {
         return Disposition::Pass;
     }
-    let content = el.child_elements().any(|c| {
-        c.ns == crate::xmpp::ns::CLIENT && (c.name == "body" || c.name == "subject")
-    });
+    let content = el
+        .child_elements()
+        .any(|c| c.ns == crate::xmpp::ns::CLIENT && (c.name == "body" || c.name == "subject"));
     if content || hint("store") {
         return Disposition::Store;
     }
@@ -120,10 +120,10 @@ pub fn disposition(acc: &Acc) -> Disposition {
 /// Registers the handlers on `shard`.
 pub fn start(shard: &mut Shard, opts: &Options) {
     let max = opts.max_per_user;
-    shard
-        .hooks
-        .offline_message
-        .add(PRIORITY, "offline", move |acc: &mut Acc, ctx: &mut HookCtx<'_>| {
+    shard.hooks.offline_message.add(
+        PRIORITY,
+        "offline",
+        move |acc: &mut Acc, ctx: &mut HookCtx<'_>| {
             if acc.stanza.bytes().len() > MAX_STORED {
                 return HookResult::Continue;
             }
@@ -139,11 +139,12 @@ pub fn start(shard: &mut Shard, opts: &Options) {
                 store_job(store, &user, msg, max, on)
             });
             HookResult::Stop
-        });
-    shard
-        .hooks
-        .user_available
-        .add(PRIORITY, "offline", |ev: &mut SessionEvent, ctx: &mut HookCtx<'_>| {
+        },
+    );
+    shard.hooks.user_available.add(
+        PRIORITY,
+        "offline",
+        |ev: &mut SessionEvent, ctx: &mut HookCtx<'_>| {
             // XEP-0160 §3 / RFC 6121 §8.5.2.1.1: a negative priority resource gets no offline messages.
             if ev.priority.is_some_and(|p| p < 0) {
                 return HookResult::Continue;
@@ -155,7 +156,8 @@ pub fn start(shard: &mut Shard, opts: &Options) {
                 JobDone::from(deliver_job(store, &user, &to, on))
             });
             HookResult::Continue
-        });
+        },
+    );
 }
 
 /// Stores `msg` for `user` (committed before returning) or answers its sender with why not.

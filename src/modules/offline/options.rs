@@ -25,7 +25,10 @@ pub enum OptionError {
 }
 
 /// Deserializes `table` into `T` (whose serde attributes deny unknown fields and default the rest).
-pub fn parse<T: DeserializeOwned>(module: &'static str, table: &toml::Table) -> Result<T, OptionError> {
+pub fn parse<T: DeserializeOwned>(
+    module: &'static str,
+    table: &toml::Table,
+) -> Result<T, OptionError> {
     toml::Value::Table(table.clone())
         .try_into()
         .map_err(|e: toml::de::Error| OptionError::Invalid {
@@ -65,10 +68,20 @@ mod tests {
     #[test]
     fn defaults_unknown_keys_and_types() {
         assert_eq!(parse::<Opts>("m", &table("")), Ok(Opts { max_bytes: 7 }));
-        assert_eq!(parse::<Opts>("m", &table("max_bytes = 9")), Ok(Opts { max_bytes: 9 }));
-        let e = parse::<Opts>("m", &table("max_byte = 9")).err().map(|e| e.to_string());
-        assert!(e.as_deref().is_some_and(|e| e.contains("max_byte")), "{e:?}");
-        let e = parse::<Opts>("m", &table("max_bytes = -1")).err().map(|e| e.to_string());
+        assert_eq!(
+            parse::<Opts>("m", &table("max_bytes = 9")),
+            Ok(Opts { max_bytes: 9 })
+        );
+        let e = parse::<Opts>("m", &table("max_byte = 9"))
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            e.as_deref().is_some_and(|e| e.contains("max_byte")),
+            "{e:?}"
+        );
+        let e = parse::<Opts>("m", &table("max_bytes = -1"))
+            .err()
+            .map(|e| e.to_string());
         assert!(e.is_some(), "negative accepted");
         let e = parse::<Opts>("m", &table("max_bytes = 'x'")).err();
         assert!(e.is_some(), "string accepted");

@@ -75,23 +75,40 @@ fn stored_then_delivered_with_delay_in_order_once() {
         let (mut c, _dir) = cluster(n, 100, &["alice@localhost", "bob@localhost"]);
         let (mut alice, amb) = c.connect(0, &full("alice@localhost/a"), Some(0));
         for i in 0..5 {
-            user_send(&mut c.shards[0], &mut alice, chat("bob@localhost", &format!("m{i}"), ""));
+            user_send(
+                &mut c.shards[0],
+                &mut alice,
+                chat("bob@localhost", &format!("m{i}"), ""),
+            );
         }
         c.pump();
-        assert!(drain(&mut c, 0, &amb).is_empty(), "sender got an answer (n={n})");
-        assert_eq!(store(&c).offline_count(&bare("bob@localhost")).ok(), Some(5));
+        assert!(
+            drain(&mut c, 0, &amb).is_empty(),
+            "sender got an answer (n={n})"
+        );
+        assert_eq!(
+            store(&c).offline_count(&bare("bob@localhost")).ok(),
+            Some(5)
+        );
         let on = n - 1;
         let (_bob, bmb) = c.connect(on, &full("bob@localhost/b"), Some(1));
         let got = drain(&mut c, on, &bmb);
         let bodies: Vec<String> = got.iter().map(body).collect();
         assert_eq!(bodies, ["m0", "m1", "m2", "m3", "m4"], "n={n}");
         for m in &got {
-            let d = m.get_child("delay", NS_DELAY).unwrap_or_else(|| panic!("no delay"));
+            let d = m
+                .get_child("delay", NS_DELAY)
+                .unwrap_or_else(|| panic!("no delay"));
             assert_eq!(d.attr("from"), Some("localhost"));
-            assert!(d.attr("stamp").is_some_and(|s| s.ends_with('Z') && s.contains('T')));
+            assert!(d
+                .attr("stamp")
+                .is_some_and(|s| s.ends_with('Z') && s.contains('T')));
             assert_eq!(m.attr("from"), Some("alice@localhost/a"));
         }
-        assert_eq!(store(&c).offline_count(&bare("bob@localhost")).ok(), Some(0));
+        assert_eq!(
+            store(&c).offline_count(&bare("bob@localhost")).ok(),
+            Some(0)
+        );
         // A second resource coming online later gets nothing again.
         let (_b2, b2mb) = c.connect(on, &full("bob@localhost/c"), Some(1));
         assert!(drain(&mut c, on, &b2mb).is_empty());
@@ -104,7 +121,11 @@ fn two_resources_available_at_once_get_each_message_once() {
         let (mut c, _dir) = cluster(n, 100, &["alice@localhost", "bob@localhost"]);
         let (mut alice, _amb) = c.connect(0, &full("alice@localhost/a"), Some(0));
         for i in 0..4 {
-            user_send(&mut c.shards[0], &mut alice, chat("bob@localhost", &format!("m{i}"), ""));
+            user_send(
+                &mut c.shards[0],
+                &mut alice,
+                chat("bob@localhost", &format!("m{i}"), ""),
+            );
         }
         c.pump();
         // Bind two resources, then send both initial presences before anything is pumped.
@@ -140,7 +161,11 @@ fn message_stored_while_presence_is_in_flight_is_not_lost() {
     let (mut alice, _amb) = c.connect(0, &full("alice@localhost/a"), Some(0));
     let (mut bob, bmb) = c.connect(0, &full("bob@localhost/b"), None);
     // The store job for the message is queued, not run, when the presence queues the fetch.
-    user_send(&mut c.shards[0], &mut alice, chat("bob@localhost", "racing", ""));
+    user_send(
+        &mut c.shards[0],
+        &mut alice,
+        chat("bob@localhost", "racing", ""),
+    );
     let p = Stanza::parse(b"<presence/>".to_vec()).unwrap_or_else(|e| panic!("{e}"));
     user_send(&mut c.shards[0], &mut bob, p);
     c.pump();
@@ -158,7 +183,11 @@ fn limit_unknown_user_and_hints_answer_the_sender() {
             ("bob@localhost", "two", ""),
             ("bob@localhost", "three", ""),
             ("nobody@localhost", "ghost", ""),
-            ("bob@localhost", "nostore", "<no-store xmlns='urn:xmpp:hints'/>"),
+            (
+                "bob@localhost",
+                "nostore",
+                "<no-store xmlns='urn:xmpp:hints'/>",
+            ),
         ];
         for (to, b, extra) in sends {
             user_send(&mut c.shards[0], &mut alice, chat(to, b, extra));
@@ -181,7 +210,10 @@ fn limit_unknown_user_and_hints_answer_the_sender() {
             ],
             "n={n}"
         );
-        assert_eq!(store(&c).offline_count(&bare("bob@localhost")).ok(), Some(2));
+        assert_eq!(
+            store(&c).offline_count(&bare("bob@localhost")).ok(),
+            Some(2)
+        );
     }
 }
 
@@ -201,25 +233,41 @@ fn headline_groupchat_and_chat_states_are_not_stored() {
     c.pump();
     assert!(drain(&mut c, 0, &amb).is_empty());
     // Only the `<store/>`-hinted one was kept.
-    assert_eq!(store(&c).offline_count(&bare("bob@localhost")).ok(), Some(1));
+    assert_eq!(
+        store(&c).offline_count(&bare("bob@localhost")).ok(),
+        Some(1)
+    );
 }
 
 #[test]
 fn negative_priority_resource_gets_nothing() {
     let (mut c, _dir) = cluster(1, 10, &["alice@localhost", "bob@localhost"]);
     let (mut alice, _amb) = c.connect(0, &full("alice@localhost/a"), Some(0));
-    user_send(&mut c.shards[0], &mut alice, chat("bob@localhost", "wait", ""));
+    user_send(
+        &mut c.shards[0],
+        &mut alice,
+        chat("bob@localhost", "wait", ""),
+    );
     c.pump();
     let (_neg, nmb) = c.connect(0, &full("bob@localhost/neg"), Some(-1));
     assert!(drain(&mut c, 0, &nmb).is_empty());
-    assert_eq!(store(&c).offline_count(&bare("bob@localhost")).ok(), Some(1));
+    assert_eq!(
+        store(&c).offline_count(&bare("bob@localhost")).ok(),
+        Some(1)
+    );
 }
 
 #[test]
 fn options() {
     let t = |s: &str| toml::from_str::<toml::Table>(s).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(Options::from_table(&t("")), Ok(Options { max_per_user: 1000 }));
-    assert_eq!(Options::from_table(&t("max_per_user = 5")), Ok(Options { max_per_user: 5 }));
+    assert_eq!(
+        Options::from_table(&t("")),
+        Ok(Options { max_per_user: 1000 })
+    );
+    assert_eq!(
+        Options::from_table(&t("max_per_user = 5")),
+        Ok(Options { max_per_user: 5 })
+    );
     assert!(Options::from_table(&t("max_per_user = 0")).is_err());
     assert!(Options::from_table(&t("max = 5")).is_err());
 }

@@ -48,8 +48,9 @@ impl Options {
 /// Registers the account IQ handler on every host.
 pub fn start(shard: &mut Shard, hosts: &[String], opts: &Options) {
     let max = u64::from(opts.max_bytes);
-    let handler: IqHandler =
-        Rc::new(move |acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>| handle(acc, payload, ctx, max));
+    let handler: IqHandler = Rc::new(move |acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>| {
+        handle(acc, payload, ctx, max)
+    });
     for host in hosts {
         shard.iq.register_account(host, NS, handler.clone());
     }
@@ -100,11 +101,20 @@ fn handle(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>, max: u64) -> IqRe
         }
     }
     let (req_acc, on) = (acc.fork(), ctx.shard);
-    ctx.store(Some(user_key(&user)), move |store| job(store, &user, req, &req_acc, on, max));
+    ctx.store(Some(user_key(&user)), move |store| {
+        job(store, &user, req, &req_acc, on, max)
+    });
     IqReply::NoReply
 }
 
-fn job(store: &Store, user: &BareJid, req: Request, req_acc: &Acc, on: ShardId, max: u64) -> JobDone {
+fn job(
+    store: &Store,
+    user: &BareJid,
+    req: Request,
+    req_acc: &Acc,
+    on: ShardId,
+    max: u64,
+) -> JobDone {
     let answer = |body| JobDone::from(vec![result(req_acc, body, on)]);
     let error = |c| JobDone::from(req_acc.error_reply(c, on).into_iter().collect::<Vec<_>>());
     match req {

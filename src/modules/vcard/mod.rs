@@ -46,8 +46,9 @@ impl Options {
 /// Registers the account IQ handler on every host.
 pub fn start(shard: &mut Shard, hosts: &[String], opts: &Options) {
     let max = opts.max_bytes as usize;
-    let handler: IqHandler =
-        Rc::new(move |acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>| handle(acc, payload, ctx, max));
+    let handler: IqHandler = Rc::new(move |acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>| {
+        handle(acc, payload, ctx, max)
+    });
     for host in hosts {
         shard.iq.register_account(host, NS, handler.clone());
     }
@@ -61,7 +62,9 @@ fn handle(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>, max: usize) -> Iq
     let (req, on) = (acc.fork(), ctx.shard);
     match &*acc.stanza_type() {
         "get" => {
-            ctx.store(Some(user_key(&owner)), move |store| get_job(store, &owner, &req, on));
+            ctx.store(Some(user_key(&owner)), move |store| {
+                get_job(store, &owner, &req, on)
+            });
             IqReply::NoReply
         }
         "set" => {
@@ -73,7 +76,9 @@ fn handle(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>, max: usize) -> Iq
             if xml.len() > max {
                 return IqReply::Error(StanzaErrorCondition::NotAcceptable);
             }
-            ctx.store(Some(user_key(&owner)), move |store| set_job(store, &owner, &xml, &req, on));
+            ctx.store(Some(user_key(&owner)), move |store| {
+                set_job(store, &owner, &xml, &req, on)
+            });
             IqReply::NoReply
         }
         _ => IqReply::Error(StanzaErrorCondition::BadRequest),
@@ -94,7 +99,9 @@ fn get_job(store: &Store, owner: &BareJid, req: &Acc, on: ShardId) -> JobDone {
             }
         },
         Ok(VcardGet::Empty) => Element::new("vCard", NS),
-        Ok(VcardGet::NoSuchUser) => return error(req, StanzaErrorCondition::ServiceUnavailable, on),
+        Ok(VcardGet::NoSuchUser) => {
+            return error(req, StanzaErrorCondition::ServiceUnavailable, on)
+        }
         Err(e) => {
             tracing::error!(error = %e, "vcard: get failed");
             return error(req, StanzaErrorCondition::InternalServerError, on);
