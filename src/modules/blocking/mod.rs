@@ -329,8 +329,10 @@ fn changed(
     let result = iq::result(req, None, on);
     let payload = iq::push_payload(&change);
     JobDone {
-        route: vec![result],
+        route: Vec::new(),
         then: Some(Box::new(move |shard| {
+            // The result first, then the pushes (XEP-0191 §3.3 order).
+            crate::router::route(shard, result);
             let home = home_shard(&user, shard.shards);
             let u = user.clone();
             crate::sm::run_on(
