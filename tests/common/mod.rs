@@ -37,7 +37,12 @@ pub fn petrel() -> Command {
 impl Server {
     /// Config text for a test server; `extra_listener` is appended inside the c2s listener table and
     /// `extra` at the end of the file.
-    pub fn config_text(port: u16, data_dir: &std::path::Path, extra_listener: &str, extra: &str) -> String {
+    pub fn config_text(
+        port: u16,
+        data_dir: &std::path::Path,
+        extra_listener: &str,
+        extra: &str,
+    ) -> String {
         format!(
             r#"[general]
 hosts = ["localhost", "example.test"]
@@ -64,7 +69,9 @@ allow_plaintext_on_loopback = true
 
     /// Writes the config, adds `users` (user@localhost with [`PASSWORD`]) and starts `--shards N`.
     pub fn start_with(shards: usize, users: &[&str], extra_listener: &str, extra: &str) -> Server {
-        Self::start_config(shards, users, |port, data| Self::config_text(port, data, extra_listener, extra))
+        Self::start_config(shards, users, |port, data| {
+            Self::config_text(port, data, extra_listener, extra)
+        })
     }
 
     /// Like [`Server::start_with`] with the whole config text from `make(port, data_dir)` (for keys the
@@ -79,15 +86,28 @@ allow_plaintext_on_loopback = true
         let config = dir.path().join("petrel.toml");
         std::fs::write(&config, make(port, &dir.path().join("data"))).unwrap();
         for u in users {
-            let jid = if u.contains('@') { u.to_string() } else { format!("{u}@localhost") };
+            let jid = if u.contains('@') {
+                u.to_string()
+            } else {
+                format!("{u}@localhost")
+            };
             let out = petrel()
                 .args(["user", "add", &jid, PASSWORD, "--config"])
                 .arg(&config)
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "user add {jid}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "user add {jid}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
-        let mut server = Server { port, dir, config, child: None };
+        let mut server = Server {
+            port,
+            dir,
+            config,
+            child: None,
+        };
         server.spawn(shards);
         server
     }
@@ -100,7 +120,13 @@ allow_plaintext_on_loopback = true
     /// (Re)starts the process and waits until the port accepts connections.
     pub fn spawn(&mut self, shards: usize) {
         let child = petrel()
-            .args(["serve", "--allow-oversubscribe", "--shards", &shards.to_string(), "--config"])
+            .args([
+                "serve",
+                "--allow-oversubscribe",
+                "--shards",
+                &shards.to_string(),
+                "--config",
+            ])
             .arg(&self.config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -141,6 +167,22 @@ allow_plaintext_on_loopback = true
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Kills the process with SIGKILL (no shutdown path runs) and reaps it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGKILL);
+            }
+            let _ = child.wait();
+        }
+    }
+
+    /// The server's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
     /// The self-signed certificate the server generated (PEM), to trust in TLS clients.
@@ -186,12 +228,16 @@ pub struct Client {
 impl Client {
     pub fn connect(port: u16) -> Client {
         let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         sock.set_nodelay(true).unwrap();
         Client {
             sock,
             scanner: Scanner::new(
-                Limits { max_stanza_bytes: 1 << 20, ..Limits::default() },
+                Limits {
+                    max_stanza_bytes: 1 << 20,
+                    ..Limits::default()
+                },
                 ns::CLIENT,
             ),
             raw: Vec::new(),
@@ -224,7 +270,10 @@ impl Client {
                 true
             }
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => false,
-            Err(e) => panic!("read failed (timeout?): {e}; got so far: {}", String::from_utf8_lossy(&self.raw)),
+            Err(e) => panic!(
+                "read failed (timeout?): {e}; got so far: {}",
+                String::from_utf8_lossy(&self.raw)
+            ),
         }
     }
 
@@ -239,7 +288,10 @@ impl Client {
                         return None;
                     }
                 }
-                Err(e) => panic!("server sent bad XML: {e}: {}", String::from_utf8_lossy(&self.raw)),
+                Err(e) => panic!(
+                    "server sent bad XML: {e}: {}",
+                    String::from_utf8_lossy(&self.raw)
+                ),
             }
         }
     }
@@ -250,7 +302,10 @@ impl Client {
             match self.next_event() {
                 Some(Event::Stanza(s)) => return s,
                 Some(_) => continue,
-                None => panic!("EOF while waiting for a stanza; got: {}", String::from_utf8_lossy(&self.raw)),
+                None => panic!(
+                    "EOF while waiting for a stanza; got: {}",
+                    String::from_utf8_lossy(&self.raw)
+                ),
             }
         }
     }
@@ -271,7 +326,10 @@ impl Client {
                         }
                     }
                 }
-                Err(e) => panic!("server sent bad XML: {e}: {}", String::from_utf8_lossy(&self.raw)),
+                Err(e) => panic!(
+                    "server sent bad XML: {e}: {}",
+                    String::from_utf8_lossy(&self.raw)
+                ),
             }
         }
     }
@@ -283,7 +341,10 @@ impl Client {
             if pred(&s) {
                 return s;
             }
-            eprintln!("(skipping while waiting for {what}: {})", String::from_utf8_lossy(s.bytes()));
+            eprintln!(
+                "(skipping while waiting for {what}: {})",
+                String::from_utf8_lossy(s.bytes())
+            );
         }
     }
 
@@ -302,12 +363,25 @@ impl Client {
     pub fn login_plain(&mut self, user: &str, domain: &str, password: &str, resource: &str) {
         self.open(domain);
         let features = self.next_stanza();
-        assert_eq!(features.name(), "stream:features", "{}", String::from_utf8_lossy(features.bytes()));
+        assert_eq!(
+            features.name(),
+            "stream:features",
+            "{}",
+            String::from_utf8_lossy(features.bytes())
+        );
         use base64::Engine;
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
-        self.send(&format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>"));
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+        self.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>"
+        ));
         let r = self.next_stanza();
-        assert_eq!(r.name(), "success", "auth failed: {}", String::from_utf8_lossy(r.bytes()));
+        assert_eq!(
+            r.name(),
+            "success",
+            "auth failed: {}",
+            String::from_utf8_lossy(r.bytes())
+        );
         self.restart();
         self.open(domain);
         let f = self.next_stanza();
@@ -316,10 +390,19 @@ impl Client {
     }
 
     pub fn bind(&mut self, resource: &str) {
-        let res = if resource.is_empty() { String::new() } else { format!("<resource>{resource}</resource>") };
+        let res = if resource.is_empty() {
+            String::new()
+        } else {
+            format!("<resource>{resource}</resource>")
+        };
         self.send(&format!("<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>{res}</bind></iq>"));
         let r = self.expect("bind result", |s| s.id().as_deref() == Some("bind1"));
-        assert_eq!(r.type_().as_deref(), Some("result"), "{}", String::from_utf8_lossy(r.bytes()));
+        assert_eq!(
+            r.type_().as_deref(),
+            Some("result"),
+            "{}",
+            String::from_utf8_lossy(r.bytes())
+        );
         let tree = r.tree().unwrap();
         let jid = tree
             .get_child("bind", ns::BIND)
@@ -331,13 +414,17 @@ impl Client {
 
     /// Sends a chat message.
     pub fn chat(&mut self, to: &str, body: &str) {
-        self.send(&format!("<message to='{to}' type='chat'><body>{body}</body></message>"));
+        self.send(&format!(
+            "<message to='{to}' type='chat'><body>{body}</body></message>"
+        ));
     }
 
     /// Round trip to the server: everything sent before was processed when this returns.
     pub fn sync(&mut self) {
         let id = format!("sync{}", rand_u64());
-        self.send(&format!("<iq type='get' to='localhost' id='{id}'><ping xmlns='urn:xmpp:ping'/></iq>"));
+        self.send(&format!(
+            "<iq type='get' to='localhost' id='{id}'><ping xmlns='urn:xmpp:ping'/></iq>"
+        ));
         self.expect("ping reply", |s| s.id().as_deref() == Some(id.as_str()));
     }
 }
@@ -350,13 +437,19 @@ pub fn rand_u64() -> u64 {
 
 /// Body text of a message stanza.
 pub fn body(s: &Stanza) -> Option<String> {
-    s.tree().ok()?.get_child("body", ns::CLIENT).map(|b| b.text())
+    s.tree()
+        .ok()?
+        .get_child("body", ns::CLIENT)
+        .map(|b| b.text())
 }
 
 /// The error condition element name of an error stanza.
 pub fn error_condition(s: &Stanza) -> Option<String> {
     let t = s.tree().ok()?;
     let e = t.get_child("error", ns::CLIENT)?;
-    let cond = e.child_elements().find(|c| c.ns == ns::STANZAS).map(|c| c.name.clone());
+    let cond = e
+        .child_elements()
+        .find(|c| c.ns == ns::STANZAS)
+        .map(|c| c.name.clone());
     cond
 }
