@@ -104,12 +104,12 @@ pub fn register(shard: &mut Shard, hosts: &[String]) {
 fn on_register(ev: &mut SessionEvent, ctx: &mut HookCtx<'_>) -> HookResult {
     let user = ev.jid.bare();
     let list = ctx.ext.get_or_default::<HomeLists>().get(&user);
-    let (u, s) = (user.clone(), ev.jid.clone());
+    let (u, j, s) = (user.clone(), ev.jid.clone(), ev.session);
     let task = crate::sm::task_acc(
         ev.session.shard,
         &user,
         ctx.shard,
-        Box::new(move |shard| state::install(shard, &u, Some(s), list)),
+        Box::new(move |shard| state::install(shard, &u, &j, Some(s), list)),
     );
     ctx.route(task);
     HookResult::Continue
@@ -118,12 +118,12 @@ fn on_register(ev: &mut SessionEvent, ctx: &mut HookCtx<'_>) -> HookResult {
 /// Home shard: the session's shard forgets it (and the user's list with its last session there).
 fn on_remove(ev: &mut SessionEvent, ctx: &mut HookCtx<'_>) -> HookResult {
     let user = ev.jid.bare();
-    let (u, s) = (user.clone(), ev.jid.clone());
+    let (u, j, s) = (user.clone(), ev.jid.clone(), ev.session);
     let task = crate::sm::task_acc(
         ev.session.shard,
         &user,
         ctx.shard,
-        Box::new(move |shard| state::uninstall(shard, &u, &s)),
+        Box::new(move |shard| state::uninstall(shard, &u, &j, s)),
     );
     ctx.route(task);
     HookResult::Continue
@@ -239,7 +239,10 @@ fn self_load(ctx: &mut HookCtx<'_>, user: BareJid, session: FullJid) {
         JobDone {
             route: Vec::new(),
             then: Some(Box::new(move |shard| {
-                state::install(shard, &user, Some(session), list)
+                let sref = shard
+                    .local_session(session.as_str())
+                    .map(|conn| shard.session_ref(conn));
+                state::install(shard, &user, &session, sref, list)
             })),
         }
     });

@@ -29,7 +29,7 @@ use ahash::{HashMap, HashSet};
 use super::BlockList;
 use crate::hooks::Acc;
 use crate::jid::{BareJid, FullJid};
-use crate::shard::Shard;
+use crate::shard::{SessionRef, Shard};
 
 /// Most stanzas held for one session while its list is loading; past it they are refused.
 pub const MAX_HELD: usize = 256;
@@ -61,8 +61,9 @@ impl HomeLists {
 pub struct ConnUser {
     /// The list.
     pub list: Arc<BlockList>,
-    /// This shard's sessions of the user.
-    pub sessions: HashSet<FullJid>,
+    /// This shard's sessions of the user (by session, not JID: a session replaced by a new one with
+    /// the same full JID is removed without removing its successor).
+    pub sessions: HashSet<SessionRef>,
 }
 
 /// Lists of the users with sessions on this shard, and stanzas held until a list arrives.
@@ -76,8 +77,16 @@ pub struct ConnLists {
     pub loading: HashSet<BareJid>,
 }
 
-/// On the session's shard: the session of `user` at `session` has `list` (or a newer one).
-pub fn install(shard: &mut Shard, user: &BareJid, session: Option<FullJid>, list: Arc<BlockList>) {
+/// On the session's shard: the session `jid` of `user` at `session` has `list` (or a newer one).
+/// Without a session reference (a self-load for a session not bound here any more) only the list
+/// is refreshed.
+pub fn install(
+    shard: &mut Shard,
+    user: &BareJid,
+    jid: &FullJid,
+    session: Option<SessionRef>,
+    list: Arc<BlockList>,
+) {
     let st = shard.ext.get_or_default::<ConnLists>();
     st.loading.remove(user);
     let entry = st.users.entry(user.clone()).or_insert_with(|| ConnUser {
@@ -87,13 +96,10 @@ pub fn install(shard: &mut Shard, user: &BareJid, session: Option<FullJid>, list
     if list.version >= entry.list.version {
         entry.list = list;
     }
-    let held = match session {
-        Some(s) => {
-            entry.sessions.insert(s.clone());
-            st.held.remove(&s).unwrap_or_default()
-        }
-        None => Vec::new(),
-    };
+    if let Some(s) = session {
+        entry.sessions.insert(s);
+    }
+    let held = st.held.remove(jid).unwrap_or_default();
     // Back through the session manager: the local fast path puts them in the session's mailbox, and
     // the receive filter now has the list.
     for acc in held {
@@ -112,15 +118,21 @@ pub fn refresh(shard: &mut Shard, user: &BareJid, list: Arc<BlockList>) {
 }
 
 /// On the session's shard: the session left; forget the user when it was the last one here.
-pub fn uninstall(shard: &mut Shard, user: &BareJid, session: &FullJid) {
+pub fn uninstall(shard: &mut Shard, user: &BareJid, jid: &FullJid, session: SessionRef) {
+    let live = shard.local_session(jid.as_str()).is_some();
     let st = shard.ext.get_or_default::<ConnLists>();
     if let Some(entry) = st.users.get_mut(user) {
-        entry.sessions.remove(session);
+        entry.sessions.remove(&session);
         if entry.sessions.is_empty() {
             st.users.remove(user);
         }
     }
-    let held = st.held.remove(session).unwrap_or_default();
+    // Stanzas held for this JID belong to a successor session when one is bound here.
+    let held = if live {
+        Vec::new()
+    } else {
+        st.held.remove(jid).unwrap_or_default()
+    };
     // The session is gone: the session manager picks another resource or the offline path.
     for acc in held {
         shard.reroute(acc);

@@ -378,3 +378,36 @@ fn bad_requests() {
         .map(|s| s.blocklist_get(&bare("alice@localhost")));
     assert!(matches!(stored, Some(Ok(ref l)) if l.items.is_empty() && l.version == 0));
 }
+
+#[test]
+fn replaced_session_keeps_the_list_for_its_successor() {
+    let (mut c, _dir) = cluster(1, |store| {
+        let change = BlockChange::Block(vec!["bob@localhost".into()]);
+        store
+            .blocklist_update(&bare("alice@localhost"), &change)
+            .unwrap_or_else(|e| panic!("{e}"));
+    });
+    let _old = login(&mut c, 0, "alice@localhost/a");
+    // Same full JID again on the same shard: the old session is replaced (conflict).
+    let new = login(&mut c, 0, "alice@localhost/a");
+    let st = c.shards[0]
+        .ext
+        .get::<ConnLists>()
+        .unwrap_or_else(|| panic!("no state"));
+    let entry = st
+        .users
+        .get(&bare("alice@localhost"))
+        .unwrap_or_else(|| panic!("successor lost the list"));
+    assert_eq!(entry.sessions.len(), 1);
+    let mut bob = login(&mut c, 0, "bob@localhost/b");
+    send(
+        &mut c,
+        0,
+        &mut bob.sess,
+        "<message to='alice@localhost' type='chat' id='x'><body>no</body></message>",
+    );
+    assert!(read(&mut c, &new).is_empty());
+    let back = read(&mut c, &bob);
+    assert_eq!(back.len(), 1, "{back:?}");
+    assert_eq!(error_conds(&back[0])[0].0, "service-unavailable");
+}
