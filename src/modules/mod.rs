@@ -1,18 +1,22 @@
 //! Server modules (MongooseIM's `mod_*`): each registers hook handlers and IQ handlers on a shard at
 //! start-up, from its `[modules.NAME]` table in `petrel.toml`.
 
+pub mod blocking;
 pub mod disco;
 pub mod last;
 #[cfg(test)]
 mod misc_tests;
+pub mod offline;
 mod options;
 pub mod ping;
 pub mod presence;
+pub mod private;
 pub mod register;
 pub mod roster;
 #[cfg(test)]
 mod testing;
 pub mod time;
+pub mod vcard;
 pub mod version;
 
 pub use options::OptionError;
@@ -24,7 +28,8 @@ use crate::shard::Shard;
 
 /// Modules petrel knows, in start order (disco last: it advertises what the others registered).
 pub const KNOWN: &[&str] = &[
-    "roster", "presence", "ping", "version", "time", "last", "register", "disco",
+    "roster", "presence", "ping", "version", "time", "last", "register", "offline", "blocking",
+    "private", "vcard", "disco",
 ];
 
 /// What the c2s listeners take from the module configuration.
@@ -73,31 +78,69 @@ pub fn start(config: &Config, shard: &mut Shard) {
         let Some(table) = config.modules.get(name) else {
             continue;
         };
-        match name {
+        let started: Result<(), offline::OptionError> = match name {
             "roster" => {
                 // Options were checked by `check` before the shards started; defaults otherwise.
                 let opts =
                     roster::RosterOpts::from_table(&config.modules[name]).unwrap_or_default();
-                roster::start(shard, &hosts, opts)
+                roster::start(shard, &hosts, opts);
+                Ok(())
             }
-            "presence" => presence::start(shard, &hosts),
-            "ping" => ping::start(shard, &hosts),
+            "presence" => {
+                presence::start(shard, &hosts);
+                Ok(())
+            }
+            "ping" => {
+                ping::start(shard, &hosts);
+                Ok(())
+            }
             // Options were validated by `c2s_options` before the shards started.
-            "version" => version::start(
-                shard,
-                &hosts,
-                version::options(Some(table)).unwrap_or_default(),
-            ),
-            "time" => time::start(shard, &hosts),
-            "last" => last::start(shard, &hosts),
-            "register" => register::start(
-                shard,
-                &hosts,
-                register::options(Some(table)).unwrap_or_default(),
-                config.auth.scram_iterations,
-            ),
-            "disco" => disco::start(shard, &hosts),
-            _ => {}
+            "version" => {
+                version::start(
+                    shard,
+                    &hosts,
+                    version::options(Some(table)).unwrap_or_default(),
+                );
+                Ok(())
+            }
+            "time" => {
+                time::start(shard, &hosts);
+                Ok(())
+            }
+            "last" => {
+                last::start(shard, &hosts);
+                Ok(())
+            }
+            "register" => {
+                register::start(
+                    shard,
+                    &hosts,
+                    register::options(Some(table)).unwrap_or_default(),
+                    config.auth.scram_iterations,
+                );
+                Ok(())
+            }
+            "offline" => offline::Options::from_table(table).map(|o| offline::start(shard, &o)),
+            "blocking" => blocking::Options::from_table(table)
+                .map(|o| blocking::start(shard, &hosts, &o, &config.general.data_dir)),
+            "private" => {
+                private::Options::from_table(table).map(|o| private::start(shard, &hosts, &o))
+            }
+            "vcard" => vcard::Options::from_table(table).map(|o| vcard::start(shard, &hosts, &o)),
+            "disco" => {
+                for host in &hosts {
+                    for f in im_storage_features(config) {
+                        disco::add_server_feature(&mut shard.ext, host, f);
+                    }
+                }
+                disco::start(shard, &hosts);
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = started {
+            // `check_options` refuses such a config before the shards start; this is a backstop.
+            tracing::error!(error = %e, "module not started");
         }
     }
 }
@@ -111,6 +154,9 @@ pub enum ModuleError {
     /// `[modules.presence]` takes no options.
     #[error("[modules.presence]: unknown option `{0}` (the module takes none)")]
     Presence(String),
+    /// `[modules.offline|blocking|private|vcard]`.
+    #[error(transparent)]
+    Storage(#[from] offline::OptionError),
 }
 
 /// Checks the options of the configured modules (call before starting the shards).
@@ -121,5 +167,37 @@ pub fn check(config: &Config) -> Result<(), ModuleError> {
     if let Some(k) = config.modules.get("presence").and_then(|t| t.keys().next()) {
         return Err(ModuleError::Presence(k.clone()));
     }
+    check_options(config)?;
     Ok(())
+}
+
+/// Validates the option tables of the modules that read options; run before the shards start so a
+/// bad `[modules.NAME]` stops the server with a clear error.
+pub fn check_options(config: &Config) -> Result<(), offline::OptionError> {
+    for (name, table) in &config.modules {
+        match name.as_str() {
+            "offline" => offline::Options::from_table(table).map(drop)?,
+            "blocking" => blocking::Options::from_table(table).map(drop)?,
+            "private" => private::Options::from_table(table).map(drop)?,
+            "vcard" => vcard::Options::from_table(table).map(drop)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Features the enabled storage modules add to the server's disco#info (for `mod_disco`).
+pub fn im_storage_features(config: &Config) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    for (name, features) in [
+        ("offline", offline::FEATURES),
+        ("blocking", blocking::FEATURES),
+        ("private", private::FEATURES),
+        ("vcard", vcard::FEATURES),
+    ] {
+        if config.modules.contains_key(name) {
+            v.extend_from_slice(features);
+        }
+    }
+    v
 }

@@ -13,8 +13,10 @@
 //!   whose last, default handler answers `service-unavailable` for chat/normal and drops the rest.
 
 mod sessions;
+mod task;
 
 pub use sessions::{Resource, SessionManager};
+pub use task::{run_on, task_acc, ShardTask, TaskFn};
 
 use crate::c2s::BindError;
 use crate::hooks::{Acc, HookCtx, HookResult, Hooks, SessionEvent};
@@ -45,6 +47,10 @@ pub struct PresenceUpdate {
 
 /// `ejabberd_sm:route`: forwards to the home shard, or picks the resources there and delivers.
 pub fn route(shard: &mut Shard, acc: Acc) {
+    // Module tasks (`run_on`) ride the same path as stanzas; they end here.
+    let Some(acc) = task::intercept(shard, acc) else {
+        return;
+    };
     // Fast path: a full JID bound on this very shard is delivered without the home-shard hop. Its
     // path is fixed while the session lives, so per-sender order holds; error and IQ replies to local
     // senders never cross a ring (and so are never lost to a full one).
