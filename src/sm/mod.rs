@@ -13,15 +13,13 @@
 //!   whose last, default handler answers `service-unavailable` for chat/normal and drops the rest.
 
 mod sessions;
-mod task;
 
 pub use sessions::{Resource, SessionManager};
-pub use task::{run_on, task_acc, ShardTask, TaskFn};
 
 use crate::c2s::BindError;
 use crate::hooks::{Acc, HookCtx, HookResult, Hooks, SessionEvent};
 use crate::jid::FullJid;
-use crate::shard::{home_shard, ConnMsg, SessionRef, Shard, ShardMsg};
+use crate::shard::{home_shard, ConnMsg, SessionRef, Shard, ShardId, ShardMsg};
 use crate::xml::StanzaKind;
 use crate::xmpp::{StanzaErrorCondition, StreamErrorCondition};
 
@@ -45,12 +43,14 @@ pub struct PresenceUpdate {
     pub initial: bool,
 }
 
+/// Runs `f` on shard `to`: now when `to` is this shard, otherwise over the mesh (a control message,
+/// in order with this shard's other traffic to `to`).
+pub fn run_on(shard: &mut Shard, to: ShardId, f: crate::hooks::OnShard) {
+    shard.send_to_shard(to, ShardMsg::Run(f));
+}
+
 /// `ejabberd_sm:route`: forwards to the home shard, or picks the resources there and delivers.
 pub fn route(shard: &mut Shard, acc: Acc) {
-    // Module tasks (`run_on`) ride the same path as stanzas; they end here.
-    let Some(acc) = task::intercept(shard, acc) else {
-        return;
-    };
     // Fast path: a full JID bound on this very shard is delivered without the home-shard hop. Its
     // path is fixed while the session lives, so per-sender order holds; error and IQ replies to local
     // senders never cross a ring (and so are never lost to a full one).

@@ -105,13 +105,10 @@ fn on_register(ev: &mut SessionEvent, ctx: &mut HookCtx<'_>) -> HookResult {
     let user = ev.jid.bare();
     let list = ctx.ext.get_or_default::<HomeLists>().get(&user);
     let (u, j, s) = (user.clone(), ev.jid.clone(), ev.session);
-    let task = crate::sm::task_acc(
+    ctx.run_on(
         ev.session.shard,
-        &user,
-        ctx.shard,
         Box::new(move |shard| state::install(shard, &u, &j, Some(s), list)),
     );
-    ctx.route(task);
     HookResult::Continue
 }
 
@@ -119,13 +116,10 @@ fn on_register(ev: &mut SessionEvent, ctx: &mut HookCtx<'_>) -> HookResult {
 fn on_remove(ev: &mut SessionEvent, ctx: &mut HookCtx<'_>) -> HookResult {
     let user = ev.jid.bare();
     let (u, j, s) = (user.clone(), ev.jid.clone(), ev.session);
-    let task = crate::sm::task_acc(
+    ctx.run_on(
         ev.session.shard,
-        &user,
-        ctx.shard,
         Box::new(move |shard| state::uninstall(shard, &u, &j, s)),
     );
-    ctx.route(task);
     HookResult::Continue
 }
 
@@ -341,7 +335,6 @@ fn changed(
             crate::sm::run_on(
                 shard,
                 home,
-                &user,
                 Box::new(move |home_shard| {
                     let id = home_shard.id;
                     let version = list.version;

@@ -156,12 +156,7 @@ pub fn publish(
         .collect();
     for (jid, session) in resources {
         let (u, l) = (user.clone(), list.clone());
-        crate::sm::run_on(
-            shard,
-            session.shard,
-            user,
-            Box::new(move |s| refresh(s, &u, l)),
-        );
+        crate::sm::run_on(shard, session.shard, Box::new(move |s| refresh(s, &u, l)));
         crate::sm::route(shard, push(&jid));
     }
 }
