@@ -386,6 +386,13 @@ impl Jid {
     pub fn bare(&self) -> BareJid {
         BareJid(self.0.bare())
     }
+    /// The bare part as a string slice (no allocation; `HashMap<BareJid, _>` looks up by `&str`).
+    pub fn bare_str(&self) -> &str {
+        match self.0.slash {
+            0 => &self.0.s,
+            n => &self.0.s[..usize::from(n)],
+        }
+    }
     /// The prepared string form.
     pub fn as_str(&self) -> &str {
         &self.0.s

@@ -13,8 +13,8 @@ mod shutdown;
 pub use cpus::allowed_cpus;
 pub use shutdown::ShutdownFlag;
 
+use ahash::HashSet;
 use std::cell::RefCell;
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;

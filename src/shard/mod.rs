@@ -12,11 +12,11 @@ mod mailbox;
 mod msg;
 
 pub use ext::Extensions;
-pub use ids::{home_shard, ConnId, SessionRef, ShardId};
+pub use ids::{home_shard, home_shard_of, ConnId, SessionRef, ShardId};
 pub use mailbox::{Mailbox, MailboxFull};
 pub use msg::{ConnMsg, ShardMsg};
 
-use std::collections::HashSet;
+use ahash::HashSet;
 use std::rc::Rc;
 
 use ahash::{HashMap, HashMapExt};
@@ -90,7 +90,7 @@ impl Shard {
             hooks: Hooks::default(),
             iq: IqHandlers::default(),
             routing_modules,
-            local_routes: HashSet::new(),
+            local_routes: HashSet::default(),
             sm: SessionManager::default(),
             conns: HashMap::new(),
             local_sessions: HashMap::new(),
