@@ -5,6 +5,7 @@
 //! stanzas a handler wants to send are queued on the [`HookCtx`] and routed after the run.
 
 mod acc;
+pub mod clock;
 
 pub use acc::{Acc, AccData};
 

@@ -371,7 +371,9 @@ impl Driver {
                 match Pin::new(&mut *stream).poll_read(cx, &mut buf[..]) {
                     Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Wake::Eof),
                     Poll::Ready(Ok(n)) => {
-                        self.c2s.handle_input(&buf[..n], Instant::now());
+                        let now = Instant::now();
+                        crate::hooks::clock::set_now(now);
+                        self.c2s.handle_input(&buf[..n], now);
                         return Poll::Ready(Wake::Progress);
                     }
                     Poll::Pending => {}

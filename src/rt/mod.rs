@@ -265,6 +265,7 @@ async fn run_shard(
         let ctx = ctx.clone();
         tasks.push(glommio::spawn_local(async move {
             while let Some(msg) = rx.recv().await {
+                crate::hooks::clock::set_now(std::time::Instant::now());
                 ctx.shard.borrow_mut().handle_msg(msg);
                 ctx.flush();
                 glommio::yield_if_needed().await;
