@@ -69,6 +69,8 @@ pub struct C2sConfig {
     /// In-band registration (XEP-0077) is on: `<register/>` is offered and registration IQs before
     /// authentication go to the driver as [`C2sEvent::PreAuthIq`].
     pub register: bool,
+    /// Client State Indication (XEP-0352) is on: `<csi/>` is offered after authentication.
+    pub csi: bool,
 }
 
 /// What the state machine knows about the peer.

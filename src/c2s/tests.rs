@@ -78,6 +78,7 @@ fn config(mode: TlsMode) -> C2sConfig {
         ping_interval: Duration::ZERO,
         ping_timeout: Duration::from_secs(32),
         register: false,
+        csi: false,
     }
 }
 

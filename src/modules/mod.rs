@@ -36,6 +36,8 @@ pub struct C2sModuleOptions {
     pub ping_timeout: Duration,
     /// `[modules.register]` is present: registration before authentication is allowed.
     pub register: bool,
+    /// `[modules.csi]` is present: Client State Indication is offered.
+    pub csi: bool,
 }
 
 /// Validates the options of the modules in this file and returns what the c2s needs; called once
@@ -48,6 +50,7 @@ pub fn c2s_options(config: &Config) -> Result<C2sModuleOptions, OptionError> {
         ping_interval: ping.interval,
         ping_timeout: ping.timeout,
         register: config.modules.contains_key("register"),
+        csi: config.modules.contains_key("csi"),
     })
 }
 
