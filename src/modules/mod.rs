@@ -1,6 +1,8 @@
 //! Server modules (MongooseIM's `mod_*`): each registers hook handlers and IQ handlers on a shard at
 //! start-up, from its `[modules.NAME]` table in `petrel.toml`.
 
+pub mod carbons;
+pub mod csi;
 pub mod disco;
 pub mod last;
 #[cfg(test)]
@@ -24,7 +26,7 @@ use crate::shard::Shard;
 
 /// Modules petrel knows, in start order (disco last: it advertises what the others registered).
 pub const KNOWN: &[&str] = &[
-    "roster", "presence", "ping", "version", "time", "last", "register", "disco",
+    "roster", "presence", "ping", "version", "time", "last", "register", "csi", "carbons", "disco",
 ];
 
 /// What the c2s listeners take from the module configuration.
@@ -46,6 +48,8 @@ pub fn c2s_options(config: &Config) -> Result<C2sModuleOptions, OptionError> {
     let ping = ping::options(config.modules.get("ping"))?;
     version::options(config.modules.get("version"))?;
     register::options(config.modules.get("register"))?;
+    csi::options(config.modules.get("csi"))?;
+    options::Options::new("carbons", config.modules.get("carbons")).only(&[])?;
     Ok(C2sModuleOptions {
         ping_interval: ping.interval,
         ping_timeout: ping.timeout,
@@ -84,6 +88,9 @@ pub fn start(config: &Config, shard: &mut Shard) {
                 register::options(Some(table)).unwrap_or_default(),
                 config.auth.scram_iterations,
             ),
+            // Options were validated by `c2s_options` before the shards started.
+            "csi" => csi::start(shard, csi::options(Some(table)).unwrap_or_default()),
+            "carbons" => carbons::start(shard, &hosts),
             "disco" => disco::start(shard, &hosts),
             _ => {}
         }
