@@ -260,13 +260,15 @@ fn presend(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
         Mode::Inactive => match hold_key(acc) {
             Some(key) => {
                 sess.queue.retain(|h| h.key != key);
-                let held = std::mem::replace(acc, acc.fork());
-                sess.queue.push(Held { key, acc: held });
-                if sess.queue.len() > max {
-                    // The bound: everything goes out now, in order (the new stanza last).
+                if sess.queue.len() >= max {
+                    // The bound: everything goes out now, in order, this stanza last.
                     let queue = std::mem::take(&mut sess.queue);
                     release(acc, queue);
+                    acc.put(PASS, Pass);
+                    return HookResult::Stop;
                 }
+                let held = std::mem::replace(acc, acc.fork());
+                sess.queue.push(Held { key, acc: held });
                 HookResult::Stop
             }
             None if sess.queue.is_empty() => HookResult::Continue,
@@ -300,7 +302,7 @@ fn hold_key(acc: &Acc) -> Option<(StanzaKind, String)> {
         StanzaKind::Message => chat_state_only(&acc.stanza),
         _ => false,
     };
-    ok.then(|| (kind, acc.stanza.from().unwrap_or_default().into_owned()))
+    ok.then(|| (kind, acc.from.as_str().to_owned()))
 }
 
 /// A message that carries only chat states (XEP-0085): no body, no subject, no other payload.
