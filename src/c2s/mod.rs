@@ -69,8 +69,9 @@ pub struct C2sConfig {
     /// In-band registration (XEP-0077) is on: `<register/>` is offered and registration IQs before
     /// authentication go to the driver as [`C2sEvent::PreAuthIq`].
     pub register: bool,
-    /// Client State Indication (XEP-0352) is on: `<csi/>` is offered after authentication.
-    pub csi: bool,
+    /// Extra `<stream:features/>` children offered after authentication, pre-rendered by the modules
+    /// that are on (roster versioning, pre-approval, stream management, CSI...).
+    pub post_auth_features: Vec<u8>,
 }
 
 /// What the state machine knows about the peer.

@@ -67,6 +67,7 @@ fn client_config(tls12_only: bool) -> Arc<ClientConfig> {
 
 fn config(mode: TlsMode) -> C2sConfig {
     C2sConfig {
+        post_auth_features: Vec::new(),
         hosts: vec![HOST.to_string(), "other.org".to_string()],
         tls_mode: mode,
         tls: Some(pki().server.clone()),
@@ -78,7 +79,6 @@ fn config(mode: TlsMode) -> C2sConfig {
         ping_interval: Duration::ZERO,
         ping_timeout: Duration::from_secs(32),
         register: false,
-        csi: false,
     }
 }
 

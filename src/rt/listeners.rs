@@ -49,7 +49,7 @@ pub fn c2s_listener(
             ping_interval: modules.ping_interval,
             ping_timeout: modules.ping_timeout,
             register: modules.register,
-            csi: modules.csi,
+            post_auth_features: modules.post_auth_features.clone(),
         }),
     })
 }

@@ -252,12 +252,17 @@ impl Shard {
                 priority,
             } => crate::sm::set_presence(self, jid, session, priority),
             ShardMsg::Conn(conn, msg) => self.deliver_local(conn, msg),
+            ShardMsg::Run(f) => f(self),
         }
         self.drain_to_route();
     }
 
     /// Routes the stanzas handlers queued on the hook context.
     pub(crate) fn drain_to_route(&mut self) {
+        // Tasks for other shards leave first, in the order handlers queued them.
+        for (to, f) in std::mem::take(&mut self.fx.tasks) {
+            self.send_to_shard(to, ShardMsg::Run(f));
+        }
         // Bounded: a handler reacting to its own output could loop; 1024 generated stanzas per step is
         // far above any legitimate fan-out of one input.
         let mut budget = 1024;

@@ -19,7 +19,7 @@ pub use sessions::{Resource, SessionManager};
 use crate::c2s::BindError;
 use crate::hooks::{Acc, HookCtx, HookResult, Hooks, SessionEvent};
 use crate::jid::FullJid;
-use crate::shard::{home_shard, ConnMsg, SessionRef, Shard, ShardMsg};
+use crate::shard::{home_shard, ConnMsg, SessionRef, Shard, ShardId, ShardMsg};
 use crate::xml::StanzaKind;
 use crate::xmpp::{StanzaErrorCondition, StreamErrorCondition};
 
@@ -41,6 +41,12 @@ pub struct PresenceUpdate {
     pub priority: Option<i8>,
     /// Set on the home shard: the session was not available before (initial presence).
     pub initial: bool,
+}
+
+/// Runs `f` on shard `to`: now when `to` is this shard, otherwise over the mesh (a control message,
+/// in order with this shard's other traffic to `to`).
+pub fn run_on(shard: &mut Shard, to: ShardId, f: crate::hooks::OnShard) {
+    shard.send_to_shard(to, ShardMsg::Run(f));
 }
 
 /// `ejabberd_sm:route`: forwards to the home shard, or picks the resources there and delivers.
