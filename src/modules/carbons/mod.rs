@@ -1,8 +1,8 @@
 //! `mod_carbons`: Message Carbons (XEP-0280).
 //!
 //! **State**: which sessions enabled carbons lives on the HOME shard of the user's bare JID, beside its
-//! resources in the session manager ([`CarbonsHome`]). The enable/disable IQ is answered on the
-//! sender's shard (account IQ), which sends the change to the home shard as an internal carrier; the
+//! resources in the session manager ([`CarbonsHome`]). The enable/disable IQ is received on the
+//! sender's shard (account IQ), which sends the change to the home shard as a mesh task (`run_on`); the
 //! home shard records it and only then answers the IQ, so a client that has the result knows its
 //! next message is copied. A session leaving the session manager leaves the list
 //! (`sm_remove_connection`, on the home shard).
@@ -33,7 +33,6 @@
 //! there: the copy is addressed to the vanished full JID, and delivering it "as if bare" would hand a
 //! duplicate to a resource that has its own copy.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use ahash::HashMap;
@@ -42,7 +41,7 @@ use crate::c2s::route::{Receiver, WantReceiver, RECEIVER};
 use crate::hooks::{Acc, HookCtx, HookResult, SessionEvent};
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::local::IqReply;
-use crate::shard::{ConnMsg, SessionRef, Shard, ShardId};
+use crate::shard::{home_shard, ConnMsg, SessionRef, Shard, ShardId};
 use crate::sm::Targets;
 use crate::xml::{Element, Stanza, StanzaKind};
 use crate::xmpp::{ns, StanzaErrorCondition};
@@ -58,10 +57,6 @@ pub const NS_FORWARD: &str = "urn:xmpp:forward:0";
 const NS_HINTS: &str = "urn:xmpp:hints";
 /// MUC user extension (private messages from rooms carry it).
 const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
-/// Namespace of the internal carrier (never written to a socket).
-const NS_OP: &str = "urn:xmpp:petrel:internal:carbons";
-/// Scratch key of the [`Op`] a carrier holds.
-const OP: &str = "carbons.op";
 /// Scratch key marking a carbon copy.
 const COPY: &str = "carbons.copy";
 
@@ -74,8 +69,6 @@ enum Op {
     /// `receiver` got `msg`: `<received/>` copies.
     Received { receiver: FullJid, msg: Stanza },
 }
-
-type OpCell = RefCell<Option<Op>>;
 
 /// Scratch marker of a carbon copy.
 struct CopyMarker;
@@ -97,18 +90,28 @@ impl CarbonsHome {
 pub fn start(shard: &mut Shard, hosts: &[String]) {
     shard.ext.get_or_default::<WantReceiver>();
     shard.ext.get_or_default::<CarbonsHome>();
+    let n = shard.shards;
     for host in hosts {
-        shard
-            .iq
-            .register_account(host, NS_CARBONS, Rc::new(enable_iq));
+        shard.iq.register_account(
+            host,
+            NS_CARBONS,
+            Rc::new(move |acc: &Acc, el: &Element, ctx: &mut HookCtx<'_>| {
+                enable_iq(acc, el, ctx, n)
+            }),
+        );
         crate::modules::disco::add_server_feature(&mut shard.ext, host, NS_CARBONS);
     }
     // Late: a message a filter stopped (blocking, privacy) is not copied.
-    shard.hooks.user_send_message.add(90, "carbons", on_send);
-    shard
-        .hooks
-        .user_receive_message
-        .add(90, "carbons", on_receive);
+    shard.hooks.user_send_message.add(
+        90,
+        "carbons",
+        move |acc: &mut Acc, ctx: &mut HookCtx<'_>| on_send(acc, ctx, n),
+    );
+    shard.hooks.user_receive_message.add(
+        90,
+        "carbons",
+        move |acc: &mut Acc, ctx: &mut HookCtx<'_>| on_receive(acc, ctx, n),
+    );
     shard.hooks.sm_remove_connection.add(
         50,
         "carbons",
@@ -128,7 +131,7 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
 }
 
 /// The enable/disable IQ (to the user's own bare JID, §4-5).
-fn enable_iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {
+fn enable_iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>, shards: usize) -> IqReply {
     let Ok(jid) = acc.from.clone().try_into_full() else {
         return IqReply::Error(StanzaErrorCondition::Forbidden);
     };
@@ -145,10 +148,7 @@ fn enable_iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {
         _ => return IqReply::Error(StanzaErrorCondition::BadRequest),
     };
     let reply = result_reply(acc, ctx.shard);
-    let user = jid.bare();
-    if let Some(c) = carrier(&user, Op::Set { jid, on, reply }, ctx.shard) {
-        ctx.route(c);
-    }
+    to_home(ctx, shards, Op::Set { jid, on, reply });
     // The home shard answers once the state is recorded.
     IqReply::NoReply
 }
@@ -171,27 +171,24 @@ fn result_reply(req: &Acc, shard: ShardId) -> Acc {
 }
 
 /// `user_send_message` (sender's shard): `<sent/>` copies are made on the sender's home shard.
-fn on_send(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
+fn on_send(acc: &mut Acc, ctx: &mut HookCtx<'_>, shards: usize) -> HookResult {
     if !eligible(&acc.stanza) {
         return HookResult::Continue;
     }
     let Ok(sender) = acc.from.clone().try_into_full() else {
         return HookResult::Continue;
     };
-    let user = sender.bare();
     let op = Op::Sent {
         sender,
         msg: acc.stanza.clone(),
     };
-    if let Some(c) = carrier(&user, op, ctx.shard) {
-        ctx.route(c);
-    }
+    to_home(ctx, shards, op);
     HookResult::Continue
 }
 
 /// `user_receive_message` (receiving connection's shard): a message to this very full JID gets
 /// `<received/>` copies from the home shard; bare-JID messages were copied there already.
-fn on_receive(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
+fn on_receive(acc: &mut Acc, ctx: &mut HookCtx<'_>, shards: usize) -> HookResult {
     if acc.get::<CopyMarker>(COPY).is_some() {
         return HookResult::Continue;
     }
@@ -201,34 +198,30 @@ fn on_receive(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     if acc.to.as_str() != receiver.jid.as_str() || !eligible(&acc.stanza) {
         return HookResult::Continue;
     }
-    let receiver = receiver.jid.clone();
-    let user = receiver.bare();
     let op = Op::Received {
-        receiver,
+        receiver: receiver.jid.clone(),
         msg: acc.stanza.clone(),
     };
-    if let Some(c) = carrier(&user, op, ctx.shard) {
-        ctx.route(c);
-    }
+    to_home(ctx, shards, op);
     HookResult::Continue
 }
 
-/// An internal stanza carrying `op` to the home shard of `user` (routed like a stanza to the bare
-/// JID; a non-stanza element, so no stanza hook acts on it).
-fn carrier(user: &BareJid, op: Op, shard: ShardId) -> Option<Acc> {
-    let server = Jid::parse(user.domain()).ok()?;
-    let stanza = Stanza::from_element(&Element::new("op", NS_OP));
-    let mut acc = Acc::new(stanza, server, Jid::from(user.clone()), shard);
-    acc.put(OP, OpCell::new(Some(op)));
-    Some(acc)
+/// Runs `op` on the home shard of the user it concerns (over the mesh, in order with this shard's
+/// other traffic there).
+fn to_home(ctx: &mut HookCtx<'_>, shards: usize, op: Op) {
+    let user = match &op {
+        Op::Set { jid, .. } => jid.bare(),
+        Op::Sent { sender, .. } => sender.bare(),
+        Op::Received { receiver, .. } => receiver.bare(),
+    };
+    ctx.run_on(
+        home_shard(&user, shards),
+        Box::new(move |shard: &mut Shard| run_op(shard, op)),
+    );
 }
 
-/// Home handler: carries out carriers, drops re-routed copies, copies bare-JID messages.
+/// Home handler: drops re-routed copies, copies bare-JID messages.
 fn home(shard: &mut Shard, acc: Acc) -> Option<Acc> {
-    if let Some(op) = acc.get::<OpCell>(OP).and_then(|c| c.borrow_mut().take()) {
-        run_op(shard, op);
-        return None;
-    }
     if acc.get::<CopyMarker>(COPY).is_some() {
         return None;
     }
