@@ -2,6 +2,8 @@
 //! start-up, from its `[modules.NAME]` table in `petrel.toml`.
 
 pub mod blocking;
+pub mod carbons;
+pub mod csi;
 pub mod disco;
 pub mod last;
 #[cfg(test)]
@@ -29,7 +31,7 @@ use crate::shard::Shard;
 /// Modules petrel knows, in start order (disco last: it advertises what the others registered).
 pub const KNOWN: &[&str] = &[
     "roster", "presence", "ping", "version", "time", "last", "register", "offline", "blocking",
-    "private", "vcard", "disco",
+    "private", "vcard", "csi", "carbons", "disco",
 ];
 
 /// What the c2s listeners take from the module configuration.
@@ -54,6 +56,9 @@ fn post_auth_features(config: &Config) -> Vec<u8> {
         }
         out.extend_from_slice(b"<sub xmlns='urn:xmpp:features:pre-approval'/>");
     }
+    if config.modules.contains_key("csi") {
+        out.extend_from_slice(b"<csi xmlns='urn:xmpp:csi:0'/>");
+    }
     out
 }
 
@@ -63,6 +68,8 @@ pub fn c2s_options(config: &Config) -> Result<C2sModuleOptions, OptionError> {
     let ping = ping::options(config.modules.get("ping"))?;
     version::options(config.modules.get("version"))?;
     register::options(config.modules.get("register"))?;
+    csi::options(config.modules.get("csi"))?;
+    options::Options::new("carbons", config.modules.get("carbons")).only(&[])?;
     Ok(C2sModuleOptions {
         ping_interval: ping.interval,
         ping_timeout: ping.timeout,
@@ -127,6 +134,15 @@ pub fn start(config: &Config, shard: &mut Shard) {
                 private::Options::from_table(table).map(|o| private::start(shard, &hosts, &o))
             }
             "vcard" => vcard::Options::from_table(table).map(|o| vcard::start(shard, &hosts, &o)),
+            // Options were validated by `c2s_options` before the shards started.
+            "csi" => {
+                csi::start(shard, csi::options(Some(table)).unwrap_or_default());
+                Ok(())
+            }
+            "carbons" => {
+                carbons::start(shard, &hosts);
+                Ok(())
+            }
             "disco" => {
                 for host in &hosts {
                     for f in im_storage_features(config) {

@@ -232,8 +232,14 @@ impl Driver {
                     self.ctx.shard.borrow_mut().reroute(acc);
                     return;
                 }
-                let acc = c2s_route::user_receive(&mut self.ctx.shard.borrow_mut(), acc);
-                if let Some(acc) = acc {
+                let out = match self.session.borrow().as_ref() {
+                    Some(sess) => {
+                        c2s_route::user_receive_at(&mut self.ctx.shard.borrow_mut(), sess, acc)
+                    }
+                    None => return,
+                };
+                // Stanzas a presend handler released (CSI) come first, in order.
+                for acc in out {
                     if self.c2s.has_room(acc.stanza.bytes().len()) {
                         // Cannot fail: has_room said the bytes fit.
                         let _ = self.c2s.deliver_owned(acc.into_stanza().into_bytes());
