@@ -247,7 +247,7 @@ fn home(shard: &mut Shard, acc: Acc) -> Option<Acc> {
     if !eligible(&acc.stanza) {
         return Some(acc);
     }
-    let Targets::Deliver(got) = shard.sm.bare_targets(&bare, &acc) else {
+    let Targets::Deliver(got) = shard.sm.bare_targets(bare.as_str(), &acc) else {
         return Some(acc);
     };
     let Some(msg) = acc.stanza.tree().ok() else {
