@@ -21,7 +21,19 @@ pub struct Session {
     pub session: SessionRef,
     /// `Some(priority)` after initial presence, `None` while not available.
     pub presence: Option<i8>,
+    /// Presence stanzas this session may still send right now (flood limit, see [`PRESENCE_BURST`]).
+    presence_budget: f32,
+    /// When `presence_budget` was last refilled.
+    budget_at: std::time::Instant,
 }
+
+/// Presence flood limit per session: a burst of this many presences (joining many rooms, a roster of
+/// directed presences), then [`PRESENCE_PER_SEC`] a second. Each presence fans out to every contact, so
+/// a flood costs the server far more than it costs the client; past the limit the client gets
+/// `policy-violation` errors and nothing is broadcast.
+pub const PRESENCE_BURST: f32 = 30.0;
+/// Sustained presence rate per session.
+pub const PRESENCE_PER_SEC: f32 = 2.0;
 
 impl Session {
     /// A freshly bound session (not yet available).
@@ -31,6 +43,22 @@ impl Session {
             jid,
             session,
             presence: None,
+            presence_budget: PRESENCE_BURST,
+            budget_at: crate::hooks::clock::now(),
+        }
+    }
+
+    /// Takes one presence from the flood budget; false when the session is over the limit.
+    fn spend_presence(&mut self) -> bool {
+        let now = crate::hooks::clock::now();
+        let refill = now.saturating_duration_since(self.budget_at).as_secs_f32() * PRESENCE_PER_SEC;
+        self.budget_at = now;
+        self.presence_budget = (self.presence_budget + refill).min(PRESENCE_BURST);
+        if self.presence_budget >= 1.0 {
+            self.presence_budget -= 1.0;
+            true
+        } else {
+            false
         }
     }
 }
@@ -59,6 +87,10 @@ pub fn user_send(shard: &mut Shard, sess: &mut Session, stanza: Stanza) -> SendO
             }
         },
     };
+    if kind == StanzaKind::Presence && !sess.spend_presence() {
+        presence_flood(shard, sess, stanza);
+        return SendOutcome::Continue;
+    }
     // No `to`: the stanza is for the sender's own account (RFC 6120 §10.3).
     let broadcast_presence = kind == StanzaKind::Presence && to.is_none();
     let to = to.unwrap_or_else(|| Jid::from(sess.jid.bare()));
@@ -135,13 +167,22 @@ pub fn presence_priority(stanza: &Stanza) -> i8 {
         .unwrap_or(0)
 }
 
+/// Answers a presence over the flood limit with `policy-violation`, from the sender's own domain.
+fn presence_flood(shard: &mut Shard, sess: &Session, stanza: Stanza) {
+    bounce_from_domain(shard, sess, stanza, StanzaErrorCondition::PolicyViolation);
+}
+
 fn jid_malformed(shard: &mut Shard, sess: &Session, stanza: Stanza) {
-    // The reply comes from the sender's own domain: the malformed `to` cannot be an address.
+    bounce_from_domain(shard, sess, stanza, StanzaErrorCondition::JidMalformed);
+}
+
+fn bounce_from_domain(shard: &mut Shard, sess: &Session, stanza: Stanza, cond: StanzaErrorCondition) {
+    // The reply comes from the sender's own domain (a malformed `to` cannot be an address).
     let Ok(domain) = Jid::parse(sess.jid.domain()) else {
         return;
     };
     let acc = Acc::new(stanza, sess.from.clone(), domain, shard.id);
-    shard.bounce(&acc, StanzaErrorCondition::JidMalformed);
+    shard.bounce(&acc, cond);
     shard.drain_to_route();
 }
 
