@@ -333,7 +333,9 @@ fn presence_flood_is_answered_with_policy_violation() {
     let server = Server::start(1, &["alice"]);
     let mut a = server.login("alice", "a", Some(0));
     for i in 0..100 {
-        a.send(&format!("<presence id='f{i}'><status>{i}</status></presence>"));
+        a.send(&format!(
+            "<presence id='f{i}'><status>{i}</status></presence>"
+        ));
     }
     a.sync();
     let text = String::from_utf8_lossy(&a.raw).into_owned();

@@ -176,7 +176,12 @@ fn jid_malformed(shard: &mut Shard, sess: &Session, stanza: Stanza) {
     bounce_from_domain(shard, sess, stanza, StanzaErrorCondition::JidMalformed);
 }
 
-fn bounce_from_domain(shard: &mut Shard, sess: &Session, stanza: Stanza, cond: StanzaErrorCondition) {
+fn bounce_from_domain(
+    shard: &mut Shard,
+    sess: &Session,
+    stanza: Stanza,
+    cond: StanzaErrorCondition,
+) {
     // The reply comes from the sender's own domain (a malformed `to` cannot be an address).
     let Ok(domain) = Jid::parse(sess.jid.domain()) else {
         return;

@@ -28,6 +28,8 @@ const CLOSE_FLUSH: Duration = Duration::from_secs(5);
 enum Pending {
     Secrets(Option<ScramSecrets>),
     Plain(bool),
+    /// The store could not answer (queue full, failure): temporary-auth-failure.
+    Unavailable,
     /// The `<iq/>` answering a registration before authentication.
     PreAuth(Vec<u8>),
 }
@@ -131,6 +133,7 @@ impl Driver {
                 }
                 Wake::Pending(Pending::Secrets(s)) => self.c2s.provide_secrets(s),
                 Wake::Pending(Pending::Plain(ok)) => self.c2s.plain_verified(ok),
+                Wake::Pending(Pending::Unavailable) => self.c2s.auth_unavailable(),
                 Wake::Pending(Pending::PreAuth(iq)) => self.c2s.preauth_reply(&iq),
                 Wake::Timer => {
                     self.timer = None;
@@ -173,14 +176,17 @@ impl Driver {
         match ev {
             C2sEvent::NeedSecrets { username } => {
                 let jid = BareJid::new(Some(&username), self.c2s.domain());
-                let call = jid.ok().map(|jid| {
-                    self.ctx
-                        .store
-                        .call(move |store| store.get_secrets(&jid).ok().flatten())
-                });
+                let call = jid
+                    .ok()
+                    .map(|jid| self.ctx.store.call(move |store| store.get_secrets(&jid)));
                 self.pending = Some(Box::pin(async move {
                     match call {
-                        Some(call) => Pending::Secrets(call.await.ok().flatten()),
+                        Some(call) => match call.await {
+                            Ok(Ok(secrets)) => Pending::Secrets(secrets),
+                            // Busy, closed or failing store: a temporary failure, not "no such user".
+                            Ok(Err(_)) | Err(_) => Pending::Unavailable,
+                        },
+                        // Not a valid localpart: no such user.
                         None => Pending::Secrets(None),
                     }
                 }));
@@ -190,12 +196,17 @@ impl Driver {
                 let call = jid.ok().map(|jid| {
                     self.ctx.store.call(move |store| {
                         // PBKDF2 runs here, on the pool thread, never on the shard.
-                        matches!(store.get_secrets(&jid), Ok(Some(s)) if s.verify_plain(&password))
+                        store
+                            .get_secrets(&jid)
+                            .map(|s| s.is_some_and(|s| s.verify_plain(&password)))
                     })
                 });
                 self.pending = Some(Box::pin(async move {
                     match call {
-                        Some(call) => Pending::Plain(call.await.unwrap_or(false)),
+                        Some(call) => match call.await {
+                            Ok(Ok(ok)) => Pending::Plain(ok),
+                            Ok(Err(_)) | Err(_) => Pending::Unavailable,
+                        },
                         None => Pending::Plain(false),
                     }
                 }));
