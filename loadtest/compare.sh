@@ -23,6 +23,8 @@ SCENARIO=${SCENARIO:-max}
 USERS=${USERS:-1000}
 DURATION=${DURATION:-10}
 WINDOW=${WINDOW:-16}
+# Slow servers need time to drain a closed loop's in-flight window before "lost" is counted.
+GRACE=${GRACE:-10}
 INTERVAL_MS=${INTERVAL_MS:-20000}
 PASSWORD=${PASSWORD:-password}
 DOMAIN=${DOMAIN:-localhost}
@@ -46,7 +48,7 @@ run_load() {
     local target=$1 port=$2 pid=$3; shift 3
     local args=("$SCENARIO" --server "127.0.0.1:$port" --domain "$DOMAIN" --users "$USERS"
         --password "$PASSWORD" --duration "$DURATION" --window "$WINDOW" --interval-ms "$INTERVAL_MS"
-        --cpus "$LOAD_CPUS" --mech "$MECH" --quiet --json "$OUT/$target.json")
+        --cpus "$LOAD_CPUS" --mech "$MECH" --grace "$GRACE" --quiet --json "$OUT/$target.json")
     [ "$SCENARIO" = idle ] && [ -n "$pid" ] && args+=(--server-pid "$pid")
     # shellcheck disable=SC2086
     "$LOAD" "${args[@]}" "$@" $EXTRA > "$OUT/$target.txt" 2>&1
