@@ -9,8 +9,9 @@
 # Environment (defaults):
 #   SCENARIO=max USERS=1000 DURATION=10 WINDOW=16 INTERVAL_MS=20000 PASSWORD=password
 #   DOMAIN=localhost SERVER_CPUS=0 LOAD_CPUS=1 MECH=PLAIN EXTRA="" (more petrel-load args)
-#   TARGETS="relay petrel prosody ejabberd"
-#   PETREL_CONFIG=<petrel.toml>  (petrel is skipped without it) PETREL_PORT=5222
+#   TARGETS="relay petrel petrel-s2 prosody ejabberd"
+#   PETREL_CONFIG=<petrel.toml> (default: one written under OUT) PETREL_PORT=5222
+#   targets petrel (1 shard on SERVER_CPUS) and petrel-sN (N shards on SERVER_CPUS_N, default 0-(N-1))
 #   RELAY_PORT=25300; Prosody and ejabberd ports: see peers/*.sh (15222, 25222)
 # Results: one JSON report per target under OUT=/tmp/petrel-compare.
 set -uo pipefail
@@ -22,6 +23,8 @@ SCENARIO=${SCENARIO:-max}
 USERS=${USERS:-1000}
 DURATION=${DURATION:-10}
 WINDOW=${WINDOW:-16}
+# Slow servers need time to drain a closed loop's in-flight window before "lost" is counted.
+GRACE=${GRACE:-10}
 INTERVAL_MS=${INTERVAL_MS:-20000}
 PASSWORD=${PASSWORD:-password}
 DOMAIN=${DOMAIN:-localhost}
@@ -29,8 +32,8 @@ SERVER_CPUS=${SERVER_CPUS:-0}
 LOAD_CPUS=${LOAD_CPUS:-1}
 MECH=${MECH:-PLAIN}
 EXTRA=${EXTRA:-}
-TARGETS=${TARGETS:-relay petrel prosody ejabberd}
-PETREL_PORT=${PETREL_PORT:-5222}
+TARGETS=${TARGETS:-relay petrel petrel-s2 prosody ejabberd}
+PETREL_PORT=${PETREL_PORT:-35222}
 RELAY_PORT=${RELAY_PORT:-25300}
 OUT=${OUT:-/tmp/petrel-compare}
 export DOMAIN PASSWORD PETREL_LOAD=$LOAD
@@ -45,7 +48,7 @@ run_load() {
     local target=$1 port=$2 pid=$3; shift 3
     local args=("$SCENARIO" --server "127.0.0.1:$port" --domain "$DOMAIN" --users "$USERS"
         --password "$PASSWORD" --duration "$DURATION" --window "$WINDOW" --interval-ms "$INTERVAL_MS"
-        --cpus "$LOAD_CPUS" --mech "$MECH" --quiet --json "$OUT/$target.json")
+        --cpus "$LOAD_CPUS" --mech "$MECH" --grace "$GRACE" --quiet --json "$OUT/$target.json")
     [ "$SCENARIO" = idle ] && [ -n "$pid" ] && args+=(--server-pid "$pid")
     # shellcheck disable=SC2086
     "$LOAD" "${args[@]}" "$@" $EXTRA > "$OUT/$target.txt" 2>&1
@@ -62,14 +65,37 @@ for t in $TARGETS; do
         wait_port "$RELAY_PORT" && run_load relay "$RELAY_PORT" "$rpid" --relay
         kill "$rpid"; wait "$rpid" 2>/dev/null
         ;;
-    petrel)
-        if [ ! -x "$PETREL" ] || [ -z "${PETREL_CONFIG:-}" ]; then
-            echo "petrel: skipped (needs $PETREL and PETREL_CONFIG)" >&2; continue
+    petrel|petrel-s*)
+        # petrel = 1 shard on SERVER_CPUS; petrel-sN = N shards on SERVER_CPUS_N (default "0-(N-1)").
+        shards=1; cpus=$SERVER_CPUS
+        if [ "$t" != petrel ]; then
+            shards=${t#petrel-s}
+            var="SERVER_CPUS_$shards"; cpus=${!var:-0-$((shards - 1))}
         fi
-        for i in $(seq 1 "$USERS"); do "$PETREL" user add "user$i@$DOMAIN" "$PASSWORD" --config "$PETREL_CONFIG" >/dev/null 2>&1; done
-        taskset -c "$SERVER_CPUS" "$PETREL" serve --config "$PETREL_CONFIG" >"$OUT/petrel.log" 2>&1 &
+        if [ ! -x "$PETREL" ]; then (cd "$ROOT" && cargo build --release -p petrel) || continue; fi
+        config=${PETREL_CONFIG:-$OUT/petrel.toml}
+        if [ -z "${PETREL_CONFIG:-}" ]; then
+            cat > "$config" <<CONF
+[general]
+hosts = ["$DOMAIN"]
+data_dir = "$OUT/petrel-data"
+loglevel = "warn"
+[auth]
+scram_iterations = 4096
+[[listen.c2s]]
+port = $PETREL_PORT
+ip_address = "127.0.0.1"
+tls = "starttls"
+allow_plaintext_on_loopback = true
+idle_timeout = 3600
+[modules.ping]
+CONF
+        fi
+        "$PETREL" user add-range --count "$USERS" "$DOMAIN" "$PASSWORD" --config "$config" >/dev/null 2>&1
+        taskset -c "$cpus" "$PETREL" serve --config "$config" --shards "$shards" --allow-oversubscribe \
+            >"$OUT/$t.log" 2>&1 &
         ppid=$!
-        wait_port "$PETREL_PORT" && run_load petrel "$PETREL_PORT" "$ppid"
+        wait_port "$PETREL_PORT" && run_load "$t" "$PETREL_PORT" "$ppid"
         kill "$ppid"; wait "$ppid" 2>/dev/null
         ;;
     prosody)

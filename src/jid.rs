@@ -163,11 +163,12 @@ impl Inner {
     }
 
     fn parse(s: &str) -> Result<Inner, JidError> {
-        let (pre, resource) = match s.find('/') {
+        // memchr: this runs for the `to` of every routed stanza.
+        let (pre, resource) = match memchr::memchr(b'/', s.as_bytes()) {
             Some(i) => (&s[..i], Some(&s[i + 1..])),
             None => (s, None),
         };
-        let (node, domain) = match pre.find('@') {
+        let (node, domain) = match memchr::memchr(b'@', pre.as_bytes()) {
             Some(i) => (Some(&pre[..i]), &pre[i + 1..]),
             None => (None, pre),
         };
@@ -216,8 +217,8 @@ fn prep_node(s: &str) -> Result<Cow<'_, str>, JidError> {
         return Err(JidError::NodeTooLong);
     }
     let out = if s.is_ascii() {
-        if let Some(c) = s.chars().find(|&c| forbidden_in_node(c)) {
-            return Err(JidError::InvalidNode(Invalid::Char(c)));
+        if let Some(b) = s.bytes().find(|&b| forbidden_in_node(char::from(b))) {
+            return Err(JidError::InvalidNode(Invalid::Char(char::from(b))));
         }
         if s.bytes().any(|b| b.is_ascii_uppercase()) {
             Cow::Owned(s.to_ascii_lowercase())
@@ -320,7 +321,9 @@ fn check_domain_chars(s: &str) -> Result<(), JidError> {
     {
         return Err(JidError::InvalidDomain(Invalid::Char(c)));
     }
-    if s.split('.').any(str::is_empty) {
+    // An empty label: a leading or trailing dot, or two in a row (byte scan: runs per routed stanza).
+    let b = s.as_bytes();
+    if b.is_empty() || b[0] == b'.' || b[b.len() - 1] == b'.' || b.windows(2).any(|w| w == b"..") {
         return Err(JidError::InvalidDomain(Invalid::EmptyLabel));
     }
     Ok(())
@@ -385,6 +388,13 @@ impl Jid {
     /// This JID without its resource.
     pub fn bare(&self) -> BareJid {
         BareJid(self.0.bare())
+    }
+    /// The bare part as a string slice (no allocation; `HashMap<BareJid, _>` looks up by `&str`).
+    pub fn bare_str(&self) -> &str {
+        match self.0.slash {
+            0 => &self.0.s,
+            n => &self.0.s[..usize::from(n)],
+        }
     }
     /// The prepared string form.
     pub fn as_str(&self) -> &str {

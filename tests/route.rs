@@ -327,3 +327,26 @@ fn tiny_rings_no_deadlock_and_nothing_lost_silently() {
         body(s).as_deref() == Some("after")
     });
 }
+
+#[test]
+fn presence_flood_is_answered_with_policy_violation() {
+    let server = Server::start(1, &["alice"]);
+    let mut a = server.login("alice", "a", Some(0));
+    for i in 0..100 {
+        a.send(&format!(
+            "<presence id='f{i}'><status>{i}</status></presence>"
+        ));
+    }
+    a.sync();
+    let text = String::from_utf8_lossy(&a.raw).into_owned();
+    let refused = text.matches("<policy-violation").count();
+    // A burst of 30 (minus the initial presence) passes, the rest of the 100 is refused.
+    assert!((60..=75).contains(&refused), "refused {refused}: {text}");
+    // The budget refills: after a pause, presence is accepted again.
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = a.raw.len();
+    a.send("<presence id='again'><status>back</status></presence>");
+    a.sync();
+    let after = String::from_utf8_lossy(&a.raw[before..]).into_owned();
+    assert!(!after.contains("policy-violation"), "{after}");
+}

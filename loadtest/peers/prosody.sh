@@ -75,6 +75,8 @@ start)
     write_config
     taskset -c "$PROSODY_CPUS" prosody --config "$CFG" -F >>"$PEER_DIR/prosody.out" 2>&1 &
     echo $! > "$PIDFILE"
+    # Same fd limit for every server compared (the hard limit), as a production unit would set.
+    prlimit --pid "$(cat "$PIDFILE")" --nofile="$(ulimit -Hn)":"$(ulimit -Hn)" || true
     for _ in $(seq 100); do
         if (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then
             echo "prosody pid $(cat "$PIDFILE") on 127.0.0.1:$PORT (cpus $PROSODY_CPUS, domain $DOMAIN)"; exit 0

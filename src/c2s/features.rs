@@ -24,11 +24,11 @@ pub(crate) enum Offer<'a> {
         /// Offer in-band registration (XEP-0077).
         register: bool,
     },
-    /// Post-authentication: resource binding, the legacy optional session, and stream management
-    /// (XEP-0198) when `sm`.
+    /// Post-authentication: resource binding, the legacy optional session, and the modules' extra
+    /// features (pre-rendered elements, e.g. roster versioning, stream management, CSI).
     Bind {
-        /// Advertise `<sm xmlns='urn:xmpp:sm:3'/>`.
-        sm: bool,
+        /// Extra feature elements, written as they are.
+        extra: &'a [u8],
     },
 }
 
@@ -90,15 +90,13 @@ pub(crate) fn write_features(out: &mut Vec<u8>, offer: &Offer<'_>) {
                 );
             }
         }
-        Offer::Bind { sm } => {
+        Offer::Bind { extra } => {
             out.extend_from_slice(b"<bind xmlns='");
             out.extend_from_slice(ns::BIND.as_bytes());
             out.extend_from_slice(b"'/><session xmlns='");
             out.extend_from_slice(ns::SESSION.as_bytes());
             out.extend_from_slice(b"'><optional/></session>");
-            if *sm {
-                out.extend_from_slice(b"<sm xmlns='urn:xmpp:sm:3'/>");
-            }
+            out.extend_from_slice(extra);
         }
     }
     out.extend_from_slice(b"</stream:features>");

@@ -73,6 +73,9 @@ pub struct C2sConfig {
     pub register: bool,
     /// XEP-0198 stream management (`[modules.stream_management]`); `None`: not offered.
     pub sm: Option<SmConfig>,
+    /// Extra `<stream:features/>` children offered after authentication, pre-rendered by the modules
+    /// that are on (roster versioning, pre-approval, stream management, CSI...).
+    pub post_auth_features: Vec<u8>,
 }
 
 /// What the state machine knows about the peer.

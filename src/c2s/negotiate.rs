@@ -61,12 +61,12 @@ impl C2s {
                 };
                 features::write_features(&mut self.out, &offer);
             }
-            Auth::Authed(_) => {
-                let offer = Offer::Bind {
-                    sm: self.sm_offered(),
-                };
-                features::write_features(&mut self.out, &offer)
-            }
+            Auth::Authed(_) => features::write_features(
+                &mut self.out,
+                &Offer::Bind {
+                    extra: &self.cfg.post_auth_features,
+                },
+            ),
             // No restart happens after binding; an empty feature set is the safe answer.
             Auth::Bound(_) => self.out.extend_from_slice(b"<stream:features/>"),
         }

@@ -2,6 +2,8 @@
 //! the route (`user_send_*`), and step 7, a routed stanza leaves towards the client (`user_receive_*`,
 //! `xmpp_presend_element`).
 
+use std::cell::RefCell;
+
 use crate::hooks::{Acc, HookResult};
 use crate::jid::{FullJid, Jid};
 use crate::shard::{SessionRef, Shard};
@@ -19,7 +21,19 @@ pub struct Session {
     pub session: SessionRef,
     /// `Some(priority)` after initial presence, `None` while not available.
     pub presence: Option<i8>,
+    /// Presence stanzas this session may still send right now (flood limit, see [`PRESENCE_BURST`]).
+    presence_budget: f32,
+    /// When `presence_budget` was last refilled.
+    budget_at: std::time::Instant,
 }
+
+/// Presence flood limit per session: a burst of this many presences (joining many rooms, a roster of
+/// directed presences), then [`PRESENCE_PER_SEC`] a second. Each presence fans out to every contact, so
+/// a flood costs the server far more than it costs the client; past the limit the client gets
+/// `policy-violation` errors and nothing is broadcast.
+pub const PRESENCE_BURST: f32 = 30.0;
+/// Sustained presence rate per session.
+pub const PRESENCE_PER_SEC: f32 = 2.0;
 
 impl Session {
     /// A freshly bound session (not yet available).
@@ -29,6 +43,22 @@ impl Session {
             jid,
             session,
             presence: None,
+            presence_budget: PRESENCE_BURST,
+            budget_at: crate::hooks::clock::now(),
+        }
+    }
+
+    /// Takes one presence from the flood budget; false when the session is over the limit.
+    fn spend_presence(&mut self) -> bool {
+        let now = crate::hooks::clock::now();
+        let refill = now.saturating_duration_since(self.budget_at).as_secs_f32() * PRESENCE_PER_SEC;
+        self.budget_at = now;
+        self.presence_budget = (self.presence_budget + refill).min(PRESENCE_BURST);
+        if self.presence_budget >= 1.0 {
+            self.presence_budget -= 1.0;
+            true
+        } else {
+            false
         }
     }
 }
@@ -57,6 +87,10 @@ pub fn user_send(shard: &mut Shard, sess: &mut Session, stanza: Stanza) -> SendO
             }
         },
     };
+    if kind == StanzaKind::Presence && !sess.spend_presence() {
+        presence_flood(shard, sess, stanza);
+        return SendOutcome::Continue;
+    }
     // No `to`: the stanza is for the sender's own account (RFC 6120 §10.3).
     let broadcast_presence = kind == StanzaKind::Presence && to.is_none();
     let to = to.unwrap_or_else(|| Jid::from(sess.jid.bare()));
@@ -72,6 +106,8 @@ pub fn user_send(shard: &mut Shard, sess: &mut Session, stanza: Stanza) -> SendO
         StanzaKind::Other => {
             // Elements with their own namespace (stream management, CSI...) are consumed by the
             // modules that registered for them; one nobody took is not a stanza of this stream.
+            // They act on the sending connection, so its handlers are told which one it is.
+            acc.put(SENDER, sess.session);
             let r = shard.run_hook(|h| &h.user_send_xmlel, &mut acc);
             shard.drain_to_route();
             return match r {
@@ -131,19 +167,97 @@ pub fn presence_priority(stanza: &Stanza) -> i8 {
         .unwrap_or(0)
 }
 
+/// Answers a presence over the flood limit with `policy-violation`, from the sender's own domain.
+fn presence_flood(shard: &mut Shard, sess: &Session, stanza: Stanza) {
+    bounce_from_domain(shard, sess, stanza, StanzaErrorCondition::PolicyViolation);
+}
+
 fn jid_malformed(shard: &mut Shard, sess: &Session, stanza: Stanza) {
-    // The reply comes from the sender's own domain: the malformed `to` cannot be an address.
+    bounce_from_domain(shard, sess, stanza, StanzaErrorCondition::JidMalformed);
+}
+
+fn bounce_from_domain(
+    shard: &mut Shard,
+    sess: &Session,
+    stanza: Stanza,
+    cond: StanzaErrorCondition,
+) {
+    // The reply comes from the sender's own domain (a malformed `to` cannot be an address).
     let Ok(domain) = Jid::parse(sess.jid.domain()) else {
         return;
     };
     let acc = Acc::new(stanza, sess.from.clone(), domain, shard.id);
-    shard.bounce(&acc, StanzaErrorCondition::JidMalformed);
+    shard.bounce(&acc, cond);
     shard.drain_to_route();
 }
 
+/// Scratch key of the [`SessionRef`] that sent a non-stanza element (set before `user_send_xmlel`).
+pub const SENDER: &str = "c2s.sender";
+
+/// Scratch key of the [`Receiver`] a stanza is being delivered to (set by [`user_receive_at`] for
+/// the `user_receive_*` and `xmpp_presend_element` handlers).
+pub const RECEIVER: &str = "c2s.receiver";
+
+/// Scratch key under which an `xmpp_presend_element` handler leaves a [`Release`]: stanzas it held
+/// back and now lets go, to be written before the stanza being delivered (CSI flush).
+pub const PRESEND_RELEASE: &str = "c2s.presend_release";
+
+/// Stanzas a presend handler releases, in write order.
+pub type Release = RefCell<Vec<Acc>>;
+
+/// The session a stanza is delivered to.
+#[derive(Debug, Clone)]
+pub struct Receiver {
+    /// Its full JID.
+    pub jid: FullJid,
+    /// Where it lives.
+    pub session: SessionRef,
+}
+
+/// Marker in `Shard::ext`: some module reads [`RECEIVER`] (set at start-up; without it the route
+/// does not pay for the scratch value).
+#[derive(Default)]
+pub struct WantReceiver;
+
+/// What to write to a client after step 7, in order: stanzas a presend handler released, then the
+/// delivered stanza unless a handler stopped it.
+#[derive(Default)]
+pub struct Delivery {
+    released: Vec<Acc>,
+    acc: Option<Acc>,
+}
+
+impl IntoIterator for Delivery {
+    type Item = Acc;
+    type IntoIter = std::iter::Chain<std::vec::IntoIter<Acc>, std::option::IntoIter<Acc>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.released.into_iter().chain(self.acc)
+    }
+}
+
 /// Step 7: `user_receive_packet`, the type-specific `user_receive_*` hook, then `xmpp_presend_element`.
-/// Returns the stanza to write, or `None` when a handler stopped it.
-pub fn user_receive(shard: &mut Shard, mut acc: Acc) -> Option<Acc> {
+/// Returns the stanza to write, or `None` when a handler stopped it. Handlers are not told the
+/// receiving session (so nothing is held back or released); the driver uses [`user_receive_at`].
+pub fn user_receive(shard: &mut Shard, acc: Acc) -> Option<Acc> {
+    receive(shard, acc).into_iter().last()
+}
+
+/// Step 7 for the session `receiver`: as [`user_receive`], with [`RECEIVER`] set for the handlers,
+/// and the stanzas a presend handler released (CSI) written first.
+pub fn user_receive_at(shard: &mut Shard, receiver: &Session, mut acc: Acc) -> Delivery {
+    if shard.ext.get::<WantReceiver>().is_some() {
+        acc.put(
+            RECEIVER,
+            Receiver {
+                jid: receiver.jid.clone(),
+                session: receiver.session,
+            },
+        );
+    }
+    receive(shard, acc)
+}
+
+fn receive(shard: &mut Shard, mut acc: Acc) -> Delivery {
     let mut go = shard.run_hook(|h| &h.user_receive_packet, &mut acc) == HookResult::Continue;
     if go {
         go = match acc.kind() {
@@ -153,11 +267,40 @@ pub fn user_receive(shard: &mut Shard, mut acc: Acc) -> Option<Acc> {
             StanzaKind::Other => shard.run_hook(|h| &h.user_receive_xmlel, &mut acc),
         } == HookResult::Continue;
     }
+    let mut out = Delivery::default();
     if go {
-        go = shard.run_hook(|h| &h.xmpp_presend_element, &mut acc) == HookResult::Continue;
+        presend(shard, acc, &mut out, true);
     }
     shard.drain_to_route();
-    go.then_some(acc)
+    out
+}
+
+/// Runs `xmpp_presend_element`. A handler that releases held stanzas (a [`Release`] left in the
+/// scratch) and stops this one gets the released stanzas through the hook first, then this one
+/// again: every handler after it (stream management counters) sees them in write order. Only one
+/// level: stanzas released by a release are not asked again.
+fn presend(shard: &mut Shard, mut acc: Acc, out: &mut Delivery, top: bool) {
+    let go = shard.run_hook(|h| &h.xmpp_presend_element, &mut acc) == HookResult::Continue;
+    let released = acc
+        .get::<Release>(PRESEND_RELEASE)
+        .map(|r| r.take())
+        .filter(|r| top && !r.is_empty());
+    let Some(released) = released else {
+        if go {
+            out.acc = Some(acc);
+        }
+        return;
+    };
+    for held in released {
+        let mut one = Delivery::default();
+        presend(shard, held, &mut one, false);
+        out.released.extend(one.acc);
+    }
+    if go {
+        out.acc = Some(acc);
+    } else {
+        presend(shard, acc, out, false);
+    }
 }
 
 /// The session bound: register it with its home shard (the answer comes back as `ConnMsg::Bound`).
@@ -187,6 +330,7 @@ pub fn unbind(shard: &mut Shard, sess: &Session) {
         update_presence(shard, &mut sess.clone(), acc);
     }
     crate::modules::roster::forget_session(shard, &sess.jid);
+    crate::modules::csi::end_session(shard, sess.session);
     shard.local_unbind(&sess.jid, sess.session.conn);
     crate::sm::unregister(shard, sess.jid.clone(), sess.session);
     shard.drain_to_route();

@@ -245,6 +245,22 @@ impl C2s {
         self.run();
     }
 
+    /// The answer to `NeedSecrets` or `VerifyPlain` when the store could not be asked (its queue is
+    /// full or it failed): `<failure><temporary-auth-failure/>`, the client may retry.
+    pub fn auth_unavailable(&mut self) {
+        if self.closed || !matches!(self.wait, Wait::Secrets | Wait::Plain) {
+            return;
+        }
+        self.wait = Wait::Nothing;
+        // A store outage is not the client's failure: unlike `sasl_failure`, it is not counted.
+        self.auth = Auth::None(None);
+        super::sasl::write_failure(
+            &mut self.out,
+            crate::auth::SaslFailure::TemporaryAuthFailure.as_str(),
+        );
+        self.run();
+    }
+
     /// The answer to `C2sEvent::VerifyPlain`.
     pub fn plain_verified(&mut self, ok: bool) {
         if self.closed || !matches!(self.wait, Wait::Plain) {

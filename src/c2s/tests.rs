@@ -67,6 +67,7 @@ fn client_config(tls12_only: bool) -> Arc<ClientConfig> {
 
 fn config(mode: TlsMode) -> C2sConfig {
     C2sConfig {
+        post_auth_features: Vec::new(),
         hosts: vec![HOST.to_string(), "other.org".to_string()],
         tls_mode: mode,
         tls: Some(pki().server.clone()),
@@ -629,6 +630,30 @@ fn plain_allowed_on_loopback_when_configured() {
     assert!(
         matches!(&c.events()[..], [C2sEvent::Authenticated { jid }] if jid.as_str() == "alice@example.com")
     );
+}
+
+#[test]
+fn store_unavailable_is_a_temporary_failure_that_can_be_retried() {
+    let mut cfg = config(TlsMode::None);
+    cfg.allow_plaintext_on_loopback = true;
+    let mut c = Client::new(cfg, LOOPBACK);
+    c.open();
+    let creds = B64.encode("\0alice\0s3cret");
+    let auth =
+        format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>");
+    // More store outages than the failure limit: none of them counts against the client.
+    for _ in 0..=super::stream::MAX_SASL_FAILURES {
+        c.send(&auth);
+        assert!(matches!(&c.events()[..], [C2sEvent::VerifyPlain { .. }]));
+        c.c2s.auth_unavailable();
+        let out = c.recv();
+        assert!(out.contains("<temporary-auth-failure/>"), "{out}");
+        assert!(!c.c2s.is_closed());
+    }
+    c.send(&auth);
+    assert!(matches!(&c.events()[..], [C2sEvent::VerifyPlain { .. }]));
+    c.c2s.plain_verified(true);
+    assert!(c.recv().contains("<success"));
 }
 
 #[test]

@@ -71,7 +71,7 @@ fn minimal_config_gets_defaults() {
             c.shards.outbox_capacity,
             c.shards.io_memory_kib
         ),
-        (1024, 8192, 512)
+        (1024, 8192, 64)
     );
     assert!(c.modules.is_empty());
 }

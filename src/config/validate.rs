@@ -82,7 +82,7 @@ const OUTBOX_CAPACITY: Bounds = Bounds {
 };
 const IO_MEMORY_KIB: Bounds = Bounds {
     field: "shards.io_memory_kib",
-    default: 512,
+    default: 64,
     min: 64,
     max: 1 << 20,
 };

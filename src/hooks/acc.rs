@@ -54,7 +54,7 @@ impl Acc {
             from,
             to,
             origin_shard: shard,
-            entered: Instant::now(),
+            entered: super::clock::now(),
             reroutes: 0,
             scratch: Vec::new(),
         }))

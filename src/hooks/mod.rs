@@ -5,6 +5,7 @@
 //! stanzas a handler wants to send are queued on the [`HookCtx`] and routed after the run.
 
 mod acc;
+pub mod clock;
 
 pub use acc::{Acc, AccData};
 
@@ -55,6 +56,7 @@ pub struct KeyedJob {
 pub struct Effects {
     pub(crate) to_route: Vec<Acc>,
     pub(crate) jobs: Vec<KeyedJob>,
+    pub(crate) tasks: Vec<(ShardId, OnShard)>,
 }
 
 impl Effects {
@@ -87,6 +89,11 @@ impl<'a> HookCtx<'a> {
     /// Routes `acc` (through the router chain) after the current step.
     pub fn route(&mut self, acc: Acc) {
         self.fx.to_route.push(acc);
+    }
+
+    /// Runs `f` on shard `to` (over the mesh, in order with this shard's other traffic to it).
+    pub fn run_on(&mut self, to: ShardId, f: OnShard) {
+        self.fx.tasks.push((to, f));
     }
 
     /// Runs `job` on the store pool; what it returns comes back to this shard (stanzas to route, a

@@ -1,19 +1,25 @@
 //! Server modules (MongooseIM's `mod_*`): each registers hook handlers and IQ handlers on a shard at
 //! start-up, from its `[modules.NAME]` table in `petrel.toml`.
 
+pub mod blocking;
+pub mod carbons;
+pub mod csi;
 pub mod disco;
 pub mod last;
 #[cfg(test)]
 mod misc_tests;
+pub mod offline;
 mod options;
 pub mod ping;
 pub mod presence;
+pub mod private;
 pub mod register;
 pub mod roster;
 pub mod stream_mgmt;
 #[cfg(test)]
 mod testing;
 pub mod time;
+pub mod vcard;
 pub mod version;
 
 pub use options::OptionError;
@@ -32,12 +38,18 @@ pub const KNOWN: &[&str] = &[
     "time",
     "last",
     "register",
+    "offline",
+    "blocking",
+    "private",
+    "vcard",
+    "csi",
+    "carbons",
     "stream_management",
     "disco",
 ];
 
 /// What the c2s listeners take from the module configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct C2sModuleOptions {
     /// `[modules.ping] ping_interval` (zero: the server never pings clients).
     pub ping_interval: Duration,
@@ -47,6 +59,26 @@ pub struct C2sModuleOptions {
     pub register: bool,
     /// `[modules.stream_management]` (XEP-0198), `None` when off.
     pub sm: Option<crate::c2s::SmConfig>,
+    /// Stream features the enabled modules offer after authentication, rendered.
+    pub post_auth_features: Vec<u8>,
+}
+
+/// The post-authentication stream features of the enabled modules.
+fn post_auth_features(config: &Config) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Some(t) = config.modules.get("roster") {
+        if roster::RosterOpts::from_table(t).is_ok_and(|o| o.versioning) {
+            out.extend_from_slice(b"<ver xmlns='urn:xmpp:features:rosterver'/>");
+        }
+        out.extend_from_slice(b"<sub xmlns='urn:xmpp:features:pre-approval'/>");
+    }
+    if config.modules.contains_key(stream_mgmt::NAME) {
+        out.extend_from_slice(b"<sm xmlns='urn:xmpp:sm:3'/>");
+    }
+    if config.modules.contains_key("csi") {
+        out.extend_from_slice(b"<csi xmlns='urn:xmpp:csi:0'/>");
+    }
+    out
 }
 
 /// Validates the options of the modules in this file and returns what the c2s needs; called once
@@ -55,11 +87,14 @@ pub fn c2s_options(config: &Config) -> Result<C2sModuleOptions, OptionError> {
     let ping = ping::options(config.modules.get("ping"))?;
     version::options(config.modules.get("version"))?;
     register::options(config.modules.get("register"))?;
+    csi::options(config.modules.get("csi"))?;
+    options::Options::new("carbons", config.modules.get("carbons")).only(&[])?;
     Ok(C2sModuleOptions {
         ping_interval: ping.interval,
         ping_timeout: ping.timeout,
         register: config.modules.contains_key("register"),
         sm: stream_mgmt::options(config.modules.get(stream_mgmt::NAME))?,
+        post_auth_features: post_auth_features(config),
     })
 }
 
@@ -70,32 +105,82 @@ pub fn start(config: &Config, shard: &mut Shard) {
         let Some(table) = config.modules.get(name) else {
             continue;
         };
-        match name {
+        let started: Result<(), offline::OptionError> = match name {
             "roster" => {
                 // Options were checked by `check` before the shards started; defaults otherwise.
                 let opts =
                     roster::RosterOpts::from_table(&config.modules[name]).unwrap_or_default();
-                roster::start(shard, &hosts, opts)
+                roster::start(shard, &hosts, opts);
+                Ok(())
             }
-            "presence" => presence::start(shard, &hosts),
-            "ping" => ping::start(shard, &hosts),
+            "presence" => {
+                presence::start(shard, &hosts);
+                Ok(())
+            }
+            "ping" => {
+                ping::start(shard, &hosts);
+                Ok(())
+            }
             // Options were validated by `c2s_options` before the shards started.
-            "version" => version::start(
-                shard,
-                &hosts,
-                version::options(Some(table)).unwrap_or_default(),
-            ),
-            "time" => time::start(shard, &hosts),
-            "last" => last::start(shard, &hosts),
-            "register" => register::start(
-                shard,
-                &hosts,
-                register::options(Some(table)).unwrap_or_default(),
-                config.auth.scram_iterations,
-            ),
-            "stream_management" => stream_mgmt::start(shard),
-            "disco" => disco::start(shard, &hosts),
-            _ => {}
+            "version" => {
+                version::start(
+                    shard,
+                    &hosts,
+                    version::options(Some(table)).unwrap_or_default(),
+                );
+                Ok(())
+            }
+            "time" => {
+                time::start(shard, &hosts);
+                Ok(())
+            }
+            "last" => {
+                last::start(shard, &hosts);
+                Ok(())
+            }
+            "register" => {
+                register::start(
+                    shard,
+                    &hosts,
+                    register::options(Some(table)).unwrap_or_default(),
+                    config.auth.scram_iterations,
+                );
+                Ok(())
+            }
+            "offline" => offline::Options::from_table(table).map(|o| offline::start(shard, &o)),
+            "blocking" => blocking::Options::from_table(table)
+                .map(|o| blocking::start(shard, &hosts, &o, &config.general.data_dir)),
+            "private" => {
+                private::Options::from_table(table).map(|o| private::start(shard, &hosts, &o))
+            }
+            "vcard" => vcard::Options::from_table(table).map(|o| vcard::start(shard, &hosts, &o)),
+            // Options were validated by `c2s_options` before the shards started.
+            "csi" => {
+                csi::start(shard, csi::options(Some(table)).unwrap_or_default());
+                Ok(())
+            }
+            "carbons" => {
+                carbons::start(shard, &hosts);
+                Ok(())
+            }
+            "stream_management" => {
+                stream_mgmt::start(shard);
+                Ok(())
+            }
+            "disco" => {
+                for host in &hosts {
+                    for f in im_storage_features(config) {
+                        disco::add_server_feature(&mut shard.ext, host, f);
+                    }
+                }
+                disco::start(shard, &hosts);
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = started {
+            // `check_options` refuses such a config before the shards start; this is a backstop.
+            tracing::error!(error = %e, "module not started");
         }
     }
 }
@@ -109,6 +194,9 @@ pub enum ModuleError {
     /// `[modules.presence]` takes no options.
     #[error("[modules.presence]: unknown option `{0}` (the module takes none)")]
     Presence(String),
+    /// `[modules.offline|blocking|private|vcard]`.
+    #[error(transparent)]
+    Storage(#[from] offline::OptionError),
 }
 
 /// Checks the options of the configured modules (call before starting the shards).
@@ -119,5 +207,37 @@ pub fn check(config: &Config) -> Result<(), ModuleError> {
     if let Some(k) = config.modules.get("presence").and_then(|t| t.keys().next()) {
         return Err(ModuleError::Presence(k.clone()));
     }
+    check_options(config)?;
     Ok(())
+}
+
+/// Validates the option tables of the modules that read options; run before the shards start so a
+/// bad `[modules.NAME]` stops the server with a clear error.
+pub fn check_options(config: &Config) -> Result<(), offline::OptionError> {
+    for (name, table) in &config.modules {
+        match name.as_str() {
+            "offline" => offline::Options::from_table(table).map(drop)?,
+            "blocking" => blocking::Options::from_table(table).map(drop)?,
+            "private" => private::Options::from_table(table).map(drop)?,
+            "vcard" => vcard::Options::from_table(table).map(drop)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Features the enabled storage modules add to the server's disco#info (for `mod_disco`).
+pub fn im_storage_features(config: &Config) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    for (name, features) in [
+        ("offline", offline::FEATURES),
+        ("blocking", blocking::FEATURES),
+        ("private", private::FEATURES),
+        ("vcard", vcard::FEATURES),
+    ] {
+        if config.modules.contains_key(name) {
+            v.extend_from_slice(features);
+        }
+    }
+    v
 }

@@ -28,6 +28,8 @@ const CLOSE_FLUSH: Duration = Duration::from_secs(5);
 enum Pending {
     Secrets(Option<ScramSecrets>),
     Plain(bool),
+    /// The store could not answer (queue full, failure): temporary-auth-failure.
+    Unavailable,
     /// The `<iq/>` answering a registration before authentication.
     PreAuth(Vec<u8>),
 }
@@ -140,6 +142,7 @@ impl Driver {
                 }
                 Wake::Pending(Pending::Secrets(s)) => self.c2s.provide_secrets(s),
                 Wake::Pending(Pending::Plain(ok)) => self.c2s.plain_verified(ok),
+                Wake::Pending(Pending::Unavailable) => self.c2s.auth_unavailable(),
                 Wake::Pending(Pending::PreAuth(iq)) => self.c2s.preauth_reply(&iq),
                 Wake::Timer => {
                     self.timer = None;
@@ -182,14 +185,17 @@ impl Driver {
         match ev {
             C2sEvent::NeedSecrets { username } => {
                 let jid = BareJid::new(Some(&username), self.c2s.domain());
-                let call = jid.ok().map(|jid| {
-                    self.ctx
-                        .store
-                        .call(move |store| store.get_secrets(&jid).ok().flatten())
-                });
+                let call = jid
+                    .ok()
+                    .map(|jid| self.ctx.store.call(move |store| store.get_secrets(&jid)));
                 self.pending = Some(Box::pin(async move {
                     match call {
-                        Some(call) => Pending::Secrets(call.await.ok().flatten()),
+                        Some(call) => match call.await {
+                            Ok(Ok(secrets)) => Pending::Secrets(secrets),
+                            // Busy, closed or failing store: a temporary failure, not "no such user".
+                            Ok(Err(_)) | Err(_) => Pending::Unavailable,
+                        },
+                        // Not a valid localpart: no such user.
                         None => Pending::Secrets(None),
                     }
                 }));
@@ -199,12 +205,17 @@ impl Driver {
                 let call = jid.ok().map(|jid| {
                     self.ctx.store.call(move |store| {
                         // PBKDF2 runs here, on the pool thread, never on the shard.
-                        matches!(store.get_secrets(&jid), Ok(Some(s)) if s.verify_plain(&password))
+                        store
+                            .get_secrets(&jid)
+                            .map(|s| s.is_some_and(|s| s.verify_plain(&password)))
                     })
                 });
                 self.pending = Some(Box::pin(async move {
                     match call {
-                        Some(call) => Pending::Plain(call.await.unwrap_or(false)),
+                        Some(call) => match call.await {
+                            Ok(Ok(ok)) => Pending::Plain(ok),
+                            Ok(Err(_)) | Err(_) => Pending::Unavailable,
+                        },
                         None => Pending::Plain(false),
                     }
                 }));
@@ -246,8 +257,14 @@ impl Driver {
                     self.ctx.shard.borrow_mut().reroute(acc);
                     return;
                 }
-                let acc = c2s_route::user_receive(&mut self.ctx.shard.borrow_mut(), acc);
-                if let Some(acc) = acc {
+                let out = match self.session.borrow().as_ref() {
+                    Some(sess) => {
+                        c2s_route::user_receive_at(&mut self.ctx.shard.borrow_mut(), sess, acc)
+                    }
+                    None => return,
+                };
+                // Stanzas a presend handler released (CSI) come first, in order.
+                for acc in out {
                     self.write_routed(acc);
                 }
             }
@@ -395,7 +412,9 @@ impl Driver {
                 match Pin::new(&mut *stream).poll_read(cx, &mut buf[..]) {
                     Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Wake::Eof),
                     Poll::Ready(Ok(n)) => {
-                        self.c2s.handle_input(&buf[..n], Instant::now());
+                        let now = Instant::now();
+                        crate::hooks::clock::set_now(now);
+                        self.c2s.handle_input(&buf[..n], now);
                         return Poll::Ready(Wake::Progress);
                     }
                     Poll::Pending => {}

@@ -74,11 +74,17 @@ impl Driver {
         }
         if dropped && resumable {
             let sess = self.session.borrow_mut().take();
-            if let (Some(sess), Some(sm)) = (sess, self.c2s.take_sm()) {
-                self.ctx
-                    .shard
-                    .borrow_mut()
-                    .local_unbind(&sess.jid, self.conn);
+            if let (Some(sess), Some(mut sm)) = (sess, self.c2s.take_sm()) {
+                let mut shard = self.ctx.shard.borrow_mut();
+                shard.local_unbind(&sess.jid, self.conn);
+                // What CSI held back for this connection goes with the session (the resumed
+                // stream starts active).
+                for acc in crate::modules::csi::end_session(&mut shard, sess.session) {
+                    if let Err((_, Unacked::Routed(acc))) = sm.outbound(Unacked::Routed(acc)) {
+                        shard.reroute(acc);
+                    }
+                }
+                drop(shard);
                 tracing::debug!(
                     conn = self.conn.0,
                     jid = sess.jid.as_str(),
@@ -128,13 +134,21 @@ impl Driver {
                 self.c2s.resume_failed(e);
             }
             SmConnMsg::Forwarded(acc) => {
-                let acc = crate::c2s::route::user_receive(&mut self.ctx.shard.borrow_mut(), acc);
-                if let Some(acc) = acc {
-                    if let Err(acc) = self.c2s.deliver_routed(acc) {
-                        self.leave();
-                        self.reroute_unacked();
-                        self.ctx.shard.borrow_mut().reroute(acc);
-                    }
+                // Written at once, ahead of the held ones: the old connection got them first.
+                let out = match self.session.borrow().as_ref() {
+                    Some(sess) => crate::c2s::route::user_receive_at(
+                        &mut self.ctx.shard.borrow_mut(),
+                        sess,
+                        acc,
+                    ),
+                    None => return self.ctx.shard.borrow_mut().reroute(acc),
+                };
+                let hold = self.sm.hold.take();
+                for acc in out {
+                    self.write_routed(acc);
+                }
+                if self.sm.hold.is_none() {
+                    self.sm.hold = hold;
                 }
             }
             SmConnMsg::HandoverDone => {

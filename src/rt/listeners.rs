@@ -50,6 +50,7 @@ pub fn c2s_listener(
             ping_timeout: modules.ping_timeout,
             register: modules.register,
             sm: modules.sm,
+            post_auth_features: modules.post_auth_features.clone(),
         }),
     })
 }

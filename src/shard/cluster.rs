@@ -1,7 +1,7 @@
 //! Several shards in one thread with synchronous mesh delivery: for tests and benchmarks of the route
 //! without executors or sockets.
 
-use std::collections::HashSet;
+use ahash::HashSet;
 use std::rc::Rc;
 
 use crate::c2s::route::{bind, user_send, Session};

@@ -38,10 +38,15 @@ fn home_hasher() -> ahash::RandomState {
 
 /// The shard that owns `jid`'s sessions: seeded ahash of the bare JID modulo the shard count.
 pub fn home_shard(jid: &BareJid, shards: usize) -> ShardId {
+    home_shard_of(jid.as_str(), shards)
+}
+
+/// [`home_shard`] of a bare JID given as a string (e.g. [`crate::jid::Jid::bare_str`]).
+pub fn home_shard_of(bare: &str, shards: usize) -> ShardId {
     if shards <= 1 {
         return ShardId(0);
     }
-    let h = home_hasher().hash_one(jid.as_str());
+    let h = home_hasher().hash_one(bare);
     ShardId((h % shards as u64) as u16)
 }
 

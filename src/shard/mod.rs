@@ -12,11 +12,11 @@ mod mailbox;
 mod msg;
 
 pub use ext::Extensions;
-pub use ids::{home_shard, ConnId, SessionRef, ShardId};
+pub use ids::{home_shard, home_shard_of, ConnId, SessionRef, ShardId};
 pub use mailbox::{Mailbox, MailboxFull};
 pub use msg::{ConnMsg, ShardMsg};
 
-use std::collections::HashSet;
+use ahash::HashSet;
 use std::rc::Rc;
 
 use ahash::{HashMap, HashMapExt};
@@ -90,7 +90,7 @@ impl Shard {
             hooks: Hooks::default(),
             iq: IqHandlers::default(),
             routing_modules,
-            local_routes: HashSet::new(),
+            local_routes: HashSet::default(),
             sm: SessionManager::default(),
             conns: HashMap::new(),
             local_sessions: HashMap::new(),
@@ -255,12 +255,17 @@ impl Shard {
             } => crate::sm::set_presence(self, jid, session, priority),
             ShardMsg::Conn(conn, msg) => self.deliver_local(conn, msg),
             ShardMsg::Sm(msg) => crate::modules::stream_mgmt::handle_shard_msg(self, msg),
+            ShardMsg::Run(f) => f(self),
         }
         self.drain_to_route();
     }
 
     /// Routes the stanzas handlers queued on the hook context.
     pub(crate) fn drain_to_route(&mut self) {
+        // Tasks for other shards leave first, in the order handlers queued them.
+        for (to, f) in std::mem::take(&mut self.fx.tasks) {
+            self.send_to_shard(to, ShardMsg::Run(f));
+        }
         // Bounded: a handler reacting to its own output could loop; 1024 generated stanzas per step is
         // far above any legitimate fan-out of one input.
         let mut budget = 1024;

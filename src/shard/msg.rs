@@ -7,7 +7,6 @@ use crate::shard::{ConnId, SessionRef};
 use crate::xmpp::StreamErrorCondition;
 
 /// A message from one shard to another over their SPSC ring.
-#[derive(Debug)]
 pub enum ShardMsg {
     /// Step 6 on the recipient's home shard: `ejabberd_sm:route`.
     SmRoute(Acc),
@@ -38,6 +37,31 @@ pub enum ShardMsg {
     Conn(ConnId, ConnMsg),
     /// XEP-0198 resumption, for the home shard of a user.
     Sm(crate::modules::stream_mgmt::SmShardMsg),
+    /// Module work to run on the destination shard (a control message: ordered with the other
+    /// traffic from the sending shard, never refused by the outbox bound).
+    Run(crate::hooks::OnShard),
+}
+
+impl std::fmt::Debug for ShardMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShardMsg::SmRoute(acc) => f.debug_tuple("SmRoute").field(acc).finish(),
+            ShardMsg::Register { jid, session } => {
+                write!(f, "Register({jid}, {session:?})")
+            }
+            ShardMsg::Unregister { jid, session } => {
+                write!(f, "Unregister({jid}, {session:?})")
+            }
+            ShardMsg::SetPresence {
+                jid,
+                session,
+                priority,
+            } => write!(f, "SetPresence({jid}, {session:?}, {priority:?})"),
+            ShardMsg::Conn(conn, msg) => f.debug_tuple("Conn").field(conn).field(msg).finish(),
+            ShardMsg::Run(_) => f.write_str("Run(..)"),
+            ShardMsg::Sm(m) => f.debug_tuple("Sm").field(m).finish(),
+        }
+    }
 }
 
 impl ShardMsg {

@@ -19,7 +19,7 @@ pub use sessions::{Resource, SessionManager};
 use crate::c2s::BindError;
 use crate::hooks::{Acc, HookCtx, HookResult, Hooks, SessionEvent};
 use crate::jid::FullJid;
-use crate::shard::{home_shard, ConnMsg, SessionRef, Shard, ShardMsg};
+use crate::shard::{home_shard, home_shard_of, ConnMsg, SessionRef, Shard, ShardId, ShardMsg};
 use crate::xml::StanzaKind;
 use crate::xmpp::{StanzaErrorCondition, StreamErrorCondition};
 
@@ -43,6 +43,12 @@ pub struct PresenceUpdate {
     pub initial: bool,
 }
 
+/// Runs `f` on shard `to`: now when `to` is this shard, otherwise over the mesh (a control message,
+/// in order with this shard's other traffic to `to`).
+pub fn run_on(shard: &mut Shard, to: ShardId, f: crate::hooks::OnShard) {
+    shard.send_to_shard(to, ShardMsg::Run(f));
+}
+
 /// `ejabberd_sm:route`: forwards to the home shard, or picks the resources there and delivers.
 pub fn route(shard: &mut Shard, acc: Acc) {
     // Fast path: a full JID bound on this very shard is delivered without the home-shard hop. Its
@@ -55,8 +61,7 @@ pub fn route(shard: &mut Shard, acc: Acc) {
             return;
         }
     }
-    let bare = acc.to.bare();
-    let home = home_shard(&bare, shard.shards);
+    let home = home_shard_of(acc.to.bare_str(), shard.shards);
     if home != shard.id {
         shard.send_to_shard(home, ShardMsg::SmRoute(acc));
         return;
@@ -67,7 +72,7 @@ pub fn route(shard: &mut Shard, acc: Acc) {
             return;
         }
     }
-    for h in shard.sm.home_handlers() {
+    for h in shard.sm.home_handlers().iter() {
         match h(shard, acc) {
             Some(a) => acc = a,
             None => return,
@@ -77,9 +82,10 @@ pub fn route(shard: &mut Shard, acc: Acc) {
         // A broadcast no module took: availability is recorded, nothing is delivered.
         return;
     }
+    let bare = acc.to.bare_str();
     let targets = match acc.to.resource() {
-        Some(res) => shard.sm.full_targets(&bare, res, &acc),
-        None => shard.sm.bare_targets(&bare, &acc),
+        Some(res) => shard.sm.full_targets(bare, res, &acc),
+        None => shard.sm.bare_targets(bare, &acc),
     };
     match targets {
         Targets::Deliver(sessions) => deliver_to(shard, acc, &sessions),
@@ -89,10 +95,13 @@ pub fn route(shard: &mut Shard, acc: Acc) {
     }
 }
 
+/// Sessions chosen for one stanza: one or two almost always, so kept inline (no allocation per stanza).
+pub type Sessions = smallvec::SmallVec<[SessionRef; 2]>;
+
 /// What RFC 6121 §8.5 says to do with a stanza.
 pub enum Targets {
     /// Deliver to these sessions.
-    Deliver(Vec<SessionRef>),
+    Deliver(Sessions),
     /// Answer the sender with this error.
     Error(StanzaErrorCondition),
     /// Drop silently (the RFC says so).

@@ -2,7 +2,7 @@
 
 use ahash::HashMap;
 
-use super::Targets;
+use super::{Sessions, Targets};
 use crate::hooks::Acc;
 use crate::jid::{BareJid, FullJid};
 use crate::shard::SessionRef;
@@ -26,7 +26,8 @@ pub struct Resource {
 #[derive(Default)]
 pub struct SessionManager {
     users: HashMap<BareJid, Vec<Resource>>,
-    home_handlers: Vec<super::HomeHandler>,
+    /// Shared slice: the route clones it per stanza (a reference count, not a Vec).
+    home_handlers: std::rc::Rc<[super::HomeHandler]>,
 }
 
 impl SessionManager {
@@ -109,16 +110,23 @@ impl SessionManager {
 
     /// Adds a module's handler for stanzas reaching their recipient's home shard.
     pub fn add_home_handler(&mut self, h: super::HomeHandler) {
-        self.home_handlers.push(h);
+        let mut v = self.home_handlers.to_vec();
+        v.push(h);
+        self.home_handlers = v.into();
     }
 
     /// The home handlers, in registration order.
-    pub(crate) fn home_handlers(&self) -> Vec<super::HomeHandler> {
+    pub(crate) fn home_handlers(&self) -> std::rc::Rc<[super::HomeHandler]> {
         self.home_handlers.clone()
     }
 
     /// The resources bound for `bare` (for modules and tests).
     pub fn resources(&self, bare: &BareJid) -> &[Resource] {
+        self.resources_of(bare.as_str())
+    }
+
+    /// [`SessionManager::resources`] by the bare JID's string (no allocation on the route).
+    pub fn resources_of(&self, bare: &str) -> &[Resource] {
         self.users.get(bare).map(Vec::as_slice).unwrap_or(&[])
     }
 
@@ -128,10 +136,10 @@ impl SessionManager {
     }
 
     /// RFC 6121 §8.5.3: a stanza to a full JID.
-    pub fn full_targets(&self, bare: &BareJid, resource: &str, acc: &Acc) -> Targets {
-        let list = self.resources(bare);
+    pub fn full_targets(&self, bare: &str, resource: &str, acc: &Acc) -> Targets {
+        let list = self.resources_of(bare);
         if let Some(r) = list.iter().find(|r| r.jid.resource() == resource) {
-            return Targets::Deliver(vec![r.session]);
+            return Targets::Deliver(smallvec::smallvec![r.session]);
         }
         match acc.kind() {
             StanzaKind::Message => match &*acc.stanza_type() {
@@ -146,8 +154,8 @@ impl SessionManager {
     }
 
     /// RFC 6121 §8.5.2: a stanza to a bare JID.
-    pub fn bare_targets(&self, bare: &BareJid, acc: &Acc) -> Targets {
-        let list = self.resources(bare);
+    pub fn bare_targets(&self, bare: &str, acc: &Acc) -> Targets {
+        let list = self.resources_of(bare);
         match acc.kind() {
             StanzaKind::Message => {
                 let ty = acc.stanza_type();
@@ -159,7 +167,7 @@ impl SessionManager {
                 let eligible = list
                     .iter()
                     .filter(|r| matches!(r.priority, Some(p) if p >= 0));
-                let chosen: Vec<SessionRef> = if ty == "headline" {
+                let chosen: Sessions = if ty == "headline" {
                     eligible.map(|r| r.session).collect()
                 } else {
                     let Some(top) = eligible.clone().filter_map(|r| r.priority).max() else {
@@ -177,7 +185,7 @@ impl SessionManager {
                 }
             }
             StanzaKind::Presence => {
-                let chosen: Vec<SessionRef> = list
+                let chosen: Sessions = list
                     .iter()
                     .filter(|r| r.priority.is_some())
                     .map(|r| r.session)

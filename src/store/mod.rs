@@ -2,18 +2,26 @@
 //!
 //! Secrets are kept only as `ScramSecrets::to_storage()` text, never as passwords.
 
+mod blocking;
 mod last;
+mod offline;
 mod oneshot;
 mod pool;
+mod private;
 mod register;
 mod roster;
 mod sqlite;
+mod vcard;
 
+pub use blocking::{BlockChange, StoredBlockList};
 pub use last::{boot_id, unix_now, LastActivity};
+pub use offline::{OfflineMessage, OfflinePush};
 pub use pool::StorePool;
+pub use private::PrivateSet;
 pub use register::Registered;
 pub use roster::{RosterChanged, RosterWrite};
 pub use sqlite::Store;
+pub use vcard::VcardGet;
 
 use crate::auth::AuthError;
 use crate::jid::JidError;

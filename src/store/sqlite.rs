@@ -64,6 +64,10 @@ impl Store {
             "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
         )?;
         super::roster::migrate_roster(&self.conn)?;
+        super::offline::migrate_offline(&self.conn)?;
+        super::blocking::migrate_blocking(&self.conn)?;
+        super::private::migrate_private(&self.conn)?;
+        super::vcard::migrate_vcard(&self.conn)?;
         let version: Option<i64> =
             self.conn
                 .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))?;

@@ -171,6 +171,22 @@ allow_plaintext_on_loopback = true
         }
     }
 
+    /// Kills the process with SIGKILL (no shutdown path runs) and reaps it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGKILL);
+            }
+            let _ = child.wait();
+        }
+    }
+
+    /// The server's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// The self-signed certificate the server generated (PEM), to trust in TLS clients.
     pub fn cert_path(&self) -> PathBuf {
         self.dir.path().join("data/tls/selfsigned-cert.pem")

@@ -63,29 +63,6 @@ fn auth_only(c: &mut Client) -> String {
 }
 
 #[test]
-fn sm_feature_only_after_auth_and_when_configured() {
-    let mut c = Client::new(sm_config(10, 5), REMOTE);
-    let pre = c.open();
-    assert!(!pre.contains("urn:xmpp:sm:3"), "{pre}");
-    let out = scram_sha256(&mut c, "alice", "s3cret", Some(&secrets("s3cret")), false);
-    assert!(out.contains("<success"));
-    c.events();
-    let post = c.open();
-    assert!(post.contains("<sm xmlns='urn:xmpp:sm:3'/>"), "{post}");
-    let mut plain = Client::new(config(TlsMode::None), REMOTE);
-    plain.open();
-    scram_sha256(
-        &mut plain,
-        "alice",
-        "s3cret",
-        Some(&secrets("s3cret")),
-        false,
-    );
-    plain.events();
-    assert!(!plain.open().contains("urn:xmpp:sm:3"));
-}
-
-#[test]
 fn enable_before_bind_fails_and_the_stream_goes_on() {
     let mut c = Client::new(sm_config(10, 5), REMOTE);
     auth_only(&mut c);

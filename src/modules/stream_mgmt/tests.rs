@@ -462,3 +462,27 @@ fn options_defaults_and_errors() {
     }
     let _ = (ShardId(0), Unacked::Local(Vec::new()));
 }
+
+#[test]
+fn module_offers_the_feature_after_auth_and_configures_the_c2s() {
+    let parse = |modules: &str| {
+        let text = format!(
+            "[general]\nhosts = [\"{HOST}\"]\n[auth]\nscram_iterations = 4096\n[[listen.c2s]]\nport = 5222\n{modules}"
+        );
+        crate::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap()
+    };
+    let on =
+        crate::modules::c2s_options(&parse("[modules.stream_management]\nbuffer_max = 7")).unwrap();
+    assert_eq!(on.sm.map(|c| c.buffer_max), Some(7));
+    let features = String::from_utf8_lossy(&on.post_auth_features).into_owned();
+    assert!(
+        features.contains("<sm xmlns='urn:xmpp:sm:3'/>"),
+        "{features}"
+    );
+    let off = crate::modules::c2s_options(&parse("")).unwrap();
+    assert!(off.sm.is_none());
+    assert!(!String::from_utf8_lossy(&off.post_auth_features).contains("urn:xmpp:sm"));
+    assert!(
+        crate::modules::c2s_options(&parse("[modules.stream_management]\nbuffer_max = 0")).is_err()
+    );
+}

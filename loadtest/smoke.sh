@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# A short smoke of petrel-load against a petrel it starts (run by .ci/run after the tests): a few hundred
+# users, a few seconds per scenario, over SCRAM and PLAIN, at --shards 2. Fails on a failed login or a
+# lost message (petrel-load exits non-zero for both), or if petrel does not stop cleanly on SIGTERM.
+#
+#   loadtest/smoke.sh                 # uses target/debug binaries (built by `cargo test --workspace`)
+#   BIN=target/release loadtest/smoke.sh
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${BIN:-$ROOT/target/debug}
+USERS=${USERS:-200}
+PETREL="$BIN/petrel"
+LOAD="$BIN/petrel-load"
+[ -x "$PETREL" ] && [ -x "$LOAD" ] || (cd "$ROOT" && cargo build -p petrel -p petrel-load)
+
+dir=$(mktemp -d)
+petrel_pid=""
+relay_pid=""
+cleanup() {
+    [ -n "$petrel_pid" ] && kill "$petrel_pid" 2>/dev/null || true
+    [ -n "$relay_pid" ] && kill "$relay_pid" 2>/dev/null || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+
+port=$(free_port)
+cat > "$dir/petrel.toml" <<CONF
+[general]
+hosts = ["localhost"]
+data_dir = "$dir/data"
+loglevel = "warn"
+[auth]
+scram_iterations = 4096
+[[listen.c2s]]
+port = $port
+ip_address = "127.0.0.1"
+tls = "starttls"
+allow_plaintext_on_loopback = true
+[modules.ping]
+[modules.roster]
+[modules.presence]
+[modules.offline]
+CONF
+"$PETREL" user add-range --count "$USERS" localhost smoke-pass --config "$dir/petrel.toml"
+"$PETREL" serve --config "$dir/petrel.toml" --shards 2 --allow-oversubscribe &
+petrel_pid=$!
+wait_port "$port"
+
+common=(--server "127.0.0.1:$port" --domain localhost --users "$USERS" --password smoke-pass --cores 1 --quiet)
+run() {
+    echo "smoke: petrel-load $*"
+    "$LOAD" "$@" "${common[@]}"
+}
+run connect --rate 0 --mech SCRAM-SHA-256
+run chat --interval-ms 500 --duration 3 --mech SCRAM-SHA-1
+run max --duration 3 --window 8 --mech PLAIN
+run idle --duration 2 --server-pid "$petrel_pid"
+
+relay_port=$(free_port)
+"$LOAD" relay-server --listen "127.0.0.1:$relay_port" &
+relay_pid=$!
+wait_port "$relay_port"
+echo "smoke: petrel-load max --relay"
+"$LOAD" max --relay --server "127.0.0.1:$relay_port" --users "$USERS" --password x --duration 2 --cores 1 --quiet
+kill "$relay_pid"; wait "$relay_pid" 2>/dev/null || true; relay_pid=""
+
+kill -TERM "$petrel_pid"
+if wait "$petrel_pid"; then
+    petrel_pid=""
+    echo "smoke: ok"
+else
+    rc=$?; petrel_pid=""
+    echo "smoke: petrel exited with $rc after SIGTERM" >&2
+    exit 1
+fi

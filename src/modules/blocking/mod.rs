@@ -1,0 +1,369 @@
+//! `mod_blocking`: the blocking command (XEP-0191), enforced in the route as MongooseIM does.
+//!
+//! - Outgoing: `user_send_packet` on the sender's shard stops a message or IQ to a blocked JID with
+//!   `<not-acceptable/>` + `<blocked xmlns='urn:xmpp:blocking:errors'/>`; presence to it is dropped.
+//! - Incoming: `user_receive_packet` on the recipient session's shard stops stanzas from a blocked
+//!   JID: messages and IQ get/set are answered `service-unavailable` (as if the user were absent),
+//!   everything else is dropped.
+//! - IQs (`urn:xmpp:blocking`, to the user's own account): get the list, block, unblock, unblock
+//!   all; after the store commits, the result goes to the requester and a push to every resource.
+//!
+//! Where the lists live and why each shard has the list before it filters: see [`state`].
+
+pub mod iq;
+mod list;
+pub mod state;
+
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+
+pub use list::BlockList;
+
+use crate::hooks::{Acc, HookCtx, HookResult, JobDone, SessionEvent};
+use crate::jid::{BareJid, FullJid, Jid};
+use crate::local::{IqHandler, IqReply};
+use crate::modules::offline::{options, user_key, OptionError};
+use crate::shard::{home_shard, Shard, ShardId};
+use crate::store::{BlockChange, Store};
+use crate::xml::{Element, Node, Stanza, StanzaKind};
+use crate::xmpp::{ns, StanzaErrorCondition};
+use state::{ConnLists, HomeLists, MAX_HELD};
+
+/// The blocking command namespace.
+pub const NS: &str = "urn:xmpp:blocking";
+/// Application-specific error namespace (`<blocked/>`).
+pub const NS_ERRORS: &str = "urn:xmpp:blocking:errors";
+/// Features this module adds to the server's disco#info.
+pub const FEATURES: &[&str] = &[NS];
+
+/// Priority of the enforcement handlers: early, before modules that act on delivered stanzas.
+pub const PRIORITY: i32 = 10;
+
+/// `[modules.blocking]` (no options yet; the table must be empty).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {}
+
+impl Options {
+    /// Reads and checks `[modules.blocking]`.
+    pub fn from_table(table: &toml::Table) -> Result<Options, OptionError> {
+        options::parse("blocking", table)
+    }
+}
+
+/// Registers the module on `shard`, with the lists of the users it is home to read from the store in
+/// `data_dir` (a synchronous read at start-up, before the shard serves).
+pub fn start(shard: &mut Shard, hosts: &[String], _opts: &Options, data_dir: &Path) {
+    match Store::open(data_dir) {
+        Ok(store) => preload(shard, &store),
+        Err(e) => tracing::error!(error = %e, "blocking: cannot read block lists; starting empty"),
+    }
+    register(shard, hosts);
+}
+
+/// Loads the lists of the users `shard` is home to.
+pub fn preload(shard: &mut Shard, store: &Store) {
+    let all = match store.blocklist_all() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "blocking: cannot read block lists");
+            return;
+        }
+    };
+    let (id, n) = (shard.id, shard.shards);
+    let home = shard.ext.get_or_default::<HomeLists>();
+    for (user, stored) in all {
+        if home_shard(&user, n) == id {
+            let list = BlockList::new(stored.items, stored.version);
+            home.lists.insert(user, Arc::new(list));
+        }
+    }
+}
+
+/// Registers the hook and IQ handlers (without preloading).
+pub fn register(shard: &mut Shard, hosts: &[String]) {
+    let hooks = &mut shard.hooks;
+    hooks
+        .sm_register_connection
+        .add(PRIORITY, "blocking", on_register);
+    hooks
+        .sm_remove_connection
+        .add(PRIORITY, "blocking", on_remove);
+    hooks.user_send_packet.add(PRIORITY, "blocking", on_send);
+    hooks
+        .user_receive_packet
+        .add(PRIORITY, "blocking", on_receive);
+    let handler: IqHandler = Rc::new(handle_iq);
+    for host in hosts {
+        shard.iq.register_account(host, NS, handler.clone());
+    }
+}
+
+/// Home shard: the new session's shard gets the list right behind the bind answer.
+fn on_register(ev: &mut SessionEvent, ctx: &mut HookCtx<'_>) -> HookResult {
+    let user = ev.jid.bare();
+    let list = ctx.ext.get_or_default::<HomeLists>().get(&user);
+    let (u, j, s) = (user.clone(), ev.jid.clone(), ev.session);
+    ctx.run_on(
+        ev.session.shard,
+        Box::new(move |shard| state::install(shard, &u, &j, Some(s), list)),
+    );
+    HookResult::Continue
+}
+
+/// Home shard: the session's shard forgets it (and the user's list with its last session there).
+fn on_remove(ev: &mut SessionEvent, ctx: &mut HookCtx<'_>) -> HookResult {
+    let user = ev.jid.bare();
+    let (u, j, s) = (user.clone(), ev.jid.clone(), ev.session);
+    ctx.run_on(
+        ev.session.shard,
+        Box::new(move |shard| state::uninstall(shard, &u, &j, s)),
+    );
+    HookResult::Continue
+}
+
+/// True when `other` is the user's own account or server: never blocked either way.
+fn is_own(user: &BareJid, other: &Jid) -> bool {
+    if other.node().is_none() {
+        return other.domain() == user.domain() && other.resource().is_none();
+    }
+    other.node() == user.node() && other.domain() == user.domain()
+}
+
+/// Sender's shard: nothing leaves towards a JID the sender blocked.
+fn on_send(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
+    let kind = acc.kind();
+    if kind == StanzaKind::Other {
+        return HookResult::Continue;
+    }
+    let user = acc.from.bare();
+    if is_own(&user, &acc.to) {
+        return HookResult::Continue;
+    }
+    let st = ctx.ext.get_or_default::<ConnLists>();
+    let Some(entry) = st.users.get(&user) else {
+        // The install task has not arrived (only under mesh overload): load the list here so the
+        // next stanza is filtered; this one goes out.
+        if let Ok(session) = FullJid::try_from(acc.from.clone()) {
+            self_load(ctx, user, session);
+        }
+        return HookResult::Continue;
+    };
+    if !entry.list.blocks(&acc.to) {
+        return HookResult::Continue;
+    }
+    if kind != StanzaKind::Presence {
+        if let Some(reply) = blocked_error(acc, ctx.shard) {
+            ctx.route(reply);
+        }
+    }
+    HookResult::Stop
+}
+
+/// Recipient session's shard: nothing from a JID the recipient blocked gets through.
+fn on_receive(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
+    let kind = acc.kind();
+    let user = acc.to.bare();
+    if kind == StanzaKind::Other || is_own(&user, &acc.from) || acc.get::<Answer>(ANSWER).is_some()
+    {
+        return HookResult::Continue;
+    }
+    let st = ctx.ext.get_or_default::<ConnLists>();
+    let Some(entry) = st.users.get(&user) else {
+        return hold(acc, ctx, user);
+    };
+    if !entry.list.blocks(&acc.from) {
+        return HookResult::Continue;
+    }
+    let ty = acc.stanza_type();
+    let answer = match kind {
+        StanzaKind::Message => ty != "error",
+        StanzaKind::Iq => ty == "get" || ty == "set",
+        _ => false,
+    };
+    if answer {
+        if let Some(reply) = acc.error_reply(StanzaErrorCondition::ServiceUnavailable, ctx.shard) {
+            ctx.route(reply);
+        }
+    }
+    HookResult::Stop
+}
+
+/// No list for the recipient here yet. A stanza to a full JID (the local fast path overtaking the
+/// install task) waits for the list, loaded from the store if no load is running; one to the bare
+/// JID can only follow the install task from the home shard, so a missing list means the task was
+/// refused by a full mesh outbox: it is delivered, and the list loaded for the next ones.
+fn hold(acc: &mut Acc, ctx: &mut HookCtx<'_>, user: BareJid) -> HookResult {
+    let Ok(session) = FullJid::try_from(acc.to.clone()) else {
+        tracing::warn!(
+            user = user.as_str(),
+            "blocking: no list on this shard for a bare-JID delivery"
+        );
+        return HookResult::Continue;
+    };
+    let st = ctx.ext.get_or_default::<ConnLists>();
+    let held = st.held.entry(session.clone()).or_default();
+    if held.len() >= MAX_HELD {
+        if let Some(reply) = acc.error_reply(StanzaErrorCondition::ResourceConstraint, ctx.shard) {
+            ctx.route(reply);
+        }
+        return HookResult::Stop;
+    }
+    held.push(acc.fork());
+    self_load(ctx, user, session);
+    HookResult::Stop
+}
+
+/// Loads `user`'s list on this shard (once at a time) and installs it for `session`.
+fn self_load(ctx: &mut HookCtx<'_>, user: BareJid, session: FullJid) {
+    let st = ctx.ext.get_or_default::<ConnLists>();
+    if !st.loading.insert(user.clone()) {
+        return;
+    }
+    ctx.store(Some(user_key(&user)), move |store| {
+        let stored = match store.blocklist_get(&user) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "blocking: list load failed; treating as empty");
+                Default::default()
+            }
+        };
+        let list = Arc::new(BlockList::new(stored.items, stored.version));
+        JobDone {
+            route: Vec::new(),
+            then: Some(Box::new(move |shard| {
+                let sref = shard
+                    .local_session(session.as_str())
+                    .map(|conn| shard.session_ref(conn));
+                state::install(shard, &user, &session, sref, list)
+            })),
+        }
+    });
+}
+
+/// `<not-acceptable/>` + `<blocked/>` back to the sender (XEP-0191 §3.3).
+pub fn blocked_error(acc: &Acc, on: ShardId) -> Option<Acc> {
+    let ty = acc.stanza_type();
+    if ty == "error" || ty == "result" {
+        return None;
+    }
+    let mut el = acc.stanza.tree().ok()?;
+    el.attrs
+        .retain(|(k, _)| k != "type" && k != "from" && k != "to");
+    el.attrs.push(("type".into(), "error".into()));
+    el.attrs.push(("from".into(), acc.to.as_str().into()));
+    el.attrs.push(("to".into(), acc.from.as_str().into()));
+    let error = Element::new("error", ns::CLIENT)
+        .with_attr("type", "cancel")
+        .with_child(Element::new("not-acceptable", ns::STANZAS))
+        .with_child(Element::new("blocked", NS_ERRORS));
+    el.children.push(Node::Element(error));
+    let mut reply = Acc::new(
+        Stanza::from_element(&el),
+        acc.to.clone(),
+        acc.from.clone(),
+        on,
+    );
+    // It comes "from" the blocked JID: the sender's own receive filter must let it through.
+    reply.put(ANSWER, Answer);
+    Some(reply)
+}
+
+/// Marks the server's `<blocked/>` answer on its way back to the blocking user.
+struct Answer;
+/// Scratch key of [`Answer`].
+const ANSWER: &str = "blocking.answer";
+
+/// The account IQ handler: runs on the requester's shard; the store answers.
+fn handle_iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {
+    let user = acc.to.bare();
+    if acc.from.bare() != user {
+        // Someone else's block list is not theirs to read or change.
+        return IqReply::Error(StanzaErrorCondition::NotAllowed);
+    }
+    let req = match iq::parse(&acc.stanza_type(), payload) {
+        Ok(r) => r,
+        Err(cond) => return IqReply::Error(cond),
+    };
+    let req_acc = acc.fork();
+    let on = ctx.shard;
+    ctx.store(Some(user_key(&user)), move |store| match req {
+        iq::Request::Get => match store.blocklist_get(&user) {
+            Ok(stored) => {
+                let list = BlockList::new(stored.items, stored.version);
+                let body = iq::blocklist(&list);
+                vec![iq::result(&req_acc, Some(body), on)].into()
+            }
+            Err(e) => internal_error(&req_acc, on, &e),
+        },
+        iq::Request::Change(change) => match store.blocklist_update(&user, &change) {
+            Ok(stored) => changed(&req_acc, user, change, stored, on),
+            Err(e) => internal_error(&req_acc, on, &e),
+        },
+    });
+    IqReply::NoReply
+}
+
+fn internal_error(req: &Acc, on: ShardId, e: &crate::store::StoreError) -> JobDone {
+    tracing::error!(error = %e, "blocking: store failed");
+    req.error_reply(StanzaErrorCondition::InternalServerError, on)
+        .into_iter()
+        .collect::<Vec<_>>()
+        .into()
+}
+
+/// After a committed change: the result to the requester, then the new list to the home shard,
+/// which refreshes every session's shard and pushes the change to every resource.
+fn changed(
+    req: &Acc,
+    user: BareJid,
+    change: BlockChange,
+    stored: crate::store::StoredBlockList,
+    on: ShardId,
+) -> JobDone {
+    let list = Arc::new(BlockList::new(stored.items, stored.version));
+    let result = iq::result(req, None, on);
+    let payload = iq::push_payload(&change);
+    JobDone {
+        route: Vec::new(),
+        then: Some(Box::new(move |shard| {
+            // The result first, then the pushes (XEP-0191 §3.3 order).
+            crate::router::route(shard, result);
+            let home = home_shard(&user, shard.shards);
+            let u = user.clone();
+            crate::sm::run_on(
+                shard,
+                home,
+                Box::new(move |home_shard| {
+                    let id = home_shard.id;
+                    let version = list.version;
+                    let from = u.clone();
+                    let push = move |to: &FullJid| push_iq(&from, to, &payload, version, id);
+                    state::publish(home_shard, &u, list, &push);
+                }),
+            );
+        })),
+    }
+}
+
+/// `<iq type='set'>` push of `payload` to one resource.
+fn push_iq(user: &BareJid, to: &FullJid, payload: &Element, version: u64, on: ShardId) -> Acc {
+    // One change per version: unique enough for clients to tell pushes apart.
+    let id = format!("block-push-{version}");
+    let el = Element::new("iq", ns::CLIENT)
+        .with_attr("type", "set")
+        .with_attr("id", id)
+        .with_attr("from", user.as_str())
+        .with_attr("to", to.as_str())
+        .with_child(payload.clone());
+    Acc::new(
+        Stanza::from_element(&el),
+        Jid::from(user.clone()),
+        Jid::from(to.clone()),
+        on,
+    )
+}
+
+#[cfg(test)]
+mod tests;

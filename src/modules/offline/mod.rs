@@ -1,0 +1,213 @@
+//! `mod_offline`: offline message storage (XEP-0160).
+//!
+//! On the recipient's home shard, `offline_message` (no available resource can take a message) hands
+//! chat/normal messages to a store job and stops the hook before the session manager's default
+//! handler (which answers `service-unavailable`). The job checks the account exists, applies the
+//! per-user limit and commits before it returns; any refusal goes back to the sender as an error,
+//! never a silent drop.
+//!
+//! On `user_available` (initial presence, home shard) a second job takes the user's messages, oldest
+//! first, deleting them in the same transaction, and routes each to the resource that became
+//! available with a XEP-0203 `<delay/>` stamped at storage time.
+//!
+//! Ordering: both jobs are keyed by the user ([`user_key`]), so they run one after another on one pool
+//! thread in the order the home shard queued them. A message routed to offline storage before the
+//! initial presence is therefore stored before the fetch reads the table (nothing is lost while a
+//! store job is in flight), and two resources becoming available at once run two fetches in turn:
+//! the first takes everything, the second finds nothing (exactly once).
+
+pub mod options;
+
+use crate::hooks::{Acc, HookCtx, HookResult, JobDone, SessionEvent};
+use crate::jid::{BareJid, Jid};
+use crate::shard::{Shard, ShardId};
+use crate::store::{OfflinePush, Store};
+use crate::xml::{Element, Node, Stanza};
+use crate::xmpp::StanzaErrorCondition;
+
+pub use options::OptionError;
+
+/// Features this module adds to the server's disco#info (XEP-0160).
+pub const FEATURES: &[&str] = &["msgoffline"];
+
+/// XEP-0203 delayed delivery.
+pub const NS_DELAY: &str = "urn:xmpp:delay";
+/// XEP-0334 message processing hints.
+pub const NS_HINTS: &str = "urn:xmpp:hints";
+/// XEP-0085 chat state notifications.
+pub const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
+
+/// Handler priority on `offline_message`: before the session manager's default (i32::MAX).
+pub const PRIORITY: i32 = 50;
+
+/// Room kept under the 64 KiB stanza limit for the `<delay/>` added at delivery.
+const DELAY_ROOM: usize = 256;
+/// Largest stanza re-parsed at delivery (`Stanza::parse` limit).
+const MAX_STORED: usize = 65_536 - DELAY_ROOM;
+
+/// `[modules.offline]`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Options {
+    /// Messages kept per user; past it the sender gets `resource-constraint`.
+    pub max_per_user: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { max_per_user: 1000 }
+    }
+}
+
+impl Options {
+    /// Reads and checks `[modules.offline]`.
+    pub fn from_table(table: &toml::Table) -> Result<Options, OptionError> {
+        let o: Options = options::parse("offline", table)?;
+        options::nonzero("offline", "max_per_user", u64::from(o.max_per_user))?;
+        Ok(o)
+    }
+}
+
+/// The store-job ordering key of a user's data (same for every module and shard).
+pub fn user_key(user: &BareJid) -> u64 {
+    // Fixed seeds: every shard must compute the same key for the same user.
+    ahash::RandomState::with_seeds(0x6f66_666c, 0x696e_6531, 0x7065_7472, 0x656c_0005)
+        .hash_one(user.as_str())
+}
+
+/// What to do with a message nobody could take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Store it.
+    Store,
+    /// Not ours: the next handler (the default `service-unavailable`) decides.
+    Pass,
+    /// Drop silently (chat state notifications, XEP-0085 §5.6).
+    Drop,
+}
+
+/// XEP-0160 with XEP-0334 hints: chat/normal messages with content are stored unless they carry
+/// `<no-store/>`; `<store/>` forces storage of content-less ones; headline, groupchat and error are
+/// never stored; bare chat states are dropped.
+pub fn disposition(acc: &Acc) -> Disposition {
+    let ty = acc.stanza_type();
+    if !(ty.is_empty() || ty == "normal" || ty == "chat") {
+        return Disposition::Pass;
+    }
+    let Ok(el) = acc.stanza.tree() else {
+        return Disposition::Pass;
+    };
+    let hint = |name: &str| el.get_child(name, NS_HINTS).is_some();
+    if hint("no-store") || hint("no-permanent-store") {
+        return Disposition::Pass;
+    }
+    let content = el
+        .child_elements()
+        .any(|c| c.ns == crate::xmpp::ns::CLIENT && (c.name == "body" || c.name == "subject"));
+    if content || hint("store") {
+        return Disposition::Store;
+    }
+    let only_chat_states = el
+        .child_elements()
+        .all(|c| c.ns == NS_CHATSTATES || (c.ns == crate::xmpp::ns::CLIENT && c.name == "thread"));
+    if only_chat_states && el.child_elements().any(|c| c.ns == NS_CHATSTATES) {
+        Disposition::Drop
+    } else {
+        Disposition::Pass
+    }
+}
+
+/// Registers the handlers on `shard`.
+pub fn start(shard: &mut Shard, opts: &Options) {
+    let max = opts.max_per_user;
+    shard.hooks.offline_message.add(
+        PRIORITY,
+        "offline",
+        move |acc: &mut Acc, ctx: &mut HookCtx<'_>| {
+            if acc.stanza.bytes().len() > MAX_STORED {
+                return HookResult::Continue;
+            }
+            match disposition(acc) {
+                Disposition::Pass => return HookResult::Continue,
+                Disposition::Drop => return HookResult::Stop,
+                Disposition::Store => {}
+            }
+            let user = acc.to.bare();
+            let msg = acc.fork();
+            let on = ctx.shard;
+            ctx.store(Some(user_key(&user)), move |store| {
+                store_job(store, &user, msg, max, on)
+            });
+            HookResult::Stop
+        },
+    );
+    shard.hooks.user_available.add(
+        PRIORITY,
+        "offline",
+        |ev: &mut SessionEvent, ctx: &mut HookCtx<'_>| {
+            // XEP-0160 §3 / RFC 6121 §8.5.2.1.1: a negative priority resource gets no offline messages.
+            if ev.priority.is_some_and(|p| p < 0) {
+                return HookResult::Continue;
+            }
+            let user = ev.jid.bare();
+            let to = Jid::from(ev.jid.clone());
+            let on = ctx.shard;
+            ctx.store(Some(user_key(&user)), move |store| {
+                JobDone::from(deliver_job(store, &user, &to, on))
+            });
+            HookResult::Continue
+        },
+    );
+}
+
+/// Stores `msg` for `user` (committed before returning) or answers its sender with why not.
+pub fn store_job(store: &Store, user: &BareJid, msg: Acc, max: u32, on: ShardId) -> JobDone {
+    let refuse = |cond| JobDone::from(msg.error_reply(cond, on).into_iter().collect::<Vec<_>>());
+    let Ok(mut el) = msg.stanza.tree() else {
+        return refuse(StanzaErrorCondition::ServiceUnavailable);
+    };
+    // The route's sender, whatever the bytes say (the c2s stamps it; server-built stanzas may not).
+    el.attrs.retain(|(k, _)| k != "from");
+    el.attrs.push(("from".into(), msg.from.as_str().into()));
+    // Serialized from the tree: self-contained (namespaces declared), whatever the sender's stream
+    // declared.
+    let bytes = Stanza::from_element(&el).into_bytes();
+    match store.offline_push(user, msg.from.as_str(), &bytes, max) {
+        Ok(OfflinePush::Stored) => JobDone::default(),
+        Ok(OfflinePush::NoSuchUser) => refuse(StanzaErrorCondition::ServiceUnavailable),
+        Ok(OfflinePush::Full) => refuse(StanzaErrorCondition::ResourceConstraint),
+        Err(e) => {
+            tracing::error!(error = %e, user = user.as_str(), "offline store failed");
+            refuse(StanzaErrorCondition::ServiceUnavailable)
+        }
+    }
+}
+
+/// Takes `user`'s stored messages and addresses them to `to`, each with its `<delay/>`.
+pub fn deliver_job(store: &Store, user: &BareJid, to: &Jid, on: ShardId) -> Vec<Acc> {
+    let msgs = match store.offline_pop_all(user) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, user = user.as_str(), "offline fetch failed");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::with_capacity(msgs.len());
+    for m in msgs {
+        let parsed = Stanza::parse(m.stanza).and_then(|s| s.tree());
+        let (Ok(mut el), Ok(from)) = (parsed, Jid::parse(&m.sender)) else {
+            tracing::error!(user = user.as_str(), "unreadable offline message dropped");
+            continue;
+        };
+        let delay = Element::new("delay", NS_DELAY)
+            .with_attr("from", user.domain())
+            .with_attr("stamp", m.stamp.as_str())
+            .with_text("Offline Storage");
+        el.children.push(Node::Element(delay));
+        out.push(Acc::new(Stanza::from_element(&el), from, to.clone(), on));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

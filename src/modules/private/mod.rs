@@ -1,0 +1,150 @@
+//! `mod_private`: private XML storage (XEP-0049). A user stores and reads namespaced fragments on
+//! their own account; the per-user total is bounded by `max_bytes` (all fragments of a set are
+//! stored, or none).
+
+use std::rc::Rc;
+
+use crate::hooks::{Acc, HookCtx, JobDone};
+use crate::jid::BareJid;
+use crate::local::{IqHandler, IqReply};
+use crate::modules::blocking::iq::result;
+use crate::modules::offline::{options, user_key, OptionError};
+use crate::shard::{Shard, ShardId};
+use crate::store::{PrivateSet, Store};
+use crate::xml::{Element, Stanza};
+use crate::xmpp::{ns, StanzaErrorCondition};
+
+/// The private storage namespace.
+pub const NS: &str = "jabber:iq:private";
+/// Features this module adds to the server's disco#info (none: XEP-0049 defines no feature there).
+pub const FEATURES: &[&str] = &[];
+
+/// Namespaces a fragment may not use (XEP-0049 §3).
+const REFUSED: [&str; 3] = [ns::CLIENT, "jabber:server", NS];
+
+/// `[modules.private]`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Options {
+    /// Bytes of stored fragments per user.
+    pub max_bytes: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { max_bytes: 65_536 }
+    }
+}
+
+impl Options {
+    /// Reads and checks `[modules.private]`.
+    pub fn from_table(table: &toml::Table) -> Result<Options, OptionError> {
+        let o: Options = options::parse("private", table)?;
+        options::nonzero("private", "max_bytes", u64::from(o.max_bytes))?;
+        Ok(o)
+    }
+}
+
+/// Registers the account IQ handler on every host.
+pub fn start(shard: &mut Shard, hosts: &[String], opts: &Options) {
+    let max = u64::from(opts.max_bytes);
+    let handler: IqHandler = Rc::new(move |acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>| {
+        handle(acc, payload, ctx, max)
+    });
+    for host in hosts {
+        shard.iq.register_account(host, NS, handler.clone());
+    }
+}
+
+/// What a request asks for, checked on the shard before any store work.
+enum Request {
+    Get(Element),
+    Set(Vec<(String, Vec<u8>)>),
+}
+
+fn parse(ty: &str, payload: &Element) -> Result<Request, StanzaErrorCondition> {
+    if payload.name != "query" {
+        return Err(StanzaErrorCondition::BadRequest);
+    }
+    let children: Vec<&Element> = payload.child_elements().collect();
+    if children.iter().any(|c| REFUSED.contains(&c.ns.as_str())) {
+        return Err(StanzaErrorCondition::NotAcceptable);
+    }
+    match (ty, children.as_slice()) {
+        ("get", [one]) => Ok(Request::Get((*one).clone())),
+        ("set", many) if !many.is_empty() => Ok(Request::Set(
+            many.iter()
+                .map(|c| {
+                    let mut out = Vec::new();
+                    c.write_to(&mut out);
+                    (c.ns.clone(), out)
+                })
+                .collect(),
+        )),
+        _ => Err(StanzaErrorCondition::BadRequest),
+    }
+}
+
+fn handle(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>, max: u64) -> IqReply {
+    let user = acc.to.bare();
+    if acc.from.bare() != user {
+        return IqReply::Error(StanzaErrorCondition::Forbidden);
+    }
+    let req = match parse(&acc.stanza_type(), payload) {
+        Ok(r) => r,
+        Err(c) => return IqReply::Error(c),
+    };
+    if let Request::Set(frags) = &req {
+        // A set larger than the whole allowance cannot fit: refused without a store round trip.
+        if frags.iter().map(|(_, x)| x.len() as u64).sum::<u64>() > max {
+            return IqReply::Error(StanzaErrorCondition::NotAcceptable);
+        }
+    }
+    let (req_acc, on) = (acc.fork(), ctx.shard);
+    ctx.store(Some(user_key(&user)), move |store| {
+        job(store, &user, req, &req_acc, on, max)
+    });
+    IqReply::NoReply
+}
+
+fn job(
+    store: &Store,
+    user: &BareJid,
+    req: Request,
+    req_acc: &Acc,
+    on: ShardId,
+    max: u64,
+) -> JobDone {
+    let answer = |body| JobDone::from(vec![result(req_acc, body, on)]);
+    let error = |c| JobDone::from(req_acc.error_reply(c, on).into_iter().collect::<Vec<_>>());
+    match req {
+        Request::Get(asked) => match store.private_get(user, &asked.ns) {
+            Ok(found) => {
+                let frag = match found.map(|b| Stanza::parse(b).and_then(|s| s.tree())) {
+                    None => asked,
+                    Some(Ok(el)) => el,
+                    Some(Err(e)) => {
+                        tracing::error!(error = %e, "private: stored fragment unreadable");
+                        return error(StanzaErrorCondition::InternalServerError);
+                    }
+                };
+                answer(Some(Element::new("query", NS).with_child(frag)))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "private: get failed");
+                error(StanzaErrorCondition::InternalServerError)
+            }
+        },
+        Request::Set(frags) => match store.private_set(user, &frags, max) {
+            Ok(PrivateSet::Stored) => answer(None),
+            Ok(PrivateSet::TooLarge) => error(StanzaErrorCondition::NotAcceptable),
+            Err(e) => {
+                tracing::error!(error = %e, "private: set failed");
+                error(StanzaErrorCondition::InternalServerError)
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

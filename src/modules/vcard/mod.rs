@@ -1,0 +1,124 @@
+//! `mod_vcard`: vcard-temp (XEP-0054) as a stored blob. A user sets their own `<vCard/>` (at most
+//! `max_bytes` serialized, otherwise `not-acceptable` and nothing stored) and anyone gets a user's
+//! vCard from the user's bare JID; a user without one gets an empty `<vCard/>`, a missing account
+//! `service-unavailable`.
+
+use std::rc::Rc;
+
+use crate::hooks::{Acc, HookCtx, JobDone};
+use crate::jid::BareJid;
+use crate::local::{IqHandler, IqReply};
+use crate::modules::blocking::iq::result;
+use crate::modules::offline::{options, user_key, OptionError};
+use crate::shard::{Shard, ShardId};
+use crate::store::{Store, VcardGet};
+use crate::xml::{Element, Stanza};
+use crate::xmpp::StanzaErrorCondition;
+
+/// The vcard-temp namespace.
+pub const NS: &str = "vcard-temp";
+/// Features this module adds to the server's disco#info.
+pub const FEATURES: &[&str] = &[NS];
+
+/// `[modules.vcard]`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Options {
+    /// Largest serialized `<vCard/>` accepted.
+    pub max_bytes: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { max_bytes: 65_536 }
+    }
+}
+
+impl Options {
+    /// Reads and checks `[modules.vcard]`.
+    pub fn from_table(table: &toml::Table) -> Result<Options, OptionError> {
+        let o: Options = options::parse("vcard", table)?;
+        options::nonzero("vcard", "max_bytes", u64::from(o.max_bytes))?;
+        Ok(o)
+    }
+}
+
+/// Registers the account IQ handler on every host.
+pub fn start(shard: &mut Shard, hosts: &[String], opts: &Options) {
+    let max = opts.max_bytes as usize;
+    let handler: IqHandler = Rc::new(move |acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>| {
+        handle(acc, payload, ctx, max)
+    });
+    for host in hosts {
+        shard.iq.register_account(host, NS, handler.clone());
+    }
+}
+
+fn handle(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>, max: usize) -> IqReply {
+    if payload.name != "vCard" {
+        return IqReply::Error(StanzaErrorCondition::BadRequest);
+    }
+    let owner = acc.to.bare();
+    let (req, on) = (acc.fork(), ctx.shard);
+    match &*acc.stanza_type() {
+        "get" => {
+            ctx.store(Some(user_key(&owner)), move |store| {
+                get_job(store, &owner, &req, on)
+            });
+            IqReply::NoReply
+        }
+        "set" => {
+            if acc.from.bare() != owner {
+                return IqReply::Error(StanzaErrorCondition::Forbidden);
+            }
+            let mut xml = Vec::new();
+            payload.write_to(&mut xml);
+            if xml.len() > max {
+                return IqReply::Error(StanzaErrorCondition::NotAcceptable);
+            }
+            ctx.store(Some(user_key(&owner)), move |store| {
+                set_job(store, &owner, &xml, &req, on)
+            });
+            IqReply::NoReply
+        }
+        _ => IqReply::Error(StanzaErrorCondition::BadRequest),
+    }
+}
+
+fn error(req: &Acc, cond: StanzaErrorCondition, on: ShardId) -> JobDone {
+    JobDone::from(req.error_reply(cond, on).into_iter().collect::<Vec<_>>())
+}
+
+fn get_job(store: &Store, owner: &BareJid, req: &Acc, on: ShardId) -> JobDone {
+    let card = match store.vcard_get(owner) {
+        Ok(VcardGet::Found(xml)) => match Stanza::parse(xml).and_then(|s| s.tree()) {
+            Ok(el) => el,
+            Err(e) => {
+                tracing::error!(error = %e, "vcard: stored vCard unreadable");
+                return error(req, StanzaErrorCondition::InternalServerError, on);
+            }
+        },
+        Ok(VcardGet::Empty) => Element::new("vCard", NS),
+        Ok(VcardGet::NoSuchUser) => {
+            return error(req, StanzaErrorCondition::ServiceUnavailable, on)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "vcard: get failed");
+            return error(req, StanzaErrorCondition::InternalServerError, on);
+        }
+    };
+    JobDone::from(vec![result(req, Some(card), on)])
+}
+
+fn set_job(store: &Store, owner: &BareJid, xml: &[u8], req: &Acc, on: ShardId) -> JobDone {
+    match store.vcard_set(owner, xml) {
+        Ok(()) => JobDone::from(vec![result(req, None, on)]),
+        Err(e) => {
+            tracing::error!(error = %e, "vcard: set failed");
+            error(req, StanzaErrorCondition::InternalServerError, on)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,186 @@
+//! Offline message storage (XEP-0160): one row per message, in arrival order, per user.
+//!
+//! Writes commit before the job that made them returns, so a message acknowledged as stored survives
+//! `kill -9` (WAL, `synchronous = NORMAL`: a committed transaction is in the OS's hands).
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use super::{Store, StoreError};
+use crate::jid::BareJid;
+
+/// Creates the offline tables (idempotent).
+pub(crate) fn migrate_offline(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS offline_message (
+            id       INTEGER PRIMARY KEY AUTOINCREMENT,
+            domain   TEXT NOT NULL,
+            username TEXT NOT NULL,
+            stamp    TEXT NOT NULL,
+            sender   TEXT NOT NULL,
+            stanza   BLOB NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS offline_message_user ON offline_message (domain, username, id);",
+    )?;
+    Ok(())
+}
+
+/// True when `jid` is a registered account.
+pub(super) fn user_exists(conn: &Connection, jid: &BareJid) -> Result<bool, StoreError> {
+    let Some(node) = jid.node() else {
+        return Ok(false);
+    };
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM users WHERE domain = ?1 AND username = ?2")?
+        .query_row(params![jid.domain(), node], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// What [`Store::offline_push`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfflinePush {
+    /// Stored and committed.
+    Stored,
+    /// There is no such account.
+    NoSuchUser,
+    /// The user already has `max` messages waiting.
+    Full,
+}
+
+/// A stored message, as handed back for delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfflineMessage {
+    /// When it was stored (XEP-0082 UTC, milliseconds).
+    pub stamp: String,
+    /// The sender's JID as it was routed.
+    pub sender: String,
+    /// The serialized stanza (self-contained, `jabber:client`).
+    pub stanza: Vec<u8>,
+}
+
+impl Store {
+    /// Stores `stanza` for `user` unless the account is missing or already holds `max` messages;
+    /// committed when this returns `Stored`.
+    pub fn offline_push(
+        &self,
+        user: &BareJid,
+        sender: &str,
+        stanza: &[u8],
+        max: u32,
+    ) -> Result<OfflinePush, StoreError> {
+        let node = user.node().ok_or(StoreError::NoLocalpart)?;
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        if !user_exists(&tx, user)? {
+            return Ok(OfflinePush::NoSuchUser);
+        }
+        let count: i64 = tx
+            .prepare_cached(
+                "SELECT count(*) FROM offline_message WHERE domain = ?1 AND username = ?2",
+            )?
+            .query_row(params![user.domain(), node], |r| r.get(0))?;
+        if count >= i64::from(max) {
+            return Ok(OfflinePush::Full);
+        }
+        tx.prepare_cached(
+            "INSERT INTO offline_message (domain, username, stamp, sender, stanza)
+             VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?3, ?4)",
+        )?
+        .execute(params![user.domain(), node, sender, stanza])?;
+        tx.commit()?;
+        Ok(OfflinePush::Stored)
+    }
+
+    /// Takes every message stored for `user`, oldest first, and deletes them in the same transaction.
+    pub fn offline_pop_all(&self, user: &BareJid) -> Result<Vec<OfflineMessage>, StoreError> {
+        let Some(node) = user.node() else {
+            return Ok(Vec::new());
+        };
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        let msgs = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT stamp, sender, stanza FROM offline_message
+                 WHERE domain = ?1 AND username = ?2 ORDER BY id",
+            )?;
+            let rows = stmt.query_map(params![user.domain(), node], |r| {
+                Ok(OfflineMessage {
+                    stamp: r.get(0)?,
+                    sender: r.get(1)?,
+                    stanza: r.get(2)?,
+                })
+            })?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        if !msgs.is_empty() {
+            tx.prepare_cached("DELETE FROM offline_message WHERE domain = ?1 AND username = ?2")?
+                .execute(params![user.domain(), node])?;
+        }
+        tx.commit()?;
+        Ok(msgs)
+    }
+
+    /// Number of messages waiting for `user`.
+    pub fn offline_count(&self, user: &BareJid) -> Result<u64, StoreError> {
+        let Some(node) = user.node() else {
+            return Ok(0);
+        };
+        let n: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT count(*) FROM offline_message WHERE domain = ?1 AND username = ?2",
+            )?
+            .query_row(params![user.domain(), node], |r| r.get(0))?;
+        Ok(n.max(0) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::ScramSecrets;
+
+    fn jid(s: &str) -> BareJid {
+        BareJid::parse(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn push_limit_and_pop_in_order() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let bob = jid("bob@example.com");
+        assert_eq!(
+            store.offline_push(&bob, "a@x/y", b"<message/>", 5).ok(),
+            Some(OfflinePush::NoSuchUser)
+        );
+        store
+            .add_user(&bob, &ScramSecrets::derive("pw", 16))
+            .unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..3 {
+            let body = format!("<message><body>{i}</body></message>");
+            assert_eq!(
+                store.offline_push(&bob, "a@x/y", body.as_bytes(), 3).ok(),
+                Some(OfflinePush::Stored)
+            );
+        }
+        assert_eq!(
+            store.offline_push(&bob, "a@x/y", b"<message/>", 3).ok(),
+            Some(OfflinePush::Full)
+        );
+        assert_eq!(store.offline_count(&bob).ok(), Some(3));
+        let got = store
+            .offline_pop_all(&bob)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let bodies: Vec<String> = got
+            .iter()
+            .map(|m| String::from_utf8_lossy(&m.stanza).into_owned())
+            .collect();
+        assert_eq!(
+            bodies,
+            [0, 1, 2].map(|i| format!("<message><body>{i}</body></message>"))
+        );
+        assert!(got
+            .iter()
+            .all(|m| m.stamp.ends_with('Z') && m.stamp.len() == 24));
+        assert_eq!(store.offline_count(&bob).ok(), Some(0));
+        assert!(store.offline_pop_all(&bob).is_ok_and(|v| v.is_empty()));
+    }
+}

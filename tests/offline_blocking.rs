@@ -1,0 +1,350 @@
+//! Offline messages (XEP-0160), blocking (XEP-0191), private storage (XEP-0049) and vcard-temp
+//! (XEP-0054) over real sockets, at 1 and 2 shards: delivery with delay after reconnect, after a
+//! graceful restart and after SIGKILL right after the store committed; limits and errors.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{body, error_condition, Client, Server};
+use petrel::jid::BareJid;
+use petrel::store::Store;
+use petrel::xml::Stanza;
+
+const SHARDS: [usize; 2] = [1, 2];
+const DELAY: &str = "urn:xmpp:delay";
+
+const MODULES: &str = "
+[modules.offline]
+max_per_user = 3
+[modules.blocking]
+[modules.private]
+max_bytes = 2000
+[modules.vcard]
+max_bytes = 1000
+";
+
+fn start(shards: usize) -> Server {
+    Server::start_with(shards, &["alice", "bob", "carol"], "", MODULES)
+}
+
+/// Waits until `n` messages for `user` are committed in the server's store.
+fn wait_stored(server: &Server, user: &str, n: u64) {
+    let store = Store::open(&server.data_dir()).unwrap();
+    let jid = BareJid::parse(user).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = store.offline_count(&jid).unwrap();
+        if got == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{got} of {n} offline messages stored"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The next message stanzas with a body, up to `n`.
+fn messages(c: &mut Client, n: usize) -> Vec<Stanza> {
+    (0..n)
+        .map(|_| c.expect("message", |s| s.name() == "message" && body(s).is_some()))
+        .collect()
+}
+
+fn assert_delayed(m: &Stanza, from: &str) {
+    assert_eq!(m.from().as_deref(), Some(from));
+    let t = m.tree().unwrap();
+    let d = t
+        .get_child("delay", DELAY)
+        .unwrap_or_else(|| panic!("no delay: {}", String::from_utf8_lossy(m.bytes())));
+    assert_eq!(d.attr("from"), Some("localhost"));
+    let stamp = d.attr("stamp").unwrap();
+    assert!(
+        stamp.len() >= 20 && stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T',
+        "{stamp}"
+    );
+}
+
+/// Alice sends `bodies` to offline Bob; they are committed when this returns; Alice got no error.
+fn send_offline(server: &Server, alice: &mut Client, bodies: &[&str]) {
+    for b in bodies {
+        alice.chat("bob@localhost", b);
+    }
+    wait_stored(server, "bob@localhost", bodies.len() as u64);
+    alice.sync();
+    assert!(
+        !String::from_utf8_lossy(&alice.raw).contains("type='error'"),
+        "{}",
+        String::from_utf8_lossy(&alice.raw)
+    );
+}
+
+fn bodies(ms: &[Stanza]) -> Vec<String> {
+    ms.iter().map(|m| body(m).unwrap()).collect()
+}
+
+#[test]
+fn offline_message_delivered_with_delay_after_reconnect() {
+    for shards in SHARDS {
+        let server = start(shards);
+        let mut alice = server.login("alice", "a", Some(0));
+        // Bob was here and left.
+        let mut bob = server.login("bob", "b", Some(0));
+        bob.sync();
+        drop(bob);
+        std::thread::sleep(Duration::from_millis(100));
+        send_offline(&server, &mut alice, &["one", "two"]);
+        let mut bob = server.login("bob", "b", Some(0));
+        let got = messages(&mut bob, 2);
+        assert_eq!(bodies(&got), ["one", "two"], "shards={shards}");
+        for m in &got {
+            assert_delayed(m, "alice@localhost/a");
+        }
+        // Exactly once: a second login gets nothing more.
+        wait_stored(&server, "bob@localhost", 0);
+        let mut bob2 = server.login("bob", "c", Some(0));
+        bob2.sync();
+        assert!(
+            !String::from_utf8_lossy(&bob2.raw).contains("<body>"),
+            "shards={shards}"
+        );
+    }
+}
+
+#[test]
+fn offline_message_survives_graceful_restart() {
+    for shards in SHARDS {
+        let mut server = start(shards);
+        let mut alice = server.login("alice", "a", Some(0));
+        send_offline(&server, &mut alice, &["before restart"]);
+        drop(alice);
+        server.stop();
+        server.spawn(shards);
+        let mut bob = server.login("bob", "b", Some(0));
+        let got = messages(&mut bob, 1);
+        assert_eq!(bodies(&got), ["before restart"]);
+        assert_delayed(&got[0], "alice@localhost/a");
+    }
+}
+
+#[test]
+fn offline_message_survives_sigkill_right_after_storing() {
+    for shards in SHARDS {
+        let mut server = start(shards);
+        let mut alice = server.login("alice", "a", Some(0));
+        alice.chat("bob@localhost", "kill me");
+        // Committed by the store job: SIGKILL now.
+        wait_stored(&server, "bob@localhost", 1);
+        server.kill9();
+        assert!(!String::from_utf8_lossy(&alice.raw).contains("type='error'"));
+        drop(alice);
+        server.spawn(shards);
+        let mut bob = server.login("bob", "b", Some(0));
+        let got = messages(&mut bob, 1);
+        assert_eq!(bodies(&got), ["kill me"], "shards={shards}");
+        assert_delayed(&got[0], "alice@localhost/a");
+    }
+}
+
+#[test]
+fn per_user_limit_answers_the_sender() {
+    for shards in SHARDS {
+        let server = start(shards);
+        let mut alice = server.login("alice", "a", Some(0));
+        send_offline(&server, &mut alice, &["1", "2", "3"]);
+        alice.send("<message to='bob@localhost' type='chat' id='over'><body>4</body></message>");
+        let e = alice.expect("error", |s| s.id().as_deref() == Some("over"));
+        assert_eq!(e.type_().as_deref(), Some("error"));
+        assert_eq!(
+            error_condition(&e).as_deref(),
+            Some("resource-constraint"),
+            "shards={shards}"
+        );
+        // A user that does not exist: service-unavailable.
+        alice.send("<message to='ghost@localhost' type='chat' id='ghost'><body>?</body></message>");
+        let e = alice.expect("error", |s| s.id().as_deref() == Some("ghost"));
+        assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
+        let mut bob = server.login("bob", "b", Some(0));
+        assert_eq!(bodies(&messages(&mut bob, 3)), ["1", "2", "3"]);
+    }
+}
+
+fn iq(c: &mut Client, id: &str, xml: &str) -> Stanza {
+    c.send(xml);
+    c.expect("iq answer", |s| {
+        s.name() == "iq" && s.id().as_deref() == Some(id)
+    })
+}
+
+fn blocked_app_error(s: &Stanza) -> bool {
+    let t = s.tree().unwrap();
+    t.get_child("error", petrel::xmpp::ns::CLIENT)
+        .is_some_and(|e| e.get_child("blocked", "urn:xmpp:blocking:errors").is_some())
+}
+
+#[test]
+fn blocking_stops_messages_both_ways() {
+    for shards in SHARDS {
+        let server = start(shards);
+        let mut alice = server.login("alice", "a", Some(0));
+        let mut alice2 = server.login("alice", "a2", Some(0));
+        let mut bob = server.login("bob", "b", Some(0));
+        bob.sync();
+        let r = iq(
+            &mut alice,
+            "blk",
+            "<iq type='set' id='blk'><block xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/></block></iq>",
+        );
+        assert_eq!(r.type_().as_deref(), Some("result"));
+        // Both resources get the push.
+        for c in [&mut alice, &mut alice2] {
+            let push = c.expect("push", |s| {
+                s.name() == "iq" && s.type_().as_deref() == Some("set")
+            });
+            assert!(String::from_utf8_lossy(push.bytes()).contains("bob@localhost"));
+        }
+        let list = iq(
+            &mut alice2,
+            "get",
+            "<iq type='get' id='get'><blocklist xmlns='urn:xmpp:blocking'/></iq>",
+        );
+        assert!(String::from_utf8_lossy(list.bytes()).contains("<item jid='bob@localhost'/>"));
+
+        // Bob -> Alice: service-unavailable, nothing delivered.
+        bob.send("<message to='alice@localhost/a2' type='chat' id='in'><body>blocked in</body></message>");
+        let e = bob.expect("error", |s| s.id().as_deref() == Some("in"));
+        assert_eq!(
+            error_condition(&e).as_deref(),
+            Some("service-unavailable"),
+            "shards={shards}"
+        );
+        // Alice -> Bob: not-acceptable + <blocked/>.
+        alice.send(
+            "<message to='bob@localhost' type='chat' id='out'><body>blocked out</body></message>",
+        );
+        let e = alice.expect("error", |s| s.id().as_deref() == Some("out"));
+        assert_eq!(error_condition(&e).as_deref(), Some("not-acceptable"));
+        assert!(
+            blocked_app_error(&e),
+            "{}",
+            String::from_utf8_lossy(e.bytes())
+        );
+        for c in [&mut alice, &mut alice2, &mut bob] {
+            c.sync();
+        }
+        assert!(!String::from_utf8_lossy(&alice2.raw).contains("<body>blocked in"));
+        assert!(!String::from_utf8_lossy(&bob.raw).contains("<body>blocked out</body></message>"));
+
+        // Malformed JID and empty block.
+        let r = iq(&mut alice, "bad", "<iq type='set' id='bad'><block xmlns='urn:xmpp:blocking'><item jid='a@b@c'/></block></iq>");
+        assert_eq!(error_condition(&r).as_deref(), Some("jid-malformed"));
+        let r = iq(
+            &mut alice,
+            "empty",
+            "<iq type='set' id='empty'><block xmlns='urn:xmpp:blocking'/></iq>",
+        );
+        assert_eq!(error_condition(&r).as_deref(), Some("bad-request"));
+
+        // A new session of Alice after the change is filtered from its first stanza.
+        let mut alice3 = server.login("alice", "a3", Some(0));
+        bob.send("<message to='alice@localhost/a3' type='chat' id='in3'><body>blocked in 3</body></message>");
+        let e = bob.expect("error", |s| s.id().as_deref() == Some("in3"));
+        assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
+
+        // Unblock: messages flow again.
+        let r = iq(&mut alice, "unb", "<iq type='set' id='unb'><unblock xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/></unblock></iq>");
+        assert_eq!(r.type_().as_deref(), Some("result"));
+        alice3.expect("unblock push", |s| {
+            s.name() == "iq" && String::from_utf8_lossy(s.bytes()).contains("unblock")
+        });
+        bob.chat("alice@localhost/a3", "welcome back");
+        let m = alice3.expect("message", |s| s.name() == "message");
+        assert_eq!(body(&m).as_deref(), Some("welcome back"), "shards={shards}");
+    }
+}
+
+#[test]
+fn private_storage_round_trip_and_limit() {
+    for shards in SHARDS {
+        let server = start(shards);
+        let mut alice = server.login("alice", "a", Some(0));
+        let r = iq(&mut alice, "s1", "<iq type='set' id='s1'><query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'><conference jid='room@muc.localhost' name='R'/></storage></query></iq>");
+        assert_eq!(r.type_().as_deref(), Some("result"));
+        let r = iq(&mut alice, "g1", "<iq type='get' id='g1'><query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query></iq>");
+        let text = String::from_utf8_lossy(r.bytes()).into_owned();
+        assert!(
+            text.contains("<conference jid='room@muc.localhost' name='R'/>"),
+            "{text}"
+        );
+        let big = format!("<iq type='set' id='big'><query xmlns='jabber:iq:private'><x xmlns='x:big'>{}</x></query></iq>", "b".repeat(2500));
+        let r = iq(&mut alice, "big", &big);
+        assert_eq!(
+            error_condition(&r).as_deref(),
+            Some("not-acceptable"),
+            "shards={shards}"
+        );
+        let r = iq(&mut alice, "g2", "<iq type='get' id='g2'><query xmlns='jabber:iq:private'><x xmlns='x:big'/></query></iq>");
+        assert!(!String::from_utf8_lossy(r.bytes()).contains("bbbb"));
+        let r = iq(&mut alice, "ns", "<iq type='set' id='ns'><query xmlns='jabber:iq:private'><q xmlns='jabber:iq:private'/></query></iq>");
+        assert_eq!(error_condition(&r).as_deref(), Some("not-acceptable"));
+        // Another user's storage is not reachable.
+        let mut bob = server.login("bob", "b", Some(0));
+        let r = iq(&mut bob, "peek", "<iq type='get' id='peek' to='alice@localhost'><query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query></iq>");
+        assert_eq!(error_condition(&r).as_deref(), Some("forbidden"));
+    }
+}
+
+#[test]
+fn vcard_set_get_and_size_limit() {
+    for shards in SHARDS {
+        let server = start(shards);
+        let mut alice = server.login("alice", "a", Some(0));
+        let mut bob = server.login("bob", "b", Some(0));
+        let r = iq(
+            &mut bob,
+            "e",
+            "<iq type='get' id='e' to='alice@localhost'><vCard xmlns='vcard-temp'/></iq>",
+        );
+        assert_eq!(r.type_().as_deref(), Some("result"));
+        assert!(String::from_utf8_lossy(r.bytes()).contains("<vCard xmlns='vcard-temp'/>"));
+        let r = iq(&mut alice, "s", "<iq type='set' id='s'><vCard xmlns='vcard-temp'><FN>Alice A.</FN><NICKNAME>al</NICKNAME></vCard></iq>");
+        assert_eq!(r.type_().as_deref(), Some("result"));
+        let r = iq(
+            &mut bob,
+            "g",
+            "<iq type='get' id='g' to='alice@localhost'><vCard xmlns='vcard-temp'/></iq>",
+        );
+        assert!(
+            String::from_utf8_lossy(r.bytes()).contains("<FN>Alice A.</FN><NICKNAME>al</NICKNAME>"),
+            "shards={shards}"
+        );
+        // Oversized: refused, and the stored vCard is unchanged.
+        let big = format!(
+            "<iq type='set' id='big'><vCard xmlns='vcard-temp'><FN>{}</FN></vCard></iq>",
+            "x".repeat(1200)
+        );
+        let r = iq(&mut alice, "big", &big);
+        assert_eq!(error_condition(&r).as_deref(), Some("not-acceptable"));
+        let r = iq(
+            &mut alice,
+            "own",
+            "<iq type='get' id='own'><vCard xmlns='vcard-temp'/></iq>",
+        );
+        let text = String::from_utf8_lossy(r.bytes()).into_owned();
+        assert!(
+            text.contains("<FN>Alice A.</FN>") && !text.contains("xxxx"),
+            "{text}"
+        );
+        // Bob cannot write Alice's vCard; a missing account answers service-unavailable.
+        let r = iq(&mut bob, "w", "<iq type='set' id='w' to='alice@localhost'><vCard xmlns='vcard-temp'><FN>B</FN></vCard></iq>");
+        assert_eq!(error_condition(&r).as_deref(), Some("forbidden"));
+        let r = iq(
+            &mut bob,
+            "gh",
+            "<iq type='get' id='gh' to='ghost@localhost'><vCard xmlns='vcard-temp'/></iq>",
+        );
+        assert_eq!(error_condition(&r).as_deref(), Some("service-unavailable"));
+    }
+}
