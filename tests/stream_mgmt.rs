@@ -101,6 +101,14 @@ impl Sm {
         self.c.send(&format!("<a xmlns='urn:xmpp:sm:3' h='{h}'/>"));
     }
 
+    /// Acknowledges everything handled, then closes the sending side without `</stream>` and reads
+    /// until the server drops the connection (anything read meanwhile is left unacknowledged).
+    fn leave_acked(mut self) {
+        self.ack();
+        let _ = self.c.sock.shutdown(Shutdown::Write);
+        let _ = self.c.read_to_close();
+    }
+
     /// Cuts the TCP connection without `</stream>`.
     fn cut(self) -> (String, String, u32) {
         let _ = self.c.sock.shutdown(Shutdown::Both);
@@ -331,6 +339,18 @@ fn timeout_reroutes_unacked_to_another_resource() {
 /// every message arrives exactly once and in per-sender order. Prints resume latency.
 #[test]
 fn loss_test_every_message_exactly_once_across_cuts() {
+    loss_run(0, 60);
+}
+
+/// The same with 4 of the 20 recipients leaving their sessions to time out (resume_timeout 1 s):
+/// what they had not acknowledged goes to offline storage and arrives on their next login; every
+/// message still arrives exactly once.
+#[test]
+fn loss_test_with_timeouts_ends_in_offline_storage() {
+    loss_run(4, 1);
+}
+
+fn loss_run(sleepers: usize, resume_timeout: u64) {
     const RECIPIENTS: usize = 20;
     const SENDERS: usize = 4;
     const TOTAL: usize = 10_000;
@@ -339,11 +359,13 @@ fn loss_test_every_message_exactly_once_across_cuts() {
         .chain((0..SENDERS).map(|i| format!("s{i}")))
         .collect();
     let user_refs: Vec<&str> = users.iter().map(String::as_str).collect();
-    let server = Arc::new(server(2, &user_refs, 60));
+    let extra = format!("{}[modules.offline]\n", sm_toml(resume_timeout, 2000));
+    let server = Arc::new(Server::start_with(2, &user_refs, "", &extra));
     let per_recipient = TOTAL / RECIPIENTS;
     // (reconnect: connect + auth + resume, resume alone: <resume/> to <resumed/>)
     let latencies = Arc::new(Mutex::new(Vec::<(Duration, Duration)>::new()));
     let cuts = Arc::new(AtomicU64::new(0));
+    let offline = Arc::new(AtomicU64::new(0));
     // Log the recipients in first so the senders address bound sessions.
     let recipients: Vec<Sm> = (0..RECIPIENTS)
         .map(|i| Sm::login(&server, &format!("r{i}"), "m"))
@@ -354,30 +376,56 @@ fn loss_test_every_message_exactly_once_across_cuts() {
         let server = server.clone();
         let latencies = latencies.clone();
         let cuts = cuts.clone();
+        let offline = offline.clone();
+        let sleeper = i >= RECIPIENTS - sleepers;
         handles.push(std::thread::spawn(move || {
+            let user = format!("r{i}");
             let mut rng = common::rand_u64();
             let mut next_cut = 100 + (rng % 300) as usize;
             let mut last: HashMap<String, i64> = HashMap::new();
+            let mut seen: HashMap<String, std::collections::BTreeSet<i64>> = HashMap::new();
             let mut got = 0;
+            let mut slept = false;
             while got < per_recipient {
                 let s = sm.recv();
                 let Some(b) = body(&s) else { continue };
                 let (sender, seq) = b.split_once(':').expect("sender:seq");
                 let seq: i64 = seq.parse().expect("seq");
-                let prev = last.insert(sender.to_string(), seq).unwrap_or(-1);
-                assert_eq!(
-                    seq,
-                    prev + 1,
-                    "recipient {i}: from {sender} got {seq} after {prev} (lost or duplicated)"
-                );
+                if slept {
+                    // After offline delivery, stored and live messages interleave: exactly once
+                    // is what holds (order within each path).
+                    let fresh = seen.entry(sender.to_string()).or_default().insert(seq);
+                    assert!(fresh, "recipient {i}: {sender}:{seq} twice");
+                    if has_delay(&s) {
+                        offline.fetch_add(1, Ordering::Relaxed);
+                    }
+                } else {
+                    let prev = last.insert(sender.to_string(), seq).unwrap_or(-1);
+                    assert_eq!(
+                        seq,
+                        prev + 1,
+                        "recipient {i}: from {sender} got {seq} after {prev} (lost or duplicated)"
+                    );
+                    seen.entry(sender.to_string()).or_default().insert(seq);
+                }
                 got += 1;
                 if got == next_cut && got < per_recipient {
                     rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1);
                     next_cut += 100 + (rng >> 33) as usize % 300;
+                    if sleeper && !slept {
+                        // Acknowledge everything handled, leave without </stream>, stay away
+                        // past resume_timeout, come back with a new session.
+                        sm.leave_acked();
+                        std::thread::sleep(Duration::from_secs(resume_timeout) * 3);
+                        sm = Sm::login(&server, &user, "m");
+                        sm.c.send("<presence/>");
+                        slept = true;
+                        continue;
+                    }
                     let (id, jid, h) = sm.cut();
                     cuts.fetch_add(1, Ordering::Relaxed);
                     let t0 = Instant::now();
-                    sm = Sm::resume(&server, &format!("r{i}"), &id, &jid, h)
+                    sm = Sm::resume(&server, &user, &id, &jid, h)
                         .unwrap_or_else(|e| panic!("recipient {i}: resume failed: {e}"));
                     latencies
                         .lock()
@@ -386,6 +434,8 @@ fn loss_test_every_message_exactly_once_across_cuts() {
                 }
             }
             sm.ack();
+            let distinct: usize = seen.values().map(|s| s.len()).sum();
+            assert_eq!(distinct, per_recipient, "recipient {i}");
             got
         }));
     }
@@ -418,13 +468,14 @@ fn loss_test_every_message_exactly_once_across_cuts() {
             }
         }));
     }
-    for h in handles {
-        assert_eq!(h.join().expect("recipient thread"), per_recipient);
-    }
+    let results: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
     let elapsed = t0.elapsed();
     stop.store(true, Ordering::Relaxed);
     for s in senders {
         s.join().expect("sender thread");
+    }
+    for r in results {
+        assert_eq!(r.expect("recipient thread"), per_recipient);
     }
     let all = latencies.lock().unwrap().clone();
     assert!(!all.is_empty());
@@ -439,12 +490,20 @@ fn loss_test_every_message_exactly_once_across_cuts() {
         )
     };
     println!(
-        "loss test: {TOTAL} messages to {RECIPIENTS} recipients in {elapsed:?}, {} cuts resumed; \
+        "loss test ({sleepers} sessions timed out): {TOTAL} messages to {RECIPIENTS} recipients in \
+         {elapsed:?}, {} cuts resumed, {} messages delivered from offline storage; \
          resume latency (<resume/> to <resumed/>): {}; reconnect (TCP + PLAIN auth + resume): {}",
         cuts.load(Ordering::Relaxed),
+        offline.load(Ordering::Relaxed),
         pct(all.iter().map(|l| l.1).collect()),
         pct(all.iter().map(|l| l.0).collect()),
     );
+    if sleepers > 0 {
+        assert!(
+            offline.load(Ordering::Relaxed) > 0,
+            "the timed-out sessions' messages came from offline storage"
+        );
+    }
 }
 
 /// A ping round trip; any other stanza (an error bounced to the sender) fails the test.
@@ -460,4 +519,11 @@ fn strict_sync(c: &mut Client, who: usize) {
         "sender {who} got {}",
         String::from_utf8_lossy(s.bytes())
     );
+}
+
+/// The stanza carries a XEP-0203 `<delay/>` (offline delivery).
+fn has_delay(s: &Stanza) -> bool {
+    s.tree()
+        .map(|t| t.get_child("delay", "urn:xmpp:delay").is_some())
+        .unwrap_or(false)
 }
