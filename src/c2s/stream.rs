@@ -154,7 +154,9 @@ impl C2s {
                     PlainRead::Empty => break,
                     PlainRead::Closed => {
                         self.close_stream_tag();
-                        self.finish(CloseReason::ClientClosed, true);
+                        // close_notify without `</stream:stream>`: the TLS connection ended, the
+                        // XMPP stream did not (a resumable XEP-0198 session stays resumable).
+                        self.finish(CloseReason::Disconnected, true);
                         return;
                     }
                 }
