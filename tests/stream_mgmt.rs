@@ -266,7 +266,7 @@ fn resume_of_another_users_id_fails_and_leaves_it_untouched() {
         a.c.sync_sm();
         let (id, jid, h) = a.cut();
         for _ in 0..3 {
-            let e = Sm::resume(&server, "mallory", &id, &format!("mallory@localhost/r"), 0)
+            let e = Sm::resume(&server, "mallory", &id, "mallory@localhost/r", 0)
                 .err()
                 .expect("mallory must not resume alice's session");
             assert!(e.contains("<item-not-found"), "{e}");
@@ -446,7 +446,7 @@ fn loss_run(sleepers: usize, resume_timeout: u64) {
         let stop = stop.clone();
         senders.push(std::thread::spawn(move || {
             let mut c = server.login(&format!("s{s}"), "out", None);
-            let mut seq = vec![0usize; RECIPIENTS];
+            let mut seq = [0usize; RECIPIENTS];
             for k in 0..TOTAL / SENDERS {
                 let r = k % RECIPIENTS;
                 c.chat(&format!("r{r}@localhost/m"), &format!("s{s}:{}", seq[r]));
