@@ -216,6 +216,12 @@ fn takeover(shard: &mut Shard, me: SessionRef, mut d: Detached, t: Takeover, now
     // No more stanzas from this shard's senders straight to us: they go through the home shard,
     // behind the Switch sent below on the same ring.
     shard.local_unbind(&jid, me.conn);
+    if t.new.shard != me.shard {
+        // Per-connection module state stays on this shard: a resumption on the same shard keeps
+        // it, one elsewhere starts without it (see docs/ROUTE.md, known limits).
+        crate::modules::presence::end_session(shard, &jid, None);
+        crate::modules::roster::forget_session(shard, &jid);
+    }
     let handover = Handover {
         jid: jid.clone(),
         presence: d.sess.presence,
