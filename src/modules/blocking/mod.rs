@@ -23,7 +23,8 @@ pub use list::BlockList;
 use crate::hooks::{Acc, HookCtx, HookResult, JobDone, SessionEvent};
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::local::{IqHandler, IqReply};
-use crate::modules::offline::{options, user_key, OptionError};
+use crate::modules::offline::user_key;
+use crate::modules::options::{self, OptionError};
 use crate::shard::{home_shard, Shard, ShardId};
 use crate::store::{BlockChange, Store};
 use crate::xml::{Element, Node, Stanza, StanzaKind};
@@ -41,14 +42,14 @@ pub const FEATURES: &[&str] = &[NS];
 pub const PRIORITY: i32 = 10;
 
 /// `[modules.blocking]` (no options yet; the table must be empty).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Options {}
 
 impl Options {
     /// Reads and checks `[modules.blocking]`.
     pub fn from_table(table: &toml::Table) -> Result<Options, OptionError> {
-        options::parse("blocking", table)
+        options::Options::new("blocking", Some(table)).only(&[])?;
+        Ok(Options {})
     }
 }
 

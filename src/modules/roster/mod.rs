@@ -24,6 +24,8 @@ use crate::store::{RosterWrite, Store};
 use crate::xml::{Element, Stanza, StanzaKind};
 use crate::xmpp::{ns, StanzaErrorCondition};
 
+use super::options::{OptionError, Options};
+
 /// Stream feature of roster versioning (XEP-0237 §3).
 pub const NS_ROSTERVER: &str = "urn:xmpp:features:rosterver";
 
@@ -48,47 +50,17 @@ impl Default for RosterOpts {
     }
 }
 
-/// A bad `[modules.roster]` option.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OptionError {
-    /// A key the module does not know.
-    #[error("unknown option `{0}` (known: max_items, versioning)")]
-    Unknown(String),
-    /// A known key with a value of the wrong type or range.
-    #[error("option `{key}` must be {want}")]
-    Invalid {
-        /// The key.
-        key: &'static str,
-        /// What it must be.
-        want: &'static str,
-    },
-}
-
 impl RosterOpts {
     /// Reads the options from the module's toml table.
     pub fn from_table(t: &toml::Table) -> Result<RosterOpts, OptionError> {
-        let mut o = RosterOpts::default();
-        for (k, v) in t {
-            match k.as_str() {
-                "max_items" => {
-                    o.max_items =
-                        v.as_integer()
-                            .filter(|n| *n >= 1)
-                            .ok_or(OptionError::Invalid {
-                                key: "max_items",
-                                want: "an integer >= 1",
-                            })? as u64
-                }
-                "versioning" => {
-                    o.versioning = v.as_bool().ok_or(OptionError::Invalid {
-                        key: "versioning",
-                        want: "true or false",
-                    })?
-                }
-                other => return Err(OptionError::Unknown(other.to_owned())),
-            }
-        }
-        Ok(o)
+        let o = Options::new("roster", Some(t));
+        o.only(&["max_items", "versioning"])?;
+        let d = RosterOpts::default();
+        Ok(RosterOpts {
+            // No upper bound but toml's own (`i64::MAX`).
+            max_items: o.uint_in("max_items", d.max_items, 1..=i64::MAX as u64)?,
+            versioning: o.bool("versioning", d.versioning)?,
+        })
     }
 }
 
