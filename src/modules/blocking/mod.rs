@@ -22,7 +22,7 @@ pub use list::BlockList;
 
 use crate::hooks::{Acc, HookCtx, HookResult, JobDone, SessionEvent};
 use crate::jid::{BareJid, FullJid, Jid};
-use crate::local::{IqHandler, IqReply};
+use crate::local::{result_reply, IqHandler, IqReply};
 use crate::modules::offline::user_key;
 use crate::modules::options::{self, OptionError};
 use crate::shard::{home_shard, Shard, ShardId};
@@ -294,7 +294,7 @@ fn handle_iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {
             Ok(stored) => {
                 let list = BlockList::new(stored.items, stored.version);
                 let body = iq::blocklist(&list);
-                vec![iq::result(&req_acc, Some(body), on)].into()
+                vec![result_reply(&req_acc, Some(body), on)].into()
             }
             Err(e) => internal_error(&req_acc, on, &e),
         },
@@ -324,7 +324,7 @@ fn changed(
     on: ShardId,
 ) -> JobDone {
     let list = Arc::new(BlockList::new(stored.items, stored.version));
-    let result = iq::result(req, None, on);
+    let result = result_reply(req, None, on);
     let payload = iq::push_payload(&change);
     JobDone {
         route: Vec::new(),

@@ -6,8 +6,8 @@ use std::rc::Rc;
 
 use crate::hooks::{Acc, HookCtx, JobDone};
 use crate::jid::BareJid;
+use crate::local::result_reply;
 use crate::local::{IqHandler, IqReply};
-use crate::modules::blocking::iq::result;
 use crate::modules::offline::user_key;
 use crate::modules::options::{self, OptionError};
 use crate::shard::{Shard, ShardId};
@@ -117,7 +117,7 @@ fn job(
     on: ShardId,
     max: u64,
 ) -> JobDone {
-    let answer = |body| JobDone::from(vec![result(req_acc, body, on)]);
+    let answer = |body| JobDone::from(vec![result_reply(req_acc, body, on)]);
     let error = |c| JobDone::from(req_acc.error_reply(c, on).into_iter().collect::<Vec<_>>());
     match req {
         Request::Get(asked) => match store.private_get(user, &asked.ns) {

@@ -18,7 +18,7 @@ use ahash::HashSet;
 
 use crate::hooks::{Acc, HookCtx, HookResult, JobDone};
 use crate::jid::{BareJid, FullJid, Jid};
-use crate::local::IqReply;
+use crate::local::{result_reply, IqReply};
 use crate::shard::{ConnMsg, Shard, ShardId};
 use crate::store::{RosterWrite, Store};
 use crate::xml::{Element, Stanza, StanzaKind};
@@ -375,26 +375,6 @@ fn fan_out_push(shard: &mut Shard, acc: Acc) -> Option<Acc> {
         shard.send_to_session(session, ConnMsg::Deliver(copy));
     }
     None
-}
-
-/// `<iq type='result'/>` for `req` (`crate::local`'s builder is private to it).
-fn result_reply(req: &Acc, body: Option<Element>, shard: ShardId) -> Acc {
-    let mut el = Element::new("iq", ns::CLIENT)
-        .with_attr("type", "result")
-        .with_attr("from", req.to.as_str())
-        .with_attr("to", req.from.as_str());
-    if let Some(id) = req.stanza.id() {
-        el = el.with_attr("id", id.as_ref());
-    }
-    if let Some(body) = body {
-        el = el.with_child(body);
-    }
-    Acc::new(
-        Stanza::from_element(&el),
-        req.to.clone(),
-        req.from.clone(),
-        shard,
-    )
 }
 
 /// The module's settings on this shard (defaults when the roster module is off).

@@ -7,8 +7,8 @@ use std::rc::Rc;
 
 use crate::hooks::{Acc, HookCtx, JobDone};
 use crate::jid::BareJid;
+use crate::local::result_reply;
 use crate::local::{IqHandler, IqReply};
-use crate::modules::blocking::iq::result;
 use crate::modules::offline::user_key;
 use crate::modules::options::{self, OptionError};
 use crate::shard::{Shard, ShardId};
@@ -109,12 +109,12 @@ fn get_job(store: &Store, owner: &BareJid, req: &Acc, on: ShardId) -> JobDone {
             return error(req, StanzaErrorCondition::InternalServerError, on);
         }
     };
-    JobDone::from(vec![result(req, Some(card), on)])
+    JobDone::from(vec![result_reply(req, Some(card), on)])
 }
 
 fn set_job(store: &Store, owner: &BareJid, xml: &[u8], req: &Acc, on: ShardId) -> JobDone {
     match store.vcard_set(owner, xml) {
-        Ok(()) => JobDone::from(vec![result(req, None, on)]),
+        Ok(()) => JobDone::from(vec![result_reply(req, None, on)]),
         Err(e) => {
             tracing::error!(error = %e, "vcard: set failed");
             error(req, StanzaErrorCondition::InternalServerError, on)
