@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, PASSWORD};
+use common::Server;
 
 fn run(shards: usize) {
     let server = Server::start_with(
@@ -16,16 +16,8 @@ fn run(shards: usize) {
         "",
         "[modules.csi]\n[modules.carbons]\n",
     );
-    let args: Vec<String> = vec![
-        "--port".into(),
-        server.port.to_string(),
-        "--cert".into(),
-        server.cert_path().display().to_string(),
-        "--password".into(),
-        PASSWORD.into(),
-        "--timeout".into(),
-        "50".into(),
-    ];
+    let mut args = common::venv::server_args(&server);
+    args.extend(["--timeout".into(), "50".into()]);
     let out = common::venv::run_script("csi_carbons.py", &args, Duration::from_secs(70));
     assert!(
         out.contains("OK: carbons") && out.contains("OK: csi"),

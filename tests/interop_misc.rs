@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, PASSWORD};
+use common::Server;
 
 fn run(shards: usize) {
     let server = Server::start_config(shards, &["alice"], |port, data| {
@@ -14,18 +14,13 @@ fn run(shards: usize) {
             "[modules.ping]\nping_interval = 1\nping_timeout = 3",
         )
     });
-    let args: Vec<String> = vec![
-        "--port".into(),
-        server.port.to_string(),
-        "--cert".into(),
-        server.cert_path().display().to_string(),
+    let mut args = common::venv::server_args(&server);
+    args.extend([
         "--user".into(),
         "alice".into(),
         "--new-user".into(),
         format!("newbie{shards}"),
-        "--password".into(),
-        PASSWORD.into(),
-    ];
+    ]);
     let out = common::venv::run_script("misc.py", &args, Duration::from_secs(60));
     assert!(out.contains("OK: register"), "{out}");
     println!("{out}");

@@ -7,7 +7,7 @@
 
 mod iq;
 
-pub use iq::{IqHandler, IqHandlers, IqReply};
+pub use iq::{result_reply, IqHandler, IqHandlers, IqReply};
 
 use crate::hooks::{Acc, HookCtx, HookResult};
 use crate::shard::Shard;

@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use crate::hooks::{Acc, HookCtx, HookResult, JobDone, SessionEvent};
 use crate::jid::BareJid;
-use crate::local::IqReply;
-use crate::shard::{Shard, ShardId};
+use crate::local::{result_reply, IqReply};
+use crate::shard::Shard;
 use crate::store::{unix_now, LastActivity};
 use crate::xml::{Element, Stanza};
 use crate::xmpp::{ns, StanzaErrorCondition};
@@ -131,7 +131,7 @@ fn account_query(acc: &Acc, ctx: &mut HookCtx<'_>) -> IqReply {
             }
         };
         let acc = match reply {
-            Ok(q) => Some(result(&req, Some(q), shard)),
+            Ok(q) => Some(result_reply(&req, Some(q), shard)),
             Err(cond) => req.error_reply(cond, shard),
         };
         acc.into_iter().collect::<Vec<_>>().into()
@@ -146,24 +146,4 @@ fn query(seconds: u64, status: &str) -> Element {
     } else {
         q.with_text(status)
     }
-}
-
-/// `<iq type='result'/>` answering `req` with `body` (from/to swapped, same id).
-pub(crate) fn result(req: &Acc, body: Option<Element>, shard: ShardId) -> Acc {
-    let mut el = Element::new("iq", ns::CLIENT)
-        .with_attr("type", "result")
-        .with_attr("from", req.to.as_str())
-        .with_attr("to", req.from.as_str());
-    if let Some(id) = req.stanza.id() {
-        el = el.with_attr("id", id.as_ref());
-    }
-    if let Some(body) = body {
-        el = el.with_child(body);
-    }
-    Acc::new(
-        Stanza::from_element(&el),
-        req.to.clone(),
-        req.from.clone(),
-        shard,
-    )
 }

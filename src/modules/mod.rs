@@ -105,7 +105,7 @@ pub fn start(config: &Config, shard: &mut Shard) {
         let Some(table) = config.modules.get(name) else {
             continue;
         };
-        let started: Result<(), offline::OptionError> = match name {
+        let started: Result<(), OptionError> = match name {
             "roster" => {
                 // Options were checked by `check` before the shards started; defaults otherwise.
                 let opts =
@@ -185,18 +185,12 @@ pub fn start(config: &Config, shard: &mut Shard) {
     }
 }
 
-/// A module's options are wrong.
+/// A module's options are wrong (the start-up check of the modules [`c2s_options`] does not read).
 #[derive(Debug, thiserror::Error)]
 pub enum ModuleError {
-    /// `[modules.roster]`.
-    #[error("[modules.roster]: {0}")]
-    Roster(#[from] roster::OptionError),
-    /// `[modules.presence]` takes no options.
-    #[error("[modules.presence]: unknown option `{0}` (the module takes none)")]
-    Presence(String),
-    /// `[modules.offline|blocking|private|vcard]`.
+    /// `[modules.roster|presence|offline|blocking|private|vcard]`.
     #[error(transparent)]
-    Storage(#[from] offline::OptionError),
+    Options(#[from] OptionError),
 }
 
 /// Checks the options of the configured modules (call before starting the shards).
@@ -204,16 +198,14 @@ pub fn check(config: &Config) -> Result<(), ModuleError> {
     if let Some(t) = config.modules.get("roster") {
         roster::RosterOpts::from_table(t)?;
     }
-    if let Some(k) = config.modules.get("presence").and_then(|t| t.keys().next()) {
-        return Err(ModuleError::Presence(k.clone()));
-    }
+    options::Options::new("presence", config.modules.get("presence")).only(&[])?;
     check_options(config)?;
     Ok(())
 }
 
 /// Validates the option tables of the modules that read options; run before the shards start so a
 /// bad `[modules.NAME]` stops the server with a clear error.
-pub fn check_options(config: &Config) -> Result<(), offline::OptionError> {
+pub fn check_options(config: &Config) -> Result<(), OptionError> {
     for (name, table) in &config.modules {
         match name.as_str() {
             "offline" => offline::Options::from_table(table).map(drop)?,

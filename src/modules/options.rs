@@ -1,6 +1,7 @@
 //! Typed reading of a `[modules.NAME]` table: each module names the keys it knows, unknown keys and
 //! values of the wrong type are errors reported at start-up.
 
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 /// A `[modules.NAME]` option petrel cannot use.
@@ -24,7 +25,7 @@ pub enum OptionError {
         /// The key.
         key: &'static str,
         /// What the value must be.
-        expected: &'static str,
+        expected: String,
     },
 }
 
@@ -49,7 +50,11 @@ impl<'a> Options<'a> {
             Some(key) => Err(OptionError::Unknown {
                 module: self.module,
                 key: key.clone(),
-                known: known.join(", "),
+                known: if known.is_empty() {
+                    "none, the module takes no options".to_owned()
+                } else {
+                    known.join(", ")
+                },
             }),
             None => Ok(()),
         }
@@ -59,20 +64,48 @@ impl<'a> Options<'a> {
     pub fn bool(&self, key: &'static str, default: bool) -> Result<bool, OptionError> {
         match self.table.and_then(|t| t.get(key)) {
             None => Ok(default),
-            Some(v) => v.as_bool().ok_or(self.invalid(key, "true or false")),
+            Some(v) => v
+                .as_bool()
+                .ok_or_else(|| self.invalid(key, "true or false")),
         }
     }
 
     /// A non-negative integer option at most `max`.
     pub fn uint(&self, key: &'static str, default: u64, max: u64) -> Result<u64, OptionError> {
+        self.uint_in(key, default, 0..=max)
+    }
+
+    /// An integer option within `range` (an end at or past `i64::MAX` means no upper bound: toml
+    /// integers are `i64`).
+    pub fn uint_in(
+        &self,
+        key: &'static str,
+        default: u64,
+        range: RangeInclusive<u64>,
+    ) -> Result<u64, OptionError> {
         match self.table.and_then(|t| t.get(key)) {
             None => Ok(default),
             Some(v) => v
                 .as_integer()
                 .and_then(|i| u64::try_from(i).ok())
-                .filter(|&i| i <= max)
-                .ok_or(self.invalid(key, "a non-negative integer in range")),
+                .filter(|i| range.contains(i))
+                .ok_or_else(|| {
+                    let expected = if *range.end() >= i64::MAX as u64 {
+                        format!("an integer >= {}", range.start())
+                    } else {
+                        format!("an integer in {}..={}", range.start(), range.end())
+                    };
+                    self.invalid(key, expected)
+                }),
         }
+    }
+
+    /// A positive integer option that fits a `u32` (sizes and counts of the storage modules).
+    pub fn positive_u32(&self, key: &'static str, default: u32) -> Result<u32, OptionError> {
+        let max = u64::from(u32::MAX);
+        let n = self.uint_in(key, u64::from(default), 1..=max)?;
+        // `uint_in` checked `n <= u32::MAX`.
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
     /// A duration in whole seconds.
@@ -82,11 +115,12 @@ impl<'a> Options<'a> {
             .map(Duration::from_secs)
     }
 
-    fn invalid(&self, key: &'static str, expected: &'static str) -> OptionError {
+    /// The error for a bad value of `key`.
+    pub fn invalid(&self, key: &'static str, expected: impl Into<String>) -> OptionError {
         OptionError::Invalid {
             module: self.module,
             key,
-            expected,
+            expected: expected.into(),
         }
     }
 }
@@ -113,8 +147,42 @@ mod tests {
         let e = o.only(&["a", "n", "neg"]).unwrap_err();
         assert!(e.to_string().contains("unknown option `s`"), "{e}");
         assert_eq!(o.only(&["a", "n", "neg", "s"]), Ok(()));
+        assert_eq!(
+            o.uint("n", 0, 4),
+            Err(OptionError::Invalid {
+                module: "m",
+                key: "n",
+                expected: "an integer in 0..=4".into()
+            })
+        );
+        assert_eq!(o.uint_in("n", 0, 5..=5), Ok(5));
+        assert!(o.uint_in("n", 0, 6..=9).is_err());
+        let e = o.uint_in("neg", 0, 1..=i64::MAX as u64).unwrap_err();
+        assert!(e.to_string().contains("expected an integer >= 1"), "{e}");
+        let e = Options::new("m", Some(&t)).only(&[]).unwrap_err();
+        assert!(e.to_string().contains("takes no options"), "{e}");
         let none = Options::new("m", None);
         assert_eq!(none.uint("n", 7, 10), Ok(7));
         assert_eq!(none.only(&[]), Ok(()));
+    }
+
+    #[test]
+    fn positive_u32_bounds() {
+        let t = table(
+            "neg = -1\nzero = 0\none = 1\nbig = 4294967295\nhuge = 4294967296\nf = 1.5\ns = 'x'",
+        );
+        let o = Options::new("m", Some(&t));
+        assert_eq!(o.positive_u32("missing", 7), Ok(7));
+        assert_eq!(o.positive_u32("one", 7), Ok(1));
+        assert_eq!(o.positive_u32("big", 7), Ok(u32::MAX));
+        for key in ["neg", "zero", "huge", "f", "s"] {
+            let e = o.positive_u32(key, 7).unwrap_err();
+            assert!(
+                e.to_string().contains(&format!(
+                    "[modules.m] {key}: expected an integer in 1..=4294967295"
+                )),
+                "{e}"
+            );
+        }
     }
 }

@@ -39,11 +39,7 @@ pub fn options(table: Option<&toml::Table>) -> Result<PingOptions, OptionError> 
     let d = PingOptions::default();
     let timeout = o.secs("ping_timeout", d.timeout.as_secs())?;
     if timeout.is_zero() {
-        return Err(OptionError::Invalid {
-            module: "ping",
-            key: "ping_timeout",
-            expected: "at least 1 second",
-        });
+        return Err(o.invalid("ping_timeout", "at least 1 second"));
     }
     Ok(PingOptions {
         interval: o.secs("ping_interval", 0)?,

@@ -10,15 +10,8 @@ use crate::jid::FullJid;
 use crate::shard::{ConnMsg, Mailbox, Shard, ShardId};
 use crate::xml::Stanza;
 
-/// MongooseIM's default routing chain.
-pub const DEFAULT_ROUTING: [RoutingModule; 6] = [
-    RoutingModule::Global,
-    RoutingModule::Localdomain,
-    RoutingModule::ExternalLocalnode,
-    RoutingModule::External,
-    RoutingModule::DynamicDomains,
-    RoutingModule::S2s,
-];
+/// MongooseIM's default routing chain (the config's default, [`RoutingModule::DEFAULT_CHAIN`]).
+pub const DEFAULT_ROUTING: [RoutingModule; 6] = RoutingModule::DEFAULT_CHAIN;
 
 /// `n` shards serving `hosts`, wired by [`Cluster::pump`].
 pub struct Cluster {

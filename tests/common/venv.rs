@@ -46,6 +46,7 @@ pub fn venv_python() -> &'static Path {
         if ready(&python) {
             return python;
         }
+        // Build next to the final place and rename: concurrent test processes never see half a venv.
         let tmp = manifest_dir().join(format!("target/interop-venv.tmp{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         run(Command::new("python3").args(["-m", "venv"]).arg(&tmp));
@@ -61,8 +62,11 @@ pub fn venv_python() -> &'static Path {
             ready(&tmp.join("bin/python")),
             "slixmpp not importable after install"
         );
+        // `bin/python` finds its packages relative to itself, so it survives the rename (the
+        // scripts' shebangs, e.g. bin/pip, would not; use `bin/python -m pip` on this venv).
         let _ = std::fs::remove_dir_all(&venv);
         if std::fs::rename(&tmp, &venv).is_err() {
+            // Another process won the race; use its venv.
             let _ = std::fs::remove_dir_all(&tmp);
         }
         assert!(ready(&python), "{} has no slixmpp", venv.display());
@@ -73,6 +77,11 @@ pub fn venv_python() -> &'static Path {
 /// Runs `tests/interop/<script>` with `args`; returns its output, panics with it on failure or
 /// after `deadline`.
 pub fn run_script(script: &str, args: &[String], deadline: Duration) -> String {
+    run_labelled(script, script, args, deadline)
+}
+
+/// As [`run_script`], naming the run `label` in its panics (e.g. `offline.py send` for one phase).
+pub fn run_labelled(label: &str, script: &str, args: &[String], deadline: Duration) -> String {
     let path = manifest_dir().join("tests/interop").join(script);
     let mut child = Command::new(venv_python())
         .arg(&path)
@@ -101,7 +110,19 @@ pub fn run_script(script: &str, args: &[String], deadline: Duration) -> String {
     );
     match status {
         Some(st) if st.success() => text,
-        Some(st) => panic!("{script} exited with {st}:\n{text}"),
-        None => panic!("{script} did not finish within {deadline:?}:\n{text}"),
+        Some(st) => panic!("{label} exited with {st}:\n{text}"),
+        None => panic!("{label} did not finish within {deadline:?}:\n{text}"),
     }
+}
+
+/// The arguments every interop script takes to reach `server`: `--port`, `--cert`, `--password`.
+pub fn server_args(server: &super::Server) -> Vec<String> {
+    vec![
+        "--port".into(),
+        server.port.to_string(),
+        "--cert".into(),
+        server.cert_path().display().to_string(),
+        "--password".into(),
+        super::PASSWORD.into(),
+    ]
 }

@@ -1,34 +1,11 @@
-//! The XEP-0191 IQ payloads: parsing requests and building results and pushes.
+//! The XEP-0191 IQ payloads: parsing requests, building result payloads and pushes.
 
-use crate::hooks::Acc;
 use crate::jid::Jid;
-use crate::shard::ShardId;
 use crate::store::BlockChange;
-use crate::xml::{Element, Stanza};
-use crate::xmpp::{ns, StanzaErrorCondition};
+use crate::xml::Element;
+use crate::xmpp::StanzaErrorCondition;
 
 use super::{BlockList, NS};
-
-/// `<iq type='result'/>` for `req` (from/to swapped, same id), with an optional payload; built off
-/// the shard by store jobs.
-pub fn result(req: &Acc, body: Option<Element>, on: ShardId) -> Acc {
-    let mut el = Element::new("iq", ns::CLIENT)
-        .with_attr("type", "result")
-        .with_attr("from", req.to.as_str())
-        .with_attr("to", req.from.as_str());
-    if let Some(id) = req.stanza.id() {
-        el = el.with_attr("id", id.as_ref());
-    }
-    if let Some(body) = body {
-        el = el.with_child(body);
-    }
-    Acc::new(
-        Stanza::from_element(&el),
-        req.to.clone(),
-        req.from.clone(),
-        on,
-    )
-}
 
 /// A parsed blocking IQ.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,8 +22,9 @@ pub use list::BlockList;
 
 use crate::hooks::{Acc, HookCtx, HookResult, JobDone, SessionEvent};
 use crate::jid::{BareJid, FullJid, Jid};
-use crate::local::{IqHandler, IqReply};
-use crate::modules::offline::{options, user_key, OptionError};
+use crate::local::{result_reply, IqHandler, IqReply};
+use crate::modules::offline::user_key;
+use crate::modules::options::{self, OptionError};
 use crate::shard::{home_shard, Shard, ShardId};
 use crate::store::{BlockChange, Store};
 use crate::xml::{Element, Node, Stanza, StanzaKind};
@@ -41,14 +42,14 @@ pub const FEATURES: &[&str] = &[NS];
 pub const PRIORITY: i32 = 10;
 
 /// `[modules.blocking]` (no options yet; the table must be empty).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Options {}
 
 impl Options {
     /// Reads and checks `[modules.blocking]`.
     pub fn from_table(table: &toml::Table) -> Result<Options, OptionError> {
-        options::parse("blocking", table)
+        options::Options::new("blocking", Some(table)).only(&[])?;
+        Ok(Options {})
     }
 }
 
@@ -293,7 +294,7 @@ fn handle_iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {
             Ok(stored) => {
                 let list = BlockList::new(stored.items, stored.version);
                 let body = iq::blocklist(&list);
-                vec![iq::result(&req_acc, Some(body), on)].into()
+                vec![result_reply(&req_acc, Some(body), on)].into()
             }
             Err(e) => internal_error(&req_acc, on, &e),
         },
@@ -323,7 +324,7 @@ fn changed(
     on: ShardId,
 ) -> JobDone {
     let list = Arc::new(BlockList::new(stored.items, stored.version));
-    let result = iq::result(req, None, on);
+    let result = result_reply(req, None, on);
     let payload = iq::push_payload(&change);
     JobDone {
         route: Vec::new(),

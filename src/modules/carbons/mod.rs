@@ -40,7 +40,7 @@ use ahash::HashMap;
 use crate::c2s::route::{Receiver, WantReceiver, RECEIVER};
 use crate::hooks::{Acc, HookCtx, HookResult, SessionEvent};
 use crate::jid::{BareJid, FullJid, Jid};
-use crate::local::IqReply;
+use crate::local::{result_reply, IqReply};
 use crate::shard::{home_shard, ConnMsg, SessionRef, Shard, ShardId};
 use crate::sm::Targets;
 use crate::xml::{Element, Stanza, StanzaKind};
@@ -147,27 +147,10 @@ fn enable_iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>, shards: usize)
         "disable" => false,
         _ => return IqReply::Error(StanzaErrorCondition::BadRequest),
     };
-    let reply = result_reply(acc, ctx.shard);
+    let reply = result_reply(acc, None, ctx.shard);
     to_home(ctx, shards, Op::Set { jid, on, reply });
     // The home shard answers once the state is recorded.
     IqReply::NoReply
-}
-
-/// `<iq type='result'/>` answering `req` (no payload).
-fn result_reply(req: &Acc, shard: ShardId) -> Acc {
-    let mut el = Element::new("iq", ns::CLIENT)
-        .with_attr("type", "result")
-        .with_attr("from", req.to.as_str())
-        .with_attr("to", req.from.as_str());
-    if let Some(id) = req.stanza.id() {
-        el = el.with_attr("id", id.as_ref());
-    }
-    Acc::new(
-        Stanza::from_element(&el),
-        req.to.clone(),
-        req.from.clone(),
-        shard,
-    )
 }
 
 /// `user_send_message` (sender's shard): `<sent/>` copies are made on the sender's home shard.

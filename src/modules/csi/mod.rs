@@ -77,14 +77,7 @@ impl Default for CsiOpts {
 pub fn options(table: Option<&toml::Table>) -> Result<CsiOpts, OptionError> {
     let o = Options::new("csi", table);
     o.only(&["buffer_max"])?;
-    let max = o.uint("buffer_max", 100, 10_000)?;
-    if max == 0 {
-        return Err(OptionError::Invalid {
-            module: "csi",
-            key: "buffer_max",
-            expected: "an integer in 1..=10000",
-        });
-    }
+    let max = o.uint_in("buffer_max", 100, 1..=10_000)?;
     Ok(CsiOpts {
         buffer_max: max as usize,
     })

@@ -16,8 +16,6 @@
 //! store job is in flight), and two resources becoming available at once run two fetches in turn:
 //! the first takes everything, the second finds nothing (exactly once).
 
-pub mod options;
-
 use crate::hooks::{Acc, HookCtx, HookResult, JobDone, SessionEvent};
 use crate::jid::{BareJid, Jid};
 use crate::shard::{Shard, ShardId};
@@ -25,7 +23,7 @@ use crate::store::{OfflinePush, Store};
 use crate::xml::{Element, Node, Stanza};
 use crate::xmpp::StanzaErrorCondition;
 
-pub use options::OptionError;
+use crate::modules::options::{self, OptionError};
 
 /// Features this module adds to the server's disco#info (XEP-0160).
 pub const FEATURES: &[&str] = &["msgoffline"];
@@ -46,8 +44,7 @@ const DELAY_ROOM: usize = 256;
 const MAX_STORED: usize = 65_536 - DELAY_ROOM;
 
 /// `[modules.offline]`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// Messages kept per user; past it the sender gets `resource-constraint`.
     pub max_per_user: u32,
@@ -62,9 +59,11 @@ impl Default for Options {
 impl Options {
     /// Reads and checks `[modules.offline]`.
     pub fn from_table(table: &toml::Table) -> Result<Options, OptionError> {
-        let o: Options = options::parse("offline", table)?;
-        options::nonzero("offline", "max_per_user", u64::from(o.max_per_user))?;
-        Ok(o)
+        let o = options::Options::new("offline", Some(table));
+        o.only(&["max_per_user"])?;
+        Ok(Options {
+            max_per_user: o.positive_u32("max_per_user", Options::default().max_per_user)?,
+        })
     }
 }
 

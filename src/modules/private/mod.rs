@@ -6,9 +6,10 @@ use std::rc::Rc;
 
 use crate::hooks::{Acc, HookCtx, JobDone};
 use crate::jid::BareJid;
+use crate::local::result_reply;
 use crate::local::{IqHandler, IqReply};
-use crate::modules::blocking::iq::result;
-use crate::modules::offline::{options, user_key, OptionError};
+use crate::modules::offline::user_key;
+use crate::modules::options::{self, OptionError};
 use crate::shard::{Shard, ShardId};
 use crate::store::{PrivateSet, Store};
 use crate::xml::{Element, Stanza};
@@ -23,8 +24,7 @@ pub const FEATURES: &[&str] = &[];
 const REFUSED: [&str; 3] = [ns::CLIENT, "jabber:server", NS];
 
 /// `[modules.private]`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// Bytes of stored fragments per user.
     pub max_bytes: u32,
@@ -39,9 +39,11 @@ impl Default for Options {
 impl Options {
     /// Reads and checks `[modules.private]`.
     pub fn from_table(table: &toml::Table) -> Result<Options, OptionError> {
-        let o: Options = options::parse("private", table)?;
-        options::nonzero("private", "max_bytes", u64::from(o.max_bytes))?;
-        Ok(o)
+        let o = options::Options::new("private", Some(table));
+        o.only(&["max_bytes"])?;
+        Ok(Options {
+            max_bytes: o.positive_u32("max_bytes", Options::default().max_bytes)?,
+        })
     }
 }
 
@@ -115,7 +117,7 @@ fn job(
     on: ShardId,
     max: u64,
 ) -> JobDone {
-    let answer = |body| JobDone::from(vec![result(req_acc, body, on)]);
+    let answer = |body| JobDone::from(vec![result_reply(req_acc, body, on)]);
     let error = |c| JobDone::from(req_acc.error_reply(c, on).into_iter().collect::<Vec<_>>());
     match req {
         Request::Get(asked) => match store.private_get(user, &asked.ns) {

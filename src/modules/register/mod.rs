@@ -203,7 +203,7 @@ fn authed(
             ctx.store(key, move |store| {
                 let secrets = ScramSecrets::derive(&password, iterations);
                 let reply = match store.set_secrets(&bare, &secrets) {
-                    Ok(()) => Some(super::last::result(&req, None, shard)),
+                    Ok(()) => Some(crate::local::result_reply(&req, None, shard)),
                     Err(e) => {
                         tracing::warn!(%bare, error = %e, "register: password change failed");
                         req.error_reply(StanzaErrorCondition::InternalServerError, shard)
@@ -231,7 +231,7 @@ fn remove(store: &Store, bare: &BareJid, req: Acc, shard: crate::shard::ShardId)
         return reply.into_iter().collect::<Vec<_>>().into();
     }
     tracing::info!(%bare, "account removed in-band");
-    let reply = super::last::result(&req, None, shard);
+    let reply = crate::local::result_reply(&req, None, shard);
     let from = req.from.clone();
     JobDone {
         route: Vec::new(),

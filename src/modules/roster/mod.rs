@@ -18,11 +18,13 @@ use ahash::HashSet;
 
 use crate::hooks::{Acc, HookCtx, HookResult, JobDone};
 use crate::jid::{BareJid, FullJid, Jid};
-use crate::local::IqReply;
+use crate::local::{result_reply, IqReply};
 use crate::shard::{ConnMsg, Shard, ShardId};
 use crate::store::{RosterWrite, Store};
 use crate::xml::{Element, Stanza, StanzaKind};
 use crate::xmpp::{ns, StanzaErrorCondition};
+
+use super::options::{OptionError, Options};
 
 /// Stream feature of roster versioning (XEP-0237 §3).
 pub const NS_ROSTERVER: &str = "urn:xmpp:features:rosterver";
@@ -48,47 +50,17 @@ impl Default for RosterOpts {
     }
 }
 
-/// A bad `[modules.roster]` option.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OptionError {
-    /// A key the module does not know.
-    #[error("unknown option `{0}` (known: max_items, versioning)")]
-    Unknown(String),
-    /// A known key with a value of the wrong type or range.
-    #[error("option `{key}` must be {want}")]
-    Invalid {
-        /// The key.
-        key: &'static str,
-        /// What it must be.
-        want: &'static str,
-    },
-}
-
 impl RosterOpts {
     /// Reads the options from the module's toml table.
     pub fn from_table(t: &toml::Table) -> Result<RosterOpts, OptionError> {
-        let mut o = RosterOpts::default();
-        for (k, v) in t {
-            match k.as_str() {
-                "max_items" => {
-                    o.max_items =
-                        v.as_integer()
-                            .filter(|n| *n >= 1)
-                            .ok_or(OptionError::Invalid {
-                                key: "max_items",
-                                want: "an integer >= 1",
-                            })? as u64
-                }
-                "versioning" => {
-                    o.versioning = v.as_bool().ok_or(OptionError::Invalid {
-                        key: "versioning",
-                        want: "true or false",
-                    })?
-                }
-                other => return Err(OptionError::Unknown(other.to_owned())),
-            }
-        }
-        Ok(o)
+        let o = Options::new("roster", Some(t));
+        o.only(&["max_items", "versioning"])?;
+        let d = RosterOpts::default();
+        Ok(RosterOpts {
+            // No upper bound but toml's own (`i64::MAX`).
+            max_items: o.uint_in("max_items", d.max_items, 1..=i64::MAX as u64)?,
+            versioning: o.bool("versioning", d.versioning)?,
+        })
     }
 }
 
@@ -403,26 +375,6 @@ fn fan_out_push(shard: &mut Shard, acc: Acc) -> Option<Acc> {
         shard.send_to_session(session, ConnMsg::Deliver(copy));
     }
     None
-}
-
-/// `<iq type='result'/>` for `req` (`crate::local`'s builder is private to it).
-fn result_reply(req: &Acc, body: Option<Element>, shard: ShardId) -> Acc {
-    let mut el = Element::new("iq", ns::CLIENT)
-        .with_attr("type", "result")
-        .with_attr("from", req.to.as_str())
-        .with_attr("to", req.from.as_str());
-    if let Some(id) = req.stanza.id() {
-        el = el.with_attr("id", id.as_ref());
-    }
-    if let Some(body) = body {
-        el = el.with_child(body);
-    }
-    Acc::new(
-        Stanza::from_element(&el),
-        req.to.clone(),
-        req.from.clone(),
-        shard,
-    )
 }
 
 /// The module's settings on this shard (defaults when the roster module is off).

@@ -21,25 +21,35 @@ fn options_parse_and_reject() {
         (
             "max_items = 0",
             OptionError::Invalid {
+                module: "roster",
                 key: "max_items",
-                want: "an integer >= 1",
+                expected: "an integer >= 1".into(),
             },
         ),
         (
             "max_items = 'x'",
             OptionError::Invalid {
+                module: "roster",
                 key: "max_items",
-                want: "an integer >= 1",
+                expected: "an integer >= 1".into(),
             },
         ),
         (
             "versioning = 1",
             OptionError::Invalid {
+                module: "roster",
                 key: "versioning",
-                want: "true or false",
+                expected: "true or false".into(),
             },
         ),
-        ("colour = 1", OptionError::Unknown("colour".into())),
+        (
+            "colour = 1",
+            OptionError::Unknown {
+                module: "roster",
+                key: "colour".into(),
+                known: "max_items, versioning".into(),
+            },
+        ),
     ] {
         let t: toml::Table = toml::from_str(src).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(RosterOpts::from_table(&t), Err(want), "{src}");

@@ -7,9 +7,10 @@ use std::rc::Rc;
 
 use crate::hooks::{Acc, HookCtx, JobDone};
 use crate::jid::BareJid;
+use crate::local::result_reply;
 use crate::local::{IqHandler, IqReply};
-use crate::modules::blocking::iq::result;
-use crate::modules::offline::{options, user_key, OptionError};
+use crate::modules::offline::user_key;
+use crate::modules::options::{self, OptionError};
 use crate::shard::{Shard, ShardId};
 use crate::store::{Store, VcardGet};
 use crate::xml::{Element, Stanza};
@@ -21,8 +22,7 @@ pub const NS: &str = "vcard-temp";
 pub const FEATURES: &[&str] = &[NS];
 
 /// `[modules.vcard]`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// Largest serialized `<vCard/>` accepted.
     pub max_bytes: u32,
@@ -37,9 +37,11 @@ impl Default for Options {
 impl Options {
     /// Reads and checks `[modules.vcard]`.
     pub fn from_table(table: &toml::Table) -> Result<Options, OptionError> {
-        let o: Options = options::parse("vcard", table)?;
-        options::nonzero("vcard", "max_bytes", u64::from(o.max_bytes))?;
-        Ok(o)
+        let o = options::Options::new("vcard", Some(table));
+        o.only(&["max_bytes"])?;
+        Ok(Options {
+            max_bytes: o.positive_u32("max_bytes", Options::default().max_bytes)?,
+        })
     }
 }
 
@@ -107,12 +109,12 @@ fn get_job(store: &Store, owner: &BareJid, req: &Acc, on: ShardId) -> JobDone {
             return error(req, StanzaErrorCondition::InternalServerError, on);
         }
     };
-    JobDone::from(vec![result(req, Some(card), on)])
+    JobDone::from(vec![result_reply(req, Some(card), on)])
 }
 
 fn set_job(store: &Store, owner: &BareJid, xml: &[u8], req: &Acc, on: ShardId) -> JobDone {
     match store.vcard_set(owner, xml) {
-        Ok(()) => JobDone::from(vec![result(req, None, on)]),
+        Ok(()) => JobDone::from(vec![result_reply(req, None, on)]),
         Err(e) => {
             tracing::error!(error = %e, "vcard: set failed");
             error(req, StanzaErrorCondition::InternalServerError, on)
