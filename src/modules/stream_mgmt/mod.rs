@@ -47,23 +47,12 @@ pub fn options(table: Option<&toml::Table>) -> Result<Option<SmConfig>, OptionEr
     let o = super::options::Options::new(NAME, Some(table));
     o.only(&["resume_timeout", "buffer_max", "ack_freq"])?;
     let d = SmConfig::default();
-    let buffer_max = o.uint("buffer_max", d.buffer_max as u64, MAX_BUFFER)?;
-    let ack_freq = o.uint("ack_freq", u64::from(d.ack_freq), u64::from(u32::MAX))?;
-    if buffer_max == 0 || ack_freq == 0 {
-        return Err(OptionError::Invalid {
-            module: NAME,
-            key: if buffer_max == 0 {
-                "buffer_max"
-            } else {
-                "ack_freq"
-            },
-            expected: "a positive integer",
-        });
-    }
+    // Both positive: an empty buffer or acks every 0 stanzas make no sense.
+    let buffer_max = o.uint_in("buffer_max", d.buffer_max as u64, 1..=MAX_BUFFER)?;
+    let ack_freq = o.positive_u32("ack_freq", d.ack_freq)?;
     Ok(Some(SmConfig {
         buffer_max: buffer_max as usize,
-        // Bounded by u32::MAX above.
-        ack_freq: ack_freq as u32,
+        ack_freq,
         resume_timeout: o.secs("resume_timeout", d.resume_timeout.as_secs())?,
     }))
 }
