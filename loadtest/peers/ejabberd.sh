@@ -115,13 +115,14 @@ install)
 start)
     if server_pid >/dev/null; then echo "ejabberd already running (pid $(server_pid))"; exit 0; fi
     write_config
+    # ejabberdctl switches to the ejabberd user through su, whose PAM session applies limits.conf:
+    # without this the node gets a 1024 fd soft limit and a 1000-user benchmark hits EMFILE.
+    printf 'ejabberd soft nofile %s\nejabberd hard nofile %s\n' "$(ulimit -Hn)" "$(ulimit -Hn)" \
+        > /etc/security/limits.d/petrel-bench-ejabberd.conf
     taskset -c "$EJABBERD_CPUS" "${CTL[@]}" foreground >>"$PEER_DIR/log/foreground.out" 2>&1 &
     for _ in $(seq 300); do
         if (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then
             for _ in $(seq 50); do server_pid >/dev/null && break; sleep 0.1; done
-            # ejabberdctl's su resets the soft fd limit to 1024: lift it to the hard limit, as a
-            # production unit would (LimitNOFILE), or 1000 users already hit EMFILE.
-            if p=$(server_pid); then prlimit --pid "$p" --nofile="$(ulimit -Hn)":"$(ulimit -Hn)" || true; fi
             echo "ejabberd pid $(server_pid || echo '?') on 127.0.0.1:$PORT (cpus $EJABBERD_CPUS, domain $DOMAIN)"; exit 0
         fi
         sleep 0.1
