@@ -266,20 +266,29 @@ impl Shard {
         for (to, f) in std::mem::take(&mut self.fx.tasks) {
             self.send_to_shard(to, ShardMsg::Run(f));
         }
-        // Bounded: a handler reacting to its own output could loop; 1024 generated stanzas per step is
-        // far above any legitimate fan-out of one input.
-        let mut budget = 1024;
-        while let Some(acc) = self.fx.to_route.pop() {
-            budget -= 1;
-            if budget == 0 {
+        // In the order handlers queued them (an IQ result before the pushes it causes), batch by
+        // batch. Bounded: a handler reacting to its own output could loop forever; 65 536 generated
+        // stanzas per step is far above any legitimate fan-out of one input (a presence broadcast to
+        // a full roster plus its probes is a few thousand).
+        let mut budget: usize = 65_536;
+        while !self.fx.to_route.is_empty() {
+            let batch = std::mem::take(&mut self.fx.to_route);
+            let allowed = batch.len().min(budget);
+            if allowed < batch.len() {
                 tracing::warn!(
                     shard = self.id.0,
+                    dropped = batch.len() - allowed,
                     "hook handlers generated too many stanzas; dropping the rest"
                 );
+            }
+            budget -= allowed;
+            for acc in batch.into_iter().take(allowed) {
+                crate::router::route(self, acc);
+            }
+            if budget == 0 {
                 self.fx.to_route.clear();
                 break;
             }
-            crate::router::route(self, acc);
         }
     }
 
