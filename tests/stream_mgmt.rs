@@ -1,5 +1,6 @@
 //! XEP-0198 over real sockets at 1 and 2 shards: enable/ack, resumption after cutting TCP from new
-//! connections (landing on any shard), bad input (another user's id, twice, before bind, h too
+//! connections (landing on any shard), taking over a session whose old connection is still up,
+//! bad input (another user's id, unknown id, before bind, h too
 //! high), the timeout re-route, and the loss test.
 
 mod common;
@@ -277,7 +278,7 @@ fn resume_of_another_users_id_fails_and_leaves_it_untouched() {
 }
 
 #[test]
-fn unknown_id_and_resume_twice_fail() {
+fn unknown_id_fails_and_resuming_a_live_session_takes_it_over() {
     for shards in [1, 2] {
         let server = server(shards, &["alice", "bob"], 60);
         let e = Sm::resume(&server, "alice", "nosuchid", "alice@localhost/r", 0)
@@ -288,14 +289,26 @@ fn unknown_id_and_resume_twice_fail() {
         let (id, jid, h) = a.cut();
         let mut first =
             Sm::resume(&server, "alice", &id, &jid, h).unwrap_or_else(|e| panic!("{e}"));
-        let e = Sm::resume(&server, "alice", &id, &jid, h)
-            .err()
-            .expect("second resume of a live session");
-        assert!(e.contains("<item-not-found"), "{e}");
-        // The first one is untouched.
         let mut b = server.login("bob", "x", None);
-        b.chat(&jid, "still here");
-        assert_eq!(bodies(&mut first, 1), ["still here"]);
+        b.chat(&jid, "to the first");
+        assert_eq!(bodies(&mut first, 1), ["to the first"]);
+        // The client comes back on a new connection while the first one still looks alive (a
+        // half-open TCP connection): the session moves, the old connection gets `conflict`, and
+        // nothing is lost or duplicated.
+        // Sent while the first connection is still up: written to it perhaps, but never
+        // acknowledged by the client, so the resumed stream must carry it.
+        b.chat(&jid, "in flight");
+        b.sync();
+        let mut second = Sm::resume(&server, "alice", &id, &jid, first.h)
+            .unwrap_or_else(|e| panic!("taking over a live session: {e}"));
+        let old = first.c.read_to_close();
+        assert!(
+            old.contains("<conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+            "{old}"
+        );
+        b.chat(&jid, "after");
+        // Exactly once each on the resumed stream, in the sender's order.
+        assert_eq!(bodies(&mut second, 2), ["in flight", "after"]);
     }
 }
 

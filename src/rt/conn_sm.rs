@@ -63,40 +63,48 @@ impl Driver {
             CloseReason::Disconnected
                 | CloseReason::StreamError(StreamErrorCondition::ConnectionTimeout)
         );
-        let resumable = self
-            .c2s
-            .sm()
-            .is_some_and(|sm| sm.id.is_some() && !sm.config().resume_timeout.is_zero());
+        let resumable = self.resumable_now();
         if self.sm.resume_asked {
             // The answer to our <resume/> must still be taken (it may carry the session).
             self.sm.parked = Some(Park::awaiting(Instant::now()));
             return;
         }
-        if dropped && resumable {
-            let sess = self.session.borrow_mut().take();
-            if let (Some(sess), Some(mut sm)) = (sess, self.c2s.take_sm()) {
-                let mut shard = self.ctx.shard.borrow_mut();
-                shard.local_unbind(&sess.jid, self.conn);
-                // What CSI held back for this connection goes with the session (the resumed
-                // stream starts active).
-                for acc in crate::modules::csi::end_session(&mut shard, sess.session) {
-                    if let Err((_, Unacked::Routed(acc))) = sm.outbound(Unacked::Routed(acc)) {
-                        shard.reroute(acc);
-                    }
-                }
-                drop(shard);
-                tracing::debug!(
-                    conn = self.conn.0,
-                    jid = sess.jid.as_str(),
-                    "session detached"
-                );
-                let hold = self.sm.hold.take();
-                self.sm.parked = Some(Park::detach(sess, sm, hold, Instant::now()));
-                return;
-            }
+        if dropped && resumable && self.detach() {
+            return;
         }
         self.leave();
         self.reroute_unacked();
+    }
+
+    /// Parks the session without its socket (see [`Park`]); false when there is no session with
+    /// stream management to park.
+    fn detach(&mut self) -> bool {
+        let sess = self.session.borrow_mut().take();
+        let Some(sess) = sess else {
+            return false;
+        };
+        let Some(mut sm) = self.c2s.take_sm() else {
+            *self.session.borrow_mut() = Some(sess);
+            return false;
+        };
+        let mut shard = self.ctx.shard.borrow_mut();
+        shard.local_unbind(&sess.jid, self.conn);
+        // What CSI held back for this connection goes with the session (the resumed stream starts
+        // active).
+        for acc in crate::modules::csi::end_session(&mut shard, sess.session) {
+            if let Err((_, Unacked::Routed(acc))) = sm.outbound(Unacked::Routed(acc)) {
+                shard.reroute(acc);
+            }
+        }
+        drop(shard);
+        tracing::debug!(
+            conn = self.conn.0,
+            jid = sess.jid.as_str(),
+            "session detached"
+        );
+        let hold = self.sm.hold.take();
+        self.sm.parked = Some(Park::detach(sess, sm, hold, Instant::now()));
+        true
     }
 
     /// Routes again what the client did not acknowledge (call after `leave`).
@@ -113,6 +121,13 @@ impl Driver {
             shard.reroute(acc);
         }
         shard.drain_to_route();
+    }
+
+    /// True when this connection's session has resumable stream management enabled.
+    fn resumable_now(&self) -> bool {
+        self.c2s
+            .sm()
+            .is_some_and(|sm| sm.id.is_some() && !sm.config().resume_timeout.is_zero())
     }
 
     /// A hand-over message while the connection is live.
@@ -159,7 +174,25 @@ impl Driver {
                     self.write_routed(acc);
                 }
             }
-            // A live session is in use: it cannot be resumed elsewhere (XEP-0198 "resume twice").
+            // The client resumes from a new connection while this one still looks alive (a
+            // half-open TCP connection after a network change, not noticed yet): the session goes
+            // to the new connection, as if this socket had dropped, and this connection is closed
+            // with `conflict`. The hand-over then runs exactly as for a parked session.
+            SmConnMsg::Takeover(t) if self.resumable_now() && self.detach() => {
+                self.c2s.close(
+                    Some(StreamErrorCondition::Conflict),
+                    Some("session resumed from another connection"),
+                );
+                let me = self.me();
+                if let Some(p) = self.sm.parked.as_mut() {
+                    p.on_msg(
+                        &mut self.ctx.shard.borrow_mut(),
+                        me,
+                        ConnMsg::Sm(SmConnMsg::Takeover(t)),
+                        Instant::now(),
+                    );
+                }
+            }
             other => stream_mgmt::park::refuse(&mut self.ctx.shard.borrow_mut(), other),
         }
     }

@@ -12,7 +12,8 @@
 //! Hand-over (see docs/ROUTE.md, "Stream management and resumption", for the ordering argument):
 //! 1. new connection N -> home H: `Resume { bare, id, h, new: N }`; H checks the id belongs to the
 //!    authenticated user, else `Failed(item-not-found)` to N.
-//! 2. H -> old session O: `Takeover`. O alone decides (a live, attached O refuses: the id is in use).
+//! 2. H -> old session O: `Takeover`. O alone decides; a live, attached O first parks itself (its
+//!    connection is closed with `conflict`: the client came back elsewhere) and then hands over.
 //! 3. O commits: applies the client's `h`, sends `Handover` (counters, buffer, full JID, presence) to
 //!    N and `Switch` to H, then forwards everything that still reaches it to N (`Forwarded`).
 //! 4. H re-points the full JID from O to N and answers O with `SwitchDone`; O tells N
