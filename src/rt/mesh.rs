@@ -138,6 +138,8 @@ impl Mesh {
                 Ok(()) => return Ok(()),
                 Err(GlommioError::WouldBlock(ResourceType::Channel(m))) => m,
                 Err(GlommioError::Closed(ResourceType::Channel(m))) => return Err(m),
+                // glommio's shared-channel `try_send` fails only with the two errors above (both
+                // carry the item back); no other variant can reach here.
                 Err(_) => return Ok(()),
             }
         } else {
