@@ -248,11 +248,6 @@ impl Shard {
             ShardMsg::SmRoute(acc) => crate::sm::route(self, acc),
             ShardMsg::Register { jid, session } => crate::sm::register(self, jid, session),
             ShardMsg::Unregister { jid, session } => crate::sm::unregister(self, jid, session),
-            ShardMsg::SetPresence {
-                jid,
-                session,
-                priority,
-            } => crate::sm::set_presence(self, jid, session, priority),
             ShardMsg::Conn(conn, msg) => self.deliver_local(conn, msg),
             ShardMsg::Sm(msg) => crate::modules::stream_mgmt::handle_shard_msg(self, msg),
             ShardMsg::Run(f) => f(self),

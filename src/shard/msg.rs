@@ -24,15 +24,6 @@ pub enum ShardMsg {
         /// Where the session lived.
         session: SessionRef,
     },
-    /// Availability and priority changed (initial/unavailable presence).
-    SetPresence {
-        /// The session's full JID.
-        jid: FullJid,
-        /// Where the session lives.
-        session: SessionRef,
-        /// `Some(priority)` when available, `None` when unavailable.
-        priority: Option<i8>,
-    },
     /// Something for a connection living on the destination shard.
     Conn(ConnId, ConnMsg),
     /// XEP-0198 resumption, for the home shard of a user.
@@ -52,11 +43,6 @@ impl std::fmt::Debug for ShardMsg {
             ShardMsg::Unregister { jid, session } => {
                 write!(f, "Unregister({jid}, {session:?})")
             }
-            ShardMsg::SetPresence {
-                jid,
-                session,
-                priority,
-            } => write!(f, "SetPresence({jid}, {session:?}, {priority:?})"),
             ShardMsg::Conn(conn, msg) => f.debug_tuple("Conn").field(conn).field(msg).finish(),
             ShardMsg::Run(_) => f.write_str("Run(..)"),
             ShardMsg::Sm(m) => f.debug_tuple("Sm").field(m).finish(),

@@ -200,30 +200,6 @@ pub fn move_session(shard: &mut Shard, jid: &FullJid, old: SessionRef, new: Sess
     true
 }
 
-/// Records availability: `Some(priority)` after available presence, `None` after unavailable.
-pub fn set_presence(shard: &mut Shard, jid: FullJid, session: SessionRef, priority: Option<i8>) {
-    let home = home_shard(&jid.bare(), shard.shards);
-    if home != shard.id {
-        shard.send_to_shard(
-            home,
-            ShardMsg::SetPresence {
-                jid,
-                session,
-                priority,
-            },
-        );
-        return;
-    }
-    let Some(before) = shard.sm.set_priority(&jid, session, priority) else {
-        return;
-    };
-    match (before, priority) {
-        (None, Some(_)) => run_session_hook(shard, |h| &h.user_available, &jid, session, priority),
-        (Some(_), None) => run_session_hook(shard, |h| &h.unset_presence, &jid, session, None),
-        _ => {}
-    }
-}
-
 /// Applies a presence broadcast on the home shard: availability, priority, the last presence and
 /// the session hooks. False when the session is no longer the one bound (the stanza is dropped).
 fn presence_update(shard: &mut Shard, acc: &mut Acc, up: PresenceUpdate) -> bool {
