@@ -7,6 +7,7 @@
 mod error;
 mod features;
 mod negotiate;
+mod outq;
 mod ping;
 mod preauth;
 mod reply;

@@ -436,7 +436,7 @@ impl C2s {
 
     /// Counts and buffers a stanza already written to `out`; asks for an ack when due. A full
     /// buffer closes the stream (policy-violation) and hands the stanza back.
-    fn sm_outbound(&mut self, item: Unacked) -> Option<Unacked> {
+    pub(super) fn sm_outbound(&mut self, item: Unacked) -> Option<Unacked> {
         let sm = self.sm.as_mut()?;
         match sm.outbound(item) {
             Ok(true) => {
@@ -458,24 +458,19 @@ impl C2s {
     /// until acknowledged. `Err` hands the stanza back when the stream cannot take it (slow reader,
     /// full buffer, closed): the stream is closing and the caller re-routes it.
     pub fn deliver_routed(&mut self, acc: Acc) -> Result<(), Acc> {
-        let len = acc.stanza.bytes().len();
-        if self.sm.is_none() {
-            if self.has_room(len) {
-                // Cannot fail: has_room said the bytes fit.
-                let _ = self.deliver_owned(acc.into_stanza().into_bytes());
-                return Ok(());
-            }
-            let _ = self.deliver(acc.stanza.bytes());
+        if self.closed {
             return Err(acc);
         }
-        if !self.has_room(len) {
-            let _ = self.deliver(acc.stanza.bytes());
+        if !self.has_room(acc.stanza.bytes().len()) {
+            // Slow reader: the error goes out right behind the chunk the driver already holds; the
+            // queued stanzas wait for `take_unsent` (or stay unacknowledged with stream management).
+            self.stream_error(StreamErrorCondition::PolicyViolation, Some("slow reader"));
             return Err(acc);
         }
         if self
             .sm
             .as_ref()
-            .is_some_and(|sm| sm.unacked_len() >= sm.config().buffer_max)
+            .is_some_and(|sm| sm.unacked_len() + self.routed.len() >= sm.config().buffer_max)
         {
             self.stream_error(
                 StreamErrorCondition::PolicyViolation,
@@ -483,12 +478,8 @@ impl C2s {
             );
             return Err(acc);
         }
-        self.out.extend_from_slice(acc.stanza.bytes());
-        match self.sm_outbound(Unacked::Routed(acc)) {
-            Some(Unacked::Routed(acc)) => Err(acc),
-            // Room was checked above: the buffer took it.
-            _ => Ok(()),
-        }
+        self.routed.push(acc);
+        Ok(())
     }
 }
 

@@ -78,6 +78,8 @@ pub struct C2s {
     pub(super) ping: super::ping::PingState,
     /// XEP-0198 state once enabled (boxed: most streams never enable it).
     pub(super) sm: Option<Box<super::sm_xep198::SmState>>,
+    /// Routed stanzas not yet handed to the driver (streams without XEP-0198).
+    pub(super) routed: super::outq::OutQueue,
 }
 
 impl C2s {
@@ -110,6 +112,7 @@ impl C2s {
             closed: false,
             ping: Default::default(),
             sm: None,
+            routed: Default::default(),
         };
         if let Some(tls) = direct_tls {
             match tls.map(Transport::tls) {
@@ -171,8 +174,12 @@ impl C2s {
         }
     }
 
-    /// Appends every byte to write to the socket now (TLS records under TLS).
+    /// Appends the bytes to write to the socket now (TLS records under TLS): everything the stream
+    /// wrote itself, and routed stanzas up to a chunk (the rest waits, still re-routable).
     pub fn take_transmit(&mut self, out: &mut Vec<u8>) {
+        if !self.closed {
+            self.write_queued(super::outq::TRANSMIT_CHUNK);
+        }
         if out.is_empty() {
             // Hand the buffer over instead of copying it.
             std::mem::swap(out, &mut self.wire);
@@ -184,9 +191,11 @@ impl C2s {
         shrink(&mut self.out);
     }
 
-    /// Bytes queued and not yet taken by `take_transmit` (plaintext and TLS).
+    /// Bytes queued and not yet taken by `take_transmit` (plaintext, TLS, routed stanzas; once
+    /// closed, routed stanzas are no longer for this stream: see `take_unsent`).
     pub fn pending_transmit(&self) -> usize {
-        self.out.len() + self.wire.len()
+        let routed = if self.closed { 0 } else { self.routed.bytes() };
+        self.out.len() + self.wire.len() + routed
     }
 
     /// The next event for the driver.
@@ -314,23 +323,19 @@ impl C2s {
         !self.closed && self.pending_transmit() + len <= self.cfg.outbound_queue_bytes
     }
 
-    /// Like [`C2s::deliver`], taking the stanza's own buffer: on a plaintext stream with nothing
-    /// queued the buffer itself becomes the output, so the bytes scanned from the sender's socket
-    /// reach the recipient's socket without another copy.
-    pub fn deliver_owned(&mut self, stanza: Vec<u8>) -> Result<(), Overflow> {
-        if !self.has_room(stanza.len()) {
-            return self.deliver(&stanza);
+    /// Server-side close: the routed stanzas still queued, then a stream error when `cond` is given,
+    /// then `</stream:stream>` and TLS close_notify.
+    pub fn close(&mut self, cond: Option<StreamErrorCondition>, text: Option<&str>) {
+        if self.closed {
+            return;
         }
-        if self.out.is_empty() {
-            self.out = stanza;
-        } else {
-            self.out.extend_from_slice(&stanza);
-        }
-        Ok(())
+        self.write_queued(usize::MAX);
+        self.close_now(cond, text);
     }
 
-    /// Server-side close: a stream error when `cond` is given, then `</stream:stream>` and TLS close_notify.
-    pub fn close(&mut self, cond: Option<StreamErrorCondition>, text: Option<&str>) {
+    /// Like [`C2s::close`], leaving the routed stanzas not yet taken by the driver for
+    /// [`C2s::take_unsent`] (a slow reader: the error must not wait behind them).
+    pub fn close_now(&mut self, cond: Option<StreamErrorCondition>, text: Option<&str>) {
         if self.closed {
             return;
         }

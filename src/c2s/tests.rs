@@ -982,6 +982,101 @@ fn slow_reader_is_closed() {
     assert_eq!(c.c2s.deliver(b"<message/>"), Err(Overflow));
 }
 
+/// A routed chat message with `body`, as the route hands it to the recipient's stream.
+fn routed(body: &str) -> crate::hooks::Acc {
+    let s = crate::xml::Stanza::parse(
+        format!("<message from='bob@example.com/x' to='alice@example.com/r' type='chat'><body>{body}</body></message>")
+            .into_bytes(),
+    )
+    .unwrap();
+    let from = crate::jid::Jid::parse("bob@example.com/x").unwrap();
+    let to = crate::jid::Jid::parse("alice@example.com/r").unwrap();
+    crate::hooks::Acc::new(s, from, to, crate::shard::ShardId(0))
+}
+
+#[test]
+fn slow_reader_cut_off_writes_the_error_next_and_hands_back_every_unwritten_stanza() {
+    // Bound 8 KiB; each stanza ~1.1 KiB.
+    let mut c = Client::new(config(TlsMode::None), REMOTE);
+    login(&mut c, Some("r"));
+    let pad = "x".repeat(1000);
+    let mut accepted = 0;
+    let mut refused = Vec::new();
+    // The driver takes a first chunk, then the client stops reading.
+    for i in 0..3 {
+        c.c2s.deliver_routed(routed(&format!("{i}:{pad}"))).unwrap();
+        accepted += 1;
+    }
+    let first = c.recv();
+    for i in 3..100 {
+        match c.c2s.deliver_routed(routed(&format!("{i}:{pad}"))) {
+            Ok(()) => accepted += 1,
+            Err(acc) => refused.push(acc),
+        }
+    }
+    assert!(c.c2s.is_closed());
+    // After the cut-off the stream takes nothing more, and hands it back.
+    assert_eq!(refused.len(), 100 - accepted);
+    // The stream error comes right away: nothing queued is written before it.
+    let rest = c.recv();
+    assert!(
+        rest.starts_with("<stream:error><policy-violation"),
+        "{rest}"
+    );
+    assert!(rest.ends_with("</stream:stream>"));
+    let unsent = c.c2s.take_unsent();
+    let wire = first.matches("<message").count();
+    assert_eq!(wire, 3);
+    assert_eq!(unsent.len(), accepted - wire);
+    // Every stanza is on the wire, or handed back, once and in order.
+    let mut seen: Vec<usize> = (0..wire).collect();
+    for acc in unsent.iter().chain(&refused) {
+        let text = String::from_utf8_lossy(acc.stanza.bytes()).into_owned();
+        let n = text
+            .split("<body>")
+            .nth(1)
+            .unwrap()
+            .split(':')
+            .next()
+            .unwrap();
+        seen.push(n.parse().unwrap());
+    }
+    assert_eq!(seen, (0..100).collect::<Vec<_>>());
+    assert_eq!(
+        closed_with(&mut c),
+        Some(CloseReason::StreamError(
+            StreamErrorCondition::PolicyViolation
+        ))
+    );
+}
+
+#[test]
+fn routed_stanzas_are_handed_out_a_chunk_at_a_time() {
+    let mut cfg = config(TlsMode::None);
+    cfg.outbound_queue_bytes = 1 << 20;
+    let mut c = Client::new(cfg, REMOTE);
+    login(&mut c, Some("r"));
+    let pad = "y".repeat(1000);
+    for i in 0..200 {
+        c.c2s.deliver_routed(routed(&format!("{i}:{pad}"))).unwrap();
+    }
+    let mut wire = Vec::new();
+    c.c2s.take_transmit(&mut wire);
+    assert!(
+        wire.len() >= 64 * 1024 && wire.len() < 64 * 1024 + 2048,
+        "{}",
+        wire.len()
+    );
+    assert!(c.c2s.pending_transmit() > 0);
+    // A peer that goes away leaves the rest for the session manager.
+    c.c2s.peer_closed();
+    let on_wire = String::from_utf8(wire)
+        .unwrap()
+        .matches("</message>")
+        .count();
+    assert_eq!(c.c2s.take_unsent().len() + on_wire, 200);
+}
+
 #[test]
 fn taking_output_makes_room() {
     let mut c = Client::new(config(TlsMode::None), REMOTE);

@@ -21,8 +21,15 @@ use crate::jid::{BareJid, FullJid};
 use crate::shard::{ConnId, ConnMsg, Mailbox};
 use crate::xmpp::StreamErrorCondition;
 
-/// How long a closing connection may take to flush its last bytes to a peer that does not read.
-const CLOSE_FLUSH: Duration = Duration::from_secs(5);
+/// How long a closing connection waits for a peer that stopped reading before it drops the rest of
+/// its last bytes (the stream error among them).
+const CLOSE_STALL: Duration = Duration::from_secs(5);
+/// How long a closing connection may take to flush its last bytes to a peer that reads, however
+/// slowly (a slow reader still gets its stream error; a trickling one cannot hold the socket forever).
+const CLOSE_FLUSH_MAX: Duration = Duration::from_secs(120);
+
+/// Stanza bytes re-routed per scheduler turn when a connection hands its queue back.
+const REROUTE_CHUNK: usize = 32 * 1024;
 
 /// An answer from the store pool, on its way back to the connection.
 enum Pending {
@@ -67,6 +74,8 @@ pub(crate) async fn run(stream: TcpStream, ctx: Rc<ShardCtx>, cfg: Arc<C2sConfig
         written: 0,
         timer: None,
         closing_since: None,
+        last_write: Instant::now(),
+        backlog: Default::default(),
         sm: Default::default(),
     };
     let result = std::panic::AssertUnwindSafe(driver.run(stream))
@@ -101,6 +110,10 @@ pub(super) struct Driver {
     written: usize,
     timer: Option<(Instant, Timer)>,
     closing_since: Option<Instant>,
+    /// When the socket last took bytes (a closing connection waits while the peer reads).
+    last_write: Instant,
+    /// Stanzas handed back after the session left, re-routed a chunk per turn (`reroute_some`).
+    backlog: std::collections::VecDeque<crate::hooks::Acc>,
     /// XEP-0198 resumption state of this connection (`conn_sm`).
     pub(super) sm: super::conn_sm::SmDriver,
 }
@@ -110,6 +123,7 @@ impl Driver {
         self.serve(stream).await;
         // The socket is gone; a resumable session (or our own resumption in flight) lives on.
         self.park().await;
+        self.drain_backlog().await;
     }
 
     async fn serve(&mut self, mut stream: TcpStream) {
@@ -125,7 +139,10 @@ impl Driver {
             }
             if self.c2s.is_closed() {
                 let since = *self.closing_since.get_or_insert_with(Instant::now);
-                if self.wbuf.is_empty() || since.elapsed() > CLOSE_FLUSH {
+                if self.wbuf.is_empty()
+                    || since.elapsed() > CLOSE_FLUSH_MAX
+                    || self.last_write.max(since).elapsed() > CLOSE_STALL
+                {
                     let _ = futures_lite::AsyncWriteExt::close(&mut stream).await;
                     return;
                 }
@@ -149,11 +166,17 @@ impl Driver {
                     self.c2s.handle_timeout(Instant::now());
                 }
             }
-            glommio::yield_if_needed().await;
+            if self.backlog.is_empty() {
+                glommio::yield_if_needed().await;
+            } else {
+                futures_lite::future::yield_now().await;
+            }
         }
     }
 
     /// Handles c2s events and mailbox messages until both are quiet, then carries out mesh sends.
+    /// Stanzas leave the mailbox only while the stream has room for them: a reader that cannot keep
+    /// up leaves them there until the mailbox overflows (see `Mailbox` for the policy).
     pub(super) fn process(&mut self) {
         loop {
             let mut busy = false;
@@ -161,14 +184,15 @@ impl Driver {
                 busy = true;
                 self.on_event(ev);
             }
-            while let Some(msg) = self.mailbox.pop() {
+            while let Some(msg) = self.mailbox.pop_within(self.room()) {
                 busy = true;
                 self.on_msg(msg);
             }
-            if self.mailbox.overflowed() && !self.c2s.is_closed() {
-                // Slow reader: stanzas already went elsewhere; drop the session before more pile up.
+            if self.mailbox.overflowed() && !self.c2s.is_closed() && self.mailbox.settle() {
+                // Slow reader: the stream is full and the mailbox is still over its bound. Leave
+                // first, so that what is queued here goes elsewhere.
                 self.leave();
-                self.c2s.close(
+                self.c2s.close_now(
                     Some(StreamErrorCondition::PolicyViolation),
                     Some("slow reader"),
                 );
@@ -178,7 +202,59 @@ impl Driver {
                 break;
             }
         }
+        self.reroute_some();
         self.ctx.flush();
+    }
+
+    /// Stanza bytes the stream can take now (unbounded when the stanza will not be written here).
+    fn room(&self) -> usize {
+        let writes_here = !self.c2s.is_closed()
+            && self.sm.parked.is_none()
+            && self.sm.hold.is_none()
+            && self.session.borrow().is_some();
+        if writes_here {
+            self.cfg
+                .outbound_queue_bytes
+                .saturating_sub(self.c2s.pending_transmit())
+        } else {
+            usize::MAX
+        }
+    }
+
+    /// Queues a stanza this connection cannot write for the session manager (after `leave`).
+    pub(super) fn reroute_later(&mut self, acc: crate::hooks::Acc) {
+        self.backlog.push_back(acc);
+    }
+
+    /// Re-routes the next stanzas of the backlog, up to [`REROUTE_CHUNK`] bytes: a connection cut
+    /// off with a full queue hands it back over several turns, so the errors it causes do not land
+    /// on their senders' mailboxes all at once.
+    fn reroute_some(&mut self) {
+        if self.backlog.is_empty() {
+            return;
+        }
+        let mut shard = self.ctx.shard.borrow_mut();
+        let mut bytes = 0;
+        while bytes < REROUTE_CHUNK {
+            let Some(acc) = self.backlog.pop_front() else {
+                break;
+            };
+            bytes += acc.stanza.bytes().len();
+            shard.reroute(acc);
+        }
+        shard.drain_to_route();
+        if self.backlog.is_empty() {
+            self.backlog = Default::default();
+        }
+    }
+
+    /// Re-routes the whole backlog, a chunk per scheduler turn (before the task ends).
+    async fn drain_backlog(&mut self) {
+        while !self.backlog.is_empty() {
+            self.reroute_some();
+            self.ctx.flush();
+            futures_lite::future::yield_now().await;
+        }
     }
 
     fn on_event(&mut self, ev: C2sEvent) {
@@ -254,7 +330,7 @@ impl Driver {
             ConnMsg::Deliver(acc) => {
                 if self.c2s.is_closed() || self.session.borrow().is_none() {
                     // Raced with our own close: the stanza belongs to another resource or offline.
-                    self.ctx.shard.borrow_mut().reroute(acc);
+                    self.reroute_later(acc);
                     return;
                 }
                 let out = match self.session.borrow().as_ref() {
@@ -341,7 +417,7 @@ impl Driver {
             // order), behind the unacknowledged ones.
             self.leave();
             self.reroute_unacked();
-            self.ctx.shard.borrow_mut().reroute(acc);
+            self.reroute_later(acc);
         }
     }
 
@@ -353,7 +429,9 @@ impl Driver {
     }
 
     fn arm_timer(&mut self) {
-        let flush_deadline = self.closing_since.map(|t| t + CLOSE_FLUSH);
+        let flush_deadline = self
+            .closing_since
+            .map(|t| (t + CLOSE_FLUSH_MAX).min(self.last_write.max(t) + CLOSE_STALL));
         let want = match (self.c2s.next_timeout(), flush_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -380,6 +458,7 @@ impl Driver {
                     Poll::Ready(Ok(n)) => {
                         self.written += n;
                         progressed = true;
+                        self.last_write = Instant::now();
                     }
                     Poll::Pending => break,
                 }
@@ -391,8 +470,15 @@ impl Driver {
             if progressed {
                 return Poll::Ready(Wake::Progress);
             }
+            if !self.backlog.is_empty() {
+                return Poll::Ready(Wake::Progress);
+            }
             self.mailbox.set_waker(cx.waker());
-            if !self.mailbox.is_empty() || self.mailbox.overflowed() {
+            let room = self.room();
+            if self.mailbox.overflowed() && !self.c2s.is_closed() && self.mailbox.settle() {
+                return Poll::Ready(Wake::Progress);
+            }
+            if self.mailbox.ready(room) {
                 return Poll::Ready(Wake::Progress);
             }
             if let Some(p) = self.pending.as_mut() {
@@ -406,7 +492,9 @@ impl Driver {
                     return Poll::Ready(Wake::Timer);
                 }
             }
-            let backlog = self.wbuf.len() + self.c2s.pending_transmit();
+            // Our own output waiting (including stanzas still in the mailbox): a client that does
+            // not read what it causes (errors, echoes) is not read either.
+            let backlog = self.wbuf.len() + self.c2s.pending_transmit() + self.mailbox.bytes();
             if !self.c2s.is_closed() && backlog <= read_limit {
                 let mut buf = self.ctx.read_buf.borrow_mut();
                 match Pin::new(&mut *stream).poll_read(cx, &mut buf[..]) {

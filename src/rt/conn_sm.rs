@@ -89,6 +89,12 @@ impl Driver {
         };
         let mut shard = self.ctx.shard.borrow_mut();
         shard.local_unbind(&sess.jid, self.conn);
+        // Routed stanzas that never reached the wire go with the session, written on resumption.
+        for acc in self.c2s.take_unsent() {
+            if let Err((_, Unacked::Routed(acc))) = sm.outbound(Unacked::Routed(acc)) {
+                shard.reroute(acc);
+            }
+        }
         // What CSI held back for this connection goes with the session (the resumed stream starts
         // active).
         for acc in crate::modules::csi::end_session(&mut shard, sess.session) {
@@ -107,20 +113,22 @@ impl Driver {
         true
     }
 
-    /// Routes again what the client did not acknowledge (call after `leave`).
+    /// Routes again what the client did not acknowledge, then what never reached the wire (call
+    /// after `leave`, so the home shard no longer picks this session).
     pub(super) fn reroute_unacked(&mut self) {
-        let mut shard = self.ctx.shard.borrow_mut();
         if let Some(mut sm) = self.c2s.take_sm() {
             for item in sm.take_unacked() {
                 if let Unacked::Routed(acc) = item {
-                    shard.reroute(acc);
+                    self.reroute_later(acc);
                 }
             }
         }
-        for acc in self.sm.hold.take().unwrap_or_default() {
-            shard.reroute(acc);
+        for acc in self.c2s.take_unsent() {
+            self.reroute_later(acc);
         }
-        shard.drain_to_route();
+        for acc in self.sm.hold.take().unwrap_or_default() {
+            self.reroute_later(acc);
+        }
     }
 
     /// True when this connection's session has resumable stream management enabled.

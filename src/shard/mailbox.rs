@@ -6,27 +6,41 @@ use std::task::Waker;
 
 use crate::shard::ConnMsg;
 
-/// The mailbox refused a message: it is over its byte bound (the reader is too slow).
+/// The mailbox refused a message: it is past its hard cap.
 #[derive(Debug)]
 pub struct MailboxFull(pub ConnMsg);
 
-/// Single-threaded queue plus waker. Bounded in stanza bytes: once over the bound the connection is
-/// marked overflowed (its task closes it with `policy-violation`) and stanzas are refused, so the route
-/// sends them elsewhere instead of growing memory.
+/// How many times its bound a mailbox holds before it refuses stanzas outright.
+const HARD_CAP_FACTOR: usize = 4;
+
+/// Single-threaded queue plus waker, bounded in stanza bytes.
+///
+/// Policy: the connection's task takes stanzas only as fast as its socket drains them, so a reader
+/// that cannot keep up leaves them here. Past `limit` bytes the mailbox is marked overflowed: the
+/// task unregisters the session, closes the stream with `policy-violation`, and sends everything
+/// still queued back to the session manager — after the unregistration, so nothing comes back here.
+/// Stanzas that arrive before the task runs are still queued (and re-routed the same way) up to
+/// four times `limit`; past that hard cap they are refused and the shard re-routes them at once.
+/// Error stanzas weigh a quarter of their size against `limit` (as on the mesh, where they get four
+/// times the room): a sender whose flood is answered with errors — many at once when a recipient is
+/// cut off and its queue bounces — is not taken for a slow reader while it reads.
 pub struct Mailbox {
     items: RefCell<VecDeque<ConnMsg>>,
     bytes: Cell<usize>,
+    /// Stanza bytes with errors at a quarter of their size (compared with `limit`).
+    weighted: Cell<usize>,
     limit: usize,
     overflowed: Cell<bool>,
     waker: Cell<Option<Waker>>,
 }
 
 impl Mailbox {
-    /// An empty mailbox holding at most `limit` stanza bytes.
+    /// An empty mailbox for `limit` stanza bytes.
     pub fn new(limit: usize) -> Mailbox {
         Mailbox {
             items: RefCell::new(VecDeque::new()),
             bytes: Cell::new(0),
+            weighted: Cell::new(0),
             limit,
             overflowed: Cell::new(false),
             waker: Cell::new(None),
@@ -37,12 +51,18 @@ impl Mailbox {
     pub fn push(&self, msg: ConnMsg) -> Result<(), MailboxFull> {
         if let ConnMsg::Deliver(acc) = &msg {
             let len = acc.stanza.bytes().len();
-            if self.overflowed.get() || self.bytes.get() + len > self.limit {
+            let bytes = self.bytes.get() + len;
+            if bytes > self.limit.saturating_mul(HARD_CAP_FACTOR) {
                 self.overflowed.set(true);
                 self.wake();
                 return Err(MailboxFull(msg));
             }
-            self.bytes.set(self.bytes.get() + len);
+            let weighted = self.weighted.get() + weight(acc);
+            if weighted > self.limit {
+                self.overflowed.set(true);
+            }
+            self.bytes.set(bytes);
+            self.weighted.set(weighted);
         }
         self.items.borrow_mut().push_back(msg);
         self.wake();
@@ -54,8 +74,32 @@ impl Mailbox {
         let msg = self.items.borrow_mut().pop_front()?;
         if let ConnMsg::Deliver(acc) = &msg {
             self.bytes.set(self.bytes.get() - acc.stanza.bytes().len());
+            self.weighted.set(self.weighted.get() - weight(acc));
         }
         Some(msg)
+    }
+
+    /// Takes the next message unless it is a stanza of more bytes than `room`.
+    pub fn pop_within(&self, room: usize) -> Option<ConnMsg> {
+        if self.ready(room) {
+            self.pop()
+        } else {
+            None
+        }
+    }
+
+    /// True when [`Mailbox::pop_within`] with `room` would return a message.
+    pub fn ready(&self, room: usize) -> bool {
+        match self.items.borrow().front() {
+            Some(ConnMsg::Deliver(acc)) => acc.stanza.bytes().len() <= room,
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// Stanza bytes queued.
+    pub fn bytes(&self) -> usize {
+        self.bytes.get()
     }
 
     /// True when messages are waiting.
@@ -63,9 +107,20 @@ impl Mailbox {
         self.items.borrow().is_empty()
     }
 
-    /// True once a stanza was refused for lack of room.
+    /// True once the stanzas queued went past the bound (or the hard cap): the task checks whether
+    /// its reader is really behind ([`Mailbox::settle`]).
     pub fn overflowed(&self) -> bool {
         self.overflowed.get()
+    }
+
+    /// After the task took what its stream has room for: true when the mailbox is still over its
+    /// bound (the reader is too slow); otherwise the overflow was a burst and is forgotten.
+    pub fn settle(&self) -> bool {
+        if self.weighted.get() > self.limit {
+            return true;
+        }
+        self.overflowed.set(false);
+        false
     }
 
     /// Registers the waker of the connection task.
@@ -77,5 +132,59 @@ impl Mailbox {
         if let Some(w) = self.waker.take() {
             w.wake();
         }
+    }
+}
+
+/// What a stanza counts against the bound: its size, a quarter of it for an error.
+fn weight(acc: &crate::hooks::Acc) -> usize {
+    let len = acc.stanza.bytes().len();
+    if acc.stanza_type() == "error" {
+        len / 4
+    } else {
+        len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::Acc;
+    use crate::jid::Jid;
+    use crate::shard::ShardId;
+    use crate::xml::Stanza;
+
+    fn deliver(len: usize) -> ConnMsg {
+        let body = "x".repeat(len.saturating_sub(20));
+        let s = Stanza::parse(format!("<message>{body}</message>").into_bytes()).unwrap();
+        let j = Jid::parse("a@b").unwrap();
+        ConnMsg::Deliver(Acc::new(s, j.clone(), j, ShardId(0)))
+    }
+
+    #[test]
+    fn over_the_bound_is_overflowed_but_kept_up_to_the_hard_cap() {
+        let mb = Mailbox::new(100);
+        mb.push(deliver(60)).unwrap();
+        assert!(!mb.overflowed());
+        mb.push(deliver(60)).unwrap();
+        assert!(mb.overflowed());
+        for _ in 0..4 {
+            mb.push(deliver(60)).unwrap();
+        }
+        // 360 bytes queued; one more is past 4 x 100.
+        assert!(mb.push(deliver(60)).is_err());
+        // Control messages always go in.
+        assert!(mb
+            .push(ConnMsg::Close(crate::xmpp::StreamErrorCondition::Conflict))
+            .is_ok());
+    }
+
+    #[test]
+    fn pop_within_leaves_a_stanza_that_does_not_fit() {
+        let mb = Mailbox::new(1000);
+        mb.push(deliver(60)).unwrap();
+        assert!(mb.pop_within(10).is_none());
+        assert!(!mb.is_empty());
+        assert!(mb.pop_within(60).is_some());
+        assert!(mb.is_empty());
     }
 }

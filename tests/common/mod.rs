@@ -234,7 +234,11 @@ pub struct Client {
 
 impl Client {
     pub fn connect(port: u16) -> Client {
-        let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        Client::from_stream(TcpStream::connect(("127.0.0.1", port)).unwrap())
+    }
+
+    /// A client on a socket the test connected itself (socket options set before connecting).
+    pub fn from_stream(sock: TcpStream) -> Client {
         sock.set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
         sock.set_nodelay(true).unwrap();

@@ -154,7 +154,30 @@ fn full_buffer_is_a_policy_violation_and_hands_the_stanza_back() {
     assert!(String::from_utf8_lossy(back.stanza.bytes()).contains("<body>c</body>"));
     let out = c.recv();
     assert!(out.contains(&stream_error("policy-violation")), "{out}");
-    assert!(!out.contains("<body>c</body>"));
+    // a and b never reached the wire: they go back to the driver, like c.
+    assert!(!out.contains("<body>"), "{out}");
+    let unsent: Vec<String> = c
+        .c2s
+        .take_unsent()
+        .iter()
+        .map(|a| String::from_utf8_lossy(a.stanza.bytes()).into_owned())
+        .collect();
+    assert_eq!(unsent.len(), 2);
+    assert!(unsent[0].contains("<body>a</body>") && unsent[1].contains("<body>b</body>"));
+}
+
+#[test]
+fn full_buffer_after_writing_keeps_the_written_ones_unacknowledged() {
+    let mut c = Client::new(sm_config(2, 100), REMOTE);
+    login(&mut c, Some("r"));
+    enable(&mut c, false);
+    c.c2s.deliver_routed(acc("a")).unwrap();
+    c.c2s.deliver_routed(acc("b")).unwrap();
+    assert_eq!(c.recv().matches("<message").count(), 2);
+    assert!(c.c2s.deliver_routed(acc("c")).is_err());
+    assert!(c.recv().contains(&stream_error("policy-violation")));
+    assert!(c.c2s.take_unsent().is_empty());
+    assert_eq!(c.c2s.take_sm().unwrap().take_unacked().len(), 2);
 }
 
 #[test]

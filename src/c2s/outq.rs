@@ -1,0 +1,96 @@
+//! Routed stanzas waiting for the socket on a stream without XEP-0198. They stay route accumulators
+//! until the driver takes them for the wire, a chunk at a time, so a stream that closes (slow reader,
+//! client gone, conflict, shutdown) hands every stanza not yet on the wire back to the session manager
+//! ([`C2s::take_unsent`]) instead of losing it with its buffers. With stream management on, a stanza
+//! is counted (`h`) and moves to the unacknowledged buffer when it is written, so the counters follow
+//! the order on the wire.
+
+use std::collections::VecDeque;
+
+use super::C2s;
+use crate::hooks::Acc;
+
+/// Plaintext handed to the driver per `take_transmit`: what may already be on its way to the socket
+/// when the stream is cut off (and must be finished before the stream error).
+pub(super) const TRANSMIT_CHUNK: usize = 64 * 1024;
+
+/// Routed stanzas in arrival order, with their total size.
+#[derive(Default)]
+pub(super) struct OutQueue {
+    items: VecDeque<Acc>,
+    bytes: usize,
+}
+
+impl OutQueue {
+    /// Queues a stanza.
+    pub(super) fn push(&mut self, acc: Acc) {
+        self.bytes += acc.stanza.bytes().len();
+        self.items.push_back(acc);
+    }
+
+    /// Bytes queued.
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Takes the oldest stanza.
+    pub(super) fn pop(&mut self) -> Option<Acc> {
+        let acc = self.items.pop_front();
+        match &acc {
+            Some(acc) => self.bytes -= acc.stanza.bytes().len(),
+            // Idle sessions keep no queue capacity.
+            None if self.items.capacity() > 0 => self.items = VecDeque::new(),
+            None => {}
+        }
+        acc
+    }
+
+    /// Number of stanzas queued.
+    pub(super) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Takes every queued stanza.
+    pub(super) fn take(&mut self) -> Vec<Acc> {
+        self.bytes = 0;
+        std::mem::take(&mut self.items).into()
+    }
+}
+
+impl C2s {
+    /// Writes queued routed stanzas into the plaintext output while it holds less than `chunk`
+    /// bytes (with stream management: counted and kept until acknowledged).
+    pub(super) fn write_queued(&mut self, chunk: usize) {
+        while self.out.len() < chunk {
+            let Some(acc) = self.routed.pop() else {
+                break;
+            };
+            if self.sm.is_none() {
+                if self.out.is_empty() {
+                    // The zero-copy forward: the sender's buffer becomes our output.
+                    self.out = acc.into_stanza().into_bytes();
+                } else {
+                    self.out.extend_from_slice(acc.stanza.bytes());
+                }
+                continue;
+            }
+            self.out.extend_from_slice(acc.stanza.bytes());
+            // Room in the buffer was reserved when the stanza was queued.
+            if let Some(super::Unacked::Routed(acc)) = self.sm_outbound(super::Unacked::Routed(acc))
+            {
+                self.routed.push(acc);
+                break;
+            }
+        }
+    }
+
+    /// The routed stanzas that never reached the wire, once the stream is closed: the driver sends
+    /// them back through the session manager (another resource, offline storage, or an error to
+    /// their sender). Empty while the stream is open.
+    pub fn take_unsent(&mut self) -> Vec<Acc> {
+        if !self.closed {
+            return Vec::new();
+        }
+        self.routed.take()
+    }
+}
