@@ -75,6 +75,7 @@ pub(crate) async fn run(stream: TcpStream, ctx: Rc<ShardCtx>, cfg: Arc<C2sConfig
         timer: None,
         closing_since: None,
         last_write: Instant::now(),
+        write_blocked: false,
         backlog: Default::default(),
         sm: Default::default(),
     };
@@ -112,6 +113,8 @@ pub(super) struct Driver {
     closing_since: Option<Instant>,
     /// When the socket last took bytes (a closing connection waits while the peer reads).
     last_write: Instant,
+    /// The socket refused bytes at the last attempt (its send buffer is full).
+    write_blocked: bool,
     /// Stanzas handed back after the session left, re-routed a chunk per turn (`reroute_some`).
     backlog: std::collections::VecDeque<crate::hooks::Acc>,
     /// XEP-0198 resumption state of this connection (`conn_sm`).
@@ -188,9 +191,13 @@ impl Driver {
                 busy = true;
                 self.on_msg(msg);
             }
-            if self.mailbox.overflowed() && !self.c2s.is_closed() && self.mailbox.settle() {
-                // Slow reader: the stream is full and the mailbox is still over its bound. Leave
-                // first, so that what is queued here goes elsewhere.
+            if self.mailbox.overflowed()
+                && !self.c2s.is_closed()
+                && self.mailbox.settle()
+                && self.write_blocked
+            {
+                // Slow reader: the socket takes nothing, the stream is full and the mailbox is
+                // still over its bound. Leave first, so that what is queued here goes elsewhere.
                 self.leave();
                 self.c2s.close_now(
                     Some(StreamErrorCondition::PolicyViolation),
@@ -459,8 +466,12 @@ impl Driver {
                         self.written += n;
                         progressed = true;
                         self.last_write = Instant::now();
+                        self.write_blocked = false;
                     }
-                    Poll::Pending => break,
+                    Poll::Pending => {
+                        self.write_blocked = true;
+                        break;
+                    }
                 }
             }
             if self.written == self.wbuf.len() && !self.wbuf.is_empty() {
@@ -475,7 +486,11 @@ impl Driver {
             }
             self.mailbox.set_waker(cx.waker());
             let room = self.room();
-            if self.mailbox.overflowed() && !self.c2s.is_closed() && self.mailbox.settle() {
+            if self.mailbox.overflowed()
+                && !self.c2s.is_closed()
+                && self.write_blocked
+                && self.mailbox.settle()
+            {
                 return Poll::Ready(Wake::Progress);
             }
             if self.mailbox.ready(room) {
@@ -495,7 +510,13 @@ impl Driver {
             // Our own output waiting (including stanzas still in the mailbox): a client that does
             // not read what it causes (errors, echoes) is not read either.
             let backlog = self.wbuf.len() + self.c2s.pending_transmit() + self.mailbox.bytes();
-            if !self.c2s.is_closed() && backlog <= read_limit {
+            // Backpressure: while the mesh cannot take more, or a local recipient is behind, the
+            // socket is not read.
+            if !self.c2s.is_closed()
+                && backlog <= read_limit
+                && self.ctx.mesh.poll_room(cx)
+                && self.recipients_have_room(cx)
+            {
                 let mut buf = self.ctx.read_buf.borrow_mut();
                 match Pin::new(&mut *stream).poll_read(cx, &mut buf[..]) {
                     Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Wake::Eof),
@@ -511,6 +532,15 @@ impl Driver {
             Poll::Pending
         })
         .await
+    }
+
+    /// False (and woken later) while a mailbox on this shard, other than ours, is over its bound.
+    fn recipients_have_room(&self, cx: &std::task::Context<'_>) -> bool {
+        let pressured = self.ctx.shard.borrow_mut().pressured(Some(&self.mailbox));
+        match pressured {
+            Some(mb) => mb.poll_room(cx).is_ready(),
+            None => true,
+        }
     }
 
     fn c2s_bound(&self) -> usize {

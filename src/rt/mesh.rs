@@ -1,10 +1,17 @@
 //! The cross-shard mesh: one bounded lock-free SPSC ring (glommio `shared_channel`) per ordered pair of
 //! shards, plus a local outbox per destination.
 //!
-//! Overflow policy (DESIGN.md hazards): a shard never awaits a full ring from a task that drains rings.
-//! `send` tries the ring; when it is full (or older messages already wait, to keep order) the message
-//! goes to the destination's local outbox, drained by a task of its own. Stanzas in an outbox are
-//! bounded: new stanzas (first hop, to the recipient's home shard) by `outbox_capacity`, stanzas on
+//! Overflow policy (the hazard of two shards full towards each other): a shard never awaits a full
+//! ring from a task that drains rings. `send` tries the ring; when it is full (or older messages
+//! already wait, to keep order) the message goes to the destination's local outbox, drained by a task
+//! of its own.
+//!
+//! Backpressure first: once an outbox holds `outbox_capacity` stanzas the mesh is *congested* and
+//! the shard's connections stop reading their sockets ([`Mesh::poll_room`]) until every outbox is
+//! back under half of that; the input already read (one socket read, at most 16 KiB) still goes
+//! through. So a client writing faster than the shards can route is slowed down, not answered with
+//! errors. Bouncing is the last resort, past [`HARD_FACTOR`] times that: new stanzas (first hop, to
+//! the recipient's home shard) by `HARD_FACTOR * outbox_capacity`, stanzas on
 //! their second hop (home shard -> connection shard) by twice that. Past it `send` gives the stanza
 //! back and the caller answers its sender with `resource-constraint` (type `wait`); a first-hop
 //! sender is always on this shard, so that error is delivered without crossing a ring. Error stanzas
@@ -55,6 +62,11 @@ pub fn build(n: usize, capacity: usize) -> Vec<MeshEnds> {
     ends
 }
 
+/// How many times `outbox_capacity` (the point where reading stops) an outbox holds before stanzas
+/// are bounced: only traffic that no socket read causes (ring input fanning out, store results) can
+/// get there.
+pub const HARD_FACTOR: usize = 8;
+
 /// How many times `outbox_capacity` a stanza may find queued before it: 1 for new stanzas, 2 on the
 /// second hop, 4 for error stanzas (each stands for a refused stanza, and an error has no error to
 /// fall back on, so it is dropped only past that ceiling).
@@ -75,12 +87,20 @@ struct Peer {
     outbox: RefCell<VecDeque<ShardMsg>>,
     queued_stanzas: Cell<usize>,
     waker: Cell<Option<Waker>>,
+    /// Over `outbox_capacity` and not yet back under half of it.
+    congested: Cell<bool>,
 }
 
 /// This shard's sending side of the mesh.
 pub struct Mesh {
     peers: Vec<Option<Peer>>,
     outbox_capacity: usize,
+    /// Peers whose outbox is congested.
+    congested: Cell<usize>,
+    /// Connections waiting for the mesh to have room before they read again.
+    room_wakers: RefCell<Vec<Waker>>,
+    /// Times the mesh became congested (metrics, tests).
+    pub congestion_events: Cell<u64>,
 }
 
 impl Mesh {
@@ -110,6 +130,7 @@ impl Mesh {
                     outbox: RefCell::new(VecDeque::new()),
                     queued_stanzas: Cell::new(0),
                     waker: Cell::new(None),
+                    congested: Cell::new(false),
                 }),
                 None => None,
             });
@@ -122,6 +143,9 @@ impl Mesh {
             Rc::new(Mesh {
                 peers,
                 outbox_capacity,
+                congested: Cell::new(0),
+                room_wakers: RefCell::new(Vec::new()),
+                congestion_events: Cell::new(0),
             }),
             rx,
         )
@@ -149,17 +173,46 @@ impl Mesh {
             // Stanzas on their second hop (home shard -> connection shard) already crossed one ring:
             // they get twice the room of new ones, so a saturated pair of shards refuses new work
             // (bounced to its local sender) before it refuses work in flight.
-            let cap = self.outbox_capacity * stanza_weight(&msg);
+            let cap = self.outbox_capacity * HARD_FACTOR * stanza_weight(&msg);
             if peer.queued_stanzas.get() >= cap {
                 return Err(msg);
             }
             peer.queued_stanzas.set(peer.queued_stanzas.get() + 1);
+            if peer.queued_stanzas.get() >= self.outbox_capacity && !peer.congested.get() {
+                peer.congested.set(true);
+                self.congested.set(self.congested.get() + 1);
+                self.congestion_events.set(self.congestion_events.get() + 1);
+            }
         }
         peer.outbox.borrow_mut().push_back(msg);
         if let Some(w) = peer.waker.take() {
             w.wake();
         }
         Ok(())
+    }
+
+    /// True when some outbox is congested; the caller (a connection about to read) is woken once
+    /// every outbox is back under half its capacity.
+    pub fn poll_room(&self, cx: &std::task::Context<'_>) -> bool {
+        if self.congested.get() == 0 {
+            return true;
+        }
+        self.room_wakers.borrow_mut().push(cx.waker().clone());
+        false
+    }
+
+    /// An outbox drained one stanza: ends its congestion at the low-water mark.
+    fn drained_one(&self, peer: &Peer) {
+        peer.queued_stanzas.set(peer.queued_stanzas.get() - 1);
+        if peer.congested.get() && peer.queued_stanzas.get() <= self.outbox_capacity / 2 {
+            peer.congested.set(false);
+            self.congested.set(self.congested.get() - 1);
+            if self.congested.get() == 0 {
+                for w in self.room_wakers.take() {
+                    w.wake();
+                }
+            }
+        }
     }
 
     /// Drains the outbox towards `to` forever (one task per destination). It only pushes: it never
@@ -187,7 +240,7 @@ impl Mesh {
                 match peer.tx.try_send(msg) {
                     Ok(()) => {
                         if stanza {
-                            peer.queued_stanzas.set(peer.queued_stanzas.get() - 1);
+                            self.drained_one(peer);
                         }
                     }
                     Err(GlommioError::WouldBlock(ResourceType::Channel(m))) => {
@@ -200,6 +253,12 @@ impl Mesh {
                         // The peer shard is gone (shutdown): nothing can be delivered there.
                         peer.outbox.borrow_mut().clear();
                         peer.queued_stanzas.set(0);
+                        if peer.congested.replace(false) {
+                            self.congested.set(self.congested.get() - 1);
+                            for w in self.room_wakers.take() {
+                                w.wake();
+                            }
+                        }
                         return;
                     }
                 }

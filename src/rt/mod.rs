@@ -269,6 +269,14 @@ async fn run_shard(
                 crate::hooks::clock::set_now(std::time::Instant::now());
                 ctx.shard.borrow_mut().handle_msg(msg);
                 ctx.flush();
+                // Backpressure: a local recipient that cannot keep up holds this ring (it fills,
+                // then the sending shard's outbox, which stops its readers). Its connection drains
+                // the mailbox without any ring, so this wait cannot close a cycle.
+                loop {
+                    let pressured = ctx.shard.borrow_mut().pressured(None);
+                    let Some(mb) = pressured else { break };
+                    std::future::poll_fn(|cx| mb.poll_room(cx)).await;
+                }
                 glommio::yield_if_needed().await;
             }
             tracing::debug!(shard = id.0, from = from.0, "ring closed");

@@ -32,6 +32,10 @@ pub struct Mailbox {
     limit: usize,
     overflowed: Cell<bool>,
     waker: Cell<Option<Waker>>,
+    /// Senders (ring receivers, connections) waiting for this mailbox to get back under its bound.
+    room_wakers: RefCell<Vec<Waker>>,
+    /// The connection is gone: nobody waits for this mailbox any more.
+    closed: Cell<bool>,
 }
 
 impl Mailbox {
@@ -44,6 +48,8 @@ impl Mailbox {
             limit,
             overflowed: Cell::new(false),
             waker: Cell::new(None),
+            room_wakers: RefCell::new(Vec::new()),
+            closed: Cell::new(false),
         }
     }
 
@@ -75,6 +81,9 @@ impl Mailbox {
         if let ConnMsg::Deliver(acc) = &msg {
             self.bytes.set(self.bytes.get() - acc.stanza.bytes().len());
             self.weighted.set(self.weighted.get() - weight(acc));
+            if !self.pressured() {
+                self.wake_senders();
+            }
         }
         Some(msg)
     }
@@ -121,6 +130,36 @@ impl Mailbox {
         }
         self.overflowed.set(false);
         false
+    }
+
+    /// True while the mailbox is over its bound and its connection lives: whoever delivers here
+    /// should wait ([`Mailbox::poll_room`]) before taking more input.
+    pub fn pressured(&self) -> bool {
+        !self.closed.get() && self.weighted.get() > self.limit
+    }
+
+    /// Ready once the mailbox is back under its bound (or its connection is gone).
+    pub fn poll_room(&self, cx: &std::task::Context<'_>) -> std::task::Poll<()> {
+        if !self.pressured() {
+            return std::task::Poll::Ready(());
+        }
+        self.room_wakers.borrow_mut().push(cx.waker().clone());
+        std::task::Poll::Pending
+    }
+
+    /// The connection is gone: senders waiting for room go on.
+    pub fn close(&self) {
+        self.closed.set(true);
+        self.wake_senders();
+    }
+
+    fn wake_senders(&self) {
+        if self.room_wakers.borrow().is_empty() {
+            return;
+        }
+        for w in self.room_wakers.take() {
+            w.wake();
+        }
     }
 
     /// Registers the waker of the connection task.

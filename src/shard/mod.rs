@@ -67,6 +67,8 @@ pub struct Shard {
     /// Bytes a connection mailbox may hold before its reader counts as too slow.
     pub mailbox_limit: usize,
     out: Vec<(ShardId, ShardMsg)>,
+    /// Mailboxes that went over their bound on delivery (see [`Shard::pressured`]).
+    pressured: Vec<Rc<Mailbox>>,
     pub(crate) fx: Effects,
     /// Module state kept on this shard.
     pub ext: Extensions,
@@ -97,6 +99,7 @@ impl Shard {
             next_conn: 1,
             mailbox_limit,
             out: Vec::new(),
+            pressured: Vec::new(),
             fx: Effects::default(),
             ext: Extensions::default(),
             stats: ShardStats::default(),
@@ -116,7 +119,21 @@ impl Shard {
 
     /// Forgets a local connection; later deliveries to it are re-routed by the session manager.
     pub fn close_conn(&mut self, conn: ConnId) {
-        self.conns.remove(&conn);
+        if let Some(mb) = self.conns.remove(&conn) {
+            mb.close();
+        }
+    }
+
+    /// A local mailbox over its bound that the last deliveries filled, if any: the caller (a ring
+    /// receiver, a connection about to read) waits for it before taking more input, so a recipient
+    /// whose connection writes slower than its senders send slows them down (the ring fills, then the
+    /// sender's outbox, then the sender's socket is no longer read).
+    pub fn pressured(&mut self, except: Option<&Rc<Mailbox>>) -> Option<Rc<Mailbox>> {
+        self.pressured.retain(|mb| mb.pressured());
+        self.pressured
+            .iter()
+            .find(|mb| except.is_none_or(|e| !Rc::ptr_eq(mb, e)))
+            .cloned()
     }
 
     /// Records that `jid` is bound on local connection `conn` (after the home shard accepted it).
@@ -221,7 +238,12 @@ impl Shard {
             return;
         };
         match mb.push(msg) {
-            Ok(()) => self.stats.delivered += 1,
+            Ok(()) => {
+                self.stats.delivered += 1;
+                if mb.pressured() && !self.pressured.iter().any(|p| Rc::ptr_eq(p, mb)) {
+                    self.pressured.push(mb.clone());
+                }
+            }
             Err(MailboxFull(ConnMsg::Deliver(acc))) => self.reroute(acc),
             Err(MailboxFull(_)) => {}
         }
