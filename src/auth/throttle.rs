@@ -9,8 +9,9 @@
 //! - Per account: failures from all addresses delay the account's attempts the same way after
 //!   `account_free_failures`, capped at `account_max_delay`, and never ban: an attack on an account
 //!   costs its owner, logging in from elsewhere, at most that cap.
-//! - A success forgets the account's failures, not the address's: an attacker who owns an account
-//!   must not be able to wipe the count of the address it guesses from.
+//! - A success changes nothing: it must not wipe an address's count (an attacker owning an account
+//!   could log in to it between guesses) nor an account's (the owner logging in would lift the delay
+//!   off an attack); counts end with their window.
 //! - Memory: at most `max_tracked` addresses and as many accounts (keyed by a 64-bit keyed hash of
 //!   the name); when a table is full the entry that failed least recently is dropped.
 
@@ -194,14 +195,6 @@ impl Throttle {
             failures: e.failures,
             until,
         })
-    }
-
-    /// A successful login: the account's failures are forgotten (the address's are not).
-    pub fn success(&mut self, ip: IpAddr, account: &str) {
-        if self.applies(ip) {
-            let key = self.names.hash_one(account);
-            self.accounts.remove(&key);
-        }
     }
 
     /// Throttling is on and `ip` is not exempt.

@@ -234,7 +234,22 @@ pub struct Client {
 
 impl Client {
     pub fn connect(port: u16) -> Client {
-        let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        Client::over(TcpStream::connect(("127.0.0.1", port)).unwrap())
+    }
+
+    /// Like [`Client::connect`], from local address `from` (all of 127.0.0.0/8 is local on Linux), so
+    /// tests can play several client machines.
+    pub fn connect_from(port: u16, from: std::net::Ipv4Addr) -> Client {
+        use socket2::{Domain, Socket, Type};
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        sock.bind(&std::net::SocketAddr::from((from, 0)).into())
+            .unwrap();
+        sock.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
+            .unwrap();
+        Client::over(sock.into())
+    }
+
+    fn over(sock: TcpStream) -> Client {
         sock.set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
         sock.set_nodelay(true).unwrap();

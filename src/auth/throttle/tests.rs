@@ -117,20 +117,6 @@ fn an_attack_on_an_account_delays_its_owner_at_most_the_account_cap_and_never_ba
     assert_eq!(th.check(owner, A, t(339)), Verdict::Allow);
     // Another account on the owner's address is not delayed at all.
     assert_eq!(th.check(owner, "bob@localhost", t(39)), Verdict::Allow);
-    // Success forgets the account's failures.
-    th.success(owner, A);
-    assert_eq!(th.check(owner, A, t(40)), Verdict::Allow);
-}
-
-#[test]
-fn success_does_not_wipe_an_address_count() {
-    let mut th = Throttle::new(cfg());
-    let me = ip("192.0.2.9");
-    for i in 0..5 {
-        th.failure(me, "victim@localhost", t(i));
-    }
-    th.success(me, "mine@localhost");
-    assert!(th.failure(me, "victim@localhost", t(6)).is_some());
 }
 
 #[test]
