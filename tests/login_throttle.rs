@@ -191,3 +191,61 @@ fn exempt_addresses_are_never_banned() {
     }
     log_in(&server, ATTACKER, "alice", "exempt");
 }
+
+/// The issue's measurement, with the default settings (or `enabled = false` through
+/// `PETREL_THROTTLE_OFF=1`): 40 connections from one address send 5 wrong PLAIN passwords each.
+/// Prints how many were answered `not-authorized`, how many connections the ban closed, and the
+/// time. Run: `cargo test --release --test login_throttle -- --ignored --nocapture`.
+#[test]
+#[ignore = "measurement, prints figures"]
+fn measure_200_wrong_passwords_over_40_connections() {
+    let off = std::env::var_os("PETREL_THROTTLE_OFF").is_some();
+    let extra = if off {
+        "[auth.throttle]\nenabled = false\n"
+    } else {
+        ""
+    };
+    let server = Server::start_with(2, &["alice"], "", extra);
+    let port = server.port;
+    let start = Instant::now();
+    let threads: Vec<_> = (0..40)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect_from(port, ATTACKER);
+                c.open("localhost");
+                c.next_stanza();
+                let (mut refused, mut banned) = (0, false);
+                for _ in 0..5 {
+                    let token = B64.encode("\0alice\0guess");
+                    c.send(&format!(
+                        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>"
+                    ));
+                    let r = c.next_stanza();
+                    match r.name() {
+                        "failure" => refused += 1,
+                        "stream:error" => {
+                            let text = String::from_utf8_lossy(r.bytes()).into_owned();
+                            banned = text.contains("Too many failed authentications");
+                            break;
+                        }
+                        other => panic!("unexpected <{other}>"),
+                    }
+                }
+                (refused, banned, start.elapsed())
+            })
+        })
+        .collect();
+    let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let refused: u32 = results.iter().map(|r| r.0).sum();
+    let banned = results.iter().filter(|r| r.1).count();
+    let last = results.iter().map(|r| r.2).max().unwrap_or_default();
+    println!(
+        "throttle {}: {refused} wrong passwords answered not-authorized, {banned} of 40 connections \
+         closed by the ban, all done in {last:.2?}",
+        if off { "off" } else { "on (defaults)" }
+    );
+    if !off {
+        // 20 failures ban; attempts already past the check when the ban began are still answered.
+        assert!(refused < 60 && banned > 0, "{refused} {banned}");
+    }
+}
