@@ -1,7 +1,7 @@
 //! The cross-shard mesh: one bounded lock-free SPSC ring (glommio `shared_channel`) per ordered pair of
 //! shards, plus a local outbox per destination.
 //!
-//! Overflow policy (DESIGN.md hazards): a shard never awaits a full ring from a task that drains rings.
+//! Overflow policy (docs/ARCHITECTURE.md, the mesh): a shard never awaits a full ring from a task that drains rings.
 //! `send` tries the ring; when it is full (or older messages already wait, to keep order) the message
 //! goes to the destination's local outbox, drained by a task of its own. Stanzas in an outbox are
 //! bounded: new stanzas (first hop, to the recipient's home shard) by `outbox_capacity`, stanzas on
