@@ -38,6 +38,8 @@ enum Answer {
     Failure(String),
     /// A stream error: condition and text.
     StreamError(String, String),
+    /// `<challenge/>` with this decoded data.
+    Challenge(Vec<u8>),
 }
 
 /// Connects from `from`, opens a stream and tries PLAIN as `user` with `password`. On success the
@@ -51,6 +53,12 @@ fn attempt(server: &Server, from: Ipv4Addr, user: &str, password: &str) -> (Answ
     c.send(&format!(
         "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>"
     ));
+    let answer = answer(&mut c);
+    (answer, c)
+}
+
+/// Reads the server's answer to an `<auth/>` or `<response/>`.
+fn answer(c: &mut Client) -> Answer {
     let r = c.next_stanza();
     let tree = r.tree().unwrap();
     let first_child = |skip: &str| {
@@ -59,7 +67,7 @@ fn attempt(server: &Server, from: Ipv4Addr, user: &str, password: &str) -> (Answ
             .map(|e| e.name.clone())
             .unwrap_or_default()
     };
-    let answer = match r.name() {
+    match r.name() {
         "success" => Answer::Success,
         "failure" => Answer::Failure(first_child("")),
         "stream:error" => Answer::StreamError(
@@ -68,12 +76,37 @@ fn attempt(server: &Server, from: Ipv4Addr, user: &str, password: &str) -> (Answ
                 .map(|t| t.text())
                 .unwrap_or_default(),
         ),
+        "challenge" => Answer::Challenge(B64.decode(tree.text()).unwrap()),
         other => panic!(
             "unexpected answer <{other}>: {}",
             String::from_utf8_lossy(&c.raw)
         ),
+    }
+}
+
+/// A SCRAM-SHA-256 exchange for `user` from `from` with a wrong proof (all zero bytes): the server
+/// checks it against the stored key, like any wrong password.
+fn scram_wrong_proof(server: &Server, from: Ipv4Addr, user: &str) -> Answer {
+    let mut c = Client::connect_from(server.port, from);
+    c.open("localhost");
+    assert_eq!(c.next_stanza().name(), "stream:features");
+    let first = B64.encode(format!("n,,n={user},r=client-nonce"));
+    c.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>{first}</auth>"
+    ));
+    let server_first = match answer(&mut c) {
+        Answer::Challenge(data) => String::from_utf8(data).unwrap(),
+        other => return other,
     };
-    (answer, c)
+    let nonce = server_first
+        .split(',')
+        .find_map(|p| p.strip_prefix("r="))
+        .unwrap();
+    let last = B64.encode(format!("c=biws,r={nonce},p={}", B64.encode([0u8; 32])));
+    c.send(&format!(
+        "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{last}</response>"
+    ));
+    answer(&mut c)
 }
 
 fn not_authorized() -> Answer {
@@ -179,6 +212,24 @@ fn a_ban_ends_after_ban_time() {
     std::thread::sleep(Duration::from_millis(2300).saturating_sub(banned_at.elapsed()));
     let c = log_in(&server, ATTACKER, "alice", "back");
     assert_eq!(c.jid, "alice@localhost/back");
+}
+
+#[test]
+fn wrong_scram_proofs_count_like_wrong_passwords() {
+    let server = Server::start_with(1, &["alice"], "", THROTTLE);
+    for n in 0..6 {
+        assert_eq!(
+            scram_wrong_proof(&server, ATTACKER, "alice"),
+            not_authorized(),
+            "attempt {n}"
+        );
+    }
+    // As in `attack_until_banned`, the 6th count may still be on its way for one more attempt.
+    let mut answers = vec![scram_wrong_proof(&server, ATTACKER, "alice")];
+    if !is_ban(&answers[0]) {
+        answers.push(scram_wrong_proof(&server, ATTACKER, "alice"));
+    }
+    assert!(is_ban(answers.last().unwrap()), "{answers:?}");
 }
 
 #[test]
