@@ -141,18 +141,18 @@ impl Throttle {
         let cfg = &self.cfg;
         let net = IpNet::containing(ip, cfg.ipv6_prefix);
         let mut until = now;
-        let mut expired = false;
-        // A banned address that keeps trying is refreshed, so it stays tracked while it tries.
-        if let Some(e) = self.ips.get_mut(&net) {
-            match e.banned_until {
-                Some(t) if t > now => return Verdict::Banned(t),
-                Some(_) => expired = true,
-                None => until = e.not_before(now, cfg, cfg.free_failures, cfg.max_delay),
+        match self.ips.peek(&net).map(|e| (e.banned_until, e)) {
+            Some((Some(t), _)) if t > now => {
+                // A banned address that keeps trying stays recent, so it stays tracked.
+                self.ips.get_mut(&net);
+                return Verdict::Banned(t);
             }
-        }
-        if expired {
-            // The ban is over: the address starts afresh.
-            self.ips.remove(&net);
+            Some((Some(_), _)) => {
+                // The ban is over: the address starts afresh.
+                self.ips.remove(&net);
+            }
+            Some((None, e)) => until = e.not_before(now, cfg, cfg.free_failures, cfg.max_delay),
+            None => {}
         }
         let key = self.names.hash_one(account);
         if let Some(e) = self.accounts.peek(&key) {

@@ -172,6 +172,11 @@ fn memory_is_bounded_and_the_least_recently_failing_goes_first() {
     for i in 0..1000u32 {
         let addr = IpAddr::from((0x0b00_0000u32 + i).to_be_bytes());
         th.failure(addr, &format!("u{i}@localhost"), t(10));
+        // Trying without failing does not keep an address (that is not banned) recent.
+        assert!(matches!(
+            th.check(first, A, t(10)),
+            Verdict::Delay(_) | Verdict::Allow
+        ));
     }
     assert_eq!(th.tracked(), (16, 16));
     // `first` was dropped: its failures are forgotten.
