@@ -166,6 +166,18 @@ impl Throttle {
         }
     }
 
+    /// When the ban on `ip`'s address ends, if it is banned at `now`.
+    pub fn banned_until(&self, ip: IpAddr, now: Instant) -> Option<Instant> {
+        if !self.applies(ip) {
+            return None;
+        }
+        let net = IpNet::containing(ip, self.cfg.ipv6_prefix);
+        self.ips
+            .peek(&net)
+            .and_then(|e| e.banned_until)
+            .filter(|t| *t > now)
+    }
+
     /// Counts a failed attempt; `Some` when it bans the address.
     pub fn failure(&mut self, ip: IpAddr, account: &str, now: Instant) -> Option<Ban> {
         if !self.applies(ip) {

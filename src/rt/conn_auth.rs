@@ -25,6 +25,7 @@ impl Driver {
             return;
         };
         let (login, ip) = (self.ctx.login.clone(), self.c2s.peer().addr.ip());
+        let (store, guard) = (self.ctx.store.clone(), login.clone());
         let call = self
             .ctx
             .store
@@ -37,6 +38,10 @@ impl Driver {
                 }) => {
                     if let Some(at) = not_before {
                         glommio::timer::sleep(at.saturating_duration_since(Instant::now())).await;
+                        // Parallel attempts may have got the address banned meanwhile.
+                        if let Ok(Some(left)) = store.call(move |_| guard.banned_for(ip)).await {
+                            return Pending::Banned(left);
+                        }
                     }
                     answer(v)
                 }

@@ -59,6 +59,14 @@ impl LoginGuard {
         }
     }
 
+    /// On a pool thread: how much longer `ip` is banned, if it is (asked again after a delay, so an
+    /// attempt delayed while parallel ones got the address banned is not answered).
+    pub fn banned_for(&self, ip: IpAddr) -> Option<Duration> {
+        let now = Instant::now();
+        let until = self.lock().banned_until(ip, now)?;
+        Some(until.saturating_duration_since(now))
+    }
+
     /// On a pool thread: counts a failed login; a ban it starts is logged.
     pub fn failure(&self, ip: IpAddr, account: &BareJid) {
         let (ban, ban_time) = {
@@ -119,6 +127,7 @@ mod tests {
             }
         ));
         guard.failure(ip, &jid);
+        assert!(guard.banned_for(ip).is_some());
         let mut ran = false;
         let got = guard.attempt(ip, &jid, || ran = true);
         assert!(

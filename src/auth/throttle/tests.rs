@@ -76,6 +76,9 @@ fn an_address_is_delayed_then_banned_then_free_again() {
         th.check(me, "bob@localhost", t(now + 1)),
         Verdict::Banned(t(now + 5000))
     );
+    assert_eq!(th.banned_until(me, t(now + 4999)), Some(t(now + 5000)));
+    assert_eq!(th.banned_until(ip("192.0.2.8"), t(now)), None);
+    assert_eq!(th.banned_until(me, t(now + 5000)), None);
     // After the ban the address starts afresh (the account still remembers its failures).
     assert_eq!(th.check(me, "bob@localhost", t(now + 5000)), Verdict::Allow);
     assert_eq!(th.failure(me, "bob@localhost", t(now + 5000)), None);
