@@ -3,8 +3,8 @@
 //! whether it may be answered now, only later (a delay that doubles with the failures), or not at all
 //! (the address is banned); afterwards it reports the outcome. Time is passed in, so tests drive it.
 //!
-//! - Per address: the first `free_failures` failures within `window` cost nothing, then each
-//!   further attempt waits `delay`, doubling, up to `max_delay`; `max_failures` failures within the
+//! - Per address: past `free_failures` failures within `window`, each attempt waits `delay` after
+//!   the latest failure, doubling per failure, up to `max_delay`; `max_failures` failures within the
 //!   window ban the address for `ban_time`. IPv6 addresses count per `ipv6_prefix` network.
 //! - Per account: failures from all addresses delay the account's attempts the same way after
 //!   `account_free_failures`, capped at `account_max_delay`, and never ban: an attack on an account

@@ -114,9 +114,9 @@ fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
 pub struct ThrottleConfig {
     /// Throttling is on.
     pub enabled: bool,
-    /// Failures from one address (within `window`) answered without delay.
+    /// Failures from one address (within `window`) before its attempts are delayed.
     pub free_failures: u32,
-    /// Delay of the attempt after the first delayed failure; doubles with each further one.
+    /// Delay after the first failure past `free_failures`; doubles with each further one.
     #[serde(rename = "delay_ms", serialize_with = "ser_ms")]
     pub delay: Duration,
     /// Cap of the per-address delay.
@@ -130,7 +130,7 @@ pub struct ThrottleConfig {
     /// How long a banned address is refused.
     #[serde(serialize_with = "super::ser_secs")]
     pub ban_time: Duration,
-    /// Failures on one account (from any address, within `window`) answered without delay.
+    /// Failures on one account (from any address, within `window`) before its attempts are delayed.
     pub account_free_failures: u32,
     /// Cap of the per-account delay (accounts are delayed, never banned).
     #[serde(rename = "account_max_delay_ms", serialize_with = "ser_ms")]
