@@ -7,6 +7,7 @@ mod plain;
 mod sasl;
 mod scram;
 mod scram_msg;
+pub mod throttle;
 
 pub use sasl::{SaslServer, SaslStep};
 pub use scram::{HashAlg, ScramHashSecrets, ScramSecrets};

@@ -91,6 +91,8 @@ pub struct SaslServer {
     state: State,
     /// Server nonce fixed by tests to reproduce published exchanges; None = random.
     fixed_nonce: Option<Box<str>>,
+    /// The user whose credentials were asked for (`NeedSecrets` / `VerifyPlain`).
+    checked: Option<String>,
 }
 
 impl SaslServer {
@@ -137,6 +139,7 @@ impl SaslServer {
             plus_advertised,
             state: State::Initial,
             fixed_nonce,
+            checked: None,
         };
         if mech.is_plus() && cb.tls_exporter.is_none() {
             // -PLUS is only offered with channel binding data; the client picked one we
@@ -155,6 +158,12 @@ impl SaslServer {
     /// The mechanism of this exchange.
     pub fn mechanism(&self) -> Mechanism {
         self.mech
+    }
+
+    /// The user (nodeprep-ed localpart) whose credentials this exchange looked up: a failure after
+    /// that is a wrong password (or proof), which login throttling counts.
+    pub fn checked_user(&self) -> Option<&str> {
+        self.checked.as_deref()
     }
 
     /// Handles a client `<response/>` (decoded).
@@ -240,6 +249,7 @@ impl SaslServer {
         self.state = State::Plain {
             username: username.clone(),
         };
+        self.checked = Some(username.clone());
         Ok(SaslStep::VerifyPlain {
             username,
             password: m.password.to_owned(),
@@ -283,6 +293,7 @@ impl SaslServer {
             cbind_input,
             nonce: format!("{}{}", m.nonce, server_nonce),
         }));
+        self.checked = Some(username.clone());
         Ok(SaslStep::NeedSecrets { username })
     }
 

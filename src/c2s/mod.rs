@@ -101,6 +101,11 @@ pub enum C2sEvent {
         /// The password as sent by the client.
         password: String,
     },
+    /// SASL failed on wrong credentials for this account (counted by login throttling).
+    AuthFailed {
+        /// The account whose password or proof was wrong (it may not exist).
+        jid: BareJid,
+    },
     /// SASL succeeded for this bare JID.
     Authenticated {
         /// The authenticated account.

@@ -245,7 +245,16 @@ impl C2s {
 
     /// Ends the SASL exchange with `<failure/>`; too many failures close the stream (RFC 6120 §6.4.5).
     pub(super) fn sasl_failure(&mut self, condition: SaslFailure) {
-        self.auth = Auth::None(None);
+        let auth = std::mem::replace(&mut self.auth, Auth::None(None));
+        if let (Auth::None(Some(server)), SaslFailure::NotAuthorized) = (&auth, condition) {
+            // Wrong credentials (not a malformed or aborted exchange): the driver counts it.
+            let checked = server
+                .checked_user()
+                .map(|u| BareJid::new(Some(u), self.domain()));
+            if let Some(Ok(jid)) = checked {
+                self.events.push_back(C2sEvent::AuthFailed { jid });
+            }
+        }
         sasl::write_failure(&mut self.out, condition.as_str());
         self.sasl_failures += 1;
         if self.sasl_failures >= MAX_SASL_FAILURES {

@@ -516,7 +516,11 @@ fn scram_wrong_password_fails_not_authorized() {
         out,
         "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>"
     );
-    assert!(c.events().is_empty());
+    let ev = c.events();
+    assert!(
+        matches!(&ev[..], [C2sEvent::AuthFailed { jid }] if jid.as_str() == "alice@example.com"),
+        "the driver is told, for login throttling: {ev:?}"
+    );
     assert!(!c.c2s.is_closed(), "the client may retry");
     // The retry succeeds on the same stream.
     let out = scram_sha256(&mut c, "alice", "s3cret", Some(&secrets("s3cret")), false);
@@ -533,7 +537,11 @@ fn unknown_user_fails_like_a_wrong_password() {
         out,
         "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>"
     );
-    assert!(c.events().is_empty());
+    let ev = c.events();
+    assert!(
+        matches!(&ev[..], [C2sEvent::AuthFailed { jid }] if jid.as_str() == "bob@example.com"),
+        "{ev:?}"
+    );
 }
 
 #[test]
@@ -618,6 +626,9 @@ fn plain_allowed_on_loopback_when_configured() {
     );
     c.c2s.plain_verified(false);
     assert!(c.recv().contains("<not-authorized/>"));
+    assert!(
+        matches!(&c.events()[..], [C2sEvent::AuthFailed { jid }] if jid.as_str() == "alice@example.com")
+    );
     c.send(&format!(
         "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"
     ));

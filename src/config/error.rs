@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::ops::Range;
 use std::path::PathBuf;
 
+use super::throttle::NetError;
 use super::types::{DomainError, RoutingModule};
 
 /// A 1-based line and column (in characters) inside the config file.
@@ -104,6 +105,14 @@ pub enum InvalidValue {
         port: u16,
         /// Line of the earlier listener.
         other_line: usize,
+    },
+    /// An `auth.throttle.exempt` entry that is not `ADDR` or `ADDR/PREFIX`.
+    #[error("auth.throttle.exempt: `{value}`: {reason}")]
+    InvalidNetwork {
+        /// The entry as written.
+        value: String,
+        /// What is wrong with it.
+        reason: NetError,
     },
     /// No `[[listen.c2s]]` at all.
     #[error("at least one [[listen.c2s]] listener is required")]

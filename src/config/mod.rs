@@ -5,6 +5,7 @@
 
 mod error;
 mod raw;
+mod throttle;
 mod types;
 mod validate;
 
@@ -16,6 +17,7 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 pub use error::{ConfigError, InvalidValue, Location};
+pub use throttle::{IpNet, NetError, ThrottleConfig};
 pub use types::{Domain, DomainError, LogLevel, RoutingModule, TlsMode};
 
 /// The embedded default configuration: the top-level `petrel.toml`.
@@ -63,6 +65,8 @@ pub struct General {
 pub struct AuthConfig {
     /// PBKDF2 iterations for new SCRAM secrets (>= 4096).
     pub scram_iterations: u32,
+    /// `[auth.throttle]`: login failure throttling.
+    pub throttle: ThrottleConfig,
 }
 
 /// `[listen]`.

@@ -41,6 +41,26 @@ pub(super) struct RawGeneral {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAuth {
     pub scram_iterations: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub throttle: RawThrottle,
+}
+
+/// `[auth.throttle]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawThrottle {
+    pub enabled: Option<bool>,
+    pub free_failures: Option<Spanned<u64>>,
+    pub delay_ms: Option<Spanned<u64>>,
+    pub max_delay_ms: Option<Spanned<u64>>,
+    pub max_failures: Option<Spanned<u64>>,
+    pub window: Option<Spanned<u64>>,
+    pub ban_time: Option<Spanned<u64>>,
+    pub account_free_failures: Option<Spanned<u64>>,
+    pub account_max_delay_ms: Option<Spanned<u64>>,
+    pub max_tracked: Option<Spanned<u64>>,
+    pub ipv6_prefix: Option<Spanned<u64>>,
+    pub exempt: Option<Vec<Spanned<String>>>,
 }
 
 /// `[listen]`.

@@ -13,11 +13,11 @@ use super::types::{Domain, LogLevel, RoutingModule, TlsMode};
 use super::{AuthConfig, C2sListenerConfig, Config, General, Listen, ShardsConfig};
 
 /// Inclusive bounds and default of one numeric setting.
-struct Bounds {
-    field: &'static str,
-    default: u64,
-    min: u64,
-    max: u64,
+pub(super) struct Bounds {
+    pub field: &'static str,
+    pub default: u64,
+    pub min: u64,
+    pub max: u64,
 }
 
 const SCRAM_ITERATIONS: Bounds = Bounds {
@@ -88,7 +88,7 @@ const IO_MEMORY_KIB: Bounds = Bounds {
 };
 
 /// Carries the text and path so every check can build a located error.
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     text: &'a str,
     path: &'a Path,
 }
@@ -98,7 +98,7 @@ impl Ctx<'_> {
         Location::of_span(self.text, span)
     }
 
-    fn err(&self, span: &std::ops::Range<usize>, kind: InvalidValue) -> ConfigError {
+    pub(super) fn err(&self, span: &std::ops::Range<usize>, kind: InvalidValue) -> ConfigError {
         ConfigError::Invalid {
             path: self.path.to_owned(),
             at: self.at(span),
@@ -115,7 +115,7 @@ impl Ctx<'_> {
     }
 
     /// The value or its default, checked against `b`.
-    fn num<T>(&self, b: &Bounds, value: Option<Spanned<T>>) -> Result<u64, ConfigError>
+    pub(super) fn num<T>(&self, b: &Bounds, value: Option<Spanned<T>>) -> Result<u64, ConfigError>
     where
         T: Copy + TryInto<u64>,
     {
@@ -242,6 +242,7 @@ fn auth(cx: &Ctx<'_>, raw: RawAuth) -> Result<AuthConfig, ConfigError> {
     Ok(AuthConfig {
         // SCRAM_ITERATIONS.max is below u32::MAX.
         scram_iterations: u32::try_from(n).unwrap_or(u32::MAX),
+        throttle: super::throttle::throttle(cx, raw.throttle)?,
     })
 }
 

@@ -17,7 +17,7 @@ use super::ShardCtx;
 use crate::auth::ScramSecrets;
 use crate::c2s::route::{self as c2s_route, SendOutcome, Session};
 use crate::c2s::{C2s, C2sConfig, C2sEvent, PeerInfo};
-use crate::jid::{BareJid, FullJid};
+use crate::jid::FullJid;
 use crate::shard::{ConnId, ConnMsg, Mailbox};
 use crate::xmpp::StreamErrorCondition;
 
@@ -32,11 +32,13 @@ const CLOSE_FLUSH_MAX: Duration = Duration::from_secs(120);
 const REROUTE_CHUNK: usize = 32 * 1024;
 
 /// An answer from the store pool, on its way back to the connection.
-enum Pending {
+pub(super) enum Pending {
     Secrets(Option<ScramSecrets>),
     Plain(bool),
     /// The store could not answer (queue full, failure): temporary-auth-failure.
     Unavailable,
+    /// The login throttle banned this address for this much longer.
+    Banned(Duration),
     /// The `<iq/>` answering a registration before authentication.
     PreAuth(Vec<u8>),
 }
@@ -106,7 +108,7 @@ pub(super) struct Driver {
     pub(super) mailbox: Rc<Mailbox>,
     pub(super) session: Rc<std::cell::RefCell<Option<Session>>>,
     bind_pending: Option<FullJid>,
-    pending: Option<PendingFut>,
+    pub(super) pending: Option<PendingFut>,
     wbuf: Vec<u8>,
     written: usize,
     timer: Option<(Instant, Timer)>,
@@ -163,6 +165,7 @@ impl Driver {
                 Wake::Pending(Pending::Secrets(s)) => self.c2s.provide_secrets(s),
                 Wake::Pending(Pending::Plain(ok)) => self.c2s.plain_verified(ok),
                 Wake::Pending(Pending::Unavailable) => self.c2s.auth_unavailable(),
+                Wake::Pending(Pending::Banned(left)) => self.auth_banned(left),
                 Wake::Pending(Pending::PreAuth(iq)) => self.c2s.preauth_reply(&iq),
                 Wake::Timer => {
                     self.timer = None;
@@ -266,43 +269,23 @@ impl Driver {
 
     fn on_event(&mut self, ev: C2sEvent) {
         match ev {
-            C2sEvent::NeedSecrets { username } => {
-                let jid = BareJid::new(Some(&username), self.c2s.domain());
-                let call = jid
-                    .ok()
-                    .map(|jid| self.ctx.store.call(move |store| store.get_secrets(&jid)));
-                self.pending = Some(Box::pin(async move {
-                    match call {
-                        Some(call) => match call.await {
-                            Ok(Ok(secrets)) => Pending::Secrets(secrets),
-                            // Busy, closed or failing store: a temporary failure, not "no such user".
-                            Ok(Err(_)) | Err(_) => Pending::Unavailable,
-                        },
-                        // Not a valid localpart: no such user.
-                        None => Pending::Secrets(None),
-                    }
-                }));
-            }
-            C2sEvent::VerifyPlain { username, password } => {
-                let jid = BareJid::new(Some(&username), self.c2s.domain());
-                let call = jid.ok().map(|jid| {
-                    self.ctx.store.call(move |store| {
-                        // PBKDF2 runs here, on the pool thread, never on the shard.
-                        store
-                            .get_secrets(&jid)
-                            .map(|s| s.is_some_and(|s| s.verify_plain(&password)))
-                    })
-                });
-                self.pending = Some(Box::pin(async move {
-                    match call {
-                        Some(call) => match call.await {
-                            Ok(Ok(ok)) => Pending::Plain(ok),
-                            Ok(Err(_)) | Err(_) => Pending::Unavailable,
-                        },
-                        None => Pending::Plain(false),
-                    }
-                }));
-            }
+            C2sEvent::NeedSecrets { username } => self.credential_lookup(
+                &username,
+                |store, jid| store.get_secrets(jid),
+                Pending::Secrets,
+                Pending::Secrets(None),
+            ),
+            C2sEvent::VerifyPlain { username, password } => self.credential_lookup(
+                &username,
+                // PBKDF2 runs there, on the pool thread, never on the shard.
+                move |store, jid| {
+                    let secrets = store.get_secrets(jid)?;
+                    Ok(secrets.is_some_and(|s| s.verify_plain(&password)))
+                },
+                Pending::Plain,
+                Pending::Plain(false),
+            ),
+            C2sEvent::AuthFailed { jid } => self.auth_failed(jid),
             C2sEvent::Authenticated { jid } => {
                 tracing::debug!(conn = self.conn.0, %jid, "authenticated");
             }

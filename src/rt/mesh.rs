@@ -1,7 +1,7 @@
 //! The cross-shard mesh: one bounded lock-free SPSC ring (glommio `shared_channel`) per ordered pair of
 //! shards, plus a local outbox per destination.
 //!
-//! Overflow policy (the hazard of two shards full towards each other): a shard never awaits a full
+//! Overflow policy (docs/ARCHITECTURE.md, the mesh; the hazard of two shards full towards each other): a shard never awaits a full
 //! ring from a task that drains rings. `send` tries the ring; when it is full (or older messages
 //! already wait, to keep order) the message goes to the destination's local outbox, drained by a task
 //! of its own.

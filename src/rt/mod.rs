@@ -4,6 +4,7 @@
 //! drives connections (`conn`) and rings around the sans-IO cores (`c2s::C2s`, `shard::Shard`).
 
 mod conn;
+mod conn_auth;
 mod conn_sm;
 mod cpus;
 mod jobs;
@@ -26,7 +27,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::Config;
 use crate::shard::{Shard, ShardId};
-use crate::store::StorePool;
+use crate::store::{LoginGuard, StorePool};
 
 /// io_uring submission depth per ring (glommio makes three rings per executor). 64 instead of
 /// glommio's 128, with 64 KiB of io memory (its minimum; petrel does no DMA file I/O): 64 shards then
@@ -96,11 +97,20 @@ pub struct ServeOptions {
     pub allow_oversubscribe: bool,
 }
 
+/// What every shard shares off the shards: the store pool and the login throttle its jobs use.
+#[derive(Clone)]
+struct OffShard {
+    store: StorePool,
+    login: LoginGuard,
+}
+
 /// Everything a shard's tasks share (single-threaded: `Rc`/`RefCell`).
 pub(crate) struct ShardCtx {
     pub shard: RefCell<Shard>,
     pub mesh: Rc<mesh::Mesh>,
     pub store: StorePool,
+    /// Login throttling, locked only inside store pool jobs.
+    pub login: LoginGuard,
     pub read_buf: RefCell<Box<[u8]>>,
     pub jobs: jobs::JobQueue,
 }
@@ -161,7 +171,11 @@ pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Re
     crate::modules::check(&config)?;
     let modules = crate::modules::c2s_options(&config)?;
     let config = Arc::new(config);
-    let store = StorePool::start(&config.general.data_dir, 2, 4096)?;
+    let off_shard = OffShard {
+        store: StorePool::start(&config.general.data_dir, 2, 4096)?,
+        // Kept next to the store pool, whose threads alone lock it: see `store::login`.
+        login: LoginGuard::new(config.auth.throttle.clone()),
+    };
     let listeners: Vec<Arc<listeners::C2sListener>> = config
         .listen
         .c2s
@@ -175,7 +189,7 @@ pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Re
         let cpu = cpus[i % cpus.len()];
         let config = config.clone();
         let listeners = listeners.clone();
-        let store = store.clone();
+        let off_shard = off_shard.clone();
         let flag = flag.clone();
         let placement = if n > cpus.len() {
             Placement::Unbound
@@ -187,7 +201,16 @@ pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Re
             .io_memory(io_memory)
             .ring_depth(RING_DEPTH)
             .spawn(move || async move {
-                run_shard(ShardId(i as u16), n, config, listeners, ends, store, flag).await
+                run_shard(
+                    ShardId(i as u16),
+                    n,
+                    config,
+                    listeners,
+                    ends,
+                    off_shard,
+                    flag,
+                )
+                .await
             })
             .map_err(|source| RtError::Executor {
                 shard: i,
@@ -211,7 +234,7 @@ pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Re
             }
         }
     }
-    store.shutdown();
+    off_shard.store.shutdown();
     tracing::info!("petrel stopped");
     result
 }
@@ -229,7 +252,7 @@ async fn run_shard(
     config: Arc<Config>,
     listeners: Vec<Arc<listeners::C2sListener>>,
     ends: mesh::MeshEnds,
-    store: StorePool,
+    off_shard: OffShard,
     flag: ShutdownFlag,
 ) -> Result<(), RtError> {
     let hosts: HashSet<String> = config.general.hosts.iter().map(|h| h.to_string()).collect();
@@ -250,7 +273,8 @@ async fn run_shard(
     let ctx = Rc::new(ShardCtx {
         shard: RefCell::new(shard),
         mesh: mesh.clone(),
-        store,
+        store: off_shard.store,
+        login: off_shard.login,
         read_buf: RefCell::new(vec![0u8; 16 * 1024].into_boxed_slice()),
         jobs: jobs::JobQueue::default(),
     });

@@ -4,6 +4,7 @@
 
 mod blocking;
 mod last;
+mod login;
 mod offline;
 mod oneshot;
 mod pool;
@@ -15,6 +16,7 @@ mod vcard;
 
 pub use blocking::{BlockChange, StoredBlockList};
 pub use last::{boot_id, unix_now, LastActivity};
+pub use login::{Attempt, LoginGuard};
 pub use offline::{OfflineMessage, OfflinePush};
 pub use pool::StorePool;
 pub use private::PrivateSet;

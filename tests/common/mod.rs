@@ -237,6 +237,18 @@ impl Client {
         Client::from_stream(TcpStream::connect(("127.0.0.1", port)).unwrap())
     }
 
+    /// Like [`Client::connect`], from local address `from` (all of 127.0.0.0/8 is local on Linux), so
+    /// tests can play several client machines.
+    pub fn connect_from(port: u16, from: std::net::Ipv4Addr) -> Client {
+        use socket2::{Domain, Socket, Type};
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        sock.bind(&std::net::SocketAddr::from((from, 0)).into())
+            .unwrap();
+        sock.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
+            .unwrap();
+        Client::from_stream(sock.into())
+    }
+
     /// A client on a socket the test connected itself (socket options set before connecting).
     pub fn from_stream(sock: TcpStream) -> Client {
         sock.set_read_timeout(Some(Duration::from_secs(10)))

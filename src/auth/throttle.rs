@@ -1,0 +1,233 @@
+//! Login failure throttling, after ejabberd's `mod_fail2ban`: a sans-IO policy counting failed SASL
+//! attempts per source address and per account. Before each attempt the caller asks [`Throttle::check`]
+//! whether it may be answered now, only later (a delay that doubles with the failures), or not at all
+//! (the address is banned); afterwards it reports the outcome. Time is passed in, so tests drive it.
+//!
+//! - Per address: past `free_failures` failures within `window`, each attempt waits `delay` after
+//!   the latest failure, doubling per failure, up to `max_delay`; `max_failures` failures within the
+//!   window ban the address for `ban_time`. IPv6 addresses count per `ipv6_prefix` network.
+//! - Per account: failures from all addresses delay the account's attempts the same way after
+//!   `account_free_failures`, capped at `account_max_delay`, and never ban: an attack on an account
+//!   costs its owner, logging in from elsewhere, at most that cap.
+//! - A success changes nothing: it must not wipe an address's count (an attacker owning an account
+//!   could log in to it between guesses) nor an account's (the owner logging in would lift the delay
+//!   off an attack); counts end with their window.
+//! - Memory: at most `max_tracked` addresses and as many accounts (keyed by a 64-bit keyed hash of
+//!   the name); when a table is full the entry that failed least recently is dropped.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use hashlink::LruCache;
+
+use crate::config::{IpNet, ThrottleConfig};
+
+/// What to do with an attempt, asked before it is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Answer it as soon as it is checked.
+    Allow,
+    /// Answer it, but not before this time.
+    Delay(Instant),
+    /// Refuse it: the address is banned until this time.
+    Banned(Instant),
+}
+
+/// A ban that a failure has just started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ban {
+    /// The banned network (one address for IPv4).
+    pub net: IpNet,
+    /// Failures counted in the window.
+    pub failures: u32,
+    /// When it ends.
+    pub until: Instant,
+}
+
+/// Failures of one address or account.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    /// Failures since `since`.
+    failures: u32,
+    /// Start of the counting window.
+    since: Instant,
+    /// The latest failure.
+    last: Instant,
+    /// Set once `max_failures` is reached (addresses only).
+    banned_until: Option<Instant>,
+}
+
+impl Entry {
+    fn new(now: Instant) -> Entry {
+        Entry {
+            failures: 0,
+            since: now,
+            last: now,
+            banned_until: None,
+        }
+    }
+
+    /// Failures still counted at `now` (none once the window is over).
+    fn live(&self, now: Instant, window: Duration) -> u32 {
+        if now.saturating_duration_since(self.since) >= window {
+            0
+        } else {
+            self.failures
+        }
+    }
+
+    /// When the next attempt may be answered: `delay_after` the live failures, from the latest one.
+    fn not_before(&self, now: Instant, cfg: &ThrottleConfig, free: u32, cap: Duration) -> Instant {
+        self.last + delay_after(self.live(now, cfg.window), free, cfg.delay, cap)
+    }
+
+    fn fail(&mut self, now: Instant, window: Duration) {
+        if self.live(now, window) == 0 {
+            self.failures = 0;
+            self.since = now;
+        }
+        self.failures = self.failures.saturating_add(1);
+        self.last = now;
+    }
+}
+
+/// The delay owed after `failures` failures: none for the first `free`, then `base` doubling per
+/// failure, at most `cap`.
+fn delay_after(failures: u32, free: u32, base: Duration, cap: Duration) -> Duration {
+    if failures <= free {
+        return Duration::ZERO;
+    }
+    // 2^31 times any delay is far past any cap; stop doubling there.
+    let doublings = (failures - free - 1).min(31);
+    base.saturating_mul(1u32 << doublings).min(cap)
+}
+
+/// The throttling state of one server (see the module docs).
+pub struct Throttle {
+    cfg: ThrottleConfig,
+    ips: LruCache<IpNet, Entry, ahash::RandomState>,
+    accounts: LruCache<u64, Entry, ahash::RandomState>,
+    /// Keyed per process, so nobody can pick account names that collide.
+    names: ahash::RandomState,
+}
+
+impl Throttle {
+    /// Empty state for `cfg`.
+    pub fn new(cfg: ThrottleConfig) -> Throttle {
+        let cap = cfg.max_tracked.max(1);
+        Throttle {
+            ips: LruCache::with_hasher(cap, ahash::RandomState::new()),
+            accounts: LruCache::with_hasher(cap, ahash::RandomState::new()),
+            names: ahash::RandomState::new(),
+            cfg,
+        }
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &ThrottleConfig {
+        &self.cfg
+    }
+
+    /// Addresses and accounts currently tracked.
+    pub fn tracked(&self) -> (usize, usize) {
+        (self.ips.len(), self.accounts.len())
+    }
+
+    /// Whether an attempt from `ip` on `account` (a bare JID) may be answered at `now`.
+    pub fn check(&mut self, ip: IpAddr, account: &str, now: Instant) -> Verdict {
+        if !self.applies(ip) {
+            return Verdict::Allow;
+        }
+        let cfg = &self.cfg;
+        let net = IpNet::containing(ip, cfg.ipv6_prefix);
+        let mut until = now;
+        match self.ips.peek(&net).map(|e| (e.banned_until, e)) {
+            Some((Some(t), _)) if t > now => {
+                // A banned address that keeps trying stays recent, so it stays tracked.
+                self.ips.get_mut(&net);
+                return Verdict::Banned(t);
+            }
+            Some((Some(_), _)) => {
+                // The ban is over: the address starts afresh.
+                self.ips.remove(&net);
+            }
+            Some((None, e)) => until = e.not_before(now, cfg, cfg.free_failures, cfg.max_delay),
+            None => {}
+        }
+        let key = self.names.hash_one(account);
+        if let Some(e) = self.accounts.peek(&key) {
+            let t = e.not_before(now, cfg, cfg.account_free_failures, cfg.account_max_delay);
+            until = until.max(t);
+        }
+        if until > now {
+            Verdict::Delay(until)
+        } else {
+            Verdict::Allow
+        }
+    }
+
+    /// When the ban on `ip`'s address ends, if it is banned at `now`.
+    pub fn banned_until(&self, ip: IpAddr, now: Instant) -> Option<Instant> {
+        if !self.applies(ip) {
+            return None;
+        }
+        let net = IpNet::containing(ip, self.cfg.ipv6_prefix);
+        self.ips
+            .peek(&net)
+            .and_then(|e| e.banned_until)
+            .filter(|t| *t > now)
+    }
+
+    /// Counts a failed attempt; `Some` when it bans the address.
+    pub fn failure(&mut self, ip: IpAddr, account: &str, now: Instant) -> Option<Ban> {
+        if !self.applies(ip) {
+            return None;
+        }
+        let window = self.cfg.window;
+        let key = self.names.hash_one(account);
+        if let Some(e) = touch(&mut self.accounts, key, now) {
+            e.fail(now, window);
+        }
+        let net = IpNet::containing(ip, self.cfg.ipv6_prefix);
+        let e = touch(&mut self.ips, net, now)?;
+        match e.banned_until {
+            // Checked before the ban began, answered after: the ban already counts.
+            Some(t) if t > now => return None,
+            Some(_) => *e = Entry::new(now),
+            None => {}
+        }
+        e.fail(now, window);
+        if e.failures < self.cfg.max_failures {
+            return None;
+        }
+        let until = now + self.cfg.ban_time;
+        e.banned_until = Some(until);
+        Some(Ban {
+            net,
+            failures: e.failures,
+            until,
+        })
+    }
+
+    /// Throttling is on and `ip` is not exempt.
+    fn applies(&self, ip: IpAddr) -> bool {
+        self.cfg.enabled && !self.cfg.exempt.iter().any(|n| n.contains(ip))
+    }
+}
+
+/// The entry for `key`, created if absent, marked most recently used (the least recently used one
+/// is dropped when the table is full).
+fn touch<K: std::hash::Hash + Eq + Copy>(
+    cache: &mut LruCache<K, Entry, ahash::RandomState>,
+    key: K,
+    now: Instant,
+) -> Option<&mut Entry> {
+    if !cache.contains_key(&key) {
+        cache.insert(key, Entry::new(now));
+    }
+    // Just inserted at the back, so present (capacity is at least 1).
+    cache.get_mut(&key)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,74 @@
+//! The connection driver's part of SASL: credential look-ups on the store pool behind the login
+//! throttle (`store::LoginGuard`), the delay the throttle asks for (a glommio timer), a banned
+//! address's stream error, and failures reported back. The policy itself is `auth::throttle`.
+
+use std::time::{Duration, Instant};
+
+use super::conn::{Driver, Pending};
+use crate::jid::BareJid;
+use crate::store::{Attempt, Store, StoreError};
+use crate::xmpp::StreamErrorCondition;
+
+impl Driver {
+    /// Runs `lookup` for `username` on the store pool through the login throttle. Its answer
+    /// (`answer`) reaches the c2s no earlier than the throttle allows; `invalid` answers a name
+    /// that is not a localpart at once (no such user).
+    pub(super) fn credential_lookup<T: Send + 'static>(
+        &mut self,
+        username: &str,
+        lookup: impl FnOnce(&Store, &BareJid) -> Result<T, StoreError> + Send + 'static,
+        answer: fn(T) -> Pending,
+        invalid: Pending,
+    ) {
+        let Ok(jid) = BareJid::new(Some(username), self.c2s.domain()) else {
+            self.pending = Some(Box::pin(std::future::ready(invalid)));
+            return;
+        };
+        let (login, ip) = (self.ctx.login.clone(), self.c2s.peer().addr.ip());
+        let (store, guard) = (self.ctx.store.clone(), login.clone());
+        let call = self
+            .ctx
+            .store
+            .call(move |store| login.attempt(ip, &jid, || lookup(store, &jid)));
+        self.pending = Some(Box::pin(async move {
+            match call.await {
+                Ok(Attempt::Answer {
+                    value: Ok(v),
+                    not_before,
+                }) => {
+                    if let Some(at) = not_before {
+                        glommio::timer::sleep(at.saturating_duration_since(Instant::now())).await;
+                        // Parallel attempts may have got the address banned meanwhile.
+                        if let Ok(Some(left)) = store.call(move |_| guard.banned_for(ip)).await {
+                            return Pending::Banned(left);
+                        }
+                    }
+                    answer(v)
+                }
+                Ok(Attempt::Banned(left)) => Pending::Banned(left),
+                // Busy, closed or failing store: a temporary failure, not "no such user".
+                Ok(Attempt::Answer { value: Err(_), .. }) | Err(_) => Pending::Unavailable,
+            }
+        }));
+    }
+
+    /// Wrong credentials for `jid`: counted by the throttle in a pool job (the shard never takes
+    /// its lock). Nothing waits for it; if the pool queue is full the count is lost, and that same
+    /// full queue answers the next attempts with temporary-auth-failure.
+    pub(super) fn auth_failed(&self, jid: BareJid) {
+        let (login, ip) = (self.ctx.login.clone(), self.c2s.peer().addr.ip());
+        drop(self.ctx.store.call(move |_| login.failure(ip, &jid)));
+    }
+
+    /// The address is banned: a `<policy-violation/>` stream error with the time left, as ejabberd's
+    /// `mod_fail2ban` answers (Prosody's `mod_limit_auth` answers `<temporary-auth-failure/>`).
+    pub(super) fn auth_banned(&mut self, left: Duration) {
+        let text = format!(
+            "Too many failed authentications from this IP address ({}); retry in {} s",
+            self.c2s.peer().addr.ip(),
+            left.as_secs().max(1)
+        );
+        self.c2s
+            .close(Some(StreamErrorCondition::PolicyViolation), Some(&text));
+    }
+}
