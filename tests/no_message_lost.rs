@@ -12,7 +12,8 @@ use common::{Client, Server};
 use petrel::xml::{Event, Limits, Scanner};
 use petrel::xmpp::ns;
 
-const MODULES: &str = "[modules.offline]\n[modules.presence]\n[modules.roster]\n";
+const MODULES: &str =
+    "[modules.offline]\n[modules.presence]\n[modules.roster]\n[modules.stream_management]\n";
 
 /// A stream header to put the scanner inside a stream (the tests read after the login).
 const HEADER: &[u8] = b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>";
@@ -351,4 +352,121 @@ fn burst_to_a_fast_reader_is_slowed_down_not_bounced() {
     let growth = rss_peak.saturating_sub(rss_before);
     eprintln!("burst: RSS before {rss_before} KiB, peak {rss_peak} KiB (+{growth} KiB)");
     assert!(growth < 64 * 1024, "RSS grew by {growth} KiB");
+}
+
+/// Reads stanzas until one satisfies `pred`; returns the ones before it.
+fn read_until(
+    c: &mut Client,
+    what: &str,
+    pred: impl Fn(&petrel::xml::Stanza) -> bool,
+) -> Vec<petrel::xml::Stanza> {
+    let mut before = Vec::new();
+    loop {
+        let s = c.next_stanza();
+        if pred(&s) {
+            return before;
+        }
+        eprintln!("(before {what}: {})", String::from_utf8_lossy(s.bytes()));
+        before.push(s);
+    }
+}
+
+fn is_ack(h: u32) -> impl Fn(&petrel::xml::Stanza) -> bool {
+    move |s| s.name() == "a" && s.attr("h").as_deref() == Some(h.to_string().as_str())
+}
+
+fn enable_sm(c: &mut Client) {
+    c.send("<enable xmlns='urn:xmpp:sm:3'/>");
+    read_until(c, "enabled", |s| s.name() == "enabled");
+}
+
+/// The issue's reproduction: alice (XEP-0198) sends 100 messages to offline bob and `<r/>`; the
+/// server is killed with SIGKILL the moment `<a h='100'/>` arrives. Every message it acknowledged
+/// must be in offline storage after the restart.
+fn acked_means_stored(shards: usize) {
+    let mut server = Server::start_with(shards, &["alice", "bob"], "", MODULES);
+    for round in 0..3 {
+        let mut alice = server.login("alice", "w", None);
+        enable_sm(&mut alice);
+        let mut burst = String::new();
+        for i in 0..100 {
+            burst.push_str(&format!(
+                "<message to='bob@localhost' type='chat' id='r{round}-{i}'><body>{i}</body></message>"
+            ));
+        }
+        burst.push_str("<r xmlns='urn:xmpp:sm:3'/>");
+        alice.send(&burst);
+        read_until(&mut alice, "<a h='100'/>", is_ack(100));
+        server.kill9();
+        server.spawn(shards);
+        let mut bob = server.login("bob", "r", None);
+        bob.send("<presence/>");
+        let raw = drain_until_quiet(&mut bob, Duration::from_secs(2));
+        let (ids, _, _) = parse_messages(&raw, "none");
+        let mine: std::collections::HashSet<&String> = ids
+            .iter()
+            .filter(|i| i.starts_with(&format!("r{round}-")))
+            .collect();
+        assert_eq!(
+            mine.len(),
+            100,
+            "round {round}: acknowledged 100, stored {}",
+            mine.len()
+        );
+        assert_eq!(
+            ids.len(),
+            100,
+            "round {round}: duplicates or strangers: {ids:?}"
+        );
+    }
+}
+
+#[test]
+fn acknowledged_means_stored_one_shard() {
+    acked_means_stored(1);
+}
+
+#[test]
+fn acknowledged_means_stored_two_shards() {
+    acked_means_stored(2);
+}
+
+/// With the recipient online and stream-managed, the sender's ack waits for the recipient's: a
+/// message acknowledged to alice has reached bob's client, not only bob's queue in server memory.
+#[test]
+fn ack_to_the_sender_follows_the_recipients_ack() {
+    let server = Server::start_with(2, &["alice", "bob"], "", MODULES);
+    let mut bob = server.login("bob", "r", None);
+    enable_sm(&mut bob);
+    let mut alice = server.login("alice", "w", None);
+    enable_sm(&mut alice);
+    for i in 0..3 {
+        alice.chat("bob@localhost/r", &format!("m{i}"));
+    }
+    alice.send("<r xmlns='urn:xmpp:sm:3'/>");
+    // Bob gets the three and the server's request for an ack, which he leaves unanswered for now.
+    let mut got = 0;
+    while got < 3 {
+        let s = bob.next_stanza();
+        if s.name() == "message" {
+            got += 1;
+        }
+    }
+    // Alice's answer does not come while bob has not acknowledged (read with a short timeout).
+    alice
+        .sock
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let early = alice.try_next_stanza();
+    assert!(
+        early.is_none(),
+        "alice was acknowledged before bob: {:?}",
+        early.map(|s| String::from_utf8_lossy(s.bytes()).into_owned())
+    );
+    bob.send("<a xmlns='urn:xmpp:sm:3' h='3'/>");
+    alice
+        .sock
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    read_until(&mut alice, "<a h='3'/>", is_ack(3));
 }

@@ -131,8 +131,9 @@ pub enum C2sEvent {
         /// The client's count of stanzas it handled.
         h: u32,
     },
-    /// A top-level element from the bound client, `from` stamped for stanzas.
-    Stanza(Stanza),
+    /// A top-level element from the bound client, `from` stamped for stanzas; with stream
+    /// management on, the stanza's inbound number (give its route a `hooks::Handled` for it).
+    Stanza(Stanza, Option<u32>),
     /// A registration IQ before authentication; answer with [`C2s::preauth_reply`].
     PreAuthIq(Stanza),
     /// The stream ended; emitted once. The driver unregisters the session.

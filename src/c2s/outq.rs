@@ -82,6 +82,11 @@ impl C2s {
                 break;
             }
         }
+        // A sender waits for our client's ack of what was just written: ask now rather than after
+        // `ack_freq` stanzas.
+        if self.sm.as_mut().is_some_and(|sm| sm.ack_wanted()) {
+            super::sm_xep198::write_r(&mut self.out);
+        }
     }
 
     /// The routed stanzas that never reached the wire, once the stream is closed: the driver sends

@@ -75,6 +75,17 @@ pub enum SendOutcome {
 /// Step 2: runs `user_send_packet` and the type-specific `user_send_*` hook, then hands the stanza to
 /// the router. `stanza.from` was already stamped with the session's full JID by the c2s.
 pub fn user_send(shard: &mut Shard, sess: &mut Session, stanza: Stanza) -> SendOutcome {
+    user_send_acked(shard, sess, stanza, None)
+}
+
+/// [`user_send`] for a stanza from a stream-managed client: `handled` travels with it and is
+/// released when its route ends (see `hooks::handled`).
+pub fn user_send_acked(
+    shard: &mut Shard,
+    sess: &mut Session,
+    stanza: Stanza,
+    handled: Option<crate::hooks::Handled>,
+) -> SendOutcome {
     shard.stats.routed += 1;
     let kind = stanza.kind();
     let to = match stanza.to() {
@@ -95,6 +106,7 @@ pub fn user_send(shard: &mut Shard, sess: &mut Session, stanza: Stanza) -> SendO
     let broadcast_presence = kind == StanzaKind::Presence && to.is_none();
     let to = to.unwrap_or_else(|| Jid::from(sess.jid.bare()));
     let mut acc = Acc::new(stanza, sess.from.clone(), to, shard.id);
+    acc.handled = handled;
     if shard.run_hook(|h| &h.user_send_packet, &mut acc) == HookResult::Stop {
         shard.drain_to_route();
         return SendOutcome::Continue;

@@ -111,11 +111,20 @@ impl C2s {
     }
 
     pub(super) fn on_bound(&mut self, mut s: Stanza, client_ns: bool) {
-        if s.kind() != StanzaKind::Other {
-            // XEP-0198: every stanza the client sends counts, the ones the stream answers itself too.
-            self.sm_inbound();
-        }
+        // XEP-0198: every stanza the client sends counts, the ones the stream answers itself too
+        // (handled at once); the route's are handled when their token is dropped.
+        let seq = if s.kind() != StanzaKind::Other {
+            self.sm_inbound()
+        } else {
+            None
+        };
+        let handled_here = |c: &mut Self| {
+            if let (Some(seq), Some(sm)) = (seq, c.sm.as_mut()) {
+                sm.handle(seq);
+            }
+        };
         if self.is_ping_answer(&s) {
+            handled_here(self);
             return;
         }
         match s.kind() {
@@ -125,6 +134,7 @@ impl C2s {
             {
                 let id = s.id();
                 self.reply_empty_result(id.as_deref());
+                handled_here(self);
             }
             StanzaKind::Iq
                 if s.type_().as_deref() == Some("set")
@@ -133,19 +143,20 @@ impl C2s {
                 // One resource per stream (RFC 6120 §7.7.2.1 dropped multi-resource binding).
                 let id = s.id();
                 self.reply_iq_error(id.as_deref(), StanzaErrorCondition::NotAllowed);
+                handled_here(self);
             }
             StanzaKind::Message | StanzaKind::Presence | StanzaKind::Iq => {
                 if let Auth::Bound(jid) = &self.auth {
                     // RFC 6120 §8.1.2.1: the server stamps `from`, replacing whatever the client wrote.
                     s.set_from(jid.as_str());
                 }
-                self.events.push_back(C2sEvent::Stanza(s));
+                self.events.push_back(C2sEvent::Stanza(s, seq));
             }
             StanzaKind::Other if client_ns => {
                 self.stream_error(StreamErrorCondition::UnsupportedStanzaType, None)
             }
             // XEP-0198 <enable/>, <r/>, CSI...: the route hands them to user_send_xmlel.
-            StanzaKind::Other => self.events.push_back(C2sEvent::Stanza(s)),
+            StanzaKind::Other => self.events.push_back(C2sEvent::Stanza(s, None)),
         }
     }
 

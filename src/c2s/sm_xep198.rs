@@ -7,12 +7,17 @@
 //! written is kept in the buffer until the client's `<a h=.../>` covers it; the buffer holds exactly
 //! `h_out - acked` (mod 2^32) entries, so an `h` beyond that is "handled-count-too-high".
 //!
+//! Inbound acknowledgements wait for the stanza's fate (`hooks::handled`): `h_in` counts what was
+//! received, [`SmState::h_handled`] what was handled (delivered, stored, answered), and `<a h/>`
+//! reports the latter. An `<r/>` is answered once every stanza received before it is handled, or
+//! after [`ACK_WAIT`] with what is handled by then.
+//!
 //! The state is a plain value ([`SmState`]): when the connection drops, the driver takes it out of the
 //! stream ([`C2s::take_sm`]) and keeps it (detached session), or moves it to the connection that
 //! resumes the session ([`C2s::resumed`]).
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::stream::{random_token, Auth, C2s, Wait};
 use super::{reply, C2sEvent, CloseReason};
@@ -47,6 +52,15 @@ impl Default for SmConfig {
         }
     }
 }
+
+/// How long an `<r/>` waits for the stanzas before it to be handled; then it is answered with the
+/// `h` handled so far (the client sends the rest again if the session is lost).
+pub const ACK_WAIT: Duration = Duration::from_secs(10);
+/// After this long an acknowledgement still missing is taken as lost (a store job that died), and
+/// the stanzas before the `<r/>` count as handled, so `h` does not stay stuck for the session's life.
+pub const ACK_GIVE_UP: Duration = Duration::from_secs(120);
+/// `<r/>` requests that may wait at once; one more is answered at once with the `h` handled so far.
+const MAX_WAITING_REQUESTS: usize = 8;
 
 /// A stanza written to the client and not acknowledged yet.
 #[derive(Debug)]
@@ -95,6 +109,16 @@ pub struct SmState {
     buffer: VecDeque<Unacked>,
     since_request: u32,
     request_pending: bool,
+    /// Inbound stanzas not all handled yet: `window[i]` is stanza `handled + 1 + i`, true once
+    /// handled (acknowledgements come back in any order).
+    window: VecDeque<bool>,
+    /// Inbound stanzas handled, counted from the start without a gap (the `h` we report).
+    handled: u32,
+    /// `<r/>` requests waiting: the `h_in` each must see handled, and when it came.
+    requests: VecDeque<(u32, Instant)>,
+    /// A request answered before its stanzas were handled: (its target, when it came), to give up
+    /// on them after [`ACK_GIVE_UP`].
+    overdue: Option<(u32, Instant)>,
 }
 
 impl SmState {
@@ -114,6 +138,10 @@ impl SmState {
             buffer: VecDeque::new(),
             since_request: 0,
             request_pending: false,
+            window: VecDeque::new(),
+            handled: h_in,
+            requests: VecDeque::new(),
+            overdue: None,
         }
     }
 
@@ -142,9 +170,109 @@ impl SmState {
         self.cfg
     }
 
-    /// Counts one stanza from the client.
-    pub fn inbound(&mut self) {
+    /// Counts one stanza from the client; returns its number (the `seq` of its [`crate::hooks::Handled`]).
+    pub fn inbound(&mut self) -> u32 {
         self.h_in = self.h_in.wrapping_add(1);
+        self.window.push_back(false);
+        self.h_in
+    }
+
+    /// Inbound stanzas handled without a gap: the `h` to report.
+    pub fn h_handled(&self) -> u32 {
+        self.handled
+    }
+
+    /// Stanza `seq` from the client is handled.
+    pub fn handle(&mut self, seq: u32) {
+        let offset = seq.wrapping_sub(self.handled).wrapping_sub(1) as usize;
+        if let Some(slot) = self.window.get_mut(offset) {
+            *slot = true;
+        }
+        while self.window.front() == Some(&true) {
+            self.window.pop_front();
+            self.handled = self.handled.wrapping_add(1);
+        }
+        if self.window.is_empty() && self.window.capacity() > 16 {
+            self.window = VecDeque::new();
+        }
+    }
+
+    /// Counts every stanza received so far as handled (a session handed over to a new connection:
+    /// acknowledgements still in flight would go to the old one).
+    pub fn settle_all(&mut self) {
+        self.handled = self.h_in;
+        self.window = VecDeque::new();
+        self.overdue = None;
+    }
+
+    /// True when `target` (an `h_in` value) is handled.
+    fn covers(&self, target: u32) -> bool {
+        (target.wrapping_sub(self.handled) as i32) <= 0
+    }
+
+    /// An `<r/>` from the client at `now`: `Some(h)` to answer at once, `None` when it waits for
+    /// stanzas still on their way ([`SmState::answers`] gives its answer later).
+    pub fn request(&mut self, now: Instant) -> Option<u32> {
+        if self.covers(self.h_in) || self.requests.len() >= MAX_WAITING_REQUESTS {
+            return Some(self.handled);
+        }
+        self.requests.push_back((self.h_in, now));
+        None
+    }
+
+    /// The `h` of every waiting `<r/>` that can be answered at `now`: its stanzas are handled, or it
+    /// waited [`ACK_WAIT`]. Gives up on acknowledgements missing for [`ACK_GIVE_UP`].
+    pub fn answers(&mut self, now: Instant) -> Vec<u32> {
+        if let Some((target, since)) = self.overdue {
+            if self.covers(target) {
+                self.overdue = None;
+            } else if now.saturating_duration_since(since) >= ACK_GIVE_UP {
+                // Acknowledgements that never came (a store job lost): count them, h moves on.
+                while !self.covers(target) && !self.window.is_empty() {
+                    self.window.pop_front();
+                    self.handled = self.handled.wrapping_add(1);
+                }
+                self.handle(self.handled);
+                self.overdue = None;
+            }
+        }
+        let mut out = Vec::new();
+        while let Some(&(target, since)) = self.requests.front() {
+            let done = self.covers(target);
+            if !done && now.saturating_duration_since(since) < ACK_WAIT {
+                break;
+            }
+            if !done && self.overdue.is_none() {
+                self.overdue = Some((target, since));
+            }
+            self.requests.pop_front();
+            out.push(self.handled);
+        }
+        out
+    }
+
+    /// When [`SmState::answers`] must be asked again.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let wait = self.requests.front().map(|(_, t)| *t + ACK_WAIT);
+        let give_up = self.overdue.map(|(_, t)| t + ACK_GIVE_UP);
+        wait.into_iter().chain(give_up).min()
+    }
+
+    /// True when an unacknowledged stanza carries a sender's acknowledgement (the sender waits for
+    /// our client's ack) and no request of ours is out: time to ask.
+    pub fn ack_wanted(&mut self) -> bool {
+        if self.request_pending {
+            return false;
+        }
+        let wanted = self
+            .buffer
+            .iter()
+            .any(|u| matches!(u, Unacked::Routed(acc) if acc.handled.is_some()));
+        if wanted {
+            self.request_pending = true;
+            self.since_request = 0;
+        }
+        wanted
     }
 
     /// Counts and keeps one stanza sent to the client. `Ok(true)` when an ack should be requested
@@ -208,8 +336,13 @@ pub enum ResumeError {
     },
 }
 
+/// Appends `<a xmlns='urn:xmpp:sm:3' h='H'/>`.
+fn write_a(out: &mut Vec<u8>, h: u32) {
+    out.extend_from_slice(format!("<a xmlns='{NS_SM}' h='{h}'/>").as_bytes());
+}
+
 /// Appends `<r xmlns='urn:xmpp:sm:3'/>`.
-fn write_r(out: &mut Vec<u8>) {
+pub(super) fn write_r(out: &mut Vec<u8>) {
     out.extend_from_slice(b"<r xmlns='urn:xmpp:sm:3'/>");
 }
 
@@ -246,11 +379,11 @@ impl C2s {
         };
         match s.name() {
             "enable" => self.on_enable(s, cfg),
-            "r" => match &self.sm {
+            "r" => match self.sm.as_mut() {
                 Some(sm) => {
-                    let h = sm.h_in();
-                    self.out
-                        .extend_from_slice(format!("<a xmlns='{NS_SM}' h='{h}'/>").as_bytes());
+                    if let Some(h) = sm.request(self.last_input) {
+                        write_a(&mut self.out, h);
+                    }
                 }
                 None => write_failed(
                     &mut self.out,
@@ -364,7 +497,7 @@ impl C2s {
             .extend_from_slice(b"<resumed xmlns='urn:xmpp:sm:3' previd='");
         escape_attr_into(&previd, &mut self.out);
         self.out
-            .extend_from_slice(format!("' h='{}'/>", sm.h_in()).as_bytes());
+            .extend_from_slice(format!("' h='{}'/>", sm.h_handled()).as_bytes());
         for item in sm.unacked() {
             self.out.extend_from_slice(item.bytes());
         }
@@ -415,11 +548,40 @@ impl C2s {
         self.sm.take()
     }
 
-    /// Counts a stanza received from the client (called for every message/presence/iq once bound).
-    pub(super) fn sm_inbound(&mut self) {
-        if let Some(sm) = self.sm.as_mut() {
-            sm.inbound();
+    /// Counts a stanza received from the client (called for every message/presence/iq once bound);
+    /// returns its number when stream management is on.
+    pub(super) fn sm_inbound(&mut self) -> Option<u32> {
+        self.sm.as_mut().map(|sm| sm.inbound())
+    }
+
+    /// Stanzas from the client are handled (see `hooks::handled`): answers the `<r/>` requests that
+    /// waited for them.
+    pub fn sm_handled(&mut self, seqs: &[u32], now: std::time::Instant) {
+        let Some(sm) = self.sm.as_mut() else {
+            return;
+        };
+        for &seq in seqs {
+            sm.handle(seq);
         }
+        self.sm_answer(now);
+    }
+
+    /// Writes the `<a/>` of every `<r/>` that can be answered at `now`.
+    pub(super) fn sm_answer(&mut self, now: std::time::Instant) {
+        if self.closed {
+            return;
+        }
+        let Some(sm) = self.sm.as_mut() else {
+            return;
+        };
+        for h in sm.answers(now) {
+            write_a(&mut self.out, h);
+        }
+    }
+
+    /// When the stream management state needs `handle_timeout`.
+    pub(super) fn sm_deadline(&self) -> Option<std::time::Instant> {
+        self.sm.as_ref().and_then(|sm| sm.next_deadline())
     }
 
     /// Writes a stanza the stream generates itself (IQ replies, pings) through `write`: counted and

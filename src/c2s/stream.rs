@@ -215,10 +215,15 @@ impl C2s {
         }
         let idle =
             (!self.cfg.idle_timeout.is_zero()).then(|| self.last_input + self.cfg.idle_timeout);
-        [self.auth_deadline, idle, self.ping_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.auth_deadline,
+            idle,
+            self.ping_deadline(),
+            self.sm_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Fires the timeouts due at `now`: auth and idle close the stream with connection-timeout; the
@@ -240,6 +245,7 @@ impl C2s {
             );
         } else {
             self.ping_timeout(now);
+            self.sm_answer(now);
         }
     }
 

@@ -675,7 +675,7 @@ fn stanza_before_auth_is_not_authorized() {
     let out = c.recv();
     assert!(out.contains(&stream_error("not-authorized")), "{out}");
     let ev = c.events();
-    assert!(ev.iter().all(|e| !matches!(e, C2sEvent::Stanza(_))));
+    assert!(ev.iter().all(|e| !matches!(e, C2sEvent::Stanza(..))));
 }
 
 #[test]
@@ -876,7 +876,10 @@ fn before_bind_rules() {
     // A message to someone else: not-authorized stream error.
     c.send("<message to='bob@example.com'><body>x</body></message>");
     assert!(c.recv().contains(&stream_error("not-authorized")));
-    assert!(c.events().iter().all(|e| !matches!(e, C2sEvent::Stanza(_))));
+    assert!(c
+        .events()
+        .iter()
+        .all(|e| !matches!(e, C2sEvent::Stanza(..))));
 }
 
 #[test]
@@ -899,7 +902,7 @@ fn spoofed_from_is_replaced() {
     let stanzas: Vec<_> = ev
         .iter()
         .filter_map(|e| match e {
-            C2sEvent::Stanza(s) => Some(s),
+            C2sEvent::Stanza(s, _) => Some(s),
             _ => None,
         })
         .collect();
@@ -917,7 +920,7 @@ fn non_stanza_elements_pass_or_fail() {
     c.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
     let ev = c.events();
     assert!(
-        matches!(&ev[..], [C2sEvent::Stanza(s)] if s.name() == "enable" && s.from().is_none()),
+        matches!(&ev[..], [C2sEvent::Stanza(s, _)] if s.name() == "enable" && s.from().is_none()),
         "{ev:?}"
     );
     c.send("<foo/>");
@@ -943,7 +946,7 @@ fn one_byte_at_a_time() {
     c.send("<message to='bob@example.com' from='x@y/z'><body>a&amp;b</body></message>");
     let ev = c.events();
     assert!(
-        matches!(&ev[..], [C2sEvent::Stanza(s)] if s.from().as_deref() == Some(jid.as_str())),
+        matches!(&ev[..], [C2sEvent::Stanza(s, _)] if s.from().as_deref() == Some(jid.as_str())),
         "{ev:?}"
     );
 }
@@ -1219,7 +1222,7 @@ fn stanzas_pipelined_after_bind_wait_for_the_result() {
         .events()
         .iter()
         .map(|e| match e {
-            C2sEvent::Stanza(s) => {
+            C2sEvent::Stanza(s, _) => {
                 assert_eq!(s.from().as_deref(), Some(jid.as_str()));
                 s.name().to_string()
             }

@@ -43,6 +43,9 @@ pub struct AccData {
     pub entered: Instant,
     /// How many times the stanza was bounced back to the session manager after its target session vanished.
     pub reroutes: u8,
+    /// The sender's XEP-0198 acknowledgement, released when the stanza's route ends (see
+    /// [`super::handled`]); copies made by [`Acc::fork`] do not carry it.
+    pub handled: Option<super::Handled>,
     scratch: Vec<(&'static str, Box<dyn Any + Send>)>,
 }
 
@@ -56,6 +59,7 @@ impl Acc {
             origin_shard: shard,
             entered: super::clock::now(),
             reroutes: 0,
+            handled: None,
             scratch: Vec::new(),
         }))
     }
@@ -74,6 +78,7 @@ impl Acc {
             origin_shard: self.origin_shard,
             entered: self.entered,
             reroutes: self.reroutes,
+            handled: None,
             scratch: Vec::new(),
         }))
     }

@@ -6,8 +6,10 @@
 
 mod acc;
 pub mod clock;
+pub mod handled;
 
 pub use acc::{Acc, AccData};
+pub use handled::Handled;
 
 use crate::jid::FullJid;
 use crate::shard::{SessionRef, ShardId};
@@ -32,11 +34,25 @@ pub struct JobDone {
     pub route: Vec<Acc>,
     /// Runs on that shard before the stanzas are routed.
     pub then: Option<OnShard>,
+    /// Acknowledgements the job held until its write committed: released on the shard, after the
+    /// stanzas are routed.
+    pub hold: Vec<Handled>,
 }
 
 impl From<Vec<Acc>> for JobDone {
     fn from(route: Vec<Acc>) -> JobDone {
-        JobDone { route, then: None }
+        JobDone {
+            route,
+            ..JobDone::default()
+        }
+    }
+}
+
+impl JobDone {
+    /// Also releases `token` (if any) once the job's result is back on the shard.
+    pub fn holding(mut self, token: Option<Handled>) -> JobDone {
+        self.hold.extend(token);
+        self
     }
 }
 

@@ -137,6 +137,10 @@ impl Driver {
             if self.wbuf.is_empty() {
                 self.written = 0;
                 self.c2s.take_transmit(&mut self.wbuf);
+                if crate::hooks::handled::pending() {
+                    // Stanzas just written released their senders' acknowledgements.
+                    self.ctx.flush();
+                }
                 if self.wbuf.capacity() > 64 * 1024 && self.wbuf.is_empty() {
                     // Give back a burst's buffer: idle connections must stay small.
                     self.wbuf = Vec::new();
@@ -294,12 +298,19 @@ impl Driver {
                 self.bind_pending = Some(jid.clone());
                 c2s_route::bind(&mut self.ctx.shard.borrow_mut(), jid, sref);
             }
-            C2sEvent::Stanza(stanza) => {
+            C2sEvent::Stanza(stanza, seq) => {
                 let mut session = self.session.borrow_mut();
                 let Some(sess) = session.as_mut() else {
                     return;
                 };
-                let outcome = c2s_route::user_send(&mut self.ctx.shard.borrow_mut(), sess, stanza);
+                // XEP-0198: the client's h counts this stanza once its route ends.
+                let token = seq.map(|seq| crate::hooks::Handled::new(sess.session, seq));
+                let outcome = c2s_route::user_send_acked(
+                    &mut self.ctx.shard.borrow_mut(),
+                    sess,
+                    stanza,
+                    token,
+                );
                 drop(session);
                 if let SendOutcome::Close(cond) = outcome {
                     self.c2s.close(Some(cond), None);
@@ -335,6 +346,7 @@ impl Driver {
                 }
             }
             ConnMsg::Sm(m) => self.sm_msg(m),
+            ConnMsg::Handled(seqs) => self.c2s.sm_handled(&seqs, Instant::now()),
             ConnMsg::Bound(result) => {
                 let Some(jid) = self.bind_pending.take() else {
                     return;

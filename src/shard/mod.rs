@@ -174,9 +174,38 @@ impl Shard {
         }
     }
 
-    /// Mesh messages queued for other shards since the last call.
+    /// Mesh messages queued for other shards since the last call (with the acknowledgements
+    /// released on this thread, see `hooks::handled`).
     pub fn take_outgoing(&mut self) -> Vec<(ShardId, ShardMsg)> {
+        self.send_handled();
         std::mem::take(&mut self.out)
+    }
+
+    /// Sends the XEP-0198 acknowledgements released on this thread to their connections: one
+    /// message per local connection, one per other shard.
+    fn send_handled(&mut self) {
+        let done = crate::hooks::handled::take_done();
+        if done.is_empty() {
+            return;
+        }
+        let mut local: HashMap<ConnId, Vec<u32>> = HashMap::new();
+        let mut remote: HashMap<ShardId, Vec<(ConnId, u32)>> = HashMap::new();
+        for (session, seq) in done {
+            if session.shard == self.id {
+                local.entry(session.conn).or_default().push(seq);
+            } else {
+                remote
+                    .entry(session.shard)
+                    .or_default()
+                    .push((session.conn, seq));
+            }
+        }
+        for (conn, seqs) in local {
+            self.deliver_local(conn, ConnMsg::Handled(seqs));
+        }
+        for (shard, acks) in remote {
+            self.out.push((shard, ShardMsg::Handled(acks)));
+        }
     }
 
     /// Store jobs queued by handlers since the last call (the runtime runs them on the store pool and
@@ -191,6 +220,8 @@ impl Shard {
             then(self);
         }
         self.route_all(done.route);
+        // Released here, on the shard, now that the job's write committed.
+        drop(done.hold);
     }
 
     /// Routes stanzas produced off the shard.
@@ -273,6 +304,15 @@ impl Shard {
             ShardMsg::Conn(conn, msg) => self.deliver_local(conn, msg),
             ShardMsg::Sm(msg) => crate::modules::stream_mgmt::handle_shard_msg(self, msg),
             ShardMsg::Run(f) => f(self),
+            ShardMsg::Handled(acks) => {
+                let mut by_conn: HashMap<ConnId, Vec<u32>> = HashMap::new();
+                for (conn, seq) in acks {
+                    by_conn.entry(conn).or_default().push(seq);
+                }
+                for (conn, seqs) in by_conn {
+                    self.deliver_local(conn, ConnMsg::Handled(seqs));
+                }
+            }
         }
         self.drain_to_route();
     }

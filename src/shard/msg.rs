@@ -28,6 +28,8 @@ pub enum ShardMsg {
     Conn(ConnId, ConnMsg),
     /// XEP-0198 resumption, for the home shard of a user.
     Sm(crate::modules::stream_mgmt::SmShardMsg),
+    /// XEP-0198 acknowledgements for clients on the destination shard: (connection, stanza number).
+    Handled(Vec<(ConnId, u32)>),
     /// Module work to run on the destination shard (a control message: ordered with the other
     /// traffic from the sending shard, never refused by the outbox bound).
     Run(crate::hooks::OnShard),
@@ -45,6 +47,7 @@ impl std::fmt::Debug for ShardMsg {
             }
             ShardMsg::Conn(conn, msg) => f.debug_tuple("Conn").field(conn).field(msg).finish(),
             ShardMsg::Run(_) => f.write_str("Run(..)"),
+            ShardMsg::Handled(h) => write!(f, "Handled({} acks)", h.len()),
             ShardMsg::Sm(m) => f.debug_tuple("Sm").field(m).finish(),
         }
     }
@@ -81,4 +84,6 @@ pub enum ConnMsg {
     Close(StreamErrorCondition),
     /// XEP-0198 resumption between connections (hand-over of a session).
     Sm(crate::modules::stream_mgmt::SmConnMsg),
+    /// These stanzas from the client (XEP-0198 inbound numbers) are handled (see `hooks::handled`).
+    Handled(Vec<u32>),
 }

@@ -180,6 +180,12 @@ allow_plaintext_on_loopback = true
             }
             let _ = child.wait();
         }
+        // io_uring releases a dead process's sockets asynchronously: its listener may still accept
+        // for a moment. Wait until it is gone, or a respawn would look ready too early.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The server's data directory.

@@ -45,7 +45,7 @@ fn idle_client_is_pinged_and_its_answer_consumed() {
     assert!(!c.c2s.is_closed());
     // Other IQ results still reach the route.
     c.send("<iq type='result' id='other'/>");
-    assert!(matches!(&c.events()[..], [C2sEvent::Stanza(_)]));
+    assert!(matches!(&c.events()[..], [C2sEvent::Stanza(..)]));
 }
 
 #[test]

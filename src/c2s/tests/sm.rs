@@ -93,6 +93,25 @@ fn inbound_count_covers_every_stanza_including_the_streams_own() {
     c.send("<iq type='set' id='s'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>");
     let out = c.recv();
     assert_eq!(out, "<iq type='result' id='s'/>");
+    // The message and the presence went to the route with their numbers; the session IQ was
+    // handled by the stream itself.
+    let seqs: Vec<Option<u32>> = c
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            C2sEvent::Stanza(_, seq) => Some(seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seqs, vec![Some(1), Some(2)]);
+    // The ack waits until the route handled them, in any order.
+    c.send("<r xmlns='urn:xmpp:sm:3'/>");
+    assert_eq!(c.recv(), "");
+    c.c2s.sm_handled(&[2], Instant::now());
+    assert_eq!(c.recv(), "");
+    c.c2s.sm_handled(&[1], Instant::now());
+    assert_eq!(c.recv(), "<a xmlns='urn:xmpp:sm:3' h='3'/>");
+    // Nothing pending: answered at once.
     c.send("<r xmlns='urn:xmpp:sm:3'/>");
     assert_eq!(c.recv(), "<a xmlns='urn:xmpp:sm:3' h='3'/>");
     // The session result the stream wrote itself is a stanza the client counts.
@@ -100,6 +119,36 @@ fn inbound_count_covers_every_stanza_including_the_streams_own() {
         c.c2s.sm().map(|s| (s.h_out(), s.unacked_len())),
         Some((1, 1))
     );
+}
+
+#[test]
+fn an_ack_that_does_not_come_is_answered_with_what_is_handled_then_given_up() {
+    use crate::c2s::sm_xep198::{ACK_GIVE_UP, ACK_WAIT};
+    let mut c = Client::new(sm_config(10, 100), REMOTE);
+    login(&mut c, Some("r"));
+    enable(&mut c, false);
+    let start = Instant::now();
+    for i in 0..3 {
+        c.send(&format!(
+            "<message to='bob@example.com'><body>{i}</body></message>"
+        ));
+    }
+    c.events();
+    c.c2s.sm_handled(&[1, 3], start);
+    c.send("<r xmlns='urn:xmpp:sm:3'/>");
+    assert_eq!(c.recv(), "");
+    let due = c.c2s.next_timeout().unwrap();
+    assert!(due <= Instant::now() + ACK_WAIT);
+    // After ACK_WAIT: the h handled so far (stanza 2 is still out).
+    c.c2s.handle_timeout(Instant::now() + ACK_WAIT);
+    assert_eq!(c.recv(), "<a xmlns='urn:xmpp:sm:3' h='1'/>");
+    assert_eq!(c.c2s.sm().unwrap().h_handled(), 1);
+    // After ACK_GIVE_UP the missing acknowledgement is taken as lost: h moves on.
+    c.c2s
+        .handle_timeout(Instant::now() + ACK_GIVE_UP + Duration::from_secs(1));
+    assert_eq!(c.c2s.sm().unwrap().h_handled(), 3);
+    c.send("<r xmlns='urn:xmpp:sm:3'/>");
+    assert_eq!(c.recv(), "<a xmlns='urn:xmpp:sm:3' h='3'/>");
 }
 
 #[test]

@@ -232,6 +232,7 @@ fn self_load(ctx: &mut HookCtx<'_>, user: BareJid, session: FullJid) {
         };
         let list = Arc::new(BlockList::new(stored.items, stored.version));
         JobDone {
+            hold: Vec::new(),
             route: Vec::new(),
             then: Some(Box::new(move |shard| {
                 let sref = shard
@@ -327,6 +328,7 @@ fn changed(
     let result = result_reply(req, None, on);
     let payload = iq::push_payload(&change);
     JobDone {
+        hold: Vec::new(),
         route: Vec::new(),
         then: Some(Box::new(move |shard| {
             // The result first, then the pushes (XEP-0191 §3.3 order).

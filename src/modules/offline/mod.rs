@@ -134,8 +134,10 @@ pub fn start(shard: &mut Shard, opts: &Options) {
             let user = acc.to.bare();
             let msg = acc.fork();
             let on = ctx.shard;
+            // The sender's XEP-0198 ack waits for the commit.
+            let token = acc.handled.take();
             ctx.store(Some(user_key(&user)), move |store| {
-                store_job(store, &user, msg, max, on)
+                store_job(store, &user, msg, max, on).holding(token)
             });
             HookResult::Stop
         },

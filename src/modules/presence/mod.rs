@@ -234,6 +234,7 @@ fn outbound(
         .ver
         .map(|ver| roster::push_acc(&user, changed.item.as_ref(), &contact, ver, opts, shard));
     JobDone {
+        hold: Vec::new(),
         route: Vec::new(),
         then: Some(Box::new(move |shard: &mut Shard| {
             if let Some(p) = push {
@@ -401,6 +402,7 @@ fn broadcast(shard: &mut Shard, acc: Acc, up: PresenceUpdate) {
         }
         let session = up.session;
         JobDone {
+            hold: Vec::new(),
             route,
             then: Some(Box::new(move |shard: &mut Shard| {
                 for acc in pending {
@@ -429,6 +431,7 @@ fn probe(shard: &mut Shard, acc: Acc) {
             return JobDone::default();
         }
         JobDone {
+            hold: Vec::new(),
             route: Vec::new(),
             then: Some(Box::new(move |shard: &mut Shard| {
                 answer_probe(shard, &user, &prober)
@@ -505,6 +508,7 @@ fn inbound(shard: &mut Shard, acc: Acc, kind: SubKind) {
             .ver
             .map(|ver| roster::push_acc(&user, changed.item.as_ref(), &contact, ver, opts, sid));
         JobDone {
+            hold: Vec::new(),
             route: Vec::new(),
             then: Some(Box::new(move |shard: &mut Shard| {
                 if let Some(p) = push {

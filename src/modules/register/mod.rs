@@ -234,6 +234,7 @@ fn remove(store: &Store, bare: &BareJid, req: Acc, shard: crate::shard::ShardId)
     let reply = crate::local::result_reply(&req, None, shard);
     let from = req.from.clone();
     JobDone {
+        hold: Vec::new(),
         route: Vec::new(),
         then: Some(Box::new(move |shard: &mut Shard| {
             // The result first, then the close, through the same mailbox: the client sees both.

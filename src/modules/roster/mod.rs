@@ -286,6 +286,7 @@ fn apply_set(
         .map(|ver| push_acc(&user, changed.item.as_ref(), &contact, ver, opts, shard));
     let then_user = user.clone();
     JobDone {
+        hold: Vec::new(),
         route,
         then: Some(Box::new(move |shard: &mut Shard| {
             if let Some(p) = push {

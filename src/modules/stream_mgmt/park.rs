@@ -185,6 +185,11 @@ fn detached(
         }
         // Shutdown, or replaced by a new bind of the same full JID: the session ends now.
         ConnMsg::Close(_) => return expire(shard, d, None),
+        ConnMsg::Handled(seqs) => {
+            for seq in seqs {
+                d.sm.handle(seq);
+            }
+        }
         other => done(shard, other),
     }
     Park::Detached(Box::new(d))
@@ -212,6 +217,9 @@ fn takeover(shard: &mut Shard, me: SessionRef, mut d: Detached, t: Takeover, now
         failed(shard, t.new, ResumeError::HandledCountTooHigh { h, sent });
         return Park::Detached(Box::new(d));
     }
+    // Acknowledgements still on their way would reach this connection, not the new one: count
+    // them now (the client's `<resumed h/>` covers every stanza it sent).
+    d.sm.settle_all();
     let jid = d.sess.jid.clone();
     // No more stanzas from this shard's senders straight to us: they go through the home shard,
     // behind the Switch sent below on the same ring.
