@@ -470,3 +470,60 @@ fn ack_to_the_sender_follows_the_recipients_ack() {
         .unwrap();
     read_until(&mut alice, "<a h='3'/>", is_ack(3));
 }
+
+/// Messages from offline storage are deleted only once the client has them: a stream-managed
+/// client that did not acknowledge them gets them again after a crash; once acknowledged they are
+/// gone (no second delivery).
+#[test]
+fn offline_messages_survive_a_crash_until_acknowledged() {
+    let mut server = Server::start_with(2, &["alice", "bob"], "", MODULES);
+    let mut alice = server.login("alice", "w", None);
+    enable_sm(&mut alice);
+    for i in 0..20 {
+        alice.send(&format!(
+            "<message to='bob@localhost' type='chat' id='o{i}'><body>{i}</body></message>"
+        ));
+    }
+    alice.send("<r xmlns='urn:xmpp:sm:3'/>");
+    read_until(&mut alice, "<a h='20'/>", is_ack(20));
+
+    let fetch = |server: &Server, ack: bool| -> Vec<String> {
+        let mut bob = server.login("bob", "r", None);
+        enable_sm(&mut bob);
+        bob.send("<presence/>");
+        let mut ids = Vec::new();
+        while ids.len() < 20 {
+            let Some(s) = bob.try_next_stanza() else {
+                break;
+            };
+            if s.name() == "message" {
+                ids.extend(s.id().map(|i| i.into_owned()));
+            }
+        }
+        if ack {
+            // Every stanza bob got so far: his own presence and the 20 messages.
+            bob.send("<r xmlns='urn:xmpp:sm:3'/>");
+            let n = 21;
+            bob.send(&format!("<a xmlns='urn:xmpp:sm:3' h='{n}'/>"));
+            bob.sync();
+        }
+        ids
+    };
+    // Bob gets them but does not acknowledge; the server dies.
+    let first = fetch(&server, false);
+    assert_eq!(first.len(), 20, "{first:?}");
+    server.kill9();
+    server.spawn(2);
+    // They are still stored: delivered again; this time bob acknowledges.
+    let second = fetch(&server, true);
+    assert_eq!(second, first);
+    // Give the deletions a moment to commit, then crash again: nothing comes a third time.
+    std::thread::sleep(Duration::from_millis(500));
+    server.kill9();
+    server.spawn(2);
+    let mut bob = server.login("bob", "r", None);
+    bob.send("<presence/>");
+    let raw = drain_until_quiet(&mut bob, Duration::from_secs(2));
+    let (ids, _, _) = parse_messages(&raw, "none");
+    assert!(ids.is_empty(), "delivered again after the ack: {ids:?}");
+}

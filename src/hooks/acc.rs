@@ -109,6 +109,16 @@ impl Acc {
             .and_then(|(_, v)| v.downcast_ref())
     }
 
+    /// Takes a scratch value set earlier on this route out of the accumulator.
+    pub fn take<T: Any + Send>(&mut self, key: &'static str) -> Option<T> {
+        let at = self
+            .scratch
+            .iter()
+            .position(|(k, v)| *k == key && v.is::<T>())?;
+        let (_, v) = self.scratch.remove(at);
+        v.downcast().ok().map(|b| *b)
+    }
+
     /// Builds the error reply RFC 6120 §8.3 asks for: `from`/`to` swapped, `type='error'`, the original
     /// payload kept, and the `<error/>` appended. `None` for stanzas that must never be answered with an
     /// error (errors themselves, IQ results).

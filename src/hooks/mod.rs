@@ -7,9 +7,11 @@
 mod acc;
 pub mod clock;
 pub mod handled;
+pub mod on_drop;
 
 pub use acc::{Acc, AccData};
 pub use handled::Handled;
+pub use on_drop::OnDrop;
 
 use crate::jid::FullJid;
 use crate::shard::{SessionRef, ShardId};

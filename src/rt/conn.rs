@@ -137,7 +137,7 @@ impl Driver {
             if self.wbuf.is_empty() {
                 self.written = 0;
                 self.c2s.take_transmit(&mut self.wbuf);
-                if crate::hooks::handled::pending() {
+                if crate::hooks::handled::pending() || crate::hooks::on_drop::pending() {
                     // Stanzas just written released their senders' acknowledgements.
                     self.ctx.flush();
                 }

@@ -211,6 +211,10 @@ impl Shard {
     /// Store jobs queued by handlers since the last call (the runtime runs them on the store pool and
     /// routes what they return with [`Shard::route_all`]).
     pub fn take_jobs(&mut self) -> Vec<KeyedJob> {
+        // Work of guards that died on this thread (`hooks::on_drop`) may queue jobs of its own.
+        for work in crate::hooks::on_drop::take_pending() {
+            work(self);
+        }
         self.fx.take_jobs()
     }
 

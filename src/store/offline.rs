@@ -2,6 +2,12 @@
 //!
 //! Writes commit before the job that made them returns, so a message acknowledged as stored survives
 //! `kill -9` (WAL, `synchronous = NORMAL`: a committed transaction is in the OS's hands).
+//!
+//! Delivery does not delete: [`Store::offline_lease`] marks the rows with this process's lease (so
+//! a second resource becoming available does not get them again), and they are deleted only once
+//! the client has them ([`Store::offline_ack`]) or handed back ([`Store::offline_release`]) when the
+//! session that took them ended without. A crash drops every lease with the process: the rows are
+//! delivered again at the next login.
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
@@ -21,7 +27,24 @@ pub(crate) fn migrate_offline(conn: &Connection) -> Result<(), StoreError> {
         );
         CREATE INDEX IF NOT EXISTS offline_message_user ON offline_message (domain, username, id);",
     )?;
+    let has_lease = conn
+        .prepare("SELECT 1 FROM pragma_table_info('offline_message') WHERE name = 'lease'")?
+        .exists([])?;
+    if !has_lease {
+        conn.execute_batch("ALTER TABLE offline_message ADD COLUMN lease INTEGER")?;
+    }
     Ok(())
+}
+
+/// This process's lease on the rows it is delivering (random per start: a crash frees them all).
+fn lease() -> i64 {
+    static LEASE: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *LEASE.get_or_init(|| {
+        let mut b = [0u8; 8];
+        // A fixed fallback only weakens crash-freeing to "same value across restarts".
+        let _ = getrandom::getrandom(&mut b);
+        i64::from_le_bytes(b)
+    })
 }
 
 /// True when `jid` is a registered account.
@@ -50,6 +73,8 @@ pub enum OfflinePush {
 /// A stored message, as handed back for delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfflineMessage {
+    /// The row (for [`Store::offline_ack`] and [`Store::offline_release`]).
+    pub id: i64,
     /// When it was stored (XEP-0082 UTC, milliseconds).
     pub stamp: String,
     /// The sender's JID as it was routed.
@@ -98,14 +123,15 @@ impl Store {
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         let msgs = {
             let mut stmt = tx.prepare_cached(
-                "SELECT stamp, sender, stanza FROM offline_message
+                "SELECT id, stamp, sender, stanza FROM offline_message
                  WHERE domain = ?1 AND username = ?2 ORDER BY id",
             )?;
             let rows = stmt.query_map(params![user.domain(), node], |r| {
                 Ok(OfflineMessage {
-                    stamp: r.get(0)?,
-                    sender: r.get(1)?,
-                    stanza: r.get(2)?,
+                    id: r.get(0)?,
+                    stamp: r.get(1)?,
+                    sender: r.get(2)?,
+                    stanza: r.get(3)?,
                 })
             })?;
             rows.collect::<Result<Vec<_>, _>>()?
@@ -116,6 +142,59 @@ impl Store {
         }
         tx.commit()?;
         Ok(msgs)
+    }
+
+    /// Leases every message of `user` not already out for delivery by this process, oldest first:
+    /// they stay stored until [`Store::offline_ack`] (or go back with [`Store::offline_release`]).
+    pub fn offline_lease(&self, user: &BareJid) -> Result<Vec<OfflineMessage>, StoreError> {
+        let Some(node) = user.node() else {
+            return Ok(Vec::new());
+        };
+        let mut msgs = self
+            .conn
+            .prepare_cached(
+                "UPDATE offline_message SET lease = ?3
+                 WHERE domain = ?1 AND username = ?2 AND (lease IS NULL OR lease != ?3)
+                 RETURNING id, stamp, sender, stanza",
+            )?
+            .query_map(params![user.domain(), node, lease()], |r| {
+                Ok(OfflineMessage {
+                    id: r.get(0)?,
+                    stamp: r.get(1)?,
+                    sender: r.get(2)?,
+                    stanza: r.get(3)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        msgs.sort_by_key(|m| m.id);
+        Ok(msgs)
+    }
+
+    /// The client has these messages: deletes them.
+    pub fn offline_ack(&self, ids: &[i64]) -> Result<(), StoreError> {
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        {
+            let mut stmt = tx.prepare_cached("DELETE FROM offline_message WHERE id = ?1")?;
+            for id in ids {
+                stmt.execute(params![id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The session that leased these messages ended without them: they wait for the next one.
+    pub fn offline_release(&self, ids: &[i64]) -> Result<(), StoreError> {
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        {
+            let mut stmt =
+                tx.prepare_cached("UPDATE offline_message SET lease = NULL WHERE id = ?1")?;
+            for id in ids {
+                stmt.execute(params![id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Number of messages waiting for `user`.
@@ -182,5 +261,39 @@ mod tests {
             .all(|m| m.stamp.ends_with('Z') && m.stamp.len() == 24));
         assert_eq!(store.offline_count(&bob).ok(), Some(0));
         assert!(store.offline_pop_all(&bob).is_ok_and(|v| v.is_empty()));
+    }
+
+    #[test]
+    fn leased_messages_stay_until_acked_and_come_back_when_released() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let bob = jid("bob@example.com");
+        store
+            .add_user(&bob, &ScramSecrets::derive("pw", 16))
+            .unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..3 {
+            let body = format!("<message><body>{i}</body></message>");
+            store
+                .offline_push(&bob, "a@x/y", body.as_bytes(), 10)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let first = store.offline_lease(&bob).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(first.len(), 3);
+        assert!(first.windows(2).all(|w| w[0].id < w[1].id));
+        // Out for delivery: a second lease gets nothing, the rows are still stored.
+        assert!(store.offline_lease(&bob).is_ok_and(|v| v.is_empty()));
+        assert_eq!(store.offline_count(&bob).ok(), Some(3));
+        store
+            .offline_ack(&[first[0].id])
+            .unwrap_or_else(|e| panic!("{e}"));
+        store
+            .offline_release(&[first[1].id, first[2].id])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let again = store.offline_lease(&bob).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            again.iter().map(|m| m.id).collect::<Vec<_>>(),
+            vec![first[1].id, first[2].id]
+        );
+        assert_eq!(store.offline_count(&bob).ok(), Some(2));
     }
 }

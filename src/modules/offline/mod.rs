@@ -10,13 +10,19 @@
 //! first, deleting them in the same transaction, and routes each to the resource that became
 //! available with a XEP-0203 `<delay/>` stamped at storage time.
 //!
+//! Delivery is at least once, never lost: the fetch leases the rows instead of deleting them, and
+//! each delivered message carries a guard ([`OFFLINE_ROW`], `hooks::OnDrop`) that deletes its row
+//! when the message leaves the route for good — written to a client without stream management, or
+//! acknowledged by one with it. A message that comes back to this hook (its session ended without
+//! it) releases its row instead, for the next login; a crash releases every lease.
+//!
 //! Ordering: both jobs are keyed by the user ([`user_key`]), so they run one after another on one pool
 //! thread in the order the home shard queued them. A message routed to offline storage before the
 //! initial presence is therefore stored before the fetch reads the table (nothing is lost while a
 //! store job is in flight), and two resources becoming available at once run two fetches in turn:
 //! the first takes everything, the second finds nothing (exactly once).
 
-use crate::hooks::{Acc, HookCtx, HookResult, JobDone, SessionEvent};
+use crate::hooks::{Acc, HookCtx, HookResult, JobDone, OnDrop, SessionEvent};
 use crate::jid::{BareJid, Jid};
 use crate::shard::{Shard, ShardId};
 use crate::store::{OfflinePush, Store};
@@ -37,6 +43,9 @@ pub const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
 
 /// Handler priority on `offline_message`: before the session manager's default (i32::MAX).
 pub const PRIORITY: i32 = 50;
+
+/// Scratch key of the guard a message delivered from storage carries (an `OnDrop` deleting its row).
+pub const OFFLINE_ROW: &str = "offline.row";
 
 /// Room kept under the 64 KiB stanza limit for the `<delay/>` added at delivery.
 const DELAY_ROOM: usize = 256;
@@ -123,6 +132,11 @@ pub fn start(shard: &mut Shard, opts: &Options) {
         PRIORITY,
         "offline",
         move |acc: &mut Acc, ctx: &mut HookCtx<'_>| {
+            if let Some(row) = acc.take::<OfflineRow>(OFFLINE_ROW) {
+                // Delivered from storage to a session that ended without it: it is still stored.
+                row.release();
+                return HookResult::Stop;
+            }
             if acc.stanza.bytes().len() > MAX_STORED {
                 return HookResult::Continue;
             }
@@ -184,9 +198,55 @@ pub fn store_job(store: &Store, user: &BareJid, msg: Acc, max: u32, on: ShardId)
     }
 }
 
-/// Takes `user`'s stored messages and addresses them to `to`, each with its `<delay/>`.
+/// What a message delivered from storage carries (under [`OFFLINE_ROW`]): its row is deleted when
+/// the message dies, unless [`OfflineRow::release`] hands it back first.
+pub struct OfflineRow {
+    id: i64,
+    user: BareJid,
+    guard: OnDrop,
+}
+
+impl OfflineRow {
+    fn new(user: &BareJid, id: i64) -> OfflineRow {
+        OfflineRow {
+            id,
+            user: user.clone(),
+            guard: OnDrop::new(row_work(user, id, |store, id| store.offline_ack(&[id]))),
+        }
+    }
+
+    /// The session ended without the message: its row stays stored, for the next login.
+    fn release(mut self) {
+        let work = row_work(&self.user, self.id, |store, id| {
+            store.offline_release(&[id])
+        });
+        self.guard.replace(work);
+    }
+}
+
+/// Work on the shard: `f(store, id)` as a store job keyed by `user` (ordered with its fetches).
+fn row_work(
+    user: &BareJid,
+    id: i64,
+    f: impl FnOnce(&Store, i64) -> Result<(), crate::store::StoreError> + Send + 'static,
+) -> crate::hooks::OnShard {
+    let key = user_key(user);
+    let name = user.as_str().to_owned();
+    Box::new(move |shard: &mut Shard| {
+        let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
+        ctx.store(Some(key), move |store| {
+            if let Err(e) = f(store, id) {
+                tracing::error!(error = %e, user = name, "offline row update failed");
+            }
+            JobDone::default()
+        });
+    })
+}
+
+/// Leases `user`'s stored messages and addresses them to `to`, each with its `<delay/>` and the
+/// guard that deletes its row once the client has it.
 pub fn deliver_job(store: &Store, user: &BareJid, to: &Jid, on: ShardId) -> Vec<Acc> {
-    let msgs = match store.offline_pop_all(user) {
+    let msgs = match store.offline_lease(user) {
         Ok(m) => m,
         Err(e) => {
             tracing::error!(error = %e, user = user.as_str(), "offline fetch failed");
@@ -198,6 +258,7 @@ pub fn deliver_job(store: &Store, user: &BareJid, to: &Jid, on: ShardId) -> Vec<
         let parsed = Stanza::parse(m.stanza).and_then(|s| s.tree());
         let (Ok(mut el), Ok(from)) = (parsed, Jid::parse(&m.sender)) else {
             tracing::error!(user = user.as_str(), "unreadable offline message dropped");
+            let _ = store.offline_ack(&[m.id]);
             continue;
         };
         let delay = Element::new("delay", NS_DELAY)
@@ -205,7 +266,9 @@ pub fn deliver_job(store: &Store, user: &BareJid, to: &Jid, on: ShardId) -> Vec<
             .with_attr("stamp", m.stamp.as_str())
             .with_text("Offline Storage");
         el.children.push(Node::Element(delay));
-        out.push(Acc::new(Stanza::from_element(&el), from, to.clone(), on));
+        let mut acc = Acc::new(Stanza::from_element(&el), from, to.clone(), on);
+        acc.put(OFFLINE_ROW, OfflineRow::new(user, m.id));
+        out.push(acc);
     }
     out
 }
