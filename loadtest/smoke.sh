@@ -7,6 +7,7 @@
 #   BIN=target/release loadtest/smoke.sh
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/loadtest/lib.sh"
 BIN=${BIN:-$ROOT/target/debug}
 USERS=${USERS:-200}
 PETREL="$BIN/petrel"
@@ -23,22 +24,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
-
 port=$(free_port)
-cat > "$dir/petrel.toml" <<CONF
-[general]
-hosts = ["localhost"]
-data_dir = "$dir/data"
-loglevel = "warn"
-[auth]
-scram_iterations = 4096
-[[listen.c2s]]
-port = $port
-ip_address = "127.0.0.1"
-tls = "starttls"
-allow_plaintext_on_loopback = true
+petrel_config "$dir" "$port"
+cat >> "$dir/petrel.toml" <<CONF
 [modules.ping]
 [modules.roster]
 [modules.presence]
