@@ -11,8 +11,8 @@
 #
 # Environment: USERS (default 200), INTERVAL_MS (ms between two messages of one user, default 1000),
 # KILL_EVERY (s, default 20), CUT (mean s between a client's own connection cuts, resumed; 0 = none,
-# default 10), SHARDS (default 2), GRACE (s per settling stage at the end, default 60), JSON (report
-# file, default $dir/soak.json, printed at the end), BIN.
+# default 10), SHARDS (default 2), GRACE (s per settling stage at the end, default 60), JSON (write
+# the report there too), BIN.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/loadtest/lib.sh"
@@ -74,6 +74,7 @@ start_petrel() {
 
 duration=${DURATION:-$((MINUTES * 60))}
 start_petrel
+load_t0=$(date +%s.%N)
 "$LOAD" soak --server "127.0.0.1:$port" --domain localhost --users "$USERS" --password soak-pass \
     --mech PLAIN --cores 1 --interval-ms "$INTERVAL_MS" --duration "$duration" --grace "$GRACE" \
     --cut-interval "$CUT" --login-timeout 10 --json "$JSON" --quiet &
@@ -82,11 +83,13 @@ load_pid=$!
 # Kill and restart while the soak sends; the last kill leaves at least KILL_EVERY seconds of calm
 # traffic before the soak stops sending and counts.
 kills=0
+kill_times=""
 start=$(date +%s)
 while [ $(( $(date +%s) - start + 2 * KILL_EVERY )) -le "$duration" ]; do
     sleep "$KILL_EVERY"
     kill -0 "$load_pid" 2>/dev/null || break
     kill -KILL "$petrel_pid"
+    kill_times="$kill_times $(awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $load_t0 }")"
     wait "$petrel_pid" 2>/dev/null || true
     kills=$((kills + 1))
     start_petrel
@@ -96,7 +99,7 @@ status=0
 wait "$load_pid" || status=$?
 load_pid=""
 echo "soak: $MINUTES min, petrel SIGKILLed and restarted $kills times (every ${KILL_EVERY}s), $USERS users, one message per ${INTERVAL_MS} ms each, client cuts every ~${CUT}s"
-cat "$JSON"
+echo "soak: SIGKILLs at (s since petrel-load started):$kill_times"
 if grep -q "panicked" "$dir/petrel.log"; then
     echo "soak: petrel panicked:" >&2
     grep -m5 -A5 "panicked" "$dir/petrel.log" >&2

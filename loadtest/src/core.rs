@@ -6,7 +6,7 @@ use crate::cli::Scenario;
 use crate::client::Client;
 use crate::conn::{self, Conn, ConnError, Outbox, ReadHalf, WriteHalf};
 use crate::frame::{attr, name, FrameError, FrameKind, Framer};
-use crate::ledger::Ledger;
+use crate::ledger::{AckedAt, Ledger};
 use crate::login::{Login, LoginConfig, LoginError, Registered, SmOutcome, Step};
 use crate::msg::{BodyParser, Msg, Naming};
 use crate::sm;
@@ -450,7 +450,12 @@ pub fn attach(core: &Core, client: &Client, s: Session) -> (ReadHalf, Framer) {
 fn on_acked(core: &Core, m: Msg) {
     core.stats().acked.fetch_add(1, Relaxed);
     if let Some(l) = &core.ledger {
-        l.borrow_mut().acked.insert((m.from, m.seq));
+        let at = AckedAt {
+            to: m.to,
+            sent_ns: m.ts,
+            acked_ns: core.shared.now_ns(),
+        };
+        l.borrow_mut().acked.insert((m.from, m.seq), at);
     }
 }
 

@@ -12,13 +12,39 @@ use std::collections::{HashMap, HashSet};
 /// A message's identity: (sender index, sender's sequence number).
 pub type MsgId = (u32, u64);
 
+/// When an acknowledged message went out and when its ack came (ns since the run's epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckedAt {
+    /// Recipient's user index.
+    pub to: u32,
+    /// First send.
+    pub sent_ns: u64,
+    /// The server's `h` covered it.
+    pub acked_ns: u64,
+}
+
+/// An acknowledged message that never arrived, for the log.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LostMsg {
+    /// Sender's user index.
+    pub from: u32,
+    /// Sender's sequence number.
+    pub seq: u64,
+    /// Recipient's user index.
+    pub to: u32,
+    /// First send, seconds since the start of the run.
+    pub sent_s: f64,
+    /// Acknowledged, seconds since the start of the run.
+    pub acked_s: f64,
+}
+
 /// One core's records (and, merged, the run's).
 #[derive(Debug, Default)]
 pub struct Ledger {
     /// Unique messages created by this core's senders.
     pub created: u64,
     /// Messages the server acknowledged with XEP-0198 `h`.
-    pub acked: HashSet<MsgId>,
+    pub acked: HashMap<MsgId, AckedAt>,
     /// Messages that came back to their sender as an error.
     pub bounced: HashSet<MsgId>,
     /// Messages sent more than once (resent after a resumption or a fresh login).
@@ -62,16 +88,24 @@ impl Ledger {
             ..Verdict::default()
         };
         v.resent = self.resent.len() as u64;
-        for id in &self.acked {
+        let mut lost: Vec<LostMsg> = Vec::new();
+        for (id, at) in &self.acked {
             if !self.delivered.contains_key(id) && !self.bounced.contains(id) {
-                v.lost += 1;
-                if v.lost_sample.len() < 10 {
-                    v.lost_sample.push(*id);
-                }
+                lost.push(LostMsg {
+                    from: id.0,
+                    seq: id.1,
+                    to: at.to,
+                    sent_s: at.sent_ns as f64 / 1e9,
+                    acked_s: at.acked_ns as f64 / 1e9,
+                });
             }
         }
+        v.lost = lost.len() as u64;
+        lost.sort_by(|a, b| a.acked_s.total_cmp(&b.acked_s));
+        lost.truncate(LOST_LISTED);
+        v.lost_sample = lost;
         for (id, &n) in &self.delivered {
-            let acked = self.acked.contains(id);
+            let acked = self.acked.contains_key(id);
             if !acked {
                 v.delivered_unacked += 1;
             }
@@ -96,8 +130,11 @@ impl Ledger {
     }
 }
 
+/// How many lost messages the verdict lists.
+pub const LOST_LISTED: usize = 50;
+
 /// The soak's result.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Verdict {
     /// Unique messages sent.
     pub created: u64,
@@ -113,8 +150,8 @@ pub struct Verdict {
     pub from_offline: u64,
     /// Acknowledged, never delivered, not bounced: a failure.
     pub lost: u64,
-    /// A few lost (sender, seq), for the log.
-    pub lost_sample: Vec<MsgId>,
+    /// The first lost messages by ack time (at most [`LOST_LISTED`]).
+    pub lost_sample: Vec<LostMsg>,
     /// Sent once, acknowledged, delivered more than once: a failure.
     pub duplicated: u64,
     /// A few duplicated (sender, seq), for the log.
@@ -141,7 +178,13 @@ mod tests {
             created: 6,
             ..Ledger::default()
         };
-        a.acked.extend([(1, 0), (1, 1), (1, 2), (1, 3), (2, 0)]);
+        let at = AckedAt {
+            to: 9,
+            sent_ns: 1_000_000_000,
+            acked_ns: 2_500_000_000,
+        };
+        a.acked
+            .extend([(1, 0), (1, 1), (1, 2), (1, 3), (2, 0)].map(|id| (id, at)));
         a.bounced.insert((1, 3));
         a.resent.insert((2, 0));
         let mut b = Ledger::default();
@@ -156,7 +199,14 @@ mod tests {
         let v = a.verdict();
         assert_eq!(v.acked, 5);
         assert_eq!(v.lost, 1, "(1,2): acked, never delivered");
-        assert_eq!(v.lost_sample, [(1, 2)]);
+        let l = LostMsg {
+            from: 1,
+            seq: 2,
+            to: 9,
+            sent_s: 1.0,
+            acked_s: 2.5,
+        };
+        assert_eq!(v.lost_sample, [l]);
         assert_eq!(v.duplicated, 1, "(1,1) sent once, twice");
         assert_eq!(v.duplicated_sample, [(1, 1)]);
         assert_eq!(v.duplicated_resent, 1, "(2,0) resent, twice: allowed");

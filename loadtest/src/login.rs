@@ -641,6 +641,87 @@ mod tests {
         assert_eq!(l.registered, Some(Registered::Existed));
     }
 
+    /// Post-auth features offering SM.
+    const F2_SM: &[u8] = b"<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><sm xmlns='urn:xmpp:sm:3'/></stream:features>";
+
+    /// Runs a PLAIN login up to the post-auth features `f2`, returning the reply to them.
+    fn to_features2<'a>(
+        c: &'a LoginConfig,
+        resume: Option<(&str, u32)>,
+        f2: &[u8],
+    ) -> (Login<'a>, Result<Step, LoginError>) {
+        let mut l = Login::new(c, "u".into());
+        if let Some((id, h)) = resume {
+            l = l.with_resume(id.into(), h);
+        }
+        l.on_frame(FrameKind::StreamOpen, b"<s>").expect("open");
+        l.on_frame(FrameKind::Element, FEATS).expect("auth");
+        l.on_frame(
+            FrameKind::Element,
+            b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
+        )
+        .expect("success");
+        l.on_frame(FrameKind::StreamOpen, b"<s>").expect("reopen");
+        let step = l.on_frame(FrameKind::Element, f2);
+        (l, step)
+    }
+
+    #[test]
+    fn failed_resume_binds_and_enables_afresh() {
+        let mut c = cfg(vec![Mech::Plain], false, Goal::Session);
+        c.sm = true;
+        let (mut l, step) = to_features2(&c, Some(("abc", 7)), F2_SM);
+        assert_eq!(
+            step,
+            Ok(Step::Send(
+                b"<resume xmlns='urn:xmpp:sm:3' previd='abc' h='7'/>".to_vec()
+            ))
+        );
+        let failed = b"<failed xmlns='urn:xmpp:sm:3'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>";
+        let Ok(Step::Send(bind)) = l.on_frame(FrameKind::Element, failed) else {
+            panic!("expected bind");
+        };
+        assert!(String::from_utf8_lossy(&bind).contains("xmpp-bind"));
+        assert_eq!(
+            l.on_frame(FrameKind::Element, b"<iq type='result' id='bind1'/>"),
+            Ok(Step::Send(sm::ENABLE.to_vec()))
+        );
+        assert_eq!(
+            l.on_frame(
+                FrameKind::Element,
+                b"<enabled xmlns='urn:xmpp:sm:3' id='new' resume='true'/>"
+            ),
+            Ok(Step::Done(b"<presence/>".to_vec()))
+        );
+        assert_eq!(l.sm, SmOutcome::Enabled(Some("new".into())));
+        assert!(l.resume_failed);
+    }
+
+    #[test]
+    fn resumed_needs_no_bind_nor_presence() {
+        let mut c = cfg(vec![Mech::Plain], false, Goal::Session);
+        c.sm = true;
+        let (mut l, _) = to_features2(&c, Some(("abc", 7)), F2_SM);
+        assert_eq!(
+            l.on_frame(
+                FrameKind::Element,
+                b"<resumed xmlns='urn:xmpp:sm:3' previd='abc' h='3'/>"
+            ),
+            Ok(Step::Done(Vec::new()))
+        );
+        assert_eq!(l.sm, SmOutcome::Resumed(3));
+        assert!(!l.resume_failed);
+    }
+
+    #[test]
+    fn sm_wanted_but_not_offered_fails() {
+        let mut c = cfg(vec![Mech::Plain], false, Goal::Session);
+        c.sm = true;
+        let f2 =
+            b"<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>";
+        assert_eq!(to_features2(&c, None, f2).1, Err(LoginError::Sm));
+    }
+
     #[test]
     fn stream_error_is_reported() {
         let c = cfg(vec![Mech::Plain], false, Goal::Session);

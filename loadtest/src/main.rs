@@ -170,8 +170,11 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
                     "; NOT SETTLED (users offline or acks missing at the end)"
                 }
             );
-            if !v.lost_sample.is_empty() {
-                eprintln!("lost (sender index, seq), first few: {:?}", v.lost_sample);
+            for l in &v.lost_sample {
+                eprintln!(
+                    "lost: user index {} seq {} to {}: sent at {:.3}s, acked at {:.3}s",
+                    l.from, l.seq, l.to, l.sent_s, l.acked_s
+                );
             }
             if !v.duplicated_sample.is_empty() {
                 eprintln!(
