@@ -80,17 +80,17 @@ load_t0=$(date +%s.%N)
     --cut-interval "$CUT" --login-timeout 10 --json "$JSON" --quiet &
 load_pid=$!
 
-# Kill and restart while the soak sends; the last kill leaves at least KILL_EVERY seconds of calm
-# traffic before the soak stops sending and counts.
+# Kill and restart at KILL_EVERY, 2 KILL_EVERY, ... seconds, all before the soak stops sending (with
+# MINUTES*60 a multiple of KILL_EVERY, the last kill leaves KILL_EVERY seconds of traffic after it).
 kills=0
 kill_times=""
-start=$(date +%s)
-while [ $(( $(date +%s) - start + 2 * KILL_EVERY )) -le "$duration" ]; do
-    sleep "$KILL_EVERY"
+start=$(date +%s.%N)
+for k in $(seq $(( (duration - 1) / KILL_EVERY ))); do
+    sleep "$(awk "BEGIN { d = $start + $k * $KILL_EVERY - $(date +%s.%N); print (d > 0 ? d : 0) }")"
     kill -0 "$load_pid" 2>/dev/null || break
     kill -KILL "$petrel_pid"
     kill_times="$kill_times $(awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $load_t0 }")"
-    wait "$petrel_pid" 2>/dev/null || true
+    { wait "$petrel_pid"; } 2>/dev/null || true  # braces: bash's "Killed" notice goes to /dev/null too
     kills=$((kills + 1))
     start_petrel
 done
@@ -98,7 +98,7 @@ done
 status=0
 wait "$load_pid" || status=$?
 load_pid=""
-echo "soak: $MINUTES min, petrel SIGKILLed and restarted $kills times (every ${KILL_EVERY}s), $USERS users, one message per ${INTERVAL_MS} ms each, client cuts every ~${CUT}s"
+echo "soak: ${duration} s, petrel SIGKILLed and restarted $kills times (every ${KILL_EVERY}s), $USERS users, one message per ${INTERVAL_MS} ms each, client cuts every ~${CUT}s"
 echo "soak: SIGKILLs at (s since petrel-load started):$kill_times"
 if grep -q "panicked" "$dir/petrel.log"; then
     echo "soak: petrel panicked:" >&2

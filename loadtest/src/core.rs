@@ -6,7 +6,7 @@ use crate::cli::Scenario;
 use crate::client::Client;
 use crate::conn::{self, Conn, ConnError, Outbox, ReadHalf, WriteHalf};
 use crate::frame::{attr, name, FrameError, FrameKind, Framer};
-use crate::ledger::{AckedAt, Ledger};
+use crate::ledger::{AckedAt, Ledger, Link};
 use crate::login::{Login, LoginConfig, LoginError, Registered, SmOutcome, Step};
 use crate::msg::{BodyParser, Msg, Naming};
 use crate::sm;
@@ -179,6 +179,13 @@ pub struct Core {
 }
 
 impl Core {
+    /// Soak: record a change of user `u`'s connection.
+    pub fn record_link(&self, u: u32, change: Link) {
+        if let Some(l) = &self.ledger {
+            l.borrow_mut().link(u, self.shared.now_ns(), change);
+        }
+    }
+
     /// This core's counters.
     pub fn stats(&self) -> &CoreStats {
         &self.shared.cores[self.idx]
@@ -242,6 +249,9 @@ pub async fn run_core(
         c.detach();
     }
     let mut ledger = core.ledger.as_ref()?.take();
+    for changes in ledger.links.values_mut() {
+        changes.sort_by_key(|&(t, _)| t);
+    }
     ledger.created = clients.iter().map(|c| c.created()).sum();
     Some(ledger)
 }

@@ -23,6 +23,20 @@ pub struct AckedAt {
     pub acked_ns: u64,
 }
 
+/// A change in a user's connection, for placing losses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Link {
+    /// Logged in (fresh or resumed): stanzas reach the client live.
+    Up,
+    /// The client cut its own connection: the server parks the session until the resumption.
+    Cut,
+    /// The server went away (killed) or broke the connection: the session is gone with it.
+    Lost,
+    /// Closed cleanly at the sweep.
+    Closed,
+}
+
 /// An acknowledged message that never arrived, for the log.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct LostMsg {
@@ -36,6 +50,8 @@ pub struct LostMsg {
     pub sent_s: f64,
     /// Acknowledged, seconds since the start of the run.
     pub acked_s: f64,
+    /// The recipient's connection when the ack came (`None`: not logged in yet).
+    pub recipient: Option<Link>,
 }
 
 /// One core's records (and, merged, the run's).
@@ -53,6 +69,8 @@ pub struct Ledger {
     pub delivered: HashMap<MsgId, u32>,
     /// Deliveries that carried a XEP-0203 `<delay/>` (offline storage).
     pub from_offline: u64,
+    /// Each user's connection changes, in time order: (ns since the epoch, change).
+    pub links: HashMap<u32, Vec<(u64, Link)>>,
 }
 
 impl Ledger {
@@ -74,6 +92,20 @@ impl Ledger {
             *self.delivered.entry(id).or_default() += n;
         }
         self.from_offline += other.from_offline;
+        // A user lives on one core, so its changes come from one ledger.
+        self.links.extend(other.links);
+    }
+
+    /// Record a change of user `u`'s connection at `ns`.
+    pub fn link(&mut self, u: u32, ns: u64, change: Link) {
+        self.links.entry(u).or_default().push((ns, change));
+    }
+
+    /// User `u`'s connection at `ns`: its last change at or before then.
+    fn link_at(&self, u: u32, ns: u64) -> Option<Link> {
+        let changes = self.links.get(&u)?;
+        let i = changes.partition_point(|&(t, _)| t <= ns);
+        i.checked_sub(1).map(|i| changes[i].1)
     }
 
     /// The figures.
@@ -91,12 +123,19 @@ impl Ledger {
         let mut lost: Vec<LostMsg> = Vec::new();
         for (id, at) in &self.acked {
             if !self.delivered.contains_key(id) && !self.bounced.contains(id) {
+                let recipient = self.link_at(at.to, at.acked_ns);
+                match recipient {
+                    Some(Link::Up) => v.lost_recipient_online += 1,
+                    Some(Link::Cut) => v.lost_recipient_parked += 1,
+                    _ => v.lost_recipient_offline += 1,
+                }
                 lost.push(LostMsg {
                     from: id.0,
                     seq: id.1,
                     to: at.to,
                     sent_s: at.sent_ns as f64 / 1e9,
                     acked_s: at.acked_ns as f64 / 1e9,
+                    recipient,
                 });
             }
         }
@@ -150,6 +189,12 @@ pub struct Verdict {
     pub from_offline: u64,
     /// Acknowledged, never delivered, not bounced: a failure.
     pub lost: u64,
+    /// Lost while the recipient was online (the stanza was on its way to a live connection).
+    pub lost_recipient_online: u64,
+    /// Lost while the recipient had cut its connection (parked session, waiting for resumption).
+    pub lost_recipient_parked: u64,
+    /// Lost while the recipient had no session (its connection died with the server: offline storage).
+    pub lost_recipient_offline: u64,
     /// The first lost messages by ack time (at most [`LOST_LISTED`]).
     pub lost_sample: Vec<LostMsg>,
     /// Sent once, acknowledged, delivered more than once: a failure.
@@ -187,6 +232,8 @@ mod tests {
             .extend([(1, 0), (1, 1), (1, 2), (1, 3), (2, 0)].map(|id| (id, at)));
         a.bounced.insert((1, 3));
         a.resent.insert((2, 0));
+        a.link(9, 2_000_000_000, Link::Up);
+        a.link(9, 3_000_000_000, Link::Cut);
         let mut b = Ledger::default();
         b.delivered((1, 0), false);
         b.delivered((1, 1), true);
@@ -205,8 +252,10 @@ mod tests {
             to: 9,
             sent_s: 1.0,
             acked_s: 2.5,
+            recipient: Some(Link::Up),
         };
         assert_eq!(v.lost_sample, [l]);
+        assert_eq!(v.lost_recipient_online, 1);
         assert_eq!(v.duplicated, 1, "(1,1) sent once, twice");
         assert_eq!(v.duplicated_sample, [(1, 1)]);
         assert_eq!(v.duplicated_resent, 1, "(2,0) resent, twice: allowed");

@@ -172,8 +172,8 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
             );
             for l in &v.lost_sample {
                 eprintln!(
-                    "lost: user index {} seq {} to {}: sent at {:.3}s, acked at {:.3}s",
-                    l.from, l.seq, l.to, l.sent_s, l.acked_s
+                    "lost: user index {} seq {} to {}: sent at {:.3}s, acked at {:.3}s, recipient then {:?}",
+                    l.from, l.seq, l.to, l.sent_s, l.acked_s, l.recipient
                 );
             }
             if !v.duplicated_sample.is_empty() {

@@ -10,6 +10,7 @@
 
 use crate::client::Client;
 use crate::core::{attach, open_session, phase, read_loop, Core, SessionError};
+use crate::ledger::Link;
 use crate::login::SmOutcome;
 use crate::sm;
 use futures_lite::future;
@@ -95,6 +96,7 @@ async fn user_loop(core: Rc<Core>, client: Rc<Client>) {
         }
         let (rd, framer) = attach(&core, &client, s);
         st.online.fetch_add(1, Relaxed);
+        core.record_link(client.u, Link::Up);
         if sweeping.replace(false) {
             swept = true;
             st.swept.fetch_add(1, Relaxed);
@@ -117,12 +119,19 @@ async fn user_loop(core: Rc<Core>, client: Rc<Client>) {
         match end {
             End::Done => break,
             End::Closed => {
+                core.record_link(client.u, Link::Closed);
                 // Log in afresh: the old session is gone, its resumption id with it.
                 if let Some(sm) = &client.sm {
                     sm.borrow_mut().resume_id = None;
                 }
             }
             End::Lost | End::Cut => {
+                let change = if matches!(end, End::Cut) {
+                    Link::Cut
+                } else {
+                    Link::Lost
+                };
+                core.record_link(client.u, change);
                 st.drops.fetch_add(1, Relaxed);
                 sweeping.set(false);
             }

@@ -385,7 +385,7 @@ impl Report {
             s.push_str(&format!(
                 "soak: {} drops, {} resumed, {} fresh logins after a failed resume, {} retries, settled {}\n\
                  soak: sent {} acked {} delivered {} (deliveries {}, {} from offline storage), bounced {}\n\
-                 soak: LOST {} (acked, never delivered), DUPLICATED {} (sent once, acked, delivered twice)\n\
+                 soak: LOST {} (acked, never delivered; recipient at the ack: {} online, {} parked, {} offline), DUPLICATED {} (sent once, acked, delivered twice)\n\
                  soak: resent {} (first copy never acked), {} of them delivered twice (allowed)\n\
                  soak: never acked: {} delivered, {} of them twice, {} never delivered\n",
                 k.drops,
@@ -400,6 +400,9 @@ impl Report {
                 v.from_offline,
                 v.bounced,
                 v.lost,
+                v.lost_recipient_online,
+                v.lost_recipient_parked,
+                v.lost_recipient_offline,
                 v.duplicated,
                 v.resent,
                 v.duplicated_resent,
