@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A short smoke of petrel-load against a petrel it starts (run by .ci/run after the tests): a few hundred
-# users, a few seconds per scenario, over SCRAM and PLAIN, at --shards 2. Fails on a failed login or a
+# users, a few seconds per scenario, over SCRAM and PLAIN, at --shards 2, max and chat also with --sm. Fails on a failed login or a
 # lost message (petrel-load exits non-zero for both), or if petrel does not stop cleanly on SIGTERM.
 #
 #   loadtest/smoke.sh                 # uses target/debug binaries (built by `cargo test --workspace`)
@@ -31,6 +31,7 @@ cat >> "$dir/petrel.toml" <<CONF
 [modules.roster]
 [modules.presence]
 [modules.offline]
+[modules.stream_management]
 CONF
 "$PETREL" user add-range --count "$USERS" localhost smoke-pass --config "$dir/petrel.toml"
 "$PETREL" serve --config "$dir/petrel.toml" --shards 2 --allow-oversubscribe &
@@ -46,6 +47,9 @@ run connect --rate 0 --mech SCRAM-SHA-256
 run chat --interval-ms 500 --duration 3 --mech SCRAM-SHA-1
 run max --duration 3 --window 8 --mech PLAIN
 run idle --duration 2 --server-pid "$petrel_pid"
+# Stream management last: its sessions stay parked for resumption after the run.
+run max --duration 2 --window 8 --mech PLAIN --sm
+run chat --interval-ms 500 --duration 2 --mech PLAIN --sm
 
 relay_port=$(free_port)
 "$LOAD" relay-server --listen "127.0.0.1:$relay_port" &
