@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A short smoke of petrel-load against a petrel it starts (run by .ci/run after the tests): a few hundred
-# users, a few seconds per scenario, over SCRAM and PLAIN, at --shards 2, max and chat also with --sm. Fails on a failed login or a
-# lost message (petrel-load exits non-zero for both), or if petrel does not stop cleanly on SIGTERM.
+# users, a few seconds per scenario, over SCRAM and PLAIN, at --shards 2, max and chat also with --sm.
+# Fails on a failed login or a lost message (petrel-load exits non-zero for both), or if petrel does not stop cleanly on SIGTERM.
 #
 #   loadtest/smoke.sh                 # uses target/debug binaries (built by `cargo test --workspace`)
 #   BIN=target/release loadtest/smoke.sh
