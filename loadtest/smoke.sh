@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # A short smoke of petrel-load against a petrel it starts (run by .ci/run after the tests): a few hundred
-# users, a few seconds per scenario, over SCRAM and PLAIN, at --shards 2. Fails on a failed login or a
-# lost message (petrel-load exits non-zero for both), or if petrel does not stop cleanly on SIGTERM.
+# users, a few seconds per scenario, over SCRAM and PLAIN, at --shards 2, max and chat also with --sm.
+# Fails on a failed login or a lost message (petrel-load exits non-zero for both), or if petrel does not stop cleanly on SIGTERM.
 #
 #   loadtest/smoke.sh                 # uses target/debug binaries (built by `cargo test --workspace`)
 #   BIN=target/release loadtest/smoke.sh
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/loadtest/lib.sh"
 BIN=${BIN:-$ROOT/target/debug}
 USERS=${USERS:-200}
 PETREL="$BIN/petrel"
@@ -23,26 +24,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
-
 port=$(free_port)
-cat > "$dir/petrel.toml" <<CONF
-[general]
-hosts = ["localhost"]
-data_dir = "$dir/data"
-loglevel = "warn"
-[auth]
-scram_iterations = 4096
-[[listen.c2s]]
-port = $port
-ip_address = "127.0.0.1"
-tls = "starttls"
-allow_plaintext_on_loopback = true
+petrel_config "$dir" "$port"
+cat >> "$dir/petrel.toml" <<CONF
 [modules.ping]
 [modules.roster]
 [modules.presence]
 [modules.offline]
+[modules.stream_management]
 CONF
 "$PETREL" user add-range --count "$USERS" localhost smoke-pass --config "$dir/petrel.toml"
 "$PETREL" serve --config "$dir/petrel.toml" --shards 2 --allow-oversubscribe &
@@ -58,6 +47,9 @@ run connect --rate 0 --mech SCRAM-SHA-256
 run chat --interval-ms 500 --duration 3 --mech SCRAM-SHA-1
 run max --duration 3 --window 8 --mech PLAIN
 run idle --duration 2 --server-pid "$petrel_pid"
+# Stream management last: its sessions stay parked for resumption after the run.
+run max --duration 2 --window 8 --mech PLAIN --sm
+run chat --interval-ms 500 --duration 2 --mech PLAIN --sm
 
 relay_port=$(free_port)
 "$LOAD" relay-server --listen "127.0.0.1:$relay_port" &

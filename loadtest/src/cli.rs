@@ -14,6 +14,9 @@ pub enum Scenario {
     Max,
     /// Hold authenticated sessions open with whitespace keepalives.
     Idle,
+    /// Chat traffic with stream management through server restarts: reconnect,
+    /// resume or log in again, then count every acknowledged message delivered exactly once.
+    Soak,
     /// XEP-0077 in-band registration of all users.
     Register,
     /// Run the bare byte relay (baseline server) on --listen.
@@ -103,6 +106,15 @@ pub struct Args {
     /// Do not send initial presence.
     #[arg(long)]
     pub no_presence: bool,
+    /// XEP-0198 stream management: enable it after bind, answer `<r/>`, count acked messages.
+    #[arg(long)]
+    pub sm: bool,
+    /// With --sm: send `<r/>` after this many stanzas (and every 100 ms when some went out since).
+    #[arg(long, default_value_t = 16)]
+    pub ack_every: u32,
+    /// Soak: mean seconds between two cuts of a client's own connection (resumed); 0 = never.
+    #[arg(long, default_value_t = 0.0)]
+    pub cut_interval: f64,
     /// Max: drive the bare relay (`relay-server`) with its one-line handshake.
     #[arg(long)]
     pub relay: bool,

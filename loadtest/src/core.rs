@@ -3,10 +3,13 @@
 //! run's [`Shared`] (atomics and interval histograms).
 
 use crate::cli::Scenario;
+use crate::client::Client;
 use crate::conn::{self, Conn, ConnError, Outbox, ReadHalf, WriteHalf};
 use crate::frame::{attr, name, FrameError, FrameKind, Framer};
-use crate::login::{Login, LoginConfig, LoginError, Registered, Step};
-use crate::msg::{write_message, BodyParser, Naming};
+use crate::ledger::{AckedAt, Ledger, Link};
+use crate::login::{Login, LoginConfig, LoginError, Registered, SmOutcome, Step};
+use crate::msg::{BodyParser, Msg, Naming};
+use crate::sm;
 use crate::stats::CoreStats;
 use futures_lite::future;
 use glommio::timer::sleep;
@@ -27,6 +30,8 @@ pub mod phase {
     pub const DRAIN: u8 = 2;
     /// Tear down.
     pub const DONE: u8 = 3;
+    /// Soak: every user closes its stream cleanly and logs in afresh (fetching offline messages).
+    pub const SWEEP: u8 = 4;
 }
 
 /// Largest top-level element accepted from a server.
@@ -64,6 +69,10 @@ pub struct Plan {
     pub relay: bool,
     /// Idle keepalive period per session.
     pub keepalive: Duration,
+    /// XEP-0198 on: ask for an ack every this many stanzas.
+    pub sm: Option<u32>,
+    /// Soak: mean time between two connection cuts by one client (`None`: never).
+    pub cut: Option<Duration>,
     /// Number of cores.
     pub cores: usize,
 }
@@ -95,13 +104,17 @@ pub struct Shared {
     pub epoch: Instant,
 }
 
+/// What a core hands back at the end: the soak's records.
+pub type CoreResult = Option<Ledger>;
+
 impl Shared {
     /// Nanoseconds since the epoch.
     pub fn now_ns(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    fn phase(&self) -> u8 {
+    /// The current [`phase`].
+    pub fn phase(&self) -> u8 {
         self.phase.load(Relaxed)
     }
 }
@@ -136,45 +149,94 @@ impl From<std::io::Error> for SessionError {
 }
 
 /// A logged-in connection.
-struct Session {
+pub struct Session {
     rd: ReadHalf,
     wr: WriteHalf,
     framer: Framer,
     registered: Option<Registered>,
+    /// What the login leaves to send once the session is attached (initial presence).
+    done: Vec<u8>,
+    /// Stream management result.
+    pub sm: SmOutcome,
+    /// A `<resume/>` was refused and the login bound afresh.
+    pub resume_failed: bool,
 }
 
 /// One core's state.
-struct Core {
-    plan: Arc<Plan>,
-    shared: Arc<Shared>,
+pub struct Core {
+    /// The run's plan.
+    pub plan: Arc<Plan>,
+    /// Shared with the main thread.
+    pub shared: Arc<Shared>,
     idx: usize,
-    /// Outboxes of this core's sessions, by user index.
-    outboxes: RefCell<ahash::HashMap<u32, Rc<Outbox>>>,
+    /// This core's users, by user index.
+    clients: RefCell<ahash::HashMap<u32, Rc<Client>>>,
     parser: BodyParser,
     /// Login errors already printed (only the first few are).
     printed: Cell<u32>,
+    /// Soak: the exactly-once accounting.
+    ledger: Option<RefCell<Ledger>>,
 }
 
 impl Core {
-    fn stats(&self) -> &CoreStats {
+    /// Soak: record a change of user `u`'s connection.
+    pub fn record_link(&self, u: u32, change: Link) {
+        if let Some(l) = &self.ledger {
+            l.borrow_mut().link(u, self.shared.now_ns(), change);
+        }
+    }
+
+    /// This core's counters.
+    pub fn stats(&self) -> &CoreStats {
         &self.shared.cores[self.idx]
+    }
+
+    /// The user `u` of this core, created on first use.
+    pub fn client(&self, u: u32) -> Rc<Client> {
+        self.clients
+            .borrow_mut()
+            .entry(u)
+            .or_insert_with(|| Rc::new(Client::new(u, self.plan.sm)))
+            .clone()
+    }
+
+    /// Print a problem, only the first few times.
+    pub fn complain(&self, what: std::fmt::Arguments<'_>) {
+        if self.printed.get() < 5 {
+            self.printed.set(self.printed.get() + 1);
+            eprintln!("{what}");
+        }
     }
 }
 
 /// Run one core: log in `users`, report ready, drive the scenario until DONE.
-pub async fn run_core(plan: Arc<Plan>, shared: Arc<Shared>, idx: usize, users: Vec<u32>) {
+pub async fn run_core(
+    plan: Arc<Plan>,
+    shared: Arc<Shared>,
+    idx: usize,
+    users: Vec<u32>,
+) -> CoreResult {
+    let soak = plan.scenario == Scenario::Soak;
     let core = Rc::new(Core {
         plan,
         shared,
         idx,
-        outboxes: RefCell::new(Default::default()),
+        clients: RefCell::new(Default::default()),
         parser: BodyParser::default(),
         printed: Cell::new(0),
+        ledger: soak.then(RefCell::default),
     });
-    login_all(&core, &users).await;
+    if soak {
+        crate::soak::login_all(&core, &users).await;
+    } else {
+        login_all(&core, &users).await;
+    }
     core.shared.ready.fetch_add(1, Relaxed);
     while core.shared.phase() == phase::LOGIN {
         sleep(Duration::from_millis(1)).await;
+    }
+    if core.plan.sm.is_some() {
+        glommio::spawn_local(ack_requests(core.clone())).detach();
     }
     if core.shared.phase() == phase::RUN {
         start_scenario(&core, &users);
@@ -182,8 +244,26 @@ pub async fn run_core(plan: Arc<Plan>, shared: Arc<Shared>, idx: usize, users: V
     while core.shared.phase() != phase::DONE {
         sleep(Duration::from_millis(5)).await;
     }
-    for ob in core.outboxes.borrow().values() {
-        ob.close();
+    let clients: Vec<Rc<Client>> = core.clients.borrow().values().cloned().collect();
+    for c in &clients {
+        c.detach();
+    }
+    let mut ledger = core.ledger.as_ref()?.take();
+    for changes in ledger.links.values_mut() {
+        changes.sort_by_key(|&(t, _)| t);
+    }
+    ledger.created = clients.iter().map(|c| c.created()).sum();
+    Some(ledger)
+}
+
+/// With `--sm`: ask for an ack every 100 ms on connections that sent something since their last `<r/>`.
+async fn ack_requests(core: Rc<Core>) {
+    while core.shared.phase() != phase::DONE {
+        sleep(Duration::from_millis(100)).await;
+        let clients: Vec<Rc<Client>> = core.clients.borrow().values().cloned().collect();
+        for c in clients {
+            c.request_if_due();
+        }
     }
 }
 
@@ -224,7 +304,7 @@ async fn login_one(core: &Rc<Core>, u: u32) {
         sleep(core.plan.login_timeout).await;
         Err(SessionError::Timeout)
     };
-    match future::or(open_session(core, u), timeout).await {
+    match future::or(open_session(core, u, None), timeout).await {
         Ok(s) => {
             let us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
             core.stats().record_login(us, core.shared.now_ns());
@@ -240,15 +320,20 @@ async fn login_one(core: &Rc<Core>, u: u32) {
         }
         Err(e) => {
             core.stats().login_failed.fetch_add(1, Relaxed);
-            if core.printed.get() < 5 {
-                core.printed.set(core.printed.get() + 1);
-                eprintln!("login of {} failed: {e}", core.plan.naming.bare(u));
-            }
+            core.complain(format_args!(
+                "login of {} failed: {e}",
+                core.plan.naming.bare(u)
+            ));
         }
     }
 }
 
-async fn open_session(core: &Core, u: u32) -> Result<Session, SessionError> {
+/// Connect and log user `u` in, trying `resume` = (previd, h) instead of binding when given.
+pub async fn open_session(
+    core: &Core,
+    u: u32,
+    resume: Option<(String, u32)>,
+) -> Result<Session, SessionError> {
     let plan = &core.plan;
     let mut conn = Conn::new(conn::connect(plan.addr, plan.source_ip(u))?);
     let (mut rd, mut wr) = conn.halves();
@@ -267,6 +352,9 @@ async fn open_session(core: &Core, u: u32) -> Result<Session, SessionError> {
                     wr,
                     framer,
                     registered: None,
+                    done: Vec::new(),
+                    sm: SmOutcome::Off,
+                    resume_failed: false,
                 });
             }
             if rd.read_into(&mut framer).await? == 0 {
@@ -275,6 +363,9 @@ async fn open_session(core: &Core, u: u32) -> Result<Session, SessionError> {
         }
     }
     let mut login = Login::new(&plan.login, plan.naming.local(u));
+    if let Some((previd, h)) = resume {
+        login = login.with_resume(previd, h);
+    }
     wr.write_all(&login.header()).await?;
     loop {
         if rd.read_into(&mut framer).await? == 0 {
@@ -297,15 +388,15 @@ async fn open_session(core: &Core, u: u32) -> Result<Session, SessionError> {
                     wr.write_all(&b).await?;
                     break;
                 }
-                Step::Done(b) => {
-                    if !b.is_empty() {
-                        wr.write_all(&b).await?;
-                    }
+                Step::Done(done) => {
                     return Ok(Session {
                         rd,
                         wr,
                         framer,
                         registered: login.registered,
+                        done,
+                        sm: login.sm,
+                        resume_failed: login.resume_failed,
                     });
                 }
             }
@@ -314,103 +405,178 @@ async fn open_session(core: &Core, u: u32) -> Result<Session, SessionError> {
 }
 
 fn start_session(core: &Rc<Core>, u: u32, s: Session) {
-    let outbox = Rc::new(Outbox::default());
-    core.outboxes.borrow_mut().insert(u, outbox.clone());
-    let writer = outbox.clone().run_writer(s.wr);
+    let client = core.client(u);
+    let (rd, framer) = attach(core, &client, s);
+    let core = core.clone();
+    glommio::spawn_local(async move {
+        read_loop(&core, &client, rd, framer).await;
+        client.detach();
+        if core.shared.phase() != phase::DONE {
+            core.stats().errors.fetch_add(1, Relaxed);
+        }
+    })
+    .detach();
+}
+
+/// Give `client` the session's connection: start its writer, apply the stream
+/// management outcome (resend what the server never acknowledged), send the
+/// initial presence. Returns the reading side.
+pub fn attach(core: &Core, client: &Client, s: Session) -> (ReadHalf, Framer) {
+    let ob = Rc::new(Outbox::default());
+    client.attach(ob.clone());
+    let writer = ob.run_writer(s.wr);
     glommio::spawn_local(async move {
         // A failed write shows up on the read side as a closed connection.
         let _ = writer.await;
     })
     .detach();
-    let core = core.clone();
-    glommio::spawn_local(read_loop(core, u, s.rd, s.framer, outbox)).detach();
+    let st = core.stats();
+    let resend = match (&client.sm, s.sm) {
+        (Some(sm), SmOutcome::Resumed(h)) => {
+            let r = client.tracking_unacked(sm, st, |sm| sm.resumed(h, |m| on_acked(core, m)));
+            r.unwrap_or_else(|e| {
+                core.stats().errors.fetch_add(1, Relaxed);
+                core.complain(format_args!("resumed: {e}"));
+                Vec::new()
+            })
+        }
+        (Some(sm), SmOutcome::Enabled(id)) => client.tracking_unacked(sm, st, |sm| sm.enabled(id)),
+        _ => Vec::new(),
+    };
+    if !s.done.is_empty() {
+        client.push_stanza(st, |b| b.extend_from_slice(&s.done));
+    }
+    let plan = &core.plan;
+    for m in resend {
+        if let Some(l) = &core.ledger {
+            l.borrow_mut().resent.insert((m.from, m.seq));
+        }
+        client.resend(&plan.naming, m, plan.payload, st);
+    }
+    (s.rd, s.framer)
 }
 
-async fn read_loop(core: Rc<Core>, u: u32, mut rd: ReadHalf, mut framer: Framer, ob: Rc<Outbox>) {
+/// The server acknowledged message `m`.
+fn on_acked(core: &Core, m: Msg) {
+    core.stats().acked.fetch_add(1, Relaxed);
+    if let Some(l) = &core.ledger {
+        let at = AckedAt {
+            to: m.to,
+            sent_ns: m.ts,
+            acked_ns: core.shared.now_ns(),
+        };
+        l.borrow_mut().acked.insert((m.from, m.seq), at);
+    }
+}
+
+/// Handle what the server sends until the connection ends.
+pub async fn read_loop(core: &Core, client: &Client, mut rd: ReadHalf, mut framer: Framer) {
     loop {
         loop {
             match framer.next_frame() {
                 Ok(Some(f)) => {
-                    if !on_frame(&core, u, &ob, f.kind, framer.bytes(&f)) {
-                        return lost_connection(&core);
+                    if !on_frame(core, client, f.kind, framer.bytes(&f)) {
+                        return;
                     }
                 }
                 Ok(None) => break,
-                Err(_) => return lost_connection(&core),
+                Err(_) => return,
             }
         }
         match rd.read_into(&mut framer).await {
             Ok(n) if n > 0 => {}
-            _ => return lost_connection(&core),
+            _ => return,
         }
     }
 }
 
-fn lost_connection(core: &Core) {
-    if core.shared.phase() != phase::DONE {
-        core.stats().errors.fetch_add(1, Relaxed);
-    }
-}
-
 /// Handle one stanza; `false` ends the connection.
-fn on_frame(core: &Core, u: u32, ob: &Outbox, kind: FrameKind, el: &[u8]) -> bool {
+fn on_frame(core: &Core, client: &Client, kind: FrameKind, el: &[u8]) -> bool {
     match kind {
         FrameKind::StreamClose => return false,
         FrameKind::StreamOpen => return true,
         FrameKind::Element => {}
     }
-    match name(el) {
-        b"message" => {
-            if attr(el, b"type") == Some(b"error") {
-                core.stats().errors.fetch_add(1, Relaxed);
-                return true;
-            }
-            let Some((sent_ns, from)) = core.parser.parse(el) else {
-                return true;
-            };
-            let now = core.shared.now_ns();
-            core.stats()
-                .record_delivery(now.saturating_sub(sent_ns) / 1000);
-            if core.plan.scenario == Scenario::Max && core.shared.phase() == phase::RUN {
-                // Closed loop: the delivery frees one slot of the sender's window.
-                if let Some(sender) = core.outboxes.borrow().get(&from) {
-                    let plan = &core.plan;
-                    sender
-                        .push_with(|b| write_message(b, &plan.naming, from, u, now, plan.payload));
-                    core.stats().sent.fetch_add(1, Relaxed);
-                }
+    let n = name(el);
+    if let Some(sm) = &client.sm {
+        sm.borrow_mut().on_inbound(n);
+    }
+    let st = core.stats();
+    match n {
+        b"message" => on_message(core, client, el),
+        b"iq" => {
+            if matches!(attr(el, b"type"), Some(b"get") | Some(b"set")) {
+                client.push_stanza(st, |b| reply_iq(b, el));
             }
             true
         }
-        b"iq" => {
-            if matches!(attr(el, b"type"), Some(b"get") | Some(b"set")) {
-                reply_iq(ob, el);
-            }
+        b"r" => {
+            client.answer_request();
             true
+        }
+        b"a" => {
+            let acked = sm::h_of(el).map(|h| client.on_ack(h, st, |m| on_acked(core, m)));
+            match acked {
+                Some(Ok(())) => true,
+                Some(Err(e)) => {
+                    st.errors.fetch_add(1, Relaxed);
+                    core.complain(format_args!("{e}"));
+                    false
+                }
+                None => true,
+            }
         }
         b"stream:error" => false,
         _ => true,
     }
 }
 
+fn on_message(core: &Core, client: &Client, el: &[u8]) -> bool {
+    let st = core.stats();
+    let body = core.parser.parse(el);
+    if attr(el, b"type") == Some(b"error") {
+        st.errors.fetch_add(1, Relaxed);
+        if let (Some(l), Some(b)) = (&core.ledger, body) {
+            l.borrow_mut().bounced.insert((b.from, b.seq));
+        }
+        return true;
+    }
+    let Some(b) = body else {
+        return true;
+    };
+    let now = core.shared.now_ns();
+    st.record_delivery(now.saturating_sub(b.ts) / 1000);
+    if let Some(l) = &core.ledger {
+        let delayed = memchr::memmem::find(el, b"urn:xmpp:delay").is_some();
+        l.borrow_mut().delivered((b.from, b.seq), delayed);
+    }
+    if core.plan.scenario == Scenario::Max && core.shared.phase() == phase::RUN {
+        // Closed loop: the delivery frees one slot of the sender's window.
+        let sender = core.clients.borrow().get(&b.from).cloned();
+        if let Some(sender) = sender {
+            let plan = &core.plan;
+            sender.send(&plan.naming, client.u, now, plan.payload, st);
+        }
+    }
+    true
+}
+
 /// Answer a server's iq: result for pings, service-unavailable otherwise.
-fn reply_iq(ob: &Outbox, el: &[u8]) {
+fn reply_iq(b: &mut Vec<u8>, el: &[u8]) {
     let id = attr(el, b"id").unwrap_or_default();
     let from = attr(el, b"from");
     let ping = memchr::memmem::find(el, b"urn:xmpp:ping").is_some();
-    ob.push_with(|b| {
-        b.extend_from_slice(b"<iq id='");
-        b.extend_from_slice(id);
-        if let Some(f) = from {
-            b.extend_from_slice(b"' to='");
-            b.extend_from_slice(f);
-        }
-        if ping {
-            b.extend_from_slice(b"' type='result'/>");
-        } else {
-            b.extend_from_slice(b"' type='error'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>");
-        }
-    });
+    b.extend_from_slice(b"<iq id='");
+    b.extend_from_slice(id);
+    if let Some(f) = from {
+        b.extend_from_slice(b"' to='");
+        b.extend_from_slice(f);
+    }
+    if ping {
+        b.extend_from_slice(b"' type='result'/>");
+    } else {
+        b.extend_from_slice(b"' type='error'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>");
+    }
 }
 
 fn start_scenario(core: &Rc<Core>, users: &[u32]) {
@@ -418,30 +584,23 @@ fn start_scenario(core: &Rc<Core>, users: &[u32]) {
     match plan.scenario {
         Scenario::Max => {
             let now = core.shared.now_ns();
-            let obs = core.outboxes.borrow();
             for &u in users {
                 let peer = u ^ 1; // pairs (2k, 2k+1)
-                if !obs.contains_key(&peer) {
+                if !core.clients.borrow().contains_key(&peer) {
                     continue;
                 }
-                if let Some(ob) = obs.get(&u) {
-                    ob.push_with(|b| {
-                        for _ in 0..plan.window {
-                            write_message(b, &plan.naming, u, peer, now, plan.payload);
-                        }
-                    });
-                    core.stats().sent.fetch_add(u64::from(plan.window), Relaxed);
+                let c = core.client(u);
+                for _ in 0..plan.window {
+                    c.send(&plan.naming, peer, now, plan.payload, core.stats());
                 }
             }
         }
-        Scenario::Chat => {
+        Scenario::Chat | Scenario::Soak => {
             let n = users.len().max(1) as u64;
             for (k, &u) in users.iter().enumerate() {
-                if let Some(ob) = core.outboxes.borrow().get(&u).cloned() {
-                    // Spread first sends evenly over one interval.
-                    let offset = plan.interval.mul_f64(k as f64 / n as f64);
-                    glommio::spawn_local(chat_sender(core.clone(), u, ob, offset)).detach();
-                }
+                // Spread first sends evenly over one interval.
+                let offset = plan.interval.mul_f64(k as f64 / n as f64);
+                glommio::spawn_local(chat_sender(core.clone(), core.client(u), offset)).detach();
             }
         }
         Scenario::Idle => {
@@ -451,9 +610,10 @@ fn start_scenario(core: &Rc<Core>, users: &[u32]) {
     }
 }
 
-async fn chat_sender(core: Rc<Core>, u: u32, ob: Rc<Outbox>, offset: Duration) {
+async fn chat_sender(core: Rc<Core>, client: Rc<Client>, offset: Duration) {
     let plan = &core.plan;
     let n = plan.users;
+    let u = client.u;
     let mut next = Instant::now() + offset;
     let mut k: u32 = 0;
     loop {
@@ -461,15 +621,15 @@ async fn chat_sender(core: Rc<Core>, u: u32, ob: Rc<Outbox>, offset: Duration) {
         if next > now {
             sleep(next - now).await;
         }
-        if core.shared.phase() != phase::RUN || ob.is_closed() {
+        if core.shared.phase() != phase::RUN {
             return;
         }
         let to = (u + 1 + k % 8) % n;
         k = k.wrapping_add(1);
         if to != u {
             let ts = core.shared.now_ns();
-            ob.push_with(|b| write_message(b, &plan.naming, u, to, ts, plan.payload));
-            core.stats().sent.fetch_add(1, Relaxed);
+            // A user whose connection is down skips its turn (the soak reconnects it).
+            client.send(&plan.naming, to, ts, plan.payload, core.stats());
         }
         next += plan.interval;
     }
@@ -483,8 +643,9 @@ async fn keepalives(core: Rc<Core>) {
         while Instant::now() < until && core.shared.phase() == phase::RUN {
             sleep(Duration::from_millis(100).min(period)).await;
         }
-        for ob in core.outboxes.borrow().values() {
-            ob.push(b" ");
+        let clients: Vec<Rc<Client>> = core.clients.borrow().values().cloned().collect();
+        for c in clients {
+            c.push_raw(|b| b.push(b' '));
         }
     }
 }

@@ -1,10 +1,12 @@
 //! Sans-IO client login: stream header, optional STARTTLS, SASL (PLAIN,
 //! SCRAM-SHA-1, SCRAM-SHA-256), stream restart, resource bind, legacy session
-//! (when advertised and not marked optional), initial presence; or XEP-0077
-//! in-band registration instead of authentication.
+//! (when advertised and not marked optional), XEP-0198 enable (or resume
+//! instead of binding), initial presence; or XEP-0077 in-band registration
+//! instead of authentication.
 
 use crate::frame::{attr, inner, name, FrameKind};
 use crate::scram::{ScramClient, ScramError, ScramHash};
+use crate::sm;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use memchr::memmem;
@@ -62,6 +64,8 @@ pub struct LoginConfig {
     pub mechs: Vec<Mech>,
     /// Send `<presence/>` after binding.
     pub presence: bool,
+    /// Enable XEP-0198 stream management (with resumption) after binding.
+    pub sm: bool,
     /// Session or registration.
     pub goal: Goal,
 }
@@ -111,6 +115,9 @@ pub enum LoginError {
     /// In-band registration failed (condition element name).
     #[error("registration failed: {0}")]
     Register(String),
+    /// Stream management was asked for but is not offered, or `<enable/>` failed.
+    #[error("stream management not available")]
+    Sm,
     /// A frame arrived that makes no sense in this state.
     #[error("unexpected <{0}> during login")]
     Unexpected(String),
@@ -130,8 +137,23 @@ enum State {
     Sasl(Option<ScramClient>),
     Bind,
     Session,
+    /// `<resume/>` sent, waiting for `<resumed/>` or `<failed/>`.
+    Resume,
+    /// `<enable/>` sent, waiting for `<enabled/>`.
+    Enable,
     Register,
     Done,
+}
+
+/// What became of stream management at login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SmOutcome {
+    /// Not asked for.
+    Off,
+    /// A new SM session (resumable under this id if the server gave one).
+    Enabled(Option<String>),
+    /// The old session resumed; the server had handled `h` of our stanzas.
+    Resumed(u32),
 }
 
 /// Outcome of a registration that succeeded.
@@ -151,8 +173,15 @@ pub struct Login<'a> {
     state: State,
     tls_done: bool,
     session_wanted: bool,
+    sm_offered: bool,
+    /// `(previd, h)` to try `<resume/>` with instead of binding.
+    resume: Option<(String, u32)>,
     /// Set when a registration succeeded.
     pub registered: Option<Registered>,
+    /// Stream management result, once done.
+    pub sm: SmOutcome,
+    /// A `<resume/>` was refused (the session is gone): the login went on with a fresh bind.
+    pub resume_failed: bool,
 }
 
 impl<'a> Login<'a> {
@@ -164,8 +193,18 @@ impl<'a> Login<'a> {
             state: State::Header { authed: false },
             tls_done: false,
             session_wanted: false,
+            sm_offered: false,
+            resume: None,
             registered: None,
+            sm: SmOutcome::Off,
+            resume_failed: false,
         }
+    }
+
+    /// Try to resume SM session `previd` (having handled `h` inbound stanzas) instead of binding.
+    pub fn with_resume(mut self, previd: String, h: u32) -> Self {
+        self.resume = Some((previd, h));
+        self
     }
 
     /// The stream header to open (or reopen) the stream with.
@@ -224,6 +263,24 @@ impl<'a> Login<'a> {
                 }
                 self.after_bind_or_session(true)
             }
+            State::Resume if n == b"resumed" => {
+                self.sm = SmOutcome::Resumed(sm::h_of(el).ok_or(LoginError::Sm)?);
+                self.state = State::Done;
+                Ok(Step::Done(Vec::new()))
+            }
+            State::Resume if n == b"failed" => {
+                self.resume_failed = true;
+                self.bind()
+            }
+            State::Enable if n == b"enabled" => {
+                let resumable = matches!(attr(el, b"resume"), Some(b"true" | b"1"));
+                let id = attr(el, b"id")
+                    .filter(|_| resumable)
+                    .map(|v| String::from_utf8_lossy(v).into_owned());
+                self.sm = SmOutcome::Enabled(id);
+                Ok(self.done())
+            }
+            State::Enable if n == b"failed" => Err(LoginError::Sm),
             State::Register if n == b"iq" => match attr(el, b"type") {
                 Some(b"result") => {
                     self.registered = Some(Registered::Created);
@@ -237,8 +294,10 @@ impl<'a> Login<'a> {
             },
             other => {
                 // Anything else (e.g. a server ping) before we are done: keep state.
-                let wait_ok = matches!(other, State::Bind | State::Session | State::Register)
-                    && n != b"stream:features";
+                let wait_ok = matches!(
+                    other,
+                    State::Bind | State::Session | State::Register | State::Resume | State::Enable
+                ) && n != b"stream:features";
                 self.state = other;
                 if wait_ok {
                     Ok(Step::Wait)
@@ -346,8 +405,22 @@ impl<'a> Login<'a> {
         if memmem::find(el, b"urn:ietf:params:xml:ns:xmpp-bind").is_none() {
             return Err(LoginError::Bind);
         }
-        self.state = State::Bind;
         self.session_wanted = session_required(el);
+        self.sm_offered = memmem::find(el, b"urn:xmpp:sm:3").is_some();
+        if self.cfg.sm && !self.sm_offered {
+            return Err(LoginError::Sm);
+        }
+        if let Some((previd, h)) = self.resume.take() {
+            let mut out = Vec::new();
+            sm::write_resume(&mut out, &previd, h);
+            self.state = State::Resume;
+            return Ok(Step::Send(out));
+        }
+        self.bind()
+    }
+
+    fn bind(&mut self) -> Result<Step, LoginError> {
+        self.state = State::Bind;
         Ok(Step::Send(
             format!(
                 "<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{}</resource></bind></iq>",
@@ -365,12 +438,20 @@ impl<'a> Login<'a> {
                     .to_vec(),
             ));
         }
+        if self.cfg.sm {
+            self.state = State::Enable;
+            return Ok(Step::Send(sm::ENABLE.to_vec()));
+        }
+        Ok(self.done())
+    }
+
+    fn done(&mut self) -> Step {
         self.state = State::Done;
-        Ok(Step::Done(if self.cfg.presence {
+        Step::Done(if self.cfg.presence {
             b"<presence/>".to_vec()
         } else {
             Vec::new()
-        }))
+        })
     }
 }
 
@@ -431,6 +512,7 @@ mod tests {
             starttls,
             mechs,
             presence: true,
+            sm: false,
             goal,
         }
     }
@@ -557,6 +639,87 @@ mod tests {
             Ok(Step::Done(Vec::new()))
         );
         assert_eq!(l.registered, Some(Registered::Existed));
+    }
+
+    /// Post-auth features offering SM.
+    const F2_SM: &[u8] = b"<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><sm xmlns='urn:xmpp:sm:3'/></stream:features>";
+
+    /// Runs a PLAIN login up to the post-auth features `f2`, returning the reply to them.
+    fn to_features2<'a>(
+        c: &'a LoginConfig,
+        resume: Option<(&str, u32)>,
+        f2: &[u8],
+    ) -> (Login<'a>, Result<Step, LoginError>) {
+        let mut l = Login::new(c, "u".into());
+        if let Some((id, h)) = resume {
+            l = l.with_resume(id.into(), h);
+        }
+        l.on_frame(FrameKind::StreamOpen, b"<s>").expect("open");
+        l.on_frame(FrameKind::Element, FEATS).expect("auth");
+        l.on_frame(
+            FrameKind::Element,
+            b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
+        )
+        .expect("success");
+        l.on_frame(FrameKind::StreamOpen, b"<s>").expect("reopen");
+        let step = l.on_frame(FrameKind::Element, f2);
+        (l, step)
+    }
+
+    #[test]
+    fn failed_resume_binds_and_enables_afresh() {
+        let mut c = cfg(vec![Mech::Plain], false, Goal::Session);
+        c.sm = true;
+        let (mut l, step) = to_features2(&c, Some(("abc", 7)), F2_SM);
+        assert_eq!(
+            step,
+            Ok(Step::Send(
+                b"<resume xmlns='urn:xmpp:sm:3' previd='abc' h='7'/>".to_vec()
+            ))
+        );
+        let failed = b"<failed xmlns='urn:xmpp:sm:3'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>";
+        let Ok(Step::Send(bind)) = l.on_frame(FrameKind::Element, failed) else {
+            panic!("expected bind");
+        };
+        assert!(String::from_utf8_lossy(&bind).contains("xmpp-bind"));
+        assert_eq!(
+            l.on_frame(FrameKind::Element, b"<iq type='result' id='bind1'/>"),
+            Ok(Step::Send(sm::ENABLE.to_vec()))
+        );
+        assert_eq!(
+            l.on_frame(
+                FrameKind::Element,
+                b"<enabled xmlns='urn:xmpp:sm:3' id='new' resume='true'/>"
+            ),
+            Ok(Step::Done(b"<presence/>".to_vec()))
+        );
+        assert_eq!(l.sm, SmOutcome::Enabled(Some("new".into())));
+        assert!(l.resume_failed);
+    }
+
+    #[test]
+    fn resumed_needs_no_bind_nor_presence() {
+        let mut c = cfg(vec![Mech::Plain], false, Goal::Session);
+        c.sm = true;
+        let (mut l, _) = to_features2(&c, Some(("abc", 7)), F2_SM);
+        assert_eq!(
+            l.on_frame(
+                FrameKind::Element,
+                b"<resumed xmlns='urn:xmpp:sm:3' previd='abc' h='3'/>"
+            ),
+            Ok(Step::Done(Vec::new()))
+        );
+        assert_eq!(l.sm, SmOutcome::Resumed(3));
+        assert!(!l.resume_failed);
+    }
+
+    #[test]
+    fn sm_wanted_but_not_offered_fails() {
+        let mut c = cfg(vec![Mech::Plain], false, Goal::Session);
+        c.sm = true;
+        let f2 =
+            b"<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>";
+        assert_eq!(to_features2(&c, None, f2).1, Err(LoginError::Sm));
     }
 
     #[test]

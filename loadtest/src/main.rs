@@ -2,15 +2,19 @@
 //! (petrel, Prosody, ejabberd) and a bare relay baseline. See loadtest/README.md.
 
 mod cli;
+mod client;
 mod conn;
 mod core;
 mod frame;
+mod ledger;
 mod login;
 mod msg;
 mod procstat;
 mod relay;
 mod run;
 mod scram;
+mod sm;
+mod soak;
 mod stats;
 mod tls;
 
@@ -50,6 +54,8 @@ enum MainError {
     Mech(String),
     #[error("max needs an even number of users (pairs)")]
     OddUsers,
+    #[error("--sm is not available with --relay")]
+    RelaySm,
     #[error("--cpus lists {0} CPUs but --cores asks for {1}")]
     CpuCount(usize, usize),
     #[error(transparent)]
@@ -84,6 +90,11 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
     if args.scenario == Scenario::Max && !args.users.is_multiple_of(2) {
         return Err(MainError::OddUsers);
     }
+    // The soak counts with XEP-0198 acks, so it always has stream management on.
+    let sm = args.sm || args.scenario == Scenario::Soak;
+    if sm && args.relay {
+        return Err(MainError::RelaySm);
+    }
     let mechs = args
         .mech
         .iter()
@@ -104,6 +115,7 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
             starttls: args.starttls,
             mechs,
             presence: !args.no_presence,
+            sm,
             goal: if args.scenario == Scenario::Register {
                 Goal::Register
             } else {
@@ -126,6 +138,8 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
         source_ips: args.source_ips,
         relay: args.relay,
         keepalive: Duration::from_secs_f64(args.keepalive.max(0.01)),
+        sm: sm.then_some(args.ack_every.max(1)),
+        cut: (args.cut_interval > 0.0).then(|| Duration::from_secs_f64(args.cut_interval)),
         cores,
     };
     let opts = run::RunOpts {
@@ -143,7 +157,34 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
             serde_json::to_string_pretty(&report).map_err(|e| MainError::Json(e.to_string()))?;
         std::fs::write(path, text + "\n").map_err(|e| MainError::Json(e.to_string()))?;
     }
-    if report.lost > 0 {
+    if let Some(k) = &report.soak {
+        let v = &k.verdict;
+        if v.lost > 0 || v.duplicated > 0 || !k.settled {
+            eprintln!(
+                "\n!!! SOAK: {} acknowledged messages LOST, {} DUPLICATED{} !!!",
+                v.lost,
+                v.duplicated,
+                if k.settled {
+                    ""
+                } else {
+                    "; NOT SETTLED (users offline or acks missing at the end)"
+                }
+            );
+            for l in &v.lost_sample {
+                eprintln!(
+                    "lost: user index {} seq {} to {}: sent at {:.3}s, acked at {:.3}s, recipient then {:?}",
+                    l.from, l.seq, l.to, l.sent_s, l.acked_s, l.recipient
+                );
+            }
+            if !v.duplicated_sample.is_empty() {
+                eprintln!(
+                    "duplicated (sender index, seq), first few: {:?}",
+                    v.duplicated_sample
+                );
+            }
+            return Ok(ExitCode::from(EXIT_LOST));
+        }
+    } else if report.lost > 0 {
         eprintln!(
             "\n!!! LOST {} of {} messages (not delivered {}s after the run) !!!\n",
             report.lost, report.sent, args.grace

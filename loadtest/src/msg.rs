@@ -1,9 +1,10 @@
 //! The load message: a chat message whose body carries the send time
 //! (monotonic ns since the run's epoch; sender and receiver share the process
 //! clock) and the sender's index, so the receiver measures time to delivery and
-//! can credit the sender's window.
+//! can credit the sender's window. The sender's sequence number makes every
+//! message unique, so the soak can count each one (acked, delivered, twice).
 //!
-//! Body format: `pl <send_ns> <sender_index>[ <padding>]`.
+//! Body format: `pl <send_ns> <sender_index> <seq>[ <padding>]`.
 
 use memchr::memmem::Finder;
 use std::io::Write;
@@ -31,24 +32,42 @@ impl Naming {
     }
 }
 
-/// Append one load message from `from` to `to` sent at `now_ns`.
-pub fn write_message(
-    out: &mut Vec<u8>,
-    naming: &Naming,
-    from: u32,
-    to: u32,
-    now_ns: u64,
-    payload: usize,
-) {
+/// One load message: who sent it to whom, its sender's sequence number and first send time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Msg {
+    /// Sender's user index.
+    pub from: u32,
+    /// Recipient's user index.
+    pub to: u32,
+    /// Sender's sequence number (unique per sender).
+    pub seq: u64,
+    /// Monotonic ns since the run's epoch when first sent (a resend keeps it).
+    pub ts: u64,
+}
+
+/// A delivered load message as its recipient reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Body {
+    /// First send time.
+    pub ts: u64,
+    /// Sender's user index.
+    pub from: u32,
+    /// Sender's sequence number.
+    pub seq: u64,
+}
+
+/// Append `m` as a chat message with `payload` extra body bytes.
+pub fn write_message(out: &mut Vec<u8>, naming: &Naming, m: &Msg, payload: usize) {
     // Writing into a Vec cannot fail.
     let _ = write!(
         out,
-        "<message to='{}{}@{}' type='chat'><body>pl {} {}",
+        "<message to='{}{}@{}' type='chat'><body>pl {} {} {}",
         naming.prefix,
-        u64::from(naming.first) + u64::from(to),
+        u64::from(naming.first) + u64::from(m.to),
         naming.domain,
-        now_ns,
-        from
+        m.ts,
+        m.from,
+        m.seq
     );
     if payload > 0 {
         out.push(b' ');
@@ -71,14 +90,20 @@ impl Default for BodyParser {
 }
 
 impl BodyParser {
-    /// `(send_ns, sender)` of a load message, `None` for any other stanza.
-    pub fn parse(&self, stanza: &[u8]) -> Option<(u64, u32)> {
+    /// The body of a load message, `None` for any other stanza.
+    pub fn parse(&self, stanza: &[u8]) -> Option<Body> {
         let i = self.finder.find(stanza)? + b"<body>pl ".len();
         let rest = &stanza[i..];
         let (ts, n) = digits(rest)?;
         let rest = rest.get(n + 1..)?;
-        let (sender, _) = digits(rest)?;
-        Some((ts, u32::try_from(sender).ok()?))
+        let (from, n) = digits(rest)?;
+        let rest = rest.get(n + 1..)?;
+        let (seq, _) = digits(rest)?;
+        Some(Body {
+            ts,
+            from: u32::try_from(from).ok()?,
+            seq,
+        })
     }
 }
 
@@ -110,13 +135,24 @@ mod tests {
         let p = BodyParser::default();
         for payload in [0, 10] {
             let mut out = Vec::new();
-            write_message(&mut out, &naming, 7, 8, 123456789, payload);
+            let m = Msg {
+                from: 7,
+                to: 8,
+                seq: 42,
+                ts: 123456789,
+            };
+            write_message(&mut out, &naming, &m, payload);
             let s = String::from_utf8(out.clone()).expect("utf8");
             assert!(s.starts_with("<message to='user9@d' type='chat'>"), "{s}");
             assert!(s.ends_with("</body></message>"));
             // A server may stamp `from` and reorder attributes: the body is what counts.
             let stamped = s.replace("<message ", "<message from='user8@d/load' ");
-            assert_eq!(p.parse(stamped.as_bytes()), Some((123456789, 7)));
+            let b = Body {
+                ts: 123456789,
+                from: 7,
+                seq: 42,
+            };
+            assert_eq!(p.parse(stamped.as_bytes()), Some(b));
         }
         assert_eq!(p.parse(b"<message><body>hello</body></message>"), None);
         assert_eq!(naming.bare(0), "user1@d");

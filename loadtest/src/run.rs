@@ -3,8 +3,9 @@
 
 use crate::cli::Scenario;
 use crate::core::{phase, run_core, Plan, Shared};
+use crate::ledger::Ledger;
 use crate::procstat;
-use crate::stats::{totals, Collector, CoreStats, Percentiles, Report};
+use crate::stats::{totals, Collector, CoreStats, Percentiles, Report, SoakReport, Totals};
 use glommio::{LocalExecutorBuilder, Placement};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 pub struct RunOpts {
     /// Measured phase.
     pub duration: Duration,
-    /// Wait for in-flight messages after it.
+    /// Wait for in-flight messages after it (soak: the limit of each settling stage).
     pub grace: Duration,
     /// Pin executors to these CPUs (else unpinned, `plan.cores` of them).
     pub cpus: Option<Vec<usize>>,
@@ -87,7 +88,7 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
         / 1e9;
     let timed = matches!(
         plan.scenario,
-        Scenario::Chat | Scenario::Max | Scenario::Idle
+        Scenario::Chat | Scenario::Max | Scenario::Idle | Scenario::Soak
     );
     let rss_after = opts.server_pid.and_then(procstat::rss_bytes);
     let cpu_before = opts.server_pid.and_then(procstat::cpu_seconds);
@@ -108,22 +109,40 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
 
     // Drain: stop sending, wait for what is in flight.
     shared.phase.store(phase::DRAIN, Relaxed);
-    let drain_start = Instant::now();
-    while drain_start.elapsed() < opts.grace {
-        let t = totals(&shared.cores);
-        if t.delivered >= t.sent {
-            break;
+    let mut settled = false;
+    if plan.scenario == Scenario::Soak {
+        // Everyone back online with nothing unacknowledged and deliveries quiet; then every user
+        // logs in afresh (fetching what offline storage still holds) and the same again.
+        let users = u64::from(plan.users);
+        settled = settle(&shared, opts.grace, users, |_| true, &mut |n| {
+            tick(&mut col, n, &mut next_tick)
+        });
+        shared.phase.store(phase::SWEEP, Relaxed);
+        settled &= settle(&shared, opts.grace, users, |t| t.swept >= users, &mut |n| {
+            tick(&mut col, n, &mut next_tick)
+        });
+    } else {
+        let drain_start = Instant::now();
+        while drain_start.elapsed() < opts.grace {
+            let t = totals(&shared.cores);
+            if t.delivered >= t.sent {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            tick(&mut col, "drain", &mut next_tick);
         }
-        std::thread::sleep(Duration::from_millis(10));
-        tick(&mut col, "drain", &mut next_tick);
     }
     shared.phase.store(phase::DONE, Relaxed);
+    let mut ledger: Option<Ledger> = None;
     for (i, h) in handles.into_iter().enumerate() {
-        h.join().map_err(|_| RunError::Panicked(i))?;
+        if let Some(l) = h.join().map_err(|_| RunError::Panicked(i))? {
+            ledger.get_or_insert_with(Ledger::default).merge(l);
+        }
     }
     col.tick(&shared.cores, "done");
 
     let t = totals(&shared.cores);
+    let verdict = ledger.map(|l| l.verdict());
     let sessions = t.connected.max(1) as f64;
     Ok(Report {
         scenario: format!("{:?}", plan.scenario).to_lowercase(),
@@ -147,7 +166,20 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
         },
         delivery_latency_us: Percentiles::of(&col.lat),
         errors: t.errors,
-        lost: t.sent.saturating_sub(t.delivered),
+        lost: match &verdict {
+            Some(v) => v.lost,
+            None => t.sent.saturating_sub(t.delivered),
+        },
+        acked: t.acked,
+        resent: t.resent,
+        soak: verdict.map(|verdict| SoakReport {
+            drops: t.drops,
+            resumed: t.resumed,
+            resume_failed: t.resume_failed,
+            retries: t.retries,
+            settled,
+            verdict,
+        }),
         registered: t.registered,
         existed: t.existed,
         server_rss_per_session: match (rss_before, rss_after) {
@@ -159,4 +191,39 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
             _ => None,
         },
     })
+}
+
+/// Deliveries must be quiet this long (with everyone online and acked) before the soak counts.
+const QUIET: Duration = Duration::from_secs(2);
+
+/// Soak: wait (at most `limit`) until all `users` are online, nothing is
+/// unacknowledged, `more` holds and no delivery happened for [`QUIET`].
+fn settle(
+    shared: &Shared,
+    limit: Duration,
+    users: u64,
+    more: impl Fn(&Totals) -> bool,
+    tick: &mut dyn FnMut(&str),
+) -> bool {
+    let start = Instant::now();
+    let mut last = totals(&shared.cores).delivered;
+    let mut quiet_since = Instant::now();
+    while start.elapsed() < limit {
+        let t = totals(&shared.cores);
+        if t.delivered != last {
+            last = t.delivered;
+            quiet_since = Instant::now();
+        }
+        let up = t.online >= users && t.unacked == 0 && more(&t);
+        if up && quiet_since.elapsed() >= QUIET {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        tick(if shared.phase.load(Relaxed) == phase::SWEEP {
+            "sweep"
+        } else {
+            "settle"
+        });
+    }
+    false
 }

@@ -42,6 +42,24 @@ pub struct CoreStats {
     pub existed: AtomicU64,
     /// Time of the last successful login, ns since run start.
     pub last_login_ns: AtomicU64,
+    /// Messages the server acknowledged (XEP-0198).
+    pub acked: AtomicU64,
+    /// Messages sent again after a resumption or a fresh login.
+    pub resent: AtomicU64,
+    /// Gauge: stanzas sent and not yet acknowledged (XEP-0198 queues).
+    pub unacked: AtomicU64,
+    /// Gauge: sessions up (soak).
+    pub online: AtomicU64,
+    /// Connections lost or cut (soak).
+    pub drops: AtomicU64,
+    /// Sessions resumed (soak).
+    pub resumed: AtomicU64,
+    /// Resumptions refused, followed by a fresh login (soak).
+    pub resume_failed: AtomicU64,
+    /// Connection or login attempts that failed while reconnecting (soak).
+    pub retries: AtomicU64,
+    /// Users that logged in afresh after the sweep's clean close (soak).
+    pub swept: AtomicU64,
     /// Delivery latencies since the reporter last took them.
     pub lat: Mutex<Option<Histogram<u64>>>,
     /// Login latencies since the reporter last took them.
@@ -87,6 +105,24 @@ pub struct Totals {
     pub registered: u64,
     /// See [`CoreStats::existed`].
     pub existed: u64,
+    /// See [`CoreStats::acked`].
+    pub acked: u64,
+    /// See [`CoreStats::resent`].
+    pub resent: u64,
+    /// See [`CoreStats::unacked`].
+    pub unacked: u64,
+    /// See [`CoreStats::online`].
+    pub online: u64,
+    /// See [`CoreStats::drops`].
+    pub drops: u64,
+    /// See [`CoreStats::resumed`].
+    pub resumed: u64,
+    /// See [`CoreStats::resume_failed`].
+    pub resume_failed: u64,
+    /// See [`CoreStats::retries`].
+    pub retries: u64,
+    /// See [`CoreStats::swept`].
+    pub swept: u64,
 }
 
 /// Add up the cores' counters.
@@ -100,6 +136,15 @@ pub fn totals(cores: &[CoreStats]) -> Totals {
         t.errors += c.errors.load(Relaxed);
         t.registered += c.registered.load(Relaxed);
         t.existed += c.existed.load(Relaxed);
+        t.acked += c.acked.load(Relaxed);
+        t.resent += c.resent.load(Relaxed);
+        t.unacked += c.unacked.load(Relaxed);
+        t.online += c.online.load(Relaxed);
+        t.drops += c.drops.load(Relaxed);
+        t.resumed += c.resumed.load(Relaxed);
+        t.resume_failed += c.resume_failed.load(Relaxed);
+        t.retries += c.retries.load(Relaxed);
+        t.swept += c.swept.load(Relaxed);
     }
     t
 }
@@ -151,6 +196,15 @@ impl Collector {
             "[{phase}] conn {} (+{:.0}/s) fail {} | sent {} dlvr {} ({:.0}/s) err {}",
             t.connected, lrate, t.login_failed, t.sent, t.delivered, rate, t.errors
         );
+        if t.acked + t.unacked > 0 {
+            line.push_str(&format!(" | acked {} unacked {}", t.acked, t.unacked));
+        }
+        if t.drops > 0 {
+            line.push_str(&format!(
+                " | online {} drops {} resumed {} fresh {} retries {}",
+                t.online, t.drops, t.resumed, t.resume_failed, t.retries
+            ));
+        }
         if !ilat.is_empty() {
             line.push_str(&format!(
                 " | p50 {} p99 {}",
@@ -210,6 +264,23 @@ impl Percentiles {
     }
 }
 
+/// What the soak adds to the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct SoakReport {
+    /// Connections that dropped (server killed, or cut by the client).
+    pub drops: u64,
+    /// Sessions resumed with XEP-0198.
+    pub resumed: u64,
+    /// Resumptions refused (server restarted), followed by a fresh login.
+    pub resume_failed: u64,
+    /// Failed connection or login attempts while the server was down.
+    pub retries: u64,
+    /// Every user online with nothing unacknowledged at the end (the figures are complete).
+    pub settled: bool,
+    /// The accounting.
+    pub verdict: crate::ledger::Verdict,
+}
+
 /// The final result of a run, printed as a table and written with `--json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -239,8 +310,16 @@ pub struct Report {
     pub delivery_latency_us: Percentiles,
     /// Errors after login.
     pub errors: u64,
-    /// Messages sent but not delivered by the end of the grace period.
+    /// Messages sent but not delivered by the end of the grace period
+    /// (soak: acknowledged by the server and never delivered).
     pub lost: u64,
+    /// Messages the server acknowledged (`--sm`).
+    pub acked: u64,
+    /// Messages sent again after a resumption or a fresh login.
+    pub resent: u64,
+    /// Soak only: connections, resumptions and the exactly-once accounting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soak: Option<SoakReport>,
     /// Registrations (register scenario): created, already existing.
     pub registered: u64,
     /// See [`Report::registered`].
@@ -293,6 +372,43 @@ impl Report {
                 &self.delivery_latency_us,
                 self.errors,
                 self.lost,
+            ));
+        }
+        if self.acked > 0 || self.resent > 0 {
+            s.push_str(&format!(
+                "acked by the server {}, resent {}\n",
+                self.acked, self.resent
+            ));
+        }
+        if let Some(k) = &self.soak {
+            let v = &k.verdict;
+            s.push_str(&format!(
+                "soak: {} drops, {} resumed, {} fresh logins after a failed resume, {} retries, settled {}\n\
+                 soak: sent {} acked {} delivered {} (deliveries {}, {} from offline storage), bounced {}\n\
+                 soak: LOST {} (acked, never delivered; recipient at the ack: {} online, {} parked, {} offline), DUPLICATED {} (sent once, acked, delivered twice)\n\
+                 soak: resent {} (first copy never acked), {} of them delivered twice (allowed)\n\
+                 soak: never acked: {} delivered, {} of them twice, {} never delivered\n",
+                k.drops,
+                k.resumed,
+                k.resume_failed,
+                k.retries,
+                k.settled,
+                v.created,
+                v.acked,
+                v.delivered_unique,
+                v.deliveries,
+                v.from_offline,
+                v.bounced,
+                v.lost,
+                v.lost_recipient_online,
+                v.lost_recipient_parked,
+                v.lost_recipient_offline,
+                v.duplicated,
+                v.resent,
+                v.duplicated_resent,
+                v.delivered_unacked,
+                v.duplicated_unacked,
+                v.unacked_undelivered
             ));
         }
         if self.registered + self.existed > 0 {
