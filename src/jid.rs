@@ -661,19 +661,15 @@ mod tests {
     #[test]
     fn unicode_3_2_unassigned_code_points_are_refused() {
         use JidError::*;
-        assert_eq!(p("\u{3f9}"), Err(InvalidDomain(Invalid::Char('\u{3f9}'))));
-        assert_eq!(
-            p("a.\u{3f9}.example/r"),
-            Err(InvalidDomain(Invalid::Char('\u{3f9}')))
-        );
-        assert_eq!(
-            p("juliet@example.com/\u{3f9}"),
-            Err(InvalidResource(Invalid::Char('\u{3f9}')))
-        );
-        assert_eq!(
-            p("\u{e9}\u{3f9}@example.com"),
-            Err(InvalidNode(Invalid::Char('\u{3f9}')))
-        );
+        let bad = Invalid::Char('\u{3f9}');
+        for (input, want) in [
+            ("\u{3f9}", InvalidDomain(bad)),
+            ("a.\u{3f9}.example/r", InvalidDomain(bad)),
+            ("juliet@example.com/\u{3f9}", InvalidResource(bad)),
+            ("\u{e9}\u{3f9}@example.com", InvalidNode(bad)),
+        ] {
+            assert_eq!(p(input), Err(want), "{input}");
+        }
         // Assigned characters are still prepared, and preparation stays idempotent.
         for s in [
             "\u{3a3}.example",
