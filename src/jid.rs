@@ -229,6 +229,9 @@ fn prep_node(s: &str) -> Result<Cow<'_, str>, JidError> {
         if let Some(c) = s.chars().find(|&c| !c.is_ascii() && !identifier_letter(c)) {
             return Err(JidError::InvalidNode(Invalid::Char(c)));
         }
+        if let Some(c) = unassigned(s) {
+            return Err(JidError::InvalidNode(Invalid::Char(c)));
+        }
         stringprep::nodeprep(s).map_err(|_| JidError::InvalidNode(Invalid::Stringprep))?
     };
     if out.is_empty() {
@@ -261,6 +264,15 @@ fn identifier_letter(c: char) -> bool {
     );
     let width_form = ('\u{FF01}'..='\u{FFEE}').contains(&c);
     letter_digit && (width_form || std::iter::once(c).nfkc().eq(std::iter::once(c).nfc()))
+}
+
+/// The first code point unassigned in Unicode 3.2 (stringprep's table A.1), which a JID, a stored
+/// string, must not hold (RFC 3454 §7). The `stringprep` profiles check only their output, after a
+/// current-Unicode NFKC may have mapped such a character to an assigned one that is not prepared
+/// (`Ϲ` to `Σ`), which would give one JID two prepared forms.
+fn unassigned(s: &str) -> Option<char> {
+    s.chars()
+        .find(|&c| stringprep::tables::unassigned_code_point(c))
 }
 
 /// Prepares a domainpart: one trailing dot stripped, IPv6 literal, or LDH(+`_`) labels.
@@ -300,6 +312,9 @@ fn prep_domain(s: &str) -> Result<Cow<'_, str>, JidError> {
         let d = dotted.strip_suffix('.').unwrap_or(&dotted);
         if d.is_empty() {
             return Err(JidError::EmptyDomain);
+        }
+        if let Some(c) = unassigned(d) {
+            return Err(JidError::InvalidDomain(Invalid::Char(c)));
         }
         let prepped =
             stringprep::nameprep(d).map_err(|_| JidError::InvalidDomain(Invalid::Stringprep))?;
@@ -343,6 +358,9 @@ fn prep_resource(s: &str) -> Result<Cow<'_, str>, JidError> {
         }
         Cow::Borrowed(s)
     } else {
+        if let Some(c) = unassigned(s) {
+            return Err(JidError::InvalidResource(Invalid::Char(c)));
+        }
         stringprep::resourceprep(s).map_err(|_| JidError::InvalidResource(Invalid::Stringprep))?
     };
     if out.is_empty() {
@@ -634,6 +652,33 @@ mod tests {
             Ok("fussball@example.com")
         );
         assert_eq!(p("ς@example.com/foo").as_deref(), Ok("σ@example.com/foo"));
+    }
+
+    /// Found by fuzzing (jid target): `Ϲ` (U+03F9, unassigned in Unicode 3.2) slipped through nameprep,
+    /// whose unassigned check runs after a modern NFKC has mapped it to `Σ`, so the prepared domain
+    /// `Σ` prepared again to `σ`: two forms of one JID. Stored strings must not hold unassigned code
+    /// points (RFC 3454 §7), so they are refused in every part, before preparation.
+    #[test]
+    fn unicode_3_2_unassigned_code_points_are_refused() {
+        use JidError::*;
+        let bad = Invalid::Char('\u{3f9}');
+        for (input, want) in [
+            ("\u{3f9}", InvalidDomain(bad)),
+            ("a.\u{3f9}.example/r", InvalidDomain(bad)),
+            ("juliet@example.com/\u{3f9}", InvalidResource(bad)),
+            ("\u{e9}\u{3f9}@example.com", InvalidNode(bad)),
+        ] {
+            assert_eq!(p(input), Err(want), "{input}");
+        }
+        // Assigned characters are still prepared, and preparation stays idempotent.
+        for s in [
+            "\u{3a3}.example",
+            "juliet@example.com/\u{3a3}",
+            "b\u{fc}cher.example",
+        ] {
+            let j = Jid::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+            assert_eq!(Jid::parse(j.as_str()).as_ref(), Ok(&j), "{s}");
+        }
     }
 
     #[test]

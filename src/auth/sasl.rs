@@ -109,9 +109,10 @@ impl SaslServer {
         Self::start_inner(mech, domain, cb, plus_advertised, initial, None)
     }
 
-    /// `start` with a fixed server nonce, to reproduce the RFC 5802/7677 examples.
-    #[cfg(test)]
-    pub(crate) fn start_with_nonce(
+    /// `start` with a fixed server nonce, to reproduce the RFC 5802/7677 examples (unit tests, and
+    /// the fuzz target, which needs a known nonce to reach the proof check). Never for a real
+    /// stream: a predictable nonce allows replay.
+    pub fn start_with_nonce(
         mech: Mechanism,
         domain: &str,
         cb: ChannelBinding,

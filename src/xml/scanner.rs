@@ -9,6 +9,9 @@ use super::tag::{find_tag_end, parse_end_tag, parse_start_tag, AttrSpan};
 use super::XmlError;
 use crate::xmpp::ns;
 
+/// Longest XML declaration accepted, `<?xml` to `?>` inclusive.
+const MAX_DECL_BYTES: usize = 256;
+
 /// Resource limits enforced while scanning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -179,8 +182,11 @@ impl Scanner {
                     self.scan = DECL.len();
                 }
                 State::Decl => {
-                    let Some(k) = memchr::memchr(b'>', &avail[self.scan..]) else {
-                        if avail.len() > 256 {
+                    // Search only within the bound, so the verdict does not depend on how the
+                    // bytes were split into reads.
+                    let window = &avail[..avail.len().min(MAX_DECL_BYTES)];
+                    let Some(k) = memchr::memchr(b'>', &window[self.scan..]) else {
+                        if avail.len() > MAX_DECL_BYTES {
                             return Err(XmlError::BadXmlDecl);
                         }
                         self.scan = avail.len();

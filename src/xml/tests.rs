@@ -197,6 +197,37 @@ fn prolog_restrictions() {
     assert_eq!(scan(ok).1, None);
 }
 
+/// Found by fuzzing (scanner target): an XML declaration whose `>` lies past the 256-byte bound was
+/// parsed when it arrived in one read but refused when split, so the same bytes got different answers.
+#[test]
+fn long_xml_declaration_is_refused_however_split() {
+    let pad = " ".repeat(300);
+    for decl in [
+        format!("<?xml version='1.0'{pad}?>"),
+        format!("<?xml version='1.2'{pad}?>"),
+    ] {
+        let input = format!("{decl}<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>");
+        for chunk in [1, 7, usize::MAX] {
+            let (evs, e) = scan_with(Limits::default(), input.as_bytes(), chunk);
+            assert_eq!(
+                (evs, e),
+                (vec![], Some(XmlError::BadXmlDecl)),
+                "chunk {chunk}"
+            );
+        }
+    }
+    // At the bound itself the declaration is still fine.
+    let decl = format!("<?xml version='1.0'{}?>", " ".repeat(256 - 21));
+    assert_eq!(decl.len(), 256);
+    let input = format!("{decl}<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>");
+    for chunk in [1, usize::MAX] {
+        assert_eq!(
+            scan_with(Limits::default(), input.as_bytes(), chunk).1,
+            None
+        );
+    }
+}
+
 #[test]
 fn stream_header_namespaces() {
     let st = "xmlns:stream='http://etherx.jabber.org/streams'";
