@@ -28,6 +28,10 @@ const CLOSE_STALL: Duration = Duration::from_secs(5);
 /// slowly (a slow reader still gets its stream error; a trickling one cannot hold the socket forever).
 const CLOSE_FLUSH_MAX: Duration = Duration::from_secs(120);
 
+/// How long a mailbox may stay over its bound (holding its senders back) while its socket still
+/// takes bytes, before the reader counts as too slow.
+const SLOW_GRACE: Duration = Duration::from_secs(2);
+
 /// Stanza bytes re-routed per scheduler turn when a connection hands its queue back.
 const REROUTE_CHUNK: usize = 32 * 1024;
 
@@ -201,10 +205,11 @@ impl Driver {
             if self.mailbox.overflowed()
                 && !self.c2s.is_closed()
                 && self.mailbox.settle()
-                && self.write_blocked
+                && (self.write_blocked || self.mailbox.behind_for(Instant::now()) > SLOW_GRACE)
             {
-                // Slow reader: the socket takes nothing, the stream is full and the mailbox is
-                // still over its bound. Leave first, so that what is queued here goes elsewhere.
+                // Slow reader: the socket takes nothing (or too little for too long: its senders
+                // wait), the stream is full and the mailbox is still over its bound. Leave first,
+                // so that what is queued here goes elsewhere.
                 self.leave();
                 self.c2s.close_now(
                     Some(StreamErrorCondition::PolicyViolation),
@@ -226,11 +231,12 @@ impl Driver {
             && self.sm.parked.is_none()
             && self.sm.hold.is_none()
             && self.session.borrow().is_some();
-        if writes_here {
-            self.cfg
-                .outbound_queue_bytes
-                .saturating_sub(self.c2s.pending_transmit())
+        let pending = self.c2s.pending_transmit();
+        if writes_here && pending > 0 {
+            self.cfg.outbound_queue_bytes.saturating_sub(pending)
         } else {
+            // Not written here, or nothing queued: any stanza fits (one larger than the bound
+            // must not wait forever).
             usize::MAX
         }
     }
@@ -483,7 +489,7 @@ impl Driver {
             let room = self.room();
             if self.mailbox.overflowed()
                 && !self.c2s.is_closed()
-                && self.write_blocked
+                && (self.write_blocked || self.mailbox.behind_for(Instant::now()) > SLOW_GRACE)
                 && self.mailbox.settle()
             {
                 return Poll::Ready(Wake::Progress);

@@ -36,6 +36,8 @@ pub struct Mailbox {
     room_wakers: RefCell<Vec<Waker>>,
     /// The connection is gone: nobody waits for this mailbox any more.
     closed: Cell<bool>,
+    /// Since when the mailbox is over its bound (see [`Mailbox::behind_for`]).
+    over_since: Cell<Option<std::time::Instant>>,
 }
 
 impl Mailbox {
@@ -50,6 +52,7 @@ impl Mailbox {
             waker: Cell::new(None),
             room_wakers: RefCell::new(Vec::new()),
             closed: Cell::new(false),
+            over_since: Cell::new(None),
         }
     }
 
@@ -66,6 +69,10 @@ impl Mailbox {
             let weighted = self.weighted.get() + weight(acc);
             if weighted > self.limit {
                 self.overflowed.set(true);
+                if self.over_since.get().is_none() {
+                    // Rare (crossing the bound): the real clock, not the shard's cached one.
+                    self.over_since.set(Some(std::time::Instant::now()));
+                }
             }
             self.bytes.set(bytes);
             self.weighted.set(weighted);
@@ -81,6 +88,9 @@ impl Mailbox {
         if let ConnMsg::Deliver(acc) = &msg {
             self.bytes.set(self.bytes.get() - acc.stanza.bytes().len());
             self.weighted.set(self.weighted.get() - weight(acc));
+            if self.weighted.get() <= self.limit {
+                self.over_since.set(None);
+            }
             if !self.pressured() {
                 self.wake_senders();
             }
@@ -130,6 +140,17 @@ impl Mailbox {
         }
         self.overflowed.set(false);
         false
+    }
+
+    /// How long the mailbox has been over its bound without a break (zero when it is not): its
+    /// senders wait meanwhile, so a reader that keeps it there is cut off even while its socket
+    /// still takes a little.
+    pub fn behind_for(&self, now: std::time::Instant) -> std::time::Duration {
+        self.over_since
+            .get()
+            .map_or(std::time::Duration::ZERO, |t| {
+                now.saturating_duration_since(t)
+            })
     }
 
     /// True while the mailbox is over its bound and its connection lives: whoever delivers here
