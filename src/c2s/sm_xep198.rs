@@ -197,14 +197,6 @@ impl SmState {
         }
     }
 
-    /// Counts every stanza received so far as handled (a session handed over to a new connection:
-    /// acknowledgements still in flight would go to the old one).
-    pub fn settle_all(&mut self) {
-        self.handled = self.h_in;
-        self.window = VecDeque::new();
-        self.overdue = None;
-    }
-
     /// True when `target` (an `h_in` value) is handled.
     fn covers(&self, target: u32) -> bool {
         (target.wrapping_sub(self.handled) as i32) <= 0

@@ -27,6 +27,10 @@ use crate::jid::FullJid;
 use crate::local::IqHandlers;
 use crate::sm::SessionManager;
 
+/// Resumed sessions whose old connection forwards late acknowledgements, per shard (older ones are
+/// forgotten: their acknowledgements are given up after `ACK_GIVE_UP` by the new connection).
+const MAX_MOVED: usize = 16_384;
+
 /// Counters a shard keeps for metrics and tests (plain integers: no shared atomics on the hot path).
 #[derive(Debug, Default, Clone)]
 pub struct ShardStats {
@@ -69,6 +73,10 @@ pub struct Shard {
     out: Vec<(ShardId, ShardMsg)>,
     /// Mailboxes that went over their bound on delivery (see [`Shard::pressured`]).
     pressured: Vec<Rc<Mailbox>>,
+    /// Local connections whose session was resumed elsewhere, and where (see [`Shard::moved_to`]).
+    moved: HashMap<ConnId, SessionRef>,
+    /// `moved` in insertion order, to forget the oldest past [`MAX_MOVED`].
+    moved_order: std::collections::VecDeque<ConnId>,
     pub(crate) fx: Effects,
     /// Module state kept on this shard.
     pub ext: Extensions,
@@ -100,6 +108,8 @@ impl Shard {
             mailbox_limit,
             out: Vec::new(),
             pressured: Vec::new(),
+            moved: HashMap::new(),
+            moved_order: std::collections::VecDeque::new(),
             fx: Effects::default(),
             ext: Extensions::default(),
             stats: ShardStats::default(),
@@ -134,6 +144,20 @@ impl Shard {
             .iter()
             .find(|mb| except.is_none_or(|e| !Rc::ptr_eq(mb, e)))
             .cloned()
+    }
+
+    /// The session of local connection `conn` now lives at `to` (XEP-0198 resumption): the
+    /// acknowledgements of its client's stanzas still on their way follow it. Remembered for the
+    /// last [`MAX_MOVED`] moves.
+    pub fn moved_to(&mut self, conn: ConnId, to: SessionRef) {
+        if self.moved.insert(conn, to).is_none() {
+            self.moved_order.push_back(conn);
+        }
+        while self.moved_order.len() > MAX_MOVED {
+            if let Some(old) = self.moved_order.pop_front() {
+                self.moved.remove(&old);
+            }
+        }
     }
 
     /// Records that `jid` is bound on local connection `conn` (after the home shard accepted it).
@@ -268,6 +292,12 @@ impl Shard {
             match msg {
                 ConnMsg::Deliver(acc) => self.reroute(acc),
                 ConnMsg::Sm(m) => crate::modules::stream_mgmt::conn_gone(self, m),
+                ConnMsg::Handled(seqs) => {
+                    // The session moved on (XEP-0198 resumption): its acknowledgements follow it.
+                    if let Some(&to) = self.moved.get(&conn) {
+                        self.send_to_session(to, ConnMsg::Handled(seqs));
+                    }
+                }
                 _ => {}
             }
             return;

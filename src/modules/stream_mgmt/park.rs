@@ -217,9 +217,9 @@ fn takeover(shard: &mut Shard, me: SessionRef, mut d: Detached, t: Takeover, now
         failed(shard, t.new, ResumeError::HandledCountTooHigh { h, sent });
         return Park::Detached(Box::new(d));
     }
-    // Acknowledgements still on their way would reach this connection, not the new one: count
-    // them now (the client's `<resumed h/>` covers every stanza it sent).
-    d.sm.settle_all();
+    // Acknowledgements still on their way come here: they follow the session to `t.new` (in
+    // `forwarding`, then through the shard once this task has ended).
+    shard.moved_to(me.conn, t.new);
     let jid = d.sess.jid.clone();
     // No more stanzas from this shard's senders straight to us: they go through the home shard,
     // behind the Switch sent below on the same ring.
@@ -260,6 +260,7 @@ fn forwarding(shard: &mut Shard, to: SessionRef, until: Instant, msg: ConnMsg) -
             shard.send_to_session(to, ConnMsg::Sm(SmConnMsg::HandoverDone));
             return Park::Done;
         }
+        ConnMsg::Handled(seqs) => shard.send_to_session(to, ConnMsg::Handled(seqs)),
         other => done(shard, other),
     }
     Park::Forwarding { to, until }
