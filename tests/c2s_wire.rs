@@ -18,7 +18,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use sha2::{Digest, Sha256};
 
-use common::{body, error_condition, Client, Server, PASSWORD};
+use common::{body, error_condition, rss_kib, Client, Server, PASSWORD};
 use petrel::xml::{Event, Limits, Scanner, Stanza};
 use petrel::xmpp::ns;
 
@@ -470,13 +470,6 @@ fn assert_stream_error(text: &str, cond: &str, case: &str) {
     );
     // Exactly one stream error, and it is the last thing before the close.
     assert_eq!(text.matches("<stream:error>").count(), 1, "{case}: {text}");
-}
-
-/// VmRSS of a process in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -484,6 +484,13 @@ impl Client {
     }
 }
 
+/// VmRSS of a process in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 pub fn rand_u64() -> u64 {
     let mut b = [0u8; 8];
     getrandom::getrandom(&mut b).unwrap();
