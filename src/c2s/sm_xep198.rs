@@ -220,11 +220,14 @@ impl SmState {
                 self.overdue = None;
             } else if now.saturating_duration_since(since) >= ACK_GIVE_UP {
                 // Acknowledgements that never came (a store job lost): count them, h moves on.
-                while !self.covers(target) && !self.window.is_empty() {
+                while !self.covers(target) && self.window.pop_front().is_some() {
+                    self.handled = self.handled.wrapping_add(1);
+                }
+                // Stanzas after the target that were handled meanwhile count too.
+                while self.window.front() == Some(&true) {
                     self.window.pop_front();
                     self.handled = self.handled.wrapping_add(1);
                 }
-                self.handle(self.handled);
                 self.overdue = None;
             }
         }
@@ -615,7 +618,8 @@ impl C2s {
         if self.closed {
             return Err(acc);
         }
-        if !self.has_room(acc.stanza.bytes().len()) {
+        // An empty queue takes any stanza (one larger than the bound must not be a verdict).
+        if self.pending_transmit() > 0 && !self.has_room(acc.stanza.bytes().len()) {
             // Slow reader: the error goes out right behind the chunk the driver already holds; the
             // queued stanzas wait for `take_unsent` (or stay unacknowledged with stream management).
             self.stream_error(StreamErrorCondition::PolicyViolation, Some("slow reader"));
