@@ -241,11 +241,20 @@ impl Driver {
                     _ => self.c2s.resume_failed(ResumeError::ItemNotFound),
                 }
             }
-            C2sEvent::Stanza(s) => {
+            C2sEvent::Stanza(s, seq) => {
                 let bound = self.bound.as_ref().expect("stanza from an unbound stream");
                 if s.kind() != petrel::xml::StanzaKind::Other {
                     // RFC 6120 §8.1.2.1: the server stamps `from` with the session's full JID.
                     assert_eq!(s.from().as_deref(), Some(bound.as_str()));
+                } else {
+                    assert!(seq.is_none(), "XEP-0198 counts stanzas only");
+                }
+                // The route handles the stanza now or later (XEP-0198 acks wait for it); a driver
+                // never reports one twice, but in any order.
+                if let Some(seq) = seq {
+                    if self.rng.next() % 4 != 0 {
+                        self.c2s.sm_handled(&[seq], std::time::Instant::now());
+                    }
                 }
                 // The route answers some stanzas with a stanza for the client.
                 if self.rng.next() % 2 == 0 {
@@ -262,6 +271,8 @@ impl Driver {
                 self.c2s.preauth_reply(&reply);
             }
             C2sEvent::Closed { .. } => self.closed = true,
+            // The real driver tells the login throttle; nothing to answer.
+            C2sEvent::AuthFailed { .. } => assert!(self.bound.is_none()),
         }
     }
 
