@@ -10,7 +10,7 @@
 //! Inbound acknowledgements wait for the stanza's fate (`hooks::handled`): `h_in` counts what was
 //! received, [`SmState::h_handled`] what was handled (delivered, stored, answered), and `<a h/>`
 //! reports the latter. An `<r/>` is answered once every stanza received before it is handled, or
-//! after [`ACK_WAIT`] with what is handled by then.
+//! after `ACK_WAIT` with what is handled by then.
 //!
 //! The state is a plain value ([`SmState`]): when the connection drops, the driver takes it out of the
 //! stream ([`C2s::take_sm`]) and keeps it (detached session), or moves it to the connection that
@@ -117,7 +117,7 @@ pub struct SmState {
     /// `<r/>` requests waiting: the `h_in` each must see handled, and when it came.
     requests: VecDeque<(u32, Instant)>,
     /// A request answered before its stanzas were handled: (its target, when it came), to give up
-    /// on them after [`ACK_GIVE_UP`].
+    /// on them after `ACK_GIVE_UP`.
     overdue: Option<(u32, Instant)>,
 }
 
@@ -213,7 +213,7 @@ impl SmState {
     }
 
     /// The `h` of every waiting `<r/>` that can be answered at `now`: its stanzas are handled, or it
-    /// waited [`ACK_WAIT`]. Gives up on acknowledgements missing for [`ACK_GIVE_UP`].
+    /// waited `ACK_WAIT`. Gives up on acknowledgements missing for `ACK_GIVE_UP`.
     pub fn answers(&mut self, now: Instant) -> Vec<u32> {
         if let Some((target, since)) = self.overdue {
             if self.covers(target) {

@@ -3,7 +3,7 @@
 //! uses it to delete a delivered message only once the client has it.
 //!
 //! Dropping records the work in a per-thread list; the shard runs it at its next flush
-//! ([`super::super::shard::Shard::take_jobs`]). Guards are dropped on shard threads only.
+//! (`Shard::take_jobs`). Guards are dropped on shard threads only.
 
 use std::cell::RefCell;
 

@@ -75,7 +75,7 @@ pub struct Shard {
     pressured: Vec<Rc<Mailbox>>,
     /// Local connections whose session was resumed elsewhere, and where (see [`Shard::moved_to`]).
     moved: HashMap<ConnId, SessionRef>,
-    /// `moved` in insertion order, to forget the oldest past [`MAX_MOVED`].
+    /// `moved` in insertion order, to forget the oldest past `MAX_MOVED`.
     moved_order: std::collections::VecDeque<ConnId>,
     pub(crate) fx: Effects,
     /// Module state kept on this shard.
@@ -148,7 +148,7 @@ impl Shard {
 
     /// The session of local connection `conn` now lives at `to` (XEP-0198 resumption): the
     /// acknowledgements of its client's stanzas still on their way follow it. Remembered for the
-    /// last [`MAX_MOVED`] moves.
+    /// last `MAX_MOVED` moves.
     pub fn moved_to(&mut self, conn: ConnId, to: SessionRef) {
         if self.moved.insert(conn, to).is_none() {
             self.moved_order.push_back(conn);

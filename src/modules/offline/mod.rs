@@ -199,7 +199,7 @@ pub fn store_job(store: &Store, user: &BareJid, msg: Acc, max: u32, on: ShardId)
 }
 
 /// What a message delivered from storage carries (under [`OFFLINE_ROW`]): its row is deleted when
-/// the message dies, unless [`OfflineRow::release`] hands it back first.
+/// the message dies, unless `OfflineRow::release` hands it back first.
 pub struct OfflineRow {
     id: i64,
     user: BareJid,
