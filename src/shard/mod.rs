@@ -212,20 +212,21 @@ impl Shard {
         if done.is_empty() {
             return;
         }
-        let mut local: HashMap<ConnId, Vec<u32>> = HashMap::new();
-        let mut remote: HashMap<ShardId, Vec<(ConnId, u32)>> = HashMap::new();
+        // Grouped per connection here, so the receiving shard only hands them out.
+        let mut by_conn: HashMap<SessionRef, Vec<u32>> = HashMap::new();
         for (session, seq) in done {
+            by_conn.entry(session).or_default().push(seq);
+        }
+        let mut remote: HashMap<ShardId, Vec<(ConnId, Vec<u32>)>> = HashMap::new();
+        for (session, seqs) in by_conn {
             if session.shard == self.id {
-                local.entry(session.conn).or_default().push(seq);
+                self.deliver_local(session.conn, ConnMsg::Handled(seqs));
             } else {
                 remote
                     .entry(session.shard)
                     .or_default()
-                    .push((session.conn, seq));
+                    .push((session.conn, seqs));
             }
-        }
-        for (conn, seqs) in local {
-            self.deliver_local(conn, ConnMsg::Handled(seqs));
         }
         for (shard, acks) in remote {
             self.out.push((shard, ShardMsg::Handled(acks)));
@@ -339,11 +340,7 @@ impl Shard {
             ShardMsg::Sm(msg) => crate::modules::stream_mgmt::handle_shard_msg(self, msg),
             ShardMsg::Run(f) => f(self),
             ShardMsg::Handled(acks) => {
-                let mut by_conn: HashMap<ConnId, Vec<u32>> = HashMap::new();
-                for (conn, seq) in acks {
-                    by_conn.entry(conn).or_default().push(seq);
-                }
-                for (conn, seqs) in by_conn {
+                for (conn, seqs) in acks {
                     self.deliver_local(conn, ConnMsg::Handled(seqs));
                 }
             }

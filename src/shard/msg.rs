@@ -28,8 +28,8 @@ pub enum ShardMsg {
     Conn(ConnId, ConnMsg),
     /// XEP-0198 resumption, for the home shard of a user.
     Sm(crate::modules::stream_mgmt::SmShardMsg),
-    /// XEP-0198 acknowledgements for clients on the destination shard: (connection, stanza number).
-    Handled(Vec<(ConnId, u32)>),
+    /// XEP-0198 acknowledgements for clients on the destination shard: (connection, stanza numbers).
+    Handled(Vec<(ConnId, Vec<u32>)>),
     /// Module work to run on the destination shard (a control message: ordered with the other
     /// traffic from the sending shard, never refused by the outbox bound).
     Run(crate::hooks::OnShard),

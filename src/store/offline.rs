@@ -115,35 +115,6 @@ impl Store {
         Ok(OfflinePush::Stored)
     }
 
-    /// Takes every message stored for `user`, oldest first, and deletes them in the same transaction.
-    pub fn offline_pop_all(&self, user: &BareJid) -> Result<Vec<OfflineMessage>, StoreError> {
-        let Some(node) = user.node() else {
-            return Ok(Vec::new());
-        };
-        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        let msgs = {
-            let mut stmt = tx.prepare_cached(
-                "SELECT id, stamp, sender, stanza FROM offline_message
-                 WHERE domain = ?1 AND username = ?2 ORDER BY id",
-            )?;
-            let rows = stmt.query_map(params![user.domain(), node], |r| {
-                Ok(OfflineMessage {
-                    id: r.get(0)?,
-                    stamp: r.get(1)?,
-                    sender: r.get(2)?,
-                    stanza: r.get(3)?,
-                })
-            })?;
-            rows.collect::<Result<Vec<_>, _>>()?
-        };
-        if !msgs.is_empty() {
-            tx.prepare_cached("DELETE FROM offline_message WHERE domain = ?1 AND username = ?2")?
-                .execute(params![user.domain(), node])?;
-        }
-        tx.commit()?;
-        Ok(msgs)
-    }
-
     /// Leases every message of `user` not already out for delivery by this process, oldest first:
     /// they stay stored until [`Store::offline_ack`] (or go back with [`Store::offline_release`]).
     pub fn offline_lease(&self, user: &BareJid) -> Result<Vec<OfflineMessage>, StoreError> {
@@ -222,7 +193,7 @@ mod tests {
     }
 
     #[test]
-    fn push_limit_and_pop_in_order() {
+    fn push_limit_and_deliver_in_order() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         let bob = jid("bob@example.com");
@@ -245,9 +216,9 @@ mod tests {
             Some(OfflinePush::Full)
         );
         assert_eq!(store.offline_count(&bob).ok(), Some(3));
-        let got = store
-            .offline_pop_all(&bob)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let got = store.offline_lease(&bob).unwrap_or_else(|e| panic!("{e}"));
+        let ids: Vec<i64> = got.iter().map(|m| m.id).collect();
+        store.offline_ack(&ids).unwrap_or_else(|e| panic!("{e}"));
         let bodies: Vec<String> = got
             .iter()
             .map(|m| String::from_utf8_lossy(&m.stanza).into_owned())
@@ -260,7 +231,7 @@ mod tests {
             .iter()
             .all(|m| m.stamp.ends_with('Z') && m.stamp.len() == 24));
         assert_eq!(store.offline_count(&bob).ok(), Some(0));
-        assert!(store.offline_pop_all(&bob).is_ok_and(|v| v.is_empty()));
+        assert!(store.offline_lease(&bob).is_ok_and(|v| v.is_empty()));
     }
 
     #[test]
