@@ -6,6 +6,7 @@ pub mod carbons;
 pub mod csi;
 pub mod disco;
 pub mod last;
+pub mod muc;
 #[cfg(test)]
 mod misc_tests;
 pub mod offline;
