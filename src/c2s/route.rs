@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 
-use crate::hooks::{Acc, HookResult};
+use crate::hooks::{Acc, HookResult, SessionEnd, SessionEndKind};
 use crate::jid::{FullJid, Jid};
 use crate::shard::{SessionRef, Shard};
 use crate::xml::{Stanza, StanzaKind};
@@ -337,12 +337,19 @@ pub fn unbind(shard: &mut Shard, sess: &Session) {
             shard.id,
         ));
     }
-    crate::modules::presence::end_session(shard, &sess.jid, gone.as_mut());
-    if let Some(acc) = gone {
+    let mut end = SessionEnd {
+        jid: sess.jid.clone(),
+        session: sess.session,
+        kind: SessionEndKind::Closed,
+        unavailable: gone,
+        held: Vec::new(),
+    };
+    shard.session_end(&mut end);
+    if let Some(acc) = end.unavailable {
         update_presence(shard, &mut sess.clone(), acc);
     }
-    crate::modules::roster::forget_session(shard, &sess.jid);
-    crate::modules::csi::end_session(shard, sess.session);
+    // What modules held back for a closed session is dropped (see `SessionEnd::held`).
+    drop(end.held);
     shard.local_unbind(&sess.jid, sess.session.conn);
     crate::sm::unregister(shard, sess.jid.clone(), sess.session);
     shard.drain_to_route();

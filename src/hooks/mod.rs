@@ -196,6 +196,37 @@ pub struct SessionEvent {
     pub priority: Option<i8>,
 }
 
+/// Why a connection lets go of its session (argument of [`Hooks::session_end`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEndKind {
+    /// The session is over (stream closed, connection lost, replaced by a conflicting bind).
+    Closed,
+    /// The connection died but the session waits for an XEP-0198 resumption: only per-connection
+    /// state goes (what the connection held back), the session's own state stays.
+    Detached,
+    /// The session was resumed on a connection of another shard: state kept on this shard for it
+    /// is forgotten here (or sent after it).
+    MovedTo(SessionRef),
+}
+
+/// A connection letting go of its session, on the connection's shard: every module forgets or
+/// hands over what it kept for the session (the core names no module).
+#[derive(Debug)]
+pub struct SessionEnd {
+    /// The session's full JID.
+    pub jid: FullJid,
+    /// Where the session lived.
+    pub session: SessionRef,
+    /// Why.
+    pub kind: SessionEndKind,
+    /// For a [`SessionEndKind::Closed`] session that was available: the `unavailable` presence the
+    /// route broadcasts for it (handlers may add scratch values, e.g. directed-presence targets).
+    pub unavailable: Option<Acc>,
+    /// Stanzas a handler held back for the connection and now gives up: a detached session keeps
+    /// them for its resumption, a closed one drops them.
+    pub held: Vec<Acc>,
+}
+
 /// Every hook of the route, by the seed's (MongooseIM's) names. One instance per shard.
 pub struct Hooks {
     /// Step 2: every stanza a client sends.
@@ -234,6 +265,9 @@ pub struct Hooks {
     pub user_available: Hook<SessionEvent>,
     /// A session became unavailable (home shard).
     pub unset_presence: Hook<SessionEvent>,
+    /// A connection lets go of its session (the connection's shard; MongooseIM runs
+    /// `sm_remove_connection` and `unset_presence` for this from the c2s process).
+    pub session_end: Hook<SessionEnd>,
 }
 
 impl Default for Hooks {
@@ -257,6 +291,7 @@ impl Default for Hooks {
             sm_remove_connection: Hook::new("sm_remove_connection"),
             user_available: Hook::new("user_available"),
             unset_presence: Hook::new("unset_presence"),
+            session_end: Hook::new("session_end"),
         }
     }
 }

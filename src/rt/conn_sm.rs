@@ -13,6 +13,7 @@ use super::conn::Driver;
 use crate::c2s::route::Session;
 use crate::c2s::{CloseReason, Unacked};
 use crate::hooks::Acc;
+use crate::hooks::{SessionEnd, SessionEndKind};
 use crate::jid::BareJid;
 use crate::modules::stream_mgmt::{self, park::Park, SmConnMsg};
 use crate::shard::ConnMsg;
@@ -97,7 +98,15 @@ impl Driver {
         }
         // What CSI held back for this connection goes with the session (the resumed stream starts
         // active).
-        for acc in crate::modules::csi::end_session(&mut shard, sess.session) {
+        let mut end = SessionEnd {
+            jid: sess.jid.clone(),
+            session: sess.session,
+            kind: SessionEndKind::Detached,
+            unavailable: None,
+            held: Vec::new(),
+        };
+        shard.session_end(&mut end);
+        for acc in end.held {
             if let Err((_, Unacked::Routed(acc))) = sm.outbound(Unacked::Routed(acc)) {
                 shard.reroute(acc);
             }

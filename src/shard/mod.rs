@@ -387,6 +387,14 @@ impl Shard {
         }
     }
 
+    /// Runs the `session_end` hook (every module forgets what it kept for the session), then
+    /// routes what its handlers queued.
+    pub fn session_end(&mut self, end: &mut crate::hooks::SessionEnd) {
+        let mut ctx = HookCtx::new(self.id, &mut self.fx, &mut self.ext);
+        self.hooks.session_end.run(end, &mut ctx);
+        self.drain_to_route();
+    }
+
     /// Runs a hook with a context bound to this shard.
     pub(crate) fn run_hook(
         &mut self,

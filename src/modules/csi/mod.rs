@@ -36,6 +36,7 @@ use std::cell::RefCell;
 use ahash::HashMap;
 
 use crate::c2s::route::{Receiver, WantReceiver, PRESEND_RELEASE, RECEIVER, SENDER};
+use crate::hooks::SessionEnd;
 use crate::hooks::{Acc, HookCtx, HookResult};
 use crate::jid::Jid;
 use crate::shard::{ConnId, SessionRef, Shard};
@@ -138,21 +139,21 @@ pub fn start(shard: &mut Shard, opts: CsiOpts) {
     // First in line: what CSI holds back must not be counted by later handlers (stream management)
     // until it is really written.
     shard.hooks.xmpp_presend_element.add(10, "csi", presend);
+    shard.hooks.session_end.add(50, "csi", session_end);
 }
 
-/// Forgets the state of the session at `session` and gives back what it held (the route drops it).
-pub fn end_session(shard: &mut Shard, session: SessionRef) -> Vec<Acc> {
-    if shard.ext.get::<CsiState>().is_none() {
-        // The module is off: no state to look at (and none to create).
-        return Vec::new();
-    }
-    shard
+/// `session_end`: forgets the connection's state and gives back what it held (a closed session
+/// drops it, a detached one keeps it for its resumption).
+fn session_end(end: &mut SessionEnd, ctx: &mut HookCtx<'_>) -> HookResult {
+    if let Some(s) = ctx
         .ext
         .get_or_default::<CsiState>()
         .sessions
-        .remove(&session.conn)
-        .map(|s| s.queue.into_iter().map(|h| h.acc).collect())
-        .unwrap_or_default()
+        .remove(&end.session.conn)
+    {
+        end.held.extend(s.queue.into_iter().map(|h| h.acc));
+    }
+    HookResult::Continue
 }
 
 /// `user_send_xmlel`: `<inactive/>` and `<active/>`.

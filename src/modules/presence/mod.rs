@@ -17,6 +17,7 @@ use std::rc::Rc;
 use ahash::HashMap;
 
 use crate::hooks::{Acc, HookCtx, HookResult, JobDone};
+use crate::hooks::{SessionEnd, SessionEndKind};
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::modules::roster::{self, user_key, RosterItem, SubKind, SubState, Transition};
 use crate::shard::{ConnMsg, SessionRef, Shard, ShardId};
@@ -50,6 +51,7 @@ pub fn start(shard: &mut Shard, _hosts: &[String]) {
         .hooks
         .user_send_presence
         .add(40, "presence", user_send_presence);
+    shard.hooks.session_end.add(50, "presence", session_end);
     shard.sm.add_home_handler(Rc::new(home));
 }
 
@@ -70,13 +72,18 @@ pub fn revoke_presence(shard: &mut Shard, user: &BareJid, contact: &BareJid) {
     crate::sm::route(shard, acc);
 }
 
-/// A session's connection ended: forgets its directed presence and, when it was available, puts
-/// the targets on the `unavailable` the session manager broadcasts for it (`acc`).
-pub fn end_session(shard: &mut Shard, jid: &FullJid, acc: Option<&mut Acc>) {
-    let list = shard.ext.get_or_default::<Directed>().0.remove(jid);
-    if let (Some(acc), Some(list)) = (acc, list) {
+/// `session_end`: a closed session's directed presence is forgotten and, when it was available,
+/// its targets go on the `unavailable` the route broadcasts for it; a session resumed on another
+/// shard only forgets it here.
+fn session_end(end: &mut SessionEnd, ctx: &mut HookCtx<'_>) -> HookResult {
+    if end.kind == SessionEndKind::Detached {
+        return HookResult::Continue;
+    }
+    let list = ctx.ext.get_or_default::<Directed>().0.remove(&end.jid);
+    if let (Some(acc), Some(list)) = (end.unavailable.as_mut(), list) {
         acc.put(DIRECTED, list);
     }
+    HookResult::Continue
 }
 
 fn bounce(acc: &Acc, ctx: &mut HookCtx<'_>, cond: StanzaErrorCondition) -> HookResult {

@@ -17,6 +17,7 @@ use std::rc::Rc;
 use ahash::HashSet;
 
 use crate::hooks::{Acc, HookCtx, HookResult, JobDone};
+use crate::hooks::{SessionEnd, SessionEndKind};
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::local::{result_reply, IqReply};
 use crate::shard::{ConnMsg, Shard, ShardId};
@@ -78,8 +79,14 @@ pub fn user_key(user: &BareJid) -> Option<u64> {
 }
 
 /// Forgets a closed session's interest in pushes (called when its connection ends).
-pub fn forget_session(shard: &mut Shard, jid: &FullJid) {
-    shard.ext.get_or_default::<RosterInterest>().0.remove(jid);
+fn session_end(end: &mut SessionEnd, ctx: &mut HookCtx<'_>) -> HookResult {
+    if end.kind != SessionEndKind::Detached {
+        ctx.ext
+            .get_or_default::<RosterInterest>()
+            .0
+            .remove(&end.jid);
+    }
+    HookResult::Continue
 }
 
 /// Registers the roster IQ handler, the push fan-out on home shards and the push filter.
@@ -93,6 +100,7 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: RosterOpts) {
         );
     }
     shard.sm.add_home_handler(Rc::new(fan_out_push));
+    shard.hooks.session_end.add(50, "roster", session_end);
     shard
         .hooks
         .user_receive_iq

@@ -10,6 +10,7 @@ use super::{Handover, SmConnMsg, SmShardMsg, Takeover};
 use crate::c2s::route::{self as c2s_route, Session};
 use crate::c2s::{ResumeError, SmState, Unacked};
 use crate::hooks::Acc;
+use crate::hooks::{SessionEnd, SessionEndKind};
 use crate::shard::{home_shard, ConnMsg, SessionRef, Shard, ShardMsg};
 
 /// How long a connection waits for the answer to its `<resume/>`, or an old session for the home
@@ -227,8 +228,14 @@ fn takeover(shard: &mut Shard, me: SessionRef, mut d: Detached, t: Takeover, now
     if t.new.shard != me.shard {
         // Per-connection module state stays on this shard: a resumption on the same shard keeps
         // it, one elsewhere starts without it (see docs/ROUTE.md, known limits).
-        crate::modules::presence::end_session(shard, &jid, None);
-        crate::modules::roster::forget_session(shard, &jid);
+        let mut end = SessionEnd {
+            jid: jid.clone(),
+            session: me,
+            kind: SessionEndKind::MovedTo(t.new),
+            unavailable: None,
+            held: Vec::new(),
+        };
+        shard.session_end(&mut end);
     }
     let handover = Handover {
         jid: jid.clone(),
