@@ -14,12 +14,20 @@ use crate::shard::Shard;
 use crate::xml::StanzaKind;
 use crate::xmpp::StanzaErrorCondition;
 
-/// `mongoose_local_delivery:do_route`: `filter_local_packet`, then the packet handler.
+/// The packet handler of a service registered as a local route ([`Shard::register_route`]): it
+/// takes every stanza addressed to the service's domain (or a JID under it).
+pub type PacketHandler = std::rc::Rc<dyn Fn(&mut Shard, Acc)>;
+
+/// `mongoose_local_delivery:do_route`: `filter_local_packet`, then the packet handler: the
+/// service's for a service domain, `ejabberd_local`'s otherwise.
 pub fn deliver(shard: &mut Shard, mut acc: Acc) {
     if shard.run_hook(|h| &h.filter_local_packet, &mut acc) == HookResult::Stop {
         return;
     }
-    process_packet(shard, acc);
+    match shard.service(acc.to.domain()) {
+        Some(handler) => handler(shard, acc),
+        None => process_packet(shard, acc),
+    }
 }
 
 /// `ejabberd_local:process_packet`: server-addressed vs user-addressed.

@@ -62,6 +62,8 @@ pub struct Shard {
     pub routing_modules: Rc<[RoutingModule]>,
     /// Domains with a local route registered (filled lazily by `dynamic_domains`, like MongooseIM).
     pub(crate) local_routes: HashSet<String>,
+    /// Packet handlers of services registered as local routes (`conference.example.org`), by domain.
+    services: HashMap<String, crate::local::PacketHandler>,
     pub(crate) sm: SessionManager,
     conns: HashMap<ConnId, Rc<Mailbox>>,
     /// Full JIDs bound on this shard's connections: a stanza to one of them is delivered here without
@@ -101,6 +103,7 @@ impl Shard {
             iq: IqHandlers::default(),
             routing_modules,
             local_routes: HashSet::default(),
+            services: HashMap::new(),
             sm: SessionManager::default(),
             conns: HashMap::new(),
             local_sessions: HashMap::new(),
@@ -116,6 +119,18 @@ impl Shard {
         };
         crate::sm::register_default_handlers(&mut shard.hooks);
         shard
+    }
+
+    /// Registers `domain` as a local route whose stanzas go to `handler` after `filter_local_packet`
+    /// (MongooseIM's `mongoose_router:register_route/2` with a packet handler), e.g. a MUC service.
+    pub fn register_route(&mut self, domain: &str, handler: crate::local::PacketHandler) {
+        self.local_routes.insert(domain.to_owned());
+        self.services.insert(domain.to_owned(), handler);
+    }
+
+    /// The packet handler of the service at `domain`, if one registered.
+    pub fn service(&self, domain: &str) -> Option<crate::local::PacketHandler> {
+        self.services.get(domain).cloned()
     }
 
     /// Registers a new local connection and returns its id and mailbox.
@@ -275,6 +290,42 @@ impl Shard {
         }
     }
 
+    /// Delivers `acc` to each of `to`, full JIDs whose sessions live on shard `at` (see
+    /// [`ShardMsg::Multicast`]): one mesh message for the lot when `at` is another shard.
+    pub fn multicast(&mut self, at: ShardId, acc: Acc, to: std::sync::Arc<[FullJid]>) {
+        if to.is_empty() {
+            return;
+        }
+        if at == self.id {
+            self.multicast_here(acc, &to);
+        } else {
+            self.out.push((at, ShardMsg::Multicast(acc, to)));
+        }
+    }
+
+    /// [`Shard::multicast`] on the recipients' shard: a copy per recipient with `to` set, into its
+    /// connection's mailbox; a recipient no longer bound here (gone, resumed elsewhere) is left to
+    /// the session manager, like any stanza to a full JID.
+    fn multicast_here(&mut self, acc: Acc, to: &[FullJid]) {
+        let Some((last, rest)) = to.split_last() else {
+            return;
+        };
+        for jid in rest {
+            self.deliver_copy(acc.fork(), jid);
+        }
+        self.deliver_copy(acc, last);
+    }
+
+    /// One copy of a multicast stanza to `jid`.
+    fn deliver_copy(&mut self, mut acc: Acc, jid: &FullJid) {
+        acc.stanza.set_to(jid.as_str());
+        acc.to = crate::jid::Jid::from(jid.clone());
+        match self.local_sessions.get(jid) {
+            Some(&conn) => self.deliver_local(conn, ConnMsg::Deliver(acc)),
+            None => crate::sm::route(self, acc),
+        }
+    }
+
     /// Hands a message to a connection wherever it lives.
     pub(crate) fn send_to_session(&mut self, session: SessionRef, msg: ConnMsg) {
         if session.shard == self.id {
@@ -339,6 +390,7 @@ impl Shard {
             ShardMsg::Conn(conn, msg) => self.deliver_local(conn, msg),
             ShardMsg::Sm(msg) => crate::modules::stream_mgmt::handle_shard_msg(self, msg),
             ShardMsg::Run(f) => f(self),
+            ShardMsg::Multicast(acc, to) => self.multicast_here(acc, &to),
             ShardMsg::Handled(acks) => {
                 for (conn, seqs) in acks {
                     self.deliver_local(conn, ConnMsg::Handled(seqs));

@@ -30,6 +30,9 @@ pub enum ShardMsg {
     Sm(crate::modules::stream_mgmt::SmShardMsg),
     /// XEP-0198 acknowledgements for clients on the destination shard: (connection, stanza numbers).
     Handled(Vec<(ConnId, Vec<u32>)>),
+    /// One stanza for several full JIDs whose sessions live on the destination shard (a room's
+    /// fan-out): carried once, copied there with `to` set per recipient.
+    Multicast(Acc, std::sync::Arc<[crate::jid::FullJid]>),
     /// Module work to run on the destination shard (a control message: ordered with the other
     /// traffic from the sending shard, never refused by the outbox bound).
     Run(crate::hooks::OnShard),
@@ -47,6 +50,7 @@ impl std::fmt::Debug for ShardMsg {
             }
             ShardMsg::Conn(conn, msg) => f.debug_tuple("Conn").field(conn).field(msg).finish(),
             ShardMsg::Run(_) => f.write_str("Run(..)"),
+            ShardMsg::Multicast(acc, to) => write!(f, "Multicast({acc:?}, {} recipients)", to.len()),
             ShardMsg::Handled(h) => write!(f, "Handled({} acks)", h.len()),
             ShardMsg::Sm(m) => f.debug_tuple("Sm").field(m).finish(),
         }
@@ -59,14 +63,16 @@ impl ShardMsg {
     pub fn is_stanza(&self) -> bool {
         matches!(
             self,
-            ShardMsg::SmRoute(_) | ShardMsg::Conn(_, ConnMsg::Deliver(_))
+            ShardMsg::SmRoute(_) | ShardMsg::Conn(_, ConnMsg::Deliver(_)) | ShardMsg::Multicast(..)
         )
     }
 
     /// The stanza carried, if any.
     pub fn into_acc(self) -> Option<Acc> {
         match self {
-            ShardMsg::SmRoute(acc) | ShardMsg::Conn(_, ConnMsg::Deliver(acc)) => Some(acc),
+            ShardMsg::SmRoute(acc)
+            | ShardMsg::Conn(_, ConnMsg::Deliver(acc))
+            | ShardMsg::Multicast(acc, _) => Some(acc),
             _ => None,
         }
     }
