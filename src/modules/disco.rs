@@ -27,6 +27,17 @@ use crate::xmpp::{ns, StanzaErrorCondition};
 pub struct DiscoFeatures {
     server: HashMap<String, BTreeSet<String>>,
     account: HashMap<String, BTreeSet<String>>,
+    /// Services under each host (`conference.example.org`), with their names.
+    items: HashMap<String, BTreeSet<(String, String)>>,
+}
+
+/// Lists the service `jid` called `name` in the disco#items of the server `host`.
+pub fn add_server_item(ext: &mut Extensions, host: &str, jid: &str, name: &str) {
+    ext.get_or_default::<DiscoFeatures>()
+        .items
+        .entry(host.to_owned())
+        .or_default()
+        .insert((jid.to_owned(), name.to_owned()));
 }
 
 /// Declares `var` as a feature of the server `host` (shown in the server's disco#info).
@@ -93,10 +104,16 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
                 IqReply::Result(Some(info("server", "im", Some("petrel"), &features)))
             }),
         );
+        let services: Rc<[(String, String)]> = shard
+            .ext
+            .get::<DiscoFeatures>()
+            .and_then(|f| f.items.get(host))
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
         shard.iq.register_server(
             host,
             ns::DISCO_ITEMS,
-            Rc::new(|acc, payload, _| items(acc, payload)),
+            Rc::new(move |acc, payload, _| items(acc, payload, &services)),
         );
         let features: Rc<[String]> = account_features(shard, host).into();
         shard.iq.register_account(
@@ -122,7 +139,7 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
                 if !may_see_account(acc) {
                     return IqReply::Error(StanzaErrorCondition::ServiceUnavailable);
                 }
-                items(acc, payload)
+                items(acc, payload, &[])
             }),
         );
     }
@@ -147,13 +164,21 @@ fn info(category: &str, type_: &str, name: Option<&str>, features: &[String]) ->
     q
 }
 
-/// No items (no components or services yet); nodes are unknown.
-fn items(acc: &Acc, payload: &Element) -> IqReply {
+/// The `services` (jid, name) as items; nodes are unknown.
+fn items(acc: &Acc, payload: &Element, services: &[(String, String)]) -> IqReply {
     if acc.stanza_type() != "get" {
         return IqReply::Error(StanzaErrorCondition::BadRequest);
     }
     if payload.attr("node").is_some() {
         return IqReply::Error(StanzaErrorCondition::ItemNotFound);
     }
-    IqReply::Result(Some(Element::new("query", ns::DISCO_ITEMS)))
+    let mut q = Element::new("query", ns::DISCO_ITEMS);
+    for (jid, name) in services {
+        q = q.with_child(
+            Element::new("item", ns::DISCO_ITEMS)
+                .with_attr("jid", jid.as_str())
+                .with_attr("name", name.as_str()),
+        );
+    }
+    IqReply::Result(Some(q))
 }

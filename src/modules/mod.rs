@@ -46,6 +46,7 @@ pub const KNOWN: &[&str] = &[
     "csi",
     "carbons",
     "stream_management",
+    "muc",
     "disco",
 ];
 
@@ -148,6 +149,7 @@ pub fn start(config: &Config, shard: &mut Shard) {
                 );
                 Ok(())
             }
+            muc::NAME => muc::MucOptions::from_table(table).map(|o| muc::start(shard, &hosts, o)),
             "offline" => offline::Options::from_table(table).map(|o| offline::start(shard, &o)),
             "blocking" => blocking::Options::from_table(table)
                 .map(|o| blocking::start(shard, &hosts, &o, &config.general.data_dir)),
@@ -213,6 +215,7 @@ pub fn check_options(config: &Config) -> Result<(), OptionError> {
             "blocking" => blocking::Options::from_table(table).map(drop)?,
             "private" => private::Options::from_table(table).map(drop)?,
             "vcard" => vcard::Options::from_table(table).map(drop)?,
+            muc::NAME => muc::MucOptions::from_table(table).map(drop)?,
             _ => {}
         }
     }

@@ -115,6 +115,17 @@ impl<'a> Options<'a> {
             .map(Duration::from_secs)
     }
 
+    /// A string option.
+    pub fn string(&self, key: &'static str, default: &str) -> Result<String, OptionError> {
+        match self.table.and_then(|t| t.get(key)) {
+            None => Ok(default.to_owned()),
+            Some(v) => v
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| self.invalid(key, "a string")),
+        }
+    }
+
     /// The error for a bad value of `key`.
     pub fn invalid(&self, key: &'static str, expected: impl Into<String>) -> OptionError {
         OptionError::Invalid {

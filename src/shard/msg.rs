@@ -50,7 +50,9 @@ impl std::fmt::Debug for ShardMsg {
             }
             ShardMsg::Conn(conn, msg) => f.debug_tuple("Conn").field(conn).field(msg).finish(),
             ShardMsg::Run(_) => f.write_str("Run(..)"),
-            ShardMsg::Multicast(acc, to) => write!(f, "Multicast({acc:?}, {} recipients)", to.len()),
+            ShardMsg::Multicast(acc, to) => {
+                write!(f, "Multicast({acc:?}, {} recipients)", to.len())
+            }
             ShardMsg::Handled(h) => write!(f, "Handled({} acks)", h.len()),
             ShardMsg::Sm(m) => f.debug_tuple("Sm").field(m).finish(),
         }

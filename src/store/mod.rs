@@ -5,6 +5,7 @@
 mod blocking;
 mod last;
 mod login;
+mod muc;
 mod offline;
 mod oneshot;
 mod pool;

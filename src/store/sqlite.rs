@@ -67,6 +67,7 @@ impl Store {
         super::offline::migrate_offline(&self.conn)?;
         super::blocking::migrate_blocking(&self.conn)?;
         super::private::migrate_private(&self.conn)?;
+        super::muc::migrate_muc(&self.conn)?;
         super::vcard::migrate_vcard(&self.conn)?;
         let version: Option<i64> =
             self.conn

@@ -1,3 +1,65 @@
-//! `mod_muc`: multi-user chat (XEP-0045) served at `conference.@HOST@`.
+//! `mod_muc`: multi-user chat (XEP-0045), served at `conference.@HOST@` for every hosted domain.
+//!
+//! A room is to the service what a bare JID is to the session manager: it lives on one home shard
+//! (hash of the room's bare JID) and occupants may sit on any shard.
+//!
+//! - [`service`]: the packet handler of the service's local route, on whichever shard the sender's
+//!   stanza is routed; it answers the service itself (disco) and passes room stanzas to the room's
+//!   home shard.
+//! - [`home`]: the rooms homed on a shard: creation (with the per-user quota kept on the creator's
+//!   home shard, [`quota`]), the sans-IO [`room::Room`] fed and its outputs carried out — a
+//!   groupchat message leaves as one mesh message per destination shard
+//!   ([`crate::shard::Shard::multicast`]) — and persistence in the store.
+//! - [`directory`]: the public room list of disco#items, gathered from every shard.
+//! - [`tracker`]: on each occupant's connection shard, the rooms its session joined, so a session
+//!   that ends without leaving (crash, lost connection) leaves its rooms (`session_end` hook).
 
+mod directory;
+mod home;
+pub mod options;
+mod quota;
 pub mod room;
+mod service;
+#[cfg(test)]
+mod tests;
+mod tracker;
+
+pub use options::{MucOptions, NAME};
+
+use std::rc::Rc;
+
+use ahash::HashSet;
+
+use crate::shard::Shard;
+
+/// Namespaces of XEP-0045.
+pub mod ns {
+    /// The protocol (join presence payload, disco feature).
+    pub const MUC: &str = "http://jabber.org/protocol/muc";
+    /// Occupant information in presence and messages.
+    pub const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+    /// Moderator and admin IQs.
+    pub const MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
+    /// Owner IQs (configuration, destroy).
+    pub const MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
+}
+
+/// The service domains of this server, shared by the module's handlers on a shard.
+#[derive(Debug, Default)]
+pub(crate) struct Services(pub HashSet<String>);
+
+/// Registers the service's local route on every host, its disco item, the session tracker and the
+/// room registry, and queues the loading of this shard's persistent rooms.
+pub fn start(shard: &mut Shard, hosts: &[String], opts: MucOptions) {
+    let opts = Rc::new(opts);
+    let mut services = HashSet::default();
+    for host in hosts {
+        let domain = opts.service_for(host);
+        shard.register_route(&domain, Rc::new(service::route));
+        crate::modules::disco::add_server_item(&mut shard.ext, host, &domain, "Chatrooms");
+        services.insert(domain);
+    }
+    shard.ext.insert(Services(services));
+    tracker::start(shard);
+    home::start(shard, &opts);
+}

@@ -1,0 +1,315 @@
+//! The rooms homed on a shard: creation, the room state machines, their outputs and persistence.
+
+use std::time::SystemTime;
+
+use ahash::HashMap;
+
+use super::room::{Room, RoomLimits, RoomOut, SavedRoom};
+use crate::hooks::{Acc, HookCtx, JobDone};
+use crate::jid::{BareJid, FullJid, Jid};
+use crate::shard::{home_shard, home_shard_of, Shard, ShardMsg};
+use crate::xml::StanzaKind;
+use crate::xmpp::StanzaErrorCondition;
+
+/// Stanzas kept for a room while it is being created (the creator's quota is asked on its home
+/// shard), or for every room while the shard's persistent rooms load; past it: `resource-constraint`.
+const MAX_WAITING: usize = 4096;
+
+/// What the store keeps per room: its state and who created it (their quota).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored {
+    creator: String,
+    room: SavedRoom,
+}
+
+enum Slot {
+    /// A room in use.
+    Live { room: Box<Room>, creator: BareJid },
+    /// The creator's quota was asked; stanzas wait.
+    Creating(Vec<Acc>),
+}
+
+/// The rooms homed on this shard.
+#[derive(Default)]
+pub(super) struct Rooms {
+    slots: HashMap<BareJid, Slot>,
+    /// This shard's persistent rooms are loaded from the store.
+    loaded: bool,
+    /// Stanzas that arrived before they were.
+    waiting: Vec<Acc>,
+    limits: RoomLimits,
+    max_rooms: u32,
+}
+
+/// Installs the registry and queues the loading of the persistent rooms homed on this shard.
+pub fn start(shard: &mut Shard, opts: &super::MucOptions) {
+    shard.ext.insert(Rooms {
+        limits: opts.limits.clone(),
+        max_rooms: opts.max_rooms_per_user,
+        ..Rooms::default()
+    });
+    let (me, shards) = (shard.id, shard.shards);
+    let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
+    ctx.store(None, move |store| {
+        let rows = store.muc_rooms(|room| home_shard_of(room, shards) == me);
+        JobDone {
+            then: Some(Box::new(move |shard: &mut Shard| match rows {
+                Ok(rows) => loaded(shard, rows),
+                Err(e) => {
+                    tracing::error!(shard = me.0, error = %e, "MUC rooms could not be loaded");
+                    loaded(shard, Vec::new());
+                }
+            })),
+            ..JobDone::default()
+        }
+    });
+}
+
+/// The persistent rooms are read: restore them, count them in their creators' quotas, then handle
+/// what waited.
+fn loaded(shard: &mut Shard, rows: Vec<(String, String)>) {
+    let limits = rooms(shard).limits.clone();
+    let mut creators = Vec::new();
+    for (jid, state) in rows {
+        let parsed = BareJid::parse(&jid)
+            .ok()
+            .zip(serde_json::from_str::<Stored>(&state).ok())
+            .and_then(|(j, s)| Some((j, BareJid::parse(&s.creator).ok()?, s.room)));
+        let Some((jid, creator, saved)) = parsed else {
+            tracing::warn!(room = jid, "stored MUC room unreadable; skipped");
+            continue;
+        };
+        let room = Box::new(Room::restore(jid.clone(), saved, limits.clone()));
+        creators.push(creator.clone());
+        rooms(shard).slots.insert(jid, Slot::Live { room, creator });
+    }
+    let r = rooms(shard);
+    r.loaded = true;
+    let waiting = std::mem::take(&mut r.waiting);
+    for creator in creators {
+        let home = home_shard(&creator, shard.shards);
+        shard.send_to_shard(
+            home,
+            ShardMsg::Run(Box::new(move |s| super::quota::restored(s, &creator))),
+        );
+    }
+    for acc in waiting {
+        deliver(shard, acc);
+    }
+}
+
+fn rooms(shard: &mut Shard) -> &mut Rooms {
+    shard.ext.get_or_default::<Rooms>()
+}
+
+/// A stanza to a room (or an occupant) homed on this shard.
+pub fn deliver(shard: &mut Shard, acc: Acc) {
+    let r = rooms(shard);
+    if !r.loaded {
+        if r.waiting.len() < MAX_WAITING {
+            r.waiting.push(acc);
+        } else {
+            shard.bounce(&acc, StanzaErrorCondition::ResourceConstraint);
+        }
+        return;
+    }
+    let room_jid = acc.to.bare();
+    let Ok(from) = acc.from.clone().try_into_full() else {
+        // Only sessions (full JIDs) take part in rooms.
+        shard.bounce(&acc, StanzaErrorCondition::NotAcceptable);
+        return;
+    };
+    match r.slots.get_mut(&room_jid) {
+        Some(Slot::Live { room, .. }) => {
+            let outs = room.handle(&from, acc.origin_shard, &acc.stanza, SystemTime::now());
+            drop(acc);
+            apply(shard, &room_jid, outs);
+        }
+        Some(Slot::Creating(queue)) => {
+            if queue.len() < MAX_WAITING {
+                queue.push(acc);
+            } else {
+                shard.bounce(&acc, StanzaErrorCondition::ResourceConstraint);
+            }
+        }
+        None => unknown_room(shard, acc, room_jid, from),
+    }
+    shard.drain_to_route();
+}
+
+/// A stanza to a room that does not exist: an available presence to `room/nick` from a local user
+/// creates it (if the creator's quota allows); anything else is answered `item-not-found`.
+fn unknown_room(shard: &mut Shard, acc: Acc, room: BareJid, from: FullJid) {
+    let ty = acc.stanza_type();
+    let creates = acc.kind() == StanzaKind::Presence && ty.is_empty() && !acc.to.is_bare();
+    if ty == "error" || (acc.kind() == StanzaKind::Presence && ty == "unavailable") {
+        return;
+    }
+    if !creates {
+        shard.bounce(&acc, StanzaErrorCondition::ItemNotFound);
+        return;
+    }
+    if !shard.hosts.contains(from.domain()) {
+        // Users of other servers may join rooms but not create them.
+        shard.bounce(&acc, StanzaErrorCondition::NotAllowed);
+        return;
+    }
+    let r = rooms(shard);
+    let max_rooms = r.max_rooms;
+    r.slots.insert(room.clone(), Slot::Creating(vec![acc]));
+    let owner = from.bare();
+    let me = shard.id;
+    shard.send_to_shard(
+        home_shard(&owner, shard.shards),
+        ShardMsg::Run(Box::new(move |s| {
+            let ok = super::quota::reserve(s, &owner, max_rooms);
+            s.send_to_shard(
+                me,
+                ShardMsg::Run(Box::new(move |s| created(s, room, owner, ok))),
+            );
+        })),
+    );
+}
+
+/// The creator's quota answered: create the room and hand it what waited, or refuse.
+fn created(shard: &mut Shard, jid: BareJid, owner: BareJid, ok: bool) {
+    let r = rooms(shard);
+    let Some(Slot::Creating(queue)) = r.slots.remove(&jid) else {
+        return;
+    };
+    let limits = r.limits.clone();
+    let mut queue = queue.into_iter();
+    if ok {
+        let room = Box::new(Room::new(jid.clone(), owner.clone(), limits));
+        rooms(shard).slots.insert(
+            jid,
+            Slot::Live {
+                room,
+                creator: owner,
+            },
+        );
+    } else if let Some(first) = queue.next() {
+        shard.bounce(&first, StanzaErrorCondition::NotAllowed);
+    }
+    for acc in queue {
+        deliver(shard, acc);
+    }
+    shard.drain_to_route();
+}
+
+/// `jid`'s session ended without leaving room `room` (see `tracker`).
+pub fn session_ended(shard: &mut Shard, room: &BareJid, jid: &FullJid) {
+    let outs = match rooms(shard).slots.get_mut(room) {
+        Some(Slot::Live { room, .. }) => room.session_ended(jid, SystemTime::now()),
+        _ => return,
+    };
+    apply(shard, room, outs);
+    shard.drain_to_route();
+}
+
+/// The public rooms homed here under `service`, as (jid, name).
+pub fn public_rooms(shard: &mut Shard, service: &str) -> Vec<(String, String)> {
+    rooms(shard)
+        .slots
+        .iter()
+        .filter_map(|(jid, slot)| match slot {
+            Slot::Live { room, .. } if jid.domain() == service && room.is_public() => Some((
+                jid.as_str().to_owned(),
+                room.name()
+                    .unwrap_or(jid.node().unwrap_or_default())
+                    .to_owned(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Carries out what room `jid` asked for.
+fn apply(shard: &mut Shard, jid: &BareJid, outs: Vec<RoomOut>) {
+    for out in outs {
+        match out {
+            RoomOut::Send { to, stanza } => {
+                let from = sender_of(&stanza, jid);
+                let acc = Acc::new(stanza, from, to, shard.id);
+                shard.fx.to_route.push(acc);
+            }
+            RoomOut::Broadcast { stanza, to } => {
+                let from = sender_of(&stanza, jid);
+                let acc = Acc::new(stanza, from, Jid::from(jid.clone()), shard.id);
+                for (at, jids) in to.iter() {
+                    shard.multicast(*at, acc.fork(), jids.clone());
+                }
+            }
+            RoomOut::Save => save(shard, jid),
+            RoomOut::Destroyed => destroyed(shard, jid),
+        }
+    }
+}
+
+/// The `from` of a stanza a room wrote (`room@service/nick` or the room), as a JID.
+fn sender_of(stanza: &crate::xml::Stanza, room: &BareJid) -> Jid {
+    stanza
+        .from()
+        .and_then(|f| Jid::parse(&f).ok())
+        .unwrap_or_else(|| Jid::from(room.clone()))
+}
+
+fn store_key(room: &BareJid) -> Option<u64> {
+    Some(ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(room.as_str()))
+}
+
+fn save(shard: &mut Shard, jid: &BareJid) {
+    let Some(Slot::Live { room, creator }) = rooms(shard).slots.get(jid) else {
+        return;
+    };
+    if !room.is_persistent() {
+        // A room made temporary again is no longer kept.
+        return delete_stored(shard, jid);
+    }
+    let stored = Stored {
+        creator: creator.as_str().to_owned(),
+        room: room.saved(),
+    };
+    let state = match serde_json::to_string(&stored) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(room = jid.as_str(), error = %e, "MUC room state not serializable");
+            return;
+        }
+    };
+    let name = jid.as_str().to_owned();
+    let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
+    ctx.store(store_key(jid), move |store| {
+        if let Err(e) = store.muc_room_save(&name, &state) {
+            tracing::error!(room = name, error = %e, "MUC room not saved");
+        }
+        JobDone::default()
+    });
+}
+
+fn delete_stored(shard: &mut Shard, jid: &BareJid) {
+    let name = jid.as_str().to_owned();
+    let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
+    ctx.store(store_key(jid), move |store| {
+        if let Err(e) = store.muc_room_delete(&name) {
+            tracing::error!(room = name, error = %e, "MUC room not deleted");
+        }
+        JobDone::default()
+    });
+}
+
+fn destroyed(shard: &mut Shard, jid: &BareJid) {
+    let Some(Slot::Live { room, creator }) = rooms(shard).slots.remove(jid) else {
+        return;
+    };
+    let was_persistent = room.is_persistent();
+    drop(room);
+    if was_persistent {
+        delete_stored(shard, jid);
+    }
+    let home = home_shard(&creator, shard.shards);
+    shard.send_to_shard(
+        home,
+        ShardMsg::Run(Box::new(move |s| super::quota::release(s, &creator))),
+    );
+}

@@ -1,0 +1,70 @@
+//! The service's packet handler: runs on the shard where a stanza to `conference.example.org` (or a
+//! room under it) is routed.
+
+use crate::hooks::Acc;
+use crate::local::result_reply;
+use crate::shard::{home_shard_of, Shard, ShardMsg};
+use crate::xml::{Element, StanzaKind};
+use crate::xmpp::{ns, StanzaErrorCondition};
+
+/// Routes a stanza addressed to the service or to a room.
+pub fn route(shard: &mut Shard, acc: Acc) {
+    if acc.to.node().is_none() {
+        to_service(shard, acc);
+        return;
+    }
+    let home = home_shard_of(acc.to.bare_str(), shard.shards);
+    if home == shard.id {
+        super::home::deliver(shard, acc);
+    } else {
+        shard.send_to_shard(
+            home,
+            ShardMsg::Run(Box::new(move |s| super::home::deliver(s, acc))),
+        );
+    }
+}
+
+/// Stanzas to the service itself: disco#info, disco#items (the public rooms of every shard).
+fn to_service(shard: &mut Shard, acc: Acc) {
+    let ty = acc.stanza_type();
+    if ty == "error" || ty == "result" {
+        return;
+    }
+    if acc.kind() != StanzaKind::Iq {
+        if acc.kind() == StanzaKind::Message {
+            shard.bounce(&acc, StanzaErrorCondition::ServiceUnavailable);
+        }
+        return;
+    }
+    let payload = acc.stanza.tree().ok().and_then(|el| {
+        let mut it = el.child_elements();
+        match (it.next(), it.next()) {
+            (Some(c), None) => Some(c.clone()),
+            _ => None,
+        }
+    });
+    let Some(payload) = payload else {
+        shard.bounce(&acc, StanzaErrorCondition::BadRequest);
+        return;
+    };
+    match (ty.as_ref(), payload.ns.as_str(), payload.attr("node")) {
+        ("get", ns::DISCO_INFO, None) => {
+            let mut q = Element::new("query", ns::DISCO_INFO).with_child(
+                Element::new("identity", ns::DISCO_INFO)
+                    .with_attr("category", "conference")
+                    .with_attr("type", "text")
+                    .with_attr("name", "Chatrooms"),
+            );
+            for f in [ns::DISCO_INFO, ns::DISCO_ITEMS, super::ns::MUC] {
+                q = q.with_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", f));
+            }
+            let reply = result_reply(&acc, Some(q), shard.id);
+            shard.fx.to_route.push(reply);
+        }
+        ("get", ns::DISCO_ITEMS, None) => super::directory::query(shard, acc),
+        ("get", ns::DISCO_INFO | ns::DISCO_ITEMS, Some(_)) => {
+            shard.bounce(&acc, StanzaErrorCondition::ItemNotFound)
+        }
+        _ => shard.bounce(&acc, StanzaErrorCondition::ServiceUnavailable),
+    }
+}

@@ -1,0 +1,114 @@
+//! On each connection's shard: the rooms its session is in, learned from the room's self-presence
+//! (status 110) on its way to the client, so a session that ends without leaving (connection lost,
+//! crash of the client) leaves its rooms.
+
+use ahash::HashMap;
+
+use super::Services;
+use crate::hooks::{Acc, HookCtx, HookResult, SessionEnd, SessionEndKind};
+use crate::jid::{BareJid, FullJid};
+use crate::shard::{home_shard, Shard};
+
+/// Rooms tracked per session; joins past it are not tracked (the session's own unavailable
+/// presence, or the room's bounce of stanzas to a gone session, still make it leave them).
+const MAX_JOINED: usize = 1000;
+
+/// Rooms each session on this shard has joined.
+#[derive(Default)]
+struct Joined {
+    rooms: HashMap<FullJid, Vec<BareJid>>,
+    /// Shards in the process (for the rooms' home shards).
+    shards: usize,
+}
+
+/// Registers the hooks.
+pub fn start(shard: &mut Shard) {
+    shard.ext.insert(Joined {
+        rooms: HashMap::default(),
+        shards: shard.shards,
+    });
+    shard
+        .hooks
+        .user_receive_presence
+        .add(60, super::NAME, on_receive_presence);
+    shard.hooks.session_end.add(60, super::NAME, on_session_end);
+}
+
+/// A self-presence from a room (status 110): joined, or left when `unavailable`.
+fn on_receive_presence(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
+    let from_service = ctx
+        .ext
+        .get::<Services>()
+        .is_some_and(|s| s.0.contains(acc.from.domain()));
+    if !from_service || acc.from.node().is_none() || !is_self_presence(acc) {
+        return HookResult::Continue;
+    }
+    let Ok(me) = acc.to.clone().try_into_full() else {
+        return HookResult::Continue;
+    };
+    let room = acc.from.bare();
+    let joined = ctx.ext.get_or_default::<Joined>();
+    if acc.stanza_type() == "unavailable" {
+        if let Some(rooms) = joined.rooms.get_mut(&me) {
+            rooms.retain(|r| *r != room);
+            if rooms.is_empty() {
+                joined.rooms.remove(&me);
+            }
+        }
+    } else if acc.stanza_type().is_empty() {
+        let rooms = joined.rooms.entry(me).or_default();
+        if !rooms.contains(&room) && rooms.len() < MAX_JOINED {
+            rooms.push(room);
+        }
+    }
+    HookResult::Continue
+}
+
+/// The presence carries `<x xmlns='…muc#user'><status code='110'/></x>`.
+fn is_self_presence(acc: &Acc) -> bool {
+    // Cheap test first: most presences from a room are other occupants'.
+    if memchr::memmem::find(acc.stanza.bytes(), b"110").is_none() {
+        return false;
+    }
+    let Ok(el) = acc.stanza.tree() else {
+        return false;
+    };
+    el.get_child("x", super::ns::MUC_USER).is_some_and(|x| {
+        x.child_elements()
+            .any(|c| c.name == "status" && c.attr("code") == Some("110"))
+    })
+}
+
+/// The session ended: it leaves its rooms; resumed on another shard: the list follows it.
+fn on_session_end(end: &mut SessionEnd, ctx: &mut HookCtx<'_>) -> HookResult {
+    if end.kind == SessionEndKind::Detached {
+        return HookResult::Continue;
+    }
+    let joined = ctx.ext.get_or_default::<Joined>();
+    let shards = joined.shards;
+    let Some(rooms) = joined.rooms.remove(&end.jid) else {
+        return HookResult::Continue;
+    };
+    match end.kind {
+        SessionEndKind::MovedTo(to) => {
+            let jid = end.jid.clone();
+            ctx.run_on(
+                to.shard,
+                Box::new(move |s: &mut Shard| {
+                    s.ext.get_or_default::<Joined>().rooms.insert(jid, rooms);
+                }),
+            );
+        }
+        _ => {
+            for room in rooms {
+                let jid = end.jid.clone();
+                let home = home_shard(&room, shards);
+                ctx.run_on(
+                    home,
+                    Box::new(move |s: &mut Shard| super::home::session_ended(s, &room, &jid)),
+                );
+            }
+        }
+    }
+    HookResult::Continue
+}
