@@ -1,0 +1,329 @@
+//! Group chat (XEP-0045) over real sockets at 1 and 2 shards: fan-out to occupants on every shard,
+//! the configured limits, bad input answered with the XEP's errors while other rooms go on, a
+//! session that drops without leaving, and a persistent room across a restart.
+
+mod common;
+
+use common::{body, error_condition, Client, Server};
+use petrel::xml::Stanza;
+
+const SERVICE: &str = "conference.localhost";
+const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+
+fn muc_config(extra: &str) -> String {
+    format!("[modules.presence]\n[modules.muc]\n{extra}\n")
+}
+
+fn users(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("u{i}")).collect()
+}
+
+fn start(shards: usize, n: usize, extra: &str) -> Server {
+    let names = users(n);
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    Server::start_with(shards, &refs, "", &muc_config(extra))
+}
+
+fn has_status(s: &Stanza, code: &str) -> bool {
+    s.tree().ok().is_some_and(|t| {
+        t.get_child("x", MUC_USER).is_some_and(|x| {
+            x.child_elements()
+                .any(|c| c.name == "status" && c.attr("code") == Some(code))
+        })
+    })
+}
+
+fn text(s: &Stanza) -> String {
+    String::from_utf8_lossy(s.bytes()).into_owned()
+}
+
+/// Joins `room` as `nick` and waits for the self-presence (status 110); panics on an error.
+fn join(c: &mut Client, room: &str, nick: &str, history: &str) -> Vec<Stanza> {
+    c.send(&format!(
+        "<presence to='{room}/{nick}'><x xmlns='http://jabber.org/protocol/muc'>{history}</x></presence>"
+    ));
+    let mut seen = Vec::new();
+    loop {
+        let s = c.next_stanza();
+        if s.from().as_deref() == Some(&format!("{room}/{nick}")) && s.name() == "presence" {
+            assert_ne!(
+                s.type_().as_deref(),
+                Some("error"),
+                "join refused: {}",
+                text(&s)
+            );
+            if has_status(&s, "110") {
+                seen.push(s);
+                return seen;
+            }
+        }
+        seen.push(s);
+    }
+}
+
+/// Joins and expects the presence error `cond`.
+fn join_refused(c: &mut Client, room: &str, nick: &str, extra: &str, cond: &str) {
+    c.send(&format!(
+        "<presence to='{room}/{nick}'><x xmlns='http://jabber.org/protocol/muc'>{extra}</x></presence>"
+    ));
+    let s = c.expect("join error", |s| {
+        s.name() == "presence" && s.type_().as_deref() == Some("error")
+    });
+    assert_eq!(error_condition(&s).as_deref(), Some(cond), "{}", text(&s));
+}
+
+/// Creates an instant room owned by `c` (as `nick`), with `fields` submitted in the form.
+fn create(c: &mut Client, room: &str, nick: &str, fields: &str) {
+    let got = join(c, room, nick, "");
+    assert!(
+        got.iter().any(|s| has_status(s, "201")),
+        "not created: {got:?}"
+    );
+    c.send(&format!(
+        "<iq type='set' id='cfg' to='{room}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>{fields}</x></query></iq>"
+    ));
+    let r = c.expect("config result", |s| s.id().as_deref() == Some("cfg"));
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+}
+
+fn field(var: &str, value: &str) -> String {
+    format!("<field var='muc#roomconfig_{var}'><value>{value}</value></field>")
+}
+
+fn groupchat(c: &mut Client, room: &str, id: &str, body: &str) {
+    c.send(&format!(
+        "<message type='groupchat' to='{room}' id='{id}'><body>{body}</body></message>"
+    ));
+}
+
+/// Waits for the groupchat message `id` and returns it.
+fn expect_groupchat(c: &mut Client, id: &str) -> Stanza {
+    c.expect("groupchat", |s| {
+        s.name() == "message"
+            && s.id().as_deref() == Some(id)
+            && s.type_().as_deref() == Some("groupchat")
+    })
+}
+
+fn fan_out(shards: usize) {
+    let n = 6;
+    let server = start(shards, n, "");
+    let room = format!("fan@{SERVICE}");
+    let mut clients: Vec<Client> = (0..n)
+        .map(|i| server.login(&format!("u{i}"), "r", Some(0)))
+        .collect();
+    create(&mut clients[0], &room, "n0", "");
+    for (i, c) in clients.iter_mut().enumerate().skip(1) {
+        join(c, &room, &format!("n{i}"), "");
+    }
+    for round in 0..3 {
+        for (i, c) in clients.iter_mut().enumerate() {
+            groupchat(
+                c,
+                &room,
+                &format!("m{round}-{i}"),
+                &format!("hello {round} from {i}"),
+            );
+        }
+        for c in clients.iter_mut() {
+            let me = c.jid.clone();
+            for i in 0..n {
+                let m = expect_groupchat(c, &format!("m{round}-{i}"));
+                assert_eq!(m.from().as_deref(), Some(format!("{room}/n{i}").as_str()));
+                assert_eq!(m.to().as_deref(), Some(me.as_str()));
+                assert_eq!(
+                    body(&m).as_deref(),
+                    Some(format!("hello {round} from {i}").as_str())
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn groupchat_reaches_every_occupant_one_shard() {
+    fan_out(1);
+}
+
+#[test]
+fn groupchat_reaches_every_occupant_two_shards() {
+    fan_out(2);
+}
+
+fn bad_input(shards: usize) {
+    let server = start(
+        shards,
+        6,
+        "max_occupants = 3\nmax_history = 2\nmax_stanza_bytes = 2000",
+    );
+    let room = format!("bad@{SERVICE}");
+    let other = format!("calm@{SERVICE}");
+    let mut owner = server.login("u0", "r", Some(0));
+    let mut p1 = server.login("u1", "r", Some(0));
+    let mut p2 = server.login("u2", "r", Some(0));
+    let mut outsider = server.login("u3", "r", Some(0));
+    let mut late = server.login("u4", "r", Some(0));
+    create(&mut owner, &room, "owner", "");
+    create(&mut outsider, &other, "calm", "");
+    join(&mut p1, &room, "p1", "");
+
+    // Unknown room.
+    groupchat(&mut outsider, &format!("nosuch@{SERVICE}"), "x1", "hi");
+    let e = outsider.expect("error", |s| s.id().as_deref() == Some("x1"));
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("item-not-found"),
+        "{}",
+        text(&e)
+    );
+
+    // Groupchat from a non-occupant.
+    groupchat(&mut outsider, &room, "x2", "intrude");
+    let e = outsider.expect("error", |s| s.id().as_deref() == Some("x2"));
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("not-acceptable"),
+        "{}",
+        text(&e)
+    );
+
+    // Nick taken.
+    join_refused(&mut p2, &room, "p1", "", "conflict");
+
+    // A forged sender: the room stamps the occupant's own nick whatever `from` says.
+    p1.send(&format!(
+        "<message type='groupchat' to='{room}' from='{room}/owner' id='x3'><body>forged</body></message>"
+    ));
+    let m = expect_groupchat(&mut owner, "x3");
+    assert_eq!(
+        m.from().as_deref(),
+        Some(format!("{room}/p1").as_str()),
+        "{}",
+        text(&m)
+    );
+
+    // An admin IQ from a participant.
+    p1.send(&format!(
+        "<iq type='set' id='x4' to='{room}'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='owner' role='none'/></query></iq>"
+    ));
+    let e = p1.expect("error", |s| s.id().as_deref() == Some("x4"));
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("forbidden"),
+        "{}",
+        text(&e)
+    );
+
+    // Oversized groupchat: refused, the connection stays.
+    let big = "y".repeat(3000);
+    groupchat(&mut p1, &room, "x5", &big);
+    let e = p1.expect("error", |s| s.id().as_deref() == Some("x5"));
+    assert!(
+        matches!(
+            error_condition(&e).as_deref(),
+            Some("policy-violation") | Some("not-acceptable")
+        ),
+        "{}",
+        text(&e)
+    );
+
+    // Full room (max_occupants = 3).
+    join(&mut p2, &room, "p2", "");
+    join_refused(&mut late, &room, "late", "", "service-unavailable");
+
+    // History is capped at max_history = 2.
+    for i in 0..4 {
+        groupchat(&mut owner, &room, &format!("h{i}"), &format!("history {i}"));
+        expect_groupchat(&mut owner, &format!("h{i}"));
+    }
+    p2.send(&format!("<presence type='unavailable' to='{room}/p2'/>"));
+    p2.expect("left", |s| {
+        s.type_().as_deref() == Some("unavailable") && has_status(s, "110")
+    });
+    let got = join(&mut late, &room, "late", "");
+    let history: Vec<String> = got
+        .iter()
+        .filter(|s| s.name() == "message")
+        .filter_map(body)
+        .filter(|b| b.starts_with("history"))
+        .collect();
+    assert_eq!(
+        history,
+        vec!["history 2".to_owned(), "history 3".to_owned()]
+    );
+
+    // The other room was never disturbed.
+    groupchat(&mut outsider, &other, "ok", "still here");
+    let m = expect_groupchat(&mut outsider, "ok");
+    assert_eq!(body(&m).as_deref(), Some("still here"));
+}
+
+#[test]
+fn bad_input_is_answered_and_other_rooms_go_on_one_shard() {
+    bad_input(1);
+}
+
+#[test]
+fn bad_input_is_answered_and_other_rooms_go_on_two_shards() {
+    bad_input(2);
+}
+
+#[test]
+fn a_dropped_connection_leaves_its_rooms() {
+    let server = start(2, 4, "");
+    let room = format!("drop@{SERVICE}");
+    let mut owner = server.login("u0", "r", Some(0));
+    create(&mut owner, &room, "owner", "");
+    let mut others: Vec<Client> = (1..4)
+        .map(|i| server.login(&format!("u{i}"), "r", None))
+        .collect();
+    for (i, c) in others.iter_mut().enumerate() {
+        join(c, &room, &format!("p{i}"), "");
+    }
+    // No initial presence, no unavailable: the TCP connection just goes.
+    drop(others.pop());
+    let s = owner.expect("p2 leaves", |s| {
+        s.name() == "presence"
+            && s.type_().as_deref() == Some("unavailable")
+            && s.from().as_deref() == Some(format!("{room}/p2").as_str())
+    });
+    assert!(!has_status(&s, "110"));
+    // The room still works for the rest.
+    groupchat(&mut others[0], &room, "after", "still");
+    expect_groupchat(&mut owner, "after");
+}
+
+#[test]
+fn a_persistent_room_survives_a_restart() {
+    let mut server = start(2, 2, "");
+    let room = format!("keep@{SERVICE}");
+    let mut owner = server.login("u0", "r", Some(0));
+    create(
+        &mut owner,
+        &room,
+        "owner",
+        &format!(
+            "{}{}{}",
+            field("persistentroom", "1"),
+            field("roomname", "Kept Room"),
+            field("publicroom", "1")
+        ),
+    );
+    drop(owner);
+    server.stop();
+    server.spawn(2);
+    let mut c = server.login("u1", "r", Some(0));
+    c.send(&format!("<iq type='get' id='d' to='{room}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"));
+    let r = c.expect("disco", |s| s.id().as_deref() == Some("d"));
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    assert!(text(&r).contains("Kept Room"), "{}", text(&r));
+    assert!(text(&r).contains("muc_persistent"), "{}", text(&r));
+    c.send(&format!("<iq type='get' id='l' to='{SERVICE}'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>"));
+    let r = c.expect("items", |s| s.id().as_deref() == Some("l"));
+    assert!(text(&r).contains(&room), "{}", text(&r));
+    // The owner is still the owner: it may read the configuration form.
+    let mut owner = server.login("u0", "r", Some(0));
+    owner.send(&format!("<iq type='get' id='f' to='{room}'><query xmlns='http://jabber.org/protocol/muc#owner'/></iq>"));
+    let r = owner.expect("form", |s| s.id().as_deref() == Some("f"));
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+}
