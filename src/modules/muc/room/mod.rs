@@ -6,12 +6,44 @@
 //! leave as one [`RoomOut::Broadcast`] whose recipients are grouped by shard, so the service sends one
 //! mesh message per destination shard carrying the stanza once.
 
+mod admin;
+pub mod config;
+mod disco;
+mod history;
+mod message;
+mod occupants;
+mod owner;
+mod presence;
+pub mod types;
+mod util;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_admin;
+#[cfg(test)]
+mod tests_join;
+#[cfg(test)]
+mod tests_message;
+#[cfg(test)]
+mod tests_owner;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use serde::{Deserialize, Serialize};
+
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::shard::ShardId;
-use crate::xml::Stanza;
+use crate::xml::{Stanza, StanzaKind};
+use crate::xmpp::StanzaErrorCondition;
+
+pub use config::{AllowPm, RoomConfig, Whois};
+pub use types::{Affiliation, Role};
+
+use history::History;
+use occupants::Occupants;
 
 /// Limits from `[modules.muc]` every room enforces.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,32 +92,130 @@ pub enum RoomOut {
     Destroyed,
 }
 
+/// The room's subject and the nickname that set it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subject {
+    /// The subject text.
+    pub text: String,
+    /// Nickname of the occupant that set it.
+    pub nick: String,
+}
+
+/// One stored affiliation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedAffiliation {
+    /// The bare JID.
+    pub jid: String,
+    /// Its affiliation (never `none`).
+    pub affiliation: Affiliation,
+    /// Why it was given, if said.
+    pub reason: Option<String>,
+}
+
 /// A room's state that survives a restart (persistent rooms): configuration, affiliations, subject.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SavedRoom {}
+pub struct SavedRoom {
+    /// The configuration.
+    pub config: RoomConfig,
+    /// Every affiliation other than `none`.
+    pub affiliations: Vec<SavedAffiliation>,
+    /// The subject, if set.
+    pub subject: Option<Subject>,
+}
+
+/// An affiliation with the reason given for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AffEntry {
+    affiliation: Affiliation,
+    reason: Option<String>,
+}
 
 /// One room.
 #[derive(Debug)]
 pub struct Room {
     jid: BareJid,
+    limits: RoomLimits,
+    config: RoomConfig,
+    /// Locked rooms (§10.1.1) admit only their owners until configured.
+    locked: bool,
+    /// The creator, until its first join (which gets status 201).
+    creator: Option<BareJid>,
+    affiliations: BTreeMap<BareJid, AffEntry>,
+    occupants: Occupants,
+    history: History,
+    subject: Option<Subject>,
 }
 
 impl Room {
     /// A new room created by `owner`'s first presence (locked until configured, §10.1).
     pub fn new(jid: BareJid, owner: BareJid, limits: RoomLimits) -> Room {
-        let _ = (owner, limits);
-        Room { jid }
+        let mut affiliations = BTreeMap::new();
+        affiliations.insert(
+            owner.clone(),
+            AffEntry {
+                affiliation: Affiliation::Owner,
+                reason: None,
+            },
+        );
+        Room {
+            jid,
+            config: RoomConfig::new(&limits),
+            limits,
+            locked: true,
+            creator: Some(owner),
+            affiliations,
+            occupants: Occupants::default(),
+            history: History::default(),
+            subject: None,
+        }
     }
 
     /// A persistent room loaded from the store.
     pub fn restore(jid: BareJid, saved: SavedRoom, limits: RoomLimits) -> Room {
-        let _ = (saved, limits);
-        Room { jid }
+        let mut config = saved.config;
+        // The service's limits may have shrunk since the room was stored.
+        config.max_users = config.max_users.min(limits.max_occupants);
+        config.history_length = config.history_length.min(limits.max_history);
+        let affiliations = saved
+            .affiliations
+            .into_iter()
+            .filter_map(|a| {
+                let jid = BareJid::parse(&a.jid).ok()?;
+                let entry = AffEntry {
+                    affiliation: a.affiliation,
+                    reason: a.reason,
+                };
+                Some((jid, entry))
+            })
+            .collect();
+        Room {
+            jid,
+            limits,
+            config,
+            locked: false,
+            creator: None,
+            affiliations,
+            occupants: Occupants::default(),
+            history: History::default(),
+            subject: saved.subject,
+        }
     }
 
     /// The state to store.
     pub fn saved(&self) -> SavedRoom {
-        SavedRoom {}
+        SavedRoom {
+            config: self.config.clone(),
+            affiliations: self
+                .affiliations
+                .iter()
+                .map(|(j, a)| SavedAffiliation {
+                    jid: j.as_str().to_owned(),
+                    affiliation: a.affiliation,
+                    reason: a.reason.clone(),
+                })
+                .collect(),
+            subject: self.subject.clone(),
+        }
     }
 
     /// The room's bare JID.
@@ -102,33 +232,148 @@ impl Room {
         stanza: &Stanza,
         now: SystemTime,
     ) -> Vec<RoomOut> {
-        let _ = (from, from_shard, stanza, now);
-        Vec::new()
+        let mut out = Vec::new();
+        let to = stanza
+            .to()
+            .map(|t| t.into_owned())
+            .unwrap_or_else(|| self.jid.as_str().to_owned());
+        let nick = match Jid::parse(&to) {
+            Ok(j) => j.resource().map(str::to_owned),
+            Err(_) => {
+                out.extend(util::error_reply(
+                    stanza,
+                    &to,
+                    from,
+                    StanzaErrorCondition::JidMalformed,
+                ));
+                return out;
+            }
+        };
+        match (stanza.kind(), nick) {
+            (StanzaKind::Presence, nick) => {
+                self.on_presence(from, from_shard, stanza, &to, nick, now, &mut out)
+            }
+            (StanzaKind::Message, Some(nick)) => {
+                self.on_private_message(from, stanza, &to, &nick, &mut out)
+            }
+            (StanzaKind::Message, None) => self.on_room_message(from, stanza, now, &mut out),
+            (StanzaKind::Iq, Some(nick)) => self.on_occupant_iq(from, stanza, &to, &nick, &mut out),
+            (StanzaKind::Iq, None) => self.on_room_iq(from, stanza, &mut out),
+            (StanzaKind::Other, _) => {}
+        }
+        out
     }
 
     /// `jid`'s session ended without leaving: it leaves as if it had sent unavailable presence.
     pub fn session_ended(&mut self, jid: &FullJid, now: SystemTime) -> Vec<RoomOut> {
-        let _ = (jid, now);
-        Vec::new()
+        let _ = now;
+        let mut out = Vec::new();
+        self.leave(jid, Vec::new(), &mut out);
+        out
+    }
+
+    /// The service is shutting down: every occupant gets unavailable presence with status 332.
+    /// The room stays (the service decides whether to drop it).
+    pub fn shutdown(&mut self, now: SystemTime) -> Vec<RoomOut> {
+        let _ = now;
+        let mut out = Vec::new();
+        let notice = presence::Notice {
+            unavailable: true,
+            codes: vec![332],
+            ..Default::default()
+        };
+        self.remove_all(&notice, &mut out);
+        out
     }
 
     /// Number of occupants.
     pub fn occupants(&self) -> usize {
-        0
+        self.occupants.len()
     }
 
     /// True when the room is persistent (kept without occupants, stored).
     pub fn is_persistent(&self) -> bool {
-        false
+        self.config.persistent
     }
 
     /// True when the room is listed in the service's disco#items.
     pub fn is_public(&self) -> bool {
-        false
+        self.config.public
+    }
+
+    /// True while the room awaits its initial configuration (§10.1.1).
+    pub fn is_locked(&self) -> bool {
+        self.locked
     }
 
     /// The room's natural-language name (`muc#roomconfig_roomname`), if set.
     pub fn name(&self) -> Option<&str> {
-        None
+        Some(self.config.name.as_str()).filter(|n| !n.is_empty())
+    }
+
+    /// The room's configuration.
+    pub fn config(&self) -> &RoomConfig {
+        &self.config
+    }
+
+    /// `jid`'s affiliation.
+    pub fn affiliation(&self, jid: &BareJid) -> Affiliation {
+        self.affiliations
+            .get(jid)
+            .map_or(Affiliation::None, |a| a.affiliation)
+    }
+
+    /// The role an occupant with `aff` gets on entering (§5.1.2).
+    fn default_role(&self, aff: Affiliation) -> Role {
+        match aff {
+            Affiliation::Owner | Affiliation::Admin => Role::Moderator,
+            Affiliation::Member => Role::Participant,
+            Affiliation::None if self.config.moderated => Role::Visitor,
+            Affiliation::None => Role::Participant,
+            Affiliation::Outcast => Role::None,
+        }
+    }
+
+    /// `room@service/nick`.
+    fn occupant_jid(&self, nick: &str) -> String {
+        format!("{}/{}", self.jid, nick)
+    }
+
+    /// Asks the service to store the room if it is persistent.
+    fn save(&self, out: &mut Vec<RoomOut>) {
+        if self.config.persistent {
+            out.push(RoomOut::Save);
+        }
+    }
+
+    /// A temporary room that lost its last occupant is destroyed.
+    fn after_leave(&mut self, out: &mut Vec<RoomOut>) {
+        if self.occupants.is_empty() && !self.config.persistent {
+            out.push(RoomOut::Destroyed);
+        }
+    }
+
+    /// Sets (or with `none`, clears) `jid`'s affiliation without side effects.
+    fn store_affiliation(&mut self, jid: &BareJid, aff: Affiliation, reason: Option<String>) {
+        if aff == Affiliation::None {
+            self.affiliations.remove(jid);
+        } else {
+            self.affiliations.insert(
+                jid.clone(),
+                AffEntry {
+                    affiliation: aff,
+                    reason,
+                },
+            );
+        }
+    }
+
+    /// Bare JIDs with affiliation `aff`.
+    fn with_affiliation(&self, aff: Affiliation) -> Vec<BareJid> {
+        self.affiliations
+            .iter()
+            .filter(|(_, a)| a.affiliation == aff)
+            .map(|(j, _)| j.clone())
+            .collect()
     }
 }

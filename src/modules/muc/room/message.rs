@@ -1,0 +1,228 @@
+//! Messages: groupchat and subject changes (§7.4, §8.1), private messages (§7.5), mediated
+//! invitations and declines (§7.8.2).
+
+use std::time::SystemTime;
+
+use super::types::{Affiliation, Role, NS_DELAY, NS_MUC_USER};
+use super::util::{error_reply, error_reply_short, send, send_jid, stamp};
+use super::{AllowPm, Room, RoomOut, Subject};
+use crate::jid::{FullJid, Jid};
+use crate::xml::{Element, Node, Stanza};
+use crate::xmpp::{ns, StanzaErrorCondition as E};
+
+impl Room {
+    pub(super) fn on_room_message(
+        &mut self,
+        from: &FullJid,
+        stanza: &Stanza,
+        now: SystemTime,
+        out: &mut Vec<RoomOut>,
+    ) {
+        let room = self.jid.as_str().to_owned();
+        match stanza.type_().as_deref() {
+            Some("groupchat") => self.groupchat(from, stanza, now, out),
+            Some("error") => {}
+            _ => {
+                let x = stanza
+                    .tree()
+                    .ok()
+                    .and_then(|el| el.get_child("x", NS_MUC_USER).cloned());
+                match x {
+                    Some(x) => self.invitations(from, stanza, &x, out),
+                    None => out.extend(error_reply(stanza, &room, from, E::ServiceUnavailable)),
+                }
+            }
+        }
+    }
+
+    fn groupchat(
+        &mut self,
+        from: &FullJid,
+        stanza: &Stanza,
+        now: SystemTime,
+        out: &mut Vec<RoomOut>,
+    ) {
+        let room = self.jid.as_str().to_owned();
+        let Some(occ) = self.occupants.by_jid(from) else {
+            out.extend(error_reply(stanza, &room, from, E::NotAcceptable));
+            return;
+        };
+        let (nick, role) = (occ.nick.clone(), occ.role);
+        if stanza.bytes().len() > self.limits.max_stanza_bytes {
+            out.extend(error_reply_short(stanza, &room, from, E::PolicyViolation));
+            return;
+        }
+        if role < Role::Participant {
+            out.extend(error_reply(stanza, &room, from, E::Forbidden));
+            return;
+        }
+        let Ok(el) = stanza.tree() else {
+            out.extend(error_reply(stanza, &room, from, E::BadRequest));
+            return;
+        };
+        let body = el.get_child("body", ns::CLIENT).is_some();
+        let subject = el.get_child("subject", ns::CLIENT).map(Element::text);
+        let mut reflected = stanza.clone();
+        reflected.remove_attr("to");
+        reflected.set_from(&self.occupant_jid(&nick));
+        if let (Some(text), false) = (subject, body) {
+            let may = role == Role::Moderator || self.config.change_subject;
+            if !may {
+                out.extend(error_reply(stanza, &room, from, E::Forbidden));
+                return;
+            }
+            self.subject = Some(Subject { text, nick });
+            self.save(out);
+        } else if body {
+            self.keep(&reflected, now);
+        }
+        out.push(RoomOut::Broadcast {
+            stanza: reflected,
+            to: self.occupants.recipients(),
+        });
+    }
+
+    /// Keeps a reflected message in the history, with its `<delay/>`.
+    fn keep(&mut self, reflected: &Stanza, now: SystemTime) {
+        let cap = self.config.history_length as usize;
+        if cap == 0 {
+            return;
+        }
+        let Ok(mut el) = reflected.tree() else { return };
+        // A client-supplied delay would lie about when the room got the message.
+        el.children
+            .retain(|c| !matches!(c, Node::Element(e) if e.name == "delay" && e.ns == NS_DELAY));
+        el.children.push(Node::Element(
+            Element::new("delay", NS_DELAY)
+                .with_attr("from", self.jid.as_str())
+                .with_attr("stamp", stamp(now)),
+        ));
+        self.history.push(Stanza::from_element(&el), now, cap);
+    }
+
+    pub(super) fn on_private_message(
+        &mut self,
+        from: &FullJid,
+        stanza: &Stanza,
+        to: &str,
+        nick: &str,
+        out: &mut Vec<RoomOut>,
+    ) {
+        let ty = stanza.type_().map(|t| t.into_owned()).unwrap_or_default();
+        if ty == "error" {
+            return;
+        }
+        if ty == "groupchat" {
+            out.extend(error_reply(stanza, to, from, E::BadRequest));
+            return;
+        }
+        let Some(sender) = self.occupants.by_jid(from) else {
+            out.extend(error_reply(stanza, to, from, E::NotAcceptable));
+            return;
+        };
+        if stanza.bytes().len() > self.limits.max_stanza_bytes {
+            out.extend(error_reply_short(stanza, to, from, E::PolicyViolation));
+            return;
+        }
+        let allowed = match self.config.allow_pm {
+            AllowPm::Anyone => true,
+            AllowPm::Participants => sender.role >= Role::Participant,
+            AllowPm::Moderators => sender.role == Role::Moderator,
+            AllowPm::None => false,
+        };
+        if !allowed {
+            out.extend(error_reply(stanza, to, from, E::Forbidden));
+            return;
+        }
+        let Some(target) = self.occupants.get(nick) else {
+            out.extend(error_reply(stanza, to, from, E::ItemNotFound));
+            return;
+        };
+        let Ok(mut el) = stanza.tree() else {
+            out.extend(error_reply(stanza, to, from, E::BadRequest));
+            return;
+        };
+        el.attrs.retain(|(k, _)| k != "from" && k != "to");
+        el.attrs
+            .push(("from".into(), self.occupant_jid(&sender.nick)));
+        el.attrs.push(("to".into(), target.jid.as_str().into()));
+        // §7.5: marks the message as a MUC private message (carbons and archives treat it so).
+        if el.get_child("x", NS_MUC_USER).is_none() {
+            el.children
+                .push(Node::Element(Element::new("x", NS_MUC_USER)));
+        }
+        out.push(send(&target.jid, &el));
+    }
+
+    /// `<invite/>`s and `<decline/>`s in a message to the room.
+    fn invitations(
+        &mut self,
+        from: &FullJid,
+        stanza: &Stanza,
+        x: &Element,
+        out: &mut Vec<RoomOut>,
+    ) {
+        let room = self.jid.as_str().to_owned();
+        let invites: Vec<&Element> = x.child_elements().filter(|c| c.name == "invite").collect();
+        let declines: Vec<&Element> = x.child_elements().filter(|c| c.name == "decline").collect();
+        if invites.is_empty() && declines.is_empty() {
+            out.extend(error_reply(stanza, &room, from, E::ServiceUnavailable));
+            return;
+        }
+        let targets: Option<Vec<Jid>> = invites
+            .iter()
+            .chain(&declines)
+            .map(|i| i.attr("to").and_then(|t| Jid::parse(t).ok()))
+            .collect();
+        let Some(targets) = targets else {
+            out.extend(error_reply(stanza, &room, from, E::JidMalformed));
+            return;
+        };
+        let (invite_to, decline_to) = targets.split_at(invites.len());
+        if !invites.is_empty() {
+            if self.occupants.by_jid(from).is_none() {
+                out.extend(error_reply(stanza, &room, from, E::NotAcceptable));
+                return;
+            }
+            let aff = self.affiliation(&from.bare());
+            if self.config.members_only && !(self.config.allow_invites || aff.is_admin()) {
+                out.extend(error_reply(stanza, &room, from, E::Forbidden));
+                return;
+            }
+            for (inv, to) in invites.iter().zip(invite_to) {
+                if self.config.members_only
+                    && aff.is_admin()
+                    && self.affiliation(&to.bare()) == Affiliation::None
+                {
+                    self.store_affiliation(&to.bare(), Affiliation::Member, None);
+                    self.save(out);
+                }
+                let mut item = Element::new("invite", NS_MUC_USER).with_attr("from", from.as_str());
+                if let Some(r) = inv.get_child("reason", NS_MUC_USER) {
+                    item = item.with_child(r.clone());
+                }
+                let mut ux = Element::new("x", NS_MUC_USER).with_child(item);
+                if let Some(pw) = &self.config.password {
+                    ux = ux.with_child(Element::new("password", NS_MUC_USER).with_text(pw));
+                }
+                let m = Element::new("message", ns::CLIENT)
+                    .with_attr("from", room.as_str())
+                    .with_attr("to", to.as_str())
+                    .with_child(ux);
+                out.push(send_jid(to.clone(), &m));
+            }
+        }
+        for (dec, to) in declines.iter().zip(decline_to) {
+            let mut item =
+                Element::new("decline", NS_MUC_USER).with_attr("from", from.bare().as_str());
+            if let Some(r) = dec.get_child("reason", NS_MUC_USER) {
+                item = item.with_child(r.clone());
+            }
+            let m = Element::new("message", ns::CLIENT)
+                .with_attr("from", room.as_str())
+                .with_attr("to", to.as_str())
+                .with_child(Element::new("x", NS_MUC_USER).with_child(item));
+            out.push(send_jid(to.clone(), &m));
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! Occupant presence: entering (§7.2), updates, nickname changes (§7.6), leaving (§7.14), and the
+//! per-recipient presence every role or affiliation change broadcasts.
+
+use std::time::SystemTime;
+
+use super::history::HistoryRequest;
+use super::occupants::Occupant;
+use super::types::{Affiliation, Role, NS_MUC, NS_MUC_USER};
+use super::util::{error_reply, send, status, Cond};
+use super::{Room, RoomOut, Whois};
+use crate::jid::FullJid;
+use crate::shard::ShardId;
+use crate::xml::{Element, Stanza};
+use crate::xmpp::{ns, StanzaErrorCondition as E};
+
+/// What a presence broadcast about one occupant says besides its item.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Notice {
+    /// `type='unavailable'`.
+    pub unavailable: bool,
+    /// Status codes for everyone.
+    pub codes: Vec<u16>,
+    /// Status codes for the occupant itself (110 is always added there).
+    pub self_codes: Vec<u16>,
+    /// `<item nick=…/>` (nickname changes, 303).
+    pub new_nick: Option<String>,
+    /// `<actor nick=…/>`.
+    pub actor: Option<String>,
+    /// `<reason/>`.
+    pub reason: Option<String>,
+    /// `<destroy/>` (room destruction).
+    pub destroy: Option<Element>,
+}
+
+impl Room {
+    pub(super) fn on_presence(
+        &mut self,
+        from: &FullJid,
+        shard: ShardId,
+        stanza: &Stanza,
+        to: &str,
+        nick: Option<String>,
+        now: SystemTime,
+        out: &mut Vec<RoomOut>,
+    ) {
+        let ty = stanza.type_().map(|t| t.into_owned()).unwrap_or_default();
+        match ty.as_str() {
+            "" => {}
+            // The client rejected a room presence: it is gone, as Prosody assumes.
+            "unavailable" | "error" => {
+                let payload = if ty == "error" {
+                    Vec::new()
+                } else {
+                    stanza.tree().map(|el| payload_of(&el)).unwrap_or_default()
+                };
+                self.leave(from, payload, out);
+                return;
+            }
+            // Subscriptions and probes mean nothing to a room.
+            _ => return,
+        }
+        let Some(nick) = nick else {
+            out.extend(error_reply(stanza, to, from, E::JidMalformed));
+            return;
+        };
+        let Ok(el) = stanza.tree() else {
+            out.extend(error_reply(stanza, to, from, E::BadRequest));
+            return;
+        };
+        let payload = payload_of(&el);
+        match self.occupants.nick_of(from).map(str::to_owned) {
+            Some(cur) if cur == nick => {
+                if el.get_child("x", NS_MUC).is_some() {
+                    // A rejoin (the client lost track): send it the room state again.
+                    if let Some(o) = self.occupants.get_mut(&nick) {
+                        o.payload = payload;
+                    }
+                    self.send_state(from, &nick, &el, false, now, out);
+                } else if let Some(o) = self.occupants.get_mut(&nick) {
+                    o.payload = payload;
+                    let o = o.clone();
+                    self.broadcast_presence(&o, &Notice::default(), out);
+                }
+            }
+            Some(cur) => self.change_nick(from, stanza, to, &cur, &nick, payload, out),
+            None => self.join(from, shard, stanza, &el, to, &nick, payload, now, out),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn join(
+        &mut self,
+        from: &FullJid,
+        shard: ShardId,
+        stanza: &Stanza,
+        el: &Element,
+        to: &str,
+        nick: &str,
+        payload: Vec<Element>,
+        now: SystemTime,
+        out: &mut Vec<RoomOut>,
+    ) {
+        let bare = from.bare();
+        let aff = self.affiliation(&bare);
+        let x = el.get_child("x", NS_MUC);
+        let creating = self.creator.as_ref() == Some(&bare);
+        if let Some(cond) = self.refuse_entry(aff, x, nick, creating) {
+            out.extend(error_reply(stanza, to, from, cond));
+            return;
+        }
+        if creating {
+            self.creator = None;
+            // A client that does not speak MUC cannot configure the room: make it instant.
+            if x.is_none() {
+                self.locked = false;
+            }
+        }
+        self.occupants.insert(Occupant {
+            nick: nick.to_owned(),
+            jid: from.clone(),
+            shard,
+            role: self.default_role(aff),
+            payload,
+        });
+        self.send_state(from, nick, el, creating, now, out);
+        if creating && !self.locked {
+            self.save(out);
+        }
+    }
+
+    /// Why `aff` may not enter with `nick` now (§7.2.5-7.2.10), if it may not.
+    fn refuse_entry(
+        &self,
+        aff: Affiliation,
+        x: Option<&Element>,
+        nick: &str,
+        creating: bool,
+    ) -> Option<Cond> {
+        if creating {
+            return None;
+        }
+        if self.locked && aff != Affiliation::Owner {
+            return Some(E::ItemNotFound.into());
+        }
+        if aff == Affiliation::Outcast {
+            return Some(E::Forbidden.into());
+        }
+        if self.config.members_only && aff < Affiliation::Member {
+            return Some(Cond::RegistrationRequired);
+        }
+        if let Some(pw) = &self.config.password {
+            let given = x
+                .and_then(|x| x.get_child("password", NS_MUC))
+                .map(Element::text);
+            if !aff.is_admin() && given.as_deref() != Some(pw.as_str()) {
+                return Some(E::NotAuthorized.into());
+            }
+        }
+        if self.occupants.get(nick).is_some() {
+            return Some(E::Conflict.into());
+        }
+        let n = self.occupants.len();
+        if n >= self.limits.max_occupants as usize
+            || (n >= self.config.max_users as usize && !aff.is_admin())
+        {
+            return Some(E::ServiceUnavailable.into());
+        }
+        None
+    }
+
+    /// Sends an occupant that just (re)entered the others' presence, its own presence (the others
+    /// get it too on first entry), the history and the subject (§7.2.3, §7.2.15).
+    fn send_state(
+        &mut self,
+        jid: &FullJid,
+        nick: &str,
+        join: &Element,
+        creating: bool,
+        now: SystemTime,
+        out: &mut Vec<RoomOut>,
+    ) {
+        let Some(me) = self.occupants.get(nick).cloned() else {
+            return;
+        };
+        for o in self.occupants.iter().filter(|o| o.nick != nick) {
+            out.push(self.presence_to(o, jid, me.role, &Notice::default()));
+        }
+        let mut notice = Notice::default();
+        if self.config.whois == Whois::Anyone {
+            notice.self_codes.push(100);
+        }
+        if creating {
+            notice.self_codes.push(201);
+        }
+        if nick != join_nick_asked(join).unwrap_or(nick) {
+            notice.self_codes.push(210);
+        }
+        self.broadcast_presence(&me, &notice, out);
+        let req = HistoryRequest::from_x(join.get_child("x", NS_MUC));
+        for h in self.history.select(&req, now) {
+            let mut s = h.clone();
+            s.set_to(jid.as_str());
+            out.push(RoomOut::Send {
+                to: jid.clone().into(),
+                stanza: s,
+            });
+        }
+        out.push(send(jid, &self.subject_message(Some(jid))));
+    }
+
+    /// The subject message (`to` set when given); empty `<subject/>` from the room when none.
+    pub(super) fn subject_message(&self, to: Option<&FullJid>) -> Element {
+        let (from, text) = match &self.subject {
+            Some(s) => (self.occupant_jid(&s.nick), s.text.as_str()),
+            None => (self.jid.as_str().to_owned(), ""),
+        };
+        let mut subject = Element::new("subject", ns::CLIENT);
+        if !text.is_empty() {
+            subject = subject.with_text(text);
+        }
+        let mut m = Element::new("message", ns::CLIENT)
+            .with_attr("type", "groupchat")
+            .with_attr("from", from);
+        if let Some(to) = to {
+            m = m.with_attr("to", to.as_str());
+        }
+        m.with_child(subject)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn change_nick(
+        &mut self,
+        from: &FullJid,
+        stanza: &Stanza,
+        to: &str,
+        old: &str,
+        new: &str,
+        payload: Vec<Element>,
+        out: &mut Vec<RoomOut>,
+    ) {
+        if self.occupants.get(new).is_some() {
+            out.extend(error_reply(stanza, to, from, E::Conflict));
+            return;
+        }
+        let Some(mut o) = self.occupants.remove(old) else {
+            return;
+        };
+        let gone = Notice {
+            unavailable: true,
+            codes: vec![303],
+            new_nick: Some(new.to_owned()),
+            ..Default::default()
+        };
+        // The unavailable half carries no show/status: the occupant did not leave.
+        o.payload.clear();
+        self.broadcast_presence(&o, &gone, out);
+        o.nick = new.to_owned();
+        o.payload = payload;
+        self.occupants.insert(o.clone());
+        self.broadcast_presence(&o, &Notice::default(), out);
+    }
+
+    /// `jid` leaves (unavailable presence with `payload`, or its session ended).
+    pub(super) fn leave(&mut self, jid: &FullJid, payload: Vec<Element>, out: &mut Vec<RoomOut>) {
+        let Some(nick) = self.occupants.nick_of(jid).map(str::to_owned) else {
+            return;
+        };
+        let notice = Notice {
+            unavailable: true,
+            ..Default::default()
+        };
+        self.remove_occupant(&nick, Some(payload), &notice, out);
+        self.after_leave(out);
+    }
+
+    /// Removes `nick`, telling everyone (itself included) with `notice`.
+    pub(super) fn remove_occupant(
+        &mut self,
+        nick: &str,
+        payload: Option<Vec<Element>>,
+        notice: &Notice,
+        out: &mut Vec<RoomOut>,
+    ) {
+        let Some(mut o) = self.occupants.remove(nick) else {
+            return;
+        };
+        o.role = Role::None;
+        o.payload = payload.unwrap_or_default();
+        self.broadcast_presence(&o, notice, out);
+    }
+
+    /// Removes everyone, each told with `notice` (shutdown, destruction).
+    pub(super) fn remove_all(&mut self, notice: &Notice, out: &mut Vec<RoomOut>) {
+        for mut o in self.occupants.clear() {
+            o.role = Role::None;
+            o.payload.clear();
+            out.push(self.presence_to(&o, &o.jid, Role::None, notice));
+        }
+    }
+
+    /// Presence about `subj` to every occupant, `subj` itself last (whether or not still in).
+    pub(super) fn broadcast_presence(&self, subj: &Occupant, n: &Notice, out: &mut Vec<RoomOut>) {
+        for o in self.occupants.iter().filter(|o| o.jid != subj.jid) {
+            out.push(self.presence_to(subj, &o.jid, o.role, n));
+        }
+        out.push(self.presence_to(subj, &subj.jid, subj.role, n));
+    }
+
+    /// Presence about `subj` as `viewer` (with `viewer_role`) sees it.
+    pub(super) fn presence_to(
+        &self,
+        subj: &Occupant,
+        viewer: &FullJid,
+        viewer_role: Role,
+        n: &Notice,
+    ) -> RoomOut {
+        let is_self = *viewer == subj.jid;
+        let aff = self.affiliation(&subj.jid.bare());
+        let mut p = Element::new("presence", ns::CLIENT)
+            .with_attr("from", self.occupant_jid(&subj.nick))
+            .with_attr("to", viewer.as_str());
+        if n.unavailable {
+            p = p.with_attr("type", "unavailable");
+        }
+        for c in &subj.payload {
+            p = p.with_child(c.clone());
+        }
+        let mut item = Element::new("item", NS_MUC_USER)
+            .with_attr("affiliation", aff.as_str())
+            .with_attr("role", subj.role.as_str());
+        if is_self || self.config.whois == Whois::Anyone || viewer_role == Role::Moderator {
+            item = item.with_attr("jid", subj.jid.as_str());
+        }
+        if let Some(nn) = &n.new_nick {
+            item = item.with_attr("nick", nn.as_str());
+        }
+        if let Some(a) = &n.actor {
+            item =
+                item.with_child(Element::new("actor", NS_MUC_USER).with_attr("nick", a.as_str()));
+        }
+        if let Some(r) = &n.reason {
+            item = item.with_child(Element::new("reason", NS_MUC_USER).with_text(r));
+        }
+        let mut x = Element::new("x", NS_MUC_USER).with_child(item);
+        for &c in &n.codes {
+            x = x.with_child(status(c));
+        }
+        if is_self {
+            for &c in &n.self_codes {
+                x = x.with_child(status(c));
+            }
+            x = x.with_child(status(110));
+        }
+        if let Some(d) = &n.destroy {
+            x = x.with_child(d.clone());
+        }
+        send(viewer, &p.with_child(x))
+    }
+}
+
+/// The client's presence payload without MUC elements (those are the room's to write).
+fn payload_of(el: &Element) -> Vec<Element> {
+    el.child_elements()
+        .filter(|c| !(c.name == "x" && (c.ns == NS_MUC || c.ns == NS_MUC_USER)))
+        .cloned()
+        .collect()
+}
+
+/// The nickname a join asked for, as written (`to`'s resource before preparation).
+fn join_nick_asked(join: &Element) -> Option<&str> {
+    join.attr("to")
+        .and_then(|t| t.split_once('/'))
+        .map(|(_, n)| n)
+}

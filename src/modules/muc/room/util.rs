@@ -1,0 +1,151 @@
+//! Small builders shared by the room's handlers: error replies, IQ results, timestamps.
+
+use std::time::SystemTime;
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::RoomOut;
+use crate::jid::{FullJid, Jid};
+use crate::xml::{Element, Node, Stanza, StanzaKind};
+use crate::xmpp::{ns, ErrorType, StanzaErrorCondition};
+
+/// An error condition a room answers with: the RFC 6120 ones plus `registration-required`
+/// (XEP-0045 §7.2.6), which [`StanzaErrorCondition`] lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cond {
+    /// An RFC 6120 condition.
+    Std(StanzaErrorCondition),
+    /// The room is members-only and the user is not a member.
+    RegistrationRequired,
+}
+
+impl Cond {
+    fn name(self) -> &'static str {
+        match self {
+            Cond::Std(c) => c.as_str(),
+            Cond::RegistrationRequired => "registration-required",
+        }
+    }
+
+    fn error_type(self) -> ErrorType {
+        match self {
+            Cond::Std(c) => c.default_type(),
+            Cond::RegistrationRequired => ErrorType::Auth,
+        }
+    }
+}
+
+impl From<StanzaErrorCondition> for Cond {
+    fn from(c: StanzaErrorCondition) -> Cond {
+        Cond::Std(c)
+    }
+}
+
+/// The RFC 6120 §8.3 error reply to `stanza` (payload kept) from `from` (the address it was sent
+/// to) back to its sender; `None` for errors and IQ results, which are never answered.
+pub(super) fn error_reply(
+    stanza: &Stanza,
+    from: &str,
+    to: &FullJid,
+    cond: impl Into<Cond>,
+) -> Option<RoomOut> {
+    reply_error(stanza, from, to, cond.into(), true)
+}
+
+/// Like [`error_reply`] without the original payload (for stanzas refused for their size).
+pub(super) fn error_reply_short(
+    stanza: &Stanza,
+    from: &str,
+    to: &FullJid,
+    cond: impl Into<Cond>,
+) -> Option<RoomOut> {
+    reply_error(stanza, from, to, cond.into(), false)
+}
+
+fn reply_error(
+    stanza: &Stanza,
+    from: &str,
+    to: &FullJid,
+    cond: Cond,
+    keep_payload: bool,
+) -> Option<RoomOut> {
+    let ty = stanza.type_();
+    let ty = ty.as_deref().unwrap_or("");
+    if ty == "error" || (stanza.kind() == StanzaKind::Iq && ty == "result") {
+        return None;
+    }
+    let mut el = if keep_payload {
+        stanza.tree().ok()?
+    } else {
+        let mut el = Element::new(stanza.name(), ns::CLIENT);
+        if let Some(id) = stanza.id() {
+            el = el.with_attr("id", id.as_ref());
+        }
+        el
+    };
+    el.attrs
+        .retain(|(k, _)| k != "type" && k != "from" && k != "to");
+    el.attrs.push(("type".into(), "error".into()));
+    el.attrs.push(("from".into(), from.into()));
+    el.attrs.push(("to".into(), to.as_str().into()));
+    let error = Element::new("error", ns::CLIENT)
+        .with_attr("type", cond.error_type().as_str())
+        .with_child(Element::new(cond.name(), ns::STANZAS));
+    el.children.push(Node::Element(error));
+    Some(send(to, &el))
+}
+
+/// An IQ result to `stanza` from `from` to `to`, with an optional payload.
+pub(super) fn iq_result(
+    stanza: &Stanza,
+    from: &str,
+    to: &FullJid,
+    payload: Option<Element>,
+) -> RoomOut {
+    let mut el = Element::new("iq", ns::CLIENT)
+        .with_attr("type", "result")
+        .with_attr("from", from)
+        .with_attr("to", to.as_str());
+    if let Some(id) = stanza.id() {
+        el = el.with_attr("id", id.as_ref());
+    }
+    if let Some(p) = payload {
+        el = el.with_child(p);
+    }
+    send(to, &el)
+}
+
+/// A [`RoomOut::Send`] of `el` (whose `from`/`to` are already set) to `to`.
+pub(super) fn send(to: &FullJid, el: &Element) -> RoomOut {
+    send_jid(Jid::from(to.clone()), el)
+}
+
+/// A [`RoomOut::Send`] of `el` to any JID (invitations go to bare JIDs).
+pub(super) fn send_jid(to: Jid, el: &Element) -> RoomOut {
+    RoomOut::Send {
+        to,
+        stanza: Stanza::from_element(el),
+    }
+}
+
+/// XEP-0082 date-time of `t` in UTC, to the second.
+pub(super) fn stamp(t: SystemTime) -> String {
+    let t = OffsetDateTime::from(t);
+    t.replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Parses a XEP-0082 date-time.
+pub(super) fn parse_stamp(s: &str) -> Option<SystemTime> {
+    OffsetDateTime::parse(s, &Rfc3339)
+        .ok()
+        .map(SystemTime::from)
+}
+
+/// `<status code='n'/>` in `muc#user`.
+pub(super) fn status(code: u16) -> Element {
+    Element::new("status", super::types::NS_MUC_USER).with_attr("code", code.to_string())
+}
