@@ -140,6 +140,9 @@ fn occupants_on_both_shards_get_groupchat_with_one_mesh_message_per_shard() {
         assert!(got.iter().any(|s| has_status(s, "110")), "{got:?}");
     }
     received(&mut w, &owner);
+    for u in &others {
+        received(&mut w, u);
+    }
     // The owner's message: routed on shard 0, the room is homed there, three occupants on shard 1.
     let s = Stanza::parse(
         format!("<message type='groupchat' id='m1' to='{room}'><body>hi</body></message>")
@@ -238,5 +241,38 @@ fn public_rooms_of_every_shard_are_listed() {
     let listed: Vec<&str> = q.child_elements().filter_map(|i| i.attr("jid")).collect();
     for r in &rooms {
         assert!(listed.contains(&r.as_str()), "{r} not in {listed:?}");
+    }
+}
+
+#[test]
+fn every_occupant_gets_every_message_whatever_the_shards() {
+    let mut w = world(2, "");
+    let room = room_on(1, 2, "all");
+    let n = 6;
+    let mut users: Vec<User> = (0..n)
+        .map(|i| connect(&mut w, i % 2, &format!("u{i}@{HOST}/r")))
+        .collect();
+    create(&mut w, &mut users[0], &room, "n0");
+    for (i, u) in users.iter_mut().enumerate().skip(1) {
+        join(&mut w, u, &room, &format!("n{i}"));
+    }
+    for u in &users {
+        received(&mut w, u);
+    }
+    for (i, u) in users.iter_mut().enumerate() {
+        w.send(
+            u,
+            &format!("<message type='groupchat' id='m{i}' to='{room}'><body>b</body></message>"),
+        );
+    }
+    for (j, u) in users.iter().enumerate() {
+        let got = received(&mut w, u);
+        let mut ids: Vec<String> = got
+            .iter()
+            .filter_map(|s| s.id().map(|i| i.into_owned()))
+            .collect();
+        ids.sort();
+        let want: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+        assert_eq!(ids, want, "user {j}: {got:?}");
     }
 }
