@@ -1,1 +1,388 @@
+//! `muc#admin`: kicks, voice, bans, memberships, admins, owners, lists, the permission matrix.
+
+use super::tests::*;
+use super::types::NS_MUC_ADMIN;
 use super::*;
+use crate::xml::Element;
+
+fn admin_set(room: &mut Room, from: &str, items: &str) -> Vec<RoomOut> {
+    feed(
+        room,
+        from,
+        &format!(
+            "<iq type='set' id='a1' to='{ROOM}'><query xmlns='{NS_MUC_ADMIN}'>{items}</query></iq>"
+        ),
+    )
+}
+
+fn admin_get(room: &mut Room, from: &str, item: &str) -> Vec<RoomOut> {
+    feed(
+        room,
+        from,
+        &format!(
+            "<iq type='get' id='a2' to='{ROOM}'><query xmlns='{NS_MUC_ADMIN}'>{item}</query></iq>"
+        ),
+    )
+}
+
+/// The reply to the requester (its first stanza).
+fn reply(out: &[RoomOut], to: &str) -> Element {
+    sent_to(out, to)
+        .into_iter()
+        .find(|e| e.name == "iq")
+        .expect("an iq reply")
+}
+
+fn reply_error(out: &[RoomOut], to: &str) -> Option<String> {
+    error_of(&reply(out, to))
+}
+
+/// alice (owner), bob (participant), carol (participant).
+fn room3() -> Room {
+    let mut room = room_alice_bob();
+    feed(&mut room, CAROL, &join_xml("carol"));
+    room
+}
+
+#[test]
+fn kick_tells_everyone_307_with_actor_and_reason() {
+    let mut room = room3();
+    let out = admin_set(
+        &mut room,
+        ALICE,
+        "<item nick='bob' role='none'><reason>spam</reason></item>",
+    );
+    assert_eq!(reply(&out, ALICE).attr("type"), Some("result"));
+    for who in [ALICE, BOB, CAROL] {
+        let p: Vec<Element> = sent_to(&out, who)
+            .into_iter()
+            .filter(|e| e.name == "presence")
+            .collect();
+        assert_eq!(p.len(), 1, "{who}");
+        assert_eq!(p[0].attr("type"), Some("unavailable"));
+        assert!(codes(&p[0]).contains(&307));
+        let it = item(&p[0]);
+        assert_eq!(it.attr("role"), Some("none"));
+        assert_eq!(
+            it.get_child("reason", super::types::NS_MUC_USER)
+                .map(Element::text)
+                .as_deref(),
+            Some("spam")
+        );
+        assert_eq!(
+            it.get_child("actor", super::types::NS_MUC_USER)
+                .and_then(|a| a.attr("nick")),
+            Some("alice")
+        );
+    }
+    assert!(codes(&sent_to(&out, BOB)[0]).contains(&110));
+    assert_eq!(room.occupants(), 2);
+}
+
+#[test]
+fn role_change_permissions() {
+    let mut room = room3();
+    // A participant may not kick.
+    assert_eq!(
+        reply_error(
+            &admin_set(&mut room, BOB, "<item nick='carol' role='none'/>"),
+            BOB
+        )
+        .as_deref(),
+        Some("forbidden")
+    );
+    // Nobody kicks an owner; a moderator does not kick itself.
+    admin_set(&mut room, ALICE, "<item nick='bob' role='moderator'/>");
+    assert_eq!(
+        reply_error(
+            &admin_set(&mut room, BOB, "<item nick='alice' role='none'/>"),
+            BOB
+        )
+        .as_deref(),
+        Some("not-allowed")
+    );
+    assert_eq!(
+        reply_error(
+            &admin_set(&mut room, ALICE, "<item nick='alice' role='none'/>"),
+            ALICE
+        )
+        .as_deref(),
+        Some("conflict")
+    );
+    // A non-admin moderator may not make moderators nor demote one.
+    assert_eq!(
+        reply_error(
+            &admin_set(&mut room, BOB, "<item nick='carol' role='moderator'/>"),
+            BOB
+        )
+        .as_deref(),
+        Some("forbidden")
+    );
+    // Unknown nick, bad role, empty item.
+    assert_eq!(
+        reply_error(
+            &admin_set(&mut room, ALICE, "<item nick='zed' role='none'/>"),
+            ALICE
+        )
+        .as_deref(),
+        Some("item-not-found")
+    );
+    assert_eq!(
+        reply_error(
+            &admin_set(&mut room, ALICE, "<item nick='bob' role='king'/>"),
+            ALICE
+        )
+        .as_deref(),
+        Some("bad-request")
+    );
+    assert_eq!(
+        reply_error(&admin_set(&mut room, ALICE, "<item nick='bob'/>"), ALICE).as_deref(),
+        Some("bad-request")
+    );
+    assert_eq!(room.occupants(), 3);
+}
+
+#[test]
+fn voice_is_revoked_and_granted() {
+    let mut room = room3();
+    let out = admin_set(&mut room, ALICE, "<item nick='bob' role='visitor'/>");
+    assert_eq!(item(&sent_to(&out, CAROL)[0]).attr("role"), Some("visitor"));
+    let gc = format!("<message type='groupchat' to='{ROOM}'><body>x</body></message>");
+    assert_eq!(only_error(&feed(&mut room, BOB, &gc), BOB), "forbidden");
+    admin_set(&mut room, ALICE, "<item nick='bob' role='participant'/>");
+    assert_eq!(broadcasts(&feed(&mut room, BOB, &gc)).len(), 1);
+}
+
+#[test]
+fn role_list() {
+    let mut room = room3();
+    let out = admin_get(&mut room, ALICE, "<item role='participant'/>");
+    let q = reply(&out, ALICE)
+        .get_child("query", NS_MUC_ADMIN)
+        .cloned()
+        .expect("query");
+    let nicks: Vec<&str> = q.child_elements().filter_map(|i| i.attr("nick")).collect();
+    assert_eq!(nicks, ["bob", "carol"]);
+    assert_eq!(
+        reply_error(
+            &admin_get(&mut room, BOB, "<item role='participant'/>"),
+            BOB
+        )
+        .as_deref(),
+        Some("forbidden")
+    );
+}
+
+#[test]
+fn ban_removes_with_301_and_keeps_out() {
+    let mut room = room3();
+    let out = admin_set(
+        &mut room,
+        ALICE,
+        "<item jid='bob@localhost' affiliation='outcast'><reason>bye</reason></item>",
+    );
+    let p = &sent_to(&out, CAROL)[0];
+    assert_eq!(p.attr("type"), Some("unavailable"));
+    assert!(codes(p).contains(&301));
+    assert_eq!(item(p).attr("affiliation"), Some("outcast"));
+    assert_eq!(room.occupants(), 2);
+    assert_eq!(
+        only_error(&feed(&mut room, BOB, &join_xml("bob")), BOB),
+        "forbidden"
+    );
+    let out = admin_get(&mut room, ALICE, "<item affiliation='outcast'/>");
+    let q = reply(&out, ALICE)
+        .get_child("query", NS_MUC_ADMIN)
+        .cloned()
+        .expect("query");
+    let it = q.get_child("item", NS_MUC_ADMIN).expect("item");
+    assert_eq!(it.attr("jid"), Some("bob@localhost"));
+    assert_eq!(
+        it.get_child("reason", NS_MUC_ADMIN)
+            .map(Element::text)
+            .as_deref(),
+        Some("bye")
+    );
+}
+
+#[test]
+fn affiliation_permissions() {
+    let mut room = room3();
+    // Participants manage nothing.
+    assert_eq!(
+        reply_error(
+            &admin_set(
+                &mut room,
+                BOB,
+                "<item jid='carol@localhost' affiliation='member'/>"
+            ),
+            BOB
+        )
+        .as_deref(),
+        Some("forbidden")
+    );
+    assert_eq!(
+        reply_error(
+            &admin_get(&mut room, BOB, "<item affiliation='member'/>"),
+            BOB
+        )
+        .as_deref(),
+        Some("forbidden")
+    );
+    // An admin may not ban an owner nor make owners or admins.
+    admin_set(
+        &mut room,
+        ALICE,
+        "<item jid='bob@localhost' affiliation='admin'/>",
+    );
+    assert_eq!(
+        reply_error(
+            &admin_set(
+                &mut room,
+                BOB,
+                "<item jid='alice@localhost' affiliation='outcast'/>"
+            ),
+            BOB
+        )
+        .as_deref(),
+        Some("not-allowed")
+    );
+    assert_eq!(
+        reply_error(
+            &admin_set(
+                &mut room,
+                BOB,
+                "<item jid='carol@localhost' affiliation='owner'/>"
+            ),
+            BOB
+        )
+        .as_deref(),
+        Some("forbidden")
+    );
+    assert_eq!(
+        reply_error(
+            &admin_set(
+                &mut room,
+                BOB,
+                "<item jid='carol@localhost' affiliation='admin'/>"
+            ),
+            BOB
+        )
+        .as_deref(),
+        Some("forbidden")
+    );
+    // But bans and members are the admin's.
+    assert_eq!(
+        reply(
+            &admin_set(
+                &mut room,
+                BOB,
+                "<item jid='carol@localhost' affiliation='member'/>"
+            ),
+            BOB
+        )
+        .attr("type"),
+        Some("result")
+    );
+    // The last owner cannot go; one bad item refuses the whole request.
+    let out = admin_set(&mut room, ALICE, "<item jid='dave@localhost' affiliation='member'/><item jid='alice@localhost' affiliation='admin'/>");
+    assert_eq!(reply_error(&out, ALICE).as_deref(), Some("conflict"));
+    assert_eq!(
+        room.affiliation(&BareJid::parse("dave@localhost").expect("valid")),
+        Affiliation::None
+    );
+    // With a second owner, the first may step down.
+    admin_set(
+        &mut room,
+        ALICE,
+        "<item jid='carol@localhost' affiliation='owner'/>",
+    );
+    let out = admin_set(
+        &mut room,
+        ALICE,
+        "<item jid='alice@localhost' affiliation='admin'/>",
+    );
+    assert_eq!(reply(&out, ALICE).attr("type"), Some("result"));
+    assert_eq!(room.affiliation(&full(ALICE).bare()), Affiliation::Admin);
+    // Bad affiliation.
+    assert_eq!(
+        reply_error(
+            &admin_set(
+                &mut room,
+                CAROL,
+                "<item jid='x@localhost' affiliation='king'/>"
+            ),
+            CAROL
+        )
+        .as_deref(),
+        Some("bad-request")
+    );
+}
+
+#[test]
+fn promotion_to_admin_makes_a_moderator() {
+    let mut room = room3();
+    let out = admin_set(
+        &mut room,
+        ALICE,
+        "<item jid='bob@localhost' affiliation='admin'/>",
+    );
+    let it = item(&sent_to(&out, CAROL)[0]);
+    assert_eq!(
+        (it.attr("affiliation"), it.attr("role")),
+        (Some("admin"), Some("moderator"))
+    );
+    let out = admin_set(
+        &mut room,
+        ALICE,
+        "<item jid='bob@localhost' affiliation='none'/>",
+    );
+    let it = item(&sent_to(&out, CAROL)[0]);
+    assert_eq!(
+        (it.attr("affiliation"), it.attr("role")),
+        (Some("none"), Some("participant"))
+    );
+}
+
+#[test]
+fn losing_membership_of_a_members_only_room_removes_with_321() {
+    let mut room = room_with(&[("muc#roomconfig_membersonly", "1")]);
+    admin_set(
+        &mut room,
+        ALICE,
+        "<item jid='bob@localhost' affiliation='member'/>",
+    );
+    feed(&mut room, BOB, &join_xml("bob"));
+    let out = admin_get(&mut room, ALICE, "<item affiliation='member'/>");
+    let q = reply(&out, ALICE)
+        .get_child("query", NS_MUC_ADMIN)
+        .cloned()
+        .expect("query");
+    assert_eq!(
+        q.get_child("item", NS_MUC_ADMIN)
+            .and_then(|i| i.attr("jid")),
+        Some("bob@localhost")
+    );
+    let out = admin_set(
+        &mut room,
+        ALICE,
+        "<item jid='bob@localhost' affiliation='none'/>",
+    );
+    let p = &sent_to(&out, BOB)[0];
+    assert_eq!(p.attr("type"), Some("unavailable"));
+    assert!(codes(p).contains(&321));
+    assert_eq!(room.occupants(), 1);
+}
+
+#[test]
+fn affiliation_by_nick_and_member_list_saved() {
+    let mut room = room_with(&[("muc#roomconfig_persistentroom", "1")]);
+    feed(&mut room, BOB, &join_xml("bob"));
+    let out = admin_set(&mut room, ALICE, "<item nick='bob' affiliation='member'/>");
+    assert!(has_out(&out, is_save));
+    assert_eq!(room.affiliation(&full(BOB).bare()), Affiliation::Member);
+    assert_eq!(
+        item(&sent_to(&out, BOB)[0]).attr("affiliation"),
+        Some("member")
+    );
+}
