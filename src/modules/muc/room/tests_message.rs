@@ -64,12 +64,34 @@ fn groupchat_refusals() {
         only_error(&feed(&mut room, CAROL, &groupchat("x")), CAROL),
         "not-acceptable"
     );
-    let big = "a".repeat(RoomLimits::default().max_stanza_bytes);
-    let out = feed(&mut room, BOB, &groupchat(&big));
-    assert_eq!(only_error(&out, BOB), "policy-violation");
+    // Too big for the service's limit.
+    let limits = RoomLimits {
+        max_stanza_bytes: 200,
+        ..RoomLimits::default()
+    };
+    let mut small = Room::new(
+        BareJid::parse(ROOM).expect("valid"),
+        full(ALICE).bare(),
+        limits,
+    );
+    feed(&mut small, ALICE, &format!("<presence to='{ROOM}/alice'/>"));
+    let out = feed(&mut small, ALICE, &groupchat(&"a".repeat(200)));
+    assert_eq!(only_error(&out, ALICE), "policy-violation");
     assert!(
         sends(&out)[0].1.get_child("body", ns::CLIENT).is_none(),
         "the big payload is not echoed"
+    );
+    let pm = format!(
+        "<message type='chat' to='{ROOM}/alice'><body>{}</body></message>",
+        "a".repeat(200)
+    );
+    assert_eq!(
+        only_error(&feed(&mut small, ALICE, &pm), ALICE),
+        "policy-violation"
+    );
+    assert_eq!(
+        broadcasts(&feed(&mut small, ALICE, &groupchat("ok"))).len(),
+        1
     );
     // A visitor in a moderated room.
     configure(&mut room, ALICE, &[("muc#roomconfig_moderatedroom", "1")]);
