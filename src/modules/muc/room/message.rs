@@ -62,9 +62,10 @@ impl Room {
         };
         let body = el.get_child("body", ns::CLIENT).is_some();
         let subject = el.get_child("subject", ns::CLIENT).map(Element::text);
+        let me = self.occupant_jid(&nick);
         let mut reflected = stanza.clone();
         reflected.remove_attr("to");
-        reflected.set_from(&self.occupant_jid(&nick));
+        reflected.set_from(&me);
         if let (Some(text), false) = (subject, body) {
             let may = role == Role::Moderator || self.config.change_subject;
             if !may {
@@ -74,7 +75,7 @@ impl Room {
             self.subject = Some(Subject { text, nick });
             self.save(out);
         } else if body {
-            self.keep(&reflected, now);
+            self.keep(el, &me, now);
         }
         out.push(RoomOut::Broadcast {
             stanza: reflected,
@@ -82,13 +83,15 @@ impl Room {
         });
     }
 
-    /// Keeps a reflected message in the history, with its `<delay/>`.
-    fn keep(&mut self, reflected: &Stanza, now: SystemTime) {
+    /// Keeps a groupchat message (its tree as received) in the history: from `room/nick`, no
+    /// `to`, with its `<delay/>`.
+    fn keep(&mut self, mut el: Element, from: &str, now: SystemTime) {
         let cap = self.config.history_length as usize;
         if cap == 0 {
             return;
         }
-        let Ok(mut el) = reflected.tree() else { return };
+        el.attrs.retain(|(k, _)| k != "to" && k != "from");
+        el.attrs.push(("from".into(), from.into()));
         // A client-supplied delay would lie about when the room got the message.
         el.children
             .retain(|c| !matches!(c, Node::Element(e) if e.name == "delay" && e.ns == NS_DELAY));

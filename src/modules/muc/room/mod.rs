@@ -261,6 +261,10 @@ impl Room {
             (StanzaKind::Iq, None) => self.on_room_iq(from, stanza, &mut out),
             (StanzaKind::Other, _) => {}
         }
+        // The presence that was to create the room was refused: there is no room.
+        if self.creator.is_some() && self.occupants.is_empty() {
+            out.push(RoomOut::Destroyed);
+        }
         out
     }
 

@@ -120,6 +120,10 @@ impl Room {
         if old.persistent || self.config.persistent {
             out.push(RoomOut::Save);
         }
+        // An owner outside the room made an empty persistent room temporary.
+        if self.occupants.is_empty() && !self.config.persistent {
+            out.push(RoomOut::Destroyed);
+        }
         Ok(out)
     }
 

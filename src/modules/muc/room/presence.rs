@@ -33,6 +33,8 @@ pub(super) struct Notice {
 }
 
 impl Room {
+    // The address comes both as written (`to`, for error replies) and as parsed (`nick`).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_presence(
         &mut self,
         from: &FullJid,

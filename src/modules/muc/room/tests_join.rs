@@ -383,3 +383,18 @@ fn same_nick_from_another_resource_conflicts() {
     let out = feed(&mut room, "bob@localhost/other", &join_xml("bob"));
     assert_eq!(only_error(&out, "bob@localhost/other"), "conflict");
 }
+
+#[test]
+fn refused_creation_leaves_no_room() {
+    let mut room = Room::new(
+        BareJid::parse(ROOM).expect("valid"),
+        full(ALICE).bare(),
+        RoomLimits::default(),
+    );
+    let out = feed(&mut room, ALICE, &format!("<presence to='{ROOM}'/>"));
+    assert_eq!(
+        error_of(&sent_to(&out, ALICE)[0]).as_deref(),
+        Some("jid-malformed")
+    );
+    assert!(has_out(&out, is_destroyed));
+}

@@ -189,3 +189,18 @@ fn destroy_tells_everyone_and_ends_the_room() {
     assert!(has_out(&out, is_destroyed));
     assert_eq!(room.occupants(), 0);
 }
+
+#[test]
+fn making_an_empty_persistent_room_temporary_destroys_it() {
+    let mut room = room_with(&[("muc#roomconfig_persistentroom", "1")]);
+    feed(
+        &mut room,
+        ALICE,
+        &format!("<presence type='unavailable' to='{ROOM}/alice'/>"),
+    );
+    // The owner configures from outside the room.
+    let out = configure(&mut room, ALICE, &[("muc#roomconfig_persistentroom", "0")]);
+    assert_eq!(sent_to(&out, ALICE)[0].attr("type"), Some("result"));
+    assert!(has_out(&out, is_save));
+    assert!(has_out(&out, is_destroyed));
+}
