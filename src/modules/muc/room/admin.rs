@@ -162,6 +162,8 @@ impl Room {
         }
         if changed_affs {
             self.save(out);
+            // An owner outside a temporary room may have banned its last occupant.
+            self.after_leave(out);
         }
         Ok(None)
     }

@@ -21,7 +21,7 @@ impl Room {
         let room = self.jid.as_str().to_owned();
         match stanza.type_().as_deref() {
             Some("groupchat") => self.groupchat(from, stanza, now, out),
-            Some("error") => {}
+            Some("error") => self.on_error_from(from, stanza, out),
             _ => {
                 let x = stanza
                     .tree()

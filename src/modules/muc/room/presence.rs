@@ -49,13 +49,13 @@ impl Room {
         match ty.as_str() {
             "" => {}
             // The client rejected a room presence: it is gone, as Prosody assumes.
-            "unavailable" | "error" => {
-                let payload = if ty == "error" {
-                    Vec::new()
-                } else {
-                    stanza.tree().map(|el| payload_of(&el)).unwrap_or_default()
-                };
+            "unavailable" => {
+                let payload = stanza.tree().map(|el| payload_of(&el)).unwrap_or_default();
                 self.leave(from, payload, out);
+                return;
+            }
+            "error" => {
+                self.on_error_from(from, stanza, out);
                 return;
             }
             // Subscriptions and probes mean nothing to a room.
@@ -272,6 +272,28 @@ impl Room {
             ..Default::default()
         };
         self.remove_occupant(&nick, Some(payload), &notice, out);
+        self.after_leave(out);
+    }
+
+    /// An occupant's client answered a room stanza with an error: a permanent one (`cancel`)
+    /// means it is no longer there (as Prosody judges), so it is removed with status 333.
+    pub(super) fn on_error_from(&mut self, jid: &FullJid, stanza: &Stanza, out: &mut Vec<RoomOut>) {
+        let Some(nick) = self.occupants.nick_of(jid).map(str::to_owned) else {
+            return;
+        };
+        let permanent = stanza.tree().is_ok_and(|el| {
+            el.get_child("error", ns::CLIENT)
+                .is_some_and(|e| e.attr("type") == Some("cancel"))
+        });
+        if !permanent {
+            return;
+        }
+        let notice = Notice {
+            unavailable: true,
+            codes: vec![333],
+            ..Default::default()
+        };
+        self.remove_occupant(&nick, None, &notice, out);
         self.after_leave(out);
     }
 

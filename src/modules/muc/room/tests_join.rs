@@ -398,3 +398,22 @@ fn refused_creation_leaves_no_room() {
     );
     assert!(has_out(&out, is_destroyed));
 }
+
+#[test]
+fn permanent_error_from_an_occupant_removes_it_with_333() {
+    let mut room = room_alice_bob();
+    let wait = format!("<message type='error' to='{ROOM}'><error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>");
+    assert!(feed(&mut room, BOB, &wait).is_empty());
+    assert_eq!(room.occupants(), 2);
+    let cancel = wait.replace("'wait'", "'cancel'");
+    let out = feed(&mut room, BOB, &cancel);
+    let p = &sent_to(&out, ALICE)[0];
+    assert_eq!(p.attr("type"), Some("unavailable"));
+    assert!(codes(p).contains(&333));
+    assert_eq!(room.occupants(), 1);
+    // Errors never get error replies.
+    assert!(sent_to(&out, BOB).iter().all(|e| error_of(e).is_none()));
+    let perr = format!("<presence type='error' to='{ROOM}/alice'><error type='cancel'><gone xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>");
+    let out = feed(&mut room, ALICE, &perr);
+    assert!(has_out(&out, is_destroyed));
+}
