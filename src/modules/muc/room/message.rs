@@ -148,13 +148,16 @@ impl Room {
         el.attrs.retain(|(k, _)| k != "from" && k != "to");
         el.attrs
             .push(("from".into(), self.occupant_jid(&sender.nick)));
-        el.attrs.push(("to".into(), target.jid.as_str().into()));
         // §7.5: marks the message as a MUC private message (carbons and archives treat it so).
         if el.get_child("x", NS_MUC_USER).is_none() {
             el.children
                 .push(Node::Element(Element::new("x", NS_MUC_USER)));
         }
-        out.push(send(&target.jid, &el));
+        for (j, _) in target.sessions() {
+            let mut m = el.clone();
+            m.attrs.push(("to".into(), j.as_str().into()));
+            out.push(send(j, &m));
+        }
     }
 
     /// `<invite/>`s and `<decline/>`s in a message to the room.

@@ -77,7 +77,7 @@ impl Room {
                     if let Some(o) = self.occupants.get_mut(&nick) {
                         o.payload = payload;
                     }
-                    self.send_state(from, &nick, &el, false, now, out);
+                    self.send_state(from, &nick, &el, false, false, now, out);
                 } else if let Some(o) = self.occupants.get_mut(&nick) {
                     o.payload = payload;
                     let o = o.clone();
@@ -106,8 +106,18 @@ impl Room {
         let aff = self.affiliation(&bare);
         let x = el.get_child("x", NS_MUC);
         let creating = self.creator.as_ref() == Some(&bare);
-        if let Some(cond) = self.refuse_entry(aff, x, nick, creating) {
+        // Another session of the same user may share its nickname (phone and desktop).
+        let shared = self
+            .occupants
+            .get(nick)
+            .is_some_and(|o| o.jid.bare() == bare);
+        if let Some(cond) = self.refuse_entry(aff, x, nick, creating, shared) {
             out.extend(error_reply(stanza, to, from, cond));
+            return;
+        }
+        if shared {
+            self.occupants.attach(nick, from, shard);
+            self.send_state(from, nick, el, false, false, now, out);
             return;
         }
         if creating {
@@ -121,10 +131,11 @@ impl Room {
             nick: nick.to_owned(),
             jid: from.clone(),
             shard,
+            extra: Vec::new(),
             role: self.default_role(aff),
             payload,
         });
-        self.send_state(from, nick, el, creating, now, out);
+        self.send_state(from, nick, el, creating, true, now, out);
         if creating && !self.locked {
             self.save(out);
         }
@@ -137,6 +148,7 @@ impl Room {
         x: Option<&Element>,
         nick: &str,
         creating: bool,
+        shared: bool,
     ) -> Option<Cond> {
         if creating {
             return None;
@@ -158,6 +170,9 @@ impl Room {
                 return Some(E::NotAuthorized.into());
             }
         }
+        if shared {
+            return None;
+        }
         if self.occupants.get(nick).is_some() {
             return Some(E::Conflict.into());
         }
@@ -170,14 +185,16 @@ impl Room {
         None
     }
 
-    /// Sends an occupant that just (re)entered the others' presence, its own presence (the others
-    /// get it too on first entry), the history and the subject (§7.2.3, §7.2.15).
+    /// Sends a session that just (re)entered the others' presence, its own presence (to the
+    /// others too when `announce`), the history and the subject (§7.2.3, §7.2.15).
+    #[allow(clippy::too_many_arguments)]
     fn send_state(
         &mut self,
         jid: &FullJid,
         nick: &str,
         join: &Element,
         creating: bool,
+        announce: bool,
         now: SystemTime,
         out: &mut Vec<RoomOut>,
     ) {
@@ -197,7 +214,11 @@ impl Room {
         if nick != join_nick_asked(join).unwrap_or(nick) {
             notice.self_codes.push(210);
         }
-        self.broadcast_presence(&me, &notice, out);
+        if announce {
+            self.broadcast_presence(&me, &notice, out);
+        } else {
+            out.push(self.presence_to(&me, jid, me.role, &notice));
+        }
         let req = HistoryRequest::from_x(join.get_child("x", NS_MUC));
         for h in self.history.select(&req, now) {
             let mut s = h.clone();
@@ -244,6 +265,11 @@ impl Room {
             out.extend(error_reply(stanza, to, from, E::Conflict));
             return;
         }
+        // One session may not rename the nickname its other sessions share.
+        if self.occupants.get(old).is_some_and(|o| !o.extra.is_empty()) {
+            out.extend(error_reply(stanza, to, from, E::NotAcceptable));
+            return;
+        }
         let Some(mut o) = self.occupants.remove(old) else {
             return;
         };
@@ -264,23 +290,48 @@ impl Room {
 
     /// `jid` leaves (unavailable presence with `payload`, or its session ended).
     pub(super) fn leave(&mut self, jid: &FullJid, payload: Vec<Element>, out: &mut Vec<RoomOut>) {
-        let Some(nick) = self.occupants.nick_of(jid).map(str::to_owned) else {
-            return;
-        };
         let notice = Notice {
             unavailable: true,
             ..Default::default()
         };
-        self.remove_occupant(&nick, Some(payload), &notice, out);
+        self.drop_session(jid, payload, &notice, out);
+    }
+
+    /// Session `jid` leaves: alone if its nickname has other sessions, else the occupant does.
+    fn drop_session(
+        &mut self,
+        jid: &FullJid,
+        payload: Vec<Element>,
+        notice: &Notice,
+        out: &mut Vec<RoomOut>,
+    ) {
+        let Some(nick) = self.occupants.nick_of(jid).map(str::to_owned) else {
+            return;
+        };
+        if self.occupants.detach(jid) {
+            // The others stay: only the leaving session is told.
+            if let Some(o) = self.occupants.get(&nick) {
+                let gone = Occupant {
+                    jid: jid.clone(),
+                    extra: Vec::new(),
+                    role: Role::None,
+                    payload,
+                    ..o.clone()
+                };
+                out.push(self.presence_to(&gone, jid, Role::None, notice));
+            }
+            return;
+        }
+        self.remove_occupant(&nick, Some(payload), notice, out);
         self.after_leave(out);
     }
 
     /// An occupant's client answered a room stanza with an error: a permanent one (`cancel`)
     /// means it is no longer there (as Prosody judges), so it is removed with status 333.
     pub(super) fn on_error_from(&mut self, jid: &FullJid, stanza: &Stanza, out: &mut Vec<RoomOut>) {
-        let Some(nick) = self.occupants.nick_of(jid).map(str::to_owned) else {
+        if self.occupants.nick_of(jid).is_none() {
             return;
-        };
+        }
         let permanent = stanza.tree().is_ok_and(|el| {
             el.get_child("error", ns::CLIENT)
                 .is_some_and(|e| e.attr("type") == Some("cancel"))
@@ -293,8 +344,7 @@ impl Room {
             codes: vec![333],
             ..Default::default()
         };
-        self.remove_occupant(&nick, None, &notice, out);
-        self.after_leave(out);
+        self.drop_session(jid, Vec::new(), &notice, out);
     }
 
     /// Removes `nick`, telling everyone (itself included) with `notice`.
@@ -318,16 +368,23 @@ impl Room {
         for mut o in self.occupants.clear() {
             o.role = Role::None;
             o.payload.clear();
-            out.push(self.presence_to(&o, &o.jid, Role::None, notice));
+            for (j, _) in o.sessions() {
+                out.push(self.presence_to(&o, j, Role::None, notice));
+            }
         }
     }
 
-    /// Presence about `subj` to every occupant, `subj` itself last (whether or not still in).
+    /// Presence about `subj` to every session in the room, `subj`'s own last (whether or not
+    /// `subj` is still in).
     pub(super) fn broadcast_presence(&self, subj: &Occupant, n: &Notice, out: &mut Vec<RoomOut>) {
-        for o in self.occupants.iter().filter(|o| o.jid != subj.jid) {
-            out.push(self.presence_to(subj, &o.jid, o.role, n));
+        for o in self.occupants.iter().filter(|o| o.nick != subj.nick) {
+            for (j, _) in o.sessions() {
+                out.push(self.presence_to(subj, j, o.role, n));
+            }
         }
-        out.push(self.presence_to(subj, &subj.jid, subj.role, n));
+        for (j, _) in subj.sessions() {
+            out.push(self.presence_to(subj, j, subj.role, n));
+        }
     }
 
     /// Presence about `subj` as `viewer` (with `viewer_role`) sees it.
@@ -338,7 +395,7 @@ impl Room {
         viewer_role: Role,
         n: &Notice,
     ) -> RoomOut {
-        let is_self = *viewer == subj.jid;
+        let is_self = subj.has_session(viewer);
         let aff = self.affiliation(&subj.jid.bare());
         let mut p = Element::new("presence", ns::CLIENT)
             .with_attr("from", self.occupant_jid(&subj.nick))
@@ -352,7 +409,9 @@ impl Room {
         let mut item = Element::new("item", NS_MUC_USER)
             .with_attr("affiliation", aff.as_str())
             .with_attr("role", subj.role.as_str());
-        if is_self || self.config.whois == Whois::Anyone || viewer_role == Role::Moderator {
+        if is_self {
+            item = item.with_attr("jid", viewer.as_str());
+        } else if self.config.whois == Whois::Anyone || viewer_role == Role::Moderator {
             item = item.with_attr("jid", subj.jid.as_str());
         }
         if let Some(nn) = &n.new_nick {

@@ -378,10 +378,70 @@ fn rejoin_from_same_session_resends_state() {
 }
 
 #[test]
-fn same_nick_from_another_resource_conflicts() {
+fn sessions_of_one_user_share_a_nickname() {
+    const BOB2: &str = "bob@localhost/other";
     let mut room = room_alice_bob();
-    let out = feed(&mut room, "bob@localhost/other", &join_xml("bob"));
-    assert_eq!(only_error(&out, "bob@localhost/other"), "conflict");
+    let out = feed(&mut room, BOB2, &join_xml("bob"));
+    let b2 = sent_to(&out, BOB2);
+    assert_eq!(b2.len(), 3, "alice, self, subject: {b2:?}");
+    assert_eq!(item(&b2[1]).attr("jid"), Some(BOB2));
+    assert!(codes(&b2[1]).contains(&110));
+    assert!(sent_to(&out, ALICE).is_empty(), "nobody new for the others");
+    assert_eq!(room.occupants(), 2);
+    // Both sessions get groupchat and private messages.
+    let out = feed(
+        &mut room,
+        ALICE,
+        &format!("<message type='groupchat' to='{ROOM}'><body>hi</body></message>"),
+    );
+    let mut to = broadcasts(&out)[0].1.clone();
+    to.sort();
+    assert_eq!(to, [ALICE, BOB, BOB2]);
+    let out = feed(
+        &mut room,
+        ALICE,
+        &format!("<message type='chat' to='{ROOM}/bob'><body>psst</body></message>"),
+    );
+    assert_eq!(
+        (sent_to(&out, BOB).len(), sent_to(&out, BOB2).len()),
+        (1, 1)
+    );
+    // Another user still conflicts; one session may not rename the shared nickname.
+    assert_eq!(
+        only_error(&feed(&mut room, CAROL, &join_xml("bob")), CAROL),
+        "conflict"
+    );
+    assert_eq!(
+        only_error(
+            &feed(&mut room, BOB2, &format!("<presence to='{ROOM}/rob'/>")),
+            BOB2
+        ),
+        "not-acceptable"
+    );
+    // The first session leaves alone; the nickname stays with the other.
+    let out = feed(
+        &mut room,
+        BOB,
+        &format!("<presence type='unavailable' to='{ROOM}/bob'/>"),
+    );
+    assert!(sent_to(&out, ALICE).is_empty());
+    let gone = sent_to(&out, BOB);
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].attr("type"), Some("unavailable"));
+    assert!(codes(&gone[0]).contains(&110));
+    assert_eq!(room.occupants(), 2);
+    let out = feed(
+        &mut room,
+        ALICE,
+        &format!("<message type='chat' to='{ROOM}/bob'><body>psst</body></message>"),
+    );
+    assert_eq!(
+        (sent_to(&out, BOB).len(), sent_to(&out, BOB2).len()),
+        (0, 1)
+    );
+    let out = room.session_ended(&full(BOB2), t0());
+    assert_eq!(sent_to(&out, ALICE)[0].attr("type"), Some("unavailable"));
+    assert_eq!(room.occupants(), 1);
 }
 
 #[test]
