@@ -9,6 +9,7 @@
 mod admin;
 pub mod config;
 mod disco;
+mod forward;
 mod history;
 mod message;
 mod occupants;
@@ -144,6 +145,8 @@ pub struct Room {
     occupants: Occupants,
     history: History,
     subject: Option<Subject>,
+    /// IQs forwarded between occupants, awaiting their answers.
+    forwarded: forward::Forwarded,
 }
 
 impl Room {
@@ -167,6 +170,7 @@ impl Room {
             occupants: Occupants::default(),
             history: History::default(),
             subject: None,
+            forwarded: forward::Forwarded::default(),
         }
     }
 
@@ -198,6 +202,7 @@ impl Room {
             occupants: Occupants::default(),
             history: History::default(),
             subject: saved.subject,
+            forwarded: forward::Forwarded::default(),
         }
     }
 

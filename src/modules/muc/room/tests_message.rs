@@ -200,9 +200,10 @@ fn self_ping() {
         only_error(&feed(&mut room, CAROL, &ping("bob")), CAROL),
         "not-acceptable"
     );
+    // A ping to another occupant is forwarded (below).
     assert_eq!(
-        only_error(&feed(&mut room, BOB, &ping("alice")), BOB),
-        "feature-not-implemented"
+        sent_to(&feed(&mut room, BOB, &ping("alice")), ALICE).len(),
+        1
     );
     assert_eq!(
         only_error(&feed(&mut room, BOB, &ping("zed")), BOB),
@@ -283,4 +284,31 @@ fn members_only_invitations() {
         room.affiliation(&BareJid::parse("dave@localhost").expect("valid")),
         Affiliation::None
     );
+}
+
+#[test]
+fn iqs_between_occupants_are_forwarded_and_answered_back() {
+    let mut room = room_alice_bob();
+    let req =
+        format!("<iq type='get' id='v1' to='{ROOM}/alice'><query xmlns='jabber:iq:version'/></iq>");
+    let out = feed(&mut room, BOB, &req);
+    let fwd = sent_to(&out, ALICE);
+    assert_eq!(fwd.len(), 1);
+    assert_eq!(fwd[0].attr("from"), Some(&*format!("{ROOM}/bob")));
+    let fid = fwd[0].attr("id").expect("id").to_owned();
+    assert_ne!(fid, "v1", "the requester's id is not exposed");
+    assert!(fwd[0].get_child("query", "jabber:iq:version").is_some());
+    // A stranger's answer under that id is dropped.
+    let forged = format!("<iq type='result' id='{fid}' to='{ROOM}/bob'/>");
+    assert!(feed(&mut room, CAROL, &forged).is_empty());
+    let answer = format!("<iq type='result' id='{fid}' to='{ROOM}/bob'><query xmlns='jabber:iq:version'><name>x</name></query></iq>");
+    let out = feed(&mut room, ALICE, &answer);
+    let back = sent_to(&out, BOB);
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].attr("id"), Some("v1"));
+    assert_eq!(back[0].attr("type"), Some("result"));
+    assert_eq!(back[0].attr("from"), Some(&*format!("{ROOM}/alice")));
+    assert!(back[0].get_child("query", "jabber:iq:version").is_some());
+    // Answered once only.
+    assert!(feed(&mut room, ALICE, &answer).is_empty());
 }
