@@ -122,6 +122,24 @@ impl Occupants {
         }
     }
 
+    /// Records that session `jid` now lives on `shard`.
+    pub fn set_shard(&mut self, jid: &FullJid, shard: ShardId) {
+        let Some(o) = self.by_jid.get(jid).and_then(|n| self.by_nick.get_mut(n)) else {
+            return;
+        };
+        let slot = if o.jid == *jid {
+            Some(&mut o.shard)
+        } else {
+            o.extra.iter_mut().find(|(j, _)| j == jid).map(|(_, s)| s)
+        };
+        if let Some(s) = slot {
+            if *s != shard {
+                *s = shard;
+                self.cache = None;
+            }
+        }
+    }
+
     /// Removes session `jid` from its occupant if it has another one (the next becomes its
     /// first); false when `jid` is the occupant's only session (or not in the room).
     pub fn detach(&mut self, jid: &FullJid) -> bool {

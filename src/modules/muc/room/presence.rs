@@ -48,12 +48,12 @@ impl Room {
         let ty = stanza.type_().map(|t| t.into_owned()).unwrap_or_default();
         match ty.as_str() {
             "" => {}
-            // The client rejected a room presence: it is gone, as Prosody assumes.
             "unavailable" => {
                 let payload = stanza.tree().map(|el| payload_of(&el)).unwrap_or_default();
                 self.leave(from, payload, out);
                 return;
             }
+            // The client rejected a room presence.
             "error" => {
                 self.on_error_from(from, stanza, out);
                 return;
@@ -70,6 +70,8 @@ impl Room {
             return;
         };
         let payload = payload_of(&el);
+        // A session may have moved (resumed on another shard): deliver where it is now.
+        self.occupants.set_shard(from, shard);
         match self.occupants.nick_of(from).map(str::to_owned) {
             Some(cur) if cur == nick => {
                 if el.get_child("x", NS_MUC).is_some() {

@@ -477,3 +477,16 @@ fn permanent_error_from_an_occupant_removes_it_with_333() {
     let out = feed(&mut room, ALICE, &perr);
     assert!(has_out(&out, is_destroyed));
 }
+
+#[test]
+fn nick_prepared_by_the_service_says_210() {
+    let mut room = room_with(&[]);
+    // Resourceprep (NFKC) turns the fullwidth letters into "bob".
+    let out = feed(&mut room, BOB, &join_xml("\u{ff42}\u{ff4f}\u{ff42}"));
+    let own = sent_to(&out, BOB)
+        .into_iter()
+        .find(|p| codes(p).contains(&110))
+        .expect("own presence");
+    assert_eq!(own.attr("from"), Some(&*format!("{ROOM}/bob")));
+    assert!(codes(&own).contains(&210));
+}
