@@ -27,6 +27,7 @@ enum Change {
 }
 
 impl Room {
+    /// A `muc#admin` get or set from `from`; the result precedes the presences it causes.
     pub(super) fn on_admin(
         &mut self,
         from: &FullJid,

@@ -86,6 +86,7 @@ impl Room {
         q
     }
 
+    /// IQs to the room itself.
     pub(super) fn on_room_iq(&mut self, from: &FullJid, stanza: &Stanza, out: &mut Vec<RoomOut>) {
         let room = self.jid.as_str().to_owned();
         let ty = stanza.type_().map(|t| t.into_owned()).unwrap_or_default();

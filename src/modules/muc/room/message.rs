@@ -11,6 +11,7 @@ use crate::xml::{Element, Node, Stanza};
 use crate::xmpp::{ns, StanzaErrorCondition as E};
 
 impl Room {
+    /// Messages to the room itself: groupchat, invitations, declines.
     pub(super) fn on_room_message(
         &mut self,
         from: &FullJid,
@@ -103,6 +104,7 @@ impl Room {
         self.history.push(Stanza::from_element(&el), now, cap);
     }
 
+    /// Messages to `room/nick`: private messages (§7.5).
     pub(super) fn on_private_message(
         &mut self,
         from: &FullJid,

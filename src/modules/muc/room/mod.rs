@@ -5,6 +5,13 @@
 //! the sender's session lives on, and carries out the [`RoomOut`]s it returns. Groupchat messages
 //! leave as one [`RoomOut::Broadcast`] whose recipients are grouped by shard, so the service sends one
 //! mesh message per destination shard carrying the stanza once.
+//!
+//! Choices where XEP-0045 leaves room: sessions of one bare JID may share a nickname (each gets
+//! everything; one leaving alone is told only itself); IQs between occupants are forwarded under
+//! ids of the room's own and their answers mapped back; a `cancel` error from an occupant's session
+//! removes that session (status 333); admins and owners pass the password and `maxusers` checks;
+//! invitations are refused in members-only rooms unless `allowinvites` or the inviter is an admin
+//! or owner, whose invitee becomes a member.
 
 mod admin;
 pub mod config;

@@ -10,6 +10,7 @@ use crate::xml::{Element, Stanza};
 use crate::xmpp::{ns, StanzaErrorCondition as E};
 
 impl Room {
+    /// A `muc#owner` get or set from `from` (owners only).
     pub(super) fn on_owner(
         &mut self,
         from: &FullJid,
