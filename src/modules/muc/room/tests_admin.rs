@@ -386,3 +386,70 @@ fn affiliation_by_nick_and_member_list_saved() {
         Some("member")
     );
 }
+
+#[test]
+fn moderated_room_default_roles() {
+    let mut room = room_with(&[("muc#roomconfig_moderatedroom", "1")]);
+    admin_set(
+        &mut room,
+        ALICE,
+        "<item jid='bob@localhost' affiliation='member'/>",
+    );
+    let out = feed(&mut room, BOB, &join_xml("bob"));
+    let own = |out: &[RoomOut], who: &str| {
+        sent_to(out, who)
+            .into_iter()
+            .find(|p| codes(p).contains(&110))
+            .expect("own presence")
+    };
+    assert_eq!(item(&own(&out, BOB)).attr("role"), Some("participant"));
+    let out = feed(&mut room, CAROL, &join_xml("carol"));
+    assert_eq!(item(&own(&out, CAROL)).attr("role"), Some("visitor"));
+    // Membership gives a visitor its voice.
+    let out = admin_set(
+        &mut room,
+        ALICE,
+        "<item jid='carol@localhost' affiliation='member'/>",
+    );
+    assert_eq!(
+        item(&sent_to(&out, CAROL)[0]).attr("role"),
+        Some("participant")
+    );
+}
+
+#[test]
+fn error_replies_keep_id_payload_and_come_from_the_room() {
+    let mut room = room3();
+    let out = admin_set(&mut room, BOB, "<item nick='carol' role='none'/>");
+    let e = reply(&out, BOB);
+    assert_eq!(e.attr("id"), Some("a1"));
+    assert_eq!(e.attr("from"), Some(ROOM));
+    assert_eq!(e.attr("to"), Some(BOB));
+    assert!(e.get_child("query", NS_MUC_ADMIN).is_some(), "payload kept");
+    let err = e
+        .get_child("error", crate::xmpp::ns::CLIENT)
+        .expect("error");
+    assert_eq!(err.attr("type"), Some("auth"));
+}
+
+#[test]
+fn owner_manages_lists_while_the_room_is_locked() {
+    let mut room = Room::new(
+        BareJid::parse(ROOM).expect("valid"),
+        full(ALICE).bare(),
+        RoomLimits::default(),
+    );
+    feed(&mut room, ALICE, &join_xml("alice"));
+    assert!(room.is_locked());
+    let out = admin_set(
+        &mut room,
+        ALICE,
+        "<item jid='bob@localhost' affiliation='admin'/>",
+    );
+    assert_eq!(reply(&out, ALICE).attr("type"), Some("result"));
+    // Still locked for everyone but owners.
+    assert_eq!(
+        only_error(&feed(&mut room, BOB, &join_xml("bob")), BOB),
+        "item-not-found"
+    );
+}
