@@ -1,7 +1,7 @@
 //! `muc#admin`: role changes by moderators (§8), affiliation changes by admins and owners (§9,
 //! §10), and the lists of both.
 
-use super::presence::Notice;
+use super::broadcast::Notice;
 use super::types::{Affiliation, Role, NS_MUC_ADMIN};
 use super::util::{error_reply, iq_result, Cond};
 use super::{Room, RoomOut};

@@ -14,6 +14,7 @@
 //! or owner, whose invitee becomes a member.
 
 mod admin;
+mod broadcast;
 pub mod config;
 mod disco;
 mod forward;
@@ -30,11 +31,17 @@ mod tests;
 #[cfg(test)]
 mod tests_admin;
 #[cfg(test)]
+mod tests_affiliations;
+#[cfg(test)]
+mod tests_history;
+#[cfg(test)]
 mod tests_join;
 #[cfg(test)]
 mod tests_message;
 #[cfg(test)]
 mod tests_owner;
+#[cfg(test)]
+mod tests_presence;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -293,7 +300,7 @@ impl Room {
     pub fn shutdown(&mut self, now: SystemTime) -> Vec<RoomOut> {
         let _ = now;
         let mut out = Vec::new();
-        let notice = presence::Notice {
+        let notice = broadcast::Notice {
             unavailable: true,
             codes: vec![332],
             ..Default::default()

@@ -1,7 +1,7 @@
 //! `muc#owner`: the configuration form (§10.1-10.2) and destruction (§10.9).
 
+use super::broadcast::Notice;
 use super::config::{parse_submit, Submitted};
-use super::presence::Notice;
 use super::types::{Affiliation, NS_DATA, NS_MUC_OWNER, NS_MUC_USER};
 use super::util::{error_reply, iq_result, status, Cond};
 use super::{Room, RoomOut, Whois};
