@@ -314,6 +314,11 @@ impl Room {
         self.occupants.len()
     }
 
+    /// True when session `jid` is in the room (under any nickname).
+    pub fn has_session(&self, jid: &FullJid) -> bool {
+        self.occupants.nick_of(jid).is_some()
+    }
+
     /// True when the room is persistent (kept without occupants, stored).
     pub fn is_persistent(&self) -> bool {
         self.config.persistent

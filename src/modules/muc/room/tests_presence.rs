@@ -53,7 +53,9 @@ fn leaving_tells_everyone_including_self() {
 #[test]
 fn session_end_is_a_leave() {
     let mut room = room_alice_bob();
+    assert!(room.has_session(&full(BOB)));
     let out = room.session_ended(&full(BOB), t0());
+    assert!(!room.has_session(&full(BOB)));
     assert_eq!(sent_to(&out, ALICE)[0].attr("type"), Some("unavailable"));
     assert_eq!(room.occupants(), 1);
     let out = room.session_ended(&full(ALICE), t0());
