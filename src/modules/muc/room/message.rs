@@ -43,22 +43,31 @@ impl Room {
         now: SystemTime,
         out: &mut Vec<RoomOut>,
     ) {
-        let room = self.jid.as_str().to_owned();
         let Some(occ) = self.occupants.by_jid(from) else {
-            out.extend(error_reply(stanza, &room, from, E::NotAcceptable));
+            out.extend(error_reply(
+                stanza,
+                self.jid.as_str(),
+                from,
+                E::NotAcceptable,
+            ));
             return;
         };
         let (nick, role) = (occ.nick.clone(), occ.role);
         if stanza.bytes().len() > self.limits.max_stanza_bytes {
-            out.extend(error_reply_short(stanza, &room, from, E::PolicyViolation));
+            out.extend(error_reply_short(
+                stanza,
+                self.jid.as_str(),
+                from,
+                E::PolicyViolation,
+            ));
             return;
         }
         if role < Role::Participant {
-            out.extend(error_reply(stanza, &room, from, E::Forbidden));
+            out.extend(error_reply(stanza, self.jid.as_str(), from, E::Forbidden));
             return;
         }
         let Ok(el) = stanza.tree() else {
-            out.extend(error_reply(stanza, &room, from, E::BadRequest));
+            out.extend(error_reply(stanza, self.jid.as_str(), from, E::BadRequest));
             return;
         };
         let body = el.get_child("body", ns::CLIENT).is_some();
@@ -70,7 +79,7 @@ impl Room {
         if let (Some(text), false) = (subject, body) {
             let may = role == Role::Moderator || self.config.change_subject;
             if !may {
-                out.extend(error_reply(stanza, &room, from, E::Forbidden));
+                out.extend(error_reply(stanza, self.jid.as_str(), from, E::Forbidden));
                 return;
             }
             self.subject = Some(Subject { text, nick });
