@@ -1,7 +1,7 @@
 //! `muc#admin`: role changes by moderators (§8), affiliation changes by admins and owners (§9,
 //! §10), and the lists of both.
 
-use super::presence::Notice;
+use super::broadcast::Notice;
 use super::types::{Affiliation, Role, NS_MUC_ADMIN};
 use super::util::{error_reply, iq_result, Cond};
 use super::{Room, RoomOut};
@@ -27,6 +27,7 @@ enum Change {
 }
 
 impl Room {
+    /// A `muc#admin` get or set from `from`; the result precedes the presences it causes.
     pub(super) fn on_admin(
         &mut self,
         from: &FullJid,
@@ -162,6 +163,8 @@ impl Room {
         }
         if changed_affs {
             self.save(out);
+            // An owner outside a temporary room may have banned its last occupant.
+            self.after_leave(out);
         }
         Ok(None)
     }

@@ -86,6 +86,7 @@ impl Room {
         q
     }
 
+    /// IQs to the room itself.
     pub(super) fn on_room_iq(&mut self, from: &FullJid, stanza: &Stanza, out: &mut Vec<RoomOut>) {
         let room = self.jid.as_str().to_owned();
         let ty = stanza.type_().map(|t| t.into_owned()).unwrap_or_default();
@@ -119,34 +120,6 @@ impl Room {
                 }
             }
             _ => out.extend(error_reply(stanza, &room, from, E::ServiceUnavailable)),
-        }
-    }
-
-    /// IQs to `room/nick`. The room does not forward IQs between occupants (their ids would need
-    /// rewriting); it answers XEP-0410 self-pings itself.
-    pub(super) fn on_occupant_iq(
-        &mut self,
-        from: &FullJid,
-        stanza: &Stanza,
-        to: &str,
-        nick: &str,
-        out: &mut Vec<RoomOut>,
-    ) {
-        let ty = stanza.type_().map(|t| t.into_owned()).unwrap_or_default();
-        if ty != "get" && ty != "set" {
-            return;
-        }
-        let Some(me) = self.occupants.nick_of(from) else {
-            out.extend(error_reply(stanza, to, from, E::NotAcceptable));
-            return;
-        };
-        let is_ping = stanza.child_ns().as_deref() == Some(ns::PING);
-        if me == nick && is_ping {
-            out.push(iq_result(stanza, to, from, None));
-        } else if self.occupants.get(nick).is_none() {
-            out.extend(error_reply(stanza, to, from, E::ItemNotFound));
-        } else {
-            out.extend(error_reply(stanza, to, from, E::FeatureNotImplemented));
         }
     }
 }

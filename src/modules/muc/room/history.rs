@@ -64,11 +64,6 @@ impl History {
         }
     }
 
-    /// Number of kept messages.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
     /// The messages `req` selects at `now`, oldest first.
     pub fn select(&self, req: &HistoryRequest, now: SystemTime) -> Vec<&Stanza> {
         let oldest = req

@@ -11,6 +11,7 @@ use crate::xml::{Element, Node, Stanza};
 use crate::xmpp::{ns, StanzaErrorCondition as E};
 
 impl Room {
+    /// Messages to the room itself: groupchat, invitations, declines.
     pub(super) fn on_room_message(
         &mut self,
         from: &FullJid,
@@ -21,7 +22,7 @@ impl Room {
         let room = self.jid.as_str().to_owned();
         match stanza.type_().as_deref() {
             Some("groupchat") => self.groupchat(from, stanza, now, out),
-            Some("error") => {}
+            Some("error") => self.on_error_from(from, stanza, out),
             _ => {
                 let x = stanza
                     .tree()
@@ -42,39 +43,49 @@ impl Room {
         now: SystemTime,
         out: &mut Vec<RoomOut>,
     ) {
-        let room = self.jid.as_str().to_owned();
         let Some(occ) = self.occupants.by_jid(from) else {
-            out.extend(error_reply(stanza, &room, from, E::NotAcceptable));
+            out.extend(error_reply(
+                stanza,
+                self.jid.as_str(),
+                from,
+                E::NotAcceptable,
+            ));
             return;
         };
         let (nick, role) = (occ.nick.clone(), occ.role);
         if stanza.bytes().len() > self.limits.max_stanza_bytes {
-            out.extend(error_reply_short(stanza, &room, from, E::PolicyViolation));
+            out.extend(error_reply_short(
+                stanza,
+                self.jid.as_str(),
+                from,
+                E::PolicyViolation,
+            ));
             return;
         }
         if role < Role::Participant {
-            out.extend(error_reply(stanza, &room, from, E::Forbidden));
+            out.extend(error_reply(stanza, self.jid.as_str(), from, E::Forbidden));
             return;
         }
         let Ok(el) = stanza.tree() else {
-            out.extend(error_reply(stanza, &room, from, E::BadRequest));
+            out.extend(error_reply(stanza, self.jid.as_str(), from, E::BadRequest));
             return;
         };
         let body = el.get_child("body", ns::CLIENT).is_some();
         let subject = el.get_child("subject", ns::CLIENT).map(Element::text);
+        let me = self.occupant_jid(&nick);
         let mut reflected = stanza.clone();
         reflected.remove_attr("to");
-        reflected.set_from(&self.occupant_jid(&nick));
+        reflected.set_from(&me);
         if let (Some(text), false) = (subject, body) {
             let may = role == Role::Moderator || self.config.change_subject;
             if !may {
-                out.extend(error_reply(stanza, &room, from, E::Forbidden));
+                out.extend(error_reply(stanza, self.jid.as_str(), from, E::Forbidden));
                 return;
             }
             self.subject = Some(Subject { text, nick });
             self.save(out);
         } else if body {
-            self.keep(&reflected, now);
+            self.keep(el, &me, now);
         }
         out.push(RoomOut::Broadcast {
             stanza: reflected,
@@ -82,13 +93,15 @@ impl Room {
         });
     }
 
-    /// Keeps a reflected message in the history, with its `<delay/>`.
-    fn keep(&mut self, reflected: &Stanza, now: SystemTime) {
+    /// Keeps a groupchat message (its tree as received) in the history: from `room/nick`, no
+    /// `to`, with its `<delay/>`.
+    fn keep(&mut self, mut el: Element, from: &str, now: SystemTime) {
         let cap = self.config.history_length as usize;
         if cap == 0 {
             return;
         }
-        let Ok(mut el) = reflected.tree() else { return };
+        el.attrs.retain(|(k, _)| k != "to" && k != "from");
+        el.attrs.push(("from".into(), from.into()));
         // A client-supplied delay would lie about when the room got the message.
         el.children
             .retain(|c| !matches!(c, Node::Element(e) if e.name == "delay" && e.ns == NS_DELAY));
@@ -100,6 +113,7 @@ impl Room {
         self.history.push(Stanza::from_element(&el), now, cap);
     }
 
+    /// Messages to `room/nick`: private messages (§7.5).
     pub(super) fn on_private_message(
         &mut self,
         from: &FullJid,
@@ -145,13 +159,16 @@ impl Room {
         el.attrs.retain(|(k, _)| k != "from" && k != "to");
         el.attrs
             .push(("from".into(), self.occupant_jid(&sender.nick)));
-        el.attrs.push(("to".into(), target.jid.as_str().into()));
         // §7.5: marks the message as a MUC private message (carbons and archives treat it so).
         if el.get_child("x", NS_MUC_USER).is_none() {
             el.children
                 .push(Node::Element(Element::new("x", NS_MUC_USER)));
         }
-        out.push(send(&target.jid, &el));
+        for (j, _) in target.sessions() {
+            let mut m = el.clone();
+            m.attrs.push(("to".into(), j.as_str().into()));
+            out.push(send(j, &m));
+        }
     }
 
     /// `<invite/>`s and `<decline/>`s in a message to the room.

@@ -5,10 +5,19 @@
 //! the sender's session lives on, and carries out the [`RoomOut`]s it returns. Groupchat messages
 //! leave as one [`RoomOut::Broadcast`] whose recipients are grouped by shard, so the service sends one
 //! mesh message per destination shard carrying the stanza once.
+//!
+//! Choices where XEP-0045 leaves room: sessions of one bare JID may share a nickname (each gets
+//! everything; one leaving alone is told only itself); IQs between occupants are forwarded under
+//! ids of the room's own and their answers mapped back; a `cancel` error from an occupant's session
+//! removes that session (status 333); admins and owners pass the password and `maxusers` checks;
+//! invitations are refused in members-only rooms unless `allowinvites` or the inviter is an admin
+//! or owner, whose invitee becomes a member.
 
 mod admin;
+mod broadcast;
 pub mod config;
 mod disco;
+mod forward;
 mod history;
 mod message;
 mod occupants;
@@ -22,11 +31,17 @@ mod tests;
 #[cfg(test)]
 mod tests_admin;
 #[cfg(test)]
+mod tests_affiliations;
+#[cfg(test)]
+mod tests_history;
+#[cfg(test)]
 mod tests_join;
 #[cfg(test)]
 mod tests_message;
 #[cfg(test)]
 mod tests_owner;
+#[cfg(test)]
+mod tests_presence;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -144,6 +159,8 @@ pub struct Room {
     occupants: Occupants,
     history: History,
     subject: Option<Subject>,
+    /// IQs forwarded between occupants, awaiting their answers.
+    forwarded: forward::Forwarded,
 }
 
 impl Room {
@@ -167,6 +184,7 @@ impl Room {
             occupants: Occupants::default(),
             history: History::default(),
             subject: None,
+            forwarded: forward::Forwarded::default(),
         }
     }
 
@@ -198,6 +216,7 @@ impl Room {
             occupants: Occupants::default(),
             history: History::default(),
             subject: saved.subject,
+            forwarded: forward::Forwarded::default(),
         }
     }
 
@@ -261,6 +280,10 @@ impl Room {
             (StanzaKind::Iq, None) => self.on_room_iq(from, stanza, &mut out),
             (StanzaKind::Other, _) => {}
         }
+        // The presence that was to create the room was refused: there is no room.
+        if self.creator.is_some() && self.occupants.is_empty() {
+            out.push(RoomOut::Destroyed);
+        }
         out
     }
 
@@ -277,7 +300,7 @@ impl Room {
     pub fn shutdown(&mut self, now: SystemTime) -> Vec<RoomOut> {
         let _ = now;
         let mut out = Vec::new();
-        let notice = presence::Notice {
+        let notice = broadcast::Notice {
             unavailable: true,
             codes: vec![332],
             ..Default::default()
@@ -289,6 +312,11 @@ impl Room {
     /// Number of occupants.
     pub fn occupants(&self) -> usize {
         self.occupants.len()
+    }
+
+    /// True when session `jid` is in the room (under any nickname).
+    pub fn has_session(&self, jid: &FullJid) -> bool {
+        self.occupants.nick_of(jid).is_some()
     }
 
     /// True when the room is persistent (kept without occupants, stored).

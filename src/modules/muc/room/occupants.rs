@@ -11,19 +11,33 @@ use crate::xml::Element;
 /// Recipients of a broadcast, grouped by shard.
 pub type Recipients = Arc<[(ShardId, Arc<[FullJid]>)]>;
 
-/// One occupant: one session under one nickname.
+/// One occupant: a nickname used by one or more sessions of the same bare JID.
 #[derive(Debug, Clone)]
 pub struct Occupant {
     /// The room nickname.
     pub nick: String,
-    /// The real full JID.
+    /// The real full JID of the first session (shown to those who may see it).
     pub jid: FullJid,
-    /// The shard the session lives on.
+    /// The shard the first session lives on.
     pub shard: ShardId,
+    /// Further sessions of the same bare JID sharing the nickname (phone and desktop).
+    pub extra: Vec<(FullJid, ShardId)>,
     /// The current role.
     pub role: Role,
     /// The client's presence payload (show, status, caps...) without MUC elements.
     pub payload: Vec<Element>,
+}
+
+impl Occupant {
+    /// Every session: the first, then the others.
+    pub fn sessions(&self) -> impl Iterator<Item = (&FullJid, ShardId)> {
+        std::iter::once((&self.jid, self.shard)).chain(self.extra.iter().map(|(j, s)| (j, *s)))
+    }
+
+    /// True when `jid` is one of this occupant's sessions.
+    pub fn has_session(&self, jid: &FullJid) -> bool {
+        self.jid == *jid || self.extra.iter().any(|(j, _)| j == jid)
+    }
 }
 
 /// Occupants indexed by nickname and by real JID.
@@ -80,19 +94,74 @@ impl Occupants {
         self.by_nick.values()
     }
 
-    /// Adds an occupant (its nick and JID must be free).
+    /// Adds an occupant (its nick and JIDs must be free).
     pub fn insert(&mut self, o: Occupant) {
-        self.by_jid.insert(o.jid.clone(), o.nick.clone());
+        for (j, _) in o.sessions() {
+            self.by_jid.insert(j.clone(), o.nick.clone());
+        }
         self.by_nick.insert(o.nick.clone(), o);
         self.cache = None;
     }
 
-    /// Removes the occupant using `nick`.
+    /// Removes the occupant using `nick`, with all its sessions.
     pub fn remove(&mut self, nick: &str) -> Option<Occupant> {
         let o = self.by_nick.remove(nick)?;
-        self.by_jid.remove(&o.jid);
+        for (j, _) in o.sessions() {
+            self.by_jid.remove(j);
+        }
         self.cache = None;
         Some(o)
+    }
+
+    /// Adds session `jid` to the occupant using `nick`.
+    pub fn attach(&mut self, nick: &str, jid: &FullJid, shard: ShardId) {
+        if let Some(o) = self.by_nick.get_mut(nick) {
+            o.extra.push((jid.clone(), shard));
+            self.by_jid.insert(jid.clone(), nick.to_owned());
+            self.cache = None;
+        }
+    }
+
+    /// Records that session `jid` now lives on `shard`.
+    pub fn set_shard(&mut self, jid: &FullJid, shard: ShardId) {
+        let Some(o) = self.by_jid.get(jid).and_then(|n| self.by_nick.get_mut(n)) else {
+            return;
+        };
+        let slot = if o.jid == *jid {
+            Some(&mut o.shard)
+        } else {
+            o.extra.iter_mut().find(|(j, _)| j == jid).map(|(_, s)| s)
+        };
+        if let Some(s) = slot {
+            if *s != shard {
+                *s = shard;
+                self.cache = None;
+            }
+        }
+    }
+
+    /// Removes session `jid` from its occupant if it has another one (the next becomes its
+    /// first); false when `jid` is the occupant's only session (or not in the room).
+    pub fn detach(&mut self, jid: &FullJid) -> bool {
+        let Some(nick) = self.by_jid.get(jid) else {
+            return false;
+        };
+        let Some(o) = self.by_nick.get_mut(nick) else {
+            return false;
+        };
+        if o.extra.is_empty() {
+            return false;
+        }
+        if o.jid == *jid {
+            let (j, s) = o.extra.remove(0);
+            o.jid = j;
+            o.shard = s;
+        } else {
+            o.extra.retain(|(j, _)| j != jid);
+        }
+        self.by_jid.remove(jid);
+        self.cache = None;
+        true
     }
 
     /// Removes everyone.
@@ -108,8 +177,8 @@ impl Occupants {
             return c.clone();
         }
         let mut per: BTreeMap<ShardId, Vec<FullJid>> = BTreeMap::new();
-        for o in self.by_nick.values() {
-            per.entry(o.shard).or_default().push(o.jid.clone());
+        for (j, s) in self.by_nick.values().flat_map(Occupant::sessions) {
+            per.entry(s).or_default().push(j.clone());
         }
         let r: Recipients = per
             .into_iter()

@@ -1,7 +1,7 @@
 //! `muc#owner`: the configuration form (§10.1-10.2) and destruction (§10.9).
 
+use super::broadcast::Notice;
 use super::config::{parse_submit, Submitted};
-use super::presence::Notice;
 use super::types::{Affiliation, NS_DATA, NS_MUC_OWNER, NS_MUC_USER};
 use super::util::{error_reply, iq_result, status, Cond};
 use super::{Room, RoomOut, Whois};
@@ -10,6 +10,7 @@ use crate::xml::{Element, Stanza};
 use crate::xmpp::{ns, StanzaErrorCondition as E};
 
 impl Room {
+    /// A `muc#owner` get or set from `from` (owners only).
     pub(super) fn on_owner(
         &mut self,
         from: &FullJid,
@@ -119,6 +120,10 @@ impl Room {
         }
         if old.persistent || self.config.persistent {
             out.push(RoomOut::Save);
+        }
+        // An owner outside the room made an empty persistent room temporary.
+        if self.occupants.is_empty() && !self.config.persistent {
+            out.push(RoomOut::Destroyed);
         }
         Ok(out)
     }

@@ -3,36 +3,20 @@
 
 use std::time::SystemTime;
 
+use super::broadcast::Notice;
 use super::history::HistoryRequest;
 use super::occupants::Occupant;
 use super::types::{Affiliation, Role, NS_MUC, NS_MUC_USER};
-use super::util::{error_reply, send, status, Cond};
+use super::util::{error_reply, send, Cond};
 use super::{Room, RoomOut, Whois};
 use crate::jid::FullJid;
 use crate::shard::ShardId;
 use crate::xml::{Element, Stanza};
 use crate::xmpp::{ns, StanzaErrorCondition as E};
 
-/// What a presence broadcast about one occupant says besides its item.
-#[derive(Debug, Default, Clone)]
-pub(super) struct Notice {
-    /// `type='unavailable'`.
-    pub unavailable: bool,
-    /// Status codes for everyone.
-    pub codes: Vec<u16>,
-    /// Status codes for the occupant itself (110 is always added there).
-    pub self_codes: Vec<u16>,
-    /// `<item nick=…/>` (nickname changes, 303).
-    pub new_nick: Option<String>,
-    /// `<actor nick=…/>`.
-    pub actor: Option<String>,
-    /// `<reason/>`.
-    pub reason: Option<String>,
-    /// `<destroy/>` (room destruction).
-    pub destroy: Option<Element>,
-}
-
 impl Room {
+    // The address comes both as written (`to`, for error replies) and as parsed (`nick`).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_presence(
         &mut self,
         from: &FullJid,
@@ -46,14 +30,14 @@ impl Room {
         let ty = stanza.type_().map(|t| t.into_owned()).unwrap_or_default();
         match ty.as_str() {
             "" => {}
-            // The client rejected a room presence: it is gone, as Prosody assumes.
-            "unavailable" | "error" => {
-                let payload = if ty == "error" {
-                    Vec::new()
-                } else {
-                    stanza.tree().map(|el| payload_of(&el)).unwrap_or_default()
-                };
+            "unavailable" => {
+                let payload = stanza.tree().map(|el| payload_of(&el)).unwrap_or_default();
                 self.leave(from, payload, out);
+                return;
+            }
+            // The client rejected a room presence.
+            "error" => {
+                self.on_error_from(from, stanza, out);
                 return;
             }
             // Subscriptions and probes mean nothing to a room.
@@ -68,6 +52,8 @@ impl Room {
             return;
         };
         let payload = payload_of(&el);
+        // A session may have moved (resumed on another shard): deliver where it is now.
+        self.occupants.set_shard(from, shard);
         match self.occupants.nick_of(from).map(str::to_owned) {
             Some(cur) if cur == nick => {
                 if el.get_child("x", NS_MUC).is_some() {
@@ -75,7 +61,7 @@ impl Room {
                     if let Some(o) = self.occupants.get_mut(&nick) {
                         o.payload = payload;
                     }
-                    self.send_state(from, &nick, &el, false, now, out);
+                    self.send_state(from, &nick, &el, false, false, now, out);
                 } else if let Some(o) = self.occupants.get_mut(&nick) {
                     o.payload = payload;
                     let o = o.clone();
@@ -104,8 +90,18 @@ impl Room {
         let aff = self.affiliation(&bare);
         let x = el.get_child("x", NS_MUC);
         let creating = self.creator.as_ref() == Some(&bare);
-        if let Some(cond) = self.refuse_entry(aff, x, nick, creating) {
+        // Another session of the same user may share its nickname (phone and desktop).
+        let shared = self
+            .occupants
+            .get(nick)
+            .is_some_and(|o| o.jid.bare() == bare);
+        if let Some(cond) = self.refuse_entry(aff, x, nick, creating, shared) {
             out.extend(error_reply(stanza, to, from, cond));
+            return;
+        }
+        if shared {
+            self.occupants.attach(nick, from, shard);
+            self.send_state(from, nick, el, false, false, now, out);
             return;
         }
         if creating {
@@ -119,10 +115,11 @@ impl Room {
             nick: nick.to_owned(),
             jid: from.clone(),
             shard,
+            extra: Vec::new(),
             role: self.default_role(aff),
             payload,
         });
-        self.send_state(from, nick, el, creating, now, out);
+        self.send_state(from, nick, el, creating, true, now, out);
         if creating && !self.locked {
             self.save(out);
         }
@@ -135,6 +132,7 @@ impl Room {
         x: Option<&Element>,
         nick: &str,
         creating: bool,
+        shared: bool,
     ) -> Option<Cond> {
         if creating {
             return None;
@@ -156,6 +154,9 @@ impl Room {
                 return Some(E::NotAuthorized.into());
             }
         }
+        if shared {
+            return None;
+        }
         if self.occupants.get(nick).is_some() {
             return Some(E::Conflict.into());
         }
@@ -168,14 +169,16 @@ impl Room {
         None
     }
 
-    /// Sends an occupant that just (re)entered the others' presence, its own presence (the others
-    /// get it too on first entry), the history and the subject (§7.2.3, §7.2.15).
+    /// Sends a session that just (re)entered the others' presence, its own presence (to the
+    /// others too when `announce`), the history and the subject (§7.2.3, §7.2.15).
+    #[allow(clippy::too_many_arguments)]
     fn send_state(
         &mut self,
         jid: &FullJid,
         nick: &str,
         join: &Element,
         creating: bool,
+        announce: bool,
         now: SystemTime,
         out: &mut Vec<RoomOut>,
     ) {
@@ -195,7 +198,11 @@ impl Room {
         if nick != join_nick_asked(join).unwrap_or(nick) {
             notice.self_codes.push(210);
         }
-        self.broadcast_presence(&me, &notice, out);
+        if announce {
+            self.broadcast_presence(&me, &notice, out);
+        } else {
+            out.push(self.presence_to(&me, jid, me.role, &notice));
+        }
         let req = HistoryRequest::from_x(join.get_child("x", NS_MUC));
         for h in self.history.select(&req, now) {
             let mut s = h.clone();
@@ -242,6 +249,11 @@ impl Room {
             out.extend(error_reply(stanza, to, from, E::Conflict));
             return;
         }
+        // One session may not rename the nickname its other sessions share.
+        if self.occupants.get(old).is_some_and(|o| !o.extra.is_empty()) {
+            out.extend(error_reply(stanza, to, from, E::NotAcceptable));
+            return;
+        }
         let Some(mut o) = self.occupants.remove(old) else {
             return;
         };
@@ -262,99 +274,61 @@ impl Room {
 
     /// `jid` leaves (unavailable presence with `payload`, or its session ended).
     pub(super) fn leave(&mut self, jid: &FullJid, payload: Vec<Element>, out: &mut Vec<RoomOut>) {
-        let Some(nick) = self.occupants.nick_of(jid).map(str::to_owned) else {
-            return;
-        };
         let notice = Notice {
             unavailable: true,
             ..Default::default()
         };
-        self.remove_occupant(&nick, Some(payload), &notice, out);
-        self.after_leave(out);
+        self.drop_session(jid, payload, &notice, out);
     }
 
-    /// Removes `nick`, telling everyone (itself included) with `notice`.
-    pub(super) fn remove_occupant(
+    /// Session `jid` leaves: alone if its nickname has other sessions, else the occupant does.
+    fn drop_session(
         &mut self,
-        nick: &str,
-        payload: Option<Vec<Element>>,
+        jid: &FullJid,
+        payload: Vec<Element>,
         notice: &Notice,
         out: &mut Vec<RoomOut>,
     ) {
-        let Some(mut o) = self.occupants.remove(nick) else {
+        let Some(nick) = self.occupants.nick_of(jid).map(str::to_owned) else {
             return;
         };
-        o.role = Role::None;
-        o.payload = payload.unwrap_or_default();
-        self.broadcast_presence(&o, notice, out);
-    }
-
-    /// Removes everyone, each told with `notice` (shutdown, destruction).
-    pub(super) fn remove_all(&mut self, notice: &Notice, out: &mut Vec<RoomOut>) {
-        for mut o in self.occupants.clear() {
-            o.role = Role::None;
-            o.payload.clear();
-            out.push(self.presence_to(&o, &o.jid, Role::None, notice));
-        }
-    }
-
-    /// Presence about `subj` to every occupant, `subj` itself last (whether or not still in).
-    pub(super) fn broadcast_presence(&self, subj: &Occupant, n: &Notice, out: &mut Vec<RoomOut>) {
-        for o in self.occupants.iter().filter(|o| o.jid != subj.jid) {
-            out.push(self.presence_to(subj, &o.jid, o.role, n));
-        }
-        out.push(self.presence_to(subj, &subj.jid, subj.role, n));
-    }
-
-    /// Presence about `subj` as `viewer` (with `viewer_role`) sees it.
-    pub(super) fn presence_to(
-        &self,
-        subj: &Occupant,
-        viewer: &FullJid,
-        viewer_role: Role,
-        n: &Notice,
-    ) -> RoomOut {
-        let is_self = *viewer == subj.jid;
-        let aff = self.affiliation(&subj.jid.bare());
-        let mut p = Element::new("presence", ns::CLIENT)
-            .with_attr("from", self.occupant_jid(&subj.nick))
-            .with_attr("to", viewer.as_str());
-        if n.unavailable {
-            p = p.with_attr("type", "unavailable");
-        }
-        for c in &subj.payload {
-            p = p.with_child(c.clone());
-        }
-        let mut item = Element::new("item", NS_MUC_USER)
-            .with_attr("affiliation", aff.as_str())
-            .with_attr("role", subj.role.as_str());
-        if is_self || self.config.whois == Whois::Anyone || viewer_role == Role::Moderator {
-            item = item.with_attr("jid", subj.jid.as_str());
-        }
-        if let Some(nn) = &n.new_nick {
-            item = item.with_attr("nick", nn.as_str());
-        }
-        if let Some(a) = &n.actor {
-            item =
-                item.with_child(Element::new("actor", NS_MUC_USER).with_attr("nick", a.as_str()));
-        }
-        if let Some(r) = &n.reason {
-            item = item.with_child(Element::new("reason", NS_MUC_USER).with_text(r));
-        }
-        let mut x = Element::new("x", NS_MUC_USER).with_child(item);
-        for &c in &n.codes {
-            x = x.with_child(status(c));
-        }
-        if is_self {
-            for &c in &n.self_codes {
-                x = x.with_child(status(c));
+        if self.occupants.detach(jid) {
+            // The others stay: only the leaving session is told.
+            if let Some(o) = self.occupants.get(&nick) {
+                let gone = Occupant {
+                    jid: jid.clone(),
+                    extra: Vec::new(),
+                    role: Role::None,
+                    payload,
+                    ..o.clone()
+                };
+                out.push(self.presence_to(&gone, jid, Role::None, notice));
             }
-            x = x.with_child(status(110));
+            return;
         }
-        if let Some(d) = &n.destroy {
-            x = x.with_child(d.clone());
+        self.remove_occupant(&nick, Some(payload), notice, out);
+        self.after_leave(out);
+    }
+
+    /// An occupant's client answered a room stanza with an error: a permanent one (`cancel`)
+    /// means it is no longer there (as Prosody judges), so it is removed with status 333.
+    pub(super) fn on_error_from(&mut self, jid: &FullJid, stanza: &Stanza, out: &mut Vec<RoomOut>) {
+        if self.occupants.nick_of(jid).is_none() {
+            return;
         }
-        send(viewer, &p.with_child(x))
+        let permanent = stanza.tree().is_ok_and(|el| {
+            el.get_child("error", ns::CLIENT)
+                .is_some_and(|e| e.attr("type") == Some("cancel"))
+        });
+        if !permanent {
+            return;
+        }
+        let notice = Notice {
+            unavailable: true,
+            codes: vec![333],
+            ..Default::default()
+        };
+        self.drop_session(jid, Vec::new(), &notice, out);
     }
 }
 

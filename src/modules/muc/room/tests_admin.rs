@@ -1,1 +1,241 @@
+//! `muc#admin`: kicks, voice, bans, memberships, admins, owners, lists, the permission matrix.
+
+use super::tests::*;
+use super::types::NS_MUC_ADMIN;
 use super::*;
+use crate::xml::Element;
+
+pub(super) fn admin_set(room: &mut Room, from: &str, items: &str) -> Vec<RoomOut> {
+    feed(
+        room,
+        from,
+        &format!(
+            "<iq type='set' id='a1' to='{ROOM}'><query xmlns='{NS_MUC_ADMIN}'>{items}</query></iq>"
+        ),
+    )
+}
+
+pub(super) fn admin_get(room: &mut Room, from: &str, item: &str) -> Vec<RoomOut> {
+    feed(
+        room,
+        from,
+        &format!(
+            "<iq type='get' id='a2' to='{ROOM}'><query xmlns='{NS_MUC_ADMIN}'>{item}</query></iq>"
+        ),
+    )
+}
+
+/// The reply to the requester (its first stanza).
+pub(super) fn reply(out: &[RoomOut], to: &str) -> Element {
+    sent_to(out, to)
+        .into_iter()
+        .find(|e| e.name == "iq")
+        .expect("an iq reply")
+}
+
+pub(super) fn reply_error(out: &[RoomOut], to: &str) -> Option<String> {
+    error_of(&reply(out, to))
+}
+
+/// alice (owner), bob (participant), carol (participant).
+pub(super) fn room3() -> Room {
+    let mut room = room_alice_bob();
+    feed(&mut room, CAROL, &join_xml("carol"));
+    room
+}
+
+#[test]
+fn kick_tells_everyone_307_with_actor_and_reason() {
+    let mut room = room3();
+    let out = admin_set(
+        &mut room,
+        ALICE,
+        "<item nick='bob' role='none'><reason>spam</reason></item>",
+    );
+    assert_eq!(reply(&out, ALICE).attr("type"), Some("result"));
+    for who in [ALICE, BOB, CAROL] {
+        let p: Vec<Element> = sent_to(&out, who)
+            .into_iter()
+            .filter(|e| e.name == "presence")
+            .collect();
+        assert_eq!(p.len(), 1, "{who}");
+        assert_eq!(p[0].attr("type"), Some("unavailable"));
+        assert!(codes(&p[0]).contains(&307));
+        let it = item(&p[0]);
+        assert_eq!(it.attr("role"), Some("none"));
+        assert_eq!(
+            it.get_child("reason", super::types::NS_MUC_USER)
+                .map(Element::text)
+                .as_deref(),
+            Some("spam")
+        );
+        assert_eq!(
+            it.get_child("actor", super::types::NS_MUC_USER)
+                .and_then(|a| a.attr("nick")),
+            Some("alice")
+        );
+    }
+    assert!(codes(&sent_to(&out, BOB)[0]).contains(&110));
+    assert_eq!(room.occupants(), 2);
+}
+
+#[test]
+fn role_change_permissions() {
+    let mut room = room3();
+    // A participant may not kick.
+    assert_eq!(
+        reply_error(
+            &admin_set(&mut room, BOB, "<item nick='carol' role='none'/>"),
+            BOB
+        )
+        .as_deref(),
+        Some("forbidden")
+    );
+    // Nobody kicks an owner; a moderator does not kick itself.
+    admin_set(&mut room, ALICE, "<item nick='bob' role='moderator'/>");
+    assert_eq!(
+        reply_error(
+            &admin_set(&mut room, BOB, "<item nick='alice' role='none'/>"),
+            BOB
+        )
+        .as_deref(),
+        Some("not-allowed")
+    );
+    assert_eq!(
+        reply_error(
+            &admin_set(&mut room, ALICE, "<item nick='alice' role='none'/>"),
+            ALICE
+        )
+        .as_deref(),
+        Some("conflict")
+    );
+    // A non-admin moderator may not make moderators nor demote one.
+    assert_eq!(
+        reply_error(
+            &admin_set(&mut room, BOB, "<item nick='carol' role='moderator'/>"),
+            BOB
+        )
+        .as_deref(),
+        Some("forbidden")
+    );
+    // Unknown nick, bad role, empty item.
+    assert_eq!(
+        reply_error(
+            &admin_set(&mut room, ALICE, "<item nick='zed' role='none'/>"),
+            ALICE
+        )
+        .as_deref(),
+        Some("item-not-found")
+    );
+    assert_eq!(
+        reply_error(
+            &admin_set(&mut room, ALICE, "<item nick='bob' role='king'/>"),
+            ALICE
+        )
+        .as_deref(),
+        Some("bad-request")
+    );
+    assert_eq!(
+        reply_error(&admin_set(&mut room, ALICE, "<item nick='bob'/>"), ALICE).as_deref(),
+        Some("bad-request")
+    );
+    assert_eq!(room.occupants(), 3);
+}
+
+#[test]
+fn voice_is_revoked_and_granted() {
+    let mut room = room3();
+    let out = admin_set(&mut room, ALICE, "<item nick='bob' role='visitor'/>");
+    assert_eq!(item(&sent_to(&out, CAROL)[0]).attr("role"), Some("visitor"));
+    let gc = format!("<message type='groupchat' to='{ROOM}'><body>x</body></message>");
+    assert_eq!(only_error(&feed(&mut room, BOB, &gc), BOB), "forbidden");
+    admin_set(&mut room, ALICE, "<item nick='bob' role='participant'/>");
+    assert_eq!(broadcasts(&feed(&mut room, BOB, &gc)).len(), 1);
+}
+
+#[test]
+fn role_list() {
+    let mut room = room3();
+    let out = admin_get(&mut room, ALICE, "<item role='participant'/>");
+    let q = reply(&out, ALICE)
+        .get_child("query", NS_MUC_ADMIN)
+        .cloned()
+        .expect("query");
+    let nicks: Vec<&str> = q.child_elements().filter_map(|i| i.attr("nick")).collect();
+    assert_eq!(nicks, ["bob", "carol"]);
+    assert_eq!(
+        reply_error(
+            &admin_get(&mut room, BOB, "<item role='participant'/>"),
+            BOB
+        )
+        .as_deref(),
+        Some("forbidden")
+    );
+}
+
+#[test]
+fn moderated_room_default_roles() {
+    let mut room = room_with(&[("muc#roomconfig_moderatedroom", "1")]);
+    admin_set(
+        &mut room,
+        ALICE,
+        "<item jid='bob@localhost' affiliation='member'/>",
+    );
+    let out = feed(&mut room, BOB, &join_xml("bob"));
+    let own = |out: &[RoomOut], who: &str| {
+        sent_to(out, who)
+            .into_iter()
+            .find(|p| codes(p).contains(&110))
+            .expect("own presence")
+    };
+    assert_eq!(item(&own(&out, BOB)).attr("role"), Some("participant"));
+    let out = feed(&mut room, CAROL, &join_xml("carol"));
+    assert_eq!(item(&own(&out, CAROL)).attr("role"), Some("visitor"));
+    // Membership gives a visitor its voice.
+    let out = admin_set(
+        &mut room,
+        ALICE,
+        "<item jid='carol@localhost' affiliation='member'/>",
+    );
+    assert_eq!(
+        item(&sent_to(&out, CAROL)[0]).attr("role"),
+        Some("participant")
+    );
+}
+
+#[test]
+fn error_replies_keep_id_payload_and_come_from_the_room() {
+    let mut room = room3();
+    let out = admin_set(&mut room, BOB, "<item nick='carol' role='none'/>");
+    let e = reply(&out, BOB);
+    assert_eq!(e.attr("id"), Some("a1"));
+    assert_eq!(e.attr("from"), Some(ROOM));
+    assert_eq!(e.attr("to"), Some(BOB));
+    assert!(e.get_child("query", NS_MUC_ADMIN).is_some(), "payload kept");
+    let err = e
+        .get_child("error", crate::xmpp::ns::CLIENT)
+        .expect("error");
+    assert_eq!(err.attr("type"), Some("auth"));
+}
+
+#[test]
+fn owner_manages_lists_while_the_room_is_locked() {
+    let mut room = Room::new(
+        BareJid::parse(ROOM).expect("valid"),
+        full(ALICE).bare(),
+        RoomLimits::default(),
+    );
+    feed(&mut room, ALICE, &join_xml("alice"));
+    assert!(room.is_locked());
+    let out = admin_set(
+        &mut room,
+        ALICE,
+        "<item jid='bob@localhost' affiliation='admin'/>",
+    );
+    assert_eq!(reply(&out, ALICE).attr("type"), Some("result"));
+    // Still locked for everyone but owners.
+    assert_eq!(
+        only_error(&feed(&mut room, BOB, &join_xml("bob")), BOB),
+        "item-not-found"
+    );
+}

@@ -1,0 +1,114 @@
+//! IQs between occupants (XEP-0045 §7.5 "IQ requests", XEP-0410 self-ping): requests go to the
+//! target's real JID from `room/nick` under an id of the room's own, and the answers come back
+//! the same way to the requester under its original id.
+
+use std::collections::VecDeque;
+
+use super::util::{error_reply, iq_result};
+use super::{Room, RoomOut};
+use crate::jid::FullJid;
+use crate::xml::Stanza;
+use crate::xmpp::{ns, StanzaErrorCondition as E};
+
+/// Requests awaiting an answer, oldest first; past this many the oldest is forgotten.
+const MAX_PENDING: usize = 256;
+
+/// A forwarded request awaiting its answer.
+#[derive(Debug)]
+struct Pending {
+    /// The id the room gave the forwarded request.
+    id: String,
+    /// The requester's id.
+    orig_id: String,
+    /// The requester's real JID.
+    requester: FullJid,
+    /// The session the request went to (only it may answer).
+    responder: FullJid,
+}
+
+/// The room's forwarded requests.
+#[derive(Debug, Default)]
+pub(super) struct Forwarded {
+    pending: VecDeque<Pending>,
+    next: u64,
+}
+
+impl Room {
+    /// IQs to `room/nick`.
+    pub(super) fn on_occupant_iq(
+        &mut self,
+        from: &FullJid,
+        stanza: &Stanza,
+        to: &str,
+        nick: &str,
+        out: &mut Vec<RoomOut>,
+    ) {
+        let ty = stanza.type_().map(|t| t.into_owned()).unwrap_or_default();
+        if ty == "result" || ty == "error" {
+            self.answer_back(from, stanza, out);
+            return;
+        }
+        let Some(me) = self.occupants.nick_of(from).map(str::to_owned) else {
+            out.extend(error_reply(stanza, to, from, E::NotAcceptable));
+            return;
+        };
+        let is_ping = stanza.child_ns().as_deref() == Some(ns::PING);
+        if me == nick && is_ping {
+            // XEP-0410: the room answers for the occupant, proving it is still joined.
+            out.push(iq_result(stanza, to, from, None));
+            return;
+        }
+        let Some(target) = self.occupants.get(nick).map(|o| o.jid.clone()) else {
+            out.extend(error_reply(stanza, to, from, E::ItemNotFound));
+            return;
+        };
+        let (Some(orig_id), Ok(mut el)) = (stanza.id(), stanza.tree()) else {
+            out.extend(error_reply(stanza, to, from, E::BadRequest));
+            return;
+        };
+        let from_nick = self.occupant_jid(&me);
+        let f = &mut self.forwarded;
+        f.next += 1;
+        let id = format!("muc{}", f.next);
+        el.attrs
+            .retain(|(k, _)| k != "from" && k != "to" && k != "id");
+        el.attrs.push(("from".into(), from_nick));
+        el.attrs.push(("to".into(), target.as_str().into()));
+        el.attrs.push(("id".into(), id.clone()));
+        if f.pending.len() >= MAX_PENDING {
+            f.pending.pop_front();
+        }
+        f.pending.push_back(Pending {
+            id,
+            orig_id: orig_id.into_owned(),
+            requester: from.clone(),
+            responder: target.clone(),
+        });
+        out.push(super::util::send(&target, &el));
+    }
+
+    /// An answer to a forwarded request goes back to the requester under its own id.
+    fn answer_back(&mut self, from: &FullJid, stanza: &Stanza, out: &mut Vec<RoomOut>) {
+        let Some(id) = stanza.id() else { return };
+        let f = &mut self.forwarded;
+        let Some(at) = f
+            .pending
+            .iter()
+            .position(|p| p.id == id && p.responder == *from)
+        else {
+            return;
+        };
+        let Some(p) = f.pending.remove(at) else {
+            return;
+        };
+        let (Some(nick), Ok(mut el)) = (self.occupants.nick_of(from), stanza.tree()) else {
+            return;
+        };
+        el.attrs
+            .retain(|(k, _)| k != "from" && k != "to" && k != "id");
+        el.attrs.push(("from".into(), self.occupant_jid(nick)));
+        el.attrs.push(("to".into(), p.requester.as_str().into()));
+        el.attrs.push(("id".into(), p.orig_id));
+        out.push(super::util::send(&p.requester, &el));
+    }
+}
