@@ -6,9 +6,9 @@ pub mod carbons;
 pub mod csi;
 pub mod disco;
 pub mod last;
-pub mod muc;
 #[cfg(test)]
 mod misc_tests;
+pub mod muc;
 pub mod offline;
 mod options;
 pub mod ping;
