@@ -59,7 +59,12 @@ fn slixmpp_muc_two_shards() {
 /// Runs one phase of muc_persist.py; panics with its output on failure.
 fn persist_phase(server: &Server, phase: &str) -> String {
     let mut args = server_args(server);
-    args.extend(["--phase".into(), phase.into(), "--timeout".into(), "60".into()]);
+    args.extend([
+        "--phase".into(),
+        phase.into(),
+        "--timeout".into(),
+        "60".into(),
+    ]);
     let out = run_labelled(
         &format!("muc_persist.py {phase}"),
         "muc_persist.py",
