@@ -5,6 +5,7 @@
 mod blocking;
 mod last;
 mod login;
+mod mam;
 mod muc;
 mod offline;
 mod oneshot;
@@ -18,6 +19,7 @@ mod vcard;
 pub use blocking::{BlockChange, StoredBlockList};
 pub use last::{boot_id, unix_now, LastActivity};
 pub use login::{Attempt, LoginGuard};
+pub use mam::{ArchivedMessage, MamFilter, StoredMamPrefs};
 pub use offline::{OfflineMessage, OfflinePush};
 pub use pool::StorePool;
 pub use private::PrivateSet;

@@ -68,6 +68,7 @@ impl Store {
         super::blocking::migrate_blocking(&self.conn)?;
         super::private::migrate_private(&self.conn)?;
         super::muc::migrate_muc(&self.conn)?;
+        super::mam::migrate_mam(&self.conn)?;
         super::vcard::migrate_vcard(&self.conn)?;
         let version: Option<i64> =
             self.conn
@@ -112,6 +113,8 @@ impl Store {
         if n == 0 {
             return Err(StoreError::NoSuchUser);
         }
+        // The user's message archive goes with the account (XEP-0313 data is personal).
+        self.mam_delete_owner(jid.as_str())?;
         Ok(())
     }
 
