@@ -408,7 +408,7 @@ mod tests {
             .mam_query("a@x", &MamFilter::default(), 100, false)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(left.first().map(|r| r.id), Some(5));
-        assert_eq!(s.mam_purge_before(7).unwrap_or_else(|e| panic!("{e}")), 3);
+        assert_eq!(s.mam_purge_before(7).unwrap_or_else(|e| panic!("{e}")), 2);
         s.mam_set_prefs(
             "a@x",
             &StoredMamPrefs {
