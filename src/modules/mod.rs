@@ -6,6 +6,7 @@ pub mod carbons;
 pub mod csi;
 pub mod disco;
 pub mod last;
+pub mod mam;
 #[cfg(test)]
 mod misc_tests;
 pub mod muc;
@@ -47,6 +48,7 @@ pub const KNOWN: &[&str] = &[
     "carbons",
     "stream_management",
     "muc",
+    "mam",
     "disco",
 ];
 
@@ -150,6 +152,7 @@ pub fn start(config: &Config, shard: &mut Shard) {
                 Ok(())
             }
             muc::NAME => muc::MucOptions::from_table(table).map(|o| muc::start(shard, &hosts, o)),
+            mam::NAME => mam::MamOptions::from_table(table).map(|o| mam::start(shard, &hosts, o)),
             "offline" => offline::Options::from_table(table).map(|o| offline::start(shard, &o)),
             "blocking" => blocking::Options::from_table(table)
                 .map(|o| blocking::start(shard, &hosts, &o, &config.general.data_dir)),
@@ -216,6 +219,7 @@ pub fn check_options(config: &Config) -> Result<(), OptionError> {
             "private" => private::Options::from_table(table).map(drop)?,
             "vcard" => vcard::Options::from_table(table).map(drop)?,
             muc::NAME => muc::MucOptions::from_table(table).map(drop)?,
+            mam::NAME => mam::MamOptions::from_table(table).map(drop)?,
             _ => {}
         }
     }

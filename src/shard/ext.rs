@@ -16,6 +16,11 @@ impl Extensions {
         self.map.get(&TypeId::of::<T>())?.downcast_ref()
     }
 
+    /// Mutable state of type `T`, if a module inserted one.
+    pub fn get_mut<T: 'static>(&mut self) -> Option<&mut T> {
+        self.map.get_mut(&TypeId::of::<T>())?.downcast_mut()
+    }
+
     /// Mutable state of type `T`, created with `Default` on first use.
     pub fn get_or_default<T: Default + 'static>(&mut self) -> &mut T {
         self.map

@@ -1,0 +1,55 @@
+//! `mod_mam`: message archive management (XEP-0313) with unique stanza ids (XEP-0359).
+//!
+//! - [`archive`]: on the route. A chat or normal message with a body (or a `<store/>` hint) is
+//!   archived for its sender (`user_send_message`, on the sender's shard) and for its local
+//!   recipient (`filter_local_packet`), under one time-ordered id ([`id`]); the recipient's copy
+//!   carries `<stanza-id by='recipient' id='…'/>`, and stanza ids a client wrote itself are
+//!   removed. Rows are buffered per shard and written in one store transaction per scheduler turn,
+//!   so the route never waits for the disk. Groupchat messages of MUC rooms are archived under the
+//!   room's JID (`filter_room_packet`).
+//! - [`prefs`]: archiving preferences, replicated on every shard.
+//! - queries (`urn:xmpp:mam:2`): forms, paging and results, answered from the store.
+
+pub mod archive;
+pub mod id;
+mod options;
+pub mod prefs;
+
+pub use options::{MamOptions, NAME};
+
+use crate::shard::Shard;
+
+/// Namespaces.
+pub mod ns {
+    /// XEP-0313 version 2.
+    pub const MAM: &str = "urn:xmpp:mam:2";
+    /// XEP-0313 extended queries (`before-id`, `after-id`, `ids`).
+    pub const MAM_EXTENDED: &str = "urn:xmpp:mam:2#extended";
+    /// XEP-0359 unique and stable stanza ids.
+    pub const SID: &str = "urn:xmpp:sid:0";
+    /// XEP-0297 forwarding.
+    pub const FORWARD: &str = "urn:xmpp:forward:0";
+    /// XEP-0203 delayed delivery.
+    pub const DELAY: &str = "urn:xmpp:delay";
+    /// XEP-0334 processing hints.
+    pub const HINTS: &str = "urn:xmpp:hints";
+    /// XEP-0059 result set management.
+    pub const RSM: &str = "http://jabber.org/protocol/rsm";
+    /// XEP-0004 data forms.
+    pub const DATA: &str = "jabber:x:data";
+}
+
+/// Registers the archive on the route, the query handlers and the disco features on `shard`.
+pub fn start(shard: &mut Shard, hosts: &[String], opts: MamOptions) {
+    shard
+        .ext
+        .insert(prefs::PrefsTable::new(opts.default_mode, shard.shards));
+    prefs::load(shard);
+    archive::start(shard, &opts);
+    for host in hosts {
+        for f in [ns::MAM, ns::MAM_EXTENDED] {
+            crate::modules::disco::add_account_feature(&mut shard.ext, host, f);
+        }
+        crate::modules::disco::add_server_feature(&mut shard.ext, host, ns::SID);
+    }
+}
