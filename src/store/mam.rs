@@ -88,7 +88,7 @@ impl MamFilter {
         use rusqlite::types::Value;
         let mut sql = String::new();
         let mut args: Vec<Value> = Vec::new();
-        let mut push = |clause: &str, v: Value, sql: &mut String, args: &mut Vec<Value>| {
+        let push = |clause: &str, v: Value, sql: &mut String, args: &mut Vec<Value>| {
             args.push(v);
             sql.push_str(&clause.replace('?', &format!("?{}", args.len() + 1)));
         };
