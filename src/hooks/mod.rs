@@ -239,6 +239,9 @@ pub struct Hooks {
     pub user_send_iq: Hook<Acc>,
     /// Step 2: other top-level elements a client sends.
     pub user_send_xmlel: Hook<Acc>,
+    /// A room's groupchat message on its way to the occupants (MongooseIM's `filter_room_packet`;
+    /// run by the MUC service on the room's home shard; the archive stamps and stores it).
+    pub filter_room_packet: Hook<Acc>,
     /// Step 3: the global filter run by the `global` routing module.
     pub filter_packet: Hook<Acc>,
     /// Step 4: every locally delivered stanza.
@@ -279,6 +282,7 @@ impl Default for Hooks {
             user_send_iq: Hook::new("user_send_iq"),
             user_send_xmlel: Hook::new("user_send_xmlel"),
             filter_packet: Hook::new("filter_packet"),
+            filter_room_packet: Hook::new("filter_room_packet"),
             filter_local_packet: Hook::new("filter_local_packet"),
             offline_message: Hook::new("offline_message"),
             user_receive_packet: Hook::new("user_receive_packet"),

@@ -82,6 +82,8 @@ pub struct Shard {
     pub(crate) fx: Effects,
     /// Module state kept on this shard.
     pub ext: Extensions,
+    /// Module work run each time the runtime collects store jobs (see [`Shard::add_flusher`]).
+    flushers: Vec<Rc<dyn Fn(&mut Shard)>>,
     /// Counters.
     pub stats: ShardStats,
 }
@@ -115,6 +117,7 @@ impl Shard {
             moved_order: std::collections::VecDeque::new(),
             fx: Effects::default(),
             ext: Extensions::default(),
+            flushers: Vec::new(),
             stats: ShardStats::default(),
         };
         crate::sm::register_default_handlers(&mut shard.hooks);
@@ -131,6 +134,12 @@ impl Shard {
     /// The packet handler of the service at `domain`, if one registered.
     pub fn service(&self, domain: &str) -> Option<crate::local::PacketHandler> {
         self.services.get(domain).cloned()
+    }
+
+    /// Registers `f` to run each time the runtime collects store jobs (once per scheduler turn
+    /// that did work): a module batching writes (the archive) queues its batch there.
+    pub fn add_flusher(&mut self, f: Rc<dyn Fn(&mut Shard)>) {
+        self.flushers.push(f);
     }
 
     /// Registers a new local connection and returns its id and mailbox.
@@ -251,6 +260,10 @@ impl Shard {
     /// Store jobs queued by handlers since the last call (the runtime runs them on the store pool and
     /// routes what they return with [`Shard::route_all`]).
     pub fn take_jobs(&mut self) -> Vec<KeyedJob> {
+        // Modules that batch writes over a scheduler turn hand them over now.
+        for f in self.flushers.clone() {
+            f(self);
+        }
         // Work of guards that died on this thread (`hooks::on_drop`) may queue jobs of its own.
         for work in crate::hooks::on_drop::take_pending() {
             work(self);

@@ -50,6 +50,9 @@ pub struct ArchivedMessage {
     pub ts: i64,
     /// The message as archived.
     pub stanza: Vec<u8>,
+    /// Archive it only if the other party is in the owner's roster (the owner's `roster` default;
+    /// checked when the row is written). Always false on rows read back.
+    pub only_if_in_roster: bool,
 }
 
 /// What a query selects, besides the owner.
@@ -147,7 +150,13 @@ impl Store {
                 "INSERT OR IGNORE INTO mam_message (owner, id, with_bare, with_res, outgoing, ts, stanza)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
+            let mut in_roster = tx.prepare_cached(
+                "SELECT 1 FROM roster_items WHERE user = ?1 AND contact = ?2 AND in_roster = 1",
+            )?;
             for r in rows {
+                if r.only_if_in_roster && !in_roster.exists(params![r.owner, r.with_bare])? {
+                    continue;
+                }
                 stmt.execute(params![
                     r.owner,
                     r.id,
@@ -189,6 +198,7 @@ impl Store {
                 outgoing: r.get(3)?,
                 ts: r.get(4)?,
                 stanza: r.get(5)?,
+                only_if_in_roster: false,
             })
         })?;
         let mut out = rows.collect::<Result<Vec<_>, _>>()?;
@@ -343,6 +353,7 @@ mod tests {
             outgoing: id % 2 == 0,
             ts,
             stanza: format!("<message id='{id}'/>").into_bytes(),
+            only_if_in_roster: false,
         }
     }
 

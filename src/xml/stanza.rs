@@ -245,6 +245,38 @@ impl Stanza {
         self.idx.shift(full.end, -(full.len() as i64));
     }
 
+    /// Appends `child` (one complete, well-formed element serialized by the server) as the last
+    /// child of the top element, in place. The index stays valid: the splice point is after
+    /// every indexed range, except for an element without children, which is indexed anew.
+    pub fn append_child(&mut self, child: &[u8]) {
+        let self_closing =
+            self.bytes.ends_with(b"/>") && self.idx.head_end as usize + 2 == self.bytes.len();
+        if self_closing {
+            let name = self.name().to_owned();
+            self.bytes.truncate(self.bytes.len() - 2);
+            self.bytes.push(b'>');
+            self.bytes.extend_from_slice(child);
+            self.bytes.extend_from_slice(b"</");
+            self.bytes.extend_from_slice(name.as_bytes());
+            self.bytes.push(b'>');
+        } else {
+            let at = self.bytes.len() - (self.idx.name.len() + 3);
+            self.bytes.splice(at..at, child.iter().copied());
+        }
+        if self_closing || self.idx.child.is_none() {
+            if let Ok(idx) = index(
+                &self.bytes,
+                &Limits {
+                    max_stanza_bytes: usize::MAX,
+                    ..Limits::default()
+                },
+                self.outer_ref(),
+            ) {
+                self.idx = idx;
+            }
+        }
+    }
+
     /// Builds the element tree (for modules that read IQ payloads).
     pub fn tree(&self) -> Result<Element, XmlError> {
         tree::build(&self.bytes, self.outer_ref(), self.default_ns)

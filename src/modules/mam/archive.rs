@@ -1,7 +1,323 @@
-//! Archiving on the route (stub: filled in by the next commit).
+//! Archiving on the route: which messages, under which id, and the buffered write.
+//!
+//! A message is archivable when it is `chat` or `normal` with a `<body/>`, or carries the XEP-0334
+//! `<store/>` hint, and has no `<no-store/>` / `<no-permanent-store/>` hint; a room archives its
+//! `groupchat` messages with a body. One id is taken per message on the shard that routes it and
+//! used in the sender's and the recipient's archives alike; the recipient (or the room's occupants)
+//! see it as `<stanza-id by='owner' id='…'/>`.
 
-use super::MamOptions;
+use std::rc::Rc;
+use std::time::SystemTime;
+
+use memchr::memmem;
+
+use super::id::{self, IdGen};
+use super::prefs::{Decision, PrefsTable};
+use super::{ns, MamOptions};
+use crate::hooks::{Acc, HookCtx, HookResult, JobDone};
+use crate::jid::Jid;
 use crate::shard::Shard;
+use crate::store::ArchivedMessage;
+use crate::xml::{Element, Node, Stanza, StanzaKind};
 
-/// Registers the archive's hook handlers.
-pub fn start(_shard: &mut Shard, _opts: &MamOptions) {}
+/// Scratch key: the archive id taken for this message by the sender's side.
+const MAM_ID: &str = "mam.id";
+
+/// This shard's archive state: the id generator and the rows waiting for the next write.
+#[derive(Default)]
+struct Archive {
+    ids: IdGen,
+    rows: Vec<ArchivedMessage>,
+    batch: usize,
+}
+
+/// Registers the handlers and the per-turn write.
+pub fn start(shard: &mut Shard, opts: &MamOptions) {
+    shard.ext.insert(Archive {
+        batch: opts.batch,
+        ..Archive::default()
+    });
+    // Before anything else reads the message: forged stanza ids go first.
+    shard
+        .hooks
+        .user_send_message
+        .add(5, super::NAME, strip_forged);
+    shard
+        .hooks
+        .user_send_message
+        .add(80, super::NAME, archive_outgoing);
+    shard
+        .hooks
+        .filter_local_packet
+        .add(80, super::NAME, archive_incoming);
+    shard
+        .hooks
+        .filter_room_packet
+        .add(80, super::NAME, archive_groupchat);
+    shard.add_flusher(Rc::new(flush));
+}
+
+/// Clients may send `origin-id`, never `stanza-id`: only the archiving entity assigns those
+/// (XEP-0359 §3.1), so any a client wrote is removed before anyone trusts it.
+fn strip_forged(acc: &mut Acc, _ctx: &mut HookCtx<'_>) -> HookResult {
+    if memmem::find(acc.stanza.bytes(), b"stanza-id").is_none() {
+        return HookResult::Continue;
+    }
+    let Ok(mut el) = acc.stanza.tree() else {
+        return HookResult::Continue;
+    };
+    let before = el.children.len();
+    el.children
+        .retain(|c| !matches!(c, Node::Element(e) if e.name == "stanza-id" && e.ns == ns::SID));
+    if el.children.len() != before {
+        acc.stanza = Stanza::from_element(&el);
+    }
+    HookResult::Continue
+}
+
+/// Whether a message of type `ty` with these bytes goes to the archive.
+fn archivable(bytes: &[u8], ty: &str, groupchat: bool) -> bool {
+    let type_ok = if groupchat {
+        ty == "groupchat"
+    } else {
+        matches!(ty, "" | "chat" | "normal")
+    };
+    if !type_ok {
+        return false;
+    }
+    let hinted = |h: &[u8]| {
+        memmem::find(bytes, h).is_some() && memmem::find(bytes, ns::HINTS.as_bytes()).is_some()
+    };
+    if hinted(b"<no-store") || hinted(b"<no-permanent-store") {
+        return false;
+    }
+    memmem::find(bytes, b"<body").is_some() || hinted(b"<store")
+}
+
+/// `user_send_message`: the sender's copy.
+fn archive_outgoing(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
+    if acc.kind() != StanzaKind::Message
+        || !archivable(acc.stanza.bytes(), &acc.stanza_type(), false)
+    {
+        return HookResult::Continue;
+    }
+    let owner = acc.from.bare_str().to_owned();
+    let Some(decision) = ctx
+        .ext
+        .get::<PrefsTable>()
+        .map(|t| t.decide(&owner, &acc.to))
+    else {
+        return HookResult::Continue;
+    };
+    let (id, ts) = next_id(ctx);
+    acc.put(MAM_ID, id);
+    if decision != Decision::Skip {
+        let row = row(owner, id, ts, &acc.to, true, decision, acc.stanza.bytes());
+        push(ctx, row);
+    }
+    HookResult::Continue
+}
+
+/// `filter_local_packet`: the local recipient's copy, stamped with its stanza id.
+fn archive_incoming(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
+    if acc.kind() != StanzaKind::Message
+        || acc.to.node().is_none()
+        || !archivable(acc.stanza.bytes(), &acc.stanza_type(), false)
+    {
+        return HookResult::Continue;
+    }
+    let owner = acc.to.bare_str().to_owned();
+    let Some(decision) = ctx
+        .ext
+        .get::<PrefsTable>()
+        .map(|t| t.decide(&owner, &acc.from))
+    else {
+        return HookResult::Continue;
+    };
+    if decision == Decision::Skip {
+        return HookResult::Continue;
+    }
+    let (id, ts) = match acc.get::<i64>(MAM_ID) {
+        Some(&id) => (id, id::micros_of(id)),
+        None => next_id(ctx),
+    };
+    let row = row(
+        owner.clone(),
+        id,
+        ts,
+        &acc.from,
+        false,
+        decision,
+        acc.stanza.bytes(),
+    );
+    push(ctx, row);
+    stamp(&mut acc.stanza, &owner, id);
+    HookResult::Continue
+}
+
+/// `filter_room_packet`: a room's groupchat message, archived under the room's JID.
+fn archive_groupchat(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
+    if acc.kind() != StanzaKind::Message
+        || !archivable(acc.stanza.bytes(), &acc.stanza_type(), true)
+    {
+        return HookResult::Continue;
+    }
+    let room = acc.to.bare_str().to_owned();
+    let (id, ts) = next_id(ctx);
+    let row = row(
+        room.clone(),
+        id,
+        ts,
+        &acc.from,
+        false,
+        Decision::Archive,
+        acc.stanza.bytes(),
+    );
+    push(ctx, row);
+    stamp(&mut acc.stanza, &room, id);
+    HookResult::Continue
+}
+
+fn next_id(ctx: &mut HookCtx<'_>) -> (i64, i64) {
+    let shard = ctx.shard;
+    ctx.ext
+        .get_or_default::<Archive>()
+        .ids
+        .next(shard, SystemTime::now())
+}
+
+fn row(
+    owner: String,
+    id: i64,
+    ts: i64,
+    with: &Jid,
+    outgoing: bool,
+    decision: Decision,
+    stanza: &[u8],
+) -> ArchivedMessage {
+    ArchivedMessage {
+        owner,
+        id,
+        with_bare: with.bare_str().to_owned(),
+        with_res: with.resource().unwrap_or_default().to_owned(),
+        outgoing,
+        ts,
+        stanza: stanza.to_vec(),
+        only_if_in_roster: decision == Decision::IfInRoster,
+    }
+}
+
+/// Appends `<stanza-id xmlns='urn:xmpp:sid:0' by='owner' id='…'/>`.
+fn stamp(stanza: &mut Stanza, owner: &str, id: i64) {
+    let el = Element::new("stanza-id", ns::SID)
+        .with_attr("by", owner)
+        .with_attr("id", id::encode(id));
+    let mut bytes = Vec::with_capacity(96);
+    el.write_to(&mut bytes);
+    stanza.append_child(&bytes);
+}
+
+/// Buffers a row; a full batch is handed to the store at once.
+fn push(ctx: &mut HookCtx<'_>, row: ArchivedMessage) {
+    let a = ctx.ext.get_or_default::<Archive>();
+    a.rows.push(row);
+    if a.rows.len() >= a.batch.max(1) {
+        let rows = std::mem::take(&mut a.rows);
+        let key = Some(u64::from(ctx.shard.0));
+        ctx.store(key, move |store| write(store, rows));
+    }
+}
+
+/// Once per scheduler turn: the rows buffered on this shard go to the store in one transaction
+/// (keyed by shard, so a shard's batches commit in order).
+fn flush(shard: &mut Shard) {
+    let Some(a) = shard.ext.get_mut::<Archive>() else {
+        return;
+    };
+    if a.rows.is_empty() {
+        return;
+    }
+    let rows = std::mem::take(&mut a.rows);
+    let key = Some(u64::from(shard.id.0));
+    let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
+    ctx.store(key, move |store| write(store, rows));
+}
+
+fn write(store: &crate::store::Store, rows: Vec<ArchivedMessage>) -> JobDone {
+    if let Err(e) = store.mam_append(&rows) {
+        tracing::error!(error = %e, rows = rows.len(), "archive write failed");
+    }
+    JobDone::default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_archived() {
+        assert!(archivable(
+            b"<message><body>x</body></message>",
+            "chat",
+            false
+        ));
+        assert!(archivable(b"<message><body>x</body></message>", "", false));
+        assert!(!archivable(
+            b"<message><body>x</body></message>",
+            "headline",
+            false
+        ));
+        assert!(!archivable(
+            b"<message><body>x</body></message>",
+            "groupchat",
+            false
+        ));
+        assert!(archivable(
+            b"<message><body>x</body></message>",
+            "groupchat",
+            true
+        ));
+        assert!(!archivable(
+            b"<message><active xmlns='http://jabber.org/protocol/chatstates'/></message>",
+            "chat",
+            false
+        ));
+        assert!(archivable(
+            b"<message><store xmlns='urn:xmpp:hints'/></message>",
+            "chat",
+            false
+        ));
+        assert!(!archivable(
+            b"<message><body>x</body><no-store xmlns='urn:xmpp:hints'/></message>",
+            "chat",
+            false
+        ));
+        assert!(!archivable(
+            b"<message><body>x</body><no-permanent-store xmlns='urn:xmpp:hints'/></message>",
+            "chat",
+            false
+        ));
+    }
+
+    #[test]
+    fn stamping_keeps_the_stanza_indexed() {
+        for xml in [
+            "<message to='a@x' id='1'><body>hi</body></message>",
+            "<message to='a@x' id='1'/>",
+            "<message to='a@x' id='1'>text</message>",
+        ] {
+            let mut s = Stanza::parse(xml.as_bytes().to_vec()).unwrap_or_else(|e| panic!("{e}"));
+            stamp(&mut s, "a@x", 42);
+            let again = Stanza::parse(s.bytes().to_vec()).unwrap_or_else(|e| panic!("{e}: {xml}"));
+            assert_eq!(again.to().as_deref(), Some("a@x"));
+            assert_eq!(s.id().as_deref(), Some("1"));
+            let t = s.tree().unwrap_or_else(|e| panic!("{e}"));
+            let sid = t
+                .get_child("stanza-id", ns::SID)
+                .unwrap_or_else(|| panic!("{xml}"));
+            assert_eq!(sid.attr("id"), Some("42"));
+            s.set_to("b@x/r");
+            assert_eq!(s.to().as_deref(), Some("b@x/r"));
+        }
+    }
+}

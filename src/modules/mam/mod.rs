@@ -14,6 +14,8 @@ pub mod archive;
 pub mod id;
 mod options;
 pub mod prefs;
+#[cfg(test)]
+mod tests_archive;
 
 pub use options::{MamOptions, NAME};
 

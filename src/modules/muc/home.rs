@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use ahash::HashMap;
 
 use super::room::{Room, RoomLimits, RoomOut, SavedRoom};
-use crate::hooks::{Acc, HookCtx, JobDone};
+use crate::hooks::{Acc, HookCtx, HookResult, JobDone};
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::shard::{home_shard, home_shard_of, Shard, ShardMsg};
 use crate::xml::StanzaKind;
@@ -235,7 +235,10 @@ fn apply(shard: &mut Shard, jid: &BareJid, outs: Vec<RoomOut>) {
             }
             RoomOut::Broadcast { stanza, to } => {
                 let from = sender_of(&stanza, jid);
-                let acc = Acc::new(stanza, from, Jid::from(jid.clone()), shard.id);
+                let mut acc = Acc::new(stanza, from, Jid::from(jid.clone()), shard.id);
+                if shard.run_hook(|h| &h.filter_room_packet, &mut acc) == HookResult::Stop {
+                    continue;
+                }
                 for (at, jids) in to.iter() {
                     shard.multicast(*at, acc.fork(), jids.clone());
                 }

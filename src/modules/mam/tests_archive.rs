@@ -1,0 +1,165 @@
+//! The archive on a cluster of shards: both sides archived under one id, the recipient's stanza id,
+//! forged ids removed, preferences, room messages.
+
+use crate::modules::testing::{World, HOST};
+use crate::shard::ConnMsg;
+use crate::store::MamFilter;
+use crate::xml::Stanza;
+
+use super::ns;
+use super::prefs::{Mode, Prefs, PrefsTable};
+
+fn world(shards: usize) -> World {
+    World::new(shards, "[modules.presence]\n[modules.mam]\n[modules.muc]\n")
+}
+
+fn delivered(mb: &crate::shard::Mailbox) -> Vec<Stanza> {
+    let mut out = Vec::new();
+    while let Some(m) = mb.pop() {
+        if let ConnMsg::Deliver(acc) = m {
+            out.push(acc.into_stanza());
+        }
+    }
+    out
+}
+
+fn stanza_ids(s: &Stanza) -> Vec<(String, String)> {
+    let Ok(t) = s.tree() else { return Vec::new() };
+    t.child_elements()
+        .filter(|c| c.name == "stanza-id" && c.ns == ns::SID)
+        .map(|c| {
+            (
+                c.attr("by").unwrap_or_default().to_owned(),
+                c.attr("id").unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn both_sides_are_archived_under_the_id_the_recipient_sees() {
+    let mut w = world(2);
+    let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+    let bob = w.connect(1, &format!("bob@{HOST}/b"), Some(0));
+    delivered(&alice.mb);
+    delivered(&bob.mb);
+    w.send(
+        &mut alice,
+        &format!("<message to='bob@{HOST}' type='chat' id='m1'><body>hi</body><stanza-id xmlns='urn:xmpp:sid:0' by='bob@{HOST}' id='forged'/></message>"),
+    );
+    let got = delivered(&bob.mb);
+    assert_eq!(got.len(), 1, "{got:?}");
+    let ids = stanza_ids(&got[0]);
+    assert_eq!(
+        ids.len(),
+        1,
+        "the forged id is gone, ours is there: {ids:?}"
+    );
+    assert_eq!(ids[0].0, format!("bob@{HOST}"));
+    let id: i64 = ids[0].1.parse().unwrap_or_else(|e| panic!("{e}"));
+    let all = MamFilter::default();
+    let bobs = w
+        .store()
+        .mam_query(&format!("bob@{HOST}"), &all, 10, false)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let alices = w
+        .store()
+        .mam_query(&format!("alice@{HOST}"), &all, 10, false)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(alices.len(), 1);
+    assert_eq!(bobs[0].id, id);
+    assert_eq!(alices[0].id, id);
+    assert!(alices[0].outgoing && !bobs[0].outgoing);
+    assert_eq!(bobs[0].with_bare, format!("alice@{HOST}"));
+    assert_eq!(bobs[0].with_res, "a");
+    // Not archived: no body.
+    w.send(&mut alice, &format!("<message to='bob@{HOST}' type='chat'><active xmlns='http://jabber.org/protocol/chatstates'/></message>"));
+    let got = delivered(&bob.mb);
+    assert!(stanza_ids(&got[0]).is_empty());
+    assert_eq!(
+        w.store()
+            .mam_count(&format!("bob@{HOST}"), &all)
+            .unwrap_or_else(|e| panic!("{e}")),
+        1
+    );
+}
+
+#[test]
+fn never_is_respected_on_every_shard() {
+    let mut w = world(2);
+    let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+    let bob = w.connect(1, &format!("bob@{HOST}/b"), Some(0));
+    delivered(&alice.mb);
+    delivered(&bob.mb);
+    for shard in &mut w.cluster.shards {
+        if let Some(t) = shard.ext.get_mut::<PrefsTable>() {
+            t.put(
+                format!("bob@{HOST}"),
+                Prefs {
+                    mode: Mode::Never,
+                    always: vec![],
+                    never: vec![],
+                },
+            );
+        }
+    }
+    w.send(
+        &mut alice,
+        &format!("<message to='bob@{HOST}' type='chat'><body>x</body></message>"),
+    );
+    let got = delivered(&bob.mb);
+    assert!(stanza_ids(&got[0]).is_empty(), "{got:?}");
+    let all = MamFilter::default();
+    assert_eq!(
+        w.store()
+            .mam_count(&format!("bob@{HOST}"), &all)
+            .unwrap_or_else(|e| panic!("{e}")),
+        0
+    );
+    assert_eq!(
+        w.store()
+            .mam_count(&format!("alice@{HOST}"), &all)
+            .unwrap_or_else(|e| panic!("{e}")),
+        1
+    );
+}
+
+#[test]
+fn room_messages_are_archived_under_the_room() {
+    let mut w = world(2);
+    let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+    let room = format!("r@conference.{HOST}");
+    w.send(
+        &mut alice,
+        &format!("<presence to='{room}/al'><x xmlns='http://jabber.org/protocol/muc'/></presence>"),
+    );
+    w.send(&mut alice, &format!("<iq type='set' id='c' to='{room}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"));
+    delivered(&alice.mb);
+    w.send(
+        &mut alice,
+        &format!("<message to='{room}' type='groupchat' id='g1'><body>to all</body></message>"),
+    );
+    let got = delivered(&alice.mb);
+    let g = got
+        .iter()
+        .find(|s| s.id().as_deref() == Some("g1"))
+        .unwrap_or_else(|| panic!("{got:?}"));
+    let ids = stanza_ids(g);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(ids[0].0, room);
+    let rows = w
+        .store()
+        .mam_query(&room, &MamFilter::default(), 10, false)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].id.to_string(), ids[0].1);
+    assert_eq!(rows[0].with_res, "al");
+    // The sender's groupchat is not also archived as a 1:1 message of alice's.
+    assert_eq!(
+        w.store()
+            .mam_count(&format!("alice@{HOST}"), &MamFilter::default())
+            .unwrap_or_else(|e| panic!("{e}")),
+        0
+    );
+}
