@@ -31,6 +31,9 @@ use crate::sm::SessionManager;
 /// forgotten: their acknowledgements are given up after `ACK_GIVE_UP` by the new connection).
 const MAX_MOVED: usize = 16_384;
 
+/// Module work run once per scheduler turn (see [`Shard::add_flusher`]).
+pub type Flusher = Rc<dyn Fn(&mut Shard)>;
+
 /// Counters a shard keeps for metrics and tests (plain integers: no shared atomics on the hot path).
 #[derive(Debug, Default, Clone)]
 pub struct ShardStats {
@@ -83,7 +86,7 @@ pub struct Shard {
     /// Module state kept on this shard.
     pub ext: Extensions,
     /// Module work run each time the runtime collects store jobs (see [`Shard::add_flusher`]).
-    flushers: Vec<Rc<dyn Fn(&mut Shard)>>,
+    flushers: Vec<Flusher>,
     /// Counters.
     pub stats: ShardStats,
 }
@@ -138,7 +141,7 @@ impl Shard {
 
     /// Registers `f` to run each time the runtime collects store jobs (once per scheduler turn
     /// that did work): a module batching writes (the archive) queues its batch there.
-    pub fn add_flusher(&mut self, f: Rc<dyn Fn(&mut Shard)>) {
+    pub fn add_flusher(&mut self, f: Flusher) {
         self.flushers.push(f);
     }
 
