@@ -9,6 +9,7 @@ use crate::config::{Config, ConfigError};
 use crate::logging::{self, LoggingError};
 use crate::tls::{self, TlsError};
 
+mod mam;
 mod user;
 
 pub use user::UserError;
@@ -48,6 +49,23 @@ pub enum Command {
         /// The user command.
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Manage the message archive (XEP-0313) in the store.
+    Mam {
+        /// The archive command.
+        #[command(subcommand)]
+        command: MamCommand,
+    },
+}
+
+/// `petrel mam ...`.
+#[derive(Debug, Subcommand)]
+pub enum MamCommand {
+    /// Delete every archived message older than a date (all archives).
+    Purge {
+        /// YYYY-MM-DD (midnight UTC) or an RFC 3339 time.
+        #[arg(long)]
+        before: String,
     },
 }
 
@@ -120,6 +138,9 @@ pub enum CliError {
     /// A `user` command failed.
     #[error(transparent)]
     User(#[from] UserError),
+    /// A `mam` command failed.
+    #[error(transparent)]
+    Mam(#[from] mam::MamError),
 }
 
 /// Where the configuration came from.
@@ -179,6 +200,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             print!("{}", config.to_toml());
         }
         Command::User { command } => user::run(&config, command)?,
+        Command::Mam { command } => mam::run(&config, command)?,
     }
     Ok(())
 }

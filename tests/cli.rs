@@ -270,3 +270,38 @@ fn bad_jids_are_refused_with_exit_code_1() {
     );
     assert!(env.users(None).is_empty(), "nothing was created");
 }
+
+#[test]
+fn mam_purge_removes_messages_before_the_date() {
+    let env = Env::new();
+    let data = env.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let store = Store::open(&data).unwrap();
+    let day = 86_400_000_000_i64;
+    let rows: Vec<_> = [1_i64, 2, 10]
+        .iter()
+        .map(|d| petrel::store::ArchivedMessage {
+            owner: "a@localhost".into(),
+            id: d << 40,
+            with_bare: "b@localhost".into(),
+            with_res: String::new(),
+            outgoing: true,
+            ts: d * day,
+            stanza: b"<message/>".to_vec(),
+            only_if_in_roster: false,
+        })
+        .collect();
+    store.mam_append(&rows).unwrap();
+    drop(store);
+    let out = env.ok(&["mam", "purge", "--before", "1970-01-05"]);
+    assert!(out.contains("2 archived messages"), "{out}");
+    let store = Store::open(&data).unwrap();
+    let left = store
+        .mam_count("a@localhost", &petrel::store::MamFilter::default())
+        .unwrap();
+    assert_eq!(left, 1);
+    assert_fails_with(
+        &env.run(&["mam", "purge", "--before", "soon"]),
+        "invalid date",
+    );
+}

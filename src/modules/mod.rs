@@ -226,6 +226,28 @@ pub fn check_options(config: &Config) -> Result<(), OptionError> {
     Ok(())
 }
 
+/// Store work a module wants done every `every` (retention); run on the store pool, queued from
+/// shard 0.
+pub struct Periodic {
+    /// What it is, for the logs.
+    pub name: &'static str,
+    /// How often.
+    pub every: Duration,
+    /// The work.
+    pub run: std::sync::Arc<dyn Fn(&crate::store::Store) + Send + Sync>,
+}
+
+/// The periodic store work of the enabled modules (options were validated by [`check_options`]).
+pub fn periodic(config: &Config) -> Vec<Periodic> {
+    let mut v = Vec::new();
+    if let Some(t) = config.modules.get(mam::NAME) {
+        if let Ok(o) = mam::MamOptions::from_table(t) {
+            v.extend(mam::retention(&o));
+        }
+    }
+    v
+}
+
 /// Features the enabled storage modules add to the server's disco#info (for `mod_disco`).
 pub fn im_storage_features(config: &Config) -> Vec<&'static str> {
     let mut v = Vec::new();

@@ -279,6 +279,30 @@ async fn run_shard(
         jobs: jobs::JobQueue::default(),
     });
     let mut tasks = Vec::new();
+    if id.index() == 0 {
+        // Modules' periodic store work (archive retention): queued from one shard only.
+        for p in crate::modules::periodic(&config) {
+            let ctx = ctx.clone();
+            tasks.push(glommio::spawn_local(async move {
+                loop {
+                    glommio::timer::sleep(p.every).await;
+                    tracing::debug!(task = p.name, "periodic store work");
+                    let run = p.run.clone();
+                    {
+                        let mut shard = ctx.shard.borrow_mut();
+                        let shard = &mut *shard;
+                        let mut hctx =
+                            crate::hooks::HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
+                        hctx.store(None, move |store| {
+                            run(store);
+                            crate::hooks::JobDone::default()
+                        });
+                    }
+                    ctx.flush();
+                }
+            }));
+        }
+    }
     for peer in 0..n {
         if peer != id.index() {
             tasks.push(glommio::spawn_local(

@@ -41,6 +41,41 @@ pub mod ns {
     pub const DATA: &str = "jabber:x:data";
 }
 
+/// The retention task: every `retention_interval`, messages past `max_age` and past each
+/// archive's newest `max_messages` are deleted (`None` when neither limit is set).
+pub fn retention(opts: &MamOptions) -> Option<crate::modules::Periodic> {
+    if opts.max_messages == 0 && opts.max_age.is_zero() {
+        return None;
+    }
+    let (keep, age) = (opts.max_messages, opts.max_age);
+    Some(crate::modules::Periodic {
+        name: "mam retention",
+        every: opts.retention_interval,
+        run: std::sync::Arc::new(move |store| {
+            if !age.is_zero() {
+                let now = crate::store::unix_now() * 1_000_000;
+                let cutoff = now - i64::try_from(age.as_micros()).unwrap_or(i64::MAX);
+                match store.mam_purge_before(cutoff) {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(deleted = n, "archive: messages past max_age removed")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "archive retention (age) failed"),
+                }
+            }
+            if keep > 0 {
+                match store.mam_trim(keep) {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(deleted = n, "archive: messages past max_messages removed")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "archive retention (count) failed"),
+                }
+            }
+        }),
+    })
+}
+
 /// Registers the archive on the route, the query handlers and the disco features on `shard`.
 pub fn start(shard: &mut Shard, hosts: &[String], opts: MamOptions) {
     shard
