@@ -163,3 +163,39 @@ fn room_messages_are_archived_under_the_room() {
         0
     );
 }
+
+#[test]
+fn retention_trims_by_count_and_age() {
+    use crate::store::ArchivedMessage;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = crate::store::Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let now = crate::store::unix_now() * 1_000_000;
+    let day = 86_400_000_000_i64;
+    let rows: Vec<ArchivedMessage> = (0..10)
+        .map(|i| ArchivedMessage {
+            owner: "a@x".into(),
+            id: i + 1,
+            with_bare: "b@x".into(),
+            with_res: String::new(),
+            outgoing: false,
+            // Two are ten days old, the rest from today.
+            ts: if i < 2 { now - 10 * day } else { now - i },
+            stanza: b"<message/>".to_vec(),
+            only_if_in_roster: false,
+        })
+        .collect();
+    store.mam_append(&rows).unwrap_or_else(|e| panic!("{e}"));
+    let t: toml::Table =
+        toml::from_str("max_messages = 5\nmax_age_days = 7").unwrap_or_else(|e| panic!("{e}"));
+    let opts = super::MamOptions::from_table(&t).unwrap_or_else(|e| panic!("{e}"));
+    let task = super::retention(&opts).unwrap_or_else(|| panic!("limits set: a task"));
+    (task.run)(&store);
+    let left = store
+        .mam_query("a@x", &MamFilter::default(), 100, false)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        left.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![6, 7, 8, 9, 10]
+    );
+    assert!(super::retention(&super::MamOptions::default()).is_none());
+}
