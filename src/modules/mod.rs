@@ -152,7 +152,7 @@ pub fn start(config: &Config, shard: &mut Shard) {
             muc::NAME => muc::MucOptions::from_table(table).map(|o| muc::start(shard, &hosts, o)),
             "offline" => offline::Options::from_table(table).map(|o| offline::start(shard, &o)),
             "blocking" => blocking::Options::from_table(table)
-                .map(|o| blocking::start(shard, &hosts, &o, &config.general.data_dir)),
+                .map(|o| blocking::start(shard, &hosts, &o, config)),
             "private" => {
                 private::Options::from_table(table).map(|o| private::start(shard, &hosts, &o))
             }

@@ -1,8 +1,12 @@
-//! Storage: the embedded SQLite store and the off-shard pool that runs it.
+//! Storage: the embedded SQLite store (default) or PostgreSQL, and the off-shard pool that runs it.
+//!
+//! Every feature file writes its statements once through the small layer in `db`/`value`; the
+//! schema of both backends is versioned in `schema`.
 //!
 //! Secrets are kept only as `ScramSecrets::to_storage()` text, never as passwords.
 
 mod blocking;
+mod db;
 mod last;
 mod login;
 mod muc;
@@ -12,7 +16,11 @@ mod pool;
 mod private;
 mod register;
 mod roster;
-mod sqlite;
+mod schema;
+#[cfg(test)]
+pub(crate) mod testing;
+mod users;
+pub(crate) mod value;
 mod vcard;
 
 pub use blocking::{BlockChange, StoredBlockList};
@@ -23,7 +31,7 @@ pub use pool::StorePool;
 pub use private::PrivateSet;
 pub use register::Registered;
 pub use roster::{RosterChanged, RosterWrite};
-pub use sqlite::Store;
+pub use users::{Backend, Store, DB_FILE};
 pub use vcard::VcardGet;
 
 use crate::auth::AuthError;
@@ -41,6 +49,9 @@ pub enum Corruption {
     /// A schema version this build does not know (written by a newer petrel).
     #[error("unknown schema version {0}")]
     SchemaVersion(i64),
+    /// A column that does not hold what petrel wrote there.
+    #[error("a column does not hold {0}")]
+    Column(&'static str),
 }
 
 /// Storage errors.
@@ -49,6 +60,9 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL failed (or the connection URL is invalid).
+    #[error("postgres: {0}")]
+    Postgres(#[from] postgres::Error),
     /// Creating the data directory failed.
     #[error("data directory: {0}")]
     Io(#[from] std::io::Error),

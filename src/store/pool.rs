@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
-use super::{oneshot, Store, StoreError};
+use super::{oneshot, Backend, Store, StoreError};
 
 type Job = Box<dyn FnOnce(&Store) + Send>;
 
@@ -37,12 +37,21 @@ pub struct StorePool {
 }
 
 impl StorePool {
-    /// Starts `threads` workers (at least one), each opening its own `Store` in `data_dir`, fed
-    /// by a queue of `queue` jobs (0: a job is only accepted when a worker is idle).
+    /// Starts `threads` workers (at least one), each opening its own SQLite `Store` in `data_dir`,
+    /// fed by a queue of `queue` jobs (0: a job is only accepted when a worker is idle).
     pub fn start(data_dir: &Path, threads: usize, queue: usize) -> Result<StorePool, StoreError> {
+        Self::start_backend(&Backend::Sqlite(data_dir.to_owned()), threads, queue)
+    }
+
+    /// Like [`StorePool::start`], each worker connected to `backend`.
+    pub fn start_backend(
+        backend: &Backend,
+        threads: usize,
+        queue: usize,
+    ) -> Result<StorePool, StoreError> {
         // Open once here so schema creation and WAL setup happen before workers race, and so
         // errors surface to the caller.
-        drop(Store::open(data_dir)?);
+        drop(Store::connect(backend)?);
         let (tx, rx) = bounded::<Job>(queue);
         let threads = threads.max(1);
         let (keyed_tx, keyed_rx): (Vec<_>, Vec<_>) =
@@ -58,10 +67,10 @@ impl StorePool {
         };
         let (ready_tx, ready_rx) = bounded::<Result<(), StoreError>>(threads.max(1));
         for (i, own) in keyed_rx.into_iter().enumerate() {
-            let (rx, ready_tx, dir) = (rx.clone(), ready_tx.clone(), data_dir.to_owned());
+            let (rx, ready_tx, backend) = (rx.clone(), ready_tx.clone(), backend.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("petrel-store-{i}"))
-                .spawn(move || match Store::open(&dir) {
+                .spawn(move || match Store::connect(&backend) {
                     Ok(store) => {
                         let _ = ready_tx.send(Ok(()));
                         drop(ready_tx);
