@@ -130,7 +130,68 @@ fn redact_pairs(text: &str, sep: char) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use std::path::Path;
+
+    use super::super::{Config, ConfigError, InvalidValue, Location};
+    use super::{redact, StoreBackend};
+
+    const BASE: &str = "[general]\nhosts = [\"example.org\"]\n[[listen.c2s]]\nport = 5222\n";
+
+    fn parse(store: &str) -> Result<Config, ConfigError> {
+        Config::parse(&format!("{BASE}[store]\n{store}"), Path::new("t.toml"))
+    }
+
+    /// The error's kind and line (the `[store]` table starts at line 5).
+    fn err(store: &str) -> (InvalidValue, usize) {
+        match parse(store) {
+            Err(ConfigError::Invalid { kind, at, .. }) => (kind, at.line),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_to_sqlite_with_two_threads() {
+        let c = Config::parse(BASE, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.store.backend, StoreBackend::Sqlite);
+        assert_eq!((c.store.url.as_deref(), c.store.pool_size), (None, 2));
+    }
+
+    #[test]
+    fn postgres_needs_a_valid_url_and_sqlite_takes_none() {
+        let c = parse(
+            "backend = \"postgres\"\nurl = \"postgres://petrel:pw@db/petrel\"\npool_size = 8\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.store.backend, StoreBackend::Postgres);
+        assert_eq!(c.store.pool_size, 8);
+        // check-config hides the password.
+        let shown = c.to_toml();
+        assert!(
+            shown.contains("url = \"postgres://petrel:********@db/petrel\""),
+            "{shown}"
+        );
+        assert!(!shown.contains("pw@"));
+
+        let (kind, line) = err("pool_size = 1\nbackend = \"postgres\"\n");
+        assert_eq!((kind, line), (InvalidValue::StoreUrlMissing, 7));
+        let (kind, line) = err("url = \"postgres://db/petrel\"\n");
+        assert_eq!((kind, line), (InvalidValue::StoreUrlUnused, 6));
+        let (kind, line) = err("backend = \"postgres\"\nurl = \"postgres://db:notaport/x\"\n");
+        assert!(matches!(kind, InvalidValue::StoreUrl(_)), "{kind:?}");
+        assert_eq!(line, 7);
+        let (kind, _) = err("pool_size = 0\n");
+        assert!(matches!(
+            kind,
+            InvalidValue::TooSmall {
+                field: "store.pool_size",
+                ..
+            }
+        ));
+        match parse("backend = \"mysql\"\n") {
+            Err(ConfigError::Parse { at, .. }) => assert_eq!(at, Location { line: 6, col: 11 }),
+            other => panic!("expected a parse error, got {other:?}"),
+        }
+    }
 
     #[test]
     fn passwords_are_hidden() {

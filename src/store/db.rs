@@ -317,6 +317,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn postgres_reconnects_after_losing_its_connection() {
+        for db in crate::store::testing::test_dbs() {
+            let store = db.open();
+            if store.kind() != Kind::Postgres {
+                continue;
+            }
+            let pid = store
+                .int(sql("SELECT pg_backend_pid()"), &[])
+                .unwrap_or_else(|e| panic!("{e}"));
+            db.open()
+                .exec(sql("SELECT pg_terminate_backend(?1)"), &[Arg::Int(pid)])
+                .unwrap_or_else(|e| panic!("{e}"));
+            // The first statement may meet the closed connection; the next one reconnects.
+            let _ = store.list_users(None);
+            let again = store
+                .int(sql("SELECT pg_backend_pid()"), &[])
+                .unwrap_or_else(|e| panic!("after reconnect: {e}"));
+            assert_ne!(again, pid);
+        }
+    }
+
+    #[test]
     fn placeholders_outside_quotes_only() {
         assert_eq!(
             dollar_placeholders("SELECT '?1', \"a?\" FROM t WHERE a = ?1 AND b = ?12"),

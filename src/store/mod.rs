@@ -6,6 +6,8 @@
 //! Secrets are kept only as `ScramSecrets::to_storage()` text, never as passwords.
 
 mod blocking;
+#[cfg(test)]
+mod concurrency_tests;
 mod db;
 mod last;
 mod login;

@@ -248,31 +248,34 @@ mod tests {
 
     #[test]
     fn call_from_a_plain_thread() {
-        let d = dir();
-        let pool = StorePool::start(d.path(), 2, 16).unwrap_or_else(|e| panic!("{e}"));
-        let jid = BareJid::parse("alice@example.com").unwrap_or_else(|e| panic!("{e}"));
-        let j = jid.clone();
-        let added = pool.call(move |s| {
-            let secrets = ScramSecrets::derive("pw", 16);
-            s.add_user(&j, &secrets)
-        });
-        assert!(matches!(block_on(added), Ok(Ok(()))));
-        let p2 = pool.clone();
-        let t = std::thread::spawn(move || {
-            let got = block_on(p2.call(move |s| s.get_secrets(&jid)));
-            matches!(got, Ok(Ok(Some(ref sec))) if sec.verify_plain("pw"))
-        });
-        assert!(t.join().unwrap_or(false));
-        let name = block_on(pool.call(|_| std::thread::current().name().map(str::to_owned)));
-        assert!(name
-            .ok()
-            .flatten()
-            .is_some_and(|n| n.starts_with("petrel-store-")));
-        pool.shutdown();
-        assert!(matches!(
-            block_on(pool.call(|_| ())),
-            Err(StoreError::Closed)
-        ));
+        for db in crate::store::testing::test_dbs() {
+            eprintln!("backend: {}", db.name);
+            let pool =
+                StorePool::start_backend(db.backend(), 2, 16).unwrap_or_else(|e| panic!("{e}"));
+            let jid = BareJid::parse("alice@example.com").unwrap_or_else(|e| panic!("{e}"));
+            let j = jid.clone();
+            let added = pool.call(move |s| {
+                let secrets = ScramSecrets::derive("pw", 16);
+                s.add_user(&j, &secrets)
+            });
+            assert!(matches!(block_on(added), Ok(Ok(()))));
+            let p2 = pool.clone();
+            let t = std::thread::spawn(move || {
+                let got = block_on(p2.call(move |s| s.get_secrets(&jid)));
+                matches!(got, Ok(Ok(Some(ref sec))) if sec.verify_plain("pw"))
+            });
+            assert!(t.join().unwrap_or(false));
+            let name = block_on(pool.call(|_| std::thread::current().name().map(str::to_owned)));
+            assert!(name
+                .ok()
+                .flatten()
+                .is_some_and(|n| n.starts_with("petrel-store-")));
+            pool.shutdown();
+            assert!(matches!(
+                block_on(pool.call(|_| ())),
+                Err(StoreError::Closed)
+            ));
+        }
     }
 
     #[test]
