@@ -65,6 +65,9 @@ pub enum StoreError {
     /// PostgreSQL failed (or the connection URL is invalid).
     #[error("postgres: {0}")]
     Postgres(#[from] postgres::Error),
+    /// `backend = "postgres"` without a URL (validation refuses such a configuration file).
+    #[error("store.url is required for the postgres backend")]
+    NoUrl,
     /// Creating the data directory failed.
     #[error("data directory: {0}")]
     Io(#[from] std::io::Error),

@@ -24,9 +24,12 @@ impl Backend {
     /// The backend `[store]` selects (`general.data_dir` for SQLite).
     pub fn from_config(config: &crate::config::Config) -> Result<Backend, StoreError> {
         use crate::config::StoreBackend;
-        match (&config.store.backend, &config.store.url) {
-            (StoreBackend::Postgres, Some(url)) => Ok(Backend::Postgres(Box::new(url.parse()?))),
-            _ => Ok(Backend::Sqlite(config.general.data_dir.clone())),
+        match config.store.backend {
+            StoreBackend::Sqlite => Ok(Backend::Sqlite(config.general.data_dir.clone())),
+            StoreBackend::Postgres => {
+                let url = config.store.url.as_ref().ok_or(StoreError::NoUrl)?;
+                Ok(Backend::Postgres(Box::new(url.parse()?)))
+            }
         }
     }
 }
