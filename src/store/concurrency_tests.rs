@@ -4,7 +4,7 @@
 use std::sync::Barrier;
 
 use super::testing::test_dbs;
-use super::{OfflinePush, PrivateSet, Registered, RosterWrite};
+use super::{BlockChange, OfflinePush, PrivateSet, Registered, RosterWrite};
 use crate::auth::ScramSecrets;
 use crate::jid::BareJid;
 use crate::modules::roster::RosterItem;
@@ -147,5 +147,60 @@ fn registration_limit_holds_under_racing_registrations() {
             .filter(|r| matches!(r, Ok(Registered::RateLimited)))
             .count();
         assert_eq!((created, limited), (3, THREADS - 3), "{n}: {got:?}");
+    }
+}
+
+#[test]
+fn racing_leases_hand_out_each_message_once() {
+    for db in test_dbs() {
+        let n = db.name;
+        let bob = jid("bob@example.com");
+        let store = db.open();
+        store
+            .add_user(&bob, &ScramSecrets::derive("pw", 16))
+            .unwrap_or_else(|e| panic!("{n}: {e}"));
+        for i in 0..20 {
+            let body = format!("<message>{i}</message>");
+            store
+                .offline_push(&bob, "a@x/y", body.as_bytes(), 100)
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+        }
+        // One process, so one lease value: every message goes to exactly one of the racers.
+        let got = race(&db, |store, _| store.offline_lease(&bob));
+        let mut ids: Vec<i64> = got
+            .iter()
+            .flat_map(|r| match r {
+                Ok(v) => v.iter().map(|m| m.id).collect::<Vec<_>>(),
+                Err(e) => panic!("{n}: {e}"),
+            })
+            .collect();
+        ids.sort_unstable();
+        let len = ids.len();
+        ids.dedup();
+        assert_eq!((len, ids.len()), (20, 20), "{n}");
+    }
+}
+
+#[test]
+fn block_list_versions_are_distinct_under_racing_updates() {
+    for db in test_dbs() {
+        let n = db.name;
+        let u = jid("alice@example.com");
+        let got = race(&db, |store, i| {
+            store.blocklist_update(&u, &BlockChange::Block(vec![format!("j{i}@x")]))
+        });
+        let mut vers: Vec<u64> = got
+            .iter()
+            .map(|r| match r {
+                Ok(l) => {
+                    // The list returned is the one at that version: one item per version.
+                    assert_eq!(l.items.len() as u64, l.version, "{n}: {l:?}");
+                    l.version
+                }
+                Err(e) => panic!("{n}: {e}"),
+            })
+            .collect();
+        vers.sort_unstable();
+        assert_eq!(vers, (1..=THREADS as u64).collect::<Vec<_>>(), "{n}");
     }
 }

@@ -1,7 +1,11 @@
 //! Storage: the embedded SQLite store (default) or PostgreSQL, and the off-shard pool that runs it.
 //!
 //! Every feature file writes its statements once through the small layer in `db`/`value`; the
-//! schema of both backends is versioned in `schema`.
+//! schema of both backends is versioned in `schema`. A new feature: its tables as a new migration
+//! (`schema/vN_sqlite.sql` and `schema/vN_pg.sql`, listed in `schema::MIGRATIONS`); its statements
+//! as `sql("... ?1 ...")` (or `sql2(sqlite, pg)` where the dialects differ) run with
+//! `self.exec`/`self.rows`/`self.row`/`self.int` and `args![...]`; read-modify-write under
+//! `self.transaction(Some(lock), ...)`; its tests looping over `testing::test_dbs()`.
 //!
 //! Secrets are kept only as `ScramSecrets::to_storage()` text, never as passwords.
 
