@@ -141,3 +141,35 @@ fn login_and_offline_message_on_postgres() {
     // Nothing went to the embedded store.
     assert!(!server.data_dir().join(DB_FILE).exists());
 }
+
+/// Runs without a PostgreSQL server: one that cannot be reached stops the start, with the reason.
+#[test]
+fn unreachable_postgres_fails_start_and_user_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("petrel.toml");
+    let missing = dir.path().join("no-server-here");
+    let extra = format!(
+        "[store]\nbackend = \"postgres\"\nurl = \"host={} user=petrel dbname=petrel\"\n",
+        missing.display()
+    );
+    std::fs::write(
+        &config,
+        Server::config_text(common::free_port(), &dir.path().join("data"), "", &extra),
+    )
+    .unwrap();
+    for args in [
+        &["serve", "--allow-oversubscribe", "--shards", "1"][..],
+        &["user", "list"][..],
+    ] {
+        let out = common::petrel()
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains("postgres"), "{args:?}: {stderr}");
+    }
+    assert!(!dir.path().join("data").join(DB_FILE).exists());
+}

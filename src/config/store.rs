@@ -60,8 +60,18 @@ pub(super) fn store(cx: &Ctx<'_>, raw: RawStore) -> Result<StoreConfig, ConfigEr
             return Err(cx.err(&url.span(), InvalidValue::StoreUrlUnused));
         }
         (_, StoreBackend::Postgres, Some(url)) => {
-            if let Err(e) = url.get_ref().parse::<postgres::Config>() {
-                return Err(cx.err(&url.span(), InvalidValue::StoreUrl(e.to_string())));
+            let reason = match url.get_ref().parse::<postgres::Config>() {
+                Err(e) => Some(e.to_string()),
+                // petrel connects without TLS; say so now rather than at the first connect.
+                Ok(c) if c.get_ssl_mode() == postgres::config::SslMode::Require => Some(
+                    "sslmode=require: TLS to PostgreSQL is not supported yet \
+                     (use the local socket or a trusted network)"
+                        .to_owned(),
+                ),
+                Ok(_) => None,
+            };
+            if let Some(reason) = reason {
+                return Err(cx.err(&url.span(), InvalidValue::StoreUrl(reason)));
             }
         }
         _ => {}
@@ -179,6 +189,11 @@ mod tests {
         let (kind, line) = err("backend = \"postgres\"\nurl = \"postgres://db:notaport/x\"\n");
         assert!(matches!(kind, InvalidValue::StoreUrl(_)), "{kind:?}");
         assert_eq!(line, 7);
+        let (kind, _) = err("backend = \"postgres\"\nurl = \"postgres://db/x?sslmode=require\"\n");
+        assert!(
+            matches!(kind, InvalidValue::StoreUrl(ref r) if r.contains("TLS")),
+            "{kind:?}"
+        );
         let (kind, _) = err("pool_size = 0\n");
         assert!(matches!(
             kind,

@@ -11,6 +11,9 @@ use crate::jid::BareJid;
 /// File name of the SQLite database inside the data directory.
 pub const DB_FILE: &str = "petrel.sqlite3";
 
+/// How long connecting to PostgreSQL may take unless the URL says (`connect_timeout`).
+const PG_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Which database a store connects to.
 #[derive(Debug, Clone)]
 pub enum Backend {
@@ -28,7 +31,16 @@ impl Backend {
             StoreBackend::Sqlite => Ok(Backend::Sqlite(config.general.data_dir.clone())),
             StoreBackend::Postgres => {
                 let url = config.store.url.as_ref().ok_or(StoreError::NoUrl)?;
-                Ok(Backend::Postgres(Box::new(url.parse()?)))
+                let mut pg: postgres::Config = url.parse()?;
+                // Defaults the URL may override: a name in pg_stat_activity, and a start that
+                // fails in seconds rather than at the OS's TCP timeout when the server is away.
+                if pg.get_application_name().is_none() {
+                    pg.application_name("petrel");
+                }
+                if pg.get_connect_timeout().is_none() {
+                    pg.connect_timeout(PG_CONNECT_TIMEOUT);
+                }
+                Ok(Backend::Postgres(Box::new(pg)))
             }
         }
     }
