@@ -134,6 +134,9 @@ pub struct Args {
     /// own previous one comes back from the room.
     #[arg(long)]
     pub closed: bool,
+    /// Muc: seconds after the logins for every occupant to see its full room.
+    #[arg(long, default_value_t = 300.0)]
+    pub join_timeout: f64,
     /// Muc: the MUC service (default conference.DOMAIN).
     #[arg(long)]
     pub muc_service: Option<String>,

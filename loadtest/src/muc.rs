@@ -20,8 +20,6 @@ use std::time::{Duration, Instant};
 /// A non-owner joins anyway after waiting this long for its room to be unlocked
 /// (its owner may have failed to log in; whoever creates the room configures it).
 const OPEN_WAIT: Duration = Duration::from_secs(3);
-/// A join the service never answered is sent again after this long.
-const RESEND_AFTER: Duration = Duration::from_secs(5);
 /// First wait before joining again after a refused join; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
 /// Longest wait between two join attempts.
@@ -38,6 +36,8 @@ pub struct MucPlan {
     pub msg_rate: f64,
     /// Closed loop: one message in flight per occupant.
     pub closed: bool,
+    /// Time for all joins (the rest count as failed).
+    pub join_timeout: Duration,
 }
 
 /// Where one occupant is in joining its room.
@@ -45,8 +45,10 @@ pub struct MucPlan {
 enum Join {
     /// Not sent yet (waiting for the room to be unlocked).
     Waiting,
-    /// Join presence sent at this time, no answer yet.
-    Sent(Instant),
+    /// Join presence sent, no answer yet. Never sent again without a refusal: a
+    /// service busy with a join storm would only get a storm of presence updates,
+    /// each broadcast to the whole room.
+    Sent,
     /// Refused; join again at this time.
     RetryAt(Instant),
     /// The service confirmed the join (status 110).
@@ -91,7 +93,7 @@ fn is_open(core: &Core, r: u32) -> bool {
 }
 
 /// Join this core's logged-in `users` to their rooms and wait until each saw
-/// all its room's occupants (or the login timeout passed: those count as failed joins).
+/// all its room's occupants (or the join timeout passed: those count as failed joins).
 pub async fn join_all(core: &Rc<Core>, m: &MucCore, plan: &MucPlan, users: &[u32]) {
     let start = Instant::now();
     for &u in users {
@@ -120,12 +122,11 @@ pub async fn join_all(core: &Rc<Core>, m: &MucCore, plan: &MucPlan, users: &[u32
                 Join::Waiting => {
                     l.is_owner(u) || is_open(core, l.room_of(u)) || now - start > OPEN_WAIT
                 }
-                Join::Sent(t) => now - t > RESEND_AFTER,
                 Join::RetryAt(t) => now >= t,
-                Join::InRoom => false,
+                Join::Sent | Join::InRoom => false,
             };
             if send {
-                o.join = Join::Sent(now);
+                o.join = Join::Sent;
                 due.push(u);
             }
         }
@@ -134,7 +135,7 @@ pub async fn join_all(core: &Rc<Core>, m: &MucCore, plan: &MucPlan, users: &[u32
             core.client(u)
                 .push_stanza(core.stats(), |b| l.write_join(b, l.room_of(u), &nick));
         }
-        if pending == 0 || now - start > core.plan.login_timeout {
+        if pending == 0 || now - start > plan.join_timeout {
             core.stats().join_failed.fetch_add(pending, Relaxed);
             return;
         }
@@ -199,6 +200,9 @@ pub fn on_presence(core: &Core, m: &MucCore, plan: &MucPlan, client: &Client, el
                 created |= c == 201;
             }
             if me {
+                if !matches!(o.join, Join::InRoom) {
+                    st.in_room.fetch_add(1, Relaxed);
+                }
                 o.join = Join::InRoom;
                 if created {
                     // This occupant created the room: accept the default configuration.

@@ -60,6 +60,8 @@ pub struct CoreStats {
     pub retries: AtomicU64,
     /// Users that logged in afresh after the sweep's clean close (soak).
     pub swept: AtomicU64,
+    /// Occupants the service confirmed in their room (muc, status 110).
+    pub in_room: AtomicU64,
     /// Occupants that saw all their room's occupants (muc).
     pub joined: AtomicU64,
     /// Occupants that did not before the login timeout (muc).
@@ -129,6 +131,8 @@ pub struct Totals {
     pub retries: u64,
     /// See [`CoreStats::swept`].
     pub swept: u64,
+    /// See [`CoreStats::in_room`].
+    pub in_room: u64,
     /// See [`CoreStats::joined`].
     pub joined: u64,
     /// See [`CoreStats::join_failed`].
@@ -157,6 +161,7 @@ pub fn totals(cores: &[CoreStats]) -> Totals {
         t.resume_failed += c.resume_failed.load(Relaxed);
         t.retries += c.retries.load(Relaxed);
         t.swept += c.swept.load(Relaxed);
+        t.in_room += c.in_room.load(Relaxed);
         t.joined += c.joined.load(Relaxed);
         t.join_failed += c.join_failed.load(Relaxed);
         t.join_retries += c.join_retries.load(Relaxed);
@@ -211,10 +216,10 @@ impl Collector {
             "[{phase}] conn {} (+{:.0}/s) fail {} | sent {} dlvr {} ({:.0}/s) err {}",
             t.connected, lrate, t.login_failed, t.sent, t.delivered, rate, t.errors
         );
-        if t.joined + t.join_failed + t.join_retries > 0 {
+        if t.in_room + t.join_failed + t.join_retries > 0 {
             line.push_str(&format!(
-                " | joined {} failed {} retries {}",
-                t.joined, t.join_failed, t.join_retries
+                " | in room {} full {} failed {} retries {}",
+                t.in_room, t.joined, t.join_failed, t.join_retries
             ));
         }
         if t.acked + t.unacked > 0 {
