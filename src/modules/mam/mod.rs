@@ -8,13 +8,21 @@
 //!   so the route never waits for the disk. Groupchat messages of MUC rooms are archived under the
 //!   room's JID (`filter_room_packet`).
 //! - [`prefs`]: archiving preferences, replicated on every shard.
-//! - queries (`urn:xmpp:mam:2`): forms, paging and results, answered from the store.
+//! - queries (`urn:xmpp:mam:2`, [`iq`]): the form ([`form`]), paging ([`rsm`], [`query`]) and
+//!   results ([`results`]) answered from the store; preferences ([`prefs_iq`]); archive metadata.
 
 pub mod archive;
+mod form;
 pub mod id;
+mod iq;
 mod options;
 pub mod prefs;
+mod prefs_iq;
+mod query;
+mod results;
+mod rsm;
 
+pub use iq::{query_archive, register};
 pub use options::{MamOptions, NAME};
 
 use crate::shard::Shard;
@@ -46,6 +54,7 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: MamOptions) {
         .insert(prefs::PrefsTable::new(opts.default_mode, shard.shards));
     prefs::load(shard);
     archive::start(shard, &opts);
+    register(shard, hosts, &opts);
     for host in hosts {
         for f in [ns::MAM, ns::MAM_EXTENDED] {
             crate::modules::disco::add_account_feature(&mut shard.ext, host, f);
