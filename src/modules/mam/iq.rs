@@ -71,7 +71,8 @@ pub fn query_archive(
             });
             IqReply::NoReply
         }
-        _ => IqReply::Error(StanzaErrorCondition::BadRequest),
+        ("query" | "metadata", _) => IqReply::Error(StanzaErrorCondition::BadRequest),
+        _ => IqReply::Error(StanzaErrorCondition::FeatureNotImplemented),
     }
 }
 

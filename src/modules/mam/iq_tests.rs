@@ -204,3 +204,73 @@ fn prefs_round_trip_and_reach_every_shard() {
     );
     assert_eq!(cond(&bad[0]).as_deref(), Some("bad-request"));
 }
+
+#[test]
+fn room_archives_answer_from_the_room() {
+    use crate::hooks::{Acc, Effects, HookCtx};
+    use crate::jid::Jid;
+    use crate::local::IqReply;
+    use crate::shard::{Extensions, ShardId};
+
+    let w = world(1);
+    let room = format!("hall@conference.{HOST}");
+    let row = ArchivedMessage {
+        owner: room.clone(),
+        id: 900,
+        with_bare: room.clone(),
+        with_res: "romeo".into(),
+        outgoing: false,
+        ts: 1_600_000_000_000_000,
+        stanza: format!("<message from='{room}/romeo' type='groupchat'><body>hi</body></message>")
+            .into_bytes(),
+    };
+    w.store()
+        .mam_append(&[row])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let jid = |s: &str| Jid::parse(s).unwrap_or_else(|e| panic!("{e}"));
+    let xml = format!("<iq type='set' id='r1' to='{room}'><query xmlns='{MAM}' queryid='x'><x xmlns='jabber:x:data'><field var='with'><value>{room}/romeo</value></field></x></query></iq>");
+    let stanza = Stanza::parse(xml.into_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    let payload = stanza
+        .tree()
+        .ok()
+        .and_then(|t| t.get_child("query", MAM).cloned())
+        .unwrap_or_else(|| panic!("no query"));
+    let requester = format!("juliet@{HOST}/balcony");
+    let acc = Acc::new(stanza, jid(&requester), jid(&room), ShardId(0));
+    let (mut fx, mut ext) = (Effects::default(), Extensions::default());
+    let mut ctx = HookCtx::new(ShardId(0), &mut fx, &mut ext);
+    let opts = super::MamOptions::default();
+    assert!(matches!(
+        super::query_archive(&room, &acc, &payload, &mut ctx, &opts),
+        IqReply::NoReply
+    ));
+    let jobs = fx.take_jobs();
+    assert_eq!(jobs.len(), 1);
+    let done = jobs
+        .into_iter()
+        .map(|j| (j.run)(w.store()))
+        .next()
+        .unwrap_or_else(|| panic!("no job"));
+    assert_eq!(done.route.len(), 2);
+    let msg = &done.route[0];
+    assert_eq!(
+        (msg.from.as_str(), msg.to.as_str()),
+        (room.as_str(), requester.as_str())
+    );
+    let el = msg.stanza.tree().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(el.attr("from"), Some(room.as_str()));
+    assert_eq!(
+        el.get_child("result", MAM).and_then(|r| r.attr("id")),
+        Some("900")
+    );
+    let iq = done.route[1]
+        .stanza
+        .tree()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (iq.attr("type"), iq.attr("from")),
+        (Some("result"), Some(room.as_str()))
+    );
+    let complete = iq.get_child("fin", MAM).and_then(|f| f.attr("complete"));
+    assert_eq!(complete, Some("true"));
+}

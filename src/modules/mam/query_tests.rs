@@ -245,6 +245,9 @@ fn refusals_by_kind() {
             QueryError::NotImplemented,
         ),
     ];
+    let many: String = (1..=251).map(|i| format!("<value>{i}</value>")).collect();
+    let many = format!("<x xmlns='jabber:x:data'><field var='ids'>{many}</field></x>");
+    let cases = cases.into_iter().chain([(many, QueryError::TooLarge)]);
     for (q, want) in cases {
         assert_eq!(ask(&s, &q), Err(want.clone()), "{q}");
     }
