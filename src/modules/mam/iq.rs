@@ -71,7 +71,7 @@ pub fn query_archive(
             });
             IqReply::NoReply
         }
-        ("query" | "metadata", _) => IqReply::Error(StanzaErrorCondition::BadRequest),
+        ("metadata", false) => IqReply::Error(StanzaErrorCondition::BadRequest),
         _ => IqReply::Error(StanzaErrorCondition::FeatureNotImplemented),
     }
 }
