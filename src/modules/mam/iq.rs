@@ -25,6 +25,22 @@ pub fn register(shard: &mut Shard, hosts: &[String], opts: &MamOptions) {
     }
 }
 
+/// Registers the room archive handler on MUC service domains: the MUC service hands it the IQs
+/// in `urn:xmpp:mam:2` to a room's bare JID once it checked the requester may read the room
+/// (`muc::home::extension_iq`); results come from the room.
+pub fn register_rooms(shard: &mut Shard, services: &[String], opts: &MamOptions) {
+    for service in services {
+        let opts = opts.clone();
+        shard.iq.register_account(
+            service,
+            ns::MAM,
+            Rc::new(move |acc, payload, ctx| {
+                query_archive(acc.to.bare_str(), acc, payload, ctx, &opts)
+            }),
+        );
+    }
+}
+
 /// A user's own archive: only its owner may read it or set its preferences.
 fn user_iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>, opts: &MamOptions) -> IqReply {
     if acc.from.bare_str() != acc.to.bare_str() {

@@ -1,6 +1,6 @@
+use super::super::query::test_row;
 use crate::modules::testing::{error_condition, User, World, HOST};
 use crate::shard::ConnMsg;
-use crate::store::ArchivedMessage;
 use crate::xml::{Element, Stanza};
 
 const MAM: &str = "urn:xmpp:mam:2";
@@ -13,14 +13,10 @@ fn world(shards: usize) -> World {
 /// `n` rows in alice's archive, ids 101.., with bob.
 fn fill(w: &World, n: i64) {
     let rows: Vec<_> = (1..=n)
-        .map(|i| ArchivedMessage {
-            owner: format!("alice@{HOST}"),
-            id: 100 + i,
-            with_bare: format!("bob@{HOST}"),
-            with_res: "b".into(),
-            outgoing: false,
-            ts: 1_600_000_000_000_000 + i,
-            stanza: format!("<message from='bob@{HOST}/b' to='alice@{HOST}' type='chat'><body>m{i}</body></message>").into_bytes(),
+        .map(|i| {
+            let stanza = format!("<message from='bob@{HOST}/b' to='alice@{HOST}' type='chat'><body>m{i}</body></message>");
+            let owner = format!("alice@{HOST}");
+            test_row(&owner, 100 + i, &format!("bob@{HOST}/b"), 1_600_000_000_000_000 + i, &stanza)
         })
         .collect();
     w.store()
@@ -212,18 +208,17 @@ fn room_archives_answer_from_the_room() {
     use crate::local::IqReply;
     use crate::shard::{Extensions, ShardId};
 
-    let w = world(1);
-    let room = format!("hall@conference.{HOST}");
-    let row = ArchivedMessage {
-        owner: room.clone(),
-        id: 900,
-        with_bare: room.clone(),
-        with_res: "romeo".into(),
-        outgoing: false,
-        ts: 1_600_000_000_000_000,
-        stanza: format!("<message from='{room}/romeo' type='groupchat'><body>hi</body></message>")
-            .into_bytes(),
-    };
+    let mut w = world(1);
+    let service = format!("conference.{HOST}");
+    let room = format!("hall@{service}");
+    let stanza = format!("<message from='{room}/romeo' type='groupchat'><body>hi</body></message>");
+    let row = test_row(
+        &room,
+        900,
+        &format!("{room}/romeo"),
+        1_600_000_000_000_000,
+        &stanza,
+    );
     w.store()
         .mam_append(&[row])
         .unwrap_or_else(|e| panic!("{e}"));
@@ -239,9 +234,18 @@ fn room_archives_answer_from_the_room() {
     let acc = Acc::new(stanza, jid(&requester), jid(&room), ShardId(0));
     let (mut fx, mut ext) = (Effects::default(), Extensions::default());
     let mut ctx = HookCtx::new(ShardId(0), &mut fx, &mut ext);
-    let opts = super::MamOptions::default();
+    // The handler the MUC service finds for the room's domain.
+    super::register_rooms(
+        &mut w.cluster.shards[0],
+        std::slice::from_ref(&service),
+        &super::MamOptions::default(),
+    );
+    let handler = w.cluster.shards[0]
+        .iq
+        .account(&service, MAM)
+        .unwrap_or_else(|| panic!("no room handler"));
     assert!(matches!(
-        super::query_archive(&room, &acc, &payload, &mut ctx, &opts),
+        handler(&acc, &payload, &mut ctx),
         IqReply::NoReply
     ));
     let jobs = fx.take_jobs();

@@ -22,7 +22,7 @@ mod query;
 mod results;
 mod rsm;
 
-pub use iq::{query_archive, register};
+pub use iq::{query_archive, register, register_rooms};
 pub use options::{MamOptions, NAME};
 
 use crate::shard::Shard;

@@ -201,6 +201,22 @@ pub fn run(store: &Store, owner: &str, q: &Query) -> Result<Page, QueryError> {
     })
 }
 
+/// A row for tests: the one place they build [`ArchivedMessage`]s. `with` is the other party,
+/// bare or full.
+#[cfg(test)]
+pub(super) fn test_row(owner: &str, id: i64, with: &str, ts: i64, stanza: &str) -> ArchivedMessage {
+    let (bare, res) = with.split_once('/').unwrap_or((with, ""));
+    ArchivedMessage {
+        owner: owner.into(),
+        id,
+        with_bare: bare.into(),
+        with_res: res.into(),
+        outgoing: id % 2 == 0,
+        ts,
+        stanza: stanza.as_bytes().to_vec(),
+    }
+}
+
 #[cfg(test)]
 #[path = "query_tests.rs"]
 mod tests;

@@ -16,20 +16,13 @@ fn open() -> (tempfile::TempDir, Store) {
 fn fill(store: &Store) {
     let rows: Vec<_> = (1..=120)
         .map(|i: i64| {
-            let (bare, res) = match i % 3 {
-                0 => ("b@x", "phone"),
-                1 => ("b@x", "laptop"),
-                _ => ("c@x", ""),
+            let with = match i % 3 {
+                0 => "b@x/phone",
+                1 => "b@x/laptop",
+                _ => "c@x",
             };
-            ArchivedMessage {
-                owner: OWNER.into(),
-                id: 1000 + i,
-                with_bare: bare.into(),
-                with_res: res.into(),
-                outgoing: i % 2 == 0,
-                ts: T0 + i * 1_000_000,
-                stanza: format!("<message id='m{i}'><body>{i}</body></message>").into_bytes(),
-            }
+            let stanza = format!("<message id='m{i}'><body>{i}</body></message>");
+            test_row(OWNER, 1000 + i, with, T0 + i * 1_000_000, &stanza)
         })
         .collect();
     store.mam_append(&rows).unwrap_or_else(|e| panic!("{e}"));

@@ -73,15 +73,13 @@ mod tests {
 
     #[test]
     fn result_message_forwards_the_stored_stanza() {
-        let row = ArchivedMessage {
-            owner: "juliet@capulet.lit".into(),
-            id: 77,
-            with_bare: "romeo@montague.lit".into(),
-            with_res: "orchard".into(),
-            outgoing: false,
-            ts: 1_278_803_305_000_000,
-            stanza: b"<message from='romeo@montague.lit/orchard' type='chat'><body>a &amp; b</body></message>".to_vec(),
-        };
+        let row = crate::modules::mam::query::test_row(
+            "juliet@capulet.lit",
+            77,
+            "romeo@montague.lit/orchard",
+            1_278_803_305_000_000,
+            "<message from='romeo@montague.lit/orchard' type='chat'><body>a &amp; b</body></message>",
+        );
         let el = message(
             &row,
             Some("f27"),
