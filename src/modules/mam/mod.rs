@@ -12,18 +12,20 @@
 //!   results ([`results`]) answered from the store; preferences ([`prefs_iq`]); archive metadata.
 
 pub mod archive;
-mod form;
 pub mod id;
-mod iq;
 mod options;
 pub mod prefs;
+
+pub use options::{MamOptions, NAME};
+
+// The query side.
+mod form;
+mod iq;
 mod prefs_iq;
 mod query;
 mod results;
 mod rsm;
-
 pub use iq::{query_archive, register, register_rooms};
-pub use options::{MamOptions, NAME};
 
 use crate::shard::Shard;
 
