@@ -104,6 +104,10 @@ impl Query {
     }
 }
 
+/// Counts (RSM `<count/>`, the `index` of `<first/>`) stop here: past it they cost a scan of the
+/// archive per page (XEP-0313 §4.3.2 and XEP-0059 let a server leave them out when costly).
+pub const COUNT_CAP: u64 = 20_000;
+
 /// One page of results.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
@@ -114,10 +118,10 @@ pub struct Page {
     pub first: Option<i64>,
     /// See `first`.
     pub last: Option<i64>,
-    /// How many items of the result set come before `first`.
-    pub index: u64,
-    /// Size of the whole result set.
-    pub count: u64,
+    /// How many items of the result set come before `first` (none past [`COUNT_CAP`]).
+    pub index: Option<u64>,
+    /// Size of the whole result set (none past [`COUNT_CAP`]).
+    pub count: Option<u64>,
     /// The page reaches the end of the result set in the direction asked.
     pub complete: bool,
 }
@@ -177,16 +181,19 @@ pub fn run(store: &Store, owner: &str, q: &Query) -> Result<Page, QueryError> {
     }
     let first = rows.first().map(|r| r.id);
     let last = rows.last().map(|r| r.id);
-    let count = store.mam_count(owner, f).map_err(internal)?;
+    let capped = |filter: &MamFilter| -> Result<Option<u64>, QueryError> {
+        let n = store
+            .mam_count_upto(owner, filter, COUNT_CAP)
+            .map_err(internal)?;
+        Ok((n < COUNT_CAP).then_some(n))
+    };
+    let count = capped(f)?;
     let index = match first {
-        Some(first) => {
-            let before_first = MamFilter {
-                before_id: Some(f.before_id.map_or(first, |b| b.min(first))),
-                ..f.clone()
-            };
-            store.mam_count(owner, &before_first).map_err(internal)?
-        }
-        None => 0,
+        Some(first) => capped(&MamFilter {
+            before_id: Some(f.before_id.map_or(first, |b| b.min(first))),
+            ..f.clone()
+        })?,
+        None => None,
     };
     if q.flip {
         rows.reverse();

@@ -79,8 +79,8 @@ fn pages_forward_with_after_last() {
             set(&format!("<max>50</max><after>{after}</after>"))
         };
         let p = ask(&s, &rsm).unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!(p.count, 120);
-        assert_eq!(p.index, seen.len() as u64);
+        assert_eq!(p.count, Some(120));
+        assert_eq!(p.index, Some(seen.len() as u64));
         assert_eq!(p.first, p.rows.first().map(|r| r.id));
         assert_eq!(p.last, p.rows.last().map(|r| r.id));
         seen.extend(nums(&p));
@@ -101,17 +101,17 @@ fn pages_backward_from_the_last_page() {
     fill(&s);
     let p = ask(&s, &set("<max>50</max><before/>")).unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(nums(&p), range(71, 120));
-    assert_eq!((p.index, p.complete), (70, false));
+    assert_eq!((p.index, p.complete), (Some(70), false));
     let before = id::encode(p.first.unwrap_or_default());
     let p = ask(&s, &set(&format!("<max>50</max><before>{before}</before>")))
         .unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(nums(&p), range(21, 70));
-    assert_eq!((p.index, p.complete), (20, false));
+    assert_eq!((p.index, p.complete), (Some(20), false));
     let before = id::encode(p.first.unwrap_or_default());
     let p = ask(&s, &set(&format!("<max>50</max><before>{before}</before>")))
         .unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(nums(&p), range(1, 20));
-    assert_eq!((p.index, p.complete, p.count), (0, true, 120));
+    assert_eq!((p.index, p.complete, p.count), (Some(0), true, Some(120)));
 }
 
 #[test]
@@ -140,7 +140,7 @@ fn default_page_and_empty_page() {
     assert!(!p.complete);
     let p = ask(&s, &set("<max>0</max>")).unwrap_or_else(|e| panic!("{e:?}"));
     assert!(p.rows.is_empty() && !p.complete);
-    assert_eq!((p.first, p.count), (None, 120));
+    assert_eq!((p.first, p.index, p.count), (None, None, Some(120)));
     let empty = run(
         &s,
         "nobody@x",
@@ -148,7 +148,7 @@ fn default_page_and_empty_page() {
     )
     .unwrap_or_else(|e| panic!("{e:?}"));
     assert!(empty.rows.is_empty() && empty.complete);
-    assert_eq!(empty.count, 0);
+    assert_eq!(empty.count, Some(0));
 }
 
 #[test]
@@ -156,13 +156,13 @@ fn with_bare_matches_every_resource_full_only_one() {
     let (_d, s) = open();
     fill(&s);
     let p = ask(&s, &form(&[("with", "b@x")])).unwrap_or_else(|e| panic!("{e:?}"));
-    assert_eq!(p.count, 80);
+    assert_eq!(p.count, Some(80));
     assert!(nums(&p).iter().all(|i| i % 3 != 2));
     let p = ask(&s, &form(&[("with", "b@x/phone")])).unwrap_or_else(|e| panic!("{e:?}"));
-    assert_eq!(p.count, 40);
+    assert_eq!(p.count, Some(40));
     assert_eq!(nums(&p)[..3], [3, 6, 9]);
     let p = ask(&s, &form(&[("with", "c@x")])).unwrap_or_else(|e| panic!("{e:?}"));
-    assert_eq!(p.count, 40);
+    assert_eq!(p.count, Some(40));
 }
 
 #[test]
@@ -176,7 +176,7 @@ fn start_and_end_are_inclusive() {
     ]);
     let p = ask(&s, &f).unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(nums(&p), range(10, 14));
-    assert_eq!((p.count, p.index, p.complete), (5, 0, true));
+    assert_eq!((p.count, p.index, p.complete), (Some(5), Some(0), true));
     // Paging within the window: index counts from the window's start.
     let p = ask(
         &s,
@@ -184,7 +184,7 @@ fn start_and_end_are_inclusive() {
     )
     .unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(nums(&p), vec![12, 13]);
-    assert_eq!((p.index, p.complete), (2, false));
+    assert_eq!((p.index, p.complete), (Some(2), false));
 }
 
 #[test]
@@ -194,7 +194,7 @@ fn extended_ids_and_id_ranges() {
     let p = ask(&s, &form(&[("after-id", "1010"), ("before-id", "1015")]))
         .unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(nums(&p), range(11, 14));
-    assert_eq!((p.count, p.index), (4, 0));
+    assert_eq!((p.count, p.index), (Some(4), Some(0)));
     let ids = "<x xmlns='jabber:x:data' type='submit'><field var='ids'><value>1007</value><value>1003</value><value>1100</value></field></x>";
     let p = ask(&s, ids).unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(nums(&p), vec![3, 7, 100]);
@@ -250,4 +250,29 @@ fn refusals_by_kind() {
     );
     let p = ask(&s, &set("<max>250</max>")).unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(p.rows.len(), 120);
+}
+
+#[test]
+fn counts_stop_at_the_cap() {
+    let (_d, s) = open();
+    let n = COUNT_CAP as i64 + 10;
+    let rows: Vec<_> = (1..=n)
+        .map(|i| test_row(OWNER, i, "b@x", i, "<message><body>x</body></message>"))
+        .collect();
+    s.mam_append(&rows).unwrap_or_else(|e| panic!("{e}"));
+    // Forward from the start: the index is small, the count past the cap.
+    let p = ask(&s, &set("<max>5</max>")).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!((p.index, p.count), (Some(0), None));
+    // The last page: both past the cap.
+    let p = ask(&s, &set("<max>5</max><before/>")).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!((p.index, p.count, p.last), (None, None, Some(n)));
+    // A narrower result set is counted exactly again.
+    let p =
+        ask(&s, &form(&[("after-id", &(n - 20).to_string())])).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!((p.index, p.count), (Some(0), Some(20)));
+    assert_eq!(
+        s.mam_count_upto(OWNER, &MamFilter::default(), 7)
+            .unwrap_or_else(|e| panic!("{e}")),
+        7
+    );
 }

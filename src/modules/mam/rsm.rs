@@ -75,21 +75,28 @@ fn parse_max(s: &str) -> Result<u64, RsmError> {
     Ok(s.parse::<u64>().unwrap_or(u64::MAX))
 }
 
-/// The answer's `<set/>`: `first` (with its index in the whole result set) and `last` when the
-/// page has items, and the size of the result set.
-pub fn answer(first: Option<(&str, u64)>, last: Option<&str>, count: u64) -> Element {
+/// The answer's `<set/>`: `first` (with its index in the whole result set, when known) and `last`
+/// when the page has items, and the size of the result set when known.
+pub fn answer(
+    first: Option<(&str, Option<u64>)>,
+    last: Option<&str>,
+    count: Option<u64>,
+) -> Element {
     let mut set = Element::new("set", ns::RSM);
     if let Some((id, index)) = first {
-        set = set.with_child(
-            Element::new("first", ns::RSM)
-                .with_attr("index", index.to_string())
-                .with_text(id),
-        );
+        let mut el = Element::new("first", ns::RSM);
+        if let Some(index) = index {
+            el = el.with_attr("index", index.to_string());
+        }
+        set = set.with_child(el.with_text(id));
     }
     if let Some(id) = last {
         set = set.with_child(Element::new("last", ns::RSM).with_text(id));
     }
-    set.with_child(Element::new("count", ns::RSM).with_text(&count.to_string()))
+    if let Some(count) = count {
+        set = set.with_child(Element::new("count", ns::RSM).with_text(&count.to_string()));
+    }
+    set
 }
 
 #[cfg(test)]
@@ -160,7 +167,7 @@ mod tests {
 
     #[test]
     fn answer_lists_first_last_count() {
-        let a = answer(Some(("5", 2)), Some("9"), 20);
+        let a = answer(Some(("5", Some(2))), Some("9"), Some(20));
         let first = a.get_child("first", RSM);
         assert_eq!(first.and_then(|f| f.attr("index")), Some("2"));
         assert_eq!(first.map(|f| f.text()).as_deref(), Some("5"));
@@ -172,8 +179,19 @@ mod tests {
             a.get_child("count", RSM).map(|f| f.text()).as_deref(),
             Some("20")
         );
-        let empty = answer(None, None, 0);
+        let empty = answer(None, None, Some(0));
         assert!(empty.get_child("first", RSM).is_none());
         assert!(empty.get_child("last", RSM).is_none());
+        assert_eq!(
+            empty.get_child("count", RSM).map(|f| f.text()).as_deref(),
+            Some("0")
+        );
+        let unknown = answer(Some(("5", None)), Some("9"), None);
+        let first = unknown.get_child("first", RSM);
+        assert_eq!(
+            first.map(|f| (f.attr("index"), f.text())),
+            Some((None, "5".into()))
+        );
+        assert!(unknown.get_child("count", RSM).is_none());
     }
 }
