@@ -88,6 +88,11 @@ const COUNT: Sql = sql("SELECT count(*) FROM mam_message
 const COUNT_WITH: Sql = sql("SELECT count(*) FROM mam_message
      WHERE owner = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5
        AND with_bare = ?6 AND (?7 = '*' OR with_res = ?7)");
+const COUNT_UPTO: Sql = sql("SELECT count(*) FROM (SELECT 1 FROM mam_message
+     WHERE owner = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5 LIMIT ?6) AS page");
+const COUNT_WITH_UPTO: Sql = sql("SELECT count(*) FROM (SELECT 1 FROM mam_message
+     WHERE owner = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5
+       AND with_bare = ?7 AND (?8 = '*' OR with_res = ?8) LIMIT ?6) AS page");
 const BY_ID: Sql = sql(
     "SELECT id, with_bare, with_res, outgoing, ts, stanza FROM mam_message WHERE owner = ?1 AND id = ?2",
 );
@@ -248,16 +253,18 @@ impl Store {
         filter: &MamFilter,
         cap: u64,
     ) -> Result<u64, StoreError> {
-        let (clause, mut args) = filter.sql();
-        args.insert(0, rusqlite::types::Value::Text(owner.to_owned()));
+        if filter.ids.is_some() {
+            return Ok(self.mam_count(owner, filter)?.min(cap));
+        }
+        let (after, before, start, end) = filter.bounds();
         let cap = i64::try_from(cap).unwrap_or(i64::MAX);
-        let sql = format!(
-            "SELECT count(*) FROM (SELECT 1 FROM mam_message WHERE owner = ?1{clause} LIMIT {cap})"
-        );
-        let n: i64 = self
-            .conn
-            .prepare_cached(&sql)?
-            .query_row(params_from_iter(args.iter()), |r| r.get(0))?;
+        let n = match &filter.with_bare {
+            None => self.int(COUNT_UPTO, args![owner, after, before, start, end, cap])?,
+            Some(w) => self.int(
+                COUNT_WITH_UPTO,
+                args![owner, after, before, start, end, cap, w, filter.res()],
+            )?,
+        };
         Ok(u64::try_from(n).unwrap_or(0))
     }
 

@@ -94,6 +94,13 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: MamOptions) {
     prefs::load(shard);
     archive::start(shard, &opts);
     register(shard, hosts, &opts);
+    // Rooms of the MUC service (started before this module) keep their archive too.
+    let services: Vec<String> = shard
+        .ext
+        .get::<crate::modules::muc::Services>()
+        .map(|s| s.0.iter().cloned().collect())
+        .unwrap_or_default();
+    register_rooms(shard, &services, &opts);
     for host in hosts {
         for f in [ns::MAM, ns::MAM_EXTENDED] {
             crate::modules::disco::add_account_feature(&mut shard.ext, host, f);
