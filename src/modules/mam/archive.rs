@@ -248,13 +248,12 @@ fn push(ctx: &mut HookCtx<'_>, row: ArchivedMessage) {
     a.rows.push(row);
     if a.rows.len() >= a.batch.max(1) {
         let rows = std::mem::take(&mut a.rows);
-        let key = Some(u64::from(ctx.shard.0));
+        let key = Some(super::STORE_KEY);
         ctx.store(key, move |store| write(store, rows));
     }
 }
 
-/// Once per scheduler turn: the rows buffered on this shard go to the store in one transaction
-/// (keyed by shard, so a shard's batches commit in order).
+/// Once per scheduler turn: the rows buffered on this shard go to the store in one transaction.
 fn flush(shard: &mut Shard) {
     let Some(a) = shard.ext.get_mut::<Archive>() else {
         return;
@@ -263,7 +262,7 @@ fn flush(shard: &mut Shard) {
         return;
     }
     let rows = std::mem::take(&mut a.rows);
-    let key = Some(u64::from(shard.id.0));
+    let key = Some(super::STORE_KEY);
     let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
     ctx.store(key, move |store| write(store, rows));
 }

@@ -69,7 +69,7 @@ pub fn query_archive(
         ("query", false) => match Query::parse(payload, opts) {
             Ok(q) => {
                 let (req, on, owner) = (acc.fork(), ctx.shard, owner.to_owned());
-                ctx.store(Some(owner_key(&owner)), move |store| {
+                ctx.store(Some(super::STORE_KEY), move |store| {
                     page_job(store, &owner, &q, &req, on)
                 });
                 IqReply::NoReply
@@ -78,7 +78,7 @@ pub fn query_archive(
         },
         ("metadata", true) => {
             let (req, on, owner) = (acc.fork(), ctx.shard, owner.to_owned());
-            ctx.store(Some(owner_key(&owner)), move |store| {
+            ctx.store(Some(super::STORE_KEY), move |store| {
                 let reply = match metadata(store, &owner) {
                     Some(el) => Some(result_reply(&req, Some(el), on)),
                     None => req.error_reply(StanzaErrorCondition::InternalServerError, on),
@@ -93,9 +93,6 @@ pub fn query_archive(
 }
 
 /// Store jobs of one archive run in order (as `prefs::set` keys them).
-fn owner_key(owner: &str) -> u64 {
-    ahash::RandomState::with_seeds(5, 6, 7, 8).hash_one(owner)
-}
 
 /// One page of `q`: the result messages, then the IQ result (or only an error).
 fn page_job(store: &Store, owner: &str, q: &Query, req: &Acc, on: ShardId) -> JobDone {

@@ -31,6 +31,12 @@ pub use iq::{query_archive, register, register_rooms};
 
 use crate::shard::Shard;
 
+/// The ordering key of every archive store job (writes, queries, preferences): they all run on one
+/// pool thread in the order shards queued them, so a query sees every message archived before it
+/// was sent (a shard queues its batch before the messages leave over the mesh), and a shard's
+/// batches commit in order. The archive's writes are one stream anyway (SQLite has one writer).
+pub(crate) const STORE_KEY: u64 = 0x6d61_6d00;
+
 /// Namespaces.
 pub mod ns {
     /// XEP-0313 version 2.

@@ -156,7 +156,7 @@ pub fn set(
         return;
     };
     let stored = prefs.to_stored();
-    let key = Some(ahash::RandomState::with_seeds(5, 6, 7, 8).hash_one(owner.as_str()));
+    let key = Some(super::STORE_KEY);
     ctx.store(key, move |store| {
         let ok = store.mam_set_prefs(&owner, &stored).is_ok();
         JobDone {
