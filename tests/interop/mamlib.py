@@ -22,6 +22,7 @@ MAM = "urn:xmpp:mam:2"
 SID = "urn:xmpp:sid:0"
 FORWARD = "urn:xmpp:forward:0"
 DELAY = "urn:xmpp:delay"
+STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 
 class Peer(slixmpp.ClientXMPP):
@@ -39,9 +40,12 @@ class Peer(slixmpp.ClientXMPP):
         self.started = asyncio.Event()
         self.failed = None
         self.messages = []
+        self.iq_errors = {}  # id -> error IQ, as received
         ns = self.default_ns
         self.register_handler(Callback("log message", MatchXPath(f"{{{ns}}}message"),
                                        self.messages.append))
+        self.register_handler(Callback("log iq error", MatchXPath(f"{{{ns}}}iq/{{{ns}}}error"),
+                                       lambda iq: self.iq_errors.__setitem__(iq["id"], iq)))
         self.add_event_handler("session_start", self.on_start)
         self.add_event_handler("failed_all_auth", lambda *_: self.fail("authentication failed"))
         self.add_event_handler("connection_failed", lambda e: self.fail(f"connection failed: {e}"))
@@ -95,6 +99,8 @@ class Answer:
     items: list = field(default_factory=list)
     error: Optional[str] = None  # the error condition when the query was refused
     error_text: str = ""
+    # slixmpp could not turn the error into an IqError (see `query`).
+    unparsed: bool = False
     complete: Optional[str] = None  # <fin complete='…'> as sent (None when absent)
     first: Optional[str] = None
     first_index: Optional[str] = None
@@ -109,7 +115,8 @@ class Answer:
 
     def summary(self):
         if self.error:
-            return f"error <{self.error}/> {self.error_text}"
+            note = " (slixmpp's IqError rejects this condition)" if self.unparsed else ""
+            return f"error <{self.error}/> {self.error_text}{note}"
         b = self.bodies()
         shown = b if len(b) <= 6 else b[:3] + ["…"] + b[-3:]
         return (f"{len(b)} results {shown}, fin complete={self.complete} first={self.first} "
@@ -152,15 +159,27 @@ async def query(p, to=None, with_jid=None, start=None, end=None, fields=None, rs
         iq["mam"]["rsm"][key] = value if value is True else str(value)
     mark = len(p.messages)
     answer = Answer()
-    try:
-        reply = await iq.send(timeout=timeout)
-    except IqError as e:
-        answer.error = e.iq["error"]["condition"] or "(none)"
-        answer.error_text = e.iq["error"]["text"] or ""
-        reply = None
-    except IqTimeout:
-        answer.error = "(timeout)"
-        reply = None
+    future = iq.send(timeout=timeout)
+    reply = None
+    while True:
+        if future.done():
+            try:
+                reply = future.result()
+            except IqError as e:
+                answer.error = e.iq["error"]["condition"] or "(none)"
+                answer.error_text = e.iq["error"]["text"] or ""
+            except IqTimeout:
+                answer.error = "(timeout)"
+            break
+        raw = p.iq_errors.get(qid)
+        if raw is not None:
+            # slixmpp 1.10's IqError accepts only RFC 3920's conditions: for others (RFC 6120's
+            # policy-violation) it raises inside its handler and the future never resolves.
+            future.cancel()
+            answer.error, answer.error_text = raw_condition(raw)
+            answer.unparsed = True
+            break
+        await asyncio.sleep(0.02)
     # Results precede the IQ on the stream, so they are all logged by now.
     for m in p.messages[mark:]:
         res = m.xml.find(f"{{{MAM}}}result")
@@ -176,6 +195,20 @@ async def query(p, to=None, with_jid=None, start=None, end=None, fields=None, rs
             answer.last = rsm_set["last"] or None
             answer.count = rsm_set["count"] or None
     return answer
+
+
+def raw_condition(iq):
+    """(condition, text) of an error IQ read from its XML."""
+    err = iq.xml.find("{jabber:client}error")
+    cond, text = "(none)", ""
+    for child in err if err is not None else []:
+        if child.tag.startswith(f"{{{STANZAS}}}"):
+            name = child.tag.split("}", 1)[1]
+            if name == "text":
+                text = child.text or ""
+            else:
+                cond = name
+    return cond, text
 
 
 def leaked_results(p, mark):
