@@ -5,7 +5,9 @@
 //! Prosody 0.12 without `--strict`: tests/interop/prosody_mam.sh).
 //!
 //! Each test is [`check`] with a store config snippet: a run on another store backend is one more
-//! test function passing its `[store]` table.
+//! test function passing its `[store]` table, e.g. for PostgreSQL (with the per-test database helper
+//! of tests/store_postgres.rs, kept alive for the run):
+//! `check(2, &format!("[store]\nbackend = \"postgres\"\nurl = {:?}\n", db.url))`.
 
 mod common;
 

@@ -19,7 +19,8 @@ Prosody). Users u0, u1, u2 @DOMAIN:
 Where XEP-0313 leaves the answer open, the default accepts any conforming one and `--strict` asserts
 petrel's choices: <forbidden/> for another's archive, <bad-request/> for a malformed 'start',
 <policy-violation/> for a page over the limit, <count/> and delay stamps on results, no stanza-id for
-a message that was not archived.
+a message that was not archived. (slixmpp 1.10 cannot represent <policy-violation/>, an RFC 6120
+condition: its IQ future never resolves; mamlib.query reads that error from the wire instead.)
 
 Exits 0 only if everything was observed, 1 otherwise (with what was missing), within TIMEOUT s.
 """
