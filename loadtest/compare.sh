@@ -5,6 +5,8 @@
 #   loadtest/compare.sh                       # max, 1000 users, 10 s, all targets
 #   SCENARIO=chat USERS=5000 INTERVAL_MS=1000 loadtest/compare.sh
 #   TARGETS="relay prosody" loadtest/compare.sh
+#   SCENARIO=muc ROOMS=50 OCCUPANTS=100 loadtest/compare.sh       # XEP-0045 rooms, 1 msg/s each
+#   SCENARIO=muc ROOMS=5 OCCUPANTS=20 CLOSED=1 TARGETS="prosody ejabberd" loadtest/compare.sh
 #
 # Environment (defaults):
 #   SCENARIO=max USERS=1000 DURATION=10 WINDOW=16 INTERVAL_MS=20000 PASSWORD=password
@@ -13,6 +15,9 @@
 #   PETREL_CONFIG=<petrel.toml> (default: one written under OUT) PETREL_PORT=5222
 #   targets petrel (1 shard on SERVER_CPUS) and petrel-sN (N shards on SERVER_CPUS_N, default 0-(N-1))
 #   RELAY_PORT=25300; Prosody and ejabberd ports: see peers/*.sh (15222, 25222)
+#   muc: ROOMS=10 OCCUPANTS=10 (USERS becomes ROOMS x OCCUPANTS), MSG_RATE=1 (messages/s per
+#   occupant) or CLOSED=1 (closed loop), PETREL_MUC='[modules.muc]' (added to the generated
+#   petrel config); prints occupant deliveries/s side by side and the ratios between targets
 # Results: one JSON report per target under OUT=/tmp/petrel-compare.
 set -uo pipefail
 
@@ -36,6 +41,17 @@ TARGETS=${TARGETS:-relay petrel petrel-s2 prosody ejabberd}
 PETREL_PORT=${PETREL_PORT:-35222}
 RELAY_PORT=${RELAY_PORT:-25300}
 OUT=${OUT:-/tmp/petrel-compare}
+ROOMS=${ROOMS:-10}
+OCCUPANTS=${OCCUPANTS:-10}
+MSG_RATE=${MSG_RATE:-1}
+CLOSED=${CLOSED:-0}
+PETREL_MUC=${PETREL_MUC:-[modules.muc]}
+declare -a SCENARIO_ARGS=()
+if [ "$SCENARIO" = muc ]; then
+    USERS=$((ROOMS * OCCUPANTS))
+    SCENARIO_ARGS=(--rooms "$ROOMS" --occupants "$OCCUPANTS" --msg-rate "$MSG_RATE")
+    [ "$CLOSED" = 1 ] && SCENARIO_ARGS+=(--closed)
+fi
 export DOMAIN PASSWORD PETREL_LOAD=$LOAD
 mkdir -p "$OUT"
 
@@ -48,7 +64,8 @@ run_load() {
     local target=$1 port=$2 pid=$3; shift 3
     local args=("$SCENARIO" --server "127.0.0.1:$port" --domain "$DOMAIN" --users "$USERS"
         --password "$PASSWORD" --duration "$DURATION" --window "$WINDOW" --interval-ms "$INTERVAL_MS"
-        --cpus "$LOAD_CPUS" --mech "$MECH" --grace "$GRACE" --quiet --json "$OUT/$target.json")
+        --cpus "$LOAD_CPUS" --mech "$MECH" --grace "$GRACE" --quiet --json "$OUT/$target.json"
+        "${SCENARIO_ARGS[@]}")
     [ "$SCENARIO" = idle ] && [ -n "$pid" ] && args+=(--server-pid "$pid")
     # shellcheck disable=SC2086
     "$LOAD" "${args[@]}" "$@" $EXTRA > "$OUT/$target.txt" 2>&1
@@ -90,6 +107,7 @@ allow_plaintext_on_loopback = true
 idle_timeout = 3600
 [modules.ping]
 CONF
+            [ "$SCENARIO" = muc ] && printf '%s\n' "$PETREL_MUC" >> "$config"
         fi
         "$PETREL" user add-range --count "$USERS" "$DOMAIN" "$PASSWORD" --config "$config" >/dev/null 2>&1
         taskset -c "$cpus" "$PETREL" serve --config "$config" --shards "$shards" --allow-oversubscribe \
@@ -119,6 +137,39 @@ done
 
 echo
 echo "$SCENARIO, $USERS users, ${DURATION}s, server on CPU $SERVER_CPUS, generator on CPU $LOAD_CPUS"
+if [ "$SCENARIO" = muc ]; then
+    mode="$MSG_RATE msg/s per occupant"; [ "$CLOSED" = 1 ] && mode="closed loop"
+    echo "muc: $ROOMS rooms x $OCCUPANTS occupants, $mode; deliveries = occupant deliveries"
+    # One row per target from its JSON report: the figures the muc scenario adds.
+    muc_row() {
+        python3 - "$1" "$2" "$3" <<'PY'
+import json, sys
+t, rc, path = sys.argv[1:]
+try:
+    r = json.load(open(path))
+except (OSError, ValueError):
+    print(f"{t:<10} {rc:<5} (no report)"); sys.exit()
+m, v, l = r.get("muc") or {}, (r.get("muc") or {}).get("verdict") or {}, r["delivery_latency_us"]
+ms = lambda us: f"{us / 1000:.1f}ms"
+print(f"{t:<10} {rc:<5} {r['msgs_per_s']:>12.0f} {m.get('sent_per_s', 0):>9.0f} {ms(l['p50']):>9} {ms(l['p99']):>9} "
+      f"{ms(l['p999']):>9} {v.get('lost', '?'):>8} {v.get('duplicated', '?'):>6} {m.get('joined', '?'):>7}/{r['users']}")
+PY
+    }
+    printf '%-10s %-5s %12s %9s %9s %9s %9s %8s %6s %7s\n' target exit deliveries/s sent/s p50 p99 p99.9 lost dup joined
+    for t in "${DONE[@]}"; do muc_row "$t" "$(cat "$OUT/$t.rc" 2>/dev/null || echo '?')" "$OUT/$t.json"; done
+    # Ratios of occupant deliveries/s between every pair of targets that finished cleanly.
+    for a in "${DONE[@]}"; do
+        for b in "${DONE[@]}"; do
+            [ "$a" = "$b" ] && continue
+            ra=$(sed -n 's/.*"msgs_per_s": \([0-9.]*\).*/\1/p' "$OUT/$a.json" 2>/dev/null)
+            rb=$(sed -n 's/.*"msgs_per_s": \([0-9.]*\).*/\1/p' "$OUT/$b.json" 2>/dev/null)
+            [ -n "$ra" ] && [ -n "$rb" ] && awk -v a="$a" -v b="$b" -v x="$ra" -v y="$rb" \
+                'BEGIN { if (y > 0 && x >= y) printf "%s / %s = %.2fx occupant deliveries/s\n", a, b, x / y }'
+        done
+    done
+    for t in "${DONE[@]}"; do [ "$(cat "$OUT/$t.rc" 2>/dev/null)" = 0 ] || echo "$t: exit $(cat "$OUT/$t.rc" 2>/dev/null), see $OUT/$t.txt"; done
+    exit 0
+fi
 printf '%-10s %-8s %s\n' target exit "$(grep -m1 '^what' "$OUT/${DONE[0]:-none}.txt" 2>/dev/null)"
 for t in "${DONE[@]}"; do
     rc=$(cat "$OUT/$t.rc" 2>/dev/null || echo '?')

@@ -32,6 +32,8 @@ cat >> "$dir/petrel.toml" <<CONF
 [modules.presence]
 [modules.offline]
 [modules.stream_management]
+[modules.muc]
+[modules.mam]
 CONF
 "$PETREL" user add-range --count "$USERS" localhost smoke-pass --config "$dir/petrel.toml"
 "$PETREL" serve --config "$dir/petrel.toml" --shards 2 --allow-oversubscribe &
@@ -47,6 +49,8 @@ run connect --rate 0 --mech SCRAM-SHA-256
 run chat --interval-ms 500 --duration 3 --mech SCRAM-SHA-1
 run max --duration 3 --window 8 --mech PLAIN
 run idle --duration 2 --server-pid "$petrel_pid"
+# Group chat: 20 rooms of 10 occupants (USERS must be 200) spread over both shards, closed loop.
+run muc --rooms $((USERS / 10)) --occupants 10 --closed --duration 3 --mech PLAIN
 # Stream management last: its sessions stay parked for resumption after the run.
 run max --duration 2 --window 8 --mech PLAIN --sm
 run chat --interval-ms 500 --duration 2 --mech PLAIN --sm

@@ -20,7 +20,10 @@
 #   - listen backlog 1024 (the default of 5 drops SYNs in a login storm)
 #   - c2s shaper lifted (shaper: none), max_user_sessions raised, registration open to
 #     127.0.0.0/8 with registration_timeout: infinity (no per-IP registration delay)
-#   - no s2s, HTTP, MUC, offline storage or stream management modules
+#   - no s2s, HTTP, offline storage or stream management modules
+#   - MUC (XEP-0045) at conference.$DOMAIN: anyone may create rooms, up to 100000 occupants per
+#     room and rooms per user, presence broadcast to every occupant (max_users_presence), no
+#     message/presence interval limits nor room/user shapers, rooms not persistent
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -99,6 +102,25 @@ modules:
     ip_access: trusted_network
     access: register
     password_strength: 0
+  mod_muc:
+    host: "conference.@HOST@"
+    access: all
+    access_create: all
+    access_persistent: all
+    max_users: 100000
+    max_users_admin_threshold: 100000
+    max_user_conferences: 100000
+    max_users_presence: 100000
+    min_message_interval: 0
+    min_presence_interval: 0
+    room_shaper: none
+    user_message_shaper: none
+    user_presence_shaper: none
+    history_size: 20
+    default_room_options:
+      max_users: 100000
+      persistent: false
+      public: true
 CFG
     chown -R ejabberd: "$PEER_DIR"
 }

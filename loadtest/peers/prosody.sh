@@ -16,6 +16,11 @@
 #   - authentication = internal_plain so accounts can be written in bulk
 #   - mod_limits (c2s rate limiting) is not loaded: no c2s bandwidth/stanza limits
 #   - no s2s, no HTTP, no admin socket; registration open (XEP-0077) for loopback
+#   - listen backlog 1024 (network_settings.tcp_backlog; the default 128 resets connections
+#     when thousands of users log in at once)
+#   - MUC (XEP-0045) at conference.$DOMAIN: anyone may create rooms, no occupant limit,
+#     rooms not persistent (gone when the last occupant leaves), new rooms locked until the
+#     owner submits the configuration form (the XEP-0045 default, as petrel-load expects)
 set -euo pipefail
 
 PEER_DIR=${PEER_DIR:-/tmp/petrel-peers/prosody}
@@ -58,7 +63,18 @@ min_seconds_between_registrations = 0
 registration_throttle_max = 1000000
 registration_whitelist = { "127.0.0.0/8" }
 ssl = { key = "$PEER_DIR/certs/$DOMAIN.key", certificate = "$PEER_DIR/certs/$DOMAIN.crt" }
+component_ports = { }
+-- Same listen backlog as the ejabberd peer: the default 128 resets connections in a login storm.
+network_settings = { tcp_backlog = 1024 }
 VirtualHost "$DOMAIN"
+Component "conference.$DOMAIN" "muc"
+    restrict_room_creation = false
+    muc_room_locking = true
+    muc_room_default_persistent = false
+    muc_room_default_public = true
+    muc_room_default_history_length = 20
+    max_history_messages = 20
+    muc_tombstones = false
 CFG
 }
 

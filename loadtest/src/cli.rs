@@ -17,6 +17,9 @@ pub enum Scenario {
     /// Chat traffic with stream management through server restarts: reconnect,
     /// resume or log in again, then count every acknowledged message delivered exactly once.
     Soak,
+    /// XEP-0045 group chat: --rooms rooms of --occupants users each, every occupant
+    /// sends --msg-rate groupchat messages/s (or one in flight with --closed).
+    Muc,
     /// XEP-0077 in-band registration of all users.
     Register,
     /// Run the bare byte relay (baseline server) on --listen.
@@ -36,9 +39,9 @@ pub struct Args {
     /// XMPP domain of the load users.
     #[arg(long, default_value = "localhost")]
     pub domain: String,
-    /// Number of users (user1..userN).
-    #[arg(long, default_value_t = 100)]
-    pub users: u32,
+    /// Number of users (user1..userN); default 100, muc: rooms × occupants.
+    #[arg(long)]
+    pub users: Option<u32>,
     /// Password of every user.
     #[arg(long, default_value = "password")]
     pub password: String,
@@ -118,6 +121,25 @@ pub struct Args {
     /// Max: drive the bare relay (`relay-server`) with its one-line handshake.
     #[arg(long)]
     pub relay: bool,
+    /// Muc: number of rooms.
+    #[arg(long, default_value_t = 10)]
+    pub rooms: u32,
+    /// Muc: occupants per room (room r holds users r*K .. r*K+K-1).
+    #[arg(long, default_value_t = 10)]
+    pub occupants: u32,
+    /// Muc: groupchat messages per second sent by each occupant (fixed rate).
+    #[arg(long, default_value_t = 1.0)]
+    pub msg_rate: f64,
+    /// Muc: closed loop instead of --msg-rate: each occupant sends its next message when its
+    /// own previous one comes back from the room.
+    #[arg(long)]
+    pub closed: bool,
+    /// Muc: seconds after the logins for every occupant to see its full room.
+    #[arg(long, default_value_t = 300.0)]
+    pub join_timeout: f64,
+    /// Muc: the MUC service (default conference.DOMAIN).
+    #[arg(long)]
+    pub muc_service: Option<String>,
     /// Relay server: address to listen on.
     #[arg(long, default_value = "127.0.0.1:25300")]
     pub listen: String,

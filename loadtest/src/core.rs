@@ -9,6 +9,8 @@ use crate::frame::{attr, name, FrameError, FrameKind, Framer};
 use crate::ledger::{AckedAt, Ledger, Link};
 use crate::login::{Login, LoginConfig, LoginError, Registered, SmOutcome, Step};
 use crate::msg::{BodyParser, Msg, Naming};
+use crate::muc::{self, MucCore, MucPlan};
+use crate::room::Tally;
 use crate::sm;
 use crate::stats::CoreStats;
 use futures_lite::future;
@@ -16,7 +18,7 @@ use glommio::timer::sleep;
 use std::cell::{Cell, RefCell};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,6 +77,8 @@ pub struct Plan {
     pub cut: Option<Duration>,
     /// Number of cores.
     pub cores: usize,
+    /// The `muc` scenario's rooms and sending pattern.
+    pub muc: Option<MucPlan>,
 }
 
 impl Plan {
@@ -82,6 +86,13 @@ impl Plan {
     /// receiver can credit its partner's window without crossing threads.
     pub fn core_of(&self, idx: u32) -> usize {
         (idx as usize / 2) % self.cores.max(1)
+    }
+
+    /// Deliveries one sent message makes: every occupant of its room in `muc`, else one.
+    pub fn fanout(&self) -> u64 {
+        self.muc
+            .as_ref()
+            .map_or(1, |m| u64::from(m.layout.occupants))
     }
 
     fn source_ip(&self, idx: u32) -> Option<IpAddr> {
@@ -102,10 +113,18 @@ pub struct Shared {
     pub ready: AtomicUsize,
     /// Clock origin for message timestamps and login completion times.
     pub epoch: Instant,
+    /// Muc: the rooms the service has unlocked, by room number.
+    pub rooms_open: Vec<AtomicBool>,
 }
 
-/// What a core hands back at the end: the soak's records.
-pub type CoreResult = Option<Ledger>;
+/// What a core hands back at the end.
+#[derive(Default)]
+pub struct CoreResult {
+    /// The soak's records.
+    pub ledger: Option<Ledger>,
+    /// The muc deliveries.
+    pub tally: Option<Tally>,
+}
 
 impl Shared {
     /// Nanoseconds since the epoch.
@@ -176,6 +195,8 @@ pub struct Core {
     printed: Cell<u32>,
     /// Soak: the exactly-once accounting.
     ledger: Option<RefCell<Ledger>>,
+    /// Muc: joins and deliveries.
+    muc: Option<MucCore>,
 }
 
 impl Core {
@@ -217,6 +238,7 @@ pub async fn run_core(
     users: Vec<u32>,
 ) -> CoreResult {
     let soak = plan.scenario == Scenario::Soak;
+    let plan_muc = plan.muc.is_some();
     let core = Rc::new(Core {
         plan,
         shared,
@@ -225,11 +247,15 @@ pub async fn run_core(
         parser: BodyParser::default(),
         printed: Cell::new(0),
         ledger: soak.then(RefCell::default),
+        muc: plan_muc.then(MucCore::default),
     });
     if soak {
         crate::soak::login_all(&core, &users).await;
     } else {
         login_all(&core, &users).await;
+    }
+    if let (Some(m), Some(p)) = (&core.muc, &core.plan.muc) {
+        muc::join_all(&core, m, p, &users).await;
     }
     core.shared.ready.fetch_add(1, Relaxed);
     while core.shared.phase() == phase::LOGIN {
@@ -248,12 +274,16 @@ pub async fn run_core(
     for c in &clients {
         c.detach();
     }
-    let mut ledger = core.ledger.as_ref()?.take();
-    for changes in ledger.links.values_mut() {
-        changes.sort_by_key(|&(t, _)| t);
-    }
-    ledger.created = clients.iter().map(|c| c.created()).sum();
-    Some(ledger)
+    let tally = core.muc.as_ref().map(|m| muc::finish(m, &clients));
+    let ledger = core.ledger.as_ref().map(|l| {
+        let mut ledger = l.take();
+        for changes in ledger.links.values_mut() {
+            changes.sort_by_key(|&(t, _)| t);
+        }
+        ledger.created = clients.iter().map(|c| c.created()).sum();
+        ledger
+    });
+    CoreResult { ledger, tally }
 }
 
 /// With `--sm`: ask for an ack every 100 ms on connections that sent something since their last `<r/>`.
@@ -507,6 +537,14 @@ fn on_frame(core: &Core, client: &Client, kind: FrameKind, el: &[u8]) -> bool {
         b"iq" => {
             if matches!(attr(el, b"type"), Some(b"get") | Some(b"set")) {
                 client.push_stanza(st, |b| reply_iq(b, el));
+            } else if core.muc.is_some() {
+                muc::on_iq_reply(core, el);
+            }
+            true
+        }
+        b"presence" => {
+            if let (Some(m), Some(p)) = (&core.muc, &core.plan.muc) {
+                muc::on_presence(core, m, p, client, el);
             }
             true
         }
@@ -546,6 +584,10 @@ fn on_message(core: &Core, client: &Client, el: &[u8]) -> bool {
     };
     let now = core.shared.now_ns();
     st.record_delivery(now.saturating_sub(b.ts) / 1000);
+    if let (Some(m), Some(p)) = (&core.muc, &core.plan.muc) {
+        muc::on_delivery(core, m, p, client, b, now);
+        return true;
+    }
     if let Some(l) = &core.ledger {
         let delayed = memchr::memmem::find(el, b"urn:xmpp:delay").is_some();
         l.borrow_mut().delivered((b.from, b.seq), delayed);
@@ -605,6 +647,11 @@ fn start_scenario(core: &Rc<Core>, users: &[u32]) {
         }
         Scenario::Idle => {
             glommio::spawn_local(keepalives(core.clone())).detach();
+        }
+        Scenario::Muc => {
+            if let Some(m) = &plan.muc {
+                muc::start(core, m, users);
+            }
         }
         Scenario::Connect | Scenario::Register | Scenario::RelayServer => {}
     }

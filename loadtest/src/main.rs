@@ -9,8 +9,10 @@ mod frame;
 mod ledger;
 mod login;
 mod msg;
+mod muc;
 mod procstat;
 mod relay;
+mod room;
 mod run;
 mod scram;
 mod sm;
@@ -54,6 +56,8 @@ enum MainError {
     Mech(String),
     #[error("max needs an even number of users (pairs)")]
     OddUsers,
+    #[error("muc needs --rooms and --occupants above 0, --users = rooms x occupants ({0}) if given, and --msg-rate above 0 unless --closed")]
+    MucShape(String),
     #[error("--sm is not available with --relay")]
     RelaySm,
     #[error("--cpus lists {0} CPUs but --cores asks for {1}")]
@@ -66,6 +70,39 @@ enum MainError {
     Relay(#[from] relay::RelayError),
     #[error("writing JSON: {0}")]
     Json(String),
+}
+
+/// Users when `--users` is not given (and the scenario is not muc).
+const DEFAULT_USERS: u32 = 100;
+
+/// The muc scenario's plan from the arguments (`None` for other scenarios).
+fn muc_plan(args: &Args) -> Result<Option<muc::MucPlan>, MainError> {
+    if args.scenario != Scenario::Muc {
+        return Ok(None);
+    }
+    let layout = room::Layout {
+        rooms: args.rooms,
+        occupants: args.occupants,
+        service: args
+            .muc_service
+            .clone()
+            .unwrap_or_else(|| format!("conference.{}", args.domain)),
+    };
+    let users = layout.users().filter(|&n| n > 0);
+    let bad_rate =
+        !args.closed && args.msg_rate.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater);
+    if users.is_none() || args.users.is_some_and(|n| Some(n) != users) || bad_rate {
+        return Err(MainError::MucShape(format!(
+            "{} x {}",
+            args.rooms, args.occupants
+        )));
+    }
+    Ok(Some(muc::MucPlan {
+        layout,
+        msg_rate: args.msg_rate,
+        closed: args.closed,
+        join_timeout: Duration::from_secs_f64(args.join_timeout.max(0.001)),
+    }))
 }
 
 fn real_main(args: Args) -> Result<ExitCode, MainError> {
@@ -87,7 +124,12 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
         .ok()
         .and_then(|mut a| a.next())
         .ok_or_else(|| MainError::Resolve(args.server.clone()))?;
-    if args.scenario == Scenario::Max && !args.users.is_multiple_of(2) {
+    let muc = muc_plan(&args)?;
+    let users = match &muc {
+        Some(m) => m.layout.users().unwrap_or(u32::MAX),
+        None => args.users.unwrap_or(DEFAULT_USERS),
+    };
+    if args.scenario == Scenario::Max && !users.is_multiple_of(2) {
         return Err(MainError::OddUsers);
     }
     // The soak counts with XEP-0198 acks, so it always has stream management on.
@@ -127,8 +169,9 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
             prefix: args.prefix.clone(),
             first: args.first,
             domain: args.domain.clone(),
+            muc: muc.as_ref().map(|m| m.layout.service.clone()),
         },
-        users: args.users,
+        users,
         rate: args.rate,
         concurrency: args.concurrency,
         login_timeout: Duration::from_secs_f64(args.login_timeout.max(0.001)),
@@ -141,6 +184,7 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
         sm: sm.then_some(args.ack_every.max(1)),
         cut: (args.cut_interval > 0.0).then(|| Duration::from_secs_f64(args.cut_interval)),
         cores,
+        muc,
     };
     let opts = run::RunOpts {
         duration: Duration::from_secs_f64(args.duration.max(0.0)),
@@ -184,6 +228,19 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
             }
             return Ok(ExitCode::from(EXIT_LOST));
         }
+    } else if let Some(m) = report.muc.as_ref().filter(|m| m.join_failed > 0) {
+        // Checked before the deliveries: messages into half-empty rooms are lost by design.
+        eprintln!(
+            "\n!!! {} OCCUPANTS NEVER SAW THEIR FULL ROOM (--join-timeout) !!!\n",
+            m.join_failed
+        );
+        return Ok(ExitCode::from(EXIT_LOGIN));
+    } else if let Some(v) = report.muc.as_ref().map(|m| &m.verdict).filter(|v| !v.ok()) {
+        eprintln!(
+            "\n!!! MUC: {} of {} occupant deliveries LOST, {} DUPLICATED, {} misrouted, {} unknown !!!\n",
+            v.lost, v.expected, v.duplicated, v.misrouted, v.unknown
+        );
+        return Ok(ExitCode::from(EXIT_LOST));
     } else if report.lost > 0 {
         eprintln!(
             "\n!!! LOST {} of {} messages (not delivered {}s after the run) !!!\n",

@@ -18,6 +18,8 @@ pub struct Naming {
     pub first: u32,
     /// Domain.
     pub domain: String,
+    /// `muc`: the MUC service; a message's `to` is then a room number (`room{to}@{muc}`).
+    pub muc: Option<String>,
 }
 
 impl Naming {
@@ -29,6 +31,16 @@ impl Naming {
     /// Bare JID of user `idx`.
     pub fn bare(&self, idx: u32) -> String {
         format!("{}@{}", self.local(idx), self.domain)
+    }
+
+    /// The user index of a localpart spelled by [`Naming::local`] (`None` for any other name).
+    pub fn index_of(&self, local: &[u8]) -> Option<u32> {
+        let digits = local.strip_prefix(self.prefix.as_bytes())?;
+        if digits.first() == Some(&b'0') && digits.len() > 1 {
+            return None; // not how local() spells a number
+        }
+        let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+        u32::try_from(n.checked_sub(u64::from(self.first))?).ok()
     }
 }
 
@@ -56,19 +68,27 @@ pub struct Body {
     pub seq: u64,
 }
 
-/// Append `m` as a chat message with `payload` extra body bytes.
+/// Append `m` as a chat message (groupchat to room `m.to` with a MUC service) with `payload`
+/// extra body bytes.
 pub fn write_message(out: &mut Vec<u8>, naming: &Naming, m: &Msg, payload: usize) {
     // Writing into a Vec cannot fail.
-    let _ = write!(
-        out,
-        "<message to='{}{}@{}' type='chat'><body>pl {} {} {}",
-        naming.prefix,
-        u64::from(naming.first) + u64::from(m.to),
-        naming.domain,
-        m.ts,
-        m.from,
-        m.seq
-    );
+    let _ = match &naming.muc {
+        Some(service) => write!(
+            out,
+            "<message to='room{}@{service}' type='groupchat'><body>pl {} {} {}",
+            m.to, m.ts, m.from, m.seq
+        ),
+        None => write!(
+            out,
+            "<message to='{}{}@{}' type='chat'><body>pl {} {} {}",
+            naming.prefix,
+            u64::from(naming.first) + u64::from(m.to),
+            naming.domain,
+            m.ts,
+            m.from,
+            m.seq
+        ),
+    };
     if payload > 0 {
         out.push(b' ');
         out.resize(out.len() + payload, b'x');
@@ -131,6 +151,7 @@ mod tests {
             prefix: "user".into(),
             first: 1,
             domain: "d".into(),
+            muc: None,
         };
         let p = BodyParser::default();
         for payload in [0, 10] {
@@ -156,5 +177,44 @@ mod tests {
         }
         assert_eq!(p.parse(b"<message><body>hello</body></message>"), None);
         assert_eq!(naming.bare(0), "user1@d");
+        assert_eq!(naming.index_of(naming.local(41).as_bytes()), Some(41));
+        assert_eq!(naming.index_of(b"user0"), None); // below --first
+        assert_eq!(naming.index_of(b"user01"), None);
+        assert_eq!(naming.index_of(b"bob3"), None);
+        assert_eq!(naming.index_of(b"user"), None);
+    }
+
+    #[test]
+    fn groupchat_to_a_room() {
+        let naming = Naming {
+            prefix: "user".into(),
+            first: 1,
+            domain: "d".into(),
+            muc: Some("conference.d".into()),
+        };
+        let m = Msg {
+            from: 3,
+            to: 2,
+            seq: 5,
+            ts: 99,
+        };
+        let mut out = Vec::new();
+        write_message(&mut out, &naming, &m, 0);
+        let s = String::from_utf8(out).expect("utf8");
+        assert_eq!(
+            s,
+            "<message to='room2@conference.d' type='groupchat'><body>pl 99 3 5</body></message>"
+        );
+        // The room reflects it from room/nick: the body still names the sender.
+        let reflected = s.replace("to='room2@conference.d'", "from='room2@conference.d/user4'");
+        let b = BodyParser::default().parse(reflected.as_bytes());
+        assert_eq!(
+            b,
+            Some(Body {
+                ts: 99,
+                from: 3,
+                seq: 5
+            })
+        );
     }
 }

@@ -5,7 +5,10 @@ use crate::cli::Scenario;
 use crate::core::{phase, run_core, Plan, Shared};
 use crate::ledger::Ledger;
 use crate::procstat;
-use crate::stats::{totals, Collector, CoreStats, Percentiles, Report, SoakReport, Totals};
+use crate::room::Tally;
+use crate::stats::{
+    totals, Collector, CoreStats, MucReport, Percentiles, Report, SoakReport, Totals,
+};
 use glommio::{LocalExecutorBuilder, Placement};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -46,6 +49,7 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
         phase: Default::default(),
         ready: Default::default(),
         epoch: Instant::now(),
+        rooms_open: crate::muc::open_flags(plan.muc.as_ref()),
     });
     let rss_before = opts.server_pid.and_then(procstat::rss_bytes);
     let mut handles = Vec::new();
@@ -86,16 +90,19 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
         .max()
         .unwrap_or(0) as f64
         / 1e9;
+    // Muc: the cores were ready once their rooms were full.
+    let join_secs = (shared.epoch.elapsed().as_secs_f64() - login_secs).max(0.0);
     let timed = matches!(
         plan.scenario,
-        Scenario::Chat | Scenario::Max | Scenario::Idle | Scenario::Soak
+        Scenario::Chat | Scenario::Max | Scenario::Idle | Scenario::Soak | Scenario::Muc
     );
     let rss_after = opts.server_pid.and_then(procstat::rss_bytes);
     let cpu_before = opts.server_pid.and_then(procstat::cpu_seconds);
 
     // Measured phase.
     let run_start = Instant::now();
-    let delivered_start = totals(&shared.cores).delivered;
+    let t0 = totals(&shared.cores);
+    let (delivered_start, sent_start) = (t0.delivered, t0.sent);
     shared.phase.store(phase::RUN, Relaxed);
     if timed {
         while run_start.elapsed() < opts.duration {
@@ -104,7 +111,8 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
         }
     }
     let run_secs = run_start.elapsed().as_secs_f64();
-    let delivered_end = totals(&shared.cores).delivered;
+    let t1 = totals(&shared.cores);
+    let (delivered_end, sent_end) = (t1.delivered, t1.sent);
     let cpu_after = opts.server_pid.and_then(procstat::cpu_seconds);
 
     // Drain: stop sending, wait for what is in flight.
@@ -125,7 +133,7 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
         let drain_start = Instant::now();
         while drain_start.elapsed() < opts.grace {
             let t = totals(&shared.cores);
-            if t.delivered >= t.sent {
+            if t.delivered >= t.sent * plan.fanout() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -134,15 +142,39 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
     }
     shared.phase.store(phase::DONE, Relaxed);
     let mut ledger: Option<Ledger> = None;
+    let mut tally: Option<Tally> = None;
     for (i, h) in handles.into_iter().enumerate() {
-        if let Some(l) = h.join().map_err(|_| RunError::Panicked(i))? {
+        let r = h.join().map_err(|_| RunError::Panicked(i))?;
+        if let Some(l) = r.ledger {
             ledger.get_or_insert_with(Ledger::default).merge(l);
+        }
+        if let Some(t) = r.tally {
+            tally.get_or_insert_with(Tally::default).merge(t);
         }
     }
     col.tick(&shared.cores, "done");
 
     let t = totals(&shared.cores);
     let verdict = ledger.map(|l| l.verdict());
+    let per_s = |n: u64| {
+        if run_secs > 0.0 {
+            n as f64 / run_secs
+        } else {
+            0.0
+        }
+    };
+    let muc = plan.muc.as_ref().map(|m| MucReport {
+        rooms: m.layout.rooms,
+        occupants: m.layout.occupants,
+        closed: m.closed,
+        msg_rate: m.msg_rate,
+        joined: t.joined,
+        join_failed: t.join_failed,
+        join_retries: t.join_retries,
+        join_s: join_secs,
+        sent_per_s: per_s(sent_end - sent_start),
+        verdict: tally.unwrap_or_default().verdict(m.layout.occupants),
+    });
     let sessions = t.connected.max(1) as f64;
     Ok(Report {
         scenario: format!("{:?}", plan.scenario).to_lowercase(),
@@ -166,10 +198,12 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
         },
         delivery_latency_us: Percentiles::of(&col.lat),
         errors: t.errors,
-        lost: match &verdict {
-            Some(v) => v.lost,
-            None => t.sent.saturating_sub(t.delivered),
+        lost: match (&verdict, &muc) {
+            (Some(v), _) => v.lost,
+            (None, Some(m)) => m.verdict.lost,
+            (None, None) => t.sent.saturating_sub(t.delivered),
         },
+        muc,
         acked: t.acked,
         resent: t.resent,
         soak: verdict.map(|verdict| SoakReport {

@@ -60,6 +60,14 @@ pub struct CoreStats {
     pub retries: AtomicU64,
     /// Users that logged in afresh after the sweep's clean close (soak).
     pub swept: AtomicU64,
+    /// Occupants the service confirmed in their room (muc, status 110).
+    pub in_room: AtomicU64,
+    /// Occupants that saw all their room's occupants (muc).
+    pub joined: AtomicU64,
+    /// Occupants that did not before the login timeout (muc).
+    pub join_failed: AtomicU64,
+    /// Joins the service refused and that were tried again (muc).
+    pub join_retries: AtomicU64,
     /// Delivery latencies since the reporter last took them.
     pub lat: Mutex<Option<Histogram<u64>>>,
     /// Login latencies since the reporter last took them.
@@ -123,6 +131,14 @@ pub struct Totals {
     pub retries: u64,
     /// See [`CoreStats::swept`].
     pub swept: u64,
+    /// See [`CoreStats::in_room`].
+    pub in_room: u64,
+    /// See [`CoreStats::joined`].
+    pub joined: u64,
+    /// See [`CoreStats::join_failed`].
+    pub join_failed: u64,
+    /// See [`CoreStats::join_retries`].
+    pub join_retries: u64,
 }
 
 /// Add up the cores' counters.
@@ -145,6 +161,10 @@ pub fn totals(cores: &[CoreStats]) -> Totals {
         t.resume_failed += c.resume_failed.load(Relaxed);
         t.retries += c.retries.load(Relaxed);
         t.swept += c.swept.load(Relaxed);
+        t.in_room += c.in_room.load(Relaxed);
+        t.joined += c.joined.load(Relaxed);
+        t.join_failed += c.join_failed.load(Relaxed);
+        t.join_retries += c.join_retries.load(Relaxed);
     }
     t
 }
@@ -196,6 +216,12 @@ impl Collector {
             "[{phase}] conn {} (+{:.0}/s) fail {} | sent {} dlvr {} ({:.0}/s) err {}",
             t.connected, lrate, t.login_failed, t.sent, t.delivered, rate, t.errors
         );
+        if t.in_room + t.join_failed + t.join_retries > 0 {
+            line.push_str(&format!(
+                " | in room {} full {} failed {} retries {}",
+                t.in_room, t.joined, t.join_failed, t.join_retries
+            ));
+        }
         if t.acked + t.unacked > 0 {
             line.push_str(&format!(" | acked {} unacked {}", t.acked, t.unacked));
         }
@@ -281,6 +307,31 @@ pub struct SoakReport {
     pub verdict: crate::ledger::Verdict,
 }
 
+/// What the muc scenario adds to the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct MucReport {
+    /// Rooms.
+    pub rooms: u32,
+    /// Occupants per room.
+    pub occupants: u32,
+    /// Closed loop (else `msg_rate` per occupant).
+    pub closed: bool,
+    /// Messages per second per occupant asked for (fixed rate).
+    pub msg_rate: f64,
+    /// Occupants that saw all their room's occupants before the run.
+    pub joined: u64,
+    /// Occupants that did not: **failure** (exit 2).
+    pub join_failed: u64,
+    /// Joins refused by the service (a locked room) and tried again.
+    pub join_retries: u64,
+    /// From the last login to every room full, seconds.
+    pub join_s: f64,
+    /// Groupchat messages sent per second during the measured phase.
+    pub sent_per_s: f64,
+    /// The exactly-K-deliveries accounting.
+    pub verdict: crate::room::MucVerdict,
+}
+
 /// The final result of a run, printed as a table and written with `--json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -317,6 +368,9 @@ pub struct Report {
     pub acked: u64,
     /// Messages sent again after a resumption or a fresh login.
     pub resent: u64,
+    /// Muc only: rooms, joins and the delivery accounting (`msgs_per_s` counts occupant deliveries).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub muc: Option<MucReport>,
     /// Soak only: connections, resumptions and the exactly-once accounting.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub soak: Option<SoakReport>,
@@ -378,6 +432,34 @@ impl Report {
             s.push_str(&format!(
                 "acked by the server {}, resent {}\n",
                 self.acked, self.resent
+            ));
+        }
+        if let Some(m) = &self.muc {
+            let v = &m.verdict;
+            s.push_str(&format!(
+                "muc: {} rooms x {} occupants ({}), joined {} failed {} (refused and retried {}), rooms full {:.2}s after the last login\n\
+                 muc: sent {} ({:.0}/s), occupant deliveries {} of {} expected ({:.0}/s), LOST {} ({} messages incomplete), DUPLICATED {}, misrouted {}, unknown {}\n",
+                m.rooms,
+                m.occupants,
+                if m.closed {
+                    "closed loop".to_owned()
+                } else {
+                    format!("{} msg/s per occupant", m.msg_rate)
+                },
+                m.joined,
+                m.join_failed,
+                m.join_retries,
+                m.join_s,
+                v.messages,
+                m.sent_per_s,
+                v.deliveries,
+                v.expected,
+                self.msgs_per_s,
+                v.lost,
+                v.incomplete,
+                v.duplicated,
+                v.misrouted,
+                v.unknown
             ));
         }
         if let Some(k) = &self.soak {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::auth::ScramSecrets;
 use crate::config::{Config, Domain, DomainError};
 use crate::jid::{BareJid, JidError};
-use crate::store::{Store, StoreError};
+use crate::store::{Backend, Store, StoreError};
 
 use super::UserCommand;
 
@@ -64,7 +64,7 @@ pub enum UserError {
     Output(std::io::Error),
 }
 
-/// Runs one `user` command against the store in `config.general.data_dir`.
+/// Runs one `user` command against the configured store (`[store]`).
 pub(super) fn run(config: &Config, command: UserCommand) -> Result<(), UserError> {
     // Validate arguments before touching the store, so a typo never creates a data directory.
     let stdin = std::io::stdin();
@@ -98,12 +98,14 @@ pub(super) fn run(config: &Config, command: UserCommand) -> Result<(), UserError
                 .transpose()?,
         ),
     };
-    let data_dir = &config.general.data_dir;
-    std::fs::create_dir_all(data_dir).map_err(|source| UserError::DataDir {
-        path: data_dir.clone(),
-        source,
-    })?;
-    let store = Store::open(data_dir)?;
+    let backend = Backend::from_config(config)?;
+    if let Backend::Sqlite(data_dir) = &backend {
+        std::fs::create_dir_all(data_dir).map_err(|source| UserError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
+    }
+    let store = Store::connect(&backend)?;
     let iterations = config.auth.scram_iterations;
     match action {
         Action::Add(jid, password) => {

@@ -114,6 +114,15 @@ pub enum InvalidValue {
         /// What is wrong with it.
         reason: NetError,
     },
+    /// `store.backend = "postgres"` without `store.url`.
+    #[error("store.backend = \"postgres\" needs store.url (e.g. \"postgres://petrel@localhost/petrel\")")]
+    StoreUrlMissing,
+    /// `store.url` with the SQLite backend.
+    #[error("store.url is only used with store.backend = \"postgres\"")]
+    StoreUrlUnused,
+    /// `store.url` that is not a PostgreSQL connection URL or `key=value` string.
+    #[error("store.url: {0}")]
+    StoreUrl(String),
     /// No `[[listen.c2s]]` at all.
     #[error("at least one [[listen.c2s]] listener is required")]
     NoListeners,

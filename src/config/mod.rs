@@ -5,6 +5,7 @@
 
 mod error;
 mod raw;
+mod store;
 mod throttle;
 mod types;
 mod validate;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 pub use error::{ConfigError, InvalidValue, Location};
+pub use store::{StoreBackend, StoreConfig};
 pub use throttle::{IpNet, NetError, ThrottleConfig};
 pub use types::{Domain, DomainError, LogLevel, RoutingModule, TlsMode};
 
@@ -36,6 +38,8 @@ pub struct Config {
     pub listen: Listen,
     /// `[shards]`.
     pub shards: ShardsConfig,
+    /// `[store]`.
+    pub store: StoreConfig,
     /// `[modules.NAME]` tables, by name, for the module registry to validate.
     pub modules: BTreeMap<String, toml::Table>,
     /// The file this was read from (or [`EMBEDDED_PATH`]).

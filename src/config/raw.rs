@@ -23,6 +23,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub shards: RawShards,
     #[serde(default)]
+    pub store: super::store::RawStore,
+    #[serde(default)]
     pub modules: BTreeMap<Spanned<String>, toml::Table>,
 }
 

@@ -164,6 +164,7 @@ pub(super) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
         c2s: listeners(&cx, raw.listen.c2s)?,
     };
     let shards = shards(&cx, raw.shards)?;
+    let store = super::store::store(&cx, raw.store)?;
     let mut modules = BTreeMap::new();
     let mut module_locations = BTreeMap::new();
     for (name, table) in raw.modules {
@@ -175,6 +176,7 @@ pub(super) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
         auth,
         listen,
         shards,
+        store,
         modules,
         source: path.to_owned(),
         module_locations,

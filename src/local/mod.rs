@@ -92,8 +92,14 @@ fn process_iq(shard: &mut Shard, acc: Acc, target: IqTarget) {
         shard.bounce(&acc, StanzaErrorCondition::ServiceUnavailable);
         return;
     };
+    answer_iq(shard, acc, &handler, &payload);
+}
+
+/// Runs an IQ handler on `acc` (a get or set with the single child `payload`) and routes its
+/// answer: the result, the error, or nothing when the handler answers later itself.
+pub fn answer_iq(shard: &mut Shard, acc: Acc, handler: &IqHandler, payload: &crate::xml::Element) {
     let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
-    let reply = handler(&acc, &payload, &mut ctx);
+    let reply = handler(&acc, payload, &mut ctx);
     match reply {
         IqReply::Result(body) => {
             let reply = iq::result_reply(&acc, body, shard.id);

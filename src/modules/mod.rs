@@ -155,7 +155,7 @@ pub fn start(config: &Config, shard: &mut Shard) {
             mam::NAME => mam::MamOptions::from_table(table).map(|o| mam::start(shard, &hosts, o)),
             "offline" => offline::Options::from_table(table).map(|o| offline::start(shard, &o)),
             "blocking" => blocking::Options::from_table(table)
-                .map(|o| blocking::start(shard, &hosts, &o, &config.general.data_dir)),
+                .map(|o| blocking::start(shard, &hosts, &o, config)),
             "private" => {
                 private::Options::from_table(table).map(|o| private::start(shard, &hosts, &o))
             }

@@ -172,7 +172,11 @@ pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Re
     let modules = crate::modules::c2s_options(&config)?;
     let config = Arc::new(config);
     let off_shard = OffShard {
-        store: StorePool::start(&config.general.data_dir, 2, 4096)?,
+        store: StorePool::start_backend(
+            &crate::store::Backend::from_config(&config)?,
+            config.store.pool_size,
+            4096,
+        )?,
         // Kept next to the store pool, whose threads alone lock it: see `store::login`.
         login: LoginGuard::new(config.auth.throttle.clone()),
     };

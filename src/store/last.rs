@@ -7,37 +7,14 @@
 
 use std::sync::OnceLock;
 
-use rusqlite::{params, Connection, OptionalExtension};
-
+use super::db::sql;
+use super::value::args;
 use super::{Store, StoreError};
 use crate::jid::{BareJid, FullJid};
 
 /// A status written this close (seconds) before a logout belongs to that logout: the status comes
 /// from the client's unavailable presence, the logout from the session manager, on two shards.
 const STATUS_WINDOW: i64 = 5;
-
-const SCHEMA: &str = "
-    CREATE TABLE IF NOT EXISTS last_activity (
-        domain   TEXT NOT NULL,
-        username TEXT NOT NULL,
-        seconds  INTEGER NOT NULL,
-        status   TEXT NOT NULL,
-        PRIMARY KEY (domain, username)
-    ) WITHOUT ROWID;
-    CREATE TABLE IF NOT EXISTS last_available (
-        domain   TEXT NOT NULL,
-        username TEXT NOT NULL,
-        resource TEXT NOT NULL,
-        boot     INTEGER NOT NULL,
-        PRIMARY KEY (domain, username, resource)
-    ) WITHOUT ROWID;
-";
-
-/// Creates the last activity tables.
-pub(crate) fn migrate_last(conn: &Connection) -> Result<(), StoreError> {
-    conn.execute_batch(SCHEMA)?;
-    Ok(())
-}
 
 /// A random id of this server process (stale availability rows carry another one).
 pub fn boot_id() -> i64 {
@@ -79,17 +56,18 @@ fn parts(jid: &BareJid) -> Result<(&str, &str), StoreError> {
     Ok((jid.domain(), jid.node().ok_or(StoreError::NoLocalpart)?))
 }
 
+// Conflict targets are spelled out and the stored row is named by its table: PostgreSQL needs
+// both. CASE stands for the two-argument max() that only SQLite has.
 impl Store {
     /// Records that `jid` became available (in this process).
     pub fn last_available(&self, jid: &FullJid) -> Result<(), StoreError> {
         let bare = jid.bare();
         let (domain, node) = parts(&bare)?;
-        self.conn
-            .prepare_cached(
-                "INSERT INTO last_available (domain, username, resource, boot) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT DO UPDATE SET boot = excluded.boot",
-            )?
-            .execute(params![domain, node, jid.resource(), boot_id()])?;
+        let q = sql(
+            "INSERT INTO last_available (domain, username, resource, boot) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (domain, username, resource) DO UPDATE SET boot = excluded.boot",
+        );
+        self.exec(q, args![domain, node, jid.resource(), boot_id()])?;
         Ok(())
     }
 
@@ -98,54 +76,56 @@ impl Store {
     pub fn last_unavailable(&self, jid: &FullJid, at: i64) -> Result<(), StoreError> {
         let bare = jid.bare();
         let (domain, node) = parts(&bare)?;
-        let conn = &self.conn;
-        conn.prepare_cached(
-            "DELETE FROM last_available WHERE domain = ?1 AND username = ?2 AND resource = ?3",
-        )?
-        .execute(params![domain, node, jid.resource()])?;
-        conn.prepare_cached(
+        self.exec(
+            sql("DELETE FROM last_available WHERE domain = ?1 AND username = ?2 AND resource = ?3"),
+            args![domain, node, jid.resource()],
+        )?;
+        let q = sql(
             "INSERT INTO last_activity (domain, username, seconds, status) VALUES (?1, ?2, ?3, '')
-             ON CONFLICT DO UPDATE SET
-               status = CASE WHEN seconds >= excluded.seconds - ?4 THEN status ELSE '' END,
-               seconds = max(seconds, excluded.seconds)",
-        )?
-        .execute(params![domain, node, at, STATUS_WINDOW])?;
+             ON CONFLICT (domain, username) DO UPDATE SET
+               status = CASE WHEN last_activity.seconds >= excluded.seconds - ?4
+                        THEN last_activity.status ELSE '' END,
+               seconds = CASE WHEN last_activity.seconds > excluded.seconds
+                         THEN last_activity.seconds ELSE excluded.seconds END",
+        );
+        self.exec(q, args![domain, node, at, STATUS_WINDOW])?;
         Ok(())
     }
 
     /// Records the status text of an unavailable presence sent at `at`.
     pub fn last_status(&self, jid: &BareJid, at: i64, status: &str) -> Result<(), StoreError> {
         let (domain, node) = parts(jid)?;
-        self.conn
-            .prepare_cached(
-                "INSERT INTO last_activity (domain, username, seconds, status) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT DO UPDATE SET seconds = max(seconds, excluded.seconds), status = excluded.status",
-            )?
-            .execute(params![domain, node, at, status])?;
+        let q = sql(
+            "INSERT INTO last_activity (domain, username, seconds, status) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (domain, username) DO UPDATE SET
+               seconds = CASE WHEN last_activity.seconds > excluded.seconds
+                         THEN last_activity.seconds ELSE excluded.seconds END,
+               status = excluded.status",
+        );
+        self.exec(q, args![domain, node, at, status])?;
         Ok(())
     }
 
     /// The account's last activity.
     pub fn last_activity(&self, jid: &BareJid) -> Result<LastActivity, StoreError> {
         let (domain, node) = parts(jid)?;
-        let conn = &self.conn;
-        let online: Option<i64> = conn
-            .prepare_cached(
-                "SELECT 1 FROM last_available WHERE domain = ?1 AND username = ?2 AND boot = ?3 LIMIT 1",
-            )?
-            .query_row(params![domain, node, boot_id()], |r| r.get(0))
-            .optional()?;
+        let online = self.row(
+            sql("SELECT 1 FROM last_available
+                 WHERE domain = ?1 AND username = ?2 AND boot = ?3 LIMIT 1"),
+            args![domain, node, boot_id()],
+        )?;
         if online.is_some() {
             return Ok(LastActivity::Online);
         }
-        let row: Option<(i64, String)> = conn
-            .prepare_cached(
-                "SELECT seconds, status FROM last_activity WHERE domain = ?1 AND username = ?2",
-            )?
-            .query_row(params![domain, node], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
+        let row = self.row(
+            sql("SELECT seconds, status FROM last_activity WHERE domain = ?1 AND username = ?2"),
+            args![domain, node],
+        )?;
         Ok(match row {
-            Some((at, status)) => LastActivity::Offline { at, status },
+            Some(mut r) => LastActivity::Offline {
+                at: r.int(0)?,
+                status: r.text(1)?,
+            },
             None => LastActivity::Never,
         })
     }
@@ -153,11 +133,14 @@ impl Store {
     /// Forgets an account's last activity (account removal).
     pub fn last_remove(&self, jid: &BareJid) -> Result<(), StoreError> {
         let (domain, node) = parts(jid)?;
-        let conn = &self.conn;
-        conn.prepare_cached("DELETE FROM last_activity WHERE domain = ?1 AND username = ?2")?
-            .execute(params![domain, node])?;
-        conn.prepare_cached("DELETE FROM last_available WHERE domain = ?1 AND username = ?2")?
-            .execute(params![domain, node])?;
+        self.exec(
+            sql("DELETE FROM last_activity WHERE domain = ?1 AND username = ?2"),
+            args![domain, node],
+        )?;
+        self.exec(
+            sql("DELETE FROM last_available WHERE domain = ?1 AND username = ?2"),
+            args![domain, node],
+        )?;
         Ok(())
     }
 }
@@ -165,69 +148,71 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing::test_dbs;
 
     #[test]
     fn online_offline_status() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-        let bare = BareJid::parse("alice@example.com").unwrap_or_else(|e| panic!("{e}"));
-        let r1 = bare.with_resource("r1").unwrap_or_else(|e| panic!("{e}"));
-        let r2 = bare.with_resource("r2").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(store.last_activity(&bare).ok(), Some(LastActivity::Never));
-        store.last_available(&r1).unwrap_or_else(|e| panic!("{e}"));
-        store.last_available(&r2).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(store.last_activity(&bare).ok(), Some(LastActivity::Online));
-        store
-            .last_unavailable(&r1, 1000)
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(store.last_activity(&bare).ok(), Some(LastActivity::Online));
-        // The status arrives after the logout (other shard): kept either way round.
-        store
-            .last_unavailable(&r2, 2000)
-            .unwrap_or_else(|e| panic!("{e}"));
-        store
-            .last_status(&bare, 2000, "gone")
-            .unwrap_or_else(|e| panic!("{e}"));
-        let gone = LastActivity::Offline {
-            at: 2000,
-            status: "gone".into(),
-        };
-        assert_eq!(store.last_activity(&bare).ok(), Some(gone.clone()));
-        store.last_available(&r1).unwrap_or_else(|e| panic!("{e}"));
-        store
-            .last_status(&bare, 3000, "bye")
-            .unwrap_or_else(|e| panic!("{e}"));
-        store
-            .last_unavailable(&r1, 3001)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let bye = LastActivity::Offline {
-            at: 3001,
-            status: "bye".into(),
-        };
-        assert_eq!(store.last_activity(&bare).ok(), Some(bye));
-        // A later logout without a status clears the old one.
-        store.last_available(&r1).unwrap_or_else(|e| panic!("{e}"));
-        store
-            .last_unavailable(&r1, 9000)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let plain = LastActivity::Offline {
-            at: 9000,
-            status: String::new(),
-        };
-        assert_eq!(store.last_activity(&bare).ok(), Some(plain));
-        // A row from another process is stale.
-        store
-            .conn
-            .execute(
-                "INSERT INTO last_available VALUES ('example.com', 'alice', 'old', ?1)",
-                [boot_id().wrapping_add(1)],
-            )
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(
-            store.last_activity(&bare),
-            Ok(LastActivity::Offline { .. })
-        ));
-        store.last_remove(&bare).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(store.last_activity(&bare).ok(), Some(LastActivity::Never));
+        for db in test_dbs() {
+            eprintln!("backend: {}", db.name);
+            let store = db.open();
+            let bare = BareJid::parse("alice@example.com").unwrap_or_else(|e| panic!("{e}"));
+            let r1 = bare.with_resource("r1").unwrap_or_else(|e| panic!("{e}"));
+            let r2 = bare.with_resource("r2").unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(store.last_activity(&bare).ok(), Some(LastActivity::Never));
+            store.last_available(&r1).unwrap_or_else(|e| panic!("{e}"));
+            store.last_available(&r2).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(store.last_activity(&bare).ok(), Some(LastActivity::Online));
+            store
+                .last_unavailable(&r1, 1000)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(store.last_activity(&bare).ok(), Some(LastActivity::Online));
+            // The status arrives after the logout (other shard): kept either way round.
+            store
+                .last_unavailable(&r2, 2000)
+                .unwrap_or_else(|e| panic!("{e}"));
+            store
+                .last_status(&bare, 2000, "gone")
+                .unwrap_or_else(|e| panic!("{e}"));
+            let gone = LastActivity::Offline {
+                at: 2000,
+                status: "gone".into(),
+            };
+            assert_eq!(store.last_activity(&bare).ok(), Some(gone.clone()));
+            store.last_available(&r1).unwrap_or_else(|e| panic!("{e}"));
+            store
+                .last_status(&bare, 3000, "bye")
+                .unwrap_or_else(|e| panic!("{e}"));
+            store
+                .last_unavailable(&r1, 3001)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let bye = LastActivity::Offline {
+                at: 3001,
+                status: "bye".into(),
+            };
+            assert_eq!(store.last_activity(&bare).ok(), Some(bye));
+            // A later logout without a status clears the old one.
+            store.last_available(&r1).unwrap_or_else(|e| panic!("{e}"));
+            store
+                .last_unavailable(&r1, 9000)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let plain = LastActivity::Offline {
+                at: 9000,
+                status: String::new(),
+            };
+            assert_eq!(store.last_activity(&bare).ok(), Some(plain));
+            // A row from another process is stale.
+            store
+                .exec(
+                    sql("INSERT INTO last_available VALUES ('example.com', 'alice', 'old', ?1)"),
+                    args![boot_id().wrapping_add(1)],
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(matches!(
+                store.last_activity(&bare),
+                Ok(LastActivity::Offline { .. })
+            ));
+            store.last_remove(&bare).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(store.last_activity(&bare).ok(), Some(LastActivity::Never));
+        }
     }
 }

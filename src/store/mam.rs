@@ -2,36 +2,10 @@
 //! JID, or a room's), ordered by the archive id (time-ordered, see `modules::mam::id`), and the
 //! owners' archiving preferences.
 
-use rusqlite::{
-    params, params_from_iter, Connection, OptionalExtension, Transaction, TransactionBehavior,
-};
+use super::db::{sql, End, Sql};
+use super::value::{args, Row};
 
 use super::{Store, StoreError};
-
-/// Creates the archive tables (idempotent).
-pub(crate) fn migrate_mam(conn: &Connection) -> Result<(), StoreError> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS mam_message (
-            owner     TEXT NOT NULL,
-            id        INTEGER NOT NULL,
-            with_bare TEXT NOT NULL,
-            with_res  TEXT NOT NULL,
-            outgoing  INTEGER NOT NULL,
-            ts        INTEGER NOT NULL,
-            stanza    BLOB NOT NULL,
-            PRIMARY KEY (owner, id)
-        ) WITHOUT ROWID;
-        CREATE INDEX IF NOT EXISTS mam_message_with ON mam_message (owner, with_bare, id);
-        CREATE INDEX IF NOT EXISTS mam_message_ts ON mam_message (ts);
-        CREATE TABLE IF NOT EXISTS mam_prefs (
-            owner   TEXT NOT NULL PRIMARY KEY,
-            mode    TEXT NOT NULL,
-            always  TEXT NOT NULL,
-            never   TEXT NOT NULL
-        ) WITHOUT ROWID;",
-    )?;
-    Ok(())
-}
 
 /// One archived message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,91 +59,115 @@ pub struct StoredMamPrefs {
     pub never: Vec<String>,
 }
 
+/// Page queries: one static statement per (with or not, direction), every bound always given
+/// (open ends as the extreme integers) so each uses its index without OR clauses.
+const PAGE_ASC: Sql = sql(
+    "SELECT id, with_bare, with_res, outgoing, ts, stanza FROM mam_message
+     WHERE owner = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5
+     ORDER BY id ASC LIMIT ?6",
+);
+const PAGE_DESC: Sql = sql(
+    "SELECT id, with_bare, with_res, outgoing, ts, stanza FROM mam_message
+     WHERE owner = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5
+     ORDER BY id DESC LIMIT ?6",
+);
+const PAGE_WITH_ASC: Sql = sql(
+    "SELECT id, with_bare, with_res, outgoing, ts, stanza FROM mam_message
+     WHERE owner = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5
+       AND with_bare = ?7 AND (?8 = '*' OR with_res = ?8)
+     ORDER BY id ASC LIMIT ?6",
+);
+const PAGE_WITH_DESC: Sql = sql(
+    "SELECT id, with_bare, with_res, outgoing, ts, stanza FROM mam_message
+     WHERE owner = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5
+       AND with_bare = ?7 AND (?8 = '*' OR with_res = ?8)
+     ORDER BY id DESC LIMIT ?6",
+);
+const COUNT: Sql = sql("SELECT count(*) FROM mam_message
+     WHERE owner = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5");
+const COUNT_WITH: Sql = sql("SELECT count(*) FROM mam_message
+     WHERE owner = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5
+       AND with_bare = ?6 AND (?7 = '*' OR with_res = ?7)");
+const COUNT_UPTO: Sql = sql("SELECT count(*) FROM (SELECT 1 FROM mam_message
+     WHERE owner = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5 LIMIT ?6) AS page");
+const COUNT_WITH_UPTO: Sql = sql("SELECT count(*) FROM (SELECT 1 FROM mam_message
+     WHERE owner = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5
+       AND with_bare = ?7 AND (?8 = '*' OR with_res = ?8) LIMIT ?6) AS page");
+const BY_ID: Sql = sql(
+    "SELECT id, with_bare, with_res, outgoing, ts, stanza FROM mam_message WHERE owner = ?1 AND id = ?2",
+);
+
 impl MamFilter {
-    /// The WHERE clause after `owner = ?1` and its parameters (numbered from 2).
-    fn sql(&self) -> (String, Vec<rusqlite::types::Value>) {
-        use rusqlite::types::Value;
-        let mut sql = String::new();
-        let mut args: Vec<Value> = Vec::new();
-        let push = |clause: &str, v: Value, sql: &mut String, args: &mut Vec<Value>| {
-            args.push(v);
-            sql.push_str(&clause.replace('?', &format!("?{}", args.len() + 1)));
-        };
-        if let Some(b) = &self.with_bare {
-            push(
-                " AND with_bare = ?",
-                Value::Text(b.clone()),
-                &mut sql,
-                &mut args,
-            );
-        }
-        if let Some(r) = &self.with_res {
-            push(
-                " AND with_res = ?",
-                Value::Text(r.clone()),
-                &mut sql,
-                &mut args,
-            );
-        }
-        if let Some(t) = self.start {
-            push(" AND ts >= ?", Value::Integer(t), &mut sql, &mut args);
-        }
-        if let Some(t) = self.end {
-            push(" AND ts <= ?", Value::Integer(t), &mut sql, &mut args);
-        }
-        if let Some(i) = self.after_id {
-            push(" AND id > ?", Value::Integer(i), &mut sql, &mut args);
-        }
-        if let Some(i) = self.before_id {
-            push(" AND id < ?", Value::Integer(i), &mut sql, &mut args);
-        }
-        if let Some(ids) = &self.ids {
-            sql.push_str(" AND id IN (");
-            for (n, id) in ids.iter().enumerate() {
-                if n > 0 {
-                    sql.push(',');
-                }
-                args.push(Value::Integer(*id));
-                sql.push_str(&format!("?{}", args.len() + 1));
-            }
-            if ids.is_empty() {
-                sql.push_str("NULL");
-            }
-            sql.push(')');
-        }
-        (sql, args)
+    /// (after, before, start, end) with open ends filled in.
+    fn bounds(&self) -> (i64, i64, i64, i64) {
+        (
+            self.after_id.unwrap_or(i64::MIN),
+            self.before_id.unwrap_or(i64::MAX),
+            self.start.unwrap_or(i64::MIN),
+            self.end.unwrap_or(i64::MAX),
+        )
     }
+
+    /// Whether `m` passes every condition but `ids` (used when ids are fetched one by one).
+    fn accepts(&self, m: &ArchivedMessage) -> bool {
+        let (after, before, start, end) = self.bounds();
+        m.id > after
+            && m.id < before
+            && m.ts >= start
+            && m.ts <= end
+            && self.with_bare.as_ref().is_none_or(|b| *b == m.with_bare)
+            && self.with_res.as_ref().is_none_or(|r| *r == m.with_res)
+    }
+
+    /// The resource condition: `*` for any.
+    fn res(&self) -> &str {
+        self.with_res.as_deref().unwrap_or("*")
+    }
+}
+
+fn read_row(owner: &str, mut r: Row) -> Result<ArchivedMessage, StoreError> {
+    Ok(ArchivedMessage {
+        owner: owner.to_owned(),
+        id: r.int(0)?,
+        with_bare: r.text(1)?,
+        with_res: r.text(2)?,
+        outgoing: r.bool(3)?,
+        ts: r.int(4)?,
+        stanza: r.bytes(5)?,
+        only_if_in_roster: false,
+    })
 }
 
 impl Store {
     /// Appends archived messages, all in one transaction (the archive writes in batches).
     pub fn mam_append(&self, rows: &[ArchivedMessage]) -> Result<(), StoreError> {
-        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO mam_message (owner, id, with_bare, with_res, outgoing, ts, stanza)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            let mut in_roster = tx.prepare_cached(
-                "SELECT 1 FROM roster_items WHERE user = ?1 AND contact = ?2 AND in_roster = 1",
-            )?;
+        let put = sql(
+            "INSERT INTO mam_message (owner, id, with_bare, with_res, outgoing, ts, stanza)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (owner, id) DO NOTHING",
+        );
+        let in_roster = sql(
+            "SELECT count(*) FROM roster_items WHERE \"user\" = ?1 AND contact = ?2 AND in_roster = 1",
+        );
+        self.transaction(None, || {
             for r in rows {
-                if r.only_if_in_roster && !in_roster.exists(params![r.owner, r.with_bare])? {
+                if r.only_if_in_roster && self.int(in_roster, args![&r.owner, &r.with_bare])? == 0 {
                     continue;
                 }
-                stmt.execute(params![
-                    r.owner,
-                    r.id,
-                    r.with_bare,
-                    r.with_res,
-                    r.outgoing,
-                    r.ts,
-                    r.stanza
-                ])?;
+                self.exec(
+                    put,
+                    args![
+                        &r.owner,
+                        r.id,
+                        &r.with_bare,
+                        &r.with_res,
+                        r.outgoing,
+                        r.ts,
+                        &r.stanza
+                    ],
+                )?;
             }
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(End::Commit(()))
+        })
     }
 
     /// Up to `limit` messages of `owner`'s archive that `filter` selects, oldest first, or the
@@ -181,27 +179,45 @@ impl Store {
         limit: usize,
         newest: bool,
     ) -> Result<Vec<ArchivedMessage>, StoreError> {
-        let (clause, mut args) = filter.sql();
-        let order = if newest { "DESC" } else { "ASC" };
-        let sql = format!(
-            "SELECT id, with_bare, with_res, outgoing, ts, stanza FROM mam_message
-             WHERE owner = ?1{clause} ORDER BY id {order} LIMIT {limit}"
-        );
-        args.insert(0, rusqlite::types::Value::Text(owner.to_owned()));
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
-            Ok(ArchivedMessage {
-                owner: owner.to_owned(),
-                id: r.get(0)?,
-                with_bare: r.get(1)?,
-                with_res: r.get(2)?,
-                outgoing: r.get(3)?,
-                ts: r.get(4)?,
-                stanza: r.get(5)?,
-                only_if_in_roster: false,
-            })
-        })?;
-        let mut out = rows.collect::<Result<Vec<_>, _>>()?;
+        if let Some(ids) = &filter.ids {
+            let mut out = Vec::new();
+            for &id in ids {
+                if let Some(r) = self.row(BY_ID, args![owner, id])? {
+                    let m = read_row(owner, r)?;
+                    if filter.accepts(&m) {
+                        out.push(m);
+                    }
+                }
+            }
+            out.sort_by_key(|m| m.id);
+            out.dedup_by_key(|m| m.id);
+            if out.len() > limit {
+                if newest {
+                    out.drain(..out.len() - limit);
+                } else {
+                    out.truncate(limit);
+                }
+            }
+            return Ok(out);
+        }
+        let (after, before, start, end) = filter.bounds();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = match (&filter.with_bare, newest) {
+            (None, false) => self.rows(PAGE_ASC, args![owner, after, before, start, end, limit])?,
+            (None, true) => self.rows(PAGE_DESC, args![owner, after, before, start, end, limit])?,
+            (Some(w), false) => self.rows(
+                PAGE_WITH_ASC,
+                args![owner, after, before, start, end, limit, w, filter.res()],
+            )?,
+            (Some(w), true) => self.rows(
+                PAGE_WITH_DESC,
+                args![owner, after, before, start, end, limit, w, filter.res()],
+            )?,
+        };
+        let mut out = rows
+            .into_iter()
+            .map(|r| read_row(owner, r))
+            .collect::<Result<Vec<_>, _>>()?;
         if newest {
             out.reverse();
         }
@@ -210,123 +226,123 @@ impl Store {
 
     /// How many messages of `owner`'s archive `filter` selects.
     pub fn mam_count(&self, owner: &str, filter: &MamFilter) -> Result<u64, StoreError> {
-        let (clause, mut args) = filter.sql();
-        args.insert(0, rusqlite::types::Value::Text(owner.to_owned()));
-        let sql = format!("SELECT count(*) FROM mam_message WHERE owner = ?1{clause}");
-        let n: i64 = self
-            .conn
-            .prepare_cached(&sql)?
-            .query_row(params_from_iter(args.iter()), |r| r.get(0))?;
+        if filter.ids.is_some() {
+            return Ok(self.mam_query(owner, filter, usize::MAX, false)?.len() as u64);
+        }
+        let (after, before, start, end) = filter.bounds();
+        let n = match &filter.with_bare {
+            None => self.int(COUNT, args![owner, after, before, start, end])?,
+            Some(w) => self.int(
+                COUNT_WITH,
+                args![owner, after, before, start, end, w, filter.res()],
+            )?,
+        };
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// True when `owner`'s archive has message `id`.
     pub fn mam_has(&self, owner: &str, id: i64) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT 1 FROM mam_message WHERE owner = ?1 AND id = ?2")?
-            .exists(params![owner, id])?)
+        Ok(self.row(BY_ID, args![owner, id])?.is_some())
+    }
+
+    /// Like [`Store::mam_count`], but counts no further than `cap`: a full count scans every
+    /// selected row (a 1 000 000-message archive: ~100 ms), so queries only count up to a bound.
+    pub fn mam_count_upto(
+        &self,
+        owner: &str,
+        filter: &MamFilter,
+        cap: u64,
+    ) -> Result<u64, StoreError> {
+        if filter.ids.is_some() {
+            return Ok(self.mam_count(owner, filter)?.min(cap));
+        }
+        let (after, before, start, end) = filter.bounds();
+        let cap = i64::try_from(cap).unwrap_or(i64::MAX);
+        let n = match &filter.with_bare {
+            None => self.int(COUNT_UPTO, args![owner, after, before, start, end, cap])?,
+            Some(w) => self.int(
+                COUNT_WITH_UPTO,
+                args![owner, after, before, start, end, cap, w, filter.res()],
+            )?,
+        };
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// `owner`'s preferences, if they set any.
     pub fn mam_prefs(&self, owner: &str) -> Result<Option<StoredMamPrefs>, StoreError> {
-        let row = self
-            .conn
-            .prepare_cached("SELECT mode, always, never FROM mam_prefs WHERE owner = ?1")?
-            .query_row(params![owner], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })
-            .optional()?;
-        Ok(row.map(|(mode, always, never)| StoredMamPrefs {
-            mode,
-            always: split_list(&always),
-            never: split_list(&never),
+        let q = sql("SELECT mode, always, never FROM mam_prefs WHERE owner = ?1");
+        let Some(mut r) = self.row(q, args![owner])? else {
+            return Ok(None);
+        };
+        Ok(Some(StoredMamPrefs {
+            mode: r.text(0)?,
+            always: split_list(&r.text(1)?),
+            never: split_list(&r.text(2)?),
         }))
     }
 
     /// Every owner's preferences (loaded by each shard at start).
     pub fn mam_all_prefs(&self) -> Result<Vec<(String, StoredMamPrefs)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT owner, mode, always, never FROM mam_prefs")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
+        let q = sql("SELECT owner, mode, always, never FROM mam_prefs");
+        let mut out = Vec::new();
+        for mut r in self.rows(q, &[])? {
+            out.push((
+                r.text(0)?,
                 StoredMamPrefs {
-                    mode: r.get(1)?,
-                    always: split_list(&r.get::<_, String>(2)?),
-                    never: split_list(&r.get::<_, String>(3)?),
+                    mode: r.text(1)?,
+                    always: split_list(&r.text(2)?),
+                    never: split_list(&r.text(3)?),
                 },
-            ))
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            ));
+        }
+        Ok(out)
     }
 
     /// Stores `owner`'s preferences.
     pub fn mam_set_prefs(&self, owner: &str, prefs: &StoredMamPrefs) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO mam_prefs (owner, mode, always, never) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (owner) DO UPDATE SET mode = excluded.mode,
-                     always = excluded.always, never = excluded.never",
-            )?
-            .execute(params![
-                owner,
-                prefs.mode,
-                prefs.always.join("\n"),
-                prefs.never.join("\n")
-            ])?;
+        let q = sql(
+            "INSERT INTO mam_prefs (owner, mode, always, never) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (owner) DO UPDATE SET mode = excluded.mode,
+                 always = excluded.always, never = excluded.never",
+        );
+        let (always, never) = (prefs.always.join("\n"), prefs.never.join("\n"));
+        self.exec(q, args![owner, &prefs.mode, &always, &never])?;
         Ok(())
     }
 
     /// Deletes `owner`'s archive and preferences (account removal, room destruction).
     pub fn mam_delete_owner(&self, owner: &str) -> Result<u64, StoreError> {
-        let n = self
-            .conn
-            .prepare_cached("DELETE FROM mam_message WHERE owner = ?1")?
-            .execute(params![owner])?;
-        self.conn
-            .prepare_cached("DELETE FROM mam_prefs WHERE owner = ?1")?
-            .execute(params![owner])?;
-        Ok(n as u64)
+        let n = self.exec(
+            sql("DELETE FROM mam_message WHERE owner = ?1"),
+            args![owner],
+        )?;
+        self.exec(sql("DELETE FROM mam_prefs WHERE owner = ?1"), args![owner])?;
+        Ok(n)
     }
 
     /// Deletes every archived message older than `before` (µs); returns how many.
     pub fn mam_purge_before(&self, before: i64) -> Result<u64, StoreError> {
-        let n = self
-            .conn
-            .prepare_cached("DELETE FROM mam_message WHERE ts < ?1")?
-            .execute(params![before])?;
-        Ok(n as u64)
+        self.exec(sql("DELETE FROM mam_message WHERE ts < ?1"), args![before])
     }
 
     /// Keeps only the newest `keep` messages of each owner whose archive is larger; returns how many
     /// were deleted.
     pub fn mam_trim(&self, keep: u64) -> Result<u64, StoreError> {
         let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-        let over: Vec<String> = self
-            .conn
-            .prepare_cached("SELECT owner FROM mam_message GROUP BY owner HAVING count(*) > ?1")?
-            .query_map(params![keep], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
+        let over = sql("SELECT owner FROM mam_message GROUP BY owner HAVING count(*) > ?1");
+        let owners = self
+            .rows(over, args![keep])?
+            .into_iter()
+            .map(|mut r| r.text(0))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cutoff_q =
+            sql("SELECT id FROM mam_message WHERE owner = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2");
+        let delete = sql("DELETE FROM mam_message WHERE owner = ?1 AND id < ?2");
         let mut deleted = 0;
-        for owner in over {
-            let cutoff: Option<i64> = self
-                .conn
-                .prepare_cached(
-                    "SELECT id FROM mam_message WHERE owner = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2",
-                )?
-                .query_row(params![owner, keep - 1], |r| r.get(0))
-                .optional()?;
-            if let Some(cutoff) = cutoff {
-                deleted += self
-                    .conn
-                    .prepare_cached("DELETE FROM mam_message WHERE owner = ?1 AND id < ?2")?
-                    .execute(params![owner, cutoff])? as u64;
+        for owner in owners {
+            if let Some(mut r) = self.row(cutoff_q, args![&owner, keep - 1])? {
+                let cutoff = r.int(0)?;
+                deleted += self.exec(delete, args![&owner, cutoff])?;
             }
         }
         Ok(deleted)
@@ -343,6 +359,7 @@ fn split_list(s: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing::test_dbs;
 
     fn row(owner: &str, id: i64, with: &str, ts: i64) -> ArchivedMessage {
         ArchivedMessage {
@@ -357,96 +374,96 @@ mod tests {
         }
     }
 
-    fn open() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-        (dir, store)
-    }
-
     #[test]
     fn append_query_page_count() {
-        let (_d, s) = open();
-        let rows: Vec<_> = (1..=10)
-            .map(|i| row("a@x", i, if i % 3 == 0 { "c@x" } else { "b@x" }, i * 100))
-            .collect();
-        s.mam_append(&rows).unwrap_or_else(|e| panic!("{e}"));
-        s.mam_append(&[row("z@x", 1, "a@x", 5)])
-            .unwrap_or_else(|e| panic!("{e}"));
-        let all = MamFilter::default();
-        let first = s
-            .mam_query("a@x", &all, 4, false)
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            first.iter().map(|r| r.id).collect::<Vec<_>>(),
-            vec![1, 2, 3, 4]
-        );
-        let last = s
-            .mam_query("a@x", &all, 4, true)
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            last.iter().map(|r| r.id).collect::<Vec<_>>(),
-            vec![7, 8, 9, 10]
-        );
-        let f = MamFilter {
-            with_bare: Some("c@x".into()),
-            ..MamFilter::default()
-        };
-        assert_eq!(s.mam_count("a@x", &f).unwrap_or_else(|e| panic!("{e}")), 3);
-        let f = MamFilter {
-            start: Some(300),
-            end: Some(700),
-            after_id: Some(3),
-            ids: Some(vec![4, 5, 9]),
-            ..MamFilter::default()
-        };
-        let got = s
-            .mam_query("a@x", &f, 10, false)
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(got.iter().map(|r| r.id).collect::<Vec<_>>(), vec![4, 5]);
-        assert!(s.mam_has("a@x", 7).unwrap_or_else(|e| panic!("{e}")));
-        assert!(!s.mam_has("a@x", 70).unwrap_or_else(|e| panic!("{e}")));
+        for db in test_dbs() {
+            eprintln!("backend: {}", db.name);
+            let s = db.open();
+            let rows: Vec<_> = (1..=10)
+                .map(|i| row("a@x", i, if i % 3 == 0 { "c@x" } else { "b@x" }, i * 100))
+                .collect();
+            s.mam_append(&rows).unwrap_or_else(|e| panic!("{e}"));
+            s.mam_append(&[row("z@x", 1, "a@x", 5)])
+                .unwrap_or_else(|e| panic!("{e}"));
+            let all = MamFilter::default();
+            let first = s
+                .mam_query("a@x", &all, 4, false)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                first.iter().map(|r| r.id).collect::<Vec<_>>(),
+                vec![1, 2, 3, 4]
+            );
+            let last = s
+                .mam_query("a@x", &all, 4, true)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                last.iter().map(|r| r.id).collect::<Vec<_>>(),
+                vec![7, 8, 9, 10]
+            );
+            let f = MamFilter {
+                with_bare: Some("c@x".into()),
+                ..MamFilter::default()
+            };
+            assert_eq!(s.mam_count("a@x", &f).unwrap_or_else(|e| panic!("{e}")), 3);
+            let f = MamFilter {
+                start: Some(300),
+                end: Some(700),
+                after_id: Some(3),
+                ids: Some(vec![4, 5, 9]),
+                ..MamFilter::default()
+            };
+            let got = s
+                .mam_query("a@x", &f, 10, false)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(got.iter().map(|r| r.id).collect::<Vec<_>>(), vec![4, 5]);
+            assert!(s.mam_has("a@x", 7).unwrap_or_else(|e| panic!("{e}")));
+            assert!(!s.mam_has("a@x", 70).unwrap_or_else(|e| panic!("{e}")));
+        }
     }
 
     #[test]
     fn retention_purge_and_owner_deletion() {
-        let (_d, s) = open();
-        let rows: Vec<_> = (1..=10).map(|i| row("a@x", i, "b@x", i)).collect();
-        s.mam_append(&rows).unwrap_or_else(|e| panic!("{e}"));
-        s.mam_append(&[row("b@x", 1, "a@x", 100)])
+        for db in test_dbs() {
+            eprintln!("backend: {}", db.name);
+            let s = db.open();
+            let rows: Vec<_> = (1..=10).map(|i| row("a@x", i, "b@x", i)).collect();
+            s.mam_append(&rows).unwrap_or_else(|e| panic!("{e}"));
+            s.mam_append(&[row("b@x", 1, "a@x", 100)])
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(s.mam_trim(6).unwrap_or_else(|e| panic!("{e}")), 4);
+            let left = s
+                .mam_query("a@x", &MamFilter::default(), 100, false)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(left.first().map(|r| r.id), Some(5));
+            assert_eq!(s.mam_purge_before(7).unwrap_or_else(|e| panic!("{e}")), 2);
+            s.mam_set_prefs(
+                "a@x",
+                &StoredMamPrefs {
+                    mode: "roster".into(),
+                    always: vec!["c@x".into()],
+                    never: vec!["d@x".into(), "e@x".into()],
+                },
+            )
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(s.mam_trim(6).unwrap_or_else(|e| panic!("{e}")), 4);
-        let left = s
-            .mam_query("a@x", &MamFilter::default(), 100, false)
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(left.first().map(|r| r.id), Some(5));
-        assert_eq!(s.mam_purge_before(7).unwrap_or_else(|e| panic!("{e}")), 2);
-        s.mam_set_prefs(
-            "a@x",
-            &StoredMamPrefs {
-                mode: "roster".into(),
-                always: vec!["c@x".into()],
-                never: vec!["d@x".into(), "e@x".into()],
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let p = s
-            .mam_prefs("a@x")
-            .unwrap_or_else(|e| panic!("{e}"))
-            .unwrap_or_else(|| panic!("no prefs"));
-        assert_eq!(p.never.len(), 2);
-        assert_eq!(s.mam_all_prefs().unwrap_or_else(|e| panic!("{e}")).len(), 1);
-        assert_eq!(
-            s.mam_delete_owner("a@x").unwrap_or_else(|e| panic!("{e}")),
-            4
-        );
-        assert!(s
-            .mam_prefs("a@x")
-            .unwrap_or_else(|e| panic!("{e}"))
-            .is_none());
-        assert_eq!(
-            s.mam_count("b@x", &MamFilter::default())
-                .unwrap_or_else(|e| panic!("{e}")),
-            1
-        );
+            let p = s
+                .mam_prefs("a@x")
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|| panic!("no prefs"));
+            assert_eq!(p.never.len(), 2);
+            assert_eq!(s.mam_all_prefs().unwrap_or_else(|e| panic!("{e}")).len(), 1);
+            assert_eq!(
+                s.mam_delete_owner("a@x").unwrap_or_else(|e| panic!("{e}")),
+                4
+            );
+            assert!(s
+                .mam_prefs("a@x")
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_none());
+            assert_eq!(
+                s.mam_count("b@x", &MamFilter::default())
+                    .unwrap_or_else(|e| panic!("{e}")),
+                1
+            );
+        }
     }
 }

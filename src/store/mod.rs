@@ -1,8 +1,18 @@
-//! Storage: the embedded SQLite store and the off-shard pool that runs it.
+//! Storage: the embedded SQLite store (default) or PostgreSQL, and the off-shard pool that runs it.
+//!
+//! Every feature file writes its statements once through the small layer in `db`/`value`; the
+//! schema of both backends is versioned in `schema`. A new feature: its tables as a new migration
+//! (`schema/vN_sqlite.sql` and `schema/vN_pg.sql`, listed in `schema::MIGRATIONS`); its statements
+//! as `sql("... ?1 ...")` (or `sql2(sqlite, pg)` where the dialects differ) run with
+//! `self.exec`/`self.rows`/`self.row`/`self.int` and `args![...]`; read-modify-write under
+//! `self.transaction(Some(lock), ...)`; its tests looping over `testing::test_dbs()`.
 //!
 //! Secrets are kept only as `ScramSecrets::to_storage()` text, never as passwords.
 
 mod blocking;
+#[cfg(test)]
+mod concurrency_tests;
+mod db;
 mod last;
 mod login;
 mod mam;
@@ -13,7 +23,11 @@ mod pool;
 mod private;
 mod register;
 mod roster;
-mod sqlite;
+mod schema;
+#[cfg(test)]
+pub(crate) mod testing;
+mod users;
+pub(crate) mod value;
 mod vcard;
 
 pub use blocking::{BlockChange, StoredBlockList};
@@ -25,7 +39,7 @@ pub use pool::StorePool;
 pub use private::PrivateSet;
 pub use register::Registered;
 pub use roster::{RosterChanged, RosterWrite};
-pub use sqlite::Store;
+pub use users::{Backend, Store, DB_FILE};
 pub use vcard::VcardGet;
 
 use crate::auth::AuthError;
@@ -43,6 +57,9 @@ pub enum Corruption {
     /// A schema version this build does not know (written by a newer petrel).
     #[error("unknown schema version {0}")]
     SchemaVersion(i64),
+    /// A column that does not hold what petrel wrote there.
+    #[error("a column does not hold {0}")]
+    Column(&'static str),
 }
 
 /// Storage errors.
@@ -51,6 +68,12 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL failed (or the connection URL is invalid).
+    #[error("postgres: {0}")]
+    Postgres(#[from] postgres::Error),
+    /// `backend = "postgres"` without a URL (validation refuses such a configuration file).
+    #[error("store.url is required for the postgres backend")]
+    NoUrl,
     /// Creating the data directory failed.
     #[error("data directory: {0}")]
     Io(#[from] std::io::Error),

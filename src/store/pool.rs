@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
-use super::{oneshot, Store, StoreError};
+use super::{oneshot, Backend, Store, StoreError};
 
 type Job = Box<dyn FnOnce(&Store) + Send>;
 
@@ -37,12 +37,21 @@ pub struct StorePool {
 }
 
 impl StorePool {
-    /// Starts `threads` workers (at least one), each opening its own `Store` in `data_dir`, fed
-    /// by a queue of `queue` jobs (0: a job is only accepted when a worker is idle).
+    /// Starts `threads` workers (at least one), each opening its own SQLite `Store` in `data_dir`,
+    /// fed by a queue of `queue` jobs (0: a job is only accepted when a worker is idle).
     pub fn start(data_dir: &Path, threads: usize, queue: usize) -> Result<StorePool, StoreError> {
+        Self::start_backend(&Backend::Sqlite(data_dir.to_owned()), threads, queue)
+    }
+
+    /// Like [`StorePool::start`], each worker connected to `backend`.
+    pub fn start_backend(
+        backend: &Backend,
+        threads: usize,
+        queue: usize,
+    ) -> Result<StorePool, StoreError> {
         // Open once here so schema creation and WAL setup happen before workers race, and so
         // errors surface to the caller.
-        drop(Store::open(data_dir)?);
+        drop(Store::connect(backend)?);
         let (tx, rx) = bounded::<Job>(queue);
         let threads = threads.max(1);
         let (keyed_tx, keyed_rx): (Vec<_>, Vec<_>) =
@@ -58,10 +67,10 @@ impl StorePool {
         };
         let (ready_tx, ready_rx) = bounded::<Result<(), StoreError>>(threads.max(1));
         for (i, own) in keyed_rx.into_iter().enumerate() {
-            let (rx, ready_tx, dir) = (rx.clone(), ready_tx.clone(), data_dir.to_owned());
+            let (rx, ready_tx, backend) = (rx.clone(), ready_tx.clone(), backend.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("petrel-store-{i}"))
-                .spawn(move || match Store::open(&dir) {
+                .spawn(move || match Store::connect(&backend) {
                     Ok(store) => {
                         let _ = ready_tx.send(Ok(()));
                         drop(ready_tx);
@@ -239,31 +248,34 @@ mod tests {
 
     #[test]
     fn call_from_a_plain_thread() {
-        let d = dir();
-        let pool = StorePool::start(d.path(), 2, 16).unwrap_or_else(|e| panic!("{e}"));
-        let jid = BareJid::parse("alice@example.com").unwrap_or_else(|e| panic!("{e}"));
-        let j = jid.clone();
-        let added = pool.call(move |s| {
-            let secrets = ScramSecrets::derive("pw", 16);
-            s.add_user(&j, &secrets)
-        });
-        assert!(matches!(block_on(added), Ok(Ok(()))));
-        let p2 = pool.clone();
-        let t = std::thread::spawn(move || {
-            let got = block_on(p2.call(move |s| s.get_secrets(&jid)));
-            matches!(got, Ok(Ok(Some(ref sec))) if sec.verify_plain("pw"))
-        });
-        assert!(t.join().unwrap_or(false));
-        let name = block_on(pool.call(|_| std::thread::current().name().map(str::to_owned)));
-        assert!(name
-            .ok()
-            .flatten()
-            .is_some_and(|n| n.starts_with("petrel-store-")));
-        pool.shutdown();
-        assert!(matches!(
-            block_on(pool.call(|_| ())),
-            Err(StoreError::Closed)
-        ));
+        for db in crate::store::testing::test_dbs() {
+            eprintln!("backend: {}", db.name);
+            let pool =
+                StorePool::start_backend(db.backend(), 2, 16).unwrap_or_else(|e| panic!("{e}"));
+            let jid = BareJid::parse("alice@example.com").unwrap_or_else(|e| panic!("{e}"));
+            let j = jid.clone();
+            let added = pool.call(move |s| {
+                let secrets = ScramSecrets::derive("pw", 16);
+                s.add_user(&j, &secrets)
+            });
+            assert!(matches!(block_on(added), Ok(Ok(()))));
+            let p2 = pool.clone();
+            let t = std::thread::spawn(move || {
+                let got = block_on(p2.call(move |s| s.get_secrets(&jid)));
+                matches!(got, Ok(Ok(Some(ref sec))) if sec.verify_plain("pw"))
+            });
+            assert!(t.join().unwrap_or(false));
+            let name = block_on(pool.call(|_| std::thread::current().name().map(str::to_owned)));
+            assert!(name
+                .ok()
+                .flatten()
+                .is_some_and(|n| n.starts_with("petrel-store-")));
+            pool.shutdown();
+            assert!(matches!(
+                block_on(pool.call(|_| ())),
+                Err(StoreError::Closed)
+            ));
+        }
     }
 
     #[test]

@@ -1,47 +1,15 @@
-//! Rosters (RFC 6121 §2) and pending inbound subscription requests in the embedded store.
+//! Rosters (RFC 6121 §2) and pending inbound subscription requests.
 //!
 //! One row per (user, contact): the roster item and the subscription state, plus the stored
 //! `subscribe` stanza while a request is pending in (re-delivered at the next login). Rows that
 //! only hold a pending request are hidden from the roster. Every change is one transaction that
 //! also bumps the user's roster version (XEP-0237) when what the user sees changed.
 
-use rusqlite::{params, Connection, OptionalExtension};
-
+use super::db::{sql, End, Sql};
+use super::value::{args, Row};
 use super::{Corruption, Store, StoreError};
 use crate::jid::BareJid;
 use crate::modules::roster::{RosterItem, SubState};
-
-const SCHEMA: &str = "
-    CREATE TABLE IF NOT EXISTS roster_items (
-        user        TEXT NOT NULL,
-        contact     TEXT NOT NULL,
-        name        TEXT,
-        sub_to      INTEGER NOT NULL DEFAULT 0,
-        sub_from    INTEGER NOT NULL DEFAULT 0,
-        ask_out     INTEGER NOT NULL DEFAULT 0,
-        pending_in  INTEGER NOT NULL DEFAULT 0,
-        approved    INTEGER NOT NULL DEFAULT 0,
-        in_roster   INTEGER NOT NULL DEFAULT 1,
-        request     TEXT,
-        PRIMARY KEY (user, contact)
-    ) WITHOUT ROWID;
-    CREATE TABLE IF NOT EXISTS roster_groups (
-        user    TEXT NOT NULL,
-        contact TEXT NOT NULL,
-        grp     TEXT NOT NULL,
-        PRIMARY KEY (user, contact, grp)
-    ) WITHOUT ROWID;
-    CREATE TABLE IF NOT EXISTS roster_version (
-        user TEXT PRIMARY KEY,
-        ver  INTEGER NOT NULL
-    ) WITHOUT ROWID;
-";
-
-/// Creates the roster tables (idempotent; run inside `Store::open`'s migration transaction).
-pub(crate) fn migrate_roster(conn: &Connection) -> Result<(), StoreError> {
-    conn.execute_batch(SCHEMA)?;
-    Ok(())
-}
 
 /// What a roster change does to the row.
 #[derive(Debug)]
@@ -65,10 +33,13 @@ pub struct RosterChanged<R> {
     pub item: Option<RosterItem>,
 }
 
-const COLS: &str =
-    "contact, name, sub_to, sub_from, ask_out, pending_in, approved, in_roster, request";
+macro_rules! cols {
+    () => {
+        "contact, name, sub_to, sub_from, ask_out, pending_in, approved, in_roster, request"
+    };
+}
 
-/// One row as read, before its contact JID is parsed (rusqlite closures cannot return our errors).
+/// One row as read, before its contact JID is parsed.
 struct RawRow {
     contact: String,
     name: Option<String>,
@@ -77,19 +48,19 @@ struct RawRow {
     request: Option<String>,
 }
 
-fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
+fn raw_row(mut r: Row) -> Result<RawRow, StoreError> {
     Ok(RawRow {
-        contact: r.get(0)?,
-        name: r.get(1)?,
+        contact: r.text(0)?,
+        name: r.opt_text(1)?,
         state: SubState {
-            to: r.get(2)?,
-            from: r.get(3)?,
-            pending_out: r.get(4)?,
-            pending_in: r.get(5)?,
-            approved: r.get(6)?,
+            to: r.bool(2)?,
+            from: r.bool(3)?,
+            pending_out: r.bool(4)?,
+            pending_in: r.bool(5)?,
+            approved: r.bool(6)?,
         },
-        in_roster: r.get(7)?,
-        request: r.get(8)?,
+        in_roster: r.bool(7)?,
+        request: r.opt_text(8)?,
     })
 }
 
@@ -106,13 +77,41 @@ impl RawRow {
     }
 }
 
+const ITEMS: Sql = sql(concat!(
+    "SELECT ",
+    cols!(),
+    " FROM roster_items WHERE \"user\" = ?1 AND in_roster = 1 ORDER BY contact"
+));
+const ROWS: Sql = sql(concat!(
+    "SELECT ",
+    cols!(),
+    " FROM roster_items WHERE \"user\" = ?1 ORDER BY contact"
+));
+const ROW: Sql = sql(concat!(
+    "SELECT ",
+    cols!(),
+    " FROM roster_items WHERE \"user\" = ?1 AND contact = ?2"
+));
+const PUT: Sql = sql("INSERT INTO roster_items
+     (\"user\", contact, name, sub_to, sub_from, ask_out, pending_in, approved, in_roster, request)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+     ON CONFLICT (\"user\", contact) DO UPDATE SET
+       name = excluded.name, sub_to = excluded.sub_to, sub_from = excluded.sub_from,
+       ask_out = excluded.ask_out, pending_in = excluded.pending_in, approved = excluded.approved,
+       in_roster = excluded.in_roster, request = excluded.request");
+const DELETE_GROUPS: Sql = sql("DELETE FROM roster_groups WHERE \"user\" = ?1 AND contact = ?2");
+// PostgreSQL would read an unqualified `ver` as ambiguous (the row or `excluded`).
+const BUMP: Sql = sql("INSERT INTO roster_version (\"user\", ver) VALUES (?1, 1)
+     ON CONFLICT (\"user\") DO UPDATE SET ver = roster_version.ver + 1 RETURNING ver");
+
 impl Store {
     fn groups_of(&self, user: &str, contact: &str) -> Result<Vec<String>, StoreError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT grp FROM roster_groups WHERE user = ?1 AND contact = ?2 ORDER BY grp",
-        )?;
-        let rows = st.query_map(params![user, contact], |r| r.get::<_, String>(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let q =
+            sql("SELECT grp FROM roster_groups WHERE \"user\" = ?1 AND contact = ?2 ORDER BY grp");
+        self.rows(q, args![user, contact])?
+            .into_iter()
+            .map(|mut r| r.text(0))
+            .collect()
     }
 
     fn finish_item(&self, user: &str, raw: RawRow) -> Result<RosterItem, StoreError> {
@@ -122,41 +121,31 @@ impl Store {
 
     /// The user's roster version (0 before the first change).
     pub fn roster_version(&self, user: &BareJid) -> Result<u64, StoreError> {
-        let v: Option<i64> = self
-            .conn
-            .prepare_cached("SELECT ver FROM roster_version WHERE user = ?1")?
-            .query_row([user.as_str()], |r| r.get(0))
-            .optional()?;
-        Ok(v.unwrap_or(0) as u64)
+        let q = sql("SELECT ver FROM roster_version WHERE \"user\" = ?1");
+        let v = match self.row(q, args![user.as_str()])? {
+            Some(mut r) => r.int(0)?,
+            None => 0,
+        };
+        Ok(v.max(0) as u64)
     }
 
     /// The user's roster (visible items, sorted by contact) and its version.
     pub fn roster_items(&self, user: &BareJid) -> Result<(u64, Vec<RosterItem>), StoreError> {
         let ver = self.roster_version(user)?;
-        let raw: Vec<RawRow> = {
-            let mut st = self.conn.prepare_cached(&format!(
-                "SELECT {COLS} FROM roster_items WHERE user = ?1 AND in_roster = 1 ORDER BY contact"
-            ))?;
-            let rows = st.query_map([user.as_str()], raw_row)?;
-            rows.collect::<Result<_, _>>()?
-        };
-        let items = raw
+        let items = self
+            .rows(ITEMS, args![user.as_str()])?
             .into_iter()
-            .map(|r| self.finish_item(user.as_str(), r))
+            .map(|r| self.finish_item(user.as_str(), raw_row(r)?))
             .collect::<Result<_, _>>()?;
         Ok((ver, items))
     }
 
     /// Every row of the user (hidden pending requests too), for presence broadcasts and re-delivery.
     pub fn roster_rows(&self, user: &BareJid) -> Result<Vec<RosterItem>, StoreError> {
-        let raw: Vec<RawRow> = {
-            let mut st = self.conn.prepare_cached(&format!(
-                "SELECT {COLS} FROM roster_items WHERE user = ?1 ORDER BY contact"
-            ))?;
-            let rows = st.query_map([user.as_str()], raw_row)?;
-            rows.collect::<Result<_, _>>()?
-        };
-        raw.into_iter().map(|r| r.into_item(Vec::new())).collect()
+        self.rows(ROWS, args![user.as_str()])?
+            .into_iter()
+            .map(|r| raw_row(r)?.into_item(Vec::new()))
+            .collect()
     }
 
     /// One row (hidden or not).
@@ -165,114 +154,101 @@ impl Store {
         user: &BareJid,
         contact: &BareJid,
     ) -> Result<Option<RosterItem>, StoreError> {
-        let raw = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT {COLS} FROM roster_items WHERE user = ?1 AND contact = ?2"
-            ))?
-            .query_row(params![user.as_str(), contact.as_str()], raw_row)
-            .optional()?;
-        raw.map(|r| self.finish_item(user.as_str(), r)).transpose()
+        self.row(ROW, args![user.as_str(), contact.as_str()])?
+            .map(|r| self.finish_item(user.as_str(), raw_row(r)?))
+            .transpose()
     }
 
     /// Reads the row for (`user`, `contact`), lets `change` decide (given the row and the number of
     /// visible items), writes what it decided, and bumps the version if the visible item changed:
-    /// all in one transaction, so nothing is stored half-way.
+    /// all in one transaction, so nothing is stored half-way. On PostgreSQL the transaction holds
+    /// the user's roster lock, so the count and the version cannot move under it.
     pub fn roster_change<R>(
         &self,
         user: &BareJid,
         contact: &BareJid,
         change: impl FnOnce(Option<RosterItem>, u64) -> (RosterWrite, R),
     ) -> Result<RosterChanged<R>, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
-        let before = self.roster_item(user, contact)?;
-        let count: i64 = self
-            .conn
-            .prepare_cached("SELECT count(*) FROM roster_items WHERE user = ?1 AND in_roster = 1")?
-            .query_row([user.as_str()], |r| r.get(0))?;
-        let seen_before = before.clone().filter(|i| i.in_roster);
-        let (write, out) = change(before, count as u64);
-        let after = match write {
-            RosterWrite::Keep => {
-                return Ok(RosterChanged {
-                    out,
-                    ver: None,
-                    item: seen_before,
-                })
-            }
-            RosterWrite::Delete => {
-                self.delete_row(user, contact)?;
+        let lock = format!("roster {user}");
+        self.transaction(Some(&lock), || {
+            let before = self.roster_item(user, contact)?;
+            let count = self.int(
+                sql("SELECT count(*) FROM roster_items WHERE \"user\" = ?1 AND in_roster = 1"),
+                args![user.as_str()],
+            )?;
+            let seen_before = before.clone().filter(|i| i.in_roster);
+            let (write, out) = change(before, count.max(0) as u64);
+            let after = match write {
+                RosterWrite::Keep => {
+                    return Ok(End::Rollback(RosterChanged {
+                        out,
+                        ver: None,
+                        item: seen_before,
+                    }))
+                }
+                RosterWrite::Delete => {
+                    self.delete_row(user, contact)?;
+                    None
+                }
+                RosterWrite::Put(item) => {
+                    self.put_row(user, &item)?;
+                    Some(item)
+                }
+            };
+            let seen_after = after.filter(|i| i.in_roster);
+            let visible_change = match (&seen_before, &seen_after) {
+                (Some(a), Some(b)) => !a.same_view(b),
+                (None, None) => false,
+                _ => true,
+            };
+            let ver = if visible_change {
+                Some(self.int(BUMP, args![user.as_str()])?.max(0) as u64)
+            } else {
                 None
-            }
-            RosterWrite::Put(item) => {
-                self.put_row(user, &item)?;
-                Some(item)
-            }
-        };
-        let seen_after = after.filter(|i| i.in_roster);
-        let visible_change = match (&seen_before, &seen_after) {
-            (Some(a), Some(b)) => !a.same_view(b),
-            (None, None) => false,
-            _ => true,
-        };
-        let ver = if visible_change {
-            let v: i64 = self
-                .conn
-                .prepare_cached(
-                    "INSERT INTO roster_version (user, ver) VALUES (?1, 1)
-                     ON CONFLICT (user) DO UPDATE SET ver = ver + 1 RETURNING ver",
-                )?
-                .query_row([user.as_str()], |r| r.get(0))?;
-            Some(v as u64)
-        } else {
-            None
-        };
-        tx.commit()?;
-        Ok(RosterChanged {
-            out,
-            ver,
-            item: seen_after,
+            };
+            Ok(End::Commit(RosterChanged {
+                out,
+                ver,
+                item: seen_after,
+            }))
         })
     }
 
     fn delete_row(&self, user: &BareJid, contact: &BareJid) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached("DELETE FROM roster_items WHERE user = ?1 AND contact = ?2")?
-            .execute(params![user.as_str(), contact.as_str()])?;
-        self.conn
-            .prepare_cached("DELETE FROM roster_groups WHERE user = ?1 AND contact = ?2")?
-            .execute(params![user.as_str(), contact.as_str()])?;
+        let (u, c) = (user.as_str(), contact.as_str());
+        self.exec(
+            sql("DELETE FROM roster_items WHERE \"user\" = ?1 AND contact = ?2"),
+            args![u, c],
+        )?;
+        self.exec(DELETE_GROUPS, args![u, c])?;
         Ok(())
     }
 
     fn put_row(&self, user: &BareJid, item: &RosterItem) -> Result<(), StoreError> {
         let s = item.state;
-        self.conn
-            .prepare_cached(
-                "INSERT OR REPLACE INTO roster_items
-                 (user, contact, name, sub_to, sub_from, ask_out, pending_in, approved, in_roster, request)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )?
-            .execute(params![
-                user.as_str(),
-                item.jid.as_str(),
-                item.name,
+        let (u, c) = (user.as_str(), item.jid.as_str());
+        self.exec(
+            PUT,
+            args![
+                u,
+                c,
+                item.name.as_deref(),
                 s.to,
                 s.from,
                 s.pending_out,
                 s.pending_in,
                 s.approved,
                 item.in_roster,
-                item.request
-            ])?;
-        self.conn
-            .prepare_cached("DELETE FROM roster_groups WHERE user = ?1 AND contact = ?2")?
-            .execute(params![user.as_str(), item.jid.as_str()])?;
-        let mut ins = self.conn.prepare_cached(
-            "INSERT OR IGNORE INTO roster_groups (user, contact, grp) VALUES (?1, ?2, ?3)",
+                item.request.as_deref()
+            ],
         )?;
+        self.exec(DELETE_GROUPS, args![u, c])?;
+        let ins = sql(
+            "INSERT INTO roster_groups (\"user\", contact, grp) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO NOTHING",
+        );
         for g in &item.groups {
-            ins.execute(params![user.as_str(), item.jid.as_str(), g])?;
+            self.exec(ins, args![u, c, g])?;
         }
         Ok(())
     }
@@ -281,6 +257,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing::test_dbs;
 
     fn jid(s: &str) -> BareJid {
         BareJid::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
@@ -292,62 +269,64 @@ mod tests {
 
     #[test]
     fn change_bumps_version_only_on_visible_changes_and_rolls_back() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-        let u = jid("alice@example.com");
-        let c = jid("bob@example.com");
-        assert_eq!(store.roster_version(&u).ok(), Some(0));
-        let mut it = item("bob@example.com");
-        it.name = Some("Bob".into());
-        it.groups = vec!["Friends".into(), "Work".into()];
-        let r = store
-            .roster_change(&u, &c, |_, n| {
-                assert_eq!(n, 0);
-                (RosterWrite::Put(it.clone()), ())
-            })
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(r.ver, Some(1));
-        let (ver, items) = store.roster_items(&u).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(ver, 1);
-        assert_eq!(items, vec![it.clone()]);
-        // A hidden change (pending in) does not bump.
-        let mut hidden = it.clone();
-        hidden.state.pending_in = true;
-        hidden.request = Some("<presence/>".into());
-        let r = store
-            .roster_change(&u, &c, |_, n| {
-                assert_eq!(n, 1);
-                (RosterWrite::Put(hidden), ())
-            })
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(r.ver, None);
-        // Hidden rows are not in the roster but are in the rows.
-        let d = jid("dave@example.com");
-        let mut pend = item("dave@example.com");
-        pend.in_roster = false;
-        pend.state.pending_in = true;
-        store
-            .roster_change(&u, &d, |_, _| (RosterWrite::Put(pend), ()))
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(store.roster_items(&u).map(|r| r.1.len()).ok(), Some(1));
-        assert_eq!(store.roster_rows(&u).map(|r| r.len()).ok(), Some(2));
-        // Delete: visible -> bump, groups gone.
-        let r = store
-            .roster_change(&u, &c, |_, _| (RosterWrite::Delete, ()))
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(r.ver, Some(2));
-        assert!(r.item.is_none());
-        assert!(store
-            .groups_of(u.as_str(), c.as_str())
-            .map(|g| g.is_empty())
-            .unwrap_or(false));
-        // Keep writes nothing.
-        let r = store
-            .roster_change(&u, &c, |before, _| {
-                assert!(before.is_none());
-                (RosterWrite::Keep, 7)
-            })
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((r.out, r.ver), (7, None));
+        for db in test_dbs() {
+            eprintln!("backend: {}", db.name);
+            let store = db.open();
+            let u = jid("alice@example.com");
+            let c = jid("bob@example.com");
+            assert_eq!(store.roster_version(&u).ok(), Some(0));
+            let mut it = item("bob@example.com");
+            it.name = Some("Bob".into());
+            it.groups = vec!["Friends".into(), "Work".into()];
+            let r = store
+                .roster_change(&u, &c, |_, n| {
+                    assert_eq!(n, 0);
+                    (RosterWrite::Put(it.clone()), ())
+                })
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(r.ver, Some(1));
+            let (ver, items) = store.roster_items(&u).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(ver, 1);
+            assert_eq!(items, vec![it.clone()]);
+            // A hidden change (pending in) does not bump.
+            let mut hidden = it.clone();
+            hidden.state.pending_in = true;
+            hidden.request = Some("<presence/>".into());
+            let r = store
+                .roster_change(&u, &c, |_, n| {
+                    assert_eq!(n, 1);
+                    (RosterWrite::Put(hidden), ())
+                })
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(r.ver, None);
+            // Hidden rows are not in the roster but are in the rows.
+            let d = jid("dave@example.com");
+            let mut pend = item("dave@example.com");
+            pend.in_roster = false;
+            pend.state.pending_in = true;
+            store
+                .roster_change(&u, &d, |_, _| (RosterWrite::Put(pend), ()))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(store.roster_items(&u).map(|r| r.1.len()).ok(), Some(1));
+            assert_eq!(store.roster_rows(&u).map(|r| r.len()).ok(), Some(2));
+            // Delete: visible -> bump, groups gone.
+            let r = store
+                .roster_change(&u, &c, |_, _| (RosterWrite::Delete, ()))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(r.ver, Some(2));
+            assert!(r.item.is_none());
+            assert!(store
+                .groups_of(u.as_str(), c.as_str())
+                .map(|g| g.is_empty())
+                .unwrap_or(false));
+            // Keep writes nothing.
+            let r = store
+                .roster_change(&u, &c, |before, _| {
+                    assert!(before.is_none());
+                    (RosterWrite::Keep, 7)
+                })
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!((r.out, r.ver), (7, None));
+        }
     }
 }

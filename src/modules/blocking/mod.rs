@@ -14,19 +14,19 @@ pub mod iq;
 mod list;
 pub mod state;
 
-use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
 
 pub use list::BlockList;
 
+use crate::config::Config;
 use crate::hooks::{Acc, HookCtx, HookResult, JobDone, SessionEvent};
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::local::{result_reply, IqHandler, IqReply};
 use crate::modules::offline::user_key;
 use crate::modules::options::{self, OptionError};
 use crate::shard::{home_shard, Shard, ShardId};
-use crate::store::{BlockChange, Store};
+use crate::store::{Backend, BlockChange, Store};
 use crate::xml::{Element, Node, Stanza, StanzaKind};
 use crate::xmpp::{ns, StanzaErrorCondition};
 use state::{ConnLists, HomeLists, MAX_HELD};
@@ -53,10 +53,10 @@ impl Options {
     }
 }
 
-/// Registers the module on `shard`, with the lists of the users it is home to read from the store in
-/// `data_dir` (a synchronous read at start-up, before the shard serves).
-pub fn start(shard: &mut Shard, hosts: &[String], _opts: &Options, data_dir: &Path) {
-    match Store::open(data_dir) {
+/// Registers the module on `shard`, with the lists of the users it is home to read from the store
+/// (a synchronous read at start-up, before the shard serves).
+pub fn start(shard: &mut Shard, hosts: &[String], _opts: &Options, config: &Config) {
+    match Backend::from_config(config).and_then(|b| Store::connect(&b)) {
         Ok(store) => preload(shard, &store),
         Err(e) => tracing::error!(error = %e, "blocking: cannot read block lists; starting empty"),
     }

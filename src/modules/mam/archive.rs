@@ -20,6 +20,9 @@ use crate::shard::Shard;
 use crate::store::ArchivedMessage;
 use crate::xml::{Element, Node, Stanza, StanzaKind};
 
+/// XEP-0045 occupant information.
+const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+
 /// Scratch key: the archive id taken for this message by the sender's side.
 const MAM_ID: &str = "mam.id";
 
@@ -91,7 +94,20 @@ fn archivable(bytes: &[u8], ty: &str, groupchat: bool) -> bool {
     if hinted(b"<no-store") || hinted(b"<no-permanent-store") {
         return false;
     }
-    memmem::find(bytes, b"<body").is_some() || hinted(b"<store")
+    if hinted(b"<store") {
+        return true;
+    }
+    if memmem::find(bytes, b"<body").is_none() {
+        return false;
+    }
+    // A forwarded message (a MAM result, a carbon) carries another message's body: only a body of
+    // its own counts (rare: the tree is built only then).
+    if memmem::find(bytes, ns::FORWARD.as_bytes()).is_some() {
+        return Stanza::parse(bytes.to_vec())
+            .and_then(|s| s.tree())
+            .is_ok_and(|t| t.get_child("body", crate::xmpp::ns::CLIENT).is_some());
+    }
+    true
 }
 
 /// `user_send_message`: the sender's copy.
@@ -161,6 +177,15 @@ fn archive_groupchat(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
         || !archivable(acc.stanza.bytes(), &acc.stanza_type(), true)
     {
         return HookResult::Continue;
+    }
+    // Occupant information in a room's message is the room's to give: a client's own is removed
+    // before it is archived or relayed (XEP-0313 §5.1.2, XEP-0045 spoofing).
+    if memmem::find(acc.stanza.bytes(), MUC_USER.as_bytes()).is_some() {
+        if let Ok(mut el) = acc.stanza.tree() {
+            el.children
+                .retain(|c| !matches!(c, Node::Element(e) if e.name == "x" && e.ns == MUC_USER));
+            acc.stanza = Stanza::from_element(&el);
+        }
     }
     let room = acc.to.bare_str().to_owned();
     let (id, ts) = next_id(ctx);

@@ -8,7 +8,8 @@
 //!   so the route never waits for the disk. Groupchat messages of MUC rooms are archived under the
 //!   room's JID (`filter_room_packet`).
 //! - [`prefs`]: archiving preferences, replicated on every shard.
-//! - queries (`urn:xmpp:mam:2`): forms, paging and results, answered from the store.
+//! - queries (`urn:xmpp:mam:2`, [`iq`]): the form ([`form`]), paging ([`rsm`], [`query`]) and
+//!   results ([`results`]) answered from the store; preferences ([`prefs_iq`]); archive metadata.
 
 pub mod archive;
 pub mod id;
@@ -18,6 +19,15 @@ pub mod prefs;
 mod tests_archive;
 
 pub use options::{MamOptions, NAME};
+
+// The query side.
+mod form;
+mod iq;
+mod prefs_iq;
+mod query;
+mod results;
+mod rsm;
+pub use iq::{query_archive, register, register_rooms};
 
 use crate::shard::Shard;
 
@@ -83,6 +93,14 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: MamOptions) {
         .insert(prefs::PrefsTable::new(opts.default_mode, shard.shards));
     prefs::load(shard);
     archive::start(shard, &opts);
+    register(shard, hosts, &opts);
+    // Rooms of the MUC service (started before this module) keep their archive too.
+    let services: Vec<String> = shard
+        .ext
+        .get::<crate::modules::muc::Services>()
+        .map(|s| s.0.iter().cloned().collect())
+        .unwrap_or_default();
+    register_rooms(shard, &services, &opts);
     for host in hosts {
         for f in [ns::MAM, ns::MAM_EXTENDED] {
             crate::modules::disco::add_account_feature(&mut shard.ext, host, f);

@@ -199,3 +199,48 @@ fn retention_trims_by_count_and_age() {
     );
     assert!(super::retention(&super::MamOptions::default()).is_none());
 }
+
+#[test]
+fn room_archives_are_queried_by_occupants_and_members_only_in_closed_rooms() {
+    let mut w = world(2);
+    let room = format!("q@conference.{HOST}");
+    let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+    w.send(
+        &mut alice,
+        &format!("<presence to='{room}/al'><x xmlns='http://jabber.org/protocol/muc'/></presence>"),
+    );
+    w.send(&mut alice, &format!("<iq type='set' id='c' to='{room}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field><field var='muc#roomconfig_membersonly'><value>1</value></field></x></query></iq>"));
+    delivered(&alice.mb);
+    for i in 0..3 {
+        w.send(&mut alice, &format!("<message to='{room}' type='groupchat' id='g{i}'><body>to all {i}</body><x xmlns='http://jabber.org/protocol/muc#user'><invite to='x@y'/></x></message>"));
+    }
+    let got = delivered(&alice.mb);
+    assert!(
+        got.iter()
+            .all(|s| !String::from_utf8_lossy(s.bytes()).contains("invite")),
+        "a client's muc#user payload is not relayed: {got:?}"
+    );
+    w.send(&mut alice, &format!("<iq type='set' id='q' to='{room}'><query xmlns='urn:xmpp:mam:2' queryid='z'><set xmlns='http://jabber.org/protocol/rsm'><max>2</max><before/></set></query></iq>"));
+    let got = delivered(&alice.mb);
+    assert_eq!(got.len(), 3, "two results then the fin: {got:?}");
+    let first = String::from_utf8_lossy(got[0].bytes()).into_owned();
+    assert!(
+        first.contains(&format!("from='{room}'")) && first.contains("to all 1"),
+        "{first}"
+    );
+    assert!(!first.contains("invite"), "{first}");
+    assert_eq!(got[2].type_().as_deref(), Some("result"));
+    // Not an occupant or member of a members-only room: refused.
+    let mut bob = w.connect(1, &format!("bob@{HOST}/b"), Some(0));
+    delivered(&bob.mb);
+    w.send(
+        &mut bob,
+        &format!("<iq type='set' id='q' to='{room}'><query xmlns='urn:xmpp:mam:2'/></iq>"),
+    );
+    let got = delivered(&bob.mb);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        crate::modules::testing::error_condition(&got[0]).as_deref(),
+        Some("forbidden")
+    );
+}

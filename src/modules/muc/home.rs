@@ -4,7 +4,7 @@ use std::time::SystemTime;
 
 use ahash::HashMap;
 
-use super::room::{Room, RoomLimits, RoomOut, SavedRoom};
+use super::room::{Affiliation, Room, RoomLimits, RoomOut, SavedRoom};
 use crate::hooks::{Acc, HookCtx, HookResult, JobDone};
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::shard::{home_shard, home_shard_of, Shard, ShardMsg};
@@ -119,7 +119,21 @@ pub fn deliver(shard: &mut Shard, acc: Acc) {
         shard.bounce(&acc, StanzaErrorCondition::NotAcceptable);
         return;
     };
+    let extension = extension_iq(shard, &acc);
+    let r = rooms(shard);
     match r.slots.get_mut(&room_jid) {
+        Some(Slot::Live { room, .. }) if extension.is_some() => {
+            // Occupants and members (and anyone in an open room) may use the room's extensions.
+            let open = !room.config().members_only;
+            let allowed = room.has_session(&from)
+                || room.affiliation(&from.bare()) >= Affiliation::Member
+                || (open && room.affiliation(&from.bare()) != Affiliation::Outcast);
+            if let (true, Some((handler, payload))) = (allowed, extension) {
+                crate::local::answer_iq(shard, acc, &handler, &payload);
+            } else {
+                shard.bounce(&acc, StanzaErrorCondition::Forbidden);
+            }
+        }
         Some(Slot::Live { room, .. }) => {
             let outs = room.handle(&from, acc.origin_shard, &acc.stanza, SystemTime::now());
             drop(acc);
@@ -135,6 +149,27 @@ pub fn deliver(shard: &mut Shard, acc: Acc) {
         None => unknown_room(shard, acc, room_jid, from),
     }
     shard.drain_to_route();
+}
+
+/// An IQ get/set to a room's bare JID whose payload namespace some other module serves for rooms
+/// (an account IQ handler registered on the service's domain, e.g. the archive): that handler
+/// answers it instead of the room.
+fn extension_iq(
+    shard: &Shard,
+    acc: &Acc,
+) -> Option<(crate::local::IqHandler, crate::xml::Element)> {
+    if acc.kind() != StanzaKind::Iq || !acc.to.is_bare() {
+        return None;
+    }
+    let ty = acc.stanza_type();
+    if ty != "get" && ty != "set" {
+        return None;
+    }
+    let ns = acc.stanza.child_ns()?;
+    let handler = shard.iq.account(acc.to.domain(), &ns)?;
+    let el = acc.stanza.tree().ok()?;
+    let payload = el.child_elements().next()?.clone();
+    Some((handler, payload))
 }
 
 /// A stanza to a room that does not exist: an available presence to `room/nick` from a local user

@@ -1,0 +1,357 @@
+//! The connection under [`Store`]: SQLite or PostgreSQL behind one small interface.
+//!
+//! Each statement is written once with `?N` placeholders ([`sql`]); PostgreSQL gets it with `$N`
+//! (converted once, when first prepared). Where the dialects differ, [`sql2`] gives one text per
+//! backend. Both backends cache prepared statements per connection.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::value::{Arg, Row, Val};
+use super::{Store, StoreError};
+
+/// How long a SQLite statement waits on another connection's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Prepared statements kept per SQLite connection (rusqlite's default, 16, is fewer than the store
+/// has statements).
+const SQLITE_STATEMENT_CACHE: usize = 128;
+
+/// One statement's text, per backend (the same `&'static str` when the dialects agree).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sql {
+    sqlite: &'static str,
+    pg: &'static str,
+}
+
+/// A statement both backends run as written (`?N` placeholders).
+pub(crate) const fn sql(both: &'static str) -> Sql {
+    Sql {
+        sqlite: both,
+        pg: both,
+    }
+}
+
+/// A statement written once per backend (both with `?N` placeholders).
+#[allow(dead_code)] // For statements whose dialects differ; every statement so far is shared.
+pub(crate) const fn sql2(sqlite: &'static str, pg: &'static str) -> Sql {
+    Sql { sqlite, pg }
+}
+
+/// Which backend a connection talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// The embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// A PostgreSQL connection with its statement cache.
+pub(super) struct Pg {
+    config: postgres::Config,
+    client: postgres::Client,
+    /// Keyed by the address and length of the statement's static text.
+    stmts: HashMap<(usize, usize), postgres::Statement>,
+    /// Inside BEGIN ... COMMIT: a lost connection must fail the transaction, not reconnect.
+    in_tx: bool,
+}
+
+/// One backend connection.
+pub(super) enum Conn {
+    Sqlite(rusqlite::Connection),
+    Postgres(Box<RefCell<Pg>>),
+}
+
+impl Conn {
+    /// Opens the SQLite file at `path` in WAL mode.
+    pub(super) fn sqlite(path: &std::path::Path) -> Result<Conn, StoreError> {
+        let conn = rusqlite::Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.set_prepared_statement_cache_capacity(SQLITE_STATEMENT_CACHE);
+        // WAL: readers do not block the writer; NORMAL sync is durable across process
+        // crashes and loses at most the last commits on power loss.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Ok(Conn::Sqlite(conn))
+    }
+
+    /// Connects to PostgreSQL.
+    pub(super) fn postgres(config: &postgres::Config) -> Result<Conn, StoreError> {
+        let client = config.connect(postgres::NoTls)?;
+        Ok(Conn::Postgres(Box::new(RefCell::new(Pg {
+            config: config.clone(),
+            client,
+            stmts: HashMap::new(),
+            in_tx: false,
+        }))))
+    }
+
+    pub(super) fn kind(&self) -> Kind {
+        match self {
+            Conn::Sqlite(_) => Kind::Sqlite,
+            Conn::Postgres(_) => Kind::Postgres,
+        }
+    }
+
+    /// Runs `text` (several statements, no parameters) as it is: schema migrations.
+    pub(super) fn batch(&self, text: &str) -> Result<(), StoreError> {
+        match self {
+            Conn::Sqlite(c) => c.execute_batch(text)?,
+            Conn::Postgres(pg) => pg.borrow_mut().live()?.client.batch_execute(text)?,
+        }
+        Ok(())
+    }
+
+    /// Runs a statement; the number of rows it changed.
+    pub(super) fn exec(&self, q: Sql, args: &[Arg<'_>]) -> Result<u64, StoreError> {
+        match self {
+            Conn::Sqlite(c) => {
+                let n = c
+                    .prepare_cached(q.sqlite)?
+                    .execute(rusqlite::params_from_iter(args.iter()))?;
+                Ok(n as u64)
+            }
+            Conn::Postgres(pg) => {
+                let mut pg = pg.borrow_mut();
+                let pg = pg.live()?;
+                let st = pg.statement(q.pg)?;
+                Ok(pg.client.execute(&st, &pg_args(args))?)
+            }
+        }
+    }
+
+    /// Runs a query; every row.
+    pub(super) fn rows(&self, q: Sql, args: &[Arg<'_>]) -> Result<Vec<Row>, StoreError> {
+        match self {
+            Conn::Sqlite(c) => {
+                let mut st = c.prepare_cached(q.sqlite)?;
+                let n = st.column_count();
+                let mut rows = st.query(rusqlite::params_from_iter(args.iter()))?;
+                let mut out = Vec::new();
+                while let Some(r) = rows.next()? {
+                    let mut vals = Vec::with_capacity(n);
+                    for i in 0..n {
+                        vals.push(Val::from_sqlite(r.get_ref(i)?)?);
+                    }
+                    out.push(Row(vals));
+                }
+                Ok(out)
+            }
+            Conn::Postgres(pg) => {
+                let mut pg = pg.borrow_mut();
+                let pg = pg.live()?;
+                let st = pg.statement(q.pg)?;
+                let rows = pg.client.query(&st, &pg_args(args))?;
+                rows.iter()
+                    .map(|r| {
+                        (0..r.len())
+                            .map(|i| r.try_get::<_, Val>(i))
+                            .collect::<Result<Vec<_>, _>>()
+                            .map(Row)
+                            .map_err(StoreError::from)
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    fn set_in_tx(&self, on: bool) {
+        if let Conn::Postgres(pg) = self {
+            pg.borrow_mut().in_tx = on;
+        }
+    }
+}
+
+impl Pg {
+    /// This connection, reconnected first if the server dropped it (outside a transaction only).
+    fn live(&mut self) -> Result<&mut Pg, StoreError> {
+        if self.client.is_closed() && !self.in_tx {
+            self.client = self.config.connect(postgres::NoTls)?;
+            self.stmts.clear();
+        }
+        Ok(self)
+    }
+
+    fn statement(&mut self, text: &'static str) -> Result<postgres::Statement, StoreError> {
+        let key = (text.as_ptr() as usize, text.len());
+        if let Some(st) = self.stmts.get(&key) {
+            return Ok(st.clone());
+        }
+        let st = self.client.prepare(&dollar_placeholders(text))?;
+        self.stmts.insert(key, st.clone());
+        Ok(st)
+    }
+}
+
+fn pg_args<'a>(args: &'a [Arg<'a>]) -> Vec<&'a (dyn postgres::types::ToSql + Sync)> {
+    args.iter()
+        .map(|a| a as &(dyn postgres::types::ToSql + Sync))
+        .collect()
+}
+
+/// `?N` -> `$N`, outside quoted strings and identifiers.
+fn dollar_placeholders(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut quote = None;
+    for c in text.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '\'' || c == '"' => quote = Some(c),
+            None if c == '?' => {
+                out.push('$');
+                continue;
+            }
+            None => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// How a transaction ends when its body succeeds.
+pub(crate) enum End<R> {
+    /// Keep what it wrote.
+    Commit(R),
+    /// Undo what it wrote (the body decided against it).
+    Rollback(R),
+}
+
+/// Rolls back on drop unless committed (an error or a panic in the body).
+struct Open<'a> {
+    conn: &'a Conn,
+    done: bool,
+}
+
+impl Open<'_> {
+    fn finish(mut self, text: &str) -> Result<(), StoreError> {
+        self.conn.batch(text)?;
+        self.done = true;
+        self.conn.set_in_tx(false);
+        Ok(())
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            // Nothing more to do if this fails: the connection is closed or the transaction gone.
+            let _ = self.conn.batch("ROLLBACK");
+            self.conn.set_in_tx(false);
+        }
+    }
+}
+
+/// Serializes PostgreSQL transactions taking the same key (as SQLite's write lock serializes all).
+const PG_LOCK: Sql = sql("SELECT pg_advisory_xact_lock(hashtextextended(?1, 0))");
+
+impl Store {
+    /// The backend this store talks to.
+    pub(crate) fn kind(&self) -> Kind {
+        self.db.kind()
+    }
+
+    /// Runs a statement; the number of rows it changed.
+    pub(crate) fn exec(&self, q: Sql, args: &[Arg<'_>]) -> Result<u64, StoreError> {
+        self.db.exec(q, args)
+    }
+
+    /// Runs a query; every row.
+    pub(crate) fn rows(&self, q: Sql, args: &[Arg<'_>]) -> Result<Vec<Row>, StoreError> {
+        self.db.rows(q, args)
+    }
+
+    /// Runs a query; its first row, if any.
+    pub(crate) fn row(&self, q: Sql, args: &[Arg<'_>]) -> Result<Option<Row>, StoreError> {
+        Ok(self.db.rows(q, args)?.into_iter().next())
+    }
+
+    /// Runs a query that returns one integer (`count(*)` and the like).
+    pub(crate) fn int(&self, q: Sql, args: &[Arg<'_>]) -> Result<i64, StoreError> {
+        match self.row(q, args)? {
+            Some(mut r) => r.int(0),
+            None => Err(super::Corruption::Column("a row").into()),
+        }
+    }
+
+    /// Runs `body` in a write transaction. SQLite takes the database's write lock at once
+    /// (`BEGIN IMMEDIATE`); PostgreSQL takes a transaction-scoped advisory lock on `lock`, if
+    /// given, so transactions on the same data (one user's roster, one address's registrations...)
+    /// run one after the other while others proceed. An error or a panic in `body` rolls back.
+    pub(crate) fn transaction<R>(
+        &self,
+        lock: Option<&str>,
+        body: impl FnOnce() -> Result<End<R>, StoreError>,
+    ) -> Result<R, StoreError> {
+        match self.kind() {
+            Kind::Sqlite => self.db.batch("BEGIN IMMEDIATE")?,
+            Kind::Postgres => {
+                self.db.batch("BEGIN")?;
+                self.db.set_in_tx(true);
+            }
+        }
+        let open = Open {
+            conn: &self.db,
+            done: false,
+        };
+        if let (Kind::Postgres, Some(lock)) = (self.kind(), lock) {
+            self.db.exec(PG_LOCK, &[Arg::Text(lock)])?;
+        }
+        match body()? {
+            End::Commit(r) => {
+                open.finish("COMMIT")?;
+                Ok(r)
+            }
+            End::Rollback(r) => {
+                open.finish("ROLLBACK")?;
+                Ok(r)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_reconnects_after_losing_its_connection() {
+        for db in crate::store::testing::test_dbs() {
+            let store = db.open();
+            if store.kind() != Kind::Postgres {
+                continue;
+            }
+            let pid = store
+                .int(sql("SELECT pg_backend_pid()"), &[])
+                .unwrap_or_else(|e| panic!("{e}"));
+            let admin = db.open();
+            admin
+                .exec(sql("SELECT pg_terminate_backend(?1)"), &[Arg::Int(pid)])
+                .unwrap_or_else(|e| panic!("{e}"));
+            let gone = sql("SELECT count(*) FROM pg_stat_activity WHERE pid = ?1");
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while admin.int(gone, &[Arg::Int(pid)]).unwrap_or(1) != 0 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "backend not terminated"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            // The statements that meet the closed connection fail; a later one reconnects.
+            let again = (0..3)
+                .find_map(|_| store.int(sql("SELECT pg_backend_pid()"), &[]).ok())
+                .unwrap_or_else(|| panic!("no reconnect"));
+            assert_ne!(again, pid);
+        }
+    }
+
+    #[test]
+    fn placeholders_outside_quotes_only() {
+        assert_eq!(
+            dollar_placeholders("SELECT '?1', \"a?\" FROM t WHERE a = ?1 AND b = ?12"),
+            "SELECT '?1', \"a?\" FROM t WHERE a = $1 AND b = $12"
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! Versioned schema migrations, one SQL text per backend for each version.
+//!
+//! `schema_version` holds one row per applied version. `Store::open`/`connect` applies the missing
+//! ones in one transaction under the store's write lock (SQLite `BEGIN IMMEDIATE`, a PostgreSQL
+//! advisory lock), so the pool threads opening at once serialize and only the first migrates. A
+//! version above the newest this build knows is refused: a newer petrel wrote the database.
+//!
+//! Adding a table: append a migration (never edit a released one).
+
+use super::db::{End, Kind};
+use super::value::args;
+use super::{Corruption, Store, StoreError};
+
+/// One schema version.
+struct Migration {
+    sqlite: &'static str,
+    pg: &'static str,
+}
+
+/// Version N is `MIGRATIONS[N - 1]`.
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        sqlite: include_str!("schema/v1_sqlite.sql"),
+        pg: include_str!("schema/v1_pg.sql"),
+    },
+    // Version 2: every feature table. Databases written by builds before versioned migrations
+    // already have some of them (created on open with IF NOT EXISTS), hence IF NOT EXISTS here
+    // too, and `offline_message.lease` is added in code when missing (see `fix_v2_sqlite`).
+    Migration {
+        sqlite: include_str!("schema/v2_sqlite.sql"),
+        pg: include_str!("schema/v2_pg.sql"),
+    },
+    // Version 3: the message archive.
+    Migration {
+        sqlite: include_str!("schema/v3_sqlite.sql"),
+        pg: include_str!("schema/v3_pg.sql"),
+    },
+];
+
+/// The newest schema version this build writes.
+pub(super) const LATEST: i64 = MIGRATIONS.len() as i64;
+
+impl Store {
+    /// Applies the missing migrations in one write transaction.
+    pub(super) fn migrate(&self) -> Result<(), StoreError> {
+        self.transaction(Some("petrel schema"), || {
+            self.db
+                .batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+            let have = self
+                .row(
+                    super::db::sql("SELECT max(version) FROM schema_version"),
+                    &[],
+                )?
+                .map(|mut r| r.opt_int(0))
+                .transpose()?
+                .flatten()
+                .unwrap_or(0);
+            if have > LATEST {
+                return Err(Corruption::SchemaVersion(have).into());
+            }
+            for (v, m) in (1..).zip(MIGRATIONS).skip(have.max(0) as usize) {
+                match self.kind() {
+                    Kind::Sqlite => {
+                        self.db.batch(m.sqlite)?;
+                        if v == 2 {
+                            self.fix_v2_sqlite()?;
+                        }
+                    }
+                    Kind::Postgres => self.db.batch(m.pg)?,
+                }
+                self.exec(
+                    super::db::sql("INSERT INTO schema_version (version) VALUES (?1)"),
+                    args![v],
+                )?;
+            }
+            Ok(End::Commit(()))
+        })
+    }
+
+    /// Adds `offline_message.lease` to a table created before the column existed.
+    fn fix_v2_sqlite(&self) -> Result<(), StoreError> {
+        let has_lease = self
+            .row(
+                super::db::sql(
+                    "SELECT 1 FROM pragma_table_info('offline_message') WHERE name = 'lease'",
+                ),
+                &[],
+            )?
+            .is_some();
+        if !has_lease {
+            self.db
+                .batch("ALTER TABLE offline_message ADD COLUMN lease INTEGER")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::db::sql;
+    use crate::store::testing::test_dbs;
+
+    #[test]
+    fn every_version_is_recorded_once_across_reopens() {
+        for db in test_dbs() {
+            let n = db.name;
+            drop(db.open());
+            let store = db.open();
+            let versions: Vec<i64> = store
+                .rows(
+                    sql("SELECT version FROM schema_version ORDER BY version"),
+                    &[],
+                )
+                .unwrap_or_else(|e| panic!("{n}: {e}"))
+                .into_iter()
+                .map(|mut r| r.int(0).unwrap_or(-1))
+                .collect();
+            assert_eq!(versions, (1..=LATEST).collect::<Vec<_>>(), "{n}");
+        }
+    }
+
+    /// A database written before versioned migrations: version 1 recorded, feature tables created
+    /// by the old open, `offline_message` without `lease`.
+    #[test]
+    fn sqlite_from_before_versioned_migrations_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        {
+            let c = rusqlite::Connection::open(dir.path().join(crate::store::DB_FILE))
+                .unwrap_or_else(|e| panic!("{e}"));
+            c.execute_batch(concat!(
+                "CREATE TABLE schema_version (version INTEGER NOT NULL);
+                 INSERT INTO schema_version VALUES (1);",
+                include_str!("schema/v1_sqlite.sql"),
+                "CREATE TABLE offline_message (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT, domain TEXT NOT NULL,
+                    username TEXT NOT NULL, stamp TEXT NOT NULL, sender TEXT NOT NULL,
+                    stanza BLOB NOT NULL);
+                 INSERT INTO users (domain, username, scram) VALUES ('example.com', 'bob', 'x');
+                 INSERT INTO offline_message (domain, username, stamp, sender, stanza)
+                 VALUES ('example.com', 'bob', '2020-01-01T00:00:00.000Z', 'a@x', X'3c6d2f3e');"
+            ))
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let max = store
+            .int(sql("SELECT max(version) FROM schema_version"), &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(max, LATEST);
+        let bob = crate::jid::BareJid::parse("bob@example.com").unwrap_or_else(|e| panic!("{e}"));
+        // The old row is kept and can be leased (the column was added).
+        let got = store.offline_lease(&bob).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].stanza, b"<m/>");
+        assert!(store.offline_lease(&bob).is_ok_and(|v| v.is_empty()));
+    }
+}

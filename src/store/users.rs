@@ -1,0 +1,319 @@
+//! The [`Store`] (one connection to the configured backend) and its user accounts.
+
+use std::path::{Path, PathBuf};
+
+use super::db::{sql, Conn, Sql};
+use super::value::args;
+use super::{Corruption, StoreError};
+use crate::auth::ScramSecrets;
+use crate::jid::BareJid;
+
+/// File name of the SQLite database inside the data directory.
+pub const DB_FILE: &str = "petrel.sqlite3";
+
+/// How long connecting to PostgreSQL may take unless the URL says (`connect_timeout`).
+const PG_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Which database a store connects to.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// The embedded SQLite file `DB_FILE` in this directory (created if needed).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database (its schema is created or migrated on connect).
+    Postgres(Box<postgres::Config>),
+}
+
+impl Backend {
+    /// The backend `[store]` selects (`general.data_dir` for SQLite).
+    pub fn from_config(config: &crate::config::Config) -> Result<Backend, StoreError> {
+        use crate::config::StoreBackend;
+        match config.store.backend {
+            StoreBackend::Sqlite => Ok(Backend::Sqlite(config.general.data_dir.clone())),
+            StoreBackend::Postgres => {
+                let url = config.store.url.as_ref().ok_or(StoreError::NoUrl)?;
+                let mut pg: postgres::Config = url.parse()?;
+                // Defaults the URL may override: a name in pg_stat_activity, and a start that
+                // fails in seconds rather than at the OS's TCP timeout when the server is away.
+                if pg.get_application_name().is_none() {
+                    pg.application_name("petrel");
+                }
+                if pg.get_connect_timeout().is_none() {
+                    pg.connect_timeout(PG_CONNECT_TIMEOUT);
+                }
+                Ok(Backend::Postgres(Box::new(pg)))
+            }
+        }
+    }
+}
+
+/// One connection to the store; each pool thread owns one.
+pub struct Store {
+    pub(super) db: Conn,
+}
+
+const USER_INSERT: Sql = sql(
+    "INSERT INTO users (domain, username, scram) VALUES (?1, ?2, ?3)
+     ON CONFLICT DO NOTHING",
+);
+
+impl Store {
+    /// Opens (creating the directory, file and schema if needed) the SQLite store in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir)?;
+        let store = Store {
+            db: Conn::sqlite(&data_dir.join(DB_FILE))?,
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Connects to `backend`, creating or migrating its schema.
+    pub fn connect(backend: &Backend) -> Result<Store, StoreError> {
+        match backend {
+            Backend::Sqlite(dir) => Store::open(dir),
+            Backend::Postgres(config) => {
+                let store = Store {
+                    db: Conn::postgres(config)?,
+                };
+                store.migrate()?;
+                Ok(store)
+            }
+        }
+    }
+
+    /// Adds a user; `UserExists` if present.
+    pub fn add_user(&self, jid: &BareJid, secrets: &ScramSecrets) -> Result<(), StoreError> {
+        let node = jid.node().ok_or(StoreError::NoLocalpart)?;
+        let scram = secrets.to_storage();
+        if self.exec(USER_INSERT, args![jid.domain(), node, &scram])? == 0 {
+            return Err(StoreError::UserExists);
+        }
+        Ok(())
+    }
+
+    /// Removes a user; `NoSuchUser` if absent.
+    pub fn remove_user(&self, jid: &BareJid) -> Result<(), StoreError> {
+        let node = jid.node().ok_or(StoreError::NoLocalpart)?;
+        let q = sql("DELETE FROM users WHERE domain = ?1 AND username = ?2");
+        if self.exec(q, args![jid.domain(), node])? == 0 {
+            return Err(StoreError::NoSuchUser);
+        }
+        // The user's message archive goes with the account (XEP-0313 data is personal).
+        self.mam_delete_owner(jid.as_str())?;
+        Ok(())
+    }
+
+    /// Replaces a user's secrets (password change); `NoSuchUser` if absent.
+    pub fn set_secrets(&self, jid: &BareJid, secrets: &ScramSecrets) -> Result<(), StoreError> {
+        let node = jid.node().ok_or(StoreError::NoLocalpart)?;
+        let q = sql("UPDATE users SET scram = ?3 WHERE domain = ?1 AND username = ?2");
+        let scram = secrets.to_storage();
+        if self.exec(q, args![jid.domain(), node, &scram])? == 0 {
+            return Err(StoreError::NoSuchUser);
+        }
+        Ok(())
+    }
+
+    /// A user's secrets, or None if there is no such user.
+    pub fn get_secrets(&self, jid: &BareJid) -> Result<Option<ScramSecrets>, StoreError> {
+        let Some(node) = jid.node() else {
+            return Ok(None);
+        };
+        let q = sql("SELECT scram FROM users WHERE domain = ?1 AND username = ?2");
+        let Some(mut row) = self.row(q, args![jid.domain(), node])? else {
+            return Ok(None);
+        };
+        ScramSecrets::from_storage(&row.text(0)?)
+            .map(Some)
+            .map_err(|e| Corruption::Secrets(e).into())
+    }
+
+    /// True when `jid` is a registered account.
+    pub(crate) fn user_exists(&self, jid: &BareJid) -> Result<bool, StoreError> {
+        let Some(node) = jid.node() else {
+            return Ok(false);
+        };
+        let q = sql("SELECT 1 FROM users WHERE domain = ?1 AND username = ?2");
+        Ok(self.row(q, args![jid.domain(), node])?.is_some())
+    }
+
+    /// All users, or those of one domain, sorted by domain then localpart.
+    pub fn list_users(&self, domain: Option<&str>) -> Result<Vec<BareJid>, StoreError> {
+        // Stored domains are prepared; prepare the filter the same way.
+        let domain = domain.map(|d| {
+            BareJid::domain_only(d)
+                .map(|j| j.domain().to_owned())
+                .unwrap_or_else(|_| d.to_owned())
+        });
+        // The CAST tells PostgreSQL the type of a parameter that is also compared with NULL.
+        let q = sql("SELECT domain, username FROM users
+             WHERE CAST(?1 AS TEXT) IS NULL OR domain = ?1 ORDER BY domain, username");
+        self.rows(q, args![domain.as_deref()])?
+            .into_iter()
+            .map(|mut r| {
+                let (d, u) = (r.text(0)?, r.text(1)?);
+                BareJid::new(Some(&u), &d).map_err(|e| Corruption::Jid(e).into())
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::test_dbs;
+
+    fn jid(s: &str) -> BareJid {
+        BareJid::parse(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn crud() {
+        for db in test_dbs() {
+            let store = db.open();
+            let n = db.name;
+            let alice = jid("alice@example.com");
+            let s1 = ScramSecrets::derive("one", 16);
+            assert_eq!(store.get_secrets(&alice).ok().flatten(), None, "{n}");
+            store
+                .add_user(&alice, &s1)
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            assert!(
+                matches!(store.add_user(&alice, &s1), Err(StoreError::UserExists)),
+                "{n}"
+            );
+            assert_eq!(
+                store.get_secrets(&alice).ok().flatten(),
+                Some(s1.clone()),
+                "{n}"
+            );
+
+            let s2 = ScramSecrets::derive("two", 16);
+            store
+                .set_secrets(&alice, &s2)
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            let got = store.get_secrets(&alice).ok().flatten();
+            assert!(
+                got.as_ref()
+                    .is_some_and(|g| g.verify_plain("two") && !g.verify_plain("one")),
+                "{n}"
+            );
+
+            for u in ["bob@example.com", "carol@other.org", "_zed@example.com"] {
+                store
+                    .add_user(&jid(u), &s1)
+                    .unwrap_or_else(|e| panic!("{n}: {e}"));
+            }
+            let all = store
+                .list_users(None)
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            let names: Vec<_> = all.iter().map(BareJid::as_str).collect();
+            // Bytewise order on both backends (`_` sorts before letters; a locale collation would ignore it).
+            assert_eq!(
+                names,
+                [
+                    "_zed@example.com",
+                    "alice@example.com",
+                    "bob@example.com",
+                    "carol@other.org"
+                ],
+                "{n}"
+            );
+            let ex = store
+                .list_users(Some("EXAMPLE.com"))
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            assert_eq!(ex.len(), 3, "{n}");
+
+            store
+                .remove_user(&alice)
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            assert!(
+                matches!(store.remove_user(&alice), Err(StoreError::NoSuchUser)),
+                "{n}"
+            );
+            assert!(
+                matches!(store.set_secrets(&alice, &s1), Err(StoreError::NoSuchUser)),
+                "{n}"
+            );
+            assert_eq!(store.get_secrets(&alice).ok().flatten(), None, "{n}");
+            let domain_only = jid("example.com");
+            assert!(
+                matches!(
+                    store.add_user(&domain_only, &s1),
+                    Err(StoreError::NoLocalpart)
+                ),
+                "{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn persists_across_connections() {
+        for db in test_dbs() {
+            let n = db.name;
+            let alice = jid("alice@example.com");
+            {
+                let store = db.open();
+                let s = ScramSecrets::derive("correct horse", 16);
+                store
+                    .add_user(&alice, &s)
+                    .unwrap_or_else(|e| panic!("{n}: {e}"));
+            }
+            let store = db.open();
+            let got = store.get_secrets(&alice).ok().flatten();
+            assert!(got.is_some_and(|g| g.verify_plain("correct horse")), "{n}");
+        }
+    }
+
+    #[test]
+    fn sqlite_is_wal_and_holds_no_passwords() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let nested = dir.path().join("a/b");
+        let alice = jid("alice@example.com");
+        let store = Store::open(&nested).unwrap_or_else(|e| panic!("{e}"));
+        let s = ScramSecrets::derive("correct horse", 16);
+        store.add_user(&alice, &s).unwrap_or_else(|e| panic!("{e}"));
+        let mode = store
+            .row(sql("PRAGMA journal_mode"), &[])
+            .ok()
+            .flatten()
+            .map(|mut r| r.text(0));
+        assert_eq!(mode.and_then(Result::ok).as_deref(), Some("wal"));
+        drop(store);
+        let bytes = std::fs::read(nested.join(DB_FILE)).unwrap_or_default();
+        let wal = std::fs::read(nested.join(format!("{DB_FILE}-wal"))).unwrap_or_default();
+        assert!(bytes.len() + wal.len() > 0);
+        let needle = b"correct horse";
+        let found = |b: &[u8]| b.windows(needle.len()).any(|w| w == needle);
+        assert!(!found(&bytes) && !found(&wal));
+    }
+
+    #[test]
+    fn corrupt_secrets_and_newer_schema() {
+        for db in test_dbs() {
+            let n = db.name;
+            let store = db.open();
+            store
+                .exec(
+                    sql("INSERT INTO users (domain, username, scram) VALUES ('x.org', 'eve', 'junk')"),
+                    &[],
+                )
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            let r = store.get_secrets(&jid("eve@x.org"));
+            assert!(
+                matches!(r, Err(StoreError::Corrupt(Corruption::Secrets(_)))),
+                "{n}: {r:?}"
+            );
+            store
+                .exec(sql("INSERT INTO schema_version (version) VALUES (99)"), &[])
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            drop(store);
+            let r = Store::connect(db.backend());
+            assert!(
+                matches!(r, Err(StoreError::Corrupt(Corruption::SchemaVersion(99)))),
+                "{n}: {:?}",
+                r.err()
+            );
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The real server on PostgreSQL (`[store] backend = "postgres"`), in a database of its own on the
+//! server `PETREL_TEST_PG` names: accounts added by `petrel user add`, a login, an offline message
+//! stored while Bob is away and delivered after a restart, and no SQLite file written. Skipped with
+//! a note when `PETREL_TEST_PG` is unset (an error under CI, whose script always sets it).
+
+mod common;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use common::{body, Server};
+use petrel::jid::BareJid;
+use petrel::store::{Backend, Store, DB_FILE};
+
+/// A database created for one test, dropped at the end.
+struct TestDatabase {
+    admin: postgres::Config,
+    name: String,
+    /// Connection string for petrel (`key=value` form).
+    url: String,
+}
+
+impl TestDatabase {
+    /// A new empty database, or None (with a note) when `PETREL_TEST_PG` is unset.
+    fn create() -> Option<TestDatabase> {
+        let Some(url) = std::env::var("PETREL_TEST_PG")
+            .ok()
+            .filter(|u| !u.is_empty())
+        else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "PETREL_TEST_PG is not set under CI: the PostgreSQL server test would not run"
+            );
+            let _ = writeln!(
+                std::io::stderr(),
+                "note: PETREL_TEST_PG is not set: server-on-PostgreSQL test SKIPPED"
+            );
+            return None;
+        };
+        let admin: postgres::Config = url.parse().expect("PETREL_TEST_PG is a PostgreSQL URL");
+        let name = format!("petrel_sock_{:016x}", common::rand_u64());
+        let mut c = admin
+            .connect(postgres::NoTls)
+            .expect("connect PETREL_TEST_PG");
+        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let url = key_values(&admin, &name);
+        Some(TestDatabase { admin, name, url })
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Postgres(Box::new(self.url.parse().unwrap()))
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.admin.connect(postgres::NoTls) {
+            let _ = c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+/// `admin`'s server and credentials, database `dbname`, as a `key=value` connection string.
+fn key_values(admin: &postgres::Config, dbname: &str) -> String {
+    let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+    let mut out = format!("dbname={}", quote(dbname));
+    if let Some(host) = admin.get_hosts().first() {
+        let h = match host {
+            postgres::config::Host::Tcp(h) => h.clone(),
+            postgres::config::Host::Unix(p) => p.to_string_lossy().into_owned(),
+        };
+        out += &format!(" host={}", quote(&h));
+    }
+    if let Some(port) = admin.get_ports().first() {
+        out += &format!(" port={port}");
+    }
+    if let Some(user) = admin.get_user() {
+        out += &format!(" user={}", quote(user));
+    }
+    if let Some(pw) = admin.get_password() {
+        out += &format!(" password={}", quote(&String::from_utf8_lossy(pw)));
+    }
+    out
+}
+
+#[test]
+fn login_and_offline_message_on_postgres() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let extra = format!(
+        "[modules.offline]\n[store]\nbackend = \"postgres\"\nurl = {:?}\npool_size = 3\n",
+        db.url
+    );
+    let mut server = Server::start_config(1, &["alice", "bob"], |port, data| {
+        Server::config_text(port, data, "", &extra)
+    });
+    // `petrel user add` wrote the accounts to PostgreSQL.
+    let store = Store::connect(&db.backend()).unwrap();
+    let listed: Vec<String> = store
+        .list_users(Some("localhost"))
+        .unwrap()
+        .iter()
+        .map(|j| j.to_string())
+        .collect();
+    assert_eq!(listed, ["alice@localhost", "bob@localhost"]);
+
+    let mut alice = server.login("alice", "a", Some(0));
+    alice.chat("bob@localhost", "while you were away");
+    let bob_jid = BareJid::parse("bob@localhost").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.offline_count(&bob_jid).unwrap() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the offline message was not stored"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(alice);
+
+    // Across a restart, from PostgreSQL.
+    server.stop();
+    server.spawn(1);
+    let mut bob = server.login("bob", "b", Some(0));
+    let m = bob.expect("offline message", |s| {
+        s.name() == "message" && body(s).is_some()
+    });
+    assert_eq!(body(&m).as_deref(), Some("while you were away"));
+    assert_eq!(m.from().as_deref(), Some("alice@localhost/a"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.offline_count(&bob_jid).unwrap() != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the delivered message was not deleted"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Nothing went to the embedded store.
+    assert!(!server.data_dir().join(DB_FILE).exists());
+}
+
+/// Runs without a PostgreSQL server: one that cannot be reached stops the start, with the reason.
+#[test]
+fn unreachable_postgres_fails_start_and_user_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("petrel.toml");
+    let missing = dir.path().join("no-server-here");
+    let extra = format!(
+        "[store]\nbackend = \"postgres\"\nurl = \"host={} user=petrel dbname=petrel\"\n",
+        missing.display()
+    );
+    std::fs::write(
+        &config,
+        Server::config_text(common::free_port(), &dir.path().join("data"), "", &extra),
+    )
+    .unwrap();
+    for args in [
+        &["serve", "--allow-oversubscribe", "--shards", "1"][..],
+        &["user", "list"][..],
+    ] {
+        let out = common::petrel()
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains("postgres"), "{args:?}: {stderr}");
+    }
+    assert!(!dir.path().join("data").join(DB_FILE).exists());
+}
