@@ -4,15 +4,15 @@
 //! checks preferences and refused queries, at 1 and 2 shards (the same script passes against
 //! Prosody 0.12 without `--strict`: tests/interop/prosody_mam.sh).
 //!
-//! Each test is [`check`] with a store config snippet: a run on another store backend is one more
-//! test function passing its `[store]` table, e.g. for PostgreSQL (with the per-test database helper
-//! of tests/store_postgres.rs, kept alive for the run):
-//! `check(2, &format!("[store]\nbackend = \"postgres\"\nurl = {:?}\n", db.url))`.
+//! Each test is [`check`] with a store config snippet: the PostgreSQL run passes a `[store]` table
+//! naming a database of its own (tests/common/pg.rs; skipped with a note when `PETREL_TEST_PG` is
+//! unset outside CI); another backend is one more such function.
 
 mod common;
 
 use std::time::Duration;
 
+use common::pg::TestDatabase;
 use common::venv::{run_script, server_args};
 use common::Server;
 use petrel::shard::home_shard_of;
@@ -72,4 +72,19 @@ fn slixmpp_mam_one_shard() {
 #[test]
 fn slixmpp_mam_two_shards() {
     check(2, "");
+}
+
+#[test]
+fn slixmpp_mam_postgres_two_shards() {
+    // Dropped (the database deleted) after check() has stopped its server.
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    check(
+        2,
+        &format!(
+            "[store]\nbackend = \"postgres\"\nurl = {:?}\npool_size = 3\n",
+            db.url
+        ),
+    );
 }
