@@ -50,9 +50,10 @@ declare -a off=() on=()
 rate() { awk '$1 == "message" { print $2 }' "$1"; }
 for r in $(seq "$ROUNDS"); do
     for mode in off on; do
-        OUT="$OUT/$mode-$r" PETREL_CONFIG="$OUT/$mode.toml" TARGETS=petrel \
-            bash "$ROOT/loadtest/compare.sh" > "$OUT/$mode-$r.log" 2>&1 || true
-        v=$(rate "$OUT/$mode-$r/petrel.txt")
+        base=$OUT
+        OUT="$base/$mode-$r" PETREL_CONFIG="$base/$mode.toml" TARGETS=petrel \
+            bash "$ROOT/loadtest/compare.sh" > "$base/$mode-$r.log" 2>&1 || true
+        v=$(rate "$base/$mode-$r/petrel.txt")
         echo "round $r archive $mode: ${v:-?} msg/s" >&2
         if [ "$mode" = off ]; then off+=("${v:-0}"); else on+=("${v:-0}"); fi
     done

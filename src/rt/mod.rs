@@ -26,7 +26,7 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::Config;
-use crate::shard::{Shard, ShardId};
+use crate::shard::{Shard, ShardId, ShardMsg};
 use crate::store::{LoginGuard, StorePool};
 
 /// io_uring submission depth per ring (glommio makes three rings per executor). 64 instead of
@@ -129,6 +129,18 @@ impl ShardCtx {
                 if let Err(msg) = self.mesh.send(to, msg) {
                     let mut shard = self.shard.borrow_mut();
                     shard.stats.outbox_rejected += 1;
+                    if let ShardMsg::Multicast(acc, to) = &msg {
+                        // Only past 8x the outbox bound: the fan-out of a room to that shard is
+                        // dropped (counted and logged); its occupants miss this message.
+                        shard.stats.errors_dropped += to.len() as u64;
+                        tracing::warn!(
+                            shard = shard.id.0,
+                            from = acc.from.as_str(),
+                            recipients = to.len(),
+                            "room fan-out dropped: the mesh towards its occupants is full"
+                        );
+                        continue;
+                    }
                     if let Some(acc) = msg.into_acc() {
                         if acc.stanza_type() == "error" {
                             shard.stats.errors_dropped += 1;

@@ -69,12 +69,11 @@ impl ShardMsg {
         )
     }
 
-    /// The stanza carried, if any.
+    /// The stanza carried to one recipient, if any (a refused one is answered to its sender). A
+    /// refused [`ShardMsg::Multicast`] gives none: an error to the room would tell no one.
     pub fn into_acc(self) -> Option<Acc> {
         match self {
-            ShardMsg::SmRoute(acc)
-            | ShardMsg::Conn(_, ConnMsg::Deliver(acc))
-            | ShardMsg::Multicast(acc, _) => Some(acc),
+            ShardMsg::SmRoute(acc) | ShardMsg::Conn(_, ConnMsg::Deliver(acc)) => Some(acc),
             _ => None,
         }
     }

@@ -240,6 +240,11 @@ impl Store {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    /// The largest archive id stored (0 when the archive is empty).
+    pub fn mam_max_id(&self) -> Result<i64, StoreError> {
+        self.int(sql("SELECT coalesce(max(id), 0) FROM mam_message"), &[])
+    }
+
     /// True when `owner`'s archive has message `id`.
     pub fn mam_has(&self, owner: &str, id: i64) -> Result<bool, StoreError> {
         Ok(self.row(BY_ID, args![owner, id])?.is_some())

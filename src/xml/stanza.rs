@@ -260,7 +260,8 @@ impl Stanza {
             self.bytes.extend_from_slice(name.as_bytes());
             self.bytes.push(b'>');
         } else {
-            let at = self.bytes.len() - (self.idx.name.len() + 3);
+            // The end tag is the last `<` (text never holds one); it may be `</message >`.
+            let at = memchr::memrchr(b'<', &self.bytes).unwrap_or(self.bytes.len());
             self.bytes.splice(at..at, child.iter().copied());
         }
         if self_closing || self.idx.child.is_none() {

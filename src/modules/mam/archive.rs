@@ -32,14 +32,18 @@ struct Archive {
     ids: IdGen,
     rows: Vec<ArchivedMessage>,
     batch: usize,
+    /// The hosted domains (whose users have archives).
+    hosts: ahash::HashSet<String>,
 }
 
 /// Registers the handlers and the per-turn write.
 pub fn start(shard: &mut Shard, opts: &MamOptions) {
     shard.ext.insert(Archive {
         batch: opts.batch,
+        hosts: shard.hosts.iter().cloned().collect(),
         ..Archive::default()
     });
+    seed_ids(shard);
     // Before anything else reads the message: forged stanza ids go first.
     shard
         .hooks
@@ -142,7 +146,20 @@ fn archive_incoming(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     {
         return HookResult::Continue;
     }
+    // Users of the hosted domains only: a message to a service (a room occupant's private
+    // message) is not a user's, and belongs to no archive.
+    let hosted = ctx
+        .ext
+        .get::<Archive>()
+        .is_some_and(|a| a.hosts.contains(acc.to.domain()));
+    if !hosted {
+        return HookResult::Continue;
+    }
     let owner = acc.to.bare_str().to_owned();
+    // Routed again (offline storage delivering it at login): archived and stamped already.
+    if has_stanza_id_by(&acc.stanza, &owner) {
+        return HookResult::Continue;
+    }
     let Some(decision) = ctx
         .ext
         .get::<PrefsTable>()
@@ -203,6 +220,17 @@ fn archive_groupchat(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     HookResult::Continue
 }
 
+/// The stanza carries our `<stanza-id by='owner'/>` (clients' own were removed when they sent it).
+fn has_stanza_id_by(stanza: &Stanza, owner: &str) -> bool {
+    if memmem::find(stanza.bytes(), b"stanza-id").is_none() {
+        return false;
+    }
+    stanza.tree().is_ok_and(|t| {
+        t.child_elements()
+            .any(|c| c.name == "stanza-id" && c.ns == ns::SID && c.attr("by") == Some(owner))
+    })
+}
+
 fn next_id(ctx: &mut HookCtx<'_>) -> (i64, i64) {
     let shard = ctx.shard;
     ctx.ext
@@ -240,6 +268,26 @@ fn stamp(stanza: &mut Stanza, owner: &str, id: i64) {
     let mut bytes = Vec::with_capacity(96);
     el.write_to(&mut bytes);
     stanza.append_child(&bytes);
+}
+
+/// New ids must sort after every stored one, even if the clock went back across a restart (clients
+/// catch up with `after=<last id>`): the generator starts past the largest stored id.
+fn seed_ids(shard: &mut Shard) {
+    let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
+    ctx.store(Some(super::STORE_KEY), |store| {
+        let max = store.mam_max_id();
+        JobDone {
+            then: Some(Box::new(move |shard: &mut Shard| match max {
+                Ok(max) => {
+                    if let Some(a) = shard.ext.get_mut::<Archive>() {
+                        a.ids.at_least(max);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "archive: largest stored id unreadable"),
+            })),
+            ..JobDone::default()
+        }
+    });
 }
 
 /// Buffers a row; a full batch is handed to the store at once.
@@ -329,6 +377,8 @@ mod tests {
             "<message to='a@x' id='1'><body>hi</body></message>",
             "<message to='a@x' id='1'/>",
             "<message to='a@x' id='1'>text</message>",
+            "<message to='a@x' id='1'><body>spaced end tag</body></message >",
+            "<message to='a@x' id='1'><body>x</body></message\n\t>",
         ] {
             let mut s = Stanza::parse(xml.as_bytes().to_vec()).unwrap_or_else(|e| panic!("{e}"));
             stamp(&mut s, "a@x", 42);

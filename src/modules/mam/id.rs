@@ -32,6 +32,13 @@ impl IdGen {
     }
 }
 
+impl IdGen {
+    /// Makes every later id larger than `id` (the largest stored one, at start).
+    pub fn at_least(&mut self, id: i64) {
+        self.last = self.last.max(id);
+    }
+}
+
 /// The time (µs since the epoch) an id stands for.
 pub fn micros_of(id: i64) -> i64 {
     id >> SHARD_BITS

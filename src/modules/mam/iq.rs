@@ -92,8 +92,6 @@ pub fn query_archive(
     }
 }
 
-/// Store jobs of one archive run in order (as `prefs::set` keys them).
-
 /// One page of `q`: the result messages, then the IQ result (or only an error).
 fn page_job(store: &Store, owner: &str, q: &Query, req: &Acc, on: ShardId) -> JobDone {
     let error = |c| JobDone::from(req.error_reply(c, on).into_iter().collect::<Vec<_>>());

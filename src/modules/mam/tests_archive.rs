@@ -244,3 +244,68 @@ fn room_archives_are_queried_by_occupants_and_members_only_in_closed_rooms() {
         Some("forbidden")
     );
 }
+
+#[test]
+fn offline_messages_are_archived_and_stamped_once() {
+    let mut w = World::new(1, "[modules.presence]\n[modules.offline]\n[modules.mam]\n");
+    for u in ["alice", "bob"] {
+        let jid =
+            crate::jid::BareJid::parse(&format!("{u}@{HOST}")).unwrap_or_else(|e| panic!("{e}"));
+        w.store()
+            .add_user(&jid, &crate::auth::ScramSecrets::derive("pw", 4096))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+    delivered(&alice.mb);
+    w.send(
+        &mut alice,
+        &format!("<message to='bob@{HOST}' type='chat' id='o1'><body>while away</body></message>"),
+    );
+    let bob = w.connect(0, &format!("bob@{HOST}/b"), Some(0));
+    let got = delivered(&bob.mb);
+    let m = got
+        .iter()
+        .find(|s| s.id().as_deref() == Some("o1"))
+        .unwrap_or_else(|| panic!("offline message not delivered: {got:?}"));
+    let ids = stanza_ids(m);
+    assert_eq!(ids.len(), 1, "one stanza id: {ids:?}");
+    let rows = w
+        .store()
+        .mam_query(&format!("bob@{HOST}"), &MamFilter::default(), 10, false)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].id.to_string(), ids[0].1);
+}
+
+#[test]
+fn private_messages_in_a_room_stay_out_of_the_room_archive() {
+    let mut w = world(1);
+    let room = format!("pm@conference.{HOST}");
+    let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+    let mut bob = w.connect(0, &format!("bob@{HOST}/b"), Some(0));
+    w.send(
+        &mut alice,
+        &format!("<presence to='{room}/al'><x xmlns='http://jabber.org/protocol/muc'/></presence>"),
+    );
+    w.send(&mut alice, &format!("<iq type='set' id='c' to='{room}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"));
+    w.send(
+        &mut bob,
+        &format!("<presence to='{room}/bo'><x xmlns='http://jabber.org/protocol/muc'/></presence>"),
+    );
+    delivered(&alice.mb);
+    delivered(&bob.mb);
+    w.send(
+        &mut alice,
+        &format!("<message to='{room}/bo' type='chat' id='pm1'><body>psst</body></message>"),
+    );
+    let got = delivered(&bob.mb);
+    assert!(
+        got.iter().any(|s| s.id().as_deref() == Some("pm1")),
+        "{got:?}"
+    );
+    let n = w
+        .store()
+        .mam_count(&room, &MamFilter::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(n, 0, "a private message is not the room's");
+}

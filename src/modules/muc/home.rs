@@ -35,6 +35,8 @@ pub(super) struct Rooms {
     slots: HashMap<BareJid, Slot>,
     /// This shard's persistent rooms are loaded from the store.
     loaded: bool,
+    /// Their loading is under way.
+    loading: bool,
     /// Stanzas that arrived before they were.
     waiting: Vec<Acc>,
     limits: RoomLimits,
@@ -48,6 +50,15 @@ pub fn start(shard: &mut Shard, opts: &super::MucOptions) {
         max_rooms: opts.max_rooms_per_user,
         ..Rooms::default()
     });
+    load(shard);
+}
+
+/// Queues the loading of this shard's persistent rooms. Until it succeeds no room is served here
+/// (stanzas wait, bounded): serving an unloaded room would let anyone re-create it and overwrite
+/// its stored configuration. A failed load answers what waited with `resource-constraint` and is
+/// tried again with the next stanza.
+fn load(shard: &mut Shard) {
+    rooms(shard).loading = true;
     let (me, shards) = (shard.id, shard.shards);
     let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
     ctx.store(None, move |store| {
@@ -56,8 +67,13 @@ pub fn start(shard: &mut Shard, opts: &super::MucOptions) {
             then: Some(Box::new(move |shard: &mut Shard| match rows {
                 Ok(rows) => loaded(shard, rows),
                 Err(e) => {
-                    tracing::error!(shard = me.0, error = %e, "MUC rooms could not be loaded");
-                    loaded(shard, Vec::new());
+                    tracing::error!(shard = me.0, error = %e, "MUC rooms could not be loaded; retried with the next stanza");
+                    let r = rooms(shard);
+                    r.loading = false;
+                    for acc in std::mem::take(&mut r.waiting) {
+                        shard.bounce(&acc, StanzaErrorCondition::ResourceConstraint);
+                    }
+                    shard.drain_to_route();
                 }
             })),
             ..JobDone::default()
@@ -85,6 +101,7 @@ fn loaded(shard: &mut Shard, rows: Vec<(String, String)>) {
     }
     let r = rooms(shard);
     r.loaded = true;
+    r.loading = false;
     let waiting = std::mem::take(&mut r.waiting);
     for creator in creators {
         let home = home_shard(&creator, shard.shards);
@@ -111,6 +128,9 @@ pub fn deliver(shard: &mut Shard, acc: Acc) {
         } else {
             shard.bounce(&acc, StanzaErrorCondition::ResourceConstraint);
         }
+        if !rooms(shard).loading {
+            load(shard);
+        }
         return;
     }
     let room_jid = acc.to.bare();
@@ -124,7 +144,7 @@ pub fn deliver(shard: &mut Shard, acc: Acc) {
     match r.slots.get_mut(&room_jid) {
         Some(Slot::Live { room, .. }) if extension.is_some() => {
             // Occupants and members (and anyone in an open room) may use the room's extensions.
-            let open = !room.config().members_only;
+            let open = !room.config().members_only && room.config().password.is_none();
             let allowed = room.has_session(&from)
                 || room.affiliation(&from.bare()) >= Affiliation::Member
                 || (open && room.affiliation(&from.bare()) != Affiliation::Outcast);
@@ -265,8 +285,20 @@ fn apply(shard: &mut Shard, jid: &BareJid, outs: Vec<RoomOut>) {
         match out {
             RoomOut::Send { to, stanza } => {
                 let from = sender_of(&stanza, jid);
+                // To one of the room's sessions: straight to its shard, the path its groupchat
+                // messages take, so what the room sends it stays in order (self-presence, history,
+                // subject, then messages). Anything else (invitations, errors to outsiders) is
+                // routed.
+                let at = to
+                    .clone()
+                    .try_into_full()
+                    .ok()
+                    .and_then(|full| Some((session_shard(shard, jid, &full)?, full)));
                 let acc = Acc::new(stanza, from, to, shard.id);
-                shard.fx.to_route.push(acc);
+                match at {
+                    Some((at, full)) => shard.multicast(at, acc, std::sync::Arc::from([full])),
+                    None => shard.fx.to_route.push(acc),
+                }
             }
             RoomOut::Broadcast { stanza, to } => {
                 let from = sender_of(&stanza, jid);
@@ -281,6 +313,18 @@ fn apply(shard: &mut Shard, jid: &BareJid, outs: Vec<RoomOut>) {
             RoomOut::Save => save(shard, jid),
             RoomOut::Destroyed => destroyed(shard, jid),
         }
+    }
+}
+
+/// The shard where session `full` of room `room` lives, if it is one of the room's sessions.
+fn session_shard(
+    shard: &mut Shard,
+    room: &BareJid,
+    full: &FullJid,
+) -> Option<crate::shard::ShardId> {
+    match rooms(shard).slots.get(room) {
+        Some(Slot::Live { room, .. }) => room.session_shard(full),
+        _ => None,
     }
 }
 
@@ -336,6 +380,19 @@ fn delete_stored(shard: &mut Shard, jid: &BareJid) {
     });
 }
 
+/// The room's message archive goes with the room: a room created later under the same name
+/// must not show it.
+fn delete_archive(shard: &mut Shard, jid: &BareJid) {
+    let name = jid.as_str().to_owned();
+    let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
+    ctx.store(store_key(jid), move |store| {
+        if let Err(e) = store.mam_delete_owner(&name) {
+            tracing::error!(room = name, error = %e, "MUC room archive not deleted");
+        }
+        JobDone::default()
+    });
+}
+
 fn destroyed(shard: &mut Shard, jid: &BareJid) {
     let Some(Slot::Live { room, creator }) = rooms(shard).slots.remove(jid) else {
         return;
@@ -345,6 +402,7 @@ fn destroyed(shard: &mut Shard, jid: &BareJid) {
     if was_persistent {
         delete_stored(shard, jid);
     }
+    delete_archive(shard, jid);
     let home = home_shard(&creator, shard.shards);
     shard.send_to_shard(
         home,

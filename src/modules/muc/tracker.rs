@@ -95,7 +95,17 @@ fn on_session_end(end: &mut SessionEnd, ctx: &mut HookCtx<'_>) -> HookResult {
             ctx.run_on(
                 to.shard,
                 Box::new(move |s: &mut Shard| {
-                    s.ext.get_or_default::<Joined>().rooms.insert(jid, rooms);
+                    let mine = s
+                        .ext
+                        .get_or_default::<Joined>()
+                        .rooms
+                        .entry(jid)
+                        .or_default();
+                    for room in rooms {
+                        if !mine.contains(&room) && mine.len() < MAX_JOINED {
+                            mine.push(room);
+                        }
+                    }
                 }),
             );
         }

@@ -1,4 +1,5 @@
--- Version 3: the message archive (XEP-0313) and its preferences.
+-- Version 3: the message archive (XEP-0313) and its preferences. Time ranges use the ids
+-- (time-ordered), so `ts` needs no index.
 CREATE TABLE mam_message (
     owner     TEXT COLLATE "C" NOT NULL,
     id        BIGINT NOT NULL,
@@ -10,7 +11,6 @@ CREATE TABLE mam_message (
     PRIMARY KEY (owner, id)
 );
 CREATE INDEX mam_message_with ON mam_message (owner, with_bare, id);
-CREATE INDEX mam_message_ts ON mam_message (ts);
 CREATE TABLE mam_prefs (
     owner   TEXT COLLATE "C" NOT NULL PRIMARY KEY,
     mode    TEXT NOT NULL,

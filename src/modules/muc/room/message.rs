@@ -73,7 +73,17 @@ impl Room {
         let body = el.get_child("body", ns::CLIENT).is_some();
         let subject = el.get_child("subject", ns::CLIENT).map(Element::text);
         let me = self.occupant_jid(&nick);
-        let mut reflected = stanza.clone();
+        // Occupant information is the room's to give: a client's own `<x muc#user>` is removed
+        // (XEP-0045 spoofing; XEP-0313 §5.1.2 before archiving).
+        let mut reflected = if el.get_child("x", NS_MUC_USER).is_some() {
+            let mut clean = el.clone();
+            clean
+                .children
+                .retain(|c| !matches!(c, Node::Element(e) if e.name == "x" && e.ns == NS_MUC_USER));
+            Stanza::from_element(&clean)
+        } else {
+            stanza.clone()
+        };
         reflected.remove_attr("to");
         reflected.set_from(&me);
         if let (Some(text), false) = (subject, body) {

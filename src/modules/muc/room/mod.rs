@@ -314,6 +314,13 @@ impl Room {
         self.occupants.len()
     }
 
+    /// The shard session `jid` of the room lives on, if it is in the room.
+    pub fn session_shard(&self, jid: &FullJid) -> Option<ShardId> {
+        self.occupants
+            .by_jid(jid)
+            .and_then(|o| o.sessions().find(|(j, _)| *j == jid).map(|(_, s)| s))
+    }
+
     /// True when session `jid` is in the room (under any nickname).
     pub fn has_session(&self, jid: &FullJid) -> bool {
         self.occupants.nick_of(jid).is_some()
