@@ -67,22 +67,10 @@ fn process_iq(shard: &mut Shard, acc: Acc, target: IqTarget) {
         shard.bounce(&acc, StanzaErrorCondition::BadRequest);
         return;
     }
-    let payload = match acc.stanza.tree() {
-        Ok(el) => {
-            let mut children = el.child_elements();
-            match (children.next(), children.next()) {
-                (Some(child), None) => child.clone(),
-                // RFC 6120 §8.2.3: an IQ get/set carries exactly one payload element.
-                _ => {
-                    shard.bounce(&acc, StanzaErrorCondition::BadRequest);
-                    return;
-                }
-            }
-        }
-        Err(_) => {
-            shard.bounce(&acc, StanzaErrorCondition::BadRequest);
-            return;
-        }
+    // RFC 6120 §8.2.3: an IQ get/set carries exactly one payload element.
+    let Some(payload) = iq_payload(&acc) else {
+        shard.bounce(&acc, StanzaErrorCondition::BadRequest);
+        return;
     };
     let handler = match target {
         IqTarget::Server => shard.iq.server(acc.to.domain(), &payload.ns),
@@ -93,6 +81,17 @@ fn process_iq(shard: &mut Shard, acc: Acc, target: IqTarget) {
         return;
     };
     answer_iq(shard, acc, &handler, &payload);
+}
+
+/// The single child element of an IQ get/set (RFC 6120 §8.2.3), or `None` when it has none, more
+/// than one, or does not parse (the caller answers `bad-request`).
+pub fn iq_payload(acc: &Acc) -> Option<crate::xml::Element> {
+    let el = acc.stanza.tree().ok()?;
+    let mut children = el.child_elements();
+    match (children.next(), children.next()) {
+        (Some(child), None) => Some(child.clone()),
+        _ => None,
+    }
 }
 
 /// Runs an IQ handler on `acc` (a get or set with the single child `payload`) and routes its

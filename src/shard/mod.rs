@@ -264,9 +264,12 @@ impl Shard {
     /// routes what they return with [`Shard::route_all`]).
     pub fn take_jobs(&mut self) -> Vec<KeyedJob> {
         // Modules that batch writes over a scheduler turn hand them over now.
-        for f in self.flushers.clone() {
+        // Taken out while they run (a flusher gets `&mut self`); no allocation on this hot path.
+        let flushers = std::mem::take(&mut self.flushers);
+        for f in &flushers {
             f(self);
         }
+        self.flushers = flushers;
         // Work of guards that died on this thread (`hooks::on_drop`) may queue jobs of its own.
         for work in crate::hooks::on_drop::take_pending() {
             work(self);

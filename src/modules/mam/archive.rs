@@ -20,9 +20,6 @@ use crate::shard::Shard;
 use crate::store::ArchivedMessage;
 use crate::xml::{Element, Node, Stanza, StanzaKind};
 
-/// XEP-0045 occupant information.
-const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
-
 /// Scratch key: the archive id taken for this message by the sender's side.
 const MAM_ID: &str = "mam.id";
 
@@ -82,16 +79,18 @@ fn strip_forged(acc: &mut Acc, _ctx: &mut HookCtx<'_>) -> HookResult {
     HookResult::Continue
 }
 
-/// Whether a message of type `ty` with these bytes goes to the archive.
-fn archivable(bytes: &[u8], ty: &str, groupchat: bool) -> bool {
+/// Whether a message goes to the archive (`groupchat`: a room's message, else a 1:1 one).
+fn archivable(stanza: &Stanza, groupchat: bool) -> bool {
+    let ty = stanza.type_().unwrap_or_default();
     let type_ok = if groupchat {
         ty == "groupchat"
     } else {
-        matches!(ty, "" | "chat" | "normal")
+        matches!(ty.as_ref(), "" | "chat" | "normal")
     };
     if !type_ok {
         return false;
     }
+    let bytes = stanza.bytes();
     let hinted = |h: &[u8]| {
         memmem::find(bytes, h).is_some() && memmem::find(bytes, ns::HINTS.as_bytes()).is_some()
     };
@@ -107,8 +106,8 @@ fn archivable(bytes: &[u8], ty: &str, groupchat: bool) -> bool {
     // A forwarded message (a MAM result, a carbon) carries another message's body: only a body of
     // its own counts (rare: the tree is built only then).
     if memmem::find(bytes, ns::FORWARD.as_bytes()).is_some() {
-        return Stanza::parse(bytes.to_vec())
-            .and_then(|s| s.tree())
+        return stanza
+            .tree()
             .is_ok_and(|t| t.get_child("body", crate::xmpp::ns::CLIENT).is_some());
     }
     true
@@ -116,9 +115,7 @@ fn archivable(bytes: &[u8], ty: &str, groupchat: bool) -> bool {
 
 /// `user_send_message`: the sender's copy.
 fn archive_outgoing(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
-    if acc.kind() != StanzaKind::Message
-        || !archivable(acc.stanza.bytes(), &acc.stanza_type(), false)
-    {
+    if acc.kind() != StanzaKind::Message || !archivable(&acc.stanza, false) {
         return HookResult::Continue;
     }
     let owner = acc.from.bare_str().to_owned();
@@ -142,7 +139,7 @@ fn archive_outgoing(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
 fn archive_incoming(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     if acc.kind() != StanzaKind::Message
         || acc.to.node().is_none()
-        || !archivable(acc.stanza.bytes(), &acc.stanza_type(), false)
+        || !archivable(&acc.stanza, false)
     {
         return HookResult::Continue;
     }
@@ -190,20 +187,10 @@ fn archive_incoming(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
 
 /// `filter_room_packet`: a room's groupchat message, archived under the room's JID.
 fn archive_groupchat(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
-    if acc.kind() != StanzaKind::Message
-        || !archivable(acc.stanza.bytes(), &acc.stanza_type(), true)
-    {
+    if acc.kind() != StanzaKind::Message || !archivable(&acc.stanza, true) {
         return HookResult::Continue;
     }
-    // Occupant information in a room's message is the room's to give: a client's own is removed
-    // before it is archived or relayed (XEP-0313 §5.1.2, XEP-0045 spoofing).
-    if memmem::find(acc.stanza.bytes(), MUC_USER.as_bytes()).is_some() {
-        if let Ok(mut el) = acc.stanza.tree() {
-            el.children
-                .retain(|c| !matches!(c, Node::Element(e) if e.name == "x" && e.ns == MUC_USER));
-            acc.stanza = Stanza::from_element(&el);
-        }
-    }
+    // A client's own `<x muc#user>` was removed by the room (XEP-0313 §5.1.2).
     let room = acc.to.bare_str().to_owned();
     let (id, ts) = next_id(ctx);
     let row = row(
@@ -326,47 +313,65 @@ fn write(store: &crate::store::Store, rows: Vec<ArchivedMessage>) -> JobDone {
 mod tests {
     use super::*;
 
+    /// The message `xml` (a `<message>` start tag) with `type='ty'` (none when empty).
+    fn m(xml: &[u8], ty: &str) -> Stanza {
+        let xml = String::from_utf8_lossy(xml);
+        let typed = if ty.is_empty() {
+            xml.into_owned()
+        } else {
+            xml.replacen("<message", &format!("<message type='{ty}'"), 1)
+        };
+        Stanza::parse(typed.into_bytes()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     #[test]
     fn what_is_archived() {
         assert!(archivable(
-            b"<message><body>x</body></message>",
-            "chat",
-            false
-        ));
-        assert!(archivable(b"<message><body>x</body></message>", "", false));
-        assert!(!archivable(
-            b"<message><body>x</body></message>",
-            "headline",
-            false
-        ));
-        assert!(!archivable(
-            b"<message><body>x</body></message>",
-            "groupchat",
+            &m(b"<message><body>x</body></message>", "chat"),
             false
         ));
         assert!(archivable(
-            b"<message><body>x</body></message>",
-            "groupchat",
+            &m(b"<message><body>x</body></message>", ""),
+            false
+        ));
+        assert!(!archivable(
+            &m(b"<message><body>x</body></message>", "headline"),
+            false
+        ));
+        assert!(!archivable(
+            &m(b"<message><body>x</body></message>", "groupchat"),
+            false
+        ));
+        assert!(archivable(
+            &m(b"<message><body>x</body></message>", "groupchat"),
             true
         ));
         assert!(!archivable(
-            b"<message><active xmlns='http://jabber.org/protocol/chatstates'/></message>",
-            "chat",
+            &m(
+                b"<message><active xmlns='http://jabber.org/protocol/chatstates'/></message>",
+                "chat"
+            ),
             false
         ));
         assert!(archivable(
-            b"<message><store xmlns='urn:xmpp:hints'/></message>",
-            "chat",
+            &m(
+                b"<message><store xmlns='urn:xmpp:hints'/></message>",
+                "chat"
+            ),
             false
         ));
         assert!(!archivable(
-            b"<message><body>x</body><no-store xmlns='urn:xmpp:hints'/></message>",
-            "chat",
+            &m(
+                b"<message><body>x</body><no-store xmlns='urn:xmpp:hints'/></message>",
+                "chat"
+            ),
             false
         ));
         assert!(!archivable(
-            b"<message><body>x</body><no-permanent-store xmlns='urn:xmpp:hints'/></message>",
-            "chat",
+            &m(
+                b"<message><body>x</body><no-permanent-store xmlns='urn:xmpp:hints'/></message>",
+                "chat"
+            ),
             false
         ));
     }

@@ -359,35 +359,40 @@ fn save(shard: &mut Shard, jid: &BareJid) {
             return;
         }
     };
-    let name = jid.as_str().to_owned();
-    let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
-    ctx.store(store_key(jid), move |store| {
-        if let Err(e) = store.muc_room_save(&name, &state) {
-            tracing::error!(room = name, error = %e, "MUC room not saved");
-        }
-        JobDone::default()
+    store_write(shard, jid, "MUC room not saved", move |store, name| {
+        store.muc_room_save(name, &state)
     });
 }
 
 fn delete_stored(shard: &mut Shard, jid: &BareJid) {
-    let name = jid.as_str().to_owned();
-    let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
-    ctx.store(store_key(jid), move |store| {
-        if let Err(e) = store.muc_room_delete(&name) {
-            tracing::error!(room = name, error = %e, "MUC room not deleted");
-        }
-        JobDone::default()
+    store_write(shard, jid, "MUC room not deleted", |store, name| {
+        store.muc_room_delete(name)
     });
 }
 
 /// The room's message archive goes with the room: a room created later under the same name
 /// must not show it.
 fn delete_archive(shard: &mut Shard, jid: &BareJid) {
+    store_write(shard, jid, "MUC room archive not deleted", |store, name| {
+        store.mam_delete_owner(name).map(drop)
+    });
+}
+
+/// Queues `write` for room `jid` on the store pool (in order with the room's other writes); a
+/// failure is logged as `what`.
+fn store_write(
+    shard: &mut Shard,
+    jid: &BareJid,
+    what: &'static str,
+    write: impl FnOnce(&crate::store::Store, &str) -> Result<(), crate::store::StoreError>
+        + Send
+        + 'static,
+) {
     let name = jid.as_str().to_owned();
     let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
     ctx.store(store_key(jid), move |store| {
-        if let Err(e) = store.mam_delete_owner(&name) {
-            tracing::error!(room = name, error = %e, "MUC room archive not deleted");
+        if let Err(e) = write(store, &name) {
+            tracing::error!(room = name, error = %e, "{what}");
         }
         JobDone::default()
     });

@@ -32,18 +32,6 @@ use ahash::HashSet;
 
 use crate::shard::Shard;
 
-/// Namespaces of XEP-0045.
-pub mod ns {
-    /// The protocol (join presence payload, disco feature).
-    pub const MUC: &str = "http://jabber.org/protocol/muc";
-    /// Occupant information in presence and messages.
-    pub const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
-    /// Moderator and admin IQs.
-    pub const MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
-    /// Owner IQs (configuration, destroy).
-    pub const MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
-}
-
 /// The service domains of this server, shared by the module's handlers on a shard.
 #[derive(Debug, Default)]
 pub(crate) struct Services(pub HashSet<String>);

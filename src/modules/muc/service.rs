@@ -36,14 +36,7 @@ fn to_service(shard: &mut Shard, acc: Acc) {
         }
         return;
     }
-    let payload = acc.stanza.tree().ok().and_then(|el| {
-        let mut it = el.child_elements();
-        match (it.next(), it.next()) {
-            (Some(c), None) => Some(c.clone()),
-            _ => None,
-        }
-    });
-    let Some(payload) = payload else {
+    let Some(payload) = crate::local::iq_payload(&acc) else {
         shard.bounce(&acc, StanzaErrorCondition::BadRequest);
         return;
     };
@@ -55,7 +48,7 @@ fn to_service(shard: &mut Shard, acc: Acc) {
                     .with_attr("type", "text")
                     .with_attr("name", "Chatrooms"),
             );
-            for f in [ns::DISCO_INFO, ns::DISCO_ITEMS, super::ns::MUC] {
+            for f in [ns::DISCO_INFO, ns::DISCO_ITEMS, super::room::types::NS_MUC] {
                 q = q.with_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", f));
             }
             let reply = result_reply(&acc, Some(q), shard.id);

@@ -39,10 +39,11 @@ fn received(w: &mut World, user: &User) -> Vec<Stanza> {
 
 fn has_status(s: &Stanza, code: &str) -> bool {
     s.tree().ok().is_some_and(|t| {
-        t.get_child("x", super::ns::MUC_USER).is_some_and(|x| {
-            x.child_elements()
-                .any(|c| c.name == "status" && c.attr("code") == Some(code))
-        })
+        t.get_child("x", super::room::types::NS_MUC_USER)
+            .is_some_and(|x| {
+                x.child_elements()
+                    .any(|c| c.name == "status" && c.attr("code") == Some(code))
+            })
     })
 }
 
@@ -109,7 +110,7 @@ fn service_is_listed_and_answers_disco() {
         text.contains("category='conference'") || text.contains("category=\"conference\""),
         "{text}"
     );
-    assert!(text.contains(super::ns::MUC), "{text}");
+    assert!(text.contains(super::room::types::NS_MUC), "{text}");
 }
 
 #[test]

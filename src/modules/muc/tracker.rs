@@ -73,10 +73,11 @@ fn is_self_presence(acc: &Acc) -> bool {
     let Ok(el) = acc.stanza.tree() else {
         return false;
     };
-    el.get_child("x", super::ns::MUC_USER).is_some_and(|x| {
-        x.child_elements()
-            .any(|c| c.name == "status" && c.attr("code") == Some("110"))
-    })
+    el.get_child("x", super::room::types::NS_MUC_USER)
+        .is_some_and(|x| {
+            x.child_elements()
+                .any(|c| c.name == "status" && c.attr("code") == Some("110"))
+        })
 }
 
 /// The session ended: it leaves its rooms; resumed on another shard: the list follows it.
