@@ -48,8 +48,8 @@ async fn serve<S: Io + 'static>(io: S, peer: SocketAddr, ctx: Rc<ShardCtx>, l: A
     let service = {
         let (ctx, l, upgrade) = (ctx.clone(), l.clone(), upgrade.clone());
         hyper::service::service_fn(move |req| {
-            let response = dispatch(req, &ctx, &l, &upgrade);
-            async move { Ok::<_, Infallible>(response) }
+            let (ctx, l, upgrade) = (ctx.clone(), l.clone(), upgrade.clone());
+            async move { Ok::<_, Infallible>(dispatch(req, peer, &ctx, &l, &upgrade).await) }
         })
     };
     // Not `with_upgrades` (it needs a `Send` stream, and glommio's are not): after a 101 the
@@ -70,9 +70,11 @@ async fn serve<S: Io + 'static>(io: S, peer: SocketAddr, ctx: Rc<ShardCtx>, l: A
     }
 }
 
-/// Routes a request by path to the handlers this listener serves.
-fn dispatch(
+/// Routes a request by path to the handlers this listener serves. Handlers may wait (store, other
+/// shards); a connection serves its requests one at a time (HTTP/1.1).
+async fn dispatch(
     req: Request<Incoming>,
+    _peer: SocketAddr,
     _ctx: &Rc<ShardCtx>,
     l: &Arc<HttpListener>,
     upgrade: &Cell<bool>,
@@ -129,4 +131,21 @@ fn websocket(req: &Request<Incoming>, upgrade: &Cell<bool>) -> Response<Full<Byt
         h.insert("sec-websocket-accept", v);
     }
     r
+}
+
+#[allow(dead_code)] // for the BOSH, upload and admin handlers, which land next
+/// The whole body of a request, refused with 413 past `limit` bytes (or 400 when it breaks off).
+pub(super) async fn read_body(
+    body: Incoming,
+    limit: usize,
+) -> Result<Bytes, Response<Full<Bytes>>> {
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {limit} bytes\n"),
+        )),
+        Err(_) => Err(text(StatusCode::BAD_REQUEST, "request body broken off\n")),
+    }
 }
