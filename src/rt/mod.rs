@@ -8,6 +8,7 @@ mod conn_auth;
 mod conn_sm;
 mod cpus;
 mod http;
+mod http_upload;
 mod jobs;
 mod listeners;
 mod mesh;
