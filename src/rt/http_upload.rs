@@ -3,7 +3,7 @@
 //!
 //! File I/O goes through glommio's io_uring `BufferedFile` (open, write, read, rename, unlink are
 //! io_uring operations): the shard never blocks on the disk and no thread or channel is needed. A
-//! PUT body is written as it arrives through a [`CHUNK`]-byte buffer; a GET streams the file
+//! PUT body is written as it arrives, gathered into [`CHUNK`]-byte writes; a GET streams the file
 //! in [`CHUNK`]-byte reads, so an upload or download holds at most about one chunk in memory (plus
 //! hyper's read buffer).
 
@@ -13,8 +13,8 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures_lite::{AsyncWriteExt, Stream};
-use glommio::io::{BufferedFile, Directory, OpenOptions, StreamWriter, StreamWriterBuilder};
+use futures_lite::Stream;
+use glommio::io::{BufferedFile, Directory, OpenOptions};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderValue};
@@ -81,29 +81,29 @@ async fn put(req: Request<Incoming>, files: &UploadFiles) -> Response<Body> {
 /// Creates the slot's meta file exclusively (a second PUT gets `Exists`), then writes the body;
 /// on failure both files go, so the client may retry the slot.
 async fn store(plan: &PutPlan, body: Incoming) -> Result<(), Reject> {
-    let failed = |e: io::Error| {
+    let failed = |e: glommio::GlommioError<()>| {
         tracing::warn!(dir = %plan.dir.display(), error = %e, "upload: storing failed");
         Reject::Failed
     };
     // Idempotent: an existing directory is fine, the meta file decides.
-    Directory::create(&plan.dir)
-        .await
-        .map_err(|e| failed(e.into()))?;
+    Directory::create(&plan.dir).await.map_err(failed)?;
     let meta_path = plan.dir.join(web::META);
     let meta = OpenOptions::new()
         .write(true)
         .create_new(true)
         .buffered_open(&meta_path)
         .await
-        .map_err(|e| match io::Error::from(e) {
-            e if e.kind() == io::ErrorKind::AlreadyExists => Reject::Exists,
-            e => failed(e),
+        .map_err(|e| match &e {
+            glommio::GlommioError::IoError(io)
+            | glommio::GlommioError::EnhancedIoError { source: io, .. }
+                if io.kind() == io::ErrorKind::AlreadyExists =>
+            {
+                Reject::Exists
+            }
+            _ => failed(e),
         })?;
-    let mut meta = writer(meta);
-    let wrote = match meta.write_all(&plan.meta).await {
-        Ok(()) => meta.close().await,
-        Err(e) => Err(e),
-    };
+    let wrote = write_all(&meta, &plan.meta, 0).await;
+    let _ = meta.close().await;
     let stored = match wrote {
         Ok(()) => write_body(plan, body).await,
         Err(e) => Err(failed(e)),
@@ -115,25 +115,17 @@ async fn store(plan: &PutPlan, body: Incoming) -> Result<(), Reject> {
     stored
 }
 
-/// A buffered writer of [`CHUNK`] bytes (it fsyncs on close: a 201 means the file is on disk).
-fn writer(file: BufferedFile) -> StreamWriter {
-    StreamWriterBuilder::new(file)
-        .with_buffer_size(CHUNK)
-        .build()
-}
-
-/// Writes the body to the part file as it arrives, then renames it into place.
+/// Writes the body to the part file as it arrives, in [`CHUNK`]-byte writes, then syncs it (a 201
+/// means the file is on disk) and renames it into place.
 async fn write_body(plan: &PutPlan, mut body: Incoming) -> Result<(), Reject> {
-    let failed = |e: io::Error| {
+    let failed = |e: glommio::GlommioError<()>| {
         tracing::warn!(dir = %plan.dir.display(), error = %e, "upload: writing failed");
         Reject::Failed
     };
     let part = plan.dir.join(web::PART);
-    let file = BufferedFile::create(&part)
-        .await
-        .map_err(|e| failed(e.into()))?;
-    let mut out = writer(file);
-    let mut written = 0u64;
+    let file = BufferedFile::create(&part).await.map_err(failed)?;
+    let mut pos = 0u64;
+    let mut buf = Vec::with_capacity(CHUNK);
     let result = loop {
         let frame = match body.frame().await {
             None => break Ok(()),
@@ -146,23 +138,56 @@ async fn write_body(plan: &PutPlan, mut body: Incoming) -> Result<(), Reject> {
         };
         // hyper holds the body to Content-Length, which was checked equal to the slot's size;
         // this keeps the bound even so.
-        written += data.len() as u64;
-        if written > plan.size {
+        if pos + (buf.len() + data.len()) as u64 > plan.size {
             break Err(Reject::TooLarge);
         }
-        if let Err(e) = out.write_all(&data).await {
-            break Err(failed(e));
+        buf.extend_from_slice(&data);
+        if buf.len() >= CHUNK {
+            if let Err(e) = write_all(&file, &buf, pos).await {
+                break Err(failed(e));
+            }
+            pos += buf.len() as u64;
+            buf.clear();
         }
     };
-    let closed = out.close().await;
+    let result = match result {
+        Ok(()) => match write_all(&file, &buf, pos).await {
+            Ok(()) => {
+                pos += buf.len() as u64;
+                file.fdatasync().await.map_err(failed)
+            }
+            Err(e) => Err(failed(e)),
+        },
+        Err(e) => Err(e),
+    };
+    let _ = file.close().await;
     result?;
-    closed.map_err(failed)?;
-    if written != plan.size {
+    if pos != plan.size {
         return Err(Reject::Failed);
     }
     glommio::io::rename(&part, plan.dir.join(web::DATA))
         .await
-        .map_err(|e| failed(e.into()))
+        .map_err(failed)
+}
+
+/// Writes all of `buf` at `pos` (a write may be short). glommio takes each write's buffer: one
+/// copy of at most [`CHUNK`] bytes per write. (Not glommio's `StreamWriter`: it panics when polled
+/// before its write completed, which hyper's connection task may do.)
+async fn write_all(
+    file: &BufferedFile,
+    buf: &[u8],
+    mut pos: u64,
+) -> Result<(), glommio::GlommioError<()>> {
+    let mut done = 0;
+    while done < buf.len() {
+        let n = file.write_at(buf[done..].to_vec(), pos).await?;
+        if n == 0 {
+            return Err(io::Error::from(io::ErrorKind::WriteZero).into());
+        }
+        done += n;
+        pos += n as u64;
+    }
+    Ok(())
 }
 
 async fn get(req: &Request<Incoming>, files: &UploadFiles) -> Response<Body> {
