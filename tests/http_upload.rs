@@ -421,3 +421,18 @@ fn expired_slot_is_refused() {
     assert_eq!(put(http, &put_url, b"late", "").status, 410);
     assert_eq!(get(http, &get_url, "GET").status, 404);
 }
+
+#[test]
+fn a_slot_outlives_a_restart() {
+    // Stateless slots: the token verifies under the secret kept in the upload directory.
+    let (mut server, http) = start(2, "");
+    let mut c = server.login("alice", "r", None);
+    let (put_url, get_url) = slot(&mut c, "s", "filename='kept.txt' size='5'").unwrap();
+    drop(c);
+    server.stop();
+    server.spawn(2);
+    assert_eq!(put(http, &put_url, b"hello", "").status, 201);
+    let r = get(http, &get_url, "GET");
+    assert_eq!(r.body, b"hello");
+    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+}
