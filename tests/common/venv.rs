@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 /// The slixmpp release the scripts are written against.
 pub const SLIXMPP: &str = "slixmpp==1.10.0";
+/// The HTTP client slixmpp's xep_0363 uploads with.
+pub const AIOHTTP: &str = "aiohttp==3.11.18";
 
 fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -34,7 +36,9 @@ pub fn venv_python() -> &'static Path {
         let venv = manifest_dir().join("target/interop-venv");
         let python = venv.join("bin/python");
         let version = SLIXMPP.split("==").nth(1).unwrap_or_default();
-        let check = format!("import slixmpp, sys; sys.exit(slixmpp.__version__ != '{version}')");
+        // aiohttp: slixmpp's HTTP upload plugin (xep_0363) needs it.
+        let check =
+            format!("import slixmpp, aiohttp, sys; sys.exit(slixmpp.__version__ != '{version}')");
         let ready = |py: &Path| {
             Command::new(py)
                 .args(["-c", &check])
@@ -57,6 +61,7 @@ pub fn venv_python() -> &'static Path {
             "--quiet",
             "--disable-pip-version-check",
             SLIXMPP,
+            AIOHTTP,
         ]));
         assert!(
             ready(&tmp.join("bin/python")),
