@@ -20,21 +20,8 @@ const MAX: u64 = 1024 * 1024;
 /// (server, http port).
 fn start(shards: usize, extra: &str) -> (Server, u16) {
     let http = free_port();
-    let server = Server::start_config(shards, &["alice", "bob@example.test"], |port, data| {
-        let mut t = Server::config_text(
-            port,
-            data,
-            "",
-            &format!(
-                "[modules.http_upload]\nbase_url = \"http://127.0.0.1:{http}/upload\"\n\
-                 max_file_size = {MAX}\n{extra}\n"
-            ),
-        );
-        t.push_str(&format!(
-            "\n[[listen.http]]\nport = {http}\nip_address = \"127.0.0.1\"\nhandlers = [\"upload\"]\n"
-        ));
-        t
-    });
+    let extra = format!("max_file_size = {MAX}\n{extra}");
+    let server = Server::start_upload(shards, &["alice", "bob@example.test"], http, &extra);
     (server, http)
 }
 

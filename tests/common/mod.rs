@@ -115,6 +115,21 @@ allow_plaintext_on_loopback = true
         server
     }
 
+    /// A server with `[modules.http_upload]` (its `base_url` on the HTTP listener at port `http`,
+    /// which serves `upload`, and the `extra` options) for the upload tests.
+    pub fn start_upload(shards: usize, users: &[&str], http: u16, extra: &str) -> Server {
+        Self::start_config(shards, users, |port, data| {
+            let module = format!(
+                "[modules.http_upload]\nbase_url = \"http://127.0.0.1:{http}/upload\"\n{extra}\n"
+            );
+            let mut t = Self::config_text(port, data, "", &module);
+            t.push_str(&format!(
+                "\n[[listen.http]]\nport = {http}\nip_address = \"127.0.0.1\"\nhandlers = [\"upload\"]\n"
+            ));
+            t
+        })
+    }
+
     /// A server with the default test config.
     pub fn start(shards: usize, users: &[&str]) -> Server {
         Self::start_with(shards, users, "", "")

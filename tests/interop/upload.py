@@ -9,51 +9,24 @@ GET URL and compares bytes and content type; a file over max-file-size is refuse
 Exits 0 only if everything was observed, 1 otherwise (with what was missing).
 """
 
-import argparse
-import asyncio
 import io
-import logging
 import sys
 from pathlib import Path
 
 import aiohttp
-import slixmpp
 from slixmpp.plugins.xep_0363.http_upload import FileTooBig
 
-
-class Client(slixmpp.ClientXMPP):
-    def __init__(self, jid, password, cert):
-        super().__init__(jid, password)
-        self.ca_certs = Path(cert)
-        self.enable_direct_tls = False
-        self.enable_starttls = True
-        self.enable_plaintext = False
-        for p in ("xep_0030", "xep_0363"):
-            self.register_plugin(p)
-        self.started = asyncio.Event()
-        self.failed = None
-        self.add_event_handler("session_start", lambda _: self.started.set())
-        self.add_event_handler("failed_all_auth", lambda *_: self.fail("authentication failed"))
-        self.add_event_handler("connection_failed", lambda e: self.fail(f"connection failed: {e}"))
-        self.add_event_handler("disconnected", lambda *_: self.fail("disconnected"))
-
-    def fail(self, why):
-        if self.failed is None and not self.started.is_set():
-            self.failed = why
-        self.started.set()
+from muclib import common_args, login, logout, run_main
 
 
 async def run(args):
-    c = Client(f"{args.user}@localhost/up", args.password, args.cert)
-    c.connect("127.0.0.1", args.port)
-    await c.started.wait()
-    if c.failed:
-        return [f"login: {c.failed}"]
+    c = await login(args.port, args.cert, args.password, f"alice@{args.domain}", "up")
+    c.register_plugin("xep_0363")
     problems = []
     data = bytes((i * 7 + i // 251) % 256 for i in range(args.size))
     up = c.plugin["xep_0363"]
     url = await up.upload_file(Path("interop file ü.png"), size=len(data), content_type="image/png",
-                               input_file=io.BytesIO(data), domain="localhost", timeout=10)
+                               input_file=io.BytesIO(data), domain=args.domain, timeout=10)
     print(f"uploaded {len(data)} bytes via {up.upload_service}: {url}")
     if up.max_file_size != args.max:
         problems.append(f"max-file-size from disco#info: {up.max_file_size}, expected {args.max}")
@@ -65,42 +38,20 @@ async def run(args):
             if r.headers.get("Content-Type") != "image/png":
                 problems.append(f"GET content type {r.headers.get('Content-Type')!r}")
     try:
-        big = args.max + 1
-        await up.upload_file(Path("big.bin"), size=big, input_file=io.BytesIO(b""), timeout=10)
+        await up.upload_file(Path("big.bin"), size=args.max + 1, input_file=io.BytesIO(b""), timeout=10)
         problems.append("a file over max-file-size was accepted")
     except FileTooBig:
         print("a file over max-file-size: FileTooBig")
-    c.disconnect()
+    await logout([c])
     return problems
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--cert", required=True)
-    ap.add_argument("--user", required=True)
-    ap.add_argument("--password", required=True)
+    ap = common_args(__doc__)
     ap.add_argument("--size", type=int, default=200_000)
     ap.add_argument("--max", type=int, required=True)
-    ap.add_argument("--timeout", type=float, default=30)
-    ap.add_argument("--debug", action="store_true")
     args = ap.parse_args()
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        problems = loop.run_until_complete(asyncio.wait_for(run(args), args.timeout))
-    except asyncio.TimeoutError:
-        problems = [f"timed out (overall limit {args.timeout} s)"]
-    except Exception as e:  # noqa: BLE001
-        problems = [f"{type(e).__name__}: {e}"]
-    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-    if problems:
-        print("FAILED:\n  " + "\n  ".join(problems))
-        return 1
-    print("OK: upload_file, download, max-file-size")
-    return 0
+    return run_main(args, lambda: run(args), "OK: upload_file, download, max-file-size")
 
 
 if __name__ == "__main__":
