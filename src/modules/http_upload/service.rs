@@ -160,3 +160,95 @@ fn refuse(shard: &mut Shard, acc: &Acc, r: Refusal) {
         shard.fx.to_route.push(reply);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modules::http_upload::slot::SlotKey;
+
+    fn service() -> Service {
+        let mut opts = UploadOptions::defaults(std::path::Path::new("/d"));
+        opts.max_file_size = 100;
+        Service {
+            host: "a.test".into(),
+            base_url: opts.base_url_for("a.test"),
+            opts: Rc::new(opts),
+            files: Rc::new(UploadFiles {
+                dir: "/d/upload".into(),
+                key: SlotKey::new([1; 32]),
+            }),
+        }
+    }
+
+    fn request(attrs: &[(&str, &str)]) -> Element {
+        attrs
+            .iter()
+            .fold(Element::new("request", NS), |e, (k, v)| e.with_attr(*k, *v))
+    }
+
+    #[test]
+    fn a_slot_has_urls_the_http_side_accepts() {
+        let s = service();
+        let req = request(&[
+            ("filename", "../x y.txt"),
+            ("size", "100"),
+            ("content-type", "text/plain"),
+        ]);
+        let slot = s
+            .slot("a.test", true, &req, 1000)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let url = |name: &str| {
+            slot.get_child(name, NS)
+                .and_then(|e| e.attr("url"))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let (put, get) = (url("put"), url("get"));
+        assert!(
+            get.starts_with("http://a.test:5280/upload/") && get.ends_with("/x%20y.txt"),
+            "{get}"
+        );
+        let rest = put.strip_prefix("http://a.test:5280").unwrap_or_default();
+        let (path, query) = rest.split_once('?').unwrap_or_default();
+        let plan = s
+            .files
+            .put(path, Some(query), Some("100"), Some("text/plain"), 1300);
+        assert!(plan.is_ok(), "{plan:?}");
+        // slot_timeout (300 s) later, the PUT URL is refused.
+        let late = s.files.put(path, Some(query), Some("100"), None, 1301);
+        assert_eq!(late.map(drop), Err(super::super::web::Reject::Expired));
+    }
+
+    #[test]
+    fn refusals() {
+        let s = service();
+        let ok = [("filename", "a"), ("size", "1")];
+        assert!(s.slot("a.test", true, &request(&ok), 0).is_ok());
+        assert_eq!(
+            s.slot("b.test", true, &request(&ok), 0),
+            Err(Refusal::NotAllowed)
+        );
+        assert_eq!(
+            s.slot("a.test", false, &request(&ok), 0),
+            Err(Refusal::NotAllowed)
+        );
+        let big = [("filename", "a"), ("size", "101")];
+        assert_eq!(
+            s.slot("a.test", true, &request(&big), 0),
+            Err(Refusal::TooLarge(100))
+        );
+        for bad in [
+            &[("filename", "a")][..],
+            &[("size", "1")],
+            &[("filename", "a"), ("size", "x")],
+            &[("filename", "a"), ("size", "-1")],
+            &[("filename", "/"), ("size", "1")],
+        ] {
+            assert_eq!(
+                s.slot("a.test", true, &request(bad), 0),
+                Err(Refusal::BadRequest),
+                "{bad:?}"
+            );
+        }
+    }
+}
