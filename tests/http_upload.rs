@@ -381,6 +381,33 @@ fn bad_input() {
         404,
         "nothing stored by refused PUTs"
     );
+    // A client that goes away mid-body: its partial file goes, and the slot can be used again.
+    {
+        let mut s = TcpStream::connect(("127.0.0.1", http)).unwrap();
+        let head = format!("PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n");
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(&body[..500]).unwrap();
+    }
+    let mut removed = false;
+    for _ in 0..100 {
+        // The server notices the closed connection and removes the partial upload.
+        std::thread::sleep(Duration::from_millis(50));
+        let r = http_req(
+            http,
+            &format!("HEAD {} HTTP/1.1", path_of(&get_url, http)),
+            b"",
+        );
+        assert_eq!(r.status, 404, "a partial upload is never served");
+        if !upload
+            .join(get_url.rsplit('/').nth(1).unwrap())
+            .join("meta")
+            .exists()
+        {
+            removed = true;
+            break;
+        }
+    }
+    assert!(removed, "the partial upload was not removed");
     // The slot is still good after all that.
     assert_eq!(put(http, &put_url, &body, "").status, 201);
     let r = get(http, &get_url, "GET");

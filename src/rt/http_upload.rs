@@ -8,6 +8,7 @@
 //! hyper's read buffer).
 
 use std::io;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -102,17 +103,30 @@ async fn store(plan: &PutPlan, body: Incoming) -> Result<(), Reject> {
             }
             _ => failed(e),
         })?;
+    let mut guard = Cleanup(Some(plan.dir.clone()));
     let wrote = write_all(&meta, &plan.meta, 0).await;
     let _ = meta.close().await;
-    let stored = match wrote {
-        Ok(()) => write_body(plan, body).await,
-        Err(e) => Err(failed(e)),
-    };
-    if stored.is_err() {
-        let _ = glommio::io::remove(plan.dir.join(web::PART)).await;
-        let _ = glommio::io::remove(&meta_path).await;
+    wrote.map_err(failed)?;
+    write_body(plan, body).await?;
+    guard.0 = None;
+    Ok(())
+}
+
+/// Removes a slot's meta and part files unless the upload completed, also when the request's
+/// future is dropped midway (connection gone, shutdown), so the client may retry the slot.
+struct Cleanup(Option<PathBuf>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            // A task of its own: drop cannot wait, and the removal is io_uring work too.
+            glommio::spawn_local(async move {
+                let _ = glommio::io::remove(dir.join(web::PART)).await;
+                let _ = glommio::io::remove(dir.join(web::META)).await;
+            })
+            .detach();
+        }
     }
-    stored
 }
 
 /// Writes the body to the part file as it arrives, in [`CHUNK`]-byte writes, then syncs it (a 201
