@@ -1,0 +1,3 @@
+//! HTTP transports for XMPP: BOSH (XEP-0124/0206).
+
+pub mod bosh;
