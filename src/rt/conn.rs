@@ -49,6 +49,10 @@ pub(super) enum Pending {
 
 type PendingFut = Pin<Box<dyn Future<Output = Pending>>>;
 
+/// The byte link a c2s stream runs over.
+pub(crate) trait Link: AsyncRead + AsyncWrite + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Unpin> Link for T {}
+
 /// What woke the connection's loop.
 enum Wake {
     Progress,
@@ -63,6 +67,16 @@ pub(crate) async fn run(stream: TcpStream, ctx: Rc<ShardCtx>, cfg: Arc<C2sConfig
         return;
     };
     let _ = stream.set_nodelay(true);
+    run_io(stream, peer, ctx, cfg).await;
+}
+
+/// Runs one c2s stream over any byte link (a socket, or BOSH's in-memory pipe) to its end.
+pub(crate) async fn run_io<S: Link>(
+    stream: S,
+    peer: std::net::SocketAddr,
+    ctx: Rc<ShardCtx>,
+    cfg: Arc<C2sConfig>,
+) {
     let (conn, mailbox) = ctx.shard.borrow_mut().open_conn();
     let shard_id = ctx.shard.borrow().id.0;
     tracing::info!(shard = shard_id, conn = conn.0, %peer, "connection opened");
@@ -128,14 +142,14 @@ pub(super) struct Driver {
 }
 
 impl Driver {
-    async fn run(mut self, stream: TcpStream) {
+    async fn run<S: Link>(mut self, stream: S) {
         self.serve(stream).await;
         // The socket is gone; a resumable session (or our own resumption in flight) lives on.
         self.park().await;
         self.drain_backlog().await;
     }
 
-    async fn serve(&mut self, mut stream: TcpStream) {
+    async fn serve<S: Link>(&mut self, mut stream: S) {
         loop {
             self.process();
             if self.wbuf.is_empty() {
@@ -456,7 +470,7 @@ impl Driver {
 
     /// Waits for the next thing to do: room to write, bytes to read, a mailbox message, a store
     /// answer, a timeout. Reading pauses while the client is not draining what we send.
-    async fn wait(&mut self, stream: &mut TcpStream) -> Wake {
+    async fn wait<S: Link>(&mut self, stream: &mut S) -> Wake {
         let read_limit = self.c2s_bound();
         std::future::poll_fn(|cx| {
             let mut progressed = false;

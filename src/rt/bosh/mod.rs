@@ -1,0 +1,133 @@
+//! The BOSH driver (XEP-0124/0206 at `/http-bind`): the HTTP layer hands each request body to
+//! [`handle`], which answers it once its session has a response. A session lives on the shard that
+//! created it (the shard is the prefix of its `sid`); requests reaching another shard are forwarded
+//! over the mesh and answered through a one-shot slot.
+
+// TODO(web): remove once the HTTP listener routes `/http-bind` here.
+#![allow(dead_code)]
+
+mod pipe;
+mod session;
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ahash::HashMap;
+
+use super::ShardCtx;
+use crate::c2s::C2sConfig;
+use crate::shard::{Shard, ShardId, ShardMsg};
+use crate::store::oneshot::{self, Sender};
+use crate::web::bosh::{self, Action, BoshConfig, BoshSession, Condition, Request, RequestId};
+use session::Inbox;
+
+/// An HTTP response to a BOSH request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reply {
+    /// The HTTP status.
+    pub status: u16,
+    /// The `<body/>` (content type `text/xml; charset=utf-8`).
+    pub body: Vec<u8>,
+}
+
+/// What a BOSH endpoint serves with.
+#[derive(Debug, Clone)]
+pub(crate) struct BoshEndpoint {
+    /// The c2s settings of its streams (TLS mode `None`).
+    pub c2s: Arc<C2sConfig>,
+    /// The BOSH session parameters.
+    pub bosh: Arc<BoshConfig>,
+}
+
+/// The sessions living on this shard, by sid (kept in `Shard::ext`, so a forwarded request finds
+/// them from a `ShardMsg::Run`).
+#[derive(Default)]
+struct Sessions {
+    map: HashMap<String, Rc<RefCell<Inbox>>>,
+}
+
+/// Answers one `POST /http-bind` body from `peer`.
+pub(crate) async fn handle(
+    ctx: &Rc<ShardCtx>,
+    ep: &BoshEndpoint,
+    peer: SocketAddr,
+    body: &[u8],
+) -> Reply {
+    let req = match bosh::parse(body, &ep.bosh.limits) {
+        Ok(req) => req,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "bad BOSH request");
+            return Reply::terminate(e.condition());
+        }
+    };
+    let (tx, rx) = oneshot::channel();
+    match req.sid.clone() {
+        None => create(ctx, ep, peer, req, tx),
+        Some(sid) => match bosh::sid_shard(&sid).filter(|&s| s < ctx.shard.borrow().shards) {
+            Some(owner) => {
+                let to = ShardId(owner as u16);
+                let run = move |shard: &mut Shard| deliver(shard, &sid, req, tx);
+                ctx.shard
+                    .borrow_mut()
+                    .send_to_shard(to, ShardMsg::Run(Box::new(run)));
+                ctx.flush();
+            }
+            None => tx.send(Reply::terminate(Condition::ItemNotFound)),
+        },
+    }
+    // A dropped sender (the session ended meanwhile): the sid is no longer known.
+    rx.await
+        .unwrap_or_else(|| Reply::terminate(Condition::ItemNotFound))
+}
+
+/// On the owning shard: hands the request to its session.
+fn deliver(shard: &mut Shard, sid: &str, req: Request, tx: Sender<Reply>) {
+    match shard.ext.get_or_default::<Sessions>().map.get(sid) {
+        Some(inbox) => inbox.borrow_mut().push(req, tx),
+        None => tx.send(Reply::terminate(Condition::ItemNotFound)),
+    }
+}
+
+/// Opens a session on this shard and starts its task.
+fn create(
+    ctx: &Rc<ShardCtx>,
+    ep: &BoshEndpoint,
+    peer: SocketAddr,
+    req: Request,
+    tx: Sender<Reply>,
+) {
+    let shard = ctx.shard.borrow().id.index();
+    let Ok(sid) = bosh::new_sid(shard) else {
+        return tx.send(Reply::terminate(Condition::InternalServerError));
+    };
+    let core = match BoshSession::create(
+        ep.bosh.clone(),
+        sid.clone(),
+        RequestId(0),
+        req,
+        Instant::now(),
+    ) {
+        Ok(core) => core,
+        Err(Action::Respond { status, body, .. }) => return tx.send(Reply { status, body }),
+        Err(_) => return tx.send(Reply::terminate(Condition::InternalServerError)),
+    };
+    let inbox = Rc::new(RefCell::new(Inbox::default()));
+    ctx.shard
+        .borrow_mut()
+        .ext
+        .get_or_default::<Sessions>()
+        .map
+        .insert(sid, inbox.clone());
+    let start = session::Start {
+        ctx: ctx.clone(),
+        c2s: ep.c2s.clone(),
+        peer,
+        max_queued: ep.bosh.max_queued_bytes,
+        inbox,
+        first: tx,
+    };
+    glommio::spawn_local(session::run(core, start)).detach();
+}
