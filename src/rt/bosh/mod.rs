@@ -42,6 +42,22 @@ pub(crate) struct BoshEndpoint {
     pub bosh: Arc<BoshConfig>,
 }
 
+impl BoshEndpoint {
+    /// An endpoint whose streams use `c2s` (a c2s listener's settings) minus what BOSH replaces:
+    /// no TLS on the stream (the HTTP layer has its own) and no idle timeout (BOSH's `inactivity`
+    /// ends silent sessions; an idle client only sends empty bodies, which feed the c2s nothing).
+    pub(crate) fn new(c2s: &C2sConfig, bosh: BoshConfig) -> BoshEndpoint {
+        let mut c2s = c2s.clone();
+        c2s.tls_mode = crate::c2s::TlsMode::None;
+        c2s.tls = None;
+        c2s.idle_timeout = std::time::Duration::ZERO;
+        BoshEndpoint {
+            c2s: Arc::new(c2s),
+            bosh: Arc::new(bosh),
+        }
+    }
+}
+
 /// The sessions living on this shard, by sid (kept in `Shard::ext`, so a forwarded request finds
 /// them from a `ShardMsg::Run`).
 #[derive(Default)]

@@ -38,15 +38,28 @@ impl Outbound {
         }
     }
 
-    /// The stream restarts: a new header comes next.
-    pub(super) fn restart(&mut self) {
-        self.scanner.reset();
-    }
-
     /// Feeds output bytes; appends plain elements to `queue` (message, presence and iq get an
     /// explicit `jabber:client` namespace: inside `<body/>` the default one is httpbind) and
     /// hands back the items that change the session. `Err` if the output is not what a C2s writes.
     pub(super) fn feed(
+        &mut self,
+        bytes: &[u8],
+        queue: &mut Vec<u8>,
+        items: &mut Vec<OutItem>,
+    ) -> Result<(), crate::xml::XmlError> {
+        // The C2s writes `<?xml` only to start a stream (a restart after SASL): what comes before
+        // belongs to the old one. Found in the output itself, it cannot race with the requests.
+        let mut rest = bytes;
+        while let Some(at) = memchr::memmem::find(rest, b"<?xml") {
+            self.scan(&rest[..at], queue, items)?;
+            self.scanner.reset();
+            self.scanner.feed(&rest[at..at + 5]);
+            rest = &rest[at + 5..];
+        }
+        self.scan(rest, queue, items)
+    }
+
+    fn scan(
         &mut self,
         bytes: &[u8],
         queue: &mut Vec<u8>,

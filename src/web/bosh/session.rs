@@ -305,7 +305,6 @@ impl BoshSession {
             return self.end();
         }
         if req.restart {
-            self.out.restart();
             let mut input = wire::stream_header(&self.domain, self.lang.as_deref());
             input.extend_from_slice(&req.payload);
             self.actions.push_back(Action::FeedC2s(input));

@@ -535,3 +535,18 @@ fn legacy_clients_get_http_error_codes() {
     assert_eq!(Condition::ItemNotFound.status(false), 200);
     assert_eq!(Condition::BadRequest.status(true), 400);
 }
+
+#[test]
+fn a_restart_is_found_in_the_output_itself() {
+    let mut f = Fixture::new();
+    f.send(2, plain(11, ""));
+    // The old stream's last element and the new stream's header in one read.
+    f.output("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/><?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='n2'><stream:features/>");
+    let a = f.drain();
+    let b = body_str(&a[0]);
+    assert!(
+        b.contains("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/><stream:features/>"),
+        "{b}"
+    );
+    assert!(!f.s.is_terminated());
+}
