@@ -10,7 +10,6 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
-use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
 use super::ShardCtx;
@@ -19,6 +18,7 @@ use crate::c2s::route::{self as c2s_route, SendOutcome, Session};
 use crate::c2s::{C2s, C2sConfig, C2sEvent, PeerInfo};
 use crate::jid::FullJid;
 use crate::shard::{ConnId, ConnMsg, Mailbox};
+use crate::web::Link;
 use crate::xmpp::StreamErrorCondition;
 
 /// How long a closing connection waits for a peer that stopped reading before it drops the rest of
@@ -49,10 +49,6 @@ pub(super) enum Pending {
 
 type PendingFut = Pin<Box<dyn Future<Output = Pending>>>;
 
-/// The byte link a c2s stream runs over.
-pub(crate) trait Link: AsyncRead + AsyncWrite + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Unpin> Link for T {}
-
 /// What woke the connection's loop.
 enum Wake {
     Progress,
@@ -61,19 +57,15 @@ enum Wake {
     Timer,
 }
 
-/// Runs one connection to its end. A panic inside is caught here: it ends this connection only.
-pub(crate) async fn run(stream: TcpStream, ctx: Rc<ShardCtx>, cfg: Arc<C2sConfig>) {
-    let Ok(peer) = stream.peer_addr() else {
-        return;
-    };
-    let _ = stream.set_nodelay(true);
-    run_io(stream, peer, ctx, cfg).await;
-}
+/// A connection's byte stream: a TCP socket, TLS over one (HTTPS), or what an HTTP upgrade left.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
 
-/// Runs one c2s stream over any byte link (a socket, or BOSH's in-memory pipe) to its end.
-pub(crate) async fn run_io<S: Link>(
+/// Runs one connection to its end. A panic inside is caught here: it ends this connection only.
+pub(crate) async fn run<S: Io>(
     stream: S,
     peer: std::net::SocketAddr,
+    link: Link,
     ctx: Rc<ShardCtx>,
     cfg: Arc<C2sConfig>,
 ) {
@@ -84,6 +76,7 @@ pub(crate) async fn run_io<S: Link>(
     let driver = Driver {
         ctx: ctx.clone(),
         c2s: C2s::new(cfg.clone(), PeerInfo { addr: peer }, Instant::now()),
+        link,
         cfg,
         conn,
         mailbox,
@@ -122,6 +115,8 @@ pub(super) struct Driver {
     pub(super) ctx: Rc<ShardCtx>,
     cfg: Arc<C2sConfig>,
     pub(super) c2s: C2s,
+    /// Raw stream or WebSocket framing between the socket and the c2s.
+    link: Link,
     pub(super) conn: ConnId,
     pub(super) mailbox: Rc<Mailbox>,
     pub(super) session: Rc<std::cell::RefCell<Option<Session>>>,
@@ -142,19 +137,19 @@ pub(super) struct Driver {
 }
 
 impl Driver {
-    async fn run<S: Link>(mut self, stream: S) {
+    async fn run<S: Io>(mut self, stream: S) {
         self.serve(stream).await;
         // The socket is gone; a resumable session (or our own resumption in flight) lives on.
         self.park().await;
         self.drain_backlog().await;
     }
 
-    async fn serve<S: Link>(&mut self, mut stream: S) {
+    async fn serve<S: Io>(&mut self, mut stream: S) {
         loop {
             self.process();
             if self.wbuf.is_empty() {
                 self.written = 0;
-                self.c2s.take_transmit(&mut self.wbuf);
+                self.link.output(&mut self.c2s, &mut self.wbuf);
                 if crate::hooks::handled::pending() || crate::hooks::on_drop::pending() {
                     // Stanzas just written released their senders' acknowledgements.
                     self.ctx.flush();
@@ -470,7 +465,7 @@ impl Driver {
 
     /// Waits for the next thing to do: room to write, bytes to read, a mailbox message, a store
     /// answer, a timeout. Reading pauses while the client is not draining what we send.
-    async fn wait<S: Link>(&mut self, stream: &mut S) -> Wake {
+    async fn wait<S: Io>(&mut self, stream: &mut S) -> Wake {
         let read_limit = self.c2s_bound();
         std::future::poll_fn(|cx| {
             let mut progressed = false;
@@ -538,7 +533,7 @@ impl Driver {
                     Poll::Ready(Ok(n)) => {
                         let now = Instant::now();
                         crate::hooks::clock::set_now(now);
-                        self.c2s.handle_input(&buf[..n], now);
+                        self.link.input(&buf[..n], &mut self.c2s, now);
                         return Poll::Ready(Wake::Progress);
                     }
                     Poll::Pending => {}

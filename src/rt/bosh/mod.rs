@@ -3,9 +3,6 @@
 //! created it (the shard is the prefix of its `sid`); requests reaching another shard are forwarded
 //! over the mesh and answered through a one-shot slot.
 
-// TODO(web): remove once the HTTP listener routes `/http-bind` here.
-#![allow(dead_code)]
-
 mod pipe;
 mod session;
 
@@ -16,6 +13,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ahash::HashMap;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::StatusCode;
 
 use super::ShardCtx;
 use crate::c2s::C2sConfig;
@@ -43,19 +43,67 @@ pub(crate) struct BoshEndpoint {
 }
 
 impl BoshEndpoint {
-    /// An endpoint whose streams use `c2s` (a c2s listener's settings) minus what BOSH replaces:
-    /// no TLS on the stream (the HTTP layer has its own) and no idle timeout (BOSH's `inactivity`
-    /// ends silent sessions; an idle client only sends empty bodies, which feed the c2s nothing).
-    pub(crate) fn new(c2s: &C2sConfig, bosh: BoshConfig) -> BoshEndpoint {
-        let mut c2s = c2s.clone();
-        c2s.tls_mode = crate::c2s::TlsMode::None;
-        c2s.tls = None;
+    /// An endpoint whose streams use `session` (an HTTP listener's c2s settings) minus what BOSH
+    /// replaces: no idle timeout (BOSH's `inactivity` ends silent sessions; an idle client only
+    /// sends empty bodies, which feed the c2s nothing). Bodies are bounded by the stanza limits.
+    pub(crate) fn new(session: &C2sConfig) -> BoshEndpoint {
+        let mut c2s = session.clone();
         c2s.idle_timeout = std::time::Duration::ZERO;
+        let defaults = BoshConfig::default();
+        let bosh = BoshConfig {
+            limits: bosh::BodyLimits {
+                max_body_bytes: defaults
+                    .limits
+                    .max_body_bytes
+                    .max(c2s.limits.max_stanza_bytes + 4096),
+                stanza: c2s.limits,
+                ..defaults.limits
+            },
+            max_queued_bytes: c2s.outbound_queue_bytes,
+            ..defaults
+        };
         BoshEndpoint {
             c2s: Arc::new(c2s),
             bosh: Arc::new(bosh),
         }
     }
+}
+
+/// `/http-bind`: reads the POSTed body (bounded) and answers it with its session's response.
+pub(crate) async fn http_bind(
+    req: hyper::Request<hyper::body::Incoming>,
+    ctx: &Rc<ShardCtx>,
+    ep: &BoshEndpoint,
+    peer: SocketAddr,
+) -> hyper::Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    if req.method() != hyper::Method::POST {
+        return super::http::text(StatusCode::METHOD_NOT_ALLOWED, "POST a <body/> here\n");
+    }
+    let limit = ep.bosh.limits.max_body_bytes;
+    let body = match http_body_util::Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            let cond = Condition::PolicyViolation;
+            return xml(cond.status(false), bosh::terminate(Some(cond), &[]));
+        }
+    };
+    let reply = handle(ctx, ep, peer, &body).await;
+    xml(reply.status, reply.body)
+}
+
+/// A `text/xml` response.
+fn xml(status: u16, body: Vec<u8>) -> hyper::Response<Full<Bytes>> {
+    let mut r = hyper::Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/xml; charset=utf-8"),
+    );
+    r
 }
 
 /// The sessions living on this shard, by sid (kept in `Shard::ext`, so a forwarded request finds

@@ -58,9 +58,10 @@ pub(super) struct Start {
 /// Runs the session to its end, then forgets it on this shard.
 pub(super) async fn run(mut core: BoshSession, st: Start) {
     let (link, c2s_end) = pipe(st.max_queued);
-    let driver = glommio::spawn_local(crate::rt::conn::run_io(
+    let driver = glommio::spawn_local(crate::rt::conn::run(
         c2s_end,
         st.peer,
+        crate::web::Link::Raw,
         st.ctx.clone(),
         st.c2s.clone(),
     ));

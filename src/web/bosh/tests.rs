@@ -424,6 +424,7 @@ fn c2s_config() -> C2sConfig {
         tls_mode: TlsMode::None,
         tls: None,
         allow_plaintext_on_loopback: true,
+        transport_secure: false,
         limits: Limits::default(),
         outbound_queue_bytes: 64 * 1024,
         auth_timeout: Duration::from_secs(30),
