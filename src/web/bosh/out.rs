@@ -1,14 +1,15 @@
-//! The `C2s`'s output split into top-level elements for response bodies: the server's stream
-//! header is dropped (its id kept as `authid`), `</stream:stream>` and `<stream:error/>` end the
-//! session.
+//! The `C2s`'s output split into top-level elements for response bodies (with the splitter the
+//! WebSocket transport uses): the server's stream header is dropped (its id kept as `authid`),
+//! `</stream:stream>` and `<stream:error/>` end the session.
 
-use crate::xml::{Event, Limits, Scanner, StanzaKind};
-use crate::xmpp::ns;
+use crate::web::split::{Piece, Splitter};
+use crate::web::ws::framing::with_namespaces;
+use crate::xml::Stanza;
 
-/// What the C2s wrote, one item at a time.
+/// What changes the session, found in the C2s's output.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum OutItem {
-    /// The server's stream header, with its id.
+    /// The server's stream header (a new stream: at creation and after each restart), its id.
     Header(Option<String>),
     /// A `<stream:error/>` (the stream closes next).
     StreamError(Vec<u8>),
@@ -16,77 +17,37 @@ pub(super) enum OutItem {
     Close,
 }
 
-/// Scans the C2s's output (server-written, so well-formed; the scan only finds the boundaries).
+/// Splits the C2s's output; an element cut by a read waits for its end.
+#[derive(Default)]
 pub(super) struct Outbound {
-    scanner: Scanner,
+    split: Splitter,
+    pieces: Vec<Piece>,
 }
 
-/// Output elements are routed stanzas already checked on their way in: only the sizes matter.
-const OUT_LIMITS: Limits = Limits {
-    max_stanza_bytes: usize::MAX,
-    max_depth: usize::MAX,
-    max_attrs: usize::MAX,
-};
-
-const CLIENT_XMLNS: &[u8] = b" xmlns='jabber:client'";
-
 impl Outbound {
-    /// A scanner waiting for the server's first header.
-    pub(super) fn new() -> Outbound {
-        Outbound {
-            scanner: Scanner::new(OUT_LIMITS, ns::CLIENT),
-        }
-    }
-
-    /// Feeds output bytes; appends plain elements to `queue` (message, presence and iq get an
-    /// explicit `jabber:client` namespace: inside `<body/>` the default one is httpbind) and
-    /// hands back the items that change the session. `Err` if the output is not what a C2s writes.
-    pub(super) fn feed(
-        &mut self,
-        bytes: &[u8],
-        queue: &mut Vec<u8>,
-        items: &mut Vec<OutItem>,
-    ) -> Result<(), crate::xml::XmlError> {
-        // The C2s writes `<?xml` only to start a stream (a restart after SASL): what comes before
-        // belongs to the old one. Found in the output itself, it cannot race with the requests.
-        let mut rest = bytes;
-        while let Some(at) = memchr::memmem::find(rest, b"<?xml") {
-            self.scan(&rest[..at], queue, items)?;
-            self.scanner.reset();
-            self.scanner.feed(&rest[at..at + 5]);
-            rest = &rest[at + 5..];
-        }
-        self.scan(rest, queue, items)
-    }
-
-    fn scan(
-        &mut self,
-        bytes: &[u8],
-        queue: &mut Vec<u8>,
-        items: &mut Vec<OutItem>,
-    ) -> Result<(), crate::xml::XmlError> {
-        self.scanner.feed(bytes);
-        while let Some(ev) = self.scanner.next_event()? {
-            match ev {
-                Event::StreamOpen(h) => items.push(OutItem::Header(h.id)),
-                Event::Whitespace => {}
-                Event::StreamClose => items.push(OutItem::Close),
-                Event::Stanza(s) if s.name() == "stream:error" => {
-                    items.push(OutItem::StreamError(s.into_bytes()))
+    /// Feeds output bytes; appends plain elements to `queue`, each declaring the namespace it
+    /// inherited from the stream (inside `<body/>` the default one is httpbind), and hands back
+    /// the items that change the session.
+    pub(super) fn feed(&mut self, bytes: &[u8], queue: &mut Vec<u8>, items: &mut Vec<OutItem>) {
+        self.split.push(bytes, &mut self.pieces);
+        for piece in self.pieces.drain(..) {
+            match piece {
+                Piece::Header(h) => items.push(OutItem::Header(header_id(h))),
+                Piece::Close => items.push(OutItem::Close),
+                Piece::Element(e) if e.starts_with(b"<stream:error") => {
+                    let mut err = Vec::with_capacity(e.len() + 64);
+                    with_namespaces(&e, &mut err);
+                    items.push(OutItem::StreamError(err));
                 }
-                Event::Stanza(s) => {
-                    let b = s.bytes();
-                    if s.kind() != StanzaKind::Other && s.xmlns().is_none() {
-                        let at = 1 + s.name().len();
-                        queue.extend_from_slice(&b[..at]);
-                        queue.extend_from_slice(CLIENT_XMLNS);
-                        queue.extend_from_slice(&b[at..]);
-                    } else {
-                        queue.extend_from_slice(b);
-                    }
-                }
+                Piece::Element(e) => with_namespaces(&e, queue),
             }
         }
-        Ok(())
     }
+}
+
+/// The `id` of the server's `<stream:stream ...>` start tag.
+fn header_id(mut h: Vec<u8>) -> Option<String> {
+    h.extend_from_slice(b"</stream:stream>");
+    let s = Stanza::parse(h).ok()?;
+    s.id().map(|id| id.into_owned())
 }

@@ -116,7 +116,7 @@ impl BoshSession {
             held: VecDeque::new(),
             queue: Vec::new(),
             sent: VecDeque::new(),
-            out: Outbound::new(),
+            out: Outbound::default(),
             idle_since: None,
             pause: None,
             ending: None,
@@ -170,9 +170,7 @@ impl BoshSession {
             return;
         }
         let mut items = Vec::new();
-        if self.out.feed(bytes, &mut self.queue, &mut items).is_err() {
-            return self.end_by_server(Some(Condition::InternalServerError));
-        }
+        self.out.feed(bytes, &mut self.queue, &mut items);
         for item in items {
             match item {
                 OutItem::Header(id) => self.authid = id,

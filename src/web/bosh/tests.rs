@@ -68,7 +68,7 @@ impl Fixture {
         assert_eq!(out.len(), 1);
         let b = body_str(&out[0]);
         assert!(b.contains("sid='0.x'") && b.contains("authid='abc'"), "{b}");
-        assert!(b.contains("<stream:features><mechanisms/></stream:features></body>"));
+        assert!(b.contains("<stream:features xmlns:stream='http://etherx.jabber.org/streams'><mechanisms/></stream:features></body>"));
         assert!(
             b.contains("xmpp:version='1.0'") && b.contains("requests='2'"),
             "{b}"
@@ -365,7 +365,8 @@ fn restart_feeds_a_new_header_and_drops_the_servers() {
     let a = f.drain();
     let b = body_str(&a[0]);
     assert!(
-        !b.contains("stream:stream") && b.contains("<stream:features><bind"),
+        !b.contains("stream:stream")
+            && b.contains("<stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind"),
         "{b}"
     );
 }
@@ -395,7 +396,10 @@ fn stream_error_becomes_remote_stream_error() {
     let a = f.drain();
     let b = body_str(&a[0]);
     assert!(
-        b.contains("condition='remote-stream-error'") && b.contains("<stream:error><conflict"),
+        b.contains("condition='remote-stream-error'")
+            && b.contains(
+                "<stream:error xmlns:stream='http://etherx.jabber.org/streams'><conflict"
+            ),
         "{b}"
     );
     assert!(matches!(a.last(), Some(Action::Terminate)));
@@ -486,7 +490,10 @@ fn drives_a_c2s_through_sasl_restart_and_bind() {
     s.handle_request(RequestId(3), r, now);
     let a = run(&mut s, &mut c2s, now);
     let b = body_str(&a[0]);
-    assert!(b.contains("<stream:features><bind"), "{b}");
+    assert!(
+        b.contains("<stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind"),
+        "{b}"
+    );
     let bind = "<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>r</resource></bind></iq>";
     s.handle_request(RequestId(4), plain(103, bind), now);
     let a = run(&mut s, &mut c2s, now);
@@ -546,7 +553,7 @@ fn a_restart_is_found_in_the_output_itself() {
     let a = f.drain();
     let b = body_str(&a[0]);
     assert!(
-        b.contains("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/><stream:features/>"),
+        b.contains("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/><stream:features xmlns:stream='http://etherx.jabber.org/streams'/>"),
         "{b}"
     );
     assert!(!f.s.is_terminated());

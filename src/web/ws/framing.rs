@@ -83,7 +83,7 @@ pub fn server_piece(piece: &Piece, out: &mut Vec<u8>) {
 
 /// Copies `e`, declaring on its start tag the namespace it inherited from the stream: the
 /// `stream` prefix for `<stream:features/>` and `<stream:error/>`, `jabber:client` for stanzas.
-fn with_namespaces(e: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn with_namespaces(e: &[u8], out: &mut Vec<u8>) {
     let name_end = e
         .iter()
         .position(|b| b.is_ascii_whitespace() || *b == b'/' || *b == b'>')
