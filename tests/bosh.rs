@@ -81,11 +81,9 @@ fn start() -> (Server, u16) {
     (server, http)
 }
 
-#[test]
-fn bosh_session_login_messages_and_replay() {
-    let (server, port) = start();
-    let mut bob = server.login("bob", "tcp", None);
-
+/// Creates a session and logs `user` in with resource `res` (SASL PLAIN, restart, bind);
+/// returns the sid and the next rid.
+fn bosh_login(port: u16, user: &str, res: &str) -> (String, u64) {
     let (status, b) = roundtrip(
         port,
         &format!(
@@ -99,7 +97,7 @@ fn bosh_session_login_messages_and_replay() {
     assert!(b.contains("<mechanism>PLAIN</mechanism>"), "{b}");
 
     use base64::Engine;
-    let token = base64::engine::general_purpose::STANDARD.encode(format!("\0alice\0{PASSWORD}"));
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{PASSWORD}"));
     let (_, b) = roundtrip(
         port,
         &format!(
@@ -120,11 +118,22 @@ fn bosh_session_login_messages_and_replay() {
         port,
         &format!(
             "<body {NS} rid='1003' sid='{sid}'><iq xmlns='jabber:client' type='set' id='b'>\
-             <bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>web</resource></bind>\
+             <bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{res}</resource></bind>\
              </iq></body>"
         ),
     );
-    assert!(b.contains("<jid>alice@localhost/web</jid>"), "{b}");
+    assert!(
+        b.contains(&format!("<jid>{user}@localhost/{res}</jid>")),
+        "{b}"
+    );
+    (sid, 1004)
+}
+
+#[test]
+fn bosh_session_login_messages_and_replay() {
+    let (server, port) = start();
+    let mut bob = server.login("bob", "tcp", None);
+    let (sid, _) = bosh_login(port, "alice", "web");
 
     // An empty request is held; the next one (carrying a message) releases it and is held itself.
     let held = post(port, &format!("<body {NS} rid='1004' sid='{sid}'/>"));
@@ -173,4 +182,37 @@ fn bosh_unknown_sid_and_bad_xml() {
     assert_eq!(attr(&b, "condition").as_deref(), Some("item-not-found"));
     let (_, b) = roundtrip(port, &format!("<body {NS} rid='5'><unclosed></body>"));
     assert_eq!(attr(&b, "condition").as_deref(), Some("bad-request"));
+}
+
+#[test]
+fn bosh_terminate_delivers_its_stanzas_on_every_shard() {
+    let (server, port) = start();
+    let mut bob = server.login("bob", "tcp", None);
+    // Sessions until one lives on each shard (the sid names it; connections land on either).
+    let mut by_shard: [Option<String>; 2] = [None, None];
+    for i in 0..40 {
+        if by_shard.iter().all(Option::is_some) {
+            break;
+        }
+        let (sid, _) = bosh_login(port, "alice", &format!("w{i}"));
+        let shard: usize = sid.split('.').next().unwrap().parse().unwrap();
+        by_shard[shard].get_or_insert(sid);
+    }
+    for (shard, sid) in by_shard.iter().enumerate() {
+        let sid = sid.as_deref().expect("a session on every shard");
+        let (status, b) = roundtrip(
+            port,
+            &format!(
+                "<body {NS} rid='1004' sid='{sid}' type='terminate'><message xmlns='jabber:client' \
+                 to='bob@localhost/tcp'><body>bye from {shard}</body></message></body>"
+            ),
+        );
+        assert_eq!(status, 200);
+        assert_eq!(attr(&b, "type").as_deref(), Some("terminate"), "{b}");
+        assert_eq!(attr(&b, "condition"), None, "{b}");
+        let m = bob.expect("the terminate's message", |s| s.name() == "message");
+        assert_eq!(common::body(&m), Some(format!("bye from {shard}")));
+        let (_, b) = roundtrip(port, &format!("<body {NS} rid='1005' sid='{sid}'/>"));
+        assert_eq!(attr(&b, "condition").as_deref(), Some("item-not-found"));
+    }
 }

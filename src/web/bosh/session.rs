@@ -326,9 +326,15 @@ impl BoshSession {
         if !self.queue.is_empty() && !self.held.is_empty() {
             self.answer_oldest();
         }
-        while self.held.len() > self.hold {
+        while self.held.len() > self.hold && !self.creation_waits() {
             self.answer_oldest();
         }
+    }
+
+    /// The creation response waits for the server's first header and features (XEP-0206 §5),
+    /// even for a client that holds nothing (`hold='0'`); `wait` still bounds it.
+    fn creation_waits(&self) -> bool {
+        self.authid.is_none() && self.held.front().map(|h| h.rid) == self.creation_rid
     }
 
     /// Answers the oldest held request with whatever is queued.

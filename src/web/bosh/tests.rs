@@ -558,3 +558,26 @@ fn a_restart_is_found_in_the_output_itself() {
     );
     assert!(!f.s.is_terminated());
 }
+
+#[test]
+fn a_polling_client_still_gets_features_with_its_session() {
+    let now = Instant::now();
+    let r = req(&format!(
+        "<body {NS} rid='1' to='example.org' hold='0' ver='1.6'/>"
+    ));
+    let cfg = Arc::new(BoshConfig::default());
+    let mut s = BoshSession::create(cfg, "0.p".into(), RequestId(1), r, now).unwrap();
+    let a: Vec<Action> = std::iter::from_fn(|| s.poll_action()).collect();
+    assert!(matches!(&a[..], [Action::FeedC2s(_)]), "{a:?}");
+    s.c2s_output(b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='i'><stream:features/>", now);
+    let a: Vec<Action> = std::iter::from_fn(|| s.poll_action()).collect();
+    let b = body_str(&a[0]);
+    assert!(
+        b.contains("hold='0'") && b.contains("<stream:features"),
+        "{b}"
+    );
+    // Later requests of a polling client are answered at once.
+    s.handle_request(RequestId(2), plain(2, ""), now);
+    let a: Vec<Action> = std::iter::from_fn(|| s.poll_action()).collect();
+    assert_eq!(responded(&a), vec![2]);
+}
