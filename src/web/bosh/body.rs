@@ -10,6 +10,8 @@ use crate::xmpp::ns;
 pub(super) const SCAN_HEADER: &[u8] = b"<stream:stream xmlns='jabber:client' \
 xmlns:stream='http://etherx.jabber.org/streams'>";
 const SCAN_CLOSE: &[u8] = b"</stream:stream>";
+/// The largest `rid` (XEP-0124 §14.1: 2^53 - 1), so that rid arithmetic cannot overflow.
+const MAX_RID: u64 = (1 << 53) - 1;
 
 /// Bounds on one request body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +114,9 @@ pub fn parse(bytes: &[u8], limits: &BodyLimits) -> Result<Request, BodyError> {
             .map(|v| v.trim().parse::<u64>().map_err(|_| BodyError::Attr(name)))
             .transpose()
     };
-    let rid = num("rid")?.ok_or(BodyError::Attr("rid"))?;
+    let rid = num("rid")?
+        .filter(|&r| r <= MAX_RID)
+        .ok_or(BodyError::Attr("rid"))?;
     let hold = num("hold")?
         .map(|h| u32::try_from(h).map_err(|_| BodyError::Attr("hold")))
         .transpose()?;
