@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::c2s::{C2s, C2sConfig, C2sEvent, PeerInfo, TlsMode};
-use crate::xml::Limits;
+use crate::xml::{Limits, Stanza};
 
 const NS: &str = "xmlns='http://jabber.org/protocol/httpbind'";
 const XBOSH: &str = "xmlns:xmpp='urn:xmpp:xbosh'";
@@ -580,4 +580,104 @@ fn a_polling_client_still_gets_features_with_its_session() {
     s.handle_request(RequestId(2), plain(2, ""), now);
     let a: Vec<Action> = std::iter::from_fn(|| s.poll_action()).collect();
     assert_eq!(responded(&a), vec![2]);
+}
+
+// ---- every request is answered exactly once ----
+
+mod answered_once {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// A request: rid relative to the next expected one (may repeat or skip), and its kind.
+        Request(i8, u8),
+        /// Output from the C2s: one of a few pieces.
+        Output(u8),
+        /// Time passes (seconds).
+        Advance(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (-3i8..4, 0u8..6).prop_map(|(r, k)| Op::Request(r, k)),
+            2 => (0u8..5).prop_map(Op::Output),
+            1 => (0u8..90).prop_map(Op::Advance),
+        ]
+    }
+
+    const OUTPUT: [&str; 5] = [
+        "<message from='a@b'><body>x</body></message>",
+        "<presence/>",
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='r'><stream:features/>",
+        "<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>",
+        "</stream:stream>",
+    ];
+
+    fn request(rid: u64, kind: u8) -> Request {
+        let extra = match kind {
+            0 | 1 => "",
+            2 => " type='terminate'",
+            3 => " xmlns:xmpp='urn:xmpp:xbosh' xmpp:restart='true'",
+            4 => " pause='20'",
+            _ => "",
+        };
+        let children = if kind == 1 || kind == 5 {
+            "<presence/>"
+        } else {
+            ""
+        };
+        req(&format!(
+            "<body {NS} rid='{rid}' sid='0.f'{extra}>{children}</body>"
+        ))
+    }
+
+    proptest! {
+        #[test]
+        fn every_request_gets_one_response(ops in proptest::collection::vec(op(), 0..40)) {
+            let mut now = Instant::now();
+            let cfg = Arc::new(BoshConfig::default());
+            let mut s = BoshSession::create(cfg, "0.f".into(), RequestId(0), creation(100), now)
+                .expect("creates");
+            let mut open = std::collections::HashSet::from([0u64]);
+            let mut next_id = 1;
+            let mut next_rid = 101u64;
+            let check = |s: &mut BoshSession, open: &mut std::collections::HashSet<u64>| {
+                while let Some(a) = s.poll_action() {
+                    if let Action::Respond { request_id, body, .. } = a {
+                        prop_assert!(open.remove(&request_id.0), "answered twice or unknown: {request_id:?}");
+                        prop_assert!(Stanza::parse(body).is_ok(), "a response is not one element");
+                    }
+                }
+                Ok(())
+            };
+            for op in ops {
+                match op {
+                    Op::Request(off, kind) => {
+                        let rid = next_rid.saturating_add_signed(off as i64).max(1);
+                        if rid == next_rid {
+                            next_rid += 1;
+                        }
+                        open.insert(next_id);
+                        s.handle_request(RequestId(next_id), request(rid, kind), now);
+                        next_id += 1;
+                    }
+                    Op::Output(i) => s.c2s_output(OUTPUT[i as usize].as_bytes(), now),
+                    Op::Advance(secs) => {
+                        now += Duration::from_secs(secs as u64);
+                        s.handle_timeout(now);
+                    }
+                }
+                check(&mut s, &mut open)?;
+            }
+            // Without more requests every held one times out and the session ends.
+            while let Some(t) = s.next_timeout() {
+                now = now.max(t);
+                s.handle_timeout(now);
+                check(&mut s, &mut open)?;
+            }
+            prop_assert!(s.is_terminated());
+            prop_assert!(open.is_empty(), "never answered: {open:?}");
+        }
+    }
 }
