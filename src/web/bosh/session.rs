@@ -136,6 +136,13 @@ impl BoshSession {
     /// A request for this session (the driver matched its `sid`).
     pub fn handle_request(&mut self, id: RequestId, req: Request, now: Instant) {
         self.now = now;
+        self.take_request(id, req);
+        // A request is activity; the inactivity clock runs again whenever none is held (one
+        // waiting for an earlier rid that never comes does not keep the session alive).
+        self.idle_since = self.held.is_empty().then_some(now);
+    }
+
+    fn take_request(&mut self, id: RequestId, req: Request) {
         let rid = req.rid;
         if self.terminated {
             return self.respond_cond(id, Condition::ItemNotFound);
@@ -144,7 +151,6 @@ impl BoshSession {
             self.respond(id, wire::terminate(cond, &children));
             return self.end();
         }
-        self.idle_since = None;
         if rid < self.next_rid {
             return self.repeat(id, rid);
         }
@@ -291,7 +297,6 @@ impl BoshSession {
             while !self.held.is_empty() {
                 self.answer_oldest();
             }
-            self.idle_since = Some(self.now);
             return;
         }
         self.pause = None;
@@ -368,7 +373,7 @@ impl BoshSession {
         }
         self.sent.push_back((h.rid, body.clone()));
         self.respond(h.id, body);
-        if self.held.is_empty() && self.ahead.is_empty() {
+        if self.held.is_empty() {
             self.idle_since = Some(self.now);
         }
     }

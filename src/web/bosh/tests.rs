@@ -333,6 +333,29 @@ fn inactivity_ends_the_session() {
 }
 
 #[test]
+fn a_gap_that_never_fills_does_not_keep_the_session() {
+    let mut f = Fixture::new();
+    // rid 11 never comes: 12 waits, nothing is held, the inactivity clock runs.
+    assert!(f.send(2, plain(12, "")).is_empty());
+    let due = f.s.next_timeout().unwrap();
+    assert_eq!(due, f.now + Duration::from_secs(30));
+    f.s.handle_timeout(due);
+    let a = f.drain();
+    assert_eq!(responded(&a), vec![2]);
+    assert!(body_str(&a[0]).contains("type='terminate'"));
+    assert!(f.s.is_terminated());
+}
+
+#[test]
+fn a_replay_restarts_the_inactivity_clock() {
+    let mut f = Fixture::new();
+    f.now += Duration::from_secs(20);
+    let a = f.send(2, plain(10, ""));
+    assert!(body_str(&a[0]).contains("sid='0.x'"));
+    assert_eq!(f.s.next_timeout(), Some(f.now + Duration::from_secs(30)));
+}
+
+#[test]
 fn pause_answers_everything_and_stretches_inactivity() {
     let mut f = Fixture::new();
     f.send(2, plain(11, ""));
