@@ -164,6 +164,21 @@ fn create(
     tx: Sender<Reply>,
 ) {
     let shard = ctx.shard.borrow().id.index();
+    let live = ctx
+        .shard
+        .borrow_mut()
+        .ext
+        .get_or_default::<Sessions>()
+        .map
+        .len();
+    if live >= ep.bosh.max_sessions {
+        tracing::warn!(
+            shard,
+            live,
+            "BOSH session refused: this shard has its maximum"
+        );
+        return tx.send(Reply::terminate(Condition::PolicyViolation));
+    }
     let Ok(sid) = bosh::new_sid(shard) else {
         return tx.send(Reply::terminate(Condition::InternalServerError));
     };
@@ -184,7 +199,7 @@ fn create(
         .ext
         .get_or_default::<Sessions>()
         .map
-        .insert(sid, inbox.clone());
+        .insert(sid.clone(), inbox.clone());
     let start = session::Start {
         ctx: ctx.clone(),
         c2s: ep.c2s.clone(),
@@ -193,5 +208,15 @@ fn create(
         inbox,
         first: tx,
     };
-    glommio::spawn_local(session::run(core, start)).detach();
+    let ctx = ctx.clone();
+    glommio::spawn_local(async move {
+        let run = std::panic::AssertUnwindSafe(session::run(core, start));
+        if futures_lite::FutureExt::catch_unwind(run).await.is_err() {
+            // Its requests' senders are dropped with it: they are answered item-not-found.
+            tracing::error!(shard, sid, "BOSH session task panicked; session dropped");
+            let mut sh = ctx.shard.borrow_mut();
+            sh.ext.get_or_default::<Sessions>().map.remove(&sid);
+        }
+    })
+    .detach();
 }

@@ -86,6 +86,13 @@ impl SessionEnd {
     }
 }
 
+impl Drop for SessionEnd {
+    fn drop(&mut self) {
+        // However the session ended (even by a panic), its c2s reads EOF and ends too.
+        self.end();
+    }
+}
+
 impl Drop for C2sEnd {
     fn drop(&mut self) {
         let mut s = self.0.borrow_mut();

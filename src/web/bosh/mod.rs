@@ -43,6 +43,8 @@ pub struct BoshConfig {
     /// C2s output held for the next request before the driver leaves the rest in the C2s (whose
     /// own outbound bound then closes a client that does not come back for it).
     pub max_queued_bytes: usize,
+    /// Most sessions on one shard; a creation request past it is refused (`policy-violation`).
+    pub max_sessions: usize,
 }
 
 impl Default for BoshConfig {
@@ -55,6 +57,7 @@ impl Default for BoshConfig {
             max_pause: Some(Duration::from_secs(120)),
             limits: BodyLimits::default(),
             max_queued_bytes: 256 * 1024,
+            max_sessions: 65_536,
         }
     }
 }
