@@ -5,9 +5,13 @@
 
 use std::cell::Cell;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use glommio::net::TcpStream;
@@ -26,6 +30,36 @@ use crate::web::Link;
 
 /// Largest request head hyper buffers (it answers 431 past it).
 const MAX_HEAD: usize = 16 * 1024;
+
+/// Time a client has to send a whole request head (slow-header attacks hold connections open).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// hyper's timer: async-io's, whose futures are `Send` (glommio's are not).
+#[derive(Clone, Copy)]
+struct HyperTimer;
+
+/// One async-io timer as a hyper `Sleep`.
+struct HyperSleep(async_io::Timer);
+
+impl Future for HyperSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
+}
+
+impl hyper::rt::Sleep for HyperSleep {}
+
+impl hyper::rt::Timer for HyperTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(HyperSleep(async_io::Timer::after(duration)))
+    }
+
+    fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(HyperSleep(async_io::Timer::at(deadline)))
+    }
+}
 
 /// Serves one HTTP connection to its end.
 pub(super) async fn run(stream: TcpStream, ctx: Rc<ShardCtx>, l: Arc<HttpListener>) {
@@ -56,6 +90,8 @@ async fn serve<S: Io + 'static>(io: S, peer: SocketAddr, ctx: Rc<ShardCtx>, l: A
     // connection ends and hands its stream back with what it read past the request.
     let conn = hyper::server::conn::http1::Builder::new()
         .max_buf_size(MAX_HEAD)
+        .timer(HyperTimer)
+        .header_read_timeout(HEAD_TIMEOUT)
         .serve_connection(FuturesIo::new(io), service)
         .without_shutdown();
     let parts = match conn.await {
