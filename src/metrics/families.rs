@@ -7,7 +7,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use super::Histogram;
 use crate::store::StorePool;
@@ -48,16 +48,27 @@ pub struct PeerLabel {
 
 /// The core families (modules add counters of their own, see `ShardMetrics::counter`).
 pub struct Families {
+    /// `petrel_sessions`.
     pub sessions: Family<ShardLabel, Gauge>,
+    /// `petrel_connections`.
     pub connections: Family<ShardLabel, Gauge>,
+    /// `petrel_logins_total`.
     pub logins: Family<ResultLabel, Counter>,
+    /// `petrel_stanzas_in_total`.
     pub stanzas_in: Family<KindLabel, Counter>,
+    /// `petrel_stanzas_out_total`.
     pub stanzas_out: Family<KindLabel, Counter>,
+    /// `petrel_route_latency_seconds`.
     pub route_latency: Family<ShardLabel, Histogram>,
+    /// `petrel_mesh_outbox`.
     pub mesh_outbox: Family<PeerLabel, Gauge>,
+    /// `petrel_mesh_ring_full_total`.
     pub mesh_ring_full: Family<PeerLabel, Counter>,
+    /// `petrel_mesh_rejected_total`.
     pub mesh_rejected: Family<PeerLabel, Counter>,
+    /// `petrel_mesh_congested_total`.
     pub mesh_congested: Family<PeerLabel, Counter>,
+    /// `petrel_store_job_seconds` (one pool: no labels).
     pub store_latency: Histogram,
 }
 
@@ -65,44 +76,30 @@ impl Families {
     /// Creates the families and registers them (names as in docs/METRICS.md; the encoder appends
     /// `_total` to counters).
     pub fn register(r: &mut Registry, store: Arc<Mutex<Option<StorePool>>>) -> Families {
+        use self::metric as m;
         let f = Families {
-            sessions: Family::default(),
-            connections: Family::default(),
-            logins: Family::default(),
-            stanzas_in: Family::default(),
-            stanzas_out: Family::default(),
-            route_latency: Family::default(),
-            mesh_outbox: Family::default(),
-            mesh_ring_full: Family::default(),
-            mesh_rejected: Family::default(),
-            mesh_congested: Family::default(),
-            store_latency: Histogram::default(),
+            sessions: m(r, "petrel_sessions", "Sessions bound on this shard's connections"),
+            connections: m(r, "petrel_connections", "Open client connections on this shard"),
+            logins: m(r, "petrel_logins", "SASL logins by result (failed: wrong credentials)"),
+            stanzas_in: m(r, "petrel_stanzas_in", "Stanzas received from this shard's clients, by kind"),
+            stanzas_out: m(r, "petrel_stanzas_out", "Stanzas handed to this shard's client connections, by kind"),
+            route_latency: m(r, "petrel_route_latency_seconds", "Seconds from a stanza entering the route to its hand-over to the recipient's connection or to offline storage, by the shard handing it over"),
+            mesh_outbox: m(r, "petrel_mesh_outbox", "Mesh messages waiting in this shard's outbox towards shard `to` (its ring was full)"),
+            mesh_ring_full: m(r, "petrel_mesh_ring_full", "Sends that found the ring towards shard `to` full (the message waited in the outbox)"),
+            mesh_rejected: m(r, "petrel_mesh_rejected", "Stanzas refused because the outbox towards shard `to` was over its hard bound"),
+            mesh_congested: m(r, "petrel_mesh_congested", "Times the outbox towards shard `to` became congested (client reads paused)"),
+            store_latency: m(r, "petrel_store_job_seconds", "Seconds from queueing a store job to its end (queue wait plus run)"),
         };
-        let sessions = "Sessions bound on this shard's connections";
-        r.register("petrel_sessions", sessions, f.sessions.clone());
-        let conns = "Open client connections on this shard";
-        r.register("petrel_connections", conns, f.connections.clone());
-        let logins = "SASL logins by result (failed: wrong credentials)";
-        r.register("petrel_logins", logins, f.logins.clone());
-        let s_in = "Stanzas received from this shard's clients, by kind";
-        r.register("petrel_stanzas_in", s_in, f.stanzas_in.clone());
-        let s_out = "Stanzas handed to this shard's client connections, by kind";
-        r.register("petrel_stanzas_out", s_out, f.stanzas_out.clone());
-        let lat = "Seconds from a stanza entering the route to its hand-over to the recipient's connection or to offline storage, by the shard handing it over";
-        r.register("petrel_route_latency_seconds", lat, f.route_latency.clone());
-        let outbox = "Mesh messages waiting in this shard's outbox towards shard `to` (its ring was full)";
-        r.register("petrel_mesh_outbox", outbox, f.mesh_outbox.clone());
-        let full = "Sends that found the ring towards shard `to` full (the message waited in the outbox)";
-        r.register("petrel_mesh_ring_full", full, f.mesh_ring_full.clone());
-        let rejected = "Stanzas refused because the outbox towards shard `to` was over its hard bound";
-        r.register("petrel_mesh_rejected", rejected, f.mesh_rejected.clone());
-        let congested = "Times the outbox towards shard `to` became congested (client reads paused)";
-        r.register("petrel_mesh_congested", congested, f.mesh_congested.clone());
-        let store_lat = "Seconds from queueing a store job to its end (queue wait plus run)";
-        r.register("petrel_store_job_seconds", store_lat, f.store_latency.clone());
         r.register_collector(Box::new(StoreQueue(store)));
         f
     }
+}
+
+/// A new metric registered as `name`; the registry keeps a clone (handles share their atomics).
+fn metric<M: Metric + Clone + Default>(r: &mut Registry, name: &str, help: &str) -> M {
+    let m = M::default();
+    r.register(name, help, m.clone());
+    m
 }
 
 /// Samples the store pool's queue depth at scrape time.
@@ -116,7 +113,9 @@ impl std::fmt::Debug for StoreQueue {
 
 impl Collector for StoreQueue {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let depth = super::lock(&self.0).as_ref().map_or(0, StorePool::queue_depth);
+        let depth = super::lock(&self.0)
+            .as_ref()
+            .map_or(0, StorePool::queue_depth);
         let gauge = ConstGauge::new(i64::try_from(depth).unwrap_or(i64::MAX));
         let help = "Store jobs queued and not yet started (all workers)";
         let metric = encoder.encode_descriptor(

@@ -14,8 +14,8 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 
 /// Upper bounds of the buckets, in seconds (`le` labels); one more bucket holds everything above.
 pub const BOUNDS: [f64; 15] = [
-    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
-    0.1, 0.25, 0.5, 1.0,
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1.0,
 ];
 
 /// [`BOUNDS`] in nanoseconds (what `observe` compares with).

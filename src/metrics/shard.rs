@@ -57,7 +57,11 @@ impl ShardMetrics {
         let kinds = |family: &prometheus_client::metrics::family::Family<KindLabel, Counter>| {
             KINDS.map(|kind| family.get_or_create(&KindLabel { shard, kind }).clone())
         };
-        let result = |result| f.logins.get_or_create(&ResultLabel { shard, result }).clone();
+        let result = |result| {
+            f.logins
+                .get_or_create(&ResultLabel { shard, result })
+                .clone()
+        };
         ShardMetrics {
             sessions: f.sessions.get_or_create(&l).clone(),
             connections: f.connections.get_or_create(&l).clone(),

@@ -10,8 +10,8 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::Instant;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
@@ -174,7 +174,11 @@ impl StorePool {
     ) -> Result<oneshot::Receiver<Result<R, StoreError>>, StoreError> {
         let (reply, rx) = oneshot::channel();
         // A clock read per job only when metrics are on (`get` is one atomic load, no lock).
-        let timed = self.shared.job_latency.get().map(|h| (h.clone(), Instant::now()));
+        let timed = self
+            .shared
+            .job_latency
+            .get()
+            .map(|h| (h.clone(), Instant::now()));
         let job: Job = Box::new(move |store: &Store| {
             // Keep the worker alive across a panicking job; the caller gets JobPanicked.
             let r =
