@@ -188,3 +188,48 @@ fn the_route_moves_the_counters() {
     let s = parse(&m.render());
     assert_eq!(offline(&s, "petrel_offline_delivered_total"), 1.0);
 }
+
+/// docs/grafana/petrel-dashboard.json: valid JSON, importable (its data source is the
+/// `DS_PROMETHEUS` input), and every series its queries name is one petrel exports.
+#[test]
+fn dashboard_queries_name_exported_series() {
+    let text = include_str!("../../docs/grafana/petrel-dashboard.json");
+    let dash: serde_json::Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(dash["__inputs"][0]["name"], "DS_PROMETHEUS");
+    // A server's registry with the modules that register counters of their own.
+    let m = Arc::new(Metrics::new());
+    let _w = World::with_metrics(2, "[modules.offline]\n[modules.mam]\n", Some(&m));
+    // The runtime's mesh between the two shards (the cluster has none).
+    let _mesh = m.shard(ShardId(0)).peer(ShardId(1));
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let pool = StorePool::start(dir.path(), 1, 4).unwrap_or_else(|e| panic!("{e}"));
+    m.attach_store(&pool);
+    let rendered = m.render();
+    pool.shutdown();
+    let exported: ahash::HashSet<&str> = rendered
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let panels = dash["panels"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no panels"));
+    let mut queries = 0;
+    for p in panels.iter().filter(|p| p["type"] != "row") {
+        assert_eq!(p["datasource"]["uid"], "${DS_PROMETHEUS}", "{}", p["title"]);
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().unwrap_or_default();
+            queries += 1;
+            let names = expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("petrel_"));
+            for name in names {
+                assert!(
+                    exported.contains(name),
+                    "{name} in {expr}: not in\n{rendered}"
+                );
+            }
+        }
+    }
+    assert!(queries > 10, "the dashboard has its queries");
+}
