@@ -23,6 +23,7 @@ pub mod hooks;
 pub mod jid;
 pub mod local;
 pub mod logging;
+pub mod metrics;
 pub mod modules;
 pub mod router;
 pub mod rt;

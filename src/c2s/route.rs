@@ -88,6 +88,7 @@ pub fn user_send_acked(
 ) -> SendOutcome {
     shard.stats.routed += 1;
     let kind = stanza.kind();
+    shard.metrics.stanza_in(kind);
     let to = match stanza.to() {
         None => None,
         Some(to) => match Jid::parse(&to) {

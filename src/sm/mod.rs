@@ -124,6 +124,8 @@ fn deliver_to(shard: &mut Shard, acc: Acc, sessions: &[SessionRef]) {
 fn offline(shard: &mut Shard, mut acc: Acc) {
     match acc.kind() {
         StanzaKind::Message => {
+            // The route ends here for the latency histogram (whatever the hook then does).
+            shard.metrics.handed_over(acc.entered);
             shard.run_hook(|h| &h.offline_message, &mut acc);
         }
         StanzaKind::Iq => shard.bounce(&acc, StanzaErrorCondition::ServiceUnavailable),
