@@ -117,6 +117,7 @@ async fn dispatch(
 ) -> Response<Full<Bytes>> {
     match req.uri().path() {
         "/ws-xmpp" if l.serves(HttpHandler::Websocket) => websocket(&req, upgrade),
+        "/metrics" if l.serves(HttpHandler::Metrics) => metrics(&req),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
@@ -128,6 +129,19 @@ pub(super) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<
     r.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// `/metrics`: every shard's counters in the Prometheus text format.
+fn metrics(req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != hyper::Method::GET && req.method() != hyper::Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
+    }
+    let mut r = text(StatusCode::OK, crate::metrics::render());
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
     );
     r
 }
