@@ -19,6 +19,7 @@ pub mod auth;
 pub mod c2s;
 pub mod cli;
 pub mod config;
+pub mod explain;
 pub mod hooks;
 pub mod jid;
 pub mod local;

@@ -7,12 +7,16 @@ mod conn;
 mod conn_auth;
 mod conn_sm;
 mod cpus;
+mod explain;
 mod jobs;
 mod listeners;
 mod mesh;
 mod shutdown;
 
 pub use cpus::allowed_cpus;
+#[allow(unused_imports)] // The admin API (merged separately) calls it.
+pub(crate) use explain::explain;
+pub use explain::EXPLAIN_TIMEOUT;
 pub use shutdown::ShutdownFlag;
 
 use ahash::HashSet;
