@@ -235,6 +235,22 @@ impl crate::hooks::AccData {
             t.push(shard, stage, Some(handler), outcome, None);
         }
     }
+
+    /// Sets the outcome of the last step of `handler` at `stage` (a step recorded before the
+    /// handler ran, once its verdict is known).
+    #[inline]
+    pub fn amend_note(&mut self, stage: &'static str, handler: &'static str, outcome: Outcome) {
+        if let Some(t) = self.trace.as_deref_mut() {
+            let last = t
+                .steps
+                .iter_mut()
+                .rev()
+                .find(|s| s.stage == stage && s.handler.as_deref() == Some(handler));
+            if let Some(step) = last {
+                step.outcome = outcome;
+            }
+        }
+    }
 }
 
 impl Acc {

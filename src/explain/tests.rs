@@ -416,3 +416,47 @@ fn equal_priorities_fork_one_path_per_resource() {
     assert_eq!(e.paths[0].steps[shared - 1].stage, "sm");
     assert!(e.render_text().contains("step(s) as above"));
 }
+
+#[test]
+fn a_carbon_copy_is_a_path_of_its_own_from_the_home_handler() {
+    let (mut c, _dir) = cluster(2);
+    for s in c.shards.iter_mut() {
+        crate::modules::carbons::start(s, &[HOST.to_string()]);
+    }
+    let phone = connect(&mut c, 0, "bob@localhost/phone", Some(5));
+    let mut laptop = connect(&mut c, 1, "bob@localhost/laptop", Some(1));
+    user_send(
+        &mut c.shards[1],
+        &mut laptop.sess,
+        Stanza::parse(b"<iq type='set' id='c'><enable xmlns='urn:xmpp:carbons:2'/></iq>".to_vec())
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    c.pump();
+    assert_eq!(receive(&mut c, &laptop), 1);
+    let p = explain(&mut c, 0, "alice@localhost", CHAT);
+    assert_eq!(receive(&mut c, &phone) + receive(&mut c, &laptop), 2);
+    assert!(p.done());
+    let e = p.finish();
+    assert_eq!(e.paths.len(), 2, "{}", e.render_text());
+    let ends: Vec<(Vec<String>, Option<&str>)> = e
+        .paths
+        .iter()
+        .map(|p| (steps(p), p.steps.last().and_then(|s| s.detail.as_deref())))
+        .collect();
+    let direct = ends
+        .iter()
+        .find(|(_, to)| *to == Some("bob@localhost/phone"))
+        .unwrap_or_else(|| panic!("{}", e.render_text()));
+    assert!(direct.0.contains(&"sm_home[carbons]:ok".to_string()));
+    let copy = ends
+        .iter()
+        .find(|(_, to)| *to == Some("bob@localhost/laptop"))
+        .unwrap_or_else(|| panic!("{}", e.render_text()));
+    let at = copy
+        .0
+        .iter()
+        .position(|s| s == "sm_home[carbons]:took")
+        .unwrap_or_else(|| panic!("{}", e.render_text()));
+    assert_eq!(copy.0[at + 1], "carbons:reply", "{}", e.render_text());
+    assert_eq!(copy.0.last().map(String::as_str), Some("c2s:written"));
+}

@@ -163,10 +163,24 @@ impl Acc {
         outcome: Outcome,
         detail: Option<&'static str>,
     ) {
+        self.derive_trace(reply, shard, "reply", outcome, detail);
+    }
+
+    /// Gives `new`, a stanza a module derives from this one (a carbon copy), a copy of this one's
+    /// trace (if any) with a step of `stage` saying why.
+    #[inline]
+    pub fn derive_trace(
+        &self,
+        new: &mut Acc,
+        shard: ShardId,
+        stage: &'static str,
+        outcome: Outcome,
+        detail: Option<&'static str>,
+    ) {
         if let Some(t) = &self.trace {
             let mut t = t.clone();
-            t.push(shard, "reply", None, outcome, detail.map(str::to_owned));
-            reply.trace = Some(t);
+            t.push(shard, stage, None, outcome, detail.map(str::to_owned));
+            new.trace = Some(t);
         }
     }
 }

@@ -81,9 +81,15 @@ pub fn route(shard: &mut Shard, mut acc: Acc) {
             return;
         }
     }
-    for h in shard.sm.home_handlers().iter() {
+    for (name, h) in shard.sm.home_handlers().iter() {
+        // Recorded before the handler runs, so the copies it derives carry it; amended when the
+        // handler gives the stanza back.
+        acc.note_handler(shard.id, HOME_STAGE, name, Outcome::Took);
         match h(shard, acc) {
-            Some(a) => acc = a,
+            Some(mut a) => {
+                a.amend_note(HOME_STAGE, name, Outcome::Ok);
+                acc = a
+            }
             None => return,
         }
     }
@@ -122,6 +128,9 @@ pub fn route(shard: &mut Shard, mut acc: Acc) {
 
 /// Stage name of the session manager's steps in a `route explain` trace.
 pub const STAGE: &str = "sm";
+
+/// Stage name of the home handlers' steps in a `route explain` trace.
+pub const HOME_STAGE: &str = "sm_home";
 
 /// For a traced stanza on its home shard: the recipient's resources, their priorities, and which
 /// kind of address (RFC 6121 §8.5.2 bare, §8.5.3 full) chose among them.
