@@ -280,7 +280,8 @@ pub struct Explanation {
     pub to: String,
     /// `message`, `presence`, `iq` or the element's name.
     pub kind: String,
-    /// Shard where the stanza entered.
+    /// Shard that took the request (the stanza enters where the sender's session lives: see
+    /// the first steps).
     pub shard: u16,
     /// Every end of the route, in the order they ended.
     pub paths: Vec<Path>,
@@ -331,6 +332,6 @@ pub struct Head {
     pub to: String,
     /// Stanza kind.
     pub kind: String,
-    /// Entry shard.
+    /// Shard that took the request.
     pub shard: u16,
 }

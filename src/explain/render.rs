@@ -13,7 +13,7 @@ impl Explanation {
         // Writing into a String cannot fail.
         let _ = writeln!(
             out,
-            "{} from {} to {} (entered on shard {}): {} end(s)",
+            "{} from {} to {} (asked on shard {}): {} end(s)",
             self.kind,
             self.from,
             self.to,

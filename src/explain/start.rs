@@ -1,18 +1,20 @@
 //! Starting a request: the stanza enters the route as if the sender's session had sent it.
 //!
-//! The stanza is routed for real: explaining a message to bob sends it to bob. It enters on the
-//! shard that serves the request, through `user_send_*`, as sent by a session of `from`: a full JID
-//! bound on this shard is that very session (its connection is the sender handlers see, replies
-//! come back to it); any other JID gets a synthetic session on a connection that does not exist
-//! (a bare JID gets the resource [`EXPLAIN_RESOURCE`]), so what the route sends back to it ends
-//! as undeliverable, and that shows in the explanation.
+//! The stanza is routed for real: explaining a message to bob sends it to bob. It goes first to
+//! the home shard of `from`, which knows where the session of that full JID lives, and enters
+//! there through `user_send_*`: a bound session is the very sender (the handlers see its
+//! connection and its per-connection state, e.g. its block list; replies reach its client). A JID
+//! with no session (a bare JID gets the resource [`EXPLAIN_RESOURCE`]) enters on its home shard
+//! from a synthetic session on a connection that does not exist: per-connection module state is
+//! not there for it, and what the route sends back to it ends as undeliverable, which shows in
+//! the explanation.
 
 use std::sync::Arc;
 
 use super::{Explanation, Head, Outcome, Sink, Trace};
 use crate::c2s::route::{user_send_traced, Session};
 use crate::jid::{FullJid, Jid};
-use crate::shard::{ConnId, SessionRef, Shard};
+use crate::shard::{home_shard, ConnId, Shard, ShardMsg};
 use crate::xml::{Stanza, StanzaKind, XmlError};
 
 /// Resource of the synthetic session of a sender given as a bare JID.
@@ -59,9 +61,10 @@ impl Pending {
     }
 }
 
-/// Parses `xml` and sends it into the route on `shard` as `from` would (see the module doc). The
-/// caller then carries out what the shard queued (mesh messages, store jobs) and waits for
-/// [`Pending::done`].
+/// Parses `xml` and sends it into the route as `from` would (see the module doc): first to the
+/// home shard of `from`, which knows where its session lives, then into `user_send_*` on that
+/// session's shard. The caller then carries out what `shard` queued (mesh messages, store jobs)
+/// and waits for [`Pending::done`].
 pub fn start(shard: &mut Shard, from: Jid, xml: &str) -> Result<Pending, ExplainError> {
     let mut stanza = Stanza::parse(xml.as_bytes().to_vec())?;
     if stanza.kind() == StanzaKind::Other {
@@ -78,11 +81,6 @@ pub fn start(shard: &mut Shard, from: Jid, xml: &str) -> Result<Pending, Explain
         Ok(full) => full,
         Err(bare) => bare.bare().with_resource(EXPLAIN_RESOURCE)?,
     };
-    // A real session of this JID on this shard, or a connection id no connection ever gets
-    // (ids start at 1).
-    let conn = shard.local_session(full.as_str()).unwrap_or(ConnId(0));
-    let synthetic = conn == ConnId(0);
-    let mut sess = Session::new(full.clone(), shard.session_ref(conn));
     stanza.set_from(full.as_str());
     let head = Head {
         from: full.as_str().to_owned(),
@@ -94,19 +92,55 @@ pub fn start(shard: &mut Shard, from: Jid, xml: &str) -> Result<Pending, Explain
         shard: shard.id.0,
     };
     let sink = Sink::new();
-    let mut trace = Box::new(Trace::new(sink.clone()));
-    let sref: SessionRef = sess.session;
-    trace.push(
-        shard.id,
-        "c2s",
-        None,
-        Outcome::Ok,
-        Some(if synthetic {
-            format!("sent by a synthetic session of {full}")
-        } else {
-            format!("sent by the session of {full} (connection {})", sref.conn.0)
-        }),
+    // Until the stanza enters, the trace rides in the closures below: the request waits for it.
+    let trace = Box::new(Trace::new(sink.clone()));
+    let home = home_shard(&full.bare(), shard.shards);
+    shard.send_to_shard(
+        home,
+        ShardMsg::Run(Box::new(move |s: &mut Shard| {
+            find_session(s, full, stanza, trace)
+        })),
     );
-    user_send_traced(shard, &mut sess, stanza, trace);
+    shard.drain_to_route();
     Ok(Pending { sink, head })
+}
+
+/// On the home shard of the sender: enters where its session lives, here when it has none.
+fn find_session(shard: &mut Shard, full: FullJid, stanza: Stanza, mut trace: Box<Trace>) {
+    let at = shard
+        .sm
+        .resources_of(full.bare().as_str())
+        .iter()
+        .find(|r| r.jid == full)
+        .map(|r| r.session.shard);
+    match at {
+        Some(at) if at != shard.id => {
+            trace.push(
+                shard.id,
+                crate::sm::STAGE,
+                None,
+                Outcome::Forwarded,
+                Some(format!("the session of {full} lives on shard {}", at.0)),
+            );
+            shard.send_to_shard(
+                at,
+                ShardMsg::Run(Box::new(move |s: &mut Shard| enter(s, full, stanza, trace))),
+            );
+        }
+        _ => enter(shard, full, stanza, trace),
+    }
+}
+
+/// `user_send_*` on this shard, from the session of `full` bound here, or a synthetic one.
+fn enter(shard: &mut Shard, full: FullJid, stanza: Stanza, mut trace: Box<Trace>) {
+    // A connection id no connection ever gets (ids start at 1) when no session is bound here.
+    let conn = shard.local_session(full.as_str()).unwrap_or(ConnId(0));
+    let detail = if conn == ConnId(0) {
+        format!("sent by a synthetic session of {full}")
+    } else {
+        format!("sent by the session of {full} (connection {})", conn.0)
+    };
+    trace.push(shard.id, "c2s", None, Outcome::Ok, Some(detail));
+    let mut sess = Session::new(full, shard.session_ref(conn));
+    user_send_traced(shard, &mut sess, stanza, trace);
 }

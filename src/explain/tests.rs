@@ -92,22 +92,41 @@ fn steps(p: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The home shard of bare JID `bare` in a cluster of `n`.
+fn home(bare: &str, n: usize) -> usize {
+    home_shard(&BareJid::parse(bare).unwrap_or_else(|e| panic!("{e}")), n).index()
+}
+
+/// How a request from `bare` enters, when its session is on shard `session_on` (None: no
+/// session): a hop from the home shard to the session's shard, then `user_send_*` there. Returns
+/// the steps and the shard where the stanza enters.
+fn entry(bare: &str, session_on: Option<usize>, n: usize) -> (Vec<String>, usize) {
+    let home = home(bare, n);
+    match session_on {
+        Some(s) if s != home => (vec!["sm:forwarded".into(), "c2s:ok".into()], s),
+        _ => (vec!["c2s:ok".into()], home),
+    }
+}
+
 /// The route from the sender through the router chain to local delivery of a user-addressed
 /// stanza, with no module loaded: the router's first module to take a hosted domain is
 /// `dynamic_domains` on first use of a shard, `localdomain` afterwards.
-fn send_side(kind: &str, took_by: &str) -> Vec<String> {
-    [
-        "c2s:ok",
-        "user_send_packet:ok",
-        &format!("user_send_{kind}:ok"),
-        "filter_packet:ok",
-        "router[global]:pass",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain(pass_until(took_by))
-    .chain(["filter_local_packet:ok".to_string()])
-    .collect()
+fn send_side(entry: &[String], kind: &str, took_by: &str) -> Vec<String> {
+    entry
+        .iter()
+        .cloned()
+        .chain(
+            [
+                "user_send_packet:ok",
+                &format!("user_send_{kind}:ok"),
+                "filter_packet:ok",
+                "router[global]:pass",
+            ]
+            .map(String::from),
+        )
+        .chain(pass_until(took_by))
+        .chain(["filter_local_packet:ok".to_string()])
+        .collect()
 }
 
 fn pass_until(took_by: &str) -> Vec<String> {
@@ -137,7 +156,7 @@ fn chat_to_two_resources_goes_to_the_highest_priority_only() {
     let (mut c, _dir) = cluster(2);
     let phone = connect(&mut c, 1, "bob@localhost/phone", Some(5));
     let laptop = connect(&mut c, 0, "bob@localhost/laptop", Some(1));
-    let home = home_shard(&phone.sess.jid.bare(), 2).0;
+    let (enter, at) = entry("alice@localhost", None, 2);
     let p = explain(&mut c, 0, "alice@localhost", CHAT);
     // The copy for the phone waits in its connection's mailbox: not an end yet.
     assert!(!p.done());
@@ -151,9 +170,10 @@ fn chat_to_two_resources_goes_to_the_highest_priority_only() {
         format!("alice@localhost/{}", super::EXPLAIN_RESOURCE)
     );
     let path = only_path(&e);
-    let mut want = send_side("message", "dynamic_domains");
+    let mut want = send_side(&enter, "message", "dynamic_domains");
     want.push("local:pass".into());
-    if home != 0 {
+    let bob_home = home("bob@localhost", 2);
+    if bob_home != at {
         want.push("sm:forwarded".into());
     }
     want.extend(
@@ -181,7 +201,7 @@ fn chat_to_two_resources_goes_to_the_highest_priority_only() {
     assert_eq!(last.shard, 1);
     assert_eq!(last.detail.as_deref(), Some("bob@localhost/phone"));
     let delivered = &path.steps[path.steps.len() - 5];
-    assert_eq!(delivered.shard, home);
+    assert_eq!(delivered.shard as usize, bob_home);
     assert_eq!(
         delivered.detail.as_deref(),
         Some("to bob@localhost/phone on shard 1")
@@ -236,7 +256,10 @@ fn message_stopped_by_a_handler_and_its_error_back_to_the_sender() {
     );
     c.pump();
     receive(&mut c, &alice);
-    let p = explain(&mut c, 0, "alice@localhost/r", CHAT);
+    // Asked on shard 1: the stanza enters on shard 0, from alice's own session.
+    let p = explain(&mut c, 1, "alice@localhost/r", CHAT);
+    let (enter, _) = entry("alice@localhost", Some(0), 2);
+    let n = enter.len();
     assert!(!p.done());
     assert_eq!(receive(&mut c, &alice), 1);
     assert!(p.done());
@@ -249,11 +272,10 @@ fn message_stopped_by_a_handler_and_its_error_back_to_the_sender() {
         .iter()
         .find(|p| p.steps.last().is_some_and(|s| s.outcome == Outcome::Stop))
         .unwrap_or_else(|| panic!("no stopped path: {}", e.render_text()));
-    assert_eq!(
-        steps(stopped),
-        ["c2s:ok", "user_send_packet[blocking]:stop"]
-    );
-    assert!(stopped.steps[0]
+    assert_eq!(steps(stopped)[..n], enter[..]);
+    assert_eq!(steps(stopped)[n..], ["user_send_packet[blocking]:stop"]);
+    assert_eq!(stopped.steps[n - 1].shard, 0);
+    assert!(stopped.steps[n - 1]
         .detail
         .as_deref()
         .is_some_and(|d| d.contains("the session of alice@localhost/r")));
@@ -268,8 +290,9 @@ fn message_stopped_by_a_handler_and_its_error_back_to_the_sender() {
         })
         .unwrap_or_else(|| panic!("no written path: {}", e.render_text()));
     let got = steps(error);
-    assert_eq!(got[..2], ["c2s:ok", "reply:bounced"], "{}", e.render_text());
-    assert_eq!(error.steps[1].detail.as_deref(), Some("blocked"));
+    assert_eq!(got[..n], enter[..]);
+    assert_eq!(got[n], "reply:bounced", "{}", e.render_text());
+    assert_eq!(error.steps[n].detail.as_deref(), Some("blocked"));
     assert!(got.contains(&"user_receive_packet[blocking]:ok".to_string()));
     assert_eq!(got.last().map(String::as_str), Some("c2s:written"));
     assert_eq!(
@@ -299,7 +322,8 @@ fn iq_to_the_server_is_answered_and_the_answer_traced_back() {
     assert!(p.done());
     let e = p.finish();
     let got = steps(only_path(&e));
-    let mut want = send_side("iq", "dynamic_domains");
+    let (enter, _) = entry("alice@localhost", Some(1), 2);
+    let mut want = send_side(&enter, "iq", "dynamic_domains");
     want.extend(
         [
             "local:took",
