@@ -33,5 +33,6 @@ pub mod shard;
 pub mod sm;
 pub mod store;
 pub mod tls;
+pub mod web;
 pub mod xml;
 pub mod xmpp;

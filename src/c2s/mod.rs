@@ -57,6 +57,9 @@ pub struct C2sConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Offer PLAIN on unencrypted streams from loopback peers (tests, local bridges).
     pub allow_plaintext_on_loopback: bool,
+    /// The bytes reach this stream already decrypted by TLS below it (HTTPS carrying WebSocket or
+    /// BOSH): PLAIN is allowed as over STARTTLS, but no channel binding is offered.
+    pub transport_secure: bool,
     /// Scanner limits (stanza bytes, depth, attributes).
     pub limits: crate::xml::Limits,
     /// Bound in bytes of output not yet taken by the driver; `deliver` past it closes the stream.

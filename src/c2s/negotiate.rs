@@ -93,6 +93,7 @@ impl C2s {
     /// PLAIN sends the password: only over TLS, or from loopback when configured.
     pub(super) fn plain_allowed(&self) -> bool {
         self.transport.is_tls()
+            || self.cfg.transport_secure
             || (self.cfg.allow_plaintext_on_loopback && self.peer.addr.ip().is_loopback())
     }
 

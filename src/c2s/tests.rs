@@ -72,6 +72,7 @@ fn config(mode: TlsMode) -> C2sConfig {
         tls_mode: mode,
         tls: Some(pki().server.clone()),
         allow_plaintext_on_loopback: false,
+        transport_secure: false,
         limits: Limits::default(),
         outbound_queue_bytes: 8 * 1024,
         auth_timeout: Duration::from_secs(30),

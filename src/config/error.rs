@@ -123,6 +123,9 @@ pub enum InvalidValue {
     /// `store.url` that is not a PostgreSQL connection URL or `key=value` string.
     #[error("store.url: {0}")]
     StoreUrl(String),
+    /// `[[listen.http]]` with a STARTTLS mode (HTTP has none).
+    #[error("listen.http.tls: \"tls\" (HTTPS) or \"none\"; HTTP has no STARTTLS")]
+    HttpTlsMode,
     /// No `[[listen.c2s]]` at all.
     #[error("at least one [[listen.c2s]] listener is required")]
     NoListeners,

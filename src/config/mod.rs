@@ -20,7 +20,7 @@ use serde::{Serialize, Serializer};
 pub use error::{ConfigError, InvalidValue, Location};
 pub use store::{StoreBackend, StoreConfig};
 pub use throttle::{IpNet, NetError, ThrottleConfig};
-pub use types::{Domain, DomainError, LogLevel, RoutingModule, TlsMode};
+pub use types::{Domain, DomainError, HttpHandler, LogLevel, RoutingModule, TlsMode};
 
 /// The embedded default configuration: the top-level `petrel.toml`.
 pub const EMBEDDED_TOML: &str = include_str!("../../petrel.toml");
@@ -78,6 +78,20 @@ pub struct AuthConfig {
 pub struct Listen {
     /// `[[listen.c2s]]` listeners, at least one.
     pub c2s: Vec<C2sListenerConfig>,
+    /// `[[listen.http]]` listeners (WebSocket, BOSH, upload, metrics, admin API).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<HttpListenerConfig>,
+}
+
+/// One `[[listen.http]]` listener: address, TLS and session settings as for c2s (`tls` is
+/// "tls" for HTTPS or "none"), and the handlers it serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HttpListenerConfig {
+    /// Address, TLS and the settings of the WebSocket and BOSH sessions it carries.
+    #[serde(flatten)]
+    pub session: C2sListenerConfig,
+    /// What it serves.
+    pub handlers: Vec<HttpHandler>,
 }
 
 /// One `[[listen.c2s]]` listener.

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::types::{LogLevel, RoutingModule, TlsMode};
+use super::types::{HttpHandler, LogLevel, RoutingModule, TlsMode};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -71,6 +71,48 @@ pub(super) struct RawThrottle {
 pub(super) struct RawListen {
     #[serde(default)]
     pub c2s: Vec<Spanned<RawC2s>>,
+    #[serde(default)]
+    pub http: Vec<Spanned<RawHttp>>,
+}
+
+/// One `[[listen.http]]`: the session settings of `[[listen.c2s]]` (for WebSocket and BOSH
+/// sessions) plus the handlers served.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHttp {
+    pub port: Spanned<u16>,
+    pub ip_address: Option<Spanned<IpAddr>>,
+    pub tls: Option<Spanned<TlsMode>>,
+    pub certfile: Option<Spanned<PathBuf>>,
+    pub keyfile: Option<Spanned<PathBuf>>,
+    pub allow_plaintext_on_loopback: Option<bool>,
+    pub max_stanza_size: Option<Spanned<usize>>,
+    pub max_depth: Option<Spanned<usize>>,
+    pub max_attrs: Option<Spanned<usize>>,
+    pub outbound_queue_bytes: Option<Spanned<usize>>,
+    pub auth_timeout: Option<Spanned<u64>>,
+    pub idle_timeout: Option<Spanned<u64>>,
+    pub handlers: Option<Vec<HttpHandler>>,
+}
+
+impl RawHttp {
+    /// The session settings, checked like a c2s listener's.
+    pub(super) fn session(&self) -> RawC2s {
+        RawC2s {
+            port: self.port.clone(),
+            ip_address: self.ip_address.clone(),
+            tls: self.tls.as_ref().map(|t| *t.get_ref()),
+            certfile: self.certfile.clone(),
+            keyfile: self.keyfile.clone(),
+            allow_plaintext_on_loopback: self.allow_plaintext_on_loopback,
+            max_stanza_size: self.max_stanza_size.clone(),
+            max_depth: self.max_depth.clone(),
+            max_attrs: self.max_attrs.clone(),
+            outbound_queue_bytes: self.outbound_queue_bytes.clone(),
+            auth_timeout: self.auth_timeout.clone(),
+            idle_timeout: self.idle_timeout.clone(),
+        }
+    }
 }
 
 /// One `[[listen.c2s]]`.

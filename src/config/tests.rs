@@ -398,3 +398,40 @@ fn module_tables_must_be_tables() {
     assert!(matches!(err, ConfigError::Parse { .. }), "{msg}");
     assert_eq!(at.line, 6, "{msg}");
 }
+
+#[test]
+fn http_listeners() {
+    let base = "[general]\nhosts = [\"a\"]\n[[listen.c2s]]\nport = 5222\n";
+    let c = Config::parse(
+        &format!("{base}[[listen.http]]\nport = 5280\n"),
+        Path::new("t"),
+    )
+    .unwrap();
+    let h = &c.listen.http[0];
+    assert_eq!(h.handlers, HttpHandler::ALL.to_vec());
+    assert_eq!(h.session.tls, TlsMode::None);
+    assert_eq!(h.session.port, 5280);
+    let c = Config::parse(
+        &format!("{base}[[listen.http]]\nport = 5443\ntls = \"tls\"\nhandlers = [\"websocket\", \"metrics\"]\n"),
+        Path::new("t"),
+    )
+    .unwrap();
+    assert_eq!(c.listen.http[0].session.tls, TlsMode::Tls);
+    assert_eq!(
+        c.listen.http[0].handlers,
+        vec![HttpHandler::Websocket, HttpHandler::Metrics]
+    );
+    // The effective configuration parses back to the same.
+    let back = Config::parse(&c.to_toml(), Path::new("t")).unwrap();
+    assert_eq!(back.listen, c.listen);
+    let (_, _, msg) = parse_err(&format!(
+        "{base}[[listen.http]]\nport = 5280\ntls = \"starttls\"\n"
+    ));
+    assert!(msg.contains("no STARTTLS"), "{msg}");
+    let (_, _, msg) = parse_err(&format!("{base}[[listen.http]]\nport = 5222\n"));
+    assert!(msg.contains("already used"), "{msg}");
+    let (_, _, msg) = parse_err(&format!(
+        "{base}[[listen.http]]\nport = 5280\nhandlers = [\"gopher\"]\n"
+    ));
+    assert!(msg.contains("gopher"), "{msg}");
+}

@@ -154,6 +154,33 @@ impl TlsMode {
     }
 }
 
+/// What a `[[listen.http]]` listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpHandler {
+    /// `/ws-xmpp`: XMPP over WebSocket (RFC 7395).
+    Websocket,
+    /// `/http-bind`: BOSH (XEP-0124, XEP-0206).
+    Bosh,
+    /// `/upload/`: HTTP file upload slots (XEP-0363).
+    Upload,
+    /// `/metrics`: Prometheus text format.
+    Metrics,
+    /// `/api`: the admin API (needs `[admin] token`).
+    Api,
+}
+
+impl HttpHandler {
+    /// Every handler: the default of a listener that names none.
+    pub const ALL: [HttpHandler; 5] = [
+        HttpHandler::Websocket,
+        HttpHandler::Bosh,
+        HttpHandler::Upload,
+        HttpHandler::Metrics,
+        HttpHandler::Api,
+    ];
+}
+
 /// One step of the routing chain (`general.routing_modules`), in MongooseIM's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -8,9 +8,11 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::error::{ConfigError, InvalidValue, Location};
-use super::raw::{RawAuth, RawC2s, RawConfig, RawGeneral, RawShards};
-use super::types::{Domain, LogLevel, RoutingModule, TlsMode};
-use super::{AuthConfig, C2sListenerConfig, Config, General, Listen, ShardsConfig};
+use super::raw::{RawAuth, RawC2s, RawConfig, RawGeneral, RawHttp, RawShards};
+use super::types::{Domain, HttpHandler, LogLevel, RoutingModule, TlsMode};
+use super::{
+    AuthConfig, C2sListenerConfig, Config, General, HttpListenerConfig, Listen, ShardsConfig,
+};
 
 /// Inclusive bounds and default of one numeric setting.
 pub(super) struct Bounds {
@@ -160,9 +162,7 @@ pub(super) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
     let cx = Ctx { text, path };
     let general = general(&cx, raw.general)?;
     let auth = auth(&cx, raw.auth)?;
-    let listen = Listen {
-        c2s: listeners(&cx, raw.listen.c2s)?,
-    };
+    let listen = listeners(&cx, raw.listen.c2s, raw.listen.http)?;
     let shards = shards(&cx, raw.shards)?;
     let store = super::store::store(&cx, raw.store)?;
     let mut modules = BTreeMap::new();
@@ -251,34 +251,58 @@ fn auth(cx: &Ctx<'_>, raw: RawAuth) -> Result<AuthConfig, ConfigError> {
 fn listeners(
     cx: &Ctx<'_>,
     raw: Vec<Spanned<RawC2s>>,
-) -> Result<Vec<C2sListenerConfig>, ConfigError> {
+    raw_http: Vec<Spanned<RawHttp>>,
+) -> Result<Listen, ConfigError> {
     if raw.is_empty() {
         return Err(cx.err_at(Location::START, InvalidValue::NoListeners));
     }
-    // (ip, port, location of the port) of listeners seen so far.
+    // (ip, port, location of the port) of listeners seen so far, of both kinds.
     let mut bound: Vec<(IpAddr, u16, Location)> = Vec::new();
-    let mut out = Vec::with_capacity(raw.len());
-    for entry in raw {
-        let entry = entry.into_inner();
-        let listener = listener(cx, &entry)?;
-        let here = cx.at(&entry.port.span());
+    let mut claim = |l: &C2sListenerConfig, here: Location| {
         if let Some(&(_, _, other)) = bound
             .iter()
-            .find(|(ip, port, _)| *port == listener.port && addrs_overlap(*ip, listener.ip_address))
+            .find(|(ip, port, _)| *port == l.port && addrs_overlap(*ip, l.ip_address))
         {
             return Err(cx.err_at(
                 here,
                 InvalidValue::DuplicateListener {
-                    ip: listener.ip_address,
-                    port: listener.port,
+                    ip: l.ip_address,
+                    port: l.port,
                     other_line: other.line,
                 },
             ));
         }
-        bound.push((listener.ip_address, listener.port, here));
-        out.push(listener);
+        bound.push((l.ip_address, l.port, here));
+        Ok(())
+    };
+    let mut c2s = Vec::with_capacity(raw.len());
+    for entry in raw {
+        let entry = entry.into_inner();
+        let listener = listener(cx, &entry)?;
+        claim(&listener, cx.at(&entry.port.span()))?;
+        c2s.push(listener);
     }
-    Ok(out)
+    let mut http = Vec::with_capacity(raw_http.len());
+    for entry in raw_http {
+        let entry = entry.into_inner();
+        if let Some(tls) = &entry.tls {
+            if !matches!(tls.get_ref(), TlsMode::Tls | TlsMode::None) {
+                return Err(cx.err(&tls.span(), InvalidValue::HttpTlsMode));
+            }
+        }
+        let mut session = listener(cx, &entry.session())?;
+        if entry.tls.is_none() {
+            session.tls = TlsMode::None;
+        }
+        claim(&session, cx.at(&entry.port.span()))?;
+        let mut handlers = entry
+            .handlers
+            .clone()
+            .unwrap_or_else(|| HttpHandler::ALL.to_vec());
+        handlers.dedup();
+        http.push(HttpListenerConfig { session, handlers });
+    }
+    Ok(Listen { c2s, http })
 }
 
 /// Two binds on one port collide when the addresses are equal or either is a wildcard.

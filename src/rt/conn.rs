@@ -10,7 +10,6 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
-use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
 use super::ShardCtx;
@@ -19,6 +18,7 @@ use crate::c2s::route::{self as c2s_route, SendOutcome, Session};
 use crate::c2s::{C2s, C2sConfig, C2sEvent, PeerInfo};
 use crate::jid::FullJid;
 use crate::shard::{ConnId, ConnMsg, Mailbox};
+use crate::web::Link;
 use crate::xmpp::StreamErrorCondition;
 
 /// How long a closing connection waits for a peer that stopped reading before it drops the rest of
@@ -57,12 +57,18 @@ enum Wake {
     Timer,
 }
 
+/// A connection's byte stream: a TCP socket, TLS over one (HTTPS), or what an HTTP upgrade left.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
+
 /// Runs one connection to its end. A panic inside is caught here: it ends this connection only.
-pub(crate) async fn run(stream: TcpStream, ctx: Rc<ShardCtx>, cfg: Arc<C2sConfig>) {
-    let Ok(peer) = stream.peer_addr() else {
-        return;
-    };
-    let _ = stream.set_nodelay(true);
+pub(crate) async fn run<S: Io>(
+    stream: S,
+    peer: std::net::SocketAddr,
+    link: Link,
+    ctx: Rc<ShardCtx>,
+    cfg: Arc<C2sConfig>,
+) {
     let (conn, mailbox) = ctx.shard.borrow_mut().open_conn();
     let shard_id = ctx.shard.borrow().id.0;
     tracing::info!(shard = shard_id, conn = conn.0, %peer, "connection opened");
@@ -70,6 +76,7 @@ pub(crate) async fn run(stream: TcpStream, ctx: Rc<ShardCtx>, cfg: Arc<C2sConfig
     let driver = Driver {
         ctx: ctx.clone(),
         c2s: C2s::new(cfg.clone(), PeerInfo { addr: peer }, Instant::now()),
+        link,
         cfg,
         conn,
         mailbox,
@@ -108,6 +115,8 @@ pub(super) struct Driver {
     pub(super) ctx: Rc<ShardCtx>,
     cfg: Arc<C2sConfig>,
     pub(super) c2s: C2s,
+    /// Raw stream or WebSocket framing between the socket and the c2s.
+    link: Link,
     pub(super) conn: ConnId,
     pub(super) mailbox: Rc<Mailbox>,
     pub(super) session: Rc<std::cell::RefCell<Option<Session>>>,
@@ -128,19 +137,19 @@ pub(super) struct Driver {
 }
 
 impl Driver {
-    async fn run(mut self, stream: TcpStream) {
+    async fn run<S: Io>(mut self, stream: S) {
         self.serve(stream).await;
         // The socket is gone; a resumable session (or our own resumption in flight) lives on.
         self.park().await;
         self.drain_backlog().await;
     }
 
-    async fn serve(&mut self, mut stream: TcpStream) {
+    async fn serve<S: Io>(&mut self, mut stream: S) {
         loop {
             self.process();
             if self.wbuf.is_empty() {
                 self.written = 0;
-                self.c2s.take_transmit(&mut self.wbuf);
+                self.link.output(&mut self.c2s, &mut self.wbuf);
                 if crate::hooks::handled::pending() || crate::hooks::on_drop::pending() {
                     // Stanzas just written released their senders' acknowledgements.
                     self.ctx.flush();
@@ -456,7 +465,7 @@ impl Driver {
 
     /// Waits for the next thing to do: room to write, bytes to read, a mailbox message, a store
     /// answer, a timeout. Reading pauses while the client is not draining what we send.
-    async fn wait(&mut self, stream: &mut TcpStream) -> Wake {
+    async fn wait<S: Io>(&mut self, stream: &mut S) -> Wake {
         let read_limit = self.c2s_bound();
         std::future::poll_fn(|cx| {
             let mut progressed = false;
@@ -524,7 +533,7 @@ impl Driver {
                     Poll::Ready(Ok(n)) => {
                         let now = Instant::now();
                         crate::hooks::clock::set_now(now);
-                        self.c2s.handle_input(&buf[..n], now);
+                        self.link.input(&buf[..n], &mut self.c2s, now);
                         return Poll::Ready(Wake::Progress);
                     }
                     Poll::Pending => {}

@@ -38,6 +38,7 @@ pub fn c2s_listener(
             tls_mode,
             tls,
             allow_plaintext_on_loopback: l.allow_plaintext_on_loopback,
+            transport_secure: false,
             limits: Limits {
                 max_stanza_bytes: l.max_stanza_size,
                 max_depth: l.max_depth,
@@ -52,5 +53,51 @@ pub fn c2s_listener(
             sm: modules.sm,
             post_auth_features: modules.post_auth_features.clone(),
         }),
+    })
+}
+
+/// An HTTP listener ready to accept.
+pub struct HttpListener {
+    /// Address to bind (every shard binds it with SO_REUSEPORT).
+    pub addr: std::net::SocketAddr,
+    /// HTTPS when set (ALPN http/1.1).
+    pub tls: Option<futures_rustls::TlsAcceptor>,
+    /// What the WebSocket and BOSH sessions' c2s gets.
+    pub session: Arc<C2sConfig>,
+    /// What it serves.
+    pub handlers: Vec<config::HttpHandler>,
+}
+
+impl HttpListener {
+    /// Whether `h` is served here.
+    pub fn serves(&self, h: config::HttpHandler) -> bool {
+        self.handlers.contains(&h)
+    }
+}
+
+/// Builds an HTTP listener: its sessions are c2s sessions with TLS (if any) below HTTP.
+pub fn http_listener(
+    l: &config::HttpListenerConfig,
+    general: &General,
+    modules: &crate::modules::C2sModuleOptions,
+) -> Result<HttpListener, crate::tls::TlsError> {
+    let mut plain = l.session.clone();
+    plain.tls = config::TlsMode::None;
+    let base = c2s_listener(&plain, general, modules)?;
+    let mut session = (*base.c2s).clone();
+    let tls = if l.session.tls.uses_tls() {
+        let server = crate::tls::server_config(&l.session, general)?;
+        let mut server = (*server).clone();
+        server.alpn_protocols = vec![b"http/1.1".to_vec()];
+        session.transport_secure = true;
+        Some(futures_rustls::TlsAcceptor::from(Arc::new(server)))
+    } else {
+        None
+    };
+    Ok(HttpListener {
+        addr: base.addr,
+        tls,
+        session: Arc::new(session),
+        handlers: l.handlers.clone(),
     })
 }

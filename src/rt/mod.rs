@@ -8,6 +8,7 @@ mod conn_auth;
 mod conn_sm;
 mod cpus;
 mod explain;
+mod http;
 mod jobs;
 mod listeners;
 mod mesh;
@@ -32,6 +33,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::config::Config;
 use crate::shard::{Shard, ShardId, ShardMsg};
 use crate::store::{LoginGuard, StorePool};
+use crate::web::Link;
 
 /// io_uring submission depth per ring (glommio makes three rings per executor). 64 instead of
 /// glommio's 128, with 64 KiB of io memory (its minimum; petrel does no DMA file I/O): 64 shards then
@@ -99,6 +101,13 @@ pub struct ServeOptions {
     pub shards: Option<usize>,
     /// Allow more shards than CPUs (tests on small machines); shards then share CPUs.
     pub allow_oversubscribe: bool,
+}
+
+/// Every shard's listeners (each shard binds them all).
+#[derive(Clone)]
+struct Listeners {
+    c2s: Vec<Arc<listeners::C2sListener>>,
+    http: Vec<Arc<listeners::HttpListener>>,
 }
 
 /// What every shard shares off the shards: the store pool and the login throttle its jobs use.
@@ -196,12 +205,19 @@ pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Re
         // Kept next to the store pool, whose threads alone lock it: see `store::login`.
         login: LoginGuard::new(config.auth.throttle.clone()),
     };
-    let listeners: Vec<Arc<listeners::C2sListener>> = config
+    let c2s: Vec<Arc<listeners::C2sListener>> = config
         .listen
         .c2s
         .iter()
         .map(|l| listeners::c2s_listener(l, &config.general, &modules).map(Arc::new))
         .collect::<Result<_, _>>()?;
+    let http: Vec<Arc<listeners::HttpListener>> = config
+        .listen
+        .http
+        .iter()
+        .map(|l| listeners::http_listener(l, &config.general, &modules).map(Arc::new))
+        .collect::<Result<_, _>>()?;
+    let listeners = Listeners { c2s, http };
     let ends = mesh::build(n, config.shards.ring_capacity.max(2));
     let io_memory = config.shards.io_memory_kib * 1024;
     let mut handles = Vec::new();
@@ -259,6 +275,30 @@ pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Re
     result
 }
 
+/// Binds `addr` on this shard and hands every accepted connection to `on_accept`.
+fn accept_loop(
+    id: ShardId,
+    addr: SocketAddr,
+    on_accept: impl Fn(glommio::net::TcpStream) + 'static,
+) -> Result<glommio::Task<()>, RtError> {
+    let listener = TcpListener::bind(addr).map_err(|e| RtError::Listen {
+        addr,
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(glommio::spawn_local(async move {
+        loop {
+            match listener.accept().await {
+                Ok(stream) => on_accept(stream),
+                Err(e) => {
+                    tracing::warn!(shard = id.0, error = %e, "accept failed");
+                    // EMFILE and friends: back off instead of spinning.
+                    glommio::timer::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }))
+}
+
 fn strip<T>(e: glommio::GlommioError<T>) -> glommio::GlommioError<()> {
     match e {
         glommio::GlommioError::IoError(io) => glommio::GlommioError::IoError(io),
@@ -270,13 +310,14 @@ async fn run_shard(
     id: ShardId,
     n: usize,
     config: Arc<Config>,
-    listeners: Vec<Arc<listeners::C2sListener>>,
+    listeners: Listeners,
     ends: mesh::MeshEnds,
     off_shard: OffShard,
     flag: ShutdownFlag,
 ) -> Result<(), RtError> {
     let hosts: HashSet<String> = config.general.hosts.iter().map(|h| h.to_string()).collect();
     let mailbox_limit = listeners
+        .c2s
         .iter()
         .map(|l| l.c2s.outbound_queue_bytes)
         .max()
@@ -351,29 +392,24 @@ async fn run_shard(
         }));
     }
     let mut accepts = Vec::new();
-    for l in &listeners {
-        let addr = l.addr;
-        let listener = TcpListener::bind(addr).map_err(|e| RtError::Listen {
-            addr,
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        let ctx = ctx.clone();
+    for l in &listeners.c2s {
         let l = l.clone();
-        accepts.push(glommio::spawn_local(async move {
-            loop {
-                match listener.accept().await {
-                    Ok(stream) => {
-                        glommio::spawn_local(conn::run(stream, ctx.clone(), l.c2s.clone()))
-                            .detach();
-                    }
-                    Err(e) => {
-                        tracing::warn!(shard = id.0, error = %e, "accept failed");
-                        // EMFILE and friends: back off instead of spinning.
-                        glommio::timer::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-        }));
+        let ctx2 = ctx.clone();
+        accepts.push(accept_loop(id, l.addr, move |stream| {
+            let Ok(peer) = stream.peer_addr() else {
+                return;
+            };
+            let _ = stream.set_nodelay(true);
+            let run = conn::run(stream, peer, Link::Raw, ctx2.clone(), l.c2s.clone());
+            glommio::spawn_local(run).detach();
+        })?);
+    }
+    for l in &listeners.http {
+        let l = l.clone();
+        let ctx2 = ctx.clone();
+        accepts.push(accept_loop(id, l.addr, move |stream| {
+            glommio::spawn_local(http::run(stream, ctx2.clone(), l.clone())).detach();
+        })?);
     }
     tracing::debug!(shard = id.0, "shard ready");
     while !flag.is_set() {

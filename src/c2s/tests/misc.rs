@@ -106,6 +106,7 @@ fn register_config(allow_loopback: bool) -> C2sConfig {
     C2sConfig {
         register: true,
         allow_plaintext_on_loopback: allow_loopback,
+        transport_secure: false,
         ..config(TlsMode::Starttls)
     }
 }

@@ -1,0 +1,151 @@
+//! The HTTP listener `[[listen.http]]`: hyper (HTTP/1.1, no runtime of its own) on the shard's
+//! glommio executor through smol-hyper's futures-io adapter. A WebSocket upgrade at `/ws-xmpp`
+//! becomes a c2s connection on this shard, driven by `conn` like a TCP one, with the
+//! RFC 7395 framing (`web::ws`) between its socket and its c2s.
+
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use glommio::net::TcpStream;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, UPGRADE};
+use hyper::{Request, Response, StatusCode};
+use smol_hyper::rt::FuturesIo;
+
+use super::conn::{self, Io};
+use super::listeners::HttpListener;
+use super::ShardCtx;
+use crate::config::HttpHandler;
+use crate::web::ws::{handshake, WsLink};
+use crate::web::Link;
+
+/// Largest request head hyper buffers (it answers 431 past it).
+const MAX_HEAD: usize = 16 * 1024;
+
+/// Serves one HTTP connection to its end.
+pub(super) async fn run(stream: TcpStream, ctx: Rc<ShardCtx>, l: Arc<HttpListener>) {
+    let Ok(peer) = stream.peer_addr() else {
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    match l.tls.clone() {
+        None => serve(stream, peer, ctx, l).await,
+        Some(acceptor) => match acceptor.accept(stream).await {
+            Ok(tls) => serve(tls, peer, ctx, l).await,
+            Err(e) => tracing::debug!(%peer, error = %e, "https: TLS handshake failed"),
+        },
+    }
+}
+
+async fn serve<S: Io + 'static>(io: S, peer: SocketAddr, ctx: Rc<ShardCtx>, l: Arc<HttpListener>) {
+    // Set by the `/ws-xmpp` handler when it answered 101: the connection then leaves hyper.
+    let upgrade: Rc<Cell<bool>> = Rc::default();
+    let service = {
+        let (ctx, l, upgrade) = (ctx.clone(), l.clone(), upgrade.clone());
+        hyper::service::service_fn(move |req| {
+            let (ctx, l, upgrade) = (ctx.clone(), l.clone(), upgrade.clone());
+            async move { Ok::<_, Infallible>(dispatch(req, peer, &ctx, &l, &upgrade).await) }
+        })
+    };
+    // Not `with_upgrades` (it needs a `Send` stream, and glommio's are not): after a 101 the
+    // connection ends and hands its stream back with what it read past the request.
+    let conn = hyper::server::conn::http1::Builder::new()
+        .max_buf_size(MAX_HEAD)
+        .serve_connection(FuturesIo::new(io), service)
+        .without_shutdown();
+    let parts = match conn.await {
+        Ok(parts) => parts,
+        Err(e) => return tracing::debug!(%peer, error = %e, "http connection ended"),
+    };
+    if upgrade.get() {
+        let cfg = l.session.clone();
+        let max = cfg.limits.max_stanza_bytes + 1024;
+        let link = Link::Ws(Box::new(WsLink::new(max, &parts.read_buf)));
+        conn::run(parts.io.into_inner(), peer, link, ctx, cfg).await;
+    }
+}
+
+/// Routes a request by path to the handlers this listener serves. Handlers may wait (store, other
+/// shards); a connection serves its requests one at a time (HTTP/1.1).
+async fn dispatch(
+    req: Request<Incoming>,
+    _peer: SocketAddr,
+    _ctx: &Rc<ShardCtx>,
+    l: &Arc<HttpListener>,
+    upgrade: &Cell<bool>,
+) -> Response<Full<Bytes>> {
+    match req.uri().path() {
+        "/ws-xmpp" if l.serves(HttpHandler::Websocket) => websocket(&req, upgrade),
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// A plain-text response.
+pub(super) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// `/ws-xmpp`: checks the handshake and answers 101; the connection then becomes a c2s one.
+fn websocket(req: &Request<Incoming>, upgrade: &Cell<bool>) -> Response<Full<Bytes>> {
+    let checked = handshake::check(req.method().as_str(), |name| {
+        req.headers()
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect()
+    });
+    let accept = match checked {
+        Ok(accept) => accept,
+        Err(e) => {
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            let mut r = text(status, format!("{e}\n"));
+            if e == handshake::HandshakeError::Version {
+                r.headers_mut()
+                    .insert("sec-websocket-version", HeaderValue::from_static("13"));
+            }
+            return r;
+        }
+    };
+    upgrade.set(true);
+    let mut r = Response::new(Full::default());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static(handshake::SUBPROTOCOL),
+    );
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert("sec-websocket-accept", v);
+    }
+    r
+}
+
+#[allow(dead_code)] // for the BOSH, upload and admin handlers, which land next
+/// The whole body of a request, refused with 413 past `limit` bytes (or 400 when it breaks off).
+pub(super) async fn read_body(
+    body: Incoming,
+    limit: usize,
+) -> Result<Bytes, Response<Full<Bytes>>> {
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {limit} bytes\n"),
+        )),
+        Err(_) => Err(text(StatusCode::BAD_REQUEST, "request body broken off\n")),
+    }
+}

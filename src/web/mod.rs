@@ -1,0 +1,8 @@
+//! The web transports of c2s sessions and their sans-IO framing: XMPP over WebSocket (RFC 7395)
+//! and the element splitter they share. The HTTP listener that carries them is `rt::http`.
+
+mod link;
+pub mod split;
+pub mod ws;
+
+pub use link::Link;

@@ -1,0 +1,189 @@
+//! XMPP over WebSocket (RFC 7395) as a sans-IO link between a socket and a `C2s`: WebSocket
+//! frames are decoded and encoded by tungstenite's `WebSocketContext` over in-memory buffers (no
+//! socket), the RFC 7395 framing is translated by [`framing`]. The driver feeds socket bytes to
+//! [`WsLink::input`] and writes what [`WsLink::output`] gives.
+
+pub mod framing;
+pub mod handshake;
+
+#[cfg(test)]
+mod tests;
+
+use std::io::{ErrorKind, Read, Write};
+use std::time::Instant;
+
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig, WebSocketContext};
+use tungstenite::{Error as WsError, Message};
+
+use crate::c2s::C2s;
+use crate::web::split::{Piece, Splitter};
+use crate::xmpp::StreamErrorCondition;
+
+/// Bytes tungstenite reads from the buffers at a time (its read buffer's size): small, idle
+/// sessions must stay small.
+const READ_CHUNK: usize = 4096;
+
+/// The socket side of tungstenite with no socket: what was read and not yet decoded, what was
+/// encoded and not yet taken by the driver (reads past the end are `WouldBlock`).
+#[derive(Debug, Default)]
+pub struct MemIo {
+    /// Received bytes, from `read` on.
+    pub input: Vec<u8>,
+    /// How much of `input` tungstenite has read.
+    pub read: usize,
+    /// Bytes tungstenite wrote.
+    pub output: Vec<u8>,
+}
+
+impl Read for MemIo {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let rest = &self.input[self.read..];
+        if rest.is_empty() {
+            self.input.clear();
+            self.read = 0;
+            return Err(ErrorKind::WouldBlock.into());
+        }
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.read += n;
+        Ok(n)
+    }
+}
+
+impl Write for MemIo {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.output.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One WebSocket connection's framing state.
+pub struct WsLink {
+    ws: WebSocketContext,
+    io: MemIo,
+    split: Splitter,
+    /// The c2s's bytes taken but not yet framed, reused.
+    scratch: Vec<u8>,
+    pieces: Vec<Piece>,
+    /// The close code of our close frame, once the stream must end at the WebSocket level too.
+    close_code: CloseCode,
+    close_sent: bool,
+}
+
+impl WsLink {
+    /// A link for a connection whose handshake is done; `preread` holds bytes read past it.
+    pub fn new(max_message: usize, preread: &[u8]) -> WsLink {
+        let mut config = WebSocketConfig::default();
+        config.read_buffer_size = READ_CHUNK;
+        config.write_buffer_size = 0;
+        config.max_message_size = Some(max_message);
+        config.max_frame_size = Some(max_message);
+        let mut io = MemIo::default();
+        io.input.extend_from_slice(preread);
+        WsLink {
+            ws: WebSocketContext::new(Role::Server, Some(config)),
+            io,
+            split: Splitter::default(),
+            scratch: Vec::new(),
+            pieces: Vec::new(),
+            close_code: CloseCode::Normal,
+            close_sent: false,
+        }
+    }
+
+    /// Decodes socket bytes and hands the c2s what they carry.
+    pub fn input(&mut self, bytes: &[u8], c2s: &mut C2s, now: Instant) {
+        self.io.input.extend_from_slice(bytes);
+        let mut stream = Vec::new();
+        while !c2s.is_closed() {
+            match self.ws.read(&mut self.io) {
+                Ok(Message::Text(text)) => {
+                    stream.clear();
+                    framing::message_to_stream(text.as_bytes(), &mut stream);
+                    c2s.handle_input(&stream, now);
+                }
+                Ok(Message::Binary(_)) => self.fail(
+                    c2s,
+                    CloseCode::Unsupported,
+                    StreamErrorCondition::BadFormat,
+                    "binary WebSocket messages do not carry XMPP (RFC 7395: text only)",
+                ),
+                Ok(Message::Close(_)) => {
+                    // The client ended the WebSocket (tungstenite queued our close reply).
+                    self.close_sent = true;
+                    c2s.peer_closed();
+                }
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(WsError::Utf8) => self.fail(
+                    c2s,
+                    CloseCode::Invalid,
+                    StreamErrorCondition::UnsupportedEncoding,
+                    "text message is not UTF-8",
+                ),
+                Err(WsError::Capacity(_)) => self.fail(
+                    c2s,
+                    CloseCode::Size,
+                    StreamErrorCondition::PolicyViolation,
+                    "message larger than the stanza size limit",
+                ),
+                Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
+                    c2s.peer_closed();
+                }
+                Err(_) => self.fail(
+                    c2s,
+                    CloseCode::Protocol,
+                    StreamErrorCondition::BadFormat,
+                    "WebSocket protocol error",
+                ),
+            }
+        }
+    }
+
+    /// The stream cannot go on: a stream error for the client, then our close frame with `code`.
+    fn fail(&mut self, c2s: &mut C2s, code: CloseCode, cond: StreamErrorCondition, text: &str) {
+        self.close_code = code;
+        c2s.close(Some(cond), Some(text));
+    }
+
+    /// Moves the c2s's output, framed, to `out` (socket bytes); after the stream's end, the close
+    /// frame.
+    pub fn output(&mut self, c2s: &mut C2s, out: &mut Vec<u8>) {
+        self.scratch.clear();
+        c2s.take_transmit(&mut self.scratch);
+        if !self.scratch.is_empty() {
+            self.split.push(&self.scratch, &mut self.pieces);
+        }
+        let mut text = Vec::new();
+        for piece in self.pieces.drain(..) {
+            text.clear();
+            framing::piece_to_message(&piece, &mut text);
+            // Our own output is UTF-8 (the scanner checked what clients sent; we write ASCII
+            // markup); a lossy conversion could only ever replace nothing.
+            let msg = String::from_utf8(std::mem::take(&mut text))
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            if self.ws.write(&mut self.io, Message::text(msg)).is_err() {
+                break;
+            }
+        }
+        if c2s.is_closed() && !self.close_sent && c2s.pending_transmit() == 0 {
+            self.close_sent = true;
+            let frame = CloseFrame {
+                code: self.close_code,
+                reason: "".into(),
+            };
+            let _ = self.ws.close(&mut self.io, Some(frame));
+        }
+        let _ = self.ws.flush(&mut self.io);
+        if out.is_empty() {
+            std::mem::swap(out, &mut self.io.output);
+        } else {
+            out.append(&mut self.io.output);
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! XMPP over WebSocket (RFC 7395) at `/ws-xmpp` of a `[[listen.http]]` listener, over real
+//! sockets: a whole session against a TCP client, and every kind of bad input the issue names.
+
+mod common;
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+use base64::Engine;
+use common::{free_port, Server, PASSWORD};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tungstenite::protocol::frame::Frame;
+use tungstenite::{Message, WebSocket};
+
+const FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
+
+/// A server with an HTTP listener on its own port; returns (server, http port).
+fn start(shards: usize, users: &[&str]) -> (Server, u16) {
+    let http = free_port();
+    let server = Server::start_config(shards, users, |port, data| {
+        let mut t = Server::config_text(port, data, "", "");
+        t.push_str(&format!(
+            "\n[[listen.http]]\nport = {http}\nip_address = \"127.0.0.1\"\n\
+             allow_plaintext_on_loopback = true\nmax_stanza_size = 8192\n"
+        ));
+        t
+    });
+    (server, http)
+}
+
+type Ws = WebSocket<TcpStream>;
+
+fn connect(http: u16, protocol: &str) -> Result<Ws, Box<tungstenite::Error>> {
+    let mut req = format!("ws://127.0.0.1:{http}/ws-xmpp")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());
+    let sock = TcpStream::connect(("127.0.0.1", http)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (ws, resp) = tungstenite::client(req, sock).map_err(|e| match e {
+        tungstenite::HandshakeError::Failure(e) => Box::new(e),
+        tungstenite::HandshakeError::Interrupted(_) => unreachable!("blocking socket"),
+    })?;
+    assert_eq!(
+        resp.headers().get("sec-websocket-protocol").unwrap(),
+        "xmpp"
+    );
+    Ok(ws)
+}
+
+fn send(ws: &mut Ws, text: &str) {
+    ws.send(Message::text(text)).unwrap();
+}
+
+/// The next text message (pings are answered by tungstenite).
+fn recv(ws: &mut Ws) -> String {
+    loop {
+        match ws.read().expect("a message") {
+            Message::Text(t) => return t.to_string(),
+            Message::Close(c) => panic!("closed: {c:?}"),
+            _ => {}
+        }
+    }
+}
+
+fn recv_until(ws: &mut Ws, what: &str) -> String {
+    for _ in 0..20 {
+        let m = recv(ws);
+        if m.contains(what) {
+            return m;
+        }
+    }
+    panic!("no message with {what}");
+}
+
+fn open(ws: &mut Ws) -> String {
+    send(
+        ws,
+        &format!("<open xmlns='{FRAMING}' to='localhost' version='1.0'/>"),
+    );
+    let opened = recv(ws);
+    assert!(
+        opened.starts_with("<open ") && opened.contains(FRAMING),
+        "{opened}"
+    );
+    assert!(opened.contains("from='localhost'") && opened.contains("version='1.0'"));
+    let features = recv(ws);
+    assert!(
+        features.starts_with("<stream:features xmlns:stream='http://etherx.jabber.org/streams'"),
+        "{features}"
+    );
+    features
+}
+
+/// Opens, authenticates with PLAIN, restarts and binds `resource`.
+fn login(http: u16, user: &str, resource: &str) -> Ws {
+    let mut ws = connect(http, "xmpp").unwrap();
+    let features = open(&mut ws);
+    assert!(
+        features.contains("<mechanism>PLAIN</mechanism>"),
+        "{features}"
+    );
+    let creds = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{PASSWORD}"));
+    send(
+        &mut ws,
+        &format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"),
+    );
+    assert!(recv(&mut ws).starts_with("<success"));
+    let features = open(&mut ws);
+    assert!(
+        features.contains("urn:ietf:params:xml:ns:xmpp-bind"),
+        "{features}"
+    );
+    send(
+        &mut ws,
+        &format!(
+            "<iq xmlns='jabber:client' type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+             <resource>{resource}</resource></bind></iq>"
+        ),
+    );
+    let bound = recv_until(&mut ws, "id='b1'");
+    assert!(
+        bound.contains(&format!("{user}@localhost/{resource}")),
+        "{bound}"
+    );
+    ws
+}
+
+/// The close frame after the stream error, with its code.
+fn close_code(ws: &mut Ws) -> CloseCode {
+    loop {
+        match ws.read() {
+            Ok(Message::Close(Some(c))) => return c.code,
+            Ok(Message::Close(None)) => panic!("close without a code"),
+            Ok(_) => {}
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    }
+}
+
+fn session_with_tcp_client(shards: usize) {
+    let (server, http) = start(shards, &["alice", "bob"]);
+    let mut bob = server.login("bob", "tcp", Some(0));
+    let mut alice = login(http, "alice", "web");
+    send(&mut alice, "<presence xmlns='jabber:client'/>");
+    send(
+        &mut alice,
+        "<message xmlns='jabber:client' to='bob@localhost' type='chat' id='m1'><body>over websocket</body></message>",
+    );
+    let got = bob.expect("alice's message", |s| s.name() == "message");
+    assert_eq!(got.from().unwrap(), "alice@localhost/web");
+    assert!(String::from_utf8_lossy(got.bytes()).contains("over websocket"));
+    bob.send("<message to='alice@localhost/web' type='chat' id='r1'><body>back over tcp</body></message>");
+    let reply = recv_until(&mut alice, "back over tcp");
+    // Every element declares its namespace (RFC 7395 §3.3.3).
+    assert!(
+        reply.starts_with("<message xmlns='jabber:client'"),
+        "{reply}"
+    );
+    assert!(reply.contains("from='bob@localhost/tcp'"), "{reply}");
+    // <close/> is answered with <close/>, then the WebSocket close.
+    send(&mut alice, &format!("<close xmlns='{FRAMING}'/>"));
+    let closed = recv_until(&mut alice, "<close ");
+    assert!(closed.contains(FRAMING));
+    assert_eq!(close_code(&mut alice), CloseCode::Normal);
+}
+
+#[test]
+fn websocket_session_one_shard() {
+    session_with_tcp_client(1);
+}
+
+#[test]
+fn websocket_session_two_shards() {
+    session_with_tcp_client(2);
+}
+
+#[test]
+fn wrong_subprotocol_is_refused() {
+    let (_server, http) = start(1, &[]);
+    match connect(http, "chat").map_err(|e| *e) {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 400),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a WebSocket without the xmpp subprotocol was accepted"),
+    }
+    // Not a WebSocket request at all, and an unknown path.
+    let mut s = TcpStream::connect(("127.0.0.1", http)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    use std::io::{Read, Write};
+    s.write_all(b"GET /ws-xmpp HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    assert!(resp.starts_with("HTTP/1.1 426"), "{resp}");
+    assert!(resp.contains("HTTP/1.1 404"), "{resp}");
+}
+
+#[test]
+fn binary_frames_close_the_stream() {
+    let (server, http) = start(1, &["alice"]);
+    let mut ws = connect(http, "xmpp").unwrap();
+    open(&mut ws);
+    ws.send(Message::binary(b"<presence/>".to_vec())).unwrap();
+    let err = recv(&mut ws);
+    assert!(err.contains("<bad-format"), "{err}");
+    assert!(recv(&mut ws).starts_with("<close "));
+    assert_eq!(close_code(&mut ws), CloseCode::Unsupported);
+    // Nothing else is disturbed.
+    let mut c = server.login("alice", "after", None);
+    c.send("<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>");
+    c.expect("ping result", |s| s.id().as_deref() == Some("p"));
+}
+
+#[test]
+fn invalid_utf8_closes_the_stream() {
+    let (_server, http) = start(1, &[]);
+    let mut ws = connect(http, "xmpp").unwrap();
+    open(&mut ws);
+    let frame = Frame::message(
+        b"<presence>\xff\xfe</presence>".to_vec(),
+        OpCode::Data(Data::Text),
+        true,
+    );
+    ws.send(Message::Frame(frame)).unwrap();
+    let err = recv(&mut ws);
+    assert!(err.contains("<unsupported-encoding"), "{err}");
+    assert!(recv(&mut ws).starts_with("<close "));
+    assert_eq!(close_code(&mut ws), CloseCode::Invalid);
+}
+
+#[test]
+fn oversized_messages_close_the_stream() {
+    let (_server, http) = start(1, &[]);
+    let mut ws = connect(http, "xmpp").unwrap();
+    open(&mut ws);
+    let big = format!(
+        "<message xmlns='jabber:client'><body>{}</body></message>",
+        "x".repeat(64 * 1024)
+    );
+    ws.send(Message::text(big)).unwrap();
+    let err = recv(&mut ws);
+    assert!(err.contains("<policy-violation"), "{err}");
+    assert!(recv(&mut ws).starts_with("<close "));
+    assert_eq!(close_code(&mut ws), CloseCode::Size);
+}
+
+#[test]
+fn not_well_formed_xml_gets_a_stream_error() {
+    let (_server, http) = start(1, &[]);
+    let mut ws = connect(http, "xmpp").unwrap();
+    open(&mut ws);
+    send(&mut ws, "<message xmlns='jabber:client'><body></message>");
+    let err = recv(&mut ws);
+    assert!(err.starts_with("<stream:error xmlns:stream="), "{err}");
+    assert!(err.contains("<not-well-formed"), "{err}");
+    assert!(recv(&mut ws).starts_with("<close "));
+}
