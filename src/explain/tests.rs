@@ -484,3 +484,14 @@ fn a_carbon_copy_is_a_path_of_its_own_from_the_home_handler() {
     assert_eq!(copy.0[at + 1], "carbons:reply", "{}", e.render_text());
     assert_eq!(copy.0.last().map(String::as_str), Some("c2s:written"));
 }
+
+#[test]
+fn copies_not_yet_at_an_end_are_counted_in_flight() {
+    let (mut c, _dir) = cluster(2);
+    let _bob = connect(&mut c, 1, "bob@localhost/phone", Some(0));
+    let p = explain(&mut c, 0, "alice@localhost", CHAT);
+    // The copy waits in bob's mailbox: the request stops waiting without it.
+    let e = p.finish();
+    assert_eq!((e.paths.len(), e.in_flight), (0, 1), "{}", e.render_text());
+    assert!(e.render_text().contains("1 copy(ies) still on their way"));
+}
