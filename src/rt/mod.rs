@@ -7,6 +7,7 @@ mod conn;
 mod conn_auth;
 mod conn_sm;
 mod cpus;
+mod explain;
 mod http;
 mod jobs;
 mod listeners;
@@ -14,6 +15,9 @@ mod mesh;
 mod shutdown;
 
 pub use cpus::allowed_cpus;
+#[allow(unused_imports)] // The admin API (merged separately) calls it.
+pub(crate) use explain::explain;
+pub use explain::EXPLAIN_TIMEOUT;
 pub use shutdown::ShutdownFlag;
 
 use ahash::HashSet;

@@ -404,6 +404,12 @@ impl Shard {
     pub fn reroute(&mut self, mut acc: Acc) {
         self.stats.rerouted += 1;
         acc.reroutes = acc.reroutes.saturating_add(1);
+        acc.note(
+            self.id,
+            crate::sm::STAGE,
+            crate::explain::Outcome::Pass,
+            |_| Some("the session is gone: back to the session manager".to_owned()),
+        );
         if acc.reroutes > 2 {
             // The recipient's sessions keep vanishing under us: answer instead of looping.
             self.bounce(
@@ -488,6 +494,11 @@ impl Shard {
         acc: &mut Acc,
     ) -> crate::hooks::HookResult {
         let mut ctx = HookCtx::new(self.id, &mut self.fx, &mut self.ext);
-        pick(&self.hooks).run(acc, &mut ctx)
+        let hook = pick(&self.hooks);
+        if acc.traced() {
+            hook.run_traced(acc, &mut ctx)
+        } else {
+            hook.run(acc, &mut ctx)
+        }
     }
 }
