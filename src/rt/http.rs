@@ -5,9 +5,13 @@
 
 use std::cell::Cell;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use glommio::net::TcpStream;
@@ -26,6 +30,36 @@ use crate::web::Link;
 
 /// Largest request head hyper buffers (it answers 431 past it).
 const MAX_HEAD: usize = 16 * 1024;
+
+/// Time a client has to send a whole request head (slow-header attacks hold connections open).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// hyper's timer: async-io's, whose futures are `Send` (glommio's are not).
+#[derive(Clone, Copy)]
+struct HyperTimer;
+
+/// One async-io timer as a hyper `Sleep`.
+struct HyperSleep(async_io::Timer);
+
+impl Future for HyperSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
+}
+
+impl hyper::rt::Sleep for HyperSleep {}
+
+impl hyper::rt::Timer for HyperTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(HyperSleep(async_io::Timer::after(duration)))
+    }
+
+    fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(HyperSleep(async_io::Timer::at(deadline)))
+    }
+}
 
 /// Serves one HTTP connection to its end.
 pub(super) async fn run(stream: TcpStream, ctx: Rc<ShardCtx>, l: Arc<HttpListener>) {
@@ -47,22 +81,17 @@ async fn serve<S: Io + 'static>(io: S, peer: SocketAddr, ctx: Rc<ShardCtx>, l: A
     let upgrade: Rc<Cell<bool>> = Rc::default();
     let service = {
         let (ctx, l, upgrade) = (ctx.clone(), l.clone(), upgrade.clone());
-        hyper::service::service_fn(move |req: Request<Incoming>| {
+        hyper::service::service_fn(move |req| {
             let (ctx, l, upgrade) = (ctx.clone(), l.clone(), upgrade.clone());
-            async move {
-                let response = if req.uri().path() == "/http-bind" && l.serves(HttpHandler::Bosh) {
-                    super::bosh::http_bind(req, &ctx, &l.bosh, peer).await
-                } else {
-                    dispatch(req, &ctx, &l, &upgrade)
-                };
-                Ok::<_, Infallible>(response)
-            }
+            async move { Ok::<_, Infallible>(dispatch(req, peer, &ctx, &l, &upgrade).await) }
         })
     };
     // Not `with_upgrades` (it needs a `Send` stream, and glommio's are not): after a 101 the
     // connection ends and hands its stream back with what it read past the request.
     let conn = hyper::server::conn::http1::Builder::new()
         .max_buf_size(MAX_HEAD)
+        .timer(HyperTimer)
+        .header_read_timeout(HEAD_TIMEOUT)
         .serve_connection(FuturesIo::new(io), service)
         .without_shutdown();
     let parts = match conn.await {
@@ -77,15 +106,21 @@ async fn serve<S: Io + 'static>(io: S, peer: SocketAddr, ctx: Rc<ShardCtx>, l: A
     }
 }
 
-/// Routes a request by path to the handlers this listener serves.
-fn dispatch(
+/// Routes a request by path to the handlers this listener serves. Handlers may wait (store, other
+/// shards); a connection serves its requests one at a time (HTTP/1.1).
+async fn dispatch(
     req: Request<Incoming>,
-    _ctx: &Rc<ShardCtx>,
+    peer: SocketAddr,
+    ctx: &Rc<ShardCtx>,
     l: &Arc<HttpListener>,
     upgrade: &Cell<bool>,
 ) -> Response<Full<Bytes>> {
     match req.uri().path() {
         "/ws-xmpp" if l.serves(HttpHandler::Websocket) => websocket(&req, upgrade),
+        "/http-bind" if l.serves(HttpHandler::Bosh) => {
+            super::bosh::http_bind(req, ctx, &l.bosh, peer).await
+        }
+        "/metrics" if l.serves(HttpHandler::Metrics) => metrics(&req),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
@@ -97,6 +132,19 @@ pub(super) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<
     r.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// `/metrics`: every shard's counters in the Prometheus text format.
+fn metrics(req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != hyper::Method::GET && req.method() != hyper::Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
+    }
+    let mut r = text(StatusCode::OK, crate::metrics::render());
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
     );
     r
 }
@@ -136,4 +184,21 @@ fn websocket(req: &Request<Incoming>, upgrade: &Cell<bool>) -> Response<Full<Byt
         h.insert("sec-websocket-accept", v);
     }
     r
+}
+
+#[allow(dead_code)] // for the BOSH, upload and admin handlers, which land next
+/// The whole body of a request, refused with 413 past `limit` bytes (or 400 when it breaks off).
+pub(super) async fn read_body(
+    body: Incoming,
+    limit: usize,
+) -> Result<Bytes, Response<Full<Bytes>>> {
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {limit} bytes\n"),
+        )),
+        Err(_) => Err(text(StatusCode::BAD_REQUEST, "request body broken off\n")),
+    }
 }
