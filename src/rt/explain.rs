@@ -73,7 +73,8 @@ mod tests {
                 let ends = super::super::mesh::build(1, 4)
                     .pop()
                     .unwrap_or_else(|| panic!("one shard"));
-                let (mesh, _rx) = super::super::mesh::Mesh::connect(ends, 64).await;
+                let metrics = crate::metrics::ShardMetrics::detached(ShardId(0));
+                let (mesh, _rx) = super::super::mesh::Mesh::connect(ends, 64, &metrics).await;
                 let hosts = Rc::new(["localhost".to_string()].into_iter().collect());
                 let mut shard = Shard::new(
                     ShardId(0),
