@@ -304,8 +304,12 @@ impl Driver {
                 Pending::Plain,
                 Pending::Plain(false),
             ),
-            C2sEvent::AuthFailed { jid } => self.auth_failed(jid),
+            C2sEvent::AuthFailed { jid } => {
+                self.ctx.shard.borrow().metrics.logins_failed.inc();
+                self.auth_failed(jid)
+            }
             C2sEvent::Authenticated { jid } => {
+                self.ctx.shard.borrow().metrics.logins_ok.inc();
                 tracing::debug!(conn = self.conn.0, %jid, "authenticated");
             }
             C2sEvent::BindRequest { jid } => {

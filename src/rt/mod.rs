@@ -3,10 +3,12 @@
 //! connections, a connection stays on the shard that accepted it), wires the cross-shard mesh, and
 //! drives connections (`conn`) and rings around the sans-IO cores (`c2s::C2s`, `shard::Shard`).
 
+mod bosh;
 mod conn;
 mod conn_auth;
 mod conn_sm;
 mod cpus;
+mod explain;
 mod http;
 mod http_upload;
 mod jobs;
@@ -15,6 +17,9 @@ mod mesh;
 mod shutdown;
 
 pub use cpus::allowed_cpus;
+#[allow(unused_imports)] // The admin API (merged separately) calls it.
+pub(crate) use explain::explain;
+pub use explain::EXPLAIN_TIMEOUT;
 pub use shutdown::ShutdownFlag;
 
 use ahash::HashSet;
@@ -137,6 +142,7 @@ impl ShardCtx {
             }
             for (to, msg) in out {
                 if let Err(msg) = self.mesh.send(to, msg) {
+                    self.mesh.rejected(to);
                     let mut shard = self.shard.borrow_mut();
                     shard.stats.outbox_rejected += 1;
                     if let ShardMsg::Multicast(acc, to) = &msg {
@@ -202,6 +208,8 @@ pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Re
         // Kept next to the store pool, whose threads alone lock it: see `store::login`.
         login: LoginGuard::new(config.auth.throttle.clone()),
     };
+    // The process-wide registry `metrics::render` serves; shards take their handles in `run_shard`.
+    crate::metrics::init().attach_store(&off_shard.store);
     let c2s: Vec<Arc<listeners::C2sListener>> = config
         .listen
         .c2s
@@ -326,8 +334,11 @@ async fn run_shard(
         config.general.routing_modules.clone().into(),
         mailbox_limit,
     );
+    // Before the modules start: they take their counters from these handles.
+    shard.metrics = crate::metrics::init().shard(id);
     crate::modules::start(&config, &mut shard);
-    let (mesh, receivers) = mesh::Mesh::connect(ends, config.shards.outbox_capacity).await;
+    let (mesh, receivers) =
+        mesh::Mesh::connect(ends, config.shards.outbox_capacity, &shard.metrics).await;
     let ctx = Rc::new(ShardCtx {
         shard: RefCell::new(shard),
         mesh: mesh.clone(),

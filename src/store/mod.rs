@@ -18,7 +18,7 @@ mod login;
 mod mam;
 mod muc;
 mod offline;
-mod oneshot;
+pub(crate) mod oneshot;
 mod pool;
 mod private;
 mod register;

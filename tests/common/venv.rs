@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 /// The slixmpp release the scripts are written against.
 pub const SLIXMPP: &str = "slixmpp==1.10.0";
+/// The reference Prometheus text-format parser, for the `/metrics` test.
+pub const PROMETHEUS_CLIENT: &str = "prometheus-client==0.26.0";
 /// The HTTP client slixmpp's xep_0363 uploads with.
 pub const AIOHTTP: &str = "aiohttp==3.11.18";
 
@@ -37,8 +39,10 @@ pub fn venv_python() -> &'static Path {
         let python = venv.join("bin/python");
         let version = SLIXMPP.split("==").nth(1).unwrap_or_default();
         // aiohttp: slixmpp's HTTP upload plugin (xep_0363) needs it.
-        let check =
-            format!("import slixmpp, aiohttp, sys; sys.exit(slixmpp.__version__ != '{version}')");
+        let check = format!(
+            "import slixmpp, prometheus_client, aiohttp, sys; \
+             sys.exit(slixmpp.__version__ != '{version}')"
+        );
         let ready = |py: &Path| {
             Command::new(py)
                 .args(["-c", &check])
@@ -61,6 +65,7 @@ pub fn venv_python() -> &'static Path {
             "--quiet",
             "--disable-pip-version-check",
             SLIXMPP,
+            PROMETHEUS_CLIENT,
             AIOHTTP,
         ]));
         assert!(
