@@ -119,12 +119,10 @@ struct Cleanup(Option<PathBuf>);
 impl Drop for Cleanup {
     fn drop(&mut self) {
         if let Some(dir) = self.0.take() {
-            // A task of its own: drop cannot wait, and the removal is io_uring work too.
-            glommio::spawn_local(async move {
-                let _ = glommio::io::remove(dir.join(web::PART)).await;
-                let _ = glommio::io::remove(dir.join(web::META)).await;
-            })
-            .detach();
+            // Drop cannot await, and a spawned task would need a live executor (not so while one
+            // shuts down): two unlinks, on failed uploads only, are short enough to do inline.
+            let _ = std::fs::remove_file(dir.join(web::PART));
+            let _ = std::fs::remove_file(dir.join(web::META));
         }
     }
 }
