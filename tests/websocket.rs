@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use base64::Engine;
-use common::{free_port, Server, PASSWORD};
+use common::{Server, PASSWORD};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tungstenite::protocol::frame::Frame;
@@ -17,16 +17,7 @@ const FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
 
 /// A server with an HTTP listener on its own port; returns (server, http port).
 fn start(shards: usize, users: &[&str]) -> (Server, u16) {
-    let http = free_port();
-    let server = Server::start_config(shards, users, |port, data| {
-        let mut t = Server::config_text(port, data, "", "");
-        t.push_str(&format!(
-            "\n[[listen.http]]\nport = {http}\nip_address = \"127.0.0.1\"\n\
-             allow_plaintext_on_loopback = true\nmax_stanza_size = 8192\n"
-        ));
-        t
-    });
-    (server, http)
+    Server::start_http(shards, users, "max_stanza_size = 8192", "")
 }
 
 type Ws = WebSocket<TcpStream>;
