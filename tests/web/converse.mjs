@@ -62,8 +62,7 @@ function page() {
         loglevel: process.env.PETREL_CONVERSE_LOGLEVEL || 'info',
         allow_non_roster_messaging: true,
         allow_registration: false,
-        // Plaintext on loopback: the session itself is what is tested, not OMEMO or cache reuse.
-        persistent_store: 'IndexedDB',
+        // The profile is fresh on every run; nothing must outlive it either.
         clear_cache_on_logout: true,
         whitelisted_plugins: ['petrel-test'],
     };
@@ -177,6 +176,8 @@ async function main() {
                 '--disable-background-networking',
                 '--disable-component-update',
                 '--disable-sync',
+                // Containers often have a small /dev/shm, where Chromium's renderers crash.
+                '--disable-dev-shm-usage',
                 // Nothing leaves the machine: converse's footer links sponsor logos on the web.
                 '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
             ],
@@ -184,6 +185,20 @@ async function main() {
             timeout: STEP_MS,
         });
         context.setDefaultTimeout(STEP_MS);
+        // Records how each of the page's WebSockets closed, as the page sees it (code, wasClean).
+        await context.addInitScript(() => {
+            const Native = window.WebSocket;
+            window.petrelSockets = [];
+            window.WebSocket = class extends Native {
+                constructor(...a) {
+                    super(...a);
+                    const rec = { url: String(a[0]), protocol: null };
+                    window.petrelSockets.push(rec);
+                    this.addEventListener('open', () => (rec.protocol = this.protocol));
+                    this.addEventListener('close', (e) => Object.assign(rec, { code: e.code, wasClean: e.wasClean }));
+                }
+            };
+        });
         pg = context.pages()[0] ?? (await context.newPage());
         pg.on('console', (m) => browserLog.push(`console.${m.type()}: ${m.text()}`));
         pg.on('pageerror', (e) => browserLog.push(`pageerror: ${e.message}`));
@@ -202,7 +217,7 @@ async function main() {
         await form.locator('input[name="password"]').fill(args.password);
         await form.locator('button[type="submit"]').click();
 
-        // Logged in: the controlbox shows the contacts heading and the profile with our JID.
+        // Logged in: the form is gone and the controlbox shows the contacts.
         await pg.locator('.controlbox-heading--contacts').waitFor();
         await pg.locator('form#converse-login').waitFor({ state: 'detached' });
         log('logged in; starting a chat with', args.peer);
@@ -241,6 +256,11 @@ async function main() {
         if (args.transport === 'websocket') {
             if (sockets.length === 0) throw new Error('converse opened no WebSocket');
             await withTimeout(Promise.all(sockets), 'the WebSocket to close after logout');
+            const seen = await pg.evaluate(() => window.petrelSockets);
+            // The closing handshake completed (both close frames, then TCP closed), code 1000.
+            const bad = seen.filter((w) => !(w.protocol === 'xmpp' && w.wasClean === true && w.code === 1000));
+            if (seen.length === 0 || bad.length) throw new Error(`WebSockets did not close cleanly: ${JSON.stringify(seen)}`);
+            console.log(`WEBSOCKETS: ${JSON.stringify(seen)}`);
         }
         log('logged out');
         const events = await pg.evaluate(() => window.petrelEvents);
