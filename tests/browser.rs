@@ -67,6 +67,7 @@ fn converse_chat(transport: Transport) {
 
     let shot = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/browser-{name}.png"));
     let _ = std::fs::remove_file(&shot);
+    // tools(_, true) returns None unless it found Chromium.
     let chromium = tools
         .chromium
         .as_ref()
