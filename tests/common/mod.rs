@@ -12,6 +12,7 @@ use petrel::xmpp::ns;
 
 pub mod pg;
 pub mod venv;
+pub mod web;
 
 /// Password every test user gets.
 pub const PASSWORD: &str = "secret-pass";
@@ -113,6 +114,27 @@ allow_plaintext_on_loopback = true
         };
         server.spawn(shards);
         server
+    }
+
+    /// A server with the default test config plus `modules` (appended at the end) and a
+    /// `[[listen.http]]` listener on its own loopback port with `http_extra` in its table; returns
+    /// (server, http port).
+    pub fn start_http(
+        shards: usize,
+        users: &[&str],
+        http_extra: &str,
+        modules: &str,
+    ) -> (Server, u16) {
+        let http = free_port();
+        let server = Self::start_config(shards, users, |port, data| {
+            let mut t = Self::config_text(port, data, "", modules);
+            t.push_str(&format!(
+                "\n[[listen.http]]\nport = {http}\nip_address = \"127.0.0.1\"\n\
+                 allow_plaintext_on_loopback = true\n{http_extra}\n"
+            ));
+            t
+        });
+        (server, http)
     }
 
     /// A server with the default test config.
