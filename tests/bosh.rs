@@ -216,3 +216,49 @@ fn bosh_terminate_delivers_its_stanzas_on_every_shard() {
         assert_eq!(attr(&b, "condition").as_deref(), Some("item-not-found"));
     }
 }
+
+#[test]
+fn bosh_answers_cors_preflight_and_allows_any_origin() {
+    let (_server, port) = start();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(
+        b"OPTIONS /http-bind HTTP/1.1\r\nHost: localhost\r\nOrigin: http://app.example\r\n\
+          Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\n\
+          Connection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let lower = resp.to_ascii_lowercase();
+    assert!(resp.starts_with("HTTP/1.1 204"), "{resp}");
+    assert!(lower.contains("access-control-allow-origin: *"), "{resp}");
+    assert!(
+        lower.contains("access-control-allow-methods: post, options"),
+        "{resp}"
+    );
+    assert!(
+        lower.contains("access-control-allow-headers: content-type"),
+        "{resp}"
+    );
+    // The answers themselves carry the origin permission too.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let body = format!("<body {NS} rid='5' sid='0.nosuchsession'/>");
+    s.write_all(
+        format!(
+            "POST /http-bind HTTP/1.1\r\nHost: localhost\r\nOrigin: http://app.example\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    assert!(
+        resp.to_ascii_lowercase()
+            .contains("access-control-allow-origin: *"),
+        "{resp}"
+    );
+}

@@ -246,3 +246,33 @@ pub(super) async fn read_body(
         Err(_) => Err(text(StatusCode::BAD_REQUEST, "request body broken off\n")),
     }
 }
+
+/// Lets pages of any origin read this response (the session itself is the credential: a BOSH sid,
+/// an upload slot's token).
+pub(super) fn allow_any_origin(r: &mut Response<Full<Bytes>>) {
+    r.headers_mut().insert(
+        hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+}
+
+/// The answer to a CORS preflight (`OPTIONS`) for `methods`.
+pub(super) fn preflight(methods: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::default());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    allow_any_origin(&mut r);
+    let h = r.headers_mut();
+    h.insert(
+        hyper::header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(methods),
+    );
+    h.insert(
+        hyper::header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Content-Type, Authorization"),
+    );
+    h.insert(
+        hyper::header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    r
+}

@@ -77,6 +77,10 @@ pub(crate) async fn http_bind(
     peer: SocketAddr,
 ) -> hyper::Response<Full<Bytes>> {
     use http_body_util::BodyExt;
+    // Web clients are served from other origins (XEP-0124 §18): answer their CORS preflight.
+    if req.method() == hyper::Method::OPTIONS {
+        return super::http::preflight("POST, OPTIONS");
+    }
     if req.method() != hyper::Method::POST {
         return super::http::text(StatusCode::METHOD_NOT_ALLOWED, "POST a <body/> here\n");
     }
@@ -103,6 +107,7 @@ fn xml(status: u16, body: Vec<u8>) -> hyper::Response<Full<Bytes>> {
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("text/xml; charset=utf-8"),
     );
+    super::http::allow_any_origin(&mut r);
     r
 }
 
