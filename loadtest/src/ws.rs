@@ -4,8 +4,8 @@
 //! own sans-IO pieces (tungstenite's context over memory buffers, the RFC 7395 translation and the
 //! element splitter), which are symmetric.
 
-use petrel::web::split::{Piece, Splitter};
-use petrel::web::ws::{framing, MemIo};
+use petrel::web::split::Splitter;
+use petrel::web::ws::{frame_piece, framing, MemIo};
 use std::io::ErrorKind;
 use tungstenite::protocol::{Role, WebSocketContext};
 use tungstenite::Message;
@@ -15,8 +15,9 @@ pub struct WsClient {
     ctx: WebSocketContext,
     io: MemIo,
     split: Splitter,
-    pieces: Vec<Piece>,
-    msg: Vec<u8>,
+    /// xorshift state for the frames' masks (RFC 6455 wants them unpredictable to proxies, not
+    /// secret).
+    mask: u64,
 }
 
 /// The server ended the WebSocket (close frame or protocol error).
@@ -29,27 +30,26 @@ impl WsClient {
     pub fn new(preread: &[u8]) -> WsClient {
         let mut io = MemIo::default();
         io.input.extend_from_slice(preread);
+        let mut seed = [0u8; 8];
+        let _ = getrandom::getrandom(&mut seed);
         WsClient {
             ctx: WebSocketContext::new(Role::Client, None),
             io,
             split: Splitter::default(),
-            pieces: Vec::new(),
-            msg: Vec::new(),
+            mask: u64::from_ne_bytes(seed) | 1,
         }
     }
 
     /// Frames the elements completed by `stream` into `wire`.
     pub fn encode(&mut self, stream: &[u8], wire: &mut Vec<u8>) {
-        self.split.push(stream, &mut self.pieces);
-        for piece in self.pieces.drain(..) {
-            self.msg.clear();
-            framing::piece_to_message(&piece, &mut self.msg);
-            let text = String::from_utf8_lossy(&self.msg).into_owned();
-            // Writes into memory cannot fail but on a closed context, which the reader reports.
-            let _ = self.ctx.write(&mut self.io, Message::text(text));
-        }
-        let _ = self.ctx.flush(&mut self.io);
-        wire.append(&mut self.io.output);
+        let state = &mut self.mask;
+        self.split.push(stream, |piece| {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            let [a, b, c, d, ..] = state.to_ne_bytes();
+            frame_piece(piece, Some([a, b, c, d]), wire);
+        });
     }
 
     /// Decodes `wire` and appends the stream bytes it carries.

@@ -8,13 +8,13 @@
 
 use memchr::{memchr, memchr3, memmem};
 
-/// One top-level piece of the server's stream.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Piece {
+/// One top-level piece of a stream, borrowed from the bytes being split (no copy).
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Piece<'a> {
     /// The start tag `<stream:stream ...>`.
-    Header(Vec<u8>),
+    Header(&'a [u8]),
     /// A complete depth-1 element (stanza, features, SASL, stream error...).
-    Element(Vec<u8>),
+    Element(&'a [u8]),
     /// `</stream:stream>`.
     Close,
 }
@@ -31,21 +31,21 @@ impl Splitter {
         self.carry.len()
     }
 
-    /// Appends the pieces completed by `bytes` to `out`.
-    pub fn push(&mut self, bytes: &[u8], out: &mut Vec<Piece>) {
+    /// Calls `each` with every piece `bytes` completes, in order.
+    pub fn push(&mut self, bytes: &[u8], mut each: impl FnMut(Piece<'_>)) {
         if self.carry.is_empty() {
-            let used = split(bytes, out);
+            let used = split(bytes, &mut each);
             self.carry.extend_from_slice(&bytes[used..]);
         } else {
             self.carry.extend_from_slice(bytes);
-            let used = split(&self.carry, out);
+            let used = split(&self.carry, &mut each);
             self.carry.drain(..used);
         }
     }
 }
 
 /// Splits complete pieces off `buf`; returns the bytes consumed.
-fn split(buf: &[u8], out: &mut Vec<Piece>) -> usize {
+fn split(buf: &[u8], each: &mut impl FnMut(Piece<'_>)) -> usize {
     let mut pos = 0;
     loop {
         while pos < buf.len() && buf[pos].is_ascii_whitespace() {
@@ -62,11 +62,11 @@ fn split(buf: &[u8], out: &mut Vec<Piece>) -> usize {
         if bytes.starts_with(b"<?") {
             // The XML declaration: not carried by message-framed transports.
         } else if bytes.starts_with(b"</") {
-            out.push(Piece::Close);
+            each(Piece::Close);
         } else if is_stream_header(bytes) {
-            out.push(Piece::Header(bytes.to_vec()));
+            each(Piece::Header(bytes));
         } else {
-            out.push(Piece::Element(bytes.to_vec()));
+            each(Piece::Element(bytes));
         }
         pos += n;
     }
@@ -134,11 +134,27 @@ pub(crate) fn tag_end(b: &[u8], at: usize) -> Option<(usize, bool)> {
 mod tests {
     use super::*;
 
-    fn all(chunks: &[&[u8]]) -> Vec<Piece> {
+    /// Owned copies of the pieces, for comparison.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Owned {
+        Header(Vec<u8>),
+        Element(Vec<u8>),
+        Close,
+    }
+
+    fn owned(p: Piece<'_>) -> Owned {
+        match p {
+            Piece::Header(h) => Owned::Header(h.to_vec()),
+            Piece::Element(e) => Owned::Element(e.to_vec()),
+            Piece::Close => Owned::Close,
+        }
+    }
+
+    fn all(chunks: &[&[u8]]) -> Vec<Owned> {
         let mut s = Splitter::default();
         let mut out = Vec::new();
         for c in chunks {
-            s.push(c, &mut out);
+            s.push(c, |p| out.push(owned(p)));
         }
         assert_eq!(s.pending(), 0, "everything complete");
         out
@@ -149,14 +165,14 @@ mod tests {
         let stream = b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' id='a>b' version='1.0'><stream:features><bind/></stream:features>\n<message to='a' x=\"'>\"><body>a &lt; b<![CDATA[ </message> ]]></body></message><presence/></stream:stream>";
         let got = all(&[stream]);
         assert_eq!(got.len(), 5, "{got:?}");
-        assert!(matches!(&got[0], Piece::Header(h) if h.ends_with(b"version='1.0'>")));
+        assert!(matches!(&got[0], Owned::Header(h) if h.ends_with(b"version='1.0'>")));
         assert_eq!(
             got[1],
-            Piece::Element(b"<stream:features><bind/></stream:features>".to_vec())
+            Owned::Element(b"<stream:features><bind/></stream:features>".to_vec())
         );
-        assert!(matches!(&got[2], Piece::Element(m) if m.ends_with(b"]]></body></message>")));
-        assert_eq!(got[3], Piece::Element(b"<presence/>".to_vec()));
-        assert_eq!(got[4], Piece::Close);
+        assert!(matches!(&got[2], Owned::Element(m) if m.ends_with(b"]]></body></message>")));
+        assert_eq!(got[3], Owned::Element(b"<presence/>".to_vec()));
+        assert_eq!(got[4], Owned::Close);
     }
 
     #[test]
@@ -176,13 +192,13 @@ mod tests {
     fn unfinished_element_waits() {
         let mut s = Splitter::default();
         let mut out = Vec::new();
-        s.push(b"<message><body>hi</bo", &mut out);
+        s.push(b"<message><body>hi</bo", |p| out.push(owned(p)));
         assert!(out.is_empty());
         assert!(s.pending() > 0);
-        s.push(b"dy></message>", &mut out);
+        s.push(b"dy></message>", |p| out.push(owned(p)));
         assert_eq!(
             out,
-            vec![Piece::Element(
+            vec![Owned::Element(
                 b"<message><body>hi</body></message>".to_vec()
             )]
         );

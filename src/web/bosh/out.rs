@@ -21,7 +21,6 @@ pub(super) enum OutItem {
 #[derive(Default)]
 pub(super) struct Outbound {
     split: Splitter,
-    pieces: Vec<Piece>,
 }
 
 impl Outbound {
@@ -29,24 +28,22 @@ impl Outbound {
     /// inherited from the stream (inside `<body/>` the default one is httpbind), and hands back
     /// the items that change the session.
     pub(super) fn feed(&mut self, bytes: &[u8], queue: &mut Vec<u8>, items: &mut Vec<OutItem>) {
-        self.split.push(bytes, &mut self.pieces);
-        for piece in self.pieces.drain(..) {
-            match piece {
-                Piece::Header(h) => items.push(OutItem::Header(header_id(h))),
-                Piece::Close => items.push(OutItem::Close),
-                Piece::Element(e) if e.starts_with(b"<stream:error") => {
-                    let mut err = Vec::with_capacity(e.len() + 64);
-                    with_namespaces(&e, &mut err);
-                    items.push(OutItem::StreamError(err));
-                }
-                Piece::Element(e) => with_namespaces(&e, queue),
+        self.split.push(bytes, |piece| match piece {
+            Piece::Header(h) => items.push(OutItem::Header(header_id(h))),
+            Piece::Close => items.push(OutItem::Close),
+            Piece::Element(e) if e.starts_with(b"<stream:error") => {
+                let mut err = Vec::with_capacity(e.len() + 64);
+                with_namespaces(e, &mut err);
+                items.push(OutItem::StreamError(err));
             }
-        }
+            Piece::Element(e) => with_namespaces(e, queue),
+        });
     }
 }
 
 /// The `id` of the server's `<stream:stream ...>` start tag.
-fn header_id(mut h: Vec<u8>) -> Option<String> {
+fn header_id(h: &[u8]) -> Option<String> {
+    let mut h = h.to_vec();
     h.extend_from_slice(b"</stream:stream>");
     let s = Stanza::parse(h).ok()?;
     s.id().map(|id| id.into_owned())

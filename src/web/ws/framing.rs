@@ -57,8 +57,13 @@ fn open_to_header(el: &Stanza, out: &mut Vec<u8>) {
     out.push(b'>');
 }
 
+/// Declares `jabber:client`, which a stanza inherits from the stream.
+const DECL_CLIENT: &str = " xmlns='jabber:client'";
+/// Declares the `stream` prefix, which `<stream:features/>` and `<stream:error/>` inherit.
+const DECL_STREAM: &str = " xmlns:stream='http://etherx.jabber.org/streams'";
+
 /// Appends the text message for one piece of a stream.
-pub fn piece_to_message(piece: &Piece, out: &mut Vec<u8>) {
+pub fn piece_to_message(piece: Piece<'_>, out: &mut Vec<u8>) {
     match piece {
         Piece::Header(h) => {
             out.extend_from_slice(b"<open xmlns='");
@@ -83,30 +88,32 @@ pub fn piece_to_message(piece: &Piece, out: &mut Vec<u8>) {
     }
 }
 
-/// Copies `e`, declaring on its start tag the namespace it inherited from the stream: the
-/// `stream` prefix for `<stream:features/>` and `<stream:error/>`, `jabber:client` for stanzas.
-pub(crate) fn with_namespaces(e: &[u8], out: &mut Vec<u8>) {
+/// The namespace declaration `e` lacks, if any: where in it to insert which text.
+pub(crate) fn missing_declaration(e: &[u8]) -> Option<(usize, &'static str)> {
     let name_end = e
         .iter()
         .position(|b| b.is_ascii_whitespace() || *b == b'/' || *b == b'>')
         .unwrap_or(e.len());
     let name = &e[1..name_end];
-    let (attr, value) = if name.starts_with(b"stream:") {
-        (&b"xmlns:stream"[..], ns::STREAMS)
+    let (attr, decl) = if name.starts_with(b"stream:") {
+        (&b"xmlns:stream"[..], DECL_STREAM)
     } else {
-        (&b"xmlns"[..], ns::CLIENT)
+        (&b"xmlns"[..], DECL_CLIENT)
     };
-    if Attrs::of(e).any(|(n, _)| n == attr) {
-        out.extend_from_slice(e);
-        return;
+    (!Attrs::of(e).any(|(n, _)| n == attr)).then_some((name_end, decl))
+}
+
+/// Copies `e`, declaring on its start tag the namespace it inherited from the stream: the
+/// `stream` prefix for `<stream:features/>` and `<stream:error/>`, `jabber:client` for stanzas.
+pub(crate) fn with_namespaces(e: &[u8], out: &mut Vec<u8>) {
+    match missing_declaration(e) {
+        None => out.extend_from_slice(e),
+        Some((at, decl)) => {
+            out.extend_from_slice(&e[..at]);
+            out.extend_from_slice(decl.as_bytes());
+            out.extend_from_slice(&e[at..]);
+        }
     }
-    out.extend_from_slice(&e[..name_end]);
-    out.push(b' ');
-    out.extend_from_slice(attr);
-    out.extend_from_slice(b"='");
-    out.extend_from_slice(value.as_bytes());
-    out.push(b'\'');
-    out.extend_from_slice(&e[name_end..]);
 }
 
 /// The attributes of the start tag at the beginning of a well-formed element: (name, quoted
@@ -163,10 +170,16 @@ mod tests {
         String::from_utf8(out).unwrap()
     }
 
-    fn server(piece: Piece) -> String {
+    fn server(piece: Piece<'_>) -> String {
         let mut out = Vec::new();
-        piece_to_message(&piece, &mut out);
+        piece_to_message(piece, &mut out);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn declarations_name_the_namespaces() {
+        assert_eq!(DECL_CLIENT, format!(" xmlns='{}'", ns::CLIENT));
+        assert_eq!(DECL_STREAM, format!(" xmlns:stream='{}'", ns::STREAMS));
     }
 
     #[test]
@@ -194,7 +207,7 @@ mod tests {
     fn header_becomes_open() {
         let h = b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='s1' from='example.com' version='1.0' xml:lang='en'>";
         assert_eq!(
-            server(Piece::Header(h.to_vec())),
+            server(Piece::Header(h)),
             "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' id='s1' from='example.com' version='1.0' xml:lang='en'/>"
         );
         assert_eq!(
@@ -205,7 +218,7 @@ mod tests {
 
     #[test]
     fn elements_declare_their_namespace() {
-        let e = |s: &str| server(Piece::Element(s.as_bytes().to_vec()));
+        let e = |s: &str| server(Piece::Element(s.as_bytes()));
         assert_eq!(
             e("<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"),
             "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"

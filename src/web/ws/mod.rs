@@ -12,7 +12,8 @@ mod tests;
 use std::io::{ErrorKind, Read, Write};
 use std::time::Instant;
 
-use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig, WebSocketContext};
 use tungstenite::{Error as WsError, Message};
 
@@ -62,6 +63,57 @@ impl Write for MemIo {
     }
 }
 
+/// Appends `piece` as one text frame, masked with `mask` when given (a client's frames). Data
+/// frames are written here with tungstenite's header encoder, straight from the stream's bytes:
+/// going through `WebSocketContext::write` would copy each message twice and check its UTF-8
+/// again (measured: WebSocket reached 0.62 of TCP throughput that way).
+pub fn frame_piece(piece: Piece<'_>, mask: Option<[u8; 4]>, out: &mut Vec<u8>) {
+    let header = FrameHeader {
+        is_final: true,
+        rsv1: false,
+        rsv2: false,
+        rsv3: false,
+        opcode: OpCode::Data(Data::Text),
+        mask,
+    };
+    // An element: its bytes, with the declaration it lacks inserted after its name.
+    let mut small = Vec::new();
+    let (head, insert, tail): (&[u8], &[u8], &[u8]) = match piece {
+        Piece::Element(e) => match framing::missing_declaration(e) {
+            Some((at, decl)) => (&e[..at], decl.as_bytes(), &e[at..]),
+            None => (e, b"", b""),
+        },
+        other => {
+            framing::piece_to_message(other, &mut small);
+            (&small, b"", b"")
+        }
+    };
+    let len = head.len() + insert.len() + tail.len();
+    // Formatting into a Vec cannot fail.
+    let _ = header.format(len as u64, out);
+    let start = out.len();
+    out.reserve(len);
+    out.extend_from_slice(head);
+    out.extend_from_slice(insert);
+    out.extend_from_slice(tail);
+    if let Some(mask) = mask {
+        apply_mask(&mut out[start..], mask);
+    }
+}
+
+/// RFC 6455 §5.3 masking (XOR with the 4-byte key), a word at a time.
+fn apply_mask(buf: &mut [u8], mask: [u8; 4]) {
+    let word = u32::from_ne_bytes(mask);
+    let mut chunks = buf.chunks_exact_mut(4);
+    for c in &mut chunks {
+        let v = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]) ^ word;
+        c.copy_from_slice(&v.to_ne_bytes());
+    }
+    for (b, m) in chunks.into_remainder().iter_mut().zip(mask) {
+        *b ^= m;
+    }
+}
+
 /// One WebSocket connection's framing state.
 pub struct WsLink {
     ws: WebSocketContext,
@@ -69,7 +121,8 @@ pub struct WsLink {
     split: Splitter,
     /// The c2s's bytes taken but not yet framed, reused.
     scratch: Vec<u8>,
-    pieces: Vec<Piece>,
+    /// Stream bytes decoded from the client's messages, fed to the c2s in one call, reused.
+    stream: Vec<u8>,
     /// The close code of our close frame, once the stream must end at the WebSocket level too.
     close_code: CloseCode,
     close_sent: bool,
@@ -90,23 +143,25 @@ impl WsLink {
             io,
             split: Splitter::default(),
             scratch: Vec::new(),
-            pieces: Vec::new(),
+            stream: Vec::new(),
             close_code: CloseCode::Normal,
             close_sent: false,
         }
     }
 
-    /// Decodes socket bytes and hands the c2s what they carry.
+    /// Decodes socket bytes and hands the c2s what they carry (consecutive text messages in one
+    /// call).
     pub fn input(&mut self, bytes: &[u8], c2s: &mut C2s, now: Instant) {
         self.io.input.extend_from_slice(bytes);
-        let mut stream = Vec::new();
         while !c2s.is_closed() {
-            match self.ws.read(&mut self.io) {
-                Ok(Message::Text(text)) => {
-                    stream.clear();
-                    framing::message_to_stream(text.as_bytes(), &mut stream);
-                    c2s.handle_input(&stream, now);
-                }
+            let read = self.ws.read(&mut self.io);
+            if let Ok(Message::Text(text)) = &read {
+                framing::message_to_stream(text.as_bytes(), &mut self.stream);
+                continue;
+            }
+            self.feed(c2s, now);
+            match read {
+                Ok(Message::Text(_)) => {}
                 Ok(Message::Binary(_)) => self.fail(
                     c2s,
                     CloseCode::Unsupported,
@@ -143,6 +198,15 @@ impl WsLink {
                 ),
             }
         }
+        self.feed(c2s, now);
+    }
+
+    /// Hands the decoded stream bytes to the c2s.
+    fn feed(&mut self, c2s: &mut C2s, now: Instant) {
+        if !self.stream.is_empty() {
+            c2s.handle_input(&self.stream, now);
+            self.stream.clear();
+        }
     }
 
     /// The stream cannot go on: a stream error for the client, then our close frame with `code`.
@@ -154,22 +218,16 @@ impl WsLink {
     /// Moves the c2s's output, framed, to `out` (socket bytes); after the stream's end, the close
     /// frame.
     pub fn output(&mut self, c2s: &mut C2s, out: &mut Vec<u8>) {
+        // Control frames tungstenite queued while reading (pongs, the reply to a close) first.
+        let _ = self.ws.flush(&mut self.io);
+        out.append(&mut self.io.output);
         self.scratch.clear();
         c2s.take_transmit(&mut self.scratch);
-        if !self.scratch.is_empty() {
-            self.split.push(&self.scratch, &mut self.pieces);
-        }
-        let mut text = Vec::new();
-        for piece in self.pieces.drain(..) {
-            text.clear();
-            framing::piece_to_message(&piece, &mut text);
+        if !self.close_sent && !self.scratch.is_empty() {
             // Our own output is UTF-8 (the scanner checked what clients sent; we write ASCII
-            // markup); a lossy conversion could only ever replace nothing.
-            let msg = String::from_utf8(std::mem::take(&mut text))
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-            if self.ws.write(&mut self.io, Message::text(msg)).is_err() {
-                break;
-            }
+            // markup), as a text frame must be.
+            self.split
+                .push(&self.scratch, |piece| frame_piece(piece, None, out));
         }
         if c2s.is_closed() && !self.close_sent && c2s.pending_transmit() == 0 {
             self.close_sent = true;
@@ -180,10 +238,6 @@ impl WsLink {
             let _ = self.ws.close(&mut self.io, Some(frame));
         }
         let _ = self.ws.flush(&mut self.io);
-        if out.is_empty() {
-            std::mem::swap(out, &mut self.io.output);
-        } else {
-            out.append(&mut self.io.output);
-        }
+        out.append(&mut self.io.output);
     }
 }
