@@ -73,9 +73,25 @@ pub(crate) async fn run<S: Io>(
     let shard_id = ctx.shard.borrow().id.0;
     tracing::info!(shard = shard_id, conn = conn.0, %peer, "connection opened");
     let session: Rc<std::cell::RefCell<Option<Session>>> = Rc::default();
+    super::admin::conns::opened(
+        &mut ctx.shard.borrow_mut(),
+        conn,
+        super::admin::conns::ConnInfo {
+            peer,
+            transport: if matches!(link, Link::Raw) {
+                "tcp"
+            } else {
+                "websocket"
+            },
+            since: crate::store::unix_now().max(0) as u64,
+            session: session.clone(),
+        },
+    );
+    let mut c2s = C2s::new(cfg.clone(), PeerInfo { addr: peer }, Instant::now());
+    c2s.set_dynamic_hosts(ctx.shard.borrow().dynamic_hosts.clone());
     let driver = Driver {
         ctx: ctx.clone(),
-        c2s: C2s::new(cfg.clone(), PeerInfo { addr: peer }, Instant::now()),
+        c2s,
         link,
         cfg,
         conn,
@@ -106,6 +122,7 @@ pub(crate) async fn run<S: Io>(
     if let Some(sess) = session.borrow_mut().take() {
         c2s_route::unbind(&mut ctx.shard.borrow_mut(), &sess);
     }
+    super::admin::conns::closed(&mut ctx.shard.borrow_mut(), conn);
     ctx.shard.borrow_mut().close_conn(conn);
     ctx.flush();
     tracing::info!(shard = shard_id, conn = conn.0, %peer, "connection closed");
@@ -392,6 +409,10 @@ impl Driver {
                     self.leave();
                 }
                 self.c2s.close(Some(cond), None);
+            }
+            ConnMsg::CloseText(cond, text) => {
+                self.leave();
+                self.c2s.close(Some(cond), Some(text));
             }
         }
     }

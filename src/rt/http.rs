@@ -75,10 +75,15 @@ async fn serve<S: Io + 'static>(io: S, peer: SocketAddr, ctx: Rc<ShardCtx>, l: A
 async fn dispatch(
     req: Request<Incoming>,
     _peer: SocketAddr,
-    _ctx: &Rc<ShardCtx>,
+    ctx: &Rc<ShardCtx>,
     l: &Arc<HttpListener>,
     upgrade: &Cell<bool>,
 ) -> Response<Full<Bytes>> {
+    // The admin API (`/api/route/explain` joins it there).
+    let path = req.uri().path();
+    if (path == "/api" || path.starts_with("/api/")) && l.serves(HttpHandler::Api) {
+        return super::admin::serve(req, ctx).await;
+    }
     match req.uri().path() {
         "/ws-xmpp" if l.serves(HttpHandler::Websocket) => websocket(&req, upgrade),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
@@ -133,7 +138,6 @@ fn websocket(req: &Request<Incoming>, upgrade: &Cell<bool>) -> Response<Full<Byt
     r
 }
 
-#[allow(dead_code)] // for the BOSH, upload and admin handlers, which land next
 /// The whole body of a request, refused with 413 past `limit` bytes (or 400 when it breaks off).
 pub(super) async fn read_body(
     body: Incoming,

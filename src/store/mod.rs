@@ -13,12 +13,13 @@ mod blocking;
 #[cfg(test)]
 mod concurrency_tests;
 mod db;
+mod domains;
 mod last;
 mod login;
 mod mam;
 mod muc;
 mod offline;
-mod oneshot;
+pub(crate) mod oneshot;
 mod pool;
 mod private;
 mod register;
