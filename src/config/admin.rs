@@ -21,14 +21,18 @@ pub struct AdminConfig {
     pub token_file: Option<PathBuf>,
 }
 
-/// `check-config` output never shows the token: the file it came from, or a mask.
+/// `check-config` output never shows the token: the file it came from, or a mask that is not a
+/// valid token (so output pasted back as a configuration cannot open the API with a known token).
+const MASK: &str = "******** (hidden)";
+
+/// `check-config` output never shows the token: the file it came from, or [`MASK`].
 impl Serialize for AdminConfig {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let mut st = s.serialize_struct("AdminConfig", 1)?;
         match &self.token_file {
             Some(path) => st.serialize_field("token_file", &path.to_string_lossy())?,
-            None => st.serialize_field("token", "********")?,
+            None => st.serialize_field("token", MASK)?,
         }
         st.end()
     }
@@ -77,4 +81,69 @@ pub(super) fn admin(
         return Err(cx.err(&span, InvalidValue::AdminToken(MIN_TOKEN_LEN)));
     }
     Ok(Some(AdminConfig { token, token_file }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Config, ConfigError, InvalidValue};
+
+    const BASE: &str = "[general]\nhosts = [\"localhost\"]\n[[listen.c2s]]\nport = 5222\n";
+
+    fn parse(admin: &str) -> Result<Config, ConfigError> {
+        Config::parse(&format!("{BASE}{admin}"), Path::new("t.toml"))
+    }
+
+    fn kind(r: Result<Config, ConfigError>) -> InvalidValue {
+        match r {
+            Err(ConfigError::Invalid { kind, .. }) => kind,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn token_inline_or_from_a_file_and_never_printed() {
+        assert!(parse("").unwrap().admin.is_none());
+        let c = parse("[admin]\ntoken = \"0123456789abcdef\"\n").unwrap();
+        assert_eq!(c.admin.as_ref().unwrap().token, "0123456789abcdef");
+        let shown = c.to_toml();
+        assert!(
+            !shown.contains("0123456789abcdef") && shown.contains("[admin]"),
+            "{shown}"
+        );
+        assert_eq!(
+            kind(Config::parse(&shown, Path::new("t"))),
+            InvalidValue::AdminToken(16)
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "fedcba9876543210fedc\n").unwrap();
+        let c = parse(&format!(
+            "[admin]\ntoken_file = {:?}\n",
+            file.to_str().unwrap()
+        ))
+        .unwrap();
+        assert_eq!(c.admin.unwrap().token, "fedcba9876543210fedc");
+    }
+
+    #[test]
+    fn bad_admin_sections() {
+        assert_eq!(kind(parse("[admin]\n")), InvalidValue::AdminTokenMissing);
+        assert_eq!(
+            kind(parse("[admin]\ntoken = \"short\"\n")),
+            InvalidValue::AdminToken(16)
+        );
+        assert_eq!(
+            kind(parse(
+                "[admin]\ntoken = \"0123456789abcdef\"\ntoken_file = \"x\"\n"
+            )),
+            InvalidValue::AdminTokenTwice
+        );
+        assert!(matches!(
+            kind(parse("[admin]\ntoken_file = \"/nonexistent/token\"\n")),
+            InvalidValue::AdminTokenFile(_)
+        ));
+    }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use petrel::xml::{Event, Limits, Scanner, Stanza};
 use petrel::xmpp::ns;
 
+pub mod admin;
 pub mod pg;
 pub mod venv;
 
