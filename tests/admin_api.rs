@@ -17,6 +17,19 @@ fn closed_with(c: &mut Client, condition: &str, text: &str) {
     );
 }
 
+/// Asserts the API refuses `method path body` with `status` and the error code `code`.
+fn refused(http: u16, method: &str, path: &str, body: Option<&str>, status: u16, code: &str) {
+    let r = api(http, method, path, body);
+    assert_eq!((r.status, r.code().as_str()), (status, code), "{}", r.body);
+}
+
+/// Asserts `DELETE path` closes exactly one session.
+fn kicks_one(http: u16, path: &str) {
+    let r = api(http, "DELETE", path, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["kicked"].as_u64(), Some(1), "{}", r.body);
+}
+
 #[test]
 fn refused_without_or_with_a_wrong_token_and_bad_requests() {
     let (_server, http) = start(1, &["alice"], true, "");
@@ -74,10 +87,15 @@ fn refused_without_or_with_a_wrong_token_and_bad_requests() {
         ),
     );
     assert_eq!((r.status, r.code().as_str()), (400, "bad-stanza"));
-    let r = api(http, "DELETE", "/api/sessions/alice@localhost", None);
-    assert_eq!((r.status, r.code().as_str()), (400, "bad-jid"));
-    let r = api(http, "GET", "/api/nothing-here", None);
-    assert_eq!((r.status, r.code().as_str()), (404, "not-found"));
+    refused(
+        http,
+        "DELETE",
+        "/api/sessions/alice@localhost",
+        None,
+        400,
+        "bad-jid",
+    );
+    refused(http, "GET", "/api/nothing-here", None, 404, "not-found");
     let r = api(http, "POST", "/api/stats", Some("{}"));
     assert_eq!(r.status, 405);
     assert_eq!(r.allow.as_deref(), Some("GET"));
@@ -85,8 +103,7 @@ fn refused_without_or_with_a_wrong_token_and_bad_requests() {
         r#"{{"jid":"x@localhost","password":"{}"}}"#,
         "p".repeat(70_000)
     );
-    let r = api(http, "POST", "/api/users", Some(&big));
-    assert_eq!((r.status, r.code().as_str()), (413, "too-large"));
+    refused(http, "POST", "/api/users", Some(&big), 413, "too-large");
 }
 
 #[test]
@@ -166,30 +183,30 @@ fn users_sessions_messages_rooms_and_stats() {
         s["shard"].as_u64().unwrap() < 2 && s["since"].as_u64().unwrap() > 0,
         "{s}"
     );
-    let r = api(http, "DELETE", "/api/sessions/carol@localhost/desk", None);
-    assert_eq!(
-        (r.status, r.json()["kicked"].as_u64()),
-        (200, Some(1)),
-        "{}",
-        r.body
-    );
+    kicks_one(http, "/api/sessions/carol@localhost/desk");
     closed_with(&mut carol, "policy-violation", "kicked by administrator");
-    let r = api(http, "DELETE", "/api/sessions/carol@localhost/desk", None);
-    assert_eq!((r.status, r.code().as_str()), (404, "no-such-session"));
+    refused(
+        http,
+        "DELETE",
+        "/api/sessions/carol@localhost/desk",
+        None,
+        404,
+        "no-such-session",
+    );
 
     // Deleting an account closes its sessions.
     let mut carol = server.connect();
     carol.login_plain("carol", "localhost", "second", "phone");
-    let r = api(http, "DELETE", "/api/users/carol@localhost", None);
-    assert_eq!(
-        (r.status, r.json()["kicked"].as_u64()),
-        (200, Some(1)),
-        "{}",
-        r.body
-    );
+    kicks_one(http, "/api/users/carol@localhost");
     closed_with(&mut carol, "policy-violation", "account deleted");
-    let r = api(http, "DELETE", "/api/users/carol@localhost", None);
-    assert_eq!((r.status, r.code().as_str()), (404, "no-such-user"));
+    refused(
+        http,
+        "DELETE",
+        "/api/users/carol@localhost",
+        None,
+        404,
+        "no-such-user",
+    );
     let r = api(http, "GET", "/api/users", None);
     assert_eq!(
         r.json()["users"],
@@ -247,13 +264,7 @@ fn users_sessions_messages_rooms_and_stats() {
     assert!(st["store_queue"].is_u64());
 
     // Every session of a user.
-    let r = api(http, "DELETE", "/api/sessions?jid=alice@localhost", None);
-    assert_eq!(
-        (r.status, r.json()["kicked"].as_u64()),
-        (200, Some(1)),
-        "{}",
-        r.body
-    );
+    kicks_one(http, "/api/sessions?jid=alice@localhost");
     closed_with(&mut alice, "policy-violation", "kicked by administrator");
 }
 
@@ -288,8 +299,14 @@ fn domains_added_and_removed_at_run_time() {
         Some(r#"{"domain":"bad_domain"}"#),
     );
     assert_eq!((r.status, r.code().as_str()), (400, "bad-domain"));
-    let r = api(http, "DELETE", "/api/domains/localhost", None);
-    assert_eq!((r.status, r.code().as_str()), (409, "configured-domain"));
+    refused(
+        http,
+        "DELETE",
+        "/api/domains/localhost",
+        None,
+        409,
+        "configured-domain",
+    );
     let r = api(http, "GET", "/api/domains", None);
     assert_eq!(
         r.json()["domains"],
@@ -327,8 +344,14 @@ fn domains_added_and_removed_at_run_time() {
     let mut c = server.connect();
     c.open("new.test");
     closed_with(&mut c, "host-unknown", "");
-    let r = api(http, "DELETE", "/api/domains/new.test", None);
-    assert_eq!((r.status, r.code().as_str()), (404, "no-such-domain"));
+    refused(
+        http,
+        "DELETE",
+        "/api/domains/new.test",
+        None,
+        404,
+        "no-such-domain",
+    );
 
     // Kept across a restart; its accounts stayed.
     let r = api(

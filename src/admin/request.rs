@@ -36,8 +36,8 @@ pub enum Command {
         from: Jid,
         /// Recipient.
         to: Jid,
-        /// The stanza.
-        stanza: Stanza,
+        /// The stanza (boxed: the other commands are small).
+        stanza: Box<Stanza>,
     },
     /// `GET /api/domains`.
     ListDomains,
@@ -214,7 +214,11 @@ fn message(m: NewMessage) -> Result<Command, ApiError> {
     let mut stanza = Stanza::from_element(&el);
     stanza.set_from(from.as_str());
     stanza.set_to(to.as_str());
-    Ok(Command::Route { from, to, stanza })
+    Ok(Command::Route {
+        from,
+        to,
+        stanza: Box::new(stanza),
+    })
 }
 
 fn stanza(s: NewStanza) -> Result<Command, ApiError> {
@@ -233,7 +237,11 @@ fn stanza(s: NewStanza) -> Result<Command, ApiError> {
         .into_owned();
     let to = Jid::parse(&to).map_err(|e| bad_jid("to", &to, e))?;
     stanza.set_from(from.as_str());
-    Ok(Command::Route { from, to, stanza })
+    Ok(Command::Route {
+        from,
+        to,
+        stanza: Box::new(stanza),
+    })
 }
 
 #[cfg(test)]

@@ -22,6 +22,8 @@ use crate::admin::{ApiError, Command};
 use crate::auth::ScramSecrets;
 use crate::config::Config;
 use crate::hooks::Acc;
+use crate::jid::BareJid;
+use crate::store::{Store, StoreError};
 use shards::on_every_shard;
 
 /// What the admin API needs from the configuration, kept on every shard.
@@ -110,6 +112,28 @@ async fn handle(req: Request<Incoming>, ctx: &Rc<ShardCtx>) -> Answer {
     run(cmd, ctx).await
 }
 
+/// Runs an account job on the store; its `UserExists` and `NoSuchUser` become the API's.
+async fn account_job(
+    ctx: &Rc<ShardCtx>,
+    jid: &BareJid,
+    job: impl FnOnce(&Store, &BareJid) -> Result<(), StoreError> + Send + 'static,
+) -> Result<(), ApiError> {
+    let j = jid.clone();
+    match ctx.store.call(move |s| job(s, &j)).await? {
+        Err(StoreError::UserExists) => Err(ApiError::UserExists(jid.to_string())),
+        Err(StoreError::NoSuchUser) => Err(ApiError::NoSuchUser(jid.to_string())),
+        other => Ok(other?),
+    }
+}
+
+fn user_done(status: StatusCode, jid: &BareJid, kicked: usize) -> Answer {
+    let done = UserDone {
+        jid: jid.to_string(),
+        kicked,
+    };
+    ok(status, &done)
+}
+
 /// Carries out one command.
 async fn run(cmd: Command, ctx: &Rc<ShardCtx>) -> Answer {
     let st = &ctx.admin;
@@ -127,65 +151,29 @@ async fn run(cmd: Command, ctx: &Rc<ShardCtx>) -> Answer {
                 return Err(ApiError::DomainNotServed(jid.domain().to_owned()));
             }
             let iterations = st.iterations;
-            let j = jid.clone();
             // PBKDF2 runs on the store thread, never on the shard.
-            let added = ctx
-                .store
-                .call(move |s| s.add_user(&j, &ScramSecrets::derive(&password, iterations)))
-                .await?;
-            match added {
-                Err(crate::store::StoreError::UserExists) => {
-                    Err(ApiError::UserExists(jid.to_string()))
-                }
-                other => {
-                    other?;
-                    let done = UserDone {
-                        jid: jid.to_string(),
-                        kicked: 0,
-                    };
-                    ok(StatusCode::CREATED, &done)
-                }
-            }
+            account_job(ctx, &jid, move |s, j| {
+                s.add_user(j, &ScramSecrets::derive(&password, iterations))
+            })
+            .await?;
+            user_done(StatusCode::CREATED, &jid, 0)
         }
         Command::DelUser(jid) => {
-            let j = jid.clone();
-            match ctx.store.call(move |s| s.remove_user(&j)).await? {
-                Err(crate::store::StoreError::NoSuchUser) => {
-                    return Err(ApiError::NoSuchUser(jid.to_string()))
-                }
-                other => other?,
-            }
+            account_job(ctx, &jid, |s, j| s.remove_user(j)).await?;
             let bare = jid.clone();
             let kicked = on_every_shard(ctx, move |s| {
                 shards::kick(s, |j| j.bare() == bare, "account deleted by administrator")
             })
             .await;
-            let done = UserDone {
-                jid: jid.to_string(),
-                kicked: kicked.into_iter().sum(),
-            };
-            ok(StatusCode::OK, &done)
+            user_done(StatusCode::OK, &jid, kicked.into_iter().sum())
         }
         Command::SetPassword(jid, password) => {
             let iterations = st.iterations;
-            let j = jid.clone();
-            let set = ctx
-                .store
-                .call(move |s| s.set_secrets(&j, &ScramSecrets::derive(&password, iterations)))
-                .await?;
-            match set {
-                Err(crate::store::StoreError::NoSuchUser) => {
-                    Err(ApiError::NoSuchUser(jid.to_string()))
-                }
-                other => {
-                    other?;
-                    let done = UserDone {
-                        jid: jid.to_string(),
-                        kicked: 0,
-                    };
-                    ok(StatusCode::OK, &done)
-                }
-            }
+            account_job(ctx, &jid, move |s, j| {
+                s.set_secrets(j, &ScramSecrets::derive(&password, iterations))
+            })
+            .await?;
+            user_done(StatusCode::OK, &jid, 0)
         }
         Command::ListSessions => {
             let mut sessions: Vec<_> = on_every_shard(ctx, |s| conns::sessions(s))
@@ -225,7 +213,7 @@ async fn run(cmd: Command, ctx: &Rc<ShardCtx>) -> Answer {
                 let mut shard = ctx.shard.borrow_mut();
                 // A server-originated packet (no session sent it): straight to the router, so
                 // the recipient's side runs in full and the sender's `user_send_*` hooks do not.
-                let acc = Acc::new(stanza, from, to, shard.id);
+                let acc = Acc::new(*stanza, from, to, shard.id);
                 crate::router::route(&mut shard, acc);
                 shard.drain_to_route();
             }
@@ -311,7 +299,7 @@ async fn run(cmd: Command, ctx: &Rc<ShardCtx>) -> Answer {
             ok(StatusCode::OK, &Rooms { muc: st.muc, rooms })
         }
         Command::Stats => {
-            let mut per_shard = on_every_shard(ctx, |s| shards::stats(s)).await;
+            let mut per_shard = on_every_shard(ctx, shards::stats).await;
             per_shard.sort_by_key(|s| s.shard);
             let stats = Stats {
                 uptime_secs: st.started.elapsed().as_secs(),
