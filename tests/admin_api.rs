@@ -270,7 +270,7 @@ fn users_sessions_messages_rooms_and_stats() {
 
 #[test]
 fn domains_added_and_removed_at_run_time() {
-    let (mut server, http) = start(2, &[], true, "");
+    let (mut server, http) = start(2, &[], true, "[modules.mam]\n");
     let r = api(
         http,
         "POST",
@@ -335,6 +335,30 @@ fn domains_added_and_removed_at_run_time() {
     daves[1].chat("dave@new.test/r0", "same domain");
     let m = daves[0].expect("chat", |s| s.name() == "message");
     assert_eq!(body(&m).as_deref(), Some("same domain"));
+    // The domain's server IQs and account IQs are served by the first configured host's handlers.
+    daves[0].send("<iq type='get' to='new.test' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>");
+    let r = daves[0].expect("ping result", |s| s.id().as_deref() == Some("p1"));
+    assert_eq!(r.type_().as_deref(), Some("result"));
+    // Archived on receipt (the API's sender has no archive and no `user_send` hooks run).
+    let r = api(
+        http,
+        "POST",
+        "/api/messages",
+        Some(r#"{"from":"localhost","to":"dave@new.test/r0","body":"archived on receipt"}"#),
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    daves[0].expect("the API's message", |s| {
+        body(s).as_deref() == Some("archived on receipt")
+    });
+    daves[0].send("<iq type='set' id='q1'><query xmlns='urn:xmpp:mam:2' queryid='a'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>urn:xmpp:mam:2</value></field><field var='with'><value>localhost</value></field></x></query></iq>");
+    let m = daves[0].expect("archived message", |s| s.name() == "message");
+    assert!(
+        String::from_utf8_lossy(m.bytes()).contains("archived on receipt"),
+        "{}",
+        String::from_utf8_lossy(m.bytes())
+    );
+    let r = daves[0].expect("query end", |s| s.id().as_deref() == Some("q1"));
+    assert_eq!(r.type_().as_deref(), Some("result"));
 
     let r = api(http, "DELETE", "/api/domains/new.test", None);
     assert_eq!(r.status, 200, "{}", r.body);

@@ -328,9 +328,11 @@ async fn run_shard(
         config.general.routing_modules.clone().into(),
         mailbox_limit,
     );
+    // Domains added at run time (admin API) share the handlers of the first configured host; set
+    // before the modules start, which may keep the set.
+    let first = config.general.hosts.first().map_or("", |h| h.as_str());
+    shard.dynamic_hosts = crate::shard::DynamicHosts::new(first);
     crate::modules::start(&config, &mut shard);
-    // Domains added at run time (admin API) share the handlers of the first configured host.
-    shard.dynamic_hosts = crate::shard::DynamicHosts::new(config.general.hosts[0].as_str());
     match off_shard.store.call(|s| s.list_domains()).await {
         Ok(Ok(domains)) => {
             for d in domains {
