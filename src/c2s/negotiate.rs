@@ -69,7 +69,7 @@ impl C2s {
 
     /// The served domain a stream header's `to` names: a configured host, or one added at run
     /// time (the shard's [`crate::shard::DynamicHosts`], read without a lock).
-    fn served_host(&self, to: &str) -> Option<String> {
+    pub(super) fn served_host(&self, to: &str) -> Option<String> {
         if let Some(h) = self.cfg.hosts.iter().find(|h| h.eq_ignore_ascii_case(to)) {
             return Some(h.clone());
         }
