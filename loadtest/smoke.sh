@@ -25,7 +25,8 @@ cleanup() {
 trap cleanup EXIT
 
 port=$(free_port)
-petrel_config "$dir" "$port"
+http_port=$(free_port)
+petrel_config "$dir" "$port" "$http_port"
 cat >> "$dir/petrel.toml" <<CONF
 [modules.ping]
 [modules.roster]
@@ -50,6 +51,10 @@ run chat --interval-ms 500 --duration 3 --mech SCRAM-SHA-1
 run max --duration 3 --window 8 --mech PLAIN
 run idle --duration 2 --server-pid "$petrel_pid"
 # Group chat: 20 rooms of 10 occupants (USERS must be 200) spread over both shards, closed loop.
+# The same 1:1 load over WebSocket (RFC 7395) on the HTTP port.
+echo "smoke: petrel-load max --transport ws"
+"$LOAD" max --transport ws --server "127.0.0.1:$http_port" --domain localhost --users "$USERS" \
+    --password smoke-pass --cores 1 --quiet --duration 3 --window 8 --mech SCRAM-SHA-256
 run muc --rooms $((USERS / 10)) --occupants 10 --closed --duration 3 --mech PLAIN
 # Stream management last: its sessions stay parked for resumption after the run.
 run max --duration 2 --window 8 --mech PLAIN --sm

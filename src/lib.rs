@@ -11,6 +11,8 @@
 //! 6. `ejabberd_sm` (RFC 6121 §8.5, `offline_message`): [`sm`], on the recipient's home shard;
 //! 7. the recipient's c2s: `user_receive_*`, `xmpp_presend_element`: [`c2s::route::user_receive`].
 //!
+//! The path of one stanza through these steps, shown step by step (`route explain`): [`explain`].
+//!
 //! Shards and the lock-free mesh between them: [`shard`] (per-shard route state) and [`rt`] (glommio
 //! executors, SPSC rings). Users and storage: [`auth`], [`store`]. Configuration and CLI: [`config`],
 //! [`cli`].
@@ -20,10 +22,12 @@ pub mod auth;
 pub mod c2s;
 pub mod cli;
 pub mod config;
+pub mod explain;
 pub mod hooks;
 pub mod jid;
 pub mod local;
 pub mod logging;
+pub mod metrics;
 pub mod modules;
 pub mod router;
 pub mod rt;

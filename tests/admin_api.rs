@@ -169,9 +169,17 @@ fn users_sessions_messages_rooms_and_stats() {
     carol.login_plain("carol", "localhost", "second", "desk");
     carol.send("<presence><priority>7</priority></presence>");
     carol.home_sync();
+    let _web = common::ws::login(http, "bob", "web");
     let r = api(http, "GET", "/api/sessions", None);
     assert_eq!(r.status, 200);
     let sessions = r.json()["sessions"].as_array().cloned().unwrap();
+    let web = sessions.iter().find(|s| s["jid"] == "bob@localhost/web");
+    assert_eq!(
+        web.map(|s| &s["transport"]),
+        Some(&serde_json::json!("websocket")),
+        "{}",
+        r.body
+    );
     let s = sessions
         .iter()
         .find(|s| s["jid"] == "carol@localhost/desk")
@@ -259,7 +267,8 @@ fn users_sessions_messages_rooms_and_stats() {
     let st = r.json();
     assert_eq!(st["shards"], 2);
     assert_eq!(st["per_shard"].as_array().map(Vec::len), Some(2));
-    assert_eq!(st["sessions"], 2, "{}", r.body);
+    // alice, bob over TCP and bob over WebSocket.
+    assert_eq!(st["sessions"], 3, "{}", r.body);
     assert!(st["routed"].as_u64().unwrap() > 0, "{}", r.body);
     assert!(st["store_queue"].is_u64());
 

@@ -13,120 +13,25 @@ use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tungstenite::protocol::frame::Frame;
 use tungstenite::{Message, WebSocket};
 
-const FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
+use common::ws::{connect, login, open, recv, recv_until, send, Ws, FRAMING};
 
 /// A server with an HTTP listener on its own port; returns (server, http port).
 fn start(shards: usize, users: &[&str]) -> (Server, u16) {
+    start_listener(shards, users, "allow_plaintext_on_loopback = true\n")
+}
+
+/// A server with an HTTP listener configured by `settings`.
+fn start_listener(shards: usize, users: &[&str], settings: &str) -> (Server, u16) {
     let http = free_port();
     let server = Server::start_config(shards, users, |port, data| {
         let mut t = Server::config_text(port, data, "", "");
         t.push_str(&format!(
             "\n[[listen.http]]\nport = {http}\nip_address = \"127.0.0.1\"\n\
-             allow_plaintext_on_loopback = true\nmax_stanza_size = 8192\n"
+             max_stanza_size = 8192\n{settings}"
         ));
         t
     });
     (server, http)
-}
-
-type Ws = WebSocket<TcpStream>;
-
-fn connect(http: u16, protocol: &str) -> Result<Ws, Box<tungstenite::Error>> {
-    let mut req = format!("ws://127.0.0.1:{http}/ws-xmpp")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut()
-        .insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());
-    let sock = TcpStream::connect(("127.0.0.1", http)).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let (ws, resp) = tungstenite::client(req, sock).map_err(|e| match e {
-        tungstenite::HandshakeError::Failure(e) => Box::new(e),
-        tungstenite::HandshakeError::Interrupted(_) => unreachable!("blocking socket"),
-    })?;
-    assert_eq!(
-        resp.headers().get("sec-websocket-protocol").unwrap(),
-        "xmpp"
-    );
-    Ok(ws)
-}
-
-fn send(ws: &mut Ws, text: &str) {
-    ws.send(Message::text(text)).unwrap();
-}
-
-/// The next text message (pings are answered by tungstenite).
-fn recv(ws: &mut Ws) -> String {
-    loop {
-        match ws.read().expect("a message") {
-            Message::Text(t) => return t.to_string(),
-            Message::Close(c) => panic!("closed: {c:?}"),
-            _ => {}
-        }
-    }
-}
-
-fn recv_until(ws: &mut Ws, what: &str) -> String {
-    for _ in 0..20 {
-        let m = recv(ws);
-        if m.contains(what) {
-            return m;
-        }
-    }
-    panic!("no message with {what}");
-}
-
-fn open(ws: &mut Ws) -> String {
-    send(
-        ws,
-        &format!("<open xmlns='{FRAMING}' to='localhost' version='1.0'/>"),
-    );
-    let opened = recv(ws);
-    assert!(
-        opened.starts_with("<open ") && opened.contains(FRAMING),
-        "{opened}"
-    );
-    assert!(opened.contains("from='localhost'") && opened.contains("version='1.0'"));
-    let features = recv(ws);
-    assert!(
-        features.starts_with("<stream:features xmlns:stream='http://etherx.jabber.org/streams'"),
-        "{features}"
-    );
-    features
-}
-
-/// Opens, authenticates with PLAIN, restarts and binds `resource`.
-fn login(http: u16, user: &str, resource: &str) -> Ws {
-    let mut ws = connect(http, "xmpp").unwrap();
-    let features = open(&mut ws);
-    assert!(
-        features.contains("<mechanism>PLAIN</mechanism>"),
-        "{features}"
-    );
-    let creds = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{PASSWORD}"));
-    send(
-        &mut ws,
-        &format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"),
-    );
-    assert!(recv(&mut ws).starts_with("<success"));
-    let features = open(&mut ws);
-    assert!(
-        features.contains("urn:ietf:params:xml:ns:xmpp-bind"),
-        "{features}"
-    );
-    send(
-        &mut ws,
-        &format!(
-            "<iq xmlns='jabber:client' type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
-             <resource>{resource}</resource></bind></iq>"
-        ),
-    );
-    let bound = recv_until(&mut ws, "id='b1'");
-    assert!(
-        bound.contains(&format!("{user}@localhost/{resource}")),
-        "{bound}"
-    );
-    ws
 }
 
 /// The close frame after the stream error, with its code.
@@ -257,4 +162,68 @@ fn not_well_formed_xml_gets_a_stream_error() {
     assert!(err.starts_with("<stream:error xmlns:stream="), "{err}");
     assert!(err.contains("<not-well-formed"), "{err}");
     assert!(recv(&mut ws).starts_with("<close "));
+}
+
+type Wss = WebSocket<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>;
+
+/// A WebSocket over TLS (wss://) to `http`, trusting the server's generated certificate.
+fn connect_tls(server: &Server, http: u16) -> Wss {
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = rustls::ClientConnection::new(common::tls_client_config(&server.cert_path()), name)
+        .unwrap();
+    let sock = TcpStream::connect(("127.0.0.1", http)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut req = format!("wss://localhost:{http}/ws-xmpp")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "xmpp".parse().unwrap());
+    let (ws, _) = tungstenite::client(req, rustls::StreamOwned::new(tls, sock))
+        .unwrap_or_else(|e| panic!("wss handshake: {e}"));
+    ws
+}
+
+#[test]
+fn tls_below_http_allows_plain_and_plaintext_http_does_not() {
+    // Plain HTTP without allow_plaintext_on_loopback: no PLAIN (secure by default).
+    let (_server, http) = start_listener(1, &[], "allow_plaintext_on_loopback = false\n");
+    let mut ws = connect(http, "xmpp").unwrap();
+    let features = open(&mut ws);
+    assert!(!features.contains(">PLAIN<"), "{features}");
+    assert!(features.contains(">SCRAM-SHA-256<"), "{features}");
+
+    // HTTPS (wss://) with the generated certificate: PLAIN is offered, a session works.
+    let (server, https) = start_listener(
+        1,
+        &["alice", "bob"],
+        "tls = \"tls\"\nallow_plaintext_on_loopback = false\n",
+    );
+    let mut bob = server.login("bob", "tcp", Some(0));
+    let mut ws = connect_tls(&server, https);
+    ws.send(Message::text(format!(
+        "<open xmlns='{FRAMING}' to='localhost' version='1.0'/>"
+    )))
+    .unwrap();
+    let mut texts = Vec::new();
+    while texts.len() < 2 {
+        if let Message::Text(t) = ws.read().unwrap() {
+            texts.push(t.to_string());
+        }
+    }
+    assert!(
+        texts[1].contains("<mechanism>PLAIN</mechanism>"),
+        "{texts:?}"
+    );
+    let creds = base64::engine::general_purpose::STANDARD.encode(format!("\0alice\0{PASSWORD}"));
+    for step in [
+        format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"),
+        format!("<open xmlns='{FRAMING}' to='localhost' version='1.0'/>"),
+        "<iq xmlns='jabber:client' type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>".into(),
+        "<message xmlns='jabber:client' to='bob@localhost' type='chat'><body>over wss</body></message>".into(),
+    ] {
+        ws.send(Message::text(step)).unwrap();
+    }
+    let got = bob.expect("alice's message over wss", |s| s.name() == "message");
+    assert!(String::from_utf8_lossy(got.bytes()).contains("over wss"));
 }

@@ -121,6 +121,13 @@ pub struct Args {
     /// Max: drive the bare relay (`relay-server`) with its one-line handshake.
     #[arg(long)]
     pub relay: bool,
+    /// How clients reach the server: a TCP stream, or WebSocket (RFC 7395) on the server's HTTP
+    /// port (give that port as the server address).
+    #[arg(long, value_enum, default_value = "tcp")]
+    pub transport: Transport,
+    /// With --transport ws: the WebSocket path.
+    #[arg(long, default_value = "/ws-xmpp")]
+    pub ws_path: String,
     /// Muc: number of rooms.
     #[arg(long, default_value_t = 10)]
     pub rooms: u32,
@@ -200,4 +207,13 @@ mod tests {
         assert_eq!(parse_cpus(""), Err(CpuListError::Empty));
         assert!(parse_cpus("x").is_err());
     }
+}
+
+/// `--transport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// The XML stream on a TCP connection (STARTTLS with --starttls).
+    Tcp,
+    /// XMPP over WebSocket (RFC 7395), plaintext HTTP.
+    Ws,
 }

@@ -5,6 +5,7 @@
 //! plus an [`Outbox`] that batches writes from any task into one writer task.
 
 use crate::frame::Framer;
+use crate::ws::WsClient;
 use futures_lite::future::poll_fn;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
@@ -31,6 +32,9 @@ pub enum ConnError {
     /// Invalid server name for TLS.
     #[error("invalid TLS server name")]
     ServerName,
+    /// The server refused the WebSocket upgrade.
+    #[error("websocket upgrade refused: {0}")]
+    Upgrade(String),
 }
 
 /// Start a non-blocking connect to `addr`, bound to `source` first if given (to
@@ -66,10 +70,11 @@ const fn libc_einprogress() -> i32 {
 
 type Shared<T> = Rc<RefCell<T>>;
 
-/// Socket plus optional TLS session, before splitting.
+/// Socket plus optional TLS session or WebSocket framing, before splitting.
 pub struct Conn {
     sock: Shared<TcpStream>,
     tls: Option<Shared<ClientConnection>>,
+    ws: Option<Shared<WsClient>>,
 }
 
 impl Conn {
@@ -78,6 +83,7 @@ impl Conn {
         Conn {
             sock: Rc::new(RefCell::new(sock)),
             tls: None,
+            ws: None,
         }
     }
 
@@ -87,7 +93,9 @@ impl Conn {
             ReadHalf {
                 sock: self.sock.clone(),
                 tls: self.tls.clone(),
-                netbuf: if self.tls.is_some() {
+                ws: self.ws.clone(),
+                plain: Vec::new(),
+                netbuf: if self.tls.is_some() || self.ws.is_some() {
                     vec![0; 16 * 1024]
                 } else {
                     Vec::new()
@@ -96,9 +104,38 @@ impl Conn {
             WriteHalf {
                 sock: self.sock.clone(),
                 tls: self.tls.clone(),
+                ws: self.ws.clone(),
                 tlsbuf: Vec::new(),
             },
         )
+    }
+
+    /// Upgrade the (plaintext) connection to an XMPP WebSocket at `path`; later halves frame.
+    pub async fn upgrade_ws(&mut self, host: &str, path: &str) -> Result<(), ConnError> {
+        sock_write_all(&self.sock, crate::ws::request(host, path).as_bytes()).await?;
+        let mut head = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        let end = loop {
+            let n = sock_read(&self.sock, &mut buf).await?;
+            if n == 0 {
+                return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+            }
+            head.extend_from_slice(&buf[..n]);
+            if let Some(i) = memchr::memmem::find(&head, b"\r\n\r\n") {
+                break i + 4;
+            }
+            if head.len() > 16 * 1024 {
+                return Err(ConnError::Upgrade("response head too large".into()));
+            }
+        };
+        if !crate::ws::accepted(&head[..end]) {
+            let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
+            return Err(ConnError::Upgrade(
+                String::from_utf8_lossy(line).into_owned(),
+            ));
+        }
+        self.ws = Some(Rc::new(RefCell::new(WsClient::new(&head[end..]))));
+        Ok(())
     }
 
     /// Run a TLS client handshake over the socket; later halves encrypt.
@@ -164,12 +201,34 @@ async fn sock_write_all(sock: &Shared<TcpStream>, mut data: &[u8]) -> io::Result
 pub struct ReadHalf {
     sock: Shared<TcpStream>,
     tls: Option<Shared<ClientConnection>>,
+    ws: Option<Shared<WsClient>>,
+    /// Stream bytes decoded from WebSocket messages.
+    plain: Vec<u8>,
     netbuf: Vec<u8>,
 }
 
 impl ReadHalf {
     /// Read more plaintext into `framer`; `Ok(0)` means the peer closed.
     pub async fn read_into(&mut self, framer: &mut Framer) -> Result<usize, ConnError> {
+        if let Some(ws) = self.ws.clone() {
+            while self.plain.is_empty() {
+                let n = sock_read(&self.sock, &mut self.netbuf).await?;
+                if n == 0
+                    || ws
+                        .borrow_mut()
+                        .decode(&self.netbuf[..n], &mut self.plain)
+                        .is_err()
+                {
+                    return Ok(0);
+                }
+            }
+            let n = self.plain.len();
+            let space = framer.read_space(n);
+            space[..n].copy_from_slice(&self.plain);
+            framer.commit(n);
+            self.plain.clear();
+            return Ok(n);
+        }
         let Some(tls) = self.tls.clone() else {
             let space = framer.read_space(4096);
             let n = sock_read(&self.sock, space).await?;
@@ -224,12 +283,18 @@ fn drain_plaintext(conn: &mut ClientConnection, framer: &mut Framer) -> io::Resu
 pub struct WriteHalf {
     sock: Shared<TcpStream>,
     tls: Option<Shared<ClientConnection>>,
+    ws: Option<Shared<WsClient>>,
     tlsbuf: Vec<u8>,
 }
 
 impl WriteHalf {
-    /// Write all of `data` (encrypting first when TLS is on).
+    /// Write all of `data` (framing it, or encrypting it, first when WebSocket or TLS is on).
     pub async fn write_all(&mut self, data: &[u8]) -> Result<(), ConnError> {
+        if let Some(ws) = &self.ws {
+            self.tlsbuf.clear();
+            ws.borrow_mut().encode(data, &mut self.tlsbuf);
+            return Ok(sock_write_all(&self.sock, &self.tlsbuf).await?);
+        }
         let Some(tls) = &self.tls else {
             return Ok(sock_write_all(&self.sock, data).await?);
         };

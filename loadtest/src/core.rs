@@ -69,6 +69,8 @@ pub struct Plan {
     pub source_ips: u32,
     /// Use the relay's one-line handshake instead of XMPP.
     pub relay: bool,
+    /// XMPP over WebSocket (RFC 7395) at this path of the server's HTTP port, instead of TCP.
+    pub ws_path: Option<String>,
     /// Idle keepalive period per session.
     pub keepalive: Duration,
     /// XEP-0198 on: ask for an ack every this many stanzas.
@@ -366,6 +368,9 @@ pub async fn open_session(
 ) -> Result<Session, SessionError> {
     let plan = &core.plan;
     let mut conn = Conn::new(conn::connect(plan.addr, plan.source_ip(u))?);
+    if let Some(path) = &plan.ws_path {
+        conn.upgrade_ws(&plan.login.domain, path).await?;
+    }
     let (mut rd, mut wr) = conn.halves();
     let mut framer = Framer::new(4096, MAX_FRAME);
     if plan.relay {

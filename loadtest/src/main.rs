@@ -19,6 +19,7 @@ mod sm;
 mod soak;
 mod stats;
 mod tls;
+mod ws;
 
 use clap::Parser;
 use cli::{parse_cpus, Args, Scenario};
@@ -180,6 +181,7 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
         payload: args.payload,
         source_ips: args.source_ips,
         relay: args.relay,
+        ws_path: (args.transport == cli::Transport::Ws).then(|| args.ws_path.clone()),
         keepalive: Duration::from_secs_f64(args.keepalive.max(0.01)),
         sm: sm.then_some(args.ack_every.max(1)),
         cut: (args.cut_interval > 0.0).then(|| Duration::from_secs_f64(args.cut_interval)),

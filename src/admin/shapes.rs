@@ -79,7 +79,7 @@ pub struct SessionInfo {
     pub shard: u16,
     /// The client's address (`ip:port`).
     pub peer: String,
-    /// `tcp` or `websocket`.
+    /// `tcp`, `websocket` or `bosh`.
     pub transport: String,
     /// Presence priority, `null` until the session sent available presence.
     pub priority: Option<i8>,

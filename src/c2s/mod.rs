@@ -28,6 +28,7 @@ use std::time::Duration;
 pub use error::{BindError, CloseReason, Overflow};
 pub use preauth::NS_REGISTER;
 pub use sm_xep198::{ResumeError, SmConfig, SmError, SmState, Unacked, NS_SM};
+pub(crate) use stream::random_token;
 pub use stream::C2s;
 
 use crate::jid::{BareJid, FullJid};

@@ -86,8 +86,29 @@ pub fn user_send_acked(
     stanza: Stanza,
     handled: Option<crate::hooks::Handled>,
 ) -> SendOutcome {
+    send(shard, sess, stanza, handled, None)
+}
+
+/// [`user_send`] for a stanza being explained (`route explain`): `trace` rides on it.
+pub fn user_send_traced(
+    shard: &mut Shard,
+    sess: &mut Session,
+    stanza: Stanza,
+    trace: Box<crate::explain::Trace>,
+) -> SendOutcome {
+    send(shard, sess, stanza, None, Some(trace))
+}
+
+fn send(
+    shard: &mut Shard,
+    sess: &mut Session,
+    stanza: Stanza,
+    handled: Option<crate::hooks::Handled>,
+    trace: Option<Box<crate::explain::Trace>>,
+) -> SendOutcome {
     shard.stats.routed += 1;
     let kind = stanza.kind();
+    shard.metrics.stanza_in(kind);
     let to = match stanza.to() {
         None => None,
         Some(to) => match Jid::parse(&to) {
@@ -107,6 +128,7 @@ pub fn user_send_acked(
     let to = to.unwrap_or_else(|| Jid::from(sess.jid.bare()));
     let mut acc = Acc::new(stanza, sess.from.clone(), to, shard.id);
     acc.handled = handled;
+    acc.trace = trace;
     if shard.run_hook(|h| &h.user_send_packet, &mut acc) == HookResult::Stop {
         shard.drain_to_route();
         return SendOutcome::Continue;
@@ -251,7 +273,7 @@ impl IntoIterator for Delivery {
 /// Returns the stanza to write, or `None` when a handler stopped it. Handlers are not told the
 /// receiving session (so nothing is held back or released); the driver uses [`user_receive_at`].
 pub fn user_receive(shard: &mut Shard, acc: Acc) -> Option<Acc> {
-    receive(shard, acc).into_iter().last()
+    receive(shard, acc, None).into_iter().last()
 }
 
 /// Step 7 for the session `receiver`: as [`user_receive`], with [`RECEIVER`] set for the handlers,
@@ -266,10 +288,11 @@ pub fn user_receive_at(shard: &mut Shard, receiver: &Session, mut acc: Acc) -> D
             },
         );
     }
-    receive(shard, acc)
+    receive(shard, acc, Some(&receiver.jid))
 }
 
-fn receive(shard: &mut Shard, mut acc: Acc) -> Delivery {
+/// Step 7 proper; `receiver` names the session in a `route explain` trace.
+fn receive(shard: &mut Shard, mut acc: Acc, receiver: Option<&FullJid>) -> Delivery {
     let mut go = shard.run_hook(|h| &h.user_receive_packet, &mut acc) == HookResult::Continue;
     if go {
         go = match acc.kind() {
@@ -282,6 +305,10 @@ fn receive(shard: &mut Shard, mut acc: Acc) -> Delivery {
     let mut out = Delivery::default();
     if go {
         presend(shard, acc, &mut out, true);
+    }
+    // What goes to the connection now leaves the route: a traced stanza's path ends here.
+    for acc in out.released.iter_mut().chain(out.acc.as_mut()) {
+        acc.end_trace(shard.id, receiver, crate::explain::Outcome::Written);
     }
     shard.drain_to_route();
     out

@@ -538,7 +538,7 @@ fn shrink(buf: &mut Vec<u8>) {
 }
 
 /// 16 random characters from [`TOKEN_ALPHABET`] (80 bits): stream ids and generated resources.
-pub(super) fn random_token() -> Result<String, getrandom::Error> {
+pub(crate) fn random_token() -> Result<String, getrandom::Error> {
     let mut buf = [0u8; 16];
     getrandom::getrandom(&mut buf)?;
     Ok(buf

@@ -3,6 +3,7 @@
 use std::any::Any;
 use std::time::Instant;
 
+use crate::explain::Outcome;
 use crate::jid::Jid;
 use crate::shard::ShardId;
 use crate::xml::{Element, Node, Stanza, StanzaKind};
@@ -46,6 +47,9 @@ pub struct AccData {
     /// The sender's XEP-0198 acknowledgement, released when the stanza's route ends (see
     /// [`super::handled`]); copies made by [`Acc::fork`] do not carry it.
     pub handled: Option<super::Handled>,
+    /// The `route explain` trace of this stanza (None for every ordinary stanza; see
+    /// [`crate::explain`]). Copies made by [`Acc::fork`] and replies carry a clone.
+    pub trace: Option<Box<crate::explain::Trace>>,
     scratch: Vec<(&'static str, Box<dyn Any + Send>)>,
 }
 
@@ -60,6 +64,7 @@ impl Acc {
             entered: super::clock::now(),
             reroutes: 0,
             handled: None,
+            trace: None,
             scratch: Vec::new(),
         }))
     }
@@ -79,6 +84,7 @@ impl Acc {
             entered: self.entered,
             reroutes: self.reroutes,
             handled: None,
+            trace: self.trace.clone(),
             scratch: Vec::new(),
         }))
     }
@@ -137,11 +143,44 @@ impl Acc {
             .with_attr("type", cond.default_type().as_str())
             .with_child(Element::new(cond.as_str(), ns::STANZAS));
         el.children.push(Node::Element(error));
-        Some(Acc::new(
+        let mut reply = Acc::new(
             Stanza::from_element(&el),
             self.to.clone(),
             self.from.clone(),
             shard,
-        ))
+        );
+        self.reply_trace(&mut reply, shard, Outcome::Bounced, Some(cond.as_str()));
+        Some(reply)
+    }
+
+    /// Gives `reply`, a stanza the route makes in answer to this one, a copy of this one's trace
+    /// (if any) with a step saying why.
+    #[inline]
+    pub fn reply_trace(
+        &self,
+        reply: &mut Acc,
+        shard: ShardId,
+        outcome: Outcome,
+        detail: Option<&'static str>,
+    ) {
+        self.derive_trace(reply, shard, "reply", outcome, detail);
+    }
+
+    /// Gives `new`, a stanza a module derives from this one (a carbon copy), a copy of this one's
+    /// trace (if any) with a step of `stage` saying why.
+    #[inline]
+    pub fn derive_trace(
+        &self,
+        new: &mut Acc,
+        shard: ShardId,
+        stage: &'static str,
+        outcome: Outcome,
+        detail: Option<&'static str>,
+    ) {
+        if let Some(t) = &self.trace {
+            let mut t = t.clone();
+            t.push(shard, stage, None, outcome, detail.map(str::to_owned));
+            new.trace = Some(t);
+        }
     }
 }

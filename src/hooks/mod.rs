@@ -185,6 +185,31 @@ impl<A> Hook<A> {
     }
 }
 
+impl Hook<Acc> {
+    /// [`Hook::run`] for a stanza being explained: each handler's verdict becomes a step of its
+    /// trace, under the name it was registered with (a hook without handlers leaves one step).
+    pub fn run_traced(&self, acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
+        use crate::explain::Outcome;
+        if self.handlers.is_empty() {
+            acc.note(ctx.shard, self.name, Outcome::Ok, |_| {
+                Some("no handlers".to_owned())
+            });
+        }
+        for (_, module, h) in &self.handlers {
+            let r = h(acc, ctx);
+            let outcome = match r {
+                HookResult::Continue => Outcome::Ok,
+                HookResult::Stop => Outcome::Stop,
+            };
+            acc.note_handler(ctx.shard, self.name, module, outcome);
+            if r == HookResult::Stop {
+                return HookResult::Stop;
+            }
+        }
+        HookResult::Continue
+    }
+}
+
 /// A session-level event, argument of the session hooks.
 #[derive(Debug, Clone)]
 pub struct SessionEvent {

@@ -80,10 +80,17 @@ pub fn result_reply(req: &Acc, body: Option<Element>, shard: ShardId) -> Acc {
     if let Some(body) = body {
         el = el.with_child(body);
     }
-    Acc::new(
+    let mut reply = Acc::new(
         Stanza::from_element(&el),
         req.to.clone(),
         req.from.clone(),
         shard,
-    )
+    );
+    req.reply_trace(
+        &mut reply,
+        shard,
+        crate::explain::Outcome::Answered,
+        Some("result"),
+    );
+    reply
 }

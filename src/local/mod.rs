@@ -9,6 +9,7 @@ mod iq;
 
 pub use iq::{result_reply, IqHandler, IqHandlers, IqReply};
 
+use crate::explain::Outcome;
 use crate::hooks::{Acc, HookCtx, HookResult};
 use crate::shard::Shard;
 use crate::xml::StanzaKind;
@@ -25,21 +26,38 @@ pub fn deliver(shard: &mut Shard, mut acc: Acc) {
         return;
     }
     match shard.service(acc.to.domain()) {
-        Some(handler) => handler(shard, acc),
+        Some(handler) => {
+            acc.note(shard.id, STAGE, Outcome::Took, |a| {
+                Some(format!("packet handler of the service {}", a.to.domain()))
+            });
+            handler(shard, acc)
+        }
         None => process_packet(shard, acc),
     }
 }
 
 /// `ejabberd_local:process_packet`: server-addressed vs user-addressed.
-pub fn process_packet(shard: &mut Shard, acc: Acc) {
+pub fn process_packet(shard: &mut Shard, mut acc: Acc) {
     if acc.to.node().is_none() {
+        acc.note(shard.id, STAGE, Outcome::Took, |_| {
+            Some("addressed to the server".to_owned())
+        });
         process_server_packet(shard, acc);
     } else if acc.kind() == StanzaKind::Iq && acc.to.is_bare() {
+        acc.note(shard.id, STAGE, Outcome::Took, |_| {
+            Some("IQ to an account, answered by the server".to_owned())
+        });
         process_iq(shard, acc, IqTarget::Account);
     } else {
+        acc.note(shard.id, STAGE, Outcome::Pass, |_| {
+            Some("addressed to a user: session manager".to_owned())
+        });
         crate::sm::route(shard, acc);
     }
 }
+
+/// Stage name of local delivery's steps in a `route explain` trace.
+pub const STAGE: &str = "local";
 
 /// Which IQ registry answers.
 #[derive(Clone, Copy)]
@@ -53,14 +71,23 @@ fn process_server_packet(shard: &mut Shard, acc: Acc) {
         StanzaKind::Iq => process_iq(shard, acc, IqTarget::Server),
         // Messages and presences to the server itself have no handler yet (presence probes and
         // server-addressed messages come with the presence and MUC work): dropped, as ejabberd_local does.
-        _ => tracing::debug!(to = acc.to.as_str(), "stanza to the server dropped"),
+        _ => {
+            let mut acc = acc;
+            acc.note(shard.id, STAGE, Outcome::Dropped, |_| {
+                Some("no handler for messages and presences to the server".to_owned())
+            });
+            tracing::debug!(to = acc.to.as_str(), "stanza to the server dropped")
+        }
     }
 }
 
-fn process_iq(shard: &mut Shard, acc: Acc, target: IqTarget) {
+fn process_iq(shard: &mut Shard, mut acc: Acc, target: IqTarget) {
     let ty = acc.stanza_type();
     if ty == "result" || ty == "error" {
         // Answers to the server: nothing here is waiting for them yet.
+        acc.note(shard.id, STAGE, Outcome::Dropped, |_| {
+            Some("an IQ answer to the server".to_owned())
+        });
         return;
     }
     if ty != "get" && ty != "set" {
@@ -87,6 +114,10 @@ fn process_iq(shard: &mut Shard, acc: Acc, target: IqTarget) {
         shard.bounce(&acc, StanzaErrorCondition::ServiceUnavailable);
         return;
     };
+    let mut acc = acc;
+    acc.note(shard.id, STAGE, Outcome::Took, |_| {
+        Some(format!("IQ handler for {}", payload.ns))
+    });
     answer_iq(shard, acc, &handler, &payload);
 }
 
@@ -112,6 +143,11 @@ pub fn answer_iq(shard: &mut Shard, acc: Acc, handler: &IqHandler, payload: &cra
             shard.fx.to_route.push(reply);
         }
         IqReply::Error(cond) => shard.bounce(&acc, cond),
-        IqReply::NoReply => {}
+        IqReply::NoReply => {
+            let mut acc = acc;
+            acc.note(shard.id, STAGE, Outcome::Took, |_| {
+                Some("the IQ handler answers later".to_owned())
+            });
+        }
     }
 }

@@ -19,7 +19,7 @@ pub mod register;
 pub mod roster;
 pub mod stream_mgmt;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 pub mod time;
 pub mod vcard;
 pub mod version;

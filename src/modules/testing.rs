@@ -25,6 +25,16 @@ pub struct World {
 impl World {
     /// Builds the world; panics on a bad snippet (tests only).
     pub fn new(shards: usize, modules: &str) -> World {
+        World::with_metrics(shards, modules, None)
+    }
+
+    /// [`World::new`] whose shards take their metric handles from `metrics` (before the modules
+    /// start, as in the server), instead of a private registry each.
+    pub fn with_metrics(
+        shards: usize,
+        modules: &str,
+        metrics: Option<&std::sync::Arc<crate::metrics::Metrics>>,
+    ) -> World {
         let text = format!(
             "[general]\nhosts = [\"{HOST}\"]\n[auth]\nscram_iterations = 4096\n[[listen.c2s]]\nport = 5222\n{modules}"
         );
@@ -32,6 +42,9 @@ impl World {
         crate::modules::c2s_options(&config).unwrap_or_else(|e| panic!("{e}"));
         let mut cluster = Cluster::new(shards, &[HOST]);
         for shard in &mut cluster.shards {
+            if let Some(m) = metrics {
+                shard.metrics = m.shard(shard.id);
+            }
             crate::modules::start(&config, shard);
         }
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

@@ -6,9 +6,14 @@ use crate::hooks::Acc;
 use crate::shard::Shard;
 
 /// Registers the local route on first use of a hosted domain, then delivers.
-pub fn route(shard: &mut Shard, acc: Acc) -> Routed {
+pub fn route(shard: &mut Shard, mut acc: Acc) -> Routed {
     if shard.is_hosted(acc.to.domain()) {
         shard.local_routes.insert(acc.to.domain().to_owned());
+        super::took(
+            shard,
+            &mut acc,
+            crate::config::RoutingModule::DynamicDomains,
+        );
         crate::local::deliver(shard, acc);
         Routed::Done
     } else {

@@ -5,8 +5,9 @@ use crate::hooks::Acc;
 use crate::shard::Shard;
 
 /// Delivers locally when the domain has a registered local route.
-pub fn route(shard: &mut Shard, acc: Acc) -> Routed {
+pub fn route(shard: &mut Shard, mut acc: Acc) -> Routed {
     if shard.local_routes.contains(acc.to.domain()) {
+        super::took(shard, &mut acc, crate::config::RoutingModule::Localdomain);
         crate::local::deliver(shard, acc);
         Routed::Done
     } else {

@@ -11,9 +11,19 @@ mod localdomain;
 mod s2s;
 
 use crate::config::RoutingModule;
+use crate::explain::Outcome;
 use crate::hooks::Acc;
 use crate::shard::Shard;
 use crate::xmpp::StanzaErrorCondition;
+
+/// Stage name of the router chain's steps in a `route explain` trace.
+pub const STAGE: &str = "router";
+
+/// Records that routing module `module` took `acc` (for `route explain`; free when not traced).
+#[inline]
+fn took(shard: &Shard, acc: &mut Acc, module: RoutingModule) {
+    acc.note_handler(shard.id, STAGE, module.as_str(), Outcome::Took);
+}
 
 /// What a routing module's `route` did with the stanza.
 pub enum Routed {
@@ -32,9 +42,13 @@ pub fn route(shard: &mut Shard, acc: Acc) {
             Some(acc) => acc,
             None => return,
         };
+        // A module that takes the stanza records it (`took`) before handing it on.
         acc = match route_with(shard, module, acc) {
             Routed::Done => return,
-            Routed::Pass(acc) => acc,
+            Routed::Pass(mut acc) => {
+                acc.note_handler(shard.id, STAGE, module.as_str(), Outcome::Pass);
+                acc
+            }
         };
     }
     // No module took it: the destination is not reachable from here.
@@ -42,6 +56,9 @@ pub fn route(shard: &mut Shard, acc: Acc) {
         to = acc.to.as_str(),
         "no routing module accepted the stanza"
     );
+    acc.note(shard.id, STAGE, Outcome::Dropped, |_| {
+        Some("no routing module took it".to_owned())
+    });
     shard.bounce(&acc, StanzaErrorCondition::RemoteServerNotFound);
 }
 

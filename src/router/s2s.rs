@@ -7,7 +7,8 @@ use crate::shard::Shard;
 use crate::xmpp::StanzaErrorCondition;
 
 /// Answers `remote-server-not-found`.
-pub fn route(shard: &mut Shard, acc: Acc) -> Routed {
+pub fn route(shard: &mut Shard, mut acc: Acc) -> Routed {
+    super::took(shard, &mut acc, crate::config::RoutingModule::S2s);
     shard.bounce(&acc, StanzaErrorCondition::RemoteServerNotFound);
     Routed::Done
 }

@@ -69,6 +69,23 @@ pub(crate) async fn run<S: Io>(
     ctx: Rc<ShardCtx>,
     cfg: Arc<C2sConfig>,
 ) {
+    let transport = match link {
+        Link::Raw => "tcp",
+        Link::Ws(_) => "websocket",
+    };
+    run_as(stream, peer, link, ctx, cfg, transport).await
+}
+
+/// [`run`] for a connection whose transport (listed by the admin API) its link does not tell:
+/// BOSH sessions run over an in-memory pipe with a raw link.
+pub(crate) async fn run_as<S: Io>(
+    stream: S,
+    peer: std::net::SocketAddr,
+    link: Link,
+    ctx: Rc<ShardCtx>,
+    cfg: Arc<C2sConfig>,
+    transport: &'static str,
+) {
     let (conn, mailbox) = ctx.shard.borrow_mut().open_conn();
     let shard_id = ctx.shard.borrow().id.0;
     tracing::info!(shard = shard_id, conn = conn.0, %peer, "connection opened");
@@ -78,11 +95,7 @@ pub(crate) async fn run<S: Io>(
         conn,
         super::admin::conns::ConnInfo {
             peer,
-            transport: if matches!(link, Link::Raw) {
-                "tcp"
-            } else {
-                "websocket"
-            },
+            transport,
             since: crate::store::unix_now().max(0) as u64,
             session: session.clone(),
         },
@@ -321,8 +334,12 @@ impl Driver {
                 Pending::Plain,
                 Pending::Plain(false),
             ),
-            C2sEvent::AuthFailed { jid } => self.auth_failed(jid),
+            C2sEvent::AuthFailed { jid } => {
+                self.ctx.shard.borrow().metrics.logins_failed.inc();
+                self.auth_failed(jid)
+            }
             C2sEvent::Authenticated { jid } => {
+                self.ctx.shard.borrow().metrics.logins_ok.inc();
                 tracing::debug!(conn = self.conn.0, %jid, "authenticated");
             }
             C2sEvent::BindRequest { jid } => {

@@ -5,9 +5,13 @@
 
 use std::cell::Cell;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use glommio::net::TcpStream;
@@ -26,6 +30,36 @@ use crate::web::Link;
 
 /// Largest request head hyper buffers (it answers 431 past it).
 const MAX_HEAD: usize = 16 * 1024;
+
+/// Time a client has to send a whole request head (slow-header attacks hold connections open).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// hyper's timer: async-io's, whose futures are `Send` (glommio's are not).
+#[derive(Clone, Copy)]
+struct HyperTimer;
+
+/// One async-io timer as a hyper `Sleep`.
+struct HyperSleep(async_io::Timer);
+
+impl Future for HyperSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
+}
+
+impl hyper::rt::Sleep for HyperSleep {}
+
+impl hyper::rt::Timer for HyperTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(HyperSleep(async_io::Timer::after(duration)))
+    }
+
+    fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(HyperSleep(async_io::Timer::at(deadline)))
+    }
+}
 
 /// Serves one HTTP connection to its end.
 pub(super) async fn run(stream: TcpStream, ctx: Rc<ShardCtx>, l: Arc<HttpListener>) {
@@ -56,6 +90,8 @@ async fn serve<S: Io + 'static>(io: S, peer: SocketAddr, ctx: Rc<ShardCtx>, l: A
     // connection ends and hands its stream back with what it read past the request.
     let conn = hyper::server::conn::http1::Builder::new()
         .max_buf_size(MAX_HEAD)
+        .timer(HyperTimer)
+        .header_read_timeout(HEAD_TIMEOUT)
         .serve_connection(FuturesIo::new(io), service)
         .without_shutdown();
     let parts = match conn.await {
@@ -74,7 +110,7 @@ async fn serve<S: Io + 'static>(io: S, peer: SocketAddr, ctx: Rc<ShardCtx>, l: A
 /// shards); a connection serves its requests one at a time (HTTP/1.1).
 async fn dispatch(
     req: Request<Incoming>,
-    _peer: SocketAddr,
+    peer: SocketAddr,
     ctx: &Rc<ShardCtx>,
     l: &Arc<HttpListener>,
     upgrade: &Cell<bool>,
@@ -86,6 +122,10 @@ async fn dispatch(
     }
     match req.uri().path() {
         "/ws-xmpp" if l.serves(HttpHandler::Websocket) => websocket(&req, upgrade),
+        "/http-bind" if l.serves(HttpHandler::Bosh) => {
+            super::bosh::http_bind(req, ctx, &l.bosh, peer).await
+        }
+        "/metrics" if l.serves(HttpHandler::Metrics) => metrics(&req),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
@@ -97,6 +137,19 @@ pub(super) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<
     r.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// `/metrics`: every shard's counters in the Prometheus text format.
+fn metrics(req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != hyper::Method::GET && req.method() != hyper::Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
+    }
+    let mut r = text(StatusCode::OK, crate::metrics::render());
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
     );
     r
 }
@@ -152,4 +205,34 @@ pub(super) async fn read_body(
         )),
         Err(_) => Err(text(StatusCode::BAD_REQUEST, "request body broken off\n")),
     }
+}
+
+/// Lets pages of any origin read this response (the session itself is the credential: a BOSH sid,
+/// an upload slot's token).
+pub(super) fn allow_any_origin(r: &mut Response<Full<Bytes>>) {
+    r.headers_mut().insert(
+        hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+}
+
+/// The answer to a CORS preflight (`OPTIONS`) for `methods`.
+pub(super) fn preflight(methods: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::default());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    allow_any_origin(&mut r);
+    let h = r.headers_mut();
+    h.insert(
+        hyper::header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(methods),
+    );
+    h.insert(
+        hyper::header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Content-Type, Authorization"),
+    );
+    h.insert(
+        hyper::header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    r
 }

@@ -66,6 +66,8 @@ pub struct HttpListener {
     pub session: Arc<C2sConfig>,
     /// What it serves.
     pub handlers: Vec<config::HttpHandler>,
+    /// The BOSH sessions' settings (`/http-bind`).
+    pub bosh: super::bosh::BoshEndpoint,
 }
 
 impl HttpListener {
@@ -97,6 +99,7 @@ pub fn http_listener(
     Ok(HttpListener {
         addr: base.addr,
         tls,
+        bosh: super::bosh::BoshEndpoint::new(&session),
         session: Arc::new(session),
         handlers: l.handlers.clone(),
     })

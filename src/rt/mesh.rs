@@ -32,6 +32,7 @@ use glommio::channels::shared_channel::{
 };
 use glommio::{GlommioError, ResourceType};
 
+use crate::metrics::{PeerMetrics, ShardMetrics};
 use crate::shard::{ConnMsg, ShardId, ShardMsg};
 
 /// The unconnected ends of the mesh for one shard, built before the shards start.
@@ -89,6 +90,15 @@ struct Peer {
     waker: Cell<Option<Waker>>,
     /// Over `outbox_capacity` and not yet back under half of it.
     congested: Cell<bool>,
+    /// Prometheus handles (touched only off the fast path: ring full, outbox in use).
+    metrics: PeerMetrics,
+}
+
+impl Peer {
+    /// Publishes the outbox length (after it changed).
+    fn outbox_changed(&self) {
+        self.metrics.outbox.set(self.outbox.borrow().len() as i64);
+    }
 }
 
 /// This shard's sending side of the mesh.
@@ -109,6 +119,7 @@ impl Mesh {
     pub async fn connect(
         ends: MeshEnds,
         outbox_capacity: usize,
+        metrics: &ShardMetrics,
     ) -> (Rc<Mesh>, Vec<(ShardId, ConnectedReceiver<ShardMsg>)>) {
         // Connecting waits for the peer to connect its end too: do them all at once.
         let senders: Vec<_> = ends
@@ -123,9 +134,10 @@ impl Mesh {
             .filter_map(|(i, r)| r.map(|r| (i, glommio::spawn_local(r.connect()))))
             .collect();
         let mut peers = Vec::new();
-        for s in senders {
+        for (to, s) in senders.into_iter().enumerate() {
             peers.push(match s {
                 Some(task) => Some(Peer {
+                    metrics: metrics.peer(ShardId(to as u16)),
                     tx: task.await,
                     outbox: RefCell::new(VecDeque::new()),
                     queued_stanzas: Cell::new(0),
@@ -160,7 +172,10 @@ impl Mesh {
         let msg = if peer.outbox.borrow().is_empty() {
             match peer.tx.try_send(msg) {
                 Ok(()) => return Ok(()),
-                Err(GlommioError::WouldBlock(ResourceType::Channel(m))) => m,
+                Err(GlommioError::WouldBlock(ResourceType::Channel(m))) => {
+                    peer.metrics.ring_full.inc();
+                    m
+                }
                 Err(GlommioError::Closed(ResourceType::Channel(m))) => return Err(m),
                 // glommio's shared-channel `try_send` fails only with the two errors above (both
                 // carry the item back); no other variant can reach here.
@@ -182,13 +197,22 @@ impl Mesh {
                 peer.congested.set(true);
                 self.congested.set(self.congested.get() + 1);
                 self.congestion_events.set(self.congestion_events.get() + 1);
+                peer.metrics.congested.inc();
             }
         }
         peer.outbox.borrow_mut().push_back(msg);
+        peer.outbox_changed();
         if let Some(w) = peer.waker.take() {
             w.wake();
         }
         Ok(())
+    }
+
+    /// Counts a stanza [`Mesh::send`] gave back for shard `to`.
+    pub fn rejected(&self, to: ShardId) {
+        if let Some(peer) = self.peers.get(to.index()).and_then(Option::as_ref) {
+            peer.metrics.rejected.inc();
+        }
     }
 
     /// True when some outbox is congested; the caller (a connection about to read) is woken once
@@ -239,6 +263,7 @@ impl Mesh {
                 let stanza = msg.is_stanza();
                 match peer.tx.try_send(msg) {
                     Ok(()) => {
+                        peer.outbox_changed();
                         if stanza {
                             self.drained_one(peer);
                         }
@@ -252,6 +277,7 @@ impl Mesh {
                     Err(_) => {
                         // The peer shard is gone (shutdown): nothing can be delivered there.
                         peer.outbox.borrow_mut().clear();
+                        peer.outbox_changed();
                         peer.queued_stanzas.set(0);
                         if peer.congested.replace(false) {
                             self.congested.set(self.congested.get() - 1);

@@ -4,10 +4,12 @@
 //! drives connections (`conn`) and rings around the sans-IO cores (`c2s::C2s`, `shard::Shard`).
 
 mod admin;
+mod bosh;
 mod conn;
 mod conn_auth;
 mod conn_sm;
 mod cpus;
+mod explain;
 mod http;
 mod jobs;
 mod listeners;
@@ -15,6 +17,9 @@ mod mesh;
 mod shutdown;
 
 pub use cpus::allowed_cpus;
+#[allow(unused_imports)] // The admin API (merged separately) calls it.
+pub(crate) use explain::explain;
+pub use explain::EXPLAIN_TIMEOUT;
 pub use shutdown::ShutdownFlag;
 
 use ahash::HashSet;
@@ -139,6 +144,7 @@ impl ShardCtx {
             }
             for (to, msg) in out {
                 if let Err(msg) = self.mesh.send(to, msg) {
+                    self.mesh.rejected(to);
                     let mut shard = self.shard.borrow_mut();
                     shard.stats.outbox_rejected += 1;
                     if let ShardMsg::Multicast(acc, to) = &msg {
@@ -204,6 +210,8 @@ pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Re
         // Kept next to the store pool, whose threads alone lock it: see `store::login`.
         login: LoginGuard::new(config.auth.throttle.clone()),
     };
+    // The process-wide registry `metrics::render` serves; shards take their handles in `run_shard`.
+    crate::metrics::init().attach_store(&off_shard.store);
     let c2s: Vec<Arc<listeners::C2sListener>> = config
         .listen
         .c2s
@@ -328,6 +336,8 @@ async fn run_shard(
         config.general.routing_modules.clone().into(),
         mailbox_limit,
     );
+    // Before the modules start: they take their counters from these handles.
+    shard.metrics = crate::metrics::init().shard(id);
     // Domains added at run time (admin API) share the handlers of the first configured host; set
     // before the modules start, which may keep the set.
     let first = config.general.hosts.first().map_or("", |h| h.as_str());
@@ -343,7 +353,8 @@ async fn run_shard(
             tracing::error!(shard = id.0, error = %e, "cannot load the run-time domains")
         }
     }
-    let (mesh, receivers) = mesh::Mesh::connect(ends, config.shards.outbox_capacity).await;
+    let (mesh, receivers) =
+        mesh::Mesh::connect(ends, config.shards.outbox_capacity, &shard.metrics).await;
     let ctx = Rc::new(ShardCtx {
         shard: RefCell::new(shard),
         mesh: mesh.clone(),

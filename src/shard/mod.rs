@@ -93,6 +93,8 @@ pub struct Shard {
     flushers: Vec<Flusher>,
     /// Counters.
     pub stats: ShardStats,
+    /// Prometheus handles (atomics taken once; the runtime swaps in the server registry's).
+    pub metrics: crate::metrics::ShardMetrics,
 }
 
 impl Shard {
@@ -127,6 +129,7 @@ impl Shard {
             ext: Extensions::default(),
             flushers: Vec::new(),
             stats: ShardStats::default(),
+            metrics: crate::metrics::ShardMetrics::detached(id),
         };
         crate::sm::register_default_handlers(&mut shard.hooks);
         shard
@@ -181,6 +184,7 @@ impl Shard {
         self.next_conn += 1;
         let mb = Rc::new(Mailbox::new(self.mailbox_limit));
         self.conns.insert(id, mb.clone());
+        self.metrics.connections.set(self.conns.len() as i64);
         (id, mb)
     }
 
@@ -189,6 +193,7 @@ impl Shard {
         if let Some(mb) = self.conns.remove(&conn) {
             mb.close();
         }
+        self.metrics.connections.set(self.conns.len() as i64);
     }
 
     /// A local mailbox over its bound that the last deliveries filled, if any: the caller (a ring
@@ -220,12 +225,14 @@ impl Shard {
     /// Records that `jid` is bound on local connection `conn` (after the home shard accepted it).
     pub fn local_bind(&mut self, jid: FullJid, conn: ConnId) {
         self.local_sessions.insert(jid, conn);
+        self.metrics.sessions.set(self.local_sessions.len() as i64);
     }
 
     /// Forgets the local binding of `jid`, if it is still `conn`'s.
     pub fn local_unbind(&mut self, jid: &FullJid, conn: ConnId) {
         if self.local_sessions.get(jid) == Some(&conn) {
             self.local_sessions.remove(jid);
+            self.metrics.sessions.set(self.local_sessions.len() as i64);
         }
     }
 
@@ -403,9 +410,17 @@ impl Shard {
             }
             return;
         };
+        // Read before the push takes the message: the kind and entry time of a stanza.
+        let stanza = match &msg {
+            ConnMsg::Deliver(acc) => Some((acc.kind(), acc.entered)),
+            _ => None,
+        };
         match mb.push(msg) {
             Ok(()) => {
                 self.stats.delivered += 1;
+                if let Some((kind, entered)) = stanza {
+                    self.metrics.stanza_out(kind, entered);
+                }
                 if mb.pressured() && !self.pressured.iter().any(|p| Rc::ptr_eq(p, mb)) {
                     self.pressured.push(mb.clone());
                 }
@@ -419,6 +434,12 @@ impl Shard {
     pub fn reroute(&mut self, mut acc: Acc) {
         self.stats.rerouted += 1;
         acc.reroutes = acc.reroutes.saturating_add(1);
+        acc.note(
+            self.id,
+            crate::sm::STAGE,
+            crate::explain::Outcome::Pass,
+            |_| Some("the session is gone: back to the session manager".to_owned()),
+        );
         if acc.reroutes > 2 {
             // The recipient's sessions keep vanishing under us: answer instead of looping.
             self.bounce(
@@ -503,6 +524,11 @@ impl Shard {
         acc: &mut Acc,
     ) -> crate::hooks::HookResult {
         let mut ctx = HookCtx::new(self.id, &mut self.fx, &mut self.ext);
-        pick(&self.hooks).run(acc, &mut ctx)
+        let hook = pick(&self.hooks);
+        if acc.traced() {
+            hook.run_traced(acc, &mut ctx)
+        } else {
+            hook.run(acc, &mut ctx)
+        }
     }
 }

@@ -17,6 +17,7 @@ mod sessions;
 pub use sessions::{Resource, SessionManager};
 
 use crate::c2s::BindError;
+use crate::explain::Outcome;
 use crate::hooks::{Acc, HookCtx, HookResult, Hooks, SessionEvent};
 use crate::jid::FullJid;
 use crate::shard::{home_shard, home_shard_of, ConnMsg, SessionRef, Shard, ShardId, ShardMsg};
@@ -50,31 +51,45 @@ pub fn run_on(shard: &mut Shard, to: ShardId, f: crate::hooks::OnShard) {
 }
 
 /// `ejabberd_sm:route`: forwards to the home shard, or picks the resources there and delivers.
-pub fn route(shard: &mut Shard, acc: Acc) {
+pub fn route(shard: &mut Shard, mut acc: Acc) {
     // Fast path: a full JID bound on this very shard is delivered without the home-shard hop. Its
     // path is fixed while the session lives, so per-sender order holds; error and IQ replies to local
     // senders never cross a ring (and so are never lost to a full one).
     if acc.to.resource().is_some() && acc.reroutes == 0 {
         if let Some(conn) = shard.local_session(acc.to.as_str()) {
             let sref = shard.session_ref(conn);
+            acc.note(shard.id, STAGE, Outcome::Delivered, |a| {
+                Some(format!(
+                    "{} is bound on this shard (no home-shard hop)",
+                    a.to
+                ))
+            });
             shard.send_to_session(sref, ConnMsg::Deliver(acc));
             return;
         }
     }
     let home = home_shard_of(acc.to.bare_str(), shard.shards);
     if home != shard.id {
+        acc.note(shard.id, STAGE, Outcome::Forwarded, |a| {
+            Some(format!("to shard {}, home of {}", home.0, a.to.bare_str()))
+        });
         shard.send_to_shard(home, ShardMsg::SmRoute(acc));
         return;
     }
-    let mut acc = acc;
     if let Some(up) = acc.get::<PresenceUpdate>(PRESENCE_UPDATE).copied() {
         if !presence_update(shard, &mut acc, up) {
             return;
         }
     }
-    for h in shard.sm.home_handlers().iter() {
+    for (name, h) in shard.sm.home_handlers().iter() {
+        // Recorded before the handler runs, so the copies it derives carry it; amended when the
+        // handler gives the stanza back.
+        acc.note_handler(shard.id, HOME_STAGE, name, Outcome::Took);
         match h(shard, acc) {
-            Some(a) => acc = a,
+            Some(mut a) => {
+                a.amend_note(HOME_STAGE, name, Outcome::Ok);
+                acc = a
+            }
             None => return,
         }
     }
@@ -87,12 +102,70 @@ pub fn route(shard: &mut Shard, acc: Acc) {
         Some(res) => shard.sm.full_targets(bare, res, &acc),
         None => shard.sm.bare_targets(bare, &acc),
     };
+    if acc.traced() {
+        let detail = resources_detail(shard, &acc);
+        acc.note(shard.id, STAGE, Outcome::Took, |_| Some(detail));
+    }
     match targets {
         Targets::Deliver(sessions) => deliver_to(shard, acc, &sessions),
-        Targets::Error(cond) => shard.bounce(&acc, cond),
-        Targets::Drop => {}
-        Targets::Offline => offline(shard, acc),
+        Targets::Error(cond) => {
+            acc.note(shard.id, STAGE, Outcome::Bounced, |_| {
+                Some(format!("RFC 6121 §8.5: {}", cond.as_str()))
+            });
+            shard.bounce(&acc, cond)
+        }
+        Targets::Drop => acc.note(shard.id, STAGE, Outcome::Dropped, |_| {
+            Some("RFC 6121 §8.5: dropped".to_owned())
+        }),
+        Targets::Offline => {
+            acc.note(shard.id, STAGE, Outcome::Offline, |_| {
+                Some("no available resource can take it".to_owned())
+            });
+            offline(shard, acc)
+        }
     }
+}
+
+/// Stage name of the session manager's steps in a `route explain` trace.
+pub const STAGE: &str = "sm";
+
+/// Stage name of the home handlers' steps in a `route explain` trace.
+pub const HOME_STAGE: &str = "sm_home";
+
+/// For a traced stanza on its home shard: the recipient's resources, their priorities, and which
+/// kind of address (RFC 6121 §8.5.2 bare, §8.5.3 full) chose among them.
+fn resources_detail(shard: &Shard, acc: &Acc) -> String {
+    let list = shard.sm.resources_of(acc.to.bare_str());
+    let mut d = format!(
+        "home shard of {}; {} JID; resources: ",
+        acc.to.bare_str(),
+        if acc.to.is_bare() { "bare" } else { "full" }
+    );
+    if list.is_empty() {
+        d.push_str("none");
+    }
+    for (i, r) in list.iter().enumerate() {
+        let prio = r
+            .priority
+            .map_or_else(|| "unavailable".to_owned(), |p| format!("priority {p}"));
+        let sep = if i == 0 { "" } else { ", " };
+        d.push_str(&format!(
+            "{sep}{} ({prio}, shard {})",
+            r.jid.resource(),
+            r.session.shard.0
+        ));
+    }
+    d
+}
+
+/// The full JID bound at `session` for `acc`'s recipient (for trace details).
+fn resource_at(shard: &Shard, acc: &Acc, session: SessionRef) -> String {
+    shard
+        .sm
+        .resources_of(acc.to.bare_str())
+        .iter()
+        .find(|r| r.session == session)
+        .map_or_else(|| format!("{session:?}"), |r| r.jid.to_string())
 }
 
 /// Sessions chosen for one stanza: one or two almost always, so kept inline (no allocation per stanza).
@@ -115,15 +188,30 @@ fn deliver_to(shard: &mut Shard, acc: Acc, sessions: &[SessionRef]) {
         return;
     };
     for &s in rest {
-        shard.send_to_session(s, ConnMsg::Deliver(acc.fork()));
+        let mut copy = acc.fork();
+        note_delivered(shard, &mut copy, s);
+        shard.send_to_session(s, ConnMsg::Deliver(copy));
     }
+    let mut acc = acc;
+    note_delivered(shard, &mut acc, *last);
     shard.send_to_session(*last, ConnMsg::Deliver(acc));
+}
+
+fn note_delivered(shard: &Shard, acc: &mut Acc, s: SessionRef) {
+    if acc.traced() {
+        let to = resource_at(shard, acc, s);
+        acc.note(shard.id, STAGE, Outcome::Delivered, |_| {
+            Some(format!("to {to} on shard {}", s.shard.0))
+        });
+    }
 }
 
 /// No available resource: messages go to `offline_message`, presences are dropped, IQs answered.
 fn offline(shard: &mut Shard, mut acc: Acc) {
     match acc.kind() {
         StanzaKind::Message => {
+            // The route ends here for the latency histogram (whatever the hook then does).
+            shard.metrics.handed_over(acc.entered);
             shard.run_hook(|h| &h.offline_message, &mut acc);
         }
         StanzaKind::Iq => shard.bounce(&acc, StanzaErrorCondition::ServiceUnavailable),

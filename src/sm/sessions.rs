@@ -27,7 +27,7 @@ pub struct Resource {
 pub struct SessionManager {
     users: HashMap<BareJid, Vec<Resource>>,
     /// Shared slice: the route clones it per stanza (a reference count, not a Vec).
-    home_handlers: std::rc::Rc<[super::HomeHandler]>,
+    home_handlers: std::rc::Rc<[(&'static str, super::HomeHandler)]>,
 }
 
 impl SessionManager {
@@ -108,15 +108,15 @@ impl SessionManager {
         }
     }
 
-    /// Adds a module's handler for stanzas reaching their recipient's home shard.
-    pub fn add_home_handler(&mut self, h: super::HomeHandler) {
+    /// Adds module `name`'s handler for stanzas reaching their recipient's home shard.
+    pub fn add_home_handler(&mut self, name: &'static str, h: super::HomeHandler) {
         let mut v = self.home_handlers.to_vec();
-        v.push(h);
+        v.push((name, h));
         self.home_handlers = v.into();
     }
 
     /// The home handlers, in registration order.
-    pub(crate) fn home_handlers(&self) -> std::rc::Rc<[super::HomeHandler]> {
+    pub(crate) fn home_handlers(&self) -> std::rc::Rc<[(&'static str, super::HomeHandler)]> {
         self.home_handlers.clone()
     }
 

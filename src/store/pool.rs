@@ -9,8 +9,9 @@
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
@@ -28,6 +29,8 @@ struct Shared {
     /// None after shutdown. Workers exit once every queued job has run and this sender is gone.
     tx: RwLock<Option<Senders>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    /// Where jobs record their latency (queue wait plus run), once metrics are attached.
+    job_latency: OnceLock<crate::metrics::Histogram>,
 }
 
 /// A handle to the storage worker pool; clones share the pool.
@@ -63,6 +66,7 @@ impl StorePool {
                     keyed: keyed_tx,
                 })),
                 workers: Mutex::new(Vec::new()),
+                job_latency: OnceLock::new(),
             }),
         };
         let (ready_tx, ready_rx) = bounded::<Result<(), StoreError>>(threads.max(1));
@@ -169,10 +173,19 @@ impl StorePool {
         f: impl FnOnce(&Store) -> R + Send + 'static,
     ) -> Result<oneshot::Receiver<Result<R, StoreError>>, StoreError> {
         let (reply, rx) = oneshot::channel();
+        // A clock read per job only when metrics are on (`get` is one atomic load, no lock).
+        let timed = self
+            .shared
+            .job_latency
+            .get()
+            .map(|h| (h.clone(), Instant::now()));
         let job: Job = Box::new(move |store: &Store| {
             // Keep the worker alive across a panicking job; the caller gets JobPanicked.
             let r =
                 catch_unwind(AssertUnwindSafe(|| f(store))).map_err(|_| StoreError::JobPanicked);
+            if let Some((h, queued)) = timed {
+                h.observe(queued.elapsed());
+            }
             reply.send(r);
         });
         let guard = self.shared.tx.read().unwrap_or_else(|p| p.into_inner());
@@ -213,6 +226,20 @@ impl StorePool {
                 let _ = h.join();
             }
         }
+    }
+
+    /// Jobs queued and not yet started, over the shared queue and every worker's own (a snapshot,
+    /// for metrics; 0 after shutdown).
+    pub fn queue_depth(&self) -> usize {
+        let guard = self.shared.tx.read().unwrap_or_else(|p| p.into_inner());
+        guard.as_ref().map_or(0, |s| {
+            s.any.len() + s.keyed.iter().map(Sender::len).sum::<usize>()
+        })
+    }
+
+    /// Makes every later job record its latency (queue wait plus run) in `h`; the first call wins.
+    pub fn record_job_latency(&self, h: crate::metrics::Histogram) {
+        let _ = self.shared.job_latency.set(h);
     }
 
     fn lock_workers(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {

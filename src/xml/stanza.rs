@@ -157,6 +157,17 @@ impl Stanza {
         self.idx.id.map(|r| unescape_attr(r.value.of(&self.bytes)))
     }
 
+    /// The bytes between the start and end tags as written (empty for `<x/>`): the children.
+    pub fn content(&self) -> &[u8] {
+        let open_end = self.idx.head_end as usize + 1;
+        if self.bytes.get(self.idx.head_end as usize) != Some(&b'>') {
+            return &[];
+        }
+        // The end tag is the last `<` (text never holds one).
+        let close = memchr::memrchr(b'<', &self.bytes).unwrap_or(self.bytes.len());
+        self.bytes.get(open_end..close).unwrap_or(&[])
+    }
+
     /// Local name of the first child element.
     pub fn child_name(&self) -> Option<&str> {
         self.idx.child.map(|s| as_str(s.of(&self.bytes)))

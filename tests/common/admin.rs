@@ -8,7 +8,8 @@ use super::{free_port, Server};
 /// The token of [`start`]'s servers.
 pub const TOKEN: &str = "test-admin-token-0123456789";
 
-/// A server with users `users` (on localhost), `shards` shards, the admin API on its own port
+/// A server with users `users` (on localhost), `shards` shards, the admin API (and `/ws-xmpp`) on
+/// its own port
 /// (`[admin]` only when `with_admin`) and `extra` config at the end.
 pub fn start(shards: usize, users: &[&str], with_admin: bool, extra: &str) -> (Server, u16) {
     let http = free_port();
@@ -23,7 +24,7 @@ pub fn start(shards: usize, users: &[&str], with_admin: bool, extra: &str) -> (S
             data,
             "",
             &format!(
-                "{extra}\n[[listen.http]]\nport = {http}\nip_address = \"127.0.0.1\"\ntls = \"none\"\nhandlers = [\"api\"]\n\n{admin}"
+                "{extra}\n[[listen.http]]\nport = {http}\nip_address = \"127.0.0.1\"\ntls = \"none\"\nallow_plaintext_on_loopback = true\nhandlers = [\"api\", \"websocket\"]\n\n{admin}"
             ),
         )
     });

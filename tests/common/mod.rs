@@ -13,6 +13,7 @@ use petrel::xmpp::ns;
 pub mod admin;
 pub mod pg;
 pub mod venv;
+pub mod ws;
 
 /// Password every test user gets.
 pub const PASSWORD: &str = "secret-pass";
@@ -516,4 +517,22 @@ pub fn error_condition(s: &Stanza) -> Option<String> {
         .find(|c| c.ns == ns::STANZAS)
         .map(|c| c.name.clone());
     cond
+}
+
+/// A rustls client configuration trusting only the PEM certificates in `cert` (the server's
+/// generated self-signed one).
+pub fn tls_client_config(cert: &std::path::Path) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
 }

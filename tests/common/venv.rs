@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 /// The slixmpp release the scripts are written against.
 pub const SLIXMPP: &str = "slixmpp==1.10.0";
+/// The reference Prometheus text-format parser, for the `/metrics` test.
+pub const PROMETHEUS_CLIENT: &str = "prometheus-client==0.26.0";
 
 fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -34,7 +36,9 @@ pub fn venv_python() -> &'static Path {
         let venv = manifest_dir().join("target/interop-venv");
         let python = venv.join("bin/python");
         let version = SLIXMPP.split("==").nth(1).unwrap_or_default();
-        let check = format!("import slixmpp, sys; sys.exit(slixmpp.__version__ != '{version}')");
+        let check = format!(
+            "import slixmpp, prometheus_client, sys; sys.exit(slixmpp.__version__ != '{version}')"
+        );
         let ready = |py: &Path| {
             Command::new(py)
                 .args(["-c", &check])
@@ -57,6 +61,7 @@ pub fn venv_python() -> &'static Path {
             "--quiet",
             "--disable-pip-version-check",
             SLIXMPP,
+            PROMETHEUS_CLIENT,
         ]));
         assert!(
             ready(&tmp.join("bin/python")),

@@ -269,6 +269,12 @@ pub fn blocked_error(acc: &Acc, on: ShardId) -> Option<Acc> {
     );
     // It comes "from" the blocked JID: the sender's own receive filter must let it through.
     reply.put(ANSWER, Answer);
+    acc.reply_trace(
+        &mut reply,
+        on,
+        crate::explain::Outcome::Bounced,
+        Some("blocked"),
+    );
     Some(reply)
 }
 

@@ -127,7 +127,7 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
             HookResult::Continue
         },
     );
-    shard.sm.add_home_handler(Rc::new(home));
+    shard.sm.add_home_handler("carbons", Rc::new(home));
 }
 
 /// The enable/disable IQ (to the user's own bare JID, §4-5).
@@ -237,7 +237,14 @@ fn home(shard: &mut Shard, acc: Acc) -> Option<Acc> {
         return Some(acc);
     };
     for (jid, sref) in enabled.iter().filter(|(_, s)| !got.contains(s)) {
-        let copy = wrap("received", &bare, jid, &msg, &acc.stanza, shard.id);
+        let mut copy = wrap("received", &bare, jid, &msg, &acc.stanza, shard.id);
+        acc.derive_trace(
+            &mut copy,
+            shard.id,
+            "carbons",
+            crate::explain::Outcome::Reply,
+            Some("received copy"),
+        );
         shard.send_to_session(*sref, ConnMsg::Deliver(copy));
     }
     Some(acc)

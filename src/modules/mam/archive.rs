@@ -33,11 +33,18 @@ struct Archive {
     hosts: ahash::HashSet<String>,
     /// The domains added at run time (their users have archives too).
     dynamic: crate::shard::DynamicHosts,
+    /// Rows committed to the archive (this shard's series).
+    written: crate::metrics::Counter,
 }
 
 /// Registers the handlers and the per-turn write.
 pub fn start(shard: &mut Shard, opts: &MamOptions) {
+    let written = shard.metrics.counter(
+        "petrel_archive_rows_written",
+        "Message archive rows committed to the store",
+    );
     shard.ext.insert(Archive {
+        written,
         batch: opts.batch,
         hosts: shard.hosts.iter().cloned().collect(),
         dynamic: shard.dynamic_hosts.clone(),
@@ -286,8 +293,9 @@ fn push(ctx: &mut HookCtx<'_>, row: ArchivedMessage) {
     a.rows.push(row);
     if a.rows.len() >= a.batch.max(1) {
         let rows = std::mem::take(&mut a.rows);
+        let written = a.written.clone();
         let key = Some(super::STORE_KEY);
-        ctx.store(key, move |store| write(store, rows));
+        ctx.store(key, move |store| write(store, rows, &written));
     }
 }
 
@@ -300,14 +308,22 @@ fn flush(shard: &mut Shard) {
         return;
     }
     let rows = std::mem::take(&mut a.rows);
+    let written = a.written.clone();
     let key = Some(super::STORE_KEY);
     let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
-    ctx.store(key, move |store| write(store, rows));
+    ctx.store(key, move |store| write(store, rows, &written));
 }
 
-fn write(store: &crate::store::Store, rows: Vec<ArchivedMessage>) -> JobDone {
-    if let Err(e) = store.mam_append(&rows) {
-        tracing::error!(error = %e, rows = rows.len(), "archive write failed");
+fn write(
+    store: &crate::store::Store,
+    rows: Vec<ArchivedMessage>,
+    written: &crate::metrics::Counter,
+) -> JobDone {
+    match store.mam_append(&rows) {
+        Ok(()) => {
+            written.inc_by(rows.len() as u64);
+        }
+        Err(e) => tracing::error!(error = %e, rows = rows.len(), "archive write failed"),
     }
     JobDone::default()
 }

@@ -24,6 +24,7 @@
 
 use crate::hooks::{Acc, HookCtx, HookResult, JobDone, OnDrop, SessionEvent};
 use crate::jid::{BareJid, Jid};
+use crate::metrics::Counter;
 use crate::shard::{Shard, ShardId};
 use crate::store::{OfflinePush, Store};
 use crate::xml::{Element, Node, Stanza};
@@ -128,6 +129,13 @@ pub fn disposition(acc: &Acc) -> Disposition {
 /// Registers the handlers on `shard`.
 pub fn start(shard: &mut Shard, opts: &Options) {
     let max = opts.max_per_user;
+    let stored = shard
+        .metrics
+        .counter("petrel_offline_stored", "Messages put in offline storage");
+    let delivered = shard.metrics.counter(
+        "petrel_offline_delivered",
+        "Stored messages sent to a session that became available",
+    );
     shard.hooks.offline_message.add(
         PRIORITY,
         "offline",
@@ -150,8 +158,9 @@ pub fn start(shard: &mut Shard, opts: &Options) {
             let on = ctx.shard;
             // The sender's XEP-0198 ack waits for the commit.
             let token = acc.handled.take();
+            let stored = stored.clone();
             ctx.store(Some(user_key(&user)), move |store| {
-                store_job(store, &user, msg, max, on).holding(token)
+                store_job(store, &user, msg, max, on, &stored).holding(token)
             });
             HookResult::Stop
         },
@@ -159,7 +168,7 @@ pub fn start(shard: &mut Shard, opts: &Options) {
     shard.hooks.user_available.add(
         PRIORITY,
         "offline",
-        |ev: &mut SessionEvent, ctx: &mut HookCtx<'_>| {
+        move |ev: &mut SessionEvent, ctx: &mut HookCtx<'_>| {
             // XEP-0160 §3 / RFC 6121 §8.5.2.1.1: a negative priority resource gets no offline messages.
             if ev.priority.is_some_and(|p| p < 0) {
                 return HookResult::Continue;
@@ -167,16 +176,27 @@ pub fn start(shard: &mut Shard, opts: &Options) {
             let user = ev.jid.bare();
             let to = Jid::from(ev.jid.clone());
             let on = ctx.shard;
+            let delivered = delivered.clone();
             ctx.store(Some(user_key(&user)), move |store| {
-                JobDone::from(deliver_job(store, &user, &to, on))
+                let msgs = deliver_job(store, &user, &to, on);
+                delivered.inc_by(msgs.len() as u64);
+                JobDone::from(msgs)
             });
             HookResult::Continue
         },
     );
 }
 
-/// Stores `msg` for `user` (committed before returning) or answers its sender with why not.
-pub fn store_job(store: &Store, user: &BareJid, msg: Acc, max: u32, on: ShardId) -> JobDone {
+/// Stores `msg` for `user` (committed before returning, counted in `stored`) or answers its sender
+/// with why not.
+pub fn store_job(
+    store: &Store,
+    user: &BareJid,
+    msg: Acc,
+    max: u32,
+    on: ShardId,
+    stored: &Counter,
+) -> JobDone {
     let refuse = |cond| JobDone::from(msg.error_reply(cond, on).into_iter().collect::<Vec<_>>());
     let Ok(mut el) = msg.stanza.tree() else {
         return refuse(StanzaErrorCondition::ServiceUnavailable);
@@ -188,7 +208,10 @@ pub fn store_job(store: &Store, user: &BareJid, msg: Acc, max: u32, on: ShardId)
     // declared.
     let bytes = Stanza::from_element(&el).into_bytes();
     match store.offline_push(user, msg.from.as_str(), &bytes, max) {
-        Ok(OfflinePush::Stored) => JobDone::default(),
+        Ok(OfflinePush::Stored) => {
+            stored.inc();
+            JobDone::default()
+        }
         Ok(OfflinePush::NoSuchUser) => refuse(StanzaErrorCondition::ServiceUnavailable),
         Ok(OfflinePush::Full) => refuse(StanzaErrorCondition::ResourceConstraint),
         Err(e) => {

@@ -52,7 +52,7 @@ pub fn start(shard: &mut Shard, _hosts: &[String]) {
         .user_send_presence
         .add(40, "presence", user_send_presence);
     shard.hooks.session_end.add(50, "presence", session_end);
-    shard.sm.add_home_handler(Rc::new(home));
+    shard.sm.add_home_handler("presence", Rc::new(home));
 }
 
 /// Sends `unavailable` from the user's available resources to `contact` (the contact lost its

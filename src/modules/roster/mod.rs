@@ -99,7 +99,7 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: RosterOpts) {
             Rc::new(move |acc, q, ctx| handle_iq(acc, q, ctx, opts)),
         );
     }
-    shard.sm.add_home_handler(Rc::new(fan_out_push));
+    shard.sm.add_home_handler("roster", Rc::new(fan_out_push));
     shard.hooks.session_end.add(50, "roster", session_end);
     shard
         .hooks

@@ -16,7 +16,7 @@ use crate::shard::{ConnId, Shard};
 pub(crate) struct ConnInfo {
     /// The client's address.
     pub peer: SocketAddr,
-    /// `tcp` or `websocket`.
+    /// `tcp`, `websocket` or `bosh`.
     pub transport: &'static str,
     /// Seconds since the Unix epoch at accept.
     pub since: u64,

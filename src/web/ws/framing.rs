@@ -1,7 +1,8 @@
 //! RFC 7395 framing: each WebSocket text message is one element. The client opens and closes the
 //! stream with `<open/>` and `<close/>` in the framing namespace instead of `<stream:stream>`, and
 //! every element declares its namespaces (there is no enclosing stream element to inherit them
-//! from). This translates both ways between that and the byte stream the `C2s` speaks.
+//! from). This translates both ways between that and the byte stream the `C2s` speaks. The
+//! translation is symmetric: a client (the load generator) uses the same two functions.
 
 use crate::web::split::{tag_end, Piece};
 use crate::xml::escape::escape_attr_into;
@@ -14,8 +15,9 @@ pub const NS_FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
 /// Header attributes carried between `<open/>` and `<stream:stream>`, both ways.
 const HEADER_ATTRS: [&str; 5] = ["to", "from", "id", "version", "xml:lang"];
 
-/// Appends what the `C2s` must read for one client text message.
-pub fn client_message(msg: &[u8], out: &mut Vec<u8>) {
+/// Appends the stream bytes one text message stands for (`<open/>` becomes the stream header,
+/// `<close/>` its end tag, anything else is itself).
+pub fn message_to_stream(msg: &[u8], out: &mut Vec<u8>) {
     let start = msg
         .iter()
         .position(|b| !b.is_ascii_whitespace())
@@ -55,8 +57,8 @@ fn open_to_header(el: &Stanza, out: &mut Vec<u8>) {
     out.push(b'>');
 }
 
-/// Appends the text message for one piece of the server's stream.
-pub fn server_piece(piece: &Piece, out: &mut Vec<u8>) {
+/// Appends the text message for one piece of a stream.
+pub fn piece_to_message(piece: &Piece, out: &mut Vec<u8>) {
     match piece {
         Piece::Header(h) => {
             out.extend_from_slice(b"<open xmlns='");
@@ -83,7 +85,7 @@ pub fn server_piece(piece: &Piece, out: &mut Vec<u8>) {
 
 /// Copies `e`, declaring on its start tag the namespace it inherited from the stream: the
 /// `stream` prefix for `<stream:features/>` and `<stream:error/>`, `jabber:client` for stanzas.
-fn with_namespaces(e: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn with_namespaces(e: &[u8], out: &mut Vec<u8>) {
     let name_end = e
         .iter()
         .position(|b| b.is_ascii_whitespace() || *b == b'/' || *b == b'>')
@@ -157,13 +159,13 @@ mod tests {
 
     fn client(msg: &str) -> String {
         let mut out = Vec::new();
-        client_message(msg.as_bytes(), &mut out);
+        message_to_stream(msg.as_bytes(), &mut out);
         String::from_utf8(out).unwrap()
     }
 
     fn server(piece: Piece) -> String {
         let mut out = Vec::new();
-        server_piece(&piece, &mut out);
+        piece_to_message(&piece, &mut out);
         String::from_utf8(out).unwrap()
     }
 

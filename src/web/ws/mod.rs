@@ -24,13 +24,16 @@ use crate::xmpp::StreamErrorCondition;
 /// sessions must stay small.
 const READ_CHUNK: usize = 4096;
 
-/// The socket side of tungstenite: what was read and not yet decoded, what was encoded and not
-/// yet taken by the driver.
+/// The socket side of tungstenite with no socket: what was read and not yet decoded, what was
+/// encoded and not yet taken by the driver (reads past the end are `WouldBlock`).
 #[derive(Debug, Default)]
-struct MemIo {
-    input: Vec<u8>,
-    read: usize,
-    output: Vec<u8>,
+pub struct MemIo {
+    /// Received bytes, from `read` on.
+    pub input: Vec<u8>,
+    /// How much of `input` tungstenite has read.
+    pub read: usize,
+    /// Bytes tungstenite wrote.
+    pub output: Vec<u8>,
 }
 
 impl Read for MemIo {
@@ -101,7 +104,7 @@ impl WsLink {
             match self.ws.read(&mut self.io) {
                 Ok(Message::Text(text)) => {
                     stream.clear();
-                    framing::client_message(text.as_bytes(), &mut stream);
+                    framing::message_to_stream(text.as_bytes(), &mut stream);
                     c2s.handle_input(&stream, now);
                 }
                 Ok(Message::Binary(_)) => self.fail(
@@ -159,7 +162,7 @@ impl WsLink {
         let mut text = Vec::new();
         for piece in self.pieces.drain(..) {
             text.clear();
-            framing::server_piece(&piece, &mut text);
+            framing::piece_to_message(&piece, &mut text);
             // Our own output is UTF-8 (the scanner checked what clients sent; we write ASCII
             // markup); a lossy conversion could only ever replace nothing.
             let msg = String::from_utf8(std::mem::take(&mut text))

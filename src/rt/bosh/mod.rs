@@ -1,0 +1,227 @@
+//! The BOSH driver (XEP-0124/0206 at `/http-bind`): the HTTP layer hands each request body to
+//! [`handle`], which answers it once its session has a response. A session lives on the shard that
+//! created it (the shard is the prefix of its `sid`); requests reaching another shard are forwarded
+//! over the mesh and answered through a one-shot slot.
+
+mod pipe;
+mod session;
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ahash::HashMap;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::StatusCode;
+
+use super::ShardCtx;
+use crate::c2s::C2sConfig;
+use crate::shard::{Shard, ShardId, ShardMsg};
+use crate::store::oneshot::{self, Sender};
+use crate::web::bosh::{self, Action, BoshConfig, BoshSession, Condition, Request, RequestId};
+use session::Inbox;
+
+/// An HTTP response to a BOSH request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reply {
+    /// The HTTP status.
+    pub status: u16,
+    /// The `<body/>` (content type `text/xml; charset=utf-8`).
+    pub body: Vec<u8>,
+}
+
+/// What a BOSH endpoint serves with.
+#[derive(Debug, Clone)]
+pub(crate) struct BoshEndpoint {
+    /// The c2s settings of its streams (TLS mode `None`).
+    pub c2s: Arc<C2sConfig>,
+    /// The BOSH session parameters.
+    pub bosh: Arc<BoshConfig>,
+}
+
+impl BoshEndpoint {
+    /// An endpoint whose streams use `session` (an HTTP listener's c2s settings) minus what BOSH
+    /// replaces: no idle timeout (BOSH's `inactivity` ends silent sessions; an idle client only
+    /// sends empty bodies, which feed the c2s nothing). Bodies are bounded by the stanza limits.
+    pub(crate) fn new(session: &C2sConfig) -> BoshEndpoint {
+        let mut c2s = session.clone();
+        c2s.idle_timeout = std::time::Duration::ZERO;
+        let defaults = BoshConfig::default();
+        let bosh = BoshConfig {
+            limits: bosh::BodyLimits {
+                max_body_bytes: defaults
+                    .limits
+                    .max_body_bytes
+                    .max(c2s.limits.max_stanza_bytes + 4096),
+                stanza: c2s.limits,
+                ..defaults.limits
+            },
+            max_queued_bytes: c2s.outbound_queue_bytes,
+            ..defaults
+        };
+        BoshEndpoint {
+            c2s: Arc::new(c2s),
+            bosh: Arc::new(bosh),
+        }
+    }
+}
+
+/// `/http-bind`: reads the POSTed body (bounded) and answers it with its session's response.
+pub(crate) async fn http_bind(
+    req: hyper::Request<hyper::body::Incoming>,
+    ctx: &Rc<ShardCtx>,
+    ep: &BoshEndpoint,
+    peer: SocketAddr,
+) -> hyper::Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    // Web clients are served from other origins (XEP-0124 §18): answer their CORS preflight.
+    if req.method() == hyper::Method::OPTIONS {
+        return super::http::preflight("POST, OPTIONS");
+    }
+    if req.method() != hyper::Method::POST {
+        return super::http::text(StatusCode::METHOD_NOT_ALLOWED, "POST a <body/> here\n");
+    }
+    let limit = ep.bosh.limits.max_body_bytes;
+    let body = match http_body_util::Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            let cond = Condition::PolicyViolation;
+            return xml(cond.status(false), bosh::terminate(Some(cond), &[]));
+        }
+    };
+    let reply = handle(ctx, ep, peer, &body).await;
+    xml(reply.status, reply.body)
+}
+
+/// A `text/xml` response.
+fn xml(status: u16, body: Vec<u8>) -> hyper::Response<Full<Bytes>> {
+    let mut r = hyper::Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/xml; charset=utf-8"),
+    );
+    super::http::allow_any_origin(&mut r);
+    r
+}
+
+/// The sessions living on this shard, by sid (kept in `Shard::ext`, so a forwarded request finds
+/// them from a `ShardMsg::Run`).
+#[derive(Default)]
+struct Sessions {
+    map: HashMap<String, Rc<RefCell<Inbox>>>,
+}
+
+/// Answers one `POST /http-bind` body from `peer`.
+pub(crate) async fn handle(
+    ctx: &Rc<ShardCtx>,
+    ep: &BoshEndpoint,
+    peer: SocketAddr,
+    body: &[u8],
+) -> Reply {
+    let req = match bosh::parse(body, &ep.bosh.limits) {
+        Ok(req) => req,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "bad BOSH request");
+            return Reply::terminate(e.condition());
+        }
+    };
+    let (tx, rx) = oneshot::channel();
+    match req.sid.clone() {
+        None => create(ctx, ep, peer, req, tx),
+        Some(sid) => match bosh::sid_shard(&sid).filter(|&s| s < ctx.shard.borrow().shards) {
+            Some(owner) => {
+                let to = ShardId(owner as u16);
+                let run = move |shard: &mut Shard| deliver(shard, &sid, req, tx);
+                ctx.shard
+                    .borrow_mut()
+                    .send_to_shard(to, ShardMsg::Run(Box::new(run)));
+                ctx.flush();
+            }
+            None => tx.send(Reply::terminate(Condition::ItemNotFound)),
+        },
+    }
+    // A dropped sender (the session ended meanwhile): the sid is no longer known.
+    rx.await
+        .unwrap_or_else(|| Reply::terminate(Condition::ItemNotFound))
+}
+
+/// On the owning shard: hands the request to its session.
+fn deliver(shard: &mut Shard, sid: &str, req: Request, tx: Sender<Reply>) {
+    match shard.ext.get_or_default::<Sessions>().map.get(sid) {
+        Some(inbox) => inbox.borrow_mut().push(req, tx),
+        None => tx.send(Reply::terminate(Condition::ItemNotFound)),
+    }
+}
+
+/// Opens a session on this shard and starts its task.
+fn create(
+    ctx: &Rc<ShardCtx>,
+    ep: &BoshEndpoint,
+    peer: SocketAddr,
+    req: Request,
+    tx: Sender<Reply>,
+) {
+    let shard = ctx.shard.borrow().id.index();
+    let live = ctx
+        .shard
+        .borrow_mut()
+        .ext
+        .get_or_default::<Sessions>()
+        .map
+        .len();
+    if live >= ep.bosh.max_sessions {
+        tracing::warn!(
+            shard,
+            live,
+            "BOSH session refused: this shard has its maximum"
+        );
+        return tx.send(Reply::terminate(Condition::PolicyViolation));
+    }
+    let Ok(sid) = bosh::new_sid(shard) else {
+        return tx.send(Reply::terminate(Condition::InternalServerError));
+    };
+    let core = match BoshSession::create(
+        ep.bosh.clone(),
+        sid.clone(),
+        RequestId(0),
+        req,
+        Instant::now(),
+    ) {
+        Ok(core) => core,
+        Err(Action::Respond { status, body, .. }) => return tx.send(Reply { status, body }),
+        Err(_) => return tx.send(Reply::terminate(Condition::InternalServerError)),
+    };
+    let inbox = Rc::new(RefCell::new(Inbox::default()));
+    ctx.shard
+        .borrow_mut()
+        .ext
+        .get_or_default::<Sessions>()
+        .map
+        .insert(sid.clone(), inbox.clone());
+    let start = session::Start {
+        ctx: ctx.clone(),
+        c2s: ep.c2s.clone(),
+        peer,
+        max_queued: ep.bosh.max_queued_bytes,
+        inbox,
+        first: tx,
+    };
+    let ctx = ctx.clone();
+    glommio::spawn_local(async move {
+        let run = std::panic::AssertUnwindSafe(session::run(core, start));
+        if futures_lite::FutureExt::catch_unwind(run).await.is_err() {
+            // Its requests' senders are dropped with it: they are answered item-not-found.
+            tracing::error!(shard, sid, "BOSH session task panicked; session dropped");
+            let mut sh = ctx.shard.borrow_mut();
+            sh.ext.get_or_default::<Sessions>().map.remove(&sid);
+        }
+    })
+    .detach();
+}

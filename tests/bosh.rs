@@ -1,0 +1,264 @@
+//! BOSH (XEP-0124/0206) at `/http-bind` over a real socket: session creation, SASL PLAIN,
+//! restart, bind, a message out to a TCP client and one back through a held request, repeated
+//! rid replay, wrong sid, rid out of the window.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{Server, PASSWORD};
+use petrel::xml::Stanza;
+
+const NS: &str = "xmlns='http://jabber.org/protocol/httpbind'";
+
+/// A POST whose response is read later (a held request stays open meanwhile).
+struct Pending(TcpStream);
+
+fn post(port: u16, body: &str) -> Pending {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let req = format!(
+        "POST /http-bind HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    Pending(s)
+}
+
+impl Pending {
+    /// The status and body of the response.
+    fn response(mut self) -> (u16, String) {
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            if let Some(head_end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&raw[..head_end]).to_string();
+                let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().unwrap())
+                    })
+                    .expect("content-length");
+                if raw.len() >= head_end + 4 + len {
+                    let body = &raw[head_end + 4..head_end + 4 + len];
+                    return (status, String::from_utf8(body.to_vec()).unwrap());
+                }
+            }
+            let n = self.0.read(&mut buf).unwrap();
+            assert!(n > 0, "connection closed before the response");
+            raw.extend_from_slice(&buf[..n]);
+        }
+    }
+}
+
+fn roundtrip(port: u16, body: &str) -> (u16, String) {
+    post(port, body).response()
+}
+
+fn attr(body: &str, name: &str) -> Option<String> {
+    let s = Stanza::parse(body.as_bytes().to_vec()).unwrap();
+    s.attr(name).map(|v| v.into_owned())
+}
+
+fn start() -> (Server, u16) {
+    let http = common::free_port();
+    // Two shards: requests of one session land on either (forwarded over the mesh).
+    let server = Server::start_with(
+        2,
+        &["alice", "bob"],
+        "",
+        &format!(
+            "[[listen.http]]\nport = {http}\nip_address = \"127.0.0.1\"\n\
+             allow_plaintext_on_loopback = true\nhandlers = [\"bosh\"]\n"
+        ),
+    );
+    (server, http)
+}
+
+/// Creates a session and logs `user` in with resource `res` (SASL PLAIN, restart, bind);
+/// returns the sid and the next rid.
+fn bosh_login(port: u16, user: &str, res: &str) -> (String, u64) {
+    let (status, b) = roundtrip(
+        port,
+        &format!(
+            "<body {NS} xmlns:xmpp='urn:xmpp:xbosh' rid='1000' to='localhost' wait='20' hold='1' \
+             ver='1.6' xml:lang='en' xmpp:version='1.0'/>"
+        ),
+    );
+    assert_eq!(status, 200, "{b}");
+    let sid = attr(&b, "sid").expect("sid");
+    assert_eq!(attr(&b, "requests").as_deref(), Some("2"));
+    assert!(b.contains("<mechanism>PLAIN</mechanism>"), "{b}");
+
+    use base64::Engine;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{PASSWORD}"));
+    let (_, b) = roundtrip(
+        port,
+        &format!(
+            "<body {NS} rid='1001' sid='{sid}'><auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' \
+             mechanism='PLAIN'>{token}</auth></body>"
+        ),
+    );
+    assert!(b.contains("<success"), "{b}");
+    let (_, b) = roundtrip(
+        port,
+        &format!(
+            "<body {NS} xmlns:xmpp='urn:xmpp:xbosh' rid='1002' sid='{sid}' to='localhost' \
+             xmpp:restart='true'/>"
+        ),
+    );
+    assert!(b.contains("urn:ietf:params:xml:ns:xmpp-bind"), "{b}");
+    let (_, b) = roundtrip(
+        port,
+        &format!(
+            "<body {NS} rid='1003' sid='{sid}'><iq xmlns='jabber:client' type='set' id='b'>\
+             <bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{res}</resource></bind>\
+             </iq></body>"
+        ),
+    );
+    assert!(
+        b.contains(&format!("<jid>{user}@localhost/{res}</jid>")),
+        "{b}"
+    );
+    (sid, 1004)
+}
+
+#[test]
+fn bosh_session_login_messages_and_replay() {
+    let (server, port) = start();
+    let mut bob = server.login("bob", "tcp", None);
+    let (sid, _) = bosh_login(port, "alice", "web");
+
+    // An empty request is held; the next one (carrying a message) releases it and is held itself.
+    let held = post(port, &format!("<body {NS} rid='1004' sid='{sid}'/>"));
+    let carrying = post(
+        port,
+        &format!(
+            "<body {NS} rid='1005' sid='{sid}'><message xmlns='jabber:client' to='bob@localhost/tcp' \
+             type='chat'><body>from the web</body></message></body>"
+        ),
+    );
+    let (status, b) = held.response();
+    assert_eq!(status, 200);
+    assert!(!b.contains("<message"), "{b}");
+    let m = bob.expect("message from alice", |s| s.name() == "message");
+    assert_eq!(common::body(&m).as_deref(), Some("from the web"));
+    assert_eq!(m.from().as_deref(), Some("alice@localhost/web"));
+
+    // Bob answers: it arrives on the held request.
+    bob.chat("alice@localhost/web", "from tcp");
+    let (status, first) = carrying.response();
+    assert_eq!(status, 200);
+    assert!(first.contains("<body>from tcp</body>"), "{first}");
+    assert!(first.contains("xmlns='jabber:client'"), "{first}");
+
+    // The response to 1005 was "lost": the same rid gets the same bytes again.
+    let (_, replay) = roundtrip(port, &format!("<body {NS} rid='1005' sid='{sid}'/>"));
+    assert_eq!(replay, first);
+
+    // A rid beyond the window ends the session.
+    let (status, b) = roundtrip(port, &format!("<body {NS} rid='1010' sid='{sid}'/>"));
+    assert_eq!(status, 200);
+    assert_eq!(attr(&b, "type").as_deref(), Some("terminate"));
+    assert_eq!(attr(&b, "condition").as_deref(), Some("item-not-found"));
+    let (_, b) = roundtrip(port, &format!("<body {NS} rid='1006' sid='{sid}'/>"));
+    assert_eq!(attr(&b, "condition").as_deref(), Some("item-not-found"));
+}
+
+#[test]
+fn bosh_unknown_sid_and_bad_xml() {
+    let (_server, port) = start();
+    let (status, b) = roundtrip(port, &format!("<body {NS} rid='5' sid='0.nosuchsession'/>"));
+    assert_eq!(status, 200);
+    assert_eq!(attr(&b, "type").as_deref(), Some("terminate"));
+    assert_eq!(attr(&b, "condition").as_deref(), Some("item-not-found"));
+    let (_, b) = roundtrip(port, &format!("<body {NS} rid='5' sid='9999.x'/>"));
+    assert_eq!(attr(&b, "condition").as_deref(), Some("item-not-found"));
+    let (_, b) = roundtrip(port, &format!("<body {NS} rid='5'><unclosed></body>"));
+    assert_eq!(attr(&b, "condition").as_deref(), Some("bad-request"));
+}
+
+#[test]
+fn bosh_terminate_delivers_its_stanzas_on_every_shard() {
+    let (server, port) = start();
+    let mut bob = server.login("bob", "tcp", None);
+    // Sessions until one lives on each shard (the sid names it; connections land on either).
+    let mut by_shard: [Option<String>; 2] = [None, None];
+    for i in 0..40 {
+        if by_shard.iter().all(Option::is_some) {
+            break;
+        }
+        let (sid, _) = bosh_login(port, "alice", &format!("w{i}"));
+        let shard: usize = sid.split('.').next().unwrap().parse().unwrap();
+        by_shard[shard].get_or_insert(sid);
+    }
+    for (shard, sid) in by_shard.iter().enumerate() {
+        let sid = sid.as_deref().expect("a session on every shard");
+        let (status, b) = roundtrip(
+            port,
+            &format!(
+                "<body {NS} rid='1004' sid='{sid}' type='terminate'><message xmlns='jabber:client' \
+                 to='bob@localhost/tcp'><body>bye from {shard}</body></message></body>"
+            ),
+        );
+        assert_eq!(status, 200);
+        assert_eq!(attr(&b, "type").as_deref(), Some("terminate"), "{b}");
+        assert_eq!(attr(&b, "condition"), None, "{b}");
+        let m = bob.expect("the terminate's message", |s| s.name() == "message");
+        assert_eq!(common::body(&m), Some(format!("bye from {shard}")));
+        let (_, b) = roundtrip(port, &format!("<body {NS} rid='1005' sid='{sid}'/>"));
+        assert_eq!(attr(&b, "condition").as_deref(), Some("item-not-found"));
+    }
+}
+
+#[test]
+fn bosh_answers_cors_preflight_and_allows_any_origin() {
+    let (_server, port) = start();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(
+        b"OPTIONS /http-bind HTTP/1.1\r\nHost: localhost\r\nOrigin: http://app.example\r\n\
+          Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\n\
+          Connection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let lower = resp.to_ascii_lowercase();
+    assert!(resp.starts_with("HTTP/1.1 204"), "{resp}");
+    assert!(lower.contains("access-control-allow-origin: *"), "{resp}");
+    assert!(
+        lower.contains("access-control-allow-methods: post, options"),
+        "{resp}"
+    );
+    assert!(
+        lower.contains("access-control-allow-headers: content-type"),
+        "{resp}"
+    );
+    // The answers themselves carry the origin permission too.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let body = format!("<body {NS} rid='5' sid='0.nosuchsession'/>");
+    s.write_all(
+        format!(
+            "POST /http-bind HTTP/1.1\r\nHost: localhost\r\nOrigin: http://app.example\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    assert!(
+        resp.to_ascii_lowercase()
+            .contains("access-control-allow-origin: *"),
+        "{resp}"
+    );
+}
