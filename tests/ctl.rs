@@ -6,14 +6,30 @@ use common::admin::{start, TOKEN};
 
 /// Runs `petrel --config CONFIG ctl args...`; (success, stdout, stderr).
 fn ctl(server: &common::Server, args: &[&str]) -> (bool, String, String) {
-    let out = common::petrel()
+    ctl_stdin(server, args, "")
+}
+
+/// [`ctl`] with `stdin` as standard input.
+fn ctl_stdin(server: &common::Server, args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = common::petrel()
         .arg("--config")
         .arg(&server.config)
         .arg("ctl")
         .args(args)
         .env_remove("RUST_LOG")
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -34,7 +50,11 @@ fn ctl_commands_against_a_running_server() {
     let (ok, out, _) = ctl(&server, &["user", "list"]);
     assert!(ok);
     assert_eq!(out, "alice@localhost\nbob@localhost\n");
-    let (ok, _, err) = ctl(&server, &["user", "passwd", "bob@localhost", "pw-new"]);
+    let (ok, _, err) = ctl_stdin(
+        &server,
+        &["user", "passwd", "bob@localhost", "-"],
+        "pw-new\n",
+    );
     assert!(ok, "{err}");
 
     let (ok, _, err) = ctl(&server, &["domain", "add", "ctl.test"]);

@@ -101,7 +101,7 @@ pub enum CtlUser {
     Add {
         /// user@domain.
         jid: String,
-        /// Its password.
+        /// Its password, or "-" to read one line from standard input.
         password: String,
     },
     /// Delete an account (its archive too) and close its sessions.
@@ -118,7 +118,7 @@ pub enum CtlUser {
     Passwd {
         /// user@domain.
         jid: String,
-        /// The new password.
+        /// The new password, or "-" to read one line from standard input.
         password: String,
     },
 }
@@ -174,6 +174,9 @@ pub enum CtlError {
     /// Writing to standard output failed.
     #[error("cannot write to standard output: {0}")]
     Output(#[from] std::io::Error),
+    /// The password is empty or could not be read.
+    #[error(transparent)]
+    Password(super::user::UserError),
 }
 
 /// Runs one `ctl` command against the server of `config`.
@@ -325,16 +328,20 @@ fn user(c: &Client, out: &mut impl Write, json: bool, cmd: CtlUser) -> Result<()
             });
         }
         CtlUser::Add { jid, password } => {
+            let password = stdin_password(&password)?;
             c.send("POST", "/api/users", Some(NewUser { jid, password }))?
         }
         CtlUser::Del { jid } => {
             c.send("DELETE", &format!("/api/users/{}", seg(&jid)), None::<()>)?
         }
-        CtlUser::Passwd { jid, password } => c.send(
-            "PUT",
-            &format!("/api/users/{}/password", seg(&jid)),
-            Some(NewPassword { password }),
-        )?,
+        CtlUser::Passwd { jid, password } => {
+            let password = stdin_password(&password)?;
+            c.send(
+                "PUT",
+                &format!("/api/users/{}/password", seg(&jid)),
+                Some(NewPassword { password }),
+            )?
+        }
     };
     show(out, json, &done, |o| {
         writeln!(o, "ok: {}", done.jid)?;
@@ -368,6 +375,11 @@ fn domain(c: &Client, out: &mut impl Write, json: bool, cmd: CtlDomain) -> Resul
         )?,
     };
     show(out, json, &done, |o| writeln!(o, "ok: {}", done.domain))
+}
+
+/// The password argument, or for "-" one line of standard input (kept off the command line).
+fn stdin_password(arg: &str) -> Result<String, CtlError> {
+    super::user::read_password(arg, &mut std::io::stdin().lock()).map_err(CtlError::Password)
 }
 
 /// The admin API's base URL from the configuration.

@@ -231,7 +231,7 @@ fn account_jid<'a>(
 }
 
 /// The password argument, or for "-" one line of `input` without its line ending.
-fn read_password(arg: &str, input: &mut impl BufRead) -> Result<String, UserError> {
+pub(super) fn read_password(arg: &str, input: &mut impl BufRead) -> Result<String, UserError> {
     let password = if arg == "-" {
         let mut line = String::new();
         input
