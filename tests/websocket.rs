@@ -17,10 +17,11 @@ use common::ws::{connect, login, open, recv, recv_until, send, Ws, FRAMING};
 
 /// A server with an HTTP listener on its own port; returns (server, http port).
 fn start(shards: usize, users: &[&str]) -> (Server, u16) {
-    start_listener(shards, users, "allow_plaintext_on_loopback = true\n")
+    Server::start_http(shards, users, "max_stanza_size = 8192", "")
 }
 
-/// A server with an HTTP listener configured by `settings`.
+/// A server with an HTTP listener configured by `settings` (which sets
+/// `allow_plaintext_on_loopback` itself).
 fn start_listener(shards: usize, users: &[&str], settings: &str) -> (Server, u16) {
     let http = free_port();
     let server = Server::start_config(shards, users, |port, data| {

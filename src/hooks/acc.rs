@@ -129,6 +129,17 @@ impl Acc {
     /// payload kept, and the `<error/>` appended. `None` for stanzas that must never be answered with an
     /// error (errors themselves, IQ results).
     pub fn error_reply(&self, cond: StanzaErrorCondition, shard: ShardId) -> Option<Acc> {
+        self.error_reply_with(cond, None, shard)
+    }
+
+    /// [`Acc::error_reply`] with an application-specific condition element inside the `<error/>`
+    /// (RFC 6120 §8.3.2), e.g. XEP-0363's `<file-too-large/>`.
+    pub fn error_reply_with(
+        &self,
+        cond: StanzaErrorCondition,
+        app: Option<Element>,
+        shard: ShardId,
+    ) -> Option<Acc> {
         let ty = self.stanza_type();
         if ty == "error" || (self.kind() == StanzaKind::Iq && ty == "result") {
             return None;
@@ -139,9 +150,12 @@ impl Acc {
         el.attrs.push(("type".into(), "error".into()));
         el.attrs.push(("from".into(), self.to.as_str().into()));
         el.attrs.push(("to".into(), self.from.as_str().into()));
-        let error = Element::new("error", ns::CLIENT)
+        let mut error = Element::new("error", ns::CLIENT)
             .with_attr("type", cond.default_type().as_str())
             .with_child(Element::new(cond.as_str(), ns::STANZAS));
+        if let Some(app) = app {
+            error = error.with_child(app);
+        }
         el.children.push(Node::Element(error));
         let mut reply = Acc::new(
             Stanza::from_element(&el),

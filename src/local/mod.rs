@@ -132,6 +132,27 @@ pub fn iq_payload(acc: &Acc) -> Option<crate::xml::Element> {
     }
 }
 
+/// The payload of an IQ get/set to a service's own domain (MUC, upload): results and errors are
+/// dropped, messages bounced with `service-unavailable`, other presences ignored, and an IQ
+/// without a single payload bounced with `bad-request`; `None` in all those cases.
+pub fn service_iq(shard: &mut Shard, acc: &Acc) -> Option<crate::xml::Element> {
+    let ty = acc.stanza_type();
+    if ty == "error" || ty == "result" {
+        return None;
+    }
+    if acc.kind() != StanzaKind::Iq {
+        if acc.kind() == StanzaKind::Message {
+            shard.bounce(acc, StanzaErrorCondition::ServiceUnavailable);
+        }
+        return None;
+    }
+    let payload = iq_payload(acc);
+    if payload.is_none() {
+        shard.bounce(acc, StanzaErrorCondition::BadRequest);
+    }
+    payload
+}
+
 /// Runs an IQ handler on `acc` (a get or set with the single child `payload`) and routes its
 /// answer: the result, the error, or nothing when the handler answers later itself.
 pub fn answer_iq(shard: &mut Shard, acc: Acc, handler: &IqHandler, payload: &crate::xml::Element) {

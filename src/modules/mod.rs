@@ -5,6 +5,7 @@ pub mod blocking;
 pub mod carbons;
 pub mod csi;
 pub mod disco;
+pub mod http_upload;
 pub mod last;
 pub mod mam;
 #[cfg(test)]
@@ -49,6 +50,7 @@ pub const KNOWN: &[&str] = &[
     "stream_management",
     "muc",
     "mam",
+    "http_upload",
     "disco",
 ];
 
@@ -105,6 +107,7 @@ pub fn c2s_options(config: &Config) -> Result<C2sModuleOptions, OptionError> {
 /// Registers the configured modules' handlers on `shard`.
 pub fn start(config: &Config, shard: &mut Shard) {
     let hosts: Vec<String> = config.general.hosts.iter().map(|h| h.to_string()).collect();
+    let data_dir = &config.general.data_dir;
     for &name in KNOWN {
         let Some(table) = config.modules.get(name) else {
             continue;
@@ -153,6 +156,8 @@ pub fn start(config: &Config, shard: &mut Shard) {
             }
             muc::NAME => muc::MucOptions::from_table(table).map(|o| muc::start(shard, &hosts, o)),
             mam::NAME => mam::MamOptions::from_table(table).map(|o| mam::start(shard, &hosts, o)),
+            http_upload::NAME => http_upload::UploadOptions::from_table(table, data_dir)
+                .map(|o| http_upload::start(shard, &hosts, o)),
             "offline" => offline::Options::from_table(table).map(|o| offline::start(shard, &o)),
             "blocking" => blocking::Options::from_table(table)
                 .map(|o| blocking::start(shard, &hosts, &o, config)),
@@ -220,14 +225,17 @@ pub fn check_options(config: &Config) -> Result<(), OptionError> {
             "vcard" => vcard::Options::from_table(table).map(drop)?,
             muc::NAME => muc::MucOptions::from_table(table).map(drop)?,
             mam::NAME => mam::MamOptions::from_table(table).map(drop)?,
+            http_upload::NAME => {
+                http_upload::UploadOptions::from_table(table, &config.general.data_dir).map(drop)?
+            }
             _ => {}
         }
     }
     Ok(())
 }
 
-/// Store work a module wants done every `every` (retention); run on the store pool, queued from
-/// shard 0.
+/// Store work a module wants done every `every` (retention, expired uploads); run on the store
+/// pool, queued from shard 0.
 pub struct Periodic {
     /// What it is, for the logs.
     pub name: &'static str,
@@ -243,6 +251,11 @@ pub fn periodic(config: &Config) -> Vec<Periodic> {
     if let Some(t) = config.modules.get(mam::NAME) {
         if let Ok(o) = mam::MamOptions::from_table(t) {
             v.extend(mam::retention(&o));
+        }
+    }
+    if let Some(t) = config.modules.get(http_upload::NAME) {
+        if let Ok(o) = http_upload::UploadOptions::from_table(t, &config.general.data_dir) {
+            v.extend(http_upload::expiry(&o));
         }
     }
     v

@@ -1,7 +1,8 @@
 //! The HTTP listener `[[listen.http]]`: hyper (HTTP/1.1, no runtime of its own) on the shard's
 //! glommio executor through smol-hyper's futures-io adapter. A WebSocket upgrade at `/ws-xmpp`
 //! becomes a c2s connection on this shard, driven by `conn` like a TCP one, with the
-//! RFC 7395 framing (`web::ws`) between its socket and its c2s.
+//! RFC 7395 framing (`web::ws`) between its socket and its c2s. `/upload/` is XEP-0363's file
+//! store (`http_upload`).
 
 use std::cell::Cell;
 use std::convert::Infallible;
@@ -16,7 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use glommio::net::TcpStream;
 use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, UPGRADE};
 use hyper::{Request, Response, StatusCode};
 use smol_hyper::rt::FuturesIo;
@@ -114,19 +115,61 @@ async fn dispatch(
     ctx: &Rc<ShardCtx>,
     l: &Arc<HttpListener>,
     upgrade: &Cell<bool>,
-) -> Response<Full<Bytes>> {
-    // The admin API (`/api/route/explain` joins it there).
+) -> Response<Body> {
     let path = req.uri().path();
+    // The admin API (`/api/route/explain` joins it there).
     if (path == "/api" || path.starts_with("/api/")) && l.serves(HttpHandler::Api) {
-        return super::admin::serve(req, ctx).await;
+        return super::admin::serve(req, ctx).await.map(Body::Full);
     }
-    match req.uri().path() {
+    if path.starts_with(UPLOAD_PREFIX) && l.serves(HttpHandler::Upload) {
+        let files = crate::modules::http_upload::files(&ctx.shard.borrow());
+        if let Some(files) = files {
+            return super::http_upload::handle(req, files).await;
+        }
+    }
+    match path {
         "/ws-xmpp" if l.serves(HttpHandler::Websocket) => websocket(&req, upgrade),
         "/http-bind" if l.serves(HttpHandler::Bosh) => {
             super::bosh::http_bind(req, ctx, &l.bosh, peer).await
         }
         "/metrics" if l.serves(HttpHandler::Metrics) => metrics(&req),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+    .map(Body::Full)
+}
+
+/// Where `[modules.http_upload]` files are served.
+const UPLOAD_PREFIX: &str = crate::modules::http_upload::web::PREFIX;
+
+/// A response body: in memory, or a file streamed from disk.
+pub(super) enum Body {
+    /// The whole body.
+    Full(Full<Bytes>),
+    /// A file, read as the connection takes it.
+    File(super::http_upload::FileBody),
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        match self.get_mut() {
+            Body::Full(full) => Pin::new(full)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
+            Body::File(file) => file.poll_frame(cx),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Full(full) => full.size_hint(),
+            Body::File(file) => file.size_hint(),
+        }
     }
 }
 

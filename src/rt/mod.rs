@@ -11,6 +11,7 @@ mod conn_sm;
 mod cpus;
 mod explain;
 mod http;
+mod http_upload;
 mod jobs;
 mod listeners;
 mod mesh;

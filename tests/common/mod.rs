@@ -13,6 +13,7 @@ use petrel::xmpp::ns;
 pub mod admin;
 pub mod pg;
 pub mod venv;
+pub mod web;
 pub mod ws;
 
 /// Password every test user gets.
@@ -24,6 +25,14 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     child: Option<Child>,
+}
+
+/// A `[[listen.http]]` table on loopback port `http`, with `extra` in it.
+fn http_table(http: u16, extra: &str) -> String {
+    format!(
+        "\n[[listen.http]]\nport = {http}\nip_address = \"127.0.0.1\"\n\
+         allow_plaintext_on_loopback = true\n{extra}\n"
+    )
 }
 
 /// A free TCP port on loopback (bound then released; good enough for tests).
@@ -115,6 +124,34 @@ allow_plaintext_on_loopback = true
         };
         server.spawn(shards);
         server
+    }
+
+    /// A server with the default test config plus `modules` (appended at the end) and a
+    /// `[[listen.http]]` listener on its own loopback port with `http_extra` in its table; returns
+    /// (server, http port).
+    pub fn start_http(
+        shards: usize,
+        users: &[&str],
+        http_extra: &str,
+        modules: &str,
+    ) -> (Server, u16) {
+        let http = free_port();
+        let server = Self::start_config(shards, users, |port, data| {
+            Self::config_text(port, data, "", modules) + &http_table(http, http_extra)
+        });
+        (server, http)
+    }
+
+    /// A server with `[modules.http_upload]` (its `base_url` on the HTTP listener at port `http`,
+    /// which serves `upload`, and the `extra` options) for the upload tests.
+    pub fn start_upload(shards: usize, users: &[&str], http: u16, extra: &str) -> Server {
+        Self::start_config(shards, users, |port, data| {
+            let module = format!(
+                "[modules.http_upload]\nbase_url = \"http://127.0.0.1:{http}/upload\"\n{extra}\n"
+            );
+            Self::config_text(port, data, "", &module)
+                + &http_table(http, "handlers = [\"upload\"]")
+        })
     }
 
     /// A server with the default test config.

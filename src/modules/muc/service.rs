@@ -4,7 +4,7 @@
 use crate::hooks::Acc;
 use crate::local::result_reply;
 use crate::shard::{home_shard_of, Shard, ShardMsg};
-use crate::xml::{Element, StanzaKind};
+use crate::xml::Element;
 use crate::xmpp::{ns, StanzaErrorCondition};
 
 /// Routes a stanza addressed to the service or to a room.
@@ -26,20 +26,10 @@ pub fn route(shard: &mut Shard, acc: Acc) {
 
 /// Stanzas to the service itself: disco#info, disco#items (the public rooms of every shard).
 fn to_service(shard: &mut Shard, acc: Acc) {
-    let ty = acc.stanza_type();
-    if ty == "error" || ty == "result" {
-        return;
-    }
-    if acc.kind() != StanzaKind::Iq {
-        if acc.kind() == StanzaKind::Message {
-            shard.bounce(&acc, StanzaErrorCondition::ServiceUnavailable);
-        }
-        return;
-    }
-    let Some(payload) = crate::local::iq_payload(&acc) else {
-        shard.bounce(&acc, StanzaErrorCondition::BadRequest);
+    let Some(payload) = crate::local::service_iq(shard, &acc) else {
         return;
     };
+    let ty = acc.stanza_type();
     match (ty.as_ref(), payload.ns.as_str(), payload.attr("node")) {
         ("get", ns::DISCO_INFO, None) => {
             let mut q = Element::new("query", ns::DISCO_INFO).with_child(

@@ -1,0 +1,83 @@
+//! Removal of uploaded files older than `file_expiry_days`, hourly on the store pool (blocking
+//! directory walks stay off the shards).
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use super::options::UploadOptions;
+use super::slot;
+
+/// How often the upload directory is swept.
+const EVERY: Duration = Duration::from_secs(3600);
+
+/// The sweep as periodic work (`None` when files are kept forever).
+pub fn task(opts: &UploadOptions) -> Option<crate::modules::Periodic> {
+    if opts.file_expiry.is_zero() {
+        return None;
+    }
+    let (dir, max_age) = (opts.dir.clone(), opts.file_expiry);
+    Some(crate::modules::Periodic {
+        name: "http_upload expiry",
+        every: EVERY,
+        run: std::sync::Arc::new(move |_store| {
+            let n = sweep(&dir, max_age, SystemTime::now());
+            if n > 0 {
+                tracing::info!(removed = n, "http_upload: expired files removed");
+            }
+        }),
+    })
+}
+
+/// Removes every slot directory under `dir` last modified more than `max_age` before `now`
+/// (an upload adds its files to it, so that is the upload's time; slots never completed go too).
+/// Returns how many went.
+pub fn sweep(dir: &Path, max_age: Duration, now: SystemTime) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        // Only slot directories: never the secret or anything else kept there.
+        let name = entry.file_name();
+        if !name.to_str().is_some_and(slot::valid_id) {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age > max_age));
+        if old && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(path = %entry.path().display(), error = %e, "http_upload: cannot remove an expired file")
+                }
+            }
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_slots_go_the_rest_stays() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let id = "B".repeat(slot::ID_LEN);
+        std::fs::create_dir(dir.path().join(&id)).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join(&id).join("data"), b"x").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("secret"), b"k").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir(dir.path().join("other")).unwrap_or_else(|e| panic!("{e}"));
+        let day = Duration::from_secs(86400);
+        assert_eq!(sweep(dir.path(), day, SystemTime::now()), 0, "fresh");
+        assert_eq!(sweep(dir.path(), day, SystemTime::now() + 2 * day), 1);
+        assert!(!dir.path().join(&id).exists());
+        assert!(dir.path().join("secret").exists() && dir.path().join("other").exists());
+        assert_eq!(
+            sweep(&dir.path().join("missing"), day, SystemTime::now()),
+            0
+        );
+    }
+}

@@ -1,0 +1,66 @@
+//! `mod_http_upload`: HTTP file upload (XEP-0363), served at `upload.@HOST@` for every hosted
+//! domain.
+//!
+//! - [`service`]: the service's local route: disco#info (with `max-file-size`) and slot requests,
+//!   answered with a PUT and a GET URL under `base_url`.
+//! - [`slot`]: stateless slots, an HMAC-SHA256 token over the slot in the PUT URL (keyed by a
+//!   secret generated once in the upload directory): any shard verifies a PUT without shared state.
+//! - [`web`]: the sans-IO decisions of the HTTP side (`/upload/` of a `[[listen.http]]` listener
+//!   with the `upload` handler); `rt::http_upload` does its file I/O.
+//! - [`expiry`]: the periodic removal of files older than `file_expiry_days`.
+
+mod expiry;
+pub mod options;
+mod secret;
+mod service;
+pub mod slot;
+pub mod web;
+
+pub use options::{UploadOptions, NAME};
+pub use web::UploadFiles;
+
+use std::rc::Rc;
+
+use crate::shard::Shard;
+
+/// The XMPP namespace of XEP-0363.
+pub const NS: &str = "urn:xmpp:http:upload:0";
+
+/// Registers the service on every host and the files the HTTP handler serves; the upload directory
+/// and its secret are created if needed (an error stops the module, logged).
+pub fn start(shard: &mut Shard, hosts: &[String], opts: UploadOptions) {
+    let key = match secret::load_or_create(&opts.dir) {
+        Ok(key) => key,
+        Err(e) => {
+            tracing::error!(dir = %opts.dir.display(), error = %e, "http_upload: cannot set up the upload directory; module not started");
+            return;
+        }
+    };
+    let files = Rc::new(UploadFiles {
+        dir: opts.dir.clone(),
+        key,
+    });
+    let opts = Rc::new(opts);
+    for host in hosts {
+        let domain = opts.service_for(host);
+        let svc = Rc::new(service::Service {
+            host: host.clone(),
+            base_url: opts.base_url_for(host),
+            opts: opts.clone(),
+            files: files.clone(),
+        });
+        shard.register_route(&domain, Rc::new(move |s, acc| svc.route(s, acc)));
+        crate::modules::disco::add_server_item(&mut shard.ext, host, &domain, "HTTP File Upload");
+    }
+    shard.ext.insert(files);
+}
+
+/// The files this shard's HTTP listeners serve at `/upload/` (`None` when the module is off).
+pub fn files(shard: &Shard) -> Option<Rc<UploadFiles>> {
+    shard.ext.get::<Rc<UploadFiles>>().cloned()
+}
+
+/// The periodic removal of files past `file_expiry_days` (`None` when files are kept).
+pub fn expiry(opts: &UploadOptions) -> Option<crate::modules::Periodic> {
+    expiry::task(opts)
+}
