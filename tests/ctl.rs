@@ -9,27 +9,19 @@ fn ctl(server: &common::Server, args: &[&str]) -> (bool, String, String) {
     ctl_stdin(server, args, "")
 }
 
-/// [`ctl`] with `stdin` as standard input.
+/// [`ctl`] with `stdin` (through a file) as standard input.
 fn ctl_stdin(server: &common::Server, args: &[&str], stdin: &str) -> (bool, String, String) {
-    use std::io::Write;
-    let mut child = common::petrel()
+    let input = server.dir.path().join("ctl-stdin");
+    std::fs::write(&input, stdin).unwrap();
+    let out = common::petrel()
         .arg("--config")
         .arg(&server.config)
         .arg("ctl")
         .args(args)
         .env_remove("RUST_LOG")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
+        .stdin(std::fs::File::open(&input).unwrap())
+        .output()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
