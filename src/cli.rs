@@ -1,4 +1,4 @@
-//! Command line: `petrel serve | check-config | user ...`.
+//! Command line: `petrel serve | check-config | user ... | mam ... | ctl ...`.
 
 use std::path::{Path, PathBuf};
 
@@ -9,9 +9,11 @@ use crate::config::{Config, ConfigError};
 use crate::logging::{self, LoggingError};
 use crate::tls::{self, TlsError};
 
+mod ctl;
 mod mam;
 mod user;
 
+pub use ctl::{CtlArgs, CtlCommand, CtlDomain, CtlError, CtlUser};
 pub use user::UserError;
 
 /// The config file looked for when `--config` is not given.
@@ -50,6 +52,9 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Drive a running server through its admin API (`[admin]` and a [[listen.http]] serving
+    /// "api").
+    Ctl(ctl::CtlArgs),
     /// Manage the message archive (XEP-0313) in the store.
     Mam {
         /// The archive command.
@@ -141,6 +146,9 @@ pub enum CliError {
     /// A `mam` command failed.
     #[error(transparent)]
     Mam(#[from] mam::MamError),
+    /// A `ctl` command failed.
+    #[error(transparent)]
+    Ctl(#[from] ctl::CtlError),
 }
 
 /// Where the configuration came from.
@@ -201,6 +209,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::User { command } => user::run(&config, command)?,
         Command::Mam { command } => mam::run(&config, command)?,
+        Command::Ctl(args) => ctl::run(&config, args)?,
     }
     Ok(())
 }

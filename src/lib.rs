@@ -17,6 +17,7 @@
 //! executors, SPSC rings). Users and storage: [`auth`], [`store`]. Configuration and CLI: [`config`],
 //! [`cli`].
 
+pub mod admin;
 pub mod auth;
 pub mod c2s;
 pub mod cli;

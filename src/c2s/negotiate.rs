@@ -16,14 +16,9 @@ impl C2s {
 
     pub(super) fn on_header(&mut self, h: StreamHeader) {
         self.awaiting_header = false;
-        let host = h.to.as_deref().and_then(|to| {
-            self.cfg
-                .hosts
-                .iter()
-                .position(|host| host.eq_ignore_ascii_case(to))
-        });
+        let host = h.to.as_deref().and_then(|to| self.served_host(to));
         let from = host
-            .and_then(|i| self.cfg.hosts.get(i))
+            .as_ref()
             .or(self.domain.as_ref())
             .or(self.cfg.hosts.first())
             .cloned();
@@ -38,18 +33,18 @@ impl C2s {
             self.stream_error(StreamErrorCondition::UnsupportedVersion, None);
             return;
         }
-        let Some(host) = host.and_then(|i| self.cfg.hosts.get(i)) else {
+        let Some(host) = host else {
             self.stream_error(StreamErrorCondition::HostUnknown, None);
             return;
         };
         match &self.domain {
-            Some(d) if !d.eq_ignore_ascii_case(host) => {
+            Some(d) if !d.eq_ignore_ascii_case(&host) => {
                 // A restarted stream must stay on the domain it negotiated for.
                 self.stream_error(StreamErrorCondition::HostUnknown, None);
                 return;
             }
             Some(_) => {}
-            None => self.domain = Some(host.clone()),
+            None => self.domain = Some(host),
         }
         match &self.auth {
             Auth::None(_) => {
@@ -70,6 +65,17 @@ impl C2s {
             // No restart happens after binding; an empty feature set is the safe answer.
             Auth::Bound(_) => self.out.extend_from_slice(b"<stream:features/>"),
         }
+    }
+
+    /// The served domain a stream header's `to` names: a configured host, or one added at run
+    /// time (the shard's [`crate::shard::DynamicHosts`], read without a lock).
+    pub(super) fn served_host(&self, to: &str) -> Option<String> {
+        if let Some(h) = self.cfg.hosts.iter().find(|h| h.eq_ignore_ascii_case(to)) {
+            return Some(h.clone());
+        }
+        let lower = to.to_ascii_lowercase();
+        let dynamic = self.dynamic_hosts.as_ref()?;
+        dynamic.contains(&lower).then_some(lower)
     }
 
     /// `Some(required)` when STARTTLS may be negotiated now.

@@ -82,6 +82,10 @@ impl C2s {
     }
 
     pub(super) fn on_bind(&mut self, s: &Stanza, bare: &BareJid) {
+        if self.served_host(bare.domain()).is_none() {
+            // Its domain was removed at run time after the stream opened: no session may start.
+            return self.stream_error(StreamErrorCondition::HostGone, None);
+        }
         let id = s.id().map(|c| c.into_owned());
         let resource = match bind_resource(s) {
             Ok(Some(r)) => r,

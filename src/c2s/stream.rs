@@ -80,9 +80,16 @@ pub struct C2s {
     pub(super) sm: Option<Box<super::sm_xep198::SmState>>,
     /// Routed stanzas not yet handed to the driver (streams without XEP-0198).
     pub(super) routed: super::outq::OutQueue,
+    /// Domains served beside `cfg.hosts`, added at run time (see [`C2s::set_dynamic_hosts`]).
+    pub(super) dynamic_hosts: Option<crate::shard::DynamicHosts>,
 }
 
 impl C2s {
+    /// Also accepts stream headers to the domains of `hosts` (the shard's run-time domains).
+    pub fn set_dynamic_hosts(&mut self, hosts: crate::shard::DynamicHosts) {
+        self.dynamic_hosts = Some(hosts);
+    }
+
     /// A new stream for a freshly accepted connection (DirectTls mode: the TLS handshake comes first).
     pub fn new(cfg: Arc<C2sConfig>, peer: PeerInfo, now: Instant) -> C2s {
         let scanner = Scanner::new(cfg.limits, ns::CLIENT);
@@ -113,6 +120,7 @@ impl C2s {
             ping: Default::default(),
             sm: None,
             routed: Default::default(),
+            dynamic_hosts: None,
         };
         if let Some(tls) = direct_tls {
             match tls.map(Transport::tls) {

@@ -1238,3 +1238,42 @@ mod misc;
 
 /// XEP-0198 stream management (xep198).
 mod sm;
+
+#[test]
+fn run_time_domains_are_served_until_removed() {
+    let mut cfg = config(TlsMode::None);
+    cfg.hosts = vec!["other.org".to_string()];
+    let dynamic = crate::shard::DynamicHosts::new("other.org");
+    let client = || {
+        let mut c = Client::new(cfg.clone(), LOOPBACK);
+        c.c2s.set_dynamic_hosts(dynamic.clone());
+        c
+    };
+    // Not served yet.
+    let mut c = client();
+    c.send(HEADER);
+    c.recv();
+    assert_eq!(
+        closed_with(&mut c),
+        Some(CloseReason::StreamError(StreamErrorCondition::HostUnknown))
+    );
+    // Added: a stream to it reaches a session.
+    dynamic.insert(HOST);
+    let mut c = client();
+    assert_eq!(login(&mut c, Some("r")).as_str(), "alice@example.com/r");
+    // Removed between authentication and bind: no session starts.
+    let mut c = client();
+    c.open();
+    let out = scram_sha256(&mut c, "alice", "s3cret", Some(&secrets("s3cret")), false);
+    assert!(out.contains("<success"), "{out}");
+    c.open();
+    dynamic.remove(HOST);
+    c.send("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>");
+    let out = c.recv();
+    assert!(out.contains(&stream_error("host-gone")), "{out}");
+    assert!(!c
+        .events()
+        .iter()
+        .any(|e| matches!(e, C2sEvent::BindRequest { .. })));
+    assert!(c.c2s.is_closed());
+}

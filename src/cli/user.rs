@@ -67,6 +67,11 @@ pub enum UserError {
 /// Runs one `user` command against the configured store (`[store]`).
 pub(super) fn run(config: &Config, command: UserCommand) -> Result<(), UserError> {
     // Validate arguments before touching the store, so a typo never creates a data directory.
+    // Domains added at run time (admin API) are read from the store only for a JID whose domain
+    // is not configured.
+    let dynamic = std::cell::OnceCell::new();
+    let dynamic = || dynamic.get_or_init(|| dynamic_domains(config)).as_slice();
+    let account_jid = |c: &Config, jid: &str| account_jid(c, jid, dynamic);
     let stdin = std::io::stdin();
     let action = match command {
         UserCommand::Add { jid, password } => Action::Add(
@@ -175,8 +180,32 @@ fn add_range(
     Ok(())
 }
 
-/// Parses `jid` as `user@domain` on one of the configured hosts (no resource).
-fn account_jid(config: &Config, jid: &str) -> Result<BareJid, UserError> {
+/// The domains added at run time, from the store (none when it does not exist yet).
+fn dynamic_domains(config: &Config) -> Vec<String> {
+    let Ok(backend) = Backend::from_config(config) else {
+        return Vec::new();
+    };
+    if let Backend::Sqlite(dir) = &backend {
+        if !dir.join(crate::store::DB_FILE).exists() {
+            return Vec::new();
+        }
+    }
+    match Store::connect(&backend).and_then(|s| s.list_domains()) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the run-time domains from the store");
+            Vec::new()
+        }
+    }
+}
+
+/// Parses `jid` as `user@domain` on one of the configured hosts or of the run-time domains
+/// `dynamic` gives (no resource).
+fn account_jid<'a>(
+    config: &Config,
+    jid: &str,
+    dynamic: impl FnOnce() -> &'a [String],
+) -> Result<BareJid, UserError> {
     let bare = BareJid::parse(jid).map_err(|source| UserError::BadJid {
         jid: jid.to_owned(),
         source,
@@ -185,7 +214,9 @@ fn account_jid(config: &Config, jid: &str) -> Result<BareJid, UserError> {
         return Err(UserError::NoLocalpart(jid.to_owned()));
     }
     let hosts = &config.general.hosts;
-    if !hosts.iter().any(|h| h.as_str() == bare.domain()) {
+    if !hosts.iter().any(|h| h.as_str() == bare.domain())
+        && !dynamic().iter().any(|d| d == bare.domain())
+    {
         return Err(UserError::DomainNotServed {
             jid: jid.to_owned(),
             domain: bare.domain().to_owned(),
@@ -200,7 +231,7 @@ fn account_jid(config: &Config, jid: &str) -> Result<BareJid, UserError> {
 }
 
 /// The password argument, or for "-" one line of `input` without its line ending.
-fn read_password(arg: &str, input: &mut impl BufRead) -> Result<String, UserError> {
+pub(super) fn read_password(arg: &str, input: &mut impl BufRead) -> Result<String, UserError> {
     let password = if arg == "-" {
         let mut line = String::new();
         input
@@ -234,6 +265,10 @@ mod tests {
     #[test]
     fn account_jids_must_be_bare_local_and_served() {
         let c = config();
+        let none: &[String] = &[];
+        let account_jid = |c: &Config, j: &str| account_jid(c, j, || none);
+        let dynamic = ["dyn.example".to_owned()];
+        assert!(super::account_jid(&c, "a@dyn.example", || dynamic.as_slice()).is_ok());
         assert_eq!(
             account_jid(&c, "Alice@Chat.Example").unwrap().as_str(),
             "alice@chat.example"

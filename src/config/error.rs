@@ -129,6 +129,20 @@ pub enum InvalidValue {
     /// No `[[listen.c2s]]` at all.
     #[error("at least one [[listen.c2s]] listener is required")]
     NoListeners,
+    /// `[admin]` with neither `token` nor `token_file`.
+    #[error("[admin] needs token = \"...\" or token_file = \"PATH\"")]
+    AdminTokenMissing,
+    /// `[admin]` with both `token` and `token_file`.
+    #[error("[admin]: give token or token_file, not both")]
+    AdminTokenTwice,
+    /// A token that is too short or has whitespace.
+    #[error(
+        "admin.token: at least {0} characters without whitespace (e.g. `openssl rand -hex 32`)"
+    )]
+    AdminToken(usize),
+    /// `admin.token_file` could not be read.
+    #[error("admin.token_file: {0}")]
+    AdminTokenFile(String),
 }
 
 /// Why the configuration could not be loaded.

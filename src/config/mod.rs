@@ -3,6 +3,7 @@
 //! Relative paths (`data_dir`, `certfile`, `keyfile`) are taken relative to the working
 //! directory, as written.
 
+mod admin;
 mod error;
 mod raw;
 mod store;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
+pub use admin::AdminConfig;
 pub use error::{ConfigError, InvalidValue, Location};
 pub use store::{StoreBackend, StoreConfig};
 pub use throttle::{IpNet, NetError, ThrottleConfig};
@@ -40,6 +42,9 @@ pub struct Config {
     pub shards: ShardsConfig,
     /// `[store]`.
     pub store: StoreConfig,
+    /// `[admin]`: the admin API's token (absent: `/api` answers 403).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminConfig>,
     /// `[modules.NAME]` tables, by name, for the module registry to validate.
     pub modules: BTreeMap<String, toml::Table>,
     /// The file this was read from (or [`EMBEDDED_PATH`]).

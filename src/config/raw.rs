@@ -26,6 +26,7 @@ pub(super) struct RawConfig {
     pub store: super::store::RawStore,
     #[serde(default)]
     pub modules: BTreeMap<Spanned<String>, toml::Table>,
+    pub admin: Option<Spanned<super::admin::RawAdmin>>,
 }
 
 /// `[general]`.

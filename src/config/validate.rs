@@ -165,6 +165,7 @@ pub(super) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
     let listen = listeners(&cx, raw.listen.c2s, raw.listen.http)?;
     let shards = shards(&cx, raw.shards)?;
     let store = super::store::store(&cx, raw.store)?;
+    let admin = super::admin::admin(&cx, raw.admin)?;
     let mut modules = BTreeMap::new();
     let mut module_locations = BTreeMap::new();
     for (name, table) in raw.modules {
@@ -177,6 +178,7 @@ pub(super) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
         listen,
         shards,
         store,
+        admin,
         modules,
         source: path.to_owned(),
         module_locations,

@@ -99,9 +99,16 @@ fn process_iq(shard: &mut Shard, mut acc: Acc, target: IqTarget) {
         shard.bounce(&acc, StanzaErrorCondition::BadRequest);
         return;
     };
+    // A domain added at run time shares the handlers of its template host (a configured one).
+    let domain = acc.to.domain();
+    let host = if shard.hosts.contains(domain) || !shard.dynamic_hosts.contains(domain) {
+        std::borrow::Cow::Borrowed(domain)
+    } else {
+        std::borrow::Cow::Owned(shard.dynamic_hosts.template())
+    };
     let handler = match target {
-        IqTarget::Server => shard.iq.server(acc.to.domain(), &payload.ns),
-        IqTarget::Account => shard.iq.account(acc.to.domain(), &payload.ns),
+        IqTarget::Server => shard.iq.server(&host, &payload.ns),
+        IqTarget::Account => shard.iq.account(&host, &payload.ns),
     };
     let Some(handler) = handler else {
         shard.bounce(&acc, StanzaErrorCondition::ServiceUnavailable);

@@ -7,7 +7,7 @@ use crate::shard::Shard;
 
 /// Registers the local route on first use of a hosted domain, then delivers.
 pub fn route(shard: &mut Shard, mut acc: Acc) -> Routed {
-    if shard.hosts.contains(acc.to.domain()) {
+    if shard.is_hosted(acc.to.domain()) {
         shard.local_routes.insert(acc.to.domain().to_owned());
         super::took(
             shard,

@@ -69,13 +69,42 @@ pub(crate) async fn run<S: Io>(
     ctx: Rc<ShardCtx>,
     cfg: Arc<C2sConfig>,
 ) {
+    let transport = match link {
+        Link::Raw => "tcp",
+        Link::Ws(_) => "websocket",
+    };
+    run_as(stream, peer, link, ctx, cfg, transport).await
+}
+
+/// [`run`] for a connection whose transport (listed by the admin API) its link does not tell:
+/// BOSH sessions run over an in-memory pipe with a raw link.
+pub(crate) async fn run_as<S: Io>(
+    stream: S,
+    peer: std::net::SocketAddr,
+    link: Link,
+    ctx: Rc<ShardCtx>,
+    cfg: Arc<C2sConfig>,
+    transport: &'static str,
+) {
     let (conn, mailbox) = ctx.shard.borrow_mut().open_conn();
     let shard_id = ctx.shard.borrow().id.0;
     tracing::info!(shard = shard_id, conn = conn.0, %peer, "connection opened");
     let session: Rc<std::cell::RefCell<Option<Session>>> = Rc::default();
+    super::admin::conns::opened(
+        &mut ctx.shard.borrow_mut(),
+        conn,
+        super::admin::conns::ConnInfo {
+            peer,
+            transport,
+            since: crate::store::unix_now().max(0) as u64,
+            session: session.clone(),
+        },
+    );
+    let mut c2s = C2s::new(cfg.clone(), PeerInfo { addr: peer }, Instant::now());
+    c2s.set_dynamic_hosts(ctx.shard.borrow().dynamic_hosts.clone());
     let driver = Driver {
         ctx: ctx.clone(),
-        c2s: C2s::new(cfg.clone(), PeerInfo { addr: peer }, Instant::now()),
+        c2s,
         link,
         cfg,
         conn,
@@ -106,6 +135,7 @@ pub(crate) async fn run<S: Io>(
     if let Some(sess) = session.borrow_mut().take() {
         c2s_route::unbind(&mut ctx.shard.borrow_mut(), &sess);
     }
+    super::admin::conns::closed(&mut ctx.shard.borrow_mut(), conn);
     ctx.shard.borrow_mut().close_conn(conn);
     ctx.flush();
     tracing::info!(shard = shard_id, conn = conn.0, %peer, "connection closed");
@@ -396,6 +426,10 @@ impl Driver {
                     self.leave();
                 }
                 self.c2s.close(Some(cond), None);
+            }
+            ConnMsg::CloseText(cond, text) => {
+                self.leave();
+                self.c2s.close(Some(cond), Some(text));
             }
         }
     }

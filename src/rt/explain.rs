@@ -66,6 +66,7 @@ mod tests {
         let config = Config::parse(text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
         let login = LoginGuard::new(config.auth.throttle.clone());
         let (pool2, login2) = (pool.clone(), login.clone());
+        let admin = super::super::admin::AdminState::new(&config);
         let e = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
             .io_memory(64 * 1024)
             .ring_depth(8)
@@ -94,6 +95,7 @@ mod tests {
                     login: login2,
                     read_buf: RefCell::new(vec![0u8; 1024].into_boxed_slice()),
                     jobs: Default::default(),
+                    admin,
                 });
                 let from = Jid::parse("alice@localhost").unwrap_or_else(|e| panic!("{e}"));
                 explain(

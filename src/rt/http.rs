@@ -117,6 +117,10 @@ async fn dispatch(
     upgrade: &Cell<bool>,
 ) -> Response<Body> {
     let path = req.uri().path();
+    // The admin API (`/api/route/explain` joins it there).
+    if (path == "/api" || path.starts_with("/api/")) && l.serves(HttpHandler::Api) {
+        return super::admin::serve(req, ctx).await.map(Body::Full);
+    }
     if path.starts_with(UPLOAD_PREFIX) && l.serves(HttpHandler::Upload) {
         let files = crate::modules::http_upload::files(&ctx.shard.borrow());
         if let Some(files) = files {
@@ -230,7 +234,6 @@ fn websocket(req: &Request<Incoming>, upgrade: &Cell<bool>) -> Response<Full<Byt
     r
 }
 
-#[allow(dead_code)] // for the BOSH, upload and admin handlers, which land next
 /// The whole body of a request, refused with 413 past `limit` bytes (or 400 when it breaks off).
 pub(super) async fn read_body(
     body: Incoming,

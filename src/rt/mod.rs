@@ -3,6 +3,7 @@
 //! connections, a connection stays on the shard that accepted it), wires the cross-shard mesh, and
 //! drives connections (`conn`) and rings around the sans-IO cores (`c2s::C2s`, `shard::Shard`).
 
+mod admin;
 mod bosh;
 mod conn;
 mod conn_auth;
@@ -128,6 +129,8 @@ pub(crate) struct ShardCtx {
     pub login: LoginGuard,
     pub read_buf: RefCell<Box<[u8]>>,
     pub jobs: jobs::JobQueue,
+    /// The admin API's settings.
+    pub admin: admin::AdminState,
 }
 
 impl ShardCtx {
@@ -336,7 +339,21 @@ async fn run_shard(
     );
     // Before the modules start: they take their counters from these handles.
     shard.metrics = crate::metrics::init().shard(id);
+    // Domains added at run time (admin API) share the handlers of the first configured host; set
+    // before the modules start, which may keep the set.
+    let first = config.general.hosts.first().map_or("", |h| h.as_str());
+    shard.dynamic_hosts = crate::shard::DynamicHosts::new(first);
     crate::modules::start(&config, &mut shard);
+    match off_shard.store.call(|s| s.list_domains()).await {
+        Ok(Ok(domains)) => {
+            for d in domains {
+                shard.dynamic_hosts.insert(&d);
+            }
+        }
+        Ok(Err(e)) | Err(e) => {
+            tracing::error!(shard = id.0, error = %e, "cannot load the run-time domains")
+        }
+    }
     let (mesh, receivers) =
         mesh::Mesh::connect(ends, config.shards.outbox_capacity, &shard.metrics).await;
     let ctx = Rc::new(ShardCtx {
@@ -346,6 +363,7 @@ async fn run_shard(
         login: off_shard.login,
         read_buf: RefCell::new(vec![0u8; 16 * 1024].into_boxed_slice()),
         jobs: jobs::JobQueue::default(),
+        admin: admin::AdminState::new(&config),
     });
     let mut tasks = Vec::new();
     if id.index() == 0 {

@@ -7,11 +7,13 @@
 
 pub mod cluster;
 mod ext;
+mod hosts;
 mod ids;
 mod mailbox;
 mod msg;
 
 pub use ext::Extensions;
+pub use hosts::DynamicHosts;
 pub use ids::{home_shard, home_shard_of, ConnId, SessionRef, ShardId};
 pub use mailbox::{Mailbox, MailboxFull};
 pub use msg::{ConnMsg, ShardMsg};
@@ -55,8 +57,10 @@ pub struct Shard {
     pub id: ShardId,
     /// Number of shards in the process.
     pub shards: usize,
-    /// Domains served by this server.
+    /// Domains served by this server (`general.hosts`).
     pub hosts: Rc<HashSet<String>>,
+    /// Domains added at run time (see [`Shard::is_hosted`]).
+    pub dynamic_hosts: DynamicHosts,
     /// Hook registries (filled by modules at start-up).
     pub hooks: Hooks,
     /// IQ handlers for the server and for accounts, keyed by (namespace, host).
@@ -106,6 +110,7 @@ impl Shard {
             id,
             shards,
             hosts,
+            dynamic_hosts: DynamicHosts::default(),
             hooks: Hooks::default(),
             iq: IqHandlers::default(),
             routing_modules,
@@ -128,6 +133,31 @@ impl Shard {
         };
         crate::sm::register_default_handlers(&mut shard.hooks);
         shard
+    }
+
+    /// True when `domain` is served here: configured, or added at run time.
+    pub fn is_hosted(&self, domain: &str) -> bool {
+        self.hosts.contains(domain) || self.dynamic_hosts.contains(domain)
+    }
+
+    /// Stops serving the run-time domain `domain` on this shard: forgets its local route and
+    /// closes this shard's sessions of it with `host-gone`.
+    pub fn remove_dynamic_host(&mut self, domain: &str) {
+        self.dynamic_hosts.remove(domain);
+        self.local_routes.remove(domain);
+        for (jid, conn) in &self.local_sessions {
+            if jid.domain() == domain {
+                if let Some(mb) = self.conns.get(conn) {
+                    // Close is a control message: always accepted.
+                    let _ = mb.push(ConnMsg::Close(crate::xmpp::StreamErrorCondition::HostGone));
+                }
+            }
+        }
+    }
+
+    /// The full JIDs bound on this shard's connections, with their connections.
+    pub fn local_sessions(&self) -> impl Iterator<Item = (&FullJid, ConnId)> {
+        self.local_sessions.iter().map(|(j, c)| (j, *c))
     }
 
     /// Registers `domain` as a local route whose stanzas go to `handler` after `filter_local_packet`

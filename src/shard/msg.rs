@@ -89,6 +89,8 @@ pub enum ConnMsg {
     /// Close the stream with this error (`conflict` when another connection bound the same full JID,
     /// `system-shutdown` when the server stops).
     Close(StreamErrorCondition),
+    /// Close the stream with this error and text (an administrator's kick).
+    CloseText(StreamErrorCondition, &'static str),
     /// XEP-0198 resumption between connections (hand-over of a session).
     Sm(crate::modules::stream_mgmt::SmConnMsg),
     /// These stanzas from the client (XEP-0198 inbound numbers) are handled (see `hooks::handled`).

@@ -13,6 +13,7 @@ mod blocking;
 #[cfg(test)]
 mod concurrency_tests;
 mod db;
+mod domains;
 mod last;
 mod login;
 mod mam;

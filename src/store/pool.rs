@@ -201,6 +201,14 @@ impl StorePool {
         }
     }
 
+    /// Jobs waiting for a store thread, all queues (for the admin API's stats).
+    pub fn queued(&self) -> usize {
+        let guard = self.shared.tx.read().unwrap_or_else(|p| p.into_inner());
+        guard.as_ref().map_or(0, |s| {
+            s.any.len() + s.keyed.iter().map(Sender::len).sum::<usize>()
+        })
+    }
+
     /// Stops accepting jobs, lets queued jobs finish, and waits for the workers (except the
     /// calling thread, if it is one of them).
     pub fn shutdown(&self) {

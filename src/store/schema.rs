@@ -35,6 +35,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("schema/v3_sqlite.sql"),
         pg: include_str!("schema/v3_pg.sql"),
     },
+    // Version 4: hosted domains added at run time (admin API).
+    Migration {
+        sqlite: include_str!("schema/v4_domains_sqlite.sql"),
+        pg: include_str!("schema/v4_domains_pg.sql"),
+    },
 ];
 
 /// The newest schema version this build writes.

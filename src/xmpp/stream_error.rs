@@ -14,6 +14,8 @@ pub enum StreamErrorCondition {
     Conflict,
     /// The peer did not generate traffic for too long.
     ConnectionTimeout,
+    /// The stream's domain is no longer served here (removed at run time).
+    HostGone,
     /// The `to` of the stream header names a domain not served here.
     HostUnknown,
     /// A `from` that does not match the authenticated identity.
@@ -53,6 +55,7 @@ impl StreamErrorCondition {
             BadNamespacePrefix => "bad-namespace-prefix",
             Conflict => "conflict",
             ConnectionTimeout => "connection-timeout",
+            HostGone => "host-gone",
             HostUnknown => "host-unknown",
             InvalidFrom => "invalid-from",
             InvalidNamespace => "invalid-namespace",

@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 use petrel::xml::{Event, Limits, Scanner, Stanza};
 use petrel::xmpp::ns;
 
+pub mod admin;
 pub mod pg;
 pub mod venv;
 pub mod web;
+pub mod ws;
 
 /// Password every test user gets.
 pub const PASSWORD: &str = "secret-pass";

@@ -31,6 +31,8 @@ struct Archive {
     batch: usize,
     /// The hosted domains (whose users have archives).
     hosts: ahash::HashSet<String>,
+    /// The domains added at run time (their users have archives too).
+    dynamic: crate::shard::DynamicHosts,
     /// Rows committed to the archive (this shard's series).
     written: crate::metrics::Counter,
 }
@@ -45,6 +47,7 @@ pub fn start(shard: &mut Shard, opts: &MamOptions) {
         written,
         batch: opts.batch,
         hosts: shard.hosts.iter().cloned().collect(),
+        dynamic: shard.dynamic_hosts.clone(),
         ..Archive::default()
     });
     seed_ids(shard);
@@ -155,7 +158,7 @@ fn archive_incoming(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     let hosted = ctx
         .ext
         .get::<Archive>()
-        .is_some_and(|a| a.hosts.contains(acc.to.domain()));
+        .is_some_and(|a| a.hosts.contains(acc.to.domain()) || a.dynamic.contains(acc.to.domain()));
     if !hosted {
         return HookResult::Continue;
     }

@@ -204,7 +204,7 @@ fn unknown_room(shard: &mut Shard, acc: Acc, room: BareJid, from: FullJid) {
         shard.bounce(&acc, StanzaErrorCondition::ItemNotFound);
         return;
     }
-    if !shard.hosts.contains(from.domain()) {
+    if !shard.is_hosted(from.domain()) {
         // Users of other servers may join rooms but not create them.
         shard.bounce(&acc, StanzaErrorCondition::NotAllowed);
         return;
@@ -275,6 +275,24 @@ pub fn public_rooms(shard: &mut Shard, service: &str) -> Vec<(String, String)> {
                     .to_owned(),
             )),
             _ => None,
+        })
+        .collect()
+}
+
+/// Every room in use on this shard (public or not), for the admin API: (room JID, name, public,
+/// occupants).
+pub fn live_rooms(shard: &mut Shard) -> Vec<(String, String, bool, usize)> {
+    rooms(shard)
+        .slots
+        .iter()
+        .filter_map(|(jid, slot)| match slot {
+            Slot::Live { room, .. } => Some((
+                jid.as_str().to_owned(),
+                room.name().unwrap_or_default().to_owned(),
+                room.is_public(),
+                room.occupants(),
+            )),
+            Slot::Creating(_) => None,
         })
         .collect()
 }

@@ -24,6 +24,7 @@ mod service;
 mod tests;
 mod tracker;
 
+pub use home::live_rooms;
 pub use options::{MucOptions, NAME};
 
 use std::rc::Rc;

@@ -185,7 +185,7 @@ fn detached(
             }
         }
         // Shutdown, or replaced by a new bind of the same full JID: the session ends now.
-        ConnMsg::Close(_) => return expire(shard, d, None),
+        ConnMsg::Close(_) | ConnMsg::CloseText(..) => return expire(shard, d, None),
         ConnMsg::Handled(seqs) => {
             for seq in seqs {
                 d.sm.handle(seq);

@@ -58,12 +58,13 @@ pub(super) struct Start {
 /// Runs the session to its end, then forgets it on this shard.
 pub(super) async fn run(mut core: BoshSession, st: Start) {
     let (link, c2s_end) = pipe(st.max_queued);
-    let driver = glommio::spawn_local(crate::rt::conn::run(
+    let driver = glommio::spawn_local(crate::rt::conn::run_as(
         c2s_end,
         st.peer,
         crate::web::Link::Raw,
         st.ctx.clone(),
         st.c2s.clone(),
+        "bosh",
     ));
     let mut replies: HashMap<RequestId, Sender<Reply>> = HashMap::default();
     replies.insert(RequestId(0), st.first);

@@ -1,0 +1,315 @@
+//! The admin API's driver (`/api`): checks the token, reads the body, parses the request with the
+//! sans-IO `crate::admin`, and carries the command out on the store (`ctx.store.call`) and on the
+//! shards (a closure sent to every shard over the mesh, its answer back over a one-shot slot).
+
+pub(crate) mod conns;
+mod shards;
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::{Request, Response, StatusCode};
+
+use super::ShardCtx;
+use crate::admin::shapes::{
+    DomainInfo, Domains, Kicked, RoomInfo, Rooms, Routed, Sessions, Stats, UserDone, Users,
+};
+use crate::admin::{ApiError, Command};
+use crate::auth::ScramSecrets;
+use crate::config::Config;
+use crate::hooks::Acc;
+use crate::jid::BareJid;
+use crate::store::{Store, StoreError};
+use shards::on_every_shard;
+
+/// What the admin API needs from the configuration, kept on every shard.
+pub(crate) struct AdminState {
+    /// `[admin] token`; `None`: the API answers 403.
+    token: Option<String>,
+    /// When the server started.
+    started: Instant,
+    /// PBKDF2 iterations for new secrets.
+    iterations: u32,
+    /// `general.hosts`.
+    hosts: Vec<String>,
+    /// `[modules.muc]` is on.
+    muc: bool,
+}
+
+impl AdminState {
+    /// The admin settings of `config`.
+    pub(crate) fn new(config: &Config) -> AdminState {
+        AdminState {
+            token: config.admin.as_ref().map(|a| a.token.clone()),
+            started: Instant::now(),
+            iterations: config.auth.scram_iterations,
+            hosts: config.general.hosts.iter().map(|h| h.to_string()).collect(),
+            muc: config.modules.contains_key(crate::modules::muc::NAME),
+        }
+    }
+}
+
+/// Serves one `/api` request.
+pub(super) async fn serve(req: Request<Incoming>, ctx: &Rc<ShardCtx>) -> Response<Full<Bytes>> {
+    match handle(req, ctx).await {
+        Ok((status, body)) => json(status, body),
+        Err(e) => {
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            let mut r = json(status, e.body());
+            match e {
+                ApiError::Unauthorized => {
+                    r.headers_mut()
+                        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                }
+                ApiError::MethodNotAllowed(allowed) => {
+                    r.headers_mut()
+                        .insert(ALLOW, HeaderValue::from_static(allowed));
+                }
+                _ => {}
+            }
+            r
+        }
+    }
+}
+
+fn json(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+type Answer = Result<(StatusCode, Vec<u8>), ApiError>;
+
+fn ok<T: serde::Serialize>(status: StatusCode, value: &T) -> Answer {
+    // The shapes hold strings, numbers and lists only: they always serialize.
+    Ok((status, serde_json::to_vec(value).unwrap_or_default()))
+}
+
+async fn handle(req: Request<Incoming>, ctx: &Rc<ShardCtx>) -> Answer {
+    let auth = req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes);
+    // Before the body is read: an unauthenticated client cannot make the server buffer it.
+    crate::admin::check_token(ctx.admin.token.as_deref(), auth)?;
+    let method = req.method().as_str().to_owned();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().map(str::to_owned);
+    let body = if crate::admin::has_body(&method) {
+        super::http::read_body(req.into_body(), crate::admin::MAX_BODY)
+            .await
+            .map_err(|r| match r.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(crate::admin::MAX_BODY),
+                _ => ApiError::BadJson("request body broken off".to_owned()),
+            })?
+    } else {
+        Bytes::new()
+    };
+    let cmd = crate::admin::parse(&method, &path, query.as_deref(), &body)?;
+    run(cmd, ctx).await
+}
+
+/// Runs an account job on the store; its `UserExists` and `NoSuchUser` become the API's.
+async fn account_job(
+    ctx: &Rc<ShardCtx>,
+    jid: &BareJid,
+    job: impl FnOnce(&Store, &BareJid) -> Result<(), StoreError> + Send + 'static,
+) -> Result<(), ApiError> {
+    let j = jid.clone();
+    match ctx.store.call(move |s| job(s, &j)).await? {
+        Err(StoreError::UserExists) => Err(ApiError::UserExists(jid.to_string())),
+        Err(StoreError::NoSuchUser) => Err(ApiError::NoSuchUser(jid.to_string())),
+        other => Ok(other?),
+    }
+}
+
+fn user_done(status: StatusCode, jid: &BareJid, kicked: usize) -> Answer {
+    let done = UserDone {
+        jid: jid.to_string(),
+        kicked,
+    };
+    ok(status, &done)
+}
+
+/// Carries out one command.
+async fn run(cmd: Command, ctx: &Rc<ShardCtx>) -> Answer {
+    let st = &ctx.admin;
+    match cmd {
+        Command::ListUsers(domain) => {
+            let users = ctx
+                .store
+                .call(move |s| s.list_users(domain.as_ref().map(|d| d.as_str())))
+                .await??;
+            let users = users.iter().map(|j| j.to_string()).collect();
+            ok(StatusCode::OK, &Users { users })
+        }
+        Command::AddUser(jid, password) => {
+            if !ctx.shard.borrow().is_hosted(jid.domain()) {
+                return Err(ApiError::DomainNotServed(jid.domain().to_owned()));
+            }
+            let iterations = st.iterations;
+            // PBKDF2 runs on the store thread, never on the shard.
+            account_job(ctx, &jid, move |s, j| {
+                s.add_user(j, &ScramSecrets::derive(&password, iterations))
+            })
+            .await?;
+            user_done(StatusCode::CREATED, &jid, 0)
+        }
+        Command::DelUser(jid) => {
+            account_job(ctx, &jid, |s, j| s.remove_user(j)).await?;
+            let bare = jid.clone();
+            let kicked = on_every_shard(ctx, move |s| {
+                shards::kick(s, |j| j.bare() == bare, "account deleted by administrator")
+            })
+            .await;
+            user_done(StatusCode::OK, &jid, kicked.into_iter().sum())
+        }
+        Command::SetPassword(jid, password) => {
+            let iterations = st.iterations;
+            account_job(ctx, &jid, move |s, j| {
+                s.set_secrets(j, &ScramSecrets::derive(&password, iterations))
+            })
+            .await?;
+            user_done(StatusCode::OK, &jid, 0)
+        }
+        Command::ListSessions => {
+            let mut sessions: Vec<_> = on_every_shard(ctx, |s| conns::sessions(s))
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+            sessions.sort_by(|a, b| a.jid.cmp(&b.jid));
+            ok(StatusCode::OK, &Sessions { sessions })
+        }
+        Command::KickSession(full) => {
+            let f = full.clone();
+            let kicked: usize = on_every_shard(ctx, move |s| {
+                shards::kick(s, |j| *j == f, "kicked by administrator")
+            })
+            .await
+            .into_iter()
+            .sum();
+            if kicked == 0 {
+                return Err(ApiError::NoSuchSession(full.to_string()));
+            }
+            ok(StatusCode::OK, &Kicked { kicked })
+        }
+        Command::KickUser(bare) => {
+            let kicked = on_every_shard(ctx, move |s| {
+                shards::kick(s, |j| j.bare() == bare, "kicked by administrator")
+            })
+            .await
+            .into_iter()
+            .sum();
+            ok(StatusCode::OK, &Kicked { kicked })
+        }
+        Command::Route { from, to, stanza } => {
+            let text = String::from_utf8_lossy(stanza.bytes()).into_owned();
+            crate::hooks::clock::set_now(Instant::now());
+            {
+                let mut shard = ctx.shard.borrow_mut();
+                // A server-originated packet (no session sent it): straight to the router, so
+                // the recipient's side runs in full and the sender's `user_send_*` hooks do not.
+                let acc = Acc::new(*stanza, from, to, shard.id);
+                crate::router::route(&mut shard, acc);
+                shard.drain_to_route();
+            }
+            ctx.flush();
+            ok(StatusCode::ACCEPTED, &Routed { stanza: text })
+        }
+        Command::ListDomains => {
+            let mut domains: Vec<DomainInfo> = st
+                .hosts
+                .iter()
+                .map(|d| DomainInfo {
+                    domain: d.clone(),
+                    dynamic: false,
+                })
+                .collect();
+            let dynamic = ctx.shard.borrow().dynamic_hosts.list();
+            domains.extend(dynamic.into_iter().map(|domain| DomainInfo {
+                domain,
+                dynamic: true,
+            }));
+            ok(StatusCode::OK, &Domains { domains })
+        }
+        Command::AddDomain(domain) => {
+            let d = domain.to_string();
+            if st.hosts.contains(&d) {
+                return Err(ApiError::DomainExists(d));
+            }
+            let stored = d.clone();
+            if !ctx.store.call(move |s| s.add_domain(&stored)).await?? {
+                return Err(ApiError::DomainExists(d));
+            }
+            let each = d.clone();
+            // Answered once every shard serves it: a client may connect right after.
+            on_every_shard(ctx, move |s| {
+                s.dynamic_hosts.insert(&each);
+            })
+            .await;
+            tracing::info!(domain = %d, "domain added");
+            let info = DomainInfo {
+                domain: d,
+                dynamic: true,
+            };
+            ok(StatusCode::CREATED, &info)
+        }
+        Command::DelDomain(domain) => {
+            let d = domain.to_string();
+            if st.hosts.contains(&d) {
+                return Err(ApiError::ConfiguredDomain(d));
+            }
+            let stored = d.clone();
+            if !ctx.store.call(move |s| s.remove_domain(&stored)).await?? {
+                return Err(ApiError::NoSuchDomain(d));
+            }
+            let each = d.clone();
+            on_every_shard(ctx, move |s| s.remove_dynamic_host(&each)).await;
+            tracing::info!(domain = %d, "domain removed");
+            let info = DomainInfo {
+                domain: d,
+                dynamic: true,
+            };
+            ok(StatusCode::OK, &info)
+        }
+        Command::ListRooms => {
+            let mut rooms: Vec<RoomInfo> = Vec::new();
+            if st.muc {
+                let per_shard = on_every_shard(ctx, |s| {
+                    let shard = s.id.0;
+                    crate::modules::muc::live_rooms(s)
+                        .into_iter()
+                        .map(|(jid, name, public, occupants)| RoomInfo {
+                            jid,
+                            name,
+                            public,
+                            occupants,
+                            shard,
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .await;
+                rooms = per_shard.into_iter().flatten().collect();
+                rooms.sort_by(|a, b| a.jid.cmp(&b.jid));
+            }
+            ok(StatusCode::OK, &Rooms { muc: st.muc, rooms })
+        }
+        Command::Stats => {
+            let mut per_shard = on_every_shard(ctx, shards::stats).await;
+            per_shard.sort_by_key(|s| s.shard);
+            let stats = Stats {
+                uptime_secs: st.started.elapsed().as_secs(),
+                shards: per_shard.len(),
+                sessions: per_shard.iter().map(|s| s.sessions).sum(),
+                routed: per_shard.iter().map(|s| s.routed).sum(),
+                store_queue: ctx.store.queued(),
+                per_shard,
+            };
+            ok(StatusCode::OK, &stats)
+        }
+    }
+}

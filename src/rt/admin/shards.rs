@@ -1,0 +1,79 @@
+//! Work the admin API runs on every shard: a closure sent over the mesh (a control message, never
+//! refused by the outbox bound), its result back over a one-shot slot.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::admin::shapes::ShardStats;
+use crate::jid::FullJid;
+use crate::rt::ShardCtx;
+use crate::shard::{ConnMsg, Shard, ShardId, ShardMsg};
+use crate::store::oneshot;
+use crate::xmpp::StreamErrorCondition;
+
+/// Runs `f` on every shard (this one first) and gathers the results; a shard that is gone
+/// (shutting down) gives none.
+pub(super) async fn on_every_shard<T: Send + 'static>(
+    ctx: &Rc<ShardCtx>,
+    f: impl Fn(&mut Shard) -> T + Send + Sync + 'static,
+) -> Vec<T> {
+    let f = Arc::new(f);
+    let (me, n) = {
+        let s = ctx.shard.borrow();
+        (s.id, s.shards)
+    };
+    let mut waits = Vec::with_capacity(n);
+    for i in 0..n {
+        let to = ShardId(i as u16);
+        if to == me {
+            continue;
+        }
+        let (tx, rx) = oneshot::channel();
+        let f = f.clone();
+        let msg = ShardMsg::Run(Box::new(move |s: &mut Shard| tx.send(f(s))));
+        if ctx.mesh.send(to, msg).is_ok() {
+            waits.push(rx);
+        }
+    }
+    let mine = {
+        let mut s = ctx.shard.borrow_mut();
+        let r = f(&mut s);
+        s.drain_to_route();
+        r
+    };
+    ctx.flush();
+    let mut out = vec![mine];
+    for rx in waits {
+        out.extend(rx.await);
+    }
+    out
+}
+
+/// Closes this shard's sessions whose JID matches with `<policy-violation/>` and `text` (as
+/// ejabberd's kick_session); returns how many.
+pub(super) fn kick(s: &mut Shard, which: impl Fn(&FullJid) -> bool, text: &'static str) -> usize {
+    let conns: Vec<_> = s
+        .local_sessions()
+        .filter(|(j, _)| which(j))
+        .map(|(_, c)| c)
+        .collect();
+    for &c in &conns {
+        let at = s.session_ref(c);
+        s.send_to_session(
+            at,
+            ConnMsg::CloseText(StreamErrorCondition::PolicyViolation, text),
+        );
+    }
+    conns.len()
+}
+
+/// This shard's counters.
+pub(super) fn stats(s: &mut Shard) -> ShardStats {
+    ShardStats {
+        shard: s.id.0,
+        connections: s.conn_count(),
+        sessions: s.local_sessions().count(),
+        routed: s.stats.routed,
+        delivered: s.stats.delivered,
+    }
+}

@@ -1,0 +1,420 @@
+//! The admin API over real sockets: every endpoint, the refusals, and its effects seen by XMPP
+//! clients over TCP.
+
+mod common;
+
+use common::admin::{api, call, start, TOKEN};
+use common::{body, Client, PASSWORD};
+
+/// The stream error a closed client received, as `(condition, text)` found in its bytes.
+fn closed_with(c: &mut Client, condition: &str, text: &str) {
+    let all = c.read_to_close();
+    assert!(
+        all.contains(&format!(
+            "<{condition} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+        )) && all.contains(text),
+        "expected <{condition}/> with {text:?}, got: {all}"
+    );
+}
+
+/// Asserts the API refuses `method path body` with `status` and the error code `code`.
+fn refused(http: u16, method: &str, path: &str, body: Option<&str>, status: u16, code: &str) {
+    let r = api(http, method, path, body);
+    assert_eq!((r.status, r.code().as_str()), (status, code), "{}", r.body);
+}
+
+/// Asserts `DELETE path` closes exactly one session.
+fn kicks_one(http: u16, path: &str) {
+    let r = api(http, "DELETE", path, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["kicked"].as_u64(), Some(1), "{}", r.body);
+}
+
+#[test]
+fn refused_without_or_with_a_wrong_token_and_bad_requests() {
+    let (_server, http) = start(1, &["alice"], true, "");
+    let none = call(http, None, "GET", "/api/stats", None);
+    assert_eq!(none.status, 401);
+    assert_eq!(none.www_authenticate.as_deref(), Some("Bearer"));
+    assert_eq!(none.code(), "unauthorized");
+    let wrong = call(
+        http,
+        Some("test-admin-token-0123456789x"),
+        "GET",
+        "/api/users",
+        None,
+    );
+    assert_eq!(wrong.status, 401);
+    assert_eq!(wrong.www_authenticate.as_deref(), Some("Bearer"));
+    // Refused before the body is read or the path is looked at.
+    let wrong = call(http, Some("nope"), "POST", "/api/users", Some("{"));
+    assert_eq!(wrong.status, 401);
+
+    let r = api(
+        http,
+        "POST",
+        "/api/users",
+        Some(r#"{"jid":"x@localhost","password":"#),
+    );
+    assert_eq!((r.status, r.code().as_str()), (400, "bad-json"));
+    let r = api(
+        http,
+        "POST",
+        "/api/users",
+        Some(r#"{"jid":"@localhost","password":"p"}"#),
+    );
+    assert_eq!((r.status, r.code().as_str()), (400, "bad-jid"));
+    let r = api(
+        http,
+        "POST",
+        "/api/users",
+        Some(r#"{"jid":"x@elsewhere.test","password":"p"}"#),
+    );
+    assert_eq!((r.status, r.code().as_str()), (400, "domain-not-served"));
+    let r = api(
+        http,
+        "POST",
+        "/api/messages",
+        Some(r#"{"from":"a@localhost","to":"b@@x","body":"hi"}"#),
+    );
+    assert_eq!((r.status, r.code().as_str()), (400, "bad-jid"));
+    let r = api(
+        http,
+        "POST",
+        "/api/stanzas",
+        Some(
+            r#"{"from":"a@localhost","stanza":"<message to='alice@localhost'><body>x</message>"}"#,
+        ),
+    );
+    assert_eq!((r.status, r.code().as_str()), (400, "bad-stanza"));
+    refused(
+        http,
+        "DELETE",
+        "/api/sessions/alice@localhost",
+        None,
+        400,
+        "bad-jid",
+    );
+    refused(http, "GET", "/api/nothing-here", None, 404, "not-found");
+    let r = api(http, "POST", "/api/stats", Some("{}"));
+    assert_eq!(r.status, 405);
+    assert_eq!(r.allow.as_deref(), Some("GET"));
+    let big = format!(
+        r#"{{"jid":"x@localhost","password":"{}"}}"#,
+        "p".repeat(70_000)
+    );
+    refused(http, "POST", "/api/users", Some(&big), 413, "too-large");
+}
+
+#[test]
+fn disabled_without_an_admin_section() {
+    let (_server, http) = start(1, &[], false, "");
+    for token in [None, Some(TOKEN)] {
+        let r = call(http, token, "GET", "/api/users", None);
+        assert_eq!(r.status, 403);
+        assert_eq!(r.code(), "disabled");
+        assert!(
+            r.json()["message"].as_str().unwrap().contains("[admin]"),
+            "{}",
+            r.body
+        );
+    }
+}
+
+#[test]
+fn users_sessions_messages_rooms_and_stats() {
+    let (server, http) = start(2, &["alice", "bob"], true, "[modules.muc]\n");
+
+    // Users.
+    let r = api(http, "GET", "/api/users", None);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.json()["users"],
+        serde_json::json!(["alice@localhost", "bob@localhost"])
+    );
+    let r = api(http, "GET", "/api/users?domain=example.test", None);
+    assert_eq!(r.json()["users"], serde_json::json!([]));
+    let r = api(
+        http,
+        "POST",
+        "/api/users",
+        Some(r#"{"jid":"Carol@localhost","password":"first"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["jid"], "carol@localhost");
+    let r = api(
+        http,
+        "POST",
+        "/api/users",
+        Some(r#"{"jid":"carol@localhost","password":"again"}"#),
+    );
+    assert_eq!((r.status, r.code().as_str()), (409, "user-exists"));
+    let r = api(
+        http,
+        "PUT",
+        "/api/users/carol%40localhost/password",
+        Some(r#"{"password":"second"}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = api(
+        http,
+        "PUT",
+        "/api/users/nobody@localhost/password",
+        Some(r#"{"password":"x"}"#),
+    );
+    assert_eq!((r.status, r.code().as_str()), (404, "no-such-user"));
+
+    // The new password logs in; the session is listed, then kicked.
+    let mut carol = server.connect();
+    carol.login_plain("carol", "localhost", "second", "desk");
+    carol.send("<presence><priority>7</priority></presence>");
+    carol.home_sync();
+    let _web = common::ws::login(http, "bob", "web");
+    let r = api(http, "GET", "/api/sessions", None);
+    assert_eq!(r.status, 200);
+    let sessions = r.json()["sessions"].as_array().cloned().unwrap();
+    let web = sessions.iter().find(|s| s["jid"] == "bob@localhost/web");
+    assert_eq!(
+        web.map(|s| &s["transport"]),
+        Some(&serde_json::json!("websocket")),
+        "{}",
+        r.body
+    );
+    let s = sessions
+        .iter()
+        .find(|s| s["jid"] == "carol@localhost/desk")
+        .unwrap_or_else(|| panic!("carol not listed: {}", r.body));
+    assert_eq!(s["transport"], "tcp");
+    assert_eq!(s["priority"], 7);
+    assert!(s["peer"].as_str().unwrap().starts_with("127.0.0.1:"), "{s}");
+    assert!(
+        s["shard"].as_u64().unwrap() < 2 && s["since"].as_u64().unwrap() > 0,
+        "{s}"
+    );
+    kicks_one(http, "/api/sessions/carol@localhost/desk");
+    closed_with(&mut carol, "policy-violation", "kicked by administrator");
+    refused(
+        http,
+        "DELETE",
+        "/api/sessions/carol@localhost/desk",
+        None,
+        404,
+        "no-such-session",
+    );
+
+    // Deleting an account closes its sessions.
+    let mut carol = server.connect();
+    carol.login_plain("carol", "localhost", "second", "phone");
+    kicks_one(http, "/api/users/carol@localhost");
+    closed_with(&mut carol, "policy-violation", "account deleted");
+    refused(
+        http,
+        "DELETE",
+        "/api/users/carol@localhost",
+        None,
+        404,
+        "no-such-user",
+    );
+    let r = api(http, "GET", "/api/users", None);
+    assert_eq!(
+        r.json()["users"],
+        serde_json::json!(["alice@localhost", "bob@localhost"])
+    );
+
+    // A message and a stanza from the API reach a TCP client.
+    let mut alice = server.login("alice", "home", Some(1));
+    let r = api(
+        http,
+        "POST",
+        "/api/messages",
+        Some(r#"{"from":"localhost","to":"alice@localhost","body":"maintenance at 10"}"#),
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let m = alice.expect("the API's message", |s| s.name() == "message");
+    assert_eq!(body(&m).as_deref(), Some("maintenance at 10"));
+    assert_eq!(m.from().as_deref(), Some("localhost"));
+    assert_eq!(m.type_().as_deref(), Some("chat"));
+    let r = api(
+        http,
+        "POST",
+        "/api/stanzas",
+        Some(
+            r#"{"from":"bob@localhost/x","stanza":"<message to='alice@localhost/home' type='normal' id='s1'><body>raw</body></message>"}"#,
+        ),
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let m = alice.expect("the API's stanza", |s| s.id().as_deref() == Some("s1"));
+    assert_eq!(body(&m).as_deref(), Some("raw"));
+    assert_eq!(m.from().as_deref(), Some("bob@localhost/x"));
+
+    // Rooms: bob creates one.
+    let mut bob = server.login("bob", "b", Some(1));
+    bob.send("<presence to='lounge@conference.localhost/bob'><x xmlns='http://jabber.org/protocol/muc'/></presence>");
+    bob.expect("self-presence", |s| {
+        s.name() == "presence" && s.from().as_deref() == Some("lounge@conference.localhost/bob")
+    });
+    let r = api(http, "GET", "/api/rooms", None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["muc"], true);
+    let rooms = r.json()["rooms"].as_array().cloned().unwrap();
+    assert_eq!(rooms.len(), 1, "{}", r.body);
+    assert_eq!(rooms[0]["jid"], "lounge@conference.localhost");
+    assert_eq!(rooms[0]["occupants"], 1);
+
+    // Stats.
+    let r = api(http, "GET", "/api/stats", None);
+    assert_eq!(r.status, 200);
+    let st = r.json();
+    assert_eq!(st["shards"], 2);
+    assert_eq!(st["per_shard"].as_array().map(Vec::len), Some(2));
+    // alice, bob over TCP and bob over WebSocket.
+    assert_eq!(st["sessions"], 3, "{}", r.body);
+    assert!(st["routed"].as_u64().unwrap() > 0, "{}", r.body);
+    assert!(st["store_queue"].is_u64());
+
+    // Every session of a user.
+    kicks_one(http, "/api/sessions?jid=alice@localhost");
+    closed_with(&mut alice, "policy-violation", "kicked by administrator");
+}
+
+#[test]
+fn domains_added_and_removed_at_run_time() {
+    let (mut server, http) = start(2, &[], true, "[modules.mam]\n");
+    let r = api(
+        http,
+        "POST",
+        "/api/domains",
+        Some(r#"{"domain":"New.Test"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = api(
+        http,
+        "POST",
+        "/api/domains",
+        Some(r#"{"domain":"new.test"}"#),
+    );
+    assert_eq!((r.status, r.code().as_str()), (409, "domain-exists"));
+    let r = api(
+        http,
+        "POST",
+        "/api/domains",
+        Some(r#"{"domain":"localhost"}"#),
+    );
+    assert_eq!((r.status, r.code().as_str()), (409, "domain-exists"));
+    let r = api(
+        http,
+        "POST",
+        "/api/domains",
+        Some(r#"{"domain":"bad_domain"}"#),
+    );
+    assert_eq!((r.status, r.code().as_str()), (400, "bad-domain"));
+    refused(
+        http,
+        "DELETE",
+        "/api/domains/localhost",
+        None,
+        409,
+        "configured-domain",
+    );
+    let r = api(http, "GET", "/api/domains", None);
+    assert_eq!(
+        r.json()["domains"],
+        serde_json::json!([
+            {"domain": "localhost", "dynamic": false},
+            {"domain": "example.test", "dynamic": false},
+            {"domain": "new.test", "dynamic": true},
+        ])
+    );
+    let r = api(
+        http,
+        "POST",
+        "/api/users",
+        Some(r#"{"jid":"dave@new.test","password":"pw-dave"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    // Streams to the new domain are accepted on every shard (connections land on either).
+    let mut daves: Vec<Client> = (0..4)
+        .map(|i| {
+            let mut c = server.connect();
+            c.login_plain("dave", "new.test", "pw-dave", &format!("r{i}"));
+            c
+        })
+        .collect();
+    // A user of the domain talks to another.
+    daves[1].chat("dave@new.test/r0", "same domain");
+    let m = daves[0].expect("chat", |s| s.name() == "message");
+    assert_eq!(body(&m).as_deref(), Some("same domain"));
+    // The domain's server IQs and account IQs are served by the first configured host's handlers.
+    daves[0].send("<iq type='get' to='new.test' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>");
+    let r = daves[0].expect("ping result", |s| s.id().as_deref() == Some("p1"));
+    assert_eq!(r.type_().as_deref(), Some("result"));
+    // Archived on receipt (the API's sender has no archive and no `user_send` hooks run).
+    let r = api(
+        http,
+        "POST",
+        "/api/messages",
+        Some(r#"{"from":"localhost","to":"dave@new.test/r0","body":"archived on receipt"}"#),
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    daves[0].expect("the API's message", |s| {
+        body(s).as_deref() == Some("archived on receipt")
+    });
+    daves[0].send("<iq type='set' id='q1'><query xmlns='urn:xmpp:mam:2' queryid='a'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>urn:xmpp:mam:2</value></field><field var='with'><value>localhost</value></field></x></query></iq>");
+    let m = daves[0].expect("archived message", |s| s.name() == "message");
+    assert!(
+        String::from_utf8_lossy(m.bytes()).contains("archived on receipt"),
+        "{}",
+        String::from_utf8_lossy(m.bytes())
+    );
+    let r = daves[0].expect("query end", |s| s.id().as_deref() == Some("q1"));
+    assert_eq!(r.type_().as_deref(), Some("result"));
+
+    let r = api(http, "DELETE", "/api/domains/new.test", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    for c in &mut daves {
+        closed_with(c, "host-gone", "");
+    }
+    let mut c = server.connect();
+    c.open("new.test");
+    closed_with(&mut c, "host-unknown", "");
+    refused(
+        http,
+        "DELETE",
+        "/api/domains/new.test",
+        None,
+        404,
+        "no-such-domain",
+    );
+
+    // Kept across a restart; its accounts stayed.
+    let r = api(
+        http,
+        "POST",
+        "/api/domains",
+        Some(r#"{"domain":"new.test"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    server.stop();
+    server.spawn(2);
+    let r = api(http, "GET", "/api/domains", None);
+    assert_eq!(
+        r.json()["domains"][2],
+        serde_json::json!({"domain": "new.test", "dynamic": true})
+    );
+    let mut dave = server.connect();
+    dave.login_plain("dave", "new.test", "pw-dave", "back");
+    dave.sync();
+    // `petrel user add` accepts users of run-time domains.
+    let out = common::petrel()
+        .args(["user", "add", "erin@new.test", PASSWORD, "--config"])
+        .arg(&server.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut erin = server.connect();
+    erin.login_plain("erin", "new.test", PASSWORD, "e");
+}
