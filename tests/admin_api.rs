@@ -418,3 +418,83 @@ fn domains_added_and_removed_at_run_time() {
     let mut erin = server.connect();
     erin.login_plain("erin", "new.test", PASSWORD, "e");
 }
+
+/// `POST /api/route/explain` at 2 shards: a chat message to a user with two resources at
+/// different priorities is really delivered, and the explanation lists the route's steps in order.
+#[test]
+fn route_explain_over_the_api() {
+    let (server, http) = start(2, &["alice", "bob"], true, "");
+    let _alice = server.login("alice", "desk", Some(0));
+    let mut phone = server.login("bob", "phone", Some(5));
+    let mut laptop = server.login("bob", "laptop", Some(1));
+    let body = serde_json::json!({
+        "from": "alice@localhost/desk",
+        "stanza": "<message to='bob@localhost' type='chat' id='x1'><body>explained</body></message>",
+    })
+    .to_string();
+    let a = api(http, "POST", "/api/route/explain", Some(&body));
+    assert_eq!(a.status, 200, "{}", a.body);
+    let e = a.json();
+    assert_eq!(e["from"], "alice@localhost/desk");
+    // The message really went to the higher-priority resource, and only there.
+    phone.expect("the explained message", |s| {
+        s.name() == "message" && String::from_utf8_lossy(s.bytes()).contains("explained")
+    });
+    laptop.send("<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>");
+    let next = laptop.expect("the ping result", |s| {
+        s.id().as_deref() == Some("p") || String::from_utf8_lossy(s.bytes()).contains("explained")
+    });
+    assert_eq!(next.name(), "iq", "the laptop (priority 1) got no copy");
+    let paths = e["paths"].as_array().unwrap();
+    assert_eq!(paths.len(), 1, "{e}");
+    let steps: Vec<String> = paths[0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{}:{}",
+                s["stage"].as_str().unwrap(),
+                s["outcome"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let pos = |needle: &str| {
+        steps
+            .iter()
+            .position(|s| s.starts_with(needle))
+            .unwrap_or_else(|| panic!("no {needle} step in {steps:?}"))
+    };
+    // The seed's order: user_send hooks, the routing chain, the session manager, the receive side.
+    assert!(
+        pos("user_send_packet") < pos("user_send_message"),
+        "{steps:?}"
+    );
+    assert!(pos("user_send_message") < pos("router"), "{steps:?}");
+    assert!(pos("router") < pos("user_receive_packet"), "{steps:?}");
+    assert!(steps.last().unwrap().starts_with("c2s:"), "{steps:?}");
+    let text = e.to_string();
+    assert!(text.contains("bob@localhost/phone"), "{text}");
+    // Times are µs since the start, in order.
+    let times: Vec<u64> = paths[0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["at_us"].as_u64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+
+    // Bad input: not a stanza, a sender of another server, malformed XML.
+    for (from, stanza) in [
+        ("alice@localhost", "<foo to='bob@localhost'/>"),
+        ("eve@elsewhere.example", "<message to='bob@localhost'/>"),
+        ("alice@localhost", "<message to='bob@localhost'>"),
+    ] {
+        let body = serde_json::json!({ "from": from, "stanza": stanza }).to_string();
+        let a = api(http, "POST", "/api/route/explain", Some(&body));
+        assert_eq!(a.status, 400, "{from} {stanza}: {}", a.body);
+        assert_eq!(a.code(), "bad-stanza");
+    }
+    let a = api(http, "GET", "/api/route/explain", None);
+    assert_eq!(a.status, 405);
+}

@@ -129,3 +129,46 @@ fn ctl_without_an_api_listener_says_so() {
     assert!(!ok);
     assert!(err.contains("no --url given"), "{err}");
 }
+
+#[test]
+fn ctl_route_explain_prints_the_steps() {
+    let (server, _http) = start(2, &["alice", "bob"], true, "");
+    let mut bob = server.login("bob", "phone", Some(0));
+    let (ok, out, err) = ctl(
+        &server,
+        &[
+            "route",
+            "explain",
+            "alice@localhost",
+            "<message to='bob@localhost/phone' type='chat'><body>via ctl</body></message>",
+        ],
+    );
+    assert!(ok, "{err}");
+    bob.expect("the message", |s| {
+        s.name() == "message" && String::from_utf8_lossy(s.bytes()).contains("via ctl")
+    });
+    for step in [
+        "user_send_packet",
+        "user_send_message",
+        "user_receive_packet",
+        "bob@localhost/phone",
+    ] {
+        assert!(out.contains(step), "no {step} in:\n{out}");
+    }
+    let (ok, out, _) = ctl(
+        &server,
+        &[
+            "--json",
+            "route",
+            "explain",
+            "alice@localhost",
+            "<message to='bob@localhost'/>",
+        ],
+    );
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        v["paths"].as_array().is_some_and(|p| !p.is_empty()),
+        "{out}"
+    );
+}

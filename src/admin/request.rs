@@ -49,6 +49,13 @@ pub enum Command {
     ListRooms,
     /// `GET /api/stats`.
     Stats,
+    /// `POST /api/route/explain`: send `stanza` as `from` and trace its route.
+    Explain {
+        /// Sender (a bare JID enters as resource `explain` when it has no session).
+        from: Jid,
+        /// The stanza's XML, parsed by the explain core.
+        stanza: String,
+    },
 }
 
 /// True when a request with this method carries a body to read.
@@ -143,7 +150,17 @@ pub fn parse(
             "GET" => Ok(Command::Stats),
             _ => Err(ApiError::MethodNotAllowed("GET")),
         },
-        // The place of `/api/route/explain` (wired by the lead to the explain core).
+        ("route", Some(t)) if t == "explain" => match method {
+            "POST" => {
+                let s: NewStanza = json(body)?;
+                let from = Jid::parse(&s.from).map_err(|e| bad_jid("from", &s.from, e))?;
+                Ok(Command::Explain {
+                    from,
+                    stanza: s.stanza,
+                })
+            }
+            _ => Err(ApiError::MethodNotAllowed("POST")),
+        },
         _ => Err(not_found()),
     }
 }

@@ -91,7 +91,26 @@ pub enum CtlCommand {
     Rooms,
     /// Server statistics.
     Stats,
-    // `route explain` joins here (wired by the lead to the explain core).
+    /// The route of a stanza.
+    Route {
+        /// What to do with it.
+        #[command(subcommand)]
+        cmd: CtlRoute,
+    },
+}
+
+/// `petrel ctl route ...`.
+#[derive(Debug, Subcommand)]
+pub enum CtlRoute {
+    /// Send STANZA as FROM and show each step of its route (hooks and their handlers, routing
+    /// modules, local delivery, home shard, resources chosen or offline, receive side) with its
+    /// time. The stanza is really sent.
+    Explain {
+        /// Sender JID (a bare JID with no session enters as resource `explain`).
+        from: String,
+        /// The stanza, e.g. "<message to='bob@localhost' type='chat'><body>hi</body></message>".
+        xml: String,
+    },
 }
 
 /// `petrel ctl user ...`.
@@ -284,6 +303,13 @@ pub(super) fn run(config: &Config, args: CtlArgs) -> Result<(), CtlError> {
                     }),
                 )
             })
+        }
+        CtlCommand::Route {
+            cmd: CtlRoute::Explain { from, xml },
+        } => {
+            let s = NewStanza { from, stanza: xml };
+            let e: crate::explain::Explanation = c.send("POST", "/api/route/explain", Some(s))?;
+            show(&mut out, json, &e, |o| write!(o, "{}", e.render_text()))
         }
         CtlCommand::Stats => {
             let s: Stats = c.get("/api/stats")?;

@@ -14,13 +14,10 @@ pub const EXPLAIN_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// How often the request looks whether every path has ended (ends come from any shard or store
 /// thread; polling spares them a cross-thread wake-up).
-#[allow(dead_code)]
 const POLL: Duration = Duration::from_millis(1);
 
 /// Sends `stanza_xml` from `from` through the route of this shard and explains its path. The
 /// stanza is really sent (see [`crate::explain::start`]).
-// The admin API (built alongside, merged separately) is its caller.
-#[allow(dead_code)]
 pub(crate) async fn explain(
     ctx: &Rc<ShardCtx>,
     from: Jid,

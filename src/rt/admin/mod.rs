@@ -298,6 +298,10 @@ async fn run(cmd: Command, ctx: &Rc<ShardCtx>) -> Answer {
             }
             ok(StatusCode::OK, &Rooms { muc: st.muc, rooms })
         }
+        Command::Explain { from, stanza } => match crate::rt::explain(ctx, from, &stanza).await {
+            Ok(explanation) => ok(StatusCode::OK, &explanation),
+            Err(e) => Err(ApiError::BadStanza(e.to_string())),
+        },
         Command::Stats => {
             let mut per_shard = on_every_shard(ctx, shards::stats).await;
             per_shard.sort_by_key(|s| s.shard);
