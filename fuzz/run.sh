@@ -19,7 +19,7 @@ secs=$1
 shift
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(scanner jid sasl config c2s_preauth c2s_bound)
+    targets=(scanner jid sasl config c2s_preauth c2s_bound web_ws web_bosh)
 fi
 
 # What `cargo fuzz build --sanitizer none` passes, minus its nightly-only flags: the sancov pass

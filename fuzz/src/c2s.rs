@@ -34,7 +34,7 @@ pub const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:clie
      xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
 
 /// Small bounds so the fuzzer reaches them: SM buffer, outbound queue, held input.
-fn config() -> Arc<C2sConfig> {
+pub fn config() -> Arc<C2sConfig> {
     static CFG: OnceLock<Arc<C2sConfig>> = OnceLock::new();
     CFG.get_or_init(|| {
         Arc::new(C2sConfig {

@@ -57,7 +57,9 @@ impl WsClient {
         self.io.input.extend_from_slice(wire);
         loop {
             match self.ctx.read(&mut self.io) {
-                Ok(Message::Text(t)) => framing::message_to_stream(t.as_bytes(), stream),
+                Ok(Message::Text(t)) => {
+                    framing::message_to_stream(t.as_bytes(), stream);
+                }
                 Ok(Message::Close(c)) => return Err(WsClosed(format!("closed: {c:?}"))),
                 Ok(_) => {}
                 Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {

@@ -70,7 +70,7 @@ pub fn start(shard: &mut Shard, from: Jid, xml: &str) -> Result<Pending, Explain
     if stanza.kind() == StanzaKind::Other {
         return Err(ExplainError::NotAStanza(stanza.name().to_owned()));
     }
-    if from.node().is_none() || !shard.hosts.contains(from.domain()) {
+    if from.node().is_none() || !shard.is_hosted(from.domain()) {
         return Err(ExplainError::BadSender(from.as_str().to_owned()));
     }
     let to = match stanza.to() {

@@ -408,6 +408,16 @@ impl Driver {
                             .borrow_mut()
                             .local_bind(jid.clone(), self.conn);
                         *self.session.borrow_mut() = Some(Session::new(jid.clone(), sref));
+                        if !self.ctx.shard.borrow().is_hosted(jid.domain()) {
+                            // Its run-time domain was removed while the bind was on its way
+                            // (the removal found no session here to close yet).
+                            self.leave();
+                            self.c2s.close(
+                                Some(StreamErrorCondition::HostGone),
+                                Some("domain removed"),
+                            );
+                            return;
+                        }
                         self.c2s.bind_result(Ok(jid));
                     }
                     Err(e) => self.c2s.bind_result(Err(e)),

@@ -33,7 +33,7 @@ use crate::web::Link;
 const MAX_HEAD: usize = 16 * 1024;
 
 /// Time a client has to send a whole request head (slow-header attacks hold connections open).
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// hyper's timer: async-io's, whose futures are `Send` (glommio's are not).
 #[derive(Clone, Copy)]
@@ -70,11 +70,22 @@ pub(super) async fn run(stream: TcpStream, ctx: Rc<ShardCtx>, l: Arc<HttpListene
     let _ = stream.set_nodelay(true);
     match l.tls.clone() {
         None => serve(stream, peer, ctx, l).await,
-        Some(acceptor) => match acceptor.accept(stream).await {
-            Ok(tls) => serve(tls, peer, ctx, l).await,
-            Err(e) => tracing::debug!(%peer, error = %e, "https: TLS handshake failed"),
+        Some(acceptor) => match within(HEAD_TIMEOUT, acceptor.accept(stream)).await {
+            Some(Ok(tls)) => serve(tls, peer, ctx, l).await,
+            Some(Err(e)) => tracing::debug!(%peer, error = %e, "https: TLS handshake failed"),
+            None => tracing::debug!(%peer, "https: no TLS handshake within the head timeout"),
         },
     }
+}
+
+/// `fut`'s output, or `None` when it takes longer than `limit` (a client that sends nothing or
+/// trickles must not hold a connection open: the TLS handshake, a request body).
+pub(super) async fn within<T>(limit: Duration, fut: impl Future<Output = T>) -> Option<T> {
+    futures_lite::future::or(async { Some(fut.await) }, async {
+        glommio::timer::sleep(limit).await;
+        None
+    })
+    .await
 }
 
 async fn serve<S: Io + 'static>(io: S, peer: SocketAddr, ctx: Rc<ShardCtx>, l: Arc<HttpListener>) {

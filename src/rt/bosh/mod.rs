@@ -85,12 +85,11 @@ pub(crate) async fn http_bind(
         return super::http::text(StatusCode::METHOD_NOT_ALLOWED, "POST a <body/> here\n");
     }
     let limit = ep.bosh.limits.max_body_bytes;
-    let body = match http_body_util::Limited::new(req.into_body(), limit)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
+    // The body gets as long as a request head: a trickling client must not hold the connection.
+    let collect = http_body_util::Limited::new(req.into_body(), limit).collect();
+    let body = match super::http::within(super::http::HEAD_TIMEOUT, collect).await {
+        Some(Ok(b)) => b.to_bytes(),
+        _ => {
             let cond = Condition::PolicyViolation;
             return xml(cond.status(false), bosh::terminate(Some(cond), &[]));
         }

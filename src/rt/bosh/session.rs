@@ -81,7 +81,9 @@ pub(super) async fn run(mut core: BoshSession, st: Start) {
             replies.insert(id, tx);
             core.handle_request(id, req, now);
         }
-        if core.queued_bytes() < st.max_queued && link.has_output() {
+        // Once the c2s is gone its last output is taken whatever the queue holds (the pipe bounds
+        // it): waiting for room would wait on a client that may never come back.
+        if link.has_output() && (core.queued_bytes() < st.max_queued || link.c2s_gone()) {
             link.take_output(&mut out);
             core.c2s_output(&out, now);
             out.clear();
@@ -178,7 +180,7 @@ async fn wait(
             inbox.waker = Some(cx.waker().clone());
         }
         link.set_waker(cx);
-        if (link.has_output() && core.queued_bytes() < max_queued)
+        if (link.has_output() && (core.queued_bytes() < max_queued || link.c2s_gone()))
             || (link.c2s_gone() && !gone_seen)
         {
             return Poll::Ready(());

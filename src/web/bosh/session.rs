@@ -172,7 +172,8 @@ impl BoshSession {
     /// Output the `C2s` wrote (from `take_transmit`), to be sent on held requests.
     pub fn c2s_output(&mut self, bytes: &[u8], now: Instant) {
         self.now = now;
-        if self.terminated || bytes.is_empty() {
+        // Ending already (a stream error waits for the next request): nothing may replace it.
+        if self.terminated || self.ending.is_some() || bytes.is_empty() {
             return;
         }
         let mut items = Vec::new();
@@ -304,7 +305,9 @@ impl BoshSession {
             let mut input = req.payload;
             input.extend_from_slice(b"</stream:stream>");
             self.actions.push_back(Action::FeedC2s(input));
-            self.respond(id, wire::terminate(None, &[]));
+            // Stanzas already taken from the c2s go with the last answer, not into the void.
+            let queued = std::mem::take(&mut self.queue);
+            self.respond(id, wire::terminate(None, &queued));
             return self.end();
         }
         if req.restart {

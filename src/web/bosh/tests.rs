@@ -704,3 +704,36 @@ mod answered_once {
         }
     }
 }
+
+#[test]
+fn terminate_carries_the_stanzas_already_queued() {
+    let mut f = Fixture::new();
+    // Nothing held: the c2s's message waits in the queue for the next request.
+    f.output("<message from='a@example.org/r'><body>last</body></message>");
+    assert!(f.drain().is_empty());
+    let a = f.send(
+        2,
+        req(&format!("<body {NS} rid='11' sid='0.x' type='terminate'/>")),
+    );
+    let b = body_str(&a[0]);
+    assert!(
+        b.contains("type='terminate'") && b.contains("<body>last</body>"),
+        "{b}"
+    );
+}
+
+#[test]
+fn a_stream_error_waiting_for_a_request_is_not_replaced_by_the_close() {
+    let mut f = Fixture::new();
+    // No request held when the error and, in a later take, the end tag arrive.
+    f.output(
+        "<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>",
+    );
+    f.output("</stream:stream>");
+    let a = f.send(2, plain(11, ""));
+    let b = body_str(&a[0]);
+    assert!(
+        b.contains("condition='remote-stream-error'") && b.contains("<conflict"),
+        "{b}"
+    );
+}

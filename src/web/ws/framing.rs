@@ -15,9 +15,20 @@ pub const NS_FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
 /// Header attributes carried between `<open/>` and `<stream:stream>`, both ways.
 const HEADER_ATTRS: [&str; 5] = ["to", "from", "id", "version", "xml:lang"];
 
+/// What a text message was, for the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framed {
+    /// `<open/>`: a stream header.
+    Open,
+    /// `<close/>`: the stream's end.
+    Close,
+    /// Anything else: stream content.
+    Content,
+}
+
 /// Appends the stream bytes one text message stands for (`<open/>` becomes the stream header,
 /// `<close/>` its end tag, anything else is itself).
-pub fn message_to_stream(msg: &[u8], out: &mut Vec<u8>) {
+pub fn message_to_stream(msg: &[u8], out: &mut Vec<u8>) -> Framed {
     let start = msg
         .iter()
         .position(|b| !b.is_ascii_whitespace())
@@ -27,8 +38,14 @@ pub fn message_to_stream(msg: &[u8], out: &mut Vec<u8>) {
         if let Ok(el) = Stanza::parse(body.to_vec()) {
             if el.xmlns() == Some(NS_FRAMING) {
                 match el.name() {
-                    "open" => return open_to_header(&el, out),
-                    "close" => return out.extend_from_slice(b"</stream:stream>"),
+                    "open" => {
+                        open_to_header(&el, out);
+                        return Framed::Open;
+                    }
+                    "close" => {
+                        out.extend_from_slice(b"</stream:stream>");
+                        return Framed::Close;
+                    }
                     _ => {}
                 }
             }
@@ -37,6 +54,7 @@ pub fn message_to_stream(msg: &[u8], out: &mut Vec<u8>) {
     // Anything else (a stanza, SASL, whitespace) is stream content as it is; a bad element is
     // the c2s scanner's to reject with the right stream error.
     out.extend_from_slice(msg);
+    Framed::Content
 }
 
 fn open_to_header(el: &Stanza, out: &mut Vec<u8>) {

@@ -156,7 +156,13 @@ impl WsLink {
         while !c2s.is_closed() {
             let read = self.ws.read(&mut self.io);
             if let Ok(Message::Text(text)) = &read {
-                framing::message_to_stream(text.as_bytes(), &mut self.stream);
+                if framing::message_to_stream(text.as_bytes(), &mut self.stream)
+                    == framing::Framed::Close
+                {
+                    // The stream ends here: what follows (the client's close frame) is not read,
+                    // so our `<close/>` and our close frame answer it in that order.
+                    self.feed(c2s, now);
+                }
                 continue;
             }
             self.feed(c2s, now);

@@ -161,3 +161,28 @@ fn a_stanza_before_open_is_a_stream_error() {
     assert!(got.last().unwrap().starts_with("CLOSE"), "{got:?}");
     assert!(p.c2s.is_closed());
 }
+
+#[test]
+fn close_then_close_frame_in_one_read_is_answered_in_order() {
+    // Browsers (Strophe) send <close/> and close the WebSocket at once: both arrive in one read.
+    let mut p = Pair::new(false);
+    p.send(open(), 1000);
+    p.recv();
+    p.client
+        .write(
+            &mut p.cio,
+            Message::text(format!("<close xmlns='{NS_FRAMING}'/>")),
+        )
+        .unwrap();
+    let _ = p.client.close(&mut p.cio, None);
+    let wire = std::mem::take(&mut p.cio.output);
+    p.link.input(&wire, &mut p.c2s, p.now);
+    let got = p.recv();
+    assert_eq!(
+        got,
+        vec![
+            format!("<close xmlns='{NS_FRAMING}'/>"),
+            format!("CLOSE {}", u16::from(CloseCode::Normal))
+        ]
+    );
+}
