@@ -55,6 +55,11 @@ fn split(buf: &[u8], each: &mut impl FnMut(Piece<'_>)) -> usize {
         if rest.is_empty() {
             return pos;
         }
+        if rest[0] != b'<' {
+            // Text between top-level elements is not part of an XML stream: skip it.
+            pos += memchr(b'<', rest).unwrap_or(rest.len());
+            continue;
+        }
         let Some(n) = piece_len(rest) else {
             return pos;
         };
@@ -201,6 +206,17 @@ mod tests {
             vec![Owned::Element(
                 b"<message><body>hi</body></message>".to_vec()
             )]
+        );
+    }
+
+    #[test]
+    fn stray_text_between_elements_is_skipped() {
+        assert_eq!(
+            all(&[b"junk>x<presence/> more<a/>"]),
+            vec![
+                Owned::Element(b"<presence/>".to_vec()),
+                Owned::Element(b"<a/>".to_vec())
+            ]
         );
     }
 }

@@ -112,7 +112,8 @@ pub(crate) fn missing_declaration(e: &[u8]) -> Option<(usize, &'static str)> {
         .iter()
         .position(|b| b.is_ascii_whitespace() || *b == b'/' || *b == b'>')
         .unwrap_or(e.len());
-    let name = &e[1..name_end];
+    // Not an element (the splitter only hands out elements; this keeps a slip from panicking).
+    let name = e.get(1..name_end).filter(|_| e.first() == Some(&b'<'))?;
     let (attr, decl) = if name.starts_with(b"stream:") {
         (&b"xmlns:stream"[..], DECL_STREAM)
     } else {
