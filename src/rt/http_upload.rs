@@ -139,11 +139,13 @@ async fn write_body(plan: &PutPlan, mut body: Incoming) -> Result<(), Reject> {
     let mut pos = 0u64;
     let mut buf = Vec::with_capacity(CHUNK);
     let result = loop {
-        let frame = match body.frame().await {
-            None => break Ok(()),
-            Some(Ok(frame)) => frame,
-            // The client went away or broke the framing.
-            Some(Err(_)) => break Err(Reject::Failed),
+        // Each piece of the body must come within the head timeout: a stalled client does not
+        // hold the slot and the connection (an upload as a whole may take as long as it needs).
+        let frame = match super::http::within(super::http::HEAD_TIMEOUT, body.frame()).await {
+            Some(None) => break Ok(()),
+            Some(Some(Ok(frame))) => frame,
+            // The client went away, broke the framing, or stalled.
+            Some(Some(Err(_))) | None => break Err(Reject::Failed),
         };
         let Ok(data) = frame.into_data() else {
             continue; // trailers
