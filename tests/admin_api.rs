@@ -260,6 +260,22 @@ fn users_sessions_messages_rooms_and_stats() {
     assert_eq!(rooms.len(), 1, "{}", r.body);
     assert_eq!(rooms[0]["jid"], "lounge@conference.localhost");
     assert_eq!(rooms[0]["occupants"], 1);
+    // A service's domain is not an account domain: adding it is refused, the service stays.
+    let r = api(
+        http,
+        "POST",
+        "/api/domains",
+        Some(r#"{"domain":"conference.localhost"}"#),
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+    let r = api(http, "DELETE", "/api/domains/conference.localhost", None);
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(
+        api(http, "GET", "/api/rooms", None).json()["rooms"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
 
     // Stats.
     let r = api(http, "GET", "/api/stats", None);
@@ -487,6 +503,8 @@ fn route_explain_over_the_api() {
     // Bad input: not a stanza, a sender of another server, malformed XML.
     for (from, stanza) in [
         ("alice@localhost", "<foo to='bob@localhost'/>"),
+        // Presence would change the sender's session state behind its back.
+        ("alice@localhost/desk", "<presence/>"),
         ("eve@elsewhere.example", "<message to='bob@localhost'/>"),
         ("alice@localhost", "<message to='bob@localhost'>"),
     ] {

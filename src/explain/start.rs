@@ -29,6 +29,9 @@ pub enum ExplainError {
     /// The element is not a message, presence or iq in the client namespace.
     #[error("<{0}/> is not a stanza (message, presence or iq expected)")]
     NotAStanza(String),
+    /// Presence is not explained (it would change the sender's session state behind its back).
+    #[error("presence is not explained: it changes the sender's session state (explain a message or an iq)")]
+    Presence,
     /// The sender is not a user of a domain served here.
     #[error("{0} is not a user of a domain served here")]
     BadSender(String),
@@ -69,6 +72,11 @@ pub fn start(shard: &mut Shard, from: Jid, xml: &str) -> Result<Pending, Explain
     let mut stanza = Stanza::parse(xml.as_bytes().to_vec())?;
     if stanza.kind() == StanzaKind::Other {
         return Err(ExplainError::NotAStanza(stanza.name().to_owned()));
+    }
+    // Presence changes its session's state (availability, directed presence), which a stanza
+    // entering beside the session's own driver would leave inconsistent.
+    if stanza.kind() == StanzaKind::Presence {
+        return Err(ExplainError::Presence);
     }
     if from.node().is_none() || !shard.is_hosted(from.domain()) {
         return Err(ExplainError::BadSender(from.as_str().to_owned()));

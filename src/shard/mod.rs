@@ -144,7 +144,10 @@ impl Shard {
     /// closes this shard's sessions of it with `host-gone`.
     pub fn remove_dynamic_host(&mut self, domain: &str) {
         self.dynamic_hosts.remove(domain);
-        self.local_routes.remove(domain);
+        // A service's route (MUC, upload) stays; only the run-time domain's own route goes.
+        if self.service(domain).is_none() {
+            self.local_routes.remove(domain);
+        }
         for (jid, conn) in &self.local_sessions {
             if jid.domain() == domain {
                 if let Some(mb) = self.conns.get(conn) {

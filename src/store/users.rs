@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::db::{sql, Conn, Sql};
+use super::db::{sql, Conn, End, Sql};
 use super::value::args;
 use super::{Corruption, StoreError};
 use crate::auth::ScramSecrets;
@@ -56,6 +56,23 @@ const USER_INSERT: Sql = sql(
      ON CONFLICT DO NOTHING",
 );
 
+/// Deletes a user's rows from the per-user tables keyed by (domain, username).
+const PURGE_BY_NAME: [Sql; 7] = [
+    sql("DELETE FROM offline_message WHERE domain = ?1 AND username = ?2"),
+    sql("DELETE FROM blocklist WHERE domain = ?1 AND username = ?2"),
+    sql("DELETE FROM blocklist_version WHERE domain = ?1 AND username = ?2"),
+    sql("DELETE FROM private_storage WHERE domain = ?1 AND username = ?2"),
+    sql("DELETE FROM vcard WHERE domain = ?1 AND username = ?2"),
+    sql("DELETE FROM last_activity WHERE domain = ?1 AND username = ?2"),
+    sql("DELETE FROM last_available WHERE domain = ?1 AND username = ?2"),
+];
+/// Deletes a user's rows from the per-user tables keyed by the bare JID in `"user"`.
+const PURGE_BY_JID: [Sql; 3] = [
+    sql("DELETE FROM roster_items WHERE \"user\" = ?1"),
+    sql("DELETE FROM roster_groups WHERE \"user\" = ?1"),
+    sql("DELETE FROM roster_version WHERE \"user\" = ?1"),
+];
+
 impl Store {
     /// Opens (creating the directory, file and schema if needed) the SQLite store in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
@@ -94,13 +111,23 @@ impl Store {
     /// Removes a user; `NoSuchUser` if absent.
     pub fn remove_user(&self, jid: &BareJid) -> Result<(), StoreError> {
         let node = jid.node().ok_or(StoreError::NoLocalpart)?;
-        let q = sql("DELETE FROM users WHERE domain = ?1 AND username = ?2");
-        if self.exec(q, args![jid.domain(), node])? == 0 {
-            return Err(StoreError::NoSuchUser);
-        }
-        // The user's message archive goes with the account (XEP-0313 data is personal).
-        self.mam_delete_owner(jid.as_str())?;
-        Ok(())
+        self.transaction(None, || {
+            let q = sql("DELETE FROM users WHERE domain = ?1 AND username = ?2");
+            if self.exec(q, args![jid.domain(), node])? == 0 {
+                return Ok(End::Rollback(Err(StoreError::NoSuchUser)));
+            }
+            // Everything that is the user's goes with the account: an account created again with
+            // the name starts empty (no old roster, vCard or queued messages).
+            for q in PURGE_BY_NAME {
+                self.exec(q, args![jid.domain(), node])?;
+            }
+            for q in PURGE_BY_JID {
+                self.exec(q, args![jid.as_str()])?;
+            }
+            // The message archive and its preferences (XEP-0313 data is personal).
+            self.mam_delete_owner(jid.as_str())?;
+            Ok(End::Commit(Ok(())))
+        })?
     }
 
     /// Replaces a user's secrets (password change); `NoSuchUser` if absent.
@@ -165,6 +192,37 @@ mod tests {
 
     fn jid(s: &str) -> BareJid {
         BareJid::parse(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn removing_a_user_removes_their_data() {
+        for db in test_dbs() {
+            let store = db.open();
+            let n = db.name;
+            let alice = jid("alice@example.com");
+            let s1 = ScramSecrets::derive("one", 16);
+            store
+                .add_user(&alice, &s1)
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            store
+                .vcard_set(&alice, b"<vCard xmlns='vcard-temp'><FN>A</FN></vCard>")
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            store
+                .offline_push(&alice, "bob@example.com/r", b"<message/>", 10)
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            store
+                .remove_user(&alice)
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            store
+                .add_user(&alice, &s1)
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            // The account created again with the name starts empty.
+            assert!(
+                matches!(store.vcard_get(&alice), Ok(crate::store::VcardGet::Empty)),
+                "{n}"
+            );
+            assert_eq!(store.offline_count(&alice).ok(), Some(0), "{n}");
+        }
     }
 
     #[test]

@@ -238,7 +238,8 @@ async fn run(cmd: Command, ctx: &Rc<ShardCtx>) -> Answer {
         }
         Command::AddDomain(domain) => {
             let d = domain.to_string();
-            if st.hosts.contains(&d) {
+            // A configured host, or a service's domain (conference., upload.): not an account domain.
+            if st.hosts.contains(&d) || ctx.shard.borrow().service(&d).is_some() {
                 return Err(ApiError::DomainExists(d));
             }
             let stored = d.clone();

@@ -43,11 +43,21 @@ pub(super) async fn on_every_shard<T: Send + 'static>(
     };
     ctx.flush();
     let mut out = vec![mine];
+    // A shard held up (its ring waiting behind a slow reader) must not hang the request: it is
+    // left out of the answer after a while (and logged).
+    let deadline = std::time::Instant::now() + SHARD_ANSWER;
     for rx in waits {
-        out.extend(rx.await);
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match crate::rt::http::within(left, rx).await {
+            Some(answer) => out.extend(answer),
+            None => tracing::warn!("admin: a shard did not answer in time; left out"),
+        }
     }
     out
 }
+
+/// How long an admin request waits for the other shards.
+const SHARD_ANSWER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Closes this shard's sessions whose JID matches with `<policy-violation/>` and `text` (as
 /// ejabberd's kick_session); returns how many.
