@@ -516,3 +516,63 @@ fn route_explain_over_the_api() {
     let a = api(http, "GET", "/api/route/explain", None);
     assert_eq!(a.status, 405);
 }
+
+/// A session parked by stream management (its client gone, resumable) is kicked too: no shard
+/// lists it as local, the session manager on its home shard still holds it.
+#[test]
+fn kicking_a_user_ends_parked_sessions_too() {
+    let (server, http) = start(
+        2,
+        &["alice"],
+        true,
+        "[modules.stream_management]\nresume_timeout = 300\n",
+    );
+    let auth = || {
+        use base64::Engine;
+        let mut c = server.connect();
+        c.open("localhost");
+        c.next_stanza();
+        let token = base64::engine::general_purpose::STANDARD
+            .encode(format!("\0alice\0{}", common::PASSWORD));
+        c.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>"
+        ));
+        assert_eq!(c.next_stanza().name(), "success");
+        c.restart();
+        c.open("localhost");
+        c.next_stanza();
+        c
+    };
+    let mut c = auth();
+    c.bind("phone");
+    c.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+    let en = c.expect("enabled", |s| s.name() == "enabled");
+    let id = en.attr("id").unwrap().into_owned();
+    // The client vanishes without closing its stream: the session is parked.
+    let _ = c.sock.shutdown(std::net::Shutdown::Both);
+    drop(c);
+    // Parked once the server saw the socket close: then no shard lists it.
+    let listed = || {
+        api(http, "GET", "/api/sessions", None)
+            .body
+            .contains("alice@localhost/phone")
+    };
+    for _ in 0..100 {
+        if !listed() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!listed(), "the session was never parked");
+    let r = api(http, "DELETE", "/api/sessions?jid=alice@localhost", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let kicked = r.json()["kicked"].as_u64().unwrap();
+    assert_eq!(kicked, 1);
+    // It cannot be resumed any more.
+    let mut c = auth();
+    c.send(&format!(
+        "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>"
+    ));
+    let r = c.next_stanza();
+    assert_eq!(r.name(), "failed", "{}", String::from_utf8_lossy(r.bytes()));
+}

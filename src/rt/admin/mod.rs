@@ -162,7 +162,7 @@ async fn run(cmd: Command, ctx: &Rc<ShardCtx>) -> Answer {
             account_job(ctx, &jid, |s, j| s.remove_user(j)).await?;
             let bare = jid.clone();
             let kicked = on_every_shard(ctx, move |s| {
-                shards::kick(s, |j| j.bare() == bare, "account deleted by administrator")
+                shards::kick_home(s, &bare, |_| true, "account deleted by administrator")
             })
             .await;
             user_done(StatusCode::OK, &jid, kicked.into_iter().sum())
@@ -186,8 +186,9 @@ async fn run(cmd: Command, ctx: &Rc<ShardCtx>) -> Answer {
         }
         Command::KickSession(full) => {
             let f = full.clone();
+            let bare = full.bare();
             let kicked: usize = on_every_shard(ctx, move |s| {
-                shards::kick(s, |j| *j == f, "kicked by administrator")
+                shards::kick_home(s, &bare, |j| *j == f, "kicked by administrator")
             })
             .await
             .into_iter()
@@ -199,7 +200,7 @@ async fn run(cmd: Command, ctx: &Rc<ShardCtx>) -> Answer {
         }
         Command::KickUser(bare) => {
             let kicked = on_every_shard(ctx, move |s| {
-                shards::kick(s, |j| j.bare() == bare, "kicked by administrator")
+                shards::kick_home(s, &bare, |_| true, "kicked by administrator")
             })
             .await
             .into_iter()

@@ -5,9 +5,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::admin::shapes::ShardStats;
-use crate::jid::FullJid;
+use crate::jid::{BareJid, FullJid};
 use crate::rt::ShardCtx;
-use crate::shard::{ConnMsg, Shard, ShardId, ShardMsg};
+use crate::shard::{home_shard, ConnMsg, Shard, ShardId, ShardMsg};
 use crate::store::oneshot;
 use crate::xmpp::StreamErrorCondition;
 
@@ -59,22 +59,31 @@ pub(super) async fn on_every_shard<T: Send + 'static>(
 /// How long an admin request waits for the other shards.
 const SHARD_ANSWER: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Closes this shard's sessions whose JID matches with `<policy-violation/>` and `text` (as
-/// ejabberd's kick_session); returns how many.
-pub(super) fn kick(s: &mut Shard, which: impl Fn(&FullJid) -> bool, text: &'static str) -> usize {
-    let conns: Vec<_> = s
-        .local_sessions()
-        .filter(|(j, _)| which(j))
-        .map(|(_, c)| c)
-        .collect();
-    for &c in &conns {
-        let at = s.session_ref(c);
+/// On the home shard of `bare`: closes its sessions the session manager holds whose full JID
+/// matches, wherever they live — including those parked by stream management (XEP-0198), which no
+/// shard lists as local while their client is away. Returns how many. Elsewhere: 0.
+pub(super) fn kick_home(
+    s: &mut Shard,
+    bare: &BareJid,
+    which: impl Fn(&FullJid) -> bool,
+    text: &'static str,
+) -> usize {
+    if home_shard(bare, s.shards) != s.id {
+        return 0;
+    }
+    let targets: Vec<_> =
+        s.sm.resources(bare)
+            .iter()
+            .filter(|r| which(&r.jid))
+            .map(|r| r.session)
+            .collect();
+    for &at in &targets {
         s.send_to_session(
             at,
             ConnMsg::CloseText(StreamErrorCondition::PolicyViolation, text),
         );
     }
-    conns.len()
+    targets.len()
 }
 
 /// This shard's counters.
