@@ -33,7 +33,20 @@ pub fn message_to_stream(msg: &[u8], out: &mut Vec<u8>) -> Framed {
         .iter()
         .position(|b| !b.is_ascii_whitespace())
         .unwrap_or(msg.len());
-    let body = &msg[start..];
+    let mut body = &msg[start..];
+    // Some clients put an XML declaration before `<open/>` (each message being a document).
+    if body.starts_with(b"<?xml") {
+        if let Some(end) = memchr::memmem::find(body, b"?>") {
+            let rest = &body[end + 2..];
+            let at = rest
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())
+                .unwrap_or(rest.len());
+            if rest[at..].starts_with(b"<open") {
+                body = &rest[at..];
+            }
+        }
+    }
     if body.starts_with(b"<open") || body.starts_with(b"<close") {
         if let Ok(el) = Stanza::parse(body.to_vec()) {
             if el.xmlns() == Some(NS_FRAMING) {
@@ -213,6 +226,14 @@ mod tests {
         assert_eq!(
             client(r#"<close xmlns="urn:ietf:params:xml:ns:xmpp-framing"/>"#),
             "</stream:stream>"
+        );
+        // An XML declaration before <open/> is tolerated.
+        assert_eq!(
+            client(
+                r#"<?xml version='1.0'?> <open xmlns="urn:ietf:params:xml:ns:xmpp-framing" to="example.com" version="1.0"/>"#
+            ),
+            "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' \
+             to='example.com' version='1.0'>"
         );
         // Without the framing namespace it is ordinary content (the c2s rejects it).
         assert_eq!(client("<open to='x'/>"), "<open to='x'/>");
