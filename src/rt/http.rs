@@ -128,7 +128,7 @@ async fn dispatch(
     upgrade: &Cell<bool>,
 ) -> Response<Body> {
     let path = req.uri().path();
-    // The admin API (`/api/route/explain` joins it there).
+    // The admin API, route explain included.
     if (path == "/api" || path.starts_with("/api/")) && l.serves(HttpHandler::Api) {
         return super::admin::serve(req, ctx).await.map(Body::Full);
     }
