@@ -245,19 +245,24 @@ fn websocket(req: &Request<Incoming>, upgrade: &Cell<bool>) -> Response<Full<Byt
     r
 }
 
-/// The whole body of a request, refused with 413 past `limit` bytes (or 400 when it breaks off).
-pub(super) async fn read_body(
-    body: Incoming,
-    limit: usize,
-) -> Result<Bytes, Response<Full<Bytes>>> {
+/// Why a request body could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BodyError {
+    /// Larger than the handler's limit.
+    TooLarge,
+    /// The client broke it off, or sent it slower than [`HEAD_TIMEOUT`] allows (a trickling
+    /// client must not hold the connection).
+    Broken,
+}
+
+/// The whole body of a request, at most `limit` bytes, within [`HEAD_TIMEOUT`].
+pub(super) async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
     use http_body_util::BodyExt;
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body larger than {limit} bytes\n"),
-        )),
-        Err(_) => Err(text(StatusCode::BAD_REQUEST, "request body broken off\n")),
+    let collect = http_body_util::Limited::new(body, limit).collect();
+    match within(HEAD_TIMEOUT, collect).await {
+        Some(Ok(collected)) => Ok(collected.to_bytes()),
+        Some(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        _ => Err(BodyError::Broken),
     }
 }
 
@@ -274,8 +279,17 @@ pub(super) fn allow_any_origin(r: &mut Response<Full<Bytes>>) {
 pub(super) fn preflight(methods: &'static str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::default());
     *r.status_mut() = StatusCode::NO_CONTENT;
-    allow_any_origin(&mut r);
-    let h = r.headers_mut();
+    cors(r.headers_mut(), methods);
+    r
+}
+
+/// Every CORS header for pages of any origin using `methods` (a preflight's answer; the upload
+/// handler puts them on all its answers).
+pub(super) fn cors(h: &mut hyper::HeaderMap, methods: &'static str) {
+    h.insert(
+        hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     h.insert(
         hyper::header::ACCESS_CONTROL_ALLOW_METHODS,
         HeaderValue::from_static(methods),
@@ -288,5 +302,4 @@ pub(super) fn preflight(methods: &'static str) -> Response<Full<Bytes>> {
         hyper::header::ACCESS_CONTROL_MAX_AGE,
         HeaderValue::from_static("86400"),
     );
-    r
 }

@@ -41,19 +41,18 @@ pub(super) async fn handle(req: Request<Incoming>, files: Rc<UploadFiles>) -> Re
         Method::GET | Method::HEAD => get(&req, &files).await,
         _ => {
             let mut r = reject(Reject::Method);
-            r.headers_mut().insert(
-                header::ALLOW,
-                HeaderValue::from_static("PUT, GET, HEAD, OPTIONS"),
-            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(METHODS));
             r
         }
     };
-    for (name, value) in web::CORS {
-        r.headers_mut()
-            .insert(*name, HeaderValue::from_static(value));
-    }
+    // Web clients (converse.js) upload from the browser.
+    super::http::cors(r.headers_mut(), METHODS);
     r
 }
+
+/// What `/upload/` answers.
+const METHODS: &str = "PUT, GET, HEAD, OPTIONS";
 
 fn reject(e: Reject) -> Response<Body> {
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);

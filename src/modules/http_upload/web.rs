@@ -20,17 +20,6 @@ pub const META: &str = "meta";
 /// Served when no better content type is known.
 const OCTET_STREAM: &str = "application/octet-stream";
 
-/// CORS headers of every answer: web clients (converse.js) upload from the browser.
-pub const CORS: &[(&str, &str)] = &[
-    ("access-control-allow-origin", "*"),
-    ("access-control-allow-methods", "PUT, GET, HEAD, OPTIONS"),
-    (
-        "access-control-allow-headers",
-        "Content-Type, Authorization",
-    ),
-    ("access-control-max-age", "86400"),
-];
-
 /// Why a request is refused, with its HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Reject {

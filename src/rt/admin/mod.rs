@@ -101,9 +101,11 @@ async fn handle(req: Request<Incoming>, ctx: &Rc<ShardCtx>) -> Answer {
     let body = if crate::admin::has_body(&method) {
         super::http::read_body(req.into_body(), crate::admin::MAX_BODY)
             .await
-            .map_err(|r| match r.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(crate::admin::MAX_BODY),
-                _ => ApiError::BadJson("request body broken off".to_owned()),
+            .map_err(|e| match e {
+                super::http::BodyError::TooLarge => ApiError::TooLarge(crate::admin::MAX_BODY),
+                super::http::BodyError::Broken => {
+                    ApiError::BadJson("request body broken off".to_owned())
+                }
             })?
     } else {
         Bytes::new()

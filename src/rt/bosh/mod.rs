@@ -76,7 +76,6 @@ pub(crate) async fn http_bind(
     ep: &BoshEndpoint,
     peer: SocketAddr,
 ) -> hyper::Response<Full<Bytes>> {
-    use http_body_util::BodyExt;
     // Web clients are served from other origins (XEP-0124 §18): answer their CORS preflight.
     if req.method() == hyper::Method::OPTIONS {
         return super::http::preflight("POST, OPTIONS");
@@ -85,11 +84,9 @@ pub(crate) async fn http_bind(
         return super::http::text(StatusCode::METHOD_NOT_ALLOWED, "POST a <body/> here\n");
     }
     let limit = ep.bosh.limits.max_body_bytes;
-    // The body gets as long as a request head: a trickling client must not hold the connection.
-    let collect = http_body_util::Limited::new(req.into_body(), limit).collect();
-    let body = match super::http::within(super::http::HEAD_TIMEOUT, collect).await {
-        Some(Ok(b)) => b.to_bytes(),
-        _ => {
+    let body = match super::http::read_body(req.into_body(), limit).await {
+        Ok(b) => b,
+        Err(_) => {
             let cond = Condition::PolicyViolation;
             return xml(cond.status(false), bosh::terminate(Some(cond), &[]));
         }
