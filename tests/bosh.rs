@@ -67,18 +67,8 @@ fn attr(body: &str, name: &str) -> Option<String> {
 }
 
 fn start() -> (Server, u16) {
-    let http = common::free_port();
     // Two shards: requests of one session land on either (forwarded over the mesh).
-    let server = Server::start_with(
-        2,
-        &["alice", "bob"],
-        "",
-        &format!(
-            "[[listen.http]]\nport = {http}\nip_address = \"127.0.0.1\"\n\
-             allow_plaintext_on_loopback = true\nhandlers = [\"bosh\"]\n"
-        ),
-    );
-    (server, http)
+    Server::start_http(2, &["alice", "bob"], "handlers = [\"bosh\"]", "")
 }
 
 /// Creates a session and logs `user` in with resource `res` (SASL PLAIN, restart, bind);

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{free_port, venv, Client, Server};
+use common::{venv, Client, Server};
 
 /// One HTTP/1.1 request on a fresh connection; returns (status line, headers, body).
 fn http(port: u16, request: &str) -> (String, String, String) {
@@ -64,14 +64,12 @@ fn sum(samples: &HashMap<String, f64>, name: &str, with: &[&str]) -> f64 {
 
 #[test]
 fn metrics_after_traffic_parse_and_count() {
-    let http_port = free_port();
-    let server = Server::start_config(2, &["alice", "bob"], |port, data| {
-        let mut t = Server::config_text(port, data, "", "[modules.offline]\n");
-        t.push_str(&format!(
-            "\n[[listen.http]]\nport = {http_port}\nip_address = \"127.0.0.1\"\nhandlers = [\"metrics\"]\n"
-        ));
-        t
-    });
+    let (server, http_port) = Server::start_http_listener(
+        2,
+        &["alice", "bob"],
+        "handlers = [\"metrics\"]",
+        "[modules.offline]\n",
+    );
     let mut alice = server.login("alice", "a", Some(0));
     let mut bob = server.login("bob", "b", Some(0));
     for i in 0..5 {

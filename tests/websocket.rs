@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use base64::Engine;
-use common::{free_port, Server, PASSWORD};
+use common::{Server, PASSWORD};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tungstenite::protocol::frame::Frame;
@@ -23,16 +23,12 @@ fn start(shards: usize, users: &[&str]) -> (Server, u16) {
 /// A server with an HTTP listener configured by `settings` (which sets
 /// `allow_plaintext_on_loopback` itself).
 fn start_listener(shards: usize, users: &[&str], settings: &str) -> (Server, u16) {
-    let http = free_port();
-    let server = Server::start_config(shards, users, |port, data| {
-        let mut t = Server::config_text(port, data, "", "");
-        t.push_str(&format!(
-            "\n[[listen.http]]\nport = {http}\nip_address = \"127.0.0.1\"\n\
-             max_stanza_size = 8192\n{settings}"
-        ));
-        t
-    });
-    (server, http)
+    Server::start_http_listener(
+        shards,
+        users,
+        &format!("max_stanza_size = 8192\n{settings}"),
+        "",
+    )
 }
 
 /// The close frame after the stream error, with its code.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{free_port, Server};
+use super::Server;
 
 /// The token of [`start`]'s servers.
 pub const TOKEN: &str = "test-admin-token-0123456789";
@@ -12,23 +12,17 @@ pub const TOKEN: &str = "test-admin-token-0123456789";
 /// its own port
 /// (`[admin]` only when `with_admin`) and `extra` config at the end.
 pub fn start(shards: usize, users: &[&str], with_admin: bool, extra: &str) -> (Server, u16) {
-    let http = free_port();
     let admin = if with_admin {
         format!("[admin]\ntoken = \"{TOKEN}\"\n")
     } else {
         String::new()
     };
-    let server = Server::start_config(shards, users, |port, data| {
-        Server::config_text(
-            port,
-            data,
-            "",
-            &format!(
-                "{extra}\n[[listen.http]]\nport = {http}\nip_address = \"127.0.0.1\"\ntls = \"none\"\nallow_plaintext_on_loopback = true\nhandlers = [\"api\", \"websocket\"]\n\n{admin}"
-            ),
-        )
-    });
-    (server, http)
+    Server::start_http(
+        shards,
+        users,
+        "tls = \"none\"\nhandlers = [\"api\", \"websocket\"]",
+        &format!("{extra}\n{admin}"),
+    )
 }
 
 /// One answer: status, headers we look at, body as text.

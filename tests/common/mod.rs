@@ -29,10 +29,7 @@ pub struct Server {
 
 /// A `[[listen.http]]` table on loopback port `http`, with `extra` in it.
 fn http_table(http: u16, extra: &str) -> String {
-    format!(
-        "\n[[listen.http]]\nport = {http}\nip_address = \"127.0.0.1\"\n\
-         allow_plaintext_on_loopback = true\n{extra}\n"
-    )
+    format!("\n[[listen.http]]\nport = {http}\nip_address = \"127.0.0.1\"\n{extra}\n")
 }
 
 /// A free TCP port on loopback (bound then released; good enough for tests).
@@ -135,9 +132,20 @@ allow_plaintext_on_loopback = true
         http_extra: &str,
         modules: &str,
     ) -> (Server, u16) {
+        let listener = format!("allow_plaintext_on_loopback = true\n{http_extra}");
+        Self::start_http_listener(shards, users, &listener, modules)
+    }
+
+    /// Like [`Server::start_http`], the HTTP listener's settings all given by `listener`.
+    pub fn start_http_listener(
+        shards: usize,
+        users: &[&str],
+        listener: &str,
+        modules: &str,
+    ) -> (Server, u16) {
         let http = free_port();
         let server = Self::start_config(shards, users, |port, data| {
-            Self::config_text(port, data, "", modules) + &http_table(http, http_extra)
+            Self::config_text(port, data, "", modules) + &http_table(http, listener)
         });
         (server, http)
     }
@@ -150,7 +158,10 @@ allow_plaintext_on_loopback = true
                 "[modules.http_upload]\nbase_url = \"http://127.0.0.1:{http}/upload\"\n{extra}\n"
             );
             Self::config_text(port, data, "", &module)
-                + &http_table(http, "handlers = [\"upload\"]")
+                + &http_table(
+                    http,
+                    "allow_plaintext_on_loopback = true\nhandlers = [\"upload\"]",
+                )
         })
     }
 
