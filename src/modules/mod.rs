@@ -1,7 +1,9 @@
 //! Server modules (MongooseIM's `mod_*`): each registers hook handlers and IQ handlers on a shard at
 //! start-up, from its `[modules.NAME]` table in `petrel.toml`.
 
+pub mod avatar;
 pub mod blocking;
+pub mod bookmarks;
 pub mod carbons;
 pub mod csi;
 pub mod disco;
