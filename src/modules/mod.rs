@@ -15,6 +15,7 @@ pub mod offline;
 mod options;
 pub mod ping;
 pub mod presence;
+pub mod pubsub;
 pub mod private;
 pub mod register;
 pub mod roster;
