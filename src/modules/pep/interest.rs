@@ -24,6 +24,41 @@ pub fn caps_ver(presence: &Stanza) -> Option<String> {
 /// Whether the entity advertising `ver` wants notifications of `node`: `None` while its features
 /// are unknown.
 pub fn wants(ext: &Extensions, ver: &str, node: &str) -> Option<bool> {
-    let _ = (ext, ver, node);
+    let _ = ext;
+    #[cfg(test)]
+    if let Some(features) = test::features(ver) {
+        return Some(features.iter().any(|f| *f == format!("{node}+notify")));
+    }
+    let _ = (ver, node);
     None
+}
+
+/// Caps known to the tests of this module, per thread (each test runs on its own), until the caps
+/// module provides them.
+#[cfg(test)]
+pub(super) mod test {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static KNOWN: RefCell<Vec<(String, Vec<String>)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Makes `ver` known with `features`.
+    pub fn learn(ver: &str, features: &[&str]) {
+        KNOWN.with(|k| {
+            k.borrow_mut().push((
+                ver.to_owned(),
+                features.iter().map(|f| f.to_string()).collect(),
+            ))
+        });
+    }
+
+    pub(super) fn features(ver: &str) -> Option<Vec<String>> {
+        KNOWN.with(|k| {
+            k.borrow()
+                .iter()
+                .find(|(v, _)| v == ver)
+                .map(|(_, f)| f.clone())
+        })
+    }
 }

@@ -116,6 +116,10 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: Options) {
         disco::set_account_items(&mut shard.ext, host, items.clone());
     }
     shard.sm.add_home_handler(NAME, Rc::new(presence::home));
+    shard
+        .hooks
+        .user_receive_presence
+        .add(60, NAME, presence::received);
 }
 
 /// Carries the request to the owner's home shard.
