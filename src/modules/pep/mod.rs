@@ -120,6 +120,15 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: Options) {
         .hooks
         .user_receive_presence
         .add(60, NAME, presence::received);
+    crate::modules::caps::on_learned(&mut shard.ext, 50, NAME, |learned, ctx| {
+        let ver = learned.ver.clone();
+        // The hook context has no shard: the work runs right after, on this shard.
+        ctx.run_on(
+            ctx.shard,
+            Box::new(move |shard: &mut Shard| caps_learned(shard, &ver)),
+        );
+        crate::hooks::HookResult::Continue
+    });
 }
 
 /// Carries the request to the owner's home shard.
@@ -222,7 +231,7 @@ fn send_last(shard: &mut Shard, owner: &BareJid, n: &Node, to: Jid) {
 }
 
 /// The caps `ver` became known on this shard: full JIDs that advertised it to users homed here get
-/// the last items they now turn out to want. For the caps module's "caps learned" hook.
+/// the last items they now turn out to want (run by the caps module's "caps learned" callback).
 pub fn caps_learned(shard: &mut Shard, ver: &str) {
     let Some(home) = shard.ext.get::<Home>() else {
         return;
