@@ -382,3 +382,24 @@ fn subscribing_explicitly_sends_the_last_item() {
     let r = ask(&mut w, &mut bob, &format!("<iq type='set' id='s' to='alice@{HOST}'><pubsub xmlns='{PS}'><subscribe node='urn:x:o' jid='carol@{HOST}'/></pubsub></iq>"));
     refused(&r, "bad-request", Some("invalid-jid"));
 }
+
+#[test]
+fn a_contact_gaining_a_subscription_gets_the_last_items() {
+    super::interest::test::learn("V3", &["urn:x:p+notify"]);
+    let mut w = world(2);
+    let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+    let mut bob = w.connect(1, &format!("bob@{HOST}/b"), Some(0));
+    w.send(&mut bob, &caps_presence("V3", None));
+    // Alice sees bob's presence, bob has no subscription to alice yet.
+    subscribe_one_way(&mut w, &mut alice, "alice", &mut bob, "bob");
+    drain(&bob);
+    ask(
+        &mut w,
+        &mut alice,
+        &publish("urn:x:p", "1", "<x xmlns='urn:x:p'>hi</x>", ""),
+    );
+    assert!(events(&bob, "urn:x:p").is_empty());
+    subscribe_one_way(&mut w, &mut bob, "bob", &mut alice, "alice");
+    let got = events(&bob, "urn:x:p");
+    assert!(got.iter().any(|m| m.contains(">hi<")), "{got:?}");
+}
