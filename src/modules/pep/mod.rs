@@ -2,7 +2,8 @@
 //!
 //! Pubsub IQs to a bare JID (or without `to`: the sender's own account) are account IQ handlers;
 //! the work runs on the home shard of the owner's bare JID, where their PEP state lives: nodes
-//! and items (loaded lazily from the store, cached with a bound, evicting users without sessions)
+//! and items (loaded lazily from the store, cached with a bound, evicting users without sessions;
+//! dropped when the user's last session ends, so a deleted account's state does not linger)
 //! and the roster's subscriptions (for the access models). Nodes are auto-created on publish,
 //! configured by `publish-options` when new and checked against them otherwise. Notifications go to
 //! the owner's available resources and to the full JIDs whose available presence reached the
@@ -120,6 +121,18 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: Options) {
         .hooks
         .user_receive_presence
         .add(60, NAME, presence::received);
+    shard.hooks.sm_remove_connection.add(60, NAME, |ev, ctx| {
+        let user = ev.jid.bare();
+        ctx.run_on(
+            ctx.shard,
+            Box::new(move |shard: &mut Shard| {
+                if shard.sm.resources(&user).is_empty() {
+                    shard.ext.get_or_default::<Home>().forget(user.as_str());
+                }
+            }),
+        );
+        crate::hooks::HookResult::Continue
+    });
     crate::modules::caps::on_learned(&mut shard.ext, 50, NAME, |learned, ctx| {
         let ver = learned.ver.clone();
         // The hook context has no shard: the work runs right after, on this shard.

@@ -72,6 +72,14 @@ impl Home {
         }
     }
 
+    /// Drops the user's loaded state (their last session ended: an account deleted meanwhile must not
+    /// come back from memory); state in use or loading stays.
+    pub fn forget(&mut self, user: &str) {
+        if matches!(self.users.get(user), Some(Slot::Ready(_))) {
+            self.users.remove(user);
+        }
+    }
+
     /// A roster push: the contact's new entry (`None`: removed) in the user's state if loaded.
     /// True when the contact just gained a presence subscription (it may now get the last items).
     pub fn roster_changed(&mut self, user: &str, contact: &str, c: Option<Contact>) -> bool {
