@@ -149,7 +149,7 @@ fn iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {
     let req = match Request::parse(&acc.stanza_type(), payload) {
         Ok(r) => r,
         Err(e) => {
-            if let Some(r) = acc.error_reply_with(e.cond, e.app_element(), ctx.shard) {
+            if let Some(r) = e.reply_to(acc, ctx.shard) {
                 ctx.route(r);
             }
             return IqReply::NoReply;
