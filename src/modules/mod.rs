@@ -16,9 +16,11 @@ mod misc_tests;
 pub mod muc;
 pub mod offline;
 mod options;
+pub mod pep;
 pub mod ping;
 pub mod presence;
 pub mod private;
+pub mod pubsub;
 pub mod register;
 pub mod roster;
 pub mod stream_mgmt;
@@ -37,6 +39,9 @@ use crate::shard::Shard;
 
 /// Modules petrel knows, in start order (disco last: it advertises what the others registered).
 pub const KNOWN: &[&str] = &[
+    // Before roster and presence: its home-shard handler observes roster pushes and the user's own
+    // presence updates, which theirs take.
+    "pep",
     "roster",
     "presence",
     "caps",
@@ -190,6 +195,7 @@ pub fn start(config: &Config, shard: &mut Shard) {
                 private::Options::from_table(table).map(|o| private::start(shard, &hosts, &o))
             }
             "vcard" => vcard::Options::from_table(table).map(|o| vcard::start(shard, &hosts, &o)),
+            pep::NAME => pep::Options::from_table(table).map(|o| pep::start(shard, &hosts, o)),
             // Options were validated by `c2s_options` before the shards started.
             "csi" => {
                 csi::start(shard, csi::options(Some(table)).unwrap_or_default());
@@ -248,6 +254,7 @@ pub fn check_options(config: &Config) -> Result<(), OptionError> {
             "blocking" => blocking::Options::from_table(table).map(drop)?,
             "private" => private::Options::from_table(table).map(drop)?,
             "vcard" => vcard::Options::from_table(table).map(drop)?,
+            pep::NAME => pep::Options::from_table(table).map(drop)?,
             muc::NAME => muc::MucOptions::from_table(table).map(drop)?,
             caps::NAME => caps::CapsOptions::from_table(table).map(drop)?,
             mam::NAME => mam::MamOptions::from_table(table).map(drop)?,
