@@ -100,22 +100,38 @@ fn serialize(frag: &Element) -> (String, Vec<u8>) {
     (frag.ns.clone(), out)
 }
 
-/// Stores `fragment` for `owner` on the server's behalf (a module mirroring data into private
-/// storage): a store job keyed by the owner, so it runs in order with the owner's own requests;
-/// no `private_stored` event. Refused (logged) past the owner's allowance.
-/// Returns false when private storage is not enabled.
-pub fn store_as_server(ctx: &mut HookCtx<'_>, owner: BareJid, fragment: &Element) -> bool {
+/// Rewrites `owner`'s fragment in namespace `ns` on the server's behalf (a module mirroring data
+/// into private storage): `edit` gets the stored fragment (`None`: none yet) and returns the new
+/// one (`None`: leave it). A store job keyed by the owner, so it runs in order with the owner's own
+/// requests; no `private_stored` event. Refused (logged) past the owner's allowance. Returns false
+/// when private storage is not enabled.
+pub fn update_as_server(
+    ctx: &mut HookCtx<'_>,
+    owner: BareJid,
+    ns: &'static str,
+    edit: impl FnOnce(Option<Element>) -> Option<Element> + Send + 'static,
+) -> bool {
     let Some(&Allowance(max)) = ctx.ext.get::<Allowance>() else {
         return false;
     };
-    let frag = serialize(fragment);
     ctx.store(Some(user_key(&owner)), move |store| {
+        let old = match store.private_get(&owner, ns) {
+            Ok(found) => found.and_then(|b| Stanza::parse(b).and_then(|s| s.tree()).ok()),
+            Err(e) => {
+                tracing::error!(error = %e, "private: read for a mirrored update failed");
+                return JobDone::default();
+            }
+        };
+        let Some(new) = edit(old) else {
+            return JobDone::default();
+        };
+        let frag = serialize(&new);
         match store.private_set(&owner, std::slice::from_ref(&frag), max) {
             Ok(PrivateSet::Stored) => {}
             Ok(PrivateSet::TooLarge) => {
                 tracing::warn!(
                     user = owner.as_str(),
-                    ns = frag.0,
+                    ns,
                     "private: mirrored fragment over the allowance"
                 )
             }
