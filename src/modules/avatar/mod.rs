@@ -187,9 +187,9 @@ fn current_hash(shard: &Shard, owner: &BareJid) -> Option<String> {
 /// Home handler: the user's own available presence, on its way to the broadcast, gets the hash.
 fn stamp_presence(shard: &mut Shard, mut acc: Acc) -> Option<Acc> {
     if acc.kind() != StanzaKind::Presence
-        || !acc
+        || acc
             .get::<PresenceUpdate>(PRESENCE_UPDATE)
-            .is_some_and(|u| u.priority.is_some())
+            .is_none_or(|u| u.priority.is_none())
     {
         return Some(acc);
     }

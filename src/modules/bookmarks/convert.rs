@@ -235,7 +235,10 @@ mod tests {
             extensions: None,
             ..b.clone()
         };
-        assert_eq!(changes(&[b.clone()], &[stripped]), Changes::default());
+        assert_eq!(
+            changes(std::slice::from_ref(&b), &[stripped]),
+            Changes::default()
+        );
     }
 
     #[test]
