@@ -351,8 +351,13 @@ fn run(
         Request::SetSubscriptions { node, changes } => {
             owner_only()?;
             let n = node_mut(u, &node)?;
+            // All or nothing, like affiliations.
+            let before = n.meta.clone();
             for (jid, state) in changes {
-                n.set_subscription(jid.as_str(), state, new_id());
+                if let Err(e) = n.set_subscription(jid.as_str(), state, new_id()) {
+                    n.meta = before;
+                    return Err(e);
+                }
             }
             save_meta(shard, owner, &u.nodes[&node]);
             Ok(None)

@@ -200,7 +200,10 @@ fn subscriptions() {
     n.meta.config.access_model = AccessModel::Authorize;
     let p = n.subscribe("carol@x", &Access::contact(false), "s3".into());
     assert_eq!(p.map(|s| s.state), Ok(SubState::Pending));
-    n.set_subscription("carol@x", SubState::Subscribed, String::new());
+    assert_eq!(
+        n.set_subscription("carol@x", SubState::Subscribed, String::new()),
+        Ok(())
+    );
     assert_eq!(
         n.subscribers()
             .map(|s| s.subid.as_str())
@@ -358,4 +361,28 @@ fn notifications() {
     assert!(xml(&event::items_result("n", &[&i])).starts_with(
         "<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='n'><item id='i1'>"
     ));
+}
+
+#[test]
+fn subscriptions_are_bounded() {
+    let mut n = Node::new("n", NodeConfig::default(), "alice@x");
+    for i in 0..node::MAX_SUBSCRIPTIONS {
+        let s = n.subscribe(&format!("u{i}@x"), &Access::contact(false), i.to_string());
+        assert!(s.is_ok());
+    }
+    let app = |r: Result<(), PubsubError>| r.map_err(|e| e.app);
+    let over = n.subscribe("late@x", &Access::contact(false), "l".into());
+    assert_eq!(
+        over.map(|_| ()).map_err(|e| e.app),
+        Err(Some(PubsubAppError::TooManySubscriptions))
+    );
+    assert_eq!(
+        app(n.set_subscription("late@x", SubState::Subscribed, "l".into())),
+        Err(Some(PubsubAppError::TooManySubscriptions))
+    );
+    // An existing one may still change.
+    assert_eq!(
+        n.set_subscription("u1@x", SubState::Pending, String::new()),
+        Ok(())
+    );
 }
