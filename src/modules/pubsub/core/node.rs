@@ -498,6 +498,43 @@ impl Node {
         Ok(())
     }
 
+    /// The owner's subscription changes (§8.8.2), all or none: a refused one leaves the node as it
+    /// was. New subscriptions get ids from `subid`.
+    pub fn set_subscriptions(
+        &mut self,
+        changes: &[(crate::jid::Jid, SubState)],
+        mut subid: impl FnMut() -> String,
+    ) -> Result<(), PubsubError> {
+        self.all_or_none(changes, |n, (jid, st)| {
+            n.set_subscription(jid.as_str(), *st, subid())
+        })
+    }
+
+    /// The owner's affiliation changes (§8.9.2) by bare JID, all or none.
+    pub fn set_affiliations(
+        &mut self,
+        changes: &[(crate::jid::Jid, Affiliation)],
+    ) -> Result<(), PubsubError> {
+        self.all_or_none(changes, |n, (jid, aff)| {
+            n.set_affiliation(jid.bare_str(), *aff)
+        })
+    }
+
+    fn all_or_none<T>(
+        &mut self,
+        changes: &[T],
+        mut f: impl FnMut(&mut Node, &T) -> Result<(), PubsubError>,
+    ) -> Result<(), PubsubError> {
+        let before = self.meta.clone();
+        for c in changes {
+            if let Err(e) = f(self, c) {
+                self.meta = before;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// Subscribed JIDs (state `subscribed`), for notifications.
     pub fn subscribers(&self) -> impl Iterator<Item = &Subscription> {
         self.meta

@@ -386,3 +386,28 @@ fn subscriptions_are_bounded() {
         Ok(())
     );
 }
+
+#[test]
+fn owner_changes_are_all_or_none() {
+    let jid = |s: &str| crate::jid::Jid::parse(s).unwrap_or_else(|e| panic!("{e}"));
+    let mut n = Node::new("n", NodeConfig::default(), "alice@x");
+    let bad = [
+        (jid("bob@x"), Affiliation::Publisher),
+        (jid("alice@x"), Affiliation::None),
+    ];
+    assert!(n.set_affiliations(&bad).is_err());
+    assert_eq!(n.affiliation("bob@x"), Affiliation::None);
+    assert_eq!(n.set_affiliations(&bad[..1]), Ok(()));
+    assert_eq!(n.affiliation("bob@x"), Affiliation::Publisher);
+    let mut ids = 0;
+    let subs = [(jid("bob@x/pc"), SubState::Subscribed)];
+    let next = || {
+        ids += 1;
+        format!("s{ids}")
+    };
+    assert_eq!(n.set_subscriptions(&subs, next), Ok(()));
+    assert_eq!(
+        n.subscription("bob@x/pc").map(|s| s.subid.as_str()),
+        Some("s1")
+    );
+}
