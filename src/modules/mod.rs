@@ -1,7 +1,9 @@
 //! Server modules (MongooseIM's `mod_*`): each registers hook handlers and IQ handlers on a shard at
 //! start-up, from its `[modules.NAME]` table in `petrel.toml`.
 
+pub mod avatar;
 pub mod blocking;
+pub mod bookmarks;
 pub mod caps;
 pub mod carbons;
 pub mod csi;
@@ -14,9 +16,11 @@ mod misc_tests;
 pub mod muc;
 pub mod offline;
 mod options;
+pub mod pep;
 pub mod ping;
 pub mod presence;
 pub mod private;
+pub mod pubsub;
 pub mod register;
 pub mod roster;
 pub mod stream_mgmt;
@@ -35,6 +39,12 @@ use crate::shard::Shard;
 
 /// Modules petrel knows, in start order (disco last: it advertises what the others registered).
 pub const KNOWN: &[&str] = &[
+    // Before roster and presence: its home-shard handler observes roster pushes and the user's own
+    // presence updates, which theirs take.
+    "pep",
+    // After pep (they use its API) and, for avatar's presence stamp, before presence.
+    "avatar",
+    "bookmarks",
     "roster",
     "presence",
     "caps",
@@ -188,6 +198,7 @@ pub fn start(config: &Config, shard: &mut Shard) {
                 private::Options::from_table(table).map(|o| private::start(shard, &hosts, &o))
             }
             "vcard" => vcard::Options::from_table(table).map(|o| vcard::start(shard, &hosts, &o)),
+            pep::NAME => pep::Options::from_table(table).map(|o| pep::start(shard, &hosts, o)),
             // Options were validated by `c2s_options` before the shards started.
             "csi" => {
                 csi::start(shard, csi::options(Some(table)).unwrap_or_default());
@@ -195,6 +206,14 @@ pub fn start(config: &Config, shard: &mut Shard) {
             }
             "carbons" => {
                 carbons::start(shard, &hosts);
+                Ok(())
+            }
+            "avatar" => {
+                avatar::start(shard, &hosts);
+                Ok(())
+            }
+            "bookmarks" => {
+                bookmarks::start(shard, &hosts);
                 Ok(())
             }
             "stream_management" => {
@@ -246,6 +265,9 @@ pub fn check_options(config: &Config) -> Result<(), OptionError> {
             "blocking" => blocking::Options::from_table(table).map(drop)?,
             "private" => private::Options::from_table(table).map(drop)?,
             "vcard" => vcard::Options::from_table(table).map(drop)?,
+            pep::NAME => pep::Options::from_table(table).map(drop)?,
+            avatar::NAME => options::Options::new(avatar::NAME, Some(table)).only(&[])?,
+            bookmarks::NAME => options::Options::new(bookmarks::NAME, Some(table)).only(&[])?,
             muc::NAME => muc::MucOptions::from_table(table).map(drop)?,
             caps::NAME => caps::CapsOptions::from_table(table).map(drop)?,
             mam::NAME => mam::MamOptions::from_table(table).map(drop)?,
