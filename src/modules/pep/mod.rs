@@ -115,6 +115,7 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: Options) {
         }
         disco::set_account_items(&mut shard.ext, host, items.clone());
     }
+    interest::watch(&mut shard.ext);
     shard.sm.add_home_handler(NAME, Rc::new(presence::home));
     shard
         .hooks
@@ -222,7 +223,8 @@ fn send_last(shard: &mut Shard, owner: &BareJid, n: &Node, to: Jid) {
 }
 
 /// The caps `ver` became known on this shard: full JIDs that advertised it to users homed here get
-/// the last items they now turn out to want. For the caps module's "caps learned" hook.
+/// the last items they now turn out to want (the caps module's "caps learned" callback, see
+/// [`interest::watch`]).
 pub fn caps_learned(shard: &mut Shard, ver: &str) {
     let Some(home) = shard.ext.get::<Home>() else {
         return;
