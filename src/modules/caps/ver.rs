@@ -51,9 +51,7 @@ impl CapsCarrier for Element {
 impl CapsCarrier for Stanza {
     fn caps(&self) -> Option<CapsRef> {
         // Most presences carry no caps: a byte search spares them the tree.
-        if memchr::memmem::find(self.content(), NS_CAPS.as_bytes()).is_none() {
-            return None;
-        }
+        memchr::memmem::find(self.content(), NS_CAPS.as_bytes())?;
         self.tree().ok()?.caps()
     }
 }
