@@ -22,17 +22,25 @@ const EXODUS: &str = "<identity category='client' name='Exodus 0.9.1' type='pc'/
 <feature var='http://jabber.org/protocol/muc'/>";
 const EXODUS_VER: &str = "QgayPKawpkPSDYmwT/WM94uAlu0=";
 
-fn start(shards: usize) -> Server {
+fn start(shards: usize, caps_options: &str) -> Server {
     Server::start_with(
         shards,
         &["a", "b0", "b1", "b2", "b3"],
         "",
-        "[modules.presence]\n[modules.caps]\n",
+        &format!("[modules.presence]\n[modules.caps]\n{caps_options}\n"),
     )
 }
 
 fn presence(ver: &str) -> String {
     format!("<presence><c xmlns='{CAPS}' hash='sha-1' node='{NODE}' ver='{ver}'/></presence>")
+}
+
+/// Sends a presence with `ver` and waits for the server's query about it; returns its id.
+fn asked_about(c: &mut Client, ver: &str) -> String {
+    c.send(&presence(ver));
+    let (id, node) = next_query(c);
+    assert_eq!(node, format!("{NODE}#{ver}"));
+    id
 }
 
 /// The next disco#info query from the server: (id, node).
@@ -52,9 +60,10 @@ fn next_query(c: &mut Client) -> (String, String) {
     )
 }
 
-fn answer(c: &mut Client, id: &str, node: &str, body: &str) {
+/// Answers the query `id` about `ver` with `body`.
+fn answer(c: &mut Client, id: &str, ver: &str, body: &str) {
     c.send(&format!(
-        "<iq type='result' to='localhost' id='{id}'><query xmlns='{}' node='{node}'>{body}</query></iq>",
+        "<iq type='result' to='localhost' id='{id}'><query xmlns='{}' node='{NODE}#{ver}'>{body}</query></iq>",
         ns::DISCO_INFO
     ));
 }
@@ -81,12 +90,10 @@ fn not_asked_about(c: &mut Client, ver: &str, shards: usize, tag: &str) {
 }
 
 fn asked_once_per_ver(shards: usize) {
-    let server = start(shards);
+    let server = start(shards, "");
     let mut a = server.login("a", "r", None);
-    a.send(&presence(EXODUS_VER));
-    let (id, node) = next_query(&mut a);
-    assert_eq!(node, format!("{NODE}#{EXODUS_VER}"));
-    answer(&mut a, &id, &node, EXODUS);
+    let id = asked_about(&mut a, EXODUS_VER);
+    answer(&mut a, &id, EXODUS_VER, EXODUS);
     a.sync();
     // Four more clients (at two shards, some on the other shard) with the same ver.
     for i in 0..4 {
@@ -105,25 +112,39 @@ fn a_ver_is_asked_once_two_shards() {
     asked_once_per_ver(2);
 }
 
-fn unverified_not_cached(shards: usize) {
-    let server = start(shards);
-    let bogus = "Zm9yZ2VkZm9yZ2VkZm9yZ2VkZm9yZ2U=";
+const BOGUS: &str = "Zm9yZ2VkZm9yZ2VkZm9yZ2VkZm9yZ2U=";
+
+/// `a` claims `BOGUS` and answers the query with Exodus's features, which do not hash to it.
+fn answer_wrongly(server: &Server) -> Client {
     let mut a = server.login("a", "r", None);
-    a.send(&presence(bogus));
-    let (id, node) = next_query(&mut a);
-    assert_eq!(node, format!("{NODE}#{bogus}"));
-    // Exodus's features do not hash to `bogus`.
-    answer(&mut a, &id, &node, EXODUS);
+    let id = asked_about(&mut a, BOGUS);
+    answer(&mut a, &id, BOGUS, EXODUS);
     a.sync();
+    a
+}
+
+fn unverified_not_cached(shards: usize) {
+    let server = start(shards, "");
+    let bogus = BOGUS;
+    let _a = answer_wrongly(&server);
     for i in 0..2 {
         let mut b = server.login(&format!("b{i}"), "r", None);
         not_asked_about(&mut b, bogus, shards, &format!("b{i}y"));
     }
     // A ver that verifies is still learned afterwards.
     let mut b = server.login("b3", "r", None);
-    b.send(&presence(EXODUS_VER));
-    let (_, node) = next_query(&mut b);
-    assert_eq!(node, format!("{NODE}#{EXODUS_VER}"));
+    asked_about(&mut b, EXODUS_VER);
+}
+
+/// Not cached: once `retry_after` has passed, the next client with that ver is asked (a cached
+/// ver would not be).
+#[test]
+fn an_unverified_ver_is_asked_again_after_retry_after() {
+    let server = start(2, "retry_after = 1");
+    let _a = answer_wrongly(&server);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let mut b = server.login("b0", "r", None);
+    asked_about(&mut b, BOGUS);
 }
 
 #[test]
@@ -178,18 +199,9 @@ fn disco_info(c: &mut Client, node: Option<&str>) -> Stanza {
 
 #[test]
 fn the_server_caps_are_in_the_stream_features_and_verify() {
-    let server = start(1);
+    let server = start(1, "");
     let mut c = server.connect();
-    c.open("localhost");
-    c.next_stanza();
-    let token = base64::engine::general_purpose::STANDARD.encode(format!("\0a\0{PASSWORD}"));
-    c.send(&format!(
-        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>"
-    ));
-    assert_eq!(c.next_stanza().name(), "success");
-    c.restart();
-    c.open("localhost");
-    let features = c.next_stanza();
+    let features = c.auth_plain("a", "localhost", PASSWORD);
     assert_eq!(features.name(), "stream:features");
     let tree = features.tree().unwrap();
     let caps = tree

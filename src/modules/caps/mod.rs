@@ -9,7 +9,8 @@
 //!   with extended forms) and, when the hash matches, puts the info in every shard's cache
 //!   (`ShardMsg::Run`) where the `caps_learned` callbacks ([`on_learned`]) run.
 //! - An error, no answer within [`QUERY_TIMEOUT`], or a hash that does not verify: not cached,
-//!   logged, and the `ver` is not asked again for [`FAILED_TTL`] (its presences are ignored).
+//!   logged, and the `ver` is not asked again for `retry_after` seconds (default 600; its
+//!   presences are ignored meanwhile).
 //!   Legacy caps (no `hash`) and hash functions other than sha-1 and sha-2 are ignored.
 //! - Bounds: the cache holds `max_entries` `ver`s (default 100 000) and [`MAX_CACHE_BYTES`],
 //!   evicting the one learned the longest ago; at most [`MAX_CLAIMS`] queries under way and as
@@ -43,8 +44,6 @@ pub const NAME: &str = "caps";
 pub const SERVER_NODE: &str = "https://petrel.im";
 /// How long the server waits for a client's disco#info answer.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a `ver` whose query failed is not asked again.
-pub const FAILED_TTL: Duration = Duration::from_secs(600);
 /// Queries under way (and failed `ver`s remembered) per home shard.
 pub const MAX_CLAIMS: usize = 10_000;
 /// Bytes the cache of one shard may hold (roughly, see [`CapsInfo::weight`]).
@@ -57,12 +56,15 @@ pub const MAX_INFO_BYTES: usize = 64 << 10;
 pub struct CapsOptions {
     /// Most `ver`s cached per shard.
     pub max_entries: usize,
+    /// How long a `ver` whose query failed is not asked again.
+    pub retry_after: Duration,
 }
 
 impl Default for CapsOptions {
     fn default() -> Self {
         CapsOptions {
             max_entries: 100_000,
+            retry_after: Duration::from_secs(600),
         }
     }
 }
@@ -71,10 +73,11 @@ impl CapsOptions {
     /// Reads `[modules.caps]`.
     pub fn from_table(table: &toml::Table) -> Result<CapsOptions, OptionError> {
         let o = Options::new(NAME, Some(table));
-        o.only(&["max_entries"])?;
+        o.only(&["max_entries", "retry_after"])?;
         let d = CapsOptions::default();
         Ok(CapsOptions {
             max_entries: o.positive_u32("max_entries", d.max_entries as u32)? as usize,
+            retry_after: o.positive_secs("retry_after", d.retry_after.as_secs())?,
         })
     }
 }
@@ -107,7 +110,7 @@ impl CapsState {
         CapsState {
             shards: 1,
             cache: Cache::new(opts.max_entries, MAX_CACHE_BYTES),
-            claims: Claims::new(MAX_CLAIMS, QUERY_TIMEOUT * 2, FAILED_TTL),
+            claims: Claims::new(MAX_CLAIMS, QUERY_TIMEOUT * 2, opts.retry_after),
             learned: Hook::new("caps_learned"),
         }
     }
@@ -134,7 +137,10 @@ pub fn on_learned(
 /// Starts caps on `shard`.
 pub fn start(shard: &mut Shard, opts: CapsOptions) {
     let state = shard.ext.get_or_default::<CapsState>();
-    state.cache = Cache::new(opts.max_entries, MAX_CACHE_BYTES);
+    // Callbacks registered before caps started stay.
+    let learned = std::mem::replace(&mut state.learned, Hook::new("caps_learned"));
+    *state = CapsState::new(opts);
+    state.learned = learned;
     state.shards = shard.shards;
     shard
         .hooks

@@ -119,36 +119,28 @@ fn other_hash_functions_and_mismatches() {
 
 #[test]
 fn ill_formed_answers_are_refused() {
-    let dup_feature = SIMPLE.replace(
-        "</query>",
-        "<feature var='http://jabber.org/protocol/muc'/></query>",
-    );
-    assert_eq!(
-        ver::parse_info(&el(&dup_feature)).err(),
-        Some(CapsError::BadFeature)
-    );
-    let dup_identity = SIMPLE.replace(
-        "</query>",
-        "<identity category='client' name='Exodus 0.9.1' type='pc'/></query>",
-    );
-    assert_eq!(
-        ver::parse_info(&el(&dup_identity)).err(),
-        Some(CapsError::DuplicateIdentity)
-    );
-    let form = "<x xmlns='jabber:x:data' type='result'><field var='FORM_TYPE' type='hidden'><value>urn:a</value></field></x>";
-    let two_forms = SIMPLE.replace("</query>", &format!("{form}{form}</query>"));
-    assert_eq!(
-        ver::parse_info(&el(&two_forms)).err(),
-        Some(CapsError::BadForm)
-    );
-    let two_values = SIMPLE.replace(
-        "</query>",
-        "<x xmlns='jabber:x:data' type='result'><field var='FORM_TYPE' type='hidden'><value>urn:a</value><value>urn:b</value></field></x></query>",
-    );
-    assert_eq!(
-        ver::parse_info(&el(&two_values)).err(),
-        Some(CapsError::BadForm)
-    );
+    let form = |values: &str| {
+        format!("<x xmlns='jabber:x:data' type='result'><field var='FORM_TYPE' type='hidden'>{values}</field></x>")
+    };
+    let one = form("<value>urn:a</value>");
+    for (extra, want) in [
+        (
+            "<feature var='http://jabber.org/protocol/muc'/>".to_owned(),
+            CapsError::BadFeature,
+        ),
+        (
+            "<identity category='client' name='Exodus 0.9.1' type='pc'/>".to_owned(),
+            CapsError::DuplicateIdentity,
+        ),
+        (format!("{one}{one}"), CapsError::BadForm),
+        (
+            form("<value>urn:a</value><value>urn:b</value>"),
+            CapsError::BadForm,
+        ),
+    ] {
+        let xml = SIMPLE.replace("</query>", &format!("{extra}</query>"));
+        assert_eq!(ver::parse_info(&el(&xml)).err(), Some(want), "{extra}");
+    }
     // A form without FORM_TYPE is ignored: the hash is the one without it.
     let no_type = SIMPLE.replace(
         "</query>",
@@ -338,4 +330,38 @@ fn an_answer_that_does_not_verify_is_not_cached_nor_asked_again() {
     );
     w.send(&mut alice, &presence(COMPLEX_VER));
     assert!(queries(&alice).is_empty());
+}
+
+#[test]
+fn no_answer_in_time_fails_like_a_wrong_one() {
+    let mut w = World::new(2, "[modules.caps]\n");
+    let mut alice = w.connect(1, &format!("alice@{HOST}/a"), None);
+    w.send(&mut alice, &presence(SIMPLE_VER));
+    let asked = queries(&alice);
+    assert_eq!(asked.len(), 1);
+    let later = Instant::now() + QUERY_TIMEOUT + Duration::from_secs(2);
+    w.cluster.shards[1].expire_iqs(later);
+    w.cluster.pump();
+    // The late answer finds nothing waiting for it.
+    w.send(&mut alice, &answer(&asked[0].0, SIMPLE));
+    assert!(features(&w.cluster.shards[1].ext, SIMPLE_VER).is_none());
+    let mut bob = w.connect(0, &format!("bob@{HOST}/b"), None);
+    w.send(&mut bob, &presence(SIMPLE_VER));
+    assert!(queries(&bob).is_empty());
+}
+
+#[test]
+fn options() {
+    let t = |s: &str| s.parse::<toml::Table>().unwrap_or_default();
+    assert_eq!(CapsOptions::from_table(&t("")), Ok(CapsOptions::default()));
+    assert_eq!(
+        CapsOptions::from_table(&t("max_entries = 5\nretry_after = 7")),
+        Ok(CapsOptions {
+            max_entries: 5,
+            retry_after: Duration::from_secs(7)
+        })
+    );
+    assert!(CapsOptions::from_table(&t("max_entries = 0")).is_err());
+    assert!(CapsOptions::from_table(&t("retry_after = 0")).is_err());
+    assert!(CapsOptions::from_table(&t("size = 1")).is_err());
 }

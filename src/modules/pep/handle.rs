@@ -29,7 +29,7 @@ pub(super) fn answer(
     };
     let reply = match out {
         Ok(body) => Some(result_reply(&acc, body, shard.id)),
-        Err(e) => acc.error_reply_with(e.cond, e.app_element(), shard.id),
+        Err(e) => e.reply_to(&acc, shard.id),
     };
     if let Some(r) = reply {
         crate::router::route(shard, r);

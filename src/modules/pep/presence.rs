@@ -154,8 +154,23 @@ fn roster_push(shard: &mut Shard, acc: &Acc) {
                 .collect(),
         }),
     };
-    shard
-        .ext
-        .get_or_default::<Home>()
-        .roster_changed(acc.to.bare_str(), contact.as_str(), c);
+    let owner = acc.to.bare();
+    let home = shard.ext.get_or_default::<Home>();
+    if !home.roster_changed(owner.as_str(), contact.as_str(), c) {
+        return;
+    }
+    // A new presence subscription: the contact's available resources get the last items.
+    let present: Vec<(FullJid, Option<String>)> = home
+        .presences
+        .get(owner.as_str())
+        .map(|seen| {
+            seen.iter()
+                .filter(|(j, _)| j.bare() == contact)
+                .map(|(j, v)| (j.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (jid, ver) in present {
+        last_items(shard, owner.clone(), jid, ver);
+    }
 }

@@ -415,3 +415,54 @@ fn subscribing_explicitly_sends_the_last_item() {
     let r = ask(&mut w, &mut bob, &format!("<iq type='set' id='s' to='alice@{HOST}'><pubsub xmlns='{PS}'><subscribe node='urn:x:o' jid='carol@{HOST}'/></pubsub></iq>"));
     refused(&r, "bad-request", Some("invalid-jid"));
 }
+
+#[test]
+fn a_contact_gaining_a_subscription_gets_the_last_items() {
+    let mut w = world(2);
+    let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+    let mut bob = w.connect(1, &format!("bob@{HOST}/b"), Some(0));
+    announce(&mut w, &mut bob, &["urn:x:p+notify"], None);
+    // Alice sees bob's presence, bob has no subscription to alice yet.
+    subscribe_one_way(&mut w, &mut alice, "alice", &mut bob, "bob");
+    drain(&bob);
+    ask(
+        &mut w,
+        &mut alice,
+        &publish("urn:x:p", "1", "<x xmlns='urn:x:p'>hi</x>", ""),
+    );
+    assert!(events(&bob, "urn:x:p").is_empty());
+    subscribe_one_way(&mut w, &mut bob, "bob", &mut alice, "alice");
+    let got = events(&bob, "urn:x:p");
+    assert!(got.iter().any(|m| m.contains(">hi<")), "{got:?}");
+}
+
+#[test]
+fn a_deleted_account_starts_without_its_old_nodes() {
+    let mut w = world(2);
+    let mut a = w.connect(1, &format!("alice@{HOST}/a"), Some(0));
+    ask(
+        &mut w,
+        &mut a,
+        &publish("urn:n", "1", "<x xmlns='urn:n'>old</x>", ""),
+    );
+    let alice =
+        crate::jid::BareJid::parse(&format!("alice@{HOST}")).unwrap_or_else(|e| panic!("{e}"));
+    w.store()
+        .pubsub_load(alice.as_str())
+        .map(|n| assert_eq!(n.len(), 1))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // What an account deletion does: the rows go, the session ends.
+    let sref = a.sess.session;
+    crate::sm::unregister(&mut w.cluster.shards[1], a.sess.jid.clone(), sref);
+    w.cluster.pump();
+    w.store()
+        .pubsub_node_delete(alice.as_str(), "urn:n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut a = w.connect(0, &format!("alice@{HOST}/b"), Some(0));
+    let r = ask(
+        &mut w,
+        &mut a,
+        &format!("<iq type='get' id='g'><pubsub xmlns='{PS}'><items node='urn:n'/></pubsub></iq>"),
+    );
+    refused(&r, "item-not-found", None);
+}
