@@ -19,7 +19,7 @@ const SCRIPT_DEADLINE: Duration = Duration::from_secs(90);
 
 /// Modules the script needs besides the default test config's ping and disco; items up to 16 KiB
 /// (the script's huge item is 20 000 bytes).
-const MODULES: &str = "[modules.roster]\n[modules.presence]\n\
+const MODULES: &str = "[modules.roster]\n[modules.presence]\n[modules.caps]\n\
                        [modules.pep]\nmax_item_bytes = 16384\n";
 
 /// alice, bob and carol by name: at 2 shards alice and bob have different home shards.
