@@ -9,13 +9,15 @@ their caps (xep_0163 `add_interest`, xep_0115 `update_caps`), a2 for bookmarks t
 
 --phase main: the subscription is made; the server asks bob's and carol's (identical) caps once in
   all; a1 publishes an avatar (xep_0084 data + metadata, presence access) and an OMEMO device list
-  (publish-options access_model=open): bob and a2 get both notifications with the right item ids,
+  (publish-options access_model=open, republished with the same options; other options are
+  refused with `precondition-not-met`): bob and a2 get both notifications with the right item ids,
   carol only the device list (and is refused the avatar items, `presence-subscription-required`,
   while she reads the open device list); bob reads the avatar data; a1's XEP-0402 bookmark
-  (publish-options persist_items + whitelist) reaches a2 (notification and items), not bob
+  (publish-options persist_items + whitelist) reaches a2 (notification and items; a2 adds a
+  second one with the same options), not bob
   (`closed-node`); refused publishes: to bob's PEP (`forbidden`), a huge item (`payload-too-big`),
   a bad publish-options value (`precondition-not-met`), a malformed form (`not-acceptable`).
---phase after-restart: the bookmark, the avatar metadata and the device list are still there
+--phase after-restart: the bookmarks, the avatar metadata and the device list are still there
   (items read by alice, bob, carol), and bob, logging in with his caps, gets the avatar metadata's
   last item.
 
@@ -53,6 +55,7 @@ PNG = bytes.fromhex(
 AVATAR_ID = hashlib.sha1(PNG).hexdigest()
 DEVICE_ID = "31415926"
 ROOM = "coven@conference.localhost"
+ROOM2 = "kitchen@conference.localhost"
 
 
 class Peer(muclib.Peer):
@@ -115,6 +118,12 @@ def options(**fields):
     for var, value in fields.items():
         form.add_field(var=f"pubsub#{var}", value=value)
     return form
+
+
+def bookmark_options():
+    """XEP-0402 §3.3's publish-options."""
+    return options(persist_items="true", access_model="whitelist",
+                   send_last_published_item="never", max_items="max")
 
 
 def devicelist():
@@ -188,6 +197,13 @@ async def main_phase(args, alice, bob_name, carol_name, problems):
             {"id": AVATAR_ID, "type": "image/png", "bytes": len(PNG)}, timeout=5)
         await a1["xep_0060"].publish(None, DEVICELIST, id="current", payload=devicelist(),
                                      options=options(access_model="open"), timeout=5)
+        # Republished with the same options (OMEMO clients do at each start): accepted; other
+        # options than the node's: refused.
+        await a1["xep_0060"].publish(None, DEVICELIST, id="current", payload=devicelist(),
+                                     options=options(access_model="open"), timeout=5)
+        await refused(a1["xep_0060"].publish(None, DEVICELIST, id="current", payload=devicelist(),
+                                             options=options(access_model="presence"), timeout=5),
+                      "conflict", "precondition-not-met", problems, "a precondition that fails")
         for who, p in (("bob", bob), ("alice's second client", a2)):
             await until(lambda p=p: p.saw(a, AVATAR_META, AVATAR_ID),
                         f"{who}: avatar metadata notification {AVATAR_ID}", problems)
@@ -213,13 +229,16 @@ async def main_phase(args, alice, bob_name, carol_name, problems):
 
         # Bookmarks (XEP-0402 §3.3 publish-options).
         bob.send_presence(pshow="away")
-        await a1["xep_0060"].publish(
-            None, BOOKMARKS, id=ROOM, payload=bookmark(), timeout=5,
-            options=options(persist_items="true", access_model="whitelist",
-                            send_last_published_item="never", max_items="max"))
+        await a1["xep_0060"].publish(None, BOOKMARKS, id=ROOM, payload=bookmark(), timeout=5,
+                                     options=bookmark_options())
         await until(lambda: a2.saw(a, BOOKMARKS, ROOM), "a2: bookmark notification", problems)
+        # A second bookmark with the same options, as clients do: the preconditions hold.
+        await a2["xep_0060"].publish(None, BOOKMARKS, id=ROOM2, payload=bookmark(), timeout=5,
+                                     options=bookmark_options())
+        await until(lambda: a2.saw(a, BOOKMARKS, ROOM2), "a2: second bookmark notification",
+                    problems)
         ids = await item_ids(a2, None, BOOKMARKS, problems, "a2 reads the bookmarks")
-        if ids is not None and ids != [ROOM]:
+        if ids is not None and sorted(ids) != sorted([ROOM, ROOM2]):
             problems.append(f"a2 reads bookmarks {ids}")
         await refused(bob["xep_0060"].get_items(a, BOOKMARKS, timeout=5), "not-allowed",
                       "closed-node", problems, "bob reads alice's bookmarks")
@@ -256,7 +275,7 @@ async def after_phase(args, alice, bob_name, carol_name, problems):
     try:
         a = a1.boundjid.bare
         ids = await item_ids(a1, None, BOOKMARKS, problems, "alice reads her bookmarks")
-        if ids != [ROOM]:
+        if ids is None or sorted(ids) != sorted([ROOM, ROOM2]):
             problems.append(f"bookmarks after the restart: {ids}")
         bob = await login(args, bob_name, "b2", (DEVICELIST,))
         peers.append(bob)
