@@ -466,3 +466,36 @@ fn a_deleted_account_starts_without_its_old_nodes() {
     );
     refused(&r, "item-not-found", None);
 }
+
+#[test]
+fn a_contact_coming_online_gets_the_last_items_of_an_offline_owner() {
+    for shards in [1, 2] {
+        let mut w = world(shards);
+        let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+        let mut bob = w.connect(shards - 1, &format!("bob@{HOST}/b"), Some(0));
+        subscribe_both(&mut w, &mut alice, "alice", &mut bob, "bob");
+        ask(
+            &mut w,
+            &mut alice,
+            &publish("urn:x:p", "1", "<x xmlns='urn:x:p'>hi</x>", ""),
+        );
+        w.send(&mut alice, "<presence type='unavailable'/>");
+        w.send(&mut bob, "<presence type='unavailable'/>");
+        drain(&bob);
+        // Bob's client comes back (XEP-0163 §4.3.2: his available presence reaches alice's
+        // account, offline or not), with caps the server learns now, then with known ones.
+        let hi = |got: Vec<Stanza>| {
+            got.iter().map(text).any(|m| {
+                m.contains("pubsub#event")
+                    && m.contains("<items node='urn:x:p'>")
+                    && m.contains(">hi<")
+            })
+        };
+        let got = announce(&mut w, &mut bob, &["urn:x:p+notify", "urn:x:new"], None);
+        assert!(hi(got), "{shards}: unknown caps");
+        let mut phone = w.connect(0, &format!("bob@{HOST}/phone"), Some(0));
+        drain(&phone);
+        let got = announce(&mut w, &mut phone, &["urn:x:p+notify", "urn:x:new"], None);
+        assert!(hi(got), "{shards}: known caps");
+    }
+}
