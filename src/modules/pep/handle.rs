@@ -350,10 +350,7 @@ fn run(
         }
         Request::SetSubscriptions { node, changes } => {
             owner_only()?;
-            let n = node_mut(u, &node)?;
-            for (jid, state) in changes {
-                n.set_subscription(jid.as_str(), state, new_id());
-            }
+            node_mut(u, &node)?.set_subscriptions(&changes, new_id)?;
             save_meta(shard, owner, &u.nodes[&node]);
             Ok(None)
         }
@@ -374,15 +371,7 @@ fn run(
         }
         Request::SetAffiliations { node, changes } => {
             owner_only()?;
-            let n = node_mut(u, &node)?;
-            // All or nothing: a refused change leaves the node as it was.
-            let before = n.meta.clone();
-            for (jid, aff) in changes {
-                if let Err(e) = n.set_affiliation(jid.bare().as_str(), aff) {
-                    n.meta = before;
-                    return Err(e);
-                }
-            }
+            node_mut(u, &node)?.set_affiliations(&changes)?;
             save_meta(shard, owner, &u.nodes[&node]);
             Ok(None)
         }

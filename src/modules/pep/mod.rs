@@ -42,6 +42,13 @@ use state::{with_user, Home};
 /// The module's name in `[modules]`.
 pub const NAME: &str = "pep";
 
+/// `pubsub#…` features of PEP beyond the core's.
+const PEP_FEATURES: &[&str] = &[
+    "auto-subscribe",
+    "presence-notifications",
+    "presence-subscribe",
+];
+
 /// `[modules.pep]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -113,6 +120,10 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: Options) {
         disco::add_account_feature(&mut shard.ext, host, ps::ns::PUBSUB);
         for f in ps::feature_uris() {
             disco::add_account_feature(&mut shard.ext, host, &f);
+        }
+        // XEP-0163 §8: contacts are subscribed by their presence subscription and notified by it.
+        for f in PEP_FEATURES {
+            disco::add_account_feature(&mut shard.ext, host, &format!("{}#{f}", ps::ns::PUBSUB));
         }
         disco::set_account_items(&mut shard.ext, host, items.clone());
     }

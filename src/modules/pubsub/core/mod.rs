@@ -19,7 +19,7 @@ mod tests_request;
 
 pub use config::{AccessModel, MaxItems, NodeConfig, NotificationType, PublishModel, SendLast};
 pub use error::{PubsubAppError, PubsubError};
-pub use node::{Access, Affiliation, Item, Node, SubState, Subscription};
+pub use node::{Access, Affiliation, Item, Node, NodeMeta, Published, SubState, Subscription};
 pub use request::{PublishItem, Request};
 
 /// Namespaces of XEP-0060.
@@ -48,6 +48,7 @@ pub const FEATURES: &[&str] = &[
     "access-whitelist",
     "auto-create",
     "config-node",
+    "create-and-configure",
     "create-nodes",
     "delete-items",
     "delete-nodes",

@@ -200,7 +200,10 @@ fn subscriptions() {
     n.meta.config.access_model = AccessModel::Authorize;
     let p = n.subscribe("carol@x", &Access::contact(false), "s3".into());
     assert_eq!(p.map(|s| s.state), Ok(SubState::Pending));
-    n.set_subscription("carol@x", SubState::Subscribed, String::new());
+    assert_eq!(
+        n.set_subscription("carol@x", SubState::Subscribed, String::new()),
+        Ok(())
+    );
     assert_eq!(
         n.subscribers()
             .map(|s| s.subid.as_str())
@@ -358,4 +361,53 @@ fn notifications() {
     assert!(xml(&event::items_result("n", &[&i])).starts_with(
         "<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='n'><item id='i1'>"
     ));
+}
+
+#[test]
+fn subscriptions_are_bounded() {
+    let mut n = Node::new("n", NodeConfig::default(), "alice@x");
+    for i in 0..node::MAX_SUBSCRIPTIONS {
+        let s = n.subscribe(&format!("u{i}@x"), &Access::contact(false), i.to_string());
+        assert!(s.is_ok());
+    }
+    let app = |r: Result<(), PubsubError>| r.map_err(|e| e.app);
+    let over = n.subscribe("late@x", &Access::contact(false), "l".into());
+    assert_eq!(
+        over.map(|_| ()).map_err(|e| e.app),
+        Err(Some(PubsubAppError::TooManySubscriptions))
+    );
+    assert_eq!(
+        app(n.set_subscription("late@x", SubState::Subscribed, "l".into())),
+        Err(Some(PubsubAppError::TooManySubscriptions))
+    );
+    // An existing one may still change.
+    assert_eq!(
+        n.set_subscription("u1@x", SubState::Pending, String::new()),
+        Ok(())
+    );
+}
+
+#[test]
+fn owner_changes_are_all_or_none() {
+    let jid = |s: &str| crate::jid::Jid::parse(s).unwrap_or_else(|e| panic!("{e}"));
+    let mut n = Node::new("n", NodeConfig::default(), "alice@x");
+    let bad = [
+        (jid("bob@x"), Affiliation::Publisher),
+        (jid("alice@x"), Affiliation::None),
+    ];
+    assert!(n.set_affiliations(&bad).is_err());
+    assert_eq!(n.affiliation("bob@x"), Affiliation::None);
+    assert_eq!(n.set_affiliations(&bad[..1]), Ok(()));
+    assert_eq!(n.affiliation("bob@x"), Affiliation::Publisher);
+    let mut ids = 0;
+    let subs = [(jid("bob@x/pc"), SubState::Subscribed)];
+    let next = || {
+        ids += 1;
+        format!("s{ids}")
+    };
+    assert_eq!(n.set_subscriptions(&subs, next), Ok(()));
+    assert_eq!(
+        n.subscription("bob@x/pc").map(|s| s.subid.as_str()),
+        Some("s1")
+    );
 }
