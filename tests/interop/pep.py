@@ -15,7 +15,9 @@ their caps (xep_0163 `add_interest`, xep_0115 `update_caps`), a2 for bookmarks t
   while she reads the open device list); bob reads the avatar data; a1's XEP-0402 bookmark
   (publish-options persist_items + whitelist) reaches a2 (notification and items; a2 adds a
   second one with the same options), not bob
-  (`closed-node`); refused publishes: to bob's PEP (`forbidden`), a huge item (`payload-too-big`),
+  (`closed-node`); alice's account has the pubsub/pep identity and the publish-options and
+  auto-create features; refused publishes: two payloads in an item (raw, `invalid-payload`), to
+  bob's PEP (`forbidden`), a huge item (`payload-too-big`),
   a bad publish-options value (`precondition-not-met`), a malformed form (`not-acceptable`).
 --phase after-restart: bob, logging in with his caps while alice is offline, gets the last avatar
   metadata and device list items; the bookmarks, the avatar metadata and the device list are still
@@ -39,7 +41,8 @@ from slixmpp.xmlstream.matcher import MatchXPath
 import muclib
 from muclib import common_args, describe, logout, run_main, until
 
-EVENT = "http://jabber.org/protocol/pubsub#event"
+PUBSUB = "http://jabber.org/protocol/pubsub"
+EVENT = PUBSUB + "#event"
 ERRORS = "http://jabber.org/protocol/pubsub#errors"
 DISCO_INFO = "http://jabber.org/protocol/disco#info"
 PUBLISH_OPTIONS = "http://jabber.org/protocol/pubsub#publish-options"
@@ -150,11 +153,12 @@ async def refused(coro, cond, app, problems, what):
         problems.append(f"{what}: no answer")
         return
     except IqError as e:
-        err = e.iq["error"]
+        iq = e.iq
+    err = iq["error"]
     if err["condition"] != cond:
-        problems.append(f"{what}: condition {err['condition']!r}, want {cond!r}: {describe(e.iq)}")
+        problems.append(f"{what}: condition {err['condition']!r}, want {cond!r}: {describe(iq)}")
     if app is not None and err.xml.find(f"{{{ERRORS}}}{app}") is None:
-        problems.append(f"{what}: no pubsub#errors <{app}/>: {describe(e.iq)}")
+        problems.append(f"{what}: no pubsub#errors <{app}/>: {describe(iq)}")
 
 
 async def item_ids(p, owner, node, problems, what):
@@ -243,7 +247,22 @@ async def main_phase(args, alice, bob_name, carol_name, problems):
         await refused(bob["xep_0060"].get_items(a, BOOKMARKS, timeout=5), "not-allowed",
                       "closed-node", problems, "bob reads alice's bookmarks")
 
+        # The account is a PEP service with the features clients look for before publishing.
+        info = (await a1["xep_0030"].get_info(jid=a, timeout=5))["disco_info"]
+        if not any(i[0] == "pubsub" and i[1] == "pep" for i in info["identities"]):
+            problems.append(f"no pubsub/pep identity on alice's account: {info['identities']}")
+        missing = [f for f in (PUBSUB + "#publish-options", PUBSUB + "#auto-create")
+                   if f not in info["features"]]
+        if missing:
+            problems.append(f"alice's account lacks features {missing}")
+
         # Bad input.
+        two = a1.Iq(stype="set")
+        two.append(ET.fromstring(
+            f"<pubsub xmlns='{PUBSUB}'><publish node='urn:x:two'><item id='1'>"
+            "<a xmlns='urn:x:two'/><b xmlns='urn:x:two'/></item></publish></pubsub>"))
+        await refused(two.send(timeout=5), "bad-request", "invalid-payload", problems,
+                      "an item with two payloads (raw)")
         await refused(a1["xep_0060"].publish(b, "urn:x:test", id="1", payload=devicelist(),
                                              timeout=5),
                       "forbidden", None, problems, "alice publishes to bob's PEP")
