@@ -15,7 +15,9 @@ their caps (xep_0163 `add_interest`, xep_0115 `update_caps`), a2 for bookmarks t
   while she reads the open device list); bob reads the avatar data; a1's XEP-0402 bookmark
   (publish-options persist_items + whitelist) reaches a2 (notification and items; a2 adds a
   second one with the same options, a1 retracts it with notify), not bob
-  (`closed-node`); alice's account has the pubsub/pep identity and the publish-options and
+  (`closed-node`); a node created with the default options is refused a publish with
+  access_model=open, reconfigured by its owner (pubsub#owner configure) and then published to and
+  read by carol; alice's account has the pubsub/pep identity and the publish-options and
   auto-create features; refused publishes: two payloads in an item (raw, `invalid-payload`), to
   bob's PEP (`forbidden`), a huge item (`payload-too-big`),
   a bad publish-options value (`precondition-not-met`), a malformed form (`not-acceptable`).
@@ -50,6 +52,7 @@ AVATAR_DATA = "urn:xmpp:avatar:data"
 AVATAR_META = "urn:xmpp:avatar:metadata"
 DEVICELIST = "eu.siacs.conversations.axolotl.devicelist"
 AXOLOTL = "eu.siacs.conversations.axolotl"
+BUNDLE = f"{AXOLOTL}.bundles:31415926"
 BOOKMARKS = "urn:xmpp:bookmarks:1"
 # A 1x1 PNG.
 PNG = bytes.fromhex(
@@ -257,6 +260,27 @@ async def main_phase(args, alice, bob_name, carol_name, problems):
             problems.append(f"a2 reads bookmarks {ids} after the retraction")
         await refused(bob["xep_0060"].get_items(a, BOOKMARKS, timeout=5), "not-allowed",
                       "closed-node", problems, "bob reads alice's bookmarks")
+
+        # An existing node with other options (Gajim's and Conversations' recovery): the publish is
+        # refused, the owner reads the configuration, sets access_model=open, publishes again.
+        await a1["xep_0060"].publish(None, BUNDLE, id="current", payload=devicelist(), timeout=5)
+        await refused(a1["xep_0060"].publish(None, BUNDLE, id="current", payload=devicelist(),
+                                             options=options(access_model="open"), timeout=5),
+                      "conflict", "precondition-not-met", problems, "options of another node")
+        cfg = await a1["xep_0060"].get_node_config(None, BUNDLE, timeout=5)
+        model = cfg["pubsub_owner"]["configure"]["form"].get_values().get("pubsub#access_model")
+        if model != "presence":
+            problems.append(f"the new node's access model is {model!r}, want 'presence'")
+        form = Form()
+        form["type"] = "submit"
+        form.add_field(var="FORM_TYPE", ftype="hidden", value=PUBSUB + "#node_config")
+        form.add_field(var="pubsub#access_model", value="open")
+        await a1["xep_0060"].set_node_config(None, BUNDLE, form, timeout=5)
+        await a1["xep_0060"].publish(None, BUNDLE, id="current", payload=devicelist(),
+                                     options=options(access_model="open"), timeout=5)
+        ids = await item_ids(carol, a, BUNDLE, problems, "carol reads the reconfigured node")
+        if ids is not None and ids != ["current"]:
+            problems.append(f"carol reads the reconfigured node: {ids}")
 
         # The account is a PEP service with the features clients look for before publishing.
         info = (await a1["xep_0030"].get_info(jid=a, timeout=5))["disco_info"]
