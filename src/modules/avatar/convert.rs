@@ -189,11 +189,7 @@ pub fn with_presence_hash(presence: &Element, hash: &str) -> Element {
 mod tests {
     use super::*;
 
-    fn parse(xml: &str) -> Element {
-        crate::xml::Stanza::parse(xml.as_bytes().to_vec())
-            .and_then(|s| s.tree())
-            .expect("test XML parses")
-    }
+    use crate::xml::test_element as parse;
 
     #[test]
     fn vcard_photo_to_pep_and_back() {

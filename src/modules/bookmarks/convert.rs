@@ -183,11 +183,7 @@ pub fn is_empty(el: &Element) -> bool {
 mod tests {
     use super::*;
 
-    fn parse(xml: &str) -> Element {
-        crate::xml::Stanza::parse(xml.as_bytes().to_vec())
-            .and_then(|s| s.tree())
-            .expect("test XML parses")
-    }
+    use crate::xml::test_element as parse;
 
     #[test]
     fn storage_round_trips_through_items() {

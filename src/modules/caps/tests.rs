@@ -9,11 +9,7 @@ use crate::modules::testing::{World, HOST};
 use crate::shard::ConnMsg;
 use crate::xml::Stanza;
 
-fn el(xml: &str) -> Element {
-    Stanza::parse(xml.as_bytes().to_vec())
-        .and_then(|s| s.tree())
-        .unwrap_or_else(|e| panic!("{e}: {xml}"))
-}
+use crate::xml::test_element as el;
 
 /// XEP-0115 §5.2.
 const SIMPLE: &str = "<query xmlns='http://jabber.org/protocol/disco#info' node='http://code.google.com/p/exodus#QgayPKawpkPSDYmwT/WM94uAlu0='>\

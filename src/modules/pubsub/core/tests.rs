@@ -2,14 +2,10 @@
 
 use super::node::NodeMeta;
 use super::*;
-use crate::xml::{Element, Stanza};
+use crate::xml::Element;
 use crate::xmpp::StanzaErrorCondition as C;
 
-fn el(xml: &str) -> Element {
-    Stanza::parse(xml.as_bytes().to_vec())
-        .and_then(|s| s.tree())
-        .unwrap_or_else(|e| panic!("{e}: {xml}"))
-}
+use crate::xml::test_element as el;
 
 fn item(id: &str, text: &str) -> Item {
     Item {
