@@ -19,7 +19,7 @@ use crate::modules::pep::api::{
     publish_request, request_as_owner, with_items, PepChange, PepEvent,
 };
 use crate::modules::private::{self, PrivateStored};
-use crate::modules::pubsub::core::Request;
+use crate::modules::pubsub::core::{Item, Request};
 use crate::shard::Shard;
 use crate::xml::Element;
 
@@ -84,11 +84,7 @@ fn pep_changed(shard: &mut Shard, ev: &PepEvent) {
                 owner.clone(),
                 NS_BOOKMARKS2.to_owned(),
                 move |shard, items| {
-                    let rooms: Vec<Bookmark> = items
-                        .unwrap_or_default()
-                        .iter()
-                        .filter_map(|i| convert::from_item(&i.id, i.payload.as_ref()?))
-                        .collect();
+                    let rooms = rooms_of(items);
                     let storage = write_private(shard, owner.clone(), rooms);
                     publish_legacy(shard, owner, storage);
                 },
@@ -109,6 +105,15 @@ fn pep_changed(shard: &mut Shard, ev: &PepEvent) {
     }
 }
 
+/// The bookmarks of the XEP-0402 node's items (foreign items skipped).
+fn rooms_of(items: Option<Vec<Item>>) -> Vec<Bookmark> {
+    items
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|i| convert::from_item(&i.id, i.payload.as_ref()?))
+        .collect()
+}
+
 /// Makes the XEP-0402 node hold `rooms`: publishes the new and changed ones, retracts the rest.
 fn sync_bookmarks2(shard: &mut Shard, owner: BareJid, rooms: Vec<Bookmark>) {
     with_items(
@@ -116,11 +121,7 @@ fn sync_bookmarks2(shard: &mut Shard, owner: BareJid, rooms: Vec<Bookmark>) {
         owner.clone(),
         NS_BOOKMARKS2.to_owned(),
         move |shard, items| {
-            let old: Vec<Bookmark> = items
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|i| convert::from_item(&i.id, i.payload.as_ref()?))
-                .collect();
+            let old = rooms_of(items);
             let changes = convert::changes(&old, &rooms);
             for b in &changes.publish {
                 let (id, payload) = convert::to_item(b);
