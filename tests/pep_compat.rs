@@ -61,6 +61,18 @@ fn bookmarks_follow_between_private_storage_and_pep() {
         let server = start(shards);
         let mut old = server.login("alice", "old", None);
         let mut new = server.login("alice", "new", None);
+        // A XEP-0411 client created the PEP node with its own (XEP-0223) options: the server's
+        // mirror must still land in it.
+        ok(&iq(
+            &mut new,
+            "c1",
+            &format!("<iq type='set' id='c1'><pubsub xmlns='{PS}'><publish node='storage:bookmarks'>\
+             <item id='current'><storage xmlns='storage:bookmarks'/></item></publish>\
+             <publish-options><x xmlns='jabber:x:data' type='submit'>\
+             <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field>\
+             <field var='pubsub#persist_items'><value>true</value></field>\
+             <field var='pubsub#access_model'><value>whitelist</value></field></x></publish-options></pubsub></iq>"),
+        ));
         // A XEP-0048 client stores two rooms and a web bookmark in private storage.
         ok(&iq(
             &mut old,
@@ -166,6 +178,12 @@ fn avatars_follow_between_vcard_and_pep_and_stamp_presence() {
         let server = start(shards);
         let mut a = server.login("alice", "a", None);
         let mut b = server.login("alice", "b", None);
+        // Without a PEP avatar the server leaves the client's presence alone.
+        a.send("<presence/>");
+        let p = a.expect("own presence", |s| {
+            s.name() == "presence" && s.from().as_deref() == Some("alice@localhost/a")
+        });
+        assert!(!text(&p).contains("vcard-temp:x:update"), "{shards}: {}", text(&p));
         // A vCard client sets a photo: PEP gets the data and the metadata.
         let img1 = b"first image bytes";
         let id1 = sha1_hex(img1);

@@ -23,7 +23,7 @@ use convert::{Metadata, Photo, PresenceHash, NS_DATA, NS_METADATA};
 use crate::hooks::{Acc, Events, HookCtx, HookResult, SessionEvent};
 use crate::jid::BareJid;
 use crate::modules::pep::api::{
-    peek_last, preload, publish_request, request_as_owner, with_items, Peek, PepChange, PepEvent,
+    apply_as_owner, peek_last, preload, publish_request, with_items, Peek, PepChange, PepEvent,
 };
 use crate::modules::vcard::{self, VcardStored};
 use crate::shard::Shard;
@@ -118,60 +118,53 @@ fn set_vcard_photo(shard: &mut Shard, owner: BareJid, photo: Option<Photo>) {
 
 fn vcard_stored(shard: &mut Shard, ev: &VcardStored) {
     let owner = ev.owner.clone();
-    match convert::vcard_photo(&ev.vcard) {
-        Some(photo) => {
-            let id = photo.id();
-            request_as_owner(
-                shard,
-                owner.clone(),
-                publish_request(NS_DATA, id.clone(), convert::data_payload(&photo), &[]),
-            );
-            request_as_owner(
-                shard,
-                owner,
-                publish_request(
-                    NS_METADATA,
-                    id,
-                    convert::metadata_payload(Some(&photo)),
-                    &[],
-                ),
-            );
-        }
-        None => {
-            // Only a PEP avatar that shows a picture is disabled (no item for users without one).
-            with_items(
-                shard,
-                owner.clone(),
-                NS_METADATA.to_owned(),
-                move |shard, items| {
-                    let shows = items
-                        .and_then(|i| i.into_iter().last())
-                        .and_then(|i| i.payload)
-                        .and_then(|p| convert::metadata(&p))
-                        .is_some_and(|m| m != Metadata::Disabled);
-                    if shows {
-                        request_as_owner(
-                            shard,
-                            owner,
-                            publish_request(
-                                NS_METADATA,
-                                DISABLED_ID.to_owned(),
-                                convert::metadata_payload(None),
-                                &[],
-                            ),
-                        );
-                    }
-                },
-            );
-        }
-    }
+    let photo = convert::vcard_photo(&ev.vcard);
+    apply_as_owner(
+        shard,
+        owner,
+        NS_METADATA.to_owned(),
+        move |items| match photo {
+            // The data first: the metadata is published only if the data was (XEP-0398 §3.2).
+            Some(photo) => {
+                let id = photo.id();
+                vec![
+                    publish_request(NS_DATA, id.clone(), convert::data_payload(&photo), &[]),
+                    publish_request(
+                        NS_METADATA,
+                        id,
+                        convert::metadata_payload(Some(&photo)),
+                        &[],
+                    ),
+                ]
+            }
+            None => {
+                // Only a PEP avatar that shows a picture is disabled (no item for users without one).
+                let shows = items
+                    .and_then(|i| i.into_iter().last())
+                    .and_then(|i| i.payload)
+                    .and_then(|p| convert::metadata(&p))
+                    .is_some_and(|m| m != Metadata::Disabled);
+                if shows {
+                    vec![publish_request(
+                        NS_METADATA,
+                        DISABLED_ID.to_owned(),
+                        convert::metadata_payload(None),
+                        &[],
+                    )]
+                } else {
+                    Vec::new()
+                }
+            }
+        },
+    );
 }
 
 /// The hash to advertise for `owner` as far as this home shard knows now: `Some("")` for no
 /// avatar, `None` when their PEP state is not in memory.
 fn current_hash(shard: &Shard, owner: &BareJid) -> Option<String> {
     match peek_last(shard, owner, NS_METADATA) {
-        Peek::NotLoaded => None,
+        // No PEP avatar: the client's own XEP-0153 handling (from its vCard) is left alone.
+        Peek::NotLoaded | Peek::NoNode => None,
         Peek::Last(item) => Some(
             match item
                 .and_then(|i| i.payload.as_ref())

@@ -16,7 +16,7 @@ use convert::{Bookmark, NS_BOOKMARKS2, NS_STORAGE};
 use crate::hooks::{Events, HookCtx};
 use crate::jid::BareJid;
 use crate::modules::pep::api::{
-    publish_request, request_as_owner, with_items, PepChange, PepEvent,
+    apply_as_owner, publish_request, request_as_owner, with_items, PepChange, PepEvent,
 };
 use crate::modules::private::{self, PrivateStored};
 use crate::modules::pubsub::core::{Item, Request};
@@ -114,40 +114,32 @@ fn rooms_of(items: Option<Vec<Item>>) -> Vec<Bookmark> {
         .collect()
 }
 
-/// Makes the XEP-0402 node hold `rooms`: publishes the new and changed ones, retracts the rest.
+/// Makes the XEP-0402 node hold `rooms`: publishes the new and changed ones, retracts the rest
+/// (read and written in one turn, so quick successive edits cannot interleave).
 fn sync_bookmarks2(shard: &mut Shard, owner: BareJid, rooms: Vec<Bookmark>) {
-    with_items(
-        shard,
-        owner.clone(),
-        NS_BOOKMARKS2.to_owned(),
-        move |shard, items| {
-            let old = rooms_of(items);
-            let changes = convert::changes(&old, &rooms);
-            for b in &changes.publish {
+    apply_as_owner(shard, owner, NS_BOOKMARKS2.to_owned(), move |items| {
+        let changes = convert::changes(&rooms_of(items), &rooms);
+        let mut reqs: Vec<Request> = changes
+            .publish
+            .iter()
+            .map(|b| {
                 let (id, payload) = convert::to_item(b);
-                request_as_owner(
-                    shard,
-                    owner.clone(),
-                    publish(NS_BOOKMARKS2, id, payload, "max"),
-                );
-            }
-            if !changes.retract.is_empty() {
-                request_as_owner(
-                    shard,
-                    owner,
-                    Request::Retract {
-                        node: NS_BOOKMARKS2.to_owned(),
-                        ids: changes
-                            .retract
-                            .iter()
-                            .map(|j| j.as_str().to_owned())
-                            .collect(),
-                        notify: true,
-                    },
-                );
-            }
-        },
-    );
+                publish(NS_BOOKMARKS2, id, payload, "max")
+            })
+            .collect();
+        if !changes.retract.is_empty() {
+            reqs.push(Request::Retract {
+                node: NS_BOOKMARKS2.to_owned(),
+                ids: changes
+                    .retract
+                    .iter()
+                    .map(|j| j.as_str().to_owned())
+                    .collect(),
+                notify: true,
+            });
+        }
+        reqs
+    });
 }
 
 /// Rewrites the private XEP-0048 fragment with `rooms`, keeping its other children; returns the

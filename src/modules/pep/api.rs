@@ -72,22 +72,26 @@ fn home_of(shard: &mut Shard, owner: &BareJid) -> crate::shard::ShardId {
 /// shard; it runs on the owner's home shard, in order with the owner's own requests). Refusals are
 /// logged: the caller built the request.
 pub fn request_as_owner(shard: &mut Shard, owner: BareJid, req: Request) {
+    apply_as_owner(shard, owner, String::new(), move |_| vec![req]);
+}
+
+/// Reads the items of `owner`'s `node` (`None`: no such node) and carries out the requests
+/// `decide` builds from them, as the owner, in one turn on the home shard: nothing the owner's
+/// clients do comes between the read and the writes. The requests run in order; the first refused
+/// (logged) stops the rest. `publish-options` of a server request only
+/// configure a node it creates; an existing node keeps the configuration its owner chose (a
+/// precondition the server's options did not meet would otherwise refuse the mirror forever).
+pub fn apply_as_owner(
+    shard: &mut Shard,
+    owner: BareJid,
+    node: String,
+    decide: impl FnOnce(Option<Vec<Item>>) -> Vec<Request> + Send + 'static,
+) {
     let home = home_of(shard, &owner);
     crate::sm::run_on(
         shard,
         home,
         Box::new(move |shard: &mut Shard| {
-            let iq = Element::new("iq", ns::CLIENT)
-                .with_attr("type", "set")
-                .with_attr("id", "pep-server")
-                .with_attr("from", owner.as_str())
-                .with_attr("to", owner.as_str());
-            let acc = Acc::new(
-                Stanza::from_element(&iq),
-                Jid::from(owner.clone()),
-                Jid::from(owner.clone()),
-                shard.id,
-            );
             let o = owner.clone();
             with_user(
                 shard,
@@ -100,13 +104,43 @@ pub fn request_as_owner(shard: &mut Shard, owner: BareJid, req: Request) {
                         );
                         return;
                     };
-                    if let Err(e) = handle::run(shard, u, &owner, &acc, req) {
-                        tracing::warn!(user = owner.as_str(), error = ?e, "pep: server request refused");
+                    let items = u
+                        .nodes
+                        .get(&node)
+                        .map(|n| n.items(None, &[]).into_iter().cloned().collect::<Vec<_>>());
+                    let acc = server_iq(&owner, shard.id);
+                    for mut req in decide(items) {
+                        if let Request::Publish { node, options, .. } = &mut req {
+                            if u.nodes.contains_key(node.as_str()) {
+                                *options = None;
+                            }
+                        }
+                        if let Err(e) = handle::run(shard, u, &owner, &acc, req) {
+                            // The later requests may depend on this one (metadata naming data).
+                            tracing::warn!(user = owner.as_str(), error = ?e, "pep: server request refused; the rest not tried");
+                            break;
+                        }
                     }
                 }),
             );
         }),
     );
+}
+
+/// The IQ a server request stands for: from the owner's bare JID (which marks it as the server's,
+/// see [`by_client`]) to the owner.
+fn server_iq(owner: &BareJid, shard: crate::shard::ShardId) -> Acc {
+    let iq = Element::new("iq", ns::CLIENT)
+        .with_attr("type", "set")
+        .with_attr("id", "pep-server")
+        .with_attr("from", owner.as_str())
+        .with_attr("to", owner.as_str());
+    Acc::new(
+        Stanza::from_element(&iq),
+        Jid::from(owner.clone()),
+        Jid::from(owner.clone()),
+        shard,
+    )
 }
 
 /// Runs `f` on `owner`'s home shard with the items of their node `node` (oldest first; `None`
@@ -163,7 +197,9 @@ pub fn publish_request(
 pub enum Peek<'a> {
     /// The user's PEP state is not in memory (or in use).
     NotLoaded,
-    /// Loaded; the node's newest item (`None`: no such node, or no item).
+    /// Loaded, and the user has no such node.
+    NoNode,
+    /// Loaded; the node's newest item (`None`: the node has none).
     Last(Option<&'a Item>),
 }
 
@@ -176,7 +212,10 @@ pub fn peek_last<'a>(shard: &'a Shard, owner: &BareJid, node: &str) -> Peek<'a> 
         .and_then(|h| h.loaded(owner.as_str()))
     {
         None => Peek::NotLoaded,
-        Some(u) => Peek::Last(u.nodes.get(node).and_then(|n| n.last())),
+        Some(u) => match u.nodes.get(node) {
+            None => Peek::NoNode,
+            Some(n) => Peek::Last(n.last()),
+        },
     }
 }
 
