@@ -11,6 +11,7 @@ mod error;
 pub mod event;
 pub mod node;
 pub mod request;
+mod stored;
 
 #[cfg(test)]
 mod tests;

@@ -359,3 +359,25 @@ fn notifications() {
         "<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='n'><item id='i1'>"
     ));
 }
+
+#[test]
+fn a_malformed_or_foreign_form_is_bad_request_a_bad_value_not_acceptable() {
+    let limits = Limits::default();
+    let c = NodeConfig::default();
+    let cond = |x: &Element| c.apply(x, &limits).map(drop).map_err(|e| e.cond);
+    assert_eq!(
+        cond(&form(ns::PUBLISH_OPTIONS, &[("pubsub#title", "t")])),
+        Err(C::BadRequest)
+    );
+    assert_eq!(
+        cond(&el("<x xmlns='jabber:x:data' type='bogus'/>")),
+        Err(C::BadRequest)
+    );
+    assert_eq!(
+        cond(&form(
+            ns::NODE_CONFIG,
+            &[("pubsub#deliver_payloads", "perhaps")]
+        )),
+        Err(C::NotAcceptable)
+    );
+}
