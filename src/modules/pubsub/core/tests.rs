@@ -381,3 +381,27 @@ fn a_malformed_or_foreign_form_is_bad_request_a_bad_value_not_acceptable() {
         Err(C::NotAcceptable)
     );
 }
+
+#[test]
+fn the_owner_lists_subscriptions_and_affiliations() {
+    let mut n = Node::new("n", NodeConfig::default(), "alice@x");
+    n.set_subscription("bob@x/b", SubState::Pending, "s1".into());
+    let subs = xml(&event::owner_subscriptions(&n));
+    assert!(subs.contains("<subscriptions node='n'>"), "{subs}");
+    assert!(
+        subs.contains("jid='bob@x/b' subscription='pending' subid='s1'"),
+        "{subs}"
+    );
+    let affs = xml(&event::owner_affiliations(&n));
+    assert!(
+        affs.contains("<affiliation affiliation='owner' jid='alice@x'/>"),
+        "{affs}"
+    );
+}
+
+#[test]
+fn new_ids_differ() {
+    let a = new_id();
+    assert_ne!(a, new_id());
+    assert!(now_micros() > 1_600_000_000_000_000);
+}
