@@ -5,6 +5,7 @@ pub mod blocking;
 pub mod carbons;
 pub mod csi;
 pub mod disco;
+pub mod gather;
 pub mod http_upload;
 pub mod last;
 pub mod mam;
