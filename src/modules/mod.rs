@@ -55,6 +55,7 @@ pub const KNOWN: &[&str] = &[
     "carbons",
     "stream_management",
     "muc",
+    "pubsub",
     "mam",
     "http_upload",
     "disco",
@@ -161,6 +162,9 @@ pub fn start(config: &Config, shard: &mut Shard) {
                 Ok(())
             }
             muc::NAME => muc::MucOptions::from_table(table).map(|o| muc::start(shard, &hosts, o)),
+            pubsub::NAME => {
+                pubsub::PubsubOptions::from_table(table).map(|o| pubsub::start(shard, &hosts, o))
+            }
             mam::NAME => mam::MamOptions::from_table(table).map(|o| mam::start(shard, &hosts, o)),
             http_upload::NAME => http_upload::UploadOptions::from_table(table, data_dir)
                 .map(|o| http_upload::start(shard, &hosts, o)),
@@ -232,6 +236,7 @@ pub fn check_options(config: &Config) -> Result<(), OptionError> {
             "vcard" => vcard::Options::from_table(table).map(drop)?,
             pep::NAME => pep::Options::from_table(table).map(drop)?,
             muc::NAME => muc::MucOptions::from_table(table).map(drop)?,
+            pubsub::NAME => pubsub::PubsubOptions::from_table(table).map(drop)?,
             mam::NAME => mam::MamOptions::from_table(table).map(drop)?,
             http_upload::NAME => {
                 http_upload::UploadOptions::from_table(table, &config.general.data_dir).map(drop)?
