@@ -17,7 +17,7 @@ fn start(shards: usize) -> Server {
         shards,
         &["alice", "bob", "carol"],
         "",
-        "[modules.roster]\n[modules.presence]\n[modules.pep]\nmax_item_bytes = 4096\n",
+        "[modules.roster]\n[modules.presence]\n[modules.caps]\n[modules.pep]\nmax_item_bytes = 4096\n",
     )
 }
 
@@ -178,39 +178,50 @@ fn presence_node_refused_to_a_stranger_open_node_readable() {
     }
 }
 
-/// The caps of a client wanting notifications of `urn:x:presence` and `urn:x:open`, as a presence
-/// child, and its disco#info answer.
+/// The caps of a test client wanting notifications of `urn:x:presence` and `urn:x:open` (plus one
+/// feature of its own, so that each client has its own `ver` and is asked for it).
 mod caps {
     use base64::Engine;
     use sha1::Digest;
 
     pub const NODE: &str = "https://petrel.im/test-client";
-    const FEATURES: [&str; 4] = [
-        "http://jabber.org/protocol/caps",
-        "http://jabber.org/protocol/disco#info",
-        "urn:x:open+notify",
-        "urn:x:presence+notify",
-    ];
 
-    /// XEP-0115 §5.1 over identity client/pc and FEATURES (sorted).
-    pub fn ver() -> String {
+    fn features(own: &str) -> Vec<String> {
+        let mut f: Vec<String> = [
+            "http://jabber.org/protocol/caps",
+            "http://jabber.org/protocol/disco#info",
+            "urn:x:open+notify",
+            "urn:x:presence+notify",
+            own,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        f.sort();
+        f
+    }
+
+    /// XEP-0115 §5.1 over identity client/pc and the features.
+    pub fn ver(own: &str) -> String {
         let mut s = String::from("client/pc//test<");
-        for f in FEATURES {
-            s.push_str(f);
+        for f in features(own) {
+            s.push_str(&f);
             s.push('<');
         }
         base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(s.as_bytes()))
     }
 
-    pub fn element() -> String {
+    /// The `<c/>` for a presence.
+    pub fn element(own: &str) -> String {
         format!(
             "<c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='{NODE}' ver='{}'/>",
-            ver()
+            ver(own)
         )
     }
 
-    pub fn info(id: &str, to: &str, node: &str) -> String {
-        let f: String = FEATURES
+    /// The answer to the server's disco#info query `id` about `node`.
+    pub fn info(own: &str, id: &str, to: &str, node: &str) -> String {
+        let f: String = features(own)
             .iter()
             .map(|f| format!("<feature var='{f}'/>"))
             .collect();
@@ -221,24 +232,36 @@ mod caps {
     }
 }
 
-/// Waits for the notification of `node`, answering the server's caps query meanwhile.
-fn expect_event(c: &mut Client, node: &str) -> Stanza {
-    loop {
+/// Sends `presence` (carrying the caps of `own`) and answers the server's caps query.
+fn advertise(c: &mut Client, own: &str, to: Option<&str>) {
+    let to = to.map(|t| format!(" to='{t}'")).unwrap_or_default();
+    c.send(&format!("<presence{to}>{}</presence>", caps::element(own)));
+    let q = c.expect("caps query", |s| {
+        s.name() == "iq" && s.type_().as_deref() == Some("get") && text(s).contains("disco#info")
+    });
+    let t = q.tree().unwrap();
+    let node = t
+        .child_elements()
+        .next()
+        .and_then(|q| q.attr("node"))
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(node, format!("{}#{}", caps::NODE, caps::ver(own)));
+    let id = q.id().unwrap_or_default().to_string();
+    let from = q.from().unwrap_or_default().to_string();
+    c.send(&caps::info(own, &id, &from, &node));
+}
+
+/// Waits for notifications (or last items) of every node in `nodes`.
+fn expect_events(c: &mut Client, nodes: &[&str]) -> Vec<Stanza> {
+    let mut got: Vec<Stanza> = Vec::new();
+    while !nodes.iter().all(|n| got.iter().any(|s| is_event(s, n))) {
         let s = c.next_stanza();
-        if is_event(&s, node) {
-            return s;
-        }
-        if s.name() == "iq"
-            && s.type_().as_deref() == Some("get")
-            && text(&s).contains("disco#info")
-        {
-            let t = s.tree().unwrap();
-            let q = t.child_elements().next().unwrap();
-            let id = s.id().unwrap_or_default().to_string();
-            let from = s.from().unwrap_or_default().to_string();
-            c.send(&caps::info(&id, &from, q.attr("node").unwrap_or_default()));
+        if nodes.iter().any(|n| is_event(&s, n)) {
+            got.push(s);
         }
     }
+    got
 }
 
 fn subscribe_one_way(x: &mut Client, xn: &str, y: &mut Client, yn: &str) {
@@ -256,33 +279,45 @@ fn subscribe_both(a: &mut Client, an: &str, b: &mut Client, bn: &str) {
 }
 
 #[test]
-#[ignore = "needs the caps module (branch caps): +notify is learned from XEP-0115 caps"]
 fn contacts_advertising_notify_are_notified_strangers_only_of_open_nodes() {
     for shards in [1, 2] {
         let server = start(shards);
         let mut alice = server.login("alice", "a", Some(0));
-        let mut bob = server.login("bob", "b", None);
+        let mut bob = server.login("bob", "b", Some(0));
         subscribe_both(&mut alice, "alice", &mut bob, "bob");
-        bob.send(&format!("<presence>{}</presence>", caps::element()));
+        advertise(&mut bob, "urn:x:bob", None);
         // Carol is no contact: her directed presence reaches alice.
         let mut carol = server.login("carol", "c", None);
-        carol.send(&format!(
-            "<presence to='alice@localhost'>{}</presence>",
-            caps::element()
-        ));
-        carol.sync();
-        bob.sync();
-        alice.sync();
+        advertise(&mut carol, "urn:x:carol", Some("alice@localhost"));
         publish_both(&mut alice, "for contacts", "for all");
-        let n = expect_event(&mut bob, "urn:x:presence");
-        assert!(text(&n).contains("for contacts"), "{}", text(&n));
-        expect_event(&mut bob, "urn:x:open");
-        // Both notifications take one path to carol, in order: the first she gets is the open one.
-        let n = expect_event(&mut carol, "urn:x:open");
-        assert!(text(&n).contains("for all"), "{}", text(&n));
+        // Whether the caps were known when alice published (a notification) or learned after (the
+        // last item), bob gets both nodes' items.
+        let got = expect_events(&mut bob, &["urn:x:presence", "urn:x:open"]);
+        assert!(
+            got.iter().any(|s| text(s).contains("for contacts")),
+            "{got:?}"
+        );
+        expect_events(&mut carol, &["urn:x:open"]);
+        // A later item on the open node comes after anything sent to carol before it.
+        let r = publish(
+            &mut alice,
+            "p3",
+            None,
+            "urn:x:open",
+            "<x xmlns='urn:x:open'>final</x>",
+            "",
+        );
+        assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+        carol.expect("final", |s| {
+            is_event(s, "urn:x:open") && text(s).contains("final")
+        });
         assert!(
             !String::from_utf8_lossy(&carol.raw).contains("for contacts"),
-            "a stranger got a presence-model notification"
+            "{shards}: a stranger got an item of a presence-model node"
         );
+        // Bob is told of the new item too.
+        bob.expect("final", |s| {
+            is_event(s, "urn:x:open") && text(s).contains("final")
+        });
     }
 }

@@ -111,6 +111,12 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
     for host in hosts {
         add_account_feature(&mut shard.ext, host, ns::DISCO_INFO);
         let features: Rc<[String]> = server_features(shard, host).into();
+        // The node of the server's own caps (XEP-0115 §6.2) names the same disco#info.
+        let caps_node = format!(
+            "{}#{}",
+            super::caps::SERVER_NODE,
+            super::caps::server_ver(&features)
+        );
         shard.iq.register_server(
             host,
             ns::DISCO_INFO,
@@ -118,10 +124,13 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
                 if acc.stanza_type() != "get" {
                     return IqReply::Error(StanzaErrorCondition::BadRequest);
                 }
-                if payload.attr("node").is_some() {
-                    return IqReply::Error(StanzaErrorCondition::ItemNotFound);
+                let mut reply = info("server", "im", Some("petrel"), &features);
+                match payload.attr("node") {
+                    None => {}
+                    Some(node) if node == caps_node => reply = reply.with_attr("node", node),
+                    Some(_) => return IqReply::Error(StanzaErrorCondition::ItemNotFound),
                 }
-                IqReply::Result(Some(info("server", "im", Some("petrel"), &features)))
+                IqReply::Result(Some(reply))
             }),
         );
         let services: Rc<[(String, String)]> = shard

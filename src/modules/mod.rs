@@ -2,6 +2,7 @@
 //! start-up, from its `[modules.NAME]` table in `petrel.toml`.
 
 pub mod blocking;
+pub mod caps;
 pub mod carbons;
 pub mod csi;
 pub mod disco;
@@ -42,6 +43,7 @@ pub const KNOWN: &[&str] = &[
     "pep",
     "roster",
     "presence",
+    "caps",
     "ping",
     "version",
     "time",
@@ -79,6 +81,9 @@ pub struct C2sModuleOptions {
 /// The post-authentication stream features of the enabled modules.
 fn post_auth_features(config: &Config) -> Vec<u8> {
     let mut out = Vec::new();
+    if config.modules.contains_key(caps::NAME) {
+        out.extend(caps::stream_feature(&server_disco_features(config)));
+    }
     if let Some(t) = config.modules.get("roster") {
         if roster::RosterOpts::from_table(t).is_ok_and(|o| o.versioning) {
             out.extend_from_slice(b"<ver xmlns='urn:xmpp:features:rosterver'/>");
@@ -92,6 +97,23 @@ fn post_auth_features(config: &Config) -> Vec<u8> {
         out.extend_from_slice(b"<csi xmlns='urn:xmpp:csi:0'/>");
     }
     out
+}
+
+/// The features of the server's disco#info (on its first host) with this configuration: the
+/// modules started on a scratch shard, as every shard starts them.
+pub fn server_disco_features(config: &Config) -> Vec<String> {
+    let hosts: ahash::HashSet<String> =
+        config.general.hosts.iter().map(|h| h.to_string()).collect();
+    let mut shard = Shard::new(
+        crate::shard::ShardId(0),
+        1,
+        std::rc::Rc::new(hosts),
+        config.general.routing_modules.clone().into(),
+        0,
+    );
+    start(config, &mut shard);
+    let first = config.general.hosts.first().map_or("", |h| h.as_str());
+    disco::server_features(&shard, first)
 }
 
 /// Validates the options of the modules in this file and returns what the c2s needs; called once
@@ -131,6 +153,7 @@ pub fn start(config: &Config, shard: &mut Shard) {
                 presence::start(shard, &hosts);
                 Ok(())
             }
+            caps::NAME => caps::CapsOptions::from_table(table).map(|o| caps::start(shard, o)),
             "ping" => {
                 ping::start(shard, &hosts);
                 Ok(())
@@ -237,6 +260,7 @@ pub fn check_options(config: &Config) -> Result<(), OptionError> {
             pep::NAME => pep::Options::from_table(table).map(drop)?,
             muc::NAME => muc::MucOptions::from_table(table).map(drop)?,
             pubsub::NAME => pubsub::PubsubOptions::from_table(table).map(drop)?,
+            caps::NAME => caps::CapsOptions::from_table(table).map(drop)?,
             mam::NAME => mam::MamOptions::from_table(table).map(drop)?,
             http_upload::NAME => {
                 http_upload::UploadOptions::from_table(table, &config.general.data_dir).map(drop)?

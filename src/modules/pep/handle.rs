@@ -29,7 +29,7 @@ pub(super) fn answer(
     };
     let reply = match out {
         Ok(body) => Some(result_reply(&acc, body, shard.id)),
-        Err(e) => acc.error_reply_with(e.cond, e.app_element(), shard.id),
+        Err(e) => e.reply_to(&acc, shard.id),
     };
     if let Some(r) = reply {
         crate::router::route(shard, r);
@@ -51,6 +51,17 @@ fn new_id() -> String {
 
 fn now_micros() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1000
+}
+
+/// An item as the store keeps it.
+fn stored(item: &Item) -> StoredItem {
+    StoredItem {
+        id: item.id.clone(),
+        publisher: item.publisher.clone(),
+        published: item.published,
+        // Serialized XML is UTF-8.
+        payload: String::from_utf8(item.payload_bytes()).unwrap_or_default(),
+    }
 }
 
 fn node_mut<'a>(u: &'a mut UserPep, name: &str) -> Result<&'a mut Node, PubsubError> {
@@ -126,12 +137,7 @@ fn run(
                 }
             };
             let n = node_mut(u, &name)?;
-            let stored = StoredItem {
-                id: item.id.clone(),
-                publisher: item.publisher.clone(),
-                published: item.published,
-                payload: String::from_utf8(item.payload_bytes()).unwrap_or_default(),
-            };
+            let stored = stored(&item);
             let published = match n.publish(item, &limits) {
                 Ok(p) => p,
                 Err(e) => {
@@ -285,6 +291,14 @@ fn run(
             let name = node.clone();
             if was_persistent && !n.config().persist_items {
                 persist(shard, owner, move |s| s.pubsub_purge(&svc, &name));
+            } else if !was_persistent && n.config().persist_items {
+                // Now kept: what the node holds goes to the store.
+                let items: Vec<StoredItem> = n.all_items().map(stored).collect();
+                persist(shard, owner, move |s| {
+                    items
+                        .iter()
+                        .try_for_each(|i| s.pubsub_item_put(&svc, &name, i, &[]))
+                });
             } else if n.config().persist_items && !evicted.is_empty() {
                 persist(shard, owner, move |s| {
                     s.pubsub_items_delete(&svc, &name, &evicted)

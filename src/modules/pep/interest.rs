@@ -1,29 +1,52 @@
-//! What PEP needs from entity capabilities (XEP-0115), in one place: which `ver` a presence
-//! advertises, and whether the entity behind a `ver` wants notifications of a node (`NODE+notify`).
-//!
-//! Until the `caps` module is merged this reads the `<c/>` element itself and knows no features
-//! (every contact's interest is unknown). On merge, [`caps_ver`] becomes `crate::modules::caps::parse`
-//! and [`wants`] a look-up in `crate::modules::caps::features`; the caps module's "caps learned" hook
-//! calls [`super::caps_learned`].
+//! What PEP needs from entity capabilities (XEP-0115, the `caps` module), in one place: which
+//! `ver` a presence advertises, and whether the entity behind a `ver` wants notifications of a
+//! node (`NODE+notify`). The caps module's "caps learned" callback calls [`super::caps_learned`].
 
+use crate::modules::caps;
 use crate::shard::Extensions;
 use crate::xml::Stanza;
 
-/// `http://jabber.org/protocol/caps`.
-const NS_CAPS: &str = "http://jabber.org/protocol/caps";
-
-/// The caps `ver` a presence advertises (hashed caps only: legacy caps without `hash` are
-/// ignored, as the caps module does).
+/// The caps `ver` a presence advertises (hashed caps only).
 pub fn caps_ver(presence: &Stanza) -> Option<String> {
-    let el = presence.tree().ok()?;
-    let c = el.get_child("c", NS_CAPS)?;
-    c.attr("hash")?;
-    c.attr("ver").map(str::to_owned)
+    caps::parse(presence).map(|c| c.ver)
 }
 
 /// Whether the entity advertising `ver` wants notifications of `node`: `None` while its features
-/// are unknown.
+/// are unknown (or the caps module is off).
 pub fn wants(ext: &Extensions, ver: &str, node: &str) -> Option<bool> {
-    let _ = (ext, ver, node);
-    None
+    #[cfg(test)]
+    if let Some(features) = test::features(ver) {
+        return Some(features.iter().any(|f| *f == format!("{node}+notify")));
+    }
+    caps::features(ext, ver).map(|info| info.notify(node))
+}
+
+/// Caps known to the tests of this module without a client answering the caps query, per thread
+/// (each test runs on its own).
+#[cfg(test)]
+pub(super) mod test {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static KNOWN: RefCell<Vec<(String, Vec<String>)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Makes `ver` known with `features`.
+    pub fn learn(ver: &str, features: &[&str]) {
+        KNOWN.with(|k| {
+            k.borrow_mut().push((
+                ver.to_owned(),
+                features.iter().map(|f| f.to_string()).collect(),
+            ))
+        });
+    }
+
+    pub(super) fn features(ver: &str) -> Option<Vec<String>> {
+        KNOWN.with(|k| {
+            k.borrow()
+                .iter()
+                .find(|(v, _)| v == ver)
+                .map(|(_, f)| f.clone())
+        })
+    }
 }

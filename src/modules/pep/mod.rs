@@ -2,7 +2,8 @@
 //!
 //! Pubsub IQs to a bare JID (or without `to`: the sender's own account) are account IQ handlers;
 //! the work runs on the home shard of the owner's bare JID, where their PEP state lives: nodes
-//! and items (loaded lazily from the store, cached with a bound, evicting users without sessions)
+//! and items (loaded lazily from the store, cached with a bound, evicting users without sessions;
+//! dropped when the user's last session ends, so a deleted account's state does not linger)
 //! and the roster's subscriptions (for the access models). Nodes are auto-created on publish,
 //! configured by `publish-options` when new and checked against them otherwise. Notifications go to
 //! the owner's available resources and to the full JIDs whose available presence reached the
@@ -40,6 +41,13 @@ use state::{with_user, Home};
 
 /// The module's name in `[modules]`.
 pub const NAME: &str = "pep";
+
+/// `pubsub#…` features of PEP beyond the core's.
+const PEP_FEATURES: &[&str] = &[
+    "auto-subscribe",
+    "presence-notifications",
+    "presence-subscribe",
+];
 
 /// `[modules.pep]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,9 +121,38 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: Options) {
         for f in ps::feature_uris() {
             disco::add_account_feature(&mut shard.ext, host, &f);
         }
+        // XEP-0163 §8: contacts are subscribed by their presence subscription and notified by it.
+        for f in PEP_FEATURES {
+            disco::add_account_feature(&mut shard.ext, host, &format!("{}#{f}", ps::ns::PUBSUB));
+        }
         disco::set_account_items(&mut shard.ext, host, items.clone());
     }
     shard.sm.add_home_handler(NAME, Rc::new(presence::home));
+    shard
+        .hooks
+        .user_receive_presence
+        .add(60, NAME, presence::received);
+    shard.hooks.sm_remove_connection.add(60, NAME, |ev, ctx| {
+        let user = ev.jid.bare();
+        ctx.run_on(
+            ctx.shard,
+            Box::new(move |shard: &mut Shard| {
+                if shard.sm.resources(&user).is_empty() {
+                    shard.ext.get_or_default::<Home>().forget(user.as_str());
+                }
+            }),
+        );
+        crate::hooks::HookResult::Continue
+    });
+    crate::modules::caps::on_learned(&mut shard.ext, 50, NAME, |learned, ctx| {
+        let ver = learned.ver.clone();
+        // The hook context has no shard: the work runs right after, on this shard.
+        ctx.run_on(
+            ctx.shard,
+            Box::new(move |shard: &mut Shard| caps_learned(shard, &ver)),
+        );
+        crate::hooks::HookResult::Continue
+    });
 }
 
 /// Carries the request to the owner's home shard.
@@ -123,7 +160,7 @@ fn iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {
     let req = match Request::parse(&acc.stanza_type(), payload) {
         Ok(r) => r,
         Err(e) => {
-            if let Some(r) = acc.error_reply_with(e.cond, e.app_element(), ctx.shard) {
+            if let Some(r) = e.reply_to(acc, ctx.shard) {
                 ctx.route(r);
             }
             return IqReply::NoReply;
@@ -218,7 +255,7 @@ fn send_last(shard: &mut Shard, owner: &BareJid, n: &Node, to: Jid) {
 }
 
 /// The caps `ver` became known on this shard: full JIDs that advertised it to users homed here get
-/// the last items they now turn out to want. For the caps module's "caps learned" hook.
+/// the last items they now turn out to want (run by the caps module's "caps learned" callback).
 pub fn caps_learned(shard: &mut Shard, ver: &str) {
     let Some(home) = shard.ext.get::<Home>() else {
         return;

@@ -5,10 +5,10 @@
 
 use super::state::{with_user, Contact, Home, UserPep, MAX_PRESENCES};
 use super::{interest, notify, send_last};
-use crate::hooks::Acc;
+use crate::hooks::{Acc, HookCtx, HookResult};
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::modules::pubsub::core::SendLast;
-use crate::shard::Shard;
+use crate::shard::{home_shard_of, Shard};
 use crate::sm::{PresenceUpdate, PRESENCE_UPDATE};
 use crate::xml::StanzaKind;
 use crate::xmpp::ns;
@@ -21,6 +21,26 @@ pub(super) fn home(shard: &mut Shard, acc: Acc) -> Option<Acc> {
         _ => {}
     }
     Some(acc)
+}
+
+/// `user_receive_presence` on the recipient's connection shard: a presence to a full JID bound on
+/// the shard that routed it skipped the recipient's home shard (the session manager's fast path),
+/// so it is shown there now. Seen twice when it did pass there: the second sighting changes nothing.
+pub(super) fn received(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
+    let ty = acc.stanza_type();
+    if acc.to.resource().is_none()
+        || acc.from.bare_str() == acc.to.bare_str()
+        || !matches!(ty.as_ref(), "" | "unavailable")
+    {
+        return HookResult::Continue;
+    }
+    let shards = ctx.ext.get::<Home>().map_or(1, |h| h.shards);
+    let copy = acc.fork();
+    ctx.run_on(
+        home_shard_of(acc.to.bare_str(), shards),
+        Box::new(move |shard: &mut Shard| presence(shard, &copy)),
+    );
+    HookResult::Continue
 }
 
 fn presence(shard: &mut Shard, acc: &Acc) {
@@ -134,8 +154,23 @@ fn roster_push(shard: &mut Shard, acc: &Acc) {
                 .collect(),
         }),
     };
-    shard
-        .ext
-        .get_or_default::<Home>()
-        .roster_changed(acc.to.bare_str(), contact.as_str(), c);
+    let owner = acc.to.bare();
+    let home = shard.ext.get_or_default::<Home>();
+    if !home.roster_changed(owner.as_str(), contact.as_str(), c) {
+        return;
+    }
+    // A new presence subscription: the contact's available resources get the last items.
+    let present: Vec<(FullJid, Option<String>)> = home
+        .presences
+        .get(owner.as_str())
+        .map(|seen| {
+            seen.iter()
+                .filter(|(j, _)| j.bare() == contact)
+                .map(|(j, v)| (j.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (jid, ver) in present {
+        last_items(shard, owner.clone(), jid, ver);
+    }
 }

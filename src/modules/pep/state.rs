@@ -72,14 +72,27 @@ impl Home {
         }
     }
 
-    /// Applies `f` to the user's roster if their state is loaded (a roster push).
-    pub fn roster_changed(&mut self, user: &str, contact: &str, c: Option<Contact>) {
-        if let Some(Slot::Ready(u)) = self.users.get_mut(user) {
-            match c {
-                Some(c) => u.roster.insert(contact.to_owned(), c),
-                None => u.roster.remove(contact),
-            };
+    /// Drops the user's loaded state (their last session ended: an account deleted meanwhile must not
+    /// come back from memory); state in use or loading stays.
+    pub fn forget(&mut self, user: &str) {
+        if matches!(self.users.get(user), Some(Slot::Ready(_))) {
+            self.users.remove(user);
         }
+    }
+
+    /// A roster push: the contact's new entry (`None`: removed) in the user's state if loaded.
+    /// True when the contact just gained a presence subscription (it may now get the last items).
+    pub fn roster_changed(&mut self, user: &str, contact: &str, c: Option<Contact>) -> bool {
+        let Some(Slot::Ready(u)) = self.users.get_mut(user) else {
+            return false;
+        };
+        let had = u.roster.get(contact).is_some_and(|c| c.from);
+        let has = c.as_ref().is_some_and(|c| c.from);
+        match c {
+            Some(c) => u.roster.insert(contact.to_owned(), c),
+            None => u.roster.remove(contact),
+        };
+        has && !had
     }
 }
 

@@ -261,3 +261,176 @@ fn a_resource_coming_online_gets_the_last_items() {
         "{got:?}"
     );
 }
+
+fn caps_presence(ver: &str, to: Option<&str>) -> String {
+    let to = to.map(|t| format!(" to='{t}'")).unwrap_or_default();
+    format!("<presence{to}><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='n' ver='{ver}'/></presence>")
+}
+
+fn events(u: &User, node: &str) -> Vec<String> {
+    let marker = format!("<items node='{node}'>");
+    drain(u)
+        .iter()
+        .map(text)
+        .filter(|m| m.contains("pubsub#event") && m.contains(&marker))
+        .collect()
+}
+
+#[test]
+fn contacts_wanting_the_node_are_notified_per_access_model() {
+    for shards in [1, 2] {
+        super::interest::test::learn("V1", &["urn:x:p+notify", "urn:x:o+notify"]);
+        let mut w = world(shards);
+        let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+        let mut bob = w.connect(shards - 1, &format!("bob@{HOST}/b"), Some(0));
+        let mut carol = w.connect(shards - 1, &format!("carol@{HOST}/c"), Some(0));
+        subscribe_both(&mut w, &mut alice, "alice", &mut bob, "bob");
+        w.send(&mut bob, &caps_presence("V1", None));
+        // Carol is no contact: her directed presence reaches alice.
+        w.send(
+            &mut carol,
+            &caps_presence("V1", Some(&format!("alice@{HOST}"))),
+        );
+        drain(&bob);
+        drain(&carol);
+        ask(
+            &mut w,
+            &mut alice,
+            &publish("urn:x:p", "1", "<x xmlns='urn:x:p'>contacts</x>", ""),
+        );
+        let open = "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field><field var='pubsub#access_model'><value>open</value></field></x></publish-options>";
+        ask(
+            &mut w,
+            &mut alice,
+            &publish("urn:x:o", "1", "<x xmlns='urn:x:o'>all</x>", open),
+        );
+        let got: Vec<String> = drain(&bob).iter().map(text).collect();
+        assert!(
+            got.iter().any(|m| m.contains("contacts")),
+            "{shards}: {got:?}"
+        );
+        assert!(got.iter().any(|m| m.contains(">all<")), "{shards}: {got:?}");
+        let got: Vec<String> = drain(&carol).iter().map(text).collect();
+        assert!(got.iter().any(|m| m.contains(">all<")), "{shards}: {got:?}");
+        assert!(
+            !got.iter().any(|m| m.contains("contacts")),
+            "{shards}: {got:?}"
+        );
+        // Caps without +notify for the node: nothing.
+        super::interest::test::learn("V2", &["urn:x:o+notify"]);
+        w.send(&mut bob, &caps_presence("V2", None));
+        drain(&bob);
+        ask(
+            &mut w,
+            &mut alice,
+            &publish("urn:x:p", "2", "<x xmlns='urn:x:p'>again</x>", ""),
+        );
+        assert!(events(&bob, "urn:x:p").is_empty());
+        // Back to V1: caps changed, the last items come.
+        w.send(&mut bob, &caps_presence("V1", None));
+        let last = events(&bob, "urn:x:p");
+        assert!(
+            last.iter().any(|m| m.contains("again")),
+            "{shards}: {last:?}"
+        );
+        // Unavailable: no more notifications.
+        w.send(
+            &mut carol,
+            &format!("<presence type='unavailable' to='alice@{HOST}'/>"),
+        );
+        drain(&carol);
+        ask(
+            &mut w,
+            &mut alice,
+            &publish("urn:x:o", "2", "<x xmlns='urn:x:o'>later</x>", ""),
+        );
+        assert!(events(&carol, "urn:x:o").is_empty());
+        assert_eq!(events(&bob, "urn:x:o").len(), 1);
+    }
+}
+
+#[test]
+fn subscribing_explicitly_sends_the_last_item() {
+    let mut w = world(2);
+    let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+    let mut bob = w.connect(1, &format!("bob@{HOST}/b"), Some(0));
+    let open = "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='pubsub#access_model'><value>open</value></field></x></publish-options>";
+    ask(
+        &mut w,
+        &mut alice,
+        &publish("urn:x:o", "1", "<x xmlns='urn:x:o'>hi</x>", open),
+    );
+    w.send(&mut bob, &format!("<iq type='set' id='s' to='alice@{HOST}'><pubsub xmlns='{PS}'><subscribe node='urn:x:o' jid='bob@{HOST}/b'/></pubsub></iq>"));
+    let got: Vec<String> = drain(&bob).iter().map(text).collect();
+    assert!(
+        got.iter().any(|m| m.contains("subscription='subscribed'")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|m| m.contains("pubsub#event") && m.contains(">hi<")),
+        "{got:?}"
+    );
+    // Subscribed: later items come without caps.
+    ask(
+        &mut w,
+        &mut alice,
+        &publish("urn:x:o", "2", "<x xmlns='urn:x:o'>next</x>", ""),
+    );
+    assert_eq!(events(&bob, "urn:x:o").len(), 1);
+    // Someone else's JID: refused.
+    let r = ask(&mut w, &mut bob, &format!("<iq type='set' id='s' to='alice@{HOST}'><pubsub xmlns='{PS}'><subscribe node='urn:x:o' jid='carol@{HOST}'/></pubsub></iq>"));
+    refused(&r, "bad-request", Some("invalid-jid"));
+}
+
+#[test]
+fn a_contact_gaining_a_subscription_gets_the_last_items() {
+    super::interest::test::learn("V3", &["urn:x:p+notify"]);
+    let mut w = world(2);
+    let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+    let mut bob = w.connect(1, &format!("bob@{HOST}/b"), Some(0));
+    w.send(&mut bob, &caps_presence("V3", None));
+    // Alice sees bob's presence, bob has no subscription to alice yet.
+    subscribe_one_way(&mut w, &mut alice, "alice", &mut bob, "bob");
+    drain(&bob);
+    ask(
+        &mut w,
+        &mut alice,
+        &publish("urn:x:p", "1", "<x xmlns='urn:x:p'>hi</x>", ""),
+    );
+    assert!(events(&bob, "urn:x:p").is_empty());
+    subscribe_one_way(&mut w, &mut bob, "bob", &mut alice, "alice");
+    let got = events(&bob, "urn:x:p");
+    assert!(got.iter().any(|m| m.contains(">hi<")), "{got:?}");
+}
+
+#[test]
+fn a_deleted_account_starts_without_its_old_nodes() {
+    let mut w = world(2);
+    let mut a = w.connect(1, &format!("alice@{HOST}/a"), Some(0));
+    ask(
+        &mut w,
+        &mut a,
+        &publish("urn:n", "1", "<x xmlns='urn:n'>old</x>", ""),
+    );
+    let alice =
+        crate::jid::BareJid::parse(&format!("alice@{HOST}")).unwrap_or_else(|e| panic!("{e}"));
+    w.store()
+        .pubsub_load(alice.as_str())
+        .map(|n| assert_eq!(n.len(), 1))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // What an account deletion does: the rows go, the session ends.
+    let sref = a.sess.session;
+    crate::sm::unregister(&mut w.cluster.shards[1], a.sess.jid.clone(), sref);
+    w.cluster.pump();
+    w.store()
+        .pubsub_node_delete(alice.as_str(), "urn:n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut a = w.connect(0, &format!("alice@{HOST}/b"), Some(0));
+    let r = ask(
+        &mut w,
+        &mut a,
+        &format!("<iq type='get' id='g'><pubsub xmlns='{PS}'><items node='urn:n'/></pubsub></iq>"),
+    );
+    refused(&r, "item-not-found", None);
+}

@@ -218,7 +218,7 @@ pub(super) fn reply(
 ) {
     let r = match out {
         Ok(body) => Some(crate::local::result_reply(acc, body, shard.id)),
-        Err(e) => acc.error_reply_with(e.cond, e.app_element(), shard.id),
+        Err(e) => e.reply_to(acc, shard.id),
     };
     if let Some(r) = r {
         shard.fx.to_route.push(r);

@@ -42,18 +42,33 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: PubsubOptions) {
     home::start(shard, opts, services);
 }
 
-/// The features the service advertises: the core's, less the access models a service does not
-/// decide (presence and roster belong to PEP), plus its own.
+/// The features the service advertises: the core's, less what only PEP does (presence and roster
+/// access models, notifications filtered by caps), plus its own.
 pub fn feature_uris() -> impl Iterator<Item = String> {
     core::FEATURES
         .iter()
-        .filter(|f| !matches!(**f, "access-presence" | "access-roster"))
+        .filter(|f| {
+            !matches!(
+                **f,
+                "access-presence" | "access-roster" | "filtered-notifications"
+            )
+        })
         .chain(&[
             "access-authorize",
-            "create-and-configure",
             "instant-nodes",
-            "get-pending",
             "subscription-notifications",
         ])
         .map(|f| format!("{}#{f}", core::ns::PUBSUB))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn features_are_listed_once_and_without_pep_only_ones() {
+        let f: Vec<String> = super::feature_uris().collect();
+        let set: std::collections::BTreeSet<&String> = f.iter().collect();
+        assert_eq!(set.len(), f.len(), "{f:?}");
+        assert!(f.iter().any(|x| x.ends_with("#access-authorize")));
+        assert!(!f.iter().any(|x| x.ends_with("#access-presence")));
+    }
 }

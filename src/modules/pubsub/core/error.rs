@@ -2,6 +2,8 @@
 //! condition in `http://jabber.org/protocol/pubsub#errors` (XEP-0060 §7-§8 error cases).
 
 use super::ns;
+use crate::hooks::Acc;
+use crate::shard::ShardId;
 use crate::xml::Element;
 use crate::xmpp::StanzaErrorCondition;
 
@@ -155,6 +157,12 @@ impl PubsubError {
     /// The application element to put in the `<error/>` (see `Acc::error_reply_with`).
     pub fn app_element(&self) -> Option<Element> {
         self.app.as_ref().map(PubsubAppError::element)
+    }
+
+    /// The error reply to `req` (RFC 6120 §8.3 with the application condition inside the
+    /// `<error/>`); `None` for stanzas never answered with an error.
+    pub fn reply_to(&self, req: &Acc, shard: ShardId) -> Option<Acc> {
+        req.error_reply_with(self.cond, self.app_element(), shard)
     }
 }
 

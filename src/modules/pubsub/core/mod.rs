@@ -49,6 +49,7 @@ pub const FEATURES: &[&str] = &[
     "access-whitelist",
     "auto-create",
     "config-node",
+    "create-and-configure",
     "create-nodes",
     "delete-items",
     "delete-nodes",
