@@ -20,7 +20,7 @@ fn start(shards: usize) -> Server {
         shards,
         &["alice", "bob", "carol"],
         "",
-        "[modules.presence]\n[modules.pubsub]\nmax_item_bytes = 4096\nmax_nodes_per_user = 6\n",
+        "[modules.presence]\n[modules.pubsub]\nmax_item_bytes = 4096\nmax_nodes_per_user = 6\nmax_subscriptions_per_node = 2\n",
     )
 }
 
@@ -171,6 +171,12 @@ fn create_configure_subscribe_publish_retract_and_items() {
                 );
             }
         }
+        // Two subscriptions are as many as a node takes here.
+        refused(
+            &subscribe(&mut alice, "s2", &node, "alice@localhost/a"),
+            "not-allowed",
+            Some("too-many-subscriptions"),
+        );
         // Items: the newest two, then one by id.
         let r = items(&mut bob, "i1", &node, "", " max_items='2'");
         let t = text(&r);
@@ -213,6 +219,21 @@ fn create_configure_subscribe_publish_retract_and_items() {
         alice.send(&format!("<iq type='get' id='d3' to='{SERVICE}'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>"));
         let r = alice.expect("items", |s| s.id().as_deref() == Some("d3"));
         assert!(text(&r).contains(&format!("node='{node}'")), "{}", text(&r));
+        // A node's disco#info and disco#items (its item ids).
+        alice.send(&format!("<iq type='get' id='d5' to='{SERVICE}'><query xmlns='http://jabber.org/protocol/disco#info' node='{node}'/></iq>"));
+        let r = alice.expect("node info", |s| s.id().as_deref() == Some("d5"));
+        assert!(
+            text(&r).contains("type='leaf'") && text(&r).contains("The News"),
+            "{}",
+            text(&r)
+        );
+        alice.send(&format!("<iq type='get' id='d6' to='{SERVICE}'><query xmlns='http://jabber.org/protocol/disco#items' node='{node}'/></iq>"));
+        let r = alice.expect("node items", |s| s.id().as_deref() == Some("d6"));
+        assert!(
+            text(&r).contains("name='i3'") && !text(&r).contains("name='i2'"),
+            "{}",
+            text(&r)
+        );
         // The server lists the service.
         alice.send("<iq type='get' id='d4' to='localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>");
         let r = alice.expect("server items", |s| s.id().as_deref() == Some("d4"));
@@ -313,17 +334,36 @@ fn whitelist_authorize_affiliations_and_delete() {
         bob.expect("notification", |s| event(s, "items", auth));
         ok(&items(&mut bob, "i3", auth, "", ""));
 
+        // Off the whitelist again: bob's subscription goes, and he is told.
+        ok(&iq(
+            &mut alice,
+            "a3",
+            "set",
+            OWNER,
+            &format!("<affiliations node='{node}'><affiliation jid='bob@localhost' affiliation='none'/></affiliations>"),
+        ));
+        let n = bob.expect("unsubscribed", |s| event(s, "subscription", node));
+        assert!(text(&n).contains("subscription='none'"), "{}", text(&n));
+        let r = iq(
+            &mut alice,
+            "a4",
+            "get",
+            OWNER,
+            &format!("<subscriptions node='{node}'/>"),
+        );
+        assert!(!text(&r).contains("bob@localhost"), "{}", text(&r));
+
         // Deleting notifies the subscribers; the node is gone.
         ok(&iq(
             &mut alice,
             "del",
             "set",
             OWNER,
-            &format!("<delete node='{node}'/>"),
+            &format!("<delete node='{auth}'/>"),
         ));
-        bob.expect("deleted", |s| event(s, "delete", node));
+        bob.expect("deleted", |s| event(s, "delete", auth));
         refused(
-            &items(&mut alice, "i4", node, "", ""),
+            &items(&mut alice, "i4", auth, "", ""),
             "item-not-found",
             None,
         );

@@ -77,7 +77,8 @@ fn answer(
     req: Request,
     deleted: &mut bool,
 ) -> Result<Option<Element>, PubsubError> {
-    let limits = home::nodes(shard).opts.limits.clone();
+    let opts = &home::nodes(shard).opts;
+    let (limits, max_subscriptions) = (opts.limits.clone(), opts.max_subscriptions);
     let from_bare = acc.from.bare().as_str().to_owned();
     let n = &mut live.node;
     let a = access(n, &from_bare);
@@ -150,6 +151,12 @@ fn answer(
                 return Err(PubsubError::app(C::BadRequest, PubsubAppError::InvalidJid));
             }
             let known = n.subscription(jid.as_str()).is_some();
+            if !known && n.meta.subscriptions.len() >= max_subscriptions {
+                return Err(PubsubError::app(
+                    C::NotAllowed,
+                    PubsubAppError::TooManySubscriptions,
+                ));
+            }
             let sub = n.subscribe(jid.as_str(), &a, new_id())?;
             if !known {
                 home::save(shard, service, live);
@@ -213,6 +220,7 @@ fn answer(
             let config = n.config().apply(&form, &limits)?;
             supported(&config)?;
             let evicted = n.set_config(config, &limits);
+            drop_unreadable(shard, service, n);
             if was_persistent && !n.config().persist_items {
                 home::persist(shard, service, &name, |s, svc, node| {
                     s.pubsub_purge(svc, node)
@@ -286,6 +294,7 @@ fn answer(
                     return Err(e);
                 }
             }
+            drop_unreadable(shard, service, n);
             home::save(shard, service, live);
             Ok(None)
         }
@@ -316,6 +325,27 @@ pub(super) fn set_subscription(
     notify::send(shard, service, &msg, vec![jid.clone()]);
     if state == SubState::Subscribed && n.config().send_last_published_item != SendLast::Never {
         send_last(shard, service, n, jid.clone());
+    }
+}
+
+/// Removes the subscriptions (pending ones too) of JIDs the node no longer admits after a change
+/// of configuration or affiliations (a member removed from a whitelist, an outcast), and tells them.
+fn drop_unreadable(shard: &mut Shard, service: &str, n: &mut Node) {
+    let gone: Vec<Jid> = n
+        .meta
+        .subscriptions
+        .iter()
+        .filter(|s| {
+            let a = access(n, &bare_of(&s.jid));
+            let pending_ok = s.state == SubState::Pending
+                && n.config().access_model == AccessModel::Authorize
+                && a.affiliation != Affiliation::Outcast;
+            !pending_ok && n.can_read(&a).is_err()
+        })
+        .filter_map(|s| Jid::parse(&s.jid).ok())
+        .collect();
+    for jid in gone {
+        set_subscription(shard, service, n, &jid, SubState::None);
     }
 }
 

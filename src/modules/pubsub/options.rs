@@ -15,6 +15,8 @@ pub struct PubsubOptions {
     pub limits: Limits,
     /// Nodes one service holds at most (`max-nodes-exceeded` past it).
     pub max_nodes: u32,
+    /// Subscriptions one node holds at most (`too-many-subscriptions` past it).
+    pub max_subscriptions: usize,
 }
 
 impl Default for PubsubOptions {
@@ -27,6 +29,7 @@ impl Default for PubsubOptions {
                 max_nodes_per_owner: 100,
             },
             max_nodes: 100_000,
+            max_subscriptions: 10_000,
         }
     }
 }
@@ -41,6 +44,7 @@ impl PubsubOptions {
             "max_item_bytes",
             "max_nodes_per_user",
             "max_nodes",
+            "max_subscriptions_per_node",
         ])?;
         let d = PubsubOptions::default();
         let host = o.string("host", &d.host)?;
@@ -59,6 +63,7 @@ impl PubsubOptions {
                 max_nodes_per_owner: n("max_nodes_per_user", d.limits.max_nodes_per_owner)?,
             },
             max_nodes: o.positive_u32("max_nodes", d.max_nodes)?,
+            max_subscriptions: n("max_subscriptions_per_node", d.max_subscriptions)?,
         })
     }
 
@@ -82,11 +87,12 @@ mod tests {
         let o = parse("").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(o, PubsubOptions::default());
         assert_eq!(o.service_for("example.org"), "pubsub.example.org");
-        let o = parse("host = \"ps.@HOST@\"\nmax_item_bytes = 10\nmax_nodes = 3")
+        let o = parse("host = \"ps.@HOST@\"\nmax_item_bytes = 10\nmax_nodes = 3\nmax_subscriptions_per_node = 2")
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(o.service_for("a.b"), "ps.a.b");
         assert_eq!(o.limits.max_item_bytes, 10);
         assert_eq!(o.max_nodes, 3);
+        assert_eq!(o.max_subscriptions, 2);
     }
 
     #[test]
