@@ -203,6 +203,31 @@ fn create_configure_subscribe_publish_retract_and_items() {
             "forbidden",
             None,
         );
+        // Subscribers may publish once the owner says so.
+        let form = config(&[("publish_model", "subscribers")]);
+        ok(&iq(
+            &mut alice,
+            "g2",
+            "set",
+            OWNER,
+            &format!("<configure node='{node}'>{form}</configure>"),
+        ));
+        ok(&publish(
+            &mut bob,
+            "p10",
+            &node,
+            "b1",
+            "<entry xmlns='urn:x:news'>by bob</entry>",
+        ));
+        // (carol's retract notification comes first.)
+        let n = carol.expect("bob's item", |s| {
+            event(s, "items", &node) && text(s).contains("<item ")
+        });
+        assert!(
+            text(&n).contains("by bob") && text(&n).contains("publisher='bob@localhost'"),
+            "{}",
+            text(&n)
+        );
         // An instant node, the default configuration, the service's disco.
         let r = iq(&mut alice, "c2", "set", PS, "<create/>");
         ok(&r);
@@ -238,6 +263,17 @@ fn create_configure_subscribe_publish_retract_and_items() {
         alice.send("<iq type='get' id='d4' to='localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>");
         let r = alice.expect("server items", |s| s.id().as_deref() == Some("d4"));
         assert!(text(&r).contains(SERVICE), "{}", text(&r));
+        // Purging is notified and empties the node.
+        ok(&iq(
+            &mut alice,
+            "pg",
+            "set",
+            OWNER,
+            &format!("<purge node='{node}'/>"),
+        ));
+        carol.expect("purge", |s| event(s, "purge", &node));
+        let r = items(&mut carol, "i5", &node, "", "");
+        assert!(!text(&r).contains("<item "), "{}", text(&r));
     }
 }
 
