@@ -405,3 +405,19 @@ fn new_ids_differ() {
     assert_ne!(a, new_id());
     assert!(now_micros() > 1_600_000_000_000_000);
 }
+
+#[test]
+fn a_published_item_gets_an_id_and_its_publisher() {
+    let p = PublishItem {
+        id: None,
+        payload: None,
+    };
+    let i = p.into_item("alice@x/pc");
+    assert!(!i.id.is_empty());
+    assert_eq!(i.publisher, "alice@x/pc");
+    let p = PublishItem {
+        id: Some("mine".into()),
+        payload: None,
+    };
+    assert_eq!(p.into_item("a@x").id, "mine");
+}
