@@ -3,8 +3,8 @@
 //! [`supported`]).
 
 use super::core::{
-    event, new_id, now_micros, ns, Access, AccessModel, Affiliation, Item, Node, NodeConfig,
-    PubsubAppError, PubsubError, Request, SendLast, SubState,
+    event, new_id, ns, Access, AccessModel, Affiliation, Node, NodeConfig, PubsubAppError,
+    PubsubError, Request, SendLast, SubState,
 };
 use super::home::{self, Live};
 use super::notify;
@@ -93,12 +93,7 @@ fn answer(
     match req {
         Request::Create { .. } => Err(PubsubError::new(C::Conflict)),
         Request::Publish { item, options, .. } => {
-            let item = Item {
-                id: item.id.unwrap_or_else(new_id),
-                publisher: acc.from.as_str().to_owned(),
-                published: now_micros(),
-                payload: item.payload,
-            };
+            let item = item.into_item(acc.from.as_str());
             Node::check_size(&item, &limits)?;
             n.can_publish(&a, subscribed(n, &from_bare))?;
             if let Some(x) = &options {
