@@ -123,12 +123,8 @@ fn load(shard: &mut Shard) {
         let mut got = Vec::new();
         let mut err = None;
         for svc in services {
-            match store.pubsub_load(&svc) {
-                Ok(rows) => got.extend(
-                    rows.into_iter()
-                        .filter(|r| home_of(&svc, &r.node, shards) == me)
-                        .map(|r| (svc.clone(), r)),
-                ),
+            match store.pubsub_load_where(&svc, |node| home_of(&svc, node, shards) == me) {
+                Ok(rows) => got.extend(rows.into_iter().map(|r| (svc.clone(), r))),
                 Err(e) => err = Some(e),
             }
         }
