@@ -16,11 +16,16 @@ const EVENT: &str = "http://jabber.org/protocol/pubsub#event";
 const ERRORS: &str = "http://jabber.org/protocol/pubsub#errors";
 
 fn start(shards: usize) -> Server {
+    start_on(shards, "")
+}
+
+/// A server with the pubsub service and `store` (a `[store]` table, or nothing: SQLite).
+fn start_on(shards: usize, store: &str) -> Server {
     Server::start_with(
         shards,
         &["alice", "bob", "carol"],
         "",
-        "[modules.presence]\n[modules.pubsub]\nmax_item_bytes = 4096\nmax_nodes_per_user = 6\nmax_subscriptions_per_node = 2\n",
+        &format!("[modules.presence]\n[modules.pubsub]\nmax_item_bytes = 4096\nmax_nodes_per_user = 6\nmax_subscriptions_per_node = 2\n{store}"),
     )
 }
 
@@ -515,7 +520,26 @@ fn bad_input_and_limits_get_the_xep_errors() {
 #[test]
 fn a_persistent_node_with_items_survives_a_restart() {
     for shards in [1, 2] {
-        let mut server = start(shards);
+        restart(shards, "");
+    }
+}
+
+#[test]
+fn a_persistent_node_with_items_survives_a_restart_on_postgres() {
+    let Some(db) = common::pg::TestDatabase::create() else {
+        return;
+    };
+    let store = format!(
+        "[store]\nbackend = \"postgres\"\nurl = {:?}\npool_size = 3\n",
+        db.url
+    );
+    restart(2, &store);
+}
+
+/// Nodes, items, configuration and subscriptions written before a restart are there after it.
+fn restart(shards: usize, store: &str) {
+    {
+        let mut server = start_on(shards, store);
         let mut alice = server.login("alice", "a", Some(0));
         let mut bob = server.login("bob", "b", Some(0));
         ok(&create(
