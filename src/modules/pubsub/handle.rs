@@ -377,3 +377,42 @@ pub(super) fn authorize(
     set_subscription(shard, service, n, jid, state);
     home::save(shard, service, live);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_is_the_affiliation_and_an_approved_subscriber_reads_an_authorize_node() {
+        let config = NodeConfig {
+            access_model: AccessModel::Authorize,
+            ..NodeConfig::default()
+        };
+        let mut n = Node::new("n", config, "alice@x");
+        assert_eq!(access(&n, "alice@x").affiliation, Affiliation::Owner);
+        n.set_subscription("bob@x/b", SubState::Pending, "1".into());
+        assert_eq!(access(&n, "bob@x").affiliation, Affiliation::None);
+        assert!(n.can_read(&access(&n, "bob@x")).is_err());
+        n.set_subscription("bob@x/b", SubState::Subscribed, "1".into());
+        assert_eq!(access(&n, "bob@x").affiliation, Affiliation::Member);
+        assert!(n.can_read(&access(&n, "bob@x")).is_ok());
+        assert!(n.can_read(&access(&n, "carol@x")).is_err());
+    }
+
+    #[test]
+    fn presence_and_roster_models_are_refused_on_the_service() {
+        for (m, ok) in [
+            (AccessModel::Open, true),
+            (AccessModel::Whitelist, true),
+            (AccessModel::Authorize, true),
+            (AccessModel::Presence, false),
+            (AccessModel::Roster, false),
+        ] {
+            let c = NodeConfig {
+                access_model: m,
+                ..NodeConfig::default()
+            };
+            assert_eq!(supported(&c).is_ok(), ok, "{m:?}");
+        }
+    }
+}

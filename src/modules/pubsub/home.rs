@@ -182,7 +182,9 @@ fn loaded(shard: &mut Shard, rows: Vec<(String, StoredNode)>) {
 /// A pubsub request about `node` of `service`, on its home shard.
 pub(super) fn request(shard: &mut Shard, service: String, acc: Acc, req: Request) {
     let Some(name) = req.node().map(str::to_owned) else {
-        return;
+        // The service handler keeps requests without a node (it answers them itself).
+        reply(shard, &acc, Err(PubsubError::bad_request()));
+        return shard.drain_to_route();
     };
     let key = (service, name);
     match nodes(shard).slots.remove(&key) {
