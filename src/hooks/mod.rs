@@ -6,10 +6,12 @@
 
 mod acc;
 pub mod clock;
+pub mod events;
 pub mod handled;
 pub mod on_drop;
 
 pub use acc::{Acc, AccData};
+pub use events::Events;
 pub use handled::Handled;
 pub use on_drop::OnDrop;
 

@@ -1,7 +1,9 @@
 //! Server modules (MongooseIM's `mod_*`): each registers hook handlers and IQ handlers on a shard at
 //! start-up, from its `[modules.NAME]` table in `petrel.toml`.
 
+pub mod avatar;
 pub mod blocking;
+pub mod bookmarks;
 pub mod caps;
 pub mod carbons;
 pub mod csi;
@@ -41,6 +43,9 @@ pub const KNOWN: &[&str] = &[
     // Before roster and presence: its home-shard handler observes roster pushes and the user's own
     // presence updates, which theirs take.
     "pep",
+    // After pep (they use its API) and, for avatar's presence stamp, before presence.
+    "avatar",
+    "bookmarks",
     "roster",
     "presence",
     "caps",
@@ -208,6 +213,14 @@ pub fn start(config: &Config, shard: &mut Shard) {
                 carbons::start(shard, &hosts);
                 Ok(())
             }
+            "avatar" => {
+                avatar::start(shard, &hosts);
+                Ok(())
+            }
+            "bookmarks" => {
+                bookmarks::start(shard, &hosts);
+                Ok(())
+            }
             "stream_management" => {
                 stream_mgmt::start(shard);
                 Ok(())
@@ -258,6 +271,8 @@ pub fn check_options(config: &Config) -> Result<(), OptionError> {
             "private" => private::Options::from_table(table).map(drop)?,
             "vcard" => vcard::Options::from_table(table).map(drop)?,
             pep::NAME => pep::Options::from_table(table).map(drop)?,
+            avatar::NAME => options::Options::new(avatar::NAME, Some(table)).only(&[])?,
+            bookmarks::NAME => options::Options::new(bookmarks::NAME, Some(table)).only(&[])?,
             muc::NAME => muc::MucOptions::from_table(table).map(drop)?,
             pubsub::NAME => pubsub::PubsubOptions::from_table(table).map(drop)?,
             caps::NAME => caps::CapsOptions::from_table(table).map(drop)?,

@@ -29,3 +29,11 @@ pub use error::XmlError;
 pub use scanner::{Event, Limits, Scanner, StreamHeader};
 pub use stanza::{Stanza, StanzaKind};
 pub use tree::{Element, Node};
+
+/// A test's XML as an element tree (panics, naming the XML, when it does not parse).
+#[cfg(test)]
+pub(crate) fn test_element(xml: &str) -> Element {
+    Stanza::parse(xml.as_bytes().to_vec())
+        .and_then(|s| s.tree())
+        .unwrap_or_else(|e| panic!("{e}: {xml}"))
+}

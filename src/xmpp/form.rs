@@ -177,13 +177,8 @@ pub fn new_form(ty: &str, form_type: &str) -> Element {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xml::Stanza;
 
-    fn x(xml: &str) -> Element {
-        Stanza::parse(xml.as_bytes().to_vec())
-            .and_then(|s| s.tree())
-            .unwrap_or_else(|e| panic!("{e}"))
-    }
+    use crate::xml::test_element as x;
 
     #[test]
     fn parse_fields_and_form_type() {

@@ -9,11 +9,7 @@ use crate::modules::testing::{World, HOST};
 use crate::shard::ConnMsg;
 use crate::xml::Stanza;
 
-fn el(xml: &str) -> Element {
-    Stanza::parse(xml.as_bytes().to_vec())
-        .and_then(|s| s.tree())
-        .unwrap_or_else(|e| panic!("{e}: {xml}"))
-}
+use crate::xml::test_element as el;
 
 /// XEP-0115 §5.2.
 const SIMPLE: &str = "<query xmlns='http://jabber.org/protocol/disco#info' node='http://code.google.com/p/exodus#QgayPKawpkPSDYmwT/WM94uAlu0='>\
@@ -364,4 +360,49 @@ fn options() {
     assert!(CapsOptions::from_table(&t("max_entries = 0")).is_err());
     assert!(CapsOptions::from_table(&t("retry_after = 0")).is_err());
     assert!(CapsOptions::from_table(&t("size = 1")).is_err());
+}
+
+#[test]
+fn the_default_configuration_advertises_the_server_caps() {
+    let config = crate::config::Config::default_embedded();
+    let c2s = crate::modules::c2s_options(&config).unwrap_or_else(|e| panic!("{e}"));
+    let features = String::from_utf8(c2s.post_auth_features).unwrap_or_default();
+    let v = server_ver(&crate::modules::server_disco_features(&config));
+    assert!(
+        features.contains(&format!(
+            "<c xmlns='{}' hash='sha-1' node='{SERVER_NODE}' ver='{v}'/>",
+            ver::NS_CAPS
+        )),
+        "{features}"
+    );
+}
+
+/// `Shard::send_iq` from one shard to a client on another: the answer reaches local delivery on
+/// the client's shard and is handed to the waiting shard by its id.
+#[test]
+fn an_answer_on_another_shard_reaches_the_waiting_one() {
+    let mut w = World::new(2, "");
+    let alice = w.connect(1, &format!("alice@{HOST}/a"), None);
+    let got: Rc<Cell<Option<bool>>> = Rc::new(Cell::new(None));
+    let seen = got.clone();
+    let sent = w.cluster.shards[0].send_iq(
+        "get",
+        Element::new("ping", ns::PING),
+        Jid::parse(HOST).unwrap_or_else(|e| panic!("{e}")),
+        Jid::parse(&format!("alice@{HOST}/a")).unwrap_or_else(|e| panic!("{e}")),
+        QUERY_TIMEOUT,
+        Box::new(move |s, answer| {
+            assert_eq!(s.id, ShardId(0));
+            seen.set(Some(matches!(answer, IqAnswer::Result(_))));
+        }),
+    );
+    assert!(sent.is_ok());
+    w.cluster.shards[0].drain_to_route();
+    w.cluster.pump();
+    let iq = next(&alice).unwrap_or_else(|| panic!("no IQ delivered"));
+    let id = iq.id().unwrap_or_default().into_owned();
+    assert!(id.starts_with("pq-0-"), "{id}");
+    let mut alice = alice;
+    w.send(&mut alice, &answer(&id, ""));
+    assert_eq!(got.get(), Some(true));
 }

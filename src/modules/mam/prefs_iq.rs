@@ -82,13 +82,8 @@ pub fn parse(el: &Element) -> Option<Prefs> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xml::Stanza;
 
-    fn el(xml: &str) -> Element {
-        Stanza::parse(xml.as_bytes().to_vec())
-            .and_then(|s| s.tree())
-            .unwrap_or_else(|e| panic!("{e}"))
-    }
+    use crate::xml::test_element as el;
 
     #[test]
     fn parse_and_write_back() {

@@ -1,5 +1,6 @@
 //! Pubsub requests to an account, carried out on the owner's home shard with their state.
 
+use super::api::PepChange;
 use super::notify::{access_for, fan_out};
 use super::state::{Home, UserPep};
 use super::{persist, send_last, Options};
@@ -80,7 +81,7 @@ fn save_meta(shard: &mut Shard, owner: &BareJid, n: &Node) {
     });
 }
 
-fn run(
+pub(super) fn run(
     shard: &mut Shard,
     u: &mut UserPep,
     owner: &BareJid,
@@ -138,6 +139,7 @@ fn run(
             };
             let n = node_mut(u, &name)?;
             let stored = stored(&item);
+            let mirrored = (item.id.clone(), item.payload.clone());
             let published = match n.publish(item, &limits) {
                 Ok(p) => p,
                 Err(e) => {
@@ -163,6 +165,10 @@ fn run(
                     fan_out(shard, u, owner, n, &msg);
                 }
             }
+            super::api::emit(shard, acc, owner, &name, move || PepChange::Published {
+                id: mirrored.0,
+                payload: mirrored.1,
+            });
             Ok(Some(event::publish_result(&name, &published.id)))
         }
         Request::Retract { node, ids, notify } => {
@@ -180,6 +186,7 @@ fn run(
                 let msg = event::retract(owner.as_str(), &node, n.config(), &gone);
                 fan_out(shard, u, owner, n, &msg);
             }
+            super::api::emit(shard, acc, owner, &node, move || PepChange::Retracted(gone));
             Ok(None)
         }
         Request::Items { node, max, ids } => {
@@ -350,10 +357,7 @@ fn run(
         }
         Request::SetSubscriptions { node, changes } => {
             owner_only()?;
-            let n = node_mut(u, &node)?;
-            for (jid, state) in changes {
-                n.set_subscription(jid.as_str(), state, new_id());
-            }
+            node_mut(u, &node)?.set_subscriptions(&changes, new_id)?;
             save_meta(shard, owner, &u.nodes[&node]);
             Ok(None)
         }
@@ -374,15 +378,7 @@ fn run(
         }
         Request::SetAffiliations { node, changes } => {
             owner_only()?;
-            let n = node_mut(u, &node)?;
-            // All or nothing: a refused change leaves the node as it was.
-            let before = n.meta.clone();
-            for (jid, aff) in changes {
-                if let Err(e) = n.set_affiliation(jid.bare().as_str(), aff) {
-                    n.meta = before;
-                    return Err(e);
-                }
-            }
+            node_mut(u, &node)?.set_affiliations(&changes)?;
             save_meta(shard, owner, &u.nodes[&node]);
             Ok(None)
         }

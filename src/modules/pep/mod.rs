@@ -12,6 +12,7 @@
 //! subscription and when its caps become known ([`caps_learned`]). Items of nodes with
 //! `persist_items` are written by store jobs keyed by the owner.
 
+pub mod api;
 mod handle;
 pub mod interest;
 mod notify;

@@ -59,15 +59,10 @@ fn presence(shard: &mut Shard, acc: &Acc) {
         "" => {
             let ver = interest::caps_ver(&acc.stanza);
             let initial = own.is_some_and(|u| u.initial);
-            let online = shard
-                .sm
-                .resources(&owner)
-                .iter()
-                .any(|r| r.priority.is_some());
-            if !online {
-                // Nobody to publish: what others send is learned again from probes later.
-                return;
-            }
+            // A contact's presence counts while the owner is offline too (XEP-0163 §4.3.2; Prosody
+            // does the same): their client gets the last items on login (an OMEMO device list to
+            // encrypt to, an avatar). Kept until the contact goes unavailable, or the owner's last
+            // resource does.
             let home = shard.ext.get_or_default::<Home>();
             let seen = home.presences.entry(owner.as_str().to_owned()).or_default();
             if seen.len() >= MAX_PRESENCES && !seen.contains_key(&from) {

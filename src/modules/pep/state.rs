@@ -72,6 +72,14 @@ impl Home {
         }
     }
 
+    /// The user's state when it is loaded and not in use.
+    pub fn loaded(&self, user: &str) -> Option<&UserPep> {
+        match self.users.get(user) {
+            Some(Slot::Ready(u)) => Some(u),
+            _ => None,
+        }
+    }
+
     /// Drops the user's loaded state (their last session ended: an account deleted meanwhile must not
     /// come back from memory); state in use or loading stays.
     pub fn forget(&mut self, user: &str) {

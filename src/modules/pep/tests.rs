@@ -1,14 +1,16 @@
 //! PEP on a cluster of shards without sockets: publish, notifications to the owner's resources,
 //! access models, limits, persistence, disco.
 
+use crate::modules::caps;
 use crate::modules::testing::{error_condition, User, World, HOST};
 use crate::shard::ConnMsg;
 use crate::xml::Stanza;
 
-const MODULES: &str = "[modules.roster]\n[modules.presence]\n[modules.disco]\n\
+const MODULES: &str = "[modules.roster]\n[modules.presence]\n[modules.disco]\n[modules.caps]\n\
                        [modules.pep]\nmax_item_bytes = 2048\nmax_nodes_per_user = 3\n";
 const PS: &str = "http://jabber.org/protocol/pubsub";
 const ERRORS: &str = "http://jabber.org/protocol/pubsub#errors";
+const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 
 fn world(shards: usize) -> World {
     World::new(shards, MODULES)
@@ -262,9 +264,42 @@ fn a_resource_coming_online_gets_the_last_items() {
     );
 }
 
-fn caps_presence(ver: &str, to: Option<&str>) -> String {
+/// Sends `u`'s available presence (to `to`, or its broadcast) with caps standing for `features`
+/// and answers the server's disco#info query if it asks (caps module); returns the other stanzas
+/// delivered meanwhile.
+fn announce(w: &mut World, u: &mut User, features: &[&str], to: Option<&str>) -> Vec<Stanza> {
+    let info = caps::CapsInfo {
+        identities: vec![caps::Identity {
+            category: "client".into(),
+            type_: "pc".into(),
+            lang: String::new(),
+            name: "t".into(),
+        }],
+        features: features.iter().map(|f| f.to_string()).collect(),
+        forms: Vec::new(),
+    };
+    let ver = caps::ver::ver(&info, "sha-1").unwrap_or_default();
     let to = to.map(|t| format!(" to='{t}'")).unwrap_or_default();
-    format!("<presence{to}><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='n' ver='{ver}'/></presence>")
+    w.send(u, &format!("<presence{to}><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='n' ver='{ver}'/></presence>"));
+    let mut others = Vec::new();
+    for s in drain(u) {
+        let query = s.tree().ok().filter(|t| {
+            t.attr("type") == Some("get")
+                && t.get_child("query", DISCO_INFO)
+                    .is_some_and(|q| q.attr("node") == Some(&format!("n#{ver}")))
+        });
+        let Some(iq) = query else {
+            others.push(s);
+            continue;
+        };
+        let body: String = features
+            .iter()
+            .map(|f| format!("<feature var='{f}'/>"))
+            .collect();
+        w.send(u, &format!("<iq type='result' id='{}' to='{HOST}'><query xmlns='{DISCO_INFO}' node='n#{ver}'><identity category='client' type='pc' name='t'/>{body}</query></iq>", iq.attr("id").unwrap_or_default()));
+        others.extend(drain(u));
+    }
+    others
 }
 
 fn events(u: &User, node: &str) -> Vec<String> {
@@ -279,18 +314,15 @@ fn events(u: &User, node: &str) -> Vec<String> {
 #[test]
 fn contacts_wanting_the_node_are_notified_per_access_model() {
     for shards in [1, 2] {
-        super::interest::test::learn("V1", &["urn:x:p+notify", "urn:x:o+notify"]);
         let mut w = world(shards);
         let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
         let mut bob = w.connect(shards - 1, &format!("bob@{HOST}/b"), Some(0));
         let mut carol = w.connect(shards - 1, &format!("carol@{HOST}/c"), Some(0));
         subscribe_both(&mut w, &mut alice, "alice", &mut bob, "bob");
-        w.send(&mut bob, &caps_presence("V1", None));
+        let v1 = ["urn:x:p+notify", "urn:x:o+notify"];
+        announce(&mut w, &mut bob, &v1, None);
         // Carol is no contact: her directed presence reaches alice.
-        w.send(
-            &mut carol,
-            &caps_presence("V1", Some(&format!("alice@{HOST}"))),
-        );
+        announce(&mut w, &mut carol, &v1, Some(&format!("alice@{HOST}")));
         drain(&bob);
         drain(&carol);
         ask(
@@ -317,18 +349,19 @@ fn contacts_wanting_the_node_are_notified_per_access_model() {
             "{shards}: {got:?}"
         );
         // Caps without +notify for the node: nothing.
-        super::interest::test::learn("V2", &["urn:x:o+notify"]);
-        w.send(&mut bob, &caps_presence("V2", None));
-        drain(&bob);
+        announce(&mut w, &mut bob, &["urn:x:o+notify"], None);
         ask(
             &mut w,
             &mut alice,
             &publish("urn:x:p", "2", "<x xmlns='urn:x:p'>again</x>", ""),
         );
         assert!(events(&bob, "urn:x:p").is_empty());
-        // Back to V1: caps changed, the last items come.
-        w.send(&mut bob, &caps_presence("V1", None));
-        let last = events(&bob, "urn:x:p");
+        // Back to the first caps: changed, the last items come.
+        let last: Vec<String> = announce(&mut w, &mut bob, &v1, None)
+            .iter()
+            .map(text)
+            .filter(|m| m.contains("pubsub#event") && m.contains("<items node='urn:x:p'>"))
+            .collect();
         assert!(
             last.iter().any(|m| m.contains("again")),
             "{shards}: {last:?}"
@@ -385,11 +418,10 @@ fn subscribing_explicitly_sends_the_last_item() {
 
 #[test]
 fn a_contact_gaining_a_subscription_gets_the_last_items() {
-    super::interest::test::learn("V3", &["urn:x:p+notify"]);
     let mut w = world(2);
     let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
     let mut bob = w.connect(1, &format!("bob@{HOST}/b"), Some(0));
-    w.send(&mut bob, &caps_presence("V3", None));
+    announce(&mut w, &mut bob, &["urn:x:p+notify"], None);
     // Alice sees bob's presence, bob has no subscription to alice yet.
     subscribe_one_way(&mut w, &mut alice, "alice", &mut bob, "bob");
     drain(&bob);
@@ -433,4 +465,37 @@ fn a_deleted_account_starts_without_its_old_nodes() {
         &format!("<iq type='get' id='g'><pubsub xmlns='{PS}'><items node='urn:n'/></pubsub></iq>"),
     );
     refused(&r, "item-not-found", None);
+}
+
+#[test]
+fn a_contact_coming_online_gets_the_last_items_of_an_offline_owner() {
+    for shards in [1, 2] {
+        let mut w = world(shards);
+        let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+        let mut bob = w.connect(shards - 1, &format!("bob@{HOST}/b"), Some(0));
+        subscribe_both(&mut w, &mut alice, "alice", &mut bob, "bob");
+        ask(
+            &mut w,
+            &mut alice,
+            &publish("urn:x:p", "1", "<x xmlns='urn:x:p'>hi</x>", ""),
+        );
+        w.send(&mut alice, "<presence type='unavailable'/>");
+        w.send(&mut bob, "<presence type='unavailable'/>");
+        drain(&bob);
+        // Bob's client comes back (XEP-0163 §4.3.2: his available presence reaches alice's
+        // account, offline or not), with caps the server learns now, then with known ones.
+        let hi = |got: Vec<Stanza>| {
+            got.iter().map(text).any(|m| {
+                m.contains("pubsub#event")
+                    && m.contains("<items node='urn:x:p'>")
+                    && m.contains(">hi<")
+            })
+        };
+        let got = announce(&mut w, &mut bob, &["urn:x:p+notify", "urn:x:new"], None);
+        assert!(hi(got), "{shards}: unknown caps");
+        let mut phone = w.connect(0, &format!("bob@{HOST}/phone"), Some(0));
+        drain(&phone);
+        let got = announce(&mut w, &mut phone, &["urn:x:p+notify", "urn:x:new"], None);
+        assert!(hi(got), "{shards}: known caps");
+    }
 }

@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use crate::hooks::{Acc, HookCtx, JobDone};
+use crate::hooks::{Acc, Events, HookCtx, JobDone};
 use crate::jid::BareJid;
 use crate::local::result_reply;
 use crate::local::{IqHandler, IqReply};
@@ -50,6 +50,7 @@ impl Options {
 /// Registers the account IQ handler on every host.
 pub fn start(shard: &mut Shard, hosts: &[String], opts: &Options) {
     let max = u64::from(opts.max_bytes);
+    shard.ext.insert(Allowance(max));
     let handler: IqHandler = Rc::new(move |acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>| {
         handle(acc, payload, ctx, max)
     });
@@ -61,7 +62,17 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: &Options) {
 /// What a request asks for, checked on the shard before any store work.
 enum Request {
     Get(Element),
-    Set(Vec<(String, Vec<u8>)>),
+    Set(Vec<(String, Vec<u8>)>, Vec<Element>),
+}
+
+/// Emitted (see [`crate::hooks::Events`]) on the shard that answered, after a user's own set
+/// committed (`private_stored`): modules that mirror a fragment elsewhere listen (bookmarks).
+#[derive(Debug, Clone)]
+pub struct PrivateStored {
+    /// The account.
+    pub owner: BareJid,
+    /// The fragments stored, one per namespace.
+    pub fragments: Vec<Element>,
 }
 
 fn parse(ty: &str, payload: &Element) -> Result<Request, StanzaErrorCondition> {
@@ -75,17 +86,64 @@ fn parse(ty: &str, payload: &Element) -> Result<Request, StanzaErrorCondition> {
     match (ty, children.as_slice()) {
         ("get", [one]) => Ok(Request::Get((*one).clone())),
         ("set", many) if !many.is_empty() => Ok(Request::Set(
-            many.iter()
-                .map(|c| {
-                    let mut out = Vec::new();
-                    c.write_to(&mut out);
-                    (c.ns.clone(), out)
-                })
-                .collect(),
+            many.iter().map(|c| serialize(c)).collect(),
+            many.iter().map(|c| (*c).clone()).collect(),
         )),
         _ => Err(StanzaErrorCondition::BadRequest),
     }
 }
+
+/// A fragment as stored: its namespace and its bytes.
+fn serialize(frag: &Element) -> (String, Vec<u8>) {
+    let mut out = Vec::new();
+    frag.write_to(&mut out);
+    (frag.ns.clone(), out)
+}
+
+/// Rewrites `owner`'s fragment in namespace `ns` on the server's behalf (a module mirroring data
+/// into private storage): `edit` gets the stored fragment (`None`: none yet) and returns the new
+/// one (`None`: leave it). A store job keyed by the owner, so it runs in order with the owner's own
+/// requests; no `private_stored` event. Refused (logged) past the owner's allowance. Returns false
+/// when private storage is not enabled.
+pub fn update_as_server(
+    ctx: &mut HookCtx<'_>,
+    owner: BareJid,
+    ns: &'static str,
+    edit: impl FnOnce(Option<Element>) -> Option<Element> + Send + 'static,
+) -> bool {
+    let Some(&Allowance(max)) = ctx.ext.get::<Allowance>() else {
+        return false;
+    };
+    ctx.store(Some(user_key(&owner)), move |store| {
+        let old = match store.private_get(&owner, ns) {
+            Ok(found) => found.and_then(|b| Stanza::parse(b).and_then(|s| s.tree()).ok()),
+            Err(e) => {
+                tracing::error!(error = %e, "private: read for a mirrored update failed");
+                return JobDone::default();
+            }
+        };
+        let Some(new) = edit(old) else {
+            return JobDone::default();
+        };
+        let frag = serialize(&new);
+        match store.private_set(&owner, std::slice::from_ref(&frag), max) {
+            Ok(PrivateSet::Stored) => {}
+            Ok(PrivateSet::TooLarge) => {
+                tracing::warn!(
+                    user = owner.as_str(),
+                    ns,
+                    "private: mirrored fragment over the allowance"
+                )
+            }
+            Err(e) => tracing::error!(error = %e, "private: mirrored set failed"),
+        }
+        JobDone::default()
+    });
+    true
+}
+
+/// `max_bytes` of the running module, for [`store_as_server`].
+struct Allowance(u64);
 
 fn handle(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>, max: u64) -> IqReply {
     let user = acc.to.bare();
@@ -96,7 +154,7 @@ fn handle(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>, max: u64) -> IqRe
         Ok(r) => r,
         Err(c) => return IqReply::Error(c),
     };
-    if let Request::Set(frags) = &req {
+    if let Request::Set(frags, _) = &req {
         // A set larger than the whole allowance cannot fit: refused without a store round trip.
         if frags.iter().map(|(_, x)| x.len() as u64).sum::<u64>() > max {
             return IqReply::Error(StanzaErrorCondition::NotAcceptable);
@@ -137,8 +195,18 @@ fn job(
                 error(StanzaErrorCondition::InternalServerError)
             }
         },
-        Request::Set(frags) => match store.private_set(user, &frags, max) {
-            Ok(PrivateSet::Stored) => answer(None),
+        Request::Set(frags, elements) => match store.private_set(user, &frags, max) {
+            Ok(PrivateSet::Stored) => {
+                let event = PrivateStored {
+                    owner: user.clone(),
+                    fragments: elements,
+                };
+                let mut done = answer(None);
+                done.then = Some(Box::new(move |shard: &mut Shard| {
+                    Events::<PrivateStored>::emit(shard, &event)
+                }));
+                done
+            }
             Ok(PrivateSet::TooLarge) => error(StanzaErrorCondition::NotAcceptable),
             Err(e) => {
                 tracing::error!(error = %e, "private: set failed");

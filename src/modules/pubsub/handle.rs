@@ -269,8 +269,13 @@ fn answer(
         }
         Request::SetSubscriptions { changes, .. } => {
             owner_only()?;
-            for (jid, state) in changes {
-                set_subscription(shard, service, n, &jid, state);
+            let before: Vec<Option<SubState>> = changes
+                .iter()
+                .map(|(j, _)| n.subscription(j.as_str()).map(|s| s.state))
+                .collect();
+            n.set_subscriptions(&changes, new_id)?;
+            for ((jid, _), was) in changes.iter().zip(before) {
+                changed(shard, service, n, jid, was);
             }
             home::save(shard, service, live);
             Ok(None)
@@ -281,14 +286,7 @@ fn answer(
         }
         Request::SetAffiliations { changes, .. } => {
             owner_only()?;
-            // All or nothing: a refused change leaves the node as it was.
-            let before = n.meta.clone();
-            for (jid, aff) in changes {
-                if let Err(e) = n.set_affiliation(jid.bare().as_str(), aff) {
-                    n.meta = before;
-                    return Err(e);
-                }
-            }
+            n.set_affiliations(&changes)?;
             drop_unreadable(shard, service, n);
             home::save(shard, service, live);
             Ok(None)
@@ -296,8 +294,8 @@ fn answer(
     }
 }
 
-/// The owner sets `jid`'s subscription to `state` (§8.8.2, §8.6); the subscriber is told (§8.8.4)
-/// and, newly subscribed, gets the last item.
+/// The owner sets `jid`'s subscription to `state` (§8.6 approval, removal of one the node no longer
+/// admits); see [`changed`].
 pub(super) fn set_subscription(
     shard: &mut Shard,
     service: &str,
@@ -306,9 +304,17 @@ pub(super) fn set_subscription(
     state: SubState,
 ) {
     let before = n.subscription(jid.as_str()).map(|s| s.state);
-    n.set_subscription(jid.as_str(), state, new_id());
+    if n.set_subscription(jid.as_str(), state, new_id()).is_ok() {
+        changed(shard, service, n, jid, before);
+    }
+}
+
+/// `jid`'s subscription changed from `before` by the owner: the subscriber is told (§8.8.4) and,
+/// newly subscribed, gets the last item.
+fn changed(shard: &mut Shard, service: &str, n: &Node, jid: &Jid, before: Option<SubState>) {
     let now = n.subscription(jid.as_str()).cloned();
-    if before == now.as_ref().map(|s| s.state) {
+    let state = now.as_ref().map(|s| s.state);
+    if before == state {
         return;
     }
     let told = now.clone().unwrap_or(super::core::Subscription {
@@ -318,7 +324,8 @@ pub(super) fn set_subscription(
     });
     let msg = event::subscription(service, &n.name, &told);
     notify::send(shard, service, &msg, vec![jid.clone()]);
-    if state == SubState::Subscribed && n.config().send_last_published_item != SendLast::Never {
+    if state == Some(SubState::Subscribed) && n.config().send_last_published_item != SendLast::Never
+    {
         send_last(shard, service, n, jid.clone());
     }
 }
@@ -390,10 +397,14 @@ mod tests {
         };
         let mut n = Node::new("n", config, "alice@x");
         assert_eq!(access(&n, "alice@x").affiliation, Affiliation::Owner);
-        n.set_subscription("bob@x/b", SubState::Pending, "1".into());
+        assert!(n
+            .set_subscription("bob@x/b", SubState::Pending, "1".into())
+            .is_ok());
         assert_eq!(access(&n, "bob@x").affiliation, Affiliation::None);
         assert!(n.can_read(&access(&n, "bob@x")).is_err());
-        n.set_subscription("bob@x/b", SubState::Subscribed, "1".into());
+        assert!(n
+            .set_subscription("bob@x/b", SubState::Subscribed, "1".into())
+            .is_ok());
         assert_eq!(access(&n, "bob@x").affiliation, Affiliation::Member);
         assert!(n.can_read(&access(&n, "bob@x")).is_ok());
         assert!(n.can_read(&access(&n, "carol@x")).is_err());

@@ -1,5 +1,6 @@
 //! `[modules.pubsub]` options.
 
+use super::core::node::MAX_SUBSCRIPTIONS;
 use super::core::Limits;
 use crate::modules::options::{OptionError, Options};
 
@@ -29,7 +30,7 @@ impl Default for PubsubOptions {
                 max_nodes_per_owner: 100,
             },
             max_nodes: 100_000,
-            max_subscriptions: 10_000,
+            max_subscriptions: MAX_SUBSCRIPTIONS,
         }
     }
 }
@@ -63,7 +64,12 @@ impl PubsubOptions {
                 max_nodes_per_owner: n("max_nodes_per_user", d.limits.max_nodes_per_owner)?,
             },
             max_nodes: o.positive_u32("max_nodes", d.max_nodes)?,
-            max_subscriptions: n("max_subscriptions_per_node", d.max_subscriptions)?,
+            // The core bounds every node at MAX_SUBSCRIPTIONS; this may only lower it.
+            max_subscriptions: o.uint_in(
+                "max_subscriptions_per_node",
+                d.max_subscriptions as u64,
+                1..=MAX_SUBSCRIPTIONS as u64,
+            )? as usize,
         })
     }
 
@@ -99,6 +105,7 @@ mod tests {
     fn bad_options_are_refused() {
         assert!(parse("hots = \"x\"").is_err());
         assert!(parse("max_nodes = 0").is_err());
+        assert!(parse("max_subscriptions_per_node = 10001").is_err());
         assert!(parse("host = \"bad domain\"").is_err());
     }
 }

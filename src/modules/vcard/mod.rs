@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 
-use crate::hooks::{Acc, HookCtx, JobDone};
+use crate::hooks::{Acc, Events, HookCtx, JobDone};
 use crate::jid::BareJid;
 use crate::local::result_reply;
 use crate::local::{IqHandler, IqReply};
@@ -56,6 +56,45 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: &Options) {
     }
 }
 
+/// Emitted (see [`crate::hooks::Events`]) on the shard that answered, after a user's own vCard
+/// was stored (`vcard_stored`): the avatar conversion listens.
+#[derive(Debug, Clone)]
+pub struct VcardStored {
+    /// The account.
+    pub owner: BareJid,
+    /// The vCard as the user set it.
+    pub vcard: Element,
+}
+
+/// Rewrites `owner`'s vCard with `edit` on the server's behalf (a store job keyed by the owner, in
+/// order with their own requests; no `vcard_stored` event). Nothing is written for an account that
+/// does not exist, or when `edit` returns `None` (nothing to change).
+pub fn update_as_server(
+    ctx: &mut HookCtx<'_>,
+    owner: BareJid,
+    edit: impl FnOnce(Element) -> Option<Element> + Send + 'static,
+) {
+    ctx.store(Some(user_key(&owner)), move |store| {
+        let card = match store.vcard_get(&owner) {
+            Ok(VcardGet::Found(xml)) => Stanza::parse(xml).and_then(|s| s.tree()).ok(),
+            Ok(VcardGet::Empty) => Some(Element::new("vCard", NS)),
+            Ok(VcardGet::NoSuchUser) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "vcard: read for an update failed");
+                None
+            }
+        };
+        if let Some(new) = card.and_then(edit) {
+            let mut xml = Vec::new();
+            new.write_to(&mut xml);
+            if let Err(e) = store.vcard_set(&owner, &xml) {
+                tracing::error!(error = %e, "vcard: update failed");
+            }
+        }
+        JobDone::default()
+    });
+}
+
 fn handle(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>, max: usize) -> IqReply {
     if payload.name != "vCard" {
         return IqReply::Error(StanzaErrorCondition::BadRequest);
@@ -78,8 +117,9 @@ fn handle(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>, max: usize) -> Iq
             if xml.len() > max {
                 return IqReply::Error(StanzaErrorCondition::NotAcceptable);
             }
+            let card = payload.clone();
             ctx.store(Some(user_key(&owner)), move |store| {
-                set_job(store, &owner, &xml, &req, on)
+                set_job(store, &owner, &xml, &req, on, card)
             });
             IqReply::NoReply
         }
@@ -112,9 +152,26 @@ fn get_job(store: &Store, owner: &BareJid, req: &Acc, on: ShardId) -> JobDone {
     JobDone::from(vec![result_reply(req, Some(card), on)])
 }
 
-fn set_job(store: &Store, owner: &BareJid, xml: &[u8], req: &Acc, on: ShardId) -> JobDone {
+fn set_job(
+    store: &Store,
+    owner: &BareJid,
+    xml: &[u8],
+    req: &Acc,
+    on: ShardId,
+    vcard: Element,
+) -> JobDone {
     match store.vcard_set(owner, xml) {
-        Ok(()) => JobDone::from(vec![result_reply(req, None, on)]),
+        Ok(()) => {
+            let event = VcardStored {
+                owner: owner.clone(),
+                vcard,
+            };
+            let mut done = JobDone::from(vec![result_reply(req, None, on)]);
+            done.then = Some(Box::new(move |shard: &mut Shard| {
+                Events::<VcardStored>::emit(shard, &event)
+            }));
+            done
+        }
         Err(e) => {
             tracing::error!(error = %e, "vcard: set failed");
             error(req, StanzaErrorCondition::InternalServerError, on)

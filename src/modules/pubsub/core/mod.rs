@@ -20,7 +20,7 @@ mod tests_request;
 
 pub use config::{AccessModel, MaxItems, NodeConfig, NotificationType, PublishModel, SendLast};
 pub use error::{PubsubAppError, PubsubError};
-pub use node::{Access, Affiliation, Item, Node, SubState, Subscription};
+pub use node::{Access, Affiliation, Item, Node, NodeMeta, Published, SubState, Subscription};
 pub use request::{PublishItem, Request};
 
 /// Namespaces of XEP-0060.

@@ -9,6 +9,17 @@ use super::{AccessModel, Limits, NodeConfig, PublishModel, PubsubAppError, Pubsu
 use crate::xml::Element;
 use crate::xmpp::StanzaErrorCondition;
 
+/// Subscriptions (and affiliations) a node keeps at most: past it new ones are refused
+/// (`not-allowed` + `too-many-subscriptions`), so a stranger cannot grow a node without bound.
+pub const MAX_SUBSCRIPTIONS: usize = 10_000;
+
+fn too_many() -> PubsubError {
+    PubsubError::app(
+        StanzaErrorCondition::NotAllowed,
+        PubsubAppError::TooManySubscriptions,
+    )
+}
+
 /// A bare JID's long-lived relation to a node (XEP-0060 §4.1), ordered by privilege.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -383,6 +394,12 @@ impl Node {
         {
             return Err(PubsubError::new(StanzaErrorCondition::NotAcceptable));
         }
+        if aff != Affiliation::None
+            && !self.meta.affiliations.contains_key(bare)
+            && self.meta.affiliations.len() >= MAX_SUBSCRIPTIONS
+        {
+            return Err(too_many());
+        }
         if aff == Affiliation::None {
             self.meta.affiliations.remove(bare);
         } else {
@@ -419,6 +436,9 @@ impl Node {
         if let Some(s) = self.subscription(jid) {
             return Ok(s.clone());
         }
+        if self.meta.subscriptions.len() >= MAX_SUBSCRIPTIONS {
+            return Err(too_many());
+        }
         let s = Subscription {
             jid: jid.to_owned(),
             state: if pending {
@@ -453,7 +473,12 @@ impl Node {
 
     /// Sets the state of `jid`'s subscription by the owner (§8.8.2); `none` removes it, a new JID
     /// gets `subid`.
-    pub fn set_subscription(&mut self, jid: &str, state: SubState, subid: String) {
+    pub fn set_subscription(
+        &mut self,
+        jid: &str,
+        state: SubState,
+        subid: String,
+    ) -> Result<(), PubsubError> {
         let at = self.meta.subscriptions.iter().position(|s| s.jid == jid);
         match (at, state) {
             (Some(at), SubState::None) => {
@@ -461,12 +486,53 @@ impl Node {
             }
             (Some(at), st) => self.meta.subscriptions[at].state = st,
             (None, SubState::None) => {}
+            (None, _) if self.meta.subscriptions.len() >= MAX_SUBSCRIPTIONS => {
+                return Err(too_many())
+            }
             (None, st) => self.meta.subscriptions.push(Subscription {
                 jid: jid.to_owned(),
                 state: st,
                 subid,
             }),
         }
+        Ok(())
+    }
+
+    /// The owner's subscription changes (§8.8.2), all or none: a refused one leaves the node as it
+    /// was. New subscriptions get ids from `subid`.
+    pub fn set_subscriptions(
+        &mut self,
+        changes: &[(crate::jid::Jid, SubState)],
+        mut subid: impl FnMut() -> String,
+    ) -> Result<(), PubsubError> {
+        self.all_or_none(changes, |n, (jid, st)| {
+            n.set_subscription(jid.as_str(), *st, subid())
+        })
+    }
+
+    /// The owner's affiliation changes (§8.9.2) by bare JID, all or none.
+    pub fn set_affiliations(
+        &mut self,
+        changes: &[(crate::jid::Jid, Affiliation)],
+    ) -> Result<(), PubsubError> {
+        self.all_or_none(changes, |n, (jid, aff)| {
+            n.set_affiliation(jid.bare_str(), *aff)
+        })
+    }
+
+    fn all_or_none<T>(
+        &mut self,
+        changes: &[T],
+        mut f: impl FnMut(&mut Node, &T) -> Result<(), PubsubError>,
+    ) -> Result<(), PubsubError> {
+        let before = self.meta.clone();
+        for c in changes {
+            if let Err(e) = f(self, c) {
+                self.meta = before;
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// Subscribed JIDs (state `subscribed`), for notifications.

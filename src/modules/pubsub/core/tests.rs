@@ -2,14 +2,10 @@
 
 use super::node::NodeMeta;
 use super::*;
-use crate::xml::{Element, Stanza};
+use crate::xml::Element;
 use crate::xmpp::StanzaErrorCondition as C;
 
-fn el(xml: &str) -> Element {
-    Stanza::parse(xml.as_bytes().to_vec())
-        .and_then(|s| s.tree())
-        .unwrap_or_else(|e| panic!("{e}: {xml}"))
-}
+use crate::xml::test_element as el;
 
 fn item(id: &str, text: &str) -> Item {
     Item {
@@ -200,7 +196,10 @@ fn subscriptions() {
     n.meta.config.access_model = AccessModel::Authorize;
     let p = n.subscribe("carol@x", &Access::contact(false), "s3".into());
     assert_eq!(p.map(|s| s.state), Ok(SubState::Pending));
-    n.set_subscription("carol@x", SubState::Subscribed, String::new());
+    assert_eq!(
+        n.set_subscription("carol@x", SubState::Subscribed, String::new()),
+        Ok(())
+    );
     assert_eq!(
         n.subscribers()
             .map(|s| s.subid.as_str())
@@ -385,7 +384,10 @@ fn a_malformed_or_foreign_form_is_bad_request_a_bad_value_not_acceptable() {
 #[test]
 fn the_owner_lists_subscriptions_and_affiliations() {
     let mut n = Node::new("n", NodeConfig::default(), "alice@x");
-    n.set_subscription("bob@x/b", SubState::Pending, "s1".into());
+    assert_eq!(
+        n.set_subscription("bob@x/b", SubState::Pending, "s1".into()),
+        Ok(())
+    );
     let subs = xml(&event::owner_subscriptions(&n));
     assert!(subs.contains("<subscriptions node='n'>"), "{subs}");
     assert!(
@@ -396,6 +398,30 @@ fn the_owner_lists_subscriptions_and_affiliations() {
     assert!(
         affs.contains("<affiliation affiliation='owner' jid='alice@x'/>"),
         "{affs}"
+    );
+}
+
+#[test]
+fn subscriptions_are_bounded() {
+    let mut n = Node::new("n", NodeConfig::default(), "alice@x");
+    for i in 0..node::MAX_SUBSCRIPTIONS {
+        let s = n.subscribe(&format!("u{i}@x"), &Access::contact(false), i.to_string());
+        assert!(s.is_ok());
+    }
+    let app = |r: Result<(), PubsubError>| r.map_err(|e| e.app);
+    let over = n.subscribe("late@x", &Access::contact(false), "l".into());
+    assert_eq!(
+        over.map(|_| ()).map_err(|e| e.app),
+        Err(Some(PubsubAppError::TooManySubscriptions))
+    );
+    assert_eq!(
+        app(n.set_subscription("late@x", SubState::Subscribed, "l".into())),
+        Err(Some(PubsubAppError::TooManySubscriptions))
+    );
+    // An existing one may still change.
+    assert_eq!(
+        n.set_subscription("u1@x", SubState::Pending, String::new()),
+        Ok(())
     );
 }
 
@@ -420,4 +446,29 @@ fn a_published_item_gets_an_id_and_its_publisher() {
         payload: None,
     };
     assert_eq!(p.into_item("a@x").id, "mine");
+}
+
+#[test]
+fn owner_changes_are_all_or_none() {
+    let jid = |s: &str| crate::jid::Jid::parse(s).unwrap_or_else(|e| panic!("{e}"));
+    let mut n = Node::new("n", NodeConfig::default(), "alice@x");
+    let bad = [
+        (jid("bob@x"), Affiliation::Publisher),
+        (jid("alice@x"), Affiliation::None),
+    ];
+    assert!(n.set_affiliations(&bad).is_err());
+    assert_eq!(n.affiliation("bob@x"), Affiliation::None);
+    assert_eq!(n.set_affiliations(&bad[..1]), Ok(()));
+    assert_eq!(n.affiliation("bob@x"), Affiliation::Publisher);
+    let mut ids = 0;
+    let subs = [(jid("bob@x/pc"), SubState::Subscribed)];
+    let next = || {
+        ids += 1;
+        format!("s{ids}")
+    };
+    assert_eq!(n.set_subscriptions(&subs, next), Ok(()));
+    assert_eq!(
+        n.subscription("bob@x/pc").map(|s| s.subid.as_str()),
+        Some("s1")
+    );
 }

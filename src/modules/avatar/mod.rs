@@ -1,0 +1,207 @@
+//! `mod_avatar`: XEP-0398, user avatars kept in step between PEP (XEP-0084) and vCards
+//! (XEP-0153), so clients of either kind see the same picture.
+//!
+//! - A client publishes `urn:xmpp:avatar:metadata` (PEP event on the owner's home shard): the image
+//!   of the first `<info/>` without a URL is looked up in `urn:xmpp:avatar:data`, its SHA-1
+//!   checked against the id, and written as the vCard's `<PHOTO/>`; an empty `<metadata/>` removes
+//!   the photo.
+//! - A client stores a vCard with an embedded photo (`vcard_stored`): the server publishes the data
+//!   item (id: the image's SHA-1) and then the metadata on the owner's behalf; a vCard without a
+//!   photo disables a PEP avatar that had one.
+//! - XEP-0398 §4: the user's available presence broadcasts carry
+//!   `<x xmlns='vcard-temp:x:update'><photo>SHA-1</photo></x>` unless the client wrote a
+//!   `<photo/>` itself. The hash is the metadata item's, read on the home shard where the broadcast
+//!   passes; the PEP state is loaded there when a session binds so it is usually in memory by the
+//!   initial presence.
+
+pub mod convert;
+
+use std::rc::Rc;
+
+use convert::{Metadata, Photo, PresenceHash, NS_DATA, NS_METADATA};
+
+use crate::hooks::{Acc, Events, HookCtx, HookResult, SessionEvent};
+use crate::jid::BareJid;
+use crate::modules::pep::api::{
+    peek_last, preload, publish_request, request_as_owner, with_items, Peek, PepChange, PepEvent,
+};
+use crate::modules::vcard::{self, VcardStored};
+use crate::shard::Shard;
+use crate::sm::{PresenceUpdate, PRESENCE_UPDATE};
+use crate::xml::{Stanza, StanzaKind};
+
+/// The module's name in `[modules]`.
+pub const NAME: &str = "avatar";
+/// XEP-0398's account feature.
+pub const FEATURE: &str = "urn:xmpp:pep-vcard-conversion:0";
+/// Item id of the metadata that disables the avatar (XEP-0084 §4.6 names none).
+const DISABLED_ID: &str = "disabled";
+
+/// Listens to PEP and vCard changes, loads PEP state as sessions bind, and stamps presences.
+pub fn start(shard: &mut Shard, hosts: &[String]) {
+    Events::<PepEvent>::listen(shard, 50, NAME, pep_changed);
+    Events::<VcardStored>::listen(shard, 50, NAME, vcard_stored);
+    shard
+        .hooks
+        .sm_register_connection
+        .add(60, NAME, session_bound);
+    shard.sm.add_home_handler(NAME, Rc::new(stamp_presence));
+    for host in hosts {
+        crate::modules::disco::add_account_feature(&mut shard.ext, host, FEATURE);
+    }
+}
+
+/// The new session's PEP state is wanted soon (its initial presence): load it now.
+fn session_bound(ev: &mut SessionEvent, ctx: &mut HookCtx<'_>) -> HookResult {
+    let owner = ev.jid.bare();
+    // Runs on the home shard (this one) right after the hook.
+    ctx.run_on(
+        ctx.shard,
+        Box::new(move |shard: &mut Shard| preload(shard, &owner)),
+    );
+    HookResult::Continue
+}
+
+/// The image of `owner`'s avatar item `id`, checked against it (XEP-0398 §3.1).
+fn photo_of(
+    items: Option<Vec<crate::modules::pubsub::core::Item>>,
+    id: &str,
+    mime: String,
+) -> Option<Photo> {
+    let item = items?.into_iter().find(|i| i.id == id)?;
+    let bytes = convert::data_bytes(item.payload.as_ref()?)?;
+    let photo = Photo { mime, bytes };
+    (photo.id() == id).then_some(photo)
+}
+
+fn pep_changed(shard: &mut Shard, ev: &PepEvent) {
+    let PepChange::Published {
+        payload: Some(payload),
+        ..
+    } = &ev.change
+    else {
+        return;
+    };
+    if ev.node != NS_METADATA {
+        return;
+    }
+    let owner = ev.owner.clone();
+    match convert::metadata(payload) {
+        Some(Metadata::Disabled) => set_vcard_photo(shard, owner, None),
+        Some(Metadata::Stored { id, mime }) => {
+            with_items(
+                shard,
+                owner.clone(),
+                NS_DATA.to_owned(),
+                move |shard, items| match photo_of(items, &id, mime) {
+                    Some(photo) => set_vcard_photo(shard, owner, Some(photo)),
+                    None => tracing::debug!(
+                        user = owner.as_str(),
+                        id,
+                        "avatar: metadata names no matching data item; vCard left as it is"
+                    ),
+                },
+            );
+        }
+        Some(Metadata::External) | None => {}
+    }
+}
+
+/// Writes `photo` (or no photo) into `owner`'s vCard, when it differs.
+fn set_vcard_photo(shard: &mut Shard, owner: BareJid, photo: Option<Photo>) {
+    let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
+    vcard::update_as_server(&mut ctx, owner, move |card| {
+        (convert::vcard_photo(&card) != photo)
+            .then(|| convert::with_vcard_photo(&card, photo.as_ref()))
+    });
+}
+
+fn vcard_stored(shard: &mut Shard, ev: &VcardStored) {
+    let owner = ev.owner.clone();
+    match convert::vcard_photo(&ev.vcard) {
+        Some(photo) => {
+            let id = photo.id();
+            request_as_owner(
+                shard,
+                owner.clone(),
+                publish_request(NS_DATA, id.clone(), convert::data_payload(&photo), &[]),
+            );
+            request_as_owner(
+                shard,
+                owner,
+                publish_request(
+                    NS_METADATA,
+                    id,
+                    convert::metadata_payload(Some(&photo)),
+                    &[],
+                ),
+            );
+        }
+        None => {
+            // Only a PEP avatar that shows a picture is disabled (no item for users without one).
+            with_items(
+                shard,
+                owner.clone(),
+                NS_METADATA.to_owned(),
+                move |shard, items| {
+                    let shows = items
+                        .and_then(|i| i.into_iter().last())
+                        .and_then(|i| i.payload)
+                        .and_then(|p| convert::metadata(&p))
+                        .is_some_and(|m| m != Metadata::Disabled);
+                    if shows {
+                        request_as_owner(
+                            shard,
+                            owner,
+                            publish_request(
+                                NS_METADATA,
+                                DISABLED_ID.to_owned(),
+                                convert::metadata_payload(None),
+                                &[],
+                            ),
+                        );
+                    }
+                },
+            );
+        }
+    }
+}
+
+/// The hash to advertise for `owner` as far as this home shard knows now: `Some("")` for no
+/// avatar, `None` when their PEP state is not in memory.
+fn current_hash(shard: &Shard, owner: &BareJid) -> Option<String> {
+    match peek_last(shard, owner, NS_METADATA) {
+        Peek::NotLoaded => None,
+        Peek::Last(item) => Some(
+            match item
+                .and_then(|i| i.payload.as_ref())
+                .and_then(convert::metadata)
+            {
+                Some(Metadata::Stored { id, .. }) => id,
+                _ => String::new(),
+            },
+        ),
+    }
+}
+
+/// Home handler: the user's own available presence, on its way to the broadcast, gets the hash.
+fn stamp_presence(shard: &mut Shard, mut acc: Acc) -> Option<Acc> {
+    if acc.kind() != StanzaKind::Presence
+        || acc
+            .get::<PresenceUpdate>(PRESENCE_UPDATE)
+            .is_none_or(|u| u.priority.is_none())
+    {
+        return Some(acc);
+    }
+    let owner = acc.from.bare();
+    let Some(hash) = current_hash(shard, &owner) else {
+        return Some(acc);
+    };
+    let Ok(el) = acc.stanza.tree() else {
+        return Some(acc);
+    };
+    if convert::presence_hash(&el) == PresenceHash::Inject {
+        acc.stanza = Stanza::from_element(&convert::with_presence_hash(&el, &hash));
+    }
+    Some(acc)
+}
