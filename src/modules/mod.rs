@@ -8,6 +8,7 @@ pub mod caps;
 pub mod carbons;
 pub mod csi;
 pub mod disco;
+pub mod gather;
 pub mod http_upload;
 pub mod last;
 pub mod mam;
@@ -61,6 +62,7 @@ pub const KNOWN: &[&str] = &[
     "carbons",
     "stream_management",
     "muc",
+    "pubsub",
     "mam",
     "http_upload",
     "disco",
@@ -188,6 +190,9 @@ pub fn start(config: &Config, shard: &mut Shard) {
                 Ok(())
             }
             muc::NAME => muc::MucOptions::from_table(table).map(|o| muc::start(shard, &hosts, o)),
+            pubsub::NAME => {
+                pubsub::PubsubOptions::from_table(table).map(|o| pubsub::start(shard, &hosts, o))
+            }
             mam::NAME => mam::MamOptions::from_table(table).map(|o| mam::start(shard, &hosts, o)),
             http_upload::NAME => http_upload::UploadOptions::from_table(table, data_dir)
                 .map(|o| http_upload::start(shard, &hosts, o)),
@@ -269,6 +274,7 @@ pub fn check_options(config: &Config) -> Result<(), OptionError> {
             avatar::NAME => options::Options::new(avatar::NAME, Some(table)).only(&[])?,
             bookmarks::NAME => options::Options::new(bookmarks::NAME, Some(table)).only(&[])?,
             muc::NAME => muc::MucOptions::from_table(table).map(drop)?,
+            pubsub::NAME => pubsub::PubsubOptions::from_table(table).map(drop)?,
             caps::NAME => caps::CapsOptions::from_table(table).map(drop)?,
             mam::NAME => mam::MamOptions::from_table(table).map(drop)?,
             http_upload::NAME => {

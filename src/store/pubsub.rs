@@ -130,31 +130,50 @@ impl Store {
 
     /// Every node of `service` with its items, nodes by name, items oldest first.
     pub fn pubsub_load(&self, service: &str) -> Result<Vec<StoredNode>, StoreError> {
+        self.pubsub_load_where(service, |_| true)
+    }
+
+    /// [`Store::pubsub_load`] of the nodes whose name `keep` accepts (a shard loads the service's
+    /// nodes homed on it).
+    pub fn pubsub_load_where(
+        &self,
+        service: &str,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<StoredNode>, StoreError> {
         let mut nodes = Vec::new();
         let q = sql("SELECT node, meta FROM pubsub_node WHERE service = ?1 ORDER BY node");
         for mut r in self.rows(q, args![service])? {
-            nodes.push(StoredNode {
-                node: r.text(0)?,
-                meta: r.text(1)?,
-                items: Vec::new(),
-            });
+            let node = r.text(0)?;
+            if keep(&node) {
+                nodes.push(StoredNode {
+                    node,
+                    meta: r.text(1)?,
+                    items: Vec::new(),
+                });
+            }
         }
+        // A service may have many nodes: items find theirs through an index, not a scan.
+        let at: std::collections::HashMap<String, usize> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.node.clone(), i))
+            .collect();
         let q = sql(
             "SELECT node, item_id, publisher, published, payload FROM pubsub_item
              WHERE service = ?1 ORDER BY node, published, item_id",
         );
         for mut r in self.rows(q, args![service])? {
-            let node = r.text(0)?;
-            let item = StoredItem {
+            // Items of nodes not kept (or without a node row, which this API never leaves) are
+            // skipped.
+            let Some(&i) = at.get(&r.text(0)?) else {
+                continue;
+            };
+            nodes[i].items.push(StoredItem {
                 id: r.text(1)?,
                 publisher: r.text(2)?,
                 published: r.int(3)?,
                 payload: r.text(4)?,
-            };
-            // Items of a node without a node row (cannot happen through this API) are skipped.
-            if let Some(n) = nodes.iter_mut().find(|n| n.node == node) {
-                n.items.push(item);
-            }
+            });
         }
         Ok(nodes)
     }
@@ -213,6 +232,11 @@ mod tests {
             assert_eq!(ids(&load("alice@x"), "urn:a"), ["i3"], "{n}");
             ok(s.pubsub_purge("alice@x", "urn:a"));
             assert!(ids(&load("alice@x"), "urn:a").is_empty(), "{n}");
+            let only_b = s
+                .pubsub_load_where("alice@x", |n| n == "urn:b")
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            assert_eq!(only_b.len(), 1, "{n}");
+            assert_eq!(ids(&only_b, "urn:b"), ["j1"], "{n}");
             ok(s.pubsub_node_delete("alice@x", "urn:b"));
             assert_eq!(load("alice@x").len(), 1, "{n}");
             assert_eq!(load("bob@x").len(), 1, "{n}");

@@ -572,6 +572,15 @@ pub fn error_condition(s: &Stanza) -> Option<String> {
     cond
 }
 
+/// The application-specific condition (RFC 6120 §8.3.2) of an error stanza in namespace `app_ns`
+/// (e.g. XEP-0060's `pubsub#errors`).
+pub fn app_error_condition(s: &Stanza, app_ns: &str) -> Option<String> {
+    let t = s.tree().ok()?;
+    let e = t.get_child("error", ns::CLIENT)?;
+    let app = e.child_elements().find(|c| c.ns == app_ns)?;
+    Some(app.name.clone())
+}
+
 /// A rustls client configuration trusting only the PEM certificates in `cert` (the server's
 /// generated self-signed one).
 pub fn tls_client_config(cert: &std::path::Path) -> std::sync::Arc<rustls::ClientConfig> {

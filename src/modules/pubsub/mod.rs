@@ -1,3 +1,74 @@
-//! Publish-subscribe (XEP-0060): the sans-IO core shared by PEP and the pubsub service.
+//! Publish-subscribe (XEP-0060): the sans-IO core shared by PEP and the pubsub service, and the
+//! service `pubsub.@HOST@` (`mod_pubsub`).
+//!
+//! A node is to the service what a room is to MUC: it lives on one home shard (seeded hash of
+//! service and node name) and its subscribers may sit on any shard.
+//!
+//! - [`service`]: the packet handler of the service's local route, on whichever shard the sender's
+//!   stanza is routed; it answers the service itself (disco#info, the default configuration) and
+//!   carries requests about a node to the node's home shard as `Run` closures.
+//! - [`home`]: the nodes homed on a shard: loading the persistent ones at start (requests wait,
+//!   bounded), creation with the quota of [`quota`], persistence in the store's pubsub tables
+//!   (`service` = the service's domain).
+//! - [`handle`]: the XEP-0060 use cases on one node, the requester's access being its affiliation.
+//! - [`notify`]: notifications, one `Shard::multicast` per recipients' home shard.
+//! - Lists built from every shard (disco#items, a user's subscriptions/affiliations) use
+//!   [`crate::modules::gather`].
 
 pub mod core;
+mod handle;
+mod home;
+mod notify;
+pub mod options;
+mod quota;
+mod service;
+
+pub use options::{PubsubOptions, NAME};
+
+use std::rc::Rc;
+
+use crate::shard::Shard;
+
+/// Registers the service's local route and disco item on every host and queues the loading of
+/// this shard's nodes.
+pub fn start(shard: &mut Shard, hosts: &[String], opts: PubsubOptions) {
+    let mut services = Vec::new();
+    for host in hosts {
+        let domain = opts.service_for(host);
+        shard.register_route(&domain, Rc::new(service::route));
+        crate::modules::disco::add_server_item(&mut shard.ext, host, &domain, "Publish-Subscribe");
+        services.push(domain);
+    }
+    home::start(shard, opts, services);
+}
+
+/// The features the service advertises: the core's, less what only PEP does (presence and roster
+/// access models, notifications filtered by caps), plus its own.
+pub fn feature_uris() -> impl Iterator<Item = String> {
+    core::FEATURES
+        .iter()
+        .filter(|f| {
+            !matches!(
+                **f,
+                "access-presence" | "access-roster" | "filtered-notifications"
+            )
+        })
+        .chain(&[
+            "access-authorize",
+            "instant-nodes",
+            "subscription-notifications",
+        ])
+        .map(|f| format!("{}#{f}", core::ns::PUBSUB))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn features_are_listed_once_and_without_pep_only_ones() {
+        let f: Vec<String> = super::feature_uris().collect();
+        let set: std::collections::BTreeSet<&String> = f.iter().collect();
+        assert_eq!(set.len(), f.len(), "{f:?}");
+        assert!(f.iter().any(|x| x.ends_with("#access-authorize")));
+        assert!(!f.iter().any(|x| x.ends_with("#access-presence")));
+    }
+}

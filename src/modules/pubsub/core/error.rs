@@ -167,8 +167,13 @@ impl PubsubError {
 }
 
 impl From<crate::xmpp::form::FormError> for PubsubError {
-    fn from(_: crate::xmpp::form::FormError) -> PubsubError {
-        // XEP-0060 §8.2.5.4: a form the service cannot process.
-        PubsubError::new(StanzaErrorCondition::NotAcceptable)
+    fn from(e: crate::xmpp::form::FormError) -> PubsubError {
+        use crate::xmpp::form::FormError;
+        match e {
+            // Not a form at all, or another form: a malformed request (RFC 6120 `bad-request`).
+            FormError::Malformed | FormError::WrongFormType => PubsubError::bad_request(),
+            // XEP-0060 §8.2.5.4: a value the service cannot accept.
+            FormError::BadValue(_) => PubsubError::new(StanzaErrorCondition::NotAcceptable),
+        }
     }
 }

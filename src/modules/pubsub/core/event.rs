@@ -169,3 +169,25 @@ pub fn affiliations_result(
     }
     Element::new("pubsub", ns).with_child(el)
 }
+
+/// The owner's view of `n`'s subscriptions (§8.8.1).
+pub fn owner_subscriptions(n: &super::Node) -> Element {
+    let subs: Vec<_> = n
+        .meta
+        .subscriptions
+        .iter()
+        .map(|s| (n.name.as_str(), s))
+        .collect();
+    subscriptions_result(ns::OWNER, Some(&n.name), &subs)
+}
+
+/// The owner's view of `n`'s affiliations (§8.9.1).
+pub fn owner_affiliations(n: &super::Node) -> Element {
+    let rows: Vec<_> = n
+        .meta
+        .affiliations
+        .iter()
+        .map(|(j, a)| (n.name.as_str(), j.as_str(), *a))
+        .collect();
+    affiliations_result(ns::OWNER, Some(&n.name), &rows)
+}

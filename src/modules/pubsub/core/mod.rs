@@ -11,6 +11,7 @@ mod error;
 pub mod event;
 pub mod node;
 pub mod request;
+mod stored;
 
 #[cfg(test)]
 mod tests;
@@ -73,6 +74,20 @@ pub const FEATURES: &[&str] = &[
 /// Full feature URIs (`http://jabber.org/protocol/pubsub#NAME`) of [`FEATURES`].
 pub fn feature_uris() -> impl Iterator<Item = String> {
     FEATURES.iter().map(|f| format!("{}#{f}", ns::PUBSUB))
+}
+
+/// A new item or subscription id: time and randomness, unique in practice.
+pub fn new_id() -> String {
+    let mut r = [0u8; 6];
+    // Only uniqueness matters; on failure the time part alone still nearly always differs.
+    let _ = getrandom::getrandom(&mut r);
+    let rand: String = r.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{:x}-{rand}", now_micros())
+}
+
+/// Now, in microseconds since the Unix epoch (an item's `published`).
+pub fn now_micros() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1000
 }
 
 /// Bounds a service enforces on every node and owner.

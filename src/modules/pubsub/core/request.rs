@@ -17,6 +17,18 @@ pub struct PublishItem {
     pub payload: Option<Element>,
 }
 
+impl PublishItem {
+    /// The item as published now by `publisher` (a full JID), with a new id if it had none.
+    pub fn into_item(self, publisher: &str) -> super::Item {
+        super::Item {
+            id: self.id.unwrap_or_else(super::new_id),
+            publisher: publisher.to_owned(),
+            published: super::now_micros(),
+            payload: self.payload,
+        }
+    }
+}
+
 /// A pubsub request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {

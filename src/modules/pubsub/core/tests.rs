@@ -360,6 +360,48 @@ fn notifications() {
 }
 
 #[test]
+fn a_malformed_or_foreign_form_is_bad_request_a_bad_value_not_acceptable() {
+    let limits = Limits::default();
+    let c = NodeConfig::default();
+    let cond = |x: &Element| c.apply(x, &limits).map(drop).map_err(|e| e.cond);
+    assert_eq!(
+        cond(&form(ns::PUBLISH_OPTIONS, &[("pubsub#title", "t")])),
+        Err(C::BadRequest)
+    );
+    assert_eq!(
+        cond(&el("<x xmlns='jabber:x:data' type='bogus'/>")),
+        Err(C::BadRequest)
+    );
+    assert_eq!(
+        cond(&form(
+            ns::NODE_CONFIG,
+            &[("pubsub#deliver_payloads", "perhaps")]
+        )),
+        Err(C::NotAcceptable)
+    );
+}
+
+#[test]
+fn the_owner_lists_subscriptions_and_affiliations() {
+    let mut n = Node::new("n", NodeConfig::default(), "alice@x");
+    assert_eq!(
+        n.set_subscription("bob@x/b", SubState::Pending, "s1".into()),
+        Ok(())
+    );
+    let subs = xml(&event::owner_subscriptions(&n));
+    assert!(subs.contains("<subscriptions node='n'>"), "{subs}");
+    assert!(
+        subs.contains("jid='bob@x/b' subscription='pending' subid='s1'"),
+        "{subs}"
+    );
+    let affs = xml(&event::owner_affiliations(&n));
+    assert!(
+        affs.contains("<affiliation affiliation='owner' jid='alice@x'/>"),
+        "{affs}"
+    );
+}
+
+#[test]
 fn subscriptions_are_bounded() {
     let mut n = Node::new("n", NodeConfig::default(), "alice@x");
     for i in 0..node::MAX_SUBSCRIPTIONS {
@@ -381,6 +423,29 @@ fn subscriptions_are_bounded() {
         n.set_subscription("u1@x", SubState::Pending, String::new()),
         Ok(())
     );
+}
+
+#[test]
+fn new_ids_differ() {
+    let a = new_id();
+    assert_ne!(a, new_id());
+    assert!(now_micros() > 1_600_000_000_000_000);
+}
+
+#[test]
+fn a_published_item_gets_an_id_and_its_publisher() {
+    let p = PublishItem {
+        id: None,
+        payload: None,
+    };
+    let i = p.into_item("alice@x/pc");
+    assert!(!i.id.is_empty());
+    assert_eq!(i.publisher, "alice@x/pc");
+    let p = PublishItem {
+        id: Some("mine".into()),
+        payload: None,
+    };
+    assert_eq!(p.into_item("a@x").id, "mine");
 }
 
 #[test]
