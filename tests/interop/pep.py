@@ -312,7 +312,7 @@ async def main_phase(args, alice, bob_name, carol_name, problems):
         bad["type"] = "bogus"
         await refused(a1["xep_0060"].publish(None, "urn:x:opts", id="1", payload=devicelist(),
                                              options=bad, timeout=5),
-                      "not-acceptable", None, problems, "a malformed publish-options form")
+                      "bad-request", None, problems, "a malformed publish-options form (XEP-0004: type bogus)")
         # Everything above went through: bob's caps (also carol's, the same) were asked once.
         asked = bob.caps_queries + carol.caps_queries
         if len(asked) != 1:
