@@ -143,15 +143,15 @@ fn read_row(owner: &str, mut r: Row) -> Result<ArchivedMessage, StoreError> {
 
 /// Rows held for one coalesced write before it is forced, whatever the age of the oldest (bounded
 /// memory, and a commit's cost is mostly per page touched, so this many rows share it).
-const PENDING_MAX: usize = 8_192;
+const PENDING_MAX: usize = 32_768;
 
 /// How long accepted rows may wait for more before they are committed (a process crash loses at
 /// most the rows of this window; a query commits them before it reads).
-pub const PENDING_WAIT: Duration = Duration::from_millis(50);
+pub const PENDING_WAIT: Duration = Duration::from_millis(200);
 
 /// Called once the rows handed over with [`Store::mam_append_later`] are committed (with how many)
-/// or failed.
-pub type OnWritten = Box<dyn FnOnce(Result<usize, &StoreError>) + Send>;
+/// or failed; it gets the batch back, emptied, to reuse its buffers.
+pub type OnWritten = Box<dyn FnOnce(Result<usize, &StoreError>, ArchiveBatch) + Send>;
 
 /// One row of an [`ArchiveBatch`], borrowed.
 #[derive(Debug, Clone, Copy)]
@@ -206,6 +206,13 @@ impl ArchiveBatch {
             bytes: Vec::with_capacity(like.bytes.len()),
             slots: Vec::with_capacity(like.slots.len()),
         }
+    }
+
+    /// Removes every row, keeping the buffers.
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.bytes.clear();
+        self.slots.clear();
     }
 
     /// Adds a row.
@@ -428,8 +435,9 @@ impl Store {
             return;
         }
         let r = self.mam_put(batches.iter().flat_map(ArchiveBatch::iter));
-        for (n, f) in done {
-            f(r.as_ref().map(|()| n));
+        for ((n, f), mut batch) in done.into_iter().zip(batches) {
+            batch.clear();
+            f(r.as_ref().map(|()| n), batch);
         }
     }
 

@@ -17,7 +17,7 @@ use super::{ns, MamOptions};
 use crate::hooks::{Acc, HookCtx, HookResult, JobDone};
 use crate::jid::Jid;
 use crate::shard::Shard;
-use crate::store::{ArchiveBatch, RowRef};
+use crate::store::{ArchiveBatch, OnWritten, RowRef};
 use crate::xml::{Element, Node, Stanza, StanzaKind};
 
 /// Scratch key: the archive id taken for this message by the sender's side.
@@ -52,7 +52,20 @@ struct Archive {
     dynamic: crate::shard::DynamicHosts,
     /// Rows committed to the archive (this shard's series).
     written: crate::metrics::Counter,
+    /// Batches the store wrote, emptied, back for reuse: buffers of this size freed on the store
+    /// thread and allocated anew on the shard each turn made the allocator fetch and zero fresh
+    /// pages. Bounded; when full, the store thread drops the batch.
+    recycled: Option<Recycle>,
 }
+
+/// Both ends of a shard's channel of reusable batches.
+struct Recycle {
+    tx: crossbeam_channel::Sender<ArchiveBatch>,
+    rx: crossbeam_channel::Receiver<ArchiveBatch>,
+}
+
+/// Emptied batches waiting for reuse, per shard.
+const RECYCLED: usize = 8;
 
 /// Registers the handlers and the per-turn write.
 pub fn start(shard: &mut Shard, opts: &MamOptions) {
@@ -65,6 +78,10 @@ pub fn start(shard: &mut Shard, opts: &MamOptions) {
         batch: opts.batch,
         hosts: shard.hosts.iter().cloned().collect(),
         dynamic: shard.dynamic_hosts.clone(),
+        recycled: Some({
+            let (tx, rx) = crossbeam_channel::bounded(RECYCLED);
+            Recycle { tx, rx }
+        }),
         ..Archive::default()
     });
     seed_ids(shard);
@@ -318,18 +335,34 @@ fn push(ctx: &mut HookCtx<'_>, row: RowRef<'_>) {
     let a = ctx.ext.get_or_default::<Archive>();
     a.rows.push(row);
     if a.rows.len() >= a.batch.max(1) {
-        let rows = a.take();
-        let written = a.written.clone();
+        let (rows, done) = a.take();
         let key = Some(super::STORE_KEY);
-        ctx.store(key, move |store| write(store, rows, &written));
+        ctx.store(key, move |store| write(store, rows, done));
     }
 }
 
 impl Archive {
-    /// The buffered rows; the next batch starts with room for as many.
-    fn take(&mut self) -> ArchiveBatch {
-        let next = ArchiveBatch::sized_like(&self.rows);
-        std::mem::replace(&mut self.rows, next)
+    /// The buffered rows, and what to do once the store wrote them; the next batch reuses one the
+    /// store gave back, or starts with room for as many rows.
+    fn take(&mut self) -> (ArchiveBatch, OnWritten) {
+        let reused = self.recycled.as_ref().and_then(|r| r.rx.try_recv().ok());
+        let next = reused.unwrap_or_else(|| ArchiveBatch::sized_like(&self.rows));
+        let rows = std::mem::replace(&mut self.rows, next);
+        let written = self.written.clone();
+        let back = self.recycled.as_ref().map(|r| r.tx.clone());
+        let done: OnWritten = Box::new(move |r, batch| {
+            match r {
+                Ok(n) => {
+                    written.inc_by(n as u64);
+                }
+                Err(e) => tracing::error!(error = %e, "archive write failed"),
+            }
+            if let Some(back) = back {
+                // Full: the shard has enough spare batches; this one is freed.
+                let _ = back.try_send(batch);
+            }
+        });
+        (rows, done)
     }
 }
 
@@ -342,30 +375,16 @@ fn flush(shard: &mut Shard) {
     if a.rows.is_empty() {
         return;
     }
-    let rows = a.take();
-    let written = a.written.clone();
+    let (rows, done) = a.take();
     let key = Some(super::STORE_KEY);
     let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
-    ctx.store(key, move |store| write(store, rows, &written));
+    ctx.store(key, move |store| write(store, rows, done));
 }
 
-fn write(
-    store: &crate::store::Store,
-    rows: ArchiveBatch,
-    written: &crate::metrics::Counter,
-) -> JobDone {
+fn write(store: &crate::store::Store, rows: ArchiveBatch, done: OnWritten) -> JobDone {
     // Coalesced with the batches queued behind it into one transaction (committed before any
     // archive query on this store thread runs, see `STORE_KEY`).
-    let written = written.clone();
-    store.mam_append_later(
-        rows,
-        Box::new(move |r| match r {
-            Ok(n) => {
-                written.inc_by(n as u64);
-            }
-            Err(e) => tracing::error!(error = %e, "archive write failed"),
-        }),
-    );
+    store.mam_append_later(rows, done);
     JobDone::default()
 }
 
