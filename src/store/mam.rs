@@ -150,8 +150,8 @@ const PENDING_MAX: usize = 32_768;
 pub const PENDING_WAIT: Duration = Duration::from_millis(200);
 
 /// Called once the rows handed over with [`Store::mam_append_later`] are committed (with how many)
-/// or failed; it gets the batch back, emptied, to reuse its buffers.
-pub type OnWritten = Box<dyn FnOnce(Result<usize, &StoreError>, ArchiveBatch) + Send>;
+/// or failed.
+pub type OnWritten = Box<dyn FnOnce(Result<usize, &StoreError>) + Send>;
 
 /// One row of an [`ArchiveBatch`], borrowed.
 #[derive(Debug, Clone, Copy)]
@@ -213,6 +213,20 @@ impl ArchiveBatch {
         self.text.clear();
         self.bytes.clear();
         self.slots.clear();
+    }
+
+    /// Appends every row of `other`.
+    fn extend(&mut self, other: &ArchiveBatch) {
+        // Offsets as in `push` (the pending batch is committed long before 4 GiB).
+        let shift = |n: u32, by: usize| n.saturating_add(u32::try_from(by).unwrap_or(u32::MAX));
+        let (dt, db) = (self.text.len(), self.bytes.len());
+        self.text.push_str(&other.text);
+        self.bytes.extend_from_slice(&other.bytes);
+        self.slots.extend(other.slots.iter().map(|s| Slot {
+            text: s.text.map(|n| shift(n, dt)),
+            bytes: s.bytes.map(|n| shift(n, db)),
+            ..*s
+        }));
     }
 
     /// Adds a row.
@@ -286,8 +300,8 @@ impl ArchivedMessage {
 /// Archive rows accepted by [`Store::mam_append_later`] and not yet committed.
 #[derive(Default)]
 pub(crate) struct Pending {
-    batches: Vec<ArchiveBatch>,
-    rows: usize,
+    /// Every accepted row, copied in (its buffers kept from one commit to the next).
+    rows: ArchiveBatch,
     /// When the first of them was accepted.
     since: Option<Instant>,
     /// Each handed-over batch's callback, with its row count.
@@ -409,35 +423,48 @@ impl Store {
         Ok(())
     }
 
-    /// Accepts archived messages for a write coalesced with later ones: they are committed in one
+    /// Accepts archived messages for a write coalesced with later ones (copied in: `batch` comes
+    /// back emptied, for its shard to reuse): they are committed in one
     /// transaction once `PENDING_MAX` rows are held or the oldest has waited [`PENDING_WAIT`] (the
     /// pool's worker asks [`Store::deferred`] and calls [`Store::run_deferred`]), and before any
     /// archive read or deletion on this connection, so a query queued after the rows sees them.
     /// `done` learns the outcome.
-    pub fn mam_append_later(&self, batch: ArchiveBatch, done: OnWritten) {
+    pub fn mam_append_later(&self, mut batch: ArchiveBatch, done: OnWritten) -> ArchiveBatch {
         let full = {
             let mut p = self.mam_pending.borrow_mut();
             p.since.get_or_insert_with(Instant::now);
-            p.rows += batch.len();
+            p.rows.extend(&batch);
             p.done.push((batch.len(), done));
-            p.batches.push(batch);
-            p.rows >= PENDING_MAX
+            p.rows.len() >= PENDING_MAX
         };
         if full {
             self.mam_flush();
         }
+        batch.clear();
+        batch
     }
 
     /// Commits the rows [`Store::mam_append_later`] holds, if any.
     pub fn mam_flush(&self) {
-        let Pending { batches, done, .. } = std::mem::take(&mut *self.mam_pending.borrow_mut());
-        if done.is_empty() {
-            return;
+        let (rows, done) = {
+            let mut p = self.mam_pending.borrow_mut();
+            if p.done.is_empty() {
+                return;
+            }
+            p.since = None;
+            (std::mem::take(&mut p.rows), std::mem::take(&mut p.done))
+        };
+        let r = self.mam_put(rows.iter());
+        for (n, f) in done {
+            f(r.as_ref().map(|()| n));
         }
-        let r = self.mam_put(batches.iter().flat_map(ArchiveBatch::iter));
-        for ((n, f), mut batch) in done.into_iter().zip(batches) {
-            batch.clear();
-            f(r.as_ref().map(|()| n), batch);
+        // The buffers serve the next commit (unless rows came in meanwhile, which cannot happen:
+        // this connection is used by one thread, and nothing above accepts rows).
+        let mut rows = rows;
+        rows.clear();
+        let mut p = self.mam_pending.borrow_mut();
+        if p.rows.is_empty() {
+            p.rows = rows;
         }
     }
 
@@ -760,6 +787,39 @@ mod tests {
                     .unwrap_or_else(|e| panic!("{e}")),
                 1
             );
+        }
+    }
+
+    #[test]
+    fn deferred_rows_are_seen_by_the_next_read_and_committed_once() {
+        for db in test_dbs() {
+            eprintln!("backend: {}", db.name);
+            let s = db.open();
+            let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let mut batch = ArchiveBatch::default();
+            for i in 1..=3 {
+                batch.push(row("a@x", i, "b@x", i * 10).as_row());
+            }
+            let w = written.clone();
+            let back = s.mam_append_later(
+                batch,
+                Box::new(move |r| {
+                    w.fetch_add(r.unwrap_or(0), std::sync::atomic::Ordering::SeqCst);
+                }),
+            );
+            assert!(back.is_empty());
+            assert!(s.deferred().is_some());
+            assert_eq!(written.load(std::sync::atomic::Ordering::SeqCst), 0);
+            // A read commits what is held first.
+            let got = s
+                .mam_query("a@x", &MamFilter::default(), 10, false)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(got.iter().map(|r| r.id).collect::<Vec<_>>(), vec![1, 2, 3]);
+            assert_eq!(got[1].stanza, b"<message id='2'/>");
+            assert_eq!(written.load(std::sync::atomic::Ordering::SeqCst), 3);
+            assert!(s.deferred().is_none());
+            s.run_deferred();
+            assert_eq!(written.load(std::sync::atomic::Ordering::SeqCst), 3);
         }
     }
 }

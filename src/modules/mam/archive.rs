@@ -335,34 +335,35 @@ fn push(ctx: &mut HookCtx<'_>, row: RowRef<'_>) {
     let a = ctx.ext.get_or_default::<Archive>();
     a.rows.push(row);
     if a.rows.len() >= a.batch.max(1) {
-        let (rows, done) = a.take();
+        let (rows, done, back) = a.take();
         let key = Some(super::STORE_KEY);
-        ctx.store(key, move |store| write(store, rows, done));
+        ctx.store(key, move |store| write(store, rows, done, back));
     }
 }
 
 impl Archive {
     /// The buffered rows, and what to do once the store wrote them; the next batch reuses one the
     /// store gave back, or starts with room for as many rows.
-    fn take(&mut self) -> (ArchiveBatch, OnWritten) {
+    #[allow(clippy::type_complexity)]
+    fn take(
+        &mut self,
+    ) -> (
+        ArchiveBatch,
+        OnWritten,
+        Option<crossbeam_channel::Sender<ArchiveBatch>>,
+    ) {
         let reused = self.recycled.as_ref().and_then(|r| r.rx.try_recv().ok());
         let next = reused.unwrap_or_else(|| ArchiveBatch::sized_like(&self.rows));
         let rows = std::mem::replace(&mut self.rows, next);
         let written = self.written.clone();
         let back = self.recycled.as_ref().map(|r| r.tx.clone());
-        let done: OnWritten = Box::new(move |r, batch| {
-            match r {
-                Ok(n) => {
-                    written.inc_by(n as u64);
-                }
-                Err(e) => tracing::error!(error = %e, "archive write failed"),
+        let done: OnWritten = Box::new(move |r| match r {
+            Ok(n) => {
+                written.inc_by(n as u64);
             }
-            if let Some(back) = back {
-                // Full: the shard has enough spare batches; this one is freed.
-                let _ = back.try_send(batch);
-            }
+            Err(e) => tracing::error!(error = %e, "archive write failed"),
         });
-        (rows, done)
+        (rows, done, back)
     }
 }
 
@@ -375,16 +376,25 @@ fn flush(shard: &mut Shard) {
     if a.rows.is_empty() {
         return;
     }
-    let (rows, done) = a.take();
+    let (rows, done, back) = a.take();
     let key = Some(super::STORE_KEY);
     let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
-    ctx.store(key, move |store| write(store, rows, done));
+    ctx.store(key, move |store| write(store, rows, done, back));
 }
 
-fn write(store: &crate::store::Store, rows: ArchiveBatch, done: OnWritten) -> JobDone {
+fn write(
+    store: &crate::store::Store,
+    rows: ArchiveBatch,
+    done: OnWritten,
+    back: Option<crossbeam_channel::Sender<ArchiveBatch>>,
+) -> JobDone {
     // Coalesced with the batches queued behind it into one transaction (committed before any
-    // archive query on this store thread runs, see `STORE_KEY`).
-    store.mam_append_later(rows, done);
+    // archive query on this store thread runs, see `STORE_KEY`); the emptied batch goes back.
+    let empty = store.mam_append_later(rows, done);
+    if let Some(back) = back {
+        // Full: the shard has enough spare batches; this one is freed.
+        let _ = back.try_send(empty);
+    }
     JobDone::default()
 }
 
