@@ -64,8 +64,9 @@ struct Recycle {
     rx: crossbeam_channel::Receiver<ArchiveBatch>,
 }
 
-/// Emptied batches waiting for reuse, per shard.
-const RECYCLED: usize = 8;
+/// Emptied batches waiting for reuse, per shard: enough to cover the turns a shard runs while the
+/// store thread is in one large commit (a turn's batch holds at most `batch` rows).
+const RECYCLED: usize = 64;
 
 /// Registers the handlers and the per-turn write.
 pub fn start(shard: &mut Shard, opts: &MamOptions) {
