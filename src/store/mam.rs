@@ -3,7 +3,10 @@
 //! owners' archiving preferences.
 
 use super::db::{sql, End, Sql};
-use super::value::{args, Row};
+use std::time::{Duration, Instant};
+
+use super::db::Kind;
+use super::value::{args, Arg, Row};
 
 use super::{Store, StoreError};
 
@@ -138,36 +141,343 @@ fn read_row(owner: &str, mut r: Row) -> Result<ArchivedMessage, StoreError> {
     })
 }
 
+/// Rows held for one coalesced write before it is forced, whatever the age of the oldest (bounded
+/// memory, and a commit's cost is mostly per page touched, so this many rows share it).
+const PENDING_MAX: usize = 32_768;
+
+/// How long accepted rows may wait for more before they are committed (a process crash loses at
+/// most the rows of this window; a query commits them before it reads).
+pub const PENDING_WAIT: Duration = Duration::from_millis(200);
+
+/// Called once the rows handed over with [`Store::mam_append_later`] are committed (with how many)
+/// or failed.
+pub type OnWritten = Box<dyn FnOnce(Result<usize, &StoreError>) + Send>;
+
+/// One row of an [`ArchiveBatch`], borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct RowRef<'a> {
+    /// Whose archive (bare JID).
+    pub owner: &'a str,
+    /// Archive id.
+    pub id: i64,
+    /// The other party's bare JID.
+    pub with_bare: &'a str,
+    /// The other party's resource (`""` when none).
+    pub with_res: &'a str,
+    /// Sent by the owner.
+    pub outgoing: bool,
+    /// Archive time (µs).
+    pub ts: i64,
+    /// The message.
+    pub stanza: &'a [u8],
+    /// Keep it only if `with_bare` is in the owner's roster.
+    pub only_if_in_roster: bool,
+}
+
+/// Where one row's parts are in its batch's buffers.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    id: i64,
+    ts: i64,
+    /// Start of the owner in `text`; ends of owner, with_bare, with_res (each part starts where the
+    /// previous ends).
+    text: [u32; 4],
+    /// Start and end of the stanza in `bytes`.
+    bytes: [u32; 2],
+    outgoing: bool,
+    only_if_in_roster: bool,
+}
+
+/// Messages on their way to the archive: every row's text in one buffer and every stanza in
+/// another, so a shard fills a batch without allocating per row (and the store thread frees three
+/// buffers, not four strings per row).
+#[derive(Debug, Default)]
+pub struct ArchiveBatch {
+    text: String,
+    bytes: Vec<u8>,
+    slots: Vec<Slot>,
+}
+
+impl ArchiveBatch {
+    /// An empty batch sized like `like` (a shard's batches are alike from one turn to the next).
+    pub fn sized_like(like: &ArchiveBatch) -> ArchiveBatch {
+        ArchiveBatch {
+            text: String::with_capacity(like.text.len()),
+            bytes: Vec::with_capacity(like.bytes.len()),
+            slots: Vec::with_capacity(like.slots.len()),
+        }
+    }
+
+    /// Removes every row, keeping the buffers.
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.bytes.clear();
+        self.slots.clear();
+    }
+
+    /// Appends every row of `other`.
+    fn extend(&mut self, other: &ArchiveBatch) {
+        // Offsets as in `push` (the pending batch is committed long before 4 GiB).
+        let shift = |n: u32, by: usize| n.saturating_add(u32::try_from(by).unwrap_or(u32::MAX));
+        let (dt, db) = (self.text.len(), self.bytes.len());
+        self.text.push_str(&other.text);
+        self.bytes.extend_from_slice(&other.bytes);
+        self.slots.extend(other.slots.iter().map(|s| Slot {
+            text: s.text.map(|n| shift(n, dt)),
+            bytes: s.bytes.map(|n| shift(n, db)),
+            ..*s
+        }));
+    }
+
+    /// Adds a row.
+    pub fn push(&mut self, r: RowRef<'_>) {
+        // Offsets are u32: a batch is flushed long before 4 GiB (PENDING_MAX rows of bounded
+        // stanzas); saturate rather than wrap if it ever were not.
+        let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let t0 = at(self.text.len());
+        self.text.push_str(r.owner);
+        let t1 = at(self.text.len());
+        self.text.push_str(r.with_bare);
+        let t2 = at(self.text.len());
+        self.text.push_str(r.with_res);
+        let t3 = at(self.text.len());
+        let b0 = at(self.bytes.len());
+        self.bytes.extend_from_slice(r.stanza);
+        let b1 = at(self.bytes.len());
+        self.slots.push(Slot {
+            id: r.id,
+            ts: r.ts,
+            text: [t0, t1, t2, t3],
+            bytes: [b0, b1],
+            outgoing: r.outgoing,
+            only_if_in_roster: r.only_if_in_roster,
+        });
+    }
+
+    /// Rows in the batch.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// True when the batch has no row.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The rows, in the order they were pushed.
+    pub fn iter(&self) -> impl Iterator<Item = RowRef<'_>> + '_ {
+        self.slots.iter().map(move |s| {
+            let t = |i: usize| s.text[i] as usize;
+            RowRef {
+                owner: &self.text[t(0)..t(1)],
+                id: s.id,
+                with_bare: &self.text[t(1)..t(2)],
+                with_res: &self.text[t(2)..t(3)],
+                outgoing: s.outgoing,
+                ts: s.ts,
+                stanza: &self.bytes[s.bytes[0] as usize..s.bytes[1] as usize],
+                only_if_in_roster: s.only_if_in_roster,
+            }
+        })
+    }
+}
+
+impl ArchivedMessage {
+    fn as_row(&self) -> RowRef<'_> {
+        RowRef {
+            owner: &self.owner,
+            id: self.id,
+            with_bare: &self.with_bare,
+            with_res: &self.with_res,
+            outgoing: self.outgoing,
+            ts: self.ts,
+            stanza: &self.stanza,
+            only_if_in_roster: self.only_if_in_roster,
+        }
+    }
+}
+
+/// Archive rows accepted by [`Store::mam_append_later`] and not yet committed.
+#[derive(Default)]
+pub(crate) struct Pending {
+    /// Every accepted row, copied in (its buffers kept from one commit to the next).
+    rows: ArchiveBatch,
+    /// When the first of them was accepted.
+    since: Option<Instant>,
+    /// Each handed-over batch's callback, with its row count.
+    done: Vec<(usize, OnWritten)>,
+}
+
+/// Multi-row insert on PostgreSQL: the batch as one array per column, one statement and one round
+/// trip for all of it.
+const PG_PUT_MANY: &str =
+    "INSERT INTO mam_message (owner, id, with_bare, with_res, outgoing, ts, stanza)
+     SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[], $6::int8[],
+                          $7::bytea[])
+     ON CONFLICT (owner, id) DO NOTHING";
+
+/// Rows per multi-row INSERT on SQLite (7 parameters each, far below SQLite's limit of 32 766).
+const SQLITE_CHUNK: usize = 64;
+
+/// `INSERT OR IGNORE ... VALUES (...), ...` for `n` rows, built once per size and kept (statement
+/// caches key on the text). `OR IGNORE` rather than `ON CONFLICT DO NOTHING`: the same for these
+/// rows (no column is ever NULL), and a statement that cannot abort needs no statement journal.
+fn sqlite_put_many(n: usize) -> Sql {
+    use std::fmt::Write;
+    use std::sync::OnceLock;
+    static TEXTS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    let texts = TEXTS.get_or_init(|| {
+        (0..=SQLITE_CHUNK)
+            .map(|n| {
+                let mut t = String::from(
+                    "INSERT OR IGNORE INTO mam_message (owner, id, with_bare, with_res, outgoing, ts, stanza) VALUES ",
+                );
+                for i in 0..n {
+                    let b = i * 7;
+                    let sep = if i > 0 { "," } else { "" };
+                    // Writing to a String cannot fail.
+                    let _ = write!(
+                        t,
+                        "{sep}(?{},?{},?{},?{},?{},?{},?{})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6,
+                        b + 7
+                    );
+                }
+                // Built once for the life of the process (statement caches key on static texts).
+                &*Box::leak(t.into_boxed_str())
+            })
+            .collect()
+    });
+    sql(texts[n.min(SQLITE_CHUNK)])
+}
+
 impl Store {
-    /// Appends archived messages, all in one transaction (the archive writes in batches).
+    /// Appends archived messages, all in one transaction.
     pub fn mam_append(&self, rows: &[ArchivedMessage]) -> Result<(), StoreError> {
-        let put = sql(
-            "INSERT INTO mam_message (owner, id, with_bare, with_res, outgoing, ts, stanza)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (owner, id) DO NOTHING",
-        );
+        self.mam_put(rows.iter().map(ArchivedMessage::as_row))
+    }
+
+    /// Writes `rows` in one transaction.
+    fn mam_put<'a>(&self, rows: impl Iterator<Item = RowRef<'a>>) -> Result<(), StoreError> {
         let in_roster = sql(
             "SELECT count(*) FROM roster_items WHERE \"user\" = ?1 AND contact = ?2 AND in_roster = 1",
         );
         self.transaction(None, || {
+            // Rows kept only when the contact is in the owner's roster are checked one by one (the
+            // `roster` default mode, rare); all others go in multi-row statements.
+            let mut keep: Vec<RowRef<'a>> = Vec::with_capacity(rows.size_hint().0);
             for r in rows {
-                if r.only_if_in_roster && self.int(in_roster, args![&r.owner, &r.with_bare])? == 0 {
+                if r.only_if_in_roster && self.int(in_roster, args![r.owner, r.with_bare])? == 0 {
                     continue;
                 }
-                self.exec(
-                    put,
-                    args![
-                        &r.owner,
-                        r.id,
-                        &r.with_bare,
-                        &r.with_res,
-                        r.outgoing,
-                        r.ts,
-                        &r.stanza
-                    ],
-                )?;
+                keep.push(r);
+            }
+            match self.kind() {
+                Kind::Postgres => self.mam_put_pg(&keep)?,
+                Kind::Sqlite => self.mam_put_sqlite(&keep)?,
             }
             Ok(End::Commit(()))
         })
+    }
+
+    fn mam_put_sqlite(&self, rows: &[RowRef<'_>]) -> Result<(), StoreError> {
+        let mut params: Vec<Arg<'_>> = Vec::with_capacity(SQLITE_CHUNK * 7);
+        for chunk in rows.chunks(SQLITE_CHUNK) {
+            params.clear();
+            for r in chunk {
+                params.extend([
+                    Arg::Text(r.owner),
+                    Arg::Int(r.id),
+                    Arg::Text(r.with_bare),
+                    Arg::Text(r.with_res),
+                    Arg::from(r.outgoing),
+                    Arg::Int(r.ts),
+                    Arg::Bytes(r.stanza),
+                ]);
+            }
+            self.exec(sqlite_put_many(chunk.len()), &params)?;
+        }
+        Ok(())
+    }
+
+    fn mam_put_pg(&self, rows: &[RowRef<'_>]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let owner: Vec<&str> = rows.iter().map(|r| r.owner).collect();
+        let id: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let with_bare: Vec<&str> = rows.iter().map(|r| r.with_bare).collect();
+        let with_res: Vec<&str> = rows.iter().map(|r| r.with_res).collect();
+        let outgoing: Vec<i64> = rows.iter().map(|r| i64::from(r.outgoing)).collect();
+        let ts: Vec<i64> = rows.iter().map(|r| r.ts).collect();
+        let stanza: Vec<&[u8]> = rows.iter().map(|r| r.stanza).collect();
+        self.db.pg_exec(
+            PG_PUT_MANY,
+            &[&owner, &id, &with_bare, &with_res, &outgoing, &ts, &stanza],
+        )?;
+        Ok(())
+    }
+
+    /// Accepts archived messages for a write coalesced with later ones (copied in: `batch` comes
+    /// back emptied, for its shard to reuse): they are committed in one
+    /// transaction once `PENDING_MAX` rows are held or the oldest has waited [`PENDING_WAIT`] (the
+    /// pool's worker asks [`Store::deferred`] and calls [`Store::run_deferred`]), and before any
+    /// archive read or deletion on this connection, so a query queued after the rows sees them.
+    /// `done` learns the outcome.
+    pub fn mam_append_later(&self, mut batch: ArchiveBatch, done: OnWritten) -> ArchiveBatch {
+        let full = {
+            let mut p = self.mam_pending.borrow_mut();
+            p.since.get_or_insert_with(Instant::now);
+            p.rows.extend(&batch);
+            p.done.push((batch.len(), done));
+            p.rows.len() >= PENDING_MAX
+        };
+        if full {
+            self.mam_flush();
+        }
+        batch.clear();
+        batch
+    }
+
+    /// Commits the rows [`Store::mam_append_later`] holds, if any.
+    pub fn mam_flush(&self) {
+        let (rows, done) = {
+            let mut p = self.mam_pending.borrow_mut();
+            if p.done.is_empty() {
+                return;
+            }
+            p.since = None;
+            (std::mem::take(&mut p.rows), std::mem::take(&mut p.done))
+        };
+        let r = self.mam_put(rows.iter());
+        for (n, f) in done {
+            f(r.as_ref().map(|()| n));
+        }
+        // The buffers serve the next commit (unless rows came in meanwhile, which cannot happen:
+        // this connection is used by one thread, and nothing above accepts rows).
+        let mut rows = rows;
+        rows.clear();
+        let mut p = self.mam_pending.borrow_mut();
+        if p.rows.is_empty() {
+            p.rows = rows;
+        }
+    }
+
+    /// How long work deferred on this connection (coalesced archive writes) may still wait; `None`
+    /// when there is none. The pool's worker runs [`Store::run_deferred`] when it is due.
+    pub fn deferred(&self) -> Option<Duration> {
+        let since = self.mam_pending.borrow().since?;
+        Some(PENDING_WAIT.saturating_sub(since.elapsed()))
+    }
+
+    /// Runs the deferred work now.
+    pub fn run_deferred(&self) {
+        self.mam_flush();
     }
 
     /// Up to `limit` messages of `owner`'s archive that `filter` selects, oldest first, or the
@@ -179,6 +489,7 @@ impl Store {
         limit: usize,
         newest: bool,
     ) -> Result<Vec<ArchivedMessage>, StoreError> {
+        self.mam_flush();
         if let Some(ids) = &filter.ids {
             let mut out = Vec::new();
             for &id in ids {
@@ -226,6 +537,7 @@ impl Store {
 
     /// How many messages of `owner`'s archive `filter` selects.
     pub fn mam_count(&self, owner: &str, filter: &MamFilter) -> Result<u64, StoreError> {
+        self.mam_flush();
         if filter.ids.is_some() {
             return Ok(self.mam_query(owner, filter, usize::MAX, false)?.len() as u64);
         }
@@ -242,11 +554,13 @@ impl Store {
 
     /// The largest archive id stored (0 when the archive is empty).
     pub fn mam_max_id(&self) -> Result<i64, StoreError> {
+        self.mam_flush();
         self.int(sql("SELECT coalesce(max(id), 0) FROM mam_message"), &[])
     }
 
     /// True when `owner`'s archive has message `id`.
     pub fn mam_has(&self, owner: &str, id: i64) -> Result<bool, StoreError> {
+        self.mam_flush();
         Ok(self.row(BY_ID, args![owner, id])?.is_some())
     }
 
@@ -258,6 +572,7 @@ impl Store {
         filter: &MamFilter,
         cap: u64,
     ) -> Result<u64, StoreError> {
+        self.mam_flush();
         if filter.ids.is_some() {
             return Ok(self.mam_count(owner, filter)?.min(cap));
         }
@@ -317,6 +632,7 @@ impl Store {
 
     /// Deletes `owner`'s archive and preferences (account removal, room destruction).
     pub fn mam_delete_owner(&self, owner: &str) -> Result<u64, StoreError> {
+        self.mam_flush();
         let n = self.exec(
             sql("DELETE FROM mam_message WHERE owner = ?1"),
             args![owner],
@@ -327,12 +643,14 @@ impl Store {
 
     /// Deletes every archived message older than `before` (µs); returns how many.
     pub fn mam_purge_before(&self, before: i64) -> Result<u64, StoreError> {
+        self.mam_flush();
         self.exec(sql("DELETE FROM mam_message WHERE ts < ?1"), args![before])
     }
 
     /// Keeps only the newest `keep` messages of each owner whose archive is larger; returns how many
     /// were deleted.
     pub fn mam_trim(&self, keep: u64) -> Result<u64, StoreError> {
+        self.mam_flush();
         let keep = i64::try_from(keep).unwrap_or(i64::MAX);
         let over = sql("SELECT owner FROM mam_message GROUP BY owner HAVING count(*) > ?1");
         let owners = self
@@ -469,6 +787,39 @@ mod tests {
                     .unwrap_or_else(|e| panic!("{e}")),
                 1
             );
+        }
+    }
+
+    #[test]
+    fn deferred_rows_are_seen_by_the_next_read_and_committed_once() {
+        for db in test_dbs() {
+            eprintln!("backend: {}", db.name);
+            let s = db.open();
+            let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let mut batch = ArchiveBatch::default();
+            for i in 1..=3 {
+                batch.push(row("a@x", i, "b@x", i * 10).as_row());
+            }
+            let w = written.clone();
+            let back = s.mam_append_later(
+                batch,
+                Box::new(move |r| {
+                    w.fetch_add(r.unwrap_or(0), std::sync::atomic::Ordering::SeqCst);
+                }),
+            );
+            assert!(back.is_empty());
+            assert!(s.deferred().is_some());
+            assert_eq!(written.load(std::sync::atomic::Ordering::SeqCst), 0);
+            // A read commits what is held first.
+            let got = s
+                .mam_query("a@x", &MamFilter::default(), 10, false)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(got.iter().map(|r| r.id).collect::<Vec<_>>(), vec![1, 2, 3]);
+            assert_eq!(got[1].stanza, b"<message id='2'/>");
+            assert_eq!(written.load(std::sync::atomic::Ordering::SeqCst), 3);
+            assert!(s.deferred().is_none());
+            s.run_deferred();
+            assert_eq!(written.load(std::sync::atomic::Ordering::SeqCst), 3);
         }
     }
 }

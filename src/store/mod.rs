@@ -35,7 +35,7 @@ mod vcard;
 pub use blocking::{BlockChange, StoredBlockList};
 pub use last::{boot_id, unix_now, LastActivity};
 pub use login::{Attempt, LoginGuard};
-pub use mam::{ArchivedMessage, MamFilter, StoredMamPrefs};
+pub use mam::{ArchiveBatch, ArchivedMessage, MamFilter, OnWritten, RowRef, StoredMamPrefs};
 pub use offline::{OfflineMessage, OfflinePush};
 pub use pool::StorePool;
 pub use private::PrivateSet;
@@ -101,4 +101,7 @@ pub enum StoreError {
     /// The job panicked on the pool thread.
     #[error("storage job panicked")]
     JobPanicked,
+    /// A statement written for one backend was run on the other (a bug).
+    #[error("statement for the other store backend")]
+    WrongBackend,
 }

@@ -252,11 +252,20 @@ impl StorePool {
 }
 
 /// Runs jobs from the shared queue and from this worker's own queue until both are empty and every
-/// sender is gone.
+/// sender is gone. Work the store deferred (the archive's coalesced writes, [`Store::deferred`])
+/// runs when it is due, even if no job comes, and before the worker exits.
 fn worker(store: &Store, any: &Receiver<Job>, own: &Receiver<Job>) {
     let (mut any_open, mut own_open) = (true, true);
     let closed = crossbeam_channel::never::<Job>();
     while any_open || own_open {
+        let due = match store.deferred() {
+            Some(wait) if wait.is_zero() => {
+                store.run_deferred();
+                continue;
+            }
+            Some(wait) => crossbeam_channel::after(wait),
+            None => crossbeam_channel::never(),
+        };
         crossbeam_channel::select! {
             recv(if any_open { any } else { &closed }) -> job => match job {
                 Ok(job) => job(store),
@@ -266,8 +275,10 @@ fn worker(store: &Store, any: &Receiver<Job>, own: &Receiver<Job>) {
                 Ok(job) => job(store),
                 Err(_) => own_open = false,
             },
+            recv(due) -> _ => store.run_deferred(),
         }
     }
+    store.run_deferred();
 }
 
 #[cfg(test)]

@@ -49,6 +49,8 @@ impl Backend {
 /// One connection to the store; each pool thread owns one.
 pub struct Store {
     pub(super) db: Conn,
+    /// Archive rows accepted but not yet committed (see [`Store::mam_append_later`]).
+    pub(super) mam_pending: std::cell::RefCell<super::mam::Pending>,
 }
 
 const USER_INSERT: Sql = sql(
@@ -82,6 +84,7 @@ impl Store {
         std::fs::create_dir_all(data_dir)?;
         let store = Store {
             db: Conn::sqlite(&data_dir.join(DB_FILE))?,
+            mam_pending: Default::default(),
         };
         store.migrate()?;
         Ok(store)
@@ -94,6 +97,7 @@ impl Store {
             Backend::Postgres(config) => {
                 let store = Store {
                     db: Conn::postgres(config)?,
+                    mam_pending: Default::default(),
                 };
                 store.migrate()?;
                 Ok(store)

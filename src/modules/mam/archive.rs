@@ -17,17 +17,34 @@ use super::{ns, MamOptions};
 use crate::hooks::{Acc, HookCtx, HookResult, JobDone};
 use crate::jid::Jid;
 use crate::shard::Shard;
-use crate::store::ArchivedMessage;
+use crate::store::{ArchiveBatch, OnWritten, RowRef};
 use crate::xml::{Element, Node, Stanza, StanzaKind};
 
 /// Scratch key: the archive id taken for this message by the sender's side.
 const MAM_ID: &str = "mam.id";
 
+/// A substring searcher built once per process (building one per search, as `memmem::find` does,
+/// cost more than the search itself).
+macro_rules! needle {
+    ($name:ident, $text:expr) => {
+        static $name: std::sync::LazyLock<memmem::Finder<'static>> =
+            std::sync::LazyLock::new(|| memmem::Finder::new($text));
+    };
+}
+
+needle!(STANZA_ID, "stanza-id");
+needle!(NO_STORE, "<no-store");
+needle!(NO_PERMANENT_STORE, "<no-permanent-store");
+needle!(STORE, "<store");
+needle!(BODY, "<body");
+needle!(HINTS, ns::HINTS);
+needle!(FORWARD, ns::FORWARD);
+
 /// This shard's archive state: the id generator and the rows waiting for the next write.
 #[derive(Default)]
 struct Archive {
     ids: IdGen,
-    rows: Vec<ArchivedMessage>,
+    rows: ArchiveBatch,
     batch: usize,
     /// The hosted domains (whose users have archives).
     hosts: ahash::HashSet<String>,
@@ -35,7 +52,21 @@ struct Archive {
     dynamic: crate::shard::DynamicHosts,
     /// Rows committed to the archive (this shard's series).
     written: crate::metrics::Counter,
+    /// Batches the store wrote, emptied, back for reuse: buffers of this size freed on the store
+    /// thread and allocated anew on the shard each turn made the allocator fetch and zero fresh
+    /// pages. Bounded; when full, the store thread drops the batch.
+    recycled: Option<Recycle>,
 }
+
+/// Both ends of a shard's channel of reusable batches.
+struct Recycle {
+    tx: crossbeam_channel::Sender<ArchiveBatch>,
+    rx: crossbeam_channel::Receiver<ArchiveBatch>,
+}
+
+/// Emptied batches waiting for reuse, per shard: enough to cover the turns a shard runs while the
+/// store thread is in one large commit (a turn's batch holds at most `batch` rows).
+const RECYCLED: usize = 64;
 
 /// Registers the handlers and the per-turn write.
 pub fn start(shard: &mut Shard, opts: &MamOptions) {
@@ -48,6 +79,10 @@ pub fn start(shard: &mut Shard, opts: &MamOptions) {
         batch: opts.batch,
         hosts: shard.hosts.iter().cloned().collect(),
         dynamic: shard.dynamic_hosts.clone(),
+        recycled: Some({
+            let (tx, rx) = crossbeam_channel::bounded(RECYCLED);
+            Recycle { tx, rx }
+        }),
         ..Archive::default()
     });
     seed_ids(shard);
@@ -74,7 +109,7 @@ pub fn start(shard: &mut Shard, opts: &MamOptions) {
 /// Clients may send `origin-id`, never `stanza-id`: only the archiving entity assigns those
 /// (XEP-0359 §3.1), so any a client wrote is removed before anyone trusts it.
 fn strip_forged(acc: &mut Acc, _ctx: &mut HookCtx<'_>) -> HookResult {
-    if memmem::find(acc.stanza.bytes(), b"stanza-id").is_none() {
+    if STANZA_ID.find(acc.stanza.bytes()).is_none() {
         return HookResult::Continue;
     }
     let Ok(mut el) = acc.stanza.tree() else {
@@ -101,21 +136,22 @@ fn archivable(stanza: &Stanza, groupchat: bool) -> bool {
         return false;
     }
     let bytes = stanza.bytes();
-    let hinted = |h: &[u8]| {
-        memmem::find(bytes, h).is_some() && memmem::find(bytes, ns::HINTS.as_bytes()).is_some()
-    };
-    if hinted(b"<no-store") || hinted(b"<no-permanent-store") {
-        return false;
+    // Hints are rare: one search for their namespace before any for a hint.
+    if HINTS.find(bytes).is_some() {
+        let has = |h: &memmem::Finder<'_>| h.find(bytes).is_some();
+        if has(&NO_STORE) || has(&NO_PERMANENT_STORE) {
+            return false;
+        }
+        if has(&STORE) {
+            return true;
+        }
     }
-    if hinted(b"<store") {
-        return true;
-    }
-    if memmem::find(bytes, b"<body").is_none() {
+    if BODY.find(bytes).is_none() {
         return false;
     }
     // A forwarded message (a MAM result, a carbon) carries another message's body: only a body of
     // its own counts (rare: the tree is built only then).
-    if memmem::find(bytes, ns::FORWARD.as_bytes()).is_some() {
+    if FORWARD.find(bytes).is_some() {
         return stanza
             .tree()
             .is_ok_and(|t| t.get_child("body", crate::xmpp::ns::CLIENT).is_some());
@@ -128,20 +164,20 @@ fn archive_outgoing(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     if acc.kind() != StanzaKind::Message || !archivable(&acc.stanza, false) {
         return HookResult::Continue;
     }
-    let owner = acc.from.bare_str().to_owned();
+    let owner = acc.from.bare_str();
     let Some(decision) = ctx
         .ext
         .get::<PrefsTable>()
-        .map(|t| t.decide(&owner, &acc.to))
+        .map(|t| t.decide(owner, &acc.to))
     else {
         return HookResult::Continue;
     };
     let (id, ts) = next_id(ctx);
-    acc.put(MAM_ID, id);
     if decision != Decision::Skip {
         let row = row(owner, id, ts, &acc.to, true, decision, acc.stanza.bytes());
         push(ctx, row);
     }
+    acc.put(MAM_ID, id);
     HookResult::Continue
 }
 
@@ -162,15 +198,15 @@ fn archive_incoming(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     if !hosted {
         return HookResult::Continue;
     }
-    let owner = acc.to.bare_str().to_owned();
+    let owner = acc.to.bare_str();
     // Routed again (offline storage delivering it at login): archived and stamped already.
-    if has_stanza_id_by(&acc.stanza, &owner) {
+    if has_stanza_id_by(&acc.stanza, owner) {
         return HookResult::Continue;
     }
     let Some(decision) = ctx
         .ext
         .get::<PrefsTable>()
-        .map(|t| t.decide(&owner, &acc.from))
+        .map(|t| t.decide(owner, &acc.from))
     else {
         return HookResult::Continue;
     };
@@ -182,7 +218,7 @@ fn archive_incoming(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
         None => next_id(ctx),
     };
     let row = row(
-        owner.clone(),
+        owner,
         id,
         ts,
         &acc.from,
@@ -191,7 +227,8 @@ fn archive_incoming(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
         acc.stanza.bytes(),
     );
     push(ctx, row);
-    stamp(&mut acc.stanza, &owner, id);
+    let sid = stanza_id(owner, id);
+    acc.stanza.append_child(&sid);
     HookResult::Continue
 }
 
@@ -201,10 +238,10 @@ fn archive_groupchat(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
         return HookResult::Continue;
     }
     // A client's own `<x muc#user>` was removed by the room (XEP-0313 §5.1.2).
-    let room = acc.to.bare_str().to_owned();
+    let room = acc.to.bare_str();
     let (id, ts) = next_id(ctx);
     let row = row(
-        room.clone(),
+        room,
         id,
         ts,
         &acc.from,
@@ -213,13 +250,14 @@ fn archive_groupchat(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
         acc.stanza.bytes(),
     );
     push(ctx, row);
-    stamp(&mut acc.stanza, &room, id);
+    let sid = stanza_id(room, id);
+    acc.stanza.append_child(&sid);
     HookResult::Continue
 }
 
 /// The stanza carries our `<stanza-id by='owner'/>` (clients' own were removed when they sent it).
 fn has_stanza_id_by(stanza: &Stanza, owner: &str) -> bool {
-    if memmem::find(stanza.bytes(), b"stanza-id").is_none() {
+    if STANZA_ID.find(stanza.bytes()).is_none() {
         return false;
     }
     stanza.tree().is_ok_and(|t| {
@@ -236,35 +274,41 @@ fn next_id(ctx: &mut HookCtx<'_>) -> (i64, i64) {
         .next(shard, SystemTime::now())
 }
 
-fn row(
-    owner: String,
+fn row<'a>(
+    owner: &'a str,
     id: i64,
     ts: i64,
-    with: &Jid,
+    with: &'a Jid,
     outgoing: bool,
     decision: Decision,
-    stanza: &[u8],
-) -> ArchivedMessage {
-    ArchivedMessage {
+    stanza: &'a [u8],
+) -> RowRef<'a> {
+    RowRef {
         owner,
         id,
-        with_bare: with.bare_str().to_owned(),
-        with_res: with.resource().unwrap_or_default().to_owned(),
+        with_bare: with.bare_str(),
+        with_res: with.resource().unwrap_or_default(),
         outgoing,
         ts,
-        stanza: stanza.to_vec(),
+        stanza,
         only_if_in_roster: decision == Decision::IfInRoster,
     }
 }
 
-/// Appends `<stanza-id xmlns='urn:xmpp:sid:0' by='owner' id='…'/>`.
-fn stamp(stanza: &mut Stanza, owner: &str, id: i64) {
+/// `<stanza-id xmlns='urn:xmpp:sid:0' by='owner' id='…'/>`, serialized.
+fn stanza_id(owner: &str, id: i64) -> Vec<u8> {
     let el = Element::new("stanza-id", ns::SID)
         .with_attr("by", owner)
         .with_attr("id", id::encode(id));
     let mut bytes = Vec::with_capacity(96);
     el.write_to(&mut bytes);
-    stanza.append_child(&bytes);
+    bytes
+}
+
+/// Appends `<stanza-id xmlns='urn:xmpp:sid:0' by='owner' id='…'/>`.
+#[cfg(test)]
+fn stamp(stanza: &mut Stanza, owner: &str, id: i64) {
+    stanza.append_child(&stanza_id(owner, id));
 }
 
 /// New ids must sort after every stored one, even if the clock went back across a restart (clients
@@ -287,19 +331,45 @@ fn seed_ids(shard: &mut Shard) {
     });
 }
 
-/// Buffers a row; a full batch is handed to the store at once.
-fn push(ctx: &mut HookCtx<'_>, row: ArchivedMessage) {
+/// Buffers a row (copied into the shard's batch); a full batch is handed to the store at once.
+fn push(ctx: &mut HookCtx<'_>, row: RowRef<'_>) {
     let a = ctx.ext.get_or_default::<Archive>();
     a.rows.push(row);
     if a.rows.len() >= a.batch.max(1) {
-        let rows = std::mem::take(&mut a.rows);
-        let written = a.written.clone();
+        let (rows, done, back) = a.take();
         let key = Some(super::STORE_KEY);
-        ctx.store(key, move |store| write(store, rows, &written));
+        ctx.store(key, move |store| write(store, rows, done, back));
     }
 }
 
-/// Once per scheduler turn: the rows buffered on this shard go to the store in one transaction.
+impl Archive {
+    /// The buffered rows, and what to do once the store wrote them; the next batch reuses one the
+    /// store gave back, or starts with room for as many rows.
+    #[allow(clippy::type_complexity)]
+    fn take(
+        &mut self,
+    ) -> (
+        ArchiveBatch,
+        OnWritten,
+        Option<crossbeam_channel::Sender<ArchiveBatch>>,
+    ) {
+        let reused = self.recycled.as_ref().and_then(|r| r.rx.try_recv().ok());
+        let next = reused.unwrap_or_else(|| ArchiveBatch::sized_like(&self.rows));
+        let rows = std::mem::replace(&mut self.rows, next);
+        let written = self.written.clone();
+        let back = self.recycled.as_ref().map(|r| r.tx.clone());
+        let done: OnWritten = Box::new(move |r| match r {
+            Ok(n) => {
+                written.inc_by(n as u64);
+            }
+            Err(e) => tracing::error!(error = %e, "archive write failed"),
+        });
+        (rows, done, back)
+    }
+}
+
+/// Once per scheduler turn: the rows buffered on this shard go to the store (which coalesces the
+/// turns' batches into larger transactions under load).
 fn flush(shard: &mut Shard) {
     let Some(a) = shard.ext.get_mut::<Archive>() else {
         return;
@@ -307,23 +377,24 @@ fn flush(shard: &mut Shard) {
     if a.rows.is_empty() {
         return;
     }
-    let rows = std::mem::take(&mut a.rows);
-    let written = a.written.clone();
+    let (rows, done, back) = a.take();
     let key = Some(super::STORE_KEY);
     let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
-    ctx.store(key, move |store| write(store, rows, &written));
+    ctx.store(key, move |store| write(store, rows, done, back));
 }
 
 fn write(
     store: &crate::store::Store,
-    rows: Vec<ArchivedMessage>,
-    written: &crate::metrics::Counter,
+    rows: ArchiveBatch,
+    done: OnWritten,
+    back: Option<crossbeam_channel::Sender<ArchiveBatch>>,
 ) -> JobDone {
-    match store.mam_append(&rows) {
-        Ok(()) => {
-            written.inc_by(rows.len() as u64);
-        }
-        Err(e) => tracing::error!(error = %e, rows = rows.len(), "archive write failed"),
+    // Coalesced with the batches queued behind it into one transaction (committed before any
+    // archive query on this store thread runs, see `STORE_KEY`); the emptied batch goes back.
+    let empty = store.mam_append_later(rows, done);
+    if let Some(back) = back {
+        // Full: the shard has enough spare batches; this one is freed.
+        let _ = back.try_send(empty);
     }
     JobDone::default()
 }
