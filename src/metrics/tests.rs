@@ -152,7 +152,11 @@ fn the_route_moves_the_counters() {
     assert_eq!(value(&s, "petrel_stanzas_out_total", &msg_out), Some(1.0));
     let before = histogram_count(&s, "petrel_route_latency_seconds", "1").unwrap_or(0);
     assert!(before >= 1, "the delivery to bob was timed");
-    // Both archives (alice's and bob's) got a row, written by the shard that routed it.
+    // Both archives (alice's and bob's) got a row, written by the shard that routed it (once the
+    // store's grouped commit ran: forced here instead of waiting for it).
+    w.store().run_deferred();
+    w.cluster.pump();
+    let s = parse(&m.render());
     let rows = |s: &Scrape| {
         ["0", "1"]
             .iter()
