@@ -7,6 +7,7 @@
 #   TARGETS="relay prosody" loadtest/compare.sh
 #   SCENARIO=muc ROOMS=50 OCCUPANTS=100 loadtest/compare.sh       # XEP-0045 rooms, 1 msg/s each
 #   SCENARIO=muc ROOMS=5 OCCUPANTS=20 CLOSED=1 TARGETS="prosody ejabberd" loadtest/compare.sh
+#   SCENARIO=pep CONTACTS=1000 TARGETS="petrel prosody ejabberd" loadtest/compare.sh  # PEP fan-out
 #
 # Environment (defaults):
 #   SCENARIO=max USERS=1000 DURATION=10 WINDOW=16 INTERVAL_MS=20000 PASSWORD=password
@@ -18,6 +19,9 @@
 #   muc: ROOMS=10 OCCUPANTS=10 (USERS becomes ROOMS x OCCUPANTS), MSG_RATE=1 (messages/s per
 #   occupant) or CLOSED=1 (closed loop), PETREL_MUC='[modules.muc]' (added to the generated
 #   petrel config); prints occupant deliveries/s side by side and the ratios between targets
+#   pep: CONTACTS=1000 (USERS becomes CONTACTS + 1), PUB_RATE=0 (items/s; 0 = closed loop with
+#   WINDOW items in flight), PETREL_PEP (modules added to the generated petrel config); prints
+#   notifications/s side by side and the ratios between targets
 # Results: one JSON report per target under OUT=/tmp/petrel-compare.
 set -uo pipefail
 
@@ -46,11 +50,18 @@ OCCUPANTS=${OCCUPANTS:-10}
 MSG_RATE=${MSG_RATE:-1}
 CLOSED=${CLOSED:-0}
 PETREL_MUC=${PETREL_MUC:-[modules.muc]}
+CONTACTS=${CONTACTS:-1000}
+PUB_RATE=${PUB_RATE:-0}
+PETREL_PEP=${PETREL_PEP:-$'[modules.roster]\n[modules.presence]\n[modules.caps]\n[modules.pep]'}
 declare -a SCENARIO_ARGS=()
 if [ "$SCENARIO" = muc ]; then
     USERS=$((ROOMS * OCCUPANTS))
     SCENARIO_ARGS=(--rooms "$ROOMS" --occupants "$OCCUPANTS" --msg-rate "$MSG_RATE")
     [ "$CLOSED" = 1 ] && SCENARIO_ARGS+=(--closed)
+fi
+if [ "$SCENARIO" = pep ]; then
+    USERS=$((CONTACTS + 1))
+    SCENARIO_ARGS=(--contacts "$CONTACTS" --pub-rate "$PUB_RATE")
 fi
 export DOMAIN PASSWORD PETREL_LOAD=$LOAD
 mkdir -p "$OUT"
@@ -108,6 +119,7 @@ idle_timeout = 3600
 [modules.ping]
 CONF
             [ "$SCENARIO" = muc ] && printf '%s\n' "$PETREL_MUC" >> "$config"
+            [ "$SCENARIO" = pep ] && printf '%s\n' "$PETREL_PEP" >> "$config"
         fi
         "$PETREL" user add-range --count "$USERS" "$DOMAIN" "$PASSWORD" --config "$config" >/dev/null 2>&1
         taskset -c "$cpus" "$PETREL" serve --config "$config" --shards "$shards" --allow-oversubscribe \
@@ -157,14 +169,37 @@ PY
     }
     printf '%-10s %-5s %12s %9s %9s %9s %9s %8s %6s %7s\n' target exit deliveries/s sent/s p50 p99 p99.9 lost dup joined
     for t in "${DONE[@]}"; do muc_row "$t" "$(cat "$OUT/$t.rc" 2>/dev/null || echo '?')" "$OUT/$t.json"; done
-    # Ratios of occupant deliveries/s between every pair of targets that finished cleanly.
+fi
+if [ "$SCENARIO" = pep ]; then
+    mode="closed loop, $WINDOW items in flight"; [ "$PUB_RATE" != 0 ] && mode="$PUB_RATE items/s"
+    echo "pep: 1 publisher, $CONTACTS contacts (mutual subscription, caps +notify), $mode"
+    pep_row() {
+        python3 - "$1" "$2" "$3" <<'PY'
+import json, sys
+t, rc, path = sys.argv[1:]
+try:
+    r = json.load(open(path))
+except (OSError, ValueError):
+    print(f"{t:<10} {rc:<5} (no report)"); sys.exit()
+p = r.get("pep") or {}
+v, l = p.get("verdict") or {}, r["delivery_latency_us"]
+ms = lambda us: f"{us / 1000:.1f}ms"
+print(f"{t:<10} {rc:<5} {r['msgs_per_s']:>15.0f} {p.get('published_per_s', 0):>8.0f} {ms(l['p50']):>9} {ms(l['p99']):>9} "
+      f"{ms(l['p999']):>9} {v.get('lost', '?'):>8} {v.get('duplicated', '?'):>6} {p.get('reached', '?'):>7}/{p.get('contacts', '?')} {p.get('setup_s', 0):>7.1f}s")
+PY
+    }
+    printf '%-10s %-5s %15s %8s %9s %9s %9s %8s %6s %9s %8s\n' target exit notifications/s items/s p50 p99 p99.9 lost dup reached setup
+    for t in "${DONE[@]}"; do pep_row "$t" "$(cat "$OUT/$t.rc" 2>/dev/null || echo '?')" "$OUT/$t.json"; done
+fi
+if [ "$SCENARIO" = muc ] || [ "$SCENARIO" = pep ]; then
+    # Ratios of deliveries/s between every pair of targets.
     for a in "${DONE[@]}"; do
         for b in "${DONE[@]}"; do
             [ "$a" = "$b" ] && continue
             ra=$(sed -n 's/.*"msgs_per_s": \([0-9.]*\).*/\1/p' "$OUT/$a.json" 2>/dev/null)
             rb=$(sed -n 's/.*"msgs_per_s": \([0-9.]*\).*/\1/p' "$OUT/$b.json" 2>/dev/null)
-            [ -n "$ra" ] && [ -n "$rb" ] && awk -v a="$a" -v b="$b" -v x="$ra" -v y="$rb" \
-                'BEGIN { if (y > 0 && x >= y) printf "%s / %s = %.2fx occupant deliveries/s\n", a, b, x / y }'
+            [ -n "$ra" ] && [ -n "$rb" ] && awk -v a="$a" -v b="$b" -v x="$ra" -v y="$rb" -v s="$SCENARIO" \
+                'BEGIN { if (y > 0 && x >= y) printf "%s / %s = %.2fx %s/s\n", a, b, x / y, (s == "pep" ? "notifications" : "occupant deliveries") }'
         done
     done
     for t in "${DONE[@]}"; do [ "$(cat "$OUT/$t.rc" 2>/dev/null)" = 0 ] || echo "$t: exit $(cat "$OUT/$t.rc" 2>/dev/null), see $OUT/$t.txt"; done

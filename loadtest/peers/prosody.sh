@@ -21,6 +21,7 @@
 #   - MUC (XEP-0045) at conference.$DOMAIN: anyone may create rooms, no occupant limit,
 #     rooms not persistent (gone when the last occupant leaves), new rooms locked until the
 #     owner submits the configuration form (the XEP-0045 default, as petrel-load expects)
+#   - PEP (XEP-0163, mod_pep) with its default node configuration, for the pep scenario
 set -euo pipefail
 
 PEER_DIR=${PEER_DIR:-/tmp/petrel-peers/prosody}
@@ -51,7 +52,7 @@ c2s_interfaces = { "127.0.0.1" }
 s2s_ports = { }
 http_ports = { }
 https_ports = { }
-modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "register" }
+modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "register", "pep" }
 modules_disabled = { "s2s" }
 -- Loopback benchmark: no TLS requirement, PLAIN allowed in the clear.
 c2s_require_encryption = false
