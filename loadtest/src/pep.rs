@@ -4,10 +4,12 @@
 //! Setup, over the wire: every user asks for its roster (Prosody delivers
 //! subscription requests only to sessions that did) and sends available
 //! presence, the contacts with entity caps (XEP-0115) advertising
-//! `urn:xmpp:petrel:bench+notify`; each contact asks to subscribe to the
-//! publisher and the publisher to each contact, everyone approves what it is
-//! asked; the publisher reads its roster until every contact is `both`
-//! (re-asking for what is missing every few seconds). Then the contacts send
+//! `urn:xmpp:petrel:bench+notify`. The publisher's first roster result says
+//! which subscriptions are missing (none when the server kept those of an
+//! earlier run): those contacts ask to subscribe to the publisher and the
+//! publisher to those contacts, everyone approves what it is asked; the
+//! publisher reads its roster until every contact is `both` (re-asking for
+//! what is missing every few seconds). Then the contacts send
 //! their caps presence again (now that the publisher is subscribed to it, so
 //! the server learns their interest) and answer the servers' disco#info
 //! queries; the publisher publishes warm-up items until every contact has
@@ -24,15 +26,14 @@ use glommio::timer::sleep;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The publisher's user index.
 pub const PUBLISHER: u32 = 0;
 /// Between two roster reads of the publisher during setup.
 const ROSTER_POLL: Duration = Duration::from_millis(300);
-/// A roster read not answered by then is sent again.
-const ROSTER_WAIT: Duration = Duration::from_secs(5);
-/// Missing subscriptions are asked for again this often.
+/// Missing subscriptions are asked for again when nothing changed for this long.
 const RESEND: Duration = Duration::from_secs(3);
 /// Between two warm-up items.
 const WARM_EVERY: Duration = Duration::from_millis(500);
@@ -59,6 +60,11 @@ pub struct PepPlan {
 pub struct PepShared {
     /// Cores whose logins are done.
     logged: AtomicUsize,
+    /// The publisher has read its roster and set `ask`.
+    planned: AtomicBool,
+    /// By contact index: the contact must ask to subscribe to the publisher (the publisher's
+    /// roster has no `from` for it). Empty until `planned`.
+    ask: OnceLock<Vec<bool>>,
     /// The publisher's roster shows the mutual subscriptions (or setup gave up waiting).
     subscribed: AtomicBool,
     /// The warm-up is over: measuring may start.
@@ -140,6 +146,7 @@ pub async fn setup(core: &Rc<Core>, m: &Rc<PepCore>, plan: &PepPlan, users: &[u3
         if c.outbox().is_none() {
             if u == PUBLISHER {
                 // Nothing can be measured; the failed login is reported (exit 2).
+                sh.planned.store(true, Relaxed);
                 sh.subscribed.store(true, Relaxed);
                 sh.setup_done.store(true, Relaxed);
             }
@@ -156,9 +163,17 @@ pub async fn setup(core: &Rc<Core>, m: &Rc<PepCore>, plan: &PepPlan, users: &[u3
             c.push_stanza(st, |b| {
                 w::write_roster_get(b);
                 w::write_caps_presence(b, &m.ver);
-                w::write_subscription(b, &publisher, "subscribe");
             });
             contacts.push(c);
+        }
+    }
+    // Only what the publisher's roster lacks is asked for: a server that kept the
+    // subscriptions of an earlier run has nothing to do.
+    until(|| sh.planned.load(Relaxed)).await;
+    let ask = sh.ask.get().map(Vec::as_slice).unwrap_or_default();
+    for c in &contacts {
+        if ask.get(c.u as usize).copied().unwrap_or(true) {
+            c.push_stanza(st, |b| w::write_subscription(b, &publisher, "subscribe"));
         }
     }
     until(|| sh.subscribed.load(Relaxed)).await;
@@ -175,28 +190,43 @@ async fn publisher_setup(core: Rc<Core>, m: Rc<PepCore>, plan: PepPlan, c: Rc<Cl
     let naming = &core.plan.naming;
     let start = Instant::now();
     let n = plan.contacts;
-    c.push_stanza(st, |b| {
-        for k in 1..=n {
-            w::write_subscription(b, &naming.bare(k), "subscribe");
-        }
-    });
     let mut last_resend = Instant::now();
+    let (mut last_both, mut last_progress) = (0, Instant::now());
+    let mut first = true;
     loop {
-        sleep(ROSTER_POLL).await;
-        *m.roster.borrow_mut() = None;
-        c.push_stanza(st, w::write_roster_get);
-        let asked = Instant::now();
-        until(|| m.roster.borrow().is_some() || asked.elapsed() > ROSTER_WAIT).await;
+        // The answer to the outstanding roster request (first: the one sent with the presence).
+        // A slow server's answer is never dropped: the next request goes out only after it.
+        until(|| m.roster.borrow().is_some() || start.elapsed() > plan.setup_timeout).await;
         let Some(roster) = m.roster.borrow_mut().take() else {
-            continue;
+            break;
         };
         let sub = |k: u32| roster.get(&k).copied().unwrap_or(Sub::None);
         let both = (1..=n).filter(|&k| sub(k) == Sub::Both).count() as u64;
         sh.both.store(both, Relaxed);
+        if both > last_both {
+            (last_both, last_progress) = (both, Instant::now());
+        }
+        if first {
+            // The contacts without `from` ask to subscribe (on their cores); the publisher asks
+            // the contacts it has no `to` for.
+            first = false;
+            let ask = (0..=n)
+                .map(|k| k > 0 && matches!(sub(k), Sub::None | Sub::To))
+                .collect();
+            let _ = sh.ask.set(ask); // set once, here
+            sh.planned.store(true, Relaxed);
+            c.push_stanza(st, |b| {
+                for k in (1..=n).filter(|&k| matches!(sub(k), Sub::None | Sub::From)) {
+                    w::write_subscription(b, &naming.bare(k), "subscribe");
+                }
+            });
+            last_resend = Instant::now();
+        }
         if both == u64::from(n) || start.elapsed() > plan.setup_timeout {
             break;
         }
-        if last_resend.elapsed() > RESEND {
+        // Asked again only when the server stopped making progress (a slow server is not flooded).
+        if last_resend.elapsed() > RESEND && last_progress.elapsed() > RESEND {
             last_resend = Instant::now();
             c.push_stanza(st, |b| {
                 for k in 1..=n {
@@ -211,7 +241,10 @@ async fn publisher_setup(core: Rc<Core>, m: Rc<PepCore>, plan: PepPlan, c: Rc<Cl
                 }
             });
         }
+        sleep(ROSTER_POLL).await;
+        c.push_stanza(st, w::write_roster_get);
     }
+    sh.planned.store(true, Relaxed); // if no roster ever came: every contact asks
     sh.subscribed.store(true, Relaxed);
     let mut seq = 0;
     while sh.reached.load(Relaxed) < u64::from(n) && start.elapsed() < plan.setup_timeout {

@@ -72,7 +72,17 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
     let mut next_tick = Instant::now() + Duration::from_secs(1);
     let tick = |col: &mut Collector, name: &str, next: &mut Instant| {
         if Instant::now() >= *next {
-            let line = col.tick(&shared.cores, name);
+            let mut line = col.tick(&shared.cores, name);
+            if plan.pep.is_some() {
+                let p = &shared.pep;
+                line.push_str(&format!(
+                    " | pep both {} reached {} published ok {} refused {}",
+                    p.both.load(Relaxed),
+                    p.reached.load(Relaxed),
+                    p.pub_ok.load(Relaxed),
+                    p.pub_err.load(Relaxed)
+                ));
+            }
             if opts.progress {
                 eprintln!("{line}");
             }
