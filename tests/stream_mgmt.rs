@@ -38,17 +38,7 @@ struct Sm {
 /// Authenticates `user` (PLAIN) without binding; returns the post-auth features.
 fn auth(server: &Server, user: &str) -> (Client, String) {
     let mut c = server.connect();
-    c.open("localhost");
-    c.next_stanza();
-    use base64::Engine;
-    let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{PASSWORD}"));
-    c.send(&format!(
-        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>"
-    ));
-    assert_eq!(c.next_stanza().name(), "success");
-    c.restart();
-    c.open("localhost");
-    let f = c.next_stanza();
+    let f = c.auth_plain(user, "localhost", PASSWORD);
     (c, String::from_utf8_lossy(f.bytes()).into_owned())
 }
 

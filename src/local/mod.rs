@@ -6,8 +6,10 @@
 //! user's behalf (RFC 6121 §8.5.1), from the account IQ registry.
 
 mod iq;
+mod pending;
 
 pub use iq::{result_reply, IqHandler, IqHandlers, IqReply};
+pub use pending::{IqAnswer, IqCallback, PendingFull, PendingIqs, MAX_PENDING};
 
 use crate::explain::Outcome;
 use crate::hooks::{Acc, HookCtx, HookResult};
@@ -25,6 +27,10 @@ pub fn deliver(shard: &mut Shard, mut acc: Acc) {
     if shard.run_hook(|h| &h.filter_local_packet, &mut acc) == HookResult::Stop {
         return;
     }
+    // The answer to an IQ the server or a service sent (`Shard::send_iq`) goes to its callback.
+    let Some(mut acc) = pending::answer(shard, acc) else {
+        return;
+    };
     match shard.service(acc.to.domain()) {
         Some(handler) => {
             acc.note(shard.id, STAGE, Outcome::Took, |a| {
@@ -81,13 +87,11 @@ fn process_server_packet(shard: &mut Shard, acc: Acc) {
     }
 }
 
-fn process_iq(shard: &mut Shard, mut acc: Acc, target: IqTarget) {
+fn process_iq(shard: &mut Shard, acc: Acc, target: IqTarget) {
     let ty = acc.stanza_type();
     if ty == "result" || ty == "error" {
-        // Answers to the server: nothing here is waiting for them yet.
-        acc.note(shard.id, STAGE, Outcome::Dropped, |_| {
-            Some("an IQ answer to the server".to_owned())
-        });
+        // Not an answer `pending::answer` took in `deliver`: nothing waits for it.
+        pending::drop_answer(shard, acc);
         return;
     }
     if ty != "get" && ty != "set" {

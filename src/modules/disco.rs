@@ -17,18 +17,38 @@ use std::rc::Rc;
 use ahash::HashMap;
 
 use crate::hooks::Acc;
-use crate::local::IqReply;
+use crate::local::{IqHandler, IqReply};
 use crate::shard::{Extensions, Shard};
 use crate::xml::Element;
 use crate::xmpp::{ns, StanzaErrorCondition};
 
 /// Features declared by modules, per host, beyond the server's IQ namespaces (per-shard state).
-#[derive(Default, Debug)]
+#[derive(Default)]
 pub struct DiscoFeatures {
     server: HashMap<String, BTreeSet<String>>,
     account: HashMap<String, BTreeSet<String>>,
     /// Services under each host (`conference.example.org`), with their names.
     items: HashMap<String, BTreeSet<(String, String)>>,
+    /// Identities of accounts beyond `account/registered` (category, type), per host.
+    account_identities: HashMap<String, BTreeSet<(String, String)>>,
+    /// The module that answers an account's disco#items (PEP: its nodes), per host.
+    account_items: HashMap<String, IqHandler>,
+}
+
+/// Adds the identity `category/type` to the disco#info of every account on `host`.
+pub fn add_account_identity(ext: &mut Extensions, host: &str, category: &str, type_: &str) {
+    ext.get_or_default::<DiscoFeatures>()
+        .account_identities
+        .entry(host.to_owned())
+        .or_default()
+        .insert((category.to_owned(), type_.to_owned()));
+}
+
+/// Lets `h` answer the disco#items of accounts on `host` (instead of an empty list).
+pub fn set_account_items(ext: &mut Extensions, host: &str, h: IqHandler) {
+    ext.get_or_default::<DiscoFeatures>()
+        .account_items
+        .insert(host.to_owned(), h);
 }
 
 /// Lists the service `jid` called `name` in the disco#items of the server `host`.
@@ -91,6 +111,12 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
     for host in hosts {
         add_account_feature(&mut shard.ext, host, ns::DISCO_INFO);
         let features: Rc<[String]> = server_features(shard, host).into();
+        // The node of the server's own caps (XEP-0115 §6.2) names the same disco#info.
+        let caps_node = format!(
+            "{}#{}",
+            super::caps::SERVER_NODE,
+            super::caps::server_ver(&features)
+        );
         shard.iq.register_server(
             host,
             ns::DISCO_INFO,
@@ -98,10 +124,13 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
                 if acc.stanza_type() != "get" {
                     return IqReply::Error(StanzaErrorCondition::BadRequest);
                 }
-                if payload.attr("node").is_some() {
-                    return IqReply::Error(StanzaErrorCondition::ItemNotFound);
+                let mut reply = info("server", "im", Some("petrel"), &features);
+                match payload.attr("node") {
+                    None => {}
+                    Some(node) if node == caps_node => reply = reply.with_attr("node", node),
+                    Some(_) => return IqReply::Error(StanzaErrorCondition::ItemNotFound),
                 }
-                IqReply::Result(Some(info("server", "im", Some("petrel"), &features)))
+                IqReply::Result(Some(reply))
             }),
         );
         let services: Rc<[(String, String)]> = shard
@@ -116,6 +145,12 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
             Rc::new(move |acc, payload, _| items(acc, payload, &services)),
         );
         let features: Rc<[String]> = account_features(shard, host).into();
+        let identities: Rc<[(String, String)]> = shard
+            .ext
+            .get::<DiscoFeatures>()
+            .and_then(|f| f.account_identities.get(host))
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
         shard.iq.register_account(
             host,
             ns::DISCO_INFO,
@@ -129,19 +164,34 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
                 if payload.attr("node").is_some() {
                     return IqReply::Error(StanzaErrorCondition::ItemNotFound);
                 }
-                IqReply::Result(Some(info("account", "registered", None, &features)))
+                let mut q = info("account", "registered", None, &features);
+                for (category, type_) in identities.iter() {
+                    let id = Element::new("identity", ns::DISCO_INFO)
+                        .with_attr("category", category.as_str())
+                        .with_attr("type", type_.as_str());
+                    // Identities come before features (XEP-0030 lists them first).
+                    q.children.insert(1, crate::xml::Node::Element(id));
+                }
+                IqReply::Result(Some(q))
             }),
         );
-        shard.iq.register_account(
-            host,
-            ns::DISCO_ITEMS,
-            Rc::new(|acc, payload, _| {
+        let delegate = shard
+            .ext
+            .get::<DiscoFeatures>()
+            .and_then(|f| f.account_items.get(host))
+            .cloned();
+        let account_items: IqHandler = match delegate {
+            Some(h) => h,
+            None => Rc::new(|acc, payload, _| {
                 if !may_see_account(acc) {
                     return IqReply::Error(StanzaErrorCondition::ServiceUnavailable);
                 }
                 items(acc, payload, &[])
             }),
-        );
+        };
+        shard
+            .iq
+            .register_account(host, ns::DISCO_ITEMS, account_items);
     }
 }
 

@@ -2,6 +2,7 @@
 //! start-up, from its `[modules.NAME]` table in `petrel.toml`.
 
 pub mod blocking;
+pub mod caps;
 pub mod carbons;
 pub mod csi;
 pub mod disco;
@@ -13,9 +14,11 @@ mod misc_tests;
 pub mod muc;
 pub mod offline;
 mod options;
+pub mod pep;
 pub mod ping;
 pub mod presence;
 pub mod private;
+pub mod pubsub;
 pub mod register;
 pub mod roster;
 pub mod stream_mgmt;
@@ -34,8 +37,12 @@ use crate::shard::Shard;
 
 /// Modules petrel knows, in start order (disco last: it advertises what the others registered).
 pub const KNOWN: &[&str] = &[
+    // Before roster and presence: its home-shard handler observes roster pushes and the user's own
+    // presence updates, which theirs take.
+    "pep",
     "roster",
     "presence",
+    "caps",
     "ping",
     "version",
     "time",
@@ -72,6 +79,9 @@ pub struct C2sModuleOptions {
 /// The post-authentication stream features of the enabled modules.
 fn post_auth_features(config: &Config) -> Vec<u8> {
     let mut out = Vec::new();
+    if config.modules.contains_key(caps::NAME) {
+        out.extend(caps::stream_feature(&server_disco_features(config)));
+    }
     if let Some(t) = config.modules.get("roster") {
         if roster::RosterOpts::from_table(t).is_ok_and(|o| o.versioning) {
             out.extend_from_slice(b"<ver xmlns='urn:xmpp:features:rosterver'/>");
@@ -85,6 +95,23 @@ fn post_auth_features(config: &Config) -> Vec<u8> {
         out.extend_from_slice(b"<csi xmlns='urn:xmpp:csi:0'/>");
     }
     out
+}
+
+/// The features of the server's disco#info (on its first host) with this configuration: the
+/// modules started on a scratch shard, as every shard starts them.
+pub fn server_disco_features(config: &Config) -> Vec<String> {
+    let hosts: ahash::HashSet<String> =
+        config.general.hosts.iter().map(|h| h.to_string()).collect();
+    let mut shard = Shard::new(
+        crate::shard::ShardId(0),
+        1,
+        std::rc::Rc::new(hosts),
+        config.general.routing_modules.clone().into(),
+        0,
+    );
+    start(config, &mut shard);
+    let first = config.general.hosts.first().map_or("", |h| h.as_str());
+    disco::server_features(&shard, first)
 }
 
 /// Validates the options of the modules in this file and returns what the c2s needs; called once
@@ -124,6 +151,7 @@ pub fn start(config: &Config, shard: &mut Shard) {
                 presence::start(shard, &hosts);
                 Ok(())
             }
+            caps::NAME => caps::CapsOptions::from_table(table).map(|o| caps::start(shard, o)),
             "ping" => {
                 ping::start(shard, &hosts);
                 Ok(())
@@ -165,6 +193,7 @@ pub fn start(config: &Config, shard: &mut Shard) {
                 private::Options::from_table(table).map(|o| private::start(shard, &hosts, &o))
             }
             "vcard" => vcard::Options::from_table(table).map(|o| vcard::start(shard, &hosts, &o)),
+            pep::NAME => pep::Options::from_table(table).map(|o| pep::start(shard, &hosts, o)),
             // Options were validated by `c2s_options` before the shards started.
             "csi" => {
                 csi::start(shard, csi::options(Some(table)).unwrap_or_default());
@@ -223,7 +252,9 @@ pub fn check_options(config: &Config) -> Result<(), OptionError> {
             "blocking" => blocking::Options::from_table(table).map(drop)?,
             "private" => private::Options::from_table(table).map(drop)?,
             "vcard" => vcard::Options::from_table(table).map(drop)?,
+            pep::NAME => pep::Options::from_table(table).map(drop)?,
             muc::NAME => muc::MucOptions::from_table(table).map(drop)?,
+            caps::NAME => caps::CapsOptions::from_table(table).map(drop)?,
             mam::NAME => mam::MamOptions::from_table(table).map(drop)?,
             http_upload::NAME => {
                 http_upload::UploadOptions::from_table(table, &config.general.data_dir).map(drop)?

@@ -115,6 +115,15 @@ impl<'a> Options<'a> {
             .map(Duration::from_secs)
     }
 
+    /// A duration in whole seconds, at least one.
+    pub fn positive_secs(&self, key: &'static str, default: u64) -> Result<Duration, OptionError> {
+        let d = self.secs(key, default)?;
+        if d.is_zero() {
+            return Err(self.invalid(key, "at least 1 second"));
+        }
+        Ok(d)
+    }
+
     /// A string option.
     pub fn string(&self, key: &'static str, default: &str) -> Result<String, OptionError> {
         match self.table.and_then(|t| t.get(key)) {

@@ -37,10 +37,7 @@ pub fn options(table: Option<&toml::Table>) -> Result<PingOptions, OptionError> 
     let o = Options::new("ping", table);
     o.only(&["ping_interval", "ping_timeout"])?;
     let d = PingOptions::default();
-    let timeout = o.secs("ping_timeout", d.timeout.as_secs())?;
-    if timeout.is_zero() {
-        return Err(o.invalid("ping_timeout", "at least 1 second"));
-    }
+    let timeout = o.positive_secs("ping_timeout", d.timeout.as_secs())?;
     Ok(PingOptions {
         interval: o.secs("ping_interval", 0)?,
         timeout,

@@ -44,6 +44,9 @@ use crate::web::Link;
 /// io-buffer registration with a warning, which network I/O does not use).
 const RING_DEPTH: usize = 64;
 
+/// How often a shard looks for IQs it sent that timed out (`Shard::expire_iqs`).
+const IQ_EXPIRY_TICK: Duration = Duration::from_secs(1);
+
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]
 pub enum RtError {
@@ -389,6 +392,19 @@ async fn run_shard(
                 }
             }));
         }
+    }
+    // IQs the server sent and nothing answered (`Shard::send_iq`) time out here, every second.
+    {
+        let ctx = ctx.clone();
+        tasks.push(glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(IQ_EXPIRY_TICK).await;
+                let now = std::time::Instant::now();
+                crate::hooks::clock::set_now(now);
+                ctx.shard.borrow_mut().expire_iqs(now);
+                ctx.flush();
+            }
+        }));
     }
     for peer in 0..n {
         if peer != id.index() {

@@ -65,6 +65,8 @@ pub struct Shard {
     pub hooks: Hooks,
     /// IQ handlers for the server and for accounts, keyed by (namespace, host).
     pub iq: IqHandlers,
+    /// IQs sent by the server or a service, waiting for their answer (see `Shard::send_iq`).
+    pub(crate) iq_pending: crate::local::PendingIqs,
     /// The router chain, in `routing_modules` order.
     pub routing_modules: Rc<[RoutingModule]>,
     /// Domains with a local route registered (filled lazily by `dynamic_domains`, like MongooseIM).
@@ -113,6 +115,7 @@ impl Shard {
             dynamic_hosts: DynamicHosts::default(),
             hooks: Hooks::default(),
             iq: IqHandlers::default(),
+            iq_pending: crate::local::PendingIqs::default(),
             routing_modules,
             local_routes: HashSet::default(),
             services: HashMap::new(),

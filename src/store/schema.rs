@@ -40,6 +40,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("schema/v4_domains_sqlite.sql"),
         pg: include_str!("schema/v4_domains_pg.sql"),
     },
+    // Version 5: pubsub nodes and items (PEP and the pubsub service).
+    Migration {
+        sqlite: include_str!("schema/v5_pubsub_sqlite.sql"),
+        pg: include_str!("schema/v5_pubsub_pg.sql"),
+    },
 ];
 
 /// The newest schema version this build writes.

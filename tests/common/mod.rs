@@ -448,6 +448,13 @@ impl Client {
 
     /// Stream header + features, AUTH PLAIN, restart, bind.
     pub fn login_plain(&mut self, user: &str, domain: &str, password: &str, resource: &str) {
+        let f = self.auth_plain(user, domain, password);
+        assert_eq!(f.name(), "stream:features");
+        self.bind(resource);
+    }
+
+    /// Stream header + features, AUTH PLAIN, restart; returns the post-authentication features.
+    pub fn auth_plain(&mut self, user: &str, domain: &str, password: &str) -> Stanza {
         self.open(domain);
         let features = self.next_stanza();
         assert_eq!(
@@ -471,9 +478,7 @@ impl Client {
         );
         self.restart();
         self.open(domain);
-        let f = self.next_stanza();
-        assert_eq!(f.name(), "stream:features");
-        self.bind(resource);
+        self.next_stanza()
     }
 
     pub fn bind(&mut self, resource: &str) {

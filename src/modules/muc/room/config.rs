@@ -6,6 +6,7 @@ use super::types::{NS_DATA, NS_ROOMCONFIG};
 use super::RoomLimits;
 use crate::jid::BareJid;
 use crate::xml::Element;
+use crate::xmpp::form::{field, options};
 
 /// Who may see occupants' real JIDs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -322,28 +323,6 @@ fn jids(values: &[String]) -> Result<Vec<BareJid>, FormError> {
         .collect()
 }
 
-fn field(var: &str, ty: &str, label: Option<&str>, values: &[&str]) -> Element {
-    let mut f = Element::new("field", NS_DATA)
-        .with_attr("var", var)
-        .with_attr("type", ty);
-    if let Some(l) = label {
-        f = f.with_attr("label", l);
-    }
-    for v in values {
-        f = f.with_child(Element::new("value", NS_DATA).with_text(v));
-    }
-    f
-}
-
 fn bool_field(var: &str, label: &str, v: &str) -> Element {
     field(var, "boolean", Some(label), &[v])
-}
-
-fn options(mut f: Element, opts: &[&str]) -> Element {
-    for o in opts {
-        f = f.with_child(
-            Element::new("option", NS_DATA).with_child(Element::new("value", NS_DATA).with_text(o)),
-        );
-    }
-    f
 }

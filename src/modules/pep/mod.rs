@@ -1,0 +1,251 @@
+//! `mod_pep`: personal eventing (XEP-0163) on every account, on the pubsub core.
+//!
+//! Pubsub IQs to a bare JID (or without `to`: the sender's own account) are account IQ handlers;
+//! the work runs on the home shard of the owner's bare JID, where their PEP state lives: nodes
+//! and items (loaded lazily from the store, cached with a bound, evicting users without sessions)
+//! and the roster's subscriptions (for the access models). Nodes are auto-created on publish,
+//! configured by `publish-options` when new and checked against them otherwise. Notifications go to
+//! the owner's available resources and to the full JIDs whose available presence reached the
+//! owner's home shard, when the access model admits them and their caps include `NODE+notify`
+//! ([`interest`]); the last item goes to such a JID on its available presence, on a new
+//! subscription and when its caps become known ([`caps_learned`]). Items of nodes with
+//! `persist_items` are written by store jobs keyed by the owner.
+
+mod handle;
+pub mod interest;
+mod notify;
+mod presence;
+mod state;
+
+#[cfg(test)]
+mod tests;
+
+use std::rc::Rc;
+
+use crate::hooks::{Acc, HookCtx, JobDone};
+use crate::jid::{BareJid, Jid};
+use crate::local::{IqHandler, IqReply};
+use crate::modules::disco;
+use crate::modules::options::{self, OptionError};
+use crate::modules::pubsub::core::{
+    self as ps, event, AccessModel, Limits, MaxItems, Node, NodeConfig, Request,
+};
+use crate::modules::roster;
+use crate::shard::{home_shard_of, Shard};
+use crate::store::{Store, StoreError};
+use crate::xml::{Element, Stanza};
+use crate::xmpp::{ns, StanzaErrorCondition};
+
+use state::{with_user, Home};
+
+/// The module's name in `[modules]`.
+pub const NAME: &str = "pep";
+
+/// `[modules.pep]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Items per node, nodes per user, item size.
+    pub limits: Limits,
+    /// Users whose PEP state a shard keeps loaded (users with sessions are never evicted).
+    pub cache_users: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            limits: Limits {
+                max_items_per_node: 256,
+                max_item_bytes: 65_536,
+                max_nodes_per_owner: 256,
+            },
+            cache_users: 10_000,
+        }
+    }
+}
+
+impl Options {
+    /// Reads and checks `[modules.pep]`.
+    pub fn from_table(table: &toml::Table) -> Result<Options, OptionError> {
+        let o = options::Options::new(NAME, Some(table));
+        o.only(&[
+            "max_items_per_node",
+            "max_item_bytes",
+            "max_nodes_per_user",
+            "cache_users",
+        ])?;
+        let d = Options::default();
+        let n = |key, default: usize| o.positive_u32(key, default as u32).map(|v| v as usize);
+        Ok(Options {
+            limits: Limits {
+                max_items_per_node: n("max_items_per_node", d.limits.max_items_per_node)?,
+                max_item_bytes: n("max_item_bytes", d.limits.max_item_bytes)?,
+                max_nodes_per_owner: n("max_nodes_per_user", d.limits.max_nodes_per_owner)?,
+            },
+            cache_users: n("cache_users", d.cache_users)?,
+        })
+    }
+
+    /// The configuration of a new PEP node (XEP-0163 §4.1: presence access, one item kept, the
+    /// last item sent on subscription and presence).
+    pub fn default_config(&self) -> NodeConfig {
+        NodeConfig {
+            access_model: AccessModel::Presence,
+            max_items: MaxItems::Count(1),
+            ..NodeConfig::default()
+        }
+    }
+}
+
+/// Registers the account IQ handlers, the home-shard handler and the disco entries.
+pub fn start(shard: &mut Shard, hosts: &[String], opts: Options) {
+    shard.ext.insert(Home::new(opts, shard.shards));
+    let handler: IqHandler = Rc::new(iq);
+    let items: IqHandler = Rc::new(disco_items);
+    for host in hosts {
+        shard
+            .iq
+            .register_account(host, ps::ns::PUBSUB, handler.clone());
+        shard
+            .iq
+            .register_account(host, ps::ns::OWNER, handler.clone());
+        disco::add_account_identity(&mut shard.ext, host, "pubsub", "pep");
+        disco::add_account_feature(&mut shard.ext, host, ps::ns::PUBSUB);
+        for f in ps::feature_uris() {
+            disco::add_account_feature(&mut shard.ext, host, &f);
+        }
+        disco::set_account_items(&mut shard.ext, host, items.clone());
+    }
+    shard.sm.add_home_handler(NAME, Rc::new(presence::home));
+    shard
+        .hooks
+        .user_receive_presence
+        .add(60, NAME, presence::received);
+    crate::modules::caps::on_learned(&mut shard.ext, 50, NAME, |learned, ctx| {
+        let ver = learned.ver.clone();
+        // The hook context has no shard: the work runs right after, on this shard.
+        ctx.run_on(
+            ctx.shard,
+            Box::new(move |shard: &mut Shard| caps_learned(shard, &ver)),
+        );
+        crate::hooks::HookResult::Continue
+    });
+}
+
+/// Carries the request to the owner's home shard.
+fn iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {
+    let req = match Request::parse(&acc.stanza_type(), payload) {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(r) = acc.error_reply_with(e.cond, e.app_element(), ctx.shard) {
+                ctx.route(r);
+            }
+            return IqReply::NoReply;
+        }
+    };
+    on_home(acc, ctx, move |shard, u, owner, acc| {
+        handle::answer(shard, u, &owner, acc, req)
+    });
+    IqReply::NoReply
+}
+
+/// Runs `f` with the state of the account `acc` is addressed to, on its home shard.
+fn on_home(
+    acc: &Acc,
+    ctx: &mut HookCtx<'_>,
+    f: impl FnOnce(&mut Shard, Option<&mut state::UserPep>, BareJid, Acc) + Send + 'static,
+) {
+    let owner = acc.to.bare();
+    let shards = ctx.ext.get::<Home>().map_or(1, |h| h.shards);
+    let acc = acc.fork();
+    ctx.run_on(
+        home_shard_of(owner.as_str(), shards),
+        Box::new(move |shard: &mut Shard| {
+            let o = owner.clone();
+            with_user(shard, &o, Box::new(move |shard, u| f(shard, u, owner, acc)));
+        }),
+    );
+}
+
+/// disco#items of an account (the owner only): its nodes.
+fn disco_items(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {
+    if !disco::may_see_account(acc) {
+        return IqReply::Error(StanzaErrorCondition::ServiceUnavailable);
+    }
+    if acc.stanza_type() != "get" {
+        return IqReply::Error(StanzaErrorCondition::BadRequest);
+    }
+    if payload.attr("node").is_some() {
+        return IqReply::Error(StanzaErrorCondition::ItemNotFound);
+    }
+    on_home(acc, ctx, |shard, u, owner, acc| {
+        let reply = match u {
+            None => acc.error_reply(StanzaErrorCondition::ResourceConstraint, shard.id),
+            Some(u) => {
+                let mut q = Element::new("query", ns::DISCO_ITEMS);
+                for n in u.nodes.values() {
+                    let mut item = Element::new("item", ns::DISCO_ITEMS)
+                        .with_attr("jid", owner.as_str())
+                        .with_attr("node", &n.name);
+                    if !n.config().title.is_empty() {
+                        item = item.with_attr("name", &n.config().title);
+                    }
+                    q = q.with_child(item);
+                }
+                Some(crate::local::result_reply(&acc, Some(q), shard.id))
+            }
+        };
+        if let Some(r) = reply {
+            crate::router::route(shard, r);
+        }
+    });
+    IqReply::NoReply
+}
+
+/// Queues a store write for `owner` (in order with their other jobs); failures are logged.
+fn persist(
+    shard: &mut Shard,
+    owner: &BareJid,
+    f: impl FnOnce(&Store) -> Result<(), StoreError> + Send + 'static,
+) {
+    let who = owner.as_str().to_owned();
+    HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext).store(
+        roster::user_key(owner),
+        move |s| {
+            if let Err(e) = f(s) {
+                tracing::error!(error = %e, user = who, "pep: store write failed");
+            }
+            JobDone::default()
+        },
+    );
+}
+
+/// Sends `to` the newest item of `n`, if any.
+fn send_last(shard: &mut Shard, owner: &BareJid, n: &Node, to: Jid) {
+    let Some(last) = n.last() else {
+        return;
+    };
+    let msg = event::items(owner.as_str(), &n.name, n.config(), &[last]);
+    let mut s = Stanza::from_element(&msg);
+    s.set_to(to.as_str());
+    crate::router::route(shard, Acc::new(s, Jid::from(owner.clone()), to, shard.id));
+}
+
+/// The caps `ver` became known on this shard: full JIDs that advertised it to users homed here get
+/// the last items they now turn out to want (run by the caps module's "caps learned" callback).
+pub fn caps_learned(shard: &mut Shard, ver: &str) {
+    let Some(home) = shard.ext.get::<Home>() else {
+        return;
+    };
+    let todo: Vec<(BareJid, crate::jid::FullJid)> = home
+        .presences
+        .iter()
+        .flat_map(|(owner, seen)| {
+            seen.iter()
+                .filter(|(_, v)| v.as_deref() == Some(ver))
+                .filter_map(move |(jid, _)| Some((BareJid::parse(owner).ok()?, jid.clone())))
+        })
+        .collect();
+    for (owner, jid) in todo {
+        presence::last_items(shard, owner, jid, Some(ver.to_owned()));
+    }
+}

@@ -1,0 +1,161 @@
+//! The home-shard handler: it observes (and always passes on) what reaches a user's home shard —
+//! available and unavailable presence from others (who gets notifications), the user's own
+//! presence updates (last items to a resource coming online), roster pushes (the access model's
+//! view of the roster).
+
+use super::state::{with_user, Contact, Home, UserPep, MAX_PRESENCES};
+use super::{interest, notify, send_last};
+use crate::hooks::{Acc, HookCtx, HookResult};
+use crate::jid::{BareJid, FullJid, Jid};
+use crate::modules::pubsub::core::SendLast;
+use crate::shard::{home_shard_of, Shard};
+use crate::sm::{PresenceUpdate, PRESENCE_UPDATE};
+use crate::xml::StanzaKind;
+use crate::xmpp::ns;
+
+/// The handler (registered before the presence module's, which takes the user's own updates).
+pub(super) fn home(shard: &mut Shard, acc: Acc) -> Option<Acc> {
+    match acc.kind() {
+        StanzaKind::Presence => presence(shard, &acc),
+        StanzaKind::Iq => roster_push(shard, &acc),
+        _ => {}
+    }
+    Some(acc)
+}
+
+/// `user_receive_presence` on the recipient's connection shard: a presence to a full JID bound on
+/// the shard that routed it skipped the recipient's home shard (the session manager's fast path),
+/// so it is shown there now. Seen twice when it did pass there: the second sighting changes nothing.
+pub(super) fn received(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
+    let ty = acc.stanza_type();
+    if acc.to.resource().is_none()
+        || acc.from.bare_str() == acc.to.bare_str()
+        || !matches!(ty.as_ref(), "" | "unavailable")
+    {
+        return HookResult::Continue;
+    }
+    let shards = ctx.ext.get::<Home>().map_or(1, |h| h.shards);
+    let copy = acc.fork();
+    ctx.run_on(
+        home_shard_of(acc.to.bare_str(), shards),
+        Box::new(move |shard: &mut Shard| presence(shard, &copy)),
+    );
+    HookResult::Continue
+}
+
+fn presence(shard: &mut Shard, acc: &Acc) {
+    let Ok(from) = acc.from.clone().try_into_full() else {
+        return;
+    };
+    let owner = acc.to.bare();
+    let ty = acc.stanza_type();
+    let own = acc.get::<PresenceUpdate>(PRESENCE_UPDATE).copied();
+    if own.is_none() && from.bare() == owner {
+        // The user's presence to themselves (not a broadcast): nothing to learn.
+        return;
+    }
+    let owner = if own.is_some() { from.bare() } else { owner };
+    match ty.as_ref() {
+        "" => {
+            let ver = interest::caps_ver(&acc.stanza);
+            let initial = own.is_some_and(|u| u.initial);
+            let online = shard
+                .sm
+                .resources(&owner)
+                .iter()
+                .any(|r| r.priority.is_some());
+            if !online {
+                // Nobody to publish: what others send is learned again from probes later.
+                return;
+            }
+            let home = shard.ext.get_or_default::<Home>();
+            let seen = home.presences.entry(owner.as_str().to_owned()).or_default();
+            if seen.len() >= MAX_PRESENCES && !seen.contains_key(&from) {
+                return;
+            }
+            let before = seen.insert(from.clone(), ver.clone());
+            let news = match &before {
+                None => own.is_none() || initial,
+                Some(v) => *v != ver,
+            };
+            if news {
+                last_items(shard, owner, from, ver);
+            }
+        }
+        "unavailable" => {
+            let home = shard.ext.get_or_default::<Home>();
+            if own.is_some() {
+                let online = shard
+                    .sm
+                    .resources(&owner)
+                    .iter()
+                    .any(|r| r.priority.is_some());
+                let home = shard.ext.get_or_default::<Home>();
+                if online {
+                    if let Some(seen) = home.presences.get_mut(owner.as_str()) {
+                        seen.remove(&from);
+                    }
+                } else {
+                    home.presences.remove(owner.as_str());
+                }
+            } else if let Some(seen) = home.presences.get_mut(owner.as_str()) {
+                seen.remove(&from);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Sends `to` the last item of each of `owner`'s nodes it gets notifications of (XEP-0163 §4.3.2).
+pub(super) fn last_items(shard: &mut Shard, owner: BareJid, to: FullJid, ver: Option<String>) {
+    let o = owner.clone();
+    with_user(
+        shard,
+        &o,
+        Box::new(move |shard, u: Option<&mut UserPep>| {
+            let Some(u) = u else { return };
+            for n in u.nodes.values() {
+                if n.config().send_last_published_item == SendLast::OnSubAndPresence
+                    && notify::wanted(shard, u, &owner, n, &to, ver.as_deref())
+                {
+                    send_last(shard, &owner, n, Jid::from(to.clone()));
+                }
+            }
+        }),
+    );
+}
+
+/// A roster push on its way to the user (`from` = `to` = the user's bare JID): the contact's
+/// subscription and groups as the access models see them.
+fn roster_push(shard: &mut Shard, acc: &Acc) {
+    if acc.stanza_type() != "set" || !acc.from.is_bare() || acc.from != acc.to {
+        return;
+    }
+    let Ok(el) = acc.stanza.tree() else {
+        return;
+    };
+    let Some(item) = el
+        .get_child("query", ns::ROSTER)
+        .and_then(|q| q.get_child("item", ns::ROSTER))
+    else {
+        return;
+    };
+    let Some(contact) = item.attr("jid").and_then(|j| BareJid::parse(j).ok()) else {
+        return;
+    };
+    let c = match item.attr("subscription") {
+        Some("remove") => None,
+        sub => Some(Contact {
+            from: matches!(sub, Some("from" | "both")),
+            groups: item
+                .child_elements()
+                .filter(|g| g.name == "group")
+                .map(|g| g.text())
+                .collect(),
+        }),
+    };
+    shard
+        .ext
+        .get_or_default::<Home>()
+        .roster_changed(acc.to.bare_str(), contact.as_str(), c);
+}

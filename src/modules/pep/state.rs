@@ -1,0 +1,234 @@
+//! The PEP state of the users homed on a shard: their nodes and roster (loaded lazily from the
+//! store, kept in a bounded cache) and the full JIDs whose available presence reached them.
+
+use std::collections::BTreeMap;
+
+use ahash::HashMap;
+
+use super::Options;
+use crate::hooks::{HookCtx, JobDone};
+use crate::jid::{BareJid, FullJid};
+use crate::modules::pubsub::core::node::NodeMeta;
+use crate::modules::pubsub::core::{Item, Node};
+use crate::modules::roster::{self, RosterItem};
+use crate::shard::Shard;
+use crate::store::StoredNode;
+use crate::xml::Stanza;
+
+/// Requests that may wait for one user's state to load; past it they are refused.
+const MAX_PENDING: usize = 64;
+/// Full JIDs remembered per user as having sent it available presence; past it new ones are
+/// ignored (they get no notifications until an old one leaves).
+pub(super) const MAX_PRESENCES: usize = 10_000;
+
+/// What one user's roster says about a contact, for the access models.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Contact {
+    /// The contact has a presence subscription to the user (`from` or `both`).
+    pub from: bool,
+    /// The user's groups for the contact.
+    pub groups: Vec<String>,
+}
+
+/// One user's PEP nodes and roster.
+#[derive(Debug, Default)]
+pub(super) struct UserPep {
+    /// Nodes by name.
+    pub nodes: BTreeMap<String, Node>,
+    /// Roster entries by bare JID.
+    pub roster: HashMap<String, Contact>,
+}
+
+/// Work on one user's state; `None` when it cannot be had (load failed, too many waiting).
+pub(super) type Op = Box<dyn FnOnce(&mut Shard, Option<&mut UserPep>)>;
+
+enum Slot {
+    /// Loading from the store, or in use: what waits for it.
+    Waiting(Vec<Op>),
+    /// Ready.
+    Ready(UserPep),
+}
+
+/// The PEP state kept on one shard (`Shard::ext`).
+#[derive(Default)]
+pub(super) struct Home {
+    users: HashMap<String, Slot>,
+    /// Per user homed here: full JIDs whose available presence reached the user, with the caps
+    /// `ver` they advertised. Cleared when the user's last resource goes unavailable.
+    pub presences: HashMap<String, HashMap<FullJid, Option<String>>>,
+    /// The module's options.
+    pub opts: Options,
+    /// Shards in the process (to find home shards from hook contexts).
+    pub shards: usize,
+}
+
+impl Home {
+    /// The state of a shard with these options.
+    pub fn new(opts: Options, shards: usize) -> Home {
+        Home {
+            opts,
+            shards,
+            ..Home::default()
+        }
+    }
+
+    /// Applies `f` to the user's roster if their state is loaded (a roster push).
+    pub fn roster_changed(&mut self, user: &str, contact: &str, c: Option<Contact>) {
+        if let Some(Slot::Ready(u)) = self.users.get_mut(user) {
+            match c {
+                Some(c) => u.roster.insert(contact.to_owned(), c),
+                None => u.roster.remove(contact),
+            };
+        }
+    }
+}
+
+/// Runs `op` with `owner`'s state on this (their home) shard: now when it is loaded, after the
+/// load otherwise (started here when needed).
+pub(super) fn with_user(shard: &mut Shard, owner: &BareJid, op: Op) {
+    let key = owner.as_str();
+    let home = shard.ext.get_or_default::<Home>();
+    match home.users.remove(key) {
+        Some(Slot::Ready(mut u)) => {
+            // In use: what arrives meanwhile (a stanza routed back here) waits for `ready`.
+            home.users.insert(key.to_owned(), Slot::Waiting(Vec::new()));
+            op(shard, Some(&mut u));
+            ready(shard, owner, u);
+        }
+        Some(Slot::Waiting(mut q)) => {
+            let refused = if q.len() >= MAX_PENDING {
+                Some(op)
+            } else {
+                q.push(op);
+                None
+            };
+            home.users.insert(key.to_owned(), Slot::Waiting(q));
+            if let Some(op) = refused {
+                op(shard, None);
+            }
+        }
+        None => {
+            if !make_room(shard) {
+                op(shard, None);
+                return;
+            }
+            shard
+                .ext
+                .get_or_default::<Home>()
+                .users
+                .insert(key.to_owned(), Slot::Waiting(vec![op]));
+            load(shard, owner.clone());
+        }
+    }
+}
+
+/// Puts `u` back as ready and runs what queued meanwhile.
+fn ready(shard: &mut Shard, owner: &BareJid, u: UserPep) {
+    let home = shard.ext.get_or_default::<Home>();
+    let queued = match home.users.insert(owner.as_str().to_owned(), Slot::Ready(u)) {
+        Some(Slot::Waiting(q)) => q,
+        _ => Vec::new(),
+    };
+    for op in queued {
+        with_user(shard, owner, op);
+    }
+}
+
+/// Evicts a loaded user without sessions when the cache is full; false when nobody can go.
+fn make_room(shard: &mut Shard) -> bool {
+    let home = shard.ext.get_or_default::<Home>();
+    if home.users.len() < home.opts.cache_users {
+        return true;
+    }
+    let candidates: Vec<String> = home
+        .users
+        .iter()
+        .filter(|(_, s)| matches!(s, Slot::Ready(_)))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let Some(victim) = candidates
+        .into_iter()
+        .find(|u| shard.sm.resources_of(u).is_empty())
+    else {
+        return false;
+    };
+    shard.ext.get_or_default::<Home>().users.remove(&victim);
+    true
+}
+
+/// Loads `owner`'s nodes and roster on the store pool.
+fn load(shard: &mut Shard, owner: BareJid) {
+    let key = roster::user_key(&owner);
+    let job = move |store: &crate::store::Store| {
+        let got = store
+            .pubsub_load(owner.as_str())
+            .and_then(|n| store.roster_rows(&owner).map(|r| (n, r)))
+            .map_err(|e| e.to_string());
+        JobDone {
+            then: Some(Box::new(move |shard: &mut Shard| loaded(shard, owner, got))),
+            ..JobDone::default()
+        }
+    };
+    HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext).store(key, job);
+}
+
+fn loaded(
+    shard: &mut Shard,
+    owner: BareJid,
+    got: Result<(Vec<StoredNode>, Vec<RosterItem>), String>,
+) {
+    let (nodes, roster) = match got {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(error = %e, user = owner.as_str(), "pep: loading failed");
+            let home = shard.ext.get_or_default::<Home>();
+            if let Some(Slot::Waiting(q)) = home.users.remove(owner.as_str()) {
+                for op in q {
+                    op(shard, None);
+                }
+            }
+            return;
+        }
+    };
+    let limits = shard.ext.get_or_default::<Home>().opts.limits.clone();
+    let mut u = UserPep::default();
+    for n in nodes {
+        let meta: NodeMeta = match serde_json::from_str(&n.meta) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, user = owner.as_str(), node = n.node, "pep: stored node unreadable");
+                continue;
+            }
+        };
+        let items = n
+            .items
+            .into_iter()
+            .map(|i| Item {
+                payload: (!i.payload.is_empty())
+                    .then(|| {
+                        Stanza::parse(i.payload.into_bytes())
+                            .and_then(|s| s.tree())
+                            .ok()
+                    })
+                    .flatten(),
+                id: i.id,
+                publisher: i.publisher,
+                published: i.published,
+            })
+            .collect();
+        u.nodes
+            .insert(n.node.clone(), Node::restore(&n.node, meta, items, &limits));
+    }
+    for r in roster {
+        u.roster.insert(r.jid.as_str().to_owned(), contact_of(&r));
+    }
+    ready(shard, &owner, u);
+}
+
+/// The access-model view of a roster item.
+pub(super) fn contact_of(r: &RosterItem) -> Contact {
+    Contact {
+        from: r.state.from,
+        groups: r.groups.clone(),
+    }
+}

@@ -1,0 +1,384 @@
+//! PEP on a cluster of shards without sockets: publish, notifications to the owner's resources,
+//! access models, limits, persistence, disco.
+
+use crate::modules::testing::{error_condition, User, World, HOST};
+use crate::shard::ConnMsg;
+use crate::xml::Stanza;
+
+const MODULES: &str = "[modules.roster]\n[modules.presence]\n[modules.disco]\n\
+                       [modules.pep]\nmax_item_bytes = 2048\nmax_nodes_per_user = 3\n";
+const PS: &str = "http://jabber.org/protocol/pubsub";
+const ERRORS: &str = "http://jabber.org/protocol/pubsub#errors";
+
+fn world(shards: usize) -> World {
+    World::new(shards, MODULES)
+}
+
+fn drain(u: &User) -> Vec<Stanza> {
+    let mut out = Vec::new();
+    while let Some(m) = u.mb.pop() {
+        if let ConnMsg::Deliver(acc) = m {
+            out.push(acc.into_stanza());
+        }
+    }
+    out
+}
+
+/// Sends an IQ and returns its answer (other stanzas delivered meanwhile are dropped).
+fn ask(w: &mut World, u: &mut User, xml: &str) -> Stanza {
+    w.send(u, xml);
+    drain(u)
+        .into_iter()
+        .find(|s| s.name() == "iq" && matches!(s.type_().as_deref(), Some("result" | "error")))
+        .unwrap_or_else(|| panic!("no answer to {xml}"))
+}
+
+fn text(s: &Stanza) -> String {
+    String::from_utf8_lossy(s.bytes()).into_owned()
+}
+
+fn publish(node: &str, id: &str, payload: &str, options: &str) -> String {
+    format!(
+        "<iq type='set' id='p1'><pubsub xmlns='{PS}'><publish node='{node}'><item id='{id}'>{payload}</item></publish>{options}</pubsub></iq>"
+    )
+}
+
+/// Asserts `r` is an error with condition `cond` and, when given, pubsub condition `app`.
+fn refused(r: &Stanza, cond: &str, app: Option<&str>) {
+    assert_eq!(error_condition(r).as_deref(), Some(cond), "{}", text(r));
+    if app.is_some() {
+        assert_eq!(app_error(r).as_deref(), app, "{}", text(r));
+    }
+}
+
+fn app_error(s: &Stanza) -> Option<String> {
+    let t = s.tree().ok()?;
+    let e = t.get_child("error", crate::xmpp::ns::CLIENT)?;
+    let app = e.child_elements().find(|c| c.ns == ERRORS)?;
+    Some(app.name.clone())
+}
+
+fn subscribe_one_way(w: &mut World, x: &mut User, xn: &str, y: &mut User, yn: &str) {
+    w.send(x, &format!("<presence to='{yn}@{HOST}' type='subscribe'/>"));
+    w.send(
+        y,
+        &format!("<presence to='{xn}@{HOST}' type='subscribed'/>"),
+    );
+}
+
+fn subscribe_both(w: &mut World, a: &mut User, an: &str, b: &mut User, bn: &str) {
+    subscribe_one_way(w, a, an, b, bn);
+    subscribe_one_way(w, b, bn, a, an);
+    drain(a);
+    drain(b);
+}
+
+#[test]
+fn publish_notifies_own_resources_and_items_are_read_back() {
+    for shards in [1, 2] {
+        let mut w = world(shards);
+        let mut phone = w.connect(0, &format!("alice@{HOST}/phone"), Some(0));
+        let mut pc = w.connect(shards - 1, &format!("alice@{HOST}/pc"), Some(0));
+        drain(&phone);
+        drain(&pc);
+        let r = ask(
+            &mut w,
+            &mut phone,
+            &publish(
+                "urn:x:nick",
+                "current",
+                "<nick xmlns='urn:x:nick'>Al</nick>",
+                "",
+            ),
+        );
+        assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+        assert!(text(&r).contains("<item id='current'/>"), "{}", text(&r));
+        let got: Vec<String> = drain(&pc).iter().map(text).collect();
+        assert!(
+            got.iter()
+                .any(|m| m.contains("http://jabber.org/protocol/pubsub#event")
+                    && m.contains("<nick xmlns='urn:x:nick'>Al</nick>")),
+            "{shards}: {got:?}"
+        );
+        let r = ask(&mut w, &mut pc, &format!("<iq type='get' id='i'><pubsub xmlns='{PS}'><items node='urn:x:nick'/></pubsub></iq>"));
+        assert!(
+            text(&r).contains("<item id='current'><nick xmlns='urn:x:nick'>Al</nick></item>"),
+            "{}",
+            text(&r)
+        );
+        // Stored (persist_items is on by default).
+        let stored = w
+            .store()
+            .pubsub_load(&format!("alice@{HOST}"))
+            .unwrap_or_default();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].items.len(), 1);
+        // disco: the account is a PEP service and lists its node to its owner.
+        let r = ask(
+            &mut w,
+            &mut pc,
+            "<iq type='get' id='d'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+        );
+        assert!(
+            text(&r).contains("<identity category='pubsub' type='pep'/>"),
+            "{}",
+            text(&r)
+        );
+        assert!(text(&r).contains("http://jabber.org/protocol/pubsub#publish-options"));
+        let r = ask(
+            &mut w,
+            &mut pc,
+            "<iq type='get' id='d'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>",
+        );
+        assert!(text(&r).contains("node='urn:x:nick'"), "{}", text(&r));
+    }
+}
+
+#[test]
+fn refusals_carry_the_pubsub_conditions() {
+    let mut w = world(2);
+    let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+    let mut bob = w.connect(1, &format!("bob@{HOST}/b"), Some(0));
+    // Publishing to another user's PEP service.
+    let to_alice = publish("urn:n", "1", "<x xmlns='urn:n'/>", "")
+        .replace("<iq ", &format!("<iq to='alice@{HOST}' "));
+    let r = ask(&mut w, &mut bob, &to_alice);
+    refused(&r, "forbidden", None);
+    // A huge item.
+    let big = format!("<x xmlns='urn:n'>{}</x>", "a".repeat(4000));
+    let r = ask(&mut w, &mut alice, &publish("urn:n", "1", &big, ""));
+    refused(&r, "not-acceptable", Some("payload-too-big"));
+    // Presence access: bob has no subscription.
+    ask(
+        &mut w,
+        &mut alice,
+        &publish("urn:n", "1", "<x xmlns='urn:n'/>", ""),
+    );
+    let get = format!("<iq type='get' id='g' to='alice@{HOST}'><pubsub xmlns='{PS}'><items node='urn:n'/></pubsub></iq>");
+    let r = ask(&mut w, &mut bob, &get);
+    refused(&r, "not-authorized", Some("presence-subscription-required"));
+    // A precondition that does not hold on the existing node.
+    let opts = "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field><field var='pubsub#access_model'><value>open</value></field></x></publish-options>";
+    let r = ask(
+        &mut w,
+        &mut alice,
+        &publish("urn:n", "2", "<x xmlns='urn:n'/>", opts),
+    );
+    refused(&r, "conflict", Some("precondition-not-met"));
+    // The same options create an open node, which bob may read.
+    let r = ask(
+        &mut w,
+        &mut alice,
+        &publish(
+            "urn:open",
+            "1",
+            "<x xmlns='urn:open'/>",
+            &opts.replace("urn:n", "urn:open"),
+        ),
+    );
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    let r = ask(&mut w, &mut bob, &get.replace("urn:n", "urn:open"));
+    assert!(text(&r).contains("<item id='1'>"), "{}", text(&r));
+    // Nodes per user.
+    ask(
+        &mut w,
+        &mut alice,
+        &publish("urn:3", "1", "<x xmlns='urn:3'/>", ""),
+    );
+    let r = ask(
+        &mut w,
+        &mut alice,
+        &publish("urn:4", "1", "<x xmlns='urn:4'/>", ""),
+    );
+    refused(&r, "not-allowed", Some("max-nodes-exceeded"));
+    // Malformed: no item.
+    let r = ask(
+        &mut w,
+        &mut alice,
+        &format!(
+            "<iq type='set' id='m'><pubsub xmlns='{PS}'><publish node='urn:n'/></pubsub></iq>"
+        ),
+    );
+    refused(&r, "bad-request", Some("item-required"));
+}
+
+#[test]
+fn contacts_read_under_presence_and_owner_manages_the_node() {
+    let mut w = world(2);
+    let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+    let mut bob = w.connect(1, &format!("bob@{HOST}/b"), Some(0));
+    ask(
+        &mut w,
+        &mut alice,
+        &publish("urn:n", "1", "<x xmlns='urn:n'/>", ""),
+    );
+    subscribe_both(&mut w, &mut alice, "alice", &mut bob, "bob");
+    let get = format!("<iq type='get' id='g' to='alice@{HOST}'><pubsub xmlns='{PS}'><items node='urn:n'/></pubsub></iq>");
+    let r = ask(&mut w, &mut bob, &get);
+    assert!(text(&r).contains("<item id='1'>"), "{}", text(&r));
+    // Retract: the owner's resource is told.
+    drain(&alice);
+    w.send(&mut alice, &format!("<iq type='set' id='r'><pubsub xmlns='{PS}'><retract node='urn:n' notify='true'><item id='1'/></retract></pubsub></iq>"));
+    let got: Vec<String> = drain(&alice).iter().map(text).collect();
+    assert!(
+        got.iter().any(|m| m.contains("<retract id='1'/>")),
+        "{got:?}"
+    );
+    assert!(got.iter().any(|m| m.contains("type='result'")), "{got:?}");
+    // Configure: read the form, switch to whitelist; bob is then refused.
+    let r = ask(&mut w, &mut alice, "<iq type='get' id='c'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='urn:n'/></pubsub></iq>");
+    assert!(text(&r).contains("pubsub#access_model"), "{}", text(&r));
+    let r = ask(&mut w, &mut alice, "<iq type='set' id='c'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='urn:n'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#node_config</value></field><field var='pubsub#access_model'><value>whitelist</value></field></x></configure></pubsub></iq>");
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    let r = ask(&mut w, &mut bob, &get);
+    refused(&r, "not-allowed", Some("closed-node"));
+    // Delete: gone from the store too.
+    let r = ask(&mut w, &mut alice, "<iq type='set' id='x'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><delete node='urn:n'/></pubsub></iq>");
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    assert!(w
+        .store()
+        .pubsub_load(&format!("alice@{HOST}"))
+        .unwrap_or_default()
+        .is_empty());
+    let r = ask(&mut w, &mut bob, &get);
+    refused(&r, "item-not-found", None);
+}
+
+#[test]
+fn a_resource_coming_online_gets_the_last_items() {
+    let mut w = world(2);
+    let mut a = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+    ask(
+        &mut w,
+        &mut a,
+        &publish("urn:n", "1", "<x xmlns='urn:n'>hello</x>", ""),
+    );
+    let b = w.connect(1, &format!("alice@{HOST}/b"), Some(0));
+    let got: Vec<String> = drain(&b).iter().map(text).collect();
+    assert!(
+        got.iter()
+            .any(|m| m.contains("pubsub#event") && m.contains("hello")),
+        "{got:?}"
+    );
+}
+
+fn caps_presence(ver: &str, to: Option<&str>) -> String {
+    let to = to.map(|t| format!(" to='{t}'")).unwrap_or_default();
+    format!("<presence{to}><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='n' ver='{ver}'/></presence>")
+}
+
+fn events(u: &User, node: &str) -> Vec<String> {
+    let marker = format!("<items node='{node}'>");
+    drain(u)
+        .iter()
+        .map(text)
+        .filter(|m| m.contains("pubsub#event") && m.contains(&marker))
+        .collect()
+}
+
+#[test]
+fn contacts_wanting_the_node_are_notified_per_access_model() {
+    for shards in [1, 2] {
+        super::interest::test::learn("V1", &["urn:x:p+notify", "urn:x:o+notify"]);
+        let mut w = world(shards);
+        let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+        let mut bob = w.connect(shards - 1, &format!("bob@{HOST}/b"), Some(0));
+        let mut carol = w.connect(shards - 1, &format!("carol@{HOST}/c"), Some(0));
+        subscribe_both(&mut w, &mut alice, "alice", &mut bob, "bob");
+        w.send(&mut bob, &caps_presence("V1", None));
+        // Carol is no contact: her directed presence reaches alice.
+        w.send(
+            &mut carol,
+            &caps_presence("V1", Some(&format!("alice@{HOST}"))),
+        );
+        drain(&bob);
+        drain(&carol);
+        ask(
+            &mut w,
+            &mut alice,
+            &publish("urn:x:p", "1", "<x xmlns='urn:x:p'>contacts</x>", ""),
+        );
+        let open = "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field><field var='pubsub#access_model'><value>open</value></field></x></publish-options>";
+        ask(
+            &mut w,
+            &mut alice,
+            &publish("urn:x:o", "1", "<x xmlns='urn:x:o'>all</x>", open),
+        );
+        let got: Vec<String> = drain(&bob).iter().map(text).collect();
+        assert!(
+            got.iter().any(|m| m.contains("contacts")),
+            "{shards}: {got:?}"
+        );
+        assert!(got.iter().any(|m| m.contains(">all<")), "{shards}: {got:?}");
+        let got: Vec<String> = drain(&carol).iter().map(text).collect();
+        assert!(got.iter().any(|m| m.contains(">all<")), "{shards}: {got:?}");
+        assert!(
+            !got.iter().any(|m| m.contains("contacts")),
+            "{shards}: {got:?}"
+        );
+        // Caps without +notify for the node: nothing.
+        super::interest::test::learn("V2", &["urn:x:o+notify"]);
+        w.send(&mut bob, &caps_presence("V2", None));
+        drain(&bob);
+        ask(
+            &mut w,
+            &mut alice,
+            &publish("urn:x:p", "2", "<x xmlns='urn:x:p'>again</x>", ""),
+        );
+        assert!(events(&bob, "urn:x:p").is_empty());
+        // Back to V1: caps changed, the last items come.
+        w.send(&mut bob, &caps_presence("V1", None));
+        let last = events(&bob, "urn:x:p");
+        assert!(
+            last.iter().any(|m| m.contains("again")),
+            "{shards}: {last:?}"
+        );
+        // Unavailable: no more notifications.
+        w.send(
+            &mut carol,
+            &format!("<presence type='unavailable' to='alice@{HOST}'/>"),
+        );
+        drain(&carol);
+        ask(
+            &mut w,
+            &mut alice,
+            &publish("urn:x:o", "2", "<x xmlns='urn:x:o'>later</x>", ""),
+        );
+        assert!(events(&carol, "urn:x:o").is_empty());
+        assert_eq!(events(&bob, "urn:x:o").len(), 1);
+    }
+}
+
+#[test]
+fn subscribing_explicitly_sends_the_last_item() {
+    let mut w = world(2);
+    let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+    let mut bob = w.connect(1, &format!("bob@{HOST}/b"), Some(0));
+    let open = "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='pubsub#access_model'><value>open</value></field></x></publish-options>";
+    ask(
+        &mut w,
+        &mut alice,
+        &publish("urn:x:o", "1", "<x xmlns='urn:x:o'>hi</x>", open),
+    );
+    w.send(&mut bob, &format!("<iq type='set' id='s' to='alice@{HOST}'><pubsub xmlns='{PS}'><subscribe node='urn:x:o' jid='bob@{HOST}/b'/></pubsub></iq>"));
+    let got: Vec<String> = drain(&bob).iter().map(text).collect();
+    assert!(
+        got.iter().any(|m| m.contains("subscription='subscribed'")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|m| m.contains("pubsub#event") && m.contains(">hi<")),
+        "{got:?}"
+    );
+    // Subscribed: later items come without caps.
+    ask(
+        &mut w,
+        &mut alice,
+        &publish("urn:x:o", "2", "<x xmlns='urn:x:o'>next</x>", ""),
+    );
+    assert_eq!(events(&bob, "urn:x:o").len(), 1);
+    // Someone else's JID: refused.
+    let r = ask(&mut w, &mut bob, &format!("<iq type='set' id='s' to='alice@{HOST}'><pubsub xmlns='{PS}'><subscribe node='urn:x:o' jid='carol@{HOST}'/></pubsub></iq>"));
+    refused(&r, "bad-request", Some("invalid-jid"));
+}

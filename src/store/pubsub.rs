@@ -1,0 +1,249 @@
+//! Pubsub nodes and items (PEP and the pubsub service). A node is one row (its metadata as JSON,
+//! written by the pubsub core; the store does not interpret it); items are rows of their own, kept
+//! in publication order. `service` is the owner's bare JID for PEP, the service domain otherwise.
+
+use super::db::{sql, End};
+use super::value::args;
+use super::{Store, StoreError};
+
+/// An item as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredItem {
+    /// The item id.
+    pub id: String,
+    /// Who published it.
+    pub publisher: String,
+    /// When, in microseconds since the Unix epoch.
+    pub published: i64,
+    /// The serialized payload (empty: none).
+    pub payload: String,
+}
+
+/// A node as stored, with its items oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredNode {
+    /// The node's name.
+    pub node: String,
+    /// Its metadata (JSON).
+    pub meta: String,
+    /// Its items, oldest first.
+    pub items: Vec<StoredItem>,
+}
+
+impl Store {
+    /// Stores (replacing) the metadata of `node` of `service`.
+    pub fn pubsub_node_save(
+        &self,
+        service: &str,
+        node: &str,
+        meta: &str,
+    ) -> Result<(), StoreError> {
+        let q = sql(
+            "INSERT INTO pubsub_node (service, node, meta) VALUES (?1, ?2, ?3)
+             ON CONFLICT (service, node) DO UPDATE SET meta = excluded.meta",
+        );
+        self.exec(q, args![service, node, meta])?;
+        Ok(())
+    }
+
+    /// Deletes `node` of `service` and its items.
+    pub fn pubsub_node_delete(&self, service: &str, node: &str) -> Result<(), StoreError> {
+        self.transaction(None, || {
+            self.exec(
+                sql("DELETE FROM pubsub_item WHERE service = ?1 AND node = ?2"),
+                args![service, node],
+            )?;
+            self.exec(
+                sql("DELETE FROM pubsub_node WHERE service = ?1 AND node = ?2"),
+                args![service, node],
+            )?;
+            Ok(End::Commit(()))
+        })
+    }
+
+    /// Stores (replacing one with the same id) `item` and deletes the items `evicted`, in one
+    /// transaction.
+    pub fn pubsub_item_put(
+        &self,
+        service: &str,
+        node: &str,
+        item: &StoredItem,
+        evicted: &[String],
+    ) -> Result<(), StoreError> {
+        self.transaction(None, || {
+            let q = sql(
+                "INSERT INTO pubsub_item (service, node, item_id, publisher, published, payload)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (service, node, item_id) DO UPDATE SET publisher = excluded.publisher,
+                 published = excluded.published, payload = excluded.payload",
+            );
+            self.exec(
+                q,
+                args![
+                    service,
+                    node,
+                    &item.id,
+                    &item.publisher,
+                    item.published,
+                    &item.payload
+                ],
+            )?;
+            self.pubsub_items_delete_in(service, node, evicted)?;
+            Ok(End::Commit(()))
+        })
+    }
+
+    /// Deletes the items `ids` of `node`.
+    pub fn pubsub_items_delete(
+        &self,
+        service: &str,
+        node: &str,
+        ids: &[String],
+    ) -> Result<(), StoreError> {
+        self.transaction(None, || {
+            self.pubsub_items_delete_in(service, node, ids)?;
+            Ok(End::Commit(()))
+        })
+    }
+
+    fn pubsub_items_delete_in(
+        &self,
+        service: &str,
+        node: &str,
+        ids: &[String],
+    ) -> Result<(), StoreError> {
+        let q = sql("DELETE FROM pubsub_item WHERE service = ?1 AND node = ?2 AND item_id = ?3");
+        for id in ids {
+            self.exec(q, args![service, node, id])?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every item of `node`.
+    pub fn pubsub_purge(&self, service: &str, node: &str) -> Result<(), StoreError> {
+        self.exec(
+            sql("DELETE FROM pubsub_item WHERE service = ?1 AND node = ?2"),
+            args![service, node],
+        )?;
+        Ok(())
+    }
+
+    /// Every node of `service` with its items, nodes by name, items oldest first.
+    pub fn pubsub_load(&self, service: &str) -> Result<Vec<StoredNode>, StoreError> {
+        let mut nodes = Vec::new();
+        let q = sql("SELECT node, meta FROM pubsub_node WHERE service = ?1 ORDER BY node");
+        for mut r in self.rows(q, args![service])? {
+            nodes.push(StoredNode {
+                node: r.text(0)?,
+                meta: r.text(1)?,
+                items: Vec::new(),
+            });
+        }
+        let q = sql(
+            "SELECT node, item_id, publisher, published, payload FROM pubsub_item
+             WHERE service = ?1 ORDER BY node, published, item_id",
+        );
+        for mut r in self.rows(q, args![service])? {
+            let node = r.text(0)?;
+            let item = StoredItem {
+                id: r.text(1)?,
+                publisher: r.text(2)?,
+                published: r.int(3)?,
+                payload: r.text(4)?,
+            };
+            // Items of a node without a node row (cannot happen through this API) are skipped.
+            if let Some(n) = nodes.iter_mut().find(|n| n.node == node) {
+                n.items.push(item);
+            }
+        }
+        Ok(nodes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::test_dbs;
+
+    fn item(id: &str, at: i64) -> StoredItem {
+        StoredItem {
+            id: id.into(),
+            publisher: "alice@x/pc".into(),
+            published: at,
+            payload: format!("<p xmlns='urn:p'>{id}</p>"),
+        }
+    }
+
+    fn ids(nodes: &[StoredNode], node: &str) -> Vec<String> {
+        nodes
+            .iter()
+            .find(|n| n.node == node)
+            .map(|n| n.items.iter().map(|i| i.id.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn nodes_and_items_are_saved_replaced_evicted_and_deleted() {
+        for db in test_dbs() {
+            let n = db.name;
+            let s = db.open();
+            let ok = |r: Result<(), StoreError>| r.unwrap_or_else(|e| panic!("{n}: {e}"));
+            ok(s.pubsub_node_save("alice@x", "urn:a", "{1}"));
+            ok(s.pubsub_node_save("alice@x", "urn:b", "{2}"));
+            ok(s.pubsub_node_save("alice@x", "urn:a", "{3}"));
+            ok(s.pubsub_node_save("bob@x", "urn:a", "{4}"));
+            ok(s.pubsub_item_put("alice@x", "urn:a", &item("i1", 10), &[]));
+            ok(s.pubsub_item_put("alice@x", "urn:a", &item("i2", 20), &[]));
+            ok(s.pubsub_item_put("alice@x", "urn:b", &item("j1", 5), &[]));
+            // Replaced: newest now.
+            ok(s.pubsub_item_put("alice@x", "urn:a", &item("i1", 30), &[]));
+            let load = |svc| s.pubsub_load(svc).unwrap_or_else(|e| panic!("{n}: {e}"));
+            let all = load("alice@x");
+            assert_eq!(
+                all.iter().map(|x| (&*x.node, &*x.meta)).collect::<Vec<_>>(),
+                [("urn:a", "{3}"), ("urn:b", "{2}")],
+                "{n}"
+            );
+            assert_eq!(ids(&all, "urn:a"), ["i2", "i1"], "{n}");
+            assert_eq!(all[0].items[1], item("i1", 30), "{n}");
+            // A publish past max_items evicts in the same transaction.
+            ok(s.pubsub_item_put("alice@x", "urn:a", &item("i3", 40), &["i2".into()]));
+            assert_eq!(ids(&load("alice@x"), "urn:a"), ["i1", "i3"], "{n}");
+            ok(s.pubsub_items_delete("alice@x", "urn:a", &["i1".into(), "zz".into()]));
+            assert_eq!(ids(&load("alice@x"), "urn:a"), ["i3"], "{n}");
+            ok(s.pubsub_purge("alice@x", "urn:a"));
+            assert!(ids(&load("alice@x"), "urn:a").is_empty(), "{n}");
+            ok(s.pubsub_node_delete("alice@x", "urn:b"));
+            assert_eq!(load("alice@x").len(), 1, "{n}");
+            assert_eq!(load("bob@x").len(), 1, "{n}");
+        }
+    }
+
+    #[test]
+    fn removing_the_user_removes_their_pep_nodes() {
+        for db in test_dbs() {
+            let n = db.name;
+            let s = db.open();
+            let alice = crate::jid::BareJid::parse("alice@x").unwrap_or_else(|e| panic!("{e}"));
+            let secrets = crate::auth::ScramSecrets::derive("pw", 4096);
+            s.add_user(&alice, &secrets)
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            s.pubsub_node_save("alice@x", "urn:a", "{}")
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            s.pubsub_item_put("alice@x", "urn:a", &item("i1", 1), &[])
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            s.pubsub_node_save("bob@x", "urn:a", "{}")
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            s.remove_user(&alice).unwrap_or_else(|e| panic!("{n}: {e}"));
+            let left = s
+                .pubsub_load("alice@x")
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            assert!(left.is_empty(), "{n}");
+            let items = s
+                .int(sql("SELECT count(*) FROM pubsub_item"), &[])
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            assert_eq!(items, 0, "{n}");
+            assert_eq!(s.pubsub_load("bob@x").map(|v| v.len()).ok(), Some(1), "{n}");
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! Personal eventing (XEP-0163) over real sockets at 1 and 2 shards: a publish notifies the owner's
+//! other resource, items are read back, a node survives a restart, publishing to someone else's
+//! PEP service and a huge item are refused, the presence and open access models; contacts
+//! advertising `+notify` in their caps get notifications (needs the caps module).
+
+mod common;
+
+use common::{error_condition, Client, Server};
+use petrel::xml::Stanza;
+
+const PS: &str = "http://jabber.org/protocol/pubsub";
+const EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+const ERRORS: &str = "http://jabber.org/protocol/pubsub#errors";
+
+fn start(shards: usize) -> Server {
+    Server::start_with(
+        shards,
+        &["alice", "bob", "carol"],
+        "",
+        "[modules.roster]\n[modules.presence]\n[modules.caps]\n[modules.pep]\nmax_item_bytes = 4096\n",
+    )
+}
+
+fn text(s: &Stanza) -> String {
+    String::from_utf8_lossy(s.bytes()).into_owned()
+}
+
+/// Asserts `r` is an error with condition `cond` and pubsub condition `app`.
+fn refused(r: &Stanza, cond: &str, app: Option<&str>) {
+    assert_eq!(error_condition(r).as_deref(), Some(cond), "{}", text(r));
+    if app.is_some() {
+        assert_eq!(app_error(r).as_deref(), app, "{}", text(r));
+    }
+}
+
+/// Publishes `secret` to the presence-model node `urn:x:presence` and `public` to the open node
+/// `urn:x:open`.
+fn publish_both(alice: &mut Client, secret: &str, public: &str) {
+    let r = publish(
+        alice,
+        "p1",
+        None,
+        "urn:x:presence",
+        &format!("<x xmlns='urn:x:presence'>{secret}</x>"),
+        "",
+    );
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    let r = publish(
+        alice,
+        "p2",
+        None,
+        "urn:x:open",
+        &format!("<x xmlns='urn:x:open'>{public}</x>"),
+        open_options(),
+    );
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+}
+
+fn app_error(s: &Stanza) -> Option<String> {
+    let t = s.tree().ok()?;
+    let e = t.get_child("error", "jabber:client")?;
+    let app = e.child_elements().find(|c| c.ns == ERRORS)?;
+    Some(app.name.clone())
+}
+
+fn open_options() -> &'static str {
+    "<publish-options><x xmlns='jabber:x:data' type='submit'>\
+     <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field>\
+     <field var='pubsub#access_model'><value>open</value></field></x></publish-options>"
+}
+
+/// Sends an IQ and returns its answer.
+fn iq(c: &mut Client, id: &str, xml: &str) -> Stanza {
+    c.send(xml);
+    c.expect(id, |s| s.id().as_deref() == Some(id))
+}
+
+fn publish(
+    c: &mut Client,
+    id: &str,
+    to: Option<&str>,
+    node: &str,
+    payload: &str,
+    opts: &str,
+) -> Stanza {
+    let to = to.map(|t| format!(" to='{t}'")).unwrap_or_default();
+    iq(
+        c,
+        id,
+        &format!("<iq type='set' id='{id}'{to}><pubsub xmlns='{PS}'><publish node='{node}'><item id='current'>{payload}</item></publish>{opts}</pubsub></iq>"),
+    )
+}
+
+fn items(c: &mut Client, id: &str, owner: &str, node: &str) -> Stanza {
+    iq(
+        c,
+        id,
+        &format!("<iq type='get' id='{id}' to='{owner}'><pubsub xmlns='{PS}'><items node='{node}'/></pubsub></iq>"),
+    )
+}
+
+fn is_event(s: &Stanza, node: &str) -> bool {
+    s.name() == "message"
+        && s.tree().ok().is_some_and(|t| {
+            t.get_child("event", EVENT)
+                .and_then(|e| e.get_child("items", EVENT))
+                .is_some_and(|i| i.attr("node") == Some(node))
+        })
+}
+
+#[test]
+fn owner_publishes_other_resource_is_notified_and_the_node_survives_a_restart() {
+    for shards in [1, 2] {
+        let mut server = start(shards);
+        let mut phone = server.login("alice", "phone", Some(0));
+        let mut pc = server.login("alice", "pc", Some(0));
+        let r = publish(&mut phone, "p1", None, "urn:xmpp:avatar:metadata", "<metadata xmlns='urn:xmpp:avatar:metadata'><info id='abc' bytes='3' type='image/png'/></metadata>", "");
+        assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+        let n = pc.expect("notification", |s| is_event(s, "urn:xmpp:avatar:metadata"));
+        assert!(text(&n).contains("<info id='abc'"), "{}", text(&n));
+        assert_eq!(n.from().as_deref(), Some("alice@localhost"));
+
+        // Publishing to someone else's PEP service is refused.
+        let r = publish(
+            &mut phone,
+            "p2",
+            Some("bob@localhost"),
+            "urn:n",
+            "<x xmlns='urn:n'/>",
+            "",
+        );
+        refused(&r, "forbidden", None);
+        // So is an item past max_item_bytes.
+        let big = format!("<x xmlns='urn:n'>{}</x>", "z".repeat(8000));
+        let r = publish(&mut phone, "p3", None, "urn:n", &big, "");
+        refused(&r, "not-acceptable", Some("payload-too-big"));
+
+        drop(phone);
+        drop(pc);
+        server.stop();
+        server.spawn(shards);
+        // After the restart: the item is read back, and a resource coming online gets it.
+        let mut c = server.login("alice", "tablet", None);
+        let r = items(&mut c, "i1", "alice@localhost", "urn:xmpp:avatar:metadata");
+        assert!(
+            text(&r).contains("<info id='abc'"),
+            "{shards}: {}",
+            text(&r)
+        );
+        c.send("<presence/>");
+        let n = c.expect("last item", |s| is_event(s, "urn:xmpp:avatar:metadata"));
+        assert!(text(&n).contains("<item id='current'"), "{}", text(&n));
+    }
+}
+
+#[test]
+fn presence_node_refused_to_a_stranger_open_node_readable() {
+    for shards in [1, 2] {
+        let server = start(shards);
+        let mut alice = server.login("alice", "a", Some(0));
+        let mut carol = server.login("carol", "c", Some(0));
+        publish_both(&mut alice, "secret", "public");
+        let r = items(&mut carol, "i1", "alice@localhost", "urn:x:presence");
+        refused(&r, "not-authorized", Some("presence-subscription-required"));
+        let r = items(&mut carol, "i2", "alice@localhost", "urn:x:open");
+        assert!(text(&r).contains("public"), "{}", text(&r));
+        // The account advertises PEP to its owner.
+        let r = iq(
+            &mut alice,
+            "d1",
+            "<iq type='get' id='d1'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+        );
+        assert!(
+            text(&r).contains("<identity category='pubsub' type='pep'/>"),
+            "{}",
+            text(&r)
+        );
+    }
+}
+
+/// The caps of a test client wanting notifications of `urn:x:presence` and `urn:x:open` (plus one
+/// feature of its own, so that each client has its own `ver` and is asked for it).
+mod caps {
+    use base64::Engine;
+    use sha1::Digest;
+
+    pub const NODE: &str = "https://petrel.im/test-client";
+
+    fn features(own: &str) -> Vec<String> {
+        let mut f: Vec<String> = [
+            "http://jabber.org/protocol/caps",
+            "http://jabber.org/protocol/disco#info",
+            "urn:x:open+notify",
+            "urn:x:presence+notify",
+            own,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        f.sort();
+        f
+    }
+
+    /// XEP-0115 §5.1 over identity client/pc and the features.
+    pub fn ver(own: &str) -> String {
+        let mut s = String::from("client/pc//test<");
+        for f in features(own) {
+            s.push_str(&f);
+            s.push('<');
+        }
+        base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(s.as_bytes()))
+    }
+
+    /// The `<c/>` for a presence.
+    pub fn element(own: &str) -> String {
+        format!(
+            "<c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='{NODE}' ver='{}'/>",
+            ver(own)
+        )
+    }
+
+    /// The answer to the server's disco#info query `id` about `node`.
+    pub fn info(own: &str, id: &str, to: &str, node: &str) -> String {
+        let f: String = features(own)
+            .iter()
+            .map(|f| format!("<feature var='{f}'/>"))
+            .collect();
+        format!(
+            "<iq type='result' id='{id}' to='{to}'><query xmlns='http://jabber.org/protocol/disco#info' node='{node}'>\
+             <identity category='client' type='pc' name='test'/>{f}</query></iq>"
+        )
+    }
+}
+
+/// Sends `presence` (carrying the caps of `own`) and answers the server's caps query.
+fn advertise(c: &mut Client, own: &str, to: Option<&str>) {
+    let to = to.map(|t| format!(" to='{t}'")).unwrap_or_default();
+    c.send(&format!("<presence{to}>{}</presence>", caps::element(own)));
+    let q = c.expect("caps query", |s| {
+        s.name() == "iq" && s.type_().as_deref() == Some("get") && text(s).contains("disco#info")
+    });
+    let t = q.tree().unwrap();
+    let node = t
+        .child_elements()
+        .next()
+        .and_then(|q| q.attr("node"))
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(node, format!("{}#{}", caps::NODE, caps::ver(own)));
+    let id = q.id().unwrap_or_default().to_string();
+    let from = q.from().unwrap_or_default().to_string();
+    c.send(&caps::info(own, &id, &from, &node));
+}
+
+/// Waits for notifications (or last items) of every node in `nodes`.
+fn expect_events(c: &mut Client, nodes: &[&str]) -> Vec<Stanza> {
+    let mut got: Vec<Stanza> = Vec::new();
+    while !nodes.iter().all(|n| got.iter().any(|s| is_event(s, n))) {
+        let s = c.next_stanza();
+        if nodes.iter().any(|n| is_event(&s, n)) {
+            got.push(s);
+        }
+    }
+    got
+}
+
+fn subscribe_one_way(x: &mut Client, xn: &str, y: &mut Client, yn: &str) {
+    x.send(&format!("<presence to='{yn}@localhost' type='subscribe'/>"));
+    y.expect("subscribe", |s| s.type_().as_deref() == Some("subscribe"));
+    y.send(&format!(
+        "<presence to='{xn}@localhost' type='subscribed'/>"
+    ));
+    x.expect("subscribed", |s| s.type_().as_deref() == Some("subscribed"));
+}
+
+fn subscribe_both(a: &mut Client, an: &str, b: &mut Client, bn: &str) {
+    subscribe_one_way(a, an, b, bn);
+    subscribe_one_way(b, bn, a, an);
+}
+
+#[test]
+fn contacts_advertising_notify_are_notified_strangers_only_of_open_nodes() {
+    for shards in [1, 2] {
+        let server = start(shards);
+        let mut alice = server.login("alice", "a", Some(0));
+        let mut bob = server.login("bob", "b", Some(0));
+        subscribe_both(&mut alice, "alice", &mut bob, "bob");
+        advertise(&mut bob, "urn:x:bob", None);
+        // Carol is no contact: her directed presence reaches alice.
+        let mut carol = server.login("carol", "c", None);
+        advertise(&mut carol, "urn:x:carol", Some("alice@localhost"));
+        publish_both(&mut alice, "for contacts", "for all");
+        // Whether the caps were known when alice published (a notification) or learned after (the
+        // last item), bob gets both nodes' items.
+        let got = expect_events(&mut bob, &["urn:x:presence", "urn:x:open"]);
+        assert!(
+            got.iter().any(|s| text(s).contains("for contacts")),
+            "{got:?}"
+        );
+        expect_events(&mut carol, &["urn:x:open"]);
+        // A later item on the open node comes after anything sent to carol before it.
+        let r = publish(
+            &mut alice,
+            "p3",
+            None,
+            "urn:x:open",
+            "<x xmlns='urn:x:open'>final</x>",
+            "",
+        );
+        assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+        carol.expect("final", |s| {
+            is_event(s, "urn:x:open") && text(s).contains("final")
+        });
+        assert!(
+            !String::from_utf8_lossy(&carol.raw).contains("for contacts"),
+            "{shards}: a stranger got an item of a presence-model node"
+        );
+        // Bob is told of the new item too.
+        bob.expect("final", |s| {
+            is_event(s, "urn:x:open") && text(s).contains("final")
+        });
+    }
+}
