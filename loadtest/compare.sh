@@ -21,7 +21,9 @@
 #   petrel config); prints occupant deliveries/s side by side and the ratios between targets
 #   pep: CONTACTS=1000 (USERS becomes CONTACTS + 1), PUB_RATE=0 (items/s; 0 = closed loop with
 #   WINDOW items in flight), PETREL_PEP (modules added to the generated petrel config); prints
-#   notifications/s side by side and the ratios between targets
+#   notifications/s side by side and the ratios between targets; PEP_SEED=1 writes the mutual
+#   subscriptions of Prosody and petrel (generated config) into their storage first, PEP_SEED=0
+#   leaves all of it to the scenario's setup over the wire (slow on both; ejabberd always is)
 # Results: one JSON report per target under OUT=/tmp/petrel-compare.
 set -uo pipefail
 
@@ -52,6 +54,7 @@ CLOSED=${CLOSED:-0}
 PETREL_MUC=${PETREL_MUC:-[modules.muc]}
 CONTACTS=${CONTACTS:-1000}
 PUB_RATE=${PUB_RATE:-0}
+PEP_SEED=${PEP_SEED:-1}
 PETREL_PEP=${PETREL_PEP:-$'[modules.roster]\n[modules.presence]\n[modules.caps]\n[modules.pep]'}
 declare -a SCENARIO_ARGS=()
 if [ "$SCENARIO" = muc ]; then
@@ -122,6 +125,21 @@ CONF
             [ "$SCENARIO" = pep ] && printf '%s\n' "$PETREL_PEP" >> "$config"
         fi
         "$PETREL" user add-range --count "$USERS" "$DOMAIN" "$PASSWORD" --config "$config" >/dev/null 2>&1
+        # pep: the mutual subscriptions written into the store like the accounts (generated config
+        # only, SQLite), unless PEP_SEED=0: over the wire petrel takes about a second per contact.
+        if [ "$SCENARIO" = pep ] && [ -z "${PETREL_CONFIG:-}" ] && [ "$PEP_SEED" = 1 ]; then
+            python3 - "$OUT/petrel-data/petrel.sqlite3" "$CONTACTS" "$DOMAIN" <<'PY'
+import sqlite3, sys
+db, n, d = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+c = sqlite3.connect(db)
+pub = f"user1@{d}"
+rows = [(u, k) for i in range(2, n + 2) for (u, k) in ((pub, f"user{i}@{d}"), (f"user{i}@{d}", pub))]
+c.executemany('INSERT OR REPLACE INTO roster_items ("user", contact, sub_to, sub_from, in_roster) VALUES (?, ?, 1, 1, 1)', rows)
+c.executemany('INSERT INTO roster_version ("user", ver) VALUES (?, 1) ON CONFLICT("user") DO UPDATE SET ver = ver + 1',
+              [(u,) for u in {u for u, _ in rows}])
+c.commit()
+PY
+        fi
         taskset -c "$cpus" "$PETREL" serve --config "$config" --shards "$shards" --allow-oversubscribe \
             >"$OUT/$t.log" 2>&1 &
         ppid=$!
@@ -132,6 +150,9 @@ CONF
         "$ROOT/loadtest/peers/prosody.sh" install >/dev/null
         PROSODY_CPUS=$SERVER_CPUS "$ROOT/loadtest/peers/prosody.sh" start >&2 &&
             "$ROOT/loadtest/peers/prosody.sh" register "$USERS" >/dev/null &&
+            # pep: the mutual subscriptions written like the accounts (over the wire Prosody
+            # rewrites the publisher's whole roster file on each of the 4 x CONTACTS changes).
+            { [ "$SCENARIO" != pep ] || [ "$PEP_SEED" != 1 ] || "$ROOT/loadtest/peers/prosody.sh" roster "$CONTACTS" >/dev/null; } &&
             run_load prosody 15222 "$("$ROOT/loadtest/peers/prosody.sh" pid)"
         "$ROOT/loadtest/peers/prosody.sh" stop >&2
         ;;

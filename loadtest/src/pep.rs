@@ -246,14 +246,19 @@ async fn publisher_setup(core: Rc<Core>, m: Rc<PepCore>, plan: PepPlan, c: Rc<Cl
     }
     sh.planned.store(true, Relaxed); // if no roster ever came: every contact asks
     sh.subscribed.store(true, Relaxed);
+    // One warm-up item at a time, the next one after the server answered the last (a slow
+    // server is not buried under warm-up fan-outs before measuring starts).
+    let answered = || sh.pub_ok.load(Relaxed) + sh.pub_err.load(Relaxed);
     let mut seq = 0;
-    while sh.reached.load(Relaxed) < u64::from(n) && start.elapsed() < plan.setup_timeout {
+    let timed_out = || start.elapsed() > plan.setup_timeout;
+    while sh.reached.load(Relaxed) < u64::from(n) && !timed_out() {
         let ts = core.shared.now_ns();
         let p = core.plan.payload;
         c.push_stanza(st, |b| w::write_publish(b, plan.run, seq, ts, true, p));
         seq += 1;
         let t = Instant::now();
         until(|| sh.reached.load(Relaxed) >= u64::from(n) || t.elapsed() > WARM_EVERY).await;
+        until(|| answered() >= seq || timed_out()).await;
     }
     sh.setup_done.store(true, Relaxed);
 }
