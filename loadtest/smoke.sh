@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A short smoke of petrel-load against a petrel it starts (run by .ci/run after the tests): a few hundred
-# users, a few seconds per scenario (pep included), over SCRAM and PLAIN, at --shards 2, max and chat also with --sm.
+# users, a few seconds per scenario, over SCRAM and PLAIN, at --shards 2, max and chat also with --sm.
 # Fails on a failed login or a lost message (petrel-load exits non-zero for both), or if petrel does not stop cleanly on SIGTERM.
 #
 #   loadtest/smoke.sh                 # uses target/debug binaries (built by `cargo test --workspace`)
@@ -35,8 +35,6 @@ cat >> "$dir/petrel.toml" <<CONF
 [modules.stream_management]
 [modules.muc]
 [modules.mam]
-[modules.caps]
-[modules.pep]
 CONF
 "$PETREL" user add-range --count "$USERS" localhost smoke-pass --config "$dir/petrel.toml"
 "$PETREL" serve --config "$dir/petrel.toml" --shards 2 --allow-oversubscribe &
@@ -58,8 +56,6 @@ echo "smoke: petrel-load max --transport ws"
 "$LOAD" max --transport ws --server "127.0.0.1:$http_port" --domain localhost --users "$USERS" \
     --password smoke-pass --cores 1 --quiet --duration 3 --window 8 --mech SCRAM-SHA-256
 run muc --rooms $((USERS / 10)) --occupants 10 --closed --duration 3 --mech PLAIN
-# PEP fan-out: user1 publishes, the other USERS - 1 are its contacts (subscriptions and caps set up over the wire).
-run pep --contacts $((USERS - 1)) --window 4 --duration 2 --grace 10 --setup-timeout 60 --mech PLAIN
 # Stream management last: its sessions stay parked for resumption after the run.
 run max --duration 2 --window 8 --mech PLAIN --sm
 run chat --interval-ms 500 --duration 2 --mech PLAIN --sm

@@ -9,10 +9,10 @@
 //! earlier run): those contacts ask to subscribe to the publisher and the
 //! publisher to those contacts, everyone approves what it is asked; the
 //! publisher reads its roster until every contact is `both` (re-asking for
-//! what is missing every few seconds). Then the contacts send
-//! their caps presence again (now that the publisher is subscribed to it, so
-//! the server learns their interest) and answer the servers' disco#info
-//! queries; the publisher publishes warm-up items until every contact has
+//! what is missing when progress stalls). If subscriptions were made, the
+//! contacts then send their caps presence again (now that the publisher is
+//! subscribed to it, so the server learns their interest). Contacts answer
+//! the servers' disco#info queries throughout; the publisher publishes warm-up items until every contact has
 //! received one. Only then does the measured phase start.
 
 use crate::client::Client;
@@ -67,6 +67,8 @@ pub struct PepShared {
     ask: OnceLock<Vec<bool>>,
     /// The publisher's roster shows the mutual subscriptions (or setup gave up waiting).
     subscribed: AtomicBool,
+    /// The publisher asked some contacts to subscribe (its roster lacked their `to`).
+    subscribed_now: AtomicBool,
     /// The warm-up is over: measuring may start.
     setup_done: AtomicBool,
     /// Contacts with a mutual subscription in the publisher's last roster read.
@@ -177,7 +179,10 @@ pub async fn setup(core: &Rc<Core>, m: &Rc<PepCore>, plan: &PepPlan, users: &[u3
         }
     }
     until(|| sh.subscribed.load(Relaxed)).await;
-    for c in &contacts {
+    // Presence again only when subscriptions were made now (else the server had it all along).
+    let changed =
+        ask.iter().any(|&a| a) || sh.ask.get().is_none() || sh.subscribed_now.load(Relaxed);
+    for c in contacts.iter().filter(|_| changed) {
         c.push_stanza(st, |b| w::write_caps_presence(b, &m.ver));
     }
     until(|| sh.setup_done.load(Relaxed)).await;
@@ -214,6 +219,8 @@ async fn publisher_setup(core: Rc<Core>, m: Rc<PepCore>, plan: PepPlan, c: Rc<Cl
                 .map(|k| k > 0 && matches!(sub(k), Sub::None | Sub::To))
                 .collect();
             let _ = sh.ask.set(ask); // set once, here
+            let asks = (1..=n).any(|k| matches!(sub(k), Sub::None | Sub::From));
+            sh.subscribed_now.store(asks, Relaxed);
             sh.planned.store(true, Relaxed);
             c.push_stanza(st, |b| {
                 for k in (1..=n).filter(|&k| matches!(sub(k), Sub::None | Sub::From)) {
