@@ -170,49 +170,37 @@ done
 
 echo
 echo "$SCENARIO, $USERS users, ${DURATION}s, server on CPU $SERVER_CPUS, generator on CPU $LOAD_CPUS"
-if [ "$SCENARIO" = muc ]; then
-    mode="$MSG_RATE msg/s per occupant"; [ "$CLOSED" = 1 ] && mode="closed loop"
-    echo "muc: $ROOMS rooms x $OCCUPANTS occupants, $mode; deliveries = occupant deliveries"
-    # One row per target from its JSON report: the figures the muc scenario adds.
-    muc_row() {
-        python3 - "$1" "$2" "$3" <<'PY'
+# One row per target from its JSON report: the figures the muc or pep scenario adds.
+fanout_row() {
+    python3 - "$SCENARIO" "$1" "$2" "$3" <<'PY'
 import json, sys
-t, rc, path = sys.argv[1:]
+s, t, rc, path = sys.argv[1:]
 try:
     r = json.load(open(path))
 except (OSError, ValueError):
     print(f"{t:<10} {rc:<5} (no report)"); sys.exit()
-m, v, l = r.get("muc") or {}, (r.get("muc") or {}).get("verdict") or {}, r["delivery_latency_us"]
+x = r.get(s) or {}
+v, l = x.get("verdict") or {}, r["delivery_latency_us"]
 ms = lambda us: f"{us / 1000:.1f}ms"
-print(f"{t:<10} {rc:<5} {r['msgs_per_s']:>12.0f} {m.get('sent_per_s', 0):>9.0f} {ms(l['p50']):>9} {ms(l['p99']):>9} "
-      f"{ms(l['p999']):>9} {v.get('lost', '?'):>8} {v.get('duplicated', '?'):>6} {m.get('joined', '?'):>7}/{r['users']}")
+head = f"{t:<10} {rc:<5} {r['msgs_per_s']:>15.0f} {x.get('sent_per_s', x.get('published_per_s', 0)):>9.0f} {ms(l['p50']):>9} {ms(l['p99']):>9} {ms(l['p999']):>9} {v.get('lost', '?'):>8} {v.get('duplicated', '?'):>6}"
+if s == "muc":
+    print(f"{head} {x.get('joined', '?'):>7}/{r['users']}")
+else:
+    print(f"{head} {x.get('reached', '?'):>7}/{x.get('contacts', '?')} {x.get('setup_s', 0):>7.1f}s")
 PY
-    }
-    printf '%-10s %-5s %12s %9s %9s %9s %9s %8s %6s %7s\n' target exit deliveries/s sent/s p50 p99 p99.9 lost dup joined
-    for t in "${DONE[@]}"; do muc_row "$t" "$(cat "$OUT/$t.rc" 2>/dev/null || echo '?')" "$OUT/$t.json"; done
+}
+if [ "$SCENARIO" = muc ]; then
+    mode="$MSG_RATE msg/s per occupant"; [ "$CLOSED" = 1 ] && mode="closed loop"
+    echo "muc: $ROOMS rooms x $OCCUPANTS occupants, $mode; deliveries = occupant deliveries"
+    printf '%-10s %-5s %15s %9s %9s %9s %9s %8s %6s %9s\n' target exit deliveries/s sent/s p50 p99 p99.9 lost dup joined
 fi
 if [ "$SCENARIO" = pep ]; then
     mode="closed loop, $WINDOW items in flight"; [ "$PUB_RATE" != 0 ] && mode="$PUB_RATE items/s"
     echo "pep: 1 publisher, $CONTACTS contacts (mutual subscription, caps +notify), $mode"
-    pep_row() {
-        python3 - "$1" "$2" "$3" <<'PY'
-import json, sys
-t, rc, path = sys.argv[1:]
-try:
-    r = json.load(open(path))
-except (OSError, ValueError):
-    print(f"{t:<10} {rc:<5} (no report)"); sys.exit()
-p = r.get("pep") or {}
-v, l = p.get("verdict") or {}, r["delivery_latency_us"]
-ms = lambda us: f"{us / 1000:.1f}ms"
-print(f"{t:<10} {rc:<5} {r['msgs_per_s']:>15.0f} {p.get('published_per_s', 0):>8.0f} {ms(l['p50']):>9} {ms(l['p99']):>9} "
-      f"{ms(l['p999']):>9} {v.get('lost', '?'):>8} {v.get('duplicated', '?'):>6} {p.get('reached', '?'):>7}/{p.get('contacts', '?')} {p.get('setup_s', 0):>7.1f}s")
-PY
-    }
-    printf '%-10s %-5s %15s %8s %9s %9s %9s %8s %6s %9s %8s\n' target exit notifications/s items/s p50 p99 p99.9 lost dup reached setup
-    for t in "${DONE[@]}"; do pep_row "$t" "$(cat "$OUT/$t.rc" 2>/dev/null || echo '?')" "$OUT/$t.json"; done
+    printf '%-10s %-5s %15s %9s %9s %9s %9s %8s %6s %9s %8s\n' target exit notifications/s items/s p50 p99 p99.9 lost dup reached setup
 fi
 if [ "$SCENARIO" = muc ] || [ "$SCENARIO" = pep ]; then
+    for t in "${DONE[@]}"; do fanout_row "$t" "$(cat "$OUT/$t.rc" 2>/dev/null || echo '?')" "$OUT/$t.json"; done
     # Ratios of deliveries/s between every pair of targets.
     for a in "${DONE[@]}"; do
         for b in "${DONE[@]}"; do

@@ -707,14 +707,7 @@ async fn chat_sender(core: Rc<Core>, client: Rc<Client>, offset: Duration) {
     let u = client.u;
     let mut next = Instant::now() + offset;
     let mut k: u32 = 0;
-    loop {
-        let now = Instant::now();
-        if next > now {
-            sleep(next - now).await;
-        }
-        if core.shared.phase() != phase::RUN {
-            return;
-        }
+    while wait_until(&core, next).await {
         let to = (u + 1 + k % 8) % n;
         k = k.wrapping_add(1);
         if to != u {
@@ -724,6 +717,15 @@ async fn chat_sender(core: Rc<Core>, client: Rc<Client>, offset: Duration) {
         }
         next += plan.interval;
     }
+}
+
+/// Sleep until `at`; whether the measured phase is still on (fixed-schedule senders stop when not).
+pub async fn wait_until(core: &Core, at: Instant) -> bool {
+    let now = Instant::now();
+    if at > now {
+        sleep(at - now).await;
+    }
+    core.shared.phase() == phase::RUN
 }
 
 async fn keepalives(core: Rc<Core>) {

@@ -376,17 +376,11 @@ async fn publish_loop(core: Rc<Core>, m: Rc<PepCore>, plan: PepPlan, c: Rc<Clien
     if plan.pub_rate > 0.0 {
         let interval = Duration::from_secs_f64(1.0 / plan.pub_rate);
         let mut next = Instant::now();
-        loop {
-            let now = Instant::now();
-            if next > now {
-                sleep(next - now).await;
-            }
-            if core.shared.phase() != phase::RUN {
-                return;
-            }
+        while crate::core::wait_until(&core, next).await {
             publish_one(&core, &m, &plan, &c);
             next += interval;
         }
+        return;
     }
     // Closed loop: in flight = notifications still owed, at most `window` items' worth.
     let cap = u64::from(plan.window) * k;
