@@ -468,7 +468,7 @@ impl Report {
             let v = &m.verdict;
             s.push_str(&format!(
                 "muc: {} rooms x {} occupants ({}), joined {} failed {} (refused and retried {}), rooms full {:.2}s after the last login\n\
-                 muc: sent {} ({:.0}/s), occupant deliveries {} of {} expected ({:.0}/s), LOST {} ({} messages incomplete), DUPLICATED {}, misrouted {}, unknown {}\n",
+                 muc: sent {} ({:.0}/s), {}, misrouted {}\n",
                 m.rooms,
                 m.occupants,
                 if m.closed {
@@ -482,21 +482,15 @@ impl Report {
                 m.join_s,
                 v.messages,
                 m.sent_per_s,
-                v.deliveries,
-                v.expected,
-                self.msgs_per_s,
-                v.lost,
-                v.incomplete,
-                v.duplicated,
+                v.line("occupant deliveries", self.msgs_per_s, "messages"),
                 v.misrouted,
-                v.unknown
             ));
         }
         if let Some(p) = &self.pep {
             let v = &p.verdict;
             s.push_str(&format!(
                 "pep: 1 publisher, {} contacts ({}), mutual subscriptions {}, reached by the warm-up {}, setup {:.2}s after the last login\n\
-                 pep: published {} ({:.0}/s; confirmed {}, refused {}), notifications {} of {} expected ({:.0}/s), LOST {} ({} items incomplete), DUPLICATED {}, unknown {}, stale {}\n",
+                 pep: published {} ({:.0}/s; confirmed {}, refused {}), {}, stale {}\n",
                 p.contacts,
                 if p.pub_rate > 0.0 {
                     format!("{} items/s", p.pub_rate)
@@ -510,13 +504,7 @@ impl Report {
                 p.published_per_s,
                 p.pub_ok,
                 p.pub_err,
-                v.deliveries,
-                v.expected,
-                self.msgs_per_s,
-                v.lost,
-                v.incomplete,
-                v.duplicated,
-                v.unknown,
+                v.line("notifications", self.msgs_per_s, "items"),
                 p.stale
             ));
         }
