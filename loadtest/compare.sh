@@ -7,6 +7,7 @@
 #   TARGETS="relay prosody" loadtest/compare.sh
 #   SCENARIO=muc ROOMS=50 OCCUPANTS=100 loadtest/compare.sh       # XEP-0045 rooms, 1 msg/s each
 #   SCENARIO=muc ROOMS=5 OCCUPANTS=20 CLOSED=1 TARGETS="prosody ejabberd" loadtest/compare.sh
+#   SCENARIO=pep CONTACTS=1000 TARGETS="petrel prosody ejabberd" loadtest/compare.sh  # PEP fan-out
 #
 # Environment (defaults):
 #   SCENARIO=max USERS=1000 DURATION=10 WINDOW=16 INTERVAL_MS=20000 PASSWORD=password
@@ -18,6 +19,11 @@
 #   muc: ROOMS=10 OCCUPANTS=10 (USERS becomes ROOMS x OCCUPANTS), MSG_RATE=1 (messages/s per
 #   occupant) or CLOSED=1 (closed loop), PETREL_MUC='[modules.muc]' (added to the generated
 #   petrel config); prints occupant deliveries/s side by side and the ratios between targets
+#   pep: CONTACTS=1000 (USERS becomes CONTACTS + 1), PUB_RATE=0 (items/s; 0 = closed loop with
+#   WINDOW items in flight), PETREL_PEP (modules added to the generated petrel config); prints
+#   notifications/s side by side and the ratios between targets; PEP_SEED=1 writes the mutual
+#   subscriptions of Prosody and petrel (generated config) into their storage first, PEP_SEED=0
+#   leaves all of it to the scenario's setup over the wire (slow on both; ejabberd always is)
 # Results: one JSON report per target under OUT=/tmp/petrel-compare.
 set -uo pipefail
 
@@ -46,11 +52,19 @@ OCCUPANTS=${OCCUPANTS:-10}
 MSG_RATE=${MSG_RATE:-1}
 CLOSED=${CLOSED:-0}
 PETREL_MUC=${PETREL_MUC:-[modules.muc]}
+CONTACTS=${CONTACTS:-1000}
+PUB_RATE=${PUB_RATE:-0}
+PEP_SEED=${PEP_SEED:-1}
+PETREL_PEP=${PETREL_PEP:-$'[modules.roster]\n[modules.presence]\n[modules.caps]\n[modules.pep]'}
 declare -a SCENARIO_ARGS=()
 if [ "$SCENARIO" = muc ]; then
     USERS=$((ROOMS * OCCUPANTS))
     SCENARIO_ARGS=(--rooms "$ROOMS" --occupants "$OCCUPANTS" --msg-rate "$MSG_RATE")
     [ "$CLOSED" = 1 ] && SCENARIO_ARGS+=(--closed)
+fi
+if [ "$SCENARIO" = pep ]; then
+    USERS=$((CONTACTS + 1))
+    SCENARIO_ARGS=(--contacts "$CONTACTS" --pub-rate "$PUB_RATE")
 fi
 export DOMAIN PASSWORD PETREL_LOAD=$LOAD
 mkdir -p "$OUT"
@@ -108,8 +122,24 @@ idle_timeout = 3600
 [modules.ping]
 CONF
             [ "$SCENARIO" = muc ] && printf '%s\n' "$PETREL_MUC" >> "$config"
+            [ "$SCENARIO" = pep ] && printf '%s\n' "$PETREL_PEP" >> "$config"
         fi
         "$PETREL" user add-range --count "$USERS" "$DOMAIN" "$PASSWORD" --config "$config" >/dev/null 2>&1
+        # pep: the mutual subscriptions written into the store like the accounts (generated config
+        # only, SQLite), unless PEP_SEED=0: over the wire petrel takes about a second per contact.
+        if [ "$SCENARIO" = pep ] && [ -z "${PETREL_CONFIG:-}" ] && [ "$PEP_SEED" = 1 ]; then
+            python3 - "$OUT/petrel-data/petrel.sqlite3" "$CONTACTS" "$DOMAIN" <<'PY'
+import sqlite3, sys
+db, n, d = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+c = sqlite3.connect(db)
+pub = f"user1@{d}"
+rows = [(u, k) for i in range(2, n + 2) for (u, k) in ((pub, f"user{i}@{d}"), (f"user{i}@{d}", pub))]
+c.executemany('INSERT OR REPLACE INTO roster_items ("user", contact, sub_to, sub_from, in_roster) VALUES (?, ?, 1, 1, 1)', rows)
+c.executemany('INSERT INTO roster_version ("user", ver) VALUES (?, 1) ON CONFLICT("user") DO UPDATE SET ver = ver + 1',
+              [(u,) for u in {u for u, _ in rows}])
+c.commit()
+PY
+        fi
         taskset -c "$cpus" "$PETREL" serve --config "$config" --shards "$shards" --allow-oversubscribe \
             >"$OUT/$t.log" 2>&1 &
         ppid=$!
@@ -120,6 +150,9 @@ CONF
         "$ROOT/loadtest/peers/prosody.sh" install >/dev/null
         PROSODY_CPUS=$SERVER_CPUS "$ROOT/loadtest/peers/prosody.sh" start >&2 &&
             "$ROOT/loadtest/peers/prosody.sh" register "$USERS" >/dev/null &&
+            # pep: the mutual subscriptions written like the accounts (over the wire Prosody
+            # rewrites the publisher's whole roster file on each of the 4 x CONTACTS changes).
+            { [ "$SCENARIO" != pep ] || [ "$PEP_SEED" != 1 ] || "$ROOT/loadtest/peers/prosody.sh" roster "$CONTACTS" >/dev/null; } &&
             run_load prosody 15222 "$("$ROOT/loadtest/peers/prosody.sh" pid)"
         "$ROOT/loadtest/peers/prosody.sh" stop >&2
         ;;
@@ -137,34 +170,45 @@ done
 
 echo
 echo "$SCENARIO, $USERS users, ${DURATION}s, server on CPU $SERVER_CPUS, generator on CPU $LOAD_CPUS"
-if [ "$SCENARIO" = muc ]; then
-    mode="$MSG_RATE msg/s per occupant"; [ "$CLOSED" = 1 ] && mode="closed loop"
-    echo "muc: $ROOMS rooms x $OCCUPANTS occupants, $mode; deliveries = occupant deliveries"
-    # One row per target from its JSON report: the figures the muc scenario adds.
-    muc_row() {
-        python3 - "$1" "$2" "$3" <<'PY'
+# One row per target from its JSON report: the figures the muc or pep scenario adds.
+fanout_row() {
+    python3 - "$SCENARIO" "$1" "$2" "$3" <<'PY'
 import json, sys
-t, rc, path = sys.argv[1:]
+s, t, rc, path = sys.argv[1:]
 try:
     r = json.load(open(path))
 except (OSError, ValueError):
     print(f"{t:<10} {rc:<5} (no report)"); sys.exit()
-m, v, l = r.get("muc") or {}, (r.get("muc") or {}).get("verdict") or {}, r["delivery_latency_us"]
+x = r.get(s) or {}
+v, l = x.get("verdict") or {}, r["delivery_latency_us"]
 ms = lambda us: f"{us / 1000:.1f}ms"
-print(f"{t:<10} {rc:<5} {r['msgs_per_s']:>12.0f} {m.get('sent_per_s', 0):>9.0f} {ms(l['p50']):>9} {ms(l['p99']):>9} "
-      f"{ms(l['p999']):>9} {v.get('lost', '?'):>8} {v.get('duplicated', '?'):>6} {m.get('joined', '?'):>7}/{r['users']}")
+head = f"{t:<10} {rc:<5} {r['msgs_per_s']:>15.0f} {x.get('sent_per_s', x.get('published_per_s', 0)):>9.0f} {ms(l['p50']):>9} {ms(l['p99']):>9} {ms(l['p999']):>9} {v.get('lost', '?'):>8} {v.get('duplicated', '?'):>6}"
+if s == "muc":
+    print(f"{head} {x.get('joined', '?'):>7}/{r['users']}")
+else:
+    print(f"{head} {x.get('reached', '?'):>7}/{x.get('contacts', '?')} {x.get('setup_s', 0):>7.1f}s")
 PY
-    }
-    printf '%-10s %-5s %12s %9s %9s %9s %9s %8s %6s %7s\n' target exit deliveries/s sent/s p50 p99 p99.9 lost dup joined
-    for t in "${DONE[@]}"; do muc_row "$t" "$(cat "$OUT/$t.rc" 2>/dev/null || echo '?')" "$OUT/$t.json"; done
-    # Ratios of occupant deliveries/s between every pair of targets that finished cleanly.
+}
+if [ "$SCENARIO" = muc ]; then
+    mode="$MSG_RATE msg/s per occupant"; [ "$CLOSED" = 1 ] && mode="closed loop"
+    echo "muc: $ROOMS rooms x $OCCUPANTS occupants, $mode; deliveries = occupant deliveries"
+    printf '%-10s %-5s %15s %9s %9s %9s %9s %8s %6s %9s\n' target exit deliveries/s sent/s p50 p99 p99.9 lost dup joined
+fi
+if [ "$SCENARIO" = pep ]; then
+    mode="closed loop, $WINDOW items in flight"; [ "$PUB_RATE" != 0 ] && mode="$PUB_RATE items/s"
+    echo "pep: 1 publisher, $CONTACTS contacts (mutual subscription, caps +notify), $mode"
+    printf '%-10s %-5s %15s %9s %9s %9s %9s %8s %6s %9s %8s\n' target exit notifications/s items/s p50 p99 p99.9 lost dup reached setup
+fi
+if [ "$SCENARIO" = muc ] || [ "$SCENARIO" = pep ]; then
+    for t in "${DONE[@]}"; do fanout_row "$t" "$(cat "$OUT/$t.rc" 2>/dev/null || echo '?')" "$OUT/$t.json"; done
+    # Ratios of deliveries/s between every pair of targets.
     for a in "${DONE[@]}"; do
         for b in "${DONE[@]}"; do
             [ "$a" = "$b" ] && continue
             ra=$(sed -n 's/.*"msgs_per_s": \([0-9.]*\).*/\1/p' "$OUT/$a.json" 2>/dev/null)
             rb=$(sed -n 's/.*"msgs_per_s": \([0-9.]*\).*/\1/p' "$OUT/$b.json" 2>/dev/null)
-            [ -n "$ra" ] && [ -n "$rb" ] && awk -v a="$a" -v b="$b" -v x="$ra" -v y="$rb" \
-                'BEGIN { if (y > 0 && x >= y) printf "%s / %s = %.2fx occupant deliveries/s\n", a, b, x / y }'
+            [ -n "$ra" ] && [ -n "$rb" ] && awk -v a="$a" -v b="$b" -v x="$ra" -v y="$rb" -v s="$SCENARIO" \
+                'BEGIN { if (y > 0 && x >= y) printf "%s / %s = %.2fx %s/s\n", a, b, x / y, (s == "pep" ? "notifications" : "occupant deliveries") }'
         done
     done
     for t in "${DONE[@]}"; do [ "$(cat "$OUT/$t.rc" 2>/dev/null)" = 0 ] || echo "$t: exit $(cat "$OUT/$t.rc" 2>/dev/null), see $OUT/$t.txt"; done

@@ -24,6 +24,8 @@
 #   - MUC (XEP-0045) at conference.$DOMAIN: anyone may create rooms, up to 100000 occupants per
 #     room and rooms per user, presence broadcast to every occupant (max_users_presence), no
 #     message/presence interval limits nor room/user shapers, rooms not persistent
+#   - PEP (XEP-0163: mod_pubsub with the pep plugin, mod_caps) with its default node
+#     configuration, for the pep scenario
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -98,6 +100,11 @@ modules:
   mod_disco: {}
   mod_ping: {}
   mod_roster: {}
+  mod_caps: {}
+  mod_pubsub:
+    plugins:
+      - flat
+      - pep
   mod_register:
     ip_access: trusted_network
     access: register

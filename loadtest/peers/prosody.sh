@@ -6,6 +6,9 @@
 #   prosody.sh stop           stop the instance started here
 #   prosody.sh register N     create user1..userN (password $PASSWORD) by writing
 #                             Prosody's internal storage files directly (10k users in ~1 s)
+#   prosody.sh roster N       give user1 and user2..user(N+1) a mutual subscription (both) by writing
+#                             their roster files directly (the pep scenario's contacts); over the wire
+#                             Prosody rewrites user1's whole roster file on each of the 4N changes
 #   prosody.sh pid            print the server PID
 #
 # Environment (defaults): PEER_DIR=/tmp/petrel-peers/prosody PORT=15222
@@ -21,6 +24,7 @@
 #   - MUC (XEP-0045) at conference.$DOMAIN: anyone may create rooms, no occupant limit,
 #     rooms not persistent (gone when the last occupant leaves), new rooms locked until the
 #     owner submits the configuration form (the XEP-0045 default, as petrel-load expects)
+#   - PEP (XEP-0163, mod_pep) with its default node configuration, for the pep scenario
 set -euo pipefail
 
 PEER_DIR=${PEER_DIR:-/tmp/petrel-peers/prosody}
@@ -51,7 +55,7 @@ c2s_interfaces = { "127.0.0.1" }
 s2s_ports = { }
 http_ports = { }
 https_ports = { }
-modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "register" }
+modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "register", "pep" }
 modules_disabled = { "s2s" }
 -- Loopback benchmark: no TLS requirement, PLAIN allowed in the clear.
 c2s_require_encryption = false
@@ -119,6 +123,22 @@ register)
         printf 'return {\n\t["password"] = "%s";\n};\n' "$esc" > "$dir/$(encode "user$i").dat"
     done
     echo "wrote $n accounts under $dir (Prosody reads them on login; no restart needed)"
+    ;;
+roster)
+    n=${2:?usage: prosody.sh roster N}
+    dir="$PEER_DIR/data/$(encode "$DOMAIN")/roster"
+    mkdir -p "$dir"
+    entry() { printf '\t["%s"] = {\n\t\t["subscription"] = "both";\n\t\t["groups"] = {};\n\t};\n' "$1"; }
+    hdr() { printf 'return {\n\t[false] = {\n\t\t["pending"] = {};\n\t\t["version"] = 1;\n\t};\n'; }
+    {
+        hdr
+        for i in $(seq 2 $((n + 1))); do entry "user$i@$DOMAIN"; done
+        printf '};\n'
+    } > "$dir/$(encode user1).dat"
+    for i in $(seq 2 $((n + 1))); do
+        { hdr; entry "user1@$DOMAIN"; printf '};\n'; } > "$dir/$(encode "user$i").dat"
+    done
+    echo "wrote the rosters of user1 and its $n contacts under $dir"
     ;;
 pid)
     running_pid || { echo "not running" >&2; exit 1; }

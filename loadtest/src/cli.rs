@@ -20,6 +20,9 @@ pub enum Scenario {
     /// XEP-0045 group chat: --rooms rooms of --occupants users each, every occupant
     /// sends --msg-rate groupchat messages/s (or one in flight with --closed).
     Muc,
+    /// PEP fan-out (XEP-0163): user 1 publishes to its PEP node, users 2..=N+1 are its
+    /// --contacts (mutual subscription, caps with +notify) and count the notifications.
+    Pep,
     /// XEP-0077 in-band registration of all users.
     Register,
     /// Run the bare byte relay (baseline server) on --listen.
@@ -39,7 +42,7 @@ pub struct Args {
     /// XMPP domain of the load users.
     #[arg(long, default_value = "localhost")]
     pub domain: String,
-    /// Number of users (user1..userN); default 100, muc: rooms × occupants.
+    /// Number of users (user1..userN); default 100, muc: rooms × occupants, pep: contacts + 1.
     #[arg(long)]
     pub users: Option<u32>,
     /// Password of every user.
@@ -75,7 +78,7 @@ pub struct Args {
     /// Chat: milliseconds between two messages of one user.
     #[arg(long, default_value_t = 20000)]
     pub interval_ms: u64,
-    /// Max: messages in flight per sender.
+    /// Max: messages in flight per sender; pep: items in flight.
     #[arg(long, default_value_t = 16)]
     pub window: u32,
     /// Extra body bytes per message.
@@ -147,6 +150,15 @@ pub struct Args {
     /// Muc: the MUC service (default conference.DOMAIN).
     #[arg(long)]
     pub muc_service: Option<String>,
+    /// Pep: contacts of the publisher (the run has contacts + 1 users).
+    #[arg(long, default_value_t = 1000)]
+    pub contacts: u32,
+    /// Pep: items published per second (0 = closed loop with --window items in flight).
+    #[arg(long, default_value_t = 0.0)]
+    pub pub_rate: f64,
+    /// Pep: seconds after the logins for the subscriptions and the warm-up.
+    #[arg(long, default_value_t = 300.0)]
+    pub setup_timeout: f64,
     /// Relay server: address to listen on.
     #[arg(long, default_value = "127.0.0.1:25300")]
     pub listen: String,

@@ -10,6 +10,7 @@ use crate::ledger::{AckedAt, Ledger, Link};
 use crate::login::{Login, LoginConfig, LoginError, Registered, SmOutcome, Step};
 use crate::msg::{BodyParser, Msg, Naming};
 use crate::muc::{self, MucCore, MucPlan};
+use crate::pep::{self, PepCore, PepPlan, PepShared};
 use crate::room::Tally;
 use crate::sm;
 use crate::stats::CoreStats;
@@ -81,6 +82,8 @@ pub struct Plan {
     pub cores: usize,
     /// The `muc` scenario's rooms and sending pattern.
     pub muc: Option<MucPlan>,
+    /// The `pep` scenario's contacts and publishing pattern.
+    pub pep: Option<PepPlan>,
 }
 
 impl Plan {
@@ -90,11 +93,14 @@ impl Plan {
         (idx as usize / 2) % self.cores.max(1)
     }
 
-    /// Deliveries one sent message makes: every occupant of its room in `muc`, else one.
+    /// Deliveries one sent message makes: every occupant of its room in `muc`, every contact
+    /// in `pep`, else one.
     pub fn fanout(&self) -> u64 {
-        self.muc
-            .as_ref()
-            .map_or(1, |m| u64::from(m.layout.occupants))
+        match (&self.muc, &self.pep) {
+            (Some(m), _) => u64::from(m.layout.occupants),
+            (None, Some(p)) => u64::from(p.contacts),
+            (None, None) => 1,
+        }
     }
 
     fn source_ip(&self, idx: u32) -> Option<IpAddr> {
@@ -117,6 +123,8 @@ pub struct Shared {
     pub epoch: Instant,
     /// Muc: the rooms the service has unlocked, by room number.
     pub rooms_open: Vec<AtomicBool>,
+    /// Pep: setup progress and publish counts.
+    pub pep: PepShared,
 }
 
 /// What a core hands back at the end.
@@ -124,7 +132,7 @@ pub struct Shared {
 pub struct CoreResult {
     /// The soak's records.
     pub ledger: Option<Ledger>,
-    /// The muc deliveries.
+    /// The muc occupant deliveries, or the pep notifications.
     pub tally: Option<Tally>,
 }
 
@@ -199,6 +207,8 @@ pub struct Core {
     ledger: Option<RefCell<Ledger>>,
     /// Muc: joins and deliveries.
     muc: Option<MucCore>,
+    /// Pep: setup and notifications.
+    pep: Option<Rc<PepCore>>,
 }
 
 impl Core {
@@ -241,6 +251,7 @@ pub async fn run_core(
 ) -> CoreResult {
     let soak = plan.scenario == Scenario::Soak;
     let plan_muc = plan.muc.is_some();
+    let plan_pep = plan.pep.is_some();
     let core = Rc::new(Core {
         plan,
         shared,
@@ -250,6 +261,7 @@ pub async fn run_core(
         printed: Cell::new(0),
         ledger: soak.then(RefCell::default),
         muc: plan_muc.then(MucCore::default),
+        pep: plan_pep.then(|| Rc::new(PepCore::new())),
     });
     if soak {
         crate::soak::login_all(&core, &users).await;
@@ -258,6 +270,9 @@ pub async fn run_core(
     }
     if let (Some(m), Some(p)) = (&core.muc, &core.plan.muc) {
         muc::join_all(&core, m, p, &users).await;
+    }
+    if let (Some(m), Some(p)) = (&core.pep, &core.plan.pep) {
+        pep::setup(&core, m, p, &users).await;
     }
     core.shared.ready.fetch_add(1, Relaxed);
     while core.shared.phase() == phase::LOGIN {
@@ -276,7 +291,11 @@ pub async fn run_core(
     for c in &clients {
         c.detach();
     }
-    let tally = core.muc.as_ref().map(|m| muc::finish(m, &clients));
+    let tally = match (&core.muc, &core.pep) {
+        (Some(m), _) => Some(muc::finish(m, &clients)),
+        (None, Some(m)) => Some(pep::finish(m)),
+        (None, None) => None,
+    };
     let ledger = core.ledger.as_ref().map(|l| {
         let mut ledger = l.take();
         for changes in ledger.links.values_mut() {
@@ -540,6 +559,11 @@ fn on_frame(core: &Core, client: &Client, kind: FrameKind, el: &[u8]) -> bool {
     match n {
         b"message" => on_message(core, client, el),
         b"iq" => {
+            if let Some(m) = &core.pep {
+                if pep::on_iq(core, m, client, el) {
+                    return true;
+                }
+            }
             if matches!(attr(el, b"type"), Some(b"get") | Some(b"set")) {
                 client.push_stanza(st, |b| reply_iq(b, el));
             } else if core.muc.is_some() {
@@ -550,6 +574,9 @@ fn on_frame(core: &Core, client: &Client, kind: FrameKind, el: &[u8]) -> bool {
         b"presence" => {
             if let (Some(m), Some(p)) = (&core.muc, &core.plan.muc) {
                 muc::on_presence(core, m, p, client, el);
+            }
+            if core.pep.is_some() {
+                pep::on_presence(core, client, el);
             }
             true
         }
@@ -575,6 +602,11 @@ fn on_frame(core: &Core, client: &Client, kind: FrameKind, el: &[u8]) -> bool {
 }
 
 fn on_message(core: &Core, client: &Client, el: &[u8]) -> bool {
+    if let (Some(m), Some(p)) = (&core.pep, &core.plan.pep) {
+        if pep::on_message(core, m, p, client, el) {
+            return true;
+        }
+    }
     let st = core.stats();
     let body = core.parser.parse(el);
     if attr(el, b"type") == Some(b"error") {
@@ -658,6 +690,13 @@ fn start_scenario(core: &Rc<Core>, users: &[u32]) {
                 muc::start(core, m, users);
             }
         }
+        Scenario::Pep => {
+            if let (Some(m), Some(p)) = (&core.pep, &plan.pep) {
+                if users.contains(&pep::PUBLISHER) {
+                    pep::start(core, m, p);
+                }
+            }
+        }
         Scenario::Connect | Scenario::Register | Scenario::RelayServer => {}
     }
 }
@@ -668,14 +707,7 @@ async fn chat_sender(core: Rc<Core>, client: Rc<Client>, offset: Duration) {
     let u = client.u;
     let mut next = Instant::now() + offset;
     let mut k: u32 = 0;
-    loop {
-        let now = Instant::now();
-        if next > now {
-            sleep(next - now).await;
-        }
-        if core.shared.phase() != phase::RUN {
-            return;
-        }
+    while wait_until(&core, next).await {
         let to = (u + 1 + k % 8) % n;
         k = k.wrapping_add(1);
         if to != u {
@@ -685,6 +717,15 @@ async fn chat_sender(core: Rc<Core>, client: Rc<Client>, offset: Duration) {
         }
         next += plan.interval;
     }
+}
+
+/// Sleep until `at`; whether the measured phase is still on (fixed-schedule senders stop when not).
+pub async fn wait_until(core: &Core, at: Instant) -> bool {
+    let now = Instant::now();
+    if at > now {
+        sleep(at - now).await;
+    }
+    core.shared.phase() == phase::RUN
 }
 
 async fn keepalives(core: Rc<Core>) {

@@ -10,6 +10,8 @@ mod ledger;
 mod login;
 mod msg;
 mod muc;
+mod pep;
+mod pepwire;
 mod procstat;
 mod relay;
 mod room;
@@ -59,6 +61,8 @@ enum MainError {
     OddUsers,
     #[error("muc needs --rooms and --occupants above 0, --users = rooms x occupants ({0}) if given, and --msg-rate above 0 unless --closed")]
     MucShape(String),
+    #[error("pep needs --contacts above 0 and --users = contacts + 1 ({0}) if given")]
+    PepShape(u32),
     #[error("--sm is not available with --relay")]
     RelaySm,
     #[error("--cpus lists {0} CPUs but --cores asks for {1}")]
@@ -106,6 +110,28 @@ fn muc_plan(args: &Args) -> Result<Option<muc::MucPlan>, MainError> {
     }))
 }
 
+/// The pep scenario's plan from the arguments (`None` for other scenarios).
+fn pep_plan(args: &Args) -> Result<Option<pep::PepPlan>, MainError> {
+    if args.scenario != Scenario::Pep {
+        return Ok(None);
+    }
+    let users = args.contacts.checked_add(1).filter(|_| args.contacts > 0);
+    if users.is_none() || args.users.is_some_and(|n| Some(n) != users) {
+        return Err(MainError::PepShape(args.contacts));
+    }
+    // Items a server kept from an earlier run carry another tag; the clock is a fine source.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64 % 1_000_000_000_000);
+    Ok(Some(pep::PepPlan {
+        contacts: args.contacts,
+        pub_rate: args.pub_rate.max(0.0),
+        window: args.window.max(1),
+        setup_timeout: Duration::from_secs_f64(args.setup_timeout.max(0.001)),
+        run,
+    }))
+}
+
 fn real_main(args: Args) -> Result<ExitCode, MainError> {
     let cpus = args.cpus.as_deref().map(parse_cpus).transpose()?;
     if args.scenario == Scenario::RelayServer {
@@ -126,9 +152,11 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
         .and_then(|mut a| a.next())
         .ok_or_else(|| MainError::Resolve(args.server.clone()))?;
     let muc = muc_plan(&args)?;
-    let users = match &muc {
-        Some(m) => m.layout.users().unwrap_or(u32::MAX),
-        None => args.users.unwrap_or(DEFAULT_USERS),
+    let pep = pep_plan(&args)?;
+    let users = match (&muc, &pep) {
+        (Some(m), _) => m.layout.users().unwrap_or(u32::MAX),
+        (None, Some(p)) => p.contacts + 1,
+        (None, None) => args.users.unwrap_or(DEFAULT_USERS),
     };
     if args.scenario == Scenario::Max && !users.is_multiple_of(2) {
         return Err(MainError::OddUsers);
@@ -157,7 +185,8 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
             resource: args.resource.clone(),
             starttls: args.starttls,
             mechs,
-            presence: !args.no_presence,
+            // The pep scenario sends its own presence (with caps) after asking for the roster.
+            presence: !args.no_presence && args.scenario != Scenario::Pep,
             sm,
             goal: if args.scenario == Scenario::Register {
                 Goal::Register
@@ -187,6 +216,7 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
         cut: (args.cut_interval > 0.0).then(|| Duration::from_secs_f64(args.cut_interval)),
         cores,
         muc,
+        pep,
     };
     let opts = run::RunOpts {
         duration: Duration::from_secs_f64(args.duration.max(0.0)),
@@ -241,6 +271,24 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
         eprintln!(
             "\n!!! MUC: {} of {} occupant deliveries LOST, {} DUPLICATED, {} misrouted, {} unknown !!!\n",
             v.lost, v.expected, v.duplicated, v.misrouted, v.unknown
+        );
+        return Ok(ExitCode::from(EXIT_LOST));
+    } else if let Some(p) = report
+        .pep
+        .as_ref()
+        .filter(|p| p.reached < u64::from(p.contacts))
+    {
+        eprintln!(
+            "\n!!! PEP: {} of {} contacts never got a warm-up notification (mutual subscriptions: {}; --setup-timeout) !!!\n",
+            u64::from(p.contacts) - p.reached,
+            p.contacts,
+            p.both
+        );
+        return Ok(ExitCode::from(EXIT_LOGIN));
+    } else if let Some(v) = report.pep.as_ref().map(|p| &p.verdict).filter(|v| !v.ok()) {
+        eprintln!(
+            "\n!!! PEP: {} of {} notifications LOST, {} DUPLICATED, {} unknown !!!\n",
+            v.lost, v.expected, v.duplicated, v.unknown
         );
         return Ok(ExitCode::from(EXIT_LOST));
     } else if report.lost > 0 {

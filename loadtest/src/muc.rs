@@ -288,14 +288,7 @@ async fn sender(
 ) {
     let p = &core.plan;
     let mut next = Instant::now() + offset;
-    loop {
-        let now = Instant::now();
-        if next > now {
-            sleep(next - now).await;
-        }
-        if core.shared.phase() != phase::RUN {
-            return;
-        }
+    while crate::core::wait_until(&core, next).await {
         client.send(
             &p.naming,
             room,

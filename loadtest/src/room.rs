@@ -167,6 +167,14 @@ pub struct MucVerdict {
 }
 
 impl MucVerdict {
+    /// `WHAT n of m expected (r/s), LOST l (i UNITS incomplete), DUPLICATED d, unknown u`.
+    pub fn line(&self, what: &str, per_s: f64, units: &str) -> String {
+        format!(
+            "{what} {} of {} expected ({per_s:.0}/s), LOST {} ({} {units} incomplete), DUPLICATED {}, unknown {}",
+            self.deliveries, self.expected, self.lost, self.incomplete, self.duplicated, self.unknown
+        )
+    }
+
     /// Whether every message reached each of its room's occupants exactly once.
     pub fn ok(&self) -> bool {
         self.lost == 0 && self.duplicated == 0 && self.misrouted == 0 && self.unknown == 0

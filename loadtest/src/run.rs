@@ -7,7 +7,7 @@ use crate::ledger::Ledger;
 use crate::procstat;
 use crate::room::Tally;
 use crate::stats::{
-    totals, Collector, CoreStats, MucReport, Percentiles, Report, SoakReport, Totals,
+    totals, Collector, CoreStats, MucReport, PepReport, Percentiles, Report, SoakReport, Totals,
 };
 use glommio::{LocalExecutorBuilder, Placement};
 use std::sync::atomic::Ordering::Relaxed;
@@ -50,6 +50,7 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
         ready: Default::default(),
         epoch: Instant::now(),
         rooms_open: crate::muc::open_flags(plan.muc.as_ref()),
+        pep: Default::default(),
     });
     let rss_before = opts.server_pid.and_then(procstat::rss_bytes);
     let mut handles = Vec::new();
@@ -71,7 +72,17 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
     let mut next_tick = Instant::now() + Duration::from_secs(1);
     let tick = |col: &mut Collector, name: &str, next: &mut Instant| {
         if Instant::now() >= *next {
-            let line = col.tick(&shared.cores, name);
+            let mut line = col.tick(&shared.cores, name);
+            if plan.pep.is_some() {
+                let p = &shared.pep;
+                line.push_str(&format!(
+                    " | pep both {} reached {} published ok {} refused {}",
+                    p.both.load(Relaxed),
+                    p.reached.load(Relaxed),
+                    p.pub_ok.load(Relaxed),
+                    p.pub_err.load(Relaxed)
+                ));
+            }
             if opts.progress {
                 eprintln!("{line}");
             }
@@ -90,11 +101,16 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
         .max()
         .unwrap_or(0) as f64
         / 1e9;
-    // Muc: the cores were ready once their rooms were full.
+    // Muc: the cores were ready once their rooms were full; pep: once setup and warm-up were over.
     let join_secs = (shared.epoch.elapsed().as_secs_f64() - login_secs).max(0.0);
     let timed = matches!(
         plan.scenario,
-        Scenario::Chat | Scenario::Max | Scenario::Idle | Scenario::Soak | Scenario::Muc
+        Scenario::Chat
+            | Scenario::Max
+            | Scenario::Idle
+            | Scenario::Soak
+            | Scenario::Muc
+            | Scenario::Pep
     );
     let rss_after = opts.server_pid.and_then(procstat::rss_bytes);
     let cpu_before = opts.server_pid.and_then(procstat::cpu_seconds);
@@ -173,7 +189,26 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
         join_retries: t.join_retries,
         join_s: join_secs,
         sent_per_s: per_s(sent_end - sent_start),
-        verdict: tally.unwrap_or_default().verdict(m.layout.occupants),
+        verdict: tally
+            .clone()
+            .unwrap_or_default()
+            .verdict(m.layout.occupants),
+    });
+    let pep = plan.pep.as_ref().map(|p| {
+        let sh = &shared.pep;
+        PepReport {
+            contacts: p.contacts,
+            pub_rate: p.pub_rate,
+            window: p.window,
+            both: sh.both.load(Relaxed),
+            reached: sh.reached.load(Relaxed),
+            setup_s: join_secs,
+            published_per_s: per_s(sent_end - sent_start),
+            pub_ok: sh.pub_ok.load(Relaxed),
+            pub_err: sh.pub_err.load(Relaxed),
+            stale: sh.stale.load(Relaxed),
+            verdict: tally.clone().unwrap_or_default().verdict(p.contacts),
+        }
     });
     let sessions = t.connected.max(1) as f64;
     Ok(Report {
@@ -201,9 +236,13 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
         lost: match (&verdict, &muc) {
             (Some(v), _) => v.lost,
             (None, Some(m)) => m.verdict.lost,
-            (None, None) => t.sent.saturating_sub(t.delivered),
+            (None, None) => match &pep {
+                Some(p) => p.verdict.lost,
+                None => t.sent.saturating_sub(t.delivered),
+            },
         },
         muc,
+        pep,
         acked: t.acked,
         resent: t.resent,
         soak: verdict.map(|verdict| SoakReport {

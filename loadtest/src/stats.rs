@@ -332,6 +332,33 @@ pub struct MucReport {
     pub verdict: crate::room::MucVerdict,
 }
 
+/// What the pep scenario adds to the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct PepReport {
+    /// Contacts of the publisher.
+    pub contacts: u32,
+    /// Items per second asked for (0: closed loop with `window` items in flight).
+    pub pub_rate: f64,
+    /// Items in flight in the closed loop.
+    pub window: u32,
+    /// Contacts with a mutual subscription in the publisher's last roster read.
+    pub both: u64,
+    /// Contacts that received a warm-up notification before measuring: below `contacts` exits 2.
+    pub reached: u64,
+    /// From the last login to the end of the warm-up, seconds.
+    pub setup_s: f64,
+    /// Items published per second during the measured phase.
+    pub published_per_s: f64,
+    /// Publishes the server confirmed (warm-up included).
+    pub pub_ok: u64,
+    /// Publishes the server refused.
+    pub pub_err: u64,
+    /// Notifications of items from an earlier run (ignored).
+    pub stale: u64,
+    /// Every item must reach each contact exactly once (`messages` = items, `occupants` = contacts).
+    pub verdict: crate::room::MucVerdict,
+}
+
 /// The final result of a run, printed as a table and written with `--json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -371,6 +398,9 @@ pub struct Report {
     /// Muc only: rooms, joins and the delivery accounting (`msgs_per_s` counts occupant deliveries).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub muc: Option<MucReport>,
+    /// Pep only: contacts, setup and the notification accounting (`msgs_per_s` counts notifications).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pep: Option<PepReport>,
     /// Soak only: connections, resumptions and the exactly-once accounting.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub soak: Option<SoakReport>,
@@ -438,7 +468,7 @@ impl Report {
             let v = &m.verdict;
             s.push_str(&format!(
                 "muc: {} rooms x {} occupants ({}), joined {} failed {} (refused and retried {}), rooms full {:.2}s after the last login\n\
-                 muc: sent {} ({:.0}/s), occupant deliveries {} of {} expected ({:.0}/s), LOST {} ({} messages incomplete), DUPLICATED {}, misrouted {}, unknown {}\n",
+                 muc: sent {} ({:.0}/s), {}, misrouted {}\n",
                 m.rooms,
                 m.occupants,
                 if m.closed {
@@ -452,14 +482,30 @@ impl Report {
                 m.join_s,
                 v.messages,
                 m.sent_per_s,
-                v.deliveries,
-                v.expected,
-                self.msgs_per_s,
-                v.lost,
-                v.incomplete,
-                v.duplicated,
+                v.line("occupant deliveries", self.msgs_per_s, "messages"),
                 v.misrouted,
-                v.unknown
+            ));
+        }
+        if let Some(p) = &self.pep {
+            let v = &p.verdict;
+            s.push_str(&format!(
+                "pep: 1 publisher, {} contacts ({}), mutual subscriptions {}, reached by the warm-up {}, setup {:.2}s after the last login\n\
+                 pep: published {} ({:.0}/s; confirmed {}, refused {}), {}, stale {}\n",
+                p.contacts,
+                if p.pub_rate > 0.0 {
+                    format!("{} items/s", p.pub_rate)
+                } else {
+                    format!("closed loop, window {} items", p.window)
+                },
+                p.both,
+                p.reached,
+                p.setup_s,
+                v.messages,
+                p.published_per_s,
+                p.pub_ok,
+                p.pub_err,
+                v.line("notifications", self.msgs_per_s, "items"),
+                p.stale
             ));
         }
         if let Some(k) = &self.soak {
