@@ -183,7 +183,11 @@ fn avatars_follow_between_vcard_and_pep_and_stamp_presence() {
         let p = a.expect("own presence", |s| {
             s.name() == "presence" && s.from().as_deref() == Some("alice@localhost/a")
         });
-        assert!(!text(&p).contains("vcard-temp:x:update"), "{shards}: {}", text(&p));
+        assert!(
+            !text(&p).contains("vcard-temp:x:update"),
+            "{shards}: {}",
+            text(&p)
+        );
         // A vCard client sets a photo: PEP gets the data and the metadata.
         let img1 = b"first image bytes";
         let id1 = sha1_hex(img1);

@@ -151,16 +151,37 @@ fn roster_push(shard: &mut Shard, acc: &Acc) {
     };
     let owner = acc.to.bare();
     let home = shard.ext.get_or_default::<Home>();
+    if home.busy(owner.as_str()) {
+        // Loading (its roster read may predate this change) or in use: applied when ready.
+        let o = owner.clone();
+        with_user(
+            shard,
+            &o,
+            Box::new(move |shard, u| {
+                if u.is_some_and(|u| u.roster_changed(contact.as_str(), c)) {
+                    subscribed(shard, owner, &contact);
+                }
+            }),
+        );
+        return;
+    }
     if !home.roster_changed(owner.as_str(), contact.as_str(), c) {
         return;
     }
+    subscribed(shard, owner, &contact);
+}
+
+/// `contact` just gained a presence subscription to `owner`: its available resources get the last
+/// items.
+fn subscribed(shard: &mut Shard, owner: BareJid, contact: &BareJid) {
+    let home = shard.ext.get_or_default::<Home>();
     // A new presence subscription: the contact's available resources get the last items.
     let present: Vec<(FullJid, Option<String>)> = home
         .presences
         .get(owner.as_str())
         .map(|seen| {
             seen.iter()
-                .filter(|(j, _)| j.bare() == contact)
+                .filter(|(j, _)| j.bare() == *contact)
                 .map(|(j, v)| (j.clone(), v.clone()))
                 .collect()
         })

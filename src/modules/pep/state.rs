@@ -94,11 +94,24 @@ impl Home {
         let Some(Slot::Ready(u)) = self.users.get_mut(user) else {
             return false;
         };
-        let had = u.roster.get(contact).is_some_and(|c| c.from);
+        u.roster_changed(contact, c)
+    }
+
+    /// Whether the user's state is being loaded or used right now (what changes meanwhile must
+    /// wait for it: a load may have read the store before the change was written).
+    pub fn busy(&self, user: &str) -> bool {
+        matches!(self.users.get(user), Some(Slot::Waiting(_)))
+    }
+}
+
+impl UserPep {
+    /// [`Home::roster_changed`] on loaded state.
+    pub fn roster_changed(&mut self, contact: &str, c: Option<Contact>) -> bool {
+        let had = self.roster.get(contact).is_some_and(|c| c.from);
         let has = c.as_ref().is_some_and(|c| c.from);
         match c {
-            Some(c) => u.roster.insert(contact.to_owned(), c),
-            None => u.roster.remove(contact),
+            Some(c) => self.roster.insert(contact.to_owned(), c),
+            None => self.roster.remove(contact),
         };
         has && !had
     }
