@@ -37,6 +37,20 @@ pub(super) fn answer(
     }
 }
 
+/// Subscriptions one bare JID (its resources and itself) may hold on one node; past it new ones are
+/// refused with `not-allowed` + `too-many-subscriptions` (XEP-0060 §6.1.3.11 names no cap, the
+/// condition is the one the service uses for its own bound).
+pub(super) const MAX_SUBS_PER_USER: usize = 8;
+
+/// How many of `n`'s subscriptions are `bare`'s or its resources'.
+fn subscriptions_of(n: &Node, bare: &BareJid) -> usize {
+    n.meta
+        .subscriptions
+        .iter()
+        .filter(|s| crate::jid::Jid::parse(&s.jid).is_ok_and(|j| j.bare() == *bare))
+        .count()
+}
+
 fn opts(shard: &mut Shard) -> Options {
     shard.ext.get_or_default::<Home>().opts.clone()
 }
@@ -196,10 +210,20 @@ pub(super) fn run(
             Ok(Some(event::items_result(&node, &items)))
         }
         Request::Subscribe { node, jid } => {
-            if jid.bare() != from_bare {
+            // The sender's own full JID or its bare JID only: a user cannot subscribe resources
+            // it does not hold (each would be one more copy of every notification).
+            if jid != acc.from && !(jid.is_bare() && jid.bare() == from_bare) {
                 return Err(PubsubError::app(C::BadRequest, PubsubAppError::InvalidJid));
             }
             let n = u.nodes.get(&node).ok_or_else(PubsubError::not_found)?;
+            if n.subscription(jid.as_str()).is_none()
+                && subscriptions_of(n, &from_bare) >= MAX_SUBS_PER_USER
+            {
+                return Err(PubsubError::app(
+                    C::NotAllowed,
+                    PubsubAppError::TooManySubscriptions,
+                ));
+            }
             let a = access_for(u, owner, n, from_bare.as_str());
             let n = node_mut(u, &node)?;
             let sub = n.subscribe(jid.as_str(), &a, new_id())?;

@@ -414,6 +414,38 @@ fn subscribing_explicitly_sends_the_last_item() {
     // Someone else's JID: refused.
     let r = ask(&mut w, &mut bob, &format!("<iq type='set' id='s' to='alice@{HOST}'><pubsub xmlns='{PS}'><subscribe node='urn:x:o' jid='carol@{HOST}'/></pubsub></iq>"));
     refused(&r, "bad-request", Some("invalid-jid"));
+    // A resource of bob's that is not the sender: refused too.
+    let r = ask(&mut w, &mut bob, &format!("<iq type='set' id='s' to='alice@{HOST}'><pubsub xmlns='{PS}'><subscribe node='urn:x:o' jid='bob@{HOST}/other'/></pubsub></iq>"));
+    refused(&r, "bad-request", Some("invalid-jid"));
+}
+
+#[test]
+fn one_user_holds_a_bounded_number_of_subscriptions_per_node() {
+    let mut w = world(2);
+    let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+    let open = "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='pubsub#access_model'><value>open</value></field></x></publish-options>";
+    ask(
+        &mut w,
+        &mut alice,
+        &publish("urn:x:o", "1", "<x xmlns='urn:x:o'>hi</x>", open),
+    );
+    let sub = |j: &str| {
+        format!("<iq type='set' id='s' to='alice@{HOST}'><pubsub xmlns='{PS}'><subscribe node='urn:x:o' jid='{j}'/></pubsub></iq>")
+    };
+    let max = super::handle::MAX_SUBS_PER_USER;
+    for i in 0..=max {
+        let jid = format!("bob@{HOST}/r{i}");
+        let mut bob = w.connect(i % 2, &jid, Some(0));
+        let r = ask(&mut w, &mut bob, &sub(&jid));
+        if i < max {
+            assert_eq!(r.type_().as_deref(), Some("result"), "{i}: {}", text(&r));
+            // Subscribing again is no new subscription.
+            let r = ask(&mut w, &mut bob, &sub(&jid));
+            assert_eq!(r.type_().as_deref(), Some("result"), "{i}: {}", text(&r));
+        } else {
+            refused(&r, "not-allowed", Some("too-many-subscriptions"));
+        }
+    }
 }
 
 #[test]
