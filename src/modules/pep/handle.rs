@@ -1,7 +1,7 @@
 //! Pubsub requests to an account, carried out on the owner's home shard with their state.
 
 use super::api::PepChange;
-use super::notify::{access_for, fan_out};
+use super::notify::{access_for, fan_out, lapsed};
 use super::state::{Home, UserPep};
 use super::{persist, send_last, Options};
 use crate::hooks::Acc;
@@ -317,6 +317,12 @@ pub(super) fn run(
             let was_persistent = n.config().persist_items;
             let config = n.config().apply(&form, &limits)?;
             let evicted = n.set_config(config, &limits);
+            // Subscribers the new access model shuts out lose their subscription.
+            let lapsed = lapsed(u, owner, &u.nodes[&node]);
+            let n = node_mut(u, &node)?;
+            for jid in &lapsed {
+                n.unsubscribe(jid, None)?;
+            }
             let n = &u.nodes[&node];
             save_meta(shard, owner, n);
             let name = node.clone();

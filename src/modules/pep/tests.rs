@@ -531,3 +531,50 @@ fn a_contact_coming_online_gets_the_last_items_of_an_offline_owner() {
         assert!(hi(got), "{shards}: known caps");
     }
 }
+
+#[test]
+fn subscribers_who_may_no_longer_read_are_not_notified() {
+    let mut w = world(2);
+    let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+    let mut bob = w.connect(1, &format!("bob@{HOST}/b"), Some(0));
+    subscribe_both(&mut w, &mut alice, "alice", &mut bob, "bob");
+    ask(
+        &mut w,
+        &mut alice,
+        &publish("urn:x:p", "1", "<x xmlns='urn:x:p'>one</x>", ""),
+    );
+    let r = ask(&mut w, &mut bob, &format!("<iq type='set' id='s' to='alice@{HOST}'><pubsub xmlns='{PS}'><subscribe node='urn:x:p' jid='bob@{HOST}/b'/></pubsub></iq>"));
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    // Alice cancels bob's presence subscription: the presence access model shuts him out.
+    w.send(
+        &mut alice,
+        &format!("<presence to='bob@{HOST}' type='unsubscribed'/>"),
+    );
+    drain(&bob);
+    ask(
+        &mut w,
+        &mut alice,
+        &publish("urn:x:p", "2", "<x xmlns='urn:x:p'>two</x>", ""),
+    );
+    assert!(events(&bob, "urn:x:p").is_empty());
+    // An open node turned whitelist: the subscription goes.
+    let open = "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='pubsub#access_model'><value>open</value></field></x></publish-options>";
+    ask(
+        &mut w,
+        &mut alice,
+        &publish("urn:x:o", "1", "<x xmlns='urn:x:o'>hi</x>", open),
+    );
+    let r = ask(&mut w, &mut bob, &format!("<iq type='set' id='s' to='alice@{HOST}'><pubsub xmlns='{PS}'><subscribe node='urn:x:o' jid='bob@{HOST}'/></pubsub></iq>"));
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    let r = ask(&mut w, &mut alice, "<iq type='set' id='c'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='urn:x:o'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#node_config</value></field><field var='pubsub#access_model'><value>whitelist</value></field></x></configure></pubsub></iq>");
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    let r = ask(&mut w, &mut alice, "<iq type='get' id='o'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><subscriptions node='urn:x:o'/></pubsub></iq>");
+    assert!(!text(&r).contains("bob@"), "{}", text(&r));
+    drain(&bob);
+    ask(
+        &mut w,
+        &mut alice,
+        &publish("urn:x:o", "2", "<x xmlns='urn:x:o'>two</x>", ""),
+    );
+    assert!(events(&bob, "urn:x:o").is_empty());
+}
