@@ -151,14 +151,24 @@ pub(super) fn run(
                     true
                 }
             };
-            let n = node_mut(u, &name)?;
             let stored = stored(&item);
+            // Over the user's byte budget when nothing were replaced or evicted: the node as it
+            // was, to restore when the budget is still exceeded after publishing.
+            let near = user_bytes(u) + stored.payload.len() > o.max_bytes_per_user;
+            let before = near.then(|| u.nodes[&name].clone());
+            let n = node_mut(u, &name)?;
             let mirrored = (item.id.clone(), item.payload.clone());
-            let published = match n.publish(item, &limits) {
+            let published = n.publish(item, &limits).and_then(|p| match &before {
+                Some(_) if user_bytes(u) > o.max_bytes_per_user => Err(over_budget()),
+                _ => Ok(p),
+            });
+            let published = match published {
                 Ok(p) => p,
                 Err(e) => {
                     if created {
                         u.nodes.remove(&name);
+                    } else if let Some(b) = before {
+                        u.nodes.insert(name, b);
                     }
                     return Err(e);
                 }
@@ -413,6 +423,22 @@ pub(super) fn run(
             Ok(None)
         }
     }
+}
+
+/// The payload bytes of all of the user's items (what `max_bytes_per_user` bounds).
+fn user_bytes(u: &UserPep) -> usize {
+    u.nodes
+        .values()
+        .flat_map(|n| n.all_items())
+        .map(|i| i.payload_bytes().len())
+        .sum()
+}
+
+/// `not-acceptable` + `payload-too-big`: the item would take the user past `max_bytes_per_user`.
+/// XEP-0060 has no quota condition; this is its one size refusal (§7.1.3.4), which clients
+/// already show as "too big", where `resource-constraint` would read as a passing server fault.
+fn over_budget() -> PubsubError {
+    PubsubError::app(C::NotAcceptable, PubsubAppError::PayloadTooBig)
 }
 
 /// `not-allowed` + `max-nodes-exceeded` when the owner has as many nodes as allowed.

@@ -57,6 +57,8 @@ pub struct Options {
     pub limits: Limits,
     /// Users whose PEP state a shard keeps loaded (users with sessions are never evicted).
     pub cache_users: usize,
+    /// Payload bytes of all of one user's items together; past it a publication is refused.
+    pub max_bytes_per_user: usize,
 }
 
 impl Default for Options {
@@ -68,6 +70,7 @@ impl Default for Options {
                 max_nodes_per_owner: 256,
             },
             cache_users: 10_000,
+            max_bytes_per_user: 1 << 20,
         }
     }
 }
@@ -81,6 +84,7 @@ impl Options {
             "max_item_bytes",
             "max_nodes_per_user",
             "cache_users",
+            "max_bytes_per_user",
         ])?;
         let d = Options::default();
         let n = |key, default: usize| o.positive_u32(key, default as u32).map(|v| v as usize);
@@ -91,6 +95,7 @@ impl Options {
                 max_nodes_per_owner: n("max_nodes_per_user", d.limits.max_nodes_per_owner)?,
             },
             cache_users: n("cache_users", d.cache_users)?,
+            max_bytes_per_user: n("max_bytes_per_user", d.max_bytes_per_user)?,
         })
     }
 

@@ -578,3 +578,56 @@ fn subscribers_who_may_no_longer_read_are_not_notified() {
     );
     assert!(events(&bob, "urn:x:o").is_empty());
 }
+
+#[test]
+fn a_user_s_items_are_bounded_in_bytes() {
+    let mut w = World::new(
+        1,
+        &MODULES.replace(
+            "[modules.pep]\n",
+            "[modules.pep]\nmax_bytes_per_user = 4096\n",
+        ),
+    );
+    let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+    let item = |n: &str| format!("<x xmlns='{n}'>{}</x>", "a".repeat(1500));
+    for n in ["urn:a", "urn:b"] {
+        let r = ask(&mut w, &mut alice, &publish(n, "1", &item(n), ""));
+        assert_eq!(r.type_().as_deref(), Some("result"), "{n}: {}", text(&r));
+    }
+    // A third node would take alice past 4096 bytes: refused, and the node is not created.
+    let r = ask(
+        &mut w,
+        &mut alice,
+        &publish("urn:c", "1", &item("urn:c"), ""),
+    );
+    refused(&r, "not-acceptable", Some("payload-too-big"));
+    let r = ask(
+        &mut w,
+        &mut alice,
+        &format!("<iq type='get' id='g'><pubsub xmlns='{PS}'><items node='urn:c'/></pubsub></iq>"),
+    );
+    refused(&r, "item-not-found", None);
+    // Replacing an item (one kept per node) does not grow the total.
+    let r = ask(
+        &mut w,
+        &mut alice,
+        &publish("urn:a", "2", &item("urn:a"), ""),
+    );
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    // Two items kept in a node: the second would go past the budget, the first stays.
+    let r = ask(&mut w, &mut alice, "<iq type='set' id='c'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='urn:b'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#node_config</value></field><field var='pubsub#max_items'><value>2</value></field></x></configure></pubsub></iq>");
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    let r = ask(
+        &mut w,
+        &mut alice,
+        &publish("urn:b", "2", &item("urn:b"), ""),
+    );
+    refused(&r, "not-acceptable", Some("payload-too-big"));
+    let r = ask(
+        &mut w,
+        &mut alice,
+        &format!("<iq type='get' id='g'><pubsub xmlns='{PS}'><items node='urn:b'/></pubsub></iq>"),
+    );
+    assert!(text(&r).contains("<item id='1'>"), "{}", text(&r));
+    assert!(!text(&r).contains("<item id='2'>"), "{}", text(&r));
+}
