@@ -129,7 +129,7 @@ pub(super) fn with_user(shard: &mut Shard, owner: &BareJid, op: Op) {
             }
         }
         None => {
-            if !make_room(shard) {
+            if !make_room(shard, owner) {
                 op(shard, None);
                 return;
             }
@@ -155,25 +155,27 @@ fn ready(shard: &mut Shard, owner: &BareJid, u: UserPep) {
     }
 }
 
-/// Evicts a loaded user without sessions when the cache is full; false when nobody can go.
-fn make_room(shard: &mut Shard) -> bool {
+/// Makes room in the cache for `owner`. Users with sessions always get in (they are bounded by
+/// the sessions); others only below `cache_users`, or by evicting a loaded user without
+/// sessions. False when there is no room.
+fn make_room(shard: &mut Shard, owner: &BareJid) -> bool {
+    if !shard.sm.resources(owner).is_empty() {
+        return true;
+    }
     let home = shard.ext.get_or_default::<Home>();
     if home.users.len() < home.opts.cache_users {
         return true;
     }
-    let candidates: Vec<String> = home
+    let sm = &shard.sm;
+    let Some(victim) = home
         .users
         .iter()
-        .filter(|(_, s)| matches!(s, Slot::Ready(_)))
+        .find(|(k, s)| matches!(s, Slot::Ready(_)) && sm.resources_of(k).is_empty())
         .map(|(k, _)| k.clone())
-        .collect();
-    let Some(victim) = candidates
-        .into_iter()
-        .find(|u| shard.sm.resources_of(u).is_empty())
     else {
         return false;
     };
-    shard.ext.get_or_default::<Home>().users.remove(&victim);
+    home.users.remove(&victim);
     true
 }
 

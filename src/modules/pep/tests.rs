@@ -631,3 +631,20 @@ fn a_user_s_items_are_bounded_in_bytes() {
     assert!(text(&r).contains("<item id='1'>"), "{}", text(&r));
     assert!(!text(&r).contains("<item id='2'>"), "{}", text(&r));
 }
+
+#[test]
+fn users_with_sessions_are_never_refused_for_a_full_cache() {
+    let mut w = World::new(
+        1,
+        &MODULES.replace("[modules.pep]\n", "[modules.pep]\ncache_users = 1\n"),
+    );
+    for name in ["alice", "bob", "carol"] {
+        let mut u = w.connect(0, &format!("{name}@{HOST}/r"), Some(0));
+        let r = ask(
+            &mut w,
+            &mut u,
+            &publish("urn:n", "1", "<x xmlns='urn:n'/>", ""),
+        );
+        assert_eq!(r.type_().as_deref(), Some("result"), "{name}: {}", text(&r));
+    }
+}
