@@ -78,7 +78,6 @@ fn presence(shard: &mut Shard, acc: &Acc) {
             }
         }
         "unavailable" => {
-            let home = shard.ext.get_or_default::<Home>();
             if own.is_some() {
                 let online = shard
                     .sm
@@ -87,34 +86,52 @@ fn presence(shard: &mut Shard, acc: &Acc) {
                     .any(|r| r.priority.is_some());
                 let home = shard.ext.get_or_default::<Home>();
                 if online {
-                    if let Some(seen) = home.presences.get_mut(owner.as_str()) {
-                        seen.remove(&from);
-                    }
+                    home.unseen(owner.as_str(), &from);
                 } else {
                     home.presences.remove(owner.as_str());
                 }
-            } else if let Some(seen) = home.presences.get_mut(owner.as_str()) {
-                seen.remove(&from);
+            } else {
+                shard
+                    .ext
+                    .get_or_default::<Home>()
+                    .unseen(owner.as_str(), &from);
             }
         }
         _ => {}
     }
 }
 
-/// Sends `to` the last item of each of `owner`'s nodes it gets notifications of (XEP-0163 §4.3.2).
+/// Sends `to` the last items of `owner`'s nodes it wants.
+pub(super) fn owed(
+    shard: &mut Shard,
+    u: &UserPep,
+    owner: &BareJid,
+    to: FullJid,
+    ver: Option<String>,
+) {
+    for n in u.nodes.values() {
+        if n.config().send_last_published_item == SendLast::OnSubAndPresence
+            && notify::wanted(shard, u, owner, n, &to, ver.as_deref())
+        {
+            send_last(shard, owner, n, Jid::from(to.clone()));
+        }
+    }
+}
+
+/// Sends `to` the last item of each of `owner`'s nodes it gets notifications of (XEP-0163 §4.3.2):
+/// now when the state is loaded, once when it is ready when it is on its way.
 pub(super) fn last_items(shard: &mut Shard, owner: BareJid, to: FullJid, ver: Option<String>) {
+    let home = shard.ext.get_or_default::<Home>();
+    if home.owe_last(owner.as_str(), &to, ver.clone()) {
+        return;
+    }
     let o = owner.clone();
     with_user(
         shard,
         &o,
         Box::new(move |shard, u: Option<&mut UserPep>| {
-            let Some(u) = u else { return };
-            for n in u.nodes.values() {
-                if n.config().send_last_published_item == SendLast::OnSubAndPresence
-                    && notify::wanted(shard, u, &owner, n, &to, ver.as_deref())
-                {
-                    send_last(shard, &owner, n, Jid::from(to.clone()));
-                }
+            if let Some(u) = u {
+                owed(shard, u, &owner, to, ver);
             }
         }),
     );

@@ -15,7 +15,8 @@ use crate::shard::Shard;
 use crate::store::StoredNode;
 use crate::xml::Stanza;
 
-/// Requests that may wait for one user's state to load; past it they are refused.
+/// Requests that may wait for one user's state to load; past it they are refused. Last items owed
+/// meanwhile are not requests: they are kept apart ([`Loading::last`]) and sent when it is ready.
 const MAX_PENDING: usize = 64;
 /// Full JIDs remembered per user as having sent it available presence; past it new ones are
 /// ignored (they get no notifications until an old one leaves).
@@ -42,9 +43,23 @@ pub(super) struct UserPep {
 /// Work on one user's state; `None` when it cannot be had (load failed, too many waiting).
 pub(super) type Op = Box<dyn FnOnce(&mut Shard, Option<&mut UserPep>)>;
 
+/// Full JIDs owed the last items of a user whose state is not ready, with the caps `ver` they
+/// advertised.
+pub(super) type Owed = HashMap<FullJid, Option<String>>;
+
+/// What waits for a user's state (loading from the store, or in use).
+#[derive(Default)]
+struct Loading {
+    /// Requests, in order (at most [`MAX_PENDING`]).
+    ops: Vec<Op>,
+    /// Full JIDs owed the last items (at most [`MAX_PRESENCES`]), sent once when ready: one entry
+    /// per JID however many presences or caps arrive meanwhile.
+    last: Owed,
+}
+
 enum Slot {
-    /// Loading from the store, or in use: what waits for it.
-    Waiting(Vec<Op>),
+    /// Loading from the store, or in use.
+    Waiting(Loading),
     /// Ready.
     Ready(UserPep),
 }
@@ -54,7 +69,8 @@ enum Slot {
 pub(super) struct Home {
     users: HashMap<String, Slot>,
     /// Per user homed here: full JIDs whose available presence reached the user, with the caps
-    /// `ver` they advertised. Cleared when the user's last resource goes unavailable.
+    /// `ver` they advertised. Cleared when the user's last resource goes unavailable; an entry goes
+    /// when its last JID does.
     pub presences: HashMap<String, HashMap<FullJid, Option<String>>>,
     /// The module's options.
     pub opts: Options,
@@ -77,6 +93,32 @@ impl Home {
         match self.users.get(user) {
             Some(Slot::Ready(u)) => Some(u),
             _ => None,
+        }
+    }
+
+    /// Notes that `jid` is owed `user`'s last items when their state becomes ready; false when the
+    /// state is not on its way (loaded or absent: the caller does the work now).
+    pub fn owe_last(&mut self, user: &str, jid: &FullJid, ver: Option<String>) -> bool {
+        let Some(Slot::Waiting(l)) = self.users.get_mut(user) else {
+            return false;
+        };
+        // Past the bound the JID is not owed (it gets the next notification, not the last items).
+        if l.last.len() < MAX_PRESENCES || l.last.contains_key(jid) {
+            l.last.insert(jid.clone(), ver);
+        }
+        true
+    }
+
+    /// `jid` went unavailable: it is owed nothing more and is no longer seen by `user`.
+    pub fn unseen(&mut self, user: &str, jid: &FullJid) {
+        if let Some(Slot::Waiting(l)) = self.users.get_mut(user) {
+            l.last.remove(jid);
+        }
+        if let Some(seen) = self.presences.get_mut(user) {
+            seen.remove(jid);
+            if seen.is_empty() {
+                self.presences.remove(user);
+            }
         }
     }
 
@@ -112,46 +154,76 @@ pub(super) fn with_user(shard: &mut Shard, owner: &BareJid, op: Op) {
     match home.users.remove(key) {
         Some(Slot::Ready(mut u)) => {
             // In use: what arrives meanwhile (a stanza routed back here) waits for `ready`.
-            home.users.insert(key.to_owned(), Slot::Waiting(Vec::new()));
+            home.users
+                .insert(key.to_owned(), Slot::Waiting(Loading::default()));
             op(shard, Some(&mut u));
             ready(shard, owner, u);
         }
-        Some(Slot::Waiting(mut q)) => {
-            let refused = if q.len() >= MAX_PENDING {
+        Some(Slot::Waiting(mut l)) => {
+            let refused = if l.ops.len() >= MAX_PENDING {
                 Some(op)
             } else {
-                q.push(op);
+                l.ops.push(op);
                 None
             };
-            home.users.insert(key.to_owned(), Slot::Waiting(q));
+            home.users.insert(key.to_owned(), Slot::Waiting(l));
             if let Some(op) = refused {
                 op(shard, None);
             }
         }
         None => {
-            if !make_room(shard, owner) {
-                op(shard, None);
-                return;
+            let l = Loading {
+                ops: vec![op],
+                ..Loading::default()
+            };
+            if let Err(l) = start_load(shard, owner, l) {
+                for op in l.ops {
+                    op(shard, None);
+                }
             }
-            shard
-                .ext
-                .get_or_default::<Home>()
-                .users
-                .insert(key.to_owned(), Slot::Waiting(vec![op]));
-            load(shard, owner.clone());
         }
     }
 }
 
-/// Puts `u` back as ready and runs what queued meanwhile.
+/// Starts loading `owner`'s state with `l` waiting for it; gives `l` back when the cache has no
+/// room.
+fn start_load(shard: &mut Shard, owner: &BareJid, l: Loading) -> Result<(), Loading> {
+    if !make_room(shard, owner) {
+        return Err(l);
+    }
+    shard
+        .ext
+        .get_or_default::<Home>()
+        .users
+        .insert(owner.as_str().to_owned(), Slot::Waiting(l));
+    load(shard, owner.clone());
+    Ok(())
+}
+
+/// Puts `u` back as ready, runs what queued meanwhile, then sends the last items owed.
 fn ready(shard: &mut Shard, owner: &BareJid, u: UserPep) {
     let home = shard.ext.get_or_default::<Home>();
-    let queued = match home.users.insert(owner.as_str().to_owned(), Slot::Ready(u)) {
-        Some(Slot::Waiting(q)) => q,
-        _ => Vec::new(),
+    let l = match home.users.remove(owner.as_str()) {
+        Some(Slot::Waiting(l)) => l,
+        _ => Loading::default(),
     };
-    for op in queued {
+    home.users.insert(owner.as_str().to_owned(), Slot::Ready(u));
+    for op in l.ops {
         with_user(shard, owner, op);
+    }
+    if !l.last.is_empty() {
+        let o = owner.clone();
+        with_user(
+            shard,
+            owner,
+            Box::new(move |shard, u| {
+                if let Some(u) = u {
+                    for (jid, ver) in l.last {
+                        super::presence::owed(shard, u, &o, jid, ver);
+                    }
+                }
+            }),
+        );
     }
 }
 
@@ -205,8 +277,8 @@ fn loaded(
         Err(e) => {
             tracing::error!(error = %e, user = owner.as_str(), "pep: loading failed");
             let home = shard.ext.get_or_default::<Home>();
-            if let Some(Slot::Waiting(q)) = home.users.remove(owner.as_str()) {
-                for op in q {
+            if let Some(Slot::Waiting(l)) = home.users.remove(owner.as_str()) {
+                for op in l.ops {
                     op(shard, None);
                 }
             }

@@ -268,18 +268,8 @@ fn a_resource_coming_online_gets_the_last_items() {
 /// and answers the server's disco#info query if it asks (caps module); returns the other stanzas
 /// delivered meanwhile.
 fn announce(w: &mut World, u: &mut User, features: &[&str], to: Option<&str>) -> Vec<Stanza> {
-    let info = caps::CapsInfo {
-        identities: vec![caps::Identity {
-            category: "client".into(),
-            type_: "pc".into(),
-            lang: String::new(),
-            name: "t".into(),
-        }],
-        features: features.iter().map(|f| f.to_string()).collect(),
-        forms: Vec::new(),
-    };
-    let ver = caps::ver::ver(&info, "sha-1").unwrap_or_default();
     let to = to.map(|t| format!(" to='{t}'")).unwrap_or_default();
+    let ver = caps_ver(features);
     w.send(u, &format!("<presence{to}><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='n' ver='{ver}'/></presence>"));
     let mut others = Vec::new();
     for s in drain(u) {
@@ -300,6 +290,21 @@ fn announce(w: &mut World, u: &mut User, features: &[&str], to: Option<&str>) ->
         others.extend(drain(u));
     }
     others
+}
+
+/// The caps `ver` of a client with `features`.
+fn caps_ver(features: &[&str]) -> String {
+    let info = caps::CapsInfo {
+        identities: vec![caps::Identity {
+            category: "client".into(),
+            type_: "pc".into(),
+            lang: String::new(),
+            name: "t".into(),
+        }],
+        features: features.iter().map(|f| f.to_string()).collect(),
+        forms: Vec::new(),
+    };
+    caps::ver::ver(&info, "sha-1").unwrap_or_default()
 }
 
 fn events(u: &User, node: &str) -> Vec<String> {
@@ -577,6 +582,49 @@ fn subscribers_who_may_no_longer_read_are_not_notified() {
         &publish("urn:x:o", "2", "<x xmlns='urn:x:o'>two</x>", ""),
     );
     assert!(events(&bob, "urn:x:o").is_empty());
+}
+
+/// Ends `u`'s session (its state is dropped with the last one).
+fn logout(w: &mut World, u: &User) {
+    let shard = &mut w.cluster.shards[u.on];
+    crate::sm::unregister(shard, u.sess.jid.clone(), u.sess.session);
+    // What the hooks queued, as the shard's loop does after each event.
+    shard.drain_to_route();
+    w.cluster.pump();
+}
+
+#[test]
+fn last_items_owed_during_a_load_reach_every_resource() {
+    let mut w = world(1);
+    let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+    let mut bob = w.connect(0, &format!("bob@{HOST}/b"), Some(0));
+    subscribe_both(&mut w, &mut alice, "alice", &mut bob, "bob");
+    let features = ["urn:x:p+notify"];
+    announce(&mut w, &mut bob, &features, None);
+    ask(
+        &mut w,
+        &mut alice,
+        &publish("urn:x:p", "1", "<x xmlns='urn:x:p'>hi</x>", ""),
+    );
+    // Alice goes offline (her state is dropped); more of bob's resources come online than
+    // requests may wait for a load, all before the load of alice's state completes.
+    w.send(&mut alice, "<presence type='unavailable'/>");
+    logout(&mut w, &alice);
+    let ver = caps_ver(&features);
+    let mut resources: Vec<User> = (0..100)
+        .map(|i| w.connect(0, &format!("bob@{HOST}/r{i}"), None))
+        .collect();
+    for r in &mut resources {
+        drain(r);
+        let p = format!("<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='n' ver='{ver}'/></presence>");
+        let p = Stanza::parse(p.into_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        crate::c2s::route::user_send(&mut w.cluster.shards[0], &mut r.sess, p);
+    }
+    w.cluster.pump();
+    for (i, r) in resources.iter().enumerate() {
+        let got = events(r, "urn:x:p");
+        assert_eq!(got.len(), 1, "r{i}: {got:?}");
+    }
 }
 
 #[test]
