@@ -144,7 +144,10 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: Options) {
             ctx.shard,
             Box::new(move |shard: &mut Shard| {
                 if shard.sm.resources(&user).is_empty() {
-                    shard.ext.get_or_default::<Home>().forget(user.as_str());
+                    // Without sessions, presences are kept for contacts only (see `presence`).
+                    let home = shard.ext.get_or_default::<Home>();
+                    home.forget(user.as_str());
+                    home.presences.remove(user.as_str());
                 }
             }),
         );

@@ -21,6 +21,11 @@ const MAX_PENDING: usize = 64;
 /// Full JIDs remembered per user as having sent it available presence; past it new ones are
 /// ignored (they get no notifications until an old one leaves).
 pub(super) const MAX_PRESENCES: usize = 10_000;
+/// Offline users a shard remembers contacts' presences for (the outer map of
+/// [`Home::presences`]); past it a contact's presence to another offline user is not recorded (it
+/// gets the last items on its next presence, or from the user's own notifications later). Users
+/// with sessions are always recorded: they are bounded by the sessions.
+pub(super) const MAX_OFFLINE_OWNERS: usize = 100_000;
 
 /// What one user's roster says about a contact, for the access models.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,8 +49,9 @@ pub(super) struct UserPep {
 pub(super) type Op = Box<dyn FnOnce(&mut Shard, Option<&mut UserPep>)>;
 
 /// Full JIDs owed the last items of a user whose state is not ready, with the caps `ver` they
-/// advertised.
-pub(super) type Owed = HashMap<FullJid, Option<String>>;
+/// advertised and whether they still have to be checked against the owner's roster (a contact's
+/// presence to an offline owner, see [`super::presence`]).
+pub(super) type Owed = HashMap<FullJid, (Option<String>, bool)>;
 
 /// What waits for a user's state (loading from the store, or in use).
 #[derive(Default)]
@@ -69,8 +75,9 @@ enum Slot {
 pub(super) struct Home {
     users: HashMap<String, Slot>,
     /// Per user homed here: full JIDs whose available presence reached the user, with the caps
-    /// `ver` they advertised. Cleared when the user's last resource goes unavailable; an entry goes
-    /// when its last JID does.
+    /// `ver` they advertised. Cleared when the user's last resource goes unavailable; kept for an
+    /// offline user only for contacts in their roster, when they have nodes (at most
+    /// [`MAX_OFFLINE_OWNERS`] such users); an entry goes when its last JID does.
     pub presences: HashMap<String, HashMap<FullJid, Option<String>>>,
     /// The module's options.
     pub opts: Options,
@@ -98,13 +105,19 @@ impl Home {
 
     /// Notes that `jid` is owed `user`'s last items when their state becomes ready; false when the
     /// state is not on its way (loaded or absent: the caller does the work now).
-    pub fn owe_last(&mut self, user: &str, jid: &FullJid, ver: Option<String>) -> bool {
+    pub fn owe_last(
+        &mut self,
+        user: &str,
+        jid: &FullJid,
+        ver: Option<String>,
+        check: bool,
+    ) -> bool {
         let Some(Slot::Waiting(l)) = self.users.get_mut(user) else {
             return false;
         };
         // Past the bound the JID is not owed (it gets the next notification, not the last items).
         if l.last.len() < MAX_PRESENCES || l.last.contains_key(jid) {
-            l.last.insert(jid.clone(), ver);
+            l.last.insert(jid.clone(), (ver, check));
         }
         true
     }
@@ -176,7 +189,7 @@ pub(super) fn with_user(shard: &mut Shard, owner: &BareJid, op: Op) {
                 ops: vec![op],
                 ..Loading::default()
             };
-            if let Err(l) = start_load(shard, owner, l) {
+            if let Err(l) = start_load(shard, owner, l, true) {
                 for op in l.ops {
                     op(shard, None);
                 }
@@ -186,9 +199,9 @@ pub(super) fn with_user(shard: &mut Shard, owner: &BareJid, op: Op) {
 }
 
 /// Starts loading `owner`'s state with `l` waiting for it; gives `l` back when the cache has no
-/// room.
-fn start_load(shard: &mut Shard, owner: &BareJid, l: Loading) -> Result<(), Loading> {
-    if !make_room(shard, owner) {
+/// room (`evict`: a user without sessions may be evicted to make some).
+fn start_load(shard: &mut Shard, owner: &BareJid, l: Loading, evict: bool) -> Result<(), Loading> {
+    if !make_room(shard, owner, evict) {
         return Err(l);
     }
     shard
@@ -198,6 +211,20 @@ fn start_load(shard: &mut Shard, owner: &BareJid, l: Loading) -> Result<(), Load
         .insert(owner.as_str().to_owned(), Slot::Waiting(l));
     load(shard, owner.clone());
     Ok(())
+}
+
+/// Starts loading `owner`'s state, without evicting anyone, for `jid` to be owed its last items
+/// once checked against the roster (a contact's presence to an offline owner); false when the
+/// cache has no room.
+pub(super) fn load_for_contact(
+    shard: &mut Shard,
+    owner: &BareJid,
+    jid: FullJid,
+    ver: Option<String>,
+) -> bool {
+    let mut l = Loading::default();
+    l.last.insert(jid, (ver, true));
+    start_load(shard, owner, l, false).is_ok()
 }
 
 /// Puts `u` back as ready, runs what queued meanwhile, then sends the last items owed.
@@ -218,8 +245,8 @@ fn ready(shard: &mut Shard, owner: &BareJid, u: UserPep) {
             owner,
             Box::new(move |shard, u| {
                 if let Some(u) = u {
-                    for (jid, ver) in l.last {
-                        super::presence::owed(shard, u, &o, jid, ver);
+                    for (jid, (ver, check)) in l.last {
+                        super::presence::owed(shard, u, &o, jid, ver, check);
                     }
                 }
             }),
@@ -228,15 +255,18 @@ fn ready(shard: &mut Shard, owner: &BareJid, u: UserPep) {
 }
 
 /// Makes room in the cache for `owner`. Users with sessions always get in (they are bounded by
-/// the sessions); others only below `cache_users`, or by evicting a loaded user without
-/// sessions. False when there is no room.
-fn make_room(shard: &mut Shard, owner: &BareJid) -> bool {
+/// the sessions); others only below `cache_users`, or by evicting (when `evict`) a loaded user
+/// without sessions. False when there is no room.
+fn make_room(shard: &mut Shard, owner: &BareJid, evict: bool) -> bool {
     if !shard.sm.resources(owner).is_empty() {
         return true;
     }
     let home = shard.ext.get_or_default::<Home>();
     if home.users.len() < home.opts.cache_users {
         return true;
+    }
+    if !evict {
+        return false;
     }
     let sm = &shard.sm;
     let Some(victim) = home
@@ -318,6 +348,16 @@ fn loaded(
         u.roster.insert(r.jid.as_str().to_owned(), contact_of(&r));
     }
     ready(shard, &owner, u);
+    // Loaded for a contact's presence to an offline account without nodes (or to no account at
+    // all): nothing to keep.
+    let home = shard.ext.get_or_default::<Home>();
+    if home
+        .loaded(owner.as_str())
+        .is_some_and(|u| u.nodes.is_empty())
+        && shard.sm.resources(&owner).is_empty()
+    {
+        shard.ext.get_or_default::<Home>().forget(owner.as_str());
+    }
 }
 
 /// The access-model view of a roster item.

@@ -593,6 +593,47 @@ fn logout(w: &mut World, u: &User) {
     w.cluster.pump();
 }
 
+/// The PEP state of the shard `user` is homed on.
+fn home_of<'a>(w: &'a World, user: &str) -> &'a super::state::Home {
+    let at = crate::shard::home_shard_of(user, w.cluster.shards.len());
+    w.cluster.shards[at.0 as usize]
+        .ext
+        .get::<super::state::Home>()
+        .unwrap_or_else(|| panic!("pep not started"))
+}
+
+#[test]
+fn presence_to_strangers_and_made_up_accounts_is_not_recorded() {
+    for shards in [1, 2] {
+        let mut w = world(shards);
+        let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+        let mut carol = w.connect(shards - 1, &format!("carol@{HOST}/c"), Some(0));
+        ask(
+            &mut w,
+            &mut alice,
+            &publish("urn:x:p", "1", "<x xmlns='urn:x:p'>hi</x>", ""),
+        );
+        w.send(&mut alice, "<presence type='unavailable'/>");
+        logout(&mut w, &alice);
+        for i in 0..50 {
+            w.send(&mut carol, &format!("<presence to='rand{i}@{HOST}'/>"));
+        }
+        // Alice exists, has nodes and is offline, but carol is no contact of hers.
+        w.send(&mut carol, &format!("<presence to='alice@{HOST}'/>"));
+        for i in 0..50 {
+            let user = format!("rand{i}@{HOST}");
+            let home = home_of(&w, &user);
+            assert!(!home.presences.contains_key(&user), "{shards}: {user}");
+            assert!(home.loaded(&user).is_none(), "{shards}: {user}");
+        }
+        let alice_bare = format!("alice@{HOST}");
+        assert!(
+            !home_of(&w, &alice_bare).presences.contains_key(&alice_bare),
+            "{shards}"
+        );
+    }
+}
+
 #[test]
 fn last_items_owed_during_a_load_reach_every_resource() {
     let mut w = world(1);
