@@ -32,6 +32,7 @@ use crate::modules::options::{self, OptionError};
 use crate::modules::pubsub::core::{
     self as ps, event, AccessModel, Limits, MaxItems, Node, NodeConfig, Request,
 };
+use crate::modules::register::AccountRemoved;
 use crate::modules::roster;
 use crate::shard::{home_shard_of, Shard};
 use crate::store::{Store, StoreError};
@@ -152,6 +153,17 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: Options) {
             }),
         );
         crate::hooks::HookResult::Continue
+    });
+    crate::hooks::Events::<AccountRemoved>::listen(shard, 50, NAME, |shard, ev| {
+        let user = ev.jid.clone();
+        let home = home_shard_of(user.as_str(), shard.shards);
+        crate::sm::run_on(
+            shard,
+            home,
+            Box::new(move |shard: &mut Shard| {
+                shard.ext.get_or_default::<Home>().removed(user.as_str());
+            }),
+        );
     });
     crate::modules::caps::on_learned(&mut shard.ext, 50, NAME, |learned, ctx| {
         let ver = learned.ver.clone();

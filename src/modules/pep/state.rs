@@ -61,6 +61,8 @@ struct Loading {
     /// Full JIDs owed the last items (at most [`MAX_PRESENCES`]), sent once when ready: one entry
     /// per JID however many presences or caps arrive meanwhile.
     last: Owed,
+    /// The account was deleted meanwhile: the state becomes empty when ready.
+    gone: bool,
 }
 
 enum Slot {
@@ -141,6 +143,16 @@ impl Home {
         if matches!(self.users.get(user), Some(Slot::Ready(_))) {
             self.users.remove(user);
         }
+    }
+
+    /// The account was deleted: its loaded state and the presences it saw go; state being loaded
+    /// (perhaps read before the deletion) or in use becomes empty when ready.
+    pub fn removed(&mut self, user: &str) {
+        match self.users.get_mut(user) {
+            Some(Slot::Waiting(l)) => l.gone = true,
+            _ => self.forget(user),
+        }
+        self.presences.remove(user);
     }
 
     /// A roster push: the contact's new entry (`None`: removed) in the user's state if loaded.
@@ -234,6 +246,7 @@ fn ready(shard: &mut Shard, owner: &BareJid, u: UserPep) {
         Some(Slot::Waiting(l)) => l,
         _ => Loading::default(),
     };
+    let u = if l.gone { UserPep::default() } else { u };
     home.users.insert(owner.as_str().to_owned(), Slot::Ready(u));
     for op in l.ops {
         with_user(shard, owner, op);

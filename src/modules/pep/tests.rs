@@ -669,6 +669,48 @@ fn last_items_owed_during_a_load_reach_every_resource() {
 }
 
 #[test]
+fn a_deleted_account_leaves_no_state_on_its_home_shard() {
+    for shards in [1, 2] {
+        let mut w = world(shards);
+        let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+        let mut bob = w.connect(shards - 1, &format!("bob@{HOST}/b"), Some(0));
+        subscribe_both(&mut w, &mut alice, "alice", &mut bob, "bob");
+        ask(
+            &mut w,
+            &mut alice,
+            &publish("urn:x:p", "1", "<x xmlns='urn:x:p'>old</x>", ""),
+        );
+        w.send(&mut alice, "<presence type='unavailable'/>");
+        logout(&mut w, &alice);
+        // Bob's presence reaches offline alice: her state is loaded for it.
+        w.send(&mut bob, "<presence/>");
+        let user = format!("alice@{HOST}");
+        assert!(home_of(&w, &user).loaded(&user).is_some(), "{shards}");
+        // The deletion, run on bob's shard (as the admin API may be).
+        let jid = crate::jid::BareJid::parse(&user).unwrap_or_else(|e| panic!("{e}"));
+        // (Test sessions have no account row: the store's part of a removal is its PEP rows.)
+        w.store()
+            .pubsub_node_delete(jid.as_str(), "urn:x:p")
+            .unwrap_or_else(|e| panic!("{e}"));
+        crate::modules::register::account_removed(&mut w.cluster.shards[shards - 1], jid);
+        w.cluster.pump();
+        let home = home_of(&w, &user);
+        assert!(home.loaded(&user).is_none(), "{shards}");
+        assert!(!home.presences.contains_key(&user), "{shards}");
+        // Registered again, the account starts without the old node.
+        let mut a = w.connect(0, &format!("alice@{HOST}/b"), Some(0));
+        let r = ask(
+            &mut w,
+            &mut a,
+            &format!(
+                "<iq type='get' id='g'><pubsub xmlns='{PS}'><items node='urn:x:p'/></pubsub></iq>"
+            ),
+        );
+        refused(&r, "item-not-found", None);
+    }
+}
+
+#[test]
 fn a_user_s_items_are_bounded_in_bytes() {
     let mut w = World::new(
         1,
