@@ -39,6 +39,15 @@ fn text(s: &Stanza) -> String {
     String::from_utf8_lossy(s.bytes()).into_owned()
 }
 
+/// The sender's own items of `node`.
+fn get_items(w: &mut World, u: &mut User, node: &str) -> Stanza {
+    ask(
+        w,
+        u,
+        &format!("<iq type='get' id='g'><pubsub xmlns='{PS}'><items node='{node}'/></pubsub></iq>"),
+    )
+}
+
 fn publish(node: &str, id: &str, payload: &str, options: &str) -> String {
     format!(
         "<iq type='set' id='p1'><pubsub xmlns='{PS}'><publish node='{node}'><item id='{id}'>{payload}</item></publish>{options}</pubsub></iq>"
@@ -73,6 +82,18 @@ fn subscribe_both(w: &mut World, a: &mut User, an: &str, b: &mut User, bn: &str)
     subscribe_one_way(w, b, bn, a, an);
     drain(a);
     drain(b);
+}
+
+/// `shards` shards where alice (on the first) and bob (on the last) have a mutual subscription and
+/// alice has published `text` on `urn:x:p`.
+fn contacts_with_a_node(shards: usize, text: &str) -> (World, User, User) {
+    let mut w = world(shards);
+    let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+    let mut bob = w.connect(shards - 1, &format!("bob@{HOST}/b"), Some(0));
+    subscribe_both(&mut w, &mut alice, "alice", &mut bob, "bob");
+    let item = format!("<x xmlns='urn:x:p'>{text}</x>");
+    ask(&mut w, &mut alice, &publish("urn:x:p", "1", &item, ""));
+    (w, alice, bob)
 }
 
 #[test]
@@ -496,26 +517,14 @@ fn a_deleted_account_starts_without_its_old_nodes() {
         .pubsub_node_delete(alice.as_str(), "urn:n")
         .unwrap_or_else(|e| panic!("{e}"));
     let mut a = w.connect(0, &format!("alice@{HOST}/b"), Some(0));
-    let r = ask(
-        &mut w,
-        &mut a,
-        &format!("<iq type='get' id='g'><pubsub xmlns='{PS}'><items node='urn:n'/></pubsub></iq>"),
-    );
+    let r = get_items(&mut w, &mut a, "urn:n");
     refused(&r, "item-not-found", None);
 }
 
 #[test]
 fn a_contact_coming_online_gets_the_last_items_of_an_offline_owner() {
     for shards in [1, 2] {
-        let mut w = world(shards);
-        let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
-        let mut bob = w.connect(shards - 1, &format!("bob@{HOST}/b"), Some(0));
-        subscribe_both(&mut w, &mut alice, "alice", &mut bob, "bob");
-        ask(
-            &mut w,
-            &mut alice,
-            &publish("urn:x:p", "1", "<x xmlns='urn:x:p'>hi</x>", ""),
-        );
+        let (mut w, mut alice, mut bob) = contacts_with_a_node(shards, "hi");
         w.send(&mut alice, "<presence type='unavailable'/>");
         w.send(&mut bob, "<presence type='unavailable'/>");
         drain(&bob);
@@ -539,15 +548,7 @@ fn a_contact_coming_online_gets_the_last_items_of_an_offline_owner() {
 
 #[test]
 fn subscribers_who_may_no_longer_read_are_not_notified() {
-    let mut w = world(2);
-    let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
-    let mut bob = w.connect(1, &format!("bob@{HOST}/b"), Some(0));
-    subscribe_both(&mut w, &mut alice, "alice", &mut bob, "bob");
-    ask(
-        &mut w,
-        &mut alice,
-        &publish("urn:x:p", "1", "<x xmlns='urn:x:p'>one</x>", ""),
-    );
+    let (mut w, mut alice, mut bob) = contacts_with_a_node(2, "one");
     let r = ask(&mut w, &mut bob, &format!("<iq type='set' id='s' to='alice@{HOST}'><pubsub xmlns='{PS}'><subscribe node='urn:x:p' jid='bob@{HOST}/b'/></pubsub></iq>"));
     assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
     // Alice cancels bob's presence subscription: the presence access model shuts him out.
@@ -636,17 +637,9 @@ fn presence_to_strangers_and_made_up_accounts_is_not_recorded() {
 
 #[test]
 fn last_items_owed_during_a_load_reach_every_resource() {
-    let mut w = world(1);
-    let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
-    let mut bob = w.connect(0, &format!("bob@{HOST}/b"), Some(0));
-    subscribe_both(&mut w, &mut alice, "alice", &mut bob, "bob");
+    let (mut w, mut alice, mut bob) = contacts_with_a_node(1, "hi");
     let features = ["urn:x:p+notify"];
     announce(&mut w, &mut bob, &features, None);
-    ask(
-        &mut w,
-        &mut alice,
-        &publish("urn:x:p", "1", "<x xmlns='urn:x:p'>hi</x>", ""),
-    );
     // Alice goes offline (her state is dropped); more of bob's resources come online than
     // requests may wait for a load, all before the load of alice's state completes.
     w.send(&mut alice, "<presence type='unavailable'/>");
@@ -671,15 +664,7 @@ fn last_items_owed_during_a_load_reach_every_resource() {
 #[test]
 fn a_deleted_account_leaves_no_state_on_its_home_shard() {
     for shards in [1, 2] {
-        let mut w = world(shards);
-        let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
-        let mut bob = w.connect(shards - 1, &format!("bob@{HOST}/b"), Some(0));
-        subscribe_both(&mut w, &mut alice, "alice", &mut bob, "bob");
-        ask(
-            &mut w,
-            &mut alice,
-            &publish("urn:x:p", "1", "<x xmlns='urn:x:p'>old</x>", ""),
-        );
+        let (mut w, mut alice, mut bob) = contacts_with_a_node(shards, "old");
         w.send(&mut alice, "<presence type='unavailable'/>");
         logout(&mut w, &alice);
         // Bob's presence reaches offline alice: her state is loaded for it.
@@ -720,45 +705,29 @@ fn a_user_s_items_are_bounded_in_bytes() {
         ),
     );
     let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
-    let item = |n: &str| format!("<x xmlns='{n}'>{}</x>", "a".repeat(1500));
+    // 1500 payload bytes to `node`.
+    let put = |w: &mut World, u: &mut User, node: &str, id: &str| {
+        let item = format!("<x xmlns='{node}'>{}</x>", "a".repeat(1500));
+        ask(w, u, &publish(node, id, &item, ""))
+    };
     for n in ["urn:a", "urn:b"] {
-        let r = ask(&mut w, &mut alice, &publish(n, "1", &item(n), ""));
+        let r = put(&mut w, &mut alice, n, "1");
         assert_eq!(r.type_().as_deref(), Some("result"), "{n}: {}", text(&r));
     }
     // A third node would take alice past 4096 bytes: refused, and the node is not created.
-    let r = ask(
-        &mut w,
-        &mut alice,
-        &publish("urn:c", "1", &item("urn:c"), ""),
-    );
+    let r = put(&mut w, &mut alice, "urn:c", "1");
     refused(&r, "not-acceptable", Some("payload-too-big"));
-    let r = ask(
-        &mut w,
-        &mut alice,
-        &format!("<iq type='get' id='g'><pubsub xmlns='{PS}'><items node='urn:c'/></pubsub></iq>"),
-    );
+    let r = get_items(&mut w, &mut alice, "urn:c");
     refused(&r, "item-not-found", None);
     // Replacing an item (one kept per node) does not grow the total.
-    let r = ask(
-        &mut w,
-        &mut alice,
-        &publish("urn:a", "2", &item("urn:a"), ""),
-    );
+    let r = put(&mut w, &mut alice, "urn:a", "2");
     assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
     // Two items kept in a node: the second would go past the budget, the first stays.
     let r = ask(&mut w, &mut alice, "<iq type='set' id='c'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='urn:b'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#node_config</value></field><field var='pubsub#max_items'><value>2</value></field></x></configure></pubsub></iq>");
     assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
-    let r = ask(
-        &mut w,
-        &mut alice,
-        &publish("urn:b", "2", &item("urn:b"), ""),
-    );
+    let r = put(&mut w, &mut alice, "urn:b", "2");
     refused(&r, "not-acceptable", Some("payload-too-big"));
-    let r = ask(
-        &mut w,
-        &mut alice,
-        &format!("<iq type='get' id='g'><pubsub xmlns='{PS}'><items node='urn:b'/></pubsub></iq>"),
-    );
+    let r = get_items(&mut w, &mut alice, "urn:b");
     assert!(text(&r).contains("<item id='1'>"), "{}", text(&r));
     assert!(!text(&r).contains("<item id='2'>"), "{}", text(&r));
 }
