@@ -1,7 +1,7 @@
 //! Pubsub requests to an account, carried out on the owner's home shard with their state.
 
 use super::api::PepChange;
-use super::notify::{access_for, fan_out};
+use super::notify::{access_for, fan_out, lapsed};
 use super::state::{Home, UserPep};
 use super::{persist, send_last, Options};
 use crate::hooks::Acc;
@@ -35,6 +35,20 @@ pub(super) fn answer(
     if let Some(r) = reply {
         crate::router::route(shard, r);
     }
+}
+
+/// Subscriptions one bare JID (its resources and itself) may hold on one node; past it new ones are
+/// refused with `not-allowed` + `too-many-subscriptions` (XEP-0060 §6.1.3.11 names no cap, the
+/// condition is the one the service uses for its own bound).
+pub(super) const MAX_SUBS_PER_USER: usize = 8;
+
+/// How many of `n`'s subscriptions are `bare`'s or its resources'.
+fn subscriptions_of(n: &Node, bare: &BareJid) -> usize {
+    n.meta
+        .subscriptions
+        .iter()
+        .filter(|s| crate::jid::Jid::parse(&s.jid).is_ok_and(|j| j.bare() == *bare))
+        .count()
 }
 
 fn opts(shard: &mut Shard) -> Options {
@@ -137,14 +151,24 @@ pub(super) fn run(
                     true
                 }
             };
-            let n = node_mut(u, &name)?;
             let stored = stored(&item);
+            // Over the user's byte budget when nothing were replaced or evicted: the node as it
+            // was, to restore when the budget is still exceeded after publishing.
+            let near = user_bytes(u) + stored.payload.len() > o.max_bytes_per_user;
+            let before = near.then(|| u.nodes[&name].clone());
+            let n = node_mut(u, &name)?;
             let mirrored = (item.id.clone(), item.payload.clone());
-            let published = match n.publish(item, &limits) {
+            let published = n.publish(item, &limits).and_then(|p| match &before {
+                Some(_) if user_bytes(u) > o.max_bytes_per_user => Err(over_budget()),
+                _ => Ok(p),
+            });
+            let published = match published {
                 Ok(p) => p,
                 Err(e) => {
                     if created {
                         u.nodes.remove(&name);
+                    } else if let Some(b) = before {
+                        u.nodes.insert(name, b);
                     }
                     return Err(e);
                 }
@@ -196,10 +220,20 @@ pub(super) fn run(
             Ok(Some(event::items_result(&node, &items)))
         }
         Request::Subscribe { node, jid } => {
-            if jid.bare() != from_bare {
+            // The sender's own full JID or its bare JID only: a user cannot subscribe resources
+            // it does not hold (each would be one more copy of every notification).
+            if jid != acc.from && !(jid.is_bare() && jid.bare() == from_bare) {
                 return Err(PubsubError::app(C::BadRequest, PubsubAppError::InvalidJid));
             }
             let n = u.nodes.get(&node).ok_or_else(PubsubError::not_found)?;
+            if n.subscription(jid.as_str()).is_none()
+                && subscriptions_of(n, &from_bare) >= MAX_SUBS_PER_USER
+            {
+                return Err(PubsubError::app(
+                    C::NotAllowed,
+                    PubsubAppError::TooManySubscriptions,
+                ));
+            }
             let a = access_for(u, owner, n, from_bare.as_str());
             let n = node_mut(u, &node)?;
             let sub = n.subscribe(jid.as_str(), &a, new_id())?;
@@ -293,6 +327,12 @@ pub(super) fn run(
             let was_persistent = n.config().persist_items;
             let config = n.config().apply(&form, &limits)?;
             let evicted = n.set_config(config, &limits);
+            // Subscribers the new access model shuts out lose their subscription.
+            let lapsed = lapsed(u, owner, &u.nodes[&node]);
+            let n = node_mut(u, &node)?;
+            for jid in &lapsed {
+                n.unsubscribe(jid, None)?;
+            }
             let n = &u.nodes[&node];
             save_meta(shard, owner, n);
             let name = node.clone();
@@ -383,6 +423,22 @@ pub(super) fn run(
             Ok(None)
         }
     }
+}
+
+/// The payload bytes of all of the user's items (what `max_bytes_per_user` bounds).
+fn user_bytes(u: &UserPep) -> usize {
+    u.nodes
+        .values()
+        .flat_map(|n| n.all_items())
+        .map(|i| i.payload_bytes().len())
+        .sum()
+}
+
+/// `not-acceptable` + `payload-too-big`: the item would take the user past `max_bytes_per_user`.
+/// XEP-0060 has no quota condition; this is its one size refusal (§7.1.3.4), which clients
+/// already show as "too big", where `resource-constraint` would read as a passing server fault.
+fn over_budget() -> PubsubError {
+    PubsubError::app(C::NotAcceptable, PubsubAppError::PayloadTooBig)
 }
 
 /// `not-allowed` + `max-nodes-exceeded` when the owner has as many nodes as allowed.

@@ -32,6 +32,7 @@ use crate::modules::options::{self, OptionError};
 use crate::modules::pubsub::core::{
     self as ps, event, AccessModel, Limits, MaxItems, Node, NodeConfig, Request,
 };
+use crate::modules::register::AccountRemoved;
 use crate::modules::roster;
 use crate::shard::{home_shard_of, Shard};
 use crate::store::{Store, StoreError};
@@ -57,6 +58,8 @@ pub struct Options {
     pub limits: Limits,
     /// Users whose PEP state a shard keeps loaded (users with sessions are never evicted).
     pub cache_users: usize,
+    /// Payload bytes of all of one user's items together; past it a publication is refused.
+    pub max_bytes_per_user: usize,
 }
 
 impl Default for Options {
@@ -68,6 +71,7 @@ impl Default for Options {
                 max_nodes_per_owner: 256,
             },
             cache_users: 10_000,
+            max_bytes_per_user: 1 << 20,
         }
     }
 }
@@ -81,6 +85,7 @@ impl Options {
             "max_item_bytes",
             "max_nodes_per_user",
             "cache_users",
+            "max_bytes_per_user",
         ])?;
         let d = Options::default();
         let n = |key, default: usize| o.positive_u32(key, default as u32).map(|v| v as usize);
@@ -91,6 +96,7 @@ impl Options {
                 max_nodes_per_owner: n("max_nodes_per_user", d.limits.max_nodes_per_owner)?,
             },
             cache_users: n("cache_users", d.cache_users)?,
+            max_bytes_per_user: n("max_bytes_per_user", d.max_bytes_per_user)?,
         })
     }
 
@@ -139,11 +145,25 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: Options) {
             ctx.shard,
             Box::new(move |shard: &mut Shard| {
                 if shard.sm.resources(&user).is_empty() {
-                    shard.ext.get_or_default::<Home>().forget(user.as_str());
+                    // Without sessions, presences are kept for contacts only (see `presence`).
+                    let home = shard.ext.get_or_default::<Home>();
+                    home.forget(user.as_str());
+                    home.presences.remove(user.as_str());
                 }
             }),
         );
         crate::hooks::HookResult::Continue
+    });
+    crate::hooks::Events::<AccountRemoved>::listen(shard, 50, NAME, |shard, ev| {
+        let user = ev.jid.clone();
+        let home = home_shard_of(user.as_str(), shard.shards);
+        crate::sm::run_on(
+            shard,
+            home,
+            Box::new(move |shard: &mut Shard| {
+                shard.ext.get_or_default::<Home>().removed(user.as_str());
+            }),
+        );
     });
     crate::modules::caps::on_learned(&mut shard.ext, 50, NAME, |learned, ctx| {
         let ver = learned.ver.clone();

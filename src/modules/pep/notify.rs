@@ -31,6 +31,19 @@ pub(super) fn access_for(u: &UserPep, owner: &BareJid, node: &Node, bare: &str) 
     }
 }
 
+/// Whether `bare` may read `node` now (its access model, the owner's roster).
+pub(super) fn may_read(u: &UserPep, owner: &BareJid, node: &Node, bare: &str) -> bool {
+    node.can_read(&access_for(u, owner, node, bare)).is_ok()
+}
+
+/// Subscribers of `node` that may no longer read it (after a configuration change).
+pub(super) fn lapsed(u: &UserPep, owner: &BareJid, node: &Node) -> Vec<String> {
+    node.subscribers()
+        .filter(|s| Jid::parse(&s.jid).is_ok_and(|j| !may_read(u, owner, node, j.bare_str())))
+        .map(|s| s.jid.clone())
+        .collect()
+}
+
 /// Whether the available `jid` (advertising `ver`) gets notifications of `node`.
 pub(super) fn wanted(
     shard: &Shard,
@@ -45,10 +58,7 @@ pub(super) fn wanted(
         // The owner's own resources: unless their caps say otherwise.
         return want != Some(false);
     }
-    want == Some(true)
-        && node
-            .can_read(&access_for(u, owner, node, jid.bare().as_str()))
-            .is_ok()
+    want == Some(true) && may_read(u, owner, node, jid.bare().as_str())
 }
 
 /// The full JIDs that get `node`'s notifications, each with the shard to deliver at; plus bare
@@ -85,6 +95,10 @@ pub(super) fn recipients(
         let Ok(jid) = Jid::parse(&s.jid) else {
             continue;
         };
+        // Checked again at each fan-out: a subscriber may have lost its roster subscription since.
+        if !may_read(u, owner, node, jid.bare_str()) {
+            continue;
+        }
         match jid.clone().try_into_full() {
             Ok(full) if !out.iter().any(|(j, _)| *j == full) => {
                 let at = home_shard_of(full.bare().as_str(), shard.shards);

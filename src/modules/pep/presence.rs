@@ -3,7 +3,9 @@
 //! presence updates (last items to a resource coming online), roster pushes (the access model's
 //! view of the roster).
 
-use super::state::{with_user, Contact, Home, UserPep, MAX_PRESENCES};
+use super::state::{
+    load_for_contact, with_user, Contact, Home, UserPep, MAX_OFFLINE_OWNERS, MAX_PRESENCES,
+};
 use super::{interest, notify, send_last};
 use crate::hooks::{Acc, HookCtx, HookResult};
 use crate::jid::{BareJid, FullJid, Jid};
@@ -59,10 +61,10 @@ fn presence(shard: &mut Shard, acc: &Acc) {
         "" => {
             let ver = interest::caps_ver(&acc.stanza);
             let initial = own.is_some_and(|u| u.initial);
-            // A contact's presence counts while the owner is offline too (XEP-0163 §4.3.2; Prosody
-            // does the same): their client gets the last items on login (an OMEMO device list to
-            // encrypt to, an avatar). Kept until the contact goes unavailable, or the owner's last
-            // resource does.
+            if own.is_none() && shard.sm.resources(&owner).is_empty() {
+                offline_owner(shard, owner, from, ver);
+                return;
+            }
             let home = shard.ext.get_or_default::<Home>();
             let seen = home.presences.entry(owner.as_str().to_owned()).or_default();
             if seen.len() >= MAX_PRESENCES && !seen.contains_key(&from) {
@@ -78,7 +80,6 @@ fn presence(shard: &mut Shard, acc: &Acc) {
             }
         }
         "unavailable" => {
-            let home = shard.ext.get_or_default::<Home>();
             if own.is_some() {
                 let online = shard
                     .sm
@@ -87,34 +88,102 @@ fn presence(shard: &mut Shard, acc: &Acc) {
                     .any(|r| r.priority.is_some());
                 let home = shard.ext.get_or_default::<Home>();
                 if online {
-                    if let Some(seen) = home.presences.get_mut(owner.as_str()) {
-                        seen.remove(&from);
-                    }
+                    home.unseen(owner.as_str(), &from);
                 } else {
                     home.presences.remove(owner.as_str());
                 }
-            } else if let Some(seen) = home.presences.get_mut(owner.as_str()) {
-                seen.remove(&from);
+            } else {
+                shard
+                    .ext
+                    .get_or_default::<Home>()
+                    .unseen(owner.as_str(), &from);
             }
         }
         _ => {}
     }
 }
 
-/// Sends `to` the last item of each of `owner`'s nodes it gets notifications of (XEP-0163 §4.3.2).
+/// A contact's available presence to an offline `owner` (XEP-0163 §4.3.2; Prosody does the
+/// same): their client gets the last items on login (an OMEMO device list to encrypt to, an
+/// avatar), and again when its caps become known. Only for a contact in the owner's roster, so a
+/// user sending presence to made-up or unrelated accounts records nothing; the owner's state is
+/// loaded for it without evicting anyone, and dropped again when the account has no nodes.
+fn offline_owner(shard: &mut Shard, owner: BareJid, from: FullJid, ver: Option<String>) {
+    let home = shard.ext.get_or_default::<Home>();
+    let known = home
+        .presences
+        .get(owner.as_str())
+        .and_then(|m| m.get(&from));
+    if known == Some(&ver) || home.owe_last(owner.as_str(), &from, ver.clone(), true) {
+        return;
+    }
+    if home.loaded(owner.as_str()).is_none() {
+        // No room: the presence is not recorded (policy when the cache is full of other users).
+        load_for_contact(shard, &owner, from, ver);
+        return;
+    }
+    let o = owner.clone();
+    with_user(
+        shard,
+        &o,
+        Box::new(move |shard, u| {
+            if let Some(u) = u {
+                owed(shard, u, &owner, from, ver, true);
+            }
+        }),
+    );
+}
+
+/// Sends `to` the last items of `owner`'s nodes it wants; when `check`, only if it is a contact of
+/// an owner with nodes, and its presence is recorded first (within [`MAX_OFFLINE_OWNERS`]).
+pub(super) fn owed(
+    shard: &mut Shard,
+    u: &UserPep,
+    owner: &BareJid,
+    to: FullJid,
+    ver: Option<String>,
+    check: bool,
+) {
+    if check {
+        if u.nodes.is_empty() || !u.roster.contains_key(to.bare().as_str()) {
+            return;
+        }
+        let home = shard.ext.get_or_default::<Home>();
+        let full = home.presences.len() >= MAX_OFFLINE_OWNERS;
+        if full && !home.presences.contains_key(owner.as_str()) {
+            return;
+        }
+        let seen = home.presences.entry(owner.as_str().to_owned()).or_default();
+        if seen.len() >= MAX_PRESENCES && !seen.contains_key(&to) {
+            return;
+        }
+        if seen.insert(to.clone(), ver.clone()).as_ref() == Some(&ver) {
+            return;
+        }
+    }
+    for n in u.nodes.values() {
+        if n.config().send_last_published_item == SendLast::OnSubAndPresence
+            && notify::wanted(shard, u, owner, n, &to, ver.as_deref())
+        {
+            send_last(shard, owner, n, Jid::from(to.clone()));
+        }
+    }
+}
+
+/// Sends `to` the last item of each of `owner`'s nodes it gets notifications of (XEP-0163 §4.3.2):
+/// now when the state is loaded, once when it is ready when it is on its way.
 pub(super) fn last_items(shard: &mut Shard, owner: BareJid, to: FullJid, ver: Option<String>) {
+    let home = shard.ext.get_or_default::<Home>();
+    if home.owe_last(owner.as_str(), &to, ver.clone(), false) {
+        return;
+    }
     let o = owner.clone();
     with_user(
         shard,
         &o,
         Box::new(move |shard, u: Option<&mut UserPep>| {
-            let Some(u) = u else { return };
-            for n in u.nodes.values() {
-                if n.config().send_last_published_item == SendLast::OnSubAndPresence
-                    && notify::wanted(shard, u, &owner, n, &to, ver.as_deref())
-                {
-                    send_last(shard, &owner, n, Jid::from(to.clone()));
-                }
+            if let Some(u) = u {
+                owed(shard, u, &owner, to, ver, false);
             }
         }),
     );

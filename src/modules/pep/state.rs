@@ -15,11 +15,17 @@ use crate::shard::Shard;
 use crate::store::StoredNode;
 use crate::xml::Stanza;
 
-/// Requests that may wait for one user's state to load; past it they are refused.
+/// Requests that may wait for one user's state to load; past it they are refused. Last items owed
+/// meanwhile are not requests: they are kept apart ([`Loading::last`]) and sent when it is ready.
 const MAX_PENDING: usize = 64;
 /// Full JIDs remembered per user as having sent it available presence; past it new ones are
 /// ignored (they get no notifications until an old one leaves).
 pub(super) const MAX_PRESENCES: usize = 10_000;
+/// Offline users a shard remembers contacts' presences for (the outer map of
+/// [`Home::presences`]); past it a contact's presence to another offline user is not recorded (it
+/// gets the last items on its next presence, or from the user's own notifications later). Users
+/// with sessions are always recorded: they are bounded by the sessions.
+pub(super) const MAX_OFFLINE_OWNERS: usize = 100_000;
 
 /// What one user's roster says about a contact, for the access models.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,9 +48,26 @@ pub(super) struct UserPep {
 /// Work on one user's state; `None` when it cannot be had (load failed, too many waiting).
 pub(super) type Op = Box<dyn FnOnce(&mut Shard, Option<&mut UserPep>)>;
 
+/// Full JIDs owed the last items of a user whose state is not ready, with the caps `ver` they
+/// advertised and whether they still have to be checked against the owner's roster (a contact's
+/// presence to an offline owner, see [`super::presence`]).
+pub(super) type Owed = HashMap<FullJid, (Option<String>, bool)>;
+
+/// What waits for a user's state (loading from the store, or in use).
+#[derive(Default)]
+struct Loading {
+    /// Requests, in order (at most [`MAX_PENDING`]).
+    ops: Vec<Op>,
+    /// Full JIDs owed the last items (at most [`MAX_PRESENCES`]), sent once when ready: one entry
+    /// per JID however many presences or caps arrive meanwhile.
+    last: Owed,
+    /// The account was deleted meanwhile: the state becomes empty when ready.
+    gone: bool,
+}
+
 enum Slot {
-    /// Loading from the store, or in use: what waits for it.
-    Waiting(Vec<Op>),
+    /// Loading from the store, or in use.
+    Waiting(Loading),
     /// Ready.
     Ready(UserPep),
 }
@@ -54,7 +77,9 @@ enum Slot {
 pub(super) struct Home {
     users: HashMap<String, Slot>,
     /// Per user homed here: full JIDs whose available presence reached the user, with the caps
-    /// `ver` they advertised. Cleared when the user's last resource goes unavailable.
+    /// `ver` they advertised. Cleared when the user's last resource goes unavailable; kept for an
+    /// offline user only for contacts in their roster, when they have nodes (at most
+    /// [`MAX_OFFLINE_OWNERS`] such users); an entry goes when its last JID does.
     pub presences: HashMap<String, HashMap<FullJid, Option<String>>>,
     /// The module's options.
     pub opts: Options,
@@ -80,12 +105,54 @@ impl Home {
         }
     }
 
+    /// Notes that `jid` is owed `user`'s last items when their state becomes ready; false when the
+    /// state is not on its way (loaded or absent: the caller does the work now).
+    pub fn owe_last(
+        &mut self,
+        user: &str,
+        jid: &FullJid,
+        ver: Option<String>,
+        check: bool,
+    ) -> bool {
+        let Some(Slot::Waiting(l)) = self.users.get_mut(user) else {
+            return false;
+        };
+        // Past the bound the JID is not owed (it gets the next notification, not the last items).
+        if l.last.len() < MAX_PRESENCES || l.last.contains_key(jid) {
+            l.last.insert(jid.clone(), (ver, check));
+        }
+        true
+    }
+
+    /// `jid` went unavailable: it is owed nothing more and is no longer seen by `user`.
+    pub fn unseen(&mut self, user: &str, jid: &FullJid) {
+        if let Some(Slot::Waiting(l)) = self.users.get_mut(user) {
+            l.last.remove(jid);
+        }
+        if let Some(seen) = self.presences.get_mut(user) {
+            seen.remove(jid);
+            if seen.is_empty() {
+                self.presences.remove(user);
+            }
+        }
+    }
+
     /// Drops the user's loaded state (their last session ended: an account deleted meanwhile must not
     /// come back from memory); state in use or loading stays.
     pub fn forget(&mut self, user: &str) {
         if matches!(self.users.get(user), Some(Slot::Ready(_))) {
             self.users.remove(user);
         }
+    }
+
+    /// The account was deleted: its loaded state and the presences it saw go; state being loaded
+    /// (perhaps read before the deletion) or in use becomes empty when ready.
+    pub fn removed(&mut self, user: &str) {
+        match self.users.get_mut(user) {
+            Some(Slot::Waiting(l)) => l.gone = true,
+            _ => self.forget(user),
+        }
+        self.presences.remove(user);
     }
 
     /// A roster push: the contact's new entry (`None`: removed) in the user's state if loaded.
@@ -125,68 +192,118 @@ pub(super) fn with_user(shard: &mut Shard, owner: &BareJid, op: Op) {
     match home.users.remove(key) {
         Some(Slot::Ready(mut u)) => {
             // In use: what arrives meanwhile (a stanza routed back here) waits for `ready`.
-            home.users.insert(key.to_owned(), Slot::Waiting(Vec::new()));
+            home.users
+                .insert(key.to_owned(), Slot::Waiting(Loading::default()));
             op(shard, Some(&mut u));
             ready(shard, owner, u);
         }
-        Some(Slot::Waiting(mut q)) => {
-            let refused = if q.len() >= MAX_PENDING {
+        Some(Slot::Waiting(mut l)) => {
+            let refused = if l.ops.len() >= MAX_PENDING {
                 Some(op)
             } else {
-                q.push(op);
+                l.ops.push(op);
                 None
             };
-            home.users.insert(key.to_owned(), Slot::Waiting(q));
+            home.users.insert(key.to_owned(), Slot::Waiting(l));
             if let Some(op) = refused {
                 op(shard, None);
             }
         }
         None => {
-            if !make_room(shard) {
-                op(shard, None);
-                return;
+            let l = Loading {
+                ops: vec![op],
+                ..Loading::default()
+            };
+            if let Err(l) = start_load(shard, owner, l, true) {
+                for op in l.ops {
+                    op(shard, None);
+                }
             }
-            shard
-                .ext
-                .get_or_default::<Home>()
-                .users
-                .insert(key.to_owned(), Slot::Waiting(vec![op]));
-            load(shard, owner.clone());
         }
     }
 }
 
-/// Puts `u` back as ready and runs what queued meanwhile.
+/// Starts loading `owner`'s state with `l` waiting for it; gives `l` back when the cache has no
+/// room (`evict`: a user without sessions may be evicted to make some).
+fn start_load(shard: &mut Shard, owner: &BareJid, l: Loading, evict: bool) -> Result<(), Loading> {
+    if !make_room(shard, owner, evict) {
+        return Err(l);
+    }
+    shard
+        .ext
+        .get_or_default::<Home>()
+        .users
+        .insert(owner.as_str().to_owned(), Slot::Waiting(l));
+    load(shard, owner.clone());
+    Ok(())
+}
+
+/// Starts loading `owner`'s state, without evicting anyone, for `jid` to be owed its last items
+/// once checked against the roster (a contact's presence to an offline owner); false when the
+/// cache has no room.
+pub(super) fn load_for_contact(
+    shard: &mut Shard,
+    owner: &BareJid,
+    jid: FullJid,
+    ver: Option<String>,
+) -> bool {
+    let mut l = Loading::default();
+    l.last.insert(jid, (ver, true));
+    start_load(shard, owner, l, false).is_ok()
+}
+
+/// Puts `u` back as ready, runs what queued meanwhile, then sends the last items owed.
 fn ready(shard: &mut Shard, owner: &BareJid, u: UserPep) {
     let home = shard.ext.get_or_default::<Home>();
-    let queued = match home.users.insert(owner.as_str().to_owned(), Slot::Ready(u)) {
-        Some(Slot::Waiting(q)) => q,
-        _ => Vec::new(),
+    let l = match home.users.remove(owner.as_str()) {
+        Some(Slot::Waiting(l)) => l,
+        _ => Loading::default(),
     };
-    for op in queued {
+    let u = if l.gone { UserPep::default() } else { u };
+    home.users.insert(owner.as_str().to_owned(), Slot::Ready(u));
+    for op in l.ops {
         with_user(shard, owner, op);
+    }
+    if !l.last.is_empty() {
+        let o = owner.clone();
+        with_user(
+            shard,
+            owner,
+            Box::new(move |shard, u| {
+                if let Some(u) = u {
+                    for (jid, (ver, check)) in l.last {
+                        super::presence::owed(shard, u, &o, jid, ver, check);
+                    }
+                }
+            }),
+        );
     }
 }
 
-/// Evicts a loaded user without sessions when the cache is full; false when nobody can go.
-fn make_room(shard: &mut Shard) -> bool {
+/// Makes room in the cache for `owner`. Users with sessions always get in (they are bounded by
+/// the sessions); others only below `cache_users`, or by evicting (when `evict`) a loaded user
+/// without sessions. False when there is no room.
+fn make_room(shard: &mut Shard, owner: &BareJid, evict: bool) -> bool {
+    if !shard.sm.resources(owner).is_empty() {
+        return true;
+    }
     let home = shard.ext.get_or_default::<Home>();
     if home.users.len() < home.opts.cache_users {
         return true;
     }
-    let candidates: Vec<String> = home
+    if !evict {
+        return false;
+    }
+    let sm = &shard.sm;
+    let Some(victim) = home
         .users
         .iter()
-        .filter(|(_, s)| matches!(s, Slot::Ready(_)))
+        .find(|(k, s)| matches!(s, Slot::Ready(_)) && sm.resources_of(k).is_empty())
         .map(|(k, _)| k.clone())
-        .collect();
-    let Some(victim) = candidates
-        .into_iter()
-        .find(|u| shard.sm.resources_of(u).is_empty())
     else {
         return false;
     };
-    shard.ext.get_or_default::<Home>().users.remove(&victim);
+    home.users.remove(&victim);
     true
 }
 
@@ -216,8 +333,8 @@ fn loaded(
         Err(e) => {
             tracing::error!(error = %e, user = owner.as_str(), "pep: loading failed");
             let home = shard.ext.get_or_default::<Home>();
-            if let Some(Slot::Waiting(q)) = home.users.remove(owner.as_str()) {
-                for op in q {
+            if let Some(Slot::Waiting(l)) = home.users.remove(owner.as_str()) {
+                for op in l.ops {
                     op(shard, None);
                 }
             }
@@ -257,6 +374,16 @@ fn loaded(
         u.roster.insert(r.jid.as_str().to_owned(), contact_of(&r));
     }
     ready(shard, &owner, u);
+    // Loaded for a contact's presence to an offline account without nodes (or to no account at
+    // all): nothing to keep.
+    let home = shard.ext.get_or_default::<Home>();
+    if home
+        .loaded(owner.as_str())
+        .is_some_and(|u| u.nodes.is_empty())
+        && shard.sm.resources(&owner).is_empty()
+    {
+        shard.ext.get_or_default::<Home>().forget(owner.as_str());
+    }
 }
 
 /// The access-model view of a roster item.

@@ -39,6 +39,15 @@ fn text(s: &Stanza) -> String {
     String::from_utf8_lossy(s.bytes()).into_owned()
 }
 
+/// The sender's own items of `node`.
+fn get_items(w: &mut World, u: &mut User, node: &str) -> Stanza {
+    ask(
+        w,
+        u,
+        &format!("<iq type='get' id='g'><pubsub xmlns='{PS}'><items node='{node}'/></pubsub></iq>"),
+    )
+}
+
 fn publish(node: &str, id: &str, payload: &str, options: &str) -> String {
     format!(
         "<iq type='set' id='p1'><pubsub xmlns='{PS}'><publish node='{node}'><item id='{id}'>{payload}</item></publish>{options}</pubsub></iq>"
@@ -73,6 +82,18 @@ fn subscribe_both(w: &mut World, a: &mut User, an: &str, b: &mut User, bn: &str)
     subscribe_one_way(w, b, bn, a, an);
     drain(a);
     drain(b);
+}
+
+/// `shards` shards where alice (on the first) and bob (on the last) have a mutual subscription and
+/// alice has published `text` on `urn:x:p`.
+fn contacts_with_a_node(shards: usize, text: &str) -> (World, User, User) {
+    let mut w = world(shards);
+    let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+    let mut bob = w.connect(shards - 1, &format!("bob@{HOST}/b"), Some(0));
+    subscribe_both(&mut w, &mut alice, "alice", &mut bob, "bob");
+    let item = format!("<x xmlns='urn:x:p'>{text}</x>");
+    ask(&mut w, &mut alice, &publish("urn:x:p", "1", &item, ""));
+    (w, alice, bob)
 }
 
 #[test]
@@ -268,18 +289,8 @@ fn a_resource_coming_online_gets_the_last_items() {
 /// and answers the server's disco#info query if it asks (caps module); returns the other stanzas
 /// delivered meanwhile.
 fn announce(w: &mut World, u: &mut User, features: &[&str], to: Option<&str>) -> Vec<Stanza> {
-    let info = caps::CapsInfo {
-        identities: vec![caps::Identity {
-            category: "client".into(),
-            type_: "pc".into(),
-            lang: String::new(),
-            name: "t".into(),
-        }],
-        features: features.iter().map(|f| f.to_string()).collect(),
-        forms: Vec::new(),
-    };
-    let ver = caps::ver::ver(&info, "sha-1").unwrap_or_default();
     let to = to.map(|t| format!(" to='{t}'")).unwrap_or_default();
+    let ver = caps_ver(features);
     w.send(u, &format!("<presence{to}><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='n' ver='{ver}'/></presence>"));
     let mut others = Vec::new();
     for s in drain(u) {
@@ -300,6 +311,21 @@ fn announce(w: &mut World, u: &mut User, features: &[&str], to: Option<&str>) ->
         others.extend(drain(u));
     }
     others
+}
+
+/// The caps `ver` of a client with `features`.
+fn caps_ver(features: &[&str]) -> String {
+    let info = caps::CapsInfo {
+        identities: vec![caps::Identity {
+            category: "client".into(),
+            type_: "pc".into(),
+            lang: String::new(),
+            name: "t".into(),
+        }],
+        features: features.iter().map(|f| f.to_string()).collect(),
+        forms: Vec::new(),
+    };
+    caps::ver::ver(&info, "sha-1").unwrap_or_default()
 }
 
 fn events(u: &User, node: &str) -> Vec<String> {
@@ -414,6 +440,38 @@ fn subscribing_explicitly_sends_the_last_item() {
     // Someone else's JID: refused.
     let r = ask(&mut w, &mut bob, &format!("<iq type='set' id='s' to='alice@{HOST}'><pubsub xmlns='{PS}'><subscribe node='urn:x:o' jid='carol@{HOST}'/></pubsub></iq>"));
     refused(&r, "bad-request", Some("invalid-jid"));
+    // A resource of bob's that is not the sender: refused too.
+    let r = ask(&mut w, &mut bob, &format!("<iq type='set' id='s' to='alice@{HOST}'><pubsub xmlns='{PS}'><subscribe node='urn:x:o' jid='bob@{HOST}/other'/></pubsub></iq>"));
+    refused(&r, "bad-request", Some("invalid-jid"));
+}
+
+#[test]
+fn one_user_holds_a_bounded_number_of_subscriptions_per_node() {
+    let mut w = world(2);
+    let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+    let open = "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='pubsub#access_model'><value>open</value></field></x></publish-options>";
+    ask(
+        &mut w,
+        &mut alice,
+        &publish("urn:x:o", "1", "<x xmlns='urn:x:o'>hi</x>", open),
+    );
+    let sub = |j: &str| {
+        format!("<iq type='set' id='s' to='alice@{HOST}'><pubsub xmlns='{PS}'><subscribe node='urn:x:o' jid='{j}'/></pubsub></iq>")
+    };
+    let max = super::handle::MAX_SUBS_PER_USER;
+    for i in 0..=max {
+        let jid = format!("bob@{HOST}/r{i}");
+        let mut bob = w.connect(i % 2, &jid, Some(0));
+        let r = ask(&mut w, &mut bob, &sub(&jid));
+        if i < max {
+            assert_eq!(r.type_().as_deref(), Some("result"), "{i}: {}", text(&r));
+            // Subscribing again is no new subscription.
+            let r = ask(&mut w, &mut bob, &sub(&jid));
+            assert_eq!(r.type_().as_deref(), Some("result"), "{i}: {}", text(&r));
+        } else {
+            refused(&r, "not-allowed", Some("too-many-subscriptions"));
+        }
+    }
 }
 
 #[test]
@@ -459,26 +517,14 @@ fn a_deleted_account_starts_without_its_old_nodes() {
         .pubsub_node_delete(alice.as_str(), "urn:n")
         .unwrap_or_else(|e| panic!("{e}"));
     let mut a = w.connect(0, &format!("alice@{HOST}/b"), Some(0));
-    let r = ask(
-        &mut w,
-        &mut a,
-        &format!("<iq type='get' id='g'><pubsub xmlns='{PS}'><items node='urn:n'/></pubsub></iq>"),
-    );
+    let r = get_items(&mut w, &mut a, "urn:n");
     refused(&r, "item-not-found", None);
 }
 
 #[test]
 fn a_contact_coming_online_gets_the_last_items_of_an_offline_owner() {
     for shards in [1, 2] {
-        let mut w = world(shards);
-        let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
-        let mut bob = w.connect(shards - 1, &format!("bob@{HOST}/b"), Some(0));
-        subscribe_both(&mut w, &mut alice, "alice", &mut bob, "bob");
-        ask(
-            &mut w,
-            &mut alice,
-            &publish("urn:x:p", "1", "<x xmlns='urn:x:p'>hi</x>", ""),
-        );
+        let (mut w, mut alice, mut bob) = contacts_with_a_node(shards, "hi");
         w.send(&mut alice, "<presence type='unavailable'/>");
         w.send(&mut bob, "<presence type='unavailable'/>");
         drain(&bob);
@@ -497,5 +543,208 @@ fn a_contact_coming_online_gets_the_last_items_of_an_offline_owner() {
         drain(&phone);
         let got = announce(&mut w, &mut phone, &["urn:x:p+notify", "urn:x:new"], None);
         assert!(hi(got), "{shards}: known caps");
+    }
+}
+
+#[test]
+fn subscribers_who_may_no_longer_read_are_not_notified() {
+    let (mut w, mut alice, mut bob) = contacts_with_a_node(2, "one");
+    let r = ask(&mut w, &mut bob, &format!("<iq type='set' id='s' to='alice@{HOST}'><pubsub xmlns='{PS}'><subscribe node='urn:x:p' jid='bob@{HOST}/b'/></pubsub></iq>"));
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    // Alice cancels bob's presence subscription: the presence access model shuts him out.
+    w.send(
+        &mut alice,
+        &format!("<presence to='bob@{HOST}' type='unsubscribed'/>"),
+    );
+    drain(&bob);
+    ask(
+        &mut w,
+        &mut alice,
+        &publish("urn:x:p", "2", "<x xmlns='urn:x:p'>two</x>", ""),
+    );
+    assert!(events(&bob, "urn:x:p").is_empty());
+    // An open node turned whitelist: the subscription goes.
+    let open = "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='pubsub#access_model'><value>open</value></field></x></publish-options>";
+    ask(
+        &mut w,
+        &mut alice,
+        &publish("urn:x:o", "1", "<x xmlns='urn:x:o'>hi</x>", open),
+    );
+    let r = ask(&mut w, &mut bob, &format!("<iq type='set' id='s' to='alice@{HOST}'><pubsub xmlns='{PS}'><subscribe node='urn:x:o' jid='bob@{HOST}'/></pubsub></iq>"));
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    let r = ask(&mut w, &mut alice, "<iq type='set' id='c'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='urn:x:o'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#node_config</value></field><field var='pubsub#access_model'><value>whitelist</value></field></x></configure></pubsub></iq>");
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    let r = ask(&mut w, &mut alice, "<iq type='get' id='o'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><subscriptions node='urn:x:o'/></pubsub></iq>");
+    assert!(!text(&r).contains("bob@"), "{}", text(&r));
+    drain(&bob);
+    ask(
+        &mut w,
+        &mut alice,
+        &publish("urn:x:o", "2", "<x xmlns='urn:x:o'>two</x>", ""),
+    );
+    assert!(events(&bob, "urn:x:o").is_empty());
+}
+
+/// Ends `u`'s session (its state is dropped with the last one).
+fn logout(w: &mut World, u: &User) {
+    let shard = &mut w.cluster.shards[u.on];
+    crate::sm::unregister(shard, u.sess.jid.clone(), u.sess.session);
+    // What the hooks queued, as the shard's loop does after each event.
+    shard.drain_to_route();
+    w.cluster.pump();
+}
+
+/// The PEP state of the shard `user` is homed on.
+fn home_of<'a>(w: &'a World, user: &str) -> &'a super::state::Home {
+    let at = crate::shard::home_shard_of(user, w.cluster.shards.len());
+    w.cluster.shards[at.0 as usize]
+        .ext
+        .get::<super::state::Home>()
+        .unwrap_or_else(|| panic!("pep not started"))
+}
+
+#[test]
+fn presence_to_strangers_and_made_up_accounts_is_not_recorded() {
+    for shards in [1, 2] {
+        let mut w = world(shards);
+        let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+        let mut carol = w.connect(shards - 1, &format!("carol@{HOST}/c"), Some(0));
+        ask(
+            &mut w,
+            &mut alice,
+            &publish("urn:x:p", "1", "<x xmlns='urn:x:p'>hi</x>", ""),
+        );
+        w.send(&mut alice, "<presence type='unavailable'/>");
+        logout(&mut w, &alice);
+        for i in 0..50 {
+            w.send(&mut carol, &format!("<presence to='rand{i}@{HOST}'/>"));
+        }
+        // Alice exists, has nodes and is offline, but carol is no contact of hers.
+        w.send(&mut carol, &format!("<presence to='alice@{HOST}'/>"));
+        for i in 0..50 {
+            let user = format!("rand{i}@{HOST}");
+            let home = home_of(&w, &user);
+            assert!(!home.presences.contains_key(&user), "{shards}: {user}");
+            assert!(home.loaded(&user).is_none(), "{shards}: {user}");
+        }
+        let alice_bare = format!("alice@{HOST}");
+        assert!(
+            !home_of(&w, &alice_bare).presences.contains_key(&alice_bare),
+            "{shards}"
+        );
+    }
+}
+
+#[test]
+fn last_items_owed_during_a_load_reach_every_resource() {
+    let (mut w, mut alice, mut bob) = contacts_with_a_node(1, "hi");
+    let features = ["urn:x:p+notify"];
+    announce(&mut w, &mut bob, &features, None);
+    // Alice goes offline (her state is dropped); more of bob's resources come online than
+    // requests may wait for a load, all before the load of alice's state completes.
+    w.send(&mut alice, "<presence type='unavailable'/>");
+    logout(&mut w, &alice);
+    let ver = caps_ver(&features);
+    let mut resources: Vec<User> = (0..100)
+        .map(|i| w.connect(0, &format!("bob@{HOST}/r{i}"), None))
+        .collect();
+    for r in &mut resources {
+        drain(r);
+        let p = format!("<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='n' ver='{ver}'/></presence>");
+        let p = Stanza::parse(p.into_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        crate::c2s::route::user_send(&mut w.cluster.shards[0], &mut r.sess, p);
+    }
+    w.cluster.pump();
+    for (i, r) in resources.iter().enumerate() {
+        let got = events(r, "urn:x:p");
+        assert_eq!(got.len(), 1, "r{i}: {got:?}");
+    }
+}
+
+#[test]
+fn a_deleted_account_leaves_no_state_on_its_home_shard() {
+    for shards in [1, 2] {
+        let (mut w, mut alice, mut bob) = contacts_with_a_node(shards, "old");
+        w.send(&mut alice, "<presence type='unavailable'/>");
+        logout(&mut w, &alice);
+        // Bob's presence reaches offline alice: her state is loaded for it.
+        w.send(&mut bob, "<presence/>");
+        let user = format!("alice@{HOST}");
+        assert!(home_of(&w, &user).loaded(&user).is_some(), "{shards}");
+        // The deletion, run on bob's shard (as the admin API may be).
+        let jid = crate::jid::BareJid::parse(&user).unwrap_or_else(|e| panic!("{e}"));
+        // (Test sessions have no account row: the store's part of a removal is its PEP rows.)
+        w.store()
+            .pubsub_node_delete(jid.as_str(), "urn:x:p")
+            .unwrap_or_else(|e| panic!("{e}"));
+        crate::modules::register::account_removed(&mut w.cluster.shards[shards - 1], jid);
+        w.cluster.pump();
+        let home = home_of(&w, &user);
+        assert!(home.loaded(&user).is_none(), "{shards}");
+        assert!(!home.presences.contains_key(&user), "{shards}");
+        // Registered again, the account starts without the old node.
+        let mut a = w.connect(0, &format!("alice@{HOST}/b"), Some(0));
+        let r = ask(
+            &mut w,
+            &mut a,
+            &format!(
+                "<iq type='get' id='g'><pubsub xmlns='{PS}'><items node='urn:x:p'/></pubsub></iq>"
+            ),
+        );
+        refused(&r, "item-not-found", None);
+    }
+}
+
+#[test]
+fn a_user_s_items_are_bounded_in_bytes() {
+    let mut w = World::new(
+        1,
+        &MODULES.replace(
+            "[modules.pep]\n",
+            "[modules.pep]\nmax_bytes_per_user = 4096\n",
+        ),
+    );
+    let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+    // 1500 payload bytes to `node`.
+    let put = |w: &mut World, u: &mut User, node: &str, id: &str| {
+        let item = format!("<x xmlns='{node}'>{}</x>", "a".repeat(1500));
+        ask(w, u, &publish(node, id, &item, ""))
+    };
+    for n in ["urn:a", "urn:b"] {
+        let r = put(&mut w, &mut alice, n, "1");
+        assert_eq!(r.type_().as_deref(), Some("result"), "{n}: {}", text(&r));
+    }
+    // A third node would take alice past 4096 bytes: refused, and the node is not created.
+    let r = put(&mut w, &mut alice, "urn:c", "1");
+    refused(&r, "not-acceptable", Some("payload-too-big"));
+    let r = get_items(&mut w, &mut alice, "urn:c");
+    refused(&r, "item-not-found", None);
+    // Replacing an item (one kept per node) does not grow the total.
+    let r = put(&mut w, &mut alice, "urn:a", "2");
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    // Two items kept in a node: the second would go past the budget, the first stays.
+    let r = ask(&mut w, &mut alice, "<iq type='set' id='c'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='urn:b'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#node_config</value></field><field var='pubsub#max_items'><value>2</value></field></x></configure></pubsub></iq>");
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    let r = put(&mut w, &mut alice, "urn:b", "2");
+    refused(&r, "not-acceptable", Some("payload-too-big"));
+    let r = get_items(&mut w, &mut alice, "urn:b");
+    assert!(text(&r).contains("<item id='1'>"), "{}", text(&r));
+    assert!(!text(&r).contains("<item id='2'>"), "{}", text(&r));
+}
+
+#[test]
+fn users_with_sessions_are_never_refused_for_a_full_cache() {
+    let mut w = World::new(
+        1,
+        &MODULES.replace("[modules.pep]\n", "[modules.pep]\ncache_users = 1\n"),
+    );
+    for name in ["alice", "bob", "carol"] {
+        let mut u = w.connect(0, &format!("{name}@{HOST}/r"), Some(0));
+        let r = ask(
+            &mut w,
+            &mut u,
+            &publish("urn:n", "1", "<x xmlns='urn:n'/>", ""),
+        );
+        assert_eq!(r.type_().as_deref(), Some("result"), "{name}: {}", text(&r));
     }
 }

@@ -27,6 +27,19 @@ use crate::store::{unix_now, Registered, Store, StoreError};
 use crate::xml::{Element, Stanza};
 use crate::xmpp::{StanzaErrorCondition, StreamErrorCondition};
 
+/// Module event: an account was deleted (in-band here, or by the admin API), emitted on the shard
+/// that ran the removal once the store has forgotten it; modules drop what they hold of it.
+#[derive(Debug, Clone)]
+pub struct AccountRemoved {
+    /// The deleted account.
+    pub jid: BareJid,
+}
+
+/// Announces that `jid` was deleted (see [`AccountRemoved`]).
+pub fn account_removed(shard: &mut Shard, jid: BareJid) {
+    crate::hooks::Events::<AccountRemoved>::emit(shard, &AccountRemoved { jid });
+}
+
 /// The rate limit window.
 const WINDOW_SECS: i64 = 60;
 
@@ -233,10 +246,12 @@ fn remove(store: &Store, bare: &BareJid, req: Acc, shard: crate::shard::ShardId)
     tracing::info!(%bare, "account removed in-band");
     let reply = crate::local::result_reply(&req, None, shard);
     let from = req.from.clone();
+    let gone = bare.clone();
     JobDone {
         hold: Vec::new(),
         route: Vec::new(),
         then: Some(Box::new(move |shard: &mut Shard| {
+            account_removed(shard, gone);
             // The result first, then the close, through the same mailbox: the client sees both.
             shard.route_all(vec![reply]);
             if let Some(conn) = shard.local_session(from.as_str()) {

@@ -162,6 +162,8 @@ async fn run(cmd: Command, ctx: &Rc<ShardCtx>) -> Answer {
         }
         Command::DelUser(jid) => {
             account_job(ctx, &jid, |s, j| s.remove_user(j)).await?;
+            crate::modules::register::account_removed(&mut ctx.shard.borrow_mut(), jid.clone());
+            ctx.flush();
             let bare = jid.clone();
             let kicked = on_every_shard(ctx, move |s| {
                 shards::kick_home(s, &bare, |_| true, "account deleted by administrator")
