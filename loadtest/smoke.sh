@@ -49,6 +49,11 @@ run() {
     "$LOAD" "$@" "${common[@]}"
 }
 run connect --rate 0 --mech SCRAM-SHA-256
+# PEP fan-out: user1 publishes to 20 contacts (subscriptions and caps set up over the wire); early,
+# on accounts no other scenario has used yet.
+echo "smoke: petrel-load pep --contacts 20"
+"$LOAD" pep --contacts 20 --users 21 --server "127.0.0.1:$port" --domain localhost \
+    --password smoke-pass --cores 1 --quiet --duration 3 --window 8 --mech PLAIN
 run chat --interval-ms 500 --duration 3 --mech SCRAM-SHA-1
 run max --duration 3 --window 8 --mech PLAIN
 run idle --duration 2 --server-pid "$petrel_pid"
@@ -58,10 +63,6 @@ echo "smoke: petrel-load max --transport ws"
 "$LOAD" max --transport ws --server "127.0.0.1:$http_port" --domain localhost --users "$USERS" \
     --password smoke-pass --cores 1 --quiet --duration 3 --window 8 --mech SCRAM-SHA-256
 run muc --rooms $((USERS / 10)) --occupants 10 --closed --duration 3 --mech PLAIN
-# PEP fan-out: user1 publishes to 20 contacts (subscriptions and caps set up over the wire).
-echo "smoke: petrel-load pep --contacts 20"
-"$LOAD" pep --contacts 20 --users 21 --server "127.0.0.1:$port" --domain localhost \
-    --password smoke-pass --cores 1 --quiet --duration 3 --window 8 --mech PLAIN
 # Stream management last: its sessions stay parked for resumption after the run.
 run max --duration 2 --window 8 --mech PLAIN --sm
 run chat --interval-ms 500 --duration 2 --mech PLAIN --sm
