@@ -4,7 +4,7 @@
 //! for what the owner's clients did, so a mirror's own publications do not come back to it.
 
 use super::handle;
-use super::state::{with_user, Home};
+use super::state::{with_user, Home, UserPep};
 use crate::hooks::{Acc, Events};
 use crate::jid::{BareJid, Jid};
 use crate::modules::pubsub::core::{ns as ps_ns, Item, PublishItem, Request};
@@ -87,44 +87,49 @@ pub fn apply_as_owner(
     node: String,
     decide: impl FnOnce(Option<Vec<Item>>) -> Vec<Request> + Send + 'static,
 ) {
+    on_owner(shard, owner.clone(), move |shard, u| {
+        let Some(u) = u else {
+            tracing::warn!(
+                user = owner.as_str(),
+                "pep: state unavailable for a server request"
+            );
+            return;
+        };
+        let items = node_items(Some(&*u), &node);
+        let acc = server_iq(&owner, shard.id);
+        for mut req in decide(items) {
+            if let Request::Publish { node, options, .. } = &mut req {
+                if u.nodes.contains_key(node.as_str()) {
+                    *options = None;
+                }
+            }
+            if let Err(e) = handle::run(shard, u, &owner, &acc, req) {
+                // The later requests may depend on this one (metadata naming data).
+                tracing::warn!(user = owner.as_str(), error = ?e, "pep: server request refused; the rest not tried");
+                break;
+            }
+        }
+    });
+}
+
+/// Runs `op` with `owner`'s PEP state on their home shard (from any shard).
+fn on_owner(
+    shard: &mut Shard,
+    owner: BareJid,
+    op: impl FnOnce(&mut Shard, Option<&mut UserPep>) + Send + 'static,
+) {
     let home = home_of(shard, &owner);
     crate::sm::run_on(
         shard,
         home,
-        Box::new(move |shard: &mut Shard| {
-            let o = owner.clone();
-            with_user(
-                shard,
-                &o,
-                Box::new(move |shard, u| {
-                    let Some(u) = u else {
-                        tracing::warn!(
-                            user = owner.as_str(),
-                            "pep: state unavailable for a server request"
-                        );
-                        return;
-                    };
-                    let items = u
-                        .nodes
-                        .get(&node)
-                        .map(|n| n.items(None, &[]).into_iter().cloned().collect::<Vec<_>>());
-                    let acc = server_iq(&owner, shard.id);
-                    for mut req in decide(items) {
-                        if let Request::Publish { node, options, .. } = &mut req {
-                            if u.nodes.contains_key(node.as_str()) {
-                                *options = None;
-                            }
-                        }
-                        if let Err(e) = handle::run(shard, u, &owner, &acc, req) {
-                            // The later requests may depend on this one (metadata naming data).
-                            tracing::warn!(user = owner.as_str(), error = ?e, "pep: server request refused; the rest not tried");
-                            break;
-                        }
-                    }
-                }),
-            );
-        }),
+        Box::new(move |shard: &mut Shard| with_user(shard, &owner, Box::new(op))),
     );
+}
+
+/// The items of `node` in `u` (oldest first), `None` without state or node.
+fn node_items(u: Option<&UserPep>, node: &str) -> Option<Vec<Item>> {
+    u.and_then(|u| u.nodes.get(node))
+        .map(|n| n.items(None, &[]).into_iter().cloned().collect())
 }
 
 /// The IQ a server request stands for: from the owner's bare JID (which marks it as the server's,
@@ -151,24 +156,10 @@ pub fn with_items(
     node: String,
     f: impl FnOnce(&mut Shard, Option<Vec<Item>>) + Send + 'static,
 ) {
-    let home = home_of(shard, &owner);
-    crate::sm::run_on(
-        shard,
-        home,
-        Box::new(move |shard: &mut Shard| {
-            let o = owner.clone();
-            with_user(
-                shard,
-                &o,
-                Box::new(move |shard, u| {
-                    let items = u
-                        .and_then(|u| u.nodes.get(&node))
-                        .map(|n| n.items(None, &[]).into_iter().cloned().collect::<Vec<_>>());
-                    f(shard, items)
-                }),
-            );
-        }),
-    );
+    on_owner(shard, owner, move |shard, u| {
+        let items = node_items(u.as_deref(), &node);
+        f(shard, items)
+    });
 }
 
 /// A publication of `payload` as item `id` of `node` with `publish-options` `options` (pairs of
