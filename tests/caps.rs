@@ -25,7 +25,7 @@ const EXODUS_VER: &str = "QgayPKawpkPSDYmwT/WM94uAlu0=";
 fn start(shards: usize, caps_options: &str) -> Server {
     Server::start_with(
         shards,
-        &["a", "b0", "b1", "b2", "b3"],
+        &["a", "b0", "b1", "b2", "b3", "c0", "c1"],
         "",
         &format!("[modules.presence]\n[modules.caps]\n{caps_options}\n"),
     )
@@ -114,9 +114,10 @@ fn a_ver_is_asked_once_two_shards() {
 
 const BOGUS: &str = "Zm9yZ2VkZm9yZ2VkZm9yZ2VkZm9yZ2U=";
 
-/// `a` claims `BOGUS` and answers the query with Exodus's features, which do not hash to it.
-fn answer_wrongly(server: &Server) -> Client {
-    let mut a = server.login("a", "r", None);
+/// A client of `user` claims `BOGUS` and answers the query with Exodus's features, which do not
+/// hash to it.
+fn answer_wrongly(server: &Server, user: &str) -> Client {
+    let mut a = server.login(user, "r", None);
     let id = asked_about(&mut a, BOGUS);
     answer(&mut a, &id, BOGUS, EXODUS);
     a.sync();
@@ -126,7 +127,13 @@ fn answer_wrongly(server: &Server) -> Client {
 fn unverified_not_cached(shards: usize) {
     let server = start(shards, "");
     let bogus = BOGUS;
-    let _a = answer_wrongly(&server);
+    let _a = answer_wrongly(&server, "a");
+    // The same account is not asked again; other accounts are (one client answering wrongly must
+    // not keep everyone else's caps unknown), until three accounts failed it.
+    let mut a2 = server.login("a", "r2", None);
+    not_asked_about(&mut a2, bogus, shards, "a2y");
+    let _c = answer_wrongly(&server, "c0");
+    let _d = answer_wrongly(&server, "c1");
     for i in 0..2 {
         let mut b = server.login(&format!("b{i}"), "r", None);
         not_asked_about(&mut b, bogus, shards, &format!("b{i}y"));
@@ -141,7 +148,7 @@ fn unverified_not_cached(shards: usize) {
 #[test]
 fn an_unverified_ver_is_asked_again_after_retry_after() {
     let server = start(2, "retry_after = 1");
-    let _a = answer_wrongly(&server);
+    let _a = answer_wrongly(&server, "a");
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let mut b = server.login("b0", "r", None);
     asked_about(&mut b, BOGUS);

@@ -83,7 +83,8 @@ pub enum Claim {
 /// oldest is forgotten (it may be asked again).
 pub struct Claims {
     asking: HashMap<String, Instant>,
-    failed: HashMap<String, Instant>,
+    /// Per failed `ver`: until when, and the accounts whose clients failed it.
+    failed: HashMap<String, Failed>,
     failed_order: VecDeque<(Instant, String)>,
     max: usize,
     /// How long a claim lasts without news (the query's timeout plus a margin).
@@ -91,6 +92,20 @@ pub struct Claims {
     /// How long a failed `ver` is not asked again.
     failed_ttl: Duration,
 }
+
+/// A `ver` that failed recently.
+struct Failed {
+    until: Instant,
+    /// Accounts (bare JIDs) whose clients failed it: they are not asked again, others are, up to
+    /// [`FAILING_ACCOUNTS`] of them.
+    by: Vec<String>,
+}
+
+/// Distinct accounts whose clients may fail a `ver` before nobody is asked about it until the
+/// failure expires: one client answering wrongly (or a client that went away before answering)
+/// must not keep everyone else's notifications off for `retry_after`, and a `ver` that is wrong
+/// everywhere is still asked only a few times.
+pub const FAILING_ACCOUNTS: usize = 3;
 
 impl Claims {
     /// Empty claims (see the type's doc for `max`).
@@ -105,13 +120,16 @@ impl Claims {
         }
     }
 
-    /// Someone wants to ask about `ver` at `now`.
-    pub fn claim(&mut self, ver: &str, now: Instant) -> Claim {
-        if let Some(&until) = self.failed.get(ver) {
-            if until > now {
-                return Claim::Failed;
+    /// A client of `account` (a bare JID) wants `ver` asked about at `now`.
+    pub fn claim(&mut self, ver: &str, account: &str, now: Instant) -> Claim {
+        if let Some(f) = self.failed.get(ver) {
+            if f.until > now {
+                if f.by.len() >= FAILING_ACCOUNTS || f.by.iter().any(|a| a == account) {
+                    return Claim::Failed;
+                }
+            } else {
+                self.failed.remove(ver);
             }
-            self.failed.remove(ver);
         }
         if let Some(&until) = self.asking.get(ver) {
             if until > now {
@@ -134,11 +152,18 @@ impl Claims {
         self.asking.remove(ver);
     }
 
-    /// The query about `ver` failed at `now`.
-    pub fn failed(&mut self, ver: &str, now: Instant) {
+    /// The query about `ver` to a client of `account` failed at `now`.
+    pub fn failed(&mut self, ver: &str, account: &str, now: Instant) {
         self.asking.remove(ver);
         let until = now + self.failed_ttl;
-        self.failed.insert(ver.to_owned(), until);
+        let f = self.failed.entry(ver.to_owned()).or_insert(Failed {
+            until,
+            by: Vec::new(),
+        });
+        f.until = until;
+        if f.by.len() < FAILING_ACCOUNTS && !f.by.iter().any(|a| a == account) {
+            f.by.push(account.to_owned());
+        }
         // A stale pair left by an earlier failure of `ver` is skipped when it reaches the front.
         self.failed_order.push_back((until, ver.to_owned()));
         // Forget expired failures, and the oldest past the bound.
@@ -146,7 +171,7 @@ impl Claims {
             if *until > now && self.failed.len() <= self.max {
                 break;
             }
-            if self.failed.get(v) == Some(until) {
+            if self.failed.get(v).map(|f| &f.until) == Some(until) {
                 self.failed.remove(v);
             }
             self.failed_order.pop_front();

@@ -9,8 +9,9 @@
 //!   with extended forms) and, when the hash matches, puts the info in every shard's cache
 //!   (`ShardMsg::Run`) where the `caps_learned` callbacks ([`on_learned`]) run.
 //! - An error, no answer within [`QUERY_TIMEOUT`], or a hash that does not verify: not cached,
-//!   logged, and the `ver` is not asked again for `retry_after` seconds (default 600; its
-//!   presences are ignored meanwhile).
+//!   logged, and the `ver` is not asked of that account's clients again for `retry_after` seconds
+//!   (default 600), nor of anyone once [`cache::FAILING_ACCOUNTS`] accounts failed it (one client
+//!   answering wrongly, or gone before answering, does not keep everyone's caps unknown).
 //!   Legacy caps (no `hash`) and hash functions other than sha-1 and sha-2 are ignored.
 //! - Bounds: the cache holds `max_entries` `ver`s (default 100 000) and [`MAX_CACHE_BYTES`],
 //!   evicting the one learned the longest ago; at most [`MAX_CLAIMS`] queries under way and as
@@ -236,7 +237,10 @@ fn claim(s: &mut Shard, ask: Ask) {
         );
         return;
     }
-    match state.claims.claim(&ask.caps.ver, now) {
+    match state
+        .claims
+        .claim(&ask.caps.ver, ask.jid.bare().as_str(), now)
+    {
         Claim::Granted => s.send_to_shard(ask.at, ShardMsg::Run(Box::new(move |s| query(s, ask)))),
         outcome => tracing::debug!(ver = ask.caps.ver, ?outcome, "caps not asked"),
     }
@@ -248,7 +252,7 @@ fn query(s: &mut Shard, ask: Ask) {
     let payload = Element::new("query", ns::DISCO_INFO).with_attr("node", node);
     let from = match crate::jid::BareJid::domain_only(ask.jid.domain()) {
         Ok(d) => Jid::from(d),
-        Err(_) => return settle(s, &ask.caps.ver, false),
+        Err(_) => return settle(s, &ask.caps.ver, None),
     };
     let to = Jid::from(ask.jid.clone());
     let ver = ask.caps.ver.clone();
@@ -262,7 +266,7 @@ fn query(s: &mut Shard, ask: Ask) {
     );
     if sent.is_err() {
         // This shard waits for too many answers: give the claim back, someone may ask later.
-        settle(s, &ver, false);
+        settle(s, &ver, None);
     }
 }
 
@@ -290,7 +294,7 @@ fn answered(s: &mut Shard, ask: Ask, answer: IqAnswer) {
                 why,
                 "caps not verified"
             );
-            settle(s, &ask.caps.ver, true);
+            settle(s, &ask.caps.ver, Some(ask.jid.bare()));
         }
     }
 }
@@ -308,9 +312,9 @@ fn check(acc: &Acc, caps: &CapsRef) -> Result<CapsInfo, String> {
     Ok(info)
 }
 
-/// Tells the `ver`'s home shard the query is over without a result (`failed`: not asked again
-/// for a while).
-fn settle(s: &mut Shard, ver: &str, failed: bool) {
+/// Tells the `ver`'s home shard the query is over without a result (`failed`: a client of that
+/// account failed it, see [`cache::FAILING_ACCOUNTS`]).
+fn settle(s: &mut Shard, ver: &str, failed: Option<crate::jid::BareJid>) {
     let ver = ver.to_owned();
     let home = home_of(&ver, s.shards);
     s.send_to_shard(
@@ -318,8 +322,8 @@ fn settle(s: &mut Shard, ver: &str, failed: bool) {
         ShardMsg::Run(Box::new(move |s| {
             let now = crate::hooks::clock::now();
             if let Some(state) = s.ext.get_mut::<CapsState>() {
-                if failed {
-                    state.claims.failed(&ver, now);
+                if let Some(account) = failed {
+                    state.claims.failed(&ver, account.as_str(), now);
                 } else {
                     state.claims.done(&ver);
                 }

@@ -193,21 +193,37 @@ fn claims_let_one_query_out_and_remember_failures_for_a_while() {
     let now = Instant::now();
     let ttl = Duration::from_secs(60);
     let mut c = Claims::new(2, ttl, ttl * 10);
-    assert_eq!(c.claim("a", now), Claim::Granted);
-    assert_eq!(c.claim("a", now), Claim::Busy);
-    assert_eq!(c.claim("b", now), Claim::Granted);
-    assert_eq!(c.claim("c", now), Claim::Full);
+    assert_eq!(c.claim("a", "u1@x", now), Claim::Granted);
+    assert_eq!(c.claim("a", "u2@x", now), Claim::Busy);
+    assert_eq!(c.claim("b", "u1@x", now), Claim::Granted);
+    assert_eq!(c.claim("c", "u1@x", now), Claim::Full);
     // A claim whose answer never came expires.
-    assert_eq!(c.claim("a", now + ttl * 2), Claim::Granted);
+    assert_eq!(c.claim("a", "u1@x", now + ttl * 2), Claim::Granted);
     c.done("b");
-    c.failed("a", now);
-    assert_eq!(c.claim("a", now + ttl), Claim::Failed);
-    assert_eq!(c.claim("a", now + ttl * 11), Claim::Granted);
+    c.failed("a", "u1@x", now);
+    assert_eq!(c.claim("a", "u1@x", now + ttl), Claim::Failed);
+    assert_eq!(c.claim("a", "u1@x", now + ttl * 11), Claim::Granted);
     // Failures are bounded too.
     for i in 0..10 {
-        c.failed(&format!("f{i}"), now);
+        c.failed(&format!("f{i}"), "u1@x", now);
     }
     assert!(c.failed_len() <= 3);
+}
+
+#[test]
+fn one_account_failing_a_ver_does_not_keep_others_from_being_asked() {
+    let now = Instant::now();
+    let ttl = Duration::from_secs(60);
+    let mut c = Claims::new(100, ttl, ttl * 10);
+    for (i, account) in ["mallory@x", "m2@x", "m3@x"].iter().enumerate() {
+        assert_eq!(c.claim("v", account, now), Claim::Granted, "account {i}");
+        c.failed("v", account, now);
+        // The account that failed is not asked again.
+        assert_eq!(c.claim("v", account, now), Claim::Failed);
+    }
+    // Past FAILING_ACCOUNTS distinct accounts, nobody is asked until the failure expires.
+    assert_eq!(c.claim("v", "alice@x", now), Claim::Failed);
+    assert_eq!(c.claim("v", "alice@x", now + ttl * 11), Claim::Granted);
 }
 
 #[test]
@@ -310,9 +326,13 @@ fn an_answer_that_does_not_verify_is_not_cached_nor_asked_again() {
     w.send(&mut alice, &answer(&asked[0].0, SIMPLE));
     assert!(features(&w.cluster.shards[0].ext, bogus).is_none());
     assert!(features(&w.cluster.shards[1].ext, bogus).is_none());
+    // Not asked of the same account again; another account is asked (see FAILING_ACCOUNTS).
+    let mut alice2 = w.connect(1, &format!("alice@{HOST}/a2"), None);
+    w.send(&mut alice2, &presence(bogus));
+    assert!(queries(&alice2).is_empty());
     let mut bob = w.connect(1, &format!("bob@{HOST}/b"), None);
     w.send(&mut bob, &presence(bogus));
-    assert!(queries(&bob).is_empty());
+    assert_eq!(queries(&bob).len(), 1);
     // An error answer fails the same way.
     w.send(&mut bob, &presence(COMPLEX_VER));
     let asked = queries(&bob);
@@ -324,8 +344,9 @@ fn an_answer_that_does_not_verify_is_not_cached_nor_asked_again() {
             asked[0].0
         ),
     );
-    w.send(&mut alice, &presence(COMPLEX_VER));
-    assert!(queries(&alice).is_empty());
+    let mut bob2 = w.connect(0, &format!("bob@{HOST}/b2"), None);
+    w.send(&mut bob2, &presence(COMPLEX_VER));
+    assert!(queries(&bob2).is_empty());
 }
 
 #[test]
@@ -341,9 +362,13 @@ fn no_answer_in_time_fails_like_a_wrong_one() {
     // The late answer finds nothing waiting for it.
     w.send(&mut alice, &answer(&asked[0].0, SIMPLE));
     assert!(features(&w.cluster.shards[1].ext, SIMPLE_VER).is_none());
+    let mut alice2 = w.connect(0, &format!("alice@{HOST}/a2"), None);
+    w.send(&mut alice2, &presence(SIMPLE_VER));
+    assert!(queries(&alice2).is_empty());
+    // A client that went away without answering does not keep other accounts from being asked.
     let mut bob = w.connect(0, &format!("bob@{HOST}/b"), None);
     w.send(&mut bob, &presence(SIMPLE_VER));
-    assert!(queries(&bob).is_empty());
+    assert_eq!(queries(&bob).len(), 1);
 }
 
 #[test]
