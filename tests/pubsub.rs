@@ -588,3 +588,39 @@ fn restart(shards: usize, store: &str) {
         assert!(text(&n).contains("third"), "{}", text(&n));
     }
 }
+
+/// A node that keeps no items (`max_items` 0) still notifies its subscribers, and unsubscribing
+/// somebody else is `forbidden` (XEP-0060 §6.2.3.3).
+#[test]
+fn a_notify_only_node_notifies_and_others_cannot_unsubscribe_you() {
+    for shards in [1, 2] {
+        let server = start(shards);
+        let mut alice = server.login("alice", "a", Some(0));
+        let mut bob = server.login("bob", "b", Some(0));
+        let mut carol = server.login("carol", "c", Some(0));
+        ok(&create(
+            &mut alice,
+            "c1",
+            "ticks",
+            &[("max_items", "0"), ("access_model", "open")],
+        ));
+        ok(&subscribe(&mut bob, "s1", "ticks", "bob@localhost/b"));
+        ok(&publish(
+            &mut alice,
+            "p1",
+            "ticks",
+            "t1",
+            "<tick xmlns='urn:x:tick'>1</tick>",
+        ));
+        let n = bob.expect("notification", |s| event(s, "items", "ticks"));
+        assert!(text(&n).contains("<item id='t1'"), "{shards}: {}", text(&n));
+        let r = iq(
+            &mut carol,
+            "u1",
+            "set",
+            PS,
+            "<unsubscribe node='ticks' jid='bob@localhost/b'/>",
+        );
+        refused(&r, "forbidden", None);
+    }
+}

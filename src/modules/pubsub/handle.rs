@@ -14,6 +14,10 @@ use crate::shard::Shard;
 use crate::xml::Element;
 use crate::xmpp::StanzaErrorCondition as C;
 
+/// Subscriptions one account may hold on a node (its resources and bare JID): past it
+/// `not-allowed` with `too-many-subscriptions`, so one account cannot use up the node's budget.
+const MAX_SUBSCRIPTIONS_PER_ACCOUNT: usize = 8;
+
 /// What a request did.
 pub(super) struct Outcome {
     /// The answer's payload, or the refusal.
@@ -100,6 +104,8 @@ fn answer(
                 n.config().check_preconditions(x, &limits)?;
             }
             let stored = item.to_stored();
+            // Notified as published: a node keeping no items (max_items 0) still notifies.
+            let sent = item.clone();
             let published = n.publish(item, &limits)?;
             if n.config().persist_items {
                 let ev = published.evicted.clone();
@@ -108,10 +114,8 @@ fn answer(
                 });
             }
             if n.config().deliver_notifications {
-                if let Some(last) = n.last() {
-                    let msg = event::items(service, &name, n.config(), &[last]);
-                    notify::fan_out(shard, service, n, &msg);
-                }
+                let msg = event::items(service, &name, n.config(), &[&sent]);
+                notify::fan_out(shard, service, n, &msg);
             }
             Ok(Some(event::publish_result(&name, &published.id)))
         }
@@ -146,7 +150,17 @@ fn answer(
                 return Err(PubsubError::app(C::BadRequest, PubsubAppError::InvalidJid));
             }
             let known = n.subscription(jid.as_str()).is_some();
-            if !known && n.meta.subscriptions.len() >= max_subscriptions {
+            // One account holds a few subscriptions (its resources), not the node's whole budget.
+            let mine = n
+                .meta
+                .subscriptions
+                .iter()
+                .filter(|s| bare_of(&s.jid) == from_bare)
+                .count();
+            if !known
+                && (n.meta.subscriptions.len() >= max_subscriptions
+                    || mine >= MAX_SUBSCRIPTIONS_PER_ACCOUNT)
+            {
                 return Err(PubsubError::app(
                     C::NotAllowed,
                     PubsubAppError::TooManySubscriptions,
@@ -169,7 +183,8 @@ fn answer(
         }
         Request::Unsubscribe { jid, subid, .. } => {
             if jid.bare().as_str() != from_bare && a.affiliation != Affiliation::Owner {
-                return Err(PubsubError::app(C::BadRequest, PubsubAppError::InvalidJid));
+                // XEP-0060 §6.2.3.3: unsubscribing someone else is forbidden.
+                return Err(PubsubError::forbidden());
             }
             n.unsubscribe(jid.as_str(), subid.as_deref())?;
             home::save(shard, service, live);

@@ -231,8 +231,14 @@ pub(super) fn with_node<T>(
     f: impl FnOnce(&mut Shard, &mut Live) -> T,
 ) -> Option<T> {
     let key = (service.to_owned(), node.to_owned());
-    let Some(Slot::Live(mut live)) = nodes(shard).slots.remove(&key) else {
-        return None;
+    let mut live = match nodes(shard).slots.remove(&key) {
+        Some(Slot::Live(live)) => live,
+        // A node being created keeps its slot (and the requests waiting in it).
+        Some(other) => {
+            nodes(shard).slots.insert(key, other);
+            return None;
+        }
+        None => return None,
     };
     let out = f(shard, &mut live);
     nodes(shard).slots.insert(key, Slot::Live(live));
