@@ -16,8 +16,8 @@ pub type Collect = Arc<dyn Fn(&mut Shard) -> Vec<Element> + Send + Sync>;
 /// Builds the answer's payload from every shard's elements (run where the query came in).
 pub type Finish = Box<dyn FnOnce(Vec<Element>) -> Element>;
 
-/// Queries waiting for the other shards, by number. Bounded by the shards' answers: each query
-/// is answered once every shard replied (the mesh delivers every `Run`).
+/// Queries waiting for the other shards, by number: each is answered once every shard replied
+/// (the mesh delivers every `Run`), and at most [`MAX_PENDING`] wait at once.
 #[derive(Default)]
 struct Pending {
     next: u64,
@@ -31,8 +31,20 @@ struct Query {
     finish: Finish,
 }
 
+/// Queries a shard lets wait for the others at once; past it a new one is answered
+/// `<resource-constraint/>` (type wait) at once, so a client asking in a loop cannot grow them.
+pub const MAX_PENDING: usize = 64;
+
 /// Asks every shard for `collect`'s elements and answers `acc` with `finish` of them all.
 pub fn gather(shard: &mut Shard, acc: Acc, collect: Collect, finish: Finish) {
+    if shard
+        .ext
+        .get::<Pending>()
+        .is_some_and(|p| p.queries.len() >= MAX_PENDING)
+    {
+        shard.bounce(&acc, crate::xmpp::StanzaErrorCondition::ResourceConstraint);
+        return;
+    }
     let pending = shard.ext.get_or_default::<Pending>();
     let id = pending.next;
     pending.next += 1;
