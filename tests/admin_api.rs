@@ -528,19 +528,8 @@ fn kicking_a_user_ends_parked_sessions_too() {
         "[modules.stream_management]\nresume_timeout = 300\n",
     );
     let auth = || {
-        use base64::Engine;
         let mut c = server.connect();
-        c.open("localhost");
-        c.next_stanza();
-        let token = base64::engine::general_purpose::STANDARD
-            .encode(format!("\0alice\0{}", common::PASSWORD));
-        c.send(&format!(
-            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>"
-        ));
-        assert_eq!(c.next_stanza().name(), "success");
-        c.restart();
-        c.open("localhost");
-        c.next_stanza();
+        c.auth_plain("alice", "localhost", common::PASSWORD);
         c
     };
     let mut c = auth();

@@ -129,14 +129,7 @@ fn close_is_answered_with_close_then_the_close_frame() {
         Message::text(format!("<close xmlns='{NS_FRAMING}'/>")),
         1000,
     );
-    let got = p.recv();
-    assert_eq!(
-        got,
-        vec![
-            format!("<close xmlns='{NS_FRAMING}'/>"),
-            format!("CLOSE {}", u16::from(CloseCode::Normal))
-        ]
-    );
+    assert_eq!(p.recv(), closed_normally());
 }
 
 #[test]
@@ -177,12 +170,13 @@ fn close_then_close_frame_in_one_read_is_answered_in_order() {
     let _ = p.client.close(&mut p.cio, None);
     let wire = std::mem::take(&mut p.cio.output);
     p.link.input(&wire, &mut p.c2s, p.now);
-    let got = p.recv();
-    assert_eq!(
-        got,
-        vec![
-            format!("<close xmlns='{NS_FRAMING}'/>"),
-            format!("CLOSE {}", u16::from(CloseCode::Normal))
-        ]
-    );
+    assert_eq!(p.recv(), closed_normally());
+}
+
+/// What the client sees of a stream closed cleanly: `<close/>`, then a normal close frame.
+fn closed_normally() -> Vec<String> {
+    vec![
+        format!("<close xmlns='{NS_FRAMING}'/>"),
+        format!("CLOSE {}", u16::from(CloseCode::Normal)),
+    ]
 }
