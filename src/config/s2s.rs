@@ -254,18 +254,7 @@ pub(super) fn listener(cx: &Ctx<'_>, raw: RawS2sListen) -> Result<S2sListenerCon
 
 /// Validates `[s2s]`.
 pub(super) fn options(cx: &Ctx<'_>, raw: RawS2s) -> Result<S2sOptions, ConfigError> {
-    match (&raw.certfile, &raw.keyfile) {
-        (Some(cert), None) => {
-            return Err(cx.err(
-                &cert.span(),
-                InvalidValue::CertKeyPair { given: "certfile" },
-            ))
-        }
-        (None, Some(key)) => {
-            return Err(cx.err(&key.span(), InvalidValue::CertKeyPair { given: "keyfile" }))
-        }
-        _ => {}
-    }
+    super::validate::cert_key_pair(cx, &raw.certfile, &raw.keyfile)?;
     if let Some(secret) = &raw.secret {
         let s = secret.get_ref();
         if s.len() < MIN_SECRET_LEN || s.chars().any(char::is_whitespace) {

@@ -338,18 +338,7 @@ fn listener(cx: &Ctx<'_>, raw: &RawC2s) -> Result<C2sListenerConfig, ConfigError
             },
         ));
     }
-    match (&raw.certfile, &raw.keyfile) {
-        (Some(cert), None) => {
-            return Err(cx.err(
-                &cert.span(),
-                InvalidValue::CertKeyPair { given: "certfile" },
-            ))
-        }
-        (None, Some(key)) => {
-            return Err(cx.err(&key.span(), InvalidValue::CertKeyPair { given: "keyfile" }))
-        }
-        _ => {}
-    }
+    cert_key_pair(cx, &raw.certfile, &raw.keyfile)?;
     Ok(C2sListenerConfig {
         port: *raw.port.get_ref(),
         ip_address: raw
@@ -367,6 +356,24 @@ fn listener(cx: &Ctx<'_>, raw: &RawC2s) -> Result<C2sListenerConfig, ConfigError
         auth_timeout: Duration::from_secs(cx.num(&AUTH_TIMEOUT, raw.auth_timeout.clone())?),
         idle_timeout: Duration::from_secs(cx.num(&IDLE_TIMEOUT, raw.idle_timeout.clone())?),
     })
+}
+
+/// `certfile` and `keyfile` come together or not at all.
+pub(super) fn cert_key_pair(
+    cx: &Ctx<'_>,
+    certfile: &Option<Spanned<PathBuf>>,
+    keyfile: &Option<Spanned<PathBuf>>,
+) -> Result<(), ConfigError> {
+    match (certfile, keyfile) {
+        (Some(cert), None) => Err(cx.err(
+            &cert.span(),
+            InvalidValue::CertKeyPair { given: "certfile" },
+        )),
+        (None, Some(key)) => {
+            Err(cx.err(&key.span(), InvalidValue::CertKeyPair { given: "keyfile" }))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn shards(cx: &Ctx<'_>, raw: RawShards) -> Result<ShardsConfig, ConfigError> {
