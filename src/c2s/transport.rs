@@ -50,7 +50,6 @@ impl Transport {
         Ok(Transport::Tls(Box::new(Connection::Server(conn))))
     }
 
-    #[allow(dead_code)] // used by s2s, filled in next
     /// Starts a client-side TLS session to `name`; its ClientHello is queued (see `encode`).
     pub(crate) fn tls_client(
         config: Arc<ClientConfig>,
@@ -60,7 +59,6 @@ impl Transport {
         Ok(Transport::Tls(Box::new(Connection::Client(conn))))
     }
 
-    #[allow(dead_code)] // used by s2s, filled in next
     /// The certificate chain the peer presented (end entity first), once the handshake is done.
     pub(crate) fn peer_certificates(&self) -> &[CertificateDer<'static>] {
         match self {

@@ -7,12 +7,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use rustls::pki_types::UnixTime;
+
+use super::dialback::{self, Body, DbElement};
 use super::error::CloseReason;
+use super::features::{self, Offer};
 use super::io::{self, Io, Machine};
-use super::{AuthMethod, S2sConfig, S2sInEvent, NS_SERVER};
-use crate::c2s::transport::TlsFailure;
-use crate::xml::{Event, XmlError};
-use crate::xmpp::StreamErrorCondition;
+use super::{AuthMethod, CertUsage, S2sConfig, S2sInEvent, NS_SERVER};
+use crate::c2s::random_token;
+use crate::c2s::transport::{TlsFailure, Transport};
+use crate::xml::{Event, Stanza, StanzaKind, StreamHeader, XmlError};
+use crate::xmpp::{ns, StanzaErrorCondition, StreamErrorCondition};
 
 /// Most (remote, local) pairs authenticated on one stream (piggybacking); further dialback
 /// requests are answered with a `resource-constraint` error.
@@ -74,7 +81,7 @@ impl S2sIn {
             closed: false,
             dynamic_hosts: None,
         };
-        s.start(now);
+        s.start();
         s
     }
 
@@ -194,22 +201,387 @@ impl S2sIn {
             .map(|(r, l)| (r.as_str(), l.as_str()))
     }
 
-    // ---- internals (stream.rs-like) ----
+    // ---- internals ----
 
-    fn start(&mut self, _now: Instant) {
-        todo!()
+    fn start(&mut self) {
+        if self.cfg.direct_tls {
+            match self.cfg.tls_server.clone().map(Transport::tls) {
+                Some(Ok(t)) => self.io.transport = t,
+                // A direct TLS listener without a usable rustls config: nothing can be served.
+                _ => return self.finish(CloseReason::Tls, false),
+            }
+        }
+        self.new_stream_id();
     }
 
-    fn answer_verify(&mut self, _remote: &str, _local: &str, _valid: Option<bool>) {
-        todo!()
+    fn new_stream_id(&mut self) {
+        match random_token() {
+            Ok(id) => self.stream_id = id,
+            Err(_) => self.stream_error(
+                StreamErrorCondition::InternalServerError,
+                Some("no randomness"),
+            ),
+        }
     }
 
-    fn stream_error(&mut self, _cond: StreamErrorCondition, _text: Option<&str>) {
-        todo!()
+    /// A new stream on the same connection (after STARTTLS or SASL success).
+    fn restart(&mut self) {
+        self.io.scanner.reset();
+        self.awaiting_header = true;
+        self.header_sent = false;
+        self.new_stream_id();
+    }
+
+    /// Our domain `name` names: a configured host or a run-time one (lowercase).
+    fn served_host(&self, name: &str) -> Option<String> {
+        if let Some(h) = self.cfg.hosts.iter().find(|h| h.eq_ignore_ascii_case(name)) {
+            return Some(h.to_ascii_lowercase());
+        }
+        let lower = name.to_ascii_lowercase();
+        let dynamic = self.dynamic_hosts.as_ref()?;
+        dynamic.contains(&lower).then_some(lower)
+    }
+
+    fn on_header(&mut self, h: StreamHeader) {
+        self.awaiting_header = false;
+        let host = h.to.as_deref().and_then(|to| self.served_host(to));
+        let from = host
+            .as_ref()
+            .or(self.local.as_ref())
+            .or(self.cfg.hosts.first())
+            .cloned();
+        features::write_header(
+            &mut self.io.out,
+            Some(&self.stream_id),
+            from.as_deref(),
+            h.from.as_deref(),
+        );
+        self.header_sent = true;
+        let Some(host) = host else {
+            return self.stream_error(StreamErrorCondition::HostUnknown, None);
+        };
+        match &self.local {
+            // A restarted stream must stay on the domain it started with.
+            Some(d) if *d != host => {
+                return self.stream_error(StreamErrorCondition::HostUnknown, None)
+            }
+            Some(_) => {}
+            None => self.local = Some(host),
+        }
+        let from = h.from.map(|f| f.to_ascii_lowercase());
+        if self.sasl_done && from != self.remote {
+            return self.stream_error(StreamErrorCondition::InvalidFrom, None);
+        }
+        self.remote = from;
+        let tls = self.io.transport.is_tls();
+        if !features::version_at_least_1(h.version.as_deref()) {
+            // A pre-RFC 6120 peer: no features, so no STARTTLS; dialback only if TLS is optional.
+            if self.cfg.tls_required {
+                self.stream_error(StreamErrorCondition::UnsupportedVersion, None);
+            }
+            return;
+        }
+        if self.sasl_done {
+            self.io.out.extend_from_slice(b"<stream:features/>");
+            return;
+        }
+        if tls {
+            self.cert_valid = self.remote.as_deref().is_some_and(|remote| {
+                self.cfg.trust.validates(
+                    self.io.transport.peer_certificates(),
+                    remote,
+                    UnixTime::now(),
+                    CertUsage::Client,
+                )
+            });
+        }
+        let offer = Offer {
+            starttls: (!tls && self.cfg.tls_server.is_some()).then_some(self.cfg.tls_required),
+            external: self.external_offered(),
+            dialback: self.cfg.dialback && (tls || !self.cfg.tls_required),
+        };
+        features::write_features(&mut self.io.out, offer);
+    }
+
+    fn external_offered(&self) -> bool {
+        self.io.transport.is_tls() && self.cfg.sasl_external && self.cert_valid && !self.sasl_done
+    }
+
+    fn on_element(&mut self, s: Stanza) {
+        if s.kind() != StanzaKind::Other {
+            return self.on_stanza(s);
+        }
+        match s.xmlns() {
+            Some(ns::TLS) => return self.on_starttls(&s),
+            Some(ns::SASL) => return self.on_sasl(&s),
+            _ => {}
+        }
+        match dialback::parse(&s) {
+            Some(db) if db.verify => self.on_db_verify(db),
+            Some(db) => self.on_db_result(db),
+            None => self.stream_error(StreamErrorCondition::UnsupportedStanzaType, None),
+        }
+    }
+
+    fn on_starttls(&mut self, s: &Stanza) {
+        let allowed = s.name() == "starttls"
+            && !self.io.transport.is_tls()
+            && self.cfg.tls_server.is_some()
+            && self.authenticated.is_empty();
+        if !allowed {
+            features::write_empty(&mut self.io.out, "failure", ns::TLS);
+            self.io.out.extend_from_slice(b"</stream:stream>");
+            return self.finish(CloseReason::StarttlsFailure, false);
+        }
+        if self.io.pipelined() {
+            return self.stream_error(
+                StreamErrorCondition::PolicyViolation,
+                Some("data pipelined after <starttls/>"),
+            );
+        }
+        self.io.held.clear();
+        features::write_empty(&mut self.io.out, "proceed", ns::TLS);
+        // <proceed/> leaves in plaintext, ahead of the handshake.
+        self.io.flush_plain();
+        let Some(Ok(tls)) = self.cfg.tls_server.clone().map(Transport::tls) else {
+            return self.finish(CloseReason::Tls, false);
+        };
+        self.io.transport = tls;
+        self.restart();
+    }
+
+    /// SASL EXTERNAL (RFC 6120 §6.4, XEP-0178): the authorization identity is absent (`=`) or
+    /// the header's `from`, whose certificate was validated.
+    fn on_sasl(&mut self, s: &Stanza) {
+        let el = match s.tree() {
+            Ok(el) if el.name == "auth" => el,
+            Ok(el) if el.name == "abort" => {
+                return features::write_sasl_failure(&mut self.io.out, "aborted")
+            }
+            _ => return features::write_sasl_failure(&mut self.io.out, "malformed-request"),
+        };
+        if !self.external_offered() || el.attr("mechanism") != Some("EXTERNAL") {
+            return features::write_sasl_failure(&mut self.io.out, "invalid-mechanism");
+        }
+        let (Some(remote), Some(local)) = (self.remote.clone(), self.local.clone()) else {
+            return features::write_sasl_failure(&mut self.io.out, "not-authorized");
+        };
+        let text = el.text();
+        let authzid = match text.trim() {
+            "" | "=" => Some(remote.clone()),
+            b64 => B64.decode(b64).ok().and_then(|v| String::from_utf8(v).ok()),
+        };
+        if !authzid.is_some_and(|a| a.eq_ignore_ascii_case(&remote)) {
+            return features::write_sasl_failure(&mut self.io.out, "invalid-authzid");
+        }
+        features::write_empty(&mut self.io.out, "success", ns::SASL);
+        self.sasl_done = true;
+        self.add_authenticated(remote, local, AuthMethod::SaslExternal);
+        self.restart();
+    }
+
+    /// `<db:result from=remote to=local>key</db:result>`: a domain asks to be authenticated.
+    fn on_db_result(&mut self, db: DbElement) {
+        if db.type_.is_some() {
+            // An answer: we never send requests on an incoming stream.
+            return self.stream_error(StreamErrorCondition::UnsupportedStanzaType, None);
+        }
+        let (Some(remote), Some(to)) = (db.from.as_deref(), db.to.as_deref()) else {
+            return self.stream_error(StreamErrorCondition::ImproperAddressing, None);
+        };
+        let remote = remote.to_ascii_lowercase();
+        let refuse = |s: &mut S2sIn, cond| {
+            dialback::write(
+                &mut s.io.out,
+                false,
+                to,
+                &remote,
+                None,
+                Some("error"),
+                Body::Error(cond),
+            )
+        };
+        if !self.cfg.dialback {
+            return refuse(self, StanzaErrorCondition::FeatureNotImplemented);
+        }
+        if self.cfg.tls_required && !self.io.transport.is_tls() {
+            // XEP-0220 §2.4: dialback before TLS breaks local policy.
+            return refuse(self, StanzaErrorCondition::PolicyViolation);
+        }
+        let Some(local) = self.served_host(to) else {
+            return refuse(self, StanzaErrorCondition::ItemNotFound);
+        };
+        let pair = (remote.clone(), local);
+        if self.authenticated.contains(&pair) {
+            let (remote, local) = pair;
+            return dialback::write(
+                &mut self.io.out,
+                false,
+                &local,
+                &remote,
+                None,
+                Some("valid"),
+                Body::Empty,
+            );
+        }
+        if self.pending.contains(&pair) {
+            // Already being verified: its answer covers this request too.
+            return;
+        }
+        if self.pending.len() >= MAX_PENDING
+            || self.pending.len() + self.authenticated.len() >= MAX_AUTHENTICATED
+        {
+            return refuse(self, StanzaErrorCondition::ResourceConstraint);
+        }
+        self.pending.push(pair.clone());
+        let (remote, local) = pair;
+        self.events.push_back(S2sInEvent::VerifyRequest {
+            remote,
+            local,
+            stream_id: self.stream_id.clone(),
+            key: db.key,
+        });
+    }
+
+    /// `<db:verify from=receiving to=ours id=..>key</db:verify>`: we are the authoritative server.
+    fn on_db_verify(&mut self, db: DbElement) {
+        if db.type_.is_some() {
+            return self.stream_error(StreamErrorCondition::UnsupportedStanzaType, None);
+        }
+        let (Some(from), Some(to), Some(id)) =
+            (db.from.as_deref(), db.to.as_deref(), db.id.as_deref())
+        else {
+            return self.stream_error(StreamErrorCondition::ImproperAddressing, None);
+        };
+        let answer = |s: &mut S2sIn, type_, body| {
+            dialback::write(&mut s.io.out, true, to, from, Some(id), Some(type_), body)
+        };
+        if self.cfg.tls_required && !self.io.transport.is_tls() {
+            return answer(
+                self,
+                "error",
+                Body::Error(StanzaErrorCondition::PolicyViolation),
+            );
+        }
+        let Some(local) = self.served_host(to) else {
+            return answer(
+                self,
+                "error",
+                Body::Error(StanzaErrorCondition::ItemNotFound),
+            );
+        };
+        let valid = dialback::key_matches(
+            &self.cfg.dialback_secret,
+            &from.to_ascii_lowercase(),
+            &local,
+            id,
+            &db.key,
+        );
+        answer(self, dialback::verdict(valid), Body::Empty);
+    }
+
+    fn answer_verify(&mut self, remote: &str, local: &str, valid: Option<bool>) {
+        if self.closed {
+            return;
+        }
+        let Some(pos) = self
+            .pending
+            .iter()
+            .position(|(r, l)| r.eq_ignore_ascii_case(remote) && l.eq_ignore_ascii_case(local))
+        else {
+            return;
+        };
+        let (remote, local) = self.pending.swap_remove(pos);
+        let out = &mut self.io.out;
+        match valid {
+            Some(valid) => {
+                dialback::write(
+                    out,
+                    false,
+                    &local,
+                    &remote,
+                    None,
+                    Some(dialback::verdict(valid)),
+                    Body::Empty,
+                );
+                if valid {
+                    self.add_authenticated(remote, local, AuthMethod::Dialback);
+                }
+            }
+            None => dialback::write(
+                out,
+                false,
+                &local,
+                &remote,
+                None,
+                Some("error"),
+                Body::Error(StanzaErrorCondition::RemoteServerNotFound),
+            ),
+        }
+    }
+
+    fn add_authenticated(&mut self, remote: String, local: String, method: AuthMethod) {
+        self.auth_deadline = None;
+        let pair = (remote, local);
+        if !self.authenticated.contains(&pair) {
+            self.authenticated.push(pair.clone());
+        }
+        let (remote, local) = pair;
+        self.events.push_back(S2sInEvent::Authenticated {
+            remote,
+            local,
+            method,
+        });
+    }
+
+    /// A stanza: from an authenticated domain, to one of ours (RFC 6120 §4.9.3.7, §4.9.3.9, §4.9.3.11).
+    fn on_stanza(&mut self, s: Stanza) {
+        if self.authenticated.is_empty() {
+            return self.stream_error(StreamErrorCondition::NotAuthorized, None);
+        }
+        let (Some(from), Some(to)) = (s.from(), s.to()) else {
+            return self.stream_error(StreamErrorCondition::ImproperAddressing, None);
+        };
+        let (from, to) = (domain_of(&from), domain_of(&to));
+        let Some(local) = self.served_host(to) else {
+            return self.stream_error(StreamErrorCondition::HostUnknown, None);
+        };
+        let ok = self
+            .authenticated
+            .iter()
+            .any(|(r, l)| r.eq_ignore_ascii_case(from) && *l == local);
+        if !ok {
+            return self.stream_error(StreamErrorCondition::InvalidFrom, None);
+        }
+        self.events.push_back(S2sInEvent::Stanza(s));
+    }
+
+    /// Sends a stream error (after a header of ours if none went out yet) and closes.
+    fn stream_error(&mut self, cond: StreamErrorCondition, text: Option<&str>) {
+        if self.closed {
+            return;
+        }
+        if !self.io.transport.is_handshaking() {
+            if !self.header_sent {
+                // RFC 6120 §4.9.1.2: an error before our header still opens the stream first.
+                let from = self.local.as_ref().or(self.cfg.hosts.first()).cloned();
+                features::write_header(
+                    &mut self.io.out,
+                    Some(&self.stream_id),
+                    from.as_deref(),
+                    None,
+                );
+                self.header_sent = true;
+            }
+            cond.write_close(text, &mut self.io.out);
+        }
+        self.finish(CloseReason::StreamError(cond), true);
     }
 
     fn close_stream_tag(&mut self) {
-        todo!()
+        if self.header_sent {
+            self.io.out.extend_from_slice(b"</stream:stream>");
+        }
     }
 
     fn finish(&mut self, reason: CloseReason, notify: bool) {
@@ -221,8 +593,12 @@ impl S2sIn {
         self.pending.clear();
         self.events.push_back(S2sInEvent::Closed { reason });
     }
+}
 
-    fn _auth_method_used(_m: AuthMethod) {}
+/// The domain part of a JID (between an `@` and a `/`, both optional).
+pub(super) fn domain_of(jid: &str) -> &str {
+    let bare = jid.split_once('/').map_or(jid, |(b, _)| b);
+    bare.split_once('@').map_or(bare, |(_, d)| d)
 }
 
 impl Machine for S2sIn {
@@ -238,8 +614,20 @@ impl Machine for S2sIn {
         !self.awaiting_header && !self.authenticated.is_empty()
     }
 
-    fn on_event(&mut self, _ev: Event) {
-        todo!()
+    fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::StreamOpen(h) if self.awaiting_header => self.on_header(h),
+            Event::StreamOpen(_) => self.stream_error(StreamErrorCondition::BadFormat, None),
+            Event::Stanza(_) if self.awaiting_header => {
+                self.stream_error(StreamErrorCondition::BadFormat, None)
+            }
+            Event::Stanza(s) => self.on_element(s),
+            Event::StreamClose => {
+                self.close_stream_tag();
+                self.finish(CloseReason::PeerClosed, true);
+            }
+            Event::Whitespace => {}
+        }
     }
 
     fn on_xml_error(&mut self, e: XmlError) {

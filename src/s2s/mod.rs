@@ -12,9 +12,6 @@
 //! (`take_transmit`), report events (`poll_event`) and own no clock: the driver passes `now` in and
 //! asks `next_timeout` when to call `handle_timeout`.
 
-// The skeleton: bodies are filled in by the next commits.
-#![allow(dead_code)]
-
 mod cert;
 mod config;
 mod dialback;
