@@ -23,6 +23,7 @@ pub mod c2s;
 pub mod cli;
 pub mod config;
 pub mod explain;
+pub mod federation;
 pub mod hooks;
 pub mod jid;
 pub mod local;
