@@ -33,6 +33,8 @@ pub enum ShardMsg {
     /// One stanza for several full JIDs whose sessions live on the destination shard (a room's
     /// fan-out): carried once, copied there with `to` set per recipient.
     Multicast(Acc, std::sync::Arc<[crate::jid::FullJid]>),
+    /// A stanza for a remote domain, to the outgoing streams on that domain's home shard.
+    Remote(Acc),
     /// Module work to run on the destination shard (a control message: ordered with the other
     /// traffic from the sending shard, never refused by the outbox bound).
     Run(crate::hooks::OnShard),
@@ -42,6 +44,7 @@ impl std::fmt::Debug for ShardMsg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ShardMsg::SmRoute(acc) => f.debug_tuple("SmRoute").field(acc).finish(),
+            ShardMsg::Remote(acc) => f.debug_tuple("Remote").field(acc).finish(),
             ShardMsg::Register { jid, session } => {
                 write!(f, "Register({jid}, {session:?})")
             }
@@ -65,7 +68,10 @@ impl ShardMsg {
     pub fn is_stanza(&self) -> bool {
         matches!(
             self,
-            ShardMsg::SmRoute(_) | ShardMsg::Conn(_, ConnMsg::Deliver(_)) | ShardMsg::Multicast(..)
+            ShardMsg::SmRoute(_)
+                | ShardMsg::Remote(_)
+                | ShardMsg::Conn(_, ConnMsg::Deliver(_))
+                | ShardMsg::Multicast(..)
         )
     }
 
@@ -73,7 +79,9 @@ impl ShardMsg {
     /// refused [`ShardMsg::Multicast`] gives none: an error to the room would tell no one.
     pub fn into_acc(self) -> Option<Acc> {
         match self {
-            ShardMsg::SmRoute(acc) | ShardMsg::Conn(_, ConnMsg::Deliver(acc)) => Some(acc),
+            ShardMsg::SmRoute(acc)
+            | ShardMsg::Remote(acc)
+            | ShardMsg::Conn(_, ConnMsg::Deliver(acc)) => Some(acc),
             _ => None,
         }
     }
