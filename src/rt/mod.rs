@@ -14,6 +14,7 @@ mod http;
 mod http_upload;
 mod jobs;
 mod listeners;
+mod s2s_dns;
 mod mesh;
 mod shutdown;
 
