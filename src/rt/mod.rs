@@ -14,14 +14,19 @@ mod http;
 mod http_upload;
 mod jobs;
 mod listeners;
-mod s2s_dns;
 mod mesh;
+mod s2s;
+mod s2s_dns;
+mod s2s_in;
+mod s2s_io;
+mod s2s_out;
 mod shutdown;
 
 pub use cpus::allowed_cpus;
 #[allow(unused_imports)] // The admin API (merged separately) calls it.
 pub(crate) use explain::explain;
 pub use explain::EXPLAIN_TIMEOUT;
+pub use s2s::S2sSetupError;
 pub use shutdown::ShutdownFlag;
 
 use ahash::HashSet;
@@ -96,6 +101,9 @@ pub enum RtError {
     /// A module's options are wrong.
     #[error("{0}")]
     ModuleCheck(#[from] crate::modules::ModuleError),
+    /// Federation could not be set up (certificate, trust anchors, resolver).
+    #[error("{0}")]
+    S2s(#[from] S2sSetupError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -115,6 +123,9 @@ pub struct ServeOptions {
 struct Listeners {
     c2s: Vec<Arc<listeners::C2sListener>>,
     http: Vec<Arc<listeners::HttpListener>>,
+    s2s: Vec<Arc<s2s::S2sListener>>,
+    /// What every shard's outgoing s2s streams share.
+    s2s_shared: Arc<s2s::S2sShared>,
 }
 
 /// What every shard shares off the shards: the store pool and the login throttle its jobs use.
@@ -229,7 +240,13 @@ pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Re
         .iter()
         .map(|l| listeners::http_listener(l, &config.general, &modules).map(Arc::new))
         .collect::<Result<_, _>>()?;
-    let listeners = Listeners { c2s, http };
+    let (s2s_shared, s2s) = s2s::setup(&config)?;
+    let listeners = Listeners {
+        c2s,
+        http,
+        s2s: s2s.into_iter().map(Arc::new).collect(),
+        s2s_shared,
+    };
     let ends = mesh::build(n, config.shards.ring_capacity.max(2));
     let io_memory = config.shards.io_memory_kib * 1024;
     let mut handles = Vec::new();
@@ -369,7 +386,7 @@ async fn run_shard(
         jobs: jobs::JobQueue::default(),
         admin: admin::AdminState::new(&config),
     });
-    let mut tasks = Vec::new();
+    let mut tasks = vec![s2s::S2sRt::install(listeners.s2s_shared.clone(), &ctx)];
     if id.index() == 0 {
         // Modules' periodic store work (archive retention): queued from one shard only.
         for p in crate::modules::periodic(&config) {
@@ -452,6 +469,17 @@ async fn run_shard(
         let ctx2 = ctx.clone();
         accepts.push(accept_loop(id, l.addr, move |stream| {
             glommio::spawn_local(http::run(stream, ctx2.clone(), l.clone())).detach();
+        })?);
+    }
+    for l in &listeners.s2s {
+        let l = l.clone();
+        let ctx2 = ctx.clone();
+        accepts.push(accept_loop(id, l.addr, move |stream| {
+            let Ok(peer) = stream.peer_addr() else {
+                return;
+            };
+            let _ = stream.set_nodelay(true);
+            glommio::spawn_local(s2s_in::run(stream, peer, ctx2.clone(), l.cfg.clone())).detach();
         })?);
     }
     tracing::debug!(shard = id.0, "shard ready");

@@ -103,4 +103,14 @@ pub enum ConnMsg {
     Sm(crate::modules::stream_mgmt::SmConnMsg),
     /// These stanzas from the client (XEP-0198 inbound numbers) are handled (see `hooks::handled`).
     Handled(Vec<u32>),
+    /// For an incoming s2s stream: the remote's authoritative server answered the dialback
+    /// verification of (`remote`, `local`).
+    DialbackVerified {
+        /// The remote domain that asked to be verified.
+        remote: String,
+        /// Our domain it wants to talk to.
+        local: String,
+        /// The key is valid.
+        valid: bool,
+    },
 }
