@@ -328,6 +328,14 @@ fn accept_loop(
     }))
 }
 
+/// The peer of an accepted XMPP stream (none: it is already gone), with Nagle off (stanzas are
+/// small and latency matters).
+fn stream_peer(stream: &glommio::net::TcpStream) -> Option<SocketAddr> {
+    let peer = stream.peer_addr().ok()?;
+    let _ = stream.set_nodelay(true);
+    Some(peer)
+}
+
 fn strip<T>(e: glommio::GlommioError<T>) -> glommio::GlommioError<()> {
     match e {
         glommio::GlommioError::IoError(io) => glommio::GlommioError::IoError(io),
@@ -456,10 +464,9 @@ async fn run_shard(
         let l = l.clone();
         let ctx2 = ctx.clone();
         accepts.push(accept_loop(id, l.addr, move |stream| {
-            let Ok(peer) = stream.peer_addr() else {
+            let Some(peer) = stream_peer(&stream) else {
                 return;
             };
-            let _ = stream.set_nodelay(true);
             let run = conn::run(stream, peer, Link::Raw, ctx2.clone(), l.c2s.clone());
             glommio::spawn_local(run).detach();
         })?);
@@ -475,10 +482,9 @@ async fn run_shard(
         let l = l.clone();
         let ctx2 = ctx.clone();
         accepts.push(accept_loop(id, l.addr, move |stream| {
-            let Ok(peer) = stream.peer_addr() else {
+            let Some(peer) = stream_peer(&stream) else {
                 return;
             };
-            let _ = stream.set_nodelay(true);
             glommio::spawn_local(s2s_in::run(stream, peer, ctx2.clone(), l.cfg.clone())).detach();
         })?);
     }
