@@ -497,6 +497,10 @@ async fn run_shard(
     ctx.shard
         .borrow_mut()
         .close_all(crate::xmpp::StreamErrorCondition::SystemShutdown);
+    let s2s = ctx.shard.borrow().ext.get::<s2s::S2sExt>().cloned();
+    if let Some(s2s::S2sExt(rt)) = s2s {
+        rt.close_all();
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while ctx.shard.borrow().conn_count() > 0 && std::time::Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(20)).await;

@@ -280,9 +280,18 @@ impl S2sRt {
 
     /// Opens a stream for `pair` when the table asks, or wakes the one there is.
     fn started(self: &Rc<Self>, pair: Pair, q: Queued) {
-        if q.open {
-            self.spawn(pair);
-        } else if let Some(t) = self.tasks.borrow().get(&pair) {
+        let task = self.tasks.borrow().get(&pair).cloned();
+        match task {
+            Some(t) if !q.open => t.signal.wake(),
+            // A new pair, or one whose task is gone (ended between a close and this stanza).
+            _ => self.spawn(pair),
+        }
+    }
+
+    /// Closes every outgoing stream (server shutdown).
+    pub(crate) fn close_all(&self) {
+        for t in self.tasks.borrow().values() {
+            t.close.set(true);
             t.signal.wake();
         }
     }
