@@ -511,15 +511,7 @@ impl C2s {
             return;
         }
         self.closed = true;
-        if self.transport.is_tls() {
-            if self.transport.is_handshaking() {
-                self.out.clear();
-            }
-            self.transport.encode(&mut self.out, &mut self.wire);
-            if notify {
-                self.transport.close_notify(&mut self.wire);
-            }
-        }
+        self.transport.finish(&mut self.out, &mut self.wire, notify);
         self.held = Vec::new();
         self.scanner.reset();
         if let Auth::None(Some(_)) = self.auth {

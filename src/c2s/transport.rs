@@ -159,6 +159,21 @@ impl Transport {
         }
     }
 
+    /// The end of the connection: encodes what `out` holds (dropped while the handshake is not
+    /// done: it cannot be sent), then a close_notify when `notify`.
+    pub(crate) fn finish(&mut self, out: &mut Vec<u8>, dst: &mut Vec<u8>, notify: bool) {
+        if !self.is_tls() {
+            return;
+        }
+        if self.is_handshaking() {
+            out.clear();
+        }
+        self.encode(out, dst);
+        if notify {
+            self.close_notify(dst);
+        }
+    }
+
     /// Queues a TLS close_notify after everything encoded so far.
     pub(crate) fn close_notify(&mut self, dst: &mut Vec<u8>) {
         if let Transport::Tls(conn) = self {
