@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::c2s::transport::{PlainRead, TlsFailure, Transport};
+use crate::c2s::transport::{shrink, PlainRead, TlsFailure, Transport};
 use crate::xml::{Event, Limits, Scanner, XmlError};
 
 /// The byte and event API both stream types offer the driver alike (fields `io`, `timers`,
@@ -92,14 +92,7 @@ impl Io {
 
     /// Appends the bytes to write to the socket.
     pub(super) fn take_transmit(&mut self, out: &mut Vec<u8>) {
-        if out.is_empty() {
-            std::mem::swap(out, &mut self.wire);
-        } else {
-            out.append(&mut self.wire);
-        }
-        self.transport.encode(&mut self.out, out);
-        shrink(&mut self.wire);
-        shrink(&mut self.out);
+        self.transport.transmit(&mut self.out, &mut self.wire, out);
     }
 
     /// Bytes not yet taken by `take_transmit`.
@@ -216,13 +209,6 @@ pub(super) fn run<M: Machine>(m: &mut M) {
     let fed = fed.min(io.held.len());
     io.held.drain(..fed);
     shrink(&mut io.held);
-}
-
-/// Frees a drained buffer: idle streams hold no capacity.
-pub(super) fn shrink(buf: &mut Vec<u8>) {
-    if buf.is_empty() && buf.capacity() > 0 {
-        *buf = Vec::new();
-    }
 }
 
 /// A timeout that fell due.
