@@ -24,6 +24,8 @@ use crate::xmpp::{ns, StanzaErrorCondition, StreamErrorCondition};
 /// Most (remote, local) pairs authenticated on one stream (piggybacking); further dialback
 /// requests are answered with a `resource-constraint` error.
 pub(super) const MAX_AUTHENTICATED: usize = 32;
+/// SASL failures after which the stream is closed (RFC 6120 §6.4.5 allows 2 to 5).
+const MAX_SASL_FAILURES: u8 = 3;
 /// Most dialback requests waiting for `dialback_verified` at once; further ones get
 /// `resource-constraint`.
 pub(super) const MAX_PENDING: usize = 8;
@@ -45,6 +47,7 @@ pub struct S2sIn {
     pub(super) cert_valid: bool,
     /// SASL EXTERNAL succeeded: the restarted stream carries stanzas.
     pub(super) sasl_done: bool,
+    pub(super) sasl_failures: u8,
     /// (remote, local) pairs allowed to send stanzas.
     pub(super) authenticated: Vec<(String, String)>,
     /// (remote, local) pairs whose dialback key is being verified.
@@ -71,6 +74,7 @@ impl S2sIn {
             header_sent: false,
             cert_valid: false,
             sasl_done: false,
+            sasl_failures: 0,
             authenticated: Vec::new(),
             pending: Vec::new(),
             timers,
@@ -311,16 +315,14 @@ impl S2sIn {
     fn on_sasl(&mut self, s: &Stanza) {
         let el = match s.tree() {
             Ok(el) if el.name == "auth" => el,
-            Ok(el) if el.name == "abort" => {
-                return features::write_sasl_failure(&mut self.io.out, "aborted")
-            }
-            _ => return features::write_sasl_failure(&mut self.io.out, "malformed-request"),
+            Ok(el) if el.name == "abort" => return self.sasl_failure("aborted"),
+            _ => return self.sasl_failure("malformed-request"),
         };
         if !self.external_offered() || el.attr("mechanism") != Some("EXTERNAL") {
-            return features::write_sasl_failure(&mut self.io.out, "invalid-mechanism");
+            return self.sasl_failure("invalid-mechanism");
         }
         let (Some(remote), Some(local)) = (self.remote.clone(), self.local.clone()) else {
-            return features::write_sasl_failure(&mut self.io.out, "not-authorized");
+            return self.sasl_failure("not-authorized");
         };
         let text = el.text();
         let authzid = match text.trim() {
@@ -328,12 +330,24 @@ impl S2sIn {
             b64 => B64.decode(b64).ok().and_then(|v| String::from_utf8(v).ok()),
         };
         if !authzid.is_some_and(|a| a.eq_ignore_ascii_case(&remote)) {
-            return features::write_sasl_failure(&mut self.io.out, "invalid-authzid");
+            return self.sasl_failure("invalid-authzid");
         }
         features::write_empty(&mut self.io.out, "success", ns::SASL);
         self.sasl_done = true;
         self.add_authenticated(remote, local, AuthMethod::SaslExternal);
         self.restart();
+    }
+
+    /// Answers a SASL attempt with `<failure/>`; too many close the stream (RFC 6120 §6.4.5).
+    fn sasl_failure(&mut self, cond: &str) {
+        features::write_sasl_failure(&mut self.io.out, cond);
+        self.sasl_failures += 1;
+        if self.sasl_failures >= MAX_SASL_FAILURES {
+            self.stream_error(
+                StreamErrorCondition::PolicyViolation,
+                Some("too many authentication failures"),
+            );
+        }
     }
 
     /// `<db:result from=remote to=local>key</db:result>`: a domain asks to be authenticated.

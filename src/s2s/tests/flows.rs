@@ -258,3 +258,15 @@ fn unanswered_verifies_fail_when_the_stream_closes() {
     );
     assert_eq!(out.request_verify("s3", "k3"), Err(PushError::NotReady));
 }
+
+#[test]
+fn certificate_for_another_domain_gets_no_sasl_external() {
+    // A's CA-signed certificate, but the stream claims c.example: B offers no EXTERNAL, so the
+    // originating side falls back to dialback for c.example.
+    let mut from = config(A, Certs::CaSigned);
+    from.hosts = vec!["c.example".into()];
+    let mut ab = Pair::new(from, config(B, Certs::CaSigned), "c.example", B);
+    assert!(ab.out_events.is_empty(), "{:?}", ab.out_events);
+    let (remote, local, _, _) = ab.take_verify_request();
+    assert_eq!((remote.as_str(), local.as_str()), ("c.example", B));
+}
