@@ -159,12 +159,48 @@ impl Transport {
         }
     }
 
+    /// Appends to `dst` the records queued in `wire`, then `out` encoded (see `encode`); drained
+    /// buffers give their capacity back (idle streams hold none).
+    pub(crate) fn transmit(&mut self, out: &mut Vec<u8>, wire: &mut Vec<u8>, dst: &mut Vec<u8>) {
+        if dst.is_empty() {
+            // Hand the buffer over instead of copying it.
+            std::mem::swap(dst, wire);
+        } else {
+            dst.append(wire);
+        }
+        self.encode(out, dst);
+        shrink(wire);
+        shrink(out);
+    }
+
+    /// The end of the connection: encodes what `out` holds (dropped while the handshake is not
+    /// done: it cannot be sent), then a close_notify when `notify`.
+    pub(crate) fn finish(&mut self, out: &mut Vec<u8>, dst: &mut Vec<u8>, notify: bool) {
+        if !self.is_tls() {
+            return;
+        }
+        if self.is_handshaking() {
+            out.clear();
+        }
+        self.encode(out, dst);
+        if notify {
+            self.close_notify(dst);
+        }
+    }
+
     /// Queues a TLS close_notify after everything encoded so far.
     pub(crate) fn close_notify(&mut self, dst: &mut Vec<u8>) {
         if let Transport::Tls(conn) = self {
             conn.send_close_notify();
             drain_tls(conn, dst);
         }
+    }
+}
+
+/// Frees a drained buffer.
+pub(crate) fn shrink(buf: &mut Vec<u8>) {
+    if buf.is_empty() && buf.capacity() > 0 {
+        *buf = Vec::new();
     }
 }
 

@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::NS_DIALBACK;
-use crate::xml::escape::{escape_attr_into, escape_text_into};
+use crate::xml::escape::escape_text_into;
 use crate::xml::Stanza;
 use crate::xmpp::{ns, StanzaErrorCondition};
 
@@ -75,7 +75,7 @@ pub(super) fn parse(stanza: &Stanza) -> Option<DbElement> {
         .and_then(|e| {
             e.child_elements()
                 .find(|c| c.ns == ns::STANZAS)
-                .and_then(|c| condition(&c.name))
+                .and_then(|c| StanzaErrorCondition::from_name(&c.name))
         });
     Some(DbElement {
         verify: el.name == "verify",
@@ -86,34 +86,6 @@ pub(super) fn parse(stanza: &Stanza) -> Option<DbElement> {
         key: el.text().trim().to_owned(),
         error,
     })
-}
-
-/// The stanza error condition named `name`.
-fn condition(name: &str) -> Option<StanzaErrorCondition> {
-    use StanzaErrorCondition::*;
-    [
-        BadRequest,
-        Conflict,
-        FeatureNotImplemented,
-        Forbidden,
-        InternalServerError,
-        ItemNotFound,
-        JidMalformed,
-        NotAcceptable,
-        NotAllowed,
-        NotAuthorized,
-        PolicyViolation,
-        RecipientUnavailable,
-        RemoteServerNotFound,
-        RemoteServerTimeout,
-        ResourceConstraint,
-        ServiceUnavailable,
-        SubscriptionRequired,
-        UndefinedCondition,
-        UnexpectedRequest,
-    ]
-    .into_iter()
-    .find(|c| c.as_str() == name)
 }
 
 /// The content of a dialback element we write.
@@ -139,20 +111,15 @@ pub(super) fn write(
     let name: &[u8] = if verify { b"db:verify" } else { b"db:result" };
     out.push(b'<');
     out.extend_from_slice(name);
-    for (n, v) in [
-        ("from", Some(from)),
-        ("to", Some(to)),
-        ("id", id),
-        ("type", type_),
-    ] {
-        if let Some(v) = v {
-            out.push(b' ');
-            out.extend_from_slice(n.as_bytes());
-            out.extend_from_slice(b"='");
-            escape_attr_into(v, out);
-            out.push(b'\'');
-        }
-    }
+    super::features::write_attrs(
+        out,
+        &[
+            ("from", Some(from)),
+            ("to", Some(to)),
+            ("id", id),
+            ("type", type_),
+        ],
+    );
     match body {
         Body::Empty => {
             out.extend_from_slice(b"/>");

@@ -19,15 +19,22 @@ pub(super) fn write_header(
     out.extend_from_slice(ns::STREAMS.as_bytes());
     out.extend_from_slice(b"' xmlns:db='");
     out.extend_from_slice(NS_DIALBACK.as_bytes());
-    for (name, value) in [("id", id), ("from", from), ("to", to)] {
+    out.push(b'\'');
+    write_attrs(out, &[("id", id), ("from", from), ("to", to)]);
+    out.extend_from_slice(b" version='1.0'>");
+}
+
+/// Appends ` name='value'` for each attribute with a value.
+pub(super) fn write_attrs(out: &mut Vec<u8>, attrs: &[(&str, Option<&str>)]) {
+    for (name, value) in attrs {
         if let Some(v) = value {
-            out.extend_from_slice(b"' ");
+            out.push(b' ');
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b"='");
             escape_attr_into(v, out);
+            out.push(b'\'');
         }
     }
-    out.extend_from_slice(b"' version='1.0'>");
 }
 
 /// What an incoming stream advertises.

@@ -14,7 +14,7 @@ use rustls::pki_types::UnixTime;
 use super::dialback::{self, Body, DbElement};
 use super::error::CloseReason;
 use super::features::{self, Offer};
-use super::io::{self, Io, Machine};
+use super::io::{self, Due, Io, Machine, Timers};
 use super::{AuthMethod, CertUsage, S2sConfig, S2sInEvent, NS_SERVER};
 use crate::c2s::random_token;
 use crate::c2s::transport::{TlsFailure, Transport};
@@ -24,6 +24,8 @@ use crate::xmpp::{ns, StanzaErrorCondition, StreamErrorCondition};
 /// Most (remote, local) pairs authenticated on one stream (piggybacking); further dialback
 /// requests are answered with a `resource-constraint` error.
 pub(super) const MAX_AUTHENTICATED: usize = 32;
+/// SASL failures after which the stream is closed (RFC 6120 §6.4.5 allows 2 to 5).
+const MAX_SASL_FAILURES: u8 = 3;
 /// Most dialback requests waiting for `dialback_verified` at once; further ones get
 /// `resource-constraint`.
 pub(super) const MAX_PENDING: usize = 8;
@@ -45,13 +47,12 @@ pub struct S2sIn {
     pub(super) cert_valid: bool,
     /// SASL EXTERNAL succeeded: the restarted stream carries stanzas.
     pub(super) sasl_done: bool,
+    pub(super) sasl_failures: u8,
     /// (remote, local) pairs allowed to send stanzas.
     pub(super) authenticated: Vec<(String, String)>,
     /// (remote, local) pairs whose dialback key is being verified.
     pub(super) pending: Vec<(String, String)>,
-    pub(super) auth_deadline: Option<Instant>,
-    pub(super) last_input: Instant,
-    pub(super) now: Instant,
+    pub(super) timers: Timers,
     pub(super) closed: bool,
     pub(super) dynamic_hosts: Option<crate::shard::DynamicHosts>,
 }
@@ -59,7 +60,7 @@ pub struct S2sIn {
 impl S2sIn {
     /// A new stream for a freshly accepted connection (direct TLS listener: the handshake first).
     pub fn new(cfg: Arc<S2sConfig>, peer: SocketAddr, now: Instant) -> S2sIn {
-        let auth_deadline = (!cfg.auth_timeout.is_zero()).then(|| now + cfg.auth_timeout);
+        let timers = Timers::new(cfg.auth_timeout, cfg.idle_timeout, now);
         let io = Io::new(cfg.limits, NS_SERVER);
         let mut s = S2sIn {
             cfg,
@@ -73,11 +74,10 @@ impl S2sIn {
             header_sent: false,
             cert_valid: false,
             sasl_done: false,
+            sasl_failures: 0,
             authenticated: Vec::new(),
             pending: Vec::new(),
-            auth_deadline,
-            last_input: now,
-            now,
+            timers,
             closed: false,
             dynamic_hosts: None,
         };
@@ -90,59 +90,19 @@ impl S2sIn {
         self.dynamic_hosts = Some(hosts);
     }
 
-    /// Raw bytes read from the socket (TLS records under TLS).
-    pub fn handle_input(&mut self, bytes: &[u8], now: Instant) {
-        if self.closed || bytes.is_empty() {
-            return;
-        }
-        self.last_input = now;
-        self.now = now;
-        io::handle_input(self, bytes);
-    }
-
-    /// Appends the bytes to write to the socket now.
-    pub fn take_transmit(&mut self, out: &mut Vec<u8>) {
-        self.io.take_transmit(out);
-    }
-
-    /// Bytes queued and not yet taken by `take_transmit`.
-    pub fn pending_transmit(&self) -> usize {
-        self.io.pending()
-    }
-
-    /// The next event for the driver.
-    pub fn poll_event(&mut self) -> Option<S2sInEvent> {
-        self.events.pop_front()
-    }
-
-    /// When `handle_timeout` must be called next (authentication, then idle timeout).
-    pub fn next_timeout(&self) -> Option<Instant> {
-        if self.closed {
-            return None;
-        }
-        let idle =
-            (!self.cfg.idle_timeout.is_zero()).then(|| self.last_input + self.cfg.idle_timeout);
-        [self.auth_deadline, idle].into_iter().flatten().min()
-    }
+    io::io_api!(S2sInEvent);
 
     /// Fires the timeouts due at `now`: both close the stream with connection-timeout.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.closed {
             return;
         }
-        self.now = now;
-        if self.auth_deadline.is_some_and(|d| now >= d) {
-            self.stream_error(
-                StreamErrorCondition::ConnectionTimeout,
-                Some("authentication timeout"),
-            );
-        } else if !self.cfg.idle_timeout.is_zero() && now >= self.last_input + self.cfg.idle_timeout
-        {
-            self.stream_error(
-                StreamErrorCondition::ConnectionTimeout,
-                Some("idle timeout"),
-            );
-        }
+        let text = match self.timers.due(now) {
+            Some(Due::Auth) => "authentication timeout",
+            Some(Due::Idle) => "idle timeout",
+            None => return,
+        };
+        self.stream_error(StreamErrorCondition::ConnectionTimeout, Some(text));
     }
 
     /// The answer to `S2sInEvent::VerifyRequest`: sends `<db:result type='valid'|'invalid'/>`; on
@@ -177,11 +137,6 @@ impl S2sIn {
         if !self.closed {
             self.finish(CloseReason::Disconnected, false);
         }
-    }
-
-    /// Nothing more will be read; flush `take_transmit` and close the socket.
-    pub fn is_closed(&self) -> bool {
-        self.closed
     }
 
     /// The id of the current stream (a new one after each restart).
@@ -304,7 +259,12 @@ impl S2sIn {
     }
 
     fn external_offered(&self) -> bool {
-        self.io.transport.is_tls() && self.cfg.sasl_external && self.cert_valid && !self.sasl_done
+        // Not once a domain is authenticated: a restart would drop what is pipelined behind it.
+        self.io.transport.is_tls()
+            && self.cfg.sasl_external
+            && self.cert_valid
+            && !self.sasl_done
+            && self.authenticated.is_empty()
     }
 
     fn on_element(&mut self, s: Stanza) {
@@ -355,16 +315,14 @@ impl S2sIn {
     fn on_sasl(&mut self, s: &Stanza) {
         let el = match s.tree() {
             Ok(el) if el.name == "auth" => el,
-            Ok(el) if el.name == "abort" => {
-                return features::write_sasl_failure(&mut self.io.out, "aborted")
-            }
-            _ => return features::write_sasl_failure(&mut self.io.out, "malformed-request"),
+            Ok(el) if el.name == "abort" => return self.sasl_failure("aborted"),
+            _ => return self.sasl_failure("malformed-request"),
         };
         if !self.external_offered() || el.attr("mechanism") != Some("EXTERNAL") {
-            return features::write_sasl_failure(&mut self.io.out, "invalid-mechanism");
+            return self.sasl_failure("invalid-mechanism");
         }
         let (Some(remote), Some(local)) = (self.remote.clone(), self.local.clone()) else {
-            return features::write_sasl_failure(&mut self.io.out, "not-authorized");
+            return self.sasl_failure("not-authorized");
         };
         let text = el.text();
         let authzid = match text.trim() {
@@ -372,12 +330,24 @@ impl S2sIn {
             b64 => B64.decode(b64).ok().and_then(|v| String::from_utf8(v).ok()),
         };
         if !authzid.is_some_and(|a| a.eq_ignore_ascii_case(&remote)) {
-            return features::write_sasl_failure(&mut self.io.out, "invalid-authzid");
+            return self.sasl_failure("invalid-authzid");
         }
         features::write_empty(&mut self.io.out, "success", ns::SASL);
         self.sasl_done = true;
         self.add_authenticated(remote, local, AuthMethod::SaslExternal);
         self.restart();
+    }
+
+    /// Answers a SASL attempt with `<failure/>`; too many close the stream (RFC 6120 §6.4.5).
+    fn sasl_failure(&mut self, cond: &str) {
+        features::write_sasl_failure(&mut self.io.out, cond);
+        self.sasl_failures += 1;
+        if self.sasl_failures >= MAX_SASL_FAILURES {
+            self.stream_error(
+                StreamErrorCondition::PolicyViolation,
+                Some("too many authentication failures"),
+            );
+        }
     }
 
     /// `<db:result from=remote to=local>key</db:result>`: a domain asks to be authenticated.
@@ -521,7 +491,7 @@ impl S2sIn {
     }
 
     fn add_authenticated(&mut self, remote: String, local: String, method: AuthMethod) {
-        self.auth_deadline = None;
+        self.timers.authenticated();
         let pair = (remote, local);
         if !self.authenticated.contains(&pair) {
             self.authenticated.push(pair.clone());

@@ -2,8 +2,48 @@
 //! element at a time during negotiation (so a restart finds the following bytes unparsed), whole
 //! reads once streaming; plaintext out, encoded for the wire.
 
-use crate::c2s::transport::{PlainRead, TlsFailure, Transport};
+use std::time::{Duration, Instant};
+
+use crate::c2s::transport::{shrink, PlainRead, TlsFailure, Transport};
 use crate::xml::{Event, Limits, Scanner, XmlError};
+
+/// The byte and event API both stream types offer the driver alike (fields `io`, `timers`,
+/// `events`, `closed`); `$event` is the type of their events.
+macro_rules! io_api {
+    ($event:ty) => {
+        /// Raw bytes read from the socket (TLS records under TLS).
+        pub fn handle_input(&mut self, bytes: &[u8], now: std::time::Instant) {
+            self.timers.input(now);
+            super::io::handle_input(self, bytes);
+        }
+
+        /// Appends the bytes to write to the socket now.
+        pub fn take_transmit(&mut self, out: &mut Vec<u8>) {
+            self.io.take_transmit(out);
+        }
+
+        /// Bytes queued and not yet taken by `take_transmit`.
+        pub fn pending_transmit(&self) -> usize {
+            self.io.pending()
+        }
+
+        /// The next event for the driver.
+        pub fn poll_event(&mut self) -> Option<$event> {
+            self.events.pop_front()
+        }
+
+        /// When `handle_timeout` must be called next (authentication, then idle timeout).
+        pub fn next_timeout(&self) -> Option<std::time::Instant> {
+            (!self.closed).then(|| self.timers.next()).flatten()
+        }
+
+        /// Nothing more will be read; flush `take_transmit` and close the socket.
+        pub fn is_closed(&self) -> bool {
+            self.closed
+        }
+    };
+}
+pub(super) use io_api;
 
 /// Plaintext read from rustls in chunks of this size (on the stack).
 const TLS_READ_CHUNK: usize = 4096;
@@ -52,14 +92,7 @@ impl Io {
 
     /// Appends the bytes to write to the socket.
     pub(super) fn take_transmit(&mut self, out: &mut Vec<u8>) {
-        if out.is_empty() {
-            std::mem::swap(out, &mut self.wire);
-        } else {
-            out.append(&mut self.wire);
-        }
-        self.transport.encode(&mut self.out, out);
-        shrink(&mut self.wire);
-        shrink(&mut self.out);
+        self.transport.transmit(&mut self.out, &mut self.wire, out);
     }
 
     /// Bytes not yet taken by `take_transmit`.
@@ -74,15 +107,7 @@ impl Io {
 
     /// The end of the connection: encodes what is left (then close_notify when `notify`), drops input.
     pub(super) fn finish(&mut self, notify: bool) {
-        if self.transport.is_tls() {
-            if self.transport.is_handshaking() {
-                self.out.clear();
-            }
-            self.transport.encode(&mut self.out, &mut self.wire);
-            if notify {
-                self.transport.close_notify(&mut self.wire);
-            }
-        }
+        self.transport.finish(&mut self.out, &mut self.wire, notify);
         self.held = Vec::new();
         self.scanner.reset();
     }
@@ -186,9 +211,56 @@ pub(super) fn run<M: Machine>(m: &mut M) {
     shrink(&mut io.held);
 }
 
-/// Frees a drained buffer: idle streams hold no capacity.
-pub(super) fn shrink(buf: &mut Vec<u8>) {
-    if buf.is_empty() && buf.capacity() > 0 {
-        *buf = Vec::new();
+/// A timeout that fell due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Due {
+    /// The stream is not authenticated in time.
+    Auth,
+    /// No input for the idle time.
+    Idle,
+}
+
+/// The deadlines of a stream: authentication until it is done, idleness always.
+pub(super) struct Timers {
+    auth_deadline: Option<Instant>,
+    last_input: Instant,
+    idle: Duration,
+}
+
+impl Timers {
+    /// Timers started `now` (a zero duration disables its timeout).
+    pub(super) fn new(auth: Duration, idle: Duration, now: Instant) -> Timers {
+        Timers {
+            auth_deadline: (!auth.is_zero()).then(|| now + auth),
+            last_input: now,
+            idle,
+        }
+    }
+
+    /// Input arrived at `now`.
+    pub(super) fn input(&mut self, now: Instant) {
+        self.last_input = now;
+    }
+
+    /// Authentication is done: its deadline no longer applies.
+    pub(super) fn authenticated(&mut self) {
+        self.auth_deadline = None;
+    }
+
+    /// The next deadline.
+    pub(super) fn next(&self) -> Option<Instant> {
+        let idle = (!self.idle.is_zero()).then(|| self.last_input + self.idle);
+        [self.auth_deadline, idle].into_iter().flatten().min()
+    }
+
+    /// The timeout due at `now`, if any.
+    pub(super) fn due(&self, now: Instant) -> Option<Due> {
+        if self.auth_deadline.is_some_and(|d| now >= d) {
+            Some(Due::Auth)
+        } else if !self.idle.is_zero() && now >= self.last_input + self.idle {
+            Some(Due::Idle)
+        } else {
+            None
+        }
     }
 }

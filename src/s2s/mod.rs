@@ -25,7 +25,7 @@ mod outgoing;
 mod tests;
 
 pub use cert::{CertUsage, Trust, TrustError};
-pub use config::{client_tls_config, server_tls_config, S2sConfig};
+pub use config::{client_tls_config, server_tls_config, S2sConfig, ALPN_XMPP_SERVER};
 pub use dialback::{dialback_key, key_matches};
 pub use error::{CloseReason, PushError, S2sOutFailure};
 pub use incoming::S2sIn;
@@ -91,12 +91,20 @@ pub enum S2sOutEvent {
         /// How we authenticated.
         method: AuthMethod,
     },
-    /// The remote authoritative server answered a [`S2sOut::request_verify`].
+    /// The remote authoritative server answered a [`S2sOut::request_verify`]: call
+    /// [`S2sIn::dialback_verified`] on the stream that asked.
     Verified {
         /// The stream id given to `request_verify`.
         id: String,
-        /// The key is the remote's key (`type='valid'`); false for `invalid` and `error`.
+        /// The key is the remote's key (`type='valid'`), or not (`type='invalid'`).
         valid: bool,
+    },
+    /// A [`S2sOut::request_verify`] got no answer (`type='error'`, or this stream closed first):
+    /// call [`S2sIn::dialback_failed`] on the stream that asked. Every request gets exactly one
+    /// `Verified` or `VerifyFailed`.
+    VerifyFailed {
+        /// The stream id given to `request_verify`.
+        id: String,
     },
     /// The stream ended; emitted once. Stanzas not yet taken by `take_transmit` are lost: the
     /// driver bounces what it still holds (see [`S2sOutFailure::bounce_condition`]).

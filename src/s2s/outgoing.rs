@@ -11,7 +11,7 @@ use rustls::pki_types::{ServerName, UnixTime};
 use super::dialback::{self, Body, DbElement};
 use super::error::{PushError, S2sOutFailure};
 use super::features;
-use super::io::{self, Io, Machine};
+use super::io::{self, Due, Io, Machine, Timers};
 use super::{AuthMethod, CertUsage, S2sConfig, S2sOutEvent, NS_SERVER};
 use crate::c2s::transport::{TlsFailure, Transport};
 use crate::xml::{Element, Event, Stanza, StanzaKind, StreamHeader, XmlError};
@@ -53,9 +53,7 @@ pub struct S2sOut {
     pub(super) verify_queue: Vec<u8>,
     /// Ids of the `<db:verify/>` sent or queued and not answered yet.
     pub(super) verifies: Vec<String>,
-    pub(super) auth_deadline: Option<Instant>,
-    pub(super) last_input: Instant,
-    pub(super) now: Instant,
+    pub(super) timers: Timers,
     pub(super) closed: bool,
     /// The remote's certificate is valid for `remote`.
     pub(super) cert_valid: bool,
@@ -87,7 +85,7 @@ impl S2sOut {
         now: Instant,
         direct_tls: bool,
     ) -> S2sOut {
-        let auth_deadline = (!cfg.auth_timeout.is_zero()).then(|| now + cfg.auth_timeout);
+        let timers = Timers::new(cfg.auth_timeout, cfg.idle_timeout, now);
         let io = Io::new(cfg.limits, NS_SERVER);
         let (local, remote) = (local.to_ascii_lowercase(), remote.to_ascii_lowercase());
         let mut s = S2sOut {
@@ -101,9 +99,7 @@ impl S2sOut {
             negotiated: false,
             verify_queue: Vec::new(),
             verifies: Vec::new(),
-            auth_deadline,
-            last_input: now,
-            now,
+            timers,
             closed: false,
             cert_valid: false,
             sasl_done: false,
@@ -112,40 +108,7 @@ impl S2sOut {
         s
     }
 
-    /// Raw bytes read from the socket (TLS records under TLS).
-    pub fn handle_input(&mut self, bytes: &[u8], now: Instant) {
-        if self.closed || bytes.is_empty() {
-            return;
-        }
-        self.last_input = now;
-        self.now = now;
-        io::handle_input(self, bytes);
-    }
-
-    /// Appends the bytes to write to the socket now.
-    pub fn take_transmit(&mut self, out: &mut Vec<u8>) {
-        self.io.take_transmit(out);
-    }
-
-    /// Bytes queued and not yet taken by `take_transmit`.
-    pub fn pending_transmit(&self) -> usize {
-        self.io.pending()
-    }
-
-    /// The next event for the driver.
-    pub fn poll_event(&mut self) -> Option<S2sOutEvent> {
-        self.events.pop_front()
-    }
-
-    /// When `handle_timeout` must be called next (authentication, then idle timeout).
-    pub fn next_timeout(&self) -> Option<Instant> {
-        if self.closed {
-            return None;
-        }
-        let idle =
-            (!self.cfg.idle_timeout.is_zero()).then(|| self.last_input + self.cfg.idle_timeout);
-        [self.auth_deadline, idle].into_iter().flatten().min()
-    }
+    io::io_api!(S2sOutEvent);
 
     /// Fires the timeouts due at `now`: authentication not done in time fails with `Timeout`; an
     /// idle ready stream is closed cleanly (`LocalClose`).
@@ -153,13 +116,10 @@ impl S2sOut {
         if self.closed {
             return;
         }
-        self.now = now;
-        if self.auth_deadline.is_some_and(|d| now >= d) {
-            self.io.out.extend_from_slice(b"</stream:stream>");
-            self.fail(S2sOutFailure::Timeout, true);
-        } else if !self.cfg.idle_timeout.is_zero() && now >= self.last_input + self.cfg.idle_timeout
-        {
-            self.close(None);
+        match self.timers.due(now) {
+            Some(Due::Auth) => self.give_up(S2sOutFailure::Timeout),
+            Some(Due::Idle) => self.close(None),
+            None => {}
         }
     }
 
@@ -222,21 +182,13 @@ impl S2sOut {
         }
         match cond {
             Some(cond) => self.stream_error(cond),
-            None => {
-                self.io.out.extend_from_slice(b"</stream:stream>");
-                self.fail(S2sOutFailure::LocalClose, true);
-            }
+            None => self.give_up(S2sOutFailure::LocalClose),
         }
     }
 
     /// The socket reached EOF or failed (connect failure included).
     pub fn peer_closed(&mut self) {
         self.fail(S2sOutFailure::Io, false);
-    }
-
-    /// Nothing more will be read; flush `take_transmit` and close the socket.
-    pub fn is_closed(&self) -> bool {
-        self.closed
     }
 
     /// Our domain.
@@ -437,27 +389,39 @@ impl S2sOut {
                     return;
                 };
                 self.verifies.swap_remove(pos);
-                self.events.push_back(S2sOutEvent::Verified {
-                    id,
-                    valid: type_ == "valid",
+                self.events.push_back(match type_ {
+                    "valid" | "invalid" => S2sOutEvent::Verified {
+                        id,
+                        valid: type_ == "valid",
+                    },
+                    _ => S2sOutEvent::VerifyFailed { id },
                 });
             }
-            (false, Some(type_)) if self.phase == Phase::Dialback => match type_ {
-                "valid" => self.ready(AuthMethod::Dialback),
-                "invalid" => self.give_up(S2sOutFailure::DialbackRefused),
-                _ => self.give_up(S2sOutFailure::DialbackError(db.error)),
-            },
+            (false, Some(type_)) if self.phase == Phase::Dialback && self.answers_us(&db) => {
+                match type_ {
+                    "valid" => self.ready(AuthMethod::Dialback),
+                    "invalid" => self.give_up(S2sOutFailure::DialbackRefused),
+                    _ => self.give_up(S2sOutFailure::DialbackError(db.error)),
+                }
+            }
             _ => self.stream_error(StreamErrorCondition::UnsupportedStanzaType),
         }
     }
 
+    /// The `<db:result/>` answers ours: from `remote` to `local`.
+    fn answers_us(&self, db: &DbElement) -> bool {
+        let is =
+            |a: &Option<String>, d: &str| a.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(d));
+        is(&db.from, &self.remote) && is(&db.to, &self.local)
+    }
+
     fn ready(&mut self, method: AuthMethod) {
         self.phase = Phase::Ready;
-        self.auth_deadline = None;
+        self.timers.authenticated();
         self.events.push_back(S2sOutEvent::Ready { method });
     }
 
-    /// Ends our stream cleanly and fails with `reason`.
+    /// Ends our stream cleanly (`</stream:stream>`) and fails with `reason`.
     fn give_up(&mut self, reason: S2sOutFailure) {
         self.io.out.extend_from_slice(b"</stream:stream>");
         self.fail(reason, true);
@@ -480,7 +444,9 @@ impl S2sOut {
         }
         self.closed = true;
         self.io.finish(notify);
-        self.verifies.clear();
+        for id in std::mem::take(&mut self.verifies) {
+            self.events.push_back(S2sOutEvent::VerifyFailed { id });
+        }
         self.events.push_back(S2sOutEvent::Closed { reason });
     }
 }

@@ -101,6 +101,11 @@ fn peer() -> SocketAddr {
     "192.0.2.9:5269".parse().unwrap()
 }
 
+/// A new outgoing stream from `from` (served with `cfg`) to `to`.
+fn out_stream(cfg: S2sConfig, from: &str, to: &str) -> S2sOut {
+    S2sOut::new(Arc::new(cfg), from.into(), to.into(), Instant::now())
+}
+
 /// An outgoing stream of one server connected in memory to an incoming stream of another.
 struct Pair {
     out: S2sOut,
@@ -108,13 +113,19 @@ struct Pair {
     now: Instant,
     out_events: Vec<S2sOutEvent>,
     in_events: Vec<S2sInEvent>,
+    /// Deliver the bytes one per `handle_input` call (restartability at any split).
+    bytewise: bool,
 }
 
 impl Pair {
     /// `from`'s server connecting to `to`'s server.
     fn new(from_cfg: S2sConfig, to_cfg: S2sConfig, from: &str, to: &str) -> Pair {
+        Pair::connect(out_stream(from_cfg, from, to), to_cfg, false)
+    }
+
+    /// `out` connected to a new incoming stream of `to_cfg`'s server, pumped until quiet.
+    fn connect(out: S2sOut, to_cfg: S2sConfig, bytewise: bool) -> Pair {
         let now = Instant::now();
-        let out = S2sOut::new(Arc::new(from_cfg), from.into(), to.into(), now);
         let inn = S2sIn::new(Arc::new(to_cfg), peer(), now);
         let mut p = Pair {
             out,
@@ -122,6 +133,7 @@ impl Pair {
             now,
             out_events: Vec::new(),
             in_events: Vec::new(),
+            bytewise,
         };
         p.pump();
         p
@@ -129,16 +141,22 @@ impl Pair {
 
     /// Moves bytes both ways until both sides are quiet; collects events.
     fn pump(&mut self) {
+        let step = |bytes: &[u8], bytewise: bool| -> Vec<Vec<u8>> {
+            match bytewise {
+                true => bytes.iter().map(|b| vec![*b]).collect(),
+                false => vec![bytes.to_vec()],
+            }
+        };
         for _ in 0..100 {
             let mut a = Vec::new();
             self.out.take_transmit(&mut a);
-            if !a.is_empty() {
-                self.inn.handle_input(&a, self.now);
+            for chunk in step(&a, self.bytewise) {
+                self.inn.handle_input(&chunk, self.now);
             }
             let mut b = Vec::new();
             self.inn.take_transmit(&mut b);
-            if !b.is_empty() {
-                self.out.handle_input(&b, self.now);
+            for chunk in step(&b, self.bytewise) {
+                self.out.handle_input(&chunk, self.now);
             }
             while let Some(ev) = self.out.poll_event() {
                 self.out_events.push(ev);
@@ -169,6 +187,15 @@ impl Pair {
             } => (remote, local, stream_id, key),
             _ => unreachable!(),
         }
+    }
+}
+
+/// How the outgoing side ended up, its only event: `Ok` when ready, `Err` when closed.
+fn outcome(p: &Pair) -> Result<AuthMethod, S2sOutFailure> {
+    match &p.out_events[..] {
+        [S2sOutEvent::Ready { method }] => Ok(*method),
+        [S2sOutEvent::Closed { reason }] => Err(reason.clone()),
+        other => panic!("not one outcome: {other:?}"),
     }
 }
 
@@ -253,34 +280,37 @@ fn dialback_key_matches_xep_0185_example() {
         key,
         "5e598fae34b90be084fb6a4a8a543ceb33549140bac9d829ef8d734d900616e4"
     );
-    assert!(key_matches(
-        b"s3cr3tf0rd14lb4ck",
-        "domain2.tld",
-        "domain1.tld",
-        "D60000229F",
-        &key
-    ));
-    assert!(!key_matches(
-        b"s3cr3tf0rd14lb4ck",
-        "domain1.tld",
-        "domain2.tld",
-        "D60000229F",
-        &key
-    ));
-    assert!(!key_matches(
-        b"other",
-        "domain2.tld",
-        "domain1.tld",
-        "D60000229F",
-        &key
-    ));
-    assert!(!key_matches(
-        b"s3cr3tf0rd14lb4ck",
-        "domain2.tld",
-        "domain1.tld",
-        "D60000229F",
-        ""
-    ));
+    let secret = b"s3cr3tf0rd14lb4ck".as_slice();
+    let right = (secret, "domain2.tld", "domain1.tld", "D60000229F");
+    let wrong = [
+        (secret, "domain1.tld", "domain2.tld", "D60000229F"),
+        (
+            b"other".as_slice(),
+            "domain2.tld",
+            "domain1.tld",
+            "D60000229F",
+        ),
+        (secret, "domain2.tld", "domain1.tld", "D60000229E"),
+    ];
+    assert!(key_matches(right.0, right.1, right.2, right.3, &key));
+    assert!(!key_matches(right.0, right.1, right.2, right.3, ""));
+    for (s, r, o, id) in wrong {
+        assert!(!key_matches(s, r, o, id, &key), "{r} {o} {id}");
+    }
+}
+
+#[test]
+fn stanza_error_names_round_trip() {
+    use crate::xmpp::StanzaErrorCondition as C;
+    for c in [
+        C::BadRequest,
+        C::ItemNotFound,
+        C::RemoteServerNotFound,
+        C::UnexpectedRequest,
+    ] {
+        assert_eq!(C::from_name(c.as_str()), Some(c));
+    }
+    assert_eq!(C::from_name("nope"), None);
 }
 
 #[test]

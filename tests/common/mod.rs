@@ -12,6 +12,7 @@ use petrel::xmpp::ns;
 
 pub mod admin;
 pub mod pg;
+pub mod prosody;
 pub mod venv;
 pub mod web;
 pub mod ws;

@@ -255,3 +255,22 @@ fn stream_id_changes_and_timeout_closes() {
         Some(StreamErrorCondition::ConnectionTimeout)
     );
 }
+
+#[test]
+fn sasl_external_is_refused_without_a_valid_certificate() {
+    let mut c = authenticated();
+    let auth = "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>";
+    for _ in 0..2 {
+        let out = c.send(auth);
+        assert_eq!(
+            out,
+            "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><invalid-mechanism/></failure>"
+        );
+    }
+    let out = c.send(auth);
+    assert!(out.contains("<policy-violation xmlns"), "{out}");
+    assert_eq!(
+        in_closed_with(&c.events()),
+        Some(StreamErrorCondition::PolicyViolation)
+    );
+}

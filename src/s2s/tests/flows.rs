@@ -46,16 +46,7 @@ fn dialback(tamper: bool) -> (Pair, Pair) {
 #[test]
 fn dialback_with_self_signed_certificates_then_stanzas_flow() {
     let (mut ab, _ba) = dialback(false);
-    assert!(
-        matches!(
-            ab.out_events[..],
-            [S2sOutEvent::Ready {
-                method: AuthMethod::Dialback
-            }]
-        ),
-        "{:?}",
-        ab.out_events
-    );
+    assert_eq!(outcome(&ab), Ok(AuthMethod::Dialback));
     assert!(matches!(
         &ab.in_events[..],
         [S2sInEvent::Authenticated { remote, local, method: AuthMethod::Dialback }]
@@ -89,16 +80,7 @@ fn dialback_with_self_signed_certificates_then_stanzas_flow() {
 #[test]
 fn dialback_with_a_wrong_key_is_refused_and_no_stanza_passes() {
     let (mut ab, _ba) = dialback(true);
-    assert!(
-        matches!(
-            ab.out_events[..],
-            [S2sOutEvent::Closed {
-                reason: S2sOutFailure::DialbackRefused
-            }]
-        ),
-        "{:?}",
-        ab.out_events
-    );
+    assert_eq!(outcome(&ab), Err(S2sOutFailure::DialbackRefused));
     assert!(ab.inn.authenticated().next().is_none());
     assert!(ab.out.push_stanza(MESSAGE.as_bytes()).is_err());
     assert!(!ab
@@ -111,23 +93,10 @@ fn dialback_with_a_wrong_key_is_refused_and_no_stanza_passes() {
 fn verify_is_sent_before_the_stream_itself_is_authenticated() {
     // B's stream to A: request_verify before anything was exchanged is queued until the
     // features, and answered although B is not (yet) authenticated to A.
-    let now = Instant::now();
-    let mut out = S2sOut::new(
-        Arc::new(config(B, Certs::SelfSigned)),
-        B.into(),
-        A.into(),
-        now,
-    );
+    let mut out = out_stream(config(B, Certs::SelfSigned), B, A);
     let key = dialback_key(&config(A, Certs::SelfSigned).dialback_secret, B, A, "sid");
     out.request_verify("sid", &key).unwrap();
-    let mut ba = Pair {
-        out,
-        inn: S2sIn::new(Arc::new(config(A, Certs::SelfSigned)), peer(), now),
-        now,
-        out_events: Vec::new(),
-        in_events: Vec::new(),
-    };
-    ba.pump();
+    let ba = Pair::connect(out, config(A, Certs::SelfSigned), false);
     assert!(
         ba.out_events
             .iter()
@@ -141,16 +110,7 @@ fn verify_is_sent_before_the_stream_itself_is_authenticated() {
 #[test]
 fn sasl_external_with_ca_signed_certificates_needs_no_dialback() {
     let mut ab = Pair::new(config(A, Certs::CaSigned), config(B, Certs::CaSigned), A, B);
-    assert!(
-        matches!(
-            ab.out_events[..],
-            [S2sOutEvent::Ready {
-                method: AuthMethod::SaslExternal
-            }]
-        ),
-        "{:?}",
-        ab.out_events
-    );
+    assert_eq!(outcome(&ab), Ok(AuthMethod::SaslExternal));
     assert!(matches!(
         &ab.in_events[..],
         [S2sInEvent::Authenticated { remote, local, method: AuthMethod::SaslExternal }]
@@ -171,12 +131,7 @@ fn ca_signed_but_sasl_external_off_falls_back_to_dialback() {
     let (remote, local, _, _) = ab.take_verify_request();
     ab.inn.dialback_verified(&remote, &local, true);
     ab.pump();
-    assert!(matches!(
-        ab.out_events[..],
-        [S2sOutEvent::Ready {
-            method: AuthMethod::Dialback
-        }]
-    ));
+    assert_eq!(outcome(&ab), Ok(AuthMethod::Dialback));
 }
 
 #[test]
@@ -184,16 +139,7 @@ fn invalid_certificate_without_dialback_fails() {
     let mut from = config(A, Certs::SelfSigned);
     from.dialback = false;
     let ab = Pair::new(from, config(B, Certs::SelfSigned), A, B);
-    assert!(
-        matches!(
-            ab.out_events[..],
-            [S2sOutEvent::Closed {
-                reason: S2sOutFailure::CertificateInvalid
-            }]
-        ),
-        "{:?}",
-        ab.out_events
-    );
+    assert_eq!(outcome(&ab), Err(S2sOutFailure::CertificateInvalid));
 }
 
 #[test]
@@ -202,16 +148,7 @@ fn tls_required_but_not_offered_fails_the_outgoing_stream() {
     to.tls_server = None;
     to.tls_required = false;
     let ab = Pair::new(config(A, Certs::SelfSigned), to, A, B);
-    assert!(
-        matches!(
-            ab.out_events[..],
-            [S2sOutEvent::Closed {
-                reason: S2sOutFailure::TlsRequiredButNotOffered
-            }]
-        ),
-        "{:?}",
-        ab.out_events
-    );
+    assert_eq!(outcome(&ab), Err(S2sOutFailure::TlsRequiredButNotOffered));
     assert_eq!(
         S2sOutFailure::TlsRequiredButNotOffered.bounce_condition(),
         crate::xmpp::StanzaErrorCondition::RemoteServerNotFound
@@ -229,17 +166,11 @@ fn dialback_error_answer_is_reported() {
     let (remote, local, _, _) = ab.take_verify_request();
     ab.inn.dialback_failed(&remote, &local);
     ab.pump();
-    assert!(
-        matches!(
-            ab.out_events[..],
-            [S2sOutEvent::Closed {
-                reason: S2sOutFailure::DialbackError(Some(
-                    crate::xmpp::StanzaErrorCondition::RemoteServerNotFound
-                ))
-            }]
-        ),
-        "{:?}",
-        ab.out_events
+    assert_eq!(
+        outcome(&ab),
+        Err(S2sOutFailure::DialbackError(Some(
+            crate::xmpp::StanzaErrorCondition::RemoteServerNotFound
+        )))
     );
 }
 
@@ -256,14 +187,86 @@ fn authentication_timeout_fails_the_outgoing_stream() {
     assert!(!ab.out.is_closed());
     ab.out.handle_timeout(deadline);
     ab.pump();
-    assert!(matches!(
-        ab.out_events[..],
-        [S2sOutEvent::Closed {
-            reason: S2sOutFailure::Timeout
-        }]
-    ));
+    assert_eq!(outcome(&ab), Err(S2sOutFailure::Timeout));
     assert_eq!(
         S2sOutFailure::Timeout.bounce_condition(),
         crate::xmpp::StanzaErrorCondition::RemoteServerTimeout
     );
+}
+
+#[test]
+fn sasl_external_over_direct_tls_split_into_single_bytes() {
+    let now = Instant::now();
+    let out = S2sOut::new_direct_tls(
+        Arc::new(config(A, Certs::CaSigned)),
+        A.into(),
+        B.into(),
+        now,
+    );
+    let mut to = config(B, Certs::CaSigned);
+    to.direct_tls = true;
+    let mut ab = Pair::connect(out, to, true);
+    assert_eq!(outcome(&ab), Ok(AuthMethod::SaslExternal));
+    ab.in_events.clear();
+    ab.out.push_stanza(MESSAGE.as_bytes()).unwrap();
+    ab.pump();
+    assert!(matches!(&ab.in_events[..], [S2sInEvent::Stanza(_)]));
+}
+
+#[test]
+fn dialback_over_starttls_split_into_single_bytes() {
+    let out = out_stream(config(A, Certs::SelfSigned), A, B);
+    let mut ab = Pair::connect(out, config(B, Certs::SelfSigned), true);
+    let (remote, local, stream_id, key) = ab.take_verify_request();
+    let secret = config(A, Certs::SelfSigned).dialback_secret;
+    assert!(key_matches(&secret, B, A, &stream_id, &key));
+    ab.inn.dialback_verified(&remote, &local, true);
+    ab.pump();
+    assert!(ab.out.is_ready());
+}
+
+#[test]
+fn outbound_queue_is_bounded() {
+    let mut from = config(A, Certs::CaSigned);
+    from.outbound_queue_bytes = 2 * MESSAGE.len();
+    let mut ab = Pair::new(from, config(B, Certs::CaSigned), A, B);
+    assert!(ab.out.is_ready());
+    ab.out.push_stanza(MESSAGE.as_bytes()).unwrap();
+    ab.out.push_stanza(MESSAGE.as_bytes()).unwrap();
+    assert_eq!(ab.out.push_stanza(MESSAGE.as_bytes()), Err(PushError::Full));
+    ab.pump();
+    ab.out.push_stanza(MESSAGE.as_bytes()).unwrap();
+}
+
+#[test]
+fn unanswered_verifies_fail_when_the_stream_closes() {
+    let mut out = out_stream(config(B, Certs::SelfSigned), B, A);
+    out.request_verify("s1", "k1").unwrap();
+    out.request_verify("s2", "k2").unwrap();
+    out.peer_closed();
+    let events: Vec<_> = std::iter::from_fn(|| out.poll_event()).collect();
+    assert!(
+        matches!(
+            &events[..],
+            [
+                S2sOutEvent::VerifyFailed { id: a },
+                S2sOutEvent::VerifyFailed { id: b },
+                S2sOutEvent::Closed { reason: S2sOutFailure::Io },
+            ] if a == "s1" && b == "s2"
+        ),
+        "{events:?}"
+    );
+    assert_eq!(out.request_verify("s3", "k3"), Err(PushError::NotReady));
+}
+
+#[test]
+fn certificate_for_another_domain_gets_no_sasl_external() {
+    // A's CA-signed certificate, but the stream claims c.example: B offers no EXTERNAL, so the
+    // originating side falls back to dialback for c.example.
+    let mut from = config(A, Certs::CaSigned);
+    from.hosts = vec!["c.example".into()];
+    let mut ab = Pair::new(from, config(B, Certs::CaSigned), "c.example", B);
+    assert!(ab.out_events.is_empty(), "{:?}", ab.out_events);
+    let (remote, local, _, _) = ab.take_verify_request();
+    assert_eq!((remote.as_str(), local.as_str()), ("c.example", B));
 }
