@@ -47,6 +47,8 @@ pub enum S2sSetupError {
 /// What every shard shares: the outgoing streams' configuration, the resolver, static addresses.
 pub(crate) struct S2sShared {
     pub(super) out: Arc<S2sConfig>,
+    /// `out` with ALPN `xmpp-server` for direct TLS (XEP-0368).
+    pub(super) out_direct: Arc<S2sConfig>,
     pub(super) dns: Dns,
     pub(super) address: BTreeMap<String, StaticAddress>,
     pub(super) limits: table::Limits,
@@ -106,8 +108,15 @@ pub(crate) fn setup(config: &Config) -> Result<(Arc<S2sShared>, Vec<S2sListener>
         .iter()
         .map(|l| listener(&base, l, &chain, &private_key))
         .collect::<Result<_, _>>()?;
+    let mut out_direct = out.clone();
+    if let Some(client) = &out.tls_client {
+        let mut client = (**client).clone();
+        client.alpn_protocols = vec![crate::s2s::ALPN_XMPP_SERVER.to_vec()];
+        out_direct.tls_client = Some(Arc::new(client));
+    }
     let shared = S2sShared {
         out: Arc::new(out),
+        out_direct: Arc::new(out_direct),
         dns: Dns::start(&s.nameservers)?,
         address: s.address.clone(),
         limits: table::Limits {
@@ -274,7 +283,7 @@ impl S2sRt {
             .push_verify(&pair, v, Instant::now());
         match pushed {
             Ok(q) => self.started(pair, q),
-            Err(Refused { item, .. }) => answer(shard, item, false),
+            Err(Refused { item, .. }) => answer(shard, item, None),
         }
     }
 
@@ -358,7 +367,7 @@ impl S2sRt {
                     shard.bounce(&acc, f.cond);
                 }
                 for v in f.verifies {
-                    answer(&mut shard, v, false);
+                    answer(&mut shard, v, None);
                 }
             }
             shard.drain_to_route();
@@ -387,8 +396,9 @@ impl S2sRt {
     }
 }
 
-/// Answers a verification to its incoming connection, wherever it lives.
-pub(super) fn answer(shard: &mut Shard, v: Verify, valid: bool) {
+/// Answers a verification to its incoming connection, wherever it lives (`None`: the remote's
+/// authoritative server could not be asked).
+pub(super) fn answer(shard: &mut Shard, v: Verify, valid: Option<bool>) {
     shard.send_to_session(
         v.answer_to,
         ConnMsg::DialbackVerified {
@@ -400,10 +410,10 @@ pub(super) fn answer(shard: &mut Shard, v: Verify, valid: bool) {
 }
 
 /// Runs on the home shard of `v.remote` (a mesh task): to the outgoing stream towards it; answered
-/// invalid when federation is not running there.
+/// as failed when federation is not running there.
 pub(super) fn verify_on_home(shard: &mut Shard, v: Verify) {
     match shard.ext.get::<S2sExt>().cloned() {
         Some(S2sExt(rt)) => rt.verify(shard, v),
-        None => answer(shard, v, false),
+        None => answer(shard, v, None),
     }
 }

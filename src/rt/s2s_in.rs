@@ -92,7 +92,10 @@ pub(crate) async fn run<S: super::conn::Io>(
                         remote,
                         local,
                         valid,
-                    } => s2s.dialback_verified(&remote, &local, valid),
+                    } => match valid {
+                        Some(valid) => s2s.dialback_verified(&remote, &local, valid),
+                        None => s2s.dialback_failed(&remote, &local),
+                    },
                     ConnMsg::Close(cond) | ConnMsg::CloseText(cond, _) => s2s.close(Some(cond)),
                     _ => {}
                 }

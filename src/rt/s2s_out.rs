@@ -88,12 +88,12 @@ async fn attempt(rt: &Rc<S2sRt>, pair: &Pair, task: &Rc<OutTask>) -> End {
     };
     let _ = stream.set_nodelay(true);
     rt.table.borrow_mut().set_state(pair, State::Negotiating);
-    let (cfg, now) = (rt.shared.out.clone(), Instant::now());
+    let now = Instant::now();
     let (local, remote) = (pair.local.clone(), pair.remote.clone());
     let mut out = if e.direct_tls {
-        S2sOut::new_direct_tls(cfg, local, remote, now)
+        S2sOut::new_direct_tls(rt.shared.out_direct.clone(), local, remote, now)
     } else {
-        S2sOut::new(cfg, local, remote, now)
+        S2sOut::new(rt.shared.out.clone(), local, remote, now)
     };
     tracing::debug!(local = pair.local, remote = pair.remote, addr = %e.addr, "s2s: connected");
     let mut asked: HashMap<String, Vec<Verify>> = HashMap::default();
@@ -110,7 +110,7 @@ async fn attempt(rt: &Rc<S2sRt>, pair: &Pair, task: &Rc<OutTask>) -> End {
     if let Some(ctx) = rt.ctx() {
         let mut shard = ctx.shard.borrow_mut();
         for v in asked.into_values().flatten() {
-            answer(&mut shard, v, false);
+            answer(&mut shard, v, None);
         }
         drop(shard);
         ctx.flush();
@@ -148,7 +148,13 @@ fn step(
             S2sOutEvent::Verified { id, valid } => {
                 let mut shard = ctx.shard.borrow_mut();
                 for v in asked.remove(&id).unwrap_or_default() {
-                    answer(&mut shard, v, valid);
+                    answer(&mut shard, v, Some(valid));
+                }
+            }
+            S2sOutEvent::VerifyFailed { id } => {
+                let mut shard = ctx.shard.borrow_mut();
+                for v in asked.remove(&id).unwrap_or_default() {
+                    answer(&mut shard, v, None);
                 }
             }
             S2sOutEvent::Closed { reason } => {
@@ -174,7 +180,7 @@ fn step(
     for v in verifies {
         match out.request_verify(&v.id, &v.key) {
             Ok(()) => asked.entry(v.id.clone()).or_default().push(v),
-            Err(_) => answer(&mut ctx.shard.borrow_mut(), v, false),
+            Err(_) => answer(&mut ctx.shard.borrow_mut(), v, None),
         }
     }
     if out.is_ready() {

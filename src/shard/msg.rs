@@ -110,7 +110,8 @@ pub enum ConnMsg {
         remote: String,
         /// Our domain it wants to talk to.
         local: String,
-        /// The key is valid.
-        valid: bool,
+        /// The key is valid (`Some(true)`), not (`Some(false)`), or the authoritative server
+        /// could not be asked (`None`: unreachable, error).
+        valid: Option<bool>,
     },
 }
