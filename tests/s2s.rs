@@ -34,6 +34,8 @@ struct Spec<'a> {
     extra: &'a str,
     /// Its s2s listener's `tls`.
     tls: &'a str,
+    /// The other side's s2s listener's `tls`.
+    other_tls: &'a str,
 }
 
 fn config(spec: &Spec<'_>, me: &Ports, c2s: u16, data: &std::path::Path) -> String {
@@ -68,6 +70,7 @@ handlers = ["metrics"]
 [s2s.address."{other}"]
 host = "127.0.0.1"
 port = {other_s2s}
+tls = "{addr_tls}"
 
 [modules.roster]
 [modules.presence]
@@ -77,6 +80,12 @@ port = {other_s2s}
 "#,
         domain = spec.domain,
         tls = spec.tls,
+        // The other side's listener mode: direct TLS there means direct TLS to it.
+        addr_tls = if spec.other_tls == "tls" {
+            "tls"
+        } else {
+            "starttls_required"
+        },
         extra = spec.extra,
         other = spec.other,
         other_s2s = spec.other_s2s,
@@ -114,6 +123,7 @@ fn spec_a<'a>(other_s2s: u16, extra: &'a str, tls: &'a str) -> Spec<'a> {
         other_s2s,
         extra,
         tls,
+        other_tls: "starttls_required",
     }
 }
 
@@ -126,6 +136,7 @@ fn spec_b(other_s2s: u16, extra: &str) -> Spec<'_> {
         other_s2s,
         extra,
         tls: "starttls_required",
+        other_tls: "starttls_required",
     }
 }
 
@@ -231,6 +242,33 @@ fn dialback_chat_presence_and_iq_across() {
     );
     assert_eq!(v.from().as_deref(), Some("other.test"));
     assert!(String::from_utf8_lossy(v.bytes()).contains("petrel"));
+}
+
+#[test]
+fn direct_tls_listeners_xep_0368() {
+    let (pa, pb) = (ports(), ports());
+    let (sa, sb) = (pa.s2s, pb.s2s);
+    let a = start(
+        Spec {
+            other_tls: "tls",
+            ..spec_a(sb, "", "tls")
+        },
+        pa,
+    );
+    let b = start(
+        Spec {
+            tls: "tls",
+            other_tls: "tls",
+            ..spec_b(sa, "")
+        },
+        pb,
+    );
+    let mut alice = login(&a, "alice", true);
+    let mut bob = login(&b, "bob", true);
+    chat_across(&mut alice, &mut bob, "bob@other.test/r", "direct-1");
+    chat_across(&mut bob, &mut alice, "alice@petrel.test/r", "direct-2");
+    assert!(counter(&a, "petrel_s2s_out_dialback") >= 1);
+    assert!(counter(&b, "petrel_s2s_in_dialback") >= 1);
 }
 
 /// A test CA and, per domain, a certificate it signed; written as PEM files into `dir`.
