@@ -1,8 +1,9 @@
 //! External component interop with slixmpp's `ComponentXMPP` (tests/interop/component.py, echo
 //! mode): the component connects to `[[listen.component]]`, users log in over STARTTLS and send it a
 //! message each; it answers every one, and every user gets its answer. At 1 and 2 shards; at 2 the
-//! users have different home shards and their connections are spread over both shards by the
-//! kernel, so messages reach the component from its own shard and over the mesh.
+//! users have different home shards and the script adds sessions until they live on both shards
+//! (the kernel picks a connection's shard; the admin API tells which), so messages reach the
+//! component from its own shard and over the mesh.
 //!
 //! The venv and script runner are tests/common/venv.rs.
 
@@ -11,8 +12,8 @@ mod common;
 use std::time::Duration;
 
 use common::component::{self, SECRET};
+use common::free_port;
 use common::venv::{run_script, server_args};
-use common::{free_port, Server};
 use petrel::shard::home_shard_of;
 
 const DOMAIN: &str = "echo.localhost";
@@ -26,7 +27,8 @@ fn check(shards: usize) {
         .collect();
     assert_eq!(homes.len(), shards, "the users cover every shard");
     let port = free_port();
-    let server = Server::start_with(shards, &USERS, "", &component::config(port, &[DOMAIN]));
+    let (server, http) =
+        common::admin::start(shards, &USERS, true, &component::config(port, &[DOMAIN]));
     let mut args = server_args(&server);
     args.extend([
         "--mode".into(),
@@ -39,6 +41,13 @@ fn check(shards: usize) {
         SECRET.into(),
         "--users".into(),
         USERS.join(","),
+        // The script adds sessions until they live on every shard (the admin API tells where).
+        "--admin-port".into(),
+        http.to_string(),
+        "--token".into(),
+        common::admin::TOKEN.into(),
+        "--shards".into(),
+        shards.to_string(),
     ]);
     let out = run_script("component.py", &args, Duration::from_secs(60));
     assert!(out.contains("OK: component"), "{out}");
