@@ -54,6 +54,30 @@ fn check(shards: usize) {
     println!("{out}");
 }
 
+/// The serve mode other tests use (e.g. a push app server): the component reports what it receives
+/// and answers IQs.
+#[test]
+fn slixmpp_component_serve_mode() {
+    let port = free_port();
+    let server = common::Server::start_with(2, &["alice"], "", &component::config(port, &[DOMAIN]));
+    let mut comp = component::spawn_slixmpp(port, DOMAIN);
+    let mut alice = server.login("alice", "a", None);
+    alice.chat(&format!("bot@{DOMAIN}"), "served");
+    let line = comp.wait_line("STANZA", Duration::from_secs(30));
+    assert!(
+        line.contains("served") && line.contains("alice@localhost/a"),
+        "{line}"
+    );
+    alice.send(&format!(
+        "<iq type='get' to='{DOMAIN}' id='q1'><query xmlns='jabber:iq:version'/></iq>"
+    ));
+    let r = alice.expect("the component's IQ result", |s| {
+        s.id().as_deref() == Some("q1")
+    });
+    assert_eq!(r.type_().as_deref(), Some("result"));
+    assert_eq!(r.from().as_deref(), Some(DOMAIN));
+}
+
 #[test]
 fn slixmpp_component_one_shard() {
     check(1);
