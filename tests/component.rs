@@ -177,3 +177,64 @@ fn stanza_without_to_is_improper_addressing() {
     ));
     closed_with(&mut comp.client, "improper-addressing");
 }
+
+/// A component that does not read what it is sent: once its socket takes nothing and its mailbox
+/// stays over its bound, it is cut off with `policy-violation` (the stated policy), and its route is
+/// released (a new connection gets it).
+#[test]
+fn slow_component_is_cut_off() {
+    use std::io::{Read, Write};
+    let port = free_port();
+    let server = Server::start_with(
+        1,
+        &["alice"],
+        "",
+        &component::config_with(port, &[DOMAIN], "outbound_queue_bytes = 4096"),
+    );
+    let mut comp = Component::connect(port, DOMAIN);
+    let alice = server.login("alice", "a", None);
+    // The sender writes from its own thread while the component reads nothing, and reads (and
+    // drops) what she gets from another: the errors for what the component never took.
+    let mut sock = alice.sock.try_clone().unwrap();
+    let mut inbox = alice.sock.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        while inbox.read(&mut buf).is_ok_and(|n| n > 0) {}
+    });
+    let body = "x".repeat(60_000);
+    let (done, sent) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for i in 0..400 {
+            let m = format!("<message to='bot@{DOMAIN}' id='s{i}'><body>{body}</body></message>");
+            if sock.write_all(m.as_bytes()).is_err() {
+                break;
+            }
+        }
+        let _ = done.send(());
+    });
+    // Until the component is cut off, its full mailbox holds alice back (her socket is not read).
+    sent.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the sender is not held back forever: the slow component was cut off");
+    // Now read what the component was sent, to its end (only the tail is kept).
+    let mut tail: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match comp.client.sock.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                tail.extend_from_slice(&buf[..n]);
+                let cut = tail.len().saturating_sub(512);
+                tail.drain(..cut);
+            }
+            Err(e) => panic!("component socket: {e}"),
+        }
+    }
+    let tail = String::from_utf8_lossy(&tail).into_owned();
+    assert!(
+        tail.ends_with("<policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><text xmlns='urn:ietf:params:xml:ns:xmpp-streams' xml:lang='en'>slow reader</text></stream:error></stream:stream>"),
+        "{tail}"
+    );
+    // The route was released: the domain can be claimed again.
+    Component::connect(port, DOMAIN);
+    drop(alice);
+}

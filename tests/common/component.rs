@@ -15,7 +15,13 @@ pub const SECRET: &str = "component-secret";
 /// Config text (to append at the end of a test config) for a `[[listen.component]]` on loopback
 /// port `port` and one `[components."d"]` per domain of `domains`, all with [`SECRET`].
 pub fn config(port: u16, domains: &[&str]) -> String {
-    let mut s = format!("\n[[listen.component]]\nport = {port}\nip_address = \"127.0.0.1\"\n");
+    config_with(port, domains, "")
+}
+
+/// [`config`] with `listener` (more keys) inside the `[[listen.component]]` table.
+pub fn config_with(port: u16, domains: &[&str], listener: &str) -> String {
+    let mut s =
+        format!("\n[[listen.component]]\nport = {port}\nip_address = \"127.0.0.1\"\n{listener}\n");
     for d in domains {
         s.push_str(&format!(
             "\n[components.\"{d}\"]\npassword = \"{SECRET}\"\n"
