@@ -87,7 +87,8 @@ struct Driver {
     /// The domain whose route this connection claimed (released when it ends).
     claimed: Rc<RefCell<Option<String>>>,
     /// Stanzas that reached the mailbox while the claim was answered (the route is announced to
-    /// every shard before the answer reaches us); bounded by the mailbox's own bound.
+    /// every shard before the answer reaches us); at most `outbound_queue_bytes`, past it they are
+    /// answered `service-unavailable`.
     early: Vec<Acc>,
     /// Bytes on their way to the socket.
     out: Output,
@@ -205,7 +206,15 @@ impl Driver {
         match msg {
             ConnMsg::Deliver(acc) if self.comp.is_ready() => self.write(acc),
             ConnMsg::Deliver(acc) if self.comp.is_closed() => self.unwritten(acc),
-            ConnMsg::Deliver(acc) => self.early.push(acc),
+            ConnMsg::Deliver(acc) => {
+                let held: usize = self.early.iter().map(|a| a.stanza.bytes().len()).sum();
+                if held + acc.stanza.bytes().len() > self.comp.output_bound() {
+                    // More than the stream could hold: answered like a stanza it cannot take.
+                    self.unwritten(acc);
+                } else {
+                    self.early.push(acc);
+                }
+            }
             ConnMsg::Bound(Ok(())) => {
                 self.comp.route_result(Ok(()));
                 for acc in std::mem::take(&mut self.early) {
