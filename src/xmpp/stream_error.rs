@@ -18,7 +18,8 @@ pub enum StreamErrorCondition {
     HostGone,
     /// The `to` of the stream header names a domain not served here.
     HostUnknown,
-    /// A stanza lacks the `to` or `from` a server or component stream requires.
+    /// A stanza lacks a `from` or `to` a server-to-server or component stream requires (RFC 6120
+    /// §4.9.3.7, XEP-0114).
     ImproperAddressing,
     /// A `from` that does not match the authenticated identity.
     InvalidFrom,

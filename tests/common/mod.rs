@@ -13,6 +13,7 @@ use petrel::xmpp::ns;
 pub mod admin;
 pub mod component;
 pub mod pg;
+pub mod prosody;
 pub mod venv;
 pub mod web;
 pub mod ws;

@@ -11,6 +11,8 @@ pub const SLIXMPP: &str = "slixmpp==1.10.0";
 pub const PROMETHEUS_CLIENT: &str = "prometheus-client==0.26.0";
 /// The HTTP client slixmpp's xep_0363 uploads with.
 pub const AIOHTTP: &str = "aiohttp==3.11.18";
+/// The DNS server library of tests/interop/dns.py (federation tests resolve through it).
+pub const DNSLIB: &str = "dnslib==0.9.26";
 
 fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -40,7 +42,7 @@ pub fn venv_python() -> &'static Path {
         let version = SLIXMPP.split("==").nth(1).unwrap_or_default();
         // aiohttp: slixmpp's HTTP upload plugin (xep_0363) needs it.
         let check = format!(
-            "import slixmpp, prometheus_client, aiohttp, sys; \
+            "import slixmpp, prometheus_client, aiohttp, dnslib, sys; \
              sys.exit(slixmpp.__version__ != '{version}')"
         );
         let ready = |py: &Path| {
@@ -67,6 +69,7 @@ pub fn venv_python() -> &'static Path {
             SLIXMPP,
             PROMETHEUS_CLIENT,
             AIOHTTP,
+            DNSLIB,
         ]));
         assert!(
             ready(&tmp.join("bin/python")),
