@@ -104,7 +104,9 @@ impl Store {
     ) -> Result<u64, StoreError> {
         match node {
             Some(node) => self.exec(
-                sql("DELETE FROM push_registration WHERE owner = ?1 AND service = ?2 AND node = ?3"),
+                sql(
+                    "DELETE FROM push_registration WHERE owner = ?1 AND service = ?2 AND node = ?3",
+                ),
                 args![owner, service, node],
             ),
             None => self.exec(
@@ -137,28 +139,45 @@ mod tests {
             let store = db.open();
             let a = "a@example.com";
             let ok = |r| store.push_enable(a, &r, 2).ok();
-            assert_eq!(ok(reg("push.test", "n1", "phone")), Some(PushEnable::Stored));
+            assert_eq!(
+                ok(reg("push.test", "n1", "phone")),
+                Some(PushEnable::Stored)
+            );
             // Same (service, node): replaced, not counted twice.
             let mut again = reg("push.test", "n1", "tablet");
             again.form = "<x/>".into();
             assert_eq!(ok(again.clone()), Some(PushEnable::Stored));
-            assert_eq!(ok(reg("push.test", "n2", "phone")), Some(PushEnable::Stored));
+            assert_eq!(
+                ok(reg("push.test", "n2", "phone")),
+                Some(PushEnable::Stored)
+            );
             assert_eq!(ok(reg("other.test", "n", "phone")), Some(PushEnable::Full));
             let list = store.push_list(a).unwrap_or_default();
             assert_eq!(list, vec![again, reg("push.test", "n2", "phone")]);
             // Another account's registrations are its own.
-            assert!(store.push_list("b@example.com").unwrap_or_default().is_empty());
+            assert!(store
+                .push_list("b@example.com")
+                .unwrap_or_default()
+                .is_empty());
             assert_eq!(store.push_disable(a, "push.test", Some("n2")).ok(), Some(1));
             assert_eq!(store.push_list(a).map(|l| l.len()).ok(), Some(1));
-            assert_eq!(ok(reg("push.test", "n3", "phone")), Some(PushEnable::Stored));
+            assert_eq!(
+                ok(reg("push.test", "n3", "phone")),
+                Some(PushEnable::Stored)
+            );
             assert_eq!(store.push_disable(a, "push.test", None).ok(), Some(2));
             assert!(store.push_list(a).unwrap_or_default().is_empty());
 
             // Deleting the account deletes its registrations.
             let jid = BareJid::parse(a).unwrap_or_else(|e| panic!("{e}"));
             let secrets = crate::auth::ScramSecrets::derive("pw", 16);
-            store.add_user(&jid, &secrets).unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(ok(reg("push.test", "n1", "phone")), Some(PushEnable::Stored));
+            store
+                .add_user(&jid, &secrets)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                ok(reg("push.test", "n1", "phone")),
+                Some(PushEnable::Stored)
+            );
             store.remove_user(&jid).unwrap_or_else(|e| panic!("{e}"));
             assert!(store.push_list(a).unwrap_or_default().is_empty());
         }

@@ -56,7 +56,8 @@ pub fn parse(ty: &str, payload: &Element) -> Result<Command, StanzaErrorConditio
                 Some(x) => {
                     let f = Form::parse(x).map_err(|_| bad)?;
                     // The form is forwarded as publish-options: it must be one.
-                    if f.kind != FormKind::Submit || f.form_type.as_deref() != Some(ps::PUBLISH_OPTIONS)
+                    if f.kind != FormKind::Submit
+                        || f.form_type.as_deref() != Some(ps::PUBLISH_OPTIONS)
                     {
                         return Err(bad);
                     }
@@ -100,10 +101,7 @@ pub fn iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {
 
 /// On the home shard: stores the change, then updates the cache and answers.
 fn apply(shard: &mut Shard, user: BareJid, resource: String, cmd: Command, acc: Acc) {
-    let max = shard
-        .ext
-        .get::<Home>()
-        .map_or(0, |h| h.opts.max_per_user);
+    let max = shard.ext.get::<Home>().map_or(0, |h| h.opts.max_per_user);
     let on = shard.id;
     let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
     ctx.store(Some(user_key(&user)), move |store| {

@@ -103,9 +103,7 @@ impl Options {
             "never" => BodyPolicy::Never,
             "on_request" => BodyPolicy::OnRequest,
             "always" => BodyPolicy::Always,
-            _ => {
-                return Err(o.invalid("include_body", "\"never\", \"on_request\" or \"always\""))
-            }
+            _ => return Err(o.invalid("include_body", "\"never\", \"on_request\" or \"always\"")),
         };
         Ok(Options {
             max_per_user: o.positive_u32("max_per_user", d.max_per_user)?,
@@ -131,11 +129,16 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: Options) {
         .add(40, NAME, |acc: &mut Acc, ctx: &mut HookCtx<'_>| {
             let counted = acc.get::<bool>(COUNTED).is_some()
                 || acc
-                    .get::<crate::modules::offline::OfflineRow>(crate::modules::offline::OFFLINE_ROW)
+                    .get::<crate::modules::offline::OfflineRow>(
+                        crate::modules::offline::OFFLINE_ROW,
+                    )
                     .is_some();
             if !counted {
                 if let Some(t) = Trigger::of(acc, &acc.to.bare(), None) {
-                    ctx.run_on(ctx.shard, Box::new(move |s: &mut Shard| state::trigger(s, t)));
+                    ctx.run_on(
+                        ctx.shard,
+                        Box::new(move |s: &mut Shard| state::trigger(s, t)),
+                    );
                 }
             }
             HookResult::Continue

@@ -38,15 +38,16 @@ pub fn publish(reg: &Reg, summary: &Summary<'_>) -> Element {
     if let Some(b) = summary.body {
         x = x.with_child(form::field("last-message-body", "text-single", None, &[b]));
     }
-    let item = Element::new("item", ps::PUBSUB)
-        .with_child(Element::new("notification", NS).with_child(x));
+    let item =
+        Element::new("item", ps::PUBSUB).with_child(Element::new("notification", NS).with_child(x));
     let mut pubsub = Element::new("pubsub", ps::PUBSUB).with_child(
         Element::new("publish", ps::PUBSUB)
             .with_attr("node", &reg.node)
             .with_child(item),
     );
     if let Some(f) = &reg.form {
-        pubsub = pubsub.with_child(Element::new("publish-options", ps::PUBSUB).with_child(f.clone()));
+        pubsub =
+            pubsub.with_child(Element::new("publish-options", ps::PUBSUB).with_child(f.clone()));
     }
     pubsub
 }

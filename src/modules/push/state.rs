@@ -86,7 +86,12 @@ impl Reg {
         let form = if s.form.is_empty() {
             None
         } else {
-            Some(Stanza::parse(s.form.as_bytes().to_vec()).ok()?.tree().ok()?)
+            Some(
+                Stanza::parse(s.form.as_bytes().to_vec())
+                    .ok()?
+                    .tree()
+                    .ok()?,
+            )
         };
         Some(Reg::new(service, s.node.clone(), s.resource.clone(), form))
     }
@@ -315,7 +320,9 @@ fn load(shard: &mut Shard, user: BareJid) {
             Vec::new()
         });
         JobDone {
-            then: Some(Box::new(move |shard: &mut Shard| loaded(shard, &user, &stored))),
+            then: Some(Box::new(move |shard: &mut Shard| {
+                loaded(shard, &user, &stored)
+            })),
             ..JobDone::default()
         }
     });
@@ -365,7 +372,11 @@ fn flush(shard: &mut Shard, user: &BareJid) {
             sender: sender.as_ref(),
             body: body.as_deref().filter(|_| with_body),
         };
-        out.push((r.service.clone(), r.node.clone(), notify::publish(r, &summary)));
+        out.push((
+            r.service.clone(),
+            r.node.clone(),
+            notify::publish(r, &summary),
+        ));
         r.dirty = false;
         r.in_flight = true;
     }
@@ -381,7 +392,10 @@ fn flush(shard: &mut Shard, user: &BareJid) {
         );
         if sent.is_err() {
             // The shard waits for too many answers: the news waits for the next message.
-            tracing::warn!(user = user.as_str(), "push: too many IQs in flight; publish skipped");
+            tracing::warn!(
+                user = user.as_str(),
+                "push: too many IQs in flight; publish skipped"
+            );
             settle(shard, user, &service, &node, |r| r.dirty = true);
         }
     }

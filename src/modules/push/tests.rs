@@ -68,7 +68,10 @@ fn summary(acc: &Acc) -> Vec<(String, String)> {
     x.child_elements()
         .map(|f| {
             let v = f.get_child("value", form::NS).map(|v| v.text());
-            (f.attr("var").unwrap_or("").to_owned(), v.unwrap_or_default())
+            (
+                f.attr("var").unwrap_or("").to_owned(),
+                v.unwrap_or_default(),
+            )
         })
         .collect()
 }
@@ -254,7 +257,13 @@ fn bodies_follow_the_policy_and_the_users_request() {
         ("always", false, true),
     ] {
         let (mut w, app) = world(1, &format!("include_body = \"{policy}\""));
-        ok(&enable(&mut w, 0, "phone", "n", if asked { &ask } else { "" }));
+        ok(&enable(
+            &mut w,
+            0,
+            "phone",
+            "n",
+            if asked { &ask } else { "" },
+        ));
         let mut bob = w.connect(0, "bob@example.com/b", Some(0));
         chat(&mut w, &mut bob, ALICE, "hello");
         let p = app.take().pop().unwrap_or_else(|| panic!("no publish"));
@@ -272,7 +281,10 @@ fn bodies_follow_the_policy_and_the_users_request() {
         assert_eq!(opts.is_some(), asked);
         if let Some(o) = opts {
             let s = format!("{o:?}");
-            assert!(s.contains("s3") && !s.contains(super::INCLUDE_BODY_FIELD), "{s}");
+            assert!(
+                s.contains("s3") && !s.contains(super::INCLUDE_BODY_FIELD),
+                "{s}"
+            );
         }
     }
 }
@@ -300,26 +312,42 @@ fn registrations_are_bounded_and_only_the_account_enables() {
     assert_eq!(error_condition(&r).as_deref(), Some("bad-request"));
     let mut regs = w.store().push_list(ALICE).unwrap_or_default();
     regs.sort_by(|a, b| a.node.cmp(&b.node));
-    let r: Vec<_> = regs.iter().map(|r| (r.node.as_str(), r.resource.as_str())).collect();
+    let r: Vec<_> = regs
+        .iter()
+        .map(|r| (r.node.as_str(), r.resource.as_str()))
+        .collect();
     assert_eq!(r, vec![("n1", "phone"), ("n2", "tablet")]);
 }
 
-/// Binds `jid` on shard `on` and parks it as a detached resumable session.
-fn detach(w: &mut World, on: usize, jid: &str) -> (Park, crate::shard::SessionRef, Rc<crate::shard::Mailbox>) {
-    let jid = FullJid::parse(jid).unwrap_or_else(|e| panic!("{e}"));
-    let (sess, mb) = w.cluster.connect(on, &jid, Some(0));
-    let cfg = SmConfig {
+fn cfg() -> SmConfig {
+    SmConfig {
         buffer_max: 100,
         ack_freq: 1_000,
         resume_timeout: Duration::from_secs(60),
-    };
-    let sm = Box::new(SmState::new(cfg, Some("ID".into())));
+    }
+}
+
+/// Binds `jid` on shard `on` and parks it as a detached resumable session.
+fn detach(
+    w: &mut World,
+    on: usize,
+    jid: &str,
+) -> (Park, crate::shard::SessionRef, Rc<crate::shard::Mailbox>) {
+    let jid = FullJid::parse(jid).unwrap_or_else(|e| panic!("{e}"));
+    let (sess, mb) = w.cluster.connect(on, &jid, Some(0));
+    let sm = Box::new(SmState::new(cfg(), Some("ID".into())));
     w.cluster.shards[on].local_unbind(&jid, sess.session.conn);
     let me = sess.session;
     (Park::detach(sess, sm, None, Instant::now()), me, mb)
 }
 
-fn feed(w: &mut World, on: usize, park: &mut Park, me: crate::shard::SessionRef, mb: &crate::shard::Mailbox) {
+fn feed(
+    w: &mut World,
+    on: usize,
+    park: &mut Park,
+    me: crate::shard::SessionRef,
+    mb: &crate::shard::Mailbox,
+) {
     while let Some(m) = mb.pop() {
         park.on_msg(&mut w.cluster.shards[on], me, m, Instant::now());
     }
@@ -344,7 +372,10 @@ fn a_hibernated_session_notifies_its_own_registrations_once() {
         assert_eq!(field(&got[0], "message-count").as_deref(), Some("1"));
         App::answer(&mut w, &got[0], None);
         // The session times out: its buffered message goes to offline storage, not counted again.
-        park.on_timeout(&mut w.cluster.shards[on], Instant::now() + Duration::from_secs(120));
+        park.on_timeout(
+            &mut w.cluster.shards[on],
+            Instant::now() + Duration::from_secs(120),
+        );
         w.cluster.pump();
         assert!(app.take().is_empty());
         // The next message reaches offline_message: every registration.
@@ -368,4 +399,40 @@ fn publishes_are_iq_sets_from_the_bare_jid() {
     assert_eq!(p.stanza.type_().as_deref(), Some("set"));
     let t: Element = p.stanza.tree().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(t.name, "iq");
+}
+
+#[test]
+fn messages_unacknowledged_when_the_connection_drops_notify() {
+    let (mut w, app) = world(1, "");
+    ok(&enable(&mut w, 0, "phone", "n", ""));
+    let jid = FullJid::parse(&format!("{ALICE}/phone")).unwrap_or_else(|e| panic!("{e}"));
+    let (sess, mb) = w.cluster.connect(0, &jid, Some(0));
+    let mut bob = w.connect(0, "bob@example.com/b", Some(0));
+    chat(&mut w, &mut bob, &format!("{ALICE}/phone"), "unseen");
+    // Written to the connection, never acknowledged: then the connection drops.
+    let mut sm = Box::new(SmState::new(cfg(), Some("ID".into())));
+    while let Some(m) = mb.pop() {
+        if let crate::shard::ConnMsg::Deliver(acc) = m {
+            assert!(sm.outbound(crate::c2s::Unacked::Routed(acc)).is_ok());
+        }
+    }
+    assert!(
+        app.take().is_empty(),
+        "no publish while the session is live"
+    );
+    w.cluster.shards[0].local_unbind(&jid, sess.session.conn);
+    crate::modules::stream_mgmt::park::announce_unacked(&mut w.cluster.shards[0], &jid, &mut sm);
+    w.cluster.pump();
+    let got = app.take();
+    assert_eq!(got.len(), 1);
+    assert_eq!(field(&got[0], "message-count").as_deref(), Some("1"));
+    App::answer(&mut w, &got[0], None);
+    // At the session's end the message goes to offline storage, not counted again.
+    let mut park = Park::detach(sess, sm, None, Instant::now());
+    park.on_timeout(
+        &mut w.cluster.shards[0],
+        Instant::now() + Duration::from_secs(120),
+    );
+    w.cluster.pump();
+    assert!(app.take().is_empty());
 }

@@ -198,6 +198,25 @@ fn detached(
     Park::Detached(Box::new(d))
 }
 
+/// Runs `unacknowledged_message` for each routed stanza a session that just lost its connection
+/// holds unacknowledged (written to the dead connection, or never written): its client may never
+/// have seen them.
+pub fn announce_unacked(shard: &mut Shard, jid: &FullJid, sm: &mut SmState) {
+    if shard.hooks.unacknowledged_message.is_empty() {
+        return;
+    }
+    for item in sm.unacked_mut() {
+        if !matches!(item, Unacked::Routed(_)) {
+            continue;
+        }
+        // Taken out and put back in place: its position (sequence number) does not change.
+        if let Unacked::Routed(acc) = std::mem::replace(item, Unacked::Local(Vec::new())) {
+            *item = Unacked::Routed(unacked(shard, jid, acc));
+        }
+    }
+    shard.drain_to_route();
+}
+
 /// Runs `unacknowledged_message` for a stanza the detached session `jid` is about to buffer (push
 /// notifications wake the client up).
 fn unacked(shard: &mut Shard, jid: &FullJid, acc: Acc) -> Acc {
