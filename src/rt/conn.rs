@@ -23,14 +23,14 @@ use crate::xmpp::StreamErrorCondition;
 
 /// How long a closing connection waits for a peer that stopped reading before it drops the rest of
 /// its last bytes (the stream error among them).
-const CLOSE_STALL: Duration = Duration::from_secs(5);
+pub(super) const CLOSE_STALL: Duration = Duration::from_secs(5);
 /// How long a closing connection may take to flush its last bytes to a peer that reads, however
 /// slowly (a slow reader still gets its stream error; a trickling one cannot hold the socket forever).
-const CLOSE_FLUSH_MAX: Duration = Duration::from_secs(120);
+pub(super) const CLOSE_FLUSH_MAX: Duration = Duration::from_secs(120);
 
 /// How long a mailbox may stay over its bound (holding its senders back) while its socket still
 /// takes bytes, before the reader counts as too slow.
-const SLOW_GRACE: Duration = Duration::from_secs(2);
+pub(super) const SLOW_GRACE: Duration = Duration::from_secs(2);
 
 /// Stanza bytes re-routed per scheduler turn when a connection hands its queue back.
 const REROUTE_CHUNK: usize = 32 * 1024;

@@ -18,6 +18,8 @@ pub enum StreamErrorCondition {
     HostGone,
     /// The `to` of the stream header names a domain not served here.
     HostUnknown,
+    /// A stanza lacks the `to` or `from` a server or component stream requires.
+    ImproperAddressing,
     /// A `from` that does not match the authenticated identity.
     InvalidFrom,
     /// The stream or content namespace is wrong.
@@ -57,6 +59,7 @@ impl StreamErrorCondition {
             ConnectionTimeout => "connection-timeout",
             HostGone => "host-gone",
             HostUnknown => "host-unknown",
+            ImproperAddressing => "improper-addressing",
             InvalidFrom => "invalid-from",
             InvalidNamespace => "invalid-namespace",
             InternalServerError => "internal-server-error",

@@ -1,0 +1,120 @@
+//! Where connected components are. A component may connect on any shard; the home shard of its
+//! domain (the hash of the domain, like a bare JID's home) arbitrates who holds the domain and
+//! announces the route to every shard, where the router (`external_localnode`, `external`) finds it
+//! in a per-shard table without any lock.
+//!
+//! Policy for a second connection claiming a domain already held: the new one is refused with the
+//! stream error `conflict` and the connected component keeps the route (a component that reconnects
+//! after a network cut waits until the old stream is gone: its close or its idle timeout).
+//!
+//! Every message here travels as a `ShardMsg::Run` control message (never refused by the outbox
+//! bound), from the home shard to every shard in order, so the tables follow the home shard's
+//! decisions in the order it made them. The home shard answers the claiming connection with
+//! `ConnMsg::Bound` (`Ok`: the route is held, `Err(Conflict)`: refused) after its announcement, so
+//! the route is in the connection's own shard's table before the component is told it may send.
+
+use ahash::{HashMap, HashSet};
+
+use crate::c2s::BindError;
+use crate::shard::{home_shard_of, ConnMsg, SessionRef, Shard, ShardId, ShardMsg};
+
+/// One shard's view of the components (kept in the shard's extensions).
+#[derive(Debug, Default)]
+pub struct Routes {
+    /// Every configured component domain (one not connected answers `service-unavailable`).
+    configured: HashSet<String>,
+    /// Connected components: domain -> its connection.
+    connected: HashMap<String, SessionRef>,
+    /// On the domain's home shard only: the connection holding it.
+    holders: HashMap<String, SessionRef>,
+}
+
+/// What the table says about a destination domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// A component serves the domain on this connection.
+    Connected(SessionRef),
+    /// A component is configured for the domain but not connected.
+    Disconnected,
+    /// Not a component domain.
+    Unknown,
+}
+
+impl Routes {
+    /// A table knowing the configured component domains.
+    pub fn new(configured: impl IntoIterator<Item = String>) -> Routes {
+        Routes {
+            configured: configured.into_iter().collect(),
+            ..Routes::default()
+        }
+    }
+
+    /// Where stanzas to `domain` go.
+    pub fn lookup(&self, domain: &str) -> Lookup {
+        match self.connected.get(domain) {
+            Some(&s) => Lookup::Connected(s),
+            None if self.configured.contains(domain) => Lookup::Disconnected,
+            None => Lookup::Unknown,
+        }
+    }
+
+    /// The connected component domains (for the server's disco#items), sorted.
+    pub fn connected_domains(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.connected.keys().cloned().collect();
+        v.sort();
+        v
+    }
+}
+
+/// Asks the home shard of `domain` for its route, for the connection `sref` (after its handshake).
+/// The answer comes back as `ConnMsg::Bound`.
+pub fn claim(shard: &mut Shard, domain: String, sref: SessionRef) {
+    let home = home_shard_of(&domain, shard.shards);
+    let f = move |sh: &mut Shard| on_claim(sh, domain, sref);
+    shard.send_to_shard(home, ShardMsg::Run(Box::new(f)));
+}
+
+/// Gives the route of `domain` up if `sref` still holds it (the connection closed).
+pub fn release(shard: &mut Shard, domain: String, sref: SessionRef) {
+    let home = home_shard_of(&domain, shard.shards);
+    let f = move |sh: &mut Shard| on_release(sh, domain, sref);
+    shard.send_to_shard(home, ShardMsg::Run(Box::new(f)));
+}
+
+fn on_claim(shard: &mut Shard, domain: String, sref: SessionRef) {
+    let routes = shard.ext.get_or_default::<Routes>();
+    if routes.holders.get(&domain).is_some_and(|h| *h != sref) {
+        shard.send_to_session(sref, ConnMsg::Bound(Err(BindError::Conflict)));
+        return;
+    }
+    routes.holders.insert(domain.clone(), sref);
+    announce(shard, &domain, sref, true);
+    shard.send_to_session(sref, ConnMsg::Bound(Ok(())));
+}
+
+fn on_release(shard: &mut Shard, domain: String, sref: SessionRef) {
+    let routes = shard.ext.get_or_default::<Routes>();
+    if routes.holders.get(&domain) != Some(&sref) {
+        return;
+    }
+    routes.holders.remove(&domain);
+    announce(shard, &domain, sref, false);
+}
+
+/// Tells every shard (this one included) that `sref` now holds `domain` (`up`) or left it.
+fn announce(shard: &mut Shard, domain: &str, sref: SessionRef, up: bool) {
+    for i in 0..shard.shards {
+        let domain = domain.to_owned();
+        let f = move |sh: &mut Shard| {
+            let routes = sh.ext.get_or_default::<Routes>();
+            if up {
+                routes.connected.insert(domain, sref);
+            } else if routes.connected.get(&domain) == Some(&sref) {
+                routes.connected.remove(&domain);
+            }
+        };
+        // At most a few thousand shards: `shards` came from a u16-bounded configuration.
+        let to = ShardId(u16::try_from(i).unwrap_or(u16::MAX));
+        shard.send_to_shard(to, ShardMsg::Run(Box::new(f)));
+    }
+}

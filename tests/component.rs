@@ -1,0 +1,150 @@
+//! External components (XEP-0114) on the wire: a raw component connects to `[[listen.component]]`,
+//! users on both shards talk to it, and every way its stream can go wrong is answered with the
+//! XEP's stream error.
+
+mod common;
+
+use common::component::{self, Component};
+use common::{error_condition, free_port, Server};
+
+const DOMAIN: &str = "echo.localhost";
+const IDLE: &str = "idle.localhost";
+
+fn start(shards: usize, users: &[&str]) -> (Server, u16) {
+    let port = free_port();
+    let server = Server::start_with(shards, users, "", &component::config(port, &[DOMAIN, IDLE]));
+    (server, port)
+}
+
+/// Reads the rest of a stream the server closes; asserts it ended with `cond`.
+fn closed_with(client: &mut common::Client, cond: &str) {
+    let all = client.read_to_close();
+    assert!(
+        all.contains(&format!(
+            "<{cond} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+        )),
+        "expected stream error {cond}: {all}"
+    );
+    assert!(all.ends_with("</stream:stream>"), "{all}");
+}
+
+#[test]
+fn users_on_both_shards_talk_to_a_component() {
+    let (server, port) = start(2, &["alice", "bob"]);
+    let mut comp = Component::connect(port, DOMAIN);
+    let mut alice = server.login("alice", "a", None);
+    let mut bob = server.login("bob", "b", None);
+    for (user, c) in [("alice", &mut alice), ("bob", &mut bob)] {
+        c.chat(&format!("bot@{DOMAIN}"), &format!("hello from {user}"));
+        let m = comp.next();
+        assert_eq!(m.to().as_deref(), Some(&*format!("bot@{DOMAIN}")));
+        assert_eq!(m.from().as_deref(), Some(&*c.jid));
+        assert_eq!(
+            component::body(&m).as_deref(),
+            Some(&*format!("hello from {user}"))
+        );
+        comp.reply(&m, &format!("hi {user}"));
+        let answer = c.expect("the component's answer", |s| s.name() == "message");
+        assert_eq!(answer.from().as_deref(), Some(&*format!("bot@{DOMAIN}")));
+        assert_eq!(
+            common::body(&answer).as_deref(),
+            Some(&*format!("hi {user}"))
+        );
+    }
+    // The route is in alice's shard's table (her message reached the component): the server's
+    // disco#items lists the component.
+    alice.send("<iq type='get' to='localhost' id='d1'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>");
+    let items = alice.expect("disco#items", |s| s.id().as_deref() == Some("d1"));
+    let text = String::from_utf8_lossy(items.bytes()).into_owned();
+    assert!(text.contains(&format!("jid='{DOMAIN}'")), "{text}");
+    assert!(!text.contains(IDLE), "{text}");
+}
+
+#[test]
+fn wrong_secret_is_not_authorized() {
+    let (_server, port) = start(1, &[]);
+    let (mut client, header) = component::open(port, DOMAIN);
+    let id = component::stream_id(&header);
+    component::send_handshake(&mut client, &id, "not-the-secret");
+    closed_with(&mut client, "not-authorized");
+    // The domain was not taken: the right secret still connects.
+    Component::connect(port, DOMAIN);
+}
+
+#[test]
+fn unknown_domain_is_host_unknown() {
+    let (_server, port) = start(1, &[]);
+    let (mut client, _) = component::open(port, "nobody.localhost");
+    closed_with(&mut client, "host-unknown");
+}
+
+#[test]
+fn spoofed_from_is_invalid_from() {
+    let (server, port) = start(1, &["alice"]);
+    let mut comp = Component::connect(port, DOMAIN);
+    let mut alice = server.login("alice", "a", None);
+    comp.send(
+        "<message from='admin@localhost' to='alice@localhost/a'><body>spoof</body></message>",
+    );
+    closed_with(&mut comp.client, "invalid-from");
+    // Nothing reached alice: her next stanza is the answer to her own ping.
+    alice.sync();
+}
+
+#[test]
+fn second_connection_for_a_domain_is_a_conflict() {
+    let (server, port) = start(2, &["alice"]);
+    let mut first = Component::connect(port, DOMAIN);
+    // Several tries: the kernel spreads connections over both shards, and every one is refused.
+    for _ in 0..4 {
+        let (mut client, header) = component::open(port, DOMAIN);
+        let id = component::stream_id(&header);
+        component::send_handshake(&mut client, &id, component::SECRET);
+        closed_with(&mut client, "conflict");
+    }
+    // The first one still holds the route.
+    let mut alice = server.login("alice", "a", None);
+    alice.chat(DOMAIN, "still there?");
+    assert_eq!(
+        component::body(&first.next()).as_deref(),
+        Some("still there?")
+    );
+}
+
+#[test]
+fn disconnected_component_is_service_unavailable() {
+    let (server, port) = start(2, &["alice"]);
+    let mut alice = server.login("alice", "a", None);
+    alice.send(&format!(
+        "<message to='x@{IDLE}' id='m1' type='chat'><body>anyone?</body></message>"
+    ));
+    let err = alice.expect("an error", |s| s.id().as_deref() == Some("m1"));
+    assert_eq!(err.type_().as_deref(), Some("error"));
+    assert_eq!(
+        error_condition(&err).as_deref(),
+        Some("service-unavailable")
+    );
+
+    // Once a component connected and left, its route is gone again on every shard.
+    let comp = Component::connect(port, IDLE);
+    drop(comp);
+    let mut again = server.login("alice", "b", None);
+    again.send(&format!(
+        "<message to='{IDLE}' id='m2' type='chat'><body>gone?</body></message>"
+    ));
+    let err = again.expect("an error", |s| s.id().as_deref() == Some("m2"));
+    assert_eq!(
+        error_condition(&err).as_deref(),
+        Some("service-unavailable")
+    );
+}
+
+#[test]
+fn stanza_without_to_is_improper_addressing() {
+    let (_server, port) = start(1, &[]);
+    let mut comp = Component::connect(port, DOMAIN);
+    comp.send(&format!(
+        "<message from='{DOMAIN}'><body>to whom?</body></message>"
+    ));
+    closed_with(&mut comp.client, "improper-addressing");
+}
