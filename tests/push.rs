@@ -7,7 +7,7 @@
 mod common;
 
 use common::{error_condition, Client, Server};
-use petrel::xml::Stanza;
+use petrel::xml::{Element, Stanza};
 
 const SERVICE: &str = "pubsub.localhost";
 const PS: &str = "http://jabber.org/protocol/pubsub";
@@ -87,13 +87,17 @@ fn next_event(app: &mut Client) -> (String, Vec<(String, String)>) {
         .get_child("event", EVENT)
         .and_then(|e| e.get_child("items", EVENT))
         .unwrap_or_else(|| panic!("not a publish event: {}", text(&s)));
-    let x = items
-        .get_child("item", EVENT)
+    let fields = item_fields(items.get_child("item", EVENT), &s);
+    (items.attr("node").unwrap_or("").to_owned(), fields)
+}
+
+/// The summary form's fields (var, value) in `item` (a pubsub `<item/>` of `s`).
+fn item_fields(item: Option<&Element>, s: &Stanza) -> Vec<(String, String)> {
+    let x = item
         .and_then(|i| i.get_child("notification", PUSH))
         .and_then(|n| n.get_child("x", XDATA))
-        .unwrap_or_else(|| panic!("no summary: {}", text(&s)));
-    let fields = x
-        .child_elements()
+        .unwrap_or_else(|| panic!("no summary: {}", text(s)));
+    x.child_elements()
         .map(|f| {
             let v = f.get_child("value", XDATA).map(|v| v.text());
             (
@@ -101,8 +105,7 @@ fn next_event(app: &mut Client) -> (String, Vec<(String, String)>) {
                 v.unwrap_or_default(),
             )
         })
-        .collect();
-    (items.attr("node").unwrap_or("").to_owned(), fields)
+        .collect()
 }
 
 /// The next pubsub event, which must be on `node`: its summary's fields.
@@ -324,4 +327,98 @@ fn bad_requests_get_the_xeps_errors() {
     );
     // The server still answers.
     alice.sync();
+}
+
+/// The app server as an external component (XEP-0114): the publishes reach its stream when alice's
+/// phone (a resumable session) lost its connection; its error answer disables that registration.
+#[test]
+fn a_component_app_server_gets_the_publishes_of_a_dropped_phone() {
+    use common::component::{self, Component};
+    const APP: &str = "apppush.localhost";
+    let port = common::free_port();
+    let server = Server::start_with(
+        2,
+        &["alice", "bob"],
+        "",
+        &format!(
+            "[modules.presence]\n[modules.offline]\n[modules.stream_management]\nresume_timeout = 300\n[modules.push]\n{}",
+            component::config(port, &[APP])
+        ),
+    );
+    let mut comp = Component::connect(port, APP);
+    let mut bob = server.login("bob", "b", Some(0));
+    let mut phone = login_resumable(&server, "alice", "phone");
+    let secret = options(&[("secret", "s3cr3t")]);
+    for node in ["dev1", "dev2"] {
+        ok(&iq(
+            &mut phone,
+            node,
+            &format!(
+                "type='set'><enable xmlns='{PUSH}' jid='{APP}' node='{node}'>{secret}</enable>"
+            ),
+        ));
+    }
+    let _ = phone.sock.shutdown(std::net::Shutdown::Both);
+    drop(phone);
+
+    // Reads the next publish: (its node, message-count, the IQ).
+    let publish = |comp: &mut Component| {
+        let s = comp.next();
+        assert_eq!(s.name(), "iq", "{}", text(&s));
+        assert_eq!(s.type_().as_deref(), Some("set"));
+        assert_eq!(s.from().as_deref(), Some("alice@localhost"));
+        assert_eq!(s.to().as_deref(), Some(APP));
+        let t = s.tree().unwrap_or_else(|e| panic!("{e}"));
+        let ps = t
+            .get_child("pubsub", PS)
+            .unwrap_or_else(|| panic!("{}", text(&s)));
+        let publish = ps
+            .get_child("publish", PS)
+            .unwrap_or_else(|| panic!("{}", text(&s)));
+        let fields = item_fields(publish.get_child("item", PS), &s);
+        let count = get(&fields, "message-count").map(str::to_owned);
+        assert_eq!(get(&fields, "last-message-sender"), Some("bob@localhost/b"));
+        // The enable's publish-options go along (the app server checks its secret).
+        let opts = ps
+            .get_child("publish-options", PS)
+            .map(|o| format!("{o:?}"))
+            .unwrap_or_default();
+        assert!(opts.contains("s3cr3t"), "{}", text(&s));
+        (publish.attr("node").unwrap_or("").to_owned(), count, s)
+    };
+    let answer = |comp: &mut Component, req: &Stanza, error: bool| {
+        let id = req.id().unwrap_or_default().into_owned();
+        let body = if error {
+            "type='error'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>"
+        } else {
+            "type='result'>"
+        };
+        comp.send(&format!(
+            "<iq from='{APP}' to='alice@localhost' id='{id}' {body}</iq>"
+        ));
+    };
+
+    bob.chat("alice@localhost", "one");
+    let mut first: Vec<_> = (0..2).map(|_| publish(&mut comp)).collect();
+    first.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        first
+            .iter()
+            .map(|p| (p.0.as_str(), p.1.as_deref()))
+            .collect::<Vec<_>>(),
+        vec![("dev1", Some("1")), ("dev2", Some("1"))]
+    );
+    for p in &first {
+        answer(&mut comp, &p.2, false);
+    }
+    bob.chat("alice@localhost", "two");
+    let mut second: Vec<_> = (0..2).map(|_| publish(&mut comp)).collect();
+    second.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(second[0].1.as_deref(), Some("2"));
+    // dev1's app server refuses: the registration goes; dev2's keeps its.
+    answer(&mut comp, &second[0].2, true);
+    answer(&mut comp, &second[1].2, false);
+    bob.chat("alice@localhost", "three");
+    let (node, count, _) = publish(&mut comp);
+    assert_eq!((node.as_str(), count.as_deref()), ("dev2", Some("3")));
 }
