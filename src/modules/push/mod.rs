@@ -10,7 +10,7 @@
 //!   enabled, or all of them when it enabled none),
 //!
 //! the user's home shard publishes a `urn:xmpp:push:summary` form (messages since the user was last
-//! available, last sender, last body when allowed) to each registration's node, from the user's
+//! available or resumed a session, last sender, last body when allowed) to each registration's node, from the user's
 //! bare JID, through the normal route, and waits for the answer with [`Shard::send_iq`].
 //!
 //! Bounded ([`state`]): at most one publish in flight per registration; messages arriving meanwhile
@@ -36,6 +36,7 @@ use crate::local::IqHandler;
 use crate::modules::disco;
 use crate::modules::options::{self, OptionError};
 use crate::modules::register::AccountRemoved;
+use crate::modules::stream_mgmt::Resumed;
 use crate::shard::{home_shard, Shard};
 
 use state::{Home, Trigger};
@@ -116,7 +117,8 @@ impl Options {
 
 /// Registers the IQ handler, the triggers and the disco feature on `shard`.
 pub fn start(shard: &mut Shard, hosts: &[String], opts: Options) {
-    shard.ext.insert(Home::new(opts, shard.shards));
+    let home = Home::new(opts, shard);
+    shard.ext.insert(home);
     let handler: IqHandler = Rc::new(iq::iq);
     for host in hosts {
         shard.iq.register_account(host, NS, handler.clone());
@@ -147,6 +149,11 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: Options) {
         50,
         NAME,
         |ev: &mut UnackedMessage, ctx: &mut HookCtx<'_>| {
+            // Counted when its session detached before (it followed a resumption and the client
+            // is gone again without acknowledging it).
+            if ev.acc.get::<bool>(COUNTED).is_some() {
+                return HookResult::Continue;
+            }
             let user = ev.jid.bare();
             if let Some(t) = Trigger::of(&ev.acc, &user, Some(ev.jid.resource().to_owned())) {
                 ev.acc.put(COUNTED, true);
@@ -169,6 +176,12 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: Options) {
             }
             HookResult::Continue
         });
+    // Resumed by XEP-0198 (on the home shard): back as well.
+    crate::hooks::Events::<Resumed>::listen(shard, 60, NAME, |shard, ev| {
+        if let Some(home) = shard.ext.get_mut::<Home>() {
+            home.back_online(ev.jid.bare().as_str());
+        }
+    });
     crate::hooks::Events::<AccountRemoved>::listen(shard, 60, NAME, |shard, ev| {
         let user: BareJid = ev.jid.clone();
         let shards = shard.shards;

@@ -12,6 +12,7 @@ use ahash::HashMap;
 use crate::hooks::{Acc, HookCtx, JobDone};
 use crate::jid::{BareJid, Jid};
 use crate::local::IqAnswer;
+use crate::metrics::Counter;
 use crate::modules::offline::{user_key, NS_HINTS};
 use crate::shard::Shard;
 use crate::store::StoredPush;
@@ -159,15 +160,27 @@ pub struct Home {
     /// Shards of the server.
     pub shards: usize,
     users: HashMap<String, UserPush>,
+    /// Publishes sent.
+    published: Counter,
+    /// Registrations disabled by their app server's answer.
+    disabled_by_server: Counter,
 }
 
 impl Home {
-    /// Empty state.
-    pub fn new(opts: Options, shards: usize) -> Home {
+    /// Empty state, counting in `shard`'s metrics.
+    pub fn new(opts: Options, shard: &Shard) -> Home {
         Home {
             opts,
-            shards,
+            shards: shard.shards,
             users: HashMap::default(),
+            published: shard.metrics.counter(
+                "petrel_push_published",
+                "Push notifications published to app servers (XEP-0357)",
+            ),
+            disabled_by_server: shard.metrics.counter(
+                "petrel_push_disabled",
+                "Push registrations disabled by an error or repeated timeouts from their app server",
+            ),
         }
     }
 
@@ -353,6 +366,7 @@ fn flush(shard: &mut Shard, user: &BareJid) {
     };
     let policy = home.opts.include_body;
     let timeout = home.opts.timeout;
+    let published = home.published.clone();
     let Some(u) = home.users.get_mut(user.as_str()) else {
         return;
     };
@@ -397,6 +411,8 @@ fn flush(shard: &mut Shard, user: &BareJid) {
                 "push: too many IQs in flight; publish skipped"
             );
             settle(shard, user, &service, &node, |r| r.dirty = true);
+        } else {
+            published.inc();
         }
     }
 }
@@ -437,6 +453,7 @@ fn answered(shard: &mut Shard, user: &BareJid, service: &Jid, node: &str, answer
             "push: registration disabled by the app server's answer"
         );
         if let Some(h) = shard.ext.get_mut::<Home>() {
+            h.disabled_by_server.inc();
             h.disabled(user.as_str(), service, Some(node));
         }
         let (u, s, n) = (user.clone(), service.clone(), node.to_owned());

@@ -425,3 +425,40 @@ fn messages_unacknowledged_when_the_connection_drops_notify() {
     w.cluster.pump();
     assert!(app.take().is_empty());
 }
+
+#[test]
+fn a_resumed_session_restarts_the_count_and_counted_messages_are_not_counted_again() {
+    let (mut w, app) = world(1, "");
+    ok(&enable(&mut w, 0, "phone", "n", ""));
+    let jid = FullJid::parse(&format!("{ALICE}/phone")).unwrap_or_else(|e| panic!("{e}"));
+    let (sess, mb) = w.cluster.connect(0, &jid, Some(0));
+    let mut bob = w.connect(0, "bob@example.com/b", Some(0));
+    chat(&mut w, &mut bob, &format!("{ALICE}/phone"), "unseen");
+    let mut sm = Box::new(SmState::new(cfg(), Some("ID".into())));
+    while let Some(m) = mb.pop() {
+        if let crate::shard::ConnMsg::Deliver(acc) = m {
+            assert!(sm.outbound(crate::c2s::Unacked::Routed(acc)).is_ok());
+        }
+    }
+    let park = crate::modules::stream_mgmt::park::announce_unacked;
+    park(&mut w.cluster.shards[0], &jid, &mut sm);
+    w.cluster.pump();
+    let p = app.take().pop().unwrap_or_else(|| panic!("no publish"));
+    assert_eq!(field(&p, "message-count").as_deref(), Some("1"));
+    App::answer(&mut w, &p, None);
+    // Resumed, then gone again without acknowledging it: the message is not counted twice.
+    park(&mut w.cluster.shards[0], &jid, &mut sm);
+    w.cluster.pump();
+    assert!(app.take().is_empty());
+    // The resumption (as stream management announces it on the home shard) restarts the count.
+    crate::hooks::Events::<crate::modules::stream_mgmt::Resumed>::emit(
+        &mut w.cluster.shards[0],
+        &crate::modules::stream_mgmt::Resumed { jid: jid.clone() },
+    );
+    w.cluster.shards[0].local_unbind(&jid, sess.session.conn);
+    unbind(&mut w.cluster.shards[0], &sess);
+    w.cluster.pump();
+    chat(&mut w, &mut bob, ALICE, "later");
+    let p = app.take().pop().unwrap_or_else(|| panic!("no publish"));
+    assert_eq!(field(&p, "message-count").as_deref(), Some("1"));
+}
