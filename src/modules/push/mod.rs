@@ -15,7 +15,8 @@
 //!
 //! Bounded ([`state`]): at most one publish in flight per registration; messages arriving meanwhile
 //! are coalesced into one publish sent when the answer comes, with the latest count and sender.
-//! An error answer, or [`MAX_TIMEOUTS`] timeouts in a row, disables the registration (§8).
+//! An error answer, or [`MAX_TIMEOUTS`] timeouts in a row, disables the registration (§8); an
+//! error of type `wait` (e.g. `remote-server-timeout`) counts as a timeout.
 //!
 //! Bodies: `include_body = "never"` (default) never sends one; `"on_request"` sends it only for
 //! registrations whose enable form had `petrel#include_body` true (the field is not forwarded to

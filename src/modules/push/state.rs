@@ -438,8 +438,10 @@ fn answered(shard: &mut Shard, user: &BareJid, service: &Jid, node: &str, answer
     let mut disable = false;
     match answer {
         IqAnswer::Result(_) => settle(shard, user, service, node, |r| r.timeouts = 0),
-        IqAnswer::Error(_) => disable = true,
-        IqAnswer::Timeout => settle(shard, user, service, node, |r| {
+        // A temporary error (type 'wait': the app server's domain is unreachable for now, it is
+        // overloaded) counts as a timeout; any other refuses for good.
+        IqAnswer::Error(acc) if !is_wait(&acc) => disable = true,
+        IqAnswer::Error(_) | IqAnswer::Timeout => settle(shard, user, service, node, |r| {
             r.timeouts += 1;
             disable = r.timeouts >= MAX_TIMEOUTS;
         }),
@@ -466,6 +468,14 @@ fn answered(shard: &mut Shard, user: &BareJid, service: &Jid, node: &str, answer
         });
     }
     flush(shard, user);
+}
+
+/// True when the error answer `acc` is of type `wait` (RFC 6120 §8.3.2: retry later).
+fn is_wait(acc: &Acc) -> bool {
+    acc.stanza.tree().is_ok_and(|t| {
+        t.get_child("error", ns::CLIENT)
+            .is_some_and(|e| e.attr("type") == Some("wait"))
+    })
 }
 
 #[cfg(test)]
