@@ -47,7 +47,11 @@ pub fn parse(ty: &str, payload: &Element) -> Result<Command, StanzaErrorConditio
         .attr("jid")
         .and_then(|j| Jid::parse(j).ok())
         .ok_or(bad)?;
-    let node = payload.attr("node").filter(|n| !n.is_empty());
+    let node = payload.attr("node");
+    // Absent means "every node" in a disable; empty is never a node.
+    if node == Some("") {
+        return Err(bad);
+    }
     match payload.name.as_str() {
         "enable" => {
             let node = node.ok_or(bad)?.to_owned();

@@ -130,6 +130,18 @@ fn requests_parse_and_bad_ones_are_bad_request() {
         bad
     );
     assert_eq!(parse("set", &el(&format!("<disable {ns}/>"))), bad);
+    assert_eq!(
+        parse("set", &el(&format!("<disable {ns} jid='a.b' node=''/>"))),
+        bad
+    );
+    assert_eq!(
+        parse("set", &el(&format!("<enable {ns} jid='a.b' node=''/>"))),
+        bad
+    );
+    assert_eq!(
+        parse("set", &el(&format!("<enable {ns} jid='' node='n'/>"))),
+        bad
+    );
     // A form that is not publish-options.
     let junk = format!(
         "<enable {ns} jid='a.b' node='n'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>urn:junk</value></field></x></enable>"
