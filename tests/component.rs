@@ -28,13 +28,42 @@ fn closed_with(client: &mut common::Client, cond: &str) {
     assert!(all.ends_with("</stream:stream>"), "{all}");
 }
 
+/// Logs `user` in with new resources until one session lives on each of the two shards (the kernel
+/// spreads connections; the admin API tells where each landed).
+fn one_session_per_shard(server: &Server, http: u16, user: &str) -> [common::Client; 2] {
+    let mut by_shard: [Option<common::Client>; 2] = [None, None];
+    for i in 0..64 {
+        let c = server.login(user, &format!("r{i}"), None);
+        let r = common::admin::api(http, "GET", "/api/sessions", None);
+        let sessions = r.json()["sessions"].as_array().cloned().unwrap_or_default();
+        let shard = sessions
+            .iter()
+            .find(|s| s["jid"] == c.jid.as_str())
+            .and_then(|s| s["shard"].as_u64())
+            .unwrap_or_else(|| panic!("{} not listed: {}", c.jid, r.body));
+        let slot = &mut by_shard[usize::try_from(shard).unwrap()];
+        if slot.is_none() {
+            *slot = Some(c);
+        }
+        if let [Some(_), Some(_)] = &by_shard {
+            return by_shard.map(|c| c.unwrap());
+        }
+    }
+    panic!("64 connections all landed on one shard");
+}
+
 #[test]
 fn users_on_both_shards_talk_to_a_component() {
-    let (server, port) = start(2, &["alice", "bob"]);
+    let port = free_port();
+    let (server, http) = common::admin::start(
+        2,
+        &["alice"],
+        true,
+        &component::config(port, &[DOMAIN, IDLE]),
+    );
     let mut comp = Component::connect(port, DOMAIN);
-    let mut alice = server.login("alice", "a", None);
-    let mut bob = server.login("bob", "b", None);
-    for (user, c) in [("alice", &mut alice), ("bob", &mut bob)] {
+    let [mut alice, mut bob] = one_session_per_shard(&server, http, "alice");
+    for (user, c) in [("shard0", &mut alice), ("shard1", &mut bob)] {
         c.chat(&format!("bot@{DOMAIN}"), &format!("hello from {user}"));
         let m = comp.next();
         assert_eq!(m.to().as_deref(), Some(&*format!("bot@{DOMAIN}")));

@@ -118,3 +118,112 @@ fn announce(shard: &mut Shard, domain: &str, sref: SessionRef, up: bool) {
         shard.send_to_shard(to, ShardMsg::Run(Box::new(f)));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::Acc;
+    use crate::jid::{FullJid, Jid};
+    use crate::shard::cluster::Cluster;
+    use crate::xml::Stanza;
+
+    const ECHO: &str = "echo.localhost";
+    const IDLE: &str = "idle.localhost";
+
+    fn cluster() -> Cluster {
+        let mut c = Cluster::new(2, &["localhost"]);
+        for s in &mut c.shards {
+            s.ext
+                .insert(Routes::new([ECHO.to_owned(), IDLE.to_owned()]));
+        }
+        c
+    }
+
+    fn lookups(c: &Cluster, domain: &str) -> Vec<Lookup> {
+        c.shards
+            .iter()
+            .map(|s| s.ext.get::<Routes>().unwrap().lookup(domain))
+            .collect()
+    }
+
+    fn answer(mb: &crate::shard::Mailbox) -> Result<(), BindError> {
+        match mb.pop() {
+            Some(ConnMsg::Bound(r)) => r,
+            other => panic!("no claim answer: {other:?}"),
+        }
+    }
+
+    /// A chat message from `from` entering the route on shard `on`.
+    fn send(c: &mut Cluster, on: usize, from: &FullJid, to: &str) {
+        let st = Stanza::parse(
+            format!("<message from='{from}' to='{to}' id='m'><body>x</body></message>")
+                .into_bytes(),
+        )
+        .unwrap();
+        let acc = Acc::new(
+            st,
+            Jid::from(from.clone()),
+            Jid::parse(to).unwrap(),
+            ShardId(on as u16),
+        );
+        crate::router::route(&mut c.shards[on], acc);
+        c.shards[on].drain_to_route();
+        c.pump();
+    }
+
+    #[test]
+    fn home_shard_arbitrates_and_every_shard_routes() {
+        let mut c = cluster();
+        let (a, mb_a) = c.shards[1].open_conn();
+        let sref_a = c.shards[1].session_ref(a);
+        claim(&mut c.shards[1], ECHO.to_owned(), sref_a);
+        c.pump();
+        assert_eq!(answer(&mb_a), Ok(()));
+        assert_eq!(lookups(&c, ECHO), [Lookup::Connected(sref_a); 2]);
+        assert_eq!(lookups(&c, IDLE), [Lookup::Disconnected; 2]);
+        assert_eq!(lookups(&c, "localhost"), [Lookup::Unknown; 2]);
+
+        // A second connection, on the other shard: refused, the first keeps the route.
+        let (b, mb_b) = c.shards[0].open_conn();
+        let sref_b = c.shards[0].session_ref(b);
+        claim(&mut c.shards[0], ECHO.to_owned(), sref_b);
+        c.pump();
+        assert_eq!(answer(&mb_b), Err(BindError::Conflict));
+        // Its release (it never held the route) changes nothing.
+        release(&mut c.shards[0], ECHO.to_owned(), sref_b);
+        c.pump();
+        assert_eq!(lookups(&c, ECHO), [Lookup::Connected(sref_a); 2]);
+
+        // A user on shard 0 reaches the component on shard 1; one to a component that is not
+        // connected gets service-unavailable.
+        let alice = FullJid::parse("alice@localhost/r").unwrap();
+        let (_sess, mb_alice) = c.connect(0, &alice, None);
+        send(&mut c, 0, &alice, &format!("bot@{ECHO}"));
+        match mb_a.pop() {
+            Some(ConnMsg::Deliver(acc)) => assert_eq!(acc.to.as_str(), format!("bot@{ECHO}")),
+            other => panic!("not delivered to the component: {other:?}"),
+        }
+        send(&mut c, 0, &alice, IDLE);
+        match mb_alice.pop() {
+            Some(ConnMsg::Deliver(acc)) => {
+                let text = String::from_utf8_lossy(acc.stanza.bytes()).into_owned();
+                assert!(text.contains("type='error'"), "{text}");
+                assert!(text.contains("<service-unavailable"), "{text}");
+            }
+            other => panic!("no error: {other:?}"),
+        }
+
+        // The holder leaves: the route is gone everywhere, and the other connection may claim it.
+        release(&mut c.shards[1], ECHO.to_owned(), sref_a);
+        c.pump();
+        assert_eq!(lookups(&c, ECHO), [Lookup::Disconnected; 2]);
+        claim(&mut c.shards[0], ECHO.to_owned(), sref_b);
+        c.pump();
+        assert_eq!(answer(&mb_b), Ok(()));
+        assert_eq!(lookups(&c, ECHO), [Lookup::Connected(sref_b); 2]);
+        assert_eq!(
+            c.shards[0].ext.get::<Routes>().unwrap().connected_domains(),
+            [ECHO]
+        );
+    }
+}

@@ -18,9 +18,9 @@ use std::task::Poll;
 use std::time::Instant;
 
 use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
-use glommio::timer::Timer;
 
-use super::conn::{CLOSE_FLUSH_MAX, CLOSE_STALL, SLOW_GRACE};
+use super::conn::SLOW_GRACE;
+use super::pump::{recipients_have_room, too_slow, Alarm, Output, WriteFailed};
 use super::ShardCtx;
 use crate::component::{routes, Component, ComponentConfig, ComponentEvent, RouteConflict};
 use crate::hooks::Acc;
@@ -54,12 +54,8 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         mailbox,
         claimed: claimed.clone(),
         early: Vec::new(),
-        wbuf: Vec::new(),
-        written: 0,
-        timer: None,
-        closing_since: None,
-        last_write: Instant::now(),
-        write_blocked: false,
+        out: Output::new(),
+        alarm: Alarm::default(),
     };
     let result = std::panic::AssertUnwindSafe(driver.serve(stream))
         .catch_unwind()
@@ -93,34 +89,24 @@ struct Driver {
     /// Stanzas that reached the mailbox while the claim was answered (the route is announced to
     /// every shard before the answer reaches us); bounded by the mailbox's own bound.
     early: Vec<Acc>,
-    wbuf: Vec<u8>,
-    written: usize,
-    timer: Option<(Instant, Timer)>,
-    closing_since: Option<Instant>,
-    last_write: Instant,
-    write_blocked: bool,
+    /// Bytes on their way to the socket.
+    out: Output,
+    alarm: Alarm,
 }
 
 impl Driver {
     async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut self, mut stream: S) {
         loop {
             self.process();
-            if self.wbuf.is_empty() {
-                self.written = 0;
-                self.comp.take_transmit(&mut self.wbuf);
+            if self.out.buf.is_empty() {
+                self.comp.take_transmit(&mut self.out.buf);
             }
-            if self.comp.is_closed() {
-                let since = *self.closing_since.get_or_insert_with(Instant::now);
-                if self.wbuf.is_empty()
-                    || since.elapsed() > CLOSE_FLUSH_MAX
-                    || self.last_write.max(since).elapsed() > CLOSE_STALL
-                {
-                    let _ = futures_lite::AsyncWriteExt::close(&mut stream).await;
-                    self.process();
-                    return;
-                }
+            if self.comp.is_closed() && self.out.close_due() {
+                let _ = futures_lite::AsyncWriteExt::close(&mut stream).await;
+                self.process();
+                return;
             }
-            self.arm_timer();
+            self.alarm.arm(self.comp.next_timeout(), &self.out);
             match self.wait(&mut stream).await {
                 Wake::Progress => {}
                 Wake::Eof => {
@@ -128,10 +114,7 @@ impl Driver {
                     self.process();
                     return;
                 }
-                Wake::Timer => {
-                    self.timer = None;
-                    self.comp.handle_timeout(Instant::now());
-                }
+                Wake::Timer => self.comp.handle_timeout(Instant::now()),
             }
             glommio::yield_if_needed().await;
         }
@@ -149,11 +132,7 @@ impl Driver {
                 busy = true;
                 self.on_msg(msg);
             }
-            if self.mailbox.overflowed()
-                && !self.comp.is_closed()
-                && self.mailbox.settle()
-                && (self.write_blocked || self.mailbox.behind_for(Instant::now()) > SLOW_GRACE)
-            {
+            if !self.comp.is_closed() && too_slow(&self.mailbox, &self.out, SLOW_GRACE) {
                 self.release();
                 self.comp.close(
                     Some(StreamErrorCondition::PolicyViolation),
@@ -287,69 +266,31 @@ impl Driver {
         }
     }
 
-    fn arm_timer(&mut self) {
-        let flush_deadline = self
-            .closing_since
-            .map(|t| (t + CLOSE_FLUSH_MAX).min(self.last_write.max(t) + CLOSE_STALL));
-        let want = match (self.comp.next_timeout(), flush_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        match (want, &self.timer) {
-            (Some(at), Some((cur, _))) if *cur == at => {}
-            (Some(at), _) => {
-                let dur = at.saturating_duration_since(Instant::now());
-                self.timer = Some((at, Timer::new(dur)));
-            }
-            (None, _) => self.timer = None,
-        }
-    }
-
     /// Waits for room to write, bytes to read, a mailbox message or a timeout. Reading pauses while
     /// the component does not drain what we send, or while the mesh or a local recipient is full.
     async fn wait<S: AsyncRead + AsyncWrite + Unpin>(&mut self, stream: &mut S) -> Wake {
         std::future::poll_fn(|cx| {
-            let mut progressed = false;
-            while self.written < self.wbuf.len() {
-                match Pin::new(&mut *stream).poll_write(cx, &self.wbuf[self.written..]) {
-                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Wake::Eof),
-                    Poll::Ready(Ok(n)) => {
-                        self.written += n;
-                        progressed = true;
-                        self.last_write = Instant::now();
-                        self.write_blocked = false;
-                    }
-                    Poll::Pending => {
-                        self.write_blocked = true;
-                        break;
-                    }
-                }
-            }
-            if self.written == self.wbuf.len() && !self.wbuf.is_empty() {
-                self.wbuf.clear();
-                self.written = 0;
-            }
-            if progressed {
-                return Poll::Ready(Wake::Progress);
+            match self.out.poll_write(stream, cx) {
+                Err(WriteFailed) => return Poll::Ready(Wake::Eof),
+                Ok(true) => return Poll::Ready(Wake::Progress),
+                Ok(false) => {}
             }
             self.mailbox.set_waker(cx.waker());
             if self.mailbox.ready(self.room())
                 || (self.mailbox.overflowed()
                     && !self.comp.is_closed()
-                    && (self.write_blocked || self.mailbox.behind_for(Instant::now()) > SLOW_GRACE))
+                    && (self.out.blocked || self.mailbox.behind_for(Instant::now()) > SLOW_GRACE))
             {
                 return Poll::Ready(Wake::Progress);
             }
-            if let Some((_, t)) = self.timer.as_mut() {
-                if Pin::new(t).poll(cx).is_ready() {
-                    return Poll::Ready(Wake::Timer);
-                }
+            if self.alarm.poll_fired(cx) {
+                return Poll::Ready(Wake::Timer);
             }
-            let backlog = self.wbuf.len() + self.comp.pending_transmit();
+            let backlog = self.out.buf.len() + self.comp.pending_transmit();
             if !self.comp.is_closed()
                 && backlog <= self.comp.output_bound()
                 && self.ctx.mesh.poll_room(cx)
-                && self.recipients_have_room(cx)
+                && recipients_have_room(&self.ctx, &self.mailbox, cx)
             {
                 let mut buf = self.ctx.read_buf.borrow_mut();
                 match Pin::new(&mut *stream).poll_read(cx, &mut buf[..]) {
@@ -366,14 +307,5 @@ impl Driver {
             Poll::Pending
         })
         .await
-    }
-
-    /// False (and woken later) while a mailbox on this shard, other than ours, is over its bound.
-    fn recipients_have_room(&self, cx: &std::task::Context<'_>) -> bool {
-        let pressured = self.ctx.shard.borrow_mut().pressured(Some(&self.mailbox));
-        match pressured {
-            Some(mb) => mb.poll_room(cx).is_ready(),
-            None => true,
-        }
     }
 }

@@ -16,6 +16,7 @@ mod http_upload;
 mod jobs;
 mod listeners;
 mod mesh;
+mod pump;
 mod shutdown;
 
 pub use cpus::allowed_cpus;

@@ -107,3 +107,28 @@ pub fn body(s: &Stanza) -> Option<String> {
         .get_child("body", ns::COMPONENT_ACCEPT)
         .map(|b| b.text())
 }
+
+/// slixmpp's `ComponentXMPP` (tests/interop/component.py in serve mode) connected as `domain` with
+/// [`SECRET`] on component port `port`: it prints a line `STANZA <xml>` per stanza it receives
+/// (read them with `wait_line("STANZA", ..)`) and answers IQ gets and sets with an empty result.
+/// Returns once its handshake was accepted; killed when dropped.
+pub fn spawn_slixmpp(port: u16, domain: &str) -> super::venv::Background {
+    let args: Vec<String> = [
+        "--mode",
+        "serve",
+        "--component-port",
+        &port.to_string(),
+        "--domain",
+        domain,
+        "--secret",
+        SECRET,
+        "--timeout",
+        "600",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut bg = super::venv::Background::spawn("component.py", &args);
+    bg.wait_line("READY", std::time::Duration::from_secs(30));
+    bg
+}

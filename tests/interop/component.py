@@ -15,8 +15,10 @@ answered with an empty result), until it is killed or TIMEOUT s pass.
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
+import urllib.request
 from pathlib import Path
 
 import slixmpp
@@ -94,6 +96,32 @@ class User(slixmpp.ClientXMPP):
         self.got.set()
 
 
+def session_shards(admin_port, token):
+    """Full JID -> shard of every session, from the admin API."""
+    req = urllib.request.Request(f"http://127.0.0.1:{admin_port}/api/sessions",
+                                 headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return {s["jid"]: s["shard"] for s in json.load(r)["sessions"]}
+
+
+async def spread(users, args):
+    """Adds sessions (more resources of the first user) until the users' sessions live on
+    --shards distinct shards: the kernel, not the server, picks a connection's shard."""
+    for extra in range(32):
+        shards = session_shards(args.admin_port, args.token)
+        mine = {shards.get(u.boundjid.full) for u in users}
+        print(f"sessions on shards {sorted(s for s in mine if s is not None)}")
+        if len(mine - {None}) >= args.shards:
+            return []
+        u = User(f"{args.users.split(',')[0]}@localhost/extra{extra}", args.password, args.cert)
+        u.connect("127.0.0.1", args.port)
+        await u.started.wait()
+        if u.failed:
+            return [f"{u.boundjid}: {u.failed}"]
+        users.append(u)
+    return [f"sessions never covered {args.shards} shards"]
+
+
 async def echo(args):
     problems = []
     comp = Echo(args.domain, args.secret, args.component_port, "echo")
@@ -108,6 +136,10 @@ async def echo(args):
     problems += [f"{u.boundjid}: {u.failed}" for u in users if u.failed]
     if problems:
         return problems
+    if args.admin_port:
+        problems += await spread(users, args)
+        if problems:
+            return problems
     bot = f"bot@{args.domain}"
     for u in users:
         u.send_message(mto=bot, mbody=f"hello from {u.boundjid.user}", mtype="chat")
@@ -151,6 +183,9 @@ def main():
     ap.add_argument("--cert", help="the server's self-signed certificate (PEM; echo mode)")
     ap.add_argument("--password", help="the users' password (echo mode)")
     ap.add_argument("--users", default="u0,u1,u2,u3")
+    ap.add_argument("--admin-port", type=int, help="admin API port: spread the users' sessions")
+    ap.add_argument("--token", help="admin API token")
+    ap.add_argument("--shards", type=int, default=1, help="shards the sessions must cover")
     ap.add_argument("--timeout", type=float, default=30)
     ap.add_argument("--debug", action="store_true")
     args = ap.parse_args()
