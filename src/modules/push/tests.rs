@@ -409,21 +409,34 @@ fn a_hibernated_session_notifies_its_own_registrations_once() {
     }
 }
 
-#[test]
-fn messages_unacknowledged_when_the_connection_drops_notify() {
-    let (mut w, app) = world(1, "");
-    ok(&enable(&mut w, 0, "phone", "n", ""));
+/// alice/phone (with a registration) on shard 0 with stream management, holding bob's message
+/// written to its connection and never acknowledged; returns it with bob.
+fn phone_holding_a_message(
+    w: &mut World,
+) -> (
+    FullJid,
+    crate::c2s::route::Session,
+    Box<SmState>,
+    crate::modules::testing::User,
+) {
+    ok(&enable(w, 0, "phone", "n", ""));
     let jid = FullJid::parse(&format!("{ALICE}/phone")).unwrap_or_else(|e| panic!("{e}"));
     let (sess, mb) = w.cluster.connect(0, &jid, Some(0));
     let mut bob = w.connect(0, "bob@example.com/b", Some(0));
-    chat(&mut w, &mut bob, &format!("{ALICE}/phone"), "unseen");
-    // Written to the connection, never acknowledged: then the connection drops.
+    chat(w, &mut bob, &format!("{ALICE}/phone"), "unseen");
     let mut sm = Box::new(SmState::new(cfg(), Some("ID".into())));
     while let Some(m) = mb.pop() {
         if let crate::shard::ConnMsg::Deliver(acc) = m {
             assert!(sm.outbound(crate::c2s::Unacked::Routed(acc)).is_ok());
         }
     }
+    (jid, sess, sm, bob)
+}
+
+#[test]
+fn messages_unacknowledged_when_the_connection_drops_notify() {
+    let (mut w, app) = world(1, "");
+    let (jid, sess, mut sm, _bob) = phone_holding_a_message(&mut w);
     assert!(
         app.take().is_empty(),
         "no publish while the session is live"
@@ -448,17 +461,7 @@ fn messages_unacknowledged_when_the_connection_drops_notify() {
 #[test]
 fn a_resumed_session_restarts_the_count_and_counted_messages_are_not_counted_again() {
     let (mut w, app) = world(1, "");
-    ok(&enable(&mut w, 0, "phone", "n", ""));
-    let jid = FullJid::parse(&format!("{ALICE}/phone")).unwrap_or_else(|e| panic!("{e}"));
-    let (sess, mb) = w.cluster.connect(0, &jid, Some(0));
-    let mut bob = w.connect(0, "bob@example.com/b", Some(0));
-    chat(&mut w, &mut bob, &format!("{ALICE}/phone"), "unseen");
-    let mut sm = Box::new(SmState::new(cfg(), Some("ID".into())));
-    while let Some(m) = mb.pop() {
-        if let crate::shard::ConnMsg::Deliver(acc) = m {
-            assert!(sm.outbound(crate::c2s::Unacked::Routed(acc)).is_ok());
-        }
-    }
+    let (jid, sess, mut sm, mut bob) = phone_holding_a_message(&mut w);
     let park = crate::modules::stream_mgmt::park::announce_unacked;
     park(&mut w.cluster.shards[0], &jid, &mut sm);
     w.cluster.pump();
