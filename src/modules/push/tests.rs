@@ -484,3 +484,27 @@ fn a_resumed_session_restarts_the_count_and_counted_messages_are_not_counted_aga
     let p = app.take().pop().unwrap_or_else(|| panic!("no publish"));
     assert_eq!(field(&p, "message-count").as_deref(), Some("1"));
 }
+
+#[test]
+fn a_deleted_account_has_no_registrations_left() {
+    let (mut w, app) = world(2, "");
+    let alice = crate::jid::BareJid::parse(ALICE).unwrap_or_else(|e| panic!("{e}"));
+    let secrets = crate::auth::ScramSecrets::derive("pw", 16);
+    w.store()
+        .add_user(&alice, &secrets)
+        .unwrap_or_else(|e| panic!("{e}"));
+    ok(&enable(&mut w, 0, "phone", "n", ""));
+    let mut bob = w.connect(0, "bob@example.com/b", Some(0));
+    chat(&mut w, &mut bob, ALICE, "one");
+    let p = app.take().pop().unwrap_or_else(|| panic!("no publish"));
+    App::answer(&mut w, &p, None);
+    // Deleted (as the register module and the admin API do it): the store forgets the
+    // registrations, the event the state the home shard kept.
+    w.store()
+        .remove_user(&alice)
+        .unwrap_or_else(|e| panic!("{e}"));
+    crate::modules::register::account_removed(&mut w.cluster.shards[1], alice);
+    w.cluster.pump();
+    chat(&mut w, &mut bob, ALICE, "two");
+    assert!(app.take().is_empty());
+}
