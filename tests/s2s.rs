@@ -189,8 +189,10 @@ fn dialback_chat_presence_and_iq_across() {
     let mut bob = login(&b, "bob", true);
     chat_across(&mut alice, &mut bob, "bob@other.test/r", "hello-bob");
     chat_across(&mut bob, &mut alice, "alice@petrel.test/r", "hello-alice");
-    // The sender's full JID arrives intact.
-    alice.send("<message to='bob@other.test' type='chat'><body>x1</body></message>");
+    // The sender's full JID arrives intact; a client's explicit namespace does not travel.
+    alice.send(
+        "<message xmlns='jabber:client' to='bob@other.test' type='chat'><body>x1</body></message>",
+    );
     let m = bob.expect("x1", |s| body(s).as_deref() == Some("x1"));
     assert_eq!(m.from().as_deref(), Some("alice@petrel.test/r"));
 

@@ -4,6 +4,7 @@
 //! directory, as written.
 
 mod admin;
+mod component;
 mod error;
 mod raw;
 mod s2s;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 pub use admin::AdminConfig;
+pub use component::{ComponentListenerConfig, ComponentSecret};
 pub use error::{ConfigError, InvalidValue, Location};
 pub use s2s::{S2sListenerConfig, S2sOptions, S2sTls, StaticAddress, S2S_PORT};
 pub use store::{StoreBackend, StoreConfig};
@@ -49,6 +51,9 @@ pub struct Config {
     /// `[admin]`: the admin API's token (absent: `/api` answers 403).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminConfig>,
+    /// `[components."domain"]`: the shared secret of each external component (XEP-0114).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub components: BTreeMap<Domain, ComponentSecret>,
     /// `[modules.NAME]` tables, by name, for the module registry to validate.
     pub modules: BTreeMap<String, toml::Table>,
     /// The file this was read from (or [`EMBEDDED_PATH`]).
@@ -93,6 +98,9 @@ pub struct Listen {
     /// `[[listen.s2s]]` listeners (other servers connecting here).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub s2s: Vec<S2sListenerConfig>,
+    /// `[[listen.component]]` listeners (XEP-0114 external components).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub component: Vec<ComponentListenerConfig>,
 }
 
 /// One `[[listen.http]]` listener: address, TLS and session settings as for c2s (`tls` is

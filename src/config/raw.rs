@@ -29,6 +29,9 @@ pub(super) struct RawConfig {
     pub admin: Option<Spanned<super::admin::RawAdmin>>,
     #[serde(default)]
     pub s2s: super::s2s::RawS2s,
+    /// `[components."domain"]`: external components' secrets.
+    #[serde(default)]
+    pub components: BTreeMap<Spanned<String>, super::component::RawComponentSecret>,
 }
 
 /// `[general]`.
@@ -78,6 +81,8 @@ pub(super) struct RawListen {
     pub http: Vec<Spanned<RawHttp>>,
     #[serde(default)]
     pub s2s: Vec<Spanned<super::s2s::RawS2sListen>>,
+    #[serde(default)]
+    pub component: Vec<Spanned<super::component::RawComponentListener>>,
 }
 
 /// One `[[listen.http]]`: the session settings of `[[listen.c2s]]` (for WebSocket and BOSH

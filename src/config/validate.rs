@@ -166,7 +166,11 @@ pub(super) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
     let cx = Ctx { text, path };
     let general = general(&cx, raw.general)?;
     let auth = auth(&cx, raw.auth)?;
-    let listen = listeners(&cx, raw.listen)?;
+    let mut raw_listen = raw.listen;
+    let raw_component = std::mem::take(&mut raw_listen.component);
+    let mut listen = listeners(&cx, raw_listen)?;
+    listen.component = super::component::listeners(&cx, raw_component, &listen)?;
+    let components = super::component::secrets(&cx, raw.components, &general.hosts)?;
     let s2s = super::s2s::options(&cx, raw.s2s)?;
     let shards = shards(&cx, raw.shards)?;
     let store = super::store::store(&cx, raw.store)?;
@@ -185,6 +189,7 @@ pub(super) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
         store,
         s2s,
         admin,
+        components,
         modules,
         source: path.to_owned(),
         module_locations,
@@ -261,6 +266,8 @@ fn listeners(cx: &Ctx<'_>, raw: RawListen) -> Result<Listen, ConfigError> {
         c2s: raw,
         http: raw_http,
         s2s: raw_s2s,
+        // Checked by `component::listeners`, against these.
+        component: _,
     } = raw;
     if raw.is_empty() {
         return Err(cx.err_at(Location::START, InvalidValue::NoListeners));
@@ -319,7 +326,12 @@ fn listeners(cx: &Ctx<'_>, raw: RawListen) -> Result<Listen, ConfigError> {
         claim_addr(listener.ip_address, listener.port, here)?;
         s2s.push(listener);
     }
-    Ok(Listen { c2s, http, s2s })
+    Ok(Listen {
+        c2s,
+        http,
+        s2s,
+        component: Vec::new(),
+    })
 }
 
 /// Two binds on one port collide when the addresses are equal or either is a wildcard.

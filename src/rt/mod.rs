@@ -5,6 +5,7 @@
 
 mod admin;
 mod bosh;
+mod component;
 mod conn;
 mod conn_auth;
 mod conn_sm;
@@ -15,6 +16,7 @@ mod http_upload;
 mod jobs;
 mod listeners;
 mod mesh;
+mod pump;
 mod s2s;
 mod s2s_dns;
 mod s2s_in;
@@ -123,6 +125,7 @@ pub struct ServeOptions {
 struct Listeners {
     c2s: Vec<Arc<listeners::C2sListener>>,
     http: Vec<Arc<listeners::HttpListener>>,
+    component: Vec<Arc<listeners::ComponentListener>>,
     s2s: Vec<Arc<s2s::S2sListener>>,
     /// What every shard's outgoing s2s streams share.
     s2s_shared: Arc<s2s::S2sShared>,
@@ -240,12 +243,19 @@ pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Re
         .iter()
         .map(|l| listeners::http_listener(l, &config.general, &modules).map(Arc::new))
         .collect::<Result<_, _>>()?;
+    let component = config
+        .listen
+        .component
+        .iter()
+        .map(|l| Arc::new(listeners::component_listener(l, &config.components)))
+        .collect();
     let (s2s_shared, s2s) = s2s::setup(&config)?;
     let listeners = Listeners {
         c2s,
         http,
         s2s: s2s.into_iter().map(Arc::new).collect(),
         s2s_shared,
+        component,
     };
     let ends = mesh::build(n, config.shards.ring_capacity.max(2));
     let io_memory = config.shards.io_memory_kib * 1024;
@@ -373,6 +383,10 @@ async fn run_shard(
     let first = config.general.hosts.first().map_or("", |h| h.as_str());
     shard.dynamic_hosts = crate::shard::DynamicHosts::new(first);
     crate::modules::start(&config, &mut shard);
+    // Component routes (XEP-0114): every configured domain is known, none connected yet.
+    shard.ext.insert(crate::component::Routes::new(
+        config.components.keys().map(|d| d.to_string()),
+    ));
     match off_shard.store.call(|s| s.list_domains()).await {
         Ok(Ok(domains)) => {
             for d in domains {
@@ -486,6 +500,17 @@ async fn run_shard(
                 return;
             };
             glommio::spawn_local(s2s_in::run(stream, peer, ctx2.clone(), l.cfg.clone())).detach();
+        })?);
+    }
+    for l in &listeners.component {
+        let l = l.clone();
+        let ctx2 = ctx.clone();
+        accepts.push(accept_loop(id, l.addr, move |stream| {
+            let Some(peer) = stream_peer(&stream) else {
+                return;
+            };
+            let run = component::run(stream, peer, ctx2.clone(), l.cfg.clone());
+            glommio::spawn_local(run).detach();
         })?);
     }
     tracing::debug!(shard = id.0, "shard ready");

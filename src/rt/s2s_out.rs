@@ -189,7 +189,15 @@ fn step(
             .borrow_mut()
             .take(pair, Instant::now(), |len| out.has_room(len));
         for acc in stanzas {
-            if out.push_stanza(acc.stanza.bytes()).is_err() {
+            let pushed = if acc.stanza.xmlns() == Some(crate::xmpp::ns::CLIENT) {
+                // A client's explicit namespace would put the stanza outside `jabber:server`.
+                let mut stanza = acc.stanza.clone();
+                stanza.remove_attr("xmlns");
+                out.push_stanza(stanza.bytes())
+            } else {
+                out.push_stanza(acc.stanza.bytes())
+            };
+            if pushed.is_err() {
                 // has_room said it fits: only a stream closing meanwhile refuses.
                 ctx.shard
                     .borrow_mut()
