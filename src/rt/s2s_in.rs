@@ -106,6 +106,9 @@ pub(crate) async fn run<S: super::conn::Io>(
             mailbox.set_waker(cx.waker());
             !mailbox.is_empty()
         },
+        // Backpressure as for clients: while the mesh or a local recipient is full, the remote
+        // server is not read.
+        |cx| ctx.mesh.poll_room(cx) && super::pump::recipients_have_room(&ctx, &mailbox, cx),
     )
     .await;
     ctx.shard.borrow_mut().close_conn(conn);

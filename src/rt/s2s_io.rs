@@ -3,17 +3,13 @@
 //! outgoing queue) has something. One task per connection, no locks.
 
 use std::cell::Cell;
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
-
-use glommio::timer::Timer;
+use std::time::Instant;
 
 use super::conn::Io;
+use super::pump::{Alarm, Output, WriteFailed};
 
-/// How long a closed stream waits for a peer that does not read its last bytes.
-const CLOSE_STALL: Duration = Duration::from_secs(5);
 /// Socket bytes read per turn.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -95,54 +91,36 @@ enum Wake {
 
 /// Runs `core` over `stream` until it is closed and its last bytes are written (or the peer is
 /// gone). `step` handles its events and the driver's input each turn; `extra` says whether the
-/// driver's input woke (registering the waker otherwise).
+/// driver's input woke (registering the waker otherwise); `may_read` holds the socket unread while
+/// it says no (backpressure; it registers the waker to be woken when it may).
 pub(super) async fn pump<T: Stream, S: Io>(
     core: &mut T,
     stream: &mut S,
     mut step: impl FnMut(&mut T),
     mut extra: impl FnMut(&Context<'_>) -> bool,
+    mut may_read: impl FnMut(&Context<'_>) -> bool,
 ) {
-    let mut wbuf: Vec<u8> = Vec::new();
-    let mut written = 0;
+    let mut out = Output::new();
+    let mut alarm = Alarm::default();
     let mut rbuf = vec![0u8; READ_CHUNK];
-    let mut closed_at: Option<Instant> = None;
     loop {
         step(core);
-        if written == wbuf.len() {
-            wbuf.clear();
-            written = 0;
-            core.output(&mut wbuf);
+        if out.buf.is_empty() {
+            core.output(&mut out.buf);
         }
-        let now = Instant::now();
-        if core.closed() {
-            let since = *closed_at.get_or_insert(now);
-            if wbuf.is_empty() || now.duration_since(since) > CLOSE_STALL {
-                let _ = futures_lite::AsyncWriteExt::close(stream).await;
-                return;
-            }
+        if core.closed() && out.close_due() {
+            let _ = futures_lite::AsyncWriteExt::close(stream).await;
+            return;
         }
-        let due = match (core.next_timeout(), closed_at) {
-            (_, Some(since)) => Some(since + CLOSE_STALL),
-            (t, None) => t,
-        };
-        let mut timer = due.map(|d| Timer::new(d.saturating_duration_since(now)));
+        alarm.arm(core.next_timeout(), &out);
         let reading = !core.closed();
         let wake = std::future::poll_fn(|cx| {
-            let mut progressed = false;
-            while written < wbuf.len() {
-                match Pin::new(&mut *stream).poll_write(cx, &wbuf[written..]) {
-                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Wake::Eof),
-                    Poll::Ready(Ok(n)) => {
-                        written += n;
-                        progressed = true;
-                    }
-                    Poll::Pending => break,
-                }
+            match out.poll_write(&mut *stream, cx) {
+                Err(WriteFailed) => return Poll::Ready(Wake::Eof),
+                Ok(true) => return Poll::Ready(Wake::Progress),
+                Ok(false) => {}
             }
-            if progressed {
-                return Poll::Ready(Wake::Progress);
-            }
-            if reading {
+            if reading && may_read(cx) {
                 match Pin::new(&mut *stream).poll_read(cx, &mut rbuf) {
                     Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Wake::Eof),
                     Poll::Ready(Ok(n)) => return Poll::Ready(Wake::Read(n)),
@@ -152,10 +130,8 @@ pub(super) async fn pump<T: Stream, S: Io>(
             if extra(cx) {
                 return Poll::Ready(Wake::Progress);
             }
-            if let Some(t) = timer.as_mut() {
-                if Pin::new(t).poll(cx).is_ready() {
-                    return Poll::Ready(Wake::Timer);
-                }
+            if alarm.poll_fired(cx) {
+                return Poll::Ready(Wake::Timer);
             }
             Poll::Pending
         })
@@ -168,7 +144,8 @@ pub(super) async fn pump<T: Stream, S: Io>(
                 step(core);
                 return;
             }
-            Wake::Timer if closed_at.is_some() => return,
+            // While closing, the loop above decides whether the flush is over.
+            Wake::Timer if core.closed() => {}
             Wake::Timer => core.timeout(Instant::now()),
         }
         glommio::yield_if_needed().await;

@@ -104,6 +104,8 @@ async fn attempt(rt: &Rc<S2sRt>, pair: &Pair, task: &Rc<OutTask>) -> End {
         &mut stream,
         |out| step(rt, pair, task, out, &mut asked, &mut end, &mut ready),
         |cx| task.signal.poll(cx),
+        // The remote writes little here (verification answers, stream features): always read.
+        |_| true,
     )
     .await;
     // Verifications still unanswered: the remote cannot confirm them.
