@@ -77,6 +77,7 @@ tls = "{addr_tls}"
 [modules.version]
 [modules.ping]
 [modules.disco]
+[modules.muc]
 "#,
         domain = spec.domain,
         tls = spec.tls,
@@ -271,6 +272,28 @@ fn direct_tls_listeners_xep_0368() {
     chat_across(&mut bob, &mut alice, "alice@petrel.test/r", "direct-2");
     assert!(counter(&a, "petrel_s2s_out_dialback") >= 1);
     assert!(counter(&b, "petrel_s2s_in_dialback") >= 1);
+}
+
+#[test]
+fn a_service_domain_federates_too() {
+    let (pa, pb) = (ports(), ports());
+    let (sa, sb) = (pa.s2s, pb.s2s);
+    let a = start(spec_a(sb, "", "starttls_required"), pa);
+    // other.test reaches conference.petrel.test at petrel.test's s2s port.
+    let b_extra =
+        format!("[s2s.address.\"conference.petrel.test\"]\nhost = \"127.0.0.1\"\nport = {sa}\n");
+    let b = start(spec_b(sa, &b_extra), pb);
+    let _alice = login(&a, "alice", true);
+    let mut bob = login(&b, "bob", true);
+    bob.send(
+        "<iq type='get' id='d1' to='conference.petrel.test'>\
+         <query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+    );
+    let r = bob.expect("disco answer", |s| s.id().as_deref() == Some("d1"));
+    let text = String::from_utf8_lossy(r.bytes()).into_owned();
+    assert_eq!(r.type_().as_deref(), Some("result"), "{text}");
+    assert_eq!(r.from().as_deref(), Some("conference.petrel.test"));
+    assert!(text.contains("http://jabber.org/protocol/muc"), "{text}");
 }
 
 /// A test CA and, per domain, a certificate it signed; written as PEM files into `dir`.

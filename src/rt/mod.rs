@@ -493,13 +493,14 @@ async fn run_shard(
         })?);
     }
     for l in &listeners.s2s {
-        let l = l.clone();
+        // Our services (conference.*, pubsub.*) are s2s domains too, known once modules started.
+        let cfg = s2s::with_services(&l.cfg, &ctx.shard.borrow());
         let ctx2 = ctx.clone();
         accepts.push(accept_loop(id, l.addr, move |stream| {
             let Some(peer) = stream_peer(&stream) else {
                 return;
             };
-            glommio::spawn_local(s2s_in::run(stream, peer, ctx2.clone(), l.cfg.clone())).detach();
+            glommio::spawn_local(s2s_in::run(stream, peer, ctx2.clone(), cfg.clone())).detach();
         })?);
     }
     for l in &listeners.component {

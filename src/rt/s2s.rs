@@ -155,6 +155,24 @@ fn listener(
     })
 }
 
+/// `cfg` with the domains of the services registered on `shard` (MUC, pubsub, upload) among its
+/// hosts: remote servers may address them, and we answer dialback for them.
+pub(crate) fn with_services(cfg: &Arc<S2sConfig>, shard: &Shard) -> Arc<S2sConfig> {
+    let mut extra: Vec<String> = shard
+        .local_routes
+        .iter()
+        .filter(|d| shard.service(d).is_some() && !cfg.hosts.contains(*d))
+        .cloned()
+        .collect();
+    if extra.is_empty() {
+        return cfg.clone();
+    }
+    extra.sort();
+    let mut with = (**cfg).clone();
+    with.hosts.extend(extra);
+    Arc::new(with)
+}
+
 /// A dialback verification an incoming stream asked for, on its way to the outgoing stream
 /// towards the remote's authoritative server.
 #[derive(Debug)]
