@@ -21,7 +21,7 @@ use crate::shard::{home_shard_of, ConnMsg, SessionRef, Shard, ShardId, ShardMsg}
 /// One shard's view of the components (kept in the shard's extensions).
 #[derive(Debug, Default)]
 pub struct Routes {
-    /// Every configured component domain (one not connected answers `service-unavailable`).
+    /// Every configured component domain (one not connected answers `recipient-unavailable`).
     configured: HashSet<String>,
     /// Connected components: domain -> its connection.
     connected: HashMap<String, SessionRef>,
@@ -195,7 +195,7 @@ mod tests {
         assert_eq!(lookups(&c, ECHO), [Lookup::Connected(sref_a); 2]);
 
         // A user on shard 0 reaches the component on shard 1; one to a component that is not
-        // connected gets service-unavailable.
+        // connected gets recipient-unavailable (type wait).
         let alice = FullJid::parse("alice@localhost/r").unwrap();
         let (_sess, mb_alice) = c.connect(0, &alice, None);
         send(&mut c, 0, &alice, &format!("bot@{ECHO}"));
@@ -208,7 +208,8 @@ mod tests {
             Some(ConnMsg::Deliver(acc)) => {
                 let text = String::from_utf8_lossy(acc.stanza.bytes()).into_owned();
                 assert!(text.contains("type='error'"), "{text}");
-                assert!(text.contains("<service-unavailable"), "{text}");
+                assert!(text.contains("<recipient-unavailable"), "{text}");
+                assert!(text.contains("type='wait'") || text.contains("type=\"wait\""), "{text}");
             }
             other => panic!("no error: {other:?}"),
         }
@@ -226,4 +227,5 @@ mod tests {
             [ECHO]
         );
     }
+
 }

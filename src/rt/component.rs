@@ -8,7 +8,7 @@
 //! leaves them in its mailbox, which holds its senders back (the same backpressure as a client's).
 //! When the mailbox stays over its bound while the socket takes nothing (or for longer than
 //! `SLOW_GRACE`), the component is cut off with `policy-violation` ("slow reader") and what it did not
-//! take is answered with `service-unavailable`.
+//! take is answered with `recipient-unavailable` (type `wait`: the component may come back).
 
 use std::cell::RefCell;
 use std::pin::Pin;
@@ -88,7 +88,7 @@ struct Driver {
     claimed: Rc<RefCell<Option<String>>>,
     /// Stanzas that reached the mailbox while the claim was answered (the route is announced to
     /// every shard before the answer reaches us); at most `outbound_queue_bytes`, past it they are
-    /// answered `service-unavailable`.
+    /// answered `recipient-unavailable`.
     early: Vec<Acc>,
     /// Bytes on their way to the socket.
     out: Output,
@@ -259,10 +259,11 @@ impl Driver {
         }
     }
 
-    /// A stanza the component will never get: its sender learns the service is unavailable.
+    /// A stanza the component will never get: its sender learns the component is unavailable for
+    /// now (type `wait`: an outage of the component is temporary).
     fn unwritten(&mut self, acc: Acc) {
         let mut shard = self.ctx.shard.borrow_mut();
-        shard.bounce(&acc, StanzaErrorCondition::ServiceUnavailable);
+        shard.bounce(&acc, StanzaErrorCondition::RecipientUnavailable);
         shard.drain_to_route();
     }
 

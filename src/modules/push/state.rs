@@ -439,8 +439,12 @@ fn answered(shard: &mut Shard, user: &BareJid, service: &Jid, node: &str, answer
     match answer {
         IqAnswer::Result(_) => settle(shard, user, service, node, |r| r.timeouts = 0),
         // A temporary error (type 'wait': the app server's domain is unreachable for now, it is
-        // overloaded) counts as a timeout; any other refuses for good.
-        IqAnswer::Error(acc) if !is_wait(&acc) => disable = true,
+        // overloaded) counts as a timeout, and so does any error while the app server is a
+        // configured component that is not connected (our own server answered it: an outage,
+        // not the app server's refusal); any other refuses for good.
+        IqAnswer::Error(acc) if !is_wait(&acc) && !component_down(shard, service) => {
+            disable = true
+        }
         IqAnswer::Error(_) | IqAnswer::Timeout => settle(shard, user, service, node, |r| {
             r.timeouts += 1;
             disable = r.timeouts >= MAX_TIMEOUTS;
@@ -468,6 +472,15 @@ fn answered(shard: &mut Shard, user: &BareJid, service: &Jid, node: &str, answer
         });
     }
     flush(shard, user);
+}
+
+/// True when `service` is a configured external component that is not connected now: an error
+/// "from" it was made by this server, not by the app server.
+fn component_down(shard: &Shard, service: &Jid) -> bool {
+    shard
+        .ext
+        .get::<crate::component::Routes>()
+        .is_some_and(|r| r.lookup(service.domain()) == crate::component::routes::Lookup::Disconnected)
 }
 
 /// True when the error answer `acc` is of type `wait` (RFC 6120 §8.3.2: retry later).

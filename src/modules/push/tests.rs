@@ -264,6 +264,31 @@ fn an_error_answer_or_repeated_timeouts_disable_the_registration() {
 }
 
 #[test]
+fn a_component_app_server_that_is_down_keeps_the_registration() {
+    // The app server is a configured external component that is not connected: the server answers
+    // the publishes itself with a temporary error (an outage), counted like a timeout: one does not
+    // disable the registration.
+    let mut w = World::new(
+        2,
+        "[modules.offline]\n[modules.stream_management]\n[modules.push]\ntimeout = 5",
+    );
+    for s in &mut w.cluster.shards {
+        s.ext
+            .insert(crate::component::Routes::new([APP.to_owned()]));
+    }
+    ok(&enable(&mut w, 0, "phone", "n1", ""));
+    let mut bob = w.connect(1, "bob@example.com/b", Some(0));
+    for _ in 1..super::MAX_TIMEOUTS {
+        chat(&mut w, &mut bob, ALICE, "one");
+        let left = w.store().push_list(ALICE).unwrap_or_default();
+        assert_eq!(left.len(), 1, "disabled by the server's own error");
+    }
+    let home = crate::shard::home_shard_of(ALICE, 2).index();
+    let h = w.cluster.shards[home].ext.get::<Home>();
+    assert_eq!(h.map(|h| in_flight(h, ALICE)), Some(0));
+}
+
+#[test]
 fn bodies_follow_the_policy_and_the_users_request() {
     let ask = format!(
         "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>{}</value></field><field var='secret'><value>s3</value></field><field var='{}'><value>true</value></field></x>",
