@@ -228,4 +228,61 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_stanza_whose_component_connection_is_gone_goes_back_to_the_router() {
+        let mut c = cluster();
+        let alice = FullJid::parse("alice@localhost/r").unwrap();
+        let (_sess, mb_alice) = c.connect(0, &alice, None);
+        // The connection that held the route is gone; another now holds it.
+        let (b, mb_b) = c.shards[1].open_conn();
+        let sref_b = c.shards[1].session_ref(b);
+        claim(&mut c.shards[1], ECHO.to_owned(), sref_b);
+        c.pump();
+        assert_eq!(answer(&mb_b), Ok(()));
+        let st = Stanza::parse(
+            format!("<message from='{alice}' to='bot@{ECHO}' id='m'><body>x</body></message>")
+                .into_bytes(),
+        )
+        .unwrap();
+        let acc = Acc::new(
+            st,
+            Jid::from(alice.clone()),
+            Jid::parse(&format!("bot@{ECHO}")).unwrap(),
+            ShardId(0),
+        );
+        // The old connection's shard finds it closed and hands the stanza back.
+        c.shards[0].reroute(acc);
+        c.shards[0].drain_to_route();
+        c.pump();
+        match mb_b.pop() {
+            Some(ConnMsg::Deliver(acc)) => assert_eq!(acc.to.as_str(), format!("bot@{ECHO}")),
+            other => panic!("not delivered to the new holder: {other:?}"),
+        }
+        assert!(mb_alice.pop().is_none());
+
+        // With no holder at all, the sender learns it is temporary (never offline storage).
+        release(&mut c.shards[1], ECHO.to_owned(), sref_b);
+        c.pump();
+        let st = Stanza::parse(
+            format!("<message from='{alice}' to='bot@{ECHO}' id='m2'><body>x</body></message>")
+                .into_bytes(),
+        )
+        .unwrap();
+        let acc = Acc::new(
+            st,
+            Jid::from(alice.clone()),
+            Jid::parse(&format!("bot@{ECHO}")).unwrap(),
+            ShardId(0),
+        );
+        c.shards[0].reroute(acc);
+        c.shards[0].drain_to_route();
+        c.pump();
+        match mb_alice.pop() {
+            Some(ConnMsg::Deliver(acc)) => {
+                let text = String::from_utf8_lossy(acc.stanza.bytes()).into_owned();
+                assert!(text.contains("<recipient-unavailable"), "{text}");
+            }
+            other => panic!("no error: {other:?}"),
+        }
+    }
 }
