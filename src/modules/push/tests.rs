@@ -156,6 +156,35 @@ fn requests_parse_and_bad_ones_are_bad_request() {
 }
 
 #[test]
+fn a_node_or_form_past_its_bound_is_not_acceptable() {
+    let el = |x: &str| {
+        Stanza::parse(x.as_bytes().to_vec())
+            .and_then(|s| s.tree())
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let no = Err(StanzaErrorCondition::NotAcceptable);
+    let ns = "xmlns='urn:xmpp:push:0'";
+    let at = "n".repeat(super::MAX_NODE_BYTES);
+    let over = format!("{at}n");
+    let enable = |node: &str| format!("<enable {ns} jid='a.b' node='{node}'/>");
+    assert!(parse("set", &el(&enable(&at))).is_ok());
+    assert_eq!(parse("set", &el(&enable(&over))), no);
+    assert_eq!(
+        parse("set", &el(&format!("<disable {ns} jid='a.b' node='{over}'/>"))),
+        no
+    );
+    let form = |filler: usize| {
+        format!(
+            "<enable {ns} jid='a.b' node='n'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>{}</value></field><field var='secret'><value>{}</value></field></x></enable>",
+            crate::modules::pubsub::core::ns::PUBLISH_OPTIONS,
+            "s".repeat(filler)
+        )
+    };
+    assert!(parse("set", &el(&form(1000))).is_ok());
+    assert_eq!(parse("set", &el(&form(super::MAX_FORM_BYTES))), no);
+}
+
+#[test]
 fn offline_messages_publish_a_coalesced_summary_without_body() {
     for shards in [1, 3] {
         let (mut w, app) = world(shards, "");
