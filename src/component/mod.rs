@@ -38,6 +38,15 @@ pub struct ComponentConfig {
     pub auth_timeout: Duration,
     /// Time without any input byte before the stream is closed (zero disables it).
     pub idle_timeout: Duration,
+    /// Time without input after which the server sends an XEP-0199 ping (zero: never). A component
+    /// must answer an IQ (result or error), so a live one always sends something back; this
+    /// detects a dead peer that still holds its domain, and keeps a receive-only one from the
+    /// idle timeout.
+    pub ping_interval: Duration,
+    /// Time after a ping without any input before the stream closes with `connection-timeout`.
+    pub ping_timeout: Duration,
+    /// The `from` of the server's pings (the first hosted domain).
+    pub server: String,
 }
 
 /// Something the driver must act on.

@@ -16,6 +16,9 @@ use crate::xmpp::{ns, StreamErrorCondition};
 /// Input held while the route claim is on its way (at least this, or one stanza).
 const MIN_HELD_INPUT: usize = 16 * 1024;
 
+/// The id of the server's XEP-0199 pings; their answers end here (never routed).
+const PING_ID: &str = "petrel-component-ping";
+
 /// Progress of the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -44,6 +47,8 @@ pub struct Component {
     domain: Option<String>,
     auth_deadline: Option<Instant>,
     last_input: Instant,
+    /// When the unanswered ping went (no input since).
+    ping_sent: Option<Instant>,
     header_sent: bool,
     closed: bool,
 }
@@ -64,6 +69,7 @@ impl Component {
             domain: None,
             auth_deadline,
             last_input: now,
+            ping_sent: None,
             header_sent: false,
             closed: false,
         };
@@ -81,6 +87,7 @@ impl Component {
             return;
         }
         self.last_input = now;
+        self.ping_sent = None;
         if self.state == State::Claiming {
             self.held.extend_from_slice(bytes);
             if self.held.len() > self.cfg.limits.max_stanza_bytes.max(MIN_HELD_INPUT) {
@@ -118,17 +125,32 @@ impl Component {
         self.events.pop_front()
     }
 
-    /// When `handle_timeout` must be called next (handshake timeout, idle timeout).
+    /// When `handle_timeout` must be called next (handshake timeout, idle timeout, ping).
     pub fn next_timeout(&self) -> Option<Instant> {
         if self.closed {
             return None;
         }
         let idle =
             (!self.cfg.idle_timeout.is_zero()).then(|| self.last_input + self.cfg.idle_timeout);
-        [self.auth_deadline, idle].into_iter().flatten().min()
+        [self.auth_deadline, idle, self.ping_due()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
-    /// Fires the timeouts due at `now`: both close the stream with connection-timeout.
+    /// When the next ping goes (or, once sent, when its wait ends); only while the route is held.
+    fn ping_due(&self) -> Option<Instant> {
+        if self.state != State::Ready || self.cfg.ping_interval.is_zero() {
+            return None;
+        }
+        Some(match self.ping_sent {
+            Some(sent) => sent + self.cfg.ping_timeout,
+            None => self.last_input + self.cfg.ping_interval,
+        })
+    }
+
+    /// Fires the timeouts due at `now`: the handshake and idle timeouts and an unanswered ping close
+    /// the stream with connection-timeout; `ping_interval` without input sends a ping.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.closed {
             return;
@@ -138,6 +160,15 @@ impl Component {
                 StreamErrorCondition::ConnectionTimeout,
                 Some("handshake timeout"),
             );
+        } else if self.ping_due().is_some_and(|d| now >= d) {
+            if self.ping_sent.is_some() {
+                self.stream_error(
+                    StreamErrorCondition::ConnectionTimeout,
+                    Some("no answer to ping"),
+                );
+            } else {
+                self.ping(now);
+            }
         } else if !self.cfg.idle_timeout.is_zero() && now >= self.last_input + self.cfg.idle_timeout
         {
             self.stream_error(
@@ -311,6 +342,11 @@ impl Component {
             self.stream_error(StreamErrorCondition::UnsupportedStanzaType, None);
             return;
         }
+        let answer = matches!(s.type_().as_deref(), Some("result" | "error"));
+        if s.kind() == StanzaKind::Iq && answer && s.id().as_deref() == Some(PING_ID) {
+            // The answer to our ping (its input already counted): for no one else.
+            return;
+        }
         let domain = self.domain.as_deref().unwrap_or("");
         let from_ok = s
             .from()
@@ -335,6 +371,20 @@ impl Component {
     }
 
     // ---- output and closing ----
+
+    /// XEP-0199: a ping from the server; any input before `ping_timeout` proves the peer alive.
+    fn ping(&mut self, now: Instant) {
+        let domain = self.domain.clone().unwrap_or_default();
+        self.out.extend_from_slice(b"<iq type='get' id='");
+        self.out.extend_from_slice(PING_ID.as_bytes());
+        self.out.extend_from_slice(b"' from='");
+        escape_attr_into(&self.cfg.server, &mut self.out);
+        self.out.extend_from_slice(b"' to='");
+        escape_attr_into(&domain, &mut self.out);
+        self.out
+            .extend_from_slice(b"'><ping xmlns='urn:xmpp:ping'/></iq>");
+        self.ping_sent = Some(now);
+    }
 
     /// XEP-0114 §3: the answer carries `from` (the component's domain) and the handshake's `id`.
     fn write_header(&mut self, from: Option<&str>) {
