@@ -17,6 +17,10 @@ mod tests;
 
 use std::time::Duration;
 
+/// Time between a wrong handshake and its `not-authorized`: a guesser gets one try per connection
+/// and per this delay (and the login throttle bans its address after repeated failures).
+pub const HANDSHAKE_FAIL_DELAY: Duration = Duration::from_secs(1);
+
 use ahash::HashMap;
 
 pub use routes::Routes;
@@ -56,6 +60,13 @@ pub enum ComponentEvent {
     /// [`Component::route_result`]. Input is held until then.
     Authenticated {
         /// The component's domain.
+        domain: String,
+    },
+    /// The handshake was wrong: the driver counts the failure against the peer's address (the
+    /// login throttle) and may call [`Component::banned`]; otherwise `not-authorized` goes after
+    /// [`HANDSHAKE_FAIL_DELAY`] (through `next_timeout`). Input is ignored meanwhile.
+    HandshakeFailed {
+        /// The domain the component claimed.
         domain: String,
     },
     /// A stanza from the component: `from` is at its domain, `to` is present, the content namespace

@@ -7,7 +7,9 @@ use std::time::Instant;
 use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 
-use super::{CloseReason, ComponentConfig, ComponentEvent, Overflow, RouteConflict};
+use super::{
+    CloseReason, ComponentConfig, ComponentEvent, Overflow, RouteConflict, HANDSHAKE_FAIL_DELAY,
+};
 use crate::jid::Jid;
 use crate::xml::escape::escape_attr_into;
 use crate::xml::{Event, Scanner, Stanza, StanzaKind};
@@ -28,6 +30,8 @@ enum State {
     Handshake,
     /// Handshake right; waiting for the driver's [`Component::route_result`].
     Claiming,
+    /// Handshake wrong; `not-authorized` goes at this time (input ignored until then).
+    Refusing(Instant),
     /// Route held: stanzas flow both ways.
     Ready,
 }
@@ -86,6 +90,10 @@ impl Component {
         if self.closed || bytes.is_empty() {
             return;
         }
+        if matches!(self.state, State::Refusing(_)) {
+            // A refused guesser's input is not read (nor counted as activity).
+            return;
+        }
         self.last_input = now;
         self.ping_sent = None;
         if self.state == State::Claiming {
@@ -132,7 +140,11 @@ impl Component {
         }
         let idle =
             (!self.cfg.idle_timeout.is_zero()).then(|| self.last_input + self.cfg.idle_timeout);
-        [self.auth_deadline, idle, self.ping_due()]
+        let refusing = match self.state {
+            State::Refusing(at) => Some(at),
+            _ => None,
+        };
+        [self.auth_deadline, idle, self.ping_due(), refusing]
             .into_iter()
             .flatten()
             .min()
@@ -153,6 +165,12 @@ impl Component {
     /// the stream with connection-timeout; `ping_interval` without input sends a ping.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.closed {
+            return;
+        }
+        if let State::Refusing(at) = self.state {
+            if now >= at {
+                self.stream_error(StreamErrorCondition::NotAuthorized, None);
+            }
             return;
         }
         if self.auth_deadline.is_some_and(|d| now >= d) {
@@ -229,6 +247,16 @@ impl Component {
         self.cfg.outbound_queue_bytes
     }
 
+    /// The login throttle banned the peer's address (after a wrong handshake): `policy-violation`
+    /// with the time left, at once.
+    pub fn banned(&mut self, left: std::time::Duration) {
+        let text = format!(
+            "Too many failed authentications from this IP address; retry in {} s",
+            left.as_secs().max(1)
+        );
+        self.stream_error(StreamErrorCondition::PolicyViolation, Some(&text));
+    }
+
     /// Server-side close: a stream error when `cond` is given, then `</stream:stream>`.
     pub fn close(&mut self, cond: Option<StreamErrorCondition>, text: Option<&str>) {
         match cond {
@@ -271,7 +299,8 @@ impl Component {
     // ---- input ----
 
     fn run(&mut self) {
-        while !self.closed && self.state != State::Claiming {
+        // Claiming holds input until the claim is answered; a refused stream reads nothing more.
+        while !self.closed && !matches!(self.state, State::Claiming | State::Refusing(_)) {
             match self.scanner.next_event() {
                 Err(e) => self.stream_error(e.condition(), None),
                 Ok(Some(ev)) => self.on_event(ev),
@@ -333,7 +362,12 @@ impl Component {
             self.events
                 .push_back(ComponentEvent::Authenticated { domain });
         } else {
-            self.stream_error(StreamErrorCondition::NotAuthorized, None);
+            // Answered later (HANDSHAKE_FAIL_DELAY, or at once when the address gets banned).
+            self.state = State::Refusing(self.last_input + HANDSHAKE_FAIL_DELAY);
+            self.auth_deadline = None;
+            self.scanner.reset();
+            self.events
+                .push_back(ComponentEvent::HandshakeFailed { domain });
         }
     }
 

@@ -181,8 +181,34 @@ fn wrong_secret_is_not_authorized() {
     let mut c = opened(now);
     let hs = handshake_digest(c.stream_id(), "wrong");
     c.handle_input(format!("<handshake>{hs}</handshake>").as_bytes(), now);
+    // The driver learns of it (to count it against the address); the answer waits.
+    let ev = events(&mut c);
+    assert!(
+        matches!(&ev[..], [ComponentEvent::HandshakeFailed { domain }] if domain == "echo.localhost"),
+        "{ev:?}"
+    );
+    assert_eq!(out(&mut c), "");
+    assert!(!c.is_closed());
+    // Another guess meanwhile is not read.
+    let right = handshake_digest(c.stream_id(), "s3cret");
+    c.handle_input(format!("<handshake>{right}</handshake>").as_bytes(), now);
+    assert!(events(&mut c).is_empty());
+    assert_eq!(c.next_timeout(), Some(now + HANDSHAKE_FAIL_DELAY));
+    c.handle_timeout(now + HANDSHAKE_FAIL_DELAY - Duration::from_millis(1));
+    assert!(!c.is_closed());
+    c.handle_timeout(now + HANDSHAKE_FAIL_DELAY);
     assert!(out(&mut c).contains("<not-authorized"));
     closed_with(&mut c, StreamErrorCondition::NotAuthorized);
+
+    // A banned address is told at once.
+    let mut c = opened(now);
+    c.handle_input(format!("<handshake>{hs}</handshake>").as_bytes(), now);
+    events(&mut c);
+    c.banned(Duration::from_secs(60));
+    let text = out(&mut c);
+    assert!(text.contains("<policy-violation"), "{text}");
+    assert!(text.contains("retry in 60 s"), "{text}");
+    closed_with(&mut c, StreamErrorCondition::PolicyViolation);
 }
 
 #[test]
