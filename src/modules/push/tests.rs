@@ -318,6 +318,26 @@ fn a_component_app_server_that_is_down_keeps_the_registration() {
 }
 
 #[test]
+fn a_reenable_during_a_publish_outlives_the_old_publishs_error() {
+    let (mut w, app) = world(2, "");
+    ok(&enable(&mut w, 0, "phone", "n1", ""));
+    let mut bob = w.connect(1, "bob@example.com/b", Some(0));
+    chat(&mut w, &mut bob, ALICE, "one");
+    let old = app.take().pop().unwrap_or_else(|| panic!("no publish"));
+    // The same service and node enabled again while that publish waits for its answer.
+    ok(&enable(&mut w, 1, "tablet", "n1", ""));
+    App::answer(&mut w, &old, Some(StanzaErrorCondition::ItemNotFound));
+    let left = w.store().push_list(ALICE).unwrap_or_default();
+    assert_eq!(left.len(), 1, "the re-enable was disabled by the old answer");
+    let home = crate::shard::home_shard_of(ALICE, 2).index();
+    let h = w.cluster.shards[home].ext.get::<Home>();
+    assert_eq!(h.and_then(|h| h.registrations(ALICE)).map(<[_]>::len), Some(1));
+    // It still notifies.
+    chat(&mut w, &mut bob, ALICE, "two");
+    assert_eq!(app.take().len(), 1);
+}
+
+#[test]
 fn bodies_follow_the_policy_and_the_users_request() {
     let ask = format!(
         "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>{}</value></field><field var='secret'><value>s3</value></field><field var='{}'><value>true</value></field></x>",
