@@ -18,6 +18,9 @@ use crate::xmpp::{ns, StreamErrorCondition};
 /// Input held while the route claim is on its way (at least this, or one stanza).
 const MIN_HELD_INPUT: usize = 16 * 1024;
 
+/// The answer to a handshake whose route claim succeeded.
+const HANDSHAKE_OK: &[u8] = b"<handshake/>";
+
 /// The id of the server's XEP-0199 pings; their answers end here (never routed).
 const PING_ID: &str = "petrel-component-ping";
 
@@ -204,7 +207,7 @@ impl Component {
         }
         match r {
             Ok(()) => {
-                self.out.extend_from_slice(b"<handshake/>");
+                self.out.extend_from_slice(HANDSHAKE_OK);
                 self.state = State::Ready;
                 self.auth_deadline = None;
                 let held = std::mem::take(&mut self.held);
@@ -255,6 +258,15 @@ impl Component {
             left.as_secs().max(1)
         );
         self.stream_error(StreamErrorCondition::PolicyViolation, Some(&text));
+    }
+
+    /// Bytes of stanzas the driver may hold while the route claim is answered: they are delivered
+    /// right after `<handshake/>`, so together they stay within `output_bound` (no slow-reader cut
+    /// for a component that has not had a chance to read yet).
+    pub fn claim_room(&self) -> usize {
+        self.cfg
+            .outbound_queue_bytes
+            .saturating_sub(HANDSHAKE_OK.len())
     }
 
     /// Server-side close: a stream error when `cond` is given, then `</stream:stream>`.

@@ -404,3 +404,27 @@ fn peer_close_and_eof() {
         }]
     ));
 }
+
+#[test]
+fn stanzas_held_during_the_claim_fit_with_the_handshake() {
+    let now = Instant::now();
+    let mut c = opened(now);
+    let hs = handshake_digest(c.stream_id(), "s3cret");
+    c.handle_input(format!("<handshake>{hs}</handshake>").as_bytes(), now);
+    events(&mut c);
+    // What a driver holds meanwhile: stanzas filling claim_room exactly.
+    let room = c.claim_room();
+    assert!(room < c.output_bound());
+    let stanza = |n: usize| {
+        let head = "<message to='bot@echo.localhost'><body>";
+        let tail = "</body></message>";
+        format!("{head}{}{tail}", "x".repeat(n - head.len() - tail.len()))
+    };
+    let held = [stanza(1000), stanza(1000), stanza(room - 2000)];
+    c.route_result(Ok(()));
+    for s in &held {
+        assert_eq!(c.deliver(s.as_bytes()), Ok(()));
+    }
+    assert!(!c.is_closed(), "the last held stanza was cut as a slow reader");
+    assert_eq!(out(&mut c).len(), c.output_bound());
+}

@@ -99,7 +99,8 @@ struct Driver {
     /// The domain whose route this connection claimed (released when it ends).
     claimed: Rc<RefCell<Option<String>>>,
     /// Stanzas that reached the mailbox while the claim was answered (the route is announced to
-    /// every shard before the answer reaches us); at most `outbound_queue_bytes`, past it they are
+    /// every shard before the answer reaches us); at most `Component::claim_room` (the bound less
+    /// the `<handshake/>` written before them), past it they are
     /// answered `recipient-unavailable`.
     early: Vec<Acc>,
     /// Bytes on their way to the socket.
@@ -235,7 +236,7 @@ impl Driver {
             ConnMsg::Deliver(acc) if self.comp.is_closed() => self.unwritten(acc),
             ConnMsg::Deliver(acc) => {
                 let held: usize = self.early.iter().map(|a| a.stanza.bytes().len()).sum();
-                if held + acc.stanza.bytes().len() > self.comp.output_bound() {
+                if held + acc.stanza.bytes().len() > self.comp.claim_room() {
                     // More than the stream could hold: answered like a stanza it cannot take.
                     self.unwritten(acc);
                 } else {
