@@ -30,7 +30,7 @@ use crate::xml::Stanza;
 use crate::xmpp::StreamErrorCondition;
 
 /// Configuration shared by every component stream of a listener (read-only once built).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ComponentConfig {
     /// Shared secret per component domain (`[components."domain"] password`).
     pub secrets: HashMap<String, String>,
@@ -51,6 +51,24 @@ pub struct ComponentConfig {
     pub ping_timeout: Duration,
     /// The `from` of the server's pings (the first hosted domain).
     pub server: String,
+}
+
+/// Debug output never shows a secret (logs, panics): the domains only.
+impl std::fmt::Debug for ComponentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut domains: Vec<&String> = self.secrets.keys().collect();
+        domains.sort();
+        f.debug_struct("ComponentConfig")
+            .field("secrets_for", &domains)
+            .field("limits", &self.limits)
+            .field("outbound_queue_bytes", &self.outbound_queue_bytes)
+            .field("auth_timeout", &self.auth_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("ping_interval", &self.ping_interval)
+            .field("ping_timeout", &self.ping_timeout)
+            .field("server", &self.server)
+            .finish()
+    }
 }
 
 /// Something the driver must act on.

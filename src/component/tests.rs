@@ -428,3 +428,15 @@ fn stanzas_held_during_the_claim_fit_with_the_handshake() {
     assert!(!c.is_closed(), "the last held stanza was cut as a slow reader");
     assert_eq!(out(&mut c).len(), c.output_bound());
 }
+
+#[test]
+fn debug_output_hides_secrets() {
+    let text = format!("{:?}", cfg());
+    assert!(!text.contains("s3cret"), "{text}");
+    assert!(text.contains("echo.localhost"), "{text}");
+    let secret = crate::config::ComponentSecret {
+        password: "s3cret".to_owned(),
+    };
+    let text = format!("{secret:?}");
+    assert!(!text.contains("s3cret"), "{text}");
+}

@@ -97,10 +97,19 @@ pub struct ComponentListenerConfig {
 }
 
 /// `[components."domain"]`: one component's shared secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ComponentSecret {
     /// The handshake's shared secret.
     pub password: String,
+}
+
+/// Debug output (logs, panics) never shows the secret.
+impl std::fmt::Debug for ComponentSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComponentSecret")
+            .field("password", &"********")
+            .finish()
+    }
 }
 
 /// `check-config` output never shows a secret (as for `[admin]`).
@@ -130,10 +139,19 @@ pub(super) struct RawComponentListener {
 }
 
 /// `[components."domain"]` as written.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawComponentSecret {
     pub password: Spanned<String>,
+}
+
+/// As for [`ComponentSecret`]: the secret never reaches a Debug output.
+impl std::fmt::Debug for RawComponentSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawComponentSecret")
+            .field("password", &"********")
+            .finish()
+    }
 }
 
 fn size(cx: &Ctx<'_>, b: &Bounds, v: Option<Spanned<usize>>) -> Result<usize, ConfigError> {
