@@ -295,7 +295,12 @@ fn users_sessions_messages_rooms_and_stats() {
 
 #[test]
 fn a_component_domain_cannot_be_added_at_run_time() {
-    let (_server, http) = start(1, &[], true, "[components.\"bot.test\"]\npassword = \"x\"\n");
+    let (_server, http) = start(
+        1,
+        &[],
+        true,
+        "[components.\"bot.test\"]\npassword = \"x\"\n",
+    );
     let r = api(
         http,
         "POST",

@@ -155,10 +155,10 @@ fn disconnected_component_is_recipient_unavailable_wait() {
         Some("recipient-unavailable")
     );
     // Temporary (RFC 6120 §8.3.3.13): the component may reconnect any moment.
-    let error_type = err
-        .tree()
-        .ok()
-        .and_then(|t| t.get_child("error", ns::CLIENT).and_then(|e| e.attr("type").map(str::to_owned)));
+    let error_type = err.tree().ok().and_then(|t| {
+        t.get_child("error", ns::CLIENT)
+            .and_then(|e| e.attr("type").map(str::to_owned))
+    });
     assert_eq!(error_type.as_deref(), Some("wait"));
 
     // Once a component connected and left, its route is gone again on every shard.

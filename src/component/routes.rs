@@ -209,7 +209,10 @@ mod tests {
                 let text = String::from_utf8_lossy(acc.stanza.bytes()).into_owned();
                 assert!(text.contains("type='error'"), "{text}");
                 assert!(text.contains("<recipient-unavailable"), "{text}");
-                assert!(text.contains("type='wait'") || text.contains("type=\"wait\""), "{text}");
+                assert!(
+                    text.contains("type='wait'") || text.contains("type=\"wait\""),
+                    "{text}"
+                );
             }
             other => panic!("no error: {other:?}"),
         }

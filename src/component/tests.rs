@@ -348,7 +348,10 @@ fn an_idle_component_is_pinged_and_cut_when_silent() {
     c.handle_timeout(now + s(60));
     let ping = out(&mut c);
     assert!(ping.contains("<ping xmlns='urn:xmpp:ping'/>"), "{ping}");
-    assert!(ping.contains("from='localhost' to='echo.localhost'"), "{ping}");
+    assert!(
+        ping.contains("from='localhost' to='echo.localhost'"),
+        "{ping}"
+    );
     assert!(!c.is_closed());
     // Its answer keeps the stream (and is routed nowhere); the next ping is due an interval later.
     let id = "petrel-component-ping";
@@ -365,8 +368,7 @@ fn an_idle_component_is_pinged_and_cut_when_silent() {
         c.handle_timeout(t);
         assert!(out(&mut c).contains("urn:xmpp:ping"));
         c.handle_input(
-            format!("<iq type='error' id='{id}' from='echo.localhost' to='localhost'/>")
-                .as_bytes(),
+            format!("<iq type='error' id='{id}' from='echo.localhost' to='localhost'/>").as_bytes(),
             t + s(1),
         );
         t += s(1);
@@ -425,7 +427,10 @@ fn stanzas_held_during_the_claim_fit_with_the_handshake() {
     for s in &held {
         assert_eq!(c.deliver(s.as_bytes()), Ok(()));
     }
-    assert!(!c.is_closed(), "the last held stanza was cut as a slow reader");
+    assert!(
+        !c.is_closed(),
+        "the last held stanza was cut as a slow reader"
+    );
     assert_eq!(out(&mut c).len(), c.output_bound());
 }
 

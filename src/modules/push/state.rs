@@ -504,7 +504,9 @@ fn component_down(shard: &Shard, service: &Jid) -> bool {
     shard
         .ext
         .get::<crate::component::Routes>()
-        .is_some_and(|r| r.lookup(service.domain()) == crate::component::routes::Lookup::Disconnected)
+        .is_some_and(|r| {
+            r.lookup(service.domain()) == crate::component::routes::Lookup::Disconnected
+        })
 }
 
 /// True when the error answer `acc` is of type `wait` (RFC 6120 §8.3.2: retry later).

@@ -170,7 +170,10 @@ fn a_node_or_form_past_its_bound_is_not_acceptable() {
     assert!(parse("set", &el(&enable(&at))).is_ok());
     assert_eq!(parse("set", &el(&enable(&over))), no);
     assert_eq!(
-        parse("set", &el(&format!("<disable {ns} jid='a.b' node='{over}'/>"))),
+        parse(
+            "set",
+            &el(&format!("<disable {ns} jid='a.b' node='{over}'/>"))
+        ),
         no
     );
     let form = |filler: usize| {
@@ -328,10 +331,17 @@ fn a_reenable_during_a_publish_outlives_the_old_publishs_error() {
     ok(&enable(&mut w, 1, "tablet", "n1", ""));
     App::answer(&mut w, &old, Some(StanzaErrorCondition::ItemNotFound));
     let left = w.store().push_list(ALICE).unwrap_or_default();
-    assert_eq!(left.len(), 1, "the re-enable was disabled by the old answer");
+    assert_eq!(
+        left.len(),
+        1,
+        "the re-enable was disabled by the old answer"
+    );
     let home = crate::shard::home_shard_of(ALICE, 2).index();
     let h = w.cluster.shards[home].ext.get::<Home>();
-    assert_eq!(h.and_then(|h| h.registrations(ALICE)).map(<[_]>::len), Some(1));
+    assert_eq!(
+        h.and_then(|h| h.registrations(ALICE)).map(<[_]>::len),
+        Some(1)
+    );
     // It still notifies.
     chat(&mut w, &mut bob, ALICE, "two");
     assert_eq!(app.take().len(), 1);
