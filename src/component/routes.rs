@@ -153,19 +153,24 @@ mod tests {
         }
     }
 
-    /// A chat message from `from` entering the route on shard `on`.
-    fn send(c: &mut Cluster, on: usize, from: &FullJid, to: &str) {
+    /// A chat message from `from` to `to`, entering the route on shard `on`.
+    fn chat(from: &FullJid, to: &str, on: usize) -> Acc {
         let st = Stanza::parse(
             format!("<message from='{from}' to='{to}' id='m'><body>x</body></message>")
                 .into_bytes(),
         )
         .unwrap();
-        let acc = Acc::new(
+        Acc::new(
             st,
             Jid::from(from.clone()),
             Jid::parse(to).unwrap(),
             ShardId(on as u16),
-        );
+        )
+    }
+
+    /// [`chat`], routed.
+    fn send(c: &mut Cluster, on: usize, from: &FullJid, to: &str) {
+        let acc = chat(from, to, on);
         crate::router::route(&mut c.shards[on], acc);
         c.shards[on].drain_to_route();
         c.pump();
@@ -242,17 +247,7 @@ mod tests {
         claim(&mut c.shards[1], ECHO.to_owned(), sref_b);
         c.pump();
         assert_eq!(answer(&mb_b), Ok(()));
-        let st = Stanza::parse(
-            format!("<message from='{alice}' to='bot@{ECHO}' id='m'><body>x</body></message>")
-                .into_bytes(),
-        )
-        .unwrap();
-        let acc = Acc::new(
-            st,
-            Jid::from(alice.clone()),
-            Jid::parse(&format!("bot@{ECHO}")).unwrap(),
-            ShardId(0),
-        );
+        let acc = chat(&alice, &format!("bot@{ECHO}"), 0);
         // The old connection's shard finds it closed and hands the stanza back.
         c.shards[0].reroute(acc);
         c.shards[0].drain_to_route();
@@ -266,17 +261,7 @@ mod tests {
         // With no holder at all, the sender learns it is temporary (never offline storage).
         release(&mut c.shards[1], ECHO.to_owned(), sref_b);
         c.pump();
-        let st = Stanza::parse(
-            format!("<message from='{alice}' to='bot@{ECHO}' id='m2'><body>x</body></message>")
-                .into_bytes(),
-        )
-        .unwrap();
-        let acc = Acc::new(
-            st,
-            Jid::from(alice.clone()),
-            Jid::parse(&format!("bot@{ECHO}")).unwrap(),
-            ShardId(0),
-        );
+        let acc = chat(&alice, &format!("bot@{ECHO}"), 0);
         c.shards[0].reroute(acc);
         c.shards[0].drain_to_route();
         c.pump();

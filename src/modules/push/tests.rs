@@ -110,17 +110,19 @@ fn chat(w: &mut World, from: &mut crate::modules::testing::User, to: &str, body:
     );
 }
 
+/// The element tree of `x`.
+fn el(x: &str) -> crate::xml::Element {
+    Stanza::parse(x.as_bytes().to_vec())
+        .and_then(|s| s.tree())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn ok(s: &Stanza) {
     assert_eq!(s.type_().as_deref(), Some("result"), "{:?}", s.tree());
 }
 
 #[test]
 fn requests_parse_and_bad_ones_are_bad_request() {
-    let el = |x: &str| {
-        Stanza::parse(x.as_bytes().to_vec())
-            .and_then(|s| s.tree())
-            .unwrap_or_else(|e| panic!("{e}"))
-    };
     let bad = Err(StanzaErrorCondition::BadRequest);
     let ns = "xmlns='urn:xmpp:push:0'";
     assert_eq!(parse("set", &el(&format!("<enable {ns} node='n'/>"))), bad);
@@ -157,11 +159,6 @@ fn requests_parse_and_bad_ones_are_bad_request() {
 
 #[test]
 fn a_node_or_form_past_its_bound_is_not_acceptable() {
-    let el = |x: &str| {
-        Stanza::parse(x.as_bytes().to_vec())
-            .and_then(|s| s.tree())
-            .unwrap_or_else(|e| panic!("{e}"))
-    };
     let no = Err(StanzaErrorCondition::NotAcceptable);
     let ns = "xmlns='urn:xmpp:push:0'";
     let at = "n".repeat(super::MAX_NODE_BYTES);
