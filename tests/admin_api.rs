@@ -294,6 +294,23 @@ fn users_sessions_messages_rooms_and_stats() {
 }
 
 #[test]
+fn a_component_domain_cannot_be_added_at_run_time() {
+    let (_server, http) = start(
+        1,
+        &[],
+        true,
+        "[components.\"bot.test\"]\npassword = \"x\"\n",
+    );
+    let r = api(
+        http,
+        "POST",
+        "/api/domains",
+        Some(r#"{"domain":"bot.test"}"#),
+    );
+    assert_eq!((r.status, r.code().as_str()), (409, "component-domain"));
+}
+
+#[test]
 fn domains_added_and_removed_at_run_time() {
     let (mut server, http) = start(2, &[], true, "[modules.mam]\n");
     let r = api(

@@ -62,6 +62,9 @@ pub enum ApiError {
     /// The domain is served already.
     #[error("domain `{0}` is served already")]
     DomainExists(String),
+    /// An external component's domain (`[components]`): it is served by the component.
+    #[error("domain `{0}` is an external component's domain")]
+    ComponentDomain(String),
     /// No such run-time domain.
     #[error("no run-time domain `{0}`")]
     NoSuchDomain(String),
@@ -94,7 +97,7 @@ impl ApiError {
             Unauthorized => 401,
             NotFound(_) | NoSuchUser(_) | NoSuchSession(_) | NoSuchDomain(_) => 404,
             MethodNotAllowed(_) => 405,
-            UserExists(_) | DomainExists(_) | ConfiguredDomain(_) => 409,
+            UserExists(_) | DomainExists(_) | ConfiguredDomain(_) | ComponentDomain(_) => 409,
             TooLarge(_) => 413,
             BadJson(_)
             | BadJid { .. }
@@ -127,6 +130,7 @@ impl ApiError {
             NoSuchSession(_) => "no-such-session",
             DomainExists(_) => "domain-exists",
             NoSuchDomain(_) => "no-such-domain",
+            ComponentDomain(_) => "component-domain",
             ConfiguredDomain(_) => "configured-domain",
             Busy => "busy",
             Store(_) => "store",

@@ -17,6 +17,10 @@ mod tests;
 
 use std::time::Duration;
 
+/// Time between a wrong handshake and its `not-authorized`: a guesser gets one try per connection
+/// and per this delay (and the login throttle bans its address after repeated failures).
+pub const HANDSHAKE_FAIL_DELAY: Duration = Duration::from_secs(1);
+
 use ahash::HashMap;
 
 pub use routes::Routes;
@@ -26,7 +30,7 @@ use crate::xml::Stanza;
 use crate::xmpp::StreamErrorCondition;
 
 /// Configuration shared by every component stream of a listener (read-only once built).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ComponentConfig {
     /// Shared secret per component domain (`[components."domain"] password`).
     pub secrets: HashMap<String, String>,
@@ -38,6 +42,33 @@ pub struct ComponentConfig {
     pub auth_timeout: Duration,
     /// Time without any input byte before the stream is closed (zero disables it).
     pub idle_timeout: Duration,
+    /// Time without input after which the server sends an XEP-0199 ping (zero: never). A component
+    /// must answer an IQ (result or error), so a live one always sends something back; this
+    /// detects a dead peer that still holds its domain, and keeps a receive-only one from the
+    /// idle timeout.
+    pub ping_interval: Duration,
+    /// Time after a ping without any input before the stream closes with `connection-timeout`.
+    pub ping_timeout: Duration,
+    /// The `from` of the server's pings (the first hosted domain).
+    pub server: String,
+}
+
+/// Debug output never shows a secret (logs, panics): the domains only.
+impl std::fmt::Debug for ComponentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut domains: Vec<&String> = self.secrets.keys().collect();
+        domains.sort();
+        f.debug_struct("ComponentConfig")
+            .field("secrets_for", &domains)
+            .field("limits", &self.limits)
+            .field("outbound_queue_bytes", &self.outbound_queue_bytes)
+            .field("auth_timeout", &self.auth_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("ping_interval", &self.ping_interval)
+            .field("ping_timeout", &self.ping_timeout)
+            .field("server", &self.server)
+            .finish()
+    }
 }
 
 /// Something the driver must act on.
@@ -47,6 +78,13 @@ pub enum ComponentEvent {
     /// [`Component::route_result`]. Input is held until then.
     Authenticated {
         /// The component's domain.
+        domain: String,
+    },
+    /// The handshake was wrong: the driver counts the failure against the peer's address (the
+    /// login throttle) and may call [`Component::banned`]; otherwise `not-authorized` goes after
+    /// [`HANDSHAKE_FAIL_DELAY`] (through `next_timeout`). Input is ignored meanwhile.
+    HandshakeFailed {
+        /// The domain the component claimed.
         domain: String,
     },
     /// A stanza from the component: `from` is at its domain, `to` is present, the content namespace

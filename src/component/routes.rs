@@ -21,7 +21,7 @@ use crate::shard::{home_shard_of, ConnMsg, SessionRef, Shard, ShardId, ShardMsg}
 /// One shard's view of the components (kept in the shard's extensions).
 #[derive(Debug, Default)]
 pub struct Routes {
-    /// Every configured component domain (one not connected answers `service-unavailable`).
+    /// Every configured component domain (one not connected answers `recipient-unavailable`).
     configured: HashSet<String>,
     /// Connected components: domain -> its connection.
     connected: HashMap<String, SessionRef>,
@@ -153,19 +153,24 @@ mod tests {
         }
     }
 
-    /// A chat message from `from` entering the route on shard `on`.
-    fn send(c: &mut Cluster, on: usize, from: &FullJid, to: &str) {
+    /// A chat message from `from` to `to`, entering the route on shard `on`.
+    fn chat(from: &FullJid, to: &str, on: usize) -> Acc {
         let st = Stanza::parse(
             format!("<message from='{from}' to='{to}' id='m'><body>x</body></message>")
                 .into_bytes(),
         )
         .unwrap();
-        let acc = Acc::new(
+        Acc::new(
             st,
             Jid::from(from.clone()),
             Jid::parse(to).unwrap(),
             ShardId(on as u16),
-        );
+        )
+    }
+
+    /// [`chat`], routed.
+    fn send(c: &mut Cluster, on: usize, from: &FullJid, to: &str) {
+        let acc = chat(from, to, on);
         crate::router::route(&mut c.shards[on], acc);
         c.shards[on].drain_to_route();
         c.pump();
@@ -195,7 +200,7 @@ mod tests {
         assert_eq!(lookups(&c, ECHO), [Lookup::Connected(sref_a); 2]);
 
         // A user on shard 0 reaches the component on shard 1; one to a component that is not
-        // connected gets service-unavailable.
+        // connected gets recipient-unavailable (type wait).
         let alice = FullJid::parse("alice@localhost/r").unwrap();
         let (_sess, mb_alice) = c.connect(0, &alice, None);
         send(&mut c, 0, &alice, &format!("bot@{ECHO}"));
@@ -208,7 +213,11 @@ mod tests {
             Some(ConnMsg::Deliver(acc)) => {
                 let text = String::from_utf8_lossy(acc.stanza.bytes()).into_owned();
                 assert!(text.contains("type='error'"), "{text}");
-                assert!(text.contains("<service-unavailable"), "{text}");
+                assert!(text.contains("<recipient-unavailable"), "{text}");
+                assert!(
+                    text.contains("type='wait'") || text.contains("type=\"wait\""),
+                    "{text}"
+                );
             }
             other => panic!("no error: {other:?}"),
         }
@@ -225,5 +234,43 @@ mod tests {
             c.shards[0].ext.get::<Routes>().unwrap().connected_domains(),
             [ECHO]
         );
+    }
+
+    #[test]
+    fn a_stanza_whose_component_connection_is_gone_goes_back_to_the_router() {
+        let mut c = cluster();
+        let alice = FullJid::parse("alice@localhost/r").unwrap();
+        let (_sess, mb_alice) = c.connect(0, &alice, None);
+        // The connection that held the route is gone; another now holds it.
+        let (b, mb_b) = c.shards[1].open_conn();
+        let sref_b = c.shards[1].session_ref(b);
+        claim(&mut c.shards[1], ECHO.to_owned(), sref_b);
+        c.pump();
+        assert_eq!(answer(&mb_b), Ok(()));
+        let acc = chat(&alice, &format!("bot@{ECHO}"), 0);
+        // The old connection's shard finds it closed and hands the stanza back.
+        c.shards[0].reroute(acc);
+        c.shards[0].drain_to_route();
+        c.pump();
+        match mb_b.pop() {
+            Some(ConnMsg::Deliver(acc)) => assert_eq!(acc.to.as_str(), format!("bot@{ECHO}")),
+            other => panic!("not delivered to the new holder: {other:?}"),
+        }
+        assert!(mb_alice.pop().is_none());
+
+        // With no holder at all, the sender learns it is temporary (never offline storage).
+        release(&mut c.shards[1], ECHO.to_owned(), sref_b);
+        c.pump();
+        let acc = chat(&alice, &format!("bot@{ECHO}"), 0);
+        c.shards[0].reroute(acc);
+        c.shards[0].drain_to_route();
+        c.pump();
+        match mb_alice.pop() {
+            Some(ConnMsg::Deliver(acc)) => {
+                let text = String::from_utf8_lossy(acc.stanza.bytes()).into_owned();
+                assert!(text.contains("<recipient-unavailable"), "{text}");
+            }
+            other => panic!("no error: {other:?}"),
+        }
     }
 }

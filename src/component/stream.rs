@@ -7,7 +7,9 @@ use std::time::Instant;
 use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 
-use super::{CloseReason, ComponentConfig, ComponentEvent, Overflow, RouteConflict};
+use super::{
+    CloseReason, ComponentConfig, ComponentEvent, Overflow, RouteConflict, HANDSHAKE_FAIL_DELAY,
+};
 use crate::jid::Jid;
 use crate::xml::escape::escape_attr_into;
 use crate::xml::{Event, Scanner, Stanza, StanzaKind};
@@ -15,6 +17,12 @@ use crate::xmpp::{ns, StreamErrorCondition};
 
 /// Input held while the route claim is on its way (at least this, or one stanza).
 const MIN_HELD_INPUT: usize = 16 * 1024;
+
+/// The answer to a handshake whose route claim succeeded.
+const HANDSHAKE_OK: &[u8] = b"<handshake/>";
+
+/// The id of the server's XEP-0199 pings; their answers end here (never routed).
+const PING_ID: &str = "petrel-component-ping";
 
 /// Progress of the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +33,8 @@ enum State {
     Handshake,
     /// Handshake right; waiting for the driver's [`Component::route_result`].
     Claiming,
+    /// Handshake wrong; `not-authorized` goes at this time (input ignored until then).
+    Refusing(Instant),
     /// Route held: stanzas flow both ways.
     Ready,
 }
@@ -44,6 +54,8 @@ pub struct Component {
     domain: Option<String>,
     auth_deadline: Option<Instant>,
     last_input: Instant,
+    /// When the unanswered ping went (no input since).
+    ping_sent: Option<Instant>,
     header_sent: bool,
     closed: bool,
 }
@@ -64,6 +76,7 @@ impl Component {
             domain: None,
             auth_deadline,
             last_input: now,
+            ping_sent: None,
             header_sent: false,
             closed: false,
         };
@@ -80,7 +93,12 @@ impl Component {
         if self.closed || bytes.is_empty() {
             return;
         }
+        if matches!(self.state, State::Refusing(_)) {
+            // A refused guesser's input is not read (nor counted as activity).
+            return;
+        }
         self.last_input = now;
+        self.ping_sent = None;
         if self.state == State::Claiming {
             self.held.extend_from_slice(bytes);
             if self.held.len() > self.cfg.limits.max_stanza_bytes.max(MIN_HELD_INPUT) {
@@ -118,19 +136,44 @@ impl Component {
         self.events.pop_front()
     }
 
-    /// When `handle_timeout` must be called next (handshake timeout, idle timeout).
+    /// When `handle_timeout` must be called next (handshake timeout, idle timeout, ping).
     pub fn next_timeout(&self) -> Option<Instant> {
         if self.closed {
             return None;
         }
         let idle =
             (!self.cfg.idle_timeout.is_zero()).then(|| self.last_input + self.cfg.idle_timeout);
-        [self.auth_deadline, idle].into_iter().flatten().min()
+        let refusing = match self.state {
+            State::Refusing(at) => Some(at),
+            _ => None,
+        };
+        [self.auth_deadline, idle, self.ping_due(), refusing]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
-    /// Fires the timeouts due at `now`: both close the stream with connection-timeout.
+    /// When the next ping goes (or, once sent, when its wait ends); only while the route is held.
+    fn ping_due(&self) -> Option<Instant> {
+        if self.state != State::Ready || self.cfg.ping_interval.is_zero() {
+            return None;
+        }
+        Some(match self.ping_sent {
+            Some(sent) => sent + self.cfg.ping_timeout,
+            None => self.last_input + self.cfg.ping_interval,
+        })
+    }
+
+    /// Fires the timeouts due at `now`: the handshake and idle timeouts and an unanswered ping close
+    /// the stream with connection-timeout; `ping_interval` without input sends a ping.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.closed {
+            return;
+        }
+        if let State::Refusing(at) = self.state {
+            if now >= at {
+                self.stream_error(StreamErrorCondition::NotAuthorized, None);
+            }
             return;
         }
         if self.auth_deadline.is_some_and(|d| now >= d) {
@@ -138,6 +181,15 @@ impl Component {
                 StreamErrorCondition::ConnectionTimeout,
                 Some("handshake timeout"),
             );
+        } else if self.ping_due().is_some_and(|d| now >= d) {
+            if self.ping_sent.is_some() {
+                self.stream_error(
+                    StreamErrorCondition::ConnectionTimeout,
+                    Some("no answer to ping"),
+                );
+            } else {
+                self.ping(now);
+            }
         } else if !self.cfg.idle_timeout.is_zero() && now >= self.last_input + self.cfg.idle_timeout
         {
             self.stream_error(
@@ -155,7 +207,7 @@ impl Component {
         }
         match r {
             Ok(()) => {
-                self.out.extend_from_slice(b"<handshake/>");
+                self.out.extend_from_slice(HANDSHAKE_OK);
                 self.state = State::Ready;
                 self.auth_deadline = None;
                 let held = std::mem::take(&mut self.held);
@@ -196,6 +248,25 @@ impl Component {
     /// The bound of output not yet taken (`outbound_queue_bytes`): past it the driver stops reading.
     pub fn output_bound(&self) -> usize {
         self.cfg.outbound_queue_bytes
+    }
+
+    /// The login throttle banned the peer's address (after a wrong handshake): `policy-violation`
+    /// with the time left, at once.
+    pub fn banned(&mut self, left: std::time::Duration) {
+        let text = format!(
+            "Too many failed authentications from this IP address; retry in {} s",
+            left.as_secs().max(1)
+        );
+        self.stream_error(StreamErrorCondition::PolicyViolation, Some(&text));
+    }
+
+    /// Bytes of stanzas the driver may hold while the route claim is answered: they are delivered
+    /// right after `<handshake/>`, so together they stay within `output_bound` (no slow-reader cut
+    /// for a component that has not had a chance to read yet).
+    pub fn claim_room(&self) -> usize {
+        self.cfg
+            .outbound_queue_bytes
+            .saturating_sub(HANDSHAKE_OK.len())
     }
 
     /// Server-side close: a stream error when `cond` is given, then `</stream:stream>`.
@@ -240,7 +311,8 @@ impl Component {
     // ---- input ----
 
     fn run(&mut self) {
-        while !self.closed && self.state != State::Claiming {
+        // Claiming holds input until the claim is answered; a refused stream reads nothing more.
+        while !self.closed && !matches!(self.state, State::Claiming | State::Refusing(_)) {
             match self.scanner.next_event() {
                 Err(e) => self.stream_error(e.condition(), None),
                 Ok(Some(ev)) => self.on_event(ev),
@@ -302,13 +374,23 @@ impl Component {
             self.events
                 .push_back(ComponentEvent::Authenticated { domain });
         } else {
-            self.stream_error(StreamErrorCondition::NotAuthorized, None);
+            // Answered later (HANDSHAKE_FAIL_DELAY, or at once when the address gets banned).
+            self.state = State::Refusing(self.last_input + HANDSHAKE_FAIL_DELAY);
+            self.auth_deadline = None;
+            self.scanner.reset();
+            self.events
+                .push_back(ComponentEvent::HandshakeFailed { domain });
         }
     }
 
     fn on_stanza(&mut self, s: Stanza) {
         if s.kind() == StanzaKind::Other {
             self.stream_error(StreamErrorCondition::UnsupportedStanzaType, None);
+            return;
+        }
+        let answer = matches!(s.type_().as_deref(), Some("result" | "error"));
+        if s.kind() == StanzaKind::Iq && answer && s.id().as_deref() == Some(PING_ID) {
+            // The answer to our ping (its input already counted): for no one else.
             return;
         }
         let domain = self.domain.as_deref().unwrap_or("");
@@ -335,6 +417,20 @@ impl Component {
     }
 
     // ---- output and closing ----
+
+    /// XEP-0199: a ping from the server; any input before `ping_timeout` proves the peer alive.
+    fn ping(&mut self, now: Instant) {
+        let domain = self.domain.clone().unwrap_or_default();
+        self.out.extend_from_slice(b"<iq type='get' id='");
+        self.out.extend_from_slice(PING_ID.as_bytes());
+        self.out.extend_from_slice(b"' from='");
+        escape_attr_into(&self.cfg.server, &mut self.out);
+        self.out.extend_from_slice(b"' to='");
+        escape_attr_into(&domain, &mut self.out);
+        self.out
+            .extend_from_slice(b"'><ping xmlns='urn:xmpp:ping'/></iq>");
+        self.ping_sent = Some(now);
+    }
 
     /// XEP-0114 §3: the answer carries `from` (the component's domain) and the handshake's `id`.
     fn write_header(&mut self, from: Option<&str>) {

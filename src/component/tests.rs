@@ -10,6 +10,10 @@ const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:componen
      xmlns:stream='http://etherx.jabber.org/streams' to='echo.localhost'>";
 
 fn cfg() -> Arc<ComponentConfig> {
+    cfg_ping(Duration::from_secs(60))
+}
+
+fn cfg_ping(ping_interval: Duration) -> Arc<ComponentConfig> {
     let mut secrets = HashMap::default();
     secrets.insert("echo.localhost".to_owned(), "s3cret".to_owned());
     Arc::new(ComponentConfig {
@@ -18,6 +22,9 @@ fn cfg() -> Arc<ComponentConfig> {
         outbound_queue_bytes: 4096,
         auth_timeout: Duration::from_secs(30),
         idle_timeout: Duration::from_secs(600),
+        ping_interval,
+        ping_timeout: Duration::from_secs(30),
+        server: "localhost".to_owned(),
     })
 }
 
@@ -42,7 +49,11 @@ fn closed_with(c: &mut Component, cond: StreamErrorCondition) {
 
 /// A stream past its header, with the server's answer read.
 fn opened(now: Instant) -> Component {
-    let mut c = Component::new(cfg(), now);
+    opened_with(cfg(), now)
+}
+
+fn opened_with(cfg: Arc<ComponentConfig>, now: Instant) -> Component {
+    let mut c = Component::new(cfg, now);
     c.handle_input(HEADER.as_bytes(), now);
     let header = out(&mut c);
     assert!(
@@ -59,7 +70,11 @@ fn opened(now: Instant) -> Component {
 
 /// A stream whose handshake and route claim succeeded.
 fn ready(now: Instant) -> Component {
-    let mut c = opened(now);
+    ready_with(cfg(), now)
+}
+
+fn ready_with(cfg: Arc<ComponentConfig>, now: Instant) -> Component {
+    let mut c = opened_with(cfg, now);
     let hs = handshake_digest(c.stream_id(), "s3cret");
     c.handle_input(format!("<handshake>{hs}</handshake>").as_bytes(), now);
     let ev = events(&mut c);
@@ -166,8 +181,34 @@ fn wrong_secret_is_not_authorized() {
     let mut c = opened(now);
     let hs = handshake_digest(c.stream_id(), "wrong");
     c.handle_input(format!("<handshake>{hs}</handshake>").as_bytes(), now);
+    // The driver learns of it (to count it against the address); the answer waits.
+    let ev = events(&mut c);
+    assert!(
+        matches!(&ev[..], [ComponentEvent::HandshakeFailed { domain }] if domain == "echo.localhost"),
+        "{ev:?}"
+    );
+    assert_eq!(out(&mut c), "");
+    assert!(!c.is_closed());
+    // Another guess meanwhile is not read.
+    let right = handshake_digest(c.stream_id(), "s3cret");
+    c.handle_input(format!("<handshake>{right}</handshake>").as_bytes(), now);
+    assert!(events(&mut c).is_empty());
+    assert_eq!(c.next_timeout(), Some(now + HANDSHAKE_FAIL_DELAY));
+    c.handle_timeout(now + HANDSHAKE_FAIL_DELAY - Duration::from_millis(1));
+    assert!(!c.is_closed());
+    c.handle_timeout(now + HANDSHAKE_FAIL_DELAY);
     assert!(out(&mut c).contains("<not-authorized"));
     closed_with(&mut c, StreamErrorCondition::NotAuthorized);
+
+    // A banned address is told at once.
+    let mut c = opened(now);
+    c.handle_input(format!("<handshake>{hs}</handshake>").as_bytes(), now);
+    events(&mut c);
+    c.banned(Duration::from_secs(60));
+    let text = out(&mut c);
+    assert!(text.contains("<policy-violation"), "{text}");
+    assert!(text.contains("retry in 60 s"), "{text}");
+    closed_with(&mut c, StreamErrorCondition::PolicyViolation);
 }
 
 #[test]
@@ -289,11 +330,58 @@ fn timeouts() {
     c.handle_timeout(now + Duration::from_secs(31));
     closed_with(&mut c, StreamErrorCondition::ConnectionTimeout);
 
-    let mut c = ready(now);
+    let mut c = ready_with(cfg_ping(Duration::ZERO), now);
     assert_eq!(c.next_timeout(), Some(now + Duration::from_secs(600)));
     c.handle_timeout(now + Duration::from_secs(599));
     assert!(!c.is_closed());
     c.handle_timeout(now + Duration::from_secs(601));
+    closed_with(&mut c, StreamErrorCondition::ConnectionTimeout);
+}
+
+#[test]
+fn an_idle_component_is_pinged_and_cut_when_silent() {
+    let s = Duration::from_secs;
+    let now = Instant::now();
+    let mut c = ready(now);
+    // No input for ping_interval: a ping goes, from the server to the component's domain.
+    assert_eq!(c.next_timeout(), Some(now + s(60)));
+    c.handle_timeout(now + s(60));
+    let ping = out(&mut c);
+    assert!(ping.contains("<ping xmlns='urn:xmpp:ping'/>"), "{ping}");
+    assert!(
+        ping.contains("from='localhost' to='echo.localhost'"),
+        "{ping}"
+    );
+    assert!(!c.is_closed());
+    // Its answer keeps the stream (and is routed nowhere); the next ping is due an interval later.
+    let id = "petrel-component-ping";
+    c.handle_input(
+        format!("<iq type='result' id='{id}' from='echo.localhost' to='localhost'/>").as_bytes(),
+        now + s(61),
+    );
+    assert!(events(&mut c).is_empty());
+    assert_eq!(c.next_timeout(), Some(now + s(121)));
+    // A receive-only component that answers every ping outlives the idle timeout.
+    let mut t = now + s(61);
+    for _ in 0..20 {
+        t += s(60);
+        c.handle_timeout(t);
+        assert!(out(&mut c).contains("urn:xmpp:ping"));
+        c.handle_input(
+            format!("<iq type='error' id='{id}' from='echo.localhost' to='localhost'/>").as_bytes(),
+            t + s(1),
+        );
+        t += s(1);
+    }
+    assert!(!c.is_closed());
+    assert!(events(&mut c).is_empty());
+    // A dead peer: no input within ping_timeout after the ping.
+    c.handle_timeout(t + s(60));
+    assert!(out(&mut c).contains("urn:xmpp:ping"));
+    assert_eq!(c.next_timeout(), Some(t + s(90)));
+    c.handle_timeout(t + s(89));
+    assert!(!c.is_closed());
+    c.handle_timeout(t + s(90));
     closed_with(&mut c, StreamErrorCondition::ConnectionTimeout);
 }
 
@@ -317,4 +405,43 @@ fn peer_close_and_eof() {
             reason: CloseReason::Disconnected
         }]
     ));
+}
+
+#[test]
+fn stanzas_held_during_the_claim_fit_with_the_handshake() {
+    let now = Instant::now();
+    let mut c = opened(now);
+    let hs = handshake_digest(c.stream_id(), "s3cret");
+    c.handle_input(format!("<handshake>{hs}</handshake>").as_bytes(), now);
+    events(&mut c);
+    // What a driver holds meanwhile: stanzas filling claim_room exactly.
+    let room = c.claim_room();
+    assert!(room < c.output_bound());
+    let stanza = |n: usize| {
+        let head = "<message to='bot@echo.localhost'><body>";
+        let tail = "</body></message>";
+        format!("{head}{}{tail}", "x".repeat(n - head.len() - tail.len()))
+    };
+    let held = [stanza(1000), stanza(1000), stanza(room - 2000)];
+    c.route_result(Ok(()));
+    for s in &held {
+        assert_eq!(c.deliver(s.as_bytes()), Ok(()));
+    }
+    assert!(
+        !c.is_closed(),
+        "the last held stanza was cut as a slow reader"
+    );
+    assert_eq!(out(&mut c).len(), c.output_bound());
+}
+
+#[test]
+fn debug_output_hides_secrets() {
+    let text = format!("{:?}", cfg());
+    assert!(!text.contains("s3cret"), "{text}");
+    assert!(text.contains("echo.localhost"), "{text}");
+    let secret = crate::config::ComponentSecret {
+        password: "s3cret".to_owned(),
+    };
+    let text = format!("{secret:?}");
+    assert!(!text.contains("s3cret"), "{text}");
 }

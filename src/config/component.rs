@@ -54,6 +54,19 @@ const IDLE_TIMEOUT: Bounds = Bounds {
     max: 604_800,
 };
 
+const PING_INTERVAL: Bounds = Bounds {
+    field: "listen.component.ping_interval",
+    default: 60,
+    min: 0,
+    max: 86_400,
+};
+const PING_TIMEOUT: Bounds = Bounds {
+    field: "listen.component.ping_timeout",
+    default: 30,
+    min: 1,
+    max: 3600,
+};
+
 /// One `[[listen.component]]` listener.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ComponentListenerConfig {
@@ -75,13 +88,28 @@ pub struct ComponentListenerConfig {
     /// Time without any byte from the component before closing.
     #[serde(serialize_with = "super::ser_secs")]
     pub idle_timeout: Duration,
+    /// Time without input after which the server pings the component (XEP-0199; zero: never).
+    #[serde(serialize_with = "super::ser_secs")]
+    pub ping_interval: Duration,
+    /// Time a pinged component has to send anything before it is cut off.
+    #[serde(serialize_with = "super::ser_secs")]
+    pub ping_timeout: Duration,
 }
 
 /// `[components."domain"]`: one component's shared secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ComponentSecret {
     /// The handshake's shared secret.
     pub password: String,
+}
+
+/// Debug output (logs, panics) never shows the secret.
+impl std::fmt::Debug for ComponentSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComponentSecret")
+            .field("password", &"********")
+            .finish()
+    }
 }
 
 /// `check-config` output never shows a secret (as for `[admin]`).
@@ -106,13 +134,24 @@ pub(super) struct RawComponentListener {
     pub outbound_queue_bytes: Option<Spanned<usize>>,
     pub auth_timeout: Option<Spanned<u64>>,
     pub idle_timeout: Option<Spanned<u64>>,
+    pub ping_interval: Option<Spanned<u64>>,
+    pub ping_timeout: Option<Spanned<u64>>,
 }
 
 /// `[components."domain"]` as written.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawComponentSecret {
     pub password: Spanned<String>,
+}
+
+/// As for [`ComponentSecret`]: the secret never reaches a Debug output.
+impl std::fmt::Debug for RawComponentSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawComponentSecret")
+            .field("password", &"********")
+            .finish()
+    }
 }
 
 fn size(cx: &Ctx<'_>, b: &Bounds, v: Option<Spanned<usize>>) -> Result<usize, ConfigError> {
@@ -174,6 +213,8 @@ pub(super) fn listeners(
             outbound_queue_bytes: size(cx, &OUTBOUND_QUEUE_BYTES, r.outbound_queue_bytes)?,
             auth_timeout: Duration::from_secs(cx.num(&AUTH_TIMEOUT, r.auth_timeout)?),
             idle_timeout: Duration::from_secs(cx.num(&IDLE_TIMEOUT, r.idle_timeout)?),
+            ping_interval: Duration::from_secs(cx.num(&PING_INTERVAL, r.ping_interval)?),
+            ping_timeout: Duration::from_secs(cx.num(&PING_TIMEOUT, r.ping_timeout)?),
         });
     }
     Ok(out)

@@ -308,3 +308,25 @@ fn password_change_and_account_removal() {
     ));
     assert!(w.store().get_secrets(&jid).ok().flatten().is_none());
 }
+
+#[test]
+fn a_component_may_not_claim_a_module_service_domain() {
+    let text = |domain: &str| {
+        format!(
+            "[general]\nhosts = [\"{HOST}\"]\n[[listen.c2s]]\nport = 5222\n[modules.muc]\n[components.\"{domain}\"]\npassword = \"x\"\n"
+        )
+    };
+    let parse = |t: &str| {
+        crate::config::Config::parse(t, std::path::Path::new("t.toml"))
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let clash = parse(&text(&format!("conference.{HOST}")));
+    let err = super::check(&clash).err().map(|e| e.to_string());
+    assert_eq!(
+        err,
+        Some(format!(
+            "components.\"conference.{HOST}\": a component domain must not be a module's service domain"
+        ))
+    );
+    assert!(super::check(&parse(&text(&format!("bot.{HOST}")))).is_ok());
+}

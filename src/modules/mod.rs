@@ -253,6 +253,9 @@ pub enum ModuleError {
     /// `[modules.roster|presence|offline|blocking|private|vcard]`.
     #[error(transparent)]
     Options(#[from] OptionError),
+    /// A `[components."domain"]` that a module serves (`conference.`, `pubsub.`, `upload.` ...).
+    #[error("components.\"{0}\": a component domain must not be a module's service domain")]
+    ComponentIsService(String),
 }
 
 /// Checks the options of the configured modules (call before starting the shards).
@@ -262,7 +265,32 @@ pub fn check(config: &Config) -> Result<(), ModuleError> {
     }
     options::Options::new("presence", config.modules.get("presence")).only(&[])?;
     check_options(config)?;
-    Ok(())
+    check_component_domains(config)
+}
+
+/// No external component may claim a domain a module serves: the modules start on a scratch shard
+/// (no sockets, no store) and every service domain they register is compared.
+fn check_component_domains(config: &Config) -> Result<(), ModuleError> {
+    if config.components.is_empty() {
+        return Ok(());
+    }
+    let hosts = config.general.hosts.iter().map(|h| h.to_string()).collect();
+    let mut shard = Shard::new(
+        crate::shard::ShardId(0),
+        1,
+        std::rc::Rc::new(hosts),
+        config.general.routing_modules.clone().into(),
+        usize::MAX,
+    );
+    start(config, &mut shard);
+    match config
+        .components
+        .keys()
+        .find(|d| shard.service(d.as_str()).is_some())
+    {
+        Some(d) => Err(ModuleError::ComponentIsService(d.to_string())),
+        None => Ok(()),
+    }
 }
 
 /// Validates the option tables of the modules that read options; run before the shards start so a

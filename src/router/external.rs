@@ -4,7 +4,8 @@
 //! A component may connect on any shard; its route is announced to every shard's table (see
 //! `component::routes`), so both steps read the same per-shard table: petrel runs as a single node,
 //! where "this node" and "the cluster" are the same. A configured component that is not connected
-//! answers `service-unavailable`: its domain never falls through to s2s.
+//! answers `recipient-unavailable` (type `wait`, RFC 6120 §8.3.3.13: a temporary condition, it may
+//! reconnect any moment): its domain never falls through to s2s.
 
 use super::Routed;
 use crate::component::routes::{Lookup, Routes};
@@ -37,7 +38,7 @@ fn route_with(shard: &mut Shard, mut acc: Acc, module: RoutingModule) -> Routed 
         }
         Lookup::Disconnected => {
             super::took(shard, &mut acc, module);
-            shard.bounce(&acc, StanzaErrorCondition::ServiceUnavailable);
+            shard.bounce(&acc, StanzaErrorCondition::RecipientUnavailable);
             Routed::Done
         }
     }

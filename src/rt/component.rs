@@ -8,14 +8,18 @@
 //! leaves them in its mailbox, which holds its senders back (the same backpressure as a client's).
 //! When the mailbox stays over its bound while the socket takes nothing (or for longer than
 //! `SLOW_GRACE`), the component is cut off with `policy-violation` ("slow reader") and what it did not
-//! take is answered with `service-unavailable`.
+//! take is answered with `recipient-unavailable` (type `wait`: the component may come back).
+//!
+//! A wrong handshake counts as a failed login of the peer's address in the c2s login throttle
+//! (`auth::throttle`, in a store pool job): once the address is banned, the answer is
+//! `policy-violation` at once, and every later connection from it is refused before its header.
 
 use std::cell::RefCell;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
 
@@ -43,6 +47,12 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     ctx: Rc<ShardCtx>,
     cfg: Arc<ComponentConfig>,
 ) {
+    // A banned address (too many failed logins or handshakes) is refused before anything else.
+    let (login, ip) = (ctx.login.clone(), peer.ip());
+    if let Ok(Some(left)) = ctx.store.call(move |_| login.banned_for(ip)).await {
+        tracing::info!(%peer, secs = left.as_secs(), "component connection from a banned address refused");
+        return;
+    }
     let (conn, mailbox) = ctx.shard.borrow_mut().open_conn();
     let shard_id = ctx.shard.borrow().id.0;
     tracing::info!(shard = shard_id, conn = conn.0, %peer, "component connection opened");
@@ -56,6 +66,8 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         early: Vec::new(),
         out: Output::new(),
         alarm: Alarm::default(),
+        peer,
+        ban_check: None,
     };
     let result = std::panic::AssertUnwindSafe(driver.serve(stream))
         .catch_unwind()
@@ -87,12 +99,16 @@ struct Driver {
     /// The domain whose route this connection claimed (released when it ends).
     claimed: Rc<RefCell<Option<String>>>,
     /// Stanzas that reached the mailbox while the claim was answered (the route is announced to
-    /// every shard before the answer reaches us); at most `outbound_queue_bytes`, past it they are
-    /// answered `service-unavailable`.
+    /// every shard before the answer reaches us); at most `Component::claim_room` (the bound less
+    /// the `<handshake/>` written before them), past it they are
+    /// answered `recipient-unavailable`.
     early: Vec<Acc>,
     /// Bytes on their way to the socket.
     out: Output,
     alarm: Alarm,
+    peer: std::net::SocketAddr,
+    /// After a wrong handshake: the failure counted, whether the address is now banned.
+    ban_check: Option<Pin<Box<dyn std::future::Future<Output = Option<Duration>>>>>,
 }
 
 impl Driver {
@@ -166,6 +182,18 @@ impl Driver {
                 *self.claimed.borrow_mut() = Some(domain.clone());
                 routes::claim(&mut shard, domain, sref);
             }
+            ComponentEvent::HandshakeFailed { domain } => {
+                tracing::info!(conn = self.conn.0, peer = %self.peer, %domain, "component handshake failed");
+                let (login, ip) = (self.ctx.login.clone(), self.peer.ip());
+                let call = self.ctx.store.call(move |_| {
+                    // Counted as a failed login for the domain (never a hosted account).
+                    if let Ok(jid) = crate::jid::BareJid::new(None, &domain) {
+                        login.failure(ip, &jid);
+                    }
+                    login.banned_for(ip)
+                });
+                self.ban_check = Some(Box::pin(async move { call.await.ok().flatten() }));
+            }
             ComponentEvent::Stanza(stanza) => self.route(stanza),
             ComponentEvent::Closed { reason } => {
                 tracing::debug!(conn = self.conn.0, ?reason, "component stream closed");
@@ -208,7 +236,7 @@ impl Driver {
             ConnMsg::Deliver(acc) if self.comp.is_closed() => self.unwritten(acc),
             ConnMsg::Deliver(acc) => {
                 let held: usize = self.early.iter().map(|a| a.stanza.bytes().len()).sum();
-                if held + acc.stanza.bytes().len() > self.comp.output_bound() {
+                if held + acc.stanza.bytes().len() > self.comp.claim_room() {
                     // More than the stream could hold: answered like a stanza it cannot take.
                     self.unwritten(acc);
                 } else {
@@ -259,10 +287,11 @@ impl Driver {
         }
     }
 
-    /// A stanza the component will never get: its sender learns the service is unavailable.
+    /// A stanza the component will never get: its sender learns the component is unavailable for
+    /// now (type `wait`: an outage of the component is temporary).
     fn unwritten(&mut self, acc: Acc) {
         let mut shard = self.ctx.shard.borrow_mut();
-        shard.bounce(&acc, StanzaErrorCondition::ServiceUnavailable);
+        shard.bounce(&acc, StanzaErrorCondition::RecipientUnavailable);
         shard.drain_to_route();
     }
 
@@ -283,6 +312,15 @@ impl Driver {
                 Err(WriteFailed) => return Poll::Ready(Wake::Eof),
                 Ok(true) => return Poll::Ready(Wake::Progress),
                 Ok(false) => {}
+            }
+            if let Some(check) = self.ban_check.as_mut() {
+                if let Poll::Ready(banned) = check.as_mut().poll(cx) {
+                    self.ban_check = None;
+                    if let Some(left) = banned {
+                        self.comp.banned(left);
+                    }
+                    return Poll::Ready(Wake::Progress);
+                }
             }
             self.mailbox.set_waker(cx.waker());
             if self.mailbox.ready(self.room())

@@ -117,6 +117,7 @@ pub struct ComponentListener {
 pub fn component_listener(
     l: &config::ComponentListenerConfig,
     components: &std::collections::BTreeMap<config::Domain, config::ComponentSecret>,
+    server: &str,
 ) -> ComponentListener {
     ComponentListener {
         addr: std::net::SocketAddr::new(l.ip_address, l.port),
@@ -133,6 +134,9 @@ pub fn component_listener(
             outbound_queue_bytes: l.outbound_queue_bytes,
             auth_timeout: l.auth_timeout,
             idle_timeout: l.idle_timeout,
+            ping_interval: l.ping_interval,
+            ping_timeout: l.ping_timeout,
+            server: server.to_owned(),
         }),
     }
 }

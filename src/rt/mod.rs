@@ -247,7 +247,14 @@ pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Re
         .listen
         .component
         .iter()
-        .map(|l| Arc::new(listeners::component_listener(l, &config.components)))
+        .map(|l| {
+            let server = config.general.hosts.first().map(|h| h.to_string());
+            Arc::new(listeners::component_listener(
+                l,
+                &config.components,
+                server.as_deref().unwrap_or_default(),
+            ))
+        })
         .collect();
     let (s2s_shared, s2s) = s2s::setup(&config)?;
     let listeners = Listeners {

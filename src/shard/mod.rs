@@ -460,15 +460,25 @@ impl Shard {
         }
     }
 
-    /// Sends a stanza whose session could not take it back to the session manager.
+    /// Sends a stanza whose session could not take it back to the session manager, or, when its
+    /// destination is not a hosted domain (an external component's or a remote one's connection
+    /// is gone or full), through the router again: the connection now holding that domain gets
+    /// it, or the router answers for it; it never reaches a user's offline storage.
     pub fn reroute(&mut self, mut acc: Acc) {
         self.stats.rerouted += 1;
         acc.reroutes = acc.reroutes.saturating_add(1);
+        let hosted = self.is_hosted(acc.to.domain());
         acc.note(
             self.id,
             crate::sm::STAGE,
             crate::explain::Outcome::Pass,
-            |_| Some("the session is gone: back to the session manager".to_owned()),
+            |_| {
+                Some(if hosted {
+                    "the session is gone: back to the session manager".to_owned()
+                } else {
+                    "the connection is gone: back to the router".to_owned()
+                })
+            },
         );
         if acc.reroutes > 2 {
             // The recipient's sessions keep vanishing under us: answer instead of looping.
@@ -478,7 +488,11 @@ impl Shard {
             );
             return;
         }
-        crate::sm::route(self, acc);
+        if hosted {
+            crate::sm::route(self, acc);
+        } else {
+            crate::router::route(self, acc);
+        }
     }
 
     /// Handles a message that arrived over the mesh (or was addressed to this shard).

@@ -15,6 +15,7 @@ use crate::xmpp::form::{self, Form, FormKind};
 use crate::xmpp::StanzaErrorCondition;
 
 use super::state::{Home, Reg};
+use super::{MAX_FORM_BYTES, MAX_NODE_BYTES};
 
 /// A request.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,7 +38,9 @@ pub enum Command {
     },
 }
 
-/// Reads an IQ of type `ty` with `payload`; every malformed request is `bad-request` (§5).
+/// Reads an IQ of type `ty` with `payload`; every malformed request is `bad-request` (§5), a node
+/// or publish-options form past its bound ([`MAX_NODE_BYTES`], [`MAX_FORM_BYTES`]) is
+/// `not-acceptable`.
 pub fn parse(ty: &str, payload: &Element) -> Result<Command, StanzaErrorCondition> {
     let bad = StanzaErrorCondition::BadRequest;
     if ty != "set" {
@@ -52,6 +55,9 @@ pub fn parse(ty: &str, payload: &Element) -> Result<Command, StanzaErrorConditio
     if node == Some("") {
         return Err(bad);
     }
+    if node.is_some_and(|n| n.len() > MAX_NODE_BYTES) {
+        return Err(StanzaErrorCondition::NotAcceptable);
+    }
     match payload.name.as_str() {
         "enable" => {
             let node = node.ok_or(bad)?.to_owned();
@@ -64,6 +70,11 @@ pub fn parse(ty: &str, payload: &Element) -> Result<Command, StanzaErrorConditio
                         || f.form_type.as_deref() != Some(ps::PUBLISH_OPTIONS)
                     {
                         return Err(bad);
+                    }
+                    let mut xml = Vec::new();
+                    x.write_to(&mut xml);
+                    if xml.len() > MAX_FORM_BYTES {
+                        return Err(StanzaErrorCondition::NotAcceptable);
                     }
                     Some(x.clone())
                 }

@@ -18,6 +18,9 @@
 //! An error answer, or [`MAX_TIMEOUTS`] timeouts in a row, disables the registration (§8); an
 //! error of type `wait` (e.g. `remote-server-timeout`) counts as a timeout.
 //!
+//! Memory per registration is bounded: a node longer than [`MAX_NODE_BYTES`] or a publish-options
+//! form larger than [`MAX_FORM_BYTES`] (serialized) is refused with `not-acceptable`.
+//!
 //! Bodies: `include_body = "never"` (default) never sends one; `"on_request"` sends it only for
 //! registrations whose enable form had `petrel#include_body` true (the field is not forwarded to
 //! the app server); `"always"` sends it for every registration.
@@ -51,6 +54,13 @@ pub const NS: &str = "urn:xmpp:push:0";
 pub const NS_SUMMARY: &str = "urn:xmpp:push:summary";
 /// The enable form's field asking for message bodies (under `include_body = "on_request"`).
 pub const INCLUDE_BODY_FIELD: &str = "petrel#include_body";
+
+/// Longest node accepted in an enable, in bytes (kept per registration, in memory and stored);
+/// longer is `not-acceptable`.
+pub const MAX_NODE_BYTES: usize = 1024;
+/// Longest publish-options form accepted in an enable, serialized, in bytes (kept per
+/// registration, in memory and stored); larger is `not-acceptable`.
+pub const MAX_FORM_BYTES: usize = 4096;
 
 /// Timeouts in a row after which a registration is disabled.
 pub const MAX_TIMEOUTS: u8 = 3;

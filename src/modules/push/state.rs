@@ -78,6 +78,9 @@ pub struct Reg {
     dirty: bool,
     /// Timeouts in a row.
     timeouts: u8,
+    /// Which enable this is (a re-enable of the same service and node gets a new one): an answer
+    /// to a publish sent for an older one never disables it.
+    generation: u64,
 }
 
 impl Reg {
@@ -121,6 +124,7 @@ impl Reg {
             in_flight: false,
             dirty: false,
             timeouts: 0,
+            generation: 0,
         }
     }
 
@@ -164,6 +168,8 @@ pub struct Home {
     published: Counter,
     /// Registrations disabled by their app server's answer.
     disabled_by_server: Counter,
+    /// The last generation given to an enable.
+    generation: u64,
 }
 
 impl Home {
@@ -173,6 +179,7 @@ impl Home {
             opts,
             shards: shard.shards,
             users: HashMap::default(),
+            generation: 0,
             published: shard.metrics.counter(
                 "petrel_push_published",
                 "Push notifications published to app servers (XEP-0357)",
@@ -235,7 +242,9 @@ impl Home {
     }
 
     /// An enable committed: the loaded registrations learn it (a load in flight reads it).
-    pub fn enabled(&mut self, user: &str, reg: Reg) {
+    pub fn enabled(&mut self, user: &str, mut reg: Reg) {
+        self.generation += 1;
+        reg.generation = self.generation;
         if let Some(UserPush {
             regs: Regs::Ready(regs),
             ..
@@ -247,6 +256,8 @@ impl Home {
                     r.resource = reg.resource;
                     r.form = reg.form;
                     r.wants_body = reg.wants_body;
+                    r.generation = reg.generation;
+                    r.timeouts = 0;
                 }
                 None => regs.push(reg),
             }
@@ -389,12 +400,13 @@ fn flush(shard: &mut Shard, user: &BareJid) {
         out.push((
             r.service.clone(),
             r.node.clone(),
+            r.generation,
             notify::publish(r, &summary),
         ));
         r.dirty = false;
         r.in_flight = true;
     }
-    for (service, node, payload) in out {
+    for (service, node, generation, payload) in out {
         let (u2, s2, n2) = (user.clone(), service.clone(), node.clone());
         let sent = shard.send_iq(
             "set",
@@ -402,7 +414,7 @@ fn flush(shard: &mut Shard, user: &BareJid) {
             Jid::from(user.clone()),
             service.clone(),
             timeout,
-            Box::new(move |shard, answer| answered(shard, &u2, &s2, &n2, answer)),
+            Box::new(move |shard, answer| answered(shard, &u2, &s2, &n2, generation, answer)),
         );
         if sent.is_err() {
             // The shard waits for too many answers: the news waits for the next message.
@@ -433,17 +445,33 @@ fn settle(shard: &mut Shard, user: &BareJid, service: &Jid, node: &str, f: impl 
     }
 }
 
-/// The app server answered a publish (or did not, in time).
-fn answered(shard: &mut Shard, user: &BareJid, service: &Jid, node: &str, answer: IqAnswer) {
+/// The app server answered a publish sent for the registration's `generation` (or did not, in
+/// time). Only the generation it was sent for can be disabled by it: a re-enable meanwhile stays.
+fn answered(
+    shard: &mut Shard,
+    user: &BareJid,
+    service: &Jid,
+    node: &str,
+    generation: u64,
+    answer: IqAnswer,
+) {
     let mut disable = false;
     match answer {
         IqAnswer::Result(_) => settle(shard, user, service, node, |r| r.timeouts = 0),
         // A temporary error (type 'wait': the app server's domain is unreachable for now, it is
-        // overloaded) counts as a timeout; any other refuses for good.
-        IqAnswer::Error(acc) if !is_wait(&acc) => disable = true,
+        // overloaded) counts as a timeout, and so does any error while the app server is a
+        // configured component that is not connected (our own server answered it: an outage,
+        // not the app server's refusal); any other refuses for good.
+        IqAnswer::Error(acc) if !is_wait(&acc) && !component_down(shard, service) => {
+            settle(shard, user, service, node, |r| {
+                disable = r.generation == generation;
+            })
+        }
         IqAnswer::Error(_) | IqAnswer::Timeout => settle(shard, user, service, node, |r| {
-            r.timeouts += 1;
-            disable = r.timeouts >= MAX_TIMEOUTS;
+            if r.generation == generation {
+                r.timeouts += 1;
+                disable = r.timeouts >= MAX_TIMEOUTS;
+            }
         }),
     }
     if disable {
@@ -468,6 +496,17 @@ fn answered(shard: &mut Shard, user: &BareJid, service: &Jid, node: &str, answer
         });
     }
     flush(shard, user);
+}
+
+/// True when `service` is a configured external component that is not connected now: an error
+/// "from" it was made by this server, not by the app server.
+fn component_down(shard: &Shard, service: &Jid) -> bool {
+    shard
+        .ext
+        .get::<crate::component::Routes>()
+        .is_some_and(|r| {
+            r.lookup(service.domain()) == crate::component::routes::Lookup::Disconnected
+        })
 }
 
 /// True when the error answer `acc` is of type `wait` (RFC 6120 §8.3.2: retry later).

@@ -110,17 +110,19 @@ fn chat(w: &mut World, from: &mut crate::modules::testing::User, to: &str, body:
     );
 }
 
+/// The element tree of `x`.
+fn el(x: &str) -> crate::xml::Element {
+    Stanza::parse(x.as_bytes().to_vec())
+        .and_then(|s| s.tree())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn ok(s: &Stanza) {
     assert_eq!(s.type_().as_deref(), Some("result"), "{:?}", s.tree());
 }
 
 #[test]
 fn requests_parse_and_bad_ones_are_bad_request() {
-    let el = |x: &str| {
-        Stanza::parse(x.as_bytes().to_vec())
-            .and_then(|s| s.tree())
-            .unwrap_or_else(|e| panic!("{e}"))
-    };
     let bad = Err(StanzaErrorCondition::BadRequest);
     let ns = "xmlns='urn:xmpp:push:0'";
     assert_eq!(parse("set", &el(&format!("<enable {ns} node='n'/>"))), bad);
@@ -153,6 +155,33 @@ fn requests_parse_and_bad_ones_are_bad_request() {
         parse("set", &el(&format!("<disable {ns} jid='a.b'/>"))),
         Ok(Command::Disable { node: None, .. })
     ));
+}
+
+#[test]
+fn a_node_or_form_past_its_bound_is_not_acceptable() {
+    let no = Err(StanzaErrorCondition::NotAcceptable);
+    let ns = "xmlns='urn:xmpp:push:0'";
+    let at = "n".repeat(super::MAX_NODE_BYTES);
+    let over = format!("{at}n");
+    let enable = |node: &str| format!("<enable {ns} jid='a.b' node='{node}'/>");
+    assert!(parse("set", &el(&enable(&at))).is_ok());
+    assert_eq!(parse("set", &el(&enable(&over))), no);
+    assert_eq!(
+        parse(
+            "set",
+            &el(&format!("<disable {ns} jid='a.b' node='{over}'/>"))
+        ),
+        no
+    );
+    let form = |filler: usize| {
+        format!(
+            "<enable {ns} jid='a.b' node='n'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>{}</value></field><field var='secret'><value>{}</value></field></x></enable>",
+            crate::modules::pubsub::core::ns::PUBLISH_OPTIONS,
+            "s".repeat(filler)
+        )
+    };
+    assert!(parse("set", &el(&form(1000))).is_ok());
+    assert_eq!(parse("set", &el(&form(super::MAX_FORM_BYTES))), no);
 }
 
 #[test]
@@ -261,6 +290,58 @@ fn an_error_answer_or_repeated_timeouts_disable_the_registration() {
     let home = crate::shard::home_shard_of(ALICE, 2).index();
     let h = w.cluster.shards[home].ext.get::<Home>();
     assert_eq!(h.map(|h| in_flight(h, ALICE)), Some(0));
+}
+
+#[test]
+fn a_component_app_server_that_is_down_keeps_the_registration() {
+    // The app server is a configured external component that is not connected: the server answers
+    // the publishes itself with a temporary error (an outage), counted like a timeout: one does not
+    // disable the registration.
+    let mut w = World::new(
+        2,
+        "[modules.offline]\n[modules.stream_management]\n[modules.push]\ntimeout = 5",
+    );
+    for s in &mut w.cluster.shards {
+        s.ext
+            .insert(crate::component::Routes::new([APP.to_owned()]));
+    }
+    ok(&enable(&mut w, 0, "phone", "n1", ""));
+    let mut bob = w.connect(1, "bob@example.com/b", Some(0));
+    for _ in 1..super::MAX_TIMEOUTS {
+        chat(&mut w, &mut bob, ALICE, "one");
+        let left = w.store().push_list(ALICE).unwrap_or_default();
+        assert_eq!(left.len(), 1, "disabled by the server's own error");
+    }
+    let home = crate::shard::home_shard_of(ALICE, 2).index();
+    let h = w.cluster.shards[home].ext.get::<Home>();
+    assert_eq!(h.map(|h| in_flight(h, ALICE)), Some(0));
+}
+
+#[test]
+fn a_reenable_during_a_publish_outlives_the_old_publishs_error() {
+    let (mut w, app) = world(2, "");
+    ok(&enable(&mut w, 0, "phone", "n1", ""));
+    let mut bob = w.connect(1, "bob@example.com/b", Some(0));
+    chat(&mut w, &mut bob, ALICE, "one");
+    let old = app.take().pop().unwrap_or_else(|| panic!("no publish"));
+    // The same service and node enabled again while that publish waits for its answer.
+    ok(&enable(&mut w, 1, "tablet", "n1", ""));
+    App::answer(&mut w, &old, Some(StanzaErrorCondition::ItemNotFound));
+    let left = w.store().push_list(ALICE).unwrap_or_default();
+    assert_eq!(
+        left.len(),
+        1,
+        "the re-enable was disabled by the old answer"
+    );
+    let home = crate::shard::home_shard_of(ALICE, 2).index();
+    let h = w.cluster.shards[home].ext.get::<Home>();
+    assert_eq!(
+        h.and_then(|h| h.registrations(ALICE)).map(<[_]>::len),
+        Some(1)
+    );
+    // It still notifies.
+    chat(&mut w, &mut bob, ALICE, "two");
+    assert_eq!(app.take().len(), 1);
 }
 
 #[test]

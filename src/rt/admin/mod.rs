@@ -247,6 +247,15 @@ async fn run(cmd: Command, ctx: &Rc<ShardCtx>) -> Answer {
             if st.hosts.contains(&d) || ctx.shard.borrow().service(&d).is_some() {
                 return Err(ApiError::DomainExists(d));
             }
+            let is_component = ctx
+                .shard
+                .borrow()
+                .ext
+                .get::<crate::component::Routes>()
+                .is_some_and(|r| r.lookup(&d) != crate::component::routes::Lookup::Unknown);
+            if is_component {
+                return Err(ApiError::ComponentDomain(d));
+            }
             let stored = d.clone();
             if !ctx.store.call(move |s| s.add_domain(&stored)).await?? {
                 return Err(ApiError::DomainExists(d));
