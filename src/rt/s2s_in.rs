@@ -12,7 +12,6 @@ use std::time::Instant;
 use super::s2s::{verify_on_home, S2sExt, Verify};
 use super::ShardCtx;
 use crate::hooks::Acc;
-use crate::jid::Jid;
 use crate::s2s::{S2sConfig, S2sIn, S2sInEvent};
 use crate::shard::{home_shard_of, ConnMsg, ShardMsg};
 
@@ -38,14 +37,8 @@ pub(crate) async fn run<S: super::conn::Io>(
         |s2s| {
             while let Some(ev) = s2s.poll_event() {
                 match ev {
-                    S2sInEvent::Stanza(stanza) => {
-                        // The core checked both against the authenticated pair.
-                        let (Some(from), Some(to)) = (
-                            stanza.from().and_then(|f| Jid::parse(&f).ok()),
-                            stanza.to().and_then(|t| Jid::parse(&t).ok()),
-                        ) else {
-                            continue;
-                        };
+                    // The core checked both against the authenticated pair.
+                    S2sInEvent::Stanza { stanza, from, to } => {
                         let mut shard = ctx.shard.borrow_mut();
                         let acc = Acc::new(stanza, from, to, shard_id);
                         crate::router::route(&mut shard, acc);

@@ -17,6 +17,7 @@ use super::features::{self, Offer};
 use super::io::{self, Due, Io, Machine, Timers};
 use super::{AuthMethod, CertUsage, S2sConfig, S2sInEvent, NS_SERVER};
 use crate::c2s::random_token;
+use crate::jid::{BareJid, Jid};
 use crate::c2s::transport::{TlsFailure, Transport};
 use crate::xml::{Event, Stanza, StanzaKind, StreamHeader, XmlError};
 use crate::xmpp::{ns, StanzaErrorCondition, StreamErrorCondition};
@@ -187,14 +188,15 @@ impl S2sIn {
         self.new_stream_id();
     }
 
-    /// Our domain `name` names: a configured host or a run-time one (lowercase).
+    /// Our domain `name` names: a configured host or a run-time one (prepared, see
+    /// [`prepared_domain`]).
     fn served_host(&self, name: &str) -> Option<String> {
-        if let Some(h) = self.cfg.hosts.iter().find(|h| h.eq_ignore_ascii_case(name)) {
+        let name = prepared_domain(name)?;
+        if let Some(h) = self.cfg.hosts.iter().find(|h| h.eq_ignore_ascii_case(&name)) {
             return Some(h.to_ascii_lowercase());
         }
-        let lower = name.to_ascii_lowercase();
         let dynamic = self.dynamic_hosts.as_ref()?;
-        dynamic.contains(&lower).then_some(lower)
+        dynamic.contains(&name).then_some(name)
     }
 
     fn on_header(&mut self, h: StreamHeader) {
@@ -223,7 +225,11 @@ impl S2sIn {
             Some(_) => {}
             None => self.local = Some(host),
         }
-        let from = h.from.map(|f| f.to_ascii_lowercase());
+        let from = match h.from.as_deref().map(prepared_domain) {
+            Some(None) => return self.stream_error(StreamErrorCondition::InvalidFrom, None),
+            Some(Some(from)) => Some(from),
+            None => None,
+        };
         if self.sasl_done && from != self.remote {
             return self.stream_error(StreamErrorCondition::InvalidFrom, None);
         }
@@ -359,7 +365,9 @@ impl S2sIn {
         let (Some(remote), Some(to)) = (db.from.as_deref(), db.to.as_deref()) else {
             return self.stream_error(StreamErrorCondition::ImproperAddressing, None);
         };
-        let remote = remote.to_ascii_lowercase();
+        let Some(remote) = prepared_domain(remote) else {
+            return self.stream_error(StreamErrorCondition::InvalidFrom, None);
+        };
         let refuse = |s: &mut S2sIn, cond| {
             dialback::write(
                 &mut s.io.out,
@@ -423,8 +431,11 @@ impl S2sIn {
         else {
             return self.stream_error(StreamErrorCondition::ImproperAddressing, None);
         };
+        let Some(from) = prepared_domain(from) else {
+            return self.stream_error(StreamErrorCondition::InvalidFrom, None);
+        };
         let answer = |s: &mut S2sIn, type_, body| {
-            dialback::write(&mut s.io.out, true, to, from, Some(id), Some(type_), body)
+            dialback::write(&mut s.io.out, true, to, &from, Some(id), Some(type_), body)
         };
         if self.cfg.tls_required && !self.io.transport.is_tls() {
             return answer(
@@ -442,7 +453,7 @@ impl S2sIn {
         };
         let valid = dialback::key_matches(
             &self.cfg.dialback_secret,
-            &from.to_ascii_lowercase(),
+            &from,
             &local,
             id,
             &db.key,
@@ -512,18 +523,28 @@ impl S2sIn {
         let (Some(from), Some(to)) = (s.from(), s.to()) else {
             return self.stream_error(StreamErrorCondition::ImproperAddressing, None);
         };
-        let (from, to) = (domain_of(&from), domain_of(&to));
-        let Some(local) = self.served_host(to) else {
+        // Checked as the router will see them: prepared (a raw `ß` is routed as `ss`).
+        let Ok(from) = Jid::parse(&from) else {
+            return self.stream_error(StreamErrorCondition::InvalidFrom, None);
+        };
+        let Ok(to) = Jid::parse(&to) else {
+            return self.stream_error(StreamErrorCondition::ImproperAddressing, None);
+        };
+        let Some(local) = self.served_host(to.domain()) else {
             return self.stream_error(StreamErrorCondition::HostUnknown, None);
         };
         let ok = self
             .authenticated
             .iter()
-            .any(|(r, l)| r.eq_ignore_ascii_case(from) && *l == local);
+            .any(|(r, l)| r == from.domain() && *l == local);
         if !ok {
             return self.stream_error(StreamErrorCondition::InvalidFrom, None);
         }
-        self.events.push_back(S2sInEvent::Stanza(s));
+        self.events.push_back(S2sInEvent::Stanza {
+            stanza: s,
+            from,
+            to,
+        });
     }
 
     /// Sends a stream error (after a header of ours if none went out yet) and closes.
@@ -565,10 +586,13 @@ impl S2sIn {
     }
 }
 
-/// The domain part of a JID (between an `@` and a `/`, both optional).
-pub(super) fn domain_of(jid: &str) -> &str {
-    let bare = jid.split_once('/').map_or(jid, |(b, _)| b);
-    bare.split_once('@').map_or(bare, |(_, d)| d)
+/// `raw` lowercased when it is a domain already in its prepared form (RFC 7622 §3.2) up to ASCII
+/// case, else `None`: a domain nameprep changes (`straße` to `strasse`, DNS keeps the `ß`) could be
+/// authenticated under one name and routed under another.
+pub(super) fn prepared_domain(raw: &str) -> Option<String> {
+    let jid = BareJid::domain_only(raw).ok()?;
+    let lower = raw.to_ascii_lowercase();
+    (jid.domain() == lower).then_some(lower)
 }
 
 impl Machine for S2sIn {

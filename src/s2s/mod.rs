@@ -31,6 +31,7 @@ pub use error::{CloseReason, PushError, S2sOutFailure};
 pub use incoming::S2sIn;
 pub use outgoing::S2sOut;
 
+use crate::jid::Jid;
 use crate::xml::Stanza;
 
 /// Default namespace of server-to-server streams.
@@ -75,7 +76,14 @@ pub enum S2sInEvent {
         method: AuthMethod,
     },
     /// A stanza from an authenticated domain to one of ours (`from`, `to` checked).
-    Stanza(Stanza),
+    Stanza {
+        /// The stanza as received.
+        stanza: Stanza,
+        /// Its `from`, prepared: its domain is an authenticated remote domain.
+        from: Jid,
+        /// Its `to`, prepared: its domain is the local domain `from`'s domain authenticated to.
+        to: Jid,
+    },
     /// The stream ended; emitted once.
     Closed {
         /// Why it ended.

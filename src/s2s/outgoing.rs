@@ -384,6 +384,14 @@ impl S2sOut {
     fn on_db(&mut self, db: DbElement) {
         match (db.verify, db.type_.as_deref()) {
             (true, Some(type_)) => {
+                // Our `<db:verify/>` leaves only once negotiated (past TLS when required): an
+                // answer before that was injected, e.g. in plaintext ahead of STARTTLS.
+                if !self.negotiated {
+                    return self.stream_error(StreamErrorCondition::NotAuthorized);
+                }
+                if !self.answers_us(&db) {
+                    return self.stream_error(StreamErrorCondition::InvalidFrom);
+                }
                 let Some(id) = db.id else { return };
                 let Some(pos) = self.verifies.iter().position(|v| *v == id) else {
                     return;
@@ -408,7 +416,7 @@ impl S2sOut {
         }
     }
 
-    /// The `<db:result/>` answers ours: from `remote` to `local`.
+    /// The `<db:result/>` or `<db:verify/>` answers ours: from `remote` to `local`.
     fn answers_us(&self, db: &DbElement) -> bool {
         let is =
             |a: &Option<String>, d: &str| a.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(d));

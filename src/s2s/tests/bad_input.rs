@@ -78,7 +78,7 @@ fn stanza_from_a_domain_not_authenticated_is_invalid_from() {
     assert!(c
         .send("<message from='x@a.example/r' to='y@b.example'/>")
         .is_empty());
-    assert!(matches!(&c.events()[..], [S2sInEvent::Stanza(_)]));
+    assert!(matches!(&c.events()[..], [S2sInEvent::Stanza { .. }]));
     let out = c.send("<message from='x@evil.example' to='y@b.example'/>");
     assert!(out.contains("<invalid-from xmlns"), "{out}");
     assert_eq!(
@@ -183,7 +183,7 @@ fn invalid_dialback_keeps_the_stream_for_other_domains() {
     assert!(c
         .send("<message from='a.example' to='b.example'/>")
         .is_empty());
-    assert!(matches!(&c.events()[..], [S2sInEvent::Stanza(_)]));
+    assert!(matches!(&c.events()[..], [S2sInEvent::Stanza { .. }]));
     let out = c.send("<message from='c.example' to='b.example'/>");
     assert!(out.contains("<invalid-from xmlns"), "{out}");
 }
@@ -273,4 +273,66 @@ fn sasl_external_is_refused_without_a_valid_certificate() {
         in_closed_with(&c.events()),
         Some(StreamErrorCondition::PolicyViolation)
     );
+}
+
+/// A plaintext-allowed configuration serving `domain`, opened by a peer claiming `from`.
+fn opened_from(from: &str) -> (RawIn, String) {
+    let mut c = RawIn::new(plain_config(B));
+    let out = c.send(&header(from, B));
+    (c, out)
+}
+
+#[test]
+fn a_domain_nameprep_changes_is_refused_everywhere() {
+    // `straße.example` (its own DNS name, UTS 46 non-transitional) must not become
+    // `strasse.example` between authentication and routing.
+    let (mut c, _) = opened_from("a.example");
+    let out = c.send("<db:result from='straße.example' to='b.example'>k</db:result>");
+    assert!(out.contains("<invalid-from xmlns"), "{out}");
+    assert_eq!(
+        in_closed_with(&c.events()),
+        Some(StreamErrorCondition::InvalidFrom)
+    );
+    let (mut c, out) = opened_from("straße.example");
+    assert!(out.contains("<invalid-from xmlns"), "{out}");
+    assert_eq!(
+        in_closed_with(&c.events()),
+        Some(StreamErrorCondition::InvalidFrom)
+    );
+    let (mut c, _) = opened_from("a.example");
+    let out = c.send("<db:verify from='straße.example' to='b.example' id='i'>k</db:verify>");
+    assert!(out.contains("<invalid-from xmlns"), "{out}");
+    assert!(in_closed_with(&c.events()).is_some());
+    // `@` and `/` are no domain either.
+    let (mut c, _) = opened_from("a.example");
+    let out = c.send("<db:result from='admin@a.example' to='b.example'>k</db:result>");
+    assert!(out.contains("<invalid-from xmlns"), "{out}");
+    // A prepared IDN is accepted, in any ASCII case.
+    let (mut c, _) = opened_from("a.example");
+    c.send("<db:result from='STRASSE.example' to='B.example'>k</db:result>");
+    assert!(matches!(&c.events()[..],
+        [S2sInEvent::VerifyRequest { remote, local, .. }] if remote == "strasse.example" && local == B));
+}
+
+#[test]
+fn stanza_from_an_unprepared_form_of_another_domain_is_invalid_from() {
+    // `strasse.example` authenticated: a stanza from `STRASSE.example` is its own, but one from
+    // `straße.example` (routed as `strasse.example` too) must not be checked as another name.
+    let mut c = RawIn::new(plain_config(B));
+    c.open();
+    c.send("<db:result from='strasse.example' to='b.example'>k</db:result>");
+    c.events();
+    c.inn.dialback_verified("strasse.example", B, true);
+    c.recv();
+    c.events();
+    c.send("<message from='x@STRASSE.example' to='y@B.example'/>");
+    match &c.events()[..] {
+        [S2sInEvent::Stanza { from, to, .. }] => {
+            assert_eq!((from.as_str(), to.as_str()), ("x@strasse.example", "y@b.example"))
+        }
+        e => panic!("{e:?}"),
+    }
+    // Unparsable addresses are refused, not passed on for the driver to drop.
+    let out = c.send("<message from='x@@strasse.example' to='y@b.example'/>");
+    assert!(out.contains("<invalid-from xmlns"), "{out}");
 }

@@ -59,7 +59,8 @@ fn dialback_with_self_signed_certificates_then_stanzas_flow() {
     ab.pump();
     assert_eq!(ab.in_events.len(), 2, "{:?}", ab.in_events);
     match &ab.in_events[0] {
-        S2sInEvent::Stanza(s) => {
+        S2sInEvent::Stanza { stanza: s, from, to } => {
+            assert_eq!((from.domain(), to.domain()), (A, B));
             assert_eq!(s.bytes(), MESSAGE.as_bytes());
             assert_eq!(s.kind(), crate::xml::StanzaKind::Message);
         }
@@ -86,7 +87,7 @@ fn dialback_with_a_wrong_key_is_refused_and_no_stanza_passes() {
     assert!(!ab
         .in_events
         .iter()
-        .any(|e| matches!(e, S2sInEvent::Stanza(_) | S2sInEvent::Authenticated { .. })));
+        .any(|e| matches!(e, S2sInEvent::Stanza { .. } | S2sInEvent::Authenticated { .. })));
 }
 
 #[test]
@@ -119,7 +120,7 @@ fn sasl_external_with_ca_signed_certificates_needs_no_dialback() {
     ab.in_events.clear();
     ab.out.push_stanza(MESSAGE.as_bytes()).unwrap();
     ab.pump();
-    assert!(matches!(&ab.in_events[..], [S2sInEvent::Stanza(_)]));
+    assert!(matches!(&ab.in_events[..], [S2sInEvent::Stanza { .. }]));
 }
 
 #[test]
@@ -210,7 +211,7 @@ fn sasl_external_over_direct_tls_split_into_single_bytes() {
     ab.in_events.clear();
     ab.out.push_stanza(MESSAGE.as_bytes()).unwrap();
     ab.pump();
-    assert!(matches!(&ab.in_events[..], [S2sInEvent::Stanza(_)]));
+    assert!(matches!(&ab.in_events[..], [S2sInEvent::Stanza { .. }]));
 }
 
 #[test]
@@ -269,4 +270,58 @@ fn certificate_for_another_domain_gets_no_sasl_external() {
     assert!(ab.out_events.is_empty(), "{:?}", ab.out_events);
     let (remote, local, _, _) = ab.take_verify_request();
     assert_eq!((remote.as_str(), local.as_str()), ("c.example", B));
+}
+
+/// The remote's stream header, from `from` to `to`, with the stream id `id`.
+fn remote_header(from: &str, to: &str, id: &str) -> String {
+    header(from, to).replace(" version='1.0'>", &format!(" id='{id}' version='1.0'>"))
+}
+
+#[test]
+fn verify_answer_before_tls_is_refused() {
+    // TLS required: a plaintext answer injected after the remote's header must not count.
+    let mut out = out_stream(config(B, Certs::SelfSigned), B, A);
+    out.request_verify("s1", "k1").unwrap();
+    out.handle_input(remote_header(A, B, "x").as_bytes(), Instant::now());
+    out.handle_input(
+        b"<db:verify from='a.example' to='b.example' type='valid' id='s1'/>",
+        Instant::now(),
+    );
+    let events: Vec<_> = std::iter::from_fn(|| out.poll_event()).collect();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, S2sOutEvent::Verified { .. })),
+        "{events:?}"
+    );
+    assert!(matches!(
+        events.last(),
+        Some(S2sOutEvent::Closed {
+            reason: S2sOutFailure::StreamError(StreamErrorCondition::NotAuthorized)
+        })
+    ));
+}
+
+#[test]
+fn verify_answer_from_another_domain_is_refused() {
+    let mut out = out_stream(plain_config(B), B, A);
+    out.request_verify("s1", "k1").unwrap();
+    let now = Instant::now();
+    out.handle_input(remote_header(A, B, "x").as_bytes(), now);
+    out.handle_input(b"<stream:features/>", now);
+    let mut sent = Vec::new();
+    out.take_transmit(&mut sent);
+    let sent = String::from_utf8(sent).unwrap();
+    assert!(sent.contains("<db:verify from='b.example' to='a.example' id='s1'>"), "{sent}");
+    out.handle_input(
+        b"<db:verify from='evil.example' to='b.example' type='valid' id='s1'/>",
+        now,
+    );
+    let events: Vec<_> = std::iter::from_fn(|| out.poll_event()).collect();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, S2sOutEvent::Verified { .. })),
+        "{events:?}"
+    );
 }
