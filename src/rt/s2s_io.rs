@@ -27,6 +27,8 @@ pub(super) trait Stream {
     fn eof(&mut self);
     /// Nothing more will be read or produced beyond what is queued.
     fn closed(&self) -> bool;
+    /// False while too much output waits: the socket is not read until it is written.
+    fn may_read(&self) -> bool;
 }
 
 macro_rules! stream_impl {
@@ -49,6 +51,9 @@ macro_rules! stream_impl {
             }
             fn closed(&self) -> bool {
                 self.is_closed()
+            }
+            fn may_read(&self) -> bool {
+                <$t>::may_read(self)
             }
         }
     };
@@ -113,7 +118,9 @@ pub(super) async fn pump<T: Stream, S: Io>(
             return;
         }
         alarm.arm(core.next_timeout(), &out);
-        let reading = !core.closed();
+        // Also not while the peer leaves our answers unread (bounded output, see `may_read`): the
+        // write below wakes the loop when it progresses.
+        let reading = !core.closed() && core.may_read();
         let wake = std::future::poll_fn(|cx| {
             match out.poll_write(&mut *stream, cx) {
                 Err(WriteFailed) => return Poll::Ready(Wake::Eof),

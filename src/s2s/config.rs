@@ -42,7 +42,8 @@ pub struct S2sConfig {
     pub dialback_secret: [u8; 32],
     /// Scanner limits (stanza bytes, depth, attributes).
     pub limits: Limits,
-    /// Bound in bytes of output not yet taken by the driver ([`super::S2sOut::push_stanza`]).
+    /// Bound in bytes of output not yet taken by the driver ([`super::S2sOut::push_stanza`]; past
+    /// it the driver stops reading, [`super::S2sIn::may_read`]).
     pub outbound_queue_bytes: usize,
     /// Time from connect until the stream is authenticated (zero disables it).
     pub auth_timeout: Duration,

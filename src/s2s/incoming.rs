@@ -27,6 +27,9 @@ use crate::xmpp::{ns, StanzaErrorCondition, StreamErrorCondition};
 pub(super) const MAX_AUTHENTICATED: usize = 32;
 /// SASL failures after which the stream is closed (RFC 6120 §6.4.5 allows 2 to 5).
 const MAX_SASL_FAILURES: u8 = 3;
+/// Dialback requests refused or answered invalid/error after which the stream is closed with
+/// `policy-violation` (failed attempts cost the authoritative server a lookup each).
+pub(super) const MAX_DIALBACK_FAILURES: u8 = 5;
 /// Most dialback requests waiting for `dialback_verified` at once; further ones get
 /// `resource-constraint`.
 pub(super) const MAX_PENDING: usize = 8;
@@ -49,6 +52,8 @@ pub struct S2sIn {
     /// SASL EXTERNAL succeeded: the restarted stream carries stanzas.
     pub(super) sasl_done: bool,
     pub(super) sasl_failures: u8,
+    /// Dialback requests refused or not verified (see [`MAX_DIALBACK_FAILURES`]).
+    pub(super) dialback_failures: u8,
     /// (remote, local) pairs allowed to send stanzas.
     pub(super) authenticated: Vec<(String, String)>,
     /// (remote, local) pairs whose dialback key is being verified.
@@ -76,6 +81,7 @@ impl S2sIn {
             cert_valid: false,
             sasl_done: false,
             sasl_failures: 0,
+            dialback_failures: 0,
             authenticated: Vec::new(),
             pending: Vec::new(),
             timers,
@@ -306,6 +312,9 @@ impl S2sIn {
             );
         }
         self.io.held.clear();
+        // RFC 6120 §5.4.3.3: nothing learnt in plaintext carries over; a `<db:result/>` sent
+        // before TLS must not authenticate the TLS stream when its answer comes.
+        self.pending.clear();
         features::write_empty(&mut self.io.out, "proceed", ns::TLS);
         // <proceed/> leaves in plaintext, ahead of the handshake.
         self.io.flush_plain();
@@ -377,7 +386,8 @@ impl S2sIn {
                 None,
                 Some("error"),
                 Body::Error(cond),
-            )
+            );
+            s.dialback_failure();
         };
         if !self.cfg.dialback {
             return refuse(self, StanzaErrorCondition::FeatureNotImplemented);
@@ -486,7 +496,7 @@ impl S2sIn {
                     Body::Empty,
                 );
                 if valid {
-                    self.add_authenticated(remote, local, AuthMethod::Dialback);
+                    return self.add_authenticated(remote, local, AuthMethod::Dialback);
                 }
             }
             None => dialback::write(
@@ -498,6 +508,18 @@ impl S2sIn {
                 Some("error"),
                 Body::Error(StanzaErrorCondition::RemoteServerNotFound),
             ),
+        }
+        self.dialback_failure();
+    }
+
+    /// Counts a failed dialback request; too many close the stream (as SASL failures do).
+    fn dialback_failure(&mut self) {
+        self.dialback_failures = self.dialback_failures.saturating_add(1);
+        if self.dialback_failures >= MAX_DIALBACK_FAILURES {
+            self.stream_error(
+                StreamErrorCondition::PolicyViolation,
+                Some("too many dialback failures"),
+            );
         }
     }
 

@@ -27,6 +27,14 @@ macro_rules! io_api {
             self.io.pending()
         }
 
+        /// False while more than `outbound_queue_bytes` wait for `take_transmit`: the driver stops
+        /// reading until they are taken. A peer sending requests (`<db:verify/>`) without reading
+        /// the answers is held at its socket, not buffered without bound: past the bound, at most
+        /// the answers to one read are added.
+        pub fn may_read(&self) -> bool {
+            self.io.pending() <= self.cfg.outbound_queue_bytes
+        }
+
         /// The next event for the driver.
         pub fn poll_event(&mut self) -> Option<$event> {
             self.events.pop_front()

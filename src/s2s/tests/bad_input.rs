@@ -336,3 +336,70 @@ fn stanza_from_an_unprepared_form_of_another_domain_is_invalid_from() {
     let out = c.send("<message from='x@@strasse.example' to='y@b.example'/>");
     assert!(out.contains("<invalid-from xmlns"), "{out}");
 }
+
+#[test]
+fn dialback_failures_are_bounded() {
+    let mut c = RawIn::new(plain_config(B));
+    c.open();
+    for i in 0..incoming::MAX_DIALBACK_FAILURES {
+        assert!(in_closed_with(&c.events()).is_none(), "closed after {i}");
+        let out = c.send(&format!(
+            "<db:result from='d{i}.example' to='nowhere.example'>k</db:result>"
+        ));
+        assert!(out.contains("<item-not-found"), "{out}");
+    }
+    assert_eq!(
+        in_closed_with(&c.events()),
+        Some(StreamErrorCondition::PolicyViolation)
+    );
+    // Invalid keys count too.
+    let mut c = RawIn::new(plain_config(B));
+    c.open();
+    for i in 0..incoming::MAX_DIALBACK_FAILURES {
+        assert!(!c.inn.is_closed(), "closed after {i}");
+        let d = format!("d{i}.example");
+        c.send(&format!("<db:result from='{d}' to='b.example'>k</db:result>"));
+        c.inn.dialback_verified(&d, B, false);
+    }
+    assert_eq!(
+        in_closed_with(&c.events()),
+        Some(StreamErrorCondition::PolicyViolation)
+    );
+}
+
+#[test]
+fn plaintext_dialback_request_does_not_authenticate_after_starttls() {
+    // TLS optional: a `<db:result/>` sent in plaintext, then STARTTLS; the answer arriving
+    // afterwards must not authenticate the TLS stream.
+    let mut cfg = config(B, Certs::SelfSigned);
+    cfg.tls_required = false;
+    let mut c = RawIn::new(cfg);
+    c.open();
+    c.send("<db:result from='a.example' to='b.example'>k</db:result>");
+    assert!(matches!(&c.events()[..], [S2sInEvent::VerifyRequest { .. }]));
+    let out = c.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    assert!(out.contains("<proceed"), "{out}");
+    c.inn.dialback_verified(A, B, true);
+    assert!(c.events().is_empty());
+    assert_eq!(c.inn.authenticated().count(), 0);
+}
+
+#[test]
+fn unread_answers_stop_reading() {
+    // A peer flooding `<db:verify/>` without reading: the driver is told to stop reading.
+    let mut cfg = plain_config(B);
+    cfg.outbound_queue_bytes = 1000;
+    let mut c = RawIn::new(cfg);
+    c.open();
+    let verify = "<db:verify from='a.example' to='b.example' id='i'>k</db:verify>";
+    let mut sent = 0;
+    while c.inn.may_read() {
+        c.inn.handle_input(verify.as_bytes(), c.now);
+        sent += 1;
+        assert!(sent < 1000, "never stopped reading");
+    }
+    assert!(c.inn.pending_transmit() < 1000 + 2 * verify.len());
+    assert!(!c.inn.is_closed());
+    c.recv();
+    assert!(c.inn.may_read());
+}
