@@ -35,6 +35,8 @@ macro_rules! stream_impl {
     ($t:ty) => {
         impl Stream for $t {
             fn input(&mut self, bytes: &[u8], now: Instant) {
+                // Certificates are checked while input is handled, against this time.
+                self.set_wall_clock(rustls::pki_types::UnixTime::now());
                 self.handle_input(bytes, now)
             }
             fn output(&mut self, out: &mut Vec<u8>) {

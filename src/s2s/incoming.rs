@@ -59,6 +59,8 @@ pub struct S2sIn {
     /// (remote, local) pairs whose dialback key is being verified.
     pub(super) pending: Vec<(String, String)>,
     pub(super) timers: Timers,
+    /// The time certificates are checked against (`set_wall_clock`).
+    pub(super) wall_clock: UnixTime,
     pub(super) closed: bool,
     pub(super) dynamic_hosts: Option<crate::shard::DynamicHosts>,
 }
@@ -85,6 +87,7 @@ impl S2sIn {
             authenticated: Vec::new(),
             pending: Vec::new(),
             timers,
+            wall_clock: UnixTime::since_unix_epoch(std::time::Duration::ZERO),
             closed: false,
             dynamic_hosts: None,
         };
@@ -257,7 +260,7 @@ impl S2sIn {
                 self.cfg.trust.validates(
                     self.io.transport.peer_certificates(),
                     remote,
-                    UnixTime::now(),
+                    self.wall_clock,
                     CertUsage::Client,
                 )
             });

@@ -17,6 +17,12 @@ macro_rules! io_api {
             super::io::handle_input(self, bytes);
         }
 
+        /// The wall-clock time certificates are checked against from now on: the core reads no
+        /// clock. Until set it is the Unix epoch, at which no certificate is valid.
+        pub fn set_wall_clock(&mut self, now: rustls::pki_types::UnixTime) {
+            self.wall_clock = now;
+        }
+
         /// Appends the bytes to write to the socket now.
         pub fn take_transmit(&mut self, out: &mut Vec<u8>) {
             self.io.take_transmit(out);

@@ -54,6 +54,8 @@ pub struct S2sOut {
     /// Ids of the `<db:verify/>` sent or queued and not answered yet.
     pub(super) verifies: Vec<String>,
     pub(super) timers: Timers,
+    /// The time certificates are checked against (`set_wall_clock`).
+    pub(super) wall_clock: UnixTime,
     pub(super) closed: bool,
     /// The remote's certificate is valid for `remote`.
     pub(super) cert_valid: bool,
@@ -100,6 +102,7 @@ impl S2sOut {
             verify_queue: Vec::new(),
             verifies: Vec::new(),
             timers,
+            wall_clock: UnixTime::since_unix_epoch(std::time::Duration::ZERO),
             closed: false,
             cert_valid: false,
             sasl_done: false,
@@ -311,7 +314,7 @@ impl S2sOut {
             && self.cfg.trust.validates(
                 self.io.transport.peer_certificates(),
                 &self.remote,
-                UnixTime::now(),
+                self.wall_clock,
                 CertUsage::Server,
             );
         if self.cfg.sasl_external && self.cert_valid && offer.external {

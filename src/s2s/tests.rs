@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
 
 use super::*;
 use crate::xml::Limits;
@@ -124,9 +124,11 @@ impl Pair {
     }
 
     /// `out` connected to a new incoming stream of `to_cfg`'s server, pumped until quiet.
-    fn connect(out: S2sOut, to_cfg: S2sConfig, bytewise: bool) -> Pair {
+    fn connect(mut out: S2sOut, to_cfg: S2sConfig, bytewise: bool) -> Pair {
         let now = Instant::now();
-        let inn = S2sIn::new(Arc::new(to_cfg), peer(), now);
+        let mut inn = S2sIn::new(Arc::new(to_cfg), peer(), now);
+        inn.set_wall_clock(UnixTime::now());
+        out.set_wall_clock(UnixTime::now());
         let mut p = Pair {
             out,
             inn,

@@ -325,3 +325,21 @@ fn verify_answer_from_another_domain_is_refused() {
         "{events:?}"
     );
 }
+
+#[test]
+fn certificates_are_checked_at_the_drivers_wall_clock() {
+    // The core reads no clock: left at the epoch, the CA-signed certificates are not valid yet,
+    // so SASL EXTERNAL is not used and dialback is.
+    let now = Instant::now();
+    let mut ab = Pair {
+        out: out_stream(config(A, Certs::CaSigned), A, B),
+        inn: S2sIn::new(Arc::new(config(B, Certs::CaSigned)), peer(), now),
+        now,
+        out_events: Vec::new(),
+        in_events: Vec::new(),
+        bytewise: false,
+    };
+    ab.pump();
+    assert!(ab.out_events.is_empty(), "{:?}", ab.out_events);
+    ab.take_verify_request();
+}
