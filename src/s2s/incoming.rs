@@ -17,8 +17,8 @@ use super::features::{self, Offer};
 use super::io::{self, Due, Io, Machine, Timers};
 use super::{AuthMethod, CertUsage, S2sConfig, S2sInEvent, NS_SERVER};
 use crate::c2s::random_token;
-use crate::jid::{BareJid, Jid};
 use crate::c2s::transport::{TlsFailure, Transport};
+use crate::jid::{BareJid, Jid};
 use crate::xml::{Event, Stanza, StanzaKind, StreamHeader, XmlError};
 use crate::xmpp::{ns, StanzaErrorCondition, StreamErrorCondition};
 
@@ -201,7 +201,12 @@ impl S2sIn {
     /// [`prepared_domain`]).
     fn served_host(&self, name: &str) -> Option<String> {
         let name = prepared_domain(name)?;
-        if let Some(h) = self.cfg.hosts.iter().find(|h| h.eq_ignore_ascii_case(&name)) {
+        if let Some(h) = self
+            .cfg
+            .hosts
+            .iter()
+            .find(|h| h.eq_ignore_ascii_case(&name))
+        {
             return Some(h.to_ascii_lowercase());
         }
         let dynamic = self.dynamic_hosts.as_ref()?;
@@ -464,13 +469,7 @@ impl S2sIn {
                 Body::Error(StanzaErrorCondition::ItemNotFound),
             );
         };
-        let valid = dialback::key_matches(
-            &self.cfg.dialback_secret,
-            &from,
-            &local,
-            id,
-            &db.key,
-        );
+        let valid = dialback::key_matches(&self.cfg.dialback_secret, &from, &local, id, &db.key);
         answer(self, dialback::verdict(valid), Body::Empty);
     }
 

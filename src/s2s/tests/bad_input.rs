@@ -328,7 +328,10 @@ fn stanza_from_an_unprepared_form_of_another_domain_is_invalid_from() {
     c.send("<message from='x@STRASSE.example' to='y@B.example'/>");
     match &c.events()[..] {
         [S2sInEvent::Stanza { from, to, .. }] => {
-            assert_eq!((from.as_str(), to.as_str()), ("x@strasse.example", "y@b.example"))
+            assert_eq!(
+                (from.as_str(), to.as_str()),
+                ("x@strasse.example", "y@b.example")
+            )
         }
         e => panic!("{e:?}"),
     }
@@ -358,7 +361,9 @@ fn dialback_failures_are_bounded() {
     for i in 0..incoming::MAX_DIALBACK_FAILURES {
         assert!(!c.inn.is_closed(), "closed after {i}");
         let d = format!("d{i}.example");
-        c.send(&format!("<db:result from='{d}' to='b.example'>k</db:result>"));
+        c.send(&format!(
+            "<db:result from='{d}' to='b.example'>k</db:result>"
+        ));
         c.inn.dialback_verified(&d, B, false);
     }
     assert_eq!(
@@ -376,7 +381,10 @@ fn plaintext_dialback_request_does_not_authenticate_after_starttls() {
     let mut c = RawIn::new(cfg);
     c.open();
     c.send("<db:result from='a.example' to='b.example'>k</db:result>");
-    assert!(matches!(&c.events()[..], [S2sInEvent::VerifyRequest { .. }]));
+    assert!(matches!(
+        &c.events()[..],
+        [S2sInEvent::VerifyRequest { .. }]
+    ));
     let out = c.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
     assert!(out.contains("<proceed"), "{out}");
     c.inn.dialback_verified(A, B, true);

@@ -59,7 +59,11 @@ fn dialback_with_self_signed_certificates_then_stanzas_flow() {
     ab.pump();
     assert_eq!(ab.in_events.len(), 2, "{:?}", ab.in_events);
     match &ab.in_events[0] {
-        S2sInEvent::Stanza { stanza: s, from, to } => {
+        S2sInEvent::Stanza {
+            stanza: s,
+            from,
+            to,
+        } => {
             assert_eq!((from.domain(), to.domain()), (A, B));
             assert_eq!(s.bytes(), MESSAGE.as_bytes());
             assert_eq!(s.kind(), crate::xml::StanzaKind::Message);
@@ -84,10 +88,10 @@ fn dialback_with_a_wrong_key_is_refused_and_no_stanza_passes() {
     assert_eq!(outcome(&ab), Err(S2sOutFailure::DialbackRefused));
     assert!(ab.inn.authenticated().next().is_none());
     assert!(ab.out.push_stanza(MESSAGE.as_bytes()).is_err());
-    assert!(!ab
-        .in_events
-        .iter()
-        .any(|e| matches!(e, S2sInEvent::Stanza { .. } | S2sInEvent::Authenticated { .. })));
+    assert!(!ab.in_events.iter().any(|e| matches!(
+        e,
+        S2sInEvent::Stanza { .. } | S2sInEvent::Authenticated { .. }
+    )));
 }
 
 #[test]
@@ -312,7 +316,10 @@ fn verify_answer_from_another_domain_is_refused() {
     let mut sent = Vec::new();
     out.take_transmit(&mut sent);
     let sent = String::from_utf8(sent).unwrap();
-    assert!(sent.contains("<db:verify from='b.example' to='a.example' id='s1'>"), "{sent}");
+    assert!(
+        sent.contains("<db:verify from='b.example' to='a.example' id='s1'>"),
+        "{sent}"
+    );
     out.handle_input(
         b"<db:verify from='evil.example' to='b.example' type='valid' id='s1'/>",
         now,
