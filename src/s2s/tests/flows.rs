@@ -281,16 +281,10 @@ fn remote_header(from: &str, to: &str, id: &str) -> String {
     header(from, to).replace(" version='1.0'>", &format!(" id='{id}' version='1.0'>"))
 }
 
-#[test]
-fn verify_answer_before_tls_is_refused() {
-    // TLS required: a plaintext answer injected after the remote's header must not count.
-    let mut out = out_stream(config(B, Certs::SelfSigned), B, A);
-    out.request_verify("s1", "k1").unwrap();
-    out.handle_input(remote_header(A, B, "x").as_bytes(), Instant::now());
-    out.handle_input(
-        b"<db:verify from='a.example' to='b.example' type='valid' id='s1'/>",
-        Instant::now(),
-    );
+/// Feeds `out` a `valid` answer from `from` to its verify `s1`; its events, none `Verified`.
+fn answer_valid(out: &mut S2sOut, from: &str) -> Vec<S2sOutEvent> {
+    let answer = format!("<db:verify from='{from}' to='b.example' type='valid' id='s1'/>");
+    out.handle_input(answer.as_bytes(), Instant::now());
     let events: Vec<_> = std::iter::from_fn(|| out.poll_event()).collect();
     assert!(
         !events
@@ -298,6 +292,16 @@ fn verify_answer_before_tls_is_refused() {
             .any(|e| matches!(e, S2sOutEvent::Verified { .. })),
         "{events:?}"
     );
+    events
+}
+
+#[test]
+fn verify_answer_before_tls_is_refused() {
+    // TLS required: a plaintext answer injected after the remote's header must not count.
+    let mut out = out_stream(config(B, Certs::SelfSigned), B, A);
+    out.request_verify("s1", "k1").unwrap();
+    out.handle_input(remote_header(A, B, "x").as_bytes(), Instant::now());
+    let events = answer_valid(&mut out, A);
     assert!(matches!(
         events.last(),
         Some(S2sOutEvent::Closed {
@@ -320,17 +324,13 @@ fn verify_answer_from_another_domain_is_refused() {
         sent.contains("<db:verify from='b.example' to='a.example' id='s1'>"),
         "{sent}"
     );
-    out.handle_input(
-        b"<db:verify from='evil.example' to='b.example' type='valid' id='s1'/>",
-        now,
-    );
-    let events: Vec<_> = std::iter::from_fn(|| out.poll_event()).collect();
-    assert!(
-        !events
-            .iter()
-            .any(|e| matches!(e, S2sOutEvent::Verified { .. })),
-        "{events:?}"
-    );
+    let events = answer_valid(&mut out, "evil.example");
+    assert!(matches!(
+        events.last(),
+        Some(S2sOutEvent::Closed {
+            reason: S2sOutFailure::StreamError(StreamErrorCondition::InvalidFrom)
+        })
+    ));
 }
 
 #[test]
