@@ -9,8 +9,13 @@
 //! ([`S2sOut::request_verify`]).
 //!
 //! Both take the bytes read from the socket (`handle_input`), hand back the bytes to write
-//! (`take_transmit`), report events (`poll_event`) and own no clock: the driver passes `now` in and
-//! asks `next_timeout` when to call `handle_timeout`.
+//! (`take_transmit`), report events (`poll_event`) and own no clock: the driver passes `now` in,
+//! asks `next_timeout` when to call `handle_timeout`, and sets the wall-clock time certificates are
+//! checked against (`set_wall_clock`). Output is bounded: the driver reads nothing while
+//! `may_read` says no (more than `outbound_queue_bytes` untaken).
+//!
+//! Domains are compared in their prepared form (RFC 7622), the one the router uses: a `from` or
+//! dialback domain that preparation would change (`straße` to `strasse`) is refused.
 
 mod cert;
 mod config;
