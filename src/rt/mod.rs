@@ -184,7 +184,7 @@ impl ShardCtx {
                             tracing::warn!(
                                 shard = shard.id.0,
                                 to = acc.to.as_str(),
-                                "error stanza dropped: the mesh towards its recipient is full"
+                                "error stanza dropped: the mesh towards its recipient is full (or its shard stopped)"
                             );
                             continue;
                         }
@@ -530,12 +530,28 @@ async fn run_shard(
     ctx.shard
         .borrow_mut()
         .close_all(crate::xmpp::StreamErrorCondition::SystemShutdown);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let s2s = ctx.shard.borrow().ext.get::<s2s::S2sExt>().cloned();
-    if let Some(s2s::S2sExt(rt)) = s2s {
+    if let Some(s2s::S2sExt(rt)) = &s2s {
+        // What the closing sessions send (unavailable presences to remote contacts) reaches
+        // the outgoing streams first: wait for the sessions, then for the queues to drain (both
+        // bounded), and only then close the outgoing streams.
+        let drain = std::time::Instant::now() + Duration::from_secs(2);
+        while ctx.shard.borrow().conn_count() > 0 && std::time::Instant::now() < drain {
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
+        while rt.waiting() && std::time::Instant::now() < drain {
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
         rt.close_all();
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while ctx.shard.borrow().conn_count() > 0 && std::time::Instant::now() < deadline {
+    let busy = || {
+        ctx.shard.borrow().conn_count() > 0
+            || s2s
+                .as_ref()
+                .is_some_and(|s2s::S2sExt(rt)| rt.task_count() > 0)
+    };
+    while busy() && std::time::Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(20)).await;
     }
     tracing::info!(shard = id.0, "shard stopped");
