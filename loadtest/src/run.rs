@@ -7,7 +7,8 @@ use crate::ledger::Ledger;
 use crate::procstat;
 use crate::room::Tally;
 use crate::stats::{
-    totals, Collector, CoreStats, MucReport, PepReport, Percentiles, Report, SoakReport, Totals,
+    totals, Collector, CoreStats, FederationReport, MucReport, PepReport, Percentiles, Report,
+    SoakReport, Totals,
 };
 use glommio::{LocalExecutorBuilder, Placement};
 use std::sync::atomic::Ordering::Relaxed;
@@ -51,6 +52,7 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
         epoch: Instant::now(),
         rooms_open: crate::muc::open_flags(plan.muc.as_ref()),
         pep: Default::default(),
+        warm: Default::default(),
     });
     let rss_before = opts.server_pid.and_then(procstat::rss_bytes);
     let mut handles = Vec::new();
@@ -112,6 +114,9 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
             | Scenario::Muc
             | Scenario::Pep
     );
+    // Two servers whose warm-up did not cross: nothing to measure.
+    let federation_ok = shared.warm.failed.load(Relaxed) == 0;
+    let timed = timed && federation_ok;
     let rss_after = opts.server_pid.and_then(procstat::rss_bytes);
     let cpu_before = opts.server_pid.and_then(procstat::cpu_seconds);
 
@@ -119,7 +124,12 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
     let run_start = Instant::now();
     let t0 = totals(&shared.cores);
     let (delivered_start, sent_start) = (t0.delivered, t0.sent);
-    shared.phase.store(phase::RUN, Relaxed);
+    let next = if federation_ok {
+        phase::RUN
+    } else {
+        phase::DRAIN
+    };
+    shared.phase.store(next, Relaxed);
     if timed {
         while run_start.elapsed() < opts.duration {
             std::thread::sleep(Duration::from_millis(10));
@@ -243,6 +253,13 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
         },
         muc,
         pep,
+        federation: plan.server_b.as_ref().map(|b| FederationReport {
+            domain_a: plan.login.domain.clone(),
+            domain_b: b.login.domain.clone(),
+            ok: federation_ok,
+            warmup_delivered: shared.warm.delivered.load(Relaxed),
+            warmup_s: join_secs,
+        }),
         acked: t.acked,
         resent: t.resent,
         soak: verdict.map(|verdict| SoakReport {
