@@ -77,7 +77,7 @@ dns_python() {
 dns_python || { echo "no Python with dnslib at $DNS_PYTHON (and installing it failed)" >&2; exit 3; }
 
 # Things started for the current pair, stopped by stop_all (also on exit).
-declare -a PIDS=()
+declare -a PIDS=() SERVER_PIDS=()
 STOPS=()
 stop_all() {
     local s p
@@ -153,6 +153,7 @@ start_petrel() {
         >"$dir/users.out" 2>&1 || { echo "$name: adding accounts failed: $(tail -3 "$dir/users.out")" >&2; return 1; }
     taskset -c "$cpus" "$PETREL" serve --config "$dir/petrel.toml" --shards 1 >"$dir/petrel.log" 2>&1 &
     PIDS+=($!)
+    SERVER_PIDS+=($!)
     if ! wait_port "$c2s" || ! wait_port "$s2s"; then
         echo "$name ($domain) did not start: $(tail -5 "$dir/petrel.log")" >&2
         return 1
@@ -178,6 +179,7 @@ start_pair() {
             openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=petrel-load federation test CA" \
                 -keyout "$OUT/ca/ca.key" -out "$OUT/ca/ca.crt" 2>/dev/null || return 1
         fi
+        SERVER_PIDS=()
         start_petrel petrel-a "$DOMAIN_A" "$A_CPUS" "$a_c2s" "$a_s2s" &&
             start_petrel petrel-b "$DOMAIN_B" "$B_CPUS" "$b_c2s" "$b_s2s"
         ;;
@@ -195,6 +197,8 @@ start_pair() {
         env "${env_b[@]}" "$ROOT/loadtest/peers/ejabberd.sh" start >&2 || return 1
         env "${env_b[@]}" "$ROOT/loadtest/peers/ejabberd.sh" register "$ACCOUNTS" >"$PAIR_DIR/register.out" 2>&1 ||
             { echo "ejabberd: registering $ACCOUNTS accounts failed: $(tail -5 "$PAIR_DIR/register.out")" >&2; return 1; }
+        SERVER_PIDS=("$(env "${env_a[@]}" "$ROOT/loadtest/peers/prosody.sh" pid)"
+            "$(env "${env_b[@]}" "$ROOT/loadtest/peers/ejabberd.sh" pid)")
         ;;
     *) echo "unknown pair $1" >&2; return 1 ;;
     esac
@@ -216,7 +220,8 @@ run_pair() {
     "$LOAD" "$SCENARIO" --server "127.0.0.1:$A_PORT" --domain "$DOMAIN_A" \
         --server-b "127.0.0.1:$B_PORT" --domain-b "$DOMAIN_B" --users "$USERS" \
         --password "$PASSWORD" --duration "$DURATION" --window "$WINDOW" --interval-ms "$INTERVAL_MS" \
-        --cpus "$LOAD_CPUS" --mech "$MECH" --grace "$GRACE" --quiet --json "$base.json" $EXTRA \
+        --cpus "$LOAD_CPUS" --mech "$MECH" --grace "$GRACE" --quiet --json "$base.json" \
+        --server-pid "${SERVER_PIDS[0]}" --server-b-pid "${SERVER_PIDS[1]}" $EXTRA \
         >"$base.txt" 2>&1
     local rc=$?
     echo "$rc" >"$base.rc"
@@ -242,7 +247,7 @@ import json, statistics, sys
 out, rounds, pairs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 ok = True
 res = {}
-print(f"{'pair':<18} {'round':>5} {'exit':>12} {'msg/s':>10} {'p50':>9} {'p99':>9} {'lost':>6} {'warm-up':>8}")
+print(f"{'pair':<18} {'round':>5} {'exit':>12} {'msg/s':>10} {'p50':>9} {'p99':>9} {'lost':>6} {'warm-up':>8}  CPU (cores) A / B / generator")
 for r in range(1, rounds + 1):
     for p in pairs:
         base = f"{out}/{p}.{r}"
@@ -262,7 +267,8 @@ for r in range(1, rounds + 1):
             continue
         l = j["delivery_latency_us"]
         res.setdefault(p, []).append((j["msgs_per_s"], l["p50"] / 1000, l["p99"] / 1000, r))
-        print(f"{p:<18} {r:>5} {rc:>12} {j['msgs_per_s']:>10.0f} {l['p50']/1000:>7.1f}ms {l['p99']/1000:>7.1f}ms {j['lost']:>6} {fed['warmup_s']:>7.2f}s")
+        cpu = " / ".join("?" if j.get(k) is None else f"{j[k]:.2f}" for k in ("server_cpu_cores", "server_b_cpu_cores", "load_cpu_cores"))
+        print(f"{p:<18} {r:>5} {rc:>12} {j['msgs_per_s']:>10.0f} {l['p50']/1000:>7.1f}ms {l['p99']/1000:>7.1f}ms {j['lost']:>6} {fed['warmup_s']:>7.2f}s  {cpu}")
 for p, xs in res.items():
     if len(xs) > 1:
         rates = [x[0] for x in xs]

@@ -178,6 +178,9 @@ pub struct Args {
     /// Idle: the server's PID, to report its RSS per session and CPU use.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// With --server-b: its PID, to report its CPU use over the measured phase.
+    #[arg(long)]
+    pub server_b_pid: Option<u32>,
     /// No progress lines on stderr.
     #[arg(long)]
     pub quiet: bool,

@@ -262,6 +262,7 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
         grace: Duration::from_secs_f64(args.grace.max(0.0)),
         cpus,
         server_pid: args.server_pid,
+        server_b_pid: args.server_b_pid,
         progress: !args.quiet,
         server: match (&args.server_b, &args.domain_b) {
             (Some(b), Some(d)) => format!("{} ({}) and {b} ({d})", args.server, args.domain),

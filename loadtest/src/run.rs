@@ -25,6 +25,8 @@ pub struct RunOpts {
     pub cpus: Option<Vec<usize>>,
     /// Server PID for RSS/CPU figures.
     pub server_pid: Option<u32>,
+    /// The second server's PID, for its CPU figure.
+    pub server_b_pid: Option<u32>,
     /// Print progress lines.
     pub progress: bool,
     /// Server address as given.
@@ -119,6 +121,8 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
     let timed = timed && federation_ok;
     let rss_after = opts.server_pid.and_then(procstat::rss_bytes);
     let cpu_before = opts.server_pid.and_then(procstat::cpu_seconds);
+    let cpu_b_before = opts.server_b_pid.and_then(procstat::cpu_seconds);
+    let load_before = procstat::cpu_seconds(std::process::id());
 
     // Measured phase.
     let run_start = Instant::now();
@@ -140,6 +144,13 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
     let t1 = totals(&shared.cores);
     let (delivered_end, sent_end) = (t1.delivered, t1.sent);
     let cpu_after = opts.server_pid.and_then(procstat::cpu_seconds);
+    let cpu_b_after = opts.server_b_pid.and_then(procstat::cpu_seconds);
+    let load_after = procstat::cpu_seconds(std::process::id());
+    // CPU seconds between two samples per second of the measured phase.
+    let cores = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if run_secs > 0.0 => Some((b - a) / run_secs),
+        _ => None,
+    };
 
     // Drain: stop sending, wait for what is in flight.
     shared.phase.store(phase::DRAIN, Relaxed);
@@ -276,9 +287,12 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
             (Some(a), Some(b)) => Some((b as f64 - a as f64) / sessions),
             _ => None,
         },
-        server_cpu_cores: match (cpu_before, cpu_after) {
-            (Some(a), Some(b)) if run_secs > 0.0 => Some((b - a) / run_secs),
-            _ => None,
+        server_cpu_cores: cores(cpu_before, cpu_after),
+        server_b_cpu_cores: cores(cpu_b_before, cpu_b_after),
+        load_cpu_cores: if timed {
+            cores(load_before, load_after)
+        } else {
+            None
         },
     })
 }

@@ -430,6 +430,10 @@ pub struct Report {
     pub server_rss_per_session: Option<f64>,
     /// Server CPU use over the hold period, in cores (idle with `--server-pid`).
     pub server_cpu_cores: Option<f64>,
+    /// The second server's CPU use over the measured phase, in cores (`--server-b-pid`).
+    pub server_b_cpu_cores: Option<f64>,
+    /// This generator's own CPU use over the measured phase, in cores.
+    pub load_cpu_cores: Option<f64>,
 }
 
 impl Report {
@@ -576,11 +580,17 @@ impl Report {
         if let Some(rss) = self.server_rss_per_session {
             s.push_str(&format!("server RSS per session: {:.0} bytes\n", rss));
         }
-        if let Some(cpu) = self.server_cpu_cores {
-            s.push_str(&format!(
-                "server CPU while holding: {:.1}% of one core\n",
-                cpu * 100.0
-            ));
+        for (who, cpu) in [
+            ("server", self.server_cpu_cores),
+            ("server B", self.server_b_cpu_cores),
+            ("generator", self.load_cpu_cores),
+        ] {
+            if let Some(cpu) = cpu {
+                s.push_str(&format!(
+                    "{who} CPU over the measured phase: {:.1}% of one core\n",
+                    cpu * 100.0
+                ));
+            }
         }
         s
     }
