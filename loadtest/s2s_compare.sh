@@ -138,7 +138,7 @@ port = $s2s
 ip_address = "127.0.0.1"
 [s2s]
 nameservers = ["127.0.0.1:$DNS_PORT"]
-connect_timeout = "10s"
+connect_timeout = 10
 $tls
 [modules.ping]
 $PETREL_EXTRA

@@ -29,13 +29,7 @@ enum Trust {
     TestCa,
 }
 
-fn petrel_config(
-    port: u16,
-    data: &std::path::Path,
-    s2s_port: u16,
-    dns: u16,
-    tls: &str,
-) -> String {
+fn petrel_config(port: u16, data: &std::path::Path, s2s_port: u16, dns: u16, tls: &str) -> String {
     format!(
         r#"[general]
 hosts = ["{PETREL}"]

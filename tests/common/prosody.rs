@@ -92,7 +92,10 @@ impl TestCa {
         let ca_file = dir.join("test-ca.pem");
         std::fs::write(&ca_file, cert.pem()).unwrap();
         TestCa {
-            ca: CertifiedKey { cert, key_pair: key },
+            ca: CertifiedKey {
+                cert,
+                key_pair: key,
+            },
             ca_file,
         }
     }
