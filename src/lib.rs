@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod modules;
 pub mod router;
 pub mod rt;
+pub mod s2s;
 pub mod shard;
 pub mod sm;
 pub mod store;

@@ -16,7 +16,7 @@ mod sasl;
 mod session;
 mod sm_xep198;
 mod stream;
-mod transport;
+pub(crate) mod transport;
 
 #[cfg(test)]
 mod tests;

@@ -188,15 +188,7 @@ impl C2s {
         if !self.closed {
             self.write_queued(super::outq::TRANSMIT_CHUNK);
         }
-        if out.is_empty() {
-            // Hand the buffer over instead of copying it.
-            std::mem::swap(out, &mut self.wire);
-        } else {
-            out.append(&mut self.wire);
-        }
-        self.transport.encode(&mut self.out, out);
-        shrink(&mut self.wire);
-        shrink(&mut self.out);
+        self.transport.transmit(&mut self.out, &mut self.wire, out);
     }
 
     /// Bytes queued and not yet taken by `take_transmit` (plaintext, TLS, routed stanzas; once
@@ -511,15 +503,7 @@ impl C2s {
             return;
         }
         self.closed = true;
-        if self.transport.is_tls() {
-            if self.transport.is_handshaking() {
-                self.out.clear();
-            }
-            self.transport.encode(&mut self.out, &mut self.wire);
-            if notify {
-                self.transport.close_notify(&mut self.wire);
-            }
-        }
+        self.transport.finish(&mut self.out, &mut self.wire, notify);
         self.held = Vec::new();
         self.scanner.reset();
         if let Auth::None(Some(_)) = self.auth {
@@ -527,13 +511,6 @@ impl C2s {
         }
         self.wait = Wait::Nothing;
         self.events.push_back(C2sEvent::Closed { reason });
-    }
-}
-
-/// Frees a drained buffer: idle sessions hold no output capacity (a burst costs one allocation).
-fn shrink(buf: &mut Vec<u8>) {
-    if buf.is_empty() && buf.capacity() > 0 {
-        *buf = Vec::new();
     }
 }
 

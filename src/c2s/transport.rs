@@ -1,9 +1,13 @@
-//! The byte layer under a stream: plaintext or a sans-IO rustls server connection.
+//! The byte layer under a stream: plaintext or a sans-IO rustls connection (server side for c2s and
+//! incoming s2s, client side for outgoing s2s).
 
 use std::io::{ErrorKind, Read, Write};
 use std::sync::Arc;
 
-use rustls::{ProtocolVersion, ServerConfig, ServerConnection};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{
+    ClientConfig, ClientConnection, Connection, ProtocolVersion, ServerConfig, ServerConnection,
+};
 
 use crate::auth::ChannelBinding;
 
@@ -31,18 +35,36 @@ pub(crate) enum PlainRead {
     Closed,
 }
 
-/// Plaintext TCP or TLS (boxed: a `ServerConnection` is several KiB and idle plaintext sessions must stay small).
+/// Plaintext TCP or TLS (boxed: a `Connection` is several KiB and idle plaintext sessions must stay small).
 pub(crate) enum Transport {
     /// Bytes on the socket are the XML stream.
     Plain,
     /// Bytes on the socket are TLS records.
-    Tls(Box<ServerConnection>),
+    Tls(Box<Connection>),
 }
 
 impl Transport {
     /// Starts a server-side TLS session.
     pub(crate) fn tls(config: Arc<ServerConfig>) -> Result<Transport, rustls::Error> {
-        Ok(Transport::Tls(Box::new(ServerConnection::new(config)?)))
+        let conn = ServerConnection::new(config)?;
+        Ok(Transport::Tls(Box::new(Connection::Server(conn))))
+    }
+
+    /// Starts a client-side TLS session to `name`; its ClientHello is queued (see `encode`).
+    pub(crate) fn tls_client(
+        config: Arc<ClientConfig>,
+        name: ServerName<'static>,
+    ) -> Result<Transport, rustls::Error> {
+        let conn = ClientConnection::new(config, name)?;
+        Ok(Transport::Tls(Box::new(Connection::Client(conn))))
+    }
+
+    /// The certificate chain the peer presented (end entity first), once the handshake is done.
+    pub(crate) fn peer_certificates(&self) -> &[CertificateDer<'static>] {
+        match self {
+            Transport::Tls(conn) => conn.peer_certificates().unwrap_or(&[]),
+            Transport::Plain => &[],
+        }
     }
 
     /// Whether the stream runs over TLS.
@@ -118,6 +140,8 @@ impl Transport {
             Transport::Plain => dst.append(out),
             Transport::Tls(conn) => {
                 if conn.is_handshaking() {
+                    // A client's first flight is queued before any input arrived.
+                    drain_tls(conn, dst);
                     return;
                 }
                 let mut pos = 0;
@@ -135,6 +159,35 @@ impl Transport {
         }
     }
 
+    /// Appends to `dst` the records queued in `wire`, then `out` encoded (see `encode`); drained
+    /// buffers give their capacity back (idle streams hold none).
+    pub(crate) fn transmit(&mut self, out: &mut Vec<u8>, wire: &mut Vec<u8>, dst: &mut Vec<u8>) {
+        if dst.is_empty() {
+            // Hand the buffer over instead of copying it.
+            std::mem::swap(dst, wire);
+        } else {
+            dst.append(wire);
+        }
+        self.encode(out, dst);
+        shrink(wire);
+        shrink(out);
+    }
+
+    /// The end of the connection: encodes what `out` holds (dropped while the handshake is not
+    /// done: it cannot be sent), then a close_notify when `notify`.
+    pub(crate) fn finish(&mut self, out: &mut Vec<u8>, dst: &mut Vec<u8>, notify: bool) {
+        if !self.is_tls() {
+            return;
+        }
+        if self.is_handshaking() {
+            out.clear();
+        }
+        self.encode(out, dst);
+        if notify {
+            self.close_notify(dst);
+        }
+    }
+
     /// Queues a TLS close_notify after everything encoded so far.
     pub(crate) fn close_notify(&mut self, dst: &mut Vec<u8>) {
         if let Transport::Tls(conn) = self {
@@ -144,8 +197,15 @@ impl Transport {
     }
 }
 
+/// Frees a drained buffer.
+pub(crate) fn shrink(buf: &mut Vec<u8>) {
+    if buf.is_empty() && buf.capacity() > 0 {
+        *buf = Vec::new();
+    }
+}
+
 /// Appends every TLS record rustls has queued to `dst`.
-fn drain_tls(conn: &mut ServerConnection, dst: &mut Vec<u8>) {
+fn drain_tls(conn: &mut Connection, dst: &mut Vec<u8>) {
     while conn.wants_write() {
         // Writing to a Vec cannot fail; stop on Ok(0) to be safe against a rustls that queued nothing.
         match conn.write_tls(dst) {

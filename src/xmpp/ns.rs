@@ -2,6 +2,8 @@
 
 /// Default namespace of client streams.
 pub const CLIENT: &str = "jabber:client";
+/// Default namespace of server-to-server streams.
+pub const SERVER: &str = "jabber:server";
 /// Default namespace of external component streams (XEP-0114).
 pub const COMPONENT_ACCEPT: &str = "jabber:component:accept";
 /// The `stream:` prefix namespace.

@@ -101,6 +101,33 @@ impl StanzaErrorCondition {
         }
     }
 
+    /// The condition whose element name is `name` (the inverse of [`Self::as_str`]).
+    pub fn from_name(name: &str) -> Option<StanzaErrorCondition> {
+        use StanzaErrorCondition::*;
+        Some(match name {
+            "bad-request" => BadRequest,
+            "conflict" => Conflict,
+            "feature-not-implemented" => FeatureNotImplemented,
+            "forbidden" => Forbidden,
+            "internal-server-error" => InternalServerError,
+            "item-not-found" => ItemNotFound,
+            "jid-malformed" => JidMalformed,
+            "not-acceptable" => NotAcceptable,
+            "not-allowed" => NotAllowed,
+            "not-authorized" => NotAuthorized,
+            "policy-violation" => PolicyViolation,
+            "recipient-unavailable" => RecipientUnavailable,
+            "remote-server-not-found" => RemoteServerNotFound,
+            "remote-server-timeout" => RemoteServerTimeout,
+            "resource-constraint" => ResourceConstraint,
+            "service-unavailable" => ServiceUnavailable,
+            "subscription-required" => SubscriptionRequired,
+            "undefined-condition" => UndefinedCondition,
+            "unexpected-request" => UnexpectedRequest,
+            _ => return None,
+        })
+    }
+
     /// The error type RFC 6120 §8.3.3 recommends for this condition.
     pub fn default_type(self) -> ErrorType {
         use StanzaErrorCondition::*;

@@ -16,6 +16,8 @@ pub enum StreamErrorCondition {
     ConnectionTimeout,
     /// The stream's domain is no longer served here (removed at run time).
     HostGone,
+    /// A stanza lacks a `from` or `to` a server-to-server stream requires (RFC 6120 §4.9.3.7).
+    ImproperAddressing,
     /// The `to` of the stream header names a domain not served here.
     HostUnknown,
     /// A `from` that does not match the authenticated identity.
@@ -57,6 +59,7 @@ impl StreamErrorCondition {
             ConnectionTimeout => "connection-timeout",
             HostGone => "host-gone",
             HostUnknown => "host-unknown",
+            ImproperAddressing => "improper-addressing",
             InvalidFrom => "invalid-from",
             InvalidNamespace => "invalid-namespace",
             InternalServerError => "internal-server-error",

@@ -1,0 +1,276 @@
+//! Scripted peers sending what an `S2sIn` must refuse, and the authoritative answers.
+
+use super::*;
+
+/// Authenticates A to B by dialback on a plaintext stream (TLS optional).
+fn authenticated() -> RawIn {
+    let mut c = RawIn::new(plain_config(B));
+    let features = c.open();
+    assert!(
+        features.contains("<dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback>"),
+        "{features}"
+    );
+    assert!(!features.contains("starttls"), "{features}");
+    assert!(c
+        .send("<db:result from='a.example' to='b.example'>k</db:result>")
+        .is_empty());
+    let events = c.events();
+    assert!(matches!(&events[..], [S2sInEvent::VerifyRequest { key, .. }] if key == "k"));
+    c.inn.dialback_verified(A, B, true);
+    assert_eq!(
+        c.recv(),
+        "<db:result from='b.example' to='a.example' type='valid'/>"
+    );
+    c.events();
+    c
+}
+
+#[test]
+fn stanza_before_authentication_is_not_authorized() {
+    let mut c = RawIn::new(plain_config(B));
+    c.open();
+    let out = c.send("<message from='x@a.example' to='y@b.example'/>");
+    assert!(
+        out.contains("<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+        "{out}"
+    );
+    assert_eq!(
+        in_closed_with(&c.events()),
+        Some(StreamErrorCondition::NotAuthorized)
+    );
+}
+
+#[test]
+fn plaintext_stanza_and_dialback_when_tls_is_required() {
+    let mut c = RawIn::new(config(B, Certs::SelfSigned));
+    let features = c.open();
+    assert!(
+        features
+            .contains("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>"),
+        "{features}"
+    );
+    assert!(
+        !features.contains("urn:xmpp:features:dialback"),
+        "no dialback before TLS: {features}"
+    );
+    // XEP-0220 §2.4: dialback before TLS is a policy violation, the stream stays.
+    let out = c.send("<db:result from='a.example' to='b.example'>k</db:result>");
+    assert!(
+        out.starts_with("<db:result from='b.example' to='a.example' type='error'>"),
+        "{out}"
+    );
+    assert!(
+        out.contains("<policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"),
+        "{out}"
+    );
+    assert!(c.events().is_empty());
+    let out = c.send("<message from='x@a.example' to='y@b.example'/>");
+    assert!(out.contains("<not-authorized xmlns"), "{out}");
+    assert_eq!(
+        in_closed_with(&c.events()),
+        Some(StreamErrorCondition::NotAuthorized)
+    );
+}
+
+#[test]
+fn stanza_from_a_domain_not_authenticated_is_invalid_from() {
+    let mut c = authenticated();
+    assert!(c
+        .send("<message from='x@a.example/r' to='y@b.example'/>")
+        .is_empty());
+    assert!(matches!(&c.events()[..], [S2sInEvent::Stanza(_)]));
+    let out = c.send("<message from='x@evil.example' to='y@b.example'/>");
+    assert!(out.contains("<invalid-from xmlns"), "{out}");
+    assert_eq!(
+        in_closed_with(&c.events()),
+        Some(StreamErrorCondition::InvalidFrom)
+    );
+}
+
+#[test]
+fn stanza_to_an_unknown_host_is_host_unknown() {
+    let mut c = authenticated();
+    let out = c.send("<presence from='x@a.example' to='y@elsewhere.example'/>");
+    assert!(out.contains("<host-unknown xmlns"), "{out}");
+    assert_eq!(
+        in_closed_with(&c.events()),
+        Some(StreamErrorCondition::HostUnknown)
+    );
+}
+
+#[test]
+fn stanza_without_to_is_improper_addressing() {
+    let mut c = authenticated();
+    let out = c.send("<iq type='get' id='1' from='a.example'/>");
+    assert!(out.contains("<improper-addressing xmlns"), "{out}");
+    assert_eq!(
+        in_closed_with(&c.events()),
+        Some(StreamErrorCondition::ImproperAddressing)
+    );
+}
+
+#[test]
+fn header_to_an_unknown_host_is_host_unknown() {
+    let mut c = RawIn::new(plain_config(B));
+    let out = c.send(&header(A, "nowhere.example"));
+    assert!(out.contains("<host-unknown xmlns"), "{out}");
+    assert_eq!(
+        in_closed_with(&c.events()),
+        Some(StreamErrorCondition::HostUnknown)
+    );
+}
+
+#[test]
+fn db_verify_is_answered_with_our_secret() {
+    let cfg = plain_config(B);
+    let secret = cfg.dialback_secret;
+    let mut c = RawIn::new(cfg);
+    c.open();
+    // We (B) are the authoritative server: A received a stream from us with id 'sid'.
+    let good = dialback_key(&secret, A, B, "sid");
+    let out = c.send(&format!(
+        "<db:verify from='a.example' to='b.example' id='sid'>{good}</db:verify>"
+    ));
+    assert_eq!(
+        out,
+        "<db:verify from='b.example' to='a.example' id='sid' type='valid'/>"
+    );
+    let out = c.send("<db:verify from='a.example' to='b.example' id='sid'>0123</db:verify>");
+    assert_eq!(
+        out,
+        "<db:verify from='b.example' to='a.example' id='sid' type='invalid'/>"
+    );
+    // The key is bound to the stream id and the receiving domain.
+    let out = c.send(&format!(
+        "<db:verify from='c.example' to='b.example' id='sid'>{good}</db:verify>"
+    ));
+    assert!(out.ends_with("type='invalid'/>"), "{out}");
+    let out = c.send(&format!(
+        "<db:verify from='a.example' to='nowhere.example' id='sid'>{good}</db:verify>"
+    ));
+    assert!(
+        out.contains("type='error'><error type='cancel'><item-not-found"),
+        "{out}"
+    );
+    assert!(c.events().is_empty());
+    assert!(!c.inn.is_closed());
+}
+
+#[test]
+fn dialback_request_to_an_unknown_domain_is_item_not_found() {
+    let mut c = RawIn::new(plain_config(B));
+    c.open();
+    let out = c.send("<db:result from='a.example' to='nowhere.example'>k</db:result>");
+    assert!(
+        out.contains("type='error'><error type='cancel'><item-not-found"),
+        "{out}"
+    );
+    assert!(c.events().is_empty());
+}
+
+#[test]
+fn invalid_dialback_keeps_the_stream_for_other_domains() {
+    let mut c = authenticated();
+    c.send("<db:result from='c.example' to='b.example'>k</db:result>");
+    assert!(
+        matches!(&c.events()[..], [S2sInEvent::VerifyRequest { remote, .. }] if remote == "c.example")
+    );
+    c.inn.dialback_verified("c.example", B, false);
+    assert_eq!(
+        c.recv(),
+        "<db:result from='b.example' to='c.example' type='invalid'/>"
+    );
+    assert!(c
+        .send("<message from='a.example' to='b.example'/>")
+        .is_empty());
+    assert!(matches!(&c.events()[..], [S2sInEvent::Stanza(_)]));
+    let out = c.send("<message from='c.example' to='b.example'/>");
+    assert!(out.contains("<invalid-from xmlns"), "{out}");
+}
+
+#[test]
+fn piggybacked_domains_are_bounded() {
+    let mut c = authenticated();
+    let mut refused = 0;
+    for i in 0..incoming::MAX_PENDING + 2 {
+        let out = c.send(&format!(
+            "<db:result from='d{i}.example' to='b.example'>k</db:result>"
+        ));
+        if out.contains("<resource-constraint") {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 2);
+    assert_eq!(c.events().len(), incoming::MAX_PENDING);
+}
+
+#[test]
+fn not_well_formed_xml_closes_the_stream() {
+    let mut c = authenticated();
+    let out = c.send("<message from='a.example' to='b.example'><a></b></message>");
+    assert!(out.contains("<not-well-formed xmlns"), "{out}");
+    assert_eq!(
+        in_closed_with(&c.events()),
+        Some(StreamErrorCondition::NotWellFormed)
+    );
+}
+
+#[test]
+fn oversized_stanza_is_a_policy_violation() {
+    let mut cfg = plain_config(B);
+    cfg.limits.max_stanza_bytes = 1024;
+    let mut c = RawIn::new(cfg);
+    c.open();
+    c.send("<db:result from='a.example' to='b.example'>k</db:result>");
+    c.inn.dialback_verified(A, B, true);
+    c.recv();
+    let body = "x".repeat(2000);
+    let out = c.send(&format!(
+        "<message from='a.example' to='b.example'><body>{body}</body></message>"
+    ));
+    assert!(out.contains("<policy-violation xmlns"), "{out}");
+    assert_eq!(
+        in_closed_with(&c.events()),
+        Some(StreamErrorCondition::PolicyViolation)
+    );
+}
+
+#[test]
+fn restricted_xml_is_refused() {
+    let mut c = authenticated();
+    let out = c.send("<!-- hi -->");
+    assert!(out.contains("<restricted-xml xmlns"), "{out}");
+}
+
+#[test]
+fn stream_id_changes_and_timeout_closes() {
+    let mut c = RawIn::new(plain_config(B));
+    let out = c.open();
+    assert!(out.contains(&format!("id='{}'", c.stream_id())), "{out}");
+    let deadline = c.inn.next_timeout().unwrap();
+    c.inn.handle_timeout(deadline);
+    assert!(c.recv().contains("<connection-timeout xmlns"));
+    assert_eq!(
+        in_closed_with(&c.events()),
+        Some(StreamErrorCondition::ConnectionTimeout)
+    );
+}
+
+#[test]
+fn sasl_external_is_refused_without_a_valid_certificate() {
+    let mut c = authenticated();
+    let auth = "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>";
+    for _ in 0..2 {
+        let out = c.send(auth);
+        assert_eq!(
+            out,
+            "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><invalid-mechanism/></failure>"
+        );
+    }
+    let out = c.send(auth);
+    assert!(out.contains("<policy-violation xmlns"), "{out}");
+    assert_eq!(
+        in_closed_with(&c.events()),
+        Some(StreamErrorCondition::PolicyViolation)
+    );
+}

@@ -1,0 +1,272 @@
+//! Whole negotiations between an `S2sOut` and an `S2sIn`: dialback with the authoritative
+//! verification over a second pair, SASL EXTERNAL with CA-signed certificates, failures.
+
+use super::*;
+
+const MESSAGE: &str = "<message from='alice@a.example/r' to='bob@b.example' type='chat'>\
+                       <body>hi</body></message>";
+
+/// A (self-signed) connects to B; B asks A over its own stream B -> A whether the key is A's.
+/// Returns the authenticated pair A -> B (or the one refused when `tamper`) and B -> A.
+fn dialback(tamper: bool) -> (Pair, Pair) {
+    let mut ab = Pair::new(
+        config(A, Certs::SelfSigned),
+        config(B, Certs::SelfSigned),
+        A,
+        B,
+    );
+    assert!(!ab.out.is_ready());
+    let (remote, local, stream_id, key) = ab.take_verify_request();
+    assert_eq!((remote.as_str(), local.as_str()), (A, B));
+    assert_eq!(stream_id, ab.inn.stream_id());
+    // B's outgoing stream to A's authoritative server (A's incoming side answers db:verify).
+    let mut ba = Pair::new(
+        config(B, Certs::SelfSigned),
+        config(A, Certs::SelfSigned),
+        B,
+        A,
+    );
+    let key = if tamper { format!("{key}0") } else { key };
+    ba.out.request_verify(&stream_id, &key).unwrap();
+    ba.pump();
+    let valid = ba
+        .out_events
+        .iter()
+        .find_map(|e| match e {
+            S2sOutEvent::Verified { id, valid } if *id == stream_id => Some(*valid),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no Verified in {:?}", ba.out_events));
+    assert_eq!(valid, !tamper);
+    ab.inn.dialback_verified(&remote, &local, valid);
+    ab.pump();
+    (ab, ba)
+}
+
+#[test]
+fn dialback_with_self_signed_certificates_then_stanzas_flow() {
+    let (mut ab, _ba) = dialback(false);
+    assert_eq!(outcome(&ab), Ok(AuthMethod::Dialback));
+    assert!(matches!(
+        &ab.in_events[..],
+        [S2sInEvent::Authenticated { remote, local, method: AuthMethod::Dialback }]
+            if remote == A && local == B
+    ));
+    assert_eq!(ab.inn.authenticated().collect::<Vec<_>>(), [(A, B)]);
+    ab.in_events.clear();
+    ab.out.push_stanza(MESSAGE.as_bytes()).unwrap();
+    ab.out.push_stanza(MESSAGE.as_bytes()).unwrap();
+    ab.pump();
+    assert_eq!(ab.in_events.len(), 2, "{:?}", ab.in_events);
+    match &ab.in_events[0] {
+        S2sInEvent::Stanza(s) => {
+            assert_eq!(s.bytes(), MESSAGE.as_bytes());
+            assert_eq!(s.kind(), crate::xml::StanzaKind::Message);
+        }
+        e => panic!("{e:?}"),
+    }
+    // A clean close reaches the other side.
+    ab.out.close(None);
+    ab.pump();
+    assert!(ab.inn.is_closed());
+    assert!(matches!(
+        ab.in_events.last(),
+        Some(S2sInEvent::Closed {
+            reason: CloseReason::PeerClosed
+        })
+    ));
+}
+
+#[test]
+fn dialback_with_a_wrong_key_is_refused_and_no_stanza_passes() {
+    let (mut ab, _ba) = dialback(true);
+    assert_eq!(outcome(&ab), Err(S2sOutFailure::DialbackRefused));
+    assert!(ab.inn.authenticated().next().is_none());
+    assert!(ab.out.push_stanza(MESSAGE.as_bytes()).is_err());
+    assert!(!ab
+        .in_events
+        .iter()
+        .any(|e| matches!(e, S2sInEvent::Stanza(_) | S2sInEvent::Authenticated { .. })));
+}
+
+#[test]
+fn verify_is_sent_before_the_stream_itself_is_authenticated() {
+    // B's stream to A: request_verify before anything was exchanged is queued until the
+    // features, and answered although B is not (yet) authenticated to A.
+    let mut out = out_stream(config(B, Certs::SelfSigned), B, A);
+    let key = dialback_key(&config(A, Certs::SelfSigned).dialback_secret, B, A, "sid");
+    out.request_verify("sid", &key).unwrap();
+    let ba = Pair::connect(out, config(A, Certs::SelfSigned), false);
+    assert!(
+        ba.out_events
+            .iter()
+            .any(|e| matches!(e, S2sOutEvent::Verified { id, valid: true } if id == "sid")),
+        "{:?}",
+        ba.out_events
+    );
+    assert!(!ba.out.is_ready(), "B's own dialback is still pending");
+}
+
+#[test]
+fn sasl_external_with_ca_signed_certificates_needs_no_dialback() {
+    let mut ab = Pair::new(config(A, Certs::CaSigned), config(B, Certs::CaSigned), A, B);
+    assert_eq!(outcome(&ab), Ok(AuthMethod::SaslExternal));
+    assert!(matches!(
+        &ab.in_events[..],
+        [S2sInEvent::Authenticated { remote, local, method: AuthMethod::SaslExternal }]
+            if remote == A && local == B
+    ));
+    ab.in_events.clear();
+    ab.out.push_stanza(MESSAGE.as_bytes()).unwrap();
+    ab.pump();
+    assert!(matches!(&ab.in_events[..], [S2sInEvent::Stanza(_)]));
+}
+
+#[test]
+fn ca_signed_but_sasl_external_off_falls_back_to_dialback() {
+    let mut from = config(A, Certs::CaSigned);
+    from.sasl_external = false;
+    let mut ab = Pair::new(from, config(B, Certs::CaSigned), A, B);
+    assert!(ab.out_events.is_empty(), "{:?}", ab.out_events);
+    let (remote, local, _, _) = ab.take_verify_request();
+    ab.inn.dialback_verified(&remote, &local, true);
+    ab.pump();
+    assert_eq!(outcome(&ab), Ok(AuthMethod::Dialback));
+}
+
+#[test]
+fn invalid_certificate_without_dialback_fails() {
+    let mut from = config(A, Certs::SelfSigned);
+    from.dialback = false;
+    let ab = Pair::new(from, config(B, Certs::SelfSigned), A, B);
+    assert_eq!(outcome(&ab), Err(S2sOutFailure::CertificateInvalid));
+}
+
+#[test]
+fn tls_required_but_not_offered_fails_the_outgoing_stream() {
+    let mut to = config(B, Certs::SelfSigned);
+    to.tls_server = None;
+    to.tls_required = false;
+    let ab = Pair::new(config(A, Certs::SelfSigned), to, A, B);
+    assert_eq!(outcome(&ab), Err(S2sOutFailure::TlsRequiredButNotOffered));
+    assert_eq!(
+        S2sOutFailure::TlsRequiredButNotOffered.bounce_condition(),
+        crate::xmpp::StanzaErrorCondition::RemoteServerNotFound
+    );
+}
+
+#[test]
+fn dialback_error_answer_is_reported() {
+    let mut ab = Pair::new(
+        config(A, Certs::SelfSigned),
+        config(B, Certs::SelfSigned),
+        A,
+        B,
+    );
+    let (remote, local, _, _) = ab.take_verify_request();
+    ab.inn.dialback_failed(&remote, &local);
+    ab.pump();
+    assert_eq!(
+        outcome(&ab),
+        Err(S2sOutFailure::DialbackError(Some(
+            crate::xmpp::StanzaErrorCondition::RemoteServerNotFound
+        )))
+    );
+}
+
+#[test]
+fn authentication_timeout_fails_the_outgoing_stream() {
+    let mut ab = Pair::new(
+        config(A, Certs::SelfSigned),
+        config(B, Certs::SelfSigned),
+        A,
+        B,
+    );
+    let deadline = ab.out.next_timeout().unwrap();
+    ab.out.handle_timeout(deadline - Duration::from_secs(1));
+    assert!(!ab.out.is_closed());
+    ab.out.handle_timeout(deadline);
+    ab.pump();
+    assert_eq!(outcome(&ab), Err(S2sOutFailure::Timeout));
+    assert_eq!(
+        S2sOutFailure::Timeout.bounce_condition(),
+        crate::xmpp::StanzaErrorCondition::RemoteServerTimeout
+    );
+}
+
+#[test]
+fn sasl_external_over_direct_tls_split_into_single_bytes() {
+    let now = Instant::now();
+    let out = S2sOut::new_direct_tls(
+        Arc::new(config(A, Certs::CaSigned)),
+        A.into(),
+        B.into(),
+        now,
+    );
+    let mut to = config(B, Certs::CaSigned);
+    to.direct_tls = true;
+    let mut ab = Pair::connect(out, to, true);
+    assert_eq!(outcome(&ab), Ok(AuthMethod::SaslExternal));
+    ab.in_events.clear();
+    ab.out.push_stanza(MESSAGE.as_bytes()).unwrap();
+    ab.pump();
+    assert!(matches!(&ab.in_events[..], [S2sInEvent::Stanza(_)]));
+}
+
+#[test]
+fn dialback_over_starttls_split_into_single_bytes() {
+    let out = out_stream(config(A, Certs::SelfSigned), A, B);
+    let mut ab = Pair::connect(out, config(B, Certs::SelfSigned), true);
+    let (remote, local, stream_id, key) = ab.take_verify_request();
+    let secret = config(A, Certs::SelfSigned).dialback_secret;
+    assert!(key_matches(&secret, B, A, &stream_id, &key));
+    ab.inn.dialback_verified(&remote, &local, true);
+    ab.pump();
+    assert!(ab.out.is_ready());
+}
+
+#[test]
+fn outbound_queue_is_bounded() {
+    let mut from = config(A, Certs::CaSigned);
+    from.outbound_queue_bytes = 2 * MESSAGE.len();
+    let mut ab = Pair::new(from, config(B, Certs::CaSigned), A, B);
+    assert!(ab.out.is_ready());
+    ab.out.push_stanza(MESSAGE.as_bytes()).unwrap();
+    ab.out.push_stanza(MESSAGE.as_bytes()).unwrap();
+    assert_eq!(ab.out.push_stanza(MESSAGE.as_bytes()), Err(PushError::Full));
+    ab.pump();
+    ab.out.push_stanza(MESSAGE.as_bytes()).unwrap();
+}
+
+#[test]
+fn unanswered_verifies_fail_when_the_stream_closes() {
+    let mut out = out_stream(config(B, Certs::SelfSigned), B, A);
+    out.request_verify("s1", "k1").unwrap();
+    out.request_verify("s2", "k2").unwrap();
+    out.peer_closed();
+    let events: Vec<_> = std::iter::from_fn(|| out.poll_event()).collect();
+    assert!(
+        matches!(
+            &events[..],
+            [
+                S2sOutEvent::VerifyFailed { id: a },
+                S2sOutEvent::VerifyFailed { id: b },
+                S2sOutEvent::Closed { reason: S2sOutFailure::Io },
+            ] if a == "s1" && b == "s2"
+        ),
+        "{events:?}"
+    );
+    assert_eq!(out.request_verify("s3", "k3"), Err(PushError::NotReady));
+}
+
+#[test]
+fn certificate_for_another_domain_gets_no_sasl_external() {
+    // A's CA-signed certificate, but the stream claims c.example: B offers no EXTERNAL, so the
+    // originating side falls back to dialback for c.example.
+    let mut from = config(A, Certs::CaSigned);
+    from.hosts = vec!["c.example".into()];
+    let mut ab = Pair::new(from, config(B, Certs::CaSigned), "c.example", B);
+    assert!(ab.out_events.is_empty(), "{:?}", ab.out_events);
+    let (remote, local, _, _) = ab.take_verify_request();
+    assert_eq!((remote.as_str(), local.as_str()), ("c.example", B));
+}
