@@ -311,6 +311,11 @@ impl SmState {
         self.buffer.iter()
     }
 
+    /// The unacknowledged stanzas, oldest first, to annotate (their bytes are already written).
+    pub fn unacked_mut(&mut self) -> impl Iterator<Item = &mut Unacked> {
+        self.buffer.iter_mut()
+    }
+
     /// Takes the unacknowledged stanzas (the session ends: the caller re-routes them).
     pub fn take_unacked(&mut self) -> Vec<Unacked> {
         self.buffer.drain(..).collect()

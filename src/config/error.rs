@@ -140,6 +140,20 @@ pub enum InvalidValue {
         "admin.token: at least {0} characters without whitespace (e.g. `openssl rand -hex 32`)"
     )]
     AdminToken(usize),
+    /// A `[[listen.component]]` on an address another listener uses.
+    #[error("listen.component: {ip}:{port} is already used by another listener")]
+    ComponentPortTaken {
+        /// Address of this listener.
+        ip: IpAddr,
+        /// Its port.
+        port: u16,
+    },
+    /// A `[components."domain"]` that is one of `general.hosts`.
+    #[error("components.\"{0}\": a component domain must not be a hosted domain")]
+    ComponentIsHosted(String),
+    /// A component with an empty password.
+    #[error("components.\"{0}\".password must not be empty")]
+    ComponentPassword(String),
     /// `admin.token_file` could not be read.
     #[error("admin.token_file: {0}")]
     AdminTokenFile(String),

@@ -4,6 +4,7 @@
 //! directory, as written.
 
 mod admin;
+mod component;
 mod error;
 mod raw;
 mod store;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 pub use admin::AdminConfig;
+pub use component::{ComponentListenerConfig, ComponentSecret};
 pub use error::{ConfigError, InvalidValue, Location};
 pub use store::{StoreBackend, StoreConfig};
 pub use throttle::{IpNet, NetError, ThrottleConfig};
@@ -45,6 +47,9 @@ pub struct Config {
     /// `[admin]`: the admin API's token (absent: `/api` answers 403).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminConfig>,
+    /// `[components."domain"]`: the shared secret of each external component (XEP-0114).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub components: BTreeMap<Domain, ComponentSecret>,
     /// `[modules.NAME]` tables, by name, for the module registry to validate.
     pub modules: BTreeMap<String, toml::Table>,
     /// The file this was read from (or [`EMBEDDED_PATH`]).
@@ -86,6 +91,9 @@ pub struct Listen {
     /// `[[listen.http]]` listeners (WebSocket, BOSH, upload, metrics, admin API).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub http: Vec<HttpListenerConfig>,
+    /// `[[listen.component]]` listeners (XEP-0114 external components).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub component: Vec<ComponentListenerConfig>,
 }
 
 /// One `[[listen.http]]` listener: address, TLS and session settings as for c2s (`tls` is

@@ -27,6 +27,9 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub modules: BTreeMap<Spanned<String>, toml::Table>,
     pub admin: Option<Spanned<super::admin::RawAdmin>>,
+    /// `[components."domain"]`: external components' secrets.
+    #[serde(default)]
+    pub components: BTreeMap<Spanned<String>, super::component::RawComponentSecret>,
 }
 
 /// `[general]`.
@@ -74,6 +77,8 @@ pub(super) struct RawListen {
     pub c2s: Vec<Spanned<RawC2s>>,
     #[serde(default)]
     pub http: Vec<Spanned<RawHttp>>,
+    #[serde(default)]
+    pub component: Vec<Spanned<super::component::RawComponentListener>>,
 }
 
 /// One `[[listen.http]]`: the session settings of `[[listen.c2s]]` (for WebSocket and BOSH

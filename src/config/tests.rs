@@ -435,3 +435,74 @@ fn http_listeners() {
     ));
     assert!(msg.contains("gopher"), "{msg}");
 }
+
+#[test]
+fn component_listeners_and_secrets() {
+    let base = "[general]\nhosts = [\"a\"]\n[[listen.c2s]]\nport = 5222\n";
+    let c = parse(&format!(
+        "{base}[[listen.component]]\n[components.\"Echo.A\"]\npassword = \"pw\"\n"
+    ))
+    .unwrap();
+    let l = &c.listen.component[0];
+    assert_eq!(l.port, 5347);
+    assert_eq!(l.ip_address, IpAddr::V4(Ipv4Addr::LOCALHOST));
+    assert_eq!(l.outbound_queue_bytes, 1 << 20);
+    assert_eq!(l.auth_timeout, Duration::from_secs(30));
+    let d = Domain::parse("echo.a").unwrap();
+    assert_eq!(c.components[&d].password, "pw");
+    // The effective configuration hides the secret, and keeps the listener.
+    let text = c.to_toml();
+    assert!(!text.contains("\"pw\""), "{text}");
+    let back = parse(&text).unwrap();
+    assert_eq!(back.listen, c.listen);
+    assert!(back.components.contains_key(&d));
+
+    let c = parse(&format!(
+        "{base}[[listen.component]]\nport = 6000\nip_address = \"0.0.0.0\"\nmax_stanza_size = 8192\nidle_timeout = 60\n"
+    ))
+    .unwrap();
+    let l = &c.listen.component[0];
+    assert_eq!((l.port, l.max_stanza_size), (6000, 8192));
+    assert_eq!(l.idle_timeout, Duration::from_secs(60));
+    assert!(c.components.is_empty());
+}
+
+#[test]
+fn bad_components_are_rejected() {
+    let base = "[general]\nhosts = [\"a\"]\n[[listen.c2s]]\nport = 5222\n";
+    let (err, at, _) = parse_err(&format!("{base}[components.\"A\"]\npassword = \"pw\"\n"));
+    assert_eq!(at.line, 5);
+    assert_eq!(
+        invalid_kind(err),
+        InvalidValue::ComponentIsHosted("a".into())
+    );
+    let (err, at, _) = parse_err(&format!("{base}[components.\"c.a\"]\npassword = \"\"\n"));
+    assert_eq!(at.line, 6);
+    assert_eq!(
+        invalid_kind(err),
+        InvalidValue::ComponentPassword("c.a".into())
+    );
+    let (err, _, _) = parse_err(&format!("{base}[components.\"a b\"]\npassword = \"x\"\n"));
+    assert!(matches!(
+        invalid_kind(err),
+        InvalidValue::InvalidDomain { .. }
+    ));
+    let (_, _, msg) = parse_err(&format!("{base}[components.\"c.a\"]\n"));
+    assert!(msg.contains("password"), "{msg}");
+    let (err, _, _) = parse_err(&format!("{base}[[listen.component]]\nport = 5222\n"));
+    assert!(matches!(
+        invalid_kind(err),
+        InvalidValue::ComponentPortTaken { port: 5222, .. }
+    ));
+    let (err, _, _) = parse_err(&format!(
+        "{base}[[listen.component]]\n[[listen.component]]\n"
+    ));
+    assert!(matches!(
+        invalid_kind(err),
+        InvalidValue::ComponentPortTaken { port: 5347, .. }
+    ));
+    let (_, _, msg) = parse_err(&format!("{base}[[listen.component]]\nport = 0\n"));
+    assert!(msg.contains("listen.component.port"), "{msg}");
+    let (_, _, msg) = parse_err(&format!("{base}[[listen.component]]\nmax_depth = 0\n"));
+    assert!(msg.contains("listen.component.max_depth"), "{msg}");
+}

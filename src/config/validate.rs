@@ -162,7 +162,9 @@ pub(super) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
     let cx = Ctx { text, path };
     let general = general(&cx, raw.general)?;
     let auth = auth(&cx, raw.auth)?;
-    let listen = listeners(&cx, raw.listen.c2s, raw.listen.http)?;
+    let mut listen = listeners(&cx, raw.listen.c2s, raw.listen.http)?;
+    listen.component = super::component::listeners(&cx, raw.listen.component, &listen)?;
+    let components = super::component::secrets(&cx, raw.components, &general.hosts)?;
     let shards = shards(&cx, raw.shards)?;
     let store = super::store::store(&cx, raw.store)?;
     let admin = super::admin::admin(&cx, raw.admin)?;
@@ -179,6 +181,7 @@ pub(super) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
         shards,
         store,
         admin,
+        components,
         modules,
         source: path.to_owned(),
         module_locations,
@@ -304,7 +307,11 @@ fn listeners(
         handlers.dedup();
         http.push(HttpListenerConfig { session, handlers });
     }
-    Ok(Listen { c2s, http })
+    Ok(Listen {
+        c2s,
+        http,
+        component: Vec::new(),
+    })
 }
 
 /// Two binds on one port collide when the addresses are equal or either is a wildcard.

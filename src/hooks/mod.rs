@@ -254,6 +254,17 @@ pub struct SessionEnd {
     pub held: Vec<Acc>,
 }
 
+/// A stanza routed to a session whose connection is gone while it waits for an XEP-0198 resumption:
+/// the session buffers it unacknowledged (argument of [`Hooks::unacknowledged_message`]).
+#[derive(Debug)]
+pub struct UnackedMessage {
+    /// The session's full JID.
+    pub jid: FullJid,
+    /// The stanza (after `user_receive_*`); handlers may add scratch values, e.g. to mark it
+    /// handled when it comes back to `offline_message` at the session's end.
+    pub acc: Acc,
+}
+
 /// Every hook of the route, by the seed's (MongooseIM's) names. One instance per shard.
 pub struct Hooks {
     /// Step 2: every stanza a client sends.
@@ -298,6 +309,9 @@ pub struct Hooks {
     /// A connection lets go of its session (the connection's shard; MongooseIM runs
     /// `sm_remove_connection` and `unset_presence` for this from the c2s process).
     pub session_end: Hook<SessionEnd>,
+    /// A detached, resumable session buffered a stanza (the connection's shard; MongooseIM's
+    /// `unacknowledged_message`, run by the stream management module).
+    pub unacknowledged_message: Hook<UnackedMessage>,
 }
 
 impl Default for Hooks {
@@ -323,6 +337,7 @@ impl Default for Hooks {
             user_available: Hook::new("user_available"),
             unset_presence: Hook::new("unset_presence"),
             session_end: Hook::new("session_end"),
+            unacknowledged_message: Hook::new("unacknowledged_message"),
         }
     }
 }

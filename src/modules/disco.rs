@@ -142,7 +142,20 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
         shard.iq.register_server(
             host,
             ns::DISCO_ITEMS,
-            Rc::new(move |acc, payload, _| items(acc, payload, &services)),
+            Rc::new(move |acc, payload, ctx| {
+                // Connected external components (XEP-0114) are services of the server too.
+                let components = ctx
+                    .ext
+                    .get::<crate::component::Routes>()
+                    .map(|r| r.connected_domains())
+                    .unwrap_or_default();
+                if components.is_empty() {
+                    return items(acc, payload, &services);
+                }
+                let mut all = services.to_vec();
+                all.extend(components.into_iter().map(|d| (d.clone(), d)));
+                items(acc, payload, &all)
+            }),
         );
         let features: Rc<[String]> = account_features(shard, host).into();
         let identities: Rc<[(String, String)]> = shard

@@ -22,6 +22,7 @@ pub mod ping;
 pub mod presence;
 pub mod private;
 pub mod pubsub;
+pub mod push;
 pub mod register;
 pub mod roster;
 pub mod stream_mgmt;
@@ -61,6 +62,8 @@ pub const KNOWN: &[&str] = &[
     "csi",
     "carbons",
     "stream_management",
+    // After offline (its offline_message handler runs before offline storage's by priority).
+    "push",
     "muc",
     "pubsub",
     "mam",
@@ -204,6 +207,7 @@ pub fn start(config: &Config, shard: &mut Shard) {
             }
             "vcard" => vcard::Options::from_table(table).map(|o| vcard::start(shard, &hosts, &o)),
             pep::NAME => pep::Options::from_table(table).map(|o| pep::start(shard, &hosts, o)),
+            push::NAME => push::Options::from_table(table).map(|o| push::start(shard, &hosts, o)),
             // Options were validated by `c2s_options` before the shards started.
             "csi" => {
                 csi::start(shard, csi::options(Some(table)).unwrap_or_default());
@@ -271,6 +275,7 @@ pub fn check_options(config: &Config) -> Result<(), OptionError> {
             "private" => private::Options::from_table(table).map(drop)?,
             "vcard" => vcard::Options::from_table(table).map(drop)?,
             pep::NAME => pep::Options::from_table(table).map(drop)?,
+            push::NAME => push::Options::from_table(table).map(drop)?,
             avatar::NAME => options::Options::new(avatar::NAME, Some(table)).only(&[])?,
             bookmarks::NAME => options::Options::new(bookmarks::NAME, Some(table)).only(&[])?,
             muc::NAME => muc::MucOptions::from_table(table).map(drop)?,

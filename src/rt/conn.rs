@@ -10,8 +10,8 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
-use glommio::timer::Timer;
 
+use super::pump::{recipients_have_room, too_slow, Alarm, Output, WriteFailed};
 use super::ShardCtx;
 use crate::auth::ScramSecrets;
 use crate::c2s::route::{self as c2s_route, SendOutcome, Session};
@@ -21,16 +21,9 @@ use crate::shard::{ConnId, ConnMsg, Mailbox};
 use crate::web::Link;
 use crate::xmpp::StreamErrorCondition;
 
-/// How long a closing connection waits for a peer that stopped reading before it drops the rest of
-/// its last bytes (the stream error among them).
-const CLOSE_STALL: Duration = Duration::from_secs(5);
-/// How long a closing connection may take to flush its last bytes to a peer that reads, however
-/// slowly (a slow reader still gets its stream error; a trickling one cannot hold the socket forever).
-const CLOSE_FLUSH_MAX: Duration = Duration::from_secs(120);
-
 /// How long a mailbox may stay over its bound (holding its senders back) while its socket still
 /// takes bytes, before the reader counts as too slow.
-const SLOW_GRACE: Duration = Duration::from_secs(2);
+pub(super) const SLOW_GRACE: Duration = Duration::from_secs(2);
 
 /// Stanza bytes re-routed per scheduler turn when a connection hands its queue back.
 const REROUTE_CHUNK: usize = 32 * 1024;
@@ -112,12 +105,8 @@ pub(crate) async fn run_as<S: Io>(
         session: session.clone(),
         bind_pending: None,
         pending: None,
-        wbuf: Vec::new(),
-        written: 0,
-        timer: None,
-        closing_since: None,
-        last_write: Instant::now(),
-        write_blocked: false,
+        out: Output::new(),
+        alarm: Alarm::default(),
         backlog: Default::default(),
         sm: Default::default(),
     };
@@ -152,14 +141,9 @@ pub(super) struct Driver {
     pub(super) session: Rc<std::cell::RefCell<Option<Session>>>,
     bind_pending: Option<FullJid>,
     pub(super) pending: Option<PendingFut>,
-    wbuf: Vec<u8>,
-    written: usize,
-    timer: Option<(Instant, Timer)>,
-    closing_since: Option<Instant>,
-    /// When the socket last took bytes (a closing connection waits while the peer reads).
-    last_write: Instant,
-    /// The socket refused bytes at the last attempt (its send buffer is full).
-    write_blocked: bool,
+    /// Bytes on their way to the socket.
+    out: Output,
+    alarm: Alarm,
     /// Stanzas handed back after the session left, re-routed a chunk per turn (`reroute_some`).
     backlog: std::collections::VecDeque<crate::hooks::Acc>,
     /// XEP-0198 resumption state of this connection (`conn_sm`).
@@ -177,29 +161,22 @@ impl Driver {
     async fn serve<S: Io>(&mut self, mut stream: S) {
         loop {
             self.process();
-            if self.wbuf.is_empty() {
-                self.written = 0;
-                self.link.output(&mut self.c2s, &mut self.wbuf);
+            if self.out.buf.is_empty() {
+                self.link.output(&mut self.c2s, &mut self.out.buf);
                 if crate::hooks::handled::pending() || crate::hooks::on_drop::pending() {
                     // Stanzas just written released their senders' acknowledgements.
                     self.ctx.flush();
                 }
-                if self.wbuf.capacity() > 64 * 1024 && self.wbuf.is_empty() {
+                if self.out.buf.capacity() > 64 * 1024 && self.out.buf.is_empty() {
                     // Give back a burst's buffer: idle connections must stay small.
-                    self.wbuf = Vec::new();
+                    self.out.buf = Vec::new();
                 }
             }
-            if self.c2s.is_closed() {
-                let since = *self.closing_since.get_or_insert_with(Instant::now);
-                if self.wbuf.is_empty()
-                    || since.elapsed() > CLOSE_FLUSH_MAX
-                    || self.last_write.max(since).elapsed() > CLOSE_STALL
-                {
-                    let _ = futures_lite::AsyncWriteExt::close(&mut stream).await;
-                    return;
-                }
+            if self.c2s.is_closed() && self.out.close_due() {
+                let _ = futures_lite::AsyncWriteExt::close(&mut stream).await;
+                return;
             }
-            self.arm_timer();
+            self.alarm.arm(self.c2s.next_timeout(), &self.out);
             let wake = self.wait(&mut stream).await;
             match wake {
                 Wake::Progress => {}
@@ -214,10 +191,7 @@ impl Driver {
                 Wake::Pending(Pending::Unavailable) => self.c2s.auth_unavailable(),
                 Wake::Pending(Pending::Banned(left)) => self.auth_banned(left),
                 Wake::Pending(Pending::PreAuth(iq)) => self.c2s.preauth_reply(&iq),
-                Wake::Timer => {
-                    self.timer = None;
-                    self.c2s.handle_timeout(Instant::now());
-                }
+                Wake::Timer => self.c2s.handle_timeout(Instant::now()),
             }
             if self.backlog.is_empty() {
                 glommio::yield_if_needed().await;
@@ -241,11 +215,7 @@ impl Driver {
                 busy = true;
                 self.on_msg(msg);
             }
-            if self.mailbox.overflowed()
-                && !self.c2s.is_closed()
-                && self.mailbox.settle()
-                && (self.write_blocked || self.mailbox.behind_for(Instant::now()) > SLOW_GRACE)
-            {
+            if !self.c2s.is_closed() && too_slow(&self.mailbox, &self.out, SLOW_GRACE) {
                 // Slow reader: the socket takes nothing (or too little for too long: its senders
                 // wait), the stream is full and the mailbox is still over its bound. Leave first,
                 // so that what is queued here goes elsewhere.
@@ -493,51 +463,15 @@ impl Driver {
         }
     }
 
-    fn arm_timer(&mut self) {
-        let flush_deadline = self
-            .closing_since
-            .map(|t| (t + CLOSE_FLUSH_MAX).min(self.last_write.max(t) + CLOSE_STALL));
-        let want = match (self.c2s.next_timeout(), flush_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        match (want, &self.timer) {
-            (Some(at), Some((cur, _))) if *cur == at => {}
-            (Some(at), _) => {
-                let dur = at.saturating_duration_since(Instant::now());
-                self.timer = Some((at, Timer::new(dur)));
-            }
-            (None, _) => self.timer = None,
-        }
-    }
-
     /// Waits for the next thing to do: room to write, bytes to read, a mailbox message, a store
     /// answer, a timeout. Reading pauses while the client is not draining what we send.
     async fn wait<S: Io>(&mut self, stream: &mut S) -> Wake {
         let read_limit = self.c2s_bound();
         std::future::poll_fn(|cx| {
-            let mut progressed = false;
-            while self.written < self.wbuf.len() {
-                match Pin::new(&mut *stream).poll_write(cx, &self.wbuf[self.written..]) {
-                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Wake::Eof),
-                    Poll::Ready(Ok(n)) => {
-                        self.written += n;
-                        progressed = true;
-                        self.last_write = Instant::now();
-                        self.write_blocked = false;
-                    }
-                    Poll::Pending => {
-                        self.write_blocked = true;
-                        break;
-                    }
-                }
-            }
-            if self.written == self.wbuf.len() && !self.wbuf.is_empty() {
-                self.wbuf.clear();
-                self.written = 0;
-            }
-            if progressed {
-                return Poll::Ready(Wake::Progress);
+            match self.out.poll_write(stream, cx) {
+                Err(WriteFailed) => return Poll::Ready(Wake::Eof),
+                Ok(true) => return Poll::Ready(Wake::Progress),
+                Ok(false) => {}
             }
             if !self.backlog.is_empty() {
                 return Poll::Ready(Wake::Progress);
@@ -546,7 +480,7 @@ impl Driver {
             let room = self.room();
             if self.mailbox.overflowed()
                 && !self.c2s.is_closed()
-                && (self.write_blocked || self.mailbox.behind_for(Instant::now()) > SLOW_GRACE)
+                && (self.out.blocked || self.mailbox.behind_for(Instant::now()) > SLOW_GRACE)
                 && self.mailbox.settle()
             {
                 return Poll::Ready(Wake::Progress);
@@ -560,20 +494,18 @@ impl Driver {
                     return Poll::Ready(Wake::Pending(r));
                 }
             }
-            if let Some((_, t)) = self.timer.as_mut() {
-                if Pin::new(t).poll(cx).is_ready() {
-                    return Poll::Ready(Wake::Timer);
-                }
+            if self.alarm.poll_fired(cx) {
+                return Poll::Ready(Wake::Timer);
             }
             // Our own output waiting (including stanzas still in the mailbox): a client that does
             // not read what it causes (errors, echoes) is not read either.
-            let backlog = self.wbuf.len() + self.c2s.pending_transmit() + self.mailbox.bytes();
+            let backlog = self.out.buf.len() + self.c2s.pending_transmit() + self.mailbox.bytes();
             // Backpressure: while the mesh cannot take more, or a local recipient is behind, the
             // socket is not read.
             if !self.c2s.is_closed()
                 && backlog <= read_limit
                 && self.ctx.mesh.poll_room(cx)
-                && self.recipients_have_room(cx)
+                && recipients_have_room(&self.ctx, &self.mailbox, cx)
             {
                 let mut buf = self.ctx.read_buf.borrow_mut();
                 match Pin::new(&mut *stream).poll_read(cx, &mut buf[..]) {
@@ -590,15 +522,6 @@ impl Driver {
             Poll::Pending
         })
         .await
-    }
-
-    /// False (and woken later) while a mailbox on this shard, other than ours, is over its bound.
-    fn recipients_have_room(&self, cx: &std::task::Context<'_>) -> bool {
-        let pressured = self.ctx.shard.borrow_mut().pressured(Some(&self.mailbox));
-        match pressured {
-            Some(mb) => mb.poll_room(cx).is_ready(),
-            None => true,
-        }
     }
 
     fn c2s_bound(&self) -> usize {

@@ -111,6 +111,8 @@ impl Driver {
                 shard.reroute(acc);
             }
         }
+        // The modules learn what the client may never have seen (push notifications).
+        crate::modules::stream_mgmt::park::announce_unacked(&mut shard, &sess.jid, &mut sm);
         drop(shard);
         tracing::debug!(
             conn = self.conn.0,

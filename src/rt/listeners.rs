@@ -104,3 +104,35 @@ pub fn http_listener(
         handlers: l.handlers.clone(),
     })
 }
+
+/// A component listener ready to accept (XEP-0114).
+pub struct ComponentListener {
+    /// Address to bind (every shard binds it with SO_REUSEPORT).
+    pub addr: std::net::SocketAddr,
+    /// What each component stream gets.
+    pub cfg: Arc<crate::component::ComponentConfig>,
+}
+
+/// Builds a component listener with the secrets of every configured component.
+pub fn component_listener(
+    l: &config::ComponentListenerConfig,
+    components: &std::collections::BTreeMap<config::Domain, config::ComponentSecret>,
+) -> ComponentListener {
+    ComponentListener {
+        addr: std::net::SocketAddr::new(l.ip_address, l.port),
+        cfg: Arc::new(crate::component::ComponentConfig {
+            secrets: components
+                .iter()
+                .map(|(d, s)| (d.to_string(), s.password.clone()))
+                .collect(),
+            limits: Limits {
+                max_stanza_bytes: l.max_stanza_size,
+                max_depth: l.max_depth,
+                max_attrs: l.max_attrs,
+            },
+            outbound_queue_bytes: l.outbound_queue_bytes,
+            auth_timeout: l.auth_timeout,
+            idle_timeout: l.idle_timeout,
+        }),
+    }
+}

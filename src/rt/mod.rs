@@ -5,6 +5,7 @@
 
 mod admin;
 mod bosh;
+mod component;
 mod conn;
 mod conn_auth;
 mod conn_sm;
@@ -15,6 +16,7 @@ mod http_upload;
 mod jobs;
 mod listeners;
 mod mesh;
+mod pump;
 mod shutdown;
 
 pub use cpus::allowed_cpus;
@@ -114,6 +116,7 @@ pub struct ServeOptions {
 struct Listeners {
     c2s: Vec<Arc<listeners::C2sListener>>,
     http: Vec<Arc<listeners::HttpListener>>,
+    component: Vec<Arc<listeners::ComponentListener>>,
 }
 
 /// What every shard shares off the shards: the store pool and the login throttle its jobs use.
@@ -228,7 +231,17 @@ pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Re
         .iter()
         .map(|l| listeners::http_listener(l, &config.general, &modules).map(Arc::new))
         .collect::<Result<_, _>>()?;
-    let listeners = Listeners { c2s, http };
+    let component = config
+        .listen
+        .component
+        .iter()
+        .map(|l| Arc::new(listeners::component_listener(l, &config.components)))
+        .collect();
+    let listeners = Listeners {
+        c2s,
+        http,
+        component,
+    };
     let ends = mesh::build(n, config.shards.ring_capacity.max(2));
     let io_memory = config.shards.io_memory_kib * 1024;
     let mut handles = Vec::new();
@@ -347,6 +360,10 @@ async fn run_shard(
     let first = config.general.hosts.first().map_or("", |h| h.as_str());
     shard.dynamic_hosts = crate::shard::DynamicHosts::new(first);
     crate::modules::start(&config, &mut shard);
+    // Component routes (XEP-0114): every configured domain is known, none connected yet.
+    shard.ext.insert(crate::component::Routes::new(
+        config.components.keys().map(|d| d.to_string()),
+    ));
     match off_shard.store.call(|s| s.list_domains()).await {
         Ok(Ok(domains)) => {
             for d in domains {
@@ -451,6 +468,18 @@ async fn run_shard(
         let ctx2 = ctx.clone();
         accepts.push(accept_loop(id, l.addr, move |stream| {
             glommio::spawn_local(http::run(stream, ctx2.clone(), l.clone())).detach();
+        })?);
+    }
+    for l in &listeners.component {
+        let l = l.clone();
+        let ctx2 = ctx.clone();
+        accepts.push(accept_loop(id, l.addr, move |stream| {
+            let Ok(peer) = stream.peer_addr() else {
+                return;
+            };
+            let _ = stream.set_nodelay(true);
+            let run = component::run(stream, peer, ctx2.clone(), l.cfg.clone());
+            glommio::spawn_local(run).detach();
         })?);
     }
     tracing::debug!(shard = id.0, "shard ready");

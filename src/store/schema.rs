@@ -45,6 +45,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("schema/v5_pubsub_sqlite.sql"),
         pg: include_str!("schema/v5_pubsub_pg.sql"),
     },
+    // Version 6: push registrations (XEP-0357).
+    Migration {
+        sqlite: include_str!("schema/v6_push_sqlite.sql"),
+        pg: include_str!("schema/v6_push_pg.sql"),
+    },
 ];
 
 /// The newest schema version this build writes.

@@ -69,13 +69,15 @@ const PURGE_BY_NAME: [Sql; 7] = [
     sql("DELETE FROM last_available WHERE domain = ?1 AND username = ?2"),
 ];
 /// Deletes a user's rows from the per-user tables keyed by the bare JID in `"user"`.
-const PURGE_BY_JID: [Sql; 5] = [
+const PURGE_BY_JID: [Sql; 6] = [
     sql("DELETE FROM roster_items WHERE \"user\" = ?1"),
     // The user's PEP nodes and items (the service of a PEP node is its owner's bare JID).
     sql("DELETE FROM pubsub_node WHERE service = ?1"),
     sql("DELETE FROM pubsub_item WHERE service = ?1"),
     sql("DELETE FROM roster_groups WHERE \"user\" = ?1"),
     sql("DELETE FROM roster_version WHERE \"user\" = ?1"),
+    // Push registrations (XEP-0357).
+    sql("DELETE FROM push_registration WHERE owner = ?1"),
 ];
 
 impl Store {

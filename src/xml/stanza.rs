@@ -233,6 +233,19 @@ impl Stanza {
         }
     }
 
+    /// The stanza as it reads in a `jabber:client` stream (an external component's stanza on its way
+    /// to clients): an explicit `xmlns` equal to its stream's default namespace is dropped and the
+    /// inherited namespace becomes `jabber:client`.
+    pub fn into_client_ns(mut self) -> Stanza {
+        if self.default_ns != ns::CLIENT {
+            if self.xmlns() == Some(self.default_ns) {
+                self.remove_attr("xmlns");
+            }
+            self.default_ns = ns::CLIENT;
+        }
+        self
+    }
+
     /// Removes an attribute of the top element, in place.
     pub fn remove_attr(&mut self, name: &str) {
         let Some((full, _)) = self.find(name) else {

@@ -16,10 +16,11 @@ pub enum StreamErrorCondition {
     ConnectionTimeout,
     /// The stream's domain is no longer served here (removed at run time).
     HostGone,
-    /// A stanza lacks a `from` or `to` a server-to-server stream requires (RFC 6120 §4.9.3.7).
-    ImproperAddressing,
     /// The `to` of the stream header names a domain not served here.
     HostUnknown,
+    /// A stanza lacks a `from` or `to` a server-to-server or component stream requires (RFC 6120
+    /// §4.9.3.7, XEP-0114).
+    ImproperAddressing,
     /// A `from` that does not match the authenticated identity.
     InvalidFrom,
     /// The stream or content namespace is wrong.

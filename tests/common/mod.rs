@@ -11,6 +11,7 @@ use petrel::xml::{Event, Limits, Scanner, Stanza};
 use petrel::xmpp::ns;
 
 pub mod admin;
+pub mod component;
 pub mod pg;
 pub mod prosody;
 pub mod venv;
@@ -309,6 +310,11 @@ impl Client {
 
     /// A client on a socket the test connected itself (socket options set before connecting).
     pub fn from_stream(sock: TcpStream) -> Client {
+        Client::from_stream_ns(sock, ns::CLIENT)
+    }
+
+    /// [`Client::from_stream`] for a stream whose content namespace is `default_ns` (a component's).
+    pub fn from_stream_ns(sock: TcpStream, default_ns: &'static str) -> Client {
         sock.set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
         sock.set_nodelay(true).unwrap();
@@ -319,7 +325,7 @@ impl Client {
                     max_stanza_bytes: 1 << 20,
                     ..Limits::default()
                 },
-                ns::CLIENT,
+                default_ns,
             ),
             raw: Vec::new(),
             jid: String::new(),

@@ -70,6 +70,14 @@ pub fn start(shard: &mut Shard) {
     );
 }
 
+/// Module event: a session was resumed on a new connection (emitted on the user's home shard once
+/// the session manager points at it); the client is back (push restarts its count).
+#[derive(Debug, Clone)]
+pub struct Resumed {
+    /// The session's full JID.
+    pub jid: FullJid,
+}
+
 /// A message for the home shard of a user (over `ShardMsg::Sm`).
 #[derive(Debug)]
 pub enum SmShardMsg {
@@ -255,7 +263,9 @@ pub fn handle_shard_msg(shard: &mut Shard, msg: SmShardMsg) {
                 .ext
                 .get_or_default::<ResumeTable>()
                 .move_to(&id, old, new);
-            if !crate::sm::move_session(shard, &jid, old, new) {
+            if crate::sm::move_session(shard, &jid, old, new) {
+                crate::hooks::Events::<Resumed>::emit(shard, &Resumed { jid });
+            } else {
                 // Replaced by a fresh bind of the same full JID meanwhile: the resumed stream
                 // loses, as a bound session loses to a newer one.
                 shard.send_to_session(new, ConnMsg::Close(StreamErrorCondition::Conflict));

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use super::{Handover, SmConnMsg, SmShardMsg, Takeover};
 use crate::c2s::route::{self as c2s_route, Session};
 use crate::c2s::{ResumeError, SmState, Unacked};
-use crate::hooks::Acc;
+use crate::hooks::{Acc, HookCtx, UnackedMessage};
 use crate::hooks::{SessionEnd, SessionEndKind};
+use crate::jid::FullJid;
 use crate::shard::{home_shard, ConnMsg, SessionRef, Shard, ShardMsg};
 
 /// How long a connection waits for the answer to its `<resume/>`, or an old session for the home
@@ -155,6 +156,7 @@ fn detached(
             let Some(acc) = c2s_route::user_receive(shard, acc) else {
                 return Park::Detached(Box::new(d));
             };
+            let acc = unacked(shard, &d.sess.jid, acc);
             match d.hold.as_mut() {
                 Some(hold) => hold.push(acc),
                 None => return keep(shard, d, acc),
@@ -194,6 +196,40 @@ fn detached(
         other => done(shard, other),
     }
     Park::Detached(Box::new(d))
+}
+
+/// Runs `unacknowledged_message` for each routed stanza a session that just lost its connection
+/// holds unacknowledged (written to the dead connection, or never written): its client may never
+/// have seen them.
+pub fn announce_unacked(shard: &mut Shard, jid: &FullJid, sm: &mut SmState) {
+    if shard.hooks.unacknowledged_message.is_empty() {
+        return;
+    }
+    for item in sm.unacked_mut() {
+        if !matches!(item, Unacked::Routed(_)) {
+            continue;
+        }
+        // Taken out and put back in place: its position (sequence number) does not change.
+        if let Unacked::Routed(acc) = std::mem::replace(item, Unacked::Local(Vec::new())) {
+            *item = Unacked::Routed(unacked(shard, jid, acc));
+        }
+    }
+    shard.drain_to_route();
+}
+
+/// Runs `unacknowledged_message` for a stanza the detached session `jid` is about to buffer (push
+/// notifications wake the client up).
+fn unacked(shard: &mut Shard, jid: &FullJid, acc: Acc) -> Acc {
+    if shard.hooks.unacknowledged_message.is_empty() {
+        return acc;
+    }
+    let mut ev = UnackedMessage {
+        jid: jid.clone(),
+        acc,
+    };
+    let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
+    shard.hooks.unacknowledged_message.run(&mut ev, &mut ctx);
+    ev.acc
 }
 
 /// Adds a routed stanza to the buffer; a full buffer ends the detached session at once.

@@ -1,0 +1,147 @@
+//! What every connection driver's poll loop shares (c2s in `conn`, components in `component`): the
+//! output written to the socket as it takes it, the end of a closing connection, the timer, and the
+//! backpressure check on local recipients.
+
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncWrite, FutureExt};
+use glommio::timer::Timer;
+
+use super::ShardCtx;
+use crate::shard::Mailbox;
+
+/// How long a closing connection waits for a peer that stopped reading before it drops the rest of
+/// its last bytes (the stream error among them).
+pub(super) const CLOSE_STALL: Duration = Duration::from_secs(5);
+/// How long a closing connection may take to flush its last bytes to a peer that reads, however
+/// slowly (a slow reader still gets its stream error; a trickling one cannot hold the socket forever).
+pub(super) const CLOSE_FLUSH_MAX: Duration = Duration::from_secs(120);
+
+/// Bytes on their way to the socket.
+pub(super) struct Output {
+    /// The bytes; refilled by the driver only once empty.
+    pub(super) buf: Vec<u8>,
+    written: usize,
+    /// When the socket last took bytes (a closing connection waits while the peer reads).
+    last_write: Instant,
+    /// The socket refused bytes at the last attempt (its send buffer is full).
+    pub(super) blocked: bool,
+    /// Since when the stream is closed and its last bytes are being flushed.
+    closing_since: Option<Instant>,
+}
+
+/// The socket failed or was closed while writing.
+pub(super) struct WriteFailed;
+
+impl Output {
+    /// Nothing to write.
+    pub(super) fn new() -> Output {
+        Output {
+            buf: Vec::new(),
+            written: 0,
+            last_write: Instant::now(),
+            blocked: false,
+            closing_since: None,
+        }
+    }
+
+    /// Writes what the socket takes now; true when some bytes went out.
+    pub(super) fn poll_write<S: AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Result<bool, WriteFailed> {
+        let mut progressed = false;
+        while self.written < self.buf.len() {
+            match Pin::new(&mut *stream).poll_write(cx, &self.buf[self.written..]) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Err(WriteFailed),
+                Poll::Ready(Ok(n)) => {
+                    self.written += n;
+                    progressed = true;
+                    self.last_write = Instant::now();
+                    self.blocked = false;
+                }
+                Poll::Pending => {
+                    self.blocked = true;
+                    break;
+                }
+            }
+        }
+        if self.written == self.buf.len() && !self.buf.is_empty() {
+            self.buf.clear();
+            self.written = 0;
+        }
+        Ok(progressed)
+    }
+
+    /// The stream is closed: true when the socket should be closed now (everything written, the
+    /// peer stopped reading for [`CLOSE_STALL`], or [`CLOSE_FLUSH_MAX`] passed).
+    pub(super) fn close_due(&mut self) -> bool {
+        let since = *self.closing_since.get_or_insert_with(Instant::now);
+        self.buf.is_empty()
+            || since.elapsed() > CLOSE_FLUSH_MAX
+            || self.last_write.max(since).elapsed() > CLOSE_STALL
+    }
+
+    /// When a closing connection gives up flushing (none while open).
+    fn flush_deadline(&self) -> Option<Instant> {
+        self.closing_since
+            .map(|t| (t + CLOSE_FLUSH_MAX).min(self.last_write.max(t) + CLOSE_STALL))
+    }
+}
+
+/// The driver's one timer: the stream's next timeout or the close-flush deadline.
+#[derive(Default)]
+pub(super) struct Alarm(Option<(Instant, Timer)>);
+
+impl Alarm {
+    /// Sets the timer to the earlier of `stream` (the protocol core's `next_timeout`) and the
+    /// output's flush deadline; kept as is when unchanged.
+    pub(super) fn arm(&mut self, stream: Option<Instant>, out: &Output) {
+        let want = match (stream, out.flush_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match (want, &self.0) {
+            (Some(at), Some((cur, _))) if *cur == at => {}
+            (Some(at), _) => {
+                let dur = at.saturating_duration_since(Instant::now());
+                self.0 = Some((at, Timer::new(dur)));
+            }
+            (None, _) => self.0 = None,
+        }
+    }
+
+    /// True (and the timer spent) once it fired.
+    pub(super) fn poll_fired(&mut self, cx: &mut Context<'_>) -> bool {
+        let fired = self
+            .0
+            .as_mut()
+            .is_some_and(|(_, t)| Pin::new(t).poll(cx).is_ready());
+        if fired {
+            self.0 = None;
+        }
+        fired
+    }
+}
+
+/// True when the connection's reader is too slow: its mailbox is still over its bound after the
+/// stream took what it has room for ([`Mailbox::settle`]), and the socket takes nothing (or took
+/// too little for longer than `grace`: its senders wait meanwhile).
+pub(super) fn too_slow(mailbox: &Mailbox, out: &Output, grace: Duration) -> bool {
+    mailbox.overflowed()
+        && mailbox.settle()
+        && (out.blocked || mailbox.behind_for(Instant::now()) > grace)
+}
+
+/// False (and woken later) while a mailbox on this shard, other than `own`, is over its bound.
+pub(super) fn recipients_have_room(ctx: &ShardCtx, own: &Rc<Mailbox>, cx: &Context<'_>) -> bool {
+    let pressured = ctx.shard.borrow_mut().pressured(Some(own));
+    match pressured {
+        Some(mb) => mb.poll_room(cx).is_ready(),
+        None => true,
+    }
+}

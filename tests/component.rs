@@ -1,0 +1,240 @@
+//! External components (XEP-0114) on the wire: a raw component connects to `[[listen.component]]`,
+//! users on both shards talk to it, and every way its stream can go wrong is answered with the
+//! XEP's stream error.
+
+mod common;
+
+use common::component::{self, Component};
+use common::{error_condition, free_port, Server};
+
+const DOMAIN: &str = "echo.localhost";
+const IDLE: &str = "idle.localhost";
+
+fn start(shards: usize, users: &[&str]) -> (Server, u16) {
+    let port = free_port();
+    let server = Server::start_with(shards, users, "", &component::config(port, &[DOMAIN, IDLE]));
+    (server, port)
+}
+
+/// Reads the rest of a stream the server closes; asserts it ended with `cond`.
+fn closed_with(client: &mut common::Client, cond: &str) {
+    let all = client.read_to_close();
+    assert!(
+        all.contains(&format!(
+            "<{cond} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+        )),
+        "expected stream error {cond}: {all}"
+    );
+    assert!(all.ends_with("</stream:stream>"), "{all}");
+}
+
+/// Logs `user` in with new resources until one session lives on each of the two shards (the kernel
+/// spreads connections; the admin API tells where each landed).
+fn one_session_per_shard(server: &Server, http: u16, user: &str) -> [common::Client; 2] {
+    let mut by_shard: [Option<common::Client>; 2] = [None, None];
+    for i in 0..64 {
+        let c = server.login(user, &format!("r{i}"), None);
+        let r = common::admin::api(http, "GET", "/api/sessions", None);
+        let sessions = r.json()["sessions"].as_array().cloned().unwrap_or_default();
+        let shard = sessions
+            .iter()
+            .find(|s| s["jid"] == c.jid.as_str())
+            .and_then(|s| s["shard"].as_u64())
+            .unwrap_or_else(|| panic!("{} not listed: {}", c.jid, r.body));
+        let slot = &mut by_shard[usize::try_from(shard).unwrap()];
+        if slot.is_none() {
+            *slot = Some(c);
+        }
+        if let [Some(_), Some(_)] = &by_shard {
+            return by_shard.map(|c| c.unwrap());
+        }
+    }
+    panic!("64 connections all landed on one shard");
+}
+
+#[test]
+fn users_on_both_shards_talk_to_a_component() {
+    let port = free_port();
+    let (server, http) = common::admin::start(
+        2,
+        &["alice"],
+        true,
+        &component::config(port, &[DOMAIN, IDLE]),
+    );
+    let mut comp = Component::connect(port, DOMAIN);
+    let [mut alice, mut bob] = one_session_per_shard(&server, http, "alice");
+    for (user, c) in [("shard0", &mut alice), ("shard1", &mut bob)] {
+        c.chat(&format!("bot@{DOMAIN}"), &format!("hello from {user}"));
+        let m = comp.next();
+        assert_eq!(m.to().as_deref(), Some(&*format!("bot@{DOMAIN}")));
+        assert_eq!(m.from().as_deref(), Some(&*c.jid));
+        assert_eq!(
+            component::body(&m).as_deref(),
+            Some(&*format!("hello from {user}"))
+        );
+        comp.reply(&m, &format!("hi {user}"));
+        let answer = c.expect("the component's answer", |s| s.name() == "message");
+        assert_eq!(answer.from().as_deref(), Some(&*format!("bot@{DOMAIN}")));
+        assert_eq!(
+            common::body(&answer).as_deref(),
+            Some(&*format!("hi {user}"))
+        );
+    }
+    // The route is in alice's shard's table (her message reached the component): the server's
+    // disco#items lists the component.
+    alice.send("<iq type='get' to='localhost' id='d1'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>");
+    let items = alice.expect("disco#items", |s| s.id().as_deref() == Some("d1"));
+    let text = String::from_utf8_lossy(items.bytes()).into_owned();
+    assert!(text.contains(&format!("jid='{DOMAIN}'")), "{text}");
+    assert!(!text.contains(IDLE), "{text}");
+}
+
+#[test]
+fn wrong_secret_is_not_authorized() {
+    let (_server, port) = start(1, &[]);
+    let (mut client, header) = component::open(port, DOMAIN);
+    let id = component::stream_id(&header);
+    component::send_handshake(&mut client, &id, "not-the-secret");
+    closed_with(&mut client, "not-authorized");
+    // The domain was not taken: the right secret still connects.
+    Component::connect(port, DOMAIN);
+}
+
+#[test]
+fn unknown_domain_is_host_unknown() {
+    let (_server, port) = start(1, &[]);
+    let (mut client, _) = component::open(port, "nobody.localhost");
+    closed_with(&mut client, "host-unknown");
+}
+
+#[test]
+fn spoofed_from_is_invalid_from() {
+    let (server, port) = start(1, &["alice"]);
+    let mut comp = Component::connect(port, DOMAIN);
+    let mut alice = server.login("alice", "a", None);
+    comp.send(
+        "<message from='admin@localhost' to='alice@localhost/a'><body>spoof</body></message>",
+    );
+    closed_with(&mut comp.client, "invalid-from");
+    // Nothing reached alice: her next stanza is the answer to her own ping.
+    alice.sync();
+}
+
+#[test]
+fn second_connection_for_a_domain_is_a_conflict() {
+    let (server, port) = start(2, &["alice"]);
+    let mut first = Component::connect(port, DOMAIN);
+    // Several tries: the kernel spreads connections over both shards, and every one is refused.
+    for _ in 0..4 {
+        let (mut client, header) = component::open(port, DOMAIN);
+        let id = component::stream_id(&header);
+        component::send_handshake(&mut client, &id, component::SECRET);
+        closed_with(&mut client, "conflict");
+    }
+    // The first one still holds the route.
+    let mut alice = server.login("alice", "a", None);
+    alice.chat(DOMAIN, "still there?");
+    assert_eq!(
+        component::body(&first.next()).as_deref(),
+        Some("still there?")
+    );
+}
+
+#[test]
+fn disconnected_component_is_service_unavailable() {
+    let (server, port) = start(2, &["alice"]);
+    let mut alice = server.login("alice", "a", None);
+    alice.send(&format!(
+        "<message to='x@{IDLE}' id='m1' type='chat'><body>anyone?</body></message>"
+    ));
+    let err = alice.expect("an error", |s| s.id().as_deref() == Some("m1"));
+    assert_eq!(err.type_().as_deref(), Some("error"));
+    assert_eq!(
+        error_condition(&err).as_deref(),
+        Some("service-unavailable")
+    );
+
+    // Once a component connected and left, its route is gone again on every shard.
+    let comp = Component::connect(port, IDLE);
+    drop(comp);
+    let mut again = server.login("alice", "b", None);
+    again.send(&format!(
+        "<message to='{IDLE}' id='m2' type='chat'><body>gone?</body></message>"
+    ));
+    let err = again.expect("an error", |s| s.id().as_deref() == Some("m2"));
+    assert_eq!(
+        error_condition(&err).as_deref(),
+        Some("service-unavailable")
+    );
+}
+
+#[test]
+fn stanza_without_to_is_improper_addressing() {
+    let (_server, port) = start(1, &[]);
+    let mut comp = Component::connect(port, DOMAIN);
+    comp.send(&format!(
+        "<message from='{DOMAIN}'><body>to whom?</body></message>"
+    ));
+    closed_with(&mut comp.client, "improper-addressing");
+}
+
+/// A component that does not read what it is sent: once its socket takes nothing and its mailbox
+/// stays over its bound, it is cut off with `policy-violation` (the stated policy), and its route is
+/// released (a new connection gets it).
+#[test]
+fn slow_component_is_cut_off() {
+    use std::io::{Read, Write};
+    let port = free_port();
+    let server = Server::start_with(
+        1,
+        &["alice"],
+        "",
+        &component::config_with(port, &[DOMAIN], "outbound_queue_bytes = 4096"),
+    );
+    let mut comp = Component::connect(port, DOMAIN);
+    let alice = server.login("alice", "a", None);
+    // The sender writes from its own thread while the component reads nothing, and reads (and
+    // drops) what she gets from another: the errors for what the component never took.
+    let mut sock = alice.sock.try_clone().unwrap();
+    let mut inbox = alice.sock.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        while inbox.read(&mut buf).is_ok_and(|n| n > 0) {}
+    });
+    let body = "x".repeat(60_000);
+    let (done, sent) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for i in 0..400 {
+            let m = format!("<message to='bot@{DOMAIN}' id='s{i}'><body>{body}</body></message>");
+            if sock.write_all(m.as_bytes()).is_err() {
+                break;
+            }
+        }
+        let _ = done.send(());
+    });
+    // Until the component is cut off, its full mailbox holds alice back (her socket is not read).
+    sent.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the sender is not held back forever: the slow component was cut off");
+    // Now read what the component was sent, to its end (only the tail is kept).
+    let mut tail: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match comp.client.sock.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                tail.extend_from_slice(&buf[..n]);
+                let cut = tail.len().saturating_sub(512);
+                tail.drain(..cut);
+            }
+            Err(e) => panic!("component socket: {e}"),
+        }
+    }
+    let tail = String::from_utf8_lossy(&tail).into_owned();
+    assert!(
+        tail.ends_with("<policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><text xmlns='urn:ietf:params:xml:ns:xmpp-streams' xml:lang='en'>slow reader</text></stream:error></stream:stream>"),
+        "{tail}"
+    );
+    // The route was released: the domain can be claimed again.
+    Component::connect(port, DOMAIN);
+    drop(alice);
+}
