@@ -24,6 +24,7 @@ pub mod cli;
 pub mod component;
 pub mod config;
 pub mod explain;
+pub mod federation;
 pub mod hooks;
 pub mod jid;
 pub mod local;

@@ -50,7 +50,7 @@ ip_address = "127.0.0.1"
 
 [s2s]
 nameservers = ["127.0.0.1:{dns}"]
-connect_timeout = "10s"
+connect_timeout = 10
 {tls}
 
 [modules.ping]

@@ -157,6 +157,14 @@ pub enum InvalidValue {
     /// `admin.token_file` could not be read.
     #[error("admin.token_file: {0}")]
     AdminTokenFile(String),
+    /// A dialback secret that is too short or has whitespace.
+    #[error(
+        "s2s.secret: at least {0} characters without whitespace (e.g. `openssl rand -hex 32`)"
+    )]
+    S2sSecret(usize),
+    /// `[s2s.address."DOMAIN"]` without exactly one of `host` and `ip_address`.
+    #[error("s2s.address: give host = \"NAME\" or ip_address = \"IP\", exactly one")]
+    S2sAddressHost,
 }
 
 /// Why the configuration could not be loaded.

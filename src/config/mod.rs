@@ -7,6 +7,7 @@ mod admin;
 mod component;
 mod error;
 mod raw;
+mod s2s;
 mod store;
 mod throttle;
 mod types;
@@ -22,6 +23,7 @@ use serde::{Serialize, Serializer};
 pub use admin::AdminConfig;
 pub use component::{ComponentListenerConfig, ComponentSecret};
 pub use error::{ConfigError, InvalidValue, Location};
+pub use s2s::{S2sListenerConfig, S2sOptions, S2sTls, StaticAddress, S2S_PORT};
 pub use store::{StoreBackend, StoreConfig};
 pub use throttle::{IpNet, NetError, ThrottleConfig};
 pub use types::{Domain, DomainError, HttpHandler, LogLevel, RoutingModule, TlsMode};
@@ -44,6 +46,8 @@ pub struct Config {
     pub shards: ShardsConfig,
     /// `[store]`.
     pub store: StoreConfig,
+    /// `[s2s]`: federation with other servers.
+    pub s2s: S2sOptions,
     /// `[admin]`: the admin API's token (absent: `/api` answers 403).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminConfig>,
@@ -91,6 +95,9 @@ pub struct Listen {
     /// `[[listen.http]]` listeners (WebSocket, BOSH, upload, metrics, admin API).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub http: Vec<HttpListenerConfig>,
+    /// `[[listen.s2s]]` listeners (other servers connecting here).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub s2s: Vec<S2sListenerConfig>,
     /// `[[listen.component]]` listeners (XEP-0114 external components).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub component: Vec<ComponentListenerConfig>,

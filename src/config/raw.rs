@@ -27,6 +27,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub modules: BTreeMap<Spanned<String>, toml::Table>,
     pub admin: Option<Spanned<super::admin::RawAdmin>>,
+    #[serde(default)]
+    pub s2s: super::s2s::RawS2s,
     /// `[components."domain"]`: external components' secrets.
     #[serde(default)]
     pub components: BTreeMap<Spanned<String>, super::component::RawComponentSecret>,
@@ -77,6 +79,8 @@ pub(super) struct RawListen {
     pub c2s: Vec<Spanned<RawC2s>>,
     #[serde(default)]
     pub http: Vec<Spanned<RawHttp>>,
+    #[serde(default)]
+    pub s2s: Vec<Spanned<super::s2s::RawS2sListen>>,
     #[serde(default)]
     pub component: Vec<Spanned<super::component::RawComponentListener>>,
 }

@@ -437,6 +437,112 @@ fn http_listeners() {
 }
 
 #[test]
+fn s2s_defaults_and_listener() {
+    let c = parse(MINIMAL).unwrap();
+    assert!(c.listen.s2s.is_empty());
+    assert_eq!(c.s2s, S2sOptions::default());
+    assert!(c.s2s.dialback && c.s2s.sasl_external);
+    assert_eq!((c.s2s.max_queue, c.s2s.max_queue_bytes), (1000, 1 << 20));
+    assert_eq!(c.s2s.connect_timeout, Duration::from_secs(15));
+    assert_eq!(c.s2s.idle_timeout, Duration::from_secs(600));
+    let c = parse(&format!("{MINIMAL}[[listen.s2s]]\n")).unwrap();
+    let l = &c.listen.s2s[0];
+    assert_eq!((l.port, l.tls), (5269, S2sTls::StarttlsRequired));
+    assert_eq!(l.ip_address, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    assert_eq!(l.max_stanza_size, 262_144);
+}
+
+#[test]
+fn s2s_full_table_is_read_and_round_trips() {
+    let c = parse(&format!(
+        "{MINIMAL}[[listen.s2s]]\nport = 5270\nip_address = \"127.0.0.1\"\ntls = \"tls\"\nidle_timeout = 30\n\
+         [s2s]\ndialback = false\ncafile = \"ca.pem\"\ncertfile = \"c.pem\"\nkeyfile = \"k.pem\"\n\
+         max_queue = 10\nmax_queue_bytes = 8192\nconnect_timeout = 2\nidle_timeout = 60\n\
+         nameservers = [\"127.0.0.1:5353\"]\n\
+         [s2s.address.\"Other.Test\"]\nhost = \"127.0.0.1\"\nport = 6269\n\
+         [s2s.address.\"third.test\"]\nip_address = \"::1\"\ntls = \"tls\"\n"
+    ))
+    .unwrap();
+    let l = &c.listen.s2s[0];
+    assert_eq!((l.port, l.tls), (5270, S2sTls::Tls));
+    assert_eq!(l.idle_timeout, Duration::from_secs(30));
+    let s = &c.s2s;
+    assert!(!s.dialback && s.sasl_external);
+    assert_eq!(s.cafile.as_deref(), Some(Path::new("ca.pem")));
+    assert_eq!((s.max_queue, s.max_queue_bytes), (10, 8192));
+    assert_eq!(s.connect_timeout, Duration::from_secs(2));
+    assert_eq!(s.nameservers, vec!["127.0.0.1:5353".parse().unwrap()]);
+    // Domains are normalized like hosts.
+    let other = &s.address["other.test"];
+    assert_eq!(
+        (other.host.as_str(), other.port, other.tls),
+        ("127.0.0.1", 6269, S2sTls::StarttlsRequired)
+    );
+    assert_eq!(s.address["third.test"].host, "::1");
+    assert_eq!(s.address["third.test"].port, 5269);
+    let back = parse(&c.to_toml()).unwrap();
+    assert_eq!(back.listen, c.listen);
+    assert_eq!(back.s2s, c.s2s);
+}
+
+#[test]
+fn s2s_secret_is_checked_and_never_printed() {
+    let c = parse(&format!(
+        "{MINIMAL}[s2s]\nsecret = \"0123456789abcdef-xyz\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.s2s.secret.as_deref(), Some("0123456789abcdef-xyz"));
+    let text = c.to_toml();
+    assert!(!text.contains("0123456789abcdef"), "{text}");
+    // The printed mask is not a valid secret.
+    let (err, _, _) = parse_err(&text);
+    assert_eq!(invalid_kind(err), InvalidValue::S2sSecret(16));
+    let (err, at, _) = parse_err(&format!("{MINIMAL}[s2s]\nsecret = \"short\"\n"));
+    assert_eq!(invalid_kind(err), InvalidValue::S2sSecret(16));
+    assert_eq!(at.line, 6);
+}
+
+#[test]
+fn s2s_bad_values_are_located() {
+    let (err, at, _) = parse_err(&format!("{MINIMAL}[s2s]\nmax_queue = 0\n"));
+    assert!(matches!(
+        invalid_kind(err),
+        InvalidValue::TooSmall {
+            field: "s2s.max_queue",
+            ..
+        }
+    ));
+    assert_eq!(at.line, 6);
+    let (err, _, _) = parse_err(&format!("{MINIMAL}[s2s]\nconnect_timeout = 601\n"));
+    assert!(matches!(
+        invalid_kind(err),
+        InvalidValue::TooLarge {
+            field: "s2s.connect_timeout",
+            ..
+        }
+    ));
+    let (err, _, _) = parse_err(&format!("{MINIMAL}[s2s]\ncertfile = \"c.pem\"\n"));
+    assert_eq!(
+        invalid_kind(err),
+        InvalidValue::CertKeyPair { given: "certfile" }
+    );
+    let (err, _, _) = parse_err(&format!("{MINIMAL}[s2s.address.\"a_b\"]\nhost = \"x\"\n"));
+    assert!(matches!(
+        invalid_kind(err),
+        InvalidValue::InvalidDomain { .. }
+    ));
+    let (err, _, _) = parse_err(&format!("{MINIMAL}[s2s.address.\"a.b\"]\nport = 1\n"));
+    assert_eq!(invalid_kind(err), InvalidValue::S2sAddressHost);
+    let (_, _, msg) = parse_err(&format!("{MINIMAL}[[listen.s2s]]\ntls = \"none\"\n"));
+    assert!(msg.contains("none"), "{msg}");
+    let (err, _, _) = parse_err(&format!("{MINIMAL}[[listen.s2s]]\nport = 5222\n"));
+    assert!(matches!(
+        invalid_kind(err),
+        InvalidValue::DuplicateListener { port: 5222, .. }
+    ));
+}
+
+#[test]
 fn component_listeners_and_secrets() {
     let base = "[general]\nhosts = [\"a\"]\n[[listen.c2s]]\nport = 5222\n";
     let c = parse(&format!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::error::{ConfigError, InvalidValue, Location};
-use super::raw::{RawAuth, RawC2s, RawConfig, RawGeneral, RawHttp, RawShards};
+use super::raw::{RawAuth, RawC2s, RawConfig, RawGeneral, RawListen, RawShards};
 use super::types::{Domain, HttpHandler, LogLevel, RoutingModule, TlsMode};
 use super::{
     AuthConfig, C2sListenerConfig, Config, General, HttpListenerConfig, Listen, ShardsConfig,
@@ -150,7 +150,11 @@ impl Ctx<'_> {
     }
 
     /// Like `num`, for settings held as `usize` (bounds are all below `u32::MAX`).
-    fn size(&self, b: &Bounds, value: Option<Spanned<usize>>) -> Result<usize, ConfigError> {
+    pub(super) fn size(
+        &self,
+        b: &Bounds,
+        value: Option<Spanned<usize>>,
+    ) -> Result<usize, ConfigError> {
         // Bounded by b.max, which fits in usize on every supported target.
         self.num(b, value)
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
@@ -162,9 +166,12 @@ pub(super) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
     let cx = Ctx { text, path };
     let general = general(&cx, raw.general)?;
     let auth = auth(&cx, raw.auth)?;
-    let mut listen = listeners(&cx, raw.listen.c2s, raw.listen.http)?;
-    listen.component = super::component::listeners(&cx, raw.listen.component, &listen)?;
+    let mut raw_listen = raw.listen;
+    let raw_component = std::mem::take(&mut raw_listen.component);
+    let mut listen = listeners(&cx, raw_listen)?;
+    listen.component = super::component::listeners(&cx, raw_component, &listen)?;
     let components = super::component::secrets(&cx, raw.components, &general.hosts)?;
+    let s2s = super::s2s::options(&cx, raw.s2s)?;
     let shards = shards(&cx, raw.shards)?;
     let store = super::store::store(&cx, raw.store)?;
     let admin = super::admin::admin(&cx, raw.admin)?;
@@ -180,6 +187,7 @@ pub(super) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
         listen,
         shards,
         store,
+        s2s,
         admin,
         components,
         modules,
@@ -253,33 +261,37 @@ fn auth(cx: &Ctx<'_>, raw: RawAuth) -> Result<AuthConfig, ConfigError> {
     })
 }
 
-fn listeners(
-    cx: &Ctx<'_>,
-    raw: Vec<Spanned<RawC2s>>,
-    raw_http: Vec<Spanned<RawHttp>>,
-) -> Result<Listen, ConfigError> {
+fn listeners(cx: &Ctx<'_>, raw: RawListen) -> Result<Listen, ConfigError> {
+    let RawListen {
+        c2s: raw,
+        http: raw_http,
+        s2s: raw_s2s,
+        // Checked by `component::listeners`, against these.
+        component: _,
+    } = raw;
     if raw.is_empty() {
         return Err(cx.err_at(Location::START, InvalidValue::NoListeners));
     }
     // (ip, port, location of the port) of listeners seen so far, of both kinds.
     let mut bound: Vec<(IpAddr, u16, Location)> = Vec::new();
-    let mut claim = |l: &C2sListenerConfig, here: Location| {
+    let mut claim_addr = |ip: IpAddr, port: u16, here: Location| {
         if let Some(&(_, _, other)) = bound
             .iter()
-            .find(|(ip, port, _)| *port == l.port && addrs_overlap(*ip, l.ip_address))
+            .find(|(i, p, _)| *p == port && addrs_overlap(*i, ip))
         {
             return Err(cx.err_at(
                 here,
                 InvalidValue::DuplicateListener {
-                    ip: l.ip_address,
-                    port: l.port,
+                    ip,
+                    port,
                     other_line: other.line,
                 },
             ));
         }
-        bound.push((l.ip_address, l.port, here));
+        bound.push((ip, port, here));
         Ok(())
     };
+    let mut claim = |l: &C2sListenerConfig, here: Location| claim_addr(l.ip_address, l.port, here);
     let mut c2s = Vec::with_capacity(raw.len());
     for entry in raw {
         let entry = entry.into_inner();
@@ -307,9 +319,17 @@ fn listeners(
         handlers.dedup();
         http.push(HttpListenerConfig { session, handlers });
     }
+    let mut s2s = Vec::with_capacity(raw_s2s.len());
+    for entry in raw_s2s {
+        let here = cx.at(&entry.span());
+        let listener = super::s2s::listener(cx, entry.into_inner())?;
+        claim_addr(listener.ip_address, listener.port, here)?;
+        s2s.push(listener);
+    }
     Ok(Listen {
         c2s,
         http,
+        s2s,
         component: Vec::new(),
     })
 }
@@ -330,18 +350,7 @@ fn listener(cx: &Ctx<'_>, raw: &RawC2s) -> Result<C2sListenerConfig, ConfigError
             },
         ));
     }
-    match (&raw.certfile, &raw.keyfile) {
-        (Some(cert), None) => {
-            return Err(cx.err(
-                &cert.span(),
-                InvalidValue::CertKeyPair { given: "certfile" },
-            ))
-        }
-        (None, Some(key)) => {
-            return Err(cx.err(&key.span(), InvalidValue::CertKeyPair { given: "keyfile" }))
-        }
-        _ => {}
-    }
+    cert_key_pair(cx, &raw.certfile, &raw.keyfile)?;
     Ok(C2sListenerConfig {
         port: *raw.port.get_ref(),
         ip_address: raw
@@ -359,6 +368,24 @@ fn listener(cx: &Ctx<'_>, raw: &RawC2s) -> Result<C2sListenerConfig, ConfigError
         auth_timeout: Duration::from_secs(cx.num(&AUTH_TIMEOUT, raw.auth_timeout.clone())?),
         idle_timeout: Duration::from_secs(cx.num(&IDLE_TIMEOUT, raw.idle_timeout.clone())?),
     })
+}
+
+/// `certfile` and `keyfile` come together or not at all.
+pub(super) fn cert_key_pair(
+    cx: &Ctx<'_>,
+    certfile: &Option<Spanned<PathBuf>>,
+    keyfile: &Option<Spanned<PathBuf>>,
+) -> Result<(), ConfigError> {
+    match (certfile, keyfile) {
+        (Some(cert), None) => Err(cx.err(
+            &cert.span(),
+            InvalidValue::CertKeyPair { given: "certfile" },
+        )),
+        (None, Some(key)) => {
+            Err(cx.err(&key.span(), InvalidValue::CertKeyPair { given: "keyfile" }))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn shards(cx: &Ctx<'_>, raw: RawShards) -> Result<ShardsConfig, ConfigError> {

@@ -235,7 +235,7 @@ impl Driver {
                 self.comp.close(Some(cond), Some(text));
             }
             // Client-session messages (stream management, acknowledgements): not for a component.
-            ConnMsg::Sm(_) | ConnMsg::Handled(_) => {}
+            ConnMsg::Sm(_) | ConnMsg::Handled(_) | ConnMsg::DialbackVerified { .. } => {}
         }
     }
 

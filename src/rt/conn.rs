@@ -393,6 +393,8 @@ impl Driver {
                     Err(e) => self.c2s.bind_result(Err(e)),
                 }
             }
+            // Only incoming s2s connections ask for verifications.
+            ConnMsg::DialbackVerified { .. } => {}
             ConnMsg::Close(cond) => {
                 if cond == StreamErrorCondition::Conflict {
                     // Replaced: the home shard already bound our JID to the new session.

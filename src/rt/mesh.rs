@@ -73,12 +73,14 @@ pub const HARD_FACTOR: usize = 8;
 /// fall back on, so it is dropped only past that ceiling).
 fn stanza_weight(msg: &ShardMsg) -> usize {
     match msg {
-        ShardMsg::SmRoute(acc) | ShardMsg::Conn(_, ConnMsg::Deliver(acc))
+        ShardMsg::SmRoute(acc)
+        | ShardMsg::Remote(acc)
+        | ShardMsg::Conn(_, ConnMsg::Deliver(acc))
             if acc.stanza_type() == "error" =>
         {
             4
         }
-        ShardMsg::SmRoute(_) => 1,
+        ShardMsg::SmRoute(_) | ShardMsg::Remote(_) => 1,
         _ => 2,
     }
 }

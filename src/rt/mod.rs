@@ -17,12 +17,18 @@ mod jobs;
 mod listeners;
 mod mesh;
 mod pump;
+mod s2s;
+mod s2s_dns;
+mod s2s_in;
+mod s2s_io;
+mod s2s_out;
 mod shutdown;
 
 pub use cpus::allowed_cpus;
 #[allow(unused_imports)] // The admin API (merged separately) calls it.
 pub(crate) use explain::explain;
 pub use explain::EXPLAIN_TIMEOUT;
+pub use s2s::S2sSetupError;
 pub use shutdown::ShutdownFlag;
 
 use ahash::HashSet;
@@ -97,6 +103,9 @@ pub enum RtError {
     /// A module's options are wrong.
     #[error("{0}")]
     ModuleCheck(#[from] crate::modules::ModuleError),
+    /// Federation could not be set up (certificate, trust anchors, resolver).
+    #[error("{0}")]
+    S2s(#[from] S2sSetupError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -117,6 +126,9 @@ struct Listeners {
     c2s: Vec<Arc<listeners::C2sListener>>,
     http: Vec<Arc<listeners::HttpListener>>,
     component: Vec<Arc<listeners::ComponentListener>>,
+    s2s: Vec<Arc<s2s::S2sListener>>,
+    /// What every shard's outgoing s2s streams share.
+    s2s_shared: Arc<s2s::S2sShared>,
 }
 
 /// What every shard shares off the shards: the store pool and the login throttle its jobs use.
@@ -237,9 +249,12 @@ pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Re
         .iter()
         .map(|l| Arc::new(listeners::component_listener(l, &config.components)))
         .collect();
+    let (s2s_shared, s2s) = s2s::setup(&config)?;
     let listeners = Listeners {
         c2s,
         http,
+        s2s: s2s.into_iter().map(Arc::new).collect(),
+        s2s_shared,
         component,
     };
     let ends = mesh::build(n, config.shards.ring_capacity.max(2));
@@ -323,6 +338,14 @@ fn accept_loop(
     }))
 }
 
+/// The peer of an accepted XMPP stream (none: it is already gone), with Nagle off (stanzas are
+/// small and latency matters).
+fn stream_peer(stream: &glommio::net::TcpStream) -> Option<SocketAddr> {
+    let peer = stream.peer_addr().ok()?;
+    let _ = stream.set_nodelay(true);
+    Some(peer)
+}
+
 fn strip<T>(e: glommio::GlommioError<T>) -> glommio::GlommioError<()> {
     match e {
         glommio::GlommioError::IoError(io) => glommio::GlommioError::IoError(io),
@@ -385,7 +408,7 @@ async fn run_shard(
         jobs: jobs::JobQueue::default(),
         admin: admin::AdminState::new(&config),
     });
-    let mut tasks = Vec::new();
+    let mut tasks = vec![s2s::S2sRt::install(listeners.s2s_shared.clone(), &ctx)];
     if id.index() == 0 {
         // Modules' periodic store work (archive retention): queued from one shard only.
         for p in crate::modules::periodic(&config) {
@@ -455,10 +478,9 @@ async fn run_shard(
         let l = l.clone();
         let ctx2 = ctx.clone();
         accepts.push(accept_loop(id, l.addr, move |stream| {
-            let Ok(peer) = stream.peer_addr() else {
+            let Some(peer) = stream_peer(&stream) else {
                 return;
             };
-            let _ = stream.set_nodelay(true);
             let run = conn::run(stream, peer, Link::Raw, ctx2.clone(), l.c2s.clone());
             glommio::spawn_local(run).detach();
         })?);
@@ -470,14 +492,24 @@ async fn run_shard(
             glommio::spawn_local(http::run(stream, ctx2.clone(), l.clone())).detach();
         })?);
     }
+    for l in &listeners.s2s {
+        // Our services (conference.*, pubsub.*) are s2s domains too, known once modules started.
+        let cfg = s2s::with_services(&l.cfg, &ctx.shard.borrow());
+        let ctx2 = ctx.clone();
+        accepts.push(accept_loop(id, l.addr, move |stream| {
+            let Some(peer) = stream_peer(&stream) else {
+                return;
+            };
+            glommio::spawn_local(s2s_in::run(stream, peer, ctx2.clone(), cfg.clone())).detach();
+        })?);
+    }
     for l in &listeners.component {
         let l = l.clone();
         let ctx2 = ctx.clone();
         accepts.push(accept_loop(id, l.addr, move |stream| {
-            let Ok(peer) = stream.peer_addr() else {
+            let Some(peer) = stream_peer(&stream) else {
                 return;
             };
-            let _ = stream.set_nodelay(true);
             let run = component::run(stream, peer, ctx2.clone(), l.cfg.clone());
             glommio::spawn_local(run).detach();
         })?);
@@ -491,6 +523,10 @@ async fn run_shard(
     ctx.shard
         .borrow_mut()
         .close_all(crate::xmpp::StreamErrorCondition::SystemShutdown);
+    let s2s = ctx.shard.borrow().ext.get::<s2s::S2sExt>().cloned();
+    if let Some(s2s::S2sExt(rt)) = s2s {
+        rt.close_all();
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while ctx.shard.borrow().conn_count() > 0 && std::time::Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(20)).await;

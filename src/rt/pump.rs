@@ -1,6 +1,6 @@
-//! What every connection driver's poll loop shares (c2s in `conn`, components in `component`): the
-//! output written to the socket as it takes it, the end of a closing connection, the timer, and the
-//! backpressure check on local recipients.
+//! What every connection driver's poll loop shares (c2s in `conn`, components in `component`, s2s in
+//! `s2s_io`): the output written to the socket as it takes it, the end of a closing connection, the
+//! timer, and the backpressure check on local recipients.
 
 use std::pin::Pin;
 use std::rc::Rc;

@@ -33,6 +33,9 @@ use crate::sm::SessionManager;
 /// forgotten: their acknowledgements are given up after `ACK_GIVE_UP` by the new connection).
 const MAX_MOVED: usize = 16_384;
 
+/// Takes stanzas for remote domains on their home shard (see [`Shard::set_remote_handler`]).
+pub type RemoteHandler = Rc<dyn Fn(&mut Shard, Acc)>;
+
 /// Module work run once per scheduler turn (see [`Shard::add_flusher`]).
 pub type Flusher = Rc<dyn Fn(&mut Shard)>;
 
@@ -93,6 +96,8 @@ pub struct Shard {
     pub ext: Extensions,
     /// Module work run each time the runtime collects store jobs (see [`Shard::add_flusher`]).
     flushers: Vec<Flusher>,
+    /// Where stanzas for remote domains go (the federation runtime); none: they bounce.
+    remote: Option<RemoteHandler>,
     /// Counters.
     pub stats: ShardStats,
     /// Prometheus handles (atomics taken once; the runtime swaps in the server registry's).
@@ -131,6 +136,7 @@ impl Shard {
             fx: Effects::default(),
             ext: Extensions::default(),
             flushers: Vec::new(),
+            remote: None,
             stats: ShardStats::default(),
             metrics: crate::metrics::ShardMetrics::detached(id),
         };
@@ -182,6 +188,24 @@ impl Shard {
     /// that did work): a module batching writes (the archive) queues its batch there.
     pub fn add_flusher(&mut self, f: Flusher) {
         self.flushers.push(f);
+    }
+
+    /// Sets what takes stanzas for remote domains arriving on this shard, their home shard (the
+    /// federation runtime's outgoing streams).
+    pub fn set_remote_handler(&mut self, handler: RemoteHandler) {
+        self.remote = Some(handler);
+    }
+
+    /// A stanza for a remote domain on that domain's home shard: to the remote handler, or
+    /// `remote-server-not-found` when federation is not running.
+    pub fn route_remote(&mut self, acc: Acc) {
+        match self.remote.clone() {
+            Some(handler) => handler(self, acc),
+            None => self.bounce(
+                &acc,
+                crate::xmpp::StanzaErrorCondition::RemoteServerNotFound,
+            ),
+        }
     }
 
     /// Registers a new local connection and returns its id and mailbox.
@@ -461,6 +485,7 @@ impl Shard {
     pub fn handle_msg(&mut self, msg: ShardMsg) {
         match msg {
             ShardMsg::SmRoute(acc) => crate::sm::route(self, acc),
+            ShardMsg::Remote(acc) => self.route_remote(acc),
             ShardMsg::Register { jid, session } => crate::sm::register(self, jid, session),
             ShardMsg::Unregister { jid, session } => crate::sm::unregister(self, jid, session),
             ShardMsg::Conn(conn, msg) => self.deliver_local(conn, msg),

@@ -33,6 +33,8 @@ pub enum ShardMsg {
     /// One stanza for several full JIDs whose sessions live on the destination shard (a room's
     /// fan-out): carried once, copied there with `to` set per recipient.
     Multicast(Acc, std::sync::Arc<[crate::jid::FullJid]>),
+    /// A stanza for a remote domain, to the outgoing streams on that domain's home shard.
+    Remote(Acc),
     /// Module work to run on the destination shard (a control message: ordered with the other
     /// traffic from the sending shard, never refused by the outbox bound).
     Run(crate::hooks::OnShard),
@@ -42,6 +44,7 @@ impl std::fmt::Debug for ShardMsg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ShardMsg::SmRoute(acc) => f.debug_tuple("SmRoute").field(acc).finish(),
+            ShardMsg::Remote(acc) => f.debug_tuple("Remote").field(acc).finish(),
             ShardMsg::Register { jid, session } => {
                 write!(f, "Register({jid}, {session:?})")
             }
@@ -65,7 +68,10 @@ impl ShardMsg {
     pub fn is_stanza(&self) -> bool {
         matches!(
             self,
-            ShardMsg::SmRoute(_) | ShardMsg::Conn(_, ConnMsg::Deliver(_)) | ShardMsg::Multicast(..)
+            ShardMsg::SmRoute(_)
+                | ShardMsg::Remote(_)
+                | ShardMsg::Conn(_, ConnMsg::Deliver(_))
+                | ShardMsg::Multicast(..)
         )
     }
 
@@ -73,7 +79,9 @@ impl ShardMsg {
     /// refused [`ShardMsg::Multicast`] gives none: an error to the room would tell no one.
     pub fn into_acc(self) -> Option<Acc> {
         match self {
-            ShardMsg::SmRoute(acc) | ShardMsg::Conn(_, ConnMsg::Deliver(acc)) => Some(acc),
+            ShardMsg::SmRoute(acc)
+            | ShardMsg::Remote(acc)
+            | ShardMsg::Conn(_, ConnMsg::Deliver(acc)) => Some(acc),
             _ => None,
         }
     }
@@ -95,4 +103,15 @@ pub enum ConnMsg {
     Sm(crate::modules::stream_mgmt::SmConnMsg),
     /// These stanzas from the client (XEP-0198 inbound numbers) are handled (see `hooks::handled`).
     Handled(Vec<u32>),
+    /// For an incoming s2s stream: the remote's authoritative server answered the dialback
+    /// verification of (`remote`, `local`).
+    DialbackVerified {
+        /// The remote domain that asked to be verified.
+        remote: String,
+        /// Our domain it wants to talk to.
+        local: String,
+        /// The key is valid (`Some(true)`), not (`Some(false)`), or the authoritative server
+        /// could not be asked (`None`: unreachable, error).
+        valid: Option<bool>,
+    },
 }

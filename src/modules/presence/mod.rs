@@ -39,6 +39,8 @@ pub const MAX_DIRECTED: usize = 1000;
 enum HomeOp {
     /// Send `unavailable` from each of the user's available resources to this contact.
     Revoke(BareJid),
+    /// Send the last presence of each of the user's available resources to this contact.
+    Share(BareJid),
 }
 
 /// Directed presence per session on its connection's shard (RFC 6121 §4.6).
@@ -69,6 +71,27 @@ pub fn revoke_presence(shard: &mut Shard, user: &BareJid, contact: &BareJid) {
         shard.id,
     );
     acc.put(OP, HomeOp::Revoke(contact.clone()));
+    crate::sm::route(shard, acc);
+}
+
+/// After the user approved `contact`'s subscription: the user's current presence goes to the
+/// contact (RFC 6121 §3.1.5), from the user's home shard. Only for remote contacts: a local
+/// contact's server (this one) probes on the inbound `subscribed` instead, and so do petrel
+/// peers, but not every server (Prosody waits for this presence).
+fn share_presence(shard: &mut Shard, user: &BareJid, contact: &BareJid) {
+    if shard.is_hosted(contact.domain()) {
+        return;
+    }
+    let el = Element::new("presence", ns::CLIENT)
+        .with_attr("from", user.as_str())
+        .with_attr("to", user.as_str());
+    let mut acc = Acc::new(
+        Stanza::from_element(&el),
+        Jid::from(user.clone()),
+        Jid::from(user.clone()),
+        shard.id,
+    );
+    acc.put(OP, HomeOp::Share(contact.clone()));
     crate::sm::route(shard, acc);
 }
 
@@ -254,6 +277,9 @@ fn outbound(
                 req.from = Jid::from(user.clone());
                 req.to = Jid::from(contact.clone());
                 crate::router::route(shard, req);
+                if kind == SubKind::Subscribed {
+                    share_presence(shard, &user, &contact);
+                }
             }
             if t.revoke_presence {
                 revoke_presence(shard, &user, &contact);
@@ -271,6 +297,15 @@ fn home(shard: &mut Shard, acc: Acc) -> Option<Acc> {
         match op {
             HomeOp::Revoke(contact) => {
                 send_unavailable_to(shard, &acc.to.bare(), &Jid::from(contact))
+            }
+            HomeOp::Share(contact) => {
+                let to = Jid::from(contact);
+                for (jid, _, last) in available(shard, &acc.to.bare()) {
+                    if let Some(last) = last {
+                        let copy = copy_to(&last, &Jid::from(jid), &to, shard.id);
+                        crate::router::route(shard, copy);
+                    }
+                }
             }
         }
         return None;

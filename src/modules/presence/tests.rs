@@ -679,3 +679,51 @@ fn roster_remove_cancels_both_directions() {
         assert_eq!(bob_items[0].state, Default::default());
     });
 }
+
+#[test]
+fn approving_a_remote_subscription_sends_current_presence() {
+    for_shards(|n| {
+        let mut net = Net::new(n, RosterOpts::default());
+        // Stanzas leaving for remote.test, as the federation runtime would take them.
+        let out: Rc<std::cell::RefCell<Vec<Element>>> = Rc::default();
+        for s in &mut net.c.shards {
+            let out = out.clone();
+            s.set_remote_handler(Rc::new(move |_, acc| {
+                out.borrow_mut()
+                    .push(acc.stanza.tree().unwrap_or_else(|e| panic!("{e}")))
+            }));
+        }
+        let mut a = net.connect("alice@example.com/a");
+        net.send(&mut a, "<presence><show>dnd</show></presence>");
+        net.recv(&a);
+        // rem@remote.test asks, arriving over s2s.
+        let st = Stanza::parse(
+            b"<presence from='rem@remote.test' to='alice@example.com' type='subscribe'/>".to_vec(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let acc = crate::hooks::Acc::new(
+            st,
+            crate::jid::Jid::parse("rem@remote.test").unwrap_or_else(|e| panic!("{e}")),
+            crate::jid::Jid::parse("alice@example.com").unwrap_or_else(|e| panic!("{e}")),
+            crate::shard::ShardId(0),
+        );
+        crate::router::route(&mut net.c.shards[0], acc);
+        net.c.shards[0].drain_to_route();
+        net.c.pump();
+        assert_eq!(
+            presences(&net.recv(&a), "subscribe", "rem@remote.test").len(),
+            1
+        );
+        net.send(&mut a, "<presence to='rem@remote.test' type='subscribed'/>");
+        let sent = out.borrow().clone();
+        assert_eq!(presences(&sent, "subscribed", "alice@example.com").len(), 1);
+        // RFC 6121 §3.1.5: the current presence follows, from the available resource.
+        let avail = presences(&sent, "", "alice@example.com/a");
+        assert_eq!(avail.len(), 1, "{sent:?}");
+        assert_eq!(avail[0].attr("to"), Some("rem@remote.test"));
+        assert_eq!(
+            avail[0].get_child("show", ns::CLIENT).map(|s| s.text()),
+            Some("dnd".into())
+        );
+    });
+}

@@ -1,0 +1,558 @@
+//! The outgoing stream table of one shard, sans-IO: per (local domain, remote domain) the state of
+//! the one outgoing stream, the stanzas waiting for it and the dialback verifications asked of it.
+//! It lives on the home shard of the remote domain; the runtime (`rt::s2s_out`) opens a stream when
+//! [`Queued::open`] says so, reports its progress, and pulls what waits.
+//!
+//! Bounds and policies: at most `max_queue` stanzas and `max_queue_bytes` bytes wait per pair (a
+//! new stanza past either is refused: `resource-constraint`), at most [`MAX_VERIFIES`] verifications
+//! (past it the request is answered invalid). A stream not ready within `connect_timeout` fails with
+//! `remote-server-timeout`; a failed pair is remembered for [`FAIL_MEMORY`] so that a flood of
+//! stanzas does not reconnect once per stanza: they bounce at once with the same condition.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use ahash::HashMap;
+
+use crate::xmpp::StanzaErrorCondition;
+
+/// How long a failed pair answers new stanzas with its failure before trying again.
+pub const FAIL_MEMORY: Duration = Duration::from_secs(5);
+/// Dialback verifications waiting per pair.
+pub const MAX_VERIFIES: usize = 256;
+
+/// One outgoing stream's key: the local domain it authenticates as, the remote domain it reaches.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pair {
+    /// Our domain.
+    pub local: String,
+    /// The remote domain.
+    pub remote: String,
+}
+
+impl Pair {
+    /// The pair (`local`, `remote`).
+    pub fn new(local: &str, remote: &str) -> Pair {
+        Pair {
+            local: local.to_owned(),
+            remote: remote.to_owned(),
+        }
+    }
+}
+
+/// Where a pair's stream is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Asking DNS where the remote is.
+    Resolving,
+    /// Opening a TCP connection.
+    Connecting,
+    /// TLS and authentication.
+    Negotiating,
+    /// Authenticated: stanzas flow.
+    Ready,
+    /// Given up until `until`; new stanzas bounce with `cond`.
+    Failed {
+        /// When the pair may be tried again.
+        until: Instant,
+        /// What new stanzas bounce with meanwhile.
+        cond: StanzaErrorCondition,
+    },
+}
+
+/// The table's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Stanzas waiting per pair.
+    pub max_queue: usize,
+    /// Bytes of stanzas waiting per pair.
+    pub max_queue_bytes: usize,
+    /// Time from the first stanza until the stream must be ready.
+    pub connect_timeout: Duration,
+    /// Time without a stanza after which a ready stream is closed.
+    pub idle_timeout: Duration,
+}
+
+/// A stanza was accepted into a pair's queue.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Queued {
+    /// No stream exists for the pair: the caller starts one.
+    pub open: bool,
+}
+
+/// Something the table handed back because it cannot go on.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refused<T> {
+    /// The item.
+    pub item: T,
+    /// What to answer.
+    pub cond: StanzaErrorCondition,
+}
+
+/// Everything a pair held when its stream failed, to answer.
+#[derive(Debug)]
+pub struct Failed<T, V> {
+    /// The pair.
+    pub pair: Pair,
+    /// Stanzas to bounce with `cond`.
+    pub stanzas: Vec<T>,
+    /// Verifications to answer invalid.
+    pub verifies: Vec<V>,
+    /// What the stanzas bounce with.
+    pub cond: StanzaErrorCondition,
+}
+
+/// What a periodic [`OutTable::tick`] found.
+#[derive(Debug)]
+pub struct Tick<T, V> {
+    /// Pairs that were not ready in time.
+    pub timed_out: Vec<Failed<T, V>>,
+    /// Ready pairs idle for `idle_timeout`: the caller closes their streams.
+    pub idle: Vec<Pair>,
+}
+
+struct Link<T, V> {
+    state: State,
+    queue: VecDeque<(T, usize)>,
+    bytes: usize,
+    verifies: VecDeque<V>,
+    /// Ready by then, or time out (while not ready).
+    deadline: Instant,
+    /// Last stanza taken (ready) or created.
+    active: Instant,
+}
+
+/// The outgoing streams homed on this shard. `T` is a stanza, `V` a verification request.
+pub struct OutTable<T, V> {
+    limits: Limits,
+    links: HashMap<Pair, Link<T, V>>,
+}
+
+impl<T, V> OutTable<T, V> {
+    /// An empty table.
+    pub fn new(limits: Limits) -> OutTable<T, V> {
+        OutTable {
+            limits,
+            links: HashMap::default(),
+        }
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The link of `pair`, created (state resolving) when absent or when its failure is
+    /// forgotten; the bool says it is new (the caller opens a stream). `Err` while failed.
+    fn link(
+        &mut self,
+        pair: &Pair,
+        now: Instant,
+    ) -> Result<(&mut Link<T, V>, bool), StanzaErrorCondition> {
+        let fresh = match self.links.get(pair).map(|l| l.state) {
+            None => true,
+            Some(State::Failed { until, cond }) if until > now => return Err(cond),
+            Some(State::Failed { .. }) => true,
+            Some(_) => false,
+        };
+        if fresh {
+            self.links.insert(
+                pair.clone(),
+                Link {
+                    state: State::Resolving,
+                    queue: VecDeque::new(),
+                    bytes: 0,
+                    verifies: VecDeque::new(),
+                    deadline: now + self.limits.connect_timeout,
+                    active: now,
+                },
+            );
+        }
+        // Inserted just above when absent.
+        let link = self.links.get_mut(pair).expect("link present");
+        Ok((link, fresh))
+    }
+
+    /// Queues a stanza of `len` bytes for `pair`.
+    pub fn push(
+        &mut self,
+        pair: &Pair,
+        item: T,
+        len: usize,
+        now: Instant,
+    ) -> Result<Queued, Refused<T>> {
+        let limits = self.limits;
+        let (link, open) = match self.link(pair, now) {
+            Ok(l) => l,
+            Err(cond) => return Err(Refused { item, cond }),
+        };
+        if link.queue.len() >= limits.max_queue || link.bytes + len > limits.max_queue_bytes {
+            return Err(Refused {
+                item,
+                cond: StanzaErrorCondition::ResourceConstraint,
+            });
+        }
+        link.queue.push_back((item, len));
+        link.bytes += len;
+        Ok(Queued { open })
+    }
+
+    /// Queues a dialback verification for `pair`'s stream (the remote is the authoritative
+    /// server asked); refused while the pair is failed or past [`MAX_VERIFIES`].
+    pub fn push_verify(&mut self, pair: &Pair, v: V, now: Instant) -> Result<Queued, Refused<V>> {
+        let (link, open) = match self.link(pair, now) {
+            Ok(l) => l,
+            Err(cond) => return Err(Refused { item: v, cond }),
+        };
+        if link.verifies.len() >= MAX_VERIFIES {
+            return Err(Refused {
+                item: v,
+                cond: StanzaErrorCondition::ResourceConstraint,
+            });
+        }
+        link.verifies.push_back(v);
+        Ok(Queued { open })
+    }
+
+    /// The stream of `pair` moved on (resolving, connecting, negotiating).
+    pub fn set_state(&mut self, pair: &Pair, state: State) {
+        if let Some(link) = self.links.get_mut(pair) {
+            if !matches!(link.state, State::Failed { .. }) {
+                link.state = state;
+            }
+        }
+    }
+
+    /// The stream of `pair` is authenticated.
+    pub fn ready(&mut self, pair: &Pair, now: Instant) {
+        if let Some(link) = self.links.get_mut(pair) {
+            link.state = State::Ready;
+            link.active = now;
+        }
+    }
+
+    /// The state of `pair`, if the table knows it.
+    pub fn state(&self, pair: &Pair) -> Option<State> {
+        self.links.get(pair).map(|l| l.state)
+    }
+
+    /// Takes waiting stanzas for a ready stream while `room(len)` says they fit.
+    pub fn take(
+        &mut self,
+        pair: &Pair,
+        now: Instant,
+        mut room: impl FnMut(usize) -> bool,
+    ) -> Vec<T> {
+        let Some(link) = self.links.get_mut(pair) else {
+            return Vec::new();
+        };
+        if link.state != State::Ready {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        while let Some((_, len)) = link.queue.front() {
+            if !room(*len) {
+                break;
+            }
+            // front() just matched.
+            let (item, len) = link.queue.pop_front().expect("front present");
+            link.bytes -= len;
+            out.push(item);
+        }
+        if !out.is_empty() {
+            link.active = now;
+        }
+        out
+    }
+
+    /// Takes the waiting verifications (any state: dialback verification needs no authentication
+    /// of this stream, only its connection).
+    pub fn take_verifies(&mut self, pair: &Pair) -> Vec<V> {
+        self.links
+            .get_mut(pair)
+            .map(|l| l.verifies.drain(..).collect())
+            .unwrap_or_default()
+    }
+
+    /// True when something waits for `pair`'s stream.
+    pub fn has_waiting(&self, pair: &Pair) -> bool {
+        self.links
+            .get(pair)
+            .is_some_and(|l| !l.queue.is_empty() || !l.verifies.is_empty())
+    }
+
+    /// The stream of `pair` failed with `cond`: remembered for [`FAIL_MEMORY`]; what waited is
+    /// handed back to answer.
+    pub fn failed(
+        &mut self,
+        pair: &Pair,
+        cond: StanzaErrorCondition,
+        now: Instant,
+    ) -> Failed<T, V> {
+        let (stanzas, verifies) = match self.links.get_mut(pair) {
+            Some(link) => {
+                link.state = State::Failed {
+                    until: now + FAIL_MEMORY,
+                    cond,
+                };
+                link.bytes = 0;
+                (
+                    link.queue.drain(..).map(|(t, _)| t).collect(),
+                    link.verifies.drain(..).collect(),
+                )
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        Failed {
+            pair: pair.clone(),
+            stanzas,
+            verifies,
+            cond,
+        }
+    }
+
+    /// The stream of `pair` ended without failing (idle close, clean close by the remote). When
+    /// stanzas or verifications still wait, the pair starts over (resolving) and `true` asks the
+    /// caller to open a new stream; otherwise it is forgotten.
+    pub fn closed(&mut self, pair: &Pair, now: Instant) -> bool {
+        let Some(link) = self.links.get_mut(pair) else {
+            return false;
+        };
+        if matches!(link.state, State::Failed { .. }) {
+            return false;
+        }
+        if link.queue.is_empty() && link.verifies.is_empty() {
+            self.links.remove(pair);
+            return false;
+        }
+        link.state = State::Resolving;
+        link.deadline = now + self.limits.connect_timeout;
+        link.active = now;
+        true
+    }
+
+    /// Periodic work: pairs not ready by their deadline fail with `remote-server-timeout`, failures
+    /// older than [`FAIL_MEMORY`] are forgotten, ready pairs idle for `idle_timeout` are listed.
+    pub fn tick(&mut self, now: Instant) -> Tick<T, V> {
+        let idle_timeout = self.limits.idle_timeout;
+        let mut late = Vec::new();
+        let mut idle = Vec::new();
+        self.links.retain(|pair, link| match link.state {
+            State::Failed { until, .. } => until > now,
+            State::Ready => {
+                if link.queue.is_empty()
+                    && now.saturating_duration_since(link.active) >= idle_timeout
+                {
+                    idle.push(pair.clone());
+                }
+                true
+            }
+            _ => {
+                if link.deadline <= now {
+                    late.push(pair.clone());
+                }
+                true
+            }
+        });
+        let timed_out = late
+            .iter()
+            .map(|p| self.failed(p, StanzaErrorCondition::RemoteServerTimeout, now))
+            .collect();
+        Tick { timed_out, idle }
+    }
+
+    /// Every pair with its state and number of waiting stanzas (admin API, metrics).
+    pub fn list(&self) -> Vec<(Pair, State, usize)> {
+        let mut v: Vec<_> = self
+            .links
+            .iter()
+            .map(|(p, l)| (p.clone(), l.state, l.queue.len()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use StanzaErrorCondition as C;
+
+    const LIMITS: Limits = Limits {
+        max_queue: 3,
+        max_queue_bytes: 100,
+        connect_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(60),
+    };
+
+    fn table() -> OutTable<u32, &'static str> {
+        OutTable::new(LIMITS)
+    }
+
+    fn pair() -> Pair {
+        Pair::new("petrel.test", "other.test")
+    }
+
+    #[test]
+    fn first_stanza_opens_the_rest_wait() {
+        let mut t = table();
+        let now = Instant::now();
+        assert_eq!(t.push(&pair(), 1, 10, now), Ok(Queued { open: true }));
+        assert_eq!(t.push(&pair(), 2, 10, now), Ok(Queued { open: false }));
+        assert_eq!(t.state(&pair()), Some(State::Resolving));
+        // Another pair is another stream.
+        let other = Pair::new("petrel.test", "third.test");
+        assert_eq!(t.push(&other, 9, 10, now), Ok(Queued { open: true }));
+        // Nothing is taken before the stream is ready.
+        assert!(t.take(&pair(), now, |_| true).is_empty());
+        t.set_state(&pair(), State::Negotiating);
+        t.ready(&pair(), now);
+        assert_eq!(t.take(&pair(), now, |_| true), vec![1, 2]);
+        assert!(!t.has_waiting(&pair()));
+    }
+
+    #[test]
+    fn take_stops_where_the_stream_has_no_room() {
+        let mut t = table();
+        let now = Instant::now();
+        for i in 0..3 {
+            t.push(&pair(), i, 30, now).unwrap();
+        }
+        t.ready(&pair(), now);
+        let mut room = 50;
+        let got = t.take(&pair(), now, |len| {
+            let fits = len <= room;
+            room = room.saturating_sub(len);
+            fits
+        });
+        assert_eq!(got, vec![0]);
+        assert!(t.has_waiting(&pair()));
+    }
+
+    #[test]
+    fn full_queue_refuses_with_resource_constraint() {
+        let mut t = table();
+        let now = Instant::now();
+        for i in 0..3 {
+            t.push(&pair(), i, 10, now).unwrap();
+        }
+        assert_eq!(
+            t.push(&pair(), 4, 10, now),
+            Err(Refused {
+                item: 4,
+                cond: C::ResourceConstraint
+            })
+        );
+        let mut t = table();
+        t.push(&pair(), 1, 95, now).unwrap();
+        assert_eq!(
+            t.push(&pair(), 2, 6, now).unwrap_err().cond,
+            C::ResourceConstraint
+        );
+        // The bytes bound counts what is still queued only.
+        t.ready(&pair(), now);
+        assert_eq!(t.take(&pair(), now, |_| true), vec![1]);
+        assert!(t.push(&pair(), 3, 100, now).is_ok());
+    }
+
+    #[test]
+    fn timeout_fails_the_waiting_and_is_remembered() {
+        let mut t = table();
+        let now = Instant::now();
+        t.push(&pair(), 1, 10, now).unwrap();
+        t.push_verify(&pair(), "v", now).unwrap();
+        let tick = t.tick(now + Duration::from_secs(9));
+        assert!(tick.timed_out.is_empty());
+        let later = now + Duration::from_secs(10);
+        let mut tick = t.tick(later);
+        assert_eq!(tick.timed_out.len(), 1);
+        let f = tick.timed_out.pop().unwrap();
+        assert_eq!(
+            (f.stanzas, f.verifies, f.cond),
+            (vec![1], vec!["v"], C::RemoteServerTimeout)
+        );
+        // A flood meanwhile bounces at once, without a new stream.
+        assert_eq!(
+            t.push(&pair(), 2, 10, later + Duration::from_secs(1)),
+            Err(Refused {
+                item: 2,
+                cond: C::RemoteServerTimeout
+            })
+        );
+        assert_eq!(t.push_verify(&pair(), "w", later).unwrap_err().item, "w");
+        // After FAIL_MEMORY the pair is tried again.
+        let again = later + FAIL_MEMORY;
+        t.tick(again);
+        assert_eq!(t.state(&pair()), None);
+        assert_eq!(t.push(&pair(), 3, 10, again), Ok(Queued { open: true }));
+    }
+
+    #[test]
+    fn failure_hands_back_everything_and_expired_failure_reopens_on_push() {
+        let mut t = table();
+        let now = Instant::now();
+        t.push(&pair(), 1, 10, now).unwrap();
+        t.push(&pair(), 2, 10, now).unwrap();
+        let f = t.failed(&pair(), C::RemoteServerNotFound, now);
+        assert_eq!((f.stanzas, f.cond), (vec![1, 2], C::RemoteServerNotFound));
+        assert_eq!(
+            t.push(&pair(), 3, 10, now).unwrap_err().cond,
+            C::RemoteServerNotFound
+        );
+        // A late report from the failed stream changes nothing.
+        t.set_state(&pair(), State::Connecting);
+        assert!(!t.closed(&pair(), now));
+        assert!(matches!(t.state(&pair()), Some(State::Failed { .. })));
+        // Without a tick in between, the first push after FAIL_MEMORY opens again.
+        assert_eq!(
+            t.push(&pair(), 4, 10, now + FAIL_MEMORY),
+            Ok(Queued { open: true })
+        );
+    }
+
+    #[test]
+    fn idle_ready_streams_are_listed_and_close_cleanly() {
+        let mut t = table();
+        let now = Instant::now();
+        t.push(&pair(), 1, 10, now).unwrap();
+        t.ready(&pair(), now);
+        t.take(&pair(), now, |_| true);
+        assert!(t.tick(now + Duration::from_secs(59)).idle.is_empty());
+        assert_eq!(t.tick(now + Duration::from_secs(60)).idle, vec![pair()]);
+        // Closed with nothing waiting: forgotten.
+        assert!(!t.closed(&pair(), now + Duration::from_secs(60)));
+        assert_eq!(t.state(&pair()), None);
+    }
+
+    #[test]
+    fn close_with_waiting_stanzas_starts_over() {
+        let mut t = table();
+        let now = Instant::now();
+        t.push(&pair(), 1, 10, now).unwrap();
+        t.ready(&pair(), now);
+        t.push(&pair(), 2, 10, now).unwrap();
+        assert!(t.closed(&pair(), now));
+        assert_eq!(t.state(&pair()), Some(State::Resolving));
+        // The new stream gets a fresh connect deadline.
+        let f = t.tick(now + Duration::from_secs(10)).timed_out;
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].stanzas, vec![1, 2]);
+    }
+
+    #[test]
+    fn verifies_wait_in_any_state_and_are_bounded() {
+        let mut t = table();
+        let now = Instant::now();
+        assert_eq!(t.push_verify(&pair(), "a", now), Ok(Queued { open: true }));
+        for _ in 1..MAX_VERIFIES {
+            t.push_verify(&pair(), "b", now).unwrap();
+        }
+        assert_eq!(
+            t.push_verify(&pair(), "c", now).unwrap_err().cond,
+            C::ResourceConstraint
+        );
+        assert_eq!(t.take_verifies(&pair()).len(), MAX_VERIFIES);
+        assert!(!t.has_waiting(&pair()));
+        assert_eq!(t.list(), vec![(pair(), State::Resolving, 0)]);
+    }
+}

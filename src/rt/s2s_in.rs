@@ -1,0 +1,117 @@
+//! The glommio driver of one incoming s2s connection: bytes to `S2sIn`, its stanzas into the route
+//! on this shard (incoming stanzas run no `user_send` hooks: they come from another server), its
+//! dialback verifications over the mesh to the remote domain's home shard, whose outgoing stream
+//! asks the remote's authoritative server; the answer comes back through this connection's
+//! mailbox.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::s2s::{verify_on_home, S2sExt, Verify};
+use super::ShardCtx;
+use crate::hooks::Acc;
+use crate::jid::Jid;
+use crate::s2s::{S2sConfig, S2sIn, S2sInEvent};
+use crate::shard::{home_shard_of, ConnMsg, ShardMsg};
+
+/// Runs one incoming connection to its end.
+pub(crate) async fn run<S: super::conn::Io>(
+    mut stream: S,
+    peer: SocketAddr,
+    ctx: Rc<ShardCtx>,
+    cfg: Arc<S2sConfig>,
+) {
+    let (conn, mailbox) = ctx.shard.borrow_mut().open_conn();
+    let (shard_id, answer_to) = {
+        let shard = ctx.shard.borrow();
+        (shard.id, shard.session_ref(conn))
+    };
+    tracing::info!(shard = shard_id.0, conn = conn.0, %peer, "s2s: incoming connection");
+    let mut s2s = S2sIn::new(cfg, peer, Instant::now());
+    s2s.set_dynamic_hosts(ctx.shard.borrow().dynamic_hosts.clone());
+    let rt = ctx.shard.borrow().ext.get::<S2sExt>().cloned();
+    super::s2s_io::pump(
+        &mut s2s,
+        &mut stream,
+        |s2s| {
+            while let Some(ev) = s2s.poll_event() {
+                match ev {
+                    S2sInEvent::Stanza(stanza) => {
+                        // The core checked both against the authenticated pair.
+                        let (Some(from), Some(to)) = (
+                            stanza.from().and_then(|f| Jid::parse(&f).ok()),
+                            stanza.to().and_then(|t| Jid::parse(&t).ok()),
+                        ) else {
+                            continue;
+                        };
+                        let mut shard = ctx.shard.borrow_mut();
+                        let acc = Acc::new(stanza, from, to, shard_id);
+                        crate::router::route(&mut shard, acc);
+                        shard.drain_to_route();
+                    }
+                    S2sInEvent::VerifyRequest {
+                        remote,
+                        local,
+                        stream_id,
+                        key,
+                    } => {
+                        let mut shard = ctx.shard.borrow_mut();
+                        let home = home_shard_of(&remote, shard.shards);
+                        let v = Verify {
+                            local,
+                            remote,
+                            id: stream_id,
+                            key,
+                            answer_to,
+                        };
+                        shard.send_to_shard(
+                            home,
+                            ShardMsg::Run(Box::new(move |shard| verify_on_home(shard, v))),
+                        );
+                    }
+                    S2sInEvent::Authenticated {
+                        remote,
+                        local,
+                        method,
+                    } => {
+                        tracing::info!(%peer, remote, local, ?method, "s2s: incoming domain authenticated");
+                        if let Some(S2sExt(rt)) = &rt {
+                            rt.authenticated(true, method);
+                        }
+                    }
+                    S2sInEvent::Closed { reason } => {
+                        tracing::info!(%peer, ?reason, "s2s: incoming stream closed")
+                    }
+                }
+            }
+            while let Some(msg) = mailbox.pop() {
+                match msg {
+                    ConnMsg::DialbackVerified {
+                        remote,
+                        local,
+                        valid,
+                    } => match valid {
+                        Some(valid) => s2s.dialback_verified(&remote, &local, valid),
+                        None => s2s.dialback_failed(&remote, &local),
+                    },
+                    ConnMsg::Close(cond) | ConnMsg::CloseText(cond, _) => s2s.close(Some(cond)),
+                    _ => {}
+                }
+            }
+            ctx.flush();
+        },
+        |cx| {
+            mailbox.set_waker(cx.waker());
+            !mailbox.is_empty()
+        },
+        // Backpressure as for clients: while the mesh or a local recipient is full, the remote
+        // server is not read.
+        |cx| ctx.mesh.poll_room(cx) && super::pump::recipients_have_room(&ctx, &mailbox, cx),
+    )
+    .await;
+    ctx.shard.borrow_mut().close_conn(conn);
+    ctx.flush();
+    tracing::info!(shard = shard_id.0, conn = conn.0, %peer, "s2s: incoming connection closed");
+}

@@ -1,0 +1,212 @@
+//! The glommio driver of one outgoing s2s stream (local domain -> remote domain), on the remote
+//! domain's home shard: resolve, connect to the addresses in order, run `S2sOut`; once ready it
+//! pulls the stanzas waiting in the table (while the stream has room) and the dialback
+//! verifications asked of the remote, and ends when the stream closes, fails or goes idle.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use ahash::HashMap;
+use glommio::net::TcpStream;
+
+use super::s2s::{answer, OutTask, S2sRt, Verify};
+use super::s2s_dns::Resolution;
+use crate::federation::table::{Pair, State};
+use crate::federation::targets::static_target;
+use crate::s2s::{S2sOut, S2sOutEvent, S2sOutFailure};
+use crate::xmpp::StanzaErrorCondition;
+
+/// How one connection attempt ended.
+enum End {
+    /// Failed: what waits bounces with this.
+    Failed(StanzaErrorCondition),
+    /// Closed without failing (idle, or the remote closed cleanly).
+    Closed,
+    /// The pair failed meanwhile (timeout) or a newer task took over.
+    Gone,
+}
+
+/// Runs the stream of `pair` until nothing is left for it.
+pub(super) async fn run(rt: Rc<S2sRt>, pair: Pair, task: Rc<OutTask>) {
+    loop {
+        match attempt(&rt, &pair, &task).await {
+            End::Failed(cond) => {
+                if rt.owns(&pair, &task) {
+                    rt.fail(&pair, cond);
+                }
+                break;
+            }
+            End::Closed => {
+                // Stanzas that arrived meanwhile: a new stream.
+                let again =
+                    rt.owns(&pair, &task) && rt.table.borrow_mut().closed(&pair, Instant::now());
+                if !again {
+                    break;
+                }
+            }
+            End::Gone => break,
+        }
+    }
+    rt.task_ended(&pair, &task);
+}
+
+async fn attempt(rt: &Rc<S2sRt>, pair: &Pair, task: &Rc<OutTask>) -> End {
+    rt.table.borrow_mut().set_state(pair, State::Resolving);
+    let fixed = rt.shared.address.get(&pair.remote).map(static_target);
+    let found = rt.shared.dns.resolve(&pair.remote, fixed).await;
+    if !rt.owns(pair, task) {
+        return End::Gone;
+    }
+    let endpoints = match found {
+        Resolution::Found(e) => e,
+        Resolution::NotFound => return End::Failed(StanzaErrorCondition::RemoteServerNotFound),
+        Resolution::Busy => return End::Failed(StanzaErrorCondition::RemoteServerTimeout),
+    };
+    rt.table.borrow_mut().set_state(pair, State::Connecting);
+    let timeout = rt.shared.limits.connect_timeout;
+    let mut connected = None;
+    for e in endpoints {
+        match TcpStream::connect_timeout(e.addr, timeout).await {
+            Ok(s) => {
+                connected = Some((s, e));
+                break;
+            }
+            Err(err) => {
+                tracing::debug!(remote = pair.remote, addr = %e.addr, error = %err, "s2s: connect failed")
+            }
+        }
+        if !rt.owns(pair, task) {
+            return End::Gone;
+        }
+    }
+    if !rt.owns(pair, task) {
+        return End::Gone;
+    }
+    // Every address refused or unreachable.
+    let Some((mut stream, e)) = connected else {
+        return End::Failed(StanzaErrorCondition::RemoteServerNotFound);
+    };
+    let _ = stream.set_nodelay(true);
+    rt.table.borrow_mut().set_state(pair, State::Negotiating);
+    let now = Instant::now();
+    let (local, remote) = (pair.local.clone(), pair.remote.clone());
+    let mut out = if e.direct_tls {
+        S2sOut::new_direct_tls(rt.shared.out_direct.clone(), local, remote, now)
+    } else {
+        S2sOut::new(rt.shared.out.clone(), local, remote, now)
+    };
+    tracing::debug!(local = pair.local, remote = pair.remote, addr = %e.addr, "s2s: connected");
+    let mut asked: HashMap<String, Vec<Verify>> = HashMap::default();
+    let mut end: Option<End> = None;
+    let mut ready = false;
+    super::s2s_io::pump(
+        &mut out,
+        &mut stream,
+        |out| step(rt, pair, task, out, &mut asked, &mut end, &mut ready),
+        |cx| task.signal.poll(cx),
+        // The remote writes little here (verification answers, stream features): always read.
+        |_| true,
+    )
+    .await;
+    // Verifications still unanswered: the remote cannot confirm them.
+    if let Some(ctx) = rt.ctx() {
+        let mut shard = ctx.shard.borrow_mut();
+        for v in asked.into_values().flatten() {
+            answer(&mut shard, v, None);
+        }
+        drop(shard);
+        ctx.flush();
+    }
+    end.unwrap_or(End::Failed(StanzaErrorCondition::RemoteServerNotFound))
+}
+
+/// One turn: the stream's events, then what waits in the table.
+fn step(
+    rt: &Rc<S2sRt>,
+    pair: &Pair,
+    task: &OutTask,
+    out: &mut S2sOut,
+    asked: &mut HashMap<String, Vec<Verify>>,
+    end: &mut Option<End>,
+    ready: &mut bool,
+) {
+    let Some(ctx) = rt.ctx() else {
+        out.close(None);
+        return;
+    };
+    while let Some(ev) = out.poll_event() {
+        match ev {
+            S2sOutEvent::Ready { method } => {
+                tracing::info!(
+                    local = pair.local,
+                    remote = pair.remote,
+                    ?method,
+                    "s2s: outgoing stream ready"
+                );
+                rt.authenticated(false, method);
+                rt.table.borrow_mut().ready(pair, Instant::now());
+                *ready = true;
+            }
+            S2sOutEvent::Verified { id, valid } => {
+                let mut shard = ctx.shard.borrow_mut();
+                for v in asked.remove(&id).unwrap_or_default() {
+                    answer(&mut shard, v, Some(valid));
+                }
+            }
+            S2sOutEvent::VerifyFailed { id } => {
+                let mut shard = ctx.shard.borrow_mut();
+                for v in asked.remove(&id).unwrap_or_default() {
+                    answer(&mut shard, v, None);
+                }
+            }
+            S2sOutEvent::Closed { reason } => {
+                tracing::info!(local = pair.local, remote = pair.remote, %reason, "s2s: outgoing stream closed");
+                *end = Some(match reason {
+                    S2sOutFailure::LocalClose => End::Closed,
+                    S2sOutFailure::PeerClosed | S2sOutFailure::Io if *ready => End::Closed,
+                    r => End::Failed(r.bounce_condition()),
+                });
+            }
+        }
+    }
+    if out.is_closed() {
+        ctx.flush();
+        return;
+    }
+    if !rt.owns(pair, task) || task.close.take() {
+        out.close(None);
+        ctx.flush();
+        return;
+    }
+    let verifies = rt.table.borrow_mut().take_verifies(pair);
+    for v in verifies {
+        match out.request_verify(&v.id, &v.key) {
+            Ok(()) => asked.entry(v.id.clone()).or_default().push(v),
+            Err(_) => answer(&mut ctx.shard.borrow_mut(), v, None),
+        }
+    }
+    if out.is_ready() {
+        let stanzas = rt
+            .table
+            .borrow_mut()
+            .take(pair, Instant::now(), |len| out.has_room(len));
+        for acc in stanzas {
+            let pushed = if acc.stanza.xmlns() == Some(crate::xmpp::ns::CLIENT) {
+                // A client's explicit namespace would put the stanza outside `jabber:server`.
+                let mut stanza = acc.stanza.clone();
+                stanza.remove_attr("xmlns");
+                out.push_stanza(stanza.bytes())
+            } else {
+                out.push_stanza(acc.stanza.bytes())
+            };
+            if pushed.is_err() {
+                // has_room said it fits: only a stream closing meanwhile refuses.
+                ctx.shard
+                    .borrow_mut()
+                    .bounce(&acc, StanzaErrorCondition::RemoteServerTimeout);
+            }
+        }
+        ctx.shard.borrow_mut().drain_to_route();
+    }
+    ctx.flush();
+}

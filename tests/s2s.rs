@@ -1,0 +1,465 @@
+//! Federation over real sockets: two petrel processes on loopback (petrel.test and other.test),
+//! each with a static `[s2s.address]` pointing at the other's s2s port; clients on each side talk
+//! across. Also bad input from a raw socket playing a remote server, and unreachable remotes.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{body, error_condition, free_port, Client, Server, PASSWORD};
+
+/// One side of a federation pair: its domain, server, s2s and metrics ports.
+struct Side {
+    domain: &'static str,
+    server: Server,
+    s2s: u16,
+    http: u16,
+}
+
+/// Ports of both sides, chosen before either starts (each config names the other's s2s port).
+struct Ports {
+    s2s: u16,
+    http: u16,
+}
+
+/// What one side serves and whom it federates with.
+struct Spec<'a> {
+    domain: &'static str,
+    user: &'a str,
+    other: &'a str,
+    other_s2s: u16,
+    /// Lines for its `[s2s]` table.
+    extra: &'a str,
+    /// Its s2s listener's `tls`.
+    tls: &'a str,
+    /// The other side's s2s listener's `tls`.
+    other_tls: &'a str,
+}
+
+fn config(spec: &Spec<'_>, me: &Ports, c2s: u16, data: &std::path::Path) -> String {
+    format!(
+        r#"[general]
+hosts = ["{domain}"]
+data_dir = "{data}"
+loglevel = "info"
+
+[auth]
+scram_iterations = 4096
+
+[[listen.c2s]]
+port = {c2s}
+ip_address = "127.0.0.1"
+tls = "starttls"
+allow_plaintext_on_loopback = true
+
+[[listen.s2s]]
+port = {s2s}
+ip_address = "127.0.0.1"
+tls = "{tls}"
+
+[[listen.http]]
+port = {http}
+ip_address = "127.0.0.1"
+handlers = ["metrics"]
+
+[s2s]
+{extra}
+
+[s2s.address."{other}"]
+host = "127.0.0.1"
+port = {other_s2s}
+tls = "{addr_tls}"
+
+[modules.roster]
+[modules.presence]
+[modules.version]
+[modules.ping]
+[modules.disco]
+[modules.muc]
+"#,
+        domain = spec.domain,
+        tls = spec.tls,
+        // The other side's listener mode: direct TLS there means direct TLS to it.
+        addr_tls = if spec.other_tls == "tls" {
+            "tls"
+        } else {
+            "starttls_required"
+        },
+        extra = spec.extra,
+        other = spec.other,
+        other_s2s = spec.other_s2s,
+        s2s = me.s2s,
+        http = me.http,
+        data = data.display()
+    )
+}
+
+fn start(spec: Spec<'_>, me: Ports) -> Side {
+    let jid = format!("{}@{}", spec.user, spec.domain);
+    let server = Server::start_config(2, &[&jid], |c2s, data| config(&spec, &me, c2s, data));
+    Side {
+        domain: spec.domain,
+        server,
+        s2s: me.s2s,
+        http: me.http,
+    }
+}
+
+/// Free ports for one side.
+fn ports() -> Ports {
+    Ports {
+        s2s: free_port(),
+        http: free_port(),
+    }
+}
+
+/// The petrel.test side (alice), federating with other.test on `other_s2s`.
+fn spec_a<'a>(other_s2s: u16, extra: &'a str, tls: &'a str) -> Spec<'a> {
+    Spec {
+        domain: "petrel.test",
+        user: "alice",
+        other: "other.test",
+        other_s2s,
+        extra,
+        tls,
+        other_tls: "starttls_required",
+    }
+}
+
+/// The other.test side (bob), federating with petrel.test on `other_s2s`.
+fn spec_b(other_s2s: u16, extra: &str) -> Spec<'_> {
+    Spec {
+        domain: "other.test",
+        user: "bob",
+        other: "petrel.test",
+        other_s2s,
+        extra,
+        tls: "starttls_required",
+        other_tls: "starttls_required",
+    }
+}
+
+/// petrel.test (alice) and other.test (bob), with `extra_a`/`extra_b` in their `[s2s]` tables.
+fn pair(extra_a: &str, extra_b: &str) -> (Side, Side) {
+    let (pa, pb) = (ports(), ports());
+    let (sa, sb) = (pa.s2s, pb.s2s);
+    let a = start(spec_a(sb, extra_a, "starttls_required"), pa);
+    let b = start(spec_b(sa, extra_b), pb);
+    (a, b)
+}
+
+fn login(side: &Side, user: &str, presence: bool) -> Client {
+    let mut c = side.server.connect();
+    c.login_plain(user, side.domain, PASSWORD, "r");
+    if presence {
+        c.send("<presence/>");
+    }
+    c
+}
+
+/// The sum over shards of the module counter `name` on `side`'s /metrics.
+fn counter(side: &Side, name: &str) -> u64 {
+    let mut s = TcpStream::connect(("127.0.0.1", side.http)).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}_total{{")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn chat_across(from: &mut Client, to: &mut Client, to_jid: &str, text: &str) {
+    from.send(&format!(
+        "<message to='{to_jid}' type='chat' id='m-{text}'><body>{text}</body></message>"
+    ));
+    let got = to.expect("chat across", |s| body(s).as_deref() == Some(text));
+    assert_eq!(got.name(), "message");
+}
+
+#[test]
+fn dialback_chat_presence_and_iq_across() {
+    let (a, b) = pair("", "");
+    let mut alice = login(&a, "alice", true);
+    let mut bob = login(&b, "bob", true);
+    chat_across(&mut alice, &mut bob, "bob@other.test/r", "hello-bob");
+    chat_across(&mut bob, &mut alice, "alice@petrel.test/r", "hello-alice");
+    // The sender's full JID arrives intact; a client's explicit namespace does not travel.
+    alice.send(
+        "<message xmlns='jabber:client' to='bob@other.test' type='chat'><body>x1</body></message>",
+    );
+    let m = bob.expect("x1", |s| body(s).as_deref() == Some("x1"));
+    assert_eq!(m.from().as_deref(), Some("alice@petrel.test/r"));
+
+    // Self-signed certificates on both sides: dialback both ways, no SASL EXTERNAL.
+    assert!(counter(&a, "petrel_s2s_out_dialback") >= 1);
+    assert!(counter(&b, "petrel_s2s_in_dialback") >= 1);
+    assert_eq!(counter(&a, "petrel_s2s_out_sasl_external"), 0);
+    assert_eq!(counter(&b, "petrel_s2s_in_sasl_external"), 0);
+
+    // Presence subscription across domains (RFC 6121 §3).
+    alice.send("<presence to='bob@other.test' type='subscribe'/>");
+    let sub = bob.expect("subscribe", |s| {
+        s.name() == "presence" && s.type_().as_deref() == Some("subscribe")
+    });
+    assert_eq!(sub.from().as_deref(), Some("alice@petrel.test"));
+    bob.send("<presence to='alice@petrel.test' type='subscribed'/>");
+    alice.expect("subscribed", |s| {
+        s.name() == "presence" && s.type_().as_deref() == Some("subscribed")
+    });
+    // Bob's available presence follows the subscription.
+    alice.expect("bob's presence", |s| {
+        s.name() == "presence"
+            && s.type_().is_none()
+            && s.from().as_deref() == Some("bob@other.test/r")
+    });
+    // Both rosters hold the other.
+    alice.send("<iq type='get' id='ra'><query xmlns='jabber:iq:roster'/></iq>");
+    let r = alice.expect("alice roster", |s| s.id().as_deref() == Some("ra"));
+    let text = String::from_utf8_lossy(r.bytes()).into_owned();
+    assert!(
+        text.contains("bob@other.test") && text.contains("subscription='to'")
+            || text.contains("subscription=\"to\""),
+        "{text}"
+    );
+    bob.send("<iq type='get' id='rb'><query xmlns='jabber:iq:roster'/></iq>");
+    let r = bob.expect("bob roster", |s| s.id().as_deref() == Some("rb"));
+    let text = String::from_utf8_lossy(r.bytes()).into_owned();
+    assert!(text.contains("alice@petrel.test"), "{text}");
+    assert!(text.contains("from"), "{text}");
+
+    // An IQ to the remote server (XEP-0092) and its answer.
+    alice.send("<iq type='get' id='v1' to='other.test'><query xmlns='jabber:iq:version'/></iq>");
+    let v = alice.expect("version", |s| s.id().as_deref() == Some("v1"));
+    assert_eq!(
+        v.type_().as_deref(),
+        Some("result"),
+        "{:?}",
+        String::from_utf8_lossy(v.bytes())
+    );
+    assert_eq!(v.from().as_deref(), Some("other.test"));
+    assert!(String::from_utf8_lossy(v.bytes()).contains("petrel"));
+}
+
+#[test]
+fn direct_tls_listeners_xep_0368() {
+    let (pa, pb) = (ports(), ports());
+    let (sa, sb) = (pa.s2s, pb.s2s);
+    let a = start(
+        Spec {
+            other_tls: "tls",
+            ..spec_a(sb, "", "tls")
+        },
+        pa,
+    );
+    let b = start(
+        Spec {
+            tls: "tls",
+            other_tls: "tls",
+            ..spec_b(sa, "")
+        },
+        pb,
+    );
+    let mut alice = login(&a, "alice", true);
+    let mut bob = login(&b, "bob", true);
+    chat_across(&mut alice, &mut bob, "bob@other.test/r", "direct-1");
+    chat_across(&mut bob, &mut alice, "alice@petrel.test/r", "direct-2");
+    assert!(counter(&a, "petrel_s2s_out_dialback") >= 1);
+    assert!(counter(&b, "petrel_s2s_in_dialback") >= 1);
+}
+
+#[test]
+fn a_service_domain_federates_too() {
+    let (pa, pb) = (ports(), ports());
+    let (sa, sb) = (pa.s2s, pb.s2s);
+    let a = start(spec_a(sb, "", "starttls_required"), pa);
+    // other.test reaches conference.petrel.test at petrel.test's s2s port.
+    let b_extra =
+        format!("[s2s.address.\"conference.petrel.test\"]\nhost = \"127.0.0.1\"\nport = {sa}\n");
+    let b = start(spec_b(sa, &b_extra), pb);
+    let _alice = login(&a, "alice", true);
+    let mut bob = login(&b, "bob", true);
+    bob.send(
+        "<iq type='get' id='d1' to='conference.petrel.test'>\
+         <query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+    );
+    let r = bob.expect("disco answer", |s| s.id().as_deref() == Some("d1"));
+    let text = String::from_utf8_lossy(r.bytes()).into_owned();
+    assert_eq!(r.type_().as_deref(), Some("result"), "{text}");
+    assert_eq!(r.from().as_deref(), Some("conference.petrel.test"));
+    assert!(text.contains("http://jabber.org/protocol/muc"), "{text}");
+}
+
+/// A test CA and, per domain, a certificate it signed; written as PEM files into `dir`.
+/// Returns the CA file.
+fn test_ca(dir: &std::path::Path, domains: &[&str]) -> std::path::PathBuf {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "petrel s2s test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    for d in domains {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![d.to_string()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        std::fs::write(dir.join(format!("{d}.pem")), cert.pem() + &ca.pem()).unwrap();
+        std::fs::write(dir.join(format!("{d}.key")), key.serialize_pem()).unwrap();
+    }
+    let path = dir.join("ca.pem");
+    std::fs::write(&path, ca.pem()).unwrap();
+    path
+}
+
+#[test]
+fn sasl_external_with_a_trusted_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = test_ca(dir.path(), &["petrel.test", "other.test"]);
+    let extra = |d: &str| {
+        format!(
+            "cafile = \"{}\"\ncertfile = \"{}\"\nkeyfile = \"{}\"\n",
+            ca.display(),
+            dir.path().join(format!("{d}.pem")).display(),
+            dir.path().join(format!("{d}.key")).display()
+        )
+    };
+    let (a, b) = pair(&extra("petrel.test"), &extra("other.test"));
+    let mut alice = login(&a, "alice", true);
+    let mut bob = login(&b, "bob", true);
+    chat_across(&mut alice, &mut bob, "bob@other.test/r", "ext-1");
+    chat_across(&mut bob, &mut alice, "alice@petrel.test/r", "ext-2");
+    assert!(counter(&a, "petrel_s2s_out_sasl_external") >= 1);
+    assert!(counter(&b, "petrel_s2s_out_sasl_external") >= 1);
+    assert!(counter(&b, "petrel_s2s_in_sasl_external") >= 1);
+    assert_eq!(counter(&a, "petrel_s2s_out_dialback"), 0);
+    assert_eq!(counter(&b, "petrel_s2s_in_dialback"), 0);
+}
+
+/// A raw plaintext s2s stream to `port` claiming `from`; returns the socket and the stream id.
+fn raw_stream(port: u16, from: &str, to: &str) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+         xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' \
+         from='{from}' to='{to}' version='1.0'>"
+    )
+    .unwrap();
+    let head = read_until(&mut s, "</stream:features>");
+    let id = head
+        .split(" id='")
+        .nth(1)
+        .or_else(|| head.split(" id=\"").nth(1))
+        .and_then(|r| r.split(['\'', '"']).next())
+        .expect("stream id")
+        .to_owned();
+    (s, id)
+}
+
+/// Reads until `what` appears (or the socket closes / times out); returns everything read.
+fn read_until(s: &mut TcpStream, what: &str) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !String::from_utf8_lossy(&got).contains(what) && Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+const SECRET_B: &str = "other-test-dialback-secret";
+
+/// The dialback key other.test (with [`SECRET_B`]) computes for a stream to petrel.test.
+fn key_of_b(stream_id: &str) -> String {
+    use sha2::Digest;
+    let secret: [u8; 32] = sha2::Sha256::digest(SECRET_B.as_bytes()).into();
+    petrel::s2s::dialback_key(&secret, "petrel.test", "other.test", stream_id)
+}
+
+#[test]
+fn bad_input_from_a_remote_is_answered_and_disturbs_nothing() {
+    // petrel.test accepts dialback without TLS so a raw socket can play a remote server.
+    let (pa, pb) = (ports(), ports());
+    let (sa, sb) = (pa.s2s, pb.s2s);
+    let closed = free_port();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let a_extra = format!(
+        "connect_timeout = 2\n\
+         [s2s.address.\"closed.test\"]\nhost = \"127.0.0.1\"\nport = {closed}\n\
+         [s2s.address.\"silent.test\"]\nhost = \"127.0.0.1\"\nport = {silent_port}\n"
+    );
+    let a = start(spec_a(sb, &a_extra, "starttls"), pa);
+    let b_extra = format!("secret = \"{SECRET_B}\"\n");
+    let b = start(spec_b(sa, &b_extra), pb);
+    let mut alice = login(&a, "alice", true);
+    let mut bob = login(&b, "bob", true);
+
+    // A dialback key other.test never made: refused (XEP-0220 §2.4).
+    let (mut s, _id) = raw_stream(a.s2s, "other.test", "petrel.test");
+    write!(
+        s,
+        "<db:result from='other.test' to='petrel.test'>0123456789abcdef</db:result>"
+    )
+    .unwrap();
+    let got = read_until(&mut s, "type='invalid'");
+    assert!(
+        got.contains("type='invalid'") || got.contains("type=\"invalid\""),
+        "{got}"
+    );
+
+    // With other.test's real key the stream is authenticated; a stanza from another domain on it
+    // ends it with <invalid-from/> (RFC 6120 §4.9.3.9).
+    let (mut s, id) = raw_stream(a.s2s, "other.test", "petrel.test");
+    write!(
+        s,
+        "<db:result from='other.test' to='petrel.test'>{}</db:result>",
+        key_of_b(&id)
+    )
+    .unwrap();
+    let got = read_until(&mut s, "valid");
+    assert!(
+        got.contains("type='valid'") || got.contains("type=\"valid\""),
+        "{got}"
+    );
+    // A stanza from the authenticated domain is delivered.
+    write!(s, "<message from='mallory@other.test/x' to='alice@petrel.test/r' type='chat'><body>raw-ok</body></message>").unwrap();
+    alice.expect("raw stanza", |m| body(m).as_deref() == Some("raw-ok"));
+    write!(s, "<message from='eve@third.test/x' to='alice@petrel.test/r' type='chat'><body>forged</body></message>").unwrap();
+    let got = read_until(&mut s, "</stream:stream>");
+    assert!(got.contains("invalid-from"), "{got}");
+
+    // A domain whose only address refuses connections: remote-server-not-found to the sender.
+    alice.send("<message to='x@closed.test' id='c1' type='chat'><body>c</body></message>");
+    let e = alice.expect("bounce", |m| m.id().as_deref() == Some("c1"));
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("remote-server-not-found")
+    );
+
+    // A remote that accepts but never answers: remote-server-timeout after connect_timeout.
+    alice.send("<message to='x@silent.test' id='t1' type='chat'><body>t</body></message>");
+    let e = alice.expect("timeout", |m| m.id().as_deref() == Some("t1"));
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("remote-server-timeout")
+    );
+
+    // Nothing else was disturbed: chat across still flows both ways.
+    chat_across(&mut alice, &mut bob, "bob@other.test/r", "still-1");
+    chat_across(&mut bob, &mut alice, "alice@petrel.test/r", "still-2");
+    drop(silent);
+}
