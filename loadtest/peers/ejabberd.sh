@@ -9,6 +9,7 @@
 #                              petrel-load (hundreds/s; `ejabberdctl register` starts an Erlang
 #                              node per call, ~1 s each, far too slow for 10k users)
 #   ejabberd.sh pid            print the server (beam.smp) PID
+#   ejabberd.sh ctl ARGS...    ejabberdctl ARGS on this instance (e.g. register USER DOMAIN PASSWORD)
 #
 # Environment (defaults): PEER_DIR=/tmp/petrel-peers/ejabberd PORT=25222 DOMAIN=localhost
 #   PASSWORD=password EJABBERD_CPUS=0 (taskset CPU list; Erlang gets one scheduler per CPU)
@@ -135,6 +136,7 @@ modules:
 $s2s_mod
   mod_disco: {}
   mod_ping: {}
+  mod_version: {}
   mod_roster: {}
   mod_caps: {}
   mod_pubsub:
@@ -211,6 +213,10 @@ register)
     ;;
 pid)
     server_pid || { echo "not running" >&2; exit 1; }
+    ;;
+ctl)
+    shift
+    "${CTL[@]}" "$@"
     ;;
 *)
     sed -n '2,24p' "$0"; exit 2
