@@ -78,6 +78,7 @@ tls = "{addr_tls}"
 [modules.ping]
 [modules.disco]
 [modules.muc]
+[modules.offline]
 "#,
         domain = spec.domain,
         tls = spec.tls,
@@ -150,8 +151,14 @@ fn pair(extra_a: &str, extra_b: &str) -> (Side, Side) {
     (a, b)
 }
 
+/// Read timeout of the test's sockets: generous, since federation runs two servers, each TLS
+/// handshake twice, and CI runs test binaries side by side on 2 cores (a wait ends as soon as its
+/// condition holds, so this only bounds failures).
+const READ_TIMEOUT: Duration = Duration::from_secs(40);
+
 fn login(side: &Side, user: &str, presence: bool) -> Client {
     let mut c = side.server.connect();
+    c.sock.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
     c.login_plain(user, side.domain, PASSWORD, "r");
     if presence {
         c.send("<presence/>");
@@ -245,6 +252,56 @@ fn dialback_chat_presence_and_iq_across() {
     );
     assert_eq!(v.from().as_deref(), Some("other.test"));
     assert!(String::from_utf8_lossy(v.bytes()).contains("petrel"));
+}
+
+#[test]
+fn a_remote_message_to_an_offline_user_is_stored() {
+    let (a, b) = pair("", "");
+    let mut bob = login(&b, "bob", true);
+    // alice has no session: the message goes to offline storage, which reads the body in
+    // jabber:client (incoming s2s stanzas must read as client stanzas).
+    bob.send(
+        "<message to='alice@petrel.test' type='chat' id='off1'><body>while-away</body></message>",
+    );
+    // An IQ on the same stream after it: once answered, the message was handled before it.
+    bob.send("<iq type='get' id='v0' to='petrel.test'><query xmlns='jabber:iq:version'/></iq>");
+    let v = bob.expect("version", |s| s.id().as_deref() == Some("v0"));
+    assert_eq!(v.type_().as_deref(), Some("result"));
+    let mut alice = login(&a, "alice", true);
+    let m = alice.expect("offline message", |s| {
+        body(s).as_deref() == Some("while-away")
+    });
+    assert_eq!(m.from().as_deref(), Some("bob@other.test/r"));
+    assert!(
+        !String::from_utf8_lossy(m.bytes()).contains("jabber:server"),
+        "{:?}",
+        String::from_utf8_lossy(m.bytes())
+    );
+}
+
+#[test]
+fn shutdown_delivers_the_unavailable_presence_to_remote_contacts() {
+    let (mut a, b) = pair("", "");
+    let mut alice = login(&a, "alice", true);
+    let mut bob = login(&b, "bob", true);
+    // bob subscribes to alice's presence.
+    bob.send("<presence to='alice@petrel.test' type='subscribe'/>");
+    alice.expect("subscribe", |s| s.type_().as_deref() == Some("subscribe"));
+    alice.send("<presence to='bob@other.test' type='subscribed'/>");
+    bob.expect("alice's presence", |s| {
+        s.name() == "presence"
+            && s.type_().is_none()
+            && s.from().as_deref() == Some("alice@petrel.test/r")
+    });
+    // petrel.test stops: alice's session closes and her unavailable presence still reaches bob
+    // (the outgoing stream closes only after the queued stanzas went out).
+    a.server.stop();
+    bob.expect("alice's unavailable presence", |s| {
+        s.name() == "presence"
+            && s.type_().as_deref() == Some("unavailable")
+            && s.from().as_deref() == Some("alice@petrel.test/r")
+    });
+    drop(alice);
 }
 
 #[test]
@@ -347,7 +404,7 @@ fn sasl_external_with_a_trusted_ca() {
 /// A raw plaintext s2s stream to `port` claiming `from`; returns the socket and the stream id.
 fn raw_stream(port: u16, from: &str, to: &str) -> (TcpStream, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
     write!(
         s,
         "<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
@@ -370,7 +427,7 @@ fn raw_stream(port: u16, from: &str, to: &str) -> (TcpStream, String) {
 fn read_until(s: &mut TcpStream, what: &str) -> String {
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + READ_TIMEOUT;
     while !String::from_utf8_lossy(&got).contains(what) && Instant::now() < deadline {
         match s.read(&mut buf) {
             Ok(0) | Err(_) => break,
@@ -397,8 +454,9 @@ fn bad_input_from_a_remote_is_answered_and_disturbs_nothing() {
     let closed = free_port();
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
+    // connect_timeout applies to other.test too: long enough for a loaded machine.
     let a_extra = format!(
-        "connect_timeout = 2\n\
+        "connect_timeout = 6\n\
          [s2s.address.\"closed.test\"]\nhost = \"127.0.0.1\"\nport = {closed}\n\
          [s2s.address.\"silent.test\"]\nhost = \"127.0.0.1\"\nport = {silent_port}\n"
     );

@@ -165,6 +165,9 @@ pub enum InvalidValue {
     /// `[s2s.address."DOMAIN"]` without exactly one of `host` and `ip_address`.
     #[error("s2s.address: give host = \"NAME\" or ip_address = \"IP\", exactly one")]
     S2sAddressHost,
+    /// `[s2s.address."DOMAIN"] tls = "starttls"`: an outgoing stream always requires TLS.
+    #[error("s2s.address: tls is \"starttls_required\" or \"tls\" (outgoing streams always require TLS)")]
+    S2sAddressStarttls,
 }
 
 /// Why the configuration could not be loaded.

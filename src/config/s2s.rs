@@ -279,6 +279,10 @@ pub(super) fn options(cx: &Ctx<'_>, raw: RawS2s) -> Result<S2sOptions, ConfigErr
             (None, Some(ip)) => ip.to_string(),
             _ => return Err(cx.err(&span, InvalidValue::S2sAddressHost)),
         };
+        if entry.tls == Some(S2sTls::Starttls) {
+            // Optional TLS has no meaning on an outgoing stream: it would silently be required.
+            return Err(cx.err(&span, InvalidValue::S2sAddressStarttls));
+        }
         address.insert(
             name.as_str().to_owned(),
             StaticAddress {

@@ -533,6 +533,10 @@ fn s2s_bad_values_are_located() {
     ));
     let (err, _, _) = parse_err(&format!("{MINIMAL}[s2s.address.\"a.b\"]\nport = 1\n"));
     assert_eq!(invalid_kind(err), InvalidValue::S2sAddressHost);
+    let (err, _, _) = parse_err(&format!(
+        "{MINIMAL}[s2s.address.\"a.b\"]\nhost = \"x\"\ntls = \"starttls\"\n"
+    ));
+    assert_eq!(invalid_kind(err), InvalidValue::S2sAddressStarttls);
     let (_, _, msg) = parse_err(&format!("{MINIMAL}[[listen.s2s]]\ntls = \"none\"\n"));
     assert!(msg.contains("none"), "{msg}");
     let (err, _, _) = parse_err(&format!("{MINIMAL}[[listen.s2s]]\nport = 5222\n"));

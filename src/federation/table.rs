@@ -6,7 +6,9 @@
 //! Bounds and policies: at most `max_queue` stanzas and `max_queue_bytes` bytes wait per pair (a
 //! new stanza past either is refused: `resource-constraint`), at most [`MAX_VERIFIES`] verifications
 //! (past it the request is answered invalid). A stream not ready within `connect_timeout` fails with
-//! `remote-server-timeout`; a failed pair is remembered for [`FAIL_MEMORY`] so that a flood of
+//! `remote-server-timeout`; at most `max_links` pairs exist at once (each is a task and a DNS
+//! lookup, and remotes choose the domains of dialback requests): a new pair past it is refused
+//! with `resource-constraint` (a stanza bounces, a verification is answered failed); a failed pair is remembered for [`FAIL_MEMORY`] so that a flood of
 //! stanzas does not reconnect once per stanza: they bounce at once with the same condition.
 
 use std::collections::VecDeque;
@@ -71,6 +73,8 @@ pub struct Limits {
     pub connect_timeout: Duration,
     /// Time without a stanza after which a ready stream is closed.
     pub idle_timeout: Duration,
+    /// Pairs (streams being set up, ready or remembered failed) at once.
+    pub max_links: usize,
 }
 
 /// A stanza was accepted into a pair's queue.
@@ -102,6 +106,17 @@ pub struct Failed<T, V> {
     pub cond: StanzaErrorCondition,
 }
 
+/// What [`OutTable::closed`] decided.
+#[derive(Debug)]
+pub enum Closed<T, V> {
+    /// Nothing waits: the pair is forgotten (or it had failed already).
+    Forgotten,
+    /// Things wait and the stream made progress: open a new one.
+    Again,
+    /// Things wait but the stream took nothing: failed, answer these.
+    Failed(Failed<T, V>),
+}
+
 /// What a periodic [`OutTable::tick`] found.
 #[derive(Debug)]
 pub struct Tick<T, V> {
@@ -120,6 +135,9 @@ struct Link<T, V> {
     deadline: Instant,
     /// Last stanza taken (ready) or created.
     active: Instant,
+    /// Something was taken (a stanza or a verification) by the current stream: a clean close
+    /// without that is a failure, not a reason to reconnect at once.
+    progress: bool,
 }
 
 /// The outgoing streams homed on this shard. `T` is a stanza, `V` a verification request.
@@ -155,6 +173,9 @@ impl<T, V> OutTable<T, V> {
             Some(State::Failed { .. }) => true,
             Some(_) => false,
         };
+        if fresh && !self.links.contains_key(pair) && self.links.len() >= self.limits.max_links {
+            return Err(StanzaErrorCondition::ResourceConstraint);
+        }
         if fresh {
             self.links.insert(
                 pair.clone(),
@@ -165,6 +186,7 @@ impl<T, V> OutTable<T, V> {
                     verifies: VecDeque::new(),
                     deadline: now + self.limits.connect_timeout,
                     active: now,
+                    progress: false,
                 },
             );
         }
@@ -223,9 +245,13 @@ impl<T, V> OutTable<T, V> {
         }
     }
 
-    /// The stream of `pair` is authenticated.
+    /// The stream of `pair` is authenticated (ignored once failed: a late report of a stream the
+    /// pair already gave up on).
     pub fn ready(&mut self, pair: &Pair, now: Instant) {
         if let Some(link) = self.links.get_mut(pair) {
+            if matches!(link.state, State::Failed { .. }) {
+                return;
+            }
             link.state = State::Ready;
             link.active = now;
         }
@@ -236,13 +262,9 @@ impl<T, V> OutTable<T, V> {
         self.links.get(pair).map(|l| l.state)
     }
 
-    /// Takes waiting stanzas for a ready stream while `room(len)` says they fit.
-    pub fn take(
-        &mut self,
-        pair: &Pair,
-        now: Instant,
-        mut room: impl FnMut(usize) -> bool,
-    ) -> Vec<T> {
+    /// Takes waiting stanzas for a ready stream, in order, while their lengths add up to at most
+    /// `room` bytes (what the stream's outbound queue still holds).
+    pub fn take(&mut self, pair: &Pair, now: Instant, room: usize) -> Vec<T> {
         let Some(link) = self.links.get_mut(pair) else {
             return Vec::new();
         };
@@ -250,10 +272,12 @@ impl<T, V> OutTable<T, V> {
             return Vec::new();
         }
         let mut out = Vec::new();
+        let mut taken = 0usize;
         while let Some((_, len)) = link.queue.front() {
-            if !room(*len) {
+            if taken.saturating_add(*len) > room {
                 break;
             }
+            taken += *len;
             // front() just matched.
             let (item, len) = link.queue.pop_front().expect("front present");
             link.bytes -= len;
@@ -261,6 +285,7 @@ impl<T, V> OutTable<T, V> {
         }
         if !out.is_empty() {
             link.active = now;
+            link.progress = true;
         }
         out
     }
@@ -268,10 +293,13 @@ impl<T, V> OutTable<T, V> {
     /// Takes the waiting verifications (any state: dialback verification needs no authentication
     /// of this stream, only its connection).
     pub fn take_verifies(&mut self, pair: &Pair) -> Vec<V> {
-        self.links
-            .get_mut(pair)
-            .map(|l| l.verifies.drain(..).collect())
-            .unwrap_or_default()
+        let Some(link) = self.links.get_mut(pair) else {
+            return Vec::new();
+        };
+        if !link.verifies.is_empty() {
+            link.progress = true;
+        }
+        link.verifies.drain(..).collect()
     }
 
     /// True when something waits for `pair`'s stream.
@@ -312,23 +340,33 @@ impl<T, V> OutTable<T, V> {
     }
 
     /// The stream of `pair` ended without failing (idle close, clean close by the remote). When
-    /// stanzas or verifications still wait, the pair starts over (resolving) and `true` asks the
-    /// caller to open a new stream; otherwise it is forgotten.
-    pub fn closed(&mut self, pair: &Pair, now: Instant) -> bool {
+    /// stanzas or verifications still wait, the pair starts over (resolving: [`Closed::Again`],
+    /// the caller opens a new stream), unless the stream took nothing at all (a remote closing
+    /// right after authentication): that is a failure, remembered like one, so such a remote is
+    /// not reconnected to in a loop. Otherwise the pair is forgotten.
+    pub fn closed(&mut self, pair: &Pair, now: Instant) -> Closed<T, V> {
         let Some(link) = self.links.get_mut(pair) else {
-            return false;
+            return Closed::Forgotten;
         };
         if matches!(link.state, State::Failed { .. }) {
-            return false;
+            return Closed::Forgotten;
         }
         if link.queue.is_empty() && link.verifies.is_empty() {
             self.links.remove(pair);
-            return false;
+            return Closed::Forgotten;
+        }
+        if !link.progress {
+            return Closed::Failed(self.failed(
+                pair,
+                StanzaErrorCondition::RemoteServerTimeout,
+                now,
+            ));
         }
         link.state = State::Resolving;
         link.deadline = now + self.limits.connect_timeout;
         link.active = now;
-        true
+        link.progress = false;
+        Closed::Again
     }
 
     /// Periodic work: pairs not ready by their deadline fail with `remote-server-timeout`, failures
@@ -383,6 +421,7 @@ mod tests {
         max_queue_bytes: 100,
         connect_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(60),
+        max_links: 2,
     };
 
     fn table() -> OutTable<u32, &'static str> {
@@ -404,10 +443,10 @@ mod tests {
         let other = Pair::new("petrel.test", "third.test");
         assert_eq!(t.push(&other, 9, 10, now), Ok(Queued { open: true }));
         // Nothing is taken before the stream is ready.
-        assert!(t.take(&pair(), now, |_| true).is_empty());
+        assert!(t.take(&pair(), now, usize::MAX).is_empty());
         t.set_state(&pair(), State::Negotiating);
         t.ready(&pair(), now);
-        assert_eq!(t.take(&pair(), now, |_| true), vec![1, 2]);
+        assert_eq!(t.take(&pair(), now, usize::MAX), vec![1, 2]);
         assert!(!t.has_waiting(&pair()));
     }
 
@@ -419,14 +458,11 @@ mod tests {
             t.push(&pair(), i, 30, now).unwrap();
         }
         t.ready(&pair(), now);
-        let mut room = 50;
-        let got = t.take(&pair(), now, |len| {
-            let fits = len <= room;
-            room = room.saturating_sub(len);
-            fits
-        });
-        assert_eq!(got, vec![0]);
+        // The batch counts what it already took: 30 + 30 > 50.
+        assert_eq!(t.take(&pair(), now, 50), vec![0]);
         assert!(t.has_waiting(&pair()));
+        assert_eq!(t.take(&pair(), now, 60), vec![1, 2]);
+        assert!(!t.has_waiting(&pair()));
     }
 
     #[test]
@@ -451,7 +487,7 @@ mod tests {
         );
         // The bytes bound counts what is still queued only.
         t.ready(&pair(), now);
-        assert_eq!(t.take(&pair(), now, |_| true), vec![1]);
+        assert_eq!(t.take(&pair(), now, usize::MAX), vec![1]);
         assert!(t.push(&pair(), 3, 100, now).is_ok());
     }
 
@@ -501,8 +537,10 @@ mod tests {
         );
         // A late report from the failed stream changes nothing.
         t.set_state(&pair(), State::Connecting);
-        assert!(!t.closed(&pair(), now));
+        t.ready(&pair(), now);
+        assert!(matches!(t.closed(&pair(), now), Closed::Forgotten));
         assert!(matches!(t.state(&pair()), Some(State::Failed { .. })));
+        assert!(t.take(&pair(), now, usize::MAX).is_empty());
         // Without a tick in between, the first push after FAIL_MEMORY opens again.
         assert_eq!(
             t.push(&pair(), 4, 10, now + FAIL_MEMORY),
@@ -516,11 +554,14 @@ mod tests {
         let now = Instant::now();
         t.push(&pair(), 1, 10, now).unwrap();
         t.ready(&pair(), now);
-        t.take(&pair(), now, |_| true);
+        t.take(&pair(), now, usize::MAX);
         assert!(t.tick(now + Duration::from_secs(59)).idle.is_empty());
         assert_eq!(t.tick(now + Duration::from_secs(60)).idle, vec![pair()]);
         // Closed with nothing waiting: forgotten.
-        assert!(!t.closed(&pair(), now + Duration::from_secs(60)));
+        assert!(matches!(
+            t.closed(&pair(), now + Duration::from_secs(60)),
+            Closed::Forgotten
+        ));
         assert_eq!(t.state(&pair()), None);
     }
 
@@ -530,13 +571,32 @@ mod tests {
         let now = Instant::now();
         t.push(&pair(), 1, 10, now).unwrap();
         t.ready(&pair(), now);
+        assert_eq!(t.take(&pair(), now, usize::MAX), vec![1]);
         t.push(&pair(), 2, 10, now).unwrap();
-        assert!(t.closed(&pair(), now));
+        t.push(&pair(), 3, 10, now).unwrap();
+        assert!(matches!(t.closed(&pair(), now), Closed::Again));
         assert_eq!(t.state(&pair()), Some(State::Resolving));
         // The new stream gets a fresh connect deadline.
         let f = t.tick(now + Duration::from_secs(10)).timed_out;
         assert_eq!(f.len(), 1);
-        assert_eq!(f[0].stanzas, vec![1, 2]);
+        assert_eq!(f[0].stanzas, vec![2, 3]);
+    }
+
+    #[test]
+    fn a_stream_closed_before_taking_anything_is_a_failure() {
+        let mut t = table();
+        let now = Instant::now();
+        t.push(&pair(), 1, 10, now).unwrap();
+        // The remote closes right after ready, before anything was taken: no reconnection loop.
+        t.ready(&pair(), now);
+        match t.closed(&pair(), now) {
+            Closed::Failed(f) => assert_eq!((f.stanzas, f.cond), (vec![1], C::RemoteServerTimeout)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            t.push(&pair(), 3, 10, now).unwrap_err().cond,
+            C::RemoteServerTimeout
+        );
     }
 
     #[test]
@@ -554,5 +614,29 @@ mod tests {
         assert_eq!(t.take_verifies(&pair()).len(), MAX_VERIFIES);
         assert!(!t.has_waiting(&pair()));
         assert_eq!(t.list(), vec![(pair(), State::Resolving, 0)]);
+    }
+
+    #[test]
+    fn new_pairs_past_max_links_are_refused() {
+        let mut t = table();
+        let now = Instant::now();
+        let third = Pair::new("petrel.test", "third.test");
+        let fourth = Pair::new("petrel.test", "fourth.test");
+        t.push(&pair(), 1, 10, now).unwrap();
+        t.push_verify(&third, "v", now).unwrap();
+        assert_eq!(
+            t.push(&fourth, 2, 10, now).unwrap_err().cond,
+            C::ResourceConstraint
+        );
+        assert_eq!(
+            t.push_verify(&fourth, "w", now).unwrap_err().cond,
+            C::ResourceConstraint
+        );
+        // Existing pairs go on.
+        assert_eq!(t.push(&pair(), 3, 10, now), Ok(Queued { open: false }));
+        // A forgotten pair makes room.
+        t.take_verifies(&third);
+        assert!(matches!(t.closed(&third, now), Closed::Forgotten));
+        assert_eq!(t.push(&fourth, 4, 10, now), Ok(Queued { open: true }));
     }
 }

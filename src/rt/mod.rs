@@ -184,7 +184,7 @@ impl ShardCtx {
                             tracing::warn!(
                                 shard = shard.id.0,
                                 to = acc.to.as_str(),
-                                "error stanza dropped: the mesh towards its recipient is full"
+                                "error stanza dropped: the mesh towards its recipient is full (or its shard stopped)"
                             );
                             continue;
                         }
@@ -530,12 +530,38 @@ async fn run_shard(
     ctx.shard
         .borrow_mut()
         .close_all(crate::xmpp::StreamErrorCondition::SystemShutdown);
-    let s2s = ctx.shard.borrow().ext.get::<s2s::S2sExt>().cloned();
-    if let Some(s2s::S2sExt(rt)) = s2s {
-        rt.close_all();
-    }
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while ctx.shard.borrow().conn_count() > 0 && std::time::Instant::now() < deadline {
+    let s2s = ctx.shard.borrow().ext.get::<s2s::S2sExt>().cloned();
+    if let Some(s2s::S2sExt(rt)) = &s2s {
+        // What the closing sessions of every shard send (unavailable presences to remote
+        // contacts) reaches the outgoing streams first: wait for this shard's sessions, then for
+        // every shard's, then for the queues to drain (all bounded), and only then close the
+        // outgoing streams.
+        let drain = std::time::Instant::now() + Duration::from_secs(3);
+        let now = std::time::Instant::now;
+        while ctx.shard.borrow().conn_count() > 0 && now() < drain {
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
+        flag.sessions_closed();
+        while flag.shards_quiet() < n && now() < drain {
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
+        // The last sessions' stanzas cross the mesh into this shard's table meanwhile.
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+        while rt.waiting() && now() < drain {
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
+        rt.close_all();
+    } else {
+        flag.sessions_closed();
+    }
+    let busy = || {
+        ctx.shard.borrow().conn_count() > 0
+            || s2s
+                .as_ref()
+                .is_some_and(|s2s::S2sExt(rt)| rt.task_count() > 0)
+    };
+    while busy() && std::time::Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(20)).await;
     }
     tracing::info!(shard = id.0, "shard stopped");

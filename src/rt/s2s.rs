@@ -24,6 +24,14 @@ use crate::xmpp::StanzaErrorCondition;
 /// How often the table looks for streams past their deadline or idle.
 const TICK: Duration = Duration::from_secs(1);
 
+/// Outgoing pairs (local domain, remote domain) per shard at once: each is a task and a DNS
+/// lookup, and remotes choose the domains of their dialback requests. Past it a stanza for a new
+/// pair bounces `resource-constraint`, a verification is answered failed.
+const MAX_REMOTE_LINKS: usize = 1000;
+/// Incoming s2s connections per shard at once (authenticated or not); past it a new one is
+/// closed at once.
+pub(super) const MAX_INCOMING: usize = 500;
+
 /// Why federation could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum S2sSetupError {
@@ -124,6 +132,7 @@ pub(crate) fn setup(config: &Config) -> Result<(Arc<S2sShared>, Vec<S2sListener>
             max_queue_bytes: s.max_queue_bytes,
             connect_timeout: s.connect_timeout,
             idle_timeout: s.idle_timeout,
+            max_links: MAX_REMOTE_LINKS,
         },
     };
     Ok((Arc::new(shared), listeners))
@@ -214,6 +223,8 @@ pub(crate) struct S2sRt {
     pub(super) table: RefCell<OutTable<Acc, Verify>>,
     pub(super) tasks: RefCell<HashMap<Pair, Rc<OutTask>>>,
     next_gen: Cell<u64>,
+    /// Set at shutdown: streams opened afterwards close at once, closed ones do not reopen.
+    pub(super) closing: Cell<bool>,
     counters: AuthCounters,
 }
 
@@ -255,6 +266,7 @@ impl S2sRt {
             table: RefCell::new(OutTable::new(limits)),
             tasks: RefCell::default(),
             next_gen: Cell::new(0),
+            closing: Cell::new(false),
             counters,
         });
         {
@@ -315,12 +327,27 @@ impl S2sRt {
         }
     }
 
-    /// Closes every outgoing stream (server shutdown).
+    /// Closes every outgoing stream (server shutdown); streams opened afterwards close at once.
     pub(crate) fn close_all(&self) {
+        self.closing.set(true);
         for t in self.tasks.borrow().values() {
             t.close.set(true);
             t.signal.wake();
         }
+    }
+
+    /// True while stanzas wait for an outgoing stream that is ready or being set up (not failed).
+    pub(crate) fn waiting(&self) -> bool {
+        self.table
+            .borrow()
+            .list()
+            .iter()
+            .any(|(_, state, n)| *n > 0 && !matches!(state, State::Failed { .. }))
+    }
+
+    /// Outgoing stream tasks still running.
+    pub(crate) fn task_count(&self) -> usize {
+        self.tasks.borrow().len()
     }
 
     fn spawn(self: &Rc<Self>, pair: Pair) {
@@ -329,7 +356,7 @@ impl S2sRt {
         let task = Rc::new(OutTask {
             gen,
             signal: Signal::default(),
-            close: Cell::new(false),
+            close: Cell::new(self.closing.get()),
         });
         self.tasks.borrow_mut().insert(pair.clone(), task.clone());
         glommio::spawn_local(super::s2s_out::run(self.clone(), pair, task)).detach();
@@ -362,6 +389,21 @@ impl S2sRt {
         self.counters.out_failed.inc();
         let failed = self.table.borrow_mut().failed(pair, cond, Instant::now());
         self.answer_failed(vec![failed]);
+    }
+
+    /// The stream of `pair` closed without failing: true when a new stream is to be opened (see
+    /// [`OutTable::closed`]); a stream that took nothing fails what waits.
+    pub(super) fn closed(&self, pair: &Pair) -> bool {
+        let closed = self.table.borrow_mut().closed(pair, Instant::now());
+        match closed {
+            table::Closed::Again => true,
+            table::Closed::Forgotten => false,
+            table::Closed::Failed(f) => {
+                self.counters.out_failed.inc();
+                self.answer_failed(vec![f]);
+                false
+            }
+        }
     }
 
     /// A stream authenticated with `method`.

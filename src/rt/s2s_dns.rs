@@ -2,16 +2,19 @@
 //! (its lookups are async on tokio), fed by a bounded channel; answers go back to the asking shard
 //! through a one-shot slot it awaits. A shard never blocks on DNS.
 //!
-//! Policy when full: at most [`MAX_WAITING`] lookups wait; past it a lookup fails at once
+//! Policy when full: at most [`MAX_WAITING`] lookups wait, and at most as many run (a semaphore
+//! permit per running lookup); past either a lookup fails at once
 //! ([`Resolution::Busy`]) and the stanzas waiting for that domain bounce `remote-server-timeout`.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::xfer::Protocol;
 use hickory_resolver::TokioResolver;
+use tokio::sync::Semaphore;
 
 use crate::federation::targets::{
     endpoints, fallback_target, order_srv, Endpoint, HostTarget, SrvPlan, SrvRecord,
@@ -82,12 +85,20 @@ impl Dns {
             .spawn(move || {
                 runtime.block_on(async move {
                     let resolver = builder.build();
+                    // Lookups in flight: the channel bounds those waiting to start, this those
+                    // started (each holds a permit until it answers).
+                    let running = Arc::new(Semaphore::new(MAX_WAITING));
                     // Ends when every shard dropped its handle.
                     while let Some(req) = rx.recv().await {
+                        let Ok(permit) = running.clone().try_acquire_owned() else {
+                            req.reply.send(Resolution::Busy);
+                            continue;
+                        };
                         let resolver = resolver.clone();
                         tokio::spawn(async move {
                             let found = resolve(&resolver, &req.domain, req.fixed).await;
                             req.reply.send(found);
+                            drop(permit);
                         });
                     }
                 });

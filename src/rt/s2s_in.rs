@@ -4,17 +4,44 @@
 //! asks the remote's authoritative server; the answer comes back through this connection's
 //! mailbox.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::s2s::{verify_on_home, S2sExt, Verify};
+use super::s2s::{verify_on_home, S2sExt, Verify, MAX_INCOMING};
 use super::ShardCtx;
 use crate::hooks::Acc;
 use crate::jid::Jid;
 use crate::s2s::{S2sConfig, S2sIn, S2sInEvent};
 use crate::shard::{home_shard_of, ConnMsg, ShardMsg};
+
+thread_local! {
+    /// Incoming s2s connections open on this shard (one shard per thread).
+    static OPEN: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Counts one open incoming connection while alive.
+struct Slot;
+
+impl Slot {
+    /// A slot, or `None` when [`MAX_INCOMING`] connections are open on this shard.
+    fn take() -> Option<Slot> {
+        OPEN.with(|n| {
+            (n.get() < MAX_INCOMING).then(|| {
+                n.set(n.get() + 1);
+                Slot
+            })
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        OPEN.with(|n| n.set(n.get().saturating_sub(1)));
+    }
+}
 
 /// Runs one incoming connection to its end.
 pub(crate) async fn run<S: super::conn::Io>(
@@ -23,6 +50,11 @@ pub(crate) async fn run<S: super::conn::Io>(
     ctx: Rc<ShardCtx>,
     cfg: Arc<S2sConfig>,
 ) {
+    let Some(_slot) = Slot::take() else {
+        // Dropping the stream closes the socket.
+        tracing::warn!(%peer, max = MAX_INCOMING, "s2s: too many incoming connections, refused");
+        return;
+    };
     let (conn, mailbox) = ctx.shard.borrow_mut().open_conn();
     let (shard_id, answer_to) = {
         let shard = ctx.shard.borrow();

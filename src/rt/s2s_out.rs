@@ -38,9 +38,8 @@ pub(super) async fn run(rt: Rc<S2sRt>, pair: Pair, task: Rc<OutTask>) {
             }
             End::Closed => {
                 // Stanzas that arrived meanwhile: a new stream.
-                let again =
-                    rt.owns(&pair, &task) && rt.table.borrow_mut().closed(&pair, Instant::now());
-                if !again {
+                // Not at shutdown: what still waits then is lost with the process.
+                if !rt.owns(&pair, &task) || rt.closing.get() || !rt.closed(&pair) {
                     break;
                 }
             }
@@ -144,7 +143,10 @@ fn step(
                     "s2s: outgoing stream ready"
                 );
                 rt.authenticated(false, method);
-                rt.table.borrow_mut().ready(pair, Instant::now());
+                // A task that lost its pair (timed out, replaced) must not mark the new link ready.
+                if rt.owns(pair, task) {
+                    rt.table.borrow_mut().ready(pair, Instant::now());
+                }
                 *ready = true;
             }
             S2sOutEvent::Verified { id, valid } => {
@@ -180,16 +182,13 @@ fn step(
     }
     let verifies = rt.table.borrow_mut().take_verifies(pair);
     for v in verifies {
-        match out.request_verify(&v.id, &v.key) {
+        match out.request_verify(&v.id, &v.key, Instant::now()) {
             Ok(()) => asked.entry(v.id.clone()).or_default().push(v),
             Err(_) => answer(&mut ctx.shard.borrow_mut(), v, None),
         }
     }
     if out.is_ready() {
-        let stanzas = rt
-            .table
-            .borrow_mut()
-            .take(pair, Instant::now(), |len| out.has_room(len));
+        let stanzas = rt.table.borrow_mut().take(pair, Instant::now(), out.room());
         for acc in stanzas {
             let pushed = if acc.stanza.xmlns() == Some(crate::xmpp::ns::CLIENT) {
                 // A client's explicit namespace would put the stanza outside `jabber:server`.
@@ -200,7 +199,7 @@ fn step(
                 out.push_stanza(acc.stanza.bytes())
             };
             if pushed.is_err() {
-                // has_room said it fits: only a stream closing meanwhile refuses.
+                // The batch fits `room()`: only a stream closing meanwhile refuses.
                 ctx.shard
                     .borrow_mut()
                     .bounce(&acc, StanzaErrorCondition::RemoteServerTimeout);

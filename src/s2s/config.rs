@@ -20,7 +20,8 @@ use crate::xml::Limits;
 pub const ALPN_XMPP_SERVER: &[u8] = b"xmpp-server";
 
 /// Configuration of every s2s stream (read-only once built, shared by all shards in an `Arc`).
-#[derive(Debug, Clone)]
+/// Its `Debug` never prints the dialback secret.
+#[derive(Clone)]
 pub struct S2sConfig {
     /// Domains served: an incoming header's and stanza's `to` must name one (or a dynamic host).
     pub hosts: Vec<String>,
@@ -48,6 +49,26 @@ pub struct S2sConfig {
     pub auth_timeout: Duration,
     /// Time without any input byte before the stream is closed (zero disables it).
     pub idle_timeout: Duration,
+}
+
+impl std::fmt::Debug for S2sConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S2sConfig")
+            .field("hosts", &self.hosts)
+            .field("tls_server", &self.tls_server.is_some())
+            .field("tls_client", &self.tls_client.is_some())
+            .field("tls_required", &self.tls_required)
+            .field("direct_tls", &self.direct_tls)
+            .field("dialback", &self.dialback)
+            .field("sasl_external", &self.sasl_external)
+            .field("trust_anchors", &self.trust.len())
+            .field("dialback_secret", &"<hidden>")
+            .field("limits", &self.limits)
+            .field("outbound_queue_bytes", &self.outbound_queue_bytes)
+            .field("auth_timeout", &self.auth_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish()
+    }
 }
 
 impl S2sConfig {

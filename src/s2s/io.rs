@@ -32,9 +32,9 @@ macro_rules! io_api {
             self.events.pop_front()
         }
 
-        /// When `handle_timeout` must be called next (authentication, then idle timeout).
+        /// When `handle_timeout` must be called next (authentication, idle, verify timeouts).
         pub fn next_timeout(&self) -> Option<std::time::Instant> {
-            (!self.closed).then(|| self.timers.next()).flatten()
+            (!self.closed).then(|| self.next_deadline()).flatten()
         }
 
         /// Nothing more will be read; flush `take_transmit` and close the socket.

@@ -51,8 +51,9 @@ pub struct S2sOut {
     pub(super) negotiated: bool,
     /// `<db:verify/>` elements waiting for `negotiated`.
     pub(super) verify_queue: Vec<u8>,
-    /// Ids of the `<db:verify/>` sent or queued and not answered yet.
-    pub(super) verifies: Vec<String>,
+    /// Ids of the `<db:verify/>` sent or queued and not answered yet, with the time by which
+    /// the answer must come (`None`: no auth timeout configured).
+    pub(super) verifies: Vec<(String, Option<Instant>)>,
     pub(super) timers: Timers,
     pub(super) closed: bool,
     /// The remote's certificate is valid for `remote`.
@@ -116,6 +117,14 @@ impl S2sOut {
         if self.closed {
             return;
         }
+        // Verifications unanswered in time: the remote cannot confirm them.
+        let (late, waiting) = std::mem::take(&mut self.verifies)
+            .into_iter()
+            .partition(|(_, d)| d.is_some_and(|d| d <= now));
+        self.verifies = waiting;
+        for (id, _) in late {
+            self.events.push_back(S2sOutEvent::VerifyFailed { id });
+        }
         match self.timers.due(now) {
             Some(Due::Auth) => self.give_up(S2sOutFailure::Timeout),
             Some(Due::Idle) => self.close(None),
@@ -141,6 +150,17 @@ impl S2sOut {
         Ok(())
     }
 
+    /// Bytes that still fit in the outbound queue (none once closed).
+    pub fn room(&self) -> usize {
+        match self.closed {
+            true => 0,
+            false => self
+                .cfg
+                .outbound_queue_bytes
+                .saturating_sub(self.io.pending()),
+        }
+    }
+
     /// True when `len` more bytes fit in the outbound queue.
     pub fn has_room(&self, len: usize) -> bool {
         !self.closed && self.io.pending() + len <= self.cfg.outbound_queue_bytes
@@ -149,15 +169,18 @@ impl S2sOut {
     /// Asks the remote (authoritative) server whether `key` is its dialback key for the stream
     /// `id` it opened to `local`: `<db:verify from=local to=remote id=id>key</db:verify>`, sent as
     /// soon as this stream is past TLS and features (even before it is authenticated itself). The
-    /// answer comes as `S2sOutEvent::Verified { id, .. }`.
-    pub fn request_verify(&mut self, id: &str, key: &str) -> Result<(), PushError> {
+    /// answer comes as `S2sOutEvent::Verified { id, .. }`, or `VerifyFailed` when none came
+    /// within `auth_timeout` of `now`.
+    pub fn request_verify(&mut self, id: &str, key: &str, now: Instant) -> Result<(), PushError> {
         if self.closed {
             return Err(PushError::NotReady);
         }
         if self.verifies.len() >= MAX_VERIFIES {
             return Err(PushError::Full);
         }
-        self.verifies.push(id.to_owned());
+        let t = self.cfg.auth_timeout;
+        self.verifies
+            .push((id.to_owned(), (!t.is_zero()).then(|| now + t)));
         let dst = if self.negotiated {
             &mut self.io.out
         } else {
@@ -183,6 +206,15 @@ impl S2sOut {
         match cond {
             Some(cond) => self.stream_error(cond),
             None => self.give_up(S2sOutFailure::LocalClose),
+        }
+    }
+
+    /// The earliest timer or verification deadline (for `next_timeout`).
+    fn next_deadline(&self) -> Option<Instant> {
+        let verify = self.verifies.iter().filter_map(|(_, d)| *d).min();
+        match (self.timers.next(), verify) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -385,7 +417,7 @@ impl S2sOut {
         match (db.verify, db.type_.as_deref()) {
             (true, Some(type_)) => {
                 let Some(id) = db.id else { return };
-                let Some(pos) = self.verifies.iter().position(|v| *v == id) else {
+                let Some(pos) = self.verifies.iter().position(|(v, _)| *v == id) else {
                     return;
                 };
                 self.verifies.swap_remove(pos);
@@ -444,7 +476,7 @@ impl S2sOut {
         }
         self.closed = true;
         self.io.finish(notify);
-        for id in std::mem::take(&mut self.verifies) {
+        for (id, _) in std::mem::take(&mut self.verifies) {
             self.events.push_back(S2sOutEvent::VerifyFailed { id });
         }
         self.events.push_back(S2sOutEvent::Closed { reason });

@@ -339,3 +339,13 @@ fn trust_validates_chain_name_and_anchor() {
     assert!(Trust::webpki_roots().len() > 50);
     assert!(trust.add_pem_file(&dir.path().join("missing.pem")).is_err());
 }
+
+#[test]
+fn debug_never_prints_the_dialback_secret() {
+    let mut cfg = plain_config(A);
+    cfg.dialback_secret = [0xab; 32];
+    let shown = format!("{cfg:?}");
+    assert!(shown.contains("<hidden>"), "{shown}");
+    assert!(!shown.contains("171"), "{shown}");
+    assert!(!shown.to_ascii_lowercase().contains("abab"), "{shown}");
+}

@@ -34,13 +34,35 @@ fn http_table(http: u16, extra: &str) -> String {
     format!("\n[[listen.http]]\nport = {http}\nip_address = \"127.0.0.1\"\n{extra}\n")
 }
 
-/// A free TCP port on loopback (bound then released; good enough for tests).
+/// A free TCP port on loopback, reserved for this process: free when bound then released, and
+/// locked (flock on a file per port, held until the process exits) so that no other test
+/// process running at the same time takes it too. petrel binds with SO_REUSEPORT, so two servers
+/// on one port would both start and share its connections: a client could reach the wrong
+/// server (foreign XML, missing counters, failed dialback).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::os::fd::AsRawFd;
+    static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("petrel-test-ports");
+    std::fs::create_dir_all(&dir).unwrap();
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(port.to_string()))
+            .unwrap();
+        // SAFETY: flock(2) on a descriptor we own; a lock per open file, so a second reservation
+        // of the same port in this process fails too.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            HELD.lock().unwrap().push(file);
+            return port;
+        }
+    }
 }
 
 pub fn petrel() -> Command {

@@ -274,3 +274,53 @@ fn sasl_external_is_refused_without_a_valid_certificate() {
         Some(StreamErrorCondition::PolicyViolation)
     );
 }
+
+#[test]
+fn incoming_stanzas_read_as_jabber_client() {
+    let mut c = authenticated();
+    c.send(
+        "<message from='x@a.example/r' to='y@b.example' type='chat'><body>hi</body></message>\
+         <message xmlns='jabber:server' from='x@a.example/r' to='y@b.example'><body>yo</body></message>",
+    );
+    let events = c.events();
+    assert_eq!(events.len(), 2, "{events:?}");
+    for (e, text) in events.iter().zip(["hi", "yo"]) {
+        let S2sInEvent::Stanza(s) = e else {
+            panic!("{e:?}")
+        };
+        let tree = s.tree().unwrap();
+        let body = tree.get_child("body", crate::xmpp::ns::CLIENT);
+        assert_eq!(body.map(|b| b.text()), Some(text.to_string()), "{tree:?}");
+    }
+}
+
+#[test]
+fn a_remote_claiming_one_of_our_domains_is_invalid_from() {
+    // In the header.
+    let mut c = RawIn::new(plain_config(B));
+    let out = c.send(&header(B, B));
+    assert!(out.contains("<invalid-from xmlns"), "{out}");
+    assert_eq!(
+        in_closed_with(&c.events()),
+        Some(StreamErrorCondition::InvalidFrom)
+    );
+    // In a dialback request (any case), also for a second domain of ours.
+    for claimed in ["B.example", "svc.b.example"] {
+        let mut cfg = plain_config(B);
+        cfg.hosts.push("svc.b.example".into());
+        let mut c = RawIn::new(cfg);
+        c.open();
+        let out = c.send(&format!(
+            "<db:result from='{claimed}' to='b.example'>k</db:result>"
+        ));
+        assert!(out.contains("<invalid-from xmlns"), "{out}");
+        let events = c.events();
+        assert!(!events
+            .iter()
+            .any(|e| matches!(e, S2sInEvent::VerifyRequest { .. })));
+        assert_eq!(
+            in_closed_with(&events),
+            Some(StreamErrorCondition::InvalidFrom)
+        );
+    }
+}

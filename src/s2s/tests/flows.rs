@@ -27,7 +27,7 @@ fn dialback(tamper: bool) -> (Pair, Pair) {
         A,
     );
     let key = if tamper { format!("{key}0") } else { key };
-    ba.out.request_verify(&stream_id, &key).unwrap();
+    ba.out.request_verify(&stream_id, &key, ba.now).unwrap();
     ba.pump();
     let valid = ba
         .out_events
@@ -95,7 +95,7 @@ fn verify_is_sent_before_the_stream_itself_is_authenticated() {
     // features, and answered although B is not (yet) authenticated to A.
     let mut out = out_stream(config(B, Certs::SelfSigned), B, A);
     let key = dialback_key(&config(A, Certs::SelfSigned).dialback_secret, B, A, "sid");
-    out.request_verify("sid", &key).unwrap();
+    out.request_verify("sid", &key, Instant::now()).unwrap();
     let ba = Pair::connect(out, config(A, Certs::SelfSigned), false);
     assert!(
         ba.out_events
@@ -231,8 +231,11 @@ fn outbound_queue_is_bounded() {
     from.outbound_queue_bytes = 2 * MESSAGE.len();
     let mut ab = Pair::new(from, config(B, Certs::CaSigned), A, B);
     assert!(ab.out.is_ready());
+    assert_eq!(ab.out.room(), 2 * MESSAGE.len());
     ab.out.push_stanza(MESSAGE.as_bytes()).unwrap();
+    assert_eq!(ab.out.room(), MESSAGE.len());
     ab.out.push_stanza(MESSAGE.as_bytes()).unwrap();
+    assert_eq!(ab.out.room(), 0);
     assert_eq!(ab.out.push_stanza(MESSAGE.as_bytes()), Err(PushError::Full));
     ab.pump();
     ab.out.push_stanza(MESSAGE.as_bytes()).unwrap();
@@ -241,8 +244,8 @@ fn outbound_queue_is_bounded() {
 #[test]
 fn unanswered_verifies_fail_when_the_stream_closes() {
     let mut out = out_stream(config(B, Certs::SelfSigned), B, A);
-    out.request_verify("s1", "k1").unwrap();
-    out.request_verify("s2", "k2").unwrap();
+    out.request_verify("s1", "k1", Instant::now()).unwrap();
+    out.request_verify("s2", "k2", Instant::now()).unwrap();
     out.peer_closed();
     let events: Vec<_> = std::iter::from_fn(|| out.poll_event()).collect();
     assert!(
@@ -256,7 +259,10 @@ fn unanswered_verifies_fail_when_the_stream_closes() {
         ),
         "{events:?}"
     );
-    assert_eq!(out.request_verify("s3", "k3"), Err(PushError::NotReady));
+    assert_eq!(
+        out.request_verify("s3", "k3", Instant::now()),
+        Err(PushError::NotReady)
+    );
 }
 
 #[test]
@@ -269,4 +275,29 @@ fn certificate_for_another_domain_gets_no_sasl_external() {
     assert!(ab.out_events.is_empty(), "{:?}", ab.out_events);
     let (remote, local, _, _) = ab.take_verify_request();
     assert_eq!((remote.as_str(), local.as_str()), ("c.example", B));
+}
+
+#[test]
+fn a_verify_unanswered_on_a_ready_stream_fails_at_its_deadline() {
+    let mut ab = Pair::new(config(A, Certs::CaSigned), config(B, Certs::CaSigned), A, B);
+    assert!(ab.out.is_ready());
+    ab.out_events.clear();
+    let t0 = ab.now;
+    ab.out.request_verify("s1", "k1", t0).unwrap();
+    let later = t0 + Duration::from_secs(5);
+    ab.out.request_verify("s2", "k2", later).unwrap();
+    // The remote never answers (nothing is pumped): the first deadline is the next timeout.
+    let deadline = ab.out.next_timeout().unwrap();
+    assert_eq!(deadline, t0 + ab.out.cfg.auth_timeout);
+    ab.out.handle_timeout(deadline - Duration::from_millis(1));
+    assert!(ab.out.poll_event().is_none());
+    ab.out.handle_timeout(deadline);
+    let events: Vec<_> = std::iter::from_fn(|| ab.out.poll_event()).collect();
+    assert!(
+        matches!(&events[..], [S2sOutEvent::VerifyFailed { id }] if id == "s1"),
+        "{events:?}"
+    );
+    assert_eq!(ab.out.next_timeout(), Some(later + ab.out.cfg.auth_timeout));
+    // The stream itself stays.
+    assert!(ab.out.is_ready());
 }
