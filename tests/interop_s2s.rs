@@ -1,25 +1,28 @@
-//! Federation with Prosody (Debian's 0.12 package): petrel serves `petrel.example`, a Prosody the
-//! test starts serves `prosody.example`, both on private loopback ports, and both resolve each
+//! Federation with Prosody (Debian's 0.12 package) and ejabberd: petrel serves `petrel.example`, a
+//! Prosody the test starts serves `prosody.example`, both on private loopback ports, and both resolve each
 //! other through a DNS server the test runs (SRV `_xmpp-server._tcp` records; petrel through
 //! `[s2s] nameservers`, Prosody through lua-unbound's `forward`). slixmpp clients on each server
 //! (tests/interop/s2s.py) chat both ways, subscribe to each other's presence and send IQs across.
 //!
 //! - self-signed certificates on both sides: the streams authenticate with dialback (XEP-0220);
 //! - certificates from a test CA both trust, Prosody with `s2s_secure_auth`: SASL EXTERNAL both
-//!   ways, no dialback possible.
+//!   ways, no dialback possible;
+//! - ejabberd 23.01 (Debian's package) serving `ejabberd.example`: dialback both ways.
 //!
-//! Skipped when Prosody is not installed, unless PETREL_REQUIRE_PEERS is set (.ci/run sets it).
+//! Skipped when Prosody or ejabberd is not installed, unless PETREL_REQUIRE_PEERS is set (.ci/run
+//! sets it).
 
 mod common;
 
 use std::time::Duration;
 
-use common::prosody::{self, CertFiles, Dns, Prosody, ProsodyOptions, TestCa};
+use common::peers::{self as prosody, CertFiles, Dns, Ejabberd, Prosody, ProsodyOptions, TestCa};
 use common::venv::run_script;
 use common::{free_port, Server, PASSWORD};
 
 const PETREL: &str = "petrel.example";
 const PROSODY: &str = "prosody.example";
+const EJABBERD: &str = "ejabberd.example";
 
 /// How the two servers trust each other.
 enum Trust {
@@ -61,6 +64,40 @@ connect_timeout = 10
 "#,
         data = data.display()
     )
+}
+
+/// Runs tests/interop/s2s.py between alice on petrel and `remote` (a full JID on the peer's c2s
+/// port `peer_port`); on failure prints `peer_log()` before panicking.
+fn across(server: &Server, remote: &str, peer_port: u16, peer_log: impl Fn() -> String) -> String {
+    let args: Vec<String> = [
+        "--a",
+        &format!("alice@{PETREL}/py"),
+        "--a-port",
+        &server.port.to_string(),
+        "--a-cert",
+        &server.cert_path().display().to_string(),
+        "--b",
+        remote,
+        "--b-port",
+        &peer_port.to_string(),
+        "--b-cert",
+        "none",
+        "--password",
+        PASSWORD,
+        "--timeout",
+        "30",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = std::panic::catch_unwind(|| run_script("s2s.py", &args, Duration::from_secs(150)));
+    match out {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("--- peer log (tail)\n{}", peer_log());
+            std::panic::resume_unwind(e);
+        }
+    }
 }
 
 fn federate(shards: usize, trust: Trust) {
@@ -109,35 +146,9 @@ fn federate(shards: usize, trust: Trust) {
     let server = Server::start_config(shards, &[&format!("alice@{PETREL}")], |port, data| {
         petrel_config(port, data, s2s_port, dns.port, &tls)
     });
-    let args: Vec<String> = [
-        "--a",
-        &format!("alice@{PETREL}/py"),
-        "--a-port",
-        &server.port.to_string(),
-        "--a-cert",
-        &server.cert_path().display().to_string(),
-        "--b",
-        &format!("bob@{PROSODY}/py"),
-        "--b-port",
-        &peer.c2s_port.to_string(),
-        "--b-cert",
-        "none",
-        "--password",
-        PASSWORD,
-        "--timeout",
-        "30",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let out = std::panic::catch_unwind(|| run_script("s2s.py", &args, Duration::from_secs(150)));
-    let out = match out {
-        Ok(out) => out,
-        Err(e) => {
-            eprintln!("--- prosody log (tail)\n{}", peer.log_tail(80));
-            std::panic::resume_unwind(e);
-        }
-    };
+    let out = across(&server, &format!("bob@{PROSODY}/py"), peer.c2s_port, || {
+        peer.log_tail(80)
+    });
     println!("{out}");
     assert!(out.contains("OK: s2s"), "{out}");
     let log = peer.log();
@@ -163,6 +174,37 @@ fn federate(shards: usize, trust: Trust) {
             );
         }
     }
+}
+
+/// ejabberd 23.01 (Debian's package, run by loadtest/peers/ejabberd.sh): self-signed certificates,
+/// STARTTLS and dialback both ways.
+#[test]
+fn ejabberd_dialback_two_shards() {
+    if !prosody::ejabberd_available() {
+        eprintln!("ejabberd not installed: skipped");
+        return;
+    }
+    let s2s_port = free_port();
+    let ejabberd_s2s = free_port();
+    // ejabberd looks the SRV record up in the test DNS but the target's address up through the
+    // system resolver, which does not know petrel.example: its SRV target is the address itself.
+    let mut records = vec![format!(
+        "_xmpp-server._tcp.{PETREL}. 60 IN SRV 0 5 {s2s_port} 127.0.0.1."
+    )];
+    records.extend(Dns::s2s_records(EJABBERD, ejabberd_s2s));
+    let dns = Dns::start(&records);
+    let peer = Ejabberd::start(EJABBERD, ejabberd_s2s, dns.port, &[("bob", PASSWORD)]);
+    let server = Server::start_config(2, &[&format!("alice@{PETREL}")], |port, data| {
+        petrel_config(port, data, s2s_port, dns.port, "")
+    });
+    let out = across(
+        &server,
+        &format!("bob@{EJABBERD}/py"),
+        peer.c2s_port,
+        || peer.log_tail(),
+    );
+    println!("{out}");
+    assert!(out.contains("OK: s2s"), "{out}");
 }
 
 #[test]

@@ -280,6 +280,31 @@ fn a_remote_message_to_an_offline_user_is_stored() {
 }
 
 #[test]
+fn shutdown_delivers_the_unavailable_presence_to_remote_contacts() {
+    let (mut a, b) = pair("", "");
+    let mut alice = login(&a, "alice", true);
+    let mut bob = login(&b, "bob", true);
+    // bob subscribes to alice's presence.
+    bob.send("<presence to='alice@petrel.test' type='subscribe'/>");
+    alice.expect("subscribe", |s| s.type_().as_deref() == Some("subscribe"));
+    alice.send("<presence to='bob@other.test' type='subscribed'/>");
+    bob.expect("alice's presence", |s| {
+        s.name() == "presence"
+            && s.type_().is_none()
+            && s.from().as_deref() == Some("alice@petrel.test/r")
+    });
+    // petrel.test stops: alice's session closes and her unavailable presence still reaches bob
+    // (the outgoing stream closes only after the queued stanzas went out).
+    a.server.stop();
+    bob.expect("alice's unavailable presence", |s| {
+        s.name() == "presence"
+            && s.type_().as_deref() == Some("unavailable")
+            && s.from().as_deref() == Some("alice@petrel.test/r")
+    });
+    drop(alice);
+}
+
+#[test]
 fn direct_tls_listeners_xep_0368() {
     let (pa, pb) = (ports(), ports());
     let (sa, sb) = (pa.s2s, pb.s2s);

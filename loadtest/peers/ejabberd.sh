@@ -9,10 +9,17 @@
 #                              petrel-load (hundreds/s; `ejabberdctl register` starts an Erlang
 #                              node per call, ~1 s each, far too slow for 10k users)
 #   ejabberd.sh pid            print the server (beam.smp) PID
+#   ejabberd.sh ctl ARGS...    ejabberdctl ARGS on this instance (e.g. register USER DOMAIN PASSWORD)
 #
 # Environment (defaults): PEER_DIR=/tmp/petrel-peers/ejabberd PORT=25222 DOMAIN=localhost
 #   PASSWORD=password EJABBERD_CPUS=0 (taskset CPU list; Erlang gets one scheduler per CPU)
 #   PETREL_LOAD=<repo>/target/release/petrel-load
+#   S2S_PORT= (set: federation on, an ejabberd_s2s_in listener on 127.0.0.1:S2S_PORT,
+#   STARTTLS offered and used (s2s_use_starttls: optional) with the self-signed certificate,
+#   streams authenticated by dialback (mod_s2s_dialback), outgoing over IPv4)
+#   DNS_PORT= (set: the node resolves through the DNS server on 127.0.0.1:DNS_PORT only, its
+#   Erlang inetrc `{nameserver, {127,0,0,1}, DNS_PORT}` with `{lookup, [file, dns]}` and
+#   `{resolv_conf, ""}`)
 #
 # Benchmark settings, deliberately unlike a production install:
 #   - SASL PLAIN allowed without TLS (loopback only; STARTTLS still offered)
@@ -20,7 +27,7 @@
 #   - listen backlog 1024 (the default of 5 drops SYNs in a login storm)
 #   - c2s shaper lifted (shaper: none), max_user_sessions raised, registration open to
 #     127.0.0.0/8 with registration_timeout: infinity (no per-IP registration delay)
-#   - no s2s, HTTP, offline storage or stream management modules
+#   - no s2s unless S2S_PORT is set; no HTTP, offline storage or stream management modules
 #   - MUC (XEP-0045) at conference.$DOMAIN: anyone may create rooms, up to 100000 occupants per
 #     room and rooms per user, presence broadcast to every occupant (max_users_presence), no
 #     message/presence interval limits nor room/user shapers, rooms not persistent
@@ -34,6 +41,8 @@ PORT=${PORT:-25222}
 DOMAIN=${DOMAIN:-localhost}
 PASSWORD=${PASSWORD:-password}
 EJABBERD_CPUS=${EJABBERD_CPUS:-0}
+S2S_PORT=${S2S_PORT:-}
+DNS_PORT=${DNS_PORT:-}
 PETREL_LOAD=${PETREL_LOAD:-$HERE/../../target/release/petrel-load}
 NODE=ejload@localhost
 CTL=(ejabberdctl --config-dir "$PEER_DIR/etc" --logs "$PEER_DIR/log" --spool "$PEER_DIR/spool" --node "$NODE")
@@ -53,7 +62,29 @@ write_config() {
             -keyout "$PEER_DIR/etc/key.pem" -out "$PEER_DIR/etc/cert.pem" 2>/dev/null
         cat "$PEER_DIR/etc/key.pem" "$PEER_DIR/etc/cert.pem" > "$PEER_DIR/etc/server.pem"
     fi
-    cp /etc/ejabberd/inetrc "$PEER_DIR/etc/inetrc"
+    if [ -n "$DNS_PORT" ]; then
+        # resolv_conf "": otherwise the node keeps taking its nameservers from /etc/resolv.conf.
+        printf '%s\n' '{lookup, [file, dns]}.' '{resolv_conf, ""}.' \
+            '{host, {127,0,0,1}, ["localhost", "hostalias"]}.' \
+            "{nameserver, {127,0,0,1}, $DNS_PORT}." > "$PEER_DIR/etc/inetrc"
+    else
+        cp /etc/ejabberd/inetrc "$PEER_DIR/etc/inetrc"
+    fi
+    local s2s_listen='' s2s_opts='' s2s_mod=''
+    if [ -n "$S2S_PORT" ]; then
+        s2s_listen="  -
+    port: $S2S_PORT
+    ip: \"127.0.0.1\"
+    module: ejabberd_s2s_in
+    max_stanza_size: 524288
+    shaper: none"
+        # The certificate is self-signed: it encrypts, dialback authenticates.
+        s2s_opts="s2s_use_starttls: optional
+s2s_access: s2s
+outgoing_s2s_families:
+  - ipv4"
+        s2s_mod="  mod_s2s_dialback: {}"
+    fi
     local s; s=$(cpu_count "$EJABBERD_CPUS")
     cat > "$PEER_DIR/etc/ejabberdctl.cfg" <<CFG
 ERLANG_NODE=$NODE
@@ -78,16 +109,21 @@ listen:
     access: c2s
     starttls: true
     starttls_required: false
+$s2s_listen
+$s2s_opts
 shaper: {}
 shaper_rules:
   max_user_sessions: 100
   c2s_shaper: none
+  s2s_shaper: none
 acl:
   loopback:
     ip:
       - 127.0.0.0/8
 access_rules:
   c2s:
+    allow: all
+  s2s:
     allow: all
   register:
     allow: all
@@ -97,8 +133,10 @@ auth_method: internal
 auth_password_format: plain
 registration_timeout: infinity
 modules:
+$s2s_mod
   mod_disco: {}
   mod_ping: {}
+  mod_version: {}
   mod_roster: {}
   mod_caps: {}
   mod_pubsub:
@@ -150,9 +188,10 @@ start)
         > /etc/security/limits.d/petrel-bench-ejabberd.conf
     taskset -c "$EJABBERD_CPUS" "${CTL[@]}" foreground >>"$PEER_DIR/log/foreground.out" 2>&1 &
     for _ in $(seq 300); do
-        if (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then
+        if (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null &&
+            { [ -z "$S2S_PORT" ] || (exec 3<>/dev/tcp/127.0.0.1/"$S2S_PORT") 2>/dev/null; }; then
             for _ in $(seq 50); do server_pid >/dev/null && break; sleep 0.1; done
-            echo "ejabberd pid $(server_pid || echo '?') on 127.0.0.1:$PORT (cpus $EJABBERD_CPUS, domain $DOMAIN)"; exit 0
+            echo "ejabberd pid $(server_pid || echo '?') on 127.0.0.1:$PORT${S2S_PORT:+, s2s $S2S_PORT} (cpus $EJABBERD_CPUS, domain $DOMAIN)"; exit 0
         fi
         sleep 0.1
     done
@@ -174,6 +213,10 @@ register)
     ;;
 pid)
     server_pid || { echo "not running" >&2; exit 1; }
+    ;;
+ctl)
+    shift
+    "${CTL[@]}" "$@"
     ;;
 *)
     sed -n '2,24p' "$0"; exit 2

@@ -13,12 +13,16 @@
 #
 # Environment (defaults): PEER_DIR=/tmp/petrel-peers/prosody PORT=15222
 #   DOMAIN=localhost PASSWORD=password PROSODY_CPUS=0 (taskset CPU list)
+#   S2S_PORT= (set: federation on, an s2s listener on 127.0.0.1:S2S_PORT, dialback over
+#   STARTTLS with the self-signed certificate, s2s_secure_auth off) DNS_PORT= (set: resolve
+#   peers through the DNS server on 127.0.0.1:DNS_PORT only, lua-unbound's `forward`)
 #
 # Benchmark settings, deliberately unlike a production install:
 #   - plaintext SASL PLAIN allowed without TLS (loopback only; STARTTLS still offered)
 #   - authentication = internal_plain so accounts can be written in bulk
 #   - mod_limits (c2s rate limiting) is not loaded: no c2s bandwidth/stanza limits
-#   - no s2s, no HTTP, no admin socket; registration open (XEP-0077) for loopback
+#   - no s2s unless S2S_PORT is set; no HTTP, no admin socket; registration open (XEP-0077) for
+#     loopback
 #   - listen backlog 1024 (network_settings.tcp_backlog; the default 128 resets connections
 #     when thousands of users log in at once)
 #   - MUC (XEP-0045) at conference.$DOMAIN: anyone may create rooms, no occupant limit,
@@ -32,6 +36,8 @@ PORT=${PORT:-15222}
 DOMAIN=${DOMAIN:-localhost}
 PASSWORD=${PASSWORD:-password}
 PROSODY_CPUS=${PROSODY_CPUS:-0}
+S2S_PORT=${S2S_PORT:-}
+DNS_PORT=${DNS_PORT:-}
 CFG=$PEER_DIR/prosody.cfg.lua
 PIDFILE=$PEER_DIR/prosody.pid
 
@@ -44,6 +50,22 @@ write_config() {
         openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=$DOMAIN" \
             -keyout "$PEER_DIR/certs/$DOMAIN.key" -out "$PEER_DIR/certs/$DOMAIN.crt" 2>/dev/null
     fi
+    local s2s='s2s_ports = { }' modules='"roster", "saslauth", "tls", "disco", "ping", "register", "pep"'
+    local disabled='modules_disabled = { "s2s" }'
+    if [ -n "$S2S_PORT" ]; then
+        # Federation: dialback (XEP-0220) over STARTTLS; a self-signed certificate cannot
+        # authenticate a stream by itself, so s2s_secure_auth stays off.
+        s2s="s2s_ports = { $S2S_PORT }
+s2s_interfaces = { \"127.0.0.1\" }
+s2s_require_encryption = true
+s2s_secure_auth = false
+s2s_timeout = 20"
+        modules="$modules, \"dialback\""
+        disabled=''
+        [ -n "$DNS_PORT" ] &&
+            s2s="$s2s
+unbound = { forward = { \"127.0.0.1@$DNS_PORT\" }, resolvconf = false, hoststxt = false }"
+    fi
     cat > "$CFG" <<CFG
 -- Written by loadtest/peers/prosody.sh: a benchmark instance, not a production config.
 run_as_root = true
@@ -52,11 +74,11 @@ data_path = "$PEER_DIR/data"
 log = { warn = "$PEER_DIR/prosody.log" }
 c2s_ports = { $PORT }
 c2s_interfaces = { "127.0.0.1" }
-s2s_ports = { }
+$s2s
 http_ports = { }
 https_ports = { }
-modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "register", "pep" }
-modules_disabled = { "s2s" }
+modules_enabled = { $modules }
+$disabled
 -- Loopback benchmark: no TLS requirement, PLAIN allowed in the clear.
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
@@ -98,8 +120,9 @@ start)
     # Same fd limit for every server compared (the hard limit), as a production unit would set.
     prlimit --pid "$(cat "$PIDFILE")" --nofile="$(ulimit -Hn)":"$(ulimit -Hn)" || true
     for _ in $(seq 100); do
-        if (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then
-            echo "prosody pid $(cat "$PIDFILE") on 127.0.0.1:$PORT (cpus $PROSODY_CPUS, domain $DOMAIN)"; exit 0
+        if (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null &&
+            { [ -z "$S2S_PORT" ] || (exec 3<>/dev/tcp/127.0.0.1/"$S2S_PORT") 2>/dev/null; }; then
+            echo "prosody pid $(cat "$PIDFILE") on 127.0.0.1:$PORT${S2S_PORT:+, s2s $S2S_PORT} (cpus $PROSODY_CPUS, domain $DOMAIN)"; exit 0
         fi
         sleep 0.1
     done

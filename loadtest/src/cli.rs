@@ -42,6 +42,16 @@ pub struct Args {
     /// XMPP domain of the load users.
     #[arg(long, default_value = "localhost")]
     pub domain: String,
+    /// A second server (federation load, chat/max/connect/idle/register): odd user indices log
+    /// in here, as the same localparts at --domain-b, and every message crosses the servers.
+    #[arg(long, requires = "domain_b")]
+    pub server_b: Option<String>,
+    /// XMPP domain of the users on --server-b.
+    #[arg(long, requires = "server_b")]
+    pub domain_b: Option<String>,
+    /// With --server-b: seconds for a warm-up message to cross each way before the run fails.
+    #[arg(long, default_value_t = 60.0)]
+    pub warmup_timeout: f64,
     /// Number of users (user1..userN); default 100, muc: rooms × occupants, pep: contacts + 1.
     #[arg(long)]
     pub users: Option<u32>,
@@ -168,6 +178,9 @@ pub struct Args {
     /// Idle: the server's PID, to report its RSS per session and CPU use.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// With --server-b: its PID, to report its CPU use over the measured phase.
+    #[arg(long)]
+    pub server_b_pid: Option<u32>,
     /// No progress lines on stderr.
     #[arg(long)]
     pub quiet: bool,

@@ -2,6 +2,7 @@
 //! for them. Everything here is single-threaded; the only shared state is the
 //! run's [`Shared`] (atomics and interval histograms).
 
+use crate::across::{self, WarmCore, WarmShared};
 use crate::cli::Scenario;
 use crate::client::Client;
 use crate::conn::{self, Conn, ConnError, Outbox, ReadHalf, WriteHalf};
@@ -84,6 +85,18 @@ pub struct Plan {
     pub muc: Option<MucPlan>,
     /// The `pep` scenario's contacts and publishing pattern.
     pub pep: Option<PepPlan>,
+    /// Two servers: the second one, where odd user indices log in (see [`crate::across`]).
+    pub server_b: Option<ServerB>,
+}
+
+/// The second server of a federation run.
+pub struct ServerB {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Login settings of its users (its domain).
+    pub login: LoginConfig,
+    /// How long the warm-up messages may take to cross.
+    pub warmup_timeout: Duration,
 }
 
 impl Plan {
@@ -100,6 +113,14 @@ impl Plan {
             (Some(m), _) => u64::from(m.layout.occupants),
             (None, Some(p)) => u64::from(p.contacts),
             (None, None) => 1,
+        }
+    }
+
+    /// The server user `idx` logs in to and the login settings there.
+    pub fn server_of(&self, idx: u32) -> (SocketAddr, &LoginConfig) {
+        match (&self.server_b, across::side(idx)) {
+            (Some(b), across::Side::B) => (b.addr, &b.login),
+            _ => (self.addr, &self.login),
         }
     }
 
@@ -125,6 +146,8 @@ pub struct Shared {
     pub rooms_open: Vec<AtomicBool>,
     /// Pep: setup progress and publish counts.
     pub pep: PepShared,
+    /// Two servers: the warm-up across them.
+    pub warm: WarmShared,
 }
 
 /// What a core hands back at the end.
@@ -209,6 +232,8 @@ pub struct Core {
     muc: Option<MucCore>,
     /// Pep: setup and notifications.
     pep: Option<Rc<PepCore>>,
+    /// Two servers: this core's warm-up deliveries.
+    warm: Option<WarmCore>,
 }
 
 impl Core {
@@ -233,6 +258,11 @@ impl Core {
             .clone()
     }
 
+    /// Whether user `u` of this core has logged in (or is logging in again).
+    pub fn has_client(&self, u: u32) -> bool {
+        self.clients.borrow().contains_key(&u)
+    }
+
     /// Print a problem, only the first few times.
     pub fn complain(&self, what: std::fmt::Arguments<'_>) {
         if self.printed.get() < 5 {
@@ -250,6 +280,7 @@ pub async fn run_core(
     users: Vec<u32>,
 ) -> CoreResult {
     let soak = plan.scenario == Scenario::Soak;
+    let warmup = plan.server_b.as_ref().map(|b| b.warmup_timeout);
     let plan_muc = plan.muc.is_some();
     let plan_pep = plan.pep.is_some();
     let core = Rc::new(Core {
@@ -262,6 +293,7 @@ pub async fn run_core(
         ledger: soak.then(RefCell::default),
         muc: plan_muc.then(MucCore::default),
         pep: plan_pep.then(|| Rc::new(PepCore::new())),
+        warm: warmup.map(|_| WarmCore::default()),
     });
     if soak {
         crate::soak::login_all(&core, &users).await;
@@ -273,6 +305,9 @@ pub async fn run_core(
     }
     if let (Some(m), Some(p)) = (&core.pep, &core.plan.pep) {
         pep::setup(&core, m, p, &users).await;
+    }
+    if let (Some(w), Some(t)) = (&core.warm, warmup) {
+        across::warm_up(&core, w, &users, t).await;
     }
     core.shared.ready.fetch_add(1, Relaxed);
     while core.shared.phase() == phase::LOGIN {
@@ -386,9 +421,10 @@ pub async fn open_session(
     resume: Option<(String, u32)>,
 ) -> Result<Session, SessionError> {
     let plan = &core.plan;
-    let mut conn = Conn::new(conn::connect(plan.addr, plan.source_ip(u))?);
+    let (addr, login_cfg) = plan.server_of(u);
+    let mut conn = Conn::new(conn::connect(addr, plan.source_ip(u))?);
     if let Some(path) = &plan.ws_path {
-        conn.upgrade_ws(&plan.login.domain, path).await?;
+        conn.upgrade_ws(&login_cfg.domain, path).await?;
     }
     let (mut rd, mut wr) = conn.halves();
     let mut framer = Framer::new(4096, MAX_FRAME);
@@ -416,7 +452,7 @@ pub async fn open_session(
             }
         }
     }
-    let mut login = Login::new(&plan.login, plan.naming.local(u));
+    let mut login = Login::new(login_cfg, plan.naming.local(u));
     if let Some((previd, h)) = resume {
         login = login.with_resume(previd, h);
     }
@@ -431,7 +467,7 @@ pub async fn open_session(
                 Step::Send(b) => wr.write_all(&b).await?,
                 Step::StartTls => {
                     let cfg = plan.tls.clone().ok_or(LoginError::NoTls)?;
-                    conn.start_tls(cfg, &plan.login.domain).await?;
+                    conn.start_tls(cfg, &login_cfg.domain).await?;
                     (rd, wr) = conn.halves();
                     framer.reset();
                     wr.write_all(&login.header()).await?;
@@ -608,8 +644,14 @@ fn on_message(core: &Core, client: &Client, el: &[u8]) -> bool {
         }
     }
     let st = core.stats();
+    let error = attr(el, b"type") == Some(b"error");
+    if let Some(w) = &core.warm {
+        if across::on_message(core, w, el, error) {
+            return true;
+        }
+    }
     let body = core.parser.parse(el);
-    if attr(el, b"type") == Some(b"error") {
+    if error {
         st.errors.fetch_add(1, Relaxed);
         if let (Some(l), Some(b)) = (&core.ledger, body) {
             l.borrow_mut().bounced.insert((b.from, b.seq));
@@ -707,8 +749,13 @@ async fn chat_sender(core: Rc<Core>, client: Rc<Client>, offset: Duration) {
     let u = client.u;
     let mut next = Instant::now() + offset;
     let mut k: u32 = 0;
+    let across = plan.server_b.is_some();
     while wait_until(&core, next).await {
-        let to = (u + 1 + k % 8) % n;
+        let to = if across {
+            across::chat_target(u, k, n)
+        } else {
+            (u + 1 + k % 8) % n
+        };
         k = k.wrapping_add(1);
         if to != u {
             let ts = core.shared.now_ns();

@@ -1,6 +1,7 @@
 //! `petrel-load`: a thread-per-core load generator that drives any XMPP server
 //! (petrel, Prosody, ejabberd) and a bare relay baseline. See loadtest/README.md.
 
+mod across;
 mod cli;
 mod client;
 mod conn;
@@ -63,6 +64,10 @@ enum MainError {
     MucShape(String),
     #[error("pep needs --contacts above 0 and --users = contacts + 1 ({0}) if given")]
     PepShape(u32),
+    #[error("--server-b (two servers) takes the chat, max, connect, idle and register scenarios, without --relay")]
+    AcrossScenario,
+    #[error("--server-b needs an even number of users (user k of each server)")]
+    AcrossOddUsers,
     #[error("--sm is not available with --relay")]
     RelaySm,
     #[error("--cpus lists {0} CPUs but --cores asks for {1}")]
@@ -132,6 +137,15 @@ fn pep_plan(args: &Args) -> Result<Option<pep::PepPlan>, MainError> {
     }))
 }
 
+/// The first address `server` (HOST:PORT) resolves to.
+fn resolve(server: &str) -> Result<std::net::SocketAddr, MainError> {
+    server
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| MainError::Resolve(server.to_owned()))
+}
+
 fn real_main(args: Args) -> Result<ExitCode, MainError> {
     let cpus = args.cpus.as_deref().map(parse_cpus).transpose()?;
     if args.scenario == Scenario::RelayServer {
@@ -145,12 +159,7 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
         Some(c) => c.len(),
         None => args.cores.max(1),
     };
-    let addr = args
-        .server
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| MainError::Resolve(args.server.clone()))?;
+    let addr = resolve(&args.server)?;
     let muc = muc_plan(&args)?;
     let pep = pep_plan(&args)?;
     let users = match (&muc, &pep) {
@@ -160,6 +169,22 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
     };
     if args.scenario == Scenario::Max && !users.is_multiple_of(2) {
         return Err(MainError::OddUsers);
+    }
+    if args.server_b.is_some() {
+        let fits = matches!(
+            args.scenario,
+            Scenario::Chat
+                | Scenario::Max
+                | Scenario::Connect
+                | Scenario::Idle
+                | Scenario::Register
+        );
+        if !fits || args.relay {
+            return Err(MainError::AcrossScenario);
+        }
+        if !users.is_multiple_of(2) {
+            return Err(MainError::AcrossOddUsers);
+        }
     }
     // The soak counts with XEP-0198 acks, so it always has stream management on.
     let sm = args.sm || args.scenario == Scenario::Soak;
@@ -176,29 +201,42 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
     } else {
         None
     };
+    let login = LoginConfig {
+        domain: args.domain.clone(),
+        password: args.password.clone(),
+        resource: args.resource.clone(),
+        starttls: args.starttls,
+        mechs,
+        // The pep scenario sends its own presence (with caps) after asking for the roster.
+        presence: !args.no_presence && args.scenario != Scenario::Pep,
+        sm,
+        goal: if args.scenario == Scenario::Register {
+            Goal::Register
+        } else {
+            Goal::Session
+        },
+    };
+    let server_b = match (&args.server_b, &args.domain_b) {
+        (Some(server), Some(domain)) => Some(core::ServerB {
+            addr: resolve(server)?,
+            login: LoginConfig {
+                domain: domain.clone(),
+                ..login.clone()
+            },
+            warmup_timeout: Duration::from_secs_f64(args.warmup_timeout.max(0.001)),
+        }),
+        _ => None,
+    };
     let plan = core::Plan {
         scenario: args.scenario,
         addr,
-        login: LoginConfig {
-            domain: args.domain.clone(),
-            password: args.password.clone(),
-            resource: args.resource.clone(),
-            starttls: args.starttls,
-            mechs,
-            // The pep scenario sends its own presence (with caps) after asking for the roster.
-            presence: !args.no_presence && args.scenario != Scenario::Pep,
-            sm,
-            goal: if args.scenario == Scenario::Register {
-                Goal::Register
-            } else {
-                Goal::Session
-            },
-        },
+        login,
         tls,
         naming: msg::Naming {
             prefix: args.prefix.clone(),
             first: args.first,
             domain: args.domain.clone(),
+            domain_b: args.domain_b.clone(),
             muc: muc.as_ref().map(|m| m.layout.service.clone()),
         },
         users,
@@ -217,14 +255,19 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
         cores,
         muc,
         pep,
+        server_b,
     };
     let opts = run::RunOpts {
         duration: Duration::from_secs_f64(args.duration.max(0.0)),
         grace: Duration::from_secs_f64(args.grace.max(0.0)),
         cpus,
         server_pid: args.server_pid,
+        server_b_pid: args.server_b_pid,
         progress: !args.quiet,
-        server: args.server.clone(),
+        server: match (&args.server_b, &args.domain_b) {
+            (Some(b), Some(d)) => format!("{} ({}) and {b} ({d})", args.server, args.domain),
+            _ => args.server.clone(),
+        },
     };
     let report = run::run(plan, &opts)?;
     print!("{}", report.table());
@@ -232,6 +275,13 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
         let text =
             serde_json::to_string_pretty(&report).map_err(|e| MainError::Json(e.to_string()))?;
         std::fs::write(path, text + "\n").map_err(|e| MainError::Json(e.to_string()))?;
+    }
+    if let Some(f) = report.federation.as_ref().filter(|f| !f.ok) {
+        eprintln!(
+            "\n!!! FEDERATION FAILED: warm-up messages between {} and {} did not cross both ways (--warmup-timeout); nothing measured !!!\n",
+            f.domain_a, f.domain_b
+        );
+        return Ok(ExitCode::from(EXIT_LOGIN));
     }
     if let Some(k) = &report.soak {
         let v = &k.verdict;

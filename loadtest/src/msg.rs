@@ -6,6 +6,7 @@
 //!
 //! Body format: `pl <send_ns> <sender_index> <seq>[ <padding>]`.
 
+use crate::across;
 use memchr::memmem::Finder;
 use std::io::Write;
 
@@ -18,6 +19,8 @@ pub struct Naming {
     pub first: u32,
     /// Domain.
     pub domain: String,
+    /// Two servers (`--domain-b`): odd user indices live here (see [`crate::across`]).
+    pub domain_b: Option<String>,
     /// `muc`: the MUC service; a message's `to` is then a room number (`room{to}@{muc}`).
     pub muc: Option<String>,
 }
@@ -25,12 +28,25 @@ pub struct Naming {
 impl Naming {
     /// Localpart of user `idx`.
     pub fn local(&self, idx: u32) -> String {
-        format!("{}{}", self.prefix, u64::from(self.first) + u64::from(idx))
+        format!(
+            "{}{}",
+            self.prefix,
+            u64::from(self.first) + u64::from(self.number(idx))
+        )
     }
 
     /// Bare JID of user `idx`.
     pub fn bare(&self, idx: u32) -> String {
-        format!("{}@{}", self.local(idx), self.domain)
+        format!("{}@{}", self.local(idx), across::domain_of(self, idx))
+    }
+
+    /// The number (from `first`) in user `idx`'s localpart: both users of a pair share one
+    /// with two servers.
+    fn number(&self, idx: u32) -> u32 {
+        match self.domain_b {
+            Some(_) => across::number(idx),
+            None => idx,
+        }
     }
 
     /// The user index of a localpart spelled by [`Naming::local`] (`None` for any other name).
@@ -82,8 +98,8 @@ pub fn write_message(out: &mut Vec<u8>, naming: &Naming, m: &Msg, payload: usize
             out,
             "<message to='{}{}@{}' type='chat'><body>pl {} {} {}",
             naming.prefix,
-            u64::from(naming.first) + u64::from(m.to),
-            naming.domain,
+            u64::from(naming.first) + u64::from(naming.number(m.to)),
+            across::domain_of(naming, m.to),
             m.ts,
             m.from,
             m.seq
@@ -151,6 +167,7 @@ mod tests {
             prefix: "user".into(),
             first: 1,
             domain: "d".into(),
+            domain_b: None,
             muc: None,
         };
         let p = BodyParser::default();
@@ -190,6 +207,7 @@ mod tests {
             prefix: "user".into(),
             first: 1,
             domain: "d".into(),
+            domain_b: None,
             muc: Some("conference.d".into()),
         };
         let m = Msg {

@@ -7,7 +7,8 @@ use crate::ledger::Ledger;
 use crate::procstat;
 use crate::room::Tally;
 use crate::stats::{
-    totals, Collector, CoreStats, MucReport, PepReport, Percentiles, Report, SoakReport, Totals,
+    totals, Collector, CoreStats, FederationReport, MucReport, PepReport, Percentiles, Report,
+    SoakReport, Totals,
 };
 use glommio::{LocalExecutorBuilder, Placement};
 use std::sync::atomic::Ordering::Relaxed;
@@ -24,6 +25,8 @@ pub struct RunOpts {
     pub cpus: Option<Vec<usize>>,
     /// Server PID for RSS/CPU figures.
     pub server_pid: Option<u32>,
+    /// The second server's PID, for its CPU figure.
+    pub server_b_pid: Option<u32>,
     /// Print progress lines.
     pub progress: bool,
     /// Server address as given.
@@ -51,6 +54,7 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
         epoch: Instant::now(),
         rooms_open: crate::muc::open_flags(plan.muc.as_ref()),
         pep: Default::default(),
+        warm: Default::default(),
     });
     let rss_before = opts.server_pid.and_then(procstat::rss_bytes);
     let mut handles = Vec::new();
@@ -112,14 +116,24 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
             | Scenario::Muc
             | Scenario::Pep
     );
+    // Two servers whose warm-up did not cross: nothing to measure.
+    let federation_ok = shared.warm.failed.load(Relaxed) == 0;
+    let timed = timed && federation_ok;
     let rss_after = opts.server_pid.and_then(procstat::rss_bytes);
     let cpu_before = opts.server_pid.and_then(procstat::cpu_seconds);
+    let cpu_b_before = opts.server_b_pid.and_then(procstat::cpu_seconds);
+    let load_before = procstat::cpu_seconds(std::process::id());
 
     // Measured phase.
     let run_start = Instant::now();
     let t0 = totals(&shared.cores);
     let (delivered_start, sent_start) = (t0.delivered, t0.sent);
-    shared.phase.store(phase::RUN, Relaxed);
+    let next = if federation_ok {
+        phase::RUN
+    } else {
+        phase::DRAIN
+    };
+    shared.phase.store(next, Relaxed);
     if timed {
         while run_start.elapsed() < opts.duration {
             std::thread::sleep(Duration::from_millis(10));
@@ -130,6 +144,13 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
     let t1 = totals(&shared.cores);
     let (delivered_end, sent_end) = (t1.delivered, t1.sent);
     let cpu_after = opts.server_pid.and_then(procstat::cpu_seconds);
+    let cpu_b_after = opts.server_b_pid.and_then(procstat::cpu_seconds);
+    let load_after = procstat::cpu_seconds(std::process::id());
+    // CPU seconds between two samples per second of the measured phase.
+    let cores = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if run_secs > 0.0 => Some((b - a) / run_secs),
+        _ => None,
+    };
 
     // Drain: stop sending, wait for what is in flight.
     shared.phase.store(phase::DRAIN, Relaxed);
@@ -243,6 +264,13 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
         },
         muc,
         pep,
+        federation: plan.server_b.as_ref().map(|b| FederationReport {
+            domain_a: plan.login.domain.clone(),
+            domain_b: b.login.domain.clone(),
+            ok: federation_ok,
+            warmup_delivered: shared.warm.delivered.load(Relaxed),
+            warmup_s: join_secs,
+        }),
         acked: t.acked,
         resent: t.resent,
         soak: verdict.map(|verdict| SoakReport {
@@ -259,9 +287,12 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
             (Some(a), Some(b)) => Some((b as f64 - a as f64) / sessions),
             _ => None,
         },
-        server_cpu_cores: match (cpu_before, cpu_after) {
-            (Some(a), Some(b)) if run_secs > 0.0 => Some((b - a) / run_secs),
-            _ => None,
+        server_cpu_cores: cores(cpu_before, cpu_after),
+        server_b_cpu_cores: cores(cpu_b_before, cpu_b_after),
+        load_cpu_cores: if timed {
+            cores(load_before, load_after)
+        } else {
+            None
         },
     })
 }

@@ -332,6 +332,21 @@ pub struct MucReport {
     pub verdict: crate::room::MucVerdict,
 }
 
+/// What a two-server (federation) run adds to the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct FederationReport {
+    /// Domain of the users on the first server.
+    pub domain_a: String,
+    /// Domain of the users on the second server.
+    pub domain_b: String,
+    /// Every core's warm-up message crossed both ways (else nothing was measured).
+    pub ok: bool,
+    /// Warm-up messages delivered.
+    pub warmup_delivered: u64,
+    /// Seconds from the last login until every core's warm-up was over.
+    pub warmup_s: f64,
+}
+
 /// What the pep scenario adds to the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct PepReport {
@@ -401,6 +416,9 @@ pub struct Report {
     /// Pep only: contacts, setup and the notification accounting (`msgs_per_s` counts notifications).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pep: Option<PepReport>,
+    /// Two servers only: the warm-up across them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub federation: Option<FederationReport>,
     /// Soak only: connections, resumptions and the exactly-once accounting.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub soak: Option<SoakReport>,
@@ -412,6 +430,10 @@ pub struct Report {
     pub server_rss_per_session: Option<f64>,
     /// Server CPU use over the hold period, in cores (idle with `--server-pid`).
     pub server_cpu_cores: Option<f64>,
+    /// The second server's CPU use over the measured phase, in cores (`--server-b-pid`).
+    pub server_b_cpu_cores: Option<f64>,
+    /// This generator's own CPU use over the measured phase, in cores.
+    pub load_cpu_cores: Option<f64>,
 }
 
 impl Report {
@@ -462,6 +484,16 @@ impl Report {
             s.push_str(&format!(
                 "acked by the server {}, resent {}\n",
                 self.acked, self.resent
+            ));
+        }
+        if let Some(f) = &self.federation {
+            s.push_str(&format!(
+                "federation {} <-> {}: warm-up {} ({} delivered, {:.2}s after the last login)\n",
+                f.domain_a,
+                f.domain_b,
+                if f.ok { "crossed both ways" } else { "FAILED" },
+                f.warmup_delivered,
+                f.warmup_s
             ));
         }
         if let Some(m) = &self.muc {
@@ -548,11 +580,17 @@ impl Report {
         if let Some(rss) = self.server_rss_per_session {
             s.push_str(&format!("server RSS per session: {:.0} bytes\n", rss));
         }
-        if let Some(cpu) = self.server_cpu_cores {
-            s.push_str(&format!(
-                "server CPU while holding: {:.1}% of one core\n",
-                cpu * 100.0
-            ));
+        for (who, cpu) in [
+            ("server", self.server_cpu_cores),
+            ("server B", self.server_b_cpu_cores),
+            ("generator", self.load_cpu_cores),
+        ] {
+            if let Some(cpu) = cpu {
+                s.push_str(&format!(
+                    "{who} CPU over the measured phase: {:.1}% of one core\n",
+                    cpu * 100.0
+                ));
+            }
         }
         s
     }

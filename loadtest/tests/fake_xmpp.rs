@@ -1,5 +1,6 @@
 //! Integration: full XMPP login (SASL PLAIN, restart, bind, presence) and the
-//! `max` scenario against a tiny fake XMPP server running in this test process.
+//! `max` scenario against a tiny fake XMPP server running in this test process;
+//! two fakes sharing one routing table stand for two federated servers (`--server-b`).
 
 mod common;
 
@@ -11,8 +12,36 @@ use std::sync::{Arc, Mutex};
 
 type Routes = Arc<Mutex<HashMap<String, TcpStream>>>;
 
+/// Messages a fake routed: (sender's domain, recipient's domain) of each, across all fakes.
+type Seen = Arc<Mutex<Vec<(String, String)>>>;
+
+/// What one fake serves.
+#[derive(Clone)]
+struct Fake {
+    /// Its users' domain.
+    domain: &'static str,
+    /// Bound sessions by bare JID: shared by two fakes that "federate".
+    routes: Routes,
+    /// Route messages at all (false: swallow them).
+    deliver: bool,
+    /// The domains of every message routed.
+    seen: Seen,
+}
+
+/// The domain part of a JID.
+fn domain_of(jid: &str) -> String {
+    let bare = jid.split('/').next().unwrap_or("");
+    bare.rsplit('@').next().unwrap_or("").to_owned()
+}
+
 /// Serve one client: scripted login, then route `<message to='...'>` elements.
-fn serve(mut s: TcpStream, routes: Routes, password: &'static str, deliver: bool) {
+fn serve(mut s: TcpStream, fake: Fake, password: &'static str) {
+    let Fake {
+        domain,
+        routes,
+        deliver,
+        seen,
+    } = fake;
     let mut buf = String::new();
     let mut chunk = [0u8; 65536];
     let mut authed = false;
@@ -41,7 +70,7 @@ fn serve(mut s: TcpStream, routes: Routes, password: &'static str, deliver: bool
                 let raw = decode_b64(b64);
                 let parts: Vec<&[u8]> = raw.split(|&c| c == 0).collect();
                 if parts.len() == 3 && parts[2] == password.as_bytes() {
-                    me = format!("{}@localhost", String::from_utf8_lossy(parts[1]));
+                    me = format!("{}@{domain}", String::from_utf8_lossy(parts[1]));
                     authed = true;
                     reply = "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>".into();
                 } else {
@@ -68,6 +97,9 @@ fn serve(mut s: TcpStream, routes: Routes, password: &'static str, deliver: bool
                     .nth(1)
                     .and_then(|r| r.split('\'').next())
                     .unwrap_or("");
+                seen.lock()
+                    .expect("seen")
+                    .push((domain.to_owned(), domain_of(to)));
                 if let Some(peer) = routes
                     .lock()
                     .expect("routes")
@@ -87,18 +119,125 @@ fn serve(mut s: TcpStream, routes: Routes, password: &'static str, deliver: bool
     }
 }
 
-/// Start the fake; with `deliver == false` it swallows every message.
-fn start_fake(deliver: bool) -> String {
+/// Start a fake serving `fake`; its address.
+fn start(fake: Fake) -> String {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = l.local_addr().expect("addr").to_string();
-    let routes: Routes = Arc::default();
     std::thread::spawn(move || {
         for s in l.incoming().flatten() {
-            let r = routes.clone();
-            std::thread::spawn(move || serve(s, r, "secret", deliver));
+            let f = fake.clone();
+            std::thread::spawn(move || serve(s, f, "secret"));
         }
     });
     addr
+}
+
+/// Start the fake for `localhost`; with `deliver == false` it swallows every message.
+fn start_fake(deliver: bool) -> String {
+    start(Fake {
+        domain: "localhost",
+        routes: Arc::default(),
+        deliver,
+        seen: Arc::default(),
+    })
+}
+
+/// Two fakes for a.example and b.example; with `federate` they share one routing table (a
+/// message reaches a user of the other fake), else each only reaches its own users.
+fn start_pair(federate: bool) -> (String, String, Routes, Seen) {
+    let routes: Routes = Arc::default();
+    let seen: Seen = Arc::default();
+    let a = start(Fake {
+        domain: "a.example",
+        routes: routes.clone(),
+        deliver: true,
+        seen: seen.clone(),
+    });
+    let b_routes = if federate {
+        routes.clone()
+    } else {
+        Arc::default()
+    };
+    let b = start(Fake {
+        domain: "b.example",
+        routes: b_routes,
+        deliver: true,
+        seen: seen.clone(),
+    });
+    (a, b, routes, seen)
+}
+
+/// Run `scenario` against `a` (a.example) and `b` (b.example) with the options in `rest`.
+fn run_across(scenario: &str, a: &str, b: &str, rest: &str) -> (i32, serde_json::Value) {
+    let head = format!(
+        "{scenario} --server {a} --domain a.example --server-b {b} --domain-b b.example --password secret"
+    );
+    let args: Vec<&str> = head.split(' ').chain(rest.split(' ')).collect();
+    run(&args)
+}
+
+#[test]
+fn max_across_two_servers() {
+    let (a, b, routes, seen) = start_pair(true);
+    let rest = "--users 6 --window 4 --duration 0.3 --grace 5";
+    let (code, r) = run_across("max", &a, &b, rest);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["connected"].as_u64(), Some(6));
+    assert_eq!(r["lost"].as_u64(), Some(0));
+    assert!(r["delivered"].as_u64().expect("delivered") >= 24);
+    assert_eq!(r["federation"]["ok"].as_bool(), Some(true), "{r}");
+    // 3 pairs with one warm-up each way (one core).
+    assert_eq!(r["federation"]["warmup_delivered"].as_u64(), Some(2));
+    // User k of A and user k of B, k = 1..3: the same localparts on both servers.
+    let mut users: Vec<String> = routes.lock().expect("routes").keys().cloned().collect();
+    users.sort();
+    let mut want: Vec<String> = ["a", "b"]
+        .iter()
+        .flat_map(|d| (1..=3).map(move |k| format!("user{k}@{d}.example")))
+        .collect();
+    want.sort();
+    assert_eq!(users, want);
+    // Every message went from one server to the other, both ways.
+    let seen = seen.lock().expect("seen");
+    let ab = seen
+        .iter()
+        .filter(|(f, t)| f == "a.example" && t == "b.example")
+        .count();
+    let ba = seen
+        .iter()
+        .filter(|(f, t)| f == "b.example" && t == "a.example")
+        .count();
+    assert_eq!(ab + ba, seen.len(), "a message stayed on one server");
+    assert!(ab >= 12 && ba >= 12, "{ab} a->b, {ba} b->a");
+}
+
+#[test]
+fn chat_across_two_servers() {
+    let (a, b, _, seen) = start_pair(true);
+    let rest = "--users 20 --interval-ms 50 --duration 0.5 --grace 5";
+    let (code, r) = run_across("chat", &a, &b, rest);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["lost"].as_u64(), Some(0));
+    let sent = r["sent"].as_u64().expect("sent");
+    assert!(sent >= 20, "{r}");
+    let seen = seen.lock().expect("seen");
+    assert!(
+        seen.iter().all(|(f, t)| f != t),
+        "a message stayed on one server"
+    );
+}
+
+#[test]
+fn no_federation_fails_the_run_before_measuring() {
+    let (a, b, _, seen) = start_pair(false);
+    let rest = "--users 4 --duration 0.2 --warmup-timeout 0.5";
+    let (code, r) = run_across("max", &a, &b, rest);
+    assert_eq!(code, 2, "{r}");
+    assert_eq!(r["federation"]["ok"].as_bool(), Some(false), "{r}");
+    assert_eq!(r["federation"]["warmup_delivered"].as_u64(), Some(0));
+    // Only the two warm-up messages were sent: nothing measured.
+    assert_eq!(r["sent"].as_u64(), Some(0));
+    assert_eq!(seen.lock().expect("seen").len(), 2);
 }
 
 #[test]

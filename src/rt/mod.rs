@@ -533,17 +533,27 @@ async fn run_shard(
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let s2s = ctx.shard.borrow().ext.get::<s2s::S2sExt>().cloned();
     if let Some(s2s::S2sExt(rt)) = &s2s {
-        // What the closing sessions send (unavailable presences to remote contacts) reaches
-        // the outgoing streams first: wait for the sessions, then for the queues to drain (both
-        // bounded), and only then close the outgoing streams.
-        let drain = std::time::Instant::now() + Duration::from_secs(2);
-        while ctx.shard.borrow().conn_count() > 0 && std::time::Instant::now() < drain {
+        // What the closing sessions of every shard send (unavailable presences to remote
+        // contacts) reaches the outgoing streams first: wait for this shard's sessions, then for
+        // every shard's, then for the queues to drain (all bounded), and only then close the
+        // outgoing streams.
+        let drain = std::time::Instant::now() + Duration::from_secs(3);
+        let now = std::time::Instant::now;
+        while ctx.shard.borrow().conn_count() > 0 && now() < drain {
             glommio::timer::sleep(Duration::from_millis(20)).await;
         }
-        while rt.waiting() && std::time::Instant::now() < drain {
+        flag.sessions_closed();
+        while flag.shards_quiet() < n && now() < drain {
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
+        // The last sessions' stanzas cross the mesh into this shard's table meanwhile.
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+        while rt.waiting() && now() < drain {
             glommio::timer::sleep(Duration::from_millis(20)).await;
         }
         rt.close_all();
+    } else {
+        flag.sessions_closed();
     }
     let busy = || {
         ctx.shard.borrow().conn_count() > 0

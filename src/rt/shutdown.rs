@@ -1,16 +1,27 @@
 //! SIGINT/SIGTERM: a flag every shard polls (cheaply, a few times a second) to stop gracefully.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// Set once a stop was asked for.
+/// Set once a stop was asked for; also counts the shards whose sessions are closed (so that each
+/// shard's outgoing s2s streams wait for what every shard's closing sessions sent).
 #[derive(Clone, Default)]
-pub struct ShutdownFlag(Arc<AtomicBool>);
+pub struct ShutdownFlag(Arc<AtomicBool>, Arc<AtomicUsize>);
 
 impl ShutdownFlag {
     /// Asks every shard to stop.
     pub fn trigger(&self) {
         self.0.store(true, Ordering::Release);
+    }
+
+    /// This shard's sessions are closed (at shutdown).
+    pub(crate) fn sessions_closed(&self) {
+        self.1.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Shards whose sessions are closed.
+    pub(crate) fn shards_quiet(&self) -> usize {
+        self.1.load(Ordering::Acquire)
     }
 
     /// True once a stop was asked for.

@@ -12,8 +12,8 @@ use petrel::xmpp::ns;
 
 pub mod admin;
 pub mod component;
+pub mod peers;
 pub mod pg;
-pub mod prosody;
 pub mod venv;
 pub mod web;
 pub mod ws;

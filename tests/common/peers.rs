@@ -275,3 +275,96 @@ impl Drop for Prosody {
         let _ = self.child.wait();
     }
 }
+
+/// An ejabberd node (Debian's package) run by loadtest/peers/ejabberd.sh in a private directory,
+/// stopped when dropped. One at a time: the script's Erlang node name is fixed.
+pub struct Ejabberd {
+    /// Its c2s port on 127.0.0.1.
+    pub c2s_port: u16,
+    /// Its s2s port on 127.0.0.1.
+    pub s2s_port: u16,
+    /// Its working directory (config, spool, logs).
+    pub dir: tempfile::TempDir,
+    env: Vec<(&'static str, String)>,
+}
+
+/// Whether ejabberd is installed (the test skips without it unless CI requires it).
+pub fn ejabberd_available() -> bool {
+    let found = Path::new("/usr/sbin/ejabberdctl").exists();
+    if !found && std::env::var_os("PETREL_REQUIRE_PEERS").is_some() {
+        panic!("ejabberd is not installed and PETREL_REQUIRE_PEERS is set");
+    }
+    found
+}
+
+impl Ejabberd {
+    fn script() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("loadtest/peers/ejabberd.sh")
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("bash")
+            .arg(Self::script())
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ejabberd.sh");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "ejabberd.sh {args:?}: {text}");
+        text
+    }
+
+    /// Starts ejabberd serving `domain` with s2s on `s2s_port` (already in DNS), resolving through
+    /// the DNS server on `dns_port`, and creates `users` (user, password).
+    pub fn start(domain: &str, s2s_port: u16, dns_port: u16, users: &[(&str, &str)]) -> Ejabberd {
+        let dir = tempfile::tempdir().unwrap();
+        let c2s_port = super::free_port();
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let env = vec![
+            ("PEER_DIR", dir.path().display().to_string()),
+            ("PORT", c2s_port.to_string()),
+            ("S2S_PORT", s2s_port.to_string()),
+            ("DNS_PORT", dns_port.to_string()),
+            ("DOMAIN", domain.to_string()),
+            ("EJABBERD_CPUS", format!("0-{}", cpus - 1)),
+        ];
+        let ejabberd = Ejabberd {
+            c2s_port,
+            s2s_port,
+            dir,
+            env,
+        };
+        ejabberd.run(&["start"]);
+        for (user, password) in users {
+            ejabberd.run(&["ctl", "register", user, domain, password]);
+        }
+        ejabberd
+    }
+
+    /// The tail of its logs (for a failing test).
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("log/ejabberd.log"))
+            .or_else(|_| std::fs::read_to_string(self.dir.path().join("log/error.log")))
+            .unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+}
+
+impl Drop for Ejabberd {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(Self::script())
+            .arg("stop")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
