@@ -92,6 +92,8 @@ pub struct S2sOptions {
     pub max_queue: usize,
     /// Bytes of stanzas waiting per remote domain; past it a new one bounces.
     pub max_queue_bytes: usize,
+    /// Bytes of stanzas waiting over all remote domains of one shard; past it a new one bounces.
+    pub max_queue_bytes_total: usize,
     /// Time to resolve, connect and authenticate before the waiting stanzas bounce.
     #[serde(serialize_with = "ser_secs")]
     pub connect_timeout: Duration,
@@ -117,6 +119,7 @@ impl Default for S2sOptions {
             secret: None,
             max_queue: MAX_QUEUE.default as usize,
             max_queue_bytes: MAX_QUEUE_BYTES.default as usize,
+            max_queue_bytes_total: MAX_QUEUE_BYTES_TOTAL.default as usize,
             connect_timeout: Duration::from_secs(CONNECT_TIMEOUT.default),
             idle_timeout: Duration::from_secs(OUT_IDLE_TIMEOUT.default),
             nameservers: Vec::new(),
@@ -160,15 +163,21 @@ const LISTEN_IDLE_TIMEOUT: Bounds = Bounds {
 };
 const MAX_QUEUE: Bounds = Bounds {
     field: "s2s.max_queue",
-    default: 1000,
+    default: 10_000,
     min: 1,
     max: 1_000_000,
 };
 const MAX_QUEUE_BYTES: Bounds = Bounds {
     field: "s2s.max_queue_bytes",
-    default: 1 << 20,
+    default: 16 << 20,
     min: 4096,
     max: 1 << 30,
+};
+const MAX_QUEUE_BYTES_TOTAL: Bounds = Bounds {
+    field: "s2s.max_queue_bytes_total",
+    default: 64 << 20,
+    min: 4096,
+    max: 16 << 30,
 };
 const CONNECT_TIMEOUT: Bounds = Bounds {
     field: "s2s.connect_timeout",
@@ -208,6 +217,7 @@ pub(super) struct RawS2s {
     pub secret: Option<Spanned<String>>,
     pub max_queue: Option<Spanned<usize>>,
     pub max_queue_bytes: Option<Spanned<usize>>,
+    pub max_queue_bytes_total: Option<Spanned<usize>>,
     pub connect_timeout: Option<Spanned<u64>>,
     pub idle_timeout: Option<Spanned<u64>>,
     pub nameservers: Option<Vec<SocketAddr>>,
@@ -302,6 +312,7 @@ pub(super) fn options(cx: &Ctx<'_>, raw: RawS2s) -> Result<S2sOptions, ConfigErr
         secret: raw.secret.map(Spanned::into_inner),
         max_queue: cx.size(&MAX_QUEUE, raw.max_queue)?,
         max_queue_bytes: cx.size(&MAX_QUEUE_BYTES, raw.max_queue_bytes)?,
+        max_queue_bytes_total: cx.size(&MAX_QUEUE_BYTES_TOTAL, raw.max_queue_bytes_total)?,
         connect_timeout: Duration::from_secs(cx.num(&CONNECT_TIMEOUT, raw.connect_timeout)?),
         idle_timeout: Duration::from_secs(cx.num(&OUT_IDLE_TIMEOUT, raw.idle_timeout)?),
         nameservers: raw.nameservers.unwrap_or_default(),

@@ -442,7 +442,14 @@ fn s2s_defaults_and_listener() {
     assert!(c.listen.s2s.is_empty());
     assert_eq!(c.s2s, S2sOptions::default());
     assert!(c.s2s.dialback && c.s2s.sasl_external);
-    assert_eq!((c.s2s.max_queue, c.s2s.max_queue_bytes), (1000, 1 << 20));
+    assert_eq!(
+        (
+            c.s2s.max_queue,
+            c.s2s.max_queue_bytes,
+            c.s2s.max_queue_bytes_total
+        ),
+        (10_000, 16 << 20, 64 << 20)
+    );
     assert_eq!(c.s2s.connect_timeout, Duration::from_secs(15));
     assert_eq!(c.s2s.idle_timeout, Duration::from_secs(600));
     let c = parse(&format!("{MINIMAL}[[listen.s2s]]\n")).unwrap();
@@ -457,7 +464,7 @@ fn s2s_full_table_is_read_and_round_trips() {
     let c = parse(&format!(
         "{MINIMAL}[[listen.s2s]]\nport = 5270\nip_address = \"127.0.0.1\"\ntls = \"tls\"\nidle_timeout = 30\n\
          [s2s]\ndialback = false\ncafile = \"ca.pem\"\ncertfile = \"c.pem\"\nkeyfile = \"k.pem\"\n\
-         max_queue = 10\nmax_queue_bytes = 8192\nconnect_timeout = 2\nidle_timeout = 60\n\
+         max_queue = 10\nmax_queue_bytes = 8192\nmax_queue_bytes_total = 65536\nconnect_timeout = 2\nidle_timeout = 60\n\
          nameservers = [\"127.0.0.1:5353\"]\n\
          [s2s.address.\"Other.Test\"]\nhost = \"127.0.0.1\"\nport = 6269\n\
          [s2s.address.\"third.test\"]\nip_address = \"::1\"\ntls = \"tls\"\n"
@@ -469,7 +476,10 @@ fn s2s_full_table_is_read_and_round_trips() {
     let s = &c.s2s;
     assert!(!s.dialback && s.sasl_external);
     assert_eq!(s.cafile.as_deref(), Some(Path::new("ca.pem")));
-    assert_eq!((s.max_queue, s.max_queue_bytes), (10, 8192));
+    assert_eq!(
+        (s.max_queue, s.max_queue_bytes, s.max_queue_bytes_total),
+        (10, 8192, 65536)
+    );
     assert_eq!(s.connect_timeout, Duration::from_secs(2));
     assert_eq!(s.nameservers, vec!["127.0.0.1:5353".parse().unwrap()]);
     // Domains are normalized like hosts.

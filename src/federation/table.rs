@@ -3,8 +3,10 @@
 //! It lives on the home shard of the remote domain; the runtime (`rt::s2s_out`) opens a stream when
 //! [`Queued::open`] says so, reports its progress, and pulls what waits.
 //!
-//! Bounds and policies: at most `max_queue` stanzas and `max_queue_bytes` bytes wait per pair (a
-//! new stanza past either is refused: `resource-constraint`), at most [`MAX_VERIFIES`] verifications
+//! Bounds and policies: at most `max_queue` stanzas and `max_queue_bytes` bytes wait per pair, and
+//! at most `max_queue_bytes_total` bytes over all the shard's pairs (memory is bounded per shard
+//! while a burst towards one domain fits); a new stanza past any of them is refused
+//! (`resource-constraint`). At most [`MAX_VERIFIES`] verifications
 //! (past it the request is answered invalid). A stream not ready within `connect_timeout` fails with
 //! `remote-server-timeout`; at most `max_links` pairs exist at once (each is a task and a DNS
 //! lookup, and remotes choose the domains of dialback requests): a new pair past it is refused
@@ -69,6 +71,8 @@ pub struct Limits {
     pub max_queue: usize,
     /// Bytes of stanzas waiting per pair.
     pub max_queue_bytes: usize,
+    /// Bytes of stanzas waiting over all pairs of the table (the shard).
+    pub max_queue_bytes_total: usize,
     /// Time from the first stanza until the stream must be ready.
     pub connect_timeout: Duration,
     /// Time without a stanza after which a ready stream is closed.
@@ -144,6 +148,8 @@ struct Link<T, V> {
 pub struct OutTable<T, V> {
     limits: Limits,
     links: HashMap<Pair, Link<T, V>>,
+    /// The sum of every link's `bytes`: kept in step wherever a stanza enters or leaves a queue.
+    bytes: usize,
 }
 
 impl<T, V> OutTable<T, V> {
@@ -152,6 +158,7 @@ impl<T, V> OutTable<T, V> {
         OutTable {
             limits,
             links: HashMap::default(),
+            bytes: 0,
         }
     }
 
@@ -195,7 +202,13 @@ impl<T, V> OutTable<T, V> {
         Ok((link, fresh))
     }
 
-    /// Queues a stanza of `len` bytes for `pair`.
+    /// Bytes of stanzas waiting over all pairs.
+    pub fn queued_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Queues a stanza of `len` bytes for `pair`; refused past the pair's bounds or the table's
+    /// byte budget.
     pub fn push(
         &mut self,
         pair: &Pair,
@@ -204,11 +217,15 @@ impl<T, V> OutTable<T, V> {
         now: Instant,
     ) -> Result<Queued, Refused<T>> {
         let limits = self.limits;
+        let total = self.bytes;
         let (link, open) = match self.link(pair, now) {
             Ok(l) => l,
             Err(cond) => return Err(Refused { item, cond }),
         };
-        if link.queue.len() >= limits.max_queue || link.bytes + len > limits.max_queue_bytes {
+        if link.queue.len() >= limits.max_queue
+            || link.bytes.saturating_add(len) > limits.max_queue_bytes
+            || total.saturating_add(len) > limits.max_queue_bytes_total
+        {
             return Err(Refused {
                 item,
                 cond: StanzaErrorCondition::ResourceConstraint,
@@ -216,6 +233,7 @@ impl<T, V> OutTable<T, V> {
         }
         link.queue.push_back((item, len));
         link.bytes += len;
+        self.bytes += len;
         Ok(Queued { open })
     }
 
@@ -283,6 +301,7 @@ impl<T, V> OutTable<T, V> {
             link.bytes -= len;
             out.push(item);
         }
+        self.bytes -= taken;
         if !out.is_empty() {
             link.active = now;
             link.progress = true;
@@ -323,6 +342,7 @@ impl<T, V> OutTable<T, V> {
                     until: now + FAIL_MEMORY,
                     cond,
                 };
+                self.bytes -= link.bytes;
                 link.bytes = 0;
                 (
                     link.queue.drain(..).map(|(t, _)| t).collect(),
@@ -419,6 +439,7 @@ mod tests {
     const LIMITS: Limits = Limits {
         max_queue: 3,
         max_queue_bytes: 100,
+        max_queue_bytes_total: 150,
         connect_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(60),
         max_links: 2,
@@ -489,6 +510,55 @@ mod tests {
         t.ready(&pair(), now);
         assert_eq!(t.take(&pair(), now, usize::MAX), vec![1]);
         assert!(t.push(&pair(), 3, 100, now).is_ok());
+    }
+
+    #[test]
+    fn the_byte_budget_spans_pairs_and_comes_back_exactly() {
+        let mut t = table();
+        let now = Instant::now();
+        let b = Pair::new("petrel.test", "b.test");
+        let fill = |t: &mut OutTable<u32, &'static str>, now| {
+            // 60 + 40 + 50: the budget to the byte, each pair within its own bounds.
+            t.push(&pair(), 1, 60, now).unwrap();
+            t.push(&pair(), 2, 40, now).unwrap();
+            t.push(&b, 3, 50, now).unwrap();
+            assert_eq!(t.queued_bytes(), 150);
+            // b is far from its own bounds, the shard is not.
+            assert_eq!(
+                t.push(&b, 4, 1, now),
+                Err(Refused {
+                    item: 4,
+                    cond: C::ResourceConstraint
+                })
+            );
+        };
+        fill(&mut t, now);
+        // Taken by the stream (part of the queue): exactly that much is free again.
+        t.ready(&pair(), now);
+        assert_eq!(t.take(&pair(), now, 60), vec![1]);
+        assert_eq!(t.queued_bytes(), 90);
+        t.push(&b, 5, 50, now).unwrap();
+        assert_eq!(
+            t.push(&pair(), 6, 11, now).unwrap_err().cond,
+            C::ResourceConstraint
+        );
+        t.push(&pair(), 6, 10, now).unwrap();
+        assert_eq!(t.queued_bytes(), 150);
+        // Bounced on failure.
+        let f = t.failed(&b, C::RemoteServerNotFound, now);
+        assert_eq!(f.stanzas, vec![3, 5]);
+        assert_eq!(t.queued_bytes(), 50);
+        // Bounced on timeout: the stream of the first pair starts over and is not ready in time.
+        assert!(matches!(t.closed(&pair(), now), Closed::Again));
+        let late = now + Duration::from_secs(10);
+        let tick = t.tick(late);
+        assert_eq!(tick.timed_out[0].stanzas, vec![2, 6]);
+        assert_eq!(t.queued_bytes(), 0);
+        // Both failures forgotten: the whole budget holds again, to the byte.
+        let again = late + FAIL_MEMORY;
+        t.tick(again);
+        assert!(t.list().is_empty());
+        fill(&mut t, again);
     }
 
     #[test]

@@ -130,6 +130,7 @@ pub(crate) fn setup(config: &Config) -> Result<(Arc<S2sShared>, Vec<S2sListener>
         limits: table::Limits {
             max_queue: s.max_queue,
             max_queue_bytes: s.max_queue_bytes,
+            max_queue_bytes_total: s.max_queue_bytes_total,
             connect_timeout: s.connect_timeout,
             idle_timeout: s.idle_timeout,
             max_links: MAX_REMOTE_LINKS,
