@@ -26,10 +26,10 @@
 #   A_CPUS=0 B_CPUS=1 LOAD_CPUS=0,1 (one generator executor per listed CPU; on a 2-core machine
 #   each core then runs one server and half the generator)
 #   PETREL_TRUST=self-signed|ca  PETREL_EXTRA="" (lines appended to both generated petrel configs)
-#   PETREL_S2S="max_queue = 20000<newline>max_queue_bytes = 8388608" (lines in both petrels' [s2s]
-#   table: `max` starts with USERS/2 x WINDOW messages towards the other server at once, 8000 by
-#   default, and petrel bounces what exceeds its per-remote-domain queue, 1000 stanzas / 1 MiB by
-#   default, with <resource-constraint/>; PETREL_S2S="" keeps petrel's defaults)
+#   PETREL_S2S="" (lines in both petrels' [s2s] table, e.g. "max_queue = 20000"; empty keeps
+#   petrel's defaults: `max` starts with USERS/2 x WINDOW messages towards the other server at
+#   once, 8000 with USERS=1000, and the defaults, 10000 stanzas / 16 MiB per remote domain and
+#   64 MiB per shard, hold it; past them petrel bounces <resource-constraint/>)
 #   DNS_PYTHON=<repo>/target/interop-venv/bin/python (dnslib 0.9.26 is installed into that venv
 #   when missing)
 # Results: OUT=/tmp/petrel-s2s-compare/PAIR.ROUND.{txt,json,rc} (removed before each run, so a
@@ -60,7 +60,7 @@ B_CPUS=${B_CPUS:-1}
 LOAD_CPUS=${LOAD_CPUS:-0,1}
 PETREL_TRUST=${PETREL_TRUST:-self-signed}
 PETREL_EXTRA=${PETREL_EXTRA:-}
-PETREL_S2S=${PETREL_S2S-$'max_queue = 20000\nmax_queue_bytes = 8388608'}
+PETREL_S2S=${PETREL_S2S:-}
 DNS_PYTHON=${DNS_PYTHON:-$ROOT/target/interop-venv/bin/python}
 OUT=${OUT:-/tmp/petrel-s2s-compare}
 ACCOUNTS=$((USERS / 2))
