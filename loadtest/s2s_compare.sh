@@ -253,7 +253,7 @@ import json, statistics, sys
 out, rounds, pairs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 ok = True
 res = {}
-print(f"{'pair':<18} {'round':>5} {'exit':>12} {'msg/s':>10} {'p50':>9} {'p99':>9} {'lost':>6} {'warm-up':>8}  CPU (cores) A / B / generator")
+print(f"{'pair':<18} {'round':>5} {'exit':>12} {'msg/s':>10} {'p50':>9} {'p99':>9} {'lost':>6} {'warm-up':>8}  CPU (cores) A / B / generator  waiting for a CPU (cores) A / B / generator")
 for r in range(1, rounds + 1):
     for p in pairs:
         base = f"{out}/{p}.{r}"
@@ -274,7 +274,8 @@ for r in range(1, rounds + 1):
         l = j["delivery_latency_us"]
         res.setdefault(p, []).append((j["msgs_per_s"], l["p50"] / 1000, l["p99"] / 1000, r))
         cpu = " / ".join("?" if j.get(k) is None else f"{j[k]:.2f}" for k in ("server_cpu_cores", "server_b_cpu_cores", "load_cpu_cores"))
-        print(f"{p:<18} {r:>5} {rc:>12} {j['msgs_per_s']:>10.0f} {l['p50']/1000:>7.1f}ms {l['p99']/1000:>7.1f}ms {j['lost']:>6} {fed['warmup_s']:>7.2f}s  {cpu}")
+        wait = " / ".join("?" if j.get(k) is None else f"{j[k]:.2f}" for k in ("server_wait_cores", "server_b_wait_cores", "load_wait_cores"))
+        print(f"{p:<18} {r:>5} {rc:>12} {j['msgs_per_s']:>10.0f} {l['p50']/1000:>7.1f}ms {l['p99']/1000:>7.1f}ms {j['lost']:>6} {fed['warmup_s']:>7.2f}s  {cpu}  {wait}")
 for p, xs in res.items():
     if len(xs) > 1:
         rates = [x[0] for x in xs]

@@ -29,6 +29,26 @@ fn parse_stat(stat: &str) -> Option<f64> {
     Some((utime + stime) as f64 / 100.0)
 }
 
+/// Seconds the process's threads spent runnable but waiting for a CPU (the second field of
+/// /proc/PID/task/TID/schedstat, in ns, summed over the threads alive now). CPU time alone cannot
+/// tell a server that waits for work from one that waits for a CPU other processes hold.
+pub fn runq_wait_seconds(pid: u32) -> Option<f64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut ns = 0u64;
+    for t in tasks.flatten() {
+        // A thread that ended meanwhile no longer counts.
+        if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
+            ns += parse_schedstat(&s)?;
+        }
+    }
+    Some(ns as f64 / 1e9)
+}
+
+fn parse_schedstat(s: &str) -> Option<u64> {
+    // "run_ns wait_ns timeslices"
+    s.split_whitespace().nth(1)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,6 +61,11 @@ mod tests {
         );
         let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0";
         assert_eq!(parse_stat(stat), Some(3.0));
+        assert_eq!(
+            parse_schedstat("1567434993 1586540710 4924\n"),
+            Some(1586540710)
+        );
+        assert_eq!(parse_schedstat("12"), None);
     }
 
     #[test]
@@ -48,5 +73,6 @@ mod tests {
         let me = std::process::id();
         assert!(rss_bytes(me).is_some_and(|r| r > 0));
         assert!(cpu_seconds(me).is_some());
+        assert!(runq_wait_seconds(me).is_some());
     }
 }

@@ -123,6 +123,9 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
     let cpu_before = opts.server_pid.and_then(procstat::cpu_seconds);
     let cpu_b_before = opts.server_b_pid.and_then(procstat::cpu_seconds);
     let load_before = procstat::cpu_seconds(std::process::id());
+    let wait_before = opts.server_pid.and_then(procstat::runq_wait_seconds);
+    let wait_b_before = opts.server_b_pid.and_then(procstat::runq_wait_seconds);
+    let load_wait_before = procstat::runq_wait_seconds(std::process::id());
 
     // Measured phase.
     let run_start = Instant::now();
@@ -146,6 +149,9 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
     let cpu_after = opts.server_pid.and_then(procstat::cpu_seconds);
     let cpu_b_after = opts.server_b_pid.and_then(procstat::cpu_seconds);
     let load_after = procstat::cpu_seconds(std::process::id());
+    let wait_after = opts.server_pid.and_then(procstat::runq_wait_seconds);
+    let wait_b_after = opts.server_b_pid.and_then(procstat::runq_wait_seconds);
+    let load_wait_after = procstat::runq_wait_seconds(std::process::id());
     // CPU seconds between two samples per second of the measured phase.
     let cores = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if run_secs > 0.0 => Some((b - a) / run_secs),
@@ -291,6 +297,13 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
         server_b_cpu_cores: cores(cpu_b_before, cpu_b_after),
         load_cpu_cores: if timed {
             cores(load_before, load_after)
+        } else {
+            None
+        },
+        server_wait_cores: cores(wait_before, wait_after),
+        server_b_wait_cores: cores(wait_b_before, wait_b_after),
+        load_wait_cores: if timed {
+            cores(load_wait_before, load_wait_after)
         } else {
             None
         },

@@ -434,6 +434,13 @@ pub struct Report {
     pub server_b_cpu_cores: Option<f64>,
     /// This generator's own CPU use over the measured phase, in cores.
     pub load_cpu_cores: Option<f64>,
+    /// Time the server's threads were runnable but waited for a CPU (held by other processes),
+    /// per second of the measured phase (`--server-pid`).
+    pub server_wait_cores: Option<f64>,
+    /// The same for the second server (`--server-b-pid`).
+    pub server_b_wait_cores: Option<f64>,
+    /// The same for this generator.
+    pub load_wait_cores: Option<f64>,
 }
 
 impl Report {
@@ -580,16 +587,27 @@ impl Report {
         if let Some(rss) = self.server_rss_per_session {
             s.push_str(&format!("server RSS per session: {:.0} bytes\n", rss));
         }
-        for (who, cpu) in [
-            ("server", self.server_cpu_cores),
-            ("server B", self.server_b_cpu_cores),
-            ("generator", self.load_cpu_cores),
+        for (who, cpu, wait) in [
+            ("server", self.server_cpu_cores, self.server_wait_cores),
+            (
+                "server B",
+                self.server_b_cpu_cores,
+                self.server_b_wait_cores,
+            ),
+            ("generator", self.load_cpu_cores, self.load_wait_cores),
         ] {
             if let Some(cpu) = cpu {
                 s.push_str(&format!(
-                    "{who} CPU over the measured phase: {:.1}% of one core\n",
+                    "{who} CPU over the measured phase: {:.1}% of one core",
                     cpu * 100.0
                 ));
+                if let Some(wait) = wait {
+                    s.push_str(&format!(
+                        " (runnable but waiting for a CPU: {:.1}%)",
+                        wait * 100.0
+                    ));
+                }
+                s.push('\n');
             }
         }
         s
