@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
         Err(_) => return,
     };
     let mut next_id = 1;
-    let mut drain = |s: &mut BoshSession, answered: &mut HashSet<u64>| {
+    let drain = |s: &mut BoshSession, answered: &mut HashSet<u64>| {
         while let Some(a) = s.poll_action() {
             if let Action::Respond { request_id, body, .. } = a {
                 assert!(answered.insert(request_id.0), "request {} answered twice", request_id.0);
