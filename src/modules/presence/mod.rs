@@ -60,18 +60,12 @@ pub fn start(shard: &mut Shard, _hosts: &[String]) {
 /// Sends `unavailable` from the user's available resources to `contact` (the contact lost its
 /// subscription: RFC 6121 §3.2.2). Works from any shard: the request goes to the user's home shard.
 pub fn revoke_presence(shard: &mut Shard, user: &BareJid, contact: &BareJid) {
-    let el = Element::new("presence", ns::CLIENT)
-        .with_attr("type", "unavailable")
-        .with_attr("from", user.as_str())
-        .with_attr("to", user.as_str());
-    let mut acc = Acc::new(
-        Stanza::from_element(&el),
-        Jid::from(user.clone()),
-        Jid::from(user.clone()),
-        shard.id,
+    home_op(
+        shard,
+        user,
+        Some("unavailable"),
+        HomeOp::Revoke(contact.clone()),
     );
-    acc.put(OP, HomeOp::Revoke(contact.clone()));
-    crate::sm::route(shard, acc);
 }
 
 /// After the user approved `contact`'s subscription: the user's current presence goes to the
@@ -82,7 +76,17 @@ fn share_presence(shard: &mut Shard, user: &BareJid, contact: &BareJid) {
     if shard.is_hosted(contact.domain()) {
         return;
     }
-    let el = Element::new("presence", ns::CLIENT)
+    home_op(shard, user, None, HomeOp::Share(contact.clone()));
+}
+
+/// Sends `op` to `user`'s home shard, carried by a presence of type `ty` from the user to
+/// themselves (the home handler picks the op up there).
+fn home_op(shard: &mut Shard, user: &BareJid, ty: Option<&str>, op: HomeOp) {
+    let mut el = Element::new("presence", ns::CLIENT);
+    if let Some(ty) = ty {
+        el = el.with_attr("type", ty);
+    }
+    let el = el
         .with_attr("from", user.as_str())
         .with_attr("to", user.as_str());
     let mut acc = Acc::new(
@@ -91,7 +95,7 @@ fn share_presence(shard: &mut Shard, user: &BareJid, contact: &BareJid) {
         Jid::from(user.clone()),
         shard.id,
     );
-    acc.put(OP, HomeOp::Share(contact.clone()));
+    acc.put(OP, op);
     crate::sm::route(shard, acc);
 }
 
