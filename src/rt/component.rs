@@ -263,7 +263,7 @@ impl Driver {
                 self.comp.close(Some(cond), Some(text));
             }
             // Client-session messages (stream management, acknowledgements): not for a component.
-            ConnMsg::Sm(_) | ConnMsg::Handled(_) | ConnMsg::DialbackVerified { .. } => {}
+            ConnMsg::Ext(_) | ConnMsg::Handled(_) | ConnMsg::DialbackVerified { .. } => {}
         }
     }
 

@@ -364,7 +364,7 @@ impl Driver {
                     self.write_routed(acc);
                 }
             }
-            ConnMsg::Sm(m) => self.sm_msg(m),
+            ConnMsg::Ext(m) => self.ext_msg(m),
             ConnMsg::Handled(seqs) => self.c2s.sm_handled(&seqs, Instant::now()),
             ConnMsg::Bound(result) => {
                 let Some(jid) = self.bind_pending.take() else {

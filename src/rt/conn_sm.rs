@@ -16,7 +16,7 @@ use crate::hooks::Acc;
 use crate::hooks::{SessionEnd, SessionEndKind};
 use crate::jid::BareJid;
 use crate::modules::stream_mgmt::{self, park::Park, SmConnMsg};
-use crate::shard::ConnMsg;
+use crate::shard::{ConnExtMsg, ConnMsg};
 use crate::xmpp::StreamErrorCondition;
 
 /// Resumption state of one connection.
@@ -149,8 +149,18 @@ impl Driver {
             .is_some_and(|sm| sm.id.is_some() && !sm.config().resume_timeout.is_zero())
     }
 
+    /// A module's message while the connection is live: stream management's hand-over messages;
+    /// any other module's is handled as if the connection could not take it.
+    pub(super) fn ext_msg(&mut self, m: Box<dyn ConnExtMsg>) {
+        match ConnMsg::Ext(m).downcast_ext::<SmConnMsg>() {
+            Ok(m) => self.sm_msg(m),
+            Err(ConnMsg::Ext(other)) => other.conn_gone(&mut self.ctx.shard.borrow_mut()),
+            Err(_) => {}
+        }
+    }
+
     /// A hand-over message while the connection is live.
-    pub(super) fn sm_msg(&mut self, m: SmConnMsg) {
+    fn sm_msg(&mut self, m: SmConnMsg) {
         match m {
             SmConnMsg::Handover(h) if self.c2s.resume_pending() => {
                 self.sm.resume_asked = false;
@@ -207,7 +217,7 @@ impl Driver {
                     p.on_msg(
                         &mut self.ctx.shard.borrow_mut(),
                         me,
-                        ConnMsg::Sm(SmConnMsg::Takeover(t)),
+                        ConnMsg::ext(SmConnMsg::Takeover(t)),
                         Instant::now(),
                     );
                 }

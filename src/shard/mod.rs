@@ -16,7 +16,7 @@ pub use ext::Extensions;
 pub use hosts::DynamicHosts;
 pub use ids::{home_shard, home_shard_of, ConnId, SessionRef, ShardId};
 pub use mailbox::{Mailbox, MailboxFull};
-pub use msg::{ConnMsg, ShardMsg};
+pub use msg::{ConnExtMsg, ConnMsg, ShardMsg};
 
 use ahash::HashSet;
 use std::rc::Rc;
@@ -429,7 +429,7 @@ impl Shard {
         let Some(mb) = self.conns.get(&conn) else {
             match msg {
                 ConnMsg::Deliver(acc) => self.reroute(acc),
-                ConnMsg::Sm(m) => crate::modules::stream_mgmt::conn_gone(self, m),
+                ConnMsg::Ext(m) => m.conn_gone(self),
                 ConnMsg::Handled(seqs) => {
                     // The session moved on (XEP-0198 resumption): its acknowledgements follow it.
                     if let Some(&to) = self.moved.get(&conn) {
@@ -503,7 +503,6 @@ impl Shard {
             ShardMsg::Register { jid, session } => crate::sm::register(self, jid, session),
             ShardMsg::Unregister { jid, session } => crate::sm::unregister(self, jid, session),
             ShardMsg::Conn(conn, msg) => self.deliver_local(conn, msg),
-            ShardMsg::Sm(msg) => crate::modules::stream_mgmt::handle_shard_msg(self, msg),
             ShardMsg::Run(f) => f(self),
             ShardMsg::Multicast(acc, to) => self.multicast_here(acc, &to),
             ShardMsg::Handled(acks) => {

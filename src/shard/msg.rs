@@ -26,8 +26,6 @@ pub enum ShardMsg {
     },
     /// Something for a connection living on the destination shard.
     Conn(ConnId, ConnMsg),
-    /// XEP-0198 resumption, for the home shard of a user.
-    Sm(crate::modules::stream_mgmt::SmShardMsg),
     /// XEP-0198 acknowledgements for clients on the destination shard: (connection, stanza numbers).
     Handled(Vec<(ConnId, Vec<u32>)>),
     /// One stanza for several full JIDs whose sessions live on the destination shard (a room's
@@ -57,7 +55,6 @@ impl std::fmt::Debug for ShardMsg {
                 write!(f, "Multicast({acc:?}, {} recipients)", to.len())
             }
             ShardMsg::Handled(h) => write!(f, "Handled({} acks)", h.len()),
-            ShardMsg::Sm(m) => f.debug_tuple("Sm").field(m).finish(),
         }
     }
 }
@@ -99,8 +96,9 @@ pub enum ConnMsg {
     Close(StreamErrorCondition),
     /// Close the stream with this error and text (an administrator's kick).
     CloseText(StreamErrorCondition, &'static str),
-    /// XEP-0198 resumption between connections (hand-over of a session).
-    Sm(crate::modules::stream_mgmt::SmConnMsg),
+    /// A module's message for this connection (XEP-0198 hand-over of a session, for one): the core
+    /// carries it without knowing its type.
+    Ext(Box<dyn ConnExtMsg>),
     /// These stanzas from the client (XEP-0198 inbound numbers) are handled (see `hooks::handled`).
     Handled(Vec<u32>),
     /// For an incoming s2s stream: the remote's authoritative server answered the dialback
@@ -114,4 +112,38 @@ pub enum ConnMsg {
         /// could not be asked (`None`: unreachable, error).
         valid: Option<bool>,
     },
+}
+
+/// A module's message for one connection, carried by the core as a trait object so the core never
+/// names the module; the module's connection driver downcasts it ([`ConnMsg::downcast_ext`]).
+pub trait ConnExtMsg: std::any::Any + Send + std::fmt::Debug {
+    /// The connection it was for is gone (or cannot take it): the module answers or re-routes
+    /// what it carried.
+    fn conn_gone(self: Box<Self>, shard: &mut crate::shard::Shard);
+    /// The message as `Any`, to downcast by value.
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
+    /// The message as `Any`, to check its type before downcasting.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+impl ConnMsg {
+    /// Wraps a module's message for a connection.
+    pub fn ext<T: ConnExtMsg>(msg: T) -> ConnMsg {
+        ConnMsg::Ext(Box::new(msg))
+    }
+
+    /// The module message of type `T` this carries, or the message unchanged.
+    pub fn downcast_ext<T: ConnExtMsg>(self) -> Result<T, ConnMsg> {
+        match self {
+            ConnMsg::Ext(m) if m.as_any().is::<T>() => {
+                // Cannot fail: the guard checked that the box holds a `T`.
+                let t = m
+                    .into_any()
+                    .downcast::<T>()
+                    .expect("type checked by the guard");
+                Ok(*t)
+            }
+            other => Err(other),
+        }
+    }
 }

@@ -7,7 +7,7 @@ use super::testing::test_dbs;
 use super::{BlockChange, OfflinePush, PrivateSet, Registered, RosterWrite};
 use crate::auth::ScramSecrets;
 use crate::jid::BareJid;
-use crate::modules::roster::RosterItem;
+use crate::xmpp::roster::RosterItem;
 
 const THREADS: usize = 6;
 

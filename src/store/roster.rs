@@ -9,7 +9,7 @@ use super::db::{sql, End, Sql};
 use super::value::{args, Row};
 use super::{Corruption, Store, StoreError};
 use crate::jid::BareJid;
-use crate::modules::roster::{RosterItem, SubState};
+use crate::xmpp::roster::{RosterItem, SubState};
 
 /// What a roster change does to the row.
 #[derive(Debug)]

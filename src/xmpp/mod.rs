@@ -2,6 +2,7 @@
 
 pub mod form;
 pub mod ns;
+pub mod roster;
 pub mod stanza_error;
 pub mod stream_error;
 

@@ -6,11 +6,10 @@
 //! every resource bound there; each connection's shard lets through only pushes for sessions that
 //! requested the roster in this session (the "interested resources" of §2.1.6).
 
-mod item;
-pub mod state;
-
-pub use item::{RosterItem, SetRequest, MAX_GROUPS, MAX_NAME_BYTES};
-pub use state::{SubKind, SubState, Transition};
+pub use crate::xmpp::roster::state;
+pub use crate::xmpp::roster::{
+    RosterItem, SetRequest, SubKind, SubState, Transition, MAX_GROUPS, MAX_NAME_BYTES,
+};
 
 use std::rc::Rc;
 

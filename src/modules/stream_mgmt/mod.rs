@@ -30,7 +30,7 @@ use crate::c2s::{ResumeError, SmConfig, SmState};
 use crate::hooks::{Acc, HookCtx, HookResult, SessionEvent};
 use crate::jid::{BareJid, FullJid};
 use crate::modules::OptionError;
-use crate::shard::{home_shard, ConnMsg, SessionRef, Shard, ShardMsg};
+use crate::shard::{home_shard, ConnMsg, SessionRef, Shard};
 use crate::xmpp::StreamErrorCondition;
 
 /// The module's name in `[modules.*]`.
@@ -78,7 +78,7 @@ pub struct Resumed {
     pub jid: FullJid,
 }
 
-/// A message for the home shard of a user (over `ShardMsg::Sm`).
+/// A message for the home shard of a user (run there by a `ShardMsg::Run`).
 #[derive(Debug)]
 pub enum SmShardMsg {
     /// A session enabled resumption with `id`.
@@ -114,7 +114,7 @@ pub enum SmShardMsg {
     },
 }
 
-/// A message for one connection (over `ConnMsg::Sm`).
+/// A message for one connection (over `ConnMsg::Ext`).
 #[derive(Debug)]
 pub enum SmConnMsg {
     /// To the old session: give yourself to `new`.
@@ -217,14 +217,20 @@ pub fn enabled(shard: &mut Shard, jid: &FullJid, session: SessionRef, id: String
         jid: jid.clone(),
         session,
     };
-    shard.send_to_shard(home, ShardMsg::Sm(msg));
+    to_home(shard, home, msg);
 }
 
 /// Connection `new` asks to resume `id` as `bare`: the request goes to the user's home shard.
 pub fn resume_request(shard: &mut Shard, bare: BareJid, id: String, h: u32, new: SessionRef) {
     let home = home_shard(&bare, shard.shards);
     let msg = SmShardMsg::Resume { bare, id, h, new };
-    shard.send_to_shard(home, ShardMsg::Sm(msg));
+    to_home(shard, home, msg);
+}
+
+/// Handles `msg` on the home shard `home` (now, when that is this shard), in order with this
+/// shard's other traffic there.
+pub(super) fn to_home(shard: &mut Shard, home: crate::shard::ShardId, msg: SmShardMsg) {
+    crate::sm::run_on(shard, home, Box::new(move |s| handle_shard_msg(s, msg)));
 }
 
 /// Handles a [`SmShardMsg`] on the home shard.
@@ -250,11 +256,11 @@ pub fn handle_shard_msg(shard: &mut Shard, msg: SmShardMsg) {
             match found {
                 Some((_, at)) => {
                     let t = Takeover { id, h, new };
-                    shard.send_to_session(at, ConnMsg::Sm(SmConnMsg::Takeover(t)));
+                    shard.send_to_session(at, ConnMsg::ext(SmConnMsg::Takeover(t)));
                 }
                 None => shard.send_to_session(
                     new,
-                    ConnMsg::Sm(SmConnMsg::Failed(ResumeError::ItemNotFound)),
+                    ConnMsg::ext(SmConnMsg::Failed(ResumeError::ItemNotFound)),
                 ),
             }
         }
@@ -270,8 +276,22 @@ pub fn handle_shard_msg(shard: &mut Shard, msg: SmShardMsg) {
                 // loses, as a bound session loses to a newer one.
                 shard.send_to_session(new, ConnMsg::Close(StreamErrorCondition::Conflict));
             }
-            shard.send_to_session(old, ConnMsg::Sm(SmConnMsg::SwitchDone));
+            shard.send_to_session(old, ConnMsg::ext(SmConnMsg::SwitchDone));
         }
+    }
+}
+
+impl crate::shard::ConnExtMsg for SmConnMsg {
+    fn conn_gone(self: Box<Self>, shard: &mut Shard) {
+        conn_gone(shard, *self);
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 
@@ -281,7 +301,7 @@ pub fn conn_gone(shard: &mut Shard, msg: SmConnMsg) {
         // The old session ended (timed out, handed over) before the request reached it.
         SmConnMsg::Takeover(t) => shard.send_to_session(
             t.new,
-            ConnMsg::Sm(SmConnMsg::Failed(ResumeError::ItemNotFound)),
+            ConnMsg::ext(SmConnMsg::Failed(ResumeError::ItemNotFound)),
         ),
         SmConnMsg::Forwarded(acc) => shard.reroute(acc),
         SmConnMsg::Handover(mut h) => {

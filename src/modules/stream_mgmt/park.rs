@@ -12,7 +12,7 @@ use crate::c2s::{ResumeError, SmState, Unacked};
 use crate::hooks::{Acc, HookCtx, UnackedMessage};
 use crate::hooks::{SessionEnd, SessionEndKind};
 use crate::jid::FullJid;
-use crate::shard::{home_shard, ConnMsg, SessionRef, Shard, ShardMsg};
+use crate::shard::{home_shard, ConnMsg, SessionRef, Shard};
 
 /// How long a connection waits for the answer to its `<resume/>`, or an old session for the home
 /// shard's `SwitchDone`, before giving up (both are one mesh round trip in practice).
@@ -32,6 +32,21 @@ pub struct Detached {
     pub deadline: Instant,
     /// A takeover that came during `hold`, answered once the hold ends.
     pending: Option<Takeover>,
+}
+
+/// A mailbox message as a parked session sees it: stream management's own, or the core's.
+enum In {
+    Sm(SmConnMsg),
+    Conn(ConnMsg),
+}
+
+impl From<ConnMsg> for In {
+    fn from(msg: ConnMsg) -> In {
+        match msg.downcast_ext::<SmConnMsg>() {
+            Ok(m) => In::Sm(m),
+            Err(m) => In::Conn(m),
+        }
+    }
 }
 
 /// The life of a connection after its socket is gone.
@@ -91,6 +106,7 @@ impl Park {
 
     /// Handles one mailbox message of connection `me`.
     pub fn on_msg(&mut self, shard: &mut Shard, me: SessionRef, msg: ConnMsg, now: Instant) {
+        let msg = In::from(msg);
         let state = std::mem::replace(self, Park::Done);
         *self = match state {
             Park::Awaiting { until } => awaiting(shard, me, msg, now, until),
@@ -115,7 +131,7 @@ impl Park {
             }
             Park::Forwarding { to, .. } => {
                 // The home shard never answered: release the new connection's held stanzas anyway.
-                shard.send_to_session(to, ConnMsg::Sm(SmConnMsg::HandoverDone));
+                shard.send_to_session(to, ConnMsg::ext(SmConnMsg::HandoverDone));
             }
             Park::Awaiting { .. } | Park::Done => {}
         }
@@ -124,19 +140,19 @@ impl Park {
 }
 
 fn failed(shard: &mut Shard, to: SessionRef, e: ResumeError) {
-    shard.send_to_session(to, ConnMsg::Sm(SmConnMsg::Failed(e)));
+    shard.send_to_session(to, ConnMsg::ext(SmConnMsg::Failed(e)));
 }
 
-fn awaiting(shard: &mut Shard, me: SessionRef, msg: ConnMsg, now: Instant, until: Instant) -> Park {
+fn awaiting(shard: &mut Shard, me: SessionRef, msg: In, now: Instant, until: Instant) -> Park {
     match msg {
-        ConnMsg::Sm(SmConnMsg::Handover(h)) => {
+        In::Sm(SmConnMsg::Handover(h)) => {
             // The client is gone again already: the session stays resumable from here.
             let h = *h;
             let mut sess = Session::new(h.jid, me);
             sess.presence = h.presence;
             Park::detach(sess, h.sm, Some(Vec::new()), now)
         }
-        ConnMsg::Sm(SmConnMsg::Failed(_)) => Park::Done,
+        In::Sm(SmConnMsg::Failed(_)) => Park::Done,
         other => {
             done(shard, other);
             Park::Awaiting { until }
@@ -144,15 +160,9 @@ fn awaiting(shard: &mut Shard, me: SessionRef, msg: ConnMsg, now: Instant, until
     }
 }
 
-fn detached(
-    shard: &mut Shard,
-    me: SessionRef,
-    mut d: Detached,
-    msg: ConnMsg,
-    now: Instant,
-) -> Park {
+fn detached(shard: &mut Shard, me: SessionRef, mut d: Detached, msg: In, now: Instant) -> Park {
     match msg {
-        ConnMsg::Deliver(acc) => {
+        In::Conn(ConnMsg::Deliver(acc)) => {
             let Some(acc) = c2s_route::user_receive(shard, acc) else {
                 return Park::Detached(Box::new(d));
             };
@@ -162,12 +172,12 @@ fn detached(
                 None => return keep(shard, d, acc),
             }
         }
-        ConnMsg::Sm(SmConnMsg::Forwarded(acc)) => {
+        In::Sm(SmConnMsg::Forwarded(acc)) => {
             if let Some(acc) = c2s_route::user_receive(shard, acc) {
                 return keep(shard, d, acc);
             }
         }
-        ConnMsg::Sm(SmConnMsg::HandoverDone) => {
+        In::Sm(SmConnMsg::HandoverDone) => {
             for acc in d.hold.take().unwrap_or_default() {
                 if let Err(Some(acc)) = push(&mut d.sm, acc) {
                     return expire(shard, d, Some(acc));
@@ -177,7 +187,7 @@ fn detached(
                 return takeover(shard, me, d, t, now);
             }
         }
-        ConnMsg::Sm(SmConnMsg::Takeover(t)) => {
+        In::Sm(SmConnMsg::Takeover(t)) => {
             if d.hold.is_none() {
                 return takeover(shard, me, d, t, now);
             }
@@ -187,8 +197,8 @@ fn detached(
             }
         }
         // Shutdown, or replaced by a new bind of the same full JID: the session ends now.
-        ConnMsg::Close(_) | ConnMsg::CloseText(..) => return expire(shard, d, None),
-        ConnMsg::Handled(seqs) => {
+        In::Conn(ConnMsg::Close(_) | ConnMsg::CloseText(..)) => return expire(shard, d, None),
+        In::Conn(ConnMsg::Handled(seqs)) => {
             for seq in seqs {
                 d.sm.handle(seq);
             }
@@ -279,7 +289,7 @@ fn takeover(shard: &mut Shard, me: SessionRef, mut d: Detached, t: Takeover, now
         sm: d.sm,
         old: me,
     };
-    shard.send_to_session(t.new, ConnMsg::Sm(SmConnMsg::Handover(Box::new(handover))));
+    shard.send_to_session(t.new, ConnMsg::ext(SmConnMsg::Handover(Box::new(handover))));
     let home = home_shard(&jid.bare(), shard.shards);
     let switch = SmShardMsg::Switch {
         id: t.id,
@@ -287,33 +297,33 @@ fn takeover(shard: &mut Shard, me: SessionRef, mut d: Detached, t: Takeover, now
         old: me,
         new: t.new,
     };
-    shard.send_to_shard(home, ShardMsg::Sm(switch));
+    super::to_home(shard, home, switch);
     Park::Forwarding {
         to: t.new,
         until: now + HANDOVER_WAIT,
     }
 }
 
-fn forwarding(shard: &mut Shard, to: SessionRef, until: Instant, msg: ConnMsg) -> Park {
+fn forwarding(shard: &mut Shard, to: SessionRef, until: Instant, msg: In) -> Park {
     match msg {
-        ConnMsg::Deliver(acc) | ConnMsg::Sm(SmConnMsg::Forwarded(acc)) => {
-            shard.send_to_session(to, ConnMsg::Sm(SmConnMsg::Forwarded(acc)));
+        In::Conn(ConnMsg::Deliver(acc)) | In::Sm(SmConnMsg::Forwarded(acc)) => {
+            shard.send_to_session(to, ConnMsg::ext(SmConnMsg::Forwarded(acc)));
         }
-        ConnMsg::Sm(SmConnMsg::SwitchDone) => {
-            shard.send_to_session(to, ConnMsg::Sm(SmConnMsg::HandoverDone));
+        In::Sm(SmConnMsg::SwitchDone) => {
+            shard.send_to_session(to, ConnMsg::ext(SmConnMsg::HandoverDone));
             return Park::Done;
         }
-        ConnMsg::Handled(seqs) => shard.send_to_session(to, ConnMsg::Handled(seqs)),
+        In::Conn(ConnMsg::Handled(seqs)) => shard.send_to_session(to, ConnMsg::Handled(seqs)),
         other => done(shard, other),
     }
     Park::Forwarding { to, until }
 }
 
 /// A message nobody in this state expects: stanzas are re-routed, takeovers refused.
-fn done(shard: &mut Shard, msg: ConnMsg) {
+fn done(shard: &mut Shard, msg: In) {
     match msg {
-        ConnMsg::Deliver(acc) => shard.reroute(acc),
-        ConnMsg::Sm(m) => refuse(shard, m),
+        In::Conn(ConnMsg::Deliver(acc)) => shard.reroute(acc),
+        In::Sm(m) => refuse(shard, m),
         _ => {}
     }
 }

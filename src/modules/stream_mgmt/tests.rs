@@ -12,7 +12,7 @@ use crate::c2s::route::{user_send, Session};
 use crate::c2s::{SmConfig, SmState, Unacked};
 use crate::jid::FullJid;
 use crate::shard::cluster::Cluster;
-use crate::shard::{ConnMsg, Mailbox, ShardId};
+use crate::shard::{ConnMsg, Mailbox, ShardId, ShardMsg};
 use crate::xml::Stanza;
 
 const HOST: &str = "example.com";
@@ -311,8 +311,8 @@ fn unknown_id_fails_and_resume_twice_fails_the_second() {
     );
     net.cluster.pump();
     assert!(matches!(
-        mb.pop(),
-        Some(ConnMsg::Sm(SmConnMsg::Failed(ResumeError::ItemNotFound)))
+        mb.pop().map(ConnMsg::downcast_ext::<SmConnMsg>),
+        Some(Ok(SmConnMsg::Failed(ResumeError::ItemNotFound)))
     ));
 }
 
@@ -332,11 +332,8 @@ fn h_too_high_on_resume_fails_and_keeps_the_session() {
     net.cluster.pump();
     old.drain(&mut net);
     net.cluster.pump();
-    match n.mb.pop() {
-        Some(ConnMsg::Sm(SmConnMsg::Failed(ResumeError::HandledCountTooHigh {
-            h: 5,
-            sent: 1,
-        }))) => {}
+    match n.mb.pop().map(ConnMsg::downcast_ext::<SmConnMsg>) {
+        Some(Ok(SmConnMsg::Failed(ResumeError::HandledCountTooHigh { h: 5, sent: 1 }))) => {}
         other => panic!("{other:?}"),
     }
     n.park = Park::Done;
