@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Scaling efficiency (docs/BENCHMARKS.md, "Scaling"): the same fixed-rate `chat` load against petrel
+# at 1 shard and at 2 shards, alternating, in one run; for each, delivered messages per second of
+# server CPU time (from the server process's own /proc accounting, via petrel-load --server-pid).
+# With 2 shards about half the messages cross shards (a user's home shard is a hash of its JID).
+#
+#   loadtest/scaling.sh                         # 3 rounds, 1000 users, 20 000 msg/s, 10 s each
+#   USERS=1000 INTERVAL_MS=25 loadtest/scaling.sh   # 40 000 msg/s (each user: 1 message / interval)
+#
+# Environment: ROUNDS=3 DURATION=10 USERS=1000 INTERVAL_MS=50 LOAD_CPUS=1 SCENARIO=chat WINDOW=16
+#   CPUS_1=0 (1 shard) CPUS_2=0-1 (2 shards); the generator shares CPU 1 with the second shard, as
+#   it would on any 2-core machine: the figure counts the server's CPU, not the generator's.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+LOAD=${PETREL_LOAD:-$ROOT/target/release/petrel-load}
+PETREL=${PETREL:-$ROOT/target/release/petrel}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+USERS=${USERS:-1000}
+INTERVAL_MS=${INTERVAL_MS:-50}
+LOAD_CPUS=${LOAD_CPUS:-1}
+SCENARIO=${SCENARIO:-chat}
+WINDOW=${WINDOW:-16}
+CPUS_1=${CPUS_1:-0}
+CPUS_2=${CPUS_2:-0-1}
+OUT=${OUT:-/tmp/petrel-scaling}
+# shellcheck source=lib.sh
+. "$ROOT/loadtest/lib.sh"
+[ -x "$PETREL" ] && [ -x "$LOAD" ] || { echo "build first: cargo build --release --workspace" >&2; exit 3; }
+rm -rf "$OUT"
+mkdir -p "$OUT"
+port=$(free_port)
+petrel_config "$OUT" "$port"
+cat >> "$OUT/petrel.toml" <<CONF
+[modules.ping]
+[modules.roster]
+[modules.presence]
+[modules.stream_management]
+[modules.offline]
+CONF
+field() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); v=r.get(sys.argv[2]); print("" if v is None else v)' "$1" "$2"; }
+"$PETREL" user add-range --count "$USERS" localhost password --config "$OUT/petrel.toml" >/dev/null
+declare -A eff=()
+for r in $(seq "$ROUNDS"); do
+    for n in 1 2; do
+        var="CPUS_$n"
+        taskset -c "${!var}" "$PETREL" serve --config "$OUT/petrel.toml" --shards "$n" --allow-oversubscribe \
+            > "$OUT/server-$n-$r.log" 2>&1 &
+        pid=$!
+        if ! wait_port "$port"; then
+            echo "petrel ($n shards) did not start: see $OUT/server-$n-$r.log" >&2
+            kill "$pid" 2>/dev/null || true
+            exit 1
+        fi
+        "$LOAD" "$SCENARIO" --server "127.0.0.1:$port" --users "$USERS" --duration "$DURATION" \
+            --interval-ms "$INTERVAL_MS" --window "$WINDOW" --cpus "$LOAD_CPUS" --server-pid "$pid" \
+            --quiet --json "$OUT/$n-$r.json" > "$OUT/$n-$r.txt" 2>&1 || true
+        kill "$pid"
+        wait "$pid" 2>/dev/null || true
+        rate=$(field "$OUT/$n-$r.json" msgs_per_s)
+        cores=$(field "$OUT/$n-$r.json" server_cpu_cores)
+        p99=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["delivery_latency_us"]["p99"])' "$OUT/$n-$r.json")
+        e=$(awk -v a="$rate" -v c="$cores" 'BEGIN { if (c > 0) printf "%.0f", a / c; else print 0 }')
+        eff[$n]="${eff[$n]:-} $e"
+        printf 'round %s, %s shard(s): %.0f msg/s, server %.2f cores, %s msg per CPU-second, p99 %s us (load %s)\n' \
+            "$r" "$n" "$rate" "$cores" "$e" "$p99" "$(cut -d' ' -f1 /proc/loadavg)"
+    done
+done
+# shellcheck disable=SC2086
+med() { printf '%s\n' $1 | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+m1=$(med "${eff[1]}")
+m2=$(med "${eff[2]}")
+echo "msg per server CPU-second: 1 shard:${eff[1]}; 2 shards:${eff[2]}"
+awk -v a="$m2" -v b="$m1" 'BEGIN { if (b > 0) printf "2 shards keep %.2f of 1 shard'"'"'s efficiency (medians)\n", a / b }'
