@@ -8,8 +8,10 @@
 #   USERS=1000 INTERVAL_MS=25 loadtest/scaling.sh   # 40 000 msg/s (each user: 1 message / interval)
 #
 # Environment: ROUNDS=3 DURATION=10 USERS=1000 INTERVAL_MS=50 LOAD_CPUS=1 SCENARIO=chat WINDOW=16
-#   CPUS_1=0 (1 shard) CPUS_2=0-1 (2 shards); the generator shares CPU 1 with the second shard, as
-#   it would on any 2-core machine: the figure counts the server's CPU, not the generator's.
+#   CONFIGS="1:0 1:1 2:0-1": shards:CPUs of each server run. On a 2-core machine the generator
+#   (LOAD_CPUS) must share a core with the second shard; "1:1" puts one shard on the generator's core
+#   too, so the cost of sharing a core with the generator can be told from the cost of a second
+#   shard. The figure counts the server's CPU, not the generator's.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LOAD=${PETREL_LOAD:-$ROOT/target/release/petrel-load}
@@ -21,8 +23,7 @@ INTERVAL_MS=${INTERVAL_MS:-50}
 LOAD_CPUS=${LOAD_CPUS:-1}
 SCENARIO=${SCENARIO:-chat}
 WINDOW=${WINDOW:-16}
-CPUS_1=${CPUS_1:-0}
-CPUS_2=${CPUS_2:-0-1}
+CONFIGS=${CONFIGS:-1:0 1:1 2:0-1}
 OUT=${OUT:-/tmp/petrel-scaling}
 # shellcheck source=lib.sh
 . "$ROOT/loadtest/lib.sh"
@@ -42,33 +43,37 @@ field() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); v=r.get(s
 "$PETREL" user add-range --count "$USERS" localhost password --config "$OUT/petrel.toml" >/dev/null
 declare -A eff=()
 for r in $(seq "$ROUNDS"); do
-    for n in 1 2; do
-        var="CPUS_$n"
-        taskset -c "${!var}" "$PETREL" serve --config "$OUT/petrel.toml" --shards "$n" --allow-oversubscribe \
-            > "$OUT/server-$n-$r.log" 2>&1 &
+    for c in $CONFIGS; do
+        n=${c%%:*}
+        cpus=${c#*:}
+        taskset -c "$cpus" "$PETREL" serve --config "$OUT/petrel.toml" --shards "$n" --allow-oversubscribe \
+            > "$OUT/server-$c-$r.log" 2>&1 &
         pid=$!
         if ! wait_port "$port"; then
-            echo "petrel ($n shards) did not start: see $OUT/server-$n-$r.log" >&2
+            echo "petrel ($n shards on CPU $cpus) did not start: see $OUT/server-$c-$r.log" >&2
             kill "$pid" 2>/dev/null || true
             exit 1
         fi
         "$LOAD" "$SCENARIO" --server "127.0.0.1:$port" --users "$USERS" --duration "$DURATION" \
             --interval-ms "$INTERVAL_MS" --window "$WINDOW" --cpus "$LOAD_CPUS" --server-pid "$pid" \
-            --quiet --json "$OUT/$n-$r.json" > "$OUT/$n-$r.txt" 2>&1 || true
+            --quiet --json "$OUT/$c-$r.json" > "$OUT/$c-$r.txt" 2>&1 || true
         kill "$pid"
         wait "$pid" 2>/dev/null || true
-        rate=$(field "$OUT/$n-$r.json" msgs_per_s)
-        cores=$(field "$OUT/$n-$r.json" server_cpu_cores)
-        p99=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["delivery_latency_us"]["p99"])' "$OUT/$n-$r.json")
+        rate=$(field "$OUT/$c-$r.json" msgs_per_s)
+        cores=$(field "$OUT/$c-$r.json" server_cpu_cores)
+        p99=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["delivery_latency_us"]["p99"])' "$OUT/$c-$r.json")
         e=$(awk -v a="$rate" -v c="$cores" 'BEGIN { if (c > 0) printf "%.0f", a / c; else print 0 }')
-        eff[$n]="${eff[$n]:-} $e"
-        printf 'round %s, %s shard(s): %.0f msg/s, server %.2f cores, %s msg per CPU-second, p99 %s us (load %s)\n' \
-            "$r" "$n" "$rate" "$cores" "$e" "$p99" "$(cut -d' ' -f1 /proc/loadavg)"
+        eff[$c]="${eff[$c]:-} $e"
+        printf 'round %s, %s shard(s) on CPU %s: %.0f msg/s, server %.2f cores, %s msg per CPU-second, p99 %s us (load %s)\n' \
+            "$r" "$n" "$cpus" "$rate" "$cores" "$e" "$p99" "$(cut -d' ' -f1 /proc/loadavg)"
     done
 done
 # shellcheck disable=SC2086
 med() { printf '%s\n' $1 | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
-m1=$(med "${eff[1]}")
-m2=$(med "${eff[2]}")
-echo "msg per server CPU-second: 1 shard:${eff[1]}; 2 shards:${eff[2]}"
-awk -v a="$m2" -v b="$m1" 'BEGIN { if (b > 0) printf "2 shards keep %.2f of 1 shard'"'"'s efficiency (medians)\n", a / b }'
+first=${CONFIGS%% *}
+base=$(med "${eff[$first]}")
+for c in $CONFIGS; do
+    m=$(med "${eff[$c]}")
+    awk -v c="$c" -v l="${eff[$c]}" -v m="$m" -v b="$base" \
+        'BEGIN { printf "%s (shards:CPUs): msg per server CPU-second%s; median %d = %.2f of %s\n", c, l, m, (b > 0 ? m / b : 0), "'"$first"'" }'
+done
