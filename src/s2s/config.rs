@@ -128,7 +128,7 @@ pub fn client_tls_config(
     let config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCert(algorithms())))
+        .with_custom_certificate_verifier(any_server_cert())
         .with_client_auth_cert(chain, key)?;
     Ok(Arc::new(config))
 }
@@ -158,6 +158,14 @@ macro_rules! signature_checks {
             self.0.supported_schemes()
         }
     };
+}
+
+/// A server-certificate verifier that accepts any chain but still verifies the handshake
+/// signatures (the peer holds the certificate's key): for callers that decide on validity
+/// themselves, like the s2s stream, or that knowingly trust anything (the load generator's
+/// `--insecure` against self-signed benchmark servers).
+pub fn any_server_cert() -> Arc<dyn ServerCertVerifier> {
+    Arc::new(AnyCert(algorithms()))
 }
 
 /// Accepts any certificate chain (validity is decided per domain after the handshake) but checks

@@ -30,7 +30,9 @@ mod outgoing;
 mod tests;
 
 pub use cert::{CertUsage, Trust, TrustError};
-pub use config::{client_tls_config, server_tls_config, S2sConfig, ALPN_XMPP_SERVER};
+pub use config::{
+    any_server_cert, client_tls_config, server_tls_config, S2sConfig, ALPN_XMPP_SERVER,
+};
 pub use dialback::{dialback_key, key_matches};
 pub use error::{CloseReason, PushError, S2sOutFailure};
 pub use incoming::S2sIn;
