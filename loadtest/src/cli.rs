@@ -119,6 +119,10 @@ pub struct Args {
         default_value = "SCRAM-SHA-256,SCRAM-SHA-1,PLAIN"
     )]
     pub mech: Vec<String>,
+    /// SCRAM keys (ClientKey/ServerKey per password, salt and iterations) to start from and to
+    /// save at the end, as a client caches them: a run after the first does no PBKDF2.
+    #[arg(long)]
+    pub scram_cache: Option<PathBuf>,
     /// Do not send initial presence.
     #[arg(long)]
     pub no_presence: bool,

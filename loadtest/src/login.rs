@@ -5,7 +5,7 @@
 //! instead of authentication.
 
 use crate::frame::{attr, inner, name, FrameKind};
-use crate::scram::{ScramClient, ScramError, ScramHash};
+use crate::scram::{ScramCache, ScramClient, ScramError, ScramHash};
 use crate::sm;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -68,6 +68,8 @@ pub struct LoginConfig {
     pub sm: bool,
     /// Session or registration.
     pub goal: Goal,
+    /// SCRAM keys already derived, shared by every login of the run.
+    pub scram_cache: std::sync::Arc<ScramCache>,
 }
 
 /// What the caller must do after feeding a frame.
@@ -376,7 +378,7 @@ impl<'a> Login<'a> {
                     .as_mut()
                     .ok_or_else(|| LoginError::Unexpected("challenge".into()))?;
                 let data = B64.decode(inner(el)).map_err(|_| ScramError::Base64)?;
-                let reply = c.server_first(&data)?;
+                let reply = c.server_first(&data, &self.cfg.scram_cache)?;
                 self.state = State::Sasl(scram);
                 Ok(Step::Send(
                     format!(
@@ -514,6 +516,7 @@ mod tests {
             presence: true,
             sm: false,
             goal,
+            scram_cache: Default::default(),
         }
     }
 

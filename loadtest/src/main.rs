@@ -27,8 +27,10 @@ mod ws;
 use clap::Parser;
 use cli::{parse_cpus, Args, Scenario};
 use login::{Goal, LoginConfig, Mech};
+use scram::ScramCache;
 use std::net::ToSocketAddrs;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Exit status when messages were lost.
@@ -80,6 +82,8 @@ enum MainError {
     Relay(#[from] relay::RelayError),
     #[error("writing JSON: {0}")]
     Json(String),
+    #[error(transparent)]
+    ScramCache(#[from] scram::CacheError),
 }
 
 /// Users when `--users` is not given (and the scenario is not muc).
@@ -201,6 +205,10 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
     } else {
         None
     };
+    let scram_cache = Arc::new(match &args.scram_cache {
+        Some(path) => ScramCache::load(path)?,
+        None => ScramCache::default(),
+    });
     let login = LoginConfig {
         domain: args.domain.clone(),
         password: args.password.clone(),
@@ -215,6 +223,7 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
         } else {
             Goal::Session
         },
+        scram_cache: scram_cache.clone(),
     };
     let server_b = match (&args.server_b, &args.domain_b) {
         (Some(server), Some(domain)) => Some(core::ServerB {
@@ -270,6 +279,9 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
         },
     };
     let report = run::run(plan, &opts)?;
+    if let Some(path) = &args.scram_cache {
+        scram_cache.save(path)?;
+    }
     print!("{}", report.table());
     if let Some(path) = &args.json {
         let text =

@@ -57,6 +57,7 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
         warm: Default::default(),
     });
     let rss_before = opts.server_pid.and_then(procstat::rss_bytes);
+    let login_cpu_before = opts.server_pid.and_then(procstat::cpu_seconds);
     let mut handles = Vec::new();
     for c in 0..plan.cores {
         let users: Vec<u32> = (0..plan.users).filter(|&u| plan.core_of(u) == c).collect();
@@ -105,6 +106,7 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
         .max()
         .unwrap_or(0) as f64
         / 1e9;
+    let login_cpu_after = opts.server_pid.and_then(procstat::cpu_seconds);
     // Muc: the cores were ready once their rooms were full; pep: once setup and warm-up were over.
     let join_secs = (shared.epoch.elapsed().as_secs_f64() - login_secs).max(0.0);
     let timed = matches!(
@@ -293,6 +295,7 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
             (Some(a), Some(b)) => Some((b as f64 - a as f64) / sessions),
             _ => None,
         },
+        login_server_cpu_s: login_cpu_before.zip(login_cpu_after).map(|(a, b)| b - a),
         server_cpu_cores: cores(cpu_before, cpu_after),
         server_b_cpu_cores: cores(cpu_b_before, cpu_b_after),
         load_cpu_cores: if timed {

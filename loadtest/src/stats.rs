@@ -428,6 +428,9 @@ pub struct Report {
     pub existed: u64,
     /// Server resident memory per session in bytes (idle with `--server-pid`).
     pub server_rss_per_session: Option<f64>,
+    /// Server CPU seconds from the start to the last login (`--server-pid`): logins per server
+    /// CPU-second is the per-core login rate, whatever else the machine runs.
+    pub login_server_cpu_s: Option<f64>,
     /// Server CPU use over the hold period, in cores (idle with `--server-pid`).
     pub server_cpu_cores: Option<f64>,
     /// The second server's CPU use over the measured phase, in cores (`--server-b-pid`).
@@ -584,6 +587,9 @@ impl Report {
                 self.registered, self.existed
             ));
         }
+        if let Some(line) = login_cpu_line(self.connected, self.login_server_cpu_s) {
+            s.push_str(&line);
+        }
         if let Some(rss) = self.server_rss_per_session {
             s.push_str(&format!("server RSS per session: {:.0} bytes\n", rss));
         }
@@ -614,9 +620,29 @@ impl Report {
     }
 }
 
+/// The per-core login rate: logins per second of server CPU time (None without a CPU figure).
+fn login_cpu_line(connected: u64, cpu_s: Option<f64>) -> Option<String> {
+    let cpu = cpu_s.filter(|c| *c > 0.0)?;
+    Some(format!(
+        "server CPU until the last login: {cpu:.2} s, {:.0} logins per server CPU-second\n",
+        connected as f64 / cpu
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn login_rate_per_server_cpu_second() {
+        assert_eq!(
+            login_cpu_line(3000, Some(1.5)).as_deref(),
+            Some("server CPU until the last login: 1.50 s, 2000 logins per server CPU-second\n")
+        );
+        // No --server-pid, or too little CPU to count (USER_HZ ticks): no line.
+        assert_eq!(login_cpu_line(3000, None), None);
+        assert_eq!(login_cpu_line(3000, Some(0.0)), None);
+    }
 
     #[test]
     fn collector_folds_intervals_and_counts() {
