@@ -27,6 +27,8 @@ pub enum Scenario {
     Register,
     /// Run the bare byte relay (baseline server) on --listen.
     RelayServer,
+    /// Draw the JSON reports given after the options side by side into --chart FILE.svg.
+    Chart,
 }
 
 /// `petrel-load`: load generator for any XMPP server.
@@ -184,6 +186,13 @@ pub struct Args {
     /// No progress lines on stderr.
     #[arg(long)]
     pub quiet: bool,
+    /// Write an SVG chart of deliveries/s and p50/p99 time to delivery per second of the run
+    /// (the `chart` scenario: of the reports given, side by side).
+    #[arg(long)]
+    pub chart: Option<PathBuf>,
+    /// The `chart` scenario: JSON reports written with --json.
+    #[arg(requires = "chart")]
+    pub reports: Vec<PathBuf>,
 }
 
 /// Errors in the CPU list.

@@ -739,7 +739,7 @@ fn start_scenario(core: &Rc<Core>, users: &[u32]) {
                 }
             }
         }
-        Scenario::Connect | Scenario::Register | Scenario::RelayServer => {}
+        Scenario::Connect | Scenario::Register | Scenario::RelayServer | Scenario::Chart => {}
     }
 }
 
