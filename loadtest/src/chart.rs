@@ -254,6 +254,8 @@ where
         .configure_mesh()
         .x_desc("seconds into the measured phase")
         .y_desc(y_desc)
+        // A log axis draws ten light lines per decade: a grey band rather than a grid.
+        .light_line_style(TRANSPARENT)
         .x_label_formatter(&|v| format!("{v:.0}"))
         .y_label_formatter(&tick)
         .label_style(("sans-serif", 14))

@@ -259,7 +259,11 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
         interval: Duration::from_millis(args.interval_ms.max(1)),
         window: args.window.max(1),
         payload: args.payload,
-        source_ips: args.source_ips,
+        // --source-ips N is 127.0.0.2 and the N - 1 addresses after it.
+        sources: args.source_addrs.unwrap_or(cli::AddrRange {
+            first: std::net::Ipv4Addr::new(127, 0, 0, 2),
+            count: args.source_ips,
+        }),
         relay: args.relay,
         ws_path: (args.transport == cli::Transport::Ws).then(|| args.ws_path.clone()),
         keepalive: Duration::from_secs_f64(args.keepalive.max(0.01)),

@@ -263,6 +263,7 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
         delivery_latency_us: Percentiles::of(&col.lat),
         series: std::mem::take(&mut col.series.samples),
         errors: t.errors,
+        pings_answered: t.pings,
         lost: match (&verdict, &muc) {
             (Some(v), _) => v.lost,
             (None, Some(m)) => m.verdict.lost,

@@ -68,6 +68,8 @@ pub struct CoreStats {
     pub join_failed: AtomicU64,
     /// Joins the service refused and that were tried again (muc).
     pub join_retries: AtomicU64,
+    /// Server pings (XEP-0199) answered.
+    pub pings: AtomicU64,
     /// Delivery latencies since the reporter last took them.
     pub lat: Mutex<Option<Histogram<u64>>>,
     /// Login latencies since the reporter last took them.
@@ -139,6 +141,8 @@ pub struct Totals {
     pub join_failed: u64,
     /// See [`CoreStats::join_retries`].
     pub join_retries: u64,
+    /// See [`CoreStats::pings`].
+    pub pings: u64,
 }
 
 /// Add up the cores' counters.
@@ -165,6 +169,7 @@ pub fn totals(cores: &[CoreStats]) -> Totals {
         t.joined += c.joined.load(Relaxed);
         t.join_failed += c.join_failed.load(Relaxed);
         t.join_retries += c.join_retries.load(Relaxed);
+        t.pings += c.pings.load(Relaxed);
     }
     t
 }
@@ -469,6 +474,8 @@ pub struct Report {
     pub series: Vec<Sample>,
     /// Errors after login.
     pub errors: u64,
+    /// Server pings (XEP-0199) answered.
+    pub pings_answered: u64,
     /// Messages sent but not delivered by the end of the grace period
     /// (soak: acknowledged by the server and never delivered).
     pub lost: u64,
