@@ -202,8 +202,9 @@ fn draw(
             .iter()
             .flat_map(|l| l.points.iter().map(|p| p.1))
             .fold(f64::MAX, f64::min)
-            .min(top_lat / 10.0)
-            / 2.0;
+            .min(top_lat / 10.0);
+        // Down to a power of ten, so the lowest decade has its label.
+        let lo = 10f64.powf(lo.max(1e-3).log10().floor());
         panel(
             &bottom,
             lat,
