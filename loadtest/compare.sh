@@ -24,7 +24,12 @@
 #   notifications/s side by side and the ratios between targets; PEP_SEED=1 writes the mutual
 #   subscriptions of Prosody and petrel (generated config) into their storage first, PEP_SEED=0
 #   leaves all of it to the scenario's setup over the wire (slow on both; ejabberd always is)
-# Results: one JSON report per target under OUT=/tmp/petrel-compare.
+# Results: one JSON report per target under OUT=/tmp/petrel-compare (removed before the target
+# runs, so a target that did not run leaves none), and for max, chat, muc and pep an SVG chart per
+# target (OUT/TARGET.svg) and of all targets side by side (OUT/compare.svg).
+# A target whose server does not start (its port already taken, the process exits, or nothing
+# listens within 20 s) is reported as FAILED TO START with the reason, gets no row of figures,
+# and makes the script exit with status 4.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -72,6 +77,34 @@ mkdir -p "$OUT"
 [ -x "$LOAD" ] || (cd "$ROOT" && cargo build --release -p petrel-load) || exit 3
 
 wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+# Nothing accepts on loopback port $1 (else a server we start would fail to bind, and the run would
+# measure whatever holds the port).
+port_free() { ! (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
+# started PID PORT: the server we started as PID is alive and accepts on PORT within 20 s; else
+# WHY says what went wrong.
+started() {
+    for _ in $(seq 200); do
+        if ! kill -0 "$1" 2>/dev/null; then
+            wait "$1" 2>/dev/null
+            WHY="the server exited (status $?) before listening on port $2"
+            return 1
+        fi
+        (exec 3<>/dev/tcp/127.0.0.1/"$2") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    WHY="nothing listened on port $2 within 20 s"
+    return 1
+}
+declare -a FAILED=()
+# failed TARGET REASON: the target's server did not start; it gets no figures, only this reason.
+failed() {
+    echo "$2" > "$OUT/$1.failed"
+    FAILED+=("$1")
+    echo "$1: FAILED TO START: $2" >&2
+}
+# Charts for the timed scenarios (the others have no per-second samples).
+CHARTS=0
+case $SCENARIO in max | chat | muc | pep) CHARTS=1 ;; esac
 
 # run_load TARGET PORT PID [extra args...]
 run_load() {
@@ -80,6 +113,7 @@ run_load() {
         --password "$PASSWORD" --duration "$DURATION" --window "$WINDOW" --interval-ms "$INTERVAL_MS"
         --cpus "$LOAD_CPUS" --mech "$MECH" --grace "$GRACE" --quiet --json "$OUT/$target.json"
         "${SCENARIO_ARGS[@]}")
+    [ "$CHARTS" = 1 ] && args+=(--chart "$OUT/$target.svg")
     [ "$SCENARIO" = idle ] && [ -n "$pid" ] && args+=(--server-pid "$pid")
     # shellcheck disable=SC2086
     "$LOAD" "${args[@]}" "$@" $EXTRA > "$OUT/$target.txt" 2>&1
@@ -88,13 +122,20 @@ run_load() {
 
 declare -a DONE=()
 for t in $TARGETS; do
+    # A fresh start: nothing of an earlier run may stand in for this one's figures.
+    rm -f "$OUT/$t.json" "$OUT/$t.txt" "$OUT/$t.rc" "$OUT/$t.failed" "$OUT/$t.svg"
     case $t in
     relay)
         if [ "$SCENARIO" != max ]; then echo "relay: only the max scenario applies" >&2; continue; fi
+        if ! port_free "$RELAY_PORT"; then failed relay "port $RELAY_PORT is already in use"; continue; fi
         taskset -c "$SERVER_CPUS" "$LOAD" relay-server --listen "127.0.0.1:$RELAY_PORT" 2>"$OUT/relay.log" &
         rpid=$!
-        wait_port "$RELAY_PORT" && run_load relay "$RELAY_PORT" "$rpid" --relay
-        kill "$rpid"; wait "$rpid" 2>/dev/null
+        if started "$rpid" "$RELAY_PORT"; then
+            run_load relay "$RELAY_PORT" "$rpid" --relay
+        else
+            failed relay "$WHY (see $OUT/relay.log)"
+        fi
+        kill "$rpid" 2>/dev/null; wait "$rpid" 2>/dev/null
         ;;
     petrel|petrel-s*)
         # petrel = 1 shard on SERVER_CPUS; petrel-sN = N shards on SERVER_CPUS_N (default "0-(N-1)").
@@ -140,16 +181,28 @@ c.executemany('INSERT INTO roster_version ("user", ver) VALUES (?, 1) ON CONFLIC
 c.commit()
 PY
         fi
+        if ! port_free "$PETREL_PORT"; then failed "$t" "port $PETREL_PORT is already in use"; continue; fi
         taskset -c "$cpus" "$PETREL" serve --config "$config" --shards "$shards" --allow-oversubscribe \
             >"$OUT/$t.log" 2>&1 &
         ppid=$!
-        wait_port "$PETREL_PORT" && run_load "$t" "$PETREL_PORT" "$ppid"
-        kill "$ppid"; wait "$ppid" 2>/dev/null
+        if started "$ppid" "$PETREL_PORT"; then
+            run_load "$t" "$PETREL_PORT" "$ppid"
+        else
+            failed "$t" "$WHY (see $OUT/$t.log)"
+        fi
+        kill "$ppid" 2>/dev/null; wait "$ppid" 2>/dev/null
         ;;
     prosody)
         "$ROOT/loadtest/peers/prosody.sh" install >/dev/null
-        PROSODY_CPUS=$SERVER_CPUS "$ROOT/loadtest/peers/prosody.sh" start >&2 &&
-            "$ROOT/loadtest/peers/prosody.sh" register "$USERS" >/dev/null &&
+        # A Prosody of an earlier run is reused by prosody.sh; anything else on its port is not.
+        if ! "$ROOT/loadtest/peers/prosody.sh" pid >/dev/null 2>&1 && ! port_free 15222; then
+            failed prosody "port 15222 is already in use"; continue
+        fi
+        if ! PROSODY_CPUS=$SERVER_CPUS "$ROOT/loadtest/peers/prosody.sh" start >&2; then
+            failed prosody "prosody.sh start failed (see /tmp/petrel-peers/prosody/prosody.out)"
+            "$ROOT/loadtest/peers/prosody.sh" stop >&2; continue
+        fi
+        "$ROOT/loadtest/peers/prosody.sh" register "$USERS" >/dev/null &&
             # pep: the mutual subscriptions written like the accounts (over the wire Prosody
             # rewrites the publisher's whole roster file on each of the 4 x CONTACTS changes).
             { [ "$SCENARIO" != pep ] || [ "$PEP_SEED" != 1 ] || "$ROOT/loadtest/peers/prosody.sh" roster "$CONTACTS" >/dev/null; } &&
@@ -158,15 +211,35 @@ PY
         ;;
     ejabberd)
         "$ROOT/loadtest/peers/ejabberd.sh" install >/dev/null
-        EJABBERD_CPUS=$SERVER_CPUS "$ROOT/loadtest/peers/ejabberd.sh" start >&2 &&
-            "$ROOT/loadtest/peers/ejabberd.sh" register "$USERS" >/dev/null
+        if ! "$ROOT/loadtest/peers/ejabberd.sh" pid >/dev/null 2>&1 && ! port_free 25222; then
+            failed ejabberd "port 25222 is already in use"; continue
+        fi
+        if ! EJABBERD_CPUS=$SERVER_CPUS "$ROOT/loadtest/peers/ejabberd.sh" start >&2; then
+            failed ejabberd "ejabberd.sh start failed (see /tmp/petrel-peers/ejabberd/log)"
+            "$ROOT/loadtest/peers/ejabberd.sh" stop >&2; continue
+        fi
+        "$ROOT/loadtest/peers/ejabberd.sh" register "$USERS" >/dev/null
         run_load ejabberd 25222 "$("$ROOT/loadtest/peers/ejabberd.sh" pid)"
         "$ROOT/loadtest/peers/ejabberd.sh" stop >&2
         ;;
     *) echo "unknown target $t" >&2; continue ;;
     esac
-    DONE+=("$t")
+    [ -f "$OUT/$t.failed" ] || DONE+=("$t")
 done
+
+# rate_of FILE: the run's delivered msgs/s from its JSON report (empty when there is none).
+rate_of() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["msgs_per_s"])' "$1" 2>/dev/null; }
+# The side-by-side chart, the targets that did not start, and the exit status.
+finish() {
+    local reports=()
+    for t in "${DONE[@]}"; do [ -f "$OUT/$t.json" ] && reports+=("$OUT/$t.json"); done
+    if [ "$CHARTS" = 1 ] && [ ${#reports[@]} -gt 0 ]; then
+        "$LOAD" chart --chart "$OUT/compare.svg" "${reports[@]}" && echo "charts: $OUT/compare.svg and $OUT/TARGET.svg"
+    fi
+    for t in "${FAILED[@]}"; do printf '%-10s FAILED TO START: %s\n' "$t" "$(cat "$OUT/$t.failed")"; done
+    [ ${#FAILED[@]} -eq 0 ] || exit 4
+    exit 0
+}
 
 echo
 echo "$SCENARIO, $USERS users, ${DURATION}s, server on CPU $SERVER_CPUS, generator on CPU $LOAD_CPUS"
@@ -205,14 +278,14 @@ if [ "$SCENARIO" = muc ] || [ "$SCENARIO" = pep ]; then
     for a in "${DONE[@]}"; do
         for b in "${DONE[@]}"; do
             [ "$a" = "$b" ] && continue
-            ra=$(sed -n 's/.*"msgs_per_s": \([0-9.]*\).*/\1/p' "$OUT/$a.json" 2>/dev/null)
-            rb=$(sed -n 's/.*"msgs_per_s": \([0-9.]*\).*/\1/p' "$OUT/$b.json" 2>/dev/null)
+            ra=$(rate_of "$OUT/$a.json")
+            rb=$(rate_of "$OUT/$b.json")
             [ -n "$ra" ] && [ -n "$rb" ] && awk -v a="$a" -v b="$b" -v x="$ra" -v y="$rb" -v s="$SCENARIO" \
                 'BEGIN { if (y > 0 && x >= y) printf "%s / %s = %.2fx %s/s\n", a, b, x / y, (s == "pep" ? "notifications" : "occupant deliveries") }'
         done
     done
     for t in "${DONE[@]}"; do [ "$(cat "$OUT/$t.rc" 2>/dev/null)" = 0 ] || echo "$t: exit $(cat "$OUT/$t.rc" 2>/dev/null), see $OUT/$t.txt"; done
-    exit 0
+    finish
 fi
 printf '%-10s %-8s %s\n' target exit "$(grep -m1 '^what' "$OUT/${DONE[0]:-none}.txt" 2>/dev/null)"
 for t in "${DONE[@]}"; do
@@ -221,10 +294,11 @@ for t in "${DONE[@]}"; do
     grep -E '^server ' "$OUT/$t.txt" | sed "s/^/$t: /"
 done
 if [ -f "$OUT/relay.json" ]; then
-    relay=$(sed -n 's/.*"msgs_per_s": \([0-9.]*\).*/\1/p' "$OUT/relay.json")
+    relay=$(rate_of "$OUT/relay.json")
     for t in "${DONE[@]}"; do
         [ "$t" = relay ] && continue
-        r=$(sed -n 's/.*"msgs_per_s": \([0-9.]*\).*/\1/p' "$OUT/$t.json" 2>/dev/null)
+        r=$(rate_of "$OUT/$t.json")
         [ -n "$r" ] && awk -v t="$t" -v r="$r" -v b="$relay" 'BEGIN { if (b > 0) printf "%s reaches %.1f%% of the bare relay\n", t, 100 * r / b }'
     done
 fi
+finish

@@ -27,6 +27,8 @@ pub enum Scenario {
     Register,
     /// Run the bare byte relay (baseline server) on --listen.
     RelayServer,
+    /// Draw the JSON reports given after the options side by side into --chart FILE.svg.
+    Chart,
 }
 
 /// `petrel-load`: load generator for any XMPP server.
@@ -101,8 +103,12 @@ pub struct Args {
     #[arg(long)]
     pub cpus: Option<String>,
     /// Bind connections to N loopback sources 127.0.0.2.. (0 = let the kernel choose).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, conflicts_with = "source_addrs")]
     pub source_ips: u32,
+    /// Bind connections round robin to the IPv4 addresses FIRST-LAST (e.g.
+    /// 127.0.0.2-127.0.0.40) before connecting: about 64k connections per source address.
+    #[arg(long, value_parser = parse_addr_range)]
+    pub source_addrs: Option<AddrRange>,
     /// Negotiate STARTTLS (required when given).
     #[arg(long)]
     pub starttls: bool,
@@ -188,6 +194,13 @@ pub struct Args {
     /// No progress lines on stderr.
     #[arg(long)]
     pub quiet: bool,
+    /// Write an SVG chart of deliveries/s and p50/p99 time to delivery per second of the run
+    /// (the `chart` scenario: of the reports given, side by side).
+    #[arg(long)]
+    pub chart: Option<PathBuf>,
+    /// The `chart` scenario: JSON reports written with --json.
+    #[arg(requires = "chart")]
+    pub reports: Vec<PathBuf>,
 }
 
 /// Errors in the CPU list.
@@ -199,6 +212,33 @@ pub enum CpuListError {
     /// The list is empty.
     #[error("empty CPU list")]
     Empty,
+}
+
+/// An inclusive range of IPv4 source addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddrRange {
+    /// First address.
+    pub first: std::net::Ipv4Addr,
+    /// Number of addresses (at least 1).
+    pub count: u32,
+}
+
+/// Parse "127.0.0.2-127.0.0.40" (or one address) into an [`AddrRange`].
+pub fn parse_addr_range(s: &str) -> Result<AddrRange, String> {
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let ip = |x: &str| {
+        x.trim()
+            .parse::<std::net::Ipv4Addr>()
+            .map_err(|e| format!("{x:?}: {e}"))
+    };
+    let (a, b) = (ip(a)?, ip(b)?);
+    let count = u32::from(b)
+        .checked_sub(u32::from(a))
+        .ok_or_else(|| format!("{b} comes before {a}"))?;
+    Ok(AddrRange {
+        first: a,
+        count: count + 1,
+    })
 }
 
 /// Parse "0,2,4-6" into [0, 2, 4, 5, 6].
@@ -235,6 +275,15 @@ mod tests {
         assert!(parse_cpus("3-1").is_err());
         assert_eq!(parse_cpus(""), Err(CpuListError::Empty));
         assert!(parse_cpus("x").is_err());
+    }
+
+    #[test]
+    fn addr_ranges() {
+        let r = parse_addr_range("127.0.0.2-127.0.0.40").unwrap();
+        assert_eq!((r.first, r.count), ("127.0.0.2".parse().unwrap(), 39));
+        assert_eq!(parse_addr_range("127.0.0.9").unwrap().count, 1);
+        assert!(parse_addr_range("127.0.0.9-127.0.0.2").is_err());
+        assert!(parse_addr_range("127.0.0-x").is_err());
     }
 }
 

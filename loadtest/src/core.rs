@@ -67,8 +67,8 @@ pub struct Plan {
     pub window: u32,
     /// Extra body bytes.
     pub payload: usize,
-    /// Loopback source addresses to spread connections over (0 = kernel's choice).
-    pub source_ips: u32,
+    /// Source addresses to spread connections over, round robin (count 0 = kernel's choice).
+    pub sources: crate::cli::AddrRange,
     /// Use the relay's one-line handshake instead of XMPP.
     pub relay: bool,
     /// XMPP over WebSocket (RFC 7395) at this path of the server's HTTP port, instead of TCP.
@@ -125,10 +125,8 @@ impl Plan {
     }
 
     fn source_ip(&self, idx: u32) -> Option<IpAddr> {
-        (self.source_ips > 0).then(|| {
-            let base = u32::from(Ipv4Addr::new(127, 0, 0, 2));
-            IpAddr::V4(Ipv4Addr::from(base + idx % self.source_ips))
-        })
+        let s = &self.sources;
+        (s.count > 0).then(|| IpAddr::V4(Ipv4Addr::from(u32::from(s.first) + idx % s.count)))
     }
 }
 
@@ -601,7 +599,11 @@ fn on_frame(core: &Core, client: &Client, kind: FrameKind, el: &[u8]) -> bool {
                 }
             }
             if matches!(attr(el, b"type"), Some(b"get") | Some(b"set")) {
-                client.push_stanza(st, |b| reply_iq(b, el));
+                let ping = memchr::memmem::find(el, b"urn:xmpp:ping").is_some();
+                if ping {
+                    st.pings.fetch_add(1, Relaxed);
+                }
+                client.push_stanza(st, |b| reply_iq(b, el, ping));
             } else if core.muc.is_some() {
                 muc::on_iq_reply(core, el);
             }
@@ -683,10 +685,9 @@ fn on_message(core: &Core, client: &Client, el: &[u8]) -> bool {
 }
 
 /// Answer a server's iq: result for pings, service-unavailable otherwise.
-fn reply_iq(b: &mut Vec<u8>, el: &[u8]) {
+fn reply_iq(b: &mut Vec<u8>, el: &[u8], ping: bool) {
     let id = attr(el, b"id").unwrap_or_default();
     let from = attr(el, b"from");
-    let ping = memchr::memmem::find(el, b"urn:xmpp:ping").is_some();
     b.extend_from_slice(b"<iq id='");
     b.extend_from_slice(id);
     if let Some(f) = from {
@@ -739,7 +740,7 @@ fn start_scenario(core: &Rc<Core>, users: &[u32]) {
                 }
             }
         }
-        Scenario::Connect | Scenario::Register | Scenario::RelayServer => {}
+        Scenario::Connect | Scenario::Register | Scenario::RelayServer | Scenario::Chart => {}
     }
 }
 

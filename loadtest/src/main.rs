@@ -2,6 +2,7 @@
 //! (petrel, Prosody, ejabberd) and a bare relay baseline. See loadtest/README.md.
 
 mod across;
+mod chart;
 mod cli;
 mod client;
 mod conn;
@@ -84,6 +85,10 @@ enum MainError {
     Json(String),
     #[error(transparent)]
     ScramCache(#[from] scram::CacheError),
+    #[error(transparent)]
+    Chart(#[from] chart::ChartError),
+    #[error("the chart scenario needs --chart OUT.svg and at least one JSON report")]
+    ChartArgs,
 }
 
 /// Users when `--users` is not given (and the scenario is not muc).
@@ -154,6 +159,14 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
     let cpus = args.cpus.as_deref().map(parse_cpus).transpose()?;
     if args.scenario == Scenario::RelayServer {
         relay::serve(args.listen.clone(), cpus.and_then(|c| c.first().copied()))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.scenario == Scenario::Chart {
+        let out = args.chart.as_ref().ok_or(MainError::ChartArgs)?;
+        if args.reports.is_empty() {
+            return Err(MainError::ChartArgs);
+        }
+        chart::compare_chart(&args.reports, out)?;
         return Ok(ExitCode::SUCCESS);
     }
     let cores = match &cpus {
@@ -255,7 +268,11 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
         interval: Duration::from_millis(args.interval_ms.max(1)),
         window: args.window.max(1),
         payload: args.payload,
-        source_ips: args.source_ips,
+        // --source-ips N is 127.0.0.2 and the N - 1 addresses after it.
+        sources: args.source_addrs.unwrap_or(cli::AddrRange {
+            first: std::net::Ipv4Addr::new(127, 0, 0, 2),
+            count: args.source_ips,
+        }),
         relay: args.relay,
         ws_path: (args.transport == cli::Transport::Ws).then(|| args.ws_path.clone()),
         keepalive: Duration::from_secs_f64(args.keepalive.max(0.01)),
@@ -283,6 +300,19 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
         scram_cache.save(path)?;
     }
     print!("{}", report.table());
+    if let Some(path) = &args.chart {
+        let title = format!(
+            "{}, {} users against {}",
+            report.scenario, report.users, report.server
+        );
+        let run = chart::Run {
+            scenario: report.scenario.clone(),
+            msgs_per_s: report.msgs_per_s,
+            delivery_latency_us: (&report.delivery_latency_us).into(),
+            series: report.series.clone(),
+        };
+        chart::run_chart(&title, &run, path)?;
+    }
     if let Some(path) = &args.json {
         let text =
             serde_json::to_string_pretty(&report).map_err(|e| MainError::Json(e.to_string()))?;

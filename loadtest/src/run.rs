@@ -144,6 +144,8 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
             std::thread::sleep(Duration::from_millis(10));
             tick(&mut col, "run", &mut next_tick);
         }
+        // The last (partial) second as a sample too: a run shorter than a second still has one.
+        col.tick(&shared.cores, "run");
     }
     let run_secs = run_start.elapsed().as_secs_f64();
     let t1 = totals(&shared.cores);
@@ -261,7 +263,9 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
             0.0
         },
         delivery_latency_us: Percentiles::of(&col.lat),
+        series: std::mem::take(&mut col.series.samples),
         errors: t.errors,
+        pings_answered: t.pings,
         lost: match (&verdict, &muc) {
             (Some(v), _) => v.lost,
             (None, Some(m)) => m.verdict.lost,

@@ -68,6 +68,8 @@ pub struct CoreStats {
     pub join_failed: AtomicU64,
     /// Joins the service refused and that were tried again (muc).
     pub join_retries: AtomicU64,
+    /// Server pings (XEP-0199) answered.
+    pub pings: AtomicU64,
     /// Delivery latencies since the reporter last took them.
     pub lat: Mutex<Option<Histogram<u64>>>,
     /// Login latencies since the reporter last took them.
@@ -139,6 +141,8 @@ pub struct Totals {
     pub join_failed: u64,
     /// See [`CoreStats::join_retries`].
     pub join_retries: u64,
+    /// See [`CoreStats::pings`].
+    pub pings: u64,
 }
 
 /// Add up the cores' counters.
@@ -165,8 +169,66 @@ pub fn totals(cores: &[CoreStats]) -> Totals {
         t.joined += c.joined.load(Relaxed);
         t.join_failed += c.join_failed.load(Relaxed);
         t.join_retries += c.join_retries.load(Relaxed);
+        t.pings += c.pings.load(Relaxed);
     }
     t
+}
+
+/// Samples kept for the chart; when full every other one is dropped and the stride doubles, so
+/// a run of any length keeps at most this many (a day at one per second fits without dropping).
+const MAX_SAMPLES: usize = 86_400;
+
+/// One second of the measured phase, for `--chart` and the JSON report.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct Sample {
+    /// End of the interval, seconds since the measured phase began.
+    pub t_s: f64,
+    /// Deliveries per second over the interval.
+    pub msgs_per_s: f64,
+    /// Median time to delivery over the interval, microseconds (`None`: no delivery).
+    pub p50_us: Option<u64>,
+    /// 99th percentile over the interval, microseconds.
+    pub p99_us: Option<u64>,
+}
+
+/// The measured phase's per-second samples, bounded by [`MAX_SAMPLES`].
+#[derive(Debug, Default)]
+pub struct Series {
+    /// Kept samples, oldest first.
+    pub samples: Vec<Sample>,
+    /// Keep one tick of every `stride` (doubles each time the buffer fills).
+    stride: u64,
+    /// Ticks seen.
+    seen: u64,
+    /// Start of the measured phase.
+    t0: Option<Instant>,
+}
+
+impl Series {
+    /// Offer one interval ending now that began at `from`; kept unless the stride skips it.
+    fn offer(&mut self, from: Instant, rate: f64, lat: &Histogram<u64>) {
+        let t0 = *self.t0.get_or_insert(from);
+        let stride = self.stride.max(1);
+        self.seen += 1;
+        if !(self.seen - 1).is_multiple_of(stride) {
+            return;
+        }
+        if self.samples.len() >= MAX_SAMPLES {
+            let mut i = 0;
+            self.samples.retain(|_| {
+                i += 1;
+                i % 2 == 1
+            });
+            self.stride = stride * 2;
+        }
+        let q = |q: f64| (!lat.is_empty()).then(|| lat.value_at_quantile(q));
+        self.samples.push(Sample {
+            t_s: t0.elapsed().as_secs_f64(),
+            msgs_per_s: rate,
+            p50_us: q(0.5),
+            p99_us: q(0.99),
+        });
+    }
 }
 
 /// Reporter-side accumulation: takes the cores' interval histograms each tick.
@@ -175,6 +237,8 @@ pub struct Collector {
     pub lat: Histogram<u64>,
     /// All login latencies so far.
     pub login: Histogram<u64>,
+    /// Per-second samples of the measured phase (ticks named "run").
+    pub series: Series,
     last: Totals,
     last_at: Instant,
 }
@@ -184,6 +248,7 @@ impl Default for Collector {
         Collector {
             lat: new_hist(),
             login: new_hist(),
+            series: Series::default(),
             last: Totals::default(),
             last_at: Instant::now(),
         }
@@ -210,6 +275,9 @@ impl Collector {
         let secs = self.last_at.elapsed().as_secs_f64().max(1e-3);
         let rate = (t.delivered - self.last.delivered) as f64 / secs;
         let lrate = (t.connected - self.last.connected) as f64 / secs;
+        if phase == "run" {
+            self.series.offer(self.last_at, rate, &ilat);
+        }
         self.last = t;
         self.last_at = Instant::now();
         let mut line = format!(
@@ -401,8 +469,13 @@ pub struct Report {
     pub msgs_per_s: f64,
     /// Time to delivery, microseconds.
     pub delivery_latency_us: Percentiles,
+    /// Deliveries and time to delivery per second of the measured phase.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<Sample>,
     /// Errors after login.
     pub errors: u64,
+    /// Server pings (XEP-0199) answered.
+    pub pings_answered: u64,
     /// Messages sent but not delivered by the end of the grace period
     /// (soak: acknowledged by the server and never delivered).
     pub lost: u64,
@@ -660,5 +733,22 @@ mod tests {
         let p = Percentiles::of(&c.lat);
         assert_eq!(p.p50, 100);
         assert!(p.max >= 300 && p.max < 301, "{}", p.max);
+        // Both ticks were "run": two samples, the first with the two latencies.
+        assert_eq!(c.series.samples.len(), 2);
+        assert_eq!(c.series.samples[0].p50_us, Some(100));
+        assert_eq!(c.series.samples[1].p99_us, None);
+    }
+
+    #[test]
+    fn series_stays_bounded() {
+        let mut s = Series::default();
+        let h = new_hist();
+        let now = Instant::now();
+        for _ in 0..(MAX_SAMPLES * 3 + 5) {
+            s.offer(now, 1.0, &h);
+        }
+        assert!(s.samples.len() <= MAX_SAMPLES, "{}", s.samples.len());
+        assert!(s.samples.len() >= MAX_SAMPLES / 2);
+        assert_eq!(s.stride, 4);
     }
 }
