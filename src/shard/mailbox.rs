@@ -255,8 +255,9 @@ mod tests {
     fn release_if_empty_frees_only_an_empty_queue() {
         let mb = Mailbox::new(1000);
         mb.push(deliver(60)).unwrap();
+        let queued = mb.bytes();
         mb.release_if_empty();
-        assert_eq!(mb.bytes(), 60, "a queued stanza stays");
+        assert!(queued > 0 && mb.bytes() == queued, "a queued stanza stays");
         assert!(mb.pop().is_some());
         assert!(mb.items.borrow().capacity() > 0);
         mb.release_if_empty();
