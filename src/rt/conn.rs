@@ -55,79 +55,60 @@ pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
 
 /// Runs one connection to its end. A panic inside is caught here: it ends this connection only.
-pub(crate) async fn run<S: Io>(
+pub(crate) fn run<S: Io>(
     stream: S,
     peer: std::net::SocketAddr,
     link: Link,
     ctx: Rc<ShardCtx>,
     cfg: Arc<C2sConfig>,
-) {
+) -> impl Future<Output = ()> {
     let transport = match link {
         Link::Raw => "tcp",
         Link::Ws(_) => "websocket",
     };
-    run_as(stream, peer, link, ctx, cfg, transport).await
+    run_as(stream, peer, link, ctx, cfg, transport)
 }
 
 /// [`run`] for a connection whose transport (listed by the admin API) its link does not tell:
 /// BOSH sessions run over an in-memory pipe with a raw link.
-pub(crate) async fn run_as<S: Io>(
+///
+/// The connection opens when this is called; the future only drives it. Not an `async fn`: the
+/// task of an idle connection is what stays allocated, and an async fn keeps its arguments and
+/// every local (the `C2s` among them) beside the futures it awaits, so the driver and the stream
+/// live boxed, once, and the task holds their pointers.
+pub(crate) fn run_as<S: Io>(
     stream: S,
     peer: std::net::SocketAddr,
     link: Link,
     ctx: Rc<ShardCtx>,
     cfg: Arc<C2sConfig>,
     transport: &'static str,
-) {
-    let (conn, mailbox) = ctx.shard.borrow_mut().open_conn();
-    let shard_id = ctx.shard.borrow().id.0;
-    tracing::info!(shard = shard_id, conn = conn.0, %peer, "connection opened");
-    let session: Rc<std::cell::RefCell<Option<Session>>> = Rc::default();
-    super::admin::conns::opened(
-        &mut ctx.shard.borrow_mut(),
-        conn,
-        super::admin::conns::ConnInfo {
-            peer,
-            transport,
-            since: crate::store::unix_now().max(0) as u64,
-            session: session.clone(),
-        },
-    );
-    let mut c2s = C2s::new(cfg.clone(), PeerInfo { addr: peer }, Instant::now());
-    c2s.set_dynamic_hosts(ctx.shard.borrow().dynamic_hosts.clone());
-    let driver = Driver {
-        ctx: ctx.clone(),
-        c2s,
-        link,
-        cfg,
-        conn,
-        mailbox,
-        session: session.clone(),
-        bind_pending: None,
-        pending: None,
-        out: Output::new(),
-        alarm: Alarm::default(),
-        backlog: Default::default(),
-        sm: Default::default(),
-    };
-    let result = std::panic::AssertUnwindSafe(driver.run(stream))
-        .catch_unwind()
-        .await;
-    if result.is_err() {
-        tracing::error!(
-            shard = shard_id,
-            conn = conn.0,
-            "connection task panicked; connection dropped"
-        );
+) -> impl Future<Output = ()> {
+    let driver = Driver::open(peer, link, ctx, cfg, transport);
+    let stream = Box::new(stream);
+    let (ctx, conn, session) = (driver.ctx.clone(), driver.conn, driver.session.clone());
+    async move {
+        let shard_id = ctx.shard.borrow().id.0;
+        let result = std::panic::AssertUnwindSafe(driver.run(stream))
+            .catch_unwind()
+            .await;
+        if result.is_err() {
+            tracing::error!(
+                shard = shard_id,
+                conn = conn.0,
+                "connection task panicked; connection dropped"
+            );
+        }
+        // Whatever happened, the session leaves the session manager and the shard forgets the
+        // connection.
+        if let Some(sess) = session.borrow_mut().take() {
+            c2s_route::unbind(&mut ctx.shard.borrow_mut(), &sess);
+        }
+        super::admin::conns::closed(&mut ctx.shard.borrow_mut(), conn);
+        ctx.shard.borrow_mut().close_conn(conn);
+        ctx.flush();
+        tracing::info!(shard = shard_id, conn = conn.0, %peer, "connection closed");
     }
-    // Whatever happened, the session leaves the session manager and the shard forgets the connection.
-    if let Some(sess) = session.borrow_mut().take() {
-        c2s_route::unbind(&mut ctx.shard.borrow_mut(), &sess);
-    }
-    super::admin::conns::closed(&mut ctx.shard.borrow_mut(), conn);
-    ctx.shard.borrow_mut().close_conn(conn);
-    ctx.flush();
-    tracing::info!(shard = shard_id, conn = conn.0, %peer, "connection closed");
 }
 
 pub(super) struct Driver {
@@ -151,7 +132,48 @@ pub(super) struct Driver {
 }
 
 impl Driver {
-    async fn run<S: Io>(mut self, stream: S) {
+    /// Opens the connection on its shard (mailbox, admin listing) with a fresh `C2s`.
+    fn open(
+        peer: std::net::SocketAddr,
+        link: Link,
+        ctx: Rc<ShardCtx>,
+        cfg: Arc<C2sConfig>,
+        transport: &'static str,
+    ) -> Box<Driver> {
+        let (conn, mailbox) = ctx.shard.borrow_mut().open_conn();
+        let shard_id = ctx.shard.borrow().id.0;
+        tracing::info!(shard = shard_id, conn = conn.0, %peer, "connection opened");
+        let session: Rc<std::cell::RefCell<Option<Session>>> = Rc::default();
+        super::admin::conns::opened(
+            &mut ctx.shard.borrow_mut(),
+            conn,
+            super::admin::conns::ConnInfo {
+                peer,
+                transport,
+                since: crate::store::unix_now().max(0) as u64,
+                session: session.clone(),
+            },
+        );
+        let mut c2s = C2s::new(cfg.clone(), PeerInfo { addr: peer }, Instant::now());
+        c2s.set_dynamic_hosts(ctx.shard.borrow().dynamic_hosts.clone());
+        Box::new(Driver {
+            ctx,
+            c2s,
+            link,
+            cfg,
+            conn,
+            mailbox,
+            session,
+            bind_pending: None,
+            pending: None,
+            out: Output::new(),
+            alarm: Alarm::default(),
+            backlog: Default::default(),
+            sm: Default::default(),
+        })
+    }
+
+    async fn run<S: Io>(mut self: Box<Self>, stream: S) {
         self.serve(stream).await;
         // The socket is gone; a resumable session (or our own resumption in flight) lives on.
         self.park().await;
@@ -171,6 +193,7 @@ impl Driver {
                     // Give back a burst's buffer: idle connections must stay small.
                     self.out.buf = Vec::new();
                 }
+                self.mailbox.release_if_empty();
             }
             if self.c2s.is_closed() && self.out.close_due() {
                 let _ = futures_lite::AsyncWriteExt::close(&mut stream).await;

@@ -98,6 +98,19 @@ impl Mailbox {
         Some(msg)
     }
 
+    /// Gives the queue's memory back once it is empty (called by the connection between turns):
+    /// an idle connection holds no slots, a busy one allocates them again once per turn at most.
+    pub fn release_if_empty(&self) {
+        let mut items = self.items.borrow_mut();
+        if items.is_empty() && items.capacity() > 0 {
+            *items = VecDeque::new();
+        }
+        let mut wakers = self.room_wakers.borrow_mut();
+        if wakers.is_empty() && wakers.capacity() > 0 {
+            *wakers = Vec::new();
+        }
+    }
+
     /// Takes the next message unless it is a stanza of more bytes than `room`.
     pub fn pop_within(&self, room: usize) -> Option<ConnMsg> {
         if self.ready(room) {
@@ -236,6 +249,21 @@ mod tests {
         assert!(mb
             .push(ConnMsg::Close(crate::xmpp::StreamErrorCondition::Conflict))
             .is_ok());
+    }
+
+    #[test]
+    fn release_if_empty_frees_only_an_empty_queue() {
+        let mb = Mailbox::new(1000);
+        mb.push(deliver(60)).unwrap();
+        let queued = mb.bytes();
+        mb.release_if_empty();
+        assert!(queued > 0 && mb.bytes() == queued, "a queued stanza stays");
+        assert!(mb.pop().is_some());
+        assert!(mb.items.borrow().capacity() > 0);
+        mb.release_if_empty();
+        assert_eq!(mb.items.borrow().capacity(), 0);
+        mb.push(deliver(10)).unwrap();
+        assert!(mb.pop().is_some(), "usable again after the release");
     }
 
     #[test]

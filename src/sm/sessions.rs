@@ -18,8 +18,9 @@ pub struct Resource {
     pub session: SessionRef,
     /// `Some(priority)` once available (initial presence sent), `None` while only connected.
     pub priority: Option<i8>,
-    /// The last available presence the session broadcast (answers probes, RFC 6121 §4.3.2).
-    pub last_presence: Option<crate::xml::Stanza>,
+    /// The last available presence the session broadcast (answers probes, RFC 6121 §4.3.2); boxed
+    /// so that a resource stays a few words (most users have one resource: the list holds exactly it).
+    pub last_presence: Option<Box<crate::xml::Stanza>>,
 }
 
 /// Sessions of the users whose home is this shard.
@@ -33,7 +34,11 @@ pub struct SessionManager {
 impl SessionManager {
     /// Binds `jid` at `session`, returning the resource it replaces (same full JID), if any.
     pub fn insert(&mut self, jid: FullJid, session: SessionRef) -> Option<Resource> {
-        let list = self.users.entry(jid.bare()).or_default();
+        // Most users have one resource: no room for four (Vec's first growth) per idle session.
+        let list = self
+            .users
+            .entry(jid.bare())
+            .or_insert_with(|| Vec::with_capacity(1));
         let new = Resource {
             jid,
             session,
@@ -104,7 +109,7 @@ impl SessionManager {
             .get_mut(&jid.bare())
             .and_then(|l| l.iter_mut().find(|r| &r.jid == jid && r.session == session))
         {
-            r.last_presence = presence;
+            r.last_presence = presence.map(Box::new);
         }
     }
 

@@ -337,7 +337,10 @@ fn available(shard: &Shard, user: &BareJid) -> Vec<(FullJid, SessionRef, Option<
         .resources(user)
         .iter()
         .filter(|r| r.priority.is_some())
-        .map(|r| (r.jid.clone(), r.session, r.last_presence.clone()))
+        .map(|r| {
+            let last = r.last_presence.as_deref().cloned();
+            (r.jid.clone(), r.session, last)
+        })
         .collect()
 }
 
