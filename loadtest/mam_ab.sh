@@ -5,12 +5,14 @@
 #   loadtest/mam_ab.sh                    # SQLite, 3 rounds of 10 s each way
 #   BACKEND=postgres loadtest/mam_ab.sh   # a throwaway PostgreSQL cluster (.ci/pg.sh; needs root)
 #
-# Environment: ROUNDS=3 DURATION=10 USERS=1000 SERVER_CPUS=0 LOAD_CPUS=1 (as compare.sh)
+# Environment: ROUNDS=3 DURATION=10 USERS=1000 SERVER_CPUS=0 LOAD_CPUS=1 (as compare.sh), PORT=35222
+# (the c2s port: another one when someone else benchmarks on the same machine)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 ROUNDS=${ROUNDS:-3}
 BACKEND=${BACKEND:-sqlite}
 OUT=${OUT:-/tmp/petrel-mam-ab}
+export PETREL_PORT=${PORT:-35222}
 export USERS=${USERS:-1000} DURATION=${DURATION:-10}
 rm -rf "$OUT"
 mkdir -p "$OUT"
@@ -34,7 +36,7 @@ loglevel = "warn"
 [auth]
 scram_iterations = 4096
 [[listen.c2s]]
-port = 35222
+port = $PETREL_PORT
 ip_address = "127.0.0.1"
 tls = "starttls"
 allow_plaintext_on_loopback = true

@@ -63,42 +63,45 @@ pub struct StoredMamPrefs {
 }
 
 /// Page queries: one static statement per (with or not, direction), every bound always given
-/// (open ends as the extreme integers) so each uses its index without OR clauses.
-const PAGE_ASC: Sql = sql(
-    "SELECT id, with_bare, with_res, outgoing, ts, stanza FROM mam_message
-     WHERE owner = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5
-     ORDER BY id ASC LIMIT ?6",
-);
-const PAGE_DESC: Sql = sql(
-    "SELECT id, with_bare, with_res, outgoing, ts, stanza FROM mam_message
-     WHERE owner = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5
-     ORDER BY id DESC LIMIT ?6",
-);
-const PAGE_WITH_ASC: Sql = sql(
-    "SELECT id, with_bare, with_res, outgoing, ts, stanza FROM mam_message
-     WHERE owner = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5
-       AND with_bare = ?7 AND (?8 = '*' OR with_res = ?8)
-     ORDER BY id ASC LIMIT ?6",
-);
-const PAGE_WITH_DESC: Sql = sql(
-    "SELECT id, with_bare, with_res, outgoing, ts, stanza FROM mam_message
-     WHERE owner = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5
-       AND with_bare = ?7 AND (?8 = '*' OR with_res = ?8)
-     ORDER BY id DESC LIMIT ?6",
-);
-const COUNT: Sql = sql("SELECT count(*) FROM mam_message
-     WHERE owner = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5");
-const COUNT_WITH: Sql = sql("SELECT count(*) FROM mam_message
-     WHERE owner = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5
-       AND with_bare = ?6 AND (?7 = '*' OR with_res = ?7)");
-const COUNT_UPTO: Sql = sql("SELECT count(*) FROM (SELECT 1 FROM mam_message
-     WHERE owner = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5 LIMIT ?6) AS page");
-const COUNT_WITH_UPTO: Sql = sql("SELECT count(*) FROM (SELECT 1 FROM mam_message
-     WHERE owner = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5
-       AND with_bare = ?7 AND (?8 = '*' OR with_res = ?8) LIMIT ?6) AS page");
-const BY_ID: Sql = sql(
-    "SELECT id, with_bare, with_res, outgoing, ts, stanza FROM mam_message WHERE owner = ?1 AND id = ?2",
-);
+/// (open ends as the extreme integers) so each uses its index without OR clauses. Owners and
+/// contacts are their `mam_jid` ids (`?1`, `?7`); the contact's JID comes back by the join.
+const PAGE_ASC: Sql = sql("SELECT m.id, w.jid, m.with_res, m.outgoing, m.ts, m.stanza
+     FROM mam_row m JOIN mam_jid w ON w.jid_id = m.wid
+     WHERE m.oid = ?1 AND m.id > ?2 AND m.id < ?3 AND m.ts >= ?4 AND m.ts <= ?5
+     ORDER BY m.id ASC LIMIT ?6");
+const PAGE_DESC: Sql = sql("SELECT m.id, w.jid, m.with_res, m.outgoing, m.ts, m.stanza
+     FROM mam_row m JOIN mam_jid w ON w.jid_id = m.wid
+     WHERE m.oid = ?1 AND m.id > ?2 AND m.id < ?3 AND m.ts >= ?4 AND m.ts <= ?5
+     ORDER BY m.id DESC LIMIT ?6");
+const PAGE_WITH_ASC: Sql = sql("SELECT m.id, w.jid, m.with_res, m.outgoing, m.ts, m.stanza
+     FROM mam_row m JOIN mam_jid w ON w.jid_id = m.wid
+     WHERE m.oid = ?1 AND m.id > ?2 AND m.id < ?3 AND m.ts >= ?4 AND m.ts <= ?5
+       AND m.wid = ?7 AND (?8 = '*' OR m.with_res = ?8)
+     ORDER BY m.id ASC LIMIT ?6");
+const PAGE_WITH_DESC: Sql = sql("SELECT m.id, w.jid, m.with_res, m.outgoing, m.ts, m.stanza
+     FROM mam_row m JOIN mam_jid w ON w.jid_id = m.wid
+     WHERE m.oid = ?1 AND m.id > ?2 AND m.id < ?3 AND m.ts >= ?4 AND m.ts <= ?5
+       AND m.wid = ?7 AND (?8 = '*' OR m.with_res = ?8)
+     ORDER BY m.id DESC LIMIT ?6");
+const COUNT: Sql = sql("SELECT count(*) FROM mam_row
+     WHERE oid = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5");
+const COUNT_WITH: Sql = sql("SELECT count(*) FROM mam_row
+     WHERE oid = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5
+       AND wid = ?6 AND (?7 = '*' OR with_res = ?7)");
+const COUNT_UPTO: Sql = sql("SELECT count(*) FROM (SELECT 1 FROM mam_row
+     WHERE oid = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5 LIMIT ?6) AS page");
+const COUNT_WITH_UPTO: Sql = sql("SELECT count(*) FROM (SELECT 1 FROM mam_row
+     WHERE oid = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5
+       AND wid = ?7 AND (?8 = '*' OR with_res = ?8) LIMIT ?6) AS page");
+const BY_ID: Sql = sql("SELECT m.id, w.jid, m.with_res, m.outgoing, m.ts, m.stanza
+     FROM mam_row m JOIN mam_jid w ON w.jid_id = m.wid WHERE m.oid = ?1 AND m.id = ?2");
+/// A JID's id, when it has one.
+const JID_ID: Sql = sql("SELECT jid_id FROM mam_jid WHERE jid = ?1");
+/// Gives a JID an id (if it has none yet).
+const JID_ADD: Sql = sql("INSERT INTO mam_jid (jid) VALUES (?1) ON CONFLICT DO NOTHING");
+
+/// JID ids cached per connection, at most this many (then the cache starts over).
+const JID_CACHE_MAX: usize = 65_536;
 
 impl MamFilter {
     /// (after, before, start, end) with open ends filled in.
@@ -142,8 +145,10 @@ fn read_row(owner: &str, mut r: Row) -> Result<ArchivedMessage, StoreError> {
 }
 
 /// Rows held for one coalesced write before it is forced, whatever the age of the oldest (bounded
-/// memory, and a commit's cost is mostly per page touched, so this many rows share it).
-const PENDING_MAX: usize = 32_768;
+/// memory: about 20 MiB of typical rows; a commit's cost is mostly per index page it touches, one
+/// or two per active owner whatever the batch size, so this many rows share it: at `max`'s rate
+/// the [`PENDING_WAIT`] bound, not this one, ends most commits).
+const PENDING_MAX: usize = 65_536;
 
 /// How long accepted rows may wait for more before they are committed (a process crash loses at
 /// most the rows of this window; a query commits them before it reads).
@@ -297,6 +302,13 @@ impl ArchivedMessage {
     }
 }
 
+/// A row with its owner's and contact's `mam_jid` ids.
+struct Keyed<'a> {
+    row: RowRef<'a>,
+    oid: i64,
+    wid: i64,
+}
+
 /// Archive rows accepted by [`Store::mam_append_later`] and not yet committed.
 #[derive(Default)]
 pub(crate) struct Pending {
@@ -306,15 +318,18 @@ pub(crate) struct Pending {
     since: Option<Instant>,
     /// Each handed-over batch's callback, with its row count.
     done: Vec<(usize, OnWritten)>,
+    /// `mam_jid` ids this connection has seen (ids never change: JIDs are never removed from the
+    /// table; cleared when a write that may have added some rolls back). At most
+    /// [`JID_CACHE_MAX`].
+    jids: ahash::HashMap<Box<str>, i64>,
 }
 
 /// Multi-row insert on PostgreSQL: the batch as one array per column, one statement and one round
 /// trip for all of it.
-const PG_PUT_MANY: &str =
-    "INSERT INTO mam_message (owner, id, with_bare, with_res, outgoing, ts, stanza)
-     SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[], $6::int8[],
+const PG_PUT_MANY: &str = "INSERT INTO mam_row (oid, id, wid, with_res, outgoing, ts, stanza)
+     SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::int8[],
                           $7::bytea[])
-     ON CONFLICT (owner, id) DO NOTHING";
+     ON CONFLICT (oid, id) DO NOTHING";
 
 /// Rows per multi-row INSERT on SQLite (7 parameters each, far below SQLite's limit of 32 766).
 const SQLITE_CHUNK: usize = 64;
@@ -330,7 +345,7 @@ fn sqlite_put_many(n: usize) -> Sql {
         (0..=SQLITE_CHUNK)
             .map(|n| {
                 let mut t = String::from(
-                    "INSERT OR IGNORE INTO mam_message (owner, id, with_bare, with_res, outgoing, ts, stanza) VALUES ",
+                    "INSERT OR IGNORE INTO mam_row (oid, id, wid, with_res, outgoing, ts, stanza) VALUES ",
                 );
                 for i in 0..n {
                     let b = i * 7;
@@ -364,36 +379,74 @@ impl Store {
 
     /// Writes `rows` in one transaction.
     fn mam_put<'a>(&self, rows: impl Iterator<Item = RowRef<'a>>) -> Result<(), StoreError> {
-        let in_roster = sql(
-            "SELECT count(*) FROM roster_items WHERE \"user\" = ?1 AND contact = ?2 AND in_roster = 1",
-        );
-        self.transaction(None, || {
+        let r = self.transaction(None, || {
+            let in_roster = sql(
+                "SELECT count(*) FROM roster_items WHERE \"user\" = ?1 AND contact = ?2 AND in_roster = 1",
+            );
             // Rows kept only when the contact is in the owner's roster are checked one by one (the
             // `roster` default mode, rare); all others go in multi-row statements.
-            let mut keep: Vec<RowRef<'a>> = Vec::with_capacity(rows.size_hint().0);
+            let mut keep: Vec<Keyed<'a>> = Vec::with_capacity(rows.size_hint().0);
             for r in rows {
                 if r.only_if_in_roster && self.int(in_roster, args![r.owner, r.with_bare])? == 0 {
                     continue;
                 }
-                keep.push(r);
+                keep.push(Keyed {
+                    oid: self.jid_id_add(r.owner)?,
+                    wid: self.jid_id_add(r.with_bare)?,
+                    row: r,
+                });
             }
             match self.kind() {
                 Kind::Postgres => self.mam_put_pg(&keep)?,
                 Kind::Sqlite => self.mam_put_sqlite(&keep)?,
             }
             Ok(End::Commit(()))
-        })
+        });
+        if r.is_err() {
+            // Ids given inside the rolled-back transaction are gone.
+            self.mam_pending.borrow_mut().jids.clear();
+        }
+        r
     }
 
-    fn mam_put_sqlite(&self, rows: &[RowRef<'_>]) -> Result<(), StoreError> {
+    /// `jid`'s id from this connection's cache or `mam_jid`; `None` when it has none (so it is in
+    /// no archive).
+    fn jid_id(&self, jid: &str) -> Result<Option<i64>, StoreError> {
+        if let Some(&id) = self.mam_pending.borrow().jids.get(jid) {
+            return Ok(Some(id));
+        }
+        let Some(mut r) = self.row(JID_ID, args![jid])? else {
+            return Ok(None);
+        };
+        let id = r.int(0)?;
+        let mut p = self.mam_pending.borrow_mut();
+        if p.jids.len() >= JID_CACHE_MAX {
+            p.jids.clear();
+        }
+        p.jids.insert(jid.into(), id);
+        Ok(Some(id))
+    }
+
+    /// `jid`'s id, given one first if it has none (inside a write transaction).
+    fn jid_id_add(&self, jid: &str) -> Result<i64, StoreError> {
+        if let Some(id) = self.jid_id(jid)? {
+            return Ok(id);
+        }
+        self.exec(JID_ADD, args![jid])?;
+        self.jid_id(jid)?
+            .ok_or(super::Corruption::Column("mam_jid.jid_id").into())
+    }
+
+    fn mam_put_sqlite(&self, rows: &[Keyed<'_>]) -> Result<(), StoreError> {
         let mut params: Vec<Arg<'_>> = Vec::with_capacity(SQLITE_CHUNK * 7);
         for chunk in rows.chunks(SQLITE_CHUNK) {
             params.clear();
-            for r in chunk {
+            for k in chunk {
+                let r = &k.row;
                 params.extend([
-                    Arg::Text(r.owner),
+                    Arg::Int(k.oid),
                     Arg::Int(r.id),
-                    Arg::Text(r.with_bare),
+                    Arg::Int(k.wid),
                     Arg::Text(r.with_res),
                     Arg::from(r.outgoing),
                     Arg::Int(r.ts),
@@ -405,20 +458,23 @@ impl Store {
         Ok(())
     }
 
-    fn mam_put_pg(&self, rows: &[RowRef<'_>]) -> Result<(), StoreError> {
+    fn mam_put_pg(&self, rows: &[Keyed<'_>]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
         }
-        let owner: Vec<&str> = rows.iter().map(|r| r.owner).collect();
-        let id: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let with_bare: Vec<&str> = rows.iter().map(|r| r.with_bare).collect();
-        let with_res: Vec<&str> = rows.iter().map(|r| r.with_res).collect();
-        let outgoing: Vec<i64> = rows.iter().map(|r| i64::from(r.outgoing)).collect();
-        let ts: Vec<i64> = rows.iter().map(|r| r.ts).collect();
-        let stanza: Vec<&[u8]> = rows.iter().map(|r| r.stanza).collect();
+        // The archive accepts losing its last moments on a crash (it already holds rows up to
+        // PENDING_WAIT before committing): this commit need not wait for the WAL flush.
+        self.db.batch("SET LOCAL synchronous_commit = off")?;
+        let oid: Vec<i64> = rows.iter().map(|k| k.oid).collect();
+        let id: Vec<i64> = rows.iter().map(|k| k.row.id).collect();
+        let wid: Vec<i64> = rows.iter().map(|k| k.wid).collect();
+        let with_res: Vec<&str> = rows.iter().map(|k| k.row.with_res).collect();
+        let outgoing: Vec<i64> = rows.iter().map(|k| i64::from(k.row.outgoing)).collect();
+        let ts: Vec<i64> = rows.iter().map(|k| k.row.ts).collect();
+        let stanza: Vec<&[u8]> = rows.iter().map(|k| k.row.stanza).collect();
         self.db.pg_exec(
             PG_PUT_MANY,
-            &[&owner, &id, &with_bare, &with_res, &outgoing, &ts, &stanza],
+            &[&oid, &id, &wid, &with_res, &outgoing, &ts, &stanza],
         )?;
         Ok(())
     }
@@ -490,10 +546,13 @@ impl Store {
         newest: bool,
     ) -> Result<Vec<ArchivedMessage>, StoreError> {
         self.mam_flush();
+        let Some(oid) = self.jid_id(owner)? else {
+            return Ok(Vec::new());
+        };
         if let Some(ids) = &filter.ids {
             let mut out = Vec::new();
             for &id in ids {
-                if let Some(r) = self.row(BY_ID, args![owner, id])? {
+                if let Some(r) = self.row(BY_ID, args![oid, id])? {
                     let m = read_row(owner, r)?;
                     if filter.accepts(&m) {
                         out.push(m);
@@ -513,16 +572,19 @@ impl Store {
         }
         let (after, before, start, end) = filter.bounds();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = match (&filter.with_bare, newest) {
-            (None, false) => self.rows(PAGE_ASC, args![owner, after, before, start, end, limit])?,
-            (None, true) => self.rows(PAGE_DESC, args![owner, after, before, start, end, limit])?,
+        let Some(with) = self.with_id(filter)? else {
+            return Ok(Vec::new());
+        };
+        let rows = match (with, newest) {
+            (None, false) => self.rows(PAGE_ASC, args![oid, after, before, start, end, limit])?,
+            (None, true) => self.rows(PAGE_DESC, args![oid, after, before, start, end, limit])?,
             (Some(w), false) => self.rows(
                 PAGE_WITH_ASC,
-                args![owner, after, before, start, end, limit, w, filter.res()],
+                args![oid, after, before, start, end, limit, w, filter.res()],
             )?,
             (Some(w), true) => self.rows(
                 PAGE_WITH_DESC,
-                args![owner, after, before, start, end, limit, w, filter.res()],
+                args![oid, after, before, start, end, limit, w, filter.res()],
             )?,
         };
         let mut out = rows
@@ -535,18 +597,30 @@ impl Store {
         Ok(out)
     }
 
+    /// The filter's contact: `Some(None)` when it names none, `Some(Some(id))` when it names one
+    /// with an id, `None` when it names one without (in no archive, so nothing matches).
+    fn with_id(&self, filter: &MamFilter) -> Result<Option<Option<i64>>, StoreError> {
+        Ok(match &filter.with_bare {
+            None => Some(None),
+            Some(w) => self.jid_id(w)?.map(Some),
+        })
+    }
+
     /// How many messages of `owner`'s archive `filter` selects.
     pub fn mam_count(&self, owner: &str, filter: &MamFilter) -> Result<u64, StoreError> {
         self.mam_flush();
         if filter.ids.is_some() {
             return Ok(self.mam_query(owner, filter, usize::MAX, false)?.len() as u64);
         }
+        let (Some(oid), Some(with)) = (self.jid_id(owner)?, self.with_id(filter)?) else {
+            return Ok(0);
+        };
         let (after, before, start, end) = filter.bounds();
-        let n = match &filter.with_bare {
-            None => self.int(COUNT, args![owner, after, before, start, end])?,
+        let n = match with {
+            None => self.int(COUNT, args![oid, after, before, start, end])?,
             Some(w) => self.int(
                 COUNT_WITH,
-                args![owner, after, before, start, end, w, filter.res()],
+                args![oid, after, before, start, end, w, filter.res()],
             )?,
         };
         Ok(u64::try_from(n).unwrap_or(0))
@@ -555,13 +629,16 @@ impl Store {
     /// The largest archive id stored (0 when the archive is empty).
     pub fn mam_max_id(&self) -> Result<i64, StoreError> {
         self.mam_flush();
-        self.int(sql("SELECT coalesce(max(id), 0) FROM mam_message"), &[])
+        self.int(sql("SELECT coalesce(max(id), 0) FROM mam_row"), &[])
     }
 
     /// True when `owner`'s archive has message `id`.
     pub fn mam_has(&self, owner: &str, id: i64) -> Result<bool, StoreError> {
         self.mam_flush();
-        Ok(self.row(BY_ID, args![owner, id])?.is_some())
+        let Some(oid) = self.jid_id(owner)? else {
+            return Ok(false);
+        };
+        Ok(self.row(BY_ID, args![oid, id])?.is_some())
     }
 
     /// Like [`Store::mam_count`], but counts no further than `cap`: a full count scans every
@@ -576,13 +653,16 @@ impl Store {
         if filter.ids.is_some() {
             return Ok(self.mam_count(owner, filter)?.min(cap));
         }
+        let (Some(oid), Some(with)) = (self.jid_id(owner)?, self.with_id(filter)?) else {
+            return Ok(0);
+        };
         let (after, before, start, end) = filter.bounds();
         let cap = i64::try_from(cap).unwrap_or(i64::MAX);
-        let n = match &filter.with_bare {
-            None => self.int(COUNT_UPTO, args![owner, after, before, start, end, cap])?,
+        let n = match with {
+            None => self.int(COUNT_UPTO, args![oid, after, before, start, end, cap])?,
             Some(w) => self.int(
                 COUNT_WITH_UPTO,
-                args![owner, after, before, start, end, cap, w, filter.res()],
+                args![oid, after, before, start, end, cap, w, filter.res()],
             )?,
         };
         Ok(u64::try_from(n).unwrap_or(0))
@@ -633,10 +713,11 @@ impl Store {
     /// Deletes `owner`'s archive and preferences (account removal, room destruction).
     pub fn mam_delete_owner(&self, owner: &str) -> Result<u64, StoreError> {
         self.mam_flush();
-        let n = self.exec(
-            sql("DELETE FROM mam_message WHERE owner = ?1"),
-            args![owner],
-        )?;
+        // The owner keeps its `mam_jid` id (ids are never reused or removed).
+        let n = match self.jid_id(owner)? {
+            Some(oid) => self.exec(sql("DELETE FROM mam_row WHERE oid = ?1"), args![oid])?,
+            None => 0,
+        };
         self.exec(sql("DELETE FROM mam_prefs WHERE owner = ?1"), args![owner])?;
         Ok(n)
     }
@@ -644,7 +725,7 @@ impl Store {
     /// Deletes every archived message older than `before` (µs); returns how many.
     pub fn mam_purge_before(&self, before: i64) -> Result<u64, StoreError> {
         self.mam_flush();
-        self.exec(sql("DELETE FROM mam_message WHERE ts < ?1"), args![before])
+        self.exec(sql("DELETE FROM mam_row WHERE ts < ?1"), args![before])
     }
 
     /// Keeps only the newest `keep` messages of each owner whose archive is larger; returns how many
@@ -652,20 +733,20 @@ impl Store {
     pub fn mam_trim(&self, keep: u64) -> Result<u64, StoreError> {
         self.mam_flush();
         let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-        let over = sql("SELECT owner FROM mam_message GROUP BY owner HAVING count(*) > ?1");
+        let over = sql("SELECT oid FROM mam_row GROUP BY oid HAVING count(*) > ?1");
         let owners = self
             .rows(over, args![keep])?
             .into_iter()
-            .map(|mut r| r.text(0))
+            .map(|mut r| r.int(0))
             .collect::<Result<Vec<_>, _>>()?;
         let cutoff_q =
-            sql("SELECT id FROM mam_message WHERE owner = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2");
-        let delete = sql("DELETE FROM mam_message WHERE owner = ?1 AND id < ?2");
+            sql("SELECT id FROM mam_row WHERE oid = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2");
+        let delete = sql("DELETE FROM mam_row WHERE oid = ?1 AND id < ?2");
         let mut deleted = 0;
-        for owner in owners {
-            if let Some(mut r) = self.row(cutoff_q, args![&owner, keep - 1])? {
+        for oid in owners {
+            if let Some(mut r) = self.row(cutoff_q, args![oid, keep - 1])? {
                 let cutoff = r.int(0)?;
-                deleted += self.exec(delete, args![&owner, cutoff])?;
+                deleted += self.exec(delete, args![oid, cutoff])?;
             }
         }
         Ok(deleted)

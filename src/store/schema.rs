@@ -50,6 +50,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("schema/v6_push_sqlite.sql"),
         pg: include_str!("schema/v6_push_pg.sql"),
     },
+    // Version 7: the archive keyed by integer JID ids (existing archives converted).
+    Migration {
+        sqlite: include_str!("schema/v7_mam_ids_sqlite.sql"),
+        pg: include_str!("schema/v7_mam_ids_pg.sql"),
+    },
 ];
 
 /// The newest schema version this build writes.
@@ -168,5 +173,100 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].stanza, b"<m/>");
         assert!(store.offline_lease(&bob).is_ok_and(|v| v.is_empty()));
+    }
+
+    /// An archive written under version 6 (owner and contact as text columns) is converted by
+    /// version 7: its rows, ids and contacts survive, and per-owner queries find them.
+    #[test]
+    fn archive_of_version_6_is_converted() {
+        use crate::store::value::Arg;
+        use crate::store::MamFilter;
+        for db in test_dbs() {
+            let n = db.name;
+            let store = db.open();
+            let v6 = match store.kind() {
+                Kind::Sqlite => {
+                    "CREATE TABLE mam_message (seq INTEGER PRIMARY KEY, owner TEXT NOT NULL,
+                         id INTEGER NOT NULL, with_bare TEXT NOT NULL, with_res TEXT NOT NULL,
+                         outgoing INTEGER NOT NULL, ts INTEGER NOT NULL, stanza BLOB NOT NULL)"
+                }
+                Kind::Postgres => {
+                    "CREATE TABLE mam_message (owner TEXT NOT NULL, id BIGINT NOT NULL,
+                         with_bare TEXT NOT NULL, with_res TEXT NOT NULL, outgoing BIGINT NOT NULL,
+                         ts BIGINT NOT NULL, stanza BYTEA NOT NULL, PRIMARY KEY (owner, id))"
+                }
+            };
+            store
+                .db
+                .batch("DROP TABLE mam_row; DROP TABLE mam_jid; DELETE FROM schema_version WHERE version = 7")
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            store.db.batch(v6).unwrap_or_else(|e| panic!("{n}: {e}"));
+            let put = sql(
+                "INSERT INTO mam_message (owner, id, with_bare, with_res, outgoing, ts, stanza)
+                 VALUES (?1, ?2, ?3, 'r', ?4, ?5, ?6)",
+            );
+            for (owner, id, with, out) in [
+                ("a@x", 1, "b@x", 1),
+                ("b@x", 1, "a@x", 0),
+                ("a@x", 2, "c@x", 0),
+            ] {
+                let stanza = format!("<m{id}/>");
+                let row = [
+                    Arg::Text(owner),
+                    Arg::Int(id),
+                    Arg::Text(with),
+                    Arg::Int(out),
+                    Arg::Int(id * 10),
+                    Arg::Bytes(stanza.as_bytes()),
+                ];
+                store.exec(put, &row).unwrap_or_else(|e| panic!("{n}: {e}"));
+            }
+            drop(store);
+            let store = db.open();
+            let all = MamFilter::default();
+            let got = store
+                .mam_query("a@x", &all, 10, false)
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            let got: Vec<_> = got
+                .iter()
+                .map(|m| {
+                    (
+                        m.id,
+                        m.with_bare.as_str(),
+                        m.outgoing,
+                        m.ts,
+                        m.stanza.as_slice(),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                got,
+                vec![
+                    (1, "b@x", true, 10, &b"<m1/>"[..]),
+                    (2, "c@x", false, 20, &b"<m2/>"[..])
+                ],
+                "{n}"
+            );
+            let with_a = MamFilter {
+                with_bare: Some("a@x".into()),
+                ..MamFilter::default()
+            };
+            assert_eq!(store.mam_count("b@x", &with_a).ok(), Some(1), "{n}");
+            // New rows go in after the converted ones.
+            let more = crate::store::ArchivedMessage {
+                owner: "b@x".into(),
+                id: 3,
+                with_bare: "d@x".into(),
+                with_res: String::new(),
+                outgoing: true,
+                ts: 30,
+                stanza: b"<m3/>".to_vec(),
+                only_if_in_roster: false,
+            };
+            store
+                .mam_append(&[more])
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            assert_eq!(store.mam_count("b@x", &all).ok(), Some(2), "{n}");
+        }
     }
 }
