@@ -243,6 +243,30 @@ mod tests {
     }
 
     #[test]
+    fn errors_weigh_a_quarter_from_push_to_pop() {
+        let mb = Mailbox::new(100);
+        let error = |len: usize| {
+            let body = "x".repeat(len.saturating_sub(33));
+            let s = Stanza::parse(format!("<message type='error'>{body}</message>").into_bytes())
+                .unwrap();
+            let j = Jid::parse("a@b").unwrap();
+            ConnMsg::Deliver(Acc::new(s, j.clone(), j, ShardId(0)))
+        };
+        // Three errors of 100 bytes weigh 75: under the bound.
+        for _ in 0..3 {
+            mb.push(error(100)).unwrap();
+        }
+        assert!(!mb.pressured());
+        mb.push(deliver(60)).unwrap();
+        assert!(mb.pressured());
+        // Popping takes off what the push added: the weight is back to zero.
+        while mb.pop().is_some() {}
+        assert!(!mb.pressured());
+        mb.push(deliver(100)).unwrap();
+        assert!(!mb.pressured());
+    }
+
+    #[test]
     fn pop_within_leaves_a_stanza_that_does_not_fit() {
         let mb = Mailbox::new(1000);
         mb.push(deliver(60)).unwrap();
