@@ -114,7 +114,8 @@ run_load() {
         --cpus "$LOAD_CPUS" --mech "$MECH" --grace "$GRACE" --quiet --json "$OUT/$target.json"
         "${SCENARIO_ARGS[@]}")
     [ "$CHARTS" = 1 ] && args+=(--chart "$OUT/$target.svg")
-    [ "$SCENARIO" = idle ] && [ -n "$pid" ] && args+=(--server-pid "$pid")
+    # idle: RSS per session; max: the server's CPU over the measured phase (msgs per CPU-second).
+    { [ "$SCENARIO" = idle ] || [ "$SCENARIO" = max ]; } && [ -n "$pid" ] && args+=(--server-pid "$pid")
     # shellcheck disable=SC2086
     "$LOAD" "${args[@]}" "$@" $EXTRA > "$OUT/$target.txt" 2>&1
     echo "$?" > "$OUT/$target.rc"

@@ -93,6 +93,9 @@ pub struct Args {
     /// Max: messages in flight per sender; pep: items in flight.
     #[arg(long, default_value_t = 16)]
     pub window: u32,
+    /// Max: user i sends to user i+1 (mod N, a ring) instead of pairs (2k, 2k+1); one core only.
+    #[arg(long)]
+    pub ring: bool,
     /// Extra body bytes per message.
     #[arg(long, default_value_t = 0)]
     pub payload: usize,

@@ -65,6 +65,8 @@ pub struct Plan {
     pub interval: Duration,
     /// Max window per sender.
     pub window: u32,
+    /// Max: user i sends to user i+1 (mod N) instead of its pair partner.
+    pub ring: bool,
     /// Extra body bytes.
     pub payload: usize,
     /// Source addresses to spread connections over, round robin (count 0 = kernel's choice).
@@ -707,7 +709,12 @@ fn start_scenario(core: &Rc<Core>, users: &[u32]) {
         Scenario::Max => {
             let now = core.shared.now_ns();
             for &u in users {
-                let peer = u ^ 1; // pairs (2k, 2k+1)
+                // Pairs (2k, 2k+1), or a ring (the receiver credits the sender: one core only).
+                let peer = if plan.ring {
+                    (u + 1) % plan.users
+                } else {
+                    u ^ 1
+                };
                 if !core.clients.borrow().contains_key(&peer) {
                     continue;
                 }

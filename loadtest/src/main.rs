@@ -63,6 +63,8 @@ enum MainError {
     Mech(String),
     #[error("max needs an even number of users (pairs)")]
     OddUsers,
+    #[error("--ring needs the max scenario, one generator core and no --server-b (a receiver credits its sender's window on its own core)")]
+    RingShape,
     #[error("muc needs --rooms and --occupants above 0, --users = rooms x occupants ({0}) if given, and --msg-rate above 0 unless --closed")]
     MucShape(String),
     #[error("pep needs --contacts above 0 and --users = contacts + 1 ({0}) if given")]
@@ -187,6 +189,9 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
     if args.scenario == Scenario::Max && !users.is_multiple_of(2) {
         return Err(MainError::OddUsers);
     }
+    if args.ring && (args.scenario != Scenario::Max || cores != 1 || args.server_b.is_some()) {
+        return Err(MainError::RingShape);
+    }
     if args.server_b.is_some() {
         let fits = matches!(
             args.scenario,
@@ -267,6 +272,7 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
         login_timeout: Duration::from_secs_f64(args.login_timeout.max(0.001)),
         interval: Duration::from_millis(args.interval_ms.max(1)),
         window: args.window.max(1),
+        ring: args.ring,
         payload: args.payload,
         // --source-ips N is 127.0.0.2 and the N - 1 addresses after it.
         sources: args.source_addrs.unwrap_or(cli::AddrRange {

@@ -67,8 +67,14 @@ impl C2s {
             };
             if self.sm.is_none() {
                 if self.out.is_empty() {
-                    // The zero-copy forward: the sender's buffer becomes our output.
+                    // The zero-copy forward: the sender's buffer becomes our output, grown once
+                    // for the rest of the batch (not doubling stanza by stanza).
                     self.out = acc.into_stanza().into_bytes();
+                    let rest = self
+                        .routed
+                        .bytes()
+                        .min(chunk.saturating_sub(self.out.len()));
+                    self.out.reserve_exact(rest);
                 } else {
                     self.out.extend_from_slice(acc.stanza.bytes());
                 }

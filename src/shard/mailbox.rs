@@ -25,7 +25,9 @@ const HARD_CAP_FACTOR: usize = 4;
 /// times the room): a sender whose flood is answered with errors — many at once when a recipient is
 /// cut off and its queue bounces — is not taken for a slow reader while it reads.
 pub struct Mailbox {
-    items: RefCell<VecDeque<ConnMsg>>,
+    /// Messages with their weight against `limit` (computed once, at push: it reads the stanza's
+    /// `type`).
+    items: RefCell<VecDeque<(ConnMsg, usize)>>,
     bytes: Cell<usize>,
     /// Stanza bytes with errors at a quarter of their size (compared with `limit`).
     weighted: Cell<usize>,
@@ -58,6 +60,7 @@ impl Mailbox {
 
     /// Queues a message and wakes the connection task. Control messages are always accepted.
     pub fn push(&self, msg: ConnMsg) -> Result<(), MailboxFull> {
+        let mut w = 0;
         if let ConnMsg::Deliver(acc) = &msg {
             let len = acc.stanza.bytes().len();
             let bytes = self.bytes.get() + len;
@@ -66,7 +69,8 @@ impl Mailbox {
                 self.wake();
                 return Err(MailboxFull(msg));
             }
-            let weighted = self.weighted.get() + weight(acc);
+            w = weight(acc);
+            let weighted = self.weighted.get() + w;
             if weighted > self.limit {
                 self.overflowed.set(true);
                 if self.over_since.get().is_none() {
@@ -77,17 +81,17 @@ impl Mailbox {
             self.bytes.set(bytes);
             self.weighted.set(weighted);
         }
-        self.items.borrow_mut().push_back(msg);
+        self.items.borrow_mut().push_back((msg, w));
         self.wake();
         Ok(())
     }
 
     /// Takes the next message.
     pub fn pop(&self) -> Option<ConnMsg> {
-        let msg = self.items.borrow_mut().pop_front()?;
+        let (msg, w) = self.items.borrow_mut().pop_front()?;
         if let ConnMsg::Deliver(acc) = &msg {
             self.bytes.set(self.bytes.get() - acc.stanza.bytes().len());
-            self.weighted.set(self.weighted.get() - weight(acc));
+            self.weighted.set(self.weighted.get() - w);
             if self.weighted.get() <= self.limit {
                 self.over_since.set(None);
             }
@@ -123,7 +127,7 @@ impl Mailbox {
     /// True when [`Mailbox::pop_within`] with `room` would return a message.
     pub fn ready(&self, room: usize) -> bool {
         match self.items.borrow().front() {
-            Some(ConnMsg::Deliver(acc)) => acc.stanza.bytes().len() <= room,
+            Some((ConnMsg::Deliver(acc), _)) => acc.stanza.bytes().len() <= room,
             Some(_) => true,
             None => false,
         }
@@ -264,6 +268,30 @@ mod tests {
         assert_eq!(mb.items.borrow().capacity(), 0);
         mb.push(deliver(10)).unwrap();
         assert!(mb.pop().is_some(), "usable again after the release");
+    }
+
+    #[test]
+    fn errors_weigh_a_quarter_from_push_to_pop() {
+        let mb = Mailbox::new(100);
+        let error = |len: usize| {
+            let body = "x".repeat(len.saturating_sub(33));
+            let s = Stanza::parse(format!("<message type='error'>{body}</message>").into_bytes())
+                .unwrap();
+            let j = Jid::parse("a@b").unwrap();
+            ConnMsg::Deliver(Acc::new(s, j.clone(), j, ShardId(0)))
+        };
+        // Three errors of 100 bytes weigh 75: under the bound.
+        for _ in 0..3 {
+            mb.push(error(100)).unwrap();
+        }
+        assert!(!mb.pressured());
+        mb.push(deliver(60)).unwrap();
+        assert!(mb.pressured());
+        // Popping takes off what the push added: the weight is back to zero.
+        while mb.pop().is_some() {}
+        assert!(!mb.pressured());
+        mb.push(deliver(100)).unwrap();
+        assert!(!mb.pressured());
     }
 
     #[test]

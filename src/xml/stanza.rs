@@ -196,16 +196,22 @@ impl Stanza {
     }
 
     fn set_attr(&mut self, existing: Option<AttrRef>, name: &str, value: &str) -> AttrRef {
-        let mut esc = Vec::with_capacity(value.len() + 8);
-        escape_attr_into(value, &mut esc);
+        // The edited stanza is assembled in one buffer of its final size (every routed stanza gets
+        // a `from`): one allocation and one copy, not a splice that grows and shifts the old one.
+        let old = &self.bytes;
         match existing {
             Some(r) => {
                 let (s, e) = (r.value.start as usize, r.value.end as usize);
-                let delta = esc.len() as i64 - (e - s) as i64;
-                self.bytes.splice(s..e, esc.iter().copied());
+                let mut b = Vec::with_capacity(old.len() - (e - s) + value.len() + 8);
+                b.extend_from_slice(&old[..s]);
+                escape_attr_into(value, &mut b);
+                let value_end = b.len();
+                b.extend_from_slice(&old[e..]);
+                self.bytes = b;
+                let delta = (value_end - s) as i64 - (e - s) as i64;
                 self.idx.shift(r.value.end, delta);
                 // An empty old value starts at the edit's end, so it was shifted too: pin it.
-                let value = Span::new(s, s + esc.len());
+                let value = Span::new(s, value_end);
                 AttrRef {
                     full: Span {
                         start: r.full.start,
@@ -216,18 +222,22 @@ impl Stanza {
             }
             None => {
                 let at = self.idx.name.end as usize;
-                let mut ins = Vec::with_capacity(esc.len() + name.len() + 4);
-                ins.push(b' ');
-                ins.extend_from_slice(name.as_bytes());
-                ins.extend_from_slice(b"='");
-                ins.extend_from_slice(&esc);
-                ins.push(b'\'');
-                self.bytes.splice(at..at, ins.iter().copied());
-                self.idx.shift(at as u32, ins.len() as i64);
-                let vstart = at + name.len() + 3;
+                let mut b = Vec::with_capacity(old.len() + name.len() + value.len() + 12);
+                b.extend_from_slice(&old[..at]);
+                b.push(b' ');
+                b.extend_from_slice(name.as_bytes());
+                b.extend_from_slice(b"='");
+                let vstart = b.len();
+                escape_attr_into(value, &mut b);
+                let vend = b.len();
+                b.push(b'\'');
+                let inserted = b.len() - at;
+                b.extend_from_slice(&old[at..]);
+                self.bytes = b;
+                self.idx.shift(at as u32, inserted as i64);
                 AttrRef {
-                    full: Span::new(at, at + ins.len()),
-                    value: Span::new(vstart, vstart + esc.len()),
+                    full: Span::new(at, at + inserted),
+                    value: Span::new(vstart, vend),
                 }
             }
         }
