@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
+use futures_lite::{AsyncRead, AsyncWrite};
 
 use super::conn::SLOW_GRACE;
 use super::pump::{recipients_have_room, too_slow, Alarm, Output, WriteFailed};
@@ -69,16 +69,7 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         peer,
         ban_check: None,
     };
-    let result = std::panic::AssertUnwindSafe(driver.serve(stream))
-        .catch_unwind()
-        .await;
-    if result.is_err() {
-        tracing::error!(
-            shard = shard_id,
-            conn = conn.0,
-            "component task panicked; connection dropped"
-        );
-    }
+    super::pump::panic_logged(driver.serve(stream), "component", shard_id, conn.0).await;
     {
         let mut shard = ctx.shard.borrow_mut();
         if let Some(domain) = claimed.borrow_mut().take() {

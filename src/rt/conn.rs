@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
+use futures_lite::{AsyncRead, AsyncWrite};
 
 use super::pump::{recipients_have_room, too_slow, Alarm, Output, WriteFailed};
 use super::ShardCtx;
@@ -89,16 +89,7 @@ pub(crate) fn run_as<S: Io>(
     let (ctx, conn, session) = (driver.ctx.clone(), driver.conn, driver.session.clone());
     async move {
         let shard_id = ctx.shard.borrow().id.0;
-        let result = std::panic::AssertUnwindSafe(driver.run(stream))
-            .catch_unwind()
-            .await;
-        if result.is_err() {
-            tracing::error!(
-                shard = shard_id,
-                conn = conn.0,
-                "connection task panicked; connection dropped"
-            );
-        }
+        super::pump::panic_logged(driver.run(stream), "connection", shard_id, conn.0).await;
         // Whatever happened, the session leaves the session manager and the shard forgets the
         // connection.
         if let Some(sess) = session.borrow_mut().take() {

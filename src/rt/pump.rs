@@ -145,3 +145,17 @@ pub(super) fn recipients_have_room(ctx: &ShardCtx, own: &Rc<Mailbox>, cx: &Conte
         None => true,
     }
 }
+
+/// Runs a connection task's future and logs a panic in it instead of unwinding further: one
+/// connection's bug must not take its shard, and every other connection there, down with it.
+pub(crate) async fn panic_logged(
+    fut: impl std::future::Future<Output = ()>,
+    what: &str,
+    shard: u16,
+    conn: u64,
+) {
+    let caught = futures_lite::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(fut)).await;
+    if caught.is_err() {
+        tracing::error!(shard, conn, "{what} task panicked; connection dropped");
+    }
+}
