@@ -298,14 +298,15 @@ fn row<'a>(
 /// `<stanza-id xmlns='urn:xmpp:sid:0' by='owner' id='…'/>`, serialized (written directly: one
 /// per archived message, and building an element tree for it cost several allocations).
 fn stanza_id(owner: &str, id: i64) -> Vec<u8> {
-    use std::io::Write;
     let mut bytes = Vec::with_capacity(64 + owner.len());
     bytes.extend_from_slice(b"<stanza-id xmlns='");
     bytes.extend_from_slice(ns::SID.as_bytes());
     bytes.extend_from_slice(b"' by='");
     crate::xml::escape::escape_attr_into(owner, &mut bytes);
-    // Writing to a Vec cannot fail; the id is decimal digits (`id::encode`), nothing to escape.
-    let _ = write!(bytes, "' id='{id}'/>");
+    bytes.extend_from_slice(b"' id='");
+    // Decimal digits (`id::encode`): nothing to escape.
+    id::encode_into(id, &mut bytes);
+    bytes.extend_from_slice(b"'/>");
     bytes
 }
 

@@ -49,6 +49,14 @@ pub fn encode(id: i64) -> String {
     id.to_string()
 }
 
+/// [`encode`] appended to `out`, for callers that serialize in place (the stanza-id of every
+/// archived message).
+pub fn encode_into(id: i64, out: &mut Vec<u8>) {
+    use std::io::Write;
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{id}");
+}
+
 /// A client's id back; `None` when it is not one of ours.
 pub fn decode(s: &str) -> Option<i64> {
     s.parse::<i64>().ok().filter(|i| *i > 0)
