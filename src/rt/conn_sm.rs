@@ -152,10 +152,9 @@ impl Driver {
     /// A module's message while the connection is live: stream management's hand-over messages;
     /// any other module's is handled as if the connection could not take it.
     pub(super) fn ext_msg(&mut self, m: Box<dyn ConnExtMsg>) {
-        match ConnMsg::Ext(m).downcast_ext::<SmConnMsg>() {
+        match m.downcast::<SmConnMsg>() {
             Ok(m) => self.sm_msg(m),
-            Err(ConnMsg::Ext(other)) => other.conn_gone(&mut self.ctx.shard.borrow_mut()),
-            Err(_) => {}
+            Err(other) => other.conn_gone(&mut self.ctx.shard.borrow_mut()),
         }
     }
 

@@ -126,6 +126,18 @@ pub trait ConnExtMsg: std::any::Any + Send + std::fmt::Debug {
     fn as_any(&self) -> &dyn std::any::Any;
 }
 
+impl dyn ConnExtMsg {
+    /// The message as a `T`, or the message unchanged.
+    pub fn downcast<T: ConnExtMsg>(self: Box<Self>) -> Result<T, Box<dyn ConnExtMsg>> {
+        if !self.as_any().is::<T>() {
+            return Err(self);
+        }
+        // Cannot fail: the box was just checked to hold a `T`.
+        let t = self.into_any().downcast::<T>().expect("type checked above");
+        Ok(*t)
+    }
+}
+
 impl ConnMsg {
     /// Wraps a module's message for a connection.
     pub fn ext<T: ConnExtMsg>(msg: T) -> ConnMsg {
@@ -135,14 +147,7 @@ impl ConnMsg {
     /// The module message of type `T` this carries, or the message unchanged.
     pub fn downcast_ext<T: ConnExtMsg>(self) -> Result<T, ConnMsg> {
         match self {
-            ConnMsg::Ext(m) if m.as_any().is::<T>() => {
-                // Cannot fail: the guard checked that the box holds a `T`.
-                let t = m
-                    .into_any()
-                    .downcast::<T>()
-                    .expect("type checked by the guard");
-                Ok(*t)
-            }
+            ConnMsg::Ext(m) => m.downcast::<T>().map_err(ConnMsg::Ext),
             other => Err(other),
         }
     }
