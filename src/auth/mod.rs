@@ -3,7 +3,6 @@
 //! The SASL server never blocks: when it needs the user's secrets or a PBKDF2 check it returns
 //! a step asking the caller (c2s), which does that work off the shard and answers back.
 
-mod pbkdf2_sha256;
 mod plain;
 mod sasl;
 mod scram;
