@@ -45,7 +45,13 @@ fn auth(server: &Server, user: &str) -> (Client, String) {
 impl Sm {
     /// Logs in, binds `resource`, enables resumable stream management.
     fn login(server: &Server, user: &str, resource: &str) -> Sm {
-        let (mut c, features) = auth(server, user);
+        Sm::login_on(server.connect(), user, resource)
+    }
+
+    /// [`Sm::login`] on a connection the test opened itself.
+    fn login_on(mut c: Client, user: &str, resource: &str) -> Sm {
+        let f = c.auth_plain(user, "localhost", PASSWORD);
+        let features = String::from_utf8_lossy(f.bytes()).into_owned();
         assert!(
             features.contains("<sm xmlns='urn:xmpp:sm:3'/>"),
             "{features}"
@@ -299,6 +305,49 @@ fn unknown_id_fails_and_resuming_a_live_session_takes_it_over() {
         b.chat(&jid, "after");
         // Exactly once each on the resumed stream, in the sender's order.
         assert_eq!(bodies(&mut second, 2), ["in flight", "after"]);
+    }
+}
+
+/// A live connection whose client stopped reading (its socket full, the stanzas routed to it still
+/// queued in the stream, not yet numbered) is taken over by a resumption: every stanza goes to the
+/// resumed stream, in order, exactly once — none is written to the abandoned socket instead.
+#[test]
+fn taking_over_a_stuck_live_connection_moves_its_queued_stanzas() {
+    const N: usize = 3000;
+    let pad = "x".repeat(4000);
+    for shards in [1, 2] {
+        // Room for everything in the stream's queue: no slow-reader verdict during the test.
+        let server = Server::start_with(
+            shards,
+            &["alice", "bob"],
+            "outbound_queue_bytes = 67108864",
+            &sm_toml(60, 5000),
+        );
+        // A tiny receive buffer: the server's writes stall after a few hundred KB at most.
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        sock.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], server.port)).into())
+            .unwrap();
+        let first = Sm::login_on(Client::from_stream(sock.into()), "alice", "r");
+        let mut b = server.login("bob", "x", None);
+        for i in 0..N {
+            b.chat(&first.jid, &format!("{i}:{pad}"));
+        }
+        b.sync();
+        // The client never read them (h = 0) and comes back elsewhere while the first connection
+        // still looks alive.
+        let (id, jid, h) = (first.id.clone(), first.jid.clone(), first.h);
+        let mut second = Sm::resume(&server, "alice", &id, &jid, h)
+            .unwrap_or_else(|e| panic!("{shards} shards: taking over: {e}"));
+        drop(first);
+        b.chat(&jid, "after");
+        for i in 0..N {
+            let body = body(&second.recv()).unwrap_or_default();
+            let (n, _) = body.split_once(':').unwrap_or((&body, ""));
+            assert_eq!(n, i.to_string(), "{shards} shards: message {i}");
+        }
+        assert_eq!(bodies(&mut second, 1), ["after"], "{shards} shards");
     }
 }
 

@@ -206,11 +206,21 @@ impl Driver {
             // half-open TCP connection after a network change, not noticed yet): the session goes
             // to the new connection, as if this socket had dropped, and this connection is closed
             // with `conflict`. The hand-over then runs exactly as for a parked session.
-            SmConnMsg::Takeover(t) if self.resumable_now() && self.detach() => {
-                self.c2s.close(
+            SmConnMsg::Takeover(t) if self.resumable_now() && self.session.borrow().is_some() => {
+                // Closed before detaching: the routed stanzas still queued in the stream (not yet
+                // numbered, not yet on the wire) then stay for `take_unsent` and go with the
+                // session. `close` would write them to this socket, uncounted: lost to the client.
+                self.c2s.close_now(
                     Some(StreamErrorCondition::Conflict),
                     Some("session resumed from another connection"),
                 );
+                if !self.detach() {
+                    // Cannot happen: the guard saw the session and its stream management.
+                    return stream_mgmt::park::refuse(
+                        &mut self.ctx.shard.borrow_mut(),
+                        SmConnMsg::Takeover(t),
+                    );
+                }
                 let me = self.me();
                 if let Some(p) = self.sm.parked.as_mut() {
                     p.on_msg(
