@@ -323,7 +323,8 @@ fn taking_over_a_stuck_live_connection_moves_its_queued_stanzas() {
             "outbound_queue_bytes = 67108864",
             &sm_toml(60, 5000),
         );
-        // A tiny receive buffer: the server's writes stall after a few hundred KB at most.
+        // A tiny receive buffer: the kernel's buffers take a few MB at most of the 12 MB sent, the
+        // rest waits in the server's stream.
         let sock =
             socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
         sock.set_recv_buffer_size(4096).unwrap();
