@@ -226,15 +226,16 @@ fn bounce_from_domain(
 }
 
 /// Scratch key of the [`SessionRef`] that sent a non-stanza element (set before `user_send_xmlel`).
-pub const SENDER: &str = "c2s.sender";
+pub const SENDER: crate::hooks::Key<SessionRef> = crate::hooks::Key::new("c2s.sender");
 
 /// Scratch key of the [`Receiver`] a stanza is being delivered to (set by [`user_receive_at`] for
 /// the `user_receive_*` and `xmpp_presend_element` handlers).
-pub const RECEIVER: &str = "c2s.receiver";
+pub const RECEIVER: crate::hooks::Key<Receiver> = crate::hooks::Key::new("c2s.receiver");
 
 /// Scratch key under which an `xmpp_presend_element` handler leaves a [`Release`]: stanzas it held
 /// back and now lets go, to be written before the stanza being delivered (CSI flush).
-pub const PRESEND_RELEASE: &str = "c2s.presend_release";
+pub const PRESEND_RELEASE: crate::hooks::Key<Release> =
+    crate::hooks::Key::new("c2s.presend_release");
 
 /// Stanzas a presend handler releases, in write order.
 pub type Release = RefCell<Vec<Acc>>;
@@ -321,7 +322,7 @@ fn receive(shard: &mut Shard, mut acc: Acc, receiver: Option<&FullJid>) -> Deliv
 fn presend(shard: &mut Shard, mut acc: Acc, out: &mut Delivery, top: bool) {
     let go = shard.run_hook(|h| &h.xmpp_presend_element, &mut acc) == HookResult::Continue;
     let released = acc
-        .get::<Release>(PRESEND_RELEASE)
+        .get(PRESEND_RELEASE)
         .map(|r| r.take())
         .filter(|r| top && !r.is_empty());
     let Some(released) = released else {

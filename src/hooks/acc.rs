@@ -102,25 +102,25 @@ impl Acc {
     }
 
     /// Stores a scratch value under `key`, replacing any earlier one.
-    pub fn put<T: Any + Send>(&mut self, key: &'static str, value: T) {
-        self.scratch.retain(|(k, _)| *k != key);
-        self.scratch.push((key, Box::new(value)));
+    pub fn put<T: Any + Send>(&mut self, key: Key<T>, value: T) {
+        self.scratch.retain(|(k, _)| *k != key.name);
+        self.scratch.push((key.name, Box::new(value)));
     }
 
     /// Reads a scratch value set earlier on this route.
-    pub fn get<T: Any + Send>(&self, key: &'static str) -> Option<&T> {
+    pub fn get<T: Any + Send>(&self, key: Key<T>) -> Option<&T> {
         self.scratch
             .iter()
-            .find(|(k, _)| *k == key)
+            .find(|(k, _)| *k == key.name)
             .and_then(|(_, v)| v.downcast_ref())
     }
 
     /// Takes a scratch value set earlier on this route out of the accumulator.
-    pub fn take<T: Any + Send>(&mut self, key: &'static str) -> Option<T> {
+    pub fn take<T: Any + Send>(&mut self, key: Key<T>) -> Option<T> {
         let at = self
             .scratch
             .iter()
-            .position(|(k, v)| *k == key && v.is::<T>())?;
+            .position(|(k, v)| *k == key.name && v.is::<T>())?;
         let (_, v) = self.scratch.remove(at);
         v.downcast().ok().map(|b| *b)
     }
@@ -196,5 +196,43 @@ impl Acc {
             t.push(shard, stage, None, outcome, detail.map(str::to_owned));
             new.trace = Some(t);
         }
+    }
+}
+
+/// The key of a scratch value on an [`Acc`]: its type is part of the key, so a handler reads back
+/// exactly the type the writer stored (a mismatch does not compile). The name keeps keys of
+/// different modules apart and shows in `Debug` output.
+pub struct Key<T> {
+    name: &'static str,
+    _value: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> Key<T> {
+    /// A key named `name` (by convention `module.what`).
+    pub const fn new(name: &'static str) -> Key<T> {
+        Key {
+            name,
+            _value: std::marker::PhantomData,
+        }
+    }
+
+    /// The key's name.
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+// Not derived: the derives would ask `T: Clone`, which a key does not need.
+impl<T> Clone for Key<T> {
+    fn clone(&self) -> Key<T> {
+        *self
+    }
+}
+
+impl<T> Copy for Key<T> {}
+
+impl<T> std::fmt::Debug for Key<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Key").field(&self.name).finish()
     }
 }

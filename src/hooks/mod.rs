@@ -10,7 +10,7 @@ pub mod events;
 pub mod handled;
 pub mod on_drop;
 
-pub use acc::{Acc, AccData};
+pub use acc::{Acc, AccData, Key};
 pub use events::Events;
 pub use handled::Handled;
 pub use on_drop::OnDrop;

@@ -30,7 +30,8 @@ use crate::xmpp::{StanzaErrorCondition, StreamErrorCondition};
 pub type HomeHandler = std::rc::Rc<dyn Fn(&mut Shard, Acc) -> Option<Acc>>;
 
 /// Scratch key of a [`PresenceUpdate`].
-pub const PRESENCE_UPDATE: &str = "sm.presence_update";
+pub const PRESENCE_UPDATE: crate::hooks::Key<PresenceUpdate> =
+    crate::hooks::Key::new("sm.presence_update");
 
 /// Carried by a presence broadcast (a presence without `to`) on its way to the sender's home shard,
 /// which records availability, priority and the stanza there, then hands it to the home handlers.
@@ -76,7 +77,7 @@ pub fn route(shard: &mut Shard, mut acc: Acc) {
         shard.send_to_shard(home, ShardMsg::SmRoute(acc));
         return;
     }
-    if let Some(up) = acc.get::<PresenceUpdate>(PRESENCE_UPDATE).copied() {
+    if let Some(up) = acc.get(PRESENCE_UPDATE).copied() {
         if !presence_update(shard, &mut acc, up) {
             return;
         }
@@ -93,7 +94,7 @@ pub fn route(shard: &mut Shard, mut acc: Acc) {
             None => return,
         }
     }
-    if acc.get::<PresenceUpdate>(PRESENCE_UPDATE).is_some() {
+    if acc.get(PRESENCE_UPDATE).is_some() {
         // A broadcast no module took: availability is recorded, nothing is delivered.
         return;
     }

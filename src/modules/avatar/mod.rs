@@ -27,7 +27,7 @@ use crate::modules::pep::api::{
 };
 use crate::modules::vcard::{self, VcardStored};
 use crate::shard::Shard;
-use crate::sm::{PresenceUpdate, PRESENCE_UPDATE};
+use crate::sm::PRESENCE_UPDATE;
 use crate::xml::{Stanza, StanzaKind};
 
 /// The module's name in `[modules]`.
@@ -181,7 +181,7 @@ fn current_hash(shard: &Shard, owner: &BareJid) -> Option<String> {
 fn stamp_presence(shard: &mut Shard, mut acc: Acc) -> Option<Acc> {
     if acc.kind() != StanzaKind::Presence
         || acc
-            .get::<PresenceUpdate>(PRESENCE_UPDATE)
+            .get(PRESENCE_UPDATE)
             .is_none_or(|u| u.priority.is_none())
     {
         return Some(acc);

@@ -166,8 +166,7 @@ fn on_send(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
 fn on_receive(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     let kind = acc.kind();
     let user = acc.to.bare();
-    if kind == StanzaKind::Other || is_own(&user, &acc.from) || acc.get::<Answer>(ANSWER).is_some()
-    {
+    if kind == StanzaKind::Other || is_own(&user, &acc.from) || acc.get(ANSWER).is_some() {
         return HookResult::Continue;
     }
     let st = ctx.ext.get_or_default::<ConnLists>();
@@ -281,7 +280,7 @@ pub fn blocked_error(acc: &Acc, on: ShardId) -> Option<Acc> {
 /// Marks the server's `<blocked/>` answer on its way back to the blocking user.
 struct Answer;
 /// Scratch key of [`Answer`].
-const ANSWER: &str = "blocking.answer";
+const ANSWER: crate::hooks::Key<Answer> = crate::hooks::Key::new("blocking.answer");
 
 /// The account IQ handler: runs on the requester's shard; the store answers.
 fn handle_iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {

@@ -37,7 +37,7 @@ use std::rc::Rc;
 
 use ahash::HashMap;
 
-use crate::c2s::route::{Receiver, WantReceiver, RECEIVER};
+use crate::c2s::route::{WantReceiver, RECEIVER};
 use crate::hooks::{Acc, HookCtx, HookResult, SessionEvent};
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::local::{result_reply, IqReply};
@@ -58,7 +58,7 @@ const NS_HINTS: &str = "urn:xmpp:hints";
 /// MUC user extension (private messages from rooms carry it).
 const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 /// Scratch key marking a carbon copy.
-const COPY: &str = "carbons.copy";
+const COPY: crate::hooks::Key<CopyMarker> = crate::hooks::Key::new("carbons.copy");
 
 /// Work for the home shard.
 enum Op {
@@ -172,10 +172,10 @@ fn on_send(acc: &mut Acc, ctx: &mut HookCtx<'_>, shards: usize) -> HookResult {
 /// `user_receive_message` (receiving connection's shard): a message to this very full JID gets
 /// `<received/>` copies from the home shard; bare-JID messages were copied there already.
 fn on_receive(acc: &mut Acc, ctx: &mut HookCtx<'_>, shards: usize) -> HookResult {
-    if acc.get::<CopyMarker>(COPY).is_some() {
+    if acc.get(COPY).is_some() {
         return HookResult::Continue;
     }
-    let Some(receiver) = acc.get::<Receiver>(RECEIVER) else {
+    let Some(receiver) = acc.get(RECEIVER) else {
         return HookResult::Continue;
     };
     if acc.to.as_str() != receiver.jid.as_str() || !eligible(&acc.stanza) {
@@ -205,7 +205,7 @@ fn to_home(ctx: &mut HookCtx<'_>, shards: usize, op: Op) {
 
 /// Home handler: drops re-routed copies, copies bare-JID messages.
 fn home(shard: &mut Shard, acc: Acc) -> Option<Acc> {
-    if acc.get::<CopyMarker>(COPY).is_some() {
+    if acc.get(COPY).is_some() {
         return None;
     }
     if acc.kind() != StanzaKind::Message {

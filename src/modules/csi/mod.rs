@@ -35,11 +35,11 @@ use std::cell::RefCell;
 
 use ahash::HashMap;
 
-use crate::c2s::route::{Receiver, WantReceiver, PRESEND_RELEASE, RECEIVER, SENDER};
+use crate::c2s::route::{WantReceiver, PRESEND_RELEASE, RECEIVER, SENDER};
 use crate::hooks::SessionEnd;
 use crate::hooks::{Acc, HookCtx, HookResult};
 use crate::jid::Jid;
-use crate::shard::{ConnId, SessionRef, Shard};
+use crate::shard::{ConnId, Shard};
 use crate::xml::{Element, Stanza, StanzaKind};
 use crate::xmpp::ns;
 
@@ -57,9 +57,9 @@ pub const NS_HINTS: &str = "urn:xmpp:hints";
 /// Namespace of the internal flush marker (never written to a socket).
 const NS_FLUSH: &str = "urn:xmpp:petrel:internal:csi";
 /// Scratch key: a released stanza, let through.
-const PASS: &str = "csi.pass";
+const PASS: crate::hooks::Key<Pass> = crate::hooks::Key::new("csi.pass");
 /// Scratch key: the flush marker routed after `<active/>`.
-const FLUSH: &str = "csi.flush";
+const FLUSH: crate::hooks::Key<FlushMarker> = crate::hooks::Key::new("csi.flush");
 
 /// `[modules.csi]` options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,7 +167,7 @@ fn on_element(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
         // Not a CSI element: let the stream refuse it.
         _ => return HookResult::Continue,
     };
-    let Some(sender) = acc.get::<SessionRef>(SENDER).copied() else {
+    let Some(sender) = acc.get(SENDER).copied() else {
         return HookResult::Continue;
     };
     let state = ctx.ext.get_or_default::<CsiState>();
@@ -208,11 +208,11 @@ fn flush_marker(acc: &Acc, shard: crate::shard::ShardId) -> Option<Acc> {
 
 /// `xmpp_presend_element`: hold, release, or let through.
 fn presend(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
-    if acc.get::<Pass>(PASS).is_some() {
+    if acc.get(PASS).is_some() {
         return HookResult::Continue;
     }
-    let marker = acc.get::<FlushMarker>(FLUSH).is_some();
-    let Some(conn) = acc.get::<Receiver>(RECEIVER).map(|r| r.session.conn) else {
+    let marker = acc.get(FLUSH).is_some();
+    let Some(conn) = acc.get(RECEIVER).map(|r| r.session.conn) else {
         return if marker {
             HookResult::Stop
         } else {

@@ -21,7 +21,7 @@ use crate::store::{ArchiveBatch, OnWritten, RowRef};
 use crate::xml::{Node, Stanza, StanzaKind};
 
 /// Scratch key: the archive id taken for this message by the sender's side.
-const MAM_ID: &str = "mam.id";
+const MAM_ID: crate::hooks::Key<i64> = crate::hooks::Key::new("mam.id");
 
 /// A substring searcher built once per process (building one per search, as `memmem::find` does,
 /// cost more than the search itself).
@@ -213,7 +213,7 @@ fn archive_incoming(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     if decision == Decision::Skip {
         return HookResult::Continue;
     }
-    let (id, ts) = match acc.get::<i64>(MAM_ID) {
+    let (id, ts) = match acc.get(MAM_ID) {
         Some(&id) => (id, id::micros_of(id)),
         None => next_id(ctx),
     };

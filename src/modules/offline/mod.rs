@@ -46,7 +46,7 @@ pub const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
 pub const PRIORITY: i32 = 50;
 
 /// Scratch key of the guard a message delivered from storage carries (an `OnDrop` deleting its row).
-pub const OFFLINE_ROW: &str = "offline.row";
+pub const OFFLINE_ROW: crate::hooks::Key<OfflineRow> = crate::hooks::Key::new("offline.row");
 
 /// Room kept under the 64 KiB stanza limit for the `<delay/>` added at delivery.
 const DELAY_ROOM: usize = 256;
@@ -140,7 +140,7 @@ pub fn start(shard: &mut Shard, opts: &Options) {
         PRIORITY,
         "offline",
         move |acc: &mut Acc, ctx: &mut HookCtx<'_>| {
-            if let Some(row) = acc.take::<OfflineRow>(OFFLINE_ROW) {
+            if let Some(row) = acc.take(OFFLINE_ROW) {
                 // Delivered from storage to a session that ended without it: it is still stored.
                 row.release();
                 return HookResult::Stop;

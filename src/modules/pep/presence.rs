@@ -11,7 +11,7 @@ use crate::hooks::{Acc, HookCtx, HookResult};
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::modules::pubsub::core::SendLast;
 use crate::shard::{home_shard_of, Shard};
-use crate::sm::{PresenceUpdate, PRESENCE_UPDATE};
+use crate::sm::PRESENCE_UPDATE;
 use crate::xml::StanzaKind;
 use crate::xmpp::ns;
 
@@ -51,7 +51,7 @@ fn presence(shard: &mut Shard, acc: &Acc) {
     };
     let owner = acc.to.bare();
     let ty = acc.stanza_type();
-    let own = acc.get::<PresenceUpdate>(PRESENCE_UPDATE).copied();
+    let own = acc.get(PRESENCE_UPDATE).copied();
     if own.is_none() && from.bare() == owner {
         // The user's presence to themselves (not a broadcast): nothing to learn.
         return;

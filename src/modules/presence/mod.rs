@@ -27,9 +27,9 @@ use crate::xml::{Element, Stanza, StanzaKind};
 use crate::xmpp::{ns, StanzaErrorCondition};
 
 /// Scratch key: the directed-presence targets of a session going unavailable.
-const DIRECTED: &str = "presence.directed";
+const DIRECTED: crate::hooks::Key<Vec<Jid>> = crate::hooks::Key::new("presence.directed");
 /// Scratch key: an internal request to the user's home shard.
-const OP: &str = "presence.op";
+const OP: crate::hooks::Key<HomeOp> = crate::hooks::Key::new("presence.op");
 
 /// Most directed-presence targets remembered per session (older ones are forgotten first).
 pub const MAX_DIRECTED: usize = 1000;
@@ -297,7 +297,7 @@ fn home(shard: &mut Shard, acc: Acc) -> Option<Acc> {
     if acc.kind() != StanzaKind::Presence {
         return Some(acc);
     }
-    if let Some(op) = acc.get::<HomeOp>(OP).cloned() {
+    if let Some(op) = acc.get(OP).cloned() {
         match op {
             HomeOp::Revoke(contact) => {
                 send_unavailable_to(shard, &acc.to.bare(), &Jid::from(contact))
@@ -314,7 +314,7 @@ fn home(shard: &mut Shard, acc: Acc) -> Option<Acc> {
         }
         return None;
     }
-    if let Some(up) = acc.get::<PresenceUpdate>(PRESENCE_UPDATE).copied() {
+    if let Some(up) = acc.get(PRESENCE_UPDATE).copied() {
         broadcast(shard, acc, up);
         return None;
     }
@@ -392,7 +392,7 @@ fn broadcast(shard: &mut Shard, acc: Acc, up: PresenceUpdate) {
             }
         }
     }
-    let directed: Vec<Jid> = acc.get::<Vec<Jid>>(DIRECTED).cloned().unwrap_or_default();
+    let directed: Vec<Jid> = acc.get(DIRECTED).cloned().unwrap_or_default();
     let stanza = acc.stanza.clone();
     let from = acc.from.clone();
     let initial = up.initial;

@@ -67,7 +67,7 @@ pub const MAX_TIMEOUTS: u8 = 3;
 
 /// Scratch key set on a message already counted for push (buffered by a detached session), so it
 /// is not counted again when it reaches `offline_message` at that session's end.
-const COUNTED: &str = "push.counted";
+const COUNTED: crate::hooks::Key<bool> = crate::hooks::Key::new("push.counted");
 
 /// When message bodies go in the notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,12 +140,8 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: Options) {
         .hooks
         .offline_message
         .add(40, NAME, |acc: &mut Acc, ctx: &mut HookCtx<'_>| {
-            let counted = acc.get::<bool>(COUNTED).is_some()
-                || acc
-                    .get::<crate::modules::offline::OfflineRow>(
-                        crate::modules::offline::OFFLINE_ROW,
-                    )
-                    .is_some();
+            let counted = acc.get(COUNTED).is_some()
+                || acc.get(crate::modules::offline::OFFLINE_ROW).is_some();
             if !counted {
                 if let Some(t) = Trigger::of(acc, &acc.to.bare(), None) {
                     ctx.run_on(
@@ -162,7 +158,7 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: Options) {
         |ev: &mut UnackedMessage, ctx: &mut HookCtx<'_>| {
             // Counted when its session detached before (it followed a resumption and the client
             // is gone again without acknowledging it).
-            if ev.acc.get::<bool>(COUNTED).is_some() {
+            if ev.acc.get(COUNTED).is_some() {
                 return HookResult::Continue;
             }
             let user = ev.jid.bare();

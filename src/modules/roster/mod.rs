@@ -30,7 +30,7 @@ use super::options::{OptionError, Options};
 pub const NS_ROSTERVER: &str = "urn:xmpp:features:rosterver";
 
 /// Scratch key marking a roster push on its way to the user's home shard.
-const PUSH: &str = "roster.push";
+const PUSH: crate::hooks::Key<()> = crate::hooks::Key::new("roster.push");
 
 /// Options of `[modules.roster]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -366,7 +366,7 @@ pub fn push_acc(
 
 /// Home-shard handler: copies a marked push to every bound resource of the user.
 fn fan_out_push(shard: &mut Shard, acc: Acc) -> Option<Acc> {
-    if acc.get::<()>(PUSH).is_none() {
+    if acc.get(PUSH).is_none() {
         return Some(acc);
     }
     let bare = acc.to.bare();
