@@ -81,9 +81,8 @@ impl C2s {
         let Some(id) = self.ping.id.as_deref() else {
             return false;
         };
-        let answers = s.kind() == StanzaKind::Iq
-            && matches!(s.type_().as_deref(), Some("result") | Some("error"))
-            && s.id().as_deref() == Some(id);
+        let answers =
+            s.kind() == StanzaKind::Iq && s.ty().is_response() && s.id().as_deref() == Some(id);
         if answers {
             self.ping.id = None;
         }

@@ -22,7 +22,7 @@ impl C2s {
     pub(super) fn on_preauth_iq(&mut self, s: Stanza) -> bool {
         let is_register = self.cfg.register
             && s.kind() == StanzaKind::Iq
-            && matches!(s.type_().as_deref(), Some("get") | Some("set"))
+            && s.ty().is_request()
             && s.child_ns().as_deref() == Some(NS_REGISTER);
         if !is_register {
             return false;

@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use crate::hooks::{Acc, HookResult, SessionEnd, SessionEndKind};
 use crate::jid::{FullJid, Jid};
 use crate::shard::{SessionRef, Shard};
-use crate::xml::{Stanza, StanzaKind};
+use crate::xml::{Stanza, StanzaKind, StanzaType};
 use crate::xmpp::{ns, StanzaErrorCondition, StreamErrorCondition};
 
 /// What the route needs to know about a bound session on its own shard.
@@ -168,9 +168,9 @@ fn send(
 /// broadcast. Every available presence goes (its status may have changed); a repeated unavailable
 /// does not.
 fn update_presence(shard: &mut Shard, sess: &mut Session, mut acc: Acc) {
-    let priority = match &*acc.stanza_type() {
-        "" => Some(presence_priority(&acc.stanza)),
-        "unavailable" => None,
+    let priority = match acc.ty() {
+        StanzaType::Absent => Some(presence_priority(&acc.stanza)),
+        StanzaType::Unavailable => None,
         // Subscription management and probes addressed to no one: nothing to record.
         _ => return,
     };

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use super::stream::{random_token, Auth, C2s, Wait};
 use super::{reply, C2sEvent};
 use crate::jid::BareJid;
-use crate::xml::{Stanza, StanzaKind};
+use crate::xml::{Stanza, StanzaKind, StanzaType};
 use crate::xmpp::{ns, StanzaErrorCondition, StreamErrorCondition};
 
 impl C2s {
@@ -53,8 +53,7 @@ impl C2s {
 
     /// Authenticated, not bound: only bind (and IQs to the server itself) are allowed (RFC 6120 §7.1).
     pub(super) fn on_prebind(&mut self, s: Stanza, bare: &BareJid) {
-        let is_iq_request =
-            s.kind() == StanzaKind::Iq && matches!(s.type_().as_deref(), Some("get") | Some("set"));
+        let is_iq_request = s.kind() == StanzaKind::Iq && s.ty().is_request();
         if is_iq_request
             && s.child_name() == Some("bind")
             && s.child_ns().as_deref() == Some(ns::BIND)
@@ -133,16 +132,14 @@ impl C2s {
         }
         match s.kind() {
             StanzaKind::Iq
-                if s.type_().as_deref() == Some("set")
-                    && s.child_ns().as_deref() == Some(ns::SESSION) =>
+                if s.ty() == StanzaType::Set && s.child_ns().as_deref() == Some(ns::SESSION) =>
             {
                 let id = s.id();
                 self.reply_empty_result(id.as_deref());
                 handled_here(self);
             }
             StanzaKind::Iq
-                if s.type_().as_deref() == Some("set")
-                    && s.child_ns().as_deref() == Some(ns::BIND) =>
+                if s.ty() == StanzaType::Set && s.child_ns().as_deref() == Some(ns::BIND) =>
             {
                 // One resource per stream (RFC 6120 §7.7.2.1 dropped multi-resource binding).
                 let id = s.id();

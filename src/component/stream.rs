@@ -388,7 +388,7 @@ impl Component {
             self.stream_error(StreamErrorCondition::UnsupportedStanzaType, None);
             return;
         }
-        let answer = matches!(s.type_().as_deref(), Some("result" | "error"));
+        let answer = s.ty().is_response();
         if s.kind() == StanzaKind::Iq && answer && s.id().as_deref() == Some(PING_ID) {
             // The answer to our ping (its input already counted): for no one else.
             return;

@@ -6,7 +6,7 @@ use std::time::Instant;
 use crate::explain::Outcome;
 use crate::jid::Jid;
 use crate::shard::ShardId;
-use crate::xml::{Element, Node, Stanza, StanzaKind};
+use crate::xml::{Element, Node, Stanza, StanzaKind, StanzaType};
 use crate::xmpp::{ns, StanzaErrorCondition};
 
 /// A stanza on its way through the route, with its addressing and per-route scratch values.
@@ -94,11 +94,9 @@ impl Acc {
         self.stanza.kind()
     }
 
-    /// The stanza's `type` attribute, `""` when absent.
-    pub fn stanza_type(&self) -> std::borrow::Cow<'_, str> {
-        self.stanza
-            .type_()
-            .unwrap_or(std::borrow::Cow::Borrowed(""))
+    /// The stanza's `type` attribute.
+    pub fn ty(&self) -> crate::xml::StanzaType {
+        self.stanza.ty()
     }
 
     /// Stores a scratch value under `key`, replacing any earlier one.
@@ -140,8 +138,8 @@ impl Acc {
         app: Option<Element>,
         shard: ShardId,
     ) -> Option<Acc> {
-        let ty = self.stanza_type();
-        if ty == "error" || (self.kind() == StanzaKind::Iq && ty == "result") {
+        let ty = self.ty();
+        if ty == StanzaType::Error || (self.kind() == StanzaKind::Iq && ty == StanzaType::Result) {
             return None;
         }
         let mut el = self.stanza.tree().ok()?;

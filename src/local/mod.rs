@@ -14,7 +14,7 @@ pub use pending::{IqAnswer, IqCallback, PendingFull, PendingIqs, MAX_PENDING};
 use crate::explain::Outcome;
 use crate::hooks::{Acc, HookCtx, HookResult};
 use crate::shard::Shard;
-use crate::xml::StanzaKind;
+use crate::xml::{StanzaKind, StanzaType};
 use crate::xmpp::StanzaErrorCondition;
 
 /// The packet handler of a service registered as a local route ([`Shard::register_route`]): it
@@ -88,13 +88,13 @@ fn process_server_packet(shard: &mut Shard, acc: Acc) {
 }
 
 fn process_iq(shard: &mut Shard, acc: Acc, target: IqTarget) {
-    let ty = acc.stanza_type();
-    if ty == "result" || ty == "error" {
+    let ty = acc.ty();
+    if ty == StanzaType::Result || ty == StanzaType::Error {
         // Not an answer `pending::answer` took in `deliver`: nothing waits for it.
         pending::drop_answer(shard, acc);
         return;
     }
-    if ty != "get" && ty != "set" {
+    if ty != StanzaType::Get && ty != StanzaType::Set {
         shard.bounce(&acc, StanzaErrorCondition::BadRequest);
         return;
     }
@@ -140,8 +140,8 @@ pub fn iq_payload(acc: &Acc) -> Option<crate::xml::Element> {
 /// dropped, messages bounced with `service-unavailable`, other presences ignored, and an IQ
 /// without a single payload bounced with `bad-request`; `None` in all those cases.
 pub fn service_iq(shard: &mut Shard, acc: &Acc) -> Option<crate::xml::Element> {
-    let ty = acc.stanza_type();
-    if ty == "error" || ty == "result" {
+    let ty = acc.ty();
+    if ty == StanzaType::Error || ty == StanzaType::Result {
         return None;
     }
     if acc.kind() != StanzaKind::Iq {

@@ -19,7 +19,7 @@ use ahash::HashMap;
 use crate::hooks::Acc;
 use crate::jid::Jid;
 use crate::shard::{Shard, ShardId, ShardMsg};
-use crate::xml::{Element, Stanza, StanzaKind};
+use crate::xml::{Element, Stanza, StanzaKind, StanzaType};
 use crate::xmpp::ns;
 
 /// Most IQs one shard waits for at a time.
@@ -187,10 +187,10 @@ pub(super) fn answer(shard: &mut Shard, acc: Acc) -> Option<Acc> {
     if acc.kind() != StanzaKind::Iq {
         return Some(acc);
     }
-    let ty = acc.stanza_type();
-    let is_result = match ty.as_ref() {
-        "result" => true,
-        "error" => false,
+    let ty = acc.ty();
+    let is_result = match ty {
+        StanzaType::Result => true,
+        StanzaType::Error => false,
         _ => return Some(acc),
     };
     let Some((owner, seq)) = acc.stanza.id().and_then(|id| parse_id(&id)) else {

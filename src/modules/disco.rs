@@ -19,7 +19,7 @@ use ahash::HashMap;
 use crate::hooks::Acc;
 use crate::local::{IqHandler, IqReply};
 use crate::shard::{Extensions, Shard};
-use crate::xml::Element;
+use crate::xml::{Element, StanzaType};
 use crate::xmpp::{ns, StanzaErrorCondition};
 
 /// Features declared by modules, per host, beyond the server's IQ namespaces (per-shard state).
@@ -121,7 +121,7 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
             host,
             ns::DISCO_INFO,
             Rc::new(move |acc, payload, _| {
-                if acc.stanza_type() != "get" {
+                if acc.ty() != StanzaType::Get {
                     return IqReply::Error(StanzaErrorCondition::BadRequest);
                 }
                 let mut reply = info("server", "im", Some("petrel"), &features);
@@ -171,7 +171,7 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
                 if !may_see_account(acc) {
                     return IqReply::Error(StanzaErrorCondition::ServiceUnavailable);
                 }
-                if acc.stanza_type() != "get" {
+                if acc.ty() != StanzaType::Get {
                     return IqReply::Error(StanzaErrorCondition::BadRequest);
                 }
                 if payload.attr("node").is_some() {
@@ -229,7 +229,7 @@ fn info(category: &str, type_: &str, name: Option<&str>, features: &[String]) ->
 
 /// The `services` (jid, name) as items; nodes are unknown.
 fn items(acc: &Acc, payload: &Element, services: &[(String, String)]) -> IqReply {
-    if acc.stanza_type() != "get" {
+    if acc.ty() != StanzaType::Get {
         return IqReply::Error(StanzaErrorCondition::BadRequest);
     }
     if payload.attr("node").is_some() {

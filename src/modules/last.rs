@@ -17,7 +17,7 @@ use crate::jid::BareJid;
 use crate::local::{result_reply, IqReply};
 use crate::shard::Shard;
 use crate::store::{unix_now, LastActivity};
-use crate::xml::{Element, Stanza};
+use crate::xml::{Element, Stanza, StanzaType};
 use crate::xmpp::{ns, StanzaErrorCondition};
 
 /// `jabber:iq:last`.
@@ -37,7 +37,7 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
             host,
             NS,
             Rc::new(move |acc, _, _| {
-                if acc.stanza_type() != "get" {
+                if acc.ty() != StanzaType::Get {
                     return IqReply::Error(StanzaErrorCondition::BadRequest);
                 }
                 let up = started.elapsed().as_secs();
@@ -85,7 +85,7 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
         .user_send_presence
         .add(50, "last", |acc: &mut Acc, ctx: &mut HookCtx<'_>| {
             // Only the presence that ends availability (no `to`: the c2s put the sender's bare JID).
-            if acc.stanza_type() == "unavailable" && acc.stanza.to().is_none() {
+            if acc.ty() == StanzaType::Unavailable && acc.stanza.to().is_none() {
                 let status = status_text(&acc.stanza);
                 let bare = acc.from.bare();
                 let at = unix_now();
@@ -112,7 +112,7 @@ fn account_query(acc: &Acc, ctx: &mut HookCtx<'_>) -> IqReply {
     if !super::disco::may_see_account(acc) {
         return IqReply::Error(StanzaErrorCondition::Forbidden);
     }
-    if acc.stanza_type() != "get" {
+    if acc.ty() != StanzaType::Get {
         return IqReply::Error(StanzaErrorCondition::BadRequest);
     }
     let bare = acc.to.bare();

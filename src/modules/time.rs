@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use crate::local::IqReply;
 use crate::shard::Shard;
-use crate::xml::Element;
+use crate::xml::{Element, StanzaType};
 use crate::xmpp::StanzaErrorCondition;
 
 /// `urn:xmpp:time`.
@@ -37,7 +37,7 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
             host,
             NS,
             Rc::new(|acc, payload, _| {
-                if acc.stanza_type() != "get" || payload.name != "time" {
+                if acc.ty() != StanzaType::Get || payload.name != "time" {
                     return IqReply::Error(StanzaErrorCondition::BadRequest);
                 }
                 match answer(OffsetDateTime::now_utc()) {

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use super::options::{OptionError, Options};
 use crate::local::IqReply;
 use crate::shard::Shard;
-use crate::xml::Element;
+use crate::xml::{Element, StanzaType};
 use crate::xmpp::StanzaErrorCondition;
 
 /// `jabber:iq:version`.
@@ -51,7 +51,7 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: VersionOptions) {
             host,
             NS,
             Rc::new(move |acc, _, _| {
-                if acc.stanza_type() != "get" {
+                if acc.ty() != StanzaType::Get {
                     return IqReply::Error(StanzaErrorCondition::BadRequest);
                 }
                 IqReply::Result(Some((*answer).clone()))

@@ -21,6 +21,7 @@
 //! would corrupt session state. Wake-ups are batched by glommio: a push writes the peer's eventfd only
 //! when the peer is asleep.
 
+use crate::xml::StanzaType;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -76,7 +77,7 @@ fn stanza_weight(msg: &ShardMsg) -> usize {
         ShardMsg::SmRoute(acc)
         | ShardMsg::Remote(acc)
         | ShardMsg::Conn(_, ConnMsg::Deliver(acc))
-            if acc.stanza_type() == "error" =>
+            if acc.ty() == StanzaType::Error =>
         {
             4
         }

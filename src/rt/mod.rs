@@ -31,6 +31,7 @@ pub use explain::EXPLAIN_TIMEOUT;
 pub use s2s::S2sSetupError;
 pub use shutdown::ShutdownFlag;
 
+use crate::xml::StanzaType;
 use ahash::HashSet;
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -179,7 +180,7 @@ impl ShardCtx {
                         continue;
                     }
                     if let Some(acc) = msg.into_acc() {
-                        if acc.stanza_type() == "error" {
+                        if acc.ty() == StanzaType::Error {
                             shard.stats.errors_dropped += 1;
                             tracing::warn!(
                                 shard = shard.id.0,

@@ -1,5 +1,6 @@
 //! A connection's mailbox on its shard: where the route leaves stanzas for the connection's task.
 
+use crate::xml::StanzaType;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::task::Waker;
@@ -215,7 +216,7 @@ impl Mailbox {
 /// What a stanza counts against the bound: its size, a quarter of it for an error.
 fn weight(acc: &crate::hooks::Acc) -> usize {
     let len = acc.stanza.bytes().len();
-    if acc.stanza_type() == "error" {
+    if acc.ty() == StanzaType::Error {
         len / 4
     } else {
         len

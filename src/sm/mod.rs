@@ -226,8 +226,8 @@ pub fn register_default_handlers(hooks: &mut Hooks) {
     hooks
         .offline_message
         .add(i32::MAX, "sm", |acc: &mut Acc, ctx: &mut HookCtx<'_>| {
-            let ty = acc.stanza_type();
-            if ty.is_empty() || ty == "normal" || ty == "chat" {
+            let ty = acc.ty();
+            if ty.is_one_to_one_message() {
                 if let Some(reply) =
                     acc.error_reply(StanzaErrorCondition::ServiceUnavailable, ctx.shard)
                 {

@@ -6,7 +6,7 @@ use super::{Sessions, Targets};
 use crate::hooks::Acc;
 use crate::jid::{BareJid, FullJid};
 use crate::shard::SessionRef;
-use crate::xml::StanzaKind;
+use crate::xml::{StanzaKind, StanzaType};
 use crate::xmpp::StanzaErrorCondition;
 
 /// One bound resource of a user.
@@ -147,9 +147,9 @@ impl SessionManager {
             return Targets::Deliver(smallvec::smallvec![r.session]);
         }
         match acc.kind() {
-            StanzaKind::Message => match &*acc.stanza_type() {
-                "groupchat" => Targets::Error(StanzaErrorCondition::ServiceUnavailable),
-                "error" => Targets::Drop,
+            StanzaKind::Message => match acc.ty() {
+                StanzaType::Groupchat => Targets::Error(StanzaErrorCondition::ServiceUnavailable),
+                StanzaType::Error => Targets::Drop,
                 // §8.5.3.2.1: normal, chat and headline are treated as if sent to the bare JID.
                 _ => self.bare_targets(bare, acc),
             },
@@ -163,16 +163,18 @@ impl SessionManager {
         let list = self.resources_of(bare);
         match acc.kind() {
             StanzaKind::Message => {
-                let ty = acc.stanza_type();
-                match &*ty {
-                    "error" => return Targets::Drop,
-                    "groupchat" => return Targets::Error(StanzaErrorCondition::ServiceUnavailable),
+                let ty = acc.ty();
+                match ty {
+                    StanzaType::Error => return Targets::Drop,
+                    StanzaType::Groupchat => {
+                        return Targets::Error(StanzaErrorCondition::ServiceUnavailable)
+                    }
                     _ => {}
                 }
                 let eligible = list
                     .iter()
                     .filter(|r| matches!(r.priority, Some(p) if p >= 0));
-                let chosen: Sessions = if ty == "headline" {
+                let chosen: Sessions = if ty == StanzaType::Headline {
                     eligible.map(|r| r.session).collect()
                 } else {
                     let Some(top) = eligible.clone().filter_map(|r| r.priority).max() else {

@@ -17,6 +17,7 @@ mod error;
 pub mod escape;
 mod scanner;
 mod stanza;
+mod stanza_type;
 mod tag;
 mod tree;
 
@@ -28,6 +29,7 @@ mod tests;
 pub use error::XmlError;
 pub use scanner::{Event, Limits, Scanner, StreamHeader};
 pub use stanza::{Stanza, StanzaKind};
+pub use stanza_type::StanzaType;
 pub use tree::{Element, Node};
 
 /// A test's XML as an element tree (panics, naming the XML, when it does not parse).

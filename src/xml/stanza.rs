@@ -152,6 +152,11 @@ impl Stanza {
             .map(|r| unescape_attr(r.value.of(&self.bytes)))
     }
 
+    /// The `type` attribute as a [`StanzaType`](super::StanzaType).
+    pub fn ty(&self) -> super::StanzaType {
+        super::StanzaType::parse(self.type_().as_deref())
+    }
+
     /// The `id` attribute.
     pub fn id(&self) -> Option<Cow<'_, str>> {
         self.idx.id.map(|r| unescape_attr(r.value.of(&self.bytes)))

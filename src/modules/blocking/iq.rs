@@ -3,6 +3,7 @@
 use crate::jid::Jid;
 use crate::store::BlockChange;
 use crate::xml::Element;
+use crate::xml::StanzaType;
 use crate::xmpp::StanzaErrorCondition;
 
 use super::{BlockList, NS};
@@ -17,13 +18,13 @@ pub enum Request {
 }
 
 /// Parses the payload of a blocking IQ of type `ty` (get/set).
-pub fn parse(ty: &str, payload: &Element) -> Result<Request, StanzaErrorCondition> {
+pub fn parse(ty: StanzaType, payload: &Element) -> Result<Request, StanzaErrorCondition> {
     if payload.ns != NS {
         return Err(StanzaErrorCondition::BadRequest);
     }
     match (ty, payload.name.as_str()) {
-        ("get", "blocklist") => Ok(Request::Get),
-        ("set", "block") => {
+        (StanzaType::Get, "blocklist") => Ok(Request::Get),
+        (StanzaType::Set, "block") => {
             let items = items(payload)?;
             if items.is_empty() {
                 // XEP-0191 §3.3: a block without items is a bad request.
@@ -31,7 +32,7 @@ pub fn parse(ty: &str, payload: &Element) -> Result<Request, StanzaErrorConditio
             }
             Ok(Request::Change(BlockChange::Block(items)))
         }
-        ("set", "unblock") => {
+        (StanzaType::Set, "unblock") => {
             let items = items(payload)?;
             if items.is_empty() {
                 Ok(Request::Change(BlockChange::UnblockAll))
@@ -101,12 +102,15 @@ mod tests {
     fn requests() {
         let b = "urn:xmpp:blocking";
         assert_eq!(
-            parse("get", &payload(&format!("<blocklist xmlns='{b}'/>"))),
+            parse(
+                StanzaType::Get,
+                &payload(&format!("<blocklist xmlns='{b}'/>"))
+            ),
             Ok(Request::Get)
         );
         assert_eq!(
             parse(
-                "set",
+                StanzaType::Set,
                 &payload(&format!(
                     "<block xmlns='{b}'><item jid='Romeo@Montague.net'/><item jid='a.org'/></block>"
                 ))
@@ -117,30 +121,33 @@ mod tests {
             ])))
         );
         assert_eq!(
-            parse("set", &payload(&format!("<unblock xmlns='{b}'/>"))),
+            parse(
+                StanzaType::Set,
+                &payload(&format!("<unblock xmlns='{b}'/>"))
+            ),
             Ok(Request::Change(BlockChange::UnblockAll))
         );
         assert_eq!(
-            parse("set", &payload(&format!("<block xmlns='{b}'/>"))),
+            parse(StanzaType::Set, &payload(&format!("<block xmlns='{b}'/>"))),
             Err(StanzaErrorCondition::BadRequest)
         );
         assert_eq!(
             parse(
-                "set",
+                StanzaType::Set,
                 &payload(&format!("<block xmlns='{b}'><item jid='a@b@c'/></block>"))
             ),
             Err(StanzaErrorCondition::JidMalformed)
         );
         assert_eq!(
             parse(
-                "set",
+                StanzaType::Set,
                 &payload(&format!("<block xmlns='{b}'><item/></block>"))
             ),
             Err(StanzaErrorCondition::BadRequest)
         );
         assert_eq!(
             parse(
-                "get",
+                StanzaType::Get,
                 &payload(&format!("<block xmlns='{b}'><item jid='x'/></block>"))
             ),
             Err(StanzaErrorCondition::BadRequest)

@@ -27,7 +27,7 @@ use crate::modules::offline::user_key;
 use crate::modules::options::{self, OptionError};
 use crate::shard::{home_shard, Shard, ShardId};
 use crate::store::{Backend, BlockChange, Store};
-use crate::xml::{Element, Node, Stanza, StanzaKind};
+use crate::xml::{Element, Node, Stanza, StanzaKind, StanzaType};
 use crate::xmpp::{ns, StanzaErrorCondition};
 use state::{ConnLists, HomeLists, MAX_HELD};
 
@@ -176,10 +176,10 @@ fn on_receive(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     if !entry.list.blocks(&acc.from) {
         return HookResult::Continue;
     }
-    let ty = acc.stanza_type();
+    let ty = acc.ty();
     let answer = match kind {
-        StanzaKind::Message => ty != "error",
-        StanzaKind::Iq => ty == "get" || ty == "set",
+        StanzaKind::Message => ty != StanzaType::Error,
+        StanzaKind::Iq => ty == StanzaType::Get || ty == StanzaType::Set,
         _ => false,
     };
     if answer {
@@ -245,8 +245,8 @@ fn self_load(ctx: &mut HookCtx<'_>, user: BareJid, session: FullJid) {
 
 /// `<not-acceptable/>` + `<blocked/>` back to the sender (XEP-0191 §3.3).
 pub fn blocked_error(acc: &Acc, on: ShardId) -> Option<Acc> {
-    let ty = acc.stanza_type();
-    if ty == "error" || ty == "result" {
+    let ty = acc.ty();
+    if ty == StanzaType::Error || ty == StanzaType::Result {
         return None;
     }
     let mut el = acc.stanza.tree().ok()?;
@@ -289,7 +289,7 @@ fn handle_iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {
         // Someone else's block list is not theirs to read or change.
         return IqReply::Error(StanzaErrorCondition::NotAllowed);
     }
-    let req = match iq::parse(&acc.stanza_type(), payload) {
+    let req = match iq::parse(acc.ty(), payload) {
         Ok(r) => r,
         Err(cond) => return IqReply::Error(cond),
     };

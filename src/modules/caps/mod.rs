@@ -33,7 +33,7 @@ use crate::hooks::{Acc, Hook, HookCtx, HookResult};
 use crate::jid::{FullJid, Jid};
 use crate::local::IqAnswer;
 use crate::shard::{Extensions, Shard, ShardId, ShardMsg};
-use crate::xml::Element;
+use crate::xml::{Element, StanzaType};
 use crate::xmpp::ns;
 
 use super::options::{OptionError, Options};
@@ -190,7 +190,7 @@ struct Ask {
 }
 
 fn user_send_presence(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
-    if !acc.stanza_type().is_empty() {
+    if acc.ty() != StanzaType::Absent {
         return HookResult::Continue;
     }
     let Some(caps) = parse(&acc.stanza) else {

@@ -43,7 +43,7 @@ use crate::jid::{BareJid, FullJid, Jid};
 use crate::local::{result_reply, IqReply};
 use crate::shard::{home_shard, ConnMsg, SessionRef, Shard, ShardId};
 use crate::sm::Targets;
-use crate::xml::{Element, Stanza, StanzaKind};
+use crate::xml::{Element, Stanza, StanzaKind, StanzaType};
 use crate::xmpp::{ns, StanzaErrorCondition};
 
 #[cfg(test)]
@@ -139,7 +139,7 @@ fn enable_iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>, shards: usize)
         // Only the account itself may switch its carbons.
         return IqReply::Error(StanzaErrorCondition::Forbidden);
     }
-    if acc.stanza_type() != "set" {
+    if acc.ty() != StanzaType::Set {
         return IqReply::Error(StanzaErrorCondition::BadRequest);
     }
     let on = match payload.name.as_str() {
@@ -339,10 +339,9 @@ pub fn eligible(stanza: &Stanza) -> bool {
     if stanza.kind() != StanzaKind::Message {
         return false;
     }
-    let ty = stanza.type_();
-    let normal = match ty.as_deref() {
-        Some("chat") => false,
-        None | Some("normal") => true,
+    let normal = match stanza.ty() {
+        StanzaType::Chat => false,
+        StanzaType::Absent | StanzaType::Normal => true,
         _ => return false,
     };
     let bytes = stanza.bytes();

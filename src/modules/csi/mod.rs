@@ -40,7 +40,7 @@ use crate::hooks::SessionEnd;
 use crate::hooks::{Acc, HookCtx, HookResult};
 use crate::jid::Jid;
 use crate::shard::{ConnId, Shard};
-use crate::xml::{Element, Stanza, StanzaKind};
+use crate::xml::{Element, Stanza, StanzaKind, StanzaType};
 use crate::xmpp::ns;
 
 use super::options::{OptionError, Options};
@@ -292,7 +292,7 @@ fn release(acc: &mut Acc, queue: Vec<Held>) {
 fn hold_key(acc: &Acc) -> Option<(StanzaKind, String)> {
     let kind = acc.kind();
     let ok = match kind {
-        StanzaKind::Presence => matches!(&*acc.stanza_type(), "" | "unavailable"),
+        StanzaKind::Presence => acc.ty().is_availability(),
         StanzaKind::Message => chat_state_only(&acc.stanza),
         _ => false,
     };
@@ -301,8 +301,7 @@ fn hold_key(acc: &Acc) -> Option<(StanzaKind, String)> {
 
 /// A message that carries only chat states (XEP-0085): no body, no subject, no other payload.
 pub fn chat_state_only(stanza: &Stanza) -> bool {
-    let ty = stanza.type_();
-    if ty.as_deref() == Some("error") {
+    if stanza.ty() == StanzaType::Error {
         return false;
     }
     // Cheap test first: most messages are not chat states.

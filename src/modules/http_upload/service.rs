@@ -9,7 +9,7 @@ use super::{UploadFiles, NS};
 use crate::hooks::Acc;
 use crate::local::result_reply;
 use crate::shard::Shard;
-use crate::xml::{Element, StanzaKind};
+use crate::xml::{Element, StanzaKind, StanzaType};
 use crate::xmpp::{ns, StanzaErrorCondition};
 
 /// The `jabber:x:data` namespace (XEP-0004).
@@ -45,8 +45,8 @@ impl Service {
     pub fn route(&self, shard: &mut Shard, acc: Acc) {
         // Nothing lives under the service (`user@upload.example.org`).
         if acc.to.node().is_some() {
-            let ty = acc.stanza_type();
-            if acc.kind() == StanzaKind::Iq && (ty == "get" || ty == "set") {
+            let ty = acc.ty();
+            if acc.kind() == StanzaKind::Iq && (ty == StanzaType::Get || ty == StanzaType::Set) {
                 shard.bounce(&acc, StanzaErrorCondition::ServiceUnavailable);
             }
             return;
@@ -54,18 +54,18 @@ impl Service {
         let Some(payload) = crate::local::service_iq(shard, &acc) else {
             return;
         };
-        let ty = acc.stanza_type();
-        match (ty.as_ref(), payload.ns.as_str(), payload.name.as_str()) {
-            ("get", ns::DISCO_INFO, _) if payload.attr("node").is_none() => {
+        let ty = acc.ty();
+        match (ty, payload.ns.as_str(), payload.name.as_str()) {
+            (StanzaType::Get, ns::DISCO_INFO, _) if payload.attr("node").is_none() => {
                 let reply = result_reply(&acc, Some(self.disco_info()), shard.id);
                 shard.fx.to_route.push(reply);
             }
-            ("get", ns::DISCO_ITEMS, _) if payload.attr("node").is_none() => {
+            (StanzaType::Get, ns::DISCO_ITEMS, _) if payload.attr("node").is_none() => {
                 let q = Element::new("query", ns::DISCO_ITEMS);
                 let reply = result_reply(&acc, Some(q), shard.id);
                 shard.fx.to_route.push(reply);
             }
-            ("get", NS, "request") => {
+            (StanzaType::Get, NS, "request") => {
                 let now = crate::store::unix_now();
                 match self.slot(acc.from.domain(), acc.from.node().is_some(), &payload, now) {
                     Ok(slot) => {
@@ -75,7 +75,7 @@ impl Service {
                     Err(r) => refuse(shard, &acc, r),
                 }
             }
-            ("get", ns::DISCO_INFO | ns::DISCO_ITEMS, _) => {
+            (StanzaType::Get, ns::DISCO_INFO | ns::DISCO_ITEMS, _) => {
                 shard.bounce(&acc, StanzaErrorCondition::ItemNotFound)
             }
             _ => shard.bounce(&acc, StanzaErrorCondition::ServiceUnavailable),

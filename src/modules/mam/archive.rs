@@ -18,7 +18,7 @@ use crate::hooks::{Acc, HookCtx, HookResult, JobDone};
 use crate::jid::Jid;
 use crate::shard::Shard;
 use crate::store::{ArchiveBatch, OnWritten, RowRef};
-use crate::xml::{Node, Stanza, StanzaKind};
+use crate::xml::{Node, Stanza, StanzaKind, StanzaType};
 
 /// Scratch key: the archive id taken for this message by the sender's side.
 const MAM_ID: crate::hooks::Key<i64> = crate::hooks::Key::new("mam.id");
@@ -126,11 +126,11 @@ fn strip_forged(acc: &mut Acc, _ctx: &mut HookCtx<'_>) -> HookResult {
 
 /// Whether a message goes to the archive (`groupchat`: a room's message, else a 1:1 one).
 fn archivable(stanza: &Stanza, groupchat: bool) -> bool {
-    let ty = stanza.type_().unwrap_or_default();
+    let ty = stanza.ty();
     let type_ok = if groupchat {
-        ty == "groupchat"
+        ty == StanzaType::Groupchat
     } else {
-        matches!(ty.as_ref(), "" | "chat" | "normal")
+        ty.is_one_to_one_message()
     };
     if !type_ok {
         return false;

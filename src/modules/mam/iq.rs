@@ -10,7 +10,7 @@ use crate::jid::Jid;
 use crate::local::{result_reply, IqReply};
 use crate::shard::{Shard, ShardId};
 use crate::store::{MamFilter, Store};
-use crate::xml::{Element, Stanza};
+use crate::xml::{Element, Stanza, StanzaType};
 use crate::xmpp::StanzaErrorCondition;
 
 /// Registers the account handler of `urn:xmpp:mam:2` (IQs to a user's own bare JID) on `hosts`.
@@ -63,7 +63,7 @@ pub fn query_archive(
     ctx: &mut HookCtx<'_>,
     opts: &MamOptions,
 ) -> IqReply {
-    let get = acc.stanza_type() == "get";
+    let get = acc.ty() == StanzaType::Get;
     match (payload.name.as_str(), get) {
         ("query", true) => IqReply::Result(Some(form::blank())),
         ("query", false) => match Query::parse(payload, opts) {

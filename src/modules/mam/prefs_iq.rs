@@ -5,7 +5,7 @@ use super::prefs::{self, Mode, Prefs, PrefsTable};
 use crate::hooks::{Acc, HookCtx};
 use crate::jid::Jid;
 use crate::local::{result_reply, IqReply};
-use crate::xml::Element;
+use crate::xml::{Element, StanzaType};
 use crate::xmpp::StanzaErrorCondition;
 
 /// Answers a `<prefs/>` get or set for `owner` (a bare JID); a set is answered once stored, with
@@ -14,7 +14,7 @@ pub fn handle(owner: &str, acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) 
     let Some(table) = ctx.ext.get::<PrefsTable>() else {
         return IqReply::Error(StanzaErrorCondition::InternalServerError);
     };
-    if acc.stanza_type() == "get" {
+    if acc.ty() == StanzaType::Get {
         return IqReply::Result(Some(to_element(&table.get(owner))));
     }
     let Some(new) = parse(payload) else {

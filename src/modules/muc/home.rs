@@ -8,7 +8,7 @@ use super::room::{Affiliation, Room, RoomLimits, RoomOut, SavedRoom};
 use crate::hooks::{Acc, HookCtx, HookResult, JobDone};
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::shard::{home_shard, home_shard_of, Shard, ShardMsg};
-use crate::xml::StanzaKind;
+use crate::xml::{StanzaKind, StanzaType};
 use crate::xmpp::StanzaErrorCondition;
 
 /// Stanzas kept for a room while it is being created (the creator's quota is asked on its home
@@ -181,8 +181,8 @@ fn extension_iq(
     if acc.kind() != StanzaKind::Iq || !acc.to.is_bare() {
         return None;
     }
-    let ty = acc.stanza_type();
-    if ty != "get" && ty != "set" {
+    let ty = acc.ty();
+    if ty != StanzaType::Get && ty != StanzaType::Set {
         return None;
     }
     let ns = acc.stanza.child_ns()?;
@@ -195,9 +195,12 @@ fn extension_iq(
 /// A stanza to a room that does not exist: an available presence to `room/nick` from a local user
 /// creates it (if the creator's quota allows); anything else is answered `item-not-found`.
 fn unknown_room(shard: &mut Shard, acc: Acc, room: BareJid, from: FullJid) {
-    let ty = acc.stanza_type();
-    let creates = acc.kind() == StanzaKind::Presence && ty.is_empty() && !acc.to.is_bare();
-    if ty == "error" || (acc.kind() == StanzaKind::Presence && ty == "unavailable") {
+    let ty = acc.ty();
+    let creates =
+        acc.kind() == StanzaKind::Presence && ty == StanzaType::Absent && !acc.to.is_bare();
+    if ty == StanzaType::Error
+        || (acc.kind() == StanzaKind::Presence && ty == StanzaType::Unavailable)
+    {
         return;
     }
     if !creates {

@@ -4,7 +4,7 @@
 use crate::hooks::Acc;
 use crate::local::result_reply;
 use crate::shard::{home_shard_of, Shard, ShardMsg};
-use crate::xml::Element;
+use crate::xml::{Element, StanzaType};
 use crate::xmpp::{ns, StanzaErrorCondition};
 
 /// Routes a stanza addressed to the service or to a room.
@@ -29,9 +29,9 @@ fn to_service(shard: &mut Shard, acc: Acc) {
     let Some(payload) = crate::local::service_iq(shard, &acc) else {
         return;
     };
-    let ty = acc.stanza_type();
-    match (ty.as_ref(), payload.ns.as_str(), payload.attr("node")) {
-        ("get", ns::DISCO_INFO, None) => {
+    let ty = acc.ty();
+    match (ty, payload.ns.as_str(), payload.attr("node")) {
+        (StanzaType::Get, ns::DISCO_INFO, None) => {
             let mut q = Element::new("query", ns::DISCO_INFO).with_child(
                 Element::new("identity", ns::DISCO_INFO)
                     .with_attr("category", "conference")
@@ -44,8 +44,8 @@ fn to_service(shard: &mut Shard, acc: Acc) {
             let reply = result_reply(&acc, Some(q), shard.id);
             shard.fx.to_route.push(reply);
         }
-        ("get", ns::DISCO_ITEMS, None) => super::directory::query(shard, acc),
-        ("get", ns::DISCO_INFO | ns::DISCO_ITEMS, Some(_)) => {
+        (StanzaType::Get, ns::DISCO_ITEMS, None) => super::directory::query(shard, acc),
+        (StanzaType::Get, ns::DISCO_INFO | ns::DISCO_ITEMS, Some(_)) => {
             shard.bounce(&acc, StanzaErrorCondition::ItemNotFound)
         }
         _ => shard.bounce(&acc, StanzaErrorCondition::ServiceUnavailable),

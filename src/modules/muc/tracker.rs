@@ -2,6 +2,7 @@
 //! (status 110) on its way to the client, so a session that ends without leaving (connection lost,
 //! crash of the client) leaves its rooms.
 
+use crate::xml::StanzaType;
 use ahash::HashMap;
 
 use super::Services;
@@ -48,14 +49,14 @@ fn on_receive_presence(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     };
     let room = acc.from.bare();
     let joined = ctx.ext.get_or_default::<Joined>();
-    if acc.stanza_type() == "unavailable" {
+    if acc.ty() == StanzaType::Unavailable {
         if let Some(rooms) = joined.rooms.get_mut(&me) {
             rooms.retain(|r| *r != room);
             if rooms.is_empty() {
                 joined.rooms.remove(&me);
             }
         }
-    } else if acc.stanza_type().is_empty() {
+    } else if acc.ty() == StanzaType::Absent {
         let rooms = joined.rooms.entry(me).or_default();
         if !rooms.contains(&room) && rooms.len() < MAX_JOINED {
             rooms.push(room);

@@ -99,8 +99,8 @@ pub enum Disposition {
 /// `<no-store/>`; `<store/>` forces storage of content-less ones; headline, groupchat and error are
 /// never stored; bare chat states are dropped.
 pub fn disposition(acc: &Acc) -> Disposition {
-    let ty = acc.stanza_type();
-    if !(ty.is_empty() || ty == "normal" || ty == "chat") {
+    let ty = acc.ty();
+    if !ty.is_one_to_one_message() {
         return Disposition::Pass;
     }
     let Ok(el) = acc.stanza.tree() else {

@@ -36,7 +36,7 @@ use crate::modules::register::AccountRemoved;
 use crate::modules::roster;
 use crate::shard::{home_shard_of, Shard};
 use crate::store::{Store, StoreError};
-use crate::xml::{Element, Stanza};
+use crate::xml::{Element, Stanza, StanzaType};
 use crate::xmpp::{ns, StanzaErrorCondition};
 
 use state::{with_user, Home};
@@ -178,7 +178,7 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: Options) {
 
 /// Carries the request to the owner's home shard.
 fn iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {
-    let req = match Request::parse(&acc.stanza_type(), payload) {
+    let req = match Request::parse(acc.ty(), payload) {
         Ok(r) => r,
         Err(e) => {
             if let Some(r) = e.reply_to(acc, ctx.shard) {
@@ -216,7 +216,7 @@ fn disco_items(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {
     if !disco::may_see_account(acc) {
         return IqReply::Error(StanzaErrorCondition::ServiceUnavailable);
     }
-    if acc.stanza_type() != "get" {
+    if acc.ty() != StanzaType::Get {
         return IqReply::Error(StanzaErrorCondition::BadRequest);
     }
     if payload.attr("node").is_some() {

@@ -12,7 +12,7 @@ use crate::jid::{BareJid, FullJid, Jid};
 use crate::modules::pubsub::core::SendLast;
 use crate::shard::{home_shard_of, Shard};
 use crate::sm::PRESENCE_UPDATE;
-use crate::xml::StanzaKind;
+use crate::xml::{StanzaKind, StanzaType};
 use crate::xmpp::ns;
 
 /// The handler (registered before the presence module's, which takes the user's own updates).
@@ -29,10 +29,10 @@ pub(super) fn home(shard: &mut Shard, acc: Acc) -> Option<Acc> {
 /// the shard that routed it skipped the recipient's home shard (the session manager's fast path),
 /// so it is shown there now. Seen twice when it did pass there: the second sighting changes nothing.
 pub(super) fn received(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
-    let ty = acc.stanza_type();
+    let ty = acc.ty();
     if acc.to.resource().is_none()
         || acc.from.bare_str() == acc.to.bare_str()
-        || !matches!(ty.as_ref(), "" | "unavailable")
+        || !ty.is_availability()
     {
         return HookResult::Continue;
     }
@@ -50,15 +50,15 @@ fn presence(shard: &mut Shard, acc: &Acc) {
         return;
     };
     let owner = acc.to.bare();
-    let ty = acc.stanza_type();
+    let ty = acc.ty();
     let own = acc.get(PRESENCE_UPDATE).copied();
     if own.is_none() && from.bare() == owner {
         // The user's presence to themselves (not a broadcast): nothing to learn.
         return;
     }
     let owner = if own.is_some() { from.bare() } else { owner };
-    match ty.as_ref() {
-        "" => {
+    match ty {
+        StanzaType::Absent => {
             let ver = interest::caps_ver(&acc.stanza);
             let initial = own.is_some_and(|u| u.initial);
             if own.is_none() && shard.sm.resources(&owner).is_empty() {
@@ -79,7 +79,7 @@ fn presence(shard: &mut Shard, acc: &Acc) {
                 last_items(shard, owner, from, ver);
             }
         }
-        "unavailable" => {
+        StanzaType::Unavailable => {
             if own.is_some() {
                 let online = shard
                     .sm
@@ -192,7 +192,7 @@ pub(super) fn last_items(shard: &mut Shard, owner: BareJid, to: FullJid, ver: Op
 /// A roster push on its way to the user (`from` = `to` = the user's bare JID): the contact's
 /// subscription and groups as the access models see them.
 fn roster_push(shard: &mut Shard, acc: &Acc) {
-    if acc.stanza_type() != "set" || !acc.from.is_bare() || acc.from != acc.to {
+    if acc.ty() != StanzaType::Set || !acc.from.is_bare() || acc.from != acc.to {
         return;
     }
     let Ok(el) = acc.stanza.tree() else {

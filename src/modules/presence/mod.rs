@@ -23,7 +23,7 @@ use crate::modules::roster::{self, user_key, RosterItem, SubKind, SubState, Tran
 use crate::shard::{ConnMsg, SessionRef, Shard, ShardId};
 use crate::sm::{PresenceUpdate, PRESENCE_UPDATE};
 use crate::store::{RosterWrite, Store};
-use crate::xml::{Element, Stanza, StanzaKind};
+use crate::xml::{Element, Stanza, StanzaKind, StanzaType};
 use crate::xmpp::{ns, StanzaErrorCondition};
 
 /// Scratch key: the directed-presence targets of a session going unavailable.
@@ -126,12 +126,12 @@ fn user_send_presence(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     };
     let user = full.bare();
     let to_absent = acc.stanza.to().is_none();
-    let ty = acc.stanza_type().into_owned();
-    match ty.as_str() {
-        "" | "unavailable" => {
+    let ty = acc.ty();
+    match ty {
+        StanzaType::Absent | StanzaType::Unavailable => {
             let directed = &mut ctx.ext.get_or_default::<Directed>().0;
             if to_absent {
-                if ty == "unavailable" {
+                if ty == StanzaType::Unavailable {
                     if let Some(list) = directed.remove(&full) {
                         acc.put(DIRECTED, list);
                     }
@@ -140,7 +140,7 @@ fn user_send_presence(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
                 // §4.6: remember who got directed available presence, to tell them on logout.
                 let list = directed.entry(full).or_default();
                 list.retain(|j| j != &acc.to);
-                if ty.is_empty() {
+                if ty == StanzaType::Absent {
                     if list.len() >= MAX_DIRECTED {
                         list.remove(0);
                     }
@@ -149,8 +149,8 @@ fn user_send_presence(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
             }
             HookResult::Continue
         }
-        "error" => HookResult::Continue,
-        "probe" => {
+        StanzaType::Error => HookResult::Continue,
+        StanzaType::Probe => {
             // Probes are about bare JIDs (§4.3): answered by the contact's home shard.
             let bare = acc.to.bare();
             acc.stanza.set_to(bare.as_str());
@@ -158,7 +158,7 @@ fn user_send_presence(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
             HookResult::Continue
         }
         other => {
-            let Some(kind) = SubKind::parse(other) else {
+            let Some(kind) = SubKind::of(other) else {
                 // RFC 6120 §8.3.3.1 / RFC 6121 §4.7.1: an unknown presence type is a bad request.
                 return bounce(acc, ctx, StanzaErrorCondition::BadRequest);
             };
@@ -318,12 +318,12 @@ fn home(shard: &mut Shard, acc: Acc) -> Option<Acc> {
         broadcast(shard, acc, up);
         return None;
     }
-    let ty = acc.stanza_type().into_owned();
-    if ty == "probe" {
+    let ty = acc.ty();
+    if ty == StanzaType::Probe {
         probe(shard, acc);
         return None;
     }
-    if let Some(kind) = SubKind::parse(&ty) {
+    if let Some(kind) = SubKind::of(ty) {
         inbound(shard, acc, kind);
         return None;
     }

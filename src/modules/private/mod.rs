@@ -2,6 +2,7 @@
 //! their own account; the per-user total is bounded by `max_bytes` (all fragments of a set are
 //! stored, or none).
 
+use crate::xml::StanzaType;
 use std::rc::Rc;
 
 use crate::hooks::{Acc, Events, HookCtx, JobDone};
@@ -75,7 +76,7 @@ pub struct PrivateStored {
     pub fragments: Vec<Element>,
 }
 
-fn parse(ty: &str, payload: &Element) -> Result<Request, StanzaErrorCondition> {
+fn parse(ty: StanzaType, payload: &Element) -> Result<Request, StanzaErrorCondition> {
     if payload.name != "query" {
         return Err(StanzaErrorCondition::BadRequest);
     }
@@ -84,8 +85,8 @@ fn parse(ty: &str, payload: &Element) -> Result<Request, StanzaErrorCondition> {
         return Err(StanzaErrorCondition::NotAcceptable);
     }
     match (ty, children.as_slice()) {
-        ("get", [one]) => Ok(Request::Get((*one).clone())),
-        ("set", many) if !many.is_empty() => Ok(Request::Set(
+        (StanzaType::Get, [one]) => Ok(Request::Get((*one).clone())),
+        (StanzaType::Set, many) if !many.is_empty() => Ok(Request::Set(
             many.iter().map(|c| serialize(c)).collect(),
             many.iter().map(|c| (*c).clone()).collect(),
         )),
@@ -150,7 +151,7 @@ fn handle(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>, max: u64) -> IqRe
     if acc.from.bare() != user {
         return IqReply::Error(StanzaErrorCondition::Forbidden);
     }
-    let req = match parse(&acc.stanza_type(), payload) {
+    let req = match parse(acc.ty(), payload) {
         Ok(r) => r,
         Err(c) => return IqReply::Error(c),
     };

@@ -10,7 +10,7 @@ use crate::hooks::Acc;
 use crate::local::result_reply;
 use crate::modules::gather::{gather, with_children};
 use crate::shard::Shard;
-use crate::xml::{Element, StanzaKind};
+use crate::xml::{Element, StanzaKind, StanzaType};
 use crate::xmpp::{form, ns, StanzaErrorCondition as C};
 
 /// Routes a stanza addressed to the service.
@@ -20,23 +20,25 @@ pub fn route(shard: &mut Shard, acc: Acc) {
         shard.bounce(&acc, C::ItemNotFound);
         return;
     }
-    if acc.kind() == StanzaKind::Message && acc.stanza_type() != "error" {
+    if acc.kind() == StanzaKind::Message && acc.ty() != StanzaType::Error {
         return authorization_answer(shard, acc);
     }
     let Some(payload) = crate::local::service_iq(shard, &acc) else {
         return;
     };
     let service = acc.to.domain().to_owned();
-    let ty = acc.stanza_type().into_owned();
-    match (ty.as_str(), payload.ns.as_str()) {
-        ("get", ns::DISCO_INFO) => disco_info(shard, acc, &service, payload.attr("node")),
-        ("get", ns::DISCO_ITEMS) => disco_items(shard, acc, &service, payload.attr("node")),
-        (_, psns::PUBSUB | psns::OWNER) => pubsub(shard, acc, service, &ty, &payload),
+    let ty = acc.ty();
+    match (ty, payload.ns.as_str()) {
+        (StanzaType::Get, ns::DISCO_INFO) => disco_info(shard, acc, &service, payload.attr("node")),
+        (StanzaType::Get, ns::DISCO_ITEMS) => {
+            disco_items(shard, acc, &service, payload.attr("node"))
+        }
+        (_, psns::PUBSUB | psns::OWNER) => pubsub(shard, acc, service, ty, &payload),
         _ => shard.bounce(&acc, C::ServiceUnavailable),
     }
 }
 
-fn pubsub(shard: &mut Shard, acc: Acc, service: String, ty: &str, payload: &Element) {
+fn pubsub(shard: &mut Shard, acc: Acc, service: String, ty: StanzaType, payload: &Element) {
     let req = match Request::parse(ty, payload) {
         Ok(Request::Create { node: None, config }) => Request::Create {
             // An instant node (§8.1.2): the service names it.

@@ -11,6 +11,7 @@ use crate::modules::pubsub::core::ns as ps;
 use crate::shard::{home_shard, Shard};
 use crate::store::{PushEnable, StoredPush};
 use crate::xml::Element;
+use crate::xml::StanzaType;
 use crate::xmpp::form::{self, Form, FormKind};
 use crate::xmpp::StanzaErrorCondition;
 
@@ -41,9 +42,9 @@ pub enum Command {
 /// Reads an IQ of type `ty` with `payload`; every malformed request is `bad-request` (§5), a node
 /// or publish-options form past its bound ([`MAX_NODE_BYTES`], [`MAX_FORM_BYTES`]) is
 /// `not-acceptable`.
-pub fn parse(ty: &str, payload: &Element) -> Result<Command, StanzaErrorCondition> {
+pub fn parse(ty: StanzaType, payload: &Element) -> Result<Command, StanzaErrorCondition> {
     let bad = StanzaErrorCondition::BadRequest;
-    if ty != "set" {
+    if ty != StanzaType::Set {
         return Err(bad);
     }
     let service = payload
@@ -99,7 +100,7 @@ pub fn iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {
     if !disco::may_see_account(acc) {
         return IqReply::Error(StanzaErrorCondition::Forbidden);
     }
-    let cmd = match parse(&acc.stanza_type(), payload) {
+    let cmd = match parse(acc.ty(), payload) {
         Ok(c) => c,
         Err(cond) => return IqReply::Error(cond),
     };

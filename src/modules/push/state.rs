@@ -41,8 +41,8 @@ impl Trigger {
         if acc.kind() != StanzaKind::Message {
             return None;
         }
-        let ty = acc.stanza_type();
-        if !(ty.is_empty() || ty == "normal" || ty == "chat") {
+        let ty = acc.ty();
+        if !ty.is_one_to_one_message() {
             return None;
         }
         let el = acc.stanza.tree().ok()?;

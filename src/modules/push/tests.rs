@@ -1,6 +1,7 @@
 //! Push on socket-free shard clusters: an in-process app server (a local route) records the
 //! publishes and answers them when told to.
 
+use crate::xml::StanzaType;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -125,34 +126,55 @@ fn ok(s: &Stanza) {
 fn requests_parse_and_bad_ones_are_bad_request() {
     let bad = Err(StanzaErrorCondition::BadRequest);
     let ns = "xmlns='urn:xmpp:push:0'";
-    assert_eq!(parse("set", &el(&format!("<enable {ns} node='n'/>"))), bad);
-    assert_eq!(parse("set", &el(&format!("<enable {ns} jid='a.b'/>"))), bad);
     assert_eq!(
-        parse("get", &el(&format!("<enable {ns} jid='a.b' node='n'/>"))),
-        bad
-    );
-    assert_eq!(parse("set", &el(&format!("<disable {ns}/>"))), bad);
-    assert_eq!(
-        parse("set", &el(&format!("<disable {ns} jid='a.b' node=''/>"))),
+        parse(StanzaType::Set, &el(&format!("<enable {ns} node='n'/>"))),
         bad
     );
     assert_eq!(
-        parse("set", &el(&format!("<enable {ns} jid='a.b' node=''/>"))),
+        parse(StanzaType::Set, &el(&format!("<enable {ns} jid='a.b'/>"))),
         bad
     );
     assert_eq!(
-        parse("set", &el(&format!("<enable {ns} jid='' node='n'/>"))),
+        parse(
+            StanzaType::Get,
+            &el(&format!("<enable {ns} jid='a.b' node='n'/>"))
+        ),
+        bad
+    );
+    assert_eq!(
+        parse(StanzaType::Set, &el(&format!("<disable {ns}/>"))),
+        bad
+    );
+    assert_eq!(
+        parse(
+            StanzaType::Set,
+            &el(&format!("<disable {ns} jid='a.b' node=''/>"))
+        ),
+        bad
+    );
+    assert_eq!(
+        parse(
+            StanzaType::Set,
+            &el(&format!("<enable {ns} jid='a.b' node=''/>"))
+        ),
+        bad
+    );
+    assert_eq!(
+        parse(
+            StanzaType::Set,
+            &el(&format!("<enable {ns} jid='' node='n'/>"))
+        ),
         bad
     );
     // A form that is not publish-options.
     let junk = format!(
         "<enable {ns} jid='a.b' node='n'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>urn:junk</value></field></x></enable>"
     );
-    assert_eq!(parse("set", &el(&junk)), bad);
+    assert_eq!(parse(StanzaType::Set, &el(&junk)), bad);
     let unnamed = format!("<enable {ns} jid='a.b' node='n'><x xmlns='jabber:x:data'><field><value>1</value></field></x></enable>");
-    assert_eq!(parse("set", &el(&unnamed)), bad);
+    assert_eq!(parse(StanzaType::Set, &el(&unnamed)), bad);
     assert!(matches!(
-        parse("set", &el(&format!("<disable {ns} jid='a.b'/>"))),
+        parse(StanzaType::Set, &el(&format!("<disable {ns} jid='a.b'/>"))),
         Ok(Command::Disable { node: None, .. })
     ));
 }
@@ -164,11 +186,11 @@ fn a_node_or_form_past_its_bound_is_not_acceptable() {
     let at = "n".repeat(super::MAX_NODE_BYTES);
     let over = format!("{at}n");
     let enable = |node: &str| format!("<enable {ns} jid='a.b' node='{node}'/>");
-    assert!(parse("set", &el(&enable(&at))).is_ok());
-    assert_eq!(parse("set", &el(&enable(&over))), no);
+    assert!(parse(StanzaType::Set, &el(&enable(&at))).is_ok());
+    assert_eq!(parse(StanzaType::Set, &el(&enable(&over))), no);
     assert_eq!(
         parse(
-            "set",
+            StanzaType::Set,
             &el(&format!("<disable {ns} jid='a.b' node='{over}'/>"))
         ),
         no
@@ -180,8 +202,11 @@ fn a_node_or_form_past_its_bound_is_not_acceptable() {
             "s".repeat(filler)
         )
     };
-    assert!(parse("set", &el(&form(1000))).is_ok());
-    assert_eq!(parse("set", &el(&form(super::MAX_FORM_BYTES))), no);
+    assert!(parse(StanzaType::Set, &el(&form(1000))).is_ok());
+    assert_eq!(
+        parse(StanzaType::Set, &el(&form(super::MAX_FORM_BYTES))),
+        no
+    );
 }
 
 #[test]

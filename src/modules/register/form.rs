@@ -2,6 +2,7 @@
 
 use crate::xml::escape::escape_attr_into;
 use crate::xml::Element;
+use crate::xml::StanzaType;
 use crate::xmpp::StanzaErrorCondition;
 
 /// `jabber:iq:register`.
@@ -24,11 +25,11 @@ pub enum Request {
 }
 
 /// Parses a request; XEP-0077 §3.1 asks for `not-acceptable` when a required field is missing.
-pub fn parse(type_: &str, query: &Element) -> Result<Request, StanzaErrorCondition> {
+pub fn parse(type_: StanzaType, query: &Element) -> Result<Request, StanzaErrorCondition> {
     match type_ {
-        "get" => Ok(Request::Form),
-        "set" if query.get_child("remove", NS).is_some() => Ok(Request::Remove),
-        "set" => {
+        StanzaType::Get => Ok(Request::Form),
+        StanzaType::Set if query.get_child("remove", NS).is_some() => Ok(Request::Remove),
+        StanzaType::Set => {
             let field = |name| query.get_child(name, NS).map(|e| e.text());
             match (field("username"), field("password")) {
                 (Some(username), Some(password))
@@ -108,21 +109,24 @@ mod tests {
 
     #[test]
     fn requests() {
-        assert_eq!(parse("get", &q(&[])), Ok(Request::Form));
-        assert_eq!(parse("set", &q(&[("remove", "")])), Ok(Request::Remove));
+        assert_eq!(parse(StanzaType::Get, &q(&[])), Ok(Request::Form));
         assert_eq!(
-            parse("set", &q(&[("username", "a"), ("password", "b")])),
+            parse(StanzaType::Set, &q(&[("remove", "")])),
+            Ok(Request::Remove)
+        );
+        assert_eq!(
+            parse(StanzaType::Set, &q(&[("username", "a"), ("password", "b")])),
             Ok(Request::Set {
                 username: "a".into(),
                 password: "b".into()
             })
         );
         assert_eq!(
-            parse("set", &q(&[("username", "a")])),
+            parse(StanzaType::Set, &q(&[("username", "a")])),
             Err(StanzaErrorCondition::NotAcceptable)
         );
         assert_eq!(
-            parse("set", &q(&[("username", ""), ("password", "b")])),
+            parse(StanzaType::Set, &q(&[("username", ""), ("password", "b")])),
             Err(StanzaErrorCondition::NotAcceptable)
         );
     }

@@ -105,8 +105,8 @@ pub fn pre_auth(ext: &Extensions, stanza: &Stanza, domain: &str, ip: IpAddr) -> 
     else {
         return reply(Err(StanzaErrorCondition::BadRequest));
     };
-    let type_ = stanza.type_().unwrap_or_default();
-    let (username, password) = match form::parse(&type_, &query) {
+    let type_ = stanza.ty();
+    let (username, password) = match form::parse(type_, &query) {
         Ok(Request::Form) => return reply(Ok(Some(form::blank_form()))),
         // Nothing to cancel without an account; XEP-0077 §3.2 wants authentication first.
         Ok(Request::Remove) => return reply(Err(StanzaErrorCondition::NotAuthorized)),
@@ -197,7 +197,7 @@ fn authed(
         return IqReply::Error(StanzaErrorCondition::Forbidden);
     }
     let node = bare.node().unwrap_or_default().to_owned();
-    let request = match form::parse(&acc.stanza_type(), payload) {
+    let request = match form::parse(acc.ty(), payload) {
         Ok(r) => r,
         Err(cond) => return IqReply::Error(cond),
     };

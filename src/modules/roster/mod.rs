@@ -21,7 +21,7 @@ use crate::jid::{BareJid, FullJid, Jid};
 use crate::local::{result_reply, IqReply};
 use crate::shard::{ConnMsg, Shard, ShardId};
 use crate::store::{RosterWrite, Store};
-use crate::xml::{Element, Stanza, StanzaKind};
+use crate::xml::{Element, Stanza, StanzaKind, StanzaType};
 use crate::xmpp::{ns, StanzaErrorCondition};
 
 use super::options::{OptionError, Options};
@@ -125,7 +125,7 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: RosterOpts) {
 /// A roster push: an IQ set in the roster namespace from the recipient's own bare JID.
 fn is_push(acc: &Acc) -> bool {
     acc.kind() == StanzaKind::Iq
-        && acc.stanza_type() == "set"
+        && acc.ty() == StanzaType::Set
         && acc.from.is_bare()
         && acc.from.as_str() == acc.to.bare().as_str()
         && acc.stanza.child_ns().as_deref() == Some(ns::ROSTER)
@@ -140,8 +140,8 @@ fn handle_iq(acc: &Acc, query: &Element, ctx: &mut HookCtx<'_>, opts: RosterOpts
     if query.name != "query" {
         return IqReply::Error(StanzaErrorCondition::BadRequest);
     }
-    match &*acc.stanza_type() {
-        "get" => {
+    match acc.ty() {
+        StanzaType::Get => {
             if let Ok(full) = acc.from.clone().try_into_full() {
                 ctx.ext.get_or_default::<RosterInterest>().0.insert(full);
             }
@@ -153,7 +153,7 @@ fn handle_iq(acc: &Acc, query: &Element, ctx: &mut HookCtx<'_>, opts: RosterOpts
             });
             IqReply::NoReply
         }
-        "set" => match SetRequest::parse(query) {
+        StanzaType::Set => match SetRequest::parse(query) {
             Err(cond) => IqReply::Error(cond),
             Ok(set) => {
                 let req = acc.fork();

@@ -377,7 +377,7 @@ fn timeout_reroutes_unacked_to_another_resource_then_unregisters() {
     let mut errors = Vec::new();
     while let Some(m) = s_mb.pop() {
         if let ConnMsg::Deliver(acc) = m {
-            assert_eq!(acc.stanza_type(), "error");
+            assert_eq!(acc.ty(), crate::xml::StanzaType::Error);
             errors.push(body(acc.stanza.bytes()));
         }
     }

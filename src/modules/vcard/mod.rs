@@ -13,7 +13,7 @@ use crate::modules::offline::user_key;
 use crate::modules::options::{self, OptionError};
 use crate::shard::{Shard, ShardId};
 use crate::store::{Store, VcardGet};
-use crate::xml::{Element, Stanza};
+use crate::xml::{Element, Stanza, StanzaType};
 use crate::xmpp::StanzaErrorCondition;
 
 /// The vcard-temp namespace.
@@ -101,14 +101,14 @@ fn handle(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>, max: usize) -> Iq
     }
     let owner = acc.to.bare();
     let (req, on) = (acc.fork(), ctx.shard);
-    match &*acc.stanza_type() {
-        "get" => {
+    match acc.ty() {
+        StanzaType::Get => {
             ctx.store(Some(user_key(&owner)), move |store| {
                 get_job(store, &owner, &req, on)
             });
             IqReply::NoReply
         }
-        "set" => {
+        StanzaType::Set => {
             if acc.from.bare() != owner {
                 return IqReply::Error(StanzaErrorCondition::Forbidden);
             }

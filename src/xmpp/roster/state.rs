@@ -31,12 +31,13 @@ pub enum SubKind {
 
 impl SubKind {
     /// The kind for a presence `type` value, if it is a subscription type.
-    pub fn parse(ty: &str) -> Option<SubKind> {
+    pub fn of(ty: crate::xml::StanzaType) -> Option<SubKind> {
+        use crate::xml::StanzaType as T;
         Some(match ty {
-            "subscribe" => SubKind::Subscribe,
-            "subscribed" => SubKind::Subscribed,
-            "unsubscribe" => SubKind::Unsubscribe,
-            "unsubscribed" => SubKind::Unsubscribed,
+            T::Subscribe => SubKind::Subscribe,
+            T::Subscribed => SubKind::Subscribed,
+            T::Unsubscribe => SubKind::Unsubscribe,
+            T::Unsubscribed => SubKind::Unsubscribed,
             _ => return None,
         })
     }
@@ -490,8 +491,11 @@ mod tests {
             assert_eq!(SubState::default().with_subscription(s).subscription(), s);
         }
         for k in [Subscribe, Subscribed, Unsubscribe, Unsubscribed] {
-            assert_eq!(SubKind::parse(k.as_str()), Some(k));
+            assert_eq!(
+                SubKind::of(crate::xml::StanzaType::parse(Some(k.as_str()))),
+                Some(k)
+            );
         }
-        assert_eq!(SubKind::parse("bogus"), None);
+        assert_eq!(SubKind::of(crate::xml::StanzaType::Probe), None);
     }
 }

@@ -5,7 +5,7 @@ use super::types::{NS_DATA, NS_MUC, NS_MUC_ADMIN, NS_MUC_OWNER, NS_ROOMINFO};
 use super::util::{error_reply, iq_result};
 use super::{Room, RoomOut, Whois};
 use crate::jid::FullJid;
-use crate::xml::{Element, Stanza};
+use crate::xml::{Element, Stanza, StanzaType};
 use crate::xmpp::{ns, StanzaErrorCondition as E};
 
 /// XEP-0410: the service answers an occupant's ping to its own nickname itself.
@@ -89,22 +89,22 @@ impl Room {
     /// IQs to the room itself.
     pub(super) fn on_room_iq(&mut self, from: &FullJid, stanza: &Stanza, out: &mut Vec<RoomOut>) {
         let room = self.jid.as_str().to_owned();
-        let ty = stanza.type_().map(|t| t.into_owned()).unwrap_or_default();
-        if ty != "get" && ty != "set" {
+        let ty = stanza.ty();
+        if ty != StanzaType::Get && ty != StanzaType::Set {
             return;
         }
         let child_ns = stanza
             .child_ns()
             .map(|n| n.into_owned())
             .unwrap_or_default();
-        match (child_ns.as_str(), ty.as_str()) {
-            (ns::DISCO_INFO, "get") => {
+        match (child_ns.as_str(), ty) {
+            (ns::DISCO_INFO, StanzaType::Get) => {
                 out.push(iq_result(stanza, &room, from, Some(self.disco_info())))
             }
-            (ns::DISCO_ITEMS, "get") => {
+            (ns::DISCO_ITEMS, StanzaType::Get) => {
                 out.push(iq_result(stanza, &room, from, Some(self.disco_items())))
             }
-            (ns::PING, "get") => out.push(iq_result(stanza, &room, from, None)),
+            (ns::PING, StanzaType::Get) => out.push(iq_result(stanza, &room, from, None)),
             (NS_MUC_ADMIN, _) | (NS_MUC_OWNER, _) => {
                 let query = stanza.tree().ok().and_then(|el| {
                     el.child_elements()
@@ -113,9 +113,9 @@ impl Room {
                 });
                 match query {
                     Some(q) if child_ns == NS_MUC_ADMIN => {
-                        self.on_admin(from, stanza, &q, &ty == "set", out)
+                        self.on_admin(from, stanza, &q, ty == StanzaType::Set, out)
                     }
-                    Some(q) => self.on_owner(from, stanza, &q, &ty == "set", out),
+                    Some(q) => self.on_owner(from, stanza, &q, ty == StanzaType::Set, out),
                     None => out.extend(error_reply(stanza, &room, from, E::BadRequest)),
                 }
             }

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use super::util::{error_reply, iq_result};
 use super::{Room, RoomOut};
 use crate::jid::FullJid;
-use crate::xml::Stanza;
+use crate::xml::{Stanza, StanzaType};
 use crate::xmpp::{ns, StanzaErrorCondition as E};
 
 /// Requests awaiting an answer, oldest first; past this many the oldest is forgotten.
@@ -43,8 +43,8 @@ impl Room {
         nick: &str,
         out: &mut Vec<RoomOut>,
     ) {
-        let ty = stanza.type_().map(|t| t.into_owned()).unwrap_or_default();
-        if ty == "result" || ty == "error" {
+        let ty = stanza.ty();
+        if ty == StanzaType::Result || ty == StanzaType::Error {
             self.answer_back(from, stanza, out);
             return;
         }

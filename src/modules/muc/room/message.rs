@@ -7,7 +7,7 @@ use super::types::{Affiliation, Role, NS_DELAY, NS_MUC_USER};
 use super::util::{error_reply, error_reply_short, send, send_jid, stamp};
 use super::{AllowPm, Room, RoomOut, Subject};
 use crate::jid::{FullJid, Jid};
-use crate::xml::{Element, Node, Stanza};
+use crate::xml::{Element, Node, Stanza, StanzaType};
 use crate::xmpp::{ns, StanzaErrorCondition as E};
 
 impl Room {
@@ -20,9 +20,9 @@ impl Room {
         out: &mut Vec<RoomOut>,
     ) {
         let room = self.jid.as_str().to_owned();
-        match stanza.type_().as_deref() {
-            Some("groupchat") => self.groupchat(from, stanza, now, out),
-            Some("error") => self.on_error_from(from, stanza, out),
+        match stanza.ty() {
+            StanzaType::Groupchat => self.groupchat(from, stanza, now, out),
+            StanzaType::Error => self.on_error_from(from, stanza, out),
             _ => {
                 let x = stanza
                     .tree()
@@ -132,11 +132,11 @@ impl Room {
         nick: &str,
         out: &mut Vec<RoomOut>,
     ) {
-        let ty = stanza.type_().map(|t| t.into_owned()).unwrap_or_default();
-        if ty == "error" {
+        let ty = stanza.ty();
+        if ty == StanzaType::Error {
             return;
         }
-        if ty == "groupchat" {
+        if ty == StanzaType::Groupchat {
             out.extend(error_reply(stanza, to, from, E::BadRequest));
             return;
         }

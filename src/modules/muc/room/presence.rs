@@ -11,7 +11,7 @@ use super::util::{error_reply, send, Cond};
 use super::{Room, RoomOut, Whois};
 use crate::jid::FullJid;
 use crate::shard::ShardId;
-use crate::xml::{Element, Stanza};
+use crate::xml::{Element, Stanza, StanzaType};
 use crate::xmpp::{ns, StanzaErrorCondition as E};
 
 impl Room {
@@ -27,16 +27,16 @@ impl Room {
         now: SystemTime,
         out: &mut Vec<RoomOut>,
     ) {
-        let ty = stanza.type_().map(|t| t.into_owned()).unwrap_or_default();
-        match ty.as_str() {
-            "" => {}
-            "unavailable" => {
+        let ty = stanza.ty();
+        match ty {
+            StanzaType::Absent => {}
+            StanzaType::Unavailable => {
                 let payload = stanza.tree().map(|el| payload_of(&el)).unwrap_or_default();
                 self.leave(from, payload, out);
                 return;
             }
             // The client rejected a room presence.
-            "error" => {
+            StanzaType::Error => {
                 self.on_error_from(from, stanza, out);
                 return;
             }

@@ -4,7 +4,7 @@
 use super::node::{Affiliation, SubState};
 use super::{ns, PubsubAppError, PubsubError};
 use crate::jid::Jid;
-use crate::xml::Element;
+use crate::xml::{Element, StanzaType};
 use crate::xmpp::form;
 use crate::xmpp::StanzaErrorCondition;
 
@@ -190,13 +190,13 @@ impl Request {
     }
 
     /// Parses the `<pubsub/>` child of an IQ of type `iq_type` (`get` or `set`).
-    pub fn parse(iq_type: &str, payload: &Element) -> Result<Request, PubsubError> {
+    pub fn parse(iq_type: StanzaType, payload: &Element) -> Result<Request, PubsubError> {
         if payload.name != "pubsub" {
             return Err(PubsubError::bad_request());
         }
         let set = match iq_type {
-            "get" => false,
-            "set" => true,
+            StanzaType::Get => false,
+            StanzaType::Set => true,
             _ => return Err(PubsubError::bad_request()),
         };
         let req = if payload.ns == ns::PUBSUB {

@@ -9,7 +9,7 @@ fn req(ty: &str, xml: &str) -> Result<Request, PubsubError> {
     let e: Element = Stanza::parse(xml.as_bytes().to_vec())
         .and_then(|s| s.tree())
         .unwrap_or_else(|e| panic!("{e}: {xml}"));
-    Request::parse(ty, &e)
+    Request::parse(crate::xml::StanzaType::parse(Some(ty)), &e)
 }
 
 const PS: &str = "http://jabber.org/protocol/pubsub";
