@@ -54,6 +54,15 @@ pub struct Args {
     /// With --server-b: seconds for a warm-up message to cross each way before the run fails.
     #[arg(long, default_value_t = 60.0)]
     pub warmup_timeout: f64,
+    /// The nodes of one cluster (comma-separated addresses, all serving --domain), instead of
+    /// --server: user u logs in to node u mod N (`--placement user`: pair partners on different
+    /// nodes, every pair's messages cross) or (u / 2) mod N (`--placement pair`: partners on one
+    /// node). A user whose node refuses connections moves on to the next node.
+    #[arg(long, value_delimiter = ',', conflicts_with = "server_b")]
+    pub nodes: Vec<String>,
+    /// With --nodes: which users share a node (see --nodes).
+    #[arg(long, value_enum, default_value = "user")]
+    pub placement: Placement,
     /// Number of users (user1..userN); default 100, muc: rooms × occupants, pep: contacts + 1.
     #[arg(long)]
     pub users: Option<u32>,
@@ -288,6 +297,15 @@ mod tests {
         assert!(parse_addr_range("127.0.0.9-127.0.0.2").is_err());
         assert!(parse_addr_range("127.0.0-x").is_err());
     }
+}
+
+/// `--placement`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Placement {
+    /// User u on node u mod N.
+    User,
+    /// User u on node (u / 2) mod N: pair partners together.
+    Pair,
 }
 
 /// `--transport`.

@@ -21,6 +21,8 @@ pub struct Client {
     pub sm: Option<RefCell<Sm>>,
     /// Next message sequence number.
     next_seq: Cell<u64>,
+    /// In a cluster: how many nodes past its own the user now logs in to (its node was down).
+    pub failover: Cell<u32>,
 }
 
 impl Client {
@@ -31,6 +33,7 @@ impl Client {
             outbox: RefCell::new(None),
             sm: ack_every.map(|n| RefCell::new(Sm::new(n))),
             next_seq: Cell::new(0),
+            failover: Cell::new(0),
         }
     }
 

@@ -89,6 +89,10 @@ pub struct Plan {
     pub pep: Option<PepPlan>,
     /// Two servers: the second one, where odd user indices log in (see [`crate::across`]).
     pub server_b: Option<ServerB>,
+    /// The nodes of one cluster (`--nodes`; empty: `addr` alone).
+    pub nodes: Vec<SocketAddr>,
+    /// With `nodes`: pair partners on one node instead of user u on node u mod N.
+    pub pair_placement: bool,
 }
 
 /// The second server of a federation run.
@@ -118,8 +122,14 @@ impl Plan {
         }
     }
 
-    /// The server user `idx` logs in to and the login settings there.
-    pub fn server_of(&self, idx: u32) -> (SocketAddr, &LoginConfig) {
+    /// The server user `idx` logs in to and the login settings there; in a cluster, `failover`
+    /// nodes past the user's own (its node was down).
+    pub fn server_of(&self, idx: u32, failover: u32) -> (SocketAddr, &LoginConfig) {
+        if !self.nodes.is_empty() {
+            let home = if self.pair_placement { idx / 2 } else { idx } as usize;
+            let at = (home + failover as usize) % self.nodes.len();
+            return (self.nodes[at], &self.login);
+        }
         match (&self.server_b, across::side(idx)) {
             (Some(b), across::Side::B) => (b.addr, &b.login),
             _ => (self.addr, &self.login),
@@ -390,7 +400,7 @@ async fn login_one(core: &Rc<Core>, u: u32) {
         sleep(core.plan.login_timeout).await;
         Err(SessionError::Timeout)
     };
-    match future::or(open_session(core, u, None), timeout).await {
+    match future::or(open_session(core, u, None, 0), timeout).await {
         Ok(s) => {
             let us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
             core.stats().record_login(us, core.shared.now_ns());
@@ -414,14 +424,16 @@ async fn login_one(core: &Rc<Core>, u: u32) {
     }
 }
 
-/// Connect and log user `u` in, trying `resume` = (previd, h) instead of binding when given.
+/// Connect and log user `u` in, trying `resume` = (previd, h) instead of binding when given; in a
+/// cluster, at the node `failover` places past its own.
 pub async fn open_session(
     core: &Core,
     u: u32,
     resume: Option<(String, u32)>,
+    failover: u32,
 ) -> Result<Session, SessionError> {
     let plan = &core.plan;
-    let (addr, login_cfg) = plan.server_of(u);
+    let (addr, login_cfg) = plan.server_of(u, failover);
     let mut conn = Conn::new(conn::connect(addr, plan.source_ip(u))?);
     if let Some(path) = &plan.ws_path {
         conn.upgrade_ws(&login_cfg.domain, path).await?;

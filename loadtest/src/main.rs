@@ -254,6 +254,11 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
         }),
         _ => None,
     };
+    let nodes = args
+        .nodes
+        .iter()
+        .map(|n| resolve(n))
+        .collect::<Result<Vec<_>, _>>()?;
     let plan = core::Plan {
         scenario: args.scenario,
         addr,
@@ -288,6 +293,8 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
         muc,
         pep,
         server_b,
+        nodes,
+        pair_placement: args.placement == cli::Placement::Pair,
     };
     let opts = run::RunOpts {
         duration: Duration::from_secs_f64(args.duration.max(0.0)),
@@ -298,6 +305,7 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
         progress: !args.quiet,
         server: match (&args.server_b, &args.domain_b) {
             (Some(b), Some(d)) => format!("{} ({}) and {b} ({d})", args.server, args.domain),
+            _ if !args.nodes.is_empty() => format!("cluster {}", args.nodes.join(", ")),
             _ => args.server.clone(),
         },
     };

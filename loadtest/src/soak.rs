@@ -67,10 +67,15 @@ async fn user_loop(core: Rc<Core>, client: Rc<Client>) {
             sleep(core.plan.login_timeout).await;
             Err(SessionError::Timeout)
         };
-        let s = match future::or(open_session(&core, client.u, resume), timeout).await {
+        let at = client.failover.get();
+        let s = match future::or(open_session(&core, client.u, resume, at), timeout).await {
             Ok(s) => s,
             Err(e) => {
                 st.retries.fetch_add(1, Relaxed);
+                if core.plan.nodes.len() > 1 {
+                    // A cluster: the next attempt goes to the next node (this one may be down).
+                    client.failover.set(at.wrapping_add(1));
+                }
                 if first {
                     core.complain(format_args!(
                         "login of {} failed (retrying): {e}",

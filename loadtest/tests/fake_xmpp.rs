@@ -1,6 +1,7 @@
 //! Integration: full XMPP login (SASL PLAIN, restart, bind, presence) and the
 //! `max` scenario against a tiny fake XMPP server running in this test process;
-//! two fakes sharing one routing table stand for two federated servers (`--server-b`).
+//! two fakes sharing one routing table stand for two federated servers (`--server-b`), three
+//! serving one domain for the nodes of a cluster (`--nodes`).
 
 mod common;
 
@@ -15,6 +16,9 @@ type Routes = Arc<Mutex<HashMap<String, TcpStream>>>;
 /// Messages a fake routed: (sender's domain, recipient's domain) of each, across all fakes.
 type Seen = Arc<Mutex<Vec<(String, String)>>>;
 
+/// Logins: (the fake's label, the bare JID), across all fakes.
+type Logins = Arc<Mutex<Vec<(&'static str, String)>>>;
+
 /// What one fake serves.
 #[derive(Clone)]
 struct Fake {
@@ -26,6 +30,10 @@ struct Fake {
     deliver: bool,
     /// The domains of every message routed.
     seen: Seen,
+    /// Which fake this is, in `logins`.
+    label: &'static str,
+    /// Every login, with the label of the fake it reached.
+    logins: Logins,
 }
 
 /// The domain part of a JID.
@@ -41,6 +49,8 @@ fn serve(mut s: TcpStream, fake: Fake, password: &'static str) {
         routes,
         deliver,
         seen,
+        label,
+        logins,
     } = fake;
     let mut buf = String::new();
     let mut chunk = [0u8; 65536];
@@ -71,6 +81,7 @@ fn serve(mut s: TcpStream, fake: Fake, password: &'static str) {
                 let parts: Vec<&[u8]> = raw.split(|&c| c == 0).collect();
                 if parts.len() == 3 && parts[2] == password.as_bytes() {
                     me = format!("{}@{domain}", String::from_utf8_lossy(parts[1]));
+                    logins.lock().expect("logins").push((label, me.clone()));
                     authed = true;
                     reply = "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>".into();
                 } else {
@@ -139,6 +150,8 @@ fn start_fake(deliver: bool) -> String {
         routes: Arc::default(),
         deliver,
         seen: Arc::default(),
+        label: "localhost",
+        logins: Arc::default(),
     })
 }
 
@@ -152,6 +165,8 @@ fn start_pair(federate: bool) -> (String, String, Routes, Seen) {
         routes: routes.clone(),
         deliver: true,
         seen: seen.clone(),
+        label: "a.example",
+        logins: Arc::default(),
     });
     let b_routes = if federate {
         routes.clone()
@@ -163,6 +178,8 @@ fn start_pair(federate: bool) -> (String, String, Routes, Seen) {
         routes: b_routes,
         deliver: true,
         seen: seen.clone(),
+        label: "b.example",
+        logins: Arc::default(),
     });
     (a, b, routes, seen)
 }
@@ -209,6 +226,55 @@ fn max_across_two_servers() {
         .count();
     assert_eq!(ab + ba, seen.len(), "a message stayed on one server");
     assert!(ab >= 12 && ba >= 12, "{ab} a->b, {ba} b->a");
+}
+
+/// `--nodes`: three fakes serving one domain with one routing table (a cluster's nodes); users
+/// log in to node u mod 3 (`--placement user`) or (u / 2) mod 3 (`--placement pair`), and every
+/// message is delivered.
+#[test]
+fn max_over_three_cluster_nodes() {
+    for (placement, node_of) in [("user", 1usize), ("pair", 2)] {
+        let routes: Routes = Arc::default();
+        let logins: Logins = Arc::default();
+        let labels = ["n0", "n1", "n2"];
+        let nodes: Vec<String> = labels
+            .iter()
+            .map(|&label| {
+                start(Fake {
+                    domain: "localhost",
+                    routes: routes.clone(),
+                    deliver: true,
+                    seen: Arc::default(),
+                    label,
+                    logins: logins.clone(),
+                })
+            })
+            .collect();
+        let args = format!(
+            "max --nodes {} --placement {placement} --password secret --users 6 --window 4 \
+             --duration 0.3 --grace 5",
+            nodes.join(",")
+        );
+        let args: Vec<&str> = args.split_whitespace().collect();
+        let (code, r) = run(&args);
+        assert_eq!(code, 0, "{placement}: {r}");
+        assert_eq!(r["connected"].as_u64(), Some(6), "{placement}");
+        assert_eq!(r["lost"].as_u64(), Some(0), "{placement}");
+        assert!(r["delivered"].as_u64().expect("delivered") >= 24, "{r}");
+        let mut got = logins.lock().expect("logins").clone();
+        got.sort();
+        // user1..user6 are indices 0..5.
+        let mut want: Vec<(&str, String)> = (0..6)
+            .map(|u| {
+                (
+                    labels[(u / node_of) % 3],
+                    format!("user{}@localhost", u + 1),
+                )
+            })
+            .collect();
+        want.sort();
+        assert_eq!(got, want, "{placement}");
+    }
 }
 
 #[test]
