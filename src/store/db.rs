@@ -188,6 +188,14 @@ impl Conn {
         }
     }
 
+    /// Inside a transaction (BEGIN ... COMMIT).
+    fn in_tx(&self) -> bool {
+        match self {
+            Conn::Sqlite(c) => !c.is_autocommit(),
+            Conn::Postgres(pg) => pg.borrow().in_tx,
+        }
+    }
+
     fn set_in_tx(&self, on: bool) {
         if let Conn::Postgres(pg) = self {
             pg.borrow_mut().in_tx = on;
@@ -304,6 +312,19 @@ impl Store {
         match self.row(q, args)? {
             Some(mut r) => r.int(0),
             None => Err(super::Corruption::Column("a row").into()),
+        }
+    }
+
+    /// Runs `body` so that all or none of what it writes is kept: in the caller's transaction when
+    /// there is one (an error fails it), else in a transaction of its own.
+    pub(crate) fn atomic<R>(
+        &self,
+        body: impl FnOnce() -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        if self.db.in_tx() {
+            body()
+        } else {
+            self.transaction(None, || body().map(End::Commit))
         }
     }
 
