@@ -87,7 +87,7 @@ round() {
     local log="$OUT/$mode-$n"
     rm -rf "$OUT/data"
     if [ "$BACKEND" = postgres ]; then
-        psql "$PETREL_TEST_PG" -qc "DROP SCHEMA public CASCADE; CREATE SCHEMA public" >/dev/null
+        psql "$PETREL_TEST_PG" -qc "SET client_min_messages = warning; DROP SCHEMA public CASCADE; CREATE SCHEMA public" >/dev/null
     fi
     "$PETREL" user add-range --count "$USERS" localhost password --config "$OUT/$mode.toml" >/dev/null 2>&1
     if [ "$PIN" = process ]; then

@@ -40,7 +40,6 @@ pub(crate) const fn sql(both: &'static str) -> Sql {
 }
 
 /// A statement written once per backend (both with `?N` placeholders).
-#[allow(dead_code)] // For statements whose dialects differ; every statement so far is shared.
 pub(crate) const fn sql2(sqlite: &'static str, pg: &'static str) -> Sql {
     Sql { sqlite, pg }
 }

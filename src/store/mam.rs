@@ -2,7 +2,7 @@
 //! JID, or a room's), ordered by the archive id (time-ordered, see `modules::mam::id`), and the
 //! owners' archiving preferences.
 
-use super::db::{sql, End, Sql};
+use super::db::{sql, sql2, End, Sql};
 use std::time::{Duration, Instant};
 
 use super::db::Kind;
@@ -62,21 +62,56 @@ pub struct StoredMamPrefs {
     pub never: Vec<String>,
 }
 
-/// Page queries: one static statement per (with or not, direction), every bound always given
-/// (open ends as the extreme integers) so each uses its index without OR clauses. Owners and
-/// contacts are their `mam_jid` ids (`?1`, `?7`); the contact's JID and the stanza come back by
-/// the joins (primary keys both).
-macro_rules! page {
-    ($with:expr, $dir:literal) => {
-        sql(concat!(
-            "SELECT m.id, w.jid, m.with_res, m.outgoing, m.ts, g.stanza
-     FROM mam_entry m JOIN mam_jid w ON w.jid_id = m.wid JOIN mam_msg g ON g.id = m.id
-     WHERE m.oid = ?1 AND m.id > ?2 AND m.id < ?3 AND m.ts >= ?4 AND m.ts <= ?5",
+/// The archive's tables differ per backend (see v8_mam_msg_sqlite.sql and v8_mam_msg_pg.sql): on
+/// SQLite each message's stanza is in `mam_msg` and the per-owner rows in `mam_entry`; on
+/// PostgreSQL each per-owner row in `mam_row` holds the stanza. `$pre` `<rows table>` `$post`, per
+/// backend.
+macro_rules! on_rows {
+    ($pre:expr, $post:expr) => {
+        sql2(
+            concat!($pre, "mam_entry", $post),
+            concat!($pre, "mam_row", $post),
+        )
+    };
+}
+
+/// A page's rows with their contact's JID and their stanza, per backend.
+macro_rules! page_text {
+    ($from:expr, $stanza:expr, $with:expr, $dir:literal) => {
+        concat!(
+            "SELECT m.id, w.jid, m.with_res, m.outgoing, m.ts, ",
+            $stanza,
+            " FROM ",
+            $from,
+            " WHERE m.oid = ?1 AND m.id > ?2 AND m.id < ?3 AND m.ts >= ?4 AND m.ts <= ?5",
             $with,
             " ORDER BY m.id ",
             $dir,
             " LIMIT ?6"
-        ))
+        )
+    };
+}
+macro_rules! sqlite_from {
+    () => {
+        "mam_entry m JOIN mam_jid w ON w.jid_id = m.wid JOIN mam_msg g ON g.id = m.id"
+    };
+}
+macro_rules! pg_from {
+    () => {
+        "mam_row m JOIN mam_jid w ON w.jid_id = m.wid"
+    };
+}
+
+/// Page queries: one static statement per (with or not, direction), every bound always given
+/// (open ends as the extreme integers) so each uses its index without OR clauses. Owners and
+/// contacts are their `mam_jid` ids (`?1`, `?7`); the contact's JID (and on SQLite the stanza)
+/// come back by joins on primary keys.
+macro_rules! page {
+    ($with:expr, $dir:literal) => {
+        sql2(
+            page_text!(sqlite_from!(), "g.stanza", $with, $dir),
+            page_text!(pg_from!(), "m.stanza", $with, $dir),
+        )
     };
 }
 /// The contact condition of the `with` pages.
@@ -89,19 +124,36 @@ const PAGE_ASC: Sql = page!("", "ASC");
 const PAGE_DESC: Sql = page!("", "DESC");
 const PAGE_WITH_ASC: Sql = page!(with!(), "ASC");
 const PAGE_WITH_DESC: Sql = page!(with!(), "DESC");
-const COUNT: Sql = sql("SELECT count(*) FROM mam_entry
-     WHERE oid = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5");
-const COUNT_WITH: Sql = sql("SELECT count(*) FROM mam_entry
-     WHERE oid = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5
-       AND wid = ?6 AND (?7 = '*' OR with_res = ?7)");
-const COUNT_UPTO: Sql = sql("SELECT count(*) FROM (SELECT 1 FROM mam_entry
-     WHERE oid = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5 LIMIT ?6) AS page");
-const COUNT_WITH_UPTO: Sql = sql("SELECT count(*) FROM (SELECT 1 FROM mam_entry
-     WHERE oid = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5
-       AND wid = ?7 AND (?8 = '*' OR with_res = ?8) LIMIT ?6) AS page");
-const BY_ID: Sql = sql("SELECT m.id, w.jid, m.with_res, m.outgoing, m.ts, g.stanza
-     FROM mam_entry m JOIN mam_jid w ON w.jid_id = m.wid JOIN mam_msg g ON g.id = m.id
-     WHERE m.oid = ?1 AND m.id = ?2");
+const COUNT: Sql = on_rows!(
+    "SELECT count(*) FROM ",
+    " WHERE oid = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5"
+);
+const COUNT_WITH: Sql = on_rows!(
+    "SELECT count(*) FROM ",
+    " WHERE oid = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5
+       AND wid = ?6 AND (?7 = '*' OR with_res = ?7)"
+);
+const COUNT_UPTO: Sql = on_rows!(
+    "SELECT count(*) FROM (SELECT 1 FROM ",
+    " WHERE oid = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5 LIMIT ?6) AS page"
+);
+const COUNT_WITH_UPTO: Sql = on_rows!(
+    "SELECT count(*) FROM (SELECT 1 FROM ",
+    " WHERE oid = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5
+       AND wid = ?7 AND (?8 = '*' OR with_res = ?8) LIMIT ?6) AS page"
+);
+const BY_ID: Sql = sql2(
+    concat!(
+        "SELECT m.id, w.jid, m.with_res, m.outgoing, m.ts, g.stanza FROM ",
+        sqlite_from!(),
+        " WHERE m.oid = ?1 AND m.id = ?2"
+    ),
+    concat!(
+        "SELECT m.id, w.jid, m.with_res, m.outgoing, m.ts, m.stanza FROM ",
+        pg_from!(),
+        " WHERE m.oid = ?1 AND m.id = ?2"
+    ),
+);
 /// A JID's id, when it has one.
 const JID_ID: Sql = sql("SELECT jid_id FROM mam_jid WHERE jid = ?1");
 /// Gives a JID an id (if it has none yet).
@@ -394,13 +446,11 @@ impl ArchiveInbox {
     }
 }
 
-/// Multi-row inserts on PostgreSQL: the batch as one array per column, one statement and one
-/// round trip per table for all of it.
-const PG_PUT_MSGS: &str = "INSERT INTO mam_msg (id, stanza)
-     SELECT * FROM unnest($1::int8[], $2::bytea[])
-     ON CONFLICT (id) DO NOTHING";
-const PG_PUT_ENTRIES: &str = "INSERT INTO mam_entry (oid, id, wid, with_res, outgoing, ts)
-     SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::int8[])
+/// Multi-row insert on PostgreSQL: the batch as one array per column, one statement and one round
+/// trip for all of it.
+const PG_PUT_MANY: &str = "INSERT INTO mam_row (oid, id, wid, with_res, outgoing, ts, stanza)
+     SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::int8[],
+                          $7::bytea[])
      ON CONFLICT (oid, id) DO NOTHING";
 
 /// Rows per multi-row INSERT on SQLite (at most 6 parameters each, far below SQLite's limit of
@@ -456,7 +506,7 @@ impl PutMany {
     }
 }
 
-/// Deletes the messages (stanzas) that the `mam_entry` rows selected by `$sel` (a condition on
+/// SQLite: deletes the messages (stanzas) that the `mam_entry` rows selected by `$sel` (a condition on
 /// `e`) refer to, unless the row of the same message in the contact's archive stays (`$keep`, a
 /// condition on `p`, says which rows stay): run before the rows themselves are deleted. See
 /// v8_mam_msg_sqlite.sql for why the contact's row is the only other one.
@@ -498,16 +548,23 @@ impl Store {
                     row: r,
                 });
             }
-            // Each message's stanza once (a message's rows share their id; the first written
-            // keeps it), in id order: appended at the right edge of `mam_msg`.
-            let mut msgs: Vec<(i64, &[u8])> = keep.iter().map(|k| (k.row.id, k.row.stanza)).collect();
-            msgs.sort_by_key(|m| m.0);
-            msgs.dedup_by_key(|m| m.0);
+            // Each message's stanza once on SQLite (a message's rows share their id; the first
+            // written keeps it), in id order: appended at the right edge of `mam_msg`.
+            let msgs = match self.kind() {
+                Kind::Sqlite => {
+                    let mut m: Vec<(i64, &[u8])> =
+                        keep.iter().map(|k| (k.row.id, k.row.stanza)).collect();
+                    m.sort_by_key(|m| m.0);
+                    m.dedup_by_key(|m| m.0);
+                    m
+                }
+                Kind::Postgres => Vec::new(),
+            };
             // The rows in (owner, id) order: each owner's rows land together, on the pages the
             // previous insert just touched.
             keep.sort_unstable_by_key(|k| (k.oid, k.row.id));
             match self.kind() {
-                Kind::Postgres => self.mam_put_pg(&msgs, &keep)?,
+                Kind::Postgres => self.mam_put_pg(&keep)?,
                 Kind::Sqlite => self.mam_put_sqlite(&msgs, &keep)?,
             }
             Ok(End::Commit(()))
@@ -576,25 +633,23 @@ impl Store {
         Ok(())
     }
 
-    fn mam_put_pg(&self, msgs: &[(i64, &[u8])], rows: &[Keyed<'_>]) -> Result<(), StoreError> {
+    fn mam_put_pg(&self, rows: &[Keyed<'_>]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
         }
         // The archive accepts losing its last moments on a crash (it already holds rows up to
         // PENDING_WAIT before committing): this commit need not wait for the WAL flush.
         self.db.batch("SET LOCAL synchronous_commit = off")?;
-        let id: Vec<i64> = msgs.iter().map(|m| m.0).collect();
-        let stanza: Vec<&[u8]> = msgs.iter().map(|m| m.1).collect();
-        self.db.pg_exec(PG_PUT_MSGS, &[&id, &stanza])?;
         let oid: Vec<i64> = rows.iter().map(|k| k.oid).collect();
         let id: Vec<i64> = rows.iter().map(|k| k.row.id).collect();
         let wid: Vec<i64> = rows.iter().map(|k| k.wid).collect();
         let with_res: Vec<&str> = rows.iter().map(|k| k.row.with_res).collect();
         let outgoing: Vec<i64> = rows.iter().map(|k| i64::from(k.row.outgoing)).collect();
         let ts: Vec<i64> = rows.iter().map(|k| k.row.ts).collect();
+        let stanza: Vec<&[u8]> = rows.iter().map(|k| k.row.stanza).collect();
         self.db.pg_exec(
-            PG_PUT_ENTRIES,
-            &[&oid, &id, &wid, &with_res, &outgoing, &ts],
+            PG_PUT_MANY,
+            &[&oid, &id, &wid, &with_res, &outgoing, &ts, &stanza],
         )?;
         Ok(())
     }
@@ -780,7 +835,13 @@ impl Store {
     /// The largest archive id stored (0 when the archive is empty).
     pub fn mam_max_id(&self) -> Result<i64, StoreError> {
         self.mam_flush();
-        self.int(sql("SELECT coalesce(max(id), 0) FROM mam_msg"), &[])
+        self.int(
+            sql2(
+                "SELECT coalesce(max(id), 0) FROM mam_msg",
+                "SELECT coalesce(max(id), 0) FROM mam_row",
+            ),
+            &[],
+        )
     }
 
     /// True when `owner`'s archive has message `id`.
@@ -867,8 +928,8 @@ impl Store {
         // The owner keeps its `mam_jid` id (ids are never reused or removed).
         let n = match self.jid_id(owner)? {
             Some(oid) => self.atomic(|| {
-                self.exec(drop_msgs!("e.oid = ?1", ""), args![oid])?;
-                self.exec(sql("DELETE FROM mam_entry WHERE oid = ?1"), args![oid])
+                self.drop_msgs(drop_msgs!("e.oid = ?1", ""), args![oid])?;
+                self.exec(on_rows!("DELETE FROM ", " WHERE oid = ?1"), args![oid])
             })?,
             None => 0,
         };
@@ -880,8 +941,8 @@ impl Store {
     pub fn mam_purge_before(&self, before: i64) -> Result<u64, StoreError> {
         self.mam_flush();
         self.atomic(|| {
-            self.exec(drop_msgs!("e.ts < ?1", " AND p.ts >= ?1"), args![before])?;
-            self.exec(sql("DELETE FROM mam_entry WHERE ts < ?1"), args![before])
+            self.drop_msgs(drop_msgs!("e.ts < ?1", " AND p.ts >= ?1"), args![before])?;
+            self.exec(on_rows!("DELETE FROM ", " WHERE ts < ?1"), args![before])
         })
     }
 
@@ -890,27 +951,37 @@ impl Store {
     pub fn mam_trim(&self, keep: u64) -> Result<u64, StoreError> {
         self.mam_flush();
         let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-        let over = sql("SELECT oid FROM mam_entry GROUP BY oid HAVING count(*) > ?1");
+        let over = on_rows!("SELECT oid FROM ", " GROUP BY oid HAVING count(*) > ?1");
         let owners = self
             .rows(over, args![keep])?
             .into_iter()
             .map(|mut r| r.int(0))
             .collect::<Result<Vec<_>, _>>()?;
-        let cutoff_q =
-            sql("SELECT id FROM mam_entry WHERE oid = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2");
+        let cutoff_q = on_rows!(
+            "SELECT id FROM ",
+            " WHERE oid = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2"
+        );
         let drop = drop_msgs!("e.oid = ?1 AND e.id < ?2", "");
-        let delete = sql("DELETE FROM mam_entry WHERE oid = ?1 AND id < ?2");
+        let delete = on_rows!("DELETE FROM ", " WHERE oid = ?1 AND id < ?2");
         let mut deleted = 0;
         for oid in owners {
             if let Some(mut r) = self.row(cutoff_q, args![oid, keep - 1])? {
                 let cutoff = r.int(0)?;
                 deleted += self.atomic(|| {
-                    self.exec(drop, args![oid, cutoff])?;
+                    self.drop_msgs(drop, args![oid, cutoff])?;
                     self.exec(delete, args![oid, cutoff])
                 })?;
             }
         }
         Ok(deleted)
+    }
+
+    /// Runs a [`drop_msgs!`] statement (SQLite only: PostgreSQL keeps the stanza in each row).
+    fn drop_msgs(&self, q: Sql, args: &[Arg<'_>]) -> Result<(), StoreError> {
+        if self.kind() == Kind::Sqlite {
+            self.exec(q, args)?;
+        }
+        Ok(())
     }
 }
 
@@ -922,7 +993,7 @@ fn split_list(s: &str) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::testing::test_dbs;
 
@@ -1032,14 +1103,20 @@ mod tests {
         }
     }
 
-    /// A message in two archives is stored once; trimming, purging or deleting one owner's rows
+    /// Messages stored: each once on SQLite, in each row on PostgreSQL.
+    pub(crate) const STORED_MESSAGES: Sql = sql2(
+        "SELECT count(*) FROM mam_msg",
+        "SELECT count(DISTINCT id) FROM mam_row",
+    );
+
+    /// A message in two archives is stored once (on SQLite); trimming, purging or deleting one owner's rows
     /// keeps it for the other, and it goes with the last row that refers to it.
     #[test]
     fn a_message_is_stored_once_and_goes_with_its_last_row() {
         for db in test_dbs() {
             let n = db.name;
             let s = db.open();
-            let msgs = || s.int(sql("SELECT count(*) FROM mam_msg"), &[]).ok();
+            let msgs = || s.int(STORED_MESSAGES, &[]).ok();
             // Messages 1..=6 between a and b (in both archives), 7 and 8 from c to a only.
             let mut rows = Vec::new();
             for i in 1..=6 {

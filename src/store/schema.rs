@@ -201,12 +201,18 @@ mod tests {
                          ts BIGINT NOT NULL, stanza BYTEA NOT NULL, PRIMARY KEY (owner, id))"
                 }
             };
+            let old = match store.kind() {
+                Kind::Sqlite => "DROP TABLE mam_entry; DROP TABLE mam_msg; DROP TABLE mam_jid;",
+                Kind::Postgres => "DROP TABLE mam_row; DROP TABLE mam_jid;",
+            };
             store
                 .db
-                .batch(
-                    "DROP TABLE mam_entry; DROP TABLE mam_msg; DROP TABLE mam_jid;
-                     DELETE FROM schema_version WHERE version >= 7",
-                )
+                .batch(old)
+                .and_then(|()| {
+                    store
+                        .db
+                        .batch("DELETE FROM schema_version WHERE version >= 7")
+                })
                 .unwrap_or_else(|e| panic!("{n}: {e}"));
             store.db.batch(v6).unwrap_or_else(|e| panic!("{n}: {e}"));
             let put = sql(
@@ -279,8 +285,9 @@ mod tests {
     }
 
     /// An archive written under version 7 (the stanza in each owner's row) is converted by
-    /// version 8: each message's stanza is kept once, both owners still read it, and deleting one
-    /// owner's archive leaves the other's message whole.
+    /// version 8 (SQLite: each message's stanza kept once; PostgreSQL keeps the layout): both
+    /// owners still read their rows, and deleting one owner's archive leaves the other's message
+    /// whole.
     #[test]
     fn archive_of_version_7_is_converted() {
         use crate::store::value::Arg;
@@ -303,13 +310,19 @@ mod tests {
                      CREATE INDEX mam_row_with ON mam_row (oid, wid, id);"
                 }
             };
+            let old = match store.kind() {
+                Kind::Sqlite => "DROP TABLE mam_entry; DROP TABLE mam_msg;",
+                Kind::Postgres => "DROP TABLE mam_row;",
+            };
             store
                 .db
-                .batch(
-                    "DROP TABLE mam_entry; DROP TABLE mam_msg; DELETE FROM mam_jid;
-                     DELETE FROM schema_version WHERE version >= 8;
-                     INSERT INTO mam_jid (jid_id, jid) VALUES (1, 'a@x'), (2, 'b@x'), (3, 'c@x');",
-                )
+                .batch(old)
+                .and_then(|()| {
+                    store.db.batch(
+                        "DELETE FROM mam_jid; DELETE FROM schema_version WHERE version >= 8;
+                         INSERT INTO mam_jid (jid_id, jid) VALUES (1, 'a@x'), (2, 'b@x'), (3, 'c@x');",
+                    )
+                })
                 .unwrap_or_else(|e| panic!("{n}: {e}"));
             store.db.batch(v7).unwrap_or_else(|e| panic!("{n}: {e}"));
             let put = sql(
@@ -331,7 +344,7 @@ mod tests {
             }
             drop(store);
             let store = db.open();
-            let msgs = sql("SELECT count(*) FROM mam_msg");
+            let msgs = crate::store::mam::tests::STORED_MESSAGES;
             assert_eq!(store.int(msgs, &[]).ok(), Some(2), "{n}");
             let all = MamFilter::default();
             let read = |owner: &str| {

@@ -1,21 +1,6 @@
--- Version 8: each archived message's stanza stored once, in `mam_msg` keyed by the archive id;
--- the per-owner rows in `mam_entry` refer to it (see v8_mam_msg_sqlite.sql, also for how
--- deletions find the messages no row refers to any more).
-CREATE TABLE mam_msg (
-    id     BIGINT PRIMARY KEY,
-    stanza BYTEA NOT NULL
-);
-INSERT INTO mam_msg (id, stanza) SELECT DISTINCT ON (id) id, stanza FROM mam_row ORDER BY id;
-CREATE TABLE mam_entry (
-    oid      BIGINT NOT NULL,
-    id       BIGINT NOT NULL,
-    wid      BIGINT NOT NULL,
-    with_res TEXT COLLATE "C" NOT NULL,
-    outgoing BIGINT NOT NULL,
-    ts       BIGINT NOT NULL,
-    PRIMARY KEY (oid, id)
-);
-INSERT INTO mam_entry (oid, id, wid, with_res, outgoing, ts)
-    SELECT oid, id, wid, with_res, outgoing, ts FROM mam_row;
-DROP TABLE mam_row;
-CREATE INDEX mam_entry_with ON mam_entry (oid, wid, id);
+-- Version 8 changes the archive's tables on SQLite only (each message's stanza stored once, see
+-- v8_mam_msg_sqlite.sql). PostgreSQL keeps version 7's `mam_row`, the stanza in each owner's row:
+-- there every inserted tuple costs more than its bytes (a heap tuple and its index entries, each
+-- with its WAL record), and the split layout (fewer bytes, but eight insertions per message instead
+-- of six) made `max` with the archive on slower (docs/BENCHMARKS.md, "Message archive").
+SELECT 1;
