@@ -123,8 +123,9 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::db::sql;
+    use crate::store::db::{sql, Sql};
     use crate::store::testing::test_dbs;
+    use crate::store::value::Arg;
 
     #[test]
     fn every_version_is_recorded_once_across_reopens() {
@@ -180,11 +181,27 @@ mod tests {
         assert!(store.offline_lease(&bob).is_ok_and(|v| v.is_empty()));
     }
 
+    /// Archive rows of an older layout through `put` ((owner, id, contact, outgoing, time, stanza)
+    /// parameters): each `(owner, id, contact, outgoing)` with time `id * 10` and stanza `<m{id}/>`.
+    fn put_old_rows(store: &Store, n: &str, put: Sql, rows: &[(Arg<'_>, i64, Arg<'_>, i64)]) {
+        for &(owner, id, with, out) in rows {
+            let stanza = format!("<m{id}/>");
+            let row = [
+                owner,
+                Arg::Int(id),
+                with,
+                Arg::Int(out),
+                Arg::Int(id * 10),
+                Arg::Bytes(stanza.as_bytes()),
+            ];
+            store.exec(put, &row).unwrap_or_else(|e| panic!("{n}: {e}"));
+        }
+    }
+
     /// An archive written under version 6 (owner and contact as text columns) is converted by
     /// versions 7 and 8: its rows, ids and contacts survive, and per-owner queries find them.
     #[test]
     fn archive_of_version_6_is_converted() {
-        use crate::store::value::Arg;
         use crate::store::MamFilter;
         for db in test_dbs() {
             let n = db.name;
@@ -219,22 +236,8 @@ mod tests {
                 "INSERT INTO mam_message (owner, id, with_bare, with_res, outgoing, ts, stanza)
                  VALUES (?1, ?2, ?3, 'r', ?4, ?5, ?6)",
             );
-            for (owner, id, with, out) in [
-                ("a@x", 1, "b@x", 1),
-                ("b@x", 1, "a@x", 0),
-                ("a@x", 2, "c@x", 0),
-            ] {
-                let stanza = format!("<m{id}/>");
-                let row = [
-                    Arg::Text(owner),
-                    Arg::Int(id),
-                    Arg::Text(with),
-                    Arg::Int(out),
-                    Arg::Int(id * 10),
-                    Arg::Bytes(stanza.as_bytes()),
-                ];
-                store.exec(put, &row).unwrap_or_else(|e| panic!("{n}: {e}"));
-            }
+            let (a, b, c) = (Arg::Text("a@x"), Arg::Text("b@x"), Arg::Text("c@x"));
+            put_old_rows(&store, n, put, &[(a, 1, b, 1), (b, 1, a, 0), (a, 2, c, 0)]);
             drop(store);
             let store = db.open();
             let all = MamFilter::default();
@@ -290,7 +293,6 @@ mod tests {
     /// whole.
     #[test]
     fn archive_of_version_7_is_converted() {
-        use crate::store::value::Arg;
         use crate::store::MamFilter;
         for db in test_dbs() {
             let n = db.name;
@@ -330,18 +332,8 @@ mod tests {
                  VALUES (?1, ?2, ?3, 'r', ?4, ?5, ?6)",
             );
             // Message 1 from a to b (both archives), message 2 from c to a (a's only).
-            for (oid, id, wid, out) in [(1, 1, 2, 1), (2, 1, 1, 0), (1, 2, 3, 0)] {
-                let stanza = format!("<m{id}/>");
-                let row = [
-                    Arg::Int(oid),
-                    Arg::Int(id),
-                    Arg::Int(wid),
-                    Arg::Int(out),
-                    Arg::Int(id * 10),
-                    Arg::Bytes(stanza.as_bytes()),
-                ];
-                store.exec(put, &row).unwrap_or_else(|e| panic!("{n}: {e}"));
-            }
+            let (a, b, c) = (Arg::Int(1), Arg::Int(2), Arg::Int(3));
+            put_old_rows(&store, n, put, &[(a, 1, b, 1), (b, 1, a, 0), (a, 2, c, 0)]);
             drop(store);
             let store = db.open();
             let msgs = crate::store::mam::tests::STORED_MESSAGES;
