@@ -40,7 +40,6 @@ pub(crate) const fn sql(both: &'static str) -> Sql {
 }
 
 /// A statement written once per backend (both with `?N` placeholders).
-#[allow(dead_code)] // For statements whose dialects differ; every statement so far is shared.
 pub(crate) const fn sql2(sqlite: &'static str, pg: &'static str) -> Sql {
     Sql { sqlite, pg }
 }
@@ -188,6 +187,14 @@ impl Conn {
         }
     }
 
+    /// Inside a transaction (BEGIN ... COMMIT).
+    fn in_tx(&self) -> bool {
+        match self {
+            Conn::Sqlite(c) => !c.is_autocommit(),
+            Conn::Postgres(pg) => pg.borrow().in_tx,
+        }
+    }
+
     fn set_in_tx(&self, on: bool) {
         if let Conn::Postgres(pg) = self {
             pg.borrow_mut().in_tx = on;
@@ -304,6 +311,19 @@ impl Store {
         match self.row(q, args)? {
             Some(mut r) => r.int(0),
             None => Err(super::Corruption::Column("a row").into()),
+        }
+    }
+
+    /// Runs `body` so that all or none of what it writes is kept: in the caller's transaction when
+    /// there is one (an error fails it), else in a transaction of its own.
+    pub(crate) fn atomic<R>(
+        &self,
+        body: impl FnOnce() -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        if self.db.in_tx() {
+            body()
+        } else {
+            self.transaction(None, || body().map(End::Commit))
         }
     }
 

@@ -2,7 +2,7 @@
 //! JID, or a room's), ordered by the archive id (time-ordered, see `modules::mam::id`), and the
 //! owners' archiving preferences.
 
-use super::db::{sql, End, Sql};
+use super::db::{sql, sql2, End, Sql};
 use std::time::{Duration, Instant};
 
 use super::db::Kind;
@@ -62,39 +62,98 @@ pub struct StoredMamPrefs {
     pub never: Vec<String>,
 }
 
+/// The archive's tables differ per backend (see v8_mam_msg_sqlite.sql and v8_mam_msg_pg.sql): on
+/// SQLite each message's stanza is in `mam_msg` and the per-owner rows in `mam_entry`; on
+/// PostgreSQL each per-owner row in `mam_row` holds the stanza. `$pre` `<rows table>` `$post`, per
+/// backend.
+macro_rules! on_rows {
+    ($pre:expr, $post:expr) => {
+        sql2(
+            concat!($pre, "mam_entry", $post),
+            concat!($pre, "mam_row", $post),
+        )
+    };
+}
+
+/// A page's rows with their contact's JID and their stanza, per backend.
+macro_rules! page_text {
+    ($from:expr, $stanza:expr, $with:expr, $dir:literal) => {
+        concat!(
+            "SELECT m.id, w.jid, m.with_res, m.outgoing, m.ts, ",
+            $stanza,
+            " FROM ",
+            $from,
+            " WHERE m.oid = ?1 AND m.id > ?2 AND m.id < ?3 AND m.ts >= ?4 AND m.ts <= ?5",
+            $with,
+            " ORDER BY m.id ",
+            $dir,
+            " LIMIT ?6"
+        )
+    };
+}
+macro_rules! sqlite_from {
+    () => {
+        "mam_entry m JOIN mam_jid w ON w.jid_id = m.wid JOIN mam_msg g ON g.id = m.id"
+    };
+}
+macro_rules! pg_from {
+    () => {
+        "mam_row m JOIN mam_jid w ON w.jid_id = m.wid"
+    };
+}
+
 /// Page queries: one static statement per (with or not, direction), every bound always given
 /// (open ends as the extreme integers) so each uses its index without OR clauses. Owners and
-/// contacts are their `mam_jid` ids (`?1`, `?7`); the contact's JID comes back by the join.
-const PAGE_ASC: Sql = sql("SELECT m.id, w.jid, m.with_res, m.outgoing, m.ts, m.stanza
-     FROM mam_row m JOIN mam_jid w ON w.jid_id = m.wid
-     WHERE m.oid = ?1 AND m.id > ?2 AND m.id < ?3 AND m.ts >= ?4 AND m.ts <= ?5
-     ORDER BY m.id ASC LIMIT ?6");
-const PAGE_DESC: Sql = sql("SELECT m.id, w.jid, m.with_res, m.outgoing, m.ts, m.stanza
-     FROM mam_row m JOIN mam_jid w ON w.jid_id = m.wid
-     WHERE m.oid = ?1 AND m.id > ?2 AND m.id < ?3 AND m.ts >= ?4 AND m.ts <= ?5
-     ORDER BY m.id DESC LIMIT ?6");
-const PAGE_WITH_ASC: Sql = sql("SELECT m.id, w.jid, m.with_res, m.outgoing, m.ts, m.stanza
-     FROM mam_row m JOIN mam_jid w ON w.jid_id = m.wid
-     WHERE m.oid = ?1 AND m.id > ?2 AND m.id < ?3 AND m.ts >= ?4 AND m.ts <= ?5
-       AND m.wid = ?7 AND (?8 = '*' OR m.with_res = ?8)
-     ORDER BY m.id ASC LIMIT ?6");
-const PAGE_WITH_DESC: Sql = sql("SELECT m.id, w.jid, m.with_res, m.outgoing, m.ts, m.stanza
-     FROM mam_row m JOIN mam_jid w ON w.jid_id = m.wid
-     WHERE m.oid = ?1 AND m.id > ?2 AND m.id < ?3 AND m.ts >= ?4 AND m.ts <= ?5
-       AND m.wid = ?7 AND (?8 = '*' OR m.with_res = ?8)
-     ORDER BY m.id DESC LIMIT ?6");
-const COUNT: Sql = sql("SELECT count(*) FROM mam_row
-     WHERE oid = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5");
-const COUNT_WITH: Sql = sql("SELECT count(*) FROM mam_row
-     WHERE oid = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5
-       AND wid = ?6 AND (?7 = '*' OR with_res = ?7)");
-const COUNT_UPTO: Sql = sql("SELECT count(*) FROM (SELECT 1 FROM mam_row
-     WHERE oid = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5 LIMIT ?6) AS page");
-const COUNT_WITH_UPTO: Sql = sql("SELECT count(*) FROM (SELECT 1 FROM mam_row
-     WHERE oid = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5
-       AND wid = ?7 AND (?8 = '*' OR with_res = ?8) LIMIT ?6) AS page");
-const BY_ID: Sql = sql("SELECT m.id, w.jid, m.with_res, m.outgoing, m.ts, m.stanza
-     FROM mam_row m JOIN mam_jid w ON w.jid_id = m.wid WHERE m.oid = ?1 AND m.id = ?2");
+/// contacts are their `mam_jid` ids (`?1`, `?7`); the contact's JID (and on SQLite the stanza)
+/// come back by joins on primary keys.
+macro_rules! page {
+    ($with:expr, $dir:literal) => {
+        sql2(
+            page_text!(sqlite_from!(), "g.stanza", $with, $dir),
+            page_text!(pg_from!(), "m.stanza", $with, $dir),
+        )
+    };
+}
+/// The contact condition of the `with` pages.
+macro_rules! with {
+    () => {
+        " AND m.wid = ?7 AND (?8 = '*' OR m.with_res = ?8)"
+    };
+}
+const PAGE_ASC: Sql = page!("", "ASC");
+const PAGE_DESC: Sql = page!("", "DESC");
+const PAGE_WITH_ASC: Sql = page!(with!(), "ASC");
+const PAGE_WITH_DESC: Sql = page!(with!(), "DESC");
+const COUNT: Sql = on_rows!(
+    "SELECT count(*) FROM ",
+    " WHERE oid = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5"
+);
+const COUNT_WITH: Sql = on_rows!(
+    "SELECT count(*) FROM ",
+    " WHERE oid = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5
+       AND wid = ?6 AND (?7 = '*' OR with_res = ?7)"
+);
+const COUNT_UPTO: Sql = on_rows!(
+    "SELECT count(*) FROM (SELECT 1 FROM ",
+    " WHERE oid = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5 LIMIT ?6) AS page"
+);
+const COUNT_WITH_UPTO: Sql = on_rows!(
+    "SELECT count(*) FROM (SELECT 1 FROM ",
+    " WHERE oid = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5
+       AND wid = ?7 AND (?8 = '*' OR with_res = ?8) LIMIT ?6) AS page"
+);
+const BY_ID: Sql = sql2(
+    concat!(
+        "SELECT m.id, w.jid, m.with_res, m.outgoing, m.ts, g.stanza FROM ",
+        sqlite_from!(),
+        " WHERE m.oid = ?1 AND m.id = ?2"
+    ),
+    concat!(
+        "SELECT m.id, w.jid, m.with_res, m.outgoing, m.ts, m.stanza FROM ",
+        pg_from!(),
+        " WHERE m.oid = ?1 AND m.id = ?2"
+    ),
+);
 /// A JID's id, when it has one.
 const JID_ID: Sql = sql("SELECT jid_id FROM mam_jid WHERE jid = ?1");
 /// Gives a JID an id (if it has none yet).
@@ -204,15 +263,6 @@ pub struct ArchiveBatch {
 }
 
 impl ArchiveBatch {
-    /// An empty batch sized like `like` (a shard's batches are alike from one turn to the next).
-    pub fn sized_like(like: &ArchiveBatch) -> ArchiveBatch {
-        ArchiveBatch {
-            text: String::with_capacity(like.text.len()),
-            bytes: Vec::with_capacity(like.bytes.len()),
-            slots: Vec::with_capacity(like.slots.len()),
-        }
-    }
-
     /// Removes every row, keeping the buffers.
     pub fn clear(&mut self) {
         self.text.clear();
@@ -312,16 +362,88 @@ struct Keyed<'a> {
 /// Archive rows accepted by [`Store::mam_append_later`] and not yet committed.
 #[derive(Default)]
 pub(crate) struct Pending {
-    /// Every accepted row, copied in (its buffers kept from one commit to the next).
-    rows: ArchiveBatch,
+    /// Every accepted batch, as handed over (not copied).
+    chunks: Vec<ArchiveBatch>,
+    /// Rows in `chunks`.
+    rows: usize,
     /// When the first of them was accepted.
     since: Option<Instant>,
     /// Each handed-over batch's callback, with its row count.
     done: Vec<(usize, OnWritten)>,
+    /// Committed batches, emptied, for the next hand-overs (at most [`SPARE_MAX`]): buffers
+    /// freed and allocated anew each time made the allocator fetch and zero fresh pages.
+    spare: Vec<ArchiveBatch>,
     /// `mam_jid` ids this connection has seen (ids never change: JIDs are never removed from the
     /// table; cleared when a write that may have added some rolls back). At most
     /// [`JID_CACHE_MAX`].
     jids: ahash::HashMap<Box<str>, i64>,
+}
+
+/// Emptied batches a store connection keeps for reuse.
+const SPARE_MAX: usize = 16;
+
+/// Rows an [`ArchiveInbox`] holds at most (16 full commits, about 300 MiB of typical rows: the
+/// store is seconds behind past it). Policy when full: the rows a shard hands over are dropped,
+/// counted, and logged by the store thread at its next take.
+const INBOX_MAX: usize = 16 * PENDING_MAX;
+
+/// A take asked for and still not run after this long is asked for again (a take job the pool
+/// refused would otherwise leave the rows waiting for good; a second take finds them gone).
+const ASK_AGAIN: Duration = Duration::from_secs(1);
+
+/// One shard's archive rows on their way to the store: the shard moves each turn's rows in, the
+/// store thread takes all of them at once. While a take is queued on the store pool the shard asks
+/// for no other: the queued one runs after every row put before it runs, so a query queued after
+/// the rows still sees them, and a store thread busy committing finds one batch per shard waiting
+/// instead of one per turn (each a fresh buffer and a wake-up).
+#[derive(Debug, Default)]
+pub struct ArchiveInbox {
+    state: std::sync::Mutex<InboxState>,
+}
+
+#[derive(Debug, Default)]
+struct InboxState {
+    rows: ArchiveBatch,
+    /// When the take still to run was asked for.
+    asked: Option<Instant>,
+    /// Rows dropped because the inbox was full, not yet logged.
+    dropped: usize,
+}
+
+impl ArchiveInbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, InboxState> {
+        // The state stays consistent whatever panicked while holding the lock.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Moves `rows` in (`rows` comes back empty); true when the caller must queue a take
+    /// ([`Store::mam_take`]) because none is waiting.
+    pub fn put(&self, rows: &mut ArchiveBatch) -> bool {
+        let mut st = self.lock();
+        if st.rows.is_empty() {
+            // The inbox's emptied buffers go back to the shard: no copy, no allocation.
+            std::mem::swap(&mut st.rows, rows);
+        } else if st.rows.len() + rows.len() <= INBOX_MAX {
+            st.rows.extend(rows);
+        } else {
+            st.dropped += rows.len();
+        }
+        rows.clear();
+        let ask = st.asked.is_none_or(|t| t.elapsed() >= ASK_AGAIN);
+        if ask {
+            st.asked = Some(Instant::now());
+        }
+        ask
+    }
+
+    /// Every row held, leaving `spare` (empty) in their place, and how many were dropped since
+    /// the last take.
+    fn take(&self, spare: ArchiveBatch) -> (ArchiveBatch, usize) {
+        let mut st = self.lock();
+        st.asked = None;
+        let dropped = std::mem::take(&mut st.dropped);
+        (std::mem::replace(&mut st.rows, spare), dropped)
+    }
 }
 
 /// Multi-row insert on PostgreSQL: the batch as one array per column, one statement and one round
@@ -331,44 +453,74 @@ const PG_PUT_MANY: &str = "INSERT INTO mam_row (oid, id, wid, with_res, outgoing
                           $7::bytea[])
      ON CONFLICT (oid, id) DO NOTHING";
 
-/// Rows per multi-row INSERT on SQLite (7 parameters each, far below SQLite's limit of 32 766).
+/// Rows per multi-row INSERT on SQLite (at most 6 parameters each, far below SQLite's limit of
+/// 32 766).
 const SQLITE_CHUNK: usize = 64;
 
-/// `INSERT OR IGNORE ... VALUES (...), ...` for `n` rows, built once per size and kept (statement
-/// caches key on the text). `OR IGNORE` rather than `ON CONFLICT DO NOTHING`: the same for these
-/// rows (no column is ever NULL), and a statement that cannot abort needs no statement journal.
-fn sqlite_put_many(n: usize) -> Sql {
-    use std::fmt::Write;
-    use std::sync::OnceLock;
-    static TEXTS: OnceLock<Vec<&'static str>> = OnceLock::new();
-    let texts = TEXTS.get_or_init(|| {
-        (0..=SQLITE_CHUNK)
-            .map(|n| {
-                let mut t = String::from(
-                    "INSERT OR IGNORE INTO mam_row (oid, id, wid, with_res, outgoing, ts, stanza) VALUES ",
-                );
-                for i in 0..n {
-                    let b = i * 7;
-                    let sep = if i > 0 { "," } else { "" };
-                    // Writing to a String cannot fail.
-                    let _ = write!(
-                        t,
-                        "{sep}(?{},?{},?{},?{},?{},?{},?{})",
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5,
-                        b + 6,
-                        b + 7
-                    );
-                }
-                // Built once for the life of the process (statement caches key on static texts).
-                &*Box::leak(t.into_boxed_str())
-            })
-            .collect()
-    });
-    sql(texts[n.min(SQLITE_CHUNK)])
+/// One multi-row SQLite insert, as texts for 0..=[`SQLITE_CHUNK`] rows.
+struct PutMany {
+    head: &'static str,
+    cols: usize,
+    texts: std::sync::OnceLock<Vec<&'static str>>,
+}
+
+/// `INSERT OR IGNORE ... VALUES (...), ...`. `OR IGNORE` rather than `ON CONFLICT DO NOTHING`: the
+/// same for these rows (no column is ever NULL), and a statement that cannot abort needs no
+/// statement journal.
+static SQLITE_PUT_MSGS: PutMany = PutMany {
+    head: "INSERT OR IGNORE INTO mam_msg (id, stanza) VALUES ",
+    cols: 2,
+    texts: std::sync::OnceLock::new(),
+};
+static SQLITE_PUT_ENTRIES: PutMany = PutMany {
+    head: "INSERT OR IGNORE INTO mam_entry (oid, id, wid, with_res, outgoing, ts) VALUES ",
+    cols: 6,
+    texts: std::sync::OnceLock::new(),
+};
+
+impl PutMany {
+    /// The statement for `n` rows (at most [`SQLITE_CHUNK`]), built once per size and kept
+    /// (statement caches key on the text).
+    fn rows(&'static self, n: usize) -> Sql {
+        use std::fmt::Write;
+        let texts = self.texts.get_or_init(|| {
+            (0..=SQLITE_CHUNK)
+                .map(|n| {
+                    let mut t = String::from(self.head);
+                    for i in 0..n {
+                        t.push_str(if i > 0 { ",(" } else { "(" });
+                        for c in 1..=self.cols {
+                            let sep = if c > 1 { "," } else { "" };
+                            // Writing to a String cannot fail.
+                            let _ = write!(t, "{sep}?{}", i * self.cols + c);
+                        }
+                        t.push(')');
+                    }
+                    // Built once for the life of the process (statement caches key on static
+                    // texts).
+                    &*Box::leak(t.into_boxed_str())
+                })
+                .collect()
+        });
+        sql(texts[n.min(SQLITE_CHUNK)])
+    }
+}
+
+/// SQLite: deletes the messages (stanzas) that the `mam_entry` rows selected by `$sel` (a condition on
+/// `e`) refer to, unless the row of the same message in the contact's archive stays (`$keep`, a
+/// condition on `p`, says which rows stay): run before the rows themselves are deleted. See
+/// v8_mam_msg_sqlite.sql for why the contact's row is the only other one.
+macro_rules! drop_msgs {
+    ($sel:literal, $keep:literal) => {
+        sql(concat!(
+            "DELETE FROM mam_msg WHERE id IN (SELECT e.id FROM mam_entry e WHERE ",
+            $sel,
+            " AND NOT EXISTS (SELECT 1 FROM mam_entry p
+                 WHERE p.oid = e.wid AND p.id = e.id AND p.oid <> e.oid",
+            $keep,
+            "))"
+        ))
+    };
 }
 
 impl Store {
@@ -396,9 +548,24 @@ impl Store {
                     row: r,
                 });
             }
+            // Each message's stanza once on SQLite (a message's rows share their id; the first
+            // written keeps it), in id order: appended at the right edge of `mam_msg`.
+            let msgs = match self.kind() {
+                Kind::Sqlite => {
+                    let mut m: Vec<(i64, &[u8])> =
+                        keep.iter().map(|k| (k.row.id, k.row.stanza)).collect();
+                    m.sort_by_key(|m| m.0);
+                    m.dedup_by_key(|m| m.0);
+                    m
+                }
+                Kind::Postgres => Vec::new(),
+            };
+            // The rows in (owner, id) order: each owner's rows land together, on the pages the
+            // previous insert just touched.
+            keep.sort_unstable_by_key(|k| (k.oid, k.row.id));
             match self.kind() {
                 Kind::Postgres => self.mam_put_pg(&keep)?,
-                Kind::Sqlite => self.mam_put_sqlite(&keep)?,
+                Kind::Sqlite => self.mam_put_sqlite(&msgs, &keep)?,
             }
             Ok(End::Commit(()))
         });
@@ -437,8 +604,17 @@ impl Store {
             .ok_or(super::Corruption::Column("mam_jid.jid_id").into())
     }
 
-    fn mam_put_sqlite(&self, rows: &[Keyed<'_>]) -> Result<(), StoreError> {
-        let mut params: Vec<Arg<'_>> = Vec::with_capacity(SQLITE_CHUNK * 7);
+    fn mam_put_sqlite(&self, msgs: &[(i64, &[u8])], rows: &[Keyed<'_>]) -> Result<(), StoreError> {
+        let mut params: Vec<Arg<'_>> = Vec::with_capacity(SQLITE_CHUNK * 6);
+        for chunk in msgs.chunks(SQLITE_CHUNK) {
+            params.clear();
+            params.extend(
+                chunk
+                    .iter()
+                    .flat_map(|&(id, stanza)| [Arg::Int(id), Arg::Bytes(stanza)]),
+            );
+            self.exec(SQLITE_PUT_MSGS.rows(chunk.len()), &params)?;
+        }
         for chunk in rows.chunks(SQLITE_CHUNK) {
             params.clear();
             for k in chunk {
@@ -450,10 +626,9 @@ impl Store {
                     Arg::Text(r.with_res),
                     Arg::from(r.outgoing),
                     Arg::Int(r.ts),
-                    Arg::Bytes(r.stanza),
                 ]);
             }
-            self.exec(sqlite_put_many(chunk.len()), &params)?;
+            self.exec(SQLITE_PUT_ENTRIES.rows(chunk.len()), &params)?;
         }
         Ok(())
     }
@@ -479,48 +654,79 @@ impl Store {
         Ok(())
     }
 
-    /// Accepts archived messages for a write coalesced with later ones (copied in: `batch` comes
-    /// back emptied, for its shard to reuse): they are committed in one
+    /// Accepts archived messages for a write coalesced with later ones (`batch` is kept as it is;
+    /// an empty one comes back, for its shard to reuse): they are committed in one
     /// transaction once `PENDING_MAX` rows are held or the oldest has waited [`PENDING_WAIT`] (the
     /// pool's worker asks [`Store::deferred`] and calls [`Store::run_deferred`]), and before any
     /// archive read or deletion on this connection, so a query queued after the rows sees them.
     /// `done` learns the outcome.
-    pub fn mam_append_later(&self, mut batch: ArchiveBatch, done: OnWritten) -> ArchiveBatch {
-        let full = {
+    pub fn mam_append_later(&self, batch: ArchiveBatch, done: OnWritten) -> ArchiveBatch {
+        let (full, back) = {
             let mut p = self.mam_pending.borrow_mut();
             p.since.get_or_insert_with(Instant::now);
-            p.rows.extend(&batch);
+            p.rows += batch.len();
             p.done.push((batch.len(), done));
-            p.rows.len() >= PENDING_MAX
+            p.chunks.push(batch);
+            (p.rows >= PENDING_MAX, p.spare.pop().unwrap_or_default())
         };
         if full {
             self.mam_flush();
         }
-        batch.clear();
-        batch
+        back
+    }
+
+    /// Takes every row `inbox` holds, as [`Store::mam_append_later`] (the store job a shard queues
+    /// when [`ArchiveInbox::put`] asks for it).
+    pub fn mam_take(&self, inbox: &ArchiveInbox, done: OnWritten) {
+        let spare = self
+            .mam_pending
+            .borrow_mut()
+            .spare
+            .pop()
+            .unwrap_or_default();
+        let (rows, dropped) = inbox.take(spare);
+        if dropped > 0 {
+            tracing::error!(
+                rows = dropped,
+                "archive rows dropped: the store is far behind (a shard's inbox was full)"
+            );
+        }
+        if rows.is_empty() {
+            // An earlier take had them all.
+            self.keep_spare(rows);
+            done(Ok(0));
+            return;
+        }
+        let back = self.mam_append_later(rows, done);
+        self.keep_spare(back);
+    }
+
+    /// Keeps an emptied batch for reuse, unless enough are kept.
+    fn keep_spare(&self, mut b: ArchiveBatch) {
+        b.clear();
+        let mut p = self.mam_pending.borrow_mut();
+        if p.spare.len() < SPARE_MAX {
+            p.spare.push(b);
+        }
     }
 
     /// Commits the rows [`Store::mam_append_later`] holds, if any.
     pub fn mam_flush(&self) {
-        let (rows, done) = {
+        let (chunks, done) = {
             let mut p = self.mam_pending.borrow_mut();
             if p.done.is_empty() {
                 return;
             }
             p.since = None;
-            (std::mem::take(&mut p.rows), std::mem::take(&mut p.done))
+            p.rows = 0;
+            (std::mem::take(&mut p.chunks), std::mem::take(&mut p.done))
         };
-        let r = self.mam_put(rows.iter());
+        let r = self.mam_put(chunks.iter().flat_map(ArchiveBatch::iter));
         for (n, f) in done {
             f(r.as_ref().map(|()| n));
         }
-        // The buffers serve the next commit (unless rows came in meanwhile, which cannot happen:
-        // this connection is used by one thread, and nothing above accepts rows).
-        let mut rows = rows;
-        rows.clear();
-        let mut p = self.mam_pending.borrow_mut();
-        if p.rows.is_empty() {
-            p.rows = rows;
+        for c in chunks {
+            self.keep_spare(c);
         }
     }
 
@@ -629,7 +835,13 @@ impl Store {
     /// The largest archive id stored (0 when the archive is empty).
     pub fn mam_max_id(&self) -> Result<i64, StoreError> {
         self.mam_flush();
-        self.int(sql("SELECT coalesce(max(id), 0) FROM mam_row"), &[])
+        self.int(
+            sql2(
+                "SELECT coalesce(max(id), 0) FROM mam_msg",
+                "SELECT coalesce(max(id), 0) FROM mam_row",
+            ),
+            &[],
+        )
     }
 
     /// True when `owner`'s archive has message `id`.
@@ -715,7 +927,10 @@ impl Store {
         self.mam_flush();
         // The owner keeps its `mam_jid` id (ids are never reused or removed).
         let n = match self.jid_id(owner)? {
-            Some(oid) => self.exec(sql("DELETE FROM mam_row WHERE oid = ?1"), args![oid])?,
+            Some(oid) => self.atomic(|| {
+                self.drop_msgs(drop_msgs!("e.oid = ?1", ""), args![oid])?;
+                self.exec(on_rows!("DELETE FROM ", " WHERE oid = ?1"), args![oid])
+            })?,
             None => 0,
         };
         self.exec(sql("DELETE FROM mam_prefs WHERE owner = ?1"), args![owner])?;
@@ -725,7 +940,10 @@ impl Store {
     /// Deletes every archived message older than `before` (µs); returns how many.
     pub fn mam_purge_before(&self, before: i64) -> Result<u64, StoreError> {
         self.mam_flush();
-        self.exec(sql("DELETE FROM mam_row WHERE ts < ?1"), args![before])
+        self.atomic(|| {
+            self.drop_msgs(drop_msgs!("e.ts < ?1", " AND p.ts >= ?1"), args![before])?;
+            self.exec(on_rows!("DELETE FROM ", " WHERE ts < ?1"), args![before])
+        })
     }
 
     /// Keeps only the newest `keep` messages of each owner whose archive is larger; returns how many
@@ -733,23 +951,37 @@ impl Store {
     pub fn mam_trim(&self, keep: u64) -> Result<u64, StoreError> {
         self.mam_flush();
         let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-        let over = sql("SELECT oid FROM mam_row GROUP BY oid HAVING count(*) > ?1");
+        let over = on_rows!("SELECT oid FROM ", " GROUP BY oid HAVING count(*) > ?1");
         let owners = self
             .rows(over, args![keep])?
             .into_iter()
             .map(|mut r| r.int(0))
             .collect::<Result<Vec<_>, _>>()?;
-        let cutoff_q =
-            sql("SELECT id FROM mam_row WHERE oid = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2");
-        let delete = sql("DELETE FROM mam_row WHERE oid = ?1 AND id < ?2");
+        let cutoff_q = on_rows!(
+            "SELECT id FROM ",
+            " WHERE oid = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2"
+        );
+        let drop = drop_msgs!("e.oid = ?1 AND e.id < ?2", "");
+        let delete = on_rows!("DELETE FROM ", " WHERE oid = ?1 AND id < ?2");
         let mut deleted = 0;
         for oid in owners {
             if let Some(mut r) = self.row(cutoff_q, args![oid, keep - 1])? {
                 let cutoff = r.int(0)?;
-                deleted += self.exec(delete, args![oid, cutoff])?;
+                deleted += self.atomic(|| {
+                    self.drop_msgs(drop, args![oid, cutoff])?;
+                    self.exec(delete, args![oid, cutoff])
+                })?;
             }
         }
         Ok(deleted)
+    }
+
+    /// Runs a [`drop_msgs!`] statement (SQLite only: PostgreSQL keeps the stanza in each row).
+    fn drop_msgs(&self, q: Sql, args: &[Arg<'_>]) -> Result<(), StoreError> {
+        if self.kind() == Kind::Sqlite {
+            self.exec(q, args)?;
+        }
+        Ok(())
     }
 }
 
@@ -761,7 +993,7 @@ fn split_list(s: &str) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::testing::test_dbs;
 
@@ -871,6 +1103,52 @@ mod tests {
         }
     }
 
+    /// Messages stored: each once on SQLite, in each row on PostgreSQL.
+    pub(crate) const STORED_MESSAGES: Sql = sql2(
+        "SELECT count(*) FROM mam_msg",
+        "SELECT count(DISTINCT id) FROM mam_row",
+    );
+
+    /// A message in two archives is stored once (on SQLite); trimming, purging or deleting one owner's rows
+    /// keeps it for the other, and it goes with the last row that refers to it.
+    #[test]
+    fn a_message_is_stored_once_and_goes_with_its_last_row() {
+        for db in test_dbs() {
+            let n = db.name;
+            let s = db.open();
+            let msgs = || s.int(STORED_MESSAGES, &[]).ok();
+            // Messages 1..=6 between a and b (in both archives), 7 and 8 from c to a only.
+            let mut rows = Vec::new();
+            for i in 1..=6 {
+                rows.push(row("a@x", i, "b@x", i));
+                rows.push(row("b@x", i, "a@x", i));
+            }
+            rows.extend([row("a@x", 7, "c@x", 7), row("a@x", 8, "c@x", 8)]);
+            s.mam_append(&rows).unwrap_or_else(|e| panic!("{n}: {e}"));
+            assert_eq!(msgs(), Some(8), "{n}");
+            // a keeps 4 (5..=8), b keeps 4 (3..=6): 1 and 2 are in no archive any more, 3 and 4
+            // stay for b.
+            assert_eq!(s.mam_trim(4).ok(), Some(6), "{n}");
+            assert_eq!(msgs(), Some(6), "{n}");
+            // Older than 4: b's 3 (a's went already).
+            assert_eq!(s.mam_purge_before(4).ok(), Some(1), "{n}");
+            assert_eq!(msgs(), Some(5), "{n}");
+            // a's archive goes (5..=8): 5 and 6 stay for b.
+            assert_eq!(s.mam_delete_owner("a@x").ok(), Some(4), "{n}");
+            assert_eq!(msgs(), Some(3), "{n}");
+            let b = s
+                .mam_query("b@x", &MamFilter::default(), 10, false)
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            let got: Vec<_> = b.iter().map(|m| (m.id, m.stanza.clone())).collect();
+            let want: Vec<_> = (4..=6)
+                .map(|i| (i, format!("<message id='{i}'/>").into_bytes()))
+                .collect();
+            assert_eq!(got, want, "{n}");
+            assert_eq!(s.mam_delete_owner("b@x").ok(), Some(3), "{n}");
+            assert_eq!(msgs(), Some(0), "{n}");
+        }
+    }
+
     #[test]
     fn deferred_rows_are_seen_by_the_next_read_and_committed_once() {
         for db in test_dbs() {
@@ -901,6 +1179,48 @@ mod tests {
             assert!(s.deferred().is_none());
             s.run_deferred();
             assert_eq!(written.load(std::sync::atomic::Ordering::SeqCst), 3);
+        }
+    }
+
+    /// A shard asks for one take while one is queued; the take gets every row put before it ran,
+    /// and the next put asks again.
+    #[test]
+    fn an_inbox_asks_for_one_take_and_hands_over_every_row() {
+        for db in test_dbs() {
+            let n = db.name;
+            let s = db.open();
+            let inbox = ArchiveInbox::default();
+            let mut batch = ArchiveBatch::default();
+            batch.push(row("a@x", 1, "b@x", 10).as_row());
+            assert!(inbox.put(&mut batch), "{n}");
+            assert!(batch.is_empty(), "{n}");
+            batch.push(row("a@x", 2, "b@x", 20).as_row());
+            batch.push(row("b@x", 2, "a@x", 20).as_row());
+            assert!(!inbox.put(&mut batch), "{n}: a take is queued already");
+            let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let count = |w: &std::sync::Arc<std::sync::atomic::AtomicUsize>| -> OnWritten {
+                let w = w.clone();
+                Box::new(move |r| {
+                    w.fetch_add(r.unwrap_or(0), std::sync::atomic::Ordering::SeqCst);
+                })
+            };
+            s.mam_take(&inbox, count(&written));
+            // A second take (asked again) finds nothing.
+            s.mam_take(&inbox, count(&written));
+            let got = s
+                .mam_query("a@x", &MamFilter::default(), 10, false)
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            assert_eq!(
+                got.iter().map(|r| r.id).collect::<Vec<_>>(),
+                vec![1, 2],
+                "{n}"
+            );
+            assert_eq!(written.load(std::sync::atomic::Ordering::SeqCst), 3, "{n}");
+            batch.push(row("a@x", 3, "b@x", 30).as_row());
+            assert!(
+                inbox.put(&mut batch),
+                "{n}: the take ran, a new one is needed"
+            );
         }
     }
 }

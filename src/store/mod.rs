@@ -36,7 +36,9 @@ mod vcard;
 pub use blocking::{BlockChange, StoredBlockList};
 pub use last::{boot_id, unix_now, LastActivity};
 pub use login::{Attempt, LoginGuard};
-pub use mam::{ArchiveBatch, ArchivedMessage, MamFilter, OnWritten, RowRef, StoredMamPrefs};
+pub use mam::{
+    ArchiveBatch, ArchiveInbox, ArchivedMessage, MamFilter, OnWritten, RowRef, StoredMamPrefs,
+};
 pub use offline::{OfflineMessage, OfflinePush};
 pub use pool::StorePool;
 pub use private::PrivateSet;

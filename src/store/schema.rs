@@ -55,6 +55,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("schema/v7_mam_ids_sqlite.sql"),
         pg: include_str!("schema/v7_mam_ids_pg.sql"),
     },
+    // Version 8: each archived message's stanza stored once, the per-owner rows refer to it.
+    Migration {
+        sqlite: include_str!("schema/v8_mam_msg_sqlite.sql"),
+        pg: include_str!("schema/v8_mam_msg_pg.sql"),
+    },
 ];
 
 /// The newest schema version this build writes.
@@ -118,8 +123,9 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::db::sql;
+    use crate::store::db::{sql, Sql};
     use crate::store::testing::test_dbs;
+    use crate::store::value::Arg;
 
     #[test]
     fn every_version_is_recorded_once_across_reopens() {
@@ -175,11 +181,27 @@ mod tests {
         assert!(store.offline_lease(&bob).is_ok_and(|v| v.is_empty()));
     }
 
+    /// Archive rows of an older layout through `put` ((owner, id, contact, outgoing, time, stanza)
+    /// parameters): each `(owner, id, contact, outgoing)` with time `id * 10` and stanza `<m{id}/>`.
+    fn put_old_rows(store: &Store, n: &str, put: Sql, rows: &[(Arg<'_>, i64, Arg<'_>, i64)]) {
+        for &(owner, id, with, out) in rows {
+            let stanza = format!("<m{id}/>");
+            let row = [
+                owner,
+                Arg::Int(id),
+                with,
+                Arg::Int(out),
+                Arg::Int(id * 10),
+                Arg::Bytes(stanza.as_bytes()),
+            ];
+            store.exec(put, &row).unwrap_or_else(|e| panic!("{n}: {e}"));
+        }
+    }
+
     /// An archive written under version 6 (owner and contact as text columns) is converted by
-    /// version 7: its rows, ids and contacts survive, and per-owner queries find them.
+    /// versions 7 and 8: its rows, ids and contacts survive, and per-owner queries find them.
     #[test]
     fn archive_of_version_6_is_converted() {
-        use crate::store::value::Arg;
         use crate::store::MamFilter;
         for db in test_dbs() {
             let n = db.name;
@@ -196,31 +218,26 @@ mod tests {
                          ts BIGINT NOT NULL, stanza BYTEA NOT NULL, PRIMARY KEY (owner, id))"
                 }
             };
+            let old = match store.kind() {
+                Kind::Sqlite => "DROP TABLE mam_entry; DROP TABLE mam_msg; DROP TABLE mam_jid;",
+                Kind::Postgres => "DROP TABLE mam_row; DROP TABLE mam_jid;",
+            };
             store
                 .db
-                .batch("DROP TABLE mam_row; DROP TABLE mam_jid; DELETE FROM schema_version WHERE version = 7")
+                .batch(old)
+                .and_then(|()| {
+                    store
+                        .db
+                        .batch("DELETE FROM schema_version WHERE version >= 7")
+                })
                 .unwrap_or_else(|e| panic!("{n}: {e}"));
             store.db.batch(v6).unwrap_or_else(|e| panic!("{n}: {e}"));
             let put = sql(
                 "INSERT INTO mam_message (owner, id, with_bare, with_res, outgoing, ts, stanza)
                  VALUES (?1, ?2, ?3, 'r', ?4, ?5, ?6)",
             );
-            for (owner, id, with, out) in [
-                ("a@x", 1, "b@x", 1),
-                ("b@x", 1, "a@x", 0),
-                ("a@x", 2, "c@x", 0),
-            ] {
-                let stanza = format!("<m{id}/>");
-                let row = [
-                    Arg::Text(owner),
-                    Arg::Int(id),
-                    Arg::Text(with),
-                    Arg::Int(out),
-                    Arg::Int(id * 10),
-                    Arg::Bytes(stanza.as_bytes()),
-                ];
-                store.exec(put, &row).unwrap_or_else(|e| panic!("{n}: {e}"));
-            }
+            let (a, b, c) = (Arg::Text("a@x"), Arg::Text("b@x"), Arg::Text("c@x"));
+            put_old_rows(&store, n, put, &[(a, 1, b, 1), (b, 1, a, 0), (a, 2, c, 0)]);
             drop(store);
             let store = db.open();
             let all = MamFilter::default();
@@ -267,6 +284,83 @@ mod tests {
                 .mam_append(&[more])
                 .unwrap_or_else(|e| panic!("{n}: {e}"));
             assert_eq!(store.mam_count("b@x", &all).ok(), Some(2), "{n}");
+        }
+    }
+
+    /// An archive written under version 7 (the stanza in each owner's row) is converted by
+    /// version 8 (SQLite: each message's stanza kept once; PostgreSQL keeps the layout): both
+    /// owners still read their rows, and deleting one owner's archive leaves the other's message
+    /// whole.
+    #[test]
+    fn archive_of_version_7_is_converted() {
+        use crate::store::MamFilter;
+        for db in test_dbs() {
+            let n = db.name;
+            let store = db.open();
+            let v7 = match store.kind() {
+                Kind::Sqlite => {
+                    "CREATE TABLE mam_row (seq INTEGER PRIMARY KEY, oid INTEGER NOT NULL,
+                         id INTEGER NOT NULL, wid INTEGER NOT NULL, with_res TEXT NOT NULL,
+                         outgoing INTEGER NOT NULL, ts INTEGER NOT NULL, stanza BLOB NOT NULL);
+                     CREATE UNIQUE INDEX mam_row_owner_id ON mam_row (oid, id);
+                     CREATE INDEX mam_row_with ON mam_row (oid, wid, id);"
+                }
+                Kind::Postgres => {
+                    "CREATE TABLE mam_row (oid BIGINT NOT NULL, id BIGINT NOT NULL,
+                         wid BIGINT NOT NULL, with_res TEXT NOT NULL, outgoing BIGINT NOT NULL,
+                         ts BIGINT NOT NULL, stanza BYTEA NOT NULL, PRIMARY KEY (oid, id));
+                     CREATE INDEX mam_row_with ON mam_row (oid, wid, id);"
+                }
+            };
+            let old = match store.kind() {
+                Kind::Sqlite => "DROP TABLE mam_entry; DROP TABLE mam_msg;",
+                Kind::Postgres => "DROP TABLE mam_row;",
+            };
+            store
+                .db
+                .batch(old)
+                .and_then(|()| {
+                    store.db.batch(
+                        "DELETE FROM mam_jid; DELETE FROM schema_version WHERE version >= 8;
+                         INSERT INTO mam_jid (jid_id, jid) VALUES (1, 'a@x'), (2, 'b@x'), (3, 'c@x');",
+                    )
+                })
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            store.db.batch(v7).unwrap_or_else(|e| panic!("{n}: {e}"));
+            let put = sql(
+                "INSERT INTO mam_row (oid, id, wid, with_res, outgoing, ts, stanza)
+                 VALUES (?1, ?2, ?3, 'r', ?4, ?5, ?6)",
+            );
+            // Message 1 from a to b (both archives), message 2 from c to a (a's only).
+            let (a, b, c) = (Arg::Int(1), Arg::Int(2), Arg::Int(3));
+            put_old_rows(&store, n, put, &[(a, 1, b, 1), (b, 1, a, 0), (a, 2, c, 0)]);
+            drop(store);
+            let store = db.open();
+            let msgs = crate::store::mam::tests::STORED_MESSAGES;
+            assert_eq!(store.int(msgs, &[]).ok(), Some(2), "{n}");
+            let all = MamFilter::default();
+            let read = |owner: &str| {
+                store
+                    .mam_query(owner, &all, 10, false)
+                    .unwrap_or_else(|e| panic!("{n}: {e}"))
+                    .into_iter()
+                    .map(|m| (m.id, m.with_bare, m.outgoing, m.stanza))
+                    .collect::<Vec<_>>()
+            };
+            let m = |id: i64, with: &str, out: bool| {
+                (id, with.to_owned(), out, format!("<m{id}/>").into_bytes())
+            };
+            assert_eq!(
+                read("a@x"),
+                vec![m(1, "b@x", true), m(2, "c@x", false)],
+                "{n}"
+            );
+            assert_eq!(read("b@x"), vec![m(1, "a@x", false)], "{n}");
+            // a's archive goes; b's copy of message 1 stays whole, message 2 goes.
+            assert_eq!(store.mam_delete_owner("a@x").ok(), Some(2), "{n}");
+            assert_eq!(read("b@x"), vec![m(1, "a@x", false)], "{n}");
+            assert_eq!(store.int(msgs, &[]).ok(), Some(1), "{n}");
+            assert_eq!(store.mam_max_id().ok(), Some(1), "{n}");
         }
     }
 }

@@ -17,7 +17,7 @@ use super::{ns, MamOptions};
 use crate::hooks::{Acc, HookCtx, HookResult, JobDone};
 use crate::jid::Jid;
 use crate::shard::Shard;
-use crate::store::{ArchiveBatch, OnWritten, RowRef};
+use crate::store::{ArchiveBatch, ArchiveInbox, OnWritten, RowRef};
 use crate::xml::{Node, Stanza, StanzaKind, StanzaType};
 
 /// Scratch key: the archive id taken for this message by the sender's side.
@@ -52,21 +52,9 @@ struct Archive {
     dynamic: crate::shard::DynamicHosts,
     /// Rows committed to the archive (this shard's series).
     written: crate::metrics::Counter,
-    /// Batches the store wrote, emptied, back for reuse: buffers of this size freed on the store
-    /// thread and allocated anew on the shard each turn made the allocator fetch and zero fresh
-    /// pages. Bounded; when full, the store thread drops the batch.
-    recycled: Option<Recycle>,
+    /// Where this shard's rows wait for the store thread (which takes them all at once).
+    inbox: std::sync::Arc<ArchiveInbox>,
 }
-
-/// Both ends of a shard's channel of reusable batches.
-struct Recycle {
-    tx: crossbeam_channel::Sender<ArchiveBatch>,
-    rx: crossbeam_channel::Receiver<ArchiveBatch>,
-}
-
-/// Emptied batches waiting for reuse, per shard: enough to cover the turns a shard runs while the
-/// store thread is in one large commit (a turn's batch holds at most `batch` rows).
-const RECYCLED: usize = 64;
 
 /// Registers the handlers and the per-turn write.
 pub fn start(shard: &mut Shard, opts: &MamOptions) {
@@ -79,10 +67,6 @@ pub fn start(shard: &mut Shard, opts: &MamOptions) {
         batch: opts.batch,
         hosts: shard.hosts.iter().cloned().collect(),
         dynamic: shard.dynamic_hosts.clone(),
-        recycled: Some({
-            let (tx, rx) = crossbeam_channel::bounded(RECYCLED);
-            Recycle { tx, rx }
-        }),
         ..Archive::default()
     });
     seed_ids(shard);
@@ -341,67 +325,43 @@ fn push(ctx: &mut HookCtx<'_>, row: RowRef<'_>) {
     let a = ctx.ext.get_or_default::<Archive>();
     a.rows.push(row);
     if a.rows.len() >= a.batch.max(1) {
-        let (rows, done, back) = a.take();
-        let key = Some(super::STORE_KEY);
-        ctx.store(key, move |store| write(store, rows, done, back));
+        hand_over(ctx);
     }
 }
 
-impl Archive {
-    /// The buffered rows, and what to do once the store wrote them; the next batch reuses one the
-    /// store gave back, or starts with room for as many rows.
-    #[allow(clippy::type_complexity)]
-    fn take(
-        &mut self,
-    ) -> (
-        ArchiveBatch,
-        OnWritten,
-        Option<crossbeam_channel::Sender<ArchiveBatch>>,
-    ) {
-        let reused = self.recycled.as_ref().and_then(|r| r.rx.try_recv().ok());
-        let next = reused.unwrap_or_else(|| ArchiveBatch::sized_like(&self.rows));
-        let rows = std::mem::replace(&mut self.rows, next);
-        let written = self.written.clone();
-        let back = self.recycled.as_ref().map(|r| r.tx.clone());
-        let done: OnWritten = Box::new(move |r| match r {
-            Ok(n) => {
-                written.inc_by(n as u64);
-            }
-            Err(e) => tracing::error!(error = %e, "archive write failed"),
-        });
-        (rows, done, back)
+/// Moves the buffered rows into this shard's inbox, and queues the store job that takes them
+/// unless one is queued already (it will take these too: it runs after them).
+fn hand_over(ctx: &mut HookCtx<'_>) {
+    let a = ctx.ext.get_or_default::<Archive>();
+    if !a.inbox.put(&mut a.rows) {
+        return;
     }
+    let (inbox, written) = (a.inbox.clone(), a.written.clone());
+    let done: OnWritten = Box::new(move |r| match r {
+        Ok(n) => {
+            written.inc_by(n as u64);
+        }
+        Err(e) => tracing::error!(error = %e, "archive write failed"),
+    });
+    // Coalesced with later hand-overs into one transaction (committed before any archive query
+    // on this store thread runs, see `STORE_KEY`).
+    ctx.store(Some(super::STORE_KEY), move |store| {
+        store.mam_take(&inbox, done);
+        JobDone::default()
+    });
 }
 
 /// Once per scheduler turn: the rows buffered on this shard go to the store (which coalesces the
-/// turns' batches into larger transactions under load).
+/// turns' rows into larger transactions under load).
 fn flush(shard: &mut Shard) {
-    let Some(a) = shard.ext.get_mut::<Archive>() else {
-        return;
-    };
-    if a.rows.is_empty() {
-        return;
+    let buffered = shard
+        .ext
+        .get::<Archive>()
+        .is_some_and(|a| !a.rows.is_empty());
+    if buffered {
+        let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
+        hand_over(&mut ctx);
     }
-    let (rows, done, back) = a.take();
-    let key = Some(super::STORE_KEY);
-    let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
-    ctx.store(key, move |store| write(store, rows, done, back));
-}
-
-fn write(
-    store: &crate::store::Store,
-    rows: ArchiveBatch,
-    done: OnWritten,
-    back: Option<crossbeam_channel::Sender<ArchiveBatch>>,
-) -> JobDone {
-    // Coalesced with the batches queued behind it into one transaction (committed before any
-    // archive query on this store thread runs, see `STORE_KEY`); the emptied batch goes back.
-    let empty = store.mam_append_later(rows, done);
-    if let Some(back) = back {
-        // Full: the shard has enough spare batches; this one is freed.
-        let _ = back.try_send(empty);
-    }
-    JobDone::default()
 }
 
 #[cfg(test)]
