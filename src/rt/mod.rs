@@ -5,6 +5,7 @@
 
 mod admin;
 mod bosh;
+mod cluster;
 mod component;
 mod conn;
 mod conn_auth;
@@ -130,6 +131,8 @@ struct Listeners {
     s2s: Vec<Arc<s2s::S2sListener>>,
     /// What every shard's outgoing s2s streams share.
     s2s_shared: Arc<s2s::S2sShared>,
+    /// This node in a cluster (one incarnation for every shard), if `[cluster]` is set.
+    cluster: Option<Arc<crate::cluster::Node>>,
 }
 
 /// What every shard shares off the shards: the store pool and the login throttle its jobs use.
@@ -264,6 +267,14 @@ pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Re
         s2s: s2s.into_iter().map(Arc::new).collect(),
         s2s_shared,
         component,
+        cluster: config.cluster.as_ref().map(|c| {
+            let c2s = config
+                .listen
+                .c2s
+                .first()
+                .map_or_else(String::new, |l| format!("{}:{}", l.ip_address, l.port));
+            Arc::new(crate::cluster::Node::new(c, c2s))
+        }),
     };
     let ends = mesh::build(n, config.shards.ring_capacity.max(2));
     let io_memory = config.shards.io_memory_kib * 1024;
@@ -417,6 +428,9 @@ async fn run_shard(
         admin: admin::AdminState::new(&config),
     });
     let mut tasks = vec![s2s::S2sRt::install(listeners.s2s_shared.clone(), &ctx)];
+    if let (Some(node), Some(cfg)) = (&listeners.cluster, &config.cluster) {
+        tasks.extend(cluster::install(node, &cfg.nats, &ctx));
+    }
     if id.index() == 0 {
         // Modules' periodic store work (archive retention): queued from one shard only.
         for p in crate::modules::periodic(&config) {
