@@ -39,7 +39,7 @@ pub type LinkRc = Rc<RefCell<Link>>;
 pub struct ClusterExt(pub LinkRc);
 
 /// Counters of one shard's cross-node traffic.
-#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct LinkStats {
     /// Stanzas published to other nodes.
     pub stanzas_out: u64,
@@ -57,6 +57,49 @@ pub struct LinkStats {
     pub sm_in: u64,
     /// Session-map records dropped (output over four times its bound).
     pub sm_dropped: u64,
+}
+
+impl LinkStats {
+    /// Adds another shard's counters.
+    pub fn add(&mut self, o: &LinkStats) {
+        self.stanzas_out += o.stanzas_out;
+        self.stanzas_in += o.stanzas_in;
+        self.refused += o.refused;
+        self.returned += o.returned;
+        self.rerouted += o.rerouted;
+        self.sm_out += o.sm_out;
+        self.sm_in += o.sm_in;
+        self.sm_dropped += o.sm_dropped;
+    }
+}
+
+/// One shard's part of `GET /api/cluster`: counters, (sessions, available with a non-negative
+/// priority) per member slot, and the members (shard 0).
+pub type ShardView = (
+    LinkStats,
+    HashMap<u16, (usize, usize)>,
+    Vec<(u16, super::members::Member)>,
+);
+
+/// What one shard tells `GET /api/cluster`: its counters, its sessions per member slot, and on
+/// shard 0 the members.
+pub fn shard_view(shard: &Shard) -> Option<ShardView> {
+    let link = link_of(shard)?;
+    let l = link.borrow();
+    let mut per_slot: HashMap<u16, (usize, usize)> = HashMap::default();
+    for r in shard.sm.all_resources() {
+        if let Some((slot, _)) = r.session.remote_parts() {
+            let e = per_slot.entry(slot).or_default();
+            e.0 += 1;
+            e.1 += usize::from(r.priority.is_some_and(|p| p >= 0));
+        }
+    }
+    let members = l
+        .members
+        .as_ref()
+        .map(|m| m.live().map(|m| (m.slot, m.clone())).collect())
+        .unwrap_or_default();
+    Some((l.stats, per_slot, members))
 }
 
 /// One shard's link state.
