@@ -153,12 +153,7 @@ async fn read<R: futures_lite::AsyncRead + Unpin>(mut r: R, link: &LinkRc, ctx: 
         ctx.flush();
         // Backpressure, as for a mesh ring: a local recipient that cannot keep up holds this
         // connection (NATS then drops for this slow consumer past its own bound; see CLUSTER.md).
-        loop {
-            let pressured = ctx.shard.borrow_mut().pressured(None);
-            let Some(mb) = pressured else { break };
-            std::future::poll_fn(|cx| mb.poll_room(cx)).await;
-        }
-        glommio::yield_if_needed().await;
+        ctx.wait_for_room().await;
     }
 }
 

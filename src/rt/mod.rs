@@ -156,6 +156,18 @@ pub(crate) struct ShardCtx {
 }
 
 impl ShardCtx {
+    /// Waits until no local mailbox the last deliveries filled is over its bound, then yields if
+    /// the task ran long: what a receiver of other shards' (or nodes') traffic does between
+    /// batches.
+    pub async fn wait_for_room(&self) {
+        loop {
+            let pressured = self.shard.borrow_mut().pressured(None);
+            let Some(mb) = pressured else { break };
+            std::future::poll_fn(|cx| mb.poll_room(cx)).await;
+        }
+        glommio::yield_if_needed().await;
+    }
+
     /// Carries out what the shard queued for other shards; a stanza an outbox has no room for is
     /// answered with `resource-constraint` (see `mesh` for the policy).
     pub fn flush(self: &Rc<Self>) {
@@ -485,12 +497,7 @@ async fn run_shard(
                 // Backpressure: a local recipient that cannot keep up holds this ring (it fills,
                 // then the sending shard's outbox, which stops its readers). Its connection drains
                 // the mailbox without any ring, so this wait cannot close a cycle.
-                loop {
-                    let pressured = ctx.shard.borrow_mut().pressured(None);
-                    let Some(mb) = pressured else { break };
-                    std::future::poll_fn(|cx| mb.poll_room(cx)).await;
-                }
-                glommio::yield_if_needed().await;
+                ctx.wait_for_room().await;
             }
             tracing::debug!(shard = id.0, from = from.0, "ring closed");
         }));
