@@ -678,27 +678,34 @@ fn sync_answer(shard: &mut Shard, reply: String) {
             shard,
             ShardId(i as u16),
             Box::new(move |s| {
-                let Some(link) = link_of(s) else { return };
-                let me = link.borrow().node.me.clone();
-                let mut batch = Vec::new();
-                let mut l = link.borrow_mut();
-                for r in s.sm.all_resources().filter(|r| !r.session.is_remote()) {
-                    Record::Bound {
-                        from: me.clone(),
-                        jid: r.jid.clone(),
-                        shard: r.session.shard.0,
-                        priority: r.priority,
-                    }
-                    .encode_into(&mut batch);
-                    if batch.len() > SYNC_BATCH {
-                        l.publish_control(&reply, None, &std::mem::take(&mut batch));
-                    }
-                }
-                if !batch.is_empty() {
-                    l.publish_control(&reply, None, &batch);
+                if let Some(link) = link_of(s) {
+                    publish_sessions(&link, s, &reply);
                 }
             }),
         );
+    }
+}
+
+/// Publishes a `Bound` record to `subject` for every local session homed on this shard (sync
+/// answers; the session channel after our own reconnection, where records may have been lost).
+pub fn publish_sessions(link: &LinkRc, shard: &Shard, subject: &str) {
+    let me = link.borrow().node.me.clone();
+    let mut batch = Vec::new();
+    let mut l = link.borrow_mut();
+    for r in shard.sm.all_resources().filter(|r| !r.session.is_remote()) {
+        Record::Bound {
+            from: me.clone(),
+            jid: r.jid.clone(),
+            shard: r.session.shard.0,
+            priority: r.priority,
+        }
+        .encode_into(&mut batch);
+        if batch.len() > SYNC_BATCH {
+            l.publish_control(subject, None, &std::mem::take(&mut batch));
+        }
+    }
+    if !batch.is_empty() {
+        l.publish_control(subject, None, &batch);
     }
 }
 

@@ -88,12 +88,16 @@ async fn run(link: LinkRc, ctx: Rc<ShardCtx>, urls: Vec<NatsUrl>) {
         let lost = link.borrow_mut().reset();
         link.borrow_mut().connected = true;
         tracing::info!(shard, "cluster: connected to NATS");
-        if !lost.is_empty() {
+        {
             let mut s = ctx.shard.borrow_mut();
             for acc in lost {
                 s.reroute(acc);
             }
             s.drain_to_route();
+            // After a reconnection: session records written into the lost connection may not have
+            // reached the others; announce again every session this shard is home for.
+            let subject = format!("{}.sm", node_prefix(&link));
+            link::publish_sessions(&link, &s, &subject);
         }
         if shard == 0 {
             link::request_sync(&link);
@@ -104,6 +108,10 @@ async fn run(link: LinkRc, ctx: Rc<ShardCtx>, urls: Vec<NatsUrl>) {
         link.borrow_mut().connected = false;
         tracing::warn!(shard, "cluster: NATS connection lost; reconnecting");
     }
+}
+
+fn node_prefix(link: &LinkRc) -> String {
+    link.borrow().node.prefix.clone()
 }
 
 /// Reads, hands what arrived to the shard batch by batch, acknowledges each batch.
