@@ -195,6 +195,32 @@ fn chat_and_priorities_across_nodes() {
     // A session that leaves leaves every map.
     drop(phone);
     wait_until("n1 forgets the phone", || member(&n1, "n2") == Some((0, 0)));
+
+    // `petrel ctl cluster`: the members and their sessions, as an operator sees them.
+    let out = common::petrel()
+        .arg("--config")
+        .arg(&n1.server.config)
+        .args(["ctl", "cluster"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("node            n1"), "{text}");
+    let row = |node: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(node))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+    };
+    let n3_row = row("n3").unwrap_or_else(|| panic!("no n3 row: {text}"));
+    // MEMBER INCARNATION SHARDS C2S SESSIONS AVAILABLE: the desk, connected, priority -1.
+    assert_eq!(n3_row[2], "2", "{text}");
+    assert_eq!(&n3_row[4..], ["1", "0"], "{text}");
+    assert!(row("n2").is_some(), "{text}");
 }
 
 #[test]
@@ -206,17 +232,28 @@ fn killed_node_users_go_offline_and_it_rejoins() {
     wait_until("n1 sees bob on n3", || member(&n1, "n3") == Some((1, 1)));
     wait_until("n2 sees bob on n3", || member(&n2, "n3") == Some((1, 1)));
 
-    n3.server.kill9();
-    drop(bob);
+    // SAFETY: kill(2) on our own child's pid (reaped by kill9 below).
+    unsafe {
+        libc::kill(n3.server.pid() as i32, libc::SIGKILL);
+    }
     // Sent at once, before the death is detected: NATS returns it (no one listens on n3 any
     // more) or it waits, unacknowledged, for the detection; either way it is routed again.
     alice.chat("bob@localhost/r", "sent while n3 died");
+    n3.server.kill9();
+    drop(bob);
     wait_until("n1 declares n3 dead", || member(&n1, "n3").is_none());
     wait_until("n2 declares n3 dead", || member(&n2, "n3").is_none());
     // After detection: bob is offline; the message is stored, not bounced.
     alice.chat("bob@localhost", "sent after");
     no_error_before_sync(&mut alice);
 
+    // The first was published to n3 and came back: returned by NATS, or routed again at the
+    // detection as unacknowledged.
+    let t = &view(&n1)["traffic"];
+    assert!(
+        t["returned"].as_u64().unwrap() + t["rerouted"].as_u64().unwrap() >= 1,
+        "{t}"
+    );
     // Both wait in n1's offline store (per-node SQLite: bob logs in there to get them).
     let mut bob = n1.server.login("bob", "back", None);
     bob.send("<presence/>");
