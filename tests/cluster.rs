@@ -66,12 +66,12 @@ struct Node {
     http: u16,
 }
 
-fn node(name: &str, nats: &Nats, modules: &str) -> Node {
+fn node(name: &str, nats: &Nats, modules: &str, users: &[&str]) -> Node {
     let cluster = format!(
         "{modules}\n[cluster]\nnode = \"{name}\"\nnats = [\"nats://127.0.0.1:{}\"]\nheartbeat_ms = 100\nfailure_timeout_ms = 1000\n",
         nats.port
     );
-    let (server, http) = admin::start(2, USERS, true, &cluster);
+    let (server, http) = admin::start(2, users, true, &cluster);
     Node { server, http }
 }
 
@@ -128,11 +128,14 @@ fn no_error_before_sync(c: &mut Client) {
     }
 }
 
-fn three_nodes(nats: &Nats, modules: &str) -> [Node; 3] {
+/// Three nodes; with `shared_store` the accounts are added once (on n1's store, which the others
+/// share), else on each node's own store.
+fn three_nodes(nats: &Nats, modules: &str, shared_store: bool) -> [Node; 3] {
+    let others: &[&str] = if shared_store { &[] } else { USERS };
     let nodes = [
-        node("n1", nats, modules),
-        node("n2", nats, modules),
-        node("n3", nats, modules),
+        node("n1", nats, modules, USERS),
+        node("n2", nats, modules, others),
+        node("n3", nats, modules, others),
     ];
     for (i, n) in nodes.iter().enumerate() {
         for other in ["n1", "n2", "n3"] {
@@ -149,7 +152,7 @@ fn three_nodes(nats: &Nats, modules: &str) -> [Node; 3] {
 #[test]
 fn chat_and_priorities_across_nodes() {
     let Some(nats) = Nats::start() else { return };
-    let [n1, n2, n3] = three_nodes(&nats, "");
+    let [n1, n2, n3] = three_nodes(&nats, "", false);
     let mut alice = n1.server.login("alice", "a", Some(0));
     let mut phone = n2.server.login("bob", "phone", Some(1));
     let mut desk = n3.server.login("bob", "desk", Some(5));
@@ -226,7 +229,7 @@ fn chat_and_priorities_across_nodes() {
 #[test]
 fn killed_node_users_go_offline_and_it_rejoins() {
     let Some(nats) = Nats::start() else { return };
-    let [n1, n2, mut n3] = three_nodes(&nats, "[modules.offline]\n");
+    let [n1, n2, mut n3] = three_nodes(&nats, "[modules.offline]\n", false);
     let mut alice = n1.server.login("alice", "a", Some(0));
     let bob = n3.server.login("bob", "r", Some(0));
     wait_until("n1 sees bob on n3", || member(&n1, "n3") == Some((1, 1)));
@@ -273,4 +276,91 @@ fn killed_node_users_go_offline_and_it_rejoins() {
     expect_body(&mut bob, "welcome back");
     bob.chat("alice@localhost/a", "thanks");
     expect_body(&mut alice, "thanks");
+}
+
+/// Asks for the roster (the session then gets roster pushes) and waits for the answer.
+fn get_roster(c: &mut Client) {
+    c.send("<iq type='get' id='roster1'><query xmlns='jabber:iq:roster'/></iq>");
+    c.expect("roster result", |s| s.id().as_deref() == Some("roster1"));
+}
+
+/// The next presence from `from` of type `ty` (None: available).
+fn expect_presence(c: &mut Client, from: &str, ty: Option<&str>) {
+    c.expect(&format!("presence {ty:?} from {from}"), |s| {
+        s.name() == "presence" && s.from().as_deref() == Some(from) && s.type_().as_deref() == ty
+    });
+}
+
+#[test]
+fn presence_and_offline_across_nodes_on_a_shared_store() {
+    let Some(db) = common::pg::TestDatabase::create() else {
+        return;
+    };
+    let Some(nats) = Nats::start() else { return };
+    let modules = format!(
+        "[modules.roster]\n[modules.presence]\n[modules.offline]\n[store]\nbackend = \"postgres\"\nurl = {:?}\npool_size = 2\n",
+        db.url
+    );
+    let [n1, mut n2, n3] = three_nodes(&nats, &modules, true);
+    let mut alice = n1.server.login("alice", "a", None);
+    get_roster(&mut alice);
+    alice.send("<presence/>");
+    let mut bob = n2.server.login("bob", "b", None);
+    get_roster(&mut bob);
+    bob.send("<presence/>");
+    wait_until("n1 sees bob available", || {
+        member(&n1, "n2") == Some((1, 1))
+    });
+    wait_until("n2 sees alice available", || {
+        member(&n2, "n1") == Some((1, 1))
+    });
+
+    // Subscription across nodes: the request reaches bob on n2, his approval gives alice a roster
+    // push and bob's presence on n1.
+    alice.send("<presence to='bob@localhost' type='subscribe'/>");
+    bob.expect("subscription request", |s| {
+        s.name() == "presence"
+            && s.type_().as_deref() == Some("subscribe")
+            && s.from().as_deref() == Some("alice@localhost")
+    });
+    bob.send("<presence to='alice@localhost' type='subscribed'/>");
+    alice.expect("roster push: subscription to bob", |s| {
+        s.name() == "iq"
+            && s.type_().as_deref() == Some("set")
+            && String::from_utf8_lossy(s.bytes()).contains("subscription='to'")
+    });
+    expect_presence(&mut alice, "bob@localhost/b", None);
+
+    // Bob's availability reaches alice across nodes.
+    bob.send("<presence type='unavailable'/>");
+    expect_presence(&mut alice, "bob@localhost/b", Some("unavailable"));
+    bob.send("<presence><show>away</show></presence>");
+    expect_presence(&mut alice, "bob@localhost/b", None);
+
+    // Alice's second session on n3: its initial presence probes bob, answered on n3 from the
+    // replicated last presence of bob's session on n2.
+    wait_until("n3 sees bob available", || {
+        member(&n3, "n2") == Some((1, 1))
+    });
+    let mut alice3 = n3.server.login("alice", "c", None);
+    get_roster(&mut alice3);
+    alice3.send("<presence/>");
+    let p = alice3.expect("bob's presence, probed", |s| {
+        s.name() == "presence" && s.from().as_deref() == Some("bob@localhost/b")
+    });
+    assert!(
+        String::from_utf8_lossy(p.bytes()).contains("away"),
+        "{:?}",
+        p
+    );
+
+    // n2 dies: a message to bob goes to the shared offline store and reaches him on n3.
+    n2.server.kill9();
+    drop(bob);
+    wait_until("n1 declares n2 dead", || member(&n1, "n2").is_none());
+    alice.chat("bob@localhost", "stored for bob");
+    no_error_before_sync(&mut alice);
+    let mut bob = n3.server.login("bob", "again", None);
+    bob.send("<presence/>");
+    expect_body(&mut bob, "stored for bob");
 }

@@ -264,8 +264,8 @@ pub fn install(shard: &mut Shard, link: &LinkRc) {
         send_remote(&l, shard, session, msg)
     }));
     let l = link.clone();
-    shard.set_session_listener(Rc::new(move |_shard, jid, session, now| {
-        local_change(&l, jid, session, now)
+    shard.set_session_listener(Rc::new(move |shard, jid, session, now| {
+        local_change(&l, shard, jid, session, now)
     }));
     shard.ext.insert(ClusterExt(link.clone()));
 }
@@ -327,7 +327,13 @@ fn send_remote(link: &LinkRc, shard: &mut Shard, session: SessionRef, msg: ConnM
 }
 
 /// A local session changed on its home shard: the other nodes hear of it.
-fn local_change(link: &LinkRc, jid: &FullJid, session: SessionRef, now: Option<Option<i8>>) {
+fn local_change(
+    link: &LinkRc,
+    home: &Shard,
+    jid: &FullJid,
+    session: SessionRef,
+    now: Option<Option<i8>>,
+) {
     let mut l = link.borrow_mut();
     let from = l.node.me.clone();
     let shard = session.shard.0;
@@ -337,6 +343,7 @@ fn local_change(link: &LinkRc, jid: &FullJid, session: SessionRef, now: Option<O
             jid: jid.clone(),
             shard,
             priority,
+            presence: last_presence(home, jid),
         },
         None => Record::Gone {
             from,
@@ -348,6 +355,17 @@ fn local_change(link: &LinkRc, jid: &FullJid, session: SessionRef, now: Option<O
     if l.publish_control(&subject, None, &rec.encode()) {
         l.stats.sm_out += 1;
     }
+}
+
+/// The last available presence of `jid` on its home shard, as bytes (empty when none).
+fn last_presence(home: &Shard, jid: &FullJid) -> Vec<u8> {
+    home.sm
+        .resources(&jid.bare())
+        .iter()
+        .find(|r| &r.jid == jid)
+        .and_then(|r| r.last_presence.as_deref())
+        .map(|p| p.bytes().to_vec())
+        .unwrap_or_default()
 }
 
 /// What arrived on this shard's connection, in order. Shard-side effects go through `shard`.
@@ -554,6 +572,7 @@ fn apply_record(shard: &mut Shard, slot: u16, rec: Record) {
             jid,
             shard: at,
             priority,
+            presence,
             ..
         } => {
             let existing = shard
@@ -582,6 +601,12 @@ fn apply_record(shard: &mut Shard, slot: u16, rec: Record) {
                 }
             };
             shard.sm.set_priority(&jid, session, priority);
+            // Probes from this node's users are answered from it.
+            let last = match priority {
+                Some(_) if !presence.is_empty() => crate::xml::Stanza::parse(presence).ok(),
+                _ => None,
+            };
+            shard.sm.set_last_presence(&jid, session, last);
         }
         Record::Gone { jid, shard: at, .. } => {
             let found = shard
@@ -698,6 +723,11 @@ pub fn publish_sessions(link: &LinkRc, shard: &Shard, subject: &str) {
             jid: r.jid.clone(),
             shard: r.session.shard.0,
             priority: r.priority,
+            presence: r
+                .last_presence
+                .as_deref()
+                .map(|p| p.bytes().to_vec())
+                .unwrap_or_default(),
         }
         .encode_into(&mut batch);
         if batch.len() > SYNC_BATCH {

@@ -38,6 +38,9 @@ pub enum Record {
         shard: u16,
         /// `Some` once available.
         priority: Option<i8>,
+        /// Its last available presence (answers probes on the other nodes), empty when none. A
+        /// stanza never holds the record separator (restricted XML has no such character).
+        presence: Vec<u8>,
     },
     /// A session on `from` is gone.
     Gone {
@@ -113,12 +116,14 @@ impl Record {
                 jid,
                 shard,
                 priority,
+                presence,
             } => {
                 field(out, "B");
                 from.write(out);
                 field(out, jid.as_str());
                 field(out, &shard.to_string());
                 field(out, &prio(*priority));
+                out.extend_from_slice(presence);
             }
             Record::Gone { from, jid, shard } => {
                 field(out, "G");
@@ -189,6 +194,7 @@ impl Record {
                     "-" => None,
                     p => Some(p.parse().map_err(|_| Malformed)?),
                 },
+                presence: f.0.to_vec(),
             },
             "G" => Record::Gone {
                 from: f.incarnation()?,
@@ -256,12 +262,14 @@ mod tests {
                 jid: jid.clone(),
                 shard: 3,
                 priority: Some(-5),
+                presence: b"<presence><show>away</show>\n</presence>".to_vec(),
             },
             Record::Bound {
                 from: inc(),
                 jid: jid.clone(),
                 shard: 0,
                 priority: None,
+                presence: Vec::new(),
             },
             Record::Gone {
                 from: inc(),

@@ -319,9 +319,7 @@ fn presence_update(shard: &mut Shard, acc: &mut Acc, up: PresenceUpdate) -> bool
     };
     let last = up.priority.map(|_| acc.stanza.clone());
     shard.sm.set_last_presence(&jid, up.session, last);
-    if before != up.priority {
-        tell_listener(shard, &jid, up.session, Some(up.priority));
-    }
+    tell_listener(shard, &jid, up.session, Some(up.priority));
     match (before, up.priority) {
         (None, Some(_)) => {
             run_session_hook(shard, |h| &h.user_available, &jid, up.session, up.priority)
