@@ -354,9 +354,12 @@ fn presence_and_offline_across_nodes_on_a_shared_store() {
         p
     );
 
-    // n2 dies: a message to bob goes to the shared offline store and reaches him on n3.
+    // n2 dies: bob's contacts are told he is unavailable (once per session: one node speaks for
+    // him), and a message to bob goes to the shared offline store and reaches him on n3.
     n2.server.kill9();
     drop(bob);
+    expect_presence(&mut alice, "bob@localhost/b", Some("unavailable"));
+    expect_presence(&mut alice3, "bob@localhost/b", Some("unavailable"));
     wait_until("n1 declares n2 dead", || member(&n1, "n2").is_none());
     alice.chat("bob@localhost", "stored for bob");
     no_error_before_sync(&mut alice);

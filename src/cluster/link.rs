@@ -334,6 +334,10 @@ fn local_change(
     session: SessionRef,
     now: Option<Option<i8>>,
 ) {
+    if session.is_remote() {
+        // Another node's session (its unavailable, said on its behalf): not ours to announce.
+        return;
+    }
     let mut l = link.borrow_mut();
     let from = l.node.me.clone();
     let shard = session.shard.0;
@@ -636,19 +640,61 @@ pub fn broadcast(shard: &mut Shard, change: Change) {
             l.publish_control(&subject, Some(&reply), &Record::SyncRequest.encode());
         }
     }
+    // One node speaks for a dead member's users (their contacts get one `unavailable` each, not
+    // one per surviving node): the live node with the smallest name, as this node sees them.
+    let speak = matches!(change, Change::Died { .. })
+        && link_of(shard).is_some_and(|link| {
+            let l = link.borrow();
+            let me = &l.node.me.node;
+            l.members
+                .as_ref()
+                .is_some_and(|m| m.live().all(|x| x.who.node > *me))
+        });
     for i in (0..shard.shards).rev() {
         let c = change.clone();
         crate::sm::run_on(
             shard,
             ShardId(i as u16),
-            Box::new(move |s| apply_change(s, c)),
+            Box::new(move |s| apply_change(s, c, speak)),
         );
+    }
+}
+
+/// A dead member's available sessions homed here go unavailable as if their clients had said so:
+/// the presence modules tell their contacts and their other resources.
+fn unavailable_on_behalf(shard: &mut Shard, slot: u16) {
+    let available: Vec<(FullJid, SessionRef)> = shard
+        .sm
+        .all_resources()
+        .filter(|r| r.priority.is_some())
+        .filter(|r| r.session.remote_parts().is_some_and(|(s, _)| s == slot))
+        .map(|r| (r.jid.clone(), r.session))
+        .collect();
+    for (jid, session) in available {
+        let el = crate::xml::Element::new("presence", crate::xmpp::ns::CLIENT)
+            .with_attr("type", "unavailable")
+            .with_attr("from", jid.as_str());
+        let mut acc = Acc::new(
+            crate::xml::Stanza::from_element(&el),
+            crate::jid::Jid::from(jid.clone()),
+            crate::jid::Jid::from(jid.bare()),
+            shard.id,
+        );
+        acc.put(
+            crate::sm::PRESENCE_UPDATE,
+            crate::sm::PresenceUpdate {
+                session,
+                priority: None,
+                initial: false,
+            },
+        );
+        crate::sm::route(shard, acc);
     }
 }
 
 /// A membership change on one shard: the table, and for a death the purge of its sessions and
 /// the re-routing of the stanzas not acknowledged by it (through shard 0, after the purge).
-fn apply_change(shard: &mut Shard, change: Change) {
+fn apply_change(shard: &mut Shard, change: Change, speak: bool) {
     let Some(link) = link_of(shard) else { return };
     link.borrow_mut().table.apply(&change);
     let Change::Died { slot, who } = change else {
@@ -661,6 +707,9 @@ fn apply_change(shard: &mut Shard, change: Change) {
         }
         return;
     };
+    if speak {
+        unavailable_on_behalf(shard, slot);
+    }
     let gone = shard
         .sm
         .remove_where(|r| r.session.remote_parts().is_some_and(|(s, _)| s == slot));
