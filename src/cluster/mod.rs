@@ -7,8 +7,15 @@
 
 pub mod link;
 pub mod members;
+mod membership;
 pub mod nats;
+mod sessions;
+mod stanzas;
 pub mod wire;
+
+pub use membership::tick;
+pub use sessions::{publish_sessions, request_sync};
+pub use stanzas::flush_acks;
 
 use std::time::Duration;
 

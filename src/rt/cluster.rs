@@ -43,7 +43,7 @@ pub(super) fn install(
                 }
                 {
                     let mut shard = ctx.shard.borrow_mut();
-                    link::tick(&link, &mut shard);
+                    crate::cluster::tick(&link, &mut shard);
                     shard.drain_to_route();
                 }
                 ctx.flush();
@@ -97,10 +97,10 @@ async fn run(link: LinkRc, ctx: Rc<ShardCtx>, urls: Vec<NatsUrl>) {
             // After a reconnection: session records written into the lost connection may not have
             // reached the others; announce again every session this shard is home for.
             let subject = format!("{}.sm", node_prefix(&link));
-            link::publish_sessions(&link, &s, &subject);
+            crate::cluster::publish_sessions(&link, &s, &subject);
         }
         if shard == 0 {
-            link::request_sync(&link);
+            crate::cluster::request_sync(&link);
         }
         ctx.flush();
         let (r, w) = futures_lite::io::split(stream);
@@ -157,7 +157,7 @@ async fn read<R: futures_lite::AsyncRead + Unpin>(mut r: R, link: &LinkRc, ctx: 
             }
             shard.drain_to_route();
         }
-        link::flush_acks(link);
+        crate::cluster::flush_acks(link);
         ctx.flush();
         // Backpressure, as for a mesh ring: a local recipient that cannot keep up holds this
         // connection (NATS then drops for this slow consumer past its own bound; see CLUSTER.md).
