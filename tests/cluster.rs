@@ -363,6 +363,13 @@ fn presence_and_offline_across_nodes_on_a_shared_store() {
     wait_until("n1 declares n2 dead", || member(&n1, "n2").is_none());
     alice.chat("bob@localhost", "stored for bob");
     no_error_before_sync(&mut alice);
+    // n1 stores it; n3 fetches at bob's login: across nodes nothing orders the two (see
+    // CLUSTER.md, "Store"), so the test waits for the row first.
+    let store = petrel::store::Store::connect(&db.backend()).unwrap();
+    let bob_jid = petrel::jid::BareJid::parse("bob@localhost").unwrap();
+    wait_until("the offline message stored", || {
+        store.offline_count(&bob_jid).unwrap() == 1
+    });
     let mut bob = n3.server.login("bob", "again", None);
     bob.send("<presence/>");
     expect_body(&mut bob, "stored for bob");

@@ -14,7 +14,7 @@ use super::members::{Members, Table};
 use super::membership::heard;
 use super::nats::{Msg, NatsCore};
 use super::sessions::{local_change, session_record, sync_answer};
-use super::stanzas::{acked, deliver, returned, send_remote};
+use super::stanzas::{acked, deliver, gap, returned, send_remote};
 use super::wire::Record;
 use super::{sid, Node};
 use crate::hooks::Acc;
@@ -58,6 +58,9 @@ pub struct LinkStats {
     pub sm_in: u64,
     /// Session-map records dropped (output over four times its bound).
     pub sm_dropped: u64,
+    /// Gaps in a sender's sequence seen here (NATS dropped stanzas; the sender re-sends them).
+    #[serde(default)]
+    pub gaps: u64,
 }
 
 impl LinkStats {
@@ -71,6 +74,7 @@ impl LinkStats {
         self.sm_out += o.sm_out;
         self.sm_in += o.sm_in;
         self.sm_dropped += o.sm_dropped;
+        self.gaps += o.gaps;
     }
 }
 
@@ -113,9 +117,15 @@ pub struct Link {
     pub nats: NatsCore,
     /// Connected to a NATS server now.
     pub connected: bool,
-    /// This shard's inbox subject (acknowledgements, returns, sync answers come to `INBOX.*`).
+    /// This shard's inbox subject: acknowledgements, gaps and returns come to
+    /// `INBOX.SLOT.SHARD.SEQ` (the reply subject of a stanza), sync answers to `INBOX.sync`.
     pub inbox: String,
-    pub(super) seq: u64,
+    /// Last sequence number published per (member slot, shard): the receiver sees them
+    /// contiguous, so it notices what NATS dropped.
+    pub(super) seqs: HashMap<(u16, u16), u64>,
+    /// Next sequence number expected per sender (the reply subject's prefix), to notice gaps;
+    /// kept across reconnections (a gap is what a reconnection after a drop shows).
+    pub(super) expected: HashMap<String, u64>,
     pub(super) next_serial: u64,
     pub(super) unacked: HashMap<(u16, u16), VecDeque<(u64, Acc)>>,
     pub(super) unacked_len: usize,
@@ -144,7 +154,8 @@ impl Link {
             nats: NatsCore::new(OUTPUT_LIMIT),
             connected: false,
             inbox,
-            seq: 0,
+            seqs: HashMap::default(),
+            expected: HashMap::default(),
             next_serial: 0,
             unacked: HashMap::default(),
             unacked_len: 0,
@@ -168,7 +179,7 @@ impl Link {
             sid::STANZAS,
         );
         self.nats
-            .subscribe(&format!("{}.*", self.inbox), sid::INBOX);
+            .subscribe(&format!("{}.>", self.inbox), sid::INBOX);
         if self.shard == 0 {
             self.nats.subscribe(&format!("{p}.hb"), sid::HEARTBEAT);
             self.nats.subscribe(&format!("{p}.sm"), sid::SM);
@@ -242,20 +253,40 @@ impl Link {
             }
         }
         self.unacked_len -= out.len();
+        self.seqs.retain(|k, _| k.0 != slot);
         out
     }
 
-    /// Takes the copy published with sequence number `seq` (NATS returned it).
-    pub(super) fn take_copy(&mut self, seq: u64) -> Option<(u16, Acc)> {
-        let (key, at) = self
-            .unacked
-            .iter()
-            .find_map(|(k, q)| q.iter().position(|(s, _)| *s == seq).map(|i| (*k, i)))?;
-        let q = self.unacked.get_mut(&key)?;
-        let (_, acc) = q.remove(at)?;
-        self.unacked_len -= 1;
-        Some((key.0, acc))
+    /// Takes the copies for (slot, shard) with sequence numbers in `seqs` (returned by NATS, or
+    /// reported missing by the receiver).
+    pub(super) fn take_range(&mut self, key: (u16, u16), seqs: std::ops::Range<u64>) -> Vec<Acc> {
+        let Some(q) = self.unacked.get_mut(&key) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut kept = VecDeque::with_capacity(q.len());
+        for (s, acc) in q.drain(..) {
+            if seqs.contains(&s) {
+                out.push(acc);
+            } else {
+                kept.push_back((s, acc));
+            }
+        }
+        *q = kept;
+        self.unacked_len -= out.len();
+        out
     }
+}
+
+/// The (member slot, shard) and sequence number of a stanza's reply subject
+/// `INBOX.SLOT.SHARD.SEQ`, as it comes back to the inbox.
+pub(super) fn reply_parts(inbox: &str, subject: &str) -> Option<((u16, u16), u64)> {
+    let rest = subject.strip_prefix(inbox)?.strip_prefix('.')?;
+    let mut t = rest.split('.');
+    let slot = t.next()?.parse().ok()?;
+    let shard = t.next()?.parse().ok()?;
+    let seq = t.next()?.parse().ok()?;
+    t.next().is_none().then_some(((slot, shard), seq))
 }
 
 /// The link of the shard a closure runs on.
@@ -295,26 +326,24 @@ pub fn on_msg(link: &LinkRc, shard: &mut Shard, msg: Msg) {
             }
         }
         sid::INBOX => {
-            let seq = msg
-                .subject
-                .rsplit('.')
-                .next()
-                .and_then(|s| s.parse::<u64>().ok());
-            if msg.status == Some(503) {
-                if let Some(seq) = seq {
-                    returned(link, shard, seq);
+            let parts = reply_parts(&link.borrow().inbox, &msg.subject);
+            if let Some((key, seq)) = parts {
+                if msg.status == Some(503) {
+                    returned(link, shard, key, seq);
+                    return;
+                }
+                for rec in records {
+                    match rec {
+                        Record::Gap { from_seq } => gap(link, shard, key, from_seq..seq),
+                        Record::Ack { .. } => acked(link, key, seq),
+                        _ => {}
+                    }
                 }
                 return;
             }
             for rec in records {
-                match rec {
-                    Record::Ack { from, shard: at } => {
-                        if let Some(seq) = seq {
-                            acked(link, &from, at, seq);
-                        }
-                    }
-                    rec @ Record::Bound { .. } => session_record(link, shard, rec),
-                    _ => {}
+                if let rec @ Record::Bound { .. } = rec {
+                    session_record(link, shard, rec);
                 }
             }
         }

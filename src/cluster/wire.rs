@@ -72,6 +72,13 @@ pub enum Record {
         /// Its shard that received them.
         shard: u16,
     },
+    /// The receiving shard got a stanza whose sequence number (the last token of the subject this
+    /// is published to) skips `from_seq` and the ones after it (NATS dropped them: a slow consumer
+    /// cut off): the sender routes its copies of those again.
+    Gap {
+        /// The first missing sequence number.
+        from_seq: u64,
+    },
     /// Asks for the sessions of the receiving node (answered with `Bound` records).
     SyncRequest,
 }
@@ -150,6 +157,10 @@ impl Record {
                 from.write(out);
                 field(out, &shard.to_string());
             }
+            Record::Gap { from_seq } => {
+                field(out, "X");
+                field(out, &from_seq.to_string());
+            }
             Record::SyncRequest => field(out, "S"),
         }
     }
@@ -211,6 +222,9 @@ impl Record {
             "A" => Record::Ack {
                 from: f.incarnation()?,
                 shard: num(f.next()?)?,
+            },
+            "X" => Record::Gap {
+                from_seq: f.next()?.parse().map_err(|_| Malformed)?,
             },
             "S" => Record::SyncRequest,
             _ => return Err(Malformed),
@@ -280,6 +294,7 @@ mod tests {
                 from: inc(),
                 shard: 2,
             },
+            Record::Gap { from_seq: 42 },
             Record::SyncRequest,
         ];
         for r in &recs {
