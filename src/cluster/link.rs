@@ -131,6 +131,8 @@ pub struct Link {
     pub(super) unacked_len: usize,
     /// Reply subjects to acknowledge after this batch of input, one per sending shard.
     pub(super) acks_due: HashMap<String, String>,
+    /// Scratch buffer for record headers (no allocation per stanza).
+    pub(super) scratch: Vec<u8>,
     /// Every shard's copy of the member slots.
     pub table: Table,
     /// Shard 0 only: the membership.
@@ -156,6 +158,7 @@ impl Link {
             inbox,
             seqs: HashMap::default(),
             expected: HashMap::default(),
+            scratch: Vec::new(),
             next_serial: 0,
             unacked: HashMap::default(),
             unacked_len: 0,

@@ -40,19 +40,24 @@ pub(super) fn send_remote(link: &LinkRc, shard: &mut Shard, session: SessionRef,
         drop(l);
         return shard.bounce(&acc, StanzaErrorCondition::ResourceConstraint);
     }
-    let payload = Record::Deliver {
-        target,
-        from: acc.from.clone(),
-        to: acc.to.clone(),
-        reroutes: acc.reroutes,
-        stanza: acc.stanza.bytes().to_vec(),
-    }
-    .encode();
     // Taken only once published: a refused stanza leaves no gap in the receiver's sequence.
     let seq = l.seqs.get(&(slot, to_shard)).copied().unwrap_or(0) + 1;
-    let subject = format!("{}.n.{}.{to_shard}", l.node.prefix, who.node);
-    let reply = format!("{}.{slot}.{to_shard}.{seq}", l.inbox);
-    if l.nats.publish(&subject, Some(&reply), &payload).is_err() {
+    let published = {
+        let l = &mut *l;
+        Record::deliver_header(
+            &mut l.scratch,
+            target.as_str(),
+            acc.from.as_str(),
+            acc.to.as_str(),
+            acc.reroutes,
+        );
+        l.nats.publish_parts(
+            format_args!("{}.n.{}.{to_shard}", l.node.prefix, who.node),
+            format_args!("{}.{slot}.{to_shard}.{seq}", l.inbox),
+            &[&l.scratch, acc.stanza.bytes()],
+        )
+    };
+    if published.is_err() {
         l.stats.refused += 1;
         drop(l);
         return shard.bounce(&acc, StanzaErrorCondition::ResourceConstraint);

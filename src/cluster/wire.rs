@@ -145,11 +145,15 @@ impl Record {
                 reroutes,
                 stanza,
             } => {
-                field(out, "D");
-                field(out, target.as_str());
-                field(out, from.as_str());
-                field(out, to.as_str());
-                field(out, &reroutes.to_string());
+                let mut head = Vec::new();
+                Record::deliver_header(
+                    &mut head,
+                    target.as_str(),
+                    from.as_str(),
+                    to.as_str(),
+                    *reroutes,
+                );
+                out.extend_from_slice(&head);
                 out.extend_from_slice(stanza);
             }
             Record::Ack { from, shard } => {
@@ -163,6 +167,17 @@ impl Record {
             }
             Record::SyncRequest => field(out, "S"),
         }
+    }
+
+    /// The header of a `Deliver` record (the stanza's bytes follow it), into `out`.
+    pub fn deliver_header(out: &mut Vec<u8>, target: &str, from: &str, to: &str, reroutes: u8) {
+        out.clear();
+        for f in ["D", target, from, to] {
+            out.extend_from_slice(f.as_bytes());
+            out.push(b'\n');
+        }
+        out.extend_from_slice(reroutes.to_string().as_bytes());
+        out.push(b'\n');
     }
 
     /// The record alone, as a payload.

@@ -127,6 +127,30 @@ impl NatsCore {
         Ok(())
     }
 
+    /// Queues `PUB subject reply len` with the subject and reply subject formatted straight into
+    /// the output and the payload given in parts (no intermediate buffer); refused past the
+    /// output bound.
+    pub fn publish_parts(
+        &mut self,
+        subject: std::fmt::Arguments<'_>,
+        reply: std::fmt::Arguments<'_>,
+        payload: &[&[u8]],
+    ) -> Result<(), OutputFull> {
+        use std::io::Write;
+        let len: usize = payload.iter().map(|p| p.len()).sum();
+        if self.output.len() + len > self.output_limit {
+            return Err(OutputFull);
+        }
+        let out = &mut self.output;
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "PUB {subject} {reply} {len}\r\n");
+        for p in payload {
+            out.extend_from_slice(p);
+        }
+        out.extend_from_slice(b"\r\n");
+        Ok(())
+    }
+
     /// Queues a publish whatever the output bound (the caller bounds these itself).
     pub fn publish_control(&mut self, subject: &str, reply: Option<&str>, payload: &[u8]) {
         let out = &mut self.output;
