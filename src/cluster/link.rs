@@ -20,6 +20,10 @@ use super::{sid, Node};
 use crate::hooks::Acc;
 use crate::shard::Shard;
 
+/// The member slot of the acknowledgement tokens of stanzas from other nodes (no member has it:
+/// slots stop below).
+pub const INBOX_SLOT: u16 = 0x7fff;
+
 /// Stanzas a shard keeps copies of until the receiving node acknowledges them; past it, a stanza
 /// for another node is answered `resource-constraint` (type `wait`).
 pub const MAX_UNACKED: usize = 16_384;
@@ -129,8 +133,12 @@ pub struct Link {
     pub(super) next_serial: u64,
     pub(super) unacked: HashMap<(u16, u16), VecDeque<(u64, Acc)>>,
     pub(super) unacked_len: usize,
-    /// Reply subjects to acknowledge after this batch of input, one per sending shard.
-    pub(super) acks_due: HashMap<String, String>,
+    /// Senders' reply prefixes (`INBOX.SLOT.SHARD` of another node's shard), numbered: a stanza
+    /// from one carries the token `Handled(SessionRef::remote(INBOX_SLOT, this shard, number),
+    /// seq)`, whose drop at the end of the stanza's route acknowledges it to that sender.
+    pub(super) senders: Vec<String>,
+    /// The numbers of `senders`.
+    pub(super) sender_ids: HashMap<String, u64>,
     /// Scratch buffer for record headers (no allocation per stanza).
     pub(super) scratch: Vec<u8>,
     /// Every shard's copy of the member slots.
@@ -162,7 +170,8 @@ impl Link {
             next_serial: 0,
             unacked: HashMap::default(),
             unacked_len: 0,
-            acks_due: HashMap::default(),
+            senders: Vec::new(),
+            sender_ids: HashMap::default(),
             table: Table::default(),
             members,
             stats: LinkStats::default(),
@@ -190,7 +199,6 @@ impl Link {
             self.nats
                 .subscribe(&format!("{p}.sync.{}", self.node.me.node), sid::SYNC);
         }
-        self.acks_due.clear();
         self.unacked_len = 0;
         if let Some(m) = self.members.as_mut() {
             m.refresh_all(Instant::now());
@@ -338,7 +346,7 @@ pub fn on_msg(link: &LinkRc, shard: &mut Shard, msg: Msg) {
                 for rec in records {
                     match rec {
                         Record::Gap { from_seq } => gap(link, shard, key, from_seq..seq),
-                        Record::Ack { .. } => acked(link, key, seq),
+                        Record::Ack { seqs, .. } => acked(link, key, &seqs),
                         _ => {}
                     }
                 }

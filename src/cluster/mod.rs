@@ -15,7 +15,6 @@ pub mod wire;
 
 pub use membership::tick;
 pub use sessions::{publish_sessions, request_sync};
-pub use stanzas::flush_acks;
 
 use std::time::Duration;
 

@@ -8,13 +8,14 @@ use crate::hooks::Acc;
 use crate::shard::{ConnMsg, SessionRef, Shard, ShardId};
 use crate::xmpp::StanzaErrorCondition;
 
-use super::link::MAX_UNACKED;
+use super::link::{INBOX_SLOT, MAX_UNACKED};
 
 /// A message for a session on another node, on its home shard: a stanza is published to that
 /// node's shard, a copy kept until acknowledged.
 pub(super) fn send_remote(link: &LinkRc, shard: &mut Shard, session: SessionRef, msg: ConnMsg) {
     let acc = match msg {
         ConnMsg::Deliver(acc) => acc,
+        ConnMsg::Handled(seqs) => return handled(link, shard, session, seqs),
         ConnMsg::Ext(m) => return m.conn_gone(shard),
         // A conflict on bind: the other node closes its own session when our binding reaches it
         // (see `apply_record`); nothing else is sent to a remote session.
@@ -84,9 +85,7 @@ pub(super) fn deliver(link: &LinkRc, shard: &mut Shard, rec: Record, reply: Opti
     else {
         return;
     };
-    if let Some(reply) = reply {
-        received(link, reply);
-    }
+    let token = reply.and_then(|r| received(link, r));
     link.borrow_mut().stats.stanzas_in += 1;
     let Ok(stanza) = crate::xml::Stanza::parse(stanza) else {
         tracing::warn!(
@@ -97,6 +96,11 @@ pub(super) fn deliver(link: &LinkRc, shard: &mut Shard, rec: Record, reply: Opti
     };
     let mut acc = Acc::new(stanza, from, to, shard.id);
     acc.reroutes = reroutes;
+    if let Some((sender, seq)) = token {
+        // Acknowledged to the sender when the stanza's route ends here (see `handled`).
+        let at = SessionRef::remote(INBOX_SLOT, shard.id.0, sender);
+        acc.handled = Some(crate::hooks::Handled::new(at, seq as u32));
+    }
     match shard.local_session(target.as_str()) {
         Some(conn) => {
             let at = shard.session_ref(conn);
@@ -107,23 +111,22 @@ pub(super) fn deliver(link: &LinkRc, shard: &mut Shard, rec: Record, reply: Opti
     }
 }
 
-/// Senders remembered for gap detection; past it the table starts over (a gap spanning that
-/// moment goes unnoticed).
+/// Senders remembered (gap detection, acknowledgement tokens); past it the tables start over (a
+/// gap spanning that moment goes unnoticed, tokens still travelling are not acknowledged: their
+/// sender routes its copies again when it declares us dead or reconnects).
 const MAX_SENDERS: usize = 4096;
 
-/// Notes a stanza's reply subject `PREFIX.SEQ`: acknowledged after this batch; a sequence number
-/// past the one expected from that sender reports the gap at once (before the acknowledgement,
-/// on the same connection, so the sender handles it first).
-fn received(link: &LinkRc, reply: &str) {
-    let Some((prefix, seq)) = reply.rsplit_once('.') else {
-        return;
-    };
-    let Ok(seq) = seq.parse::<u64>() else {
-        return;
-    };
+/// Notes a stanza's reply subject `PREFIX.SEQ`: a sequence number past the one expected from that
+/// sender reports the gap at once (before the stanza's acknowledgement, on the same connection,
+/// so the sender handles it first). Returns the sender's number and the sequence number.
+fn received(link: &LinkRc, reply: &str) -> Option<(u64, u64)> {
+    let (prefix, seq) = reply.rsplit_once('.')?;
+    let seq = seq.parse::<u64>().ok()?;
     let mut l = link.borrow_mut();
-    if l.expected.len() >= MAX_SENDERS && !l.expected.contains_key(prefix) {
+    if l.sender_ids.len() >= MAX_SENDERS && !l.sender_ids.contains_key(prefix) {
         l.expected.clear();
+        l.sender_ids.clear();
+        l.senders.clear();
     }
     let expected = l.expected.insert(prefix.to_owned(), seq + 1);
     if let Some(e) = expected.filter(|&e| seq > e) {
@@ -131,36 +134,71 @@ fn received(link: &LinkRc, reply: &str) {
         let rec = Record::Gap { from_seq: e }.encode();
         l.publish_control(reply, None, &rec);
     }
-    l.acks_due.insert(prefix.to_owned(), reply.to_owned());
+    let id = match l.sender_ids.get(prefix) {
+        Some(&id) => id,
+        None => {
+            let id = l.senders.len() as u64;
+            l.senders.push(prefix.to_owned());
+            l.sender_ids.insert(prefix.to_owned(), id);
+            id
+        }
+    };
+    Some((id, seq))
 }
 
-/// Publishes the acknowledgements due after a batch of input: one per sending shard.
-pub fn flush_acks(link: &LinkRc) {
-    let mut l = link.borrow_mut();
-    if l.acks_due.is_empty() {
+/// Stanzas from another node reached the end of their route on this node (their tokens dropped,
+/// see `deliver`): the shard that received them tells their sender, in one record.
+fn handled(link: &LinkRc, shard: &mut Shard, token: SessionRef, seqs: Vec<u32>) {
+    let Some((INBOX_SLOT, owner)) = token.remote_parts() else {
         return;
+    };
+    let sender = token.conn.0 & 0xffff_ffff_ffff;
+    if owner != shard.id.0 {
+        // Dropped on another shard (re-routed there): its receiver's shard knows the sender.
+        let msg = ConnMsg::Handled(seqs);
+        let at = ShardId(owner);
+        return crate::sm::run_on(
+            shard,
+            at,
+            Box::new(move |s| {
+                if let (Some(link), ConnMsg::Handled(seqs)) = (link_of(s), msg) {
+                    handled(&link, s, token, seqs);
+                }
+            }),
+        );
     }
+    let mut l = link.borrow_mut();
+    let Some(prefix) = l.senders.get(sender as usize).cloned() else {
+        return;
+    };
+    let top = seqs.iter().copied().max().unwrap_or(0);
     let ack = Record::Ack {
         from: l.node.me.clone(),
         shard: l.shard,
+        seqs,
     }
     .encode();
-    let due: Vec<String> = l.acks_due.drain().map(|(_, r)| r).collect();
-    for reply in due {
-        l.publish_control(&reply, None, &ack);
-    }
+    l.publish_control(&format!("{prefix}.{top}"), None, &ack);
 }
 
-/// The receiver (slot, shard) `key` got everything up to `seq` from this shard.
-pub(super) fn acked(link: &LinkRc, key: (u16, u16), seq: u64) {
+/// The receiver (slot, shard) `key` is done with these stanzas (sequence numbers, low 32 bits):
+/// their copies go (and with them the sender's own acknowledgement tokens).
+pub(super) fn acked(link: &LinkRc, key: (u16, u16), seqs: &[u32]) {
     let mut l = link.borrow_mut();
-    let mut freed = 0;
-    if let Some(q) = l.unacked.get_mut(&key) {
-        while q.front().is_some_and(|(s, _)| *s <= seq) {
-            q.pop_front();
-            freed += 1;
-        }
+    let Some(q) = l.unacked.get_mut(&key) else {
+        return;
+    };
+    let len = q.len();
+    let mut left: ahash::HashSet<u32> = seqs.iter().copied().collect();
+    // Usually the oldest copies: taken from the front; the rest (stanzas that ended their route
+    // out of order) by one pass.
+    while q.front().is_some_and(|(s, _)| left.remove(&(*s as u32))) {
+        q.pop_front();
     }
+    if !left.is_empty() {
+        q.retain(|(s, _)| !left.contains(&(*s as u32)));
+    }
+    let freed = len - q.len();
     l.unacked_len -= freed;
 }
 
@@ -262,7 +300,7 @@ mod tests {
     }
 
     #[test]
-    fn the_receiver_reports_a_gap_before_its_acknowledgement() {
+    fn the_receiver_acknowledges_at_the_end_of_the_route_and_reports_a_gap_first() {
         let (mut shard, link) = shard_and_link("b");
         let deliver = |shard: &mut Shard, seq: u64| {
             let rec = Record::Deliver {
@@ -281,15 +319,20 @@ mod tests {
             };
             on_msg(&link, shard, msg);
         };
+        // bob/r is not bound here: the headlines end their route (dropped, RFC 6121 §8.5), so
+        // they are acknowledged, in one record, when the shard flushes.
         deliver(&mut shard, 1);
         deliver(&mut shard, 2);
-        flush_acks(&link);
+        assert!(output(&link).is_empty());
+        shard.take_outgoing();
         let out = output(&link);
         assert!(!out.contains("X\n"), "{out}");
         assert!(out.contains("PUB petrel.t.r.a.1.0.0.2 "), "{out}");
+        assert!(out.contains("A\nb\n1\n0\n"), "{out}");
+        assert!(out.contains("1,2") || out.contains("2,1"), "{out}");
         // 3 and 4 never came.
         deliver(&mut shard, 5);
-        flush_acks(&link);
+        shard.take_outgoing();
         let out = output(&link);
         let gap = out.find("X\n3\n").expect("a gap from 3");
         let ack = out.rfind("PUB petrel.t.r.a.1.0.0.5 ").unwrap();
@@ -334,9 +377,11 @@ mod tests {
         assert!(out.contains("petrel.t.r.a.1.0.0.1.4 "), "{out}");
         assert!(out.contains("two"), "{out}");
         assert_eq!(seqs(&link), [1, 3, 4]);
-        acked(&link, (0, 1), 3);
-        assert_eq!(seqs(&link), [4]);
-        acked(&link, (0, 1), 4);
+        // Acknowledged as their routes end there, in any order.
+        acked(&link, (0, 1), &[3]);
+        assert_eq!(seqs(&link), [1, 4]);
+        acked(&link, (0, 1), &[4, 1]);
         assert!(seqs(&link).is_empty());
+        assert_eq!(link.borrow().unacked_len, 0);
     }
 }

@@ -64,13 +64,16 @@ pub enum Record {
         /// The stanza's bytes.
         stanza: Vec<u8>,
     },
-    /// The receiving shard got every stanza up to the acknowledged sequence number (the number is
-    /// the last token of the subject this is published to).
+    /// These stanzas (sequence numbers, low 32 bits) reached the end of their route on the
+    /// receiving node: delivered, stored or answered. Published to `INBOX.SLOT.SHARD.SEQ` with
+    /// the highest of them.
     Ack {
         /// Who acknowledges.
         from: Incarnation,
-        /// Its shard that received them.
+        /// Its shard that sends the acknowledgement.
         shard: u16,
+        /// The stanzas.
+        seqs: Vec<u32>,
     },
     /// The receiving shard got a stanza whose sequence number (the last token of the subject this
     /// is published to) skips `from_seq` and the ones after it (NATS dropped them: a slow consumer
@@ -156,10 +159,12 @@ impl Record {
                 out.extend_from_slice(&head);
                 out.extend_from_slice(stanza);
             }
-            Record::Ack { from, shard } => {
+            Record::Ack { from, shard, seqs } => {
                 field(out, "A");
                 from.write(out);
                 field(out, &shard.to_string());
+                let list: Vec<String> = seqs.iter().map(u32::to_string).collect();
+                field(out, &list.join(","));
             }
             Record::Gap { from_seq } => {
                 field(out, "X");
@@ -237,6 +242,12 @@ impl Record {
             "A" => Record::Ack {
                 from: f.incarnation()?,
                 shard: num(f.next()?)?,
+                seqs: f
+                    .next()?
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.parse().map_err(|_| Malformed))
+                    .collect::<Result<_, _>>()?,
             },
             "X" => Record::Gap {
                 from_seq: f.next()?.parse().map_err(|_| Malformed)?,
@@ -308,6 +319,7 @@ mod tests {
             Record::Ack {
                 from: inc(),
                 shard: 2,
+                seqs: vec![3, 5, 4],
             },
             Record::Gap { from_seq: 42 },
             Record::SyncRequest,

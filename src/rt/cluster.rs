@@ -157,7 +157,6 @@ async fn read<R: futures_lite::AsyncRead + Unpin>(mut r: R, link: &LinkRc, ctx: 
             }
             shard.drain_to_route();
         }
-        crate::cluster::flush_acks(link);
         ctx.flush();
         // Backpressure, as for a mesh ring: a local recipient that cannot keep up holds this
         // connection (NATS then drops for this slow consumer past its own bound; see CLUSTER.md).

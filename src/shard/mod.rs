@@ -352,6 +352,9 @@ impl Shard {
         for (session, seqs) in by_conn {
             if session.shard == self.id {
                 self.deliver_local(session.conn, ConnMsg::Handled(seqs));
+            } else if session.is_remote() {
+                // A stanza from another node reached its end here: that node hears of it.
+                self.send_remote_session(session, ConnMsg::Handled(seqs));
             } else {
                 remote
                     .entry(session.shard)
