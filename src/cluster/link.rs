@@ -136,9 +136,13 @@ pub struct Link {
     /// Senders' reply prefixes (`INBOX.SLOT.SHARD` of another node's shard), numbered: a stanza
     /// from one carries the token `Handled(SessionRef::remote(INBOX_SLOT, this shard, number),
     /// seq)`, whose drop at the end of the stanza's route acknowledges it to that sender.
-    pub(super) senders: Vec<String>,
+    pub(super) senders: HashMap<u64, String>,
     /// The numbers of `senders`.
     pub(super) sender_ids: HashMap<String, u64>,
+    /// Sender numbers in the order given (the oldest are forgotten first), and the next one.
+    pub(super) sender_order: VecDeque<u64>,
+    /// The next sender number (never reused: a token still travelling never names another).
+    pub(super) next_sender: u64,
     /// Scratch buffer for record headers (no allocation per stanza).
     pub(super) scratch: Vec<u8>,
     /// Every shard's copy of the member slots.
@@ -170,8 +174,10 @@ impl Link {
             next_serial: 0,
             unacked: HashMap::default(),
             unacked_len: 0,
-            senders: Vec::new(),
+            senders: HashMap::default(),
             sender_ids: HashMap::default(),
+            sender_order: VecDeque::new(),
+            next_sender: 0,
             table: Table::default(),
             members,
             stats: LinkStats::default(),

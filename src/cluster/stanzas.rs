@@ -111,9 +111,10 @@ pub(super) fn deliver(link: &LinkRc, shard: &mut Shard, rec: Record, reply: Opti
     }
 }
 
-/// Senders remembered (gap detection, acknowledgement tokens); past it the tables start over (a
-/// gap spanning that moment goes unnoticed, tokens still travelling are not acknowledged: their
-/// sender routes its copies again when it declares us dead or reconnects).
+/// Senders remembered (gap detection, acknowledgement tokens); past it the oldest is forgotten
+/// (most likely a past incarnation of a node): a token of its stanzas still travelling is then
+/// not acknowledged, and its copy waits at the sender until it declares this node dead or
+/// reconnects.
 const MAX_SENDERS: usize = 4096;
 
 /// Notes a stanza's reply subject `PREFIX.SEQ`: a sequence number past the one expected from that
@@ -123,26 +124,28 @@ fn received(link: &LinkRc, reply: &str) -> Option<(u64, u64)> {
     let (prefix, seq) = reply.rsplit_once('.')?;
     let seq = seq.parse::<u64>().ok()?;
     let mut l = link.borrow_mut();
-    if l.sender_ids.len() >= MAX_SENDERS && !l.sender_ids.contains_key(prefix) {
-        l.expected.clear();
-        l.sender_ids.clear();
-        l.senders.clear();
-    }
     let expected = l.expected.insert(prefix.to_owned(), seq + 1);
     if let Some(e) = expected.filter(|&e| seq > e) {
         l.stats.gaps += 1;
         let rec = Record::Gap { from_seq: e }.encode();
         l.publish_control(reply, None, &rec);
     }
-    let id = match l.sender_ids.get(prefix) {
-        Some(&id) => id,
-        None => {
-            let id = l.senders.len() as u64;
-            l.senders.push(prefix.to_owned());
-            l.sender_ids.insert(prefix.to_owned(), id);
-            id
+    if let Some(&id) = l.sender_ids.get(prefix) {
+        return Some((id, seq));
+    }
+    if l.sender_order.len() >= MAX_SENDERS {
+        if let Some(old) = l.sender_order.pop_front() {
+            if let Some(p) = l.senders.remove(&old) {
+                l.sender_ids.remove(&p);
+                l.expected.remove(&p);
+            }
         }
-    };
+    }
+    let id = l.next_sender;
+    l.next_sender += 1;
+    l.senders.insert(id, prefix.to_owned());
+    l.sender_ids.insert(prefix.to_owned(), id);
+    l.sender_order.push_back(id);
     Some((id, seq))
 }
 
@@ -168,7 +171,7 @@ fn handled(link: &LinkRc, shard: &mut Shard, token: SessionRef, seqs: Vec<u32>) 
         );
     }
     let mut l = link.borrow_mut();
-    let Some(prefix) = l.senders.get(sender as usize).cloned() else {
+    let Some(prefix) = l.senders.get(&sender).cloned() else {
         return;
     };
     let top = seqs.iter().copied().max().unwrap_or(0);
