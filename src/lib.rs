@@ -21,6 +21,7 @@ pub mod admin;
 pub mod auth;
 pub mod c2s;
 pub mod cli;
+pub mod cluster;
 pub mod component;
 pub mod config;
 pub mod explain;

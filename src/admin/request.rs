@@ -49,6 +49,8 @@ pub enum Command {
     ListRooms,
     /// `GET /api/stats`.
     Stats,
+    /// `GET /api/cluster`.
+    Cluster,
     /// `POST /api/route/explain`: send `stanza` as `from` and trace its route.
     Explain {
         /// Sender (a bare JID enters as resource `explain` when it has no session).
@@ -144,6 +146,10 @@ pub fn parse(
         },
         ("rooms", None) => match method {
             "GET" => Ok(Command::ListRooms),
+            _ => Err(ApiError::MethodNotAllowed("GET")),
+        },
+        ("cluster", None) => match method {
+            "GET" => Ok(Command::Cluster),
             _ => Err(ApiError::MethodNotAllowed("GET")),
         },
         ("stats", None) => match method {

@@ -180,3 +180,33 @@ pub struct Stats {
     /// Per shard.
     pub per_shard: Vec<ShardStats>,
 }
+
+/// `GET /api/cluster`: this node's view of its cluster.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// This node's name (none: not in a cluster).
+    pub node: Option<String>,
+    /// Sessions bound on this node.
+    pub local_sessions: usize,
+    /// The other live members.
+    pub members: Vec<ClusterMember>,
+    /// Cross-node traffic, all shards.
+    pub traffic: crate::cluster::link::LinkStats,
+}
+
+/// One other member in `GET /api/cluster`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterMember {
+    /// Its name.
+    pub node: String,
+    /// Its incarnation (random per start), hexadecimal.
+    pub incarnation: String,
+    /// Its shard count.
+    pub shards: u16,
+    /// Its c2s address.
+    pub c2s: String,
+    /// Its sessions in this node's replica of the session map.
+    pub sessions: usize,
+    /// Of those, the available ones with a non-negative priority (they take bare-JID messages).
+    pub available: usize,
+}

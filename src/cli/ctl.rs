@@ -91,6 +91,8 @@ pub enum CtlCommand {
     Rooms,
     /// Server statistics.
     Stats,
+    /// This node's view of its cluster: members, their sessions, cross-node traffic.
+    Cluster,
     /// The route of a stanza.
     Route {
         /// What to do with it.
@@ -310,6 +312,45 @@ pub(super) fn run(config: &Config, args: CtlArgs) -> Result<(), CtlError> {
             let s = NewStanza { from, stanza: xml };
             let e: crate::explain::Explanation = c.send("POST", "/api/route/explain", Some(s))?;
             show(&mut out, json, &e, |o| write!(o, "{}", e.render_text()))
+        }
+        CtlCommand::Cluster => {
+            let v: crate::admin::shapes::ClusterView = c.get("/api/cluster")?;
+            show(&mut out, json, &v, |o| {
+                let Some(node) = &v.node else {
+                    return writeln!(o, "not in a cluster (no [cluster] in the configuration)");
+                };
+                writeln!(o, "node            {node}")?;
+                writeln!(o, "local sessions  {}", v.local_sessions)?;
+                let t = &v.traffic;
+                writeln!(o, "stanzas out/in  {} / {}", t.stanzas_out, t.stanzas_in)?;
+                writeln!(
+                    o,
+                    "refused {}, returned {}, rerouted {}, session records out/in {} / {} (dropped {})",
+                    t.refused, t.returned, t.rerouted, t.sm_out, t.sm_in, t.sm_dropped
+                )?;
+                writeln!(o)?;
+                table(
+                    o,
+                    &[
+                        "MEMBER",
+                        "INCARNATION",
+                        "SHARDS",
+                        "C2S",
+                        "SESSIONS",
+                        "AVAILABLE",
+                    ],
+                    v.members.iter().map(|m| {
+                        vec![
+                            m.node.clone(),
+                            m.incarnation.clone(),
+                            m.shards.to_string(),
+                            m.c2s.clone(),
+                            m.sessions.to_string(),
+                            m.available.to_string(),
+                        ]
+                    }),
+                )
+            })
         }
         CtlCommand::Stats => {
             let s: Stats = c.get("/api/stats")?;

@@ -168,6 +168,15 @@ pub enum InvalidValue {
     /// `[s2s.address."DOMAIN"] tls = "starttls"`: an outgoing stream always requires TLS.
     #[error("s2s.address: tls is \"starttls_required\" or \"tls\" (outgoing streams always require TLS)")]
     S2sAddressStarttls,
+    /// A cluster or node name that is not one NATS subject token.
+    #[error("cluster: names are 1 to 64 characters among A-Z a-z 0-9 - _")]
+    ClusterName,
+    /// A NATS server address that is not `nats://host:port`.
+    #[error("cluster.nats: addresses are nats://host:port")]
+    NatsUrl,
+    /// A failure timeout shorter than two heartbeats.
+    #[error("cluster.failure_timeout_ms must be at least twice heartbeat_ms")]
+    ClusterTimeout,
 }
 
 /// Why the configuration could not be loaded.

@@ -4,6 +4,7 @@
 //! directory, as written.
 
 mod admin;
+mod cluster;
 mod component;
 mod error;
 mod raw;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 pub use admin::AdminConfig;
+pub use cluster::{ClusterConfig, NatsUrl};
 pub use component::{ComponentListenerConfig, ComponentSecret};
 pub use error::{ConfigError, InvalidValue, Location};
 pub use s2s::{S2sListenerConfig, S2sOptions, S2sTls, StaticAddress, S2S_PORT};
@@ -51,6 +53,9 @@ pub struct Config {
     /// `[admin]`: the admin API's token (absent: `/api` answers 403).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminConfig>,
+    /// `[cluster]`: this node in a petrel cluster over NATS (absent: a single node).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterConfig>,
     /// `[components."domain"]`: the shared secret of each external component (XEP-0114).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub components: BTreeMap<Domain, ComponentSecret>,

@@ -27,6 +27,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub modules: BTreeMap<Spanned<String>, toml::Table>,
     pub admin: Option<Spanned<super::admin::RawAdmin>>,
+    /// `[cluster]`: absent on a single node.
+    pub cluster: Option<Spanned<super::cluster::RawCluster>>,
     #[serde(default)]
     pub s2s: super::s2s::RawS2s,
     /// `[components."domain"]`: external components' secrets.

@@ -626,3 +626,46 @@ fn bad_components_are_rejected() {
     let (_, _, msg) = parse_err(&format!("{base}[[listen.component]]\nmax_depth = 0\n"));
     assert!(msg.contains("listen.component.max_depth"), "{msg}");
 }
+
+#[test]
+fn cluster_section_defaults_and_errors() {
+    assert!(parse(MINIMAL).unwrap().cluster.is_none());
+    let c = parse(&format!("{MINIMAL}[cluster]\nnode = \"n-1\"\n"))
+        .unwrap()
+        .cluster
+        .unwrap();
+    assert_eq!(c.name, "petrel");
+    assert_eq!(c.node, "n-1");
+    assert_eq!(
+        c.nats,
+        [NatsUrl {
+            host: "127.0.0.1".into(),
+            port: 4222
+        }]
+    );
+    assert_eq!(c.heartbeat, Duration::from_millis(500));
+    assert_eq!(c.failure_timeout, Duration::from_millis(3000));
+    let c = parse(&format!(
+        "{MINIMAL}[cluster]\nnode = \"a\"\nname = \"prod\"\nnats = [\"nats://10.0.0.1:4333\", \"h\"]\n"
+    ))
+    .unwrap()
+    .cluster
+    .unwrap();
+    assert_eq!(
+        (c.nats[0].host.as_str(), c.nats[0].port),
+        ("10.0.0.1", 4333)
+    );
+    assert_eq!((c.nats[1].host.as_str(), c.nats[1].port), ("h", 4222));
+    for (bad, kind) in [
+        ("node = \"a.b\"", InvalidValue::ClusterName),
+        ("node = \"a\"\nname = \"\"", InvalidValue::ClusterName),
+        ("node = \"a\"\nnats = [\"nats://\"]", InvalidValue::NatsUrl),
+        (
+            "node = \"a\"\nheartbeat_ms = 1000\nfailure_timeout_ms = 1500",
+            InvalidValue::ClusterTimeout,
+        ),
+    ] {
+        let (err, _, _) = parse_err(&format!("{MINIMAL}[cluster]\n{bad}\n"));
+        assert_eq!(invalid_kind(err), kind, "{bad}");
+    }
+}

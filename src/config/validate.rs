@@ -175,6 +175,7 @@ pub(super) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
     let shards = shards(&cx, raw.shards)?;
     let store = super::store::store(&cx, raw.store)?;
     let admin = super::admin::admin(&cx, raw.admin)?;
+    let cluster = super::cluster::cluster(&cx, raw.cluster)?;
     let mut modules = BTreeMap::new();
     let mut module_locations = BTreeMap::new();
     for (name, table) in raw.modules {
@@ -189,6 +190,7 @@ pub(super) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
         store,
         s2s,
         admin,
+        cluster,
         components,
         modules,
         source: path.to_owned(),

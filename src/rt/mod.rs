@@ -5,6 +5,7 @@
 
 mod admin;
 mod bosh;
+mod cluster;
 mod component;
 mod conn;
 mod conn_auth;
@@ -130,6 +131,8 @@ struct Listeners {
     s2s: Vec<Arc<s2s::S2sListener>>,
     /// What every shard's outgoing s2s streams share.
     s2s_shared: Arc<s2s::S2sShared>,
+    /// This node in a cluster (one incarnation for every shard), if `[cluster]` is set.
+    cluster: Option<Arc<crate::cluster::Node>>,
 }
 
 /// What every shard shares off the shards: the store pool and the login throttle its jobs use.
@@ -153,6 +156,18 @@ pub(crate) struct ShardCtx {
 }
 
 impl ShardCtx {
+    /// Waits until no local mailbox the last deliveries filled is over its bound, then yields if
+    /// the task ran long: what a receiver of other shards' (or nodes') traffic does between
+    /// batches.
+    pub async fn wait_for_room(&self) {
+        loop {
+            let pressured = self.shard.borrow_mut().pressured(None);
+            let Some(mb) = pressured else { break };
+            std::future::poll_fn(|cx| mb.poll_room(cx)).await;
+        }
+        glommio::yield_if_needed().await;
+    }
+
     /// Carries out what the shard queued for other shards; a stanza an outbox has no room for is
     /// answered with `resource-constraint` (see `mesh` for the policy).
     pub fn flush(self: &Rc<Self>) {
@@ -264,6 +279,14 @@ pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Re
         s2s: s2s.into_iter().map(Arc::new).collect(),
         s2s_shared,
         component,
+        cluster: config.cluster.as_ref().map(|c| {
+            let c2s = config
+                .listen
+                .c2s
+                .first()
+                .map_or_else(String::new, |l| format!("{}:{}", l.ip_address, l.port));
+            Arc::new(crate::cluster::Node::new(c, c2s))
+        }),
     };
     let ends = mesh::build(n, config.shards.ring_capacity.max(2));
     let io_memory = config.shards.io_memory_kib * 1024;
@@ -417,6 +440,9 @@ async fn run_shard(
         admin: admin::AdminState::new(&config),
     });
     let mut tasks = vec![s2s::S2sRt::install(listeners.s2s_shared.clone(), &ctx)];
+    if let (Some(node), Some(cfg)) = (&listeners.cluster, &config.cluster) {
+        tasks.extend(cluster::install(node, &cfg.nats, &ctx));
+    }
     if id.index() == 0 {
         // Modules' periodic store work (archive retention): queued from one shard only.
         for p in crate::modules::periodic(&config) {
@@ -471,12 +497,7 @@ async fn run_shard(
                 // Backpressure: a local recipient that cannot keep up holds this ring (it fills,
                 // then the sending shard's outbox, which stops its readers). Its connection drains
                 // the mailbox without any ring, so this wait cannot close a cycle.
-                loop {
-                    let pressured = ctx.shard.borrow_mut().pressured(None);
-                    let Some(mb) = pressured else { break };
-                    std::future::poll_fn(|cx| mb.poll_room(cx)).await;
-                }
-                glommio::yield_if_needed().await;
+                ctx.wait_for_room().await;
             }
             tracing::debug!(shard = id.0, from = from.0, "ring closed");
         }));

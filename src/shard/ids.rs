@@ -26,6 +26,34 @@ pub struct SessionRef {
     pub conn: ConnId,
 }
 
+/// Shard indexes from here up name another node of a cluster, not a local shard (see
+/// [`SessionRef::remote`]): local shard counts stay far below it.
+pub const REMOTE_SHARD: u16 = 0x8000;
+
+impl SessionRef {
+    /// A session on another node of a cluster: `slot` is that node's (incarnation's) number in
+    /// this process's member table, `shard` its shard there, `serial` a number the home shard gives
+    /// each remote session so that two of them never share a ref. Only home shards hold such refs,
+    /// in their session table; what is sent to one goes to the shard's remote session handler.
+    pub fn remote(slot: u16, shard: u16, serial: u64) -> SessionRef {
+        SessionRef {
+            shard: ShardId(REMOTE_SHARD | (slot & !REMOTE_SHARD)),
+            conn: ConnId(((shard as u64) << 48) | (serial & 0xffff_ffff_ffff)),
+        }
+    }
+
+    /// True for a session on another node ([`SessionRef::remote`]).
+    pub fn is_remote(&self) -> bool {
+        self.shard.0 & REMOTE_SHARD != 0
+    }
+
+    /// The member slot and shard of a remote session.
+    pub fn remote_parts(&self) -> Option<(u16, u16)> {
+        self.is_remote()
+            .then_some((self.shard.0 & !REMOTE_SHARD, (self.conn.0 >> 48) as u16))
+    }
+}
+
 /// One fixed seed for every shard: the home shard of a JID must be the same wherever it is computed.
 fn home_hasher() -> ahash::RandomState {
     ahash::RandomState::with_seeds(

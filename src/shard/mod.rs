@@ -14,7 +14,7 @@ mod msg;
 
 pub use ext::Extensions;
 pub use hosts::DynamicHosts;
-pub use ids::{home_shard, home_shard_of, ConnId, SessionRef, ShardId};
+pub use ids::{home_shard, home_shard_of, ConnId, SessionRef, ShardId, REMOTE_SHARD};
 pub use mailbox::{Mailbox, MailboxFull};
 pub use msg::{ConnExtMsg, ConnMsg, ShardMsg};
 
@@ -35,6 +35,14 @@ const MAX_MOVED: usize = 16_384;
 
 /// Takes stanzas for remote domains on their home shard (see [`Shard::set_remote_handler`]).
 pub type RemoteHandler = Rc<dyn Fn(&mut Shard, Acc)>;
+
+/// Takes what is sent to a session on another node of a cluster ([`SessionRef::remote`]; see
+/// [`Shard::set_session_handler`]).
+pub type RemoteSessionHandler = Rc<dyn Fn(&mut Shard, SessionRef, ConnMsg)>;
+
+/// Told on the home shard when a local session is bound or updated (`Some(priority)`, `None` while
+/// only connected) or gone (`None`): see [`Shard::set_session_listener`].
+pub type SessionListener = Rc<dyn Fn(&mut Shard, &FullJid, SessionRef, Option<Option<i8>>)>;
 
 /// Module work run once per scheduler turn (see [`Shard::add_flusher`]).
 pub type Flusher = Rc<dyn Fn(&mut Shard)>;
@@ -98,6 +106,10 @@ pub struct Shard {
     flushers: Vec<Flusher>,
     /// Where stanzas for remote domains go (the federation runtime); none: they bounce.
     remote: Option<RemoteHandler>,
+    /// Where messages to sessions on other nodes go (a cluster); none on a single node.
+    remote_sessions: Option<RemoteSessionHandler>,
+    /// Who hears of local session changes on their home shard (a cluster replicates them).
+    pub(crate) session_listener: Option<SessionListener>,
     /// Counters.
     pub stats: ShardStats,
     /// Prometheus handles (atomics taken once; the runtime swaps in the server registry's).
@@ -137,6 +149,8 @@ impl Shard {
             ext: Extensions::default(),
             flushers: Vec::new(),
             remote: None,
+            remote_sessions: None,
+            session_listener: None,
             stats: ShardStats::default(),
             metrics: crate::metrics::ShardMetrics::detached(id),
         };
@@ -194,6 +208,29 @@ impl Shard {
     /// federation runtime's outgoing streams).
     pub fn set_remote_handler(&mut self, handler: RemoteHandler) {
         self.remote = Some(handler);
+    }
+
+    /// Sets where messages to sessions on other nodes go (the cluster runtime).
+    pub fn set_session_handler(&mut self, handler: RemoteSessionHandler) {
+        self.remote_sessions = Some(handler);
+    }
+
+    /// Sets who hears of local session changes on their home shard (the cluster runtime).
+    pub fn set_session_listener(&mut self, listener: SessionListener) {
+        self.session_listener = Some(listener);
+    }
+
+    /// A message for a session on another node: to the remote session handler; without one (the
+    /// node left the cluster) a stanza goes back to the session manager.
+    fn send_remote_session(&mut self, session: SessionRef, msg: ConnMsg) {
+        match self.remote_sessions.clone() {
+            Some(h) => h(self, session, msg),
+            None => match msg {
+                ConnMsg::Deliver(acc) => self.reroute(acc),
+                ConnMsg::Ext(m) => m.conn_gone(self),
+                _ => {}
+            },
+        }
     }
 
     /// A stanza for a remote domain on that domain's home shard: to the remote handler, or
@@ -315,6 +352,9 @@ impl Shard {
         for (session, seqs) in by_conn {
             if session.shard == self.id {
                 self.deliver_local(session.conn, ConnMsg::Handled(seqs));
+            } else if session.is_remote() {
+                // A stanza from another node reached its end here: that node hears of it.
+                self.send_remote_session(session, ConnMsg::Handled(seqs));
             } else {
                 remote
                     .entry(session.shard)
@@ -371,6 +411,13 @@ impl Shard {
     pub(crate) fn send_to_shard(&mut self, to: ShardId, msg: ShardMsg) {
         if to == self.id {
             self.handle_msg(msg);
+        } else if to.0 & REMOTE_SHARD != 0 {
+            // A module aimed work at a session on another node (its `session.shard`): there is no
+            // such local shard; the work is dropped, as for a session that has gone.
+            tracing::debug!(
+                shard = self.id.0,
+                "work for a remote session's shard dropped"
+            );
         } else {
             self.out.push((to, msg));
         }
@@ -382,7 +429,9 @@ impl Shard {
         if to.is_empty() {
             return;
         }
-        if at == self.id {
+        // Sessions on another node (a cluster) are not bound here: each copy goes through the
+        // session manager, which knows where each lives there.
+        if at == self.id || at.0 & REMOTE_SHARD != 0 {
             self.multicast_here(acc, &to);
         } else {
             self.out.push((at, ShardMsg::Multicast(acc, to)));
@@ -416,6 +465,8 @@ impl Shard {
     pub(crate) fn send_to_session(&mut self, session: SessionRef, msg: ConnMsg) {
         if session.shard == self.id {
             self.deliver_local(session.conn, msg);
+        } else if session.is_remote() {
+            self.send_remote_session(session, msg);
         } else {
             self.out
                 .push((session.shard, ShardMsg::Conn(session.conn, msg)));

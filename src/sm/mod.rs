@@ -259,6 +259,7 @@ pub fn register(shard: &mut Shard, jid: FullJid, session: SessionRef) {
         }
     }
     run_session_hook(shard, |h| &h.sm_register_connection, &jid, session, None);
+    tell_listener(shard, &jid, session, Some(None));
     shard.send_to_session(session, ConnMsg::Bound(Ok::<(), BindError>(())));
 }
 
@@ -274,6 +275,15 @@ pub fn unregister(shard: &mut Shard, jid: FullJid, session: SessionRef) {
             run_session_hook(shard, |h| &h.unset_presence, &old.jid, session, None);
         }
         run_session_hook(shard, |h| &h.sm_remove_connection, &old.jid, session, None);
+        tell_listener(shard, &old.jid, session, None);
+    }
+}
+
+/// Tells the session listener (a cluster replicating this table), if any, of a local session's
+/// change: `Some(priority)` bound or updated, `None` gone.
+fn tell_listener(shard: &mut Shard, jid: &FullJid, session: SessionRef, now: Option<Option<i8>>) {
+    if let Some(l) = shard.session_listener.clone() {
+        l(shard, jid, session, now);
     }
 }
 
@@ -286,6 +296,15 @@ pub fn move_session(shard: &mut Shard, jid: &FullJid, old: SessionRef, new: Sess
     }
     run_session_hook(shard, |h| &h.sm_remove_connection, jid, old, None);
     run_session_hook(shard, |h| &h.sm_register_connection, jid, new, None);
+    if shard.session_listener.is_some() {
+        let priority = shard
+            .sm
+            .resources(&jid.bare())
+            .iter()
+            .find(|r| &r.jid == jid)
+            .and_then(|r| r.priority);
+        tell_listener(shard, jid, new, Some(priority));
+    }
     true
 }
 
@@ -300,6 +319,7 @@ fn presence_update(shard: &mut Shard, acc: &mut Acc, up: PresenceUpdate) -> bool
     };
     let last = up.priority.map(|_| acc.stanza.clone());
     shard.sm.set_last_presence(&jid, up.session, last);
+    tell_listener(shard, &jid, up.session, Some(up.priority));
     match (before, up.priority) {
         (None, Some(_)) => {
             run_session_hook(shard, |h| &h.user_available, &jid, up.session, up.priority)

@@ -135,6 +135,29 @@ impl SessionManager {
         self.users.get(bare).map(Vec::as_slice).unwrap_or(&[])
     }
 
+    /// Removes every resource `gone` selects (the sessions of a dead cluster member) and returns
+    /// them.
+    pub fn remove_where(&mut self, gone: impl Fn(&Resource) -> bool) -> Vec<Resource> {
+        let mut removed = Vec::new();
+        self.users.retain(|_, list| {
+            let mut i = 0;
+            while i < list.len() {
+                if gone(&list[i]) {
+                    removed.push(list.swap_remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+            !list.is_empty()
+        });
+        removed
+    }
+
+    /// Every resource held here, all users (cluster snapshots, admin counts).
+    pub fn all_resources(&self) -> impl Iterator<Item = &Resource> {
+        self.users.values().flatten()
+    }
+
     /// Number of users with at least one session on this shard.
     pub fn user_count(&self) -> usize {
         self.users.len()

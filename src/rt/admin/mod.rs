@@ -38,6 +38,8 @@ pub(crate) struct AdminState {
     hosts: Vec<String>,
     /// `[modules.muc]` is on.
     muc: bool,
+    /// `cluster.node`, if in a cluster.
+    cluster_node: Option<String>,
 }
 
 impl AdminState {
@@ -49,6 +51,7 @@ impl AdminState {
             iterations: config.auth.scram_iterations,
             hosts: config.general.hosts.iter().map(|h| h.to_string()).collect(),
             muc: config.modules.contains_key(crate::modules::muc::NAME),
+            cluster_node: config.cluster.as_ref().map(|c| c.node.clone()),
         }
     }
 }
@@ -317,6 +320,46 @@ async fn run(cmd: Command, ctx: &Rc<ShardCtx>) -> Answer {
             Ok(explanation) => ok(StatusCode::OK, &explanation),
             Err(e) => Err(ApiError::BadStanza(e.to_string())),
         },
+        Command::Cluster => {
+            let per_shard = on_every_shard(ctx, |s| {
+                (
+                    s.local_sessions().count(),
+                    crate::cluster::link::shard_view(s),
+                )
+            })
+            .await;
+            let mut view = crate::admin::shapes::ClusterView {
+                node: st.cluster_node.clone(),
+                ..Default::default()
+            };
+            let mut per_slot: ahash::HashMap<u16, (usize, usize)> = Default::default();
+            let mut members = Vec::new();
+            for (local, link) in per_shard {
+                view.local_sessions += local;
+                if let Some((stats, slots, m)) = link {
+                    view.traffic.add(&stats);
+                    for (slot, (n, avail)) in slots {
+                        let e = per_slot.entry(slot).or_default();
+                        e.0 += n;
+                        e.1 += avail;
+                    }
+                    members.extend(m);
+                }
+            }
+            view.members = members
+                .into_iter()
+                .map(|(slot, m)| crate::admin::shapes::ClusterMember {
+                    node: m.who.node,
+                    incarnation: format!("{:x}", m.who.id),
+                    shards: m.shards,
+                    c2s: m.c2s,
+                    sessions: per_slot.get(&slot).map_or(0, |e| e.0),
+                    available: per_slot.get(&slot).map_or(0, |e| e.1),
+                })
+                .collect();
+            view.members.sort_by(|a, b| a.node.cmp(&b.node));
+            ok(StatusCode::OK, &view)
+        }
         Command::Stats => {
             let mut per_shard = on_every_shard(ctx, shards::stats).await;
             per_shard.sort_by_key(|s| s.shard);

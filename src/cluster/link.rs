@@ -1,0 +1,386 @@
+//! One shard's link to the cluster: its own NATS connection's protocol state, the copies of the
+//! stanzas it published and no one acknowledged yet, the member table; what arrives is dispatched
+//! to `stanzas`, `sessions` and `membership`. No socket here: `rt::cluster` moves the bytes.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::task::Waker;
+use std::time::Instant;
+
+use ahash::HashMap;
+
+use super::members::{Members, Table};
+use super::membership::heard;
+use super::nats::{Msg, NatsCore};
+use super::sessions::{local_change, session_record, sync_answer};
+use super::stanzas::{acked, deliver, gap, returned, send_remote};
+use super::wire::Record;
+use super::{sid, Node};
+use crate::hooks::Acc;
+use crate::shard::Shard;
+
+/// The member slot of the acknowledgement tokens of stanzas from other nodes (no member has it:
+/// slots stop below).
+pub const INBOX_SLOT: u16 = 0x7fff;
+
+/// Stanzas a shard keeps copies of until the receiving node acknowledges them; past it, a stanza
+/// for another node is answered `resource-constraint` (type `wait`).
+pub const MAX_UNACKED: usize = 16_384;
+
+/// Bytes of output a shard's NATS connection may hold unwritten before stanzas are refused
+/// (answered `resource-constraint`); session-map and acknowledgement records may use four times
+/// as much, then are dropped, logged and counted (`sm_dropped`).
+pub const OUTPUT_LIMIT: usize = 8 * 1024 * 1024;
+
+/// Largest batch of session records in one sync answer (below NATS's default 1 MiB payload).
+pub(super) const SYNC_BATCH: usize = 256 * 1024;
+
+/// This shard's link (shared by its tasks and its handlers; single-threaded).
+pub type LinkRc = Rc<RefCell<Link>>;
+
+/// The link as module state in `Shard::ext` (for closures run on the shard and the admin API).
+#[derive(Clone)]
+pub struct ClusterExt(pub LinkRc);
+
+/// Counters of one shard's cross-node traffic.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct LinkStats {
+    /// Stanzas published to other nodes.
+    pub stanzas_out: u64,
+    /// Stanzas received from other nodes.
+    pub stanzas_in: u64,
+    /// Stanzas refused (bounced `resource-constraint`): output or unacknowledged copies full.
+    pub refused: u64,
+    /// Stanzas NATS returned (no one listens: the node is gone), routed again here.
+    pub returned: u64,
+    /// Unacknowledged stanzas routed again because their node died or the connection dropped.
+    pub rerouted: u64,
+    /// Session-map records published.
+    pub sm_out: u64,
+    /// Session-map records applied from other nodes.
+    pub sm_in: u64,
+    /// Session-map records dropped (output over four times its bound).
+    pub sm_dropped: u64,
+    /// Gaps in a sender's sequence seen here (NATS dropped stanzas; the sender re-sends them).
+    #[serde(default)]
+    pub gaps: u64,
+}
+
+impl LinkStats {
+    /// Adds another shard's counters.
+    pub fn add(&mut self, o: &LinkStats) {
+        self.stanzas_out += o.stanzas_out;
+        self.stanzas_in += o.stanzas_in;
+        self.refused += o.refused;
+        self.returned += o.returned;
+        self.rerouted += o.rerouted;
+        self.sm_out += o.sm_out;
+        self.sm_in += o.sm_in;
+        self.sm_dropped += o.sm_dropped;
+        self.gaps += o.gaps;
+    }
+}
+
+/// One shard's part of `GET /api/cluster`: counters, (sessions, available with a non-negative
+/// priority) per member slot, and the members (shard 0).
+pub type ShardView = (
+    LinkStats,
+    HashMap<u16, (usize, usize)>,
+    Vec<(u16, super::members::Member)>,
+);
+
+/// What one shard tells `GET /api/cluster`: its counters, its sessions per member slot, and on
+/// shard 0 the members.
+pub fn shard_view(shard: &Shard) -> Option<ShardView> {
+    let link = link_of(shard)?;
+    let l = link.borrow();
+    let mut per_slot: HashMap<u16, (usize, usize)> = HashMap::default();
+    for r in shard.sm.all_resources() {
+        if let Some((slot, _)) = r.session.remote_parts() {
+            let e = per_slot.entry(slot).or_default();
+            e.0 += 1;
+            e.1 += usize::from(r.priority.is_some_and(|p| p >= 0));
+        }
+    }
+    let members = l
+        .members
+        .as_ref()
+        .map(|m| m.live().map(|m| (m.slot, m.clone())).collect())
+        .unwrap_or_default();
+    Some((l.stats, per_slot, members))
+}
+
+/// One shard's link state.
+pub struct Link {
+    /// This node.
+    pub node: Rc<Node>,
+    /// This shard.
+    pub shard: u16,
+    /// The connection's protocol state (replaced on each reconnection).
+    pub nats: NatsCore,
+    /// Connected to a NATS server now.
+    pub connected: bool,
+    /// This shard's inbox subject: acknowledgements, gaps and returns come to
+    /// `INBOX.SLOT.SHARD.SEQ` (the reply subject of a stanza), sync answers to `INBOX.sync`.
+    pub inbox: String,
+    /// Last sequence number published per (member slot, shard): the receiver sees them
+    /// contiguous, so it notices what NATS dropped.
+    pub(super) seqs: HashMap<(u16, u16), u64>,
+    /// Next sequence number expected per sender (the reply subject's prefix), to notice gaps;
+    /// kept across reconnections (a gap is what a reconnection after a drop shows).
+    pub(super) expected: HashMap<String, u64>,
+    pub(super) next_serial: u64,
+    pub(super) unacked: HashMap<(u16, u16), VecDeque<(u64, Acc)>>,
+    pub(super) unacked_len: usize,
+    /// Senders' reply prefixes (`INBOX.SLOT.SHARD` of another node's shard), numbered: a stanza
+    /// from one carries the token `Handled(SessionRef::remote(INBOX_SLOT, this shard, number),
+    /// seq)`, whose drop at the end of the stanza's route acknowledges it to that sender.
+    pub(super) senders: HashMap<u64, String>,
+    /// The numbers of `senders`.
+    pub(super) sender_ids: HashMap<String, u64>,
+    /// Sender numbers in the order given (the oldest are forgotten first), and the next one.
+    pub(super) sender_order: VecDeque<u64>,
+    /// The next sender number (never reused: a token still travelling never names another).
+    pub(super) next_sender: u64,
+    /// Scratch buffer for record headers (no allocation per stanza).
+    pub(super) scratch: Vec<u8>,
+    /// Every shard's copy of the member slots.
+    pub table: Table,
+    /// Shard 0 only: the membership.
+    pub members: Option<Members>,
+    /// Counters.
+    pub stats: LinkStats,
+    waker: Option<Waker>,
+}
+
+impl Link {
+    /// The link of shard `shard` of `node`.
+    pub fn new(node: Rc<Node>, shard: u16) -> Link {
+        let inbox = format!(
+            "{}.r.{}.{:x}.{shard}",
+            node.prefix, node.me.node, node.me.id
+        );
+        let members = (shard == 0).then(|| Members::new(node.me.clone(), node.failure_timeout));
+        Link {
+            node,
+            shard,
+            nats: NatsCore::new(OUTPUT_LIMIT),
+            connected: false,
+            inbox,
+            seqs: HashMap::default(),
+            expected: HashMap::default(),
+            scratch: Vec::new(),
+            next_serial: 0,
+            unacked: HashMap::default(),
+            unacked_len: 0,
+            senders: HashMap::default(),
+            sender_ids: HashMap::default(),
+            sender_order: VecDeque::new(),
+            next_sender: 0,
+            table: Table::default(),
+            members,
+            stats: LinkStats::default(),
+            waker: None,
+        }
+    }
+
+    /// Starts a new connection's protocol: `CONNECT` and this shard's subscriptions. Returns the
+    /// copies of stanzas the old connection may not have carried (to route again).
+    pub fn reset(&mut self) -> Vec<Acc> {
+        self.nats = NatsCore::new(OUTPUT_LIMIT);
+        let name = format!("{}/{}", self.node.me.node, self.shard);
+        self.nats.connect(&name);
+        let p = &self.node.prefix;
+        self.nats.subscribe(
+            &format!("{p}.n.{}.{}", self.node.me.node, self.shard),
+            sid::STANZAS,
+        );
+        self.nats
+            .subscribe(&format!("{}.>", self.inbox), sid::INBOX);
+        if self.shard == 0 {
+            self.nats.subscribe(&format!("{p}.hb"), sid::HEARTBEAT);
+            self.nats.subscribe(&format!("{p}.sm"), sid::SM);
+            self.nats.subscribe(&format!("{p}.sync.all"), sid::SYNC);
+            self.nats
+                .subscribe(&format!("{p}.sync.{}", self.node.me.node), sid::SYNC);
+        }
+        self.unacked_len = 0;
+        if let Some(m) = self.members.as_mut() {
+            m.refresh_all(Instant::now());
+        }
+        let lost: Vec<Acc> = self
+            .unacked
+            .drain()
+            .flat_map(|(_, q)| q.into_iter().map(|(_, acc)| acc))
+            .collect();
+        self.stats.rerouted += lost.len() as u64;
+        self.wake();
+        lost
+    }
+
+    /// The writer's waker: output is waiting.
+    pub fn set_waker(&mut self, w: &Waker) {
+        if !self.waker.as_ref().is_some_and(|old| old.will_wake(w)) {
+            self.waker = Some(w.clone());
+        }
+    }
+
+    /// Wakes the writer (output is waiting).
+    pub fn wake(&mut self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Publishes a control record (session map, acknowledgement, heartbeat): bounded at four times
+    /// the stanza bound, then dropped and counted.
+    pub(super) fn publish_control(
+        &mut self,
+        subject: &str,
+        reply: Option<&str>,
+        payload: &[u8],
+    ) -> bool {
+        if self.nats.output_len() > OUTPUT_LIMIT * 4 {
+            self.stats.sm_dropped += 1;
+            tracing::warn!(
+                shard = self.shard,
+                subject,
+                "cluster output full: record dropped"
+            );
+            return false;
+        }
+        self.nats.publish_control(subject, reply, payload);
+        self.wake();
+        true
+    }
+
+    /// Takes the copies kept for member `slot` (it died).
+    pub(super) fn take_copies(&mut self, slot: u16) -> Vec<Acc> {
+        let keys: Vec<(u16, u16)> = self
+            .unacked
+            .keys()
+            .filter(|k| k.0 == slot)
+            .copied()
+            .collect();
+        let mut out = Vec::new();
+        for k in keys {
+            if let Some(q) = self.unacked.remove(&k) {
+                out.extend(q.into_iter().map(|(_, a)| a));
+            }
+        }
+        self.unacked_len -= out.len();
+        self.seqs.retain(|k, _| k.0 != slot);
+        out
+    }
+
+    /// Takes the copies for (slot, shard) with sequence numbers in `seqs` (returned by NATS, or
+    /// reported missing by the receiver).
+    pub(super) fn take_range(&mut self, key: (u16, u16), seqs: std::ops::Range<u64>) -> Vec<Acc> {
+        let Some(q) = self.unacked.get_mut(&key) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut kept = VecDeque::with_capacity(q.len());
+        for (s, acc) in q.drain(..) {
+            if seqs.contains(&s) {
+                out.push(acc);
+            } else {
+                kept.push_back((s, acc));
+            }
+        }
+        *q = kept;
+        self.unacked_len -= out.len();
+        out
+    }
+}
+
+/// The (member slot, shard) and sequence number of a stanza's reply subject
+/// `INBOX.SLOT.SHARD.SEQ`, as it comes back to the inbox.
+pub(super) fn reply_parts(inbox: &str, subject: &str) -> Option<((u16, u16), u64)> {
+    let rest = subject.strip_prefix(inbox)?.strip_prefix('.')?;
+    let mut t = rest.split('.');
+    let slot = t.next()?.parse().ok()?;
+    let shard = t.next()?.parse().ok()?;
+    let seq = t.next()?.parse().ok()?;
+    t.next().is_none().then_some(((slot, shard), seq))
+}
+
+/// The link of the shard a closure runs on.
+pub(super) fn link_of(shard: &Shard) -> Option<LinkRc> {
+    shard.ext.get::<ClusterExt>().map(|c| c.0.clone())
+}
+
+/// Plugs the link into its shard: the remote session handler, the session listener, the state.
+pub fn install(shard: &mut Shard, link: &LinkRc) {
+    let l = link.clone();
+    shard.set_session_handler(Rc::new(move |shard, session, msg| {
+        send_remote(&l, shard, session, msg)
+    }));
+    let l = link.clone();
+    shard.set_session_listener(Rc::new(move |shard, jid, session, now| {
+        local_change(&l, shard, jid, session, now)
+    }));
+    shard.ext.insert(ClusterExt(link.clone()));
+}
+
+/// What arrived on this shard's connection, in order. Shard-side effects go through `shard`.
+pub fn on_msg(link: &LinkRc, shard: &mut Shard, msg: Msg) {
+    let records = match Record::decode_all(&msg.payload) {
+        Ok(r) => r,
+        Err(_) if msg.status.is_some() => Vec::new(),
+        Err(e) => {
+            tracing::warn!(shard = shard.id.0, subject = msg.subject, "cluster: {e}");
+            return;
+        }
+    };
+    match msg.sid {
+        sid::STANZAS => {
+            for rec in records {
+                if let Record::Deliver { .. } = rec {
+                    deliver(link, shard, rec, msg.reply.as_deref());
+                }
+            }
+        }
+        sid::INBOX => {
+            let parts = reply_parts(&link.borrow().inbox, &msg.subject);
+            if let Some((key, seq)) = parts {
+                if msg.status == Some(503) {
+                    returned(link, shard, key, seq);
+                    return;
+                }
+                for rec in records {
+                    match rec {
+                        Record::Gap { from_seq } => gap(link, shard, key, from_seq..seq),
+                        Record::Ack { seqs, .. } => acked(link, key, &seqs),
+                        _ => {}
+                    }
+                }
+                return;
+            }
+            for rec in records {
+                if let rec @ Record::Bound { .. } = rec {
+                    session_record(link, shard, rec);
+                }
+            }
+        }
+        sid::HEARTBEAT => {
+            for rec in records {
+                if let Record::Heartbeat { from, shards, c2s } = rec {
+                    heard(link, shard, &from, Some((shards, &c2s)));
+                }
+            }
+        }
+        sid::SM => {
+            for rec in records {
+                session_record(link, shard, rec);
+            }
+        }
+        sid::SYNC => {
+            if let Some(reply) = msg.reply {
+                sync_answer(shard, reply);
+            }
+        }
+        _ => {}
+    }
+}

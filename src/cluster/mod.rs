@@ -1,0 +1,74 @@
+//! A petrel cluster over NATS (docs/CLUSTER.md): nodes share a replicated session map and carry
+//! stanzas to each other's shards through a NATS server, each shard over its own connection.
+//!
+//! Sans-IO parts: the NATS protocol core (`nats`), the records nodes exchange (`wire`), the
+//! membership (`members`) and one shard's link state and reactions (`link`). `rt::cluster` runs
+//! the connections on the shards' executors.
+
+pub mod link;
+pub mod members;
+mod membership;
+pub mod nats;
+mod sessions;
+mod stanzas;
+pub mod wire;
+
+pub use membership::tick;
+pub use sessions::{publish_sessions, request_sync};
+
+use std::time::Duration;
+
+use wire::Incarnation;
+
+/// Subscription ids on a shard's connection.
+pub mod sid {
+    /// `petrel.C.n.NODE.SHARD`: stanzas for this shard's sessions.
+    pub const STANZAS: u64 = 1;
+    /// `INBOX.*`: acknowledgements, returned stanzas, sync answers.
+    pub const INBOX: u64 = 2;
+    /// `petrel.C.hb` (shard 0): heartbeats.
+    pub const HEARTBEAT: u64 = 3;
+    /// `petrel.C.sm` (shard 0): session records.
+    pub const SM: u64 = 4;
+    /// `petrel.C.sync.all` and `petrel.C.sync.NODE` (shard 0): snapshot requests.
+    pub const SYNC: u64 = 5;
+}
+
+/// This node, as every shard's link knows it.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// `petrel.CLUSTER`: the prefix of every subject.
+    pub prefix: String,
+    /// This node's name and incarnation.
+    pub me: Incarnation,
+    /// The c2s address announced in heartbeats.
+    pub c2s: String,
+    /// How often shard 0 publishes a heartbeat.
+    pub heartbeat: Duration,
+    /// Silence after which a member is dead.
+    pub failure_timeout: Duration,
+}
+
+impl Node {
+    /// This start of node `cfg.node` (a fresh random incarnation id).
+    pub fn new(cfg: &crate::config::ClusterConfig, c2s: String) -> Node {
+        let mut id = [0u8; 8];
+        // Without the OS's randomness, the time still tells two starts apart.
+        if getrandom::getrandom(&mut id).is_err() {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            id = (t.as_nanos() as u64).to_le_bytes();
+        }
+        Node {
+            prefix: format!("petrel.{}", cfg.name),
+            me: Incarnation {
+                node: cfg.node.clone(),
+                id: u64::from_le_bytes(id),
+            },
+            c2s,
+            heartbeat: cfg.heartbeat,
+            failure_timeout: cfg.failure_timeout,
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The replicated session map, on one shard: publishing the changes of local sessions, applying
+//! other nodes' records on the home shards, and snapshots (sync requests and answers).
+
+use super::link::{link_of, LinkRc, SYNC_BATCH};
+use super::membership::heard;
+use super::wire::Record;
+use crate::jid::FullJid;
+use crate::shard::{home_shard_of, ConnMsg, SessionRef, Shard, ShardId};
+
+/// A local session changed on its home shard: the other nodes hear of it.
+pub(super) fn local_change(
+    link: &LinkRc,
+    home: &Shard,
+    jid: &FullJid,
+    session: SessionRef,
+    now: Option<Option<i8>>,
+) {
+    if session.is_remote() {
+        // Another node's session (its unavailable, said on its behalf): not ours to announce.
+        return;
+    }
+    let mut l = link.borrow_mut();
+    let from = l.node.me.clone();
+    let shard = session.shard.0;
+    let rec = match now {
+        Some(priority) => Record::Bound {
+            from,
+            jid: jid.clone(),
+            shard,
+            priority,
+            presence: last_presence(home, jid),
+        },
+        None => Record::Gone {
+            from,
+            jid: jid.clone(),
+            shard,
+        },
+    };
+    let subject = format!("{}.sm", l.node.prefix);
+    if l.publish_control(&subject, None, &rec.encode()) {
+        l.stats.sm_out += 1;
+    }
+}
+
+/// The last available presence of `jid` on its home shard, as bytes (empty when none).
+pub(super) fn last_presence(home: &Shard, jid: &FullJid) -> Vec<u8> {
+    home.sm
+        .resources(&jid.bare())
+        .iter()
+        .find(|r| &r.jid == jid)
+        .and_then(|r| r.last_presence.as_deref())
+        .map(|p| p.bytes().to_vec())
+        .unwrap_or_default()
+}
+
+/// A session record on shard 0 (live or a sync answer): to the home shard of its bare JID, after
+/// any membership change it implies.
+pub(super) fn session_record(link: &LinkRc, shard: &mut Shard, rec: Record) {
+    let (from, jid) = match &rec {
+        Record::Bound { from, jid, .. } | Record::Gone { from, jid, .. } => (from, jid),
+        _ => return,
+    };
+    let Some(slot) = heard(link, shard, from, None) else {
+        return;
+    };
+    let home = home_shard_of(jid.bare().as_str(), shard.shards);
+    crate::sm::run_on(shard, home, Box::new(move |s| apply_record(s, slot, rec)));
+}
+
+/// A remote session's record, on its home shard.
+pub(super) fn apply_record(shard: &mut Shard, slot: u16, rec: Record) {
+    let Some(link) = link_of(shard) else { return };
+    link.borrow_mut().stats.sm_in += 1;
+    let same_node = |r: &crate::sm::Resource, at: u16| r.session.remote_parts() == Some((slot, at));
+    match rec {
+        Record::Bound {
+            jid,
+            shard: at,
+            priority,
+            presence,
+            ..
+        } => {
+            let existing = shard
+                .sm
+                .resources(&jid.bare())
+                .iter()
+                .find(|r| r.jid == jid)
+                .map(|r| (r.session, same_node(r, at)));
+            let session = match existing {
+                Some((s, true)) => s,
+                other => {
+                    let mut l = link.borrow_mut();
+                    l.next_serial += 1;
+                    let s = SessionRef::remote(slot, at, l.next_serial);
+                    drop(l);
+                    if let Some(old) = shard.sm.insert(jid.clone(), s) {
+                        if !old.session.is_remote() && other.is_some() {
+                            // The same full JID bound here too: the newer binding, elsewhere, wins.
+                            shard.send_to_session(
+                                old.session,
+                                ConnMsg::Close(crate::xmpp::StreamErrorCondition::Conflict),
+                            );
+                        }
+                    }
+                    s
+                }
+            };
+            shard.sm.set_priority(&jid, session, priority);
+            // Probes from this node's users are answered from it.
+            let last = match priority {
+                Some(_) if !presence.is_empty() => crate::xml::Stanza::parse(presence).ok(),
+                _ => None,
+            };
+            shard.sm.set_last_presence(&jid, session, last);
+        }
+        Record::Gone { jid, shard: at, .. } => {
+            let found = shard
+                .sm
+                .resources(&jid.bare())
+                .iter()
+                .find(|r| r.jid == jid && same_node(r, at))
+                .map(|r| r.session);
+            if let Some(s) = found {
+                shard.sm.remove(&jid, s);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Another node asked for our sessions: every shard publishes those homed on it to `reply`
+/// from its own connection (in order with its live session records).
+pub(super) fn sync_answer(shard: &mut Shard, reply: String) {
+    for i in 0..shard.shards {
+        let reply = reply.clone();
+        crate::sm::run_on(
+            shard,
+            ShardId(i as u16),
+            Box::new(move |s| {
+                if let Some(link) = link_of(s) {
+                    publish_sessions(&link, s, &reply);
+                }
+            }),
+        );
+    }
+}
+
+/// Publishes a `Bound` record to `subject` for every local session homed on this shard (sync
+/// answers; the session channel after our own reconnection, where records may have been lost).
+pub fn publish_sessions(link: &LinkRc, shard: &Shard, subject: &str) {
+    let me = link.borrow().node.me.clone();
+    let mut batch = Vec::new();
+    let mut l = link.borrow_mut();
+    for r in shard.sm.all_resources().filter(|r| !r.session.is_remote()) {
+        Record::Bound {
+            from: me.clone(),
+            jid: r.jid.clone(),
+            shard: r.session.shard.0,
+            priority: r.priority,
+            presence: r
+                .last_presence
+                .as_deref()
+                .map(|p| p.bytes().to_vec())
+                .unwrap_or_default(),
+        }
+        .encode_into(&mut batch);
+        if batch.len() > SYNC_BATCH {
+            l.publish_control(subject, None, &std::mem::take(&mut batch));
+        }
+    }
+    if !batch.is_empty() {
+        l.publish_control(subject, None, &batch);
+    }
+}
+
+/// Shard 0, once connected: asks every node for its sessions.
+pub fn request_sync(link: &LinkRc) {
+    let mut l = link.borrow_mut();
+    let subject = format!("{}.sync.all", l.node.prefix);
+    let reply = format!("{}.sync", l.inbox);
+    l.publish_control(&subject, Some(&reply), &Record::SyncRequest.encode());
+}

@@ -1,0 +1,390 @@
+//! Stanzas between nodes, on one shard: publishing to another node's shard with a copy kept
+//! until acknowledged, delivering what arrives, acknowledging it, and what NATS returns.
+
+use super::link::{link_of, LinkRc};
+use super::membership::broadcast;
+use super::wire::Record;
+use crate::hooks::Acc;
+use crate::shard::{ConnMsg, SessionRef, Shard, ShardId};
+use crate::xmpp::StanzaErrorCondition;
+
+use super::link::{INBOX_SLOT, MAX_UNACKED};
+
+/// A message for a session on another node, on its home shard: a stanza is published to that
+/// node's shard, a copy kept until acknowledged.
+pub(super) fn send_remote(link: &LinkRc, shard: &mut Shard, session: SessionRef, msg: ConnMsg) {
+    let acc = match msg {
+        ConnMsg::Deliver(acc) => acc,
+        ConnMsg::Handled(seqs) => return handled(link, shard, session, seqs),
+        ConnMsg::Ext(m) => return m.conn_gone(shard),
+        // A conflict on bind: the other node closes its own session when our binding reaches it
+        // (see `apply_record`); nothing else is sent to a remote session.
+        _ => return,
+    };
+    let Some((slot, to_shard)) = session.remote_parts() else {
+        return;
+    };
+    let target = shard
+        .sm
+        .resources_of(acc.to.bare_str())
+        .iter()
+        .find(|r| r.session == session)
+        .map(|r| r.jid.clone());
+    let mut l = link.borrow_mut();
+    let (Some(who), Some(target)) = (l.table.get(slot).cloned(), target) else {
+        // The member died (or the session left) meanwhile: the session manager picks again.
+        drop(l);
+        return shard.reroute(acc);
+    };
+    if l.unacked_len >= MAX_UNACKED {
+        l.stats.refused += 1;
+        drop(l);
+        return shard.bounce(&acc, StanzaErrorCondition::ResourceConstraint);
+    }
+    // Taken only once published: a refused stanza leaves no gap in the receiver's sequence.
+    let seq = l.seqs.get(&(slot, to_shard)).copied().unwrap_or(0) + 1;
+    let published = {
+        let l = &mut *l;
+        Record::deliver_header(
+            &mut l.scratch,
+            target.as_str(),
+            acc.from.as_str(),
+            acc.to.as_str(),
+            acc.reroutes,
+        );
+        l.nats.publish_parts(
+            format_args!("{}.n.{}.{to_shard}", l.node.prefix, who.node),
+            format_args!("{}.{slot}.{to_shard}.{seq}", l.inbox),
+            &[&l.scratch, acc.stanza.bytes()],
+        )
+    };
+    if published.is_err() {
+        l.stats.refused += 1;
+        drop(l);
+        return shard.bounce(&acc, StanzaErrorCondition::ResourceConstraint);
+    }
+    l.seqs.insert((slot, to_shard), seq);
+    l.stats.stanzas_out += 1;
+    l.unacked
+        .entry((slot, to_shard))
+        .or_default()
+        .push_back((seq, acc));
+    l.unacked_len += 1;
+    l.wake();
+}
+
+/// A stanza for a session bound on this shard.
+pub(super) fn deliver(link: &LinkRc, shard: &mut Shard, rec: Record, reply: Option<&str>) {
+    let Record::Deliver {
+        target,
+        from,
+        to,
+        reroutes,
+        stanza,
+    } = rec
+    else {
+        return;
+    };
+    let token = reply.and_then(|r| received(link, r));
+    link.borrow_mut().stats.stanzas_in += 1;
+    let Ok(stanza) = crate::xml::Stanza::parse(stanza) else {
+        tracing::warn!(
+            shard = shard.id.0,
+            "cluster: unparsable stanza from another node"
+        );
+        return;
+    };
+    let mut acc = Acc::new(stanza, from, to, shard.id);
+    acc.reroutes = reroutes;
+    if let Some((sender, seq)) = token {
+        // Acknowledged to the sender when the stanza's route ends here (see `handled`).
+        let at = SessionRef::remote(INBOX_SLOT, shard.id.0, sender);
+        acc.handled = Some(crate::hooks::Handled::new(at, seq as u32));
+    }
+    match shard.local_session(target.as_str()) {
+        Some(conn) => {
+            let at = shard.session_ref(conn);
+            shard.send_to_session(at, ConnMsg::Deliver(acc));
+        }
+        // The session left this node: handled as for any vanished full JID.
+        None => shard.reroute(acc),
+    }
+}
+
+/// Senders remembered (gap detection, acknowledgement tokens); past it the oldest is forgotten
+/// (most likely a past incarnation of a node): a token of its stanzas still travelling is then
+/// not acknowledged, and its copy waits at the sender until it declares this node dead or
+/// reconnects.
+const MAX_SENDERS: usize = 4096;
+
+/// Notes a stanza's reply subject `PREFIX.SEQ`: a sequence number past the one expected from that
+/// sender reports the gap at once (before the stanza's acknowledgement, on the same connection,
+/// so the sender handles it first). Returns the sender's number and the sequence number.
+fn received(link: &LinkRc, reply: &str) -> Option<(u64, u64)> {
+    let (prefix, seq) = reply.rsplit_once('.')?;
+    let seq = seq.parse::<u64>().ok()?;
+    let mut l = link.borrow_mut();
+    let expected = l.expected.insert(prefix.to_owned(), seq + 1);
+    if let Some(e) = expected.filter(|&e| seq > e) {
+        l.stats.gaps += 1;
+        let rec = Record::Gap { from_seq: e }.encode();
+        l.publish_control(reply, None, &rec);
+    }
+    if let Some(&id) = l.sender_ids.get(prefix) {
+        return Some((id, seq));
+    }
+    if l.sender_order.len() >= MAX_SENDERS {
+        if let Some(old) = l.sender_order.pop_front() {
+            if let Some(p) = l.senders.remove(&old) {
+                l.sender_ids.remove(&p);
+                l.expected.remove(&p);
+            }
+        }
+    }
+    let id = l.next_sender;
+    l.next_sender += 1;
+    l.senders.insert(id, prefix.to_owned());
+    l.sender_ids.insert(prefix.to_owned(), id);
+    l.sender_order.push_back(id);
+    Some((id, seq))
+}
+
+/// Stanzas from another node reached the end of their route on this node (their tokens dropped,
+/// see `deliver`): the shard that received them tells their sender, in one record.
+fn handled(link: &LinkRc, shard: &mut Shard, token: SessionRef, seqs: Vec<u32>) {
+    let Some((INBOX_SLOT, owner)) = token.remote_parts() else {
+        return;
+    };
+    let sender = token.conn.0 & 0xffff_ffff_ffff;
+    if owner != shard.id.0 {
+        // Dropped on another shard (re-routed there): its receiver's shard knows the sender.
+        let msg = ConnMsg::Handled(seqs);
+        let at = ShardId(owner);
+        return crate::sm::run_on(
+            shard,
+            at,
+            Box::new(move |s| {
+                if let (Some(link), ConnMsg::Handled(seqs)) = (link_of(s), msg) {
+                    handled(&link, s, token, seqs);
+                }
+            }),
+        );
+    }
+    let mut l = link.borrow_mut();
+    let Some(prefix) = l.senders.get(&sender).cloned() else {
+        return;
+    };
+    let top = seqs.iter().copied().max().unwrap_or(0);
+    let ack = Record::Ack {
+        from: l.node.me.clone(),
+        shard: l.shard,
+        seqs,
+    }
+    .encode();
+    l.publish_control(&format!("{prefix}.{top}"), None, &ack);
+}
+
+/// The receiver (slot, shard) `key` is done with these stanzas (sequence numbers, low 32 bits):
+/// their copies go (and with them the sender's own acknowledgement tokens).
+pub(super) fn acked(link: &LinkRc, key: (u16, u16), seqs: &[u32]) {
+    let mut l = link.borrow_mut();
+    let Some(q) = l.unacked.get_mut(&key) else {
+        return;
+    };
+    let len = q.len();
+    let mut left: ahash::HashSet<u32> = seqs.iter().copied().collect();
+    // Usually the oldest copies: taken from the front; the rest (stanzas that ended their route
+    // out of order) by one pass.
+    while q.front().is_some_and(|(s, _)| left.remove(&(*s as u32))) {
+        q.pop_front();
+    }
+    if !left.is_empty() {
+        q.retain(|(s, _)| !left.contains(&(*s as u32)));
+    }
+    let freed = len - q.len();
+    l.unacked_len -= freed;
+}
+
+/// The receiver (slot, shard) `key` never got `missing` (NATS dropped them): those copies are
+/// routed again (out of order with what followed them: the price of the drop).
+pub(super) fn gap(
+    link: &LinkRc,
+    shard: &mut Shard,
+    key: (u16, u16),
+    missing: std::ops::Range<u64>,
+) {
+    let copies = link.borrow_mut().take_range(key, missing);
+    link.borrow_mut().stats.rerouted += copies.len() as u64;
+    for acc in copies {
+        shard.reroute(acc);
+    }
+}
+
+/// NATS returned stanza `seq`: nobody listens on its node's shard any more. Shard 0 declares the
+/// member dead, then routes the stanza again (after the purge reached every shard).
+pub(super) fn returned(link: &LinkRc, shard: &mut Shard, key: (u16, u16), seq: u64) {
+    let Some(acc) = link.borrow_mut().take_range(key, seq..seq + 1).pop() else {
+        return;
+    };
+    let slot = key.0;
+    link.borrow_mut().stats.returned += 1;
+    crate::sm::run_on(
+        shard,
+        ShardId(0),
+        Box::new(move |s| {
+            if let Some(link) = link_of(s) {
+                let change = link
+                    .borrow_mut()
+                    .members
+                    .as_mut()
+                    .and_then(|m| m.suspect(slot));
+                if let Some(c) = change {
+                    broadcast(s, c);
+                }
+            }
+            s.reroute(acc);
+        }),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::cluster::link::{install, on_msg, Link};
+    use crate::cluster::members::Change;
+    use crate::cluster::nats::Msg;
+    use crate::cluster::wire::Incarnation;
+    use crate::cluster::{sid, Node};
+    use crate::jid::{FullJid, Jid};
+
+    fn shard_and_link(name: &str) -> (Shard, LinkRc) {
+        let node = Node {
+            prefix: "petrel.t".into(),
+            me: Incarnation {
+                node: name.into(),
+                id: 1,
+            },
+            c2s: String::new(),
+            heartbeat: Duration::from_millis(500),
+            failure_timeout: Duration::from_secs(3),
+        };
+        let mut shard = Shard::new(
+            ShardId(0),
+            1,
+            Rc::new(["localhost".to_owned()].into_iter().collect()),
+            crate::shard::cluster::DEFAULT_ROUTING.to_vec().into(),
+            usize::MAX / 2,
+        );
+        let link = Rc::new(RefCell::new(Link::new(Rc::new(node), 0)));
+        install(&mut shard, &link);
+        link.borrow_mut().nats.take_output();
+        (shard, link)
+    }
+
+    fn chat(to: &str, body: &str) -> Acc {
+        let stanza = crate::xml::Stanza::parse(
+            format!("<message to='{to}' type='chat'><body>{body}</body></message>").into_bytes(),
+        )
+        .unwrap();
+        Acc::new(
+            stanza,
+            Jid::parse("alice@localhost/a").unwrap(),
+            Jid::parse(to).unwrap(),
+            ShardId(0),
+        )
+    }
+
+    fn output(link: &LinkRc) -> String {
+        String::from_utf8_lossy(&link.borrow_mut().nats.take_output()).into_owned()
+    }
+
+    #[test]
+    fn the_receiver_acknowledges_at_the_end_of_the_route_and_reports_a_gap_first() {
+        let (mut shard, link) = shard_and_link("b");
+        let deliver = |shard: &mut Shard, seq: u64| {
+            let rec = Record::Deliver {
+                target: FullJid::parse("bob@localhost/r").unwrap(),
+                from: Jid::parse("alice@localhost/a").unwrap(),
+                to: Jid::parse("bob@localhost/r").unwrap(),
+                reroutes: 0,
+                stanza: b"<message type='headline'/>".to_vec(),
+            };
+            let msg = Msg {
+                subject: "petrel.t.n.b.0".into(),
+                sid: sid::STANZAS,
+                reply: Some(format!("petrel.t.r.a.1.0.0.{seq}")),
+                status: None,
+                payload: rec.encode(),
+            };
+            on_msg(&link, shard, msg);
+        };
+        // bob/r is not bound here: the headlines end their route (dropped, RFC 6121 §8.5), so
+        // they are acknowledged, in one record, when the shard flushes.
+        deliver(&mut shard, 1);
+        deliver(&mut shard, 2);
+        assert!(output(&link).is_empty());
+        shard.take_outgoing();
+        let out = output(&link);
+        assert!(!out.contains("X\n"), "{out}");
+        assert!(out.contains("PUB petrel.t.r.a.1.0.0.2 "), "{out}");
+        assert!(out.contains("A\nb\n1\n0\n"), "{out}");
+        assert!(out.contains("1,2") || out.contains("2,1"), "{out}");
+        // 3 and 4 never came.
+        deliver(&mut shard, 5);
+        shard.take_outgoing();
+        let out = output(&link);
+        let gap = out.find("X\n3\n").expect("a gap from 3");
+        let ack = out.rfind("PUB petrel.t.r.a.1.0.0.5 ").unwrap();
+        assert!(gap < ack, "the gap goes before the acknowledgement: {out}");
+        assert_eq!(link.borrow().stats.gaps, 1);
+    }
+
+    #[test]
+    fn the_sender_resends_what_a_gap_names_and_forgets_what_is_acknowledged() {
+        let (mut shard, link) = shard_and_link("a");
+        let b = Incarnation {
+            node: "b".into(),
+            id: 2,
+        };
+        link.borrow_mut()
+            .table
+            .apply(&Change::Joined { slot: 0, who: b });
+        let bob = FullJid::parse("bob@localhost/r").unwrap();
+        let remote = SessionRef::remote(0, 1, 1);
+        shard.sm.insert(bob.clone(), remote);
+        shard.sm.set_priority(&bob, remote, Some(0));
+        for body in ["one", "two", "three"] {
+            crate::sm::route(&mut shard, chat("bob@localhost/r", body));
+        }
+        let out = output(&link);
+        for seq in 1..=3 {
+            assert!(
+                out.contains(&format!("PUB petrel.t.n.b.1 petrel.t.r.a.1.0.0.1.{seq} ")),
+                "{out}"
+            );
+        }
+        let seqs = |link: &LinkRc| -> Vec<u64> {
+            link.borrow().unacked[&(0, 1)]
+                .iter()
+                .map(|(s, _)| *s)
+                .collect()
+        };
+        assert_eq!(seqs(&link), [1, 2, 3]);
+        // The receiver got 3 but not 2: 2 goes again, as 4.
+        gap(&link, &mut shard, (0, 1), 2..3);
+        let out = output(&link);
+        assert!(out.contains("petrel.t.r.a.1.0.0.1.4 "), "{out}");
+        assert!(out.contains("two"), "{out}");
+        assert_eq!(seqs(&link), [1, 3, 4]);
+        // Acknowledged as their routes end there, in any order.
+        acked(&link, (0, 1), &[3]);
+        assert_eq!(seqs(&link), [1, 4]);
+        acked(&link, (0, 1), &[4, 1]);
+        assert!(seqs(&link).is_empty());
+        assert_eq!(link.borrow().unacked_len, 0);
+    }
+}

@@ -1,0 +1,365 @@
+//! What the nodes of a cluster say to each other over NATS: the payloads, encoded as fields
+//! separated by `\n` (a JID cannot hold a control character, RFC 7622 and PRECIS), records of a
+//! batch separated by `\x1e`. Sans-IO: bytes in, typed records out.
+
+use crate::jid::{FullJid, Jid};
+
+/// Separates the records of one payload.
+const RS: u8 = 0x1e;
+
+/// A node's identity: its name and the random id of this start of it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Incarnation {
+    /// The node's configured name.
+    pub node: String,
+    /// Random per start: a new one means the node restarted (the old one died).
+    pub id: u64,
+}
+
+/// One record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// Shard 0's heartbeat (`petrel.C.hb`).
+    Heartbeat {
+        /// Who.
+        from: Incarnation,
+        /// Its shard count.
+        shards: u16,
+        /// Its c2s address (for operators).
+        c2s: String,
+    },
+    /// A session on `from` is bound or updated (`petrel.C.sm`, and sync answers).
+    Bound {
+        /// The node holding the session.
+        from: Incarnation,
+        /// The session's full JID.
+        jid: FullJid,
+        /// Its shard on that node.
+        shard: u16,
+        /// `Some` once available.
+        priority: Option<i8>,
+        /// Its last available presence (answers probes on the other nodes), empty when none. A
+        /// stanza never holds the record separator (restricted XML has no such character).
+        presence: Vec<u8>,
+    },
+    /// A session on `from` is gone.
+    Gone {
+        /// The node that held the session.
+        from: Incarnation,
+        /// The session's full JID.
+        jid: FullJid,
+        /// Its shard on that node.
+        shard: u16,
+    },
+    /// A stanza for the full JID `target` bound on the receiving shard.
+    Deliver {
+        /// The bound session it is for.
+        target: FullJid,
+        /// The route's sender.
+        from: Jid,
+        /// The route's recipient (the bare JID when the sender wrote one).
+        to: Jid,
+        /// Times the stanza was already re-routed (bounds loops between nodes).
+        reroutes: u8,
+        /// The stanza's bytes.
+        stanza: Vec<u8>,
+    },
+    /// These stanzas (sequence numbers, low 32 bits) reached the end of their route on the
+    /// receiving node: delivered, stored or answered. Published to `INBOX.SLOT.SHARD.SEQ` with
+    /// the highest of them.
+    Ack {
+        /// Who acknowledges.
+        from: Incarnation,
+        /// Its shard that sends the acknowledgement.
+        shard: u16,
+        /// The stanzas.
+        seqs: Vec<u32>,
+    },
+    /// The receiving shard got a stanza whose sequence number (the last token of the subject this
+    /// is published to) skips `from_seq` and the ones after it (NATS dropped them: a slow consumer
+    /// cut off): the sender routes its copies of those again.
+    Gap {
+        /// The first missing sequence number.
+        from_seq: u64,
+    },
+    /// Asks for the sessions of the receiving node (answered with `Bound` records).
+    SyncRequest,
+}
+
+/// A payload that is not a record.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("malformed cluster record")]
+pub struct Malformed;
+
+impl Incarnation {
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.node.as_bytes());
+        out.push(b'\n');
+        out.extend_from_slice(format!("{:x}", self.id).as_bytes());
+        out.push(b'\n');
+    }
+}
+
+fn prio(p: Option<i8>) -> String {
+    p.map_or_else(|| "-".to_owned(), |p| p.to_string())
+}
+
+impl Record {
+    /// Appends the record to `out` (a separator first when `out` is not empty).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        if !out.is_empty() {
+            out.push(RS);
+        }
+        let field = |out: &mut Vec<u8>, s: &str| {
+            out.extend_from_slice(s.as_bytes());
+            out.push(b'\n');
+        };
+        match self {
+            Record::Heartbeat { from, shards, c2s } => {
+                field(out, "H");
+                from.write(out);
+                field(out, &shards.to_string());
+                field(out, c2s);
+            }
+            Record::Bound {
+                from,
+                jid,
+                shard,
+                priority,
+                presence,
+            } => {
+                field(out, "B");
+                from.write(out);
+                field(out, jid.as_str());
+                field(out, &shard.to_string());
+                field(out, &prio(*priority));
+                out.extend_from_slice(presence);
+            }
+            Record::Gone { from, jid, shard } => {
+                field(out, "G");
+                from.write(out);
+                field(out, jid.as_str());
+                field(out, &shard.to_string());
+            }
+            Record::Deliver {
+                target,
+                from,
+                to,
+                reroutes,
+                stanza,
+            } => {
+                let mut head = Vec::new();
+                Record::deliver_header(
+                    &mut head,
+                    target.as_str(),
+                    from.as_str(),
+                    to.as_str(),
+                    *reroutes,
+                );
+                out.extend_from_slice(&head);
+                out.extend_from_slice(stanza);
+            }
+            Record::Ack { from, shard, seqs } => {
+                field(out, "A");
+                from.write(out);
+                field(out, &shard.to_string());
+                let list: Vec<String> = seqs.iter().map(u32::to_string).collect();
+                field(out, &list.join(","));
+            }
+            Record::Gap { from_seq } => {
+                field(out, "X");
+                field(out, &from_seq.to_string());
+            }
+            Record::SyncRequest => field(out, "S"),
+        }
+    }
+
+    /// The header of a `Deliver` record (the stanza's bytes follow it), into `out`.
+    pub fn deliver_header(out: &mut Vec<u8>, target: &str, from: &str, to: &str, reroutes: u8) {
+        out.clear();
+        for f in ["D", target, from, to] {
+            out.extend_from_slice(f.as_bytes());
+            out.push(b'\n');
+        }
+        out.extend_from_slice(reroutes.to_string().as_bytes());
+        out.push(b'\n');
+    }
+
+    /// The record alone, as a payload.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// The records of a payload. A `Deliver` record is always alone in its payload (its stanza
+    /// may hold any byte but the separator is not searched for in it).
+    pub fn decode_all(payload: &[u8]) -> Result<Vec<Record>, Malformed> {
+        if payload.first() == Some(&b'D') {
+            return Ok(vec![Record::decode(payload)?]);
+        }
+        payload
+            .split(|&b| b == RS)
+            .filter(|r| !r.is_empty())
+            .map(Record::decode)
+            .collect()
+    }
+
+    /// One record.
+    pub fn decode(rec: &[u8]) -> Result<Record, Malformed> {
+        let mut f = Fields(rec);
+        let full = |s: &str| FullJid::parse(s).map_err(|_| Malformed);
+        let jid = |s: &str| Jid::parse(s).map_err(|_| Malformed);
+        let num = |s: &str| s.parse::<u16>().map_err(|_| Malformed);
+        let rec = match f.next()? {
+            "H" => Record::Heartbeat {
+                from: f.incarnation()?,
+                shards: num(f.next()?)?,
+                c2s: f.next()?.to_owned(),
+            },
+            "B" => Record::Bound {
+                from: f.incarnation()?,
+                jid: full(f.next()?)?,
+                shard: num(f.next()?)?,
+                priority: match f.next()? {
+                    "-" => None,
+                    p => Some(p.parse().map_err(|_| Malformed)?),
+                },
+                presence: f.0.to_vec(),
+            },
+            "G" => Record::Gone {
+                from: f.incarnation()?,
+                jid: full(f.next()?)?,
+                shard: num(f.next()?)?,
+            },
+            "D" => Record::Deliver {
+                target: full(f.next()?)?,
+                from: jid(f.next()?)?,
+                to: jid(f.next()?)?,
+                reroutes: f.next()?.parse().map_err(|_| Malformed)?,
+                stanza: f.0.to_vec(),
+            },
+            "A" => Record::Ack {
+                from: f.incarnation()?,
+                shard: num(f.next()?)?,
+                seqs: f
+                    .next()?
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.parse().map_err(|_| Malformed))
+                    .collect::<Result<_, _>>()?,
+            },
+            "X" => Record::Gap {
+                from_seq: f.next()?.parse().map_err(|_| Malformed)?,
+            },
+            "S" => Record::SyncRequest,
+            _ => return Err(Malformed),
+        };
+        Ok(rec)
+    }
+}
+
+/// The `\n`-terminated fields of a record, then its rest.
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Fields<'a> {
+    fn next(&mut self) -> Result<&'a str, Malformed> {
+        let at = memchr::memchr(b'\n', self.0).ok_or(Malformed)?;
+        let f = std::str::from_utf8(&self.0[..at]).map_err(|_| Malformed)?;
+        self.0 = &self.0[at + 1..];
+        Ok(f)
+    }
+
+    fn incarnation(&mut self) -> Result<Incarnation, Malformed> {
+        let node = self.next()?.to_owned();
+        let id = u64::from_str_radix(self.next()?, 16).map_err(|_| Malformed)?;
+        Ok(Incarnation { node, id })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inc() -> Incarnation {
+        Incarnation {
+            node: "n1".into(),
+            id: 0xdead_beef,
+        }
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let jid = FullJid::parse("alice@localhost/a b").unwrap();
+        let recs = vec![
+            Record::Heartbeat {
+                from: inc(),
+                shards: 4,
+                c2s: "127.0.0.1:5222".into(),
+            },
+            Record::Bound {
+                from: inc(),
+                jid: jid.clone(),
+                shard: 3,
+                priority: Some(-5),
+                presence: b"<presence><show>away</show>\n</presence>".to_vec(),
+            },
+            Record::Bound {
+                from: inc(),
+                jid: jid.clone(),
+                shard: 0,
+                priority: None,
+                presence: Vec::new(),
+            },
+            Record::Gone {
+                from: inc(),
+                jid: jid.clone(),
+                shard: 1,
+            },
+            Record::Ack {
+                from: inc(),
+                shard: 2,
+                seqs: vec![3, 5, 4],
+            },
+            Record::Gap { from_seq: 42 },
+            Record::SyncRequest,
+        ];
+        for r in &recs {
+            assert_eq!(Record::decode_all(&r.encode()).unwrap(), vec![r.clone()]);
+        }
+        let mut batch = Vec::new();
+        for r in &recs {
+            r.encode_into(&mut batch);
+        }
+        assert_eq!(Record::decode_all(&batch).unwrap(), recs);
+    }
+
+    #[test]
+    fn deliver_carries_any_bytes() {
+        let r = Record::Deliver {
+            target: FullJid::parse("bob@localhost/r").unwrap(),
+            from: Jid::parse("alice@localhost/a").unwrap(),
+            to: Jid::parse("bob@localhost").unwrap(),
+            reroutes: 1,
+            stanza: b"<message>\n\x1e\n</message>".to_vec(),
+        };
+        assert_eq!(Record::decode_all(&r.encode()).unwrap(), vec![r]);
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        for bad in [
+            &b"X\n"[..],
+            b"B\nn1\nzz\nalice@localhost/r\n0\n-\n",
+            b"H\nn1\n1\n",
+            b"G\nn1\n1\nnot a jid@@/\n0\n",
+        ] {
+            assert_eq!(
+                Record::decode_all(bad),
+                Err(Malformed),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! `[cluster]`: this node's name in a petrel cluster and the NATS servers the nodes share
+//! (docs/CLUSTER.md). Absent: a single node, no engine needed.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::error::{ConfigError, InvalidValue};
+use super::validate::{Bounds, Ctx};
+
+const HEARTBEAT: Bounds = Bounds {
+    field: "cluster.heartbeat_ms",
+    default: 500,
+    min: 10,
+    max: 60_000,
+};
+
+const FAILURE_TIMEOUT: Bounds = Bounds {
+    field: "cluster.failure_timeout_ms",
+    default: 3000,
+    min: 50,
+    max: 600_000,
+};
+
+/// `[cluster]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterConfig {
+    /// The cluster's name: the second token of every subject (`petrel.NAME.…`), so several clusters
+    /// can share one NATS server.
+    pub name: String,
+    /// This node's name, unique in the cluster (a NATS subject token).
+    pub node: String,
+    /// NATS servers, `nats://host:port`, tried in order.
+    pub nats: Vec<NatsUrl>,
+    /// How often shard 0 publishes this node's heartbeat.
+    #[serde(serialize_with = "ser_ms", rename = "heartbeat_ms")]
+    pub heartbeat: Duration,
+    /// A member silent this long is dead.
+    #[serde(serialize_with = "ser_ms", rename = "failure_timeout_ms")]
+    pub failure_timeout: Duration,
+}
+
+/// A NATS server address (`nats://host:port`; no TLS or credentials yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsUrl {
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port (4222 when not given).
+    pub port: u16,
+}
+
+impl Serialize for NatsUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("nats://{}:{}", self.host, self.port))
+    }
+}
+
+fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+/// `[cluster]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCluster {
+    pub name: Option<Spanned<String>>,
+    pub node: Spanned<String>,
+    pub nats: Option<Vec<Spanned<String>>>,
+    pub heartbeat_ms: Option<Spanned<u64>>,
+    pub failure_timeout_ms: Option<Spanned<u64>>,
+}
+
+/// A name usable as one NATS subject token.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn url(s: &str) -> Option<NatsUrl> {
+    let rest = s.strip_prefix("nats://").unwrap_or(s);
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse().ok()?),
+        None => (rest, 4222),
+    };
+    if host.is_empty() || host.contains(['/', '@', ' ']) {
+        return None;
+    }
+    Some(NatsUrl {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+/// Validates `[cluster]`; `None` when the section is absent.
+pub(super) fn cluster(
+    cx: &Ctx<'_>,
+    raw: Option<Spanned<RawCluster>>,
+) -> Result<Option<ClusterConfig>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let raw = raw.into_inner();
+    let token = |v: Spanned<String>| {
+        if is_token(v.get_ref()) {
+            Ok(v.into_inner())
+        } else {
+            Err(cx.err(&v.span(), InvalidValue::ClusterName))
+        }
+    };
+    let name = match raw.name {
+        Some(n) => token(n)?,
+        None => "petrel".to_owned(),
+    };
+    let node = token(raw.node)?;
+    let nats = match raw.nats {
+        Some(list) => list
+            .into_iter()
+            .map(|u| url(u.get_ref()).ok_or_else(|| cx.err(&u.span(), InvalidValue::NatsUrl)))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => vec![NatsUrl {
+            host: "127.0.0.1".to_owned(),
+            port: 4222,
+        }],
+    };
+    let hb_span = raw.heartbeat_ms.as_ref().map(|v| v.span());
+    let heartbeat = Duration::from_millis(cx.num(&HEARTBEAT, raw.heartbeat_ms)?);
+    let failure_timeout = Duration::from_millis(cx.num(&FAILURE_TIMEOUT, raw.failure_timeout_ms)?);
+    if failure_timeout < heartbeat * 2 {
+        return Err(cx.err(&hb_span.unwrap_or(0..0), InvalidValue::ClusterTimeout));
+    }
+    Ok(Some(ClusterConfig {
+        name,
+        node,
+        nats,
+        heartbeat,
+        failure_timeout,
+    }))
+}

@@ -1,0 +1,185 @@
+//! The cluster's glommio driver: each shard's own NATS connection (a reader and a writer over one
+//! TCP stream, reconnecting), and shard 0's heartbeat. The protocol and what arrives are handled
+//! sans-IO by `cluster::link`; this only moves bytes and wakes.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+
+use super::ShardCtx;
+use crate::cluster::link::{self, Link, LinkRc};
+use crate::cluster::nats::Event;
+use crate::cluster::Node;
+use crate::config::NatsUrl;
+
+/// Wait between connection attempts.
+const RETRY: Duration = Duration::from_millis(100);
+
+/// Plugs this shard into the cluster and starts its tasks.
+pub(super) fn install(
+    node: &Arc<Node>,
+    urls: &[NatsUrl],
+    ctx: &Rc<ShardCtx>,
+) -> Vec<glommio::Task<()>> {
+    let id = ctx.shard.borrow().id.0;
+    let link: LinkRc = Rc::new(RefCell::new(Link::new(Rc::new((**node).clone()), id)));
+    link::install(&mut ctx.shard.borrow_mut(), &link);
+    let mut tasks = vec![glommio::spawn_local(run(
+        link.clone(),
+        ctx.clone(),
+        urls.to_vec(),
+    ))];
+    if id == 0 {
+        let every = node.heartbeat;
+        let ctx = ctx.clone();
+        tasks.push(glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(every).await;
+                if !link.borrow().connected {
+                    continue;
+                }
+                {
+                    let mut shard = ctx.shard.borrow_mut();
+                    crate::cluster::tick(&link, &mut shard);
+                    shard.drain_to_route();
+                }
+                ctx.flush();
+            }
+        }));
+    }
+    tasks
+}
+
+/// Connects to the first NATS server that answers (name resolution of a host name may block the
+/// shard briefly: configure IP addresses).
+async fn connect(urls: &[NatsUrl]) -> Option<glommio::net::TcpStream> {
+    use std::net::ToSocketAddrs;
+    for u in urls {
+        let Ok(addrs) = (u.host.as_str(), u.port).to_socket_addrs() else {
+            continue;
+        };
+        for a in addrs {
+            if let Ok(s) = glommio::net::TcpStream::connect(a).await {
+                let _ = s.set_nodelay(true);
+                return Some(s);
+            }
+        }
+    }
+    None
+}
+
+/// One shard's connection, for the life of the shard.
+async fn run(link: LinkRc, ctx: Rc<ShardCtx>, urls: Vec<NatsUrl>) {
+    let shard = link.borrow().shard;
+    let mut warned = false;
+    loop {
+        let Some(stream) = connect(&urls).await else {
+            if !warned {
+                tracing::warn!(shard, "cluster: no NATS server answers; retrying");
+                warned = true;
+            }
+            glommio::timer::sleep(RETRY).await;
+            continue;
+        };
+        warned = false;
+        let lost = link.borrow_mut().reset();
+        link.borrow_mut().connected = true;
+        tracing::info!(shard, "cluster: connected to NATS");
+        {
+            let mut s = ctx.shard.borrow_mut();
+            for acc in lost {
+                s.reroute(acc);
+            }
+            s.drain_to_route();
+            // After a reconnection: session records written into the lost connection may not have
+            // reached the others; announce again every session this shard is home for.
+            let subject = format!("{}.sm", node_prefix(&link));
+            crate::cluster::publish_sessions(&link, &s, &subject);
+        }
+        if shard == 0 {
+            crate::cluster::request_sync(&link);
+        }
+        ctx.flush();
+        let (r, w) = futures_lite::io::split(stream);
+        futures_lite::future::or(read(r, &link, &ctx), write(w, &link)).await;
+        link.borrow_mut().connected = false;
+        tracing::warn!(shard, "cluster: NATS connection lost; reconnecting");
+    }
+}
+
+fn node_prefix(link: &LinkRc) -> String {
+    link.borrow().node.prefix.clone()
+}
+
+/// Reads, hands what arrived to the shard batch by batch, acknowledges each batch.
+async fn read<R: futures_lite::AsyncRead + Unpin>(mut r: R, link: &LinkRc, ctx: &Rc<ShardCtx>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let mut events = Vec::new();
+        {
+            let mut l = link.borrow_mut();
+            l.nats.feed(&buf[..n]);
+            loop {
+                match l.nats.next_event() {
+                    Ok(Some(e)) => events.push(e),
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(shard = l.shard, error = %e, "cluster: NATS protocol error");
+                        return;
+                    }
+                }
+            }
+            if l.nats.has_output() {
+                l.wake();
+            }
+        }
+        if events.is_empty() {
+            continue;
+        }
+        crate::hooks::clock::set_now(std::time::Instant::now());
+        {
+            let mut shard = ctx.shard.borrow_mut();
+            for e in events {
+                match e {
+                    Event::Msg(m) => link::on_msg(link, &mut shard, m),
+                    Event::Err(e) => {
+                        tracing::warn!(shard = shard.id.0, error = e, "cluster: NATS error")
+                    }
+                    Event::Info(_) | Event::Pong => {}
+                }
+            }
+            shard.drain_to_route();
+        }
+        ctx.flush();
+        // Backpressure, as for a mesh ring: a local recipient that cannot keep up holds this
+        // connection (NATS then drops for this slow consumer past its own bound; see CLUSTER.md).
+        ctx.wait_for_room().await;
+    }
+}
+
+/// Writes whatever the shard queued, all of it in one write per wake-up.
+async fn write<W: futures_lite::AsyncWrite + Unpin>(mut w: W, link: &LinkRc) {
+    loop {
+        let out = std::future::poll_fn(|cx| {
+            let mut l = link.borrow_mut();
+            if l.nats.has_output() {
+                std::task::Poll::Ready(l.nats.take_output())
+            } else {
+                l.set_waker(cx.waker());
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        if w.write_all(&out).await.is_err() || w.flush().await.is_err() {
+            return;
+        }
+        link.borrow_mut().nats.recycle(out);
+    }
+}

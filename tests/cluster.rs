@@ -1,0 +1,376 @@
+//! A petrel cluster over NATS (docs/CLUSTER.md): Debian's `nats-server` on a free loopback port
+//! and three petrel nodes, each with its own c2s port, admin API and SQLite store. Users chat
+//! across nodes (full and bare JID, priorities across nodes); a node killed with SIGKILL leaves
+//! the others' session map, messages to its users go to offline storage, and it rejoins after a
+//! restart.
+
+mod common;
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{admin, body, error_condition, free_port, Client, Server};
+
+const USERS: &[&str] = &["alice", "bob"];
+
+/// The NATS server binary (Debian's package), if installed.
+fn nats_bin() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+        .map(|d| d.join("nats-server"))
+        .find(|p| p.is_file())
+}
+
+/// A NATS server on loopback, killed when dropped.
+struct Nats {
+    child: Child,
+    port: u16,
+}
+
+impl Nats {
+    fn start() -> Option<Nats> {
+        let Some(bin) = nats_bin() else {
+            eprintln!("SKIPPED: nats-server is not installed (apt-get install nats-server)");
+            return None;
+        };
+        let port = free_port();
+        let child = Command::new(bin)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Nats { child, port })
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One petrel node: the server and its admin API port.
+struct Node {
+    server: Server,
+    http: u16,
+}
+
+fn node(name: &str, nats: &Nats, modules: &str, users: &[&str]) -> Node {
+    let cluster = format!(
+        "{modules}\n[cluster]\nnode = \"{name}\"\nnats = [\"nats://127.0.0.1:{}\"]\nheartbeat_ms = 100\nfailure_timeout_ms = 1000\n",
+        nats.port
+    );
+    let (server, http) = admin::start(2, users, true, &cluster);
+    Node { server, http }
+}
+
+/// `GET /api/cluster` of `n`.
+fn view(n: &Node) -> serde_json::Value {
+    admin::api(n.http, "GET", "/api/cluster", None).json()
+}
+
+/// (sessions, available) of member `member` in `n`'s view, None when it is not a member.
+fn member(n: &Node, member: &str) -> Option<(u64, u64)> {
+    let v = view(n);
+    v["members"].as_array()?.iter().find_map(|m| {
+        (m["node"] == member).then(|| {
+            (
+                m["sessions"].as_u64().unwrap_or(0),
+                m["available"].as_u64().unwrap_or(0),
+            )
+        })
+    })
+}
+
+/// Waits (at most 30 s: a liveness bound, not a timing assertion) until `cond` holds.
+fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The next message with `body`, skipping others (presences, pushes).
+fn expect_body(c: &mut Client, text: &str) -> petrel::xml::Stanza {
+    c.expect(&format!("message '{text}'"), |s| {
+        s.name() == "message" && body(s).as_deref() == Some(text)
+    })
+}
+
+/// Reads until the ping round trip: no error stanza may come before it.
+fn no_error_before_sync(c: &mut Client) {
+    let id = format!("sync{}", common::rand_u64());
+    c.send(&format!(
+        "<iq type='get' to='localhost' id='{id}'><ping xmlns='urn:xmpp:ping'/></iq>"
+    ));
+    loop {
+        let s = c.next_stanza();
+        assert!(
+            error_condition(&s).is_none() || s.id().as_deref() == Some(id.as_str()),
+            "unexpected error: {}",
+            String::from_utf8_lossy(s.bytes())
+        );
+        if s.id().as_deref() == Some(id.as_str()) {
+            return;
+        }
+    }
+}
+
+/// Three nodes; with `shared_store` the accounts are added once (on n1's store, which the others
+/// share), else on each node's own store.
+fn three_nodes(nats: &Nats, modules: &str, shared_store: bool) -> [Node; 3] {
+    let others: &[&str] = if shared_store { &[] } else { USERS };
+    let nodes = [
+        node("n1", nats, modules, USERS),
+        node("n2", nats, modules, others),
+        node("n3", nats, modules, others),
+    ];
+    for (i, n) in nodes.iter().enumerate() {
+        for other in ["n1", "n2", "n3"] {
+            if other != format!("n{}", i + 1) {
+                wait_until(&format!("n{} sees {other}", i + 1), || {
+                    member(n, other).is_some()
+                });
+            }
+        }
+    }
+    nodes
+}
+
+#[test]
+fn chat_and_priorities_across_nodes() {
+    let Some(nats) = Nats::start() else { return };
+    let [n1, n2, n3] = three_nodes(&nats, "", false);
+    let mut alice = n1.server.login("alice", "a", Some(0));
+    let mut phone = n2.server.login("bob", "phone", Some(1));
+    let mut desk = n3.server.login("bob", "desk", Some(5));
+    wait_until("n1 sees bob on n2 and n3", || {
+        member(&n1, "n2") == Some((1, 1)) && member(&n1, "n3") == Some((1, 1))
+    });
+    wait_until("n2 and n3 see alice", || {
+        member(&n2, "n1") == Some((1, 1)) && member(&n3, "n1") == Some((1, 1))
+    });
+
+    // Full JID, both ways.
+    alice.chat("bob@localhost/phone", "to the phone");
+    let got = expect_body(&mut phone, "to the phone");
+    assert_eq!(got.from().as_deref(), Some("alice@localhost/a"));
+    phone.chat("alice@localhost", "from the phone");
+    let got = expect_body(&mut alice, "from the phone");
+    assert_eq!(got.from().as_deref(), Some("bob@localhost/phone"));
+
+    // Bare JID: the highest priority (5, on n3) only. The phone then gets a message to its full
+    // JID on the same path (n1's home shard of bob -> n2): had the bare one gone there too, it
+    // would have come first.
+    alice.chat("bob@localhost", "to the best");
+    expect_body(&mut desk, "to the best");
+    alice.chat("bob@localhost/phone", "marker");
+    let first = phone.expect("a message", |s| s.name() == "message");
+    assert_eq!(body(&first).as_deref(), Some("marker"));
+
+    // The desk goes negative: bare JID messages now reach the phone, on another node.
+    desk.send("<presence><priority>-1</priority></presence>");
+    wait_until("n1 sees the desk's new priority", || {
+        member(&n1, "n3") == Some((1, 0))
+    });
+    alice.chat("bob@localhost", "now the phone");
+    expect_body(&mut phone, "now the phone");
+    alice.chat("bob@localhost/desk", "desk marker");
+    let first = desk.expect("a message", |s| s.name() == "message");
+    assert_eq!(body(&first).as_deref(), Some("desk marker"));
+
+    // Traffic is counted.
+    let v = view(&n1);
+    assert!(v["traffic"]["stanzas_out"].as_u64().unwrap() >= 4, "{v}");
+    assert!(v["traffic"]["stanzas_in"].as_u64().unwrap() >= 1, "{v}");
+    // A session that leaves leaves every map.
+    drop(phone);
+    wait_until("n1 forgets the phone", || member(&n1, "n2") == Some((0, 0)));
+
+    // `petrel ctl cluster`: the members and their sessions, as an operator sees them.
+    let out = common::petrel()
+        .arg("--config")
+        .arg(&n1.server.config)
+        .args(["ctl", "cluster"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("node            n1"), "{text}");
+    let row = |node: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(node))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+    };
+    let n3_row = row("n3").unwrap_or_else(|| panic!("no n3 row: {text}"));
+    // MEMBER INCARNATION SHARDS C2S SESSIONS AVAILABLE: the desk, connected, priority -1.
+    assert_eq!(n3_row[2], "2", "{text}");
+    assert_eq!(&n3_row[4..], ["1", "0"], "{text}");
+    assert!(row("n2").is_some(), "{text}");
+}
+
+#[test]
+fn killed_node_users_go_offline_and_it_rejoins() {
+    let Some(nats) = Nats::start() else { return };
+    let [n1, n2, mut n3] = three_nodes(&nats, "[modules.offline]\n", false);
+    let mut alice = n1.server.login("alice", "a", Some(0));
+    let bob = n3.server.login("bob", "r", Some(0));
+    wait_until("n1 sees bob on n3", || member(&n1, "n3") == Some((1, 1)));
+    wait_until("n2 sees bob on n3", || member(&n2, "n3") == Some((1, 1)));
+
+    // SAFETY: kill(2) on our own child's pid (reaped by kill9 below).
+    unsafe {
+        libc::kill(n3.server.pid() as i32, libc::SIGKILL);
+    }
+    // Sent at once, before the death is detected: NATS returns it (no one listens on n3 any
+    // more) or it waits, unacknowledged, for the detection; either way it is routed again.
+    alice.chat("bob@localhost/r", "sent while n3 died");
+    n3.server.kill9();
+    drop(bob);
+    wait_until("n1 declares n3 dead", || member(&n1, "n3").is_none());
+    wait_until("n2 declares n3 dead", || member(&n2, "n3").is_none());
+    // After detection: bob is offline; the message is stored, not bounced.
+    alice.chat("bob@localhost", "sent after");
+    no_error_before_sync(&mut alice);
+
+    // The first was published to n3 and came back: returned by NATS, or routed again at the
+    // detection as unacknowledged.
+    let t = &view(&n1)["traffic"];
+    assert!(
+        t["returned"].as_u64().unwrap() + t["rerouted"].as_u64().unwrap() >= 1,
+        "{t}"
+    );
+    // Both wait in n1's offline store (per-node SQLite: bob logs in there to get them).
+    let mut bob = n1.server.login("bob", "back", None);
+    bob.send("<presence/>");
+    expect_body(&mut bob, "sent while n3 died");
+    expect_body(&mut bob, "sent after");
+    drop(bob);
+
+    // n3 restarts: a new incarnation joins, chat works again both ways.
+    n3.server.spawn(2);
+    wait_until("n1 sees n3 again", || member(&n1, "n3").is_some());
+    let mut bob = n3.server.login("bob", "r", Some(0));
+    wait_until("n1 sees bob on the new n3", || {
+        member(&n1, "n3") == Some((1, 1))
+    });
+    wait_until("n3 sees alice", || member(&n3, "n1") == Some((1, 1)));
+    alice.chat("bob@localhost/r", "welcome back");
+    expect_body(&mut bob, "welcome back");
+    bob.chat("alice@localhost/a", "thanks");
+    expect_body(&mut alice, "thanks");
+}
+
+/// Asks for the roster (the session then gets roster pushes) and waits for the answer.
+fn get_roster(c: &mut Client) {
+    c.send("<iq type='get' id='roster1'><query xmlns='jabber:iq:roster'/></iq>");
+    c.expect("roster result", |s| s.id().as_deref() == Some("roster1"));
+}
+
+/// The next presence from `from` of type `ty` (None: available).
+fn expect_presence(c: &mut Client, from: &str, ty: Option<&str>) {
+    c.expect(&format!("presence {ty:?} from {from}"), |s| {
+        s.name() == "presence" && s.from().as_deref() == Some(from) && s.type_().as_deref() == ty
+    });
+}
+
+#[test]
+fn presence_and_offline_across_nodes_on_a_shared_store() {
+    let Some(db) = common::pg::TestDatabase::create() else {
+        return;
+    };
+    let Some(nats) = Nats::start() else { return };
+    let modules = format!(
+        "[modules.roster]\n[modules.presence]\n[modules.offline]\n[store]\nbackend = \"postgres\"\nurl = {:?}\npool_size = 2\n",
+        db.url
+    );
+    let [n1, mut n2, n3] = three_nodes(&nats, &modules, true);
+    let mut alice = n1.server.login("alice", "a", None);
+    get_roster(&mut alice);
+    alice.send("<presence/>");
+    let mut bob = n2.server.login("bob", "b", None);
+    get_roster(&mut bob);
+    bob.send("<presence/>");
+    wait_until("n1 sees bob available", || {
+        member(&n1, "n2") == Some((1, 1))
+    });
+    wait_until("n2 sees alice available", || {
+        member(&n2, "n1") == Some((1, 1))
+    });
+
+    // Subscription across nodes: the request reaches bob on n2, his approval gives alice a roster
+    // push and bob's presence on n1.
+    alice.send("<presence to='bob@localhost' type='subscribe'/>");
+    bob.expect("subscription request", |s| {
+        s.name() == "presence"
+            && s.type_().as_deref() == Some("subscribe")
+            && s.from().as_deref() == Some("alice@localhost")
+    });
+    bob.send("<presence to='alice@localhost' type='subscribed'/>");
+    alice.expect("roster push: subscription to bob", |s| {
+        s.name() == "iq"
+            && s.type_().as_deref() == Some("set")
+            && String::from_utf8_lossy(s.bytes()).contains("subscription='to'")
+    });
+    expect_presence(&mut alice, "bob@localhost/b", None);
+
+    // Bob's availability reaches alice across nodes.
+    bob.send("<presence type='unavailable'/>");
+    expect_presence(&mut alice, "bob@localhost/b", Some("unavailable"));
+    bob.send("<presence><show>away</show></presence>");
+    expect_presence(&mut alice, "bob@localhost/b", None);
+
+    // Alice's second session on n3: its initial presence probes bob, answered on n3 from the
+    // replicated last presence of bob's session on n2.
+    wait_until("n3 sees bob available", || {
+        member(&n3, "n2") == Some((1, 1))
+    });
+    let mut alice3 = n3.server.login("alice", "c", None);
+    get_roster(&mut alice3);
+    alice3.send("<presence/>");
+    let p = alice3.expect("bob's presence, probed", |s| {
+        s.name() == "presence" && s.from().as_deref() == Some("bob@localhost/b")
+    });
+    assert!(
+        String::from_utf8_lossy(p.bytes()).contains("away"),
+        "{:?}",
+        p
+    );
+
+    // n2 dies: bob's contacts are told he is unavailable (once per session: one node speaks for
+    // him), and a message to bob goes to the shared offline store and reaches him on n3.
+    n2.server.kill9();
+    drop(bob);
+    expect_presence(&mut alice, "bob@localhost/b", Some("unavailable"));
+    expect_presence(&mut alice3, "bob@localhost/b", Some("unavailable"));
+    wait_until("n1 declares n2 dead", || member(&n1, "n2").is_none());
+    alice.chat("bob@localhost", "stored for bob");
+    no_error_before_sync(&mut alice);
+    // n1 stores it; n3 fetches at bob's login: across nodes nothing orders the two (see
+    // CLUSTER.md, "Store"), so the test waits for the row first.
+    let store = petrel::store::Store::connect(&db.backend()).unwrap();
+    let bob_jid = petrel::jid::BareJid::parse("bob@localhost").unwrap();
+    wait_until("the offline message stored", || {
+        store.offline_count(&bob_jid).unwrap() == 1
+    });
+    let mut bob = n3.server.login("bob", "again", None);
+    bob.send("<presence/>");
+    expect_body(&mut bob, "stored for bob");
+}
