@@ -1,91 +1,154 @@
 #!/usr/bin/env bash
-# Loss test for a cluster: `petrel-load soak --nodes` (XEP-0198, exactly-once ledger) across three
-# petrel nodes over NATS on one shared PostgreSQL store, while one node is SIGKILLed and restarted.
-# Its users fail over to the live nodes (resume fails there, they log in afresh and fetch offline
-# storage); the report counts every acknowledged message delivered, stored and fetched, or lost,
-# and duplicates.
+# The cluster's loss test: petrel-load `soak` (chat with XEP-0198; reconnect, resume or log in
+# again) across the NODES nodes of a petrel cluster on NATS, sharing one PostgreSQL store, while one
+# node after the other is SIGKILLed every KILL_EVERY seconds and restarted DOWN seconds later. A user logs in to node
+# u mod NODES; when its node is down it moves on to the next one (petrel-load --nodes). At the end
+# petrel-load counts: every message a server acknowledged must have been delivered exactly once
+# (live, resumed, or from offline storage); it exits 1 otherwise.
 #
-#   PG_URL="host=/tmp/petrel-pg.X user=postgres dbname=petrel_soak" loadtest/cluster_soak.sh
+#   loadtest/cluster_soak.sh 1                     # 1 minute, debug binaries (built if missing)
+#   BIN=target/release loadtest/cluster_soak.sh 5
+#   DURATION=30 KILL_EVERY=10 USERS=60 loadtest/cluster_soak.sh
 #
-# Environment (defaults): PG_URL (required: an empty database), DURATION=60 USERS=300
-# INTERVAL_MS=1000 KILL_AT=20 DOWN=5 (seconds the killed node stays down) GRACE=60 CUT=0 SHARDS=1
-# OUT=/tmp/petrel-cluster-soak; release binaries (cargo build --release -p petrel -p petrel-load).
-set -uo pipefail
-
+# Needs Debian's nats-server and a PostgreSQL server: PETREL_TEST_PG (as .ci/pg.sh exports it, the
+# URL of a superuser connection); without it, and as root, the script starts a throwaway one with
+# .ci/pg.sh. A database of its own is created for the run and dropped at the end.
+#
+# Environment: NODES (default 3), USERS (default 150), INTERVAL_MS (default 1000), KILL_EVERY (s,
+# default 15), DOWN (s a killed node stays down, default 3), CUT (mean s between a client's own cuts, 0 = none, default 10), SHARDS per node
+# (default 1), GRACE (s per settling stage, default 60), JSON (report copy), BIN.
+set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=loadtest/lib.sh
 . "$ROOT/loadtest/lib.sh"
-PETREL=${PETREL:-$ROOT/target/release/petrel}
-LOAD=${PETREL_LOAD:-$ROOT/target/release/petrel-load}
-: "${PG_URL:?PG_URL: an empty PostgreSQL database, key=value form}"
-DURATION=${DURATION:-60}
-USERS=${USERS:-300}
+MINUTES=${1:-1}
+BIN=${BIN:-$ROOT/target/debug}
+NODES=${NODES:-3}
+USERS=${USERS:-150}
 INTERVAL_MS=${INTERVAL_MS:-1000}
-KILL_AT=${KILL_AT:-20}
-DOWN=${DOWN:-5}
-GRACE=${GRACE:-60}
-CUT=${CUT:-0}
+KILL_EVERY=${KILL_EVERY:-15}
+DOWN=${DOWN:-3}
+CUT=${CUT:-10}
 SHARDS=${SHARDS:-1}
-OUT=${OUT:-/tmp/petrel-cluster-soak}
+GRACE=${GRACE:-60}
+PETREL=${PETREL:-$BIN/petrel}
+LOAD=${LOAD:-$BIN/petrel-load}
 NATS=$(command -v nats-server || echo /usr/sbin/nats-server)
-rm -rf "$OUT"; mkdir -p "$OUT"
+[ -x "$NATS" ] || { echo "cluster_soak: no nats-server (apt-get install nats-server)" >&2; exit 3; }
+[ -x "$PETREL" ] && [ -x "$LOAD" ] || (cd "$ROOT" && cargo build -p petrel -p petrel-load)
 
-declare -a PIDS=()
-stop_all() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done; }
-trap stop_all EXIT
+dir=$(mktemp -d)
+chmod 755 "$dir"
+JSON=${JSON:-$dir/soak.json}
+declare -a node_pid=()
+nats_pid=""
+load_pid=""
+own_pg=""
+db=""
+cleanup() {
+    [ -n "$load_pid" ] && kill "$load_pid" 2>/dev/null || true
+    for p in "${node_pid[@]}"; do kill "$p" 2>/dev/null || true; done
+    [ -n "$nats_pid" ] && kill "$nats_pid" 2>/dev/null || true
+    if [ -n "$db" ]; then psql -q "$PETREL_TEST_PG" -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true; fi
+    if [ -n "$own_pg" ]; then pg_stop; fi
+    rm -rf "$dir"
+}
+trap cleanup EXIT
 
-NATS_PORT=$(free_port)
-"$NATS" -a 127.0.0.1 -p "$NATS_PORT" >"$OUT/nats.log" 2>&1 &
-PIDS+=($!)
-wait_port "$NATS_PORT" || { echo "nats-server did not start" >&2; exit 1; }
+if [ -z "${PETREL_TEST_PG:-}" ]; then
+    # shellcheck source=.ci/pg.sh
+    . "$ROOT/.ci/pg.sh"
+    pg_start >/dev/null
+    own_pg=1
+fi
+db="petrel_cluster_soak_$$"
+psql -q "$PETREL_TEST_PG" -c "CREATE DATABASE $db" >/dev/null
+# The same server and options, another database: the URL's path names it.
+store_url=$(echo "$PETREL_TEST_PG" | sed -E "s#^(postgres(ql)?://[^/]*)/[^?]*#\1/$db#")
 
-declare -A PORT PID
-config() {
-    local name=$1 dir=$OUT/$1
-    mkdir -p "$dir"
-    PORT[$name]=$(free_port)
-    petrel_config "$dir" "${PORT[$name]}"
-    cat >>"$dir/petrel.toml" <<CONF
+nats_port=$(free_port)
+"$NATS" -a 127.0.0.1 -p "$nats_port" >"$dir/nats.log" 2>&1 &
+nats_pid=$!
+wait_port "$nats_port" || { echo "cluster_soak: nats-server did not start" >&2; exit 1; }
+
+declare -a port=()
+for i in $(seq 0 $((NODES - 1))); do
+    mkdir -p "$dir/n$i"
+    port[$i]=$(free_port)
+    petrel_config "$dir/n$i" "${port[$i]}"
+    cat >> "$dir/n$i/petrel.toml" <<CONF
+[store]
+backend = "postgres"
+url = "$store_url"
+[cluster]
+node = "n$i"
+nats = ["nats://127.0.0.1:$nats_port"]
+heartbeat_ms = 200
+failure_timeout_ms = 1500
 [modules.roster]
 [modules.presence]
 [modules.offline]
 max_per_user = 10000
-[modules.ping]
 [modules.stream_management]
+[modules.carbons]
+[modules.csi]
+[modules.ping]
 [modules.disco]
-[store]
-backend = "postgres"
-url = "$PG_URL"
-pool_size = 2
-[cluster]
-node = "$name"
-nats = ["nats://127.0.0.1:$NATS_PORT"]
 CONF
+done
+"$PETREL" user add-range --count "$USERS" localhost soak-pass --config "$dir/n0/petrel.toml" >/dev/null
+
+start_node() {
+    local i=$1
+    "$PETREL" serve --config "$dir/n$i/petrel.toml" --shards "$SHARDS" --allow-oversubscribe \
+        >>"$dir/n$i/petrel.log" 2>&1 &
+    node_pid[$i]=$!
+    if ! wait_port "${port[$i]}"; then
+        echo "cluster_soak: node n$i did not listen on ${port[$i]}" >&2
+        tail -20 "$dir/n$i/petrel.log" >&2
+        exit 1
+    fi
 }
-start() {
-    "$PETREL" serve --config "$OUT/$1/petrel.toml" --shards "$SHARDS" --allow-oversubscribe >>"$OUT/$1/petrel.log" 2>&1 &
-    PID[$1]=$!
-    PIDS+=($!)
-    wait_port "${PORT[$1]}" || { echo "$1 did not start: $(tail -5 "$OUT/$1/petrel.log")" >&2; exit 1; }
-}
-for n in n1 n2 n3; do config $n; done
-"$PETREL" user add-range --count "$USERS" localhost soak-pass --config "$OUT/n1/petrel.toml" >/dev/null || exit 1
-for n in n1 n2 n3; do start $n; done
+for i in $(seq 0 $((NODES - 1))); do start_node "$i"; done
+nodes=$(for i in $(seq 0 $((NODES - 1))); do printf '127.0.0.1:%s,' "${port[$i]}"; done)
+nodes=${nodes%,}
+# Let the members find each other before the users log in.
 sleep 2
 
-"$LOAD" soak --nodes "127.0.0.1:${PORT[n1]},127.0.0.1:${PORT[n2]},127.0.0.1:${PORT[n3]}" --domain localhost \
-    --users "$USERS" --password soak-pass --mech PLAIN --cores 1 --interval-ms "$INTERVAL_MS" \
-    --duration "$DURATION" --grace "$GRACE" --cut-interval "$CUT" --login-timeout 10 \
-    --json "$OUT/soak.json" --quiet >"$OUT/soak.txt" 2>&1 &
+duration=${DURATION:-$((MINUTES * 60))}
+load_t0=$(date +%s.%N)
+"$LOAD" soak --nodes "$nodes" --domain localhost --users "$USERS" --password soak-pass \
+    --mech PLAIN --cores 1 --interval-ms "$INTERVAL_MS" --duration "$duration" --grace "$GRACE" \
+    --cut-interval "$CUT" --login-timeout 10 --json "$JSON" --quiet &
 load_pid=$!
-sleep "$KILL_AT"
-kill -KILL "${PID[n2]}"
-echo "n2 SIGKILLed at ${KILL_AT}s (load average $(cut -d' ' -f1-3 /proc/loadavg))"
-sleep "$DOWN"
-start n2
-echo "n2 restarted"
-wait "$load_pid"
-status=$?
-cat "$OUT/soak.txt"
-echo "soak exit $status; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# Kill node (k - 1) mod NODES at k KILL_EVERY seconds, k = 1, 2, ..., and restart it DOWN seconds
+# later (its users fail over to the next node meanwhile).
+kills=0
+kill_log=""
+start=$(date +%s.%N)
+for k in $(seq $(( (duration - 1) / KILL_EVERY ))); do
+    sleep "$(awk "BEGIN { d = $start + $k * $KILL_EVERY - $(date +%s.%N); print (d > 0 ? d : 0) }")"
+    kill -0 "$load_pid" 2>/dev/null || break
+    i=$(( (k - 1) % NODES ))
+    kill -KILL "${node_pid[$i]}"
+    kill_log="$kill_log n$i@$(awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $load_t0 }")"
+    { wait "${node_pid[$i]}"; } 2>/dev/null || true
+    kills=$((kills + 1))
+    sleep "$DOWN"
+    start_node "$i"
+done
+
+status=0
+wait "$load_pid" || status=$?
+load_pid=""
+echo "cluster_soak: ${duration} s, $NODES nodes over NATS on one PostgreSQL store, $kills SIGKILLs (every ${KILL_EVERY}s, each node down ${DOWN}s), $USERS users, one message per ${INTERVAL_MS} ms each, client cuts every ~${CUT}s"
+echo "cluster_soak: SIGKILLs (node@s since petrel-load started):$kill_log"
+for i in $(seq 0 $((NODES - 1))); do
+    if grep -q "panicked" "$dir/n$i/petrel.log"; then
+        echo "cluster_soak: node n$i panicked:" >&2
+        grep -m5 -A5 "panicked" "$dir/n$i/petrel.log" >&2
+        status=1
+    fi
+done
 exit "$status"
