@@ -279,12 +279,15 @@ fn pending_request_waits_for_login_and_bad_presence() {
             is_presence(s, "subscribe", "alice@localhost")
         });
         assert!(String::from_utf8_lossy(s.bytes()).contains("it is alice"));
-        // Unknown presence type and subscription to oneself: bad-request.
+        // Unknown presence type (directed, broadcast, empty) and subscription to oneself:
+        // bad-request.
         for (xml, id) in [
             (
                 "<presence to='carol@localhost' type='bogus' id='x1'/>",
                 "x1",
             ),
+            ("<presence type='bogus' id='x3'/>", "x3"),
+            ("<presence type='' id='x4'/>", "x4"),
             (
                 "<presence to='alice@localhost' type='subscribe' id='x2'/>",
                 "x2",

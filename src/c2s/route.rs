@@ -171,6 +171,12 @@ fn update_presence(shard: &mut Shard, sess: &mut Session, mut acc: Acc) {
     let priority = match acc.ty() {
         StanzaType::Absent => Some(presence_priority(&acc.stanza)),
         StanzaType::Unavailable => None,
+        // A type no RFC defines (RFC 6121 §4.7.1): bad-request, as for a directed presence.
+        StanzaType::Unknown => {
+            shard.bounce(&acc, crate::xmpp::StanzaErrorCondition::BadRequest);
+            shard.drain_to_route();
+            return;
+        }
         // Subscription management and probes addressed to no one: nothing to record.
         _ => return,
     };
