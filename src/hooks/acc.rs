@@ -6,7 +6,7 @@ use std::time::Instant;
 use crate::explain::Outcome;
 use crate::jid::Jid;
 use crate::shard::ShardId;
-use crate::xml::{Element, Node, Stanza, StanzaKind, StanzaType};
+use crate::xml::{Element, Node, Stanza, StanzaKind};
 use crate::xmpp::{ns, StanzaErrorCondition};
 
 /// A stanza on its way through the route, with its addressing and per-route scratch values.
@@ -138,8 +138,7 @@ impl Acc {
         app: Option<Element>,
         shard: ShardId,
     ) -> Option<Acc> {
-        let ty = self.ty();
-        if ty == StanzaType::Error || (self.kind() == StanzaKind::Iq && ty == StanzaType::Result) {
+        if self.stanza.forbids_error_reply() {
             return None;
         }
         let mut el = self.stanza.tree().ok()?;

@@ -14,7 +14,7 @@ pub use pending::{IqAnswer, IqCallback, PendingFull, PendingIqs, MAX_PENDING};
 use crate::explain::Outcome;
 use crate::hooks::{Acc, HookCtx, HookResult};
 use crate::shard::Shard;
-use crate::xml::{StanzaKind, StanzaType};
+use crate::xml::StanzaKind;
 use crate::xmpp::StanzaErrorCondition;
 
 /// The packet handler of a service registered as a local route ([`Shard::register_route`]): it
@@ -89,12 +89,12 @@ fn process_server_packet(shard: &mut Shard, acc: Acc) {
 
 fn process_iq(shard: &mut Shard, acc: Acc, target: IqTarget) {
     let ty = acc.ty();
-    if ty == StanzaType::Result || ty == StanzaType::Error {
+    if ty.is_response() {
         // Not an answer `pending::answer` took in `deliver`: nothing waits for it.
         pending::drop_answer(shard, acc);
         return;
     }
-    if ty != StanzaType::Get && ty != StanzaType::Set {
+    if !ty.is_request() {
         shard.bounce(&acc, StanzaErrorCondition::BadRequest);
         return;
     }
@@ -141,7 +141,7 @@ pub fn iq_payload(acc: &Acc) -> Option<crate::xml::Element> {
 /// without a single payload bounced with `bad-request`; `None` in all those cases.
 pub fn service_iq(shard: &mut Shard, acc: &Acc) -> Option<crate::xml::Element> {
     let ty = acc.ty();
-    if ty == StanzaType::Error || ty == StanzaType::Result {
+    if ty.is_response() {
         return None;
     }
     if acc.kind() != StanzaKind::Iq {

@@ -157,6 +157,13 @@ impl Stanza {
         super::StanzaType::parse(self.type_().as_deref())
     }
 
+    /// An error of any kind or an IQ result: RFC 6120 §8.3.1 forbids answering it with an error.
+    pub fn forbids_error_reply(&self) -> bool {
+        let ty = self.ty();
+        ty == super::StanzaType::Error
+            || (self.kind() == StanzaKind::Iq && ty == super::StanzaType::Result)
+    }
+
     /// The `id` attribute.
     pub fn id(&self) -> Option<Cow<'_, str>> {
         self.idx.id.map(|r| unescape_attr(r.value.of(&self.bytes)))

@@ -179,7 +179,7 @@ fn on_receive(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     let ty = acc.ty();
     let answer = match kind {
         StanzaKind::Message => ty != StanzaType::Error,
-        StanzaKind::Iq => ty == StanzaType::Get || ty == StanzaType::Set,
+        StanzaKind::Iq => ty.is_request(),
         _ => false,
     };
     if answer {
@@ -246,7 +246,7 @@ fn self_load(ctx: &mut HookCtx<'_>, user: BareJid, session: FullJid) {
 /// `<not-acceptable/>` + `<blocked/>` back to the sender (XEP-0191 §3.3).
 pub fn blocked_error(acc: &Acc, on: ShardId) -> Option<Acc> {
     let ty = acc.ty();
-    if ty == StanzaType::Error || ty == StanzaType::Result {
+    if ty.is_response() {
         return None;
     }
     let mut el = acc.stanza.tree().ok()?;

@@ -46,7 +46,7 @@ impl Service {
         // Nothing lives under the service (`user@upload.example.org`).
         if acc.to.node().is_some() {
             let ty = acc.ty();
-            if acc.kind() == StanzaKind::Iq && (ty == StanzaType::Get || ty == StanzaType::Set) {
+            if acc.kind() == StanzaKind::Iq && ty.is_request() {
                 shard.bounce(&acc, StanzaErrorCondition::ServiceUnavailable);
             }
             return;

@@ -182,7 +182,7 @@ fn extension_iq(
         return None;
     }
     let ty = acc.ty();
-    if ty != StanzaType::Get && ty != StanzaType::Set {
+    if !ty.is_request() {
         return None;
     }
     let ns = acc.stanza.child_ns()?;

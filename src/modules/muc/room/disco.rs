@@ -90,7 +90,7 @@ impl Room {
     pub(super) fn on_room_iq(&mut self, from: &FullJid, stanza: &Stanza, out: &mut Vec<RoomOut>) {
         let room = self.jid.as_str().to_owned();
         let ty = stanza.ty();
-        if ty != StanzaType::Get && ty != StanzaType::Set {
+        if !ty.is_request() {
             return;
         }
         let child_ns = stanza

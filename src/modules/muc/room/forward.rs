@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use super::util::{error_reply, iq_result};
 use super::{Room, RoomOut};
 use crate::jid::FullJid;
-use crate::xml::{Stanza, StanzaType};
+use crate::xml::Stanza;
 use crate::xmpp::{ns, StanzaErrorCondition as E};
 
 /// Requests awaiting an answer, oldest first; past this many the oldest is forgotten.
@@ -44,7 +44,7 @@ impl Room {
         out: &mut Vec<RoomOut>,
     ) {
         let ty = stanza.ty();
-        if ty == StanzaType::Result || ty == StanzaType::Error {
+        if ty.is_response() {
             self.answer_back(from, stanza, out);
             return;
         }

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use super::RoomOut;
 use crate::jid::{FullJid, Jid};
-use crate::xml::{Element, Node, Stanza, StanzaKind, StanzaType};
+use crate::xml::{Element, Node, Stanza};
 use crate::xmpp::{ns, ErrorType, StanzaErrorCondition};
 
 /// An error condition a room answers with: the RFC 6120 ones plus `registration-required`
@@ -70,8 +70,7 @@ fn reply_error(
     cond: Cond,
     keep_payload: bool,
 ) -> Option<RoomOut> {
-    let ty = stanza.ty();
-    if ty == StanzaType::Error || (stanza.kind() == StanzaKind::Iq && ty == StanzaType::Result) {
+    if stanza.forbids_error_reply() {
         return None;
     }
     let mut el = if keep_payload {
