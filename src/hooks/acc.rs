@@ -212,11 +212,6 @@ impl<T> Key<T> {
             _value: std::marker::PhantomData,
         }
     }
-
-    /// The key's name.
-    pub const fn name(&self) -> &'static str {
-        self.name
-    }
 }
 
 // Not derived: the derives would ask `T: Clone`, which a key does not need.
