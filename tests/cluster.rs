@@ -37,6 +37,13 @@ impl Nats {
             return None;
         };
         let port = free_port();
+        Some(Nats {
+            child: Nats::spawn(&bin, port),
+            port,
+        })
+    }
+
+    fn spawn(bin: &std::path::Path, port: u16) -> Child {
         let child = Command::new(bin)
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
@@ -49,7 +56,19 @@ impl Nats {
             assert!(Instant::now() < deadline, "nats-server did not listen");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(Nats { child, port })
+        child
+    }
+
+    /// Kills the server (every node loses its connections).
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port.
+    fn restart(&mut self) {
+        let bin = nats_bin().expect("it ran before");
+        self.child = Nats::spawn(&bin, self.port);
     }
 }
 
@@ -276,6 +295,33 @@ fn killed_node_users_go_offline_and_it_rejoins() {
     expect_body(&mut bob, "welcome back");
     bob.chat("alice@localhost/a", "thanks");
     expect_body(&mut alice, "thanks");
+}
+
+/// A session that ends while NATS is down (its `Gone` record is lost with the connection) does not
+/// stay in the other nodes' maps: the node's framed announcement after reconnecting drops it.
+#[test]
+fn a_session_that_ended_while_nats_was_down_leaves_the_other_maps() {
+    let Some(mut nats) = Nats::start() else {
+        return;
+    };
+    let [n1, n2, _n3] = three_nodes(&nats, "[modules.offline]\n", false);
+    let alice = n1.server.login("alice", "a", Some(0));
+    let mut bob = n1.server.login("bob", "b", Some(0));
+    wait_until("n2 sees both on n1", || member(&n2, "n1") == Some((2, 2)));
+
+    nats.stop();
+    drop(alice);
+    wait_until("alice's session ends on n1", || {
+        view(&n1)["local_sessions"] == 1
+    });
+    nats.restart();
+    wait_until("n2 drops alice's session and keeps bob's", || {
+        member(&n2, "n1") == Some((1, 1))
+    });
+    // The map that remains works: a message from n2 reaches bob on n1.
+    let mut carol = n2.server.login("alice", "c", Some(0));
+    carol.chat("bob@localhost", "after the outage");
+    expect_body(&mut bob, "after the outage");
 }
 
 /// Asks for the roster (the session then gets roster pushes) and waits for the answer.

@@ -13,7 +13,7 @@ use ahash::HashMap;
 use super::members::{Members, Table};
 use super::membership::heard;
 use super::nats::{Msg, NatsCore};
-use super::sessions::{local_change, session_record, sync_answer};
+use super::sessions::{local_change, session_record, snapshot, sync_answer};
 use super::stanzas::{acked, deliver, gap, returned, send_remote};
 use super::wire::Record;
 use super::{sid, Node};
@@ -149,6 +149,8 @@ pub struct Link {
     pub table: Table,
     /// Shard 0 only: the membership.
     pub members: Option<Members>,
+    /// Shard 0 only: other nodes' snapshot frames open on this connection.
+    pub(super) snapshots: super::sessions::Snapshots,
     /// Counters.
     pub stats: LinkStats,
     waker: Option<Waker>,
@@ -180,6 +182,7 @@ impl Link {
             next_sender: 0,
             table: Table::default(),
             members,
+            snapshots: Default::default(),
             stats: LinkStats::default(),
             waker: None,
         }
@@ -206,6 +209,7 @@ impl Link {
                 .subscribe(&format!("{p}.sync.{}", self.node.me.node), sid::SYNC);
         }
         self.unacked_len = 0;
+        self.snapshots.clear();
         if let Some(m) = self.members.as_mut() {
             m.refresh_all(Instant::now());
         }
@@ -373,7 +377,10 @@ pub fn on_msg(link: &LinkRc, shard: &mut Shard, msg: Msg) {
         }
         sid::SM => {
             for rec in records {
-                session_record(link, shard, rec);
+                match rec {
+                    rec @ Record::Snapshot { .. } => snapshot(link, shard, rec),
+                    rec => session_record(link, shard, rec),
+                }
             }
         }
         sid::SYNC => {

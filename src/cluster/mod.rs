@@ -14,7 +14,7 @@ mod stanzas;
 pub mod wire;
 
 pub use membership::tick;
-pub use sessions::{publish_sessions, request_sync};
+pub use sessions::{announce_sessions, request_sync};
 
 use std::time::Duration;
 

@@ -1,11 +1,67 @@
 //! The replicated session map, on one shard: publishing the changes of local sessions, applying
 //! other nodes' records on the home shards, and snapshots (sync requests and answers).
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use ahash::HashMap;
+
 use super::link::{link_of, LinkRc, SYNC_BATCH};
 use super::membership::heard;
-use super::wire::Record;
+use super::wire::{Incarnation, Record};
 use crate::jid::FullJid;
 use crate::shard::{home_shard_of, ConnMsg, SessionRef, Shard, ShardId};
+
+/// Shard 0: the snapshot frames open on this connection (`Record::Snapshot`), per announcing
+/// incarnation: its shard count and, per home shard whose frame is open, the full JIDs it named.
+/// Bounded by the members' sessions; emptied when this connection is replaced (a frame opened
+/// on the old one may have lost records).
+#[derive(Default)]
+pub(super) struct Snapshots(HashMap<Incarnation, (u16, HashMap<u16, HashSet<FullJid>>)>);
+
+impl Snapshots {
+    /// Opens (or restarts) the frame of `from`'s home shard `home`.
+    fn open(&mut self, from: Incarnation, home: u16, shards: u16) {
+        let e = self.0.entry(from).or_default();
+        e.0 = shards;
+        e.1.insert(home, HashSet::new());
+    }
+
+    /// Closes a frame: the full JIDs it named, `None` when it was not open here.
+    fn close(&mut self, from: &Incarnation, home: u16) -> Option<HashSet<FullJid>> {
+        let e = self.0.get_mut(from)?;
+        let named = e.1.remove(&home);
+        if e.1.is_empty() {
+            self.0.remove(from);
+        }
+        named
+    }
+
+    /// A live session record: an open frame of its home shard counts it in (or out).
+    fn note(&mut self, rec: &Record) {
+        let (from, jid, bound) = match rec {
+            Record::Bound { from, jid, .. } => (from, jid, true),
+            Record::Gone { from, jid, .. } => (from, jid, false),
+            _ => return,
+        };
+        let Some((shards, homes)) = self.0.get_mut(from) else {
+            return;
+        };
+        let home = home_shard_of(jid.bare().as_str(), usize::from(*shards)).0;
+        if let Some(named) = homes.get_mut(&home) {
+            if bound {
+                named.insert(jid.clone());
+            } else {
+                named.remove(jid);
+            }
+        }
+    }
+
+    /// Forgets every open frame (this connection was replaced).
+    pub(super) fn clear(&mut self) {
+        self.0.clear();
+    }
+}
 
 /// A local session changed on its home shard: the other nodes hear of it.
 pub(super) fn local_change(
@@ -63,6 +119,7 @@ pub(super) fn session_record(link: &LinkRc, shard: &mut Shard, rec: Record) {
     let Some(slot) = heard(link, shard, from, None) else {
         return;
     };
+    link.borrow_mut().snapshots.note(&rec);
     let home = home_shard_of(jid.bare().as_str(), shard.shards);
     crate::sm::run_on(shard, home, Box::new(move |s| apply_record(s, slot, rec)));
 }
@@ -128,6 +185,81 @@ pub(super) fn apply_record(shard: &mut Shard, slot: u16, rec: Record) {
     }
 }
 
+/// A snapshot frame opens or closes (shard 0). When one closes, every shard drops the sessions
+/// of that member's home shard it did not name: their `Gone` was lost with a connection.
+pub(super) fn snapshot(link: &LinkRc, shard: &mut Shard, rec: Record) {
+    let Record::Snapshot {
+        from,
+        home,
+        shards,
+        done,
+    } = rec
+    else {
+        return;
+    };
+    let Some(slot) = heard(link, shard, &from, None) else {
+        return;
+    };
+    let mut l = link.borrow_mut();
+    if !done {
+        l.snapshots.open(from, home, shards);
+        return;
+    }
+    let Some(named) = l.snapshots.close(&from, home) else {
+        return;
+    };
+    drop(l);
+    // After the frame's `Bound` records on every ring (FIFO), so none of them is swept.
+    let named = Arc::new(named);
+    for i in 0..shard.shards {
+        let named = named.clone();
+        crate::sm::run_on(
+            shard,
+            ShardId(i as u16),
+            Box::new(move |s| sweep(s, slot, home, shards, &named)),
+        );
+    }
+}
+
+/// Drops member `slot`'s sessions whose home there is `home` (of `shards`) and that `named` does
+/// not hold.
+fn sweep(shard: &mut Shard, slot: u16, home: u16, shards: u16, named: &HashSet<FullJid>) {
+    let stale = shard.sm.remove_where(|r| {
+        r.session.remote_parts().is_some_and(|(s, _)| s == slot)
+            && home_shard_of(r.jid.bare().as_str(), usize::from(shards)).0 == home
+            && !named.contains(&r.jid)
+    });
+    if !stale.is_empty() {
+        tracing::info!(
+            shard = shard.id.0,
+            slot,
+            stale = stale.len(),
+            "cluster: sessions a member no longer announces dropped"
+        );
+    }
+}
+
+/// This shard's announcement of every local session it is home for, framed (after its own
+/// reconnection: records in the lost connection may not have reached the others, `Gone` ones
+/// included, which the frame's end repairs).
+pub fn announce_sessions(link: &LinkRc, shard: &Shard) {
+    let (subject, from) = {
+        let l = link.borrow();
+        (format!("{}.sm", l.node.prefix), l.node.me.clone())
+    };
+    let frame = |done| Record::Snapshot {
+        from: from.clone(),
+        home: shard.id.0,
+        shards: shard.shards as u16,
+        done,
+    };
+    link.borrow_mut()
+        .publish_control(&subject, None, &frame(false).encode());
+    publish_sessions(link, shard, &subject);
+    link.borrow_mut()
+        .publish_control(&subject, None, &frame(true).encode());
+}
+
 /// Another node asked for our sessions: every shard publishes those homed on it to `reply`
 /// from its own connection (in order with its live session records).
 pub(super) fn sync_answer(shard: &mut Shard, reply: String) {
@@ -147,7 +279,7 @@ pub(super) fn sync_answer(shard: &mut Shard, reply: String) {
 
 /// Publishes a `Bound` record to `subject` for every local session homed on this shard (sync
 /// answers; the session channel after our own reconnection, where records may have been lost).
-pub fn publish_sessions(link: &LinkRc, shard: &Shard, subject: &str) {
+pub(super) fn publish_sessions(link: &LinkRc, shard: &Shard, subject: &str) {
     let me = link.borrow().node.me.clone();
     let mut batch = Vec::new();
     let mut l = link.borrow_mut();

@@ -84,6 +84,20 @@ pub enum Record {
     },
     /// Asks for the sessions of the receiving node (answered with `Bound` records).
     SyncRequest,
+    /// Frames a shard's announcement of every local session it is home for (after its own NATS
+    /// reconnection, `petrel.C.sm`): `done: false` opens it, the `Bound` records follow, `done:
+    /// true` closes it. A receiver then drops the sessions of that home shard the frame did not
+    /// name: their `Gone` may have been in the lost connection.
+    Snapshot {
+        /// Who announces.
+        from: Incarnation,
+        /// Its shard that is home for the sessions announced.
+        home: u16,
+        /// Its shard count (which of its home shards a bare JID belongs to).
+        shards: u16,
+        /// Closes the frame.
+        done: bool,
+    },
 }
 
 /// A payload that is not a record.
@@ -171,6 +185,18 @@ impl Record {
                 field(out, &from_seq.to_string());
             }
             Record::SyncRequest => field(out, "S"),
+            Record::Snapshot {
+                from,
+                home,
+                shards,
+                done,
+            } => {
+                field(out, "P");
+                from.write(out);
+                field(out, &home.to_string());
+                field(out, &shards.to_string());
+                field(out, if *done { "e" } else { "b" });
+            }
         }
     }
 
@@ -253,6 +279,16 @@ impl Record {
                 from_seq: f.next()?.parse().map_err(|_| Malformed)?,
             },
             "S" => Record::SyncRequest,
+            "P" => Record::Snapshot {
+                from: f.incarnation()?,
+                home: num(f.next()?)?,
+                shards: num(f.next()?)?,
+                done: match f.next()? {
+                    "b" => false,
+                    "e" => true,
+                    _ => return Err(Malformed),
+                },
+            },
             _ => return Err(Malformed),
         };
         Ok(rec)
@@ -323,6 +359,18 @@ mod tests {
             },
             Record::Gap { from_seq: 42 },
             Record::SyncRequest,
+            Record::Snapshot {
+                from: inc(),
+                home: 1,
+                shards: 2,
+                done: false,
+            },
+            Record::Snapshot {
+                from: inc(),
+                home: 0,
+                shards: 2,
+                done: true,
+            },
         ];
         for r in &recs {
             assert_eq!(Record::decode_all(&r.encode()).unwrap(), vec![r.clone()]);
@@ -353,6 +401,7 @@ mod tests {
             b"B\nn1\nzz\nalice@localhost/r\n0\n-\n",
             b"H\nn1\n1\n",
             b"G\nn1\n1\nnot a jid@@/\n0\n",
+            b"P\nn1\n1\n0\n2\nx\n",
         ] {
             assert_eq!(
                 Record::decode_all(bad),

@@ -95,9 +95,9 @@ async fn run(link: LinkRc, ctx: Rc<ShardCtx>, urls: Vec<NatsUrl>) {
             }
             s.drain_to_route();
             // After a reconnection: session records written into the lost connection may not have
-            // reached the others; announce again every session this shard is home for.
-            let subject = format!("{}.sm", node_prefix(&link));
-            crate::cluster::publish_sessions(&link, &s, &subject);
+            // reached the others; announce again every session this shard is home for, framed so
+            // that they also drop the ones that ended meanwhile.
+            crate::cluster::announce_sessions(&link, &s);
         }
         if shard == 0 {
             crate::cluster::request_sync(&link);
@@ -108,10 +108,6 @@ async fn run(link: LinkRc, ctx: Rc<ShardCtx>, urls: Vec<NatsUrl>) {
         link.borrow_mut().connected = false;
         tracing::warn!(shard, "cluster: NATS connection lost; reconnecting");
     }
-}
-
-fn node_prefix(link: &LinkRc) -> String {
-    link.borrow().node.prefix.clone()
 }
 
 /// Reads, hands what arrived to the shard batch by batch, acknowledges each batch.
