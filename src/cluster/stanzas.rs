@@ -3,12 +3,14 @@
 
 use super::link::{link_of, LinkRc};
 use super::membership::broadcast;
-use super::wire::Record;
+use super::wire::{DeliverHead, Malformed, Record};
 use crate::hooks::Acc;
+use crate::jid::Jid;
 use crate::shard::{ConnMsg, SessionRef, Shard, ShardId};
 use crate::xmpp::StanzaErrorCondition;
 
 use super::link::{INBOX_SLOT, MAX_UNACKED};
+use super::peer::Peer;
 
 /// A message for a session on another node, on its home shard: a stanza is published to that
 /// node's shard, a copy kept until acknowledged.
@@ -24,70 +26,75 @@ pub(super) fn send_remote(link: &LinkRc, shard: &mut Shard, session: SessionRef,
     let Some((slot, to_shard)) = session.remote_parts() else {
         return;
     };
+    let mut guard = link.borrow_mut();
+    // Split borrows of the link's fields; no allocation per stanza (the target and the member
+    // are borrowed, not cloned).
+    let l = &mut *guard;
     let target = shard
         .sm
         .resources_of(acc.to.bare_str())
         .iter()
         .find(|r| r.session == session)
-        .map(|r| r.jid.clone());
-    let mut l = link.borrow_mut();
-    let (Some(who), Some(target)) = (l.table.get(slot).cloned(), target) else {
+        .map(|r| r.jid.as_str());
+    let (Some(who), Some(target)) = (l.table.get(slot), target) else {
         // The member died (or the session left) meanwhile: the session manager picks again.
-        drop(l);
+        drop(guard);
         return shard.reroute(acc);
     };
     if l.unacked_len >= MAX_UNACKED {
         l.stats.refused += 1;
-        drop(l);
+        drop(guard);
         return shard.bounce(&acc, StanzaErrorCondition::ResourceConstraint);
     }
-    // Taken only once published: a refused stanza leaves no gap in the receiver's sequence.
-    let seq = l.seqs.get(&(slot, to_shard)).copied().unwrap_or(0) + 1;
-    let published = {
-        let l = &mut *l;
-        Record::deliver_header(
-            &mut l.scratch,
-            target.as_str(),
-            acc.from.as_str(),
-            acc.to.as_str(),
-            acc.reroutes,
-        );
-        l.nats.publish_parts(
-            format_args!("{}.n.{}.{to_shard}", l.node.prefix, who.node),
-            format_args!("{}.{slot}.{to_shard}.{seq}", l.inbox),
-            &[&l.scratch, acc.stanza.bytes()],
+    let peer = l.peers.entry((slot, to_shard)).or_insert_with(|| {
+        Peer::new(
+            format!("{}.n.{}.{to_shard}", l.node.prefix, who.node),
+            format!("{}.{slot}.{to_shard}.", l.inbox),
         )
-    };
+    });
+    // Taken only once published: a refused stanza leaves no gap in the receiver's sequence.
+    let seq = peer.seq + 1;
+    Record::deliver_header(
+        &mut l.scratch,
+        target,
+        acc.from.as_str(),
+        acc.to.as_str(),
+        acc.reroutes,
+    );
+    let published = l.nats.publish_parts(
+        &peer.subject,
+        &[&peer.reply, itoa::Buffer::new().format(seq).as_bytes()],
+        &[&l.scratch, acc.stanza.bytes()],
+    );
     if published.is_err() {
         l.stats.refused += 1;
-        drop(l);
+        drop(guard);
         return shard.bounce(&acc, StanzaErrorCondition::ResourceConstraint);
     }
-    l.seqs.insert((slot, to_shard), seq);
+    peer.seq = seq;
+    peer.keep(seq, acc);
     l.stats.stanzas_out += 1;
-    l.unacked
-        .entry((slot, to_shard))
-        .or_default()
-        .push_back((seq, acc));
     l.unacked_len += 1;
     l.wake();
 }
 
-/// A stanza for a session bound on this shard.
-pub(super) fn deliver(link: &LinkRc, shard: &mut Shard, rec: Record, reply: Option<&str>) {
-    let Record::Deliver {
-        target,
-        from,
-        to,
-        reroutes,
-        stanza,
-    } = rec
-    else {
-        return;
-    };
+/// A stanza for a session bound on this shard (a `Deliver` payload).
+pub(super) fn deliver(link: &LinkRc, shard: &mut Shard, mut payload: Vec<u8>, reply: Option<&str>) {
     let token = reply.and_then(|r| received(link, r));
     link.borrow_mut().stats.stanzas_in += 1;
-    let Ok(stanza) = crate::xml::Stanza::parse(stanza) else {
+    let parsed = DeliverHead::parse(&payload).and_then(|(h, at)| {
+        let from = Jid::parse(h.from).map_err(|_| Malformed)?;
+        let to = Jid::parse(h.to).map_err(|_| Malformed)?;
+        let conn = shard.local_session(h.target);
+        Ok((from, to, h.reroutes, conn, at))
+    });
+    let Ok((from, to, reroutes, conn, at)) = parsed else {
+        tracing::warn!(shard = shard.id.0, "cluster: malformed stanza record");
+        return;
+    };
+    // The stanza's bytes stay in the payload's allocation.
+    payload.drain(..at);
+    let Ok(stanza) = crate::xml::Stanza::parse(payload) else {
         tracing::warn!(
             shard = shard.id.0,
             "cluster: unparsable stanza from another node"
@@ -101,7 +108,7 @@ pub(super) fn deliver(link: &LinkRc, shard: &mut Shard, rec: Record, reply: Opti
         let at = SessionRef::remote(INBOX_SLOT, shard.id.0, sender);
         acc.handled = Some(crate::hooks::Handled::new(at, seq as u32));
     }
-    match shard.local_session(target.as_str()) {
+    match conn {
         Some(conn) => {
             let at = shard.session_ref(conn);
             shard.send_to_session(at, ConnMsg::Deliver(acc));
@@ -124,7 +131,11 @@ fn received(link: &LinkRc, reply: &str) -> Option<(u64, u64)> {
     let (prefix, seq) = reply.rsplit_once('.')?;
     let seq = seq.parse::<u64>().ok()?;
     let mut l = link.borrow_mut();
-    let expected = l.expected.insert(prefix.to_owned(), seq + 1);
+    // The prefix is allocated only for a sender not seen yet (this runs once per stanza).
+    let expected = match l.expected.get_mut(prefix) {
+        Some(e) => Some(std::mem::replace(e, seq + 1)),
+        None => l.expected.insert(prefix.to_owned(), seq + 1),
+    };
     if let Some(e) = expected.filter(|&e| seq > e) {
         l.stats.gaps += 1;
         let rec = Record::Gap { from_seq: e }.encode();
@@ -188,20 +199,7 @@ fn handled(link: &LinkRc, shard: &mut Shard, token: SessionRef, seqs: Vec<u32>) 
 /// their copies go (and with them the sender's own acknowledgement tokens).
 pub(super) fn acked(link: &LinkRc, key: (u16, u16), seqs: &[u32]) {
     let mut l = link.borrow_mut();
-    let Some(q) = l.unacked.get_mut(&key) else {
-        return;
-    };
-    let len = q.len();
-    let mut left: ahash::HashSet<u32> = seqs.iter().copied().collect();
-    // Usually the oldest copies: taken from the front; the rest (stanzas that ended their route
-    // out of order) by one pass.
-    while q.front().is_some_and(|(s, _)| left.remove(&(*s as u32))) {
-        q.pop_front();
-    }
-    if !left.is_empty() {
-        q.retain(|(s, _)| !left.contains(&(*s as u32)));
-    }
-    let freed = len - q.len();
+    let freed = l.peers.get_mut(&key).map_or(0, |p| p.ack(seqs));
     l.unacked_len -= freed;
 }
 
@@ -367,12 +365,7 @@ mod tests {
                 "{out}"
             );
         }
-        let seqs = |link: &LinkRc| -> Vec<u64> {
-            link.borrow().unacked[&(0, 1)]
-                .iter()
-                .map(|(s, _)| *s)
-                .collect()
-        };
+        let seqs = |link: &LinkRc| -> Vec<u64> { link.borrow().peers[&(0, 1)].seqs() };
         assert_eq!(seqs(&link), [1, 2, 3]);
         // The receiver got 3 but not 2: 2 goes again, as 4.
         gap(&link, &mut shard, (0, 1), 2..3);
