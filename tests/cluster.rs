@@ -324,6 +324,81 @@ fn a_session_that_ended_while_nats_was_down_leaves_the_other_maps() {
     expect_body(&mut bob, "after the outage");
 }
 
+/// A remote server (`other.test`, bob) for the federation test: its own s2s port, and
+/// `example.test` found at `cluster_s2s` (one node of the cluster).
+fn remote_server(s2s: u16, cluster_s2s: u16) -> Server {
+    Server::start_config(2, &["bob@other.test"], |c2s, data| {
+        format!(
+            r#"[general]
+hosts = ["other.test"]
+data_dir = "{data}"
+
+[auth]
+scram_iterations = 4096
+
+[[listen.c2s]]
+port = {c2s}
+ip_address = "127.0.0.1"
+tls = "starttls"
+allow_plaintext_on_loopback = true
+
+[[listen.s2s]]
+port = {s2s}
+ip_address = "127.0.0.1"
+tls = "starttls_required"
+
+[s2s.address."example.test"]
+host = "127.0.0.1"
+port = {cluster_s2s}
+tls = "starttls_required"
+"#,
+            data = data.display()
+        )
+    })
+}
+
+/// Federation from a cluster: each node keeps its own outgoing streams; a remote server verifies
+/// n1's dialback key by connecting to n2 (the address it has for the domain), which holds the same
+/// secret; a stanza arriving at n2 from the remote server reaches a user on n1 through the
+/// cluster.
+#[test]
+fn a_cluster_federates_from_any_node() {
+    let Some(nats) = Nats::start() else { return };
+    let (r_s2s, s2s1, s2s2) = (free_port(), free_port(), free_port());
+    let fed = |port: u16| {
+        format!(
+            "[[listen.s2s]]\nport = {port}\nip_address = \"127.0.0.1\"\ntls = \"starttls_required\"\n\
+             [s2s]\nsecret = \"one-dialback-secret-for-every-node\"\n\
+             [s2s.address.\"other.test\"]\nhost = \"127.0.0.1\"\nport = {r_s2s}\ntls = \"starttls_required\"\n"
+        )
+    };
+    let users = ["alice@example.test"];
+    let n1 = node("n1", &nats, &fed(s2s1), &users);
+    let n2 = node("n2", &nats, &fed(s2s2), &users);
+    wait_until("n1 sees n2", || member(&n1, "n2").is_some());
+    wait_until("n2 sees n1", || member(&n2, "n1").is_some());
+    let remote = remote_server(r_s2s, s2s2);
+
+    let mut alice = n1.server.connect();
+    alice.login_plain("alice", "example.test", common::PASSWORD, "a");
+    alice.send("<presence/>");
+    wait_until("n2 sees alice on n1", || member(&n2, "n1") == Some((1, 1)));
+    let mut bob = remote.connect();
+    bob.login_plain("bob", "other.test", common::PASSWORD, "b");
+    bob.send("<presence/>");
+
+    // n1's own outgoing stream; other.test checks n1's key with n2.
+    alice.chat("bob@other.test/b", "from n1");
+    expect_body(&mut bob, "from n1");
+    // other.test's stream goes to n2; the stanza crosses the cluster to n1.
+    bob.chat("alice@example.test/a", "to n1 through n2");
+    expect_body(&mut alice, "to n1 through n2");
+    bob.chat("alice@example.test", "to the bare JID");
+    expect_body(&mut alice, "to the bare JID");
+    let t = &view(&n2)["traffic"];
+    assert!(t["stanzas_out"].as_u64().unwrap() >= 2, "{t}");
+}
+
 /// Asks for the roster (the session then gets roster pushes) and waits for the answer.
 fn get_roster(c: &mut Client) {
     c.send("<iq type='get' id='roster1'><query xmlns='jabber:iq:roster'/></iq>");

@@ -94,14 +94,22 @@ fn url(s: &str) -> Option<NatsUrl> {
     })
 }
 
-/// Validates `[cluster]`; `None` when the section is absent.
+/// Validates `[cluster]`; `None` when the section is absent. `shared_secret_missing`: the node
+/// federates (`[[listen.s2s]]`) without `s2s.secret`.
 pub(super) fn cluster(
     cx: &Ctx<'_>,
     raw: Option<Spanned<RawCluster>>,
+    shared_secret_missing: bool,
 ) -> Result<Option<ClusterConfig>, ConfigError> {
     let Some(raw) = raw else {
         return Ok(None);
     };
+    let span = raw.span();
+    if shared_secret_missing {
+        // A remote server verifies one node's dialback key by connecting to whichever node the
+        // domain's address gives: every node must derive the same keys.
+        return Err(cx.err(&span, InvalidValue::ClusterDialbackSecret));
+    }
     let raw = raw.into_inner();
     let token = |v: Spanned<String>| {
         if is_token(v.get_ref()) {

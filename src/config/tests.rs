@@ -668,4 +668,12 @@ fn cluster_section_defaults_and_errors() {
         let (err, _, _) = parse_err(&format!("{MINIMAL}[cluster]\n{bad}\n"));
         assert_eq!(invalid_kind(err), kind, "{bad}");
     }
+    // Federation from a cluster: one dialback secret for every node.
+    let s2s = "[[listen.s2s]]\nport = 5269\n";
+    let (err, _, _) = parse_err(&format!("{MINIMAL}{s2s}[cluster]\nnode = \"a\"\n"));
+    assert_eq!(invalid_kind(err), InvalidValue::ClusterDialbackSecret);
+    let ok = format!(
+        "{MINIMAL}{s2s}[s2s]\nsecret = \"0123456789abcdef-xyz\"\n[cluster]\nnode = \"a\"\n"
+    );
+    assert!(parse(&ok).unwrap().cluster.is_some());
 }
