@@ -342,8 +342,10 @@ pub fn on_msg(link: &LinkRc, shard: &mut Shard, msg: Msg) {
                 return;
             }
             for rec in records {
-                if let rec @ Record::Bound { .. } = rec {
-                    session_record(link, shard, rec);
+                match rec {
+                    rec @ Record::Bound { .. } => session_record(link, shard, rec),
+                    rec @ Record::Snapshot { .. } => snapshot(link, shard, rec),
+                    _ => {}
                 }
             }
         }
