@@ -32,20 +32,26 @@ struct Nats {
 
 impl Nats {
     fn start() -> Option<Nats> {
+        Nats::start_with(&[])
+    }
+
+    /// A server with extra command-line arguments (credentials).
+    fn start_with(args: &[&str]) -> Option<Nats> {
         let Some(bin) = nats_bin() else {
             eprintln!("SKIPPED: nats-server is not installed (apt-get install nats-server)");
             return None;
         };
         let port = free_port();
         Some(Nats {
-            child: Nats::spawn(&bin, port),
+            child: Nats::spawn(&bin, port, args),
             port,
         })
     }
 
-    fn spawn(bin: &std::path::Path, port: u16) -> Child {
+    fn spawn(bin: &std::path::Path, port: u16, args: &[&str]) -> Child {
         let child = Command::new(bin)
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -68,7 +74,7 @@ impl Nats {
     /// Starts it again on the same port.
     fn restart(&mut self) {
         let bin = nats_bin().expect("it ran before");
-        self.child = Nats::spawn(&bin, self.port);
+        self.child = Nats::spawn(&bin, self.port, &[]);
     }
 }
 
@@ -397,6 +403,38 @@ fn a_cluster_federates_from_any_node() {
     expect_body(&mut alice, "to the bare JID");
     let t = &view(&n2)["traffic"];
     assert!(t["stanzas_out"].as_u64().unwrap() >= 2, "{t}");
+}
+
+/// A NATS server that requires a user and password: nodes with the credentials form the
+/// cluster, a node with a wrong password is refused by NATS and stays alone.
+#[test]
+fn nodes_authenticate_to_nats() {
+    let Some(nats) = Nats::start_with(&["--user", "petrel", "--pass", "s3cret-pw"]) else {
+        return;
+    };
+    let n = |name: &str, pw: &str| {
+        let cluster = format!(
+            "[cluster]\nnode = \"{name}\"\nnats = [\"nats://127.0.0.1:{}\"]\nheartbeat_ms = 100\n\
+             failure_timeout_ms = 1000\nnats_user = \"petrel\"\nnats_password = \"{pw}\"\n",
+            nats.port
+        );
+        let (server, http) = admin::start(2, USERS, true, &cluster);
+        Node { server, http }
+    };
+    let n3 = n("n3", "wrong");
+    let n1 = n("n1", "s3cret-pw");
+    let n2 = n("n2", "s3cret-pw");
+    wait_until("n1 sees n2", || member(&n1, "n2").is_some());
+    wait_until("n2 sees n1", || member(&n2, "n1").is_some());
+    let mut alice = n1.server.login("alice", "a", Some(0));
+    let mut bob = n2.server.login("bob", "b", Some(0));
+    wait_until("n1 sees bob on n2", || member(&n1, "n2") == Some((1, 1)));
+    alice.chat("bob@localhost/b", "authenticated");
+    expect_body(&mut bob, "authenticated");
+    // n3 started first and heartbeats every 100 ms when connected: by now the others would
+    // have heard it (they heard each other).
+    assert!(member(&n1, "n3").is_none() && member(&n2, "n3").is_none());
+    assert_eq!(view(&n3)["members"].as_array().map(Vec::len), Some(0));
 }
 
 /// Asks for the roster (the session then gets roster pushes) and waits for the answer.

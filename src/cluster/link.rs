@@ -192,7 +192,7 @@ impl Link {
     pub fn reset(&mut self) -> Vec<Acc> {
         self.nats = NatsCore::new(OUTPUT_LIMIT);
         let name = format!("{}/{}", self.node.me.node, self.shard);
-        self.nats.connect(&name);
+        self.nats.connect(&name, &self.node.auth);
         let p = &self.node.prefix;
         self.nats.subscribe(
             &format!("{p}.n.{}.{}", self.node.me.node, self.shard),

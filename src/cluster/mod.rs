@@ -48,6 +48,8 @@ pub struct Node {
     pub heartbeat: Duration,
     /// Silence after which a member is dead.
     pub failure_timeout: Duration,
+    /// Credentials for NATS.
+    pub auth: crate::config::NatsAuth,
 }
 
 impl Node {
@@ -70,6 +72,7 @@ impl Node {
             c2s,
             heartbeat: cfg.heartbeat,
             failure_timeout: cfg.failure_timeout,
+            auth: cfg.auth.clone(),
         }
     }
 }

@@ -269,6 +269,7 @@ mod tests {
             c2s: String::new(),
             heartbeat: Duration::from_millis(500),
             failure_timeout: Duration::from_secs(3),
+            auth: Default::default(),
         };
         let mut shard = Shard::new(
             ShardId(0),

@@ -39,6 +39,57 @@ pub struct ClusterConfig {
     /// A member silent this long is dead.
     #[serde(serialize_with = "ser_ms", rename = "failure_timeout_ms")]
     pub failure_timeout: Duration,
+    /// How the nodes authenticate to NATS (`nats_token`, or `nats_user` and `nats_password`).
+    #[serde(rename = "nats_auth")]
+    pub auth: NatsAuth,
+}
+
+/// Credentials sent in NATS's `CONNECT`; never shown by `Debug` or `check-config`.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum NatsAuth {
+    /// The server needs none.
+    #[default]
+    None,
+    /// `auth_token`.
+    Token(String),
+    /// `user` and `pass`.
+    UserPassword {
+        /// The user name.
+        user: String,
+        /// Its password.
+        password: String,
+    },
+}
+
+impl std::fmt::Debug for NatsAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NatsAuth::None => "None",
+            NatsAuth::Token(_) => "Token(********)",
+            NatsAuth::UserPassword { .. } => "UserPassword(********)",
+        })
+    }
+}
+
+impl Serialize for NatsAuth {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            NatsAuth::None => "none",
+            NatsAuth::Token(_) => "token (hidden)",
+            NatsAuth::UserPassword { .. } => "user and password (hidden)",
+        })
+    }
+}
+
+/// A credential as written: `Debug` never shows it.
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub(super) struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("********")
+    }
 }
 
 /// A NATS server address (`nats://host:port`; no TLS or credentials yet).
@@ -69,6 +120,9 @@ pub(super) struct RawCluster {
     pub nats: Option<Vec<Spanned<String>>>,
     pub heartbeat_ms: Option<Spanned<u64>>,
     pub failure_timeout_ms: Option<Spanned<u64>>,
+    pub nats_token: Option<Spanned<Secret>>,
+    pub nats_user: Option<Spanned<Secret>>,
+    pub nats_password: Option<Spanned<Secret>>,
 }
 
 /// A name usable as one NATS subject token.
@@ -139,11 +193,24 @@ pub(super) fn cluster(
     if failure_timeout < heartbeat * 2 {
         return Err(cx.err(&hb_span.unwrap_or(0..0), InvalidValue::ClusterTimeout));
     }
+    let auth = match (raw.nats_token, raw.nats_user, raw.nats_password) {
+        (None, None, None) => NatsAuth::None,
+        (Some(t), None, None) if !t.get_ref().0.is_empty() => NatsAuth::Token(t.into_inner().0),
+        (None, Some(u), Some(p)) if !u.get_ref().0.is_empty() => NatsAuth::UserPassword {
+            user: u.into_inner().0,
+            password: p.into_inner().0,
+        },
+        (t, u, p) => {
+            let at = [t, u, p].into_iter().flatten().map(|v| v.span()).next();
+            return Err(cx.err(&at.unwrap_or(span), InvalidValue::NatsAuth));
+        }
+    };
     Ok(Some(ClusterConfig {
         name,
         node,
         nats,
         heartbeat,
         failure_timeout,
+        auth,
     }))
 }

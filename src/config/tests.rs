@@ -668,6 +668,31 @@ fn cluster_section_defaults_and_errors() {
         let (err, _, _) = parse_err(&format!("{MINIMAL}[cluster]\n{bad}\n"));
         assert_eq!(invalid_kind(err), kind, "{bad}");
     }
+    // NATS credentials: a token, or a user with a password; never printed.
+    let c = parse(&format!(
+        "{MINIMAL}[cluster]\nnode = \"a\"\nnats_user = \"petrel\"\nnats_password = \"pw-secret\"\n"
+    ))
+    .unwrap()
+    .cluster
+    .unwrap();
+    assert_eq!(
+        c.auth,
+        crate::config::NatsAuth::UserPassword {
+            user: "petrel".into(),
+            password: "pw-secret".into()
+        }
+    );
+    assert!(!format!("{c:?}").contains("pw-secret"));
+    assert!(!serde_json::to_string(&c).unwrap().contains("pw-secret"));
+    for bad in [
+        "nats_user = \"u\"",
+        "nats_password = \"p\"",
+        "nats_token = \"\"",
+        "nats_token = \"t\"\nnats_user = \"u\"\nnats_password = \"p\"",
+    ] {
+        let (err, _, _) = parse_err(&format!("{MINIMAL}[cluster]\nnode = \"a\"\n{bad}\n"));
+        assert_eq!(invalid_kind(err), InvalidValue::NatsAuth, "{bad}");
+    }
     // Federation from a cluster: one dialback secret for every node.
     let s2s = "[[listen.s2s]]\nport = 5269\n";
     let (err, _, _) = parse_err(&format!("{MINIMAL}{s2s}[cluster]\nnode = \"a\"\n"));

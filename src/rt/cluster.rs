@@ -18,6 +18,9 @@ use crate::config::NatsUrl;
 /// Wait between connection attempts.
 const RETRY: Duration = Duration::from_millis(100);
 
+/// Longest wait after connections that end at once.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
 /// Plugs this shard into the cluster and starts its tasks.
 pub(super) fn install(
     node: &Arc<Node>,
@@ -75,6 +78,9 @@ async fn connect(urls: &[NatsUrl]) -> Option<glommio::net::TcpStream> {
 async fn run(link: LinkRc, ctx: Rc<ShardCtx>, urls: Vec<NatsUrl>) {
     let shard = link.borrow().shard;
     let mut warned = false;
+    // Connections that end at once (refused credentials, a server shutting down) are retried
+    // after a doubling delay, up to RETRY_MAX, not ten times a second.
+    let mut backoff = RETRY;
     loop {
         let Some(stream) = connect(&urls).await else {
             if !warned {
@@ -104,9 +110,17 @@ async fn run(link: LinkRc, ctx: Rc<ShardCtx>, urls: Vec<NatsUrl>) {
         }
         ctx.flush();
         let (r, w) = futures_lite::io::split(stream);
+        let began = std::time::Instant::now();
         futures_lite::future::or(read(r, &link, &ctx), write(w, &link)).await;
         link.borrow_mut().connected = false;
-        tracing::warn!(shard, "cluster: NATS connection lost; reconnecting");
+        if began.elapsed() < RETRY_MAX {
+            tracing::warn!(shard, retry_in = ?backoff, "cluster: NATS connection ended at once");
+            glommio::timer::sleep(backoff).await;
+            backoff = (backoff * 2).min(RETRY_MAX);
+        } else {
+            tracing::warn!(shard, "cluster: NATS connection lost; reconnecting");
+            backoff = RETRY;
+        }
     }
 }
 

@@ -15,6 +15,8 @@
 #[cfg(test)]
 mod tests;
 
+use crate::config::NatsAuth;
+
 /// Longest control line accepted from the server (`MSG` with long subjects, or `INFO`).
 const MAX_LINE: usize = 64 * 1024;
 
@@ -90,16 +92,30 @@ impl NatsCore {
     }
 
     /// Queues `CONNECT` (to be written first): verbose off, headers and no-responders on, no echo of
-    /// our own publishes.
-    pub fn connect(&mut self, name: &str) {
-        let name = serde_json::to_string(name).unwrap_or_else(|_| "\"petrel\"".to_owned());
-        self.output.extend_from_slice(
-            format!(
-                "CONNECT {{\"verbose\":false,\"pedantic\":false,\"lang\":\"rust\",\"version\":\"petrel\",\
-                 \"name\":{name},\"protocol\":1,\"headers\":true,\"no_responders\":true,\"echo\":false}}\r\n"
-            )
-            .as_bytes(),
-        );
+    /// our own publishes, and the credentials if any.
+    pub fn connect(&mut self, name: &str, auth: &NatsAuth) {
+        let mut fields = serde_json::json!({
+            "verbose": false,
+            "pedantic": false,
+            "lang": "rust",
+            "version": "petrel",
+            "name": name,
+            "protocol": 1,
+            "headers": true,
+            "no_responders": true,
+            "echo": false,
+        });
+        match auth {
+            NatsAuth::None => {}
+            NatsAuth::Token(t) => fields["auth_token"] = t.as_str().into(),
+            NatsAuth::UserPassword { user, password } => {
+                fields["user"] = user.as_str().into();
+                fields["pass"] = password.as_str().into();
+            }
+        }
+        self.output.extend_from_slice(b"CONNECT ");
+        self.output.extend_from_slice(fields.to_string().as_bytes());
+        self.output.extend_from_slice(b"\r\n");
     }
 
     /// Queues `SUB subject [queue] sid`.
