@@ -92,9 +92,14 @@ struct Node {
 }
 
 fn node(name: &str, nats: &Nats, modules: &str, users: &[&str]) -> Node {
+    let url = format!("nats://127.0.0.1:{}", nats.port);
+    node_at(name, &url, modules, users, "")
+}
+
+/// A node reaching NATS at `url`, with `more` lines in its `[cluster]` table.
+fn node_at(name: &str, url: &str, modules: &str, users: &[&str], more: &str) -> Node {
     let cluster = format!(
-        "{modules}\n[cluster]\nnode = \"{name}\"\nnats = [\"nats://127.0.0.1:{}\"]\nheartbeat_ms = 100\nfailure_timeout_ms = 1000\n",
-        nats.port
+        "{modules}\n[cluster]\nnode = \"{name}\"\nnats = [\"{url}\"]\nheartbeat_ms = 100\nfailure_timeout_ms = 1000\n{more}\n"
     );
     let (server, http) = admin::start(2, users, true, &cluster);
     Node { server, http }
@@ -405,6 +410,21 @@ fn a_cluster_federates_from_any_node() {
     assert!(t["stanzas_out"].as_u64().unwrap() >= 2, "{t}");
 }
 
+/// n1 and n2 form a cluster and chat; n3, started before them and refused by NATS, was heard by
+/// no one (it heartbeats every 100 ms once connected: by now the others would have heard it, as
+/// they heard each other) and hears no one.
+fn n1_n2_chat_and_n3_alone(n1: &Node, n2: &Node, n3: &Node) {
+    wait_until("n1 sees n2", || member(n1, "n2").is_some());
+    wait_until("n2 sees n1", || member(n2, "n1").is_some());
+    let mut alice = n1.server.login("alice", "a", Some(0));
+    let mut bob = n2.server.login("bob", "b", Some(0));
+    wait_until("n1 sees bob on n2", || member(n1, "n2") == Some((1, 1)));
+    alice.chat("bob@localhost/b", "between n1 and n2");
+    expect_body(&mut bob, "between n1 and n2");
+    assert!(member(n1, "n3").is_none() && member(n2, "n3").is_none());
+    assert_eq!(view(n3)["members"].as_array().map(Vec::len), Some(0));
+}
+
 /// A NATS server that requires a user and password: nodes with the credentials form the
 /// cluster, a node with a wrong password is refused by NATS and stays alone.
 #[test]
@@ -412,29 +432,57 @@ fn nodes_authenticate_to_nats() {
     let Some(nats) = Nats::start_with(&["--user", "petrel", "--pass", "s3cret-pw"]) else {
         return;
     };
+    let url = format!("nats://127.0.0.1:{}", nats.port);
     let n = |name: &str, pw: &str| {
-        let cluster = format!(
-            "[cluster]\nnode = \"{name}\"\nnats = [\"nats://127.0.0.1:{}\"]\nheartbeat_ms = 100\n\
-             failure_timeout_ms = 1000\nnats_user = \"petrel\"\nnats_password = \"{pw}\"\n",
-            nats.port
-        );
-        let (server, http) = admin::start(2, USERS, true, &cluster);
-        Node { server, http }
+        let creds = format!("nats_user = \"petrel\"\nnats_password = \"{pw}\"");
+        node_at(name, &url, "", USERS, &creds)
     };
     let n3 = n("n3", "wrong");
     let n1 = n("n1", "s3cret-pw");
     let n2 = n("n2", "s3cret-pw");
-    wait_until("n1 sees n2", || member(&n1, "n2").is_some());
-    wait_until("n2 sees n1", || member(&n2, "n1").is_some());
-    let mut alice = n1.server.login("alice", "a", Some(0));
-    let mut bob = n2.server.login("bob", "b", Some(0));
-    wait_until("n1 sees bob on n2", || member(&n1, "n2") == Some((1, 1)));
-    alice.chat("bob@localhost/b", "authenticated");
-    expect_body(&mut bob, "authenticated");
-    // n3 started first and heartbeats every 100 ms when connected: by now the others would
-    // have heard it (they heard each other).
-    assert!(member(&n1, "n3").is_none() && member(&n2, "n3").is_none());
-    assert_eq!(view(&n3)["members"].as_array().map(Vec::len), Some(0));
+    n1_n2_chat_and_n3_alone(&n1, &n2, &n3);
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, in `dir`: (ca.pem, cert.pem, key.pem).
+fn nats_certificate(dir: &std::path::Path) -> [PathBuf; 3] {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "petrel NATS test CA");
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let files = [
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    ];
+    std::fs::write(&files[0], ca.pem()).unwrap();
+    std::fs::write(&files[1], cert.pem()).unwrap();
+    std::fs::write(&files[2], key.serialize_pem()).unwrap();
+    files
+}
+
+/// A nats-server that requires TLS: nodes with `tls://` and the CA form the cluster; a node
+/// that does not trust the server's certificate stays alone.
+#[test]
+fn nodes_reach_nats_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let [ca, cert, key] = nats_certificate(dir.path());
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let Some(nats) = Nats::start_with(&["--tls", "--tlscert", &cert, "--tlskey", &key]) else {
+        return;
+    };
+    let url = format!("tls://127.0.0.1:{}", nats.port);
+    let trust = format!("nats_cafile = \"{}\"", ca.display());
+    let n3 = node_at("n3", &url, "", USERS, "");
+    let n1 = node_at("n1", &url, "", USERS, &trust);
+    let n2 = node_at("n2", &url, "", USERS, &trust);
+    n1_n2_chat_and_n3_alone(&n1, &n2, &n3);
 }
 
 /// Asks for the roster (the session then gets roster pushes) and waits for the answer.

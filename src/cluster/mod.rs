@@ -50,6 +50,8 @@ pub struct Node {
     pub failure_timeout: Duration,
     /// Credentials for NATS.
     pub auth: crate::config::NatsAuth,
+    /// The TLS client configuration for `tls://` servers (built at start when one is listed).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Node {
@@ -73,6 +75,7 @@ impl Node {
             heartbeat: cfg.heartbeat,
             failure_timeout: cfg.failure_timeout,
             auth: cfg.auth.clone(),
+            tls: None,
         }
     }
 }

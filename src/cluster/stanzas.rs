@@ -270,6 +270,7 @@ mod tests {
             heartbeat: Duration::from_millis(500),
             failure_timeout: Duration::from_secs(3),
             auth: Default::default(),
+            tls: None,
         };
         let mut shard = Shard::new(
             ShardId(0),

@@ -42,6 +42,8 @@ pub struct ClusterConfig {
     /// How the nodes authenticate to NATS (`nats_token`, or `nats_user` and `nats_password`).
     #[serde(rename = "nats_auth")]
     pub auth: NatsAuth,
+    /// Extra trust anchors (PEM) for `tls://` servers' certificates, beside the web PKI roots.
+    pub nats_cafile: Option<std::path::PathBuf>,
 }
 
 /// Credentials sent in NATS's `CONNECT`; never shown by `Debug` or `check-config`.
@@ -92,18 +94,21 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// A NATS server address (`nats://host:port`; no TLS or credentials yet).
+/// A NATS server address: `nats://host:port`, or `tls://host:port` for TLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatsUrl {
-    /// Host name or IP address.
+    /// Host name or IP address (also the name the server's certificate must show).
     pub host: String,
     /// TCP port (4222 when not given).
     pub port: u16,
+    /// TLS after the server's `INFO` (`tls://`).
+    pub tls: bool,
 }
 
 impl Serialize for NatsUrl {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("nats://{}:{}", self.host, self.port))
+        let scheme = if self.tls { "tls" } else { "nats" };
+        s.serialize_str(&format!("{scheme}://{}:{}", self.host, self.port))
     }
 }
 
@@ -123,6 +128,7 @@ pub(super) struct RawCluster {
     pub nats_token: Option<Spanned<Secret>>,
     pub nats_user: Option<Spanned<Secret>>,
     pub nats_password: Option<Spanned<Secret>>,
+    pub nats_cafile: Option<std::path::PathBuf>,
 }
 
 /// A name usable as one NATS subject token.
@@ -134,7 +140,10 @@ fn is_token(s: &str) -> bool {
 }
 
 fn url(s: &str) -> Option<NatsUrl> {
-    let rest = s.strip_prefix("nats://").unwrap_or(s);
+    let (tls, rest) = match s.strip_prefix("tls://") {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix("nats://").unwrap_or(s)),
+    };
     let (host, port) = match rest.rsplit_once(':') {
         Some((h, p)) => (h, p.parse().ok()?),
         None => (rest, 4222),
@@ -145,6 +154,7 @@ fn url(s: &str) -> Option<NatsUrl> {
     Some(NatsUrl {
         host: host.to_owned(),
         port,
+        tls,
     })
 }
 
@@ -185,6 +195,7 @@ pub(super) fn cluster(
         None => vec![NatsUrl {
             host: "127.0.0.1".to_owned(),
             port: 4222,
+            tls: false,
         }],
     };
     let hb_span = raw.heartbeat_ms.as_ref().map(|v| v.span());
@@ -212,5 +223,6 @@ pub(super) fn cluster(
         heartbeat,
         failure_timeout,
         auth,
+        nats_cafile: raw.nats_cafile,
     }))
 }

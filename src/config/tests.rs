@@ -640,7 +640,8 @@ fn cluster_section_defaults_and_errors() {
         c.nats,
         [NatsUrl {
             host: "127.0.0.1".into(),
-            port: 4222
+            port: 4222,
+            tls: false
         }]
     );
     assert_eq!(c.heartbeat, Duration::from_millis(500));
@@ -656,6 +657,18 @@ fn cluster_section_defaults_and_errors() {
         ("10.0.0.1", 4333)
     );
     assert_eq!((c.nats[1].host.as_str(), c.nats[1].port), ("h", 4222));
+    assert!(!c.nats[0].tls);
+    let c = parse(&format!(
+        "{MINIMAL}[cluster]\nnode = \"a\"\nnats = [\"tls://10.0.0.1:4333\"]\nnats_cafile = \"/etc/ca.pem\"\n"
+    ))
+    .unwrap()
+    .cluster
+    .unwrap();
+    assert!(c.nats[0].tls && c.nats[0].port == 4333);
+    assert_eq!(
+        c.nats_cafile.as_deref(),
+        Some(std::path::Path::new("/etc/ca.pem"))
+    );
     for (bad, kind) in [
         ("node = \"a.b\"", InvalidValue::ClusterName),
         ("node = \"a\"\nname = \"\"", InvalidValue::ClusterName),
