@@ -432,14 +432,15 @@ fn nodes_authenticate_to_nats() {
     let Some(nats) = Nats::start_with(&["--user", "petrel", "--pass", "s3cret-pw"]) else {
         return;
     };
-    let url = format!("nats://127.0.0.1:{}", nats.port);
-    let n = |name: &str, pw: &str| {
+    let n = |name: &str, host: &str, pw: &str| {
+        let url = format!("nats://{host}:{}", nats.port);
         let creds = format!("nats_user = \"petrel\"\nnats_password = \"{pw}\"");
         node_at(name, &url, "", USERS, &creds)
     };
-    let n3 = n("n3", "wrong");
-    let n1 = n("n1", "s3cret-pw");
-    let n2 = n("n2", "s3cret-pw");
+    let n3 = n("n3", "127.0.0.1", "wrong");
+    let n1 = n("n1", "127.0.0.1", "s3cret-pw");
+    // A host name: resolved off the shard (to ::1 and 127.0.0.1; NATS listens on the latter).
+    let n2 = n("n2", "localhost", "s3cret-pw");
     n1_n2_chat_and_n3_alone(&n1, &n2, &n3);
 }
 

@@ -56,15 +56,33 @@ pub(super) fn install(
     tasks
 }
 
-/// Connects to the first NATS server that answers (name resolution of a host name may block the
-/// shard briefly: configure IP addresses); returns the stream and the address used.
-async fn connect(urls: &[NatsUrl]) -> Option<(glommio::net::TcpStream, &NatsUrl)> {
+/// The addresses of `url`: an IP address as it is; a host name resolved on a thread of its own
+/// (the system resolver blocks, the shard must not), once per connection attempt.
+async fn addresses(url: &NatsUrl) -> Vec<std::net::SocketAddr> {
     use std::net::ToSocketAddrs;
+    if let Ok(ip) = url.host.parse::<std::net::IpAddr>() {
+        return vec![(ip, url.port).into()];
+    }
+    let (tx, rx) = crate::store::oneshot::channel();
+    let (host, port) = (url.host.clone(), url.port);
+    let spawned = std::thread::Builder::new()
+        .name("petrel-nats-dns".into())
+        .spawn(move || {
+            let found = (host.as_str(), port)
+                .to_socket_addrs()
+                .map(Iterator::collect::<Vec<_>>);
+            tx.send(found.unwrap_or_default());
+        });
+    match spawned {
+        Ok(_) => rx.await.unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Connects to the first NATS server that answers; returns the stream and the address used.
+async fn connect(urls: &[NatsUrl]) -> Option<(glommio::net::TcpStream, &NatsUrl)> {
     for u in urls {
-        let Ok(addrs) = (u.host.as_str(), u.port).to_socket_addrs() else {
-            continue;
-        };
-        for a in addrs {
+        for a in addresses(u).await {
             if let Ok(s) = glommio::net::TcpStream::connect(a).await {
                 let _ = s.set_nodelay(true);
                 return Some((s, u));
