@@ -313,6 +313,13 @@ pub fn install(shard: &mut Shard, link: &LinkRc) {
 /// What arrived on this shard's connection, in order. Shard-side effects go through `shard`.
 pub fn on_msg(link: &LinkRc, shard: &mut Shard, msg: Msg) {
     if msg.sid == sid::STANZAS {
+        if msg.payload.first() == Some(&b'M') {
+            // A module's request to this node (`rpc`, on shard 0's subject).
+            if let Ok(rec) = Record::decode(&msg.payload) {
+                super::rpc::on_request(shard, rec, msg.reply);
+            }
+            return;
+        }
         // One `Deliver` record per message, decoded in place.
         return deliver(link, shard, msg.payload, msg.reply.as_deref());
     }
@@ -326,6 +333,11 @@ pub fn on_msg(link: &LinkRc, shard: &mut Shard, msg: Msg) {
     };
     match msg.sid {
         sid::INBOX => {
+            let answer = super::rpc::answer_id(&link.borrow().inbox, &msg.subject);
+            if let Some(id) = answer {
+                let rec = records.into_iter().next().filter(|_| msg.status.is_none());
+                return super::rpc::on_answer(shard, id, rec, msg.reply);
+            }
             let parts = reply_parts(&link.borrow().inbox, &msg.subject);
             if let Some((key, seq)) = parts {
                 if msg.status == Some(503) {

@@ -10,12 +10,13 @@ pub mod members;
 mod membership;
 pub mod nats;
 mod peer;
+pub mod rpc;
 mod sessions;
 mod stanzas;
 pub mod wire;
 
 pub use membership::tick;
-pub use sessions::{announce_sessions, request_sync};
+pub use sessions::{announce_sessions, last_presence, request_sync};
 
 use std::time::Duration;
 

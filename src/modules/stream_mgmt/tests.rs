@@ -104,6 +104,7 @@ fn cfg() -> SmConfig {
         buffer_max: 100_000,
         ack_freq: 1_000_000,
         resume_timeout: Duration::from_secs(60),
+        id_prefix: None,
     }
 }
 
@@ -148,7 +149,14 @@ fn resumer(net: &mut Net, on: usize, bare: &str, id: &str, h: u32) -> Parked {
     let (conn, mb) = net.cluster.shards[on].open_conn();
     let me = net.cluster.shards[on].session_ref(conn);
     let bare = crate::jid::BareJid::parse(bare).unwrap();
-    resume_request(&mut net.cluster.shards[on], bare, id.to_string(), h, me);
+    resume_request(
+        &mut net.cluster.shards[on],
+        bare,
+        id.to_string(),
+        h,
+        me,
+        cfg(),
+    );
     Parked {
         on,
         me,
@@ -306,7 +314,7 @@ fn unknown_id_fails_and_resume_twice_fails_the_second() {
         SmConnMsg::Takeover(Takeover {
             id: "B".into(),
             h: 0,
-            new: me,
+            to: Requester::Local(me),
         }),
     );
     net.cluster.pump();
