@@ -581,3 +581,206 @@ fn presence_and_offline_across_nodes_on_a_shared_store() {
     bob.send("<presence/>");
     expect_body(&mut bob, "stored for bob");
 }
+
+/// Stream management on, resumable for a minute.
+const SM: &str =
+    "[modules.stream_management]\nresume_timeout = 60\nbuffer_max = 500\nack_freq = 1000\n";
+
+/// A client with resumable stream management: counts the stanzas it handles.
+struct SmClient {
+    c: Client,
+    h: u32,
+    id: String,
+    jid: String,
+}
+
+impl SmClient {
+    /// Logs `user` in on `n` as `resource`, enables resumption, sends initial presence.
+    fn login(n: &Node, user: &str, resource: &str) -> SmClient {
+        let mut c = n.server.connect();
+        c.auth_plain(user, "localhost", common::PASSWORD);
+        c.bind(resource);
+        c.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+        let en = c.next_stanza();
+        assert_eq!(en.name(), "enabled", "{en:?}");
+        let id = en.attr("id").expect("an id").into_owned();
+        let jid = c.jid.clone();
+        let mut sm = SmClient { c, h: 0, id, jid };
+        sm.c.send("<presence/>");
+        // A ping round trip: the presence was handled (what came meanwhile is counted).
+        sm.c.send("<iq type='get' to='localhost' id='sm-sync'><ping xmlns='urn:xmpp:ping'/></iq>");
+        while sm.recv().id().as_deref() != Some("sm-sync") {}
+        sm
+    }
+
+    /// The next stanza, counted (`<r/>` answered, `<a/>` skipped).
+    fn recv(&mut self) -> petrel::xml::Stanza {
+        loop {
+            let s = self.c.next_stanza();
+            match s.name() {
+                "r" => self.ack(),
+                "a" => {}
+                _ => {
+                    self.h = self.h.wrapping_add(1);
+                    return s;
+                }
+            }
+        }
+    }
+
+    fn ack(&mut self) {
+        let h = self.h;
+        self.c.send(&format!("<a xmlns='urn:xmpp:sm:3' h='{h}'/>"));
+    }
+
+    /// The bodies of the next `n` messages (other stanzas skipped).
+    fn bodies(&mut self, n: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let s = self.recv();
+            if s.name() == "message" {
+                out.push(body(&s).unwrap_or_default());
+            }
+        }
+        out
+    }
+
+    /// Resumes `self` on node `n` from a new connection: the answer (`resumed` or `failed`) and
+    /// the new connection.
+    fn resume_on(&self, n: &Node, user: &str) -> (petrel::xml::Stanza, Client) {
+        let (r, mut c) = resume_raw(n, user, &self.id, self.h);
+        c.jid = self.jid.clone();
+        (r, c)
+    }
+}
+
+/// Sends `<resume/>` for `id` with `h` from a new connection of `user` on `n`: the answer.
+fn resume_raw(n: &Node, user: &str, id: &str, h: u32) -> (petrel::xml::Stanza, Client) {
+    let mut c = n.server.connect();
+    c.auth_plain(user, "localhost", common::PASSWORD);
+    c.send(&format!(
+        "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='{h}'/>"
+    ));
+    let r = c.next_stanza();
+    (r, c)
+}
+
+/// Resumes `old` on `n` and expects it to succeed.
+fn resumed_on(old: &SmClient, n: &Node, user: &str) -> SmClient {
+    let (r, c) = old.resume_on(n, user);
+    assert_eq!(
+        r.name(),
+        "resumed",
+        "{}",
+        String::from_utf8_lossy(r.bytes())
+    );
+    assert_eq!(r.attr("previd").as_deref(), Some(old.id.as_str()));
+    SmClient {
+        c,
+        h: old.h,
+        id: old.id.clone(),
+        jid: old.jid.clone(),
+    }
+}
+
+#[test]
+fn resumption_on_another_node() {
+    let Some(nats) = Nats::start() else { return };
+    let [n1, n2, n3] = three_nodes(&nats, SM, false);
+    let mut alice = SmClient::login(&n1, "alice", "r");
+    assert!(
+        alice.id.starts_with("n1."),
+        "the id names its node: {}",
+        alice.id
+    );
+    let mut bob = n3.server.login("bob", "b", Some(0));
+    let mut bob1 = n1.server.login("bob", "b1", Some(0));
+    wait_until("n3 sees alice on n1", || member(&n3, "n1") == Some((2, 2)));
+
+    for m in ["m1", "m2", "m3", "m4"] {
+        bob.chat(&alice.jid, m);
+    }
+    assert_eq!(alice.bodies(1), ["m1"]);
+    alice.ack();
+    let acked = alice.h;
+    assert_eq!(alice.bodies(3), ["m2", "m3", "m4"]);
+    // m2..m4 unacknowledged, and as if lost in transit: the client's h stays at m1. The socket
+    // is cut (no </stream>).
+    alice.h = acked;
+    let _ = alice.c.sock.shutdown(std::net::Shutdown::Both);
+
+    let mut alice = resumed_on(&alice, &n2, "alice");
+    // The unacknowledged ones, in order, and not m1.
+    assert_eq!(alice.bodies(3), ["m2", "m3", "m4"]);
+    // Every map now routes to n2: n1 and n3 count alice there (available), no longer on n1.
+    wait_until("n3 sees alice on n2", || {
+        member(&n3, "n2") == Some((1, 1)) && member(&n3, "n1") == Some((1, 1))
+    });
+    wait_until("n1 sees alice on n2", || member(&n1, "n2") == Some((1, 1)));
+    bob.chat(&alice.jid, "after the move");
+    assert_eq!(alice.bodies(1), ["after the move"]);
+    // A bare-JID message sent on n1 reaches her on n2.
+    bob1.chat("alice@localhost", "bare from n1");
+    assert_eq!(alice.bodies(1), ["bare from n1"]);
+    // Her own stanzas go out from n2.
+    alice.c.chat(&bob.jid, "from n2");
+    expect_body(&mut bob, "from n2");
+    no_error_before_sync(&mut bob1);
+}
+
+#[test]
+fn resumption_with_an_id_of_a_dead_node_fails() {
+    let Some(nats) = Nats::start() else { return };
+    let [_n1, n2, mut n3] = three_nodes(&nats, SM, false);
+    let alice = SmClient::login(&n3, "alice", "r");
+    n3.server.kill9();
+    wait_until("n2 declares n3 dead", || member(&n2, "n3").is_none());
+    let (r, mut c) = alice.resume_on(&n2, "alice");
+    assert_eq!(r.name(), "failed", "{}", String::from_utf8_lossy(r.bytes()));
+    assert!(
+        String::from_utf8_lossy(r.bytes()).contains("<item-not-found"),
+        "{r:?}"
+    );
+    // The stream stays authenticated: a fresh bind works.
+    c.bind("again");
+    c.sync();
+
+    // An id a live node never issued: that node says so.
+    let (r, _) = resume_raw(&n2, "alice", "n1.NOSUCHID", 0);
+    assert_eq!(r.name(), "failed", "{}", String::from_utf8_lossy(r.bytes()));
+    assert!(
+        String::from_utf8_lossy(r.bytes()).contains("<item-not-found"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn live_takeover_across_nodes() {
+    let Some(nats) = Nats::start() else { return };
+    let [n1, n2, n3] = three_nodes(&nats, SM, false);
+    let mut first = SmClient::login(&n1, "alice", "r");
+    let mut bob = n3.server.login("bob", "b", Some(0));
+    wait_until("n3 sees alice on n1", || member(&n3, "n1") == Some((1, 1)));
+    for i in 0..5 {
+        bob.chat(&first.jid, &format!("in flight {i}"));
+    }
+    // They reached the first connection (read here, never acknowledged to the server).
+    let seen: Vec<String> = (0..5)
+        .map(|_| body(&first.c.expect("a message", |s| s.name() == "message")).unwrap())
+        .collect();
+    assert_eq!(seen.len(), 5);
+    // The client comes back on n2 while the first connection still looks alive.
+    let mut second = resumed_on(&first, &n2, "alice");
+    let old = first.c.read_to_close();
+    assert!(
+        old.contains("<conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+        "{old}"
+    );
+    let want: Vec<String> = (0..5).map(|i| format!("in flight {i}")).collect();
+    assert_eq!(second.bodies(5), want);
+    wait_until("n3 sees alice on n2", || {
+        member(&n3, "n2") == Some((1, 1)) && member(&n3, "n1") == Some((0, 0))
+    });
+    bob.chat(&second.jid, "after");
+    assert_eq!(second.bodies(1), ["after"]);
+}

@@ -384,3 +384,32 @@ pub fn on_msg(link: &LinkRc, shard: &mut Shard, msg: Msg) {
         _ => {}
     }
 }
+
+/// A one-shard node `name` with its link installed and its first output taken (unit tests).
+#[cfg(test)]
+pub(super) fn test_shard(name: &str) -> (Shard, LinkRc) {
+    use std::time::Duration;
+    let node = Node {
+        prefix: "petrel.t".into(),
+        me: super::wire::Incarnation {
+            node: name.into(),
+            id: 1,
+        },
+        c2s: String::new(),
+        heartbeat: Duration::from_millis(500),
+        failure_timeout: Duration::from_secs(3),
+        auth: Default::default(),
+        tls: None,
+    };
+    let mut shard = Shard::new(
+        crate::shard::ShardId(0),
+        1,
+        Rc::new(["localhost".to_owned()].into_iter().collect()),
+        crate::shard::cluster::DEFAULT_ROUTING.to_vec().into(),
+        usize::MAX / 2,
+    );
+    let link = Rc::new(RefCell::new(Link::new(Rc::new(node), 0)));
+    install(&mut shard, &link);
+    link.borrow_mut().nats.take_output();
+    (shard, link)
+}

@@ -254,34 +254,12 @@ mod tests {
     use std::cell::RefCell;
 
     use super::*;
-    use crate::cluster::link::{install, on_msg, Link};
+    use crate::cluster::link::{on_msg, test_shard};
     use crate::cluster::nats::Msg;
-    use crate::cluster::wire::Incarnation;
-    use crate::cluster::{sid, Node};
-    use crate::shard::ShardId;
+    use crate::cluster::sid;
 
     fn shard_and_link(name: &str) -> (Shard, LinkRc) {
-        let node = Node {
-            prefix: "petrel.t".into(),
-            me: Incarnation {
-                node: name.into(),
-                id: 1,
-            },
-            c2s: String::new(),
-            heartbeat: Duration::from_millis(500),
-            failure_timeout: Duration::from_secs(3),
-            auth: Default::default(),
-            tls: None,
-        };
-        let mut shard = Shard::new(
-            ShardId(0),
-            1,
-            Rc::new(["localhost".to_owned()].into_iter().collect()),
-            crate::shard::cluster::DEFAULT_ROUTING.to_vec().into(),
-            usize::MAX / 2,
-        );
-        let link = Rc::new(RefCell::new(Link::new(Rc::new(node), 0)));
-        install(&mut shard, &link);
+        let (shard, link) = test_shard(name);
         link.borrow_mut().reset();
         link.borrow_mut().connected = true;
         link.borrow_mut().nats.take_output();

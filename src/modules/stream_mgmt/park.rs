@@ -304,7 +304,7 @@ fn takeover(shard: &mut Shard, me: SessionRef, mut d: Detached, t: Takeover, now
         id: t.id,
         jid,
         old: me,
-        new: new,
+        new,
     };
     super::to_home(shard, home, switch);
     Park::Forwarding {

@@ -269,17 +269,10 @@ fn answered(shard: &mut Shard, new: SessionRef, id: String, cfg: SmConfig, a: Op
         Ok(Msg::Failed(e)) => return Requester::Local(new).failed(shard, e),
         _ => return Requester::Local(new).failed(shard, ResumeError::ItemNotFound),
     };
-    let Moved {
-        jid,
-        priority,
-        last,
-        h_in,
-        h_out,
-        items,
-    } = *moved;
-    let mut sm =
-        SmState::with_counters(cfg, Some(id), h_in, h_out.wrapping_sub(items.len() as u32));
-    for it in items {
+    let m = *moved;
+    let first = m.h_out.wrapping_sub(m.items.len() as u32);
+    let mut sm = SmState::with_counters(cfg, Some(id), m.h_in, first);
+    for it in m.items {
         let item = match it.route {
             Some((from, to)) => match crate::xml::Stanza::parse(it.bytes) {
                 Ok(st) => Unacked::Routed(Acc::new(st, from, to, shard.id)),
@@ -293,12 +286,12 @@ fn answered(shard: &mut Shard, new: SessionRef, id: String, cfg: SmConfig, a: Op
             shard.reroute(acc);
         }
     }
-    let last = (!last.is_empty())
-        .then(|| crate::xml::Stanza::parse(last).ok())
+    let last = (!m.last.is_empty())
+        .then(|| crate::xml::Stanza::parse(m.last).ok())
         .flatten();
     let h = Handover {
-        jid,
-        presence: priority,
+        jid: m.jid,
+        presence: m.priority,
         sm: Box::new(sm),
         old: new,
         from_node: Some(FromNode { last }),
