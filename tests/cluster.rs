@@ -784,3 +784,63 @@ fn live_takeover_across_nodes() {
     bob.chat(&second.jid, "after");
     assert_eq!(second.bodies(1), ["after"]);
 }
+
+/// On a shared store with rosters: a session that moves to another node by resumption keeps its
+/// presence; its contact gets no `unavailable` for the move, and its presence stays known.
+#[test]
+fn resumption_on_another_node_keeps_presence_on_a_shared_store() {
+    let Some(db) = common::pg::TestDatabase::create() else {
+        return;
+    };
+    let Some(nats) = Nats::start() else { return };
+    let modules = format!(
+        "{SM}[modules.roster]\n[modules.presence]\n[store]\nbackend = \"postgres\"\nurl = {:?}\npool_size = 2\n",
+        db.url
+    );
+    let [n1, n2, n3] = three_nodes(&nats, &modules, true);
+    let mut alice = SmClient::login(&n1, "alice", "r");
+    let mut bob = n3.server.login("bob", "b", None);
+    get_roster(&mut bob);
+    bob.send("<presence/>");
+    // Bob subscribes to alice; she approves; he then has her presence.
+    bob.send("<presence to='alice@localhost' type='subscribe'/>");
+    while alice.recv().type_().as_deref() != Some("subscribe") {}
+    alice
+        .c
+        .send("<presence to='bob@localhost' type='subscribed'/>");
+    expect_presence(&mut bob, "alice@localhost/r", None);
+    wait_until("n3 sees alice on n1", || member(&n3, "n1") == Some((1, 1)));
+
+    bob.chat(&alice.jid, "unacked");
+    while alice.recv().name() != "message" {}
+    alice.h -= 1;
+    let _ = alice.c.sock.shutdown(std::net::Shutdown::Both);
+    let mut alice = resumed_on(&alice, &n2, "alice");
+    assert_eq!(alice.bodies(1), ["unacked"]);
+    wait_until("every node sees alice on n2", || {
+        member(&n3, "n2") == Some((1, 1))
+            && member(&n3, "n1") == Some((0, 0))
+            && member(&n1, "n2") == Some((1, 1))
+    });
+    // An `unavailable` for the move would have been routed on n1 before her session left n1's map,
+    // through bob's home shard there to n3; a message from n1 to bob, sent now, takes that same
+    // path after it. So it is the first thing bob gets.
+    let mut bob1 = n1.server.login("bob", "b1", None);
+    bob1.chat(&bob.jid, "marker from n1");
+    let first = bob.expect("a message or a presence from alice", |s| {
+        s.name() == "message" || s.from().as_deref() == Some("alice@localhost/r")
+    });
+    assert_eq!(
+        body(&first).as_deref(),
+        Some("marker from n1"),
+        "{}",
+        String::from_utf8_lossy(first.bytes())
+    );
+    // Her presence, replicated from n2, still answers a probe: bob's new session on n1 gets it.
+    get_roster(&mut bob1);
+    bob1.send("<presence/>");
+    expect_presence(&mut bob1, "alice@localhost/r", None);
+    // And she still chats from n2.
+    alice.c.chat(&bob.jid, "still here");
+    expect_body(&mut bob, "still here");
+}
