@@ -726,6 +726,24 @@ fn resumption_on_another_node() {
     alice.c.chat(&bob.jid, "from n2");
     expect_body(&mut bob, "from n2");
     no_error_before_sync(&mut bob1);
+
+    // Cut again: resumed on n3 (its id names n1, which sends n3 on to n2), then back on n1.
+    bob.chat(&alice.jid, "to n2, unacked");
+    assert_eq!(alice.bodies(1), ["to n2, unacked"]);
+    alice.h -= 1;
+    let _ = alice.c.sock.shutdown(std::net::Shutdown::Both);
+    let mut alice = resumed_on(&alice, &n3, "alice");
+    assert_eq!(alice.bodies(1), ["to n2, unacked"]);
+    wait_until("n1 sees alice on n3", || member(&n1, "n3") == Some((2, 2)));
+    bob1.chat(&alice.jid, "to n3");
+    assert_eq!(alice.bodies(1), ["to n3"]);
+    let _ = alice.c.sock.shutdown(std::net::Shutdown::Both);
+    let mut alice = resumed_on(&alice, &n1, "alice");
+    wait_until("n3 sees alice back on n1", || {
+        member(&n3, "n1") == Some((2, 2))
+    });
+    bob.chat(&alice.jid, "back on n1");
+    assert_eq!(alice.bodies(1), ["back on n1"]);
 }
 
 #[test]

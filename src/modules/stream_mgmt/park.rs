@@ -270,7 +270,7 @@ fn takeover(shard: &mut Shard, me: SessionRef, mut d: Detached, t: Takeover, now
     }
     let new = match t.to {
         Requester::Local(new) => new,
-        Requester::Node(ask) => return to_node(shard, me, d, ask),
+        Requester::Node(ask) => return to_node(shard, me, d, t.id, ask),
     };
     // Acknowledgements still on their way come here: they follow the session to `new` (in
     // `forwarding`, then through the shard once this task has ended).
@@ -321,11 +321,12 @@ fn to_node(
     shard: &mut Shard,
     me: SessionRef,
     mut d: Detached,
+    id: String,
     ask: super::remote::NodeAsk,
 ) -> Park {
     let jid = d.sess.jid.clone();
     shard.local_unbind(&jid, me.conn);
-    let sent = super::remote::hand_over(shard, &jid, d.sess.presence, &mut d.sm, ask);
+    let sent = super::remote::hand_over(shard, id, &jid, d.sess.presence, &mut d.sm, ask);
     for acc in d.hold.take().unwrap_or_default() {
         shard.reroute(acc);
     }

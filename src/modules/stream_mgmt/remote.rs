@@ -35,6 +35,8 @@ pub const TAKE_WAIT: Duration = Duration::from_secs(10);
 /// A request from another node, on its way to the old session.
 #[derive(Debug)]
 pub struct NodeAsk {
+    /// The asking node's name.
+    pub node: String,
     /// Where the answer goes.
     pub reply: String,
     /// The session's last available presence (from the home shard), empty when none.
@@ -84,7 +86,11 @@ pub enum Msg {
         id: String,
         /// The client's handled count.
         h: u32,
+        /// The asking node.
+        node: String,
     },
+    /// A -> B: the session moved on to node `0` by an earlier resumption there: ask it.
+    MovedTo(String),
     /// A -> B: no such session, or the client's `h` is impossible.
     Failed(ResumeError),
     /// A -> B: the session.
@@ -113,10 +119,15 @@ impl Msg {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         match self {
-            Msg::Ask { id, h } => {
+            Msg::Ask { id, h, node } => {
                 line(&mut out, "ask");
                 line(&mut out, id);
                 line(&mut out, &h.to_string());
+                line(&mut out, node);
+            }
+            Msg::MovedTo(node) => {
+                line(&mut out, "moved");
+                line(&mut out, node);
             }
             Msg::Failed(ResumeError::ItemNotFound) => line(&mut out, "failed"),
             Msg::Failed(ResumeError::HandledCountTooHigh { h, sent }) => {
@@ -156,7 +167,9 @@ impl Msg {
             "ask" => Msg::Ask {
                 id: r.line()?.to_owned(),
                 h: r.num()?,
+                node: r.line()?.to_owned(),
             },
+            "moved" => Msg::MovedTo(r.line()?.to_owned()),
             "failed" => Msg::Failed(ResumeError::ItemNotFound),
             "too-high" => Msg::Failed(ResumeError::HandledCountTooHigh {
                 h: r.num()?,
@@ -240,38 +253,105 @@ pub fn start(shard: &mut Shard) {
     rpc::set_handler(shard, KIND, Rc::new(on_request));
 }
 
-/// Home shard on node B: `id` is not here. If another live node issued it, ask that node; else
-/// (single node, this node's own id, a node not in the cluster) the resumption fails.
-pub fn ask(shard: &mut Shard, bare: BareJid, id: String, h: u32, new: SessionRef, cfg: SmConfig) {
-    let fail = |shard: &mut Shard| Requester::Local(new).failed(shard, ResumeError::ItemNotFound);
-    let Some(me) = rpc::node_name(shard) else {
-        return fail(shard);
-    };
-    let node = match id_node(&id) {
-        Some(n) if n != me && rpc::is_member(shard, n) => n.to_owned(),
-        _ => return fail(shard),
-    };
-    let body = Msg::Ask { id: id.clone(), h }.encode();
-    let on_answer = Box::new(move |s: &mut Shard, a: Option<Answer>| {
-        answered(s, new, id, cfg, a);
-    });
-    // On an error the callback already took `None` (the resumption failed).
-    let _ = rpc::request(shard, &node, KIND, bare.as_str(), body, ASK_WAIT, on_answer);
+/// Sessions of the users homed on this shard that moved to another node by resumption (id ->
+/// user, node), so that a later `<resume/>` anywhere finds them; the oldest forgotten past
+/// [`MAX_MOVES`].
+#[derive(Default)]
+struct Moves {
+    by_id: ahash::HashMap<String, (BareJid, String)>,
+    order: std::collections::VecDeque<String>,
 }
 
-/// Node B: node A's answer (or none) to our ask for connection `new`.
-fn answered(shard: &mut Shard, new: SessionRef, id: String, cfg: SmConfig, a: Option<Answer>) {
-    let Some(a) = a else {
+/// Moves remembered per home shard.
+const MAX_MOVES: usize = 4096;
+
+/// Redirections ([`Msg::MovedTo`]) a resumption follows before it gives up.
+const MAX_HOPS: u8 = 3;
+
+impl Moves {
+    fn insert(&mut self, id: String, bare: BareJid, node: String) {
+        if self.by_id.insert(id.clone(), (bare, node)).is_none() {
+            self.order.push_back(id);
+        }
+        while self.order.len() > MAX_MOVES {
+            if let Some(old) = self.order.pop_front() {
+                self.by_id.remove(&old);
+            }
+        }
+    }
+
+    /// Where session `id` of `bare` moved (another user's id is not found).
+    fn get(&self, id: &str, bare: &BareJid) -> Option<String> {
+        self.by_id
+            .get(id)
+            .filter(|(b, _)| b == bare)
+            .map(|(_, n)| n.clone())
+    }
+}
+
+/// A resumption being asked for on node B: who asks, and for what.
+struct Asking {
+    bare: BareJid,
+    id: String,
+    h: u32,
+    new: SessionRef,
+    cfg: SmConfig,
+    hops: u8,
+}
+
+/// Home shard on node B: `id` is not here. If it moved from here to another node, or another
+/// live node issued it, ask that node; else (single node, an id of this node, a node not in the
+/// cluster) the resumption fails.
+pub fn ask(shard: &mut Shard, bare: BareJid, id: String, h: u32, new: SessionRef, cfg: SmConfig) {
+    let moved = shard.ext.get_or_default::<Moves>().get(&id, &bare);
+    let target = moved.or_else(|| id_node(&id).map(str::to_owned));
+    let a = Asking {
+        bare,
+        id,
+        h,
+        new,
+        cfg,
+        hops: 0,
+    };
+    ask_node(shard, target, a);
+}
+
+fn ask_node(shard: &mut Shard, node: Option<String>, a: Asking) {
+    let me = rpc::node_name(shard);
+    let node = node.filter(|n| Some(n) != me.as_ref() && rpc::is_member(shard, n));
+    let (Some(me), Some(node)) = (me, node) else {
+        return Requester::Local(a.new).failed(shard, ResumeError::ItemNotFound);
+    };
+    let body = Msg::Ask {
+        id: a.id.clone(),
+        h: a.h,
+        node: me,
+    }
+    .encode();
+    let key = a.bare.as_str().to_owned();
+    let on_answer = Box::new(move |s: &mut Shard, ans: Option<Answer>| answered(s, a, ans));
+    // On an error the callback already took `None` (the resumption failed).
+    let _ = rpc::request(shard, &node, KIND, &key, body, ASK_WAIT, on_answer);
+}
+
+/// Node B: node A's answer (or none) to our ask.
+fn answered(shard: &mut Shard, mut a: Asking, ans: Option<Answer>) {
+    let new = a.new;
+    let Some(ans) = ans else {
         return Requester::Local(new).failed(shard, ResumeError::ItemNotFound);
     };
-    let moved = match Msg::decode(&a.body) {
+    let moved = match Msg::decode(&ans.body) {
         Ok(Msg::Handover(m)) => m,
         Ok(Msg::Failed(e)) => return Requester::Local(new).failed(shard, e),
+        Ok(Msg::MovedTo(node)) if a.hops < MAX_HOPS => {
+            a.hops += 1;
+            return ask_node(shard, Some(node), a);
+        }
         _ => return Requester::Local(new).failed(shard, ResumeError::ItemNotFound),
     };
     let m = *moved;
     let first = m.h_out.wrapping_sub(m.items.len() as u32);
-    let mut sm = SmState::with_counters(cfg, Some(id), m.h_in, first);
+    let mut sm = SmState::with_counters(a.cfg, Some(a.id), m.h_in, first);
     for it in m.items {
         let item = match it.route {
             Some((from, to)) => match crate::xml::Stanza::parse(it.bytes) {
@@ -299,7 +379,7 @@ fn answered(shard: &mut Shard, new: SessionRef, id: String, cfg: SmConfig, a: Op
     // From here this node answers for the stanzas: the connection takes them, or (gone) routes
     // them again (`conn_gone`).
     shard.send_to_session(new, ConnMsg::ext(SmConnMsg::Handover(Box::new(h))));
-    if let Some(to) = a.reply {
+    if let Some(to) = ans.reply {
         let _ = rpc::answer(shard, &to, Msg::Taken.encode(), None);
     }
 }
@@ -309,7 +389,8 @@ fn on_request(shard: &mut Shard, r: Request) {
     let Some(reply) = r.reply else {
         return;
     };
-    let (Ok(Msg::Ask { id, h }), Ok(bare)) = (Msg::decode(&r.body), BareJid::parse(&r.key)) else {
+    let (Ok(Msg::Ask { id, h, node }), Ok(bare)) = (Msg::decode(&r.body), BareJid::parse(&r.key))
+    else {
         return failed(shard, &reply, ResumeError::ItemNotFound);
     };
     let found = shard
@@ -317,10 +398,16 @@ fn on_request(shard: &mut Shard, r: Request) {
         .get_or_default::<super::ResumeTable>()
         .find(&id, &bare);
     let Some((jid, at)) = found else {
-        return failed(shard, &reply, ResumeError::ItemNotFound);
+        let moved = shard.ext.get_or_default::<Moves>().get(&id, &bare);
+        return match moved.filter(|m| *m != node) {
+            Some(m) => {
+                let _ = rpc::answer(shard, &reply, Msg::MovedTo(m).encode(), None);
+            }
+            None => failed(shard, &reply, ResumeError::ItemNotFound),
+        };
     };
     let last = crate::cluster::last_presence(shard, &jid);
-    let to = Requester::Node(NodeAsk { reply, last });
+    let to = Requester::Node(NodeAsk { node, reply, last });
     shard.send_to_session(
         at,
         ConnMsg::ext(SmConnMsg::Takeover(Takeover { id, h, to })),
@@ -338,6 +425,7 @@ pub fn failed(shard: &mut Shard, reply: &str, e: ResumeError) {
 /// routed again already).
 pub fn hand_over(
     shard: &mut Shard,
+    id: String,
     jid: &FullJid,
     presence: Option<i8>,
     sm: &mut SmState,
@@ -378,7 +466,17 @@ pub fn hand_over(
         }
     });
     match rpc::answer(shard, &ask.reply, body, Some((TAKE_WAIT, on_taken))) {
-        Ok(()) => true,
+        Ok(()) => {
+            // A later `<resume/>` for it here, or on a node that asks us, is sent there.
+            let (bare, node) = (jid.bare(), ask.node);
+            let home = home_shard(&bare, shard.shards);
+            crate::sm::run_on(
+                shard,
+                home,
+                Box::new(move |s| s.ext.get_or_default::<Moves>().insert(id, bare, node)),
+            );
+            true
+        }
         Err(e) => {
             tracing::warn!(jid = jid.as_str(), error = %e, "resumption on another node failed");
             if e == rpc::RpcError::TooLarge {
@@ -446,7 +544,9 @@ mod tests {
             Msg::Ask {
                 id: "n1.abc".into(),
                 h: 4_294_967_295,
+                node: "n2".into(),
             },
+            Msg::MovedTo("n3".into()),
             Msg::Failed(ResumeError::ItemNotFound),
             Msg::Failed(ResumeError::HandledCountTooHigh { h: 9, sent: 3 }),
             Msg::Taken,
@@ -490,7 +590,27 @@ mod tests {
             assert_eq!(Msg::decode(&good[..cut]), Err(Malformed), "cut at {cut}");
         }
         assert_eq!(Msg::decode(b"hello\n"), Err(Malformed));
-        assert_eq!(Msg::decode(b"ask\nid\nnot-a-number\n"), Err(Malformed));
+        assert_eq!(Msg::decode(b"ask\nid\nnot-a-number\nn2\n"), Err(Malformed));
+        assert_eq!(Msg::decode(b"ask\nid\n1\n"), Err(Malformed));
+    }
+
+    #[test]
+    fn moves_are_per_user_and_bounded() {
+        let alice = BareJid::parse("alice@localhost").unwrap();
+        let mallory = BareJid::parse("mallory@localhost").unwrap();
+        let mut m = Moves::default();
+        m.insert("n1.a".into(), alice.clone(), "n2".into());
+        assert_eq!(m.get("n1.a", &alice).as_deref(), Some("n2"));
+        assert_eq!(m.get("n1.a", &mallory), None, "another user's id");
+        // Moved on again: the newest node.
+        m.insert("n1.a".into(), alice.clone(), "n3".into());
+        assert_eq!(m.get("n1.a", &alice).as_deref(), Some("n3"));
+        for i in 0..MAX_MOVES {
+            m.insert(format!("n1.{i}"), alice.clone(), "n2".into());
+        }
+        assert_eq!(m.by_id.len(), MAX_MOVES);
+        assert_eq!(m.get("n1.a", &alice), None, "the oldest is forgotten");
+        assert!(m.get(&format!("n1.{}", MAX_MOVES - 1), &alice).is_some());
     }
 
     #[test]
