@@ -862,3 +862,47 @@ fn resumption_on_another_node_keeps_presence_on_a_shared_store() {
     alice.c.chat(&bob.jid, "still here");
     expect_body(&mut bob, "still here");
 }
+
+/// A session whose unacknowledged stanzas do not fit in one NATS message (1 MiB by default) is not
+/// moved: the resumption fails, and the stanzas go to the user's other resource, none lost.
+#[test]
+fn a_hand_over_too_large_for_nats_fails_and_loses_nothing() {
+    let Some(nats) = Nats::start() else { return };
+    let [n1, n2, n3] = three_nodes(&nats, SM, false);
+    let mut alice = SmClient::login(&n1, "alice", "r");
+    let mut desk = n3.server.login("alice", "desk", Some(0));
+    let mut bob = n2.server.login("bob", "b", Some(0));
+    wait_until("n2 sees alice's sessions", || {
+        member(&n2, "n1") == Some((1, 1)) && member(&n2, "n3") == Some((1, 1))
+    });
+    const N: usize = 300;
+    let pad = "x".repeat(4000);
+    for i in 0..N {
+        bob.chat(&alice.jid, &format!("{i}:{pad}"));
+    }
+    // All of them reach her connection on n1; she acknowledges none (`<r/>` left unanswered).
+    let mut got = 0;
+    while got < N {
+        let s = alice.c.next_stanza();
+        got += usize::from(s.name() == "message");
+    }
+    let _ = alice.c.sock.shutdown(std::net::Shutdown::Both);
+    let (r, mut c) = alice.resume_on(&n2, "alice");
+    assert_eq!(r.name(), "failed", "{}", String::from_utf8_lossy(r.bytes()));
+    assert!(
+        String::from_utf8_lossy(r.bytes()).contains("<item-not-found"),
+        "{r:?}"
+    );
+    c.bind("again");
+    // The session ended on n1: every message goes to her other resource, in order.
+    for i in 0..N {
+        let s = desk.expect("a message", |s| body(s).is_some());
+        let b = body(&s).unwrap_or_default();
+        assert_eq!(
+            b.split_once(':').map(|(n, _)| n),
+            Some(i.to_string().as_str()),
+            "{}",
+            String::from_utf8_lossy(s.bytes())
+        );
+    }
+}

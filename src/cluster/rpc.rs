@@ -147,6 +147,29 @@ fn publish(
 
 type Failed = (RpcError, Option<OnAnswer>);
 
+/// Why a payload of `len` bytes would not be published now (`expect`: with an answer awaited).
+fn room(shard: &mut Shard, link: &LinkRc, len: usize, expect: bool) -> Result<(), RpcError> {
+    if len > MAX_BODY {
+        return Err(RpcError::TooLarge);
+    }
+    let waiting = shard.ext.get_or_default::<Rpc>().pending.len();
+    let l = link.borrow();
+    // The same bound `NatsCore::publish` applies.
+    let output_full = l.nats.output_len() + len > super::link::OUTPUT_LIMIT;
+    if (expect && waiting >= MAX_PENDING) || !l.connected || output_full {
+        return Err(RpcError::Busy);
+    }
+    Ok(())
+}
+
+/// Checks that an answer with a body of `body_len` bytes, awaiting an answer, would be published
+/// now: [`answer`] then cannot fail in the same turn of the shard.
+pub fn can_answer(shard: &mut Shard, body_len: usize) -> Result<(), RpcError> {
+    let link = link_of(shard).ok_or(RpcError::NoCluster)?;
+    // The record's own fields: "M", an empty kind and an empty key, each with its newline.
+    room(shard, &link, body_len + 4, true)
+}
+
 fn try_publish(
     shard: &mut Shard,
     link: &LinkRc,
@@ -156,15 +179,11 @@ fn try_publish(
 ) -> Result<(), Failed> {
     let give_back = |e, expect: Option<(Duration, OnAnswer)>| (e, expect.map(|(_, f)| f));
     let payload = rec.encode();
-    if payload.len() > MAX_BODY {
-        return Err(give_back(RpcError::TooLarge, expect));
+    if let Err(e) = room(shard, link, payload.len(), expect.is_some()) {
+        return Err(give_back(e, expect));
     }
     let rpc = shard.ext.get_or_default::<Rpc>();
     let mut l = link.borrow_mut();
-    let full = expect.is_some() && rpc.pending.len() >= MAX_PENDING;
-    if full || !l.connected {
-        return Err(give_back(RpcError::Busy, expect));
-    }
     let reply = expect
         .as_ref()
         .map(|_| format!("{}.q.{}", l.inbox, rpc.next));

@@ -421,8 +421,9 @@ pub fn failed(shard: &mut Shard, reply: &str, e: ResumeError) {
 }
 
 /// Node A, the old session's task: sends the session's state to the asking node; keeps copies of
-/// the routed stanzas until it confirms. False when nothing could be sent (the stanzas are then
-/// routed again already).
+/// the routed stanzas until it confirms. False when it cannot be sent (too large for one NATS
+/// message, or this node's connection is down or full): the state is left in `sm`, the asking node
+/// is told `failed` when it can be.
 pub fn hand_over(
     shard: &mut Shard,
     id: String,
@@ -431,32 +432,40 @@ pub fn hand_over(
     sm: &mut SmState,
     ask: NodeAsk,
 ) -> bool {
-    let (h_in, h_out) = (sm.h_handled(), sm.h_out());
-    let mut items = Vec::with_capacity(sm.unacked_len());
-    let mut copies = Vec::new();
-    for u in sm.take_unacked() {
-        match u {
-            Unacked::Routed(acc) => {
-                items.push(Item {
-                    route: Some((acc.from.clone(), acc.to.clone())),
-                    bytes: acc.stanza.bytes().to_vec(),
-                });
-                copies.push(acc);
-            }
-            Unacked::Local(bytes) => items.push(Item { route: None, bytes }),
-        }
-    }
+    let items = sm
+        .unacked()
+        .map(|u| Item {
+            route: match u {
+                Unacked::Routed(acc) => Some((acc.from.clone(), acc.to.clone())),
+                Unacked::Local(_) => None,
+            },
+            bytes: u.bytes().to_vec(),
+        })
+        .collect();
     let body = Msg::Handover(Box::new(Moved {
         jid: jid.clone(),
         priority: presence,
         last: ask.last,
-        h_in,
-        h_out,
+        h_in: sm.h_handled(),
+        h_out: sm.h_out(),
         items,
     }))
     .encode();
+    if let Err(e) = rpc::can_answer(shard, body.len()) {
+        tracing::warn!(jid = jid.as_str(), error = %e, "resumption on another node failed");
+        failed(shard, &ask.reply, ResumeError::ItemNotFound);
+        return false;
+    }
     // The copies go with their acknowledgement tokens: their senders count them as handled once
     // the other node has them.
+    let copies: Vec<Acc> = sm
+        .take_unacked()
+        .into_iter()
+        .filter_map(|u| match u {
+            Unacked::Routed(acc) => Some(acc),
+            Unacked::Local(_) => None,
+        })
+        .collect();
     let on_taken = Box::new(move |s: &mut Shard, a: Option<Answer>| {
         let taken = a.is_some_and(|a| Msg::decode(&a.body) == Ok(Msg::Taken));
         if !taken {
@@ -465,26 +474,18 @@ pub fn hand_over(
             }
         }
     });
-    match rpc::answer(shard, &ask.reply, body, Some((TAKE_WAIT, on_taken))) {
-        Ok(()) => {
-            // A later `<resume/>` for it here, or on a node that asks us, is sent there.
-            let (bare, node) = (jid.bare(), ask.node);
-            let home = home_shard(&bare, shard.shards);
-            crate::sm::run_on(
-                shard,
-                home,
-                Box::new(move |s| s.ext.get_or_default::<Moves>().insert(id, bare, node)),
-            );
-            true
-        }
-        Err(e) => {
-            tracing::warn!(jid = jid.as_str(), error = %e, "resumption on another node failed");
-            if e == rpc::RpcError::TooLarge {
-                failed(shard, &ask.reply, ResumeError::ItemNotFound);
-            }
-            false
-        }
-    }
+    // Checked just above, in this same turn: the publish is accepted (else the callback has
+    // routed the copies again already).
+    let _ = rpc::answer(shard, &ask.reply, body, Some((TAKE_WAIT, on_taken)));
+    // A later `<resume/>` for it here, or on a node that asks us, is sent there.
+    let (bare, node) = (jid.bare(), ask.node);
+    let home = home_shard(&bare, shard.shards);
+    crate::sm::run_on(
+        shard,
+        home,
+        Box::new(move |s| s.ext.get_or_default::<Moves>().insert(id, bare, node)),
+    );
+    true
 }
 
 /// Node B: binds a session that moved here as a fresh local binding (its `B` record goes out
