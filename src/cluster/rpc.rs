@@ -238,9 +238,15 @@ pub(super) fn on_request(shard: &mut Shard, rec: Record, reply: Option<String>) 
                 .handlers
                 .get(kind.as_str())
                 .cloned();
-            match handler {
-                Some(h) => h(s, Request { key, body, reply }),
-                None => tracing::debug!(kind, "cluster: request of an unknown kind"),
+            match (handler, reply) {
+                (Some(h), reply) => h(s, Request { key, body, reply }),
+                // The module is off here: an empty answer, which no module takes for a yes, spares
+                // the asker its wait.
+                (None, Some(reply)) => {
+                    tracing::debug!(kind, "cluster: request of a kind not handled here");
+                    let _ = answer(s, &reply, Vec::new(), None);
+                }
+                (None, None) => {}
             }
         }),
     );
@@ -364,6 +370,29 @@ mod tests {
         // Nothing left to expire.
         expire(&mut a, Instant::now() + Duration::from_secs(60));
         assert_eq!(got.borrow().len(), 1);
+    }
+
+    #[test]
+    fn a_kind_not_handled_is_answered_empty() {
+        let (mut b, lb) = shard_and_link("b");
+        let req = Msg {
+            subject: "petrel.t.n.b.0".into(),
+            sid: sid::STANZAS,
+            reply: Some("petrel.t.r.a.1.0.q.7".into()),
+            status: None,
+            payload: Record::Module {
+                kind: "nope".into(),
+                key: "alice@localhost".into(),
+                body: b"?".to_vec(),
+            }
+            .encode(),
+        };
+        on_msg(&lb, &mut b, req);
+        let out = output(&lb);
+        assert!(
+            out.starts_with("PUB petrel.t.r.a.1.0.q.7 4\r\nM\n\n\n\r\n"),
+            "{out}"
+        );
     }
 
     #[test]
