@@ -498,15 +498,23 @@ fn expect_presence(c: &mut Client, from: &str, ty: Option<&str>) {
     });
 }
 
+/// `modules` and a `[store]` on the test's PostgreSQL database.
+fn on_postgres(db: &common::pg::TestDatabase, modules: &str) -> String {
+    format!(
+        "{modules}[store]\nbackend = \"postgres\"\nurl = {:?}\npool_size = 2\n",
+        db.url
+    )
+}
+
 #[test]
 fn presence_and_offline_across_nodes_on_a_shared_store() {
     let Some(db) = common::pg::TestDatabase::create() else {
         return;
     };
     let Some(nats) = Nats::start() else { return };
-    let modules = format!(
-        "[modules.roster]\n[modules.presence]\n[modules.offline]\n[store]\nbackend = \"postgres\"\nurl = {:?}\npool_size = 2\n",
-        db.url
+    let modules = on_postgres(
+        &db,
+        "[modules.roster]\n[modules.presence]\n[modules.offline]\n",
     );
     let [n1, mut n2, n3] = three_nodes(&nats, &modules, true);
     let mut alice = n1.server.login("alice", "a", None);
@@ -665,6 +673,13 @@ fn resume_raw(n: &Node, user: &str, id: &str, h: u32) -> (petrel::xml::Stanza, C
     (r, c)
 }
 
+/// `<failed><item-not-found/></failed>`.
+fn assert_item_not_found(r: &petrel::xml::Stanza) {
+    let text = String::from_utf8_lossy(r.bytes());
+    assert_eq!(r.name(), "failed", "{text}");
+    assert!(text.contains("<item-not-found"), "{text}");
+}
+
 /// Resumes `old` on `n` and expects it to succeed.
 fn resumed_on(old: &SmClient, n: &Node, user: &str) -> SmClient {
     let (r, c) = old.resume_on(n, user);
@@ -754,22 +769,14 @@ fn resumption_with_an_id_of_a_dead_node_fails() {
     n3.server.kill9();
     wait_until("n2 declares n3 dead", || member(&n2, "n3").is_none());
     let (r, mut c) = alice.resume_on(&n2, "alice");
-    assert_eq!(r.name(), "failed", "{}", String::from_utf8_lossy(r.bytes()));
-    assert!(
-        String::from_utf8_lossy(r.bytes()).contains("<item-not-found"),
-        "{r:?}"
-    );
+    assert_item_not_found(&r);
     // The stream stays authenticated: a fresh bind works.
     c.bind("again");
     c.sync();
 
     // An id a live node never issued: that node says so.
     let (r, _) = resume_raw(&n2, "alice", "n1.NOSUCHID", 0);
-    assert_eq!(r.name(), "failed", "{}", String::from_utf8_lossy(r.bytes()));
-    assert!(
-        String::from_utf8_lossy(r.bytes()).contains("<item-not-found"),
-        "{r:?}"
-    );
+    assert_item_not_found(&r);
 }
 
 #[test]
@@ -811,10 +818,7 @@ fn resumption_on_another_node_keeps_presence_on_a_shared_store() {
         return;
     };
     let Some(nats) = Nats::start() else { return };
-    let modules = format!(
-        "{SM}[modules.roster]\n[modules.presence]\n[store]\nbackend = \"postgres\"\nurl = {:?}\npool_size = 2\n",
-        db.url
-    );
+    let modules = on_postgres(&db, &format!("{SM}[modules.roster]\n[modules.presence]\n"));
     let [n1, n2, n3] = three_nodes(&nats, &modules, true);
     let mut alice = SmClient::login(&n1, "alice", "r");
     let mut bob = n3.server.login("bob", "b", None);
@@ -888,11 +892,7 @@ fn a_hand_over_too_large_for_nats_fails_and_loses_nothing() {
     }
     let _ = alice.c.sock.shutdown(std::net::Shutdown::Both);
     let (r, mut c) = alice.resume_on(&n2, "alice");
-    assert_eq!(r.name(), "failed", "{}", String::from_utf8_lossy(r.bytes()));
-    assert!(
-        String::from_utf8_lossy(r.bytes()).contains("<item-not-found"),
-        "{r:?}"
-    );
+    assert_item_not_found(&r);
     c.bind("again");
     // The session ended on n1: every message goes to her other resource, in order.
     for i in 0..N {
