@@ -385,11 +385,11 @@ pub fn on_msg(link: &LinkRc, shard: &mut Shard, msg: Msg) {
     }
 }
 
-/// A one-shard node `name` with its link installed and its first output taken (unit tests).
+/// Node `name` of cluster `petrel.t` (unit tests).
 #[cfg(test)]
-pub(super) fn test_shard(name: &str) -> (Shard, LinkRc) {
+pub(crate) fn test_node(name: &str) -> Node {
     use std::time::Duration;
-    let node = Node {
+    Node {
         prefix: "petrel.t".into(),
         me: super::wire::Incarnation {
             node: name.into(),
@@ -400,7 +400,12 @@ pub(super) fn test_shard(name: &str) -> (Shard, LinkRc) {
         failure_timeout: Duration::from_secs(3),
         auth: Default::default(),
         tls: None,
-    };
+    }
+}
+
+/// A one-shard node `name` with its link installed and its first output taken (unit tests).
+#[cfg(test)]
+pub(super) fn test_shard(name: &str) -> (Shard, LinkRc) {
     let mut shard = Shard::new(
         crate::shard::ShardId(0),
         1,
@@ -408,7 +413,7 @@ pub(super) fn test_shard(name: &str) -> (Shard, LinkRc) {
         crate::shard::cluster::DEFAULT_ROUTING.to_vec().into(),
         usize::MAX / 2,
     );
-    let link = Rc::new(RefCell::new(Link::new(Rc::new(node), 0)));
+    let link = Rc::new(RefCell::new(Link::new(Rc::new(test_node(name)), 0)));
     install(&mut shard, &link);
     link.borrow_mut().nats.take_output();
     (shard, link)
