@@ -1,4 +1,4 @@
-//! Resumption on another cluster node (docs/CLUSTER.md, "XEP-0198 resumption across nodes").
+//! Resumption on another cluster node (docs/CLUSTER.md, "XEP-0198 resumption on another node").
 //!
 //! A resumption id names the node that issued it (`NODE.TOKEN`, see `SmConfig::id_prefix`). When
 //! the user's home shard on node B does not know an id of node A, it asks A (`cluster::rpc`, kind
@@ -354,9 +354,11 @@ fn answered(shard: &mut Shard, mut a: Asking, ans: Option<Answer>) {
     let mut sm = SmState::with_counters(a.cfg, Some(a.id), m.h_in, first);
     for it in m.items {
         let item = match it.route {
-            Some((from, to)) => match crate::xml::Stanza::parse(it.bytes) {
+            // Bytes another node parsed before: a failure is a bug there; the stanza is still
+            // written (it keeps its number) but cannot be routed again.
+            Some((from, to)) => match crate::xml::Stanza::parse(it.bytes.clone()) {
                 Ok(st) => Unacked::Routed(Acc::new(st, from, to, shard.id)),
-                Err(_) => continue,
+                Err(_) => Unacked::Local(it.bytes),
             },
             None => Unacked::Local(it.bytes),
         };
