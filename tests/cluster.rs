@@ -499,15 +499,23 @@ fn expect_presence(c: &mut Client, from: &str, ty: Option<&str>) {
     });
 }
 
+/// `modules` and a `[store]` on the test's PostgreSQL database.
+fn on_postgres(db: &common::pg::TestDatabase, modules: &str) -> String {
+    format!(
+        "{modules}[store]\nbackend = \"postgres\"\nurl = {:?}\npool_size = 2\n",
+        db.url
+    )
+}
+
 #[test]
 fn presence_and_offline_across_nodes_on_a_shared_store() {
     let Some(db) = common::pg::TestDatabase::create() else {
         return;
     };
     let Some(nats) = Nats::start() else { return };
-    let modules = format!(
-        "[modules.roster]\n[modules.presence]\n[modules.offline]\n[store]\nbackend = \"postgres\"\nurl = {:?}\npool_size = 2\n",
-        db.url
+    let modules = on_postgres(
+        &db,
+        "[modules.roster]\n[modules.presence]\n[modules.offline]\n",
     );
     let [n1, mut n2, n3] = three_nodes(&nats, &modules, true);
     let mut alice = n1.server.login("alice", "a", None);
@@ -581,4 +589,321 @@ fn presence_and_offline_across_nodes_on_a_shared_store() {
     let mut bob = n3.server.login("bob", "again", None);
     bob.send("<presence/>");
     expect_body(&mut bob, "stored for bob");
+}
+
+/// Stream management on, resumable for a minute.
+const SM: &str =
+    "[modules.stream_management]\nresume_timeout = 60\nbuffer_max = 500\nack_freq = 1000\n";
+
+/// A client with resumable stream management: counts the stanzas it handles.
+struct SmClient {
+    c: Client,
+    h: u32,
+    id: String,
+    jid: String,
+}
+
+impl SmClient {
+    /// Logs `user` in on `n` as `resource`, enables resumption, sends initial presence.
+    fn login(n: &Node, user: &str, resource: &str) -> SmClient {
+        let mut c = n.server.connect();
+        c.auth_plain(user, "localhost", common::PASSWORD);
+        c.bind(resource);
+        c.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+        let en = c.next_stanza();
+        assert_eq!(en.name(), "enabled", "{en:?}");
+        let id = en.attr("id").expect("an id").into_owned();
+        let jid = c.jid.clone();
+        let mut sm = SmClient { c, h: 0, id, jid };
+        sm.c.send("<presence/>");
+        // A ping round trip: the presence was handled (what came meanwhile is counted).
+        sm.c.send("<iq type='get' to='localhost' id='sm-sync'><ping xmlns='urn:xmpp:ping'/></iq>");
+        while sm.recv().id().as_deref() != Some("sm-sync") {}
+        sm
+    }
+
+    /// The next stanza, counted (`<r/>` answered, `<a/>` skipped).
+    fn recv(&mut self) -> petrel::xml::Stanza {
+        loop {
+            let s = self.c.next_stanza();
+            match s.name() {
+                "r" => self.ack(),
+                "a" => {}
+                _ => {
+                    self.h = self.h.wrapping_add(1);
+                    return s;
+                }
+            }
+        }
+    }
+
+    fn ack(&mut self) {
+        let h = self.h;
+        self.c.send(&format!("<a xmlns='urn:xmpp:sm:3' h='{h}'/>"));
+    }
+
+    /// The bodies of the next `n` messages (other stanzas skipped).
+    fn bodies(&mut self, n: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let s = self.recv();
+            if s.name() == "message" {
+                out.push(body(&s).unwrap_or_default());
+            }
+        }
+        out
+    }
+
+    /// Resumes `self` on node `n` from a new connection: the answer (`resumed` or `failed`) and
+    /// the new connection.
+    fn resume_on(&self, n: &Node, user: &str) -> (petrel::xml::Stanza, Client) {
+        let (r, mut c) = resume_raw(n, user, &self.id, self.h);
+        c.jid = self.jid.clone();
+        (r, c)
+    }
+}
+
+/// Sends `<resume/>` for `id` with `h` from a new connection of `user` on `n`: the answer.
+fn resume_raw(n: &Node, user: &str, id: &str, h: u32) -> (petrel::xml::Stanza, Client) {
+    let mut c = n.server.connect();
+    c.auth_plain(user, "localhost", common::PASSWORD);
+    c.send(&format!(
+        "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='{h}'/>"
+    ));
+    let r = c.next_stanza();
+    (r, c)
+}
+
+/// `<failed><item-not-found/></failed>`.
+fn assert_item_not_found(r: &petrel::xml::Stanza) {
+    let text = String::from_utf8_lossy(r.bytes());
+    assert_eq!(r.name(), "failed", "{text}");
+    assert!(text.contains("<item-not-found"), "{text}");
+}
+
+/// Resumes `old` on `n` and expects it to succeed.
+fn resumed_on(old: &SmClient, n: &Node, user: &str) -> SmClient {
+    let (r, c) = old.resume_on(n, user);
+    assert_eq!(
+        r.name(),
+        "resumed",
+        "{}",
+        String::from_utf8_lossy(r.bytes())
+    );
+    assert_eq!(r.attr("previd").as_deref(), Some(old.id.as_str()));
+    SmClient {
+        c,
+        h: old.h,
+        id: old.id.clone(),
+        jid: old.jid.clone(),
+    }
+}
+
+#[test]
+fn resumption_on_another_node() {
+    let Some(nats) = Nats::start() else { return };
+    let [n1, n2, n3] = three_nodes(&nats, SM, false);
+    let mut alice = SmClient::login(&n1, "alice", "r");
+    assert!(
+        alice.id.starts_with("n1."),
+        "the id names its node: {}",
+        alice.id
+    );
+    let mut bob = n3.server.login("bob", "b", Some(0));
+    let mut bob1 = n1.server.login("bob", "b1", Some(0));
+    wait_until("n3 sees alice on n1", || member(&n3, "n1") == Some((2, 2)));
+
+    for m in ["m1", "m2", "m3", "m4"] {
+        bob.chat(&alice.jid, m);
+    }
+    assert_eq!(alice.bodies(1), ["m1"]);
+    alice.ack();
+    let acked = alice.h;
+    assert_eq!(alice.bodies(3), ["m2", "m3", "m4"]);
+    // m2..m4 unacknowledged, and as if lost in transit: the client's h stays at m1. The socket
+    // is cut (no </stream>).
+    alice.h = acked;
+    let _ = alice.c.sock.shutdown(std::net::Shutdown::Both);
+
+    let mut alice = resumed_on(&alice, &n2, "alice");
+    // The unacknowledged ones, in order, and not m1.
+    assert_eq!(alice.bodies(3), ["m2", "m3", "m4"]);
+    // Every map now routes to n2: n1 and n3 count alice there (available), no longer on n1.
+    wait_until("n3 sees alice on n2", || {
+        member(&n3, "n2") == Some((1, 1)) && member(&n3, "n1") == Some((1, 1))
+    });
+    wait_until("n1 sees alice on n2", || member(&n1, "n2") == Some((1, 1)));
+    bob.chat(&alice.jid, "after the move");
+    assert_eq!(alice.bodies(1), ["after the move"]);
+    // A bare-JID message sent on n1 reaches her on n2.
+    bob1.chat("alice@localhost", "bare from n1");
+    assert_eq!(alice.bodies(1), ["bare from n1"]);
+    // Her own stanzas go out from n2.
+    alice.c.chat(&bob.jid, "from n2");
+    expect_body(&mut bob, "from n2");
+    no_error_before_sync(&mut bob1);
+
+    // Cut again: resumed on n3 (its id names n1, which sends n3 on to n2), then back on n1.
+    bob.chat(&alice.jid, "to n2, unacked");
+    assert_eq!(alice.bodies(1), ["to n2, unacked"]);
+    alice.h -= 1;
+    let _ = alice.c.sock.shutdown(std::net::Shutdown::Both);
+    let mut alice = resumed_on(&alice, &n3, "alice");
+    assert_eq!(alice.bodies(1), ["to n2, unacked"]);
+    wait_until("n1 sees alice on n3", || member(&n1, "n3") == Some((2, 2)));
+    bob1.chat(&alice.jid, "to n3");
+    assert_eq!(alice.bodies(1), ["to n3"]);
+    let _ = alice.c.sock.shutdown(std::net::Shutdown::Both);
+    let mut alice = resumed_on(&alice, &n1, "alice");
+    wait_until("n3 sees alice back on n1", || {
+        member(&n3, "n1") == Some((2, 2))
+    });
+    bob.chat(&alice.jid, "back on n1");
+    assert_eq!(alice.bodies(1), ["back on n1"]);
+}
+
+#[test]
+fn resumption_with_an_id_of_a_dead_node_fails() {
+    let Some(nats) = Nats::start() else { return };
+    let [_n1, n2, mut n3] = three_nodes(&nats, SM, false);
+    let alice = SmClient::login(&n3, "alice", "r");
+    n3.server.kill9();
+    wait_until("n2 declares n3 dead", || member(&n2, "n3").is_none());
+    let (r, mut c) = alice.resume_on(&n2, "alice");
+    assert_item_not_found(&r);
+    // The stream stays authenticated: a fresh bind works.
+    c.bind("again");
+    c.sync();
+
+    // An id a live node never issued: that node says so.
+    let (r, _) = resume_raw(&n2, "alice", "n1.NOSUCHID", 0);
+    assert_item_not_found(&r);
+}
+
+#[test]
+fn live_takeover_across_nodes() {
+    let Some(nats) = Nats::start() else { return };
+    let [n1, n2, n3] = three_nodes(&nats, SM, false);
+    let mut first = SmClient::login(&n1, "alice", "r");
+    let mut bob = n3.server.login("bob", "b", Some(0));
+    wait_until("n3 sees alice on n1", || member(&n3, "n1") == Some((1, 1)));
+    for i in 0..5 {
+        bob.chat(&first.jid, &format!("in flight {i}"));
+    }
+    // They reached the first connection (read here, never acknowledged to the server).
+    let seen: Vec<String> = (0..5)
+        .map(|_| body(&first.c.expect("a message", |s| s.name() == "message")).unwrap())
+        .collect();
+    assert_eq!(seen.len(), 5);
+    // The client comes back on n2 while the first connection still looks alive.
+    let mut second = resumed_on(&first, &n2, "alice");
+    let old = first.c.read_to_close();
+    assert!(
+        old.contains("<conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+        "{old}"
+    );
+    let want: Vec<String> = (0..5).map(|i| format!("in flight {i}")).collect();
+    assert_eq!(second.bodies(5), want);
+    wait_until("n3 sees alice on n2", || {
+        member(&n3, "n2") == Some((1, 1)) && member(&n3, "n1") == Some((0, 0))
+    });
+    bob.chat(&second.jid, "after");
+    assert_eq!(second.bodies(1), ["after"]);
+}
+
+/// On a shared store with rosters: a session that moves to another node by resumption keeps its
+/// presence; its contact gets no `unavailable` for the move, and its presence stays known.
+#[test]
+fn resumption_on_another_node_keeps_presence_on_a_shared_store() {
+    let Some(db) = common::pg::TestDatabase::create() else {
+        return;
+    };
+    let Some(nats) = Nats::start() else { return };
+    let modules = on_postgres(&db, &format!("{SM}[modules.roster]\n[modules.presence]\n"));
+    let [n1, n2, n3] = three_nodes(&nats, &modules, true);
+    let mut alice = SmClient::login(&n1, "alice", "r");
+    let mut bob = n3.server.login("bob", "b", None);
+    get_roster(&mut bob);
+    bob.send("<presence/>");
+    // Bob subscribes to alice; she approves; he then has her presence.
+    bob.send("<presence to='alice@localhost' type='subscribe'/>");
+    while alice.recv().type_().as_deref() != Some("subscribe") {}
+    alice
+        .c
+        .send("<presence to='bob@localhost' type='subscribed'/>");
+    expect_presence(&mut bob, "alice@localhost/r", None);
+    wait_until("n3 sees alice on n1", || member(&n3, "n1") == Some((1, 1)));
+
+    bob.chat(&alice.jid, "unacked");
+    while alice.recv().name() != "message" {}
+    alice.h -= 1;
+    let _ = alice.c.sock.shutdown(std::net::Shutdown::Both);
+    let mut alice = resumed_on(&alice, &n2, "alice");
+    assert_eq!(alice.bodies(1), ["unacked"]);
+    wait_until("every node sees alice on n2", || {
+        member(&n3, "n2") == Some((1, 1))
+            && member(&n3, "n1") == Some((0, 0))
+            && member(&n1, "n2") == Some((1, 1))
+    });
+    // An `unavailable` for the move would have been routed on n1 before her session left n1's map,
+    // through bob's home shard there to n3; a message from n1 to bob, sent now, takes that same
+    // path after it. So it is the first thing bob gets.
+    let mut bob1 = n1.server.login("bob", "b1", None);
+    bob1.chat(&bob.jid, "marker from n1");
+    let first = bob.expect("a message or a presence from alice", |s| {
+        s.name() == "message" || s.from().as_deref() == Some("alice@localhost/r")
+    });
+    assert_eq!(
+        body(&first).as_deref(),
+        Some("marker from n1"),
+        "{}",
+        String::from_utf8_lossy(first.bytes())
+    );
+    // Her presence, replicated from n2, still answers a probe: bob's new session on n1 gets it.
+    get_roster(&mut bob1);
+    bob1.send("<presence/>");
+    expect_presence(&mut bob1, "alice@localhost/r", None);
+    // And she still chats from n2.
+    alice.c.chat(&bob.jid, "still here");
+    expect_body(&mut bob, "still here");
+}
+
+/// A session whose unacknowledged stanzas do not fit in one NATS message (1 MiB by default) is not
+/// moved: the resumption fails, and the stanzas go to the user's other resource, none lost.
+#[test]
+fn a_hand_over_too_large_for_nats_fails_and_loses_nothing() {
+    let Some(nats) = Nats::start() else { return };
+    let [n1, n2, n3] = three_nodes(&nats, SM, false);
+    let mut alice = SmClient::login(&n1, "alice", "r");
+    let mut desk = n3.server.login("alice", "desk", Some(0));
+    let mut bob = n2.server.login("bob", "b", Some(0));
+    wait_until("n2 sees alice's sessions", || {
+        member(&n2, "n1") == Some((1, 1)) && member(&n2, "n3") == Some((1, 1))
+    });
+    const N: usize = 300;
+    let pad = "x".repeat(4000);
+    for i in 0..N {
+        bob.chat(&alice.jid, &format!("{i}:{pad}"));
+    }
+    // All of them reach her connection on n1; she acknowledges none (`<r/>` left unanswered).
+    let mut got = 0;
+    while got < N {
+        let s = alice.c.next_stanza();
+        got += usize::from(s.name() == "message");
+    }
+    let _ = alice.c.sock.shutdown(std::net::Shutdown::Both);
+    let (r, mut c) = alice.resume_on(&n2, "alice");
+    assert_item_not_found(&r);
+    c.bind("again");
+    // The session ended on n1: every message goes to her other resource, in order.
+    for i in 0..N {
+        let s = desk.expect("a message", |s| body(s).is_some());
+        let b = body(&s).unwrap_or_default();
+        assert_eq!(
+            b.split_once(':').map(|(n, _)| n),
+            Some(i.to_string().as_str()),
+            "{}",
+            String::from_utf8_lossy(s.bytes())
+        );
+    }
 }

@@ -41,6 +41,9 @@ pub struct SmConfig {
     /// How long a resumable session whose connection dropped waits for `<resume/>` (zero: never
     /// resumable).
     pub resume_timeout: Duration,
+    /// Resumption ids start with this and a `.` (a cluster's node name: the node that holds the
+    /// session); `None` on a single node.
+    pub id_prefix: Option<&'static str>,
 }
 
 impl Default for SmConfig {
@@ -49,6 +52,7 @@ impl Default for SmConfig {
             buffer_max: 500,
             ack_freq: 10,
             resume_timeout: Duration::from_secs(600),
+            id_prefix: None,
         }
     }
 }
@@ -412,7 +416,13 @@ impl C2s {
         let wants_resume = matches!(s.attr("resume").as_deref(), Some("true") | Some("1"));
         let id = if wants_resume && !cfg.resume_timeout.is_zero() {
             match random_token() {
-                Ok(t) => Some(format!("{t}{}", random_token().unwrap_or_default())),
+                Ok(t) => {
+                    let t2 = random_token().unwrap_or_default();
+                    Some(match cfg.id_prefix {
+                        Some(p) => format!("{p}.{t}{t2}"),
+                        None => format!("{t}{t2}"),
+                    })
+                }
                 Err(_) => None,
             }
         } else {
@@ -535,6 +545,11 @@ impl C2s {
     /// True while a `<resume/>` waits for [`C2s::resumed`] or [`C2s::resume_failed`].
     pub fn resume_pending(&self) -> bool {
         matches!(self.wait, Wait::Resume(_))
+    }
+
+    /// The stream management settings of this stream, if it offers stream management.
+    pub fn sm_config(&self) -> Option<SmConfig> {
+        self.cfg.sm
     }
 
     /// Stream management state, if `<enable/>` (or a resumption) switched it on.
@@ -670,6 +685,7 @@ mod tests {
             buffer_max: max,
             ack_freq: freq,
             resume_timeout: Duration::from_secs(60),
+            id_prefix: None,
         }
     }
 

@@ -313,6 +313,13 @@ pub fn install(shard: &mut Shard, link: &LinkRc) {
 /// What arrived on this shard's connection, in order. Shard-side effects go through `shard`.
 pub fn on_msg(link: &LinkRc, shard: &mut Shard, msg: Msg) {
     if msg.sid == sid::STANZAS {
+        if msg.payload.first() == Some(&b'M') {
+            // A module's request to this node (`rpc`, on shard 0's subject).
+            if let Ok(rec) = Record::decode(&msg.payload) {
+                super::rpc::on_request(shard, rec, msg.reply);
+            }
+            return;
+        }
         // One `Deliver` record per message, decoded in place.
         return deliver(link, shard, msg.payload, msg.reply.as_deref());
     }
@@ -326,6 +333,11 @@ pub fn on_msg(link: &LinkRc, shard: &mut Shard, msg: Msg) {
     };
     match msg.sid {
         sid::INBOX => {
+            let answer = super::rpc::answer_id(&link.borrow().inbox, &msg.subject);
+            if let Some(id) = answer {
+                let rec = records.into_iter().next().filter(|_| msg.status.is_none());
+                return super::rpc::on_answer(shard, id, rec, msg.reply);
+            }
             let parts = reply_parts(&link.borrow().inbox, &msg.subject);
             if let Some((key, seq)) = parts {
                 if msg.status == Some(503) {
@@ -371,4 +383,38 @@ pub fn on_msg(link: &LinkRc, shard: &mut Shard, msg: Msg) {
         }
         _ => {}
     }
+}
+
+/// Node `name` of cluster `petrel.t` (unit tests).
+#[cfg(test)]
+pub(crate) fn test_node(name: &str) -> Node {
+    use std::time::Duration;
+    Node {
+        prefix: "petrel.t".into(),
+        me: super::wire::Incarnation {
+            node: name.into(),
+            id: 1,
+        },
+        c2s: String::new(),
+        heartbeat: Duration::from_millis(500),
+        failure_timeout: Duration::from_secs(3),
+        auth: Default::default(),
+        tls: None,
+    }
+}
+
+/// A one-shard node `name` with its link installed and its first output taken (unit tests).
+#[cfg(test)]
+pub(super) fn test_shard(name: &str) -> (Shard, LinkRc) {
+    let mut shard = Shard::new(
+        crate::shard::ShardId(0),
+        1,
+        Rc::new(["localhost".to_owned()].into_iter().collect()),
+        crate::shard::cluster::DEFAULT_ROUTING.to_vec().into(),
+        usize::MAX / 2,
+    );
+    let link = Rc::new(RefCell::new(Link::new(Rc::new(test_node(name)), 0)));
+    install(&mut shard, &link);
+    link.borrow_mut().nats.take_output();
+    (shard, link)
 }

@@ -206,6 +206,11 @@ impl Table {
         self.by_slot.get(&slot)
     }
 
+    /// True when a live member is named `node`.
+    pub fn has_node(&self, node: &str) -> bool {
+        self.by_slot.values().any(|w| w.node == node)
+    }
+
     /// The slot of a live incarnation.
     pub fn slot_of(&self, who: &Incarnation) -> Option<u16> {
         self.by_slot

@@ -2,7 +2,8 @@
 //! stanzas to each other's shards through a NATS server, each shard over its own connection.
 //!
 //! Sans-IO parts: the NATS protocol core (`nats`), the records nodes exchange (`wire`), the
-//! membership (`members`) and one shard's link state and reactions (`link`). `rt::cluster` runs
+//! membership (`members`), one shard's link state and reactions (`link`) and modules' requests
+//! to other nodes (`rpc`). `rt::cluster` runs
 //! the connections on the shards' executors.
 
 pub mod link;
@@ -10,12 +11,13 @@ pub mod members;
 mod membership;
 pub mod nats;
 mod peer;
+pub mod rpc;
 mod sessions;
 mod stanzas;
 pub mod wire;
 
 pub use membership::tick;
-pub use sessions::{announce_sessions, request_sync};
+pub use sessions::{announce_sessions, last_presence, request_sync};
 
 use std::time::Duration;
 

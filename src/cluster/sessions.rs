@@ -99,7 +99,7 @@ pub(super) fn local_change(
 }
 
 /// The last available presence of `jid` on its home shard, as bytes (empty when none).
-pub(super) fn last_presence(home: &Shard, jid: &FullJid) -> Vec<u8> {
+pub fn last_presence(home: &Shard, jid: &FullJid) -> Vec<u8> {
     home.sm
         .resources(&jid.bare())
         .iter()

@@ -247,43 +247,13 @@ pub(super) fn returned(link: &LinkRc, shard: &mut Shard, key: (u16, u16), seq: u
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
-    use std::rc::Rc;
-    use std::time::Duration;
-
     use super::*;
-    use crate::cluster::link::{install, on_msg, Link};
+    use crate::cluster::link::{on_msg, test_shard as shard_and_link};
     use crate::cluster::members::Change;
     use crate::cluster::nats::Msg;
+    use crate::cluster::sid;
     use crate::cluster::wire::Incarnation;
-    use crate::cluster::{sid, Node};
     use crate::jid::{FullJid, Jid};
-
-    fn shard_and_link(name: &str) -> (Shard, LinkRc) {
-        let node = Node {
-            prefix: "petrel.t".into(),
-            me: Incarnation {
-                node: name.into(),
-                id: 1,
-            },
-            c2s: String::new(),
-            heartbeat: Duration::from_millis(500),
-            failure_timeout: Duration::from_secs(3),
-            auth: Default::default(),
-            tls: None,
-        };
-        let mut shard = Shard::new(
-            ShardId(0),
-            1,
-            Rc::new(["localhost".to_owned()].into_iter().collect()),
-            crate::shard::cluster::DEFAULT_ROUTING.to_vec().into(),
-            usize::MAX / 2,
-        );
-        let link = Rc::new(RefCell::new(Link::new(Rc::new(node), 0)));
-        install(&mut shard, &link);
-        link.borrow_mut().nats.take_output();
-        (shard, link)
-    }
 
     fn chat(to: &str, body: &str) -> Acc {
         let stanza = crate::xml::Stanza::parse(

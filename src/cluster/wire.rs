@@ -98,6 +98,16 @@ pub enum Record {
         /// Closes the frame.
         done: bool,
     },
+    /// A module's request to another node, or its answer (`cluster::rpc`): handled on the home
+    /// shard of `key` there (a bare JID; empty for an answer, which goes to the asking shard).
+    Module {
+        /// Which module handler takes it (a token without `\n`).
+        kind: String,
+        /// The bare JID whose home shard handles it, or empty.
+        key: String,
+        /// The module's own bytes.
+        body: Vec<u8>,
+    },
 }
 
 /// A payload that is not a record.
@@ -204,6 +214,12 @@ impl Record {
                 field(out, &shards.to_string());
                 field(out, if *done { "e" } else { "b" });
             }
+            Record::Module { kind, key, body } => {
+                field(out, "M");
+                field(out, kind);
+                field(out, key);
+                out.extend_from_slice(body);
+            }
         }
     }
 
@@ -225,10 +241,10 @@ impl Record {
         out
     }
 
-    /// The records of a payload. A `Deliver` record is always alone in its payload (its stanza
-    /// may hold any byte but the separator is not searched for in it).
+    /// The records of a payload. A `Deliver` or `Module` record is always alone in its payload
+    /// (its bytes may hold any byte but the separator is not searched for in them).
     pub fn decode_all(payload: &[u8]) -> Result<Vec<Record>, Malformed> {
-        if payload.first() == Some(&b'D') {
+        if matches!(payload.first(), Some(b'D' | b'M')) {
             return Ok(vec![Record::decode(payload)?]);
         }
         payload
@@ -298,6 +314,11 @@ impl Record {
                     "e" => true,
                     _ => return Err(Malformed),
                 },
+            },
+            "M" => Record::Module {
+                kind: f.next()?.to_owned(),
+                key: f.next()?.to_owned(),
+                body: f.0.to_vec(),
             },
             _ => return Err(Malformed),
         };
@@ -433,6 +454,19 @@ mod tests {
             stanza: b"<message>\n\x1e\n</message>".to_vec(),
         };
         assert_eq!(Record::decode_all(&r.encode()).unwrap(), vec![r]);
+    }
+
+    #[test]
+    fn module_records_carry_any_bytes() {
+        for key in ["alice@localhost", ""] {
+            let r = Record::Module {
+                kind: "sm".into(),
+                key: key.into(),
+                body: b"resume\n\x1e\x00<m/>\n".to_vec(),
+            };
+            assert_eq!(Record::decode_all(&r.encode()).unwrap(), vec![r]);
+        }
+        assert_eq!(Record::decode_all(b"M\nsm\n"), Err(Malformed));
     }
 
     #[test]

@@ -136,7 +136,16 @@ pub fn c2s_options(config: &Config) -> Result<C2sModuleOptions, OptionError> {
         ping_interval: ping.interval,
         ping_timeout: ping.timeout,
         register: config.modules.contains_key("register"),
-        sm: stream_mgmt::options(config.modules.get(stream_mgmt::NAME))?,
+        sm: stream_mgmt::options(config.modules.get(stream_mgmt::NAME))?.map(|sm| {
+            crate::c2s::SmConfig {
+                // Leaked once: this runs once per process, at start-up (see above).
+                id_prefix: config
+                    .cluster
+                    .as_ref()
+                    .map(|c| &*Box::leak(c.node.clone().into_boxed_str())),
+                ..sm
+            }
+        }),
         post_auth_features: post_auth_features(config),
     })
 }

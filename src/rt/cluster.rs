@@ -30,11 +30,10 @@ pub(super) fn install(
     let id = ctx.shard.borrow().id.0;
     let link: LinkRc = Rc::new(RefCell::new(Link::new(Rc::new((**node).clone()), id)));
     link::install(&mut ctx.shard.borrow_mut(), &link);
-    let mut tasks = vec![glommio::spawn_local(run(
-        link.clone(),
-        ctx.clone(),
-        urls.to_vec(),
-    ))];
+    let mut tasks = vec![
+        glommio::spawn_local(run(link.clone(), ctx.clone(), urls.to_vec())),
+        glommio::spawn_local(expire_requests(ctx.clone())),
+    ];
     if id == 0 {
         let every = node.heartbeat;
         let ctx = ctx.clone();
@@ -54,6 +53,18 @@ pub(super) fn install(
         }));
     }
     tasks
+}
+
+/// How often a shard gives up on requests to other nodes whose wait is over.
+const EXPIRE_EVERY: Duration = Duration::from_millis(250);
+
+/// Gives up on this shard's requests to other nodes that got no answer in time.
+async fn expire_requests(ctx: Rc<ShardCtx>) {
+    loop {
+        glommio::timer::sleep(EXPIRE_EVERY).await;
+        crate::cluster::rpc::expire(&mut ctx.shard.borrow_mut(), std::time::Instant::now());
+        ctx.flush();
+    }
 }
 
 /// The addresses of `url`: an IP address as it is; a host name resolved on a thread of its own

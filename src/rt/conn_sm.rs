@@ -50,9 +50,14 @@ impl Driver {
 
     /// `<resume/>`: ask the user's home shard for the session.
     pub(super) fn sm_resume(&mut self, jid: BareJid, previd: String, h: u32) {
+        // A `<resume/>` reaches the c2s only when stream management is offered.
+        let Some(cfg) = self.c2s.sm_config() else {
+            return;
+        };
         self.sm.resume_asked = true;
         let me = self.me();
-        stream_mgmt::resume_request(&mut self.ctx.shard.borrow_mut(), jid, previd, h, me);
+        let mut shard = self.ctx.shard.borrow_mut();
+        stream_mgmt::resume_request(&mut shard, jid, previd, h, me, cfg);
     }
 
     /// The stream ended. A resumable session whose connection dropped (no `</stream>`, or silent
@@ -168,7 +173,19 @@ impl Driver {
                 let mut sess = Session::new(h.jid.clone(), me);
                 sess.presence = h.presence;
                 *self.session.borrow_mut() = Some(sess);
-                self.sm.hold = Some(Vec::new());
+                match h.from_node {
+                    // From another node: bound here afresh; no forwarding follows.
+                    Some(from) => stream_mgmt::remote::bind_moved(
+                        &mut self.ctx.shard.borrow_mut(),
+                        &h.jid,
+                        me,
+                        h.presence,
+                        from,
+                        &h.sm,
+                        true,
+                    ),
+                    None => self.sm.hold = Some(Vec::new()),
+                }
                 tracing::debug!(conn = self.conn.0, jid = h.jid.as_str(), "session resumed");
                 self.c2s.resumed(h.jid, h.sm);
             }

@@ -308,6 +308,27 @@ pub fn move_session(shard: &mut Shard, jid: &FullJid, old: SessionRef, new: Sess
     true
 }
 
+/// Restores the availability of a session that moved here from another node (XEP-0198
+/// resumption there, on the home shard, after its registration): priority and last presence as
+/// they were, the listener told, `user_available` run; nothing is broadcast (its contacts saw no
+/// change).
+pub fn restore_presence(
+    shard: &mut Shard,
+    jid: &FullJid,
+    session: SessionRef,
+    priority: Option<i8>,
+    last: Option<crate::xml::Stanza>,
+) {
+    let Some(before) = shard.sm.set_priority(jid, session, priority) else {
+        return;
+    };
+    shard.sm.set_last_presence(jid, session, last);
+    tell_listener(shard, jid, session, Some(priority));
+    if before.is_none() && priority.is_some() {
+        run_session_hook(shard, |h| &h.user_available, jid, session, priority);
+    }
+}
+
 /// Applies a presence broadcast on the home shard: availability, priority, the last presence and
 /// the session hooks. False when the session is no longer the one bound (the stanza is dropped).
 fn presence_update(shard: &mut Shard, acc: &mut Acc, up: PresenceUpdate) -> bool {

@@ -14,6 +14,7 @@ fn sm_config(buffer_max: usize, ack_freq: u32) -> C2sConfig {
             buffer_max,
             ack_freq,
             resume_timeout: Duration::from_secs(300),
+            id_prefix: None,
         }),
         ..config(TlsMode::None)
     }

@@ -450,6 +450,7 @@ fn cfg() -> SmConfig {
         buffer_max: 100,
         ack_freq: 1_000,
         resume_timeout: Duration::from_secs(60),
+        id_prefix: None,
     }
 }
 

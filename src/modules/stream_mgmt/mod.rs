@@ -21,6 +21,7 @@
 //!    as they come, and holds stanzas H routed to it directly until `HandoverDone`.
 
 pub mod park;
+pub mod remote;
 #[cfg(test)]
 mod tests;
 
@@ -55,6 +56,7 @@ pub fn options(table: Option<&toml::Table>) -> Result<Option<SmConfig>, OptionEr
         buffer_max: buffer_max as usize,
         ack_freq,
         resume_timeout: o.secs("resume_timeout", d.resume_timeout.as_secs())?,
+        id_prefix: None,
     }))
 }
 
@@ -68,6 +70,7 @@ pub fn start(shard: &mut Shard) {
             HookResult::Continue
         },
     );
+    remote::start(shard);
 }
 
 /// Module event: a session was resumed on a new connection (emitted on the user's home shard once
@@ -100,6 +103,8 @@ pub enum SmShardMsg {
         h: u32,
         /// The asking connection.
         new: SessionRef,
+        /// Its stream management settings (a session from another node gets them).
+        cfg: SmConfig,
     },
     /// Session `id` moved from `old` to `new`: re-point the registration.
     Switch {
@@ -138,8 +143,29 @@ pub struct Takeover {
     pub id: String,
     /// The client's handled count (applied before the hand-over).
     pub h: u32,
-    /// The connection that resumes.
-    pub new: SessionRef,
+    /// Who resumes.
+    pub to: Requester,
+}
+
+/// Who asks to resume a session.
+#[derive(Debug)]
+pub enum Requester {
+    /// A connection of this node.
+    Local(SessionRef),
+    /// A connection of another node (see [`remote`]).
+    Node(remote::NodeAsk),
+}
+
+impl Requester {
+    /// Tells the requester the resumption failed.
+    pub fn failed(self, shard: &mut Shard, e: ResumeError) {
+        match self {
+            Requester::Local(to) => {
+                shard.send_to_session(to, ConnMsg::ext(SmConnMsg::Failed(e)));
+            }
+            Requester::Node(ask) => remote::failed(shard, &ask.reply, e),
+        }
+    }
 }
 
 /// A session's state on its way to the connection resuming it.
@@ -151,8 +177,10 @@ pub struct Handover {
     pub presence: Option<i8>,
     /// Counters and unacknowledged stanzas (already trimmed to the client's `h`).
     pub sm: Box<SmState>,
-    /// Where the session lived.
+    /// Where the session lived (on this node).
     pub old: SessionRef,
+    /// `Some` when the session comes from another node: it binds here afresh.
+    pub from_node: Option<remote::FromNode>,
 }
 
 /// Home shard: resumable sessions of the users this shard is home to.
@@ -221,9 +249,22 @@ pub fn enabled(shard: &mut Shard, jid: &FullJid, session: SessionRef, id: String
 }
 
 /// Connection `new` asks to resume `id` as `bare`: the request goes to the user's home shard.
-pub fn resume_request(shard: &mut Shard, bare: BareJid, id: String, h: u32, new: SessionRef) {
+pub fn resume_request(
+    shard: &mut Shard,
+    bare: BareJid,
+    id: String,
+    h: u32,
+    new: SessionRef,
+    cfg: SmConfig,
+) {
     let home = home_shard(&bare, shard.shards);
-    let msg = SmShardMsg::Resume { bare, id, h, new };
+    let msg = SmShardMsg::Resume {
+        bare,
+        id,
+        h,
+        new,
+        cfg,
+    };
     to_home(shard, home, msg);
 }
 
@@ -251,17 +292,22 @@ pub fn handle_shard_msg(shard: &mut Shard, msg: SmShardMsg) {
                     .insert(id, jid, session);
             }
         }
-        SmShardMsg::Resume { bare, id, h, new } => {
+        SmShardMsg::Resume {
+            bare,
+            id,
+            h,
+            new,
+            cfg,
+        } => {
             let found = shard.ext.get_or_default::<ResumeTable>().find(&id, &bare);
             match found {
                 Some((_, at)) => {
-                    let t = Takeover { id, h, new };
+                    let to = Requester::Local(new);
+                    let t = Takeover { id, h, to };
                     shard.send_to_session(at, ConnMsg::ext(SmConnMsg::Takeover(t)));
                 }
-                None => shard.send_to_session(
-                    new,
-                    ConnMsg::ext(SmConnMsg::Failed(ResumeError::ItemNotFound)),
-                ),
+                // Not here: the node that issued the id may hold it.
+                None => remote::ask(shard, bare, id, h, new, cfg),
             }
         }
         SmShardMsg::Switch { id, jid, old, new } => {
@@ -299,10 +345,7 @@ impl crate::shard::ConnExtMsg for SmConnMsg {
 pub fn conn_gone(shard: &mut Shard, msg: SmConnMsg) {
     match msg {
         // The old session ended (timed out, handed over) before the request reached it.
-        SmConnMsg::Takeover(t) => shard.send_to_session(
-            t.new,
-            ConnMsg::ext(SmConnMsg::Failed(ResumeError::ItemNotFound)),
-        ),
+        SmConnMsg::Takeover(t) => t.to.failed(shard, ResumeError::ItemNotFound),
         SmConnMsg::Forwarded(acc) => shard.reroute(acc),
         SmConnMsg::Handover(mut h) => {
             // Cannot happen (a resuming connection waits for its answer); never drop stanzas.

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Handover, SmConnMsg, SmShardMsg, Takeover};
+use super::{Handover, Requester, SmConnMsg, SmShardMsg, Takeover};
 use crate::c2s::route::{self as c2s_route, Session};
 use crate::c2s::{ResumeError, SmState, Unacked};
 use crate::hooks::{Acc, HookCtx, UnackedMessage};
@@ -139,18 +139,22 @@ impl Park {
     }
 }
 
-fn failed(shard: &mut Shard, to: SessionRef, e: ResumeError) {
-    shard.send_to_session(to, ConnMsg::ext(SmConnMsg::Failed(e)));
-}
-
 fn awaiting(shard: &mut Shard, me: SessionRef, msg: In, now: Instant, until: Instant) -> Park {
     match msg {
         In::Sm(SmConnMsg::Handover(h)) => {
             // The client is gone again already: the session stays resumable from here.
             let h = *h;
+            // From another node: no forwarding follows, the session binds here (parked).
+            let hold = match h.from_node {
+                Some(from) => {
+                    super::remote::bind_moved(shard, &h.jid, me, h.presence, from, &h.sm, false);
+                    None
+                }
+                None => Some(Vec::new()),
+            };
             let mut sess = Session::new(h.jid, me);
             sess.presence = h.presence;
-            Park::detach(sess, h.sm, Some(Vec::new()), now)
+            Park::detach(sess, h.sm, hold, now)
         }
         In::Sm(SmConnMsg::Failed(_)) => Park::Done,
         other => {
@@ -193,7 +197,7 @@ fn detached(shard: &mut Shard, me: SessionRef, mut d: Detached, msg: In, now: In
             }
             // Still receiving our own hand-over: answer once it is complete.
             if let Some(old) = d.pending.replace(t) {
-                failed(shard, old.new, ResumeError::ItemNotFound);
+                old.to.failed(shard, ResumeError::ItemNotFound);
             }
         }
         // Shutdown, or replaced by a new bind of the same full JID: the session ends now.
@@ -258,26 +262,30 @@ fn push(sm: &mut SmState, acc: Acc) -> Result<(), Option<Acc>> {
     }
 }
 
-/// Commits the hand-over to `t.new`, or refuses it when the client's `h` is impossible.
+/// Commits the hand-over to `t.to`, or refuses it when the client's `h` is impossible.
 fn takeover(shard: &mut Shard, me: SessionRef, mut d: Detached, t: Takeover, now: Instant) -> Park {
     if let Err(crate::c2s::SmError::HandledCountTooHigh { h, sent }) = d.sm.ack(t.h) {
-        failed(shard, t.new, ResumeError::HandledCountTooHigh { h, sent });
+        t.to.failed(shard, ResumeError::HandledCountTooHigh { h, sent });
         return Park::Detached(Box::new(d));
     }
-    // Acknowledgements still on their way come here: they follow the session to `t.new` (in
+    let new = match t.to {
+        Requester::Local(new) => new,
+        Requester::Node(ask) => return to_node(shard, me, d, t.id, ask),
+    };
+    // Acknowledgements still on their way come here: they follow the session to `new` (in
     // `forwarding`, then through the shard once this task has ended).
-    shard.moved_to(me.conn, t.new);
+    shard.moved_to(me.conn, new);
     let jid = d.sess.jid.clone();
     // No more stanzas from this shard's senders straight to us: they go through the home shard,
     // behind the Switch sent below on the same ring.
     shard.local_unbind(&jid, me.conn);
-    if t.new.shard != me.shard {
+    if new.shard != me.shard {
         // Per-connection module state stays on this shard: a resumption on the same shard keeps
         // it, one elsewhere starts without it (see docs/ROUTE.md, known limits).
         let mut end = SessionEnd {
             jid: jid.clone(),
             session: me,
-            kind: SessionEndKind::MovedTo(t.new),
+            kind: SessionEndKind::MovedTo(new),
             unavailable: None,
             held: Vec::new(),
         };
@@ -288,20 +296,47 @@ fn takeover(shard: &mut Shard, me: SessionRef, mut d: Detached, t: Takeover, now
         presence: d.sess.presence,
         sm: d.sm,
         old: me,
+        from_node: None,
     };
-    shard.send_to_session(t.new, ConnMsg::ext(SmConnMsg::Handover(Box::new(handover))));
+    shard.send_to_session(new, ConnMsg::ext(SmConnMsg::Handover(Box::new(handover))));
     let home = home_shard(&jid.bare(), shard.shards);
     let switch = SmShardMsg::Switch {
         id: t.id,
         jid,
         old: me,
-        new: t.new,
+        new,
     };
     super::to_home(shard, home, switch);
     Park::Forwarding {
-        to: t.new,
+        to: new,
         until: now + HANDOVER_WAIT,
     }
+}
+
+/// Commits the hand-over to a connection of another node: the session's state goes there in one
+/// answer; this node forgets the session without an `unavailable` (it moved). If the answer cannot
+/// be published the session ends here as if it had expired; if the other node does not confirm
+/// it took the state, the stanzas are routed again (see `remote`).
+fn to_node(
+    shard: &mut Shard,
+    me: SessionRef,
+    mut d: Detached,
+    id: String,
+    ask: super::remote::NodeAsk,
+) -> Park {
+    let jid = d.sess.jid.clone();
+    shard.local_unbind(&jid, me.conn);
+    let sent = super::remote::hand_over(shard, id, &jid, d.sess.presence, &mut d.sm, ask);
+    for acc in d.hold.take().unwrap_or_default() {
+        shard.reroute(acc);
+    }
+    if !sent {
+        return expire(shard, d, None);
+    }
+    tracing::debug!(jid = jid.as_str(), "session moved to another node");
+    crate::sm::unregister(shard, jid, me);
+    shard.drain_to_route();
+    Park::Done
 }
 
 fn forwarding(shard: &mut Shard, to: SessionRef, until: Instant, msg: In) -> Park {
@@ -348,7 +383,7 @@ fn expire(shard: &mut Shard, mut d: Detached, extra: Option<Acc>) -> Park {
         shard.reroute(acc);
     }
     if let Some(t) = d.pending.take() {
-        failed(shard, t.new, ResumeError::ItemNotFound);
+        t.to.failed(shard, ResumeError::ItemNotFound);
     }
     shard.drain_to_route();
     Park::Done

@@ -104,6 +104,7 @@ fn cfg() -> SmConfig {
         buffer_max: 100_000,
         ack_freq: 1_000_000,
         resume_timeout: Duration::from_secs(60),
+        id_prefix: None,
     }
 }
 
@@ -148,7 +149,14 @@ fn resumer(net: &mut Net, on: usize, bare: &str, id: &str, h: u32) -> Parked {
     let (conn, mb) = net.cluster.shards[on].open_conn();
     let me = net.cluster.shards[on].session_ref(conn);
     let bare = crate::jid::BareJid::parse(bare).unwrap();
-    resume_request(&mut net.cluster.shards[on], bare, id.to_string(), h, me);
+    resume_request(
+        &mut net.cluster.shards[on],
+        bare,
+        id.to_string(),
+        h,
+        me,
+        cfg(),
+    );
     Parked {
         on,
         me,
@@ -306,7 +314,7 @@ fn unknown_id_fails_and_resume_twice_fails_the_second() {
         SmConnMsg::Takeover(Takeover {
             id: "B".into(),
             h: 0,
-            new: me,
+            to: Requester::Local(me),
         }),
     );
     net.cluster.pump();
@@ -482,4 +490,96 @@ fn module_offers_the_feature_after_auth_and_configures_the_c2s() {
     assert!(
         crate::modules::c2s_options(&parse("[modules.stream_management]\nbuffer_max = 0")).is_err()
     );
+}
+
+/// This shard as node `a` of a cluster (its NATS output kept for the test to read).
+fn as_node_a(shard: &mut crate::shard::Shard) -> crate::cluster::link::LinkRc {
+    use crate::cluster::link::{install, Link};
+    let node = crate::cluster::link::test_node("a");
+    let link = Rc::new(std::cell::RefCell::new(Link::new(Rc::new(node), 0)));
+    install(shard, &link);
+    link.borrow_mut().reset();
+    link.borrow_mut().connected = true;
+    link.borrow_mut().nats.take_output();
+    link
+}
+
+/// Node `b` asks node `a` (this one shard) for session `id` of alice with `h`.
+fn ask_from_b(net: &mut Net, link: &crate::cluster::link::LinkRc, id: &str, h: u32) {
+    let body = remote::Msg::Ask {
+        id: id.into(),
+        h,
+        node: "b".into(),
+    }
+    .encode();
+    let rec = crate::cluster::wire::Record::Module {
+        kind: "sm".into(),
+        key: format!("alice@{HOST}"),
+        body,
+    };
+    let msg = crate::cluster::nats::Msg {
+        subject: "petrel.t.n.a.0".into(),
+        sid: crate::cluster::sid::STANZAS,
+        reply: Some("petrel.t.r.b.2.0.q.5".into()),
+        status: None,
+        payload: rec.encode(),
+    };
+    crate::cluster::link::on_msg(link, &mut net.cluster.shards[0], msg);
+}
+
+#[test]
+fn a_session_asked_for_by_another_node_goes_there_whole_and_leaves_the_map() {
+    let mut net = Net::new(1);
+    let link = as_node_a(&mut net.cluster.shards[0]);
+    let alice = FullJid::parse(&format!("alice@{HOST}/r")).unwrap();
+    let mut old = park_session(&mut net, 0, &alice, "a.ID");
+    let (mut bob, _bmb) =
+        net.cluster
+            .connect(0, &FullJid::parse(&format!("bob@{HOST}/b")).unwrap(), None);
+    for b in ["one", "two", "three"] {
+        user_send(&mut net.cluster.shards[0], &mut bob, msg(alice.as_str(), b));
+        net.cluster.pump();
+    }
+    old.drain(&mut net);
+    assert_eq!(buffered(&old), ["one", "two", "three"]);
+    link.borrow_mut().nats.take_output();
+
+    // Another user's id, or an unknown one: `failed` at once, the session untouched.
+    ask_from_b(&mut net, &link, "a.OTHER", 0);
+    net.cluster.pump();
+    let out = String::from_utf8_lossy(&link.borrow_mut().nats.take_output()).into_owned();
+    assert!(
+        out.contains("PUB petrel.t.r.b.2.0.q.5 ") && out.contains("failed\n"),
+        "{out}"
+    );
+
+    // The client saw "one": the rest goes, in order, in one answer expecting `taken`.
+    ask_from_b(&mut net, &link, "a.ID", 1);
+    net.cluster.pump();
+    old.drain(&mut net);
+    net.cluster.pump();
+    assert!(old.park.is_done(), "{:?}", old.park);
+    let out = String::from_utf8_lossy(&link.borrow_mut().nats.take_output()).into_owned();
+    let at = out
+        .find("PUB petrel.t.r.b.2.0.q.5 petrel.t.r.a.1.0.q.0 ")
+        .unwrap_or_else(|| panic!("no hand-over: {out}"));
+    let sent = &out[at..];
+    // Priority 0, nothing handled inbound, three sent.
+    assert!(
+        sent.contains(&format!("handover\n{alice}\n0\n0\n3\n")),
+        "{sent}"
+    );
+    let (two, three) = (sent.find("two").unwrap(), sent.find("three").unwrap());
+    assert!(two < three && !sent.contains(">one<"), "{sent}");
+    // Gone from this node's map (its `G` record; no `unavailable`: tests/cluster.rs shows it).
+    assert!(out.contains("G\na\n"), "{out}");
+    let bare = alice.bare();
+    assert!(net.cluster.shards[0].sm.resources(&bare).is_empty());
+
+    // No `taken` in time: the copies are routed again (here: no resource left, so dropped or
+    // stored), never kept forever.
+    let before = net.cluster.shards[0].stats.rerouted;
+    let later = Instant::now() + remote::TAKE_WAIT;
+    crate::cluster::rpc::expire(&mut net.cluster.shards[0], later);
+    assert_eq!(net.cluster.shards[0].stats.rerouted, before + 2);
 }
