@@ -20,6 +20,7 @@
 //!    `HandoverDone` and ends. N writes `<resumed/>` + the buffer at once, writes forwarded stanzas
 //!    as they come, and holds stanzas H routed to it directly until `HandoverDone`.
 
+mod handover;
 pub mod park;
 pub mod remote;
 #[cfg(test)]
