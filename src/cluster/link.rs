@@ -341,8 +341,12 @@ pub fn on_msg(link: &LinkRc, shard: &mut Shard, msg: Msg) {
     match msg.sid {
         sid::STANZAS => {
             for rec in records {
-                if let Record::Deliver { .. } = rec {
-                    deliver(link, shard, rec, msg.reply.as_deref());
+                match rec {
+                    Record::Deliver { .. } => deliver(link, shard, rec, msg.reply.as_deref()),
+                    Record::ToObject { .. } => {
+                        super::objects::deliver(link, shard, rec, msg.reply.as_deref())
+                    }
+                    _ => {}
                 }
             }
         }
@@ -363,8 +367,10 @@ pub fn on_msg(link: &LinkRc, shard: &mut Shard, msg: Msg) {
                 return;
             }
             for rec in records {
-                if let rec @ Record::Bound { .. } = rec {
-                    session_record(link, shard, rec);
+                match rec {
+                    Record::Bound { .. } => session_record(link, shard, rec),
+                    Record::Owned { .. } => super::objects::record(link, shard, rec),
+                    _ => {}
                 }
             }
         }
@@ -379,6 +385,9 @@ pub fn on_msg(link: &LinkRc, shard: &mut Shard, msg: Msg) {
             for rec in records {
                 match rec {
                     rec @ Record::Snapshot { .. } => snapshot(link, shard, rec),
+                    rec @ (Record::Owned { .. } | Record::Disowned { .. }) => {
+                        super::objects::record(link, shard, rec)
+                    }
                     rec => session_record(link, shard, rec),
                 }
             }

@@ -9,6 +9,7 @@ pub mod link;
 pub mod members;
 mod membership;
 pub mod nats;
+pub mod objects;
 mod sessions;
 mod stanzas;
 pub mod wire;

@@ -30,9 +30,34 @@ pub(super) fn send_remote(link: &LinkRc, shard: &mut Shard, session: SessionRef,
         .iter()
         .find(|r| r.session == session)
         .map(|r| r.jid.clone());
+    let Some(target) = target else {
+        // The session left meanwhile: the session manager picks again.
+        return shard.reroute(acc);
+    };
+    publish_copy(link, shard, (slot, to_shard), acc, |buf, acc| {
+        Record::deliver_header(
+            buf,
+            target.as_str(),
+            acc.from.as_str(),
+            acc.to.as_str(),
+            acc.reroutes,
+        )
+    });
+}
+
+/// Publishes `acc` to shard `to_shard` of member `slot` (its header written by `header`), with the
+/// next sequence number in the reply subject, and keeps a copy until acknowledged. A member that
+/// died meanwhile: routed again; over the bounds: answered `resource-constraint`.
+pub(super) fn publish_copy(
+    link: &LinkRc,
+    shard: &mut Shard,
+    (slot, to_shard): (u16, u16),
+    acc: Acc,
+    header: impl FnOnce(&mut Vec<u8>, &Acc),
+) {
     let mut l = link.borrow_mut();
-    let (Some(who), Some(target)) = (l.table.get(slot).cloned(), target) else {
-        // The member died (or the session left) meanwhile: the session manager picks again.
+    let Some(who) = l.table.get(slot).cloned() else {
+        // The member died meanwhile: the route picks again.
         drop(l);
         return shard.reroute(acc);
     };
@@ -45,13 +70,7 @@ pub(super) fn send_remote(link: &LinkRc, shard: &mut Shard, session: SessionRef,
     let seq = l.seqs.get(&(slot, to_shard)).copied().unwrap_or(0) + 1;
     let published = {
         let l = &mut *l;
-        Record::deliver_header(
-            &mut l.scratch,
-            target.as_str(),
-            acc.from.as_str(),
-            acc.to.as_str(),
-            acc.reroutes,
-        );
+        header(&mut l.scratch, &acc);
         l.nats.publish_parts(
             format_args!("{}.n.{}.{to_shard}", l.node.prefix, who.node),
             format_args!("{}.{slot}.{to_shard}.{seq}", l.inbox),
@@ -85,22 +104,9 @@ pub(super) fn deliver(link: &LinkRc, shard: &mut Shard, rec: Record, reply: Opti
     else {
         return;
     };
-    let token = reply.and_then(|r| received(link, r));
-    link.borrow_mut().stats.stanzas_in += 1;
-    let Ok(stanza) = crate::xml::Stanza::parse(stanza) else {
-        tracing::warn!(
-            shard = shard.id.0,
-            "cluster: unparsable stanza from another node"
-        );
+    let Some(acc) = arrived(link, shard, reply, (from, to, reroutes), stanza) else {
         return;
     };
-    let mut acc = Acc::new(stanza, from, to, shard.id);
-    acc.reroutes = reroutes;
-    if let Some((sender, seq)) = token {
-        // Acknowledged to the sender when the stanza's route ends here (see `handled`).
-        let at = SessionRef::remote(INBOX_SLOT, shard.id.0, sender);
-        acc.handled = Some(crate::hooks::Handled::new(at, seq as u32));
-    }
     match shard.local_session(target.as_str()) {
         Some(conn) => {
             let at = shard.session_ref(conn);
@@ -109,6 +115,33 @@ pub(super) fn deliver(link: &LinkRc, shard: &mut Shard, rec: Record, reply: Opti
         // The session left this node: handled as for any vanished full JID.
         None => shard.reroute(acc),
     }
+}
+
+/// A stanza from another node as an `Acc` on this shard, with the token that acknowledges it to
+/// its sender when its route ends here (see `handled`); None when unparsable.
+pub(super) fn arrived(
+    link: &LinkRc,
+    shard: &mut Shard,
+    reply: Option<&str>,
+    (from, to, reroutes): (crate::jid::Jid, crate::jid::Jid, u8),
+    stanza: Vec<u8>,
+) -> Option<Acc> {
+    let token = reply.and_then(|r| received(link, r));
+    link.borrow_mut().stats.stanzas_in += 1;
+    let Ok(stanza) = crate::xml::Stanza::parse(stanza) else {
+        tracing::warn!(
+            shard = shard.id.0,
+            "cluster: unparsable stanza from another node"
+        );
+        return None;
+    };
+    let mut acc = Acc::new(stanza, from, to, shard.id);
+    acc.reroutes = reroutes;
+    if let Some((sender, seq)) = token {
+        let at = SessionRef::remote(INBOX_SLOT, shard.id.0, sender);
+        acc.handled = Some(crate::hooks::Handled::new(at, seq as u32));
+    }
+    Some(acc)
 }
 
 /// Senders remembered (gap detection, acknowledgement tokens); past it the oldest is forgotten

@@ -98,6 +98,37 @@ pub enum Record {
         /// Closes the frame.
         done: bool,
     },
+    /// An object homed on one node (a MUC room: `key` is its bare JID) lives on `from`, on its
+    /// shard `shard` (`petrel.C.sm`, and sync answers): the registry of `objects`.
+    Owned {
+        /// The node holding it.
+        from: Incarnation,
+        /// The object's key.
+        key: String,
+        /// Its shard on that node.
+        shard: u16,
+    },
+    /// The object `key` no longer lives on `from` (destroyed, or dropped after a conflict).
+    Disowned {
+        /// The node that held it.
+        from: Incarnation,
+        /// The object's key.
+        key: String,
+    },
+    /// A stanza for the object `key` homed on the receiving node (`petrel.C.n.NODE.0`), with the
+    /// same acknowledgement as `Deliver`.
+    ToObject {
+        /// The object it is for.
+        key: String,
+        /// The route's sender.
+        from: Jid,
+        /// The route's recipient.
+        to: Jid,
+        /// Times the stanza was already re-routed (bounds loops between nodes).
+        reroutes: u8,
+        /// The stanza's bytes.
+        stanza: Vec<u8>,
+    },
 }
 
 /// A payload that is not a record.
@@ -197,7 +228,36 @@ impl Record {
                 field(out, &shards.to_string());
                 field(out, if *done { "e" } else { "b" });
             }
+            Record::Owned { from, key, shard } => {
+                field(out, "O");
+                from.write(out);
+                field(out, key);
+                field(out, &shard.to_string());
+            }
+            Record::Disowned { from, key } => {
+                field(out, "U");
+                from.write(out);
+                field(out, key);
+            }
+            Record::ToObject {
+                key,
+                from,
+                to,
+                reroutes,
+                stanza,
+            } => {
+                let mut head = Vec::new();
+                Record::object_header(&mut head, key, from.as_str(), to.as_str(), *reroutes);
+                out.extend_from_slice(&head);
+                out.extend_from_slice(stanza);
+            }
         }
+    }
+
+    /// The header of a `ToObject` record (the stanza's bytes follow it), into `out`.
+    pub fn object_header(out: &mut Vec<u8>, key: &str, from: &str, to: &str, reroutes: u8) {
+        Record::deliver_header(out, key, from, to, reroutes);
+        out[0] = b'R';
     }
 
     /// The header of a `Deliver` record (the stanza's bytes follow it), into `out`.
@@ -218,10 +278,10 @@ impl Record {
         out
     }
 
-    /// The records of a payload. A `Deliver` record is always alone in its payload (its stanza
-    /// may hold any byte but the separator is not searched for in it).
+    /// The records of a payload. A `Deliver` or `ToObject` record is always alone in its payload
+    /// (its stanza may hold any byte but the separator is not searched for in it).
     pub fn decode_all(payload: &[u8]) -> Result<Vec<Record>, Malformed> {
-        if payload.first() == Some(&b'D') {
+        if matches!(payload.first(), Some(b'D' | b'R')) {
             return Ok(vec![Record::decode(payload)?]);
         }
         payload
@@ -237,6 +297,8 @@ impl Record {
         let full = |s: &str| FullJid::parse(s).map_err(|_| Malformed);
         let jid = |s: &str| Jid::parse(s).map_err(|_| Malformed);
         let num = |s: &str| s.parse::<u16>().map_err(|_| Malformed);
+        // A key is not empty (it names an object).
+        let key = |s: &str| (!s.is_empty()).then(|| s.to_owned()).ok_or(Malformed);
         let rec = match f.next()? {
             "H" => Record::Heartbeat {
                 from: f.incarnation()?,
@@ -288,6 +350,22 @@ impl Record {
                     "e" => true,
                     _ => return Err(Malformed),
                 },
+            },
+            "O" => Record::Owned {
+                from: f.incarnation()?,
+                key: key(f.next()?)?,
+                shard: num(f.next()?)?,
+            },
+            "U" => Record::Disowned {
+                from: f.incarnation()?,
+                key: key(f.next()?)?,
+            },
+            "R" => Record::ToObject {
+                key: key(f.next()?)?,
+                from: jid(f.next()?)?,
+                to: jid(f.next()?)?,
+                reroutes: f.next()?.parse().map_err(|_| Malformed)?,
+                stanza: f.0.to_vec(),
             },
             _ => return Err(Malformed),
         };
@@ -371,6 +449,15 @@ mod tests {
                 shards: 2,
                 done: true,
             },
+            Record::Owned {
+                from: inc(),
+                key: "room@conference.localhost".into(),
+                shard: 1,
+            },
+            Record::Disowned {
+                from: inc(),
+                key: "room@conference.localhost".into(),
+            },
         ];
         for r in &recs {
             assert_eq!(Record::decode_all(&r.encode()).unwrap(), vec![r.clone()]);
@@ -395,6 +482,20 @@ mod tests {
     }
 
     #[test]
+    fn to_object_carries_any_bytes() {
+        let r = Record::ToObject {
+            key: "room@conference.localhost".into(),
+            from: Jid::parse("alice@localhost/a").unwrap(),
+            to: Jid::parse("room@conference.localhost/nick").unwrap(),
+            reroutes: 2,
+            stanza: b"<message>\n\x1e\n</message>".to_vec(),
+        };
+        let bytes = r.encode();
+        assert!(bytes.starts_with(b"R\nroom@conference.localhost\n"));
+        assert_eq!(Record::decode_all(&bytes).unwrap(), vec![r]);
+    }
+
+    #[test]
     fn garbage_is_refused() {
         for bad in [
             &b"X\n"[..],
@@ -402,6 +503,9 @@ mod tests {
             b"H\nn1\n1\n",
             b"G\nn1\n1\nnot a jid@@/\n0\n",
             b"P\nn1\n1\n0\n2\nx\n",
+            b"O\nn1\n1\n\n0\n",
+            b"O\nn1\n1\nroom@conference.localhost\nx\n",
+            b"R\nroom@c\nnot a jid@@/\nroom@c\n0\n<message/>",
         ] {
             assert_eq!(
                 Record::decode_all(bad),
