@@ -139,17 +139,7 @@ fn send(link: &LinkRc, shard: &mut Shard, slot: u16, key: &str, acc: Acc) {
 
 /// A stanza for an object homed here, from another node: to the service's packet handler.
 pub(super) fn deliver(link: &LinkRc, shard: &mut Shard, rec: Record, reply: Option<&str>) {
-    let Record::ToObject {
-        from,
-        to,
-        reroutes,
-        stanza,
-        ..
-    } = rec
-    else {
-        return;
-    };
-    let Some(mut acc) = arrived(link, shard, reply, (from, to, reroutes), stanza) else {
+    let Some((mut acc, None)) = arrived(link, shard, reply, rec) else {
         return;
     };
     acc.put(FROM_NODE, ());

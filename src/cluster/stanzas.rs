@@ -94,17 +94,7 @@ pub(super) fn publish_copy(
 
 /// A stanza for a session bound on this shard.
 pub(super) fn deliver(link: &LinkRc, shard: &mut Shard, rec: Record, reply: Option<&str>) {
-    let Record::Deliver {
-        target,
-        from,
-        to,
-        reroutes,
-        stanza,
-    } = rec
-    else {
-        return;
-    };
-    let Some(acc) = arrived(link, shard, reply, (from, to, reroutes), stanza) else {
+    let Some((acc, Some(target))) = arrived(link, shard, reply, rec) else {
         return;
     };
     match shard.local_session(target.as_str()) {
@@ -117,15 +107,32 @@ pub(super) fn deliver(link: &LinkRc, shard: &mut Shard, rec: Record, reply: Opti
     }
 }
 
-/// A stanza from another node as an `Acc` on this shard, with the token that acknowledges it to
-/// its sender when its route ends here (see `handled`); None when unparsable.
+/// A stanza from another node (a `Deliver` or `ToObject` record) as an `Acc` on this shard, with
+/// the token that acknowledges it to its sender when its route ends here (see `handled`), and
+/// the target session of a `Deliver`; None when unparsable.
 pub(super) fn arrived(
     link: &LinkRc,
     shard: &mut Shard,
     reply: Option<&str>,
-    (from, to, reroutes): (crate::jid::Jid, crate::jid::Jid, u8),
-    stanza: Vec<u8>,
-) -> Option<Acc> {
+    rec: Record,
+) -> Option<(Acc, Option<crate::jid::FullJid>)> {
+    let (target, from, to, reroutes, stanza) = match rec {
+        Record::Deliver {
+            target,
+            from,
+            to,
+            reroutes,
+            stanza,
+        } => (Some(target), from, to, reroutes, stanza),
+        Record::ToObject {
+            stanza,
+            reroutes,
+            to,
+            from,
+            key: _,
+        } => (None, from, to, reroutes, stanza),
+        _ => return None,
+    };
     let token = reply.and_then(|r| received(link, r));
     link.borrow_mut().stats.stanzas_in += 1;
     let Ok(stanza) = crate::xml::Stanza::parse(stanza) else {
@@ -141,7 +148,7 @@ pub(super) fn arrived(
         let at = SessionRef::remote(INBOX_SLOT, shard.id.0, sender);
         acc.handled = Some(crate::hooks::Handled::new(at, seq as u32));
     }
-    Some(acc)
+    Some((acc, target))
 }
 
 /// Senders remembered (gap detection, acknowledgement tokens); past it the oldest is forgotten

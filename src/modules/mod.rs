@@ -192,7 +192,8 @@ pub fn start(config: &Config, shard: &mut Shard) {
                 );
                 Ok(())
             }
-            muc::NAME => muc::MucOptions::from_table(table).map(|o| muc::start(shard, &hosts, o)),
+            muc::NAME => muc::MucOptions::from_table(table)
+                .map(|o| muc::start(shard, &hosts, o, config.cluster.is_some())),
             pubsub::NAME => {
                 pubsub::PubsubOptions::from_table(table).map(|o| pubsub::start(shard, &hosts, o))
             }

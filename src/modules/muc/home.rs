@@ -27,6 +27,9 @@ enum Slot {
     Live { room: Box<Room>, creator: BareJid },
     /// The creator's quota was asked; stanzas wait.
     Creating(Vec<Acc>),
+    /// In a cluster: the room is read from the store (it may be a persistent room whose node
+    /// died); stanzas wait.
+    Loading(Vec<Acc>),
 }
 
 /// The rooms homed on this shard.
@@ -41,16 +44,24 @@ pub(super) struct Rooms {
     waiting: Vec<Acc>,
     limits: RoomLimits,
     max_rooms: u32,
+    /// In a cluster (docs/CLUSTER.md): a room lives on one node; rooms are loaded one by one
+    /// when first served here, never all at start (another node may hold them).
+    clustered: bool,
 }
 
-/// Installs the registry and queues the loading of the persistent rooms homed on this shard.
-pub fn start(shard: &mut Shard, opts: &super::MucOptions) {
+/// Installs the registry and, on a single node, queues the loading of the persistent rooms homed
+/// on this shard.
+pub fn start(shard: &mut Shard, opts: &super::MucOptions, clustered: bool) {
     shard.ext.insert(Rooms {
         limits: opts.limits.clone(),
         max_rooms: opts.max_rooms_per_user,
+        clustered,
+        loaded: clustered,
         ..Rooms::default()
     });
-    load(shard);
+    if !clustered {
+        load(shard);
+    }
 }
 
 /// Queues the loading of this shard's persistent rooms. Until it succeeds no room is served here
@@ -120,7 +131,7 @@ fn rooms(shard: &mut Shard) -> &mut Rooms {
 }
 
 /// A stanza to a room (or an occupant) homed on this shard.
-pub fn deliver(shard: &mut Shard, acc: Acc) {
+pub fn deliver(shard: &mut Shard, mut acc: Acc) {
     let r = rooms(shard);
     if !r.loaded {
         if r.waiting.len() < MAX_WAITING {
@@ -134,6 +145,14 @@ pub fn deliver(shard: &mut Shard, acc: Acc) {
         return;
     }
     let room_jid = acc.to.bare();
+    let elsewhere = r.clustered && !r.slots.contains_key(&room_jid);
+    if elsewhere {
+        // Not here: the cluster says where it lives (or that it is this node's to serve).
+        match crate::cluster::objects::place(shard, room_jid.as_str(), acc) {
+            Some(here) => acc = here,
+            None => return shard.drain_to_route(),
+        }
+    }
     let Ok(from) = acc.from.clone().try_into_full() else {
         // Only sessions (full JIDs) take part in rooms.
         shard.bounce(&acc, StanzaErrorCondition::NotAcceptable);
@@ -159,13 +178,14 @@ pub fn deliver(shard: &mut Shard, acc: Acc) {
             drop(acc);
             apply(shard, &room_jid, outs);
         }
-        Some(Slot::Creating(queue)) => {
+        Some(Slot::Creating(queue) | Slot::Loading(queue)) => {
             if queue.len() < MAX_WAITING {
                 queue.push(acc);
             } else {
                 shard.bounce(&acc, StanzaErrorCondition::ResourceConstraint);
             }
         }
+        None if r.clustered => load_one(shard, acc, room_jid),
         None => unknown_room(shard, acc, room_jid, from),
     }
     shard.drain_to_route();
@@ -190,6 +210,82 @@ fn extension_iq(
     let el = acc.stanza.tree().ok()?;
     let payload = el.child_elements().next()?.clone();
     Some((handler, payload))
+}
+
+/// In a cluster, a room this node is to serve and does not hold: read from the (shared) store
+/// first — a persistent room whose node died, or that no node loaded yet.
+fn load_one(shard: &mut Shard, acc: Acc, room: BareJid) {
+    rooms(shard)
+        .slots
+        .insert(room.clone(), Slot::Loading(vec![acc]));
+    let name = room.as_str().to_owned();
+    let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
+    ctx.store(store_key(&room), move |store| {
+        let rows = store.muc_rooms(|r| r == name);
+        JobDone {
+            then: Some(Box::new(move |shard: &mut Shard| {
+                loaded_one(shard, room, rows)
+            })),
+            ..JobDone::default()
+        }
+    });
+}
+
+/// The store answered for one room: restore it (and announce it), or handle what waited as for
+/// an unknown room.
+fn loaded_one(
+    shard: &mut Shard,
+    jid: BareJid,
+    rows: Result<Vec<(String, String)>, crate::store::StoreError>,
+) {
+    let Some(Slot::Loading(queue)) = rooms(shard).slots.remove(&jid) else {
+        return;
+    };
+    let stored = match rows {
+        Ok(rows) => rows
+            .into_iter()
+            .find_map(|(_, state)| serde_json::from_str::<Stored>(&state).ok()),
+        Err(e) => {
+            tracing::error!(room = jid.as_str(), error = %e, "MUC room could not be loaded");
+            for acc in queue {
+                shard.bounce(&acc, StanzaErrorCondition::ResourceConstraint);
+            }
+            return shard.drain_to_route();
+        }
+    };
+    let mut queue = queue.into_iter();
+    match stored.and_then(|s| Some((BareJid::parse(&s.creator).ok()?, s.room))) {
+        Some((creator, saved)) => {
+            let limits = rooms(shard).limits.clone();
+            let room = Box::new(Room::restore(jid.clone(), saved, limits));
+            rooms(shard).slots.insert(
+                jid.clone(),
+                Slot::Live {
+                    room,
+                    creator: creator.clone(),
+                },
+            );
+            crate::cluster::objects::announce(shard, jid.as_str());
+            let home = home_shard(&creator, shard.shards);
+            shard.send_to_shard(
+                home,
+                ShardMsg::Run(Box::new(move |s| super::quota::restored(s, &creator))),
+            );
+        }
+        None => {
+            // No such room: the first stanza may create it; the others follow it.
+            if let Some(first) = queue.next() {
+                match first.from.clone().try_into_full() {
+                    Ok(from) => unknown_room(shard, first, jid, from),
+                    Err(_) => shard.bounce(&first, StanzaErrorCondition::NotAcceptable),
+                }
+            }
+        }
+    }
+    for acc in queue {
+        deliver(shard, acc);
+    }
+    shard.drain_to_route();
 }
 
 /// A stanza to a room that does not exist: an available presence to `room/nick` from a local user
@@ -240,12 +336,13 @@ fn created(shard: &mut Shard, jid: BareJid, owner: BareJid, ok: bool) {
     if ok {
         let room = Box::new(Room::new(jid.clone(), owner.clone(), limits));
         rooms(shard).slots.insert(
-            jid,
+            jid.clone(),
             Slot::Live {
                 room,
                 creator: owner,
             },
         );
+        crate::cluster::objects::announce(shard, jid.as_str());
     } else if let Some(first) = queue.next() {
         shard.bounce(&first, StanzaErrorCondition::NotAllowed);
     }
@@ -255,13 +352,52 @@ fn created(shard: &mut Shard, jid: BareJid, owner: BareJid, ok: bool) {
     shard.drain_to_route();
 }
 
-/// `jid`'s session ended without leaving room `room` (see `tracker`).
-pub fn session_ended(shard: &mut Shard, room: &BareJid, jid: &FullJid) {
-    let outs = match rooms(shard).slots.get_mut(room) {
+/// `jid`'s session ended without leaving the room of `occupant` (`room/nick`, see `tracker`).
+pub fn session_ended(shard: &mut Shard, occupant: &FullJid, jid: &FullJid) {
+    let room = occupant.bare();
+    let r = rooms(shard);
+    let outs = match r.slots.get_mut(&room) {
         Some(Slot::Live { room, .. }) => room.session_ended(jid, SystemTime::now()),
+        _ if r.clustered => {
+            // The room may live on another node: it hears an unavailable presence on the
+            // session's behalf, by the path the session's own stanzas took.
+            let el = crate::xml::Element::new("presence", crate::xmpp::ns::CLIENT)
+                .with_attr("type", "unavailable")
+                .with_attr("from", jid.as_str())
+                .with_attr("to", occupant.as_str());
+            let stanza = crate::xml::Stanza::from_element(&el);
+            let acc = Acc::new(
+                stanza,
+                jid.clone().into(),
+                occupant.clone().into(),
+                shard.id,
+            );
+            return deliver(shard, acc);
+        }
         _ => return,
     };
-    apply(shard, room, outs);
+    apply(shard, &room, outs);
+    shard.drain_to_route();
+}
+
+/// Another node's copy of room `key` won (announcements crossed): ours is dropped without
+/// touching the store; its occupants are told the room is gone (status 332) and may join again.
+pub fn evict(shard: &mut Shard, key: &str) {
+    let Ok(jid) = BareJid::parse(key) else { return };
+    let Some(Slot::Live { mut room, creator }) = rooms(shard).slots.remove(&jid) else {
+        return;
+    };
+    let outs: Vec<RoomOut> = room
+        .shutdown(SystemTime::now())
+        .into_iter()
+        .filter(|o| matches!(o, RoomOut::Send { .. } | RoomOut::Broadcast { .. }))
+        .collect();
+    apply(shard, &jid, outs);
+    let home = home_shard(&creator, shard.shards);
+    shard.send_to_shard(
+        home,
+        ShardMsg::Run(Box::new(move |s| super::quota::release(s, &creator))),
+    );
     shard.drain_to_route();
 }
 
@@ -295,7 +431,7 @@ pub fn live_rooms(shard: &mut Shard) -> Vec<(String, String, bool, usize)> {
                 room.is_public(),
                 room.occupants(),
             )),
-            Slot::Creating(_) => None,
+            Slot::Creating(_) | Slot::Loading(_) => None,
         })
         .collect()
 }
@@ -425,6 +561,7 @@ fn destroyed(shard: &mut Shard, jid: &BareJid) {
     };
     let was_persistent = room.is_persistent();
     drop(room);
+    crate::cluster::objects::withdraw(shard, jid.as_str());
     if was_persistent {
         delete_stored(shard, jid);
     }
