@@ -566,6 +566,14 @@ fn one_muc_room_across_nodes_its_node_dies_and_a_late_node_joins_it() {
     for c in [&mut alice, &mut bob, &mut carol] {
         expect_groupchat(c, "g2");
     }
+
+    // n3 dies again, now an occupant's node: carol leaves the room (on n1 or n2), the others see
+    // her go.
+    n3.server.kill9();
+    drop(carol);
+    for c in [&mut alice, &mut bob] {
+        expect_occupant(c, &format!("{room}/carol"), true);
+    }
 }
 
 #[test]

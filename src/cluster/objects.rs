@@ -29,9 +29,15 @@ use crate::xmpp::StanzaErrorCondition;
 /// (creating or loading the object when unknown) rather than sending it on.
 pub const FROM_NODE: Key<()> = Key::new("cluster.from_node");
 
-/// The `origin_shard` of a stanza from another node: not a local shard (work aimed at it is
-/// dropped; what a module sends to the sender goes through the session manager).
+/// The `origin_shard` of a stanza from another node whose member slot is not known here: not a
+/// local shard (work aimed at it is dropped; what a module sends to the sender goes through the
+/// session manager). A known sender's stanzas carry [`origin_of`] its slot instead.
 pub const REMOTE_ORIGIN: ShardId = ShardId(REMOTE_SHARD | INBOX_SLOT);
+
+/// The `origin_shard` given to stanzas from member `slot` (what its death names to [`Left`]).
+pub fn origin_of(slot: u16) -> ShardId {
+    ShardId(REMOTE_SHARD | (slot & !REMOTE_SHARD))
+}
 
 /// The node's module drops its copy of object `key` (another node's copy won): without
 /// announcing anything, on the key's home shard.
@@ -39,6 +45,21 @@ pub type Evict = Rc<dyn Fn(&mut Shard, &str)>;
 
 /// The objects (keys) of a dead member, on their home shard here: they left the registry.
 pub type Lost = Rc<dyn Fn(&mut Shard, Vec<String>)>;
+
+/// A member died, on every shard: the module's objects here drop what came from it (stanzas from
+/// it had `origin_shard` [`origin_of`] its slot).
+pub type Left = Rc<dyn Fn(&mut Shard, ShardId)>;
+
+/// What a module does when the cluster changes under its objects.
+#[derive(Clone)]
+pub struct Callbacks {
+    /// Its copy of an object gave way to another node's.
+    pub evict: Evict,
+    /// Objects of a dead member.
+    pub lost: Lost,
+    /// A member died.
+    pub left: Left,
+}
 
 /// Where one object lives, as this node knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +74,7 @@ enum Entry {
 #[derive(Default)]
 pub struct Registry {
     entries: HashMap<String, Entry>,
-    services: HashMap<String, (Evict, Lost)>,
+    services: HashMap<String, Callbacks>,
 }
 
 fn registry(shard: &mut Shard) -> &mut Registry {
@@ -89,10 +110,10 @@ pub fn rendezvous<'a>(key: &str, nodes: impl IntoIterator<Item = &'a str>) -> Op
 }
 
 /// A module serves objects under `domain`: its callbacks for lost conflicts and dead members.
-pub fn register(shard: &mut Shard, domain: &str, evict: Evict, lost: Lost) {
+pub fn register(shard: &mut Shard, domain: &str, callbacks: Callbacks) {
     registry(shard)
         .services
-        .insert(domain.to_owned(), (evict, lost));
+        .insert(domain.to_owned(), callbacks);
 }
 
 /// A stanza for object `key`, on its home shard: `Some` to serve it here; `None` when it went to
@@ -143,11 +164,23 @@ pub(super) fn deliver(link: &LinkRc, shard: &mut Shard, rec: Record, reply: Opti
         return;
     };
     acc.put(FROM_NODE, ());
-    acc.origin_shard = REMOTE_ORIGIN;
+    acc.origin_shard = reply
+        .and_then(|r| sender_slot(&link.borrow(), r))
+        .map_or(REMOTE_ORIGIN, origin_of);
     match shard.service(acc.to.domain()) {
         Some(handler) => handler(shard, acc),
         None => shard.bounce(&acc, StanzaErrorCondition::ServiceUnavailable),
     }
+}
+
+/// The member slot of the node whose inbox is the prefix of reply subject `reply`
+/// (`PREFIX.r.NODE.INC.SHARD.SLOT.SHARD.SEQ`).
+fn sender_slot(l: &super::link::Link, reply: &str) -> Option<u16> {
+    let rest = reply.strip_prefix(&l.node.prefix)?.strip_prefix(".r.")?;
+    let mut t = rest.split('.');
+    let node = t.next()?.to_owned();
+    let id = u64::from_str_radix(t.next()?, 16).ok()?;
+    l.table.slot_of(&super::wire::Incarnation { node, id })
 }
 
 /// Object `key` now lives here, on this shard (its home shard): the other nodes hear of it.
@@ -229,7 +262,7 @@ pub(super) fn apply(shard: &mut Shard, slot: u16, rec: Record) {
                 let evict = registry(shard)
                     .services
                     .get(service_of(&key))
-                    .map(|s| s.0.clone());
+                    .map(|s| s.evict.clone());
                 if let Some(evict) = evict {
                     evict(shard, &key);
                 }
@@ -259,10 +292,21 @@ pub(super) fn purge(shard: &mut Shard, slot: u16) {
         !dead
     });
     for (service, keys) in gone {
-        let lost = registry(shard).services.get(&service).map(|s| s.1.clone());
+        let lost = registry(shard)
+            .services
+            .get(&service)
+            .map(|s| s.lost.clone());
         if let Some(lost) = lost {
             lost(shard, keys);
         }
+    }
+    let left: Vec<Left> = registry(shard)
+        .services
+        .values()
+        .map(|s| s.left.clone())
+        .collect();
+    for left in left {
+        left(shard, origin_of(slot));
     }
 }
 
@@ -298,7 +342,159 @@ pub fn remote_keys(shard: &mut Shard, domain: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::RefCell;
+
     use super::*;
+    use crate::cluster::members::Change;
+    use crate::cluster::stanzas::tests::{chat, output, shard_and_link};
+    use crate::cluster::wire::Incarnation;
+
+    /// A room whose rendezvous node among `a` and `b` is `node`.
+    fn room_of(node: &str) -> String {
+        (0..)
+            .map(|i| format!("r{i}@conference.localhost"))
+            .find(|k| rendezvous(k, ["a", "b"]) == Some(node))
+            .unwrap()
+    }
+
+    fn b() -> Incarnation {
+        Incarnation {
+            node: "b".into(),
+            id: 2,
+        }
+    }
+
+    /// Node `a` with member `b` at slot 0, and what the MUC-like callbacks were told.
+    fn node_a() -> (Shard, LinkRc, Rc<RefCell<Vec<String>>>) {
+        let (mut shard, link) = shard_and_link("a");
+        link.borrow_mut()
+            .table
+            .apply(&Change::Joined { slot: 0, who: b() });
+        let told = Rc::new(RefCell::new(Vec::new()));
+        let (t1, t2, t3) = (told.clone(), told.clone(), told.clone());
+        let callbacks = Callbacks {
+            evict: Rc::new(move |_, k| t1.borrow_mut().push(format!("evict {k}"))),
+            lost: Rc::new(move |_, ks| t2.borrow_mut().push(format!("lost {ks:?}"))),
+            left: Rc::new(move |_, at| t3.borrow_mut().push(format!("left {}", at.0))),
+        };
+        register(&mut shard, "conference.localhost", callbacks);
+        (shard, link, told)
+    }
+
+    #[test]
+    fn an_unknown_object_goes_to_its_rendezvous_node_which_serves_it() {
+        let (mut shard, link, _) = node_a();
+        // b's to serve: published to b's shard 0, numbered, a copy kept.
+        let theirs = room_of("b");
+        assert!(place(&mut shard, &theirs, chat(&theirs, "hi")).is_none());
+        let out = output(&link);
+        assert!(
+            out.contains("PUB petrel.t.n.b.0 petrel.t.r.a.1.0.0.0.1 "),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("R\n{theirs}\nalice@localhost/a\n")),
+            "{out}"
+        );
+        assert_eq!(link.borrow().unacked_len, 1);
+        // Ours: served here. Sent here by another node: served here whatever the rendezvous says.
+        let ours = room_of("a");
+        assert!(place(&mut shard, &ours, chat(&ours, "hi")).is_some());
+        let mut acc = chat(&theirs, "hi");
+        acc.put(FROM_NODE, ());
+        assert!(place(&mut shard, &theirs, acc).is_some());
+        assert!(output(&link).is_empty());
+    }
+
+    #[test]
+    fn the_registry_follows_announcements_conflicts_and_deaths() {
+        let (mut shard, link, told) = node_a();
+        // A room of a's rendezvous lives on b (b created it when a was not a member yet): the
+        // registry sends its stanzas there.
+        let key = room_of("a");
+        let owned = |key: &str| Record::Owned {
+            from: b(),
+            key: key.to_owned(),
+            shard: 1,
+        };
+        apply(&mut shard, 0, owned(&key));
+        assert!(place(&mut shard, &key, chat(&key, "hi")).is_none());
+        assert!(output(&link).contains("PUB petrel.t.n.b.0 "));
+        // Disowned: unknown again, so a's to serve.
+        let gone = Record::Disowned {
+            from: b(),
+            key: key.clone(),
+        };
+        apply(&mut shard, 0, gone);
+        assert!(place(&mut shard, &key, chat(&key, "hi")).is_some());
+
+        // Two copies: a announced its own; b's announcement crosses it. The copy on the
+        // preferred node stays; the other gives way.
+        for (key, a_wins) in [(room_of("a"), true), (room_of("b"), false)] {
+            told.borrow_mut().clear();
+            announce(&mut shard, &key);
+            assert!(output(&link).contains(&format!("O\na\n1\n{key}\n0\n")));
+            apply(&mut shard, 0, owned(&key));
+            let served_here = place(&mut shard, &key, chat(&key, "hi")).is_some();
+            assert_eq!(served_here, a_wins, "{key}");
+            let evicted = vec![format!("evict {key}")];
+            assert_eq!(*told.borrow() == evicted, !a_wins, "{:?}", told.borrow());
+        }
+        // Sync answers name the objects living here.
+        let mut batch = Vec::new();
+        owned_records(&shard, &link.borrow().node.me.clone(), &mut batch);
+        let recs = Record::decode_all(&batch).unwrap();
+        assert_eq!(recs.len(), 1, "{recs:?}");
+
+        // b dies: its objects leave the registry, the module hears which, and of the death.
+        told.borrow_mut().clear();
+        let lost = room_of("b");
+        link.borrow_mut()
+            .table
+            .apply(&Change::Died { slot: 0, who: b() });
+        purge(&mut shard, 0);
+        assert_eq!(
+            *told.borrow(),
+            [
+                format!("lost [{lost:?}]"),
+                format!("left {}", origin_of(0).0)
+            ]
+        );
+        assert!(place(&mut shard, &lost, chat(&lost, "hi")).is_some());
+    }
+
+    #[test]
+    fn a_stanza_from_another_node_reaches_the_service_marked_with_its_sender() {
+        let (mut shard, link, _) = node_a();
+        let got = Rc::new(RefCell::new(None));
+        let g = got.clone();
+        shard.register_route(
+            "conference.localhost",
+            Rc::new(move |_, acc: Acc| {
+                *g.borrow_mut() = Some((acc.get(FROM_NODE).is_some(), acc.origin_shard));
+            }),
+        );
+        let rec = Record::ToObject {
+            key: "r@conference.localhost".into(),
+            from: crate::jid::Jid::parse("bob@localhost/b").unwrap(),
+            to: crate::jid::Jid::parse("r@conference.localhost/bob").unwrap(),
+            reroutes: 0,
+            stanza: b"<presence/>".to_vec(),
+        };
+        let msg = crate::cluster::nats::Msg {
+            subject: "petrel.t.n.a.0".into(),
+            sid: crate::cluster::sid::STANZAS,
+            reply: Some("petrel.t.r.b.2.1.0.0.7".into()),
+            status: None,
+            payload: rec.encode(),
+        };
+        crate::cluster::link::on_msg(&link, &mut shard, msg);
+        assert_eq!(*got.borrow(), Some((true, origin_of(0))));
+        // Its route ended (the handler dropped it): acknowledged to b's inbox.
+        shard.take_outgoing();
+        let out = output(&link);
+        assert!(out.contains("PUB petrel.t.r.b.2.1.0.0.7 "), "{out}");
+    }
 
     #[test]
     fn rendezvous_agrees_and_moves_only_what_it_must() {
@@ -330,15 +526,11 @@ mod tests {
 
     #[test]
     fn weights_are_fixed_across_builds() {
-        // SHA-256("n1\0room@conference.localhost")[..8]: the same on every node, whatever its
-        // platform; a change here would split a mixed-version cluster.
+        // `printf 'n1\0room@conference.localhost' | sha256sum`, first 8 bytes: the same on every
+        // node whatever its platform; a change here would split a mixed-version cluster.
         assert_eq!(
             weight("n1", "room@conference.localhost"),
-            u64::from_be_bytes(
-                Sha256::digest(b"n1\0room@conference.localhost")[..8]
-                    .try_into()
-                    .unwrap()
-            )
+            0xdea2_ab53_beaa_db27
         );
         assert_ne!(weight("n1", "a@x"), weight("n2", "a@x"));
     }

@@ -288,7 +288,7 @@ pub(super) fn returned(link: &LinkRc, shard: &mut Shard, key: (u16, u16), seq: u
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::cell::RefCell;
     use std::rc::Rc;
     use std::time::Duration;
@@ -301,7 +301,8 @@ mod tests {
     use crate::cluster::{sid, Node};
     use crate::jid::{FullJid, Jid};
 
-    fn shard_and_link(name: &str) -> (Shard, LinkRc) {
+    /// A one-shard node `name` with its link installed (no connection).
+    pub(in crate::cluster) fn shard_and_link(name: &str) -> (Shard, LinkRc) {
         let node = Node {
             prefix: "petrel.t".into(),
             me: Incarnation {
@@ -325,7 +326,8 @@ mod tests {
         (shard, link)
     }
 
-    fn chat(to: &str, body: &str) -> Acc {
+    /// A chat message from alice@localhost/a to `to`.
+    pub(in crate::cluster) fn chat(to: &str, body: &str) -> Acc {
         let stanza = crate::xml::Stanza::parse(
             format!("<message to='{to}' type='chat'><body>{body}</body></message>").into_bytes(),
         )
@@ -338,7 +340,8 @@ mod tests {
         )
     }
 
-    fn output(link: &LinkRc) -> String {
+    /// What the link wrote to its NATS connection since last asked.
+    pub(in crate::cluster) fn output(link: &LinkRc) -> String {
         String::from_utf8_lossy(&link.borrow_mut().nats.take_output()).into_owned()
     }
 

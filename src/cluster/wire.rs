@@ -295,7 +295,6 @@ impl Record {
     pub fn decode(rec: &[u8]) -> Result<Record, Malformed> {
         let mut f = Fields(rec);
         let full = |s: &str| FullJid::parse(s).map_err(|_| Malformed);
-        let jid = |s: &str| Jid::parse(s).map_err(|_| Malformed);
         let num = |s: &str| s.parse::<u16>().map_err(|_| Malformed);
         // A key is not empty (it names an object).
         let key = |s: &str| (!s.is_empty()).then(|| s.to_owned()).ok_or(Malformed);
@@ -320,13 +319,17 @@ impl Record {
                 jid: full(f.next()?)?,
                 shard: num(f.next()?)?,
             },
-            "D" => Record::Deliver {
-                target: full(f.next()?)?,
-                from: jid(f.next()?)?,
-                to: jid(f.next()?)?,
-                reroutes: f.next()?.parse().map_err(|_| Malformed)?,
-                stanza: f.0.to_vec(),
-            },
+            "D" => {
+                let target = full(f.next()?)?;
+                let (from, to, reroutes, stanza) = f.routed()?;
+                Record::Deliver {
+                    target,
+                    from,
+                    to,
+                    reroutes,
+                    stanza,
+                }
+            }
             "A" => Record::Ack {
                 from: f.incarnation()?,
                 shard: num(f.next()?)?,
@@ -360,13 +363,17 @@ impl Record {
                 from: f.incarnation()?,
                 key: key(f.next()?)?,
             },
-            "R" => Record::ToObject {
-                key: key(f.next()?)?,
-                from: jid(f.next()?)?,
-                to: jid(f.next()?)?,
-                reroutes: f.next()?.parse().map_err(|_| Malformed)?,
-                stanza: f.0.to_vec(),
-            },
+            "R" => {
+                let key = key(f.next()?)?;
+                let (from, to, reroutes, stanza) = f.routed()?;
+                Record::ToObject {
+                    key,
+                    from,
+                    to,
+                    reroutes,
+                    stanza,
+                }
+            }
             _ => return Err(Malformed),
         };
         Ok(rec)
@@ -382,6 +389,15 @@ impl<'a> Fields<'a> {
         let f = std::str::from_utf8(&self.0[..at]).map_err(|_| Malformed)?;
         self.0 = &self.0[at + 1..];
         Ok(f)
+    }
+
+    /// The route's `from` and `to`, the re-route count and the stanza's bytes (the rest).
+    fn routed(&mut self) -> Result<(Jid, Jid, u8, Vec<u8>), Malformed> {
+        let jid = |s: &str| Jid::parse(s).map_err(|_| Malformed);
+        let from = jid(self.next()?)?;
+        let to = jid(self.next()?)?;
+        let reroutes = self.next()?.parse().map_err(|_| Malformed)?;
+        Ok((from, to, reroutes, self.0.to_vec()))
     }
 
     fn incarnation(&mut self) -> Result<Incarnation, Malformed> {

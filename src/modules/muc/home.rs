@@ -380,6 +380,24 @@ pub fn session_ended(shard: &mut Shard, occupant: &FullJid, jid: &FullJid) {
     shard.drain_to_route();
 }
 
+/// A cluster member died (its stanzas came with `origin_shard` `origin`): its sessions leave
+/// the rooms homed here, as if they had ended (the others see them go).
+pub fn member_left(shard: &mut Shard, origin: crate::shard::ShardId) {
+    let now = SystemTime::now();
+    let mut all = Vec::new();
+    for (jid, slot) in rooms(shard).slots.iter_mut() {
+        if let Slot::Live { room, .. } = slot {
+            for session in room.sessions_on(origin) {
+                all.push((jid.clone(), room.session_ended(&session, now)));
+            }
+        }
+    }
+    for (jid, outs) in all {
+        apply(shard, &jid, outs);
+    }
+    shard.drain_to_route();
+}
+
 /// Another node's copy of room `key` won (announcements crossed): ours is dropped without
 /// touching the store; its occupants are told the room is gone (status 332) and may join again.
 pub fn evict(shard: &mut Shard, key: &str) {

@@ -51,12 +51,12 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: MucOptions, clustered: b
         shard.register_route(&domain, Rc::new(service::route));
         crate::modules::disco::add_server_item(&mut shard.ext, host, &domain, "Chatrooms");
         if clustered {
-            crate::cluster::objects::register(
-                shard,
-                &domain,
-                Rc::new(home::evict),
-                Rc::new(rooms_lost),
-            );
+            let callbacks = crate::cluster::objects::Callbacks {
+                evict: Rc::new(home::evict),
+                lost: Rc::new(rooms_lost),
+                left: Rc::new(home::member_left),
+            };
+            crate::cluster::objects::register(shard, &domain, callbacks);
         }
         services.insert(domain);
     }
