@@ -61,13 +61,32 @@ pub struct Callbacks {
     pub left: Left,
 }
 
-/// Where one object lives, as this node knows.
+/// Where one object lives, as this node knows, and since when (ms since the Unix epoch, as its
+/// node's clock said): of two copies the older stays.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Entry {
     /// Here, on this shard.
-    Local,
+    Local { since: u64 },
     /// On member `slot` (node `node`), its shard `shard`.
-    Remote { slot: u16, node: String, shard: u16 },
+    Remote {
+        slot: u16,
+        node: String,
+        shard: u16,
+        since: u64,
+    },
+}
+
+impl Entry {
+    fn is_local(&self) -> bool {
+        matches!(self, Entry::Local { .. })
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// One shard's part of the registry (the keys homed on it) and the modules' callbacks.
@@ -104,6 +123,13 @@ pub fn prefers(key: &str, a: &str, b: &str) -> bool {
     (weight(a, key), a) > (weight(b, key), b)
 }
 
+/// Of two copies of `key`, (live since, node), true when `a` stays: the older one (its
+/// occupants are undisturbed; a copy made by a node that had not heard of it yet gives way), the
+/// preferred node on a tie. Every node decides the same from the same two records.
+pub fn stays(key: &str, a: (u64, &str), b: (u64, &str)) -> bool {
+    a.0 < b.0 || (a.0 == b.0 && prefers(key, a.1, b.1))
+}
+
 /// The rendezvous node of `key` among `nodes`: the one every node picks from the same set.
 pub fn rendezvous<'a>(key: &str, nodes: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     nodes.into_iter().max_by_key(|n| (weight(n, key), *n))
@@ -124,7 +150,7 @@ pub fn place(shard: &mut Shard, key: &str, mut acc: Acc) -> Option<Acc> {
     let slot = {
         let l = link.borrow();
         match entry {
-            Some(Entry::Local) => return Some(acc),
+            Some(Entry::Local { .. }) => return Some(acc),
             Some(Entry::Remote { slot, .. }) if l.table.get(slot).is_some() => slot,
             // The rendezvous node (or a node whose registry sent it here) serves what it does
             // not know.
@@ -186,12 +212,16 @@ fn sender_slot(l: &super::link::Link, reply: &str) -> Option<u16> {
 /// Object `key` now lives here, on this shard (its home shard): the other nodes hear of it.
 pub fn announce(shard: &mut Shard, key: &str) {
     let Some(link) = link_of(shard) else { return };
-    registry(shard).entries.insert(key.to_owned(), Entry::Local);
+    let since = now_ms();
+    registry(shard)
+        .entries
+        .insert(key.to_owned(), Entry::Local { since });
     let mut l = link.borrow_mut();
     let rec = Record::Owned {
         from: l.node.me.clone(),
         key: key.to_owned(),
         shard: shard.id.0,
+        since,
     };
     let subject = format!("{}.sm", l.node.prefix);
     l.publish_control(&subject, None, &rec.encode());
@@ -200,7 +230,11 @@ pub fn announce(shard: &mut Shard, key: &str) {
 /// Object `key` no longer lives here (destroyed): the other nodes forget it.
 pub fn withdraw(shard: &mut Shard, key: &str) {
     let Some(link) = link_of(shard) else { return };
-    if registry(shard).entries.get(key) != Some(&Entry::Local) {
+    if !registry(shard)
+        .entries
+        .get(key)
+        .is_some_and(Entry::is_local)
+    {
         return;
     }
     registry(shard).entries.remove(key);
@@ -235,26 +269,35 @@ pub(super) fn apply(shard: &mut Shard, slot: u16, rec: Record) {
             from,
             key,
             shard: at,
+            since,
         } => {
             let me = link.borrow().node.me.node.clone();
             let live = |s: u16| link.borrow().table.get(s).is_some();
+            let theirs = (since, from.node.as_str());
             let keep_ours = match registry(shard).entries.get(&key) {
-                Some(Entry::Local) => !prefers(&key, &from.node, &me),
+                Some(Entry::Local { since: ours }) => !stays(&key, theirs, (*ours, &me)),
                 Some(Entry::Remote {
-                    slot: other, node, ..
-                }) => *other != slot && live(*other) && !prefers(&key, &from.node, node),
+                    slot: other,
+                    node,
+                    since: ours,
+                    ..
+                }) => *other != slot && live(*other) && !stays(&key, theirs, (*ours, node)),
                 None => false,
             };
             if keep_ours {
                 return;
             }
-            let was_local = registry(shard).entries.get(&key) == Some(&Entry::Local);
+            let was_local = registry(shard)
+                .entries
+                .get(&key)
+                .is_some_and(Entry::is_local);
             registry(shard).entries.insert(
                 key.clone(),
                 Entry::Remote {
                     slot,
                     node: from.node,
                     shard: at,
+                    since,
                 },
             );
             if was_local {
@@ -318,26 +361,16 @@ pub(super) fn owned_records(shard: &Shard, me: &super::wire::Incarnation, batch:
     };
     let id = shard.id.0;
     for (key, e) in &r.entries {
-        if *e == Entry::Local {
+        if let Entry::Local { since } = e {
             Record::Owned {
                 from: me.clone(),
                 key: key.clone(),
                 shard: id,
+                since: *since,
             }
             .encode_into(batch);
         }
     }
-}
-
-/// The objects under `domain` that live on other nodes, as this shard knows them (keys homed
-/// here).
-pub fn remote_keys(shard: &mut Shard, domain: &str) -> Vec<String> {
-    registry(shard)
-        .entries
-        .iter()
-        .filter(|(k, e)| matches!(e, Entry::Remote { .. }) && service_of(k) == domain)
-        .map(|(k, _)| k.clone())
-        .collect()
 }
 
 #[cfg(test)]
@@ -412,12 +445,13 @@ mod tests {
         // A room of a's rendezvous lives on b (b created it when a was not a member yet): the
         // registry sends its stanzas there.
         let key = room_of("a");
-        let owned = |key: &str| Record::Owned {
+        let owned = |key: &str, since| Record::Owned {
             from: b(),
             key: key.to_owned(),
             shard: 1,
+            since,
         };
-        apply(&mut shard, 0, owned(&key));
+        apply(&mut shard, 0, owned(&key, 1));
         assert!(place(&mut shard, &key, chat(&key, "hi")).is_none());
         assert!(output(&link).contains("PUB petrel.t.n.b.0 "));
         // Disowned: unknown again, so a's to serve.
@@ -428,13 +462,13 @@ mod tests {
         apply(&mut shard, 0, gone);
         assert!(place(&mut shard, &key, chat(&key, "hi")).is_some());
 
-        // Two copies: a announced its own; b's announcement crosses it. The copy on the
-        // preferred node stays; the other gives way.
-        for (key, a_wins) in [(room_of("a"), true), (room_of("b"), false)] {
+        // Two copies: a announced its own (live since now); b's announcement crosses it. The
+        // older copy stays, whichever node the rendezvous prefers; the other gives way.
+        for (key, b_since, a_wins) in [(room_of("b"), u64::MAX, true), (room_of("a"), 1, false)] {
             told.borrow_mut().clear();
             announce(&mut shard, &key);
             assert!(output(&link).contains(&format!("O\na\n1\n{key}\n0\n")));
-            apply(&mut shard, 0, owned(&key));
+            apply(&mut shard, 0, owned(&key, b_since));
             let served_here = place(&mut shard, &key, chat(&key, "hi")).is_some();
             assert_eq!(served_here, a_wins, "{key}");
             let evicted = vec![format!("evict {key}")];
@@ -446,9 +480,15 @@ mod tests {
         let recs = Record::decode_all(&batch).unwrap();
         assert_eq!(recs.len(), 1, "{recs:?}");
 
+        // Of two copies live since the same instant, the preferred node's stays.
+        for k in [room_of("a"), room_of("b")] {
+            assert_eq!(stays(&k, (5, "a"), (5, "b")), prefers(&k, "a", "b"));
+            assert!(stays(&k, (4, "a"), (5, "b")) && !stays(&k, (5, "a"), (4, "b")));
+        }
+
         // b dies: its objects leave the registry, the module hears which, and of the death.
         told.borrow_mut().clear();
-        let lost = room_of("b");
+        let lost = room_of("a");
         link.borrow_mut()
             .table
             .apply(&Change::Died { slot: 0, who: b() });

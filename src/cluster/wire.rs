@@ -107,6 +107,9 @@ pub enum Record {
         key: String,
         /// Its shard on that node.
         shard: u16,
+        /// When this copy went live there (ms since the Unix epoch): of two copies, the older
+        /// stays.
+        since: u64,
     },
     /// The object `key` no longer lives on `from` (destroyed, or dropped after a conflict).
     Disowned {
@@ -228,11 +231,17 @@ impl Record {
                 field(out, &shards.to_string());
                 field(out, if *done { "e" } else { "b" });
             }
-            Record::Owned { from, key, shard } => {
+            Record::Owned {
+                from,
+                key,
+                shard,
+                since,
+            } => {
                 field(out, "O");
                 from.write(out);
                 field(out, key);
                 field(out, &shard.to_string());
+                field(out, &since.to_string());
             }
             Record::Disowned { from, key } => {
                 field(out, "U");
@@ -358,6 +367,7 @@ impl Record {
                 from: f.incarnation()?,
                 key: key(f.next()?)?,
                 shard: num(f.next()?)?,
+                since: f.next()?.parse().map_err(|_| Malformed)?,
             },
             "U" => Record::Disowned {
                 from: f.incarnation()?,
@@ -469,6 +479,7 @@ mod tests {
                 from: inc(),
                 key: "room@conference.localhost".into(),
                 shard: 1,
+                since: 1_700_000_000_123,
             },
             Record::Disowned {
                 from: inc(),
@@ -519,8 +530,9 @@ mod tests {
             b"H\nn1\n1\n",
             b"G\nn1\n1\nnot a jid@@/\n0\n",
             b"P\nn1\n1\n0\n2\nx\n",
-            b"O\nn1\n1\n\n0\n",
-            b"O\nn1\n1\nroom@conference.localhost\nx\n",
+            b"O\nn1\n1\n\n0\n5\n",
+            b"O\nn1\n1\nroom@conference.localhost\nx\n5\n",
+            b"O\nn1\n1\nroom@conference.localhost\n0\n",
             b"R\nroom@c\nnot a jid@@/\nroom@c\n0\n<message/>",
         ] {
             assert_eq!(
