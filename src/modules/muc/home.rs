@@ -221,10 +221,10 @@ fn load_one(shard: &mut Shard, acc: Acc, room: BareJid) {
     let name = room.as_str().to_owned();
     let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
     ctx.store(store_key(&room), move |store| {
-        let rows = store.muc_rooms(|r| r == name);
+        let row = store.muc_room(&name);
         JobDone {
             then: Some(Box::new(move |shard: &mut Shard| {
-                loaded_one(shard, room, rows)
+                loaded_one(shard, room, row)
             })),
             ..JobDone::default()
         }
@@ -236,15 +236,13 @@ fn load_one(shard: &mut Shard, acc: Acc, room: BareJid) {
 fn loaded_one(
     shard: &mut Shard,
     jid: BareJid,
-    rows: Result<Vec<(String, String)>, crate::store::StoreError>,
+    row: Result<Option<String>, crate::store::StoreError>,
 ) {
     let Some(Slot::Loading(queue)) = rooms(shard).slots.remove(&jid) else {
         return;
     };
-    let stored = match rows {
-        Ok(rows) => rows
-            .into_iter()
-            .find_map(|(_, state)| serde_json::from_str::<Stored>(&state).ok()),
+    let stored = match row {
+        Ok(state) => state.and_then(|s| serde_json::from_str::<Stored>(&s).ok()),
         Err(e) => {
             tracing::error!(room = jid.as_str(), error = %e, "MUC room could not be loaded");
             for acc in queue {
