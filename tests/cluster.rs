@@ -623,3 +623,122 @@ fn a_persistent_room_comes_back_on_another_node_from_the_shared_store() {
         "{homes:?}"
     );
 }
+
+const PUBSUB: &str = "pubsub.localhost";
+
+/// A pubsub node name whose rendezvous node among n1, n2 and n3 is `node`.
+fn pubsub_node_homed_on(node: &str, prefix: &str) -> String {
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|n| {
+            let key = format!("{n}@{PUBSUB}");
+            petrel::cluster::objects::rendezvous(&key, ["n1", "n2", "n3"]) == Some(node)
+        })
+        .expect("some name hashes to each node")
+}
+
+/// Sends a pubsub IQ (`body` inside `<pubsub>`) and returns its answer, which must be a result.
+fn pubsub_ok(c: &mut Client, id: &str, ty: &str, body: &str) -> petrel::xml::Stanza {
+    c.send(&format!(
+        "<iq type='{ty}' id='{id}' to='{PUBSUB}'><pubsub xmlns='http://jabber.org/protocol/pubsub'>{body}</pubsub></iq>"
+    ));
+    let r = c.expect(id, |s| s.id().as_deref() == Some(id));
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    r
+}
+
+/// Waits for the notification of item `item` of `node`.
+fn expect_item(c: &mut Client, node: &str, item: &str) {
+    c.expect(&format!("notification of {item}"), |s| {
+        let t = text(s);
+        s.name() == "message"
+            && s.from().as_deref() == Some(PUBSUB)
+            && t.contains(&format!("node='{node}'"))
+            && t.contains(&format!("id='{item}'"))
+    });
+}
+
+/// Alice (n1) makes `node` (on its rendezvous node), bob (n2) subscribes, alice publishes `item`:
+/// bob is notified.
+fn pubsub_across(alice: &mut Client, bob: &mut Client, node: &str, item: &str) {
+    pubsub_ok(alice, "c1", "set", &format!("<create node='{node}'/>"));
+    pubsub_ok(
+        bob,
+        "s1",
+        "set",
+        &format!("<subscribe node='{node}' jid='bob@localhost/b'/>"),
+    );
+    let entry = format!("<item id='{item}'><entry xmlns='urn:x'>news</entry></item>");
+    pubsub_ok(
+        alice,
+        "p1",
+        "set",
+        &format!("<publish node='{node}'>{entry}</publish>"),
+    );
+    expect_item(bob, node, item);
+}
+
+#[test]
+fn one_pubsub_node_across_nodes() {
+    let Some(nats) = Nats::start() else { return };
+    let [n1, n2, n3] = three_nodes(&nats, "[modules.presence]\n[modules.pubsub]\n", false);
+    let node = pubsub_node_homed_on("n3", "news");
+    let mut alice = n1.server.login("alice", "a", Some(0));
+    let mut bob = n2.server.login("bob", "b", Some(0));
+    let mut carol = n3.server.login("carol", "c", Some(0));
+    sessions_known(&[&n1, &n2, &n3], &["n1", "n2", "n3"]);
+    // Made, subscribed to and published to from three nodes: one node (bob's subscription and
+    // alice's publication met), whose items carol reads from a third.
+    pubsub_across(&mut alice, &mut bob, &node, "i1");
+    let r = pubsub_ok(&mut carol, "g1", "get", &format!("<items node='{node}'/>"));
+    assert!(text(&r).contains("id='i1'"), "{}", text(&r));
+    // A second create from another node finds it exists.
+    carol.send(&format!("<iq type='set' id='c2' to='{PUBSUB}'><pubsub xmlns='http://jabber.org/protocol/pubsub'><create node='{node}'/></pubsub></iq>"));
+    let r = carol.expect("create refused", |s| s.id().as_deref() == Some("c2"));
+    assert_eq!(
+        error_condition(&r).as_deref(),
+        Some("conflict"),
+        "{}",
+        text(&r)
+    );
+}
+
+#[test]
+fn a_pubsub_node_comes_back_on_another_node_from_the_shared_store() {
+    let Some(db) = common::pg::TestDatabase::create() else {
+        return;
+    };
+    let Some(nats) = Nats::start() else { return };
+    let modules = format!(
+        "[modules.presence]\n[modules.pubsub]\n[store]\nbackend = \"postgres\"\nurl = {:?}\npool_size = 2\n",
+        db.url
+    );
+    let [n1, n2, mut n3] = three_nodes(&nats, &modules, true);
+    let node = pubsub_node_homed_on("n3", "kept");
+    let mut alice = n1.server.login("alice", "a", Some(0));
+    let mut bob = n2.server.login("bob", "b", Some(0));
+    sessions_known(&[&n1, &n2], &["n1", "n2"]);
+    pubsub_across(&mut alice, &mut bob, &node, "i1");
+    // The item is written after the publish is answered: the test waits for the row.
+    let store = petrel::store::Store::connect(&db.backend()).unwrap();
+    wait_until("the item stored", || {
+        store
+            .pubsub_load_node(PUBSUB, &node)
+            .unwrap()
+            .is_some_and(|n| n.items.len() == 1)
+    });
+    // Its node dies: the next request loads it (its item, subscriptions) on a live node.
+    n3.server.kill9();
+    wait_until("n1 declares n3 dead", || member(&n1, "n3").is_none());
+    wait_until("n2 declares n3 dead", || member(&n2, "n3").is_none());
+    let r = pubsub_ok(&mut bob, "g1", "get", &format!("<items node='{node}'/>"));
+    assert!(text(&r).contains("id='i1'"), "{}", text(&r));
+    let entry = "<item id='i2'><entry xmlns='urn:x'>more</entry></item>";
+    pubsub_ok(
+        &mut alice,
+        "p2",
+        "set",
+        &format!("<publish node='{node}'>{entry}</publish>"),
+    );
+    expect_item(&mut bob, &node, "i2");
+}

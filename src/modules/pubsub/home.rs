@@ -40,6 +40,8 @@ enum Slot {
     Live(Box<Live>),
     /// The quota was asked; requests to the node wait.
     Creating(Vec<(Acc, Request)>),
+    /// In a cluster: the node is read from the store; work on it waits.
+    Loading(Vec<(Acc, Job)>),
 }
 
 /// The nodes homed on this shard, by (service, node).
@@ -53,6 +55,37 @@ pub(super) struct Nodes {
     pub opts: PubsubOptions,
     /// The service domains.
     pub services: Vec<String>,
+    /// In a cluster (docs/CLUSTER.md, "Objects on one node"): a node lives on one cluster node;
+    /// nodes are loaded one by one when first used there, never all at start.
+    clustered: bool,
+}
+
+/// The key of a pubsub node in the cluster's registry: `NODE@SERVICE` (the service after the
+/// last `@`), the node name's `%`, line feeds and record separators escaped (a key is one field
+/// of a record).
+pub(super) fn object_key(service: &str, node: &str) -> String {
+    let mut k = String::with_capacity(node.len() + service.len() + 1);
+    for c in node.chars() {
+        match c {
+            '%' => k.push_str("%25"),
+            '\n' => k.push_str("%0A"),
+            '\u{1e}' => k.push_str("%1E"),
+            c => k.push(c),
+        }
+    }
+    k.push('@');
+    k.push_str(service);
+    k
+}
+
+/// The (service, node) of a registry key ([`object_key`]).
+fn from_object_key(key: &str) -> Option<(String, String)> {
+    let (node, service) = key.rsplit_once('@')?;
+    let node = node
+        .replace("%0A", "\n")
+        .replace("%1E", "\u{1e}")
+        .replace("%25", "%");
+    Some((service.to_owned(), node))
 }
 
 /// The home shard of `node` of `service`.
@@ -69,34 +102,155 @@ pub(super) fn nodes(shard: &mut Shard) -> &mut Nodes {
     shard.ext.get_or_default::<Nodes>()
 }
 
-/// Installs the registry and queues the loading of the nodes homed here.
-pub(super) fn start(shard: &mut Shard, opts: PubsubOptions, services: Vec<String>) {
+/// Installs the registry and, on a single node, queues the loading of the nodes homed here.
+pub(super) fn start(
+    shard: &mut Shard,
+    opts: PubsubOptions,
+    services: Vec<String>,
+    clustered: bool,
+) {
+    if clustered {
+        for svc in &services {
+            let callbacks = crate::cluster::objects::Callbacks {
+                evict: std::rc::Rc::new(evict),
+                // Every node is stored: its next request loads it on its new cluster node.
+                lost: std::rc::Rc::new(|_, _| {}),
+                left: std::rc::Rc::new(|_, _| {}),
+            };
+            crate::cluster::objects::register(shard, svc, callbacks);
+        }
+    }
     shard.ext.insert(Nodes {
         opts,
         services,
+        clustered,
+        loaded: clustered,
         ..Nodes::default()
     });
-    load(shard);
+    if !clustered {
+        load(shard);
+    }
 }
 
-/// Runs `job` on the home shard of `node` of `service`, once its nodes are loaded.
+/// Runs `job` on the home shard of `node` of `service`, once its nodes are loaded. In a cluster,
+/// the registry's shard for the node first says whether it lives on this cluster node; if not,
+/// the stanza goes there (and its request is parsed again there).
 pub(super) fn on_home(shard: &mut Shard, service: &str, node: &str, acc: Acc, job: Job) {
+    if nodes(shard).clustered {
+        let key = object_key(service, node);
+        let (svc, name) = (service.to_owned(), node.to_owned());
+        let at = home_shard_of(&key, shard.shards);
+        let place = move |s: &mut Shard| {
+            if let Some(acc) = crate::cluster::objects::place(s, &key, acc) {
+                to_home(s, &svc, &name, acc, job);
+            }
+            s.drain_to_route();
+        };
+        if at == shard.id {
+            return place(shard);
+        }
+        return shard.send_to_shard(at, ShardMsg::Run(Box::new(place)));
+    }
+    to_home(shard, service, node, acc, job);
+}
+
+/// Runs `job` on the home shard of `node` of `service`, once loaded.
+fn to_home(shard: &mut Shard, service: &str, node: &str, acc: Acc, job: Job) {
     let home = home_of(service, node, shard.shards);
+    let key = (service.to_owned(), node.to_owned());
     if home == shard.id {
-        when_loaded(shard, acc, job);
+        when_loaded(shard, key, acc, job);
     } else {
         shard.send_to_shard(
             home,
-            ShardMsg::Run(Box::new(move |s| when_loaded(s, acc, job))),
+            ShardMsg::Run(Box::new(move |s| when_loaded(s, key, acc, job))),
+        );
+    }
+}
+
+/// In a cluster, node `key` is to be served here and is not live: its work waits while it is
+/// read from the store (found: live and announced; else requests handle it as unknown).
+fn load_one(shard: &mut Shard, key: (String, String), acc: Acc, job: Job) {
+    match nodes(shard).slots.get_mut(&key) {
+        Some(Slot::Loading(q)) => {
+            if q.len() < MAX_WAITING {
+                q.push((acc, job));
+            } else {
+                shard.bounce(&acc, C::ResourceConstraint);
+            }
+            return;
+        }
+        Some(_) => return job(shard, acc),
+        None => {}
+    }
+    nodes(shard)
+        .slots
+        .insert(key.clone(), Slot::Loading(vec![(acc, job)]));
+    let store_at = store_key(&key.0, &key.1);
+    let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
+    ctx.store(store_at, move |store| {
+        let row = store.pubsub_load_node(&key.0, &key.1);
+        JobDone {
+            then: Some(Box::new(move |shard: &mut Shard| {
+                let Some(Slot::Loading(q)) = nodes(shard).slots.remove(&key) else {
+                    return;
+                };
+                match row {
+                    Ok(row) => {
+                        if let Some(row) = row {
+                            let svc = key.0.clone();
+                            loaded(shard, vec![(svc, row)]);
+                            announce(shard, &key);
+                        }
+                        for (acc, job) in q {
+                            job(shard, acc);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(service = key.0, node = key.1, error = %e, "pubsub node could not be loaded");
+                        for (acc, _) in q {
+                            shard.bounce(&acc, C::ResourceConstraint);
+                        }
+                    }
+                }
+                shard.drain_to_route();
+            })),
+            ..JobDone::default()
+        }
+    });
+}
+
+/// Another cluster node's copy of node `key` won (on the key's registry shard): ours goes, on
+/// its home shard, without touching the store.
+fn evict(shard: &mut Shard, key: &str) {
+    let Some(key) = from_object_key(key) else {
+        return;
+    };
+    let home = home_of(&key.0, &key.1, shard.shards);
+    crate::sm::run_on(shard, home, Box::new(move |s| drop_copy(s, key)));
+}
+
+/// Drops this shard's copy of node `key` and releases its creator's quota.
+fn drop_copy(shard: &mut Shard, key: (String, String)) {
+    if let Some(Slot::Live(live)) = nodes(shard).slots.remove(&key) {
+        let (svc, creator) = (key.0, live.creator);
+        shard.send_to_shard(
+            home_shard_of(&svc, shard.shards),
+            ShardMsg::Run(Box::new(move |s| {
+                super::quota::on(s).release(&svc, &creator)
+            })),
         );
     }
 }
 
 /// Runs `job` now if this shard's nodes are loaded, else after the load (bounded). Serving an
-/// unloaded node would let anyone create it again over its stored state.
-fn when_loaded(shard: &mut Shard, acc: Acc, job: Job) {
+/// unloaded node would let anyone create it again over its stored state. In a cluster, the node
+/// `key` alone is loaded when not live here.
+fn when_loaded(shard: &mut Shard, key: (String, String), acc: Acc, job: Job) {
     let n = nodes(shard);
-    if n.loaded {
+    if n.clustered && !matches!(n.slots.get(&key), Some(Slot::Live(_) | Slot::Creating(_))) {
+        load_one(shard, key, acc, job);
+    } else if n.loaded {
         job(shard, acc);
     } else {
         if n.waiting.len() < MAX_WAITING {
@@ -203,6 +357,16 @@ pub(super) fn request(shard: &mut Shard, service: String, acc: Acc, req: Request
             }
             nodes(shard).slots.insert(key, Slot::Creating(q));
         }
+        Some(Slot::Loading(mut q)) => {
+            // Read from the store meanwhile: the request runs after it.
+            if q.len() < MAX_WAITING {
+                let svc = key.0.clone();
+                q.push((acc, Box::new(move |s, acc| request(s, svc, acc, req))));
+            } else {
+                shard.bounce(&acc, C::ResourceConstraint);
+            }
+            nodes(shard).slots.insert(key, Slot::Loading(q));
+        }
         None => unknown(shard, key, acc, req),
     }
     shard.drain_to_route();
@@ -257,7 +421,7 @@ pub(super) fn each_node<T>(
         .filter(|((s, _), _)| s == service)
         .filter_map(|(_, slot)| match slot {
             Slot::Live(l) => Some(f(&l.node)),
-            Slot::Creating(_) => None,
+            Slot::Creating(_) | Slot::Loading(_) => None,
         })
         .flatten()
         .collect()
@@ -339,6 +503,7 @@ fn created(
         nodes(shard)
             .slots
             .insert(key.clone(), Slot::Live(Box::new(live)));
+        announce(shard, &key);
         if matches!(req, Request::Create { .. }) {
             let body = super::core::event::create_result(&key.1);
             reply(shard, &acc, Ok(Some(body)));
@@ -388,8 +553,29 @@ pub(super) fn save(shard: &mut Shard, service: &str, live: &Live) {
     });
 }
 
+/// In a cluster, node `key` now lives here: the registry (on its own shard) hears of it.
+fn announce(shard: &mut Shard, key: &(String, String)) {
+    if !nodes(shard).clustered {
+        return;
+    }
+    let k = object_key(&key.0, &key.1);
+    crate::sm::run_on(
+        shard,
+        home_shard_of(&k, shard.shards),
+        Box::new(move |s| crate::cluster::objects::announce(s, &k)),
+    );
+}
+
 /// `node` of `service` was deleted: its rows go, and its creator's quota is released.
 pub(super) fn deleted(shard: &mut Shard, service: &str, live: &Live) {
+    if nodes(shard).clustered {
+        let k = object_key(service, &live.node.name);
+        crate::sm::run_on(
+            shard,
+            home_shard_of(&k, shard.shards),
+            Box::new(move |s| crate::cluster::objects::withdraw(s, &k)),
+        );
+    }
     persist(shard, service, &live.node.name, |s, svc, node| {
         s.pubsub_node_delete(svc, node)
     });
