@@ -209,10 +209,27 @@ fn sender_slot(l: &super::link::Link, reply: &str) -> Option<u16> {
     l.table.slot_of(&super::wire::Incarnation { node, id })
 }
 
-/// Object `key` now lives here, on this shard (its home shard): the other nodes hear of it.
-pub fn announce(shard: &mut Shard, key: &str) {
-    let Some(link) = link_of(shard) else { return };
+/// Object `key` is to live here, on this shard (its home shard): the other nodes hear of it.
+/// Returns false when the registry already places an older copy on a live member (announcements
+/// crossed while this one was being made or loaded): this copy gives way and is not announced;
+/// the caller drops it and sends what waited on (to that copy). Without a cluster: true.
+pub fn announce(shard: &mut Shard, key: &str) -> bool {
+    let Some(link) = link_of(shard) else {
+        return true;
+    };
     let since = now_ms();
+    let me = link.borrow().node.me.node.clone();
+    if let Some(Entry::Remote {
+        slot,
+        node,
+        since: theirs,
+        ..
+    }) = registry(shard).entries.get(key)
+    {
+        if link.borrow().table.get(*slot).is_some() && stays(key, (*theirs, node), (since, &me)) {
+            return false;
+        }
+    }
     registry(shard)
         .entries
         .insert(key.to_owned(), Entry::Local { since });
@@ -225,6 +242,7 @@ pub fn announce(shard: &mut Shard, key: &str) {
     };
     let subject = format!("{}.sm", l.node.prefix);
     l.publish_control(&subject, None, &rec.encode());
+    true
 }
 
 /// Object `key` no longer lives here (destroyed): the other nodes forget it.
@@ -466,7 +484,7 @@ mod tests {
         // older copy stays, whichever node the rendezvous prefers; the other gives way.
         for (key, b_since, a_wins) in [(room_of("b"), u64::MAX, true), (room_of("a"), 1, false)] {
             told.borrow_mut().clear();
-            announce(&mut shard, &key);
+            assert!(announce(&mut shard, &key));
             assert!(output(&link).contains(&format!("O\na\n1\n{key}\n0\n")));
             apply(&mut shard, 0, owned(&key, b_since));
             let served_here = place(&mut shard, &key, chat(&key, "hi")).is_some();
@@ -479,6 +497,13 @@ mod tests {
         owned_records(&shard, &link.borrow().node.me.clone(), &mut batch);
         let recs = Record::decode_all(&batch).unwrap();
         assert_eq!(recs.len(), 1, "{recs:?}");
+
+        // A copy made here while the registry already placed an older one on b gives way.
+        let late = room_of("a");
+        apply(&mut shard, 0, owned(&late, 1));
+        assert!(!announce(&mut shard, &late));
+        assert!(!output(&link).contains(&format!("O\na\n1\n{late}\n")));
+        assert!(place(&mut shard, &late, chat(&late, "hi")).is_none());
 
         // Of two copies live since the same instant, the preferred node's stays.
         for k in [room_of("a"), room_of("b")] {

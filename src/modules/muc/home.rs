@@ -254,6 +254,13 @@ fn loaded_one(
     let mut queue = queue.into_iter();
     match stored.and_then(|s| Some((BareJid::parse(&s.creator).ok()?, s.room))) {
         Some((creator, saved)) => {
+            // An older copy elsewhere: what waited goes on to it.
+            if !crate::cluster::objects::announce(shard, jid.as_str()) {
+                for acc in queue {
+                    deliver(shard, acc);
+                }
+                return shard.drain_to_route();
+            }
             let limits = rooms(shard).limits.clone();
             let room = Box::new(Room::restore(jid.clone(), saved, limits));
             rooms(shard).slots.insert(
@@ -263,7 +270,6 @@ fn loaded_one(
                     creator: creator.clone(),
                 },
             );
-            crate::cluster::objects::announce(shard, jid.as_str());
             let home = home_shard(&creator, shard.shards);
             shard.send_to_shard(
                 home,
@@ -331,16 +337,23 @@ fn created(shard: &mut Shard, jid: BareJid, owner: BareJid, ok: bool) {
     };
     let limits = r.limits.clone();
     let mut queue = queue.into_iter();
-    if ok {
+    if ok && !crate::cluster::objects::announce(shard, jid.as_str()) {
+        // An older copy elsewhere (announcements crossed): what waited, the creating presence
+        // first, goes on to it.
+        let home = home_shard(&owner, shard.shards);
+        shard.send_to_shard(
+            home,
+            ShardMsg::Run(Box::new(move |s| super::quota::release(s, &owner))),
+        );
+    } else if ok {
         let room = Box::new(Room::new(jid.clone(), owner.clone(), limits));
         rooms(shard).slots.insert(
-            jid.clone(),
+            jid,
             Slot::Live {
                 room,
                 creator: owner,
             },
         );
-        crate::cluster::objects::announce(shard, jid.as_str());
     } else if let Some(first) = queue.next() {
         shard.bounce(&first, StanzaErrorCondition::NotAllowed);
     }

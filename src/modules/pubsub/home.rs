@@ -559,10 +559,17 @@ fn announce(shard: &mut Shard, key: &(String, String)) {
         return;
     }
     let k = object_key(&key.0, &key.1);
+    let home = home_of(&key.0, &key.1, shard.shards);
+    let key = key.clone();
     crate::sm::run_on(
         shard,
         home_shard_of(&k, shard.shards),
-        Box::new(move |s| crate::cluster::objects::announce(s, &k)),
+        Box::new(move |s| {
+            // An older copy elsewhere: ours goes (its requests were answered here already).
+            if !crate::cluster::objects::announce(s, &k) {
+                crate::sm::run_on(s, home, Box::new(move |s| drop_copy(s, key)));
+            }
+        }),
     );
 }
 
