@@ -459,6 +459,21 @@ fn expect_occupant(c: &mut Client, from: &str, unavailable: bool) -> petrel::xml
     })
 }
 
+/// Asks the MUC service's room list (disco#items) until it holds every one of `want` (the room's
+/// announcement reaches the other nodes on its own path: at most 30 s, a liveness bound).
+fn listed(c: &mut Client, want: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        c.send("<iq type='get' id='items' to='conference.localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>");
+        let r = text(&c.expect("room list", |s| s.id().as_deref() == Some("items")));
+        if want.iter().all(|w| r.contains(w)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not listed: {want:?} in {r}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The join's stanzas hold an occupant presence from `room/nick`.
 fn saw(seen: &[petrel::xml::Stanza], room: &str, nick: &str) -> bool {
     let from = format!("{room}/{nick}");
@@ -506,6 +521,8 @@ fn one_muc_room_across_nodes_its_node_dies_and_a_late_node_joins_it() {
     // One room, on n3, with the three of them; none on the others.
     assert_eq!(rooms_of(&n3), vec![(room.clone(), 3)]);
     assert!(rooms_of(&n1).is_empty() && rooms_of(&n2).is_empty());
+    // The room list on another node shows it (from the room's announcement).
+    listed(&mut bob, &[&format!("jid='{room}'")]);
 
     // A groupchat message reaches all three; a private message crosses nodes.
     groupchat(&mut alice, &room, "g1", "hello all");
@@ -594,6 +611,7 @@ fn a_persistent_room_comes_back_on_another_node_from_the_shared_store() {
     create(&mut alice, &room, "owner", &kept_room_fields());
     join(&mut carol, &room, "carol", "");
     assert_eq!(rooms_of(&n2), vec![(room.clone(), 2)]);
+    listed(&mut alice, &[&format!("jid='{room}'"), "name='Kept Room'"]);
 
     // Its node dies: the occupants are told; the room is loaded from the shared store by its new
     // node (rendezvous among n1 and n3) on the next stanza, with its configuration.

@@ -65,14 +65,15 @@ pub struct Callbacks {
 /// node's clock said): of two copies the older stays.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Entry {
-    /// Here, on this shard.
-    Local { since: u64 },
+    /// Here, on this shard; `info` as last announced.
+    Local { since: u64, info: String },
     /// On member `slot` (node `node`), its shard `shard`.
     Remote {
         slot: u16,
         node: String,
         shard: u16,
         since: u64,
+        info: String,
     },
 }
 
@@ -230,19 +231,66 @@ pub fn announce(shard: &mut Shard, key: &str) -> bool {
             return false;
         }
     }
-    registry(shard)
-        .entries
-        .insert(key.to_owned(), Entry::Local { since });
+    let info = String::new();
+    registry(shard).entries.insert(
+        key.to_owned(),
+        Entry::Local {
+            since,
+            info: info.clone(),
+        },
+    );
+    publish_owned(&link, shard.id.0, key, since, info);
+    true
+}
+
+/// Publishes an `Owned` record for object `key` of this node.
+fn publish_owned(link: &LinkRc, shard: u16, key: &str, since: u64, info: String) {
     let mut l = link.borrow_mut();
     let rec = Record::Owned {
         from: l.node.me.clone(),
         key: key.to_owned(),
-        shard: shard.id.0,
+        shard,
         since,
+        info,
     };
     let subject = format!("{}.sm", l.node.prefix);
     l.publish_control(&subject, None, &rec.encode());
-    true
+}
+
+/// What the service says of object `key` (living here) to every node changed (MUC: a room became
+/// public, was renamed): announced again when it differs from what was (control characters
+/// become spaces: the record's field is one line).
+pub fn describe(shard: &mut Shard, key: &str, info: &str) {
+    let Some(link) = link_of(shard) else { return };
+    let info: String = info
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let since = match registry(shard).entries.get_mut(key) {
+        Some(Entry::Local { since, info: old }) if *old != info => {
+            old.clone_from(&info);
+            *since
+        }
+        _ => return,
+    };
+    publish_owned(&link, shard.id.0, key, since, info);
+}
+
+/// The objects under `domain` living on other nodes with a non-empty `info` (MUC: the public
+/// rooms of the other nodes, with their names), as this shard's part of the registry knows them.
+pub fn listed_elsewhere(shard: &Shard, domain: &str) -> Vec<(String, String)> {
+    let Some(r) = shard.ext.get::<Registry>() else {
+        return Vec::new();
+    };
+    r.entries
+        .iter()
+        .filter_map(|(k, e)| match e {
+            Entry::Remote { info, .. } if !info.is_empty() && service_of(k) == domain => {
+                Some((k.clone(), info.clone()))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// Object `key` no longer lives here (destroyed): the other nodes forget it.
@@ -288,12 +336,13 @@ pub(super) fn apply(shard: &mut Shard, slot: u16, rec: Record) {
             key,
             shard: at,
             since,
+            info,
         } => {
             let me = link.borrow().node.me.node.clone();
             let live = |s: u16| link.borrow().table.get(s).is_some();
             let theirs = (since, from.node.as_str());
             let keep_ours = match registry(shard).entries.get(&key) {
-                Some(Entry::Local { since: ours }) => !stays(&key, theirs, (*ours, &me)),
+                Some(Entry::Local { since: ours, .. }) => !stays(&key, theirs, (*ours, &me)),
                 Some(Entry::Remote {
                     slot: other,
                     node,
@@ -316,6 +365,7 @@ pub(super) fn apply(shard: &mut Shard, slot: u16, rec: Record) {
                     node: from.node,
                     shard: at,
                     since,
+                    info,
                 },
             );
             if was_local {
@@ -379,12 +429,13 @@ pub(super) fn owned_records(shard: &Shard, me: &super::wire::Incarnation, batch:
     };
     let id = shard.id.0;
     for (key, e) in &r.entries {
-        if let Entry::Local { since } = e {
+        if let Entry::Local { since, info } = e {
             Record::Owned {
                 from: me.clone(),
                 key: key.clone(),
                 shard: id,
                 since: *since,
+                info: info.clone(),
             }
             .encode_into(batch);
         }
@@ -468,6 +519,7 @@ mod tests {
             key: key.to_owned(),
             shard: 1,
             since,
+            info: format!("{key} on b"),
         };
         apply(&mut shard, 0, owned(&key, 1));
         assert!(place(&mut shard, &key, chat(&key, "hi")).is_none());
@@ -492,6 +544,22 @@ mod tests {
             let evicted = vec![format!("evict {key}")];
             assert_eq!(*told.borrow() == evicted, !a_wins, "{:?}", told.borrow());
         }
+        // What the service says of an object living here goes out when it changes, not again.
+        let mine = room_of("b");
+        describe(&mut shard, &mine, "Our\nRoom");
+        let out = output(&link);
+        assert!(
+            out.contains(&format!("{mine}\n0\n")) && out.contains("\nOur Room\n"),
+            "{out}"
+        );
+        describe(&mut shard, &mine, "Our\nRoom");
+        assert!(output(&link).is_empty());
+        // What b says of its objects is known here.
+        assert_eq!(
+            listed_elsewhere(&shard, "conference.localhost"),
+            [(room_of("a"), format!("{} on b", room_of("a")))]
+        );
+
         // Sync answers name the objects living here.
         let mut batch = Vec::new();
         owned_records(&shard, &link.borrow().node.me.clone(), &mut batch);

@@ -110,6 +110,9 @@ pub enum Record {
         /// When this copy went live there (ms since the Unix epoch): of two copies, the older
         /// stays.
         since: u64,
+        /// What the service says of it to every node (MUC: the name of a public room, for the
+        /// room list; empty when not listed); one line.
+        info: String,
     },
     /// The object `key` no longer lives on `from` (destroyed, or dropped after a conflict).
     Disowned {
@@ -236,12 +239,14 @@ impl Record {
                 key,
                 shard,
                 since,
+                info,
             } => {
                 field(out, "O");
                 from.write(out);
                 field(out, key);
                 field(out, &shard.to_string());
                 field(out, &since.to_string());
+                field(out, info);
             }
             Record::Disowned { from, key } => {
                 field(out, "U");
@@ -368,6 +373,7 @@ impl Record {
                 key: key(f.next()?)?,
                 shard: num(f.next()?)?,
                 since: f.next()?.parse().map_err(|_| Malformed)?,
+                info: f.next()?.to_owned(),
             },
             "U" => Record::Disowned {
                 from: f.incarnation()?,
@@ -480,6 +486,7 @@ mod tests {
                 key: "room@conference.localhost".into(),
                 shard: 1,
                 since: 1_700_000_000_123,
+                info: "Kept Room".into(),
             },
             Record::Disowned {
                 from: inc(),
@@ -530,9 +537,9 @@ mod tests {
             b"H\nn1\n1\n",
             b"G\nn1\n1\nnot a jid@@/\n0\n",
             b"P\nn1\n1\n0\n2\nx\n",
-            b"O\nn1\n1\n\n0\n5\n",
-            b"O\nn1\n1\nroom@conference.localhost\nx\n5\n",
-            b"O\nn1\n1\nroom@conference.localhost\n0\n",
+            b"O\nn1\n1\n\n0\n5\n\n",
+            b"O\nn1\n1\nroom@conference.localhost\nx\n5\n\n",
+            b"O\nn1\n1\nroom@conference.localhost\n0\n5\n",
             b"R\nroom@c\nnot a jid@@/\nroom@c\n0\n<message/>",
         ] {
             assert_eq!(

@@ -160,6 +160,7 @@ pub fn deliver(shard: &mut Shard, mut acc: Acc) {
     };
     let extension = extension_iq(shard, &acc);
     let r = rooms(shard);
+    let clustered = r.clustered;
     match r.slots.get_mut(&room_jid) {
         Some(Slot::Live { room, .. }) if extension.is_some() => {
             // Occupants and members (and anyone in an open room) may use the room's extensions.
@@ -175,8 +176,13 @@ pub fn deliver(shard: &mut Shard, mut acc: Acc) {
         }
         Some(Slot::Live { room, .. }) => {
             let outs = room.handle(&from, acc.origin_shard, &acc.stanza, SystemTime::now());
+            // In a cluster the other nodes list the room (disco#items) from its announcement.
+            let listed = clustered.then(|| listing(room, &room_jid));
             drop(acc);
             apply(shard, &room_jid, outs);
+            if let Some(info) = listed {
+                crate::cluster::objects::describe(shard, room_jid.as_str(), &info);
+            }
         }
         Some(Slot::Creating(queue) | Slot::Loading(queue)) => {
             if queue.len() < MAX_WAITING {
@@ -185,7 +191,7 @@ pub fn deliver(shard: &mut Shard, mut acc: Acc) {
                 shard.bounce(&acc, StanzaErrorCondition::ResourceConstraint);
             }
         }
-        None if r.clustered => load_one(shard, acc, room_jid),
+        None if clustered => load_one(shard, acc, room_jid),
         None => unknown_room(shard, acc, room_jid, from),
     }
     shard.drain_to_route();
@@ -436,15 +442,22 @@ pub fn public_rooms(shard: &mut Shard, service: &str) -> Vec<(String, String)> {
         .slots
         .iter()
         .filter_map(|(jid, slot)| match slot {
-            Slot::Live { room, .. } if jid.domain() == service && room.is_public() => Some((
-                jid.as_str().to_owned(),
-                room.name()
-                    .unwrap_or(jid.node().unwrap_or_default())
-                    .to_owned(),
-            )),
+            Slot::Live { room, .. } if jid.domain() == service && room.is_public() => {
+                Some((jid.as_str().to_owned(), listing(room, jid)))
+            }
             _ => None,
         })
         .collect()
+}
+
+/// The room's entry in the room list: its name (or the room JID's node) when public, else empty.
+fn listing(room: &Room, jid: &BareJid) -> String {
+    if !room.is_public() {
+        return String::new();
+    }
+    room.name()
+        .unwrap_or(jid.node().unwrap_or_default())
+        .to_owned()
 }
 
 /// Every room in use on this shard (public or not), for the admin API: (room JID, name, public,
