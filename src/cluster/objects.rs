@@ -8,9 +8,9 @@
 //! - Stanzas for an object on another node go as `ToObject` records to that node's shard 0, with
 //!   a copy kept until acknowledged (the `Deliver` machinery); there the service's packet handler
 //!   gets them, marked [`FROM_NODE`] (served there, not sent back).
-//! - Two copies (announcements that crossed): the one whose node has the higher weight stays;
-//!   the other node's module drops its copy ([`Evict`]). A member's death takes its objects out of
-//!   the registry and tells the module ([`Lost`]).
+//! - Two copies (announcements that crossed): the older stays (then the higher weight); the other
+//!   node's module drops its copy ([`Evict`]). A member's death takes its objects out of the
+//!   registry and tells the module ([`Lost`], [`Left`]).
 
 use std::rc::Rc;
 
@@ -146,7 +146,9 @@ pub fn register(shard: &mut Shard, domain: &str, callbacks: Callbacks) {
 /// A stanza for object `key`, on its home shard: `Some` to serve it here; `None` when it went to
 /// the object's node. Without a cluster: always here.
 pub fn place(shard: &mut Shard, key: &str, mut acc: Acc) -> Option<Acc> {
-    let link = link_of(shard)?;
+    let Some(link) = link_of(shard) else {
+        return Some(acc);
+    };
     let entry = registry(shard).entries.get(key).cloned();
     let slot = {
         let l = link.borrow();
@@ -159,11 +161,14 @@ pub fn place(shard: &mut Shard, key: &str, mut acc: Acc) -> Option<Acc> {
             _ => {
                 let me = l.node.me.node.as_str();
                 let nodes = std::iter::once(me).chain(l.table.iter().map(|(_, w)| w.node.as_str()));
-                let best = rendezvous(key, nodes)?;
-                if best == me {
-                    return Some(acc);
+                // Picked among this node and the table's members: a member's slot, or here.
+                match rendezvous(key, nodes).filter(|&best| best != me) {
+                    Some(best) => match l.table.iter().find(|(_, w)| w.node == best) {
+                        Some((slot, _)) => slot,
+                        None => return Some(acc),
+                    },
+                    None => return Some(acc),
                 }
-                l.table.iter().find(|(_, w)| w.node == best)?.0
             }
         }
     };
