@@ -60,6 +60,17 @@ pub enum TlsError {
         /// webpki's reason.
         source: webpki::Error,
     },
+    /// A trust anchor rustls does not accept.
+    #[error("{}: unusable CA certificate: {source}", path.display())]
+    BadAnchor {
+        /// The file.
+        path: PathBuf,
+        /// rustls' reason.
+        source: rustls::Error,
+    },
+    /// rustls refused the client configuration's protocol versions.
+    #[error("cannot build a TLS client configuration: {0}")]
+    Client(rustls::Error),
     /// Only one of certfile/keyfile is set (configuration validation normally prevents this).
     #[error("listener on port {port}: certfile and keyfile must be given together")]
     HalfPair {
@@ -126,24 +137,55 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// A rustls client configuration for outgoing TLS to servers we do not federate with (the
+/// cluster's NATS servers): the web PKI roots plus the certificates of `cafile`, no client
+/// certificate.
+pub fn client_config(cafile: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = cafile {
+        for c in read_certs(path)? {
+            roots.add(c).map_err(|source| TlsError::BadAnchor {
+                path: path.to_owned(),
+                source,
+            })?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+    .map_err(TlsError::Client)?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The certificates of a PEM file (at least one).
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let read_err = |source| TlsError::ReadCert {
+        path: path.to_owned(),
+        source,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(read_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(read_err)?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: path.to_owned(),
+        });
+    }
+    Ok(certs)
+}
+
 /// Reads a PEM certificate chain and private key.
 pub fn load_pair(
     cert: &Path,
     key: &Path,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
-    let read_cert_err = |source| TlsError::ReadCert {
-        path: cert.to_owned(),
-        source,
-    };
-    let chain = CertificateDer::pem_file_iter(cert)
-        .map_err(read_cert_err)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(read_cert_err)?;
-    if chain.is_empty() {
-        return Err(TlsError::NoCertificate {
-            path: cert.to_owned(),
-        });
-    }
+    let chain = read_certs(cert)?;
     let private_key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::ReadKey {
         path: key.to_owned(),
         source,

@@ -33,20 +33,26 @@ struct Nats {
 
 impl Nats {
     fn start() -> Option<Nats> {
+        Nats::start_with(&[])
+    }
+
+    /// A server with extra command-line arguments (credentials).
+    fn start_with(args: &[&str]) -> Option<Nats> {
         let Some(bin) = nats_bin() else {
             eprintln!("SKIPPED: nats-server is not installed (apt-get install nats-server)");
             return None;
         };
         let port = free_port();
         Some(Nats {
-            child: Nats::spawn(&bin, port),
+            child: Nats::spawn(&bin, port, args),
             port,
         })
     }
 
-    fn spawn(bin: &std::path::Path, port: u16) -> Child {
+    fn spawn(bin: &std::path::Path, port: u16, args: &[&str]) -> Child {
         let child = Command::new(bin)
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -69,7 +75,7 @@ impl Nats {
     /// Starts it again on the same port.
     fn restart(&mut self) {
         let bin = nats_bin().expect("it ran before");
-        self.child = Nats::spawn(&bin, self.port);
+        self.child = Nats::spawn(&bin, self.port, &[]);
     }
 }
 
@@ -87,9 +93,14 @@ struct Node {
 }
 
 fn node(name: &str, nats: &Nats, modules: &str, users: &[&str]) -> Node {
+    let url = format!("nats://127.0.0.1:{}", nats.port);
+    node_at(name, &url, modules, users, "")
+}
+
+/// A node reaching NATS at `url`, with `more` lines in its `[cluster]` table.
+fn node_at(name: &str, url: &str, modules: &str, users: &[&str], more: &str) -> Node {
     let cluster = format!(
-        "{modules}\n[cluster]\nnode = \"{name}\"\nnats = [\"nats://127.0.0.1:{}\"]\nheartbeat_ms = 100\nfailure_timeout_ms = 1000\n",
-        nats.port
+        "{modules}\n[cluster]\nnode = \"{name}\"\nnats = [\"{url}\"]\nheartbeat_ms = 100\nfailure_timeout_ms = 1000\n{more}\n"
     );
     let (server, http) = admin::start(2, users, true, &cluster);
     Node { server, http }
@@ -323,6 +334,156 @@ fn a_session_that_ended_while_nats_was_down_leaves_the_other_maps() {
     let mut carol = n2.server.login("alice", "c", Some(0));
     carol.chat("bob@localhost", "after the outage");
     expect_body(&mut bob, "after the outage");
+}
+
+/// A remote server (`other.test`, bob) for the federation test: its own s2s port, and
+/// `example.test` found at `cluster_s2s` (one node of the cluster).
+fn remote_server(s2s: u16, cluster_s2s: u16) -> Server {
+    Server::start_config(2, &["bob@other.test"], |c2s, data| {
+        format!(
+            r#"[general]
+hosts = ["other.test"]
+data_dir = "{data}"
+
+[auth]
+scram_iterations = 4096
+
+[[listen.c2s]]
+port = {c2s}
+ip_address = "127.0.0.1"
+tls = "starttls"
+allow_plaintext_on_loopback = true
+
+[[listen.s2s]]
+port = {s2s}
+ip_address = "127.0.0.1"
+tls = "starttls_required"
+
+[s2s.address."example.test"]
+host = "127.0.0.1"
+port = {cluster_s2s}
+tls = "starttls_required"
+"#,
+            data = data.display()
+        )
+    })
+}
+
+/// Federation from a cluster: each node keeps its own outgoing streams; a remote server verifies
+/// n1's dialback key by connecting to n2 (the address it has for the domain), which holds the same
+/// secret; a stanza arriving at n2 from the remote server reaches a user on n1 through the
+/// cluster.
+#[test]
+fn a_cluster_federates_from_any_node() {
+    let Some(nats) = Nats::start() else { return };
+    let (r_s2s, s2s1, s2s2) = (free_port(), free_port(), free_port());
+    let fed = |port: u16| {
+        format!(
+            "[[listen.s2s]]\nport = {port}\nip_address = \"127.0.0.1\"\ntls = \"starttls_required\"\n\
+             [s2s]\nsecret = \"one-dialback-secret-for-every-node\"\n\
+             [s2s.address.\"other.test\"]\nhost = \"127.0.0.1\"\nport = {r_s2s}\ntls = \"starttls_required\"\n"
+        )
+    };
+    let users = ["alice@example.test"];
+    let n1 = node("n1", &nats, &fed(s2s1), &users);
+    let n2 = node("n2", &nats, &fed(s2s2), &users);
+    wait_until("n1 sees n2", || member(&n1, "n2").is_some());
+    wait_until("n2 sees n1", || member(&n2, "n1").is_some());
+    let remote = remote_server(r_s2s, s2s2);
+
+    let mut alice = n1.server.connect();
+    alice.login_plain("alice", "example.test", common::PASSWORD, "a");
+    alice.send("<presence/>");
+    wait_until("n2 sees alice on n1", || member(&n2, "n1") == Some((1, 1)));
+    let mut bob = remote.connect();
+    bob.login_plain("bob", "other.test", common::PASSWORD, "b");
+    bob.send("<presence/>");
+
+    // n1's own outgoing stream; other.test checks n1's key with n2.
+    alice.chat("bob@other.test/b", "from n1");
+    expect_body(&mut bob, "from n1");
+    // other.test's stream goes to n2; the stanza crosses the cluster to n1.
+    bob.chat("alice@example.test/a", "to n1 through n2");
+    expect_body(&mut alice, "to n1 through n2");
+    bob.chat("alice@example.test", "to the bare JID");
+    expect_body(&mut alice, "to the bare JID");
+    let t = &view(&n2)["traffic"];
+    assert!(t["stanzas_out"].as_u64().unwrap() >= 2, "{t}");
+}
+
+/// n1 and n2 form a cluster and chat; n3, started before them and refused by NATS, was heard by
+/// no one (it heartbeats every 100 ms once connected: by now the others would have heard it, as
+/// they heard each other) and hears no one.
+fn n1_n2_chat_and_n3_alone(n1: &Node, n2: &Node, n3: &Node) {
+    wait_until("n1 sees n2", || member(n1, "n2").is_some());
+    wait_until("n2 sees n1", || member(n2, "n1").is_some());
+    let mut alice = n1.server.login("alice", "a", Some(0));
+    let mut bob = n2.server.login("bob", "b", Some(0));
+    wait_until("n1 sees bob on n2", || member(n1, "n2") == Some((1, 1)));
+    alice.chat("bob@localhost/b", "between n1 and n2");
+    expect_body(&mut bob, "between n1 and n2");
+    assert!(member(n1, "n3").is_none() && member(n2, "n3").is_none());
+    assert_eq!(view(n3)["members"].as_array().map(Vec::len), Some(0));
+}
+
+/// A NATS server that requires a user and password: nodes with the credentials form the
+/// cluster, a node with a wrong password is refused by NATS and stays alone.
+#[test]
+fn nodes_authenticate_to_nats() {
+    let Some(nats) = Nats::start_with(&["--user", "petrel", "--pass", "s3cret-pw"]) else {
+        return;
+    };
+    let url = format!("nats://127.0.0.1:{}", nats.port);
+    let n = |name: &str, pw: &str| {
+        let creds = format!("nats_user = \"petrel\"\nnats_password = \"{pw}\"");
+        node_at(name, &url, "", USERS, &creds)
+    };
+    let n3 = n("n3", "wrong");
+    let n1 = n("n1", "s3cret-pw");
+    let n2 = n("n2", "s3cret-pw");
+    n1_n2_chat_and_n3_alone(&n1, &n2, &n3);
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, in `dir`: (ca.pem, cert.pem, key.pem).
+fn nats_certificate(dir: &std::path::Path) -> [PathBuf; 3] {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "petrel NATS test CA");
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let files = [
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    ];
+    std::fs::write(&files[0], ca.pem()).unwrap();
+    std::fs::write(&files[1], cert.pem()).unwrap();
+    std::fs::write(&files[2], key.serialize_pem()).unwrap();
+    files
+}
+
+/// A nats-server that requires TLS: nodes with `tls://` and the CA form the cluster; a node
+/// that does not trust the server's certificate stays alone.
+#[test]
+fn nodes_reach_nats_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let [ca, cert, key] = nats_certificate(dir.path());
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let Some(nats) = Nats::start_with(&["--tls", "--tlscert", &cert, "--tlskey", &key]) else {
+        return;
+    };
+    let url = format!("tls://127.0.0.1:{}", nats.port);
+    let trust = format!("nats_cafile = \"{}\"", ca.display());
+    let n3 = node_at("n3", &url, "", USERS, "");
+    let n1 = node_at("n1", &url, "", USERS, &trust);
+    let n2 = node_at("n2", &url, "", USERS, &trust);
+    n1_n2_chat_and_n3_alone(&n1, &n2, &n3);
 }
 
 /// Asks for the roster (the session then gets roster pushes) and waits for the answer.

@@ -13,6 +13,7 @@ use ahash::HashMap;
 use super::members::{Members, Table};
 use super::membership::heard;
 use super::nats::{Msg, NatsCore};
+use super::peer::Peer;
 use super::sessions::{local_change, session_record, snapshot, sync_answer};
 use super::stanzas::{acked, deliver, gap, returned, send_remote};
 use super::wire::Record;
@@ -124,14 +125,13 @@ pub struct Link {
     /// This shard's inbox subject: acknowledgements, gaps and returns come to
     /// `INBOX.SLOT.SHARD.SEQ` (the reply subject of a stanza), sync answers to `INBOX.sync`.
     pub inbox: String,
-    /// Last sequence number published per (member slot, shard): the receiver sees them
-    /// contiguous, so it notices what NATS dropped.
-    pub(super) seqs: HashMap<(u16, u16), u64>,
+    /// Per receiving (member slot, shard): subjects, last sequence number, unacknowledged copies.
+    pub(super) peers: HashMap<(u16, u16), Peer>,
     /// Next sequence number expected per sender (the reply subject's prefix), to notice gaps;
     /// kept across reconnections (a gap is what a reconnection after a drop shows).
     pub(super) expected: HashMap<String, u64>,
     pub(super) next_serial: u64,
-    pub(super) unacked: HashMap<(u16, u16), VecDeque<(u64, Acc)>>,
+    /// Copies held, all peers (bounded by [`MAX_UNACKED`]).
     pub(super) unacked_len: usize,
     /// Senders' reply prefixes (`INBOX.SLOT.SHARD` of another node's shard), numbered: a stanza
     /// from one carries the token `Handled(SessionRef::remote(INBOX_SLOT, this shard, number),
@@ -170,11 +170,10 @@ impl Link {
             nats: NatsCore::new(OUTPUT_LIMIT),
             connected: false,
             inbox,
-            seqs: HashMap::default(),
+            peers: HashMap::default(),
             expected: HashMap::default(),
             scratch: Vec::new(),
             next_serial: 0,
-            unacked: HashMap::default(),
             unacked_len: 0,
             senders: HashMap::default(),
             sender_ids: HashMap::default(),
@@ -193,7 +192,7 @@ impl Link {
     pub fn reset(&mut self) -> Vec<Acc> {
         self.nats = NatsCore::new(OUTPUT_LIMIT);
         let name = format!("{}/{}", self.node.me.node, self.shard);
-        self.nats.connect(&name);
+        self.nats.connect(&name, &self.node.auth);
         let p = &self.node.prefix;
         self.nats.subscribe(
             &format!("{p}.n.{}.{}", self.node.me.node, self.shard),
@@ -213,11 +212,7 @@ impl Link {
         if let Some(m) = self.members.as_mut() {
             m.refresh_all(Instant::now());
         }
-        let lost: Vec<Acc> = self
-            .unacked
-            .drain()
-            .flat_map(|(_, q)| q.into_iter().map(|(_, acc)| acc))
-            .collect();
+        let lost: Vec<Acc> = self.peers.values_mut().flat_map(Peer::take_all).collect();
         self.stats.rerouted += lost.len() as u64;
         self.wake();
         lost
@@ -259,41 +254,28 @@ impl Link {
         true
     }
 
-    /// Takes the copies kept for member `slot` (it died).
+    /// Takes the copies kept for member `slot` (it died); its peers go (numbering starts again
+    /// for whoever gets the slot next).
     pub(super) fn take_copies(&mut self, slot: u16) -> Vec<Acc> {
-        let keys: Vec<(u16, u16)> = self
-            .unacked
-            .keys()
-            .filter(|k| k.0 == slot)
-            .copied()
-            .collect();
         let mut out = Vec::new();
-        for k in keys {
-            if let Some(q) = self.unacked.remove(&k) {
-                out.extend(q.into_iter().map(|(_, a)| a));
+        self.peers.retain(|k, p| {
+            if k.0 == slot {
+                out.extend(p.take_all());
             }
-        }
+            k.0 != slot
+        });
         self.unacked_len -= out.len();
-        self.seqs.retain(|k, _| k.0 != slot);
         out
     }
 
     /// Takes the copies for (slot, shard) with sequence numbers in `seqs` (returned by NATS, or
     /// reported missing by the receiver).
     pub(super) fn take_range(&mut self, key: (u16, u16), seqs: std::ops::Range<u64>) -> Vec<Acc> {
-        let Some(q) = self.unacked.get_mut(&key) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        let mut kept = VecDeque::with_capacity(q.len());
-        for (s, acc) in q.drain(..) {
-            if seqs.contains(&s) {
-                out.push(acc);
-            } else {
-                kept.push_back((s, acc));
-            }
-        }
-        *q = kept;
+        let out = self
+            .peers
+            .get_mut(&key)
+            .map(|p| p.take(seqs))
+            .unwrap_or_default();
         self.unacked_len -= out.len();
         out
     }
@@ -330,6 +312,13 @@ pub fn install(shard: &mut Shard, link: &LinkRc) {
 
 /// What arrived on this shard's connection, in order. Shard-side effects go through `shard`.
 pub fn on_msg(link: &LinkRc, shard: &mut Shard, msg: Msg) {
+    if msg.sid == sid::STANZAS {
+        // One `Deliver` (or, on shard 0, `ToObject`) record per message, decoded in place.
+        if msg.payload.first() == Some(&b'R') {
+            return super::objects::deliver(link, shard, msg.payload, msg.reply.as_deref());
+        }
+        return deliver(link, shard, msg.payload, msg.reply.as_deref());
+    }
     let records = match Record::decode_all(&msg.payload) {
         Ok(r) => r,
         Err(_) if msg.status.is_some() => Vec::new(),
@@ -339,17 +328,6 @@ pub fn on_msg(link: &LinkRc, shard: &mut Shard, msg: Msg) {
         }
     };
     match msg.sid {
-        sid::STANZAS => {
-            for rec in records {
-                match rec {
-                    Record::Deliver { .. } => deliver(link, shard, rec, msg.reply.as_deref()),
-                    Record::ToObject { .. } => {
-                        super::objects::deliver(link, shard, rec, msg.reply.as_deref())
-                    }
-                    _ => {}
-                }
-            }
-        }
         sid::INBOX => {
             let parts = reply_parts(&link.borrow().inbox, &msg.subject);
             if let Some((key, seq)) = parts {
@@ -368,8 +346,9 @@ pub fn on_msg(link: &LinkRc, shard: &mut Shard, msg: Msg) {
             }
             for rec in records {
                 match rec {
-                    Record::Bound { .. } => session_record(link, shard, rec),
-                    Record::Owned { .. } => super::objects::record(link, shard, rec),
+                    rec @ Record::Bound { .. } => session_record(link, shard, rec),
+                    rec @ Record::Snapshot { .. } => snapshot(link, shard, rec),
+                    rec @ Record::Owned { .. } => super::objects::record(link, shard, rec),
                     _ => {}
                 }
             }

@@ -10,6 +10,7 @@ pub mod members;
 mod membership;
 pub mod nats;
 pub mod objects;
+mod peer;
 mod sessions;
 mod stanzas;
 pub mod wire;
@@ -48,6 +49,10 @@ pub struct Node {
     pub heartbeat: Duration,
     /// Silence after which a member is dead.
     pub failure_timeout: Duration,
+    /// Credentials for NATS.
+    pub auth: crate::config::NatsAuth,
+    /// The TLS client configuration for `tls://` servers (built at start when one is listed).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Node {
@@ -70,6 +75,8 @@ impl Node {
             c2s,
             heartbeat: cfg.heartbeat,
             failure_timeout: cfg.failure_timeout,
+            auth: cfg.auth.clone(),
+            tls: None,
         }
     }
 }

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use super::link::{link_of, LinkRc, INBOX_SLOT};
 use super::membership::heard;
-use super::stanzas::{arrived, publish_copy};
+use super::stanzas::{arrived, publish_kept};
 use super::wire::Record;
 use crate::hooks::{Acc, Key};
 use crate::shard::{home_shard_of, Shard, ShardId, REMOTE_SHARD};
@@ -185,14 +185,24 @@ pub fn place(shard: &mut Shard, key: &str, mut acc: Acc) -> Option<Acc> {
 
 /// Publishes a stanza for object `key` to member `slot`'s shard 0, a copy kept until acknowledged.
 fn send(link: &LinkRc, shard: &mut Shard, slot: u16, key: &str, acc: Acc) {
-    publish_copy(link, shard, (slot, 0), acc, |buf, acc| {
-        Record::object_header(buf, key, acc.from.as_str(), acc.to.as_str(), acc.reroutes)
-    });
+    let mut guard = link.borrow_mut();
+    let l = &mut *guard;
+    Record::object_header(
+        &mut l.scratch,
+        key,
+        acc.from.as_str(),
+        acc.to.as_str(),
+        acc.reroutes,
+    );
+    let done = publish_kept(l, (slot, 0), acc);
+    drop(guard);
+    done.settle(shard);
 }
 
-/// A stanza for an object homed here, from another node: to the service's packet handler.
-pub(super) fn deliver(link: &LinkRc, shard: &mut Shard, rec: Record, reply: Option<&str>) {
-    let Some((mut acc, None)) = arrived(link, shard, reply, rec) else {
+/// A stanza for an object homed here, from another node (a `ToObject` payload): to the service's
+/// packet handler.
+pub(super) fn deliver(link: &LinkRc, shard: &mut Shard, payload: Vec<u8>, reply: Option<&str>) {
+    let Some((mut acc, ())) = arrived(link, shard, payload, reply, b'R', |_, _| ()) else {
         return;
     };
     acc.put(FROM_NODE, ());

@@ -239,14 +239,17 @@ fn sweep(shard: &mut Shard, slot: u16, home: u16, shards: u16, named: &HashSet<F
     }
 }
 
-/// This shard's announcement of every local session it is home for, framed (after its own
-/// reconnection: records in the lost connection may not have reached the others, `Gone` ones
-/// included, which the frame's end repairs).
+/// This shard's announcement of every local session it is home for, framed, on the session
+/// channel (after its own reconnection: records in the lost connection may not have reached the
+/// others, `Gone` ones included, which the frame's end repairs).
 pub fn announce_sessions(link: &LinkRc, shard: &Shard) {
-    let (subject, from) = {
-        let l = link.borrow();
-        (format!("{}.sm", l.node.prefix), l.node.me.clone())
-    };
+    let subject = format!("{}.sm", link.borrow().node.prefix);
+    announce_sessions_to(link, shard, &subject);
+}
+
+/// Publishes this shard's sessions to `subject`, framed (see [`Record::Snapshot`]).
+fn announce_sessions_to(link: &LinkRc, shard: &Shard, subject: &str) {
+    let from = link.borrow().node.me.clone();
     let frame = |done| Record::Snapshot {
         from: from.clone(),
         home: shard.id.0,
@@ -254,10 +257,10 @@ pub fn announce_sessions(link: &LinkRc, shard: &Shard) {
         done,
     };
     link.borrow_mut()
-        .publish_control(&subject, None, &frame(false).encode());
-    publish_sessions(link, shard, &subject);
+        .publish_control(subject, None, &frame(false).encode());
+    publish_sessions(link, shard, subject);
     link.borrow_mut()
-        .publish_control(&subject, None, &frame(true).encode());
+        .publish_control(subject, None, &frame(true).encode());
 }
 
 /// Another node asked for our sessions: every shard publishes those homed on it to `reply`
@@ -270,16 +273,17 @@ pub(super) fn sync_answer(shard: &mut Shard, reply: String) {
             ShardId(i as u16),
             Box::new(move |s| {
                 if let Some(link) = link_of(s) {
-                    publish_sessions(&link, s, &reply);
+                    // Framed: the asker also drops what it holds of ours that has ended (a
+                    // `Gone` lost while either side's connection was down).
+                    announce_sessions_to(&link, s, &reply);
                 }
             }),
         );
     }
 }
 
-/// Publishes a `Bound` record to `subject` for every local session homed on this shard (sync
-/// answers; the session channel after our own reconnection, where records may have been lost).
-pub(super) fn publish_sessions(link: &LinkRc, shard: &Shard, subject: &str) {
+/// Publishes a `Bound` record to `subject` for every local session homed on this shard.
+fn publish_sessions(link: &LinkRc, shard: &Shard, subject: &str) {
     let me = link.borrow().node.me.clone();
     let mut batch = Vec::new();
     let mut l = link.borrow_mut();

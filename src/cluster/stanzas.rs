@@ -1,14 +1,16 @@
 //! Stanzas between nodes, on one shard: publishing to another node's shard with a copy kept
 //! until acknowledged, delivering what arrives, acknowledging it, and what NATS returns.
 
-use super::link::{link_of, LinkRc};
+use super::link::{link_of, Link, LinkRc};
 use super::membership::broadcast;
-use super::wire::Record;
+use super::wire::{DeliverHead, Malformed, Record};
 use crate::hooks::Acc;
+use crate::jid::Jid;
 use crate::shard::{ConnMsg, SessionRef, Shard, ShardId};
 use crate::xmpp::StanzaErrorCondition;
 
 use super::link::{INBOX_SLOT, MAX_UNACKED};
+use super::peer::Peer;
 
 /// A message for a session on another node, on its home shard: a stanza is published to that
 /// node's shard, a copy kept until acknowledged.
@@ -24,80 +26,97 @@ pub(super) fn send_remote(link: &LinkRc, shard: &mut Shard, session: SessionRef,
     let Some((slot, to_shard)) = session.remote_parts() else {
         return;
     };
+    let mut guard = link.borrow_mut();
+    // Split borrows of the link's fields; no allocation per stanza (the target and the member
+    // are borrowed, not cloned).
+    let l = &mut *guard;
     let target = shard
         .sm
         .resources_of(acc.to.bare_str())
         .iter()
         .find(|r| r.session == session)
-        .map(|r| r.jid.clone());
+        .map(|r| r.jid.as_str());
     let Some(target) = target else {
         // The session left meanwhile: the session manager picks again.
+        drop(guard);
         return shard.reroute(acc);
     };
-    publish_copy(link, shard, (slot, to_shard), acc, |buf, acc| {
-        Record::deliver_header(
-            buf,
-            target.as_str(),
-            acc.from.as_str(),
-            acc.to.as_str(),
-            acc.reroutes,
-        )
-    });
+    Record::deliver_header(
+        &mut l.scratch,
+        target,
+        acc.from.as_str(),
+        acc.to.as_str(),
+        acc.reroutes,
+    );
+    let done = publish_kept(l, (slot, to_shard), acc);
+    drop(guard);
+    done.settle(shard);
 }
 
-/// Publishes `acc` to shard `to_shard` of member `slot` (its header written by `header`), with the
-/// next sequence number in the reply subject, and keeps a copy until acknowledged. A member that
-/// died meanwhile: routed again; over the bounds: answered `resource-constraint`.
-pub(super) fn publish_copy(
-    link: &LinkRc,
-    shard: &mut Shard,
-    (slot, to_shard): (u16, u16),
-    acc: Acc,
-    header: impl FnOnce(&mut Vec<u8>, &Acc),
-) {
-    let mut l = link.borrow_mut();
-    let Some(who) = l.table.get(slot).cloned() else {
-        // The member died meanwhile: the route picks again.
-        drop(l);
-        return shard.reroute(acc);
+/// What became of a stanza given to [`publish_kept`].
+pub(super) enum Published {
+    /// Published, its copy kept.
+    Kept,
+    /// The member died meanwhile: to route again.
+    Gone(Acc),
+    /// Output or copies full: to answer `resource-constraint`.
+    Refused(Acc),
+}
+
+impl Published {
+    /// Routes again or answers what was not published (the link no longer borrowed).
+    pub(super) fn settle(self, shard: &mut Shard) {
+        match self {
+            Published::Kept => {}
+            Published::Gone(acc) => shard.reroute(acc),
+            Published::Refused(acc) => shard.bounce(&acc, StanzaErrorCondition::ResourceConstraint),
+        }
+    }
+}
+
+/// Publishes the stanza whose record header is in `l.scratch` to shard `to_shard` of member
+/// `slot`, with the next sequence number in the reply subject, and keeps its copy until
+/// acknowledged (`D` and `R` records alike).
+pub(super) fn publish_kept(l: &mut Link, (slot, to_shard): (u16, u16), acc: Acc) -> Published {
+    let Some(who) = l.table.get(slot) else {
+        return Published::Gone(acc);
     };
     if l.unacked_len >= MAX_UNACKED {
         l.stats.refused += 1;
-        drop(l);
-        return shard.bounce(&acc, StanzaErrorCondition::ResourceConstraint);
+        return Published::Refused(acc);
     }
-    // Taken only once published: a refused stanza leaves no gap in the receiver's sequence.
-    let seq = l.seqs.get(&(slot, to_shard)).copied().unwrap_or(0) + 1;
-    let published = {
-        let l = &mut *l;
-        header(&mut l.scratch, &acc);
-        l.nats.publish_parts(
-            format_args!("{}.n.{}.{to_shard}", l.node.prefix, who.node),
-            format_args!("{}.{slot}.{to_shard}.{seq}", l.inbox),
-            &[&l.scratch, acc.stanza.bytes()],
+    let peer = l.peers.entry((slot, to_shard)).or_insert_with(|| {
+        Peer::new(
+            format!("{}.n.{}.{to_shard}", l.node.prefix, who.node),
+            format!("{}.{slot}.{to_shard}.", l.inbox),
         )
-    };
+    });
+    // Taken only once published: a refused stanza leaves no gap in the receiver's sequence.
+    let seq = peer.seq + 1;
+    let published = l.nats.publish_parts(
+        &peer.subject,
+        &[&peer.reply, itoa::Buffer::new().format(seq).as_bytes()],
+        &[&l.scratch, acc.stanza.bytes()],
+    );
     if published.is_err() {
         l.stats.refused += 1;
-        drop(l);
-        return shard.bounce(&acc, StanzaErrorCondition::ResourceConstraint);
+        return Published::Refused(acc);
     }
-    l.seqs.insert((slot, to_shard), seq);
+    peer.seq = seq;
+    peer.keep(seq, acc);
     l.stats.stanzas_out += 1;
-    l.unacked
-        .entry((slot, to_shard))
-        .or_default()
-        .push_back((seq, acc));
     l.unacked_len += 1;
     l.wake();
+    Published::Kept
 }
 
-/// A stanza for a session bound on this shard.
-pub(super) fn deliver(link: &LinkRc, shard: &mut Shard, rec: Record, reply: Option<&str>) {
-    let Some((acc, Some(target))) = arrived(link, shard, reply, rec) else {
+/// A stanza for a session bound on this shard (a `Deliver` payload).
+pub(super) fn deliver(link: &LinkRc, shard: &mut Shard, payload: Vec<u8>, reply: Option<&str>) {
+    let look = |s: &Shard, target: &str| s.local_session(target);
+    let Some((acc, conn)) = arrived(link, shard, payload, reply, b'D', look) else {
         return;
     };
-    match shard.local_session(target.as_str()) {
+    match conn {
         Some(conn) => {
             let at = shard.session_ref(conn);
             shard.send_to_session(at, ConnMsg::Deliver(acc));
@@ -107,35 +126,33 @@ pub(super) fn deliver(link: &LinkRc, shard: &mut Shard, rec: Record, reply: Opti
     }
 }
 
-/// A stanza from another node (a `Deliver` or `ToObject` record) as an `Acc` on this shard, with
-/// the token that acknowledges it to its sender when its route ends here (see `handled`), and
-/// the target session of a `Deliver`; None when unparsable.
-pub(super) fn arrived(
+/// The stanza of a `Deliver` (`kind` `D`) or `ToObject` (`R`) payload as an `Acc` on this shard,
+/// with the token that acknowledges it to its sender when its route ends here (see `handled`),
+/// and what `look` found for the record's target (read in place, not copied); None when
+/// malformed.
+pub(super) fn arrived<T>(
     link: &LinkRc,
     shard: &mut Shard,
+    mut payload: Vec<u8>,
     reply: Option<&str>,
-    rec: Record,
-) -> Option<(Acc, Option<crate::jid::FullJid>)> {
-    let (target, from, to, reroutes, stanza) = match rec {
-        Record::Deliver {
-            target,
-            from,
-            to,
-            reroutes,
-            stanza,
-        } => (Some(target), from, to, reroutes, stanza),
-        Record::ToObject {
-            stanza,
-            reroutes,
-            to,
-            from,
-            key: _,
-        } => (None, from, to, reroutes, stanza),
-        _ => return None,
-    };
+    kind: u8,
+    look: impl FnOnce(&Shard, &str) -> T,
+) -> Option<(Acc, T)> {
     let token = reply.and_then(|r| received(link, r));
     link.borrow_mut().stats.stanzas_in += 1;
-    let Ok(stanza) = crate::xml::Stanza::parse(stanza) else {
+    let parsed = DeliverHead::parse_kind(&payload, kind).and_then(|(h, at)| {
+        let from = Jid::parse(h.from).map_err(|_| Malformed)?;
+        let to = Jid::parse(h.to).map_err(|_| Malformed)?;
+        let found = look(shard, h.target);
+        Ok((from, to, h.reroutes, found, at))
+    });
+    let Ok((from, to, reroutes, found, at)) = parsed else {
+        tracing::warn!(shard = shard.id.0, "cluster: malformed stanza record");
+        return None;
+    };
+    // The stanza's bytes stay in the payload's allocation.
+    payload.drain(..at);
+    let Ok(stanza) = crate::xml::Stanza::parse(payload) else {
         tracing::warn!(
             shard = shard.id.0,
             "cluster: unparsable stanza from another node"
@@ -145,10 +162,11 @@ pub(super) fn arrived(
     let mut acc = Acc::new(stanza, from, to, shard.id);
     acc.reroutes = reroutes;
     if let Some((sender, seq)) = token {
+        // Acknowledged to the sender when the stanza's route ends here (see `handled`).
         let at = SessionRef::remote(INBOX_SLOT, shard.id.0, sender);
         acc.handled = Some(crate::hooks::Handled::new(at, seq as u32));
     }
-    Some((acc, target))
+    Some((acc, found))
 }
 
 /// Senders remembered (gap detection, acknowledgement tokens); past it the oldest is forgotten
@@ -164,7 +182,11 @@ fn received(link: &LinkRc, reply: &str) -> Option<(u64, u64)> {
     let (prefix, seq) = reply.rsplit_once('.')?;
     let seq = seq.parse::<u64>().ok()?;
     let mut l = link.borrow_mut();
-    let expected = l.expected.insert(prefix.to_owned(), seq + 1);
+    // The prefix is allocated only for a sender not seen yet (this runs once per stanza).
+    let expected = match l.expected.get_mut(prefix) {
+        Some(e) => Some(std::mem::replace(e, seq + 1)),
+        None => l.expected.insert(prefix.to_owned(), seq + 1),
+    };
     if let Some(e) = expected.filter(|&e| seq > e) {
         l.stats.gaps += 1;
         let rec = Record::Gap { from_seq: e }.encode();
@@ -228,20 +250,7 @@ fn handled(link: &LinkRc, shard: &mut Shard, token: SessionRef, seqs: Vec<u32>) 
 /// their copies go (and with them the sender's own acknowledgement tokens).
 pub(super) fn acked(link: &LinkRc, key: (u16, u16), seqs: &[u32]) {
     let mut l = link.borrow_mut();
-    let Some(q) = l.unacked.get_mut(&key) else {
-        return;
-    };
-    let len = q.len();
-    let mut left: ahash::HashSet<u32> = seqs.iter().copied().collect();
-    // Usually the oldest copies: taken from the front; the rest (stanzas that ended their route
-    // out of order) by one pass.
-    while q.front().is_some_and(|(s, _)| left.remove(&(*s as u32))) {
-        q.pop_front();
-    }
-    if !left.is_empty() {
-        q.retain(|(s, _)| !left.contains(&(*s as u32)));
-    }
-    let freed = len - q.len();
+    let freed = l.peers.get_mut(&key).map_or(0, |p| p.ack(seqs));
     l.unacked_len -= freed;
 }
 
@@ -312,6 +321,8 @@ pub(super) mod tests {
             c2s: String::new(),
             heartbeat: Duration::from_millis(500),
             failure_timeout: Duration::from_secs(3),
+            auth: Default::default(),
+            tls: None,
         };
         let mut shard = Shard::new(
             ShardId(0),
@@ -410,12 +421,7 @@ pub(super) mod tests {
                 "{out}"
             );
         }
-        let seqs = |link: &LinkRc| -> Vec<u64> {
-            link.borrow().unacked[&(0, 1)]
-                .iter()
-                .map(|(s, _)| *s)
-                .collect()
-        };
+        let seqs = |link: &LinkRc| -> Vec<u64> { link.borrow().peers[&(0, 1)].seqs() };
         assert_eq!(seqs(&link), [1, 2, 3]);
         // The receiver got 3 but not 2: 2 goes again, as 4.
         gap(&link, &mut shard, (0, 1), 2..3);

@@ -214,8 +214,15 @@ impl Record {
                 field(out, "A");
                 from.write(out);
                 field(out, &shard.to_string());
-                let list: Vec<String> = seqs.iter().map(u32::to_string).collect();
-                field(out, &list.join(","));
+                // One number per stanza acknowledged: written without `fmt` or a list of strings.
+                let mut b = itoa::Buffer::new();
+                for (i, n) in seqs.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(b.format(*n).as_bytes());
+                }
+                out.push(b'\n');
             }
             Record::Gap { from_seq } => {
                 field(out, "X");
@@ -309,6 +316,7 @@ impl Record {
     pub fn decode(rec: &[u8]) -> Result<Record, Malformed> {
         let mut f = Fields(rec);
         let full = |s: &str| FullJid::parse(s).map_err(|_| Malformed);
+        let jid = |s: &str| Jid::parse(s).map_err(|_| Malformed);
         let num = |s: &str| s.parse::<u16>().map_err(|_| Malformed);
         // A key is not empty (it names an object).
         let key = |s: &str| (!s.is_empty()).then(|| s.to_owned()).ok_or(Malformed);
@@ -334,14 +342,13 @@ impl Record {
                 shard: num(f.next()?)?,
             },
             "D" => {
-                let target = full(f.next()?)?;
-                let (from, to, reroutes, stanza) = f.routed()?;
+                let (head, at) = DeliverHead::parse(rec)?;
                 Record::Deliver {
-                    target,
-                    from,
-                    to,
-                    reroutes,
-                    stanza,
+                    target: full(head.target)?,
+                    from: jid(head.from)?,
+                    to: jid(head.to)?,
+                    reroutes: head.reroutes,
+                    stanza: rec[at..].to_vec(),
                 }
             }
             "A" => Record::Ack {
@@ -380,19 +387,55 @@ impl Record {
                 key: key(f.next()?)?,
             },
             "R" => {
-                let key = key(f.next()?)?;
-                let (from, to, reroutes, stanza) = f.routed()?;
+                let (head, at) = DeliverHead::parse_kind(rec, b'R')?;
                 Record::ToObject {
-                    key,
-                    from,
-                    to,
-                    reroutes,
-                    stanza,
+                    key: key(head.target)?,
+                    from: jid(head.from)?,
+                    to: jid(head.to)?,
+                    reroutes: head.reroutes,
+                    stanza: rec[at..].to_vec(),
                 }
             }
             _ => return Err(Malformed),
         };
         Ok(rec)
+    }
+}
+
+/// A `Deliver` record's header, borrowed from the payload (the receiving shard's hot path: no
+/// JID is parsed that is only looked up, and the stanza's bytes are not copied).
+#[derive(Debug, PartialEq, Eq)]
+pub struct DeliverHead<'a> {
+    /// The bound session's full JID, as sent.
+    pub target: &'a str,
+    /// The route's sender, as sent.
+    pub from: &'a str,
+    /// The route's recipient, as sent.
+    pub to: &'a str,
+    /// Times the stanza was already re-routed.
+    pub reroutes: u8,
+}
+
+impl<'a> DeliverHead<'a> {
+    /// The header of a `Deliver` payload and where the stanza starts.
+    pub fn parse(payload: &'a [u8]) -> Result<(DeliverHead<'a>, usize), Malformed> {
+        DeliverHead::parse_kind(payload, b'D')
+    }
+
+    /// The header of a `Deliver` (`kind` `D`) or `ToObject` (`R`, whose `target` is the object's
+    /// key) payload and where the stanza starts.
+    pub fn parse_kind(payload: &'a [u8], kind: u8) -> Result<(DeliverHead<'a>, usize), Malformed> {
+        let mut f = Fields(payload);
+        if f.next()?.as_bytes() != [kind] {
+            return Err(Malformed);
+        }
+        let head = DeliverHead {
+            target: f.next()?,
+            from: f.next()?,
+            to: f.next()?,
+            reroutes: f.next()?.parse().map_err(|_| Malformed)?,
+        };
+        Ok((head, payload.len() - f.0.len()))
     }
 }
 
@@ -405,15 +448,6 @@ impl<'a> Fields<'a> {
         let f = std::str::from_utf8(&self.0[..at]).map_err(|_| Malformed)?;
         self.0 = &self.0[at + 1..];
         Ok(f)
-    }
-
-    /// The route's `from` and `to`, the re-route count and the stanza's bytes (the rest).
-    fn routed(&mut self) -> Result<(Jid, Jid, u8, Vec<u8>), Malformed> {
-        let jid = |s: &str| Jid::parse(s).map_err(|_| Malformed);
-        let from = jid(self.next()?)?;
-        let to = jid(self.next()?)?;
-        let reroutes = self.next()?.parse().map_err(|_| Malformed)?;
-        Ok((from, to, reroutes, self.0.to_vec()))
     }
 
     fn incarnation(&mut self) -> Result<Incarnation, Malformed> {

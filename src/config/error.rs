@@ -177,6 +177,12 @@ pub enum InvalidValue {
     /// A failure timeout shorter than two heartbeats.
     #[error("cluster.failure_timeout_ms must be at least twice heartbeat_ms")]
     ClusterTimeout,
+    /// NATS credentials given other than as a token alone or a user with a password.
+    #[error("cluster: give nats_token, or nats_user and nats_password (not empty)")]
+    NatsAuth,
+    /// A cluster node that federates without a dialback secret shared by every node.
+    #[error("cluster: a node with [[listen.s2s]] needs s2s.secret, the same on every node (a remote server may verify one node's dialback key on another)")]
+    ClusterDialbackSecret,
 }
 
 /// Why the configuration could not be loaded.

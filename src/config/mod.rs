@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 pub use admin::AdminConfig;
-pub use cluster::{ClusterConfig, NatsUrl};
+pub use cluster::{ClusterConfig, NatsAuth, NatsUrl};
 pub use component::{ComponentListenerConfig, ComponentSecret};
 pub use error::{ConfigError, InvalidValue, Location};
 pub use s2s::{S2sListenerConfig, S2sOptions, S2sTls, StaticAddress, S2S_PORT};

@@ -640,7 +640,8 @@ fn cluster_section_defaults_and_errors() {
         c.nats,
         [NatsUrl {
             host: "127.0.0.1".into(),
-            port: 4222
+            port: 4222,
+            tls: false
         }]
     );
     assert_eq!(c.heartbeat, Duration::from_millis(500));
@@ -656,6 +657,18 @@ fn cluster_section_defaults_and_errors() {
         ("10.0.0.1", 4333)
     );
     assert_eq!((c.nats[1].host.as_str(), c.nats[1].port), ("h", 4222));
+    assert!(!c.nats[0].tls);
+    let c = parse(&format!(
+        "{MINIMAL}[cluster]\nnode = \"a\"\nnats = [\"tls://10.0.0.1:4333\"]\nnats_cafile = \"/etc/ca.pem\"\n"
+    ))
+    .unwrap()
+    .cluster
+    .unwrap();
+    assert!(c.nats[0].tls && c.nats[0].port == 4333);
+    assert_eq!(
+        c.nats_cafile.as_deref(),
+        Some(std::path::Path::new("/etc/ca.pem"))
+    );
     for (bad, kind) in [
         ("node = \"a.b\"", InvalidValue::ClusterName),
         ("node = \"a\"\nname = \"\"", InvalidValue::ClusterName),
@@ -668,4 +681,37 @@ fn cluster_section_defaults_and_errors() {
         let (err, _, _) = parse_err(&format!("{MINIMAL}[cluster]\n{bad}\n"));
         assert_eq!(invalid_kind(err), kind, "{bad}");
     }
+    // NATS credentials: a token, or a user with a password; never printed.
+    let c = parse(&format!(
+        "{MINIMAL}[cluster]\nnode = \"a\"\nnats_user = \"petrel\"\nnats_password = \"pw-secret\"\n"
+    ))
+    .unwrap()
+    .cluster
+    .unwrap();
+    assert_eq!(
+        c.auth,
+        crate::config::NatsAuth::UserPassword {
+            user: "petrel".into(),
+            password: "pw-secret".into()
+        }
+    );
+    assert!(!format!("{c:?}").contains("pw-secret"));
+    assert!(!serde_json::to_string(&c).unwrap().contains("pw-secret"));
+    for bad in [
+        "nats_user = \"u\"",
+        "nats_password = \"p\"",
+        "nats_token = \"\"",
+        "nats_token = \"t\"\nnats_user = \"u\"\nnats_password = \"p\"",
+    ] {
+        let (err, _, _) = parse_err(&format!("{MINIMAL}[cluster]\nnode = \"a\"\n{bad}\n"));
+        assert_eq!(invalid_kind(err), InvalidValue::NatsAuth, "{bad}");
+    }
+    // Federation from a cluster: one dialback secret for every node.
+    let s2s = "[[listen.s2s]]\nport = 5269\n";
+    let (err, _, _) = parse_err(&format!("{MINIMAL}{s2s}[cluster]\nnode = \"a\"\n"));
+    assert_eq!(invalid_kind(err), InvalidValue::ClusterDialbackSecret);
+    let ok = format!(
+        "{MINIMAL}{s2s}[s2s]\nsecret = \"0123456789abcdef-xyz\"\n[cluster]\nnode = \"a\"\n"
+    );
+    assert!(parse(&ok).unwrap().cluster.is_some());
 }

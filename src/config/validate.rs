@@ -175,7 +175,8 @@ pub(super) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
     let shards = shards(&cx, raw.shards)?;
     let store = super::store::store(&cx, raw.store)?;
     let admin = super::admin::admin(&cx, raw.admin)?;
-    let cluster = super::cluster::cluster(&cx, raw.cluster)?;
+    let secret_missing = !listen.s2s.is_empty() && s2s.secret.is_none();
+    let cluster = super::cluster::cluster(&cx, raw.cluster, secret_missing)?;
     let mut modules = BTreeMap::new();
     let mut module_locations = BTreeMap::new();
     for (name, table) in raw.modules {

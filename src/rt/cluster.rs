@@ -18,6 +18,9 @@ use crate::config::NatsUrl;
 /// Wait between connection attempts.
 const RETRY: Duration = Duration::from_millis(100);
 
+/// Longest wait after connections that end at once.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
 /// Plugs this shard into the cluster and starts its tasks.
 pub(super) fn install(
     node: &Arc<Node>,
@@ -54,8 +57,8 @@ pub(super) fn install(
 }
 
 /// Connects to the first NATS server that answers (name resolution of a host name may block the
-/// shard briefly: configure IP addresses).
-async fn connect(urls: &[NatsUrl]) -> Option<glommio::net::TcpStream> {
+/// shard briefly: configure IP addresses); returns the stream and the address used.
+async fn connect(urls: &[NatsUrl]) -> Option<(glommio::net::TcpStream, &NatsUrl)> {
     use std::net::ToSocketAddrs;
     for u in urls {
         let Ok(addrs) = (u.host.as_str(), u.port).to_socket_addrs() else {
@@ -64,19 +67,59 @@ async fn connect(urls: &[NatsUrl]) -> Option<glommio::net::TcpStream> {
         for a in addrs {
             if let Ok(s) = glommio::net::TcpStream::connect(a).await {
                 let _ = s.set_nodelay(true);
-                return Some(s);
+                return Some((s, u));
             }
         }
     }
     None
 }
 
+/// Why a `tls://` connection could not start.
+#[derive(Debug, thiserror::Error)]
+enum StartTlsError {
+    /// The server closed, or sent more than a line, before its `INFO`.
+    #[error("no INFO line before TLS")]
+    NoInfo,
+    /// The host is not a name a certificate can show.
+    #[error("{0:?} is not a TLS server name")]
+    Name(String),
+    /// The handshake failed (certificate not trusted, server without TLS, ...).
+    #[error("TLS handshake: {0}")]
+    Handshake(std::io::Error),
+}
+
+/// NATS TLS as nats-server 2.9 does it: the `INFO` line in the clear, then the handshake.
+async fn start_tls(
+    mut stream: glommio::net::TcpStream,
+    url: &NatsUrl,
+    config: std::sync::Arc<rustls::ClientConfig>,
+) -> Result<futures_rustls::client::TlsStream<glommio::net::TcpStream>, StartTlsError> {
+    // The server says nothing more until the handshake: read its line and nothing past it.
+    let mut line = Vec::new();
+    while !line.ends_with(b"\r\n") {
+        let mut b = [0u8; 1];
+        match stream.read(&mut b).await {
+            Ok(1) if line.len() < 64 * 1024 => line.push(b[0]),
+            _ => return Err(StartTlsError::NoInfo),
+        }
+    }
+    let name = rustls::pki_types::ServerName::try_from(url.host.clone())
+        .map_err(|_| StartTlsError::Name(url.host.clone()))?;
+    futures_rustls::TlsConnector::from(config)
+        .connect(name, stream)
+        .await
+        .map_err(StartTlsError::Handshake)
+}
+
 /// One shard's connection, for the life of the shard.
 async fn run(link: LinkRc, ctx: Rc<ShardCtx>, urls: Vec<NatsUrl>) {
     let shard = link.borrow().shard;
     let mut warned = false;
+    // Connections that end at once (refused credentials or certificate, a server shutting down)
+    // are retried after a doubling delay, up to RETRY_MAX, not ten times a second.
+    let mut backoff = RETRY;
     loop {
-        let Some(stream) = connect(&urls).await else {
+        let Some((stream, url)) = connect(&urls).await else {
             if !warned {
                 tracing::warn!(shard, "cluster: no NATS server answers; retrying");
                 warned = true;
@@ -85,29 +128,54 @@ async fn run(link: LinkRc, ctx: Rc<ShardCtx>, urls: Vec<NatsUrl>) {
             continue;
         };
         warned = false;
-        let lost = link.borrow_mut().reset();
-        link.borrow_mut().connected = true;
-        tracing::info!(shard, "cluster: connected to NATS");
-        {
-            let mut s = ctx.shard.borrow_mut();
-            for acc in lost {
-                s.reroute(acc);
-            }
-            s.drain_to_route();
-            // After a reconnection: session records written into the lost connection may not have
-            // reached the others; announce again every session this shard is home for, framed so
-            // that they also drop the ones that ended meanwhile.
-            crate::cluster::announce_sessions(&link, &s);
+        let began = std::time::Instant::now();
+        let tls = url.tls.then(|| link.borrow().node.tls.clone()).flatten();
+        match tls {
+            Some(config) => match start_tls(stream, url, config).await {
+                Ok(stream) => serve(stream, &link, &ctx).await,
+                Err(e) => tracing::warn!(shard, error = %e, "cluster: NATS TLS failed"),
+            },
+            None => serve(stream, &link, &ctx).await,
         }
-        if shard == 0 {
-            crate::cluster::request_sync(&link);
-        }
-        ctx.flush();
-        let (r, w) = futures_lite::io::split(stream);
-        futures_lite::future::or(read(r, &link, &ctx), write(w, &link)).await;
         link.borrow_mut().connected = false;
-        tracing::warn!(shard, "cluster: NATS connection lost; reconnecting");
+        if began.elapsed() < RETRY_MAX {
+            tracing::warn!(shard, retry_in = ?backoff, "cluster: NATS connection ended at once");
+            glommio::timer::sleep(backoff).await;
+            backoff = (backoff * 2).min(RETRY_MAX);
+        } else {
+            tracing::warn!(shard, "cluster: NATS connection lost; reconnecting");
+            backoff = RETRY;
+        }
     }
+}
+
+/// One connection's life: the protocol starts afresh, what the last one may have lost is
+/// routed again and announced again, then it reads and writes until it fails.
+async fn serve<S>(stream: S, link: &LinkRc, ctx: &Rc<ShardCtx>)
+where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
+{
+    let shard = link.borrow().shard;
+    let lost = link.borrow_mut().reset();
+    link.borrow_mut().connected = true;
+    tracing::info!(shard, "cluster: connected to NATS");
+    {
+        let mut s = ctx.shard.borrow_mut();
+        for acc in lost {
+            s.reroute(acc);
+        }
+        s.drain_to_route();
+        // After a reconnection: session records written into the lost connection may not have
+        // reached the others; announce again every session this shard is home for, framed so
+        // that they also drop the ones that ended meanwhile.
+        crate::cluster::announce_sessions(link, &s);
+    }
+    if shard == 0 {
+        crate::cluster::request_sync(link);
+    }
+    ctx.flush();
+    let (r, w) = futures_lite::io::split(stream);
+    futures_lite::future::or(read(r, link, ctx), write(w, link)).await;
 }
 
 /// Reads, hands what arrived to the shard batch by batch, acknowledges each batch.

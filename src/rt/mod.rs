@@ -279,14 +279,21 @@ pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Re
         s2s: s2s.into_iter().map(Arc::new).collect(),
         s2s_shared,
         component,
-        cluster: config.cluster.as_ref().map(|c| {
-            let c2s = config
-                .listen
-                .c2s
-                .first()
-                .map_or_else(String::new, |l| format!("{}:{}", l.ip_address, l.port));
-            Arc::new(crate::cluster::Node::new(c, c2s))
-        }),
+        cluster: match config.cluster.as_ref() {
+            Some(c) => {
+                let c2s = config
+                    .listen
+                    .c2s
+                    .first()
+                    .map_or_else(String::new, |l| format!("{}:{}", l.ip_address, l.port));
+                let mut node = crate::cluster::Node::new(c, c2s);
+                if c.nats.iter().any(|u| u.tls) {
+                    node.tls = Some(crate::tls::client_config(c.nats_cafile.as_deref())?);
+                }
+                Some(Arc::new(node))
+            }
+            None => None,
+        },
     };
     let ends = mesh::build(n, config.shards.ring_capacity.max(2));
     let io_memory = config.shards.io_memory_kib * 1024;

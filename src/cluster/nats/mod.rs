@@ -15,6 +15,8 @@
 #[cfg(test)]
 mod tests;
 
+use crate::config::NatsAuth;
+
 /// Longest control line accepted from the server (`MSG` with long subjects, or `INFO`).
 const MAX_LINE: usize = 64 * 1024;
 
@@ -90,16 +92,30 @@ impl NatsCore {
     }
 
     /// Queues `CONNECT` (to be written first): verbose off, headers and no-responders on, no echo of
-    /// our own publishes.
-    pub fn connect(&mut self, name: &str) {
-        let name = serde_json::to_string(name).unwrap_or_else(|_| "\"petrel\"".to_owned());
-        self.output.extend_from_slice(
-            format!(
-                "CONNECT {{\"verbose\":false,\"pedantic\":false,\"lang\":\"rust\",\"version\":\"petrel\",\
-                 \"name\":{name},\"protocol\":1,\"headers\":true,\"no_responders\":true,\"echo\":false}}\r\n"
-            )
-            .as_bytes(),
-        );
+    /// our own publishes, and the credentials if any.
+    pub fn connect(&mut self, name: &str, auth: &NatsAuth) {
+        let mut fields = serde_json::json!({
+            "verbose": false,
+            "pedantic": false,
+            "lang": "rust",
+            "version": "petrel",
+            "name": name,
+            "protocol": 1,
+            "headers": true,
+            "no_responders": true,
+            "echo": false,
+        });
+        match auth {
+            NatsAuth::None => {}
+            NatsAuth::Token(t) => fields["auth_token"] = t.as_str().into(),
+            NatsAuth::UserPassword { user, password } => {
+                fields["user"] = user.as_str().into();
+                fields["pass"] = password.as_str().into();
+            }
+        }
+        self.output.extend_from_slice(b"CONNECT ");
+        self.output.extend_from_slice(fields.to_string().as_bytes());
+        self.output.extend_from_slice(b"\r\n");
     }
 
     /// Queues `SUB subject [queue] sid`.
@@ -127,23 +143,29 @@ impl NatsCore {
         Ok(())
     }
 
-    /// Queues `PUB subject reply len` with the subject and reply subject formatted straight into
-    /// the output and the payload given in parts (no intermediate buffer); refused past the
-    /// output bound.
+    /// Queues `PUB subject reply len` with the reply subject given in parts (a cached prefix and
+    /// a number) and the payload in parts (no intermediate buffer, no formatting); refused past
+    /// the output bound.
     pub fn publish_parts(
         &mut self,
-        subject: std::fmt::Arguments<'_>,
-        reply: std::fmt::Arguments<'_>,
+        subject: &[u8],
+        reply: &[&[u8]],
         payload: &[&[u8]],
     ) -> Result<(), OutputFull> {
-        use std::io::Write;
         let len: usize = payload.iter().map(|p| p.len()).sum();
         if self.output.len() + len > self.output_limit {
             return Err(OutputFull);
         }
         let out = &mut self.output;
-        // Writing into a Vec cannot fail.
-        let _ = write!(out, "PUB {subject} {reply} {len}\r\n");
+        out.extend_from_slice(b"PUB ");
+        out.extend_from_slice(subject);
+        out.push(b' ');
+        for r in reply {
+            out.extend_from_slice(r);
+        }
+        out.push(b' ');
+        out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+        out.extend_from_slice(b"\r\n");
         for p in payload {
             out.extend_from_slice(p);
         }
@@ -161,7 +183,7 @@ impl NatsCore {
             out.extend_from_slice(r.as_bytes());
             out.push(b' ');
         }
-        out.extend_from_slice(payload.len().to_string().as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(payload.len()).as_bytes());
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(payload);
         out.extend_from_slice(b"\r\n");
@@ -203,13 +225,19 @@ impl NatsCore {
     pub fn next_event(&mut self) -> Result<Option<Event>, ProtoError> {
         loop {
             let rest = &self.input[self.pos..];
-            let Some(eol) = memchr::memmem::find(rest, b"\r\n") else {
+            // The first `\n` ends the line (memchr: this runs per message); a control line holds
+            // no bare `\n`, so `\r` must come before it.
+            let Some(nl) = memchr::memchr(b'\n', rest) else {
                 if rest.len() > MAX_LINE {
                     return Err(ProtoError::LineTooLong);
                 }
                 self.compact();
                 return Ok(None);
             };
+            if nl == 0 || rest[nl - 1] != b'\r' {
+                return Err(ProtoError::Malformed("a line ends without CR".to_owned()));
+            }
+            let eol = nl - 1;
             if eol > MAX_LINE {
                 return Err(ProtoError::LineTooLong);
             }
@@ -217,27 +245,29 @@ impl NatsCore {
                 .map_err(|_| ProtoError::Malformed("not UTF-8".to_owned()))?;
             let (verb, args) = line.split_once(' ').unwrap_or((line, ""));
             let after = self.pos + eol + 2;
-            match verb.to_ascii_uppercase().as_str() {
-                "PING" => {
+            // Verbs are case-insensitive; compared without allocating (this runs per message).
+            let is = |v: &str| verb.eq_ignore_ascii_case(v);
+            match () {
+                _ if is("PING") => {
                     self.pos = after;
                     self.output.extend_from_slice(b"PONG\r\n");
                 }
-                "PONG" => {
+                _ if is("PONG") => {
                     self.pos = after;
                     return Ok(Some(Event::Pong));
                 }
-                "+OK" => self.pos = after,
-                "-ERR" => {
+                _ if is("+OK") => self.pos = after,
+                _ if is("-ERR") => {
                     let text = args.trim().trim_matches('\'').to_owned();
                     self.pos = after;
                     return Ok(Some(Event::Err(text)));
                 }
-                "INFO" => {
+                _ if is("INFO") => {
                     let text = args.to_owned();
                     self.pos = after;
                     return Ok(Some(Event::Info(text)));
                 }
-                "MSG" | "HMSG" => {
+                _ if is("MSG") || is("HMSG") => {
                     let head = parse_msg_line(args, verb.eq_ignore_ascii_case("HMSG"))?;
                     if head.total > MAX_PAYLOAD {
                         return Err(ProtoError::PayloadTooLarge);
@@ -291,7 +321,17 @@ struct MsgHead {
 /// `MSG subject sid [reply] len` or `HMSG subject sid [reply] hlen tlen`.
 fn parse_msg_line(args: &str, with_headers: bool) -> Result<MsgHead, ProtoError> {
     let bad = || ProtoError::Malformed(args.to_owned());
-    let parts: Vec<&str> = args.split_ascii_whitespace().collect();
+    // At most five fields: a fixed array, no allocation per message.
+    let mut parts = [""; 5];
+    let mut n = 0;
+    for f in args.split_ascii_whitespace() {
+        if n == parts.len() {
+            return Err(bad());
+        }
+        parts[n] = f;
+        n += 1;
+    }
+    let parts = &parts[..n];
     let num = |s: &str| s.parse::<usize>().map_err(|_| bad());
     let (fixed, sizes) = if with_headers {
         match parts.len() {

@@ -11,7 +11,7 @@ fn events(core: &mut NatsCore) -> Vec<Event> {
 #[test]
 fn connect_sub_and_publish_are_encoded() {
     let mut c = NatsCore::new(1024);
-    c.connect("n1");
+    c.connect("n1", &NatsAuth::None);
     c.subscribe("petrel.c.n.n1.0", 7);
     c.publish("a.b", Some("r.1"), b"hello").unwrap();
     c.publish("a.b", None, b"").unwrap();
@@ -24,6 +24,7 @@ fn connect_sub_and_publish_are_encoded() {
     assert_eq!(json["no_responders"], true);
     assert_eq!(json["echo"], false);
     assert_eq!(json["name"], "n1");
+    assert!(json.get("user").is_none() && json.get("auth_token").is_none());
     let rest: Vec<&str> = lines.collect();
     assert_eq!(
         rest,
@@ -129,16 +130,30 @@ fn errors_and_garbage() {
 #[test]
 fn publish_in_parts_is_one_message() {
     let mut c = NatsCore::new(1024);
-    c.publish_parts(
-        format_args!("a.{}", 1),
-        format_args!("r.{}", 2),
-        &[b"he", b"llo"],
-    )
-    .unwrap();
+    c.publish_parts(b"a.1", &[b"r.", b"2"], &[b"he", b"llo"])
+        .unwrap();
     assert_eq!(c.take_output(), b"PUB a.1 r.2 5\r\nhello\r\n");
     let mut c = NatsCore::new(4);
+    assert_eq!(c.publish_parts(b"a", &[b"r"], &[b"hello"]), Err(OutputFull));
+}
+
+#[test]
+fn credentials_go_in_connect() {
+    let json = |auth: &NatsAuth| -> serde_json::Value {
+        let mut c = NatsCore::new(1024);
+        c.connect("n1", auth);
+        let out = String::from_utf8(c.take_output()).unwrap();
+        let line = out.strip_prefix("CONNECT ").unwrap().trim_end();
+        serde_json::from_str(line).unwrap()
+    };
+    let j = json(&NatsAuth::Token("t\"ok".into()));
+    assert_eq!(j["auth_token"], "t\"ok");
+    let j = json(&NatsAuth::UserPassword {
+        user: "petrel".into(),
+        password: "pw".into(),
+    });
     assert_eq!(
-        c.publish_parts(format_args!("a"), format_args!("r"), &[b"hello"]),
-        Err(OutputFull)
+        (j["user"].as_str(), j["pass"].as_str()),
+        (Some("petrel"), Some("pw"))
     );
 }
