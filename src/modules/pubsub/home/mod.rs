@@ -13,6 +13,10 @@ use crate::shard::{home_shard_of, Shard, ShardId, ShardMsg};
 use crate::store::StoredNode;
 use crate::xmpp::StanzaErrorCondition as C;
 
+mod cluster;
+
+use cluster::{announce, evict, load_one, object_key};
+
 /// Requests kept while this shard's nodes load, and per node while it is being created; past it:
 /// `resource-constraint`.
 const MAX_WAITING: usize = 4096;
@@ -58,34 +62,6 @@ pub(super) struct Nodes {
     /// In a cluster (docs/CLUSTER.md, "Objects on one node"): a node lives on one cluster node;
     /// nodes are loaded one by one when first used there, never all at start.
     clustered: bool,
-}
-
-/// The key of a pubsub node in the cluster's registry: `NODE@SERVICE` (the service after the
-/// last `@`), the node name's `%`, line feeds and record separators escaped (a key is one field
-/// of a record).
-pub(super) fn object_key(service: &str, node: &str) -> String {
-    let mut k = String::with_capacity(node.len() + service.len() + 1);
-    for c in node.chars() {
-        match c {
-            '%' => k.push_str("%25"),
-            '\n' => k.push_str("%0A"),
-            '\u{1e}' => k.push_str("%1E"),
-            c => k.push(c),
-        }
-    }
-    k.push('@');
-    k.push_str(service);
-    k
-}
-
-/// The (service, node) of a registry key ([`object_key`]).
-fn from_object_key(key: &str) -> Option<(String, String)> {
-    let (node, service) = key.rsplit_once('@')?;
-    let node = node
-        .replace("%0A", "\n")
-        .replace("%1E", "\u{1e}")
-        .replace("%25", "%");
-    Some((service.to_owned(), node))
 }
 
 /// The home shard of `node` of `service`.
@@ -164,81 +140,6 @@ fn to_home(shard: &mut Shard, service: &str, node: &str, acc: Acc, job: Job) {
         shard.send_to_shard(
             home,
             ShardMsg::Run(Box::new(move |s| when_loaded(s, key, acc, job))),
-        );
-    }
-}
-
-/// In a cluster, node `key` is to be served here and is not live: its work waits while it is
-/// read from the store (found: live and announced; else requests handle it as unknown).
-fn load_one(shard: &mut Shard, key: (String, String), acc: Acc, job: Job) {
-    match nodes(shard).slots.get_mut(&key) {
-        Some(Slot::Loading(q)) => {
-            if q.len() < MAX_WAITING {
-                q.push((acc, job));
-            } else {
-                shard.bounce(&acc, C::ResourceConstraint);
-            }
-            return;
-        }
-        Some(_) => return job(shard, acc),
-        None => {}
-    }
-    nodes(shard)
-        .slots
-        .insert(key.clone(), Slot::Loading(vec![(acc, job)]));
-    let store_at = store_key(&key.0, &key.1);
-    let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
-    ctx.store(store_at, move |store| {
-        let row = store.pubsub_load_node(&key.0, &key.1);
-        JobDone {
-            then: Some(Box::new(move |shard: &mut Shard| {
-                let Some(Slot::Loading(q)) = nodes(shard).slots.remove(&key) else {
-                    return;
-                };
-                match row {
-                    Ok(row) => {
-                        if let Some(row) = row {
-                            let svc = key.0.clone();
-                            loaded(shard, vec![(svc, row)]);
-                            announce(shard, &key);
-                        }
-                        for (acc, job) in q {
-                            job(shard, acc);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(service = key.0, node = key.1, error = %e, "pubsub node could not be loaded");
-                        for (acc, _) in q {
-                            shard.bounce(&acc, C::ResourceConstraint);
-                        }
-                    }
-                }
-                shard.drain_to_route();
-            })),
-            ..JobDone::default()
-        }
-    });
-}
-
-/// Another cluster node's copy of node `key` won (on the key's registry shard): ours goes, on
-/// its home shard, without touching the store.
-fn evict(shard: &mut Shard, key: &str) {
-    let Some(key) = from_object_key(key) else {
-        return;
-    };
-    let home = home_of(&key.0, &key.1, shard.shards);
-    crate::sm::run_on(shard, home, Box::new(move |s| drop_copy(s, key)));
-}
-
-/// Drops this shard's copy of node `key` and releases its creator's quota.
-fn drop_copy(shard: &mut Shard, key: (String, String)) {
-    if let Some(Slot::Live(live)) = nodes(shard).slots.remove(&key) {
-        let (svc, creator) = (key.0, live.creator);
-        shard.send_to_shard(
-            home_shard_of(&svc, shard.shards),
-            ShardMsg::Run(Box::new(move |s| {
-                super::quota::on(s).release(&svc, &creator)
-            })),
         );
     }
 }
@@ -551,26 +452,6 @@ pub(super) fn save(shard: &mut Shard, service: &str, live: &Live) {
     persist(shard, service, &live.node.name, move |s, svc, node| {
         s.pubsub_node_save(svc, node, &json)
     });
-}
-
-/// In a cluster, node `key` now lives here: the registry (on its own shard) hears of it.
-fn announce(shard: &mut Shard, key: &(String, String)) {
-    if !nodes(shard).clustered {
-        return;
-    }
-    let k = object_key(&key.0, &key.1);
-    let home = home_of(&key.0, &key.1, shard.shards);
-    let key = key.clone();
-    crate::sm::run_on(
-        shard,
-        home_shard_of(&k, shard.shards),
-        Box::new(move |s| {
-            // An older copy elsewhere: ours goes (its requests were answered here already).
-            if !crate::cluster::objects::announce(s, &k) {
-                crate::sm::run_on(s, home, Box::new(move |s| drop_copy(s, key)));
-            }
-        }),
-    );
 }
 
 /// `node` of `service` was deleted: its rows go, and its creator's quota is released.
