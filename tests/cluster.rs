@@ -11,9 +11,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::muc::{create, expect_groupchat, groupchat, has_status, join, kept_room_fields, text};
 use common::{admin, body, error_condition, free_port, Client, Server};
 
-const USERS: &[&str] = &["alice", "bob"];
+const USERS: &[&str] = &["alice", "bob", "carol"];
 
 /// The NATS server binary (Debian's package), if installed.
 fn nats_bin() -> Option<PathBuf> {
@@ -906,4 +907,343 @@ fn a_hand_over_too_large_for_nats_fails_and_loses_nothing() {
             String::from_utf8_lossy(s.bytes())
         );
     }
+}
+
+const MUC: &str = "[modules.presence]\n[modules.muc]\n";
+
+/// A room JID under `prefix` whose rendezvous node among n1, n2 and n3 is `node` (where it is
+/// created, every node agreeing).
+fn room_homed_on(node: &str, prefix: &str) -> String {
+    (0..)
+        .map(|i| format!("{prefix}{i}@conference.localhost"))
+        .find(|r| petrel::cluster::objects::rendezvous(r, ["n1", "n2", "n3"]) == Some(node))
+        .expect("some name hashes to each node")
+}
+
+/// The rooms live on `n` (`GET /api/rooms`): (JID, occupants).
+fn rooms_of(n: &Node) -> Vec<(String, u64)> {
+    let v = admin::api(n.http, "GET", "/api/rooms", None).json();
+    v["rooms"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| {
+                    (
+                        r["jid"].as_str().unwrap_or_default().to_owned(),
+                        r["occupants"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits for a presence from `from` (available unless `unavailable`).
+fn expect_occupant(c: &mut Client, from: &str, unavailable: bool) -> petrel::xml::Stanza {
+    let ty = unavailable.then_some("unavailable");
+    c.expect(&format!("presence {ty:?} from {from}"), |s| {
+        s.name() == "presence" && s.from().as_deref() == Some(from) && s.type_().as_deref() == ty
+    })
+}
+
+/// Asks the MUC service's room list (disco#items) until it holds every one of `want` (the room's
+/// announcement reaches the other nodes on its own path: at most 30 s, a liveness bound).
+fn listed(c: &mut Client, want: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        c.send("<iq type='get' id='items' to='conference.localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>");
+        let r = text(&c.expect("room list", |s| s.id().as_deref() == Some("items")));
+        if want.iter().all(|w| r.contains(w)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not listed: {want:?} in {r}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The join's stanzas hold an occupant presence from `room/nick`.
+fn saw(seen: &[petrel::xml::Stanza], room: &str, nick: &str) -> bool {
+    let from = format!("{room}/{nick}");
+    seen.iter()
+        .any(|s| s.name() == "presence" && s.from().as_deref() == Some(from.as_str()))
+}
+
+/// Waits until every node sees `n` sessions, all available, on each other node.
+fn sessions_known(nodes: &[&Node], names: &[&str]) {
+    for (i, n) in nodes.iter().enumerate() {
+        for (j, other) in names.iter().enumerate() {
+            if i != j {
+                wait_until(&format!("{} sees the session on {other}", names[i]), || {
+                    member(n, other) == Some((1, 1))
+                });
+            }
+        }
+    }
+}
+
+#[test]
+fn one_muc_room_across_nodes_its_node_dies_and_a_late_node_joins_it() {
+    let Some(nats) = Nats::start() else { return };
+    let [n1, n2, mut n3] = three_nodes(&nats, MUC, false);
+    // Its rendezvous node is n3: created there whoever creates it.
+    let room = room_homed_on("n3", "lobby");
+    let mut alice = n1.server.login("alice", "a", Some(0));
+    let mut bob = n2.server.login("bob", "b", Some(0));
+    let mut carol = n3.server.login("carol", "c", Some(0));
+    sessions_known(&[&n1, &n2, &n3], &["n1", "n2", "n3"]);
+
+    // Users of three nodes in one room: each sees the others.
+    create(&mut alice, &room, "alice", "");
+    let seen = join(&mut bob, &room, "bob", "");
+    assert!(saw(&seen, &room, "alice"), "{seen:?}");
+    expect_occupant(&mut alice, &format!("{room}/bob"), false);
+    let seen = join(&mut carol, &room, "carol", "");
+    assert!(
+        saw(&seen, &room, "alice") && saw(&seen, &room, "bob"),
+        "{seen:?}"
+    );
+    for c in [&mut alice, &mut bob] {
+        expect_occupant(c, &format!("{room}/carol"), false);
+    }
+    // One room, on n3, with the three of them; none on the others.
+    assert_eq!(rooms_of(&n3), vec![(room.clone(), 3)]);
+    assert!(rooms_of(&n1).is_empty() && rooms_of(&n2).is_empty());
+    // The room list on another node shows it (from the room's announcement).
+    listed(&mut bob, &[&format!("jid='{room}'")]);
+
+    // A groupchat message reaches all three; a private message crosses nodes.
+    groupchat(&mut alice, &room, "g1", "hello all");
+    for c in [&mut alice, &mut bob, &mut carol] {
+        let m = expect_groupchat(c, "g1");
+        assert_eq!(m.from().as_deref(), Some(format!("{room}/alice").as_str()));
+    }
+    bob.send(&format!(
+        "<message type='chat' to='{room}/carol'><body>psst</body></message>"
+    ));
+    let m = expect_body(&mut carol, "psst");
+    assert_eq!(m.from().as_deref(), Some(format!("{room}/bob").as_str()));
+    carol.send(&format!(
+        "<message type='chat' to='{room}/alice'><body>back</body></message>"
+    ));
+    let m = expect_body(&mut alice, "back");
+    assert_eq!(m.from().as_deref(), Some(format!("{room}/carol").as_str()));
+
+    // The room's node dies: the occupants on the live nodes are told by their own node
+    // (unavailable self-presence, status 332).
+    n3.server.kill9();
+    drop(carol);
+    for (c, nick) in [(&mut alice, "alice"), (&mut bob, "bob")] {
+        let p = expect_occupant(c, &format!("{room}/{nick}"), true);
+        assert!(has_status(&p, "332"), "{}", text(&p));
+    }
+    // A temporary room is gone with its node: joining creates it again (on n1 or n2).
+    wait_until("n1 declares n3 dead", || member(&n1, "n3").is_none());
+    wait_until("n2 declares n3 dead", || member(&n2, "n3").is_none());
+    create(&mut bob, &room, "bob", "");
+    let seen = join(&mut alice, &room, "alice", "");
+    assert!(saw(&seen, &room, "bob"), "{seen:?}");
+    let homes = [rooms_of(&n1), rooms_of(&n2)];
+    assert_eq!(
+        homes.iter().filter(|r| **r == [(room.clone(), 2)]).count(),
+        1,
+        "{homes:?}"
+    );
+
+    // n3 comes back (its rendezvous node again): it learns the room lives elsewhere, and carol,
+    // on n3, joins that room rather than a copy.
+    n3.server.spawn(2);
+    wait_until("n3 sees alice and bob", || {
+        member(&n3, "n1") == Some((1, 1)) && member(&n3, "n2") == Some((1, 1))
+    });
+    let mut carol = n3.server.login("carol", "c", Some(0));
+    wait_until("n1 and n2 see carol", || {
+        member(&n1, "n3") == Some((1, 1)) && member(&n2, "n3") == Some((1, 1))
+    });
+    let seen = join(&mut carol, &room, "carol", "");
+    assert!(!seen.iter().any(|s| has_status(s, "201")), "{seen:?}");
+    assert!(
+        saw(&seen, &room, "alice") && saw(&seen, &room, "bob"),
+        "{seen:?}"
+    );
+    assert!(rooms_of(&n3).is_empty());
+    groupchat(&mut carol, &room, "g2", "I am back");
+    for c in [&mut alice, &mut bob, &mut carol] {
+        expect_groupchat(c, "g2");
+    }
+
+    // n3 dies again, now an occupant's node: carol leaves the room (on n1 or n2), the others see
+    // her go.
+    n3.server.kill9();
+    drop(carol);
+    for c in [&mut alice, &mut bob] {
+        expect_occupant(c, &format!("{room}/carol"), true);
+    }
+}
+
+#[test]
+fn a_persistent_room_comes_back_on_another_node_from_the_shared_store() {
+    let Some(db) = common::pg::TestDatabase::create() else {
+        return;
+    };
+    let Some(nats) = Nats::start() else { return };
+    let modules = format!(
+        "{MUC}[store]\nbackend = \"postgres\"\nurl = {:?}\npool_size = 2\n",
+        db.url
+    );
+    let [n1, n2, n3] = three_nodes(&nats, &modules, true);
+    let room = room_homed_on("n2", "kept");
+    let mut alice = n1.server.login("alice", "a", Some(0));
+    let mut carol = n3.server.login("carol", "c", Some(0));
+    sessions_known(&[&n1, &n3], &["n1", "n3"]);
+    create(&mut alice, &room, "owner", &kept_room_fields());
+    join(&mut carol, &room, "carol", "");
+    assert_eq!(rooms_of(&n2), vec![(room.clone(), 2)]);
+    listed(&mut alice, &[&format!("jid='{room}'"), "name='Kept Room'"]);
+
+    // Its node dies: the occupants are told; the room is loaded from the shared store by its new
+    // node (rendezvous among n1 and n3) on the next stanza, with its configuration.
+    let mut n2 = n2;
+    n2.server.kill9();
+    for (c, nick) in [(&mut alice, "owner"), (&mut carol, "carol")] {
+        let p = expect_occupant(c, &format!("{room}/{nick}"), true);
+        assert!(has_status(&p, "332"), "{}", text(&p));
+    }
+    wait_until("n1 declares n2 dead", || member(&n1, "n2").is_none());
+    wait_until("n3 declares n2 dead", || member(&n3, "n2").is_none());
+    carol.send(&format!("<iq type='get' id='d' to='{room}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"));
+    let r = carol.expect("disco", |s| s.id().as_deref() == Some("d"));
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    assert!(text(&r).contains("Kept Room"), "{}", text(&r));
+    assert!(text(&r).contains("muc_persistent"), "{}", text(&r));
+    let seen = join(&mut carol, &room, "carol", "");
+    assert!(!seen.iter().any(|s| has_status(s, "201")), "{seen:?}");
+    // The owner is still the owner, from the other live node: it reads the configuration form.
+    alice.send(&format!("<iq type='get' id='f' to='{room}'><query xmlns='http://jabber.org/protocol/muc#owner'/></iq>"));
+    let r = alice.expect("form", |s| s.id().as_deref() == Some("f"));
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    let homes = [rooms_of(&n1), rooms_of(&n3)];
+    assert_eq!(
+        homes.iter().filter(|r| **r == [(room.clone(), 1)]).count(),
+        1,
+        "{homes:?}"
+    );
+}
+
+const PUBSUB: &str = "pubsub.localhost";
+
+/// A pubsub node name whose rendezvous node among n1, n2 and n3 is `node`.
+fn pubsub_node_homed_on(node: &str, prefix: &str) -> String {
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|n| {
+            let key = format!("{n}@{PUBSUB}");
+            petrel::cluster::objects::rendezvous(&key, ["n1", "n2", "n3"]) == Some(node)
+        })
+        .expect("some name hashes to each node")
+}
+
+/// Sends a pubsub IQ (`body` inside `<pubsub>`) and returns its answer, which must be a result.
+fn pubsub_ok(c: &mut Client, id: &str, ty: &str, body: &str) -> petrel::xml::Stanza {
+    c.send(&format!(
+        "<iq type='{ty}' id='{id}' to='{PUBSUB}'><pubsub xmlns='http://jabber.org/protocol/pubsub'>{body}</pubsub></iq>"
+    ));
+    let r = c.expect(id, |s| s.id().as_deref() == Some(id));
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    r
+}
+
+/// Waits for the notification of item `item` of `node`.
+fn expect_item(c: &mut Client, node: &str, item: &str) {
+    c.expect(&format!("notification of {item}"), |s| {
+        let t = text(s);
+        s.name() == "message"
+            && s.from().as_deref() == Some(PUBSUB)
+            && t.contains(&format!("node='{node}'"))
+            && t.contains(&format!("id='{item}'"))
+    });
+}
+
+/// Alice (n1) makes `node` (on its rendezvous node), bob (n2) subscribes, alice publishes `item`:
+/// bob is notified.
+fn pubsub_across(alice: &mut Client, bob: &mut Client, node: &str, item: &str) {
+    pubsub_ok(alice, "c1", "set", &format!("<create node='{node}'/>"));
+    pubsub_ok(
+        bob,
+        "s1",
+        "set",
+        &format!("<subscribe node='{node}' jid='bob@localhost/b'/>"),
+    );
+    let entry = format!("<item id='{item}'><entry xmlns='urn:x'>news</entry></item>");
+    pubsub_ok(
+        alice,
+        "p1",
+        "set",
+        &format!("<publish node='{node}'>{entry}</publish>"),
+    );
+    expect_item(bob, node, item);
+}
+
+#[test]
+fn one_pubsub_node_across_nodes() {
+    let Some(nats) = Nats::start() else { return };
+    let [n1, n2, n3] = three_nodes(&nats, "[modules.presence]\n[modules.pubsub]\n", false);
+    let node = pubsub_node_homed_on("n3", "news");
+    let mut alice = n1.server.login("alice", "a", Some(0));
+    let mut bob = n2.server.login("bob", "b", Some(0));
+    let mut carol = n3.server.login("carol", "c", Some(0));
+    sessions_known(&[&n1, &n2, &n3], &["n1", "n2", "n3"]);
+    // Made, subscribed to and published to from three nodes: one node (bob's subscription and
+    // alice's publication met), whose items carol reads from a third.
+    pubsub_across(&mut alice, &mut bob, &node, "i1");
+    let r = pubsub_ok(&mut carol, "g1", "get", &format!("<items node='{node}'/>"));
+    assert!(text(&r).contains("id='i1'"), "{}", text(&r));
+    // A second create from another node finds it exists.
+    carol.send(&format!("<iq type='set' id='c2' to='{PUBSUB}'><pubsub xmlns='http://jabber.org/protocol/pubsub'><create node='{node}'/></pubsub></iq>"));
+    let r = carol.expect("create refused", |s| s.id().as_deref() == Some("c2"));
+    assert_eq!(
+        error_condition(&r).as_deref(),
+        Some("conflict"),
+        "{}",
+        text(&r)
+    );
+}
+
+#[test]
+fn a_pubsub_node_comes_back_on_another_node_from_the_shared_store() {
+    let Some(db) = common::pg::TestDatabase::create() else {
+        return;
+    };
+    let Some(nats) = Nats::start() else { return };
+    let modules = format!(
+        "[modules.presence]\n[modules.pubsub]\n[store]\nbackend = \"postgres\"\nurl = {:?}\npool_size = 2\n",
+        db.url
+    );
+    let [n1, n2, mut n3] = three_nodes(&nats, &modules, true);
+    let node = pubsub_node_homed_on("n3", "kept");
+    let mut alice = n1.server.login("alice", "a", Some(0));
+    let mut bob = n2.server.login("bob", "b", Some(0));
+    sessions_known(&[&n1, &n2], &["n1", "n2"]);
+    pubsub_across(&mut alice, &mut bob, &node, "i1");
+    // The item is written after the publish is answered: the test waits for the row.
+    let store = petrel::store::Store::connect(&db.backend()).unwrap();
+    wait_until("the item stored", || {
+        store
+            .pubsub_load_node(PUBSUB, &node)
+            .unwrap()
+            .is_some_and(|n| n.items.len() == 1)
+    });
+    // Its node dies: the next request loads it (its item, subscriptions) on a live node.
+    n3.server.kill9();
+    wait_until("n1 declares n3 dead", || member(&n1, "n3").is_none());
+    wait_until("n2 declares n3 dead", || member(&n2, "n3").is_none());
+    let r = pubsub_ok(&mut bob, "g1", "get", &format!("<items node='{node}'/>"));
+    assert!(text(&r).contains("id='i1'"), "{}", text(&r));
+    let entry = "<item id='i2'><entry xmlns='urn:x'>more</entry></item>";
+    pubsub_ok(
+        &mut alice,
+        "p2",
+        "set",
+        &format!("<publish node='{node}'>{entry}</publish>"),
+    );
+    expect_item(&mut bob, &node, "i2");
 }

@@ -4,11 +4,10 @@
 
 mod common;
 
+use common::muc::{create, expect_groupchat, groupchat, has_status, join, kept_room_fields, text};
 use common::{body, error_condition, Client, Server};
-use petrel::xml::Stanza;
 
 const SERVICE: &str = "conference.localhost";
-const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 
 fn muc_config(extra: &str) -> String {
     format!("[modules.presence]\n[modules.muc]\n{extra}\n")
@@ -24,43 +23,6 @@ fn start(shards: usize, n: usize, extra: &str) -> Server {
     Server::start_with(shards, &refs, "", &muc_config(extra))
 }
 
-fn has_status(s: &Stanza, code: &str) -> bool {
-    s.tree().ok().is_some_and(|t| {
-        t.get_child("x", MUC_USER).is_some_and(|x| {
-            x.child_elements()
-                .any(|c| c.name == "status" && c.attr("code") == Some(code))
-        })
-    })
-}
-
-fn text(s: &Stanza) -> String {
-    String::from_utf8_lossy(s.bytes()).into_owned()
-}
-
-/// Joins `room` as `nick` and waits for the self-presence (status 110); panics on an error.
-fn join(c: &mut Client, room: &str, nick: &str, history: &str) -> Vec<Stanza> {
-    c.send(&format!(
-        "<presence to='{room}/{nick}'><x xmlns='http://jabber.org/protocol/muc'>{history}</x></presence>"
-    ));
-    let mut seen = Vec::new();
-    loop {
-        let s = c.next_stanza();
-        if s.from().as_deref() == Some(&format!("{room}/{nick}")) && s.name() == "presence" {
-            assert_ne!(
-                s.type_().as_deref(),
-                Some("error"),
-                "join refused: {}",
-                text(&s)
-            );
-            if has_status(&s, "110") {
-                seen.push(s);
-                return seen;
-            }
-        }
-        seen.push(s);
-    }
-}
-
 /// Joins and expects the presence error `cond`.
 fn join_refused(c: &mut Client, room: &str, nick: &str, extra: &str, cond: &str) {
     c.send(&format!(
@@ -70,39 +32,6 @@ fn join_refused(c: &mut Client, room: &str, nick: &str, extra: &str, cond: &str)
         s.name() == "presence" && s.type_().as_deref() == Some("error")
     });
     assert_eq!(error_condition(&s).as_deref(), Some(cond), "{}", text(&s));
-}
-
-/// Creates an instant room owned by `c` (as `nick`), with `fields` submitted in the form.
-fn create(c: &mut Client, room: &str, nick: &str, fields: &str) {
-    let got = join(c, room, nick, "");
-    assert!(
-        got.iter().any(|s| has_status(s, "201")),
-        "not created: {got:?}"
-    );
-    c.send(&format!(
-        "<iq type='set' id='cfg' to='{room}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>{fields}</x></query></iq>"
-    ));
-    let r = c.expect("config result", |s| s.id().as_deref() == Some("cfg"));
-    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
-}
-
-fn field(var: &str, value: &str) -> String {
-    format!("<field var='muc#roomconfig_{var}'><value>{value}</value></field>")
-}
-
-fn groupchat(c: &mut Client, room: &str, id: &str, body: &str) {
-    c.send(&format!(
-        "<message type='groupchat' to='{room}' id='{id}'><body>{body}</body></message>"
-    ));
-}
-
-/// Waits for the groupchat message `id` and returns it.
-fn expect_groupchat(c: &mut Client, id: &str) -> Stanza {
-    c.expect("groupchat", |s| {
-        s.name() == "message"
-            && s.id().as_deref() == Some(id)
-            && s.type_().as_deref() == Some("groupchat")
-    })
 }
 
 fn fan_out(shards: usize) {
@@ -318,17 +247,7 @@ fn a_persistent_room_survives_a_restart() {
     let mut server = start(2, 2, "");
     let room = format!("keep@{SERVICE}");
     let mut owner = server.login("u0", "r", Some(0));
-    create(
-        &mut owner,
-        &room,
-        "owner",
-        &format!(
-            "{}{}{}",
-            field("persistentroom", "1"),
-            field("roomname", "Kept Room"),
-            field("publicroom", "1")
-        ),
-    );
+    create(&mut owner, &room, "owner", &kept_room_fields());
     drop(owner);
     server.stop();
     server.spawn(2);

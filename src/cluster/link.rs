@@ -313,12 +313,19 @@ pub fn install(shard: &mut Shard, link: &LinkRc) {
 /// What arrived on this shard's connection, in order. Shard-side effects go through `shard`.
 pub fn on_msg(link: &LinkRc, shard: &mut Shard, msg: Msg) {
     if msg.sid == sid::STANZAS {
-        if msg.payload.first() == Some(&b'M') {
+        match msg.payload.first() {
             // A module's request to this node (`rpc`, on shard 0's subject).
-            if let Ok(rec) = Record::decode(&msg.payload) {
-                super::rpc::on_request(shard, rec, msg.reply);
+            Some(b'M') => {
+                if let Ok(rec) = Record::decode(&msg.payload) {
+                    super::rpc::on_request(shard, rec, msg.reply);
+                }
+                return;
             }
-            return;
+            // A stanza for an object (MUC room, PubSub node) living here (shard 0).
+            Some(b'R') => {
+                return super::objects::deliver(link, shard, msg.payload, msg.reply.as_deref());
+            }
+            _ => {}
         }
         // One `Deliver` record per message, decoded in place.
         return deliver(link, shard, msg.payload, msg.reply.as_deref());
@@ -357,6 +364,7 @@ pub fn on_msg(link: &LinkRc, shard: &mut Shard, msg: Msg) {
                 match rec {
                     rec @ Record::Bound { .. } => session_record(link, shard, rec),
                     rec @ Record::Snapshot { .. } => snapshot(link, shard, rec),
+                    rec @ Record::Owned { .. } => super::objects::record(link, shard, rec),
                     _ => {}
                 }
             }
@@ -372,6 +380,9 @@ pub fn on_msg(link: &LinkRc, shard: &mut Shard, msg: Msg) {
             for rec in records {
                 match rec {
                     rec @ Record::Snapshot { .. } => snapshot(link, shard, rec),
+                    rec @ (Record::Owned { .. } | Record::Disowned { .. }) => {
+                        super::objects::record(link, shard, rec)
+                    }
                     rec => session_record(link, shard, rec),
                 }
             }

@@ -211,6 +211,11 @@ impl Table {
         self.by_slot.values().any(|w| w.node == node)
     }
 
+    /// The live members, with their slots.
+    pub fn iter(&self) -> impl Iterator<Item = (u16, &Incarnation)> {
+        self.by_slot.iter().map(|(s, w)| (*s, w))
+    }
+
     /// The slot of a live incarnation.
     pub fn slot_of(&self, who: &Incarnation) -> Option<u16> {
         self.by_slot

@@ -123,6 +123,8 @@ pub(super) fn apply_change(shard: &mut Shard, change: Change, speak: bool) {
             "cluster: member died, its sessions left the map"
         );
     }
+    // Before the copies are routed again: stanzas for its objects find them unknown.
+    super::objects::purge(shard, slot);
     let copies = link.borrow_mut().take_copies(slot);
     if copies.is_empty() {
         return;

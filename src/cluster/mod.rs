@@ -10,6 +10,7 @@ pub mod link;
 pub mod members;
 mod membership;
 pub mod nats;
+pub mod objects;
 mod peer;
 pub mod rpc;
 mod sessions;

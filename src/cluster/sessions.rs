@@ -304,6 +304,7 @@ fn publish_sessions(link: &LinkRc, shard: &Shard, subject: &str) {
             l.publish_control(subject, None, &std::mem::take(&mut batch));
         }
     }
+    super::objects::owned_records(shard, &me, &mut batch);
     if !batch.is_empty() {
         l.publish_control(subject, None, &batch);
     }

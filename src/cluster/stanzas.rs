@@ -1,7 +1,7 @@
 //! Stanzas between nodes, on one shard: publishing to another node's shard with a copy kept
 //! until acknowledged, delivering what arrives, acknowledging it, and what NATS returns.
 
-use super::link::{link_of, LinkRc};
+use super::link::{link_of, Link, LinkRc};
 use super::membership::broadcast;
 use super::wire::{DeliverHead, Malformed, Record};
 use crate::hooks::Acc;
@@ -36,15 +36,54 @@ pub(super) fn send_remote(link: &LinkRc, shard: &mut Shard, session: SessionRef,
         .iter()
         .find(|r| r.session == session)
         .map(|r| r.jid.as_str());
-    let (Some(who), Some(target)) = (l.table.get(slot), target) else {
-        // The member died (or the session left) meanwhile: the session manager picks again.
+    let Some(target) = target else {
+        // The session left meanwhile: the session manager picks again.
         drop(guard);
         return shard.reroute(acc);
     };
+    Record::deliver_header(
+        &mut l.scratch,
+        target,
+        acc.from.as_str(),
+        acc.to.as_str(),
+        acc.reroutes,
+    );
+    let done = publish_kept(l, (slot, to_shard), acc);
+    drop(guard);
+    done.settle(shard);
+}
+
+/// What became of a stanza given to [`publish_kept`].
+pub(super) enum Published {
+    /// Published, its copy kept.
+    Kept,
+    /// The member died meanwhile: to route again.
+    Gone(Acc),
+    /// Output or copies full: to answer `resource-constraint`.
+    Refused(Acc),
+}
+
+impl Published {
+    /// Routes again or answers what was not published (the link no longer borrowed).
+    pub(super) fn settle(self, shard: &mut Shard) {
+        match self {
+            Published::Kept => {}
+            Published::Gone(acc) => shard.reroute(acc),
+            Published::Refused(acc) => shard.bounce(&acc, StanzaErrorCondition::ResourceConstraint),
+        }
+    }
+}
+
+/// Publishes the stanza whose record header is in `l.scratch` to shard `to_shard` of member
+/// `slot`, with the next sequence number in the reply subject, and keeps its copy until
+/// acknowledged (`D` and `R` records alike).
+pub(super) fn publish_kept(l: &mut Link, (slot, to_shard): (u16, u16), acc: Acc) -> Published {
+    let Some(who) = l.table.get(slot) else {
+        return Published::Gone(acc);
+    };
     if l.unacked_len >= MAX_UNACKED {
         l.stats.refused += 1;
-        drop(guard);
-        return shard.bounce(&acc, StanzaErrorCondition::ResourceConstraint);
+        return Published::Refused(acc);
     }
     let peer = l.peers.entry((slot, to_shard)).or_insert_with(|| {
         Peer::new(
@@ -54,13 +93,6 @@ pub(super) fn send_remote(link: &LinkRc, shard: &mut Shard, session: SessionRef,
     });
     // Taken only once published: a refused stanza leaves no gap in the receiver's sequence.
     let seq = peer.seq + 1;
-    Record::deliver_header(
-        &mut l.scratch,
-        target,
-        acc.from.as_str(),
-        acc.to.as_str(),
-        acc.reroutes,
-    );
     let published = l.nats.publish_parts(
         &peer.subject,
         &[&peer.reply, itoa::Buffer::new().format(seq).as_bytes()],
@@ -68,46 +100,22 @@ pub(super) fn send_remote(link: &LinkRc, shard: &mut Shard, session: SessionRef,
     );
     if published.is_err() {
         l.stats.refused += 1;
-        drop(guard);
-        return shard.bounce(&acc, StanzaErrorCondition::ResourceConstraint);
+        return Published::Refused(acc);
     }
     peer.seq = seq;
     peer.keep(seq, acc);
     l.stats.stanzas_out += 1;
     l.unacked_len += 1;
     l.wake();
+    Published::Kept
 }
 
 /// A stanza for a session bound on this shard (a `Deliver` payload).
-pub(super) fn deliver(link: &LinkRc, shard: &mut Shard, mut payload: Vec<u8>, reply: Option<&str>) {
-    let token = reply.and_then(|r| received(link, r));
-    link.borrow_mut().stats.stanzas_in += 1;
-    let parsed = DeliverHead::parse(&payload).and_then(|(h, at)| {
-        let from = Jid::parse(h.from).map_err(|_| Malformed)?;
-        let to = Jid::parse(h.to).map_err(|_| Malformed)?;
-        let conn = shard.local_session(h.target);
-        Ok((from, to, h.reroutes, conn, at))
-    });
-    let Ok((from, to, reroutes, conn, at)) = parsed else {
-        tracing::warn!(shard = shard.id.0, "cluster: malformed stanza record");
+pub(super) fn deliver(link: &LinkRc, shard: &mut Shard, payload: Vec<u8>, reply: Option<&str>) {
+    let look = |s: &Shard, target: &str| s.local_session(target);
+    let Some((acc, conn)) = arrived(link, shard, payload, reply, b'D', look) else {
         return;
     };
-    // The stanza's bytes stay in the payload's allocation.
-    payload.drain(..at);
-    let Ok(stanza) = crate::xml::Stanza::parse(payload) else {
-        tracing::warn!(
-            shard = shard.id.0,
-            "cluster: unparsable stanza from another node"
-        );
-        return;
-    };
-    let mut acc = Acc::new(stanza, from, to, shard.id);
-    acc.reroutes = reroutes;
-    if let Some((sender, seq)) = token {
-        // Acknowledged to the sender when the stanza's route ends here (see `handled`).
-        let at = SessionRef::remote(INBOX_SLOT, shard.id.0, sender);
-        acc.handled = Some(crate::hooks::Handled::new(at, seq as u32));
-    }
     match conn {
         Some(conn) => {
             let at = shard.session_ref(conn);
@@ -116,6 +124,49 @@ pub(super) fn deliver(link: &LinkRc, shard: &mut Shard, mut payload: Vec<u8>, re
         // The session left this node: handled as for any vanished full JID.
         None => shard.reroute(acc),
     }
+}
+
+/// The stanza of a `Deliver` (`kind` `D`) or `ToObject` (`R`) payload as an `Acc` on this shard,
+/// with the token that acknowledges it to its sender when its route ends here (see `handled`),
+/// and what `look` found for the record's target (read in place, not copied); None when
+/// malformed.
+pub(super) fn arrived<T>(
+    link: &LinkRc,
+    shard: &mut Shard,
+    mut payload: Vec<u8>,
+    reply: Option<&str>,
+    kind: u8,
+    look: impl FnOnce(&Shard, &str) -> T,
+) -> Option<(Acc, T)> {
+    let token = reply.and_then(|r| received(link, r));
+    link.borrow_mut().stats.stanzas_in += 1;
+    let parsed = DeliverHead::parse_kind(&payload, kind).and_then(|(h, at)| {
+        let from = Jid::parse(h.from).map_err(|_| Malformed)?;
+        let to = Jid::parse(h.to).map_err(|_| Malformed)?;
+        let found = look(shard, h.target);
+        Ok((from, to, h.reroutes, found, at))
+    });
+    let Ok((from, to, reroutes, found, at)) = parsed else {
+        tracing::warn!(shard = shard.id.0, "cluster: malformed stanza record");
+        return None;
+    };
+    // The stanza's bytes stay in the payload's allocation.
+    payload.drain(..at);
+    let Ok(stanza) = crate::xml::Stanza::parse(payload) else {
+        tracing::warn!(
+            shard = shard.id.0,
+            "cluster: unparsable stanza from another node"
+        );
+        return None;
+    };
+    let mut acc = Acc::new(stanza, from, to, shard.id);
+    acc.reroutes = reroutes;
+    if let Some((sender, seq)) = token {
+        // Acknowledged to the sender when the stanza's route ends here (see `handled`).
+        let at = SessionRef::remote(INBOX_SLOT, shard.id.0, sender);
+        acc.handled = Some(crate::hooks::Handled::new(at, seq as u32));
+    }
+    Some((acc, found))
 }
 
 /// Senders remembered (gap detection, acknowledgement tokens); past it the oldest is forgotten
@@ -246,16 +297,19 @@ pub(super) fn returned(link: &LinkRc, shard: &mut Shard, key: (u16, u16), seq: u
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
-    use crate::cluster::link::{on_msg, test_shard as shard_and_link};
+    use crate::cluster::link::on_msg;
+    /// A one-shard node with its link installed (no connection); shared with other tests here.
+    pub(in crate::cluster) use crate::cluster::link::test_shard as shard_and_link;
     use crate::cluster::members::Change;
     use crate::cluster::nats::Msg;
     use crate::cluster::sid;
     use crate::cluster::wire::Incarnation;
     use crate::jid::{FullJid, Jid};
 
-    fn chat(to: &str, body: &str) -> Acc {
+    /// A chat message from alice@localhost/a to `to`.
+    pub(in crate::cluster) fn chat(to: &str, body: &str) -> Acc {
         let stanza = crate::xml::Stanza::parse(
             format!("<message to='{to}' type='chat'><body>{body}</body></message>").into_bytes(),
         )
@@ -268,7 +322,8 @@ mod tests {
         )
     }
 
-    fn output(link: &LinkRc) -> String {
+    /// What the link wrote to its NATS connection since last asked.
+    pub(in crate::cluster) fn output(link: &LinkRc) -> String {
         String::from_utf8_lossy(&link.borrow_mut().nats.take_output()).into_owned()
     }
 

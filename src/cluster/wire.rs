@@ -108,6 +108,43 @@ pub enum Record {
         /// The module's own bytes.
         body: Vec<u8>,
     },
+    /// An object homed on one node (a MUC room: `key` is its bare JID) lives on `from`, on its
+    /// shard `shard` (`petrel.C.sm`, and sync answers): the registry of `objects`.
+    Owned {
+        /// The node holding it.
+        from: Incarnation,
+        /// The object's key.
+        key: String,
+        /// Its shard on that node.
+        shard: u16,
+        /// When this copy went live there (ms since the Unix epoch): of two copies, the older
+        /// stays.
+        since: u64,
+        /// What the service says of it to every node (MUC: the name of a public room, for the
+        /// room list; empty when not listed); one line.
+        info: String,
+    },
+    /// The object `key` no longer lives on `from` (destroyed, or dropped after a conflict).
+    Disowned {
+        /// The node that held it.
+        from: Incarnation,
+        /// The object's key.
+        key: String,
+    },
+    /// A stanza for the object `key` homed on the receiving node (`petrel.C.n.NODE.0`), with the
+    /// same acknowledgement as `Deliver`.
+    ToObject {
+        /// The object it is for.
+        key: String,
+        /// The route's sender.
+        from: Jid,
+        /// The route's recipient.
+        to: Jid,
+        /// Times the stanza was already re-routed (bounds loops between nodes).
+        reroutes: u8,
+        /// The stanza's bytes.
+        stanza: Vec<u8>,
+    },
 }
 
 /// A payload that is not a record.
@@ -220,7 +257,44 @@ impl Record {
                 field(out, key);
                 out.extend_from_slice(body);
             }
+            Record::Owned {
+                from,
+                key,
+                shard,
+                since,
+                info,
+            } => {
+                field(out, "O");
+                from.write(out);
+                field(out, key);
+                field(out, &shard.to_string());
+                field(out, &since.to_string());
+                field(out, info);
+            }
+            Record::Disowned { from, key } => {
+                field(out, "U");
+                from.write(out);
+                field(out, key);
+            }
+            Record::ToObject {
+                key,
+                from,
+                to,
+                reroutes,
+                stanza,
+            } => {
+                let mut head = Vec::new();
+                Record::object_header(&mut head, key, from.as_str(), to.as_str(), *reroutes);
+                out.extend_from_slice(&head);
+                out.extend_from_slice(stanza);
+            }
         }
+    }
+
+    /// The header of a `ToObject` record (the stanza's bytes follow it), into `out`.
+    pub fn object_header(out: &mut Vec<u8>, key: &str, from: &str, to: &str, reroutes: u8) {
+        Record::deliver_header(out, key, from, to, reroutes);
+        out[0] = b'R';
     }
 
     /// The header of a `Deliver` record (the stanza's bytes follow it), into `out`.
@@ -241,10 +315,10 @@ impl Record {
         out
     }
 
-    /// The records of a payload. A `Deliver` or `Module` record is always alone in its payload
-    /// (its bytes may hold any byte but the separator is not searched for in them).
+    /// The records of a payload. A `Deliver`, `Module` or `ToObject` record is always alone in its payload
+    /// (its stanza may hold any byte but the separator is not searched for in it).
     pub fn decode_all(payload: &[u8]) -> Result<Vec<Record>, Malformed> {
-        if matches!(payload.first(), Some(b'D' | b'M')) {
+        if matches!(payload.first(), Some(b'D' | b'M' | b'R')) {
             return Ok(vec![Record::decode(payload)?]);
         }
         payload
@@ -260,6 +334,8 @@ impl Record {
         let full = |s: &str| FullJid::parse(s).map_err(|_| Malformed);
         let jid = |s: &str| Jid::parse(s).map_err(|_| Malformed);
         let num = |s: &str| s.parse::<u16>().map_err(|_| Malformed);
+        // A key is not empty (it names an object).
+        let key = |s: &str| (!s.is_empty()).then(|| s.to_owned()).ok_or(Malformed);
         let rec = match f.next()? {
             "H" => Record::Heartbeat {
                 from: f.incarnation()?,
@@ -320,6 +396,27 @@ impl Record {
                 key: f.next()?.to_owned(),
                 body: f.0.to_vec(),
             },
+            "O" => Record::Owned {
+                from: f.incarnation()?,
+                key: key(f.next()?)?,
+                shard: num(f.next()?)?,
+                since: f.next()?.parse().map_err(|_| Malformed)?,
+                info: f.next()?.to_owned(),
+            },
+            "U" => Record::Disowned {
+                from: f.incarnation()?,
+                key: key(f.next()?)?,
+            },
+            "R" => {
+                let (head, at) = DeliverHead::parse_kind(rec, b'R')?;
+                Record::ToObject {
+                    key: key(head.target)?,
+                    from: jid(head.from)?,
+                    to: jid(head.to)?,
+                    reroutes: head.reroutes,
+                    stanza: rec[at..].to_vec(),
+                }
+            }
             _ => return Err(Malformed),
         };
         Ok(rec)
@@ -343,8 +440,14 @@ pub struct DeliverHead<'a> {
 impl<'a> DeliverHead<'a> {
     /// The header of a `Deliver` payload and where the stanza starts.
     pub fn parse(payload: &'a [u8]) -> Result<(DeliverHead<'a>, usize), Malformed> {
+        DeliverHead::parse_kind(payload, b'D')
+    }
+
+    /// The header of a `Deliver` (`kind` `D`) or `ToObject` (`R`, whose `target` is the object's
+    /// key) payload and where the stanza starts.
+    pub fn parse_kind(payload: &'a [u8], kind: u8) -> Result<(DeliverHead<'a>, usize), Malformed> {
         let mut f = Fields(payload);
-        if f.next()? != "D" {
+        if f.next()?.as_bytes() != [kind] {
             return Err(Malformed);
         }
         let head = DeliverHead {
@@ -433,6 +536,17 @@ mod tests {
                 shards: 2,
                 done: true,
             },
+            Record::Owned {
+                from: inc(),
+                key: "room@conference.localhost".into(),
+                shard: 1,
+                since: 1_700_000_000_123,
+                info: "Kept Room".into(),
+            },
+            Record::Disowned {
+                from: inc(),
+                key: "room@conference.localhost".into(),
+            },
         ];
         for r in &recs {
             assert_eq!(Record::decode_all(&r.encode()).unwrap(), vec![r.clone()]);
@@ -470,6 +584,20 @@ mod tests {
     }
 
     #[test]
+    fn to_object_carries_any_bytes() {
+        let r = Record::ToObject {
+            key: "room@conference.localhost".into(),
+            from: Jid::parse("alice@localhost/a").unwrap(),
+            to: Jid::parse("room@conference.localhost/nick").unwrap(),
+            reroutes: 2,
+            stanza: b"<message>\n\x1e\n</message>".to_vec(),
+        };
+        let bytes = r.encode();
+        assert!(bytes.starts_with(b"R\nroom@conference.localhost\n"));
+        assert_eq!(Record::decode_all(&bytes).unwrap(), vec![r]);
+    }
+
+    #[test]
     fn garbage_is_refused() {
         for bad in [
             &b"X\n"[..],
@@ -477,6 +605,10 @@ mod tests {
             b"H\nn1\n1\n",
             b"G\nn1\n1\nnot a jid@@/\n0\n",
             b"P\nn1\n1\n0\n2\nx\n",
+            b"O\nn1\n1\n\n0\n5\n\n",
+            b"O\nn1\n1\nroom@conference.localhost\nx\n5\n\n",
+            b"O\nn1\n1\nroom@conference.localhost\n0\n5\n",
+            b"R\nroom@c\nnot a jid@@/\nroom@c\n0\n<message/>",
         ] {
             assert_eq!(
                 Record::decode_all(bad),

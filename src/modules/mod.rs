@@ -201,10 +201,10 @@ pub fn start(config: &Config, shard: &mut Shard) {
                 );
                 Ok(())
             }
-            muc::NAME => muc::MucOptions::from_table(table).map(|o| muc::start(shard, &hosts, o)),
-            pubsub::NAME => {
-                pubsub::PubsubOptions::from_table(table).map(|o| pubsub::start(shard, &hosts, o))
-            }
+            muc::NAME => muc::MucOptions::from_table(table)
+                .map(|o| muc::start(shard, &hosts, o, config.cluster.is_some())),
+            pubsub::NAME => pubsub::PubsubOptions::from_table(table)
+                .map(|o| pubsub::start(shard, &hosts, o, config.cluster.is_some())),
             mam::NAME => mam::MamOptions::from_table(table).map(|o| mam::start(shard, &hosts, o)),
             http_upload::NAME => http_upload::UploadOptions::from_table(table, data_dir)
                 .map(|o| http_upload::start(shard, &hosts, o)),

@@ -20,6 +20,12 @@ impl Store {
         Ok(())
     }
 
+    /// The stored state of room `room`, if stored (a cluster node loading one room).
+    pub fn muc_room(&self, room: &str) -> Result<Option<String>, StoreError> {
+        let q = sql("SELECT state FROM muc_rooms WHERE room = ?1");
+        self.row(q, args![room])?.map(|mut r| r.text(0)).transpose()
+    }
+
     /// Every stored room whose JID `keep` accepts, as (room, state).
     pub fn muc_rooms(
         &self,
@@ -55,6 +61,18 @@ mod tests {
                 .muc_room_save("a@conference.x", "{3}")
                 .unwrap_or_else(|e| panic!("{e}"));
             let all = store.muc_rooms(|_| true).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                store
+                    .muc_room("a@conference.x")
+                    .unwrap_or_else(|e| panic!("{e}")),
+                Some("{3}".into())
+            );
+            assert_eq!(
+                store
+                    .muc_room("c@conference.x")
+                    .unwrap_or_else(|e| panic!("{e}")),
+                None
+            );
             assert_eq!(all.len(), 2);
             assert!(all.contains(&("a@conference.x".into(), "{3}".into())));
             let only_b = store

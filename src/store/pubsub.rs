@@ -133,6 +133,37 @@ impl Store {
         self.pubsub_load_where(service, |_| true)
     }
 
+    /// One node of `service` with its items, oldest first (a cluster node loading the node it is
+    /// to serve), if stored.
+    pub fn pubsub_load_node(
+        &self,
+        service: &str,
+        node: &str,
+    ) -> Result<Option<StoredNode>, StoreError> {
+        let q = sql("SELECT meta FROM pubsub_node WHERE service = ?1 AND node = ?2");
+        let Some(mut r) = self.row(q, args![service, node])? else {
+            return Ok(None);
+        };
+        let mut out = StoredNode {
+            node: node.to_owned(),
+            meta: r.text(0)?,
+            items: Vec::new(),
+        };
+        let q = sql(
+            "SELECT item_id, publisher, published, payload FROM pubsub_item
+             WHERE service = ?1 AND node = ?2 ORDER BY published, item_id",
+        );
+        for mut r in self.rows(q, args![service, node])? {
+            out.items.push(StoredItem {
+                id: r.text(0)?,
+                publisher: r.text(1)?,
+                published: r.int(2)?,
+                payload: r.text(3)?,
+            });
+        }
+        Ok(Some(out))
+    }
+
     /// [`Store::pubsub_load`] of the nodes whose name `keep` accepts (a shard loads the service's
     /// nodes homed on it).
     pub fn pubsub_load_where(
@@ -237,6 +268,12 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{n}: {e}"));
             assert_eq!(only_b.len(), 1, "{n}");
             assert_eq!(ids(&only_b, "urn:b"), ["j1"], "{n}");
+            let one = |svc, node| {
+                s.pubsub_load_node(svc, node)
+                    .unwrap_or_else(|e| panic!("{n}: {e}"))
+            };
+            assert_eq!(one("alice@x", "urn:b"), only_b.into_iter().next(), "{n}");
+            assert_eq!(one("alice@x", "urn:zz"), None, "{n}");
             ok(s.pubsub_node_delete("alice@x", "urn:b"));
             assert_eq!(load("alice@x").len(), 1, "{n}");
             assert_eq!(load("bob@x").len(), 1, "{n}");

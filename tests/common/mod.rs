@@ -12,6 +12,7 @@ use petrel::xmpp::ns;
 
 pub mod admin;
 pub mod component;
+pub mod muc;
 pub mod peers;
 pub mod pg;
 pub mod venv;

@@ -1,5 +1,6 @@
 //! The service's disco#items: the public rooms of every shard, gathered over the mesh
-//! ([`crate::modules::gather`]).
+//! ([`crate::modules::gather`]); in a cluster, with those of the other nodes (their rooms'
+//! announcements, [`crate::cluster::objects::listed_elsewhere`]).
 
 use std::sync::Arc;
 
@@ -13,7 +14,10 @@ use crate::xmpp::ns;
 pub fn query(shard: &mut Shard, acc: Acc) {
     let service = acc.to.domain().to_owned();
     let collect = Arc::new(move |s: &mut Shard| {
-        super::home::public_rooms(s, &service)
+        let mut rooms = super::home::public_rooms(s, &service);
+        // In a cluster, the public rooms of the other nodes too (their announcements).
+        rooms.extend(crate::cluster::objects::listed_elsewhere(s, &service));
+        rooms
             .into_iter()
             .map(|(jid, name)| {
                 Element::new("item", ns::DISCO_ITEMS)

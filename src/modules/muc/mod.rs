@@ -39,16 +39,44 @@ pub(crate) struct Services(pub HashSet<String>);
 
 /// Registers the service's local route on every host, its disco item, the session tracker and the
 /// room registry, and queues the loading of this shard's persistent rooms.
-pub fn start(shard: &mut Shard, hosts: &[String], opts: MucOptions) {
+///
+/// In a cluster (`clustered`), a room lives on one node (docs/CLUSTER.md, "Objects on one node"):
+/// the service registers with [`crate::cluster::objects`] what to do when its copy of a room
+/// gives way to another node's, and when a room's node dies.
+pub fn start(shard: &mut Shard, hosts: &[String], opts: MucOptions, clustered: bool) {
     let opts = Rc::new(opts);
     let mut services = HashSet::default();
     for host in hosts {
         let domain = opts.service_for(host);
         shard.register_route(&domain, Rc::new(service::route));
         crate::modules::disco::add_server_item(&mut shard.ext, host, &domain, "Chatrooms");
+        if clustered {
+            let callbacks = crate::cluster::objects::Callbacks {
+                evict: Rc::new(home::evict),
+                lost: Rc::new(rooms_lost),
+                left: Rc::new(home::member_left),
+            };
+            crate::cluster::objects::register(shard, &domain, callbacks);
+        }
         services.insert(domain);
     }
     shard.ext.insert(Services(services));
     tracker::start(shard);
-    home::start(shard, &opts);
+    home::start(shard, &opts, clustered);
+}
+
+/// Rooms whose node died (on their home shard here): every shard tells its sessions in them.
+fn rooms_lost(shard: &mut Shard, keys: Vec<String>) {
+    let lost: std::sync::Arc<[crate::jid::BareJid]> = keys
+        .iter()
+        .filter_map(|k| crate::jid::BareJid::parse(k).ok())
+        .collect();
+    for i in 0..shard.shards {
+        let lost = lost.clone();
+        crate::sm::run_on(
+            shard,
+            crate::shard::ShardId(i as u16),
+            Box::new(move |s| tracker::rooms_lost(s, &lost)),
+        );
+    }
 }

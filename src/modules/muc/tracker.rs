@@ -2,7 +2,7 @@
 //! (status 110) on its way to the client, so a session that ends without leaving (connection lost,
 //! crash of the client) leaves its rooms.
 
-use crate::xml::StanzaType;
+use crate::xml::{Element, Stanza, StanzaType};
 use ahash::HashMap;
 
 use super::Services;
@@ -14,10 +14,10 @@ use crate::shard::{home_shard, Shard};
 /// presence, or the room's bounce of stanzas to a gone session, still make it leave them).
 const MAX_JOINED: usize = 1000;
 
-/// Rooms each session on this shard has joined.
+/// Rooms each session on this shard has joined, as its occupant JIDs (`room/nick`).
 #[derive(Default)]
 struct Joined {
-    rooms: HashMap<FullJid, Vec<BareJid>>,
+    rooms: HashMap<FullJid, Vec<FullJid>>,
     /// Shards in the process (for the rooms' home shards).
     shards: usize,
 }
@@ -35,6 +35,49 @@ pub fn start(shard: &mut Shard) {
     shard.hooks.session_end.add(60, super::NAME, on_session_end);
 }
 
+/// In a cluster, rooms whose node died: each session of this shard in one of them gets the
+/// unavailable self-presence with status 332 (XEP-0045 §7.2.5: the room is gone), said by the
+/// session's own node, once.
+pub fn rooms_lost(shard: &mut Shard, lost: &[BareJid]) {
+    let joined = shard.ext.get_or_default::<Joined>();
+    let mut told = Vec::new();
+    for (session, rooms) in joined.rooms.iter_mut() {
+        rooms.retain(|occupant| {
+            let gone = lost.contains(&occupant.bare());
+            if gone {
+                told.push((session.clone(), occupant.clone()));
+            }
+            !gone
+        });
+    }
+    joined.rooms.retain(|_, r| !r.is_empty());
+    for (session, occupant) in told {
+        let ns = super::room::types::NS_MUC_USER;
+        let el = Element::new("presence", crate::xmpp::ns::CLIENT)
+            .with_attr("type", "unavailable")
+            .with_attr("from", occupant.as_str())
+            .with_attr("to", session.as_str())
+            .with_child(
+                Element::new("x", ns)
+                    .with_child(
+                        Element::new("item", ns)
+                            .with_attr("affiliation", "none")
+                            .with_attr("role", "none"),
+                    )
+                    .with_child(Element::new("status", ns).with_attr("code", "110"))
+                    .with_child(Element::new("status", ns).with_attr("code", "332")),
+            );
+        let acc = Acc::new(
+            Stanza::from_element(&el),
+            occupant.into(),
+            session.into(),
+            shard.id,
+        );
+        shard.fx.to_route.push(acc);
+    }
+    shard.drain_to_route();
+}
+
 /// A self-presence from a room (status 110): joined, or left when `unavailable`.
 fn on_receive_presence(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     let from_service = ctx
@@ -44,22 +87,27 @@ fn on_receive_presence(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     if !from_service || acc.from.node().is_none() || !is_self_presence(acc) {
         return HookResult::Continue;
     }
-    let Ok(me) = acc.to.clone().try_into_full() else {
+    let (Ok(me), Ok(occupant)) = (
+        acc.to.clone().try_into_full(),
+        acc.from.clone().try_into_full(),
+    ) else {
         return HookResult::Continue;
     };
     let room = acc.from.bare();
     let joined = ctx.ext.get_or_default::<Joined>();
     if acc.ty() == StanzaType::Unavailable {
         if let Some(rooms) = joined.rooms.get_mut(&me) {
-            rooms.retain(|r| *r != room);
+            rooms.retain(|r| r.bare() != room);
             if rooms.is_empty() {
                 joined.rooms.remove(&me);
             }
         }
     } else if acc.ty() == StanzaType::Absent {
         let rooms = joined.rooms.entry(me).or_default();
-        if !rooms.contains(&room) && rooms.len() < MAX_JOINED {
-            rooms.push(room);
+        // A nickname change is a new self-presence: the room's entry is replaced.
+        rooms.retain(|r| r.bare() != room);
+        if rooms.len() < MAX_JOINED {
+            rooms.push(occupant);
         }
     }
     HookResult::Continue
@@ -112,12 +160,12 @@ fn on_session_end(end: &mut SessionEnd, ctx: &mut HookCtx<'_>) -> HookResult {
             );
         }
         _ => {
-            for room in rooms {
+            for occupant in rooms {
                 let jid = end.jid.clone();
-                let home = home_shard(&room, shards);
+                let home = home_shard(&occupant.bare(), shards);
                 ctx.run_on(
                     home,
-                    Box::new(move |s: &mut Shard| super::home::session_ended(s, &room, &jid)),
+                    Box::new(move |s: &mut Shard| super::home::session_ended(s, &occupant, &jid)),
                 );
             }
         }

@@ -31,7 +31,10 @@ use crate::shard::Shard;
 
 /// Registers the service's local route and disco item on every host and queues the loading of
 /// this shard's nodes.
-pub fn start(shard: &mut Shard, hosts: &[String], opts: PubsubOptions) {
+///
+/// In a cluster (`clustered`) a node lives on one cluster node (docs/CLUSTER.md, "Objects on one
+/// node").
+pub fn start(shard: &mut Shard, hosts: &[String], opts: PubsubOptions, clustered: bool) {
     let mut services = Vec::new();
     for host in hosts {
         let domain = opts.service_for(host);
@@ -39,7 +42,7 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: PubsubOptions) {
         crate::modules::disco::add_server_item(&mut shard.ext, host, &domain, "Publish-Subscribe");
         services.push(domain);
     }
-    home::start(shard, opts, services);
+    home::start(shard, opts, services, clustered);
 }
 
 /// The features the service advertises: the core's, less what only PEP does (presence and roster

@@ -321,6 +321,17 @@ impl Room {
             .and_then(|o| o.sessions().find(|(j, _)| *j == jid).map(|(_, s)| s))
     }
 
+    /// The sessions in the room that live on `shard` (in a cluster, a shard index naming another
+    /// node: its sessions, when that node dies).
+    pub fn sessions_on(&self, shard: ShardId) -> Vec<FullJid> {
+        self.occupants
+            .iter()
+            .flat_map(|o| o.sessions())
+            .filter(|(_, s)| *s == shard)
+            .map(|(j, _)| j.clone())
+            .collect()
+    }
+
     /// True when session `jid` is in the room (under any nickname).
     pub fn has_session(&self, jid: &FullJid) -> bool {
         self.occupants.nick_of(jid).is_some()

@@ -13,6 +13,10 @@ use crate::shard::{home_shard_of, Shard, ShardId, ShardMsg};
 use crate::store::StoredNode;
 use crate::xmpp::StanzaErrorCondition as C;
 
+mod cluster;
+
+use cluster::{announce, evict, load_one, object_key};
+
 /// Requests kept while this shard's nodes load, and per node while it is being created; past it:
 /// `resource-constraint`.
 const MAX_WAITING: usize = 4096;
@@ -40,6 +44,8 @@ enum Slot {
     Live(Box<Live>),
     /// The quota was asked; requests to the node wait.
     Creating(Vec<(Acc, Request)>),
+    /// In a cluster: the node is read from the store; work on it waits.
+    Loading(Vec<(Acc, Job)>),
 }
 
 /// The nodes homed on this shard, by (service, node).
@@ -53,6 +59,9 @@ pub(super) struct Nodes {
     pub opts: PubsubOptions,
     /// The service domains.
     pub services: Vec<String>,
+    /// In a cluster (docs/CLUSTER.md, "Objects on one node"): a node lives on one cluster node;
+    /// nodes are loaded one by one when first used there, never all at start.
+    clustered: bool,
 }
 
 /// The home shard of `node` of `service`.
@@ -69,34 +78,80 @@ pub(super) fn nodes(shard: &mut Shard) -> &mut Nodes {
     shard.ext.get_or_default::<Nodes>()
 }
 
-/// Installs the registry and queues the loading of the nodes homed here.
-pub(super) fn start(shard: &mut Shard, opts: PubsubOptions, services: Vec<String>) {
+/// Installs the registry and, on a single node, queues the loading of the nodes homed here.
+pub(super) fn start(
+    shard: &mut Shard,
+    opts: PubsubOptions,
+    services: Vec<String>,
+    clustered: bool,
+) {
+    if clustered {
+        for svc in &services {
+            let callbacks = crate::cluster::objects::Callbacks {
+                evict: std::rc::Rc::new(evict),
+                // Every node is stored: its next request loads it on its new cluster node.
+                lost: std::rc::Rc::new(|_, _| {}),
+                left: std::rc::Rc::new(|_, _| {}),
+            };
+            crate::cluster::objects::register(shard, svc, callbacks);
+        }
+    }
     shard.ext.insert(Nodes {
         opts,
         services,
+        clustered,
+        loaded: clustered,
         ..Nodes::default()
     });
-    load(shard);
+    if !clustered {
+        load(shard);
+    }
 }
 
-/// Runs `job` on the home shard of `node` of `service`, once its nodes are loaded.
+/// Runs `job` on the home shard of `node` of `service`, once its nodes are loaded. In a cluster,
+/// the registry's shard for the node first says whether it lives on this cluster node; if not,
+/// the stanza goes there (and its request is parsed again there).
 pub(super) fn on_home(shard: &mut Shard, service: &str, node: &str, acc: Acc, job: Job) {
+    if nodes(shard).clustered {
+        let key = object_key(service, node);
+        let (svc, name) = (service.to_owned(), node.to_owned());
+        let at = home_shard_of(&key, shard.shards);
+        let place = move |s: &mut Shard| {
+            if let Some(acc) = crate::cluster::objects::place(s, &key, acc) {
+                to_home(s, &svc, &name, acc, job);
+            }
+            s.drain_to_route();
+        };
+        if at == shard.id {
+            return place(shard);
+        }
+        return shard.send_to_shard(at, ShardMsg::Run(Box::new(place)));
+    }
+    to_home(shard, service, node, acc, job);
+}
+
+/// Runs `job` on the home shard of `node` of `service`, once loaded.
+fn to_home(shard: &mut Shard, service: &str, node: &str, acc: Acc, job: Job) {
     let home = home_of(service, node, shard.shards);
+    let key = (service.to_owned(), node.to_owned());
     if home == shard.id {
-        when_loaded(shard, acc, job);
+        when_loaded(shard, key, acc, job);
     } else {
         shard.send_to_shard(
             home,
-            ShardMsg::Run(Box::new(move |s| when_loaded(s, acc, job))),
+            ShardMsg::Run(Box::new(move |s| when_loaded(s, key, acc, job))),
         );
     }
 }
 
 /// Runs `job` now if this shard's nodes are loaded, else after the load (bounded). Serving an
-/// unloaded node would let anyone create it again over its stored state.
-fn when_loaded(shard: &mut Shard, acc: Acc, job: Job) {
+/// unloaded node would let anyone create it again over its stored state. In a cluster, the node
+/// `key` alone is loaded when not live here.
+fn when_loaded(shard: &mut Shard, key: (String, String), acc: Acc, job: Job) {
     let n = nodes(shard);
-    if n.loaded {
+    if n.clustered && !matches!(n.slots.get(&key), Some(Slot::Live(_) | Slot::Creating(_))) {
+        load_one(shard, key, acc, job);
+    } else if n.loaded {
         job(shard, acc);
     } else {
         if n.waiting.len() < MAX_WAITING {
@@ -203,6 +258,16 @@ pub(super) fn request(shard: &mut Shard, service: String, acc: Acc, req: Request
             }
             nodes(shard).slots.insert(key, Slot::Creating(q));
         }
+        Some(Slot::Loading(mut q)) => {
+            // Read from the store meanwhile: the request runs after it.
+            if q.len() < MAX_WAITING {
+                let svc = key.0.clone();
+                q.push((acc, Box::new(move |s, acc| request(s, svc, acc, req))));
+            } else {
+                shard.bounce(&acc, C::ResourceConstraint);
+            }
+            nodes(shard).slots.insert(key, Slot::Loading(q));
+        }
         None => unknown(shard, key, acc, req),
     }
     shard.drain_to_route();
@@ -257,7 +322,7 @@ pub(super) fn each_node<T>(
         .filter(|((s, _), _)| s == service)
         .filter_map(|(_, slot)| match slot {
             Slot::Live(l) => Some(f(&l.node)),
-            Slot::Creating(_) => None,
+            Slot::Creating(_) | Slot::Loading(_) => None,
         })
         .flatten()
         .collect()
@@ -339,6 +404,7 @@ fn created(
         nodes(shard)
             .slots
             .insert(key.clone(), Slot::Live(Box::new(live)));
+        announce(shard, &key);
         if matches!(req, Request::Create { .. }) {
             let body = super::core::event::create_result(&key.1);
             reply(shard, &acc, Ok(Some(body)));
@@ -390,6 +456,14 @@ pub(super) fn save(shard: &mut Shard, service: &str, live: &Live) {
 
 /// `node` of `service` was deleted: its rows go, and its creator's quota is released.
 pub(super) fn deleted(shard: &mut Shard, service: &str, live: &Live) {
+    if nodes(shard).clustered {
+        let k = object_key(service, &live.node.name);
+        crate::sm::run_on(
+            shard,
+            home_shard_of(&k, shard.shards),
+            Box::new(move |s| crate::cluster::objects::withdraw(s, &k)),
+        );
+    }
     persist(shard, service, &live.node.name, |s, svc, node| {
         s.pubsub_node_delete(svc, node)
     });

@@ -11,6 +11,11 @@ use crate::shard::{home_shard, home_shard_of, Shard, ShardMsg};
 use crate::xml::{StanzaKind, StanzaType};
 use crate::xmpp::StanzaErrorCondition;
 
+mod cluster;
+
+use cluster::load_one;
+pub use cluster::{evict, member_left};
+
 /// Stanzas kept for a room while it is being created (the creator's quota is asked on its home
 /// shard), or for every room while the shard's persistent rooms load; past it: `resource-constraint`.
 const MAX_WAITING: usize = 4096;
@@ -27,6 +32,9 @@ enum Slot {
     Live { room: Box<Room>, creator: BareJid },
     /// The creator's quota was asked; stanzas wait.
     Creating(Vec<Acc>),
+    /// In a cluster: the room is read from the store (it may be a persistent room whose node
+    /// died); stanzas wait.
+    Loading(Vec<Acc>),
 }
 
 /// The rooms homed on this shard.
@@ -41,16 +49,24 @@ pub(super) struct Rooms {
     waiting: Vec<Acc>,
     limits: RoomLimits,
     max_rooms: u32,
+    /// In a cluster (docs/CLUSTER.md): a room lives on one node; rooms are loaded one by one
+    /// when first served here, never all at start (another node may hold them).
+    clustered: bool,
 }
 
-/// Installs the registry and queues the loading of the persistent rooms homed on this shard.
-pub fn start(shard: &mut Shard, opts: &super::MucOptions) {
+/// Installs the registry and, on a single node, queues the loading of the persistent rooms homed
+/// on this shard.
+pub fn start(shard: &mut Shard, opts: &super::MucOptions, clustered: bool) {
     shard.ext.insert(Rooms {
         limits: opts.limits.clone(),
         max_rooms: opts.max_rooms_per_user,
+        clustered,
+        loaded: clustered,
         ..Rooms::default()
     });
-    load(shard);
+    if !clustered {
+        load(shard);
+    }
 }
 
 /// Queues the loading of this shard's persistent rooms. Until it succeeds no room is served here
@@ -120,7 +136,7 @@ fn rooms(shard: &mut Shard) -> &mut Rooms {
 }
 
 /// A stanza to a room (or an occupant) homed on this shard.
-pub fn deliver(shard: &mut Shard, acc: Acc) {
+pub fn deliver(shard: &mut Shard, mut acc: Acc) {
     let r = rooms(shard);
     if !r.loaded {
         if r.waiting.len() < MAX_WAITING {
@@ -134,6 +150,14 @@ pub fn deliver(shard: &mut Shard, acc: Acc) {
         return;
     }
     let room_jid = acc.to.bare();
+    let elsewhere = r.clustered && !r.slots.contains_key(&room_jid);
+    if elsewhere {
+        // Not here: the cluster says where it lives (or that it is this node's to serve).
+        match crate::cluster::objects::place(shard, room_jid.as_str(), acc) {
+            Some(here) => acc = here,
+            None => return shard.drain_to_route(),
+        }
+    }
     let Ok(from) = acc.from.clone().try_into_full() else {
         // Only sessions (full JIDs) take part in rooms.
         shard.bounce(&acc, StanzaErrorCondition::NotAcceptable);
@@ -141,6 +165,7 @@ pub fn deliver(shard: &mut Shard, acc: Acc) {
     };
     let extension = extension_iq(shard, &acc);
     let r = rooms(shard);
+    let clustered = r.clustered;
     match r.slots.get_mut(&room_jid) {
         Some(Slot::Live { room, .. }) if extension.is_some() => {
             // Occupants and members (and anyone in an open room) may use the room's extensions.
@@ -156,16 +181,22 @@ pub fn deliver(shard: &mut Shard, acc: Acc) {
         }
         Some(Slot::Live { room, .. }) => {
             let outs = room.handle(&from, acc.origin_shard, &acc.stanza, SystemTime::now());
+            // In a cluster the other nodes list the room (disco#items) from its announcement.
+            let listed = clustered.then(|| listing(room, &room_jid));
             drop(acc);
             apply(shard, &room_jid, outs);
+            if let Some(info) = listed {
+                crate::cluster::objects::describe(shard, room_jid.as_str(), &info);
+            }
         }
-        Some(Slot::Creating(queue)) => {
+        Some(Slot::Creating(queue) | Slot::Loading(queue)) => {
             if queue.len() < MAX_WAITING {
                 queue.push(acc);
             } else {
                 shard.bounce(&acc, StanzaErrorCondition::ResourceConstraint);
             }
         }
+        None if clustered => load_one(shard, acc, room_jid),
         None => unknown_room(shard, acc, room_jid, from),
     }
     shard.drain_to_route();
@@ -237,7 +268,15 @@ fn created(shard: &mut Shard, jid: BareJid, owner: BareJid, ok: bool) {
     };
     let limits = r.limits.clone();
     let mut queue = queue.into_iter();
-    if ok {
+    if ok && !crate::cluster::objects::announce(shard, jid.as_str()) {
+        // An older copy elsewhere (announcements crossed): what waited, the creating presence
+        // first, goes on to it.
+        let home = home_shard(&owner, shard.shards);
+        shard.send_to_shard(
+            home,
+            ShardMsg::Run(Box::new(move |s| super::quota::release(s, &owner))),
+        );
+    } else if ok {
         let room = Box::new(Room::new(jid.clone(), owner.clone(), limits));
         rooms(shard).slots.insert(
             jid,
@@ -255,13 +294,31 @@ fn created(shard: &mut Shard, jid: BareJid, owner: BareJid, ok: bool) {
     shard.drain_to_route();
 }
 
-/// `jid`'s session ended without leaving room `room` (see `tracker`).
-pub fn session_ended(shard: &mut Shard, room: &BareJid, jid: &FullJid) {
-    let outs = match rooms(shard).slots.get_mut(room) {
+/// `jid`'s session ended without leaving the room of `occupant` (`room/nick`, see `tracker`).
+pub fn session_ended(shard: &mut Shard, occupant: &FullJid, jid: &FullJid) {
+    let room = occupant.bare();
+    let r = rooms(shard);
+    let outs = match r.slots.get_mut(&room) {
         Some(Slot::Live { room, .. }) => room.session_ended(jid, SystemTime::now()),
+        _ if r.clustered => {
+            // The room may live on another node: it hears an unavailable presence on the
+            // session's behalf, by the path the session's own stanzas took.
+            let el = crate::xml::Element::new("presence", crate::xmpp::ns::CLIENT)
+                .with_attr("type", "unavailable")
+                .with_attr("from", jid.as_str())
+                .with_attr("to", occupant.as_str());
+            let stanza = crate::xml::Stanza::from_element(&el);
+            let acc = Acc::new(
+                stanza,
+                jid.clone().into(),
+                occupant.clone().into(),
+                shard.id,
+            );
+            return deliver(shard, acc);
+        }
         _ => return,
     };
-    apply(shard, room, outs);
+    apply(shard, &room, outs);
     shard.drain_to_route();
 }
 
@@ -271,15 +328,22 @@ pub fn public_rooms(shard: &mut Shard, service: &str) -> Vec<(String, String)> {
         .slots
         .iter()
         .filter_map(|(jid, slot)| match slot {
-            Slot::Live { room, .. } if jid.domain() == service && room.is_public() => Some((
-                jid.as_str().to_owned(),
-                room.name()
-                    .unwrap_or(jid.node().unwrap_or_default())
-                    .to_owned(),
-            )),
+            Slot::Live { room, .. } if jid.domain() == service && room.is_public() => {
+                Some((jid.as_str().to_owned(), listing(room, jid)))
+            }
             _ => None,
         })
         .collect()
+}
+
+/// The room's entry in the room list: its name (or the room JID's node) when public, else empty.
+fn listing(room: &Room, jid: &BareJid) -> String {
+    if !room.is_public() {
+        return String::new();
+    }
+    room.name()
+        .unwrap_or(jid.node().unwrap_or_default())
+        .to_owned()
 }
 
 /// Every room in use on this shard (public or not), for the admin API: (room JID, name, public,
@@ -295,7 +359,7 @@ pub fn live_rooms(shard: &mut Shard) -> Vec<(String, String, bool, usize)> {
                 room.is_public(),
                 room.occupants(),
             )),
-            Slot::Creating(_) => None,
+            Slot::Creating(_) | Slot::Loading(_) => None,
         })
         .collect()
 }
@@ -425,6 +489,7 @@ fn destroyed(shard: &mut Shard, jid: &BareJid) {
     };
     let was_persistent = room.is_persistent();
     drop(room);
+    crate::cluster::objects::withdraw(shard, jid.as_str());
     if was_persistent {
         delete_stored(shard, jid);
     }
