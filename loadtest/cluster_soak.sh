@@ -15,7 +15,9 @@
 # .ci/pg.sh. A database of its own is created for the run and dropped at the end.
 #
 # Environment: NODES (default 3), USERS (default 150), INTERVAL_MS (default 1000), KILL_EVERY (s,
-# default 15), DOWN (s a killed node stays down, default 3), CUT (mean s between a client's own cuts, 0 = none, default 10), SHARDS per node
+# default 15), DOWN (s a killed node stays down, default 3), CUT (mean s between a client's own cuts, 0 = none, default 10),
+# ELSEWHERE (1: after its own cut a client resumes on the next node, XEP-0198 across nodes; 0: on
+# the same node; default 1), SHARDS per node
 # (default 1), GRACE (s per settling stage, default 60), JSON (report copy), BIN.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,6 +31,9 @@ INTERVAL_MS=${INTERVAL_MS:-1000}
 KILL_EVERY=${KILL_EVERY:-15}
 DOWN=${DOWN:-3}
 CUT=${CUT:-10}
+ELSEWHERE=${ELSEWHERE:-1}
+elsewhere=()
+[ "$ELSEWHERE" = 1 ] && elsewhere=(--resume-elsewhere)
 SHARDS=${SHARDS:-1}
 GRACE=${GRACE:-60}
 PETREL=${PETREL:-$BIN/petrel}
@@ -119,7 +124,7 @@ duration=${DURATION:-$((MINUTES * 60))}
 load_t0=$(date +%s.%N)
 "$LOAD" soak --nodes "$nodes" --domain localhost --users "$USERS" --password soak-pass \
     --mech PLAIN --cores 1 --interval-ms "$INTERVAL_MS" --duration "$duration" --grace "$GRACE" \
-    --cut-interval "$CUT" --login-timeout 10 --json "$JSON" --quiet &
+    --cut-interval "$CUT" "${elsewhere[@]}" --login-timeout 10 --json "$JSON" --quiet &
 load_pid=$!
 
 # Kill node (k - 1) mod NODES at k KILL_EVERY seconds, k = 1, 2, ..., and restart it DOWN seconds
@@ -142,7 +147,7 @@ done
 status=0
 wait "$load_pid" || status=$?
 load_pid=""
-echo "cluster_soak: ${duration} s, $NODES nodes over NATS on one PostgreSQL store, $kills SIGKILLs (every ${KILL_EVERY}s, each node down ${DOWN}s), $USERS users, one message per ${INTERVAL_MS} ms each, client cuts every ~${CUT}s"
+echo "cluster_soak: ${duration} s, $NODES nodes over NATS on one PostgreSQL store, $kills SIGKILLs (every ${KILL_EVERY}s, each node down ${DOWN}s), $USERS users, one message per ${INTERVAL_MS} ms each, client cuts every ~${CUT}s (resumed on the next node: $ELSEWHERE)"
 echo "cluster_soak: SIGKILLs (node@s since petrel-load started):$kill_log"
 for i in $(seq 0 $((NODES - 1))); do
     if grep -q "panicked" "$dir/n$i/petrel.log"; then

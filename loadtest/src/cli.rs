@@ -153,6 +153,10 @@ pub struct Args {
     /// Soak: mean seconds between two cuts of a client's own connection (resumed); 0 = never.
     #[arg(long, default_value_t = 0.0)]
     pub cut_interval: f64,
+    /// Soak with --nodes: after its own cut a client resumes on the next node (XEP-0198
+    /// resumption on another node of a cluster) instead of the same one.
+    #[arg(long)]
+    pub resume_elsewhere: bool,
     /// Max: drive the bare relay (`relay-server`) with its one-line handshake.
     #[arg(long)]
     pub relay: bool,

@@ -81,6 +81,8 @@ pub struct Plan {
     pub sm: Option<u32>,
     /// Soak: mean time between two connection cuts by one client (`None`: never).
     pub cut: Option<Duration>,
+    /// Soak: after a cut, resume on the next node (a cluster's resumption across nodes).
+    pub resume_elsewhere: bool,
     /// Number of cores.
     pub cores: usize,
     /// The `muc` scenario's rooms and sending pattern.

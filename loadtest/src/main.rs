@@ -289,6 +289,7 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
         keepalive: Duration::from_secs_f64(args.keepalive.max(0.01)),
         sm: sm.then_some(args.ack_every.max(1)),
         cut: (args.cut_interval > 0.0).then(|| Duration::from_secs_f64(args.cut_interval)),
+        resume_elsewhere: args.resume_elsewhere,
         cores,
         muc,
         pep,

@@ -136,6 +136,10 @@ async fn user_loop(core: Rc<Core>, client: Rc<Client>) {
                 } else {
                     Link::Lost
                 };
+                if matches!(end, End::Cut) && core.plan.resume_elsewhere {
+                    // The session stays on this node; the client comes back on the next one.
+                    client.failover.set(client.failover.get().wrapping_add(1));
+                }
                 core.record_link(client.u, change);
                 st.drops.fetch_add(1, Relaxed);
                 sweeping.set(false);
