@@ -205,7 +205,7 @@ impl Link {
             self.nats.subscribe(&format!("{p}.sm"), sid::SM);
             self.nats.subscribe(&format!("{p}.sync.all"), sid::SYNC);
             self.nats
-                .subscribe(&format!("{p}.sync.{}", self.node.me.node), sid::SYNC);
+                .subscribe(&format!("{p}.sync.{}", self.node.me.node), sid::SYNC_NODE);
         }
         self.unacked_len = 0;
         self.snapshots.clear();
@@ -387,8 +387,14 @@ pub fn on_msg(link: &LinkRc, shard: &mut Shard, msg: Msg) {
                 }
             }
         }
-        sid::SYNC => {
+        sid::SYNC | sid::SYNC_NODE => {
             if let Some(reply) = msg.reply {
+                if msg.sid == sid::SYNC {
+                    // A node whose shard 0 just (re)connected: it may have missed our
+                    // announcements as we may have missed its, so we ask it back (a targeted
+                    // request, which is not asked back).
+                    super::sessions::ask_back(link, &reply);
+                }
                 sync_answer(shard, reply);
             }
         }
@@ -428,4 +434,26 @@ pub(super) fn test_shard(name: &str) -> (Shard, LinkRc) {
     install(&mut shard, &link);
     link.borrow_mut().nats.take_output();
     (shard, link)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// NATS ignores a `SUB` whose sid the connection already uses: every subscription of a
+    /// shard-0 connection needs its own (a shared one once left `sync.NODE` unanswered).
+    #[test]
+    fn every_subscription_has_its_own_sid() {
+        let mut link = Link::new(Rc::new(test_node("n1")), 0);
+        let _ = link.reset();
+        let out = String::from_utf8(link.nats.take_output()).expect("ASCII protocol");
+        let sids: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("SUB "))
+            .filter_map(|l| l.split_whitespace().last())
+            .collect();
+        assert!(sids.len() >= 6, "{out}");
+        let unique: std::collections::HashSet<&&str> = sids.iter().collect();
+        assert_eq!(unique.len(), sids.len(), "{out}");
+    }
 }

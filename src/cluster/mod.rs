@@ -34,8 +34,11 @@ pub mod sid {
     pub const HEARTBEAT: u64 = 3;
     /// `petrel.C.sm` (shard 0): session records.
     pub const SM: u64 = 4;
-    /// `petrel.C.sync.all` and `petrel.C.sync.NODE` (shard 0): snapshot requests.
+    /// `petrel.C.sync.all` (shard 0): snapshot requests to every node.
     pub const SYNC: u64 = 5;
+    /// `petrel.C.sync.NODE` (shard 0): snapshot requests to this node. A sid of its own: NATS
+    /// ignores a second `SUB` with a sid already in use on the connection.
+    pub const SYNC_NODE: u64 = 6;
 }
 
 /// This node, as every shard's link knows it.

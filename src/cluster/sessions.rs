@@ -310,6 +310,24 @@ fn publish_sessions(link: &LinkRc, shard: &Shard, subject: &str) {
     }
 }
 
+/// Shard 0, on another node's `sync.all` (its reply subject `PREFIX.r.NODE.…`): asks that node
+/// for its sessions. After a NATS restart each node's shards reconnect in any order: a shard's
+/// framed announcement may reach no one and a node's `sync.all` may reach a node whose shard 0
+/// was not back yet; asking back when the later one's request comes covers both orders.
+pub(super) fn ask_back(link: &LinkRc, reply: &str) {
+    let mut l = link.borrow_mut();
+    let Some(node) = reply
+        .strip_prefix(&format!("{}.r.", l.node.prefix))
+        .and_then(|rest| rest.split('.').next())
+        .filter(|n| !n.is_empty() && *n != l.node.me.node)
+    else {
+        return;
+    };
+    let subject = format!("{}.sync.{node}", l.node.prefix);
+    let reply = format!("{}.sync", l.inbox);
+    l.publish_control(&subject, Some(&reply), &Record::SyncRequest.encode());
+}
+
 /// Shard 0, once connected: asks every node for its sessions.
 pub fn request_sync(link: &LinkRc) {
     let mut l = link.borrow_mut();
