@@ -66,6 +66,7 @@ fn sm_config() -> SmConfig {
         buffer_max: 8,
         ack_freq: 3,
         resume_timeout: Duration::from_secs(60),
+        id_prefix: None,
     }
 }
 
