@@ -4,7 +4,7 @@
 //! s2s link, replies included. `chat` sends to 8 neighbours on the other server.
 //!
 //! Before the measured phase every core sends one warm-up message each way between its first
-//! pair and waits for both: the s2s streams (DNS, TLS, dialback) are then up and not counted in
+//! pair and waits for both (sending a bounced one again until the warm-up timeout): the s2s streams (DNS, TLS, dialback) are then up and not counted in
 //! the times to delivery, and a federation that does not work fails the run instead of showing
 //! as lost messages.
 
@@ -59,33 +59,46 @@ pub struct WarmShared {
     pub failed: AtomicU64,
 }
 
-/// One core's warm-up: what its first pair received.
+/// One core's warm-up: which directions of its first pair arrived, and bounces not yet retried.
 #[derive(Default)]
 pub struct WarmCore {
-    seen: Cell<u32>,
+    /// Bit 0: A to B arrived; bit 1: B to A.
+    seen: Cell<u8>,
     bounced: Cell<u32>,
+    /// A bounce was reported (once: the retries would repeat it).
+    told: Cell<bool>,
 }
+
+/// The direction tag after [`WARM`] in a warm-up body, and its bit in [`WarmCore::seen`].
+const DIRECTIONS: [(&[u8], u8); 2] = [(b" a-b", 1), (b" b-a", 2)];
 
 /// Handle a stanza if it is a warm-up message (`true`), delivered or bounced.
 pub fn on_message(core: &Core, w: &WarmCore, el: &[u8], error: bool) -> bool {
-    if memchr::memmem::find(el, WARM).is_none() {
+    let Some(at) = memchr::memmem::find(el, WARM) else {
         return false;
-    }
+    };
     if error {
         w.bounced.set(w.bounced.get() + 1);
-        core.complain(format_args!(
-            "warm-up message bounced: {}",
-            String::from_utf8_lossy(el)
-        ));
+        if !w.told.replace(true) {
+            core.complain(format_args!(
+                "warm-up message bounced (sent again until the warm-up timeout): {}",
+                String::from_utf8_lossy(el)
+            ));
+        }
     } else {
-        w.seen.set(w.seen.get() + 1);
+        let tag = &el[at + WARM.len()..];
+        if let Some((_, bit)) = DIRECTIONS.iter().find(|(t, _)| tag.starts_with(t)) {
+            w.seen.set(w.seen.get() | bit);
+        }
         core.shared.warm.delivered.fetch_add(1, Relaxed);
     }
     true
 }
 
 /// Send one warm-up message each way between this core's first logged-in pair and wait (at
-/// most `timeout`) for both; a bounce or the timeout marks the run's federation as failed.
+/// most `timeout`) for both. A bounced one is sent again after a short pause until the timeout
+/// (a cluster's session map learns of a session a moment after its login; a federation may take
+/// a moment to come up); still missing at the timeout marks the run's federation as failed.
 pub async fn warm_up(core: &Rc<Core>, w: &WarmCore, users: &[u32], timeout: Duration) {
     let Some(&a) = users
         .iter()
@@ -94,28 +107,41 @@ pub async fn warm_up(core: &Rc<Core>, w: &WarmCore, users: &[u32], timeout: Dura
         return; // no complete pair on this core: nothing to check from here
     };
     let naming = &core.plan.naming;
-    for (from, to) in [(a, a ^ 1), (a ^ 1, a)] {
-        let to = naming.bare(to);
-        core.client(from).push_stanza(core.stats(), |b| {
-            b.extend_from_slice(b"<message to='");
-            b.extend_from_slice(to.as_bytes());
-            b.extend_from_slice(b"' type='chat'><body>");
-            b.extend_from_slice(WARM);
-            b.extend_from_slice(b"</body></message>");
-        });
-    }
     let deadline = Instant::now() + timeout;
-    while w.seen.get() < 2 && w.bounced.get() == 0 && Instant::now() < deadline {
-        sleep(Duration::from_millis(5)).await;
+    let mut bounces = 0;
+    loop {
+        for ((from, to), (tag, bit)) in [(a, a ^ 1), (a ^ 1, a)].into_iter().zip(DIRECTIONS) {
+            if w.seen.get() & bit != 0 {
+                continue;
+            }
+            let to = naming.bare(to);
+            core.client(from).push_stanza(core.stats(), |b| {
+                b.extend_from_slice(b"<message to='");
+                b.extend_from_slice(to.as_bytes());
+                b.extend_from_slice(b"' type='chat'><body>");
+                b.extend_from_slice(WARM);
+                b.extend_from_slice(tag);
+                b.extend_from_slice(b"</body></message>");
+            });
+        }
+        w.bounced.set(0);
+        while w.seen.get() != 3 && w.bounced.get() == 0 && Instant::now() < deadline {
+            sleep(Duration::from_millis(5)).await;
+        }
+        if w.seen.get() == 3 || Instant::now() >= deadline {
+            break;
+        }
+        bounces += w.bounced.get();
+        sleep(Duration::from_millis(50)).await;
     }
-    if w.seen.get() < 2 {
+    if w.seen.get() != 3 {
         core.shared.warm.failed.fetch_add(1, Relaxed);
         core.complain(format_args!(
-            "federation warm-up between {} and {} failed: {} of 2 delivered, {} bounced",
+            "federation warm-up between {} and {} failed: directions arrived {:02b}, {} bounced",
             naming.bare(a),
             naming.bare(a ^ 1),
             w.seen.get(),
-            w.bounced.get()
+            bounces + w.bounced.get()
         ));
     }
 }

@@ -34,6 +34,9 @@ struct Fake {
     label: &'static str,
     /// Every login, with the label of the fake it reached.
     logins: Logins,
+    /// Messages bounced (`service-unavailable`) before routing starts: a peer that learns of
+    /// sessions late, as a cluster's node does.
+    bounce_first: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The domain part of a JID.
@@ -51,6 +54,7 @@ fn serve(mut s: TcpStream, fake: Fake, password: &'static str) {
         seen,
         label,
         logins,
+        bounce_first,
     } = fake;
     let mut buf = String::new();
     let mut chunk = [0u8; 65536];
@@ -111,6 +115,21 @@ fn serve(mut s: TcpStream, fake: Fake, password: &'static str) {
                 seen.lock()
                     .expect("seen")
                     .push((domain.to_owned(), domain_of(to)));
+                let bounce = bounce_first
+                    .fetch_update(
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                        |n| n.checked_sub(1),
+                    )
+                    .is_ok();
+                if bounce {
+                    let body = el.find('>').map_or("", |i| &el[i + 1..el.len() - 10]);
+                    let err = format!(
+                        "<message type='error' from='{to}' to='{me}/load'>{body}<error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+                    );
+                    let _ = s.write_all(err.as_bytes());
+                    continue;
+                }
                 if let Some(peer) = routes
                     .lock()
                     .expect("routes")
@@ -152,12 +171,18 @@ fn start_fake(deliver: bool) -> String {
         seen: Arc::default(),
         label: "localhost",
         logins: Arc::default(),
+        bounce_first: Arc::default(),
     })
 }
 
 /// Two fakes for a.example and b.example; with `federate` they share one routing table (a
 /// message reaches a user of the other fake), else each only reaches its own users.
 fn start_pair(federate: bool) -> (String, String, Routes, Seen) {
+    start_pair_bouncing(federate, 0)
+}
+
+/// Like [`start_pair`], a.example bouncing the first `bounces` messages it gets.
+fn start_pair_bouncing(federate: bool, bounces: usize) -> (String, String, Routes, Seen) {
     let routes: Routes = Arc::default();
     let seen: Seen = Arc::default();
     let a = start(Fake {
@@ -167,6 +192,7 @@ fn start_pair(federate: bool) -> (String, String, Routes, Seen) {
         seen: seen.clone(),
         label: "a.example",
         logins: Arc::default(),
+        bounce_first: Arc::new(bounces.into()),
     });
     let b_routes = if federate {
         routes.clone()
@@ -180,6 +206,7 @@ fn start_pair(federate: bool) -> (String, String, Routes, Seen) {
         seen: seen.clone(),
         label: "b.example",
         logins: Arc::default(),
+        bounce_first: Arc::default(),
     });
     (a, b, routes, seen)
 }
@@ -247,6 +274,7 @@ fn max_over_three_cluster_nodes() {
                     seen: Arc::default(),
                     label,
                     logins: logins.clone(),
+                    bounce_first: Arc::default(),
                 })
             })
             .collect();
@@ -291,6 +319,21 @@ fn chat_across_two_servers() {
         seen.iter().all(|(f, t)| f != t),
         "a message stayed on one server"
     );
+}
+
+/// A warm-up message bounced at first (a cluster node that has not heard of the session yet) is
+/// sent again, and the run goes on.
+#[test]
+fn a_bounced_warm_up_is_sent_again() {
+    let (a, b, _, seen) = start_pair_bouncing(true, 1);
+    let rest = "--users 2 --window 2 --duration 0.2 --grace 5 --warmup-timeout 5";
+    let (code, r) = run_across("max", &a, &b, rest);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["federation"]["ok"].as_bool(), Some(true), "{r}");
+    assert_eq!(r["federation"]["warmup_delivered"].as_u64(), Some(2), "{r}");
+    assert_eq!(r["lost"].as_u64(), Some(0), "{r}");
+    // The bounced one went twice: three warm-up messages routed before the load.
+    assert!(seen.lock().expect("seen").len() > 3);
 }
 
 #[test]
