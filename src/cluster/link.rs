@@ -143,12 +143,6 @@ pub struct Link {
     pub(super) sender_order: VecDeque<u64>,
     /// The next sender number (never reused: a token still travelling never names another).
     pub(super) next_sender: u64,
-    /// Acknowledgements waiting to be published, per sender number (see `stanzas::flush_acks`).
-    pub(super) acks: HashMap<u64, Vec<u32>>,
-    /// Stanzas in `acks`.
-    pub(super) acks_len: usize,
-    /// The driver's acknowledgement task, waiting for `acks` to fill.
-    pub(super) ack_waker: Option<Waker>,
     /// Scratch buffer for record headers (no allocation per stanza).
     pub(super) scratch: Vec<u8>,
     /// Every shard's copy of the member slots.
@@ -179,9 +173,6 @@ impl Link {
             peers: HashMap::default(),
             expected: HashMap::default(),
             scratch: Vec::new(),
-            acks: HashMap::default(),
-            acks_len: 0,
-            ack_waker: None,
             next_serial: 0,
             unacked_len: 0,
             senders: HashMap::default(),
@@ -231,16 +222,6 @@ impl Link {
     pub fn set_waker(&mut self, w: &Waker) {
         if !self.waker.as_ref().is_some_and(|old| old.will_wake(w)) {
             self.waker = Some(w.clone());
-        }
-    }
-
-    /// True when acknowledgements wait; else `w` is woken when one comes.
-    pub fn acks_waiting(&mut self, w: &Waker) -> bool {
-        if self.acks.is_empty() {
-            self.ack_waker = Some(w.clone());
-            false
-        } else {
-            true
         }
     }
 

@@ -19,7 +19,6 @@ pub mod wire;
 
 pub use membership::tick;
 pub use sessions::{announce_sessions, last_presence, request_sync};
-pub use stanzas::{flush_acks, ACK_DELAY};
 
 use std::time::Duration;
 

@@ -233,47 +233,17 @@ fn handled(link: &LinkRc, shard: &mut Shard, token: SessionRef, seqs: Vec<u32>) 
         );
     }
     let mut l = link.borrow_mut();
-    l.acks_len += seqs.len();
-    l.acks.entry(sender).or_default().extend(seqs);
-    if l.acks_len >= ACK_BATCH {
-        drop(l);
-        return flush_acks(link);
-    }
-    // Sent within ACK_DELAY by the driver's acknowledgement task: at a low rate one record then
-    // carries many stanzas instead of one NATS message (and a wake-up of the sender) each.
-    if let Some(w) = l.ack_waker.take() {
-        w.wake();
-    }
-}
-
-/// Acknowledgements wait at most this long on the receiving shard (the sender's client sees its
-/// XEP-0198 `h` that much later; nothing else waits for them).
-pub const ACK_DELAY: std::time::Duration = std::time::Duration::from_millis(1);
-
-/// Stanzas acknowledged at once when this many wait (a busy shard does not wait for the timer).
-const ACK_BATCH: usize = 1024;
-
-/// Publishes the acknowledgements waiting on this shard: one `Ack` record per sender.
-pub fn flush_acks(link: &LinkRc) {
-    let mut l = link.borrow_mut();
-    if l.acks.is_empty() {
+    let Some(prefix) = l.senders.get(&sender).cloned() else {
         return;
+    };
+    let top = seqs.iter().copied().max().unwrap_or(0);
+    let ack = Record::Ack {
+        from: l.node.me.clone(),
+        shard: l.shard,
+        seqs,
     }
-    let acks = std::mem::take(&mut l.acks);
-    l.acks_len = 0;
-    for (sender, seqs) in acks {
-        let Some(prefix) = l.senders.get(&sender).cloned() else {
-            continue;
-        };
-        let top = seqs.iter().copied().max().unwrap_or(0);
-        let ack = Record::Ack {
-            from: l.node.me.clone(),
-            shard: l.shard,
-            seqs,
-        }
-        .encode();
-        l.publish_control(&format!("{prefix}.{top}"), None, &ack);
-    }
+    .encode();
+    l.publish_control(&format!("{prefix}.{top}"), None, &ack);
 }
 
 /// The receiver (slot, shard) `key` is done with these stanzas (sequence numbers, low 32 bits):
@@ -378,14 +348,11 @@ pub(super) mod tests {
             on_msg(&link, shard, msg);
         };
         // bob/r is not bound here: the headlines end their route (dropped, RFC 6121 §8.5), so
-        // they are acknowledged, in one record, when the shard flushes and the acknowledgement
-        // task runs (within ACK_DELAY).
+        // they are acknowledged, in one record, when the shard flushes.
         deliver(&mut shard, 1);
         deliver(&mut shard, 2);
         assert!(output(&link).is_empty());
         shard.take_outgoing();
-        assert!(output(&link).is_empty());
-        flush_acks(&link);
         let out = output(&link);
         assert!(!out.contains("X\n"), "{out}");
         assert!(out.contains("PUB petrel.t.r.a.1.0.0.2 "), "{out}");
@@ -394,21 +361,11 @@ pub(super) mod tests {
         // 3 and 4 never came.
         deliver(&mut shard, 5);
         shard.take_outgoing();
-        flush_acks(&link);
         let out = output(&link);
         let gap = out.find("X\n3\n").expect("a gap from 3");
         let ack = out.rfind("PUB petrel.t.r.a.1.0.0.5 ").unwrap();
         assert!(gap < ack, "the gap goes before the acknowledgement: {out}");
         assert_eq!(link.borrow().stats.gaps, 1);
-        // Past ACK_BATCH waiting, they go at once (sender number 0: the first one heard).
-        let token = SessionRef::remote(INBOX_SLOT, 0, 0);
-        handled(
-            &link,
-            &mut shard,
-            token,
-            (10..10 + ACK_BATCH as u32).collect(),
-        );
-        assert!(output(&link).contains("PUB petrel.t.r.a.1.0.0.1033 "));
     }
 
     #[test]

@@ -33,7 +33,6 @@ pub(super) fn install(
     let mut tasks = vec![
         glommio::spawn_local(run(link.clone(), ctx.clone(), urls.to_vec())),
         glommio::spawn_local(expire_requests(ctx.clone())),
-        glommio::spawn_local(send_acks(link.clone())),
     ];
     if id == 0 {
         let every = node.heartbeat;
@@ -58,23 +57,6 @@ pub(super) fn install(
 
 /// How often a shard gives up on requests to other nodes whose wait is over.
 const EXPIRE_EVERY: Duration = Duration::from_millis(250);
-
-/// Publishes this shard's acknowledgements of other nodes' stanzas at most [`ACK_DELAY`] after
-/// the first of them (asleep while there are none).
-async fn send_acks(link: LinkRc) {
-    loop {
-        std::future::poll_fn(|cx| {
-            if link.borrow_mut().acks_waiting(cx.waker()) {
-                std::task::Poll::Ready(())
-            } else {
-                std::task::Poll::Pending
-            }
-        })
-        .await;
-        glommio::timer::sleep(crate::cluster::ACK_DELAY).await;
-        crate::cluster::flush_acks(&link);
-    }
-}
 
 /// Gives up on this shard's requests to other nodes that got no answer in time.
 async fn expire_requests(ctx: Rc<ShardCtx>) {

@@ -181,7 +181,6 @@ fn a_stanza_from_another_node_reaches_the_service_marked_with_its_sender() {
     assert_eq!(*got.borrow(), Some((true, origin_of(0))));
     // Its route ended (the handler dropped it): acknowledged to b's inbox.
     shard.take_outgoing();
-    crate::cluster::flush_acks(&link);
     let out = output(&link);
     assert!(out.contains("PUB petrel.t.r.b.2.1.0.0.7 "), "{out}");
 }
