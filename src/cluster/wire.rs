@@ -304,7 +304,8 @@ impl Record {
             out.extend_from_slice(f.as_bytes());
             out.push(b'\n');
         }
-        out.extend_from_slice(reroutes.to_string().as_bytes());
+        // Per cross-node stanza: no allocation for the count.
+        out.extend_from_slice(itoa::Buffer::new().format(reroutes).as_bytes());
         out.push(b'\n');
     }
 
