@@ -169,6 +169,8 @@ pub struct ShardsConfig {
     pub outbox_capacity: usize,
     /// glommio io memory per executor, in KiB.
     pub io_memory_kib: usize,
+    /// io_uring ring depth per executor; None: the deepest that fits the memlock limit.
+    pub ring_depth: Option<usize>,
 }
 
 impl Config {

@@ -153,4 +153,5 @@ pub(super) struct RawShards {
     pub ring_capacity: Option<Spanned<usize>>,
     pub outbox_capacity: Option<Spanned<usize>>,
     pub io_memory_kib: Option<Spanned<usize>>,
+    pub ring_depth: Option<Spanned<usize>>,
 }

@@ -73,6 +73,10 @@ fn minimal_config_gets_defaults() {
         ),
         (1024, 8192, 64)
     );
+    assert_eq!(
+        c.shards.ring_depth, None,
+        "by default the depth follows the memlock limit"
+    );
     assert!(c.modules.is_empty());
 }
 
@@ -100,6 +104,7 @@ count = 3
 ring_capacity = 16
 outbox_capacity = 32
 io_memory_kib = 64
+ring_depth = 256
 [modules.ping]
 interval = 60
 [modules.disco]
@@ -121,11 +126,12 @@ interval = 60
     assert_eq!(l.auth_timeout, Duration::from_secs(5));
     assert_eq!(l.idle_timeout, Duration::from_secs(7));
     assert_eq!(c.shards.count, 3);
+    assert_eq!(c.shards.ring_depth, Some(256));
     assert_eq!(c.modules["ping"]["interval"].as_integer(), Some(60));
     assert!(c.modules["disco"].is_empty());
     assert_eq!(
         c.module_location("disco"),
-        Some(Location { line: 25, col: 10 })
+        Some(Location { line: 26, col: 10 })
     );
     assert_eq!(c.module_location("nope"), None);
 }

@@ -82,6 +82,13 @@ const OUTBOX_CAPACITY: Bounds = Bounds {
     min: 1,
     max: 1 << 24,
 };
+/// io_uring's own bounds on a ring's submission entries.
+const RING_DEPTH: Bounds = Bounds {
+    field: "shards.ring_depth",
+    default: 4096,
+    min: 1,
+    max: 32768,
+};
 const IO_MEMORY_KIB: Bounds = Bounds {
     field: "shards.io_memory_kib",
     default: 64,
@@ -401,6 +408,10 @@ fn shards(cx: &Ctx<'_>, raw: RawShards) -> Result<ShardsConfig, ConfigError> {
         ring_capacity: cx.size(&RING_CAPACITY, raw.ring_capacity)?,
         outbox_capacity: cx.size(&OUTBOX_CAPACITY, raw.outbox_capacity)?,
         io_memory_kib: cx.size(&IO_MEMORY_KIB, raw.io_memory_kib)?,
+        ring_depth: match raw.ring_depth {
+            None => None,
+            some => Some(cx.size(&RING_DEPTH, some)?),
+        },
     })
 }
 

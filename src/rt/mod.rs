@@ -18,6 +18,7 @@ mod jobs;
 mod listeners;
 mod mesh;
 mod pump;
+mod rings;
 mod s2s;
 mod s2s_dns;
 mod s2s_in;
@@ -47,12 +48,6 @@ use crate::config::Config;
 use crate::shard::{Shard, ShardId, ShardMsg};
 use crate::store::{LoginGuard, StorePool};
 use crate::web::Link;
-
-/// io_uring submission depth per ring (glommio makes three rings per executor). 64 instead of
-/// glommio's 128, with 64 KiB of io memory (its minimum; petrel does no DMA file I/O): 64 shards then
-/// start under an 8 MiB memlock limit without CAP_IPC_LOCK (measured; some shards then skip glommio's
-/// io-buffer registration with a warning, which network I/O does not use).
-const RING_DEPTH: usize = 64;
 
 /// How often a shard looks for IQs it sent that timed out (`Shard::expire_iqs`).
 const IQ_EXPIRY_TICK: Duration = Duration::from_secs(1);
@@ -297,6 +292,8 @@ pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Re
     };
     let ends = mesh::build(n, config.shards.ring_capacity.max(2));
     let io_memory = config.shards.io_memory_kib * 1024;
+    let ring_depth = rings::ring_depth(config.shards.ring_depth, n);
+    tracing::info!(ring_depth, "io_uring ring depth per executor");
     let mut handles = Vec::new();
     for (i, ends) in ends.into_iter().enumerate() {
         let cpu = cpus[i % cpus.len()];
@@ -312,7 +309,7 @@ pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Re
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("petrel-shard-{i}"))
             .io_memory(io_memory)
-            .ring_depth(RING_DEPTH)
+            .ring_depth(ring_depth)
             .spawn(move || async move {
                 run_shard(
                     ShardId(i as u16),
