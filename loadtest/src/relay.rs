@@ -36,6 +36,8 @@ pub fn serve(listen: String, cpu: Option<usize>) -> Result<(), RelayError> {
     let placement = cpu.map_or(Placement::Unbound, Placement::Fixed);
     let h = LocalExecutorBuilder::new(placement)
         .name("relay")
+        // As deep as petrel's: the same kernel costs on both sides of the comparison.
+        .ring_depth(petrel::rt::ring_depth(None, 1))
         .spawn(move || async move {
             // glommio listens with SO_REUSEPORT, which would silently share the port
             // with another relay (splitting users between them): probe exclusively first.

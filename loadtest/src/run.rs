@@ -59,6 +59,7 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
     let rss_before = opts.server_pid.and_then(procstat::rss_bytes);
     let login_cpu_before = opts.server_pid.and_then(procstat::cpu_seconds);
     let mut handles = Vec::new();
+    let ring_depth = petrel::rt::ring_depth(None, plan.cores);
     for c in 0..plan.cores {
         let users: Vec<u32> = (0..plan.users).filter(|&u| plan.core_of(u) == c).collect();
         let placement = match &opts.cpus {
@@ -68,6 +69,9 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
         let (p, s) = (plan.clone(), shared.clone());
         let h = LocalExecutorBuilder::new(placement)
             .name(&format!("load{c}"))
+            // Deep rings, as petrel's: with thousands of sockets per executor, shallow ones cost
+            // the generator a search of the kernel's poll table at every turn (see petrel's rt).
+            .ring_depth(ring_depth)
             .spawn(move || run_core(p, s, c, users))
             .map_err(|e| RunError::Executor(e.to_string()))?;
         handles.push(h);

@@ -30,6 +30,7 @@ pub use cpus::allowed_cpus;
 #[allow(unused_imports)] // The admin API (merged separately) calls it.
 pub(crate) use explain::explain;
 pub use explain::EXPLAIN_TIMEOUT;
+pub use rings::ring_depth;
 pub use s2s::S2sSetupError;
 pub use shutdown::ShutdownFlag;
 

@@ -23,7 +23,7 @@ const CAP_IPC_LOCK: u32 = 14;
 
 /// The ring depth for `shards` shards: `configured` when set, else the deepest power of two up to
 /// 4096 whose rings fit the memlock limit beside glommio's buffer registrations, and at least 64.
-pub(super) fn ring_depth(configured: Option<usize>, shards: usize) -> usize {
+pub fn ring_depth(configured: Option<usize>, shards: usize) -> usize {
     if let Some(d) = configured {
         return d;
     }
