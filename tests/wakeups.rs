@@ -1,0 +1,55 @@
+//! Cross-executor wake-ups of the vendored glommio (vendor/glommio/PETREL-PATCH.md): its sleep
+//! barrier is a fence on both sides instead of membarrier(2). Two executors ping-pong over
+//! glommio's shared channels, the way petrel's shards talk, so each goes to sleep between
+//! nearly every pair of messages; a lost wake-up leaves both asleep and the test stalls.
+
+use glommio::channels::shared_channel;
+use glommio::{LocalExecutorBuilder, Placement};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Round trips per run: enough that a race window of a few instructions is hit if it exists.
+const ROUND_TRIPS: u32 = 100_000;
+
+#[test]
+fn executors_ping_ponging_never_miss_a_wake_up() {
+    let (ping_tx, ping_rx) = shared_channel::new_bounded::<u32>(1);
+    let (pong_tx, pong_rx) = shared_channel::new_bounded::<u32>(1);
+    let (done_tx, done_rx) = mpsc::channel();
+    let done_b = done_tx.clone();
+
+    let a = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("ping")
+        .spawn(move || async move {
+            let tx = ping_tx.connect().await;
+            let rx = pong_rx.connect().await;
+            for i in 0..ROUND_TRIPS {
+                tx.send(i).await.expect("the pong side is alive");
+                let back = rx.recv().await.expect("the pong side answers");
+                assert_eq!(back, i + 1);
+            }
+            done_tx.send("ping").expect("the test waits");
+        })
+        .expect("an executor starts");
+    let b = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("pong")
+        .spawn(move || async move {
+            let rx = ping_rx.connect().await;
+            let tx = pong_tx.connect().await;
+            while let Some(i) = rx.recv().await {
+                tx.send(i + 1).await.expect("the ping side is alive");
+            }
+            done_b.send("pong").expect("the test waits");
+        })
+        .expect("an executor starts");
+
+    // A liveness bound, not a speed one: a run takes about a second; a lost wake-up never ends.
+    for _ in 0..2 {
+        let who = done_rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("a lost wake-up: both executors asleep with a message between them");
+        assert!(who == "ping" || who == "pong");
+    }
+    a.join().expect("ping ran");
+    b.join().expect("pong ran");
+}
