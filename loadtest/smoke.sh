@@ -51,16 +51,9 @@ run() {
 run connect --rate 0 --mech SCRAM-SHA-256
 # PEP fan-out: user1 publishes to 20 contacts (subscriptions and caps set up over the wire); early,
 # on accounts no other scenario has used yet.
-# KNOWN INTERMITTENT BUG (2026-12-02, 2 runs in 11): with every subscription mutual, a few
-# contacts sometimes never get the warm-up item's notification, and the setup waits out its
-# timeout. Until it is found, the step fails after 60 s and runs once more; a second failure fails
-# the smoke.
 echo "smoke: petrel-load pep --contacts 20"
-pep() {
-    "$LOAD" pep --contacts 20 --users 21 --server "127.0.0.1:$port" --domain localhost \
-        --password smoke-pass --cores 1 --quiet --duration 3 --window 8 --mech PLAIN --setup-timeout 60
-}
-pep || { echo "smoke: pep failed once (known intermittent bug, see above): once more"; pep; }
+"$LOAD" pep --contacts 20 --users 21 --server "127.0.0.1:$port" --domain localhost \
+    --password smoke-pass --cores 1 --quiet --duration 3 --window 8 --mech PLAIN --setup-timeout 60
 run chat --interval-ms 500 --duration 3 --mech SCRAM-SHA-1
 run max --duration 3 --window 8 --mech PLAIN
 run idle --duration 2 --server-pid "$petrel_pid"

@@ -33,6 +33,7 @@ class Peer(slixmpp.ClientXMPP):
         self.started = asyncio.Event()
         self.failed = None
         self.log = []  # (event, from) in arrival order
+        self.pushes = []  # (ver, jid, subscription, ask) of each roster item received
         self.add_event_handler("session_start", self.on_start)
         for ev in ("presence_subscribe", "presence_subscribed", "presence_unsubscribe",
                    "presence_unsubscribed", "presence_available", "presence_unavailable"):
@@ -42,9 +43,11 @@ class Peer(slixmpp.ClientXMPP):
         self.add_event_handler("connection_failed", lambda e: self.fail(f"connection failed: {e}"))
 
     def on_roster(self, iq):
-        # One entry per item of a result or push, e.g. ("roster:remove", "u1@localhost").
+        # One entry per item of a result or push, e.g. ("roster:remove", "u1@localhost"); the
+        # version and `ask` go to `pushes`, for the report of a failed check.
         for jid, item in iq["roster"]["items"].items():
             self.log.append((f"roster:{item['subscription']}", str(jid)))
+            self.pushes.append((iq["roster"]["ver"], str(jid), item["subscription"], item["ask"]))
 
     def fail(self, why):
         self.failed = why
@@ -66,12 +69,12 @@ class Peer(slixmpp.ClientXMPP):
         return self.client_roster[jid] if self.client_roster.has_jid(jid) else None
 
 
-async def until(pred, what, problems, timeout=8):
+async def until(pred, what, problems, timeout=8, detail=None):
     for _ in range(int(timeout / 0.05)):
         if pred():
             return True
         await asyncio.sleep(0.05)
-    problems.append(f"not seen: {what}")
+    problems.append(f"not seen: {what}" + (f" ({detail()})" if detail else ""))
     return False
 
 
@@ -91,15 +94,21 @@ async def run(port, cert, password):
     aj, bj = "u0@localhost", "u1@localhost"
     afull, bfull = "u0@localhost/py0", "u1@localhost/py1"
 
-    # Roster add: the push updates the client's roster (name, group).
-    a.update_roster(bj, name="Bee", groups=["Friends"])
-    await until(lambda: a.item(bj) is not None and a.item(bj)["name"] == "Bee"
-                and a.item(bj)["groups"] == ["Friends"], "roster push of the new item", problems)
+    def a_state():
+        it = a.item(bj)
+        return f"a's item {it and (it['subscription'], it['pending_out'])}, pushes {a.pushes}"
+
+    # Roster add: answered, and pushed. (slixmpp writes name and groups into its roster before it
+    # sends the set, so the push itself is looked for.)
+    await a.update_roster(bj, name="Bee", groups=["Friends"])
+    await until(lambda: any(j == bj and s == "none" for _, j, s, _ in a.pushes),
+                "roster push of the new item", problems, detail=a_state)
     print("roster add: pushed", a.item(bj) and dict(name=a.item(bj)["name"], groups=a.item(bj)["groups"]))
 
     # a -> b handshake; a sees b's presence only after the approval.
     a.send_presence_subscription(pto=bj)
-    await until(lambda: a.item(bj) is not None and a.item(bj)["pending_out"], "ask=subscribe push", problems)
+    await until(lambda: a.item(bj) is not None and a.item(bj)["pending_out"], "ask=subscribe push",
+                problems, detail=a_state)
     if await until(lambda: b.saw("presence_subscribe", aj), "b gets subscribe", problems):
         b.send_presence(pto=aj, ptype="subscribed")
     await until(lambda: a.saw("presence_subscribed", bj) and a.saw("presence_available", bfull),

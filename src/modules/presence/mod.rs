@@ -1,16 +1,18 @@
 //! `mod_presence`: presence subscriptions and broadcast (RFC 6121 §3, §4).
 //!
 //! Where each part runs:
-//! - the sender's shard (`user_send_presence`): outbound subscription stanzas (roster change as a
-//!   store job keyed by the user, then the stanza is routed with bare JIDs), directed presence
-//!   tracking per session, bad presence types;
+//! - the sender's shard (`user_send_presence`): directed presence tracking per session, bad
+//!   presence types; outbound subscription stanzas go on to the user's home shard (roster change
+//!   as a store job keyed by the user, then the stanza is routed with bare JIDs);
 //! - the user's home shard (a `sm` home handler): the user's own broadcasts (after the session
 //!   manager recorded availability and the last presence), probes (answered from the session
 //!   manager's last presences), inbound subscription stanzas (roster change, delivery or storage of
 //!   the request, pushes).
 //!
 //! The roster in the store is the only truth about subscriptions; every change is one store job
-//! keyed by the user whose roster it touches, so changes to one roster never interleave.
+//! keyed by the user whose roster it touches, so changes to one roster never interleave, queued
+//! from that user's home shard, so their pushes leave in the order they were made
+//! ([`roster::change_on_home`]).
 
 use std::rc::Rc;
 
@@ -173,8 +175,8 @@ fn user_send_presence(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
                 .map(|s| s.0)
                 .unwrap_or_default();
             let req = acc.fork();
-            let shard = ctx.shard;
-            ctx.store(user_key(&user), move |store| {
+            // From the user's home shard, as every change to their roster (see the function).
+            roster::change_on_home(ctx, user.clone(), move |store, shard| {
                 outbound(store, req, user, contact, kind, max, shard)
             });
             HookResult::Stop

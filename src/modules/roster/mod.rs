@@ -1,8 +1,9 @@
 //! `mod_roster`: the roster (RFC 6121 §2) with versioning (XEP-0237), stored in the store.
 //!
-//! Roster IQs are answered for the user's own bare JID on the shard of the requesting session; the
-//! work runs as a store job keyed by the user's bare JID, so every change to one user's roster runs
-//! in order, in one transaction. Pushes are routed to the user's home shard, which copies them to
+//! Roster IQs are answered for the user's own bare JID: a get on the shard of the requesting
+//! session, a set from the user's home shard ([`change_on_home`], so pushes leave in the order the
+//! changes were made); the work runs as a store job keyed by the user's bare JID, so every change
+//! to one user's roster runs in order, in one transaction. Pushes are routed to the user's home shard, which copies them to
 //! every resource bound there; each connection's shard lets through only pushes for sessions that
 //! requested the roster in this session (the "interested resources" of §2.1.6).
 
@@ -19,7 +20,7 @@ use crate::hooks::{Acc, HookCtx, HookResult, JobDone};
 use crate::hooks::{SessionEnd, SessionEndKind};
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::local::{result_reply, IqReply};
-use crate::shard::{ConnMsg, Shard, ShardId};
+use crate::shard::{home_shard_of, ConnMsg, Shard, ShardId};
 use crate::store::{RosterWrite, Store};
 use crate::xml::{Element, Stanza, StanzaKind, StanzaType};
 use crate::xmpp::{ns, StanzaErrorCondition};
@@ -75,6 +76,34 @@ pub struct RosterSettings(pub RosterOpts);
 /// The store ordering key of a user's roster: every job touching it runs in order.
 pub fn user_key(user: &BareJid) -> Option<u64> {
     Some(ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(user.as_str()))
+}
+
+/// Queues `job`, a change to `user`'s roster, from `user`'s home shard (it gets that shard's id),
+/// where its continuation runs too. Changes made for a contact's stanzas run there anyway; run
+/// from the shard of the user's own connection, a change's push could overtake the answer of an
+/// earlier change still waiting on the home shard and leave the older state last, in the user's
+/// clients and in what the home shard's modules know of the roster (PEP's access models). From
+/// one shard, the answers of one key's jobs, and so the pushes, come back in the store's order.
+pub fn change_on_home(
+    ctx: &mut HookCtx<'_>,
+    user: BareJid,
+    job: impl FnOnce(&Store, ShardId) -> JobDone + Send + 'static,
+) {
+    ctx.run_on(
+        ctx.shard,
+        Box::new(move |shard: &mut Shard| {
+            let home = home_shard_of(user.as_str(), shard.shards);
+            crate::sm::run_on(
+                shard,
+                home,
+                Box::new(move |shard: &mut Shard| {
+                    let at = shard.id;
+                    HookCtx::new(at, &mut shard.fx, &mut shard.ext)
+                        .store(user_key(&user), move |store| job(store, at));
+                }),
+            );
+        }),
+    );
 }
 
 /// Forgets a closed session's interest in pushes (called when its connection ends).
@@ -157,8 +186,7 @@ fn handle_iq(acc: &Acc, query: &Element, ctx: &mut HookCtx<'_>, opts: RosterOpts
             Err(cond) => IqReply::Error(cond),
             Ok(set) => {
                 let req = acc.fork();
-                let shard = ctx.shard;
-                ctx.store(user_key(&user), move |store| {
+                change_on_home(ctx, user.clone(), move |store, shard| {
                     apply_set(store, req, user, set, opts, shard)
                 });
                 IqReply::NoReply
