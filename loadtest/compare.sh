@@ -13,7 +13,7 @@
 #   SCENARIO=max USERS=1000 DURATION=10 WINDOW=16 INTERVAL_MS=20000 PASSWORD=password
 #   DOMAIN=localhost SERVER_CPUS=0 LOAD_CPUS=1 MECH=PLAIN EXTRA="" (more petrel-load args)
 #   TARGETS="relay petrel petrel-s2 prosody ejabberd"
-#   PETREL_CONFIG=<petrel.toml> (default: one written under OUT) PETREL_PORT=5222
+#   PETREL_CONFIG=<petrel.toml> (default: one written under OUT) PETREL_PORT=25400
 #   targets petrel (1 shard on SERVER_CPUS) and petrel-sN (N shards on SERVER_CPUS_N, default 0-(N-1))
 #   RELAY_PORT=25300; Prosody and ejabberd ports: see peers/*.sh (15222, 25222)
 #   muc: ROOMS=10 OCCUPANTS=10 (USERS becomes ROOMS x OCCUPANTS), MSG_RATE=1 (messages/s per
@@ -49,7 +49,8 @@ LOAD_CPUS=${LOAD_CPUS:-1}
 MECH=${MECH:-PLAIN}
 EXTRA=${EXTRA:-}
 TARGETS=${TARGETS:-relay petrel petrel-s2 prosody ejabberd}
-PETREL_PORT=${PETREL_PORT:-35222}
+# Below the ephemeral range (32768-60999): 35222 was once taken by one of the relay run's client sockets.
+PETREL_PORT=${PETREL_PORT:-25400}
 RELAY_PORT=${RELAY_PORT:-25300}
 OUT=${OUT:-/tmp/petrel-compare}
 ROOMS=${ROOMS:-10}
