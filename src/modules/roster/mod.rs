@@ -83,7 +83,8 @@ pub fn user_key(user: &BareJid) -> Option<u64> {
 /// from the shard of the user's own connection, a change's push could overtake the answer of an
 /// earlier change still waiting on the home shard and leave the older state last, in the user's
 /// clients and in what the home shard's modules know of the roster (PEP's access models). From
-/// one shard, the answers of one key's jobs, and so the pushes, come back in the store's order.
+/// one shard, the answers of one key's jobs, and so the pushes, are handled in the store's order
+/// (the runtime keeps one lane per key).
 pub fn change_on_home(
     ctx: &mut HookCtx<'_>,
     user: BareJid,
