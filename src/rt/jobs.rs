@@ -25,7 +25,53 @@ use crate::hooks::{JobDone, KeyedJob};
 use crate::store::StoreError;
 
 /// A submitted job's answer, still to come.
-type Answer = Pin<Box<dyn Future<Output = Result<JobDone, StoreError>>>>;
+type Answer = Pending<Result<JobDone, StoreError>>;
+/// A value still to come.
+type Pending<T> = Pin<Box<dyn Future<Output = T>>>;
+
+/// Futures awaited front to back per key, each value handed on in that order: one task per key
+/// while it has futures pending.
+pub(crate) struct Lanes<T>(Rc<RefCell<HashMap<u64, VecDeque<Pending<T>>>>>);
+
+impl<T> Default for Lanes<T> {
+    fn default() -> Self {
+        Lanes(Rc::default())
+    }
+}
+
+impl<T: 'static> Lanes<T> {
+    /// Queues `next` behind the futures pending for `key`; `on` gets its value after theirs. The
+    /// lane's task is started when the lane was empty (then `on` is the one it keeps using).
+    pub(crate) fn push(&self, key: u64, next: Pending<T>, on: impl Fn(T) + 'static) {
+        let mut lanes = self.0.borrow_mut();
+        if let Some(lane) = lanes.get_mut(&key) {
+            lane.push_back(next);
+            return;
+        }
+        lanes.insert(key, VecDeque::from([next]));
+        drop(lanes);
+        let lanes = self.0.clone();
+        glommio::spawn_local(async move {
+            loop {
+                let next = {
+                    let mut lanes = lanes.borrow_mut();
+                    let Some(lane) = lanes.get_mut(&key) else {
+                        return;
+                    };
+                    match lane.pop_front() {
+                        Some(f) => f,
+                        None => {
+                            lanes.remove(&key);
+                            return;
+                        }
+                    }
+                };
+                on(next.await);
+            }
+        })
+        .detach();
+    }
+}
 
 /// Jobs waiting for room in the pool, per shard.
 const MAX_WAITING: usize = 65_536;
@@ -35,9 +81,9 @@ const MAX_WAITING: usize = 65_536;
 pub(crate) struct JobQueue {
     waiting: RefCell<VecDeque<KeyedJob>>,
     retrying: Cell<bool>,
-    /// Per key, the answers submitted and not yet handled, oldest first; a key is here while its
-    /// lane's task runs (bounded by the jobs in the pool's bounded queues).
-    lanes: RefCell<HashMap<u64, VecDeque<Answer>>>,
+    /// Per key, the answers submitted and not yet handled, oldest first (bounded by the jobs in
+    /// the pool's bounded queues).
+    lanes: Lanes<Result<JobDone, StoreError>>,
 }
 
 impl ShardCtx {
@@ -68,7 +114,11 @@ impl ShardCtx {
             let KeyedJob { key, run } = job;
             match self.store.try_call(key, run) {
                 Ok(fut) => match key {
-                    Some(key) => self.answer_in_order(key, Box::pin(fut)),
+                    Some(key) => {
+                        let ctx = self.clone();
+                        let answer: Answer = Box::pin(fut);
+                        self.jobs.lanes.push(key, answer, move |a| ctx.answered(a));
+                    }
                     None => {
                         let ctx = self.clone();
                         glommio::spawn_local(async move { ctx.answered(fut.await) }).detach();
@@ -98,38 +148,6 @@ impl ShardCtx {
         }
     }
 
-    /// Queues `answer` behind the earlier answers for `key`; the lane's task (started when the
-    /// lane was empty) handles them front to back.
-    fn answer_in_order(self: &Rc<Self>, key: u64, answer: Answer) {
-        let mut lanes = self.jobs.lanes.borrow_mut();
-        if let Some(lane) = lanes.get_mut(&key) {
-            lane.push_back(answer);
-            return;
-        }
-        lanes.insert(key, VecDeque::from([answer]));
-        drop(lanes);
-        let ctx = self.clone();
-        glommio::spawn_local(async move {
-            loop {
-                let next = {
-                    let mut lanes = ctx.jobs.lanes.borrow_mut();
-                    let Some(lane) = lanes.get_mut(&key) else {
-                        return;
-                    };
-                    match lane.pop_front() {
-                        Some(a) => a,
-                        None => {
-                            lanes.remove(&key);
-                            return;
-                        }
-                    }
-                };
-                ctx.answered(next.await);
-            }
-        })
-        .detach();
-    }
-
     /// Routes a job's answer on this shard.
     fn answered(self: &Rc<Self>, answer: Result<JobDone, StoreError>) {
         match answer {
@@ -139,5 +157,55 @@ impl ShardCtx {
             }
             Err(e) => tracing::error!(error = %e, "store job failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::oneshot;
+
+    #[test]
+    fn one_keys_values_are_handled_in_order_even_when_later_ones_are_ready_first() {
+        // The store's answers arrive from another thread. The first one's future is already
+        // waiting (its wake-up must cross threads) when the later ones, ready before they are
+        // first polled, are queued: one task per answer handled 2 and 3 before 1.
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(64 * 1024)
+            .ring_depth(8)
+            .spawn(|| async {
+                let lanes = Lanes::<u32>::default();
+                let got = Rc::new(RefCell::new(Vec::new()));
+                let push = |rx: oneshot::Receiver<u32>| {
+                    let got = got.clone();
+                    let next: Pending<u32> = Box::pin(async move { rx.await.unwrap_or(0) });
+                    lanes.push(7, next, move |v| got.borrow_mut().push(v));
+                };
+                let (tx1, rx1) = oneshot::channel();
+                push(rx1);
+                glommio::executor().yield_now().await;
+                let (tx2, rx2) = oneshot::channel();
+                let (tx3, rx3) = oneshot::channel();
+                std::thread::spawn(move || {
+                    tx1.send(1);
+                    tx2.send(2);
+                    tx3.send(3);
+                })
+                .join()
+                .expect("the sender thread runs");
+                push(rx2);
+                push(rx3);
+                for _ in 0..1000 {
+                    if got.borrow().len() == 3 {
+                        break;
+                    }
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
+                assert_eq!(*got.borrow(), vec![1, 2, 3]);
+                assert!(lanes.0.borrow().is_empty(), "a finished lane is removed");
+            })
+            .expect("an executor starts")
+            .join()
+            .expect("the test ran");
     }
 }
