@@ -71,6 +71,8 @@ pub struct WarmCore {
 
 /// The direction tag after [`WARM`] in a warm-up body, and its bit in [`WarmCore::seen`].
 const DIRECTIONS: [(&[u8], u8); 2] = [(b" a-b", 1), (b" b-a", 2)];
+/// [`WarmCore::seen`] once both directions arrived.
+const BOTH: u8 = DIRECTIONS[0].1 | DIRECTIONS[1].1;
 
 /// Handle a stanza if it is a warm-up message (`true`), delivered or bounced.
 pub fn on_message(core: &Core, w: &WarmCore, el: &[u8], error: bool) -> bool {
@@ -125,16 +127,16 @@ pub async fn warm_up(core: &Rc<Core>, w: &WarmCore, users: &[u32], timeout: Dura
             });
         }
         w.bounced.set(0);
-        while w.seen.get() != 3 && w.bounced.get() == 0 && Instant::now() < deadline {
+        while w.seen.get() != BOTH && w.bounced.get() == 0 && Instant::now() < deadline {
             sleep(Duration::from_millis(5)).await;
         }
-        if w.seen.get() == 3 || Instant::now() >= deadline {
+        if w.seen.get() == BOTH || Instant::now() >= deadline {
             break;
         }
         bounces += w.bounced.get();
         sleep(Duration::from_millis(50)).await;
     }
-    if w.seen.get() != 3 {
+    if w.seen.get() != BOTH {
         core.shared.warm.failed.fetch_add(1, Relaxed);
         core.complain(format_args!(
             "federation warm-up between {} and {} failed: directions arrived {:02b}, {} bounced",
