@@ -6,6 +6,7 @@ use super::db::{sql, sql2, End, Sql};
 use std::time::{Duration, Instant};
 
 use super::db::Kind;
+use super::mam_runs::{Entry, ALL};
 use super::value::{args, Arg, Row};
 
 use super::{Store, StoreError};
@@ -62,16 +63,13 @@ pub struct StoredMamPrefs {
     pub never: Vec<String>,
 }
 
-/// The archive's tables differ per backend (see v8_mam_msg_sqlite.sql and v8_mam_msg_pg.sql): on
-/// SQLite each message's stanza is in `mam_msg` and the per-owner rows in `mam_entry`; on
-/// PostgreSQL each per-owner row in `mam_row` holds the stanza. `$pre` `<rows table>` `$post`, per
-/// backend.
+/// The archive's tables differ per backend: on SQLite each message's stanza is in `mam_msg` and
+/// each owner's entries are packed into runs (`mam_run`, see `mam_runs.rs`); on PostgreSQL each
+/// per-owner row in `mam_row` holds the stanza. These statements are PostgreSQL's:
+/// `$pre mam_row $post`.
 macro_rules! on_rows {
     ($pre:expr, $post:expr) => {
-        sql2(
-            concat!($pre, "mam_entry", $post),
-            concat!($pre, "mam_row", $post),
-        )
+        sql(concat!($pre, "mam_row", $post))
     };
 }
 
@@ -91,27 +89,19 @@ macro_rules! page_text {
         )
     };
 }
-macro_rules! sqlite_from {
-    () => {
-        "mam_entry m JOIN mam_jid w ON w.jid_id = m.wid JOIN mam_msg g ON g.id = m.id"
-    };
-}
 macro_rules! pg_from {
     () => {
         "mam_row m JOIN mam_jid w ON w.jid_id = m.wid"
     };
 }
 
-/// Page queries: one static statement per (with or not, direction), every bound always given
-/// (open ends as the extreme integers) so each uses its index without OR clauses. Owners and
-/// contacts are their `mam_jid` ids (`?1`, `?7`); the contact's JID (and on SQLite the stanza)
-/// come back by joins on primary keys.
+/// Page queries (PostgreSQL): one static statement per (with or not, direction), every bound
+/// always given (open ends as the extreme integers) so each uses its index without OR clauses.
+/// Owners and contacts are their `mam_jid` ids (`?1`, `?7`); the contact's JID comes back by a
+/// join on its primary key.
 macro_rules! page {
     ($with:expr, $dir:literal) => {
-        sql2(
-            page_text!(sqlite_from!(), "g.stanza", $with, $dir),
-            page_text!(pg_from!(), "m.stanza", $with, $dir),
-        )
+        sql(page_text!(pg_from!(), "m.stanza", $with, $dir))
     };
 }
 /// The contact condition of the `with` pages.
@@ -142,18 +132,11 @@ const COUNT_WITH_UPTO: Sql = on_rows!(
     " WHERE oid = ?1 AND id > ?2 AND id < ?3 AND ts >= ?4 AND ts <= ?5
        AND wid = ?7 AND (?8 = '*' OR with_res = ?8) LIMIT ?6) AS page"
 );
-const BY_ID: Sql = sql2(
-    concat!(
-        "SELECT m.id, w.jid, m.with_res, m.outgoing, m.ts, g.stanza FROM ",
-        sqlite_from!(),
-        " WHERE m.oid = ?1 AND m.id = ?2"
-    ),
-    concat!(
-        "SELECT m.id, w.jid, m.with_res, m.outgoing, m.ts, m.stanza FROM ",
-        pg_from!(),
-        " WHERE m.oid = ?1 AND m.id = ?2"
-    ),
-);
+const BY_ID: Sql = sql(concat!(
+    "SELECT m.id, w.jid, m.with_res, m.outgoing, m.ts, m.stanza FROM ",
+    pg_from!(),
+    " WHERE m.oid = ?1 AND m.id = ?2"
+));
 /// A JID's id, when it has one.
 const JID_ID: Sql = sql("SELECT jid_id FROM mam_jid WHERE jid = ?1");
 /// Gives a JID an id (if it has none yet).
@@ -164,7 +147,7 @@ const JID_CACHE_MAX: usize = 65_536;
 
 impl MamFilter {
     /// (after, before, start, end) with open ends filled in.
-    fn bounds(&self) -> (i64, i64, i64, i64) {
+    pub(super) fn bounds(&self) -> (i64, i64, i64, i64) {
         (
             self.after_id.unwrap_or(i64::MIN),
             self.before_id.unwrap_or(i64::MAX),
@@ -182,6 +165,12 @@ impl MamFilter {
             && m.ts <= end
             && self.with_bare.as_ref().is_none_or(|b| *b == m.with_bare)
             && self.with_res.as_ref().is_none_or(|r| *r == m.with_res)
+    }
+
+    /// [`MamFilter::accepts`], for tests elsewhere in the store.
+    #[cfg(test)]
+    pub(super) fn accepts_test(&self, m: &ArchivedMessage) -> bool {
+        self.accepts(m)
     }
 
     /// The resource condition: `*` for any.
@@ -207,11 +196,11 @@ fn read_row(owner: &str, mut r: Row) -> Result<ArchivedMessage, StoreError> {
 /// memory: about 20 MiB of typical rows; a commit's cost is mostly per index page it touches, one
 /// or two per active owner whatever the batch size, so this many rows share it: at `max`'s rate
 /// the [`PENDING_WAIT`] bound, not this one, ends most commits).
-const PENDING_MAX: usize = 65_536;
+const PENDING_MAX: usize = 1 << 20;
 
 /// How long accepted rows may wait for more before they are committed (a process crash loses at
 /// most the rows of this window; a query commits them before it reads).
-pub const PENDING_WAIT: Duration = Duration::from_millis(200);
+pub const PENDING_WAIT: Duration = Duration::from_millis(1000);
 
 /// Called once the rows handed over with [`Store::mam_append_later`] are committed (with how many)
 /// or failed.
@@ -472,11 +461,6 @@ static SQLITE_PUT_MSGS: PutMany = PutMany {
     cols: 2,
     texts: std::sync::OnceLock::new(),
 };
-static SQLITE_PUT_ENTRIES: PutMany = PutMany {
-    head: "INSERT OR IGNORE INTO mam_entry (oid, id, wid, with_res, outgoing, ts) VALUES ",
-    cols: 6,
-    texts: std::sync::OnceLock::new(),
-};
 
 impl PutMany {
     /// The statement for `n` rows (at most [`SQLITE_CHUNK`]), built once per size and kept
@@ -504,23 +488,6 @@ impl PutMany {
         });
         sql(texts[n.min(SQLITE_CHUNK)])
     }
-}
-
-/// SQLite: deletes the messages (stanzas) that the `mam_entry` rows selected by `$sel` (a condition on
-/// `e`) refer to, unless the row of the same message in the contact's archive stays (`$keep`, a
-/// condition on `p`, says which rows stay): run before the rows themselves are deleted. See
-/// v8_mam_msg_sqlite.sql for why the contact's row is the only other one.
-macro_rules! drop_msgs {
-    ($sel:literal, $keep:literal) => {
-        sql(concat!(
-            "DELETE FROM mam_msg WHERE id IN (SELECT e.id FROM mam_entry e WHERE ",
-            $sel,
-            " AND NOT EXISTS (SELECT 1 FROM mam_entry p
-                 WHERE p.oid = e.wid AND p.id = e.id AND p.oid <> e.oid",
-            $keep,
-            "))"
-        ))
-    };
 }
 
 impl Store {
@@ -560,9 +527,9 @@ impl Store {
                 }
                 Kind::Postgres => Vec::new(),
             };
-            // The rows in (owner, id) order: each owner's rows land together, on the pages the
-            // previous insert just touched.
-            keep.sort_unstable_by_key(|k| (k.oid, k.row.id));
+            // The rows in (owner, id) order: each owner's rows land together (stable: of a
+            // message's two rows in one archive, sent to oneself, the first written is kept).
+            keep.sort_by_key(|k| (k.oid, k.row.id));
             match self.kind() {
                 Kind::Postgres => self.mam_put_pg(&keep)?,
                 Kind::Sqlite => self.mam_put_sqlite(&msgs, &keep)?,
@@ -604,8 +571,12 @@ impl Store {
             .ok_or(super::Corruption::Column("mam_jid.jid_id").into())
     }
 
-    fn mam_put_sqlite(&self, msgs: &[(i64, &[u8])], rows: &[Keyed<'_>]) -> Result<(), StoreError> {
-        let mut params: Vec<Arg<'_>> = Vec::with_capacity(SQLITE_CHUNK * 6);
+    fn mam_put_sqlite<'a>(
+        &self,
+        msgs: &[(i64, &[u8])],
+        rows: &[Keyed<'a>],
+    ) -> Result<(), StoreError> {
+        let mut params: Vec<Arg<'_>> = Vec::with_capacity(SQLITE_CHUNK * 2);
         for chunk in msgs.chunks(SQLITE_CHUNK) {
             params.clear();
             params.extend(
@@ -615,20 +586,26 @@ impl Store {
             );
             self.exec(SQLITE_PUT_MSGS.rows(chunk.len()), &params)?;
         }
-        for chunk in rows.chunks(SQLITE_CHUNK) {
-            params.clear();
-            for k in chunk {
-                let r = &k.row;
-                params.extend([
-                    Arg::Int(k.oid),
-                    Arg::Int(r.id),
-                    Arg::Int(k.wid),
-                    Arg::Text(r.with_res),
-                    Arg::from(r.outgoing),
-                    Arg::Int(r.ts),
-                ]);
+        // Each owner's entries into its whole list, then into one list per contact.
+        let entry = |k: &Keyed<'a>| Entry {
+            id: k.row.id,
+            wid: k.wid,
+            ts: k.row.ts,
+            outgoing: k.row.outgoing,
+            res: k.row.with_res,
+        };
+        let mut entries: Vec<Entry<'a>> = Vec::new();
+        for owner in rows.chunk_by(|a, b| a.oid == b.oid) {
+            entries.clear();
+            entries.extend(owner.iter().map(entry));
+            entries.dedup_by_key(|e| e.id);
+            let stored = self.runs_add(owner[0].oid, ALL, &entries)?;
+            // An id the owner's archive had already stays as it was, in its contact's list too.
+            entries.retain(|e| !stored.contains(&e.id));
+            entries.sort_by_key(|e| (e.wid, e.id));
+            for with in entries.chunk_by(|a, b| a.wid == b.wid) {
+                self.runs_add(owner[0].oid, with[0].wid, with)?;
             }
-            self.exec(SQLITE_PUT_ENTRIES.rows(chunk.len()), &params)?;
         }
         Ok(())
     }
@@ -758,11 +735,12 @@ impl Store {
         if let Some(ids) = &filter.ids {
             let mut out = Vec::new();
             for &id in ids {
-                if let Some(r) = self.row(BY_ID, args![oid, id])? {
-                    let m = read_row(owner, r)?;
-                    if filter.accepts(&m) {
-                        out.push(m);
-                    }
+                let m = match self.kind() {
+                    Kind::Sqlite => self.runs_by_id(owner, oid, id)?,
+                    Kind::Postgres => self.row(BY_ID, args![oid, id])?.map(|r| read_row(owner, r)).transpose()?,
+                };
+                if let Some(m) = m.filter(|m| filter.accepts(m)) {
+                    out.push(m);
                 }
             }
             out.sort_by_key(|m| m.id);
@@ -776,11 +754,14 @@ impl Store {
             }
             return Ok(out);
         }
-        let (after, before, start, end) = filter.bounds();
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let Some(with) = self.with_id(filter)? else {
             return Ok(Vec::new());
         };
+        if self.kind() == Kind::Sqlite {
+            return self.runs_query(owner, oid, with, filter, limit, newest);
+        }
+        let (after, before, start, end) = filter.bounds();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = match (with, newest) {
             (None, false) => self.rows(PAGE_ASC, args![oid, after, before, start, end, limit])?,
             (None, true) => self.rows(PAGE_DESC, args![oid, after, before, start, end, limit])?,
@@ -821,6 +802,9 @@ impl Store {
         let (Some(oid), Some(with)) = (self.jid_id(owner)?, self.with_id(filter)?) else {
             return Ok(0);
         };
+        if self.kind() == Kind::Sqlite {
+            return self.runs_count((oid, with.unwrap_or(ALL)), filter, u64::MAX);
+        }
         let (after, before, start, end) = filter.bounds();
         let n = match with {
             None => self.int(COUNT, args![oid, after, before, start, end])?,
@@ -850,7 +834,10 @@ impl Store {
         let Some(oid) = self.jid_id(owner)? else {
             return Ok(false);
         };
-        Ok(self.row(BY_ID, args![oid, id])?.is_some())
+        match self.kind() {
+            Kind::Sqlite => Ok(self.runs_by_id(owner, oid, id)?.is_some()),
+            Kind::Postgres => Ok(self.row(BY_ID, args![oid, id])?.is_some()),
+        }
     }
 
     /// Like [`Store::mam_count`], but counts no further than `cap`: a full count scans every
@@ -868,6 +855,9 @@ impl Store {
         let (Some(oid), Some(with)) = (self.jid_id(owner)?, self.with_id(filter)?) else {
             return Ok(0);
         };
+        if self.kind() == Kind::Sqlite {
+            return self.runs_count((oid, with.unwrap_or(ALL)), filter, cap);
+        }
         let (after, before, start, end) = filter.bounds();
         let cap = i64::try_from(cap).unwrap_or(i64::MAX);
         let n = match with {
@@ -926,12 +916,12 @@ impl Store {
     pub fn mam_delete_owner(&self, owner: &str) -> Result<u64, StoreError> {
         self.mam_flush();
         // The owner keeps its `mam_jid` id (ids are never reused or removed).
-        let n = match self.jid_id(owner)? {
-            Some(oid) => self.atomic(|| {
-                self.drop_msgs(drop_msgs!("e.oid = ?1", ""), args![oid])?;
-                self.exec(on_rows!("DELETE FROM ", " WHERE oid = ?1"), args![oid])
-            })?,
-            None => 0,
+        let n = match (self.jid_id(owner)?, self.kind()) {
+            (Some(oid), Kind::Sqlite) => self.runs_delete_owner(oid)?,
+            (Some(oid), Kind::Postgres) => {
+                self.exec(on_rows!("DELETE FROM ", " WHERE oid = ?1"), args![oid])?
+            }
+            (None, _) => 0,
         };
         self.exec(sql("DELETE FROM mam_prefs WHERE owner = ?1"), args![owner])?;
         Ok(n)
@@ -940,16 +930,19 @@ impl Store {
     /// Deletes every archived message older than `before` (µs); returns how many.
     pub fn mam_purge_before(&self, before: i64) -> Result<u64, StoreError> {
         self.mam_flush();
-        self.atomic(|| {
-            self.drop_msgs(drop_msgs!("e.ts < ?1", " AND p.ts >= ?1"), args![before])?;
-            self.exec(on_rows!("DELETE FROM ", " WHERE ts < ?1"), args![before])
-        })
+        match self.kind() {
+            Kind::Sqlite => self.runs_purge_before(before),
+            Kind::Postgres => self.exec(on_rows!("DELETE FROM ", " WHERE ts < ?1"), args![before]),
+        }
     }
 
     /// Keeps only the newest `keep` messages of each owner whose archive is larger; returns how many
     /// were deleted.
     pub fn mam_trim(&self, keep: u64) -> Result<u64, StoreError> {
         self.mam_flush();
+        if self.kind() == Kind::Sqlite {
+            return self.runs_trim(keep);
+        }
         let keep = i64::try_from(keep).unwrap_or(i64::MAX);
         let over = on_rows!("SELECT oid FROM ", " GROUP BY oid HAVING count(*) > ?1");
         let owners = self
@@ -961,27 +954,15 @@ impl Store {
             "SELECT id FROM ",
             " WHERE oid = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2"
         );
-        let drop = drop_msgs!("e.oid = ?1 AND e.id < ?2", "");
         let delete = on_rows!("DELETE FROM ", " WHERE oid = ?1 AND id < ?2");
         let mut deleted = 0;
         for oid in owners {
             if let Some(mut r) = self.row(cutoff_q, args![oid, keep - 1])? {
                 let cutoff = r.int(0)?;
-                deleted += self.atomic(|| {
-                    self.drop_msgs(drop, args![oid, cutoff])?;
-                    self.exec(delete, args![oid, cutoff])
-                })?;
+                deleted += self.exec(delete, args![oid, cutoff])?;
             }
         }
         Ok(deleted)
-    }
-
-    /// Runs a [`drop_msgs!`] statement (SQLite only: PostgreSQL keeps the stanza in each row).
-    fn drop_msgs(&self, q: Sql, args: &[Arg<'_>]) -> Result<(), StoreError> {
-        if self.kind() == Kind::Sqlite {
-            self.exec(q, args)?;
-        }
-        Ok(())
     }
 }
 

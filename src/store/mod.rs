@@ -17,6 +17,7 @@ mod domains;
 mod last;
 mod login;
 mod mam;
+mod mam_runs;
 mod muc;
 mod offline;
 pub(crate) mod oneshot;

@@ -60,6 +60,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("schema/v8_mam_msg_sqlite.sql"),
         pg: include_str!("schema/v8_mam_msg_pg.sql"),
     },
+    // Version 9: on SQLite, each owner's archive entries packed into runs (converted in code).
+    Migration {
+        sqlite: include_str!("schema/v9_mam_run_sqlite.sql"),
+        pg: include_str!("schema/v9_mam_run_pg.sql"),
+    },
 ];
 
 /// The newest schema version this build writes.
@@ -89,6 +94,9 @@ impl Store {
                         self.db.batch(m.sqlite)?;
                         if v == 2 {
                             self.fix_v2_sqlite()?;
+                        }
+                        if v == 9 {
+                            self.convert_v9_sqlite()?;
                         }
                     }
                     Kind::Postgres => self.db.batch(m.pg)?,
@@ -219,7 +227,7 @@ mod tests {
                 }
             };
             let old = match store.kind() {
-                Kind::Sqlite => "DROP TABLE mam_entry; DROP TABLE mam_msg; DROP TABLE mam_jid;",
+                Kind::Sqlite => "DROP TABLE mam_run; DROP TABLE mam_msg; DROP TABLE mam_jid;",
                 Kind::Postgres => "DROP TABLE mam_row; DROP TABLE mam_jid;",
             };
             store
@@ -313,7 +321,7 @@ mod tests {
                 }
             };
             let old = match store.kind() {
-                Kind::Sqlite => "DROP TABLE mam_entry; DROP TABLE mam_msg;",
+                Kind::Sqlite => "DROP TABLE mam_run; DROP TABLE mam_msg;",
                 Kind::Postgres => "DROP TABLE mam_row;",
             };
             store
