@@ -47,10 +47,6 @@ fn main() {
                     store.run_deferred();
                 }
             }
-            // A commit every 20 000 messages (max's rate at 200 ms).
-            if m % 20_000 < per_turn as i64 {
-                store.run_deferred();
-            }
         }
     }
     store.run_deferred();

@@ -193,13 +193,16 @@ fn read_row(owner: &str, mut r: Row) -> Result<ArchivedMessage, StoreError> {
 }
 
 /// Rows held for one coalesced write before it is forced, whatever the age of the oldest (bounded
-/// memory: about 20 MiB of typical rows; a commit's cost is mostly per index page it touches, one
-/// or two per active owner whatever the batch size, so this many rows share it: at `max`'s rate
-/// the [`PENDING_WAIT`] bound, not this one, ends most commits).
-const PENDING_MAX: usize = 1 << 20;
+/// memory: about 80 MiB of typical rows; a commit's cost is mostly per page it touches — each
+/// active owner's last run, `mam_msg`'s right edge — so the more rows share it the better: at
+/// `max`'s rate, about 350 000 rows a second, the [`PENDING_WAIT`] bound ends the commits).
+const PENDING_MAX: usize = 1 << 19;
 
-/// How long accepted rows may wait for more before they are committed (a process crash loses at
-/// most the rows of this window; a query commits them before it reads).
+/// How long accepted rows may wait for more before they are committed: a process crash loses at
+/// most the rows of this window (MongooseIM's asynchronous archive writer flushes every 2 s by
+/// default); a query commits them before it reads. A commit per second rather than five: each
+/// rewrites every active owner's last run and checkpoints its pages again, so commits five
+/// times as large cost about a third less per message.
 pub const PENDING_WAIT: Duration = Duration::from_millis(1000);
 
 /// Called once the rows handed over with [`Store::mam_append_later`] are committed (with how many)
@@ -310,19 +313,23 @@ impl ArchiveBatch {
 
     /// The rows, in the order they were pushed.
     pub fn iter(&self) -> impl Iterator<Item = RowRef<'_>> + '_ {
-        self.slots.iter().map(move |s| {
-            let t = |i: usize| s.text[i] as usize;
-            RowRef {
-                owner: &self.text[t(0)..t(1)],
-                id: s.id,
-                with_bare: &self.text[t(1)..t(2)],
-                with_res: &self.text[t(2)..t(3)],
-                outgoing: s.outgoing,
-                ts: s.ts,
-                stanza: &self.bytes[s.bytes[0] as usize..s.bytes[1] as usize],
-                only_if_in_roster: s.only_if_in_roster,
-            }
-        })
+        (0..self.slots.len()).map(|i| self.row(i))
+    }
+
+    /// Row `i`, in push order (callers pass indexes below [`ArchiveBatch::len`]).
+    fn row(&self, i: usize) -> RowRef<'_> {
+        let s = &self.slots[i];
+        let t = |i: usize| s.text[i] as usize;
+        RowRef {
+            owner: &self.text[t(0)..t(1)],
+            id: s.id,
+            with_bare: &self.text[t(1)..t(2)],
+            with_res: &self.text[t(2)..t(3)],
+            outgoing: s.outgoing,
+            ts: s.ts,
+            stanza: &self.bytes[s.bytes[0] as usize..s.bytes[1] as usize],
+            only_if_in_roster: s.only_if_in_roster,
+        }
     }
 }
 
@@ -341,53 +348,64 @@ impl ArchivedMessage {
     }
 }
 
-/// A row with its owner's and contact's `mam_jid` ids.
-struct Keyed<'a> {
-    row: RowRef<'a>,
-    oid: i64,
-    wid: i64,
-}
-
 /// Archive rows accepted by [`Store::mam_append_later`] and not yet committed.
 #[derive(Default)]
 pub(crate) struct Pending {
-    /// Every accepted batch, as handed over (not copied).
-    chunks: Vec<ArchiveBatch>,
-    /// Rows in `chunks`.
-    rows: usize,
+    /// Every accepted row, copied in (one batch kept for the life of the connection: buffers
+    /// freed and allocated anew for each hand-over or commit made the allocator fetch and zero
+    /// fresh pages, up to a tenth of a loaded server's time).
+    rows: ArchiveBatch,
     /// When the first of them was accepted.
     since: Option<Instant>,
-    /// Each handed-over batch's callback, with its row count.
+    /// Each hand-over's callback, with its row count.
     done: Vec<(usize, OnWritten)>,
-    /// Committed batches, emptied, for the next hand-overs (at most [`SPARE_MAX`]): buffers
-    /// freed and allocated anew each time made the allocator fetch and zero fresh pages.
-    spare: Vec<ArchiveBatch>,
+    /// A commit's (owner, id, contact, row) keys, kept for the next commit.
+    keys: Vec<(i64, i64, i64, u32)>,
+    /// Every inbox this connection took from (taken from again before each read), with how many
+    /// of the rows held came from it.
+    inboxes: Vec<(std::sync::Arc<ArchiveInbox>, usize)>,
     /// `mam_jid` ids this connection has seen (ids never change: JIDs are never removed from the
     /// table; cleared when a write that may have added some rolls back). At most
     /// [`JID_CACHE_MAX`].
     jids: ahash::HashMap<Box<str>, i64>,
 }
-
-/// Emptied batches a store connection keeps for reuse.
-const SPARE_MAX: usize = 16;
-
-/// Rows an [`ArchiveInbox`] holds at most (16 full commits, about 300 MiB of typical rows: the
+/// Rows an [`ArchiveInbox`] holds at most (two full commits, about 150 MiB of typical rows: the
 /// store is seconds behind past it). Policy when full: the rows a shard hands over are dropped,
 /// counted, and logged by the store thread at its next take.
-const INBOX_MAX: usize = 16 * PENDING_MAX;
+const INBOX_MAX: usize = 2 * PENDING_MAX;
 
 /// A take asked for and still not run after this long is asked for again (a take job the pool
 /// refused would otherwise leave the rows waiting for good; a second take finds them gone).
 const ASK_AGAIN: Duration = Duration::from_secs(1);
 
+/// Rows an inbox gathers before its shard asks for a take at once.
+const TAKE_ROWS: usize = 8192;
+
+/// How long rows may wait in an inbox before its shard asks for a take (each take wakes the store
+/// thread: on a server whose store threads share the shard's core, a take per scheduler turn
+/// cost about half a microsecond per message in context switches).
+const TAKE_AFTER: Duration = Duration::from_millis(50);
+
 /// One shard's archive rows on their way to the store: the shard moves each turn's rows in, the
-/// store thread takes all of them at once. While a take is queued on the store pool the shard asks
-/// for no other: the queued one runs after every row put before it runs, so a query queued after
-/// the rows still sees them, and a store thread busy committing finds one batch per shard waiting
-/// instead of one per turn (each a fresh buffer and a wake-up).
-#[derive(Debug, Default)]
+/// store thread takes all of them at once. The shard asks for a take (a store job) once the inbox
+/// holds [`TAKE_ROWS`] rows or its oldest has waited [`TAKE_AFTER`], and the first time at once;
+/// while a take is queued it asks for no other. Reads do not wait for the shard to ask: the store
+/// thread that took from an inbox once takes from it before every archive read or deletion
+/// ([`Store::mam_flush`]), so a query sees every row archived before it was asked.
+#[derive(Default)]
 pub struct ArchiveInbox {
     state: std::sync::Mutex<InboxState>,
+    /// Told how many of the rows taken from this inbox each commit wrote (or why it failed).
+    written: Option<OnTaken>,
+}
+
+/// Called after each commit that wrote rows taken from an inbox (with how many), or failed.
+pub type OnTaken = Box<dyn Fn(Result<usize, &StoreError>) + Send + Sync>;
+
+impl std::fmt::Debug for ArchiveInbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArchiveInbox").finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -395,43 +413,75 @@ struct InboxState {
     rows: ArchiveBatch,
     /// When the take still to run was asked for.
     asked: Option<Instant>,
+    /// When the oldest row held arrived.
+    since: Option<Instant>,
+    /// A store thread has taken from this inbox (and takes from it before every read).
+    known: bool,
     /// Rows dropped because the inbox was full, not yet logged.
     dropped: usize,
 }
 
 impl ArchiveInbox {
+    /// An inbox whose commits are reported to `written`.
+    pub fn new(written: OnTaken) -> ArchiveInbox {
+        ArchiveInbox {
+            written: Some(written),
+            ..ArchiveInbox::default()
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, InboxState> {
         // The state stays consistent whatever panicked while holding the lock.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Moves `rows` in (`rows` comes back empty); true when the caller must queue a take
-    /// ([`Store::mam_take`]) because none is waiting.
-    pub fn put(&self, rows: &mut ArchiveBatch) -> bool {
+    /// Moves `rows` in (`rows` comes back empty; it may be empty already, to see whether a take
+    /// is due). Returns whether the caller must queue a take ([`Store::mam_take`]) now, and
+    /// whether the inbox still holds rows no take was asked for (then the caller puts again
+    /// later, with or without rows).
+    pub fn put(&self, rows: &mut ArchiveBatch) -> (bool, bool) {
         let mut st = self.lock();
-        if st.rows.is_empty() {
-            // The inbox's emptied buffers go back to the shard: no copy, no allocation.
-            std::mem::swap(&mut st.rows, rows);
-        } else if st.rows.len() + rows.len() <= INBOX_MAX {
-            st.rows.extend(rows);
-        } else {
-            st.dropped += rows.len();
+        if !rows.is_empty() {
+            if st.rows.is_empty() {
+                // The inbox's emptied buffers go back to the shard: no copy, no allocation.
+                std::mem::swap(&mut st.rows, rows);
+                st.since = Some(Instant::now());
+            } else if st.rows.len() + rows.len() <= INBOX_MAX {
+                st.rows.extend(rows);
+            } else {
+                st.dropped += rows.len();
+            }
+            rows.clear();
         }
-        rows.clear();
-        let ask = st.asked.is_none_or(|t| t.elapsed() >= ASK_AGAIN);
+        if st.rows.is_empty() && st.dropped == 0 {
+            return (false, false);
+        }
+        let ask = match st.asked {
+            Some(t) => t.elapsed() >= ASK_AGAIN,
+            None => {
+                !st.known
+                    || st.rows.len() >= TAKE_ROWS
+                    || st.since.is_some_and(|t| t.elapsed() >= TAKE_AFTER)
+            }
+        };
         if ask {
             st.asked = Some(Instant::now());
         }
-        ask
+        (ask, st.asked.is_none())
     }
 
-    /// Every row held, leaving `spare` (empty) in their place, and how many were dropped since
-    /// the last take.
-    fn take(&self, spare: ArchiveBatch) -> (ArchiveBatch, usize) {
+    /// Copies every row held to `into` (the inbox keeps its emptied buffers); returns how many
+    /// rows that was, and how many were dropped since the last take.
+    fn take_into(&self, into: &mut ArchiveBatch) -> (usize, usize) {
         let mut st = self.lock();
         st.asked = None;
+        st.since = None;
+        st.known = true;
         let dropped = std::mem::take(&mut st.dropped);
-        (std::mem::replace(&mut st.rows, spare), dropped)
+        let n = st.rows.len();
+        into.extend(&st.rows);
+        st.rows.clear();
+        (n, dropped)
     }
 }
 
@@ -493,52 +543,46 @@ impl PutMany {
 impl Store {
     /// Appends archived messages, all in one transaction.
     pub fn mam_append(&self, rows: &[ArchivedMessage]) -> Result<(), StoreError> {
-        self.mam_put(rows.iter().map(ArchivedMessage::as_row))
+        let mut batch = ArchiveBatch::default();
+        for r in rows {
+            batch.push(r.as_row());
+        }
+        self.mam_put(&batch)
     }
 
-    /// Writes `rows` in one transaction.
-    fn mam_put<'a>(&self, rows: impl Iterator<Item = RowRef<'a>>) -> Result<(), StoreError> {
+    /// Writes the rows of `batch` in one transaction.
+    fn mam_put(&self, batch: &ArchiveBatch) -> Result<(), StoreError> {
+        let mut keys = std::mem::take(&mut self.mam_pending.borrow_mut().keys);
+        keys.clear();
         let r = self.transaction(None, || {
             let in_roster = sql(
                 "SELECT count(*) FROM roster_items WHERE \"user\" = ?1 AND contact = ?2 AND in_roster = 1",
             );
             // Rows kept only when the contact is in the owner's roster are checked one by one (the
-            // `roster` default mode, rare); all others go in multi-row statements.
-            let mut keep: Vec<Keyed<'a>> = Vec::with_capacity(rows.size_hint().0);
-            for r in rows {
+            // `roster` default mode, rare).
+            for (i, r) in (0u32..).zip(batch.iter()) {
                 if r.only_if_in_roster && self.int(in_roster, args![r.owner, r.with_bare])? == 0 {
                     continue;
                 }
-                keep.push(Keyed {
-                    oid: self.jid_id_add(r.owner)?,
-                    wid: self.jid_id_add(r.with_bare)?,
-                    row: r,
-                });
+                let (oid, wid) = (self.jid_id_add(r.owner)?, self.jid_id_add(r.with_bare)?);
+                keys.push((oid, r.id, wid, i));
             }
-            // Each message's stanza once on SQLite (a message's rows share their id; the first
-            // written keeps it), in id order: appended at the right edge of `mam_msg`.
-            let msgs = match self.kind() {
-                Kind::Sqlite => {
-                    let mut m: Vec<(i64, &[u8])> =
-                        keep.iter().map(|k| (k.row.id, k.row.stanza)).collect();
-                    m.sort_by_key(|m| m.0);
-                    m.dedup_by_key(|m| m.0);
-                    m
-                }
-                Kind::Postgres => Vec::new(),
-            };
-            // The rows in (owner, id) order: each owner's rows land together (stable: of a
-            // message's two rows in one archive, sent to oneself, the first written is kept).
-            keep.sort_by_key(|k| (k.oid, k.row.id));
+            // In (owner, id) order, as small keys rather than the rows themselves (sorting the
+            // rows moved ~100 bytes per swap: 4 % of a loaded server); the row's place breaks
+            // ties, so of a message's two rows in one archive (sent to oneself) the first written
+            // is kept.
+            keys.sort_unstable();
             match self.kind() {
-                Kind::Postgres => self.mam_put_pg(&keep)?,
-                Kind::Sqlite => self.mam_put_sqlite(&msgs, &keep)?,
+                Kind::Postgres => self.mam_put_pg(batch, &keys)?,
+                Kind::Sqlite => self.mam_put_sqlite(batch, &keys)?,
             }
             Ok(End::Commit(()))
         });
+        let mut p = self.mam_pending.borrow_mut();
+        p.keys = keys;
         if r.is_err() {
             // Ids given inside the rolled-back transaction are gone.
-            self.mam_pending.borrow_mut().jids.clear();
+            p.jids.clear();
         }
         r
     }
@@ -571,59 +615,73 @@ impl Store {
             .ok_or(super::Corruption::Column("mam_jid.jid_id").into())
     }
 
-    fn mam_put_sqlite<'a>(
+    fn mam_put_sqlite(
         &self,
-        msgs: &[(i64, &[u8])],
-        rows: &[Keyed<'a>],
+        batch: &ArchiveBatch,
+        keys: &[(i64, i64, i64, u32)],
     ) -> Result<(), StoreError> {
+        let row = |i: u32| batch.row(i as usize);
+        // Each message's stanza once (a message's rows share their id; the first written keeps
+        // it), in id order: appended at the right edge of `mam_msg`.
+        let mut msgs: Vec<(i64, u32)> = keys.iter().map(|k| (k.1, k.3)).collect();
+        msgs.sort_unstable();
+        msgs.dedup_by_key(|m| m.0);
         let mut params: Vec<Arg<'_>> = Vec::with_capacity(SQLITE_CHUNK * 2);
         for chunk in msgs.chunks(SQLITE_CHUNK) {
             params.clear();
             params.extend(
                 chunk
                     .iter()
-                    .flat_map(|&(id, stanza)| [Arg::Int(id), Arg::Bytes(stanza)]),
+                    .flat_map(|&(id, i)| [Arg::Int(id), Arg::Bytes(row(i).stanza)]),
             );
             self.exec(SQLITE_PUT_MSGS.rows(chunk.len()), &params)?;
         }
         // Each owner's entries into its whole list, then into one list per contact.
-        let entry = |k: &Keyed<'a>| Entry {
-            id: k.row.id,
-            wid: k.wid,
-            ts: k.row.ts,
-            outgoing: k.row.outgoing,
-            res: k.row.with_res,
-        };
-        let mut entries: Vec<Entry<'a>> = Vec::new();
-        for owner in rows.chunk_by(|a, b| a.oid == b.oid) {
+        let mut entries: Vec<Entry<'_>> = Vec::new();
+        for owner in keys.chunk_by(|a, b| a.0 == b.0) {
             entries.clear();
-            entries.extend(owner.iter().map(entry));
+            entries.extend(owner.iter().map(|&(_, id, wid, i)| {
+                let r = row(i);
+                Entry {
+                    id,
+                    wid,
+                    ts: r.ts,
+                    outgoing: r.outgoing,
+                    res: r.with_res,
+                }
+            }));
             entries.dedup_by_key(|e| e.id);
-            let stored = self.runs_add(owner[0].oid, ALL, &entries)?;
+            let oid = owner[0].0;
+            let stored = self.runs_add(oid, ALL, &entries)?;
             // An id the owner's archive had already stays as it was, in its contact's list too.
             entries.retain(|e| !stored.contains(&e.id));
             entries.sort_by_key(|e| (e.wid, e.id));
             for with in entries.chunk_by(|a, b| a.wid == b.wid) {
-                self.runs_add(owner[0].oid, with[0].wid, with)?;
+                self.runs_add(oid, with[0].wid, with)?;
             }
         }
         Ok(())
     }
 
-    fn mam_put_pg(&self, rows: &[Keyed<'_>]) -> Result<(), StoreError> {
-        if rows.is_empty() {
+    fn mam_put_pg(
+        &self,
+        batch: &ArchiveBatch,
+        keys: &[(i64, i64, i64, u32)],
+    ) -> Result<(), StoreError> {
+        if keys.is_empty() {
             return Ok(());
         }
         // The archive accepts losing its last moments on a crash (it already holds rows up to
         // PENDING_WAIT before committing): this commit need not wait for the WAL flush.
         self.db.batch("SET LOCAL synchronous_commit = off")?;
-        let oid: Vec<i64> = rows.iter().map(|k| k.oid).collect();
-        let id: Vec<i64> = rows.iter().map(|k| k.row.id).collect();
-        let wid: Vec<i64> = rows.iter().map(|k| k.wid).collect();
-        let with_res: Vec<&str> = rows.iter().map(|k| k.row.with_res).collect();
-        let outgoing: Vec<i64> = rows.iter().map(|k| i64::from(k.row.outgoing)).collect();
-        let ts: Vec<i64> = rows.iter().map(|k| k.row.ts).collect();
-        let stanza: Vec<&[u8]> = rows.iter().map(|k| k.row.stanza).collect();
+        let rows: Vec<RowRef<'_>> = keys.iter().map(|k| batch.row(k.3 as usize)).collect();
+        let oid: Vec<i64> = keys.iter().map(|k| k.0).collect();
+        let id: Vec<i64> = keys.iter().map(|k| k.1).collect();
+        let wid: Vec<i64> = keys.iter().map(|k| k.2).collect();
+        let with_res: Vec<&str> = rows.iter().map(|r| r.with_res).collect();
+        let outgoing: Vec<i64> = rows.iter().map(|r| i64::from(r.outgoing)).collect();
+        let ts: Vec<i64> = rows.iter().map(|r| r.ts).collect();
+        let stanza: Vec<&[u8]> = rows.iter().map(|r| r.stanza).collect();
         self.db.pg_exec(
             PG_PUT_MANY,
             &[&oid, &id, &wid, &with_res, &outgoing, &ts, &stanza],
@@ -631,80 +689,88 @@ impl Store {
         Ok(())
     }
 
-    /// Accepts archived messages for a write coalesced with later ones (`batch` is kept as it is;
-    /// an empty one comes back, for its shard to reuse): they are committed in one
+    /// Accepts archived messages for a write coalesced with later ones (copied: `batch` comes
+    /// back emptied, its buffers kept, for its caller to reuse): they are committed in one
     /// transaction once `PENDING_MAX` rows are held or the oldest has waited [`PENDING_WAIT`] (the
     /// pool's worker asks [`Store::deferred`] and calls [`Store::run_deferred`]), and before any
     /// archive read or deletion on this connection, so a query queued after the rows sees them.
     /// `done` learns the outcome.
-    pub fn mam_append_later(&self, batch: ArchiveBatch, done: OnWritten) -> ArchiveBatch {
-        let (full, back) = {
+    pub fn mam_append_later(&self, mut batch: ArchiveBatch, done: OnWritten) -> ArchiveBatch {
+        let full = {
             let mut p = self.mam_pending.borrow_mut();
             p.since.get_or_insert_with(Instant::now);
-            p.rows += batch.len();
+            p.rows.extend(&batch);
             p.done.push((batch.len(), done));
-            p.chunks.push(batch);
-            (p.rows >= PENDING_MAX, p.spare.pop().unwrap_or_default())
+            p.rows.len() >= PENDING_MAX
+        };
+        batch.clear();
+        if full {
+            self.mam_flush();
+        }
+        batch
+    }
+
+    /// Takes every row `inbox` holds, as [`Store::mam_append_later`] (the store job a shard queues
+    /// when [`ArchiveInbox::put`] asks for it); from then on, this connection also takes from it
+    /// before every archive read.
+    pub fn mam_take(&self, inbox: &std::sync::Arc<ArchiveInbox>) {
+        let full = {
+            let mut p = self.mam_pending.borrow_mut();
+            let i = match p
+                .inboxes
+                .iter()
+                .position(|(x, _)| std::sync::Arc::ptr_eq(x, inbox))
+            {
+                Some(i) => i,
+                None => {
+                    p.inboxes.push((inbox.clone(), 0));
+                    p.inboxes.len() - 1
+                }
+            };
+            take_from(&mut p, i);
+            p.rows.len() >= PENDING_MAX
         };
         if full {
             self.mam_flush();
         }
-        back
     }
 
-    /// Takes every row `inbox` holds, as [`Store::mam_append_later`] (the store job a shard queues
-    /// when [`ArchiveInbox::put`] asks for it).
-    pub fn mam_take(&self, inbox: &ArchiveInbox, done: OnWritten) {
-        let spare = self
-            .mam_pending
-            .borrow_mut()
-            .spare
-            .pop()
-            .unwrap_or_default();
-        let (rows, dropped) = inbox.take(spare);
-        if dropped > 0 {
-            tracing::error!(
-                rows = dropped,
-                "archive rows dropped: the store is far behind (a shard's inbox was full)"
-            );
-        }
-        if rows.is_empty() {
-            // An earlier take had them all.
-            self.keep_spare(rows);
-            done(Ok(0));
-            return;
-        }
-        let back = self.mam_append_later(rows, done);
-        self.keep_spare(back);
-    }
-
-    /// Keeps an emptied batch for reuse, unless enough are kept.
-    fn keep_spare(&self, mut b: ArchiveBatch) {
-        b.clear();
-        let mut p = self.mam_pending.borrow_mut();
-        if p.spare.len() < SPARE_MAX {
-            p.spare.push(b);
-        }
-    }
-
-    /// Commits the rows [`Store::mam_append_later`] holds, if any.
+    /// Commits the rows held (those of [`Store::mam_append_later`] and every known inbox's), if
+    /// any.
     pub fn mam_flush(&self) {
-        let (chunks, done) = {
+        let (rows, done, taken) = {
             let mut p = self.mam_pending.borrow_mut();
-            if p.done.is_empty() {
+            for i in 0..p.inboxes.len() {
+                take_from(&mut p, i);
+            }
+            if p.done.is_empty() && p.inboxes.iter().all(|(_, n)| *n == 0) {
                 return;
             }
             p.since = None;
-            p.rows = 0;
-            (std::mem::take(&mut p.chunks), std::mem::take(&mut p.done))
+            let taken: Vec<(std::sync::Arc<ArchiveInbox>, usize)> = p
+                .inboxes
+                .iter_mut()
+                .filter(|(_, n)| *n > 0)
+                .map(|(x, n)| (x.clone(), std::mem::take(n)))
+                .collect();
+            (
+                std::mem::take(&mut p.rows),
+                std::mem::take(&mut p.done),
+                taken,
+            )
         };
-        let r = self.mam_put(chunks.iter().flat_map(ArchiveBatch::iter));
+        let r = self.mam_put(&rows);
         for (n, f) in done {
             f(r.as_ref().map(|()| n));
         }
-        for c in chunks {
-            self.keep_spare(c);
+        for (inbox, n) in taken {
+            if let Some(f) = &inbox.written {
+                f(r.as_ref().map(|()| n));
+            }
         }
+        let mut rows = rows;
+        rows.clear();
+        self.mam_pending.borrow_mut().rows = rows;
     }
 
     /// How long work deferred on this connection (coalesced archive writes) may still wait; `None`
@@ -737,7 +803,10 @@ impl Store {
             for &id in ids {
                 let m = match self.kind() {
                     Kind::Sqlite => self.runs_by_id(owner, oid, id)?,
-                    Kind::Postgres => self.row(BY_ID, args![oid, id])?.map(|r| read_row(owner, r)).transpose()?,
+                    Kind::Postgres => self
+                        .row(BY_ID, args![oid, id])?
+                        .map(|r| read_row(owner, r))
+                        .transpose()?,
                 };
                 if let Some(m) = m.filter(|m| filter.accepts(m)) {
                     out.push(m);
@@ -966,6 +1035,28 @@ impl Store {
     }
 }
 
+/// Moves the rows of `p`'s inbox `i` into its pending rows.
+fn take_from(p: &mut Pending, i: usize) {
+    let Pending {
+        rows,
+        inboxes,
+        since,
+        ..
+    } = p;
+    let (inbox, count) = &mut inboxes[i];
+    let (n, dropped) = inbox.take_into(rows);
+    if dropped > 0 {
+        tracing::error!(
+            rows = dropped,
+            "archive rows dropped: the store is far behind (a shard's inbox was full)"
+        );
+    }
+    if n > 0 {
+        since.get_or_insert_with(Instant::now);
+        *count += n;
+    }
+}
+
 fn split_list(s: &str) -> Vec<String> {
     s.lines()
         .filter(|l| !l.is_empty())
@@ -1163,45 +1254,65 @@ pub(crate) mod tests {
         }
     }
 
-    /// A shard asks for one take while one is queued; the take gets every row put before it ran,
-    /// and the next put asks again.
+    /// A shard asks for a take at once the first time, then only when enough rows wait (or long
+    /// enough), and never while one is queued; a read takes every known inbox's rows first, and
+    /// each commit is reported to the inbox its rows came from.
     #[test]
-    fn an_inbox_asks_for_one_take_and_hands_over_every_row() {
+    fn an_inbox_asks_for_takes_sparingly_and_reads_see_every_row() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
         for db in test_dbs() {
             let n = db.name;
             let s = db.open();
-            let inbox = ArchiveInbox::default();
+            let written = std::sync::Arc::new(AtomicUsize::new(0));
+            let w = written.clone();
+            let inbox = std::sync::Arc::new(ArchiveInbox::new(Box::new(move |r| {
+                w.fetch_add(r.unwrap_or(0), SeqCst);
+            })));
             let mut batch = ArchiveBatch::default();
             batch.push(row("a@x", 1, "b@x", 10).as_row());
-            assert!(inbox.put(&mut batch), "{n}");
+            assert_eq!(
+                inbox.put(&mut batch),
+                (true, false),
+                "{n}: the first put asks"
+            );
             assert!(batch.is_empty(), "{n}");
             batch.push(row("a@x", 2, "b@x", 20).as_row());
             batch.push(row("b@x", 2, "a@x", 20).as_row());
-            assert!(!inbox.put(&mut batch), "{n}: a take is queued already");
-            let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-            let count = |w: &std::sync::Arc<std::sync::atomic::AtomicUsize>| -> OnWritten {
-                let w = w.clone();
-                Box::new(move |r| {
-                    w.fetch_add(r.unwrap_or(0), std::sync::atomic::Ordering::SeqCst);
-                })
-            };
-            s.mam_take(&inbox, count(&written));
-            // A second take (asked again) finds nothing.
-            s.mam_take(&inbox, count(&written));
+            assert_eq!(
+                inbox.put(&mut batch),
+                (false, false),
+                "{n}: a take is queued already"
+            );
+            s.mam_take(&inbox);
+            assert_eq!(written.load(SeqCst), 0, "{n}: held for the next commit");
+            // Known now: a few rows wait for more (and the caller is told to look again).
+            batch.push(row("a@x", 3, "b@x", 30).as_row());
+            assert_eq!(inbox.put(&mut batch), (false, true), "{n}");
+            // A read sees them all: it takes from the inbox, then commits.
             let got = s
                 .mam_query("a@x", &MamFilter::default(), 10, false)
                 .unwrap_or_else(|e| panic!("{n}: {e}"));
             assert_eq!(
                 got.iter().map(|r| r.id).collect::<Vec<_>>(),
-                vec![1, 2],
+                vec![1, 2, 3],
                 "{n}"
             );
-            assert_eq!(written.load(std::sync::atomic::Ordering::SeqCst), 3, "{n}");
-            batch.push(row("a@x", 3, "b@x", 30).as_row());
-            assert!(
-                inbox.put(&mut batch),
-                "{n}: the take ran, a new one is needed"
-            );
+            assert_eq!(written.load(SeqCst), 4, "{n}");
+            assert_eq!(inbox.put(&mut batch), (false, false), "{n}: nothing left");
+            // Enough rows ask at once.
+            for i in 0..TAKE_ROWS as i64 {
+                batch.push(row("c@x", 100 + i, "d@x", 40).as_row());
+            }
+            assert_eq!(inbox.put(&mut batch), (true, false), "{n}");
+            // So does a row that waited long enough (asked again after the take).
+            s.mam_take(&inbox);
+            batch.push(row("c@x", 1, "d@x", 50).as_row());
+            assert_eq!(inbox.put(&mut batch), (false, true), "{n}");
+            std::thread::sleep(TAKE_AFTER);
+            assert_eq!(inbox.put(&mut batch), (true, false), "{n}");
+            s.mam_take(&inbox);
+            s.mam_flush();
+            assert_eq!(written.load(SeqCst), 4 + TAKE_ROWS + 1, "{n}");
         }
     }
 }

@@ -138,9 +138,7 @@ struct Decoder<'a> {
 impl<'a> Decoder<'a> {
     fn next_entry(&mut self) -> Option<Entry<'a>> {
         let d = self.data;
-        let id = self
-            .prev
-            .wrapping_add(get_varint(d, &mut self.at)? as i64);
+        let id = self.prev.wrapping_add(get_varint(d, &mut self.at)? as i64);
         let wid = get_varint(d, &mut self.at)? as i64;
         let z = get_varint(d, &mut self.at)?;
         let dt = ((z >> 1) as i64) ^ -((z & 1) as i64);
@@ -210,8 +208,10 @@ const RUNS_TOUCHED: Sql = sql("SELECT first, last, n, data FROM mam_run
      WHERE oid = ?1 AND wid = ?2 AND first <= ?4 AND first >= coalesce((SELECT max(first)
          FROM mam_run WHERE oid = ?1 AND wid = ?2 AND first <= ?3), -9223372036854775808)
      ORDER BY first");
-const RUN_PUT: Sql = sql("INSERT OR REPLACE INTO mam_run (oid, wid, first, last, n, data)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+const RUN_PUT: Sql = sql(
+    "INSERT OR REPLACE INTO mam_run (oid, wid, first, last, n, data)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+);
 const RUN_DELETE: Sql = sql("DELETE FROM mam_run WHERE oid = ?1 AND wid = ?2 AND first = ?3");
 const MSG_DELETE: Sql = sql("DELETE FROM mam_msg WHERE id = ?1");
 const STANZA: Sql = sql("SELECT stanza FROM mam_msg WHERE id = ?1");
@@ -273,8 +273,10 @@ impl Store {
                 let before = merged.len();
                 merged.dedup_by_key(|e| e.id);
                 if merged.len() < before {
-                    let mut ids: Vec<i64> =
-                        old.iter().flat_map(|r| r.entries().flatten().map(|e| e.id)).collect();
+                    let mut ids: Vec<i64> = old
+                        .iter()
+                        .flat_map(|r| r.entries().flatten().map(|e| e.id))
+                        .collect();
                     ids.sort_unstable();
                     debug_assert_eq!(ids.len(), stored);
                     kept_as_stored = entries
@@ -289,7 +291,10 @@ impl Store {
         for r in &out {
             self.exec(RUN_PUT, args![oid, wid, r.first, r.last, r.n, &r.data[..]])?;
         }
-        for r in old.iter().filter(|r| !out.iter().any(|o| o.first == r.first)) {
+        for r in old
+            .iter()
+            .filter(|r| !out.iter().any(|o| o.first == r.first))
+        {
             self.exec(RUN_DELETE, args![oid, wid, r.first])?;
         }
         Ok(kept_as_stored)
@@ -494,7 +499,9 @@ impl Store {
         id: i64,
     ) -> Result<Option<ArchivedMessage>, StoreError> {
         let found = self.runs_find((oid, ALL), id)?;
-        Ok(self.runs_messages(owner, found.into_iter().collect())?.pop())
+        Ok(self
+            .runs_messages(owner, found.into_iter().collect())?
+            .pop())
     }
 
     /// Removes from every list of `oid` the entries `drop` selects among those of the runs
@@ -574,7 +581,10 @@ impl Store {
                         Ok(false)
                     })?;
                     let ids = match &run {
-                        Some(x) => x.entries().map(|e| e.map(|e| e.id)).collect::<Result<_, _>>()?,
+                        Some(x) => x
+                            .entries()
+                            .map(|e| e.map(|e| e.id))
+                            .collect::<Result<_, _>>()?,
                         None => Vec::new(),
                     };
                     let (first, last) = run.map_or((r.id, r.id), |x| (x.first, x.last));
@@ -621,8 +631,14 @@ impl Store {
                     left -= n;
                     return Ok(true);
                 }
-                let ids: Vec<i64> = r.entries().map(|e| e.map(|e| e.id)).collect::<Result<_, _>>()?;
-                cutoff = ids.len().checked_sub(left as usize).and_then(|i| ids.get(i).copied());
+                let ids: Vec<i64> = r
+                    .entries()
+                    .map(|e| e.map(|e| e.id))
+                    .collect::<Result<_, _>>()?;
+                cutoff = ids
+                    .len()
+                    .checked_sub(left as usize)
+                    .and_then(|i| ids.get(i).copied());
                 Ok(false)
             })?;
             let Some(cutoff) = cutoff else { continue };
@@ -769,7 +785,11 @@ mod tests {
         assert_eq!((run.first, run.last, run.n), (1 << 40, i64::MAX, 3));
         // The usual entry (time from the id, no resource) takes a few bytes.
         let mut one = Vec::new();
-        encode(&mut one, 1 << 40, &e((1 << 40) + 1024, 5, ((1 << 40) + 1024) >> TIME_SHIFT, ""));
+        encode(
+            &mut one,
+            1 << 40,
+            &e((1 << 40) + 1024, 5, ((1 << 40) + 1024) >> TIME_SHIFT, ""),
+        );
         assert_eq!(one.len(), 6);
     }
 
@@ -785,7 +805,11 @@ mod tests {
     fn packing_closes_full_runs() {
         let ids: Vec<i64> = (1..=500).collect();
         let mut out = Vec::new();
-        pack(&mut out, Run::default(), ids.iter().map(|&i| e(i, 1, 0, "resource")));
+        pack(
+            &mut out,
+            Run::default(),
+            ids.iter().map(|&i| e(i, 1, 0, "resource")),
+        );
         assert!(out.len() > 1);
         assert!(out.iter().all(|r| r.data.len() < RUN_BYTES + 32));
         let back: Vec<i64> = out
@@ -854,7 +878,9 @@ mod store_tests {
                     // Ids between stored ones: gaps left by the steps above.
                     for _ in 0..20 {
                         let back = 1_000 + rng.below((id - 1_000) as u64) as i64;
-                        if !written.iter().any(|m| m.id == back) && !rows.iter().any(|m| m.id == back) {
+                        if !written.iter().any(|m| m.id == back)
+                            && !rows.iter().any(|m| m.id == back)
+                        {
                             rows.push(msg("a@x", back, "c@x", "", back * 7));
                         }
                     }
@@ -882,8 +908,11 @@ mod store_tests {
                     end: (rng.below(3) == 0).then(|| pick(&mut rng) * 7),
                     ..MamFilter::default()
                 };
-                let want: Vec<ArchivedMessage> =
-                    written.iter().filter(|m| f.accepts_test(m)).cloned().collect();
+                let want: Vec<ArchivedMessage> = written
+                    .iter()
+                    .filter(|m| f.accepts_test(m))
+                    .cloned()
+                    .collect();
                 let limit = 1 + rng.below(80) as usize;
                 let newest = round % 3 == 0;
                 let got = s
@@ -902,7 +931,9 @@ mod store_tests {
                         "{n}: round {round}"
                     );
                 }
-                let count = s.mam_count("a@x", &f).unwrap_or_else(|e| panic!("{n}: {e}"));
+                let count = s
+                    .mam_count("a@x", &f)
+                    .unwrap_or_else(|e| panic!("{n}: {e}"));
                 assert_eq!(count, want.len() as u64, "{n}: round {round} {f:?}");
                 let cap = 1 + rng.below(100);
                 let upto = s

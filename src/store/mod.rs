@@ -38,7 +38,8 @@ pub use blocking::{BlockChange, StoredBlockList};
 pub use last::{boot_id, unix_now, LastActivity};
 pub use login::{Attempt, LoginGuard};
 pub use mam::{
-    ArchiveBatch, ArchiveInbox, ArchivedMessage, MamFilter, OnWritten, RowRef, StoredMamPrefs,
+    ArchiveBatch, ArchiveInbox, ArchivedMessage, MamFilter, OnTaken, OnWritten, RowRef,
+    StoredMamPrefs,
 };
 pub use offline::{OfflineMessage, OfflinePush};
 pub use pool::StorePool;

@@ -308,7 +308,12 @@ impl Stanza {
         } else {
             // The end tag is the last `<` (text never holds one); it may be `</message >`.
             let at = memchr::memrchr(b'<', &self.bytes).unwrap_or(self.bytes.len());
-            self.bytes.splice(at..at, child.iter().copied());
+            // Grown once, the end tag moved up, the child copied in (`splice` with a byte
+            // iterator cost several times as much: every archived message gets a stanza-id).
+            let end = self.bytes.len();
+            self.bytes.resize(end + child.len(), 0);
+            self.bytes.copy_within(at..end, at + child.len());
+            self.bytes[at..at + child.len()].copy_from_slice(child);
         }
         if self_closing || self.idx.child.is_none() {
             if let Ok(idx) = index(

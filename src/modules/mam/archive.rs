@@ -17,7 +17,7 @@ use super::{ns, MamOptions};
 use crate::hooks::{Acc, HookCtx, HookResult, JobDone};
 use crate::jid::Jid;
 use crate::shard::Shard;
-use crate::store::{ArchiveBatch, ArchiveInbox, OnWritten, RowRef};
+use crate::store::{ArchiveBatch, ArchiveInbox, RowRef};
 use crate::xml::{Node, Stanza, StanzaKind, StanzaType};
 
 /// Scratch key: the archive id taken for this message by the sender's side.
@@ -50,10 +50,10 @@ struct Archive {
     hosts: ahash::HashSet<String>,
     /// The domains added at run time (their users have archives too).
     dynamic: crate::shard::DynamicHosts,
-    /// Rows committed to the archive (this shard's series).
-    written: crate::metrics::Counter,
     /// Where this shard's rows wait for the store thread (which takes them all at once).
     inbox: std::sync::Arc<ArchiveInbox>,
+    /// The inbox may hold rows no take was asked for yet: look again at the next turn.
+    unasked: bool,
 }
 
 /// Registers the handlers and the per-turn write.
@@ -62,8 +62,15 @@ pub fn start(shard: &mut Shard, opts: &MamOptions) {
         "petrel_archive_rows_written",
         "Message archive rows committed to the store",
     );
+    // Rows committed to the archive (this shard's series).
+    let inbox = ArchiveInbox::new(Box::new(move |r| match r {
+        Ok(n) => {
+            written.inc_by(n as u64);
+        }
+        Err(e) => tracing::error!(error = %e, "archive write failed"),
+    }));
     shard.ext.insert(Archive {
-        written,
+        inbox: std::sync::Arc::new(inbox),
         batch: opts.batch,
         hosts: shard.hosts.iter().cloned().collect(),
         dynamic: shard.dynamic_hosts.clone(),
@@ -167,9 +174,12 @@ fn archive_outgoing(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
 
 /// `filter_local_packet`: the local recipient's copy, stamped with its stanza id.
 fn archive_incoming(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
+    // The sender's side took an id for it on this route: it found the message archivable (and it
+    // is no offline message routed again), so neither needs searching the stanza again.
+    let sent_here = acc.get(MAM_ID).copied();
     if acc.kind() != StanzaKind::Message
         || acc.to.node().is_none()
-        || !archivable(&acc.stanza, false)
+        || (sent_here.is_none() && !archivable(&acc.stanza, false))
     {
         return HookResult::Continue;
     }
@@ -184,7 +194,7 @@ fn archive_incoming(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     }
     let owner = acc.to.bare_str();
     // Routed again (offline storage delivering it at login): archived and stamped already.
-    if has_stanza_id_by(&acc.stanza, owner) {
+    if sent_here.is_none() && has_stanza_id_by(&acc.stanza, owner) {
         return HookResult::Continue;
     }
     let Some(decision) = ctx
@@ -197,8 +207,8 @@ fn archive_incoming(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     if decision == Decision::Skip {
         return HookResult::Continue;
     }
-    let (id, ts) = match acc.get(MAM_ID) {
-        Some(&id) => (id, id::micros_of(id)),
+    let (id, ts) = match sent_here {
+        Some(id) => (id, id::micros_of(id)),
         None => next_id(ctx),
     };
     let row = row(
@@ -329,36 +339,32 @@ fn push(ctx: &mut HookCtx<'_>, row: RowRef<'_>) {
     }
 }
 
-/// Moves the buffered rows into this shard's inbox, and queues the store job that takes them
-/// unless one is queued already (it will take these too: it runs after them).
+/// Moves the buffered rows into this shard's inbox, and queues the store job that takes them when
+/// the inbox asks for it (see [`ArchiveInbox`] for when).
 fn hand_over(ctx: &mut HookCtx<'_>) {
     let a = ctx.ext.get_or_default::<Archive>();
-    if !a.inbox.put(&mut a.rows) {
+    let (ask, unasked) = a.inbox.put(&mut a.rows);
+    a.unasked = unasked;
+    if !ask {
         return;
     }
-    let (inbox, written) = (a.inbox.clone(), a.written.clone());
-    let done: OnWritten = Box::new(move |r| match r {
-        Ok(n) => {
-            written.inc_by(n as u64);
-        }
-        Err(e) => tracing::error!(error = %e, "archive write failed"),
-    });
-    // Coalesced with later hand-overs into one transaction (committed before any archive query
-    // on this store thread runs, see `STORE_KEY`).
+    let inbox = a.inbox.clone();
+    // Coalesced with later takes into one transaction (committed before any archive query on
+    // this store thread runs, see `STORE_KEY`).
     ctx.store(Some(super::STORE_KEY), move |store| {
-        store.mam_take(&inbox, done);
+        store.mam_take(&inbox);
         JobDone::default()
     });
 }
 
-/// Once per scheduler turn: the rows buffered on this shard go to the store (which coalesces the
-/// turns' rows into larger transactions under load).
+/// Once per scheduler turn (and at least once a second): the rows buffered on this shard go to its
+/// inbox, and a take is asked for when one is due.
 fn flush(shard: &mut Shard) {
-    let buffered = shard
+    let due = shard
         .ext
         .get::<Archive>()
-        .is_some_and(|a| !a.rows.is_empty());
-    if buffered {
+        .is_some_and(|a| !a.rows.is_empty() || a.unasked);
+    if due {
         let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
         hand_over(&mut ctx);
     }
