@@ -214,7 +214,28 @@ const RUN_PUT: Sql = sql(
 );
 const RUN_DELETE: Sql = sql("DELETE FROM mam_run WHERE oid = ?1 AND wid = ?2 AND first = ?3");
 const MSG_DELETE: Sql = sql("DELETE FROM mam_msg WHERE id = ?1");
-const STANZA: Sql = sql("SELECT stanza FROM mam_msg WHERE id = ?1");
+/// Stanzas fetched per statement.
+const STANZA_CHUNK: usize = 64;
+
+/// `SELECT id, stanza FROM mam_msg WHERE id IN (?1, ..., ?n)` for `n` in 1..=[`STANZA_CHUNK`],
+/// each text built once (statement caches key on static texts).
+fn stanzas_in(n: usize) -> Sql {
+    static TEXTS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    let texts = TEXTS.get_or_init(|| {
+        (0..=STANZA_CHUNK)
+            .map(|n| {
+                let list: Vec<String> = (1..=n.max(1)).map(|i| format!("?{i}")).collect();
+                let t = format!(
+                    "SELECT id, stanza FROM mam_msg WHERE id IN ({})",
+                    list.join(",")
+                );
+                // Built once for the life of the process.
+                &*Box::leak(t.into_boxed_str())
+            })
+            .collect()
+    });
+    sql(texts[n.clamp(1, STANZA_CHUNK)])
+}
 const JID_OF: Sql = sql("SELECT jid FROM mam_jid WHERE jid_id = ?1");
 
 /// An entry removed from an owner's [`ALL`] list: its stanza goes unless the contact's archive
@@ -445,10 +466,20 @@ impl Store {
         found: Vec<Found>,
     ) -> Result<Vec<ArchivedMessage>, StoreError> {
         let mut names: HashMap<i64, String> = HashMap::new();
+        // The page's stanzas, up to `STANZA_CHUNK` per statement (one lookup each was two thirds
+        // of a page's time).
+        let mut stanzas: HashMap<i64, Vec<u8>> = HashMap::with_capacity(found.len());
+        for chunk in found.chunks(STANZA_CHUNK) {
+            let ids: Vec<super::value::Arg<'_>> =
+                chunk.iter().map(|f| super::value::Arg::Int(f.id)).collect();
+            for mut r in self.rows(stanzas_in(chunk.len()), &ids)? {
+                stanzas.insert(r.int(0)?, r.bytes(1)?);
+            }
+        }
         let mut out = Vec::with_capacity(found.len());
         for f in found {
             // An entry whose stanza is gone (deleted with the contact's archive) is skipped.
-            let Some(mut s) = self.row(STANZA, args![f.id])? else {
+            let Some(stanza) = stanzas.remove(&f.id) else {
                 continue;
             };
             let with_bare = match names.get(&f.wid) {
@@ -469,7 +500,7 @@ impl Store {
                 with_res: f.res,
                 outgoing: f.outgoing,
                 ts: f.ts,
-                stanza: s.bytes(0)?,
+                stanza,
                 only_if_in_roster: false,
             });
         }
