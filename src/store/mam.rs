@@ -378,6 +378,9 @@ const INBOX_MAX: usize = 2 * PENDING_MAX;
 /// refused would otherwise leave the rows waiting for good; a second take finds them gone).
 const ASK_AGAIN: Duration = Duration::from_secs(1);
 
+/// Emptied batches an inbox keeps for its shard.
+const INBOX_SPARE: usize = 64;
+
 /// Rows an inbox gathers before its shard asks for a take at once.
 const TAKE_ROWS: usize = 8192;
 
@@ -410,7 +413,13 @@ impl std::fmt::Debug for ArchiveInbox {
 
 #[derive(Debug, Default)]
 struct InboxState {
-    rows: ArchiveBatch,
+    /// The batches put, as they were (no copy on the shard's side).
+    full: Vec<ArchiveBatch>,
+    /// Rows in `full`.
+    rows: usize,
+    /// Emptied batches, handed back to the shard at its next put (buffers that keep their
+    /// capacity: no fresh pages for the kernel to zero).
+    spare: Vec<ArchiveBatch>,
     /// When the take still to run was asked for.
     asked: Option<Instant>,
     /// When the oldest row held arrived.
@@ -442,25 +451,28 @@ impl ArchiveInbox {
     pub fn put(&self, rows: &mut ArchiveBatch) -> (bool, bool) {
         let mut st = self.lock();
         if !rows.is_empty() {
-            if st.rows.is_empty() {
-                // The inbox's emptied buffers go back to the shard: no copy, no allocation.
-                std::mem::swap(&mut st.rows, rows);
-                st.since = Some(Instant::now());
-            } else if st.rows.len() + rows.len() <= INBOX_MAX {
-                st.rows.extend(rows);
+            if st.rows + rows.len() <= INBOX_MAX {
+                if st.rows == 0 {
+                    st.since = Some(Instant::now());
+                }
+                st.rows += rows.len();
+                // The batch moves in whole; an emptied one (if any) goes back to the shard.
+                let back = st.spare.pop().unwrap_or_default();
+                let put = std::mem::replace(rows, back);
+                st.full.push(put);
             } else {
                 st.dropped += rows.len();
+                rows.clear();
             }
-            rows.clear();
         }
-        if st.rows.is_empty() && st.dropped == 0 {
+        if st.rows == 0 && st.dropped == 0 {
             return (false, false);
         }
         let ask = match st.asked {
             Some(t) => t.elapsed() >= ASK_AGAIN,
             None => {
                 !st.known
-                    || st.rows.len() >= TAKE_ROWS
+                    || st.rows >= TAKE_ROWS
                     || st.since.is_some_and(|t| t.elapsed() >= TAKE_AFTER)
             }
         };
@@ -478,9 +490,15 @@ impl ArchiveInbox {
         st.since = None;
         st.known = true;
         let dropped = std::mem::take(&mut st.dropped);
-        let n = st.rows.len();
-        into.extend(&st.rows);
-        st.rows.clear();
+        let n = std::mem::take(&mut st.rows);
+        let InboxState { full, spare, .. } = &mut *st;
+        for mut b in full.drain(..) {
+            into.extend(&b);
+            b.clear();
+            if spare.len() < INBOX_SPARE {
+                spare.push(b);
+            }
+        }
         (n, dropped)
     }
 }
