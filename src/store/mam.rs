@@ -369,6 +369,7 @@ pub(crate) struct Pending {
     /// [`JID_CACHE_MAX`].
     jids: ahash::HashMap<Box<str>, i64>,
 }
+
 /// Rows an [`ArchiveInbox`] holds at most (two full commits, about 150 MiB of typical rows: the
 /// store is seconds behind past it). Policy when full: the rows a shard hands over are dropped,
 /// counted, and logged by the store thread at its next take.

@@ -276,9 +276,16 @@ impl Store {
             .map(Run::read)
             .collect::<Result<Vec<_>, _>>()?;
         let mut out: Vec<Run> = Vec::new();
+        // The stored runs rewritten (their keys go unless a new run takes them over).
+        let mut replaced: &[Run] = &old;
         match old.as_slice() {
             // The usual case: every new id after the list's last one.
             [] => pack(&mut out, Run::default(), entries.iter().copied()),
+            [tail] if lo.id > tail.last && tail.is_full() => {
+                // The last run stays as it is; the new entries start the next one.
+                replaced = &[];
+                pack(&mut out, Run::default(), entries.iter().copied());
+            }
             [tail] if lo.id > tail.last => pack(&mut out, tail.clone(), entries.iter().copied()),
             _ => {
                 let mut merged: Vec<Entry<'_>> = Vec::new();
@@ -312,7 +319,7 @@ impl Store {
         for r in &out {
             self.exec(RUN_PUT, args![oid, wid, r.first, r.last, r.n, &r.data[..]])?;
         }
-        for r in old
+        for r in replaced
             .iter()
             .filter(|r| !out.iter().any(|o| o.first == r.first))
         {
@@ -446,16 +453,22 @@ impl Store {
     /// The entry `id` of the list, if it has one.
     fn runs_find(&self, list: (i64, i64), id: i64) -> Result<Option<Found>, StoreError> {
         let mut found = None;
-        self.runs_each(list, id - 1, id.saturating_add(1), false, |r| {
-            for e in r.entries() {
-                let e = e?;
-                if e.id == id {
-                    found = Some(e.into());
-                    return Ok(false);
+        self.runs_each(
+            list,
+            id.saturating_sub(1),
+            id.saturating_add(1),
+            false,
+            |r| {
+                for e in r.entries() {
+                    let e = e?;
+                    if e.id == id {
+                        found = Some(e.into());
+                        return Ok(false);
+                    }
                 }
-            }
-            Ok(true)
-        })?;
+                Ok(true)
+            },
+        )?;
         Ok(found)
     }
 
@@ -607,7 +620,8 @@ impl Store {
                     .is_some_and(|(first, last, _)| (*first..=*last).contains(&r.id));
                 if !hit {
                     let mut run = None;
-                    self.runs_each((r.wid, ALL), r.id - 1, r.id.saturating_add(1), false, |x| {
+                    let (lo, hi) = (r.id.saturating_sub(1), r.id.saturating_add(1));
+                    self.runs_each((r.wid, ALL), lo, hi, false, |x| {
                         run = Some(x);
                         Ok(false)
                     })?;
