@@ -527,3 +527,55 @@ fn offline_messages_survive_a_crash_until_acknowledged() {
     let (ids, _, _) = parse_messages(&raw, "none");
     assert!(ids.is_empty(), "delivered again after the ack: {ids:?}");
 }
+
+/// Counts the `<result/>` messages of MAM query `qid` until its answer; returns (results, whether
+/// the `<fin/>` said complete).
+fn mam_results(c: &mut Client, qid: &str) -> (usize, bool) {
+    c.send(&format!(
+        "<iq type='set' id='{qid}'><query xmlns='urn:xmpp:mam:2' queryid='{qid}'><set xmlns='http://jabber.org/protocol/rsm'><max>250</max></set></query></iq>"
+    ));
+    let mut n = 0;
+    loop {
+        let s = c.next_stanza();
+        let text = String::from_utf8_lossy(s.bytes()).into_owned();
+        if s.name() == "message" && text.contains(&format!("queryid='{qid}'")) {
+            n += 1;
+        } else if s.name() == "iq" && s.id().as_deref() == Some(qid) {
+            assert_eq!(s.type_().as_deref(), Some("result"), "{text}");
+            return (n, text.contains("complete='true'"));
+        }
+    }
+}
+
+/// Archived messages wait (up to a second) for a larger commit: a graceful stop right after they
+/// were delivered commits them all, on both sides, at two shards.
+#[test]
+fn archived_messages_survive_a_stop_right_after_delivery() {
+    let modules = format!("{MODULES}[modules.mam]\n");
+    let mut server = Server::start_with(2, &["alice", "bob"], "", &modules);
+    let mut alice = server.login("alice", "a", Some(0));
+    let mut bob = server.login("bob", "b", Some(0));
+    // Below the default largest page (250), so one query returns them all.
+    let n = 240;
+    for i in 0..n {
+        alice.send(&format!(
+            "<message to='bob@localhost/b' type='chat' id='m{i}'><body>archived {i}</body></message>"
+        ));
+    }
+    let last = format!("archived {}", n - 1);
+    bob.expect("the last message", |s| {
+        String::from_utf8_lossy(s.bytes()).contains(&last)
+    });
+    drop((alice, bob));
+    assert!(server.stop().is_some_and(|st| st.success()));
+    server.spawn(2);
+    for (user, res) in [("alice", "a2"), ("bob", "b2")] {
+        let mut c = server.login(user, res, None);
+        let (got, complete) = mam_results(&mut c, "q1");
+        assert_eq!(
+            (got, complete),
+            (n, true),
+            "{user}'s archive after the restart"
+        );
+    }
+}
