@@ -38,6 +38,8 @@ pub mod s2s;
 pub mod shard;
 pub mod sm;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod tls;
 pub mod web;
 pub mod xml;

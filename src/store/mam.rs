@@ -157,7 +157,7 @@ impl MamFilter {
     }
 
     /// Whether `m` passes every condition but `ids` (used when ids are fetched one by one).
-    fn accepts(&self, m: &ArchivedMessage) -> bool {
+    pub(super) fn accepts(&self, m: &ArchivedMessage) -> bool {
         let (after, before, start, end) = self.bounds();
         m.id > after
             && m.id < before
@@ -165,12 +165,6 @@ impl MamFilter {
             && m.ts <= end
             && self.with_bare.as_ref().is_none_or(|b| *b == m.with_bare)
             && self.with_res.as_ref().is_none_or(|r| *r == m.with_res)
-    }
-
-    /// [`MamFilter::accepts`], for tests elsewhere in the store.
-    #[cfg(test)]
-    pub(super) fn accepts_test(&self, m: &ArchivedMessage) -> bool {
-        self.accepts(m)
     }
 
     /// The resource condition: `*` for any.
@@ -1088,7 +1082,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::store::testing::test_dbs;
 
-    fn row(owner: &str, id: i64, with: &str, ts: i64) -> ArchivedMessage {
+    pub(crate) fn row(owner: &str, id: i64, with: &str, ts: i64) -> ArchivedMessage {
         ArchivedMessage {
             owner: owner.into(),
             id,

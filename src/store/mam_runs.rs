@@ -61,11 +61,16 @@ struct Run {
 
 impl Run {
     fn read(mut r: Row) -> Result<Run, StoreError> {
+        Run::read_at(&mut r, 0)
+    }
+
+    /// The run in columns `at..at + 4` of `r` (first, last, n, data).
+    fn read_at(r: &mut Row, at: usize) -> Result<Run, StoreError> {
         Ok(Run {
-            first: r.int(0)?,
-            last: r.int(1)?,
-            n: r.int(2)?,
-            data: r.bytes(3)?,
+            first: r.int(at)?,
+            last: r.int(at + 1)?,
+            n: r.int(at + 2)?,
+            data: r.bytes(at + 3)?,
         })
     }
 
@@ -452,24 +457,25 @@ impl Store {
 
     /// The entry `id` of the list, if it has one.
     fn runs_find(&self, list: (i64, i64), id: i64) -> Result<Option<Found>, StoreError> {
-        let mut found = None;
-        self.runs_each(
-            list,
-            id.saturating_sub(1),
-            id.saturating_add(1),
-            false,
-            |r| {
-                for e in r.entries() {
-                    let e = e?;
-                    if e.id == id {
-                        found = Some(e.into());
-                        return Ok(false);
-                    }
-                }
-                Ok(true)
-            },
-        )?;
-        Ok(found)
+        let Some(run) = self.run_holding(list, id)? else {
+            return Ok(None);
+        };
+        for e in run.entries() {
+            let e = e?;
+            if e.id == id {
+                return Ok(Some(e.into()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The run of the list whose id range holds `id`, if any (one statement, one run).
+    fn run_holding(&self, (oid, wid): (i64, i64), id: i64) -> Result<Option<Run>, StoreError> {
+        let Some(r) = self.row(RUNS_DOWN, args![oid, wid, id, 1])? else {
+            return Ok(None);
+        };
+        let run = Run::read(r)?;
+        Ok((run.last >= id).then_some(run))
     }
 
     /// The entries as archived messages of `owner`: each with its stanza and contact's JID.
@@ -560,12 +566,7 @@ impl Store {
         let mut removed = Vec::new();
         for mut row in self.rows(q, args![oid, upto])? {
             let wid = row.int(0)?;
-            let run = Run {
-                first: row.int(1)?,
-                last: row.int(2)?,
-                n: row.int(3)?,
-                data: row.bytes(4)?,
-            };
+            let run = Run::read_at(&mut row, 1)?;
             self.rewrite_run(oid, wid, &run, &drop, &mut removed)?;
         }
         Ok(removed)
@@ -619,21 +620,17 @@ impl Store {
                     .get(&r.wid)
                     .is_some_and(|(first, last, _)| (*first..=*last).contains(&r.id));
                 if !hit {
-                    let mut run = None;
-                    let (lo, hi) = (r.id.saturating_sub(1), r.id.saturating_add(1));
-                    self.runs_each((r.wid, ALL), lo, hi, false, |x| {
-                        run = Some(x);
-                        Ok(false)
-                    })?;
-                    let ids = match &run {
-                        Some(x) => x
-                            .entries()
-                            .map(|e| e.map(|e| e.id))
-                            .collect::<Result<_, _>>()?,
-                        None => Vec::new(),
+                    let decoded = match self.run_holding((r.wid, ALL), r.id)? {
+                        Some(x) => (
+                            x.first,
+                            x.last,
+                            x.entries()
+                                .map(|e| e.map(|e| e.id))
+                                .collect::<Result<_, _>>()?,
+                        ),
+                        None => (r.id, r.id, Vec::new()),
                     };
-                    let (first, last) = run.map_or((r.id, r.id), |x| (x.first, x.last));
-                    seen.insert(r.wid, (first, last, ids));
+                    seen.insert(r.wid, decoded);
                 }
                 seen.get(&r.wid)
                     .is_some_and(|(_, _, ids)| ids.binary_search(&r.id).is_ok())
@@ -709,12 +706,7 @@ impl Store {
                 let Some(_) = rows.last() else { break };
                 for mut row in rows {
                     let (oid, wid) = (row.int(0)?, row.int(1)?);
-                    let run = Run {
-                        first: row.int(2)?,
-                        last: row.int(3)?,
-                        n: row.int(4)?,
-                        data: row.bytes(5)?,
-                    };
+                    let run = Run::read_at(&mut row, 2)?;
                     key = (oid, wid, run.first);
                     self.rewrite_run(oid, wid, &run, &|e| e.ts < before, &mut removed)?;
                 }
@@ -875,28 +867,13 @@ mod tests {
 mod store_tests {
     use crate::store::testing::test_dbs;
     use crate::store::{ArchivedMessage, MamFilter};
+    use crate::testing::Rng;
 
-    /// A small deterministic generator (xorshift): the test's data differs per seed only.
-    struct Rng(u64);
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % n
-        }
-    }
-
+    /// The store tests' row, with resource `res`.
     fn msg(owner: &str, id: i64, with: &str, res: &str, ts: i64) -> ArchivedMessage {
         ArchivedMessage {
-            owner: owner.into(),
-            id,
-            with_bare: with.into(),
             with_res: res.into(),
-            outgoing: id % 3 == 0,
-            ts,
-            stanza: format!("<message id='{id}'/>").into_bytes(),
-            only_if_in_roster: false,
+            ..crate::store::mam::tests::row(owner, id, with, ts)
         }
     }
 
@@ -953,11 +930,8 @@ mod store_tests {
                     end: (rng.below(3) == 0).then(|| pick(&mut rng) * 7),
                     ..MamFilter::default()
                 };
-                let want: Vec<ArchivedMessage> = written
-                    .iter()
-                    .filter(|m| f.accepts_test(m))
-                    .cloned()
-                    .collect();
+                let want: Vec<ArchivedMessage> =
+                    written.iter().filter(|m| f.accepts(m)).cloned().collect();
                 let limit = 1 + rng.below(80) as usize;
                 let newest = round % 3 == 0;
                 let got = s

@@ -13,21 +13,10 @@ use crate::c2s::{SmConfig, SmState, Unacked};
 use crate::jid::FullJid;
 use crate::shard::cluster::Cluster;
 use crate::shard::{ConnMsg, Mailbox, ShardId, ShardMsg};
+use crate::testing::Rng;
 use crate::xml::Stanza;
 
 const HOST: &str = "example.com";
-
-/// xorshift64: reproducible interleavings without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
-}
 
 /// Shards whose rings are delivered one message at a time.
 struct Net {
