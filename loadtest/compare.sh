@@ -14,6 +14,7 @@
 #   DOMAIN=localhost SERVER_CPUS=0 LOAD_CPUS=1 MECH=PLAIN EXTRA="" (more petrel-load args)
 #   TARGETS="relay petrel petrel-s2 prosody ejabberd"
 #   PETREL_CONFIG=<petrel.toml> (default: one written under OUT) PETREL_PORT=25400
+#   PETREL_EXTRA (TOML lines added to the generated petrel config, e.g. $'[shards]\nspin_before_park_us = 50')
 #   targets petrel (1 shard on SERVER_CPUS) and petrel-sN (N shards on SERVER_CPUS_N, default 0-(N-1))
 #   RELAY_PORT=25300; Prosody and ejabberd ports: see peers/*.sh (15222, 25222)
 #   muc: ROOMS=10 OCCUPANTS=10 (USERS becomes ROOMS x OCCUPANTS), MSG_RATE=1 (messages/s per
@@ -116,7 +117,7 @@ run_load() {
         "${SCENARIO_ARGS[@]}")
     [ "$CHARTS" = 1 ] && args+=(--chart "$OUT/$target.svg")
     # idle: RSS per session; max: the server's CPU over the measured phase (msgs per CPU-second).
-    { [ "$SCENARIO" = idle ] || [ "$SCENARIO" = max ]; } && [ -n "$pid" ] && args+=(--server-pid "$pid")
+    { [ "$SCENARIO" = idle ] || [ "$SCENARIO" = max ] || [ "$SCENARIO" = chat ]; } && [ -n "$pid" ] && args+=(--server-pid "$pid")
     # shellcheck disable=SC2086
     "$LOAD" "${args[@]}" "$@" $EXTRA > "$OUT/$target.txt" 2>&1
     echo "$?" > "$OUT/$target.rc"
@@ -166,6 +167,7 @@ idle_timeout = 3600
 CONF
             [ "$SCENARIO" = muc ] && printf '%s\n' "$PETREL_MUC" >> "$config"
             [ "$SCENARIO" = pep ] && printf '%s\n' "$PETREL_PEP" >> "$config"
+            [ -n "${PETREL_EXTRA:-}" ] && printf '%s\n' "$PETREL_EXTRA" >> "$config"
         fi
         "$PETREL" user add-range --count "$USERS" "$DOMAIN" "$PASSWORD" --config "$config" >/dev/null 2>&1
         # pep: the mutual subscriptions written into the store like the accounts (generated config
