@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::chars::{check_chars, is_ws, unescape_attr};
 use super::elem::{check_decl, classify_bang, Ctx, ElemScan, NoSink, Outer};
 use super::stanza::Stanza;
-use super::tag::{find_tag_end, parse_end_tag, parse_start_tag, AttrSpan};
+use super::tag::{find_tag_end, parse_end_tag, parse_start_tag};
 use super::XmlError;
 use crate::xmpp::ns;
 
@@ -100,7 +100,6 @@ pub struct Scanner {
     stream_name: Box<[u8]>,
     /// True while inside a run of whitespace already reported.
     ws_run: bool,
-    attrs: Vec<AttrSpan>,
     dead: Option<XmlError>,
 }
 
@@ -119,7 +118,6 @@ impl Scanner {
             outer: Arc::from(Vec::new()),
             stream_name: Box::default(),
             ws_run: false,
-            attrs: Vec::new(),
             dead: None,
         }
     }
@@ -275,6 +273,7 @@ impl Scanner {
                         _ => {
                             self.state = State::Stanza;
                             self.elem.reset();
+                            self.elem.borrow_scratch();
                         }
                     }
                 }
@@ -343,6 +342,7 @@ impl Scanner {
             self.head = 0;
         }
         let idx = std::mem::take(&mut self.elem.idx);
+        self.elem.lend_scratch();
         let outer = if idx.uses_outer {
             Some(Arc::clone(&self.outer))
         } else {
@@ -361,7 +361,9 @@ impl Scanner {
     fn parse_header(&mut self, gt: usize) -> Result<StreamHeader, XmlError> {
         let b = &self.buf[self.head..=self.head + gt];
         check_chars(b)?;
-        let tag = parse_start_tag(b, 0, gt, &mut self.attrs, self.limits.max_attrs)?;
+        // A local, not a field: headers come a few times per stream, and idle streams keep none.
+        let mut attrs = Vec::new();
+        let tag = parse_start_tag(b, 0, gt, &mut attrs, self.limits.max_attrs)?;
         let name = tag.name.of(b);
         let (prefix, local) = match tag.colon {
             Some(c) => (Some(&name[..c as usize]), &name[c as usize + 1..]),
@@ -375,7 +377,7 @@ impl Scanner {
         }
         let mut default = None;
         let mut outer: Vec<(Box<[u8]>, Box<str>)> = Vec::new();
-        for a in self.attrs.iter().filter(|a| a.is_decl(b)) {
+        for a in attrs.iter().filter(|a| a.is_decl(b)) {
             let p = match a.colon {
                 Some(c) => &a.name.of(b)[c as usize + 1..],
                 None => b"",
@@ -408,7 +410,7 @@ impl Scanner {
             return Err(XmlError::InvalidDefaultNamespace);
         }
         let mut h = StreamHeader::default();
-        for a in self.attrs.iter().filter(|a| !a.is_decl(b)) {
+        for a in attrs.iter().filter(|a| !a.is_decl(b)) {
             let n = a.name.of(b);
             if let Some(c) = a.colon {
                 lookup(&n[..c as usize]).ok_or(XmlError::UnboundPrefix)?;

@@ -17,6 +17,7 @@ mod handle;
 pub mod interest;
 mod notify;
 mod presence;
+mod seen;
 mod state;
 
 #[cfg(test)]

@@ -81,7 +81,7 @@ pub(super) fn recipients(
         }
     }
     if let Some(seen) = seen {
-        for (jid, ver) in seen {
+        for (jid, ver) in seen.iter() {
             if jid.bare() != *owner && wanted(shard, u, owner, node, jid, ver.as_deref()) {
                 out.push((
                     jid.clone(),

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use ahash::HashMap;
 
+use super::seen::Seen;
 use super::Options;
 use crate::hooks::{HookCtx, JobDone};
 use crate::jid::{BareJid, FullJid};
@@ -80,7 +81,7 @@ pub(super) struct Home {
     /// `ver` they advertised. Cleared when the user's last resource goes unavailable; kept for an
     /// offline user only for contacts in their roster, when they have nodes (at most
     /// [`MAX_OFFLINE_OWNERS`] such users); an entry goes when its last JID does.
-    pub presences: HashMap<String, HashMap<FullJid, Option<String>>>,
+    pub presences: HashMap<String, Seen>,
     /// The module's options.
     pub opts: Options,
     /// Shards in the process (to find home shards from hook contexts).
