@@ -125,7 +125,7 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
     // Two servers whose warm-up did not cross: nothing to measure.
     let federation_ok = shared.warm.failed.load(Relaxed) == 0;
     let timed = timed && federation_ok;
-    let rss_after = opts.server_pid.and_then(procstat::rss_bytes);
+    let rss_logged_in = opts.server_pid.and_then(procstat::rss_bytes);
     let cpu_before = opts.server_pid.and_then(procstat::cpu_seconds);
     let cpu_b_before = opts.server_b_pid.and_then(procstat::cpu_seconds);
     let load_before = procstat::cpu_seconds(std::process::id());
@@ -152,6 +152,13 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
         col.tick(&shared.cores, "run");
     }
     let run_secs = run_start.elapsed().as_secs_f64();
+    // Idle: the sessions' memory once they have been idle for the run (what a server releases
+    // from quiet connections, e.g. TLS read buffers, is released by then); others: after login.
+    let rss_after = if plan.scenario == Scenario::Idle {
+        opts.server_pid.and_then(procstat::rss_bytes)
+    } else {
+        rss_logged_in
+    };
     let t1 = totals(&shared.cores);
     let (delivered_end, sent_end) = (t1.delivered, t1.sent);
     let cpu_after = opts.server_pid.and_then(procstat::cpu_seconds);

@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::error::{BindError, CloseReason, Overflow};
 use super::features;
@@ -19,6 +19,9 @@ pub(super) const MAX_SASL_FAILURES: u8 = 5;
 const MIN_HELD_INPUT: usize = 16 * 1024;
 /// Plaintext read from rustls in chunks of this size (on the stack, not per session).
 const TLS_READ_CHUNK: usize = 4096;
+/// A TLS stream without input for this long gives back rustls' record read buffer (4 KiB): idle
+/// sessions stay small, busy ones keep it between reads instead of refilling it at every read.
+pub(crate) const TLS_IDLE_RELEASE: Duration = Duration::from_secs(1);
 /// Characters of stream ids and generated resources (32 symbols: 5 random bits each, no bias).
 const TOKEN_ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
@@ -73,6 +76,8 @@ pub struct C2s {
     pub(super) sasl_failures: u8,
     pub(super) auth_deadline: Option<Instant>,
     pub(super) last_input: Instant,
+    /// TLS records arrived since rustls' read buffer was last released (see [`TLS_IDLE_RELEASE`]).
+    pub(super) tls_read_buffer: bool,
     pub(super) closed: bool,
     /// Server-to-client ping in flight.
     pub(super) ping: super::ping::PingState,
@@ -116,6 +121,7 @@ impl C2s {
             sasl_failures: 0,
             auth_deadline,
             last_input: now,
+            tls_read_buffer: false,
             closed: false,
             ping: Default::default(),
             sm: None,
@@ -146,6 +152,7 @@ impl C2s {
             self.pump(bytes);
             return;
         }
+        self.tls_read_buffer = true;
         let mut rest = bytes;
         let mut buf = [0u8; TLS_READ_CHUNK];
         while !self.closed {
@@ -215,9 +222,13 @@ impl C2s {
         }
         let idle =
             (!self.cfg.idle_timeout.is_zero()).then(|| self.last_input + self.cfg.idle_timeout);
+        let release = self
+            .tls_read_buffer
+            .then(|| self.last_input + TLS_IDLE_RELEASE);
         [
             self.auth_deadline,
             idle,
+            release,
             self.ping_deadline(),
             self.sm_deadline(),
         ]
@@ -227,10 +238,15 @@ impl C2s {
     }
 
     /// Fires the timeouts due at `now`: auth and idle close the stream with connection-timeout; the
-    /// ping interval sends a ping, and a ping left unanswered closes it the same way.
+    /// ping interval sends a ping, and a ping left unanswered closes it the same way; a TLS stream
+    /// quiet for [`TLS_IDLE_RELEASE`] gives back rustls' read buffer.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.closed {
             return;
+        }
+        if self.tls_read_buffer && now >= self.last_input + TLS_IDLE_RELEASE {
+            self.transport.release_idle();
+            self.tls_read_buffer = false;
         }
         if self.auth_deadline.is_some_and(|d| now >= d) {
             self.stream_error(

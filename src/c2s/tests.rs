@@ -808,6 +808,52 @@ fn direct_tls_login() {
     );
 }
 
+/// A TLS stream quiet for `TLS_IDLE_RELEASE` gives back rustls' read buffer at that timeout, not
+/// before, and goes on working after it.
+#[test]
+fn quiet_tls_stream_gives_back_its_read_buffer() {
+    use super::stream::TLS_IDLE_RELEASE;
+    let mut c = Client::new(config(TlsMode::DirectTls), REMOTE);
+    c.handshake(client_config(false));
+    c.open();
+    let out = scram_sha256(&mut c, "alice", "s3cret", Some(&secrets("s3cret")), true);
+    assert!(out.contains("<success"), "{out}");
+    c.events();
+    c.open();
+    let jid = bind(&mut c, None);
+    let due = c.now + TLS_IDLE_RELEASE;
+    assert_eq!(
+        c.c2s.next_timeout(),
+        Some(due),
+        "the release is the first timeout"
+    );
+    c.advance(TLS_IDLE_RELEASE - Duration::from_millis(1));
+    c.c2s.handle_timeout(c.now);
+    assert!(c.c2s.tls_read_buffer, "not released before it is due");
+    c.advance(Duration::from_millis(1));
+    c.c2s.handle_timeout(c.now);
+    assert!(!c.c2s.tls_read_buffer);
+    assert!(
+        !c.c2s.transport.release_idle(),
+        "the buffer is already released"
+    );
+    assert!(
+        c.c2s.next_timeout() > Some(due),
+        "{:?}",
+        c.c2s.next_timeout()
+    );
+    assert!(!c.c2s.is_closed());
+    // The next records are read into a fresh buffer.
+    c.send("<message to='bob@example.com'><body>after</body></message>");
+    let ev = c.events();
+    assert!(
+        matches!(&ev[..], [C2sEvent::Stanza(s, _)] if s.from().as_deref() == Some(jid.as_str())),
+        "{ev:?}"
+    );
+    assert!(c.c2s.tls_read_buffer);
+    assert_eq!(c.c2s.next_timeout(), Some(c.now + TLS_IDLE_RELEASE));
+}
+
 #[test]
 fn garbage_instead_of_tls_closes() {
     let mut c = Client::new(config(TlsMode::DirectTls), REMOTE);

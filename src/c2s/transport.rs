@@ -118,6 +118,15 @@ impl Transport {
         res
     }
 
+    /// Frees rustls' record read buffer (4 KiB) when no partial record is pending: for a stream
+    /// that went quiet. True if memory was freed.
+    pub(crate) fn release_idle(&mut self) -> bool {
+        match self {
+            Transport::Tls(conn) => conn.release_idle_buffers(),
+            Transport::Plain => false,
+        }
+    }
+
     /// Reads decrypted plaintext into `buf`.
     pub(crate) fn read_plain(&mut self, buf: &mut [u8]) -> PlainRead {
         let Transport::Tls(conn) = self else {

@@ -139,6 +139,14 @@ mod connection {
             }
         }
 
+        /// petrel: see [`ConnectionCommon::release_idle_buffers()`].
+        pub fn release_idle_buffers(&mut self) -> bool {
+            match self {
+                Self::Client(client) => client.release_idle_buffers(),
+                Self::Server(server) => server.release_idle_buffers(),
+            }
+        }
+
         /// Sends a TLS1.3 `key_update` message to refresh a connection's keys
         ///
         /// See [`ConnectionCommon::refresh_traffic_keys()`] for more information.
@@ -543,6 +551,14 @@ impl<Data> ConnectionCommon<Data> {
     pub fn set_buffer_limit(&mut self, limit: Option<usize>) {
         self.sendable_plaintext.set_limit(limit);
         self.sendable_tls.set_limit(limit);
+    }
+
+    /// petrel: frees the record read buffer (4 KiB from the first read on) when it holds no
+    /// partial record; the next `read_tls` allocates it again. For connections that went idle:
+    /// freeing it after every read would cost an allocation and a 4 KiB fill per read. True if
+    /// memory was freed.
+    pub fn release_idle_buffers(&mut self) -> bool {
+        self.deframer_buffer.release_if_empty()
     }
 
     /// Sends a TLS1.3 `key_update` message to refresh a connection's keys.

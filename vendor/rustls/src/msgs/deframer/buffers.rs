@@ -181,9 +181,6 @@ impl DeframerVecBuffer {
             self.used -= taken;
         } else if taken >= self.used {
             self.used = 0;
-            // petrel: nothing is pending, so give the read buffer back; the next read allocates
-            // it again. An idle TLS session otherwise holds 4 KiB here for its whole life.
-            self.buf = Vec::new();
         }
     }
 
@@ -193,6 +190,15 @@ impl DeframerVecBuffer {
 
     pub(crate) fn filled(&self) -> &[u8] {
         &self.buf[..self.used]
+    }
+
+    /// petrel: frees the buffer when it holds no partial record; true if memory was freed.
+    pub(crate) fn release_if_empty(&mut self) -> bool {
+        if self.used == 0 && self.buf.capacity() > 0 {
+            self.buf = Vec::new();
+            return true;
+        }
+        false
     }
 }
 
