@@ -554,11 +554,23 @@ impl<Data> ConnectionCommon<Data> {
     }
 
     /// petrel: frees the record read buffer (4 KiB from the first read on) when it holds no
-    /// partial record; the next `read_tls` allocates it again. For connections that went idle:
-    /// freeing it after every read would cost an allocation and a 4 KiB fill per read. True if
-    /// memory was freed.
+    /// partial record, and the storage of the empty plaintext and record queues; they are
+    /// allocated again when used. For connections that went idle: freeing them after every read
+    /// would cost allocations and a 4 KiB fill per read. True if memory was freed.
     pub fn release_idle_buffers(&mut self) -> bool {
-        self.deframer_buffer.release_if_empty()
+        let read = self.deframer_buffer.release_if_empty();
+        let plain_out = self.sendable_plaintext.release_if_empty();
+        let plain_in = self
+            .core
+            .common_state
+            .received_plaintext
+            .release_if_empty();
+        let tls_out = self
+            .core
+            .common_state
+            .sendable_tls
+            .release_if_empty();
+        read | plain_out | plain_in | tls_out
     }
 
     /// Sends a TLS1.3 `key_update` message to refresh a connection's keys.

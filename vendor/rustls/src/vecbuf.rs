@@ -35,6 +35,15 @@ impl ChunkVecBuffer {
         }
     }
 
+    /// petrel: frees the chunk list's storage when it holds no chunk; true if memory was freed.
+    pub(crate) fn release_if_empty(&mut self) -> bool {
+        if self.chunks.is_empty() && self.chunks.capacity() > 0 {
+            self.chunks = VecDeque::new();
+            return true;
+        }
+        false
+    }
+
     /// Sets the upper limit on how many bytes this
     /// object can store.
     ///
