@@ -14,7 +14,7 @@
 #   DOMAIN=localhost SERVER_CPUS=0 LOAD_CPUS=1 MECH=PLAIN EXTRA="" (more petrel-load args)
 #   TARGETS="relay petrel petrel-s2 prosody ejabberd"
 #   PETREL_CONFIG=<petrel.toml> (default: one written under OUT) PETREL_PORT=25400
-#   PETREL_EXTRA (TOML lines added to the generated petrel config, e.g. $'[shards]\nspin_before_park_us = 50')
+#   PETREL_EXTRA (TOML lines added to the generated petrel config, e.g. $'[shards]\nring_depth = 256')
 #   targets petrel (1 shard on SERVER_CPUS) and petrel-sN (N shards on SERVER_CPUS_N, default 0-(N-1))
 #   RELAY_PORT=25300; Prosody and ejabberd ports: see peers/*.sh (15222, 25222)
 #   muc: ROOMS=10 OCCUPANTS=10 (USERS becomes ROOMS x OCCUPANTS), MSG_RATE=1 (messages/s per
