@@ -85,12 +85,15 @@ impl Seen {
         }
     }
 
-    /// Every JID with its `ver`.
-    pub fn iter(&self) -> Box<dyn Iterator<Item = (&FullJid, &Option<String>)> + '_> {
-        match self {
-            Seen::List(v) => Box::new(v.iter().map(|(j, ver)| (j, ver))),
-            Seen::Map(m) => Box::new(m.iter()),
-        }
+    /// Every JID with its `ver` (one of the two halves is empty: no boxed iterator per call).
+    pub fn iter(&self) -> impl Iterator<Item = (&FullJid, &Option<String>)> + '_ {
+        let (list, map) = match self {
+            Seen::List(v) => (v.as_slice(), None),
+            Seen::Map(m) => (&[][..], Some(m)),
+        };
+        list.iter()
+            .map(|(j, ver)| (j, ver))
+            .chain(map.into_iter().flat_map(|m| m.iter()))
     }
 }
 
