@@ -18,10 +18,10 @@ impl C2s {
         self.awaiting_header = false;
         let host = h.to.as_deref().and_then(|to| self.served_host(to));
         let from = host
-            .as_ref()
-            .or(self.domain.as_ref())
-            .or(self.cfg.hosts.first())
-            .cloned();
+            .as_deref()
+            .or(self.domain.as_deref())
+            .or(self.cfg.hosts.first().map(String::as_str))
+            .map(str::to_owned);
         features::write_header(
             &mut self.out,
             &self.stream_id,
@@ -44,7 +44,7 @@ impl C2s {
                 return;
             }
             Some(_) => {}
-            None => self.domain = Some(host),
+            None => self.domain = Some(host.into()),
         }
         match &self.auth {
             Auth::None(_) => {
@@ -168,7 +168,7 @@ impl C2s {
 
     pub(super) fn new_stream_id(&mut self) {
         match random_token() {
-            Ok(id) => self.stream_id = id,
+            Ok(id) => self.stream_id = id.into(),
             Err(_) => self.stream_error(
                 StreamErrorCondition::InternalServerError,
                 Some("no randomness"),
@@ -215,8 +215,8 @@ impl C2s {
             return self.sasl_failure(f);
         }
         // A header always precedes SASL, so the domain is known.
-        let domain = self.domain.clone().unwrap_or_default();
-        let (server, step) = SaslServer::start(mech, &domain, cb, plus, initial);
+        let domain = self.domain.as_deref().unwrap_or_default();
+        let (server, step) = SaslServer::start(mech, domain, cb, plus, initial);
         self.auth = Auth::None(Some(Box::new(server)));
         self.on_sasl_step(step);
     }

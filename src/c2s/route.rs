@@ -15,8 +15,6 @@ use crate::xmpp::{ns, StanzaErrorCondition, StreamErrorCondition};
 pub struct Session {
     /// The bound full JID.
     pub jid: FullJid,
-    /// The same JID as a `Jid`, ready to be the `from` of every stanza the session sends.
-    pub from: Jid,
     /// Where the session lives.
     pub session: SessionRef,
     /// `Some(priority)` after initial presence, `None` while not available.
@@ -39,13 +37,18 @@ impl Session {
     /// A freshly bound session (not yet available).
     pub fn new(jid: FullJid, session: SessionRef) -> Session {
         Session {
-            from: Jid::from(jid.clone()),
             jid,
             session,
             presence: None,
             presence_budget: PRESENCE_BURST,
             budget_at: crate::hooks::clock::now(),
         }
+    }
+
+    /// The bound JID as a `Jid`, the `from` of a stanza the session sends (a copy of the JID, as a
+    /// stored `Jid` would cost at each stanza too: not kept twice per session).
+    pub fn from(&self) -> Jid {
+        Jid::from(self.jid.clone())
     }
 
     /// Takes one presence from the flood budget; false when the session is over the limit.
@@ -126,7 +129,7 @@ fn send(
     // No `to`: the stanza is for the sender's own account (RFC 6120 §10.3).
     let broadcast_presence = kind == StanzaKind::Presence && to.is_none();
     let to = to.unwrap_or_else(|| Jid::from(sess.jid.bare()));
-    let mut acc = Acc::new(stanza, sess.from.clone(), to, shard.id);
+    let mut acc = Acc::new(stanza, sess.from(), to, shard.id);
     acc.handled = handled;
     acc.trace = trace;
     if shard.run_hook(|h| &h.user_send_packet, &mut acc) == HookResult::Stop {
@@ -226,7 +229,7 @@ fn bounce_from_domain(
     let Ok(domain) = Jid::parse(sess.jid.domain()) else {
         return;
     };
-    let acc = Acc::new(stanza, sess.from.clone(), domain, shard.id);
+    let acc = Acc::new(stanza, sess.from(), domain, shard.id);
     shard.bounce(&acc, cond);
     shard.drain_to_route();
 }
@@ -366,7 +369,7 @@ pub fn unbind(shard: &mut Shard, sess: &Session) {
             .with_attr("from", sess.jid.as_str());
         gone = Some(Acc::new(
             Stanza::from_element(&el),
-            sess.from.clone(),
+            sess.from(),
             Jid::from(sess.jid.bare()),
             shard.id,
         ));

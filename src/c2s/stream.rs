@@ -64,9 +64,9 @@ pub struct C2s {
     /// Bytes ready for the socket (TLS records, plaintext written before a STARTTLS switch).
     pub(super) wire: Vec<u8>,
     pub(super) events: VecDeque<C2sEvent>,
-    pub(super) stream_id: String,
+    pub(super) stream_id: Box<str>,
     /// The domain the client asked for in its first header; later headers must repeat it.
-    pub(super) domain: Option<String>,
+    pub(super) domain: Option<Box<str>>,
     /// The client's header for the current stream has not arrived yet.
     pub(super) awaiting_header: bool,
     /// Our header for the current stream is on its way.
@@ -112,7 +112,7 @@ impl C2s {
             out: Vec::new(),
             wire: Vec::new(),
             events: VecDeque::new(),
-            stream_id: String::new(),
+            stream_id: Box::default(),
             domain: None,
             awaiting_header: true,
             header_sent: false,
@@ -497,7 +497,11 @@ impl C2s {
         if !self.transport.is_handshaking() {
             if !self.header_sent {
                 // RFC 6120 §4.9.1.2: an error before our header still opens the stream first.
-                let from = self.domain.as_ref().or(self.cfg.hosts.first()).cloned();
+                let from = self
+                    .domain
+                    .as_deref()
+                    .or(self.cfg.hosts.first().map(String::as_str))
+                    .map(str::to_owned);
                 features::write_header(&mut self.out, &self.stream_id, from.as_deref(), None);
                 self.header_sent = true;
             }

@@ -104,7 +104,7 @@ pub fn last_presence(home: &Shard, jid: &FullJid) -> Vec<u8> {
         .resources(&jid.bare())
         .iter()
         .find(|r| &r.jid == jid)
-        .and_then(|r| r.last_presence.as_deref())
+        .and_then(|r| r.last_presence.as_ref())
         .map(|p| p.bytes().to_vec())
         .unwrap_or_default()
 }
@@ -295,7 +295,7 @@ fn publish_sessions(link: &LinkRc, shard: &Shard, subject: &str) {
             priority: r.priority,
             presence: r
                 .last_presence
-                .as_deref()
+                .as_ref()
                 .map(|p| p.bytes().to_vec())
                 .unwrap_or_default(),
         }

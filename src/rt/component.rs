@@ -69,7 +69,8 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         peer,
         ban_check: None,
     };
-    super::pump::panic_logged(driver.serve(stream), "component", shard_id, conn.0).await;
+    let caught = super::pump::catch(driver.serve(stream)).await;
+    super::pump::log_panic(caught, "component", shard_id, conn.0);
     {
         let mut shard = ctx.shard.borrow_mut();
         if let Some(domain) = claimed.borrow_mut().take() {

@@ -42,6 +42,32 @@ pub(super) enum Pending {
 
 type PendingFut = Pin<Box<dyn Future<Output = Pending>>>;
 
+/// Stanzas a connection hands back to the session manager, boxed: almost every connection never
+/// has any, and an empty queue inline would cost each of them its four words.
+#[derive(Default)]
+#[allow(clippy::box_collection)] // the box is the point: one word inline instead of four
+struct Backlog(Option<Box<std::collections::VecDeque<crate::hooks::Acc>>>);
+
+impl Backlog {
+    fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    fn push_back(&mut self, acc: crate::hooks::Acc) {
+        self.0.get_or_insert_with(Box::default).push_back(acc);
+    }
+
+    /// The oldest stanza; the queue's storage goes with the last one.
+    fn pop_front(&mut self) -> Option<crate::hooks::Acc> {
+        let q = self.0.as_mut()?;
+        let acc = q.pop_front();
+        if q.is_empty() {
+            self.0 = None;
+        }
+        acc
+    }
+}
+
 /// What woke the connection's loop.
 enum Wake {
     Progress,
@@ -87,18 +113,23 @@ pub(crate) fn run_as<S: Io>(
     let driver = Driver::open(peer, link, ctx, cfg, transport);
     let stream = Box::new(stream);
     let (ctx, conn, session) = (driver.ctx.clone(), driver.conn, driver.session.clone());
+    // What this block keeps (its captures, the driver's future) is what an idle connection's task
+    // costs: the peer's address stays in the admin listing, not here.
     async move {
+        let caught = super::pump::catch(driver.run(stream)).await;
         let shard_id = ctx.shard.borrow().id.0;
-        super::pump::panic_logged(driver.run(stream), "connection", shard_id, conn.0).await;
+        super::pump::log_panic(caught, "connection", shard_id, conn.0);
         // Whatever happened, the session leaves the session manager and the shard forgets the
         // connection.
         if let Some(sess) = session.borrow_mut().take() {
             c2s_route::unbind(&mut ctx.shard.borrow_mut(), &sess);
         }
-        super::admin::conns::closed(&mut ctx.shard.borrow_mut(), conn);
+        let info = super::admin::conns::closed(&mut ctx.shard.borrow_mut(), conn);
         ctx.shard.borrow_mut().close_conn(conn);
         ctx.flush();
-        tracing::info!(shard = shard_id, conn = conn.0, %peer, "connection closed");
+        if let Some(info) = info {
+            tracing::info!(shard = shard_id, conn = conn.0, peer = %info.peer, "connection closed");
+        }
     }
 }
 
@@ -117,7 +148,7 @@ pub(super) struct Driver {
     out: Output,
     alarm: Alarm,
     /// Stanzas handed back after the session left, re-routed a chunk per turn (`reroute_some`).
-    backlog: std::collections::VecDeque<crate::hooks::Acc>,
+    backlog: Backlog,
     /// XEP-0198 resumption state of this connection (`conn_sm`).
     pub(super) sm: super::conn_sm::SmDriver,
 }
@@ -191,8 +222,9 @@ impl Driver {
                 return;
             }
             self.alarm.arm(self.c2s.next_timeout(), &self.out);
-            let wake = self.wait(&mut stream).await;
-            match wake {
+            // `wake` (a store answer may be large) ends with this statement: kept across the
+            // yield below, it would stay in every idle connection's task.
+            match self.wait(&mut stream).await {
                 Wake::Progress => {}
                 Wake::Eof => {
                     // The peer closed (or reset) without </stream:stream>: nothing more can be written.
@@ -286,9 +318,6 @@ impl Driver {
             shard.reroute(acc);
         }
         shard.drain_to_route();
-        if self.backlog.is_empty() {
-            self.backlog = Default::default();
-        }
     }
 
     /// Re-routes the whole backlog, a chunk per scheduler turn (before the task ends).

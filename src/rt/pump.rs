@@ -146,15 +146,18 @@ pub(super) fn recipients_have_room(ctx: &ShardCtx, own: &Rc<Mailbox>, cx: &Conte
     }
 }
 
-/// Runs a connection task's future and logs a panic in it instead of unwinding further: one
+/// A connection task's future that catches a panic inside it instead of unwinding further: one
 /// connection's bug must not take its shard, and every other connection there, down with it.
-pub(crate) async fn panic_logged(
-    fut: impl std::future::Future<Output = ()>,
-    what: &str,
-    shard: u16,
-    conn: u64,
-) {
-    let caught = futures_lite::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(fut)).await;
+/// Awaited where it is made (`log_panic(catch(fut).await, ..)`): a wrapping `async fn` would keep
+/// the future twice in its task, once as its argument and once as the future it awaits.
+pub(crate) fn catch<F: std::future::Future<Output = ()>>(
+    fut: F,
+) -> futures_lite::future::CatchUnwind<std::panic::AssertUnwindSafe<F>> {
+    futures_lite::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(fut))
+}
+
+/// Logs the panic [`catch`] caught, if any.
+pub(crate) fn log_panic(caught: std::thread::Result<()>, what: &str, shard: u16, conn: u64) {
     if caught.is_err() {
         tracing::error!(shard, conn, "{what} task panicked; connection dropped");
     }

@@ -18,9 +18,9 @@ pub struct Resource {
     pub session: SessionRef,
     /// `Some(priority)` once available (initial presence sent), `None` while only connected.
     pub priority: Option<i8>,
-    /// The last available presence the session broadcast (answers probes, RFC 6121 §4.3.2); boxed
-    /// so that a resource stays a few words (most users have one resource: the list holds exactly it).
-    pub last_presence: Option<Box<crate::xml::Stanza>>,
+    /// The last available presence the session broadcast (answers probes, RFC 6121 §4.3.2); its
+    /// bytes only, so that a resource stays a few words plus the presence it keeps.
+    pub last_presence: Option<crate::xml::StoredStanza>,
 }
 
 /// Sessions of the users whose home is this shard.
@@ -109,7 +109,7 @@ impl SessionManager {
             .get_mut(&jid.bare())
             .and_then(|l| l.iter_mut().find(|r| &r.jid == jid && r.session == session))
         {
-            r.last_presence = presence.map(Box::new);
+            r.last_presence = presence.map(crate::xml::StoredStanza::new);
         }
     }
 

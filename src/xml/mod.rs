@@ -18,6 +18,7 @@ pub mod escape;
 mod scanner;
 mod stanza;
 mod stanza_type;
+mod stored;
 mod tag;
 mod tree;
 
@@ -30,6 +31,7 @@ pub use error::XmlError;
 pub use scanner::{Event, Limits, Scanner, StreamHeader};
 pub use stanza::{Stanza, StanzaKind};
 pub use stanza_type::StanzaType;
+pub use stored::StoredStanza;
 pub use tree::{Element, Node};
 
 /// A test's XML as an element tree (panics, naming the XML, when it does not parse).

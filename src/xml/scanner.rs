@@ -97,7 +97,7 @@ pub struct Scanner {
     /// Prefix bindings of the stream header, shared with stanzas that use them.
     outer: Arc<Outer>,
     /// The stream element's qualified name, to match `</stream:stream>`.
-    stream_name: Box<[u8]>,
+    stream_name: &'static [u8],
     /// True while inside a run of whitespace already reported.
     ws_run: bool,
     dead: Option<XmlError>,
@@ -115,8 +115,8 @@ impl Scanner {
             quote: 0,
             state: State::Start,
             elem: ElemScan::default(),
-            outer: Arc::from(Vec::new()),
-            stream_name: Box::default(),
+            outer: shared_outer(Vec::new()),
+            stream_name: b"",
             ws_run: false,
             dead: None,
         }
@@ -149,8 +149,8 @@ impl Scanner {
         self.quote = 0;
         self.state = State::Start;
         self.elem.reset();
-        self.outer = Arc::from(Vec::new());
-        self.stream_name = Box::default();
+        self.outer = shared_outer(Vec::new());
+        self.stream_name = b"";
         self.ws_run = false;
     }
 
@@ -425,9 +425,24 @@ impl Scanner {
             };
             *slot = Some(unescape_attr(a.value.of(b)).into_owned());
         }
-        self.stream_name = name.into();
-        self.outer = Arc::from(outer);
+        // The prefix is `stream` (checked above), so the name is always the same.
+        self.stream_name = b"stream:stream";
+        self.outer = shared_outer(outer);
         Ok(h)
+    }
+}
+
+/// The header's prefix bindings; the usual ones (none, or only `stream`) shared by every stream of
+/// the thread: each stream would otherwise keep its own copy for its whole life.
+fn shared_outer(outer: Vec<(Box<[u8]>, Box<str>)>) -> Arc<Outer> {
+    thread_local! {
+        static NONE: Arc<Outer> = Arc::from(Vec::new());
+        static STREAM_ONLY: Arc<Outer> = Arc::from(vec![(b"stream".as_slice().into(), ns::STREAMS.into())]);
+    }
+    match outer.as_slice() {
+        [] => NONE.with(Arc::clone),
+        [(p, uri)] if **p == *b"stream" && **uri == *ns::STREAMS => STREAM_ONLY.with(Arc::clone),
+        _ => Arc::from(outer),
     }
 }
 

@@ -57,13 +57,35 @@ impl Stanza {
         if bytes.len() > limits.max_stanza_bytes {
             return Err(XmlError::StanzaTooLarge(limits.max_stanza_bytes));
         }
-        let idx = index(&bytes, &limits, &[])?;
+        Stanza::client(bytes, &limits)
+    }
+
+    /// Indexes `bytes` as a stanza of a `jabber:client` stream without header prefixes.
+    fn client(bytes: Vec<u8>, limits: &Limits) -> Result<Stanza, XmlError> {
+        let idx = index(&bytes, limits, &[])?;
         Ok(Stanza {
             bytes,
             idx,
             default_ns: ns::CLIENT,
             outer: None,
         })
+    }
+
+    /// True when the bytes alone index back to this stanza ([`Stanza::reindex`]): its inherited
+    /// namespace is `jabber:client` and it uses no prefix bound in its stream's header.
+    pub(crate) fn stands_alone(&self) -> bool {
+        self.default_ns == ns::CLIENT && self.outer.is_none()
+    }
+
+    /// Indexes again the bytes of a stanza that [`Stanza::stands_alone`]: they passed the limits of
+    /// their stream once (which may be wider than the defaults), so none are applied again.
+    pub(crate) fn reindex(bytes: Vec<u8>) -> Result<Stanza, XmlError> {
+        let limits = Limits {
+            max_stanza_bytes: usize::MAX,
+            max_depth: usize::MAX,
+            max_attrs: usize::MAX,
+        };
+        Stanza::client(bytes, &limits)
     }
 
     /// The element's bytes, exactly as they will be written.

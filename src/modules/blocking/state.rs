@@ -25,6 +25,7 @@
 use std::sync::Arc;
 
 use ahash::{HashMap, HashSet};
+use smallvec::SmallVec;
 
 use super::BlockList;
 use crate::hooks::Acc;
@@ -39,12 +40,14 @@ pub const MAX_HELD: usize = 256;
 pub struct HomeLists {
     /// By user.
     pub lists: HashMap<BareJid, Arc<BlockList>>,
+    /// The list of every user who never blocked anyone, shared: most sessions hold this one.
+    empty: Arc<BlockList>,
 }
 
 impl HomeLists {
     /// U's list (empty when U never blocked anyone).
     pub fn get(&self, user: &BareJid) -> Arc<BlockList> {
-        self.lists.get(user).cloned().unwrap_or_default()
+        self.lists.get(user).unwrap_or(&self.empty).clone()
     }
 
     /// Keeps `list` unless a newer one is already here; returns the one kept.
@@ -62,8 +65,9 @@ pub struct ConnUser {
     /// The list.
     pub list: Arc<BlockList>,
     /// This shard's sessions of the user (by session, not JID: a session replaced by a new one with
-    /// the same full JID is removed without removing its successor).
-    pub sessions: HashSet<SessionRef>,
+    /// the same full JID is removed without removing its successor). Inline for the usual one: a
+    /// set would cost an allocation per idle user.
+    pub sessions: SmallVec<[SessionRef; 1]>,
 }
 
 /// Lists of the users with sessions on this shard, and stanzas held until a list arrives.
@@ -91,13 +95,15 @@ pub fn install(
     st.loading.remove(user);
     let entry = st.users.entry(user.clone()).or_insert_with(|| ConnUser {
         list: list.clone(),
-        sessions: HashSet::default(),
+        sessions: SmallVec::new(),
     });
     if list.version >= entry.list.version {
         entry.list = list;
     }
     if let Some(s) = session {
-        entry.sessions.insert(s);
+        if !entry.sessions.contains(&s) {
+            entry.sessions.push(s);
+        }
     }
     let held = st.held.remove(jid).unwrap_or_default();
     // Back through the session manager: the local fast path puts them in the session's mailbox, and
@@ -122,7 +128,7 @@ pub fn uninstall(shard: &mut Shard, user: &BareJid, jid: &FullJid, session: Sess
     let live = shard.local_session(jid.as_str()).is_some();
     let st = shard.ext.get_or_default::<ConnLists>();
     if let Some(entry) = st.users.get_mut(user) {
-        entry.sessions.remove(&session);
+        entry.sessions.retain(|s| *s != session);
         if entry.sessions.is_empty() {
             st.users.remove(user);
         }

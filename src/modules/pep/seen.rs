@@ -14,8 +14,8 @@ const LIST_MAX: usize = 16;
 pub(super) enum Seen {
     /// At most [`LIST_MAX`] entries, in no particular order.
     List(Vec<(FullJid, Option<String>)>),
-    /// More than [`LIST_MAX`] entries at some point.
-    Map(HashMap<FullJid, Option<String>>),
+    /// More than [`LIST_MAX`] entries at some point (boxed: a user's entry stays three words).
+    Map(Box<HashMap<FullJid, Option<String>>>),
 }
 
 impl Default for Seen {
@@ -64,8 +64,8 @@ impl Seen {
                     v.push((jid, ver));
                     return None;
                 }
-                let mut m: HashMap<FullJid, Option<String>> =
-                    std::mem::take(v).into_iter().collect();
+                let mut m: Box<HashMap<FullJid, Option<String>>> =
+                    Box::new(std::mem::take(v).into_iter().collect());
                 m.insert(jid, ver);
                 *self = Seen::Map(m);
                 None
@@ -89,7 +89,7 @@ impl Seen {
     pub fn iter(&self) -> impl Iterator<Item = (&FullJid, &Option<String>)> + '_ {
         let (list, map) = match self {
             Seen::List(v) => (v.as_slice(), None),
-            Seen::Map(m) => (&[][..], Some(m)),
+            Seen::Map(m) => (&[][..], Some(&**m)),
         };
         list.iter()
             .map(|(j, ver)| (j, ver))

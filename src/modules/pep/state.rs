@@ -42,8 +42,9 @@ pub(super) struct Contact {
 pub(super) struct UserPep {
     /// Nodes by name.
     pub nodes: BTreeMap<String, Node>,
-    /// Roster entries by bare JID.
-    pub roster: HashMap<String, Contact>,
+    /// Roster entries by bare JID (a tree: an empty one is three words, where a hash map carries
+    /// its hasher's keys in every user's state).
+    pub roster: BTreeMap<String, Contact>,
 }
 
 /// Work on one user's state; `None` when it cannot be had (load failed, too many waiting).
@@ -67,8 +68,8 @@ struct Loading {
 }
 
 enum Slot {
-    /// Loading from the store, or in use.
-    Waiting(Loading),
+    /// Loading from the store, or in use (boxed: ready is what a slot is most of its life).
+    Waiting(Box<Loading>),
     /// Ready.
     Ready(UserPep),
 }
@@ -194,7 +195,7 @@ pub(super) fn with_user(shard: &mut Shard, owner: &BareJid, op: Op) {
         Some(Slot::Ready(mut u)) => {
             // In use: what arrives meanwhile (a stanza routed back here) waits for `ready`.
             home.users
-                .insert(key.to_owned(), Slot::Waiting(Loading::default()));
+                .insert(key.to_owned(), Slot::Waiting(Box::default()));
             op(shard, Some(&mut u));
             ready(shard, owner, u);
         }
@@ -234,7 +235,7 @@ fn start_load(shard: &mut Shard, owner: &BareJid, l: Loading, evict: bool) -> Re
         .ext
         .get_or_default::<Home>()
         .users
-        .insert(owner.as_str().to_owned(), Slot::Waiting(l));
+        .insert(owner.as_str().to_owned(), Slot::Waiting(Box::new(l)));
     load(shard, owner.clone());
     Ok(())
 }
@@ -257,7 +258,7 @@ pub(super) fn load_for_contact(
 fn ready(shard: &mut Shard, owner: &BareJid, u: UserPep) {
     let home = shard.ext.get_or_default::<Home>();
     let l = match home.users.remove(owner.as_str()) {
-        Some(Slot::Waiting(l)) => l,
+        Some(Slot::Waiting(l)) => *l,
         _ => Loading::default(),
     };
     let u = if l.gone { UserPep::default() } else { u };

@@ -340,7 +340,7 @@ fn available(shard: &Shard, user: &BareJid) -> Vec<(FullJid, SessionRef, Option<
         .iter()
         .filter(|r| r.priority.is_some())
         .map(|r| {
-            let last = r.last_presence.as_deref().cloned();
+            let last = r.last_presence.as_ref().and_then(|p| p.stanza());
             (r.jid.clone(), r.session, last)
         })
         .collect()

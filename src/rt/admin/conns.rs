@@ -33,9 +33,9 @@ pub(crate) fn opened(shard: &mut Shard, conn: ConnId, info: ConnInfo) {
     shard.ext.get_or_default::<ConnTable>().0.insert(conn, info);
 }
 
-/// Forgets a closed connection.
-pub(crate) fn closed(shard: &mut Shard, conn: ConnId) {
-    shard.ext.get_or_default::<ConnTable>().0.remove(&conn);
+/// Forgets a closed connection; what was listed for it.
+pub(crate) fn closed(shard: &mut Shard, conn: ConnId) -> Option<ConnInfo> {
+    shard.ext.get_or_default::<ConnTable>().0.remove(&conn)
 }
 
 /// The bound sessions of this shard's connections.
