@@ -142,7 +142,9 @@ pub(super) struct Driver {
     pub(super) conn: ConnId,
     pub(super) mailbox: Rc<Mailbox>,
     pub(super) session: Rc<std::cell::RefCell<Option<Session>>>,
-    bind_pending: Option<FullJid>,
+    /// The JID asked for while the bind is on its way (boxed: a word, not three, for the life of
+    /// the connection).
+    bind_pending: Option<Box<FullJid>>,
     pub(super) pending: Option<PendingFut>,
     /// Bytes on their way to the socket.
     out: Output,
@@ -357,7 +359,7 @@ impl Driver {
             }
             C2sEvent::BindRequest { jid } => {
                 let sref = self.ctx.shard.borrow().session_ref(self.conn);
-                self.bind_pending = Some(jid.clone());
+                self.bind_pending = Some(Box::new(jid.clone()));
                 c2s_route::bind(&mut self.ctx.shard.borrow_mut(), jid, sref);
             }
             C2sEvent::Stanza(stanza, seq) => {
@@ -410,7 +412,7 @@ impl Driver {
             ConnMsg::Ext(m) => self.ext_msg(m),
             ConnMsg::Handled(seqs) => self.c2s.sm_handled(&seqs, Instant::now()),
             ConnMsg::Bound(result) => {
-                let Some(jid) = self.bind_pending.take() else {
+                let Some(jid) = self.bind_pending.take().map(|j| *j) else {
                     return;
                 };
                 match result {

@@ -35,12 +35,19 @@ pub struct Mailbox {
     limit: usize,
     overflowed: Cell<bool>,
     waker: Cell<Option<Waker>>,
-    /// Senders (ring receivers, connections) waiting for this mailbox to get back under its bound.
-    room_wakers: RefCell<Vec<Waker>>,
+    /// What only a mailbox over its bound needs, boxed: every idle connection keeps a mailbox.
+    pressure: RefCell<Option<Box<Pressure>>>,
     /// The connection is gone: nobody waits for this mailbox any more.
     closed: Cell<bool>,
+}
+
+/// The state of a mailbox that went over its bound.
+#[derive(Default)]
+struct Pressure {
+    /// Senders (ring receivers, connections) waiting for this mailbox to get back under its bound.
+    room_wakers: Vec<Waker>,
     /// Since when the mailbox is over its bound (see [`Mailbox::behind_for`]).
-    over_since: Cell<Option<std::time::Instant>>,
+    over_since: Option<std::time::Instant>,
 }
 
 impl Mailbox {
@@ -53,9 +60,8 @@ impl Mailbox {
             limit,
             overflowed: Cell::new(false),
             waker: Cell::new(None),
-            room_wakers: RefCell::new(Vec::new()),
+            pressure: RefCell::new(None),
             closed: Cell::new(false),
-            over_since: Cell::new(None),
         }
     }
 
@@ -74,9 +80,11 @@ impl Mailbox {
             let weighted = self.weighted.get() + w;
             if weighted > self.limit {
                 self.overflowed.set(true);
-                if self.over_since.get().is_none() {
+                let mut p = self.pressure.borrow_mut();
+                let p = p.get_or_insert_with(Box::default);
+                if p.over_since.is_none() {
                     // Rare (crossing the bound): the real clock, not the shard's cached one.
-                    self.over_since.set(Some(std::time::Instant::now()));
+                    p.over_since = Some(std::time::Instant::now());
                 }
             }
             self.bytes.set(bytes);
@@ -94,7 +102,9 @@ impl Mailbox {
             self.bytes.set(self.bytes.get() - acc.stanza.bytes().len());
             self.weighted.set(self.weighted.get() - w);
             if self.weighted.get() <= self.limit {
-                self.over_since.set(None);
+                if let Some(p) = self.pressure.borrow_mut().as_mut() {
+                    p.over_since = None;
+                }
             }
             if !self.pressured() {
                 self.wake_senders();
@@ -110,9 +120,12 @@ impl Mailbox {
         if items.is_empty() && items.capacity() > 0 {
             *items = VecDeque::new();
         }
-        let mut wakers = self.room_wakers.borrow_mut();
-        if wakers.is_empty() && wakers.capacity() > 0 {
-            *wakers = Vec::new();
+        let mut pressure = self.pressure.borrow_mut();
+        if pressure
+            .as_ref()
+            .is_some_and(|p| p.room_wakers.is_empty() && p.over_since.is_none())
+        {
+            *pressure = None;
         }
     }
 
@@ -164,8 +177,10 @@ impl Mailbox {
     /// senders wait meanwhile, so a reader that keeps it there is cut off even while its socket
     /// still takes a little.
     pub fn behind_for(&self, now: std::time::Instant) -> std::time::Duration {
-        self.over_since
-            .get()
+        self.pressure
+            .borrow()
+            .as_ref()
+            .and_then(|p| p.over_since)
             .map_or(std::time::Duration::ZERO, |t| {
                 now.saturating_duration_since(t)
             })
@@ -182,7 +197,10 @@ impl Mailbox {
         if !self.pressured() {
             return std::task::Poll::Ready(());
         }
-        self.room_wakers.borrow_mut().push(cx.waker().clone());
+        let mut p = self.pressure.borrow_mut();
+        p.get_or_insert_with(Box::default)
+            .room_wakers
+            .push(cx.waker().clone());
         std::task::Poll::Pending
     }
 
@@ -193,10 +211,12 @@ impl Mailbox {
     }
 
     fn wake_senders(&self) {
-        if self.room_wakers.borrow().is_empty() {
-            return;
-        }
-        for w in self.room_wakers.take() {
+        let wakers = match self.pressure.borrow_mut().as_mut() {
+            Some(p) if !p.room_wakers.is_empty() => std::mem::take(&mut p.room_wakers),
+            _ => return,
+        };
+        // Woken outside the borrow: a waker may run code that looks at this mailbox.
+        for w in wakers {
             w.wake();
         }
     }

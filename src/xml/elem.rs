@@ -1,8 +1,6 @@
 //! Resumable scanner for one element (a stanza): depth, end-tag matching, namespace bindings,
 //! text and CDATA checks, and the routing index. Shared by `Scanner`, `Stanza::parse` and `tree()`.
 
-use std::cell::Cell;
-
 use super::chars::check_ref_at;
 use super::tag::{find_tag_end, parse_end_tag, parse_start_tag, AttrSpan, Span};
 use super::XmlError;
@@ -192,54 +190,14 @@ pub(crate) fn classify_bang(b: &[u8]) -> Result<(), XmlError> {
     }
 }
 
-/// An [`ElemScan`]'s vectors, lent out between stanzas (see [`ElemScan::lend_scratch`]).
-#[derive(Default)]
-struct Scratch {
-    open: Vec<Open>,
-    bindings: Vec<Binding>,
-    attrs: Vec<AttrSpan>,
-}
-
-thread_local! {
-    /// The scratch of the last stanza a stream scanner finished on this thread. One is enough: a
-    /// thread scans one stream at a time, so the next stanza (of any stream) takes it back, busy
-    /// streams allocate nothing per stanza and idle ones hold no scratch at all.
-    static SPARE: Cell<Scratch> = const {
-        Cell::new(Scratch { open: Vec::new(), bindings: Vec::new(), attrs: Vec::new() })
-    };
-}
-
 impl ElemScan {
-    /// Takes this thread's spare scratch if this scan holds none (call before a stanza).
-    pub fn borrow_scratch(&mut self) {
-        if self.open.capacity() == 0 {
-            let s = SPARE.with(Cell::take);
-            self.open = s.open;
-            self.bindings = s.bindings;
-            self.attrs = s.attrs;
-        }
-    }
-
-    /// Gives the scratch vectors (emptied) to this thread's spare slot (call after a stanza),
-    /// dropping what the slot held: a stream between stanzas holds no scratch.
-    pub fn lend_scratch(&mut self) {
-        let mut s = Scratch {
-            open: std::mem::take(&mut self.open),
-            bindings: std::mem::take(&mut self.bindings),
-            attrs: std::mem::take(&mut self.attrs),
-        };
-        s.open.clear();
-        s.bindings.clear();
-        s.attrs.clear();
-        SPARE.with(|c| c.set(s));
-    }
-
     /// Prepares for a new element, keeping allocated capacity.
     pub fn reset(&mut self) {
         self.pos = 0;
         self.mode = Mode::Content { text_start: 0 };
         self.open.clear();
         self.bindings.clear();
+        self.attrs.clear();
         self.idx = Index::default();
     }
 

@@ -1,5 +1,6 @@
 //! The restartable stream scanner: bytes in (any split), stream events out.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use super::chars::{check_chars, is_ws, unescape_attr};
@@ -93,7 +94,9 @@ pub struct Scanner {
     scan: usize,
     quote: u8,
     state: State,
-    elem: ElemScan,
+    /// The scan of the stanza in progress, lent by this thread's spare slot ([`SPARE_SCAN`]) when
+    /// the stanza starts and given back when it ends: a stream between stanzas holds none.
+    elem: Option<Box<ElemScan>>,
     /// Prefix bindings of the stream header, shared with stanzas that use them.
     outer: Arc<Outer>,
     /// The stream element's qualified name, to match `</stream:stream>`.
@@ -114,7 +117,7 @@ impl Scanner {
             scan: 0,
             quote: 0,
             state: State::Start,
-            elem: ElemScan::default(),
+            elem: None,
             outer: shared_outer(Vec::new()),
             stream_name: b"",
             ws_run: false,
@@ -148,7 +151,9 @@ impl Scanner {
         self.scan = 0;
         self.quote = 0;
         self.state = State::Start;
-        self.elem.reset();
+        if let Some(elem) = self.elem.take() {
+            lend(elem);
+        }
         self.outer = shared_outer(Vec::new());
         self.stream_name = b"";
         self.ws_run = false;
@@ -272,8 +277,9 @@ impl Scanner {
                         }
                         _ => {
                             self.state = State::Stanza;
-                            self.elem.reset();
-                            self.elem.borrow_scratch();
+                            if self.elem.is_none() {
+                                self.elem = Some(SPARE_SCAN.with(Cell::take).unwrap_or_default());
+                            }
                         }
                     }
                 }
@@ -324,7 +330,9 @@ impl Scanner {
             max_attrs: self.limits.max_attrs,
             outer: &self.outer,
         };
-        let Some(end) = self.elem.run(window, &ctx, &mut NoSink)? else {
+        // Some from the stanza's start on; a fresh scan otherwise is the same as a lent one.
+        let elem = self.elem.get_or_insert_with(Box::default);
+        let Some(end) = elem.run(window, &ctx, &mut NoSink)? else {
             if avail > max {
                 return Err(XmlError::StanzaTooLarge(max));
             }
@@ -341,8 +349,10 @@ impl Scanner {
         if self.buf.is_empty() {
             self.head = 0;
         }
-        let idx = std::mem::take(&mut self.elem.idx);
-        self.elem.lend_scratch();
+        let idx = std::mem::take(&mut elem.idx);
+        if let Some(elem) = self.elem.take() {
+            lend(elem);
+        }
         let outer = if idx.uses_outer {
             Some(Arc::clone(&self.outer))
         } else {
@@ -430,6 +440,20 @@ impl Scanner {
         self.outer = shared_outer(outer);
         Ok(h)
     }
+}
+
+thread_local! {
+    /// The element scan (with its vectors' capacity) of the last stanza a stream scanner finished
+    /// on this thread. One is enough: a thread scans one stream at a time, so the next stanza of
+    /// any stream takes it back, busy streams allocate nothing per stanza and idle ones hold no
+    /// scan state at all (248 bytes, and the vectors).
+    static SPARE_SCAN: Cell<Option<Box<ElemScan>>> = const { Cell::new(None) };
+}
+
+/// Gives a finished scan, emptied, to this thread's spare slot (dropping what the slot held).
+fn lend(mut elem: Box<ElemScan>) {
+    elem.reset();
+    SPARE_SCAN.with(|c| c.set(Some(elem)));
 }
 
 /// The header's prefix bindings; the usual ones (none, or only `stream`) shared by every stream of
