@@ -146,10 +146,16 @@ async def csi(args, failures):
     check(bob["xep_0352"].enabled, "csi offered in the stream features", failures)
     bob["xep_0352"].send_inactive()
     await bob.sync()
+    # Each sync only says the sender's shard took the presence; with two shards it may still be on
+    # its way to bob's. XMPP orders stanzas per sender, not across senders, so the order this test
+    # expects is the arrival order at bob's shard: give each presence time to get there (a ping to
+    # bob would not do: an IQ to an inactive client flushes what CSI holds, to keep the order).
     carol.send_presence(pto="bob@localhost/b", pshow="away")
     await carol.sync()
+    await asyncio.sleep(0.3)
     alice.send_presence(pto="bob@localhost/b", pshow="dnd")
     await alice.sync()
+    await asyncio.sleep(0.3)
     carol.send_presence(pto="bob@localhost/b", pshow="xa")
     await carol.sync()
     await asyncio.sleep(1.0)
