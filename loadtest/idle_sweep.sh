@@ -8,8 +8,9 @@
 #   loadtest/idle_sweep.sh                                # this tree's build, plaintext and STARTTLS
 #   BUILDS="/tmp/old /tmp/new" loadtest/idle_sweep.sh     # dirs holding petrel and petrel-load
 #
-# Environment: NS="2500 5000 10000 15000" ROUNDS=2 MODES="plain tls" SERVER_CPU=0 LOAD_CPU=1
-#   BUILDS (default: target/release) OUT=/tmp/petrel-idle-sweep. N + a few hundred must fit the
+# Environment: NS="2500 5000 10000 15000" ROUNDS=2 MODES="plain tls" SERVER_CPU=0 LOAD_CPU=1 HOLD=10
+#   BUILDS (default: target/release) OUT=/tmp/petrel-idle-sweep CONFIG=petrel.toml (the module set;
+#   give an older build its own tree's file). N + a few hundred must fit the
 #   open-file limit (ulimit -n).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,6 +18,8 @@ BUILDS=${BUILDS:-$ROOT/target/release}
 NS=${NS:-2500 5000 10000 15000}
 ROUNDS=${ROUNDS:-2}
 MODES=${MODES:-plain tls}
+# Seconds the sessions stay open before the RSS is read: what quiet sessions give back counts.
+HOLD=${HOLD:-10}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 OUT=${OUT:-/tmp/petrel-idle-sweep}
@@ -29,7 +32,7 @@ port=$(free_port)
 sed -e "s#^data_dir = .*#data_dir = \"$OUT/data\"#" -e 's/^loglevel = .*/loglevel = "warn"/' \
     -e 's/^scram_iterations = .*/scram_iterations = 4096/' -e 's/^idle_timeout = 600 /idle_timeout = 3600 /' \
     -e "s/^port = 5222/port = $port/" -e "s/^port = 5280/port = $(free_port)/" \
-    -e "s/^port = 5281/port = $(free_port)/" "$ROOT/petrel.toml" > "$OUT/petrel.toml"
+    -e "s/^port = 5281/port = $(free_port)/" "${CONFIG:-$ROOT/petrel.toml}" > "$OUT/petrel.toml"
 results=$OUT/results.txt
 : > "$results"
 for _ in $(seq "$ROUNDS"); do
@@ -49,7 +52,7 @@ for _ in $(seq "$ROUNDS"); do
                     exit 1
                 fi
                 per=$(taskset -c "$LOAD_CPU" "$b/petrel-load" idle --server "127.0.0.1:$port" --domain localhost \
-                    --users "$n" --password password --duration 5 --cpus 1 --mech PLAIN --server-pid "$pid" \
+                    --users "$n" --password password --duration "$HOLD" --cpus 1 --mech PLAIN --server-pid "$pid" \
                     "${extra[@]}" 2>&1 | sed -n 's/^server RSS per session: \([0-9]*\) bytes.*/\1/p')
                 kill "$pid" 2>/dev/null || true
                 wait "$pid" 2>/dev/null || true

@@ -26,6 +26,7 @@ pub mod component;
 pub mod config;
 pub mod explain;
 pub mod federation;
+pub mod heap;
 pub mod hooks;
 pub mod jid;
 pub mod local;

@@ -32,6 +32,12 @@ fn main() -> ExitCode {
             None => Some(profiler),
         }
     };
+    // Before the first large allocation: a huge page faulted now would stay (`[shards] huge_pages`
+    // turns them back on when the server starts).
+    // Logging is not set up yet, hence stderr.
+    if let Err(e) = petrel::heap::huge_pages(false) {
+        eprintln!("petrel: could not turn off transparent huge pages: {e}");
+    }
     // Usage errors and --help/--version are handled (and exit) inside clap.
     let cli = petrel::cli::Cli::parse();
     match petrel::cli::run(cli) {

@@ -6,6 +6,24 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     parse_vmrss(&s)
 }
 
+/// The RSS of a server that has finished starting: read every 200 ms until two reads agree within
+/// 256 KiB (at most 10 s). Read at once, it catches a server whose listener is open while its
+/// shards, store threads and tables are still growing (1.7 MB at the port's opening, 25 MB half a
+/// second later), and that growth was charged to the sessions.
+pub fn settled_rss_bytes(pid: u32) -> Option<u64> {
+    let step = std::time::Duration::from_millis(200);
+    let mut last = rss_bytes(pid)?;
+    for _ in 0..50 {
+        std::thread::sleep(step);
+        let now = rss_bytes(pid)?;
+        if now.abs_diff(last) < 256 * 1024 {
+            return Some(now);
+        }
+        last = now;
+    }
+    Some(last)
+}
+
 fn parse_vmrss(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -56,7 +56,7 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
         pep: Default::default(),
         warm: Default::default(),
     });
-    let rss_before = opts.server_pid.and_then(procstat::rss_bytes);
+    let rss_before = opts.server_pid.and_then(procstat::settled_rss_bytes);
     let login_cpu_before = opts.server_pid.and_then(procstat::cpu_seconds);
     let mut handles = Vec::new();
     let ring_depth = petrel::rt::ring_depth(None, plan.cores);

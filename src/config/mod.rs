@@ -171,6 +171,9 @@ pub struct ShardsConfig {
     pub io_memory_kib: usize,
     /// io_uring ring depth per executor; None: the deepest that fits the memlock limit.
     pub ring_depth: Option<usize>,
+    /// Transparent huge pages for the process's memory (off: idle sessions are charged in 4 KiB
+    /// pages, not 2 MiB ones).
+    pub huge_pages: bool,
 }
 
 impl Config {

@@ -154,4 +154,5 @@ pub(super) struct RawShards {
     pub outbox_capacity: Option<Spanned<usize>>,
     pub io_memory_kib: Option<Spanned<usize>>,
     pub ring_depth: Option<Spanned<usize>>,
+    pub huge_pages: Option<bool>,
 }

@@ -77,6 +77,10 @@ fn minimal_config_gets_defaults() {
         c.shards.ring_depth, None,
         "by default the depth follows the memlock limit"
     );
+    assert!(
+        !c.shards.huge_pages,
+        "transparent huge pages are off by default"
+    );
     assert!(c.modules.is_empty());
 }
 
@@ -105,6 +109,7 @@ ring_capacity = 16
 outbox_capacity = 32
 io_memory_kib = 64
 ring_depth = 256
+huge_pages = true
 [modules.ping]
 interval = 60
 [modules.disco]
@@ -127,11 +132,12 @@ interval = 60
     assert_eq!(l.idle_timeout, Duration::from_secs(7));
     assert_eq!(c.shards.count, 3);
     assert_eq!(c.shards.ring_depth, Some(256));
+    assert!(c.shards.huge_pages);
     assert_eq!(c.modules["ping"]["interval"].as_integer(), Some(60));
     assert!(c.modules["disco"].is_empty());
     assert_eq!(
         c.module_location("disco"),
-        Some(Location { line: 26, col: 10 })
+        Some(Location { line: 27, col: 10 })
     );
     assert_eq!(c.module_location("nope"), None);
 }

@@ -412,6 +412,7 @@ fn shards(cx: &Ctx<'_>, raw: RawShards) -> Result<ShardsConfig, ConfigError> {
             None => None,
             some => Some(cx.size(&RING_DEPTH, some)?),
         },
+        huge_pages: raw.huge_pages.unwrap_or(false),
     })
 }
 

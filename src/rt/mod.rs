@@ -213,6 +213,13 @@ impl ShardCtx {
 pub fn serve(config: Config, opts: ServeOptions) -> Result<(), RtError> {
     let flag = ShutdownFlag::default();
     flag.install_signal_handlers().map_err(RtError::Signals)?;
+    // Process-wide, so only for a server process of its own (not for tests serving in-process);
+    // the binary turned them off first thing.
+    if config.shards.huge_pages {
+        if let Err(error) = crate::heap::huge_pages(true) {
+            tracing::warn!(%error, "could not turn transparent huge pages back on");
+        }
+    }
     serve_until(config, opts, flag)
 }
 
