@@ -4,7 +4,8 @@
 /// a few KiB per idle session is backed, and counted, in 2 MiB pages: with the kernel's default
 /// `max_ptes_none` (511), khugepaged collapses a 2 MiB range holding a single touched 4 KiB page
 /// into a huge page, filling the rest, and freed 4 KiB pages inside it cannot be given back.
-/// Fails only on kernels before 3.15; the heap then follows the system's THP setting.
+/// Fails on kernels before 3.15 or where `prctl` is filtered; the heap then follows the system's
+/// THP setting.
 pub fn huge_pages(allowed: bool) -> std::io::Result<()> {
     // SAFETY: PR_SET_THP_DISABLE takes plain integer arguments and touches no memory of ours.
     let r = unsafe {

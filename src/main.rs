@@ -33,8 +33,7 @@ fn main() -> ExitCode {
         }
     };
     // Before the first large allocation: a huge page faulted now would stay (`[shards] huge_pages`
-    // turns them back on when the server starts).
-    // Logging is not set up yet, hence stderr.
+    // turns them back on when the server starts). Logging is not set up yet, hence stderr.
     if let Err(e) = petrel::heap::huge_pages(false) {
         eprintln!("petrel: could not turn off transparent huge pages: {e}");
     }
