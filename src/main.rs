@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// mimalloc: fast, thread-local allocation suits one thread per shard.
+/// mimalloc (2.x, see Cargo.toml): fast, thread-local allocation suits one thread per shard.
 #[cfg(not(feature = "dhat-heap"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
