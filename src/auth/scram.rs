@@ -75,7 +75,7 @@ fn salted_password(alg: HashAlg, password: &[u8], salt: &[u8], iterations: u32) 
     let mut out = vec![0; alg.output_len()];
     match alg {
         HashAlg::Sha1 => pbkdf2::pbkdf2_hmac::<Sha1>(password, salt, iterations, &mut out),
-        HashAlg::Sha256 => pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, iterations, &mut out),
+        HashAlg::Sha256 => out.copy_from_slice(&petrel_pbkdf2::hi(password, salt, iterations)),
     }
     out
 }
