@@ -9,7 +9,8 @@
 #   BUILDS="/tmp/old /tmp/new" loadtest/idle_sweep.sh     # dirs holding petrel and petrel-load
 #
 # Environment: NS="2500 5000 10000 15000" ROUNDS=2 MODES="plain tls" SERVER_CPU=0 LOAD_CPU=1 HOLD=10
-#   BUILDS (default: target/release) OUT=/tmp/petrel-idle-sweep CONFIG=petrel.toml (the module set;
+#   MECH=PLAIN (or SCRAM-SHA-256, what clients use: the client does the hashing, not the store
+#   threads) BUILDS (default: target/release) OUT=/tmp/petrel-idle-sweep CONFIG=petrel.toml (the module set;
 #   give an older build its own tree's file). N + a few hundred must fit the
 #   open-file limit (ulimit -n).
 set -euo pipefail
@@ -20,6 +21,7 @@ ROUNDS=${ROUNDS:-2}
 MODES=${MODES:-plain tls}
 # Seconds the sessions stay open before the RSS is read: what quiet sessions give back counts.
 HOLD=${HOLD:-10}
+MECH=${MECH:-PLAIN}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 OUT=${OUT:-/tmp/petrel-idle-sweep}
@@ -52,7 +54,7 @@ for _ in $(seq "$ROUNDS"); do
                     exit 1
                 fi
                 per=$(taskset -c "$LOAD_CPU" "$b/petrel-load" idle --server "127.0.0.1:$port" --domain localhost \
-                    --users "$n" --password password --duration "$HOLD" --cpus 1 --mech PLAIN --server-pid "$pid" \
+                    --users "$n" --password password --duration "$HOLD" --cpus 1 --mech "$MECH" --scram-cache "$OUT/scram.cache" --server-pid "$pid" \
                     "${extra[@]}" 2>&1 | sed -n 's/^server RSS per session: \([0-9]*\) bytes.*/\1/p')
                 kill "$pid" 2>/dev/null || true
                 wait "$pid" 2>/dev/null || true
