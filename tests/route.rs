@@ -347,3 +347,59 @@ fn presence_flood_is_answered_with_policy_violation() {
     let after = String::from_utf8_lossy(&a.raw[before..]).into_owned();
     assert!(!after.contains("policy-violation"), "{after}");
 }
+
+/// A second `petrel serve` on the same configuration refuses to start: the shards bind with
+/// SO_REUSEPORT, which would otherwise let it take part of the new connections (sessions the first
+/// server cannot see, messages between the halves sent to offline storage). The first server keeps
+/// serving every login.
+#[test]
+fn a_second_server_on_the_same_ports_refuses_to_start() {
+    use std::process::Stdio;
+    use std::time::Instant;
+    let server = Server::start(1, &["alice", "bob"]);
+    let mut second = common::petrel()
+        .args([
+            "serve",
+            "--allow-oversubscribe",
+            "--shards",
+            "1",
+            "--config",
+        ])
+        .arg(&server.config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!(
+                "a second petrel started on port {} beside the first",
+                server.port
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "stderr: {err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{}", server.port)) && err.contains("already in use"),
+        "{err}"
+    );
+    // Every login reaches the one server: each of several pairs can talk.
+    for i in 0..8 {
+        let mut a = server.login("alice", &format!("a{i}"), Some(0));
+        let mut b = server.login("bob", &format!("b{i}"), Some(0));
+        b.sync();
+        a.chat(&format!("bob@localhost/b{i}"), &format!("m{i}"));
+        let m = b.expect("message", |s| s.name() == "message");
+        assert_eq!(body(&m).as_deref(), Some(format!("m{i}").as_str()));
+    }
+}

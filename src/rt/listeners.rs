@@ -1,5 +1,6 @@
 //! Turns `[[listen.c2s]]` sections into the read-only c2s configuration every connection shares.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use crate::c2s::{C2sConfig, TlsMode};
@@ -138,5 +139,157 @@ pub fn component_listener(
             ping_timeout: l.ping_timeout,
             server: server.to_owned(),
         }),
+    }
+}
+
+/// Every address the configuration listens on (ports 0 left out: the OS picks those).
+fn configured_addrs(listen: &config::Listen) -> Vec<SocketAddr> {
+    let at = |ip, port| SocketAddr::new(ip, port);
+    listen
+        .c2s
+        .iter()
+        .map(|l| at(l.ip_address, l.port))
+        .chain(
+            listen
+                .http
+                .iter()
+                .map(|l| at(l.session.ip_address, l.session.port)),
+        )
+        .chain(listen.s2s.iter().map(|l| at(l.ip_address, l.port)))
+        .chain(listen.component.iter().map(|l| at(l.ip_address, l.port)))
+        .filter(|a| a.port() != 0)
+        .collect()
+}
+
+/// Fails with the first configured address some socket already listens on.
+///
+/// The shards bind every address with `SO_REUSEPORT`, and the kernel lets any process of the same
+/// user join such a group: a second `petrel serve` on the same ports would start without an error
+/// and take part of the new connections, its sessions invisible to the first server (messages
+/// between the two halves would go to offline storage). A test bind without `SO_REUSEPORT` would
+/// also trip over the connections a restarted server left in TIME_WAIT, so the kernel's own table
+/// of listening sockets (`/proc/net/tcp`, `/proc/net/tcp6`) is read instead. Unreadable tables
+/// (no procfs) check nothing.
+pub fn ensure_free(listen: &config::Listen) -> Result<(), SocketAddr> {
+    let addrs = configured_addrs(listen);
+    if addrs.is_empty() {
+        return Ok(());
+    }
+    let listening: Vec<SocketAddr> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .flat_map(|table| listening_sockets(&table))
+        .collect();
+    match addrs
+        .into_iter()
+        .find(|a| listening.iter().any(|l| overlaps(*a, *l)))
+    {
+        Some(taken) => Err(taken),
+        None => Ok(()),
+    }
+}
+
+/// The local addresses of the sockets in state LISTEN in a `/proc/net/tcp{,6}` table.
+fn listening_sockets(table: &str) -> Vec<SocketAddr> {
+    /// `st` of a listening socket (`TCP_LISTEN`).
+    const LISTEN: &str = "0A";
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let local = fields.nth(1)?;
+            let state = fields.nth(1)?;
+            (state == LISTEN).then(|| parse_proc_addr(local)).flatten()
+        })
+        .collect()
+}
+
+/// `0100007F:1466` (IPv4) or 32 hex digits and a port (IPv6): the address words in host byte
+/// order, the port in hex.
+fn parse_proc_addr(s: &str) -> Option<SocketAddr> {
+    let (ip, port) = s.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let word = |h: &str| u32::from_str_radix(h, 16).ok().map(u32::to_le_bytes);
+    let ip = match ip.len() {
+        8 => IpAddr::from(word(ip)?),
+        32 => {
+            let mut b = [0u8; 16];
+            for (i, chunk) in b.chunks_exact_mut(4).enumerate() {
+                chunk.copy_from_slice(&word(ip.get(i * 8..i * 8 + 8)?)?);
+            }
+            IpAddr::from(b)
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// Whether a listener on `a` and one on `b` would share connections: same port, and the same
+/// address or a wildcard on either side (IPv4-mapped IPv6 compared as IPv4; a `::` listener takes
+/// IPv4 too unless the system says `bindv6only`, so it counts as a wildcard for both).
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    let canon = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    let (x, y) = (canon(a.ip()), canon(b.ip()));
+    a.port() == b.port() && (x.is_unspecified() || y.is_unspecified() || x == y)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_listening_sockets_from_proc_tables() {
+        let v4 = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1466 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0
+   1: 0100007F:1466 0100007F:C350 06 00000000:00000000 03:00000C0A 00000000     0        0 0 3 0
+   2: 00000000:14A0 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1 0 100 0 0 10 0
+";
+        let got = listening_sockets(v4);
+        assert_eq!(
+            got,
+            vec![
+                "127.0.0.1:5222".parse::<SocketAddr>().unwrap(),
+                "0.0.0.0:5280".parse().unwrap()
+            ]
+        );
+        let v6 =
+            "  sl  local_address                         remote_address                        st
+   0: 00000000000000000000000001000000:1467 00000000000000000000000000000000:0000 0A 0
+   1: 0000000000000000FFFF00000100007F:1468 00000000000000000000000000000000:0000 0A 0
+";
+        assert_eq!(
+            listening_sockets(v6),
+            vec![
+                "[::1]:5223".parse::<SocketAddr>().unwrap(),
+                "[::ffff:127.0.0.1]:5224".parse().unwrap()
+            ]
+        );
+    }
+
+    #[test]
+    fn wildcards_and_mapped_addresses_overlap() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(overlaps(a("127.0.0.1:5222"), a("127.0.0.1:5222")));
+        assert!(overlaps(a("127.0.0.1:5222"), a("0.0.0.0:5222")));
+        assert!(overlaps(a("0.0.0.0:5222"), a("10.0.0.1:5222")));
+        assert!(overlaps(a("127.0.0.1:5222"), a("[::]:5222")));
+        assert!(overlaps(a("127.0.0.1:5222"), a("[::ffff:127.0.0.1]:5222")));
+        assert!(!overlaps(a("127.0.0.1:5222"), a("127.0.0.2:5222")));
+        assert!(!overlaps(a("127.0.0.1:5222"), a("127.0.0.1:5223")));
+    }
+
+    #[test]
+    fn a_listening_socket_is_found_and_a_closed_one_is_not() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = held.local_addr().unwrap();
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+        assert!(listening_sockets(&table).contains(&addr));
+        drop(held);
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+        assert!(!listening_sockets(&table).contains(&addr));
     }
 }

@@ -92,6 +92,9 @@ pub enum RtError {
         /// OS error.
         source: std::io::Error,
     },
+    /// Something, another petrel perhaps, already listens on a configured address.
+    #[error("cannot listen on {0}: the address is already in use (is another petrel serving this configuration?)")]
+    AddrInUse(SocketAddr),
     /// A shard thread panicked or failed.
     #[error("shard {0} failed: {1}")]
     Shard(usize, String),
@@ -238,6 +241,7 @@ pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Re
     }
     crate::modules::check(&config)?;
     let modules = crate::modules::c2s_options(&config)?;
+    listeners::ensure_free(&config.listen).map_err(RtError::AddrInUse)?;
     let config = Arc::new(config);
     let off_shard = OffShard {
         store: StorePool::start_backend(

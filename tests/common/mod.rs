@@ -37,9 +37,9 @@ fn http_table(http: u16, extra: &str) -> String {
 
 /// A free TCP port on loopback, reserved for this process: free when bound then released, and
 /// locked (flock on a file per port, held until the process exits) so that no other test
-/// process running at the same time takes it too. petrel binds with SO_REUSEPORT, so two servers
-/// on one port would both start and share its connections: a client could reach the wrong
-/// server (foreign XML, missing counters, failed dialback).
+/// process running at the same time takes it too. petrel binds with SO_REUSEPORT; it refuses to
+/// start on a port something listens on, but two servers starting at the same instant could still
+/// both pass that check and share the port's connections (foreign XML, failed dialback).
 pub fn free_port() -> u16 {
     use std::os::fd::AsRawFd;
     static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
