@@ -45,14 +45,7 @@ for _ in $(seq "$ROUNDS"); do
             for n in $NS; do
                 rm -rf "$OUT/data"
                 "$b/petrel" user add-range --count "$n" localhost password --config "$OUT/petrel.toml" >/dev/null 2>&1
-                taskset -c "$SERVER_CPU" "$b/petrel" serve --config "$OUT/petrel.toml" --shards 1 \
-                    --allow-oversubscribe > "$OUT/serve.log" 2>&1 &
-                pid=$!
-                if ! wait_port "$port"; then
-                    echo "petrel ($b) did not start: see $OUT/serve.log" >&2
-                    kill "$pid" 2>/dev/null || true
-                    exit 1
-                fi
+                serve_pinned "$b/petrel" "$SERVER_CPU" 1 "$OUT/petrel.toml" "$OUT/serve.log" "$port"
                 per=$(taskset -c "$LOAD_CPU" "$b/petrel-load" idle --server "127.0.0.1:$port" --domain localhost \
                     --users "$n" --password password --duration "$HOLD" --cpus 1 --mech "$MECH" --scram-cache "$OUT/scram.cache" --server-pid "$pid" \
                     "${extra[@]}" 2>&1 | sed -n 's/^server RSS per session: \([0-9]*\) bytes.*/\1/p')

@@ -33,3 +33,31 @@ handlers = ["websocket"]
 CONF
     fi
 }
+
+# chat_modules DIR: appends to DIR/petrel.toml the modules a chat client's session uses (ping,
+# roster, presence, stream management, offline): the login and scaling benchmarks' module set.
+chat_modules() {
+    cat >> "$1/petrel.toml" <<CONF
+[modules.ping]
+[modules.roster]
+[modules.presence]
+[modules.stream_management]
+[modules.offline]
+CONF
+}
+
+# json_field FILE KEY: one top-level value of a petrel-load JSON report ("" when absent or null).
+json_field() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); v=r.get(sys.argv[2]); print("" if v is None else v)' "$1" "$2"; }
+
+# serve_pinned PETREL CPUS SHARDS CONFIG LOG PORT: starts `PETREL serve` on CPUS (taskset) with
+# SHARDS shards, its output in LOG, and sets $pid; exits the script when nothing listens on loopback
+# PORT within 20 s (a server that cannot start gets no figures).
+serve_pinned() {
+    taskset -c "$2" "$1" serve --config "$4" --shards "$3" --allow-oversubscribe > "$5" 2>&1 &
+    pid=$!
+    if ! wait_port "$6"; then
+        echo "petrel ($1, $3 shard(s) on CPU $2) did not start: see $5" >&2
+        kill "$pid" 2>/dev/null || true
+        exit 1
+    fi
+}

@@ -32,18 +32,11 @@ mkdir -p "$OUT"
 port=$(free_port)
 petrel_config "$OUT" "$port"
 sed -i "s/^scram_iterations = .*/scram_iterations = $ITERATIONS/" "$OUT/petrel.toml"
-cat >> "$OUT/petrel.toml" <<CONF
-[modules.ping]
-[modules.roster]
-[modules.presence]
-[modules.stream_management]
-[modules.offline]
-CONF
+chat_modules "$OUT"
 most=$(( PLAIN_USERS > SCRAM_USERS ? PLAIN_USERS : SCRAM_USERS ))
 # One user store for every build: the first build's `user add-range` writes it.
 first=${BUILDS%% *}
 "$first/petrel" user add-range --count "$most" localhost password --config "$OUT/petrel.toml" >/dev/null
-field() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); v=r.get(sys.argv[2]); print("" if v is None else v)' "$1" "$2"; }
 declare -A per_cpu=() wall=()
 for r in $(seq "$ROUNDS"); do
     for mech in $MECHS; do
@@ -52,14 +45,7 @@ for r in $(seq "$ROUNDS"); do
         for b in $BUILDS; do
             key="$b $mech"
             tag="$(basename "$b")-$mech-$r"
-            taskset -c "$SERVER_CPU" "$b/petrel" serve --config "$OUT/petrel.toml" --shards 1 \
-                --allow-oversubscribe > "$OUT/server-$tag.log" 2>&1 &
-            pid=$!
-            if ! wait_port "$port"; then
-                echo "petrel ($b) did not start: see $OUT/server-$tag.log" >&2
-                kill "$pid" 2>/dev/null || true
-                exit 1
-            fi
+            serve_pinned "$b/petrel" "$SERVER_CPU" 1 "$OUT/petrel.toml" "$OUT/server-$tag.log" "$port"
             storm() {
                 "$b/petrel-load" connect --server "127.0.0.1:$port" --domain localhost --users "$users" \
                     --password password --cpus "$LOAD_CPUS" --mech "$mech" --scram-cache "$OUT/scram.cache" \
@@ -69,9 +55,9 @@ for r in $(seq "$ROUNDS"); do
             storm "$OUT/$tag.json" || true
             kill "$pid"
             wait "$pid" 2>/dev/null || true
-            ok=$(field "$OUT/$tag.json" connected)
-            rate=$(field "$OUT/$tag.json" logins_per_s)
-            cpu=$(field "$OUT/$tag.json" login_server_cpu_s)
+            ok=$(json_field "$OUT/$tag.json" connected)
+            rate=$(json_field "$OUT/$tag.json" logins_per_s)
+            cpu=$(json_field "$OUT/$tag.json" login_server_cpu_s)
             if [ "$ok" != "$users" ] || [ -z "$cpu" ]; then
                 echo "round $r, $mech, $b: $ok of $users logged in (see $OUT/$tag.txt)" >&2
                 exit 1

@@ -32,35 +32,21 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 port=$(free_port)
 petrel_config "$OUT" "$port"
-cat >> "$OUT/petrel.toml" <<CONF
-[modules.ping]
-[modules.roster]
-[modules.presence]
-[modules.stream_management]
-[modules.offline]
-CONF
-field() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); v=r.get(sys.argv[2]); print("" if v is None else v)' "$1" "$2"; }
+chat_modules "$OUT"
 "$PETREL" user add-range --count "$USERS" localhost password --config "$OUT/petrel.toml" >/dev/null
 declare -A eff=()
 for r in $(seq "$ROUNDS"); do
     for c in $CONFIGS; do
         n=${c%%:*}
         cpus=${c#*:}
-        taskset -c "$cpus" "$PETREL" serve --config "$OUT/petrel.toml" --shards "$n" --allow-oversubscribe \
-            > "$OUT/server-$c-$r.log" 2>&1 &
-        pid=$!
-        if ! wait_port "$port"; then
-            echo "petrel ($n shards on CPU $cpus) did not start: see $OUT/server-$c-$r.log" >&2
-            kill "$pid" 2>/dev/null || true
-            exit 1
-        fi
+        serve_pinned "$PETREL" "$cpus" "$n" "$OUT/petrel.toml" "$OUT/server-$c-$r.log" "$port"
         "$LOAD" "$SCENARIO" --server "127.0.0.1:$port" --users "$USERS" --duration "$DURATION" \
             --interval-ms "$INTERVAL_MS" --window "$WINDOW" --cpus "$LOAD_CPUS" --server-pid "$pid" \
             --quiet --json "$OUT/$c-$r.json" > "$OUT/$c-$r.txt" 2>&1 || true
         kill "$pid"
         wait "$pid" 2>/dev/null || true
-        rate=$(field "$OUT/$c-$r.json" msgs_per_s)
-        cores=$(field "$OUT/$c-$r.json" server_cpu_cores)
+        rate=$(json_field "$OUT/$c-$r.json" msgs_per_s)
+        cores=$(json_field "$OUT/$c-$r.json" server_cpu_cores)
         p99=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["delivery_latency_us"]["p99"])' "$OUT/$c-$r.json")
         e=$(awk -v a="$rate" -v c="$cores" 'BEGIN { if (c > 0) printf "%.0f", a / c; else print 0 }')
         eff[$c]="${eff[$c]:-} $e"

@@ -357,15 +357,8 @@ fn a_second_server_on_the_same_ports_refuses_to_start() {
     use std::process::Stdio;
     use std::time::Instant;
     let server = Server::start(1, &["alice", "bob"]);
-    let mut second = common::petrel()
-        .args([
-            "serve",
-            "--allow-oversubscribe",
-            "--shards",
-            "1",
-            "--config",
-        ])
-        .arg(&server.config)
+    let mut second = server
+        .serve_command(1)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

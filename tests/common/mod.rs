@@ -195,17 +195,24 @@ allow_plaintext_on_loopback = true
         Self::start_with(shards, users, "", "")
     }
 
+    /// `petrel serve` with this server's configuration and `shards` shards, not yet started.
+    pub fn serve_command(&self, shards: usize) -> Command {
+        let mut cmd = petrel();
+        cmd.args([
+            "serve",
+            "--allow-oversubscribe",
+            "--shards",
+            &shards.to_string(),
+            "--config",
+        ])
+        .arg(&self.config);
+        cmd
+    }
+
     /// (Re)starts the process and waits until the port accepts connections.
     pub fn spawn(&mut self, shards: usize) {
-        let child = petrel()
-            .args([
-                "serve",
-                "--allow-oversubscribe",
-                "--shards",
-                &shards.to_string(),
-                "--config",
-            ])
-            .arg(&self.config)
+        let child = self
+            .serve_command(shards)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
