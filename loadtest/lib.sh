@@ -61,3 +61,8 @@ serve_pinned() {
         exit 1
     fi
 }
+
+# median "N N N ...": the middle value of a space-separated list of numbers (the lower one of the
+# two middles for an even count).
+# shellcheck disable=SC2086
+median() { printf '%s\n' $1 | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }

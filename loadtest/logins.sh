@@ -70,11 +70,9 @@ for r in $(seq "$ROUNDS"); do
         done
     done
 done
-# shellcheck disable=SC2086
-med() { printf '%s\n' $1 | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 for mech in $MECHS; do
     for b in $BUILDS; do
         key="$b $mech"
-        echo "$mech, $b: logins per server CPU-second${per_cpu[$key]} (median $(med "${per_cpu[$key]}")); wall logins/s${wall[$key]}"
+        echo "$mech, $b: logins per server CPU-second${per_cpu[$key]} (median $(median "${per_cpu[$key]}")); wall logins/s${wall[$key]}"
     done
 done

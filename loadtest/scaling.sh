@@ -54,12 +54,10 @@ for r in $(seq "$ROUNDS"); do
             "$r" "$n" "$cpus" "$rate" "$cores" "$e" "$p99" "$(cut -d' ' -f1 /proc/loadavg)"
     done
 done
-# shellcheck disable=SC2086
-med() { printf '%s\n' $1 | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 first=${CONFIGS%% *}
-base=$(med "${eff[$first]}")
+base=$(median "${eff[$first]}")
 for c in $CONFIGS; do
-    m=$(med "${eff[$c]}")
+    m=$(median "${eff[$c]}")
     awk -v c="$c" -v l="${eff[$c]}" -v m="$m" -v b="$base" \
         'BEGIN { printf "%s (shards:CPUs): msg per server CPU-second%s; median %d = %.2f of %s\n", c, l, m, (b > 0 ? m / b : 0), "'"$first"'" }'
 done

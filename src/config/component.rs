@@ -191,9 +191,9 @@ pub(super) fn listeners(
             None => DEFAULT_PORT,
         };
         let ip_address = r.ip_address.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        let clash = taken.iter().any(|&(ip, p)| {
-            p == port && (ip == ip_address || ip.is_unspecified() || ip_address.is_unspecified())
-        });
+        let clash = taken
+            .iter()
+            .any(|&(ip, p)| p == port && super::addrs_overlap(ip, ip_address));
         if clash {
             return Err(cx.err(
                 &span,

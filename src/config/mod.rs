@@ -14,6 +14,8 @@ mod throttle;
 mod types;
 mod validate;
 
+pub use validate::addrs_overlap;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

@@ -345,7 +345,7 @@ fn listeners(cx: &Ctx<'_>, raw: RawListen) -> Result<Listen, ConfigError> {
 }
 
 /// Two binds on one port collide when the addresses are equal or either is a wildcard.
-fn addrs_overlap(a: IpAddr, b: IpAddr) -> bool {
+pub fn addrs_overlap(a: IpAddr, b: IpAddr) -> bool {
     a == b || a.is_unspecified() || b.is_unspecified()
 }
 

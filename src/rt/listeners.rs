@@ -142,7 +142,7 @@ pub fn component_listener(
     }
 }
 
-/// Every address the configuration listens on (ports 0 left out: the OS picks those).
+/// Every address the configuration listens on (the config refuses port 0 for every listener).
 fn configured_addrs(listen: &config::Listen) -> Vec<SocketAddr> {
     let at = |ip, port| SocketAddr::new(ip, port);
     listen
@@ -157,7 +157,6 @@ fn configured_addrs(listen: &config::Listen) -> Vec<SocketAddr> {
         )
         .chain(listen.s2s.iter().map(|l| at(l.ip_address, l.port)))
         .chain(listen.component.iter().map(|l| at(l.ip_address, l.port)))
-        .filter(|a| a.port() != 0)
         .collect()
 }
 
@@ -225,16 +224,16 @@ fn parse_proc_addr(s: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-/// Whether a listener on `a` and one on `b` would share connections: same port, and the same
-/// address or a wildcard on either side (IPv4-mapped IPv6 compared as IPv4; a `::` listener takes
-/// IPv4 too unless the system says `bindv6only`, so it counts as a wildcard for both).
+/// Whether a listener on `a` and one on `b` would share connections: the config's rule for two
+/// listeners ([`config::addrs_overlap`]), with the kernel's IPv4-mapped IPv6 addresses compared as
+/// IPv4 (a `::` listener takes IPv4 too unless the system says `bindv6only`, so it counts as a
+/// wildcard for both).
 fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
     let canon = |ip: IpAddr| match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
     };
-    let (x, y) = (canon(a.ip()), canon(b.ip()));
-    a.port() == b.port() && (x.is_unspecified() || y.is_unspecified() || x == y)
+    a.port() == b.port() && config::addrs_overlap(canon(a.ip()), canon(b.ip()))
 }
 
 #[cfg(test)]
