@@ -92,6 +92,9 @@ bitflags::bitflags! {
         const CQSIZE    = 1 << 3;
         const CLAMP     = 1 << 4;
         const ATTACH_WQ = 1 << 5;
+        /// Do not interrupt a task running in user space to post completions: they are posted at
+        /// its next kernel entry (a sleeping task is still woken). Linux 5.19 and later.
+        const COOP_TASKRUN = 1 << 8;
     }
 }
 

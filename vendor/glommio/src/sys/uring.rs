@@ -896,6 +896,25 @@ struct SleepableRing {
     in_kernel: usize,
 }
 
+/// The main ring asks the kernel not to interrupt the executor with an IPI for every completion
+/// that arrives while it runs (`IORING_SETUP_COOP_TASKRUN`): the executor enters the kernel often
+/// (every submission, every socket read and write), and completions are posted then; a sleeping
+/// executor is still woken. The latency ring keeps the default, so that its preemption timer
+/// interrupts a task that makes no system call. Kernels before 5.19 refuse the flag: then the
+/// ring is made without it.
+fn new_sleepable_ring(entries: u32, name: &str) -> io::Result<iou::IoUring> {
+    if name == "main" {
+        if let Ok(ring) = iou::IoUring::new_with_flags(
+            entries,
+            iou::SetupFlags::COOP_TASKRUN,
+            iou::SetupFeatures::empty(),
+        ) {
+            return Ok(ring);
+        }
+    }
+    iou::IoUring::new(entries)
+}
+
 impl SleepableRing {
     fn new(
         size: usize,
@@ -905,7 +924,7 @@ impl SleepableRing {
     ) -> io::Result<Self> {
         assert!(*IO_URING_RECENT_ENOUGH);
         Ok(SleepableRing {
-            ring: iou::IoUring::new(size as _)?,
+            ring: new_sleepable_ring(size as _, name)?,
             size,
             submission_queue: UringQueueState::with_capacity(size * 4),
             name,
