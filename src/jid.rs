@@ -675,6 +675,11 @@ mod tests {
             "\u{3a3}.example",
             "juliet@example.com/\u{3a3}",
             "b\u{fc}cher.example",
+            // c2s reuses a session's last prepared `to` when the next one is written the same way.
+            "JuLiEt@ExAmPle.COM/Balcony",
+            "\u{ff4a}uliet@example.com",
+            "B\u{dc}CHER.example./R\u{e9}sum\u{e9}",
+            "\u{3a3}\u{3c3}\u{3c2}@example.com",
         ] {
             let j = Jid::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
             assert_eq!(Jid::parse(j.as_str()).as_ref(), Ok(&j), "{s}");
