@@ -19,6 +19,9 @@ pub struct Stanza {
     default_ns: &'static str,
     /// Stream-header prefix bindings, kept only when the stanza uses one.
     outer: Option<Arc<Outer>>,
+    /// [`Stanza::kind`], computed whenever the index or the inherited namespace is set: the route
+    /// asks for it many times per stanza (2-3 % of a shard's samples when it was computed each time).
+    kind: StanzaKind,
 }
 
 /// The routing class of a stanza.
@@ -42,12 +45,30 @@ impl Stanza {
         default_ns: &'static str,
         outer: Option<Arc<Outer>>,
     ) -> Stanza {
+        Stanza::assemble(bytes, idx, default_ns, outer)
+    }
+
+    /// The one place a stanza is made: its kind is computed from the parts.
+    fn assemble(
+        bytes: Vec<u8>,
+        idx: Index,
+        default_ns: &'static str,
+        outer: Option<Arc<Outer>>,
+    ) -> Stanza {
+        let kind = compute_kind(&bytes, &idx, default_ns);
         Stanza {
             bytes,
             idx,
             default_ns,
             outer,
+            kind,
         }
+    }
+
+    /// Sets the index anew (after an edit that may move every range) and the kind with it.
+    fn set_index(&mut self, idx: Index) {
+        self.kind = compute_kind(&self.bytes, &idx, self.default_ns);
+        self.idx = idx;
     }
 
     /// Parses one complete element (for internally built stanzas and tests), with the same checks
@@ -63,12 +84,7 @@ impl Stanza {
     /// Indexes `bytes` as a stanza of a `jabber:client` stream without header prefixes.
     fn client(bytes: Vec<u8>, limits: &Limits) -> Result<Stanza, XmlError> {
         let idx = index(&bytes, limits, &[])?;
-        Ok(Stanza {
-            bytes,
-            idx,
-            default_ns: ns::CLIENT,
-            outer: None,
-        })
+        Ok(Stanza::assemble(bytes, idx, ns::CLIENT, None))
     }
 
     /// True when the bytes alone index back to this stanza ([`Stanza::reindex`]): its inherited
@@ -106,21 +122,11 @@ impl Stanza {
     /// message/presence/iq when unprefixed and in the content namespace (no `xmlns`, or
     /// `xmlns` equal to `jabber:client` or to the stream's default namespace).
     pub fn kind(&self) -> StanzaKind {
-        if self.idx.colon.is_some() {
-            return StanzaKind::Other;
-        }
-        if let Some(x) = self.idx.xmlns {
-            let v = x.value.of(&self.bytes);
-            if v != ns::CLIENT.as_bytes() && v != self.default_ns.as_bytes() {
-                return StanzaKind::Other;
-            }
-        }
-        match self.idx.name.of(&self.bytes) {
-            b"message" => StanzaKind::Message,
-            b"presence" => StanzaKind::Presence,
-            b"iq" => StanzaKind::Iq,
-            _ => StanzaKind::Other,
-        }
+        debug_assert_eq!(
+            self.kind,
+            compute_kind(&self.bytes, &self.idx, self.default_ns)
+        );
+        self.kind
     }
 
     /// The element's own `xmlns` attribute as written (namespace names never need escaping in practice).
@@ -286,6 +292,7 @@ impl Stanza {
                 self.remove_attr("xmlns");
             }
             self.default_ns = ns::CLIENT;
+            self.kind = compute_kind(&self.bytes, &self.idx, self.default_ns);
         }
         self
     }
@@ -299,7 +306,7 @@ impl Stanza {
         if name == "xmlns" || name.starts_with("xmlns:") {
             // Namespace changes can move every resolution: rebuild the index (rare).
             if let Ok(idx) = index(&self.bytes, &Limits::default(), self.outer_ref()) {
-                self.idx = idx;
+                self.set_index(idx);
             }
             return;
         }
@@ -346,7 +353,7 @@ impl Stanza {
                 },
                 self.outer_ref(),
             ) {
-                self.idx = idx;
+                self.set_index(idx);
             }
         }
     }
@@ -374,12 +381,26 @@ impl Stanza {
             tracing::error!(error = %e, name = %el.name, "server-built element does not parse");
             Index::default()
         });
-        Stanza {
-            bytes: out,
-            idx,
-            default_ns: ns::CLIENT,
-            outer: None,
+        Stanza::assemble(out, idx, ns::CLIENT, None)
+    }
+}
+
+/// message/presence/iq when unprefixed and in the content namespace (see [`Stanza::kind`]).
+fn compute_kind(bytes: &[u8], idx: &Index, default_ns: &str) -> StanzaKind {
+    if idx.colon.is_some() {
+        return StanzaKind::Other;
+    }
+    if let Some(x) = idx.xmlns {
+        let v = x.value.of(bytes);
+        if v != ns::CLIENT.as_bytes() && v != default_ns.as_bytes() {
+            return StanzaKind::Other;
         }
+    }
+    match idx.name.of(bytes) {
+        b"message" => StanzaKind::Message,
+        b"presence" => StanzaKind::Presence,
+        b"iq" => StanzaKind::Iq,
+        _ => StanzaKind::Other,
     }
 }
 
