@@ -514,7 +514,7 @@ impl C2s {
         if sm.unacked_len() > 0 {
             write_r(&mut self.out);
         }
-        self.auth = Auth::Bound(jid);
+        self.bound(jid);
         self.auth_deadline = None;
         self.sm = Some(sm);
         self.run();

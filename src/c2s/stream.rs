@@ -318,7 +318,7 @@ impl C2s {
         match r {
             Ok(jid) => {
                 reply::write_bind_result(&mut self.out, id.as_deref(), jid.as_str());
-                self.auth = Auth::Bound(jid);
+                self.bound(jid);
                 self.auth_deadline = None;
             }
             Err(e) => reply::write_iq_error(&mut self.out, id.as_deref(), e.condition()),
@@ -423,6 +423,14 @@ impl C2s {
             }
         }
         self.run();
+    }
+
+    /// The stream is bound to `jid` (a bind or a resumption): every stanza it sends from now on is
+    /// stamped with it, so the scanner leaves room for ` from='JID'` in each.
+    pub(super) fn bound(&mut self, jid: FullJid) {
+        self.scanner
+            .set_headroom(jid.as_str().len() + " from=''".len());
+        self.auth = Auth::Bound(jid);
     }
 
     /// Input that may wait for the driver before the stream errors out.

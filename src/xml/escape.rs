@@ -16,11 +16,16 @@ static NEEDS_ESCAPE: [bool; 256] = {
     t
 };
 
+/// Whether [`escape_attr_into`] would change `s`.
+pub fn needs_escape(s: &str) -> bool {
+    s.bytes().any(|b| NEEDS_ESCAPE[usize::from(b)])
+}
+
 /// Appends `s` escaped for use inside a single- or double-quoted attribute value.
 pub fn escape_attr_into(s: &str, out: &mut Vec<u8>) {
     let bytes = s.as_bytes();
     // Most values (every stamped `from` JID) need no escaping: one table pass, one copy.
-    if !bytes.iter().any(|&b| NEEDS_ESCAPE[usize::from(b)]) {
+    if !needs_escape(s) {
         out.extend_from_slice(bytes);
         return;
     }

@@ -104,6 +104,9 @@ pub struct Scanner {
     /// True while inside a run of whitespace already reported.
     ws_run: bool,
     dead: Option<XmlError>,
+    /// Spare capacity each stanza copied out of the read buffer gets, so that the edit it is about
+    /// to get (c2s stamps every stanza's `from`) fits without a second buffer ([`Self::set_headroom`]).
+    headroom: u16,
 }
 
 impl Scanner {
@@ -122,7 +125,14 @@ impl Scanner {
             stream_name: b"",
             ws_run: false,
             dead: None,
+            headroom: 0,
         }
+    }
+
+    /// Gives every stanza copied out of the read buffer `bytes` of spare capacity (c2s: room to
+    /// stamp the bound JID as `from` in place).
+    pub fn set_headroom(&mut self, bytes: usize) {
+        self.headroom = u16::try_from(bytes).unwrap_or(u16::MAX);
     }
 
     /// Appends bytes received from the peer.
@@ -343,7 +353,9 @@ impl Scanner {
             // The buffer holds exactly this stanza (the common one-read-one-stanza case): hand it over.
             std::mem::take(&mut self.buf)
         } else {
-            window[..end].to_vec()
+            let mut v = Vec::with_capacity(end + usize::from(self.headroom));
+            v.extend_from_slice(&window[..end]);
+            v
         };
         self.head += end;
         if self.buf.is_empty() {

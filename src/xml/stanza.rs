@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::chars::{as_str, check_chars, unescape_attr};
 use super::elem::{ns_name, AttrRef, Ctx, ElemScan, Index, NoSink, Outer};
-use super::escape::escape_attr_into;
+use super::escape::{escape_attr_into, needs_escape};
 use super::tag::{attrs_of, Span};
 use super::tree::{self, Element};
 use super::{Limits, XmlError};
@@ -236,6 +236,9 @@ impl Stanza {
     }
 
     fn set_attr(&mut self, existing: Option<AttrRef>, name: &str, value: &str) -> AttrRef {
+        if let Some(r) = self.set_attr_in_place(existing, name, value) {
+            return r;
+        }
         // The edited stanza is assembled in one buffer of its final size (every routed stanza gets
         // a `from`): one allocation and one copy, not a splice that grows and shifts the old one.
         let old = &self.bytes;
@@ -279,6 +282,70 @@ impl Stanza {
                     full: Span::new(at, at + inserted),
                     value: Span::new(vstart, vend),
                 }
+            }
+        }
+    }
+
+    /// [`Self::set_attr`] within the buffer's spare capacity (the scanner leaves room for the
+    /// stamped `from`, see `Scanner::set_headroom`): the tail moves, nothing is allocated. `None`,
+    /// with nothing changed, when the edit does not fit or the value needs escaping.
+    fn set_attr_in_place(
+        &mut self,
+        existing: Option<AttrRef>,
+        name: &str,
+        value: &str,
+    ) -> Option<AttrRef> {
+        if needs_escape(value) {
+            return None;
+        }
+        let v = value.as_bytes();
+        let n = self.bytes.len();
+        match existing {
+            Some(r) => {
+                let (s, e) = (r.value.start as usize, r.value.end as usize);
+                let new_len = n - (e - s) + v.len();
+                if new_len > self.bytes.capacity() {
+                    return None;
+                }
+                if new_len > n {
+                    self.bytes.resize(new_len, 0);
+                }
+                self.bytes.copy_within(e..n, s + v.len());
+                self.bytes.truncate(new_len);
+                self.bytes[s..s + v.len()].copy_from_slice(v);
+                let value_end = s + v.len();
+                self.idx.shift(r.value.end, value_end as i64 - e as i64);
+                // An empty old value starts at the edit's end, so it was shifted too: pin it.
+                let value = Span::new(s, value_end);
+                Some(AttrRef {
+                    full: Span {
+                        start: r.full.start,
+                        end: value.end + 1,
+                    },
+                    value,
+                })
+            }
+            None => {
+                let at = self.idx.name.end as usize;
+                // ` name='value'`
+                let inserted = name.len() + v.len() + 4;
+                if n + inserted > self.bytes.capacity() {
+                    return None;
+                }
+                self.bytes.resize(n + inserted, 0);
+                self.bytes.copy_within(at..n, at + inserted);
+                let slot = &mut self.bytes[at..at + inserted];
+                slot[0] = b' ';
+                slot[1..=name.len()].copy_from_slice(name.as_bytes());
+                slot[name.len() + 1..name.len() + 3].copy_from_slice(b"='");
+                let vstart = at + name.len() + 3;
+                slot[name.len() + 3..inserted - 1].copy_from_slice(v);
+                slot[inserted - 1] = b'\'';
+                self.idx.shift(at as u32, inserted as i64);
+                Some(AttrRef {
+                    full: Span::new(at, at + inserted),
+                    value: Span::new(vstart, vstart + v.len()),
+                })
             }
         }
     }

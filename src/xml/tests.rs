@@ -540,6 +540,72 @@ fn set_from_and_set_to_in_place() {
 }
 
 #[test]
+fn stamping_within_spare_capacity_edits_the_same_bytes_without_a_new_buffer() {
+    for input in [
+        "<message to='a@x' from='old@y' type='chat'><body>hi &amp; bye</body></message>",
+        "<message from=\"a-much-longer-old-value@example.org/r\" to=\"a@x\"><body/></message>",
+        "<message><body/></message>",
+        "<message/>",
+        "<message from=''\n/>",
+        "<iq type='get' id='1'><query xmlns='jabber:iq:roster'/></iq>",
+    ] {
+        for (from, to) in [("new@y/r", "b@x"), ("s", "bob@example.com/phone"), ("", "")] {
+            let mut tight = one(input);
+            let mut roomy = Vec::with_capacity(input.len() + 64);
+            roomy.extend_from_slice(input.as_bytes());
+            let mut roomy = Stanza::parse(roomy).unwrap();
+            let at = roomy.bytes().as_ptr();
+            for st in [&mut tight, &mut roomy] {
+                st.set_from(from);
+                st.set_to(to);
+            }
+            assert_eq!(roomy.bytes(), tight.bytes(), "{input} {from} {to}");
+            assert_eq!(roomy.bytes().as_ptr(), at, "{input}: edited in place");
+            let re = one(std::str::from_utf8(roomy.bytes()).unwrap());
+            let seen = |s: &Stanza| {
+                (
+                    s.from().map(|v| v.into_owned()),
+                    s.to().map(|v| v.into_owned()),
+                    s.type_().map(|v| v.into_owned()),
+                    s.id().map(|v| v.into_owned()),
+                    s.child_name().map(str::to_owned),
+                    s.kind(),
+                )
+            };
+            assert_eq!(seen(&roomy), seen(&re), "{input} {from} {to}");
+            assert_eq!(roomy.from().as_deref(), Some(from));
+        }
+    }
+    // A value that needs escaping, or an edit larger than the room, takes a new buffer.
+    let mut roomy = Vec::with_capacity(64);
+    roomy.extend_from_slice(b"<message/>");
+    let mut st = Stanza::parse(roomy).unwrap();
+    st.set_from("o'neil@x");
+    assert_eq!(st.bytes(), b"<message from='o&apos;neil@x'/>");
+    st.set_to(&"x".repeat(100));
+    assert_eq!(st.to().unwrap().len(), 100);
+}
+
+#[test]
+fn a_scanner_with_headroom_leaves_room_to_stamp_from() {
+    let mut sc = Scanner::new(Limits::default(), ns::CLIENT);
+    sc.set_headroom("romeo@example.com/balcony".len() + " from=''".len());
+    sc.feed(HEADER.as_bytes());
+    sc.feed(b"<message to='juliet@example.com'><body>1</body></message><message to='juliet@example.com'><body>2</body></message>");
+    let mut n = 0;
+    while let Ok(Some(ev)) = sc.next_event() {
+        if let Event::Stanza(mut st) = ev {
+            let at = st.bytes().as_ptr();
+            st.set_from("romeo@example.com/balcony");
+            assert_eq!(st.bytes().as_ptr(), at, "stamped in place");
+            assert_eq!(st.from().as_deref(), Some("romeo@example.com/balcony"));
+            n += 1;
+        }
+    }
+    assert_eq!(n, 2);
+}
+
+#[test]
 fn remove_attr_in_place() {
     let mut st = one("<iq type='get' id='1' to='x'><query xmlns='jabber:iq:version'/></iq>");
     st.remove_attr("id");
