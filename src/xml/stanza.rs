@@ -251,17 +251,7 @@ impl Stanza {
                 let value_end = b.len();
                 b.extend_from_slice(&old[e..]);
                 self.bytes = b;
-                let delta = (value_end - s) as i64 - (e - s) as i64;
-                self.idx.shift(r.value.end, delta);
-                // An empty old value starts at the edit's end, so it was shifted too: pin it.
-                let value = Span::new(s, value_end);
-                AttrRef {
-                    full: Span {
-                        start: r.full.start,
-                        end: value.end + 1,
-                    },
-                    value,
-                }
+                self.value_replaced(r, value_end)
             }
             None => {
                 let at = self.idx.name.end as usize;
@@ -283,6 +273,23 @@ impl Stanza {
                     value: Span::new(vstart, vend),
                 }
             }
+        }
+    }
+
+    /// Moves the index after the value of attribute `r` was rewritten to end at `value_end`, and
+    /// gives the attribute's new ranges.
+    fn value_replaced(&mut self, r: AttrRef, value_end: usize) -> AttrRef {
+        let s = r.value.start as usize;
+        self.idx
+            .shift(r.value.end, value_end as i64 - i64::from(r.value.end));
+        // An empty old value starts at the edit's end, so it was shifted too: pin it.
+        let value = Span::new(s, value_end);
+        AttrRef {
+            full: Span {
+                start: r.full.start,
+                end: value.end + 1,
+            },
+            value,
         }
     }
 
@@ -313,17 +320,7 @@ impl Stanza {
                 self.bytes.copy_within(e..n, s + v.len());
                 self.bytes.truncate(new_len);
                 self.bytes[s..s + v.len()].copy_from_slice(v);
-                let value_end = s + v.len();
-                self.idx.shift(r.value.end, value_end as i64 - e as i64);
-                // An empty old value starts at the edit's end, so it was shifted too: pin it.
-                let value = Span::new(s, value_end);
-                Some(AttrRef {
-                    full: Span {
-                        start: r.full.start,
-                        end: value.end + 1,
-                    },
-                    value,
-                })
+                Some(self.value_replaced(r, s + v.len()))
             }
             None => {
                 let at = self.idx.name.end as usize;
