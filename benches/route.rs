@@ -64,7 +64,7 @@ fn bench_route(c: &mut Criterion, name: &str, cross: bool) {
         b.iter(|| {
             let mut scanner = Scanner::new(Limits::default(), ns::CLIENT);
             // As the c2s does once the stream is bound: room to stamp `from` in place.
-            scanner.set_headroom(alice_sess.jid.as_str().len() + " from=''".len());
+            scanner.set_headroom(petrel::xml::attr_len("from", alice_sess.jid.as_str()));
             scanner.feed(&input);
             out.clear();
             let mut delivered = 0;

@@ -429,7 +429,7 @@ impl C2s {
     /// stamped with it, so the scanner leaves room for ` from='JID'` in each.
     pub(super) fn bound(&mut self, jid: FullJid) {
         self.scanner
-            .set_headroom(jid.as_str().len() + " from=''".len());
+            .set_headroom(crate::xml::attr_len("from", jid.as_str()));
         self.auth = Auth::Bound(jid);
     }
 

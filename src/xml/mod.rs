@@ -29,7 +29,7 @@ mod tests;
 
 pub use error::XmlError;
 pub use scanner::{Event, Limits, Scanner, StreamHeader};
-pub use stanza::{Stanza, StanzaKind};
+pub use stanza::{attr_len, Stanza, StanzaKind};
 pub use stanza_type::StanzaType;
 pub use stored::StoredStanza;
 pub use tree::{Element, Node};

@@ -38,18 +38,9 @@ pub enum StanzaKind {
 }
 
 impl Stanza {
-    /// Assembles a stanza from a scanned element (used by the scanner).
+    /// Assembles a stanza from a scanned element (the scanner), or from bytes indexed here: the one
+    /// place a stanza is made, where its kind is computed from the parts.
     pub(crate) fn from_parts(
-        bytes: Vec<u8>,
-        idx: Index,
-        default_ns: &'static str,
-        outer: Option<Arc<Outer>>,
-    ) -> Stanza {
-        Stanza::assemble(bytes, idx, default_ns, outer)
-    }
-
-    /// The one place a stanza is made: its kind is computed from the parts.
-    fn assemble(
         bytes: Vec<u8>,
         idx: Index,
         default_ns: &'static str,
@@ -84,7 +75,7 @@ impl Stanza {
     /// Indexes `bytes` as a stanza of a `jabber:client` stream without header prefixes.
     fn client(bytes: Vec<u8>, limits: &Limits) -> Result<Stanza, XmlError> {
         let idx = index(&bytes, limits, &[])?;
-        Ok(Stanza::assemble(bytes, idx, ns::CLIENT, None))
+        Ok(Stanza::from_parts(bytes, idx, ns::CLIENT, None))
     }
 
     /// True when the bytes alone index back to this stanza ([`Stanza::reindex`]): its inherited
@@ -302,18 +293,19 @@ impl Stanza {
         name: &str,
         value: &str,
     ) -> Option<AttrRef> {
-        if needs_escape(value) {
-            return None;
-        }
         let v = value.as_bytes();
         let n = self.bytes.len();
+        let new_len = match existing {
+            Some(r) => n - r.value.len() + v.len(),
+            None => n + attr_len(name, value),
+        };
+        // Room first: a stanza without it (server-built ones) is not scanned twice for escapes.
+        if new_len > self.bytes.capacity() || needs_escape(value) {
+            return None;
+        }
         match existing {
             Some(r) => {
                 let (s, e) = (r.value.start as usize, r.value.end as usize);
-                let new_len = n - (e - s) + v.len();
-                if new_len > self.bytes.capacity() {
-                    return None;
-                }
                 if new_len > n {
                     self.bytes.resize(new_len, 0);
                 }
@@ -324,12 +316,8 @@ impl Stanza {
             }
             None => {
                 let at = self.idx.name.end as usize;
-                // ` name='value'`
-                let inserted = name.len() + v.len() + 4;
-                if n + inserted > self.bytes.capacity() {
-                    return None;
-                }
-                self.bytes.resize(n + inserted, 0);
+                let inserted = new_len - n;
+                self.bytes.resize(new_len, 0);
                 self.bytes.copy_within(at..n, at + inserted);
                 let slot = &mut self.bytes[at..at + inserted];
                 slot[0] = b' ';
@@ -445,8 +433,14 @@ impl Stanza {
             tracing::error!(error = %e, name = %el.name, "server-built element does not parse");
             Index::default()
         });
-        Stanza::assemble(out, idx, ns::CLIENT, None)
+        Stanza::from_parts(out, idx, ns::CLIENT, None)
     }
+}
+
+/// Bytes an attribute adds to a start tag, ` name='value'` (value unescaped): what the scanner
+/// leaves room for so that c2s stamps `from` in place (`Scanner::set_headroom`).
+pub fn attr_len(name: &str, value: &str) -> usize {
+    name.len() + value.len() + " =''".len()
 }
 
 /// message/presence/iq when unprefixed and in the content namespace (see [`Stanza::kind`]).

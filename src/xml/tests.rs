@@ -589,7 +589,7 @@ fn stamping_within_spare_capacity_edits_the_same_bytes_without_a_new_buffer() {
 #[test]
 fn a_scanner_with_headroom_leaves_room_to_stamp_from() {
     let mut sc = Scanner::new(Limits::default(), ns::CLIENT);
-    sc.set_headroom("romeo@example.com/balcony".len() + " from=''".len());
+    sc.set_headroom(attr_len("from", "romeo@example.com/balcony"));
     sc.feed(HEADER.as_bytes());
     sc.feed(b"<message to='juliet@example.com'><body>1</body></message><message to='juliet@example.com'><body>2</body></message>");
     let mut n = 0;
