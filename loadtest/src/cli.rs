@@ -96,9 +96,13 @@ pub struct Args {
     /// Seconds before a login is given up.
     #[arg(long, default_value_t = 30.0)]
     pub login_timeout: f64,
-    /// Chat: milliseconds between two messages of one user.
+    /// Chat: milliseconds between two messages of one user (between two bursts with --burst).
     #[arg(long, default_value_t = 20000)]
     pub interval_ms: u64,
+    /// Chat: messages a user sends back to back every --interval-ms, to its next neighbours in
+    /// turn (written together, so the server reads them together, as `max` at that window does).
+    #[arg(long, default_value_t = 1)]
+    pub burst: u32,
     /// Max: messages in flight per sender; pep: items in flight.
     #[arg(long, default_value_t = 16)]
     pub window: u32,

@@ -63,6 +63,8 @@ pub struct Plan {
     pub login_timeout: Duration,
     /// Chat interval per user.
     pub interval: Duration,
+    /// Chat: messages per user per interval, sent back to back.
+    pub burst: u32,
     /// Max window per sender.
     pub window: u32,
     /// Max: user i sends to user i+1 (mod N) instead of its pair partner.
@@ -773,16 +775,18 @@ async fn chat_sender(core: Rc<Core>, client: Rc<Client>, offset: Duration) {
     let mut k: u32 = 0;
     let across = plan.server_b.is_some();
     while wait_until(&core, next).await {
-        let to = if across {
-            across::chat_target(u, k, n)
-        } else {
-            (u + 1 + k % 8) % n
-        };
-        k = k.wrapping_add(1);
-        if to != u {
-            let ts = core.shared.now_ns();
-            // A user whose connection is down skips its turn (the soak reconnects it).
-            client.send(&plan.naming, to, ts, plan.payload, core.stats());
+        let ts = core.shared.now_ns();
+        for _ in 0..plan.burst {
+            let to = if across {
+                across::chat_target(u, k, n)
+            } else {
+                (u + 1 + k % 8) % n
+            };
+            k = k.wrapping_add(1);
+            if to != u {
+                // A user whose connection is down skips its turn (the soak reconnects it).
+                client.send(&plan.naming, to, ts, plan.payload, core.stats());
+            }
         }
         next += plan.interval;
     }

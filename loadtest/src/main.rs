@@ -276,6 +276,7 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
         concurrency: args.concurrency,
         login_timeout: Duration::from_secs_f64(args.login_timeout.max(0.001)),
         interval: Duration::from_millis(args.interval_ms.max(1)),
+        burst: args.burst.max(1),
         window: args.window.max(1),
         ring: args.ring,
         payload: args.payload,

@@ -409,3 +409,35 @@ fn lost_messages_fail_the_run() {
     assert_eq!(r["sent"].as_u64(), Some(6));
     assert_eq!(r["lost"].as_u64(), Some(6));
 }
+
+/// `chat --burst K`: every user sends K messages each interval (to its next neighbours in turn),
+/// and every one of them is delivered.
+#[test]
+fn chat_bursts_send_k_messages_per_interval() {
+    let addr = start_fake(true);
+    let (code, r) = run(&[
+        "chat",
+        "--server",
+        &addr,
+        "--users",
+        "20",
+        "--password",
+        "secret",
+        "--interval-ms",
+        "300",
+        "--burst",
+        "5",
+        "--duration",
+        "0.5",
+        "--grace",
+        "5",
+    ]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["lost"].as_u64(), Some(0), "{r}");
+    let sent = r["sent"].as_u64().expect("sent");
+    // Each of the 20 users starts within the first interval, so each sends at least one burst
+    // and at most two in 0.5 s; bursts are whole.
+    assert!((100..=200).contains(&sent), "{r}");
+    assert_eq!(sent % 5, 0, "{r}");
+    assert_eq!(r["delivered"].as_u64(), Some(sent), "{r}");
+}
