@@ -8,6 +8,7 @@
 #   USERS=1000 INTERVAL_MS=25 loadtest/scaling.sh   # 40 000 msg/s (each user: 1 message / interval)
 #
 # Environment: ROUNDS=3 DURATION=10 USERS=1000 INTERVAL_MS=50 LOAD_CPUS=1 SCENARIO=chat WINDOW=16
+#   EXTRA="" (more petrel-load args, e.g. EXTRA="--burst 16": each user writes 16 messages per interval)
 #   CONFIGS="1:0 1:1 2:0-1": shards:CPUs of each server run. On a 2-core machine the generator
 #   (LOAD_CPUS) must share a core with the second shard; "1:1" puts one shard on the generator's core
 #   too, so the cost of sharing a core with the generator can be told from the cost of a second
@@ -42,7 +43,7 @@ for r in $(seq "$ROUNDS"); do
         serve_pinned "$PETREL" "$cpus" "$n" "$OUT/petrel.toml" "$OUT/server-$c-$r.log" "$port"
         "$LOAD" "$SCENARIO" --server "127.0.0.1:$port" --users "$USERS" --duration "$DURATION" \
             --interval-ms "$INTERVAL_MS" --window "$WINDOW" --cpus "$LOAD_CPUS" --server-pid "$pid" \
-            --quiet --json "$OUT/$c-$r.json" > "$OUT/$c-$r.txt" 2>&1 || true
+            --quiet --json "$OUT/$c-$r.json" ${EXTRA:-} > "$OUT/$c-$r.txt" 2>&1 || true
         kill "$pid"
         wait "$pid" 2>/dev/null || true
         rate=$(json_field "$OUT/$c-$r.json" msgs_per_s)
