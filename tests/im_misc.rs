@@ -216,6 +216,45 @@ fn pings_both_ways(shards: usize) {
     assert!(t0.elapsed() < Duration::from_secs(6), "{:?}", t0.elapsed());
 }
 
+/// The ping interval counts from the client's last input: a client that keeps talking is never
+/// pinged (the driver's timer, set for an older deadline, fires early and finds nothing due), and
+/// one that falls silent is pinged an interval after its last input, not earlier.
+#[test]
+fn a_talking_client_is_not_pinged_and_a_silent_one_is() {
+    let server = ping_server(1, &["alice"]);
+    let mut c = server.login("alice", "r", None);
+    let is_server_ping = |s: &Stanza| {
+        s.name() == "iq"
+            && s.type_().as_deref() == Some("get")
+            && s.child_ns().as_deref() == Some(ns::PING)
+    };
+    // 2.4 s of traffic, one request every 300 ms: more than two ping intervals.
+    for i in 0..8 {
+        let id = format!("talk-{i}");
+        c.send(&format!(
+            "<iq type='get' id='{id}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
+        ));
+        let r = c.next_stanza();
+        assert!(!is_server_ping(&r), "pinged while talking");
+        assert_eq!(r.id().as_deref(), Some(id.as_str()));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let silent = Instant::now();
+    let ping = c.next_stanza();
+    assert!(
+        is_server_ping(&ping),
+        "{}",
+        String::from_utf8_lossy(ping.bytes())
+    );
+    let after = silent.elapsed();
+    // The last input was 300 ms before `silent`: the ping is due 700 ms after it.
+    assert!(
+        after >= Duration::from_millis(600),
+        "pinged too early: {after:?}"
+    );
+    assert!(after < Duration::from_secs(3), "pinged late: {after:?}");
+}
+
 #[test]
 fn ping_one_shard() {
     pings_both_ways(1);

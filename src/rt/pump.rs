@@ -4,7 +4,9 @@
 
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncWrite, FutureExt};
@@ -94,22 +96,60 @@ impl Output {
 }
 
 /// The driver's one timer: the stream's next timeout or the close-flush deadline.
+///
+/// glommio's `Timer` reads the clock and moves itself in the reactor's timer tree at every poll,
+/// and the driver's wait polls it at every wake-up (each read, each routed stanza): 2-2.5 % of a
+/// shard at `max` and in login storms. So the timer is polled once, with a waker that records
+/// that it fired, and after that only the record is read.
 #[derive(Default)]
-pub(super) struct Alarm(Option<(Instant, Timer)>);
+pub(super) struct Alarm(Option<Armed>);
+
+/// A set timer.
+struct Armed {
+    at: Instant,
+    timer: Timer,
+    /// Registered with the reactor through this (None until the first poll).
+    fired: Option<Arc<Fired>>,
+}
+
+/// The waker the timer is registered with: notes the firing, then wakes the driver's task.
+struct Fired {
+    done: AtomicBool,
+    task: Waker,
+}
+
+impl Wake for Fired {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.done.store(true, Ordering::Release);
+        self.task.wake_by_ref();
+    }
+}
 
 impl Alarm {
     /// Sets the timer to the earlier of `stream` (the protocol core's `next_timeout`) and the
-    /// output's flush deadline; kept as is when unchanged.
+    /// output's flush deadline. A timer already set no later than that is kept: the idle and ping
+    /// deadlines move forward with every read, and a new timer per read costs its insertion and
+    /// the old one's removal. The kept timer fires early; every protocol core's `handle_timeout`
+    /// acts only on what is due at `now`, and the loop then sets the timer to the deadline of that
+    /// moment.
     pub(super) fn arm(&mut self, stream: Option<Instant>, out: &Output) {
         let want = match (stream, out.flush_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         match (want, &self.0) {
-            (Some(at), Some((cur, _))) if *cur == at => {}
+            (Some(at), Some(cur)) if cur.at <= at => {}
             (Some(at), _) => {
                 let dur = at.saturating_duration_since(Instant::now());
-                self.0 = Some((at, Timer::new(dur)));
+                self.0 = Some(Armed {
+                    at,
+                    timer: Timer::new(dur),
+                    fired: None,
+                });
             }
             (None, _) => self.0 = None,
         }
@@ -117,10 +157,24 @@ impl Alarm {
 
     /// True (and the timer spent) once it fired.
     pub(super) fn poll_fired(&mut self, cx: &mut Context<'_>) -> bool {
-        let fired = self
-            .0
-            .as_mut()
-            .is_some_and(|(_, t)| Pin::new(t).poll(cx).is_ready());
+        let Some(armed) = self.0.as_mut() else {
+            return false;
+        };
+        let fired = match &armed.fired {
+            Some(f) if f.task.will_wake(cx.waker()) => f.done.load(Ordering::Acquire),
+            // First poll (or another task polls): register with a recording waker.
+            _ => {
+                let f = Arc::new(Fired {
+                    done: AtomicBool::new(false),
+                    task: cx.waker().clone(),
+                });
+                let waker = Waker::from(f.clone());
+                armed.fired = Some(f);
+                Pin::new(&mut armed.timer)
+                    .poll(&mut Context::from_waker(&waker))
+                    .is_ready()
+            }
+        };
         if fired {
             self.0 = None;
         }
