@@ -4,9 +4,7 @@
 
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncWrite, FutureExt};
@@ -97,37 +95,13 @@ impl Output {
 
 /// The driver's one timer: the stream's next timeout or the close-flush deadline.
 ///
-/// glommio's `Timer` reads the clock and moves itself in the reactor's timer tree at every poll,
-/// and the driver's wait polls it at every wake-up (each read, each routed stanza): 2-2.5 % of a
-/// shard at `max` and in login storms. So the timer is polled once, with a waker that records
-/// that it fired, and after that only the record is read.
+/// glommio's `Timer` moves itself in the reactor's timer tree (a removal and an insertion, and a
+/// waker clone) at every poll, and the driver's wait polls the alarm at every wake-up (each read,
+/// each routed stanza): 2-2.5 % of a shard at `max` and in login storms. So the timer is made and
+/// registered at the first poll after it is set (the driver's task keeps its waker), and polled
+/// again only once it is due.
 #[derive(Default)]
-pub(super) struct Alarm(Option<Armed>);
-
-/// A set timer.
-struct Armed {
-    at: Instant,
-    timer: Timer,
-    /// Registered with the reactor through this (None until the first poll).
-    fired: Option<Arc<Fired>>,
-}
-
-/// The waker the timer is registered with: notes the firing, then wakes the driver's task.
-struct Fired {
-    done: AtomicBool,
-    task: Waker,
-}
-
-impl Wake for Fired {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.done.store(true, Ordering::Release);
-        self.task.wake_by_ref();
-    }
-}
+pub(super) struct Alarm(Option<(Instant, Option<Timer>)>);
 
 impl Alarm {
     /// Sets the timer to the earlier of `stream` (the protocol core's `next_timeout`) and the
@@ -142,37 +116,24 @@ impl Alarm {
             (a, b) => a.or(b),
         };
         match (want, &self.0) {
-            (Some(at), Some(cur)) if cur.at <= at => {}
-            (Some(at), _) => {
-                let dur = at.saturating_duration_since(Instant::now());
-                self.0 = Some(Armed {
-                    at,
-                    timer: Timer::new(dur),
-                    fired: None,
-                });
-            }
+            (Some(at), Some((cur, _))) if *cur <= at => {}
+            (Some(at), _) => self.0 = Some((at, None)),
             (None, _) => self.0 = None,
         }
     }
 
     /// True (and the timer spent) once it fired.
     pub(super) fn poll_fired(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(armed) = self.0.as_mut() else {
+        let Some((at, timer)) = self.0.as_mut() else {
             return false;
         };
-        let fired = match &armed.fired {
-            Some(f) if f.task.will_wake(cx.waker()) => f.done.load(Ordering::Acquire),
-            // First poll (or another task polls): register with a recording waker.
-            _ => {
-                let f = Arc::new(Fired {
-                    done: AtomicBool::new(false),
-                    task: cx.waker().clone(),
-                });
-                let waker = Waker::from(f.clone());
-                armed.fired = Some(f);
-                Pin::new(&mut armed.timer)
-                    .poll(&mut Context::from_waker(&waker))
-                    .is_ready()
+        let fired = match timer {
+            // Made at the first poll for `at`, it fires no earlier than `at`.
+            Some(_) if Instant::now() < *at => false,
+            Some(t) => Pin::new(t).poll(cx).is_ready(),
+            None => {
+                let t = timer.insert(Timer::new(at.saturating_duration_since(Instant::now())));
+                Pin::new(t).poll(cx).is_ready()
             }
         };
         if fired {
