@@ -1,6 +1,8 @@
 //! Resumable scanner for one element (a stanza): depth, end-tag matching, namespace bindings,
 //! text and CDATA checks, and the routing index. Shared by `Scanner`, `Stanza::parse` and `tree()`.
 
+use std::num::NonZeroU32;
+
 use super::chars::check_ref_at;
 use super::tag::{find_tag_end, parse_end_tag, parse_start_tag, AttrSpan, Span};
 use super::XmlError;
@@ -55,13 +57,42 @@ impl Sink for NoSink {
     fn text(&mut self, _: &[u8], _: Span, _: bool) {}
 }
 
-/// A cached attribute of the top element.
+/// A cached attribute of the top element: its whole text runs from the whitespace before the
+/// name through the closing quote, one byte past the value. Twelve bytes, and `Option<AttrRef>`
+/// too (a value never starts at offset 0): the index is copied with every move of a stanza.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct AttrRef {
+    start: u32,
+    value_start: NonZeroU32,
+    value_end: u32,
+}
+
+impl AttrRef {
+    /// The attribute whose text starts at `start` and whose raw value is `value`.
+    pub fn new(start: u32, value: Span) -> AttrRef {
+        AttrRef {
+            start,
+            // A value follows `<name attr='`, so it never starts at 0.
+            value_start: NonZeroU32::new(value.start).unwrap_or(NonZeroU32::MIN),
+            value_end: value.end,
+        }
+    }
     /// From the whitespace before the name through the closing quote.
-    pub full: Span,
+    #[inline]
+    pub fn full(&self) -> Span {
+        Span {
+            start: self.start,
+            end: self.value_end + 1,
+        }
+    }
     /// Raw value between the quotes.
-    pub value: Span,
+    #[inline]
+    pub fn value(&self) -> Span {
+        Span {
+            start: self.value_start.get(),
+            end: self.value_end,
+        }
+    }
 }
 
 /// What routing needs, as ranges into the stanza's bytes.
@@ -69,8 +100,6 @@ pub(crate) struct AttrRef {
 pub(crate) struct Index {
     /// Qualified name of the top element.
     pub name: Span,
-    /// Prefix length if the top element's name has one.
-    pub colon: Option<u32>,
     /// End of the top element's attribute list.
     pub head_end: u32,
     pub to: Option<AttrRef>,
@@ -82,6 +111,8 @@ pub(crate) struct Index {
     pub child: Option<Span>,
     /// Namespace of the first child element.
     pub child_ns: Option<NsSrc>,
+    /// True if the top element's name has a prefix.
+    pub prefixed: bool,
     /// True if any prefix resolved to a stream-header binding.
     pub uses_outer: bool,
 }
@@ -89,20 +120,18 @@ pub(crate) struct Index {
 impl Index {
     /// Applies an edit that ended at `old_end`: every offset at or after it moves by `delta`.
     pub fn shift(&mut self, old_end: u32, delta: i64) {
-        let mv = |x: &mut u32| {
-            if *x >= old_end {
-                *x = (*x as i64 + delta) as u32;
+        let mv = |x: u32| {
+            if x >= old_end {
+                (x as i64 + delta) as u32
+            } else {
+                x
             }
         };
-        let mv_span = |s: &mut Span| {
-            if s.start >= old_end {
-                s.start = (s.start as i64 + delta) as u32;
-            }
-            if s.end >= old_end {
-                s.end = (s.end as i64 + delta) as u32;
-            }
+        let mv_span = |s: Span| Span {
+            start: mv(s.start),
+            end: mv(s.end),
         };
-        mv(&mut self.head_end);
+        self.head_end = mv(self.head_end);
         for a in [
             &mut self.to,
             &mut self.from,
@@ -113,14 +142,14 @@ impl Index {
         .into_iter()
         .flatten()
         {
-            mv_span(&mut a.full);
-            mv_span(&mut a.value);
+            // The closing quote moves with the value's end: no edit ends between them.
+            *a = AttrRef::new(mv(a.start), mv_span(a.value()));
         }
         if let Some(c) = &mut self.child {
-            mv_span(c);
+            *c = mv_span(*c);
         }
         if let Some(NsSrc::Bytes(s)) = &mut self.child_ns {
-            mv_span(s);
+            *s = mv_span(*s);
         }
     }
 }
@@ -417,17 +446,11 @@ impl ElemScan {
     fn index_top(&mut self, b: &[u8], tag: &super::tag::StartTag, attrs: &[AttrSpan]) {
         let idx = &mut self.idx;
         idx.name = tag.name;
-        idx.colon = tag.colon;
+        idx.prefixed = tag.colon.is_some();
         idx.head_end = tag.head_end;
         let mut prev_end = tag.name.end;
         for a in attrs {
-            let r = AttrRef {
-                full: Span {
-                    start: prev_end,
-                    end: a.value.end + 1,
-                },
-                value: a.value,
-            };
+            let r = AttrRef::new(prev_end, a.value);
             prev_end = a.value.end + 1;
             let slot = match a.name.of(b) {
                 b"to" => &mut idx.to,

@@ -122,7 +122,7 @@ impl Stanza {
 
     /// The element's own `xmlns` attribute as written (namespace names never need escaping in practice).
     pub fn xmlns(&self) -> Option<&str> {
-        self.idx.xmlns.map(|x| as_str(x.value.of(&self.bytes)))
+        self.idx.xmlns.map(|x| as_str(x.value().of(&self.bytes)))
     }
 
     /// Unescaped value of an attribute of the top element.
@@ -136,7 +136,7 @@ impl Stanza {
             _ => None,
         };
         if let Some(r) = cached {
-            return r.map(|r| unescape_attr(r.value.of(&self.bytes)));
+            return r.map(|r| unescape_attr(r.value().of(&self.bytes)));
         }
         self.find(name)
             .map(|(_, v)| unescape_attr(v.of(&self.bytes)))
@@ -154,21 +154,23 @@ impl Stanza {
 
     /// The `to` attribute.
     pub fn to(&self) -> Option<Cow<'_, str>> {
-        self.idx.to.map(|r| unescape_attr(r.value.of(&self.bytes)))
+        self.idx
+            .to
+            .map(|r| unescape_attr(r.value().of(&self.bytes)))
     }
 
     /// The `from` attribute.
     pub fn from(&self) -> Option<Cow<'_, str>> {
         self.idx
             .from
-            .map(|r| unescape_attr(r.value.of(&self.bytes)))
+            .map(|r| unescape_attr(r.value().of(&self.bytes)))
     }
 
     /// The `type` attribute.
     pub fn type_(&self) -> Option<Cow<'_, str>> {
         self.idx
             .type_
-            .map(|r| unescape_attr(r.value.of(&self.bytes)))
+            .map(|r| unescape_attr(r.value().of(&self.bytes)))
     }
 
     /// The `type` attribute as a [`StanzaType`](super::StanzaType).
@@ -185,7 +187,9 @@ impl Stanza {
 
     /// The `id` attribute.
     pub fn id(&self) -> Option<Cow<'_, str>> {
-        self.idx.id.map(|r| unescape_attr(r.value.of(&self.bytes)))
+        self.idx
+            .id
+            .map(|r| unescape_attr(r.value().of(&self.bytes)))
     }
 
     /// The bytes between the start and end tags as written (empty for `<x/>`): the children.
@@ -235,7 +239,8 @@ impl Stanza {
         let old = &self.bytes;
         match existing {
             Some(r) => {
-                let (s, e) = (r.value.start as usize, r.value.end as usize);
+                let Span { start: s, end: e } = r.value();
+                let (s, e) = (s as usize, e as usize);
                 let mut b = Vec::with_capacity(old.len() - (e - s) + value.len() + 8);
                 b.extend_from_slice(&old[..s]);
                 escape_attr_into(value, &mut b);
@@ -259,10 +264,7 @@ impl Stanza {
                 b.extend_from_slice(&old[at..]);
                 self.bytes = b;
                 self.idx.shift(at as u32, inserted as i64);
-                AttrRef {
-                    full: Span::new(at, at + inserted),
-                    value: Span::new(vstart, vend),
-                }
+                AttrRef::new(at as u32, Span::new(vstart, vend))
             }
         }
     }
@@ -270,18 +272,11 @@ impl Stanza {
     /// Moves the index after the value of attribute `r` was rewritten to end at `value_end`, and
     /// gives the attribute's new ranges.
     fn value_replaced(&mut self, r: AttrRef, value_end: usize) -> AttrRef {
-        let s = r.value.start as usize;
+        let old = r.value();
         self.idx
-            .shift(r.value.end, value_end as i64 - i64::from(r.value.end));
+            .shift(old.end, value_end as i64 - i64::from(old.end));
         // An empty old value starts at the edit's end, so it was shifted too: pin it.
-        let value = Span::new(s, value_end);
-        AttrRef {
-            full: Span {
-                start: r.full.start,
-                end: value.end + 1,
-            },
-            value,
-        }
+        AttrRef::new(r.full().start, Span::new(old.start as usize, value_end))
     }
 
     /// [`Self::set_attr`] within the buffer's spare capacity (the scanner leaves room for the
@@ -296,7 +291,7 @@ impl Stanza {
         let v = value.as_bytes();
         let n = self.bytes.len();
         let new_len = match existing {
-            Some(r) => n - r.value.len() + v.len(),
+            Some(r) => n - r.value().len() + v.len(),
             None => n + attr_len(name, value),
         };
         // Room first: a stanza without it (server-built ones) is not scanned twice for escapes.
@@ -305,7 +300,8 @@ impl Stanza {
         }
         match existing {
             Some(r) => {
-                let (s, e) = (r.value.start as usize, r.value.end as usize);
+                let Span { start: s, end: e } = r.value();
+                let (s, e) = (s as usize, e as usize);
                 if new_len > n {
                     self.bytes.resize(new_len, 0);
                 }
@@ -327,10 +323,7 @@ impl Stanza {
                 slot[name.len() + 3..inserted - 1].copy_from_slice(v);
                 slot[inserted - 1] = b'\'';
                 self.idx.shift(at as u32, inserted as i64);
-                Some(AttrRef {
-                    full: Span::new(at, at + inserted),
-                    value: Span::new(vstart, vstart + v.len()),
-                })
+                Some(AttrRef::new(at as u32, Span::new(vstart, vstart + v.len())))
             }
         }
     }
@@ -445,11 +438,11 @@ pub fn attr_len(name: &str, value: &str) -> usize {
 
 /// message/presence/iq when unprefixed and in the content namespace (see [`Stanza::kind`]).
 fn compute_kind(bytes: &[u8], idx: &Index, default_ns: &str) -> StanzaKind {
-    if idx.colon.is_some() {
+    if idx.prefixed {
         return StanzaKind::Other;
     }
     if let Some(x) = idx.xmlns {
-        let v = x.value.of(bytes);
+        let v = x.value().of(bytes);
         if v != ns::CLIENT.as_bytes() && v != default_ns.as_bytes() {
             return StanzaKind::Other;
         }

@@ -756,3 +756,11 @@ fn stanza_is_send_and_buffer_handover_is_exact() {
     };
     assert_eq!(iq.bytes(), b"<iq/>");
 }
+/// A stanza is moved from the scanner through the c2s event queue into the route's accumulator:
+/// every byte of it is copied several times per message.
+#[test]
+fn stanza_and_index_stay_compact() {
+    assert!(std::mem::size_of::<super::elem::Index>() <= 100);
+    assert!(std::mem::size_of::<Option<super::elem::AttrRef>>() <= 12);
+    assert!(std::mem::size_of::<super::Stanza>() <= 160);
+}
