@@ -6,7 +6,8 @@
 //! through a bounded lock-free ring (crossbeam's array channel standing in for glommio's SPSC ring,
 //! which needs two executors) and is handled by shard 1, as the runtime does.
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
+use crossbeam_channel::{Receiver, Sender};
 use petrel::c2s::route::{user_receive, user_send};
 use petrel::jid::BareJid;
 use petrel::shard::cluster::Cluster;
@@ -40,55 +41,91 @@ fn stream_bytes(to: &BareJid, count: usize) -> Vec<u8> {
     v
 }
 
-fn bench_route(c: &mut Criterion, name: &str, cross: bool) {
-    let n = 2;
-    let mut cluster = Cluster::new(n, &["localhost"]);
-    let alice = user_on(0, n, "");
-    let bob_home = if cross { 1 } else { 0 };
-    let bob = user_on(bob_home, n, alice.as_str());
-    let (mut alice_sess, _amb) =
-        cluster.connect(0, &alice.with_resource("bench").unwrap(), Some(0));
-    let (_bob_sess, bob_mb) = cluster.connect(
-        bob_home as usize,
-        &bob.with_resource("bench").unwrap(),
-        Some(0),
-    );
-    let shards = &mut cluster.shards;
-    const BATCH: usize = 1000;
-    let input = stream_bytes(&bob, BATCH);
-    let (ring_tx, ring_rx) = crossbeam_channel::bounded::<(ShardId, ShardMsg)>(1024);
-    let mut out = Vec::with_capacity(1 << 20);
-    let mut group = c.benchmark_group("route");
-    group.throughput(Throughput::Elements(BATCH as u64));
-    group.bench_function(name, |b| {
-        b.iter(|| {
-            let mut scanner = Scanner::new(Limits::default(), ns::CLIENT);
-            // As the c2s does once the stream is bound: room to stamp `from` in place.
-            scanner.set_headroom(petrel::xml::attr_len("from", alice_sess.jid.as_str()));
-            scanner.feed(&input);
-            out.clear();
-            let mut delivered = 0;
-            while let Some(ev) = scanner.next_event().unwrap() {
-                let Event::Stanza(mut st) = ev else { continue };
-                st.set_from(alice_sess.jid.as_str());
-                user_send(&mut shards[0], &mut alice_sess, st);
-                for m in shards[0].take_outgoing() {
-                    ring_tx.try_send(m).unwrap();
-                }
-                while let Ok((to, msg)) = ring_rx.try_recv() {
-                    shards[to.index()].handle_msg(msg);
-                }
-                let home = bob_home as usize;
-                while let Some(ConnMsg::Deliver(acc)) = bob_mb.pop() {
-                    if let Some(acc) = user_receive(&mut shards[home], acc) {
-                        out.extend_from_slice(acc.stanza.bytes());
-                        delivered += 1;
-                    }
+/// One sender and one recipient in a two-shard cluster, and a client stream of [`BATCH`] messages.
+struct Route {
+    cluster: Cluster,
+    alice_sess: petrel::c2s::route::Session,
+    bob_mb: std::rc::Rc<petrel::shard::Mailbox>,
+    /// Alice's mailbox and Bob's session, held as a connection would hold them.
+    _held: (
+        std::rc::Rc<petrel::shard::Mailbox>,
+        petrel::c2s::route::Session,
+    ),
+    bob_home: usize,
+    input: Vec<u8>,
+    ring_tx: Sender<Mesh>,
+    ring_rx: Receiver<Mesh>,
+    out: Vec<u8>,
+}
+
+const BATCH: usize = 1000;
+
+/// A message between shards, as the mesh carries it.
+type Mesh = (ShardId, ShardMsg);
+
+impl Route {
+    fn new(cross: bool) -> Route {
+        let n = 2;
+        let mut cluster = Cluster::new(n, &["localhost"]);
+        let alice = user_on(0, n, "");
+        let bob_home = if cross { 1 } else { 0 };
+        let bob = user_on(bob_home, n, alice.as_str());
+        let (alice_sess, alice_mb) =
+            cluster.connect(0, &alice.with_resource("bench").unwrap(), Some(0));
+        let (bob_sess, bob_mb) = cluster.connect(
+            bob_home as usize,
+            &bob.with_resource("bench").unwrap(),
+            Some(0),
+        );
+        let (ring_tx, ring_rx) = crossbeam_channel::bounded(1024);
+        Route {
+            cluster,
+            alice_sess,
+            bob_mb,
+            _held: (alice_mb, bob_sess),
+            bob_home: bob_home as usize,
+            input: stream_bytes(&bob, BATCH),
+            ring_tx,
+            ring_rx,
+            out: Vec::with_capacity(1 << 20),
+        }
+    }
+
+    /// Routes the batch from Alice's bytes to the bytes for Bob's socket.
+    fn batch(&mut self) {
+        let shards = &mut self.cluster.shards;
+        let mut scanner = Scanner::new(Limits::default(), ns::CLIENT);
+        // As the c2s does once the stream is bound: room to stamp `from` in place.
+        scanner.set_headroom(petrel::xml::attr_len("from", self.alice_sess.jid.as_str()));
+        scanner.feed(&self.input);
+        self.out.clear();
+        let mut delivered = 0;
+        while let Some(ev) = scanner.next_event().unwrap() {
+            let Event::Stanza(mut st) = ev else { continue };
+            st.set_from(self.alice_sess.jid.as_str());
+            user_send(&mut shards[0], &mut self.alice_sess, st);
+            for m in shards[0].take_outgoing() {
+                self.ring_tx.try_send(m).unwrap();
+            }
+            while let Ok((to, msg)) = self.ring_rx.try_recv() {
+                shards[to.index()].handle_msg(msg);
+            }
+            while let Some(ConnMsg::Deliver(acc)) = self.bob_mb.pop() {
+                if let Some(acc) = user_receive(&mut shards[self.bob_home], acc) {
+                    self.out.extend_from_slice(acc.stanza.bytes());
+                    delivered += 1;
                 }
             }
-            assert_eq!(delivered, BATCH);
-        })
-    });
+        }
+        assert_eq!(delivered, BATCH);
+    }
+}
+
+fn bench_route(c: &mut Criterion, name: &str, cross: bool) {
+    let mut route = Route::new(cross);
+    let mut group = c.benchmark_group("route");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function(name, |b| b.iter(|| route.batch()));
     group.finish();
 }
 
@@ -98,4 +135,23 @@ fn route(c: &mut Criterion) {
 }
 
 criterion_group!(benches, route);
-criterion_main!(benches);
+
+/// `ROUTE_BATCHES=N` runs N batches of each case once, without criterion: a fixed amount of work
+/// whose instruction and cache-miss counts `valgrind --tool=cachegrind` reports exactly, where
+/// this machine's timings are too noisy to see a few per cent.
+fn main() {
+    if let Some(n) = std::env::var("ROUTE_BATCHES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        for cross in [false, true] {
+            let mut route = Route::new(cross);
+            for _ in 0..n {
+                route.batch();
+            }
+        }
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
