@@ -8,7 +8,7 @@ use super::elem::{ns_name, AttrRef, Ctx, ElemScan, Index, NoSink, Outer};
 use super::escape::{escape_attr_into, needs_escape};
 use super::tag::{attrs_of, Span};
 use super::tree::{self, Element};
-use super::{Limits, XmlError};
+use super::{Limits, StanzaType, XmlError};
 use crate::xmpp::ns;
 
 /// A complete depth-1 element: its exact bytes plus the ranges routing needs.
@@ -22,6 +22,9 @@ pub struct Stanza {
     /// [`Stanza::kind`], computed whenever the index or the inherited namespace is set: the route
     /// asks for it many times per stanza (2-3 % of a shard's samples when it was computed each time).
     kind: StanzaKind,
+    /// [`Stanza::ty`], computed with the index for the same reason: hooks, the router and the
+    /// session manager each ask for it.
+    ty: StanzaType,
 }
 
 /// The routing class of a stanza.
@@ -47,18 +50,21 @@ impl Stanza {
         outer: Option<Arc<Outer>>,
     ) -> Stanza {
         let kind = compute_kind(&bytes, &idx, default_ns);
+        let ty = compute_ty(&bytes, &idx);
         Stanza {
             bytes,
             idx,
             default_ns,
             outer,
             kind,
+            ty,
         }
     }
 
     /// Sets the index anew (after an edit that may move every range) and the kind with it.
     fn set_index(&mut self, idx: Index) {
         self.kind = compute_kind(&self.bytes, &idx, self.default_ns);
+        self.ty = compute_ty(&self.bytes, &idx);
         self.idx = idx;
     }
 
@@ -174,15 +180,15 @@ impl Stanza {
     }
 
     /// The `type` attribute as a [`StanzaType`](super::StanzaType).
-    pub fn ty(&self) -> super::StanzaType {
-        super::StanzaType::parse(self.type_().as_deref())
+    pub fn ty(&self) -> StanzaType {
+        debug_assert_eq!(self.ty, compute_ty(&self.bytes, &self.idx));
+        self.ty
     }
 
     /// An error of any kind or an IQ result: RFC 6120 §8.3.1 forbids answering it with an error.
     pub fn forbids_error_reply(&self) -> bool {
         let ty = self.ty();
-        ty == super::StanzaType::Error
-            || (self.kind() == StanzaKind::Iq && ty == super::StanzaType::Result)
+        ty == StanzaType::Error || (self.kind() == StanzaKind::Iq && ty == StanzaType::Result)
     }
 
     /// The `id` attribute.
@@ -358,7 +364,10 @@ impl Stanza {
         match name {
             "to" => self.idx.to = None,
             "from" => self.idx.from = None,
-            "type" => self.idx.type_ = None,
+            "type" => {
+                self.idx.type_ = None;
+                self.ty = StanzaType::Absent;
+            }
             "id" => self.idx.id = None,
             _ => {}
         }
@@ -453,6 +462,15 @@ fn compute_kind(bytes: &[u8], idx: &Index, default_ns: &str) -> StanzaKind {
         b"iq" => StanzaKind::Iq,
         _ => StanzaKind::Other,
     }
+}
+
+/// The `type` attribute as a [`StanzaType`] (see [`Stanza::ty`]).
+fn compute_ty(bytes: &[u8], idx: &Index) -> StanzaType {
+    StanzaType::parse(
+        idx.type_
+            .map(|r| unescape_attr(r.value().of(bytes)))
+            .as_deref(),
+    )
 }
 
 /// Scans a complete element and checks its characters; the whole of `b` must be the element.

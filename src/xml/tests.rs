@@ -764,3 +764,22 @@ fn stanza_and_index_stay_compact() {
     assert!(std::mem::size_of::<Option<super::elem::AttrRef>>() <= 12);
     assert!(std::mem::size_of::<super::Stanza>() <= 160);
 }
+
+/// The stanza's type is computed once, with its index, and follows every edit of the attribute.
+#[test]
+fn cached_type_follows_the_attribute() {
+    use super::StanzaType;
+    let mut s =
+        Stanza::parse(b"<message type='&#x63;hat' to='a@b'><body/></message>".to_vec()).unwrap();
+    assert_eq!(s.ty(), StanzaType::Chat);
+    s.set_from("c@d/e");
+    s.set_to("x@y");
+    assert_eq!(s.ty(), StanzaType::Chat);
+    s.append_child(b"<x/>");
+    assert_eq!(s.ty(), StanzaType::Chat);
+    s.remove_attr("type");
+    assert_eq!(s.ty(), StanzaType::Absent);
+    let s = Stanza::parse(b"<iq type='result' id='1'/>".to_vec()).unwrap();
+    assert_eq!(s.ty(), StanzaType::Result);
+    assert!(s.forbids_error_reply());
+}
