@@ -190,15 +190,15 @@ pub(crate) fn parse_start_tag(
     }
 }
 
-/// Validates the end tag `b[lt..=gt]` (`</name S?>`) and returns its name.
+/// Checks the syntax of the end tag `b[lt..=gt]` (`</name S?>`) and returns its name. The name
+/// itself is not checked: every caller compares it with the name of the element it closes, which
+/// its start tag validated, and refuses a mismatch (one name check per element, not two).
 pub(crate) fn parse_end_tag(b: &[u8], lt: usize, gt: usize) -> Result<&[u8], XmlError> {
     let ne = name_end(b, lt + 2, gt);
     if skip_ws(b, ne) != gt {
         return Err(XmlError::BadTagSyntax);
     }
-    let name = &b[lt + 2..ne];
-    check_qname(name)?;
-    Ok(name)
+    Ok(&b[lt + 2..ne])
 }
 
 /// A located attribute in an accepted start tag.

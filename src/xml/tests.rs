@@ -289,6 +289,8 @@ fn stanza_before_header_and_text_between_stanzas() {
     }
     assert_eq!(body_err("</stream:stream>x"), XmlError::DataAfterClose);
     assert_eq!(body_err("</stream>"), XmlError::MismatchedEndTag);
+    assert_eq!(body_err("</>"), XmlError::MismatchedEndTag);
+    assert_eq!(body_err("</stream:stream x>"), XmlError::BadTagSyntax);
 }
 
 #[test]
@@ -296,6 +298,9 @@ fn well_formedness_errors() {
     let cases = [
         ("<message></presence>", XmlError::MismatchedEndTag),
         ("<message><body></message>", XmlError::MismatchedEndTag),
+        // An end tag's name is checked only against its start tag's (validated) name.
+        ("<message></1message>", XmlError::MismatchedEndTag),
+        ("<message><body></>", XmlError::MismatchedEndTag),
         ("<message a='1' a='2'/>", XmlError::DuplicateAttribute),
         (
             "<message xmlns:p='u' xmlns:q='u' p:a='1' q:a='2'/>",
