@@ -119,8 +119,12 @@ pub(crate) fn is_ncname(b: &[u8]) -> bool {
 
 /// Validates a qualified name; returns the offset of its colon, if it has one.
 pub(crate) fn check_qname(b: &[u8]) -> Result<Option<usize>, XmlError> {
+    // Most names have no prefix: one table sweep decides them (`:` is not an NCName character),
+    // without a `memchr` call whose setup costs more than these few bytes.
+    if is_ncname(b) {
+        return Ok(None);
+    }
     match memchr::memchr(b':', b) {
-        None if is_ncname(b) => Ok(None),
         Some(c) if is_ncname(&b[..c]) && is_ncname(&b[c + 1..]) => Ok(Some(c)),
         _ => Err(XmlError::InvalidName),
     }
