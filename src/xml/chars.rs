@@ -237,9 +237,36 @@ pub(crate) fn normalize_cdata(b: &[u8]) -> Cow<'_, str> {
     Cow::Owned(as_str(b).replace("\r\n", "\n").replace('\r', "\n"))
 }
 
+/// True if `b` may hold `&` or a byte below 0x20 (no false negatives; rare false positives):
+/// eight bytes per step, for the attribute values every routed stanza's `to` is read from.
+fn may_need_unescape(b: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Some byte of `w` is below `n` (n <= 0x80): the classic SWAR test, exact in "any".
+    let below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w & HIGH != 0;
+    let amp = ONES * u64::from(b'&');
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(c);
+        let w = u64::from_ne_bytes(a);
+        if below(w, 0x20) || below(w ^ amp, 1) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&c| c < 0x20 || c == b'&')
+}
+
 fn unescape(b: &[u8], attr: bool) -> Cow<'_, str> {
     let special = |c: u8| c == b'&' || c == b'\r' || (attr && (c == b'\t' || c == b'\n'));
-    if !b.iter().any(|&c| special(c)) {
+    // Attribute values: a word-at-a-time pre-filter (every special byte is `&` or below 0x20),
+    // then the exact test only where it may matter.
+    let plain = if attr {
+        !may_need_unescape(b) || !b.iter().any(|&c| special(c))
+    } else {
+        !b.iter().any(|&c| special(c))
+    };
+    if plain {
         return Cow::Borrowed(as_str(b));
     }
     let mut out = String::with_capacity(b.len());
@@ -286,6 +313,27 @@ fn unescape(b: &[u8], attr: bool) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unescape_prefilter_misses_no_special_byte() {
+        // Every byte value at every position of values up to 24 bytes long, in a field of `a`s
+        // (and of high bytes, which must not hide a special byte next to them).
+        for fill in [b'a', 0xC3] {
+            for len in 1..=24 {
+                for pos in 0..len {
+                    for c in 0..=255u8 {
+                        let mut v = vec![fill; len];
+                        v[pos] = c;
+                        let want = v.iter().any(|&c| c < 0x20 || c == b'&');
+                        if want {
+                            assert!(may_need_unescape(&v), "{v:?}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(!may_need_unescape(b"juliet@example.com/balcony"));
+    }
 
     #[test]
     fn chars_rejects_controls_and_nonchars() {
