@@ -261,12 +261,7 @@ fn unescape(b: &[u8], attr: bool) -> Cow<'_, str> {
     let special = |c: u8| c == b'&' || c == b'\r' || (attr && (c == b'\t' || c == b'\n'));
     // Attribute values: a word-at-a-time pre-filter (every special byte is `&` or below 0x20),
     // then the exact test only where it may matter.
-    let plain = if attr {
-        !may_need_unescape(b) || !b.iter().any(|&c| special(c))
-    } else {
-        !b.iter().any(|&c| special(c))
-    };
-    if plain {
+    if (attr && !may_need_unescape(b)) || !b.iter().any(|&c| special(c)) {
         return Cow::Borrowed(as_str(b));
     }
     let mut out = String::with_capacity(b.len());

@@ -761,6 +761,7 @@ fn stanza_is_send_and_buffer_handover_is_exact() {
     };
     assert_eq!(iq.bytes(), b"<iq/>");
 }
+
 /// A stanza is moved from the scanner through the c2s event queue into the route's accumulator:
 /// every byte of it is copied several times per message.
 #[test]
