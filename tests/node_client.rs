@@ -2,7 +2,10 @@
 //! Node (tests/web/xmpp_client.mjs) logs in as alice over `ws://.../ws-xmpp` (SCRAM, bind, stream
 //! management as xmpp.js negotiates them), sends bob (slixmpp over c2s, tests/interop/replier.py) a
 //! message, receives bob's answer and closes the stream and the WebSocket cleanly. Two shards, so
-//! the session may sit on a different shard from bob's.
+//! the session may sit on a different shard from bob's. xmpp.js prefers SASL2 (XEP-0388) with Bind 2
+//! (XEP-0386) and stream management inline when offered: its resource is then `xmppjs/ID`, the
+//! `--resource` given as the Bind 2 tag and an id petrel generated, which RFC 6120 binding (the
+//! resource as asked) would not give.
 //!
 //! Needs node >= 20.10 and `npm ci --prefix tests/web`; skips loudly without them unless
 //! `PETREL_REQUIRE_BROWSER` is set (tests/common/web.rs).
@@ -42,9 +45,20 @@ fn xmppjs_websocket_chat() {
     );
     let out = tools.run("xmpp_client.mjs", &args, Duration::from_secs(180));
     println!("{out}");
+    let full = out
+        .split("OK: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no OK line:\n{out}"))
+        .to_string();
+    let id = full.strip_prefix("alice@localhost/xmppjs/").unwrap_or("");
     assert!(
-        out.contains("OK: alice@localhost/xmppjs sent")
-            && out.contains("from bob@localhost/py")
+        id.len() == 16 && id.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "not bound through SASL2 + Bind 2 (tag/id): {full}\n{out}"
+    );
+    assert!(
+        out.contains("from bob@localhost/py")
+            && out.contains("stream management on (id set)")
             && out.contains("closed cleanly"),
         "{out}"
     );
@@ -52,7 +66,7 @@ fn xmppjs_websocket_chat() {
     let bob_out = bob.finish(Duration::from_secs(60));
     println!("bob:\n{bob_out}");
     assert!(
-        bob_out.contains(&format!("GOT alice@localhost/xmppjs {message}\n")),
+        bob_out.contains(&format!("GOT {full} {message}\n")),
         "bob did not get the message from @xmpp/client:\n{bob_out}"
     );
     assert!(bob_out.contains("OK: replied"), "{bob_out}");

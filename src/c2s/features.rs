@@ -23,6 +23,8 @@ pub(crate) enum Offer<'a> {
         mechanisms: &'a [Mechanism],
         /// Offer in-band registration (XEP-0077).
         register: bool,
+        /// Stream management can be enabled inside a Bind 2 request (advertised in SASL2's inline).
+        inline_sm: bool,
     },
     /// Post-authentication: resource binding, the legacy optional session, and the modules' extra
     /// features (pre-rendered elements, e.g. roster versioning, stream management, CSI).
@@ -59,6 +61,7 @@ pub(crate) fn write_features(out: &mut Vec<u8>, offer: &Offer<'_>) {
             starttls,
             mechanisms,
             register,
+            inline_sm,
         } => {
             match starttls {
                 Some(true) => {
@@ -83,6 +86,8 @@ pub(crate) fn write_features(out: &mut Vec<u8>, offer: &Offer<'_>) {
                     out.extend_from_slice(b"</mechanism>");
                 }
                 out.extend_from_slice(b"</mechanisms>");
+                // XEP-0388 beside RFC 6120 SASL, with the same mechanisms (never offered empty).
+                super::sasl2::write_feature(out, mechanisms, *inline_sm);
             }
             if *register {
                 out.extend_from_slice(

@@ -13,6 +13,7 @@ mod preauth;
 mod reply;
 pub mod route;
 mod sasl;
+mod sasl2;
 mod session;
 mod sm_xep198;
 mod stream;

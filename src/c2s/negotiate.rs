@@ -53,6 +53,7 @@ impl C2s {
                     starttls: self.starttls_offer(),
                     mechanisms: &mechs[..n],
                     register: self.register_offered(),
+                    inline_sm: self.sm_offered(),
                 };
                 features::write_features(&mut self.out, &offer);
             }
@@ -179,6 +180,8 @@ impl C2s {
     // ---- SASL ----
 
     pub(super) fn on_sasl(&mut self, s: &Stanza) {
+        self.sasl2_framing = false;
+        self.sasl2 = None;
         let req = match sasl::parse(s) {
             Ok(req) => req,
             Err(f) => return self.sasl_failure(f),
@@ -223,6 +226,9 @@ impl C2s {
 
     pub(super) fn on_sasl_step(&mut self, step: SaslStep) {
         match step {
+            SaslStep::Challenge(data) if self.sasl2_framing => {
+                super::sasl2::write_challenge(&mut self.out, &data)
+            }
             SaslStep::Challenge(data) => sasl::write_challenge(&mut self.out, &data),
             SaslStep::NeedSecrets { username } => {
                 self.wait = Wait::Secrets;
@@ -241,10 +247,18 @@ impl C2s {
                 let Ok(jid) = BareJid::new(Some(&username), domain) else {
                     return self.sasl_failure(SaslFailure::NotAuthorized);
                 };
-                sasl::write_success(&mut self.out, additional_data.as_deref());
                 self.auth = Auth::Authed(jid.clone());
-                self.events.push_back(C2sEvent::Authenticated { jid });
-                self.restart();
+                self.events
+                    .push_back(C2sEvent::Authenticated { jid: jid.clone() });
+                match self.sasl2.take() {
+                    Some(inline) if self.sasl2_framing => {
+                        self.sasl2_success(jid, inline, additional_data)
+                    }
+                    _ => {
+                        sasl::write_success(&mut self.out, additional_data.as_deref());
+                        self.restart();
+                    }
+                }
             }
             SaslStep::Failure(f) => self.sasl_failure(f),
         }
@@ -262,13 +276,26 @@ impl C2s {
                 self.events.push_back(C2sEvent::AuthFailed { jid });
             }
         }
-        sasl::write_failure(&mut self.out, condition.as_str());
+        self.write_sasl_failure(condition);
         self.sasl_failures += 1;
         if self.sasl_failures >= MAX_SASL_FAILURES {
             self.stream_error(
                 StreamErrorCondition::PolicyViolation,
                 Some("too many authentication failures"),
             );
+        }
+    }
+}
+
+impl C2s {
+    /// `<failure/>` in the framing of the exchange (RFC 6120 or SASL2); the SASL2 requests end
+    /// with it (XEP-0388 §2.6.2: the stream state stays as it was).
+    pub(super) fn write_sasl_failure(&mut self, condition: SaslFailure) {
+        self.sasl2 = None;
+        if self.sasl2_framing {
+            super::sasl2::write_failure(&mut self.out, condition.as_str());
+        } else {
+            sasl::write_failure(&mut self.out, condition.as_str());
         }
     }
 }

@@ -97,6 +97,11 @@ fn write_b64(out: &mut Vec<u8>, data: &[u8]) {
         out.push(b'=');
         return;
     }
+    b64_into(out, data);
+}
+
+/// Appends base64 of `data` (nothing for empty data).
+pub(super) fn b64_into(out: &mut Vec<u8>, data: &[u8]) {
     let start = out.len();
     out.resize(
         start + base64::encoded_len(data.len(), true).unwrap_or(0),

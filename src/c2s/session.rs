@@ -10,11 +10,12 @@ use crate::xmpp::{ns, StanzaErrorCondition, StreamErrorCondition};
 
 impl C2s {
     pub(super) fn on_element(&mut self, s: Stanza) {
-        let (is_tls, is_sasl, is_client, is_sm) = {
+        let (is_tls, is_sasl, is_sasl2, is_client, is_sm) = {
             let e = element_ns(&s);
             (
                 e == ns::TLS,
                 e == ns::SASL,
+                e == ns::SASL2,
                 e == ns::CLIENT,
                 e == super::NS_SM,
             )
@@ -29,6 +30,7 @@ impl C2s {
         }
         match &self.auth {
             Auth::None(_) if is_sasl => self.on_sasl(&s),
+            Auth::None(_) if is_sasl2 => self.on_sasl2(&s),
             // XEP-0077: registration before authentication, when enabled.
             Auth::None(None) if is_client && self.cfg.register => {
                 if !self.on_preauth_iq(s) {
@@ -37,7 +39,8 @@ impl C2s {
             }
             // RFC 6120 §6.4: nothing but negotiation before authentication.
             Auth::None(_) => self.stream_error(StreamErrorCondition::NotAuthorized, None),
-            Auth::Authed(_) | Auth::Bound(_) if is_sasl => self.stream_error(
+            // XEP-0388 §3.8: an <authenticate/> after success is a stream error too.
+            Auth::Authed(_) | Auth::Bound(_) if is_sasl || is_sasl2 => self.stream_error(
                 StreamErrorCondition::PolicyViolation,
                 Some("SASL is already negotiated"),
             ),

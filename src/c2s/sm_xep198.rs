@@ -414,6 +414,12 @@ impl C2s {
             );
         }
         let wants_resume = matches!(s.attr("resume").as_deref(), Some("true") | Some("1"));
+        self.enable_sm(wants_resume, cfg);
+    }
+
+    /// Switches stream management on for the bound stream and writes `<enabled/>` (a top-level
+    /// `<enable/>`, or one inside a Bind 2 request).
+    pub(super) fn enable_sm(&mut self, wants_resume: bool, cfg: SmConfig) {
         let id = if wants_resume && !cfg.resume_timeout.is_zero() {
             match random_token() {
                 Ok(t) => {

@@ -49,6 +49,8 @@ pub(super) enum Wait {
     PreAuth,
     /// `resumed` or `resume_failed`, with the id asked for (XEP-0198).
     Resume(String),
+    /// `bind_result` for a Bind 2 request inside SASL2 (XEP-0386), `<success/>` not written yet.
+    Bind2(Box<super::sasl2::Sasl2Inline>),
 }
 
 /// One client-to-server stream, sans-IO (see the module docs for the contract).
@@ -74,6 +76,10 @@ pub struct C2s {
     pub(super) auth: Auth,
     pub(super) wait: Wait,
     pub(super) sasl_failures: u8,
+    /// The running (or last) SASL exchange uses XEP-0388 framing: its answers are SASL2 elements.
+    pub(super) sasl2_framing: bool,
+    /// What the SASL2 `<authenticate/>` asked for besides authentication (bind, user agent).
+    pub(super) sasl2: Option<Box<super::sasl2::Sasl2Inline>>,
     pub(super) auth_deadline: Option<Instant>,
     pub(super) last_input: Instant,
     /// TLS records arrived since rustls' read buffer was last released (see [`TLS_IDLE_RELEASE`]).
@@ -119,6 +125,8 @@ impl C2s {
             auth: Auth::None(None),
             wait: Wait::Nothing,
             sasl_failures: 0,
+            sasl2_framing: false,
+            sasl2: None,
             auth_deadline,
             last_input: now,
             tls_read_buffer: false,
@@ -287,10 +295,7 @@ impl C2s {
         self.wait = Wait::Nothing;
         // A store outage is not the client's failure: unlike `sasl_failure`, it is not counted.
         self.auth = Auth::None(None);
-        super::sasl::write_failure(
-            &mut self.out,
-            crate::auth::SaslFailure::TemporaryAuthFailure.as_str(),
-        );
+        self.write_sasl_failure(crate::auth::SaslFailure::TemporaryAuthFailure);
         self.run();
     }
 
@@ -312,8 +317,16 @@ impl C2s {
         if self.closed {
             return;
         }
-        let Wait::Bind(id) = std::mem::replace(&mut self.wait, Wait::Nothing) else {
-            return;
+        let id = match std::mem::replace(&mut self.wait, Wait::Nothing) {
+            Wait::Bind(id) => id,
+            Wait::Bind2(inline) => {
+                self.bind2_result(&inline, r);
+                return self.run();
+            }
+            other => {
+                self.wait = other;
+                return;
+            }
         };
         match r {
             Ok(jid) => {
@@ -537,6 +550,7 @@ impl C2s {
         if let Auth::None(Some(_)) = self.auth {
             self.auth = Auth::None(None);
         }
+        self.sasl2 = None;
         self.wait = Wait::Nothing;
         self.events.push_back(C2sEvent::Closed { reason });
     }
@@ -546,10 +560,15 @@ impl C2s {
 pub(crate) fn random_token() -> Result<String, getrandom::Error> {
     let mut buf = [0u8; 16];
     getrandom::getrandom(&mut buf)?;
-    Ok(buf
+    Ok(token_from_bytes(&buf))
+}
+
+/// One character of [`TOKEN_ALPHABET`] per byte (its low 5 bits).
+pub(crate) fn token_from_bytes(bytes: &[u8]) -> String {
+    bytes
         .iter()
         .map(|b| char::from(TOKEN_ALPHABET[usize::from(b & 31)]))
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

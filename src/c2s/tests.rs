@@ -236,6 +236,19 @@ fn scram_sha256(
     secrets: Option<&ScramSecrets>,
     plus: bool,
 ) -> String {
+    scram_sha256_framed(c, user, password, secrets, plus, None)
+}
+
+/// [`scram_sha256`] in RFC 6120 framing (`sasl2: None`), or in SASL2 framing (XEP-0388) with
+/// `Some(inline)` elements after the initial response (a `<user-agent/>`, a `<bind/>`...).
+fn scram_sha256_framed(
+    c: &mut Client,
+    user: &str,
+    password: &str,
+    secrets: Option<&ScramSecrets>,
+    plus: bool,
+    sasl2: Option<&str>,
+) -> String {
     let (mech, gs2) = if plus {
         ("SCRAM-SHA-256-PLUS", "p=tls-exporter,,")
     } else {
@@ -244,9 +257,21 @@ fn scram_sha256(
     let cnonce = "fyko+d2lbbFgONRv9qkxdawL";
     let first_bare = format!("n={user},r={cnonce}");
     let first = B64.encode(format!("{gs2}{first_bare}"));
-    c.send(&format!(
-        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{mech}'>{first}</auth>"
-    ));
+    let (ns, success_data) = match sasl2 {
+        None => {
+            c.send(&format!(
+                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{mech}'>{first}</auth>"
+            ));
+            ("urn:ietf:params:xml:ns:xmpp-sasl", "success")
+        }
+        Some(inline) => {
+            c.send(&format!(
+                "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='{mech}'>\
+                 <initial-response>{first}</initial-response>{inline}</authenticate>"
+            ));
+            ("urn:xmpp:sasl:2", "additional-data")
+        }
+    };
     assert!(c.recv().is_empty(), "the server waits for the secrets");
     let ev = c.events();
     assert!(
@@ -255,6 +280,10 @@ fn scram_sha256(
     );
     c.c2s.provide_secrets(secrets.cloned());
     let out = c.recv();
+    assert!(
+        out.starts_with(&format!("<challenge xmlns='{ns}'>")),
+        "{out}"
+    );
     let server_first =
         String::from_utf8(B64.decode(element_text(&out, "challenge")).unwrap()).unwrap();
     let mut nonce = "";
@@ -286,9 +315,7 @@ fn scram_sha256(
         .map(|(a, b)| a ^ b)
         .collect();
     let final_msg = B64.encode(format!("{without_proof},p={}", B64.encode(proof)));
-    c.send(&format!(
-        "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{final_msg}</response>"
-    ));
+    c.send(&format!("<response xmlns='{ns}'>{final_msg}</response>"));
     let out = c.recv();
     if out.contains("<success") {
         let server_key = hmac256(&salted, b"Server Key");
@@ -296,7 +323,7 @@ fn scram_sha256(
             "v={}",
             B64.encode(hmac256(&server_key, auth_message.as_bytes()))
         );
-        let got = String::from_utf8(B64.decode(element_text(&out, "success")).unwrap()).unwrap();
+        let got = String::from_utf8(B64.decode(element_text(&out, success_data)).unwrap()).unwrap();
         assert_eq!(got, expected, "server signature");
     }
     out
@@ -1282,6 +1309,8 @@ fn stanzas_pipelined_after_bind_wait_for_the_result() {
 /// Pings and pre-auth registration (im-misc).
 mod misc;
 
+#[path = "tests/sasl2.rs"]
+mod sasl2;
 /// XEP-0198 stream management (xep198).
 mod sm;
 

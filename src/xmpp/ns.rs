@@ -30,3 +30,7 @@ pub const PING: &str = "urn:xmpp:ping";
 pub const ROSTER: &str = "jabber:iq:roster";
 /// The `xml:` prefix namespace (always bound).
 pub const XML: &str = "http://www.w3.org/XML/1998/namespace";
+/// Extensible SASL profile (XEP-0388, "SASL2").
+pub const SASL2: &str = "urn:xmpp:sasl:2";
+/// Bind 2 (XEP-0386): resource binding inside a SASL2 authentication.
+pub const BIND2: &str = "urn:xmpp:bind:0";

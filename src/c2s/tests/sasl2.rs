@@ -1,0 +1,221 @@
+//! SASL2 (XEP-0388) and Bind 2 (XEP-0386) on the sans-IO stream: the feature, SCRAM in SASL2
+//! framing, success without a restart, binding and stream management inside the authentication,
+//! failures in SASL2 framing, and what is refused.
+
+use super::*;
+use crate::c2s::SmConfig;
+
+const UA: &str = "<user-agent id='d4565fa7-4d72-4749-b3d3-740edbf87770'>\
+                  <software>Test</software></user-agent>";
+
+/// alice (password `s3cret`) logs in with SCRAM-SHA-256 in SASL2 framing, sending `password`.
+fn sasl2_scram(c: &mut Client, password: &str, inline: &str) -> String {
+    scram_sha256_framed(
+        c,
+        "alice",
+        password,
+        Some(&secrets("s3cret")),
+        false,
+        Some(inline),
+    )
+}
+
+fn sm_config() -> C2sConfig {
+    C2sConfig {
+        sm: Some(SmConfig::default()),
+        post_auth_features: b"<sm xmlns='urn:xmpp:sm:3'/>".to_vec(),
+        ..config(TlsMode::None)
+    }
+}
+
+#[test]
+fn the_feature_lists_the_same_mechanisms_and_bind2_with_sm_inline() {
+    let mut c = Client::new(sm_config(), REMOTE);
+    let out = c.open();
+    assert!(
+        out.contains(
+            "<authentication xmlns='urn:xmpp:sasl:2'><mechanism>SCRAM-SHA-256</mechanism>\
+             <mechanism>SCRAM-SHA-1</mechanism><inline><bind xmlns='urn:xmpp:bind:0'><inline>\
+             <feature var='urn:xmpp:sm:3'/></inline></bind></inline></authentication>"
+        ),
+        "{out}"
+    );
+    // Without stream management configured, Bind 2 has no inline feature to offer.
+    let mut c = Client::new(config(TlsMode::None), REMOTE);
+    let out = c.open();
+    assert!(
+        out.contains("<inline><bind xmlns='urn:xmpp:bind:0'></bind></inline>"),
+        "{out}"
+    );
+    // No mechanism allowed (STARTTLS required first): no SASL2 either (XEP-0388 §2.1).
+    let mut c = Client::new(config(TlsMode::StarttlsRequired), REMOTE);
+    let out = c.open();
+    assert!(!out.contains("urn:xmpp:sasl:2"), "{out}");
+}
+
+#[test]
+fn scram_with_bind2_and_sm_binds_before_success_without_a_restart() {
+    let mut c = Client::new(sm_config(), REMOTE);
+    c.open();
+    let stream_id = c.c2s.stream_id().to_string();
+    let inline = format!(
+        "{UA}<bind xmlns='urn:xmpp:bind:0'><tag>Test</tag>\
+         <enable xmlns='urn:xmpp:sm:3' resume='true'/></bind>"
+    );
+    let out = sasl2_scram(&mut c, "s3cret", &inline);
+    assert!(out.is_empty(), "success waits for the bind: {out}");
+    let ev = c.events();
+    let [C2sEvent::Authenticated { jid: bare }, C2sEvent::BindRequest { jid }] = &ev[..] else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(bare.as_str(), "alice@example.com");
+    assert!(
+        jid.as_str().starts_with("alice@example.com/Test/") && jid.resource().len() == 21,
+        "{jid}"
+    );
+    // Stanzas pipelined behind the authentication wait for the bind.
+    c.send("<message to='bob@example.com'><body>early</body></message>");
+    assert!(c.events().is_empty());
+    let jid = jid.clone();
+    c.c2s.bind_result(Ok(jid.clone()));
+    let out = c.recv();
+    assert!(
+        out.starts_with("<success xmlns='urn:xmpp:sasl:2'><additional-data>"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "<authorization-identifier>{jid}</authorization-identifier>\
+             <bound xmlns='urn:xmpp:bind:0'><enabled xmlns='urn:xmpp:sm:3' id='"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("resume='true'") && out.ends_with("/></bound></success>"),
+        "no features after a bound success: {out}"
+    );
+    assert_eq!(c.c2s.jid(), Some(&jid));
+    assert_eq!(c.c2s.stream_id(), stream_id, "no stream restart");
+    assert!(c.c2s.sm().is_some());
+    let ev = c.events();
+    assert!(
+        matches!(&ev[..], [C2sEvent::SmEnabled { id: Some(_) }, C2sEvent::Stanza(s, Some(1))]
+            if s.from().as_deref() == Some(jid.as_str())),
+        "SM on, then the pipelined stanza counted as the first: {ev:?}"
+    );
+    // The same installation logging in again gets the same resource (its old session replaced).
+    let mut c2 = Client::new(sm_config(), REMOTE);
+    c2.open();
+    sasl2_scram(&mut c2, "s3cret", &inline);
+    let ev = c2.events();
+    assert!(
+        matches!(&ev[..], [_, C2sEvent::BindRequest { jid: again }] if *again == jid),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn without_bind2_success_names_the_bare_jid_and_the_bind_features_follow() {
+    let mut c = Client::new(config(TlsMode::None), REMOTE);
+    c.open();
+    let out = sasl2_scram(&mut c, "s3cret", UA);
+    assert!(
+        out.contains(
+            "<authorization-identifier>alice@example.com</authorization-identifier></success>\
+             <stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
+        ),
+        "{out}"
+    );
+    assert!(matches!(&c.events()[..], [C2sEvent::Authenticated { .. }]));
+    // RFC 6120 binding on the same stream, no new header.
+    bind(&mut c, Some("desk"));
+}
+
+#[test]
+fn a_refused_bind_still_authenticates_and_offers_rfc6120_binding() {
+    let mut c = Client::new(config(TlsMode::None), REMOTE);
+    c.open();
+    let inline = "<bind xmlns='urn:xmpp:bind:0'/>";
+    sasl2_scram(&mut c, "s3cret", inline);
+    let ev = c.events();
+    let [_, C2sEvent::BindRequest { jid }] = &ev[..] else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(jid.resource().len(), 16, "no tag: a generated resource");
+    c.c2s.bind_result(Err(BindError::ResourceConstraint));
+    let out = c.recv();
+    assert!(
+        out.contains(
+            "<authorization-identifier>alice@example.com</authorization-identifier>\
+             <failed xmlns='urn:xmpp:bind:0'><error type='wait'><resource-constraint"
+        ) && out.contains("</failed></success><stream:features><bind"),
+        "{out}"
+    );
+    assert_eq!(c.c2s.jid(), None);
+    bind(&mut c, None);
+}
+
+#[test]
+fn failures_use_sasl2_framing_and_leave_the_stream_open() {
+    let mut c = Client::new(config(TlsMode::None), REMOTE);
+    c.open();
+    let out = sasl2_scram(&mut c, "wrong", UA);
+    assert_eq!(
+        out,
+        "<failure xmlns='urn:xmpp:sasl:2'><not-authorized \
+         xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/></failure>"
+    );
+    assert!(matches!(&c.events()[..], [C2sEvent::AuthFailed { .. }]));
+    // A response with no exchange running, an unknown mechanism, PLAIN off loopback without TLS.
+    c.send("<response xmlns='urn:xmpp:sasl:2'>AAAA</response>");
+    assert!(c.recv().contains("<malformed-request"));
+    c.send("<authenticate xmlns='urn:xmpp:sasl:2' mechanism='X-NOPE'/>");
+    assert!(c.recv().contains("<invalid-mechanism"));
+    c.send("<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>AGEAYg==</initial-response></authenticate>");
+    let out = c.recv();
+    assert!(
+        out.starts_with("<failure xmlns='urn:xmpp:sasl:2'><encryption-required"),
+        "{out}"
+    );
+    // The fifth failure closes the stream (RFC 6120 §6.4.5 applies to SASL2 too).
+    c.send("<abort xmlns='urn:xmpp:sasl:2'/>");
+    let out = c.recv();
+    assert!(
+        out.contains("<aborted") && out.contains(&stream_error("policy-violation")),
+        "{out}"
+    );
+}
+
+#[test]
+fn plain_on_loopback_and_a_second_authenticate_is_a_stream_error() {
+    let mut cfg = config(TlsMode::None);
+    cfg.allow_plaintext_on_loopback = true;
+    let mut c = Client::new(cfg, LOOPBACK);
+    c.open();
+    let creds = B64.encode("\0alice\0s3cret");
+    c.send(&format!(
+        "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'>\
+         <initial-response>{creds}</initial-response><bind xmlns='urn:xmpp:bind:0'><tag>cli</tag></bind>\
+         </authenticate>"
+    ));
+    assert!(
+        matches!(&c.events()[..], [C2sEvent::VerifyPlain { username, .. }] if username == "alice")
+    );
+    c.c2s.plain_verified(true);
+    let ev = c.events();
+    let [_, C2sEvent::BindRequest { jid }] = &ev[..] else {
+        panic!("{ev:?}")
+    };
+    c.c2s.bind_result(Ok(jid.clone()));
+    let out = c.recv();
+    assert!(
+        out.starts_with(
+            "<success xmlns='urn:xmpp:sasl:2'><authorization-identifier>alice@example.com/cli/"
+        ) && out.ends_with("<bound xmlns='urn:xmpp:bind:0'></bound></success>"),
+        "PLAIN has no additional data: {out}"
+    );
+    c.send(&format!(
+        "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>{creds}</initial-response></authenticate>"
+    ));
+    assert!(c.recv().contains(&stream_error("policy-violation")));
+}
