@@ -7,6 +7,10 @@
 #   loadtest/logins.sh                                  # the build in target/release, 3 rounds
 #   BUILDS="/tmp/old /tmp/new" loadtest/logins.sh       # directories holding petrel and petrel-load
 #
+#   MECHS="SCRAM-SHA-256 SCRAM-SHA-256+sasl2" loadtest/logins.sh   # RFC 6120 beside SASL2 + Bind 2
+#
+# A mechanism written MECH+sasl2 logs in with SASL2 (XEP-0388) and Bind 2 (XEP-0386) instead of
+# SASL, stream restart and bind (petrel-load --sasl2).
 # Environment: ROUNDS=3 MECHS="PLAIN SCRAM-SHA-256" PLAIN_USERS=3000 SCRAM_USERS=10000
 #   ITERATIONS=4096 SERVER_CPU=0 LOAD_CPUS=1 OUT=/tmp/petrel-logins
 # SCRAM: the generator keeps ClientKey/ServerKey per (password, salt, iterations) in a cache file
@@ -41,15 +45,17 @@ declare -A per_cpu=() wall=()
 for r in $(seq "$ROUNDS"); do
     for mech in $MECHS; do
         users=$PLAIN_USERS
-        [ "$mech" = PLAIN ] || users=$SCRAM_USERS
+        [ "${mech%+sasl2}" = PLAIN ] || users=$SCRAM_USERS
+        flags=()
+        [ "${mech%+sasl2}" = "$mech" ] || flags=(--sasl2)
         for b in $BUILDS; do
             key="$b $mech"
             tag="$(basename "$b")-$mech-$r"
             serve_pinned "$b/petrel" "$SERVER_CPU" 1 "$OUT/petrel.toml" "$OUT/server-$tag.log" "$port"
             storm() {
                 "$b/petrel-load" connect --server "127.0.0.1:$port" --domain localhost --users "$users" \
-                    --password password --cpus "$LOAD_CPUS" --mech "$mech" --scram-cache "$OUT/scram.cache" \
-                    --server-pid "$pid" --quiet --json "$1" > "${1%.json}.txt" 2>&1
+                    --password password --cpus "$LOAD_CPUS" --mech "${mech%+sasl2}" --scram-cache "$OUT/scram.cache" \
+                    --server-pid "$pid" --quiet --json "$1" "${flags[@]}" > "${1%.json}.txt" 2>&1
             }
             storm "$OUT/warmup-$tag.json" || true
             storm "$OUT/$tag.json" || true

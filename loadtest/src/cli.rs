@@ -148,6 +148,11 @@ pub struct Args {
     /// Do not send initial presence.
     #[arg(long)]
     pub no_presence: bool,
+    /// Log in with SASL2 + Bind 2 (XEP-0388, XEP-0386) when offered: no stream restart, stream
+    /// management enabled inside the authentication; the bound resource is `--resource`/ID
+    /// (`connect` and `idle` only: the other scenarios address full JIDs they choose).
+    #[arg(long)]
+    pub sasl2: bool,
     /// XEP-0198 stream management: enable it after bind, answer `<r/>`, count acked messages.
     #[arg(long)]
     pub sm: bool,

@@ -66,6 +66,10 @@ pub struct LoginConfig {
     pub presence: bool,
     /// Enable XEP-0198 stream management (with resumption) after binding.
     pub sm: bool,
+    /// Log in with SASL2 (XEP-0388) and Bind 2 (XEP-0386) when the server offers them: one
+    /// exchange authenticates, binds (the resource becomes `resource/ID`) and enables stream
+    /// management, with no stream restart.
+    pub sasl2: bool,
     /// Session or registration.
     pub goal: Goal,
     /// SCRAM keys already derived, shared by every login of the run.
@@ -137,6 +141,8 @@ enum State {
     },
     TlsProceed,
     Sasl(Option<ScramClient>),
+    /// SASL2 `<authenticate/>` sent (with a Bind 2 request).
+    Sasl2(Option<ScramClient>),
     Bind,
     Session,
     /// `<resume/>` sent, waiting for `<resumed/>` or `<failed/>`.
@@ -184,6 +190,8 @@ pub struct Login<'a> {
     pub sm: SmOutcome,
     /// A `<resume/>` was refused (the session is gone): the login went on with a fresh bind.
     pub resume_failed: bool,
+    /// The full JID the server bound, when SASL2 + Bind 2 chose it (`resource/ID`).
+    pub bound: Option<String>,
 }
 
 impl<'a> Login<'a> {
@@ -200,6 +208,7 @@ impl<'a> Login<'a> {
             registered: None,
             sm: SmOutcome::Off,
             resume_failed: false,
+            bound: None,
         }
     }
 
@@ -253,6 +262,7 @@ impl<'a> Login<'a> {
             }
             State::TlsProceed => Err(LoginError::NoTls),
             State::Sasl(scram) => self.sasl(scram, n, el),
+            State::Sasl2(scram) => self.sasl2(scram, n, el),
             State::Bind if n == b"iq" => {
                 if attr(el, b"type") != Some(b"result") {
                     return Err(LoginError::Bind);
@@ -340,6 +350,9 @@ impl<'a> Login<'a> {
             .copied()
             .find(|m| offered.iter().any(|o| *o == m.name().as_bytes()))
             .ok_or(LoginError::NoMechanism)?;
+        let sasl2 = self.cfg.sasl2
+            && self.resume.is_none()
+            && memmem::find(el, b"urn:xmpp:sasl:2").is_some();
         let (payload, scram) = match mech {
             Mech::Plain => (
                 format!("\0{}\0{}", self.user, self.cfg.password).into_bytes(),
@@ -355,6 +368,24 @@ impl<'a> Login<'a> {
                 (c.client_first().into_bytes(), Some(c))
             }
         };
+        if sasl2 {
+            self.state = State::Sasl2(scram);
+            let enable = if self.cfg.sm {
+                std::str::from_utf8(sm::ENABLE).unwrap_or_default()
+            } else {
+                ""
+            };
+            return Ok(Step::Send(
+                format!(
+                    "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='{}'><initial-response>{}</initial-response>\
+                     <bind xmlns='urn:xmpp:bind:0'><tag>{}</tag>{enable}</bind></authenticate>",
+                    mech.name(),
+                    B64.encode(payload),
+                    self.cfg.resource
+                )
+                .into_bytes(),
+            ));
+        }
         self.state = State::Sasl(scram);
         Ok(Step::Send(
             format!(
@@ -395,6 +426,59 @@ impl<'a> Login<'a> {
                 }
                 self.state = State::Header { authed: true };
                 Ok(Step::Restart(self.header()))
+            }
+            b"failure" => Err(LoginError::Auth(first_child(el))),
+            other => Err(LoginError::Unexpected(
+                String::from_utf8_lossy(other).into_owned(),
+            )),
+        }
+    }
+
+    /// The SASL2 exchange: challenges, then `<success/>` carrying the bound JID and `<enabled/>`.
+    fn sasl2(
+        &mut self,
+        mut scram: Option<ScramClient>,
+        n: &[u8],
+        el: &[u8],
+    ) -> Result<Step, LoginError> {
+        match n {
+            b"challenge" => {
+                let c = scram
+                    .as_mut()
+                    .ok_or_else(|| LoginError::Unexpected("challenge".into()))?;
+                let data = B64.decode(inner(el)).map_err(|_| ScramError::Base64)?;
+                let reply = c.server_first(&data, &self.cfg.scram_cache)?;
+                self.state = State::Sasl2(scram);
+                Ok(Step::Send(
+                    format!(
+                        "<response xmlns='urn:xmpp:sasl:2'>{}</response>",
+                        B64.encode(reply)
+                    )
+                    .into_bytes(),
+                ))
+            }
+            b"success" => {
+                if let Some(c) = &scram {
+                    let data = child_text(el, b"additional-data").unwrap_or_default();
+                    let data = B64.decode(data).map_err(|_| ScramError::Base64)?;
+                    c.server_final(&data)?;
+                }
+                if memmem::find(el, b"<bound").is_none() {
+                    return Err(LoginError::Bind);
+                }
+                let jid = child_text(el, b"authorization-identifier").ok_or(LoginError::Bind)?;
+                self.bound = Some(String::from_utf8_lossy(jid).into_owned());
+                if self.cfg.sm {
+                    let enabled = memmem::find(el, b"<enabled")
+                        .map(|i| &el[i..])
+                        .ok_or(LoginError::Sm)?;
+                    let resumable = matches!(attr(enabled, b"resume"), Some(b"true" | b"1"));
+                    let id = attr(enabled, b"id")
+                        .filter(|_| resumable)
+                        .map(|v| String::from_utf8_lossy(v).into_owned());
+                    self.sm = SmOutcome::Enabled(id);
+                }
+                Ok(self.done())
             }
             b"failure" => Err(LoginError::Auth(first_child(el))),
             other => Err(LoginError::Unexpected(
@@ -457,6 +541,15 @@ impl<'a> Login<'a> {
     }
 }
 
+/// The text of the first `<name>` child anywhere in `el` (no nested elements expected).
+fn child_text<'e>(el: &'e [u8], name: &[u8]) -> Option<&'e [u8]> {
+    let open = [b"<", name, b">"].concat();
+    let close = [b"</", name, b">"].concat();
+    let start = memmem::find(el, &open)? + open.len();
+    let len = memmem::find(&el[start..], &close)?;
+    Some(&el[start..start + len])
+}
+
 /// Offered SASL mechanism names in a features element.
 fn mechanisms(el: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
@@ -515,9 +608,45 @@ mod tests {
             mechs,
             presence: true,
             sm: false,
+            sasl2: false,
             goal,
             scram_cache: Default::default(),
         }
+    }
+
+    #[test]
+    fn sasl2_login_binds_and_enables_sm_in_one_exchange() {
+        let mut c = cfg(vec![Mech::Plain], false, Goal::Session);
+        c.sasl2 = true;
+        c.sm = true;
+        let mut l = Login::new(&c, "user1".into());
+        l.on_frame(FrameKind::StreamOpen, b"<stream:stream>")
+            .expect("open");
+        let feats = b"<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms><authentication xmlns='urn:xmpp:sasl:2'><mechanism>PLAIN</mechanism></authentication></stream:features>";
+        let Ok(Step::Send(auth)) = l.on_frame(FrameKind::Element, feats) else {
+            panic!("expected authenticate");
+        };
+        let auth = String::from_utf8(auth).expect("utf8");
+        assert!(
+            auth.starts_with("<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'>")
+                && auth.contains("<bind xmlns='urn:xmpp:bind:0'><tag>r</tag><enable xmlns='urn:xmpp:sm:3' resume='true'/></bind>"),
+            "{auth}"
+        );
+        let success = b"<success xmlns='urn:xmpp:sasl:2'><authorization-identifier>user1@d/r/abc</authorization-identifier><bound xmlns='urn:xmpp:bind:0'><enabled xmlns='urn:xmpp:sm:3' id='s1' resume='true'/></bound></success>";
+        assert_eq!(
+            l.on_frame(FrameKind::Element, success),
+            Ok(Step::Done(b"<presence/>".to_vec()))
+        );
+        assert_eq!(l.bound.as_deref(), Some("user1@d/r/abc"));
+        assert_eq!(l.sm, SmOutcome::Enabled(Some("s1".into())));
+        // A server without SASL2: the RFC 6120 way.
+        let mut l = Login::new(&c, "user1".into());
+        l.on_frame(FrameKind::StreamOpen, b"<stream:stream>")
+            .expect("open");
+        let Ok(Step::Send(auth)) = l.on_frame(FrameKind::Element, FEATS) else {
+            panic!("expected auth");
+        };
+        assert!(String::from_utf8_lossy(&auth).starts_with("<auth "));
     }
 
     const FEATS: &[u8] = b"<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism></mechanisms></stream:features>";

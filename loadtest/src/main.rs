@@ -61,6 +61,8 @@ enum MainError {
     Resolve(String),
     #[error("unknown SASL mechanism {0}")]
     Mech(String),
+    #[error("--sasl2 is for the connect and idle scenarios (Bind 2 chooses the resource)")]
+    Sasl2Scenario,
     #[error("max needs an even number of users (pairs)")]
     OddUsers,
     #[error("--ring needs the max scenario, one generator core and no --server-b (a receiver credits its sender's window on its own core)")]
@@ -213,6 +215,9 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
     if sm && args.relay {
         return Err(MainError::RelaySm);
     }
+    if args.sasl2 && !matches!(args.scenario, Scenario::Connect | Scenario::Idle) {
+        return Err(MainError::Sasl2Scenario);
+    }
     let mechs = args
         .mech
         .iter()
@@ -236,6 +241,7 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
         // The pep scenario sends its own presence (with caps) after asking for the roster.
         presence: !args.no_presence && args.scenario != Scenario::Pep,
         sm,
+        sasl2: args.sasl2,
         goal: if args.scenario == Scenario::Register {
             Goal::Register
         } else {
