@@ -112,6 +112,98 @@ impl Sm {
         (self.id, self.jid, self.h)
     }
 
+    /// Logs in with SASL2 (XEP-0388, PLAIN) and Bind 2 (XEP-0386) with `<enable/>` inline: one
+    /// exchange, no restart. `ua` is the client installation's `<user-agent id/>`.
+    fn login_sasl2(server: &Server, user: &str, tag: &str, ua: &str) -> Sm {
+        let (c, success) = Sm::authenticate_sasl2(server, user, tag, ua, "");
+        let text = String::from_utf8_lossy(success.bytes()).into_owned();
+        let tree = success.tree().unwrap();
+        let jid = tree
+            .get_child("authorization-identifier", "urn:xmpp:sasl:2")
+            .map(|e| e.text())
+            .unwrap_or_default();
+        assert!(
+            jid.starts_with(&format!("{user}@localhost/{tag}/")),
+            "{text}"
+        );
+        let enabled = tree
+            .get_child("bound", "urn:xmpp:bind:0")
+            .and_then(|b| b.get_child("enabled", "urn:xmpp:sm:3"))
+            .unwrap_or_else(|| panic!("no <enabled/> in <bound/>: {text}"));
+        assert_eq!(enabled.attr("resume"), Some("true"), "{text}");
+        let id = enabled.attr("id").expect("id").to_string();
+        let mut c = c;
+        c.jid = jid.clone();
+        Sm {
+            c,
+            h: 0,
+            id,
+            jid,
+            resume_took: Duration::ZERO,
+        }
+    }
+
+    /// Resumes `id` inside a SASL2 `<authenticate/>` (XEP-0198 §4 with XEP-0388), a Bind 2
+    /// request beside it as a client sends for when the resumption fails.
+    fn resume_sasl2(server: &Server, user: &str, id: &str, jid: &str, h: u32) -> Sm {
+        let resume = format!("<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='{h}'/>");
+        let (mut c, success) = Sm::authenticate_sasl2(server, user, "phone", "ua", &resume);
+        let text = String::from_utf8_lossy(success.bytes()).into_owned();
+        let tree = success.tree().unwrap();
+        let resumed = tree
+            .get_child("resumed", "urn:xmpp:sm:3")
+            .unwrap_or_else(|| panic!("not resumed: {text}"));
+        assert_eq!(resumed.attr("previd"), Some(id), "{text}");
+        assert!(
+            tree.get_child("bound", "urn:xmpp:bind:0").is_none(),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(">{jid}</authorization-identifier>")),
+            "{text}"
+        );
+        c.jid = jid.to_string();
+        Sm {
+            c,
+            h,
+            id: id.to_string(),
+            jid: jid.to_string(),
+            resume_took: Duration::ZERO,
+        }
+    }
+
+    /// SASL2 PLAIN with a Bind 2 request (tag, `<enable/>`) and `extra` inline; the `<success/>`.
+    fn authenticate_sasl2(
+        server: &Server,
+        user: &str,
+        tag: &str,
+        ua: &str,
+        extra: &str,
+    ) -> (Client, Stanza) {
+        use base64::Engine;
+        let mut c = server.connect();
+        c.open("localhost");
+        let f = c.next_stanza();
+        let features = String::from_utf8_lossy(f.bytes()).into_owned();
+        assert!(
+            features.contains("<authentication xmlns='urn:xmpp:sasl:2'>")
+                && features.contains("<feature var='urn:xmpp:sm:3'/>"),
+            "{features}"
+        );
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{PASSWORD}"));
+        c.send(&format!(
+            "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'>\
+             <initial-response>{token}</initial-response><user-agent id='{ua}'/>{extra}\
+             <bind xmlns='urn:xmpp:bind:0'><tag>{tag}</tag>\
+             <enable xmlns='urn:xmpp:sm:3' resume='true'/></bind></authenticate>"
+        ));
+        let r = c.next_stanza();
+        let text = String::from_utf8_lossy(r.bytes()).into_owned();
+        assert_eq!(r.name(), "success", "{text}");
+        (c, r)
+    }
+
     /// Resumes `id` from a new connection; `Err(failed element)` when refused.
     fn resume(server: &Server, user: &str, id: &str, jid: &str, h: u32) -> Result<Sm, String> {
         let (mut c, _) = auth(server, user);
@@ -238,6 +330,51 @@ fn resume_after_cut_replays_exactly_the_unacked_on_any_shard() {
             b.jid
         ));
         assert_eq!(body(&b.next_stanza()).as_deref(), Some("back"));
+    }
+}
+
+#[test]
+fn sasl2_bind2_session_routes_resumes_and_is_replaced_by_the_same_client() {
+    for shards in [1, 2] {
+        let server = server(shards, &["alice", "bob"], 60);
+        let mut a = Sm::login_sasl2(&server, "alice", "phone", "9f1c-ua");
+        a.c.send("<presence/>");
+        let mut b = server.login("bob", "x", Some(0));
+        // Both ways, by full JID, the sender's stamped as bound.
+        b.chat(&a.jid, "to the bind2 session");
+        assert_eq!(bodies(&mut a, 1), ["to the bind2 session"]);
+        a.c.send(&format!(
+            "<message to='{}'><body>from bind2</body></message>",
+            b.jid
+        ));
+        let m = b.expect("alice's message", |s| body(s).is_some());
+        assert_eq!(m.from().as_deref(), Some(a.jid.as_str()));
+        // The inline <enable/> made it resumable like a top-level one.
+        b.chat(&a.jid, "unacked");
+        assert_eq!(bodies(&mut a, 1), ["unacked"]);
+        let (id, jid, _) = a.cut();
+        b.chat(&jid, "while away");
+        let mut a = Sm::resume(&server, "alice", &id, &jid, 1).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(bodies(&mut a, 2), ["unacked", "while away"]);
+        // Again, resumed inside the SASL2 authentication this time (one round trip).
+        let (id, jid, h) = a.cut();
+        b.chat(&jid, "away again");
+        let mut a = Sm::resume_sasl2(&server, "alice", &id, &jid, h - 1);
+        assert_eq!(bodies(&mut a, 2), ["while away", "away again"]);
+        // The same installation logging in again gets the same resource: the old session ends.
+        let mut again = Sm::login_sasl2(&server, "alice", "phone", "9f1c-ua");
+        assert_eq!(again.jid, jid);
+        let old = a.c.read_to_close();
+        assert!(
+            old.contains("<conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+            "{old}"
+        );
+        // What the replaced session never had acknowledged is routed again, to the new session
+        // now bound to that full JID: nothing is lost.
+        b.chat(&again.jid, "to the new one");
+        let mut got = bodies(&mut again, 3);
+        got.sort();
+        assert_eq!(got, ["away again", "to the new one", "while away"]);
     }
 }
 

@@ -6,7 +6,9 @@
 //! On success there is no stream restart: with a bind request the session is bound before
 //! `<success/>` is written, and `<success/>` names the full JID and carries `<bound/>`; without
 //! one it names the bare JID and the post-authentication features follow, as after a restart.
-//! A login costs two round trips fewer than SASL + restart + bind (and one more with SM inline).
+//! A `<resume/>` inside `<authenticate/>` (XEP-0198 with SASL2) is tried first: `<resumed/>` goes
+//! into `<success/>` and the bind request is ignored; a `<failed/>` goes there too, and the bind
+//! runs. A login costs two round trips fewer than SASL + restart + bind (three with SM inline).
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -51,8 +53,12 @@ pub(crate) struct Sasl2Inline {
     pub(crate) user_agent: Option<String>,
     /// `<bind xmlns='urn:xmpp:bind:0'/>`.
     pub(crate) bind: Option<Bind2Request>,
+    /// XEP-0198 `<resume previd h/>` inline: `(previd, h)`.
+    pub(crate) resume: Option<(String, u32)>,
     /// `<additional-data/>` of the mechanism, kept while the bind runs.
     pub(crate) additional_data: Option<Vec<u8>>,
+    /// The `<failed/>` of an inline resumption that failed, for `<success/>`.
+    pub(crate) sm_failed: Option<Vec<u8>>,
 }
 
 /// A Bind 2 request (XEP-0386 §3.2).
@@ -87,10 +93,22 @@ pub(crate) fn parse(stanza: &Stanza) -> Result<Sasl2Request, SaslFailure> {
                 None => None,
             };
             let bind = el.get_child("bind", ns::BIND2).map(parse_bind);
+            let resume = match el.get_child("resume", super::NS_SM) {
+                Some(r) => {
+                    let previd = r.attr("previd").filter(|p| !p.is_empty());
+                    let h = r.attr("h").and_then(|h| h.trim().parse::<u32>().ok());
+                    match (previd, h) {
+                        (Some(p), Some(h)) => Some((p.to_string(), h)),
+                        _ => return Err(SaslFailure::MalformedRequest),
+                    }
+                }
+                None => None,
+            };
             let inline = Box::new(Sasl2Inline {
                 user_agent,
                 bind,
-                additional_data: None,
+                resume,
+                ..Default::default()
             });
             Ok(Sasl2Request::Authenticate {
                 mechanism,
@@ -175,7 +193,14 @@ pub(crate) fn write_feature(out: &mut Vec<u8>, mechanisms: &[crate::auth::Mechan
         out.extend_from_slice(super::NS_SM.as_bytes());
         out.extend_from_slice(b"'/></inline>");
     }
-    out.extend_from_slice(b"</bind></inline></authentication>");
+    out.extend_from_slice(b"</bind>");
+    if sm {
+        // XEP-0198 resumption inside <authenticate/>.
+        out.extend_from_slice(b"<sm xmlns='");
+        out.extend_from_slice(super::NS_SM.as_bytes());
+        out.extend_from_slice(b"'/>");
+    }
+    out.extend_from_slice(b"</inline></authentication>");
 }
 
 /// Appends `<challenge xmlns='urn:xmpp:sasl:2'>` with base64 `data`.
@@ -189,7 +214,11 @@ pub(crate) fn write_challenge(out: &mut Vec<u8>, data: &[u8]) {
 
 /// Appends the opening of `<success/>` up to and including the authorization identifier; the
 /// caller adds inline answers and [`write_success_end`].
-fn write_success_start(out: &mut Vec<u8>, additional_data: Option<&[u8]>, authzid: &str) {
+pub(super) fn write_success_start(
+    out: &mut Vec<u8>,
+    additional_data: Option<&[u8]>,
+    authzid: &str,
+) {
     out.extend_from_slice(b"<success xmlns='");
     out.extend_from_slice(ns::SASL2.as_bytes());
     out.extend_from_slice(b"'>");
@@ -204,7 +233,7 @@ fn write_success_start(out: &mut Vec<u8>, additional_data: Option<&[u8]>, authzi
 }
 
 /// Closes `<success/>`.
-fn write_success_end(out: &mut Vec<u8>) {
+pub(super) fn write_success_end(out: &mut Vec<u8>) {
     out.extend_from_slice(b"</success>");
 }
 
@@ -248,15 +277,35 @@ impl C2s {
         }
     }
 
-    /// SASL succeeded inside `<authenticate/>`: bind first when asked to, then `<success/>`.
+    /// SASL succeeded inside `<authenticate/>`: an inline resumption first, else the bind when
+    /// asked for, then `<success/>`.
     pub(super) fn sasl2_success(
         &mut self,
         jid: BareJid,
         mut inline: Box<Sasl2Inline>,
         additional_data: Option<Vec<u8>>,
     ) {
+        inline.additional_data = additional_data;
+        if let (Some((previd, h)), true) = (inline.resume.take(), self.sm_offered()) {
+            self.wait = Wait::Resume(previd.clone(), Some(inline));
+            self.events
+                .push_back(C2sEvent::ResumeRequest { jid, previd, h });
+            return;
+        }
+        self.sasl2_continue(jid, inline);
+    }
+
+    /// After authentication (and a failed inline resumption): the Bind 2 request, or `<success/>`
+    /// with the bare JID and the features to bind the RFC 6120 way.
+    pub(super) fn sasl2_continue(&mut self, jid: BareJid, inline: Box<Sasl2Inline>) {
         let Some(bind) = inline.bind.as_ref() else {
-            write_success_start(&mut self.out, additional_data.as_deref(), jid.as_str());
+            write_success_start(
+                &mut self.out,
+                inline.additional_data.as_deref(),
+                jid.as_str(),
+            );
+            self.out
+                .extend_from_slice(inline.sm_failed.as_deref().unwrap_or_default());
             write_success_end(&mut self.out);
             // No restart: the features of the authenticated stream follow at once (XEP-0388 §2.6.1).
             self.write_post_auth_features();
@@ -275,7 +324,6 @@ impl C2s {
                 )
             }
         };
-        inline.additional_data = additional_data;
         self.wait = Wait::Bind2(inline);
         self.events.push_back(C2sEvent::BindRequest { jid: full });
     }
@@ -293,9 +341,11 @@ impl C2s {
             _ => return,
         };
         let data = inline.additional_data.as_deref();
+        let sm_failed = inline.sm_failed.as_deref().unwrap_or_default();
         match r {
             Ok(jid) => {
                 write_success_start(&mut self.out, data, jid.as_str());
+                self.out.extend_from_slice(sm_failed);
                 self.out.extend_from_slice(b"<bound xmlns='");
                 self.out.extend_from_slice(ns::BIND2.as_bytes());
                 self.out.extend_from_slice(b"'>");
@@ -310,6 +360,7 @@ impl C2s {
             }
             Err(e) => {
                 write_success_start(&mut self.out, data, bare.as_str());
+                self.out.extend_from_slice(sm_failed);
                 self.out.extend_from_slice(b"<failed xmlns='");
                 self.out.extend_from_slice(ns::BIND2.as_bytes());
                 self.out.extend_from_slice(b"'>");
@@ -405,6 +456,17 @@ mod tests {
         assert_eq!(parse(&s), Err(SaslFailure::IncorrectEncoding));
         let s = stanza("<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><user-agent id=''/></authenticate>");
         assert_eq!(parse(&s), Err(SaslFailure::MalformedRequest));
+        let s = stanza("<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><resume xmlns='urn:xmpp:sm:3' previd='x'/></authenticate>");
+        assert_eq!(
+            parse(&s),
+            Err(SaslFailure::MalformedRequest),
+            "resume without h"
+        );
+        let s = stanza("<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><resume xmlns='urn:xmpp:sm:3' previd='x' h='4'/></authenticate>");
+        let Ok(Sasl2Request::Authenticate { inline, .. }) = parse(&s) else {
+            panic!()
+        };
+        assert_eq!(inline.resume, Some(("x".to_string(), 4)));
         let s = stanza("<next xmlns='urn:xmpp:sasl:2' task='X'/>");
         assert_eq!(parse(&s), Err(SaslFailure::MalformedRequest));
     }
@@ -447,7 +509,8 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "<authentication xmlns='urn:xmpp:sasl:2'><mechanism>SCRAM-SHA-256</mechanism>\
              <mechanism>PLAIN</mechanism><inline><bind xmlns='urn:xmpp:bind:0'><inline>\
-             <feature var='urn:xmpp:sm:3'/></inline></bind></inline></authentication>"
+             <feature var='urn:xmpp:sm:3'/></inline></bind><sm xmlns='urn:xmpp:sm:3'/></inline>\
+             </authentication>"
         );
         let mut out = Vec::new();
         write_success_start(&mut out, Some(b"v=x"), "a@b/c<");

@@ -497,7 +497,7 @@ impl C2s {
             return write_failed(&mut self.out, None, StanzaErrorCondition::BadRequest, b"");
         };
         let (jid, previd) = (bare.clone(), previd.into_owned());
-        self.wait = Wait::Resume(previd.clone());
+        self.wait = Wait::Resume(previd.clone(), None);
         self.events
             .push_back(C2sEvent::ResumeRequest { jid, previd, h });
     }
@@ -506,14 +506,26 @@ impl C2s {
     /// `<resumed/>` and every stanza the client did not acknowledge (the state's buffer, already
     /// trimmed to the client's `h`), in order.
     pub fn resumed(&mut self, jid: FullJid, sm: Box<SmState>) {
-        let Wait::Resume(previd) = std::mem::replace(&mut self.wait, Wait::Nothing) else {
-            return;
+        let (previd, sasl2) = match std::mem::replace(&mut self.wait, Wait::Nothing) {
+            Wait::Resume(previd, sasl2) => (previd, sasl2),
+            other => {
+                self.wait = other;
+                return;
+            }
         };
+        // Inside SASL2, <resumed/> is part of <success/>, which names the resumed full JID.
+        let data = sasl2.as_ref().map(|s| s.additional_data.as_deref());
+        if let Some(data) = data {
+            super::sasl2::write_success_start(&mut self.out, data, jid.as_str());
+        }
         self.out
             .extend_from_slice(b"<resumed xmlns='urn:xmpp:sm:3' previd='");
         escape_attr_into(&previd, &mut self.out);
         self.out
             .extend_from_slice(format!("' h='{}'/>", sm.h_handled()).as_bytes());
+        if sasl2.is_some() {
+            super::sasl2::write_success_end(&mut self.out);
+        }
         for item in sm.unacked() {
             self.out.extend_from_slice(item.bytes());
         }
@@ -529,28 +541,44 @@ impl C2s {
     /// The answer to `C2sEvent::ResumeRequest`: no session to resume. The stream stays
     /// authenticated; the client may bind a new resource.
     pub fn resume_failed(&mut self, e: ResumeError) {
-        if !matches!(self.wait, Wait::Resume(_)) {
-            return;
-        }
-        self.wait = Wait::Nothing;
+        let sasl2 = match std::mem::replace(&mut self.wait, Wait::Nothing) {
+            Wait::Resume(_, sasl2) => sasl2,
+            other => {
+                self.wait = other;
+                return;
+            }
+        };
+        let mut failed = Vec::new();
         match e {
             ResumeError::ItemNotFound => {
-                write_failed(&mut self.out, None, StanzaErrorCondition::ItemNotFound, b"")
+                write_failed(&mut failed, None, StanzaErrorCondition::ItemNotFound, b"")
             }
             ResumeError::HandledCountTooHigh { h, sent } => write_failed(
-                &mut self.out,
+                &mut failed,
                 None,
                 StanzaErrorCondition::UndefinedCondition,
                 format!("<handled-count-too-high xmlns='{NS_SM}' h='{h}' send-count='{sent}'/>")
                     .as_bytes(),
             ),
         }
+        match sasl2 {
+            None => self.out.extend_from_slice(&failed),
+            // XEP-0198 §4 with SASL2: <failed/> goes into <success/>, and the Bind 2 request (if
+            // any) is processed instead.
+            Some(mut inline) => {
+                inline.sm_failed = Some(failed);
+                if let Auth::Authed(bare) = &self.auth {
+                    let bare = bare.clone();
+                    self.sasl2_continue(bare, inline);
+                }
+            }
+        }
         self.run();
     }
 
     /// True while a `<resume/>` waits for [`C2s::resumed`] or [`C2s::resume_failed`].
     pub fn resume_pending(&self) -> bool {
-        matches!(self.wait, Wait::Resume(_))
+        matches!(self.wait, Wait::Resume(..))
     }
 
     /// The stream management settings of this stream, if it offers stream management.

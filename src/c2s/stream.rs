@@ -47,8 +47,9 @@ pub(super) enum Wait {
     Bind(Option<String>),
     /// `preauth_reply` to a registration IQ.
     PreAuth,
-    /// `resumed` or `resume_failed`, with the id asked for (XEP-0198).
-    Resume(String),
+    /// `resumed` or `resume_failed`, with the id asked for (XEP-0198), and the SASL2 exchange
+    /// whose `<success/>` waits for the answer when the `<resume/>` came inside `<authenticate/>`.
+    Resume(String, Option<Box<super::sasl2::Sasl2Inline>>),
     /// `bind_result` for a Bind 2 request inside SASL2 (XEP-0386), `<success/>` not written yet.
     Bind2(Box<super::sasl2::Sasl2Inline>),
 }

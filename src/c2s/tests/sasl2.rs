@@ -3,7 +3,7 @@
 //! failures in SASL2 framing, and what is refused.
 
 use super::*;
-use crate::c2s::SmConfig;
+use crate::c2s::{ResumeError, SmConfig, SmState};
 
 const UA: &str = "<user-agent id='d4565fa7-4d72-4749-b3d3-740edbf87770'>\
                   <software>Test</software></user-agent>";
@@ -36,7 +36,8 @@ fn the_feature_lists_the_same_mechanisms_and_bind2_with_sm_inline() {
         out.contains(
             "<authentication xmlns='urn:xmpp:sasl:2'><mechanism>SCRAM-SHA-256</mechanism>\
              <mechanism>SCRAM-SHA-1</mechanism><inline><bind xmlns='urn:xmpp:bind:0'><inline>\
-             <feature var='urn:xmpp:sm:3'/></inline></bind></inline></authentication>"
+             <feature var='urn:xmpp:sm:3'/></inline></bind><sm xmlns='urn:xmpp:sm:3'/></inline>\
+             </authentication>"
         ),
         "{out}"
     );
@@ -218,4 +219,77 @@ fn plain_on_loopback_and_a_second_authenticate_is_a_stream_error() {
         "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>{creds}</initial-response></authenticate>"
     ));
     assert!(c.recv().contains(&stream_error("policy-violation")));
+}
+
+/// alice authenticates with `<resume previd='OLD' h='1'/>` and a Bind 2 request inline; the
+/// stream waits for the driver's answer to the resumption.
+fn authenticate_with_resume(c: &mut Client) {
+    c.open();
+    let inline = "<resume xmlns='urn:xmpp:sm:3' previd='OLD' h='1'/>\
+                  <bind xmlns='urn:xmpp:bind:0'><tag>T</tag></bind>";
+    assert!(sasl2_scram(c, "s3cret", inline).is_empty());
+    let ev = c.events();
+    assert!(
+        matches!(&ev[..], [C2sEvent::Authenticated { .. }, C2sEvent::ResumeRequest { jid, previd, h: 1 }]
+            if jid.as_str() == "alice@example.com" && previd == "OLD"),
+        "resumption first, no bind: {ev:?}"
+    );
+}
+
+#[test]
+fn inline_resumption_answers_inside_success_and_replays() {
+    let mut c = Client::new(sm_config(), REMOTE);
+    authenticate_with_resume(&mut c);
+    let mut sm = SmState::with_counters(SmConfig::default(), Some("OLD".into()), 7, 0);
+    for b in ["x", "y", "z"] {
+        sm.outbound(crate::c2s::Unacked::Routed(super::sm::acc(b)))
+            .unwrap();
+    }
+    sm.ack(1).unwrap();
+    let jid = FullJid::parse("alice@example.com/r").unwrap();
+    c.c2s.resumed(jid.clone(), Box::new(sm));
+    let out = c.recv();
+    assert!(
+        out.starts_with("<success xmlns='urn:xmpp:sasl:2'><additional-data>")
+            && out.contains(
+                "<authorization-identifier>alice@example.com/r</authorization-identifier>\
+                 <resumed xmlns='urn:xmpp:sm:3' previd='OLD' h='7'/></success>"
+            ),
+        "{out}"
+    );
+    let (y, z) = (out.find("<body>y</body>"), out.find("<body>z</body>"));
+    assert!(
+        y < z && y.is_some() && !out.contains("<body>x</body>"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("<bound"),
+        "the bind request is ignored: {out}"
+    );
+    assert!(c.events().is_empty());
+    assert_eq!(c.c2s.jid(), Some(&jid));
+}
+
+#[test]
+fn failed_inline_resumption_goes_into_success_and_the_bind_runs() {
+    let mut c = Client::new(sm_config(), REMOTE);
+    authenticate_with_resume(&mut c);
+    c.c2s.resume_failed(ResumeError::ItemNotFound);
+    assert!(c.recv().is_empty(), "success waits for the bind");
+    let ev = c.events();
+    let [C2sEvent::BindRequest { jid }] = &ev[..] else {
+        panic!("{ev:?}")
+    };
+    let jid = jid.clone();
+    c.c2s.bind_result(Ok(jid.clone()));
+    let out = c.recv();
+    assert!(
+        out.contains(&format!(
+            "<authorization-identifier>{jid}</authorization-identifier><failed xmlns='urn:xmpp:sm:3'>\
+             <item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>\
+             <bound xmlns='urn:xmpp:bind:0'></bound></success>"
+        )),
+        "{out}"
+    );
+    assert!(c.c2s.sm().is_none(), "no <enable/> was asked for");
 }

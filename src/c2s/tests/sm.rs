@@ -20,7 +20,7 @@ fn sm_config(buffer_max: usize, ack_freq: u32) -> C2sConfig {
     }
 }
 
-fn acc(body: &str) -> Acc {
+pub(super) fn acc(body: &str) -> Acc {
     let s = Stanza::parse(
         format!("<message from='bob@example.com/x' to='alice@example.com/r' type='chat'><body>{body}</body></message>")
             .into_bytes(),
