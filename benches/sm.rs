@@ -43,6 +43,7 @@ fn recipient(sm: bool, user: &str) -> C2s {
         ping_timeout: Duration::from_secs(30),
         register: false,
         post_auth_features: Vec::new(),
+        bind2_features: Vec::new(),
         sm: sm.then(|| SmConfig {
             buffer_max: 100_000,
             ..SmConfig::default()

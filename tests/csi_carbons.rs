@@ -356,3 +356,68 @@ fn carbons_sent_and_hints_1_shard() {
 fn carbons_sent_and_hints_2_shards() {
     carbons_sent(2);
 }
+
+/// XEP-0386: a session bound by SASL2 + Bind 2 asking for carbons and to start inactive gets both
+/// at once, without the carbons IQ or a CSI element after binding.
+fn bind2_enables_carbons_and_starts_inactive(shards: usize) {
+    let server = Server::start_with(shards, &["alice", "bob"], "", MODS);
+    let mut desk = server.login("alice", "desk", None);
+    let mut bob = server.login("bob", "b", None);
+    let mut phone = server.connect();
+    let success = phone.authenticate_sasl2(
+        "alice",
+        "localhost",
+        common::PASSWORD,
+        &format!("<bind xmlns='urn:xmpp:bind:0'><tag>phone</tag><enable xmlns='{CARBONS}'/>{INACTIVE}</bind>"),
+    );
+    assert!(
+        text(&success).contains("<bound xmlns='urn:xmpp:bind:0'"),
+        "{}",
+        text(&success)
+    );
+    assert!(
+        phone.jid.starts_with("alice@localhost/phone/"),
+        "{}",
+        phone.jid
+    );
+    phone.sync();
+    // Inactive from the start: a chat state is held back.
+    bob.send(&format!(
+        "<message to='{}' type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>",
+        phone.jid
+    ));
+    bob.sync();
+    quiet(&mut phone);
+    // Carbons on: bob's message to the desk is copied to the phone; being urgent, the copy
+    // flushes the held chat state first.
+    bob.chat(&desk.jid, "to desk");
+    assert_eq!(body(&desk.next_stanza()).as_deref(), Some("to desk"));
+    let held = phone.next_stanza();
+    assert!(text(&held).contains("<composing"), "{}", text(&held));
+    let copy = phone.next_stanza();
+    let (dir, m) = carbon(&copy).unwrap_or_else(|| panic!("{}", text(&copy)));
+    assert_eq!(
+        (dir.as_str(), fwd_body(&m).as_str()),
+        ("received", "to desk")
+    );
+    // Both are advertised inside Bind 2's inline features.
+    let mut c = server.connect();
+    c.open("localhost");
+    let f = text(&c.next_stanza());
+    assert!(
+        f.contains(&format!(
+            "<feature var='{CARBONS}'/><feature var='urn:xmpp:csi:0'/></inline></bind>"
+        )),
+        "{f}"
+    );
+}
+
+#[test]
+fn bind2_enables_carbons_and_starts_inactive_1_shard() {
+    bind2_enables_carbons_and_starts_inactive(1);
+}
+
+#[test]
+fn bind2_enables_carbons_and_starts_inactive_2_shards() {
+    bind2_enables_carbons_and_starts_inactive(2);
+}

@@ -180,28 +180,13 @@ impl Sm {
         ua: &str,
         extra: &str,
     ) -> (Client, Stanza) {
-        use base64::Engine;
         let mut c = server.connect();
-        c.open("localhost");
-        let f = c.next_stanza();
-        let features = String::from_utf8_lossy(f.bytes()).into_owned();
-        assert!(
-            features.contains("<authentication xmlns='urn:xmpp:sasl:2'>")
-                && features.contains("<feature var='urn:xmpp:sm:3'/>"),
-            "{features}"
+        let inline = format!(
+            "<user-agent id='{ua}'/>{extra}<bind xmlns='urn:xmpp:bind:0'><tag>{tag}</tag>\
+             <enable xmlns='urn:xmpp:sm:3' resume='true'/></bind>"
         );
-        let token =
-            base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{PASSWORD}"));
-        c.send(&format!(
-            "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'>\
-             <initial-response>{token}</initial-response><user-agent id='{ua}'/>{extra}\
-             <bind xmlns='urn:xmpp:bind:0'><tag>{tag}</tag>\
-             <enable xmlns='urn:xmpp:sm:3' resume='true'/></bind></authenticate>"
-        ));
-        let r = c.next_stanza();
-        let text = String::from_utf8_lossy(r.bytes()).into_owned();
-        assert_eq!(r.name(), "success", "{text}");
-        (c, r)
+        let success = c.authenticate_sasl2(user, "localhost", PASSWORD, &inline);
+        (c, success)
     }
 
     /// Resumes `id` from a new connection; `Err(failed element)` when refused.

@@ -56,6 +56,7 @@ pub fn config() -> Arc<C2sConfig> {
             register: true,
             sm: Some(sm_config()),
             post_auth_features: b"<sm xmlns='urn:xmpp:sm:3'/>".to_vec(),
+            bind2_features: b"<feature var='urn:xmpp:csi:0'/>".to_vec(),
         })
     })
     .clone()
@@ -221,6 +222,11 @@ impl Driver {
                 self.c2s.bind_result(r);
             }
             C2sEvent::SmEnabled { .. } => {}
+            // Bind 2 requests for the modules come right after the session is bound.
+            C2sEvent::Bind2Enable { requests } => {
+                assert!(self.bound.is_some(), "Bind 2 requests before binding");
+                assert!(!requests.is_empty());
+            }
             C2sEvent::ResumeRequest { jid, previd, h } => {
                 assert_eq!(jid.as_str(), "alice@example.com");
                 match self.choice(4) {

@@ -25,6 +25,8 @@ pub(crate) enum Offer<'a> {
         register: bool,
         /// Stream management can be enabled inside a Bind 2 request (advertised in SASL2's inline).
         inline_sm: bool,
+        /// The modules' features a Bind 2 request can enable, rendered.
+        bind2_features: &'a [u8],
     },
     /// Post-authentication: resource binding, the legacy optional session, and the modules' extra
     /// features (pre-rendered elements, e.g. roster versioning, stream management, CSI).
@@ -62,6 +64,7 @@ pub(crate) fn write_features(out: &mut Vec<u8>, offer: &Offer<'_>) {
             mechanisms,
             register,
             inline_sm,
+            bind2_features,
         } => {
             match starttls {
                 Some(true) => {
@@ -87,7 +90,7 @@ pub(crate) fn write_features(out: &mut Vec<u8>, offer: &Offer<'_>) {
                 }
                 out.extend_from_slice(b"</mechanisms>");
                 // XEP-0388 beside RFC 6120 SASL, with the same mechanisms (never offered empty).
-                super::sasl2::write_feature(out, mechanisms, *inline_sm);
+                super::sasl2::write_feature(out, mechanisms, *inline_sm, bind2_features);
             }
             if *register {
                 out.extend_from_slice(

@@ -82,6 +82,9 @@ pub struct C2sConfig {
     /// Extra `<stream:features/>` children offered after authentication, pre-rendered by the modules
     /// that are on (roster versioning, pre-approval, stream management, CSI...).
     pub post_auth_features: Vec<u8>,
+    /// `<feature var=''/>` elements the modules that are on can enable inside a Bind 2 request
+    /// (carbons, CSI), pre-rendered; stream management's is added by the stream itself.
+    pub bind2_features: Vec<u8>,
 }
 
 /// What the state machine knows about the peer.
@@ -135,6 +138,12 @@ pub enum C2sEvent {
         previd: String,
         /// The client's count of stanzas it handled.
         h: u32,
+    },
+    /// A Bind 2 request bound the session and asked for these features besides stream management:
+    /// run `bind2_enable_features` (before any stanza of the session is handled).
+    Bind2Enable {
+        /// The requests, children of `<bind/>`.
+        requests: Vec<crate::xml::Element>,
     },
     /// A top-level element from the bound client, `from` stamped for stanzas; with stream
     /// management on, the stanza's inbound number (give its route a `hooks::Handled` for it).

@@ -54,6 +54,7 @@ impl C2s {
                     mechanisms: &mechs[..n],
                     register: self.register_offered(),
                     inline_sm: self.sm_offered(),
+                    bind2_features: &self.cfg.bind2_features,
                 };
                 features::write_features(&mut self.out, &offer);
             }

@@ -25,6 +25,8 @@ use crate::xmpp::{ns, StreamErrorCondition};
 
 /// Longest `<tag/>` kept as a resource prefix (a client name, not a place for data).
 const MAX_TAG_CHARS: usize = 64;
+/// Inline feature requests kept from one `<bind/>` (more are ignored: the server offers two).
+const MAX_INLINE_REQUESTS: usize = 8;
 /// Longest `<user-agent id=''/>` accepted (a UUID is 36 characters).
 const MAX_USER_AGENT_ID: usize = 256;
 
@@ -68,6 +70,8 @@ pub(crate) struct Bind2Request {
     pub(crate) tag: Option<String>,
     /// XEP-0198 `<enable/>` inline: `Some(resume)`.
     pub(crate) sm_enable: Option<bool>,
+    /// The other children (carbons' `<enable/>`, CSI's `<inactive/>`...), for the modules.
+    pub(crate) requests: Vec<Element>,
 }
 
 /// Parses a top-level element in the SASL2 namespace.
@@ -132,7 +136,17 @@ fn parse_bind(bind: &Element) -> Bind2Request {
     let sm_enable = bind
         .get_child("enable", super::NS_SM)
         .map(|e| matches!(e.attr("resume"), Some("true") | Some("1")));
-    Bind2Request { tag, sm_enable }
+    let requests = bind
+        .child_elements()
+        .filter(|e| e.ns != ns::BIND2 && e.ns != super::NS_SM)
+        .take(MAX_INLINE_REQUESTS)
+        .cloned()
+        .collect();
+    Bind2Request {
+        tag,
+        sm_enable,
+        requests,
+    }
 }
 
 /// SASL2 data is plain base64; an empty element is empty data (no `=` special case).
@@ -176,7 +190,12 @@ fn stable_id(bare: &BareJid, user_agent: &str, tag: &str) -> String {
 }
 
 /// Appends `<authentication xmlns='urn:xmpp:sasl:2'>` with `mechanisms` and the inline features.
-pub(crate) fn write_feature(out: &mut Vec<u8>, mechanisms: &[crate::auth::Mechanism], sm: bool) {
+pub(crate) fn write_feature(
+    out: &mut Vec<u8>,
+    mechanisms: &[crate::auth::Mechanism],
+    sm: bool,
+    bind2_features: &[u8],
+) {
     out.extend_from_slice(b"<authentication xmlns='");
     out.extend_from_slice(ns::SASL2.as_bytes());
     out.extend_from_slice(b"'>");
@@ -188,10 +207,15 @@ pub(crate) fn write_feature(out: &mut Vec<u8>, mechanisms: &[crate::auth::Mechan
     out.extend_from_slice(b"<inline><bind xmlns='");
     out.extend_from_slice(ns::BIND2.as_bytes());
     out.extend_from_slice(b"'>");
-    if sm {
-        out.extend_from_slice(b"<inline><feature var='");
-        out.extend_from_slice(super::NS_SM.as_bytes());
-        out.extend_from_slice(b"'/></inline>");
+    if sm || !bind2_features.is_empty() {
+        out.extend_from_slice(b"<inline>");
+        if sm {
+            out.extend_from_slice(b"<feature var='");
+            out.extend_from_slice(super::NS_SM.as_bytes());
+            out.extend_from_slice(b"'/>");
+        }
+        out.extend_from_slice(bind2_features);
+        out.extend_from_slice(b"</inline>");
     }
     out.extend_from_slice(b"</bind>");
     if sm {
@@ -333,7 +357,7 @@ impl C2s {
     /// bare JID, `<failed xmlns='urn:xmpp:bind:0'/>` and the features to bind the RFC 6120 way.
     pub(super) fn bind2_result(
         &mut self,
-        inline: &Sasl2Inline,
+        inline: Sasl2Inline,
         r: Result<FullJid, super::BindError>,
     ) {
         let bare = match &self.auth {
@@ -357,6 +381,10 @@ impl C2s {
                 }
                 self.out.extend_from_slice(b"</bound>");
                 write_success_end(&mut self.out);
+                let requests = inline.bind.map(|b| b.requests).unwrap_or_default();
+                if !requests.is_empty() {
+                    self.events.push_back(C2sEvent::Bind2Enable { requests });
+                }
             }
             Err(e) => {
                 write_success_start(&mut self.out, data, bare.as_str());
@@ -428,6 +456,8 @@ mod tests {
         let bind = inline.bind.unwrap();
         assert_eq!(bind.tag.as_deref(), Some("AwesomeXMPP"));
         assert_eq!(bind.sm_enable, Some(true));
+        let names: Vec<_> = bind.requests.iter().map(|e| (&*e.name, &*e.ns)).collect();
+        assert_eq!(names, [("enable", "urn:xmpp:carbons:2")], "for the modules");
     }
 
     #[test]
@@ -504,13 +534,14 @@ mod tests {
                 crate::auth::Mechanism::Plain,
             ],
             true,
+            b"<feature var='urn:xmpp:csi:0'/>",
         );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "<authentication xmlns='urn:xmpp:sasl:2'><mechanism>SCRAM-SHA-256</mechanism>\
              <mechanism>PLAIN</mechanism><inline><bind xmlns='urn:xmpp:bind:0'><inline>\
-             <feature var='urn:xmpp:sm:3'/></inline></bind><sm xmlns='urn:xmpp:sm:3'/></inline>\
-             </authentication>"
+             <feature var='urn:xmpp:sm:3'/><feature var='urn:xmpp:csi:0'/></inline></bind>\
+             <sm xmlns='urn:xmpp:sm:3'/></inline></authentication>"
         );
         let mut out = Vec::new();
         write_success_start(&mut out, Some(b"v=x"), "a@b/c<");

@@ -321,7 +321,7 @@ impl C2s {
         let id = match std::mem::replace(&mut self.wait, Wait::Nothing) {
             Wait::Bind(id) => id,
             Wait::Bind2(inline) => {
-                self.bind2_result(&inline, r);
+                self.bind2_result(*inline, r);
                 return self.run();
             }
             other => {

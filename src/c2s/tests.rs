@@ -68,6 +68,7 @@ fn client_config(tls12_only: bool) -> Arc<ClientConfig> {
 fn config(mode: TlsMode) -> C2sConfig {
     C2sConfig {
         post_auth_features: Vec::new(),
+        bind2_features: Vec::new(),
         hosts: vec![HOST.to_string(), "other.org".to_string()],
         tls_mode: mode,
         tls: Some(pki().server.clone()),

@@ -254,6 +254,20 @@ pub struct SessionEnd {
     pub held: Vec<Acc>,
 }
 
+/// Features a client asked to enable inside its Bind 2 request (XEP-0386), run on the connection's
+/// shard once the session is bound (argument of [`Hooks::bind2_enable_features`]). Handlers act on
+/// the requests they know (Message Carbons' `<enable/>`, CSI's `<inactive/>`) and ignore the rest.
+#[derive(Debug)]
+pub struct Bind2Enable {
+    /// The session's full JID.
+    pub jid: FullJid,
+    /// Where the session lives.
+    pub session: SessionRef,
+    /// The child elements of `<bind/>` other than `<tag/>` and XEP-0198 `<enable/>` (which the
+    /// stream handles itself).
+    pub requests: Vec<crate::xml::Element>,
+}
+
 /// A stanza routed to a session whose connection is gone while it waits for an XEP-0198 resumption:
 /// the session buffers it unacknowledged (argument of [`Hooks::unacknowledged_message`]).
 #[derive(Debug)]
@@ -312,6 +326,9 @@ pub struct Hooks {
     /// A detached, resumable session buffered a stanza (the connection's shard; MongooseIM's
     /// `unacknowledged_message`, run by the stream management module).
     pub unacknowledged_message: Hook<UnackedMessage>,
+    /// A Bind 2 request asked for session features (the connection's shard, right after binding;
+    /// MongooseIM's `bind2_enable_features`).
+    pub bind2_enable_features: Hook<Bind2Enable>,
 }
 
 impl Default for Hooks {
@@ -338,6 +355,7 @@ impl Default for Hooks {
             unset_presence: Hook::new("unset_presence"),
             session_end: Hook::new("session_end"),
             unacknowledged_message: Hook::new("unacknowledged_message"),
+            bind2_enable_features: Hook::new("bind2_enable_features"),
         }
     }
 }

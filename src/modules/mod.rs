@@ -84,6 +84,20 @@ pub struct C2sModuleOptions {
     pub sm: Option<crate::c2s::SmConfig>,
     /// Stream features the enabled modules offer after authentication, rendered.
     pub post_auth_features: Vec<u8>,
+    /// Bind 2 inline features of the enabled modules (`<feature var=''/>`), rendered.
+    pub bind2_features: Vec<u8>,
+}
+
+/// What the enabled modules can switch on inside a Bind 2 request (XEP-0386): their handlers of
+/// `bind2_enable_features` act on the requests.
+fn bind2_features(config: &Config) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (module, var) in [("carbons", carbons::NS_CARBONS), ("csi", csi::NS_CSI)] {
+        if config.modules.contains_key(module) {
+            out.extend_from_slice(format!("<feature var='{var}'/>").as_bytes());
+        }
+    }
+    out
 }
 
 /// The post-authentication stream features of the enabled modules.
@@ -147,6 +161,7 @@ pub fn c2s_options(config: &Config) -> Result<C2sModuleOptions, OptionError> {
             }
         }),
         post_auth_features: post_auth_features(config),
+        bind2_features: bind2_features(config),
     })
 }
 

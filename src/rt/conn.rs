@@ -382,6 +382,22 @@ impl Driver {
             }
             C2sEvent::PreAuthIq(stanza) => self.pre_auth(&stanza),
             C2sEvent::SmEnabled { id } => self.sm_enabled(id),
+            C2sEvent::Bind2Enable { requests } => {
+                let Some((jid, session)) = self
+                    .session
+                    .borrow()
+                    .as_ref()
+                    .map(|s| (s.jid.clone(), s.session))
+                else {
+                    return;
+                };
+                let mut ev = crate::hooks::Bind2Enable {
+                    jid,
+                    session,
+                    requests,
+                };
+                self.ctx.shard.borrow_mut().bind2_enable_features(&mut ev);
+            }
             C2sEvent::ResumeRequest { jid, previd, h } => self.sm_resume(jid, previd, h),
             C2sEvent::Closed { reason } => self.closed(reason),
         }

@@ -53,6 +53,7 @@ pub fn c2s_listener(
             register: modules.register,
             sm: modules.sm,
             post_auth_features: modules.post_auth_features.clone(),
+            bind2_features: modules.bind2_features.clone(),
         }),
     })
 }

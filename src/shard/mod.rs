@@ -612,6 +612,13 @@ impl Shard {
         self.drain_to_route();
     }
 
+    /// Runs `bind2_enable_features` for a session this shard's connection just bound.
+    pub fn bind2_enable_features(&mut self, ev: &mut crate::hooks::Bind2Enable) {
+        let mut ctx = HookCtx::new(self.id, &mut self.fx, &mut self.ext);
+        self.hooks.bind2_enable_features.run(ev, &mut ctx);
+        self.drain_to_route();
+    }
+
     /// Runs a hook with a context bound to this shard.
     pub(crate) fn run_hook(
         &mut self,

@@ -518,6 +518,44 @@ impl Client {
         self.next_stanza()
     }
 
+    /// Stream header + features, then SASL2 (XEP-0388) PLAIN with `inline` after the initial
+    /// response (a `<user-agent/>`, a Bind 2 `<bind/>`...); returns the `<success/>` and sets
+    /// `jid` to its authorization identifier. No restart follows.
+    pub fn authenticate_sasl2(
+        &mut self,
+        user: &str,
+        domain: &str,
+        password: &str,
+        inline: &str,
+    ) -> Stanza {
+        self.open(domain);
+        let features = self.next_stanza();
+        let text = String::from_utf8_lossy(features.bytes()).into_owned();
+        assert!(
+            text.contains("<authentication xmlns='urn:xmpp:sasl:2'>"),
+            "{text}"
+        );
+        use base64::Engine;
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+        self.send(&format!(
+            "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'>\
+             <initial-response>{token}</initial-response>{inline}</authenticate>"
+        ));
+        let r = self.next_stanza();
+        let text = String::from_utf8_lossy(r.bytes()).into_owned();
+        assert_eq!(r.name(), "success", "{text}");
+        self.jid = r
+            .tree()
+            .ok()
+            .and_then(|t| {
+                t.get_child("authorization-identifier", "urn:xmpp:sasl:2")
+                    .map(|e| e.text())
+            })
+            .unwrap_or_default();
+        r
+    }
+
     pub fn bind(&mut self, resource: &str) {
         let res = if resource.is_empty() {
             String::new()

@@ -61,7 +61,7 @@ fn scram_with_bind2_and_sm_binds_before_success_without_a_restart() {
     let stream_id = c.c2s.stream_id().to_string();
     let inline = format!(
         "{UA}<bind xmlns='urn:xmpp:bind:0'><tag>Test</tag>\
-         <enable xmlns='urn:xmpp:sm:3' resume='true'/></bind>"
+         <enable xmlns='urn:xmpp:sm:3' resume='true'/><inactive xmlns='urn:xmpp:csi:0'/></bind>"
     );
     let out = sasl2_scram(&mut c, "s3cret", &inline);
     assert!(out.is_empty(), "success waits for the bind: {out}");
@@ -100,9 +100,9 @@ fn scram_with_bind2_and_sm_binds_before_success_without_a_restart() {
     assert!(c.c2s.sm().is_some());
     let ev = c.events();
     assert!(
-        matches!(&ev[..], [C2sEvent::SmEnabled { id: Some(_) }, C2sEvent::Stanza(s, Some(1))]
-            if s.from().as_deref() == Some(jid.as_str())),
-        "SM on, then the pipelined stanza counted as the first: {ev:?}"
+        matches!(&ev[..], [C2sEvent::SmEnabled { id: Some(_) }, C2sEvent::Bind2Enable { requests }, C2sEvent::Stanza(s, Some(1))]
+            if s.from().as_deref() == Some(jid.as_str()) && requests.len() == 1 && requests[0].name == "inactive"),
+        "SM on, the modules' requests, then the pipelined stanza counted as the first: {ev:?}"
     );
     // The same installation logging in again gets the same resource (its old session replaced).
     let mut c2 = Client::new(sm_config(), REMOTE);

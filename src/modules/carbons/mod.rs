@@ -38,7 +38,7 @@ use std::rc::Rc;
 use ahash::HashMap;
 
 use crate::c2s::route::{WantReceiver, RECEIVER};
-use crate::hooks::{Acc, HookCtx, HookResult, SessionEvent};
+use crate::hooks::{Acc, Bind2Enable, HookCtx, HookResult, SessionEvent};
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::local::{result_reply, IqReply};
 use crate::shard::{home_shard, ConnMsg, SessionRef, Shard, ShardId};
@@ -62,8 +62,13 @@ const COPY: crate::hooks::Key<CopyMarker> = crate::hooks::Key::new("carbons.copy
 
 /// Work for the home shard.
 enum Op {
-    /// Enable (`on`) or disable carbons for `jid`, then deliver `reply` to it.
-    Set { jid: FullJid, on: bool, reply: Acc },
+    /// Enable (`on`) or disable carbons for `jid`, then deliver `reply` to it (an IQ result; none
+    /// for a Bind 2 inline request, answered by `<bound/>` already).
+    Set {
+        jid: FullJid,
+        on: bool,
+        reply: Option<Acc>,
+    },
     /// `sender` sent `msg`: `<sent/>` copies.
     Sent { sender: FullJid, msg: Stanza },
     /// `receiver` got `msg`: `<received/>` copies.
@@ -127,6 +132,25 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
             HookResult::Continue
         },
     );
+    // XEP-0386: `<enable xmlns='urn:xmpp:carbons:2'/>` inside a Bind 2 request, recorded on the
+    // home shard like the IQ. No answer waits for it (`<bound/>` is the answer): the session's own
+    // messages follow it on the same ring, in order; a message from elsewhere that reaches the home
+    // shard within the mesh hop after `<success/>` left may miss its copy.
+    shard.hooks.bind2_enable_features.add(
+        50,
+        "carbons",
+        move |ev: &mut Bind2Enable, ctx: &mut HookCtx<'_>| {
+            let asked = ev
+                .requests
+                .iter()
+                .any(|e| e.name == "enable" && e.ns == NS_CARBONS);
+            if asked {
+                let (jid, on, reply) = (ev.jid.clone(), true, None);
+                to_home(ctx, n, Op::Set { jid, on, reply });
+            }
+            HookResult::Continue
+        },
+    );
     shard.sm.add_home_handler("carbons", Rc::new(home));
 }
 
@@ -148,6 +172,7 @@ fn enable_iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>, shards: usize)
         _ => return IqReply::Error(StanzaErrorCondition::BadRequest),
     };
     let reply = result_reply(acc, None, ctx.shard);
+    let reply = Some(reply);
     to_home(ctx, shards, Op::Set { jid, on, reply });
     // The home shard answers once the state is recorded.
     IqReply::NoReply
@@ -272,7 +297,9 @@ fn run_op(shard: &mut Shard, op: Op) {
             } else if list.is_empty() {
                 home.users.remove(&bare);
             }
-            shard.send_to_session(sref, ConnMsg::Deliver(reply));
+            if let Some(reply) = reply {
+                shard.send_to_session(sref, ConnMsg::Deliver(reply));
+            }
         }
         Op::Sent { sender, msg } => fan_out(shard, "sent", &sender, &msg),
         Op::Received { receiver, msg } => fan_out(shard, "received", &receiver, &msg),

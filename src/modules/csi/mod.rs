@@ -36,8 +36,8 @@ use std::cell::RefCell;
 use ahash::HashMap;
 
 use crate::c2s::route::{WantReceiver, PRESEND_RELEASE, RECEIVER, SENDER};
-use crate::hooks::SessionEnd;
 use crate::hooks::{Acc, HookCtx, HookResult};
+use crate::hooks::{Bind2Enable, SessionEnd};
 use crate::jid::Jid;
 use crate::shard::{ConnId, Shard};
 use crate::xml::{Element, Stanza, StanzaKind, StanzaType};
@@ -140,6 +140,29 @@ pub fn start(shard: &mut Shard, opts: CsiOpts) {
     // until it is really written.
     shard.hooks.xmpp_presend_element.add(10, "csi", presend);
     shard.hooks.session_end.add(50, "csi", session_end);
+    shard
+        .hooks
+        .bind2_enable_features
+        .add(50, "csi", bind2_enable);
+}
+
+/// XEP-0386: a session bound by Bind 2 with `<inactive/>` among its requests starts inactive.
+fn bind2_enable(ev: &mut Bind2Enable, ctx: &mut HookCtx<'_>) -> HookResult {
+    let inactive = ev
+        .requests
+        .iter()
+        .any(|e| e.name == "inactive" && e.ns == NS_CSI);
+    if inactive {
+        let state = ctx.ext.get_or_default::<CsiState>();
+        state.sessions.insert(
+            ev.session.conn,
+            Session {
+                mode: Mode::Inactive,
+                queue: Vec::new(),
+            },
+        );
+    }
+    HookResult::Continue
 }
 
 /// `session_end`: forgets the connection's state and gives back what it held (a closed session

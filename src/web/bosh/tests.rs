@@ -447,6 +447,7 @@ fn a_close_with_nobody_held_waits_for_the_next_request() {
 fn c2s_config() -> C2sConfig {
     C2sConfig {
         post_auth_features: Vec::new(),
+        bind2_features: Vec::new(),
         hosts: vec!["example.org".to_string()],
         tls_mode: TlsMode::None,
         tls: None,

@@ -16,6 +16,7 @@ use crate::xml::Limits;
 fn config(transport_secure: bool) -> Arc<C2sConfig> {
     Arc::new(C2sConfig {
         post_auth_features: Vec::new(),
+        bind2_features: Vec::new(),
         hosts: vec!["example.com".into()],
         tls_mode: TlsMode::None,
         tls: None,
