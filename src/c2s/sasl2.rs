@@ -83,6 +83,10 @@ pub(crate) fn parse(stanza: &Stanza) -> Result<Sasl2Request, SaslFailure> {
                 .attr("mechanism")
                 .ok_or(SaslFailure::InvalidMechanism)?
                 .to_string();
+            if el.attr("upgrade").is_some() {
+                // §2.3: an upgrade the server did not announce (petrel announces none) fails.
+                return Err(SaslFailure::InvalidMechanism);
+            }
             let initial = match el.get_child("initial-response", ns::SASL2) {
                 Some(r) => Some(decode(&r.text())?),
                 None => None,
@@ -381,6 +385,9 @@ impl C2s {
                 }
                 self.out.extend_from_slice(b"</bound>");
                 write_success_end(&mut self.out);
+                // XEP-0388 §2.6.1: features follow <success/>; a bound stream has none left to
+                // negotiate (the spec's own example sends them empty).
+                self.out.extend_from_slice(b"<stream:features/>");
                 let requests = inline.bind.map(|b| b.requests).unwrap_or_default();
                 if !requests.is_empty() {
                     self.events.push_back(C2sEvent::Bind2Enable { requests });
@@ -497,6 +504,14 @@ mod tests {
             panic!()
         };
         assert_eq!(inline.resume, Some(("x".to_string(), 4)));
+        let s = stanza(
+            "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN' upgrade='SCRAM-SHA-256'/>",
+        );
+        assert_eq!(
+            parse(&s),
+            Err(SaslFailure::InvalidMechanism),
+            "no upgrade announced"
+        );
         let s = stanza("<next xmlns='urn:xmpp:sasl:2' task='X'/>");
         assert_eq!(parse(&s), Err(SaslFailure::MalformedRequest));
     }

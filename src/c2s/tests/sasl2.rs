@@ -92,8 +92,8 @@ fn scram_with_bind2_and_sm_binds_before_success_without_a_restart() {
         "{out}"
     );
     assert!(
-        out.contains("resume='true'") && out.ends_with("/></bound></success>"),
-        "no features after a bound success: {out}"
+        out.contains("resume='true'") && out.ends_with("/></bound></success><stream:features/>"),
+        "nothing left to negotiate after a bound success: {out}"
     );
     assert_eq!(c.c2s.jid(), Some(&jid));
     assert_eq!(c.c2s.stream_id(), stream_id, "no stream restart");
@@ -212,7 +212,7 @@ fn plain_on_loopback_and_a_second_authenticate_is_a_stream_error() {
     assert!(
         out.starts_with(
             "<success xmlns='urn:xmpp:sasl:2'><authorization-identifier>alice@example.com/cli/"
-        ) && out.ends_with("<bound xmlns='urn:xmpp:bind:0'></bound></success>"),
+        ) && out.ends_with("<bound xmlns='urn:xmpp:bind:0'></bound></success><stream:features/>"),
         "PLAIN has no additional data: {out}"
     );
     c.send(&format!(
@@ -287,7 +287,7 @@ fn failed_inline_resumption_goes_into_success_and_the_bind_runs() {
         out.contains(&format!(
             "<authorization-identifier>{jid}</authorization-identifier><failed xmlns='urn:xmpp:sm:3'>\
              <item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>\
-             <bound xmlns='urn:xmpp:bind:0'></bound></success>"
+             <bound xmlns='urn:xmpp:bind:0'></bound></success><stream:features/>"
         )),
         "{out}"
     );
