@@ -251,14 +251,13 @@ impl C2s {
                 self.auth = Auth::Authed(jid.clone());
                 self.events
                     .push_back(C2sEvent::Authenticated { jid: jid.clone() });
-                match self.sasl2.take() {
-                    Some(inline) if self.sasl2_framing => {
-                        self.sasl2_success(jid, inline, additional_data)
-                    }
-                    _ => {
-                        sasl::write_success(&mut self.out, additional_data.as_deref());
-                        self.restart();
-                    }
+                if self.sasl2_framing {
+                    // An exchange in SASL2 framing always started with an <authenticate/>.
+                    let inline = self.sasl2.take().unwrap_or_default();
+                    self.sasl2_success(jid, inline, additional_data)
+                } else {
+                    sasl::write_success(&mut self.out, additional_data.as_deref());
+                    self.restart();
                 }
             }
             SaslStep::Failure(f) => self.sasl_failure(f),
