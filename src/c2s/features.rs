@@ -91,6 +91,14 @@ pub(crate) fn write_features(out: &mut Vec<u8>, offer: &Offer<'_>) {
                 out.extend_from_slice(b"</mechanisms>");
                 // XEP-0388 beside RFC 6120 SASL, with the same mechanisms (never offered empty).
                 super::sasl2::write_feature(out, mechanisms, *inline_sm, bind2_features);
+                if mechanisms.iter().any(|m| m.is_plus()) {
+                    // XEP-0440 (which XEP-0388 requires with channel binding): the one type the
+                    // -PLUS mechanisms use (RFC 9266).
+                    out.extend_from_slice(
+                        b"<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>\
+                          <channel-binding type='tls-exporter'/></sasl-channel-binding>",
+                    );
+                }
             }
             if *register {
                 out.extend_from_slice(

@@ -746,6 +746,10 @@ fn starttls_then_scram_plus_login() {
         out.contains("<mechanism>SCRAM-SHA-256-PLUS</mechanism><mechanism>SCRAM-SHA-1-PLUS</mechanism><mechanism>SCRAM-SHA-256</mechanism><mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism>"),
         "{out}"
     );
+    assert!(
+        out.contains("<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'><channel-binding type='tls-exporter'/></sasl-channel-binding>"),
+        "XEP-0440 beside the -PLUS mechanisms: {out}"
+    );
     let out = scram_sha256(&mut c, "alice", "s3cret", Some(&secrets("s3cret")), true);
     assert!(out.contains("<success"), "{out}");
     c.events();
@@ -767,7 +771,7 @@ fn tls12_offers_no_plus() {
     assert!(c.recv().contains("<proceed"));
     c.handshake(client_config(true));
     let out = c.open();
-    assert!(!out.contains("-PLUS"), "{out}");
+    assert!(!out.contains("-PLUS") && !out.contains("sasl-cb"), "{out}");
     assert!(out.contains("<mechanism>PLAIN</mechanism>"), "{out}");
     c.send(
         "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256-PLUS'>=</auth>",

@@ -293,3 +293,29 @@ fn failed_inline_resumption_goes_into_success_and_the_bind_runs() {
     );
     assert!(c.c2s.sm().is_none(), "no <enable/> was asked for");
 }
+
+#[test]
+fn channel_binding_works_in_sasl2_framing() {
+    let mut c = Client::new(config(TlsMode::StarttlsRequired), REMOTE);
+    c.open();
+    c.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    assert!(c.recv().contains("<proceed"));
+    c.handshake(client_config(false));
+    let out = c.open();
+    assert!(
+        out.contains("<authentication xmlns='urn:xmpp:sasl:2'><mechanism>SCRAM-SHA-256-PLUS"),
+        "{out}"
+    );
+    let out = scram_sha256_framed(
+        &mut c,
+        "alice",
+        "s3cret",
+        Some(&secrets("s3cret")),
+        true,
+        Some(UA),
+    );
+    assert!(
+        out.contains("<authorization-identifier>alice@example.com</authorization-identifier>"),
+        "tls-exporter binding checked, signature verified by the helper: {out}"
+    );
+}
