@@ -53,7 +53,15 @@ fn csi_is_offered_after_auth_only_when_enabled() {
         let mut c = server.connect();
         c.open("localhost");
         let pre = c.next_stanza();
-        assert!(!text(&pre).contains("urn:xmpp:csi:0"), "{}", text(&pre));
+        // The stream feature comes after authentication only; before it, Bind 2 lists CSI among
+        // what it can enable inline when the module is on.
+        assert!(!text(&pre).contains("<csi "), "{}", text(&pre));
+        assert_eq!(
+            text(&pre).contains("<feature var='urn:xmpp:csi:0'/>"),
+            want,
+            "{}",
+            text(&pre)
+        );
         use base64::Engine;
         let token = base64::engine::general_purpose::STANDARD
             .encode(format!("\0alice\0{}", common::PASSWORD));
