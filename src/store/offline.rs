@@ -106,11 +106,22 @@ impl Store {
     /// Leases every message of `user` not already out for delivery by this process, oldest first:
     /// they stay stored until [`Store::offline_ack`] (or go back with [`Store::offline_release`]).
     /// One UPDATE: on PostgreSQL a concurrent lease waits on the row locks, then skips the rows
-    /// this one took.
+    /// this one took. Most logins find nothing: a read answers them, without the write lock
+    /// (SQLite: its `fcntl` calls, and the other store threads' leases waiting behind it). A
+    /// message stored between the read and the session's availability stays for the next login,
+    /// as one stored just after the UPDATE would.
     pub fn offline_lease(&self, user: &BareJid) -> Result<Vec<OfflineMessage>, StoreError> {
         let Some(node) = user.node() else {
             return Ok(Vec::new());
         };
+        let any = sql("SELECT 1 FROM offline_message
+             WHERE domain = ?1 AND username = ?2 AND (lease IS NULL OR lease != ?3) LIMIT 1");
+        if self
+            .rows(any, args![user.domain(), node, lease()])?
+            .is_empty()
+        {
+            return Ok(Vec::new());
+        }
         let q = sql("UPDATE offline_message SET lease = ?3
              WHERE domain = ?1 AND username = ?2 AND (lease IS NULL OR lease != ?3)
              RETURNING id, stamp, sender, stanza");
