@@ -405,19 +405,9 @@ impl<'a> Login<'a> {
     ) -> Result<Step, LoginError> {
         match n {
             b"challenge" => {
-                let c = scram
-                    .as_mut()
-                    .ok_or_else(|| LoginError::Unexpected("challenge".into()))?;
-                let data = B64.decode(inner(el)).map_err(|_| ScramError::Base64)?;
-                let reply = c.server_first(&data, &self.cfg.scram_cache)?;
+                let reply = self.scram_response(&mut scram, el, "urn:ietf:params:xml:ns:xmpp-sasl");
                 self.state = State::Sasl(scram);
-                Ok(Step::Send(
-                    format!(
-                        "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
-                        B64.encode(reply)
-                    )
-                    .into_bytes(),
-                ))
+                reply.map(Step::Send)
             }
             b"success" => {
                 if let Some(c) = &scram {
@@ -434,6 +424,23 @@ impl<'a> Login<'a> {
         }
     }
 
+    /// The `<response xmlns=NS>` to a SCRAM `<challenge/>` (SASL and SASL2 differ in the namespace).
+    fn scram_response(
+        &self,
+        scram: &mut Option<ScramClient>,
+        challenge: &[u8],
+        ns: &str,
+    ) -> Result<Vec<u8>, LoginError> {
+        let c = scram
+            .as_mut()
+            .ok_or_else(|| LoginError::Unexpected("challenge".into()))?;
+        let data = B64
+            .decode(inner(challenge))
+            .map_err(|_| ScramError::Base64)?;
+        let reply = c.server_first(&data, &self.cfg.scram_cache)?;
+        Ok(format!("<response xmlns='{ns}'>{}</response>", B64.encode(reply)).into_bytes())
+    }
+
     /// The SASL2 exchange: challenges, then `<success/>` carrying the bound JID and `<enabled/>`.
     fn sasl2(
         &mut self,
@@ -443,19 +450,9 @@ impl<'a> Login<'a> {
     ) -> Result<Step, LoginError> {
         match n {
             b"challenge" => {
-                let c = scram
-                    .as_mut()
-                    .ok_or_else(|| LoginError::Unexpected("challenge".into()))?;
-                let data = B64.decode(inner(el)).map_err(|_| ScramError::Base64)?;
-                let reply = c.server_first(&data, &self.cfg.scram_cache)?;
+                let reply = self.scram_response(&mut scram, el, "urn:xmpp:sasl:2");
                 self.state = State::Sasl2(scram);
-                Ok(Step::Send(
-                    format!(
-                        "<response xmlns='urn:xmpp:sasl:2'>{}</response>",
-                        B64.encode(reply)
-                    )
-                    .into_bytes(),
-                ))
+                reply.map(Step::Send)
             }
             b"success" => {
                 if let Some(c) = &scram {
