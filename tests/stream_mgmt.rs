@@ -360,6 +360,29 @@ fn sasl2_bind2_session_routes_resumes_and_is_replaced_by_the_same_client() {
         let mut got = bodies(&mut again, 3);
         got.sort();
         assert_eq!(got, ["away again", "to the new one", "while away"]);
+        // An inline resumption of an unknown session fails inside <success/>, and the Bind 2
+        // request beside it binds a new session, stream management on, that works.
+        let (mut c, success) = Sm::authenticate_sasl2(
+            &server,
+            "alice",
+            "tablet",
+            "ua-2",
+            "<resume xmlns='urn:xmpp:sm:3' previd='gone' h='0'/>",
+        );
+        let text = String::from_utf8_lossy(success.bytes()).into_owned();
+        let tree = success.tree().unwrap();
+        assert!(
+            tree.get_child("failed", "urn:xmpp:sm:3").is_some()
+                && tree
+                    .get_child("bound", "urn:xmpp:bind:0")
+                    .and_then(|b| b.get_child("enabled", "urn:xmpp:sm:3"))
+                    .is_some(),
+            "{text}"
+        );
+        assert!(c.jid.starts_with("alice@localhost/tablet/"), "{text}");
+        b.chat(&c.jid, "to the tablet");
+        let m = c.expect("message", |s| body(s).is_some());
+        assert_eq!(body(&m).as_deref(), Some("to the tablet"));
     }
 }
 
