@@ -34,6 +34,7 @@ fn recipient(sm: bool, user: &str) -> C2s {
         tls_mode: TlsMode::None,
         tls: None,
         allow_plaintext_on_loopback: true,
+        sasl2: true,
         transport_secure: false,
         limits: Limits::default(),
         outbound_queue_bytes: 64 << 20,

@@ -42,6 +42,7 @@ pub fn config() -> Arc<C2sConfig> {
             tls_mode: TlsMode::None,
             tls: None,
             allow_plaintext_on_loopback: true,
+            sasl2: true,
             transport_secure: false,
             limits: Limits {
                 max_stanza_bytes: 2048,

@@ -23,6 +23,8 @@ pub(crate) enum Offer<'a> {
         mechanisms: &'a [Mechanism],
         /// Offer in-band registration (XEP-0077).
         register: bool,
+        /// Offer SASL2 with Bind 2 beside `<mechanisms/>` (the listener's `sasl2`).
+        sasl2: bool,
         /// Stream management can be enabled inside a Bind 2 request (advertised in SASL2's inline).
         inline_sm: bool,
         /// The modules' features a Bind 2 request can enable, rendered.
@@ -63,6 +65,7 @@ pub(crate) fn write_features(out: &mut Vec<u8>, offer: &Offer<'_>) {
             starttls,
             mechanisms,
             register,
+            sasl2,
             inline_sm,
             bind2_features,
         } => {
@@ -90,7 +93,9 @@ pub(crate) fn write_features(out: &mut Vec<u8>, offer: &Offer<'_>) {
                 }
                 out.extend_from_slice(b"</mechanisms>");
                 // XEP-0388 beside RFC 6120 SASL, with the same mechanisms (never offered empty).
-                super::sasl2::write_feature(out, mechanisms, *inline_sm, bind2_features);
+                if *sasl2 {
+                    super::sasl2::write_feature(out, mechanisms, *inline_sm, bind2_features);
+                }
                 if mechanisms.iter().any(|m| m.is_plus()) {
                     // XEP-0440 (which XEP-0388 requires with channel binding): the one type the
                     // -PLUS mechanisms use (RFC 9266).

@@ -59,6 +59,8 @@ pub struct C2sConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Offer PLAIN on unencrypted streams from loopback peers (tests, local bridges).
     pub allow_plaintext_on_loopback: bool,
+    /// Offer SASL2 (XEP-0388) with Bind 2 (XEP-0386) beside RFC 6120 SASL.
+    pub sasl2: bool,
     /// The bytes reach this stream already decrypted by TLS below it (HTTPS carrying WebSocket or
     /// BOSH): PLAIN is allowed as over STARTTLS, but no channel binding is offered.
     pub transport_secure: bool,

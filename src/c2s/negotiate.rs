@@ -53,6 +53,7 @@ impl C2s {
                     starttls: self.starttls_offer(),
                     mechanisms: &mechs[..n],
                     register: self.register_offered(),
+                    sasl2: self.cfg.sasl2,
                     inline_sm: self.sm_offered(),
                     bind2_features: &self.cfg.bind2_features,
                 };

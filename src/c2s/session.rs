@@ -30,7 +30,7 @@ impl C2s {
         }
         match &self.auth {
             Auth::None(_) if is_sasl => self.on_sasl(&s),
-            Auth::None(_) if is_sasl2 => self.on_sasl2(&s),
+            Auth::None(_) if is_sasl2 && self.cfg.sasl2 => self.on_sasl2(&s),
             // XEP-0077: registration before authentication, when enabled.
             Auth::None(None) if is_client && self.cfg.register => {
                 if !self.on_preauth_iq(s) {

@@ -73,6 +73,7 @@ fn config(mode: TlsMode) -> C2sConfig {
         tls_mode: mode,
         tls: Some(pki().server.clone()),
         allow_plaintext_on_loopback: false,
+        sasl2: true,
         transport_secure: false,
         limits: Limits::default(),
         outbound_queue_bytes: 8 * 1024,

@@ -144,6 +144,8 @@ pub struct C2sListenerConfig {
     pub keyfile: Option<PathBuf>,
     /// Allow PLAIN without TLS when the peer is on a loopback address.
     pub allow_plaintext_on_loopback: bool,
+    /// Offer SASL2 (XEP-0388) with Bind 2 (XEP-0386) beside RFC 6120 SASL.
+    pub sasl2: bool,
     /// Largest stanza accepted, in bytes.
     pub max_stanza_size: usize,
     /// Deepest element nesting accepted inside a stanza.

@@ -58,6 +58,9 @@ fn minimal_config_gets_defaults() {
     assert_eq!(l.tls, TlsMode::Starttls);
     assert_eq!((l.certfile.as_ref(), l.keyfile.as_ref()), (None, None));
     assert!(!l.allow_plaintext_on_loopback);
+    assert!(l.sasl2, "SASL2 and Bind 2 are offered unless switched off");
+    let off = parse(&format!("{MINIMAL}sasl2 = false\n")).unwrap();
+    assert!(!off.listen.c2s[0].sasl2);
     assert_eq!(l.max_stanza_size, 65_536);
     assert_eq!((l.max_depth, l.max_attrs), (32, 64));
     assert_eq!(l.outbound_queue_bytes, 262_144);

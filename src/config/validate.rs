@@ -371,6 +371,7 @@ fn listener(cx: &Ctx<'_>, raw: &RawC2s) -> Result<C2sListenerConfig, ConfigError
         certfile: raw.certfile.as_ref().map(|p| p.get_ref().clone()),
         keyfile: raw.keyfile.as_ref().map(|p| p.get_ref().clone()),
         allow_plaintext_on_loopback: raw.allow_plaintext_on_loopback.unwrap_or(false),
+        sasl2: raw.sasl2.unwrap_or(true),
         max_stanza_size: cx.size(&MAX_STANZA_SIZE, raw.max_stanza_size.clone())?,
         max_depth: cx.size(&MAX_DEPTH, raw.max_depth.clone())?,
         max_attrs: cx.size(&MAX_ATTRS, raw.max_attrs.clone())?,

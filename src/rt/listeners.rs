@@ -39,6 +39,7 @@ pub fn c2s_listener(
             tls_mode,
             tls,
             allow_plaintext_on_loopback: l.allow_plaintext_on_loopback,
+            sasl2: l.sasl2,
             transport_secure: false,
             limits: Limits {
                 max_stanza_bytes: l.max_stanza_size,

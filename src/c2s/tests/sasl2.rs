@@ -319,3 +319,23 @@ fn channel_binding_works_in_sasl2_framing() {
         "tls-exporter binding checked, signature verified by the helper: {out}"
     );
 }
+
+#[test]
+fn a_listener_without_sasl2_offers_and_takes_only_rfc6120_sasl() {
+    let mut c = Client::new(
+        C2sConfig {
+            sasl2: false,
+            ..sm_config()
+        },
+        REMOTE,
+    );
+    let out = c.open();
+    assert!(
+        out.contains("<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>")
+            && !out.contains("urn:xmpp:sasl:2")
+            && !out.contains("urn:xmpp:bind:0"),
+        "{out}"
+    );
+    c.send("<authenticate xmlns='urn:xmpp:sasl:2' mechanism='SCRAM-SHA-256'/>");
+    assert!(c.recv().contains(&stream_error("not-authorized")));
+}

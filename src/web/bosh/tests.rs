@@ -452,6 +452,7 @@ fn c2s_config() -> C2sConfig {
         tls_mode: TlsMode::None,
         tls: None,
         allow_plaintext_on_loopback: true,
+        sasl2: true,
         transport_secure: false,
         limits: Limits::default(),
         outbound_queue_bytes: 64 * 1024,

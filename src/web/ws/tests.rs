@@ -21,6 +21,7 @@ fn config(transport_secure: bool) -> Arc<C2sConfig> {
         tls_mode: TlsMode::None,
         tls: None,
         allow_plaintext_on_loopback: false,
+        sasl2: true,
         transport_secure,
         limits: Limits::default(),
         outbound_queue_bytes: 64 * 1024,
