@@ -327,13 +327,7 @@ impl C2s {
     /// with the bare JID and the features to bind the RFC 6120 way.
     pub(super) fn sasl2_continue(&mut self, jid: BareJid, inline: Box<Sasl2Inline>) {
         let Some(bind) = inline.bind.as_ref() else {
-            write_success_start(
-                &mut self.out,
-                inline.additional_data.as_deref(),
-                jid.as_str(),
-            );
-            self.out
-                .extend_from_slice(inline.sm_failed.as_deref().unwrap_or_default());
+            self.open_success(&inline, jid.as_str());
             write_success_end(&mut self.out);
             // No restart: the features of the authenticated stream follow at once (XEP-0388 §2.6.1).
             self.write_post_auth_features();
@@ -368,12 +362,9 @@ impl C2s {
             Auth::Authed(bare) => bare.clone(),
             _ => return,
         };
-        let data = inline.additional_data.as_deref();
-        let sm_failed = inline.sm_failed.as_deref().unwrap_or_default();
         match r {
             Ok(jid) => {
-                write_success_start(&mut self.out, data, jid.as_str());
-                self.out.extend_from_slice(sm_failed);
+                self.open_success(&inline, jid.as_str());
                 self.out.extend_from_slice(b"<bound xmlns='");
                 self.out.extend_from_slice(ns::BIND2.as_bytes());
                 self.out.extend_from_slice(b"'>");
@@ -394,8 +385,7 @@ impl C2s {
                 }
             }
             Err(e) => {
-                write_success_start(&mut self.out, data, bare.as_str());
-                self.out.extend_from_slice(sm_failed);
+                self.open_success(&inline, bare.as_str());
                 self.out.extend_from_slice(b"<failed xmlns='");
                 self.out.extend_from_slice(ns::BIND2.as_bytes());
                 self.out.extend_from_slice(b"'>");
@@ -404,6 +394,15 @@ impl C2s {
                 write_success_end(&mut self.out);
                 self.write_post_auth_features();
             }
+        }
+    }
+
+    /// Opens `<success/>` for `authzid` with the mechanism's additional data and the `<failed/>` of
+    /// an inline resumption that failed, if any; the caller adds the rest and closes it.
+    fn open_success(&mut self, inline: &Sasl2Inline, authzid: &str) {
+        write_success_start(&mut self.out, inline.additional_data.as_deref(), authzid);
+        if let Some(failed) = &inline.sm_failed {
+            self.out.extend_from_slice(failed);
         }
     }
 

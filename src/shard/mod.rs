@@ -607,15 +607,22 @@ impl Shard {
     /// Runs the `session_end` hook (every module forgets what it kept for the session), then
     /// routes what its handlers queued.
     pub fn session_end(&mut self, end: &mut crate::hooks::SessionEnd) {
-        let mut ctx = HookCtx::new(self.id, &mut self.fx, &mut self.ext);
-        self.hooks.session_end.run(end, &mut ctx);
-        self.drain_to_route();
+        self.run_session_hook(|h| &h.session_end, end);
     }
 
     /// Runs `bind2_enable_features` for a session this shard's connection just bound.
     pub fn bind2_enable_features(&mut self, ev: &mut crate::hooks::Bind2Enable) {
+        self.run_session_hook(|h| &h.bind2_enable_features, ev);
+    }
+
+    /// Runs a hook about one of this shard's connections, then routes what its handlers queued.
+    fn run_session_hook<A>(
+        &mut self,
+        pick: impl Fn(&Hooks) -> &crate::hooks::Hook<A>,
+        arg: &mut A,
+    ) {
         let mut ctx = HookCtx::new(self.id, &mut self.fx, &mut self.ext);
-        self.hooks.bind2_enable_features.run(ev, &mut ctx);
+        pick(&self.hooks).run(arg, &mut ctx);
         self.drain_to_route();
     }
 

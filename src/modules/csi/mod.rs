@@ -123,6 +123,17 @@ impl CsiState {
         self.sessions.get(&conn).map_or(0, |s| s.queue.len())
     }
 
+    /// Marks the connection `conn` inactive (what it holds, if anything, stays held).
+    fn set_inactive(&mut self, conn: ConnId) {
+        self.sessions
+            .entry(conn)
+            .or_insert_with(|| Session {
+                mode: Mode::Inactive,
+                queue: Vec::new(),
+            })
+            .mode = Mode::Inactive;
+    }
+
     /// True while the connection `conn` is inactive.
     pub fn is_inactive(&self, conn: ConnId) -> bool {
         self.sessions
@@ -153,14 +164,9 @@ fn bind2_enable(ev: &mut Bind2Enable, ctx: &mut HookCtx<'_>) -> HookResult {
         .iter()
         .any(|e| e.name == "inactive" && e.ns == NS_CSI);
     if inactive {
-        let state = ctx.ext.get_or_default::<CsiState>();
-        state.sessions.insert(
-            ev.session.conn,
-            Session {
-                mode: Mode::Inactive,
-                queue: Vec::new(),
-            },
-        );
+        ctx.ext
+            .get_or_default::<CsiState>()
+            .set_inactive(ev.session.conn);
     }
     HookResult::Continue
 }
@@ -195,14 +201,7 @@ fn on_element(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     };
     let state = ctx.ext.get_or_default::<CsiState>();
     if !active {
-        state
-            .sessions
-            .entry(sender.conn)
-            .or_insert_with(|| Session {
-                mode: Mode::Inactive,
-                queue: Vec::new(),
-            })
-            .mode = Mode::Inactive;
+        state.set_inactive(sender.conn);
         return HookResult::Stop;
     }
     let Some(sess) = state.sessions.get_mut(&sender.conn) else {
