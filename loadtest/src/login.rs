@@ -140,9 +140,11 @@ enum State {
         authed: bool,
     },
     TlsProceed,
-    Sasl(Option<ScramClient>),
-    /// SASL2 `<authenticate/>` sent (with a Bind 2 request).
-    Sasl2(Option<ScramClient>),
+    /// `<auth/>` sent, or with `sasl2` a SASL2 `<authenticate/>` (with a Bind 2 request).
+    Sasl {
+        scram: Option<ScramClient>,
+        sasl2: bool,
+    },
     Bind,
     Session,
     /// `<resume/>` sent, waiting for `<resumed/>` or `<failed/>`.
@@ -261,8 +263,7 @@ impl<'a> Login<'a> {
                 Ok(Step::StartTls)
             }
             State::TlsProceed => Err(LoginError::NoTls),
-            State::Sasl(scram) => self.sasl(scram, n, el),
-            State::Sasl2(scram) => self.sasl2(scram, n, el),
+            State::Sasl { scram, sasl2 } => self.sasl(scram, sasl2, n, el),
             State::Bind if n == b"iq" => {
                 if attr(el, b"type") != Some(b"result") {
                     return Err(LoginError::Bind);
@@ -285,11 +286,7 @@ impl<'a> Login<'a> {
                 self.bind()
             }
             State::Enable if n == b"enabled" => {
-                let resumable = matches!(attr(el, b"resume"), Some(b"true" | b"1"));
-                let id = attr(el, b"id")
-                    .filter(|_| resumable)
-                    .map(|v| String::from_utf8_lossy(v).into_owned());
-                self.sm = SmOutcome::Enabled(id);
+                self.sm = sm_enabled(el);
                 Ok(self.done())
             }
             State::Enable if n == b"failed" => Err(LoginError::Sm),
@@ -368,8 +365,8 @@ impl<'a> Login<'a> {
                 (c.client_first().into_bytes(), Some(c))
             }
         };
+        self.state = State::Sasl { scram, sasl2 };
         if sasl2 {
-            self.state = State::Sasl2(scram);
             let enable = if self.cfg.sm {
                 std::str::from_utf8(sm::ENABLE).unwrap_or_default()
             } else {
@@ -386,7 +383,6 @@ impl<'a> Login<'a> {
                 .into_bytes(),
             ));
         }
-        self.state = State::Sasl(scram);
         Ok(Step::Send(
             format!(
                 "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{}'>{}</auth>",
@@ -397,68 +393,45 @@ impl<'a> Login<'a> {
         ))
     }
 
+    /// The SASL exchange in RFC 6120 framing, or with `sasl2` in SASL2 framing (XEP-0388), where
+    /// `<success/>` carries the bound JID and `<enabled/>` and no restart follows.
     fn sasl(
         &mut self,
         mut scram: Option<ScramClient>,
+        sasl2: bool,
         n: &[u8],
         el: &[u8],
     ) -> Result<Step, LoginError> {
         match n {
             b"challenge" => {
-                let reply = self.scram_response(&mut scram, el, "urn:ietf:params:xml:ns:xmpp-sasl");
-                self.state = State::Sasl(scram);
-                reply.map(Step::Send)
+                let c = scram
+                    .as_mut()
+                    .ok_or_else(|| LoginError::Unexpected("challenge".into()))?;
+                let data = B64.decode(inner(el)).map_err(|_| ScramError::Base64)?;
+                let reply = B64.encode(c.server_first(&data, &self.cfg.scram_cache)?);
+                let ns = if sasl2 {
+                    "urn:xmpp:sasl:2"
+                } else {
+                    "urn:ietf:params:xml:ns:xmpp-sasl"
+                };
+                self.state = State::Sasl { scram, sasl2 };
+                Ok(Step::Send(
+                    format!("<response xmlns='{ns}'>{reply}</response>").into_bytes(),
+                ))
             }
             b"success" => {
                 if let Some(c) = &scram {
-                    let data = B64.decode(inner(el)).map_err(|_| ScramError::Base64)?;
-                    c.server_final(&data)?;
-                }
-                self.state = State::Header { authed: true };
-                Ok(Step::Restart(self.header()))
-            }
-            b"failure" => Err(LoginError::Auth(first_child(el))),
-            other => Err(LoginError::Unexpected(
-                String::from_utf8_lossy(other).into_owned(),
-            )),
-        }
-    }
-
-    /// The `<response xmlns=NS>` to a SCRAM `<challenge/>` (SASL and SASL2 differ in the namespace).
-    fn scram_response(
-        &self,
-        scram: &mut Option<ScramClient>,
-        challenge: &[u8],
-        ns: &str,
-    ) -> Result<Vec<u8>, LoginError> {
-        let c = scram
-            .as_mut()
-            .ok_or_else(|| LoginError::Unexpected("challenge".into()))?;
-        let data = B64
-            .decode(inner(challenge))
-            .map_err(|_| ScramError::Base64)?;
-        let reply = c.server_first(&data, &self.cfg.scram_cache)?;
-        Ok(format!("<response xmlns='{ns}'>{}</response>", B64.encode(reply)).into_bytes())
-    }
-
-    /// The SASL2 exchange: challenges, then `<success/>` carrying the bound JID and `<enabled/>`.
-    fn sasl2(
-        &mut self,
-        mut scram: Option<ScramClient>,
-        n: &[u8],
-        el: &[u8],
-    ) -> Result<Step, LoginError> {
-        match n {
-            b"challenge" => {
-                let reply = self.scram_response(&mut scram, el, "urn:xmpp:sasl:2");
-                self.state = State::Sasl2(scram);
-                reply.map(Step::Send)
-            }
-            b"success" => {
-                if let Some(c) = &scram {
-                    let data = child_text(el, b"additional-data").unwrap_or_default();
+                    let data = if sasl2 {
+                        child_text(el, b"additional-data").unwrap_or_default()
+                    } else {
+                        inner(el)
+                    };
                     let data = B64.decode(data).map_err(|_| ScramError::Base64)?;
                     c.server_final(&data)?;
+                }
+                if !sasl2 {
+                    self.state = State::Header { authed: true };
+                    return Ok(Step::Restart(self.header()));
                 }
                 if memmem::find(el, b"<bound").is_none() {
                     return Err(LoginError::Bind);
@@ -469,11 +442,7 @@ impl<'a> Login<'a> {
                     let enabled = memmem::find(el, b"<enabled")
                         .map(|i| &el[i..])
                         .ok_or(LoginError::Sm)?;
-                    let resumable = matches!(attr(enabled, b"resume"), Some(b"true" | b"1"));
-                    let id = attr(enabled, b"id")
-                        .filter(|_| resumable)
-                        .map(|v| String::from_utf8_lossy(v).into_owned());
-                    self.sm = SmOutcome::Enabled(id);
+                    self.sm = sm_enabled(enabled);
                 }
                 Ok(self.done())
             }
@@ -536,6 +505,15 @@ impl<'a> Login<'a> {
             Vec::new()
         })
     }
+}
+
+/// What an `<enabled/>` element says: resumable under its id, or not.
+fn sm_enabled(enabled: &[u8]) -> SmOutcome {
+    let resumable = matches!(attr(enabled, b"resume"), Some(b"true" | b"1"));
+    let id = attr(enabled, b"id")
+        .filter(|_| resumable)
+        .map(|v| String::from_utf8_lossy(v).into_owned());
+    SmOutcome::Enabled(id)
 }
 
 /// The text of the first `<name>` child anywhere in `el` (no nested elements expected).
