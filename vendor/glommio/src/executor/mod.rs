@@ -1325,7 +1325,11 @@ impl LocalExecutor {
         loop {
             self.reactor.sys.install_eventfd();
             if self.need_preempt() {
-                break;
+                // petrel: preempted with tasks still runnable counts as having run, so that the
+                // caller polls I/O (which consumes the preemption) instead of parking: parking
+                // with runnable tasks sleeps until some unrelated event (upstream returned
+                // `false` here when the preemption came before the first task ran).
+                return ran || !self.queues.borrow().active_executors.is_empty();
             }
             if !self.run_one_task_queue() {
                 return false;

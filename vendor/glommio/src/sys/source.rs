@@ -231,6 +231,11 @@ impl Source {
         })
     }
 
+    /// True once the kernel answered (petrel: a kept timer that fired is re-armed).
+    pub(crate) fn completed(&self) -> bool {
+        self.inner.borrow().wakers.result.is_some()
+    }
+
     pub(crate) fn result(&self) -> Option<io::Result<usize>> {
         let mut inner = self.inner.borrow_mut();
         let ret = inner

@@ -1091,14 +1091,22 @@ impl SleepableRing {
 
             // We have now prepared the SQE that links the two rings. We now need to submit
             // it successfully to be able to safely sleep.
-
-            if self
-                .submit_sqes()
+            //
+            // petrel: submitted and waited for in one system call (upstream makes two). The
+            // kernel waits only when everything was submitted, and returns the count submitted
+            // even when a signal interrupts the wait.
+            // petrel: submitted and waited for in one system call (upstream makes two). The
+            // kernel waits only when everything was submitted, and returns the count submitted
+            // even when a signal interrupts the wait.
+            let submitted = self
+                .ring
+                .submit_sqes_and_wait(1)
+                .map(|x| x as usize)
                 .or_else(Reactor::busy_ok)
                 .or_else(Reactor::again_ok)
-                .or_else(Reactor::intr_ok)?
-                != 1
-            {
+                .or_else(Reactor::intr_ok)?;
+            self.in_kernel += submitted;
+            if submitted != 1 {
                 // We failed to submit the `SQE` that links the rings. Just can't sleep.
                 // Waiting here is unsafe because we could end up waiting much longer than
                 // needed.
@@ -1106,14 +1114,8 @@ impl SleepableRing {
                 unsafe { crate::uring_sys::io_uring_prep_nop(sqe_ptr) };
                 Err(io::Error::from_raw_os_error(libc::EBUSY))
             } else {
-                // The rings are linked. Goodnight!
-                self.ring
-                    .cq()
-                    .wait(1)
-                    .map(|_| 1)
-                    .or_else(Reactor::busy_ok)
-                    .or_else(Reactor::again_ok)
-                    .or_else(Reactor::intr_ok)
+                // The rings were linked, and something woke us.
+                Ok(1)
             }
         } else {
             // Can't link rings because we ran out of `CQE`s. Just can't sleep.
@@ -1242,6 +1244,12 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
+    /// petrel: when `latency_preemption_timeout_src` fires, so a turn whose timer may fire no
+    /// later than that keeps it (see `wait`).
+    latency_deadline: Cell<Option<Instant>>,
+    /// petrel: the last sleep ended with the latency timer fired, so the next one cancels it
+    /// (an idle executor is not woken every preemption period).
+    latency_woke_sleeper: Cell<bool>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1373,6 +1381,8 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
+            latency_deadline: Cell::new(None),
+            latency_woke_sleeper: Cell::new(false),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1835,22 +1845,50 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // Cancel the old timer regardless of whether we can sleep:
-        // if we won't sleep, we will register the new timer with its new
-        // value.
-        //
-        // But if we will sleep, there might be a timer registered that needs
-        // to be removed otherwise we'll wake up when it expires.
-        drop(self.latency_preemption_timeout_src.take());
+        // petrel: upstream cancels both preemption timers and arms new ones at every turn, and
+        // swaps the preemption timer for the next user timer at every sleep: up to six
+        // submissions, as many hrtimer operations in the kernel and two extra system calls per
+        // turn, several per cent of a shard's CPU when turns are short and sleeps frequent. Here
+        // the latency ring's one timer is kept while it has not fired and fires no later than
+        // this turn needs (the preemption period when running, the next user timer when going to
+        // sleep): a timer that fires early only makes the task queue poll I/O sooner, or wakes a
+        // sleeper that then sleeps again. So that an idle executor is not woken every period, a
+        // sleep that the kept timer ended makes the next one cancel it, as upstream does. The
+        // throughput timer (a count of completions) is kept until it fires.
+        let preempt = preempt_timer();
+        let now = Instant::now();
+        let need = match preempt {
+            Some(p) => Some(now + p),
+            None => user_timer.map(|d| now + d),
+        };
+        let keep_latency = Self::pending(&self.latency_preemption_timeout_src)
+            && match (self.latency_deadline.get(), need) {
+                (Some(armed), Some(need)) => armed <= need,
+                (Some(_), None) => true,
+                (None, _) => false,
+            }
+            && !(preempt.is_none() && self.latency_woke_sleeper.get());
+        if !keep_latency {
+            // Cancel the old timer regardless of whether we can sleep:
+            // if we won't sleep, we will register the new timer with its new
+            // value.
+            //
+            // But if we will sleep, there might be a timer registered that needs
+            // to be removed otherwise we'll wake up when it expires.
+            drop(self.latency_preemption_timeout_src.take());
+            self.latency_deadline.set(None);
+        }
 
-        // Schedule the throughput-based timeout immediately: it won't matter if we end
-        // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        if !Self::pending(&self.throughput_preemption_timeout_src) {
+            // Schedule the throughput-based timeout immediately: it won't matter if we end
+            // up sleeping.
+            self.throughput_preemption_timeout_src.replace(Some(
+                main_ring.prepare_throughput_preemption_timer(
+                    self.ring_depth() as u32,
+                    self.eventfd_src.raw(),
+                ),
+            ));
+        }
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1862,7 +1900,7 @@ impl Reactor {
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
         // If we generated any event so far, we can't sleep. Need to handle them.
-        let should_sleep = preempt_timer().is_none()
+        let should_sleep = preempt.is_none()
             && (woke == 0)
             && poll_ring.can_sleep()
             && main_ring.can_sleep()
@@ -1871,9 +1909,10 @@ impl Reactor {
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
-            if let Some(dur) = user_timer {
+            if let (Some(dur), false) = (user_timer, keep_latency) {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
+                self.latency_deadline.set(Some(now + dur));
                 assert!(flush_rings!(lat_ring)? > 0);
             }
             // From this moment on the remote executors are aware that we are sleeping
@@ -1894,15 +1933,20 @@ impl Reactor {
                     flush_cancellations!(into &mut 0; lat_ring, poll_ring, main_ring);
                     flush_rings!(lat_ring, poll_ring, main_ring)?;
                     consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
+                    self.latency_woke_sleeper.set(
+                        self.latency_deadline.get().is_some()
+                            && !Self::pending(&self.latency_preemption_timeout_src),
+                    );
                 }
                 // Woke up, so no need to notify us anymore.
                 self.notifier.wake_up();
             }
         }
 
-        if let Some(preempt) = preempt_timer() {
+        if let (Some(preempt), false) = (preempt, keep_latency) {
             self.latency_preemption_timeout_src
                 .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+            self.latency_deadline.set(Some(now + preempt));
             flush_rings!(lat_ring, main_ring)?;
         }
 
@@ -1914,6 +1958,14 @@ impl Reactor {
         // need_preempt() should be false at this point. As soon as the next event
         // in the preempt ring completes, though, then it will be true.
         Ok(should_sleep)
+    }
+
+    /// petrel: `slot` holds a timer the kernel has not answered yet.
+    fn pending(slot: &Cell<Option<Source>>) -> bool {
+        let src = slot.take();
+        let pending = src.as_ref().is_some_and(|s| !s.completed());
+        slot.set(src);
+        pending
     }
 
     pub(crate) fn flush_syscall_thread(&self) -> usize {
