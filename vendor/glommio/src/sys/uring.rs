@@ -1244,12 +1244,9 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
-    /// petrel: when `latency_preemption_timeout_src` fires, so a turn whose timer may fire no
-    /// later than that keeps it (see `wait`).
-    latency_deadline: Cell<Option<Instant>>,
-    /// petrel: the last sleep ended with the latency timer fired, so the next one cancels it
-    /// (an idle executor is not woken every preemption period).
-    latency_woke_sleeper: Cell<bool>,
+    /// petrel: `latency_preemption_timeout_src` is a preemption timer (not a sleeper's user
+    /// timer), so a turn that does not sleep keeps it while it has not fired (see `wait`).
+    latency_src_is_preempt: Cell<bool>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1381,8 +1378,7 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
-            latency_deadline: Cell::new(None),
-            latency_woke_sleeper: Cell::new(false),
+            latency_src_is_preempt: Cell::new(false),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1845,29 +1841,17 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // petrel: upstream cancels both preemption timers and arms new ones at every turn, and
-        // swaps the preemption timer for the next user timer at every sleep: up to six
-        // submissions, as many hrtimer operations in the kernel and two extra system calls per
-        // turn, several per cent of a shard's CPU when turns are short and sleeps frequent. Here
-        // the latency ring's one timer is kept while it has not fired and fires no later than
-        // this turn needs (the preemption period when running, the next user timer when going to
-        // sleep): a timer that fires early only makes the task queue poll I/O sooner, or wakes a
-        // sleeper that then sleeps again. So that an idle executor is not woken every period, a
-        // sleep that the kept timer ended makes the next one cancel it, as upstream does. The
-        // throughput timer (a count of completions) is kept until it fires.
+        // petrel: upstream cancels both preemption timers and arms new ones at every turn: four
+        // submissions, as many hrtimer operations in the kernel and an extra system call per
+        // turn, several per cent of a shard's CPU when turns are short. A turn that does not go
+        // to sleep keeps the preemption timer while it has not fired: it fires at most one period
+        // early, which only makes the task queue poll I/O sooner. Going to sleep still swaps it
+        // for the next user timer, as upstream does. The throughput timer (a count of
+        // completions) is kept until it fires.
         let preempt = preempt_timer();
-        let now = Instant::now();
-        let need = match preempt {
-            Some(p) => Some(now + p),
-            None => user_timer.map(|d| now + d),
-        };
-        let keep_latency = Self::pending(&self.latency_preemption_timeout_src)
-            && match (self.latency_deadline.get(), need) {
-                (Some(armed), Some(need)) => armed <= need,
-                (Some(_), None) => true,
-                (None, _) => false,
-            }
-            && !(preempt.is_none() && self.latency_woke_sleeper.get());
+        let keep_latency = preempt.is_some()
+            && self.latency_src_is_preempt.get()
+            && Self::pending(&self.latency_preemption_timeout_src);
         if !keep_latency {
             // Cancel the old timer regardless of whether we can sleep:
             // if we won't sleep, we will register the new timer with its new
@@ -1876,7 +1860,7 @@ impl Reactor {
             // But if we will sleep, there might be a timer registered that needs
             // to be removed otherwise we'll wake up when it expires.
             drop(self.latency_preemption_timeout_src.take());
-            self.latency_deadline.set(None);
+            self.latency_src_is_preempt.set(false);
         }
 
         if !Self::pending(&self.throughput_preemption_timeout_src) {
@@ -1909,10 +1893,9 @@ impl Reactor {
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
-            if let (Some(dur), false) = (user_timer, keep_latency) {
+            if let Some(dur) = user_timer {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                self.latency_deadline.set(Some(now + dur));
                 assert!(flush_rings!(lat_ring)? > 0);
             }
             // From this moment on the remote executors are aware that we are sleeping
@@ -1933,10 +1916,6 @@ impl Reactor {
                     flush_cancellations!(into &mut 0; lat_ring, poll_ring, main_ring);
                     flush_rings!(lat_ring, poll_ring, main_ring)?;
                     consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
-                    self.latency_woke_sleeper.set(
-                        self.latency_deadline.get().is_some()
-                            && !Self::pending(&self.latency_preemption_timeout_src),
-                    );
                 }
                 // Woke up, so no need to notify us anymore.
                 self.notifier.wake_up();
@@ -1946,7 +1925,7 @@ impl Reactor {
         if let (Some(preempt), false) = (preempt, keep_latency) {
             self.latency_preemption_timeout_src
                 .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-            self.latency_deadline.set(Some(now + preempt));
+            self.latency_src_is_preempt.set(true);
             flush_rings!(lat_ring, main_ring)?;
         }
 
