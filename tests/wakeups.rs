@@ -44,11 +44,24 @@ fn executors_ping_ponging_never_miss_a_wake_up() {
         })
         .expect("an executor starts");
 
-    // A liveness bound, not a speed one: a run takes about a second; a lost wake-up never ends.
+    wait_for_both(
+        &done_rx,
+        a,
+        b,
+        "a lost wake-up: both executors asleep with a message between them",
+    );
+}
+
+/// Waits for both executors to report and joins them. A liveness bound, not a speed one: a run
+/// takes about a second; a lost wake-up never ends.
+fn wait_for_both(
+    done: &mpsc::Receiver<&'static str>,
+    a: glommio::ExecutorJoinHandle<()>,
+    b: glommio::ExecutorJoinHandle<()>,
+    stalled: &str,
+) {
     for _ in 0..2 {
-        let who = done_rx
-            .recv_timeout(Duration::from_secs(120))
-            .expect("a lost wake-up: both executors asleep with a message between them");
+        let who = done.recv_timeout(Duration::from_secs(120)).expect(stalled);
         assert!(who == "ping" || who == "pong");
     }
     a.join().expect("ping ran");
@@ -101,13 +114,10 @@ fn executors_sleeping_on_timers_always_wake() {
         })
         .expect("an executor starts");
 
-    // A liveness bound, not a speed one: a run takes about a second; a lost timer never ends.
-    for _ in 0..2 {
-        let who = done_rx
-            .recv_timeout(Duration::from_secs(120))
-            .expect("an executor asleep past its timer, or a lost wake-up");
-        assert!(who == "ping" || who == "pong");
-    }
-    a.join().expect("ping ran");
-    b.join().expect("pong ran");
+    wait_for_both(
+        &done_rx,
+        a,
+        b,
+        "an executor asleep past its timer, or a lost wake-up",
+    );
 }
