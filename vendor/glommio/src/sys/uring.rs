@@ -1095,9 +1095,6 @@ impl SleepableRing {
             // petrel: submitted and waited for in one system call (upstream makes two). The
             // kernel waits only when everything was submitted, and returns the count submitted
             // even when a signal interrupts the wait.
-            // petrel: submitted and waited for in one system call (upstream makes two). The
-            // kernel waits only when everything was submitted, and returns the count submitted
-            // even when a signal interrupts the wait.
             let submitted = self
                 .ring
                 .submit_sqes_and_wait(1)
