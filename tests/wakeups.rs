@@ -14,58 +14,13 @@ const ROUND_TRIPS: u32 = 100_000;
 
 #[test]
 fn executors_ping_ponging_never_miss_a_wake_up() {
-    let (ping_tx, ping_rx) = shared_channel::new_bounded::<u32>(1);
-    let (pong_tx, pong_rx) = shared_channel::new_bounded::<u32>(1);
-    let (done_tx, done_rx) = mpsc::channel();
-    let done_b = done_tx.clone();
-
-    let a = LocalExecutorBuilder::new(Placement::Unbound)
-        .name("ping")
-        .spawn(move || async move {
-            let tx = ping_tx.connect().await;
-            let rx = pong_rx.connect().await;
-            for i in 0..ROUND_TRIPS {
-                tx.send(i).await.expect("the pong side is alive");
-                let back = rx.recv().await.expect("the pong side answers");
-                assert_eq!(back, i + 1);
-            }
-            done_tx.send("ping").expect("the test waits");
-        })
-        .expect("an executor starts");
-    let b = LocalExecutorBuilder::new(Placement::Unbound)
-        .name("pong")
-        .spawn(move || async move {
-            let rx = ping_rx.connect().await;
-            let tx = pong_tx.connect().await;
-            while let Some(i) = rx.recv().await {
-                tx.send(i + 1).await.expect("the ping side is alive");
-            }
-            done_b.send("pong").expect("the test waits");
-        })
-        .expect("an executor starts");
-
-    wait_for_both(
-        &done_rx,
-        a,
-        b,
+    ping_pong(
+        ROUND_TRIPS,
+        1,
+        |_| None,
+        |_| None,
         "a lost wake-up: both executors asleep with a message between them",
     );
-}
-
-/// Waits for both executors to report and joins them. A liveness bound, not a speed one: a run
-/// takes about a second; a lost wake-up never ends.
-fn wait_for_both(
-    done: &mpsc::Receiver<&'static str>,
-    a: glommio::ExecutorJoinHandle<()>,
-    b: glommio::ExecutorJoinHandle<()>,
-    stalled: &str,
-) {
-    for _ in 0..2 {
-        let who = done.recv_timeout(Duration::from_secs(120)).expect(stalled);
-        assert!(who == "ping" || who == "pong");
-    }
-    a.join().expect("ping ran");
-    b.join().expect("pong ran");
 }
 
 /// Timer sleeps per run, each between two cross-executor messages.
@@ -79,19 +34,41 @@ const TIMED_STEPS: u32 = 3_000;
 /// its executor stalls the test.
 #[test]
 fn executors_sleeping_on_timers_always_wake() {
-    let (ping_tx, ping_rx) = shared_channel::new_bounded::<u32>(4);
-    let (pong_tx, pong_rx) = shared_channel::new_bounded::<u32>(4);
+    ping_pong(
+        TIMED_STEPS,
+        4,
+        // 0-150 us: some sleeps end before the reactor's own turn does, some after.
+        |i| Some(Duration::from_micros(u64::from(i % 4) * 50)),
+        |i| (i % 3 == 0).then(|| Duration::from_micros(100)),
+        "an executor asleep past its timer, or a lost wake-up",
+    );
+}
+
+/// Runs `rounds` round trips between two executors over shared channels of `capacity`: "ping"
+/// sleeps `ping_pause(i)` (if any) before sending `i`, "pong" sleeps `pong_pause(i)` before
+/// answering `i + 1`. Both must finish within a liveness bound, not a speed one: a run takes
+/// about a second; a lost wake-up or timer never ends, and the test fails with `stalled`.
+fn ping_pong(
+    rounds: u32,
+    capacity: usize,
+    ping_pause: fn(u32) -> Option<Duration>,
+    pong_pause: fn(u32) -> Option<Duration>,
+    stalled: &str,
+) {
+    let (ping_tx, ping_rx) = shared_channel::new_bounded::<u32>(capacity);
+    let (pong_tx, pong_rx) = shared_channel::new_bounded::<u32>(capacity);
     let (done_tx, done_rx) = mpsc::channel();
     let done_b = done_tx.clone();
 
     let a = LocalExecutorBuilder::new(Placement::Unbound)
-        .name("timed-ping")
+        .name("ping")
         .spawn(move || async move {
             let tx = ping_tx.connect().await;
             let rx = pong_rx.connect().await;
-            for i in 0..TIMED_STEPS {
-                // 0-150 us: some sleeps end before the reactor's own turn does, some after.
-                glommio::timer::sleep(Duration::from_micros(u64::from(i % 4) * 50)).await;
+            for i in 0..rounds {
+                if let Some(d) = ping_pause(i) {
+                    glommio::timer::sleep(d).await;
+                }
                 tx.send(i).await.expect("the pong side is alive");
                 let back = rx.recv().await.expect("the pong side answers");
                 assert_eq!(back, i + 1);
@@ -100,13 +77,13 @@ fn executors_sleeping_on_timers_always_wake() {
         })
         .expect("an executor starts");
     let b = LocalExecutorBuilder::new(Placement::Unbound)
-        .name("timed-pong")
+        .name("pong")
         .spawn(move || async move {
             let rx = ping_rx.connect().await;
             let tx = pong_tx.connect().await;
             while let Some(i) = rx.recv().await {
-                if i % 3 == 0 {
-                    glommio::timer::sleep(Duration::from_micros(100)).await;
+                if let Some(d) = pong_pause(i) {
+                    glommio::timer::sleep(d).await;
                 }
                 tx.send(i + 1).await.expect("the ping side is alive");
             }
@@ -114,10 +91,12 @@ fn executors_sleeping_on_timers_always_wake() {
         })
         .expect("an executor starts");
 
-    wait_for_both(
-        &done_rx,
-        a,
-        b,
-        "an executor asleep past its timer, or a lost wake-up",
-    );
+    for _ in 0..2 {
+        let who = done_rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect(stalled);
+        assert!(who == "ping" || who == "pong");
+    }
+    a.join().expect("ping ran");
+    b.join().expect("pong ran");
 }
