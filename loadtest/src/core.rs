@@ -689,7 +689,7 @@ fn on_message(core: &Core, client: &Client, el: &[u8]) -> bool {
     }
     if let Some(l) = &core.ledger {
         let delayed = memchr::memmem::find(el, b"urn:xmpp:delay").is_some();
-        l.borrow_mut().delivered((b.from, b.seq), delayed);
+        l.borrow_mut().delivered((b.from, b.seq), now, delayed);
     }
     if core.plan.scenario == Scenario::Max && core.shared.phase() == phase::RUN {
         // Closed loop: the delivery frees one slot of the sender's window.

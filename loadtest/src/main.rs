@@ -366,10 +366,10 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
                     l.from, l.seq, l.to, l.sent_s, l.acked_s, l.recipient
                 );
             }
-            if !v.duplicated_sample.is_empty() {
+            for d in &v.duplicated_sample {
                 eprintln!(
-                    "duplicated (sender index, seq), first few: {:?}",
-                    v.duplicated_sample
+                    "duplicated: user index {} seq {} to {}: delivered {} times, first at {:.3}s, acked at {:.3}s",
+                    d.from, d.seq, d.to, d.times, d.first_delivered_s, d.acked_s
                 );
             }
             return Ok(ExitCode::from(EXIT_LOST));

@@ -628,8 +628,9 @@ impl Report {
             s.push_str(&format!(
                 "soak: {} drops, {} resumed, {} fresh logins after a failed resume, {} retries, settled {}\n\
                  soak: sent {} acked {} delivered {} (deliveries {}, {} from offline storage), bounced {}\n\
-                 soak: LOST {} (acked, never delivered; recipient at the ack: {} online, {} parked, {} offline), DUPLICATED {} (sent once, acked, delivered twice)\n\
+                 soak: LOST {} (acked, never delivered; recipient at the ack: {} online, {} parked, {} offline), DUPLICATED {} (sent once, delivered twice, no server killed between the first delivery and the ack)\n\
                  soak: resent {} (first copy never acked), {} of them delivered twice (allowed)\n\
+                 soak: sent once, delivered twice, acked only after a server holding it was killed: {} (allowed: at least once across a crash)\n\
                  soak: never acked: {} delivered, {} of them twice, {} never delivered\n",
                 k.drops,
                 k.resumed,
@@ -649,6 +650,7 @@ impl Report {
                 v.duplicated,
                 v.resent,
                 v.duplicated_resent,
+                v.duplicated_at_kill,
                 v.delivered_unacked,
                 v.duplicated_unacked,
                 v.unacked_undelivered
