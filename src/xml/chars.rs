@@ -77,6 +77,35 @@ const fn ascii_table(start: bool) -> [bool; 256] {
 static NAME_START: [bool; 256] = ascii_table(true);
 static NAME_CHAR: [bool; 256] = ascii_table(false);
 
+/// A table of the bytes in `set`: a class test in one lookup.
+pub(crate) const fn byte_table(set: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < set.len() {
+        t[set[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+/// Bytes that end a name in a tag: whitespace, `/`, `>` and `=`.
+pub(crate) static NAME_STOP: [bool; 256] = byte_table(b" \t\n\r/>=");
+
+/// The end of the name at `b[i..]` if it is an ASCII NCName that a [`NAME_STOP`] byte ends within
+/// `b`: the usual name, whose end and validity one table sweep decides. `None` otherwise (a
+/// prefix, other characters, an invalid name, or the end of `b`): the caller takes the long way.
+#[inline]
+pub(crate) fn ascii_ncname_end(b: &[u8], i: usize) -> Option<usize> {
+    if !NAME_START[*b.get(i)? as usize] {
+        return None;
+    }
+    let mut j = i + 1;
+    while j < b.len() && NAME_CHAR[b[j] as usize] {
+        j += 1;
+    }
+    b.get(j).filter(|&&c| NAME_STOP[c as usize]).map(|_| j)
+}
+
 fn is_name_start_char(c: char) -> bool {
     let c = c as u32;
     if c < 128 {
@@ -239,7 +268,7 @@ pub(crate) fn normalize_cdata(b: &[u8]) -> Cow<'_, str> {
 
 /// True if `b` may hold `&` or a byte below 0x20 (no false negatives; rare false positives):
 /// eight bytes per step, for the attribute values every routed stanza's `to` is read from.
-fn may_need_unescape(b: &[u8]) -> bool {
+pub(crate) fn may_need_unescape(b: &[u8]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
     // Some byte of `w` is below `n` (n <= 0x80): the classic SWAR test, exact in "any".

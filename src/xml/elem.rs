@@ -4,7 +4,10 @@
 use std::num::NonZeroU32;
 
 use super::chars::check_ref_at;
-use super::tag::{find_tag_end, parse_end_tag, parse_start_tag, AttrSpan, Span};
+use super::tag::{
+    find_tag_end, parse_end_tag, parse_end_tag_open, parse_start_tag, parse_start_tag_open,
+    AttrSpan, Span, StartTag,
+};
 use super::XmlError;
 use crate::xmpp::ns;
 
@@ -159,6 +162,14 @@ pub(crate) struct Ctx<'a> {
     pub max_depth: usize,
     pub max_attrs: usize,
     pub outer: &'a Outer,
+}
+
+/// What handling a tag did.
+enum TagStep {
+    /// Handled; scanning goes on after it.
+    Next,
+    /// It ended the element, which is this long.
+    ElementEnd(usize),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -321,62 +332,113 @@ impl ElemScan {
                     }
                 },
                 Mode::Tag { lt, mut quote } => {
-                    let found = find_tag_end(b, &mut self.pos, &mut quote);
-                    let Some(gt) = found else {
-                        self.mode = Mode::Tag { lt, quote };
-                        return Ok(None);
-                    };
-                    self.pos = gt + 1;
-                    self.mode = Mode::Content { text_start: gt + 1 };
-                    if b[lt + 1] == b'/' {
-                        let name = parse_end_tag(b, lt, gt)?;
-                        let Some(open) = self.open.pop() else {
-                            return Err(XmlError::MismatchedEndTag);
-                        };
-                        if open.name.of(b) != name {
-                            return Err(XmlError::MismatchedEndTag);
+                    let mut attrs = std::mem::take(&mut self.attrs);
+                    let r = self.tag(b, lt, &mut quote, ctx, sink, &mut attrs);
+                    self.attrs = attrs;
+                    match r? {
+                        None => {
+                            self.mode = Mode::Tag { lt, quote };
+                            return Ok(None);
                         }
-                        self.bindings.truncate(open.bindings_before as usize);
-                        sink.end();
-                        if self.open.is_empty() {
-                            return Ok(Some(gt + 1));
-                        }
-                    } else if self.start_tag(b, lt, gt, ctx, sink)? {
-                        return Ok(Some(gt + 1));
+                        Some(TagStep::Next) => {}
+                        Some(TagStep::ElementEnd(end)) => return Ok(Some(end)),
                     }
                 }
             }
         }
     }
 
-    /// Handles a start tag; returns true if it was the self-closing top element.
-    fn start_tag<S: Sink>(
+    /// Handles the tag at `b[lt] == '<'` once `b` holds all of it (`None` before).
+    ///
+    /// A tag read whole is parsed in the pass that finds its end, and taken if it is valid. Any
+    /// other tag goes the resumable way: the search for the first `>` outside quotes (which
+    /// remembers how far it got, so a tag that arrives slowly is not parsed again at every read),
+    /// then the parse of the bytes up to it. Only a valid tag takes the first way, and a valid tag
+    /// ends at the same `>` both ways, so what the scanner reports never depends on how the bytes
+    /// were split into reads.
+    fn tag<S: Sink>(
         &mut self,
         b: &[u8],
         lt: usize,
-        gt: usize,
-        ctx: &Ctx<'_>,
-        sink: &mut S,
-    ) -> Result<bool, XmlError> {
-        let mut attrs = std::mem::take(&mut self.attrs);
-        let r = self.start_tag_inner(b, lt, gt, ctx, sink, &mut attrs);
-        self.attrs = attrs;
-        r
-    }
-
-    fn start_tag_inner<S: Sink>(
-        &mut self,
-        b: &[u8],
-        lt: usize,
-        gt: usize,
+        quote: &mut u8,
         ctx: &Ctx<'_>,
         sink: &mut S,
         attrs: &mut Vec<AttrSpan>,
-    ) -> Result<bool, XmlError> {
-        if self.open.len() >= ctx.max_depth {
-            return Err(XmlError::TooDeep(ctx.max_depth));
+    ) -> Result<Option<TagStep>, XmlError> {
+        let end_tag = b[lt + 1] == b'/';
+        if *quote == 0 && self.pos == lt + 1 {
+            let whole = if end_tag {
+                parse_end_tag_open(b, lt)
+                    .ok()
+                    .flatten()
+                    // The name must close the open element: a quote in it would end differently.
+                    .filter(|(name, _)| {
+                        self.open.last().is_some_and(|o| o.name.of(b) == name.of(b))
+                    })
+                    .map(|(_, gt)| self.end_tag(gt, sink))
+            } else if self.open.len() < ctx.max_depth {
+                parse_start_tag_open(b, lt, attrs, ctx.max_attrs)
+                    .ok()
+                    .flatten()
+                    .map(|tag| self.start_tag(b, tag, ctx, sink, attrs))
+                    .transpose()?
+            } else {
+                None
+            };
+            if let Some(step) = whole {
+                return Ok(Some(step));
+            }
         }
-        let tag = parse_start_tag(b, lt, gt, attrs, ctx.max_attrs)?;
+        let Some(gt) = find_tag_end(b, &mut self.pos, quote) else {
+            return Ok(None);
+        };
+        let b = &b[..=gt];
+        let step = if end_tag {
+            let name = parse_end_tag(b, lt, gt)?;
+            match self.open.last() {
+                Some(o) if o.name.of(b) == name => self.end_tag(gt, sink),
+                _ => return Err(XmlError::MismatchedEndTag),
+            }
+        } else {
+            if self.open.len() >= ctx.max_depth {
+                return Err(XmlError::TooDeep(ctx.max_depth));
+            }
+            let tag = parse_start_tag(b, lt, gt, attrs, ctx.max_attrs)?;
+            self.start_tag(b, tag, ctx, sink, attrs)?
+        };
+        Ok(Some(step))
+    }
+
+    /// Closes the open element whose end tag's `>` is at `gt` (its name already matched).
+    fn end_tag<S: Sink>(&mut self, gt: usize, sink: &mut S) -> TagStep {
+        if let Some(open) = self.open.pop() {
+            self.bindings.truncate(open.bindings_before as usize);
+        }
+        sink.end();
+        self.past(gt);
+        if self.open.is_empty() {
+            TagStep::ElementEnd(gt + 1)
+        } else {
+            TagStep::Next
+        }
+    }
+
+    /// Moves past the tag whose `>` is at `gt`, into character data.
+    fn past(&mut self, gt: usize) {
+        self.pos = gt + 1;
+        self.mode = Mode::Content { text_start: gt + 1 };
+    }
+
+    /// Handles the parsed start tag `tag` (its attributes in `attrs`), which is not too deep.
+    fn start_tag<S: Sink>(
+        &mut self,
+        b: &[u8],
+        tag: StartTag,
+        ctx: &Ctx<'_>,
+        sink: &mut S,
+        attrs: &mut [AttrSpan],
+    ) -> Result<TagStep, XmlError> {
+        let gt = tag.head_end as usize + usize::from(tag.empty);
         let depth = self.open.len();
         let bindings_before = self.bindings.len() as u32;
         let mut prefixed_attrs = 0;
@@ -433,13 +495,19 @@ impl ElemScan {
         sink.start(b, tag.name, tag.colon, ns, attrs, tag.empty);
         if tag.empty {
             self.bindings.truncate(bindings_before as usize);
-            return Ok(depth == 0);
+            self.past(gt);
+            return Ok(if depth == 0 {
+                TagStep::ElementEnd(gt + 1)
+            } else {
+                TagStep::Next
+            });
         }
         self.open.push(Open {
             name: tag.name,
             bindings_before,
         });
-        Ok(false)
+        self.past(gt);
+        Ok(TagStep::Next)
     }
 
     /// Records the top element's name and routing attributes.

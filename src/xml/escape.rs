@@ -6,15 +6,7 @@ pub fn escape_text_into(s: &str, out: &mut Vec<u8>) {
 }
 
 /// The bytes [`escape_attr_into`] replaces.
-static NEEDS_ESCAPE: [bool; 256] = {
-    let mut t = [false; 256];
-    t[b'&' as usize] = true;
-    t[b'<' as usize] = true;
-    t[b'>' as usize] = true;
-    t[b'\'' as usize] = true;
-    t[b'"' as usize] = true;
-    t
-};
+static NEEDS_ESCAPE: [bool; 256] = super::chars::byte_table(b"&<>'\"");
 
 /// Whether [`escape_attr_into`] would change `s`.
 pub fn needs_escape(s: &str) -> bool {

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use super::chars::{as_str, check_chars, unescape_attr};
+use super::chars::{as_str, check_chars, may_need_unescape, unescape_attr};
 use super::elem::{ns_name, AttrRef, Ctx, ElemScan, Index, NoSink, Outer};
 use super::escape::{escape_attr_into, needs_escape};
 use super::tag::{attrs_of, Span};
@@ -163,6 +163,15 @@ impl Stanza {
         self.idx
             .to
             .map(|r| unescape_attr(r.value().of(&self.bytes)))
+    }
+
+    /// True if the `to` attribute is `s`, written without references or characters that attribute
+    /// normalization changes: a comparison of the bytes, with nothing unescaped or validated again.
+    pub fn to_is(&self, s: &str) -> bool {
+        self.idx.to.is_some_and(|r| {
+            let raw = r.value().of(&self.bytes);
+            raw == s.as_bytes() && !may_need_unescape(raw)
+        })
     }
 
     /// The `from` attribute.
@@ -466,11 +475,18 @@ fn compute_kind(bytes: &[u8], idx: &Index, default_ns: &str) -> StanzaKind {
 
 /// The `type` attribute as a [`StanzaType`] (see [`Stanza::ty`]).
 fn compute_ty(bytes: &[u8], idx: &Index) -> StanzaType {
-    StanzaType::parse(
-        idx.type_
-            .map(|r| unescape_attr(r.value().of(bytes)))
-            .as_deref(),
-    )
+    let Some(r) = idx.type_ else {
+        return StanzaType::Absent;
+    };
+    let raw = r.value().of(bytes);
+    // Every known type is written without escapes, so the value as written decides; only an
+    // unknown one that may hold a reference is unescaped first (`ch&#97;t` is `chat`).
+    match StanzaType::of_value(raw) {
+        StanzaType::Unknown if may_need_unescape(raw) => {
+            StanzaType::of_value(unescape_attr(raw).as_bytes())
+        }
+        ty => ty,
+    }
 }
 
 /// Scans a complete element and checks its characters; the whole of `b` must be the element.

@@ -41,26 +41,28 @@ pub enum StanzaType {
 impl StanzaType {
     /// The type named by the attribute's (unescaped) value, `None` when there is none.
     pub fn parse(value: Option<&str>) -> StanzaType {
+        value.map_or(StanzaType::Absent, |v| StanzaType::of_value(v.as_bytes()))
+    }
+
+    /// The type named by an unescaped value that is present (`Unknown` for any other value).
+    pub fn of_value(v: &[u8]) -> StanzaType {
         use StanzaType::*;
-        match value {
-            None => Absent,
-            Some(v) => match v {
-                "normal" => Normal,
-                "chat" => Chat,
-                "groupchat" => Groupchat,
-                "headline" => Headline,
-                "error" => Error,
-                "get" => Get,
-                "set" => Set,
-                "result" => Result,
-                "unavailable" => Unavailable,
-                "subscribe" => Subscribe,
-                "subscribed" => Subscribed,
-                "unsubscribe" => Unsubscribe,
-                "unsubscribed" => Unsubscribed,
-                "probe" => Probe,
-                _ => Unknown,
-            },
+        match v {
+            b"normal" => Normal,
+            b"chat" => Chat,
+            b"groupchat" => Groupchat,
+            b"headline" => Headline,
+            b"error" => Error,
+            b"get" => Get,
+            b"set" => Set,
+            b"result" => Result,
+            b"unavailable" => Unavailable,
+            b"subscribe" => Subscribe,
+            b"subscribed" => Subscribed,
+            b"unsubscribe" => Unsubscribe,
+            b"unsubscribed" => Unsubscribed,
+            b"probe" => Probe,
+            _ => Unknown,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Tag-level lexing: finding a tag's end across feeds and validating start/end tags in place.
 
-use super::chars::{check_qname, check_ref_at, is_ws};
+use super::chars::{ascii_ncname_end, check_qname, check_ref_at, is_ws, NAME_STOP};
 use super::XmlError;
 
 /// A byte range inside a buffer (u32: stanzas are far smaller than 4 GiB).
@@ -97,23 +97,37 @@ pub(crate) struct StartTag {
 /// End offset of a name starting at `i` (stops at whitespace and tag punctuation).
 #[inline]
 fn name_end(b: &[u8], mut i: usize, limit: usize) -> usize {
-    while i < limit && !matches!(b[i], b' ' | b'\t' | b'\n' | b'\r' | b'/' | b'>' | b'=') {
+    while i < limit && !NAME_STOP[b[i] as usize] {
         i += 1;
     }
     i
 }
 
+/// The qualified name starting at `b[i]`, validated: its end and the offset of its colon, or
+/// `None` if `b` ends first.
+#[inline]
+fn qname_at(b: &[u8], i: usize) -> Result<Option<(usize, Option<u32>)>, XmlError> {
+    if let Some(end) = ascii_ncname_end(b, i) {
+        return Ok(Some((end, None)));
+    }
+    let end = name_end(b, i, b.len());
+    if end == b.len() {
+        return Ok(None);
+    }
+    Ok(Some((end, check_qname(&b[i..end])?.map(|c| c as u32))))
+}
+
+/// First offset at or after `i` that is not whitespace (`b.len()` if none).
 #[inline]
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
-    while is_ws(b[i]) {
+    while i < b.len() && is_ws(b[i]) {
         i += 1;
     }
     i
 }
 
 /// Validates the start tag `b[lt..=gt]` (`b[lt] == '<'`, `b[gt] == '>'` found by `find_tag_end`),
-/// filling `attrs` (cleared first). Checks name syntax, attribute syntax, references, `<` in
-/// values, duplicate raw names and the attribute count limit.
+/// filling `attrs` (cleared first). See [`parse_start_tag_open`].
 pub(crate) fn parse_start_tag(
     b: &[u8],
     lt: usize,
@@ -121,84 +135,138 @@ pub(crate) fn parse_start_tag(
     attrs: &mut Vec<AttrSpan>,
     max_attrs: usize,
 ) -> Result<StartTag, XmlError> {
+    // `gt` is the first `>` outside quotes, so a valid tag ends there, and only there.
+    match parse_start_tag_open(&b[..=gt], lt, attrs, max_attrs)? {
+        Some(tag) if tag.head_end as usize + usize::from(tag.empty) == gt => Ok(tag),
+        _ => Err(XmlError::BadTagSyntax),
+    }
+}
+
+/// Validates the start tag at `b[lt] == '<'` in one pass that also finds its end, filling `attrs`
+/// (cleared first): `Ok(None)` if `b` ends before the tag does. Checks name syntax, attribute
+/// syntax, references, `<` in values, duplicate raw names and the attribute count limit; an error
+/// in the bytes seen is reported at once, a name or reference cut by the end of `b` waits. A tag
+/// read whole is so scanned once instead of twice (a search for its `>`, then the parse).
+pub(crate) fn parse_start_tag_open(
+    b: &[u8],
+    lt: usize,
+    attrs: &mut Vec<AttrSpan>,
+    max_attrs: usize,
+) -> Result<Option<StartTag>, XmlError> {
     attrs.clear();
-    let ne = name_end(b, lt + 1, gt);
-    let colon = check_qname(&b[lt + 1..ne])?.map(|c| c as u32);
+    let Some((ne, colon)) = qname_at(b, lt + 1)? else {
+        return Ok(None);
+    };
     let name = Span::new(lt + 1, ne);
     let mut i = ne;
     loop {
         let j = skip_ws(b, i);
         let had_ws = j > i;
         i = j;
-        match b[i] {
-            b'>' if i == gt => {
-                return Ok(StartTag {
-                    name,
-                    colon,
-                    head_end: i as u32,
-                    empty: false,
-                })
-            }
-            b'/' if i + 1 == gt => {
-                return Ok(StartTag {
-                    name,
-                    colon,
-                    head_end: i as u32,
-                    empty: true,
-                })
-            }
-            b'/' => return Err(XmlError::BadTagSyntax),
+        let Some(&c) = b.get(i) else {
+            return Ok(None);
+        };
+        let empty = match c {
+            b'>' => false,
+            b'/' => match b.get(i + 1) {
+                None => return Ok(None),
+                Some(b'>') => true,
+                Some(_) => return Err(XmlError::BadTagSyntax),
+            },
             _ if !had_ws => return Err(XmlError::BadTagSyntax),
-            _ => {}
-        }
-        let an_end = name_end(b, i, gt);
-        let acolon = check_qname(&b[i..an_end])?.map(|c| c as u32);
-        let aname = Span::new(i, an_end);
-        i = skip_ws(b, an_end);
-        if b[i] != b'=' {
-            return Err(XmlError::BadTagSyntax);
-        }
-        i = skip_ws(b, i + 1);
-        let q = b[i];
-        if q != b'\'' && q != b'"' {
-            return Err(XmlError::BadTagSyntax);
-        }
-        // One pass over the value: closing quote, `<`, references. The closing quote precedes
-        // `gt`: `find_tag_end` only stops at a `>` outside quotes.
-        let mut j = i + 1;
-        let close = loop {
-            let at = j + memchr::memchr3(q, b'<', b'&', &b[j..gt]).ok_or(XmlError::BadTagSyntax)?;
-            match b[at] {
-                c if c == q => break at,
-                b'<' => return Err(XmlError::LtInAttributeValue),
-                _ => j = at + check_ref_at(&b[at..gt])?.ok_or(XmlError::MalformedReference)?,
+            _ => {
+                let Some(end) = attr(b, i, attrs, max_attrs)? else {
+                    return Ok(None);
+                };
+                i = end;
+                continue;
             }
         };
-        if attrs.len() == max_attrs {
-            return Err(XmlError::TooManyAttributes(max_attrs));
-        }
-        let aname_b = aname.of(b);
-        if attrs.iter().any(|a| a.name.of(b) == aname_b) {
-            return Err(XmlError::DuplicateAttribute);
-        }
-        attrs.push(AttrSpan {
-            name: aname,
-            colon: acolon,
-            value: Span::new(i + 1, close),
-        });
-        i = close + 1;
+        return Ok(Some(StartTag {
+            name,
+            colon,
+            head_end: i as u32,
+            empty,
+        }));
     }
+}
+
+/// Parses the attribute whose name starts at `b[i]` into `attrs`; the offset after its closing
+/// quote, or `None` if `b` ends first.
+#[inline]
+fn attr(
+    b: &[u8],
+    i: usize,
+    attrs: &mut Vec<AttrSpan>,
+    max_attrs: usize,
+) -> Result<Option<usize>, XmlError> {
+    let Some((an_end, acolon)) = qname_at(b, i)? else {
+        return Ok(None);
+    };
+    let aname = Span::new(i, an_end);
+    let i = skip_ws(b, an_end);
+    match b.get(i) {
+        None => return Ok(None),
+        Some(b'=') => {}
+        Some(_) => return Err(XmlError::BadTagSyntax),
+    }
+    let i = skip_ws(b, i + 1);
+    let q = match b.get(i) {
+        None => return Ok(None),
+        Some(&q @ (b'\'' | b'"')) => q,
+        Some(_) => return Err(XmlError::BadTagSyntax),
+    };
+    // One pass over the value: closing quote, `<`, references.
+    let mut j = i + 1;
+    let close = loop {
+        let Some(k) = memchr::memchr3(q, b'<', b'&', &b[j..]) else {
+            return Ok(None);
+        };
+        let at = j + k;
+        match b[at] {
+            c if c == q => break at,
+            b'<' => return Err(XmlError::LtInAttributeValue),
+            _ => match check_ref_at(&b[at..])? {
+                Some(n) => j = at + n,
+                None => return Ok(None),
+            },
+        }
+    };
+    if attrs.len() == max_attrs {
+        return Err(XmlError::TooManyAttributes(max_attrs));
+    }
+    let aname_b = aname.of(b);
+    if attrs.iter().any(|a| a.name.of(b) == aname_b) {
+        return Err(XmlError::DuplicateAttribute);
+    }
+    attrs.push(AttrSpan {
+        name: aname,
+        colon: acolon,
+        value: Span::new(i + 1, close),
+    });
+    Ok(Some(close + 1))
 }
 
 /// Checks the syntax of the end tag `b[lt..=gt]` (`</name S?>`) and returns its name. The name
 /// itself is not checked: every caller compares it with the name of the element it closes, which
 /// its start tag validated, and refuses a mismatch (one name check per element, not two).
 pub(crate) fn parse_end_tag(b: &[u8], lt: usize, gt: usize) -> Result<&[u8], XmlError> {
-    let ne = name_end(b, lt + 2, gt);
-    if skip_ws(b, ne) != gt {
-        return Err(XmlError::BadTagSyntax);
+    match parse_end_tag_open(&b[..=gt], lt)? {
+        Some((name, end)) if end == gt => Ok(name.of(b)),
+        _ => Err(XmlError::BadTagSyntax),
     }
-    Ok(&b[lt + 2..ne])
+}
+
+/// The end tag at `b[lt..]` (`</name S?>`) in one pass: its name and the offset of its `>`, or
+/// `None` if `b` ends first. The name is not checked (see [`parse_end_tag`]).
+pub(crate) fn parse_end_tag_open(b: &[u8], lt: usize) -> Result<Option<(Span, usize)>, XmlError> {
+    let ne = name_end(b, lt + 2, b.len());
+    let gt = skip_ws(b, ne);
+    match b.get(gt) {
+        None => Ok(None),
+        Some(b'>') => Ok(Some((Span::new(lt + 2, ne), gt))),
+        Some(_) => Err(XmlError::BadTagSyntax),
+    }
 }
 
 /// A located attribute in an accepted start tag.
@@ -298,6 +366,28 @@ mod tests {
         assert_eq!(start("<m / >").unwrap_err(), XmlError::BadTagSyntax);
         let many = "<m a='' b='' c='' d='' e='' f='' g='' h='' i=''>";
         assert_eq!(start(many).unwrap_err(), XmlError::TooManyAttributes(8));
+    }
+
+    /// The one-sweep name path decides exactly as the long way (the end, then the name check).
+    #[test]
+    fn a_name_is_decided_the_same_either_way() {
+        let long = |b: &[u8]| -> Result<Option<(usize, Option<u32>)>, XmlError> {
+            let end = name_end(b, 0, b.len());
+            if end == b.len() {
+                return Ok(None);
+            }
+            Ok(Some((end, check_qname(&b[..end])?.map(|c| c as u32))))
+        };
+        for name in [
+            "m", "message", "a_b-c.d9", "x:y", "1m", "-m", "m:", ":m", "é", "mé", "m\u{B7}", "",
+            "m'",
+        ] {
+            for stop in ["", " ", "\t", "/", ">", "=", "'", "<"] {
+                let b = format!("{name}{stop}");
+                let b = b.as_bytes();
+                assert_eq!(qname_at(b, 0), long(b), "{name:?} then {stop:?}");
+            }
+        }
     }
 
     #[test]
