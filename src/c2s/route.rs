@@ -51,6 +51,15 @@ impl Session {
         }
     }
 
+    /// The stanza's `to`, prepared (`None` without one). The usual case, the same JID as the last
+    /// stanza's written the same way, is decided on the bytes as written.
+    fn prepared_to(&mut self, stanza: &Stanza) -> Option<Result<Jid, crate::jid::JidError>> {
+        if let Some(last) = self.last_to.as_ref().filter(|l| stanza.to_is(l.as_str())) {
+            return Some(Ok(last.clone()));
+        }
+        Some(self.parse_to(&stanza.to()?))
+    }
+
     /// Prepares `to`, reusing the last one this session addressed when it is written the same way.
     fn parse_to(&mut self, to: &str) -> Result<Jid, crate::jid::JidError> {
         if let Some(last) = &self.last_to {
@@ -130,15 +139,13 @@ fn send(
     shard.stats.routed += 1;
     let kind = stanza.kind();
     shard.metrics.stanza_in(kind);
-    let to = match stanza.to() {
+    let to = match sess.prepared_to(&stanza) {
         None => None,
-        Some(to) => match sess.parse_to(&to) {
-            Ok(jid) => Some(jid),
-            Err(_) => {
-                jid_malformed(shard, sess, stanza);
-                return SendOutcome::Continue;
-            }
-        },
+        Some(Ok(jid)) => Some(jid),
+        Some(Err(_)) => {
+            jid_malformed(shard, sess, stanza);
+            return SendOutcome::Continue;
+        }
     };
     if kind == StanzaKind::Presence && !sess.spend_presence() {
         presence_flood(shard, sess, stanza);
@@ -445,5 +452,39 @@ mod tests {
         // A bad `to` is refused whatever the cache holds, and does not replace it.
         assert!(s.parse_to("@example.com").is_err());
         assert_eq!(s.last_to.as_ref(), Some(&other));
+    }
+
+    /// The bytes as written decide only when they need no unescaping: a resource written
+    /// `x&amp;y` is `x&y`, even when the cached JID is literally `x&amp;y`.
+    #[test]
+    fn a_to_as_written_hits_the_cache_only_without_references() {
+        let msg = |to: &str| {
+            let xml = format!("<message xmlns='jabber:client' to='{to}'><body>b</body></message>");
+            Stanza::parse(xml.into_bytes()).expect("a valid stanza")
+        };
+        let to = |s: &mut Session, st: &Stanza| s.prepared_to(st).expect("a to").expect("valid");
+        let mut s = session();
+        assert!(s
+            .prepared_to(
+                &Stanza::parse(b"<message xmlns='jabber:client'/>".to_vec()).expect("valid")
+            )
+            .is_none());
+        let amp = to(&mut s, &msg("juliet@example.com/x&amp;amp;y"));
+        assert_eq!(amp.as_str(), "juliet@example.com/x&amp;y");
+        let plain = to(&mut s, &msg("juliet@example.com/x&amp;y"));
+        assert_eq!(
+            plain.as_str(),
+            "juliet@example.com/x&y",
+            "unescaped, not the cached JID"
+        );
+        assert_eq!(
+            to(&mut s, &msg("juliet@example.com/x&#38;y")),
+            plain,
+            "another spelling"
+        );
+        // A hit is the cached JID itself (its string shared), not one prepared again.
+        let c = to(&mut s, &msg("nurse@example.com"));
+        let again = to(&mut s, &msg("nurse@example.com"));
+        assert!(std::ptr::eq(c.as_str().as_ptr(), again.as_str().as_ptr()));
     }
 }
