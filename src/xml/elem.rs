@@ -253,6 +253,10 @@ impl ElemScan {
                 Mode::Content { text_start } => {
                     // One pass over character data: stop at `<`, check references and `]]>` on the way.
                     let lt = loop {
+                        // Tags often follow one another with nothing between: no search for that.
+                        if b.get(self.pos) == Some(&b'<') {
+                            break self.pos;
+                        }
                         let Some(k) = memchr::memchr3(b'<', b'&', b'>', &b[self.pos..]) else {
                             self.pos = b.len();
                             return Ok(None);
