@@ -105,7 +105,7 @@ fn name_end(b: &[u8], mut i: usize, limit: usize) -> usize {
 
 /// The qualified name starting at `b[i]`, validated: its end and the offset of its colon, or
 /// `None` if `b` ends first.
-#[inline]
+#[inline(always)]
 fn qname_at(b: &[u8], i: usize) -> Result<Option<(usize, Option<u32>)>, XmlError> {
     if let Some(end) = ascii_ncname_end(b, i) {
         return Ok(Some((end, None)));
@@ -236,8 +236,11 @@ fn attr(
         return Err(XmlError::TooManyAttributes(max_attrs));
     }
     let aname_b = aname.of(b);
-    if attrs.iter().any(|a| a.name.of(b) == aname_b) {
-        return Err(XmlError::DuplicateAttribute);
+    for a in attrs.iter() {
+        // Lengths first: most names differ in length, and that needs no byte comparison.
+        if a.name.len() == aname_b.len() && a.name.of(b) == aname_b {
+            return Err(XmlError::DuplicateAttribute);
+        }
     }
     attrs.push(AttrSpan {
         name: aname,
