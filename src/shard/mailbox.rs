@@ -252,6 +252,23 @@ fn weight(acc: &crate::hooks::Acc) -> usize {
     }
 }
 
+/// Asks the CPU to bring `*p` (every cache line of it) in ahead of its use; nothing else happens.
+#[inline(always)]
+fn prefetch<T>(p: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let at: *const i8 = (p as *const T).cast();
+        for offset in (0..std::mem::size_of::<T>()).step_by(64) {
+            // SAFETY: SSE is part of every x86-64 CPU (the target's baseline), and a prefetch is a
+            // hint that never faults or reads into the program, whatever the address.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(offset)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,21 +350,4 @@ mod tests {
         assert!(mb.pop_within(60).is_some());
         assert!(mb.is_empty());
     }
-}
-
-/// Asks the CPU to bring `*p` (every cache line of it) in ahead of its use; nothing else happens.
-#[inline(always)]
-fn prefetch<T>(p: &T) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let at: *const i8 = (p as *const T).cast();
-        for offset in (0..std::mem::size_of::<T>()).step_by(64) {
-            // SAFETY: SSE is part of every x86-64 CPU (the target's baseline), and a prefetch is a
-            // hint that never faults or reads into the program, whatever the address.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(offset)) };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
