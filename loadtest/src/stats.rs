@@ -630,7 +630,7 @@ impl Report {
                  soak: sent {} acked {} delivered {} (deliveries {}, {} from offline storage), bounced {}\n\
                  soak: LOST {} (acked, never delivered; recipient at the ack: {} online, {} parked, {} offline), DUPLICATED {} (sent once, delivered twice, no server killed between the first delivery and the ack)\n\
                  soak: resent {} (first copy never acked), {} of them delivered twice (allowed)\n\
-                 soak: sent once, delivered twice, acked only after a server holding it was killed: {} (allowed: at least once across a crash)\n\
+                 soak: sent once, delivered twice, a server killed between the first delivery and the ack: {} (allowed: at least once across a crash)\n\
                  soak: never acked: {} delivered, {} of them twice, {} never delivered\n",
                 k.drops,
                 k.resumed,
