@@ -108,16 +108,21 @@ pub struct Ledger {
 impl Ledger {
     /// Record one delivery of `id` at `ns`.
     pub fn delivered(&mut self, id: MsgId, ns: u64, delayed: bool) {
-        self.delivered
-            .entry(id)
-            .and_modify(|d| {
-                d.n += 1;
-                d.first_ns = d.first_ns.min(ns);
-            })
-            .or_insert(Deliveries { n: 1, first_ns: ns });
+        self.count(id, Deliveries { n: 1, first_ns: ns });
         if delayed {
             self.from_offline += 1;
         }
+    }
+
+    /// Adds `d` to `id`'s deliveries: the counts summed, the earliest first delivery kept.
+    fn count(&mut self, id: MsgId, d: Deliveries) {
+        self.delivered
+            .entry(id)
+            .and_modify(|e| {
+                e.n += d.n;
+                e.first_ns = e.first_ns.min(d.first_ns);
+            })
+            .or_insert(d);
     }
 
     /// Fold another core's records in.
@@ -126,14 +131,8 @@ impl Ledger {
         self.acked.extend(other.acked);
         self.bounced.extend(other.bounced);
         self.resent.extend(other.resent);
-        for (id, o) in other.delivered {
-            self.delivered
-                .entry(id)
-                .and_modify(|d| {
-                    d.n += o.n;
-                    d.first_ns = d.first_ns.min(o.first_ns);
-                })
-                .or_insert(o);
+        for (id, d) in other.delivered {
+            self.count(id, d);
         }
         self.from_offline += other.from_offline;
         // A user lives on one core, so its changes come from one ledger.
