@@ -3,11 +3,13 @@
 //! glommio's shared channels, the way petrel's shards talk, so each goes to sleep between
 //! nearly every pair of messages; a lost wake-up leaves both asleep and the test stalls. The reactor
 //! also keeps its preemption timers across loop turns: executors sleeping on timers must still wake.
+//! And an executor may nap (`ExecutorProxy::set_nap`): sleep without telling the others, for a
+//! bounded time, then sleep as before once a nap finds nothing to do.
 
 use glommio::channels::shared_channel;
 use glommio::{LocalExecutorBuilder, Placement};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Round trips per run: enough that a race window of a few instructions is hit if it exists.
 const ROUND_TRIPS: u32 = 100_000;
@@ -19,7 +21,26 @@ fn executors_ping_ponging_never_miss_a_wake_up() {
         1,
         |_| None,
         |_| None,
+        None,
         "a lost wake-up: both executors asleep with a message between them",
+    );
+}
+
+/// Round trips with napping executors: each message may wait out its receiver's nap, so fewer.
+const NAPPING_ROUND_TRIPS: u32 = 10_000;
+
+/// Executors that nap (as petrel's shards do from two on) still get every message: a nap ends on
+/// its timer, and an executor whose nap found nothing sleeps as before and is woken. Pauses of
+/// 0-300 us between some messages make both kinds of sleep happen.
+#[test]
+fn napping_executors_ping_ponging_never_miss_a_wake_up() {
+    ping_pong(
+        NAPPING_ROUND_TRIPS,
+        1,
+        |i| (i % 7 == 0).then(|| Duration::from_micros(u64::from(i % 4) * 100)),
+        |i| (i % 5 == 0).then(|| Duration::from_micros(150)),
+        Some(Duration::from_micros(50)),
+        "a napping executor missed a wake-up or slept past its nap",
     );
 }
 
@@ -40,19 +61,21 @@ fn executors_sleeping_on_timers_always_wake() {
         // 0-150 us: some sleeps end before the reactor's own turn does, some after.
         |i| Some(Duration::from_micros(u64::from(i % 4) * 50)),
         |i| (i % 3 == 0).then(|| Duration::from_micros(100)),
+        None,
         "an executor asleep past its timer, or a lost wake-up",
     );
 }
 
 /// Runs `rounds` round trips between two executors over shared channels of `capacity`: "ping"
 /// sleeps `ping_pause(i)` (if any) before sending `i`, "pong" sleeps `pong_pause(i)` before
-/// answering `i + 1`. Both must finish within a liveness bound, not a speed one: a run takes
+/// answering `i + 1`; both nap for `nap` if it is set. Both must finish within a liveness bound, not a speed one: a run takes
 /// about a second; a lost wake-up or timer never ends, and the test fails with `stalled`.
 fn ping_pong(
     rounds: u32,
     capacity: usize,
     ping_pause: fn(u32) -> Option<Duration>,
     pong_pause: fn(u32) -> Option<Duration>,
+    nap: Option<Duration>,
     stalled: &str,
 ) {
     let (ping_tx, ping_rx) = shared_channel::new_bounded::<u32>(capacity);
@@ -63,6 +86,7 @@ fn ping_pong(
     let a = LocalExecutorBuilder::new(Placement::Unbound)
         .name("ping")
         .spawn(move || async move {
+            glommio::executor().set_nap(nap);
             let tx = ping_tx.connect().await;
             let rx = pong_rx.connect().await;
             for i in 0..rounds {
@@ -79,6 +103,7 @@ fn ping_pong(
     let b = LocalExecutorBuilder::new(Placement::Unbound)
         .name("pong")
         .spawn(move || async move {
+            glommio::executor().set_nap(nap);
             let rx = ping_rx.connect().await;
             let tx = pong_tx.connect().await;
             while let Some(i) = rx.recv().await {
@@ -99,4 +124,119 @@ fn ping_pong(
     }
     a.join().expect("ping ran");
     b.join().expect("pong ran");
+}
+
+/// Items a batching producer sends in [`batched_sends_and_receives_lose_nothing`].
+const BATCHED_ITEMS: u32 = 200_000;
+
+/// petrel's mesh pushes a batch with `try_send_unnotified` and wakes the receiver once with
+/// `notify_receiver`; its receivers take what a ring holds with `try_recv_batch` after each
+/// `recv`. With the receiver napping, pausing now and then (so it also sleeps the ordinary way)
+/// and a small ring (so the producer finds it full), every item must arrive once and in order.
+#[test]
+fn batched_sends_and_receives_lose_nothing() {
+    let (tx, rx) = shared_channel::new_bounded::<u32>(64);
+    let (done_tx, done_rx) = mpsc::channel();
+    let producer = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("producer")
+        .spawn(move || async move {
+            let tx = tx.connect().await;
+            let mut next = 0;
+            let mut burst = 1;
+            while next < BATCHED_ITEMS {
+                let end = (next + burst).min(BATCHED_ITEMS);
+                while next < end {
+                    match tx.try_send_unnotified(next) {
+                        Ok(()) => next += 1,
+                        Err(_) => {
+                            // Full: let the receiver drain, then go on.
+                            tx.notify_receiver();
+                            glommio::timer::sleep(Duration::from_micros(20)).await;
+                        }
+                    }
+                }
+                tx.notify_receiver();
+                burst = burst % 17 + 1;
+                if next % 10_000 < burst {
+                    glommio::timer::sleep(Duration::from_micros(500)).await;
+                }
+                glommio::yield_if_needed().await;
+            }
+        })
+        .expect("an executor starts");
+    let consumer = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("consumer")
+        .spawn(move || async move {
+            glommio::executor().set_nap(Some(Duration::from_micros(100)));
+            let rx = rx.connect().await;
+            let mut expect = 0;
+            while let Some(first) = rx.recv().await {
+                assert_eq!(first, expect, "items arrive once and in order");
+                expect += 1;
+                rx.try_recv_batch(63, |i| {
+                    assert_eq!(i, expect, "items arrive once and in order");
+                    expect += 1;
+                    true
+                });
+                if expect == BATCHED_ITEMS {
+                    break;
+                }
+            }
+            done_tx.send(expect).expect("the test waits");
+        })
+        .expect("an executor starts");
+    let got = done_rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("a lost wake-up: items left in the ring");
+    assert_eq!(got, BATCHED_ITEMS);
+    producer.join().expect("producer ran");
+    consumer.join().expect("consumer ran");
+}
+
+/// A nap that finds nothing is followed by an ordinary sleep, which the other executors wake: an
+/// idle shard is not slowed down by its nap. The receiver naps for up to a second; after a quiet
+/// spell, a message reaches it long before that (a wake-up takes microseconds; the bound is a
+/// third of the nap, so only a receiver still napping fails it).
+#[test]
+fn an_idle_napper_is_woken_at_once() {
+    const NAP: Duration = Duration::from_secs(1);
+    let (tx, rx) = shared_channel::new_bounded::<Instant>(4);
+    let (done_tx, done_rx) = mpsc::channel();
+    let sender = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("sender")
+        .spawn(move || async move {
+            let tx = tx.connect().await;
+            for _ in 0..3 {
+                // Quiet for longer than a nap: the receiver's nap ends with nothing found.
+                glommio::timer::sleep(NAP * 2 + Duration::from_millis(200)).await;
+                tx.send(Instant::now())
+                    .await
+                    .expect("the receiver is alive");
+            }
+        })
+        .expect("an executor starts");
+    let receiver = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("receiver")
+        .spawn(move || async move {
+            glommio::executor().set_nap(Some(NAP));
+            let rx = rx.connect().await;
+            let mut waits = Vec::new();
+            while let Some(sent) = rx.recv().await {
+                waits.push(sent.elapsed());
+            }
+            done_tx.send(waits).expect("the test waits");
+        })
+        .expect("an executor starts");
+    let waits = done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the receiver never got its messages");
+    assert_eq!(waits.len(), 3);
+    for w in &waits {
+        assert!(
+            *w < NAP / 3,
+            "a message waited {w:?}: the idle receiver was still napping ({waits:?})"
+        );
+    }
+    sender.join().expect("sender ran");
+    receiver.join().expect("receiver ran");
 }

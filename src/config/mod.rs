@@ -175,6 +175,9 @@ pub struct ShardsConfig {
     pub io_memory_kib: usize,
     /// io_uring ring depth per executor; None: the deepest that fits the memlock limit.
     pub ring_depth: Option<usize>,
+    /// With more than one shard, how long (microseconds) a shard that runs out of work first
+    /// sleeps without asking the others to wake it (0: never; see the README's `shards.nap_us`).
+    pub nap_us: usize,
     /// Transparent huge pages for the process's memory (off: idle sessions are charged in 4 KiB
     /// pages, not 2 MiB ones).
     pub huge_pages: bool,

@@ -157,5 +157,6 @@ pub(super) struct RawShards {
     pub outbox_capacity: Option<Spanned<usize>>,
     pub io_memory_kib: Option<Spanned<usize>>,
     pub ring_depth: Option<Spanned<usize>>,
+    pub nap_us: Option<Spanned<usize>>,
     pub huge_pages: Option<bool>,
 }

@@ -84,6 +84,7 @@ fn minimal_config_gets_defaults() {
         !c.shards.huge_pages,
         "transparent huge pages are off by default"
     );
+    assert_eq!(c.shards.nap_us, 200, "shards nap 200 us by default");
     assert!(c.modules.is_empty());
 }
 
@@ -112,6 +113,7 @@ ring_capacity = 16
 outbox_capacity = 32
 io_memory_kib = 64
 ring_depth = 256
+nap_us = 0
 huge_pages = true
 [modules.ping]
 interval = 60
@@ -135,6 +137,7 @@ interval = 60
     assert_eq!(l.idle_timeout, Duration::from_secs(7));
     assert_eq!(c.shards.count, 3);
     assert_eq!(c.shards.ring_depth, Some(256));
+    assert_eq!(c.shards.nap_us, 0);
     assert!(c.shards.huge_pages);
     assert_eq!(c.modules["ping"]["interval"].as_integer(), Some(60));
     assert!(c.modules["disco"].is_empty());

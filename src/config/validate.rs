@@ -89,6 +89,13 @@ const RING_DEPTH: Bounds = Bounds {
     min: 1,
     max: 32768,
 };
+/// Up to 100 ms: a nap delays what other shards send (see the README).
+const NAP_US: Bounds = Bounds {
+    field: "shards.nap_us",
+    default: 200,
+    min: 0,
+    max: 100_000,
+};
 const IO_MEMORY_KIB: Bounds = Bounds {
     field: "shards.io_memory_kib",
     default: 64,
@@ -413,6 +420,7 @@ fn shards(cx: &Ctx<'_>, raw: RawShards) -> Result<ShardsConfig, ConfigError> {
             None => None,
             some => Some(cx.size(&RING_DEPTH, some)?),
         },
+        nap_us: cx.size(&NAP_US, raw.nap_us)?,
         huge_pages: raw.huge_pages.unwrap_or(false),
     })
 }

@@ -93,6 +93,7 @@ mod tests {
                     read_buf: RefCell::new(vec![0u8; 1024].into_boxed_slice()),
                     jobs: Default::default(),
                     admin,
+                    outgoing: Default::default(),
                 });
                 let from = Jid::parse("alice@localhost").unwrap_or_else(|e| panic!("{e}"));
                 explain(

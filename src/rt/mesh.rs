@@ -93,6 +93,8 @@ struct Peer {
     waker: Cell<Option<Waker>>,
     /// Over `outbox_capacity` and not yet back under half of it.
     congested: Cell<bool>,
+    /// Pushed to since the last [`Mesh::notify_sent`] (and listed in `Mesh::unnotified`).
+    unnotified: Cell<bool>,
     /// Prometheus handles (touched only off the fast path: ring full, outbox in use).
     metrics: PeerMetrics,
 }
@@ -110,6 +112,8 @@ pub struct Mesh {
     outbox_capacity: usize,
     /// Peers whose outbox is congested.
     congested: Cell<usize>,
+    /// Peers pushed to without a wake-up yet (see [`Mesh::send_unnotified`]).
+    unnotified: RefCell<Vec<usize>>,
     /// Connections waiting for the mesh to have room before they read again.
     room_wakers: RefCell<Vec<Waker>>,
     /// Times the mesh became congested (metrics, tests).
@@ -146,6 +150,7 @@ impl Mesh {
                     queued_stanzas: Cell::new(0),
                     waker: Cell::new(None),
                     congested: Cell::new(false),
+                    unnotified: Cell::new(false),
                 }),
                 None => None,
             });
@@ -159,6 +164,7 @@ impl Mesh {
                 peers,
                 outbox_capacity,
                 congested: Cell::new(0),
+                unnotified: RefCell::new(Vec::new()),
                 room_wakers: RefCell::new(Vec::new()),
                 congestion_events: Cell::new(0),
             }),
@@ -169,12 +175,27 @@ impl Mesh {
     /// Sends `msg` to shard `to` without ever waiting. `Err` gives back a stanza the outbox had no
     /// room for (see the module's overflow policy).
     pub fn send(&self, to: ShardId, msg: ShardMsg) -> Result<(), ShardMsg> {
+        let sent = self.send_unnotified(to, msg);
+        self.notify_sent();
+        sent
+    }
+
+    /// [`Mesh::send`] without waking the peer: a batch of sends wakes each peer once, in
+    /// [`Mesh::notify_sent`], which the caller must call before it can yield. (Each wake costs a
+    /// fence and a look at the peer's sleep flag; a batch to a sleeping peer costs one eventfd
+    /// write either way.)
+    pub fn send_unnotified(&self, to: ShardId, msg: ShardMsg) -> Result<(), ShardMsg> {
         let Some(peer) = self.peers.get(to.index()).and_then(Option::as_ref) else {
             return Err(msg);
         };
         let msg = if peer.outbox.borrow().is_empty() {
-            match peer.tx.try_send(msg) {
-                Ok(()) => return Ok(()),
+            match peer.tx.try_send_unnotified(msg) {
+                Ok(()) => {
+                    if !peer.unnotified.replace(true) {
+                        self.unnotified.borrow_mut().push(to.index());
+                    }
+                    return Ok(());
+                }
                 Err(GlommioError::WouldBlock(ResourceType::Channel(m))) => {
                     peer.metrics.ring_full.inc();
                     m
@@ -209,6 +230,16 @@ impl Mesh {
             w.wake();
         }
         Ok(())
+    }
+
+    /// Wakes the peers that [`Mesh::send_unnotified`] pushed to since the last call.
+    pub fn notify_sent(&self) {
+        for i in self.unnotified.borrow_mut().drain(..) {
+            if let Some(peer) = self.peers.get(i).and_then(Option::as_ref) {
+                peer.unnotified.set(false);
+                peer.tx.notify_receiver();
+            }
+        }
     }
 
     /// Counts a stanza [`Mesh::send`] gave back for shard `to`.

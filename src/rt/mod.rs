@@ -53,6 +53,11 @@ use crate::web::Link;
 /// How often a shard looks for IQs it sent that timed out (`Shard::expire_iqs`).
 const IQ_EXPIRY_TICK: Duration = Duration::from_secs(1);
 
+/// Most mesh messages a ring's receiver handles after the one it waited for before it flushes and
+/// yields: enough to amortise the wake-up over a peer's burst, few enough (tens of microseconds of
+/// work) that the shard's connections are not kept waiting.
+const RING_BATCH: usize = 63;
+
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]
 pub enum RtError {
@@ -152,6 +157,8 @@ pub(crate) struct ShardCtx {
     pub jobs: jobs::JobQueue,
     /// The admin API's settings.
     pub admin: admin::AdminState,
+    /// [`ShardCtx::flush`]'s buffer of mesh messages, kept so a flush allocates nothing.
+    pub outgoing: RefCell<Vec<(ShardId, ShardMsg)>>,
 }
 
 impl ShardCtx {
@@ -169,15 +176,19 @@ impl ShardCtx {
 
     /// Carries out what the shard queued for other shards; a stanza an outbox has no room for is
     /// answered with `resource-constraint` (see `mesh` for the policy).
+    ///
+    /// Each peer pushed to is woken once, at the end (see [`mesh::Mesh::send_unnotified`]).
     pub fn flush(self: &Rc<Self>) {
+        // Taken, not borrowed: a nested flush (none is known) would only allocate its own.
+        let mut out = self.outgoing.take();
         loop {
             self.run_jobs();
-            let out = self.shard.borrow_mut().take_outgoing();
+            self.shard.borrow_mut().take_outgoing_into(&mut out);
             if out.is_empty() {
-                return;
+                break;
             }
-            for (to, msg) in out {
-                if let Err(msg) = self.mesh.send(to, msg) {
+            for (to, msg) in out.drain(..) {
+                if let Err(msg) = self.mesh.send_unnotified(to, msg) {
                     self.mesh.rejected(to);
                     let mut shard = self.shard.borrow_mut();
                     shard.stats.outbox_rejected += 1;
@@ -209,6 +220,8 @@ impl ShardCtx {
                 }
             }
         }
+        self.mesh.notify_sent();
+        self.outgoing.replace(out);
     }
 }
 
@@ -409,6 +422,11 @@ async fn run_shard(
     off_shard: OffShard,
     flag: ShutdownFlag,
 ) -> Result<(), RtError> {
+    if n > 1 {
+        // What the other shards send this one waits up to a nap, instead of costing them a
+        // wake-up each time this shard runs out of work (see the README's `shards.nap_us`).
+        glommio::executor().set_nap(Some(Duration::from_micros(config.shards.nap_us as u64)));
+    }
     let hosts: HashSet<String> = config.general.hosts.iter().map(|h| h.to_string()).collect();
     let mailbox_limit = listeners
         .c2s
@@ -454,6 +472,7 @@ async fn run_shard(
         read_buf: RefCell::new(vec![0u8; 16 * 1024].into_boxed_slice()),
         jobs: jobs::JobQueue::default(),
         admin: admin::AdminState::new(&config),
+        outgoing: RefCell::new(Vec::new()),
     });
     let mut tasks = vec![s2s::S2sRt::install(listeners.s2s_shared.clone(), &ctx)];
     if let (Some(node), Some(cfg)) = (&listeners.cluster, &config.cluster) {
@@ -508,7 +527,19 @@ async fn run_shard(
         tasks.push(glommio::spawn_local(async move {
             while let Some(msg) = rx.recv().await {
                 crate::hooks::clock::set_now(std::time::Instant::now());
-                ctx.shard.borrow_mut().handle_msg(msg);
+                {
+                    // What else the ring holds now is handled in the same turn, with one clock
+                    // read, one flush and one wake-up of the peer (if it waits for room); a batch
+                    // stops at the first mailbox it fills past its bound.
+                    let mut shard = ctx.shard.borrow_mut();
+                    shard.handle_msg(msg);
+                    if !shard.has_pressure() {
+                        rx.try_recv_batch(RING_BATCH, |msg| {
+                            shard.handle_msg(msg);
+                            !shard.has_pressure()
+                        });
+                    }
+                }
                 ctx.flush();
                 // Backpressure: a local recipient that cannot keep up holds this ring (it fills,
                 // then the sending shard's outbox, which stops its readers). Its connection drains

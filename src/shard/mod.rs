@@ -332,8 +332,22 @@ impl Shard {
     /// Mesh messages queued for other shards since the last call (with the acknowledgements
     /// released on this thread, see `hooks::handled`).
     pub fn take_outgoing(&mut self) -> Vec<(ShardId, ShardMsg)> {
+        let mut out = Vec::new();
+        self.take_outgoing_into(&mut out);
+        out
+    }
+
+    /// [`Shard::take_outgoing`] into `into` (empty: its allocation becomes the next queue's, so a
+    /// caller that hands the same buffer back allocates once).
+    pub fn take_outgoing_into(&mut self, into: &mut Vec<(ShardId, ShardMsg)>) {
         self.send_handled();
-        std::mem::take(&mut self.out)
+        debug_assert!(into.is_empty(), "take_outgoing_into appends to nothing");
+        std::mem::swap(&mut self.out, into);
+    }
+
+    /// True when a local mailbox is over its bound (what [`Shard::pressured`] would name).
+    pub fn has_pressure(&mut self) -> bool {
+        self.pressured(None).is_some()
     }
 
     /// Sends the XEP-0198 acknowledgements released on this thread to their connections: one

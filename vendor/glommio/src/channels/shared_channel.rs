@@ -238,16 +238,23 @@ impl<T: Send + Sized> ConnectedSender<T> {
         // automatically cause the receiver / consumer to drop)
         // (3) `Self::try_send` is used by async `Self::send`, which will not
         // unblock correctly if the channel was closed in another task
+        // (petrel: those checks are in `try_send_unnotified`.)
+        self.try_send_unnotified(item)?;
+        self.notifier.notify(false);
+        Ok(())
+    }
+
+    /// petrel: [`ConnectedSender::try_send`] without waking the receiver's executor, for a
+    /// producer that pushes a batch: it must call [`ConnectedSender::notify_receiver`] after its
+    /// last push (before it can sleep), or the receiver may sleep with items in the ring.
+    pub fn try_send_unnotified(&self, item: T) -> Result<(), T> {
         if self.state.buffer.consumer_disconnected()
             || self.state.buffer.buffer.producer_disconnected()
         {
             return Err(GlommioError::Closed(ResourceType::Channel(item)));
         }
         match self.state.buffer.try_push(item) {
-            None => {
-                self.notifier.notify(false);
-                Ok(())
-            }
+            None => Ok(()),
             Some(item) => {
                 let res = if self.state.buffer.consumer_disconnected()
                     || self.state.buffer.buffer.producer_disconnected()
@@ -259,6 +266,12 @@ impl<T: Send + Sized> ConnectedSender<T> {
                 Err(res)
             }
         }
+    }
+
+    /// petrel: wakes the receiver's executor if it sleeps (one eventfd write per sleep, as
+    /// [`ConnectedSender::try_send`] does after each push).
+    pub fn notify_receiver(&self) {
+        self.notifier.notify(false);
     }
 
     /// Sends data into this channel when it is ready to receive it
@@ -396,6 +409,26 @@ impl<T: Send + Sized> ConnectedReceiver<T> {
     pub async fn recv(&self) -> Option<T> {
         let waiter = future::poll_fn(|cx| self.recv_one(cx));
         waiter.await
+    }
+
+    /// petrel: takes what the ring holds now without waiting, up to `max` items or until `f`
+    /// returns false, and wakes a producer waiting for room once for the lot (where
+    /// [`ConnectedReceiver::recv`] does at each item). Returns how many items were taken.
+    pub fn try_recv_batch(&self, max: usize, mut f: impl FnMut(T) -> bool) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some(item) = self.state.buffer.try_pop() else {
+                break;
+            };
+            n += 1;
+            if !f(item) {
+                break;
+            }
+        }
+        if n > 0 {
+            self.notifier.notify(false);
+        }
+        n
     }
 
     fn recv_one(&self, cx: &mut Context<'_>) -> Poll<Option<T>> {

@@ -2084,6 +2084,15 @@ pub unsafe fn spawn_scoped_local_into<'a, T>(
 pub struct ExecutorProxy {}
 
 impl ExecutorProxy {
+    /// petrel: lets this executor sleep up to `nap` without telling other executors that it
+    /// sleeps, so that what they push to its channels (and wakers they send it) waits for the nap
+    /// to end instead of writing its eventfd; its own I/O and timers still wake it at once. A nap
+    /// that finds nothing to do is followed by an ordinary sleep, which they do wake. `None` (the
+    /// default) sleeps as upstream does. Called from inside the executor.
+    pub fn set_nap(&self, nap: Option<Duration>) {
+        self.reactor().sys.set_nap(nap);
+    }
+
     /// Checks if this task has run for too long and need to be preempted. This
     /// is useful for situations where we can't call .await, for instance,
     /// if a [`RefMut`] is held. If this tests true, then the user is

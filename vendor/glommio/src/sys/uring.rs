@@ -1244,6 +1244,11 @@ pub(crate) struct Reactor {
     /// petrel: `latency_preemption_timeout_src` is a preemption timer (not a sleeper's user
     /// timer), so a turn that does not sleep keeps it while it has not fired (see `wait`).
     latency_src_is_preempt: Cell<bool>,
+    /// petrel: how long this executor sleeps without telling other executors (see
+    /// `ExecutorProxy::set_nap`).
+    nap: Cell<Option<Duration>>,
+    /// petrel: the last nap found nothing to do, so the next sleep is an ordinary one.
+    napped_idle: Cell<bool>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1376,6 +1381,8 @@ impl Reactor {
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
             latency_src_is_preempt: Cell::new(false),
+            nap: Cell::new(None),
+            napped_idle: Cell::new(false),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1890,32 +1897,57 @@ impl Reactor {
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
-            if let Some(dur) = user_timer {
+            // petrel: a nap is a sleep that other executors are not told of (see
+            // `ExecutorProxy::set_nap`), bounded by a timer: it saves them the eventfd write, a
+            // cross-CPU interrupt to wake a halted CPU, for what they push while it lasts.
+            let nap = self.nap.get().filter(|_| !self.napped_idle.get());
+            let timer = match (user_timer, nap) {
+                (Some(u), Some(n)) => Some(u.min(n)),
+                (u, n) => u.or(n),
+            };
+            if let Some(dur) = timer {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
                 assert!(flush_rings!(lat_ring)? > 0);
             }
-            // From this moment on the remote executors are aware that we are sleeping
-            // We have to sweep the remote channels function once more because since
-            // last time until now it could be that something happened in a remote executor
-            // that opened up room. If it did we bail on sleep and go process it.
-            self.notifier.prepare_to_sleep();
-            // See https://www.scylladb.com/2018/02/15/memory-barriers-seastar-linux/ for
-            // details. This translates to `sys_membarrier()` /
-            // `MEMBARRIER_CMD_PRIVATE_EXPEDITED`
-            membarrier::heavy();
-            let events = process_remote_channels() + self.flush_syscall_thread();
-            if events == 0 {
+            if nap.is_some() {
                 if self.eventfd_src.is_installed().unwrap() {
                     self.link_rings_and_sleep(&mut main_ring)
                         .expect("some error");
-                    // May have new cancellations related to the link ring fd.
-                    flush_cancellations!(into &mut 0; lat_ring, poll_ring, main_ring);
+                    // What the nap found: I/O that woke a task, or channel and blocking-thread
+                    // work. Nothing means traffic stopped, and the next sleep is an ordinary one.
+                    let mut found = 0;
+                    flush_cancellations!(into &mut found; lat_ring, poll_ring, main_ring);
                     flush_rings!(lat_ring, poll_ring, main_ring)?;
-                    consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
+                    consume_rings!(into &mut found; lat_ring, poll_ring, main_ring);
+                    found += process_remote_channels() + self.flush_syscall_thread();
+                    self.napped_idle.set(found == 0);
                 }
-                // Woke up, so no need to notify us anymore.
-                self.notifier.wake_up();
+            } else {
+                // From this moment on the remote executors are aware that we are sleeping
+                // We have to sweep the remote channels function once more because since
+                // last time until now it could be that something happened in a remote executor
+                // that opened up room. If it did we bail on sleep and go process it.
+                self.notifier.prepare_to_sleep();
+                // See https://www.scylladb.com/2018/02/15/memory-barriers-seastar-linux/ for
+                // details. This translates to `sys_membarrier()` /
+                // `MEMBARRIER_CMD_PRIVATE_EXPEDITED`
+                membarrier::heavy();
+                let events = process_remote_channels() + self.flush_syscall_thread();
+                if events == 0 {
+                    if self.eventfd_src.is_installed().unwrap() {
+                        self.link_rings_and_sleep(&mut main_ring)
+                            .expect("some error");
+                        // May have new cancellations related to the link ring fd.
+                        flush_cancellations!(into &mut 0; lat_ring, poll_ring, main_ring);
+                        flush_rings!(lat_ring, poll_ring, main_ring)?;
+                        consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
+                    }
+                    // Woke up, so no need to notify us anymore.
+                    self.notifier.wake_up();
+                    // Woken: naps may begin again.
+                    self.napped_idle.set(false);
+                }
             }
         }
 
@@ -1934,6 +1966,12 @@ impl Reactor {
         // need_preempt() should be false at this point. As soon as the next event
         // in the preempt ring completes, though, then it will be true.
         Ok(should_sleep)
+    }
+
+    /// petrel: see `ExecutorProxy::set_nap`.
+    pub(crate) fn set_nap(&self, nap: Option<Duration>) {
+        self.nap.set(nap.filter(|d| !d.is_zero()));
+        self.napped_idle.set(false);
     }
 
     /// petrel: `slot` holds a timer the kernel has not answered yet.
