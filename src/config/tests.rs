@@ -143,7 +143,7 @@ interval = 60
     assert!(c.modules["disco"].is_empty());
     assert_eq!(
         c.module_location("disco"),
-        Some(Location { line: 27, col: 10 })
+        Some(Location { line: 28, col: 10 })
     );
     assert_eq!(c.module_location("nope"), None);
 }
