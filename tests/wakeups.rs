@@ -207,8 +207,9 @@ fn an_idle_napper_is_woken_at_once() {
         .spawn(move || async move {
             let tx = tx.connect().await;
             for _ in 0..3 {
-                // Quiet for longer than a nap: the receiver's nap ends with nothing found.
-                glommio::timer::sleep(NAP * 2 + Duration::from_millis(200)).await;
+                // Quiet for three naps: whatever the first found (the channel's connection), a
+                // later one ends with nothing, and the receiver sleeps the ordinary way.
+                glommio::timer::sleep(NAP * 3 + Duration::from_millis(200)).await;
                 tx.send(Instant::now())
                     .await
                     .expect("the receiver is alive");
