@@ -68,8 +68,9 @@ fn executors_sleeping_on_timers_always_wake() {
 
 /// Runs `rounds` round trips between two executors over shared channels of `capacity`: "ping"
 /// sleeps `ping_pause(i)` (if any) before sending `i`, "pong" sleeps `pong_pause(i)` before
-/// answering `i + 1`; both nap for `nap` if it is set. Both must finish within a liveness bound, not a speed one: a run takes
-/// about a second; a lost wake-up or timer never ends, and the test fails with `stalled`.
+/// answering `i + 1`; both nap for `nap` if it is set. Both must finish within a liveness bound,
+/// not a speed one: a run takes about a second; a lost wake-up or timer never ends, and the test
+/// fails with `stalled`.
 fn ping_pong(
     rounds: u32,
     capacity: usize,

@@ -1767,6 +1767,27 @@ impl Reactor {
         ring.sleep(&link_rings).or_else(Self::busy_ok).map(|_| {})
     }
 
+    /// petrel: sleeps on the main ring, linked to the others (`link_rings_and_sleep`), and takes
+    /// in what completed meanwhile: how many tasks that woke, or `None` when the rings cannot be
+    /// linked yet (no sleep). Both the ordinary sleep and the nap end here.
+    fn sleep_linked(
+        &self,
+        lat_ring: &mut SleepableRing,
+        poll_ring: &mut PollRing,
+        main_ring: &mut SleepableRing,
+    ) -> io::Result<Option<usize>> {
+        if !self.eventfd_src.is_installed().unwrap() {
+            return Ok(None);
+        }
+        self.link_rings_and_sleep(main_ring).expect("some error");
+        let mut woke = 0;
+        // May have new cancellations related to the link ring fd.
+        flush_cancellations!(into &mut woke; lat_ring, poll_ring, main_ring);
+        flush_rings!(lat_ring, poll_ring, main_ring)?;
+        consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
+        Ok(Some(woke))
+    }
+
     pub(crate) fn poll_io(&self, woke: &mut usize) -> io::Result<()> {
         self.poll_ring.borrow_mut().poll(woke)?;
         self.main_ring.borrow_mut().poll(woke)?;
@@ -1911,16 +1932,11 @@ impl Reactor {
                 assert!(flush_rings!(lat_ring)? > 0);
             }
             if nap.is_some() {
-                if self.eventfd_src.is_installed().unwrap() {
-                    self.link_rings_and_sleep(&mut main_ring)
-                        .expect("some error");
+                let slept = self.sleep_linked(&mut lat_ring, &mut poll_ring, &mut main_ring)?;
+                if let Some(woke) = slept {
                     // What the nap found: I/O that woke a task, or channel and blocking-thread
                     // work. Nothing means traffic stopped, and the next sleep is an ordinary one.
-                    let mut found = 0;
-                    flush_cancellations!(into &mut found; lat_ring, poll_ring, main_ring);
-                    flush_rings!(lat_ring, poll_ring, main_ring)?;
-                    consume_rings!(into &mut found; lat_ring, poll_ring, main_ring);
-                    found += process_remote_channels() + self.flush_syscall_thread();
+                    let found = woke + process_remote_channels() + self.flush_syscall_thread();
                     self.napped_idle.set(found == 0);
                 }
             } else {
@@ -1935,14 +1951,7 @@ impl Reactor {
                 membarrier::heavy();
                 let events = process_remote_channels() + self.flush_syscall_thread();
                 if events == 0 {
-                    if self.eventfd_src.is_installed().unwrap() {
-                        self.link_rings_and_sleep(&mut main_ring)
-                            .expect("some error");
-                        // May have new cancellations related to the link ring fd.
-                        flush_cancellations!(into &mut 0; lat_ring, poll_ring, main_ring);
-                        flush_rings!(lat_ring, poll_ring, main_ring)?;
-                        consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
-                    }
+                    self.sleep_linked(&mut lat_ring, &mut poll_ring, &mut main_ring)?;
                     // Woke up, so no need to notify us anymore.
                     self.notifier.wake_up();
                     // Woken: naps may begin again.
