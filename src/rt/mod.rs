@@ -53,11 +53,6 @@ use crate::web::Link;
 /// How often a shard looks for IQs it sent that timed out (`Shard::expire_iqs`).
 const IQ_EXPIRY_TICK: Duration = Duration::from_secs(1);
 
-/// Most mesh messages a ring's receiver handles after the one it waited for before it flushes and
-/// yields: enough to amortise the wake-up over a peer's burst, few enough (tens of microseconds of
-/// work) that the shard's connections are not kept waiting.
-const RING_BATCH: usize = 63;
-
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]
 pub enum RtError {
@@ -527,19 +522,7 @@ async fn run_shard(
         tasks.push(glommio::spawn_local(async move {
             while let Some(msg) = rx.recv().await {
                 crate::hooks::clock::set_now(std::time::Instant::now());
-                {
-                    // What else the ring holds now is handled in the same turn, with one clock
-                    // read, one flush and one wake-up of the peer (if it waits for room); a batch
-                    // stops at the first mailbox it fills past its bound.
-                    let mut shard = ctx.shard.borrow_mut();
-                    shard.handle_msg(msg);
-                    if !shard.has_pressure() {
-                        rx.try_recv_batch(RING_BATCH, |msg| {
-                            shard.handle_msg(msg);
-                            !shard.has_pressure()
-                        });
-                    }
-                }
+                ctx.shard.borrow_mut().handle_msg(msg);
                 ctx.flush();
                 // Backpressure: a local recipient that cannot keep up holds this ring (it fills,
                 // then the sending shard's outbox, which stops its readers). Its connection drains

@@ -345,11 +345,6 @@ impl Shard {
         std::mem::swap(&mut self.out, into);
     }
 
-    /// True when a local mailbox is over its bound (what [`Shard::pressured`] would name).
-    pub fn has_pressure(&mut self) -> bool {
-        self.pressured(None).is_some()
-    }
-
     /// Sends the XEP-0198 acknowledgements released on this thread to their connections: one
     /// message per local connection, one per other shard.
     fn send_handled(&mut self) {

@@ -411,26 +411,6 @@ impl<T: Send + Sized> ConnectedReceiver<T> {
         waiter.await
     }
 
-    /// petrel: takes what the ring holds now without waiting, up to `max` items or until `f`
-    /// returns false, and wakes a producer waiting for room once for the lot (where
-    /// [`ConnectedReceiver::recv`] does at each item). Returns how many items were taken.
-    pub fn try_recv_batch(&self, max: usize, mut f: impl FnMut(T) -> bool) -> usize {
-        let mut n = 0;
-        while n < max {
-            let Some(item) = self.state.buffer.try_pop() else {
-                break;
-            };
-            n += 1;
-            if !f(item) {
-                break;
-            }
-        }
-        if n > 0 {
-            self.notifier.notify(false);
-        }
-        n
-    }
-
     fn recv_one(&self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         self.do_recv_one(cx, false)
     }
