@@ -92,6 +92,11 @@ pub struct C2s {
     pub(super) sm: Option<Box<super::sm_xep198::SmState>>,
     /// Routed stanzas not yet handed to the driver (streams without XEP-0198).
     pub(super) routed: super::outq::OutQueue,
+    /// Routed stanzas handed to the driver that its socket has not taken yet.
+    pub(super) on_wire: super::outq::OnTheWire,
+    /// The stream is closed and its TLS close_notify goes out after what `take_transmit` hands
+    /// over next.
+    pub(super) close_notify_due: bool,
     /// Domains served beside `cfg.hosts`, added at run time (see [`C2s::set_dynamic_hosts`]).
     pub(super) dynamic_hosts: Option<crate::shard::DynamicHosts>,
 }
@@ -135,6 +140,8 @@ impl C2s {
             ping: Default::default(),
             sm: None,
             routed: Default::default(),
+            on_wire: Default::default(),
+            close_notify_due: false,
             dynamic_hosts: None,
         };
         if let Some(tls) = direct_tls {
@@ -204,7 +211,20 @@ impl C2s {
         if !self.closed {
             self.write_queued(super::outq::TRANSMIT_CHUNK);
         }
-        self.transport.transmit(&mut self.out, &mut self.wire, out);
+        let base = out.len();
+        let on_wire = &mut self.on_wire;
+        let used = self
+            .transport
+            .transmit_placed(&mut self.out, &mut self.wire, out, &mut |p| {
+                on_wire.place(super::transport::Placed {
+                    end: p.end - base,
+                    ..p
+                })
+            });
+        if std::mem::take(&mut self.close_notify_due) {
+            self.transport.close_notify(out);
+        }
+        self.on_wire.handed(out.len() - base, used);
     }
 
     /// Bytes queued and not yet taken by `take_transmit` (plaintext, TLS, routed stanzas; once
@@ -545,7 +565,13 @@ impl C2s {
             return;
         }
         self.closed = true;
-        self.transport.finish(&mut self.out, &mut self.wire, notify);
+        if self.transport.is_handshaking() {
+            // Nothing written during the handshake can be sent.
+            self.out.clear();
+        }
+        // What `out` holds (routed stanzas among it) is encoded by the next `take_transmit`, which
+        // places them on the wire like any other, then sends the close_notify.
+        self.close_notify_due = notify && self.transport.is_tls();
         self.held = Vec::new();
         self.scanner.reset();
         if let Auth::None(Some(_)) = self.auth {

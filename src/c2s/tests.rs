@@ -99,6 +99,8 @@ struct Client {
     byte_at_a_time: bool,
     /// Everything the server wrote (decrypted), for whole-session assertions.
     transcript: String,
+    /// Bytes taken with `take_transmit` so far (what a driver counts its writes against).
+    taken: u64,
 }
 
 impl Client {
@@ -114,6 +116,7 @@ impl Client {
             tls: None,
             byte_at_a_time: false,
             transcript: String::new(),
+            taken: 0,
         }
     }
 
@@ -146,6 +149,7 @@ impl Client {
     fn recv(&mut self) -> String {
         let mut wire = Vec::new();
         self.c2s.take_transmit(&mut wire);
+        self.taken += wire.len() as u64;
         assert_eq!(self.c2s.pending_transmit(), 0);
         let text = match &mut self.tls {
             None => String::from_utf8(wire).unwrap(),
@@ -182,6 +186,7 @@ impl Client {
             }
             let mut back = Vec::new();
             self.c2s.take_transmit(&mut back);
+            self.taken += back.len() as u64;
             let mut rd = &back[..];
             while !rd.is_empty() {
                 tls.read_tls(&mut rd).unwrap();
@@ -379,6 +384,17 @@ fn login(c: &mut Client, resource: Option<&str>) -> FullJid {
     assert!(features
         .contains("<session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>"));
     assert!(!features.contains("mechanism"));
+    bind(c, resource)
+}
+
+/// TLS handshake (direct TLS), SCRAM-SHA-256-PLUS login and bind.
+fn login_direct_tls(c: &mut Client, resource: Option<&str>) -> FullJid {
+    c.handshake(client_config(false));
+    c.open();
+    let out = scram_sha256(c, "alice", "s3cret", Some(&secrets("s3cret")), true);
+    assert!(out.contains("<success"), "{out}");
+    c.events();
+    c.open();
     bind(c, resource)
 }
 
@@ -847,13 +863,7 @@ fn direct_tls_login() {
 fn quiet_tls_stream_gives_back_its_read_buffer() {
     use super::stream::TLS_IDLE_RELEASE;
     let mut c = Client::new(config(TlsMode::DirectTls), REMOTE);
-    c.handshake(client_config(false));
-    c.open();
-    let out = scram_sha256(&mut c, "alice", "s3cret", Some(&secrets("s3cret")), true);
-    assert!(out.contains("<success"), "{out}");
-    c.events();
-    c.open();
-    let jid = bind(&mut c, None);
+    let jid = login_direct_tls(&mut c, None);
     let due = c.now + TLS_IDLE_RELEASE;
     assert_eq!(
         c.c2s.next_timeout(),
@@ -1314,6 +1324,8 @@ fn stanzas_pipelined_after_bind_wait_for_the_result() {
 
 /// Pings and pre-auth registration (im-misc).
 mod misc;
+/// Routed stanzas kept until the socket took them (no message lost).
+mod on_wire;
 
 #[path = "tests/sasl2.rs"]
 mod sasl2;

@@ -35,6 +35,22 @@ pub(crate) enum PlainRead {
     Closed,
 }
 
+/// Most plaintext bytes in one TLS record (RFC 8446 §5.1, RFC 5246 §6.2.1: 2^14).
+const TLS_RECORD_PLAINTEXT: usize = 16 * 1024;
+
+/// Where a piece of plaintext went on the wire (reported by [`Transport::transmit_placed`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Placed {
+    /// Plaintext bytes taken from the start of `out` so far in this call.
+    pub used: usize,
+    /// Length of `dst` once those bytes were encoded.
+    pub end: usize,
+    /// Plaintext on the wire as is: plaintext byte `i < used` is wire byte `end - (used - i)`.
+    /// Otherwise the piece is a TLS record, which the peer reads only once all of it (to `end`)
+    /// arrived.
+    pub exact: bool,
+}
+
 /// Plaintext TCP or TLS (boxed: a `Connection` is several KiB and idle plaintext sessions must stay small).
 pub(crate) enum Transport {
     /// Bytes on the socket are the XML stream.
@@ -144,26 +160,58 @@ impl Transport {
     /// Moves plaintext `out` onto the wire: as is, or encrypted into `dst`. Under TLS, bytes the connection
     /// cannot take yet (handshake not done) stay in `out`.
     pub(crate) fn encode(&mut self, out: &mut Vec<u8>, dst: &mut Vec<u8>) {
+        self.encode_placed(out, dst, &mut |_| {});
+    }
+
+    /// [`Transport::encode`], telling `placed` where the plaintext went (see [`Placed`]); returns
+    /// the plaintext bytes taken from `out`.
+    pub(crate) fn encode_placed(
+        &mut self,
+        out: &mut Vec<u8>,
+        dst: &mut Vec<u8>,
+        placed: &mut dyn FnMut(Placed),
+    ) -> usize {
         match self {
-            Transport::Plain if dst.is_empty() => std::mem::swap(dst, out),
-            Transport::Plain => dst.append(out),
+            Transport::Plain => {
+                let used = out.len();
+                if dst.is_empty() {
+                    std::mem::swap(dst, out);
+                } else {
+                    dst.append(out);
+                }
+                placed(Placed {
+                    used,
+                    end: dst.len(),
+                    exact: true,
+                });
+                used
+            }
             Transport::Tls(conn) => {
                 if conn.is_handshaking() {
                     // A client's first flight is queued before any input arrived.
                     drain_tls(conn, dst);
-                    return;
+                    return 0;
                 }
                 let mut pos = 0;
                 while pos < out.len() {
-                    // The writer takes what fits its buffer limit; write_tls then empties that buffer.
-                    let n = conn.writer().write(&out[pos..]).unwrap_or(0);
+                    // At most one record's plaintext per write, so each write is one record and a
+                    // stanza counts as on the wire exactly when the record holding its end is. The
+                    // writer takes what fits its buffer limit; write_tls then empties that buffer.
+                    let piece = (out.len() - pos).min(TLS_RECORD_PLAINTEXT);
+                    let n = conn.writer().write(&out[pos..pos + piece]).unwrap_or(0);
                     drain_tls(conn, dst);
                     if n == 0 {
                         break;
                     }
                     pos += n;
+                    placed(Placed {
+                        used: pos,
+                        end: dst.len(),
+                        exact: false,
+                    });
                 }
                 out.drain(..pos);
+                pos
             }
         }
     }
@@ -171,15 +219,28 @@ impl Transport {
     /// Appends to `dst` the records queued in `wire`, then `out` encoded (see `encode`); drained
     /// buffers give their capacity back (idle streams hold none).
     pub(crate) fn transmit(&mut self, out: &mut Vec<u8>, wire: &mut Vec<u8>, dst: &mut Vec<u8>) {
+        self.transmit_placed(out, wire, dst, &mut |_| {});
+    }
+
+    /// [`Transport::transmit`], telling `placed` where `out`'s plaintext went; returns the
+    /// plaintext bytes taken from `out`.
+    pub(crate) fn transmit_placed(
+        &mut self,
+        out: &mut Vec<u8>,
+        wire: &mut Vec<u8>,
+        dst: &mut Vec<u8>,
+        placed: &mut dyn FnMut(Placed),
+    ) -> usize {
         if dst.is_empty() {
             // Hand the buffer over instead of copying it.
             std::mem::swap(dst, wire);
         } else {
             dst.append(wire);
         }
-        self.encode(out, dst);
+        let used = self.encode_placed(out, dst, placed);
         shrink(wire);
         shrink(out);
+        used
     }
 
     /// The end of the connection: encodes what `out` holds (dropped while the handshake is not

@@ -57,6 +57,17 @@ impl Backlog {
         self.0.get_or_insert_with(Box::default).push_back(acc);
     }
 
+    /// Puts `accs` (oldest first) before everything queued: they are older.
+    fn push_front_all(&mut self, accs: Vec<crate::hooks::Acc>) {
+        if accs.is_empty() {
+            return;
+        }
+        let q = self.0.get_or_insert_with(Box::default);
+        for acc in accs.into_iter().rev() {
+            q.push_front(acc);
+        }
+    }
+
     /// The oldest stanza; the queue's storage goes with the last one.
     fn pop_front(&mut self) -> Option<crate::hooks::Acc> {
         let q = self.0.as_mut()?;
@@ -199,6 +210,18 @@ impl Driver {
 
     async fn run<S: Io>(mut self: Box<Self>, stream: S) {
         self.serve(stream).await;
+        // What the socket never took (the peer stopped reading, or went away) is not delivered:
+        // it goes back through the session manager ahead of the stanzas queued after it.
+        let unwritten = self.c2s.take_unwritten();
+        if !unwritten.is_empty() {
+            tracing::debug!(
+                conn = self.conn.0,
+                stanzas = unwritten.len(),
+                "stanzas the socket never took go back to the session manager"
+            );
+            self.leave();
+            self.backlog.push_front_all(unwritten);
+        }
         // The socket is gone; a resumable session (or our own resumption in flight) lives on.
         self.park().await;
         self.drain_backlog().await;
@@ -307,7 +330,9 @@ impl Driver {
     /// off with a full queue hands it back over several turns, so the errors it causes do not land
     /// on their senders' mailboxes all at once.
     fn reroute_some(&mut self) {
-        if self.backlog.is_empty() {
+        // Stanzas still on their way to the socket are older: while the socket may take them, the
+        // newer ones wait, so that what goes elsewhere (offline storage) keeps its order.
+        if self.backlog.is_empty() || self.c2s.has_unwritten() {
             return;
         }
         let mut shard = self.ctx.shard.borrow_mut();
@@ -533,10 +558,14 @@ impl Driver {
         std::future::poll_fn(|cx| {
             match self.out.poll_write(stream, cx) {
                 Err(WriteFailed) => return Poll::Ready(Wake::Eof),
-                Ok(true) => return Poll::Ready(Wake::Progress),
+                Ok(true) => {
+                    let all = self.out.buf.is_empty();
+                    self.link.written(&mut self.c2s, self.out.total, all);
+                    return Poll::Ready(Wake::Progress);
+                }
                 Ok(false) => {}
             }
-            if !self.backlog.is_empty() {
+            if !self.backlog.is_empty() && !self.c2s.has_unwritten() {
                 return Poll::Ready(Wake::Progress);
             }
             self.mailbox.set_waker(cx.waker());

@@ -25,6 +25,8 @@ pub(super) struct Output {
     /// The bytes; refilled by the driver only once empty.
     pub(super) buf: Vec<u8>,
     written: usize,
+    /// Bytes the socket took since the connection opened.
+    pub(super) total: u64,
     /// When the socket last took bytes (a closing connection waits while the peer reads).
     last_write: Instant,
     /// The socket refused bytes at the last attempt (its send buffer is full).
@@ -42,6 +44,7 @@ impl Output {
         Output {
             buf: Vec::new(),
             written: 0,
+            total: 0,
             last_write: Instant::now(),
             blocked: false,
             closing_since: None,
@@ -60,6 +63,7 @@ impl Output {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Err(WriteFailed),
                 Poll::Ready(Ok(n)) => {
                     self.written += n;
+                    self.total += n as u64;
                     progressed = true;
                     self.last_write = Instant::now();
                     self.blocked = false;
