@@ -236,3 +236,60 @@ fn an_idle_napper_is_woken_at_once() {
     sender.join().expect("sender ran");
     receiver.join().expect("receiver ran");
 }
+
+/// Timer wake-ups do not start naps: an executor that is idle but for a periodic timer (a shard's
+/// pings and ticks) sleeps the ordinary way between ticks, so a message from another executor is
+/// not left waiting for a nap after each tick. The receiver ticks every 300 ms and naps for up to a
+/// second (a nap never outlasts the next timer, so a napping receiver would make a message wait up
+/// to 300 ms, 150 on average); each message must arrive within a quarter of that (it takes
+/// microseconds), so a napping receiver fails the test unless all six land early in a nap.
+#[test]
+fn timer_wake_ups_do_not_start_naps() {
+    const TICK: Duration = Duration::from_millis(300);
+    let (tx, rx) = shared_channel::new_bounded::<Instant>(4);
+    let (done_tx, done_rx) = mpsc::channel();
+    let sender = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("sender")
+        .spawn(move || async move {
+            let tx = tx.connect().await;
+            for i in 0..6u64 {
+                // Quiet for several ticks, at a different phase of the tick each time.
+                glommio::timer::sleep(Duration::from_millis(2_000 + i * 70)).await;
+                tx.send(Instant::now())
+                    .await
+                    .expect("the receiver is alive");
+            }
+        })
+        .expect("an executor starts");
+    let receiver = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("receiver")
+        .spawn(move || async move {
+            glommio::executor().set_nap(Some(Duration::from_secs(1)));
+            let ticker = glommio::spawn_local(async {
+                loop {
+                    glommio::timer::sleep(TICK).await;
+                }
+            })
+            .detach();
+            let rx = rx.connect().await;
+            let mut waits = Vec::new();
+            while let Some(sent) = rx.recv().await {
+                waits.push(sent.elapsed());
+            }
+            ticker.cancel();
+            done_tx.send(waits).expect("the test waits");
+        })
+        .expect("an executor starts");
+    let waits = done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the receiver never got its messages");
+    assert_eq!(waits.len(), 6);
+    for w in &waits {
+        assert!(
+            *w < TICK / 4,
+            "a message waited {w:?}: a timer wake-up started a nap ({waits:?})"
+        );
+    }
+    sender.join().expect("sender ran");
+    receiver.join().expect("receiver ran");
+}

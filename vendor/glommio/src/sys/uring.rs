@@ -1768,13 +1768,15 @@ impl Reactor {
     }
 
     /// petrel: sleeps on the main ring, linked to the others (`link_rings_and_sleep`), and takes
-    /// in what completed meanwhile: how many tasks that woke, or `None` when the rings cannot be
-    /// linked yet (no sleep). Both the ordinary sleep and the nap end here.
-    fn sleep_linked(
+    /// in what completed meanwhile. Returns what the sleep found: tasks that I/O woke, plus
+    /// channel and blocking-thread work (none when only a timer ended it), or `None` when the
+    /// rings cannot be linked yet (no sleep). Both the ordinary sleep and the nap end here.
+    fn sleep_linked<F: Fn() -> usize>(
         &self,
         lat_ring: &mut SleepableRing,
         poll_ring: &mut PollRing,
         main_ring: &mut SleepableRing,
+        process_remote_channels: &F,
     ) -> io::Result<Option<usize>> {
         if !self.eventfd_src.is_installed().unwrap() {
             return Ok(None);
@@ -1785,7 +1787,9 @@ impl Reactor {
         flush_cancellations!(into &mut woke; lat_ring, poll_ring, main_ring);
         flush_rings!(lat_ring, poll_ring, main_ring)?;
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
-        Ok(Some(woke))
+        Ok(Some(
+            woke + process_remote_channels() + self.flush_syscall_thread(),
+        ))
     }
 
     pub(crate) fn poll_io(&self, woke: &mut usize) -> io::Result<()> {
@@ -1932,11 +1936,15 @@ impl Reactor {
                 assert!(flush_rings!(lat_ring)? > 0);
             }
             if nap.is_some() {
-                let slept = self.sleep_linked(&mut lat_ring, &mut poll_ring, &mut main_ring)?;
-                if let Some(woke) = slept {
-                    // What the nap found: I/O that woke a task, or channel and blocking-thread
-                    // work. Nothing means traffic stopped, and the next sleep is an ordinary one.
-                    let found = woke + process_remote_channels() + self.flush_syscall_thread();
+                let found = self.sleep_linked(
+                    &mut lat_ring,
+                    &mut poll_ring,
+                    &mut main_ring,
+                    &process_remote_channels,
+                )?;
+                if let Some(found) = found {
+                    // A nap that found nothing means traffic stopped: the next sleep is an
+                    // ordinary one.
                     self.napped_idle.set(found == 0);
                 }
             } else {
@@ -1951,11 +1959,20 @@ impl Reactor {
                 membarrier::heavy();
                 let events = process_remote_channels() + self.flush_syscall_thread();
                 if events == 0 {
-                    self.sleep_linked(&mut lat_ring, &mut poll_ring, &mut main_ring)?;
+                    let found = self.sleep_linked(
+                        &mut lat_ring,
+                        &mut poll_ring,
+                        &mut main_ring,
+                        &process_remote_channels,
+                    )?;
                     // Woke up, so no need to notify us anymore.
                     self.notifier.wake_up();
-                    // Woken: naps may begin again.
-                    self.napped_idle.set(false);
+                    // petrel: naps begin again when work woke us (I/O, another executor), not a
+                    // timer alone: an idle executor woken by its timers (a shard's ticks and
+                    // pings) sleeps the ordinary way again, instead of napping once after each.
+                    if found.is_some_and(|found| found > 0) {
+                        self.napped_idle.set(false);
+                    }
                 }
             }
         }
