@@ -22,3 +22,16 @@ impl Rng {
         (self.step() % n as u64) as usize
     }
 }
+
+/// A routed chat message from bob@example.com/x to alice@example.com/r with `body`, as the route
+/// hands it to the recipient's stream.
+pub(crate) fn routed_chat(body: &str) -> crate::hooks::Acc {
+    let s = crate::xml::Stanza::parse(
+        format!("<message from='bob@example.com/x' to='alice@example.com/r' type='chat'><body>{body}</body></message>")
+            .into_bytes(),
+    )
+    .expect("a well-formed stanza");
+    let from = crate::jid::Jid::parse("bob@example.com/x").expect("a valid JID");
+    let to = crate::jid::Jid::parse("alice@example.com/r").expect("a valid JID");
+    crate::hooks::Acc::new(s, from, to, crate::shard::ShardId(0))
+}

@@ -62,6 +62,36 @@ fn drain_until_quiet(c: &mut Client, quiet: Duration) -> Vec<u8> {
     }
 }
 
+/// Reads everything `c` receives on a thread until 8 s pass without a byte (or EOF): a sender's
+/// errors are read meanwhile, so that she does not become a slow reader herself.
+fn read_on_a_thread(c: &Client) -> std::thread::JoinHandle<Vec<u8>> {
+    let mut rd = c.sock.try_clone().unwrap();
+    std::thread::spawn(move || {
+        rd.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+        let mut raw = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match rd.read(&mut buf) {
+                Ok(0) | Err(_) => return raw,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+}
+
+/// `n` chat messages to bob@localhost/flood, ids `m0`, `m1`, ..., in one buffer.
+fn burst_to_bob(n: usize) -> Vec<u8> {
+    let mut burst = Vec::with_capacity(n * 100);
+    for i in 0..n {
+        write!(
+            burst,
+            "<message to='bob@localhost/flood' type='chat' id='m{i}'><body>m{i}</body></message>"
+        )
+        .unwrap();
+    }
+    burst
+}
+
 /// The reproduction from the issue: bob reads 4 KiB every 50 ms, alice writes 50 000 messages to
 /// bob's full JID in one write. Bob must get `<policy-violation/>` and `</stream:stream>`; every
 /// message must be delivered to bob, stored offline (and delivered on his next login) or bounced to
@@ -95,20 +125,7 @@ fn slow_reader_loses_nothing(shards: usize, n: usize, rcvbuf: Option<usize>, how
     let mut alice = server.login("alice", "w", None);
 
     // Alice's errors are read on a thread: she must not become a slow reader herself.
-    let mut alice_rd = alice.sock.try_clone().unwrap();
-    let alice_reader = std::thread::spawn(move || {
-        alice_rd
-            .set_read_timeout(Some(Duration::from_secs(8)))
-            .unwrap();
-        let mut raw = Vec::new();
-        let mut buf = vec![0u8; 65536];
-        loop {
-            match alice_rd.read(&mut buf) {
-                Ok(0) | Err(_) => return raw,
-                Ok(n) => raw.extend_from_slice(&buf[..n]),
-            }
-        }
-    });
+    let alice_reader = read_on_a_thread(&alice);
 
     // Bob reads on a thread until the server closes his stream.
     let mut bob_rd = bob.sock.try_clone().unwrap();
@@ -141,15 +158,7 @@ fn slow_reader_loses_nothing(shards: usize, n: usize, rcvbuf: Option<usize>, how
         }
     });
 
-    let mut burst = Vec::with_capacity(n * 100);
-    for i in 0..n {
-        write!(
-            burst,
-            "<message to='bob@localhost/flood' type='chat' id='m{i}'><body>m{i}</body></message>"
-        )
-        .unwrap();
-    }
-    alice.sock.write_all(&burst).unwrap();
+    alice.sock.write_all(&burst_to_bob(n)).unwrap();
     burst_in.send(()).unwrap();
 
     let (bob_raw, took) = bob_reader.join().unwrap();
@@ -165,10 +174,18 @@ fn slow_reader_loses_nothing(shards: usize, n: usize, rcvbuf: Option<usize>, how
     }
 
     let alice_raw = alice_reader.join().unwrap();
+    let stats = each_exactly_once(&server, n, &live, &alice_raw);
+    eprintln!("shards {shards}: {stats}; bob cut off after {took:?}");
+}
+
+/// Checks that every one of alice's `n` messages reached bob live (`live`), was bounced to alice
+/// (in `alice_raw`) or is stored offline (bob logs in again to get them), exactly once, and that
+/// bob was cut off; returns the counts.
+fn each_exactly_once(server: &Server, n: usize, live: &[String], alice_raw: &[u8]) -> String {
     let mut bounced = Vec::new();
     let mut sc = Scanner::new(Limits::default(), ns::CLIENT);
     sc.feed(HEADER);
-    sc.feed(&alice_raw);
+    sc.feed(alice_raw);
     while let Ok(Some(ev)) = sc.next_event() {
         if let Event::Stanza(s) = ev {
             if s.type_().as_deref() == Some("error") {
@@ -200,8 +217,8 @@ fn slow_reader_loses_nothing(shards: usize, n: usize, rcvbuf: Option<usize>, how
         .filter(|(_, n)| **n > 1)
         .map(|(k, _)| k)
         .collect();
-    eprintln!(
-        "shards {shards}: live {}, offline {}, bounced {}, missing {}, duplicated {}; bob cut off after {took:?}",
+    let stats = format!(
+        "live {}, offline {}, bounced {}, missing {}, duplicated {}",
         live.len(),
         offline.len(),
         bounced.len(),
@@ -210,16 +227,17 @@ fn slow_reader_loses_nothing(shards: usize, n: usize, rcvbuf: Option<usize>, how
     );
     assert!(
         missing.is_empty(),
-        "{} messages lost, first: {:?}",
+        "{} messages lost, first: {:?} ({stats})",
         missing.len(),
         &missing[..missing.len().min(10)]
     );
     assert!(
         twice.is_empty(),
-        "duplicated: {:?}",
+        "duplicated: {:?} ({stats})",
         &twice[..twice.len().min(10)]
     );
     assert!(live.len() < n, "bob was never cut off");
+    stats
 }
 
 // The CI variants: bob starts reading once alice's burst is in (100 000 messages, ~10 MB: more than
@@ -244,6 +262,37 @@ fn slow_reader_cut_off_loses_nothing_two_shards() {
 fn reader_that_never_reads_loses_nothing() {
     let bob = Bob::Never(Duration::from_secs(8));
     slow_reader_loses_nothing(2, 100_000, Some(16 * 1024), bob);
+}
+
+/// The same over WebSocket (RFC 7395): bob's client reads nothing for 8 s while alice floods him
+/// over TCP. A stanza counts as sent once its whole frame is on the socket; what the socket never
+/// took, and what was queued behind it, goes back exactly once.
+#[test]
+fn websocket_reader_that_never_reads_loses_nothing() {
+    const N: usize = 100_000;
+    let (server, http) = Server::start_http(2, &["alice", "bob"], "", MODULES);
+    let mut bob = common::ws::login(http, "bob", "flood");
+    let mut alice = server.login("alice", "w", None);
+    let alice_reader = read_on_a_thread(&alice);
+    let (burst_in, gate) = std::sync::mpsc::channel::<()>();
+    let bob_reader = std::thread::spawn(move || {
+        gate.recv().unwrap();
+        std::thread::sleep(Duration::from_secs(8));
+        // Each text message is one element; their concatenation reads as a stream.
+        let mut raw = Vec::new();
+        while let Ok(msg) = bob.read() {
+            if let tungstenite::Message::Text(t) = msg {
+                raw.extend_from_slice(t.as_bytes());
+            }
+        }
+        raw
+    });
+    alice.sock.write_all(&burst_to_bob(N)).unwrap();
+    burst_in.send(()).unwrap();
+    let (live, _, _) = parse_messages(&bob_reader.join().unwrap(), "policy-violation");
+    let alice_raw = alice_reader.join().unwrap();
+    let stats = each_exactly_once(&server, N, &live, &alice_raw);
+    eprintln!("websocket, shards 2: {stats}");
 }
 
 /// The issue's reproduction exactly (50 000 messages, bob reads 4 KiB every 50 ms from the start,

@@ -1088,14 +1088,7 @@ fn slow_reader_is_closed() {
 
 /// A routed chat message with `body`, as the route hands it to the recipient's stream.
 fn routed(body: &str) -> crate::hooks::Acc {
-    let s = crate::xml::Stanza::parse(
-        format!("<message from='bob@example.com/x' to='alice@example.com/r' type='chat'><body>{body}</body></message>")
-            .into_bytes(),
-    )
-    .unwrap();
-    let from = crate::jid::Jid::parse("bob@example.com/x").unwrap();
-    let to = crate::jid::Jid::parse("alice@example.com/r").unwrap();
-    crate::hooks::Acc::new(s, from, to, crate::shard::ShardId(0))
+    crate::testing::routed_chat(body)
 }
 
 #[test]

@@ -559,8 +559,7 @@ impl Driver {
             match self.out.poll_write(stream, cx) {
                 Err(WriteFailed) => return Poll::Ready(Wake::Eof),
                 Ok(true) => {
-                    let all = self.out.buf.is_empty();
-                    self.link.written(&mut self.c2s, self.out.total, all);
+                    self.link.written(&mut self.c2s, self.out.total);
                     return Poll::Ready(Wake::Progress);
                 }
                 Ok(false) => {}

@@ -22,16 +22,12 @@ impl Link {
         }
     }
 
-    /// The socket took `total` bytes since the connection opened; `all` when that is everything
-    /// [`Link::output`] gave: the c2s learns which of its routed stanzas are on their way.
-    pub fn written(&self, c2s: &mut C2s, total: u64, all: bool) {
+    /// The socket took the first `total` bytes [`Link::output`] gave: the c2s learns which of its
+    /// routed stanzas are on their way.
+    pub fn written(&mut self, c2s: &mut C2s, total: u64) {
         match self {
             Link::Raw => c2s.wire_written(total),
-            // Frames are not counted per stanza: a stanza is on its way once all the output that
-            // held it is (a cut-off stream may then hand back one its client got: a duplicate
-            // rather than a loss).
-            Link::Ws(_) if all => c2s.wire_written(u64::MAX),
-            Link::Ws(_) => {}
+            Link::Ws(ws) => ws.written(c2s, total),
         }
     }
 

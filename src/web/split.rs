@@ -33,19 +33,27 @@ impl Splitter {
 
     /// Calls `each` with every piece `bytes` completes, in order.
     pub fn push(&mut self, bytes: &[u8], mut each: impl FnMut(Piece<'_>)) {
+        self.push_ends(bytes, |piece, _| each(piece));
+    }
+
+    /// [`Splitter::push`], also telling `each` where the piece ends: how many of `bytes` it
+    /// took up to its last one.
+    pub fn push_ends(&mut self, bytes: &[u8], mut each: impl FnMut(Piece<'_>, usize)) {
         if self.carry.is_empty() {
             let used = split(bytes, &mut each);
             self.carry.extend_from_slice(&bytes[used..]);
         } else {
+            // A piece completed now ends in `bytes`, after what was carried.
+            let carried = self.carry.len();
             self.carry.extend_from_slice(bytes);
-            let used = split(&self.carry, &mut each);
+            let used = split(&self.carry, &mut |piece, end| each(piece, end - carried));
             self.carry.drain(..used);
         }
     }
 }
 
-/// Splits complete pieces off `buf`; returns the bytes consumed.
-fn split(buf: &[u8], each: &mut impl FnMut(Piece<'_>)) -> usize {
+/// Splits complete pieces off `buf`, telling `each` where each ends; returns the bytes consumed.
+fn split(buf: &[u8], each: &mut impl FnMut(Piece<'_>, usize)) -> usize {
     let mut pos = 0;
     loop {
         while pos < buf.len() && buf[pos].is_ascii_whitespace() {
@@ -64,16 +72,17 @@ fn split(buf: &[u8], each: &mut impl FnMut(Piece<'_>)) -> usize {
             return pos;
         };
         let bytes = &rest[..n];
+        let end = pos + n;
         if bytes.starts_with(b"<?") {
             // The XML declaration: not carried by message-framed transports.
         } else if bytes.starts_with(b"</") {
-            each(Piece::Close);
+            each(Piece::Close, end);
         } else if is_stream_header(bytes) {
-            each(Piece::Header(bytes));
+            each(Piece::Header(bytes), end);
         } else {
-            each(Piece::Element(bytes));
+            each(Piece::Element(bytes), end);
         }
-        pos += n;
+        pos = end;
     }
 }
 

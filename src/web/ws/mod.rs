@@ -9,6 +9,7 @@ pub mod handshake;
 #[cfg(test)]
 mod tests;
 
+use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::time::Instant;
 
@@ -126,6 +127,13 @@ pub struct WsLink {
     /// The close code of our close frame, once the stream must end at the WebSocket level too.
     close_code: CloseCode,
     close_sent: bool,
+    /// Bytes taken from the c2s (`take_transmit`) so far.
+    taken: u64,
+    /// Bytes given to the driver so far.
+    given: u64,
+    /// Frames of stream pieces not yet reported written, oldest first: where the piece ends in the
+    /// c2s's count and where its frame ends in the driver's (see [`WsLink::written`]).
+    frames: VecDeque<(u64, u64)>,
 }
 
 impl WsLink {
@@ -146,6 +154,9 @@ impl WsLink {
             stream: Vec::new(),
             close_code: CloseCode::Normal,
             close_sent: false,
+            taken: 0,
+            given: 0,
+            frames: VecDeque::new(),
         }
     }
 
@@ -224,16 +235,24 @@ impl WsLink {
     /// Moves the c2s's output, framed, to `out` (socket bytes); after the stream's end, the close
     /// frame.
     pub fn output(&mut self, c2s: &mut C2s, out: &mut Vec<u8>) {
+        let start = out.len();
         // Control frames tungstenite queued while reading (pongs, the reply to a close) first.
         let _ = self.ws.flush(&mut self.io);
         out.append(&mut self.io.output);
         self.scratch.clear();
         c2s.take_transmit(&mut self.scratch);
+        let taken = self.taken;
+        self.taken += self.scratch.len() as u64;
         if !self.close_sent && !self.scratch.is_empty() {
+            // The driver's count of `out[i]`: `given` counts what came before `start`.
+            let given = self.given - start as u64;
+            let frames = &mut self.frames;
             // Our own output is UTF-8 (the scanner checked what clients sent; we write ASCII
             // markup), as a text frame must be.
-            self.split
-                .push(&self.scratch, |piece| frame_piece(piece, None, out));
+            self.split.push_ends(&self.scratch, |piece, end| {
+                frame_piece(piece, None, out);
+                frames.push_back((taken + end as u64, given + out.len() as u64));
+            });
         }
         if c2s.is_closed() && !self.close_sent && c2s.pending_transmit() == 0 {
             self.close_sent = true;
@@ -245,5 +264,26 @@ impl WsLink {
         }
         let _ = self.ws.flush(&mut self.io);
         out.append(&mut self.io.output);
+        self.given += (out.len() - start) as u64;
+    }
+
+    /// The socket took the first `total` bytes [`WsLink::output`] gave: the c2s learns how much
+    /// of its output is in whole frames on their way (a stanza in a frame cut short is not).
+    pub fn written(&mut self, c2s: &mut C2s, total: u64) {
+        let mut taken = None;
+        while let Some(&(c2s_end, frame_end)) = self.frames.front() {
+            if frame_end > total {
+                break;
+            }
+            taken = Some(c2s_end);
+            self.frames.pop_front();
+        }
+        if self.frames.is_empty() && self.frames.capacity() > 0 {
+            // A quiet connection keeps no slots.
+            self.frames = VecDeque::new();
+        }
+        if let Some(taken) = taken {
+            c2s.wire_written(taken);
+        }
     }
 }

@@ -41,6 +41,8 @@ struct Pair {
     link: WsLink,
     c2s: C2s,
     now: Instant,
+    /// Bytes the link gave so far (what a driver counts its writes against).
+    given: u64,
 }
 
 impl Pair {
@@ -55,6 +57,7 @@ impl Pair {
             link: WsLink::new(8192, &[]),
             c2s: C2s::new(config(transport_secure), peer, now),
             now,
+            given: 0,
         }
     }
 
@@ -72,6 +75,7 @@ impl Pair {
     fn recv(&mut self) -> Vec<String> {
         let mut wire = Vec::new();
         self.link.output(&mut self.c2s, &mut wire);
+        self.given += wire.len() as u64;
         self.cio.input.extend_from_slice(&wire);
         let mut out = Vec::new();
         loop {
@@ -181,4 +185,45 @@ fn closed_normally() -> Vec<String> {
         format!("<close xmlns='{NS_FRAMING}'/>"),
         format!("CLOSE {}", u16::from(CloseCode::Normal)),
     ]
+}
+
+/// A stanza is on its way once the socket took its whole frame: a frame cut short (the client
+/// stopped reading) leaves its stanza, and those after it, to be handed back; nothing the client
+/// got whole comes back.
+#[test]
+fn a_stanza_counts_as_written_with_its_whole_frame() {
+    let mut p = Pair::new(false);
+    p.send(open(), 1000);
+    p.recv();
+    for i in 0..5 {
+        p.c2s
+            .deliver_routed(crate::testing::routed_chat(&i.to_string()))
+            .unwrap();
+    }
+    let start = p.given;
+    let mut wire = Vec::new();
+    p.link.output(&mut p.c2s, &mut wire);
+    // Server frames are unmasked; these are short (7-bit lengths).
+    let mut ends = Vec::new();
+    let mut at = 0;
+    while at < wire.len() {
+        let len = usize::from(wire[at + 1] & 0x7f);
+        assert!(len < 126);
+        at += 2 + len;
+        ends.push(start + at as u64);
+    }
+    assert_eq!(ends.len(), 5);
+    // Frames 0 and 1 whole, frame 2 but its last byte.
+    p.link.written(&mut p.c2s, ends[2] - 1);
+    p.c2s.peer_closed();
+    let back: Vec<String> = p
+        .c2s
+        .take_unwritten()
+        .iter()
+        .map(|acc| String::from_utf8_lossy(acc.stanza.bytes()).into_owned())
+        .collect();
+    assert_eq!(back.len(), 3, "{back:?}");
+    for (i, text) in back.iter().enumerate() {
+        assert!(text.contains(&format!("<body>{}</body>", i + 2)), "{text}");
+    }
 }
