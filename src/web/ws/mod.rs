@@ -244,14 +244,14 @@ impl WsLink {
         let taken = self.taken;
         self.taken += self.scratch.len() as u64;
         if !self.close_sent && !self.scratch.is_empty() {
-            // The driver's count of `out[i]`: `given` counts what came before `start`.
-            let given = self.given - start as u64;
+            // The driver counts `out[start..]` from `given` on.
+            let given = self.given;
             let frames = &mut self.frames;
             // Our own output is UTF-8 (the scanner checked what clients sent; we write ASCII
             // markup), as a text frame must be.
             self.split.push_ends(&self.scratch, |piece, end| {
                 frame_piece(piece, None, out);
-                frames.push_back((taken + end as u64, given + out.len() as u64));
+                frames.push_back((taken + end as u64, given + (out.len() - start) as u64));
             });
         }
         if c2s.is_closed() && !self.close_sent && c2s.pending_transmit() == 0 {
