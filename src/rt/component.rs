@@ -15,6 +15,7 @@
 //! `policy-violation` at once, and every later connection from it is refused before its header.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -65,6 +66,7 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         claimed: claimed.clone(),
         early: Vec::new(),
         out: Output::new(),
+        on_wire: VecDeque::new(),
         alarm: Alarm::default(),
         peer,
         ban_check: None,
@@ -97,6 +99,9 @@ struct Driver {
     early: Vec<Acc>,
     /// Bytes on their way to the socket.
     out: Output,
+    /// Stanzas handed to the stream with where their last byte lies in the bytes it hands out,
+    /// oldest first: kept until the socket took that byte, answered if it never does.
+    on_wire: VecDeque<(u64, Acc)>,
     alarm: Alarm,
     peer: std::net::SocketAddr,
     /// After a wrong handshake: the failure counted, whether the address is now banned.
@@ -113,6 +118,7 @@ impl Driver {
             if self.comp.is_closed() && self.out.close_due() {
                 let _ = futures_lite::AsyncWriteExt::close(&mut stream).await;
                 self.process();
+                self.answer_unwritten();
                 return;
             }
             self.alarm.arm(self.comp.next_timeout(), &self.out);
@@ -121,6 +127,7 @@ impl Driver {
                 Wake::Eof => {
                     self.comp.peer_closed();
                     self.process();
+                    self.answer_unwritten();
                     return;
                 }
                 Wake::Timer => self.comp.handle_timeout(Instant::now()),
@@ -272,9 +279,31 @@ impl Driver {
         } else {
             self.comp.deliver(acc.stanza.bytes())
         };
-        if written.is_err() {
-            // Over the outbound bound: the stream is closing with policy-violation.
-            self.release();
+        match written {
+            Ok(end) => self.on_wire.push_back((end, acc)),
+            Err(_) => {
+                // Over the outbound bound: the stream is closing with policy-violation.
+                self.release();
+                self.unwritten(acc);
+            }
+        }
+    }
+
+    /// The socket took the first `total` bytes: the stanzas that end there reached the component.
+    fn written(&mut self, total: u64) {
+        while self.on_wire.front().is_some_and(|(end, _)| *end <= total) {
+            self.on_wire.pop_front();
+        }
+        if self.on_wire.is_empty() && self.on_wire.capacity() > 0 {
+            // A quiet component keeps no slots.
+            self.on_wire = VecDeque::new();
+        }
+    }
+
+    /// The socket is done with: the stanzas it never took are answered like any the component
+    /// will not get (the component stopped reading, or went away).
+    fn answer_unwritten(&mut self) {
+        for (_, acc) in std::mem::take(&mut self.on_wire) {
             self.unwritten(acc);
         }
     }
@@ -302,7 +331,10 @@ impl Driver {
         std::future::poll_fn(|cx| {
             match self.out.poll_write(stream, cx) {
                 Err(WriteFailed) => return Poll::Ready(Wake::Eof),
-                Ok(true) => return Poll::Ready(Wake::Progress),
+                Ok(true) => {
+                    self.written(self.out.total);
+                    return Poll::Ready(Wake::Progress);
+                }
                 Ok(false) => {}
             }
             if let Some(check) = self.ban_check.as_mut() {
