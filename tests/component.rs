@@ -259,30 +259,16 @@ fn slow_component_is_cut_off() {
 #[test]
 #[ignore]
 fn a_component_that_stops_reading_loses_nothing() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     const N: usize = 20_000;
     let port = free_port();
     let config = component::config(port, &[DOMAIN]);
     let server = Server::start_with(2, &["alice"], "", &config);
     let mut comp = Component::connect(port, DOMAIN);
     let alice = server.login("alice", "a", None);
-    let mut inbox = alice.sock.try_clone().unwrap();
-    let alice_reader = std::thread::spawn(move || {
-        // What the socket never took is answered when the server gives up on it, `CLOSE_STALL`
-        // (5 s) after its last write: a quiet spell longer than that ends the errors.
-        inbox
-            .set_read_timeout(Some(std::time::Duration::from_secs(15)))
-            .unwrap();
-        let mut raw = Vec::new();
-        let mut buf = vec![0u8; 1 << 16];
-        while let Ok(n) = inbox.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            raw.extend_from_slice(&buf[..n]);
-        }
-        raw
-    });
+    // What the socket never took is answered when the server gives up on it, `CLOSE_STALL` (5 s)
+    // after its last write: a quiet spell longer than that ends the errors.
+    let alice_reader = alice.read_until_quiet_on_a_thread(std::time::Duration::from_secs(15));
     // About 20 MB: more than the kernel's socket buffers and the server's queues hold.
     let pad = "p".repeat(1000);
     let mut burst = Vec::new();
@@ -297,17 +283,10 @@ fn a_component_that_stops_reading_loses_nothing() {
     sock.write_all(&burst).unwrap();
     std::thread::sleep(std::time::Duration::from_secs(8));
     let mut raw = std::mem::take(&mut comp.client.raw);
-    let mut buf = vec![0u8; 1 << 16];
-    comp.client
-        .sock
-        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    while let Ok(n) = comp.client.sock.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        raw.extend_from_slice(&buf[..n]);
-    }
+    raw.extend(
+        comp.client
+            .read_until_quiet(std::time::Duration::from_secs(10)),
+    );
     let ids = |raw: &[u8], error: bool| -> Vec<usize> {
         String::from_utf8_lossy(raw)
             .split("<message ")

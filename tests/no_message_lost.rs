@@ -49,36 +49,6 @@ fn parse_messages(raw: &[u8], cond: &str) -> (Vec<String>, bool, bool) {
     (ids, error, closed)
 }
 
-/// Reads everything `c` receives until `quiet` passes without a byte (or EOF); returns the bytes.
-fn drain_until_quiet(c: &mut Client, quiet: Duration) -> Vec<u8> {
-    c.sock.set_read_timeout(Some(quiet)).unwrap();
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 65536];
-    loop {
-        match c.sock.read(&mut buf) {
-            Ok(0) | Err(_) => return out,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
-/// Reads everything `c` receives on a thread until 8 s pass without a byte (or EOF): a sender's
-/// errors are read meanwhile, so that she does not become a slow reader herself.
-fn read_on_a_thread(c: &Client) -> std::thread::JoinHandle<Vec<u8>> {
-    let mut rd = c.sock.try_clone().unwrap();
-    std::thread::spawn(move || {
-        rd.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
-        let mut raw = Vec::new();
-        let mut buf = vec![0u8; 65536];
-        loop {
-            match rd.read(&mut buf) {
-                Ok(0) | Err(_) => return raw,
-                Ok(n) => raw.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-}
-
 /// `n` chat messages to bob@localhost/flood, ids `m0`, `m1`, ..., in one buffer.
 fn burst_to_bob(n: usize) -> Vec<u8> {
     let mut burst = Vec::with_capacity(n * 100);
@@ -125,7 +95,7 @@ fn slow_reader_loses_nothing(shards: usize, n: usize, rcvbuf: Option<usize>, how
     let mut alice = server.login("alice", "w", None);
 
     // Alice's errors are read on a thread: she must not become a slow reader herself.
-    let alice_reader = read_on_a_thread(&alice);
+    let alice_reader = alice.read_until_quiet_on_a_thread(Duration::from_secs(8));
 
     // Bob reads on a thread until the server closes his stream.
     let mut bob_rd = bob.sock.try_clone().unwrap();
@@ -197,11 +167,11 @@ fn each_exactly_once(server: &Server, n: usize, live: &[String], alice_raw: &[u8
     // Bob comes back: what was stored offline arrives now.
     let mut bob2 = server.login("bob", "again", None);
     bob2.send("<presence/>");
-    let mut raw = drain_until_quiet(&mut bob2, Duration::from_secs(3));
+    let mut raw = bob2.read_until_quiet(Duration::from_secs(3));
     if live.len() + bounced.len() + parse_messages(&raw, "none").0.len() < n {
         // On a loaded machine the offline store can pause longer than 3 s: while some message is
         // unaccounted for, wait for a longer silence (a lost one still fails below, later).
-        raw.extend(drain_until_quiet(&mut bob2, Duration::from_secs(20)));
+        raw.extend(bob2.read_until_quiet(Duration::from_secs(20)));
     }
     let (offline, _, _) = parse_messages(&raw, "none");
 
@@ -273,7 +243,7 @@ fn websocket_reader_that_never_reads_loses_nothing() {
     let (server, http) = Server::start_http(2, &["alice", "bob"], "", MODULES);
     let mut bob = common::ws::login(http, "bob", "flood");
     let mut alice = server.login("alice", "w", None);
-    let alice_reader = read_on_a_thread(&alice);
+    let alice_reader = alice.read_until_quiet_on_a_thread(Duration::from_secs(8));
     let (burst_in, gate) = std::sync::mpsc::channel::<()>();
     let bob_reader = std::thread::spawn(move || {
         gate.recv().unwrap();
@@ -383,7 +353,7 @@ fn burst_to_a_fast_reader_is_slowed_down_not_bounced() {
         // Whatever comes back to a sender is an error.
         let mut rd = c;
         errors.push(std::thread::spawn(move || {
-            let raw = drain_until_quiet(&mut rd, Duration::from_secs(5));
+            let raw = rd.read_until_quiet(Duration::from_secs(5));
             let (ids, _, _) = parse_messages(&raw, "none");
             (raw.len(), ids)
         }));
@@ -455,7 +425,7 @@ fn acked_means_stored(shards: usize) {
         server.spawn(shards);
         let mut bob = server.login("bob", "r", None);
         bob.send("<presence/>");
-        let raw = drain_until_quiet(&mut bob, Duration::from_secs(2));
+        let raw = bob.read_until_quiet(Duration::from_secs(2));
         let (ids, _, _) = parse_messages(&raw, "none");
         let mine: std::collections::HashSet<&String> = ids
             .iter()
@@ -577,7 +547,7 @@ fn offline_messages_survive_a_crash_until_acknowledged() {
     server.spawn(2);
     let mut bob = server.login("bob", "r", None);
     bob.send("<presence/>");
-    let raw = drain_until_quiet(&mut bob, Duration::from_secs(2));
+    let raw = bob.read_until_quiet(Duration::from_secs(2));
     let (ids, _, _) = parse_messages(&raw, "none");
     assert!(ids.is_empty(), "delivered again after the ack: {ids:?}");
 }

@@ -195,46 +195,15 @@ fn batched_sends_and_receives_lose_nothing() {
 #[test]
 fn an_idle_napper_is_woken_at_once() {
     const NAP: Duration = Duration::from_secs(1);
-    let (tx, rx) = shared_channel::new_bounded::<Instant>(4);
-    let (done_tx, done_rx) = mpsc::channel();
-    let sender = LocalExecutorBuilder::new(Placement::Unbound)
-        .name("sender")
-        .spawn(move || async move {
-            let tx = tx.connect().await;
-            for _ in 0..3 {
-                // Quiet for three naps: whatever the first found (the channel's connection), a
-                // later one ends with nothing, and the receiver sleeps the ordinary way.
-                glommio::timer::sleep(NAP * 3 + Duration::from_millis(200)).await;
-                tx.send(Instant::now())
-                    .await
-                    .expect("the receiver is alive");
-            }
-        })
-        .expect("an executor starts");
-    let receiver = LocalExecutorBuilder::new(Placement::Unbound)
-        .name("receiver")
-        .spawn(move || async move {
-            glommio::executor().set_nap(Some(NAP));
-            let rx = rx.connect().await;
-            let mut waits = Vec::new();
-            while let Some(sent) = rx.recv().await {
-                waits.push(sent.elapsed());
-            }
-            done_tx.send(waits).expect("the test waits");
-        })
-        .expect("an executor starts");
-    let waits = done_rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the receiver never got its messages");
-    assert_eq!(waits.len(), 3);
+    // Quiet for three naps before each: whatever the first found (the channel's connection), a
+    // later one ends with nothing, and the receiver sleeps the ordinary way.
+    let waits = waits_of_a_napper(NAP, None, 3, |_| NAP * 3 + Duration::from_millis(200));
     for w in &waits {
         assert!(
             *w < NAP / 3,
             "a message waited {w:?}: the idle receiver was still napping ({waits:?})"
         );
     }
-    sender.join().expect("sender ran");
-    receiver.join().expect("receiver ran");
 }
 
 /// Timer wake-ups do not start naps: an executor that is idle but for a periodic timer (a shard's
@@ -246,15 +215,35 @@ fn an_idle_napper_is_woken_at_once() {
 #[test]
 fn timer_wake_ups_do_not_start_naps() {
     const TICK: Duration = Duration::from_millis(300);
+    // Quiet for several ticks before each, at a different phase of the tick each time.
+    let waits = waits_of_a_napper(Duration::from_secs(1), Some(TICK), 6, |i| {
+        Duration::from_millis(2_000 + i * 70)
+    });
+    for w in &waits {
+        assert!(
+            *w < TICK / 4,
+            "a message waited {w:?}: a timer wake-up started a nap ({waits:?})"
+        );
+    }
+}
+
+/// Sends `count` messages from one executor to another that naps for up to `nap` (and wakes every
+/// `tick` for a timer of its own, if set), the `i`-th after `quiet(i)` without traffic; returns
+/// how long each took to arrive. A lost wake-up fails it after a minute.
+fn waits_of_a_napper(
+    nap: Duration,
+    tick: Option<Duration>,
+    count: u64,
+    quiet: impl Fn(u64) -> Duration + Send + 'static,
+) -> Vec<Duration> {
     let (tx, rx) = shared_channel::new_bounded::<Instant>(4);
     let (done_tx, done_rx) = mpsc::channel();
     let sender = LocalExecutorBuilder::new(Placement::Unbound)
         .name("sender")
         .spawn(move || async move {
             let tx = tx.connect().await;
-            for i in 0..6u64 {
-                // Quiet for several ticks, at a different phase of the tick each time.
-                glommio::timer::sleep(Duration::from_millis(2_000 + i * 70)).await;
+            for i in 0..count {
+                glommio::timer::sleep(quiet(i)).await;
                 tx.send(Instant::now())
                     .await
                     .expect("the receiver is alive");
@@ -264,32 +253,31 @@ fn timer_wake_ups_do_not_start_naps() {
     let receiver = LocalExecutorBuilder::new(Placement::Unbound)
         .name("receiver")
         .spawn(move || async move {
-            glommio::executor().set_nap(Some(Duration::from_secs(1)));
-            let ticker = glommio::spawn_local(async {
-                loop {
-                    glommio::timer::sleep(TICK).await;
-                }
-            })
-            .detach();
+            glommio::executor().set_nap(Some(nap));
+            let ticker = tick.map(|tick| {
+                glommio::spawn_local(async move {
+                    loop {
+                        glommio::timer::sleep(tick).await;
+                    }
+                })
+                .detach()
+            });
             let rx = rx.connect().await;
             let mut waits = Vec::new();
             while let Some(sent) = rx.recv().await {
                 waits.push(sent.elapsed());
             }
-            ticker.cancel();
+            if let Some(ticker) = ticker {
+                ticker.cancel();
+            }
             done_tx.send(waits).expect("the test waits");
         })
         .expect("an executor starts");
     let waits = done_rx
         .recv_timeout(Duration::from_secs(60))
         .expect("the receiver never got its messages");
-    assert_eq!(waits.len(), 6);
-    for w in &waits {
-        assert!(
-            *w < TICK / 4,
-            "a message waited {w:?}: a timer wake-up started a nap ({waits:?})"
-        );
-    }
+    assert_eq!(waits.len() as u64, count);
     sender.join().expect("sender ran");
     receiver.join().expect("receiver ran");
+    waits
 }

@@ -472,6 +472,22 @@ impl Client {
         }
     }
 
+    /// Reads raw bytes until EOF, an error, or `quiet` without a byte; returns them (what the
+    /// parser had not consumed yet is not included).
+    pub fn read_until_quiet(&mut self, quiet: Duration) -> Vec<u8> {
+        read_until_quiet(&mut self.sock, quiet)
+    }
+
+    /// [`Client::read_until_quiet`] on a thread of its own, over a clone of the socket: a sender's
+    /// errors are read meanwhile, so that she does not become a slow reader herself.
+    pub fn read_until_quiet_on_a_thread(
+        &self,
+        quiet: Duration,
+    ) -> std::thread::JoinHandle<Vec<u8>> {
+        let mut sock = self.sock.try_clone().unwrap();
+        std::thread::spawn(move || read_until_quiet(&mut sock, quiet))
+    }
+
     /// Reads until EOF and returns everything received from the start.
     pub fn read_to_close(&mut self) -> String {
         while self.fill() {}
@@ -621,6 +637,19 @@ impl Client {
             "<iq type='get' to='localhost' id='{id}'><ping xmlns='urn:xmpp:ping'/></iq>"
         ));
         self.expect("ping reply", |s| s.id().as_deref() == Some(id.as_str()));
+    }
+}
+
+/// Reads `sock` until EOF, an error, or `quiet` without a byte; returns what came.
+fn read_until_quiet(sock: &mut TcpStream, quiet: Duration) -> Vec<u8> {
+    sock.set_read_timeout(Some(quiet)).unwrap();
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        match sock.read(&mut buf) {
+            Ok(0) | Err(_) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
     }
 }
 
