@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWrite};
 
+use super::backlog::{has_room, room_or_mail, Backlog};
 use super::conn::SLOW_GRACE;
-use super::pump::{recipients_have_room, too_slow, Alarm, Output, WriteFailed};
+use super::pump::{earliest, recipients_have_room, too_slow, Alarm, Output, WriteFailed};
 use super::ShardCtx;
 use crate::component::{routes, Component, ComponentConfig, ComponentEvent, RouteConflict};
 use crate::hooks::Acc;
@@ -67,6 +68,7 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         early: Vec::new(),
         out: Output::new(),
         on_wire: VecDeque::new(),
+        unanswered: Backlog::default(),
         alarm: Alarm::default(),
         peer,
         ban_check: None,
@@ -102,6 +104,8 @@ struct Driver {
     /// Stanzas handed to the stream with where their last byte lies in the bytes it hands out,
     /// oldest first: kept until the socket took that byte, answered if it never does.
     on_wire: VecDeque<(u64, Acc)>,
+    /// Stanzas the component will never get, answered a chunk at a time as their senders have room.
+    unanswered: Backlog,
     alarm: Alarm,
     peer: std::net::SocketAddr,
     /// After a wrong handshake: the failure counted, whether the address is now banned.
@@ -117,18 +121,19 @@ impl Driver {
             }
             if self.comp.is_closed() && self.out.close_due() {
                 let _ = futures_lite::AsyncWriteExt::close(&mut stream).await;
-                self.process();
                 self.answer_unwritten();
-                return;
+                return self.answer_all().await;
             }
-            self.alarm.arm(self.comp.next_timeout(), &self.out);
+            // A mailbox that stays over its bound cuts its reader off even if nothing else wakes
+            // the task (its senders wait meanwhile).
+            let due = earliest(self.comp.next_timeout(), self.mailbox.slow_at(SLOW_GRACE));
+            self.alarm.arm(due, &self.out);
             match self.wait(&mut stream).await {
                 Wake::Progress => {}
                 Wake::Eof => {
                     self.comp.peer_closed();
-                    self.process();
                     self.answer_unwritten();
-                    return;
+                    return self.answer_all().await;
                 }
                 Wake::Timer => self.comp.handle_timeout(Instant::now()),
             }
@@ -160,7 +165,26 @@ impl Driver {
                 break;
             }
         }
+        let ctx = &self.ctx;
+        self.unanswered.hand_back(ctx, &self.mailbox, |acc| {
+            ctx.shard
+                .borrow_mut()
+                .bounce(&acc, StanzaErrorCondition::RecipientUnavailable);
+        });
+        ctx.shard.borrow_mut().drain_to_route();
         self.ctx.flush();
+    }
+
+    /// Answers every stanza the component will not get, and whatever still reaches the mailbox
+    /// meanwhile, as fast as their senders take the errors, before the task ends.
+    async fn answer_all(&mut self) {
+        loop {
+            self.process();
+            if self.unanswered.is_empty() && self.mailbox.is_empty() {
+                return;
+            }
+            room_or_mail(&self.ctx, &self.mailbox).await;
+        }
     }
 
     /// Stanza bytes the stream can take now (unbounded when they will not be written here).
@@ -309,11 +333,9 @@ impl Driver {
     }
 
     /// A stanza the component will never get: its sender learns the component is unavailable for
-    /// now (type `wait`: an outage of the component is temporary).
+    /// now (type `wait`: an outage of the component is temporary), in turn (see `process`).
     fn unwritten(&mut self, acc: Acc) {
-        let mut shard = self.ctx.shard.borrow_mut();
-        shard.bounce(&acc, StanzaErrorCondition::RecipientUnavailable);
-        shard.drain_to_route();
+        self.unanswered.push_back(acc);
     }
 
     /// Gives the route up (once): stanzas stop coming here.
@@ -346,11 +368,12 @@ impl Driver {
                     return Poll::Ready(Wake::Progress);
                 }
             }
+            if !self.unanswered.is_empty() && has_room(&self.ctx, &self.mailbox, cx) {
+                return Poll::Ready(Wake::Progress);
+            }
             self.mailbox.set_waker(cx.waker());
             if self.mailbox.ready(self.room())
-                || (self.mailbox.overflowed()
-                    && !self.comp.is_closed()
-                    && (self.out.blocked || self.mailbox.behind_for(Instant::now()) > SLOW_GRACE))
+                || (!self.comp.is_closed() && too_slow(&self.mailbox, &self.out, SLOW_GRACE))
             {
                 return Poll::Ready(Wake::Progress);
             }

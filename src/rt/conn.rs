@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWrite};
 
-use super::pump::{recipients_have_room, too_slow, Alarm, Output, WriteFailed};
+use super::backlog::{has_room, room_or_mail, Backlog};
+use super::pump::{earliest, recipients_have_room, too_slow, Alarm, Output, WriteFailed};
 use super::ShardCtx;
 use crate::auth::ScramSecrets;
 use crate::c2s::route::{self as c2s_route, SendOutcome, Session};
@@ -24,9 +25,6 @@ use crate::xmpp::StreamErrorCondition;
 /// How long a mailbox may stay over its bound (holding its senders back) while its socket still
 /// takes bytes, before the reader counts as too slow.
 pub(super) const SLOW_GRACE: Duration = Duration::from_secs(2);
-
-/// Stanza bytes re-routed per scheduler turn when a connection hands its queue back.
-const REROUTE_CHUNK: usize = 32 * 1024;
 
 /// An answer from the store pool, on its way back to the connection.
 pub(super) enum Pending {
@@ -41,43 +39,6 @@ pub(super) enum Pending {
 }
 
 type PendingFut = Pin<Box<dyn Future<Output = Pending>>>;
-
-/// Stanzas a connection hands back to the session manager, boxed: almost every connection never
-/// has any, and an empty queue inline would cost each of them its four words.
-#[derive(Default)]
-#[allow(clippy::box_collection)] // the box is the point: one word inline instead of four
-struct Backlog(Option<Box<std::collections::VecDeque<crate::hooks::Acc>>>);
-
-impl Backlog {
-    fn is_empty(&self) -> bool {
-        self.0.is_none()
-    }
-
-    fn push_back(&mut self, acc: crate::hooks::Acc) {
-        self.0.get_or_insert_with(Box::default).push_back(acc);
-    }
-
-    /// Puts `accs` (oldest first) before everything queued: they are older.
-    fn push_front_all(&mut self, accs: Vec<crate::hooks::Acc>) {
-        if accs.is_empty() {
-            return;
-        }
-        let q = self.0.get_or_insert_with(Box::default);
-        for acc in accs.into_iter().rev() {
-            q.push_front(acc);
-        }
-    }
-
-    /// The oldest stanza; the queue's storage goes with the last one.
-    fn pop_front(&mut self) -> Option<crate::hooks::Acc> {
-        let q = self.0.as_mut()?;
-        let acc = q.pop_front();
-        if q.is_empty() {
-            self.0 = None;
-        }
-        acc
-    }
-}
 
 /// What woke the connection's loop.
 enum Wake {
@@ -246,7 +207,10 @@ impl Driver {
                 let _ = futures_lite::AsyncWriteExt::close(&mut stream).await;
                 return;
             }
-            self.alarm.arm(self.c2s.next_timeout(), &self.out);
+            // A mailbox that stays over its bound cuts its reader off even if nothing else wakes
+            // the task (its senders wait meanwhile).
+            let due = earliest(self.c2s.next_timeout(), self.mailbox.slow_at(SLOW_GRACE));
+            self.alarm.arm(due, &self.out);
             // `wake` (a store answer may be large) ends with this statement: kept across the
             // yield below, it would stay in every idle connection's task.
             match self.wait(&mut stream).await {
@@ -326,33 +290,32 @@ impl Driver {
         self.backlog.push_back(acc);
     }
 
-    /// Re-routes the next stanzas of the backlog, up to [`REROUTE_CHUNK`] bytes: a connection cut
-    /// off with a full queue hands it back over several turns, so the errors it causes do not land
-    /// on their senders' mailboxes all at once.
+    /// Re-routes the next chunk of the backlog (see [`Backlog::hand_back`]): a connection cut off
+    /// with a full queue hands it back over several turns, as fast as the recipients (and the
+    /// senders its errors go to) take it.
     fn reroute_some(&mut self) {
         // Stanzas still on their way to the socket are older: while the socket may take them, the
         // newer ones wait, so that what goes elsewhere (offline storage) keeps its order.
         if self.backlog.is_empty() || self.c2s.has_unwritten() {
             return;
         }
-        let mut shard = self.ctx.shard.borrow_mut();
-        let mut bytes = 0;
-        while bytes < REROUTE_CHUNK {
-            let Some(acc) = self.backlog.pop_front() else {
-                break;
-            };
-            bytes += acc.stanza.bytes().len();
-            shard.reroute(acc);
-        }
-        shard.drain_to_route();
+        let ctx = &self.ctx;
+        self.backlog.hand_back(ctx, &self.mailbox, |acc| {
+            ctx.shard.borrow_mut().reroute(acc);
+        });
+        ctx.shard.borrow_mut().drain_to_route();
     }
 
-    /// Re-routes the whole backlog, a chunk per scheduler turn (before the task ends).
+    /// Re-routes the whole backlog, and whatever still reaches the mailbox meanwhile, before the
+    /// task ends.
     async fn drain_backlog(&mut self) {
-        while !self.backlog.is_empty() {
-            self.reroute_some();
-            self.ctx.flush();
-            futures_lite::future::yield_now().await;
+        loop {
+            // Stanzas routed here before the session left still arrive: they join the backlog.
+            self.process();
+            if self.backlog.is_empty() && self.mailbox.is_empty() {
+                return;
+            }
+            room_or_mail(&self.ctx, &self.mailbox).await;
         }
     }
 
@@ -564,16 +527,15 @@ impl Driver {
                 }
                 Ok(false) => {}
             }
-            if !self.backlog.is_empty() && !self.c2s.has_unwritten() {
+            if !self.backlog.is_empty()
+                && !self.c2s.has_unwritten()
+                && has_room(&self.ctx, &self.mailbox, cx)
+            {
                 return Poll::Ready(Wake::Progress);
             }
             self.mailbox.set_waker(cx.waker());
             let room = self.room();
-            if self.mailbox.overflowed()
-                && !self.c2s.is_closed()
-                && (self.out.blocked || self.mailbox.behind_for(Instant::now()) > SLOW_GRACE)
-                && self.mailbox.settle()
-            {
+            if !self.c2s.is_closed() && too_slow(&self.mailbox, &self.out, SLOW_GRACE) {
                 return Poll::Ready(Wake::Progress);
             }
             if self.mailbox.ready(room) {

@@ -249,7 +249,12 @@ impl Mesh {
         }
     }
 
-    /// True when some outbox is congested; the caller (a connection about to read) is woken once
+    /// True while some outbox is congested (see [`Mesh::poll_room`], which also registers a waker).
+    pub fn congested(&self) -> bool {
+        self.congested.get() != 0
+    }
+
+    /// False when some outbox is congested; the caller (a connection about to read) is woken once
     /// every outbox is back under half its capacity.
     pub fn poll_room(&self, cx: &std::task::Context<'_>) -> bool {
         if self.congested.get() == 0 {

@@ -4,6 +4,7 @@
 //! drives connections (`conn`) and rings around the sans-IO cores (`c2s::C2s`, `shard::Shard`).
 
 mod admin;
+mod backlog;
 mod bosh;
 mod cluster;
 mod component;

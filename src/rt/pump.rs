@@ -115,10 +115,7 @@ impl Alarm {
     /// acts only on what is due at `now`, and the loop then sets the timer to the deadline of that
     /// moment.
     pub(super) fn arm(&mut self, stream: Option<Instant>, out: &Output) {
-        let want = match (stream, out.flush_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let want = earliest(stream, out.flush_deadline());
         match (want, &self.0) {
             (Some(at), Some((cur, _))) if *cur <= at => {}
             (Some(at), _) => self.0 = Some((at, None)),
@@ -147,13 +144,19 @@ impl Alarm {
     }
 }
 
+/// The earlier of two deadlines, either of which may be absent.
+pub(super) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// True when the connection's reader is too slow: its mailbox is still over its bound after the
-/// stream took what it has room for ([`Mailbox::settle`]), and the socket takes nothing (or took
-/// too little for longer than `grace`: its senders wait meanwhile).
+/// stream took what it has room for, and the socket takes nothing (or took too little for longer
+/// than `grace`: its senders wait meanwhile). See [`Mailbox::too_slow`].
 pub(super) fn too_slow(mailbox: &Mailbox, out: &Output, grace: Duration) -> bool {
-    mailbox.overflowed()
-        && mailbox.settle()
-        && (out.blocked || mailbox.behind_for(Instant::now()) > grace)
+    mailbox.too_slow(out.blocked, grace)
 }
 
 /// False (and woken later) while a mailbox on this shard, other than `own`, is over its bound.

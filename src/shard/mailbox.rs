@@ -14,6 +14,11 @@ pub struct MailboxFull(pub ConnMsg);
 /// How many times its bound a mailbox holds before it refuses stanzas outright.
 const HARD_CAP_FACTOR: usize = 4;
 
+/// How many times its bound, in raw stanza bytes, a mailbox holds before its senders wait, whatever
+/// the stanzas weigh: under the hard cap, so a flood of errors (which weigh a quarter) holds its
+/// senders back before it is refused.
+const FULL_FACTOR: usize = 2;
+
 /// Single-threaded queue plus waker, bounded in stanza bytes.
 ///
 /// Policy: the connection's task takes stanzas only as fast as its socket drains them, so a reader
@@ -24,7 +29,10 @@ const HARD_CAP_FACTOR: usize = 4;
 /// four times `limit`; past that hard cap they are refused and the shard re-routes them at once.
 /// Error stanzas weigh a quarter of their size against `limit` (as on the mesh, where they get four
 /// times the room): a sender whose flood is answered with errors — many at once when a recipient is
-/// cut off and its queue bounces — is not taken for a slow reader while it reads.
+/// cut off and its queue bounces — is not taken for a slow reader while it reads. Its senders still
+/// wait past twice `limit` in raw bytes ("full"), and a mailbox that stays full for the grace
+/// period is a slow reader too: errors are never answered, so one refused at the hard cap would be
+/// lost.
 pub struct Mailbox {
     /// Messages with their weight against `limit` (computed once, at push: it reads the stanza's
     /// `type`).
@@ -78,7 +86,7 @@ impl Mailbox {
             }
             w = weight(acc);
             let weighted = self.weighted.get() + w;
-            if weighted > self.limit {
+            if weighted > self.limit || bytes > self.limit.saturating_mul(FULL_FACTOR) {
                 self.overflowed.set(true);
                 let mut p = self.pressure.borrow_mut();
                 let p = p.get_or_insert_with(Box::default);
@@ -110,7 +118,7 @@ impl Mailbox {
         if let ConnMsg::Deliver(acc) = &msg {
             self.bytes.set(self.bytes.get() - acc.stanza.bytes().len());
             self.weighted.set(self.weighted.get() - w);
-            if self.weighted.get() <= self.limit {
+            if !self.over() {
                 if let Some(p) = self.pressure.borrow_mut().as_mut() {
                     p.over_since = None;
                 }
@@ -167,25 +175,50 @@ impl Mailbox {
     }
 
     /// True once the stanzas queued went past the bound (or the hard cap): the task checks whether
-    /// its reader is really behind ([`Mailbox::settle`]).
+    /// its reader is really behind ([`Mailbox::too_slow`]).
     pub fn overflowed(&self) -> bool {
         self.overflowed.get()
     }
 
-    /// After the task took what its stream has room for: true when the mailbox is still over its
-    /// bound (the reader is too slow); otherwise the overflow was a burst and is forgotten.
-    pub fn settle(&self) -> bool {
-        if self.weighted.get() > self.limit {
-            return true;
+    /// Over its bound in weight, or full in raw bytes: its senders wait.
+    fn over(&self) -> bool {
+        self.weighted.get() > self.limit || self.bytes.get() > self.limit * FULL_FACTOR
+    }
+
+    /// After the task took what its stream has room for: true when its reader is too slow. Over
+    /// its bound in weight, that is when the socket takes nothing (`blocked`) or the mailbox stayed
+    /// over for longer than `grace`; full only of errors (which a reader that reads may well get
+    /// faster than it reads them), only the latter. Otherwise the overflow was a burst and is
+    /// forgotten.
+    pub fn too_slow(&self, blocked: bool, grace: std::time::Duration) -> bool {
+        if !self.overflowed.get() {
+            return false;
         }
-        self.overflowed.set(false);
-        false
+        if !self.over() {
+            self.overflowed.set(false);
+            return false;
+        }
+        (blocked && self.weighted.get() > self.limit)
+            || self.behind_for(std::time::Instant::now()) > grace
+    }
+
+    /// When [`Mailbox::too_slow`] turns true unless the mailbox drains first (none while it is not
+    /// over): the task wakes then even if nothing else happens, its senders being held meanwhile.
+    pub fn slow_at(&self, grace: std::time::Duration) -> Option<std::time::Instant> {
+        if !self.overflowed.get() {
+            return None;
+        }
+        self.pressure
+            .borrow()
+            .as_ref()
+            .and_then(|p| p.over_since)
+            .map(|t| t + grace)
     }
 
     /// How long the mailbox has been over its bound without a break (zero when it is not): its
     /// senders wait meanwhile, so a reader that keeps it there is cut off even while its socket
     /// still takes a little.
-    pub fn behind_for(&self, now: std::time::Instant) -> std::time::Duration {
+    fn behind_for(&self, now: std::time::Instant) -> std::time::Duration {
         self.pressure
             .borrow()
             .as_ref()
@@ -198,7 +231,7 @@ impl Mailbox {
     /// True while the mailbox is over its bound and its connection lives: whoever delivers here
     /// should wait ([`Mailbox::poll_room`]) before taking more input.
     pub fn pressured(&self) -> bool {
-        !self.closed.get() && self.weighted.get() > self.limit
+        !self.closed.get() && self.over()
     }
 
     /// Ready once the mailbox is back under its bound (or its connection is gone).
@@ -327,18 +360,49 @@ mod tests {
             let j = Jid::parse("a@b").unwrap();
             ConnMsg::Deliver(Acc::new(s, j.clone(), j, ShardId(0)))
         };
-        // Three errors of 100 bytes weigh 75: under the bound.
-        for _ in 0..3 {
+        // Two errors of 100 bytes weigh 50: under the bound (and not yet full in raw bytes).
+        for _ in 0..2 {
             mb.push(error(100)).unwrap();
         }
         assert!(!mb.pressured());
         mb.push(deliver(60)).unwrap();
-        assert!(mb.pressured());
+        assert!(mb.pressured(), "50 + 60 weigh more than 100");
         // Popping takes off what the push added: the weight is back to zero.
         while mb.pop().is_some() {}
         assert!(!mb.pressured());
         mb.push(deliver(100)).unwrap();
         assert!(!mb.pressured());
+    }
+
+    #[test]
+    fn a_flood_of_errors_holds_its_senders_before_the_hard_cap() {
+        use std::time::Duration;
+        let mb = Mailbox::new(100);
+        let error = || {
+            let body = "x".repeat(67);
+            let s = Stanza::parse(format!("<message type='error'>{body}</message>").into_bytes())
+                .unwrap();
+            let j = Jid::parse("a@b").unwrap();
+            ConnMsg::Deliver(Acc::new(s, j.clone(), j, ShardId(0)))
+        };
+        // Two errors of 100 bytes: full (twice the bound), not yet over it.
+        mb.push(error()).unwrap();
+        mb.push(error()).unwrap();
+        assert!(!mb.pressured());
+        mb.push(error()).unwrap();
+        assert!(mb.pressured(), "senders wait at 300 bytes of errors");
+        assert!(mb.bytes() <= 4 * 100, "before anything is refused");
+        // Its reader is not cut off at once when its socket is blocked (it may be reading)...
+        assert!(!mb.too_slow(true, Duration::from_secs(60)));
+        assert!(mb.slow_at(Duration::from_secs(60)).is_some());
+        // ...but when the mailbox stays full past the grace.
+        assert!(mb.too_slow(false, Duration::ZERO));
+        // Drained under the mark: the overflow is forgotten.
+        mb.pop();
+        mb.pop();
+        assert!(!mb.pressured());
+        assert!(!mb.too_slow(true, Duration::ZERO));
+        assert!(mb.slow_at(Duration::ZERO).is_none());
     }
 
     #[test]

@@ -56,7 +56,8 @@ pub struct ShardStats {
     pub delivered: u64,
     /// Stanzas bounced with `resource-constraint` because an outbox to another shard was full.
     pub outbox_rejected: u64,
-    /// Error replies that could not be sent because their own path was full (logged).
+    /// Error stanzas dropped: their path was full (logged), or their recipient's sessions kept
+    /// refusing them.
     pub errors_dropped: u64,
     /// Stanzas re-routed because their target session had gone.
     pub rerouted: u64,
@@ -255,12 +256,32 @@ impl Shard {
         (id, mb)
     }
 
-    /// Forgets a local connection; later deliveries to it are re-routed by the session manager.
+    /// Forgets a local connection; what its mailbox still holds, and later deliveries to it, are
+    /// re-routed by the session manager.
     pub fn close_conn(&mut self, conn: ConnId) {
         if let Some(mb) = self.conns.remove(&conn) {
             mb.close();
+            while let Some(msg) = mb.pop() {
+                self.conn_gone(conn, msg);
+            }
+            self.drain_to_route();
         }
         self.metrics.connections.set(self.conns.len() as i64);
+    }
+
+    /// A message for local connection `conn`, which is gone.
+    fn conn_gone(&mut self, conn: ConnId, msg: ConnMsg) {
+        match msg {
+            ConnMsg::Deliver(acc) => self.reroute(acc),
+            ConnMsg::Ext(m) => m.conn_gone(self),
+            ConnMsg::Handled(seqs) => {
+                // The session moved on (XEP-0198 resumption): its acknowledgements follow it.
+                if let Some(&to) = self.moved.get(&conn) {
+                    self.send_to_session(to, ConnMsg::Handled(seqs));
+                }
+            }
+            _ => {}
+        }
     }
 
     /// A local mailbox over its bound that the last deliveries filled, if any: the caller (a ring
@@ -487,18 +508,7 @@ impl Shard {
     /// which picks another resource or the offline path: nothing is dropped silently.
     fn deliver_local(&mut self, conn: ConnId, msg: ConnMsg) {
         let Some(mb) = self.conns.get(&conn) else {
-            match msg {
-                ConnMsg::Deliver(acc) => self.reroute(acc),
-                ConnMsg::Ext(m) => m.conn_gone(self),
-                ConnMsg::Handled(seqs) => {
-                    // The session moved on (XEP-0198 resumption): its acknowledgements follow it.
-                    if let Some(&to) = self.moved.get(&conn) {
-                        self.send_to_session(to, ConnMsg::Handled(seqs));
-                    }
-                }
-                _ => {}
-            }
-            return;
+            return self.conn_gone(conn, msg);
         };
         // Read before the push takes the message: the kind and entry time of a stanza.
         let stanza = match &msg {
@@ -541,6 +551,16 @@ impl Shard {
             },
         );
         if acc.reroutes > 2 {
+            if acc.ty() == crate::xml::StanzaType::Error {
+                // Never answered: counted, so that a loss shows in the metrics.
+                self.stats.errors_dropped += 1;
+                tracing::debug!(
+                    shard = self.id.0,
+                    to = acc.to.as_str(),
+                    "error stanza dropped: its recipient's sessions keep refusing it"
+                );
+                return;
+            }
             // The recipient's sessions keep vanishing under us: answer instead of looping.
             self.bounce(
                 &acc,

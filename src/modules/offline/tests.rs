@@ -271,3 +271,39 @@ fn options() {
     assert!(Options::from_table(&t("max_per_user = 0")).is_err());
     assert!(Options::from_table(&t("max = 5")).is_err());
 }
+
+/// A connection that closes with stanzas still in its mailbox (routed to it, never written) hands
+/// them back: with no other resource they are stored offline, in order.
+#[test]
+fn a_closed_connection_hands_its_mailbox_back() {
+    for n in [1, 2] {
+        let (mut c, _dir) = cluster(n, 100, &["alice@localhost", "bob@localhost"]);
+        let (mut alice, amb) = c.connect(0, &full("alice@localhost/a"), Some(0));
+        let on = n - 1;
+        let (bob, bmb) = c.connect(on, &full("bob@localhost/b"), Some(1));
+        for i in 0..3 {
+            user_send(
+                &mut c.shards[0],
+                &mut alice,
+                chat("bob@localhost", &format!("m{i}"), ""),
+            );
+        }
+        c.pump();
+        assert!(bmb.bytes() > 0, "queued for bob (n={n})");
+        crate::c2s::route::unbind(&mut c.shards[on], &bob);
+        c.shards[on].close_conn(bob.session.conn);
+        c.pump();
+        assert!(
+            drain(&mut c, 0, &amb).is_empty(),
+            "no error for alice (n={n})"
+        );
+        assert_eq!(
+            store(&c).offline_count(&bare("bob@localhost")).ok(),
+            Some(3),
+            "n={n}"
+        );
+        let (_b2, b2mb) = c.connect(on, &full("bob@localhost/c"), Some(1));
+        let bodies: Vec<String> = drain(&mut c, on, &b2mb).iter().map(body).collect();
+        assert_eq!(bodies, ["m0", "m1", "m2"], "n={n}");
+    }
+}
