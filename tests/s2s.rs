@@ -521,3 +521,219 @@ fn bad_input_from_a_remote_is_answered_and_disturbs_nothing() {
     chat_across(&mut bob, &mut alice, "alice@petrel.test/r", "still-2");
     drop(silent);
 }
+
+/// other.test played by the test over a real socket: petrel's own incoming s2s core (`S2sIn`,
+/// STARTTLS with a self-signed certificate) behind a blocking socket the test reads only when it
+/// wants to. It takes any dialback key: it is its own authoritative server.
+struct FakeRemote {
+    sock: TcpStream,
+    inn: petrel::s2s::S2sIn,
+    /// The `id`s of the whole stanzas read, in order.
+    ids: Vec<usize>,
+}
+
+impl FakeRemote {
+    /// The configuration of other.test's incoming streams.
+    fn config() -> std::sync::Arc<petrel::s2s::S2sConfig> {
+        let ck = rcgen::generate_simple_self_signed(vec!["other.test".to_string()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
+        let mut cfg = petrel::s2s::S2sConfig::new(vec!["other.test".to_string()]).unwrap();
+        cfg.tls_server =
+            Some(petrel::s2s::server_tls_config(vec![ck.cert.der().clone()], key, false).unwrap());
+        std::sync::Arc::new(cfg)
+    }
+
+    /// Accepts petrel.test's next connection.
+    fn accept(
+        listener: &std::net::TcpListener,
+        cfg: &std::sync::Arc<petrel::s2s::S2sConfig>,
+    ) -> FakeRemote {
+        let (sock, peer) = listener.accept().unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut inn = petrel::s2s::S2sIn::new(cfg.clone(), peer, Instant::now());
+        inn.set_wall_clock(rustls::pki_types::UnixTime::now());
+        FakeRemote {
+            sock,
+            inn,
+            ids: Vec::new(),
+        }
+    }
+
+    /// One read (up to 5 s) handed to the core, its answers written; false once the socket is
+    /// quiet or closed.
+    fn turn(&mut self) -> bool {
+        let mut buf = [0u8; 16 * 1024];
+        match self.sock.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => self.inn.handle_input(&buf[..n], Instant::now()),
+        }
+        loop {
+            let mut quiet = true;
+            while let Some(ev) = self.inn.poll_event() {
+                quiet = false;
+                match ev {
+                    petrel::s2s::S2sInEvent::VerifyRequest { remote, local, .. } => {
+                        self.inn.dialback_verified(&remote, &local, true)
+                    }
+                    petrel::s2s::S2sInEvent::Stanza { stanza, .. } => {
+                        let text = String::from_utf8_lossy(stanza.bytes()).into_owned();
+                        self.ids.extend(message_id(&text));
+                    }
+                    _ => {}
+                }
+            }
+            let mut out = Vec::new();
+            self.inn.take_transmit(&mut out);
+            if !out.is_empty() {
+                quiet = false;
+                self.sock.write_all(&out).unwrap();
+            }
+            if quiet {
+                return true;
+            }
+        }
+    }
+
+    /// Resets the connection (SO_LINGER 0): what TCP holds on either side is gone.
+    fn reset(self) {
+        use std::os::fd::AsRawFd;
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: setsockopt(2) on our own open socket with a valid `linger` of the right size.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+    }
+}
+
+/// The number in `id='mNNNNN'` of a message's text.
+fn message_id(text: &str) -> Option<usize> {
+    let at = text.find("id='m")? + 5;
+    text[at..at + text[at..].find('\'')?].parse().ok()
+}
+
+/// Bytes TCP holds for the loopback connection between ports `a` and `b`: sent by `a` and not yet
+/// taken by `b`'s reader (`a`'s send queue plus `b`'s receive queue, from /proc/net/tcp).
+fn tcp_held(a: u16, b: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let queues = |local: u16, remote: u16| -> (u64, u64) {
+        for line in table.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let port = |addr: &str| u16::from_str_radix(addr.rsplit(':').next().unwrap(), 16).ok();
+            if port(f[1]) == Some(local) && port(f[2]) == Some(remote) {
+                let (tx, rx) = f[4].split_once(':').unwrap();
+                return (
+                    u64::from_str_radix(tx, 16).unwrap(),
+                    u64::from_str_radix(rx, 16).unwrap(),
+                );
+            }
+        }
+        panic!("no connection {local} -> {remote} in /proc/net/tcp");
+    };
+    queues(a, b).0 + queues(b, a).1
+}
+
+/// A remote server that stops reading, then resets the connection, loses only what TCP held at
+/// that moment: every stanza the outgoing stream had taken and its socket had not goes first on
+/// the next stream to that server. Each message is read by the remote or answered exactly once,
+/// and the ones lost are one block, no larger than the bytes TCP held (both ends' queues).
+/// Before, the stream's own queue (up to `outbound_queue_bytes`, 1 MiB) was lost with it too.
+#[test]
+fn a_remote_reset_loses_only_what_tcp_held() {
+    const N: usize = 8000;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let a = start(spec_a(port, "", "starttls_required"), ports());
+    let cfg = FakeRemote::config();
+    let alice = login(&a, "alice", false);
+    let answers = alice.read_until_quiet_on_a_thread(Duration::from_secs(10));
+    // Every message the same length: the lost block's size in bytes is its count times that.
+    let pad = "p".repeat(1000);
+    let mut burst = Vec::new();
+    for i in 0..N {
+        write!(
+            burst,
+            "<message to='bob@other.test' type='chat' id='m{i:05}'><body>{pad}</body></message>"
+        )
+        .unwrap();
+    }
+    let mut sock = alice.sock.try_clone().unwrap();
+    let writer = std::thread::spawn(move || sock.write_all(&burst).unwrap());
+
+    let mut first = FakeRemote::accept(&listener, &cfg);
+    while first.ids.len() < 100 {
+        assert!(first.turn(), "the first stream stopped early");
+    }
+    // The remote stops reading: petrel's stream queue and both ends' TCP buffers fill. Once they
+    // are full nothing moves while nobody reads, and what TCP holds is what the reset throws away.
+    let a_port = first.sock.peer_addr().unwrap().port();
+    let since = Instant::now();
+    let mut held = tcp_held(a_port, port);
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = tcp_held(a_port, port);
+        if now == held && since.elapsed() > Duration::from_secs(2) {
+            break;
+        }
+        assert!(since.elapsed() < READ_TIMEOUT, "TCP's queues never settled");
+        held = now;
+    }
+    let got_first = first.ids.clone();
+    first.reset();
+
+    // petrel connects again and sends what its socket never took first.
+    let mut second = FakeRemote::accept(&listener, &cfg);
+    while second.turn() {}
+    writer.join().unwrap();
+    let answered: Vec<usize> = String::from_utf8_lossy(&answers.join().unwrap())
+        .split("<message ")
+        .filter(|m| m.contains("type='error'"))
+        .filter_map(message_id)
+        .collect();
+
+    let mut seen = vec![0u8; N];
+    for &i in got_first.iter().chain(&second.ids).chain(&answered) {
+        seen[i] += 1;
+    }
+    let lost: Vec<usize> = (0..N).filter(|&i| seen[i] == 0).collect();
+    let twice: Vec<usize> = (0..N).filter(|&i| seen[i] > 1).collect();
+    let len = format!(
+        "<message to='bob@other.test' type='chat' id='m00000'><body>{pad}</body></message>"
+    )
+    .len() as u64;
+    eprintln!(
+        "s2s reset: first stream {}, second {}, answered {}, lost {} ({} bytes), TCP held {held} bytes",
+        got_first.len(),
+        second.ids.len(),
+        answered.len(),
+        lost.len(),
+        lost.len() as u64 * len
+    );
+    assert!(
+        twice.is_empty(),
+        "{} twice, first {:?}",
+        twice.len(),
+        &twice[..twice.len().min(10)]
+    );
+    assert!(!second.ids.is_empty(), "nothing came on the second stream");
+    // The bytes TCP held, plus the one stanza the remote had read part of when it reset.
+    assert!(
+        lost.len() as u64 * len <= held + len,
+        "{} lost ({} bytes) but TCP held only {held} bytes; first {:?}",
+        lost.len(),
+        lost.len() as u64 * len,
+        &lost[..lost.len().min(10)]
+    );
+    if let (Some(&lo), Some(&hi)) = (lost.first(), lost.last()) {
+        assert_eq!(hi - lo + 1, lost.len(), "the lost stanzas are one block");
+    }
+}

@@ -7,6 +7,7 @@
 mod error;
 mod features;
 mod negotiate;
+pub(crate) mod on_wire;
 mod outq;
 mod ping;
 mod preauth;

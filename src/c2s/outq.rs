@@ -2,7 +2,7 @@
 //! until the driver takes them for the wire, a chunk at a time, so a stream that closes (slow reader,
 //! client gone, conflict, shutdown) hands every stanza not yet on the wire back to the session manager
 //! ([`C2s::take_unsent`]) instead of losing it with its buffers. A stanza taken for the wire stays
-//! here ([`OnTheWire`]) until the driver reports that the socket took its last byte
+//! here (`on_wire::OnTheWire`) until the driver reports that the socket took its last byte
 //! ([`C2s::wire_written`]): if the peer stops reading and the driver gives up, what the socket never
 //! took goes back too ([`C2s::take_unwritten`]). With stream management on, a stanza is counted (`h`)
 //! and moves to the unacknowledged buffer when it is written, so the counters follow the order on
@@ -10,7 +10,6 @@
 
 use std::collections::VecDeque;
 
-use super::transport::Placed;
 use super::C2s;
 use crate::hooks::Acc;
 
@@ -61,78 +60,10 @@ impl OutQueue {
     }
 }
 
-/// Routed stanzas handed to the driver (streams without XEP-0198), kept until the socket took the
-/// last byte of each: a stream cut off with bytes it never wrote hands those stanzas back instead of
-/// dropping them with its buffer.
-#[derive(Default)]
-pub(super) struct OnTheWire {
-    /// Oldest first. A placed stanza's position is the count of bytes handed to the driver that
-    /// ends with its last one; the last `unplaced` are still in `C2s::out`, their position the
-    /// offset just past them there.
-    items: VecDeque<(u64, Acc)>,
-    /// How many stanzas at the back are not on the wire yet.
-    unplaced: usize,
-    /// Bytes handed to the driver so far (the driver counts the bytes it wrote the same way).
-    handed: u64,
-}
-
-impl OnTheWire {
-    /// `acc` was written to the plaintext output, ending at offset `end`.
-    fn mark(&mut self, end: usize, acc: Acc) {
-        self.items.push_back((end as u64, acc));
-        self.unplaced += 1;
-    }
-
-    /// Plaintext up to `p.used` is now in the driver's buffer, ending at its offset `p.end` counted
-    /// from where this call's bytes begin.
-    pub(super) fn place(&mut self, p: Placed) {
-        let len = self.items.len();
-        for (pos, _) in self.items.range_mut(len - self.unplaced..) {
-            if *pos > p.used as u64 {
-                break;
-            }
-            let end = if p.exact {
-                p.end as u64 - (p.used as u64 - *pos)
-            } else {
-                p.end as u64
-            };
-            *pos = self.handed + end;
-            self.unplaced -= 1;
-        }
-    }
-
-    /// The call handed `n` bytes to the driver and took `used` plaintext bytes: the offsets of
-    /// what is still unplaced move to the front of the remaining plaintext.
-    pub(super) fn handed(&mut self, n: usize, used: usize) {
-        if n == 0 && self.items.is_empty() && self.items.capacity() > 0 {
-            // A turn with nothing to write: the stream is idle and keeps no slots (a busy one keeps
-            // them from chunk to chunk).
-            self.items = VecDeque::new();
-        }
-        self.handed += n as u64;
-        let len = self.items.len();
-        for (pos, _) in self.items.range_mut(len - self.unplaced..) {
-            *pos -= used as u64;
-        }
-    }
-
-    /// The socket took the first `total` bytes handed: the stanzas that end there are delivered.
-    fn written(&mut self, total: u64) {
-        while self.items.len() > self.unplaced {
-            match self.items.front() {
-                Some((pos, _)) if *pos <= total => {
-                    self.items.pop_front();
-                }
-                _ => break,
-            }
-        }
-    }
-}
-
 impl C2s {
     /// Writes queued routed stanzas into the plaintext output while it holds less than `chunk`
     /// bytes (with stream management: counted and kept until acknowledged; without: kept until the
-    /// socket took them, see [`OnTheWire`]).
+    /// socket took them, see `on_wire::OnTheWire`).
     pub(super) fn write_queued(&mut self, chunk: usize) {
         if self.routed.len() > 0 {
             self.out.reserve(self.routed.bytes().min(chunk));
@@ -169,21 +100,19 @@ impl C2s {
     /// How many routed stanzas handed to the driver wait for the socket to take them.
     #[cfg(test)]
     pub(super) fn unwritten(&self) -> usize {
-        self.on_wire.items.len()
+        self.on_wire.len()
     }
 
     /// True while routed stanzas handed to the driver wait for the socket to take them.
     pub fn has_unwritten(&self) -> bool {
-        !self.on_wire.items.is_empty()
+        !self.on_wire.is_empty()
     }
 
     /// The routed stanzas the driver was handed and never wrote, oldest first: the driver gave up
     /// on its socket (the peer stopped reading or went away). It sends them back through the
     /// session manager, before what `take_unsent` gave it.
     pub fn take_unwritten(&mut self) -> Vec<Acc> {
-        self.on_wire.unplaced = 0;
-        let items = std::mem::take(&mut self.on_wire.items);
-        items.into_iter().map(|(_, acc)| acc).collect()
+        self.on_wire.take()
     }
 
     /// The routed stanzas that never reached the wire, once the stream is closed: the driver sends

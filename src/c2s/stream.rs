@@ -93,7 +93,7 @@ pub struct C2s {
     /// Routed stanzas not yet handed to the driver (streams without XEP-0198).
     pub(super) routed: super::outq::OutQueue,
     /// Routed stanzas handed to the driver that its socket has not taken yet.
-    pub(super) on_wire: super::outq::OnTheWire,
+    pub(super) on_wire: super::on_wire::OnTheWire<crate::hooks::Acc>,
     /// The stream is closed and its TLS close_notify goes out after what `take_transmit` hands
     /// over next.
     pub(super) close_notify_due: bool,

@@ -216,14 +216,9 @@ impl Transport {
         }
     }
 
-    /// Appends to `dst` the records queued in `wire`, then `out` encoded (see `encode`); drained
+    /// Appends to `dst` the records queued in `wire`, then `out` encoded (see `encode`), telling
+    /// `placed` where `out`'s plaintext went; returns the plaintext bytes taken from `out`. Drained
     /// buffers give their capacity back (idle streams hold none).
-    pub(crate) fn transmit(&mut self, out: &mut Vec<u8>, wire: &mut Vec<u8>, dst: &mut Vec<u8>) {
-        self.transmit_placed(out, wire, dst, &mut |_| {});
-    }
-
-    /// [`Transport::transmit`], telling `placed` where `out`'s plaintext went; returns the
-    /// plaintext bytes taken from `out`.
     pub(crate) fn transmit_placed(
         &mut self,
         out: &mut Vec<u8>,
@@ -244,18 +239,27 @@ impl Transport {
     }
 
     /// The end of the connection: encodes what `out` holds (dropped while the handshake is not
-    /// done: it cannot be sent), then a close_notify when `notify`.
-    pub(crate) fn finish(&mut self, out: &mut Vec<u8>, dst: &mut Vec<u8>, notify: bool) {
+    /// done: it cannot be sent), then a close_notify when `notify`; tells `placed` where `out`'s
+    /// plaintext went and returns the plaintext bytes taken (none over plaintext: it stays in `out`
+    /// for the next `transmit_placed`).
+    pub(crate) fn finish_placed(
+        &mut self,
+        out: &mut Vec<u8>,
+        dst: &mut Vec<u8>,
+        notify: bool,
+        placed: &mut dyn FnMut(Placed),
+    ) -> usize {
         if !self.is_tls() {
-            return;
+            return 0;
         }
         if self.is_handshaking() {
             out.clear();
         }
-        self.encode(out, dst);
+        let used = self.encode_placed(out, dst, placed);
         if notify {
             self.close_notify(dst);
         }
+        used
     }
 
     /// Queues a TLS close_notify after everything encoded so far.

@@ -309,6 +309,23 @@ impl<T, V> OutTable<T, V> {
         out
     }
 
+    /// Puts stanzas a stream took back at the front of `pair`'s queue, in their order (the oldest
+    /// first): its socket never took them, and the pair's next stream sends them before what came
+    /// later. Not bounded (they were taken within the bounds, and the queue had room for them);
+    /// handed back when the pair is failed or forgotten (the caller answers them).
+    pub fn put_back(&mut self, pair: &Pair, items: Vec<(T, usize)>) -> Result<(), Vec<T>> {
+        let link = match self.links.get_mut(pair) {
+            Some(link) if !matches!(link.state, State::Failed { .. }) => link,
+            _ => return Err(items.into_iter().map(|(t, _)| t).collect()),
+        };
+        for (item, len) in items.into_iter().rev() {
+            link.bytes += len;
+            self.bytes += len;
+            link.queue.push_front((item, len));
+        }
+        Ok(())
+    }
+
     /// Takes the waiting verifications (any state: dialback verification needs no authentication
     /// of this stream, only its connection).
     pub fn take_verifies(&mut self, pair: &Pair) -> Vec<V> {
@@ -469,6 +486,31 @@ mod tests {
         t.ready(&pair(), now);
         assert_eq!(t.take(&pair(), now, usize::MAX), vec![1, 2]);
         assert!(!t.has_waiting(&pair()));
+    }
+
+    #[test]
+    fn stanzas_put_back_go_first_on_the_next_stream() {
+        let mut t = table();
+        let now = Instant::now();
+        for i in 0..3 {
+            t.push(&pair(), i, 10, now).unwrap();
+        }
+        t.ready(&pair(), now);
+        assert_eq!(t.take(&pair(), now, usize::MAX), vec![0, 1, 2]);
+        assert_eq!(t.queued_bytes(), 0);
+        t.push(&pair(), 3, 10, now).unwrap();
+        // The stream's socket took only the first: the other two were never sent.
+        assert_eq!(t.put_back(&pair(), vec![(1, 10), (2, 10)]), Ok(()));
+        assert_eq!(t.queued_bytes(), 30);
+        assert!(matches!(t.closed(&pair(), now), Closed::Again));
+        t.ready(&pair(), now);
+        assert_eq!(t.take(&pair(), now, usize::MAX), vec![1, 2, 3]);
+        // A failed pair answers them instead.
+        t.push(&pair(), 4, 10, now).unwrap();
+        assert_eq!(t.take(&pair(), now, usize::MAX), vec![4]);
+        let _ = t.failed(&pair(), C::RemoteServerTimeout, now);
+        assert_eq!(t.put_back(&pair(), vec![(4, 10)]), Err(vec![4]));
+        assert_eq!(t.queued_bytes(), 0);
     }
 
     #[test]

@@ -63,10 +63,11 @@ pub(crate) async fn run<S: super::conn::Io>(
     let mut s2s = S2sIn::new(cfg, peer, Instant::now());
     s2s.set_dynamic_hosts(ctx.shard.borrow().dynamic_hosts.clone());
     let rt = ctx.shard.borrow().ext.get::<S2sExt>().cloned();
-    super::s2s_io::pump(
+    let _ = super::s2s_io::pump(
         &mut s2s,
         &mut stream,
-        |s2s| {
+        // An incoming stream writes no stanzas: nothing to account for what its socket took.
+        |s2s, _| {
             while let Some(ev) = s2s.poll_event() {
                 match ev {
                     // The core checked both against the authenticated pair.

@@ -97,27 +97,29 @@ enum Wake {
 }
 
 /// Runs `core` over `stream` until it is closed and its last bytes are written (or the peer is
-/// gone). `step` handles its events and the driver's input each turn; `extra` says whether the
-/// driver's input woke (registering the waker otherwise); `may_read` holds the socket unread while
-/// it says no (backpressure; it registers the waker to be woken when it may).
+/// gone). `step` handles its events and the driver's input each turn, told how many of the bytes
+/// `core` handed out the socket took so far; `extra` says whether the driver's input woke
+/// (registering the waker otherwise); `may_read` holds the socket unread while it says no
+/// (backpressure; it registers the waker to be woken when it may). Returns how many bytes the
+/// socket took in all.
 pub(super) async fn pump<T: Stream, S: Io>(
     core: &mut T,
     stream: &mut S,
-    mut step: impl FnMut(&mut T),
+    mut step: impl FnMut(&mut T, u64),
     mut extra: impl FnMut(&Context<'_>) -> bool,
     mut may_read: impl FnMut(&Context<'_>) -> bool,
-) {
+) -> u64 {
     let mut out = Output::new();
     let mut alarm = Alarm::default();
     let mut rbuf = vec![0u8; READ_CHUNK];
     loop {
-        step(core);
+        step(core, out.total);
         if out.buf.is_empty() {
             core.output(&mut out.buf);
         }
         if core.closed() && out.close_due() {
             let _ = futures_lite::AsyncWriteExt::close(stream).await;
-            return;
+            return out.total;
         }
         alarm.arm(core.next_timeout(), &out);
         // Also not while the peer leaves our answers unread (bounded output, see `may_read`): the
@@ -150,8 +152,8 @@ pub(super) async fn pump<T: Stream, S: Io>(
             Wake::Read(n) => core.input(&rbuf[..n], Instant::now()),
             Wake::Eof => {
                 core.eof();
-                step(core);
-                return;
+                step(core, out.total);
+                return out.total;
             }
             // While closing, the loop above decides whether the flush is over.
             Wake::Timer if core.closed() => {}

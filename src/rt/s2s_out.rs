@@ -98,15 +98,48 @@ async fn attempt(rt: &Rc<S2sRt>, pair: &Pair, task: &Rc<OutTask>) -> End {
     let mut asked: HashMap<String, Vec<Verify>> = HashMap::default();
     let mut end: Option<End> = None;
     let mut ready = false;
-    super::s2s_io::pump(
+    let mut sent = Sent::default();
+    let total = super::s2s_io::pump(
         &mut out,
         &mut stream,
-        |out| step(rt, pair, task, out, &mut asked, &mut end, &mut ready),
+        |out, total| {
+            sent.written(out, total);
+            step(
+                rt, pair, task, out, &mut asked, &mut end, &mut ready, &mut sent,
+            )
+        },
         |cx| task.signal.poll(cx),
         // The remote writes little here (verification answers, stream features): always read.
         |_| true,
     )
     .await;
+    sent.written(&mut out, total);
+    // What the socket never took goes first on the pair's next stream (or is answered with the
+    // pair's failure): the remote never got it.
+    if !sent.0.is_empty() {
+        tracing::debug!(
+            local = pair.local,
+            remote = pair.remote,
+            stanzas = sent.0.len(),
+            "s2s: stanzas the socket never took wait for the next stream"
+        );
+        let back = std::mem::take(&mut sent.0)
+            .into_iter()
+            .map(|acc| {
+                let len = acc.stanza.bytes().len();
+                (acc, len)
+            })
+            .collect();
+        if let Err(lost) = rt.table.borrow_mut().put_back(pair, back) {
+            if let Some(ctx) = rt.ctx() {
+                let mut shard = ctx.shard.borrow_mut();
+                for acc in lost {
+                    shard.bounce(&acc, StanzaErrorCondition::RemoteServerTimeout);
+                }
+                shard.drain_to_route();
+            }
+        }
+    }
     // Verifications still unanswered: the remote cannot confirm them.
     if let Some(ctx) = rt.ctx() {
         let mut shard = ctx.shard.borrow_mut();
@@ -119,7 +152,22 @@ async fn attempt(rt: &Rc<S2sRt>, pair: &Pair, task: &Rc<OutTask>) -> End {
     end.unwrap_or(End::Failed(StanzaErrorCondition::RemoteServerNotFound))
 }
 
+/// The stanzas pushed to the stream that its socket has not taken yet, oldest first (the stream
+/// keeps where each ends: `S2sOut::wire_written`).
+#[derive(Default)]
+struct Sent(std::collections::VecDeque<crate::hooks::Acc>);
+
+impl Sent {
+    /// The socket took `total` bytes: the stanzas wholly among them reached the remote.
+    fn written(&mut self, out: &mut S2sOut, total: u64) {
+        let n = out.wire_written(total);
+        self.0.drain(..n);
+        debug_assert_eq!(self.0.len(), out.unwritten());
+    }
+}
+
 /// One turn: the stream's events, then what waits in the table.
+#[allow(clippy::too_many_arguments)] // the driver's state, borrowed apart for the byte loop
 fn step(
     rt: &Rc<S2sRt>,
     pair: &Pair,
@@ -128,6 +176,7 @@ fn step(
     asked: &mut HashMap<String, Vec<Verify>>,
     end: &mut Option<End>,
     ready: &mut bool,
+    sent: &mut Sent,
 ) {
     let Some(ctx) = rt.ctx() else {
         out.close(None);
@@ -198,11 +247,13 @@ fn step(
             } else {
                 out.push_stanza(acc.stanza.bytes())
             };
-            if pushed.is_err() {
+            match pushed {
+                Ok(()) => sent.0.push_back(acc),
                 // The batch fits `room()`: only a stream closing meanwhile refuses.
-                ctx.shard
+                Err(_) => ctx
+                    .shard
                     .borrow_mut()
-                    .bounce(&acc, StanzaErrorCondition::RemoteServerTimeout);
+                    .bounce(&acc, StanzaErrorCondition::RemoteServerTimeout),
             }
         }
         ctx.shard.borrow_mut().drain_to_route();

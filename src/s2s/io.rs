@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::c2s::transport::{shrink, PlainRead, TlsFailure, Transport};
+use crate::c2s::on_wire::OnTheWire;
+use crate::c2s::transport::{shrink, Placed, PlainRead, TlsFailure, Transport};
 use crate::xml::{Event, Limits, Scanner, XmlError};
 
 /// The byte and event API both stream types offer the driver alike (fields `io`, `timers`,
@@ -72,6 +73,9 @@ pub(super) struct Io {
     pub(super) out: Vec<u8>,
     /// Bytes ready for the socket.
     pub(super) wire: Vec<u8>,
+    /// Where each stanza pushed to `out` ends in the bytes handed to the driver, until its socket
+    /// took it (an outgoing stream's; an incoming one pushes none).
+    pub(super) on_wire: OnTheWire<()>,
 }
 
 /// What a stream state machine gives the shared input loop.
@@ -101,12 +105,23 @@ impl Io {
             held: Vec::new(),
             out: Vec::new(),
             wire: Vec::new(),
+            on_wire: OnTheWire::default(),
         }
     }
 
     /// Appends the bytes to write to the socket.
     pub(super) fn take_transmit(&mut self, out: &mut Vec<u8>) {
-        self.transport.transmit(&mut self.out, &mut self.wire, out);
+        let base = out.len();
+        let on_wire = &mut self.on_wire;
+        let used = self
+            .transport
+            .transmit_placed(&mut self.out, &mut self.wire, out, &mut |p| {
+                on_wire.place(Placed {
+                    end: p.end - base,
+                    ..p
+                })
+            });
+        self.on_wire.handed(out.len() - base, used);
     }
 
     /// Bytes not yet taken by `take_transmit`.
@@ -116,12 +131,24 @@ impl Io {
 
     /// Moves plaintext output onto the wire now (before a transport switch).
     pub(super) fn flush_plain(&mut self) {
-        self.transport.encode(&mut self.out, &mut self.wire);
+        // `wire` is handed to the driver first at the next `take_transmit`: positions in it are
+        // positions past what was handed so far.
+        let on_wire = &mut self.on_wire;
+        let used = self
+            .transport
+            .encode_placed(&mut self.out, &mut self.wire, &mut |p| on_wire.place(p));
+        self.on_wire.handed(0, used);
     }
 
     /// The end of the connection: encodes what is left (then close_notify when `notify`), drops input.
     pub(super) fn finish(&mut self, notify: bool) {
-        self.transport.finish(&mut self.out, &mut self.wire, notify);
+        let on_wire = &mut self.on_wire;
+        let used = self
+            .transport
+            .finish_placed(&mut self.out, &mut self.wire, notify, &mut |p| {
+                on_wire.place(p)
+            });
+        self.on_wire.handed(0, used);
         self.held = Vec::new();
         self.scanner.reset();
     }

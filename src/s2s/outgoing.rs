@@ -150,7 +150,21 @@ impl S2sOut {
             return Err(PushError::Full);
         }
         self.io.out.extend_from_slice(stanza);
+        self.io.on_wire.mark(self.io.out.len(), ());
         Ok(())
+    }
+
+    /// The driver's socket took the first `total` bytes `take_transmit` handed out (counted the same
+    /// way): returns how many more of the pushed stanzas, oldest first, are now wholly on their way
+    /// (over TLS: their whole record).
+    pub fn wire_written(&mut self, total: u64) -> usize {
+        self.io.on_wire.written(total)
+    }
+
+    /// How many pushed stanzas the socket has not taken yet: once the driver gives up on the
+    /// socket, these (the last ones pushed) never reached the remote.
+    pub fn unwritten(&self) -> usize {
+        self.io.on_wire.len()
     }
 
     /// Bytes that still fit in the outbound queue (none once closed).

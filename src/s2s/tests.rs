@@ -115,6 +115,8 @@ struct Pair {
     in_events: Vec<S2sInEvent>,
     /// Deliver the bytes one per `handle_input` call (restartability at any split).
     bytewise: bool,
+    /// Bytes `out.take_transmit` handed out so far (what a driver's socket would count).
+    out_handed: u64,
 }
 
 impl Pair {
@@ -136,6 +138,7 @@ impl Pair {
             out_events: Vec::new(),
             in_events: Vec::new(),
             bytewise,
+            out_handed: 0,
         };
         p.pump();
         p
@@ -152,6 +155,7 @@ impl Pair {
         for _ in 0..100 {
             let mut a = Vec::new();
             self.out.take_transmit(&mut a);
+            self.out_handed += a.len() as u64;
             for chunk in step(&a, self.bytewise) {
                 self.inn.handle_input(&chunk, self.now);
             }

@@ -351,6 +351,7 @@ fn certificates_are_checked_at_the_drivers_wall_clock() {
         out_events: Vec::new(),
         in_events: Vec::new(),
         bytewise: false,
+        out_handed: 0,
     };
     ab.pump();
     assert!(ab.out_events.is_empty(), "{:?}", ab.out_events);
@@ -380,4 +381,37 @@ fn a_verify_unanswered_on_a_ready_stream_fails_at_its_deadline() {
     assert_eq!(ab.out.next_timeout(), Some(later + ab.out.cfg.auth_timeout));
     // The stream itself stays.
     assert!(ab.out.is_ready());
+}
+
+/// A stanza pushed to an outgoing stream counts as sent only once the socket took the end of the
+/// TLS record holding its last byte: the driver puts the others back for the pair's next stream.
+#[test]
+fn a_pushed_stanza_is_sent_when_the_socket_took_its_whole_record() {
+    let mut ab = Pair::new(config(A, Certs::CaSigned), config(B, Certs::CaSigned), A, B);
+    assert_eq!(outcome(&ab), Ok(AuthMethod::SaslExternal));
+    let before = ab.out_handed;
+    assert_eq!(ab.out.wire_written(before), 0, "nothing pushed yet");
+    for _ in 0..3 {
+        ab.out.push_stanza(MESSAGE.as_bytes()).unwrap();
+    }
+    assert_eq!(ab.out.unwritten(), 3);
+    let mut wire = Vec::new();
+    ab.out.take_transmit(&mut wire);
+    let end = before + wire.len() as u64;
+    // One record holds all three: one byte short of its end, none reached the remote.
+    assert_eq!(ab.out.wire_written(end - 1), 0);
+    assert_eq!(ab.out.unwritten(), 3);
+    assert_eq!(ab.out.wire_written(end), 3);
+    assert_eq!(ab.out.unwritten(), 0);
+    // A stanza pushed right before a close is encoded by the close (close_notify after it): it is
+    // placed in what the next take hands out, before the close_notify.
+    ab.out.push_stanza(MESSAGE.as_bytes()).unwrap();
+    ab.out.close(None);
+    let mut last = Vec::new();
+    ab.out.take_transmit(&mut last);
+    let done = end + last.len() as u64;
+    assert_eq!(ab.out.unwritten(), 1);
+    // The record holding the stanza ends before the close_notify (and the closing tag's record).
+    assert_eq!(ab.out.wire_written(done - 1), 1);
+    assert_eq!(ab.out.unwritten(), 0);
 }
