@@ -68,6 +68,8 @@ pub struct Families {
     pub mesh_rejected: Family<PeerLabel, Counter>,
     /// `petrel_mesh_congested_total`.
     pub mesh_congested: Family<PeerLabel, Counter>,
+    /// `petrel_errors_dropped_total`.
+    pub errors_dropped: Family<ShardLabel, Counter>,
     /// `petrel_store_job_seconds` (one pool: no labels).
     pub store_latency: Histogram,
 }
@@ -88,6 +90,7 @@ impl Families {
             mesh_ring_full: m(r, "petrel_mesh_ring_full", "Sends that found the ring towards shard `to` full (the message waited in the outbox)"),
             mesh_rejected: m(r, "petrel_mesh_rejected", "Stanzas refused because the outbox towards shard `to` was over its hard bound"),
             mesh_congested: m(r, "petrel_mesh_congested", "Times the outbox towards shard `to` became congested (client reads paused)"),
+            errors_dropped: m(r, "petrel_errors_dropped", "Error stanzas dropped: the mesh towards their recipient was full, or their recipient's sessions kept refusing them (errors are never answered)"),
             store_latency: m(r, "petrel_store_job_seconds", "Seconds from queueing a store job to its end (queue wait plus run)"),
         };
         r.register_collector(Box::new(StoreQueue(store)));

@@ -40,6 +40,8 @@ pub struct ShardMetrics {
     stanzas_out: [Counter; 4],
     /// Route latency, observed on the shard that hands the stanza over.
     pub route_latency: Histogram,
+    /// Error stanzas dropped (see [`crate::shard::ShardStats::errors_dropped`]).
+    pub errors_dropped: Counter,
 }
 
 impl std::fmt::Debug for ShardMetrics {
@@ -70,6 +72,7 @@ impl ShardMetrics {
             stanzas_in: kinds(&f.stanzas_in),
             stanzas_out: kinds(&f.stanzas_out),
             route_latency: f.route_latency.get_or_create(&l).clone(),
+            errors_dropped: f.errors_dropped.get_or_create(&l).clone(),
             registry,
             id,
         }

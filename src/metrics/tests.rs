@@ -239,3 +239,32 @@ fn dashboard_queries_name_exported_series() {
     }
     assert!(queries > 10, "the dashboard has its queries");
 }
+
+/// An error whose recipient's sessions keep refusing it is dropped (errors are never answered),
+/// and the drop is counted where an operator sees it.
+#[test]
+fn an_error_dropped_after_its_reroutes_is_counted() {
+    let m = Arc::new(Metrics::new());
+    let mut w = World::with_metrics(1, "", Some(&m));
+    let jid = |s: &str| crate::jid::Jid::parse(s).unwrap_or_else(|e| panic!("{e}"));
+    let stanza = crate::xml::Stanza::parse(
+        b"<message type='error' to='alice@example.com/a' from='bob@example.com/b'/>".to_vec(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let shard = &mut w.cluster.shards[0];
+    let mut acc = crate::hooks::Acc::new(
+        stanza,
+        jid("bob@example.com/b"),
+        jid("alice@example.com/a"),
+        shard.id,
+    );
+    // Twice refused already: the third re-route gives up on it.
+    acc.reroutes = 2;
+    shard.reroute(acc);
+    assert_eq!(shard.stats.errors_dropped, 1);
+    let s = parse(&m.render());
+    assert_eq!(
+        value(&s, "petrel_errors_dropped_total", &[("shard", "0")]),
+        Some(1.0)
+    );
+}

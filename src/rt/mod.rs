@@ -191,7 +191,7 @@ impl ShardCtx {
                     if let ShardMsg::Multicast(acc, to) = &msg {
                         // Only past 8x the outbox bound: the fan-out of a room to that shard is
                         // dropped (counted and logged); its occupants miss this message.
-                        shard.stats.errors_dropped += to.len() as u64;
+                        shard.errors_dropped(to.len() as u64);
                         tracing::warn!(
                             shard = shard.id.0,
                             from = acc.from.as_str(),
@@ -202,7 +202,7 @@ impl ShardCtx {
                     }
                     if let Some(acc) = msg.into_acc() {
                         if acc.ty() == StanzaType::Error {
-                            shard.stats.errors_dropped += 1;
+                            shard.errors_dropped(1);
                             tracing::warn!(
                                 shard = shard.id.0,
                                 to = acc.to.as_str(),

@@ -553,7 +553,7 @@ impl Shard {
         if acc.reroutes > 2 {
             if acc.ty() == crate::xml::StanzaType::Error {
                 // Never answered: counted, so that a loss shows in the metrics.
-                self.stats.errors_dropped += 1;
+                self.errors_dropped(1);
                 tracing::debug!(
                     shard = self.id.0,
                     to = acc.to.as_str(),
@@ -573,6 +573,12 @@ impl Shard {
         } else {
             crate::router::route(self, acc);
         }
+    }
+
+    /// Counts `n` error stanzas dropped (in the stats and `petrel_errors_dropped_total`).
+    pub fn errors_dropped(&mut self, n: u64) {
+        self.stats.errors_dropped += n;
+        self.metrics.errors_dropped.inc_by(n);
     }
 
     /// Handles a message that arrived over the mesh (or was addressed to this shard).
