@@ -176,13 +176,15 @@ impl Mailbox {
 
     /// True once the stanzas queued went past the bound (or the hard cap): the task checks whether
     /// its reader is really behind ([`Mailbox::too_slow`]).
-    pub fn overflowed(&self) -> bool {
+    #[cfg(test)]
+    fn overflowed(&self) -> bool {
         self.overflowed.get()
     }
 
     /// Over its bound in weight, or full in raw bytes: its senders wait.
     fn over(&self) -> bool {
-        self.weighted.get() > self.limit || self.bytes.get() > self.limit * FULL_FACTOR
+        self.weighted.get() > self.limit
+            || self.bytes.get() > self.limit.saturating_mul(FULL_FACTOR)
     }
 
     /// After the task took what its stream has room for: true when its reader is too slow. Over
@@ -385,7 +387,7 @@ mod tests {
             let j = Jid::parse("a@b").unwrap();
             ConnMsg::Deliver(Acc::new(s, j.clone(), j, ShardId(0)))
         };
-        // Two errors of 100 bytes: full (twice the bound), not yet over it.
+        // Two errors of ~100 bytes: at twice the bound, not past it; and they weigh only ~50.
         mb.push(error()).unwrap();
         mb.push(error()).unwrap();
         assert!(!mb.pressured());
