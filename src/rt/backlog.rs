@@ -5,9 +5,9 @@
 
 use std::collections::VecDeque;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 
-use super::pump::recipients_have_room;
+use super::pump::has_room;
 use super::ShardCtx;
 use crate::hooks::Acc;
 use crate::shard::Mailbox;
@@ -71,12 +71,6 @@ impl Backlog {
             f(acc);
         }
     }
-}
-
-/// True when the mesh and every recipient on this shard (other than `own`) have room; otherwise
-/// false, and the task is woken once they do.
-pub(super) fn has_room(ctx: &ShardCtx, own: &Rc<Mailbox>, cx: &Context<'_>) -> bool {
-    ctx.mesh.poll_room(cx) && recipients_have_room(ctx, own, cx)
 }
 
 /// Waits until the mesh and this shard's recipients have room again ([`has_room`]), or a message

@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWrite};
 
-use super::backlog::{has_room, room_or_mail, Backlog};
+use super::backlog::{room_or_mail, Backlog};
 use super::conn::SLOW_GRACE;
-use super::pump::{earliest, recipients_have_room, too_slow, Alarm, Output, WriteFailed};
+use super::pump::{earliest, has_room, too_slow, Alarm, Output, WriteFailed};
 use super::ShardCtx;
 use crate::component::{routes, Component, ComponentConfig, ComponentEvent, RouteConflict};
 use crate::hooks::Acc;
@@ -165,6 +165,15 @@ impl Driver {
                 break;
             }
         }
+        self.answer_some();
+        self.ctx.flush();
+    }
+
+    /// Answers the next chunk of what the component will not get (see [`Backlog::hand_back`]).
+    fn answer_some(&mut self) {
+        if self.unanswered.is_empty() {
+            return;
+        }
         let ctx = &self.ctx;
         self.unanswered.hand_back(ctx, &self.mailbox, |acc| {
             ctx.shard
@@ -172,7 +181,6 @@ impl Driver {
                 .bounce(&acc, StanzaErrorCondition::RecipientUnavailable);
         });
         ctx.shard.borrow_mut().drain_to_route();
-        self.ctx.flush();
     }
 
     /// Answers every stanza the component will not get, and whatever still reaches the mailbox
@@ -383,8 +391,7 @@ impl Driver {
             let backlog = self.out.buf.len() + self.comp.pending_transmit();
             if !self.comp.is_closed()
                 && backlog <= self.comp.output_bound()
-                && self.ctx.mesh.poll_room(cx)
-                && recipients_have_room(&self.ctx, &self.mailbox, cx)
+                && has_room(&self.ctx, &self.mailbox, cx)
             {
                 let mut buf = self.ctx.read_buf.borrow_mut();
                 match Pin::new(&mut *stream).poll_read(cx, &mut buf[..]) {

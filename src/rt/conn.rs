@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWrite};
 
-use super::backlog::{has_room, room_or_mail, Backlog};
-use super::pump::{earliest, recipients_have_room, too_slow, Alarm, Output, WriteFailed};
+use super::backlog::{room_or_mail, Backlog};
+use super::pump::{earliest, has_room, too_slow, Alarm, Output, WriteFailed};
 use super::ShardCtx;
 use crate::auth::ScramSecrets;
 use crate::c2s::route::{self as c2s_route, SendOutcome, Session};
@@ -557,8 +557,7 @@ impl Driver {
             // socket is not read.
             if !self.c2s.is_closed()
                 && backlog <= read_limit
-                && self.ctx.mesh.poll_room(cx)
-                && recipients_have_room(&self.ctx, &self.mailbox, cx)
+                && has_room(&self.ctx, &self.mailbox, cx)
             {
                 let mut buf = self.ctx.read_buf.borrow_mut();
                 match Pin::new(&mut *stream).poll_read(cx, &mut buf[..]) {

@@ -134,7 +134,7 @@ pub(crate) async fn run<S: super::conn::Io>(
         },
         // Backpressure as for clients: while the mesh or a local recipient is full, the remote
         // server is not read.
-        |cx| ctx.mesh.poll_room(cx) && super::pump::recipients_have_room(&ctx, &mailbox, cx),
+        |cx| super::pump::has_room(&ctx, &mailbox, cx),
     )
     .await;
     ctx.shard.borrow_mut().close_conn(conn);
