@@ -252,3 +252,64 @@ fn bosh_answers_cors_preflight_and_allows_any_origin() {
         "{resp}"
     );
 }
+
+/// Alice on BOSH gets `body` from bob on a held request (rid 1004), whose answer is read here.
+fn message_on_a_held_request(port: u16, sid: &str, bob: &mut common::Client, body: &str) {
+    let held = post(port, &format!("<body {NS} rid='1004' sid='{sid}'/>"));
+    bob.chat("alice@localhost/web", body);
+    let (status, b) = held.response();
+    assert_eq!(status, 200);
+    assert!(b.contains(&format!("<body>{body}</body>")), "{b}");
+}
+
+/// The next message alice's TCP session gets, by body.
+fn next_message_body(alice: &mut common::Client) -> Option<String> {
+    let m = alice.expect("a message", |s| s.name() == "message");
+    common::body(&m)
+}
+
+/// A BOSH client's connection can die after the server wrote a response: the client then never
+/// had it (XEP-0124 §9.2). Until a later request shows it did, its stanzas are not delivered; when
+/// the session ends (here: the client comes back over TCP with the same resource, which replaces
+/// the BOSH session), they go back to the session manager, with what was still queued.
+#[test]
+fn a_response_the_client_never_acknowledged_is_delivered_again() {
+    let (server, port) = start();
+    let mut bob = server.login("bob", "tcp", None);
+    let (sid, _) = bosh_login(port, "alice", "web");
+    message_on_a_held_request(port, &sid, &mut bob, "in a lost answer");
+    // No request held: this one waits in the session's queue.
+    bob.chat("alice@localhost/web", "still queued");
+    // Give the second message time to reach the queue (if it did not, it still arrives below,
+    // straight to the new session).
+    std::thread::sleep(Duration::from_millis(300));
+    let mut alice = server.login("alice", "web", None);
+    assert_eq!(
+        next_message_body(&mut alice).as_deref(),
+        Some("in a lost answer")
+    );
+    assert_eq!(
+        next_message_body(&mut alice).as_deref(),
+        Some("still queued")
+    );
+}
+
+/// The other side of the test above: once the client's rids move past a response (here two
+/// requests later, out of the window of `requests='2'`), its stanzas are delivered and never sent
+/// again.
+#[test]
+fn a_response_past_the_window_is_not_delivered_again() {
+    let (server, port) = start();
+    let mut bob = server.login("bob", "tcp", None);
+    let (sid, _) = bosh_login(port, "alice", "web");
+    message_on_a_held_request(port, &sid, &mut bob, "received");
+    // Two more requests: the second shows the answer to 1004 arrived (the first is answered
+    // when the second comes, hold='1').
+    let first = post(port, &format!("<body {NS} rid='1005' sid='{sid}'/>"));
+    let _second = post(port, &format!("<body {NS} rid='1006' sid='{sid}'/>"));
+    let (status, _) = first.response();
+    assert_eq!(status, 200);
+    let mut alice = server.login("alice", "web", None);
+    bob.chat("alice@localhost/web", "after");
+    assert_eq!(next_message_body(&mut alice).as_deref(), Some("after"));
+}

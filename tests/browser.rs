@@ -136,8 +136,7 @@ fn converse_websocket() {
     converse_chat(Transport::WebSocket);
 }
 
-/// Flip when `/http-bind` is on main: remove the `#[ignore]` (the server config then names only the
-/// `bosh` handler, so the page can only use BOSH).
+/// The server config names only the `bosh` handler, so the page can only use BOSH.
 #[test]
 fn converse_bosh() {
     converse_chat(Transport::Bosh);

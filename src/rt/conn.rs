@@ -53,6 +53,12 @@ pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
 
 /// Runs one connection to its end. A panic inside is caught here: it ends this connection only.
+/// BOSH sessions run theirs over an in-memory pipe (`Link::Bosh`).
+///
+/// The connection opens when this is called; the future only drives it. Not an `async fn`: the
+/// task of an idle connection is what stays allocated, and an async fn keeps its arguments and
+/// every local (the `C2s` among them) beside the futures it awaits, so the driver and the stream
+/// live boxed, once, and the task holds their pointers.
 pub(crate) fn run<S: Io>(
     stream: S,
     peer: std::net::SocketAddr,
@@ -60,28 +66,12 @@ pub(crate) fn run<S: Io>(
     ctx: Rc<ShardCtx>,
     cfg: Arc<C2sConfig>,
 ) -> impl Future<Output = ()> {
+    // The transport the admin API lists.
     let transport = match link {
         Link::Raw => "tcp",
         Link::Ws(_) => "websocket",
+        Link::Bosh(_) => "bosh",
     };
-    run_as(stream, peer, link, ctx, cfg, transport)
-}
-
-/// [`run`] for a connection whose transport (listed by the admin API) its link does not tell:
-/// BOSH sessions run over an in-memory pipe with a raw link.
-///
-/// The connection opens when this is called; the future only drives it. Not an `async fn`: the
-/// task of an idle connection is what stays allocated, and an async fn keeps its arguments and
-/// every local (the `C2s` among them) beside the futures it awaits, so the driver and the stream
-/// live boxed, once, and the task holds their pointers.
-pub(crate) fn run_as<S: Io>(
-    stream: S,
-    peer: std::net::SocketAddr,
-    link: Link,
-    ctx: Rc<ShardCtx>,
-    cfg: Arc<C2sConfig>,
-    transport: &'static str,
-) -> impl Future<Output = ()> {
     let driver = Driver::open(peer, link, ctx, cfg, transport);
     let stream = Box::new(stream);
     let (ctx, conn, session) = (driver.ctx.clone(), driver.conn, driver.session.clone());
@@ -171,8 +161,10 @@ impl Driver {
 
     async fn run<S: Io>(mut self: Box<Self>, stream: S) {
         self.serve(stream).await;
-        // What the socket never took (the peer stopped reading, or went away) is not delivered:
-        // it goes back through the session manager ahead of the stanzas queued after it.
+        // The last confirmation (a BOSH client's `terminate` comes with its input) counts first.
+        self.link.written(&mut self.c2s, self.out.total);
+        // What the socket never took (the peer stopped reading, or went away), or a BOSH client
+        // never confirmed, is not delivered: it goes back through the session manager ahead of the stanzas queued after it.
         let unwritten = self.c2s.take_unwritten();
         if !unwritten.is_empty() {
             tracing::debug!(
@@ -526,6 +518,10 @@ impl Driver {
                     return Poll::Ready(Wake::Progress);
                 }
                 Ok(false) => {}
+            }
+            if self.link.poll_confirmed(cx) {
+                self.link.written(&mut self.c2s, self.out.total);
+                return Poll::Ready(Wake::Progress);
             }
             if !self.backlog.is_empty()
                 && !self.c2s.has_unwritten()

@@ -7,4 +7,4 @@ mod link;
 pub mod split;
 pub mod ws;
 
-pub use link::Link;
+pub use link::{Confirmed, Link};

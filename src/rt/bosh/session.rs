@@ -19,6 +19,7 @@ use crate::c2s::C2sConfig;
 use crate::rt::ShardCtx;
 use crate::store::oneshot::Sender;
 use crate::web::bosh::{self, Action, BoshSession, Condition, Request, RequestId};
+use crate::web::{Confirmed, Link};
 
 /// Requests queued for a session before its task takes them; past it a request is refused with
 /// `policy-violation` (a client keeps at most `requests` open, so only a misbehaving one gets there).
@@ -58,13 +59,14 @@ pub(super) struct Start {
 /// Runs the session to its end, then forgets it on this shard.
 pub(super) async fn run(mut core: BoshSession, st: Start) {
     let (link, c2s_end) = pipe(st.max_queued);
-    let driver = glommio::spawn_local(crate::rt::conn::run_as(
+    // What the client showed it received: the c2s holds the rest as not delivered.
+    let confirmed = Rc::new(Confirmed::default());
+    let driver = glommio::spawn_local(crate::rt::conn::run(
         c2s_end,
         st.peer,
-        crate::web::Link::Raw,
+        Link::Bosh(confirmed.clone()),
         st.ctx.clone(),
         st.c2s.clone(),
-        "bosh",
     ));
     let mut replies: HashMap<RequestId, Sender<Reply>> = HashMap::default();
     replies.insert(RequestId(0), st.first);
@@ -95,7 +97,9 @@ pub(super) async fn run(mut core: BoshSession, st: Start) {
         if core.next_timeout().is_some_and(|t| t <= now) {
             core.handle_timeout(now);
         }
-        if carry_out(&mut core, &link, &mut replies) {
+        let done = carry_out(&mut core, &link, &mut replies);
+        confirmed.set(core.delivered());
+        if done {
             break;
         }
         arm(&mut timer, core.next_timeout());

@@ -24,6 +24,11 @@ pub(super) struct Outbound {
 }
 
 impl Outbound {
+    /// Bytes of an element still cut by a read (fed, not queued yet).
+    pub(super) fn pending(&self) -> usize {
+        self.split.pending()
+    }
+
     /// Feeds output bytes; appends plain elements to `queue`, each declaring the namespace it
     /// inherited from the stream (inside `<body/>` the default one is httpbind), and hands back
     /// the items that change the session.

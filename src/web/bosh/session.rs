@@ -66,6 +66,15 @@ pub struct BoshSession {
     /// The last responses by rid, for replay (§14.3); at most `requests`.
     sent: VecDeque<(u64, Vec<u8>)>,
     out: Outbound,
+    /// Bytes of C2s output taken so far (`c2s_output`), counted as the C2s counts what it wrote.
+    fed: u64,
+    /// Answered responses not known to have reached the client: each rid, with the C2s output
+    /// offset its payload ends at (only responses that carried new output).
+    unconfirmed: VecDeque<(u64, u64)>,
+    /// C2s output the client is known to have received (see [`BoshSession::delivered`]).
+    delivered: u64,
+    /// The client acknowledges responses (`ack` on its creation request, §9.2).
+    client_acks: bool,
     /// When the session last had no request (the inactivity clock runs from there).
     idle_since: Option<Instant>,
     /// A client `pause` (§12) stretches inactivity to this.
@@ -117,6 +126,10 @@ impl BoshSession {
             queue: Vec::new(),
             sent: VecDeque::new(),
             out: Outbound::default(),
+            fed: 0,
+            unconfirmed: VecDeque::new(),
+            delivered: 0,
+            client_acks: req.ack.is_some(),
             idle_since: None,
             pause: None,
             ending: None,
@@ -176,6 +189,7 @@ impl BoshSession {
         if self.terminated || self.ending.is_some() || bytes.is_empty() {
             return;
         }
+        self.fed += bytes.len() as u64;
         let mut items = Vec::new();
         self.out.feed(bytes, &mut self.queue, &mut items);
         for item in items {
@@ -257,6 +271,17 @@ impl BoshSession {
         self.queue.len()
     }
 
+    /// How many bytes of the C2s's output (counted from the first `c2s_output`, as the C2s counts
+    /// what it wrote) the client is known to have received. A response counts once the client
+    /// acknowledged it (`ack`, §9.2), or, from a client that does not acknowledge, once a request
+    /// so far past it arrived that it can no longer be asked for again (its rid left the window of
+    /// `requests`); the answer to a client's `terminate` counts at once. The rest of the output (in
+    /// responses not acknowledged, queued, or left on a session that ended) is not delivered: the
+    /// C2s hands the stanzas in it back to the session manager when its stream ends.
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
     /// The session id.
     pub fn sid(&self) -> &str {
         &self.sid
@@ -289,6 +314,7 @@ impl BoshSession {
     /// Handles the request whose turn it is.
     fn process(&mut self, id: RequestId, req: Request) {
         self.next_rid = req.rid + 1;
+        self.confirm(req.rid, req.ack);
         if let Some(p) = req.pause.filter(|_| self.cfg.max_pause.is_some()) {
             // §12: answer everything now; the session then lives without requests for `pause`.
             let max = self.cfg.max_pause.unwrap_or_default();
@@ -305,8 +331,10 @@ impl BoshSession {
             let mut input = req.payload;
             input.extend_from_slice(b"</stream:stream>");
             self.actions.push_back(Action::FeedC2s(input));
-            // Stanzas already taken from the c2s go with the last answer, not into the void.
+            // Stanzas already taken from the c2s go with the last answer, not into the void; the
+            // client waits for that answer, so they count as delivered.
             let queued = std::mem::take(&mut self.queue);
+            self.delivered = self.delivered.max(self.queue_end());
             self.respond(id, wire::terminate(None, &queued));
             return self.end();
         }
@@ -365,6 +393,10 @@ impl BoshSession {
         if creation.is_some() {
             self.creation_rid = None;
         }
+        let end = self.queue_end();
+        if end > self.unconfirmed.back().map_or(self.delivered, |u| u.1) {
+            self.unconfirmed.push_back((h.rid, end));
+        }
         self.queue.clear();
         if self.queue.capacity() > 64 * 1024 {
             // An idle session keeps no burst-sized buffer.
@@ -378,6 +410,31 @@ impl BoshSession {
         self.respond(h.id, body);
         if self.held.is_empty() {
             self.idle_since = Some(self.now);
+        }
+    }
+
+    /// The C2s output offset where the queued elements end (an element still cut by a read is not
+    /// queued yet).
+    fn queue_end(&self) -> u64 {
+        self.fed - self.out.pending() as u64
+    }
+
+    /// Request `rid` (with `ack`) is processed: the responses it shows the client received count
+    /// as delivered. With acknowledgements, `ack` names the last response received with all before
+    /// it, and a request without one received everything before it (§9.2). Without, a response
+    /// whose rid is `requests` or more behind can no longer be asked for again (§14.3).
+    fn confirm(&mut self, rid: u64, ack: Option<u64>) {
+        let through = if self.client_acks {
+            ack.unwrap_or(rid.saturating_sub(1))
+        } else {
+            rid.saturating_sub(self.requests)
+        };
+        while let Some(&(r, end)) = self.unconfirmed.front() {
+            if r > through {
+                break;
+            }
+            self.delivered = end;
+            self.unconfirmed.pop_front();
         }
     }
 
@@ -440,6 +497,7 @@ impl BoshSession {
         self.terminated = true;
         self.queue = Vec::new();
         self.sent.clear();
+        self.unconfirmed = VecDeque::new();
         self.actions.push_back(Action::Terminate);
     }
 

@@ -35,6 +35,11 @@ fn body_str(a: &Action) -> String {
     }
 }
 
+/// The fake C2s's first output (header and features), answering the creation request.
+const FIRST: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+     xmlns:stream='http://etherx.jabber.org/streams' id='abc' from='example.org' \
+     version='1.0'><stream:features><mechanisms/></stream:features>";
+
 /// A session plus a fake C2s: output given to it is scripted by the test.
 struct Fixture {
     s: BoshSession,
@@ -48,8 +53,13 @@ impl Fixture {
     }
 
     fn with(cfg: BoshConfig) -> Fixture {
+        Fixture::created(cfg, creation(10))
+    }
+
+    /// A session whose creation request is `first` (rid 10).
+    fn created(cfg: BoshConfig, first: Request) -> Fixture {
         let now = Instant::now();
-        let s = BoshSession::create(Arc::new(cfg), "0.x".into(), RequestId(1), creation(10), now)
+        let s = BoshSession::create(Arc::new(cfg), "0.x".into(), RequestId(1), first, now)
             .expect("creates");
         let mut f = Fixture {
             s,
@@ -59,11 +69,7 @@ impl Fixture {
         let out = f.drain();
         assert!(out.is_empty(), "creation is held: {out:?}");
         assert!(String::from_utf8_lossy(&f.fed[0]).starts_with("<stream:stream to='example.org'"));
-        f.output(
-            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
-             xmlns:stream='http://etherx.jabber.org/streams' id='abc' from='example.org' \
-             version='1.0'><stream:features><mechanisms/></stream:features>",
-        );
+        f.output(FIRST);
         let out = f.drain();
         assert_eq!(out.len(), 1);
         let b = body_str(&out[0]);
@@ -305,6 +311,110 @@ fn hold_answers_the_oldest_and_output_goes_to_a_held_request() {
     );
     let a = f.send(4, plain(13, ""));
     assert!(body_str(&a[0]).contains("z@y"));
+}
+
+/// The length of [`FIRST`], all of it in the creation response.
+const FIRST_OUTPUT: u64 = FIRST.len() as u64;
+
+#[test]
+fn a_response_is_delivered_once_its_rid_leaves_the_window() {
+    let mut f = Fixture::new();
+    // The creation response (rid 10) carried the features: not known to be received yet.
+    assert_eq!(f.s.delivered(), 0);
+    f.send(2, plain(11, ""));
+    assert_eq!(f.s.delivered(), 0, "rid 11 may come while 10 is on its way");
+    let m1 = "<message id='1'/>";
+    f.output(m1);
+    assert_eq!(responded(&f.drain()), vec![2]);
+    f.send(3, plain(12, ""));
+    assert_eq!(
+        f.s.delivered(),
+        FIRST_OUTPUT,
+        "rid 12: 10 left the window of 2"
+    );
+    // An element cut by a read is not in any response yet: it does not count when one goes.
+    f.output("<message id='2'");
+    f.s.handle_timeout(f.now + Duration::from_secs(60));
+    assert_eq!(
+        responded(&f.drain()),
+        vec![3],
+        "12 answered empty at its wait"
+    );
+    f.send(4, plain(13, ""));
+    let after_m1 = FIRST_OUTPUT + m1.len() as u64;
+    assert_eq!(
+        f.s.delivered(),
+        after_m1,
+        "rid 13: 11 (with m1) left the window"
+    );
+    f.output("/>");
+    assert_eq!(responded(&f.drain()), vec![4]);
+    f.send(5, plain(14, ""));
+    assert_eq!(
+        f.s.delivered(),
+        after_m1,
+        "12 was empty, 13 still in the window"
+    );
+    f.send(6, plain(15, ""));
+    assert_eq!(f.s.delivered(), after_m1 + "<message id='2'/>".len() as u64);
+}
+
+#[test]
+fn an_acknowledging_client_confirms_what_it_received() {
+    let first = req(&format!(
+        "<body {NS} {XBOSH} rid='10' to='example.org' wait='60' hold='1' ver='1.6' ack='1' \
+         xml:lang='en' xmpp:version='1.0'/>"
+    ));
+    let mut f = Fixture::created(BoshConfig::default(), first);
+    let ack = |rid: u64, ack: u64| req(&format!("<body {NS} rid='{rid}' sid='0.x' ack='{ack}'/>"));
+    f.send(2, ack(11, 10));
+    assert_eq!(f.s.delivered(), FIRST_OUTPUT, "ack='10'");
+    f.output("<message id='1'/>");
+    assert_eq!(responded(&f.drain()), vec![2]);
+    // 11 answered, but the client says it has only up to 10.
+    f.send(3, ack(12, 10));
+    assert_eq!(f.s.delivered(), FIRST_OUTPUT);
+    f.output("<message id='2'/>");
+    assert_eq!(responded(&f.drain()), vec![3]);
+    // No `ack`: every response before this request arrived (§9.2).
+    f.send(4, plain(13, ""));
+    assert_eq!(
+        f.s.delivered(),
+        FIRST_OUTPUT + 2 * "<message id='1'/>".len() as u64
+    );
+}
+
+#[test]
+fn what_a_session_never_answered_is_not_delivered() {
+    let mut f = Fixture::new();
+    f.send(2, plain(11, ""));
+    f.output("<message id='1'/>");
+    assert_eq!(responded(&f.drain()), vec![2]);
+    // Nobody held: this one waits in the queue, and the client never comes back.
+    f.output("<message id='2'/>");
+    assert!(f.drain().is_empty());
+    f.s.handle_timeout(f.now + Duration::from_secs(30));
+    assert!(f.s.is_terminated());
+    assert_eq!(f.s.delivered(), 0, "neither 10, nor 11, nor the queue");
+}
+
+#[test]
+fn a_terminate_answer_counts_as_delivered() {
+    let mut f = Fixture::new();
+    f.send(2, plain(11, ""));
+    f.output("<message id='1'/>");
+    f.drain();
+    f.output("<message id='2'/>");
+    let r = req(&format!("<body {NS} rid='12' sid='0.x' type='terminate'/>"));
+    let a = f.send(3, r);
+    assert!(
+        body_str(&a[0]).contains("id='2'"),
+        "the queue goes with the answer"
+    );
+    assert_eq!(
+        f.s.delivered(),
+        FIRST_OUTPUT + 2 * "<message id='1'/>".len() as u64
+    );
 }
 
 #[test]
