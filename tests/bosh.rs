@@ -313,3 +313,33 @@ fn a_response_past_the_window_is_not_delivered_again() {
     bob.chat("alice@localhost/web", "after");
     assert_eq!(next_message_body(&mut alice).as_deref(), Some("after"));
 }
+
+/// A client that vanishes does not come back for its session: `bosh_inactivity` ends it, and the
+/// stanzas of the responses it never acknowledged go back to the session manager, here to the
+/// account's other resource.
+#[test]
+fn a_vanished_clients_unacknowledged_stanzas_go_to_its_other_resource() {
+    let (server, port) = Server::start_http(
+        2,
+        &["alice", "bob"],
+        "handlers = [\"bosh\"]\nbosh_inactivity = 2",
+        "",
+    );
+    let mut bob = server.login("bob", "tcp", None);
+    let (sid, _) = bosh_login(port, "alice", "web");
+    let mut phone = server.login("alice", "phone", Some(0));
+    message_on_a_held_request(port, &sid, &mut bob, "in a lost answer");
+    // The web resource is still bound (its session waits for the client): nothing for the phone
+    // until the session ends, 2 s after its last request was answered.
+    assert_eq!(
+        next_message_body(&mut phone).as_deref(),
+        Some("in a lost answer")
+    );
+    // The session is over.
+    let (_, b) = roundtrip(port, &format!("<body {NS} rid='1005' sid='{sid}'/>"));
+    assert_eq!(
+        attr(&b, "condition").as_deref(),
+        Some("item-not-found"),
+        "{b}"
+    );
+}

@@ -119,6 +119,12 @@ pub struct HttpListenerConfig {
     pub session: C2sListenerConfig,
     /// What it serves.
     pub handlers: Vec<HttpHandler>,
+    /// Longest BOSH `wait` granted (and the default): how long a request is held empty.
+    #[serde(serialize_with = "ser_secs")]
+    pub bosh_max_wait: Duration,
+    /// A BOSH session with no request for this long ends (its client is gone).
+    #[serde(serialize_with = "ser_secs")]
+    pub bosh_inactivity: Duration,
 }
 
 /// One `[[listen.c2s]]` listener.

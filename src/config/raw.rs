@@ -105,6 +105,8 @@ pub(super) struct RawHttp {
     pub outbound_queue_bytes: Option<Spanned<usize>>,
     pub auth_timeout: Option<Spanned<u64>>,
     pub idle_timeout: Option<Spanned<u64>>,
+    pub bosh_max_wait: Option<Spanned<u64>>,
+    pub bosh_inactivity: Option<Spanned<u64>>,
     pub handlers: Option<Vec<HttpHandler>>,
 }
 

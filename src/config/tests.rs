@@ -429,6 +429,26 @@ fn http_listeners() {
     assert_eq!(h.handlers, HttpHandler::ALL.to_vec());
     assert_eq!(h.session.tls, TlsMode::None);
     assert_eq!(h.session.port, 5280);
+    assert_eq!(
+        (h.bosh_max_wait, h.bosh_inactivity),
+        (Duration::from_secs(60), Duration::from_secs(30))
+    );
+    let c = Config::parse(
+        &format!("{base}[[listen.http]]\nport = 5280\nbosh_max_wait = 20\nbosh_inactivity = 5\n"),
+        Path::new("t"),
+    )
+    .unwrap();
+    let h = &c.listen.http[0];
+    assert_eq!(
+        (h.bosh_max_wait, h.bosh_inactivity),
+        (Duration::from_secs(20), Duration::from_secs(5))
+    );
+    let back = Config::parse(&c.to_toml(), Path::new("t")).unwrap();
+    assert_eq!(back.listen, c.listen);
+    let (_, _, msg) = parse_err(&format!(
+        "{base}[[listen.http]]\nport = 5280\nbosh_inactivity = 0\n"
+    ));
+    assert!(msg.contains("listen.http.bosh_inactivity"), "{msg}");
     let c = Config::parse(
         &format!("{base}[[listen.http]]\nport = 5443\ntls = \"tls\"\nhandlers = [\"websocket\", \"metrics\"]\n"),
         Path::new("t"),

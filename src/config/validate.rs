@@ -64,6 +64,18 @@ const IDLE_TIMEOUT: Bounds = Bounds {
     min: 1,
     max: 86_400,
 };
+const BOSH_MAX_WAIT: Bounds = Bounds {
+    field: "listen.http.bosh_max_wait",
+    default: 60,
+    min: 1,
+    max: 3600,
+};
+const BOSH_INACTIVITY: Bounds = Bounds {
+    field: "listen.http.bosh_inactivity",
+    default: 30,
+    min: 1,
+    max: 86_400,
+};
 const SHARD_COUNT: Bounds = Bounds {
     field: "shards.count",
     default: 1, // replaced by the CPU count at run time
@@ -334,7 +346,16 @@ fn listeners(cx: &Ctx<'_>, raw: RawListen) -> Result<Listen, ConfigError> {
             .clone()
             .unwrap_or_else(|| HttpHandler::ALL.to_vec());
         handlers.dedup();
-        http.push(HttpListenerConfig { session, handlers });
+        let bosh_max_wait =
+            Duration::from_secs(cx.num(&BOSH_MAX_WAIT, entry.bosh_max_wait.clone())?);
+        let bosh_inactivity =
+            Duration::from_secs(cx.num(&BOSH_INACTIVITY, entry.bosh_inactivity.clone())?);
+        http.push(HttpListenerConfig {
+            session,
+            handlers,
+            bosh_max_wait,
+            bosh_inactivity,
+        });
     }
     let mut s2s = Vec::with_capacity(raw_s2s.len());
     for entry in raw_s2s {

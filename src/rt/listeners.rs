@@ -102,7 +102,7 @@ pub fn http_listener(
     Ok(HttpListener {
         addr: base.addr,
         tls,
-        bosh: super::bosh::BoshEndpoint::new(&session),
+        bosh: super::bosh::BoshEndpoint::new(&session, l.bosh_max_wait, l.bosh_inactivity),
         session: Arc::new(session),
         handlers: l.handlers.clone(),
     })

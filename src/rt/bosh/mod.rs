@@ -45,8 +45,13 @@ pub(crate) struct BoshEndpoint {
 impl BoshEndpoint {
     /// An endpoint whose streams use `session` (an HTTP listener's c2s settings) minus what BOSH
     /// replaces: no idle timeout (BOSH's `inactivity` ends silent sessions; an idle client only
-    /// sends empty bodies, which feed the c2s nothing). Bodies are bounded by the stanza limits.
-    pub(crate) fn new(session: &C2sConfig) -> BoshEndpoint {
+    /// sends empty bodies, which feed the c2s nothing). Bodies are bounded by the stanza limits;
+    /// `max_wait` and `inactivity` are the listener's.
+    pub(crate) fn new(
+        session: &C2sConfig,
+        max_wait: std::time::Duration,
+        inactivity: std::time::Duration,
+    ) -> BoshEndpoint {
         let mut c2s = session.clone();
         c2s.idle_timeout = std::time::Duration::ZERO;
         let defaults = BoshConfig::default();
@@ -60,6 +65,8 @@ impl BoshEndpoint {
                 ..defaults.limits
             },
             max_queued_bytes: c2s.outbound_queue_bytes,
+            max_wait,
+            inactivity,
             ..defaults
         };
         BoshEndpoint {
