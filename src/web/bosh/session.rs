@@ -9,6 +9,11 @@ use super::out::{OutItem, Outbound};
 use super::wire::{self, Condition, Creation};
 use super::BoshConfig;
 
+/// Responses a client that acknowledges (§9.2) may leave unacknowledged, per request it may keep
+/// open (`requests`): one that keeps more is not acknowledging, and its session ends (the stanzas
+/// in them stay bounded: each response carries at most `max_queued_bytes`).
+const UNACKED_PER_REQUEST: u64 = 4;
+
 /// The driver's handle on one HTTP request waiting for its response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId(pub u64);
@@ -315,6 +320,11 @@ impl BoshSession {
     fn process(&mut self, id: RequestId, req: Request) {
         self.next_rid = req.rid + 1;
         self.confirm(req.rid, req.ack);
+        if self.unconfirmed.len() as u64 > UNACKED_PER_REQUEST * self.requests {
+            // A client that announced acknowledgements and does not send them would have its
+            // stanzas kept for ever: it ends here, and they go back to the session manager.
+            return self.fail(id, Condition::PolicyViolation);
+        }
         if let Some(p) = req.pause.filter(|_| self.cfg.max_pause.is_some()) {
             // §12: answer everything now; the session then lives without requests for `pause`.
             let max = self.cfg.max_pause.unwrap_or_default();

@@ -385,6 +385,37 @@ fn an_acknowledging_client_confirms_what_it_received() {
 }
 
 #[test]
+fn a_client_that_stops_acknowledging_is_ended() {
+    let first = req(&format!(
+        "<body {NS} {XBOSH} rid='10' to='example.org' wait='60' hold='1' ver='1.6' ack='1' \
+         xml:lang='en' xmpp:version='1.0'/>"
+    ));
+    let mut f = Fixture::created(BoshConfig::default(), first);
+    // Every request acknowledges only the creation response; each is answered with a message.
+    for i in 0..9u64 {
+        f.send(
+            2 + i,
+            req(&format!("<body {NS} rid='{}' sid='0.x' ack='10'/>", 11 + i)),
+        );
+        assert!(!f.s.is_terminated(), "{i} responses unacknowledged");
+        f.output("<message/>");
+        assert_eq!(responded(&f.drain()), vec![2 + i]);
+    }
+    // Nine responses unacknowledged (11 to 19; the creation's was): past 4 per request of 2.
+    let a = f.send(
+        11,
+        req(&format!("<body {NS} rid='20' sid='0.x' ack='10'/>")),
+    );
+    assert!(f.s.is_terminated());
+    assert!(body_str(&a[0]).contains("policy-violation"), "{:?}", a[0]);
+    assert_eq!(
+        f.s.delivered(),
+        FIRST_OUTPUT,
+        "the rest was never acknowledged"
+    );
+}
+
+#[test]
 fn what_a_session_never_answered_is_not_delivered() {
     let mut f = Fixture::new();
     f.send(2, plain(11, ""));
