@@ -68,7 +68,8 @@ pub struct BoshSession {
     held: VecDeque<Held>,
     /// Elements from the C2s not yet sent, concatenated.
     queue: Vec<u8>,
-    /// The last responses by rid, for replay (§14.3); at most `requests`.
+    /// The last responses by rid, for replay (§14.3): the last `requests`, and with acknowledgements
+    /// every one not acknowledged yet.
     sent: VecDeque<(u64, Vec<u8>)>,
     out: Outbound,
     /// Bytes of C2s output taken so far (`c2s_output`), counted as the C2s counts what it wrote.
@@ -80,6 +81,8 @@ pub struct BoshSession {
     delivered: u64,
     /// The client acknowledges responses (`ack` on its creation request, §9.2).
     client_acks: bool,
+    /// The highest rid whose response, and every one before it, the client is known to have.
+    acked: u64,
     /// When the session last had no request (the inactivity clock runs from there).
     idle_since: Option<Instant>,
     /// A client `pause` (§12) stretches inactivity to this.
@@ -135,6 +138,7 @@ impl BoshSession {
             unconfirmed: VecDeque::new(),
             delivered: 0,
             client_acks: req.ack.is_some(),
+            acked: 0,
             idle_since: None,
             pause: None,
             ending: None,
@@ -320,7 +324,9 @@ impl BoshSession {
     fn process(&mut self, id: RequestId, req: Request) {
         self.next_rid = req.rid + 1;
         self.confirm(req.rid, req.ack);
-        if self.unconfirmed.len() as u64 > UNACKED_PER_REQUEST * self.requests {
+        if self.unconfirmed.len() as u64 > UNACKED_PER_REQUEST * self.requests
+            || self.sent.len() as u64 > (UNACKED_PER_REQUEST + 1) * self.requests
+        {
             // A client that announced acknowledgements and does not send them would have its
             // stanzas kept for ever: it ends here, and they go back to the session manager.
             return self.fail(id, Condition::PolicyViolation);
@@ -413,7 +419,15 @@ impl BoshSession {
             self.queue = Vec::new();
         }
         self.answered = self.answered.max(h.rid);
-        if self.sent.len() as u64 >= self.requests {
+        // A client that acknowledges gets every response it has not acknowledged again if it asks
+        // (§14.3; at most 4 x `requests` of them, see `process`), one that does not the last
+        // `requests`.
+        while self.sent.len() as u64 >= self.requests
+            && self
+                .sent
+                .front()
+                .is_some_and(|(r, _)| !self.client_acks || *r <= self.acked)
+        {
             self.sent.pop_front();
         }
         self.sent.push_back((h.rid, body.clone()));
@@ -439,6 +453,7 @@ impl BoshSession {
         } else {
             rid.saturating_sub(self.requests)
         };
+        self.acked = self.acked.max(through);
         while let Some(&(r, end)) = self.unconfirmed.front() {
             if r > through {
                 break;

@@ -385,6 +385,37 @@ fn an_acknowledging_client_confirms_what_it_received() {
 }
 
 #[test]
+fn an_unacknowledged_response_can_be_asked_for_again() {
+    let first = req(&format!(
+        "<body {NS} {XBOSH} rid='10' to='example.org' wait='60' hold='1' ver='1.6' ack='1' \
+         xml:lang='en' xmpp:version='1.0'/>"
+    ));
+    let mut f = Fixture::created(BoshConfig::default(), first);
+    f.send(2, req(&format!("<body {NS} rid='11' sid='0.x' ack='10'/>")));
+    f.output("<message id='lost'/>");
+    let a = f.drain();
+    let lost = body_str(&a[0]);
+    // Three more answered, the client still without 11 (a window of 2 would have let it go).
+    for i in 0..3u64 {
+        f.send(
+            3 + i,
+            req(&format!("<body {NS} rid='{}' sid='0.x' ack='10'/>", 12 + i)),
+        );
+        f.output("<message/>");
+        assert_eq!(responded(&f.drain()), vec![3 + i]);
+    }
+    let a = f.send(9, req(&format!("<body {NS} rid='11' sid='0.x'/>")));
+    assert_eq!(body_str(&a[0]), lost, "replayed");
+    assert!(!f.s.is_terminated());
+    // Acknowledged, it goes: asked for again, the session ends.
+    f.send(10, req(&format!("<body {NS} rid='15' sid='0.x'/>")));
+    f.output("<message/>");
+    f.drain();
+    let a = f.send(11, req(&format!("<body {NS} rid='11' sid='0.x'/>")));
+    assert!(body_str(&a[0]).contains("item-not-found"), "{:?}", a[0]);
+}
+
+#[test]
 fn a_client_that_stops_acknowledging_is_ended() {
     let first = req(&format!(
         "<body {NS} {XBOSH} rid='10' to='example.org' wait='60' hold='1' ver='1.6' ack='1' \
