@@ -14,6 +14,10 @@ use super::BoshConfig;
 /// in them stay bounded: each response carries at most `max_queued_bytes`).
 const UNACKED_PER_REQUEST: u64 = 4;
 
+/// How long after a response went out a client's `ack` that lacks it counts as a loss worth
+/// reporting (§9.2: "if some time has passed since it responded").
+const REPORT_AFTER: Duration = Duration::from_secs(1);
+
 /// The driver's handle on one HTTP request waiting for its response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId(pub u64);
@@ -70,7 +74,7 @@ pub struct BoshSession {
     queue: Vec<u8>,
     /// The last responses by rid, for replay (§14.3): the last `requests`, and with acknowledgements
     /// every one not acknowledged yet.
-    sent: VecDeque<(u64, Vec<u8>)>,
+    sent: VecDeque<(u64, Vec<u8>, Instant)>,
     out: Outbound,
     /// Bytes of C2s output taken so far (`c2s_output`), counted as the C2s counts what it wrote.
     fed: u64,
@@ -83,6 +87,9 @@ pub struct BoshSession {
     client_acks: bool,
     /// The highest rid whose response, and every one before it, the client is known to have.
     acked: u64,
+    /// A response the client's `ack` says it is missing (rid, milliseconds since it was sent),
+    /// told on the next response, which goes at once (§9.2).
+    report: Option<(u64, u64)>,
     /// When the session last had no request (the inactivity clock runs from there).
     idle_since: Option<Instant>,
     /// A client `pause` (§12) stretches inactivity to this.
@@ -139,6 +146,7 @@ impl BoshSession {
             delivered: 0,
             client_acks: req.ack.is_some(),
             acked: 0,
+            report: None,
             idle_since: None,
             pause: None,
             ending: None,
@@ -311,8 +319,8 @@ impl BoshSession {
             self.respond(old, wire::body(&[], None));
             return;
         }
-        match self.sent.iter().find(|(r, _)| *r == rid) {
-            Some((_, body)) => {
+        match self.sent.iter().find(|(r, _, _)| *r == rid) {
+            Some((_, body, _)) => {
                 let body = body.clone();
                 self.respond(id, body);
             }
@@ -324,6 +332,7 @@ impl BoshSession {
     fn process(&mut self, id: RequestId, req: Request) {
         self.next_rid = req.rid + 1;
         self.confirm(req.rid, req.ack);
+        self.check_missing(req.ack);
         if self.unconfirmed.len() as u64 > UNACKED_PER_REQUEST * self.requests
             || self.sent.len() as u64 > (UNACKED_PER_REQUEST + 1) * self.requests
         {
@@ -373,9 +382,10 @@ impl BoshSession {
         self.flush_due = true;
     }
 
-    /// Sends queued output on the oldest held request, then answers the oldest ones over `hold`.
+    /// Sends queued output (or a report) on the oldest held request, then answers the oldest ones
+    /// over `hold`.
     fn flush(&mut self) {
-        if !self.queue.is_empty() && !self.held.is_empty() {
+        if (!self.queue.is_empty() || self.report.is_some()) && !self.held.is_empty() {
             self.answer_oldest();
         }
         while self.held.len() > self.hold && !self.creation_waits() {
@@ -405,7 +415,7 @@ impl BoshSession {
             from: &self.domain,
             authid: self.authid.as_deref(),
         });
-        let body = wire::body(&self.queue, creation.as_ref());
+        let body = wire::body_reporting(&self.queue, creation.as_ref(), self.report.take());
         if creation.is_some() {
             self.creation_rid = None;
         }
@@ -426,11 +436,11 @@ impl BoshSession {
             && self
                 .sent
                 .front()
-                .is_some_and(|(r, _)| !self.client_acks || *r <= self.acked)
+                .is_some_and(|(r, _, _)| !self.client_acks || *r <= self.acked)
         {
             self.sent.pop_front();
         }
-        self.sent.push_back((h.rid, body.clone()));
+        self.sent.push_back((h.rid, body.clone(), self.now));
         self.respond(h.id, body);
         if self.held.is_empty() {
             self.idle_since = Some(self.now);
@@ -460,6 +470,22 @@ impl BoshSession {
             }
             self.delivered = end;
             self.unconfirmed.pop_front();
+        }
+    }
+
+    /// The client acknowledged up to `ack` while a later response went out a while ago: it is
+    /// probably lost, and the next response says so (`report`, `time`), so the client can ask for
+    /// it again. A response sent under [`REPORT_AFTER`] ago may still be on its way.
+    fn check_missing(&mut self, ack: Option<u64>) {
+        let Some(ack) = ack.filter(|a| self.client_acks && *a < self.answered) else {
+            return;
+        };
+        let missing = ack + 1;
+        if let Some((_, _, at)) = self.sent.iter().find(|(r, _, _)| *r == missing) {
+            let ago = self.now.saturating_duration_since(*at);
+            if ago >= REPORT_AFTER {
+                self.report = Some((missing, ago.as_millis() as u64));
+            }
         }
     }
 

@@ -416,6 +416,36 @@ fn an_unacknowledged_response_can_be_asked_for_again() {
 }
 
 #[test]
+fn a_response_missing_for_a_while_is_reported() {
+    let first = req(&format!(
+        "<body {NS} {XBOSH} rid='10' to='example.org' wait='60' hold='1' ver='1.6' ack='1' \
+         xml:lang='en' xmpp:version='1.0'/>"
+    ));
+    let mut f = Fixture::created(BoshConfig::default(), first);
+    f.send(2, req(&format!("<body {NS} rid='11' sid='0.x' ack='10'/>")));
+    f.output("<message id='lost'/>");
+    let lost = body_str(&f.drain()[0]);
+    // Half a second after it went, an `ack` without it is no news: it may be on its way.
+    f.now += Duration::from_millis(500);
+    f.send(3, req(&format!("<body {NS} rid='12' sid='0.x' ack='10'/>")));
+    assert!(f.drain().is_empty(), "12 is held");
+    f.now += Duration::from_secs(60);
+    f.s.handle_timeout(f.now);
+    assert_eq!(responded(&f.drain()), vec![3], "12 answered at its wait");
+    // A minute on, still not acknowledged: the next request is answered at once, with a report.
+    f.now += Duration::from_millis(500);
+    let a = f.send(4, req(&format!("<body {NS} rid='13' sid='0.x' ack='10'/>")));
+    assert_eq!(responded(&a), vec![4], "answered at once");
+    let b = body_str(&a[0]);
+    assert!(
+        b.contains("report='11'") && b.contains("time='61000'"),
+        "{b}"
+    );
+    let a = f.send(5, req(&format!("<body {NS} rid='11' sid='0.x'/>")));
+    assert_eq!(body_str(&a[0]), lost);
+}
+
+#[test]
 fn a_client_that_stops_acknowledging_is_ended() {
     let first = req(&format!(
         "<body {NS} {XBOSH} rid='10' to='example.org' wait='60' hold='1' ver='1.6' ack='1' \

@@ -108,8 +108,22 @@ fn close(out: &mut Vec<u8>, children: &[u8]) {
 
 /// A response body carrying `children` (complete elements).
 pub(super) fn body(children: &[u8], creation: Option<&Creation<'_>>) -> Vec<u8> {
+    body_reporting(children, creation, None)
+}
+
+/// [`body`], telling the client (§9.2) that the response to rid `report.0`, sent `report.1`
+/// milliseconds ago, has not been acknowledged.
+pub(super) fn body_reporting(
+    children: &[u8],
+    creation: Option<&Creation<'_>>,
+    report: Option<(u64, u64)>,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(children.len() + 400);
     open(&mut out);
+    if let Some((rid, ms)) = report {
+        attr(&mut out, "report", &rid.to_string());
+        attr(&mut out, "time", &ms.to_string());
+    }
     if let Some(c) = creation {
         attr(&mut out, "sid", c.sid);
         attr(&mut out, "wait", &c.wait.to_string());
