@@ -90,6 +90,8 @@ pub struct BoshSession {
     /// A response the client's `ack` says it is missing (rid, milliseconds since it was sent),
     /// told on the next response, which goes at once (§9.2).
     report: Option<(u64, u64)>,
+    /// The last rid reported missing.
+    reported: u64,
     /// When the session last had no request (the inactivity clock runs from there).
     idle_since: Option<Instant>,
     /// A client `pause` (§12) stretches inactivity to this.
@@ -147,6 +149,7 @@ impl BoshSession {
             client_acks: req.ack.is_some(),
             acked: 0,
             report: None,
+            reported: 0,
             idle_since: None,
             pause: None,
             ending: None,
@@ -481,9 +484,14 @@ impl BoshSession {
             return;
         };
         let missing = ack + 1;
+        if missing <= self.reported {
+            // Told once: a client that does not ask again is not answered early at every request.
+            return;
+        }
         if let Some((_, _, at)) = self.sent.iter().find(|(r, _, _)| *r == missing) {
             let ago = self.now.saturating_duration_since(*at);
             if ago >= REPORT_AFTER {
+                self.reported = missing;
                 self.report = Some((missing, ago.as_millis() as u64));
             }
         }
