@@ -10,8 +10,8 @@ use super::wire::{self, Condition, Creation};
 use super::BoshConfig;
 
 /// Responses a client that acknowledges (§9.2) may leave unacknowledged, per request it may keep
-/// open (`requests`): one that keeps more is not acknowledging, and its session ends (the stanzas
-/// in them stay bounded: each response carries at most `max_queued_bytes`).
+/// open (`requests`): older ones count as delivered whatever its `ack` says, so what is kept for
+/// it stays bounded (each response carries at most `max_queued_bytes`).
 const UNACKED_PER_REQUEST: u64 = 4;
 
 /// How long after a response went out a client's `ack` that lacks it counts as a loss worth
@@ -336,13 +336,6 @@ impl BoshSession {
         self.next_rid = req.rid + 1;
         self.confirm(req.rid, req.ack);
         self.check_missing(req.ack);
-        if self.unconfirmed.len() as u64 > UNACKED_PER_REQUEST * self.requests
-            || self.sent.len() as u64 > (UNACKED_PER_REQUEST + 1) * self.requests
-        {
-            // A client that announced acknowledgements and does not send them would have its
-            // stanzas kept for ever: it ends here, and they go back to the session manager.
-            return self.fail(id, Condition::PolicyViolation);
-        }
         if let Some(p) = req.pause.filter(|_| self.cfg.max_pause.is_some()) {
             // §12: answer everything now; the session then lives without requests for `pause`.
             let max = self.cfg.max_pause.unwrap_or_default();
@@ -433,7 +426,7 @@ impl BoshSession {
         }
         self.answered = self.answered.max(h.rid);
         // A client that acknowledges gets every response it has not acknowledged again if it asks
-        // (§14.3; at most 4 x `requests` of them, see `process`), one that does not the last
+        // (§14.3; at most 4 x `requests` of them, see `confirm`), one that does not the last
         // `requests`.
         while self.sent.len() as u64 >= self.requests
             && self
@@ -462,7 +455,11 @@ impl BoshSession {
     /// whose rid is `requests` or more behind can no longer be asked for again (§14.3).
     fn confirm(&mut self, rid: u64, ack: Option<u64>) {
         let through = if self.client_acks {
-            ack.unwrap_or(rid.saturating_sub(1))
+            // A client whose `ack` stays behind (a bug, or a response it never asks for again)
+            // does not keep its stanzas, and their replays, for ever: past a wider window they
+            // count as delivered, as without acknowledgements.
+            let floor = rid.saturating_sub(UNACKED_PER_REQUEST * self.requests);
+            ack.unwrap_or(rid.saturating_sub(1)).max(floor)
         } else {
             rid.saturating_sub(self.requests)
         };
