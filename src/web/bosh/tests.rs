@@ -16,10 +16,20 @@ fn req(xml: &str) -> Request {
 }
 
 fn creation(rid: u64) -> Request {
+    creation_with(rid, "")
+}
+
+/// [`creation`] with more attributes (`ack='1'`: the client will acknowledge, §9.2).
+fn creation_with(rid: u64, extra: &str) -> Request {
     req(&format!(
-        "<body {NS} {XBOSH} rid='{rid}' to='example.org' wait='60' hold='1' ver='1.6' \
+        "<body {NS} {XBOSH} rid='{rid}' to='example.org' wait='60' hold='1' ver='1.6' {extra} \
          xml:lang='en' xmpp:version='1.0'/>"
     ))
+}
+
+/// An empty request acknowledging responses up to rid `ack`.
+fn acking(rid: u64, ack: u64) -> Request {
+    req(&format!("<body {NS} rid='{rid}' sid='0.x' ack='{ack}'/>"))
 }
 
 fn plain(rid: u64, children: &str) -> Request {
@@ -54,6 +64,11 @@ impl Fixture {
 
     fn with(cfg: BoshConfig) -> Fixture {
         Fixture::created(cfg, creation(10))
+    }
+
+    /// A session whose client acknowledges responses (§9.2).
+    fn acking() -> Fixture {
+        Fixture::created(BoshConfig::default(), creation_with(10, "ack='1'"))
     }
 
     /// A session whose creation request is `first` (rid 10).
@@ -361,18 +376,13 @@ fn a_response_is_delivered_once_its_rid_leaves_the_window() {
 
 #[test]
 fn an_acknowledging_client_confirms_what_it_received() {
-    let first = req(&format!(
-        "<body {NS} {XBOSH} rid='10' to='example.org' wait='60' hold='1' ver='1.6' ack='1' \
-         xml:lang='en' xmpp:version='1.0'/>"
-    ));
-    let mut f = Fixture::created(BoshConfig::default(), first);
-    let ack = |rid: u64, ack: u64| req(&format!("<body {NS} rid='{rid}' sid='0.x' ack='{ack}'/>"));
-    f.send(2, ack(11, 10));
+    let mut f = Fixture::acking();
+    f.send(2, acking(11, 10));
     assert_eq!(f.s.delivered(), FIRST_OUTPUT, "ack='10'");
     f.output("<message id='1'/>");
     assert_eq!(responded(&f.drain()), vec![2]);
     // 11 answered, but the client says it has only up to 10.
-    f.send(3, ack(12, 10));
+    f.send(3, acking(12, 10));
     assert_eq!(f.s.delivered(), FIRST_OUTPUT);
     f.output("<message id='2'/>");
     assert_eq!(responded(&f.drain()), vec![3]);
@@ -386,21 +396,14 @@ fn an_acknowledging_client_confirms_what_it_received() {
 
 #[test]
 fn an_unacknowledged_response_can_be_asked_for_again() {
-    let first = req(&format!(
-        "<body {NS} {XBOSH} rid='10' to='example.org' wait='60' hold='1' ver='1.6' ack='1' \
-         xml:lang='en' xmpp:version='1.0'/>"
-    ));
-    let mut f = Fixture::created(BoshConfig::default(), first);
-    f.send(2, req(&format!("<body {NS} rid='11' sid='0.x' ack='10'/>")));
+    let mut f = Fixture::acking();
+    f.send(2, acking(11, 10));
     f.output("<message id='lost'/>");
     let a = f.drain();
     let lost = body_str(&a[0]);
     // Three more answered, the client still without 11 (a window of 2 would have let it go).
     for i in 0..3u64 {
-        f.send(
-            3 + i,
-            req(&format!("<body {NS} rid='{}' sid='0.x' ack='10'/>", 12 + i)),
-        );
+        f.send(3 + i, acking(12 + i, 10));
         f.output("<message/>");
         assert_eq!(responded(&f.drain()), vec![3 + i]);
     }
@@ -417,24 +420,20 @@ fn an_unacknowledged_response_can_be_asked_for_again() {
 
 #[test]
 fn a_response_missing_for_a_while_is_reported() {
-    let first = req(&format!(
-        "<body {NS} {XBOSH} rid='10' to='example.org' wait='60' hold='1' ver='1.6' ack='1' \
-         xml:lang='en' xmpp:version='1.0'/>"
-    ));
-    let mut f = Fixture::created(BoshConfig::default(), first);
-    f.send(2, req(&format!("<body {NS} rid='11' sid='0.x' ack='10'/>")));
+    let mut f = Fixture::acking();
+    f.send(2, acking(11, 10));
     f.output("<message id='lost'/>");
     let lost = body_str(&f.drain()[0]);
     // Half a second after it went, an `ack` without it is no news: it may be on its way.
     f.now += Duration::from_millis(500);
-    f.send(3, req(&format!("<body {NS} rid='12' sid='0.x' ack='10'/>")));
+    f.send(3, acking(12, 10));
     assert!(f.drain().is_empty(), "12 is held");
     f.now += Duration::from_secs(60);
     f.s.handle_timeout(f.now);
     assert_eq!(responded(&f.drain()), vec![3], "12 answered at its wait");
     // A minute on, still not acknowledged: the next request is answered at once, with a report.
     f.now += Duration::from_millis(500);
-    let a = f.send(4, req(&format!("<body {NS} rid='13' sid='0.x' ack='10'/>")));
+    let a = f.send(4, acking(13, 10));
     assert_eq!(responded(&a), vec![4], "answered at once");
     let b = body_str(&a[0]);
     assert!(
@@ -442,28 +441,19 @@ fn a_response_missing_for_a_while_is_reported() {
         "{b}"
     );
     // Told once: the next lagging `ack` is held as usual.
-    assert!(f
-        .send(5, req(&format!("<body {NS} rid='14' sid='0.x' ack='10'/>")))
-        .is_empty());
+    assert!(f.send(5, acking(14, 10)).is_empty());
     let a = f.send(6, req(&format!("<body {NS} rid='11' sid='0.x'/>")));
     assert_eq!(body_str(&a[0]), lost);
 }
 
 #[test]
 fn a_client_whose_ack_stays_behind_keeps_a_bounded_window() {
-    let first = req(&format!(
-        "<body {NS} {XBOSH} rid='10' to='example.org' wait='60' hold='1' ver='1.6' ack='1' \
-         xml:lang='en' xmpp:version='1.0'/>"
-    ));
-    let mut f = Fixture::created(BoshConfig::default(), first);
+    let mut f = Fixture::acking();
     let m = "<message/>".len() as u64;
     // Every request acknowledges only the creation response; each is answered with a message.
     for i in 0..12u64 {
         let rid = 11 + i;
-        f.send(
-            2 + i,
-            req(&format!("<body {NS} rid='{rid}' sid='0.x' ack='10'/>")),
-        );
+        f.send(2 + i, acking(rid, 10));
         // Responses 8 (4 x requests) or more behind count whatever the `ack` says.
         let behind = (rid - 8).saturating_sub(10);
         assert_eq!(f.s.delivered(), FIRST_OUTPUT + behind * m, "rid {rid}");
@@ -472,15 +462,9 @@ fn a_client_whose_ack_stays_behind_keeps_a_bounded_window() {
     }
     assert!(!f.s.is_terminated());
     // Replays stay bounded the same way: rid 12 is no longer kept, rid 15 is.
-    let a = f.send(
-        20,
-        req(&format!("<body {NS} rid='15' sid='0.x' ack='10'/>")),
-    );
+    let a = f.send(20, acking(15, 10));
     assert!(body_str(&a[0]).contains("<message"), "{:?}", a[0]);
-    let a = f.send(
-        21,
-        req(&format!("<body {NS} rid='12' sid='0.x' ack='10'/>")),
-    );
+    let a = f.send(21, acking(12, 10));
     assert!(body_str(&a[0]).contains("item-not-found"), "{:?}", a[0]);
 }
 
