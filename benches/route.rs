@@ -5,6 +5,11 @@
 //! `cross_shard`: sender on shard 0, recipient (home and connection) on shard 1; the mesh message goes
 //! through a bounded lock-free ring (crossbeam's array channel standing in for glommio's SPSC ring,
 //! which needs two executors) and is handled by shard 1, as the runtime does.
+//! These three address the recipient's bare JID (the resource is chosen on its home shard); the
+//! `_full` cases address its full JID, as a chat does once the first reply came:
+//! `cross_shard_full` as `cross_shard`, and `three_shards_full`: sender on shard 0, recipient's
+//! home on shard 1, its connection on shard 2, the case of most messages with many shards (through
+//! the home shard: two crossings; once the sender's shard has learnt where the session lives, one).
 
 use criterion::{criterion_group, Criterion, Throughput};
 use crossbeam_channel::{Receiver, Sender};
@@ -23,7 +28,7 @@ fn user_on(home: u16, n: usize, skip: &str) -> BareJid {
         .unwrap()
 }
 
-fn stream_bytes(to: &BareJid, count: usize) -> Vec<u8> {
+fn stream_bytes(to: &str, count: usize) -> Vec<u8> {
     let mut v = format!(
         "<stream:stream xmlns='{}' xmlns:stream='{}' to='localhost' version='1.0'>",
         ns::CLIENT,
@@ -41,7 +46,16 @@ fn stream_bytes(to: &BareJid, count: usize) -> Vec<u8> {
     v
 }
 
-/// One sender and one recipient in a two-shard cluster, and a client stream of [`BATCH`] messages.
+/// Where the sender, the recipient's home and the recipient's connection are.
+#[derive(Clone, Copy)]
+enum Layout {
+    SameShard,
+    CrossShard,
+    CrossShardFull,
+    ThreeShardsFull,
+}
+
+/// One sender and one recipient in a cluster, and a client stream of [`BATCH`] messages.
 struct Route {
     cluster: Cluster,
     alice_sess: petrel::c2s::route::Session,
@@ -51,7 +65,7 @@ struct Route {
         std::rc::Rc<petrel::shard::Mailbox>,
         petrel::c2s::route::Session,
     ),
-    bob_home: usize,
+    bob_on: usize,
     input: Vec<u8>,
     ring_tx: Sender<Mesh>,
     ring_rx: Receiver<Mesh>,
@@ -64,27 +78,32 @@ const BATCH: usize = 1000;
 type Mesh = (ShardId, ShardMsg);
 
 impl Route {
-    fn new(cross: bool) -> Route {
-        let n = 2;
+    fn new(layout: Layout) -> Route {
+        let (n, bob_home, bob_on, full) = match layout {
+            Layout::SameShard => (2, 0, 0, false),
+            Layout::CrossShard => (2, 1, 1, false),
+            Layout::CrossShardFull => (2, 1, 1, true),
+            Layout::ThreeShardsFull => (3, 1, 2, true),
+        };
         let mut cluster = Cluster::new(n, &["localhost"]);
         let alice = user_on(0, n, "");
-        let bob_home = if cross { 1 } else { 0 };
         let bob = user_on(bob_home, n, alice.as_str());
         let (alice_sess, alice_mb) =
             cluster.connect(0, &alice.with_resource("bench").unwrap(), Some(0));
-        let (bob_sess, bob_mb) = cluster.connect(
-            bob_home as usize,
-            &bob.with_resource("bench").unwrap(),
-            Some(0),
-        );
+        let (bob_sess, bob_mb) =
+            cluster.connect(bob_on, &bob.with_resource("bench").unwrap(), Some(0));
         let (ring_tx, ring_rx) = crossbeam_channel::bounded(1024);
         Route {
             cluster,
             alice_sess,
             bob_mb,
             _held: (alice_mb, bob_sess),
-            bob_home: bob_home as usize,
-            input: stream_bytes(&bob, BATCH),
+            bob_on,
+            input: if full {
+                stream_bytes(bob.with_resource("bench").unwrap().as_str(), BATCH)
+            } else {
+                stream_bytes(bob.as_str(), BATCH)
+            },
             ring_tx,
             ring_rx,
             out: Vec::with_capacity(1 << 20),
@@ -104,14 +123,22 @@ impl Route {
             let Event::Stanza(mut st) = ev else { continue };
             st.set_from(self.alice_sess.jid.as_str());
             user_send(&mut shards[0], &mut self.alice_sess, st);
-            for m in shards[0].take_outgoing() {
-                self.ring_tx.try_send(m).unwrap();
-            }
-            while let Ok((to, msg)) = self.ring_rx.try_recv() {
-                shards[to.index()].handle_msg(msg);
+            // Every shard's mesh messages, until none is left (a shard answers another's).
+            loop {
+                for shard in shards.iter_mut() {
+                    for m in shard.take_outgoing() {
+                        self.ring_tx.try_send(m).unwrap();
+                    }
+                }
+                if self.ring_rx.is_empty() {
+                    break;
+                }
+                while let Ok((to, msg)) = self.ring_rx.try_recv() {
+                    shards[to.index()].handle_msg(msg);
+                }
             }
             while let Some(ConnMsg::Deliver(acc)) = self.bob_mb.pop() {
-                if let Some(acc) = user_receive(&mut shards[self.bob_home], acc) {
+                if let Some(acc) = user_receive(&mut shards[self.bob_on], acc) {
                     self.out.extend_from_slice(acc.stanza.bytes());
                     delivered += 1;
                 }
@@ -121,8 +148,8 @@ impl Route {
     }
 }
 
-fn bench_route(c: &mut Criterion, name: &str, cross: bool) {
-    let mut route = Route::new(cross);
+fn bench_route(c: &mut Criterion, name: &str, layout: Layout) {
+    let mut route = Route::new(layout);
     let mut group = c.benchmark_group("route");
     group.throughput(Throughput::Elements(BATCH as u64));
     group.bench_function(name, |b| b.iter(|| route.batch()));
@@ -130,8 +157,10 @@ fn bench_route(c: &mut Criterion, name: &str, cross: bool) {
 }
 
 fn route(c: &mut Criterion) {
-    bench_route(c, "same_shard", false);
-    bench_route(c, "cross_shard", true);
+    bench_route(c, "same_shard", Layout::SameShard);
+    bench_route(c, "cross_shard", Layout::CrossShard);
+    bench_route(c, "cross_shard_full", Layout::CrossShardFull);
+    bench_route(c, "three_shards_full", Layout::ThreeShardsFull);
 }
 
 criterion_group!(benches, route);
@@ -144,8 +173,13 @@ fn main() {
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
     {
-        for cross in [false, true] {
-            let mut route = Route::new(cross);
+        for layout in [
+            Layout::SameShard,
+            Layout::CrossShard,
+            Layout::CrossShardFull,
+            Layout::ThreeShardsFull,
+        ] {
+            let mut route = Route::new(layout);
             for _ in 0..n {
                 route.batch();
             }

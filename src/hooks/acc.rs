@@ -44,6 +44,9 @@ pub struct AccData {
     pub entered: Instant,
     /// How many times the stanza was bounced back to the session manager after its target session vanished.
     pub reroutes: u8,
+    /// The shard that asked, with this stanza, where its recipient's session lives (see
+    /// `sm::locations`): the recipient's shard answers once the stanza is in the session's mailbox.
+    pub(crate) locate_for: Option<crate::shard::Ask>,
     /// The sender's XEP-0198 acknowledgement, released when the stanza's route ends (see
     /// [`super::handled`]); copies made by [`Acc::fork`] do not carry it.
     pub handled: Option<super::Handled>,
@@ -63,6 +66,7 @@ impl Acc {
             origin_shard: shard,
             entered: super::clock::now(),
             reroutes: 0,
+            locate_for: None,
             handled: None,
             trace: None,
             scratch: Vec::new(),
@@ -83,6 +87,7 @@ impl Acc {
             origin_shard: self.origin_shard,
             entered: self.entered,
             reroutes: self.reroutes,
+            locate_for: None,
             handled: None,
             trace: self.trace.clone(),
             scratch: Vec::new(),

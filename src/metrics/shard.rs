@@ -42,6 +42,8 @@ pub struct ShardMetrics {
     pub route_latency: Histogram,
     /// Error stanzas dropped (see [`crate::shard::ShardStats::errors_dropped`]).
     pub errors_dropped: Counter,
+    /// Messages sent straight to their recipient's shard (see [`crate::shard::ShardStats::direct`]).
+    pub stanzas_direct: Counter,
 }
 
 impl std::fmt::Debug for ShardMetrics {
@@ -73,6 +75,7 @@ impl ShardMetrics {
             stanzas_out: kinds(&f.stanzas_out),
             route_latency: f.route_latency.get_or_create(&l).clone(),
             errors_dropped: f.errors_dropped.get_or_create(&l).clone(),
+            stanzas_direct: f.stanzas_direct.get_or_create(&l).clone(),
             registry,
             id,
         }

@@ -200,7 +200,8 @@ impl ShardCtx {
                         );
                         continue;
                     }
-                    if let Some(acc) = msg.into_acc() {
+                    if let Some(mut acc) = msg.into_acc() {
+                        shard.unlocated(&mut acc);
                         if acc.ty() == StanzaType::Error {
                             shard.errors_dropped(1);
                             tracing::warn!(

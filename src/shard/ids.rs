@@ -17,6 +17,16 @@ impl ShardId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnId(pub u64);
 
+/// A question from shard `by` about where a recipient's session lives (`sm::locations`): `id`
+/// tells its answer from a late answer to an earlier question about the same recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ask {
+    /// The shard that asks.
+    pub by: ShardId,
+    /// Its number for this question (never 0).
+    pub id: u32,
+}
+
 /// Where a session lives: the shard that accepted its connection and the connection there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SessionRef {

@@ -14,7 +14,7 @@ mod msg;
 
 pub use ext::Extensions;
 pub use hosts::DynamicHosts;
-pub use ids::{home_shard, home_shard_of, ConnId, SessionRef, ShardId, REMOTE_SHARD};
+pub use ids::{home_shard, home_shard_of, Ask, ConnId, SessionRef, ShardId, REMOTE_SHARD};
 pub use mailbox::{Mailbox, MailboxFull};
 pub use msg::{ConnExtMsg, ConnMsg, ShardMsg};
 
@@ -61,6 +61,9 @@ pub struct ShardStats {
     pub errors_dropped: u64,
     /// Stanzas re-routed because their target session had gone.
     pub rerouted: u64,
+    /// Messages sent straight to their recipient's shard from a known location (no home-shard
+    /// hop, see `sm::locations`).
+    pub direct: u64,
 }
 
 /// One shard's route state.
@@ -86,6 +89,8 @@ pub struct Shard {
     /// Packet handlers of services registered as local routes (`conference.example.org`), by domain.
     services: HashMap<String, crate::local::PacketHandler>,
     pub(crate) sm: SessionManager,
+    /// Where other shards' users' sessions live, as far as this shard learnt it.
+    pub(crate) locations: crate::sm::Locations,
     conns: HashMap<ConnId, Rc<Mailbox>>,
     /// Full JIDs bound on this shard's connections: a stanza to one of them is delivered here without
     /// the hop through the home shard.
@@ -138,6 +143,7 @@ impl Shard {
             local_routes: HashSet::default(),
             services: HashMap::new(),
             sm: SessionManager::default(),
+            locations: crate::sm::Locations::default(),
             conns: HashMap::new(),
             local_sessions: HashMap::new(),
             next_conn: 1,
@@ -506,16 +512,26 @@ impl Shard {
     /// Puts a message in a local connection's mailbox. A stanza for a connection that is gone, or whose
     /// mailbox is over its byte bound (slow reader, now being closed), goes back to the session manager,
     /// which picks another resource or the offline path: nothing is dropped silently.
-    fn deliver_local(&mut self, conn: ConnId, msg: ConnMsg) {
+    fn deliver_local(&mut self, conn: ConnId, mut msg: ConnMsg) {
+        // A stanza that asked where its recipient's session lives is answered once it is in the
+        // mailbox, so what its sender's shard then sends straight here queues behind it.
+        let asked = match &mut msg {
+            ConnMsg::Deliver(acc) => acc.locate_for.take().map(|ask| (ask, acc.to.clone())),
+            _ => None,
+        };
         let Some(mb) = self.conns.get(&conn) else {
-            return self.conn_gone(conn, msg);
+            self.conn_gone(conn, msg);
+            if let Some((ask, to)) = asked {
+                self.answer_locate(ask, to, None);
+            }
+            return;
         };
         // Read before the push takes the message: the kind and entry time of a stanza.
         let stanza = match &msg {
             ConnMsg::Deliver(acc) => Some((acc.kind(), acc.entered)),
             _ => None,
         };
-        match mb.push(msg) {
+        let taken = match mb.push(msg) {
             Ok(()) => {
                 self.stats.delivered += 1;
                 if let Some((kind, entered)) = stanza {
@@ -524,9 +540,36 @@ impl Shard {
                 if mb.pressured() && !self.pressured.iter().any(|p| Rc::ptr_eq(p, mb)) {
                     self.pressured.push(mb.clone());
                 }
+                true
             }
-            Err(MailboxFull(ConnMsg::Deliver(acc))) => self.reroute(acc),
-            Err(MailboxFull(_)) => {}
+            Err(MailboxFull(ConnMsg::Deliver(acc))) => {
+                self.reroute(acc);
+                false
+            }
+            Err(MailboxFull(_)) => false,
+        };
+        if let Some((ask, to)) = asked {
+            let at = taken.then(|| self.session_ref(conn));
+            self.answer_locate(ask, to, at);
+        }
+    }
+
+    /// Answers `ask`, a question where the session of `to` lives (see `sm::locations`): at `at`,
+    /// or nowhere to go straight to.
+    pub(crate) fn answer_locate(&mut self, ask: Ask, to: crate::jid::Jid, at: Option<SessionRef>) {
+        let Ok(jid) = to.try_into_full() else {
+            // Only stanzas to full JIDs ask.
+            return;
+        };
+        let id = ask.id;
+        self.send_to_shard(ask.by, ShardMsg::Located { jid, id, at });
+    }
+
+    /// `acc` will not reach a session (the mesh refused it): answers the shard that asked with it
+    /// where its recipient's session lives, if one did.
+    pub fn unlocated(&mut self, acc: &mut Acc) {
+        if let Some(ask) = acc.locate_for.take() {
+            self.answer_locate(ask, acc.to.clone(), None);
         }
     }
 
@@ -590,6 +633,14 @@ impl Shard {
             ShardMsg::Unregister { jid, session } => crate::sm::unregister(self, jid, session),
             ShardMsg::Conn(conn, msg) => self.deliver_local(conn, msg),
             ShardMsg::Run(f) => f(self),
+            ShardMsg::Located { jid, id, at } => crate::sm::located(self, jid, id, at),
+            ShardMsg::Forget { jid, session } => {
+                let id = self.locations.forget(&jid, session);
+                // Behind what this shard sent straight there (answered from the home shard).
+                let ask = Ask { by: self.id, id };
+                self.send_to_shard(session.shard, ShardMsg::Drain { jid, ask });
+            }
+            ShardMsg::Drain { jid, ask } => crate::sm::drained(self, jid, ask),
             ShardMsg::Multicast(acc, to) => self.multicast_here(acc, &to),
             ShardMsg::Handled(acks) => {
                 for (conn, seqs) in acks {

@@ -33,6 +33,33 @@ pub enum ShardMsg {
     Multicast(Acc, std::sync::Arc<[crate::jid::FullJid]>),
     /// A stanza for a remote domain, to the outgoing streams on that domain's home shard.
     Remote(Acc),
+    /// The answer to a stanza that asked where its recipient's session lives (`sm::locations`),
+    /// from the recipient's shard once the stanza is in the mailbox (`Some`), or from wherever
+    /// it went another way (`None`).
+    Located {
+        /// The recipient asked about.
+        jid: FullJid,
+        /// The question's number ([`crate::shard::Ask::id`]).
+        id: u32,
+        /// Its session, when the stanza reached it.
+        at: Option<SessionRef>,
+    },
+    /// From a home shard to a shard that learnt where `jid`'s session lives: it ended or moved.
+    Forget {
+        /// The session's full JID.
+        jid: FullJid,
+        /// The session that is no longer `jid`'s.
+        session: SessionRef,
+    },
+    /// Sent by a shard that forgot where `jid`'s session lives, to that session's shard behind
+    /// what it sent straight there; passed on to `jid`'s home shard (behind what was re-routed),
+    /// which answers the question with `Located { at: None }`.
+    Drain {
+        /// The session's full JID.
+        jid: FullJid,
+        /// The shard that sent straight and waits for the answer, and its question.
+        ask: crate::shard::Ask,
+    },
     /// Module work to run on the destination shard (a control message: ordered with the other
     /// traffic from the sending shard, never refused by the outbox bound).
     Run(crate::hooks::OnShard),
@@ -51,6 +78,9 @@ impl std::fmt::Debug for ShardMsg {
             }
             ShardMsg::Conn(conn, msg) => f.debug_tuple("Conn").field(conn).field(msg).finish(),
             ShardMsg::Run(_) => f.write_str("Run(..)"),
+            ShardMsg::Located { jid, id, at } => write!(f, "Located({jid}, #{id}, {at:?})"),
+            ShardMsg::Forget { jid, session } => write!(f, "Forget({jid}, {session:?})"),
+            ShardMsg::Drain { jid, ask } => write!(f, "Drain({jid}, {ask:?})"),
             ShardMsg::Multicast(acc, to) => {
                 write!(f, "Multicast({acc:?}, {} recipients)", to.len())
             }

@@ -12,15 +12,18 @@
 //! - no resource can take a message: the `offline_message` hook (MongooseIM's `offline_message_hook`),
 //!   whose last, default handler answers `service-unavailable` for chat/normal and drops the rest.
 
+mod locations;
 mod sessions;
 
+pub use locations::Locations;
+use locations::{Step, Then};
 pub use sessions::{Resource, SessionManager};
 
 use crate::c2s::BindError;
 use crate::explain::Outcome;
 use crate::hooks::{Acc, HookCtx, HookResult, Hooks, SessionEvent};
-use crate::jid::FullJid;
-use crate::shard::{home_shard, home_shard_of, ConnMsg, SessionRef, Shard, ShardId, ShardMsg};
+use crate::jid::{FullJid, Jid};
+use crate::shard::{home_shard, home_shard_of, Ask, ConnMsg, SessionRef, Shard, ShardId, ShardMsg};
 use crate::xml::StanzaKind;
 use crate::xmpp::{StanzaErrorCondition, StreamErrorCondition};
 
@@ -71,15 +74,21 @@ pub fn route(shard: &mut Shard, mut acc: Acc) {
     }
     let home = home_shard_of(acc.to.bare_str(), shard.shards);
     if home != shard.id {
+        if acc.reroutes == 0 && acc.kind() == StanzaKind::Message && acc.to.resource().is_some() {
+            return by_location(shard, acc, home);
+        }
         acc.note(shard.id, STAGE, Outcome::Forwarded, |a| {
             Some(format!("to shard {}, home of {}", home.0, a.to.bare_str()))
         });
         shard.send_to_shard(home, ShardMsg::SmRoute(acc));
         return;
     }
+    // A sender's shard asking where the session lives is answered on every way out: by the
+    // session's shard when the stanza goes to exactly one session of this node, from here otherwise.
+    let mut asked = acc.locate_for.take().map(|ask| (ask, acc.to.clone()));
     if let Some(up) = acc.get(PRESENCE_UPDATE).copied() {
         if !presence_update(shard, &mut acc, up) {
-            return;
+            return unasked(shard, asked);
         }
     }
     for (name, h) in shard.sm.home_handlers().iter() {
@@ -91,12 +100,12 @@ pub fn route(shard: &mut Shard, mut acc: Acc) {
                 a.amend_note(HOME_STAGE, name, Outcome::Ok);
                 acc = a
             }
-            None => return,
+            None => return unasked(shard, asked),
         }
     }
     if acc.get(PRESENCE_UPDATE).is_some() {
         // A broadcast no module took: availability is recorded, nothing is delivered.
-        return;
+        return unasked(shard, asked);
     }
     let bare = acc.to.bare_str();
     let targets = match acc.to.resource() {
@@ -107,6 +116,18 @@ pub fn route(shard: &mut Shard, mut acc: Acc) {
         let detail = resources_detail(shard, &acc);
         acc.note(shard.id, STAGE, Outcome::Took, |_| Some(detail));
     }
+    if let (Some((ask, to)), Targets::Deliver(sessions)) = (&asked, &targets) {
+        if let [s] = sessions.as_slice() {
+            if !s.is_remote() {
+                // The session's shard answers once the stanza is in its mailbox.
+                if shard.sm.locate(to.bare_str(), to.as_str(), ask.by) {
+                    acc.locate_for = Some(*ask);
+                    asked = None;
+                }
+            }
+        }
+    }
+    unasked(shard, asked);
     match targets {
         Targets::Deliver(sessions) => deliver_to(shard, acc, &sessions),
         Targets::Error(cond) => {
@@ -125,6 +146,148 @@ pub fn route(shard: &mut Shard, mut acc: Acc) {
             offline(shard, acc)
         }
     }
+}
+
+/// Answers a sender's shard that asked where the session of `to` lives, when no session's shard will:
+/// the stanza went another way.
+fn unasked(shard: &mut Shard, asked: Option<(Ask, Jid)>) {
+    if let Some((ask, to)) = asked {
+        shard.answer_locate(ask, to, None);
+    }
+}
+
+/// A message to a full JID whose home is another shard, first time through: straight to the
+/// session when this shard knows where it lives, through the home shard otherwise (see
+/// [`locations`]).
+fn by_location(shard: &mut Shard, mut acc: Acc, home: ShardId) {
+    match shard.locations.route(acc, shard.id) {
+        Step::Direct(s, mut acc) => {
+            shard.stats.direct += 1;
+            shard.metrics.stanzas_direct.inc();
+            acc.note(shard.id, STAGE, Outcome::Delivered, |a| {
+                Some(format!(
+                    "to shard {}, where {} is bound (no home-shard hop)",
+                    s.shard.0, a.to
+                ))
+            });
+            shard.send_to_session(s, ConnMsg::Deliver(acc));
+        }
+        Step::Home(a) => {
+            acc = a;
+            acc.note(shard.id, STAGE, Outcome::Forwarded, |a| {
+                let asking = if a.locate_for.is_some() {
+                    ", asking where the session lives"
+                } else {
+                    ""
+                };
+                Some(format!(
+                    "to shard {}, home of {}{asking}",
+                    home.0,
+                    a.to.bare_str()
+                ))
+            });
+            shard.send_to_shard(home, ShardMsg::SmRoute(acc));
+        }
+        Step::Held => {}
+        Step::Release(accs) => {
+            for acc in accs {
+                shard.send_to_shard(home, ShardMsg::SmRoute(acc));
+            }
+        }
+    }
+}
+
+/// The answer about where `jid`'s session lives reached the shard that asked: what waited for it
+/// goes on, in order, behind the asking stanza.
+pub(crate) fn located(shard: &mut Shard, jid: FullJid, id: u32, at: Option<SessionRef>) {
+    let (then, held) = shard.locations.located(&jid, id, at, shard.id);
+    match then {
+        Then::Direct(s) => {
+            let n = held.len() as u64;
+            shard.stats.direct += n;
+            shard.metrics.stanzas_direct.inc_by(n);
+            for acc in held {
+                shard.send_to_session(s, ConnMsg::Deliver(acc));
+            }
+        }
+        Then::Home => {
+            let home = home_shard(&jid.bare(), shard.shards);
+            for acc in held {
+                shard.send_to_shard(home, ShardMsg::SmRoute(acc));
+            }
+        }
+    }
+}
+
+/// Work a home shard runs once a session's drains are in (see [`after_drain`]).
+pub type AfterDrain = Box<dyn FnOnce(&mut Shard)>;
+
+/// Runs `then` on this home shard once no shard sends stanzas straight to `jid` at `session` any
+/// more and what they sent is in its mailbox (or re-routed). For a session about to move
+/// (XEP-0198 resumption): asked to hand over after that, it hands over everything. Until it
+/// moves, stanzas to it pass this shard.
+pub fn after_drain(shard: &mut Shard, jid: &FullJid, session: SessionRef, then: AfterDrain) {
+    if let Some((_, waiting)) = shard.sm.drains.get_mut(jid) {
+        waiting.push(then);
+        return;
+    }
+    let located_by = shard.sm.pin(jid, session).unwrap_or(0);
+    let told = locating_shards(shard.shards, located_by).count();
+    if told == 0 {
+        return then(shard);
+    }
+    // Counted before the first is told: a drain may come back within this call.
+    shard.sm.drains.insert(jid.clone(), (told, vec![then]));
+    forget_location(shard, jid, session, located_by);
+}
+
+/// A drain reached a shard (see [`ShardMsg::Drain`]): passed on to the home shard of `jid`, or,
+/// there, answered, and counted for a session waiting to move.
+pub(crate) fn drained(shard: &mut Shard, jid: FullJid, ask: Ask) {
+    let home = home_shard(&jid.bare(), shard.shards);
+    if home != shard.id {
+        shard.send_to_shard(home, ShardMsg::Drain { jid, ask });
+        return;
+    }
+    let done = match shard.sm.drains.get_mut(&jid) {
+        Some((left, _)) => {
+            *left -= 1;
+            *left == 0
+        }
+        None => false,
+    };
+    shard.send_to_shard(
+        ask.by,
+        ShardMsg::Located {
+            jid: jid.clone(),
+            id: ask.id,
+            at: None,
+        },
+    );
+    if done {
+        if let Some((_, then)) = shard.sm.drains.remove(&jid) {
+            for f in then {
+                f(shard);
+            }
+        }
+    }
+}
+
+/// Tells the shards in `located_by` (see [`Resource::located_by`]) that `jid` no longer lives at
+/// `session` (each answers with a drain).
+fn forget_location(shard: &mut Shard, jid: &FullJid, session: SessionRef, located_by: u64) {
+    for to in locating_shards(shard.shards, located_by) {
+        let (jid, session) = (jid.clone(), session);
+        shard.send_to_shard(to, ShardMsg::Forget { jid, session });
+    }
+}
+
+/// The shards a [`Resource::located_by`] mask stands for: bit `i % 64` for shard `i` (with more
+/// than 64 shards, a bit stands for several; the ones that never asked forget nothing).
+fn locating_shards(shards: usize, located_by: u64) -> impl Iterator<Item = ShardId> {
+    (0..shards)
+        .filter(move |i| located_by & (1 << (i % 64)) != 0)
+        .map(|i| ShardId(i as u16))
 }
 
 /// Stage name of the session manager's steps in a `route explain` trace.
@@ -256,6 +419,7 @@ pub fn register(shard: &mut Shard, jid: FullJid, session: SessionRef) {
                 old.session,
                 None,
             );
+            forget_location(shard, &old.jid, old.session, old.located_by);
         }
     }
     run_session_hook(shard, |h| &h.sm_register_connection, &jid, session, None);
@@ -276,6 +440,7 @@ pub fn unregister(shard: &mut Shard, jid: FullJid, session: SessionRef) {
         }
         run_session_hook(shard, |h| &h.sm_remove_connection, &old.jid, session, None);
         tell_listener(shard, &old.jid, session, None);
+        forget_location(shard, &old.jid, session, old.located_by);
     }
 }
 
@@ -291,9 +456,10 @@ fn tell_listener(shard: &mut Shard, jid: &FullJid, session: SessionRef, now: Opt
 /// keeping availability and priority: the old connection's removal and the new one's registration
 /// run their hooks, no presence changes. False when `jid` is not bound at `old`.
 pub fn move_session(shard: &mut Shard, jid: &FullJid, old: SessionRef, new: SessionRef) -> bool {
-    if !shard.sm.move_session(jid, old, new) {
+    let Some(located_by) = shard.sm.move_session(jid, old, new) else {
         return false;
-    }
+    };
+    forget_location(shard, jid, old, located_by);
     run_session_hook(shard, |h| &h.sm_remove_connection, jid, old, None);
     run_session_hook(shard, |h| &h.sm_register_connection, jid, new, None);
     if shard.session_listener.is_some() {
@@ -373,3 +539,6 @@ fn run_session_hook(
     let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
     pick(&shard.hooks).run(&mut ev, &mut ctx);
 }
+
+#[cfg(test)]
+mod tests;

@@ -21,12 +21,20 @@ pub struct Resource {
     /// The last available presence the session broadcast (answers probes, RFC 6121 §4.3.2); its
     /// bytes only, so that a resource stays a few words plus the presence it keeps.
     pub last_presence: Option<crate::xml::StoredStanza>,
+    /// Shards that learnt where this session lives (bit `shard % 64`, see `sm::locations`): they
+    /// are told when it ends or moves.
+    pub located_by: u64,
+    /// Stanzas to it pass the home shard: it is about to move (see `sm::after_drain`).
+    pub pinned: bool,
 }
 
 /// Sessions of the users whose home is this shard.
 #[derive(Default)]
 pub struct SessionManager {
     users: HashMap<BareJid, Vec<Resource>>,
+    /// Sessions about to move, waiting for drains (see `sm::after_drain`): how many are still
+    /// to come, and what runs then.
+    pub(super) drains: HashMap<FullJid, (usize, Vec<super::AfterDrain>)>,
     /// Shared slice: the route clones it per stanza (a reference count, not a Vec).
     home_handlers: std::rc::Rc<[(&'static str, super::HomeHandler)]>,
 }
@@ -44,6 +52,8 @@ impl SessionManager {
             session,
             priority: None,
             last_presence: None,
+            located_by: 0,
+            pinned: false,
         };
         match list.iter_mut().find(|r| r.jid == new.jid) {
             Some(slot) => Some(std::mem::replace(slot, new)),
@@ -69,17 +79,43 @@ impl SessionManager {
     }
 
     /// Moves `jid` from `old` to `new` keeping its priority and last presence (XEP-0198
-    /// resumption); false when `jid` is not bound at `old`.
-    pub fn move_session(&mut self, jid: &FullJid, old: SessionRef, new: SessionRef) -> bool {
-        let Some(r) = self
+    /// resumption); gives the shards that knew where `old` lived (see [`Resource::located_by`]),
+    /// None when `jid` is not bound at `old`.
+    pub fn move_session(&mut self, jid: &FullJid, old: SessionRef, new: SessionRef) -> Option<u64> {
+        let r = self
             .users
             .get_mut(&jid.bare())
-            .and_then(|l| l.iter_mut().find(|r| &r.jid == jid && r.session == old))
-        else {
-            return false;
-        };
+            .and_then(|l| l.iter_mut().find(|r| &r.jid == jid && r.session == old))?;
         r.session = new;
-        true
+        r.pinned = false;
+        Some(std::mem::take(&mut r.located_by))
+    }
+
+    /// Records that shard `by` learns where the session of the full JID `jid` (of user `bare`)
+    /// lives; false when it may not (the session is about to move).
+    pub fn locate(&mut self, bare: &str, jid: &str, by: crate::shard::ShardId) -> bool {
+        match self
+            .users
+            .get_mut(bare)
+            .and_then(|l| l.iter_mut().find(|r| r.jid.as_str() == jid))
+        {
+            Some(r) if !r.pinned => {
+                r.located_by |= 1 << (by.0 % 64);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Keeps the stanzas to `jid` at `session` on the home-shard path from now on (it is about to
+    /// move) and gives the shards that learnt where it lives; None when not bound there.
+    pub fn pin(&mut self, jid: &FullJid, session: SessionRef) -> Option<u64> {
+        let r = self
+            .users
+            .get_mut(&jid.bare())
+            .and_then(|l| l.iter_mut().find(|r| &r.jid == jid && r.session == session))?;
+        r.pinned = true;
+        Some(std::mem::take(&mut r.located_by))
     }
 
     /// Sets the priority of `jid` at `session`; returns the previous one (None if not bound there).

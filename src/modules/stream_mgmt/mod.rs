@@ -269,6 +269,18 @@ pub fn resume_request(
     to_home(shard, home, msg);
 }
 
+/// Asks the session at `at` to hand over to `t`'s requester, once every stanza other shards sent
+/// straight to it is in its mailbox (`sm::after_drain`): what it hands over is then complete, and
+/// what comes later passes this home shard, which sends it to the new session.
+pub(super) fn take_over(shard: &mut Shard, jid: &FullJid, at: SessionRef, t: Takeover) {
+    crate::sm::after_drain(
+        shard,
+        jid,
+        at,
+        Box::new(move |s| s.send_to_session(at, ConnMsg::ext(SmConnMsg::Takeover(t)))),
+    );
+}
+
 /// Handles `msg` on the home shard `home` (now, when that is this shard), in order with this
 /// shard's other traffic there.
 pub(super) fn to_home(shard: &mut Shard, home: crate::shard::ShardId, msg: SmShardMsg) {
@@ -302,10 +314,10 @@ pub fn handle_shard_msg(shard: &mut Shard, msg: SmShardMsg) {
         } => {
             let found = shard.ext.get_or_default::<ResumeTable>().find(&id, &bare);
             match found {
-                Some((_, at)) => {
+                Some((jid, at)) => {
                     let to = Requester::Local(new);
                     let t = Takeover { id, h, to };
-                    shard.send_to_session(at, ConnMsg::ext(SmConnMsg::Takeover(t)));
+                    take_over(shard, &jid, at, t);
                 }
                 // Not here: the node that issued the id may hold it.
                 None => remote::ask(shard, bare, id, h, new, cfg),

@@ -202,10 +202,7 @@ fn on_request(shard: &mut Shard, r: Request) {
     };
     let last = crate::cluster::last_presence(shard, &jid);
     let to = Requester::Node(NodeAsk { node, reply, last });
-    shard.send_to_session(
-        at,
-        ConnMsg::ext(SmConnMsg::Takeover(Takeover { id, h, to })),
-    );
+    super::take_over(shard, &jid, at, Takeover { id, h, to });
 }
 
 /// Node A: tells the asking node the resumption failed (if this is lost, it stops waiting after

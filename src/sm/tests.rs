@@ -1,0 +1,483 @@
+//! The location cache (`sm::locations`): sans-IO, then across shards whose rings deliver in
+//! orders the tests choose (the `Cluster` harness delivers at once; here each ordered pair of
+//! shards is a FIFO ring the test drains).
+
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+
+use super::locations::{Locations, Step, Then, ASK_AGAIN_AFTER, MAX_ENTRIES, MAX_HELD};
+use crate::c2s::route::{unbind, user_send, Session};
+use crate::hooks::Acc;
+use crate::jid::{FullJid, Jid};
+use crate::shard::cluster::Cluster;
+use crate::shard::{home_shard_of, ConnId, ConnMsg, Mailbox, SessionRef, ShardId, ShardMsg};
+use crate::testing::Rng;
+use crate::xml::Stanza;
+
+const HOST: &str = "example.com";
+
+fn chat(to: &str, body: &str) -> Acc {
+    let s = Stanza::parse(
+        format!(
+            "<message from='a@example.com/r' to='{to}' type='chat'><body>{body}</body></message>"
+        )
+        .into_bytes(),
+    )
+    .expect("a well-formed stanza");
+    let from = Jid::parse("a@example.com/r").expect("a valid JID");
+    let to = Jid::parse(to).expect("a valid JID");
+    Acc::new(s, from, to, ShardId(0))
+}
+
+fn body(acc: &Acc) -> String {
+    let b = String::from_utf8_lossy(acc.stanza.bytes()).into_owned();
+    let start = b.find("<body>").map(|i| i + 6).unwrap_or(0);
+    let end = b.find("</body>").unwrap_or(b.len());
+    b[start..end].to_owned()
+}
+
+fn at(shard: u16, conn: u64) -> SessionRef {
+    SessionRef {
+        shard: ShardId(shard),
+        conn: ConnId(conn),
+    }
+}
+
+const BOB: &str = "bob@example.com/r";
+
+fn bob() -> FullJid {
+    FullJid::parse(BOB).expect("a valid JID")
+}
+
+/// The question a stanza sent home carries (panics when it went another way or asks nothing).
+fn asks(step: Step, here: ShardId) -> u32 {
+    match step {
+        Step::Home(acc) => {
+            let ask = acc.locate_for.expect("a question");
+            assert_eq!(ask.by, here);
+            ask.id
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// True when the stanza went home without a question.
+fn plain_home(step: &Step) -> bool {
+    matches!(step, Step::Home(acc) if acc.locate_for.is_none())
+}
+
+#[test]
+fn the_first_stanza_asks_the_next_wait_and_follow_the_answer() {
+    let mut l = Locations::default();
+    let here = ShardId(0);
+    let q = asks(l.route(chat(BOB, "1"), here), here);
+    for i in 2..=4 {
+        assert!(matches!(
+            l.route(chat(BOB, &i.to_string()), here),
+            Step::Held
+        ));
+    }
+    let (then, held) = l.located(&bob(), q, Some(at(2, 7)), here);
+    assert_eq!(then, Then::Direct(at(2, 7)));
+    let bodies: Vec<String> = held.iter().map(body).collect();
+    assert_eq!(bodies, ["2", "3", "4"]);
+    match l.route(chat(BOB, "5"), here) {
+        Step::Direct(s, acc) => {
+            assert_eq!(s, at(2, 7));
+            assert_eq!(acc.locate_for, None);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Another session is forgotten without effect.
+    assert_eq!(l.forget(&bob(), at(2, 8)), 0);
+    assert!(matches!(l.route(chat(BOB, "6"), here), Step::Direct(..)));
+    // This one: later stanzas wait for the drain's answer, then go through the home shard.
+    let drain = l.forget(&bob(), at(2, 7));
+    assert_ne!(drain, 0);
+    assert!(matches!(l.route(chat(BOB, "7"), here), Step::Held));
+    let (then, held) = l.located(&bob(), drain, None, here);
+    assert_eq!(then, Then::Home);
+    assert_eq!(held.iter().map(body).collect::<Vec<_>>(), ["7"]);
+    assert!(plain_home(&l.route(chat(BOB, "8"), here)));
+}
+
+#[test]
+fn no_session_to_go_to_sends_through_the_home_shard_and_asks_again_later() {
+    let mut l = Locations::default();
+    let here = ShardId(1);
+    let q = asks(l.route(chat(BOB, "1"), here), here);
+    assert!(matches!(l.route(chat(BOB, "2"), here), Step::Held));
+    let (then, held) = l.located(&bob(), q, None, here);
+    assert_eq!(then, Then::Home);
+    assert_eq!(held.len(), 1);
+    for _ in 0..ASK_AGAIN_AFTER {
+        assert!(plain_home(&l.route(chat(BOB, "x"), here)));
+    }
+    let q = asks(l.route(chat(BOB, "ask"), here), here);
+    // A session on this very shard is not kept: the local fast path takes the next ones.
+    let (then, _) = l.located(&bob(), q, Some(at(1, 3)), here);
+    assert_eq!(then, Then::Direct(at(1, 3)));
+    assert!(l.is_empty());
+    // Nor one on another node of a cluster.
+    let q = asks(l.route(chat(BOB, "ask"), here), here);
+    let (then, _) = l.located(&bob(), q, Some(SessionRef::remote(1, 0, 9)), here);
+    assert_eq!(then, Then::Home);
+}
+
+#[test]
+fn an_answer_after_the_session_was_forgotten_is_not_kept() {
+    let mut l = Locations::default();
+    let here = ShardId(0);
+    let q = asks(l.route(chat(BOB, "1"), here), here);
+    assert!(matches!(l.route(chat(BOB, "2"), here), Step::Held));
+    // The home shard's "gone" overtook the answer (they travel different rings).
+    assert_eq!(
+        l.forget(&bob(), at(2, 7)),
+        q,
+        "the drain carries the open question"
+    );
+    let (then, held) = l.located(&bob(), q, Some(at(2, 7)), here);
+    assert_eq!(then, Then::Home);
+    assert_eq!(held.len(), 1);
+    assert!(plain_home(&l.route(chat(BOB, "3"), here)));
+    // The drain's answer comes second and finds nothing to release.
+    let (_, held) = l.located(&bob(), q, None, here);
+    assert!(held.is_empty());
+}
+
+#[test]
+fn a_late_answer_to_an_earlier_question_releases_nothing() {
+    let mut l = Locations::default();
+    let here = ShardId(0);
+    let first = asks(l.route(chat(BOB, "1"), here), here);
+    // Waiting grows too long: the held ones go home; later, a new question.
+    for i in 0..=MAX_HELD {
+        l.route(chat(BOB, &i.to_string()), here);
+    }
+    for _ in 0..ASK_AGAIN_AFTER {
+        assert!(plain_home(&l.route(chat(BOB, "x"), here)));
+    }
+    let second = asks(l.route(chat(BOB, "again"), here), here);
+    assert_ne!(first, second);
+    assert!(matches!(l.route(chat(BOB, "waits"), here), Step::Held));
+    // The first question's answer arrives now: the second may still be on its way home, so
+    // what waits for it must not go straight past it.
+    let (_, held) = l.located(&bob(), first, Some(at(2, 7)), here);
+    assert!(held.is_empty());
+    assert!(matches!(l.route(chat(BOB, "still"), here), Step::Held));
+    let (then, held) = l.located(&bob(), second, Some(at(2, 7)), here);
+    assert_eq!(then, Then::Direct(at(2, 7)));
+    assert_eq!(
+        held.iter().map(body).collect::<Vec<_>>(),
+        ["waits", "still"]
+    );
+}
+
+#[test]
+fn waiting_is_bounded_and_a_late_answer_is_ignored() {
+    let mut l = Locations::default();
+    let here = ShardId(0);
+    let q = asks(l.route(chat(BOB, "ask"), here), here);
+    for i in 0..MAX_HELD {
+        assert!(matches!(
+            l.route(chat(BOB, &i.to_string()), here),
+            Step::Held
+        ));
+    }
+    match l.route(chat(BOB, "last"), here) {
+        Step::Release(accs) => {
+            assert_eq!(accs.len(), MAX_HELD + 1);
+            assert_eq!(body(&accs[0]), "0");
+            assert_eq!(body(&accs[MAX_HELD]), "last");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The answer comes after the waiting ones went home: nothing is held, nothing is learnt.
+    let (then, held) = l.located(&bob(), q, Some(at(2, 7)), here);
+    assert_eq!(then, Then::Home);
+    assert!(held.is_empty());
+    assert!(plain_home(&l.route(chat(BOB, "after"), here)));
+}
+
+#[test]
+fn the_cache_is_bounded() {
+    let mut l = Locations::default();
+    let here = ShardId(0);
+    for i in 0..MAX_ENTRIES {
+        let to = format!("u{i}@example.com/r");
+        asks(l.route(chat(&to, "x"), here), here);
+    }
+    assert_eq!(l.len(), MAX_ENTRIES);
+    let over = l.route(chat(BOB, "over"), here);
+    assert!(plain_home(&over), "not asked: no room to keep it");
+    assert_eq!(l.len(), MAX_ENTRIES);
+}
+
+/// Shards joined by FIFO rings that the test drains in the order it picks.
+struct Net {
+    c: Cluster,
+    rings: HashMap<(usize, usize), VecDeque<ShardMsg>>,
+}
+
+/// A bound user.
+struct User {
+    sess: Session,
+    mb: Rc<Mailbox>,
+    on: usize,
+}
+
+impl Net {
+    fn new(shards: usize) -> Net {
+        Net {
+            c: Cluster::new(shards, &[HOST]),
+            rings: HashMap::new(),
+        }
+    }
+
+    fn connect(&mut self, jid: &str, on: usize) -> User {
+        let jid = FullJid::parse(jid).expect("a valid JID");
+        let (sess, mb) = self.c.connect(on, &jid, Some(0));
+        User { sess, mb, on }
+    }
+
+    /// Moves what shard `i` queued for other shards onto the rings.
+    fn collect(&mut self, i: usize) {
+        for (to, msg) in self.c.shards[i].take_outgoing() {
+            self.rings
+                .entry((i, to.index()))
+                .or_default()
+                .push_back(msg);
+        }
+    }
+
+    fn send(&mut self, u: &mut User, to: &str, body: &str) {
+        let mut st = Stanza::parse(
+            format!("<message to='{to}' type='chat'><body>{body}</body></message>").into_bytes(),
+        )
+        .expect("a well-formed stanza");
+        st.set_from(u.sess.jid.as_str());
+        user_send(&mut self.c.shards[u.on], &mut u.sess, st);
+        self.collect(u.on);
+    }
+
+    /// Delivers the oldest message of ring `from` -> `to`; false when it is empty.
+    fn step(&mut self, from: usize, to: usize) -> bool {
+        let Some(msg) = self
+            .rings
+            .get_mut(&(from, to))
+            .and_then(VecDeque::pop_front)
+        else {
+            return false;
+        };
+        self.c.shards[to].handle_msg(msg);
+        self.collect(to);
+        true
+    }
+
+    /// Rings with something queued.
+    fn busy(&self) -> Vec<(usize, usize)> {
+        let mut v: Vec<(usize, usize)> = self
+            .rings
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(k, _)| *k)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Drains every ring, picking the next ring at random.
+    fn drain(&mut self, rng: &mut Rng) {
+        loop {
+            let busy = self.busy();
+            if busy.is_empty() {
+                return;
+            }
+            let (f, t) = busy[rng.next(busy.len())];
+            self.step(f, t);
+        }
+    }
+
+    fn direct(&self) -> u64 {
+        self.c.shards.iter().map(|s| s.stats.direct).sum()
+    }
+}
+
+/// Bodies delivered into `mb` so far.
+fn received(mb: &Mailbox) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Some(msg) = mb.pop() {
+        if let ConnMsg::Deliver(acc) = msg {
+            out.push(body(&acc));
+        }
+    }
+    out
+}
+
+/// A user name whose home shard is `home` of `n`.
+fn homed(n: usize, home: usize, prefix: &str) -> String {
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|u| home_shard_of(&format!("{u}@{HOST}"), n).index() == home)
+        .expect("some name hashes there")
+}
+
+/// Three shards: alice on shard 0; bob, whose home is shard 1, bound on shard 2 (a stanza from
+/// alice to bob's full JID, the last value, crosses twice through the home shard).
+fn three_shards() -> (Net, User, User, String) {
+    let mut net = Net::new(3);
+    let b = homed(3, 1, "bob");
+    let to = format!("{b}@{HOST}/r");
+    let alice = net.connect(&format!("{}@{HOST}/r", homed(3, 2, "alice")), 0);
+    let bob = net.connect(&to, 2);
+    (net, alice, bob, to)
+}
+
+#[test]
+fn a_known_recipient_gets_messages_without_the_home_hop() {
+    let (mut net, mut alice, bob, to) = three_shards();
+    net.send(&mut alice, &to, "1");
+    assert_eq!(
+        net.busy(),
+        [(0, 1)],
+        "the first one asks through the home shard"
+    );
+    net.drain(&mut Rng(7));
+    net.send(&mut alice, &to, "2");
+    assert_eq!(
+        net.busy(),
+        [(0, 2)],
+        "the second one goes straight to bob's shard"
+    );
+    net.drain(&mut Rng(7));
+    assert_eq!(received(&bob.mb), ["1", "2"]);
+    assert_eq!(net.direct(), 1);
+    // Bare-JID messages still choose the resource on the home shard.
+    net.send(&mut alice, &bob.sess.jid.bare().to_string(), "3");
+    assert_eq!(net.busy(), [(0, 1)]);
+    net.drain(&mut Rng(7));
+    assert_eq!(received(&bob.mb), ["3"]);
+}
+
+#[test]
+fn messages_sent_while_asking_wait_behind_the_asking_one() {
+    let (mut net, mut alice, bob, to) = three_shards();
+    net.send(&mut alice, &to, "1");
+    // The home shard passes the first on towards bob's shard, where it lags in the ring.
+    assert!(net.step(0, 1));
+    assert_eq!(net.busy(), [(1, 2)]);
+    net.send(&mut alice, &to, "2");
+    net.send(&mut alice, &to, "3");
+    assert_eq!(
+        net.busy(),
+        [(1, 2)],
+        "held on alice's shard, not sent past the first"
+    );
+    assert!(net.step(1, 2));
+    assert_eq!(
+        net.busy(),
+        [(2, 0)],
+        "bob's shard answers once the first is in the mailbox"
+    );
+    assert!(net.step(2, 0));
+    assert_eq!(net.busy(), [(0, 2)]);
+    net.drain(&mut Rng(1));
+    assert_eq!(received(&bob.mb), ["1", "2", "3"]);
+    assert_eq!(net.direct(), 2);
+}
+
+#[test]
+fn any_ring_order_keeps_every_senders_order_and_loses_nothing() {
+    for (shards, seed) in [(2, 11), (3, 12), (4, 13), (4, 14), (5, 15)] {
+        let mut rng = Rng(seed);
+        let mut net = Net::new(shards);
+        let mut users: Vec<User> = (0..8)
+            .map(|i| {
+                let on = rng.next(shards);
+                net.connect(&format!("u{i}@{HOST}/r"), on)
+            })
+            .collect();
+        let mut sent: Vec<Vec<(usize, usize)>> = vec![Vec::new(); users.len()];
+        for seq in 0..600 {
+            // Sends and ring steps interleave at random, so answers and held stanzas race.
+            if rng.below(3) == 0 {
+                let busy = net.busy();
+                if !busy.is_empty() {
+                    let (f, t) = busy[rng.next(busy.len())];
+                    net.step(f, t);
+                }
+                continue;
+            }
+            let from = rng.next(users.len());
+            let to = rng.next(users.len());
+            let jid = users[to].sess.jid.to_string();
+            net.send(&mut users[from], &jid, &format!("{from}:{seq}"));
+            sent[to].push((from, seq));
+        }
+        net.drain(&mut rng);
+        for (to, u) in users.iter().enumerate() {
+            let got: Vec<(usize, usize)> = received(&u.mb)
+                .iter()
+                .map(|b| {
+                    let (f, s) = b.split_once(':').expect("from:seq");
+                    (f.parse().expect("a number"), s.parse().expect("a number"))
+                })
+                .collect();
+            for from in 0..users.len() {
+                let want: Vec<usize> = sent[to]
+                    .iter()
+                    .filter(|(f, _)| *f == from)
+                    .map(|(_, s)| *s)
+                    .collect();
+                let had: Vec<usize> = got
+                    .iter()
+                    .filter(|(f, _)| *f == from)
+                    .map(|(_, s)| *s)
+                    .collect();
+                assert_eq!(had, want, "shards {shards}: u{from} -> u{to}");
+            }
+        }
+        assert!(net.direct() > 0, "shards {shards}: no stanza went straight");
+    }
+}
+
+#[test]
+fn a_session_that_ended_is_forgotten_and_its_stanzas_follow_the_next_one() {
+    let (mut net, mut alice, bob, to) = three_shards();
+    net.send(&mut alice, &to, "1");
+    net.drain(&mut Rng(3));
+    assert_eq!(received(&bob.mb), ["1"]);
+    // Sent straight to bob's old connection, which closes before it arrives.
+    net.send(&mut alice, &to, "2");
+    assert_eq!(net.busy(), [(0, 2)]);
+    {
+        let shard = &mut net.c.shards[2];
+        shard.close_conn(bob.sess.session.conn);
+        unbind(shard, &bob.sess);
+    }
+    net.collect(2);
+    // Bob is back on shard 1 (his home), same resource, before anything else moves.
+    let (conn, mb) = net.c.shards[1].open_conn();
+    let sref = net.c.shards[1].session_ref(conn);
+    crate::c2s::route::bind(&mut net.c.shards[1], bob.sess.jid.clone(), sref);
+    net.collect(1);
+    // Unregister (2 -> 1) and the new bind run at home; the stale stanza arrives after.
+    assert!(net.step(2, 1));
+    assert!(net.step(0, 2));
+    net.drain(&mut Rng(3));
+    net.c.shards[1].local_bind(bob.sess.jid.clone(), conn);
+    let delivered: Vec<String> = received(&mb);
+    assert_eq!(
+        delivered,
+        ["2"],
+        "the stanza sent to the gone connection is re-routed"
+    );
+    // Alice's shard was told: the next stanza asks again and reaches the new session.
+    net.send(&mut alice, &to, "3");
+    assert_eq!(net.busy(), [(0, 1)]);
+    net.drain(&mut Rng(3));
+    assert_eq!(received(&mb), ["3"]);
+    net.send(&mut alice, &to, "4");
+    net.drain(&mut Rng(3));
+    assert_eq!(received(&mb), ["4"]);
+}
