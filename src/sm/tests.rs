@@ -353,7 +353,7 @@ fn a_known_recipient_gets_messages_without_the_home_hop() {
     assert_eq!(received(&bob.mb), ["1", "2"]);
     assert_eq!(net.direct(), 1);
     // Bare-JID messages still choose the resource on the home shard.
-    net.send(&mut alice, &bob.sess.jid.bare().to_string(), "3");
+    net.send(&mut alice, bob.sess.jid.bare().as_str(), "3");
     assert_eq!(net.busy(), [(0, 1)]);
     net.drain(&mut Rng(7));
     assert_eq!(received(&bob.mb), ["3"]);
