@@ -165,7 +165,7 @@ fn route(c: &mut Criterion) {
 
 criterion_group!(benches, route);
 
-/// `ROUTE_BATCHES=N` runs N batches of each case once, without criterion: a fixed amount of work
+/// `ROUTE_BATCHES=N` runs N batches of each case (or of case `ROUTE_CASE`), without criterion: a fixed amount of work
 /// whose instruction and cache-miss counts `valgrind --tool=cachegrind` reports exactly, where
 /// this machine's timings are too noisy to see a few per cent.
 fn main() {
@@ -173,12 +173,20 @@ fn main() {
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
     {
-        for layout in [
+        // `ROUTE_CASE=3` runs only the fourth case (0: same_shard ... 3: three_shards_full).
+        let only = std::env::var("ROUTE_CASE")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok());
+        let layouts = [
             Layout::SameShard,
             Layout::CrossShard,
             Layout::CrossShardFull,
             Layout::ThreeShardsFull,
-        ] {
+        ];
+        for (i, &layout) in layouts.iter().enumerate() {
+            if only.is_some_and(|o| o != i) {
+                continue;
+            }
             let mut route = Route::new(layout);
             for _ in 0..n {
                 route.batch();

@@ -175,12 +175,75 @@ fn unknown_domain_is_remote_server_not_found_and_bad_jid_malformed() {
 
 #[test]
 fn many_clients_every_message_once_in_order() {
+    for shards in [2, 4] {
+        let server = every_message_once_in_order(shards, Addressing::Bare, |refs| {
+            Server::start(shards, refs)
+        });
+        drop(server);
+    }
+}
+
+/// Full JIDs at 4 shards (more than 2 cores: many messages have their sender, their recipient's
+/// home and its connection on three different shards): the senders' shards learn where each
+/// session lives and send straight there, and order and count hold as through the home shard.
+#[test]
+fn many_clients_full_jids_every_message_once_in_order_sent_straight() {
+    let mut http = 0;
+    let server = every_message_once_in_order(4, Addressing::Full, |refs| {
+        let (server, port) = Server::start_http_listener(4, refs, "handlers = [\"metrics\"]", "");
+        http = port;
+        server
+    });
+    let metrics = http_get(http, "/metrics");
+    let direct: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("petrel_stanzas_direct_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    assert!(
+        direct > 1000.0,
+        "few messages went straight to their recipient's shard: {direct}"
+    );
+    drop(server);
+}
+
+/// How the test's messages address their recipients.
+#[derive(Clone, Copy, PartialEq)]
+enum Addressing {
+    Bare,
+    Full,
+}
+
+/// The body of one GET over a fresh connection.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
+}
+
+/// 100 clients each send 100 messages to pseudo-random others, interleaved; every recipient gets
+/// each sender's messages once and in order. Gives the server, still running.
+fn every_message_once_in_order(
+    shards: usize,
+    addressing: Addressing,
+    start: impl FnOnce(&[&str]) -> Server,
+) -> Server {
     const CLIENTS: usize = 100;
     const PER_CLIENT: usize = 100;
-    for shards in [2, 4] {
+    {
         let names: Vec<String> = (0..CLIENTS).map(|i| format!("u{i}")).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let server = Server::start(shards, &refs);
+        let server = start(&refs);
         let mut clients: Vec<Client> = names
             .iter()
             .map(|n| server.login(n, "r", Some(0)))
@@ -206,8 +269,13 @@ fn many_clients_every_message_once_in_order() {
         for seq in 0..PER_CLIENT {
             for from in 0..CLIENTS {
                 let (_, to, s) = plan[from * PER_CLIENT + seq];
+                let resource = if addressing == Addressing::Full {
+                    "/r"
+                } else {
+                    ""
+                };
                 let msg = format!(
-                    "<message to='u{to}@localhost' type='chat'><body>{from}:{s}</body></message>"
+                    "<message to='u{to}@localhost{resource}' type='chat'><body>{from}:{s}</body></message>"
                 );
                 clients[from].send(&msg);
             }
@@ -244,6 +312,7 @@ fn many_clients_every_message_once_in_order() {
             let extra = String::from_utf8_lossy(&c.raw).matches("<body>").count();
             assert_eq!(extra, want, "duplicates for u{to}");
         }
+        server
     }
 }
 

@@ -638,9 +638,9 @@ impl Shard {
                 let id = self.locations.forget(&jid, session);
                 // Behind what this shard sent straight there (answered from the home shard).
                 let ask = Ask { by: self.id, id };
-                self.send_to_shard(session.shard, ShardMsg::Drain { jid, ask });
+                self.send_to_shard(session.shard, ShardMsg::Drain { jid, session, ask });
             }
-            ShardMsg::Drain { jid, ask } => crate::sm::drained(self, jid, ask),
+            ShardMsg::Drain { jid, session, ask } => crate::sm::drained(self, jid, session, ask),
             ShardMsg::Multicast(acc, to) => self.multicast_here(acc, &to),
             ShardMsg::Handled(acks) => {
                 for (conn, seqs) in acks {

@@ -57,6 +57,8 @@ pub enum ShardMsg {
     Drain {
         /// The session's full JID.
         jid: FullJid,
+        /// The session forgotten.
+        session: SessionRef,
         /// The shard that sent straight and waits for the answer, and its question.
         ask: crate::shard::Ask,
     },
@@ -80,7 +82,9 @@ impl std::fmt::Debug for ShardMsg {
             ShardMsg::Run(_) => f.write_str("Run(..)"),
             ShardMsg::Located { jid, id, at } => write!(f, "Located({jid}, #{id}, {at:?})"),
             ShardMsg::Forget { jid, session } => write!(f, "Forget({jid}, {session:?})"),
-            ShardMsg::Drain { jid, ask } => write!(f, "Drain({jid}, {ask:?})"),
+            ShardMsg::Drain { jid, session, ask } => {
+                write!(f, "Drain({jid}, {session:?}, {ask:?})")
+            }
             ShardMsg::Multicast(acc, to) => {
                 write!(f, "Multicast({acc:?}, {} recipients)", to.len())
             }

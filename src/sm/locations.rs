@@ -158,13 +158,7 @@ impl Locations {
     /// straight to). Gives what waited for it and where it goes; nothing when that question is
     /// no longer open (given up, or answered: a late answer must not release what waits for a
     /// newer question).
-    pub fn located(
-        &mut self,
-        jid: &FullJid,
-        id: u32,
-        at: Option<SessionRef>,
-        here: ShardId,
-    ) -> (Then, Vec<Acc>) {
+    pub fn located(&mut self, jid: &FullJid, id: u32, at: Option<SessionRef>) -> (Then, Vec<Acc>) {
         let Some(Entry::Asking {
             id: open,
             held,
@@ -180,12 +174,9 @@ impl Locations {
         self.held -= held.len();
         match at {
             Some(s) if !*forgotten && !s.is_remote() => {
-                if s.shard == here {
-                    // Bound on this very shard: the route's local fast path takes the next ones.
-                    self.entries.remove(jid.as_str());
-                } else {
-                    self.entries.insert(jid.clone(), Entry::At(s));
-                }
+                // Kept on this very shard too: a resumed session has no local binding for the
+                // route's fast path (see `docs/ROUTE.md`, resumption).
+                self.entries.insert(jid.clone(), Entry::At(s));
                 (Then::Direct(s), held)
             }
             _ => {

@@ -200,7 +200,7 @@ fn by_location(shard: &mut Shard, mut acc: Acc, home: ShardId) {
 /// The answer about where `jid`'s session lives reached the shard that asked: what waited for it
 /// goes on, in order, behind the asking stanza.
 pub(crate) fn located(shard: &mut Shard, jid: FullJid, id: u32, at: Option<SessionRef>) {
-    let (then, held) = shard.locations.located(&jid, id, at, shard.id);
+    let (then, held) = shard.locations.located(&jid, id, at);
     match then {
         Then::Direct(s) => {
             let n = held.len() as u64;
@@ -227,7 +227,7 @@ pub type AfterDrain = Box<dyn FnOnce(&mut Shard)>;
 /// (XEP-0198 resumption): asked to hand over after that, it hands over everything. Until it
 /// moves, stanzas to it pass this shard.
 pub fn after_drain(shard: &mut Shard, jid: &FullJid, session: SessionRef, then: AfterDrain) {
-    if let Some((_, waiting)) = shard.sm.drains.get_mut(jid) {
+    if let Some((_, waiting)) = shard.sm.drains.get_mut(&session) {
         waiting.push(then);
         return;
     }
@@ -237,19 +237,19 @@ pub fn after_drain(shard: &mut Shard, jid: &FullJid, session: SessionRef, then: 
         return then(shard);
     }
     // Counted before the first is told: a drain may come back within this call.
-    shard.sm.drains.insert(jid.clone(), (told, vec![then]));
+    shard.sm.drains.insert(session, (told, vec![then]));
     forget_location(shard, jid, session, located_by);
 }
 
 /// A drain reached a shard (see [`ShardMsg::Drain`]): passed on to the home shard of `jid`, or,
 /// there, answered, and counted for a session waiting to move.
-pub(crate) fn drained(shard: &mut Shard, jid: FullJid, ask: Ask) {
+pub(crate) fn drained(shard: &mut Shard, jid: FullJid, session: SessionRef, ask: Ask) {
     let home = home_shard(&jid.bare(), shard.shards);
     if home != shard.id {
-        shard.send_to_shard(home, ShardMsg::Drain { jid, ask });
+        shard.send_to_shard(home, ShardMsg::Drain { jid, session, ask });
         return;
     }
-    let done = match shard.sm.drains.get_mut(&jid) {
+    let done = match shard.sm.drains.get_mut(&session) {
         Some((left, _)) => {
             *left -= 1;
             *left == 0
@@ -265,7 +265,7 @@ pub(crate) fn drained(shard: &mut Shard, jid: FullJid, ask: Ask) {
         },
     );
     if done {
-        if let Some((_, then)) = shard.sm.drains.remove(&jid) {
+        if let Some((_, then)) = shard.sm.drains.remove(&session) {
             for f in then {
                 f(shard);
             }

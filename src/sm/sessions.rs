@@ -34,7 +34,7 @@ pub struct SessionManager {
     users: HashMap<BareJid, Vec<Resource>>,
     /// Sessions about to move, waiting for drains (see `sm::after_drain`): how many are still
     /// to come, and what runs then.
-    pub(super) drains: HashMap<FullJid, (usize, Vec<super::AfterDrain>)>,
+    pub(super) drains: HashMap<SessionRef, (usize, Vec<super::AfterDrain>)>,
     /// Shared slice: the route clones it per stanza (a reference count, not a Vec).
     home_handlers: std::rc::Rc<[(&'static str, super::HomeHandler)]>,
 }

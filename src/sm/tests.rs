@@ -77,7 +77,7 @@ fn the_first_stanza_asks_the_next_wait_and_follow_the_answer() {
             Step::Held
         ));
     }
-    let (then, held) = l.located(&bob(), q, Some(at(2, 7)), here);
+    let (then, held) = l.located(&bob(), q, Some(at(2, 7)));
     assert_eq!(then, Then::Direct(at(2, 7)));
     let bodies: Vec<String> = held.iter().map(body).collect();
     assert_eq!(bodies, ["2", "3", "4"]);
@@ -95,7 +95,7 @@ fn the_first_stanza_asks_the_next_wait_and_follow_the_answer() {
     let drain = l.forget(&bob(), at(2, 7));
     assert_ne!(drain, 0);
     assert!(matches!(l.route(chat(BOB, "7"), here), Step::Held));
-    let (then, held) = l.located(&bob(), drain, None, here);
+    let (then, held) = l.located(&bob(), drain, None);
     assert_eq!(then, Then::Home);
     assert_eq!(held.iter().map(body).collect::<Vec<_>>(), ["7"]);
     assert!(plain_home(&l.route(chat(BOB, "8"), here)));
@@ -107,20 +107,21 @@ fn no_session_to_go_to_sends_through_the_home_shard_and_asks_again_later() {
     let here = ShardId(1);
     let q = asks(l.route(chat(BOB, "1"), here), here);
     assert!(matches!(l.route(chat(BOB, "2"), here), Step::Held));
-    let (then, held) = l.located(&bob(), q, None, here);
+    let (then, held) = l.located(&bob(), q, None);
     assert_eq!(then, Then::Home);
     assert_eq!(held.len(), 1);
     for _ in 0..ASK_AGAIN_AFTER {
         assert!(plain_home(&l.route(chat(BOB, "x"), here)));
     }
     let q = asks(l.route(chat(BOB, "ask"), here), here);
-    // A session on this very shard is not kept: the local fast path takes the next ones.
-    let (then, _) = l.located(&bob(), q, Some(at(1, 3)), here);
+    // A session on this very shard is kept too (a resumed one has no local binding).
+    let (then, _) = l.located(&bob(), q, Some(at(1, 3)));
     assert_eq!(then, Then::Direct(at(1, 3)));
-    assert!(l.is_empty());
-    // Nor one on another node of a cluster.
+    assert!(matches!(l.route(chat(BOB, "here"), here), Step::Direct(s, _) if s == at(1, 3)));
+    // Not one on another node of a cluster.
+    let mut l = Locations::default();
     let q = asks(l.route(chat(BOB, "ask"), here), here);
-    let (then, _) = l.located(&bob(), q, Some(SessionRef::remote(1, 0, 9)), here);
+    let (then, _) = l.located(&bob(), q, Some(SessionRef::remote(1, 0, 9)));
     assert_eq!(then, Then::Home);
 }
 
@@ -136,12 +137,12 @@ fn an_answer_after_the_session_was_forgotten_is_not_kept() {
         q,
         "the drain carries the open question"
     );
-    let (then, held) = l.located(&bob(), q, Some(at(2, 7)), here);
+    let (then, held) = l.located(&bob(), q, Some(at(2, 7)));
     assert_eq!(then, Then::Home);
     assert_eq!(held.len(), 1);
     assert!(plain_home(&l.route(chat(BOB, "3"), here)));
     // The drain's answer comes second and finds nothing to release.
-    let (_, held) = l.located(&bob(), q, None, here);
+    let (_, held) = l.located(&bob(), q, None);
     assert!(held.is_empty());
 }
 
@@ -162,10 +163,10 @@ fn a_late_answer_to_an_earlier_question_releases_nothing() {
     assert!(matches!(l.route(chat(BOB, "waits"), here), Step::Held));
     // The first question's answer arrives now: the second may still be on its way home, so
     // what waits for it must not go straight past it.
-    let (_, held) = l.located(&bob(), first, Some(at(2, 7)), here);
+    let (_, held) = l.located(&bob(), first, Some(at(2, 7)));
     assert!(held.is_empty());
     assert!(matches!(l.route(chat(BOB, "still"), here), Step::Held));
-    let (then, held) = l.located(&bob(), second, Some(at(2, 7)), here);
+    let (then, held) = l.located(&bob(), second, Some(at(2, 7)));
     assert_eq!(then, Then::Direct(at(2, 7)));
     assert_eq!(
         held.iter().map(body).collect::<Vec<_>>(),
@@ -193,7 +194,7 @@ fn waiting_is_bounded_and_a_late_answer_is_ignored() {
         other => panic!("{other:?}"),
     }
     // The answer comes after the waiting ones went home: nothing is held, nothing is learnt.
-    let (then, held) = l.located(&bob(), q, Some(at(2, 7)), here);
+    let (then, held) = l.located(&bob(), q, Some(at(2, 7)));
     assert_eq!(then, Then::Home);
     assert!(held.is_empty());
     assert!(plain_home(&l.route(chat(BOB, "after"), here)));
