@@ -197,6 +197,7 @@ mod tests {
             domain: "a.example".into(),
             domain_b: None,
             muc: None,
+            resource: None,
         };
         assert_eq!(domain_of(&n, 1), "a.example");
         n.domain_b = Some("b.example".into());

@@ -112,6 +112,10 @@ pub struct Args {
     /// Extra body bytes per message.
     #[arg(long, default_value_t = 0)]
     pub payload: usize,
+    /// Chat and max: address each message to the recipient's full JID (`user@domain/--resource`),
+    /// as a client does once a conversation's first reply came, instead of its bare JID.
+    #[arg(long)]
+    pub to_full_jid: bool,
     /// Executors (one per core, not pinned).
     #[arg(long, default_value_t = 1)]
     pub cores: usize,

@@ -276,6 +276,7 @@ fn real_main(args: Args) -> Result<ExitCode, MainError> {
             domain: args.domain.clone(),
             domain_b: args.domain_b.clone(),
             muc: muc.as_ref().map(|m| m.layout.service.clone()),
+            resource: args.to_full_jid.then(|| args.resource.clone()),
         },
         users,
         rate: args.rate,

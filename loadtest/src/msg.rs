@@ -23,6 +23,8 @@ pub struct Naming {
     pub domain_b: Option<String>,
     /// `muc`: the MUC service; a message's `to` is then a room number (`room{to}@{muc}`).
     pub muc: Option<String>,
+    /// `--to-full-jid`: the recipients' resource; a chat message's `to` is then their full JID.
+    pub resource: Option<String>,
 }
 
 impl Naming {
@@ -96,10 +98,12 @@ pub fn write_message(out: &mut Vec<u8>, naming: &Naming, m: &Msg, payload: usize
         ),
         None => write!(
             out,
-            "<message to='{}{}@{}' type='chat'><body>pl {} {} {}",
+            "<message to='{}{}@{}{}{}' type='chat'><body>pl {} {} {}",
             naming.prefix,
             u64::from(naming.first) + u64::from(naming.number(m.to)),
             across::domain_of(naming, m.to),
+            if naming.resource.is_some() { "/" } else { "" },
+            naming.resource.as_deref().unwrap_or(""),
             m.ts,
             m.from,
             m.seq
@@ -169,6 +173,7 @@ mod tests {
             domain: "d".into(),
             domain_b: None,
             muc: None,
+            resource: None,
         };
         let p = BodyParser::default();
         for payload in [0, 10] {
@@ -193,6 +198,19 @@ mod tests {
             assert_eq!(p.parse(stamped.as_bytes()), Some(b));
         }
         assert_eq!(p.parse(b"<message><body>hello</body></message>"), None);
+        let full = Naming {
+            resource: Some("r".into()),
+            ..naming.clone()
+        };
+        let mut out = Vec::new();
+        let m = Msg {
+            from: 7,
+            to: 8,
+            seq: 1,
+            ts: 2,
+        };
+        write_message(&mut out, &full, &m, 0);
+        assert!(out.starts_with(b"<message to='user9@d/r' type='chat'>"));
         assert_eq!(naming.bare(0), "user1@d");
         assert_eq!(naming.index_of(naming.local(41).as_bytes()), Some(41));
         assert_eq!(naming.index_of(b"user0"), None); // below --first
@@ -209,6 +227,7 @@ mod tests {
             domain: "d".into(),
             domain_b: None,
             muc: Some("conference.d".into()),
+            resource: None,
         };
         let m = Msg {
             from: 3,
