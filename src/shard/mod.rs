@@ -522,7 +522,7 @@ impl Shard {
         let Some(mb) = self.conns.get(&conn) else {
             self.conn_gone(conn, msg);
             if let Some((ask, to)) = asked {
-                self.answer_locate(ask, to, None);
+                self.rerouted_asking(conn, ask, to);
             }
             return;
         };
@@ -549,9 +549,34 @@ impl Shard {
             Err(MailboxFull(_)) => false,
         };
         if let Some((ask, to)) = asked {
-            let at = taken.then(|| self.session_ref(conn));
-            self.answer_locate(ask, to, at);
+            if taken {
+                let at = Some(self.session_ref(conn));
+                self.answer_locate(ask, to, at);
+            } else {
+                self.rerouted_asking(conn, ask, to);
+            }
         }
+    }
+
+    /// An asking stanza found its session gone and went back to the session manager: the answer
+    /// goes through the recipient's home shard, behind the stanza, so that what waits for it on
+    /// the asking shard (then sent through the home shard) cannot overtake it.
+    fn rerouted_asking(&mut self, conn: ConnId, ask: Ask, to: crate::jid::Jid) {
+        let Ok(jid) = to.try_into_full() else {
+            return;
+        };
+        let home = home_shard(&jid.bare(), self.shards);
+        let session = self.session_ref(conn);
+        let forgot = false;
+        self.send_to_shard(
+            home,
+            ShardMsg::Drain {
+                jid,
+                session,
+                ask,
+                forgot,
+            },
+        );
     }
 
     /// Answers `ask`, a question where the session of `to` lives (see `sm::locations`): at `at`,
@@ -638,9 +663,21 @@ impl Shard {
                 let id = self.locations.forget(&jid, session);
                 // Behind what this shard sent straight there (answered from the home shard).
                 let ask = Ask { by: self.id, id };
-                self.send_to_shard(session.shard, ShardMsg::Drain { jid, session, ask });
+                let forgot = true;
+                let drain = ShardMsg::Drain {
+                    jid,
+                    session,
+                    ask,
+                    forgot,
+                };
+                self.send_to_shard(session.shard, drain);
             }
-            ShardMsg::Drain { jid, session, ask } => crate::sm::drained(self, jid, session, ask),
+            ShardMsg::Drain {
+                jid,
+                session,
+                ask,
+                forgot,
+            } => crate::sm::drained(self, jid, session, ask, forgot),
             ShardMsg::Multicast(acc, to) => self.multicast_here(acc, &to),
             ShardMsg::Handled(acks) => {
                 for (conn, seqs) in acks {

@@ -52,15 +52,18 @@ pub enum ShardMsg {
         session: SessionRef,
     },
     /// Sent by a shard that forgot where `jid`'s session lives, to that session's shard behind
-    /// what it sent straight there; passed on to `jid`'s home shard (behind what was re-routed),
-    /// which answers the question with `Located { at: None }`.
+    /// what it sent straight there (`forgot`), or by the session's shard when an asking stanza
+    /// found the session gone and was re-routed; passed on to `jid`'s home shard (behind what
+    /// was re-routed), which answers the question with `Located { at: None }`.
     Drain {
         /// The session's full JID.
         jid: FullJid,
         /// The session forgotten.
         session: SessionRef,
-        /// The shard that sent straight and waits for the answer, and its question.
+        /// The shard that waits for the answer, and its question.
         ask: crate::shard::Ask,
+        /// It answers a `Forget` (counted for a session waiting to move).
+        forgot: bool,
     },
     /// Module work to run on the destination shard (a control message: ordered with the other
     /// traffic from the sending shard, never refused by the outbox bound).
@@ -82,9 +85,9 @@ impl std::fmt::Debug for ShardMsg {
             ShardMsg::Run(_) => f.write_str("Run(..)"),
             ShardMsg::Located { jid, id, at } => write!(f, "Located({jid}, #{id}, {at:?})"),
             ShardMsg::Forget { jid, session } => write!(f, "Forget({jid}, {session:?})"),
-            ShardMsg::Drain { jid, session, ask } => {
-                write!(f, "Drain({jid}, {session:?}, {ask:?})")
-            }
+            ShardMsg::Drain {
+                jid, session, ask, ..
+            } => write!(f, "Drain({jid}, {session:?}, {ask:?})"),
             ShardMsg::Multicast(acc, to) => {
                 write!(f, "Multicast({acc:?}, {} recipients)", to.len())
             }

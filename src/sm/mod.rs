@@ -243,13 +243,30 @@ pub fn after_drain(shard: &mut Shard, jid: &FullJid, session: SessionRef, then: 
 
 /// A drain reached a shard (see [`ShardMsg::Drain`]): passed on to the home shard of `jid`, or,
 /// there, answered, and counted for a session waiting to move.
-pub(crate) fn drained(shard: &mut Shard, jid: FullJid, session: SessionRef, ask: Ask) {
+pub(crate) fn drained(
+    shard: &mut Shard,
+    jid: FullJid,
+    session: SessionRef,
+    ask: Ask,
+    forgot: bool,
+) {
     let home = home_shard(&jid.bare(), shard.shards);
     if home != shard.id {
-        shard.send_to_shard(home, ShardMsg::Drain { jid, session, ask });
+        let drain = ShardMsg::Drain {
+            jid,
+            session,
+            ask,
+            forgot,
+        };
+        shard.send_to_shard(home, drain);
         return;
     }
-    let done = match shard.sm.drains.get_mut(&session) {
+    let waiting = if forgot {
+        shard.sm.drains.get_mut(&session)
+    } else {
+        None
+    };
+    let done = match waiting {
         Some((left, _)) => {
             *left -= 1;
             *left == 0
@@ -419,8 +436,9 @@ pub fn register(shard: &mut Shard, jid: FullJid, session: SessionRef) {
                 old.session,
                 None,
             );
-            forget_location(shard, &old.jid, old.session, old.located_by);
         }
+        // The new record knows of no shard that learnt where the old one lived: they forget it.
+        forget_location(shard, &old.jid, old.session, old.located_by);
     }
     run_session_hook(shard, |h| &h.sm_register_connection, &jid, session, None);
     tell_listener(shard, &jid, session, Some(None));

@@ -482,3 +482,39 @@ fn a_session_that_ended_is_forgotten_and_its_stanzas_follow_the_next_one() {
     net.drain(&mut Rng(3));
     assert_eq!(received(&mb), ["4"]);
 }
+
+#[test]
+fn an_asking_stanza_that_finds_its_session_gone_stays_ahead_of_the_waiting_ones() {
+    let (mut net, mut alice, bob, to) = three_shards();
+    net.send(&mut alice, &to, "1");
+    // The home shard sends the asking stanza on towards bob's shard 2.
+    assert!(net.step(0, 1));
+    net.send(&mut alice, &to, "2");
+    net.send(&mut alice, &to, "3");
+    // Bob's connection on shard 2 goes, and he binds again on shard 1 (his home) first.
+    {
+        let shard = &mut net.c.shards[2];
+        shard.close_conn(bob.sess.session.conn);
+        unbind(shard, &bob.sess);
+    }
+    net.collect(2);
+    assert!(net.step(2, 1), "the unregister");
+    let (conn, mb) = net.c.shards[1].open_conn();
+    let sref = net.c.shards[1].session_ref(conn);
+    crate::c2s::route::bind(&mut net.c.shards[1], bob.sess.jid.clone(), sref);
+    net.collect(1);
+    net.c.shards[1].local_bind(bob.sess.jid.clone(), conn);
+    // The bind's answer.
+    let _ = mb.pop();
+    // The asking stanza reaches the gone connection and is re-routed; then every ring towards or
+    // from alice's shard goes first, the re-routed stanza's ring last.
+    assert!(net.step(1, 2));
+    let order = [(2, 0), (1, 0), (0, 1), (0, 2), (2, 1), (1, 2)];
+    while let Some(&(f, t)) = order
+        .iter()
+        .find(|&&(f, t)| net.rings.get(&(f, t)).is_some_and(|q| !q.is_empty()))
+    {
+        net.step(f, t);
+    }
+    assert_eq!(received(&mb), ["1", "2", "3"]);
+}
