@@ -1,13 +1,14 @@
 //! Several shards in one thread with synchronous mesh delivery: for tests and benchmarks of the route
 //! without executors or sockets.
 
-use ahash::HashSet;
+use ahash::{HashMap, HashSet};
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 use crate::c2s::route::{bind, user_send, Session};
 use crate::config::RoutingModule;
 use crate::jid::FullJid;
-use crate::shard::{ConnMsg, Mailbox, Shard, ShardId};
+use crate::shard::{ConnMsg, Mailbox, Shard, ShardId, ShardMsg};
 use crate::xml::Stanza;
 
 /// MongooseIM's default routing chain (the config's default, [`RoutingModule::DEFAULT_CHAIN`]).
@@ -91,5 +92,66 @@ impl Cluster {
             self.pump();
         }
         (sess, mb)
+    }
+}
+
+/// The mesh of a [`Cluster`] as FIFO rings per ordered pair of shards that a test drains in the
+/// order it chooses (`Cluster::pump` delivers at once): the interleavings the runtime may produce.
+#[derive(Default)]
+pub struct Rings {
+    queues: HashMap<(usize, usize), VecDeque<ShardMsg>>,
+}
+
+impl Rings {
+    /// Moves what every shard queued for other shards onto the rings.
+    pub fn collect(&mut self, c: &mut Cluster) {
+        for i in 0..c.shards.len() {
+            for (to, msg) in c.shards[i].take_outgoing() {
+                self.queues
+                    .entry((i, to.index()))
+                    .or_default()
+                    .push_back(msg);
+            }
+        }
+    }
+
+    /// Delivers the oldest message of ring `from` -> `to` and collects what that caused; false
+    /// when the ring is empty.
+    pub fn step(&mut self, c: &mut Cluster, from: usize, to: usize) -> bool {
+        self.collect(c);
+        let Some(msg) = self
+            .queues
+            .get_mut(&(from, to))
+            .and_then(VecDeque::pop_front)
+        else {
+            return false;
+        };
+        c.shards[to].handle_msg(msg);
+        self.collect(c);
+        true
+    }
+
+    /// Delivers the oldest message of the busy ring `pick` chooses (given how many are busy, it
+    /// returns an index below that); false when every ring is empty.
+    pub fn step_any(&mut self, c: &mut Cluster, pick: impl FnOnce(usize) -> usize) -> bool {
+        self.collect(c);
+        let busy = self.busy();
+        if busy.is_empty() {
+            return false;
+        }
+        let (from, to) = busy[pick(busy.len()) % busy.len()];
+        self.step(c, from, to)
+    }
+
+    /// The rings with something queued, in order.
+    pub fn busy(&self) -> Vec<(usize, usize)> {
+        let mut v: Vec<(usize, usize)> = self
+            .queues
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(k, _)| *k)
+            .collect();
+        v.sort_unstable();
+        v
     }
 }

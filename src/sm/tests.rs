@@ -2,15 +2,14 @@
 //! orders the tests choose (the `Cluster` harness delivers at once; here each ordered pair of
 //! shards is a FIFO ring the test drains).
 
-use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use super::locations::{Locations, Step, Then, ASK_AGAIN_AFTER, MAX_ENTRIES, MAX_HELD};
 use crate::c2s::route::{unbind, user_send, Session};
 use crate::hooks::Acc;
 use crate::jid::{FullJid, Jid};
-use crate::shard::cluster::Cluster;
-use crate::shard::{home_shard_of, ConnId, ConnMsg, Mailbox, SessionRef, ShardId, ShardMsg};
+use crate::shard::cluster::{Cluster, Rings};
+use crate::shard::{home_shard_of, ConnId, ConnMsg, Mailbox, SessionRef, ShardId};
 use crate::testing::Rng;
 use crate::xml::Stanza;
 
@@ -217,7 +216,7 @@ fn the_cache_is_bounded() {
 /// Shards joined by FIFO rings that the test drains in the order it picks.
 struct Net {
     c: Cluster,
-    rings: HashMap<(usize, usize), VecDeque<ShardMsg>>,
+    rings: Rings,
 }
 
 /// A bound user.
@@ -231,7 +230,7 @@ impl Net {
     fn new(shards: usize) -> Net {
         Net {
             c: Cluster::new(shards, &[HOST]),
-            rings: HashMap::new(),
+            rings: Rings::default(),
         }
     }
 
@@ -241,14 +240,9 @@ impl Net {
         User { sess, mb, on }
     }
 
-    /// Moves what shard `i` queued for other shards onto the rings.
-    fn collect(&mut self, i: usize) {
-        for (to, msg) in self.c.shards[i].take_outgoing() {
-            self.rings
-                .entry((i, to.index()))
-                .or_default()
-                .push_back(msg);
-        }
+    /// Moves what the shards queued for each other onto the rings.
+    fn collect(&mut self) {
+        self.rings.collect(&mut self.c);
     }
 
     fn send(&mut self, u: &mut User, to: &str, body: &str) {
@@ -258,45 +252,22 @@ impl Net {
         .expect("a well-formed stanza");
         st.set_from(u.sess.jid.as_str());
         user_send(&mut self.c.shards[u.on], &mut u.sess, st);
-        self.collect(u.on);
+        self.collect();
     }
 
     /// Delivers the oldest message of ring `from` -> `to`; false when it is empty.
     fn step(&mut self, from: usize, to: usize) -> bool {
-        let Some(msg) = self
-            .rings
-            .get_mut(&(from, to))
-            .and_then(VecDeque::pop_front)
-        else {
-            return false;
-        };
-        self.c.shards[to].handle_msg(msg);
-        self.collect(to);
-        true
+        self.rings.step(&mut self.c, from, to)
     }
 
     /// Rings with something queued.
     fn busy(&self) -> Vec<(usize, usize)> {
-        let mut v: Vec<(usize, usize)> = self
-            .rings
-            .iter()
-            .filter(|(_, q)| !q.is_empty())
-            .map(|(k, _)| *k)
-            .collect();
-        v.sort_unstable();
-        v
+        self.rings.busy()
     }
 
     /// Drains every ring, picking the next ring at random.
     fn drain(&mut self, rng: &mut Rng) {
-        loop {
-            let busy = self.busy();
-            if busy.is_empty() {
-                return;
-            }
-            let (f, t) = busy[rng.next(busy.len())];
-            self.step(f, t);
-        }
+        while self.rings.step_any(&mut self.c, |n| rng.next(n)) {}
     }
 
     fn direct(&self) -> u64 {
@@ -456,12 +427,12 @@ fn a_session_that_ended_is_forgotten_and_its_stanzas_follow_the_next_one() {
         shard.close_conn(bob.sess.session.conn);
         unbind(shard, &bob.sess);
     }
-    net.collect(2);
+    net.collect();
     // Bob is back on shard 1 (his home), same resource, before anything else moves.
     let (conn, mb) = net.c.shards[1].open_conn();
     let sref = net.c.shards[1].session_ref(conn);
     crate::c2s::route::bind(&mut net.c.shards[1], bob.sess.jid.clone(), sref);
-    net.collect(1);
+    net.collect();
     // Unregister (2 -> 1) and the new bind run at home; the stale stanza arrives after.
     assert!(net.step(2, 1));
     assert!(net.step(0, 2));
@@ -497,12 +468,12 @@ fn an_asking_stanza_that_finds_its_session_gone_stays_ahead_of_the_waiting_ones(
         shard.close_conn(bob.sess.session.conn);
         unbind(shard, &bob.sess);
     }
-    net.collect(2);
+    net.collect();
     assert!(net.step(2, 1), "the unregister");
     let (conn, mb) = net.c.shards[1].open_conn();
     let sref = net.c.shards[1].session_ref(conn);
     crate::c2s::route::bind(&mut net.c.shards[1], bob.sess.jid.clone(), sref);
-    net.collect(1);
+    net.collect();
     net.c.shards[1].local_bind(bob.sess.jid.clone(), conn);
     // The bind's answer.
     let _ = mb.pop();
@@ -510,10 +481,7 @@ fn an_asking_stanza_that_finds_its_session_gone_stays_ahead_of_the_waiting_ones(
     // from alice's shard goes first, the re-routed stanza's ring last.
     assert!(net.step(1, 2));
     let order = [(2, 0), (1, 0), (0, 1), (0, 2), (2, 1), (1, 2)];
-    while let Some(&(f, t)) = order
-        .iter()
-        .find(|&&(f, t)| net.rings.get(&(f, t)).is_some_and(|q| !q.is_empty()))
-    {
+    while let Some(&(f, t)) = order.iter().find(|r| net.busy().contains(r)) {
         net.step(f, t);
     }
     assert_eq!(received(&mb), ["1", "2", "3"]);

@@ -2,7 +2,7 @@
 //! interleavings (each ring stays FIFO), senders on every shard, the old session parked: every
 //! stanza must end up exactly once, in per-sender order, in the resumed session.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -11,8 +11,8 @@ use super::*;
 use crate::c2s::route::{user_send, Session};
 use crate::c2s::{SmConfig, SmState, Unacked};
 use crate::jid::FullJid;
-use crate::shard::cluster::Cluster;
-use crate::shard::{ConnMsg, Mailbox, ShardId, ShardMsg};
+use crate::shard::cluster::{Cluster, Rings};
+use crate::shard::{ConnMsg, Mailbox, ShardId};
 use crate::testing::Rng;
 use crate::xml::Stanza;
 
@@ -21,7 +21,7 @@ const HOST: &str = "example.com";
 /// Shards whose rings are delivered one message at a time.
 struct Net {
     cluster: Cluster,
-    rings: HashMap<(usize, usize), VecDeque<ShardMsg>>,
+    rings: Rings,
 }
 
 impl Net {
@@ -32,41 +32,13 @@ impl Net {
         }
         Net {
             cluster,
-            rings: HashMap::new(),
-        }
-    }
-
-    fn collect(&mut self) {
-        for i in 0..self.cluster.shards.len() {
-            for (to, msg) in self.cluster.shards[i].take_outgoing() {
-                self.rings
-                    .entry((i, to.index()))
-                    .or_default()
-                    .push_back(msg);
-            }
+            rings: Rings::default(),
         }
     }
 
     /// Delivers the head of one random non-empty ring; false when all are empty.
     fn step(&mut self, rng: &mut Rng) -> bool {
-        self.collect();
-        let mut keys: Vec<(usize, usize)> = self
-            .rings
-            .iter()
-            .filter(|(_, q)| !q.is_empty())
-            .map(|(k, _)| *k)
-            .collect();
-        if keys.is_empty() {
-            return false;
-        }
-        keys.sort();
-        let k = keys[rng.next(keys.len())];
-        let msg = self.rings.get_mut(&k).and_then(|q| q.pop_front());
-        if let Some(msg) = msg {
-            self.cluster.shards[k.1].handle_msg(msg);
-        }
-        self.collect();
-        true
+        self.rings.step_any(&mut self.cluster, |n| rng.next(n))
     }
 }
 
