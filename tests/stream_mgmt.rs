@@ -537,7 +537,17 @@ fn timeout_reroutes_unacked_to_another_resource() {
 /// every message arrives exactly once and in per-sender order. Prints resume latency.
 #[test]
 fn loss_test_every_message_exactly_once_across_cuts() {
-    loss_run(0, 60);
+    loss_run(2, 0, 60);
+}
+
+/// The same at 4 shards (more than the 2 cores): senders, the recipients' home shards and their
+/// connections are often three different shards, so the senders' shards send straight to the
+/// recipients' connections (the location cache), and every resumption must first drain those
+/// straight paths (a stanza sent straight to the old connection after it handed over would arrive
+/// late, out of order).
+#[test]
+fn loss_test_every_message_exactly_once_across_cuts_at_4_shards() {
+    loss_run(4, 0, 60);
 }
 
 /// The same with 4 of the 20 recipients leaving their sessions to time out (resume_timeout 3 s; the
@@ -546,10 +556,10 @@ fn loss_test_every_message_exactly_once_across_cuts() {
 /// login; every message still arrives exactly once.
 #[test]
 fn loss_test_with_timeouts_ends_in_offline_storage() {
-    loss_run(4, 3);
+    loss_run(2, 4, 3);
 }
 
-fn loss_run(sleepers: usize, resume_timeout: u64) {
+fn loss_run(shards: usize, sleepers: usize, resume_timeout: u64) {
     const RECIPIENTS: usize = 20;
     const SENDERS: usize = 4;
     const TOTAL: usize = 10_000;
@@ -559,7 +569,7 @@ fn loss_run(sleepers: usize, resume_timeout: u64) {
         .collect();
     let user_refs: Vec<&str> = users.iter().map(String::as_str).collect();
     let extra = format!("{}[modules.offline]\n", sm_toml(resume_timeout, 2000));
-    let server = Arc::new(Server::start_with(2, &user_refs, "", &extra));
+    let server = Arc::new(Server::start_with(shards, &user_refs, "", &extra));
     let per_recipient = TOTAL / RECIPIENTS;
     // (reconnect: connect + auth + resume, resume alone: <resume/> to <resumed/>)
     let latencies = Arc::new(Mutex::new(Vec::<(Duration, Duration)>::new()));
