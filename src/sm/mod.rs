@@ -188,9 +188,17 @@ fn by_location(shard: &mut Shard, mut acc: Acc, home: ShardId) {
             });
             shard.send_to_shard(home, ShardMsg::SmRoute(acc));
         }
+        // A traced stanza's trace goes on when it does (see `located`).
         Step::Held => {}
         Step::Release(accs) => {
-            for acc in accs {
+            for mut acc in accs {
+                acc.note(shard.id, STAGE, Outcome::Forwarded, |a| {
+                    Some(format!(
+                        "to shard {}, home of {} (too many waited for where the session lives)",
+                        home.0,
+                        a.to.bare_str()
+                    ))
+                });
                 shard.send_to_shard(home, ShardMsg::SmRoute(acc));
             }
         }
@@ -206,13 +214,26 @@ pub(crate) fn located(shard: &mut Shard, jid: FullJid, id: u32, at: Option<Sessi
             let n = held.len() as u64;
             shard.stats.direct += n;
             shard.metrics.stanzas_direct.inc_by(n);
-            for acc in held {
+            for mut acc in held {
+                acc.note(shard.id, STAGE, Outcome::Delivered, |_| {
+                    Some(format!(
+                        "to shard {}, where {jid} is bound (waited for that answer)",
+                        s.shard.0
+                    ))
+                });
                 shard.send_to_session(s, ConnMsg::Deliver(acc));
             }
         }
         Then::Home => {
             let home = home_shard(&jid.bare(), shard.shards);
-            for acc in held {
+            for mut acc in held {
+                acc.note(shard.id, STAGE, Outcome::Forwarded, |_| {
+                    Some(format!(
+                        "to shard {}, home of {} (waited: no session to go straight to)",
+                        home.0,
+                        jid.bare()
+                    ))
+                });
                 shard.send_to_shard(home, ShardMsg::SmRoute(acc));
             }
         }
