@@ -390,21 +390,13 @@ impl Driver {
         }
         match msg {
             ConnMsg::Deliver(acc) => {
-                if self.c2s.is_closed() || self.session.borrow().is_none() {
-                    // Raced with our own close: the stanza belongs to another resource or offline.
-                    self.reroute_later(acc);
+                if !self.c2s.is_closed() && self.session.borrow().is_none() && self.sm.resume_asked
+                {
+                    // Routed here by the home shard before the old connection's hand-over.
+                    self.sm.early.push(acc);
                     return;
                 }
-                let out = match self.session.borrow().as_ref() {
-                    Some(sess) => {
-                        c2s_route::user_receive_at(&mut self.ctx.shard.borrow_mut(), sess, acc)
-                    }
-                    None => return,
-                };
-                // Stanzas a presend handler released (CSI) come first, in order.
-                for acc in out {
-                    self.write_routed(acc);
-                }
+                self.deliver(acc);
             }
             ConnMsg::Ext(m) => self.ext_msg(m),
             ConnMsg::Handled(seqs) => self.c2s.sm_handled(&seqs, Instant::now()),
@@ -480,6 +472,24 @@ impl Driver {
                     Pending::PreAuth(iq)
                 }));
             }
+        }
+    }
+
+    /// A stanza routed to this connection: through the receive hooks to the client (or held, see
+    /// [`Driver::write_routed`]); without a session, back to the session manager.
+    pub(super) fn deliver(&mut self, acc: crate::hooks::Acc) {
+        if self.c2s.is_closed() || self.session.borrow().is_none() {
+            // Raced with our own close: the stanza belongs to another resource or offline.
+            self.reroute_later(acc);
+            return;
+        }
+        let out = match self.session.borrow().as_ref() {
+            Some(sess) => c2s_route::user_receive_at(&mut self.ctx.shard.borrow_mut(), sess, acc),
+            None => return,
+        };
+        // Stanzas a presend handler released (CSI) come first, in order.
+        for acc in out {
+            self.write_routed(acc);
         }
     }
 

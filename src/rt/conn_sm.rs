@@ -23,10 +23,14 @@ use crate::xmpp::StreamErrorCondition;
 #[derive(Default)]
 pub(super) struct SmDriver {
     /// A `<resume/>` of ours is in flight.
-    resume_asked: bool,
+    pub(super) resume_asked: bool,
     /// After a hand-over: stanzas the home shard routed here directly, written once the old
     /// connection says it forwarded everything it had (`HandoverDone`).
     pub(super) hold: Option<Vec<Acc>>,
+    /// While our `<resume/>` is in flight: stanzas routed here before the old connection's
+    /// `Handover` arrived (the home shard switched the session here first, over another ring).
+    /// They come after everything handed over and forwarded, so they join `hold`.
+    pub(super) early: Vec<Acc>,
     /// The socket is gone and the session lives on.
     pub(super) parked: Option<Park>,
 }
@@ -72,7 +76,8 @@ impl Driver {
         let resumable = self.resumable_now();
         if self.sm.resume_asked {
             // The answer to our <resume/> must still be taken (it may carry the session).
-            self.sm.parked = Some(Park::awaiting(Instant::now()));
+            let early = std::mem::take(&mut self.sm.early);
+            self.sm.parked = Some(Park::awaiting(Instant::now(), early));
             return;
         }
         if dropped && resumable && self.detach() {
@@ -188,10 +193,16 @@ impl Driver {
                 }
                 tracing::debug!(conn = self.conn.0, jid = h.jid.as_str(), "session resumed");
                 self.c2s.resumed(h.jid, h.sm);
+                for acc in std::mem::take(&mut self.sm.early) {
+                    self.deliver(acc);
+                }
             }
             SmConnMsg::Failed(e) => {
                 self.sm.resume_asked = false;
                 self.c2s.resume_failed(e);
+                for acc in std::mem::take(&mut self.sm.early) {
+                    self.reroute_later(acc);
+                }
             }
             SmConnMsg::Forwarded(acc) => {
                 // Written at once, ahead of the held ones: the old connection got them first.

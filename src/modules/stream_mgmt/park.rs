@@ -56,6 +56,10 @@ pub enum Park {
     Awaiting {
         /// Give up after this.
         until: Instant,
+        /// Stanzas routed to us before the hand-over arrived (the home shard switched the session
+        /// here while the old connection's `Handover` was still on its way): they come after
+        /// everything the old connection hands over and forwards, so they wait like the held ones.
+        early: Vec<Acc>,
     },
     /// Resumable session without a connection.
     Detached(Box<Detached>),
@@ -84,16 +88,17 @@ impl Park {
     }
 
     /// The socket dropped while our own `<resume/>` was in flight.
-    pub fn awaiting(now: Instant) -> Park {
+    pub fn awaiting(now: Instant, early: Vec<Acc>) -> Park {
         Park::Awaiting {
             until: now + HANDOVER_WAIT,
+            early,
         }
     }
 
     /// When [`Park::on_timeout`] is due.
     pub fn deadline(&self) -> Option<Instant> {
         match self {
-            Park::Awaiting { until } | Park::Forwarding { until, .. } => Some(*until),
+            Park::Awaiting { until, .. } | Park::Forwarding { until, .. } => Some(*until),
             Park::Detached(d) => Some(d.deadline),
             Park::Done => None,
         }
@@ -109,7 +114,7 @@ impl Park {
         let msg = In::from(msg);
         let state = std::mem::replace(self, Park::Done);
         *self = match state {
-            Park::Awaiting { until } => awaiting(shard, me, msg, now, until),
+            Park::Awaiting { until, early } => awaiting(shard, me, msg, now, until, early),
             Park::Detached(d) => detached(shard, me, *d, msg, now),
             Park::Forwarding { to, until } => forwarding(shard, to, until, msg),
             Park::Done => {
@@ -133,13 +138,25 @@ impl Park {
                 // The home shard never answered: release the new connection's held stanzas anyway.
                 shard.send_to_session(to, ConnMsg::ext(SmConnMsg::HandoverDone));
             }
-            Park::Awaiting { .. } | Park::Done => {}
+            Park::Awaiting { early, .. } => {
+                for acc in early {
+                    shard.reroute(acc);
+                }
+            }
+            Park::Done => {}
         }
         shard.drain_to_route();
     }
 }
 
-fn awaiting(shard: &mut Shard, me: SessionRef, msg: In, now: Instant, until: Instant) -> Park {
+fn awaiting(
+    shard: &mut Shard,
+    me: SessionRef,
+    msg: In,
+    now: Instant,
+    until: Instant,
+    mut early: Vec<Acc>,
+) -> Park {
     match msg {
         In::Sm(SmConnMsg::Handover(h)) => {
             // The client is gone again already: the session stays resumable from here.
@@ -154,12 +171,26 @@ fn awaiting(shard: &mut Shard, me: SessionRef, msg: In, now: Instant, until: Ins
             };
             let mut sess = Session::new(h.jid, me);
             sess.presence = h.presence;
-            Park::detach(sess, h.sm, hold, now)
+            let mut park = Park::detach(sess, h.sm, hold, now);
+            // What came before the hand-over, in order, as if it came now.
+            for acc in early {
+                park.on_msg(shard, me, ConnMsg::Deliver(acc), now);
+            }
+            park
         }
-        In::Sm(SmConnMsg::Failed(_)) => Park::Done,
+        In::Sm(SmConnMsg::Failed(_)) => {
+            for acc in early {
+                shard.reroute(acc);
+            }
+            Park::Done
+        }
+        In::Conn(ConnMsg::Deliver(acc)) => {
+            early.push(acc);
+            Park::Awaiting { until, early }
+        }
         other => {
             done(shard, other);
-            Park::Awaiting { until }
+            Park::Awaiting { until, early }
         }
     }
 }
