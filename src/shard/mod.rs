@@ -515,9 +515,13 @@ impl Shard {
     fn deliver_local(&mut self, conn: ConnId, mut msg: ConnMsg) {
         // A stanza that asked where its recipient's session lives is answered once it is in the
         // mailbox, so what its sender's shard then sends straight here queues behind it.
-        let asked = match &mut msg {
-            ConnMsg::Deliver(acc) => acc.locate_for.take().map(|ask| (ask, acc.to.clone())),
-            _ => None,
+        // Read before the push takes the message: the kind and entry time of a stanza.
+        let (stanza, asked) = match &mut msg {
+            ConnMsg::Deliver(acc) => (
+                Some((acc.kind(), acc.entered)),
+                acc.locate_for.take().map(|ask| (ask, acc.to.clone())),
+            ),
+            _ => (None, None),
         };
         let Some(mb) = self.conns.get(&conn) else {
             self.conn_gone(conn, msg);
@@ -525,11 +529,6 @@ impl Shard {
                 self.rerouted_asking(conn, ask, to);
             }
             return;
-        };
-        // Read before the push takes the message: the kind and entry time of a stanza.
-        let stanza = match &msg {
-            ConnMsg::Deliver(acc) => Some((acc.kind(), acc.entered)),
-            _ => None,
         };
         let taken = match mb.push(msg) {
             Ok(()) => {
@@ -565,18 +564,8 @@ impl Shard {
         let Ok(jid) = to.try_into_full() else {
             return;
         };
-        let home = home_shard(&jid.bare(), self.shards);
         let session = self.session_ref(conn);
-        let forgot = false;
-        self.send_to_shard(
-            home,
-            ShardMsg::Drain {
-                jid,
-                session,
-                ask,
-                forgot,
-            },
-        );
+        crate::sm::drained(self, jid, session, ask, false);
     }
 
     /// Answers `ask`, a question where the session of `to` lives (see `sm::locations`): at `at`,

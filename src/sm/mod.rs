@@ -77,11 +77,7 @@ pub fn route(shard: &mut Shard, mut acc: Acc) {
         if acc.reroutes == 0 && acc.kind() == StanzaKind::Message && acc.to.resource().is_some() {
             return by_location(shard, acc, home);
         }
-        acc.note(shard.id, STAGE, Outcome::Forwarded, |a| {
-            Some(format!("to shard {}, home of {}", home.0, a.to.bare_str()))
-        });
-        shard.send_to_shard(home, ShardMsg::SmRoute(acc));
-        return;
+        return forward_home(shard, acc, home, "");
     }
     // A sender's shard asking where the session lives is answered on every way out: by the
     // session's shard when the stanza goes to exactly one session of this node, from here otherwise.
@@ -174,35 +170,34 @@ fn by_location(shard: &mut Shard, mut acc: Acc, home: ShardId) {
         }
         Step::Home(a) => {
             acc = a;
-            acc.note(shard.id, STAGE, Outcome::Forwarded, |a| {
-                let asking = if a.locate_for.is_some() {
-                    ", asking where the session lives"
-                } else {
-                    ""
-                };
-                Some(format!(
-                    "to shard {}, home of {}{asking}",
-                    home.0,
-                    a.to.bare_str()
-                ))
-            });
-            shard.send_to_shard(home, ShardMsg::SmRoute(acc));
+            let why = if acc.locate_for.is_some() {
+                ", asking where the session lives"
+            } else {
+                ""
+            };
+            forward_home(shard, acc, home, why);
         }
         // A traced stanza's trace goes on when it does (see `located`).
         Step::Held => {}
         Step::Release(accs) => {
-            for mut acc in accs {
-                acc.note(shard.id, STAGE, Outcome::Forwarded, |a| {
-                    Some(format!(
-                        "to shard {}, home of {} (too many waited for where the session lives)",
-                        home.0,
-                        a.to.bare_str()
-                    ))
-                });
-                shard.send_to_shard(home, ShardMsg::SmRoute(acc));
+            for acc in accs {
+                let why = " (too many waited for where the session lives)";
+                forward_home(shard, acc, home, why);
             }
         }
     }
+}
+
+/// Sends `acc` on to its recipient's home shard `home` (step 6 there); `why` ends the trace note.
+fn forward_home(shard: &mut Shard, mut acc: Acc, home: ShardId, why: &str) {
+    acc.note(shard.id, STAGE, Outcome::Forwarded, |a| {
+        Some(format!(
+            "to shard {}, home of {}{why}",
+            home.0,
+            a.to.bare_str()
+        ))
+    });
+    shard.send_to_shard(home, ShardMsg::SmRoute(acc));
 }
 
 /// The answer about where `jid`'s session lives reached the shard that asked: what waited for it
@@ -226,15 +221,9 @@ pub(crate) fn located(shard: &mut Shard, jid: FullJid, id: u32, at: Option<Sessi
         }
         Then::Home => {
             let home = home_shard(&jid.bare(), shard.shards);
-            for mut acc in held {
-                acc.note(shard.id, STAGE, Outcome::Forwarded, |_| {
-                    Some(format!(
-                        "to shard {}, home of {} (waited: no session to go straight to)",
-                        home.0,
-                        jid.bare()
-                    ))
-                });
-                shard.send_to_shard(home, ShardMsg::SmRoute(acc));
+            for acc in held {
+                let why = " (waited: no session to go straight to)";
+                forward_home(shard, acc, home, why);
             }
         }
     }
@@ -294,14 +283,7 @@ pub(crate) fn drained(
         }
         None => false,
     };
-    shard.send_to_shard(
-        ask.by,
-        ShardMsg::Located {
-            jid: jid.clone(),
-            id: ask.id,
-            at: None,
-        },
-    );
+    shard.answer_locate(ask, Jid::from(jid), None);
     if done {
         if let Some((_, then)) = shard.sm.drains.remove(&session) {
             for f in then {
