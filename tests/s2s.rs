@@ -543,12 +543,27 @@ impl FakeRemote {
         std::sync::Arc::new(cfg)
     }
 
-    /// Accepts petrel.test's next connection.
+    /// Accepts petrel.test's next connection (panics if none comes within [`READ_TIMEOUT`]).
     fn accept(
         listener: &std::net::TcpListener,
         cfg: &std::sync::Arc<petrel::s2s::S2sConfig>,
     ) -> FakeRemote {
-        let (sock, peer) = listener.accept().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let since = Instant::now();
+        let (sock, peer) = loop {
+            match listener.accept() {
+                Ok(accepted) => break accepted,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(
+                        since.elapsed() < READ_TIMEOUT,
+                        "petrel.test opened no stream"
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        sock.set_nonblocking(false).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut inn = petrel::s2s::S2sIn::new(cfg.clone(), peer, Instant::now());
         inn.set_wall_clock(rustls::pki_types::UnixTime::now());
@@ -621,6 +636,28 @@ fn message_id(text: &str) -> Option<usize> {
     text[at..at + text[at..].find('\'')?].parse().ok()
 }
 
+/// Message `i` of [`send_burst`]: to bob@other.test, `id='mNNNNN'`, ~1 KB, all the same length.
+fn burst_message(i: usize) -> String {
+    let pad = "p".repeat(1000);
+    format!("<message to='bob@other.test' type='chat' id='m{i:05}'><body>{pad}</body></message>")
+}
+
+/// Writes messages 0..n of [`burst_message`] on `from`'s socket from a thread.
+fn send_burst(from: &Client, n: usize) -> std::thread::JoinHandle<()> {
+    let burst: String = (0..n).map(burst_message).collect();
+    let mut sock = from.sock.try_clone().unwrap();
+    std::thread::spawn(move || sock.write_all(burst.as_bytes()).unwrap())
+}
+
+/// The ids of the error messages among what a client read.
+fn error_ids(read: &[u8]) -> Vec<usize> {
+    String::from_utf8_lossy(read)
+        .split("<message ")
+        .filter(|m| m.contains("type='error'"))
+        .filter_map(message_id)
+        .collect()
+}
+
 /// Bytes TCP holds for the loopback connection between ports `a` and `b`: sent by `a` and not yet
 /// taken by `b`'s reader (`a`'s send queue plus `b`'s receive queue, from /proc/net/tcp).
 fn tcp_held(a: u16, b: u16) -> u64 {
@@ -642,6 +679,42 @@ fn tcp_held(a: u16, b: u16) -> u64 {
     queues(a, b).0 + queues(b, a).1
 }
 
+/// petrel.test (with `extra` in its `[s2s]`) while alice sends `n` messages of [`send_burst`] to
+/// other.test, played by a [`FakeRemote`] that read the first 100 of them and stopped reading.
+struct Stopped {
+    listener: std::net::TcpListener,
+    a: Side,
+    cfg: std::sync::Arc<petrel::s2s::S2sConfig>,
+    alice: Client,
+    /// What alice reads (errors), until quiet for 10 s.
+    answers: std::thread::JoinHandle<Vec<u8>>,
+    writer: std::thread::JoinHandle<()>,
+    first: FakeRemote,
+}
+
+fn a_remote_that_stops_reading(extra: &str, n: usize) -> Stopped {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let a = start(spec_a(port, extra, "starttls_required"), ports());
+    let cfg = FakeRemote::config();
+    let alice = login(&a, "alice", false);
+    let answers = alice.read_until_quiet_on_a_thread(Duration::from_secs(10));
+    let writer = send_burst(&alice, n);
+    let mut first = FakeRemote::accept(&listener, &cfg);
+    while first.ids.len() < 100 {
+        assert!(first.turn(), "the first stream stopped early");
+    }
+    Stopped {
+        listener,
+        a,
+        cfg,
+        alice,
+        answers,
+        writer,
+        first,
+    }
+}
+
 /// A remote server that stops reading, then resets the connection, loses only what TCP held at
 /// that moment: every stanza the outgoing stream had taken and its socket had not goes first on
 /// the next stream to that server. Each message is read by the remote or answered exactly once,
@@ -650,29 +723,17 @@ fn tcp_held(a: u16, b: u16) -> u64 {
 #[test]
 fn a_remote_reset_loses_only_what_tcp_held() {
     const N: usize = 8000;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let a = start(spec_a(port, "", "starttls_required"), ports());
-    let cfg = FakeRemote::config();
-    let alice = login(&a, "alice", false);
-    let answers = alice.read_until_quiet_on_a_thread(Duration::from_secs(10));
     // Every message the same length: the lost block's size in bytes is its count times that.
-    let pad = "p".repeat(1000);
-    let mut burst = Vec::new();
-    for i in 0..N {
-        write!(
-            burst,
-            "<message to='bob@other.test' type='chat' id='m{i:05}'><body>{pad}</body></message>"
-        )
-        .unwrap();
-    }
-    let mut sock = alice.sock.try_clone().unwrap();
-    let writer = std::thread::spawn(move || sock.write_all(&burst).unwrap());
-
-    let mut first = FakeRemote::accept(&listener, &cfg);
-    while first.ids.len() < 100 {
-        assert!(first.turn(), "the first stream stopped early");
-    }
+    let Stopped {
+        listener,
+        a: _a,
+        cfg,
+        alice: _alice,
+        answers,
+        writer,
+        first,
+    } = a_remote_that_stops_reading("", N);
+    let port = listener.local_addr().unwrap().port();
     // The remote stops reading: petrel's stream queue and both ends' TCP buffers fill. Once they
     // are full nothing moves while nobody reads, and what TCP holds is what the reset throws away.
     let a_port = first.sock.peer_addr().unwrap().port();
@@ -694,11 +755,7 @@ fn a_remote_reset_loses_only_what_tcp_held() {
     let mut second = FakeRemote::accept(&listener, &cfg);
     while second.turn() {}
     writer.join().unwrap();
-    let answered: Vec<usize> = String::from_utf8_lossy(&answers.join().unwrap())
-        .split("<message ")
-        .filter(|m| m.contains("type='error'"))
-        .filter_map(message_id)
-        .collect();
+    let answered = error_ids(&answers.join().unwrap());
 
     let mut seen = vec![0u8; N];
     for &i in got_first.iter().chain(&second.ids).chain(&answered) {
@@ -706,10 +763,7 @@ fn a_remote_reset_loses_only_what_tcp_held() {
     }
     let lost: Vec<usize> = (0..N).filter(|&i| seen[i] == 0).collect();
     let twice: Vec<usize> = (0..N).filter(|&i| seen[i] > 1).collect();
-    let len = format!(
-        "<message to='bob@other.test' type='chat' id='m00000'><body>{pad}</body></message>"
-    )
-    .len() as u64;
+    let len = burst_message(0).len() as u64;
     eprintln!(
         "s2s reset: first stream {}, second {}, answered {}, lost {} ({} bytes), TCP held {held} bytes",
         got_first.len(),
@@ -736,4 +790,59 @@ fn a_remote_reset_loses_only_what_tcp_held() {
     if let (Some(&lo), Some(&hi)) = (lost.first(), lost.last()) {
         assert_eq!(hi - lo + 1, lost.len(), "the lost stanzas are one block");
     }
+}
+
+/// A remote server that stops reading but keeps its connection open is given up after
+/// `s2s.send_timeout`: the stream closes, what its socket never took goes first on a new stream,
+/// and what TCP had taken still reaches the remote once it reads the old connection again (it was
+/// closed, not reset). Every message arrives or is answered exactly once. Before, the stanzas
+/// waited for that connection as long as it stayed open.
+#[test]
+fn a_remote_that_stops_reading_is_given_up_and_nothing_is_lost() {
+    // More than TCP holds on loopback once the remote's reader stops (the test above: under 8 MB).
+    const N: usize = 10_000;
+    let Stopped {
+        listener,
+        a,
+        cfg,
+        alice: _alice,
+        answers,
+        writer,
+        mut first,
+    } = a_remote_that_stops_reading("send_timeout = 2", N);
+    let read_first = first.ids.len();
+    // The remote stops reading and keeps the connection: petrel opens a second stream.
+    let mut second = FakeRemote::accept(&listener, &cfg);
+    while second.turn() {}
+    // The old connection still holds what TCP took before the stall: the remote reads it now.
+    while first.turn() {}
+    writer.join().unwrap();
+    let answered = error_ids(&answers.join().unwrap());
+
+    let mut seen = vec![0u8; N];
+    for &i in first.ids.iter().chain(&second.ids).chain(&answered) {
+        seen[i] += 1;
+    }
+    let lost: Vec<usize> = (0..N).filter(|&i| seen[i] == 0).collect();
+    let twice: Vec<usize> = (0..N).filter(|&i| seen[i] > 1).collect();
+    eprintln!(
+        "s2s stall: first stream {} ({} before the stall), second {}, answered {}, lost {}",
+        first.ids.len(),
+        read_first,
+        second.ids.len(),
+        answered.len(),
+        lost.len()
+    );
+    assert!(
+        lost.is_empty() && twice.is_empty(),
+        "lost {:?}, twice {:?}",
+        &lost[..lost.len().min(10)],
+        &twice[..twice.len().min(10)]
+    );
+    assert!(
+        second.ids.len() > N / 10,
+        "the second stream carried only {}",
+        second.ids.len()
+    );
+    assert_eq!(counter(&a, "petrel_s2s_out_stalled"), 1);
 }

@@ -100,6 +100,10 @@ pub struct S2sOptions {
     /// Time without traffic after which an outgoing stream is closed.
     #[serde(serialize_with = "ser_secs")]
     pub idle_timeout: Duration,
+    /// Time an outgoing stream's remote may read nothing while stanzas wait for it before the
+    /// stream is closed and a new one takes them (zero: never).
+    #[serde(serialize_with = "ser_secs")]
+    pub send_timeout: Duration,
     /// DNS servers to ask instead of the system's (`ip:port`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub nameservers: Vec<SocketAddr>,
@@ -122,6 +126,7 @@ impl Default for S2sOptions {
             max_queue_bytes_total: MAX_QUEUE_BYTES_TOTAL.default as usize,
             connect_timeout: Duration::from_secs(CONNECT_TIMEOUT.default),
             idle_timeout: Duration::from_secs(OUT_IDLE_TIMEOUT.default),
+            send_timeout: Duration::from_secs(SEND_TIMEOUT.default),
             nameservers: Vec::new(),
             address: BTreeMap::new(),
         }
@@ -185,6 +190,12 @@ const CONNECT_TIMEOUT: Bounds = Bounds {
     min: 1,
     max: 600,
 };
+const SEND_TIMEOUT: Bounds = Bounds {
+    field: "s2s.send_timeout",
+    default: 60,
+    min: 0,
+    max: 86_400,
+};
 const OUT_IDLE_TIMEOUT: Bounds = Bounds {
     field: "s2s.idle_timeout",
     default: 600,
@@ -220,6 +231,7 @@ pub(super) struct RawS2s {
     pub max_queue_bytes_total: Option<Spanned<usize>>,
     pub connect_timeout: Option<Spanned<u64>>,
     pub idle_timeout: Option<Spanned<u64>>,
+    pub send_timeout: Option<Spanned<u64>>,
     pub nameservers: Option<Vec<SocketAddr>>,
     #[serde(default)]
     pub address: BTreeMap<Spanned<String>, Spanned<RawAddress>>,
@@ -315,6 +327,7 @@ pub(super) fn options(cx: &Ctx<'_>, raw: RawS2s) -> Result<S2sOptions, ConfigErr
         max_queue_bytes_total: cx.size(&MAX_QUEUE_BYTES_TOTAL, raw.max_queue_bytes_total)?,
         connect_timeout: Duration::from_secs(cx.num(&CONNECT_TIMEOUT, raw.connect_timeout)?),
         idle_timeout: Duration::from_secs(cx.num(&OUT_IDLE_TIMEOUT, raw.idle_timeout)?),
+        send_timeout: Duration::from_secs(cx.num(&SEND_TIMEOUT, raw.send_timeout)?),
         nameservers: raw.nameservers.unwrap_or_default(),
         address,
     })

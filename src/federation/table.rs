@@ -77,6 +77,9 @@ pub struct Limits {
     pub connect_timeout: Duration,
     /// Time without a stanza after which a ready stream is closed.
     pub idle_timeout: Duration,
+    /// Time a ready stream may leave stanzas waiting (in the table or in its own output) while its
+    /// socket takes nothing, before it is closed and the pair starts over (zero: never).
+    pub send_timeout: Duration,
     /// Pairs (streams being set up, ready or remembered failed) at once.
     pub max_links: usize,
 }
@@ -128,6 +131,9 @@ pub struct Tick<T, V> {
     pub timed_out: Vec<Failed<T, V>>,
     /// Ready pairs idle for `idle_timeout`: the caller closes their streams.
     pub idle: Vec<Pair>,
+    /// Ready pairs whose remote read nothing for `send_timeout` while stanzas waited: the caller
+    /// closes their streams, and what their sockets never took goes first on a new one.
+    pub stalled: Vec<Pair>,
 }
 
 struct Link<T, V> {
@@ -137,8 +143,12 @@ struct Link<T, V> {
     verifies: VecDeque<V>,
     /// Ready by then, or time out (while not ready).
     deadline: Instant,
-    /// Last stanza taken (ready) or created.
+    /// Last stanza taken or bytes taken by the stream's socket (ready), or created.
     active: Instant,
+    /// The stream holds stanzas its socket has not taken (as last reported by [`OutTable::wire`]).
+    sending: bool,
+    /// Listed idle or stalled by a tick: its stream is closing, later ticks leave it alone.
+    closing: bool,
     /// Something was taken (a stanza or a verification) by the current stream: a clean close
     /// without that is a failure, not a reason to reconnect at once.
     progress: bool,
@@ -193,6 +203,8 @@ impl<T, V> OutTable<T, V> {
                     verifies: VecDeque::new(),
                     deadline: now + self.limits.connect_timeout,
                     active: now,
+                    sending: false,
+                    closing: false,
                     progress: false,
                 },
             );
@@ -272,6 +284,22 @@ impl<T, V> OutTable<T, V> {
             }
             link.state = State::Ready;
             link.active = now;
+            link.sending = false;
+            link.closing = false;
+        }
+    }
+
+    /// The stream of `pair` reports its socket: whether it took bytes since the last report, and
+    /// whether stanzas it pushed still wait for it. A socket that takes nothing for
+    /// `send_timeout` while stanzas wait stalls the stream (see [`OutTable::tick`]).
+    pub fn wire(&mut self, pair: &Pair, now: Instant, progressed: bool, sending: bool) {
+        if let Some(link) = self.links.get_mut(pair) {
+            if link.state == State::Ready {
+                if progressed {
+                    link.active = now;
+                }
+                link.sending = sending;
+            }
         }
     }
 
@@ -402,23 +430,36 @@ impl<T, V> OutTable<T, V> {
         link.state = State::Resolving;
         link.deadline = now + self.limits.connect_timeout;
         link.active = now;
+        link.sending = false;
+        link.closing = false;
         link.progress = false;
         Closed::Again
     }
 
     /// Periodic work: pairs not ready by their deadline fail with `remote-server-timeout`, failures
-    /// older than [`FAIL_MEMORY`] are forgotten, ready pairs idle for `idle_timeout` are listed.
+    /// older than [`FAIL_MEMORY`] are forgotten, ready pairs idle for `idle_timeout` are listed, and
+    /// so are ready pairs whose stanzas waited `send_timeout` without their socket taking a byte.
     pub fn tick(&mut self, now: Instant) -> Tick<T, V> {
-        let idle_timeout = self.limits.idle_timeout;
+        let Limits {
+            idle_timeout,
+            send_timeout,
+            ..
+        } = self.limits;
         let mut late = Vec::new();
         let mut idle = Vec::new();
+        let mut stalled = Vec::new();
         self.links.retain(|pair, link| match link.state {
             State::Failed { until, .. } => until > now,
+            State::Ready if link.closing => true,
             State::Ready => {
-                if link.queue.is_empty()
-                    && now.saturating_duration_since(link.active) >= idle_timeout
-                {
+                let quiet = now.saturating_duration_since(link.active);
+                let waiting = !link.queue.is_empty() || link.sending;
+                if waiting && !send_timeout.is_zero() && quiet >= send_timeout {
+                    stalled.push(pair.clone());
+                    link.closing = true;
+                } else if link.queue.is_empty() && quiet >= idle_timeout {
                     idle.push(pair.clone());
+                    link.closing = true;
                 }
                 true
             }
@@ -433,7 +474,11 @@ impl<T, V> OutTable<T, V> {
             .iter()
             .map(|p| self.failed(p, StanzaErrorCondition::RemoteServerTimeout, now))
             .collect();
-        Tick { timed_out, idle }
+        Tick {
+            timed_out,
+            idle,
+            stalled,
+        }
     }
 
     /// Every pair with its state and number of waiting stanzas (admin API, metrics).
@@ -459,6 +504,7 @@ mod tests {
         max_queue_bytes_total: 150,
         connect_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(60),
+        send_timeout: Duration::from_secs(30),
         max_links: 2,
     };
 
@@ -669,12 +715,72 @@ mod tests {
         t.take(&pair(), now, usize::MAX);
         assert!(t.tick(now + Duration::from_secs(59)).idle.is_empty());
         assert_eq!(t.tick(now + Duration::from_secs(60)).idle, vec![pair()]);
+        assert!(t.tick(now + Duration::from_secs(61)).idle.is_empty());
         // Closed with nothing waiting: forgotten.
         assert!(matches!(
             t.closed(&pair(), now + Duration::from_secs(60)),
             Closed::Forgotten
         ));
         assert_eq!(t.state(&pair()), None);
+    }
+
+    #[test]
+    fn a_stream_whose_socket_takes_nothing_while_stanzas_wait_stalls() {
+        let s = |secs| Instant::now() + Duration::from_secs(secs);
+        let mut t = table();
+        let t0 = s(0);
+        t.push(&pair(), 1, 10, t0).unwrap();
+        t.ready(&pair(), t0);
+        assert_eq!(t.take(&pair(), t0, 10), vec![1]);
+        // The socket has not taken stanza 1 yet; 2 waits in the table, the stream has no room.
+        t.wire(&pair(), s(1), true, true);
+        t.push(&pair(), 2, 10, s(1)).unwrap();
+        assert!(t.take(&pair(), s(1), 0).is_empty());
+        // Bytes going out keep it alive, however slowly.
+        t.wire(&pair(), s(20), true, true);
+        let tick = t.tick(s(49));
+        assert!(tick.stalled.is_empty() && tick.idle.is_empty());
+        // Reports without progress do not.
+        t.wire(&pair(), s(40), false, true);
+        assert_eq!(t.tick(s(50)).stalled, vec![pair()]);
+        // Listed once: its stream is closing.
+        assert!(t.tick(s(51)).stalled.is_empty());
+        // Closing it starts over with what waits, under a fresh connect deadline.
+        assert!(matches!(t.closed(&pair(), s(50)), Closed::Again));
+        assert!(t.tick(s(85)).stalled.is_empty());
+    }
+
+    #[test]
+    fn stanzas_waiting_only_in_the_streams_output_stall_it_too() {
+        let s = |secs| Instant::now() + Duration::from_secs(secs);
+        let mut t = table();
+        t.push(&pair(), 1, 10, s(0)).unwrap();
+        t.ready(&pair(), s(0));
+        assert_eq!(t.take(&pair(), s(0), usize::MAX), vec![1]);
+        t.wire(&pair(), s(0), false, true);
+        // Stalled at send_timeout (30 s), long before idle_timeout (60 s).
+        assert!(t.tick(s(29)).stalled.is_empty());
+        let tick = t.tick(s(30));
+        assert_eq!((tick.stalled, tick.idle), (vec![pair()], vec![]));
+        // A stream whose socket took everything is merely idle, later.
+        let mut t = table();
+        t.push(&pair(), 1, 10, s(0)).unwrap();
+        t.ready(&pair(), s(0));
+        t.take(&pair(), s(0), usize::MAX);
+        t.wire(&pair(), s(0), true, false);
+        let tick = t.tick(s(59));
+        assert!(tick.stalled.is_empty() && tick.idle.is_empty());
+        assert_eq!(t.tick(s(60)).idle, vec![pair()]);
+        // Zero disables the stall.
+        let mut t = OutTable::<u32, &str>::new(Limits {
+            send_timeout: Duration::ZERO,
+            ..LIMITS
+        });
+        t.push(&pair(), 1, 10, s(0)).unwrap();
+        t.ready(&pair(), s(0));
+        t.take(&pair(), s(0), usize::MAX);
+        t.wire(&pair(), s(0), false, true);
+        assert!(t.tick(s(3600)).stalled.is_empty());
     }
 
     #[test]

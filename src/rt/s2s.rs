@@ -133,6 +133,7 @@ pub(crate) fn setup(config: &Config) -> Result<(Arc<S2sShared>, Vec<S2sListener>
             max_queue_bytes_total: s.max_queue_bytes_total,
             connect_timeout: s.connect_timeout,
             idle_timeout: s.idle_timeout,
+            send_timeout: s.send_timeout,
             max_links: MAX_REMOTE_LINKS,
         },
     };
@@ -204,7 +205,7 @@ pub(crate) struct Verify {
 pub(super) struct OutTask {
     pub(super) gen: u64,
     pub(super) signal: Signal,
-    /// Close the stream (idle).
+    /// Close the stream (idle, stalled or shutdown).
     pub(super) close: Cell<bool>,
 }
 
@@ -215,6 +216,7 @@ struct AuthCounters {
     out_dialback: prometheus_client::metrics::counter::Counter,
     out_external: prometheus_client::metrics::counter::Counter,
     out_failed: prometheus_client::metrics::counter::Counter,
+    out_stalled: prometheus_client::metrics::counter::Counter,
 }
 
 /// One shard's federation state.
@@ -258,6 +260,10 @@ impl S2sRt {
                     "Outgoing s2s streams authenticated by SASL EXTERNAL",
                 ),
                 out_failed: m.counter("petrel_s2s_out_failed", "Outgoing s2s streams that failed"),
+                out_stalled: m.counter(
+                    "petrel_s2s_out_stalled",
+                    "Outgoing s2s streams closed because the remote read nothing for send_timeout",
+                ),
             }
         };
         let limits = shared.limits;
@@ -438,7 +444,18 @@ impl S2sRt {
 
     fn tick(&self) {
         let tick = self.table.borrow_mut().tick(Instant::now());
-        for pair in &tick.idle {
+        for pair in &tick.stalled {
+            self.counters.out_stalled.inc();
+            tracing::warn!(
+                local = pair.local,
+                remote = pair.remote,
+                send_timeout = ?self.shared.limits.send_timeout,
+                "s2s: the remote read nothing while stanzas waited; closing the stream, a new one takes what its socket never took"
+            );
+        }
+        // A stalled stream closes as an idle one does: `</stream:stream>` after what is queued, the
+        // socket dropped once it takes nothing for CLOSE_STALL, what it never took put back first.
+        for pair in tick.idle.iter().chain(&tick.stalled) {
             if let Some(t) = self.tasks.borrow().get(pair) {
                 t.close.set(true);
                 t.signal.wake();

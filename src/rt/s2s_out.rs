@@ -50,6 +50,10 @@ pub(super) async fn run(rt: Rc<S2sRt>, pair: Pair, task: Rc<OutTask>) {
 }
 
 async fn attempt(rt: &Rc<S2sRt>, pair: &Pair, task: &Rc<OutTask>) -> End {
+    // A close asked of the previous stream (idle, stalled) is not this one's; shutdown's stays.
+    if !rt.closing.get() {
+        task.close.set(false);
+    }
     rt.table.borrow_mut().set_state(pair, State::Resolving);
     let fixed = rt.shared.address.get(&pair.remote).map(static_target);
     let found = rt.shared.dns.resolve(&pair.remote, fixed).await;
@@ -103,9 +107,9 @@ async fn attempt(rt: &Rc<S2sRt>, pair: &Pair, task: &Rc<OutTask>) -> End {
         &mut out,
         &mut stream,
         |out, total| {
-            sent.written(out, total);
+            let progressed = sent.written(out, total);
             step(
-                rt, pair, task, out, &mut asked, &mut end, &mut ready, &mut sent,
+                rt, pair, task, out, &mut asked, &mut end, &mut ready, &mut sent, progressed,
             )
         },
         |cx| task.signal.poll(cx),
@@ -153,16 +157,20 @@ async fn attempt(rt: &Rc<S2sRt>, pair: &Pair, task: &Rc<OutTask>) -> End {
 }
 
 /// The stanzas pushed to the stream that its socket has not taken yet, oldest first (the stream
-/// keeps where each ends: `S2sOut::wire_written`).
+/// keeps where each ends: `S2sOut::wire_written`), and how many bytes the socket took in all.
 #[derive(Default)]
-struct Sent(std::collections::VecDeque<crate::hooks::Acc>);
+struct Sent(std::collections::VecDeque<crate::hooks::Acc>, u64);
 
 impl Sent {
-    /// The socket took `total` bytes: the stanzas wholly among them reached the remote.
-    fn written(&mut self, out: &mut S2sOut, total: u64) {
+    /// The socket took `total` bytes: the stanzas wholly among them reached the remote. True when
+    /// it took some since the last call.
+    fn written(&mut self, out: &mut S2sOut, total: u64) -> bool {
         let n = out.wire_written(total);
         self.0.drain(..n);
         debug_assert_eq!(self.0.len(), out.unwritten());
+        let progressed = total > self.1;
+        self.1 = total;
+        progressed
     }
 }
 
@@ -177,6 +185,7 @@ fn step(
     end: &mut Option<End>,
     ready: &mut bool,
     sent: &mut Sent,
+    progressed: bool,
 ) {
     let Some(ctx) = rt.ctx() else {
         out.close(None);
@@ -237,7 +246,13 @@ fn step(
         }
     }
     if out.is_ready() {
-        let stanzas = rt.table.borrow_mut().take(pair, Instant::now(), out.room());
+        let now = Instant::now();
+        // What a stall is judged on (`OutTable::tick`): the socket's progress, and whether
+        // stanzas pushed to the stream still wait for it.
+        let mut table = rt.table.borrow_mut();
+        table.wire(pair, now, progressed, !sent.0.is_empty());
+        let stanzas = table.take(pair, now, out.room());
+        drop(table);
         for acc in stanzas {
             let pushed = if acc.stanza.xmlns() == Some(crate::xmpp::ns::CLIENT) {
                 // A client's explicit namespace would put the stanza outside `jabber:server`.
