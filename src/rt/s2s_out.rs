@@ -247,12 +247,7 @@ fn step(
     }
     if out.is_ready() {
         let now = Instant::now();
-        // What a stall is judged on (`OutTable::tick`): the socket's progress, and whether
-        // stanzas pushed to the stream still wait for it.
-        let mut table = rt.table.borrow_mut();
-        table.wire(pair, now, progressed, !sent.0.is_empty());
-        let stanzas = table.take(pair, now, out.room());
-        drop(table);
+        let stanzas = rt.table.borrow_mut().take(pair, now, out.room());
         for acc in stanzas {
             let pushed = if acc.stanza.xmlns() == Some(crate::xmpp::ns::CLIENT) {
                 // A client's explicit namespace would put the stanza outside `jabber:server`.
@@ -271,6 +266,12 @@ fn step(
                     .bounce(&acc, StanzaErrorCondition::RemoteServerTimeout),
             }
         }
+        // What a stall is judged on (`OutTable::tick`): the socket's progress, and whether
+        // stanzas pushed to the stream (those just pushed too) still wait for it. The byte loop
+        // steps again whenever the socket takes bytes, so a report is never left stale by them.
+        rt.table
+            .borrow_mut()
+            .wire(pair, now, progressed, !sent.0.is_empty());
         ctx.shard.borrow_mut().drain_to_route();
     }
     ctx.flush();
