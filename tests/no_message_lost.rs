@@ -603,3 +603,132 @@ fn archived_messages_survive_a_stop_right_after_delivery() {
         );
     }
 }
+
+/// A graceful stop in the middle of a stream-managed burst: every message the server acknowledged
+/// to alice is in offline storage after the restart, or was answered to her with an error, exactly
+/// once. The recipients are homed on both shards, so the stop meets stanzas crossing the mesh.
+#[test]
+fn acknowledged_means_stored_across_a_graceful_stop() {
+    const N: usize = 40_000;
+    let bobs: Vec<String> = (0..6).map(|i| format!("bob{i}")).collect();
+    let homes: std::collections::HashSet<u16> = bobs
+        .iter()
+        .map(|b| petrel::shard::home_shard_of(&format!("{b}@localhost"), 2).0)
+        .collect();
+    assert_eq!(homes.len(), 2, "the recipients are homed on both shards");
+    let mut users: Vec<&str> = bobs.iter().map(String::as_str).collect();
+    users.push("alice");
+    // Room for the whole burst in offline storage: no message is refused for a full store.
+    let modules = MODULES.replace(
+        "[modules.offline]\n",
+        "[modules.offline]\nmax_per_user = 100000\n",
+    );
+    let mut server = Server::start_with(2, &users, "", &modules);
+    let mut alice = server.login("alice", "w", None);
+    enable_sm(&mut alice);
+    let mut burst = Vec::with_capacity(N * 100);
+    for i in 0..N {
+        let to = &bobs[i % bobs.len()];
+        write!(
+            burst,
+            "<message to='{to}@localhost' type='chat' id='m{i}'><body>m{i}</body></message>"
+        )
+        .unwrap();
+        if i % 100 == 99 {
+            burst.extend_from_slice(b"<r xmlns='urn:xmpp:sm:3'/>");
+        }
+    }
+    let mut w = alice.sock.try_clone().unwrap();
+    // The server stops reading at the stop: the write then fails, which is expected.
+    let writer = std::thread::spawn(move || {
+        let _ = w.write_all(&burst);
+    });
+    // Read alice's answers until the server has acknowledged a good part of the burst, then stop it.
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let acked = |raw: &[u8]| -> usize {
+        let text = String::from_utf8_lossy(raw);
+        text.match_indices("<a xmlns='urn:xmpp:sm:3' h='")
+            .filter_map(|(at, m)| {
+                let rest = &text[at + m.len()..];
+                rest[..rest.find('\'')?].parse::<usize>().ok()
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    alice
+        .sock
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    while acked(&raw) < N / 8 {
+        let n = alice.sock.read(&mut buf).expect("alice's acknowledgements");
+        assert!(
+            n > 0,
+            "the stream ended early: {}",
+            String::from_utf8_lossy(&raw[raw.len().saturating_sub(600)..])
+        );
+        raw.extend_from_slice(&buf[..n]);
+    }
+    assert!(server.stop().is_some_and(|st| st.success()));
+    // What the server wrote before it closed the stream.
+    loop {
+        match alice.sock.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
+    writer.join().unwrap();
+    let h = acked(&raw);
+    // XEP-0198: the last <a/> goes right before the stream error, counting what was handled.
+    let text = String::from_utf8_lossy(&raw);
+    let last = text
+        .rfind("<a xmlns='urn:xmpp:sm:3' h='")
+        .expect("an acknowledgement");
+    assert!(
+        text[last..].contains(&format!("h='{h}'/><stream:error><system-shutdown")),
+        "the last ack is not right before the stream error: {}",
+        &text[last..]
+    );
+    let answered: Vec<String> = String::from_utf8_lossy(&raw)
+        .split("<message ")
+        .filter(|m| m.contains("type='error'"))
+        .filter_map(|m| {
+            let at = m.find("id='")? + 4;
+            Some(m[at..at + m[at..].find('\'')?].to_owned())
+        })
+        .collect();
+
+    server.spawn(2);
+    let mut stored = Vec::new();
+    for b in &bobs {
+        let mut c = server.login(b, "r", None);
+        c.send("<presence/>");
+        let (ids, _, _) = parse_messages(&c.read_until_quiet(Duration::from_secs(2)), "none");
+        stored.extend(ids);
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for id in stored.iter().chain(&answered) {
+        *seen.entry(id.as_str()).or_default() += 1;
+    }
+    let missing: Vec<usize> = (0..h)
+        .filter(|i| !seen.contains_key(format!("m{i}").as_str()))
+        .collect();
+    let twice: Vec<&&str> = seen
+        .iter()
+        .filter(|(_, &n)| n > 1)
+        .map(|(k, _)| k)
+        .collect();
+    eprintln!(
+        "graceful stop: acknowledged {h}, stored {}, answered {}, missing {}",
+        stored.len(),
+        answered.len(),
+        missing.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "acknowledged {h} but {} missing: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    assert!(twice.is_empty(), "twice: {twice:?}");
+}

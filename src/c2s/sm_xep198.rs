@@ -65,6 +65,9 @@ pub const ACK_WAIT: Duration = Duration::from_secs(10);
 pub const ACK_GIVE_UP: Duration = Duration::from_secs(120);
 /// `<r/>` requests that may wait at once; one more is answered at once with the `h` handled so far.
 const MAX_WAITING_REQUESTS: usize = 8;
+/// How long a close asked with [`C2s::close_when_handled`] waits for the client's stanzas still on
+/// their way (a server shutdown gives its connections a few seconds in all).
+pub const CLOSE_ACK_WAIT: Duration = Duration::from_secs(2);
 
 /// A stanza written to the client and not acknowledged yet.
 #[derive(Debug)]
@@ -123,6 +126,9 @@ pub struct SmState {
     /// A request answered before its stanzas were handled: (its target, when it came), to give up
     /// on them after `ACK_GIVE_UP`.
     overdue: Option<(u32, Instant)>,
+    /// A close waiting for the inbound stanzas on their way: its condition and how long it waits
+    /// (see [`C2s::close_when_handled`]).
+    close_after: Option<(StreamErrorCondition, Instant)>,
 }
 
 impl SmState {
@@ -146,6 +152,7 @@ impl SmState {
             handled: h_in,
             requests: VecDeque::new(),
             overdue: None,
+            close_after: None,
         }
     }
 
@@ -201,6 +208,11 @@ impl SmState {
         }
     }
 
+    /// True when every inbound stanza counted so far is handled.
+    pub fn all_handled(&self) -> bool {
+        self.covers(self.h_in)
+    }
+
     /// True when `target` (an `h_in` value) is handled.
     fn covers(&self, target: u32) -> bool {
         (target.wrapping_sub(self.handled) as i32) <= 0
@@ -250,11 +262,12 @@ impl SmState {
         out
     }
 
-    /// When [`SmState::answers`] must be asked again.
+    /// When [`SmState::answers`] (or a waiting close) must be asked again.
     pub fn next_deadline(&self) -> Option<Instant> {
         let wait = self.requests.front().map(|(_, t)| *t + ACK_WAIT);
         let give_up = self.overdue.map(|(_, t)| t + ACK_GIVE_UP);
-        wait.into_iter().chain(give_up).min()
+        let close = self.close_after.map(|(_, t)| t);
+        wait.into_iter().chain(give_up).chain(close).min()
     }
 
     /// True when an unacknowledged stanza carries a sender's acknowledgement (the sender waits for
@@ -604,7 +617,7 @@ impl C2s {
     }
 
     /// Stanzas from the client are handled (see `hooks::handled`): answers the `<r/>` requests that
-    /// waited for them.
+    /// waited for them, and closes a stream that waited for them to close.
     pub fn sm_handled(&mut self, seqs: &[u32], now: std::time::Instant) {
         let Some(sm) = self.sm.as_mut() else {
             return;
@@ -613,6 +626,48 @@ impl C2s {
             sm.handle(seq);
         }
         self.sm_answer(now);
+        self.close_if_due(now);
+    }
+
+    /// Closes with `cond` once the client's stanzas still on their way are handled, at most
+    /// [`CLOSE_ACK_WAIT`] after `now`: the last `<a/>` then counts them, and the client sends none
+    /// of them again after it reconnects (a server shutdown). At once without stream management or
+    /// when nothing is on its way. Meanwhile what is queued goes out, and input is not taken: it is
+    /// not counted, so the client sends it again.
+    pub fn close_when_handled(&mut self, cond: StreamErrorCondition, now: std::time::Instant) {
+        match self.sm.as_mut() {
+            Some(sm) if !self.closed && !sm.all_handled() => {
+                sm.close_after = Some((cond, now + CLOSE_ACK_WAIT));
+                self.write_queued(usize::MAX);
+            }
+            _ => self.close(Some(cond), None),
+        }
+    }
+
+    /// True while a close waits for the client's stanzas (input is not taken).
+    pub(super) fn closing_when_handled(&self) -> bool {
+        self.sm.as_ref().is_some_and(|sm| sm.close_after.is_some())
+    }
+
+    /// Performs a waiting close once its stanzas are handled or its wait is over.
+    pub(super) fn close_if_due(&mut self, now: std::time::Instant) {
+        let Some(sm) = self.sm.as_mut() else {
+            return;
+        };
+        if let Some((cond, until)) = sm.close_after {
+            if sm.all_handled() || now >= until {
+                sm.close_after = None;
+                self.close(Some(cond), None);
+            }
+        }
+    }
+
+    /// XEP-0198 (since 1.5.2): the last `<a/>` before the stream closes tells the client which of
+    /// its stanzas were handled, so that it sends only the others again.
+    pub(super) fn write_last_ack(&mut self) {
+        if let Some(sm) = &self.sm {
+            write_a(&mut self.out, sm.h_handled());
+        }
     }
 
     /// Writes the `<a/>` of every `<r/>` that can be answered at `now`.

@@ -160,7 +160,7 @@ impl C2s {
 
     /// Raw bytes read from the socket (TLS records under TLS).
     pub fn handle_input(&mut self, bytes: &[u8], now: Instant) {
-        if self.closed || bytes.is_empty() {
+        if self.closed || bytes.is_empty() || self.closing_when_handled() {
             return;
         }
         self.last_input = now;
@@ -291,6 +291,7 @@ impl C2s {
         } else {
             self.ping_timeout(now);
             self.sm_answer(now);
+            self.close_if_due(now);
         }
     }
 
@@ -547,6 +548,7 @@ impl C2s {
                 features::write_header(&mut self.out, &self.stream_id, from.as_deref(), None);
                 self.header_sent = true;
             }
+            self.write_last_ack();
             cond.write_close(text, &mut self.out);
         }
         self.finish(CloseReason::StreamError(cond), true);
@@ -555,6 +557,7 @@ impl C2s {
     /// Writes `</stream:stream>` when our stream is open.
     pub(super) fn close_stream_tag(&mut self) {
         if self.header_sent {
+            self.write_last_ack();
             self.out.extend_from_slice(b"</stream:stream>");
         }
     }

@@ -441,7 +441,13 @@ impl Driver {
                 } else {
                     self.leave();
                 }
-                self.c2s.close(Some(cond), None);
+                if cond == StreamErrorCondition::SystemShutdown {
+                    // The client reconnects after the restart: its last ack should count what it
+                    // sent that is still on its way, so that it sends none of it twice.
+                    self.c2s.close_when_handled(cond, Instant::now());
+                } else {
+                    self.c2s.close(Some(cond), None);
+                }
             }
             ConnMsg::CloseText(cond, text) => {
                 self.leave();

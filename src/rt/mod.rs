@@ -585,29 +585,31 @@ async fn run_shard(
         .borrow_mut()
         .close_all(crate::xmpp::StreamErrorCondition::SystemShutdown);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    // Every shard goes on routing until every shard's sessions are closed: a closing session's
+    // last stanzas cross the mesh to their recipients' home shards (offline storage), and its
+    // client's acknowledgements come back from there (a stream-managed session waits for them,
+    // `C2s::close_when_handled`). A shard that stopped first would drop what was sent to it, and
+    // acknowledge it. So: this shard's sessions, then every shard's (bounded).
+    let drain = std::time::Instant::now() + Duration::from_secs(3);
+    let now = std::time::Instant::now;
+    while ctx.shard.borrow().conn_count() > 0 && now() < drain {
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
+    flag.sessions_closed();
+    while flag.shards_quiet() < n && now() < drain {
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
     let s2s = ctx.shard.borrow().ext.get::<s2s::S2sExt>().cloned();
     if let Some(s2s::S2sExt(rt)) = &s2s {
-        // What the closing sessions of every shard send (unavailable presences to remote
-        // contacts) reaches the outgoing streams first: wait for this shard's sessions, then for
-        // every shard's, then for the queues to drain (all bounded), and only then close the
-        // outgoing streams.
-        let drain = std::time::Instant::now() + Duration::from_secs(3);
-        let now = std::time::Instant::now;
-        while ctx.shard.borrow().conn_count() > 0 && now() < drain {
-            glommio::timer::sleep(Duration::from_millis(20)).await;
-        }
-        flag.sessions_closed();
-        while flag.shards_quiet() < n && now() < drain {
-            glommio::timer::sleep(Duration::from_millis(20)).await;
-        }
+        // What the closing sessions of every shard sent (unavailable presences to remote
+        // contacts) reaches the outgoing streams first: the queues drain (all bounded), and only
+        // then are the outgoing streams closed.
         // The last sessions' stanzas cross the mesh into this shard's table meanwhile.
         glommio::timer::sleep(Duration::from_millis(100)).await;
         while rt.waiting() && now() < drain {
             glommio::timer::sleep(Duration::from_millis(20)).await;
         }
         rt.close_all();
-    } else {
-        flag.sessions_closed();
     }
     let busy = || {
         ctx.shard.borrow().conn_count() > 0

@@ -283,3 +283,95 @@ fn failed_resume_leaves_the_stream_ready_to_bind() {
     c.send("<resume xmlns='urn:xmpp:sm:3' h='0'/>");
     assert!(c.recv().contains("<unexpected-request"));
 }
+
+#[test]
+fn the_last_ack_goes_before_the_stream_error_and_the_closing_tag() {
+    for server_closes in [true, false] {
+        let mut c = Client::new(sm_config(10, 100), REMOTE);
+        login(&mut c, Some("r"));
+        enable(&mut c, false);
+        c.send("<message to='bob@example.com'><body>1</body></message>");
+        c.send("<message to='bob@example.com'><body>2</body></message>");
+        c.events();
+        c.c2s.sm_handled(&[1], Instant::now());
+        if server_closes {
+            c.c2s
+                .close(Some(StreamErrorCondition::PolicyViolation), None);
+            let out = c.recv();
+            assert!(
+                out.starts_with("<a xmlns='urn:xmpp:sm:3' h='1'/><stream:error><policy-violation"),
+                "{out}"
+            );
+        } else {
+            c.send("</stream:stream>");
+            assert_eq!(c.recv(), "<a xmlns='urn:xmpp:sm:3' h='1'/></stream:stream>");
+        }
+    }
+    // Without stream management: no <a/>.
+    let mut c = Client::new(sm_config(10, 100), REMOTE);
+    login(&mut c, Some("r"));
+    c.c2s
+        .close(Some(StreamErrorCondition::SystemShutdown), None);
+    assert!(c.recv().starts_with("<stream:error><system-shutdown"));
+}
+
+#[test]
+fn a_shutdown_close_waits_for_the_stanzas_on_their_way_then_acks_them() {
+    use crate::c2s::sm_xep198::CLOSE_ACK_WAIT;
+    let start = Instant::now();
+    let mut c = Client::new(sm_config(10, 100), REMOTE);
+    login(&mut c, Some("r"));
+    enable(&mut c, false);
+    for i in 0..3 {
+        c.send(&format!(
+            "<message to='bob@example.com'><body>{i}</body></message>"
+        ));
+    }
+    c.events();
+    c.c2s.sm_handled(&[2], start);
+    c.c2s
+        .close_when_handled(StreamErrorCondition::SystemShutdown, start);
+    // Routed stanzas still go out meanwhile; input is not taken (the client sends it again).
+    c.c2s.deliver_routed(acc("late")).unwrap();
+    assert!(c.recv().contains("<body>late</body>"));
+    c.send("<message to='bob@example.com'><body>not taken</body></message>");
+    assert!(c.events().is_empty());
+    assert!(c.c2s.next_timeout().unwrap() <= start + CLOSE_ACK_WAIT);
+    c.c2s.sm_handled(&[1], start);
+    assert_eq!(c.recv(), "");
+    c.c2s.sm_handled(&[3], start);
+    let out = c.recv();
+    assert!(
+        out.starts_with("<a xmlns='urn:xmpp:sm:3' h='3'/><stream:error><system-shutdown"),
+        "{out}"
+    );
+    assert!(matches!(
+        &c.events()[..],
+        [C2sEvent::Closed {
+            reason: CloseReason::StreamError(StreamErrorCondition::SystemShutdown)
+        }]
+    ));
+
+    // A stanza whose acknowledgement never comes: closed when the wait is over, with what is
+    // handled.
+    let mut c = Client::new(sm_config(10, 100), REMOTE);
+    login(&mut c, Some("r"));
+    enable(&mut c, false);
+    c.send("<message to='bob@example.com'><body>lost</body></message>");
+    c.events();
+    c.c2s
+        .close_when_handled(StreamErrorCondition::SystemShutdown, start);
+    c.c2s.handle_timeout(start + CLOSE_ACK_WAIT);
+    assert!(c
+        .recv()
+        .starts_with("<a xmlns='urn:xmpp:sm:3' h='0'/><stream:error><system-shutdown"));
+    // Nothing on its way: closed at once.
+    let mut c = Client::new(sm_config(10, 100), REMOTE);
+    login(&mut c, Some("r"));
+    enable(&mut c, false);
+    c.c2s
+        .close_when_handled(StreamErrorCondition::SystemShutdown, start);
+    assert!(c
+        .recv()
+        .starts_with("<a xmlns='urn:xmpp:sm:3' h='0'/><stream:error>"));
+}
