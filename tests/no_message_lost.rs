@@ -399,6 +399,18 @@ fn is_ack(h: u32) -> impl Fn(&petrel::xml::Stanza) -> bool {
     move |s| s.name() == "a" && s.attr("h").as_deref() == Some(h.to_string().as_str())
 }
 
+/// Sends `<r/>` and returns the `h` of the next `<a/>` (answered at once, or after `ACK_WAIT`
+/// with what is handled by then).
+fn ask_h(c: &mut Client) -> usize {
+    c.send("<r xmlns='urn:xmpp:sm:3'/>");
+    loop {
+        let s = c.next_stanza();
+        if s.name() == "a" {
+            return s.attr("h").and_then(|h| h.parse().ok()).expect("h");
+        }
+    }
+}
+
 fn enable_sm(c: &mut Client) {
     c.send("<enable xmlns='urn:xmpp:sm:3'/>");
     read_until(c, "enabled", |s| s.name() == "enabled");
@@ -604,6 +616,24 @@ fn archived_messages_survive_a_stop_right_after_delivery() {
     }
 }
 
+/// `n` chat messages `m0`, `m1`, ... to `users` (at localhost) in turn, with an `<r/>` after every
+/// `r_every` of them (0: none).
+fn round_robin_burst(users: &[String], n: usize, r_every: usize) -> Vec<u8> {
+    let mut burst = Vec::with_capacity(n * 100);
+    for i in 0..n {
+        let to = &users[i % users.len()];
+        write!(
+            burst,
+            "<message to='{to}@localhost' type='chat' id='m{i}'><body>m{i}</body></message>"
+        )
+        .unwrap();
+        if r_every > 0 && i % r_every == r_every - 1 {
+            burst.extend_from_slice(b"<r xmlns='urn:xmpp:sm:3'/>");
+        }
+    }
+    burst
+}
+
 /// A graceful stop in the middle of a stream-managed burst: every message the server acknowledged
 /// to alice is in offline storage after the restart, or was answered to her with an error, exactly
 /// once. The recipients are homed on both shards, so the stop meets stanzas crossing the mesh.
@@ -626,18 +656,7 @@ fn acknowledged_means_stored_across_a_graceful_stop() {
     let mut server = Server::start_with(2, &users, "", &modules);
     let mut alice = server.login("alice", "w", None);
     enable_sm(&mut alice);
-    let mut burst = Vec::with_capacity(N * 100);
-    for i in 0..N {
-        let to = &bobs[i % bobs.len()];
-        write!(
-            burst,
-            "<message to='{to}@localhost' type='chat' id='m{i}'><body>m{i}</body></message>"
-        )
-        .unwrap();
-        if i % 100 == 99 {
-            burst.extend_from_slice(b"<r xmlns='urn:xmpp:sm:3'/>");
-        }
-    }
+    let burst = round_robin_burst(&bobs, N, 100);
     let mut w = alice.sock.try_clone().unwrap();
     // The server stops reading at the stop: the write then fails, which is expected.
     let writer = std::thread::spawn(move || {
@@ -731,4 +750,75 @@ fn acknowledged_means_stored_across_a_graceful_stop() {
         &missing[..missing.len().min(10)]
     );
     assert!(twice.is_empty(), "twice: {twice:?}");
+}
+
+/// A flood to offline users faster than the store writes: the server stops reading the sender
+/// while the store is far behind, instead of refusing store jobs (which dropped the messages they
+/// carried, and acknowledged them). Every message is stored exactly once.
+#[test]
+fn a_flood_to_offline_users_waits_for_the_store() {
+    // 100 recipients, each getting offline storage's default limit (1 000).
+    const N: usize = 100_000;
+    let bobs: Vec<String> = (0..100).map(|i| format!("bob{i}")).collect();
+    let mut users: Vec<&str> = bobs.iter().map(String::as_str).collect();
+    users.push("alice");
+    let server = Server::start_with(1, &users, "", MODULES);
+    let mut alice = server.login("alice", "w", None);
+    enable_sm(&mut alice);
+    let burst = round_robin_burst(&bobs, N, 0);
+    let mut w = alice.sock.try_clone().unwrap();
+    let writer = std::thread::spawn(move || w.write_all(&burst).unwrap());
+    writer.join().unwrap();
+    // Everything taken is handled (stored) in the end: ask until the ack covers the whole burst
+    // (an <r/> waits up to 10 s for the stanzas before it, then is answered with what is handled).
+    alice
+        .sock
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let since = Instant::now();
+    loop {
+        let h = ask_h(&mut alice);
+        if h == N {
+            break;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(240),
+            "only {h} handled"
+        );
+    }
+    let mut seen = vec![0u8; N];
+    for b in &bobs {
+        let mut c = server.login(b, "r", None);
+        c.send("<presence/>");
+        // Until this user's share came, or nothing more for 2 s.
+        let mut raw = Vec::new();
+        let ids = loop {
+            let more = c.read_until_quiet(Duration::from_millis(200));
+            raw.extend_from_slice(&more);
+            let (ids, _, _) = parse_messages(&raw, "none");
+            if ids.len() >= N / bobs.len() {
+                break ids;
+            }
+            if more.is_empty() {
+                let more = c.read_until_quiet(Duration::from_secs(2));
+                raw.extend_from_slice(&more);
+                if more.is_empty() {
+                    break parse_messages(&raw, "none").0;
+                }
+            }
+        };
+        for id in ids {
+            seen[id[1..].parse::<usize>().unwrap()] += 1;
+        }
+    }
+    let errors = String::from_utf8_lossy(&alice.raw)
+        .matches("type='error'")
+        .count();
+    let missing = seen.iter().filter(|&&n| n == 0).count();
+    let twice = seen.iter().filter(|&&n| n > 1).count();
+    assert_eq!(
+        (missing, twice, errors),
+        (0, 0, 0),
+        "missing, stored twice, answered with an error"
+    );
 }

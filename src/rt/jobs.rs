@@ -2,8 +2,12 @@
 //! return back on this shard.
 //!
 //! Policy when the pool's queues are full: jobs wait here, in order, and are resubmitted every
-//! millisecond; past `MAX_WAITING` jobs a new one is refused with an error in the log (the store is
-//! far behind and memory must stay bounded).
+//! millisecond. From `GATE_HIGH` jobs waiting the shard stops taking new work (its connections stop
+//! reading, its ring receivers stop receiving: `JobQueue::poll_room`) until they are back at
+//! `GATE_LOW`, so a flood towards the store waits instead of growing this queue; other shards then
+//! fill their outboxes towards this one and stop their readers in turn. Past `MAX_WAITING` jobs
+//! (work that does not come from a reader, or a store that is gone) a new one is refused with an
+//! error in the log: memory must stay bounded.
 //!
 //! Answers of jobs with the same key are handled in the order the jobs were queued (one lane per
 //! key, awaited front to back): the store runs them in that order, but one task per answer would
@@ -16,6 +20,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use ahash::HashMap;
@@ -75,12 +80,42 @@ impl<T: 'static> Lanes<T> {
 
 /// Jobs waiting for room in the pool, per shard.
 const MAX_WAITING: usize = 65_536;
+/// Jobs waiting for room in the pool from which the shard stops taking new work.
+const GATE_HIGH: usize = 4096;
+/// Jobs waiting for room in the pool at which it takes new work again.
+const GATE_LOW: usize = 1024;
+
+impl JobQueue {
+    /// False while the store is far behind (see the module's policy); the caller, about to take
+    /// new work (read a socket, receive from a ring), is woken once it is not.
+    pub(crate) fn poll_room(&self, cx: &Context<'_>) -> bool {
+        if !self.gated.get() {
+            return true;
+        }
+        self.room_wakers.borrow_mut().push(cx.waker().clone());
+        false
+    }
+
+    /// Opens the gate once the jobs waiting are back at `GATE_LOW`.
+    fn open_gate_at_low(&self) {
+        if self.gated.get() && self.waiting.borrow().len() <= GATE_LOW {
+            self.gated.set(false);
+            for w in self.room_wakers.take() {
+                w.wake();
+            }
+        }
+    }
+}
 
 /// This shard's jobs not yet accepted by the pool.
 #[derive(Default)]
 pub(crate) struct JobQueue {
     waiting: RefCell<VecDeque<KeyedJob>>,
     retrying: Cell<bool>,
+    /// Set at `GATE_HIGH` jobs waiting, cleared at `GATE_LOW`: the shard takes no new work.
+    gated: Cell<bool>,
+    /// Tasks to wake when the gate opens.
+    room_wakers: RefCell<Vec<Waker>>,
     /// Per key, the answers submitted and not yet handled, oldest first (bounded by the jobs in
     /// the pool's bounded queues).
     lanes: Lanes<Result<JobDone, StoreError>>,
@@ -102,12 +137,20 @@ impl ShardCtx {
                 }
                 waiting.push_back(job);
             }
+            if waiting.len() >= GATE_HIGH && !self.jobs.gated.replace(true) {
+                tracing::warn!(
+                    shard = self.shard.borrow().id.0,
+                    waiting = waiting.len(),
+                    "store behind: new work waits until its jobs are taken"
+                );
+            }
         }
         self.submit_waiting();
     }
 
     fn submit_waiting(self: &Rc<Self>) {
         loop {
+            self.jobs.open_gate_at_low();
             let Some(job) = self.jobs.waiting.borrow_mut().pop_front() else {
                 return;
             };

@@ -158,15 +158,23 @@ pub(crate) struct ShardCtx {
 }
 
 impl ShardCtx {
-    /// Waits until no local mailbox the last deliveries filled is over its bound, then yields if
-    /// the task ran long: what a receiver of other shards' (or nodes') traffic does between
-    /// batches.
+    /// Waits until no local mailbox the last deliveries filled is over its bound and the store is
+    /// not far behind, then yields if the task ran long: what a receiver of other shards' (or
+    /// nodes') traffic does between batches.
     pub async fn wait_for_room(&self) {
         loop {
             let pressured = self.shard.borrow_mut().pressured(None);
             let Some(mb) = pressured else { break };
             std::future::poll_fn(|cx| mb.poll_room(cx)).await;
         }
+        std::future::poll_fn(|cx| {
+            if self.jobs.poll_room(cx) {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await;
         glommio::yield_if_needed().await;
     }
 

@@ -159,11 +159,11 @@ pub(super) fn too_slow(mailbox: &Mailbox, out: &Output, grace: Duration) -> bool
     mailbox.too_slow(out.blocked, grace)
 }
 
-/// True when the mesh and every recipient on this shard (other than `own`) have room; otherwise
-/// false, and the task is woken once they do: what a connection checks before it reads more input
-/// or hands stanzas back.
+/// True when the mesh, the store's queue and every recipient on this shard (other than `own`)
+/// have room; otherwise false, and the task is woken once they do: what a connection checks before
+/// it reads more input or hands stanzas back.
 pub(super) fn has_room(ctx: &ShardCtx, own: &Rc<Mailbox>, cx: &Context<'_>) -> bool {
-    ctx.mesh.poll_room(cx) && recipients_have_room(ctx, own, cx)
+    ctx.mesh.poll_room(cx) && ctx.jobs.poll_room(cx) && recipients_have_room(ctx, own, cx)
 }
 
 /// False (and woken later) while a mailbox on this shard, other than `own`, is over its bound.
