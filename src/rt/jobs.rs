@@ -85,6 +85,20 @@ const GATE_HIGH: usize = 4096;
 /// Jobs waiting for room in the pool at which it takes new work again.
 const GATE_LOW: usize = 1024;
 
+/// This shard's jobs not yet accepted by the pool.
+#[derive(Default)]
+pub(crate) struct JobQueue {
+    waiting: RefCell<VecDeque<KeyedJob>>,
+    retrying: Cell<bool>,
+    /// Set at `GATE_HIGH` jobs waiting, cleared at `GATE_LOW`: the shard takes no new work.
+    gated: Cell<bool>,
+    /// Tasks to wake when the gate opens.
+    room_wakers: RefCell<Vec<Waker>>,
+    /// Per key, the answers submitted and not yet handled, oldest first (bounded by the jobs in
+    /// the pool's bounded queues).
+    lanes: Lanes<Result<JobDone, StoreError>>,
+}
+
 impl JobQueue {
     /// False while the store is far behind (see the module's policy); the caller, about to take
     /// new work (read a socket, receive from a ring), is woken once it is not.
@@ -105,20 +119,6 @@ impl JobQueue {
             }
         }
     }
-}
-
-/// This shard's jobs not yet accepted by the pool.
-#[derive(Default)]
-pub(crate) struct JobQueue {
-    waiting: RefCell<VecDeque<KeyedJob>>,
-    retrying: Cell<bool>,
-    /// Set at `GATE_HIGH` jobs waiting, cleared at `GATE_LOW`: the shard takes no new work.
-    gated: Cell<bool>,
-    /// Tasks to wake when the gate opens.
-    room_wakers: RefCell<Vec<Waker>>,
-    /// Per key, the answers submitted and not yet handled, oldest first (bounded by the jobs in
-    /// the pool's bounded queues).
-    lanes: Lanes<Result<JobDone, StoreError>>,
 }
 
 impl ShardCtx {
