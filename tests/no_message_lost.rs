@@ -647,13 +647,24 @@ fn acknowledged_means_stored_across_a_graceful_stop() {
         .collect();
     assert_eq!(homes.len(), 2, "the recipients are homed on both shards");
     let mut users: Vec<&str> = bobs.iter().map(String::as_str).collect();
-    users.push("alice");
+    users.extend(["alice", "carol"]);
     // Room for the whole burst in offline storage: no message is refused for a full store.
     let modules = MODULES.replace(
         "[modules.offline]\n",
         "[modules.offline]\nmax_per_user = 100000\n",
     );
     let mut server = Server::start_with(2, &users, "", &modules);
+    // carol's 5 messages are handled and acknowledged before the stop, and she asks nothing more:
+    // only the last <a/> of the close can tell her h again.
+    let mut carol = server.login("carol", "c", None);
+    enable_sm(&mut carol);
+    for i in 0..5 {
+        carol.send(&format!(
+            "<message to='bob0@localhost' type='chat' id='c{i}'><body>c{i}</body></message>"
+        ));
+    }
+    carol.send("<r xmlns='urn:xmpp:sm:3'/>");
+    read_until(&mut carol, "<a h='5'/>", is_ack(5));
     let mut alice = server.login("alice", "w", None);
     enable_sm(&mut alice);
     let burst = round_robin_burst(&bobs, N, 100);
@@ -697,6 +708,12 @@ fn acknowledged_means_stored_across_a_graceful_stop() {
         }
     }
     writer.join().unwrap();
+    let carol_end =
+        String::from_utf8_lossy(&carol.read_until_quiet(Duration::from_secs(2))).into_owned();
+    assert!(
+        carol_end.starts_with("<a xmlns='urn:xmpp:sm:3' h='5'/><stream:error><system-shutdown"),
+        "carol's last ack: {carol_end}"
+    );
     let h = acked(&raw);
     // XEP-0198: the last <a/> goes right before the stream error, counting what was handled.
     let text = String::from_utf8_lossy(&raw);
