@@ -411,6 +411,18 @@ fn ask_h(c: &mut Client) -> usize {
     }
 }
 
+/// Sends `n` chat messages to `to` (ids and bodies `{prefix}0`, `{prefix}1`, ...) on a
+/// stream-managed stream, then waits until the server acknowledged them all.
+fn send_acknowledged(c: &mut Client, to: &str, prefix: &str, n: u32) {
+    for i in 0..n {
+        c.send(&format!(
+            "<message to='{to}' type='chat' id='{prefix}{i}'><body>{prefix}{i}</body></message>"
+        ));
+    }
+    c.send("<r xmlns='urn:xmpp:sm:3'/>");
+    read_until(c, &format!("<a h='{n}'/>"), is_ack(n));
+}
+
 fn enable_sm(c: &mut Client) {
     c.send("<enable xmlns='urn:xmpp:sm:3'/>");
     read_until(c, "enabled", |s| s.name() == "enabled");
@@ -515,13 +527,7 @@ fn offline_messages_survive_a_crash_until_acknowledged() {
     let mut server = Server::start_with(2, &["alice", "bob"], "", MODULES);
     let mut alice = server.login("alice", "w", None);
     enable_sm(&mut alice);
-    for i in 0..20 {
-        alice.send(&format!(
-            "<message to='bob@localhost' type='chat' id='o{i}'><body>{i}</body></message>"
-        ));
-    }
-    alice.send("<r xmlns='urn:xmpp:sm:3'/>");
-    read_until(&mut alice, "<a h='20'/>", is_ack(20));
+    send_acknowledged(&mut alice, "bob@localhost", "o", 20);
 
     let fetch = |server: &Server, ack: bool| -> Vec<String> {
         let mut bob = server.login("bob", "r", None);
@@ -658,13 +664,7 @@ fn acknowledged_means_stored_across_a_graceful_stop() {
     // only the last <a/> of the close can tell her h again.
     let mut carol = server.login("carol", "c", None);
     enable_sm(&mut carol);
-    for i in 0..5 {
-        carol.send(&format!(
-            "<message to='bob0@localhost' type='chat' id='c{i}'><body>c{i}</body></message>"
-        ));
-    }
-    carol.send("<r xmlns='urn:xmpp:sm:3'/>");
-    read_until(&mut carol, "<a h='5'/>", is_ack(5));
+    send_acknowledged(&mut carol, "bob0@localhost", "c", 5);
     let mut alice = server.login("alice", "w", None);
     enable_sm(&mut alice);
     let burst = round_robin_burst(&bobs, N, 100);

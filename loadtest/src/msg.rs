@@ -176,14 +176,14 @@ mod tests {
             resource: None,
         };
         let p = BodyParser::default();
+        let m = Msg {
+            from: 7,
+            to: 8,
+            seq: 42,
+            ts: 123456789,
+        };
         for payload in [0, 10] {
             let mut out = Vec::new();
-            let m = Msg {
-                from: 7,
-                to: 8,
-                seq: 42,
-                ts: 123456789,
-            };
             write_message(&mut out, &naming, &m, payload);
             let s = String::from_utf8(out.clone()).expect("utf8");
             assert!(s.starts_with("<message to='user9@d' type='chat'>"), "{s}");
@@ -203,12 +203,6 @@ mod tests {
             ..naming.clone()
         };
         let mut out = Vec::new();
-        let m = Msg {
-            from: 7,
-            to: 8,
-            seq: 1,
-            ts: 2,
-        };
         write_message(&mut out, &full, &m, 0);
         assert!(out.starts_with(b"<message to='user9@d/r' type='chat'>"));
         assert_eq!(naming.bare(0), "user1@d");
