@@ -20,13 +20,14 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Waker};
+use std::task::Context;
 use std::time::Duration;
 
 use ahash::HashMap;
 
 use super::ShardCtx;
 use crate::hooks::{JobDone, KeyedJob};
+use crate::shard::Waiters;
 use crate::store::StoreError;
 
 /// A submitted job's answer, still to come.
@@ -93,7 +94,7 @@ pub(crate) struct JobQueue {
     /// Set at `GATE_HIGH` jobs waiting, cleared at `GATE_LOW`: the shard takes no new work.
     gated: Cell<bool>,
     /// Tasks to wake when the gate opens.
-    room_wakers: RefCell<Vec<Waker>>,
+    room_wakers: Waiters,
     /// Per key, the answers submitted and not yet handled, oldest first (bounded by the jobs in
     /// the pool's bounded queues).
     lanes: Lanes<Result<JobDone, StoreError>>,
@@ -106,7 +107,7 @@ impl JobQueue {
         if !self.gated.get() {
             return true;
         }
-        self.room_wakers.borrow_mut().push(cx.waker().clone());
+        self.room_wakers.register(cx.waker());
         false
     }
 
@@ -114,9 +115,7 @@ impl JobQueue {
     fn open_gate_at_low(&self) {
         if self.gated.get() && self.waiting.borrow().len() <= GATE_LOW {
             self.gated.set(false);
-            for w in self.room_wakers.take() {
-                w.wake();
-            }
+            self.room_wakers.wake_all();
         }
     }
 }

@@ -34,7 +34,7 @@ use glommio::channels::shared_channel::{
 use glommio::{GlommioError, ResourceType};
 
 use crate::metrics::{PeerMetrics, ShardMetrics};
-use crate::shard::{ConnMsg, ShardId, ShardMsg};
+use crate::shard::{ConnMsg, ShardId, ShardMsg, Waiters};
 
 /// The unconnected ends of the mesh for one shard, built before the shards start.
 pub struct MeshEnds {
@@ -115,7 +115,7 @@ pub struct Mesh {
     /// Peers pushed to without a wake-up yet (see [`Mesh::send_unnotified`]).
     unnotified: RefCell<Vec<usize>>,
     /// Connections waiting for the mesh to have room before they read again.
-    room_wakers: RefCell<Vec<Waker>>,
+    room_wakers: Waiters,
     /// Times the mesh became congested (metrics, tests).
     pub congestion_events: Cell<u64>,
 }
@@ -165,7 +165,7 @@ impl Mesh {
                 outbox_capacity,
                 congested: Cell::new(0),
                 unnotified: RefCell::new(Vec::new()),
-                room_wakers: RefCell::new(Vec::new()),
+                room_wakers: Waiters::default(),
                 congestion_events: Cell::new(0),
             }),
             rx,
@@ -260,7 +260,7 @@ impl Mesh {
         if self.congested.get() == 0 {
             return true;
         }
-        self.room_wakers.borrow_mut().push(cx.waker().clone());
+        self.room_wakers.register(cx.waker());
         false
     }
 
@@ -271,9 +271,7 @@ impl Mesh {
             peer.congested.set(false);
             self.congested.set(self.congested.get() - 1);
             if self.congested.get() == 0 {
-                for w in self.room_wakers.take() {
-                    w.wake();
-                }
+                self.room_wakers.wake_all();
             }
         }
     }
@@ -320,9 +318,7 @@ impl Mesh {
                         peer.queued_stanzas.set(0);
                         if peer.congested.replace(false) {
                             self.congested.set(self.congested.get() - 1);
-                            for w in self.room_wakers.take() {
-                                w.wake();
-                            }
+                            self.room_wakers.wake_all();
                         }
                         return;
                     }

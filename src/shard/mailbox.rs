@@ -53,7 +53,7 @@ pub struct Mailbox {
 #[derive(Default)]
 struct Pressure {
     /// Senders (ring receivers, connections) waiting for this mailbox to get back under its bound.
-    room_wakers: Vec<Waker>,
+    room_wakers: super::Waiters,
     /// Since when the mailbox is over its bound (see [`Mailbox::behind_for`]).
     over_since: Option<std::time::Instant>,
 }
@@ -241,10 +241,11 @@ impl Mailbox {
         if !self.pressured() {
             return std::task::Poll::Ready(());
         }
-        let mut p = self.pressure.borrow_mut();
-        p.get_or_insert_with(Box::default)
+        self.pressure
+            .borrow_mut()
+            .get_or_insert_with(Box::default)
             .room_wakers
-            .push(cx.waker().clone());
+            .register(cx.waker());
         std::task::Poll::Pending
     }
 
@@ -255,14 +256,12 @@ impl Mailbox {
     }
 
     fn wake_senders(&self) {
-        let wakers = match self.pressure.borrow_mut().as_mut() {
+        let waiters = match self.pressure.borrow_mut().as_mut() {
             Some(p) if !p.room_wakers.is_empty() => std::mem::take(&mut p.room_wakers),
             _ => return,
         };
         // Woken outside the borrow: a waker may run code that looks at this mailbox.
-        for w in wakers {
-            w.wake();
-        }
+        waiters.wake_all();
     }
 
     /// Registers the waker of the connection task.

@@ -11,12 +11,14 @@ mod hosts;
 mod ids;
 mod mailbox;
 mod msg;
+mod waiters;
 
 pub use ext::Extensions;
 pub use hosts::DynamicHosts;
 pub use ids::{home_shard, home_shard_of, Ask, ConnId, SessionRef, ShardId, REMOTE_SHARD};
 pub use mailbox::{Mailbox, MailboxFull};
-pub use msg::{ConnExtMsg, ConnMsg, ShardMsg};
+pub use msg::{ConnExtMsg, ConnMsg, DrainCause, ShardMsg};
+pub use waiters::Waiters;
 
 use ahash::HashSet;
 use std::rc::Rc;
@@ -565,7 +567,7 @@ impl Shard {
             return;
         };
         let session = self.session_ref(conn);
-        crate::sm::drained(self, jid, session, ask, false);
+        crate::sm::drained(self, jid, session, ask, DrainCause::Rerouted);
     }
 
     /// Answers `ask`, a question where the session of `to` lives (see `sm::locations`): at `at`,
@@ -652,12 +654,11 @@ impl Shard {
                 let id = self.locations.forget(&jid, session);
                 // Behind what this shard sent straight there (answered from the home shard).
                 let ask = Ask { by: self.id, id };
-                let forgot = true;
                 let drain = ShardMsg::Drain {
                     jid,
                     session,
                     ask,
-                    forgot,
+                    cause: DrainCause::Forgot,
                 };
                 self.send_to_shard(session.shard, drain);
             }
@@ -665,8 +666,8 @@ impl Shard {
                 jid,
                 session,
                 ask,
-                forgot,
-            } => crate::sm::drained(self, jid, session, ask, forgot),
+                cause,
+            } => crate::sm::drained(self, jid, session, ask, cause),
             ShardMsg::Multicast(acc, to) => self.multicast_here(acc, &to),
             ShardMsg::Handled(acks) => {
                 for (conn, seqs) in acks {

@@ -52,9 +52,10 @@ pub enum ShardMsg {
         session: SessionRef,
     },
     /// Sent by a shard that forgot where `jid`'s session lives, to that session's shard behind
-    /// what it sent straight there (`forgot`), or by the session's shard when an asking stanza
-    /// found the session gone and was re-routed; passed on to `jid`'s home shard (behind what
-    /// was re-routed), which answers the question with `Located { at: None }`.
+    /// what it sent straight there ([`DrainCause::Forgot`]), or by the session's shard when an
+    /// asking stanza found the session gone and was re-routed ([`DrainCause::Rerouted`]); passed
+    /// on to `jid`'s home shard (behind what was re-routed), which answers the question with
+    /// `Located { at: None }`.
     Drain {
         /// The session's full JID.
         jid: FullJid,
@@ -62,12 +63,21 @@ pub enum ShardMsg {
         session: SessionRef,
         /// The shard that waits for the answer, and its question.
         ask: crate::shard::Ask,
-        /// It answers a `Forget` (counted for a session waiting to move).
-        forgot: bool,
+        /// Who sent it.
+        cause: DrainCause,
     },
     /// Module work to run on the destination shard (a control message: ordered with the other
     /// traffic from the sending shard, never refused by the outbox bound).
     Run(crate::hooks::OnShard),
+}
+
+/// Why a [`ShardMsg::Drain`] was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainCause {
+    /// It answers a `Forget`: counted for a session waiting to move.
+    Forgot,
+    /// An asking stanza found the session gone and was re-routed.
+    Rerouted,
 }
 
 impl std::fmt::Debug for ShardMsg {

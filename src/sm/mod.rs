@@ -23,7 +23,9 @@ use crate::c2s::BindError;
 use crate::explain::Outcome;
 use crate::hooks::{Acc, HookCtx, HookResult, Hooks, SessionEvent};
 use crate::jid::{FullJid, Jid};
-use crate::shard::{home_shard, home_shard_of, Ask, ConnMsg, SessionRef, Shard, ShardId, ShardMsg};
+use crate::shard::{
+    home_shard, home_shard_of, Ask, ConnMsg, DrainCause, SessionRef, Shard, ShardId, ShardMsg,
+};
 use crate::xml::StanzaKind;
 use crate::xmpp::{StanzaErrorCondition, StreamErrorCondition};
 
@@ -258,7 +260,7 @@ pub(crate) fn drained(
     jid: FullJid,
     session: SessionRef,
     ask: Ask,
-    forgot: bool,
+    cause: DrainCause,
 ) {
     let home = home_shard(&jid.bare(), shard.shards);
     if home != shard.id {
@@ -266,12 +268,12 @@ pub(crate) fn drained(
             jid,
             session,
             ask,
-            forgot,
+            cause,
         };
         shard.send_to_shard(home, drain);
         return;
     }
-    let waiting = if forgot {
+    let waiting = if cause == DrainCause::Forgot {
         shard.sm.drains.get_mut(&session)
     } else {
         None
