@@ -65,6 +65,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("schema/v9_mam_run_sqlite.sql"),
         pg: include_str!("schema/v9_mam_run_pg.sql"),
     },
+    // Version 10: each user's offline message count, kept by triggers.
+    Migration {
+        sqlite: include_str!("schema/v10_offline_count_sqlite.sql"),
+        pg: include_str!("schema/v10_offline_count_pg.sql"),
+    },
 ];
 
 /// The newest schema version this build writes.
