@@ -188,6 +188,7 @@ fn bad_input_catalogue() {
 
     bad_jids(&mut b);
     spoofed_from(&mut b);
+    malformed_iqs(&mut b);
     before_auth(&mut b);
     versions(&mut b);
     slowloris(&mut b);
@@ -260,6 +261,62 @@ fn spoofed_from(b: &mut Bench) {
         b.rss(),
     );
     b.others_unaffected("spoofed from");
+}
+
+/// IQs that break RFC 6120 §8.2.3, all addressed to bob: no `id`, a `type` no RFC defines, no
+/// `type`, a get without a payload, a set with two. Each is answered `bad-request` by the server and
+/// bob gets none; a result or an error without `id` is dropped (nothing may answer an answer).
+fn malformed_iqs(b: &mut Bench) {
+    let before = b.rss();
+    let mut a = b.server.login("alice", "iqs", None);
+    let ping = "<ping xmlns='urn:xmpp:ping'/>";
+    let to = "to='bob@localhost/b'";
+    let sent = [
+        format!("<iq type='foo' id='i0' {to}>{ping}</iq>"),
+        format!("<iq id='i1' {to}>{ping}</iq>"),
+        format!("<iq type='get' id='i2' {to}/>"),
+        format!("<iq type='set' id='i3' {to}>{ping}{ping}</iq>"),
+        format!("<iq type='get' {to}>{ping}</iq>"),
+        format!("<iq type='result' {to}/>"),
+        format!("<iq type='error' {to}><error type='cancel'/></iq>"),
+    ];
+    for iq in &sent {
+        a.send(iq);
+    }
+    a.send(&format!(
+        "<iq type='get' to='localhost' id='done'>{ping}</iq>"
+    ));
+    let mut errors = Vec::new();
+    loop {
+        let s = a.next_stanza();
+        if s.id().as_deref() == Some("done") {
+            break;
+        }
+        let text = String::from_utf8_lossy(s.bytes());
+        assert_eq!(s.type_().as_deref(), Some("error"), "{text}");
+        assert_eq!(
+            error_condition(&s).as_deref(),
+            Some("bad-request"),
+            "{text}"
+        );
+        assert_eq!(s.from().as_deref(), Some("bob@localhost/b"), "{text}");
+        errors.push(s.id().map(|id| id.into_owned()));
+    }
+    let want = ["i0", "i1", "i2", "i3"].map(|i| Some(i.to_owned()));
+    assert_eq!(errors[..], [&want[..], &[None]].concat()[..]);
+    // Bob's next stanza is carol's message: none of the IQs reached him.
+    b.carol.chat("bob@localhost", "after the IQs");
+    let m = b.bob.next_stanza();
+    let text = String::from_utf8_lossy(m.bytes());
+    assert_eq!(common::body(&m).as_deref(), Some("after the IQs"), "{text}");
+    b.report(
+        "malformed IQs (no id, bad type, no type, 0 or 2 payloads)",
+        "stanza error `bad-request` for each request, answers without id dropped; never delivered",
+        false,
+        before,
+        b.rss(),
+    );
+    b.others_unaffected("malformed IQs");
 }
 
 /// Stanzas before authentication: stream error `not-authorized` (RFC 6120 §6.4.x, §8.1.1).

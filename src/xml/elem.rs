@@ -114,6 +114,8 @@ pub(crate) struct Index {
     pub child: Option<Span>,
     /// Namespace of the first child element.
     pub child_ns: Option<NsSrc>,
+    /// True if the top element has a second child element.
+    pub more_children: bool,
     /// True if the top element's name has a prefix.
     pub prefixed: bool,
     /// True if any prefix resolved to a stream-header binding.
@@ -495,6 +497,8 @@ impl ElemScan {
             };
             self.idx.child = Some(local);
             self.idx.child_ns = Some(ns);
+        } else if depth == 1 {
+            self.idx.more_children = true;
         }
         sink.start(b, tag.name, tag.colon, ns, attrs, tag.empty);
         if tag.empty {

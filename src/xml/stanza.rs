@@ -223,6 +223,12 @@ impl Stanza {
         self.idx.child.map(|s| as_str(s.of(&self.bytes)))
     }
 
+    /// True when the top element has exactly one child element (an IQ get or set: its payload,
+    /// RFC 6120 §8.2.3).
+    pub fn has_single_child(&self) -> bool {
+        self.idx.child.is_some() && !self.idx.more_children
+    }
+
     /// Namespace of the first child element (own `xmlns`, prefix binding, or inherited).
     pub fn child_ns(&self) -> Option<Cow<'_, str>> {
         let src = self.idx.child_ns?;
@@ -407,17 +413,17 @@ impl Stanza {
             self.bytes.copy_within(at..end, at + child.len());
             self.bytes[at..at + child.len()].copy_from_slice(child);
         }
-        if self_closing || self.idx.child.is_none() {
-            if let Ok(idx) = index(
-                &self.bytes,
-                &Limits {
-                    max_stanza_bytes: usize::MAX,
-                    ..Limits::default()
-                },
-                self.outer_ref(),
-            ) {
-                self.set_index(idx);
-            }
+        if !self_closing && self.idx.child.is_some() {
+            self.idx.more_children = true;
+        } else if let Ok(idx) = index(
+            &self.bytes,
+            &Limits {
+                max_stanza_bytes: usize::MAX,
+                ..Limits::default()
+            },
+            self.outer_ref(),
+        ) {
+            self.set_index(idx);
         }
     }
 

@@ -771,6 +771,36 @@ fn stanza_and_index_stay_compact() {
     assert!(std::mem::size_of::<super::Stanza>() <= 160);
 }
 
+/// An IQ get or set carries exactly one payload (RFC 6120 §8.2.3): the index says so without a
+/// tree, whatever the text and nesting around it, and follows appended children.
+#[test]
+fn single_child_is_indexed() {
+    for (xml, single) in [
+        (
+            "<iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>",
+            true,
+        ),
+        (
+            "<iq> <query xmlns='a'><item/><item/></query> text </iq>",
+            true,
+        ),
+        ("<iq/>", false),
+        ("<iq>text only</iq>", false),
+        ("<iq><a xmlns='x'/><b xmlns='y'/></iq>", false),
+        ("<iq><a xmlns='x'><c/></a>\n<b xmlns='y'/></iq>", false),
+    ] {
+        assert_eq!(one(xml).has_single_child(), single, "{xml}");
+    }
+    let mut s = Stanza::parse(b"<iq/>".to_vec()).unwrap();
+    s.append_child(b"<x/>");
+    assert!(s.has_single_child());
+    s.append_child(b"<y/>");
+    assert!(!s.has_single_child());
+    let mut s = Stanza::parse(b"<message>text</message>".to_vec()).unwrap();
+    s.append_child(b"<x/>");
+    assert!(s.has_single_child());
+}
+
 /// The stanza's type is computed once, with its index, and follows every edit of the attribute.
 #[test]
 fn cached_type_follows_the_attribute() {
