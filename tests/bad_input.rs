@@ -185,6 +185,17 @@ fn bad_input_catalogue() {
         "unsupported-stanza-type",
         8 << 10,
     );
+    // A second stream header after bind (a restart nothing asked for): refused at its name. As an
+    // element it swallowed every later stanza, unanswered, until it ended or grew too large.
+    closes_with(
+        &mut b,
+        "stream header inside the stream",
+        b"<stream:stream to='localhost' xmlns='jabber:client' \
+          xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>\
+          <iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
+        "unsupported-stanza-type",
+        8 << 10,
+    );
 
     bad_jids(&mut b);
     spoofed_from(&mut b);

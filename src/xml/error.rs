@@ -87,6 +87,9 @@ pub enum XmlError {
     /// The stream's default namespace is missing or not the one this listener serves.
     #[error("wrong default namespace")]
     InvalidDefaultNamespace,
+    /// A stream header as a first-level element of the open stream.
+    #[error("stream header inside the stream")]
+    StreamHeaderInStream,
     /// Data after `</stream:stream>`.
     #[error("data after the stream end")]
     DataAfterClose,
@@ -120,6 +123,8 @@ impl XmlError {
                 StreamErrorCondition::InvalidNamespace
             }
             BadStreamPrefix => StreamErrorCondition::BadNamespacePrefix,
+            // Well-formed, but no first-level element a stream supports (RFC 6120 §4.9.3.24).
+            StreamHeaderInStream => StreamErrorCondition::UnsupportedStanzaType,
             StanzaTooLarge(_) | TooDeep(_) | TooManyAttributes(_) => {
                 StreamErrorCondition::PolicyViolation
             }

@@ -178,6 +178,17 @@ fn oracle(input: &[u8]) -> Option<Vec<Vec<u8>>> {
                 if depth == 2 && !ws_only(&input[gap_start..off]) {
                     return None;
                 }
+                // XMPP's rule: a stream header is no stanza (refused at its name).
+                let tag = &input[off..off + len];
+                if depth == 2
+                    && tag.starts_with(b"<stream:stream")
+                    && matches!(
+                        tag.get(14),
+                        Some(b'>' | b'/' | b' ' | b'\t' | b'\r' | b'\n')
+                    )
+                {
+                    return None;
+                }
                 if depth == 1 {
                     gap_start = off + len;
                 }

@@ -286,6 +286,18 @@ impl Scanner {
                             self.quote = 0;
                         }
                         _ => {
+                            // A stream header inside the open stream (a restart nothing asked
+                            // for) is refused at its name: as an element it would swallow every
+                            // stanza after it until it ended or grew too large.
+                            let name = self.stream_name;
+                            let seen = &avail[1..avail.len().min(name.len() + 2)];
+                            if seen.len() <= name.len() {
+                                if name.starts_with(seen) {
+                                    return Ok(None);
+                                }
+                            } else if seen.starts_with(name) && ends_name(seen[name.len()]) {
+                                return Err(XmlError::StreamHeaderInStream);
+                            }
                             self.state = State::Stanza;
                             if self.elem.is_none() {
                                 self.elem = Some(SPARE_SCAN.with(Cell::take).unwrap_or_default());
@@ -544,4 +556,9 @@ fn parse_decl(d: &[u8]) -> Result<(), XmlError> {
             _ => return Err(XmlError::BadXmlDecl),
         }
     }
+}
+
+/// True for a byte that can follow an element's name in its start tag.
+fn ends_name(b: u8) -> bool {
+    b == b'>' || b == b'/' || is_ws(b)
 }

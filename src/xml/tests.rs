@@ -281,6 +281,29 @@ fn stream_header_namespaces() {
     }
 }
 
+/// A second stream header inside the stream is refused at its name (before, it was an element
+/// that swallowed every later stanza), however the bytes are split; names that only start like it
+/// are stanzas.
+#[test]
+fn stream_header_inside_the_stream() {
+    let header = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>";
+    for body in [
+        header.to_owned(),
+        format!("<presence/>{header}<message/>"),
+        "<stream:stream/>".to_owned(),
+        "<stream:stream\n>".to_owned(),
+    ] {
+        assert_eq!(body_err(&body), XmlError::StreamHeaderInStream, "{body}");
+    }
+    assert_eq!(
+        XmlError::StreamHeaderInStream.condition(),
+        C::UnsupportedStanzaType
+    );
+    let (evs, err) = scan(&format!("{HEADER}<stream:streams/><stream:features/><s/>"));
+    assert_eq!(err, None);
+    assert_eq!(evs.len(), 4, "{evs:?}");
+}
+
 #[test]
 fn stanza_before_header_and_text_between_stanzas() {
     assert_eq!(scan("<message/>").1, Some(XmlError::NotStreamHeader));
