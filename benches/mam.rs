@@ -26,7 +26,7 @@ fn rows(first: i64, n: i64) -> Vec<ArchivedMessage> {
                 i % 20
             )
             .into_bytes(),
-            only_if_in_roster: false,
+            keep: petrel::store::Keep::Always,
         })
         .collect()
 }

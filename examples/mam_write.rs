@@ -37,7 +37,7 @@ fn main() {
                 outgoing: out,
                 ts: id >> 10,
                 stanza: stanza.as_bytes(),
-                only_if_in_roster: false,
+                keep: petrel::store::Keep::Always,
             });
         }
         if batch.len() >= per_turn * 2 {

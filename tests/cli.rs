@@ -288,7 +288,7 @@ fn mam_purge_removes_messages_before_the_date() {
             outgoing: true,
             ts: d * day,
             stanza: b"<message/>".to_vec(),
-            only_if_in_roster: false,
+            keep: petrel::store::Keep::Always,
         })
         .collect();
     store.mam_append(&rows).unwrap();

@@ -28,9 +28,23 @@ pub struct ArchivedMessage {
     pub ts: i64,
     /// The message as archived.
     pub stanza: Vec<u8>,
-    /// Archive it only if the other party is in the owner's roster (the owner's `roster` default;
-    /// checked when the row is written). Always false on rows read back.
-    pub only_if_in_roster: bool,
+    /// When the row is written (checked then). Always [`Keep::Always`] on rows read back.
+    pub keep: Keep,
+}
+
+/// Whether a row is kept when it is written (checked in the write's transaction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Keep {
+    /// Always (a sender's copy, a room's message).
+    #[default]
+    Always,
+    /// Only if the owner is an account: a user's received copy, whose address may name no one
+    /// (an archive for a name nobody registered would grow unasked, and be read by whoever
+    /// registered it later).
+    IfAccount,
+    /// Only if the other party is in the owner's roster (the owner's `roster` default; an owner
+    /// with a roster is an account).
+    IfInRoster,
 }
 
 /// What a query selects, besides the owner.
@@ -182,7 +196,7 @@ fn read_row(owner: &str, mut r: Row) -> Result<ArchivedMessage, StoreError> {
         outgoing: r.bool(3)?,
         ts: r.int(4)?,
         stanza: r.bytes(5)?,
-        only_if_in_roster: false,
+        keep: Keep::Always,
     })
 }
 
@@ -220,8 +234,8 @@ pub struct RowRef<'a> {
     pub ts: i64,
     /// The message.
     pub stanza: &'a [u8],
-    /// Keep it only if `with_bare` is in the owner's roster.
-    pub only_if_in_roster: bool,
+    /// When it is kept.
+    pub keep: Keep,
 }
 
 /// Where one row's parts are in its batch's buffers.
@@ -235,7 +249,7 @@ struct Slot {
     /// Start and end of the stanza in `bytes`.
     bytes: [u32; 2],
     outgoing: bool,
-    only_if_in_roster: bool,
+    keep: Keep,
 }
 
 /// Messages on their way to the archive: every row's text in one buffer and every stanza in
@@ -291,7 +305,7 @@ impl ArchiveBatch {
             text: [t0, t1, t2, t3],
             bytes: [b0, b1],
             outgoing: r.outgoing,
-            only_if_in_roster: r.only_if_in_roster,
+            keep: r.keep,
         });
     }
 
@@ -322,7 +336,7 @@ impl ArchiveBatch {
             outgoing: s.outgoing,
             ts: s.ts,
             stanza: &self.bytes[s.bytes[0] as usize..s.bytes[1] as usize],
-            only_if_in_roster: s.only_if_in_roster,
+            keep: s.keep,
         }
     }
 }
@@ -337,7 +351,7 @@ impl ArchivedMessage {
             outgoing: self.outgoing,
             ts: self.ts,
             stanza: &self.stanza,
-            only_if_in_roster: self.only_if_in_roster,
+            keep: self.keep,
         }
     }
 }
@@ -571,10 +585,23 @@ impl Store {
             let in_roster = sql(
                 "SELECT count(*) FROM roster_items WHERE \"user\" = ?1 AND contact = ?2 AND in_roster = 1",
             );
-            // Rows kept only when the contact is in the owner's roster are checked one by one (the
-            // `roster` default mode, rare).
+            // Owners looked up in this transaction (a batch holds many rows of few owners).
+            let mut accounts: ahash::HashMap<&str, bool> = ahash::HashMap::default();
             for (i, r) in (0u32..).zip(batch.iter()) {
-                if r.only_if_in_roster && self.int(in_roster, args![r.owner, r.with_bare])? == 0 {
+                let kept = match r.keep {
+                    Keep::Always => true,
+                    Keep::IfAccount => match accounts.get(r.owner) {
+                        Some(&known) => known,
+                        None => {
+                            let known = self.is_account(r.owner)?;
+                            accounts.insert(r.owner, known);
+                            known
+                        }
+                    },
+                    // One by one: the `roster` default mode is rare.
+                    Keep::IfInRoster => self.int(in_roster, args![r.owner, r.with_bare])? != 0,
+                };
+                if !kept {
                     continue;
                 }
                 let (oid, wid) = (self.jid_id_add(r.owner)?, self.jid_id_add(r.with_bare)?);
@@ -598,6 +625,15 @@ impl Store {
             p.jids.clear();
         }
         r
+    }
+
+    /// True when `owner` (a bare JID as routed: prepared) is an account.
+    fn is_account(&self, owner: &str) -> Result<bool, StoreError> {
+        let Some((node, domain)) = owner.split_once('@') else {
+            return Ok(false);
+        };
+        let q = sql("SELECT 1 FROM users WHERE domain = ?1 AND username = ?2");
+        Ok(self.row(q, args![domain, node])?.is_some())
     }
 
     /// `jid`'s id from this connection's cache or `mam_jid`; `None` when it has none (so it is in
@@ -1091,7 +1127,7 @@ pub(crate) mod tests {
             outgoing: id % 2 == 0,
             ts,
             stanza: format!("<message id='{id}'/>").into_bytes(),
-            only_if_in_roster: false,
+            keep: Keep::Always,
         }
     }
 

@@ -520,7 +520,7 @@ impl Store {
                 outgoing: f.outgoing,
                 ts: f.ts,
                 stanza,
-                only_if_in_roster: false,
+                keep: crate::store::Keep::Always,
             });
         }
         Ok(out)

@@ -38,7 +38,7 @@ pub use blocking::{BlockChange, StoredBlockList};
 pub use last::{boot_id, unix_now, LastActivity};
 pub use login::{Attempt, LoginGuard};
 pub use mam::{
-    ArchiveBatch, ArchiveInbox, ArchivedMessage, MamFilter, OnTaken, OnWritten, RowRef,
+    ArchiveBatch, ArchiveInbox, ArchivedMessage, Keep, MamFilter, OnTaken, OnWritten, RowRef,
     StoredMamPrefs,
 };
 pub use offline::{OfflineMessage, OfflinePush};

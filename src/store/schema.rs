@@ -291,7 +291,7 @@ mod tests {
                 outgoing: true,
                 ts: 30,
                 stanza: b"<m3/>".to_vec(),
-                only_if_in_roster: false,
+                keep: crate::store::Keep::Always,
             };
             store
                 .mam_append(&[more])

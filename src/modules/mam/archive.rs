@@ -17,7 +17,7 @@ use super::{ns, MamOptions};
 use crate::hooks::{Acc, HookCtx, HookResult, JobDone};
 use crate::jid::Jid;
 use crate::shard::Shard;
-use crate::store::{ArchiveBatch, ArchiveInbox, RowRef};
+use crate::store::{ArchiveBatch, ArchiveInbox, Keep, RowRef};
 use crate::xml::{Node, Stanza, StanzaKind, StanzaType};
 
 /// Scratch key: the archive id taken for this message by the sender's side.
@@ -165,7 +165,9 @@ fn archive_outgoing(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     };
     let (id, ts) = next_id(ctx);
     if decision != Decision::Skip {
-        let row = row(owner, id, ts, &acc.to, true, decision, acc.stanza.bytes());
+        // The sender is an account.
+        let keep = keep(decision, Keep::Always);
+        let row = row(owner, id, ts, &acc.to, true, keep, acc.stanza.bytes());
         push(ctx, row);
     }
     acc.put(MAM_ID, id);
@@ -211,15 +213,9 @@ fn archive_incoming(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
         Some(id) => (id, id::micros_of(id)),
         None => next_id(ctx),
     };
-    let row = row(
-        owner,
-        id,
-        ts,
-        &acc.from,
-        false,
-        decision,
-        acc.stanza.bytes(),
-    );
+    // The address may name no one: kept only for an account (checked when written).
+    let keep = keep(decision, Keep::IfAccount);
+    let row = row(owner, id, ts, &acc.from, false, keep, acc.stanza.bytes());
     push(ctx, row);
     let sid = stanza_id(owner, id);
     acc.stanza.append_child(&sid);
@@ -240,7 +236,7 @@ fn archive_groupchat(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
         ts,
         &acc.from,
         false,
-        Decision::Archive,
+        Keep::Always,
         acc.stanza.bytes(),
     );
     push(ctx, row);
@@ -268,13 +264,22 @@ fn next_id(ctx: &mut HookCtx<'_>) -> (i64, i64) {
         .next(shard, SystemTime::now())
 }
 
+/// When a user's row is kept: `otherwise` unless the owner archives only roster contacts.
+fn keep(decision: Decision, otherwise: Keep) -> Keep {
+    if decision == Decision::IfInRoster {
+        Keep::IfInRoster
+    } else {
+        otherwise
+    }
+}
+
 fn row<'a>(
     owner: &'a str,
     id: i64,
     ts: i64,
     with: &'a Jid,
     outgoing: bool,
-    decision: Decision,
+    keep: Keep,
     stanza: &'a [u8],
 ) -> RowRef<'a> {
     RowRef {
@@ -285,7 +290,7 @@ fn row<'a>(
         outgoing,
         ts,
         stanza,
-        only_if_in_roster: decision == Decision::IfInRoster,
+        keep,
     }
 }
 

@@ -221,7 +221,7 @@ pub(super) fn test_row(owner: &str, id: i64, with: &str, ts: i64, stanza: &str) 
         outgoing: id % 2 == 0,
         ts,
         stanza: stanza.as_bytes().to_vec(),
-        only_if_in_roster: false,
+        keep: crate::store::Keep::Always,
     }
 }
 

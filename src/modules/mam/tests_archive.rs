@@ -13,6 +13,17 @@ fn world(shards: usize) -> World {
     World::new(shards, "[modules.presence]\n[modules.mam]\n[modules.muc]\n")
 }
 
+/// Registers `users` (a recipient's archive is kept only for an account).
+fn accounts(w: &World, users: &[&str]) {
+    for u in users {
+        let jid =
+            crate::jid::BareJid::parse(&format!("{u}@{HOST}")).unwrap_or_else(|e| panic!("{e}"));
+        w.store()
+            .add_user(&jid, &crate::auth::ScramSecrets::derive("pw", 4096))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
 fn delivered(mb: &crate::shard::Mailbox) -> Vec<Stanza> {
     let mut out = Vec::new();
     while let Some(m) = mb.pop() {
@@ -39,6 +50,7 @@ fn stanza_ids(s: &Stanza) -> Vec<(String, String)> {
 #[test]
 fn both_sides_are_archived_under_the_id_the_recipient_sees() {
     let mut w = world(2);
+    accounts(&w, &["alice", "bob"]);
     let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
     let bob = w.connect(1, &format!("bob@{HOST}/b"), Some(0));
     delivered(&alice.mb);
@@ -181,7 +193,7 @@ fn retention_trims_by_count_and_age() {
             // Two are ten days old, the rest from today.
             ts: if i < 2 { now - 10 * day } else { now - i },
             stanza: b"<message/>".to_vec(),
-            only_if_in_roster: false,
+            keep: crate::store::Keep::Always,
         })
         .collect();
     store.mam_append(&rows).unwrap_or_else(|e| panic!("{e}"));
@@ -245,16 +257,34 @@ fn room_archives_are_queried_by_occupants_and_members_only_in_closed_rooms() {
     );
 }
 
+/// A message to a name nobody registered is bounced and archived for its sender only: an archive
+/// for that name would grow unasked and be read by whoever registered it later.
+#[test]
+fn a_name_nobody_registered_gets_no_archive() {
+    let mut w = world(2);
+    accounts(&w, &["alice"]);
+    let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+    delivered(&alice.mb);
+    w.send(
+        &mut alice,
+        &format!("<message to='nobody@{HOST}' type='chat' id='n1'><body>hi</body></message>"),
+    );
+    let all = MamFilter::default();
+    let query = |owner: &str| {
+        w.store()
+            .mam_query(&format!("{owner}@{HOST}"), &all, 10, false)
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert!(query("nobody").is_empty(), "{:?}", query("nobody"));
+    let sent = query("alice");
+    assert_eq!(sent.len(), 1, "the sender's copy is kept");
+    assert_eq!(sent[0].with_bare, format!("nobody@{HOST}"));
+}
+
 #[test]
 fn offline_messages_are_archived_and_stamped_once() {
     let mut w = World::new(1, "[modules.presence]\n[modules.offline]\n[modules.mam]\n");
-    for u in ["alice", "bob"] {
-        let jid =
-            crate::jid::BareJid::parse(&format!("{u}@{HOST}")).unwrap_or_else(|e| panic!("{e}"));
-        w.store()
-            .add_user(&jid, &crate::auth::ScramSecrets::derive("pw", 4096))
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
+    accounts(&w, &["alice", "bob"]);
     let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
     delivered(&alice.mb);
     w.send(
