@@ -242,7 +242,7 @@ fn message_to_an_offline_user_ends_in_the_offline_hook() {
 fn message_stopped_by_a_handler_and_its_error_back_to_the_sender() {
     let (mut c, _dir) = cluster(2);
     for s in c.shards.iter_mut() {
-        crate::modules::blocking::register(s, &[HOST.to_string()]);
+        crate::modules::blocking::register(s, &[HOST.to_string()], &Default::default());
     }
     let mut alice = connect(&mut c, 0, "alice@localhost/r", Some(0));
     user_send(

@@ -26,6 +26,17 @@ pub struct StoredBlockList {
     pub version: u64,
 }
 
+/// Why [`Store::blocklist_update`] changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockUpdateError {
+    /// The list would hold more JIDs than the limit.
+    #[error("a block list holds at most {0} JIDs")]
+    Full(usize),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 impl Store {
     fn blocklist_read(&self, domain: &str, node: &str) -> Result<StoredBlockList, StoreError> {
         let items = self
@@ -56,16 +67,18 @@ impl Store {
     }
 
     /// Applies `change` in one transaction (holding the user's block list lock on PostgreSQL) and
-    /// returns the list after it, with its new version.
+    /// returns the list after it, with its new version; a change that would leave more than `max`
+    /// JIDs is rolled back whole.
     pub fn blocklist_update(
         &self,
         user: &BareJid,
         change: &BlockChange,
-    ) -> Result<StoredBlockList, StoreError> {
+        max: usize,
+    ) -> Result<StoredBlockList, BlockUpdateError> {
         let node = user.node().ok_or(StoreError::NoLocalpart)?;
         let domain = user.domain();
         let lock = format!("blocking {user}");
-        self.transaction(Some(&lock), || {
+        let updated = self.transaction(Some(&lock), || {
             match change {
                 BlockChange::Block(jids) => {
                     let q = sql(
@@ -74,6 +87,11 @@ impl Store {
                     );
                     for j in jids {
                         self.exec(q, args![domain, node, j])?;
+                    }
+                    let count =
+                        sql("SELECT count(*) FROM blocklist WHERE domain = ?1 AND username = ?2");
+                    if self.int(count, args![domain, node])?.max(0) as u64 > max as u64 {
+                        return Ok(End::Rollback(None));
                     }
                 }
                 BlockChange::Unblock(jids) => {
@@ -99,8 +117,9 @@ impl Store {
                 ),
                 args![domain, node],
             )?;
-            Ok(End::Commit(self.blocklist_read(domain, node)?))
-        })
+            Ok(End::Commit(Some(self.blocklist_read(domain, node)?)))
+        })?;
+        updated.ok_or(BlockUpdateError::Full(max))
     }
 
     /// Every non-empty block list (loaded by each shard at start for the users it is home to).
@@ -138,19 +157,23 @@ mod tests {
             );
             let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
             let l = store
-                .blocklist_update(&alice, &BlockChange::Block(s(&["z@x", "a@x", "a@x"])))
+                .blocklist_update(&alice, &BlockChange::Block(s(&["z@x", "a@x", "a@x"])), 2)
                 .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(l.items, s(&["a@x", "z@x"]));
             assert_eq!(l.version, 1);
+            // Past the limit: refused whole, nothing changes (not even the version).
+            let full = store.blocklist_update(&alice, &BlockChange::Block(s(&["b@x", "a@x"])), 2);
+            assert!(matches!(full, Err(BlockUpdateError::Full(2))), "{full:?}");
+            assert_eq!(store.blocklist_get(&alice).ok(), Some(l.clone()));
             let l = store
-                .blocklist_update(&alice, &BlockChange::Unblock(s(&["a@x", "nope@x"])))
+                .blocklist_update(&alice, &BlockChange::Unblock(s(&["a@x", "nope@x"])), 2)
                 .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!((l.items.clone(), l.version), (s(&["z@x"]), 2));
             let all = store.blocklist_all().unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(all.len(), 1);
             assert_eq!(all[0].0, alice);
             let l = store
-                .blocklist_update(&alice, &BlockChange::UnblockAll)
+                .blocklist_update(&alice, &BlockChange::UnblockAll, 2)
                 .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!((l.items.len(), l.version), (0, 3));
             assert!(store.blocklist_all().is_ok_and(|v| v.is_empty()));

@@ -187,7 +187,7 @@ fn block_list_versions_are_distinct_under_racing_updates() {
         let n = db.name;
         let u = jid("alice@example.com");
         let got = race(&db, |store, i| {
-            store.blocklist_update(&u, &BlockChange::Block(vec![format!("j{i}@x")]))
+            store.blocklist_update(&u, &BlockChange::Block(vec![format!("j{i}@x")]), 1000)
         });
         let mut vers: Vec<u64> = got
             .iter()

@@ -34,7 +34,7 @@ mod users;
 pub(crate) mod value;
 mod vcard;
 
-pub use blocking::{BlockChange, StoredBlockList};
+pub use blocking::{BlockChange, BlockUpdateError, StoredBlockList};
 pub use last::{boot_id, unix_now, LastActivity};
 pub use login::{Attempt, LoginGuard};
 pub use mam::{

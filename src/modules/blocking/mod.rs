@@ -26,7 +26,7 @@ use crate::local::{result_reply, IqHandler, IqReply};
 use crate::modules::offline::user_key;
 use crate::modules::options::{self, OptionError};
 use crate::shard::{home_shard, Shard, ShardId};
-use crate::store::{Backend, BlockChange, Store};
+use crate::store::{Backend, BlockChange, BlockUpdateError, Store};
 use crate::xml::{Element, Node, Stanza, StanzaKind, StanzaType};
 use crate::xmpp::{ns, StanzaErrorCondition};
 use state::{ConnLists, HomeLists, MAX_HELD};
@@ -41,26 +41,42 @@ pub const FEATURES: &[&str] = &[NS];
 /// Priority of the enforcement handlers: early, before modules that act on delivered stanzas.
 pub const PRIORITY: i32 = 10;
 
-/// `[modules.blocking]` (no options yet; the table must be empty).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Options {}
+/// `[modules.blocking]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Most JIDs one block list holds: a block that would add more is refused whole with
+    /// `policy-violation` (every shard keeps the lists of its users in memory).
+    pub max_items: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { max_items: 1000 }
+    }
+}
 
 impl Options {
     /// Reads and checks `[modules.blocking]`.
     pub fn from_table(table: &toml::Table) -> Result<Options, OptionError> {
-        options::Options::new("blocking", Some(table)).only(&[])?;
-        Ok(Options {})
+        let o = options::Options::new("blocking", Some(table));
+        o.only(&["max_items"])?;
+        let d = Options::default();
+        let max = o.uint_in("max_items", d.max_items as u64, 1..=1_000_000)?;
+        Ok(Options {
+            // Within 1..=1 000 000 (checked above).
+            max_items: usize::try_from(max).unwrap_or(d.max_items),
+        })
     }
 }
 
 /// Registers the module on `shard`, with the lists of the users it is home to read from the store
 /// (a synchronous read at start-up, before the shard serves).
-pub fn start(shard: &mut Shard, hosts: &[String], _opts: &Options, config: &Config) {
+pub fn start(shard: &mut Shard, hosts: &[String], opts: &Options, config: &Config) {
     match Backend::from_config(config).and_then(|b| Store::connect(&b)) {
         Ok(store) => preload(shard, &store),
         Err(e) => tracing::error!(error = %e, "blocking: cannot read block lists; starting empty"),
     }
-    register(shard, hosts);
+    register(shard, hosts, opts);
 }
 
 /// Loads the lists of the users `shard` is home to.
@@ -83,7 +99,7 @@ pub fn preload(shard: &mut Shard, store: &Store) {
 }
 
 /// Registers the hook and IQ handlers (without preloading).
-pub fn register(shard: &mut Shard, hosts: &[String]) {
+pub fn register(shard: &mut Shard, hosts: &[String], opts: &Options) {
     let hooks = &mut shard.hooks;
     hooks
         .sm_register_connection
@@ -95,7 +111,8 @@ pub fn register(shard: &mut Shard, hosts: &[String]) {
     hooks
         .user_receive_packet
         .add(PRIORITY, "blocking", on_receive);
-    let handler: IqHandler = Rc::new(handle_iq);
+    let max = opts.max_items;
+    let handler: IqHandler = Rc::new(move |acc, payload, ctx| handle_iq(acc, payload, ctx, max));
     for host in hosts {
         shard.iq.register_account(host, NS, handler.clone());
     }
@@ -282,8 +299,9 @@ struct Answer;
 /// Scratch key of [`Answer`].
 const ANSWER: crate::hooks::Key<Answer> = crate::hooks::Key::new("blocking.answer");
 
-/// The account IQ handler: runs on the requester's shard; the store answers.
-fn handle_iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {
+/// The account IQ handler: runs on the requester's shard; the store answers. A list holds at most
+/// `max` JIDs.
+fn handle_iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>, max: usize) -> IqReply {
     let user = acc.to.bare();
     if acc.from.bare() != user {
         // Someone else's block list is not theirs to read or change.
@@ -304,9 +322,12 @@ fn handle_iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {
             }
             Err(e) => internal_error(&req_acc, on, &e),
         },
-        iq::Request::Change(change) => match store.blocklist_update(&user, &change) {
+        iq::Request::Change(change) => match store.blocklist_update(&user, &change, max) {
             Ok(stored) => changed(&req_acc, user, change, stored, on),
-            Err(e) => internal_error(&req_acc, on, &e),
+            Err(BlockUpdateError::Full(_)) => {
+                error_answer(&req_acc, on, StanzaErrorCondition::PolicyViolation)
+            }
+            Err(BlockUpdateError::Store(e)) => internal_error(&req_acc, on, &e),
         },
     });
     IqReply::NoReply
@@ -314,7 +335,12 @@ fn handle_iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {
 
 fn internal_error(req: &Acc, on: ShardId, e: &crate::store::StoreError) -> JobDone {
     tracing::error!(error = %e, "blocking: store failed");
-    req.error_reply(StanzaErrorCondition::InternalServerError, on)
+    error_answer(req, on, StanzaErrorCondition::InternalServerError)
+}
+
+/// The store's answer to `req`: the error `cond`.
+fn error_answer(req: &Acc, on: ShardId, cond: StanzaErrorCondition) -> JobDone {
+    req.error_reply(cond, on)
         .into_iter()
         .collect::<Vec<_>>()
         .into()

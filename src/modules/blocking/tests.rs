@@ -18,6 +18,9 @@ fn stanza(s: &str) -> Stanza {
     Stanza::parse(s.as_bytes().to_vec()).unwrap_or_else(|e| panic!("{e}: {s}"))
 }
 
+/// The block list limit of these tests.
+const MAX: usize = 3;
+
 /// `n` shards with mod_blocking; `setup` runs on the store before the shards preload.
 fn cluster(n: usize, setup: impl FnOnce(&Store)) -> (Cluster, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -31,7 +34,7 @@ fn cluster(n: usize, setup: impl FnOnce(&Store)) -> (Cluster, tempfile::TempDir)
     let mut c = Cluster::new(n, &["localhost"]);
     for s in c.shards.iter_mut() {
         preload(s, &store);
-        register(s, &["localhost".to_string()]);
+        register(s, &["localhost".to_string()], &Options { max_items: MAX });
     }
     c.store = Some(store);
     (c, dir)
@@ -264,7 +267,7 @@ fn stored_list_is_on_the_session_shard_from_bind_and_get_returns_it() {
         let (mut c, _dir) = cluster(n, |store| {
             let change = BlockChange::Block(vec!["bob@localhost".into(), "evil.org".into()]);
             store
-                .blocklist_update(&bare("alice@localhost"), &change)
+                .blocklist_update(&bare("alice@localhost"), &change, 1000)
                 .unwrap_or_else(|e| panic!("{e}"));
         });
         let on = n - 1;
@@ -311,7 +314,7 @@ fn missing_list_holds_full_jid_stanzas_and_loads_it() {
     let (mut c, _dir) = cluster(1, |store| {
         let change = BlockChange::Block(vec!["bob@localhost".into()]);
         store
-            .blocklist_update(&bare("alice@localhost"), &change)
+            .blocklist_update(&bare("alice@localhost"), &change, 1000)
             .unwrap_or_else(|e| panic!("{e}"));
     });
     let alice = login(&mut c, 0, "alice@localhost/a");
@@ -351,6 +354,35 @@ fn missing_list_holds_full_jid_stanzas_and_loads_it() {
     assert_eq!(error_conds(&back[0])[0].0, "service-unavailable");
 }
 
+/// A block that would take the list past `max_items` is refused whole (`policy-violation`) and
+/// changes nothing; blocks within the limit go on working.
+#[test]
+fn a_block_past_the_limit_is_refused_whole() {
+    let (mut c, _dir) = cluster(2, |_| {});
+    let mut alice = login(&mut c, 1, "alice@localhost/a");
+    let stored = |c: &Cluster| {
+        c.store
+            .as_ref()
+            .and_then(|s| s.blocklist_get(&bare("alice@localhost")).ok())
+            .map(|l| l.items.len())
+    };
+    send(&mut c, 1, &mut alice.sess, &block_iq(&["x@a", "y@a"]));
+    let got = read(&mut c, &alice);
+    assert!(got.iter().all(|e| error_conds(e).is_empty()), "{got:?}");
+    send(&mut c, 1, &mut alice.sess, &block_iq(&["z@a", "w@a"]));
+    let got = read(&mut c, &alice);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        error_conds(&got[0]).first().map(|x| x.0.as_str()),
+        Some("policy-violation")
+    );
+    assert_eq!(stored(&c), Some(2));
+    send(&mut c, 1, &mut alice.sess, &block_iq(&["z@a", "x@a"]));
+    let got = read(&mut c, &alice);
+    assert!(got.iter().all(|e| error_conds(e).is_empty()), "{got:?}");
+    assert_eq!(stored(&c), Some(MAX));
+}
+
 #[test]
 fn bad_requests() {
     let (mut c, _dir) = cluster(2, |_| {});
@@ -384,7 +416,7 @@ fn replaced_session_keeps_the_list_for_its_successor() {
     let (mut c, _dir) = cluster(1, |store| {
         let change = BlockChange::Block(vec!["bob@localhost".into()]);
         store
-            .blocklist_update(&bare("alice@localhost"), &change)
+            .blocklist_update(&bare("alice@localhost"), &change, 1000)
             .unwrap_or_else(|e| panic!("{e}"));
     });
     let _old = login(&mut c, 0, "alice@localhost/a");
