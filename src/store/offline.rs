@@ -324,15 +324,7 @@ mod tests {
                      DROP FUNCTION offline_count_follow(); DROP TABLE offline_count;"
                 }
             };
-            store
-                .db
-                .batch(old)
-                .and_then(|()| {
-                    store
-                        .db
-                        .batch("DELETE FROM schema_version WHERE version >= 10")
-                })
-                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            store.rewind_schema(old, 9);
             drop(store);
             let store = db.open();
             assert_eq!(store.offline_count(&bob).ok(), Some(3), "{n}");

@@ -134,6 +134,19 @@ impl Store {
 }
 
 #[cfg(test)]
+impl Store {
+    /// Test support: runs `undo` (dropping what later versions made) and forgets every version
+    /// after `keep`, so that the next open migrates them again. Panics on a store error.
+    pub(super) fn rewind_schema(&self, undo: &str, keep: i64) {
+        let forget = format!("DELETE FROM schema_version WHERE version > {keep}");
+        self.db
+            .batch(undo)
+            .and_then(|()| self.db.batch(&forget))
+            .unwrap_or_else(|e| panic!("rewind to {keep}: {e}"));
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::db::{sql, Sql};
@@ -235,15 +248,7 @@ mod tests {
                 Kind::Sqlite => "DROP TABLE mam_run; DROP TABLE mam_msg; DROP TABLE mam_jid;",
                 Kind::Postgres => "DROP TABLE mam_row; DROP TABLE mam_jid;",
             };
-            store
-                .db
-                .batch(old)
-                .and_then(|()| {
-                    store
-                        .db
-                        .batch("DELETE FROM schema_version WHERE version >= 7")
-                })
-                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            store.rewind_schema(old, 6);
             store.db.batch(v6).unwrap_or_else(|e| panic!("{n}: {e}"));
             let put = sql(
                 "INSERT INTO mam_message (owner, id, with_bare, with_res, outgoing, ts, stanza)
@@ -329,15 +334,13 @@ mod tests {
                 Kind::Sqlite => "DROP TABLE mam_run; DROP TABLE mam_msg;",
                 Kind::Postgres => "DROP TABLE mam_row;",
             };
+            store.rewind_schema(old, 7);
             store
                 .db
-                .batch(old)
-                .and_then(|()| {
-                    store.db.batch(
-                        "DELETE FROM mam_jid; DELETE FROM schema_version WHERE version >= 8;
-                         INSERT INTO mam_jid (jid_id, jid) VALUES (1, 'a@x'), (2, 'b@x'), (3, 'c@x');",
-                    )
-                })
+                .batch(
+                    "DELETE FROM mam_jid;
+                     INSERT INTO mam_jid (jid_id, jid) VALUES (1, 'a@x'), (2, 'b@x'), (3, 'c@x');",
+                )
                 .unwrap_or_else(|e| panic!("{n}: {e}"));
             store.db.batch(v7).unwrap_or_else(|e| panic!("{n}: {e}"));
             let put = sql(
