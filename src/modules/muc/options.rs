@@ -37,6 +37,7 @@ impl MucOptions {
             "max_occupants",
             "max_history",
             "max_stanza_bytes",
+            "max_affiliations",
         ])?;
         let d = MucOptions::default();
         let host = o.string("host", &d.host)?;
@@ -58,6 +59,10 @@ impl MucOptions {
                 max_stanza_bytes: o.positive_u32(
                     "max_stanza_bytes",
                     u32::try_from(d.limits.max_stanza_bytes).unwrap_or(u32::MAX),
+                )? as usize,
+                max_affiliations: o.positive_u32(
+                    "max_affiliations",
+                    u32::try_from(d.limits.max_affiliations).unwrap_or(u32::MAX),
                 )? as usize,
             },
         })

@@ -144,6 +144,11 @@ impl Room {
         if touches_affs && !affs.values().any(|a| a.affiliation == Affiliation::Owner) {
             return Err(E::Conflict.into());
         }
+        // Past the limit only a change that shrinks the list is taken (the limit may have been
+        // lowered since the room was stored).
+        if affs.len() > self.limits.max_affiliations && affs.len() > self.affiliations.len() {
+            return Err(E::PolicyViolation.into());
+        }
         let actor_nick = actor.map(|a| a.nick);
         let mut changed_affs = false;
         for c in changes {

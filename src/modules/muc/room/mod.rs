@@ -69,6 +69,9 @@ pub struct RoomLimits {
     pub max_history: u32,
     /// Largest groupchat or private message accepted, in bytes (`policy-violation` past it).
     pub max_stanza_bytes: usize,
+    /// Most affiliations (members, admins, owners, outcasts) a room keeps: a change or an
+    /// invitation that would add one more is refused with `policy-violation`.
+    pub max_affiliations: usize,
 }
 
 impl Default for RoomLimits {
@@ -77,6 +80,7 @@ impl Default for RoomLimits {
             max_occupants: 1000,
             max_history: 50,
             max_stanza_bytes: 64 * 1024,
+            max_affiliations: 10_000,
         }
     }
 }

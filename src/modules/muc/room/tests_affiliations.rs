@@ -219,3 +219,49 @@ fn affiliation_by_nick_and_member_list_saved() {
         Some("member")
     );
 }
+
+/// A room keeps at most `max_affiliations` (alice, its owner, counts): a change or a members-only
+/// invitation that would add one more is refused whole with `policy-violation`; a change that
+/// keeps the count goes through.
+#[test]
+fn affiliations_stop_at_the_limit() {
+    let limits = RoomLimits {
+        max_affiliations: 3,
+        ..RoomLimits::default()
+    };
+    let mut room = Room::new(
+        BareJid::parse(ROOM).expect("valid"),
+        full(ALICE).bare(),
+        limits,
+    );
+    feed(&mut room, ALICE, &join_xml("alice"));
+    configure(&mut room, ALICE, &[("muc#roomconfig_membersonly", "1")]);
+    let member = |j: &str, aff: &str| format!("<item jid='{j}' affiliation='{aff}'/>");
+    let both = format!("{}{}", member("x@a", "member"), member("y@a", "outcast"));
+    let out = admin_set(&mut room, ALICE, &both);
+    assert_eq!(reply(&out, ALICE).attr("type"), Some("result"));
+    let out = admin_set(&mut room, ALICE, &member("z@a", "member"));
+    assert_eq!(
+        reply_error(&out, ALICE).as_deref(),
+        Some("policy-violation")
+    );
+    let aff = |room: &Room, j: &str| room.affiliation(&BareJid::parse(j).expect("valid"));
+    assert_eq!(aff(&room, "z@a"), Affiliation::None);
+    // One out, one in: the count stays at the limit.
+    let swap = format!("{}{}", member("x@a", "none"), member("z@a", "member"));
+    let out = admin_set(&mut room, ALICE, &swap);
+    assert_eq!(reply(&out, ALICE).attr("type"), Some("result"));
+    assert_eq!(
+        (aff(&room, "x@a"), aff(&room, "z@a")),
+        (Affiliation::None, Affiliation::Member)
+    );
+    // The owner's invitation would make a fourth: refused, and nobody is invited.
+    let invite = format!(
+        "<message to='{ROOM}'><x xmlns='{}'><invite to='w@a'/></x></message>",
+        super::types::NS_MUC_USER
+    );
+    let out = feed(&mut room, ALICE, &invite);
+    assert_eq!(only_error(&out, ALICE), "policy-violation");
+    assert!(sent_to(&out, "w@a").is_empty());
+    assert_eq!(aff(&room, "w@a"), Affiliation::None);
+}
