@@ -496,6 +496,24 @@ fn bad_input_from_a_remote_is_answered_and_disturbs_nothing() {
     // A stanza from the authenticated domain is delivered.
     write!(s, "<message from='mallory@other.test/x' to='alice@petrel.test/r' type='chat'><body>raw-ok</body></message>").unwrap();
     alice.expect("raw stanza", |m| body(m).as_deref() == Some("raw-ok"));
+    // IQs that break RFC 6120 §8.2.3 (no id, an unknown type, two payloads) are answered
+    // bad-request towards the remote and never reach alice: her next stanza is the message after.
+    let to = "from='mallory@other.test/x' to='alice@petrel.test/r'";
+    let ping = "<ping xmlns='urn:xmpp:ping'/>";
+    write!(
+        s,
+        "<iq type='get' {to}>{ping}</iq><iq type='foo' id='f' {to}>{ping}</iq>\
+         <iq type='set' id='s' {to}>{ping}{ping}</iq>\
+         <message {to} type='chat'><body>after-iqs</body></message>"
+    )
+    .unwrap();
+    let next = alice.next_stanza();
+    assert_eq!(
+        body(&next).as_deref(),
+        Some("after-iqs"),
+        "{}",
+        String::from_utf8_lossy(next.bytes())
+    );
     write!(s, "<message from='eve@third.test/x' to='alice@petrel.test/r' type='chat'><body>forged</body></message>").unwrap();
     let got = read_until(&mut s, "</stream:stream>");
     assert!(got.contains("invalid-from"), "{got}");

@@ -157,7 +157,7 @@ fn send(
     let mut acc = Acc::new(stanza, sess.from(), to, shard.id);
     acc.handled = handled;
     acc.trace = trace;
-    if kind == StanzaKind::Iq && !well_formed_iq(&acc.stanza) {
+    if kind == StanzaKind::Iq && !acc.stanza.is_well_formed_iq() {
         // Answered before any hook or recipient sees it; a result or error is dropped instead, as
         // nothing may answer an answer (RFC 6120 §8.3.1).
         shard.bounce(&acc, StanzaErrorCondition::BadRequest);
@@ -245,17 +245,6 @@ pub fn presence_priority(stanza: &Stanza) -> i8 {
 /// Answers a presence over the flood limit with `policy-violation`, from the sender's own domain.
 fn presence_flood(shard: &mut Shard, sess: &Session, stanza: Stanza) {
     bounce_from_domain(shard, sess, stanza, StanzaErrorCondition::PolicyViolation);
-}
-
-/// RFC 6120 §8.2.3: an IQ has an `id` and a `type` of get, set, result or error, and a get or a
-/// set carries exactly one payload element. Whoever receives one that does not cannot answer it
-/// (no id to match) or act on it.
-fn well_formed_iq(s: &Stanza) -> bool {
-    match s.ty() {
-        StanzaType::Get | StanzaType::Set => s.id().is_some() && s.has_single_child(),
-        StanzaType::Result | StanzaType::Error => s.id().is_some(),
-        _ => false,
-    }
 }
 
 fn jid_malformed(shard: &mut Shard, sess: &Session, stanza: Stanza) {

@@ -15,6 +15,8 @@ use super::ShardCtx;
 use crate::hooks::Acc;
 use crate::s2s::{S2sConfig, S2sIn, S2sInEvent};
 use crate::shard::{home_shard_of, ConnMsg, ShardMsg};
+use crate::xml::StanzaKind;
+use crate::xmpp::StanzaErrorCondition;
 
 thread_local! {
     /// Incoming s2s connections open on this shard (one shard per thread).
@@ -73,8 +75,14 @@ pub(crate) async fn run<S: super::conn::Io>(
                     // The core checked both against the authenticated pair.
                     S2sInEvent::Stanza { stanza, from, to } => {
                         let mut shard = ctx.shard.borrow_mut();
+                        let iq = stanza.kind() == StanzaKind::Iq;
                         let acc = Acc::new(stanza, from, to, shard_id);
-                        crate::router::route(&mut shard, acc);
+                        if iq && !acc.stanza.is_well_formed_iq() {
+                            // As from a client: bad-request back, never to the addressee.
+                            shard.bounce(&acc, StanzaErrorCondition::BadRequest);
+                        } else {
+                            crate::router::route(&mut shard, acc);
+                        }
                         shard.drain_to_route();
                     }
                     S2sInEvent::VerifyRequest {

@@ -229,6 +229,17 @@ impl Stanza {
         self.idx.child.is_some() && !self.idx.more_children
     }
 
+    /// For an IQ, RFC 6120 §8.2.3: it has an `id` and a `type` of get, set, result or error, and a
+    /// get or a set carries exactly one payload element. Whoever receives one that does not can
+    /// neither answer it (no id to match) nor act on it.
+    pub fn is_well_formed_iq(&self) -> bool {
+        match self.ty() {
+            StanzaType::Get | StanzaType::Set => self.idx.id.is_some() && self.has_single_child(),
+            StanzaType::Result | StanzaType::Error => self.idx.id.is_some(),
+            _ => false,
+        }
+    }
+
     /// Namespace of the first child element (own `xmlns`, prefix binding, or inherited).
     pub fn child_ns(&self) -> Option<Cow<'_, str>> {
         let src = self.idx.child_ns?;
