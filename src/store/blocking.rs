@@ -88,11 +88,6 @@ impl Store {
                     for j in jids {
                         self.exec(q, args![domain, node, j])?;
                     }
-                    let count =
-                        sql("SELECT count(*) FROM blocklist WHERE domain = ?1 AND username = ?2");
-                    if self.int(count, args![domain, node])?.max(0) as u64 > max as u64 {
-                        return Ok(End::Rollback(None));
-                    }
                 }
                 BlockChange::Unblock(jids) => {
                     let q = sql(
@@ -117,7 +112,13 @@ impl Store {
                 ),
                 args![domain, node],
             )?;
-            Ok(End::Commit(Some(self.blocklist_read(domain, node)?)))
+            // The list is read back anyway: a block that took it past `max` is undone whole
+            // (the version bump with it).
+            let list = self.blocklist_read(domain, node)?;
+            if matches!(change, BlockChange::Block(_)) && list.items.len() > max {
+                return Ok(End::Rollback(None));
+            }
+            Ok(End::Commit(Some(list)))
         })?;
         updated.ok_or(BlockUpdateError::Full(max))
     }

@@ -629,11 +629,10 @@ impl Store {
 
     /// True when `owner` (a bare JID as routed: prepared) is an account.
     fn is_account(&self, owner: &str) -> Result<bool, StoreError> {
-        let Some((node, domain)) = owner.split_once('@') else {
-            return Ok(false);
-        };
-        let q = sql("SELECT 1 FROM users WHERE domain = ?1 AND username = ?2");
-        Ok(self.row(q, args![domain, node])?.is_some())
+        match owner.split_once('@') {
+            Some((node, domain)) => self.is_user(domain, node),
+            None => Ok(false),
+        }
     }
 
     /// `jid`'s id from this connection's cache or `mam_jid`; `None` when it has none (so it is in

@@ -169,8 +169,13 @@ impl Store {
         let Some(node) = jid.node() else {
             return Ok(false);
         };
+        self.is_user(jid.domain(), node)
+    }
+
+    /// True when `node@domain` (both prepared) is a registered account.
+    pub(super) fn is_user(&self, domain: &str, node: &str) -> Result<bool, StoreError> {
         let q = sql("SELECT 1 FROM users WHERE domain = ?1 AND username = ?2");
-        Ok(self.row(q, args![jid.domain(), node])?.is_some())
+        Ok(self.row(q, args![domain, node])?.is_some())
     }
 
     /// All users, or those of one domain, sorted by domain then localpart.

@@ -217,16 +217,15 @@ impl Room {
                 return;
             }
             // An admin's invitations into a members-only room make members: not past the limit.
-            let mut new_members: Vec<_> = invite_to.iter().map(Jid::bare).collect();
-            new_members.sort_unstable();
-            new_members.dedup();
-            new_members.retain(|j| self.affiliation(j) == Affiliation::None);
-            if self.config.members_only
-                && aff.is_admin()
-                && self.affiliations.len() + new_members.len() > self.limits.max_affiliations
-            {
-                out.extend(error_reply(stanza, &room, from, E::PolicyViolation));
-                return;
+            if self.config.members_only && aff.is_admin() {
+                let mut new_members: Vec<_> = invite_to.iter().map(Jid::bare).collect();
+                new_members.sort_unstable();
+                new_members.dedup();
+                new_members.retain(|j| self.affiliation(j) == Affiliation::None);
+                if self.affiliations.len() + new_members.len() > self.limits.max_affiliations {
+                    out.extend(error_reply(stanza, &room, from, E::PolicyViolation));
+                    return;
+                }
             }
             for (inv, to) in invites.iter().zip(invite_to) {
                 if self.config.members_only
