@@ -450,3 +450,64 @@ fn a_slot_outlives_a_restart() {
     assert_eq!(r.body, b"hello");
     assert_eq!(r.header("content-type"), Some("application/octet-stream"));
 }
+
+#[test]
+fn the_daily_quota_holds_across_sessions_shards_and_restarts() {
+    let http = free_port();
+    let extra = format!("max_file_size = {MAX}\ndaily_quota = {}", 3 * MAX);
+    let mut server = Server::start_upload(2, &["alice", "carol"], http, &extra);
+    // Four sessions: with two shards they are most likely spread over both.
+    let mut cs: Vec<Client> = (0..4)
+        .map(|i| server.login("alice", &format!("r{i}"), None))
+        .collect();
+    for (i, c) in cs.iter_mut().take(3).enumerate() {
+        let attrs = format!("filename='f{i}' size='{MAX}'");
+        if let Err(e) = slot(c, &format!("s{i}"), &attrs) {
+            panic!(
+                "slot {i} within the quota refused: {}",
+                String::from_utf8_lossy(e.bytes())
+            );
+        }
+    }
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let refused = |c: &mut Client, id: &str| {
+        let before = now();
+        let e = slot(c, id, "filename='more' size='1'").unwrap_err();
+        let t = e.tree().unwrap();
+        let err = t.get_child("error", petrel::xmpp::ns::CLIENT).unwrap();
+        assert_eq!(
+            err.attr("type"),
+            Some("wait"),
+            "{}",
+            String::from_utf8_lossy(e.bytes())
+        );
+        assert_eq!(error_condition(&e).as_deref(), Some("resource-constraint"));
+        // XEP-0363 §5: when to retry, a day after the first grant.
+        let stamp = err.get_child("retry", NS).and_then(|r| r.attr("stamp"));
+        let at = time::OffsetDateTime::parse(
+            stamp.unwrap_or_default(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap_or_else(|e| panic!("retry stamp {stamp:?}: {e}"))
+        .unix_timestamp();
+        assert!(
+            (before - 120 + 86_400..=now() + 86_400).contains(&at),
+            "retry at {at}, now {before}"
+        );
+    };
+    refused(&mut cs[3], "s3");
+    // Another user's quota is their own.
+    let mut carol = server.login("carol", "r", None);
+    slot(&mut carol, "c1", &format!("filename='c' size='{MAX}'")).unwrap();
+    // The grants are stored: a restart does not reset them.
+    drop((cs, carol));
+    server.stop();
+    server.spawn(2);
+    let mut c = server.login("alice", "again", None);
+    refused(&mut c, "s4");
+}

@@ -30,6 +30,7 @@ mod roster;
 mod schema;
 #[cfg(test)]
 pub(crate) mod testing;
+mod upload;
 mod users;
 pub(crate) mod value;
 mod vcard;
@@ -48,6 +49,7 @@ pub use pubsub::{StoredItem, StoredNode};
 pub use push::{PushEnable, StoredPush};
 pub use register::Registered;
 pub use roster::{RosterChanged, RosterWrite};
+pub use upload::UploadGrant;
 pub use users::{Backend, Store, DB_FILE};
 pub use vcard::VcardGet;
 

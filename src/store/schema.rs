@@ -70,6 +70,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("schema/v10_offline_count_sqlite.sql"),
         pg: include_str!("schema/v10_offline_count_pg.sql"),
     },
+    // Version 11: the upload slots given to each user in the last day (XEP-0363 quota).
+    Migration {
+        sqlite: include_str!("schema/v11_upload_grant_sqlite.sql"),
+        pg: include_str!("schema/v11_upload_grant_pg.sql"),
+    },
 ];
 
 /// The newest schema version this build writes.

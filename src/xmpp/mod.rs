@@ -1,5 +1,6 @@
 //! XMPP protocol vocabulary shared by every layer: namespaces, stream errors, stanza errors.
 
+pub mod datetime;
 pub mod form;
 pub mod ns;
 pub mod roster;

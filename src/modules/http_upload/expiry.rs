@@ -1,5 +1,5 @@
 //! Removal of uploaded files older than `file_expiry_days`, hourly on the store pool (blocking
-//! directory walks stay off the shards).
+//! directory walks stay off the shards), and of quota grants past their window.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -23,6 +23,25 @@ pub fn task(opts: &UploadOptions) -> Option<crate::modules::Periodic> {
             let n = sweep(&dir, max_age, SystemTime::now());
             if n > 0 {
                 tracing::info!(removed = n, "http_upload: expired files removed");
+            }
+        }),
+    })
+}
+
+/// The hourly removal of quota grants past the window (`None` without a quota): a request prunes
+/// its own user's, this takes those of users who asked nothing since.
+pub fn grants_task(opts: &UploadOptions) -> Option<crate::modules::Periodic> {
+    if opts.daily_quota == 0 {
+        return None;
+    }
+    let window = i64::try_from(super::options::QUOTA_WINDOW.as_secs()).unwrap_or(i64::MAX);
+    Some(crate::modules::Periodic {
+        name: "http_upload quota",
+        every: EVERY,
+        run: std::sync::Arc::new(move |store| {
+            let before = crate::store::unix_now().saturating_sub(window);
+            if let Err(e) = store.upload_prune(before) {
+                tracing::error!(error = %e, "http_upload: pruning quota grants failed");
             }
         }),
     })

@@ -8,6 +8,9 @@
 //! - [`web`]: the sans-IO decisions of the HTTP side (`/upload/` of a `[[listen.http]]` listener
 //!   with the `upload` handler); `rt::http_upload` does its file I/O.
 //! - [`expiry`]: the periodic removal of files older than `file_expiry_days`.
+//! - The quota: `daily_quota` bytes of slots per user per day, counted in the store
+//!   ([`crate::store::Store::upload_grant`]) so that it holds across shards; past it a request gets
+//!   `resource-constraint` (type `wait`) with a `<retry stamp/>` (XEP-0363 §5).
 
 mod expiry;
 pub mod options;
@@ -60,7 +63,10 @@ pub fn files(shard: &Shard) -> Option<Rc<UploadFiles>> {
     shard.ext.get::<Rc<UploadFiles>>().cloned()
 }
 
-/// The periodic removal of files past `file_expiry_days` (`None` when files are kept).
-pub fn expiry(opts: &UploadOptions) -> Option<crate::modules::Periodic> {
+/// The periodic removal of files past `file_expiry_days` and of quota grants past their window.
+pub fn expiry(opts: &UploadOptions) -> Vec<crate::modules::Periodic> {
     expiry::task(opts)
+        .into_iter()
+        .chain(expiry::grants_task(opts))
+        .collect()
 }

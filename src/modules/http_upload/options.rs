@@ -26,7 +26,12 @@ pub struct UploadOptions {
     pub dir: PathBuf,
     /// Only users of the service's own host get slots (`not-allowed` for the others).
     pub host_users_only: bool,
+    /// Bytes of slots one user is given per [`QUOTA_WINDOW`] (zero: no limit).
+    pub daily_quota: u64,
 }
+
+/// The window of [`UploadOptions::daily_quota`].
+pub const QUOTA_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 impl UploadOptions {
     /// The defaults, with the files under `data_dir/upload`.
@@ -39,6 +44,7 @@ impl UploadOptions {
             file_expiry: Duration::ZERO,
             dir: data_dir.join("upload"),
             host_users_only: true,
+            daily_quota: 10 * 10 * 1024 * 1024,
         }
     }
 
@@ -54,6 +60,7 @@ impl UploadOptions {
             "file_expiry_days",
             "dir",
             "host_users_only",
+            "daily_quota",
         ])?;
         let d = UploadOptions::defaults(data_dir);
         let host = o.string("host", &d.host)?;
@@ -70,14 +77,28 @@ impl UploadOptions {
             s if s.is_empty() => d.dir,
             s => PathBuf::from(s),
         };
+        let max_file_size = o.uint_in("max_file_size", d.max_file_size, 1..=i64::MAX as u64)?;
+        // Ten of the largest files a day unless said otherwise, like Prosody's default.
+        let daily_quota = o.uint(
+            "daily_quota",
+            max_file_size.saturating_mul(10).min(i64::MAX as u64),
+            i64::MAX as u64,
+        )?;
+        if daily_quota != 0 && daily_quota < max_file_size {
+            return Err(o.invalid(
+                "daily_quota",
+                "0 (no limit) or at least max_file_size: a file of the largest size must fit",
+            ));
+        }
         Ok(UploadOptions {
             host,
             base_url: base_url.trim_end_matches('/').to_owned(),
-            max_file_size: o.uint_in("max_file_size", d.max_file_size, 1..=i64::MAX as u64)?,
+            max_file_size,
             slot_timeout: Duration::from_secs(o.uint_in("slot_timeout", 300, 1..=7 * 24 * 3600)?),
             file_expiry: Duration::from_secs(days * 24 * 3600),
             dir,
             host_users_only: o.bool("host_users_only", d.host_users_only)?,
+            daily_quota,
         })
     }
 
@@ -114,6 +135,10 @@ mod tests {
         assert_eq!(o.base_url_for("a.b"), "https://files.a.b/up");
         assert_eq!(o.file_expiry, Duration::from_secs(2 * 86400));
         assert_eq!(o.dir, Path::new("/x"));
+        let o = parse("max_file_size = 100").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(o.daily_quota, 1000, "ten of the largest files");
+        let o = parse("max_file_size = 100\ndaily_quota = 0").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(o.daily_quota, 0);
     }
 
     #[test]
@@ -124,5 +149,6 @@ mod tests {
         assert!(parse("base_url = \"ftp://x\"").is_err());
         assert!(parse("base_url = \"http://x/?a\"").is_err());
         assert!(parse("host = \"bad domain\"").is_err());
+        assert!(parse("max_file_size = 100\ndaily_quota = 99").is_err());
     }
 }

@@ -3,12 +3,14 @@
 
 use std::rc::Rc;
 
-use super::options::UploadOptions;
+use super::options::{UploadOptions, QUOTA_WINDOW};
 use super::slot::{self, Slot};
 use super::{UploadFiles, NS};
-use crate::hooks::Acc;
+use crate::hooks::{Acc, HookCtx, JobDone};
 use crate::local::result_reply;
-use crate::shard::Shard;
+use crate::modules::offline::user_key;
+use crate::shard::{Shard, ShardId};
+use crate::store::UploadGrant;
 use crate::xml::{Element, StanzaKind, StanzaType};
 use crate::xmpp::{ns, StanzaErrorCondition};
 
@@ -36,8 +38,19 @@ pub(super) enum Refusal {
     TooLarge(u64),
     /// A user the service does not serve.
     NotAllowed,
-    /// No randomness for the slot id.
+    /// Past the user's daily quota until this unix time.
+    OverQuota(i64),
+    /// No randomness for the slot id, or the store failed.
     Internal,
+}
+
+/// A slot to give, once the quota allows it.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Offer {
+    /// The `<slot/>` answer.
+    pub slot: Element,
+    /// The file's size, counted against the quota.
+    pub size: u64,
 }
 
 impl Service {
@@ -68,11 +81,12 @@ impl Service {
             (StanzaType::Get, NS, "request") => {
                 let now = crate::store::unix_now();
                 match self.slot(acc.from.domain(), acc.from.node().is_some(), &payload, now) {
-                    Ok(slot) => {
-                        let reply = result_reply(&acc, Some(slot), shard.id);
+                    Ok(offer) if self.opts.daily_quota == 0 => {
+                        let reply = result_reply(&acc, Some(offer.slot), shard.id);
                         shard.fx.to_route.push(reply);
                     }
-                    Err(r) => refuse(shard, &acc, r),
+                    Ok(offer) => self.grant(shard, &acc, offer, now),
+                    Err(r) => shard.fx.to_route.extend(refusal(&acc, r, shard.id)),
                 }
             }
             (StanzaType::Get, ns::DISCO_INFO | ns::DISCO_ITEMS, _) => {
@@ -105,6 +119,28 @@ impl Service {
         q.with_child(form)
     }
 
+    /// Gives `offer` if the requester's grants of the last day leave room for it (a store job,
+    /// keyed by the user: the quota holds across shards and sessions), else refuses it.
+    fn grant(&self, shard: &mut Shard, acc: &Acc, offer: Offer, now: i64) {
+        let user = acc.from.bare();
+        let (req, on, quota) = (acc.fork(), shard.id, self.opts.daily_quota);
+        let window = i64::try_from(QUOTA_WINDOW.as_secs()).unwrap_or(i64::MAX);
+        let key = Some(user_key(&user));
+        HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext).store(key, move |store| {
+            let reply = match store.upload_grant(&user, offer.size, now, window, quota) {
+                Ok(UploadGrant::Granted) => Some(result_reply(&req, Some(offer.slot), on)),
+                Ok(UploadGrant::OverQuota { retry_at }) => {
+                    refusal(&req, Refusal::OverQuota(retry_at), on)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "http_upload: quota check failed");
+                    refusal(&req, Refusal::Internal, on)
+                }
+            };
+            JobDone::from(reply.into_iter().collect::<Vec<_>>())
+        });
+    }
+
     /// A slot for `<request filename size content-type/>` from a user of `domain` (`is_user`: the
     /// sender is an account, not a server) at unix time `now`.
     pub(super) fn slot(
@@ -113,7 +149,7 @@ impl Service {
         is_user: bool,
         req: &Element,
         now: i64,
-    ) -> Result<Element, Refusal> {
+    ) -> Result<Offer, Refusal> {
         if !is_user || (self.opts.host_users_only && domain != self.host) {
             return Err(Refusal::NotAllowed);
         }
@@ -136,14 +172,15 @@ impl Service {
         let slot = Slot::new(filename, size, content_type, now.saturating_add(timeout))
             .map_err(|_| Refusal::Internal)?;
         let urls = slot.urls(&self.base_url, &self.files.key);
-        Ok(Element::new("slot", NS)
+        let slot = Element::new("slot", NS)
             .with_child(Element::new("put", NS).with_attr("url", urls.put))
-            .with_child(Element::new("get", NS).with_attr("url", urls.get)))
+            .with_child(Element::new("get", NS).with_attr("url", urls.get));
+        Ok(Offer { slot, size })
     }
 }
 
-/// Answers a refused request with the XEP-0363 §5 error.
-fn refuse(shard: &mut Shard, acc: &Acc, r: Refusal) {
+/// The XEP-0363 §5 error answering a refused request.
+fn refusal(acc: &Acc, r: Refusal, on: ShardId) -> Option<Acc> {
     let (cond, app) = match r {
         Refusal::BadRequest => (StanzaErrorCondition::BadRequest, None),
         Refusal::NotAllowed => (StanzaErrorCondition::NotAllowed, None),
@@ -155,10 +192,16 @@ fn refuse(shard: &mut Shard, acc: &Acc, r: Refusal) {
                     .with_child(Element::new("max-file-size", NS).with_text(&max.to_string())),
             ),
         ),
+        // A temporary error (type `wait`) saying when to try again.
+        Refusal::OverQuota(at) => (
+            StanzaErrorCondition::ResourceConstraint,
+            Some(Element::new("retry", NS).with_attr(
+                "stamp",
+                crate::xmpp::datetime::stamp(at.saturating_mul(1_000_000)),
+            )),
+        ),
     };
-    if let Some(reply) = acc.error_reply_with(cond, app, shard.id) {
-        shard.fx.to_route.push(reply);
-    }
+    acc.error_reply_with(cond, app, on)
 }
 
 #[cfg(test)]
@@ -196,7 +239,8 @@ mod tests {
         ]);
         let slot = s
             .slot("a.test", true, &req, 1000)
-            .unwrap_or_else(|e| panic!("{e:?}"));
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .slot;
         let url = |name: &str| {
             slot.get_child(name, NS)
                 .and_then(|e| e.attr("url"))

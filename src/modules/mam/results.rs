@@ -1,21 +1,11 @@
 //! What a query sends back (XEP-0313 §4.2): one `<message/>` per archived item, the stored message
 //! forwarded inside it (XEP-0297) with its archive time (XEP-0203), then `<fin/>` in the IQ result.
 
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
-
 use super::query::Page;
 use super::{id, ns, rsm};
 use crate::store::ArchivedMessage;
 use crate::xml::{Element, XmlError};
-
-/// XEP-0082 date-time of `us` microseconds since the Unix epoch (UTC, fraction only when needed).
-pub fn stamp(us: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
-}
+pub use crate::xmpp::datetime::stamp;
 
 /// The result message for `row`, addressed from the archive `owner` to the `requester`. Fails
 /// only when the stored bytes are not a message any more (a damaged row).
@@ -64,12 +54,6 @@ pub fn fin(page: &Page) -> Element {
 mod tests {
     use super::*;
     use crate::xml::Stanza;
-
-    #[test]
-    fn stamps_are_xep_0082() {
-        assert_eq!(stamp(1_278_803_305_000_000), "2010-07-10T23:08:25Z");
-        assert_eq!(stamp(1_278_803_305_000_250), "2010-07-10T23:08:25.00025Z");
-    }
 
     #[test]
     fn result_message_forwards_the_stored_stanza() {
