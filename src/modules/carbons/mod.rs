@@ -25,8 +25,9 @@
 //! `error` (the rule for errors answering eligible messages needs message tracking; §6 itself calls
 //! it unlikely to be appropriate), a message carrying `<private xmlns='urn:xmpp:carbons:2'/>` or the
 //! XEP-0334 hint `<no-copy xmlns='urn:xmpp:hints'/>`, a carbon (`<sent/>`/`<received/>` inside), and a
-//! MUC private message recognised by its `<x xmlns='http://jabber.org/protocol/muc#user'/>` (petrel
-//! has no MUC service; messages from a MUC room are otherwise not detected). The `<private/>` element
+//! MUC private message recognised by its `<x xmlns='http://jabber.org/protocol/muc#user'/>` (which
+//! petrel's own rooms add to every private message they pass on; other messages from a room are
+//! `groupchat` or carry that element too). The `<private/>` element
 //! is left in the delivered original (§8 says SHOULD remove it; harmless to keep).
 //!
 //! A copy whose session vanished on the way comes back to the home shard (re-route) and is dropped
