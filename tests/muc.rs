@@ -266,3 +266,50 @@ fn a_persistent_room_survives_a_restart() {
     let r = owner.expect("form", |s| s.id().as_deref() == Some("f"));
     assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
 }
+
+/// The XEP-0421 occupant id of the groupchat `id` from `from` as `c` receives it.
+fn occupant_id_of(c: &mut Client, id: &str) -> String {
+    let m = c.expect("groupchat", |s| {
+        s.name() == "message" && s.id().as_deref() == Some(id)
+    });
+    let t = m.tree().unwrap();
+    let ids: Vec<&str> = t
+        .child_elements()
+        .filter(|e| e.name == "occupant-id" && e.ns == "urn:xmpp:occupant-id:0")
+        .filter_map(|e| e.attr("id"))
+        .collect();
+    assert_eq!(ids.len(), 1, "{}", text(&m));
+    ids[0].to_owned()
+}
+
+#[test]
+fn occupant_ids_are_stable_across_restarts() {
+    let mut server = start(2, 2, "");
+    let room = format!("ids@{SERVICE}");
+    let round = |server: &Server| {
+        let mut a = server.login("u0", "r", Some(0));
+        let mut b = server.login("u1", "r", Some(0));
+        create(&mut a, &room, "a", "");
+        join(&mut b, &room, "b", "");
+        a.send(&format!("<iq type='get' id='d' to='{room}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"));
+        let r = a.expect("disco", |s| s.id().as_deref() == Some("d"));
+        assert!(text(&r).contains("urn:xmpp:occupant-id:0"), "{}", text(&r));
+        // A forged id is replaced by the room's.
+        b.send(&format!(
+            "<message type='groupchat' id='g' to='{room}'><body>hi</body>\
+             <occupant-id xmlns='urn:xmpp:occupant-id:0' id='forged'/></message>"
+        ));
+        let seen = occupant_id_of(&mut a, "g");
+        assert_eq!(occupant_id_of(&mut b, "g"), seen);
+        assert_ne!(seen, "forged");
+        seen
+    };
+    let before = round(&server);
+    server.stop();
+    server.spawn(2);
+    assert_eq!(
+        round(&server),
+        before,
+        "the same user keeps its id in the room"
+    );
+}

@@ -216,8 +216,10 @@ pub fn start(config: &Config, shard: &mut Shard) {
                 );
                 Ok(())
             }
-            muc::NAME => muc::MucOptions::from_table(table)
-                .map(|o| muc::start(shard, &hosts, o, config.cluster.is_some())),
+            muc::NAME => muc::MucOptions::from_table(table).map(|o| {
+                let ids = muc::occupant_ids(config);
+                muc::start(shard, &hosts, o, config.cluster.is_some(), ids)
+            }),
             pubsub::NAME => pubsub::PubsubOptions::from_table(table)
                 .map(|o| pubsub::start(shard, &hosts, o, config.cluster.is_some())),
             mam::NAME => mam::MamOptions::from_table(table).map(|o| mam::start(shard, &hosts, o)),

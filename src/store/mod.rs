@@ -28,6 +28,7 @@ mod push;
 mod register;
 mod roster;
 mod schema;
+mod secret;
 #[cfg(test)]
 pub(crate) mod testing;
 mod upload;

@@ -75,6 +75,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("schema/v11_upload_grant_sqlite.sql"),
         pg: include_str!("schema/v11_upload_grant_pg.sql"),
     },
+    // Version 12: server secrets shared by shards and nodes (MUC occupant ids).
+    Migration {
+        sqlite: include_str!("schema/v12_secret_sqlite.sql"),
+        pg: include_str!("schema/v12_secret_pg.sql"),
+    },
 ];
 
 /// The newest schema version this build writes.

@@ -32,6 +32,7 @@ use std::rc::Rc;
 use ahash::HashSet;
 
 use crate::shard::Shard;
+use room::occupant_id::OccupantIds;
 
 /// The service domains of this server, shared by the module's handlers on a shard.
 #[derive(Debug, Default)]
@@ -43,7 +44,13 @@ pub(crate) struct Services(pub HashSet<String>);
 /// In a cluster (`clustered`), a room lives on one node (docs/CLUSTER.md, "Objects on one node"):
 /// the service registers with [`crate::cluster::objects`] what to do when its copy of a room
 /// gives way to another node's, and when a room's node dies.
-pub fn start(shard: &mut Shard, hosts: &[String], opts: MucOptions, clustered: bool) {
+pub fn start(
+    shard: &mut Shard,
+    hosts: &[String],
+    opts: MucOptions,
+    clustered: bool,
+    ids: Option<OccupantIds>,
+) {
     let opts = Rc::new(opts);
     let mut services = HashSet::default();
     for host in hosts {
@@ -62,8 +69,28 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: MucOptions, clustered: b
     }
     shard.ext.insert(Services(services));
     tracker::start(shard);
-    home::start(shard, &opts, clustered);
+    home::start(shard, &opts, clustered, ids);
 }
+
+/// The XEP-0421 secret, read from the store (created at first start; the same for every shard
+/// and cluster node): a synchronous read at start-up, before the shard serves. Without a store
+/// the rooms give no occupant ids (and do not advertise them).
+pub fn occupant_ids(config: &crate::config::Config) -> Option<OccupantIds> {
+    use crate::store::{Backend, Store};
+    let key = Backend::from_config(config)
+        .and_then(|b| Store::connect(&b))
+        .and_then(|store| store.secret(OCCUPANT_ID_SECRET));
+    match key {
+        Ok(key) => Some(OccupantIds::new(key)),
+        Err(e) => {
+            tracing::error!(error = %e, "muc: cannot read the occupant id secret; rooms give no occupant ids");
+            None
+        }
+    }
+}
+
+/// The name of the XEP-0421 secret in the store.
+const OCCUPANT_ID_SECRET: &str = "muc occupant-id";
 
 /// Rooms whose node died (on their home shard here): every shard tells its sessions in them.
 fn rooms_lost(shard: &mut Shard, keys: Vec<String>) {

@@ -1,6 +1,7 @@
 //! The service's packet handler: runs on the shard where a stanza to `conference.example.org` (or a
 //! room under it) is routed.
 
+use super::room::occupant_id::NS_OCCUPANT_ID;
 use crate::hooks::Acc;
 use crate::local::result_reply;
 use crate::shard::{home_shard_of, Shard, ShardMsg};
@@ -38,7 +39,10 @@ fn to_service(shard: &mut Shard, acc: Acc) {
                     .with_attr("type", "text")
                     .with_attr("name", "Chatrooms"),
             );
-            for f in [ns::DISCO_INFO, ns::DISCO_ITEMS, super::room::types::NS_MUC] {
+            // XEP-0421 §4: every room gives occupant ids when the service has its secret.
+            let ids = super::home::gives_occupant_ids(shard).then_some(NS_OCCUPANT_ID);
+            let features = [ns::DISCO_INFO, ns::DISCO_ITEMS, super::room::types::NS_MUC];
+            for f in features.into_iter().chain(ids) {
                 q = q.with_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", f));
             }
             let reply = result_reply(&acc, Some(q), shard.id);

@@ -4,6 +4,7 @@ use std::time::SystemTime;
 
 use ahash::HashMap;
 
+use super::room::occupant_id::OccupantIds;
 use super::room::{Affiliation, Room, RoomLimits, RoomOut, SavedRoom};
 use crate::hooks::{Acc, HookCtx, HookResult, JobDone};
 use crate::jid::{BareJid, FullJid, Jid};
@@ -48,6 +49,8 @@ pub(super) struct Rooms {
     /// Stanzas that arrived before they were.
     waiting: Vec<Acc>,
     limits: RoomLimits,
+    /// The XEP-0421 secret every room computes its occupant ids under (none: no ids).
+    ids: Option<OccupantIds>,
     max_rooms: u32,
     /// In a cluster (docs/CLUSTER.md): a room lives on one node; rooms are loaded one by one
     /// when first served here, never all at start (another node may hold them).
@@ -56,9 +59,15 @@ pub(super) struct Rooms {
 
 /// Installs the registry and, on a single node, queues the loading of the persistent rooms homed
 /// on this shard.
-pub fn start(shard: &mut Shard, opts: &super::MucOptions, clustered: bool) {
+pub fn start(
+    shard: &mut Shard,
+    opts: &super::MucOptions,
+    clustered: bool,
+    ids: Option<OccupantIds>,
+) {
     shard.ext.insert(Rooms {
         limits: opts.limits.clone(),
+        ids,
         max_rooms: opts.max_rooms_per_user,
         clustered,
         loaded: clustered,
@@ -100,7 +109,7 @@ fn load(shard: &mut Shard) {
 /// The persistent rooms are read: restore them, count them in their creators' quotas, then handle
 /// what waited.
 fn loaded(shard: &mut Shard, rows: Vec<(String, String)>) {
-    let limits = rooms(shard).limits.clone();
+    let (limits, ids) = (rooms(shard).limits.clone(), rooms(shard).ids.clone());
     let mut creators = Vec::new();
     for (jid, state) in rows {
         let parsed = BareJid::parse(&jid)
@@ -111,7 +120,8 @@ fn loaded(shard: &mut Shard, rows: Vec<(String, String)>) {
             tracing::warn!(room = jid, "stored MUC room unreadable; skipped");
             continue;
         };
-        let room = Box::new(Room::restore(jid.clone(), saved, limits.clone()));
+        let room = Room::restore(jid.clone(), saved, limits.clone());
+        let room = Box::new(room.with_occupant_ids(ids.clone()));
         creators.push(creator.clone());
         rooms(shard).slots.insert(jid, Slot::Live { room, creator });
     }
@@ -129,6 +139,11 @@ fn loaded(shard: &mut Shard, rows: Vec<(String, String)>) {
     for acc in waiting {
         deliver(shard, acc);
     }
+}
+
+/// Whether this shard's rooms give XEP-0421 occupant ids (all shards read the same secret).
+pub(super) fn gives_occupant_ids(shard: &mut Shard) -> bool {
+    rooms(shard).ids.is_some()
 }
 
 fn rooms(shard: &mut Shard) -> &mut Rooms {
@@ -277,7 +292,8 @@ fn created(shard: &mut Shard, jid: BareJid, owner: BareJid, ok: bool) {
             ShardMsg::Run(Box::new(move |s| super::quota::release(s, &owner))),
         );
     } else if ok {
-        let room = Box::new(Room::new(jid.clone(), owner.clone(), limits));
+        let room = Room::new(jid.clone(), owner.clone(), limits);
+        let room = Box::new(room.with_occupant_ids(rooms(shard).ids.clone()));
         rooms(shard).slots.insert(
             jid,
             Slot::Live {

@@ -88,6 +88,9 @@ impl Room {
         for c in &subj.payload {
             p = p.with_child(c.clone());
         }
+        if let Some(id) = &subj.occupant_id {
+            p = p.with_child(super::occupant_id::element(id));
+        }
         let mut item = Element::new("item", NS_MUC_USER)
             .with_attr("affiliation", aff.as_str())
             .with_attr("role", subj.role.as_str());

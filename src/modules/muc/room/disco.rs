@@ -1,6 +1,7 @@
 //! IQs: dispatch of those to the room, disco#info/#items of the room (XEP-0045 §6.4-6.5), and
 //! those to an occupant (XEP-0410 self-ping).
 
+use super::occupant_id::NS_OCCUPANT_ID;
 use super::types::{NS_DATA, NS_MUC, NS_MUC_ADMIN, NS_MUC_OWNER, NS_ROOMINFO};
 use super::util::{error_reply, iq_result};
 use super::{Room, RoomOut, Whois};
@@ -42,7 +43,8 @@ impl Room {
                 .with_attr("type", "text")
                 .with_attr("name", name),
         );
-        for f in features {
+        let ids = self.ids.is_some().then(|| NS_OCCUPANT_ID.to_owned());
+        for f in features.into_iter().chain(ids) {
             q = q.with_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", f));
         }
         let field = |var: &str, ty: &str, v: &str| {

@@ -3,6 +3,7 @@
 
 use std::time::SystemTime;
 
+use super::occupant_id;
 use super::types::{Affiliation, Role, NS_DELAY, NS_MUC_USER};
 use super::util::{error_reply, error_reply_short, send, send_jid, stamp};
 use super::{AllowPm, Room, RoomOut, Subject};
@@ -52,7 +53,7 @@ impl Room {
             ));
             return;
         };
-        let (nick, role) = (occ.nick.clone(), occ.role);
+        let (nick, role, oid) = (occ.nick.clone(), occ.role, occ.occupant_id.clone());
         if stanza.bytes().len() > self.limits.max_stanza_bytes {
             out.extend(error_reply_short(
                 stanza,
@@ -66,23 +67,37 @@ impl Room {
             out.extend(error_reply(stanza, self.jid.as_str(), from, E::Forbidden));
             return;
         }
-        let Ok(el) = stanza.tree() else {
+        let Ok(mut el) = stanza.tree() else {
             out.extend(error_reply(stanza, self.jid.as_str(), from, E::BadRequest));
             return;
         };
         let body = el.get_child("body", ns::CLIENT).is_some();
         let subject = el.get_child("subject", ns::CLIENT).map(Element::text);
         let me = self.occupant_jid(&nick);
-        // Occupant information is the room's to give: a client's own `<x muc#user>` is removed
-        // (XEP-0045 spoofing; XEP-0313 §5.1.2 before archiving).
-        let mut reflected = if el.get_child("x", NS_MUC_USER).is_some() {
-            let mut clean = el.clone();
-            clean
-                .children
-                .retain(|c| !matches!(c, Node::Element(e) if e.name == "x" && e.ns == NS_MUC_USER));
-            Stanza::from_element(&clean)
-        } else {
-            stanza.clone()
+        // Occupant information is the room's to give: a client's own `<x muc#user>` and
+        // `<occupant-id>` are removed (XEP-0045 spoofing, XEP-0421 §4; XEP-0313 §5.1.2 before
+        // archiving), and the room's occupant id is added, to the history's copy too.
+        let foreign = |n: &Node| {
+            matches!(n, Node::Element(e) if e.name == "x" && e.ns == NS_MUC_USER)
+                || occupant_id::is_occupant_id(n)
+        };
+        let spoofed = el.children.iter().any(foreign);
+        el.children.retain(|c| !foreign(c));
+        let own = oid.as_deref().map(occupant_id::element);
+        if let Some(id) = &own {
+            el.children.push(Node::Element(id.clone()));
+        }
+        let mut reflected = match own {
+            _ if spoofed => Stanza::from_element(&el),
+            Some(id) => {
+                // The stanza as sent, with the id appended: no second serialization.
+                let mut s = stanza.clone();
+                let mut bytes = Vec::new();
+                id.write_to(&mut bytes);
+                s.append_child(&bytes);
+                s
+            }
+            None => stanza.clone(),
         };
         reflected.remove_attr("to");
         reflected.set_from(&me);
@@ -169,6 +184,11 @@ impl Room {
         el.attrs.retain(|(k, _)| k != "from" && k != "to");
         el.attrs
             .push(("from".into(), self.occupant_jid(&sender.nick)));
+        // XEP-0421 §4: every message from the room carries the room's id, never the client's.
+        el.children.retain(|c| !occupant_id::is_occupant_id(c));
+        if let Some(id) = &sender.occupant_id {
+            el.children.push(Node::Element(occupant_id::element(id)));
+        }
         // §7.5: marks the message as a MUC private message (carbons and archives treat it so).
         if el.get_child("x", NS_MUC_USER).is_none() {
             el.children

@@ -20,6 +20,7 @@ mod disco;
 mod forward;
 mod history;
 mod message;
+pub mod occupant_id;
 mod occupants;
 mod owner;
 mod presence;
@@ -58,6 +59,7 @@ pub use config::{AllowPm, RoomConfig, Whois};
 pub use types::{Affiliation, Role};
 
 use history::History;
+use occupant_id::OccupantIds;
 use occupants::Occupants;
 
 /// Limits from `[modules.muc]` every room enforces.
@@ -165,6 +167,8 @@ pub struct Room {
     subject: Option<Subject>,
     /// IQs forwarded between occupants, awaiting their answers.
     forwarded: forward::Forwarded,
+    /// XEP-0421 occupant ids (none: the room neither adds nor advertises them).
+    ids: Option<OccupantIds>,
 }
 
 impl Room {
@@ -189,7 +193,19 @@ impl Room {
             history: History::default(),
             subject: None,
             forwarded: forward::Forwarded::default(),
+            ids: None,
         }
+    }
+
+    /// The room with XEP-0421 occupant ids computed under `ids`.
+    pub fn with_occupant_ids(mut self, ids: Option<OccupantIds>) -> Room {
+        self.ids = ids;
+        self
+    }
+
+    /// The XEP-0421 id of `user` here, when the room gives them.
+    fn occupant_id(&self, user: &BareJid) -> Option<String> {
+        self.ids.as_ref().map(|k| k.id(&self.jid, user))
     }
 
     /// A persistent room loaded from the store.
@@ -221,6 +237,7 @@ impl Room {
             history: History::default(),
             subject: saved.subject,
             forwarded: forward::Forwarded::default(),
+            ids: None,
         }
     }
 

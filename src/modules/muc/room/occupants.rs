@@ -26,6 +26,8 @@ pub struct Occupant {
     pub role: Role,
     /// The client's presence payload (show, status, caps...) without MUC elements.
     pub payload: Vec<Element>,
+    /// Its XEP-0421 occupant id, when the room gives them (computed once, at entry).
+    pub occupant_id: Option<String>,
 }
 
 impl Occupant {

@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 use super::broadcast::Notice;
 use super::history::HistoryRequest;
+use super::occupant_id::NS_OCCUPANT_ID;
 use super::occupants::Occupant;
 use super::types::{Affiliation, Role, NS_MUC, NS_MUC_USER};
 use super::util::{error_reply, send, Cond};
@@ -118,6 +119,7 @@ impl Room {
             extra: Vec::new(),
             role: self.default_role(aff),
             payload,
+            occupant_id: self.occupant_id(&bare),
         });
         self.send_state(from, nick, el, creating, true, now, out);
         if creating && !self.locked {
@@ -332,10 +334,12 @@ impl Room {
     }
 }
 
-/// The client's presence payload without MUC elements (those are the room's to write).
+/// The client's presence payload without MUC elements and occupant ids (those are the room's to
+/// write).
 fn payload_of(el: &Element) -> Vec<Element> {
     el.child_elements()
         .filter(|c| !(c.name == "x" && (c.ns == NS_MUC || c.ns == NS_MUC_USER)))
+        .filter(|c| !(c.name == "occupant-id" && c.ns == NS_OCCUPANT_ID))
         .cloned()
         .collect()
 }

@@ -312,3 +312,94 @@ fn iqs_between_occupants_are_forwarded_and_answered_back() {
     // Answered once only.
     assert!(feed(&mut room, ALICE, &answer).is_empty());
 }
+
+/// The `<occupant-id/>` ids in `el` (XEP-0421).
+fn occupant_ids(el: &Element) -> Vec<String> {
+    el.child_elements()
+        .filter(|c| c.name == "occupant-id" && c.ns == occupant_id::NS_OCCUPANT_ID)
+        .filter_map(|c| c.attr("id").map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn occupant_ids_mark_every_presence_and_message_and_replace_forged_ones() {
+    let ids = occupant_id::OccupantIds::new([9; 32]);
+    let room_jid = BareJid::parse(ROOM).expect("valid");
+    let bob_id = ids.id(&room_jid, &full(BOB).bare());
+    let mut room = Room::new(room_jid.clone(), full(ALICE).bare(), RoomLimits::default())
+        .with_occupant_ids(Some(ids.clone()));
+    feed(&mut room, ALICE, &join_xml("alice"));
+    configure(&mut room, ALICE, &[]);
+    // A forged id in the join presence is replaced by the room's.
+    let join = format!(
+        "<presence to='{ROOM}/bob'><x xmlns='http://jabber.org/protocol/muc'/>\
+         <occupant-id xmlns='urn:xmpp:occupant-id:0' id='forged'/></presence>"
+    );
+    let out = feed(&mut room, BOB, &join);
+    let seen = sent_to(&out, ALICE);
+    assert_eq!(occupant_ids(&seen[0]), std::slice::from_ref(&bob_id));
+    let own = sent_to(&out, BOB)
+        .into_iter()
+        .find(|e| codes(e).contains(&110))
+        .expect("self-presence");
+    assert_eq!(occupant_ids(&own), std::slice::from_ref(&bob_id));
+    // Groupchat, plain and with a forged id: the room's id, once.
+    for extra in [
+        "",
+        "<occupant-id xmlns='urn:xmpp:occupant-id:0' id='forged'/>",
+    ] {
+        let m = format!("<message type='groupchat' to='{ROOM}'><body>hi</body>{extra}</message>");
+        let b = broadcasts(&feed(&mut room, BOB, &m));
+        assert_eq!(
+            occupant_ids(&b[0].0),
+            std::slice::from_ref(&bob_id),
+            "{extra}"
+        );
+    }
+    // The history a newcomer gets carries it too.
+    let out = feed(&mut room, CAROL, &join_xml("carol"));
+    let history: Vec<Element> = sent_to(&out, CAROL)
+        .into_iter()
+        .filter(|e| e.name == "message" && e.get_child("body", ns::CLIENT).is_some())
+        .collect();
+    assert_eq!(history.len(), 2);
+    assert!(history
+        .iter()
+        .all(|m| occupant_ids(m) == std::slice::from_ref(&bob_id)));
+    // Private messages too.
+    let pm = format!(
+        "<message type='chat' to='{ROOM}/alice'><body>p</body>\
+         <occupant-id xmlns='urn:xmpp:occupant-id:0' id='forged'/></message>"
+    );
+    let got = sent_to(&feed(&mut room, BOB, &pm), ALICE);
+    assert_eq!(occupant_ids(&got[0]), std::slice::from_ref(&bob_id));
+    // Leaving, and the id is the same when bob comes back under another nickname.
+    let out = feed(
+        &mut room,
+        BOB,
+        &format!("<presence type='unavailable' to='{ROOM}/bob'/>"),
+    );
+    assert_eq!(
+        occupant_ids(&sent_to(&out, ALICE)[0]),
+        std::slice::from_ref(&bob_id)
+    );
+    let out = feed(&mut room, BOB, &join_xml("robert"));
+    assert_eq!(
+        occupant_ids(&sent_to(&out, ALICE)[0]),
+        std::slice::from_ref(&bob_id)
+    );
+    // Advertised (§3); a room without ids neither advertises nor adds them.
+    let has = |r: &Room| {
+        r.disco_info()
+            .child_elements()
+            .any(|f| f.attr("var") == Some(occupant_id::NS_OCCUPANT_ID))
+    };
+    assert!(has(&room));
+    let mut plain = room_alice_bob();
+    assert!(!has(&plain));
+    let m = format!(
+        "<message type='groupchat' to='{ROOM}'><body>x</body>\
+         <occupant-id xmlns='urn:xmpp:occupant-id:0' id='forged'/></message>"
+    );
+    assert!(occupant_ids(&broadcasts(&feed(&mut plain, BOB, &m))[0].0).is_empty());
+}
