@@ -348,3 +348,57 @@ fn vcard_set_get_and_size_limit() {
         assert_eq!(error_condition(&r).as_deref(), Some("service-unavailable"));
     }
 }
+
+#[test]
+fn stored_xml_keeps_the_namespaces_of_prefixed_attributes() {
+    // A prefixed attribute whose prefix is declared where it is used, or on an ancestor: what is
+    // stored and given back must still bind it (it was dropped unread, or answered with an error).
+    let server = start(2);
+    let mut alice = server.login("alice", "a", Some(0));
+    alice.send(
+        "<message to='bob@localhost' type='chat' id='ns1'><body>ext</body>\
+         <x xmlns='urn:ext' xmlns:y='urn:y' y:z='1'><c y:w='2'/></x></message>",
+    );
+    wait_stored(&server, "bob@localhost", 1);
+    let mut bob = server.login("bob", "b", Some(0));
+    let got = messages(&mut bob, 1);
+    let t = got[0].tree().unwrap();
+    let x = t.get_child("x", "urn:ext").unwrap();
+    assert_eq!(x.attr("y:z"), Some("1"));
+    assert_eq!(x.attr("xmlns:y"), Some("urn:y"));
+    assert_eq!(
+        x.get_child("c", "urn:ext").unwrap().attr("xmlns:y"),
+        Some("urn:y")
+    );
+    // vCard and private storage give back what was stored.
+    let set = "<iq type='set' id='v1'><vCard xmlns='vcard-temp' xmlns:y='urn:y'><FN y:z='1'>Bob</FN></vCard></iq>";
+    assert_eq!(iq(&mut bob, "v1", set).type_().as_deref(), Some("result"));
+    let r = iq(
+        &mut bob,
+        "v2",
+        "<iq type='get' id='v2'><vCard xmlns='vcard-temp'/></iq>",
+    );
+    let fn_ = r.tree().unwrap();
+    let fn_ = fn_
+        .get_child("vCard", "vcard-temp")
+        .and_then(|v| v.get_child("FN", "vcard-temp"));
+    assert_eq!(
+        fn_.and_then(|f| f.attr("xmlns:y")),
+        Some("urn:y"),
+        "{}",
+        String::from_utf8_lossy(r.bytes())
+    );
+    let set = "<iq type='set' id='p1'><query xmlns='jabber:iq:private' xmlns:y='urn:y'>\
+               <pp xmlns='urn:pp' y:z='1'/></query></iq>";
+    assert_eq!(iq(&mut bob, "p1", set).type_().as_deref(), Some("result"));
+    let get =
+        "<iq type='get' id='p2'><query xmlns='jabber:iq:private'><pp xmlns='urn:pp'/></query></iq>";
+    let r = iq(&mut bob, "p2", get);
+    assert_eq!(
+        r.type_().as_deref(),
+        Some("result"),
+        "{}",
+        String::from_utf8_lossy(r.bytes())
+    );
+    assert!(String::from_utf8_lossy(r.bytes()).contains("xmlns:y='urn:y'"));
+}

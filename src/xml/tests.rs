@@ -842,3 +842,30 @@ fn cached_type_follows_the_attribute() {
     assert_eq!(s.ty(), StanzaType::Result);
     assert!(s.forbids_error_reply());
 }
+
+#[test]
+fn prefixed_attributes_keep_their_declarations_when_written_alone() {
+    // Declared on the element itself, on an ancestor, and on the stream header.
+    let header =
+        "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' \
+                  xmlns:h='urn:h' version='1.0'>";
+    let body = "<message to='a@x'><body>hi</body><x xmlns='urn:ext' xmlns:y='urn:y' y:z='1'>\
+                <c y:w='2' h:v='3' xml:lang='en'/></x></message>";
+    let st = stanzas(&format!("{header}{body}")).remove(0);
+    let t = st.tree().unwrap();
+    let x = t.get_child("x", "urn:ext").unwrap();
+    let c = x.get_child("c", "urn:ext").unwrap();
+    assert_eq!(c.attr("xmlns:y"), Some("urn:y"));
+    assert_eq!(c.attr("xmlns:h"), Some("urn:h"));
+    assert_eq!(c.attr("xmlns:xml"), None, "xml is bound everywhere");
+    // Each part, written out on its own (stored, archived, forwarded), is namespace well-formed
+    // and reads back as the same tree.
+    for el in [&t, x, c] {
+        let mut bytes = Vec::new();
+        el.write_to(&mut bytes);
+        let again = Stanza::parse(bytes.clone())
+            .and_then(|s| s.tree())
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&bytes)));
+        assert_eq!(&again, el, "{}", String::from_utf8_lossy(&bytes));
+    }
+}

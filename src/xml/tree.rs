@@ -14,7 +14,9 @@ pub struct Element {
     pub name: String,
     /// Resolved namespace name.
     pub ns: String,
-    /// Attributes as written (qualified names), unescaped; namespace declarations excluded.
+    /// Attributes as written (qualified names), unescaped; namespace declarations excluded, but
+    /// for the `xmlns:p` its own prefixed attributes need (added when parsed, so that the element
+    /// written out alone, stored or forwarded, still binds every prefix it uses).
     pub attrs: Vec<(String, String)>,
     /// Child nodes in document order.
     pub children: Vec<Node>,
@@ -164,6 +166,8 @@ pub(crate) fn build(
         default_ns,
         stack: Vec::new(),
         done: None,
+        prefixes: Vec::new(),
+        marks: Vec::new(),
     };
     let mut scan = ElemScan::default();
     match scan.run(b, &ctx, &mut sink)? {
@@ -177,9 +181,26 @@ struct TreeSink<'a> {
     default_ns: &'static str,
     stack: Vec<Element>,
     done: Option<Element>,
+    /// Prefix bindings in scope (prefix, namespace name), innermost last.
+    prefixes: Vec<(String, String)>,
+    /// `prefixes.len()` at each open element's start.
+    marks: Vec<usize>,
 }
 
 impl TreeSink<'_> {
+    /// The namespace name `prefix` is bound to here (the scanner checked it is bound).
+    fn lookup(&self, prefix: &str) -> Option<String> {
+        let inner = self.prefixes.iter().rev().find(|(p, _)| p == prefix);
+        match inner {
+            Some((_, uri)) => Some(uri.clone()),
+            None => self
+                .outer
+                .iter()
+                .find(|(p, _)| **p == *prefix.as_bytes())
+                .map(|(_, uri)| uri.to_string()),
+        }
+    }
+
     fn attach(&mut self, el: Element) {
         match self.stack.last_mut() {
             Some(parent) => parent.children.push(Node::Element(el)),
@@ -205,7 +226,16 @@ impl Sink for TreeSink<'_> {
             Some(c) => &n[c as usize + 1..],
             None => n,
         };
-        let attrs = attrs
+        let mark = self.prefixes.len();
+        for a in attrs.iter().filter(|a| a.is_decl(b)) {
+            if let Some(c) = a.colon {
+                let prefix = &a.name.of(b)[c as usize + 1..];
+                let uri = unescape_attr(a.value.of(b)).into_owned();
+                self.prefixes
+                    .push((String::from_utf8_lossy(prefix).into_owned(), uri));
+            }
+        }
+        let mut attrs: Vec<(String, String)> = attrs
             .iter()
             .filter(|a| !a.is_decl(b))
             .map(|a| {
@@ -213,6 +243,23 @@ impl Sink for TreeSink<'_> {
                 (k, unescape_attr(a.value.of(b)).into_owned())
             })
             .collect();
+        // A prefixed attribute takes its prefix's declaration along (rare: checked cheaply).
+        if attrs.iter().any(|(k, _)| k.contains(':')) {
+            let mut decls: Vec<(String, String)> = Vec::new();
+            for (k, _) in &attrs {
+                let Some((p, _)) = k.split_once(':') else {
+                    continue;
+                };
+                let name = format!("xmlns:{p}");
+                if p == "xml" || decls.iter().any(|(n, _)| *n == name) {
+                    continue;
+                }
+                if let Some(uri) = self.lookup(p) {
+                    decls.push((name, uri));
+                }
+            }
+            attrs.extend(decls);
+        }
         let el = Element {
             name: String::from_utf8_lossy(local).into_owned(),
             ns: ns_name(b, ns, self.outer, self.default_ns).into_owned(),
@@ -220,13 +267,18 @@ impl Sink for TreeSink<'_> {
             children: Vec::new(),
         };
         if empty {
+            self.prefixes.truncate(mark);
             self.attach(el);
         } else {
+            self.marks.push(mark);
             self.stack.push(el);
         }
     }
 
     fn end(&mut self) {
+        if let Some(mark) = self.marks.pop() {
+            self.prefixes.truncate(mark);
+        }
         if let Some(el) = self.stack.pop() {
             self.attach(el);
         }
