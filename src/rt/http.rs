@@ -210,7 +210,8 @@ fn metrics(req: &Request<Incoming>) -> Response<Full<Bytes>> {
 
 /// `/ws-xmpp`: checks the handshake and answers 101; the connection then becomes a c2s one.
 fn websocket(req: &Request<Incoming>, upgrade: &Cell<bool>) -> Response<Full<Bytes>> {
-    let checked = handshake::check(req.method().as_str(), |name| {
+    let http11 = req.version() >= hyper::Version::HTTP_11;
+    let checked = handshake::check(req.method().as_str(), http11, |name| {
         req.headers()
             .get_all(name)
             .iter()

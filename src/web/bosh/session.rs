@@ -59,6 +59,8 @@ pub struct BoshSession {
     requests: u64,
     /// The client sent no `ver`: errors use the legacy HTTP codes (§17.2).
     legacy: bool,
+    /// The BOSH version answered at creation: the client's or ours, the lower.
+    ver: String,
     /// The creation request, answered with the session attributes.
     creation_rid: Option<u64>,
     /// The server's stream id (XEP-0206 `authid`).
@@ -134,6 +136,7 @@ impl BoshSession {
             hold,
             requests: hold as u64 + 1,
             legacy,
+            ver: wire::session_version(req.ver.as_deref()),
             creation_rid: Some(req.rid),
             authid: None,
             next_rid: req.rid + 1,
@@ -337,7 +340,12 @@ impl BoshSession {
         self.confirm(req.rid, req.ack);
         self.check_missing(req.ack);
         if let Some(p) = req.pause.filter(|_| self.cfg.max_pause.is_some()) {
-            // §12: answer everything now; the session then lives without requests for `pause`.
+            // §10: its stanzas go to the server like any request's (only its answer carries
+            // none, §12). §12: answer everything now; the session then lives without requests for
+            // `pause`.
+            if !req.payload.is_empty() {
+                self.actions.push_back(Action::FeedC2s(req.payload));
+            }
             let max = self.cfg.max_pause.unwrap_or_default();
             self.pause = Some(Duration::from_secs(p).min(max));
             self.respond(id, wire::body(&[], None));
@@ -410,6 +418,7 @@ impl BoshSession {
             maxpause: self.cfg.max_pause.map(|d| d.as_secs()),
             from: &self.domain,
             authid: self.authid.as_deref(),
+            ver: &self.ver,
         });
         let body = wire::body_reporting(&self.queue, creation.as_ref(), self.report.take());
         if creation.is_some() {

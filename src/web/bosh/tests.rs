@@ -561,6 +561,24 @@ fn pause_answers_everything_and_stretches_inactivity() {
     assert_eq!(f.s.next_timeout(), Some(f.now + Duration::from_secs(90)));
 }
 
+#[test]
+fn a_pause_request_delivers_its_stanzas() {
+    let mut f = Fixture::new();
+    let a = f.send(
+        2,
+        req(&format!(
+            "<body {NS} rid='11' sid='0.x' pause='60'><message to='b@example.org'><body>x</body></message></body>"
+        )),
+    );
+    assert_eq!(responded(&a), vec![2]);
+    assert_eq!(
+        f.fed
+            .last()
+            .map(|b| String::from_utf8_lossy(b).into_owned()),
+        Some("<message to='b@example.org'><body>x</body></message>".to_owned())
+    );
+}
+
 // ---- restart, terminate, stream end ----
 
 #[test]
@@ -932,4 +950,15 @@ fn a_stream_error_waiting_for_a_request_is_not_replaced_by_the_close() {
         b.contains("condition='remote-stream-error'") && b.contains("<conflict"),
         "{b}"
     );
+}
+
+#[test]
+fn the_session_speaks_the_lower_version() {
+    use super::wire::session_version;
+    assert_eq!(session_version(Some("1.6")), "1.6");
+    assert_eq!(session_version(Some("1.11")), "1.11");
+    assert_eq!(session_version(Some("1.20")), "1.11");
+    assert_eq!(session_version(Some("2.0")), "1.11");
+    assert_eq!(session_version(Some("x")), "1.11");
+    assert_eq!(session_version(None), "1.11");
 }

@@ -76,6 +76,22 @@ pub(super) struct Creation<'a> {
     pub maxpause: Option<u64>,
     pub from: &'a str,
     pub authid: Option<&'a str>,
+    /// The BOSH version the session speaks (see [`session_version`]).
+    pub ver: &'a str,
+}
+
+/// The highest BOSH version the connection manager speaks.
+const VERSION: (u32, u32) = (1, 11);
+
+/// The `ver` of the creation response (§7.1): ours or the client's, whichever is lower (ours
+/// when the client's is missing or unreadable).
+pub(super) fn session_version(client: Option<&str>) -> String {
+    let parsed = client.and_then(|v| {
+        let (major, minor) = v.trim().split_once('.')?;
+        Some((major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?))
+    });
+    let (major, minor) = parsed.map_or(VERSION, |v| v.min(VERSION));
+    format!("{major}.{minor}")
 }
 
 /// Appends `<body xmlns=...` with the namespaces any child may need.
@@ -134,7 +150,7 @@ pub(super) fn body_reporting(
         if let Some(p) = c.maxpause {
             attr(&mut out, "maxpause", &p.to_string());
         }
-        attr(&mut out, "ver", "1.11");
+        attr(&mut out, "ver", c.ver);
         attr(&mut out, "from", c.from);
         if let Some(id) = c.authid {
             attr(&mut out, "authid", id);

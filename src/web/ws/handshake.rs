@@ -16,6 +16,9 @@ pub enum HandshakeError {
     /// Not a GET.
     #[error("a WebSocket handshake is a GET request")]
     Method,
+    /// HTTP/1.0, whose `Upgrade` header a server must ignore (RFC 6455 §4.2.1, RFC 9110 §7.8).
+    #[error("a WebSocket handshake needs HTTP/1.1 or later")]
+    OldHttp,
     /// No `Upgrade: websocket` / `Connection: upgrade`.
     #[error("this endpoint speaks XMPP over WebSocket only (Upgrade: websocket)")]
     NotUpgrade,
@@ -36,19 +39,23 @@ impl HandshakeError {
         match self {
             HandshakeError::Method => 405,
             HandshakeError::NotUpgrade | HandshakeError::Version => 426,
-            HandshakeError::Key | HandshakeError::Subprotocol => 400,
+            HandshakeError::Key | HandshakeError::Subprotocol | HandshakeError::OldHttp => 400,
         }
     }
 }
 
-/// Checks an upgrade request; `header(name)` returns every value of a header (case-insensitive
-/// name). Returns the `Sec-WebSocket-Accept` value.
+/// Checks an upgrade request (`http11`: HTTP/1.1 or later); `header(name)` returns every value
+/// of a header (case-insensitive name). Returns the `Sec-WebSocket-Accept` value.
 pub fn check<'a>(
     method: &str,
+    http11: bool,
     header: impl Fn(&str) -> Vec<&'a str>,
 ) -> Result<String, HandshakeError> {
     if method != "GET" {
         return Err(HandshakeError::Method);
+    }
+    if !http11 {
+        return Err(HandshakeError::OldHttp);
     }
     let has_token = |name: &str, token: &str| {
         header(name)
@@ -75,7 +82,13 @@ pub fn check<'a>(
     if !decoded.is_ok_and(|k| k.len() == 16) {
         return Err(HandshakeError::Key);
     }
-    if !has_token("sec-websocket-protocol", SUBPROTOCOL) {
+    // Subprotocol names are compared exactly: a client offering only `XMPP` would fail a 101
+    // naming `xmpp` (RFC 6455 §4.1).
+    let offers_xmpp = header("sec-websocket-protocol")
+        .iter()
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim() == SUBPROTOCOL);
+    if !offers_xmpp {
         return Err(HandshakeError::Subprotocol);
     }
     Ok(accept_key(key))
@@ -114,25 +127,43 @@ mod tests {
     fn rfc6455_sample_key() {
         // RFC 6455 §1.3's example.
         assert_eq!(
-            check("GET", headers(&GOOD)).unwrap(),
+            check("GET", true, headers(&GOOD)).unwrap(),
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
 
     #[test]
     fn refusals() {
-        assert_eq!(check("POST", headers(&GOOD)), Err(HandshakeError::Method));
-        let mut h = GOOD;
-        h[4] = ("Sec-WebSocket-Protocol", "chat");
-        assert_eq!(check("GET", headers(&h)), Err(HandshakeError::Subprotocol));
+        assert_eq!(
+            check("POST", true, headers(&GOOD)),
+            Err(HandshakeError::Method)
+        );
+        assert_eq!(
+            check("GET", false, headers(&GOOD)),
+            Err(HandshakeError::OldHttp)
+        );
+        for offer in ["chat", "chat, XMPP"] {
+            let mut h = GOOD;
+            h[4] = ("Sec-WebSocket-Protocol", offer);
+            assert_eq!(
+                check("GET", true, headers(&h)),
+                Err(HandshakeError::Subprotocol)
+            );
+        }
         let mut h = GOOD;
         h[2] = ("Sec-WebSocket-Version", "8");
-        assert_eq!(check("GET", headers(&h)), Err(HandshakeError::Version));
+        assert_eq!(
+            check("GET", true, headers(&h)),
+            Err(HandshakeError::Version)
+        );
         let mut h = GOOD;
         h[3] = ("Sec-WebSocket-Key", "short");
-        assert_eq!(check("GET", headers(&h)), Err(HandshakeError::Key));
+        assert_eq!(check("GET", true, headers(&h)), Err(HandshakeError::Key));
         let mut h = GOOD;
         h[0] = ("Upgrade", "h2c");
-        assert_eq!(check("GET", headers(&h)), Err(HandshakeError::NotUpgrade));
+        assert_eq!(
+            check("GET", true, headers(&h)),
+            Err(HandshakeError::NotUpgrade)
+        );
     }
 }
