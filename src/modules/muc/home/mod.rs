@@ -249,6 +249,12 @@ fn unknown_room(shard: &mut Shard, acc: Acc, room: BareJid, from: FullJid) {
     {
         return;
     }
+    // §7.2.1: entering needs a nickname, one that shows (§17.1), whether or not the room exists.
+    let presence = acc.kind() == StanzaKind::Presence && ty == StanzaType::Absent;
+    if presence && !acc.to.resource().is_some_and(super::room::visible_nick) {
+        shard.bounce(&acc, StanzaErrorCondition::JidMalformed);
+        return;
+    }
     if !creates {
         shard.bounce(&acc, StanzaErrorCondition::ItemNotFound);
         return;

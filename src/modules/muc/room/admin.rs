@@ -122,6 +122,13 @@ impl Room {
                 Change::Affiliation {
                     jid, affiliation, ..
                 } => {
+                    // §9.1: an admin or owner may not ban himself.
+                    if *affiliation == Affiliation::Outcast
+                        && *jid == from.bare()
+                        && actor_aff.is_admin()
+                    {
+                        return Err(E::Conflict.into());
+                    }
                     let cur = affs.get(jid).map_or(Affiliation::None, |a| a.affiliation);
                     check_affiliation(actor_aff, cur, *affiliation)?;
                     if *affiliation == Affiliation::None {
@@ -181,6 +188,10 @@ impl Room {
                 .get_child("reason", NS_MUC_ADMIN)
                 .map(Element::text)
                 .filter(|r| !r.is_empty());
+            // §17.4: one item changes a role or an affiliation, never both.
+            if item.attr("affiliation").is_some() && item.attr("role").is_some() {
+                return Err(E::BadRequest.into());
+            }
             if let Some(aff) = item.attr("affiliation") {
                 let affiliation = Affiliation::parse(aff).ok_or(E::BadRequest)?;
                 let jid = match (item.attr("jid"), item.attr("nick")) {
@@ -233,6 +244,11 @@ impl Room {
         }
         // Nobody may lower an admin's or an owner's role (their affiliation gives it).
         if role < Role::Moderator && target_aff.is_admin() {
+            return Err(E::NotAllowed.into());
+        }
+        // §8.2, §8.4: a moderator may not kick or silence someone of a higher affiliation (a
+        // moderator by role only, say, a member).
+        if role < target.role && target_aff > actor_aff {
             return Err(E::NotAllowed.into());
         }
         Ok(())

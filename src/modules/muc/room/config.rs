@@ -296,6 +296,10 @@ pub fn parse_submit(
         (true, Some(s)) if !s.is_empty() => Some(s),
         (true, _) => current.password.clone(),
     };
+    // §10.1.3: a password-protected room with a blank password is refused, not made open.
+    if protected && c.password.is_none() {
+        return Err(FormError::BadValue("muc#roomconfig_roomsecret".into()));
+    }
     Ok(Submitted {
         config: c,
         owners,

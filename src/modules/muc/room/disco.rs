@@ -9,6 +9,16 @@ use crate::jid::FullJid;
 use crate::xml::{Element, Stanza, StanzaType};
 use crate::xmpp::{ns, StanzaErrorCondition as E};
 
+/// XEP-0045 §7.12: the disco#info node asking for one's registered nickname.
+const NODE_ROOMUSER: &str = "x-roomuser-item";
+
+/// The `node` of a disco query, if any.
+fn disco_node(stanza: &Stanza) -> Option<String> {
+    let el = stanza.tree().ok()?;
+    let q = el.child_elements().next()?;
+    q.attr("node").map(str::to_owned)
+}
+
 /// XEP-0410: the service answers an occupant's ping to its own nickname itself.
 pub const NS_SELF_PING: &str = "http://jabber.org/protocol/muc#self-ping-optimization";
 
@@ -100,12 +110,19 @@ impl Room {
             .map(|n| n.into_owned())
             .unwrap_or_default();
         match (child_ns.as_str(), ty) {
-            (ns::DISCO_INFO, StanzaType::Get) => {
-                out.push(iq_result(stanza, &room, from, Some(self.disco_info())))
-            }
-            (ns::DISCO_ITEMS, StanzaType::Get) => {
-                out.push(iq_result(stanza, &room, from, Some(self.disco_items())))
-            }
+            (ns::DISCO_INFO, StanzaType::Get) => match disco_node(stanza).as_deref() {
+                None => out.push(iq_result(stanza, &room, from, Some(self.disco_info()))),
+                // §7.12: nobody has a registered nickname here: the empty answer.
+                Some(NODE_ROOMUSER) => {
+                    let q = Element::new("query", ns::DISCO_INFO).with_attr("node", NODE_ROOMUSER);
+                    out.push(iq_result(stanza, &room, from, Some(q)))
+                }
+                Some(_) => out.extend(error_reply(stanza, &room, from, E::ItemNotFound)),
+            },
+            (ns::DISCO_ITEMS, StanzaType::Get) => match disco_node(stanza) {
+                None => out.push(iq_result(stanza, &room, from, Some(self.disco_items()))),
+                Some(_) => out.extend(error_reply(stanza, &room, from, E::ItemNotFound)),
+            },
             (ns::PING, StanzaType::Get) => out.push(iq_result(stanza, &room, from, None)),
             (NS_MUC_ADMIN, _) | (NS_MUC_OWNER, _) => {
                 let query = stanza.tree().ok().and_then(|el| {

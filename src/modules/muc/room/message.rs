@@ -11,6 +11,9 @@ use crate::jid::{FullJid, Jid};
 use crate::xml::{Element, Node, Stanza, StanzaType};
 use crate::xmpp::{ns, StanzaErrorCondition as E};
 
+/// Invitations and declines one message may carry.
+const MAX_INVITATIONS: usize = 20;
+
 impl Room {
     /// Messages to the room itself: groupchat, invitations, declines.
     pub(super) fn on_room_message(
@@ -214,6 +217,11 @@ impl Room {
         let declines: Vec<&Element> = x.child_elements().filter(|c| c.name == "decline").collect();
         if invites.is_empty() && declines.is_empty() {
             out.extend(error_reply(stanza, &room, from, E::ServiceUnavailable));
+            return;
+        }
+        // One message may invite several people, but never make the room a mass mailer (§14.6).
+        if invites.len() + declines.len() > MAX_INVITATIONS {
+            out.extend(error_reply(stanza, &room, from, E::PolicyViolation));
             return;
         }
         let targets: Option<Vec<Jid>> = invites

@@ -61,6 +61,7 @@ pub use types::{Affiliation, Role};
 use history::History;
 use occupant_id::OccupantIds;
 use occupants::Occupants;
+pub use util::visible_nick;
 
 /// Limits from `[modules.muc]` every room enforces.
 #[derive(Debug, Clone, PartialEq, Eq)]

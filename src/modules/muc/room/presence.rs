@@ -44,7 +44,7 @@ impl Room {
             // Subscriptions and probes mean nothing to a room.
             _ => return,
         }
-        let Some(nick) = nick else {
+        let Some(nick) = nick.filter(|n| super::visible_nick(n)) else {
             out.extend(error_reply(stanza, to, from, E::JidMalformed));
             return;
         };

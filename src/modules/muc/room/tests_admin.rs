@@ -239,3 +239,100 @@ fn owner_manages_lists_while_the_room_is_locked() {
         "item-not-found"
     );
 }
+
+#[test]
+fn rules_the_prober_found_broken() {
+    let mut room = room3();
+    let err = |out: Vec<RoomOut>, who: &str| reply_error(&out, who);
+    // §8.2, §8.4: bob, a moderator by role only, may not kick or silence carol, a member.
+    admin_set(&mut room, ALICE, "<item nick='bob' role='moderator'/>");
+    admin_set(
+        &mut room,
+        ALICE,
+        "<item jid='carol@localhost' affiliation='member'/>",
+    );
+    for role in ["none", "visitor"] {
+        let out = admin_set(
+            &mut room,
+            BOB,
+            &format!("<item nick='carol' role='{role}'/>"),
+        );
+        assert_eq!(err(out, BOB).as_deref(), Some("not-allowed"), "{role}");
+    }
+    // §17.4: an item with both an affiliation and a role.
+    let both = "<item nick='carol' affiliation='none' role='visitor'/>";
+    assert_eq!(
+        err(admin_set(&mut room, ALICE, both), ALICE).as_deref(),
+        Some("bad-request")
+    );
+    // §9.1: an owner may not ban himself, even with another owner left.
+    admin_set(
+        &mut room,
+        ALICE,
+        "<item jid='dave@localhost' affiliation='owner'/>",
+    );
+    let ban = "<item jid='alice@localhost' affiliation='outcast'/>";
+    assert_eq!(
+        err(admin_set(&mut room, ALICE, ban), ALICE).as_deref(),
+        Some("conflict")
+    );
+    assert_eq!(room.occupants(), 3);
+}
+
+#[test]
+fn invisible_nicknames_are_refused() {
+    let mut room = room_with(&[]);
+    for nick in [
+        " ", "  ", "\u{a0}", "\u{2003}", "\u{3000}", "\u{200b}", " \u{a0} ",
+    ] {
+        let out = feed(&mut room, BOB, &join_xml(nick));
+        assert_eq!(only_error(&out, BOB), "jid-malformed", "{nick:?}");
+    }
+    assert_eq!(room.occupants(), 1);
+    // A nickname with something visible in it is fine.
+    let out = feed(&mut room, BOB, &join_xml(" b "));
+    assert!(sent_to(&out, BOB).iter().any(|e| codes(e).contains(&110)));
+}
+
+#[test]
+fn disco_nodes_and_a_blank_room_password() {
+    let mut room = room_alice_bob();
+    let disco = |room: &mut Room, ns: &str, node: &str| {
+        let out = feed(
+            room,
+            BOB,
+            &format!("<iq type='get' id='d' to='{ROOM}'><query xmlns='{ns}' node='{node}'/></iq>"),
+        );
+        reply(&out, BOB)
+    };
+    let info = "http://jabber.org/protocol/disco#info";
+    // §7.12: no registered nickname: an empty answer for the node, not the room's identity.
+    let r = disco(&mut room, info, "x-roomuser-item");
+    assert_eq!(r.attr("type"), Some("result"));
+    let q = r.get_child("query", info).expect("query");
+    assert_eq!(q.attr("node"), Some("x-roomuser-item"));
+    assert_eq!(q.child_elements().count(), 0);
+    assert_eq!(
+        error_of(&disco(&mut room, info, "bogus")).as_deref(),
+        Some("item-not-found")
+    );
+    let items = "http://jabber.org/protocol/disco#items";
+    assert_eq!(
+        error_of(&disco(&mut room, items, "bogus")).as_deref(),
+        Some("item-not-found")
+    );
+    // §10.1.3: password protection without a password is refused, and changes nothing.
+    let out = configure(
+        &mut room,
+        ALICE,
+        &[("muc#roomconfig_passwordprotectedroom", "1")],
+    );
+    assert_eq!(
+        error_of(&sent_to(&out, ALICE)[0]).as_deref(),
+        Some("not-acceptable")
+    );
+    assert!(room
+        .disco_info()
+        .child_elements()
+        .any(|f| f.attr("var") == Some("muc_unsecured")));
+}

@@ -403,3 +403,22 @@ fn occupant_ids_mark_every_presence_and_message_and_replace_forged_ones() {
     );
     assert!(occupant_ids(&broadcasts(&feed(&mut plain, BOB, &m))[0].0).is_empty());
 }
+
+#[test]
+fn one_message_carries_a_bounded_number_of_invitations() {
+    let mut room = room_alice_bob();
+    let many: String = (0..21)
+        .map(|i| format!("<invite to='u{i}@localhost'/>"))
+        .collect();
+    let m = format!("<message to='{ROOM}'><x xmlns='{NS_MUC_USER}'>{many}</x></message>");
+    assert_eq!(
+        only_error(&feed(&mut room, ALICE, &m), ALICE),
+        "policy-violation"
+    );
+    let declines: String = (0..21).map(|_| "<decline to='bob@localhost'/>").collect();
+    let m = format!("<message to='{ROOM}'><x xmlns='{NS_MUC_USER}'>{declines}</x></message>");
+    assert_eq!(
+        only_error(&feed(&mut room, CAROL, &m), CAROL),
+        "policy-violation"
+    );
+}

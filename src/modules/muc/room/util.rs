@@ -147,3 +147,32 @@ pub(super) fn parse_stamp(s: &str) -> Option<SystemTime> {
 pub(super) fn status(code: u16) -> Element {
     Element::new("status", super::types::NS_MUC_USER).with_attr("code", code.to_string())
 }
+
+/// Whether a nickname shows anything (§17.1: no empty or invisible room nicknames): it needs a
+/// character that is neither white space, a control, nor one that renders as nothing (the
+/// format characters, variation selectors, fillers and tags of Unicode's default-ignorables).
+pub fn visible_nick(nick: &str) -> bool {
+    nick.chars().any(|c| {
+        let invisible = matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E0FFF}'
+        );
+        !(c.is_whitespace() || c.is_control() || invisible)
+    })
+}
