@@ -307,7 +307,20 @@ fn vcard_set_get_and_size_limit() {
             "e",
             "<iq type='get' id='e' to='alice@localhost'><vCard xmlns='vcard-temp'/></iq>",
         );
-        assert_eq!(r.type_().as_deref(), Some("result"));
+        // XEP-0054 §3.3: alice has none; to bob that looks like a missing account.
+        assert_eq!(error_condition(&r).as_deref(), Some("service-unavailable"));
+        let r = iq(
+            &mut bob,
+            "n",
+            "<iq type='get' id='n' to='nobody@localhost'><vCard xmlns='vcard-temp'/></iq>",
+        );
+        assert_eq!(error_condition(&r).as_deref(), Some("service-unavailable"));
+        // §3.1: her own missing vCard is an empty one.
+        let r = iq(
+            &mut alice,
+            "o",
+            "<iq type='get' id='o'><vCard xmlns='vcard-temp'/></iq>",
+        );
         assert!(String::from_utf8_lossy(r.bytes()).contains("<vCard xmlns='vcard-temp'/>"));
         let r = iq(&mut alice, "s", "<iq type='set' id='s'><vCard xmlns='vcard-temp'><FN>Alice A.</FN><NICKNAME>al</NICKNAME></vCard></iq>");
         assert_eq!(r.type_().as_deref(), Some("result"));

@@ -1,7 +1,8 @@
 //! `mod_vcard`: vcard-temp (XEP-0054) as a stored blob. A user sets their own `<vCard/>` (at most
 //! `max_bytes` serialized, otherwise `not-acceptable` and nothing stored) and anyone gets a user's
-//! vCard from the user's bare JID; a user without one gets an empty `<vCard/>`, a missing account
-//! `service-unavailable`.
+//! vCard from the user's bare JID. A user asking for its own missing vCard gets an empty `<vCard/>`;
+//! anyone else asking for a missing vCard gets `service-unavailable`, as for a missing account
+//! (XEP-0054 §3.3: no account harvesting).
 
 use std::rc::Rc;
 
@@ -140,7 +141,10 @@ fn get_job(store: &Store, owner: &BareJid, req: &Acc, on: ShardId) -> JobDone {
                 return error(req, StanzaErrorCondition::InternalServerError, on);
             }
         },
-        Ok(VcardGet::Empty) => Element::new("vCard", NS),
+        // §3.1: the owner learns it has none. §3.3: anyone else gets the error a missing account
+        // gets, so that vCards tell nobody which accounts exist.
+        Ok(VcardGet::Empty) if req.from.bare() == *owner => Element::new("vCard", NS),
+        Ok(VcardGet::Empty) => return error(req, StanzaErrorCondition::ServiceUnavailable, on),
         Ok(VcardGet::NoSuchUser) => {
             return error(req, StanzaErrorCondition::ServiceUnavailable, on)
         }

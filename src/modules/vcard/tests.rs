@@ -63,7 +63,8 @@ fn set_get_other_user_empty_and_size_limit() {
         assert_eq!(fn_of("own0"), Some(None), "empty vCard expected");
         assert_eq!(by_id("set").attr("type"), Some("result"));
         assert_eq!(fn_of("own1"), Some(Some("Alice".into())));
-        assert_eq!(fn_of("bob"), Some(None));
+        // §3.3: bob has none; to anyone else that looks like a missing account.
+        assert_eq!(cond(by_id("bob")).as_deref(), Some("service-unavailable"));
         assert_eq!(cond(by_id("ghost")).as_deref(), Some("service-unavailable"));
         assert_eq!(cond(by_id("other")).as_deref(), Some("forbidden"));
         assert_eq!(cond(by_id("big")).as_deref(), Some("not-acceptable"));
