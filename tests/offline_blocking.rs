@@ -415,3 +415,65 @@ fn stored_xml_keeps_the_namespaces_of_prefixed_attributes() {
     );
     assert!(String::from_utf8_lossy(r.bytes()).contains("xmlns:y='urn:y'"));
 }
+
+fn subscribe_one_way(x: &mut Client, xn: &str, y: &mut Client, yn: &str) {
+    x.send(&format!("<presence to='{yn}@localhost' type='subscribe'/>"));
+    y.expect("subscribe", |s| s.type_().as_deref() == Some("subscribe"));
+    y.send(&format!(
+        "<presence to='{xn}@localhost' type='subscribed'/>"
+    ));
+    x.expect("subscribed", |s| s.type_().as_deref() == Some("subscribed"));
+}
+
+#[test]
+fn a_blocked_contact_sees_no_presence_until_unblocked() {
+    for shards in SHARDS {
+        let modules = format!("{MODULES}\n[modules.roster]\n[modules.presence]\n");
+        let server = Server::start_with(shards, &["alice", "bob"], "", &modules);
+        let mut alice = server.login("alice", "a", Some(0));
+        let mut bob = server.login("bob", "b", Some(0));
+        subscribe_one_way(&mut alice, "alice", &mut bob, "bob");
+        subscribe_one_way(&mut bob, "bob", &mut alice, "alice");
+        alice.send("<presence><status>here</status></presence>");
+        alice.home_sync();
+        bob.expect("alice here", |s| {
+            s.name() == "presence" && String::from_utf8_lossy(s.bytes()).contains("here")
+        });
+        let block = "<iq type='set' id='b1'><block xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/></block></iq>";
+        assert_eq!(
+            iq(&mut alice, "b1", block).type_().as_deref(),
+            Some("result")
+        );
+        // §3.3: bob is told alice went away...
+        bob.expect("unavailable", |s| {
+            s.name() == "presence" && s.type_().as_deref() == Some("unavailable")
+        });
+        // ...and then learns nothing: not her changes, not by probing, not by asking again.
+        let (mark, amark) = (bob.raw.len(), alice.raw.len());
+        alice.send("<presence><status>secret</status></presence>");
+        alice.home_sync();
+        bob.send("<presence to='alice@localhost' type='probe'/>");
+        bob.send("<presence to='alice@localhost' type='subscribe'/>");
+        bob.home_sync();
+        alice.sync();
+        bob.sync();
+        let seen = String::from_utf8_lossy(&bob.raw[mark..]).into_owned();
+        assert!(
+            !seen.contains("from='alice@localhost"),
+            "shards={shards}: {seen}"
+        );
+        assert!(
+            !String::from_utf8_lossy(&alice.raw[amark..]).contains("type='subscribe'"),
+            "shards={shards}"
+        );
+        // §3.4: unblocked, bob gets her current presence.
+        let unblock = "<iq type='set' id='u1'><unblock xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/></unblock></iq>";
+        assert_eq!(
+            iq(&mut alice, "u1", unblock).type_().as_deref(),
+            Some("result")
+        );
+        bob.expect("alice again", |s| {
+            s.name() == "presence" && String::from_utf8_lossy(s.bytes()).contains("secret")
+        });
+    }
+}

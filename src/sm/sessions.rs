@@ -156,6 +156,14 @@ impl SessionManager {
         self.home_handlers = v.into();
     }
 
+    /// Adds a home handler that runs before every one added so far (a filter that must see
+    /// stanzas before the modules acting on them, whatever the order modules start in).
+    pub fn add_home_filter(&mut self, name: &'static str, h: super::HomeHandler) {
+        let mut v = self.home_handlers.to_vec();
+        v.insert(0, (name, h));
+        self.home_handlers = v.into();
+    }
+
     /// The home handlers, in registration order.
     pub(crate) fn home_handlers(&self) -> std::rc::Rc<[(&'static str, super::HomeHandler)]> {
         self.home_handlers.clone()

@@ -5,8 +5,15 @@
 //! - Incoming: `user_receive_packet` on the recipient session's shard stops stanzas from a blocked
 //!   JID: messages and IQ get/set are answered `service-unavailable` (as if the user were absent),
 //!   everything else is dropped.
+//! - The user's home shard, which holds the user's list: `filter_packet` stops what the server
+//!   sends there on the user's behalf to a blocked JID (presence broadcasts, probe answers, PEP
+//!   notifications); a home filter, ahead of every module's home handler, stops what a blocked JID
+//!   sends to the user's bare JID (probes and subscription requests dropped, messages and IQs
+//!   answered `service-unavailable`, never stored offline).
 //! - IQs (`urn:xmpp:blocking`, to the user's own account): get the list, block, unblock, unblock
 //!   all; after the store commits, the result goes to the requester and a push to every resource.
+//!   [`BlocklistChanged`] tells the presence module, which sends a newly blocked JID unavailable
+//!   presence and an unblocked subscriber the current presence (§3.3, §3.4).
 //!
 //! Where the lists live and why each shard has the list before it filters: see [`state`].
 
@@ -20,7 +27,7 @@ use std::sync::Arc;
 pub use list::BlockList;
 
 use crate::config::Config;
-use crate::hooks::{Acc, HookCtx, HookResult, JobDone, SessionEvent};
+use crate::hooks::{Acc, Events, HookCtx, HookResult, JobDone, SessionEvent};
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::local::{result_reply, IqHandler, IqReply};
 use crate::modules::offline::user_key;
@@ -111,6 +118,8 @@ pub fn register(shard: &mut Shard, hosts: &[String], opts: &Options) {
     hooks
         .user_receive_packet
         .add(PRIORITY, "blocking", on_receive);
+    hooks.filter_packet.add(PRIORITY, "blocking", on_route);
+    shard.sm.add_home_filter("blocking", Rc::new(on_home));
     let max = opts.max_items;
     let handler: IqHandler = Rc::new(move |acc, payload, ctx| handle_iq(acc, payload, ctx, max));
     for host in hosts {
@@ -205,6 +214,57 @@ fn on_receive(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
         }
     }
     HookResult::Stop
+}
+
+/// Any shard routing a stanza; acts on the sender's home shard, which has the sender's list: what
+/// the server sends there on the user's behalf (presence broadcasts and probe answers, PEP
+/// notifications) never goes to a JID the user blocked (§3.3, XEP-0163 §4.3.3). The user's own
+/// stanzas were stopped on their connection's shard already; errors go out (the
+/// `service-unavailable` a blocked sender gets comes from the user).
+fn on_route(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
+    let lists = ctx.ext.get_or_default::<HomeLists>();
+    if lists.lists.is_empty() || acc.from.node().is_none() {
+        return HookResult::Continue;
+    }
+    let Some(list) = lists.lists.get(acc.from.bare_str()) else {
+        return HookResult::Continue;
+    };
+    if list.is_empty() || acc.kind() == StanzaKind::Other || acc.ty() == StanzaType::Error {
+        return HookResult::Continue;
+    }
+    if list.blocks(&acc.to) && !is_own(&acc.from.bare(), &acc.to) {
+        return HookResult::Stop;
+    }
+    HookResult::Continue
+}
+
+/// The recipient's home shard, before any module: nothing from a JID the user blocked reaches the
+/// modules that act there for the user. Presence (subscription requests, probes) is dropped
+/// without an answer (§3.3); a message or an IQ request is answered `service-unavailable` as if
+/// the user were absent, so that it is neither stored offline nor delivered later.
+fn on_home(shard: &mut Shard, acc: Acc) -> Option<Acc> {
+    let lists = shard.ext.get_or_default::<HomeLists>();
+    if lists.lists.is_empty() || acc.get(ANSWER).is_some() {
+        return Some(acc);
+    }
+    let Some(list) = lists.lists.get(acc.to.bare_str()) else {
+        return Some(acc);
+    };
+    if list.is_empty() || !list.blocks(&acc.from) || is_own(&acc.to.bare(), &acc.from) {
+        return Some(acc);
+    }
+    let ty = acc.ty();
+    let answer = match acc.kind() {
+        StanzaKind::Message => ty != StanzaType::Error,
+        StanzaKind::Iq => ty.is_request(),
+        _ => false,
+    };
+    if answer {
+        if let Some(reply) = acc.error_reply(StanzaErrorCondition::ServiceUnavailable, shard.id) {
+            crate::router::route(shard, reply);
+        }
+    }
+    None
 }
 
 /// No list for the recipient here yet. A stanza to a full JID (the local fast path overtaking the
@@ -346,6 +406,34 @@ fn error_answer(req: &Acc, on: ShardId, cond: StanzaErrorCondition) -> JobDone {
         .into()
 }
 
+/// Module event on the user's home shard, for presence to follow a block (XEP-0191 §3.3, §3.4).
+#[derive(Debug, Clone)]
+pub enum BlocklistChanged {
+    /// `user` is blocking `jids`: emitted before the new list applies, so that what listeners send
+    /// them now (unavailable presence) still goes out.
+    Blocking {
+        /// The user.
+        user: BareJid,
+        /// The JIDs being blocked.
+        jids: Vec<Jid>,
+    },
+    /// `user` unblocked `jids`: emitted once the new list applies (current presence may go).
+    Unblocked {
+        /// The user.
+        user: BareJid,
+        /// The JIDs no longer blocked.
+        jids: Vec<Jid>,
+    },
+}
+
+/// The JIDs of a stored list's items (they were prepared before they were stored).
+fn parse_all<'a>(items: impl IntoIterator<Item = &'a str>) -> Vec<Jid> {
+    items
+        .into_iter()
+        .filter_map(|j| Jid::parse(j).ok())
+        .collect()
+}
+
 /// After a committed change: the result to the requester, then the new list to the home shard,
 /// which refreshes every session's shard and pushes the change to every resource.
 fn changed(
@@ -372,9 +460,31 @@ fn changed(
                 Box::new(move |home_shard| {
                     let id = home_shard.id;
                     let version = list.version;
+                    let old = home_shard.ext.get_or_default::<HomeLists>().get(&u);
+                    let (blocking, unblocked) = match &change {
+                        BlockChange::Block(j) => (parse_all(j.iter().map(String::as_str)), vec![]),
+                        BlockChange::Unblock(j) => {
+                            (vec![], parse_all(j.iter().map(String::as_str)))
+                        }
+                        BlockChange::UnblockAll => (vec![], parse_all(old.items())),
+                    };
+                    if !blocking.is_empty() {
+                        let ev = BlocklistChanged::Blocking {
+                            user: u.clone(),
+                            jids: blocking,
+                        };
+                        Events::<BlocklistChanged>::emit(home_shard, &ev);
+                    }
                     let from = u.clone();
                     let push = move |to: &FullJid| push_iq(&from, to, &payload, version, id);
                     state::publish(home_shard, &u, list, &push);
+                    if !unblocked.is_empty() {
+                        let ev = BlocklistChanged::Unblocked {
+                            user: u.clone(),
+                            jids: unblocked,
+                        };
+                        Events::<BlocklistChanged>::emit(home_shard, &ev);
+                    }
                 }),
             );
         })),

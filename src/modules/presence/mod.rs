@@ -21,6 +21,7 @@ use ahash::HashMap;
 use crate::hooks::{Acc, HookCtx, HookResult, JobDone};
 use crate::hooks::{SessionEnd, SessionEndKind};
 use crate::jid::{BareJid, FullJid, Jid};
+use crate::modules::blocking::BlocklistChanged;
 use crate::modules::roster::{self, user_key, RosterItem, SubKind, SubState, Transition};
 use crate::shard::{ConnMsg, SessionRef, Shard, ShardId};
 use crate::sm::{PresenceUpdate, PRESENCE_UPDATE};
@@ -57,6 +58,52 @@ pub fn start(shard: &mut Shard, _hosts: &[String]) {
         .add(40, "presence", user_send_presence);
     shard.hooks.session_end.add(50, "presence", session_end);
     shard.sm.add_home_handler("presence", Rc::new(home));
+    crate::hooks::Events::<BlocklistChanged>::listen(shard, 50, "presence", block_changed);
+}
+
+/// XEP-0191, on the user's home shard: a JID being blocked gets unavailable presence from each
+/// available resource (before the block applies; §3.3), an unblocked one that is subscribed to the
+/// user's presence gets the current presence (§3.4). Only JIDs of accounts: a domain item has
+/// nobody to tell.
+fn block_changed(shard: &mut Shard, ev: &BlocklistChanged) {
+    match ev {
+        BlocklistChanged::Blocking { user, jids } => {
+            for jid in jids.iter().filter(|j| j.node().is_some()) {
+                send_unavailable_to(shard, user, jid);
+            }
+        }
+        BlocklistChanged::Unblocked { user, jids } => {
+            for jid in jids.iter().filter(|j| j.node().is_some()) {
+                let (user, to) = (user.clone(), jid.clone());
+                queue_job(shard, user_key(&user), move |store| {
+                    let subscribed = match store.roster_item(&user, &to.bare()) {
+                        Ok(item) => item.is_some_and(|i| i.state.from),
+                        Err(e) => {
+                            tracing::error!(error = %e, "unblock: roster read failed");
+                            false
+                        }
+                    };
+                    JobDone {
+                        then: subscribed.then(|| {
+                            Box::new(move |shard: &mut Shard| share_with(shard, &user, &to))
+                                as Box<dyn FnOnce(&mut Shard) + Send>
+                        }),
+                        ..JobDone::default()
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// The last presence of each of `user`'s available resources, to `to` (on the user's home shard).
+fn share_with(shard: &mut Shard, user: &BareJid, to: &Jid) {
+    for (jid, _, last) in available(shard, user) {
+        if let Some(last) = last {
+            let copy = copy_to(&last, &Jid::from(jid), to, shard.id);
+            crate::router::route(shard, copy);
+        }
+    }
 }
 
 /// Sends `unavailable` from the user's available resources to `contact` (the contact lost its
@@ -304,15 +351,7 @@ fn home(shard: &mut Shard, acc: Acc) -> Option<Acc> {
             HomeOp::Revoke(contact) => {
                 send_unavailable_to(shard, &acc.to.bare(), &Jid::from(contact))
             }
-            HomeOp::Share(contact) => {
-                let to = Jid::from(contact);
-                for (jid, _, last) in available(shard, &acc.to.bare()) {
-                    if let Some(last) = last {
-                        let copy = copy_to(&last, &Jid::from(jid), &to, shard.id);
-                        crate::router::route(shard, copy);
-                    }
-                }
-            }
+            HomeOp::Share(contact) => share_with(shard, &acc.to.bare(), &Jid::from(contact)),
         }
         return None;
     }
