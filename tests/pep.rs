@@ -416,3 +416,30 @@ fn crossing_subscriptions_at_two_shards_leave_every_contact_notified() {
         "pushes out of order: {v:?}"
     );
 }
+
+/// XEP-0060 §6.4: `<default/>` in the plain pubsub namespace asks for the default subscription
+/// options, which PEP does not have (§6.4.3: `retrieve-default-sub` unsupported); the owner
+/// namespace's `<default/>` is the default node configuration.
+#[test]
+fn the_plain_default_is_unsupported_the_owner_default_is_the_node_configuration() {
+    let server = start(1);
+    let mut alice = server.login("alice", "a", Some(0));
+    let r = iq(
+        &mut alice,
+        "d1",
+        &format!("<iq type='get' id='d1'><pubsub xmlns='{PS}'><default/></pubsub></iq>"),
+    );
+    refused(&r, "feature-not-implemented", Some("unsupported"));
+    assert!(
+        text(&r).contains("feature='retrieve-default-sub'"),
+        "{}",
+        text(&r)
+    );
+    let r = iq(
+        &mut alice,
+        "d2",
+        &format!("<iq type='get' id='d2'><pubsub xmlns='{PS}#owner'><default/></pubsub></iq>"),
+    );
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    assert!(text(&r).contains("pubsub#node_config"), "{}", text(&r));
+}

@@ -624,3 +624,121 @@ fn a_notify_only_node_notifies_and_others_cannot_unsubscribe_you() {
         refused(&r, "forbidden", None);
     }
 }
+
+/// The subid of `bob`'s subscription in the answer `r` to a subscribe.
+fn subid_of(r: &Stanza) -> String {
+    r.tree()
+        .ok()
+        .and_then(|t| {
+            t.get_child("pubsub", PS)
+                .and_then(|p| p.get_child("subscription", PS))
+                .and_then(|s| s.attr("subid").map(str::to_owned))
+        })
+        .unwrap_or_else(|| panic!("no subid: {}", text(r)))
+}
+
+/// XEP-0060's errors for what a prober sent: the plain `<default/>` asks for subscription options
+/// (§6.4.3), subscribing again while pending (§6.1.3.7), items and no items on a transient
+/// notification-only node (§7.1.3.6), a subid that is not the requester's (§6.5.9.2).
+#[test]
+fn default_options_pending_resubscription_transient_publishes_and_subids() {
+    for shards in [1, 2] {
+        let server = start(shards);
+        let mut alice = server.login("alice", "a", Some(0));
+        let mut bob = server.login("bob", "b", Some(0));
+
+        // §6.4: the default subscription options are not supported; the owner's default node
+        // configuration (§8.3) still is.
+        let r = iq(&mut bob, "d1", "get", PS, "<default/>");
+        refused(&r, "feature-not-implemented", Some("unsupported"));
+        assert!(
+            text(&r).contains("feature='retrieve-default-sub'"),
+            "{}",
+            text(&r)
+        );
+        let r = iq(&mut alice, "d2", "get", OWNER, "<default/>");
+        ok(&r);
+        assert!(text(&r).contains("pubsub#node_config"), "{}", text(&r));
+
+        // §6.1.3.7: subscribing again while the owner has not answered.
+        ok(&create(
+            &mut alice,
+            "c1",
+            "moderated",
+            &[("access_model", "authorize")],
+        ));
+        let r = subscribe(&mut bob, "s1", "moderated", "bob@localhost/b");
+        assert!(text(&r).contains("subscription='pending'"), "{}", text(&r));
+        refused(
+            &subscribe(&mut bob, "s2", "moderated", "bob@localhost/b"),
+            "not-authorized",
+            Some("pending-subscription"),
+        );
+
+        // §7.1.3.6: a transient notification-only node takes publishes without item, and
+        // notifies them as `<items node=…/>`; an item is forbidden.
+        let doorbell = "doorbell";
+        ok(&create(
+            &mut alice,
+            "c2",
+            doorbell,
+            &[("persist_items", "0"), ("deliver_payloads", "0")],
+        ));
+        let r = subscribe(&mut bob, "s3", doorbell, "bob@localhost/b");
+        ok(&r);
+        let mine = subid_of(&r);
+        refused(
+            &publish(&mut alice, "p1", doorbell, "x", "<ring xmlns='urn:x'/>"),
+            "bad-request",
+            Some("item-forbidden"),
+        );
+        ok(&iq(
+            &mut alice,
+            "p2",
+            "set",
+            PS,
+            &format!("<publish node='{doorbell}'/>"),
+        ));
+        let n = bob.expect("transient notification", |s| event(s, "items", doorbell));
+        assert!(
+            text(&n).contains(&format!("<items node='{doorbell}'/>")),
+            "{}",
+            text(&n)
+        );
+        // A persistent node wants its item, and a publish without one makes no node.
+        ok(&create(&mut alice, "c3", "kept", &[]));
+        for (id, node) in [("p3", "kept"), ("p4", "never-made")] {
+            refused(
+                &iq(
+                    &mut alice,
+                    id,
+                    "set",
+                    PS,
+                    &format!("<publish node='{node}'/>"),
+                ),
+                "bad-request",
+                Some("item-required"),
+            );
+        }
+        refused(
+            &items(&mut alice, "i0", "never-made", "", ""),
+            "item-not-found",
+            None,
+        );
+
+        // §6.5.9.2: a subid that is not one of the requester's subscriptions; his own works.
+        refused(
+            &items(&mut bob, "i1", doorbell, "", " subid='bogus'"),
+            "not-acceptable",
+            Some("invalid-subid"),
+        );
+        ok(&items(
+            &mut bob,
+            "i2",
+            doorbell,
+            "",
+            &format!(" subid='{mine}'"),
+        ));
+        ok(&items(&mut bob, "i3", doorbell, "", ""));
+    }
+}

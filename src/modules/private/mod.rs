@@ -86,7 +86,10 @@ fn parse(ty: StanzaType, payload: &Element) -> Result<Request, StanzaErrorCondit
     }
     match (ty, children.as_slice()) {
         (StanzaType::Get, [one]) => Ok(Request::Get((*one).clone())),
-        (StanzaType::Set, many) if !many.is_empty() => Ok(Request::Set(
+        // XEP-0049 §2.3: a query without child element MUST be "Not Acceptable"; the error
+        // table (§3) names "Bad Format" (bad-request) for an empty get alone.
+        (StanzaType::Set, []) => Err(StanzaErrorCondition::NotAcceptable),
+        (StanzaType::Set, many) => Ok(Request::Set(
             many.iter().map(|c| serialize(c)).collect(),
             many.iter().map(|c| (*c).clone()).collect(),
         )),

@@ -51,6 +51,7 @@ fn round_trip_limits_and_refusals() {
                 "<iq type='set' id='bad'><query xmlns='jabber:iq:private'><x xmlns='jabber:client'/></query></iq>",
                 "<iq type='get' id='bad2'><query xmlns='jabber:iq:private'><x xmlns='jabber:iq:private'/></query></iq>",
                 "<iq type='get' id='none'><query xmlns='jabber:iq:private'/></iq>",
+                "<iq type='set' id='noneset'><query xmlns='jabber:iq:private'/></iq>",
                 "<iq type='get' id='other' to='bob@localhost'><query xmlns='jabber:iq:private'><p xmlns='x:p'/></query></iq>",
                 &format!("<iq type='set' id='huge'><query xmlns='jabber:iq:private'><n xmlns='x:n'>{}</n></query></iq>", "y".repeat(300)),
             ],
@@ -86,6 +87,8 @@ fn round_trip_limits_and_refusals() {
         assert_eq!(cond(by_id("bad")).as_deref(), Some("not-acceptable"));
         assert_eq!(cond(by_id("bad2")).as_deref(), Some("not-acceptable"));
         assert_eq!(cond(by_id("none")).as_deref(), Some("bad-request"));
+        // XEP-0049 §2.3: a set with nothing to store.
+        assert_eq!(cond(by_id("noneset")).as_deref(), Some("not-acceptable"));
         assert_eq!(cond(by_id("other")).as_deref(), Some("forbidden"));
         assert_eq!(cond(by_id("huge")).as_deref(), Some("not-acceptable"));
     }

@@ -3,7 +3,7 @@
 //! [`supported`]).
 
 use super::core::{
-    event, new_id, ns, Access, AccessModel, Affiliation, Node, NodeConfig, PubsubAppError,
+    event, new_id, ns, Access, AccessModel, Affiliation, Extras, Node, NodeConfig, PubsubAppError,
     PubsubError, Request, SendLast, SubState,
 };
 use super::home::{self, Live};
@@ -60,13 +60,13 @@ pub(super) fn access(n: &Node, bare: &str) -> Access {
     a
 }
 
-/// Runs `req` from `acc`'s sender on `live`, a node of `service`.
+/// Runs `req` (with its `extras`) from `acc`'s sender on `live`, a node of `service`.
 pub(super) fn run(
     shard: &mut Shard,
     service: &str,
     live: &mut Live,
     acc: &Acc,
-    req: Request,
+    req: (Request, Extras),
 ) -> Outcome {
     let mut deleted = false;
     let reply = answer(shard, service, live, acc, req, &mut deleted);
@@ -78,7 +78,7 @@ fn answer(
     service: &str,
     live: &mut Live,
     acc: &Acc,
-    req: Request,
+    (req, extras): (Request, Extras),
     deleted: &mut bool,
 ) -> Result<Option<Element>, PubsubError> {
     let opts = &home::nodes(shard).opts;
@@ -97,12 +97,24 @@ fn answer(
     match req {
         Request::Create { .. } => Err(PubsubError::new(C::Conflict)),
         Request::Publish { item, options, .. } => {
-            let item = item.into_item(acc.from.as_str());
-            Node::check_size(&item, &limits)?;
+            let item = (!extras.no_item).then(|| item.into_item(acc.from.as_str()));
+            if let Some(item) = &item {
+                Node::check_size(item, &limits)?;
+            }
             n.can_publish(&a, subscribed(n, &from_bare))?;
             if let Some(x) = &options {
                 n.config().check_preconditions(x, &limits)?;
             }
+            let Some(item) = item else {
+                // §7.1.1: a publish without item, for a transient notification-only node: its
+                // subscribers get `<items node=…/>` with nothing inside, nothing is kept.
+                n.config().check_publish_without_item()?;
+                if n.config().deliver_notifications {
+                    let msg = event::items(service, &name, n.config(), &[]);
+                    notify::fan_out(shard, service, n, &msg);
+                }
+                return Ok(None);
+            };
             let stored = item.to_stored();
             // Notified as published: a node keeping no items (max_items 0) still notifies.
             let sent = item.clone();
@@ -143,6 +155,11 @@ fn answer(
         }
         Request::Items { max, ids, .. } => {
             n.can_read(&a)?;
+            // Each subscription has its own id (one per JID): a subid names one of the
+            // requester's or is refused (§6.5.9.2), never ignored.
+            if let Some(subid) = &extras.subid {
+                n.check_subid(&from_bare, subid)?;
+            }
             Ok(Some(event::items_result(&name, &n.items(max, &ids))))
         }
         Request::Subscribe { jid, .. } => {

@@ -39,12 +39,16 @@ pub fn route(shard: &mut Shard, acc: Acc) {
 }
 
 fn pubsub(shard: &mut Shard, acc: Acc, service: String, ty: StanzaType, payload: &Element) {
-    let req = match Request::parse(ty, payload) {
-        Ok(Request::Create { node: None, config }) => Request::Create {
-            // An instant node (§8.1.2): the service names it.
-            node: Some(ps::new_id()),
-            config,
-        },
+    // The extras (a publish without item, the items' subid) go with the request to the node.
+    let (req, extras) = match Request::parse_with_extras(ty, payload) {
+        Ok((Request::Create { node: None, config }, extras)) => (
+            Request::Create {
+                // An instant node (§8.1.2): the service names it.
+                node: Some(ps::new_id()),
+                config,
+            },
+            extras,
+        ),
         Ok(r) => r,
         Err(e) => return home::reply(shard, &acc, Err(e)),
     };
@@ -108,7 +112,7 @@ fn pubsub(shard: &mut Shard, acc: Acc, service: String, ty: StanzaType, payload:
                 &service,
                 &node,
                 acc,
-                Box::new(move |s, acc| home::request(s, svc, acc, req)),
+                Box::new(move |s, acc| home::request(s, svc, acc, (req, extras))),
             );
         }
     }

@@ -3,9 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ns, Limits, PubsubError};
+use super::{ns, Limits, PubsubAppError, PubsubError};
 use crate::xml::Element;
 use crate::xmpp::form::{self, field, options, Form};
+use crate::xmpp::StanzaErrorCondition;
 
 /// Who may subscribe and retrieve items.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -359,6 +360,26 @@ impl NodeConfig {
                 .map_err(|_| PubsubError::precondition())?;
         }
         Ok(c)
+    }
+
+    /// Transient (items not persisted) and notification-only (no payloads): XEP-0060 §4.3's event
+    /// type whose publishes carry no item (§7.1.3.6: one with an item is `item-forbidden`).
+    pub fn is_transient_notification(&self) -> bool {
+        !self.persist_items && !self.deliver_payloads
+    }
+
+    /// Whether a publish without item (§7.1.1) fits this configuration (§7.1.3.6): a persistent
+    /// node wants an item (`item-required`, a MUST), a payload node a payload
+    /// (`payload-required`); only a transient notification-only node takes none.
+    pub fn check_publish_without_item(&self) -> Result<(), PubsubError> {
+        let app = if self.persist_items {
+            PubsubAppError::ItemRequired
+        } else if self.deliver_payloads {
+            PubsubAppError::PayloadRequired
+        } else {
+            return Ok(());
+        };
+        Err(PubsubError::app(StanzaErrorCondition::BadRequest, app))
     }
 }
 

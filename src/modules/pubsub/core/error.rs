@@ -22,9 +22,9 @@ pub enum PubsubAppError {
     InvalidPayload,
     /// The subscription id is unknown.
     InvalidSubid,
-    /// The item id is not acceptable.
+    /// An item was given to a node that takes none (transient notification-only, §7.1.3.6).
     ItemForbidden,
-    /// An item id is needed (retract, items by id).
+    /// An item is needed (a publish to a persistent node, §7.1.3.6; a retract).
     ItemRequired,
     /// A JID is needed.
     JidRequired,

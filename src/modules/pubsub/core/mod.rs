@@ -21,7 +21,7 @@ mod tests_request;
 pub use config::{AccessModel, MaxItems, NodeConfig, NotificationType, PublishModel, SendLast};
 pub use error::{PubsubAppError, PubsubError};
 pub use node::{Access, Affiliation, Item, Node, NodeMeta, Published, SubState, Subscription};
-pub use request::{PublishItem, Request};
+pub use request::{Extras, PublishItem, Request};
 
 /// Namespaces of XEP-0060.
 pub mod ns {

@@ -323,8 +323,16 @@ impl Node {
     }
 
     /// Publishes `item` (replacing one with the same id) as the newest, and drops the oldest past
-    /// `max_items`. The caller checked the publisher's rights.
+    /// `max_items`. The caller checked the publisher's rights. A transient notification-only node
+    /// takes no items (`bad-request` + `item-forbidden`, §7.1.3.6: its publishes are bare
+    /// `<publish/>`s, see [`NodeConfig::check_publish_without_item`]).
     pub fn publish(&mut self, item: Item, limits: &Limits) -> Result<Published, PubsubError> {
+        if self.meta.config.is_transient_notification() {
+            return Err(PubsubError::app(
+                StanzaErrorCondition::BadRequest,
+                PubsubAppError::ItemForbidden,
+            ));
+        }
         Node::check_size(&item, limits)?;
         if self.meta.config.deliver_payloads && item.payload.is_none() {
             return Err(PubsubError::app(
@@ -419,7 +427,8 @@ impl Node {
     }
 
     /// Subscribes `jid` after checking `a` (§6.1); `subid` is used for a new subscription. Under
-    /// the authorize model the subscription is pending. Subscribing again returns the existing one.
+    /// the authorize model the subscription is pending. Subscribing again returns the existing one,
+    /// unless it still waits for approval: `not-authorized` + `pending-subscription` (§6.1.3.7).
     pub fn subscribe(
         &mut self,
         jid: &str,
@@ -433,8 +442,15 @@ impl Node {
         } else if a.affiliation == Affiliation::Outcast {
             return Err(PubsubError::forbidden());
         }
-        if let Some(s) = self.subscription(jid) {
-            return Ok(s.clone());
+        match self.subscription(jid) {
+            Some(s) if s.state == SubState::Pending => {
+                return Err(PubsubError::app(
+                    StanzaErrorCondition::NotAuthorized,
+                    PubsubAppError::PendingSubscription,
+                ))
+            }
+            Some(s) => return Ok(s.clone()),
+            None => {}
         }
         if self.meta.subscriptions.len() >= MAX_SUBSCRIPTIONS {
             return Err(too_many());
@@ -450,6 +466,23 @@ impl Node {
         };
         self.meta.subscriptions.push(s.clone());
         Ok(s)
+    }
+
+    /// Checks the `subid` of an items request by `bare` (§6.5.9.2): it must be the id of one of
+    /// the subscriptions of `bare` or its resources (each has its own id, one per JID), else
+    /// `not-acceptable` + `invalid-subid`.
+    pub fn check_subid(&self, bare: &str, subid: &str) -> Result<(), PubsubError> {
+        let mine = self.meta.subscriptions.iter().any(|s| {
+            s.subid == subid && crate::jid::Jid::parse(&s.jid).is_ok_and(|j| j.bare_str() == bare)
+        });
+        if mine {
+            Ok(())
+        } else {
+            Err(PubsubError::app(
+                StanzaErrorCondition::NotAcceptable,
+                PubsubAppError::InvalidSubid,
+            ))
+        }
     }
 
     /// Removes the subscription of `jid` (§6.2); `unexpected-request` + `not-subscribed` when there

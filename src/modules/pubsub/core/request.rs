@@ -17,6 +17,20 @@ pub struct PublishItem {
     pub payload: Option<Element>,
 }
 
+/// What a request says besides its [`Request`], read by [`Request::parse_with_extras`]. Kept beside
+/// the request rather than in it because PEP's handler (`modules::pep`) matches every field of
+/// every [`Request`]; only the pubsub service acts on these so far, and [`Request::parse`] refuses
+/// a publish without item as every persistent node must.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// The `<publish/>` held no `<item/>` (its [`PublishItem`] is then empty): only a transient
+    /// notification-only node takes that (XEP-0060 §7.1.1, §7.1.3.6; see
+    /// [`NodeConfig::check_publish_without_item`](super::NodeConfig::check_publish_without_item)).
+    pub no_item: bool,
+    /// The `subid` of `<items/>`: it must name one of the requester's subscriptions (§6.5.9.2).
+    pub subid: Option<String>,
+}
+
 impl PublishItem {
     /// The item as published now by `publisher` (a full JID), with a new id if it had none.
     pub fn into_item(self, publisher: &str) -> super::Item {
@@ -43,7 +57,7 @@ pub enum Request {
     Publish {
         /// The node.
         node: String,
-        /// The item.
+        /// The item (empty for a `<publish/>` without one, [`Extras::no_item`]).
         item: PublishItem,
         /// The `pubsub#publish-options` form.
         options: Option<Element>,
@@ -73,7 +87,7 @@ pub enum Request {
         /// The subscription id, if given.
         subid: Option<String>,
     },
-    /// `<items node=… max_items=…><item id=…/>…</items>`.
+    /// `<items node=… max_items=…><item id=…/>…</items>` (its `subid`: [`Extras::subid`]).
     Items {
         /// The node.
         node: String,
@@ -97,7 +111,9 @@ pub enum Request {
         /// Only this node.
         node: Option<String>,
     },
-    /// Owner `<default/>`: the default configuration.
+    /// Owner `<default/>`: the default node configuration (§8.3). The `<default/>` of the plain
+    /// namespace asks for default subscription options (§6.4), which are not supported: it is
+    /// refused when parsed.
     Default,
     /// Owner `<configure node=…/>` (get).
     ConfigureGet {
@@ -189,8 +205,23 @@ impl Request {
         )
     }
 
-    /// Parses the `<pubsub/>` child of an IQ of type `iq_type` (`get` or `set`).
+    /// Parses the `<pubsub/>` child of an IQ of type `iq_type` (`get` or `set`). A publish without
+    /// item is `bad-request` + `item-required` (§7.1.3.6): callers that know the node and may take
+    /// one use [`Request::parse_with_extras`].
     pub fn parse(iq_type: StanzaType, payload: &Element) -> Result<Request, PubsubError> {
+        let (req, extras) = Request::parse_with_extras(iq_type, payload)?;
+        if extras.no_item {
+            return Err(item_required());
+        }
+        Ok(req)
+    }
+
+    /// [`Request::parse`], with what the request says besides (a publish without item is parsed,
+    /// with an empty [`PublishItem`]).
+    pub fn parse_with_extras(
+        iq_type: StanzaType,
+        payload: &Element,
+    ) -> Result<(Request, Extras), PubsubError> {
         if payload.name != "pubsub" {
             return Err(PubsubError::bad_request());
         }
@@ -199,8 +230,9 @@ impl Request {
             StanzaType::Set => true,
             _ => return Err(PubsubError::bad_request()),
         };
+        let mut extras = Extras::default();
         let req = if payload.ns == ns::PUBSUB {
-            parse_user(set, payload)?
+            parse_user(set, payload, &mut extras)?
         } else if payload.ns == ns::OWNER {
             parse_owner(set, payload)?
         } else {
@@ -210,8 +242,16 @@ impl Request {
         if !matches!(req, Request::Options { .. }) && req.is_set() != set {
             return Err(PubsubError::bad_request());
         }
-        Ok(req)
+        Ok((req, extras))
     }
+}
+
+/// `bad-request` + `item-required`.
+fn item_required() -> PubsubError {
+    PubsubError::app(
+        StanzaErrorCondition::BadRequest,
+        PubsubAppError::ItemRequired,
+    )
 }
 
 /// The children of the payload in its own namespace.
@@ -246,7 +286,7 @@ fn form_in(e: Option<&Element>) -> Option<Element> {
     e.and_then(|e| e.get_child("x", form::NS)).cloned()
 }
 
-fn parse_user(set: bool, p: &Element) -> Result<Request, PubsubError> {
+fn parse_user(set: bool, p: &Element, extras: &mut Extras) -> Result<Request, PubsubError> {
     let kids = children(p);
     let find = |name: &str| kids.iter().copied().find(|e| e.name == name);
     let main = kids
@@ -268,11 +308,18 @@ fn parse_user(set: bool, p: &Element) -> Result<Request, PubsubError> {
             let mut items = main.child_elements().filter(|e| e.name == "item");
             let item = match (items.next(), items.next()) {
                 (Some(i), None) => i,
+                // §7.1.1: zero items is a publish too (to a transient notification-only node);
+                // the node decides.
                 (None, _) => {
-                    return Err(PubsubError::app(
-                        StanzaErrorCondition::BadRequest,
-                        PubsubAppError::ItemRequired,
-                    ))
+                    extras.no_item = true;
+                    return Ok(Request::Publish {
+                        node,
+                        item: PublishItem {
+                            id: None,
+                            payload: None,
+                        },
+                        options: form_in(find("publish-options")),
+                    });
                 }
                 // XEP-0060 §7.1.3.6: one item per publish request.
                 (Some(_), Some(_)) => {
@@ -302,10 +349,7 @@ fn parse_user(set: bool, p: &Element) -> Result<Request, PubsubError> {
         "retract" => {
             let ids = item_ids(main);
             if ids.is_empty() {
-                return Err(PubsubError::app(
-                    StanzaErrorCondition::BadRequest,
-                    PubsubAppError::ItemRequired,
-                ));
+                return Err(item_required());
             }
             Request::Retract {
                 node: node_attr(main)?,
@@ -322,14 +366,17 @@ fn parse_user(set: bool, p: &Element) -> Result<Request, PubsubError> {
             jid: jid_attr(main)?,
             subid: main.attr("subid").map(str::to_owned),
         },
-        "items" => Request::Items {
-            node: node_attr(main)?,
-            max: match main.attr("max_items") {
-                None => None,
-                Some(m) => Some(m.parse().map_err(|_| PubsubError::bad_request())?),
-            },
-            ids: item_ids(main),
-        },
+        "items" => {
+            extras.subid = main.attr("subid").map(str::to_owned);
+            Request::Items {
+                node: node_attr(main)?,
+                max: match main.attr("max_items") {
+                    None => None,
+                    Some(m) => Some(m.parse().map_err(|_| PubsubError::bad_request())?),
+                },
+                ids: item_ids(main),
+            }
+        }
         "options" => Request::Options {
             node: node_attr(main)?,
         },
@@ -339,7 +386,10 @@ fn parse_user(set: bool, p: &Element) -> Result<Request, PubsubError> {
         "affiliations" => Request::Affiliations {
             node: main.attr("node").map(str::to_owned),
         },
-        "default" if !set => Request::Default,
+        // §6.4: in this namespace `<default/>` asks for the default subscription options, which
+        // the core does not have (§6.4.3); the default node configuration is the owner's
+        // `<default/>` (§8.3).
+        "default" if !set => return Err(PubsubError::unsupported("retrieve-default-sub")),
         _ => return Err(PubsubError::bad_request()),
     })
 }

@@ -472,3 +472,97 @@ fn owner_changes_are_all_or_none() {
         Some("s1")
     );
 }
+
+/// §6.1.3.7: subscribing again while the subscription waits for the owner is `not-authorized` +
+/// `pending-subscription`; an active one is returned again.
+#[test]
+fn subscribing_again_while_pending_is_refused() {
+    let config = NodeConfig {
+        access_model: AccessModel::Authorize,
+        ..NodeConfig::default()
+    };
+    let mut n = Node::new("n", config, "alice@x");
+    let bob = Access::contact(false);
+    let s = n.subscribe("bob@x/b", &bob, "s1".into());
+    assert_eq!(s.map(|s| s.state), Ok(SubState::Pending));
+    let again = n.subscribe("bob@x/b", &bob, "s2".into());
+    let e = again.map(|_| ()).unwrap_err();
+    assert_eq!(
+        (e.cond, e.app),
+        (C::NotAuthorized, Some(PubsubAppError::PendingSubscription))
+    );
+    assert_eq!(n.meta.subscriptions.len(), 1);
+    // Approved: subscribing again returns it.
+    assert_eq!(
+        n.set_subscription("bob@x/b", SubState::Subscribed, String::new()),
+        Ok(())
+    );
+    let s = n.subscribe("bob@x/b", &Access::owner(), "s3".into());
+    assert_eq!(
+        s.map(|s| (s.state, s.subid)),
+        Ok((SubState::Subscribed, "s1".to_owned()))
+    );
+}
+
+/// §7.1.3.6: a transient notification-only node takes publishes without item and refuses items
+/// (`item-forbidden`); a persistent node wants an item, a payload node a payload.
+#[test]
+fn the_event_type_decides_whether_a_publish_holds_an_item() {
+    let limits = Limits::default();
+    let config = |persist_items, deliver_payloads| NodeConfig {
+        persist_items,
+        deliver_payloads,
+        ..NodeConfig::default()
+    };
+    let app = |r: Result<(), PubsubError>| r.map_err(|e| (e.cond, e.app));
+    let bad = |a| Err((C::BadRequest, Some(a)));
+    assert_eq!(
+        app(config(false, false).check_publish_without_item()),
+        Ok(())
+    );
+    assert_eq!(
+        app(config(true, false).check_publish_without_item()),
+        bad(PubsubAppError::ItemRequired)
+    );
+    assert_eq!(
+        app(config(true, true).check_publish_without_item()),
+        bad(PubsubAppError::ItemRequired)
+    );
+    assert_eq!(
+        app(config(false, true).check_publish_without_item()),
+        bad(PubsubAppError::PayloadRequired)
+    );
+    let mut n = Node::new("n", config(false, false), "alice@x");
+    let mut bare = item("a", "");
+    bare.payload = None;
+    for i in [item("a", "1"), bare.clone()] {
+        assert_eq!(
+            app(n.publish(i, &limits).map(|_| ())),
+            bad(PubsubAppError::ItemForbidden)
+        );
+    }
+    assert_eq!(n.all_items().len(), 0);
+    // Persistent or transient, a notification-only node with items still takes them.
+    let mut n = Node::new("n", config(true, false), "alice@x");
+    assert_eq!(app(n.publish(bare, &limits).map(|_| ())), Ok(()));
+}
+
+/// §6.5.9.2: the subid of an items request must name one of the requester's subscriptions.
+#[test]
+fn an_items_subid_must_be_one_of_the_requesters() {
+    let mut n = Node::new("n", NodeConfig::default(), "alice@x");
+    let bob = Access::contact(false);
+    assert!(n.subscribe("bob@x/b", &bob, "s1".into()).is_ok());
+    assert!(n.subscribe("bob@x", &bob, "s2".into()).is_ok());
+    assert!(n.subscribe("carol@x", &bob, "s3".into()).is_ok());
+    assert_eq!(n.check_subid("bob@x", "s1"), Ok(()));
+    assert_eq!(n.check_subid("bob@x", "s2"), Ok(()));
+    for (who, subid) in [("bob@x", "bogus"), ("bob@x", "s3"), ("dave@x", "s1")] {
+        let e = n.check_subid(who, subid).unwrap_err();
+        assert_eq!(
+            (e.cond, e.app),
+            (C::NotAcceptable, Some(PubsubAppError::InvalidSubid)),
+            "{who} {subid}"
+        );
+    }
+}

@@ -265,3 +265,103 @@ fn malformed_requests() {
         assert_eq!(req(ty, &x).map_err(|e| e.cond), Err(C::BadRequest), "{x}");
     }
 }
+
+fn req_extras(ty: &str, xml: &str) -> Result<(Request, Extras), PubsubError> {
+    let e: Element = Stanza::parse(xml.as_bytes().to_vec())
+        .and_then(|s| s.tree())
+        .unwrap_or_else(|e| panic!("{e}: {xml}"));
+    Request::parse_with_extras(crate::xml::StanzaType::parse(Some(ty)), &e)
+}
+
+/// XEP-0060 §6.4: `<default/>` in the plain namespace asks for the default subscription options,
+/// which the core does not have (§6.4.3); the owner's `<default/>` (§8.3) is the node
+/// configuration.
+#[test]
+fn the_plain_default_asks_for_subscription_options_and_is_unsupported() {
+    for x in [
+        format!("<pubsub xmlns='{PS}'><default/></pubsub>"),
+        format!("<pubsub xmlns='{PS}'><default node='n'/></pubsub>"),
+    ] {
+        let e = req("get", &x).map(|_| ()).unwrap_err();
+        assert_eq!(e.cond, C::FeatureNotImplemented, "{x}");
+        assert_eq!(
+            e.app_element()
+                .and_then(|a| a.attr("feature").map(str::to_owned)),
+            Some("retrieve-default-sub".to_owned()),
+            "{x}"
+        );
+        assert_eq!(
+            e.app,
+            Some(PubsubAppError::Unsupported("retrieve-default-sub"))
+        );
+    }
+    assert_eq!(
+        req("get", &format!("<pubsub xmlns='{OW}'><default/></pubsub>")),
+        Ok(Request::Default)
+    );
+}
+
+/// §7.1.1: a publish may hold no item; [`Request::parse_with_extras`] says so and leaves the node
+/// to decide, [`Request::parse`] refuses it as a persistent node would.
+#[test]
+fn a_publish_without_item_is_told_apart() {
+    let bare = format!("<pubsub xmlns='{PS}'><publish node='n'/></pubsub>");
+    let Ok((
+        Request::Publish {
+            node,
+            item,
+            options,
+        },
+        extras,
+    )) = req_extras("set", &bare)
+    else {
+        panic!("{bare}")
+    };
+    assert_eq!(node, "n");
+    assert_eq!(
+        item,
+        PublishItem {
+            id: None,
+            payload: None
+        }
+    );
+    assert!(options.is_none());
+    assert!(extras.no_item);
+    assert_eq!(
+        req("set", &bare).map_err(|e| e.app),
+        Err(Some(PubsubAppError::ItemRequired))
+    );
+    // An empty `<item/>` is an item.
+    let r = req_extras(
+        "set",
+        &format!("<pubsub xmlns='{PS}'><publish node='n'><item/></publish></pubsub>"),
+    );
+    assert_eq!(r.map(|(_, x)| x.no_item), Ok(false));
+}
+
+#[test]
+fn the_subid_of_an_items_request_is_kept() {
+    let r = req_extras(
+        "get",
+        &format!("<pubsub xmlns='{PS}'><items node='n' subid='s1'/></pubsub>"),
+    );
+    assert_eq!(
+        r,
+        Ok((
+            Request::Items {
+                node: "n".into(),
+                max: None,
+                ids: vec![]
+            },
+            Extras {
+                no_item: false,
+                subid: Some("s1".into())
+            }
+        ))
+    );
+    let r = req_extras(
+        "get",
+        &format!("<pubsub xmlns='{PS}'><items node='n'/></pubsub>"),
+    );
+    assert_eq!(r.map(|(_, x)| x.subid), Ok(None));
+}

@@ -6,7 +6,7 @@ use ahash::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::core::node::NodeMeta;
-use super::core::{Item, Node, NodeConfig, PubsubAppError, PubsubError, Request};
+use super::core::{Extras, Item, Node, NodeConfig, PubsubAppError, PubsubError, Request};
 use super::options::PubsubOptions;
 use crate::hooks::{Acc, HookCtx, JobDone};
 use crate::shard::{home_shard_of, Shard, ShardId, ShardMsg};
@@ -43,7 +43,7 @@ pub(super) struct Live {
 enum Slot {
     Live(Box<Live>),
     /// The quota was asked; requests to the node wait.
-    Creating(Vec<(Acc, Request)>),
+    Creating(Vec<(Acc, (Request, Extras))>),
     /// In a cluster: the node is read from the store; work on it waits.
     Loading(Vec<(Acc, Job)>),
 }
@@ -234,9 +234,9 @@ fn loaded(shard: &mut Shard, rows: Vec<(String, StoredNode)>) {
     shard.drain_to_route();
 }
 
-/// A pubsub request about `node` of `service`, on its home shard.
-pub(super) fn request(shard: &mut Shard, service: String, acc: Acc, req: Request) {
-    let Some(name) = req.node().map(str::to_owned) else {
+/// A pubsub request (with its extras) about `node` of `service`, on its home shard.
+pub(super) fn request(shard: &mut Shard, service: String, acc: Acc, req: (Request, Extras)) {
+    let Some(name) = req.0.node().map(str::to_owned) else {
         // The service handler keeps requests without a node (it answers them itself).
         reply(shard, &acc, Err(PubsubError::bad_request()));
         return shard.drain_to_route();
@@ -330,7 +330,7 @@ pub(super) fn each_node<T>(
 
 /// A request to a node that does not exist: a create, or a publish (auto-create), by a user of
 /// this server makes it if the quota allows; anything else is `item-not-found`.
-fn unknown(shard: &mut Shard, key: (String, String), acc: Acc, req: Request) {
+fn unknown(shard: &mut Shard, key: (String, String), acc: Acc, req: (Request, Extras)) {
     let config = match new_config(shard, &acc, &req) {
         Ok(c) => c,
         Err(e) => return reply(shard, &acc, Err(e)),
@@ -358,7 +358,11 @@ fn unknown(shard: &mut Shard, key: (String, String), acc: Acc, req: Request) {
 }
 
 /// The configuration of the node `req` would create, or why it may not.
-fn new_config(shard: &mut Shard, acc: &Acc, req: &Request) -> Result<NodeConfig, PubsubError> {
+fn new_config(
+    shard: &mut Shard,
+    acc: &Acc,
+    (req, extras): &(Request, Extras),
+) -> Result<NodeConfig, PubsubError> {
     let opts = &nodes(shard).opts;
     let limits = opts.limits.clone();
     let base = NodeConfig::default();
@@ -378,6 +382,10 @@ fn new_config(shard: &mut Shard, acc: &Acc, req: &Request) -> Result<NodeConfig,
         return Err(PubsubError::forbidden());
     }
     super::handle::supported(&config)?;
+    if extras.no_item {
+        // No node made for a publish it would refuse.
+        config.check_publish_without_item()?;
+    }
     Ok(config)
 }
 
@@ -388,7 +396,7 @@ fn created(
     owner: String,
     config: NodeConfig,
     acc: Acc,
-    req: Request,
+    req: (Request, Extras),
     ok: bool,
 ) {
     let Some(Slot::Creating(queue)) = nodes(shard).slots.remove(&key) else {
@@ -405,7 +413,7 @@ fn created(
             .slots
             .insert(key.clone(), Slot::Live(Box::new(live)));
         announce(shard, &key);
-        if matches!(req, Request::Create { .. }) {
+        if matches!(req.0, Request::Create { .. }) {
             let body = super::core::event::create_result(&key.1);
             reply(shard, &acc, Ok(Some(body)));
         } else {
