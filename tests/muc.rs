@@ -313,3 +313,23 @@ fn occupant_ids_are_stable_across_restarts() {
         "the same user keeps its id in the room"
     );
 }
+
+#[test]
+fn rooms_advertise_the_archive_they_keep() {
+    let disco = |modules: &str| {
+        let server = Server::start_with(1, &["u0"], "", modules);
+        let mut c = server.login("u0", "r", Some(0));
+        let room = format!("arch@{SERVICE}");
+        create(&mut c, &room, "a", "");
+        c.send(&format!("<iq type='get' id='d' to='{room}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"));
+        text(&c.expect("disco", |s| s.id().as_deref() == Some("d")))
+    };
+    // XEP-0313 §7, XEP-0359 §3.5: with the archive, a room says so; clients ignore it otherwise.
+    let with = disco("[modules.presence]\n[modules.muc]\n[modules.mam]\n");
+    assert!(
+        with.contains("urn:xmpp:mam:2") && with.contains("urn:xmpp:sid:0"),
+        "{with}"
+    );
+    let without = disco(&muc_config(""));
+    assert!(!without.contains("urn:xmpp:mam:2"), "{without}");
+}

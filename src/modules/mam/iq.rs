@@ -38,6 +38,11 @@ pub fn register_rooms(shard: &mut Shard, services: &[String], opts: &MamOptions)
                 query_archive(acc.to.bare_str(), acc, payload, ctx, &opts)
             }),
         );
+        // Every room advertises its archive and the stanza ids it stamps (XEP-0313 §7, XEP-0359
+        // §3.5): clients ignore both otherwise.
+        for f in [ns::MAM, ns::SID] {
+            crate::modules::disco::add_account_feature(&mut shard.ext, service, f);
+        }
     }
 }
 

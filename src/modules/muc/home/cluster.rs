@@ -60,8 +60,8 @@ fn loaded_one(
                 }
                 return shard.drain_to_route();
             }
-            let (limits, ids) = (rooms(shard).limits.clone(), rooms(shard).ids.clone());
-            let room = Box::new(Room::restore(jid.clone(), saved, limits).with_occupant_ids(ids));
+            let limits = rooms(shard).limits.clone();
+            let room = super::equip(shard, Room::restore(jid.clone(), saved, limits));
             rooms(shard).slots.insert(
                 jid.clone(),
                 Slot::Live {

@@ -109,7 +109,7 @@ fn load(shard: &mut Shard) {
 /// The persistent rooms are read: restore them, count them in their creators' quotas, then handle
 /// what waited.
 fn loaded(shard: &mut Shard, rows: Vec<(String, String)>) {
-    let (limits, ids) = (rooms(shard).limits.clone(), rooms(shard).ids.clone());
+    let limits = rooms(shard).limits.clone();
     let mut creators = Vec::new();
     for (jid, state) in rows {
         let parsed = BareJid::parse(&jid)
@@ -120,8 +120,7 @@ fn loaded(shard: &mut Shard, rows: Vec<(String, String)>) {
             tracing::warn!(room = jid, "stored MUC room unreadable; skipped");
             continue;
         };
-        let room = Room::restore(jid.clone(), saved, limits.clone());
-        let room = Box::new(room.with_occupant_ids(ids.clone()));
+        let room = equip(shard, Room::restore(jid.clone(), saved, limits.clone()));
         creators.push(creator.clone());
         rooms(shard).slots.insert(jid, Slot::Live { room, creator });
     }
@@ -139,6 +138,18 @@ fn loaded(shard: &mut Shard, rows: Vec<(String, String)>) {
     for acc in waiting {
         deliver(shard, acc);
     }
+}
+
+/// A room as this shard's service runs it: with its occupant ids, and advertising what other
+/// modules serve for the rooms of its domain (the archive).
+pub(super) fn equip(shard: &mut Shard, room: Room) -> Box<Room> {
+    let ids = rooms(shard).ids.clone();
+    let features: std::rc::Rc<[String]> =
+        crate::modules::disco::account_features(shard, room.jid().domain())
+            .into_iter()
+            .filter(|f| f != crate::xmpp::ns::DISCO_INFO)
+            .collect();
+    Box::new(room.with_occupant_ids(ids).with_features(features))
 }
 
 /// Whether this shard's rooms give XEP-0421 occupant ids (all shards read the same secret).
@@ -298,8 +309,7 @@ fn created(shard: &mut Shard, jid: BareJid, owner: BareJid, ok: bool) {
             ShardMsg::Run(Box::new(move |s| super::quota::release(s, &owner))),
         );
     } else if ok {
-        let room = Room::new(jid.clone(), owner.clone(), limits);
-        let room = Box::new(room.with_occupant_ids(rooms(shard).ids.clone()));
+        let room = equip(shard, Room::new(jid.clone(), owner.clone(), limits));
         rooms(shard).slots.insert(
             jid,
             Slot::Live {

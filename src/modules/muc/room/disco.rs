@@ -54,7 +54,13 @@ impl Room {
                 .with_attr("name", name),
         );
         let ids = self.ids.is_some().then(|| NS_OCCUPANT_ID.to_owned());
-        for f in features.into_iter().chain(ids) {
+        let others = self
+            .features
+            .iter()
+            .filter(|f| !features.contains(f))
+            .cloned();
+        let others: Vec<String> = others.collect();
+        for f in features.into_iter().chain(ids).chain(others) {
             q = q.with_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", f));
         }
         let field = |var: &str, ty: &str, v: &str| {

@@ -45,6 +45,7 @@ mod tests_owner;
 mod tests_presence;
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -170,6 +171,8 @@ pub struct Room {
     forwarded: forward::Forwarded,
     /// XEP-0421 occupant ids (none: the room neither adds nor advertises them).
     ids: Option<OccupantIds>,
+    /// Features other modules give every room of the service (the archive's), for disco#info.
+    features: Rc<[String]>,
 }
 
 impl Room {
@@ -195,12 +198,19 @@ impl Room {
             subject: None,
             forwarded: forward::Forwarded::default(),
             ids: None,
+            features: Rc::from(Vec::new()),
         }
     }
 
     /// The room with XEP-0421 occupant ids computed under `ids`.
     pub fn with_occupant_ids(mut self, ids: Option<OccupantIds>) -> Room {
         self.ids = ids;
+        self
+    }
+
+    /// The room, advertising `features` besides its own (what other modules serve for rooms).
+    pub fn with_features(mut self, features: Rc<[String]>) -> Room {
+        self.features = features;
         self
     }
 
@@ -239,6 +249,7 @@ impl Room {
             subject: saved.subject,
             forwarded: forward::Forwarded::default(),
             ids: None,
+            features: Rc::from(Vec::new()),
         }
     }
 
