@@ -40,6 +40,9 @@ impl Room {
         let Some(mut o) = self.occupants.remove(nick) else {
             return;
         };
+        for (j, _) in o.sessions() {
+            self.fail_forwarded(j, out);
+        }
         o.role = Role::None;
         o.payload = payload.unwrap_or_default();
         self.broadcast_presence(&o, notice, out);
@@ -51,6 +54,7 @@ impl Room {
             o.role = Role::None;
             o.payload.clear();
             for (j, _) in o.sessions() {
+                self.fail_forwarded(j, out);
                 out.push(self.presence_to(&o, j, Role::None, notice));
             }
         }

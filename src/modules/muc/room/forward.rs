@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use super::util::{error_reply, iq_result};
 use super::{Room, RoomOut};
 use crate::jid::FullJid;
-use crate::xml::Stanza;
+use crate::xml::{Element, Stanza};
 use crate::xmpp::{ns, StanzaErrorCondition as E};
 
 /// Requests awaiting an answer, oldest first; past this many the oldest is forgotten.
@@ -24,6 +24,8 @@ struct Pending {
     requester: FullJid,
     /// The session the request went to (only it may answer).
     responder: FullJid,
+    /// The occupant JID the request was addressed to (an answer comes from it).
+    target: String,
 }
 
 /// The room's forwarded requests.
@@ -83,8 +85,37 @@ impl Room {
             orig_id: orig_id.into_owned(),
             requester: from.clone(),
             responder: target.clone(),
+            target: to.to_owned(),
         });
         out.push(super::util::send(&target, &el));
+    }
+
+    /// Session `gone` left the room: the requests it was asked and had not answered are answered
+    /// for it, `service-unavailable` as for a session that is no more (RFC 6120 §8.2.3: every
+    /// request gets an answer).
+    pub(super) fn fail_forwarded(&mut self, gone: &FullJid, out: &mut Vec<RoomOut>) {
+        let f = &mut self.forwarded;
+        if !f.pending.iter().any(|p| p.responder == *gone) {
+            return;
+        }
+        let (unanswered, rest): (VecDeque<Pending>, VecDeque<Pending>) =
+            std::mem::take(&mut f.pending)
+                .into_iter()
+                .partition(|p| p.responder == *gone);
+        f.pending = rest;
+        for p in unanswered {
+            let el = Element::new("iq", ns::CLIENT)
+                .with_attr("type", "error")
+                .with_attr("id", p.orig_id)
+                .with_attr("from", p.target)
+                .with_attr("to", p.requester.as_str())
+                .with_child(
+                    Element::new("error", ns::CLIENT)
+                        .with_attr("type", "cancel")
+                        .with_child(Element::new("service-unavailable", ns::STANZAS)),
+                );
+            out.push(super::util::send(&p.requester, &el));
+        }
     }
 
     /// An answer to a forwarded request goes back to the requester under its own id.

@@ -295,6 +295,7 @@ impl Room {
             return;
         };
         if self.occupants.detach(jid) {
+            self.fail_forwarded(jid, out);
             // The others stay: only the leaving session is told.
             if let Some(o) = self.occupants.get(&nick) {
                 let gone = Occupant {

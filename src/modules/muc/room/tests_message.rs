@@ -422,3 +422,36 @@ fn one_message_carries_a_bounded_number_of_invitations() {
         "policy-violation"
     );
 }
+
+#[test]
+fn a_request_to_an_occupant_that_leaves_is_answered_for_it() {
+    for leave in [
+        format!("<presence type='unavailable' to='{ROOM}/alice'/>"),
+        String::new(), // kicked instead
+    ] {
+        let mut room = room_alice_bob();
+        feed(&mut room, CAROL, &join_xml("carol"));
+        let req = format!(
+            "<iq type='get' id='v9' to='{ROOM}/bob'><query xmlns='jabber:iq:version'/></iq>"
+        );
+        assert_eq!(sent_to(&feed(&mut room, CAROL, &req), BOB).len(), 1);
+        let out = if leave.is_empty() {
+            feed(
+                &mut room,
+                ALICE,
+                &format!("<iq type='set' id='k' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='bob' role='none'/></query></iq>"),
+            )
+        } else {
+            let leave = leave.replace("/alice", "/bob");
+            feed(&mut room, BOB, &leave)
+        };
+        let back: Vec<Element> = sent_to(&out, CAROL)
+            .into_iter()
+            .filter(|e| e.name == "iq")
+            .collect();
+        assert_eq!(back.len(), 1, "{leave}: {back:?}");
+        assert_eq!(back[0].attr("id"), Some("v9"));
+        assert_eq!(back[0].attr("from"), Some(&*format!("{ROOM}/bob")));
+        assert_eq!(error_of(&back[0]).as_deref(), Some("service-unavailable"));
+    }
+}
