@@ -333,3 +333,38 @@ fn rooms_advertise_the_archive_they_keep() {
     let without = disco(&muc_config(""));
     assert!(!without.contains("urn:xmpp:mam:2"), "{without}");
 }
+
+#[test]
+fn a_private_message_in_a_room_is_in_the_recipients_archive() {
+    let server = Server::start_with(
+        1,
+        &["u0", "u1"],
+        "",
+        "[modules.presence]\n[modules.muc]\n[modules.mam]\n",
+    );
+    let mut a = server.login("u0", "r", Some(0));
+    let mut b = server.login("u1", "r", Some(0));
+    let room = format!("pm@{SERVICE}");
+    create(&mut a, &room, "a", "");
+    join(&mut b, &room, "b", "");
+    b.send(&format!(
+        "<message type='chat' id='pm1' to='{room}/a'><body>just for you</body></message>"
+    ));
+    let got = a.expect("pm", |s| s.id().as_deref() == Some("pm1"));
+    // XEP-0313 §6.1.1: the recipient's archive keeps it, and says so on the copy delivered.
+    assert!(
+        text(&got).contains("<stanza-id xmlns='urn:xmpp:sid:0' by='u0@localhost'"),
+        "{}",
+        text(&got)
+    );
+    a.send("<iq type='set' id='q'><query xmlns='urn:xmpp:mam:2' queryid='x'/></iq>");
+    let mut found = false;
+    loop {
+        let s = a.next_stanza();
+        if s.id().as_deref() == Some("q") {
+            break;
+        }
+        found |= text(&s).contains("just for you");
+    }
+    assert!(found, "the private message is not in u0's archive");
+}

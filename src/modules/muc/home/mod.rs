@@ -411,9 +411,24 @@ fn apply(shard: &mut Shard, jid: &BareJid, outs: Vec<RoomOut>) {
                     .try_into_full()
                     .ok()
                     .and_then(|full| Some((session_shard(shard, jid, &full)?, full)));
-                let acc = Acc::new(stanza, from, to, shard.id);
+                let mut acc = Acc::new(stanza, from, to, shard.id);
+                // A private message from an occupant is a message to the user like any other:
+                // the local delivery filters run on it (the recipient's archive keeps and stamps
+                // it, XEP-0313 §6.1.1).
+                let ty = acc.ty();
+                let private = acc.kind() == StanzaKind::Message
+                    && acc.from.resource().is_some()
+                    && !matches!(ty, StanzaType::Groupchat | StanzaType::Error);
                 match at {
-                    Some((at, full)) => shard.multicast(at, acc, std::sync::Arc::from([full])),
+                    Some((at, full)) => {
+                        let stopped = private
+                            && shard.run_hook(|h| &h.filter_local_packet, &mut acc)
+                                == HookResult::Stop;
+                        if !stopped {
+                            shard.multicast(at, acc, std::sync::Arc::from([full]));
+                        }
+                    }
+                    // Routed: local delivery runs the filters.
                     None => shard.fx.to_route.push(acc),
                 }
             }
