@@ -78,6 +78,12 @@ impl Room {
                 }
                 .into());
             }
+            // §10.5, §10.8: in a semi-anonymous room the owner and admin lists (real JIDs) are
+            // the owners' alone.
+            let semi_anonymous = self.config.whois != super::Whois::Anyone;
+            if aff.is_admin() && me_aff != Affiliation::Owner && semi_anonymous {
+                return Err(E::Forbidden.into());
+            }
             for (jid, a) in self
                 .affiliations
                 .iter()

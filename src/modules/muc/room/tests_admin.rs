@@ -336,3 +336,29 @@ fn disco_nodes_and_a_blank_room_password() {
         .child_elements()
         .any(|f| f.attr("var") == Some("muc_unsecured")));
 }
+
+#[test]
+fn owner_and_admin_lists_are_the_owners_in_a_semi_anonymous_room() {
+    let mut room = room3();
+    admin_set(
+        &mut room,
+        ALICE,
+        "<item jid='bob@localhost' affiliation='admin'/>",
+    );
+    for aff in ["owner", "admin"] {
+        let out = admin_get(&mut room, BOB, &format!("<item affiliation='{aff}'/>"));
+        assert_eq!(
+            reply_error(&out, BOB).as_deref(),
+            Some("forbidden"),
+            "{aff}"
+        );
+        let out = admin_get(&mut room, ALICE, &format!("<item affiliation='{aff}'/>"));
+        assert_eq!(reply(&out, ALICE).attr("type"), Some("result"), "{aff}");
+    }
+    // An admin still reads the member list, and in a non-anonymous room the others too.
+    let out = admin_get(&mut room, BOB, "<item affiliation='member'/>");
+    assert_eq!(reply(&out, BOB).attr("type"), Some("result"));
+    configure(&mut room, ALICE, &[("muc#roomconfig_whois", "anyone")]);
+    let out = admin_get(&mut room, BOB, "<item affiliation='owner'/>");
+    assert_eq!(reply(&out, BOB).attr("type"), Some("result"));
+}
