@@ -257,6 +257,12 @@ fn create_configure_subscribe_publish_retract_and_items() {
             "{}",
             text(&r)
         );
+        // §5.4: the node's metadata form.
+        assert!(
+            text(&r).contains("<value>http://jabber.org/protocol/pubsub#meta-data</value>"),
+            "{}",
+            text(&r)
+        );
         alice.send(&format!("<iq type='get' id='d6' to='{SERVICE}'><query xmlns='http://jabber.org/protocol/disco#items' node='{node}'/></iq>"));
         let r = alice.expect("node items", |s| s.id().as_deref() == Some("d6"));
         assert!(

@@ -145,7 +145,7 @@ fn disco_info(shard: &mut Shard, acc: Acc, service: &str, node: Option<&str>) {
         return;
     };
     answer_on_node(shard, service, node, acc, |_, _, n| {
-        let meta = n.config().form().with_attr("type", "result");
+        let meta = n.config().meta_data();
         Element::new("query", ns::DISCO_INFO)
             .with_attr("node", &n.name)
             .with_child(

@@ -234,7 +234,17 @@ fn values(c: &NodeConfig) -> Vec<(&'static str, Vec<String>)> {
 impl NodeConfig {
     /// The configuration form (`type='form'`) with the current values.
     pub fn form(&self) -> Element {
-        let mut x = form::new_form("form", ns::NODE_CONFIG);
+        self.form_as("form", ns::NODE_CONFIG)
+    }
+
+    /// The node's metadata for its disco#info (§5.4): the configuration's values as a result form
+    /// of type `pubsub#meta-data`.
+    pub fn meta_data(&self) -> Element {
+        self.form_as("result", ns::META_DATA)
+    }
+
+    fn form_as(&self, ty: &str, form_type: &str) -> Element {
+        let mut x = form::new_form(ty, form_type);
         for (var, vals) in values(self) {
             let vals: Vec<&str> = vals.iter().map(String::as_str).collect();
             let f = match var {

@@ -35,6 +35,8 @@ pub mod ns {
     pub const ERRORS: &str = "http://jabber.org/protocol/pubsub#errors";
     /// FORM_TYPE of the node configuration form.
     pub const NODE_CONFIG: &str = "http://jabber.org/protocol/pubsub#node_config";
+    /// Node metadata in a node's disco#info (§5.4).
+    pub const META_DATA: &str = "http://jabber.org/protocol/pubsub#meta-data";
     /// FORM_TYPE of publish options.
     pub const PUBLISH_OPTIONS: &str = "http://jabber.org/protocol/pubsub#publish-options";
     /// FORM_TYPE of subscription options.
