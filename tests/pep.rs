@@ -443,3 +443,45 @@ fn the_plain_default_is_unsupported_the_owner_default_is_the_node_configuration(
     assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
     assert!(text(&r).contains("pubsub#node_config"), "{}", text(&r));
 }
+
+#[test]
+fn an_items_subid_must_be_the_requesters() {
+    let server = start(2);
+    let mut alice = server.login("alice", "a", Some(0));
+    let mut bob = server.login("bob", "b", Some(0));
+    publish_both(&mut alice, "s", "p");
+    let sub = iq(
+        &mut bob,
+        "s1",
+        &format!("<iq type='set' id='s1' to='alice@localhost'><pubsub xmlns='{PS}'><subscribe node='urn:x:open' jid='bob@localhost/b'/></pubsub></iq>"),
+    );
+    assert_eq!(sub.type_().as_deref(), Some("result"), "{}", text(&sub));
+    let t = sub.tree().unwrap();
+    let subid = t
+        .get_child("pubsub", PS)
+        .and_then(|p| p.get_child("subscription", PS))
+        .and_then(|s| s.attr("subid"))
+        .unwrap_or_else(|| panic!("no subid: {}", text(&sub)))
+        .to_owned();
+    let get = |c: &mut Client, id: &str, subid: &str| {
+        iq(
+            c,
+            id,
+            &format!("<iq type='get' id='{id}' to='alice@localhost'><pubsub xmlns='{PS}'><items node='urn:x:open' subid='{subid}'/></pubsub></iq>"),
+        )
+    };
+    // XEP-0060 §6.5.9.2: a subid that is not the requester's is refused, never ignored.
+    refused(
+        &get(&mut bob, "i1", "bogus"),
+        "not-acceptable",
+        Some("invalid-subid"),
+    );
+    let r = get(&mut bob, "i2", &subid);
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    let mut carol = server.login("carol", "c", Some(0));
+    refused(
+        &get(&mut carol, "i3", &subid),
+        "not-acceptable",
+        Some("invalid-subid"),
+    );
+}

@@ -23,9 +23,11 @@ pub(super) fn answer(
     owner: &BareJid,
     acc: Acc,
     req: Request,
+    subid: Option<String>,
 ) {
     let out = match u {
-        Some(u) => run(shard, u, owner, &acc, req),
+        Some(u) => items_subid(u, owner, &acc, &req, subid.as_deref())
+            .and_then(|()| run(shard, u, owner, &acc, req)),
         None => Err(PubsubError::new(C::ResourceConstraint)),
     };
     let reply = match out {
@@ -35,6 +37,30 @@ pub(super) fn answer(
     if let Some(r) = reply {
         crate::router::route(shard, r);
     }
+}
+
+/// The `subid` of an items request must name one of the requester's subscriptions to the node
+/// (XEP-0060 §6.5.9.2), once the node is found and readable (those errors come first, from `run`).
+fn items_subid(
+    u: &UserPep,
+    owner: &BareJid,
+    acc: &Acc,
+    req: &Request,
+    subid: Option<&str>,
+) -> Result<(), PubsubError> {
+    let (Request::Items { node, .. }, Some(subid)) = (req, subid) else {
+        return Ok(());
+    };
+    let Some(n) = u.nodes.get(node) else {
+        return Ok(());
+    };
+    let from_bare = acc.from.bare();
+    if n.can_read(&access_for(u, owner, n, from_bare.as_str()))
+        .is_err()
+    {
+        return Ok(());
+    }
+    n.check_subid(from_bare.as_str(), subid)
 }
 
 /// Subscriptions one bare JID (its resources and itself) may hold on one node; past it new ones are

@@ -179,7 +179,18 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: Options) {
 
 /// Carries the request to the owner's home shard.
 fn iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {
-    let req = match Request::parse(acc.ty(), payload) {
+    // A publish without item stays `item-required` here (PEP nodes keep items); the subid of an
+    // items request is checked against the requester's subscriptions.
+    let parsed = Request::parse_with_extras(acc.ty(), payload).and_then(|(req, extras)| {
+        if extras.no_item {
+            return Err(ps::PubsubError::app(
+                StanzaErrorCondition::BadRequest,
+                ps::PubsubAppError::ItemRequired,
+            ));
+        }
+        Ok((req, extras.subid))
+    });
+    let (req, subid) = match parsed {
         Ok(r) => r,
         Err(e) => {
             if let Some(r) = e.reply_to(acc, ctx.shard) {
@@ -189,7 +200,7 @@ fn iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {
         }
     };
     on_home(acc, ctx, move |shard, u, owner, acc| {
-        handle::answer(shard, u, &owner, acc, req)
+        handle::answer(shard, u, &owner, acc, req, subid)
     });
     IqReply::NoReply
 }
