@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{body, error_condition, Client, Server};
+use common::{body, error_condition, subscribe_one_way, Client, Server};
 use petrel::jid::BareJid;
 use petrel::store::Store;
 use petrel::xml::Stanza;
@@ -414,15 +414,6 @@ fn stored_xml_keeps_the_namespaces_of_prefixed_attributes() {
         String::from_utf8_lossy(r.bytes())
     );
     assert!(String::from_utf8_lossy(r.bytes()).contains("xmlns:y='urn:y'"));
-}
-
-fn subscribe_one_way(x: &mut Client, xn: &str, y: &mut Client, yn: &str) {
-    x.send(&format!("<presence to='{yn}@localhost' type='subscribe'/>"));
-    y.expect("subscribe", |s| s.type_().as_deref() == Some("subscribe"));
-    y.send(&format!(
-        "<presence to='{xn}@localhost' type='subscribed'/>"
-    ));
-    x.expect("subscribed", |s| s.type_().as_deref() == Some("subscribed"));
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{error_condition, Client, Server};
+use common::{error_condition, subscribe_one_way, Client, Server};
 use petrel::xml::Stanza;
 
 const PS: &str = "http://jabber.org/protocol/pubsub";
@@ -262,15 +262,6 @@ fn expect_events(c: &mut Client, nodes: &[&str]) -> Vec<Stanza> {
         }
     }
     got
-}
-
-fn subscribe_one_way(x: &mut Client, xn: &str, y: &mut Client, yn: &str) {
-    x.send(&format!("<presence to='{yn}@localhost' type='subscribe'/>"));
-    y.expect("subscribe", |s| s.type_().as_deref() == Some("subscribe"));
-    y.send(&format!(
-        "<presence to='{xn}@localhost' type='subscribed'/>"
-    ));
-    x.expect("subscribed", |s| s.type_().as_deref() == Some("subscribed"));
 }
 
 fn subscribe_both(a: &mut Client, an: &str, b: &mut Client, bn: &str) {

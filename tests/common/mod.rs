@@ -711,3 +711,13 @@ pub fn tls_client_config(cert: &std::path::Path) -> std::sync::Arc<rustls::Clien
             .with_no_client_auth(),
     )
 }
+
+/// `x` (user `xn`) subscribes to `y`'s (user `yn`) presence and `y` approves; both on localhost.
+pub fn subscribe_one_way(x: &mut Client, xn: &str, y: &mut Client, yn: &str) {
+    x.send(&format!("<presence to='{yn}@localhost' type='subscribe'/>"));
+    y.expect("subscribe", |s| s.type_().as_deref() == Some("subscribe"));
+    y.send(&format!(
+        "<presence to='{xn}@localhost' type='subscribed'/>"
+    ));
+    x.expect("subscribed", |s| s.type_().as_deref() == Some("subscribed"));
+}
