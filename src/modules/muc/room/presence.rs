@@ -152,7 +152,9 @@ impl Room {
             let given = x
                 .and_then(|x| x.get_child("password", NS_MUC))
                 .map(Element::text);
-            if !aff.is_admin() && given.as_deref() != Some(pw.as_str()) {
+            // §7.2.5: everyone gives it, admins and owners too (an owner who lost it may still
+            // reconfigure the room without entering).
+            if given.as_deref() != Some(pw.as_str()) {
                 return Some(E::NotAuthorized.into());
             }
         }
@@ -166,7 +168,7 @@ impl Room {
         if n >= self.limits.max_occupants as usize
             || (n >= self.config.max_users as usize && !aff.is_admin())
         {
-            return Some(E::ServiceUnavailable.into());
+            return Some(Cond::Full);
         }
         None
     }

@@ -148,6 +148,16 @@ fn password_is_required() {
     let out = feed(&mut room, BOB, &right);
     assert!(error_of(&sent_to(&out, BOB)[0]).is_none());
     assert_eq!(room.occupants(), 2);
+    // §7.2.5 knows no exemption: the owner, back after leaving, gives it too.
+    feed(
+        &mut room,
+        ALICE,
+        &format!("<presence type='unavailable' to='{ROOM}/alice'/>"),
+    );
+    let out = feed(&mut room, ALICE, &join_xml("alice"));
+    assert_eq!(only_error(&out, ALICE), "not-authorized");
+    let out = feed(&mut room, ALICE, &right.replace("/bob", "/alice"));
+    assert!(error_of(&sent_to(&out, ALICE)[0]).is_none());
 }
 
 #[test]
@@ -156,6 +166,14 @@ fn full_room_is_service_unavailable_but_admins_pass() {
     feed(&mut room, BOB, &join_xml("bob"));
     let out = feed(&mut room, CAROL, &join_xml("carol"));
     assert_eq!(only_error(&out, CAROL), "service-unavailable");
+    // §7.2.9: a temporary condition (someone may leave).
+    let err = sent_to(&out, CAROL)[0].clone();
+    let err = err.get_child("error", crate::xmpp::ns::CLIENT).cloned();
+    assert_eq!(
+        err.and_then(|e| e.attr("type").map(str::to_owned))
+            .as_deref(),
+        Some("wait")
+    );
     feed(&mut room, ALICE, &format!("<iq type='set' id='a' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#admin'><item jid='carol@localhost' affiliation='admin'/></query></iq>"));
     let out = feed(&mut room, CAROL, &join_xml("carol"));
     assert!(error_of(&sent_to(&out, CAROL)[0]).is_none());

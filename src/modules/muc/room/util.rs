@@ -18,6 +18,9 @@ pub enum Cond {
     Std(StanzaErrorCondition),
     /// The room is members-only and the user is not a member.
     RegistrationRequired,
+    /// The room holds as many occupants as it may: `service-unavailable`, type `wait` (§7.2.9:
+    /// someone may leave).
+    Full,
 }
 
 impl Cond {
@@ -25,6 +28,7 @@ impl Cond {
         match self {
             Cond::Std(c) => c.as_str(),
             Cond::RegistrationRequired => "registration-required",
+            Cond::Full => StanzaErrorCondition::ServiceUnavailable.as_str(),
         }
     }
 
@@ -32,6 +36,7 @@ impl Cond {
         match self {
             Cond::Std(c) => c.default_type(),
             Cond::RegistrationRequired => ErrorType::Auth,
+            Cond::Full => ErrorType::Wait,
         }
     }
 }
