@@ -321,8 +321,10 @@ impl BoshSession {
     /// replayed (§14.3), an older one is lost.
     fn repeat(&mut self, id: RequestId, rid: u64) {
         if let Some(h) = self.held.iter_mut().find(|h| h.rid == rid) {
+            // §14.3: the new connection takes the request over; the old one is told at once with
+            // a recoverable error (the client may already have given up on it).
             let old = std::mem::replace(&mut h.id, id);
-            self.respond(old, wire::body(&[], None));
+            self.respond(old, wire::recoverable());
             return;
         }
         match self.sent.iter().find(|(r, _, _)| *r == rid) {

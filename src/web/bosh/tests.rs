@@ -299,6 +299,12 @@ fn repeated_held_rid_moves_to_the_new_connection() {
     f.send(2, plain(11, ""));
     let a = f.send(3, plain(11, ""));
     assert_eq!(responded(&a), vec![2]);
+    // §14.3: the superseded connection gets a recoverable error, not an empty body.
+    assert!(
+        body_str(&a[0]).contains("type='error'"),
+        "{}",
+        body_str(&a[0])
+    );
     f.output("<presence/>");
     let a = f.drain();
     assert_eq!(responded(&a), vec![3]);

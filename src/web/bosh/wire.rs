@@ -163,6 +163,16 @@ pub(super) fn body_reporting(
     out
 }
 
+/// A recoverable binding error (§17.3): `type='error'`, the session lives on and the client sends
+/// its requests again.
+pub fn recoverable() -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    open(&mut out);
+    attr(&mut out, "type", "error");
+    close(&mut out, &[]);
+    out
+}
+
 /// A `type='terminate'` body, with a condition when the session ended on an error.
 pub fn terminate(cond: Option<Condition>, children: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(children.len() + 128);

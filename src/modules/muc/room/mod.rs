@@ -375,9 +375,10 @@ impl Room {
         self.config.persistent
     }
 
-    /// True when the room is listed in the service's disco#items.
+    /// True when the room is listed in the service's disco#items: public, and configured (a locked
+    /// room does not exist yet for anyone but its owner, §7.2.10, §10.1.1).
     pub fn is_public(&self) -> bool {
-        self.config.public
+        self.config.public && !self.locked
     }
 
     /// True while the room awaits its initial configuration (§10.1.1).

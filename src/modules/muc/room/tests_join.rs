@@ -198,3 +198,19 @@ fn service_limit_caps_max_users() {
         "service-unavailable"
     );
 }
+
+#[test]
+fn a_locked_room_is_not_listed_until_configured() {
+    let mut room = Room::new(
+        BareJid::parse(ROOM).expect("valid"),
+        full(ALICE).bare(),
+        RoomLimits::default(),
+    );
+    feed(&mut room, ALICE, &join_xml("alice"));
+    assert!(
+        room.is_locked() && !room.is_public(),
+        "§10.1.1: not there yet for others"
+    );
+    configure(&mut room, ALICE, &[]);
+    assert!(room.is_public());
+}
