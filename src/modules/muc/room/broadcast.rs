@@ -63,13 +63,18 @@ impl Room {
     /// Presence about `subj` to every session in the room, `subj`'s own last (whether or not
     /// `subj` is still in).
     pub(super) fn broadcast_presence(&self, subj: &Occupant, n: &Notice, out: &mut Vec<RoomOut>) {
+        self.presence_to_others(subj, n, out);
+        for (j, _) in subj.sessions() {
+            out.push(self.presence_to(subj, j, subj.role, n));
+        }
+    }
+
+    /// Presence about `subj` to every session in the room but `subj`'s own.
+    pub(super) fn presence_to_others(&self, subj: &Occupant, n: &Notice, out: &mut Vec<RoomOut>) {
         for o in self.occupants.iter().filter(|o| o.nick != subj.nick) {
             for (j, _) in o.sessions() {
                 out.push(self.presence_to(subj, j, o.role, n));
             }
-        }
-        for (j, _) in subj.sessions() {
-            out.push(self.presence_to(subj, j, subj.role, n));
         }
     }
 

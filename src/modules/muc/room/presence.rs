@@ -58,11 +58,19 @@ impl Room {
         match self.occupants.nick_of(from).map(str::to_owned) {
             Some(cur) if cur == nick => {
                 if el.get_child("x", NS_MUC).is_some() {
-                    // A rejoin (the client lost track): send it the room state again.
+                    // A rejoin (the client lost track): send it the room state again, and the
+                    // others its presence if that changed (§17.3).
+                    let mut changed = None;
                     if let Some(o) = self.occupants.get_mut(&nick) {
-                        o.payload = payload;
+                        if o.payload != payload {
+                            o.payload = payload;
+                            changed = Some(o.clone());
+                        }
                     }
                     self.send_state(from, &nick, &el, false, false, now, out);
+                    if let Some(o) = changed {
+                        self.presence_to_others(&o, &Notice::default(), out);
+                    }
                 } else if let Some(o) = self.occupants.get_mut(&nick) {
                     o.payload = payload;
                     let o = o.clone();

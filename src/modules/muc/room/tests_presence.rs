@@ -209,3 +209,25 @@ fn nick_prepared_by_the_service_says_210() {
     assert_eq!(own.attr("from"), Some(&*format!("{ROOM}/bob")));
     assert!(codes(&own).contains(&210));
 }
+
+#[test]
+fn a_rejoin_with_a_new_status_is_shown_to_the_others() {
+    let mut room = room_alice_bob();
+    let rejoin = |show: &str| {
+        format!(
+            "<presence to='{ROOM}/bob'><x xmlns='http://jabber.org/protocol/muc'/><show>{show}</show></presence>"
+        )
+    };
+    let out = feed(&mut room, BOB, &rejoin("away"));
+    let seen = sent_to(&out, ALICE);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        seen[0]
+            .get_child("show", crate::xmpp::ns::CLIENT)
+            .map(|e| e.text())
+            .as_deref(),
+        Some("away")
+    );
+    // The same again changes nothing for the others.
+    assert!(sent_to(&feed(&mut room, BOB, &rejoin("away")), ALICE).is_empty());
+}
