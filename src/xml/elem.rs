@@ -3,6 +3,8 @@
 
 use std::num::NonZeroU32;
 
+use smallvec::SmallVec;
+
 use super::chars::check_ref_at;
 use super::tag::{
     find_tag_end, parse_end_tag, parse_end_tag_open, parse_start_tag, parse_start_tag_open,
@@ -31,7 +33,9 @@ pub(crate) enum NsSrc {
 pub(crate) trait Sink {
     /// Whether `start` needs each element's resolved namespace.
     const WANTS_NS: bool;
-    /// A start tag (`empty` for `<x/>`, which gets no `end`).
+    /// A start tag (`empty` for `<x/>`, which gets no `end`); `attr_ns` holds the namespace of
+    /// each prefixed attribute but `xml:` ones (index into `attrs`), resolved when `WANTS_NS`.
+    #[allow(clippy::too_many_arguments)]
     fn start(
         &mut self,
         b: &[u8],
@@ -39,6 +43,7 @@ pub(crate) trait Sink {
         colon: Option<u32>,
         ns: NsSrc,
         attrs: &[AttrSpan],
+        attr_ns: &[(u32, NsSrc)],
         empty: bool,
     );
     /// An end tag.
@@ -53,7 +58,17 @@ pub(crate) struct NoSink;
 impl Sink for NoSink {
     const WANTS_NS: bool = false;
     #[inline]
-    fn start(&mut self, _: &[u8], _: Span, _: Option<u32>, _: NsSrc, _: &[AttrSpan], _: bool) {}
+    fn start(
+        &mut self,
+        _: &[u8],
+        _: Span,
+        _: Option<u32>,
+        _: NsSrc,
+        _: &[AttrSpan],
+        _: &[(u32, NsSrc)],
+        _: bool,
+    ) {
+    }
     #[inline]
     fn end(&mut self) {}
     #[inline]
@@ -482,8 +497,11 @@ impl ElemScan {
             }
             None => NsSrc::Default,
         };
+        // The namespaces of prefixed attributes, for a tree (rare: most stanzas have none).
+        let mut attr_ns: SmallVec<[(u32, NsSrc); 4]> = SmallVec::new();
         if prefixed_attrs > 0 {
-            self.check_attr_prefixes(b, attrs, prefixed_attrs, ctx.outer)?;
+            let want = S::WANTS_NS.then_some(&mut attr_ns);
+            self.check_attr_prefixes(b, attrs, prefixed_attrs, ctx.outer, want)?;
         }
         if depth == 0 {
             self.index_top(b, &tag, attrs);
@@ -500,7 +518,7 @@ impl ElemScan {
         } else if depth == 1 {
             self.idx.more_children = true;
         }
-        sink.start(b, tag.name, tag.colon, ns, attrs, tag.empty);
+        sink.start(b, tag.name, tag.colon, ns, attrs, &attr_ns, tag.empty);
         if tag.empty {
             self.bindings.truncate(bindings_before as usize);
             self.past(gt);
@@ -540,13 +558,15 @@ impl ElemScan {
         }
     }
 
-    /// Checks prefixed attributes: bound prefixes, and no two with the same expanded name.
+    /// Checks prefixed attributes: bound prefixes, and no two with the same expanded name. With
+    /// `found`, also records the namespace of each (but `xml:` ones) by its index in `attrs`.
     fn check_attr_prefixes(
         &mut self,
         b: &[u8],
         attrs: &[AttrSpan],
         count: usize,
         outer: &Outer,
+        mut found: Option<&mut SmallVec<[(u32, NsSrc); 4]>>,
     ) -> Result<(), XmlError> {
         let prefixed = |a: &&AttrSpan| a.colon.is_some() && !a.is_decl(b);
         let split = |a: &AttrSpan| {
@@ -554,9 +574,15 @@ impl ElemScan {
             let c = a.colon.unwrap_or(0) as usize;
             (&n[..c], &n[c + 1..])
         };
-        for (n, a) in attrs.iter().filter(prefixed).enumerate() {
+        let indexed = attrs.iter().enumerate().filter(|(_, a)| prefixed(a));
+        for (n, (i, a)) in indexed.enumerate() {
             let (p, local) = split(a);
             let ns = self.resolve(b, p, outer).ok_or(XmlError::UnboundPrefix)?;
+            if let Some(found) = found.as_deref_mut() {
+                if ns != NsSrc::Xml {
+                    found.push((i as u32, ns));
+                }
+            }
             if count < 2 {
                 continue;
             }

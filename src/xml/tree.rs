@@ -166,8 +166,6 @@ pub(crate) fn build(
         default_ns,
         stack: Vec::new(),
         done: None,
-        prefixes: Vec::new(),
-        marks: Vec::new(),
     };
     let mut scan = ElemScan::default();
     match scan.run(b, &ctx, &mut sink)? {
@@ -181,26 +179,9 @@ struct TreeSink<'a> {
     default_ns: &'static str,
     stack: Vec<Element>,
     done: Option<Element>,
-    /// Prefix bindings in scope (prefix, namespace name), innermost last.
-    prefixes: Vec<(String, String)>,
-    /// `prefixes.len()` at each open element's start.
-    marks: Vec<usize>,
 }
 
 impl TreeSink<'_> {
-    /// The namespace name `prefix` is bound to here (the scanner checked it is bound).
-    fn lookup(&self, prefix: &str) -> Option<String> {
-        let inner = self.prefixes.iter().rev().find(|(p, _)| p == prefix);
-        match inner {
-            Some((_, uri)) => Some(uri.clone()),
-            None => self
-                .outer
-                .iter()
-                .find(|(p, _)| **p == *prefix.as_bytes())
-                .map(|(_, uri)| uri.to_string()),
-        }
-    }
-
     fn attach(&mut self, el: Element) {
         match self.stack.last_mut() {
             Some(parent) => parent.children.push(Node::Element(el)),
@@ -219,6 +200,7 @@ impl Sink for TreeSink<'_> {
         colon: Option<u32>,
         ns: NsSrc,
         attrs: &[AttrSpan],
+        attr_ns: &[(u32, NsSrc)],
         empty: bool,
     ) {
         let n = name.of(b);
@@ -226,16 +208,7 @@ impl Sink for TreeSink<'_> {
             Some(c) => &n[c as usize + 1..],
             None => n,
         };
-        let mark = self.prefixes.len();
-        for a in attrs.iter().filter(|a| a.is_decl(b)) {
-            if let Some(c) = a.colon {
-                let prefix = &a.name.of(b)[c as usize + 1..];
-                let uri = unescape_attr(a.value.of(b)).into_owned();
-                self.prefixes
-                    .push((String::from_utf8_lossy(prefix).into_owned(), uri));
-            }
-        }
-        let mut attrs: Vec<(String, String)> = attrs
+        let mut kept: Vec<(String, String)> = attrs
             .iter()
             .filter(|a| !a.is_decl(b))
             .map(|a| {
@@ -243,42 +216,33 @@ impl Sink for TreeSink<'_> {
                 (k, unescape_attr(a.value.of(b)).into_owned())
             })
             .collect();
-        // A prefixed attribute takes its prefix's declaration along (rare: checked cheaply).
-        if attrs.iter().any(|(k, _)| k.contains(':')) {
-            let mut decls: Vec<(String, String)> = Vec::new();
-            for (k, _) in &attrs {
-                let Some((p, _)) = k.split_once(':') else {
-                    continue;
-                };
-                let name = format!("xmlns:{p}");
-                if p == "xml" || decls.iter().any(|(n, _)| *n == name) {
-                    continue;
-                }
-                if let Some(uri) = self.lookup(p) {
-                    decls.push((name, uri));
-                }
+        // A prefixed attribute takes its prefix's declaration along, resolved by the scanner
+        // wherever it was made (this element, an ancestor, the stream header).
+        for &(i, attr_ns) in attr_ns {
+            let Some(a) = attrs.get(i as usize) else {
+                continue;
+            };
+            let (name, colon) = (a.name.of(b), a.colon.unwrap_or(0) as usize);
+            let decl = format!("xmlns:{}", String::from_utf8_lossy(&name[..colon]));
+            if !kept.iter().any(|(n, _)| *n == decl) {
+                let uri = ns_name(b, attr_ns, self.outer, self.default_ns).into_owned();
+                kept.push((decl, uri));
             }
-            attrs.extend(decls);
         }
         let el = Element {
             name: String::from_utf8_lossy(local).into_owned(),
             ns: ns_name(b, ns, self.outer, self.default_ns).into_owned(),
-            attrs,
+            attrs: kept,
             children: Vec::new(),
         };
         if empty {
-            self.prefixes.truncate(mark);
             self.attach(el);
         } else {
-            self.marks.push(mark);
             self.stack.push(el);
         }
     }
 
     fn end(&mut self) {
-        if let Some(mark) = self.marks.pop() {
-            self.prefixes.truncate(mark);
-        }
         if let Some(el) = self.stack.pop() {
             self.attach(el);
         }
