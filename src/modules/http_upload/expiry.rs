@@ -34,12 +34,11 @@ pub fn grants_task(opts: &UploadOptions) -> Option<crate::modules::Periodic> {
     if opts.daily_quota == 0 {
         return None;
     }
-    let window = i64::try_from(super::options::QUOTA_WINDOW.as_secs()).unwrap_or(i64::MAX);
     Some(crate::modules::Periodic {
         name: "http_upload quota",
         every: EVERY,
         run: std::sync::Arc::new(move |store| {
-            let before = crate::store::unix_now().saturating_sub(window);
+            let before = crate::store::unix_now().saturating_sub(super::options::QUOTA_WINDOW_SECS);
             if let Err(e) = store.upload_prune(before) {
                 tracing::error!(error = %e, "http_upload: pruning quota grants failed");
             }

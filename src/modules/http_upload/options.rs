@@ -26,12 +26,13 @@ pub struct UploadOptions {
     pub dir: PathBuf,
     /// Only users of the service's own host get slots (`not-allowed` for the others).
     pub host_users_only: bool,
-    /// Bytes of slots one user is given per [`QUOTA_WINDOW`] (zero: no limit).
+    /// Bytes of slots one user is given per [`QUOTA_WINDOW_SECS`] (zero: no limit).
     pub daily_quota: u64,
 }
 
-/// The window of [`UploadOptions::daily_quota`].
-pub const QUOTA_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// The window of [`UploadOptions::daily_quota`], in seconds (the store's grant times are unix
+/// seconds).
+pub const QUOTA_WINDOW_SECS: i64 = 24 * 3600;
 
 impl UploadOptions {
     /// The defaults, with the files under `data_dir/upload`.

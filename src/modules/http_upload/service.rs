@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use super::options::{UploadOptions, QUOTA_WINDOW};
+use super::options::{UploadOptions, QUOTA_WINDOW_SECS};
 use super::slot::{self, Slot};
 use super::{UploadFiles, NS};
 use crate::hooks::{Acc, HookCtx, JobDone};
@@ -124,10 +124,9 @@ impl Service {
     fn grant(&self, shard: &mut Shard, acc: &Acc, offer: Offer, now: i64) {
         let user = acc.from.bare();
         let (req, on, quota) = (acc.fork(), shard.id, self.opts.daily_quota);
-        let window = i64::try_from(QUOTA_WINDOW.as_secs()).unwrap_or(i64::MAX);
         let key = Some(user_key(&user));
         HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext).store(key, move |store| {
-            let reply = match store.upload_grant(&user, offer.size, now, window, quota) {
+            let reply = match store.upload_grant(&user, offer.size, now, QUOTA_WINDOW_SECS, quota) {
                 Ok(UploadGrant::Granted) => Some(result_reply(&req, Some(offer.slot), on)),
                 Ok(UploadGrant::OverQuota { retry_at }) => {
                     refusal(&req, Refusal::OverQuota(retry_at), on)
