@@ -181,16 +181,7 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: Options) {
 fn iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {
     // A publish without item stays `item-required` here (PEP nodes keep items); the subid of an
     // items request is checked against the requester's subscriptions.
-    let parsed = Request::parse_with_extras(acc.ty(), payload).and_then(|(req, extras)| {
-        if extras.no_item {
-            return Err(ps::PubsubError::app(
-                StanzaErrorCondition::BadRequest,
-                ps::PubsubAppError::ItemRequired,
-            ));
-        }
-        Ok((req, extras.subid))
-    });
-    let (req, subid) = match parsed {
+    let (req, subid) = match Request::parse_with_subid(acc.ty(), payload) {
         Ok(r) => r,
         Err(e) => {
             if let Some(r) = e.reply_to(acc, ctx.shard) {

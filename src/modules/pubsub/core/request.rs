@@ -209,11 +209,19 @@ impl Request {
     /// item is `bad-request` + `item-required` (§7.1.3.6): callers that know the node and may take
     /// one use [`Request::parse_with_extras`].
     pub fn parse(iq_type: StanzaType, payload: &Element) -> Result<Request, PubsubError> {
+        Request::parse_with_subid(iq_type, payload).map(|(req, _)| req)
+    }
+
+    /// [`Request::parse`], keeping the `subid` of an items request (PEP checks it).
+    pub fn parse_with_subid(
+        iq_type: StanzaType,
+        payload: &Element,
+    ) -> Result<(Request, Option<String>), PubsubError> {
         let (req, extras) = Request::parse_with_extras(iq_type, payload)?;
         if extras.no_item {
             return Err(item_required());
         }
-        Ok(req)
+        Ok((req, extras.subid))
     }
 
     /// [`Request::parse`], with what the request says besides (a publish without item is parsed,
