@@ -171,6 +171,57 @@ fn per_user_limit_answers_the_sender() {
     }
 }
 
+#[test]
+fn body_less_messages_are_kept_for_later_and_chat_states_are_not() {
+    // A direct invitation, a reaction and a read marker carry no body; they are kept like any
+    // message (they were bounced, and the sender's client showed a failure). A bare chat state is
+    // dropped without an answer, an empty message is refused.
+    for shards in SHARDS {
+        let server = start(shards);
+        let mut alice = server.login("alice", "a", Some(0));
+        let kept = [
+            "<message to='bob@localhost' type='normal' id='inv'>\
+             <x xmlns='jabber:x:conference' jid='room@conference.localhost'/></message>",
+            "<message to='bob@localhost' type='chat' id='react'>\
+             <reactions xmlns='urn:xmpp:reactions:0' id='m1'><reaction>\u{1f44d}</reaction></reactions></message>",
+            "<message to='bob@localhost' type='chat' id='seen'>\
+             <displayed xmlns='urn:xmpp:chat-markers:0' id='m1'/><thread>t</thread></message>",
+        ];
+        alice.send("<message to='bob@localhost' type='chat' id='typing'>\
+                    <composing xmlns='http://jabber.org/protocol/chatstates'/><thread>t</thread></message>");
+        for m in kept {
+            alice.send(m);
+        }
+        wait_stored(&server, "bob@localhost", 3);
+        alice.send("<message to='bob@localhost' type='chat' id='empty'/>");
+        let e = alice.expect("error", |s| s.type_().as_deref() == Some("error"));
+        assert_eq!(e.id().as_deref(), Some("empty"), "shards={shards}");
+        assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
+        let mut bob = server.login("bob", "b", Some(0));
+        let got: Vec<Stanza> = (0..3)
+            .map(|_| bob.expect("stored message", |s| s.name() == "message"))
+            .collect();
+        let ids: Vec<_> = got.iter().map(|m| m.id().unwrap_or_default()).collect();
+        assert_eq!(ids, ["inv", "react", "seen"], "shards={shards}");
+        for m in &got {
+            assert_delayed(m, "alice@localhost/a");
+        }
+        let react = got[1].tree().unwrap();
+        let r = react
+            .get_child("reactions", "urn:xmpp:reactions:0")
+            .unwrap();
+        assert_eq!(
+            r.get_child("reaction", "urn:xmpp:reactions:0")
+                .unwrap()
+                .text(),
+            "\u{1f44d}"
+        );
+        // Nothing else was stored: the chat state is not delivered late.
+        bob.sync();
+        assert!(!String::from_utf8_lossy(&bob.raw).contains("composing"));
+    }
+}
+
 fn iq(c: &mut Client, id: &str, xml: &str) -> Stanza {
     c.send(xml);
     c.expect("iq answer", |s| {

@@ -95,9 +95,12 @@ pub enum Disposition {
     Drop,
 }
 
-/// XEP-0160 with XEP-0334 hints: chat/normal messages with content are stored unless they carry
-/// `<no-store/>`; `<store/>` forces storage of content-less ones; headline, groupchat and error are
-/// never stored; bare chat states are dropped.
+/// XEP-0160 with XEP-0334 hints: a chat/normal message is stored unless it carries `<no-store/>`
+/// or holds nothing but chat states (dropped, XEP-0085 §5.6) and a thread. Body-less ones are kept
+/// too: receipts, markers, reactions, retractions and direct invitations (XEP-0184, 0333, 0444,
+/// 0424, 0249) mean as much to the recipient later, and bouncing them makes the sender's client
+/// report a failure (ejabberd's and Prosody's default). An empty message has nothing to keep.
+/// Headline, groupchat and error messages are never stored.
 pub fn disposition(acc: &Acc) -> Disposition {
     let ty = acc.ty();
     if !ty.is_one_to_one_message() {
@@ -110,16 +113,19 @@ pub fn disposition(acc: &Acc) -> Disposition {
     if hint("no-store") || hint("no-permanent-store") {
         return Disposition::Pass;
     }
-    let content = el
-        .child_elements()
-        .any(|c| c.ns == crate::xmpp::ns::CLIENT && (c.name == "body" || c.name == "subject"));
-    if content || hint("store") {
+    if hint("store") {
         return Disposition::Store;
     }
-    let only_chat_states = el
-        .child_elements()
-        .all(|c| c.ns == NS_CHATSTATES || (c.ns == crate::xmpp::ns::CLIENT && c.name == "thread"));
-    if only_chat_states && el.child_elements().any(|c| c.ns == NS_CHATSTATES) {
+    let is_thread = |c: &Element| c.ns == crate::xmpp::ns::CLIENT && c.name == "thread";
+    let mut chat_state = false;
+    for c in el.child_elements() {
+        if c.ns == NS_CHATSTATES {
+            chat_state = true;
+        } else if !is_thread(c) {
+            return Disposition::Store;
+        }
+    }
+    if chat_state {
         Disposition::Drop
     } else {
         Disposition::Pass
