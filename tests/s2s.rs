@@ -353,6 +353,85 @@ fn a_service_domain_federates_too() {
     assert!(text.contains("http://jabber.org/protocol/muc"), "{text}");
 }
 
+#[test]
+fn a_remote_occupant_chats_in_a_room_and_is_told_when_it_stops() {
+    // A user of another server joins one of our rooms and chats there (the room's stanzas to him
+    // were handed to the session manager, which bounced them: he was kicked with 333 at once).
+    // He outlives our stop: the room tells him it is gone (status 332) before the outgoing
+    // stream closes, or his client shows him in it for good.
+    let (pa, pb) = (ports(), ports());
+    let (sa, sb) = (pa.s2s, pb.s2s);
+    let mut a = start(spec_a(sb, "", "starttls_required"), pa);
+    let b_extra =
+        format!("[s2s.address.\"conference.petrel.test\"]\nhost = \"127.0.0.1\"\nport = {sa}\n");
+    let b = start(spec_b(sa, &b_extra), pb);
+    // alice creates the room (users of other servers may only join) and unlocks it.
+    let mut alice = login(&a, "alice", true);
+    alice.send(
+        "<presence to='lounge@conference.petrel.test/alice'>\
+         <x xmlns='http://jabber.org/protocol/muc'/></presence>",
+    );
+    alice.expect("created", |s| {
+        s.name() == "presence" && s.from().as_deref() == Some("lounge@conference.petrel.test/alice")
+    });
+    alice.send(
+        "<iq type='set' id='cfg' to='lounge@conference.petrel.test'>\
+         <query xmlns='http://jabber.org/protocol/muc#owner'>\
+         <x xmlns='jabber:x:data' type='submit'/></query></iq>",
+    );
+    let r = alice.expect("configured", |s| s.id().as_deref() == Some("cfg"));
+    assert_eq!(r.type_().as_deref(), Some("result"));
+    let mut bob = login(&b, "bob", true);
+    bob.send(
+        "<presence to='lounge@conference.petrel.test/bob'>\
+         <x xmlns='http://jabber.org/protocol/muc'/></presence>",
+    );
+    let joined = bob.expect("self-presence", |s| {
+        s.name() == "presence" && s.from().as_deref() == Some("lounge@conference.petrel.test/bob")
+    });
+    assert!(
+        joined.type_().is_none(),
+        "{}",
+        String::from_utf8_lossy(joined.bytes())
+    );
+    alice.expect("bob joined", |s| {
+        s.name() == "presence" && s.from().as_deref() == Some("lounge@conference.petrel.test/bob")
+    });
+    alice.send(
+        "<message to='lounge@conference.petrel.test' type='groupchat' id='g1'><body>hi bob</body></message>",
+    );
+    bob.expect("alice's groupchat", |s| {
+        body(s).as_deref() == Some("hi bob")
+    });
+    bob.send(
+        "<message to='lounge@conference.petrel.test' type='groupchat' id='g2'><body>hi alice</body></message>",
+    );
+    let echo = alice.expect("bob's groupchat", |s| {
+        body(s).as_deref() == Some("hi alice")
+    });
+    assert_eq!(
+        echo.from().as_deref(),
+        Some("lounge@conference.petrel.test/bob")
+    );
+    bob.expect("his own groupchat", |s| {
+        body(s).as_deref() == Some("hi alice")
+    });
+    a.server.stop();
+    let gone = bob.expect("the room's goodbye", |s| {
+        s.name() == "presence" && s.from().as_deref() == Some("lounge@conference.petrel.test/bob")
+    });
+    let text = String::from_utf8_lossy(gone.bytes()).into_owned();
+    assert_eq!(gone.type_().as_deref(), Some("unavailable"), "{text}");
+    assert!(
+        text.contains("code='332'") || text.contains("code=\"332\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("code='110'") || text.contains("code=\"110\""),
+        "{text}"
+    );
+}
+
 /// A test CA and, per domain, a certificate it signed; written as PEM files into `dir`.
 /// Returns the CA file.
 fn test_ca(dir: &std::path::Path, domains: &[&str]) -> std::path::PathBuf {

@@ -7,6 +7,12 @@ use std::rc::Rc;
 
 use crate::shard::Shard;
 
+/// The node is stopping gracefully (SIGTERM): emitted on every shard before its sessions get
+/// `<system-shutdown/>`, while streams to other servers and cluster nodes still carry what a
+/// listener sends (e.g. the rooms' status 332 to occupants elsewhere).
+#[derive(Debug, Clone, Copy)]
+pub struct NodeStopping;
+
 /// A listener of events of type `E`.
 pub type Listener<E> = Rc<dyn Fn(&mut Shard, &E)>;
 

@@ -11,7 +11,7 @@ pub mod handled;
 pub mod on_drop;
 
 pub use acc::{Acc, AccData, Key};
-pub use events::Events;
+pub use events::{Events, NodeStopping};
 pub use handled::Handled;
 pub use on_drop::OnDrop;
 

@@ -589,9 +589,12 @@ async fn run_shard(
     }
     // Graceful stop: no new connections, `system-shutdown` to every session, give them time to flush.
     drop(accepts);
-    ctx.shard
-        .borrow_mut()
-        .close_all(crate::xmpp::StreamErrorCondition::SystemShutdown);
+    {
+        use crate::hooks::{Events, NodeStopping};
+        let mut shard = ctx.shard.borrow_mut();
+        Events::<NodeStopping>::emit(&mut shard, &NodeStopping);
+        shard.close_all(crate::xmpp::StreamErrorCondition::SystemShutdown);
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     // Every shard goes on routing until every shard's sessions are closed: a closing session's
     // last stanzas cross the mesh to their recipients' home shards (offline storage), and its

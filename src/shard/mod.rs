@@ -489,12 +489,15 @@ impl Shard {
         self.deliver_copy(acc, last);
     }
 
-    /// One copy of a multicast stanza to `jid`.
+    /// One copy of a multicast stanza to `jid`. A recipient of another server (a room's occupant
+    /// who joined over s2s, noted at the shard its stream came in on) is routed there; the
+    /// session manager only knows this server's users.
     fn deliver_copy(&mut self, mut acc: Acc, jid: &FullJid) {
         acc.stanza.set_to(jid.as_str());
         acc.to = crate::jid::Jid::from(jid.clone());
         match self.local_sessions.get(jid) {
             Some(&conn) => self.deliver_local(conn, ConnMsg::Deliver(acc)),
+            None if !self.is_hosted(jid.domain()) => crate::router::route(self, acc),
             None => crate::sm::route(self, acc),
         }
     }

@@ -68,6 +68,9 @@ pub fn start(
         services.insert(domain);
     }
     shard.ext.insert(Services(services));
+    crate::hooks::Events::<crate::hooks::NodeStopping>::listen(shard, 50, NAME, |shard, _| {
+        home::node_stopping(shard)
+    });
     tracker::start(shard);
     home::start(shard, &opts, clustered, ids);
 }

@@ -111,6 +111,32 @@ pub fn member_left(shard: &mut Shard, origin: crate::shard::ShardId) {
     shard.drain_to_route();
 }
 
+/// What tells every occupant of `room` that it is gone: unavailable presence with status 332. The
+/// store is not touched.
+fn room_gone(room: &mut Room) -> Vec<RoomOut> {
+    room.shutdown(SystemTime::now())
+        .into_iter()
+        .filter(|o| matches!(o, RoomOut::Send { .. } | RoomOut::Broadcast { .. }))
+        .collect()
+}
+
+/// The node is stopping: the occupants of this shard's rooms are told the rooms are gone (XEP-0045
+/// status 332, removed because of a system shutdown), so those on other servers or cluster nodes,
+/// whose sessions outlive this node, do not stay on as ghosts and can join again when it is back.
+/// The rooms and the store stay as they are (a persistent room's state is stored already).
+pub fn node_stopping(shard: &mut Shard) {
+    let mut told = Vec::new();
+    for (jid, slot) in rooms(shard).slots.iter_mut() {
+        if let Slot::Live { room, .. } = slot {
+            told.push((jid.clone(), room_gone(room)));
+        }
+    }
+    for (jid, outs) in told {
+        apply(shard, &jid, outs);
+    }
+    shard.drain_to_route();
+}
+
 /// Another node's copy of room `key` won (announcements crossed): ours is dropped without
 /// touching the store; its occupants are told the room is gone (status 332) and may join again.
 pub fn evict(shard: &mut Shard, key: &str) {
@@ -118,11 +144,7 @@ pub fn evict(shard: &mut Shard, key: &str) {
     let Some(Slot::Live { mut room, creator }) = rooms(shard).slots.remove(&jid) else {
         return;
     };
-    let outs: Vec<RoomOut> = room
-        .shutdown(SystemTime::now())
-        .into_iter()
-        .filter(|o| matches!(o, RoomOut::Send { .. } | RoomOut::Broadcast { .. }))
-        .collect();
+    let outs = room_gone(&mut room);
     apply(shard, &jid, outs);
     let home = home_shard(&creator, shard.shards);
     shard.send_to_shard(

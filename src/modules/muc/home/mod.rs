@@ -15,7 +15,7 @@ use crate::xmpp::StanzaErrorCondition;
 mod cluster;
 
 use cluster::load_one;
-pub use cluster::{evict, member_left};
+pub use cluster::{evict, member_left, node_stopping};
 
 /// Stanzas kept for a room while it is being created (the creator's quota is asked on its home
 /// shard), or for every room while the shard's persistent rooms load; past it: `resource-constraint`.
