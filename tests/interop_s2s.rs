@@ -9,6 +9,8 @@
 //!   ways, no dialback possible;
 //! - ejabberd 23.01 (Debian's package) serving `ejabberd.example`: dialback both ways.
 //!
+//! With dialback, the peer's user also joins a room on petrel's MUC service and chats there.
+//!
 //! Skipped when Prosody or ejabberd is not installed, unless PETREL_REQUIRE_PEERS is set (.ci/run
 //! sets it).
 
@@ -61,15 +63,28 @@ connect_timeout = 10
 [modules.version]
 [modules.roster]
 [modules.presence]
+[modules.muc]
 "#,
         data = data.display()
     )
 }
 
+/// petrel's MUC service, where the peer's user joins a room alice creates (the service is an s2s
+/// domain of its own: the DNS names it too).
+const ROOM: &str = "lounge@conference.petrel.example";
+const MUC: &str = "conference.petrel.example";
+
 /// Runs tests/interop/s2s.py between alice on petrel and `remote` (a full JID on the peer's c2s
-/// port `peer_port`); on failure prints `peer_log()` before panicking.
-fn across(server: &Server, remote: &str, peer_port: u16, peer_log: impl Fn() -> String) -> String {
-    let args: Vec<String> = [
+/// port `peer_port`), with the room step when `room`; on failure prints `peer_log()` before
+/// panicking.
+fn across(
+    server: &Server,
+    remote: &str,
+    peer_port: u16,
+    room: bool,
+    peer_log: impl Fn() -> String,
+) -> String {
+    let mut args: Vec<String> = [
         "--a",
         &format!("alice@{PETREL}/py"),
         "--a-port",
@@ -90,6 +105,9 @@ fn across(server: &Server, remote: &str, peer_port: u16, peer_log: impl Fn() -> 
     .iter()
     .map(|s| s.to_string())
     .collect();
+    if room {
+        args.extend(["--room".to_owned(), ROOM.to_owned()]);
+    }
     let out = std::panic::catch_unwind(|| run_script("s2s.py", &args, Duration::from_secs(150)));
     match out {
         Ok(out) => out,
@@ -121,6 +139,7 @@ fn federate(shards: usize, trust: Trust) {
     // Prosody's s2s port is only known once it runs: the DNS needs both first, so both ports
     // are picked here and Prosody is told its own.
     let mut records = Dns::s2s_records(PETREL, s2s_port);
+    records.extend(Dns::s2s_records(MUC, s2s_port));
     records.extend(Dns::s2s_records(PROSODY, prosody_s2s));
     let dns = Dns::start(&records);
     let peer = Prosody::start_on(
@@ -146,9 +165,16 @@ fn federate(shards: usize, trust: Trust) {
     let server = Server::start_config(shards, &[&format!("alice@{PETREL}")], |port, data| {
         petrel_config(port, data, s2s_port, dns.port, &tls)
     });
-    let out = across(&server, &format!("bob@{PROSODY}/py"), peer.c2s_port, || {
-        peer.log_tail(80)
-    });
+    // The room step needs Prosody to accept petrel's certificate for the MUC domain too: with
+    // the test CA (SASL EXTERNAL required) that certificate names petrel.example only.
+    let room = matches!(trust, Trust::SelfSigned);
+    let out = across(
+        &server,
+        &format!("bob@{PROSODY}/py"),
+        peer.c2s_port,
+        room,
+        || peer.log_tail(80),
+    );
     println!("{out}");
     assert!(out.contains("OK: s2s"), "{out}");
     let log = peer.log();
@@ -188,9 +214,10 @@ fn ejabberd_dialback_two_shards() {
     let ejabberd_s2s = free_port();
     // ejabberd looks the SRV record up in the test DNS but the target's address up through the
     // system resolver, which does not know petrel.example: its SRV target is the address itself.
-    let mut records = vec![format!(
-        "_xmpp-server._tcp.{PETREL}. 60 IN SRV 0 5 {s2s_port} 127.0.0.1."
-    )];
+    let mut records: Vec<String> = [PETREL, MUC]
+        .iter()
+        .map(|d| format!("_xmpp-server._tcp.{d}. 60 IN SRV 0 5 {s2s_port} 127.0.0.1."))
+        .collect();
     records.extend(Dns::s2s_records(EJABBERD, ejabberd_s2s));
     let dns = Dns::start(&records);
     let peer = Ejabberd::start(EJABBERD, ejabberd_s2s, dns.port, &[("bob", PASSWORD)]);
@@ -201,6 +228,7 @@ fn ejabberd_dialback_two_shards() {
         &server,
         &format!("bob@{EJABBERD}/py"),
         peer.c2s_port,
+        true,
         || peer.log_tail(),
     );
     println!("{out}");

@@ -8,7 +8,9 @@ Each client logs in over STARTTLS to its own server (the certificate given is it
   2. a presence subscription: a subscribes to b, b approves and subscribes back; both rosters
      end with subscription 'both' and each sees the other's available presence;
   3. IQs across: each client asks the other server for its software version (XEP-0092) and the
-     other user's client for its version, and pings the other server (XEP-0199).
+     other user's client for its version, and pings the other server (XEP-0199);
+  4. with --room ROOM@SERVICE (a MUC service of a's server): a creates the room (instant), b joins it
+     from the other server, each sends a groupchat message, and both see both, once, in order.
 Prints "OK: s2s" when everything held, else the list of problems, and exits non-zero.
 """
 
@@ -18,6 +20,7 @@ import ssl
 import sys
 
 import slixmpp
+from slixmpp.plugins.xep_0004 import Form
 
 
 class Peer(slixmpp.ClientXMPP):
@@ -36,6 +39,9 @@ class Peer(slixmpp.ClientXMPP):
         self.register_plugin("xep_0030")
         self.register_plugin("xep_0092", {"software_name": f"peer of {slixmpp.JID(jid).bare}", "version": "1.0"})
         self.register_plugin("xep_0199")
+        self.register_plugin("xep_0045")
+        self.groupchat = []
+        self.add_event_handler("groupchat_message", lambda m: self.groupchat.append((str(m["from"]), m["body"])))
         # Subscriptions are answered by the script, not automatically.
         self.auto_authorize = None
         self.auto_subscribe = False
@@ -159,12 +165,38 @@ async def run(args):
         except Exception as e:  # noqa: BLE001 -- any failure is a finding to print
             problems.append(f"{me.boundjid}: IQ across failed: {e!r}")
 
+    if args.room:
+        await room_across(a, b, slixmpp.JID(args.room), problems, t)
+
     for p in (a, b):
         if p.errors:
             problems.append(f"{p.boundjid}: error messages {p.errors}")
         p.disconnect()
     await asyncio.gather(*(asyncio.wait_for(p.disconnected, 5) for p in (a, b)), return_exceptions=True)
     return problems
+
+
+async def room_across(a, b, room, problems, t):
+    """4. a creates `room` on its server's MUC service; b, of the other server, joins and both chat."""
+    try:
+        await a.plugin["xep_0045"].join_muc_wait(room, "a", maxstanzas=0, timeout=t)
+        await a.plugin["xep_0045"].set_room_config(room, Form(), timeout=t)  # instant room: unlocked
+        await b.plugin["xep_0045"].join_muc_wait(room, "b", maxstanzas=0, timeout=t)
+    except Exception as e:  # noqa: BLE001 -- any failure is a finding to print
+        problems.append(f"room {room}: join failed: {e!r}")
+        return
+    await until(lambda: "b" in a.plugin["xep_0045"].get_roster(room), "b in the room at a", problems, t)
+    a.send_message(mto=room, mbody="from a", mtype="groupchat")
+    await until(lambda: (f"{room}/a", "from a") in b.groupchat, "a's groupchat at b", problems, t)
+    b.send_message(mto=room, mbody="from b", mtype="groupchat")
+    await until(lambda: (f"{room}/b", "from b") in a.groupchat, "b's groupchat at a", problems, t)
+    await until(lambda: (f"{room}/b", "from b") in b.groupchat, "b's own groupchat at b", problems, t)
+    want = [(f"{room}/a", "from a"), (f"{room}/b", "from b")]
+    for p in (a, b):
+        if p.groupchat != want:
+            problems.append(f"{p.boundjid}: groupchat {p.groupchat}, expected {want}")
+    print(f"room: {room}, occupants at a {sorted(a.plugin['xep_0045'].get_roster(room))}; groupchat at a {a.groupchat}, at b {b.groupchat}",
+          flush=True)
 
 
 def main():
@@ -177,6 +209,7 @@ def main():
     ap.add_argument("--b-cert", required=True)
     ap.add_argument("--password", required=True)
     ap.add_argument("--timeout", type=float, default=30)
+    ap.add_argument("--room", help="a room JID on a's MUC service, for step 4")
     args = ap.parse_args()
     problems = asyncio.run(run(args))
     if problems:
