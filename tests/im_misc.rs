@@ -182,6 +182,47 @@ fn version_time_last_two_shards() {
     version_time_last(2);
 }
 
+#[test]
+fn last_activity_is_told_to_those_who_see_the_presence() {
+    // XEP-0012 §4: a contact the account shares its presence with (`from`) learns when it left;
+    // a stranger, and a contact only the other way round, get `forbidden`.
+    let modules = format!("{ALL}[modules.roster]\n[modules.presence]\n");
+    let server = Server::start_with(2, &["alice", "bob", "carol"], "", &modules);
+    let mut alice = server.login("alice", "a", Some(0));
+    let mut bob = server.login("bob", "b", Some(0));
+    let mut carol = server.login("carol", "c", Some(0));
+    common::subscribe_one_way(&mut bob, "bob", &mut alice, "alice");
+    alice.send("<presence type='unavailable'><status>gone fishing</status></presence>");
+    alice.sync();
+    alice.send("</stream:stream>");
+    alice.read_to_close();
+    let last = "<query xmlns='jabber:iq:last'/>";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let q = loop {
+        let r = iq(&mut bob, "alice@localhost", last);
+        // The logout is recorded by a store job: wait for it rather than for a fixed time.
+        if r.type_().as_deref() == Some("result") {
+            let q = payload(&r, "jabber:iq:last");
+            if q.text() == "gone fishing" {
+                break q;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            String::from_utf8_lossy(r.bytes())
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(q.attr("seconds").is_some_and(|s| s.parse::<u64>().is_ok()));
+    let r = iq(&mut carol, "alice@localhost", last);
+    assert_eq!(error_condition(&r).as_deref(), Some("forbidden"));
+    // The other way round: bob's item for alice is `to` only, so bob's presence is not hers to see.
+    let mut alice = server.login("alice", "a2", Some(0));
+    let r = iq(&mut alice, "bob@localhost", last);
+    assert_eq!(error_condition(&r).as_deref(), Some("forbidden"));
+}
+
 fn ping_server(shards: usize, users: &[&str]) -> Server {
     Server::start_config(shards, users, |port, data| {
         Server::config_text(port, data, "", "").replace(

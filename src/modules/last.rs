@@ -6,8 +6,9 @@
 //!   `item-not-found` when no logout was ever recorded. Records are written by store jobs from
 //!   `user_available` / `unset_presence` (home shard) and `user_send_presence` (the status text).
 //!
-//! Who may ask about an account: the account itself (see `disco::may_see_account`); contacts with a
-//! `from` subscription (XEP-0012 §4) once the roster lands. Others get `forbidden`.
+//! Who may ask about an account: the account itself (see `disco::may_see_account`) and contacts
+//! with a `from` or `both` subscription (XEP-0012 §4: whoever may see the presence), read from the
+//! stored roster with the answer. Others get `forbidden`.
 
 use std::rc::Rc;
 use std::time::Instant;
@@ -109,24 +110,31 @@ fn status_text(stanza: &Stanza) -> String {
 }
 
 fn account_query(acc: &Acc, ctx: &mut HookCtx<'_>) -> IqReply {
-    if !super::disco::may_see_account(acc) {
-        return IqReply::Error(StanzaErrorCondition::Forbidden);
-    }
     if acc.ty() != StanzaType::Get {
         return IqReply::Error(StanzaErrorCondition::BadRequest);
     }
     let bare = acc.to.bare();
+    // The account itself, or (read with the answer) a contact the account shares its presence
+    // with: XEP-0012 §4 lets whoever may see the presence see when it ended.
+    let asker = (!super::disco::may_see_account(acc)).then(|| acc.from.bare());
     let req = acc.fork();
     let shard = ctx.shard;
     ctx.store(Some(job_key(&bare)), move |store| {
-        let reply = match store.last_activity(&bare) {
-            Ok(LastActivity::Online) => Ok(query(0, "")),
-            Ok(LastActivity::Offline { at, status }) => {
-                Ok(query((unix_now() - at).max(0) as u64, &status))
-            }
-            Ok(LastActivity::Never) => Err(StanzaErrorCondition::ItemNotFound),
+        let reply = match may_ask(store, &bare, asker.as_ref()) {
+            Ok(true) => match store.last_activity(&bare) {
+                Ok(LastActivity::Online) => Ok(query(0, "")),
+                Ok(LastActivity::Offline { at, status }) => {
+                    Ok(query((unix_now() - at).max(0) as u64, &status))
+                }
+                Ok(LastActivity::Never) => Err(StanzaErrorCondition::ItemNotFound),
+                Err(e) => {
+                    tracing::warn!(%bare, error = %e, "last: cannot read last activity");
+                    Err(StanzaErrorCondition::InternalServerError)
+                }
+            },
+            Ok(false) => Err(StanzaErrorCondition::Forbidden),
             Err(e) => {
-                tracing::warn!(%bare, error = %e, "last: cannot read last activity");
+                tracing::warn!(%bare, error = %e, "last: cannot read the roster");
                 Err(StanzaErrorCondition::InternalServerError)
             }
         };
@@ -137,6 +145,21 @@ fn account_query(acc: &Acc, ctx: &mut HookCtx<'_>) -> IqReply {
         acc.into_iter().collect::<Vec<_>>().into()
     });
     IqReply::NoReply
+}
+
+/// Whether `asker` (None: the account itself) may learn `owner`'s last activity: the owner, or a
+/// contact with a `from` or `both` subscription (XEP-0012 §4; others get `forbidden`).
+fn may_ask(
+    store: &crate::store::Store,
+    owner: &BareJid,
+    asker: Option<&BareJid>,
+) -> Result<bool, crate::store::StoreError> {
+    let Some(asker) = asker else {
+        return Ok(true);
+    };
+    Ok(store
+        .roster_item(owner, asker)?
+        .is_some_and(|item| item.state.from))
 }
 
 fn query(seconds: u64, status: &str) -> Element {
