@@ -183,7 +183,7 @@ fn version_time_last_two_shards() {
 }
 
 #[test]
-fn last_activity_is_told_to_those_who_see_the_presence() {
+fn last_activity_and_disco_are_told_to_those_who_see_the_presence() {
     // XEP-0012 §4: a contact the account shares its presence with (`from`) learns when it left;
     // a stranger, and a contact only the other way round, get `forbidden`.
     let modules = format!("{ALL}[modules.roster]\n[modules.presence]\n");
@@ -217,6 +217,16 @@ fn last_activity_is_told_to_those_who_see_the_presence() {
     assert!(q.attr("seconds").is_some_and(|s| s.parse::<u64>().is_ok()));
     let r = iq(&mut carol, "alice@localhost", last);
     assert_eq!(error_condition(&r).as_deref(), Some("forbidden"));
+    // The account's disco#info likewise (XEP-0163 §6.2: a contact learns it supports PEP); a
+    // stranger learns nothing, not even that the account exists.
+    let info = format!("<query xmlns='{}'/>", ns::DISCO_INFO);
+    let q = payload(&iq(&mut bob, "alice@localhost", &info), ns::DISCO_INFO);
+    let identity = q.get_child("identity", ns::DISCO_INFO).unwrap();
+    assert_eq!(identity.attr("category"), Some("account"));
+    for stranger in ["alice@localhost", "nobody@localhost"] {
+        let r = iq(&mut carol, stranger, &info);
+        assert_eq!(error_condition(&r).as_deref(), Some("service-unavailable"));
+    }
     // The other way round: bob's item for alice is `to` only, so bob's presence is not hers to see.
     let mut alice = server.login("alice", "a2", Some(0));
     let r = iq(&mut alice, "bob@localhost", last);

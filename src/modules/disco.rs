@@ -7,18 +7,20 @@
 //! with [`add_account_feature`]. Modules declare features in their `start`; disco starts last
 //! (`modules::KNOWN`) and freezes the lists.
 //!
-//! Who may query an account: the account itself. RFC 6121 / XEP-0030 §3.1 would also allow contacts
-//! with a `from` subscription; that check needs the roster and is left to it (others get
-//! `service-unavailable`, which reveals nothing about the account's existence).
+//! Who may query an account's disco#info: the account itself, and contacts it shares its presence
+//! with (a `from` or `both` subscription, read from the stored roster: XEP-0163 §6.2, a contact
+//! learns that the account supports PEP). Others get `service-unavailable`, which reveals nothing
+//! about the account's existence.
 
 use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use ahash::HashMap;
 
-use crate::hooks::Acc;
+use crate::hooks::{Acc, HookCtx};
 use crate::local::{IqHandler, IqReply};
 use crate::shard::{Extensions, Shard};
+use crate::store::Store;
 use crate::xml::{Element, StanzaType};
 use crate::xmpp::{ns, StanzaErrorCondition};
 
@@ -167,14 +169,12 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
         shard.iq.register_account(
             host,
             ns::DISCO_INFO,
-            Rc::new(move |acc, payload, _| {
-                if !may_see_account(acc) {
-                    return IqReply::Error(StanzaErrorCondition::ServiceUnavailable);
-                }
+            Rc::new(move |acc, payload, ctx| {
+                let own = may_see_account(acc);
                 if acc.ty() != StanzaType::Get {
                     return IqReply::Error(StanzaErrorCondition::BadRequest);
                 }
-                if payload.attr("node").is_some() {
+                if own && payload.attr("node").is_some() {
                     return IqReply::Error(StanzaErrorCondition::ItemNotFound);
                 }
                 let mut q = info("account", "registered", None, &features);
@@ -185,7 +185,19 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
                     // Identities come before features (XEP-0030 lists them first).
                     q.children.insert(1, crate::xml::Node::Element(id));
                 }
-                IqReply::Result(Some(q))
+                if own {
+                    return IqReply::Result(Some(q));
+                }
+                // A contact's node query is refused like a stranger's before it is answered.
+                let node = payload.attr("node").is_some();
+                let refused = StanzaErrorCondition::ServiceUnavailable;
+                answer_if_shared(acc, ctx, None, refused, move |_| {
+                    if node {
+                        Err(StanzaErrorCondition::ItemNotFound)
+                    } else {
+                        Ok(q)
+                    }
+                })
             }),
         );
         let delegate = shard
@@ -206,6 +218,42 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
             .iq
             .register_account(host, ns::DISCO_ITEMS, account_items);
     }
+}
+
+/// Answers a query about the account `acc` is addressed to from a store job (keyed `key`):
+/// `answer(store)` when the sender is the account itself or a contact the account shares its
+/// presence with (a `from` or `both` subscription), else `refused`.
+pub fn answer_if_shared(
+    acc: &Acc,
+    ctx: &mut HookCtx<'_>,
+    key: Option<u64>,
+    refused: StanzaErrorCondition,
+    answer: impl FnOnce(&Store) -> Result<Element, StanzaErrorCondition> + Send + 'static,
+) -> IqReply {
+    let owner = acc.to.bare();
+    let asker = (!may_see_account(acc)).then(|| acc.from.bare());
+    let req = acc.fork();
+    let shard = ctx.shard;
+    ctx.store(key, move |store| {
+        let allowed = match &asker {
+            None => Ok(true),
+            Some(asker) => store.shares_presence_with(&owner, asker),
+        };
+        let reply = match allowed {
+            Ok(true) => answer(store),
+            Ok(false) => Err(refused),
+            Err(e) => {
+                tracing::warn!(%owner, error = %e, "cannot read the roster");
+                Err(StanzaErrorCondition::InternalServerError)
+            }
+        };
+        let reply = match reply {
+            Ok(q) => Some(crate::local::result_reply(&req, Some(q), shard)),
+            Err(cond) => req.error_reply(cond, shard),
+        };
+        reply.into_iter().collect::<Vec<_>>().into()
+    });
+    IqReply::NoReply
 }
 
 /// Whether the sender of `acc` may see the account it is addressed to (see the module docs).

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use crate::hooks::{Acc, HookCtx, HookResult, JobDone, SessionEvent};
 use crate::jid::BareJid;
-use crate::local::{result_reply, IqReply};
+use crate::local::IqReply;
 use crate::shard::Shard;
 use crate::store::{unix_now, LastActivity};
 use crate::xml::{Element, Stanza, StanzaType};
@@ -114,52 +114,23 @@ fn account_query(acc: &Acc, ctx: &mut HookCtx<'_>) -> IqReply {
         return IqReply::Error(StanzaErrorCondition::BadRequest);
     }
     let bare = acc.to.bare();
-    // The account itself, or (read with the answer) a contact the account shares its presence
-    // with: XEP-0012 §4 lets whoever may see the presence see when it ended.
-    let asker = (!super::disco::may_see_account(acc)).then(|| acc.from.bare());
-    let req = acc.fork();
-    let shard = ctx.shard;
-    ctx.store(Some(job_key(&bare)), move |store| {
-        let reply = match may_ask(store, &bare, asker.as_ref()) {
-            Ok(true) => match store.last_activity(&bare) {
-                Ok(LastActivity::Online) => Ok(query(0, "")),
-                Ok(LastActivity::Offline { at, status }) => {
-                    Ok(query((unix_now() - at).max(0) as u64, &status))
-                }
-                Ok(LastActivity::Never) => Err(StanzaErrorCondition::ItemNotFound),
-                Err(e) => {
-                    tracing::warn!(%bare, error = %e, "last: cannot read last activity");
-                    Err(StanzaErrorCondition::InternalServerError)
-                }
-            },
-            Ok(false) => Err(StanzaErrorCondition::Forbidden),
+    // The account itself, or a contact the account shares its presence with: XEP-0012 §4 lets
+    // whoever may see the presence see when it ended. Others: forbidden.
+    let key = Some(job_key(&bare));
+    let refused = StanzaErrorCondition::Forbidden;
+    super::disco::answer_if_shared(acc, ctx, key, refused, move |store| {
+        match store.last_activity(&bare) {
+            Ok(LastActivity::Online) => Ok(query(0, "")),
+            Ok(LastActivity::Offline { at, status }) => {
+                Ok(query((unix_now() - at).max(0) as u64, &status))
+            }
+            Ok(LastActivity::Never) => Err(StanzaErrorCondition::ItemNotFound),
             Err(e) => {
-                tracing::warn!(%bare, error = %e, "last: cannot read the roster");
+                tracing::warn!(%bare, error = %e, "last: cannot read last activity");
                 Err(StanzaErrorCondition::InternalServerError)
             }
-        };
-        let acc = match reply {
-            Ok(q) => Some(result_reply(&req, Some(q), shard)),
-            Err(cond) => req.error_reply(cond, shard),
-        };
-        acc.into_iter().collect::<Vec<_>>().into()
-    });
-    IqReply::NoReply
-}
-
-/// Whether `asker` (None: the account itself) may learn `owner`'s last activity: the owner, or a
-/// contact with a `from` or `both` subscription (XEP-0012 §4; others get `forbidden`).
-fn may_ask(
-    store: &crate::store::Store,
-    owner: &BareJid,
-    asker: Option<&BareJid>,
-) -> Result<bool, crate::store::StoreError> {
-    let Some(asker) = asker else {
-        return Ok(true);
-    };
-    Ok(store
-        .roster_item(owner, asker)?
-        .is_some_and(|item| item.state.from))
+        }
+    })
 }
 
 fn query(seconds: u64, status: &str) -> Element {

@@ -159,6 +159,18 @@ impl Store {
             .transpose()
     }
 
+    /// Whether `user` shares its presence with `contact` (a `from` or `both` subscription): who may
+    /// learn about the account what its presence tells (XEP-0012 §4, the account's disco#info).
+    pub fn shares_presence_with(
+        &self,
+        user: &BareJid,
+        contact: &BareJid,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .roster_item(user, contact)?
+            .is_some_and(|item| item.state.from))
+    }
+
     /// Reads the row for (`user`, `contact`), lets `change` decide (given the row and the number of
     /// visible items), writes what it decided, and bumps the version if the visible item changed:
     /// all in one transaction, so nothing is stored half-way. On PostgreSQL the transaction holds
