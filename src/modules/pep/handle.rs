@@ -333,7 +333,7 @@ pub(super) fn run(
         Request::Default => Ok(Some(event::configure_result(
             ns::OWNER,
             None,
-            &o.default_config(),
+            o.default_config().form(),
         ))),
         Request::ConfigureGet { node } => {
             owner_only()?;
@@ -341,7 +341,7 @@ pub(super) fn run(
             Ok(Some(event::configure_result(
                 ns::OWNER,
                 Some(&node),
-                n.config(),
+                n.config().form(),
             )))
         }
         Request::ConfigureSet { node, form } => {

@@ -26,14 +26,21 @@ pub(super) struct Outcome {
     pub deleted: bool,
 }
 
-/// The access models a service node may have: those decided by affiliations and subscriptions.
+/// The access models a service node may have: those decided by affiliations and subscriptions
+/// (presence and roster ones need the owner's roster, which only PEP has at hand).
+pub(super) fn offered(m: AccessModel) -> bool {
+    !matches!(m, AccessModel::Presence | AccessModel::Roster)
+}
+
+/// Refuses a configuration whose access model the service does not offer.
 pub(super) fn supported(c: &NodeConfig) -> Result<(), PubsubError> {
-    match c.access_model {
-        AccessModel::Presence | AccessModel::Roster => Err(PubsubError::app(
+    if offered(c.access_model) {
+        Ok(())
+    } else {
+        Err(PubsubError::app(
             C::NotAcceptable,
             PubsubAppError::UnsupportedAccessModel,
-        )),
-        _ => Ok(()),
+        ))
     }
 }
 
@@ -228,14 +235,14 @@ fn answer(
         Request::Default => Ok(Some(event::configure_result(
             ns::OWNER,
             None,
-            &NodeConfig::default(),
+            NodeConfig::default().form_offering(offered),
         ))),
         Request::ConfigureGet { .. } => {
             owner_only()?;
             Ok(Some(event::configure_result(
                 ns::OWNER,
                 Some(&name),
-                n.config(),
+                n.config().form_offering(offered),
             )))
         }
         Request::ConfigureSet { form, .. } => {
@@ -456,6 +463,17 @@ mod tests {
                 ..NodeConfig::default()
             };
             assert_eq!(supported(&c).is_ok(), ok, "{m:?}");
+            // The configuration form offers exactly what the service accepts.
+            let form = NodeConfig::default().form_offering(offered);
+            let access = form
+                .child_elements()
+                .find(|f| f.attr("var") == Some("pubsub#access_model"))
+                .unwrap();
+            let listed = access
+                .child_elements()
+                .filter(|o| o.name == "option")
+                .any(|o| o.child_elements().any(|v| v.text() == m.as_str()));
+            assert_eq!(listed, ok, "{m:?}");
         }
     }
 }

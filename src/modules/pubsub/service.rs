@@ -55,7 +55,8 @@ fn pubsub(shard: &mut Shard, acc: Acc, service: String, ty: StanzaType, payload:
     let from_bare = acc.from.bare().as_str().to_owned();
     match &req {
         Request::Default => {
-            let body = event::configure_result(psns::OWNER, None, &NodeConfig::default());
+            let form = NodeConfig::default().form_offering(super::handle::offered);
+            let body = event::configure_result(psns::OWNER, None, form);
             home::reply(shard, &acc, Ok(Some(body)));
         }
         Request::Subscriptions { node: None } => {

@@ -232,18 +232,30 @@ fn values(c: &NodeConfig) -> Vec<(&'static str, Vec<String>)> {
 }
 
 impl NodeConfig {
-    /// The configuration form (`type='form'`) with the current values.
+    /// The configuration form (`type='form'`) with the current values, offering every access
+    /// model.
     pub fn form(&self) -> Element {
-        self.form_as("form", ns::NODE_CONFIG)
+        self.form_offering(|_| true)
+    }
+
+    /// The configuration form offering only the access models `offered` accepts (a form must not
+    /// offer what its service then refuses).
+    pub fn form_offering(&self, offered: impl Fn(AccessModel) -> bool) -> Element {
+        let access: Vec<&str> = ACCESS
+            .iter()
+            .filter(|(_, m)| offered(*m))
+            .map(|(n, _)| *n)
+            .collect();
+        self.form_as("form", ns::NODE_CONFIG, &access)
     }
 
     /// The node's metadata for its disco#info (§5.4): the configuration's values as a result form
     /// of type `pubsub#meta-data`.
     pub fn meta_data(&self) -> Element {
-        self.form_as("result", ns::META_DATA)
+        self.form_as("result", ns::META_DATA, &names(ACCESS))
     }
 
-    fn form_as(&self, ty: &str, form_type: &str) -> Element {
+    fn form_as(&self, ty: &str, form_type: &str, access: &[&str]) -> Element {
         let mut x = form::new_form(ty, form_type);
         for (var, vals) in values(self) {
             let vals: Vec<&str> = vals.iter().map(String::as_str).collect();
@@ -255,7 +267,7 @@ impl NodeConfig {
                 }
                 "pubsub#access_model" => options(
                     field(var, "list-single", Some("Access model"), &vals),
-                    &names(ACCESS),
+                    access,
                 ),
                 "pubsub#publish_model" => options(
                     field(var, "list-single", Some("Publish model"), &vals),

@@ -118,7 +118,7 @@ pub fn create_result(node: &str) -> Element {
 
 /// `<pubsub xmlns=ns><configure node=…><x/></configure></pubsub>` (owner: current configuration;
 /// without node: the default).
-pub fn configure_result(owner_ns: &str, node: Option<&str>, config: &NodeConfig) -> Element {
+pub fn configure_result(owner_ns: &str, node: Option<&str>, form: Element) -> Element {
     let name = if node.is_some() {
         "configure"
     } else {
@@ -128,7 +128,7 @@ pub fn configure_result(owner_ns: &str, node: Option<&str>, config: &NodeConfig)
     if let Some(n) = node {
         c = c.with_attr("node", n);
     }
-    Element::new("pubsub", owner_ns).with_child(c.with_child(config.form()))
+    Element::new("pubsub", owner_ns).with_child(c.with_child(form))
 }
 
 /// `<pubsub xmlns=ns><subscriptions node?>…</subscriptions></pubsub>`; `with_node` adds `node` to
