@@ -1046,6 +1046,22 @@ fn sigterm_sends_system_shutdown_and_exits_zero() {
 }
 
 #[test]
+fn sighup_is_survived_and_sigterm_still_stops_gracefully() {
+    // logrotate's postrotate and systemd's ExecReload send SIGHUP: its default action killed the
+    // process with no word to anyone.
+    let mut server = Server::start(2, &["alice"]);
+    let mut a = server.login("alice", "a", Some(0));
+    a.sync();
+    // SAFETY: kill(2) on the pid of the child this test started and still owns.
+    assert_eq!(unsafe { libc::kill(server.pid() as i32, libc::SIGHUP) }, 0);
+    std::thread::sleep(Duration::from_millis(300));
+    a.sync();
+    let status = server.stop().expect("server was running");
+    assert!(status.success(), "exit status {status}");
+    assert_stream_error(&a.read_to_close(), "system-shutdown", "a");
+}
+
+#[test]
 fn whitespace_keepalives_then_idle_timeout() {
     let server = Server::start_with(1, &["alice"], "idle_timeout = 2", "");
     let mut c = server.login("alice", "idle", Some(0));

@@ -586,6 +586,9 @@ async fn run_shard(
     tracing::debug!(shard = id.0, "shard ready");
     while !flag.is_set() {
         glommio::timer::sleep(Duration::from_millis(100)).await;
+        if flag.take_hangup() {
+            tracing::info!("SIGHUP: nothing to reload, ignored (SIGTERM stops the server)");
+        }
     }
     // Graceful stop: no new connections, `system-shutdown` to every session, give them time to flush.
     drop(accepts);

@@ -1,4 +1,6 @@
 //! SIGINT/SIGTERM: a flag every shard polls (cheaply, a few times a second) to stop gracefully.
+//! SIGHUP (logrotate's postrotate, `ExecReload=kill -HUP`, a closed terminal) is caught and logged:
+//! its default action would kill the process without a word to clients or stream management.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -6,7 +8,7 @@ use std::sync::Arc;
 /// Set once a stop was asked for; also counts the shards whose sessions are closed (so that each
 /// shard's outgoing s2s streams wait for what every shard's closing sessions sent).
 #[derive(Clone, Default)]
-pub struct ShutdownFlag(Arc<AtomicBool>, Arc<AtomicUsize>);
+pub struct ShutdownFlag(Arc<AtomicBool>, Arc<AtomicUsize>, Arc<AtomicBool>);
 
 impl ShutdownFlag {
     /// Asks every shard to stop.
@@ -29,11 +31,18 @@ impl ShutdownFlag {
         self.0.load(Ordering::Acquire)
     }
 
-    /// Sets the flag on SIGINT or SIGTERM (signal-hook: async-signal-safe, no handler code of ours).
+    /// True once after each SIGHUP (there is nothing to reload: the caller logs it).
+    pub(crate) fn take_hangup(&self) -> bool {
+        self.2.swap(false, Ordering::AcqRel)
+    }
+
+    /// Sets the flag on SIGINT or SIGTERM, notes SIGHUP (signal-hook: async-signal-safe, no
+    /// handler code of ours).
     pub fn install_signal_handlers(&self) -> std::io::Result<()> {
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             signal_hook::flag::register(sig, self.0.clone())?;
         }
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, self.2.clone())?;
         Ok(())
     }
 }
