@@ -134,6 +134,21 @@ fn check_config_reports_file_line_and_column() {
         &out,
         &format!("{}:3:1: unknown field `foo`", env.config.display()),
     );
+
+    // A misspelt module would silently stay off.
+    std::fs::write(
+        &env.config,
+        "[general]\nhosts = [\"a\"]\n[[listen.c2s]]\nport = 5222\n[modules.ping]\n[modules.stream_managment]\n",
+    )
+    .unwrap();
+    let out = env.run(&["check-config"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want = format!(
+        "petrel: {}:6:10: [modules.stream_managment]: no such module",
+        env.config.display()
+    );
+    assert!(stderr.lines().any(|l| l.starts_with(&want)), "{stderr}");
 }
 
 #[test]

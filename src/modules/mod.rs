@@ -282,10 +282,30 @@ pub enum ModuleError {
     /// A `[components."domain"]` that a module serves (`conference.`, `pubsub.`, `upload.` ...).
     #[error("components.\"{0}\": a component domain must not be a module's service domain")]
     ComponentIsService(String),
+    /// A `[modules.NAME]` no module answers to: a misspelt name would leave the module off.
+    #[error("{at}: [modules.{name}]: no such module (the modules are: {known})")]
+    Unknown {
+        /// The table's name.
+        name: String,
+        /// `FILE:LINE:COL` of the table.
+        at: String,
+        /// The known names.
+        known: String,
+    },
 }
 
 /// Checks the options of the configured modules (call before starting the shards).
 pub fn check(config: &Config) -> Result<(), ModuleError> {
+    if let Some(name) = config.modules.keys().find(|n| !KNOWN.contains(&n.as_str())) {
+        let at = config
+            .module_location(name)
+            .map_or(String::new(), |l| format!(":{l}"));
+        return Err(ModuleError::Unknown {
+            name: name.clone(),
+            at: format!("{}{at}", config.source.display()),
+            known: KNOWN.join(", "),
+        });
+    }
     if let Some(t) = config.modules.get("roster") {
         roster::RosterOpts::from_table(t)?;
     }
