@@ -32,7 +32,7 @@ import time
 from datetime import datetime, timezone
 
 from muclib import common_args, logout, run_main
-from mamlib import login, prefs_get, prefs_set, query, leaked_results, send_and_wait, stanza_ids
+from mamlib import SID, login, prefs_get, prefs_set, query, leaked_results, send_and_wait, stanza_ids
 
 PAGE = 50
 
@@ -282,8 +282,10 @@ async def bad_input(a, b, args, problems):
 async def disco(a, problems):
     info = await a.plugin["xep_0030"].get_info(jid=a.bare(), cached=False, timeout=10)
     features = set(info["disco_info"]["features"])
-    if "urn:xmpp:mam:2" not in features:
-        problems.append(f"disco#info of {a.bare()} lacks urn:xmpp:mam:2: {sorted(features)}")
+    # The account is the `by` of the stanza ids it gets: it announces them (XEP-0359 §5).
+    for want in ("urn:xmpp:mam:2", SID):
+        if want not in features:
+            problems.append(f"disco#info of {a.bare()} lacks {want}: {sorted(features)}")
 
 
 def main():

@@ -108,7 +108,9 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: MamOptions) {
         .unwrap_or_default();
     register_rooms(shard, &services, &opts);
     for host in hosts {
-        for f in [ns::MAM, ns::MAM_EXTENDED] {
+        // The account is the `by` of the stanza ids its archive stamps: it announces them (XEP-0359
+        // §5; a client checks this before trusting them).
+        for f in [ns::MAM, ns::MAM_EXTENDED, ns::SID] {
             crate::modules::disco::add_account_feature(&mut shard.ext, host, f);
         }
         crate::modules::disco::add_server_feature(&mut shard.ext, host, ns::SID);
