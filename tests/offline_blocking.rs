@@ -222,6 +222,51 @@ fn body_less_messages_are_kept_for_later_and_chat_states_are_not() {
     }
 }
 
+#[test]
+fn a_blocked_senders_messages_stay_out_of_the_archive() {
+    // XEP-0191 §3.4: what a blocked JID sends is not delivered, and an archive that kept it would
+    // deliver it later; the bounce does not carry the stanza id given for the archive either.
+    for shards in SHARDS {
+        let modules = format!("{MODULES}[modules.mam]\n");
+        let server = Server::start_with(shards, &["alice", "bob", "carol"], "", &modules);
+        let mut alice = server.login("alice", "a", Some(0));
+        let mut bob = server.login("bob", "b", Some(0));
+        let mut carol = server.login("carol", "c", Some(0));
+        let r = iq(
+            &mut alice,
+            "blk",
+            "<iq type='set' id='blk'><block xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/></block></iq>",
+        );
+        assert_eq!(r.type_().as_deref(), Some("result"));
+        bob.sync();
+        for (id, to) in [("full", "alice@localhost/a"), ("bare", "alice@localhost")] {
+            bob.send(&format!(
+                "<message to='{to}' type='chat' id='{id}'><body>blocked {id}</body></message>"
+            ));
+            let e = bob.expect("error", |s| s.id().as_deref() == Some(id));
+            assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
+            let text = String::from_utf8_lossy(e.bytes()).into_owned();
+            assert!(!text.contains("urn:xmpp:sid:0"), "shards={shards}: {text}");
+        }
+        carol.send("<message to='alice@localhost/a' type='chat' id='ok'><body>not blocked</body></message>");
+        alice.expect("carol's message", |s| s.id().as_deref() == Some("ok"));
+        alice.send("<iq type='set' id='mam'><query xmlns='urn:xmpp:mam:2' queryid='f'/></iq>");
+        let mut results = Vec::new();
+        loop {
+            let s = alice.expect("archive", |s| {
+                s.name() == "message" || s.id().as_deref() == Some("mam")
+            });
+            if s.name() == "iq" {
+                assert_eq!(s.type_().as_deref(), Some("result"));
+                break;
+            }
+            results.push(String::from_utf8_lossy(s.bytes()).into_owned());
+        }
+        assert_eq!(results.len(), 1, "shards={shards}: {results:?}");
+        assert!(results[0].contains("not blocked"), "{results:?}");
+    }
+}
+
 fn iq(c: &mut Client, id: &str, xml: &str) -> Stanza {
     c.send(xml);
     c.expect("iq answer", |s| {

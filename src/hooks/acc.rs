@@ -152,6 +152,13 @@ impl Acc {
         el.attrs.push(("type".into(), "error".into()));
         el.attrs.push(("from".into(), self.to.as_str().into()));
         el.attrs.push(("to".into(), self.from.as_str().into()));
+        // The stanza id the server gave the message for the addressee's archive (XEP-0359, `by`
+        // the addressee) is the addressee's, not the sender's to learn.
+        let by = self.to.bare_str();
+        el.children.retain(|c| {
+            !matches!(c, Node::Element(e)
+                if e.name == "stanza-id" && e.ns == ns::STANZA_ID && e.attr("by") == Some(by))
+        });
         let mut error = Element::new("error", ns::CLIENT)
             .with_attr("type", cond.default_type().as_str())
             .with_child(Element::new(cond.as_str(), ns::STANZAS));

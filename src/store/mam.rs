@@ -47,6 +47,15 @@ pub enum Keep {
     IfInRoster,
 }
 
+/// What an archive write needs to know of a row's owner (looked up once per commit).
+#[derive(Debug, Clone, Copy, Default)]
+struct Owner {
+    /// The owner is an account.
+    account: bool,
+    /// Its block list is not empty.
+    blocks: bool,
+}
+
 /// What a query selects, besides the owner.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MamFilter {
@@ -586,20 +595,30 @@ impl Store {
                 "SELECT count(*) FROM roster_items WHERE \"user\" = ?1 AND contact = ?2 AND in_roster = 1",
             );
             // Owners looked up in this transaction (a batch holds many rows of few owners).
-            let mut accounts: ahash::HashMap<&str, bool> = ahash::HashMap::default();
+            let mut owners: ahash::HashMap<&str, Owner> = ahash::HashMap::default();
             for (i, r) in (0u32..).zip(batch.iter()) {
                 let kept = match r.keep {
                     Keep::Always => true,
-                    Keep::IfAccount => match accounts.get(r.owner) {
-                        Some(&known) => known,
-                        None => {
-                            let known = self.is_account(r.owner)?;
-                            accounts.insert(r.owner, known);
-                            known
-                        }
-                    },
-                    // One by one: the `roster` default mode is rare.
-                    Keep::IfInRoster => self.int(in_roster, args![r.owner, r.with_bare])? != 0,
+                    Keep::IfAccount | Keep::IfInRoster => {
+                        let owner = match owners.get(r.owner) {
+                            Some(&o) => o,
+                            None => {
+                                let o = self.mam_owner(r.owner)?;
+                                owners.insert(r.owner, o);
+                                o
+                            }
+                        };
+                        // A received copy from a JID the owner blocks is not kept either (XEP-0191
+                        // §3.4: the archive would deliver it later).
+                        let unblocked = !owner.blocks
+                            || r.outgoing
+                            || !self.blocks(r.owner, r.with_bare, r.with_res)?;
+                        owner.account
+                            && unblocked
+                            // One by one: the `roster` default mode is rare.
+                            && (r.keep == Keep::IfAccount
+                                || self.int(in_roster, args![r.owner, r.with_bare])? != 0)
+                    }
                 };
                 if !kept {
                     continue;
@@ -627,12 +646,56 @@ impl Store {
         r
     }
 
-    /// True when `owner` (a bare JID as routed: prepared) is an account.
-    fn is_account(&self, owner: &str) -> Result<bool, StoreError> {
-        match owner.split_once('@') {
-            Some((node, domain)) => self.is_user(domain, node),
-            None => Ok(false),
-        }
+    /// Whether `owner` (a bare JID as routed: prepared) is an account, and has a block list: one
+    /// query.
+    fn mam_owner(&self, owner: &str) -> Result<Owner, StoreError> {
+        let Some((node, domain)) = owner.split_once('@') else {
+            return Ok(Owner::default());
+        };
+        let q = sql("SELECT (SELECT count(*) FROM (SELECT 1 FROM blocklist \
+             WHERE domain = ?1 AND username = ?2 LIMIT 1) AS b) FROM users \
+             WHERE domain = ?1 AND username = ?2");
+        Ok(match self.row(q, args![domain, node])? {
+            Some(mut r) => Owner {
+                account: true,
+                blocks: r.int(0)? != 0,
+            },
+            None => Owner::default(),
+        })
+    }
+
+    /// Whether `owner`'s block list holds an item matching `with_bare`/`with_res` (XEP-0191 items
+    /// match as privacy list items do: the full JID, the bare JID, the domain and resource, or the
+    /// domain).
+    fn blocks(&self, owner: &str, with_bare: &str, with_res: &str) -> Result<bool, StoreError> {
+        let Some((node, domain)) = owner.split_once('@') else {
+            return Ok(false);
+        };
+        let with_domain = with_bare.rsplit_once('@').map_or(with_bare, |(_, d)| d);
+        let (full, domain_res) = if with_res.is_empty() {
+            (with_bare.to_owned(), with_domain.to_owned())
+        } else {
+            (
+                format!("{with_bare}/{with_res}"),
+                format!("{with_domain}/{with_res}"),
+            )
+        };
+        let q = sql(
+            "SELECT count(*) FROM blocklist WHERE domain = ?1 AND username = ?2 \
+             AND jid IN (?3, ?4, ?5, ?6)",
+        );
+        let n = self.int(
+            q,
+            args![
+                domain,
+                node,
+                with_bare,
+                full.as_str(),
+                with_domain,
+                domain_res.as_str()
+            ],
+        )?;
+        Ok(n != 0)
     }
 
     /// `jid`'s id from this connection's cache or `mam_jid`; `None` when it has none (so it is in
@@ -1115,6 +1178,7 @@ fn split_list(s: &str) -> Vec<String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::jid::BareJid;
     use crate::store::testing::test_dbs;
 
     pub(crate) fn row(owner: &str, id: i64, with: &str, ts: i64) -> ArchivedMessage {
@@ -1174,6 +1238,52 @@ pub(crate) mod tests {
             assert_eq!(got.iter().map(|r| r.id).collect::<Vec<_>>(), vec![4, 5]);
             assert!(s.mam_has("a@x", 7).unwrap_or_else(|e| panic!("{e}")));
             assert!(!s.mam_has("a@x", 70).unwrap_or_else(|e| panic!("{e}")));
+        }
+    }
+
+    #[test]
+    fn a_received_copy_from_a_blocked_jid_is_not_kept() {
+        use crate::store::BlockChange;
+        for db in test_dbs() {
+            eprintln!("backend: {}", db.name);
+            let s = db.open();
+            let a = BareJid::parse("a@x").unwrap();
+            s.add_user(&a, &crate::auth::ScramSecrets::derive("pw", 16))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let items = ["eve@x", "spam.example", "x/evil", "carol@x/bad"];
+            let block = BlockChange::Block(items.iter().map(|j| j.to_string()).collect());
+            s.blocklist_update(&a, &block, 100)
+                .unwrap_or_else(|e| panic!("{e:?}"));
+            // (id, from bare, resource, outgoing): received rows from blocked JIDs go, the rest
+            // (and a copy the owner sent) stay.
+            let cases = [
+                (1, "bob@x", "r", false, true),
+                (2, "eve@x", "r", false, false),
+                (3, "m@spam.example", "r", false, false),
+                (4, "dave@x", "evil", false, false),
+                (5, "carol@x", "bad", false, false),
+                (6, "carol@x", "good", false, true),
+                (7, "eve@x", "r", true, true),
+                (8, "b@x", "", false, true),
+            ];
+            let rows: Vec<_> = cases
+                .iter()
+                .map(|&(id, with, res, outgoing, _)| ArchivedMessage {
+                    with_res: res.into(),
+                    outgoing,
+                    keep: Keep::IfAccount,
+                    ..row("a@x", id, with, id * 10)
+                })
+                .collect();
+            s.mam_append(&rows).unwrap_or_else(|e| panic!("{e}"));
+            let kept: Vec<i64> = s
+                .mam_query("a@x", &MamFilter::default(), 20, false)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .iter()
+                .map(|r| r.id)
+                .collect();
+            let want: Vec<i64> = cases.iter().filter(|c| c.4).map(|c| c.0).collect();
+            assert_eq!(kept, want, "{}", db.name);
         }
     }
 

@@ -34,3 +34,5 @@ pub const XML: &str = "http://www.w3.org/XML/1998/namespace";
 pub const SASL2: &str = "urn:xmpp:sasl:2";
 /// Bind 2 (XEP-0386): resource binding inside a SASL2 authentication.
 pub const BIND2: &str = "urn:xmpp:bind:0";
+/// Unique and stable stanza ids (XEP-0359).
+pub const STANZA_ID: &str = "urn:xmpp:sid:0";

@@ -44,7 +44,7 @@ pub mod ns {
     /// XEP-0313 extended queries (`before-id`, `after-id`, `ids`).
     pub const MAM_EXTENDED: &str = "urn:xmpp:mam:2#extended";
     /// XEP-0359 unique and stable stanza ids.
-    pub const SID: &str = "urn:xmpp:sid:0";
+    pub const SID: &str = crate::xmpp::ns::STANZA_ID;
     /// XEP-0297 forwarding.
     pub const FORWARD: &str = "urn:xmpp:forward:0";
     /// XEP-0203 delayed delivery.
