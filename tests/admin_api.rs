@@ -582,3 +582,51 @@ fn kicking_a_user_ends_parked_sessions_too() {
     let r = c.next_stanza();
     assert_eq!(r.name(), "failed", "{}", String::from_utf8_lossy(r.bytes()));
 }
+
+#[test]
+fn a_deleted_account_s_subscriptions_are_cancelled() {
+    // XEP-0077 §3.2: the contacts of a deleted account learn it is gone, and what they shared with
+    // it does not go to whoever registers the name next.
+    let modules = "[modules.roster]\n[modules.presence]\n";
+    let (server, http) = start(2, &["dave", "eve", "sub"], true, modules);
+    let mut dave = server.login("dave", "d", Some(0));
+    let mut eve = server.login("eve", "e", Some(0));
+    let mut sub = server.login("sub", "s", Some(0));
+    for c in [&mut dave, &mut eve] {
+        c.send("<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>");
+        c.expect("roster", |s| s.id().as_deref() == Some("r"));
+    }
+    // sub sees dave's presence; eve sees sub's.
+    common::subscribe_one_way(&mut sub, "sub", &mut dave, "dave");
+    common::subscribe_one_way(&mut eve, "eve", &mut sub, "sub");
+    let r = api(http, "DELETE", "/api/users/sub@localhost", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    // dave's item for sub loses `from`, eve's loses `to`: each gets a push with subscription none.
+    for (c, name) in [(&mut dave, "dave"), (&mut eve, "eve")] {
+        // (Earlier pushes, from the subscription, are skipped.)
+        c.expect(&format!("{name}'s roster push"), |s| {
+            s.name() == "iq"
+                && s.type_().as_deref() == Some("set")
+                && String::from_utf8_lossy(s.bytes())
+                    .contains("jid='sub@localhost' subscription='none'")
+        });
+    }
+    let r = api(
+        http,
+        "POST",
+        "/api/users",
+        Some(r#"{"jid": "sub@localhost", "password": "someone-else"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mut heir = server.connect();
+    heir.login_plain("sub", "localhost", "someone-else", "new");
+    heir.send("<presence/>");
+    dave.send("<presence><status>private</status></presence>");
+    dave.sync();
+    heir.sync();
+    let seen =
+        String::from_utf8_lossy(&heir.read_until_quiet(std::time::Duration::from_millis(500)))
+            .into_owned();
+    assert!(!seen.contains("private"), "{seen}");
+    drop(eve);
+}

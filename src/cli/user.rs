@@ -116,7 +116,7 @@ pub(super) fn run(config: &Config, command: UserCommand) -> Result<(), UserError
         Action::Add(jid, password) => {
             store.add_user(&jid, &ScramSecrets::derive(&password, iterations))?;
         }
-        Action::Del(jid) => store.remove_user(&jid)?,
+        Action::Del(jid) => drop(store.remove_user(&jid)?),
         Action::AddRange(jids, password) => add_range(&store, &jids, &password, iterations)?,
         Action::Passwd(jid, password) => {
             store.set_secrets(&jid, &ScramSecrets::derive(&password, iterations))?;

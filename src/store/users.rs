@@ -7,6 +7,7 @@ use super::value::args;
 use super::{Corruption, StoreError};
 use crate::auth::ScramSecrets;
 use crate::jid::BareJid;
+use crate::xmpp::roster::RosterItem;
 
 /// File name of the SQLite database inside the data directory.
 pub const DB_FILE: &str = "petrel.sqlite3";
@@ -117,10 +118,13 @@ impl Store {
         Ok(())
     }
 
-    /// Removes a user; `NoSuchUser` if absent.
-    pub fn remove_user(&self, jid: &BareJid) -> Result<(), StoreError> {
+    /// Removes a user and everything that is theirs; returns the roster it had (every row, pending
+    /// requests too). `NoSuchUser` if absent.
+    pub fn remove_user(&self, jid: &BareJid) -> Result<Vec<RosterItem>, StoreError> {
         let node = jid.node().ok_or(StoreError::NoLocalpart)?;
         self.transaction(None, || {
+            // The roster as it was, so the server can cancel the subscriptions (XEP-0077 §3.2).
+            let roster = self.roster_rows(jid)?;
             let q = sql("DELETE FROM users WHERE domain = ?1 AND username = ?2");
             if self.exec(q, args![jid.domain(), node])? == 0 {
                 return Ok(End::Rollback(Err(StoreError::NoSuchUser)));
@@ -135,7 +139,7 @@ impl Store {
             }
             // The message archive and its preferences (XEP-0313 data is personal).
             self.mam_delete_owner(jid.as_str())?;
-            Ok(End::Commit(Ok(())))
+            Ok(End::Commit(Ok(roster)))
         })?
     }
 

@@ -677,7 +677,7 @@ fn a_deleted_account_leaves_no_state_on_its_home_shard() {
         w.store()
             .pubsub_node_delete(jid.as_str(), "urn:x:p")
             .unwrap_or_else(|e| panic!("{e}"));
-        crate::modules::register::account_removed(&mut w.cluster.shards[shards - 1], jid);
+        crate::modules::register::account_removed(&mut w.cluster.shards[shards - 1], jid, vec![]);
         w.cluster.pump();
         let home = home_of(&w, &user);
         assert!(home.loaded(&user).is_none(), "{shards}");

@@ -22,6 +22,7 @@ use crate::hooks::{Acc, HookCtx, HookResult, JobDone};
 use crate::hooks::{SessionEnd, SessionEndKind};
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::modules::blocking::BlocklistChanged;
+use crate::modules::register::AccountRemoved;
 use crate::modules::roster::{self, user_key, RosterItem, SubKind, SubState, Transition};
 use crate::shard::{ConnMsg, SessionRef, Shard, ShardId};
 use crate::sm::{PresenceUpdate, PRESENCE_UPDATE};
@@ -59,6 +60,39 @@ pub fn start(shard: &mut Shard, _hosts: &[String]) {
     shard.hooks.session_end.add(50, "presence", session_end);
     shard.sm.add_home_handler("presence", Rc::new(home));
     crate::hooks::Events::<BlocklistChanged>::listen(shard, 50, "presence", block_changed);
+    crate::hooks::Events::<AccountRemoved>::listen(shard, 50, "presence", account_removed);
+}
+
+/// XEP-0077 §3.2: a deleted account's subscriptions are cancelled. Each contact gets what the user
+/// would have sent removing the item (RFC 6121 §2.5.2): `unsubscribe` where the user had or asked
+/// for the contact's presence, `unsubscribed` where the contact had or asked for the user's. Their
+/// servers update their rosters, so the presence they shared does not go to whoever registers the
+/// name next.
+fn account_removed(shard: &mut Shard, ev: &AccountRemoved) {
+    let from = Jid::from(ev.jid.clone());
+    for item in &ev.roster {
+        let to = Jid::from(item.jid.clone());
+        let mut types = Vec::with_capacity(2);
+        if item.state.to || item.state.pending_out {
+            types.push("unsubscribe");
+        }
+        if item.state.from || item.state.pending_in {
+            types.push("unsubscribed");
+        }
+        for ty in types {
+            let el = Element::new("presence", ns::CLIENT)
+                .with_attr("type", ty)
+                .with_attr("from", from.as_str())
+                .with_attr("to", to.as_str());
+            let acc = Acc::new(
+                Stanza::from_element(&el),
+                from.clone(),
+                to.clone(),
+                shard.id,
+            );
+            crate::router::route(shard, acc);
+        }
+    }
 }
 
 /// XEP-0191, on the user's home shard: a JID being blocked gets unavailable presence from each

@@ -607,10 +607,11 @@ fn a_deleted_account_has_no_registrations_left() {
     App::answer(&mut w, &p, None);
     // Deleted (as the register module and the admin API do it): the store forgets the
     // registrations, the event the state the home shard kept.
-    w.store()
+    let roster = w
+        .store()
         .remove_user(&alice)
         .unwrap_or_else(|e| panic!("{e}"));
-    crate::modules::register::account_removed(&mut w.cluster.shards[1], alice);
+    crate::modules::register::account_removed(&mut w.cluster.shards[1], alice, roster);
     w.cluster.pump();
     chat(&mut w, &mut bob, ALICE, "two");
     assert!(app.take().is_empty());

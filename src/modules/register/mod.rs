@@ -25,6 +25,7 @@ use crate::local::IqReply;
 use crate::shard::{ConnMsg, Extensions, Shard};
 use crate::store::{unix_now, Registered, Store, StoreError};
 use crate::xml::{Element, Stanza};
+use crate::xmpp::roster::RosterItem;
 use crate::xmpp::{StanzaErrorCondition, StreamErrorCondition};
 
 /// Module event: an account was deleted (in-band here, or by the admin API), emitted on the shard
@@ -33,11 +34,13 @@ use crate::xmpp::{StanzaErrorCondition, StreamErrorCondition};
 pub struct AccountRemoved {
     /// The deleted account.
     pub jid: BareJid,
+    /// Its roster as it was (the presence module cancels the subscriptions).
+    pub roster: Vec<RosterItem>,
 }
 
-/// Announces that `jid` was deleted (see [`AccountRemoved`]).
-pub fn account_removed(shard: &mut Shard, jid: BareJid) {
-    crate::hooks::Events::<AccountRemoved>::emit(shard, &AccountRemoved { jid });
+/// Announces that `jid`, whose roster was `roster`, was deleted (see [`AccountRemoved`]).
+pub fn account_removed(shard: &mut Shard, jid: BareJid, roster: Vec<RosterItem>) {
+    crate::hooks::Events::<AccountRemoved>::emit(shard, &AccountRemoved { jid, roster });
 }
 
 /// The rate limit window.
@@ -237,12 +240,15 @@ fn authed(
 fn remove(store: &Store, bare: &BareJid, req: Acc, shard: crate::shard::ShardId) -> JobDone {
     let removed = store
         .remove_user(bare)
-        .and_then(|()| store.last_remove(bare));
-    if let Err(e) = removed {
-        tracing::warn!(%bare, error = %e, "register: account removal failed");
-        let reply = req.error_reply(StanzaErrorCondition::InternalServerError, shard);
-        return reply.into_iter().collect::<Vec<_>>().into();
-    }
+        .and_then(|roster| store.last_remove(bare).map(|()| roster));
+    let roster = match removed {
+        Ok(roster) => roster,
+        Err(e) => {
+            tracing::warn!(%bare, error = %e, "register: account removal failed");
+            let reply = req.error_reply(StanzaErrorCondition::InternalServerError, shard);
+            return reply.into_iter().collect::<Vec<_>>().into();
+        }
+    };
     tracing::info!(%bare, "account removed in-band");
     let reply = crate::local::result_reply(&req, None, shard);
     let from = req.from.clone();
@@ -251,7 +257,7 @@ fn remove(store: &Store, bare: &BareJid, req: Acc, shard: crate::shard::ShardId)
         hold: Vec::new(),
         route: Vec::new(),
         then: Some(Box::new(move |shard: &mut Shard| {
-            account_removed(shard, gone);
+            account_removed(shard, gone, roster);
             // The result first, then the close, through the same mailbox: the client sees both.
             shard.route_all(vec![reply]);
             if let Some(conn) = shard.local_session(from.as_str()) {

@@ -118,11 +118,11 @@ async fn handle(req: Request<Incoming>, ctx: &Rc<ShardCtx>) -> Answer {
 }
 
 /// Runs an account job on the store; its `UserExists` and `NoSuchUser` become the API's.
-async fn account_job(
+async fn account_job<T: Send + 'static>(
     ctx: &Rc<ShardCtx>,
     jid: &BareJid,
-    job: impl FnOnce(&Store, &BareJid) -> Result<(), StoreError> + Send + 'static,
-) -> Result<(), ApiError> {
+    job: impl FnOnce(&Store, &BareJid) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
     let j = jid.clone();
     match ctx.store.call(move |s| job(s, &j)).await? {
         Err(StoreError::UserExists) => Err(ApiError::UserExists(jid.to_string())),
@@ -164,8 +164,12 @@ async fn run(cmd: Command, ctx: &Rc<ShardCtx>) -> Answer {
             user_done(StatusCode::CREATED, &jid, 0)
         }
         Command::DelUser(jid) => {
-            account_job(ctx, &jid, |s, j| s.remove_user(j)).await?;
-            crate::modules::register::account_removed(&mut ctx.shard.borrow_mut(), jid.clone());
+            let roster = account_job(ctx, &jid, |s, j| s.remove_user(j)).await?;
+            crate::modules::register::account_removed(
+                &mut ctx.shard.borrow_mut(),
+                jid.clone(),
+                roster,
+            );
             ctx.flush();
             let bare = jid.clone();
             let kicked = on_every_shard(ctx, move |s| {
