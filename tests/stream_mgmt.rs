@@ -399,6 +399,38 @@ impl SyncSm for Client {
 }
 
 #[test]
+fn carbons_stay_enabled_across_resumptions() {
+    // XEP-0198 §5: a resumed client does not set its session up again, so carbons it enabled
+    // must still be on (they were dropped with the old connection).
+    let modules = format!("{}[modules.carbons]\n", sm_toml(60, 2000));
+    let server = Server::start_with(2, &["alice", "bob"], "", &modules);
+    let mut phone = Sm::login(&server, "alice", "phone");
+    phone
+        .c
+        .send("<iq type='set' id='cb'><enable xmlns='urn:xmpp:carbons:2'/></iq>");
+    let r = phone.recv();
+    assert_eq!(r.id().as_deref(), Some("cb"));
+    let mut desk = server.login("alice", "desk", Some(0));
+    let mut bob = server.login("bob", "b", None);
+    // Several cuts, each resumed from a new connection (the kernel spreads them over shards).
+    for round in 0..5 {
+        let text = format!("to desk {round}");
+        bob.chat(&desk.jid, &text);
+        desk.expect("the message", |s| body(s).as_deref() == Some(text.as_str()));
+        let copy = phone.recv();
+        let xml = String::from_utf8_lossy(copy.bytes()).into_owned();
+        assert!(
+            xml.contains("<received xmlns='urn:xmpp:carbons:2'>") && xml.contains(&text),
+            "round {round}: {xml}"
+        );
+        phone.ack();
+        phone.c.sync_sm();
+        let (id, jid, h) = phone.cut();
+        phone = Sm::resume(&server, "alice", &id, &jid, h).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
 fn resume_of_another_users_id_fails_and_leaves_it_untouched() {
     for shards in [1, 2] {
         let server = server(shards, &["alice", "bob", "mallory"], 60);

@@ -221,6 +221,10 @@ pub struct SessionEvent {
     pub session: SessionRef,
     /// Priority for `user_available` (None for the others).
     pub priority: Option<i8>,
+    /// For `sm_remove_connection`: the session did not end, it moved to this connection (an
+    /// XEP-0198 resumption); `sm_register_connection` runs for it next. Per-session state a module
+    /// keeps by connection follows it.
+    pub moved_to: Option<SessionRef>,
 }
 
 /// Why a connection lets go of its session (argument of [`Hooks::session_end`]).

@@ -483,7 +483,14 @@ pub fn move_session(shard: &mut Shard, jid: &FullJid, old: SessionRef, new: Sess
         return false;
     };
     forget_location(shard, jid, old, located_by);
-    run_session_hook(shard, |h| &h.sm_remove_connection, jid, old, None);
+    let mut ev = SessionEvent {
+        jid: jid.clone(),
+        session: old,
+        priority: None,
+        moved_to: Some(new),
+    };
+    let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
+    shard.hooks.sm_remove_connection.run(&mut ev, &mut ctx);
     run_session_hook(shard, |h| &h.sm_register_connection, jid, new, None);
     if shard.session_listener.is_some() {
         let priority = shard
@@ -558,6 +565,7 @@ fn run_session_hook(
         jid: jid.clone(),
         session,
         priority,
+        moved_to: None,
     };
     let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
     pick(&shard.hooks).run(&mut ev, &mut ctx);

@@ -125,7 +125,15 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
             let home = ctx.ext.get_or_default::<CarbonsHome>();
             let bare = ev.jid.bare();
             if let Some(list) = home.users.get_mut(&bare) {
-                list.retain(|(_, s)| *s != ev.session);
+                match ev.moved_to {
+                    // Resumed (XEP-0198): carbons stay on, at the new connection (the client does
+                    // not enable them again, §5).
+                    Some(new) => list
+                        .iter_mut()
+                        .filter(|(_, s)| *s == ev.session)
+                        .for_each(|(_, s)| *s = new),
+                    None => list.retain(|(_, s)| *s != ev.session),
+                }
                 if list.is_empty() {
                     home.users.remove(&bare);
                 }
