@@ -300,3 +300,28 @@ fn pending_request_waits_for_login_and_bad_presence() {
         }
     }
 }
+
+#[test]
+fn directed_presence_of_a_session_that_was_never_available_ends_too() {
+    // RFC 6121 §4.6.3: an entity that got directed presence hears when the session ends, even
+    // if the session never sent initial presence (it had no unavailable broadcast to ride on).
+    for shards in [1, 2] {
+        let server = server(shards);
+        let mut bob = server.login("bob", "b", Some(0));
+        let mut alice = server.login("alice", "quiet", None);
+        alice.send("<presence to='bob@localhost/b'/>");
+        bob.expect("directed presence", |s| {
+            s.name() == "presence" && s.from().as_deref() == Some("alice@localhost/quiet")
+        });
+        alice.send("</stream:stream>");
+        let _ = alice.read_to_close();
+        let gone = bob.expect("unavailable", |s| {
+            s.name() == "presence" && s.from().as_deref() == Some("alice@localhost/quiet")
+        });
+        assert_eq!(
+            gone.type_().as_deref(),
+            Some("unavailable"),
+            "shards={shards}"
+        );
+    }
+}

@@ -431,6 +431,50 @@ fn carbons_stay_enabled_across_resumptions() {
 }
 
 #[test]
+fn roster_pushes_and_directed_presence_follow_resumptions() {
+    // Per-connection state of a session resumed on another shard: its interest in roster pushes
+    // (it asked for the roster once) and the entities it sent directed presence to.
+    let modules = format!(
+        "{}[modules.roster]\n[modules.presence]\n",
+        sm_toml(60, 2000)
+    );
+    let server = Server::start_with(2, &["alice", "bob"], "", &modules);
+    let mut phone = Sm::login(&server, "alice", "phone");
+    phone
+        .c
+        .send("<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>");
+    assert_eq!(phone.recv().id().as_deref(), Some("r"));
+    let mut bob = server.login("bob", "b", Some(0));
+    phone.c.send(&format!("<presence to='{}'/>", bob.jid));
+    bob.expect("directed presence", |s| {
+        s.name() == "presence" && s.from().as_deref() == Some(phone.jid.as_str())
+    });
+    let mut desk = server.login("alice", "desk", None);
+    // Several cuts, each resumed from a new connection (the kernel spreads them over shards).
+    for round in 0..5 {
+        phone.ack();
+        phone.c.sync_sm();
+        let (id, jid, h) = phone.cut();
+        phone = Sm::resume(&server, "alice", &id, &jid, h).unwrap_or_else(|e| panic!("{e}"));
+        let contact = format!("c{round}@example.test");
+        desk.send(&format!(
+            "<iq type='set' id='s{round}'><query xmlns='jabber:iq:roster'><item jid='{contact}'/></query></iq>"
+        ));
+        desk.expect("set result", |s| s.id() == Some(format!("s{round}").into()));
+        let push = phone.recv();
+        let xml = String::from_utf8_lossy(push.bytes()).into_owned();
+        assert!(xml.contains(&contact), "round {round}: {xml}");
+    }
+    phone.c.send("</stream:stream>");
+    let _ = phone.c.read_to_close();
+    bob.expect("unavailable from the phone", |s| {
+        s.name() == "presence"
+            && s.type_().as_deref() == Some("unavailable")
+            && s.from().as_deref() == Some(phone.jid.as_str())
+    });
+}
+
+#[test]
 fn resume_of_another_users_id_fails_and_leaves_it_untouched() {
     for shards in [1, 2] {
         let server = server(shards, &["alice", "bob", "mallory"], 60);

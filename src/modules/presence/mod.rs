@@ -190,8 +190,40 @@ fn session_end(end: &mut SessionEnd, ctx: &mut HookCtx<'_>) -> HookResult {
         return HookResult::Continue;
     }
     let list = ctx.ext.get_or_default::<Directed>().0.remove(&end.jid);
-    if let (Some(acc), Some(list)) = (end.unavailable.as_mut(), list) {
-        acc.put(DIRECTED, list);
+    match (end.kind, list) {
+        // Resumed on another shard: the directed presences follow the session, so its recipients
+        // still hear of its end (§4.6.3).
+        (SessionEndKind::MovedTo(to), Some(list)) => {
+            let jid = end.jid.clone();
+            ctx.run_on(
+                to.shard,
+                Box::new(move |s: &mut Shard| {
+                    let mine = s.ext.get_or_default::<Directed>().0.entry(jid).or_default();
+                    for j in list {
+                        if !mine.contains(&j) && mine.len() < MAX_DIRECTED {
+                            mine.push(j);
+                        }
+                    }
+                }),
+            );
+        }
+        (_, Some(list)) => match end.unavailable.as_mut() {
+            Some(acc) => acc.put(DIRECTED, list),
+            // A session that was not available (never sent initial presence, or sent
+            // unavailable) still told these entities it was there: they hear it is gone.
+            None => {
+                let from = Jid::from(end.jid.clone());
+                for to in list {
+                    let el = Element::new("presence", ns::CLIENT)
+                        .with_attr("type", "unavailable")
+                        .with_attr("from", from.as_str())
+                        .with_attr("to", to.as_str());
+                    let acc = Acc::new(Stanza::from_element(&el), from.clone(), to, ctx.shard);
+                    ctx.route(acc);
+                }
+            }
+        },
+        (_, None) => {}
     }
     HookResult::Continue
 }

@@ -107,13 +107,26 @@ pub fn change_on_home(
     );
 }
 
-/// Forgets a closed session's interest in pushes (called when its connection ends).
+/// Forgets a closed session's interest in pushes (called when its connection ends); a session
+/// resumed on another shard takes it there (XEP-0198 §5: the client does not ask for the roster
+/// again, it counts on the pushes).
 fn session_end(end: &mut SessionEnd, ctx: &mut HookCtx<'_>) -> HookResult {
-    if end.kind != SessionEndKind::Detached {
-        ctx.ext
-            .get_or_default::<RosterInterest>()
-            .0
-            .remove(&end.jid);
+    if end.kind == SessionEndKind::Detached {
+        return HookResult::Continue;
+    }
+    let interested = ctx
+        .ext
+        .get_or_default::<RosterInterest>()
+        .0
+        .remove(&end.jid);
+    if let (SessionEndKind::MovedTo(to), true) = (end.kind, interested) {
+        let jid = end.jid.clone();
+        ctx.run_on(
+            to.shard,
+            Box::new(move |s: &mut Shard| {
+                s.ext.get_or_default::<RosterInterest>().0.insert(jid);
+            }),
+        );
     }
     HookResult::Continue
 }
