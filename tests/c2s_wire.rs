@@ -1046,6 +1046,36 @@ fn sigterm_sends_system_shutdown_and_exits_zero() {
 }
 
 #[test]
+fn whitespace_after_auth_then_a_restart_with_a_declaration() {
+    // go-xmpp (go-sendxmpp) ends `<auth/>` with a newline and restarts with an XML declaration:
+    // the newline is the old stream's, the restart was refused with restricted-xml.
+    let server = Server::start(2, &["alice"]);
+    let mut c = server.connect();
+    c.open("localhost");
+    let features = c.next_stanza();
+    assert_eq!(features.name(), "stream:features");
+    let token = B64.encode("\0alice\0".to_owned() + PASSWORD);
+    c.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>\n"
+    ));
+    let r = c.next_stanza();
+    assert_eq!(
+        r.name(),
+        "success",
+        "{}",
+        String::from_utf8_lossy(r.bytes())
+    );
+    c.restart();
+    c.send("\n");
+    c.open("localhost");
+    let features = c.next_stanza();
+    let text = String::from_utf8_lossy(features.bytes()).into_owned();
+    assert!(text.contains("urn:ietf:params:xml:ns:xmpp-bind"), "{text}");
+    c.bind("r");
+    c.sync();
+}
+
+#[test]
 fn sighup_is_survived_and_sigterm_still_stops_gracefully() {
     // logrotate's postrotate and systemd's ExecReload send SIGHUP: its default action killed the
     // process with no word to anyone.

@@ -103,6 +103,9 @@ pub struct Scanner {
     stream_name: &'static [u8],
     /// True while inside a run of whitespace already reported.
     ws_run: bool,
+    /// After a restart: whitespace before the new declaration is still the old stream's (between
+    /// its elements, RFC 6120 §11.7), not the new document's, and is skipped.
+    restarted: bool,
     dead: Option<XmlError>,
     /// Spare capacity each stanza copied out of the read buffer gets, so that the edit it is about
     /// to get (c2s stamps every stanza's `from`) fits without a second buffer ([`Self::set_headroom`]).
@@ -124,6 +127,7 @@ impl Scanner {
             outer: shared_outer(Vec::new()),
             stream_name: b"",
             ws_run: false,
+            restarted: false,
             dead: None,
             headroom: 0,
         }
@@ -167,6 +171,7 @@ impl Scanner {
         self.outer = shared_outer(Vec::new());
         self.stream_name = b"";
         self.ws_run = false;
+        self.restarted = true;
     }
 
     /// The next event, `Ok(None)` when more bytes are needed. After an error every call returns it.
@@ -187,6 +192,18 @@ impl Scanner {
             match self.state {
                 State::Start => {
                     const DECL: &[u8] = b"<?xml";
+                    if self.restarted {
+                        // A client that sent `</auth>\n`, then `<?xml …?><stream:stream …>`.
+                        let n = avail.iter().take_while(|&&c| is_ws(c)).count();
+                        if n > 0 {
+                            self.head += n;
+                            continue;
+                        }
+                        if avail.is_empty() {
+                            return Ok(None);
+                        }
+                        self.restarted = false;
+                    }
                     if avail.len() <= DECL.len() && DECL.starts_with(avail) {
                         return Ok(None);
                     }

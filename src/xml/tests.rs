@@ -739,6 +739,39 @@ fn reset_expects_a_new_header() {
 }
 
 #[test]
+fn whitespace_before_a_restarted_streams_declaration_is_the_old_streams() {
+    // go-xmpp sends `</auth>\n`, then (after `<success/>`) `<?xml …?><stream:stream …>`: the
+    // newline is whitespace between the old stream's elements, the declaration starts the new one.
+    let restart = format!("\n \r\n{HEADER}");
+    for bytewise in [false, true] {
+        let mut s = Scanner::new(Limits::default(), ns::CLIENT);
+        s.feed(HEADER.as_bytes());
+        assert!(matches!(s.next_event(), Ok(Some(Event::StreamOpen(_)))));
+        s.reset();
+        let mut got = None;
+        if bytewise {
+            for b in restart.as_bytes() {
+                s.feed(std::slice::from_ref(b));
+                if let Some(ev) = s.next_event().unwrap() {
+                    got = Some(ev);
+                }
+            }
+        } else {
+            s.feed(restart.as_bytes());
+            got = s.next_event().unwrap();
+        }
+        assert!(
+            matches!(got, Some(Event::StreamOpen(_))),
+            "bytewise={bytewise}"
+        );
+    }
+    // A new document may not start with whitespace before its declaration.
+    let mut s = Scanner::new(Limits::default(), ns::CLIENT);
+    s.feed(restart.as_bytes());
+    assert_eq!(s.next_event().unwrap_err(), XmlError::ProcessingInstruction);
+}
+
+#[test]
 fn parse_rejects_partial_or_trailing() {
     assert_eq!(
         Stanza::parse(b"<message>".to_vec()).unwrap_err(),
