@@ -943,3 +943,53 @@ fn a_remote_that_stops_reading_is_given_up_and_nothing_is_lost() {
     );
     assert_eq!(counter(&a, "petrel_s2s_out_stalled"), 1);
 }
+
+/// A DNS server on a loopback UDP port that answers every query NXDOMAIN (until the test ends).
+fn nxdomain_dns() -> u16 {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, peer)) = sock.recv_from(&mut buf) {
+            if n < 12 {
+                continue;
+            }
+            // The query back as the answer: QR, the RD it asked, RA, RCODE 3; no records.
+            let mut r = buf[..n].to_vec();
+            r[2] = 0x80 | (buf[2] & 0x01);
+            r[3] = 0x83;
+            r[6..12].fill(0);
+            let _ = sock.send_to(&r, peer);
+        }
+    });
+    port
+}
+
+#[test]
+fn messages_to_a_domain_that_does_not_resolve_bounce_every_time() {
+    // Past the failure memory (5 s) a new stream is tried, and its DNS answer comes at once from
+    // the resolver's cache: its failure then ran inside the routing that started it, borrowed
+    // the shard a second time and panicked, taking the server down.
+    let dns = nxdomain_dns();
+    let server = Server::start_config(2, &["alice"], |port, data| {
+        Server::config_text(port, data, "", "")
+            + &format!("\n[[listen.s2s]]\nport = {}\nip_address = \"127.0.0.1\"\n\n[s2s]\nnameservers = [\"127.0.0.1:{dns}\"]\n", free_port())
+    });
+    let mut alice = server.login("alice", "a", Some(0));
+    for round in 0..3 {
+        if round > 0 {
+            std::thread::sleep(Duration::from_millis(5600));
+        }
+        let id = format!("nx{round}");
+        alice.send(&format!(
+            "<message to='x@nxdomain.invalid' type='chat' id='{id}'><body>?</body></message>"
+        ));
+        let e = alice.expect("bounce", |s| s.id().as_deref() == Some(id.as_str()));
+        assert_eq!(
+            error_condition(&e).as_deref(),
+            Some("remote-server-not-found"),
+            "round {round}"
+        );
+    }
+    alice.sync();
+}

@@ -28,6 +28,10 @@ enum End {
 
 /// Runs the stream of `pair` until nothing is left for it.
 pub(super) async fn run(rt: Rc<S2sRt>, pair: Pair, task: Rc<OutTask>) {
+    // glommio polls a task it spawns right away, inside the spawner, which holds the shard (the
+    // route started this stream): with a cached DNS answer the failure path would borrow the
+    // shard again and panic. The body starts at the next scheduler turn.
+    futures_lite::future::yield_now().await;
     loop {
         match attempt(&rt, &pair, &task).await {
             End::Failed(cond) => {
