@@ -1076,6 +1076,32 @@ fn whitespace_after_auth_then_a_restart_with_a_declaration() {
 }
 
 #[test]
+fn scram_shows_an_unknown_account_the_iteration_count_of_real_ones() {
+    // RFC 5802 §9: the server-first message must not tell who has an account. The fake salt
+    // came with the default 10 000 iterations while accounts had the configured 4 096.
+    let server = Server::start(1, &["alice"]);
+    let iterations = |user: &str| {
+        let mut c = server.connect();
+        c.open("localhost");
+        c.next_stanza();
+        let first = B64.encode(format!("n,,n={user},r=abcdefgh"));
+        c.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>{first}</auth>"
+        ));
+        let ch = c.next_stanza();
+        let text = ch.tree().unwrap().text();
+        let server_first = String::from_utf8(B64.decode(text.trim()).unwrap()).unwrap();
+        server_first
+            .split(',')
+            .find_map(|kv| kv.strip_prefix("i="))
+            .unwrap_or_else(|| panic!("{server_first}"))
+            .to_owned()
+    };
+    assert_eq!(iterations("alice"), "4096");
+    assert_eq!(iterations("nobody"), "4096");
+}
+
+#[test]
 fn sighup_is_survived_and_sigterm_still_stops_gracefully() {
     // logrotate's postrotate and systemd's ExecReload send SIGHUP: its default action killed the
     // process with no word to anyone.

@@ -368,6 +368,16 @@ impl SaslServer {
     }
 }
 
+/// The iteration count an unknown user's exchange shows: the one new accounts get (`[auth]
+/// scram_iterations`), so that it does not tell unknown accounts from real ones. Set once at start.
+static UNKNOWN_USER_ITERATIONS: std::sync::atomic::AtomicU32 =
+    std::sync::atomic::AtomicU32::new(ScramSecrets::DEFAULT_ITERATIONS);
+
+/// Makes unknown users' exchanges show `iterations`, the count accounts are created with.
+pub fn set_unknown_user_iterations(iterations: u32) {
+    UNKNOWN_USER_ITERATIONS.store(iterations, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Secrets for an unknown user: the salt is an HMAC of the username under a per-process key,
 /// so repeated attempts see the same salt, as they would for a real account.
 fn fake_secrets(alg: HashAlg, username: &str) -> ScramHashSecrets {
@@ -382,7 +392,7 @@ fn fake_secrets(alg: HashAlg, username: &str) -> ScramHashSecrets {
     salt.truncate(16);
     ScramHashSecrets {
         salt,
-        iterations: ScramSecrets::DEFAULT_ITERATIONS,
+        iterations: UNKNOWN_USER_ITERATIONS.load(std::sync::atomic::Ordering::Relaxed),
         stored_key: vec![0; alg.output_len()],
         server_key: vec![0; alg.output_len()],
     }

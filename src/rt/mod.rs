@@ -246,6 +246,7 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), RtError> {
 
 /// Starts the server and blocks until `flag` is set and every shard has closed its sessions.
 pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Result<(), RtError> {
+    crate::auth::set_unknown_user_iterations(config.auth.scram_iterations);
     let cpus = allowed_cpus().map_err(RtError::Affinity)?;
     let n = opts.shards.unwrap_or(cpus.len());
     if n == 0 {
