@@ -1102,6 +1102,43 @@ fn scram_shows_an_unknown_account_the_iteration_count_of_real_ones() {
 }
 
 #[test]
+fn one_server_per_data_directory_and_no_account_deleted_under_it() {
+    // A second server on the same data directory would share the store but not the sessions; an
+    // account deleted behind the running server's back kept its session (and its contacts).
+    let server = Server::start(1, &["alice"]);
+    let mut alice = server.login("alice", "a", Some(0));
+    let text = std::fs::read_to_string(&server.config).unwrap();
+    let other = server.dir.path().join("other.toml");
+    let port = common::free_port();
+    std::fs::write(
+        &other,
+        text.replace(
+            &format!("port = {}", server.port),
+            &format!("port = {port}"),
+        ),
+    )
+    .unwrap();
+    let out = common::petrel()
+        .args(["serve", "--config"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains("another petrel server (pid"), "{err}");
+    let out = common::petrel()
+        .args(["user", "del", "alice@localhost", "--config"])
+        .arg(&server.config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains("petrel ctl user del alice@localhost"), "{err}");
+    // Nothing happened to alice.
+    alice.sync();
+}
+
+#[test]
 fn sighup_is_survived_and_sigterm_still_stops_gracefully() {
     // logrotate's postrotate and systemd's ExecReload send SIGHUP: its default action killed the
     // process with no word to anyone.

@@ -34,6 +34,14 @@ pub enum UserError {
         /// The configured hosts, comma separated.
         hosts: String,
     },
+    /// `user del` while a server runs on the data directory.
+    #[error("a petrel server (pid {pid}) is running on this data directory: delete `{jid}` through it (`petrel ctl user del {jid}` or DELETE /api/users/{jid}), so that its sessions end and its contacts are told")]
+    ServerRunning {
+        /// The account.
+        jid: String,
+        /// The server's pid.
+        pid: String,
+    },
     /// The `list` filter is not a domain name.
     #[error("invalid domain `{domain}`: {source}")]
     BadDomain {
@@ -103,6 +111,17 @@ pub(super) fn run(config: &Config, command: UserCommand) -> Result<(), UserError
                 .transpose()?,
         ),
     };
+    // A running server would keep the account's sessions, and its contacts would not be told: it
+    // must do the deletion itself.
+    if let (Action::Del(jid), Some(pid)) = (
+        &action,
+        crate::rt::data_lock::DataDirLock::holder_of(&config.general.data_dir),
+    ) {
+        return Err(UserError::ServerRunning {
+            jid: jid.to_string(),
+            pid,
+        });
+    }
     let backend = Backend::from_config(config)?;
     if let Backend::Sqlite(data_dir) = &backend {
         std::fs::create_dir_all(data_dir).map_err(|source| UserError::DataDir {

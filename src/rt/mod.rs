@@ -12,6 +12,7 @@ mod conn;
 mod conn_auth;
 mod conn_sm;
 mod cpus;
+pub mod data_lock;
 mod explain;
 mod http;
 mod http_upload;
@@ -68,6 +69,9 @@ pub enum RtError {
     /// Zero shards.
     #[error("--shards must be at least 1")]
     NoShards,
+    /// Another server runs on the data directory.
+    #[error(transparent)]
+    DataDir(#[from] data_lock::DataLockError),
     /// Reading the affinity mask failed.
     #[error("cannot read the CPU affinity mask: {0}")]
     Affinity(std::io::Error),
@@ -261,6 +265,8 @@ pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Re
     crate::modules::check(&config)?;
     let modules = crate::modules::c2s_options(&config)?;
     listeners::ensure_free(&config.listen).map_err(RtError::AddrInUse)?;
+    // Held until the server has stopped (this function returns).
+    let _data_dir = data_lock::DataDirLock::acquire(&config.general.data_dir)?;
     let config = Arc::new(config);
     let off_shard = OffShard {
         store: StorePool::start_backend(
