@@ -325,3 +325,26 @@ fn directed_presence_of_a_session_that_was_never_available_ends_too() {
         );
     }
 }
+
+#[test]
+fn an_invalid_priority_is_refused() {
+    // RFC 6121 §4.7.2.3: an integer in -128..=127. Contacts saw the value as sent while routing
+    // took it for 0.
+    let server = server(2);
+    let mut alice = server.login("alice", "a", None);
+    for (id, p) in [
+        ("p1", "<priority>200</priority>"),
+        ("p2", "<priority>-129</priority>"),
+        ("p3", "<priority>high</priority>"),
+        ("p4", "<priority>1</priority><priority>2</priority>"),
+    ] {
+        alice.send(&format!("<presence id='{id}'>{p}</presence>"));
+        let e = alice.expect("error", |s| s.id().as_deref() == Some(id));
+        assert_eq!(ty(&e), "error");
+        assert_eq!(error_condition(&e).as_deref(), Some("bad-request"), "{p}");
+    }
+    alice.send("<presence id='ok'><priority> -128 </priority></presence>");
+    let own = alice.expect("own presence", |s| s.name() == "presence");
+    assert_eq!(own.id().as_deref(), Some("ok"));
+    assert_eq!(ty(&own), "");
+}

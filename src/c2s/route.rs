@@ -157,7 +157,8 @@ fn send(
     let mut acc = Acc::new(stanza, sess.from(), to, shard.id);
     acc.handled = handled;
     acc.trace = trace;
-    if kind == StanzaKind::Iq && !acc.stanza.is_well_formed_iq() {
+    let bad_presence = kind == StanzaKind::Presence && !valid_priority(&acc.stanza);
+    if bad_presence || (kind == StanzaKind::Iq && !acc.stanza.is_well_formed_iq()) {
         // Answered before any hook or recipient sees it; a result or error is dropped instead, as
         // nothing may answer an answer (RFC 6120 §8.3.1).
         shard.bounce(&acc, StanzaErrorCondition::BadRequest);
@@ -240,6 +241,26 @@ pub fn presence_priority(stanza: &Stanza) -> i8 {
                 .and_then(|p| p.text().trim().parse::<i8>().ok())
         })
         .unwrap_or(0)
+}
+
+/// At most one `<priority/>`, an integer in -128..=127 (RFC 6121 §4.7.2.3): otherwise the
+/// presence is refused `bad-request`, since what contacts would see (the value as sent) is not
+/// what routing would use.
+fn valid_priority(stanza: &Stanza) -> bool {
+    if memchr::memmem::find(stanza.bytes(), b"priority").is_none() {
+        return true;
+    }
+    let Ok(el) = stanza.tree() else {
+        return true;
+    };
+    let mut found = el
+        .child_elements()
+        .filter(|c| c.name == "priority" && c.ns == ns::CLIENT);
+    match (found.next(), found.next()) {
+        (None, _) => true,
+        (Some(p), None) => p.text().trim().parse::<i8>().is_ok(),
+        (Some(_), Some(_)) => false,
+    }
 }
 
 /// Answers a presence over the flood limit with `policy-violation`, from the sender's own domain.
