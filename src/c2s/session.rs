@@ -186,6 +186,10 @@ fn element_ns(s: &Stanza) -> Cow<'_, str> {
 
 /// The requested resource of a bind IQ: `Ok(None)` when absent or empty, `Err` when the IQ is malformed.
 fn bind_resource(s: &Stanza) -> Result<Option<String>, ()> {
+    // A bind is a set (RFC 6120 §7.6.1); a get changes nothing.
+    if s.type_().as_deref() != Some("set") {
+        return Err(());
+    }
     let iq = s.tree().map_err(|_| ())?;
     let bind = iq.get_child("bind", ns::BIND).ok_or(())?;
     let Some(res) = bind.get_child("resource", ns::BIND) else {

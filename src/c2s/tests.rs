@@ -950,6 +950,12 @@ fn bad_resource_is_bad_request() {
         .recv()
         .contains("<bad-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"));
     assert!(c.events().is_empty());
+    // A bind is a set (RFC 6120 §7.6.1).
+    c.send("<iq type='get' id='g'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>r</resource></bind></iq>");
+    assert!(c
+        .recv()
+        .contains("<bad-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"));
+    assert!(c.events().is_empty());
 }
 
 #[test]
