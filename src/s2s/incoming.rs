@@ -306,6 +306,18 @@ impl S2sIn {
         match s.xmlns() {
             Some(ns::TLS) => return self.on_starttls(&s),
             Some(ns::SASL) => return self.on_sasl(&s),
+            // The remote ends the stream with an error (RFC 6120 §4.9.1.1): we close ours, with
+            // no error of our own in answer.
+            _ if s.name() == "stream:error"
+                || (s.name() == "error" && s.xmlns() == Some(ns::STREAMS)) =>
+            {
+                tracing::info!(
+                    error = %String::from_utf8_lossy(s.bytes()),
+                    "s2s: the remote server sent a stream error"
+                );
+                self.close_stream_tag();
+                return self.finish(CloseReason::PeerClosed, true);
+            }
             _ => {}
         }
         match dialback::parse(&s) {
@@ -569,8 +581,10 @@ impl S2sIn {
             return self.stream_error(StreamErrorCondition::ImproperAddressing, None);
         };
         // Checked as the router will see them: prepared (a raw `ß` is routed as `ss`).
+        // A `from` that is not an address at all is improper-addressing (RFC 6120 §4.9.3.10);
+        // invalid-from is for an address the stream was not authenticated for.
         let Ok(from) = Jid::parse(&from) else {
-            return self.stream_error(StreamErrorCondition::InvalidFrom, None);
+            return self.stream_error(StreamErrorCondition::ImproperAddressing, None);
         };
         let Ok(to) = Jid::parse(&to) else {
             return self.stream_error(StreamErrorCondition::ImproperAddressing, None);

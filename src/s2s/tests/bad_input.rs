@@ -335,9 +335,27 @@ fn stanza_from_an_unprepared_form_of_another_domain_is_invalid_from() {
         }
         e => panic!("{e:?}"),
     }
-    // Unparsable addresses are refused, not passed on for the driver to drop.
+    // Unparsable addresses are refused, not passed on for the driver to drop: improper-addressing
+    // (RFC 6120 §4.9.3.10: not an address at all), not invalid-from (an address the stream was not
+    // authenticated for).
     let out = c.send("<message from='x@@strasse.example' to='y@b.example'/>");
-    assert!(out.contains("<invalid-from xmlns"), "{out}");
+    assert!(out.contains("<improper-addressing xmlns"), "{out}");
+}
+
+#[test]
+fn a_remote_stream_error_is_answered_by_closing_only() {
+    // RFC 6120 §4.9.1.1: the stream is over; an error of ours in answer tells nobody anything.
+    let mut c = RawIn::new(plain_config(B));
+    c.open();
+    let out = c.send(
+        "<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>",
+    );
+    assert!(!out.contains("<stream:error"), "{out}");
+    assert!(out.contains("</stream:stream>"), "{out}");
+    assert!(c
+        .events()
+        .iter()
+        .any(|e| matches!(e, S2sInEvent::Closed { .. })));
 }
 
 #[test]
