@@ -79,6 +79,8 @@ tls = "{addr_tls}"
 [modules.disco]
 [modules.muc]
 [modules.offline]
+[modules.caps]
+[modules.pep]
 "#,
         domain = spec.domain,
         tls = spec.tls,
@@ -992,4 +994,85 @@ fn messages_to_a_domain_that_does_not_resolve_bounce_every_time() {
         );
     }
     alice.sync();
+}
+
+#[test]
+fn pep_notifies_a_contact_on_another_server() {
+    // The contact's caps are learned from its presence (the server asks its client), and the
+    // notification reaches it over federation (it was handed to the session manager, which
+    // bounced it, and a `ver` no local client shared stayed unknown).
+    use petrel::modules::caps::{ver, CapsInfo, Identity};
+    let (a, b) = pair("", "");
+    let mut alice = login(&a, "alice", true);
+    let mut bob = login(&b, "bob", false);
+    bob.send("<presence/>");
+    fn subscribe(x: &mut Client, xj: &str, y: &mut Client, yj: &str) {
+        x.send(&format!("<presence to='{yj}' type='subscribe'/>"));
+        y.expect("subscribe", |s| s.type_().as_deref() == Some("subscribe"));
+        y.send(&format!("<presence to='{xj}' type='subscribed'/>"));
+        x.expect("subscribed", |s| s.type_().as_deref() == Some("subscribed"));
+    }
+    subscribe(&mut bob, "bob@other.test", &mut alice, "alice@petrel.test");
+    subscribe(&mut alice, "alice@petrel.test", &mut bob, "bob@other.test");
+    let info = CapsInfo {
+        identities: vec![Identity {
+            category: "client".into(),
+            type_: "pc".into(),
+            lang: String::new(),
+            name: "test".into(),
+        }],
+        features: [
+            "http://jabber.org/protocol/caps",
+            "http://jabber.org/protocol/disco#info",
+            "urn:xmpp:tune+notify",
+        ]
+        .iter()
+        .map(|f| f.to_string())
+        .collect(),
+        forms: Vec::new(),
+    };
+    let v = ver::ver(&info, "sha-1").unwrap();
+    bob.send(&format!(
+        "<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='https://test' ver='{v}'/></presence>"
+    ));
+    let features: String = info
+        .features
+        .iter()
+        .map(|f| format!("<feature var='{f}'/>"))
+        .collect();
+    // bob's own server asks too: the client answers whoever asks, until petrel.test did.
+    loop {
+        let q = bob.expect("a caps query", |s| {
+            s.name() == "iq" && String::from_utf8_lossy(s.bytes()).contains("disco#info")
+        });
+        let asker = q.from().unwrap_or_default().into_owned();
+        bob.send(&format!(
+            "<iq type='result' id='{}' to='{asker}'><query xmlns='http://jabber.org/protocol/disco#info' node='https://test#{v}'>\
+             <identity category='client' type='pc' name='test'/>{features}</query></iq>",
+            q.id().unwrap()
+        ));
+        if asker == "petrel.test" {
+            break;
+        }
+    }
+    // Learned (the answer crossed back): alice publishes until the notification comes.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut n = 0;
+    loop {
+        n += 1;
+        alice.send(&format!(
+            "<iq type='set' id='pub{n}'><pubsub xmlns='http://jabber.org/protocol/pubsub'>\
+             <publish node='urn:xmpp:tune'><item id='t{n}'><tune xmlns='http://jabber.org/protocol/tune'><title>song {n}</title></tune></item></publish></pubsub></iq>"
+        ));
+        let id = format!("pub{n}");
+        let r = alice.expect("published", |s| s.id().as_deref() == Some(id.as_str()));
+        assert_eq!(r.type_().as_deref(), Some("result"));
+        let got = bob.read_until_quiet(Duration::from_millis(700));
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if text.contains("pubsub#event") && text.contains(&format!("song {n}")) {
+            assert!(text.contains("from='alice@petrel.test'"), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no notification at bob: {text}");
+    }
 }

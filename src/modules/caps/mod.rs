@@ -147,6 +147,10 @@ pub fn start(shard: &mut Shard, opts: CapsOptions) {
         .hooks
         .user_send_presence
         .add(60, NAME, user_send_presence);
+    shard
+        .hooks
+        .user_receive_presence
+        .add(60, NAME, user_receive_presence);
 }
 
 /// The server's caps as a stream feature, for the disco#info `features` of the server.
@@ -181,44 +185,65 @@ fn home_of(ver: &str, shards: usize) -> ShardId {
     crate::shard::home_shard_of(ver, shards)
 }
 
-/// One query to make: who, about what, for which shard.
+/// One query to make: who, about what, from which of our domains, for which shard.
 struct Ask {
     caps: CapsRef,
     jid: FullJid,
-    /// The shard of the client's connection (where the answer arrives).
+    /// The domain the query comes from: the client's own, or (for a contact on another server)
+    /// the domain of the local user its presence reached.
+    from: String,
+    /// The shard the query leaves from (where the answer arrives).
     at: ShardId,
 }
 
+/// A local client's available presence.
 fn user_send_presence(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
+    let from = acc.from.domain().to_owned();
+    ask_if_unknown(acc, from, ctx);
+    HookResult::Continue
+}
+
+/// An available presence on its way to a local session: a contact on another server has its
+/// caps learned too, or PEP would never notify it (`+notify`, XEP-0163 §4) unless a local client
+/// happened to share its `ver`. (A local sender's `ver` is known or claimed already: the cache,
+/// then the claim on the `ver`'s home shard, stop a second query.)
+fn user_receive_presence(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
+    let from = acc.to.domain().to_owned();
+    ask_if_unknown(acc, from, ctx);
+    HookResult::Continue
+}
+
+/// Claims the query of `acc`'s caps on the `ver`'s home shard when the `ver` is unknown here.
+fn ask_if_unknown(acc: &Acc, from: String, ctx: &mut HookCtx<'_>) {
     if acc.ty() != StanzaType::Absent {
-        return HookResult::Continue;
+        return;
     }
     let Some(caps) = parse(&acc.stanza) else {
-        return HookResult::Continue;
+        return;
     };
     if !ver::hash_supported(&caps.hash) {
-        return HookResult::Continue;
+        return;
     }
     let Some(state) = ctx.ext.get::<CapsState>() else {
-        return HookResult::Continue;
+        return;
     };
     if state.cache.get(&caps.ver).is_some() {
-        return HookResult::Continue;
+        return;
     }
     let shards = state.shards;
     let Ok(jid) = acc.from.clone().try_into_full() else {
-        return HookResult::Continue;
+        return;
     };
     let ask = Ask {
         caps,
         jid,
+        from,
         at: ctx.shard,
     };
     ctx.run_on(
         home_of(&ask.caps.ver, shards),
         Box::new(move |s| claim(s, ask)),
     );
-    HookResult::Continue
 }
 
 /// On the `ver`'s home shard: lets the query go out unless it is known, under way or failed.
@@ -250,7 +275,7 @@ fn claim(s: &mut Shard, ask: Ask) {
 fn query(s: &mut Shard, ask: Ask) {
     let node = format!("{}#{}", ask.caps.node, ask.caps.ver);
     let payload = Element::new("query", ns::DISCO_INFO).with_attr("node", node);
-    let from = match crate::jid::BareJid::domain_only(ask.jid.domain()) {
+    let from = match crate::jid::BareJid::domain_only(&ask.from) {
         Ok(d) => Jid::from(d),
         Err(_) => return settle(s, &ask.caps.ver, None),
     };
