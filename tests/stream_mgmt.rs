@@ -608,6 +608,62 @@ fn timeout_reroutes_unacked_to_another_resource() {
     }
 }
 
+#[test]
+fn unacked_copies_another_resource_got_or_made_for_that_session_are_not_rerouted() {
+    // The phone never acknowledges: a bare-JID message both resources got, and the phone's own
+    // archive query results. When its session ends they must not reach the desk a second time
+    // (or at all, for the results); a message only the phone got still does.
+    let modules = format!("{}[modules.mam]\n", sm_toml(60, 2000));
+    for shards in [1, 2] {
+        let server = Server::start_with(shards, &["alice", "bob"], "", &modules);
+        let phone = Sm::login(&server, "alice", "phone");
+        // Read raw: the server's `<r/>` goes unanswered, nothing is acknowledged.
+        let phone_jid = phone.jid.clone();
+        let mut phone = phone.c;
+        phone.send("<presence/>");
+        let mut desk = server.login("alice", "desk", Some(0));
+        let mut b = server.login("bob", "x", None);
+        for i in 0..3 {
+            b.chat("alice@localhost", &format!("both{i}"));
+        }
+        for i in 0..3 {
+            let want = format!("both{i}");
+            desk.expect("fan-out copy", |s| {
+                body(s).as_deref() == Some(want.as_str())
+            });
+            phone.expect("fan-out copy", |s| {
+                body(s).as_deref() == Some(want.as_str())
+            });
+        }
+        b.chat(&phone_jid, "phone only");
+        phone.expect("its own", |s| body(s).as_deref() == Some("phone only"));
+        phone.send("<iq type='set' id='q'><query xmlns='urn:xmpp:mam:2' queryid='f'/></iq>");
+        let fin = phone.expect("the archive", |s| s.id().as_deref() == Some("q"));
+        assert_eq!(fin.type_().as_deref(), Some("result"));
+        phone.send("</stream:stream>");
+        let _ = phone.read_to_close();
+        // The one the desk never got comes (rerouted when the phone's connection is done); then
+        // a sentinel: nothing else arrived before it.
+        let mut seen = Vec::new();
+        for last in ["phone only", "sentinel"] {
+            if last == "sentinel" {
+                b.chat("alice@localhost/desk", "sentinel");
+            }
+            loop {
+                // (Not the harness's own headline sync messages.)
+                let s = desk.expect("a message", |s| {
+                    s.kind() == StanzaKind::Message && s.type_().as_deref() != Some("headline")
+                });
+                if body(&s).as_deref() == Some(last) {
+                    break;
+                }
+                seen.push(String::from_utf8_lossy(s.bytes()).into_owned());
+            }
+        }
+        assert!(seen.is_empty(), "shards={shards}: {seen:#?}");
+    }
+}
+
 /// THE LOSS TEST: 20 recipients with resumable sessions, 10 000 messages from 4 senders, each
 /// recipient's TCP connection cut every few hundred messages and resumed from a new connection:
 /// every message arrives exactly once and in per-sender order. Prints resume latency.

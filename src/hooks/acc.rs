@@ -208,6 +208,22 @@ impl Acc {
     }
 }
 
+/// What a message handed to one session is, for the session manager when that session is gone
+/// before it took it (RFC 6121 §8.5.3.2.1 would send it on as if to the bare JID).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyFor {
+    /// One of the copies of a bare-JID message delivered to several resources (§8.5.2.1.1), the
+    /// one for this resource: the others got theirs, so it goes to this resource only (bound
+    /// again after a resumption) or, when no resource is left, to offline storage.
+    FanOut(crate::jid::FullJid),
+    /// Made for that session alone (an archive query's results, a carbon copy): nobody else
+    /// needs it.
+    SessionOnly,
+}
+
+/// The [`CopyFor`] of a message, when it is one.
+pub const COPY_FOR: Key<CopyFor> = Key::new("sm.copy_for");
+
 /// The key of a scratch value on an [`Acc`]: its type is part of the key, so a handler reads back
 /// exactly the type the writer stored (a mismatch does not compile). The name keeps keys of
 /// different modules apart and shows in `Debug` output.

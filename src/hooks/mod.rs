@@ -10,7 +10,7 @@ pub mod events;
 pub mod handled;
 pub mod on_drop;
 
-pub use acc::{Acc, AccData, Key};
+pub use acc::{Acc, AccData, CopyFor, Key, COPY_FOR};
 pub use events::{Events, NodeStopping};
 pub use handled::Handled;
 pub use on_drop::OnDrop;

@@ -373,12 +373,30 @@ fn deliver_to(shard: &mut Shard, acc: Acc, sessions: &[SessionRef]) {
     let Some((last, rest)) = sessions.split_last() else {
         return;
     };
+    let mut acc = acc;
+    // Copies of one message to several resources: each knows which resource it is for (the
+    // others got theirs).
+    let fan_out = !rest.is_empty() && acc.kind() == StanzaKind::Message;
+    let mark = |shard: &Shard, copy: &mut Acc, s: SessionRef| {
+        let bare = copy.to.bare();
+        if let Some(r) = shard.sm.resources(&bare).iter().find(|r| r.session == s) {
+            copy.put(
+                crate::hooks::COPY_FOR,
+                crate::hooks::CopyFor::FanOut(r.jid.clone()),
+            );
+        }
+    };
+    if fan_out {
+        mark(shard, &mut acc, *last);
+    }
     for &s in rest {
         let mut copy = acc.fork();
+        if fan_out {
+            mark(shard, &mut copy, s);
+        }
         note_delivered(shard, &mut copy, s);
         shard.send_to_session(s, ConnMsg::Deliver(copy));
     }
-    let mut acc = acc;
     note_delivered(shard, &mut acc, *last);
     shard.send_to_session(*last, ConnMsg::Deliver(acc));
 }

@@ -217,7 +217,8 @@ impl SessionManager {
             StanzaKind::Message => match acc.ty() {
                 StanzaType::Groupchat => Targets::Error(StanzaErrorCondition::ServiceUnavailable),
                 StanzaType::Error => Targets::Drop,
-                // §8.5.3.2.1: normal, chat and headline are treated as if sent to the bare JID.
+                // §8.5.3.2.1: normal, chat and headline are treated as if sent to the bare JID
+                // (a copy made for one session is not: see `bare_targets`).
                 _ => self.bare_targets(bare, acc),
             },
             StanzaKind::Iq => Targets::Error(StanzaErrorCondition::ServiceUnavailable),
@@ -237,6 +238,22 @@ impl SessionManager {
                         return Targets::Error(StanzaErrorCondition::ServiceUnavailable)
                     }
                     _ => {}
+                }
+                // A copy made for one session that could not take it (it went back to the
+                // session manager): one for that session alone concerns nobody else; one of a
+                // bare-JID message's copies goes to its resource if bound again (resumed), else,
+                // as the others got theirs, only to offline storage when none is left.
+                match acc.get(crate::hooks::COPY_FOR) {
+                    Some(crate::hooks::CopyFor::SessionOnly) => return Targets::Drop,
+                    Some(crate::hooks::CopyFor::FanOut(jid)) => {
+                        if let Some(r) = list.iter().find(|r| &r.jid == jid) {
+                            return Targets::Deliver(smallvec::smallvec![r.session]);
+                        }
+                        if list.iter().any(|r| matches!(r.priority, Some(p) if p >= 0)) {
+                            return Targets::Drop;
+                        }
+                    }
+                    None => {}
                 }
                 let eligible = list
                     .iter()

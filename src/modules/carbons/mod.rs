@@ -367,6 +367,8 @@ fn wrap(
         shard,
     );
     acc.put(COPY, CopyMarker);
+    // Each resource gets its own copy: one whose session is gone is not re-routed to the others.
+    acc.put(crate::hooks::COPY_FOR, crate::hooks::CopyFor::SessionOnly);
     acc
 }
 

@@ -110,12 +110,17 @@ fn page_job(store: &Store, owner: &str, q: &Query, req: &Acc, on: ShardId) -> Jo
     let mut route = Vec::with_capacity(page.rows.len() + 1);
     for row in &page.rows {
         match results::message(row, q.queryid.as_deref(), owner, req.from.as_str()) {
-            Ok(el) => route.push(Acc::new(
-                Stanza::from_element(&el),
-                from.clone(),
-                req.from.clone(),
-                on,
-            )),
+            Ok(el) => {
+                let mut acc = Acc::new(
+                    Stanza::from_element(&el),
+                    from.clone(),
+                    req.from.clone(),
+                    on,
+                );
+                // The querying session's: not re-routed to another resource if it is gone.
+                acc.put(crate::hooks::COPY_FOR, crate::hooks::CopyFor::SessionOnly);
+                route.push(acc)
+            }
             // A damaged row is left out rather than failing the whole page.
             Err(e) => {
                 tracing::error!(error = %e, owner, id = row.id, "mam: stored message unreadable")
