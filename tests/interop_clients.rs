@@ -129,74 +129,58 @@ fn run(program: &str, script: &str, args: &[String]) {
     );
 }
 
-fn users() -> [String; 4] {
-    [
-        "alice@localhost".to_owned(),
-        PASSWORD.to_owned(),
-        "bob@localhost".to_owned(),
-        PASSWORD.to_owned(),
-    ]
+/// Runs `script` with `program` against a fresh server when every one of `needs` is installed;
+/// `args(server, direct TLS port)` are its arguments before the users (alice and bob).
+fn check(
+    needs: &[&str],
+    program: &str,
+    script: &str,
+    args: impl FnOnce(&Server, u16) -> Vec<String>,
+) {
+    if !needs.iter().all(|p| installed(p)) {
+        return;
+    }
+    let t = target();
+    let mut all = args(&t.server, t.direct_tls);
+    let (u1, u2) = ("alice@localhost", "bob@localhost");
+    let users = [u1, PASSWORD, u2, PASSWORD].map(str::to_owned);
+    // xmppc takes its trust anchor last.
+    let tail = (script == "xmppc_check.sh").then(|| all.pop()).flatten();
+    all.extend(users);
+    all.extend(tail);
+    run(program, script, &all);
 }
 
 #[test]
 fn xmppc_libstrophe() {
-    if !installed("xmppc") || !installed("gcc") {
-        return;
-    }
-    let t = target();
-    let [u1, p1, u2, p2] = users();
-    let ca = t.server.cert_path().display().to_string();
-    let port = t.server.port.to_string();
-    run(
-        "bash",
-        "xmppc_check.sh",
-        &["127.0.0.1".into(), port, u1, p1, u2, p2, ca],
-    );
+    check(&["xmppc", "gcc"], "bash", "xmppc_check.sh", |s, _| {
+        let ca = s.cert_path().display().to_string();
+        vec!["127.0.0.1".into(), s.port.to_string(), ca]
+    });
 }
 
 #[test]
 fn sendxmpp_net_xmpp() {
-    if !installed("sendxmpp") {
-        return;
-    }
-    let t = target();
-    let [u1, p1, u2, p2] = users();
-    let (port, tls) = (t.server.port.to_string(), t.direct_tls.to_string());
-    run(
-        "bash",
-        "sendxmpp_check.sh",
-        &["localhost".into(), port, tls, u1, p1, u2, p2],
-    );
+    check(&["sendxmpp"], "bash", "sendxmpp_check.sh", |s, tls| {
+        vec!["localhost".into(), s.port.to_string(), tls.to_string()]
+    });
 }
 
 #[test]
 fn go_sendxmpp_go_xmpp() {
-    if !installed("go-sendxmpp") {
-        return;
-    }
-    let t = target();
-    let [u1, p1, u2, p2] = users();
-    let (port, tls) = (t.server.port.to_string(), t.direct_tls.to_string());
-    run(
+    check(
+        &["go-sendxmpp"],
         "bash",
         "go_sendxmpp_check.sh",
-        &["127.0.0.1".into(), port, tls, u1, p1, u2, p2],
+        |s, tls| vec!["127.0.0.1".into(), s.port.to_string(), tls.to_string()],
     );
 }
 
 #[test]
 fn mcabber_loudmouth() {
-    if !installed("mcabber") || !installed("tmux") {
-        return;
-    }
-    let t = target();
-    let [u1, p1, u2, p2] = users();
-    let port = t.server.port.to_string();
-    run(
-        "bash",
-        "mcabber_check.sh",
-        &["127.0.0.1".into(), port, u1, p1, u2, p2],
-    );
+    check(&["mcabber", "tmux"], "bash", "mcabber_check.sh", |s, _| {
+        vec!["127.0.0.1".into(), s.port.to_string()]
+    });
 }
 
 #[test]
@@ -214,12 +198,7 @@ fn aioxmpp() {
         eprintln!("python3-aioxmpp is not installed: skipped");
         return;
     }
-    let t = target();
-    let [u1, p1, u2, p2] = users();
-    let (port, tls) = (t.server.port.to_string(), t.direct_tls.to_string());
-    run(
-        "/usr/bin/python3",
-        "aioxmpp_check.py",
-        &["127.0.0.1".into(), port, tls, u1, p1, u2, p2],
-    );
+    check(&[], "/usr/bin/python3", "aioxmpp_check.py", |s, tls| {
+        vec!["127.0.0.1".into(), s.port.to_string(), tls.to_string()]
+    });
 }
