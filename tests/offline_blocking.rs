@@ -223,6 +223,34 @@ fn body_less_messages_are_kept_for_later_and_chat_states_are_not() {
 }
 
 #[test]
+fn stored_messages_come_when_a_negative_priority_rises() {
+    // XEP-0160 §3: a resource of negative priority gets no offline messages; they come once it
+    // sends available presence of non-negative priority, not only at the next login.
+    for shards in SHARDS {
+        let server = start(shards);
+        let mut bob = server.login("bob", "b", Some(-5));
+        let mut alice = server.login("alice", "a", Some(0));
+        send_offline(
+            &server,
+            &mut alice,
+            &["while negative 1", "while negative 2"],
+        );
+        bob.sync();
+        assert!(!String::from_utf8_lossy(&bob.raw).contains("while negative"));
+        bob.send("<presence><priority>1</priority></presence>");
+        let got = messages(&mut bob, 2);
+        assert_eq!(
+            bodies(&got),
+            ["while negative 1", "while negative 2"],
+            "shards={shards}"
+        );
+        for m in &got {
+            assert_delayed(m, "alice@localhost/a");
+        }
+    }
+}
+
+#[test]
 fn a_blocked_senders_messages_stay_out_of_the_archive() {
     // XEP-0191 §3.4: what a blocked JID sends is not delivered, and an archive that kept it would
     // deliver it later; the bounce does not carry the stanza id given for the archive either.

@@ -320,7 +320,8 @@ pub struct Hooks {
     pub sm_register_connection: Hook<SessionEvent>,
     /// A session left the session manager (run on the home shard).
     pub sm_remove_connection: Hook<SessionEvent>,
-    /// A session became available (initial presence; home shard).
+    /// A session became available (initial presence), or its negative priority rose to zero or
+    /// more (it takes the bare JID's messages from now on); home shard.
     pub user_available: Hook<SessionEvent>,
     /// A session became unavailable (home shard).
     pub unset_presence: Hook<SessionEvent>,

@@ -556,7 +556,12 @@ fn presence_update(shard: &mut Shard, acc: &mut Acc, up: PresenceUpdate) -> bool
     shard.sm.set_last_presence(&jid, up.session, last);
     tell_listener(shard, &jid, up.session, Some(up.priority));
     match (before, up.priority) {
+        // Available, or (XEP-0160 §3) able to take the bare JID's messages at last: a negative
+        // priority rose.
         (None, Some(_)) => {
+            run_session_hook(shard, |h| &h.user_available, &jid, up.session, up.priority)
+        }
+        (Some(old), Some(new)) if old < 0 && new >= 0 => {
             run_session_hook(shard, |h| &h.user_available, &jid, up.session, up.priority)
         }
         (Some(_), None) => run_session_hook(shard, |h| &h.unset_presence, &jid, up.session, None),
