@@ -26,13 +26,14 @@ pub mod ver;
 
 pub use ver::{parse, CapsCarrier, CapsError, CapsInfo, CapsRef, Form, Identity};
 
+use ahash::HashSet;
 use std::rc::Rc;
 use std::time::Duration;
 
 use crate::hooks::{Acc, Hook, HookCtx, HookResult};
 use crate::jid::{FullJid, Jid};
 use crate::local::IqAnswer;
-use crate::shard::{Extensions, Shard, ShardId, ShardMsg};
+use crate::shard::{DynamicHosts, Extensions, Shard, ShardId, ShardMsg};
 use crate::xml::{Element, StanzaType};
 use crate::xmpp::ns;
 
@@ -98,6 +99,9 @@ struct CapsState {
     cache: Cache,
     claims: Claims,
     learned: Hook<CapsLearned>,
+    /// The domains served here: their users' caps are asked about on the send side.
+    hosts: Rc<HashSet<String>>,
+    dynamic_hosts: DynamicHosts,
 }
 
 impl Default for CapsState {
@@ -113,7 +117,13 @@ impl CapsState {
             cache: Cache::new(opts.max_entries, MAX_CACHE_BYTES),
             claims: Claims::new(MAX_CLAIMS, QUERY_TIMEOUT * 2, opts.retry_after),
             learned: Hook::new("caps_learned"),
+            hosts: Rc::default(),
+            dynamic_hosts: DynamicHosts::default(),
         }
+    }
+
+    fn hosts(&self, domain: &str) -> bool {
+        self.hosts.contains(domain) || self.dynamic_hosts.contains(domain)
     }
 }
 
@@ -143,6 +153,8 @@ pub fn start(shard: &mut Shard, opts: CapsOptions) {
     *state = CapsState::new(opts);
     state.learned = learned;
     state.shards = shard.shards;
+    state.hosts = shard.hosts.clone();
+    state.dynamic_hosts = shard.dynamic_hosts.clone();
     shard
         .hooks
         .user_send_presence
@@ -205,9 +217,16 @@ fn user_send_presence(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
 
 /// An available presence on its way to a local session: a contact on another server has its
 /// caps learned too, or PEP would never notify it (`+notify`, XEP-0163 §4) unless a local client
-/// happened to share its `ver`. (A local sender's `ver` is known or claimed already: the cache,
-/// then the claim on the `ver`'s home shard, stop a second query.)
+/// happened to share its `ver`. A local sender's presence is skipped unparsed: its `ver` was
+/// asked about when it was sent.
 fn user_receive_presence(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
+    let local = ctx
+        .ext
+        .get::<CapsState>()
+        .is_none_or(|state| state.hosts(acc.from.domain()));
+    if local {
+        return HookResult::Continue;
+    }
     let from = acc.to.domain().to_owned();
     ask_if_unknown(acc, from, ctx);
     HookResult::Continue
