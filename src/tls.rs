@@ -12,6 +12,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::ServerConfig;
 use tracing::{info, warn};
 
+use crate::auth::EndPointHash;
 use crate::config::{C2sListenerConfig, General, TlsMode};
 
 /// ALPN protocol id for direct TLS c2s (XEP-0368).
@@ -103,13 +104,22 @@ pub enum TlsError {
     },
 }
 
+/// A listener's rustls configuration and what SASL binds to on its streams.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// The rustls server configuration.
+    pub config: Arc<ServerConfig>,
+    /// The certificate's `tls-server-end-point` hash (RFC 5929 §4.1), if its signature names one.
+    pub end_point: Option<EndPointHash>,
+}
+
 /// Builds the rustls server configuration of `listener` (TLS 1.2 and 1.3, ring provider;
 /// ALPN `xmpp-client` for direct TLS). Without a configured certificate, uses the self-signed
 /// one from [`ensure_self_signed`].
 pub fn server_config(
     listener: &C2sListenerConfig,
     general: &General,
-) -> Result<Arc<ServerConfig>, TlsError> {
+) -> Result<ServerTls, TlsError> {
     let (cert, key) = match (&listener.certfile, &listener.keyfile) {
         (Some(cert), Some(key)) => (cert.clone(), key.clone()),
         (None, None) => ensure_self_signed(general)?,
@@ -120,6 +130,7 @@ pub fn server_config(
         }
     };
     let (chain, private_key) = load_pair(&cert, &key)?;
+    let end_point = chain.first().and_then(|c| server_end_point(c));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -134,7 +145,45 @@ pub fn server_config(
     if listener.tls == TlsMode::Tls {
         config.alpn_protocols = vec![ALPN_XMPP_CLIENT.to_vec()];
     }
-    Ok(Arc::new(config))
+    Ok(ServerTls {
+        config: Arc::new(config),
+        end_point,
+    })
+}
+
+/// RFC 5929 §4.1 `tls-server-end-point` of a certificate: its DER hashed with the hash of its
+/// signature algorithm, SHA-256 in place of MD5 and SHA-1. None where the algorithm names no
+/// hash (Ed25519, RSASSA-PSS with parameters): no binding is offered then.
+pub fn server_end_point(cert: &CertificateDer<'_>) -> Option<EndPointHash> {
+    use sha2::Digest;
+    // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm AlgorithmIdentifier, ... }
+    let oid = yasna::parse_der(cert, |r| {
+        r.read_sequence(|r| {
+            r.next().read_der()?;
+            let oid = r.next().read_sequence(|r| {
+                let oid = r.next().read_oid()?;
+                r.read_optional(|r| r.read_der())?;
+                Ok(oid)
+            })?;
+            r.next().read_der()?;
+            Ok(oid)
+        })
+    })
+    .ok()?;
+    let hash = match oid.components().as_slice() {
+        // md5, sha1, sha256 WithRSAEncryption; ecdsa-with-SHA1, ecdsa-with-SHA256
+        [1, 2, 840, 113549, 1, 1, 4 | 5 | 11]
+        | [1, 2, 840, 10045, 4, 1]
+        | [1, 2, 840, 10045, 4, 3, 2] => sha2::Sha256::digest(cert).to_vec(),
+        [1, 2, 840, 113549, 1, 1, 12] | [1, 2, 840, 10045, 4, 3, 3] => {
+            sha2::Sha384::digest(cert).to_vec()
+        }
+        [1, 2, 840, 113549, 1, 1, 13] | [1, 2, 840, 10045, 4, 3, 4] => {
+            sha2::Sha512::digest(cert).to_vec()
+        }
+        _ => return None,
+    };
+    EndPointHash::new(&hash)
 }
 
 /// A rustls client configuration for outgoing TLS to servers we do not federate with (the

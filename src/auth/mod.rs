@@ -97,7 +97,7 @@ impl Mechanism {
     pub fn offered(cb: &ChannelBinding) -> impl Iterator<Item = Mechanism> + '_ {
         Mechanism::ALL
             .into_iter()
-            .filter(move |m| !m.is_plus() || cb.tls_exporter.is_some())
+            .filter(move |m| !m.is_plus() || cb.any())
     }
 }
 
@@ -107,6 +107,54 @@ pub struct ChannelBinding {
     /// RFC 9266 `tls-exporter` value (label "EXPORTER-Channel-Binding", no context, 32 bytes);
     /// Some only on TLS 1.3 streams.
     pub tls_exporter: Option<[u8; 32]>,
+    /// RFC 5929 `tls-server-end-point` value, the hash of the server's certificate; Some on any
+    /// TLS stream whose certificate's signature names a hash (XEP-0440 §4: servers MUST offer it).
+    pub tls_server_end_point: Option<EndPointHash>,
+}
+
+impl ChannelBinding {
+    /// True when some binding type can be offered (so are the -PLUS mechanisms).
+    pub fn any(&self) -> bool {
+        self.tls_exporter.is_some() || self.tls_server_end_point.is_some()
+    }
+
+    /// The names of the binding types available, as XEP-0440 lists them.
+    pub fn types(&self) -> impl Iterator<Item = &'static str> {
+        let exporter = self.tls_exporter.map(|_| "tls-exporter");
+        let end_point = self.tls_server_end_point.map(|_| "tls-server-end-point");
+        exporter.into_iter().chain(end_point)
+    }
+}
+
+/// A certificate hash for `tls-server-end-point` (SHA-256, -384 or -512: up to 64 bytes), kept
+/// inline so [`ChannelBinding`] stays `Copy`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct EndPointHash {
+    len: u8,
+    bytes: [u8; 64],
+}
+
+impl EndPointHash {
+    /// The hash `digest` (at most 64 bytes; None if longer).
+    pub fn new(digest: &[u8]) -> Option<EndPointHash> {
+        let mut bytes = [0; 64];
+        bytes.get_mut(..digest.len())?.copy_from_slice(digest);
+        Some(EndPointHash {
+            len: digest.len() as u8,
+            bytes,
+        })
+    }
+
+    /// The hash bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl std::fmt::Debug for EndPointHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EndPointHash({} bytes)", self.len)
+    }
 }
 
 /// SASL failure conditions (RFC 6120 §6.5).
@@ -175,6 +223,7 @@ mod tests {
         assert_eq!(none.len(), 3);
         let cb = ChannelBinding {
             tls_exporter: Some([7; 32]),
+            tls_server_end_point: None,
         };
         let all: Vec<_> = Mechanism::offered(&cb).collect();
         assert_eq!(all, Mechanism::ALL);

@@ -142,7 +142,7 @@ impl SaslServer {
             fixed_nonce,
             checked: None,
         };
-        if mech.is_plus() && cb.tls_exporter.is_none() {
+        if mech.is_plus() && !cb.any() {
             // -PLUS is only offered with channel binding data; the client picked one we
             // did not offer.
             let step = s.fail(SaslFailure::InvalidMechanism);
@@ -267,13 +267,22 @@ impl SaslServer {
                 return Err(SaslFailure::NotAuthorized)
             }
             (CbFlag::ClientOnly, false) => {}
+            // A type this stream does not have (the exporter on TLS 1.2) is refused like a type
+            // we never offer (RFC 5802 §7 `e=unsupported-channel-binding-type`).
             (CbFlag::TlsExporter, true) => {
-                // start() refuses -PLUS without exporter data, so this is always Some.
-                let exporter = self.cb.tls_exporter.ok_or(SaslFailure::MalformedRequest)?;
+                let exporter = self.cb.tls_exporter.ok_or(SaslFailure::NotAuthorized)?;
                 cbind_input.extend_from_slice(&exporter);
             }
+            (CbFlag::TlsServerEndPoint, true) => {
+                let hash = self
+                    .cb
+                    .tls_server_end_point
+                    .ok_or(SaslFailure::NotAuthorized)?;
+                cbind_input.extend_from_slice(hash.as_bytes());
+            }
             // -PLUS without binding, or binding on a mechanism without it.
-            (CbFlag::No | CbFlag::ClientOnly, true) | (CbFlag::TlsExporter, false) => {
+            (CbFlag::No | CbFlag::ClientOnly, true)
+            | (CbFlag::TlsExporter | CbFlag::TlsServerEndPoint, false) => {
                 return Err(SaslFailure::MalformedRequest)
             }
         }

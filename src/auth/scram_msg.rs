@@ -16,6 +16,8 @@ pub(crate) enum CbFlag {
     ClientOnly,
     /// `p=tls-exporter`: the client binds to the TLS exporter.
     TlsExporter,
+    /// `p=tls-server-end-point`: the client binds to the hash of our certificate.
+    TlsServerEndPoint,
 }
 
 /// A parsed client-first-message.
@@ -43,7 +45,8 @@ pub(crate) fn parse_client_first(msg: &[u8]) -> Result<ClientFirst<'_>, SaslFail
         "n" => CbFlag::No,
         "y" => CbFlag::ClientOnly,
         "p=tls-exporter" => CbFlag::TlsExporter,
-        // A binding type we do not offer (tls-unique, tls-server-end-point).
+        "p=tls-server-end-point" => CbFlag::TlsServerEndPoint,
+        // A binding type we do not offer (tls-unique).
         f if f.starts_with("p=") => return Err(SaslFailure::NotAuthorized),
         _ => return Err(MALFORMED),
     };

@@ -1,6 +1,6 @@
 //! The server's stream header and `<stream:features/>` (RFC 6120 §4.3.2, §5.4.1, §6.4.1, §7.4).
 
-use crate::auth::Mechanism;
+use crate::auth::{ChannelBinding, Mechanism};
 use crate::xml::escape::escape_attr_into;
 use crate::xmpp::ns;
 
@@ -21,6 +21,8 @@ pub(crate) enum Offer<'a> {
         starttls: Option<bool>,
         /// SASL mechanisms (empty: no `<mechanisms/>`).
         mechanisms: &'a [Mechanism],
+        /// What the -PLUS mechanisms bind to (XEP-0440 lists the types).
+        channel_binding: ChannelBinding,
         /// Offer in-band registration (XEP-0077).
         register: bool,
         /// Offer SASL2 with Bind 2 beside `<mechanisms/>` (the listener's `sasl2`).
@@ -64,6 +66,7 @@ pub(crate) fn write_features(out: &mut Vec<u8>, offer: &Offer<'_>) {
         Offer::PreAuth {
             starttls,
             mechanisms,
+            channel_binding,
             register,
             sasl2,
             inline_sm,
@@ -97,12 +100,15 @@ pub(crate) fn write_features(out: &mut Vec<u8>, offer: &Offer<'_>) {
                     super::sasl2::write_feature(out, mechanisms, *inline_sm, bind2_features);
                 }
                 if mechanisms.iter().any(|m| m.is_plus()) {
-                    // XEP-0440 (which XEP-0388 requires with channel binding): the one type the
-                    // -PLUS mechanisms use (RFC 9266).
-                    out.extend_from_slice(
-                        b"<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>\
-                          <channel-binding type='tls-exporter'/></sasl-channel-binding>",
-                    );
+                    // XEP-0440 (which XEP-0388 requires with channel binding): the types the
+                    // -PLUS mechanisms can use on this stream.
+                    out.extend_from_slice(b"<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>");
+                    for ty in channel_binding.types() {
+                        out.extend_from_slice(b"<channel-binding type='");
+                        out.extend_from_slice(ty.as_bytes());
+                        out.extend_from_slice(b"'/>");
+                    }
+                    out.extend_from_slice(b"</sasl-channel-binding>");
                 }
             }
             if *register {

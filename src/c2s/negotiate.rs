@@ -6,7 +6,7 @@ use super::sasl::{self, SaslRequest};
 use super::stream::{random_token, Auth, C2s, Wait, MAX_SASL_FAILURES};
 use super::transport::Transport;
 use super::{C2sEvent, TlsMode};
-use crate::auth::{Mechanism, SaslFailure, SaslServer, SaslStep};
+use crate::auth::{ChannelBinding, Mechanism, SaslFailure, SaslServer, SaslStep};
 use crate::jid::BareJid;
 use crate::xml::{Stanza, StreamHeader};
 use crate::xmpp::StreamErrorCondition;
@@ -52,6 +52,7 @@ impl C2s {
                 let offer = Offer::PreAuth {
                     starttls: self.starttls_offer(),
                     mechanisms: &mechs[..n],
+                    channel_binding: self.channel_binding(),
                     register: self.register_offered(),
                     sasl2: self.cfg.sasl2,
                     inline_sm: self.sm_offered(),
@@ -115,9 +116,15 @@ impl C2s {
             }
     }
 
+    /// What SCRAM-PLUS can bind to on this stream.
+    pub(super) fn channel_binding(&self) -> ChannelBinding {
+        self.transport
+            .channel_binding(self.cfg.tls_server_end_point)
+    }
+
     /// The mechanisms to advertise, in preference order (array + length: no allocation).
     pub(super) fn offered_mechanisms(&self) -> ([Mechanism; MECHANISMS.len()], usize) {
-        let plus = self.transport.channel_binding().tls_exporter.is_some();
+        let plus = self.channel_binding().any();
         let mut list = MECHANISMS;
         let mut n = 0;
         for m in MECHANISMS {
@@ -210,8 +217,8 @@ impl C2s {
         let Some(mech) = Mechanism::from_name(mechanism) else {
             return self.sasl_failure(SaslFailure::InvalidMechanism);
         };
-        let cb = self.transport.channel_binding();
-        let plus = cb.tls_exporter.is_some();
+        let cb = self.channel_binding();
+        let plus = cb.any();
         if !self.mechanism_offered(mech, plus) {
             let f = match mech {
                 Mechanism::Plain => SaslFailure::EncryptionRequired,

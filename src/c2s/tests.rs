@@ -26,6 +26,8 @@ const ITERATIONS: u32 = 4096;
 struct Pki {
     server: Arc<ServerConfig>,
     roots: RootCertStore,
+    /// The certificate's `tls-server-end-point` hash.
+    end_point: crate::auth::EndPointHash,
 }
 
 fn pki() -> &'static Pki {
@@ -41,11 +43,13 @@ fn pki() -> &'static Pki {
             .with_no_client_auth()
             .with_single_cert(vec![cert.clone()], key)
             .unwrap();
+        let end_point = crate::tls::server_end_point(&cert).unwrap();
         let mut roots = RootCertStore::empty();
         roots.add(cert).unwrap();
         Pki {
             server: Arc::new(server),
             roots,
+            end_point,
         }
     })
 }
@@ -72,6 +76,7 @@ fn config(mode: TlsMode) -> C2sConfig {
         hosts: vec![HOST.to_string(), "other.org".to_string()],
         tls_mode: mode,
         tls: Some(pki().server.clone()),
+        tls_server_end_point: Some(pki().end_point),
         allow_plaintext_on_loopback: false,
         sasl2: true,
         transport_secure: false,
@@ -95,6 +100,8 @@ struct Client {
     now: Instant,
     start: Instant,
     tls: Option<ClientConnection>,
+    /// SCRAM-PLUS binds to `tls-server-end-point`, not `tls-exporter`.
+    bind_end_point: bool,
     /// Feed input one byte per `handle_input` call.
     byte_at_a_time: bool,
     /// Everything the server wrote (decrypted), for whole-session assertions.
@@ -114,6 +121,7 @@ impl Client {
             now,
             start: now,
             tls: None,
+            bind_end_point: false,
             byte_at_a_time: false,
             transcript: String::new(),
             taken: 0,
@@ -256,8 +264,12 @@ fn scram_sha256_framed(
     plus: bool,
     sasl2: Option<&str>,
 ) -> String {
-    let (mech, gs2) = if plus {
+    // -PLUS binds to the exporter unless the client chose the certificate.
+    let exporter = !c.bind_end_point;
+    let (mech, gs2) = if plus && exporter {
         ("SCRAM-SHA-256-PLUS", "p=tls-exporter,,")
+    } else if plus {
+        ("SCRAM-SHA-256-PLUS", "p=tls-server-end-point,,")
     } else {
         ("SCRAM-SHA-256", "n,,")
     };
@@ -306,8 +318,10 @@ fn scram_sha256_framed(
     }
     assert!(nonce.starts_with(cnonce));
     let mut cbind = gs2.as_bytes().to_vec();
-    if plus {
+    if plus && exporter {
         cbind.extend_from_slice(&c.exporter());
+    } else if plus {
+        cbind.extend_from_slice(pki().end_point.as_bytes());
     }
     let without_proof = format!("c={},r={nonce}", B64.encode(&cbind));
     let auth_message = format!("{first_bare},{server_first},{without_proof}");
@@ -764,7 +778,7 @@ fn starttls_then_scram_plus_login() {
         "{out}"
     );
     assert!(
-        out.contains("<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'><channel-binding type='tls-exporter'/></sasl-channel-binding>"),
+        out.contains("<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'><channel-binding type='tls-exporter'/><channel-binding type='tls-server-end-point'/></sasl-channel-binding>"),
         "XEP-0440 beside the -PLUS mechanisms: {out}"
     );
     let out = scram_sha256(&mut c, "alice", "s3cret", Some(&secrets("s3cret")), true);
@@ -778,6 +792,20 @@ fn starttls_then_scram_plus_login() {
         .recv()
         .contains("<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:stream>"));
     assert_eq!(closed_with(&mut c), Some(CloseReason::StarttlsFailure));
+}
+
+#[test]
+fn scram_plus_binds_to_the_server_end_point() {
+    let mut c = Client::new(config(TlsMode::Starttls), REMOTE);
+    c.open();
+    c.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    assert!(c.recv().contains("<proceed"));
+    c.handshake(client_config(false));
+    c.open();
+    // XEP-0440 §4: the type every client can compute, beside the exporter.
+    c.bind_end_point = true;
+    let out = scram_sha256(&mut c, "alice", "s3cret", Some(&secrets("s3cret")), true);
+    assert!(out.contains("<success"), "{out}");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use rustls::{
     ClientConfig, ClientConnection, Connection, ProtocolVersion, ServerConfig, ServerConnection,
 };
 
-use crate::auth::ChannelBinding;
+use crate::auth::{ChannelBinding, EndPointHash};
 
 /// RFC 9266 label for the `tls-exporter` channel binding.
 const EXPORTER_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
@@ -96,19 +96,28 @@ impl Transport {
         }
     }
 
-    /// The channel binding data: `tls-exporter` only exists once a TLS 1.3 handshake is done (RFC 9266 §3).
-    pub(crate) fn channel_binding(&self) -> ChannelBinding {
-        let tls_exporter = match self {
+    /// The channel binding data once a TLS 1.3 handshake is done: `tls-exporter` (RFC 9266 §3)
+    /// and `end_point`, our certificate's hash (RFC 5929).
+    ///
+    /// None on TLS 1.2, although `tls-server-end-point` would exist there: a client that does
+    /// not read XEP-0440's list binds to `tls-unique` on TLS 1.2 (RFC 5802's default; slixmpp
+    /// does), which rustls cannot give, so offering -PLUS there turns its login into failures
+    /// before a retry without -PLUS, or into no login at all.
+    pub(crate) fn channel_binding(&self, end_point: Option<EndPointHash>) -> ChannelBinding {
+        match self {
             Transport::Tls(conn)
                 if !conn.is_handshaking()
                     && conn.protocol_version() == Some(ProtocolVersion::TLSv1_3) =>
             {
-                conn.export_keying_material([0u8; 32], EXPORTER_LABEL, None)
-                    .ok()
+                ChannelBinding {
+                    tls_exporter: conn
+                        .export_keying_material([0u8; 32], EXPORTER_LABEL, None)
+                        .ok(),
+                    tls_server_end_point: end_point,
+                }
             }
-            _ => None,
-        };
-        ChannelBinding { tls_exporter }
+            _ => ChannelBinding::default(),
+        }
     }
 
     /// Feeds TLS records from `input` (consuming part of it) and queues any handshake/alert output in `wire`.

@@ -26,6 +26,7 @@ pub fn c2s_listener(
     } else {
         None
     };
+    let tls_server_end_point = tls.as_ref().and_then(|t| t.end_point);
     let tls_mode = match l.tls {
         config::TlsMode::Starttls => TlsMode::Starttls,
         config::TlsMode::StarttlsRequired => TlsMode::StarttlsRequired,
@@ -37,7 +38,8 @@ pub fn c2s_listener(
         c2s: Arc::new(C2sConfig {
             hosts: general.hosts.iter().map(|h| h.to_string()).collect(),
             tls_mode,
-            tls,
+            tls: tls.map(|t| t.config),
+            tls_server_end_point,
             allow_plaintext_on_loopback: l.allow_plaintext_on_loopback,
             sasl2: l.sasl2,
             transport_secure: false,
@@ -92,7 +94,7 @@ pub fn http_listener(
     let mut session = (*base.c2s).clone();
     let tls = if l.session.tls.uses_tls() {
         let server = crate::tls::server_config(&l.session, general)?;
-        let mut server = (*server).clone();
+        let mut server = (*server.config).clone();
         server.alpn_protocols = vec![b"http/1.1".to_vec()];
         session.transport_secure = true;
         Some(futures_rustls::TlsAcceptor::from(Arc::new(server)))

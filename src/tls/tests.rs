@@ -4,6 +4,7 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConnection};
 
 use super::*;
 use crate::config::{Config, Domain};
+use sha2::Digest;
 
 fn config_in(dir: &Path, hosts: &[&str]) -> Config {
     let hosts = hosts
@@ -131,8 +132,12 @@ fn idn_hosts_are_left_out_of_the_certificate() {
 fn server_config_handshakes_with_alpn_only_for_direct_tls() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_in(dir.path(), &["localhost", "chat.example"]);
-    let starttls = server_config(&config.listen.c2s[0], &config.general).unwrap();
-    let direct = server_config(&config.listen.c2s[1], &config.general).unwrap();
+    let starttls = server_config(&config.listen.c2s[0], &config.general)
+        .unwrap()
+        .config;
+    let direct = server_config(&config.listen.c2s[1], &config.general)
+        .unwrap()
+        .config;
     assert!(starttls.alpn_protocols.is_empty());
     assert_eq!(direct.alpn_protocols, vec![b"xmpp-client".to_vec()]);
 
@@ -166,7 +171,35 @@ fn configured_pair_is_loaded() {
         !dir.path().join("tls").exists(),
         "no self-signed certificate when one is configured"
     );
-    assert_eq!(handshake(server, &cert, "xmpp.example", false), None);
+    // The generated certificate is ECDSA P-256 with SHA-256: its DER hashed with SHA-256.
+    let der = read_certs(&cert).unwrap().remove(0);
+    let sha256: [u8; 32] = sha2::Sha256::digest(der.as_ref()).into();
+    assert_eq!(
+        server.end_point.map(|h| h.as_bytes().to_vec()),
+        Some(sha256.to_vec())
+    );
+    assert_eq!(handshake(server.config, &cert, "xmpp.example", false), None);
+}
+
+#[test]
+fn the_server_end_point_takes_the_hash_of_the_signature_algorithm() {
+    let cert = |alg: &'static rcgen::SignatureAlgorithm| {
+        let key = rcgen::KeyPair::generate_for(alg).unwrap();
+        let params = rcgen::CertificateParams::new(vec!["xmpp.example".to_owned()]).unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    };
+    let p384 = cert(&rcgen::PKCS_ECDSA_P384_SHA384);
+    let sha384: [u8; 48] = sha2::Sha384::digest(p384.as_ref()).into();
+    assert_eq!(
+        server_end_point(&p384).map(|h| h.as_bytes().to_vec()),
+        Some(sha384.to_vec())
+    );
+    // RFC 5929 names no hash for Ed25519: no binding rather than a guessed one.
+    assert_eq!(server_end_point(&cert(&rcgen::PKCS_ED25519)), None);
+    assert_eq!(
+        server_end_point(&CertificateDer::from(vec![0x30, 0x00])),
+        None
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! SASL server tests: the published RFC exchanges, -PLUS, failures, PLAIN.
 
 use super::*;
+use crate::auth::EndPointHash;
 
 const DOMAIN: &str = "example.com";
 
@@ -15,6 +16,15 @@ fn no_cb() -> ChannelBinding {
 fn cb(v: u8) -> ChannelBinding {
     ChannelBinding {
         tls_exporter: Some([v; 32]),
+        tls_server_end_point: None,
+    }
+}
+
+/// A TLS 1.2 stream: only the certificate's hash (SHA-384 here) to bind to.
+fn end_point(v: u8) -> ChannelBinding {
+    ChannelBinding {
+        tls_exporter: None,
+        tls_server_end_point: EndPointHash::new(&[v; 48]),
     }
 }
 
@@ -167,8 +177,7 @@ fn scram_exchange(
     stored: &ScramSecrets,
     password: &str,
 ) -> SaslStep {
-    let (mut s, step) =
-        SaslServer::start(mech, DOMAIN, channel, channel.tls_exporter.is_some(), None);
+    let (mut s, step) = SaslServer::start(mech, DOMAIN, channel, channel.any(), None);
     assert_eq!(step, SaslStep::Challenge(vec![]));
     let step = s.step(client_first.as_bytes());
     let SaslStep::NeedSecrets { .. } = step else {
@@ -210,6 +219,40 @@ fn plus_exchange_with_exporter() {
         assert_eq!(username, "juliet");
         assert!(v.starts_with(b"v="));
     }
+}
+
+#[test]
+fn plus_exchange_with_the_server_end_point() {
+    let stored = secrets("hunter2");
+    let exchange = |channel, flag: &str, data: &[u8]| {
+        let mut cbind = format!("{flag},,").into_bytes();
+        cbind.extend_from_slice(data);
+        scram_exchange(
+            Mechanism::ScramSha256Plus,
+            channel,
+            &format!("{flag},,n=juliet,r=cn0nce"),
+            &cbind,
+            &stored,
+            "hunter2",
+        )
+    };
+    let step = exchange(end_point(7), "p=tls-server-end-point", &[7; 48]);
+    assert!(matches!(step, SaslStep::Success { .. }), "{step:?}");
+    // Another certificate's hash: a TLS man in the middle.
+    let step = exchange(end_point(7), "p=tls-server-end-point", &[8; 48]);
+    assert_eq!(step, fail(SaslFailure::NotAuthorized));
+    // The exporter does not exist on this stream (TLS 1.2).
+    let step = exchange(end_point(7), "p=tls-exporter", &[7; 32]);
+    assert_eq!(step, fail(SaslFailure::NotAuthorized));
+    // Both on TLS 1.3: the client picks.
+    let both = ChannelBinding {
+        tls_server_end_point: EndPointHash::new(&[9; 32]),
+        ..cb(3)
+    };
+    let step = exchange(both, "p=tls-server-end-point", &[9; 32]);
+    assert!(matches!(step, SaslStep::Success { .. }), "{step:?}");
+    let step = exchange(both, "p=tls-exporter", &[3; 32]);
+    assert!(matches!(step, SaslStep::Success { .. }), "{step:?}");
 }
 
 #[test]
