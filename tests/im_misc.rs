@@ -398,6 +398,26 @@ fn registration(shards: usize) {
     // Password change and removal after authentication.
     let mut s = server.connect();
     s.login_plain("second", "localhost", "fresh password", "y");
+    // Another hosted domain is not the account's server (XEP-0077 §3.2, §3.3): its registration
+    // IQs never touch the account.
+    for body in [
+        "<query xmlns='jabber:iq:register'><remove/></query>",
+        "<query xmlns='jabber:iq:register'><username>second</username><password>stolen password</password></query>",
+    ] {
+        s.send(&format!(
+            "<iq type='set' id='other' to='example.test'>{body}</iq>"
+        ));
+        let r = s.expect("other domain", |st| st.id().as_deref() == Some("other"));
+        assert_eq!(error_condition(&r).as_deref(), Some("forbidden"), "{body}");
+    }
+    let r = iq(
+        &mut s,
+        "example.test",
+        "<query xmlns='jabber:iq:register'/>",
+    );
+    assert_eq!(error_condition(&r).as_deref(), Some("forbidden"));
+    let mut again = server.connect();
+    again.login_plain("second", "localhost", "fresh password", "z");
     let r = register(&mut s, "second", "changed password");
     assert_eq!(r.type_().as_deref(), Some("result"));
     s.send("<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>");

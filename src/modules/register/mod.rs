@@ -195,8 +195,12 @@ fn authed(
     iterations: u32,
 ) -> IqReply {
     let bare = acc.from.bare();
-    // Only the account itself (to the server or to its own bare JID), never someone else's.
-    if bare.node().is_none() || (acc.to.node().is_some() && acc.to.bare() != bare) {
+    // Only the account itself (to its own server or its own bare JID), never someone else's,
+    // nor the same name on another hosted domain.
+    if bare.node().is_none()
+        || acc.to.domain() != bare.domain()
+        || (acc.to.node().is_some() && acc.to.bare() != bare)
+    {
         return IqReply::Error(StanzaErrorCondition::Forbidden);
     }
     let node = bare.node().unwrap_or_default().to_owned();
