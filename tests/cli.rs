@@ -1,12 +1,14 @@
 //! Runs the built `petrel` binary on temporary configurations.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use petrel::config::Config;
 use petrel::jid::BareJid;
-use petrel::store::Store;
+use petrel::store::{Backend, Store};
 
 const BIN: &str = env!("CARGO_BIN_EXE_petrel");
 
@@ -291,7 +293,27 @@ fn mam_purge_removes_messages_before_the_date() {
     let env = Env::new();
     let data = env.dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let store = Store::open(&data).unwrap();
+    mam_purge(&env, &Backend::Sqlite(data));
+}
+
+#[test]
+fn mam_purge_removes_messages_before_the_date_on_postgresql() {
+    let Some(db) = common::pg::TestDatabase::create() else {
+        return;
+    };
+    let env = Env::new();
+    let mut config = std::fs::read_to_string(&env.config).unwrap();
+    config += &format!("[store]\nbackend = \"postgres\"\nurl = {:?}\n", db.url);
+    std::fs::write(&env.config, config).unwrap();
+    mam_purge(&env, &db.backend());
+    assert!(
+        !env.dir.path().join("data/petrel.sqlite3").exists(),
+        "no SQLite file beside PostgreSQL"
+    );
+}
+
+fn mam_purge(env: &Env, backend: &Backend) {
+    let store = Store::connect(backend).unwrap();
     let day = 86_400_000_000_i64;
     let rows: Vec<_> = [1_i64, 2, 10]
         .iter()
@@ -310,7 +332,7 @@ fn mam_purge_removes_messages_before_the_date() {
     drop(store);
     let out = env.ok(&["mam", "purge", "--before", "1970-01-05"]);
     assert!(out.contains("2 archived messages"), "{out}");
-    let store = Store::open(&data).unwrap();
+    let store = Store::connect(backend).unwrap();
     let left = store
         .mam_count("a@localhost", &petrel::store::MamFilter::default())
         .unwrap();
@@ -319,4 +341,34 @@ fn mam_purge_removes_messages_before_the_date() {
         &env.run(&["mam", "purge", "--before", "soon"]),
         "invalid date",
     );
+}
+
+#[test]
+fn postgresql_errors_name_their_cause() {
+    let env = Env::new();
+    let base = std::fs::read_to_string(&env.config).unwrap();
+    let with_url = |url: &str| {
+        let config = format!("{base}[store]\nbackend = \"postgres\"\nurl = {url:?}\n");
+        std::fs::write(&env.config, config).unwrap();
+    };
+    // Nothing listens on port 1: the socket's error, not only "error connecting to server".
+    with_url("host=127.0.0.1 port=1 user=petrel dbname=petrel connect_timeout=5");
+    assert_fails_with(&env.run(&["user", "list"]), "Connection refused");
+    // The server's own message for a database that is not there.
+    if let Ok(url) = std::env::var("PETREL_TEST_PG") {
+        let mut admin: postgres::Config = url.parse().unwrap();
+        admin.dbname("petrel_no_such_database");
+        let host = match &admin.get_hosts()[0] {
+            postgres::config::Host::Unix(p) => p.to_string_lossy().into_owned(),
+            postgres::config::Host::Tcp(h) => h.clone(),
+        };
+        let user = admin.get_user().unwrap_or("postgres").to_owned();
+        with_url(&format!(
+            "host={host} user={user} dbname=petrel_no_such_database"
+        ));
+        assert_fails_with(
+            &env.run(&["user", "list"]),
+            "database \"petrel_no_such_database\" does not exist",
+        );
+    }
 }

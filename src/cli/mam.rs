@@ -4,7 +4,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::config::Config;
-use crate::store::{Store, StoreError};
+use crate::store::{Backend, Store, StoreError};
 
 use super::MamCommand;
 
@@ -37,7 +37,9 @@ pub fn run(config: &Config, command: MamCommand) -> Result<(), MamError> {
     match command {
         MamCommand::Purge { before } => {
             let cutoff = parse_date(&before)?;
-            let store = Store::open(&config.general.data_dir)?;
+            // The configured backend: opening the SQLite file by its path would purge nothing on
+            // PostgreSQL (and leave an empty SQLite file behind).
+            let store = Store::connect(&Backend::from_config(config)?)?;
             let n = store.mam_purge_before(cutoff)?;
             println!("{n} archived messages before {before} removed");
         }

@@ -81,7 +81,7 @@ pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL failed (or the connection URL is invalid).
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", with_cause(.0))]
     Postgres(#[from] postgres::Error),
     /// `backend = "postgres"` without a URL (validation refuses such a configuration file).
     #[error("store.url is required for the postgres backend")]
@@ -113,4 +113,13 @@ pub enum StoreError {
     /// A statement written for one backend was run on the other (a bug).
     #[error("statement for the other store backend")]
     WrongBackend,
+}
+
+/// `e` and its cause: postgres says only "db error" or "error connecting to server" itself, and
+/// the server's message ("database \"x\" does not exist") or the socket error is the cause.
+fn with_cause(e: &postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
 }
