@@ -7,7 +7,7 @@ use crate::explain::Outcome;
 use crate::jid::Jid;
 use crate::shard::ShardId;
 use crate::xml::{Element, Node, Stanza, StanzaKind};
-use crate::xmpp::{ns, StanzaErrorCondition};
+use crate::xmpp::{ns, ErrorType, StanzaErrorCondition};
 
 /// A stanza on its way through the route, with its addressing and per-route scratch values.
 ///
@@ -143,6 +143,18 @@ impl Acc {
         app: Option<Element>,
         shard: ShardId,
     ) -> Option<Acc> {
+        self.error_reply_typed(cond, cond.default_type(), app, shard)
+    }
+
+    /// [`Acc::error_reply_with`] with an error type other than the condition's usual one, e.g.
+    /// `wait` for a failure that passes (a store that is down).
+    pub fn error_reply_typed(
+        &self,
+        cond: StanzaErrorCondition,
+        ty: ErrorType,
+        app: Option<Element>,
+        shard: ShardId,
+    ) -> Option<Acc> {
         if self.stanza.forbids_error_reply() {
             return None;
         }
@@ -160,7 +172,7 @@ impl Acc {
                 if e.name == "stanza-id" && e.ns == ns::STANZA_ID && e.attr("by") == Some(by))
         });
         let mut error = Element::new("error", ns::CLIENT)
-            .with_attr("type", cond.default_type().as_str())
+            .with_attr("type", ty.as_str())
             .with_child(Element::new(cond.as_str(), ns::STANZAS));
         if let Some(app) = app {
             error = error.with_child(app);

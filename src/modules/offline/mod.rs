@@ -28,7 +28,7 @@ use crate::metrics::Counter;
 use crate::shard::{Shard, ShardId};
 use crate::store::{OfflinePush, Store};
 use crate::xml::{Element, Node, Stanza};
-use crate::xmpp::StanzaErrorCondition;
+use crate::xmpp::{ErrorType, StanzaErrorCondition};
 
 use crate::modules::options::{self, OptionError};
 
@@ -220,9 +220,13 @@ pub fn store_job(
         }
         Ok(OfflinePush::NoSuchUser) => refuse(StanzaErrorCondition::ServiceUnavailable),
         Ok(OfflinePush::Full) => refuse(StanzaErrorCondition::ResourceConstraint),
+        // The store is down for now: `wait` tells the sender to try again, where
+        // `service-unavailable` would read as "no such user".
         Err(e) => {
             tracing::error!(error = %e, user = user.as_str(), "offline store failed");
-            refuse(StanzaErrorCondition::ServiceUnavailable)
+            let cond = StanzaErrorCondition::InternalServerError;
+            let reply = msg.error_reply_typed(cond, ErrorType::Wait, None, on);
+            JobDone::from(reply.into_iter().collect::<Vec<_>>())
         }
     }
 }

@@ -218,6 +218,29 @@ fn limit_unknown_user_and_hints_answer_the_sender() {
 }
 
 #[test]
+fn a_store_that_fails_is_answered_wait_not_no_such_user() {
+    let (mut c, dir) = cluster(1, 10, &["alice@localhost", "bob@localhost"]);
+    // The store breaks under the running server (a disk, a PostgreSQL outage).
+    let db = rusqlite::Connection::open(dir.path().join(crate::store::DB_FILE)).unwrap();
+    db.execute_batch("DROP TABLE offline_message").unwrap();
+    let (mut alice, amb) = c.connect(0, &full("alice@localhost/a"), Some(0));
+    user_send(
+        &mut c.shards[0],
+        &mut alice,
+        chat("bob@localhost", "lost?", ""),
+    );
+    c.pump();
+    let got = drain(&mut c, 0, &amb);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        error_cond(&got[0]).as_deref(),
+        Some("internal-server-error")
+    );
+    let error = got[0].get_child("error", crate::xmpp::ns::CLIENT);
+    assert_eq!(error.and_then(|e| e.attr("type")), Some("wait"));
+}
+
+#[test]
 fn headline_groupchat_and_chat_states_are_not_stored() {
     let (mut c, _dir) = cluster(1, 10, &["alice@localhost", "bob@localhost"]);
     let (mut alice, amb) = c.connect(0, &full("alice@localhost/a"), Some(0));
