@@ -43,6 +43,8 @@ pub enum Invalid {
     EmptyLabel,
     /// `[...]` that is not an IPv6 address.
     BadIpLiteral,
+    /// An `xn--` label that is not the ASCII form of an internationalized label.
+    BadALabel,
 }
 
 impl fmt::Display for Invalid {
@@ -52,6 +54,7 @@ impl fmt::Display for Invalid {
             Invalid::Stringprep => f.write_str("refused by stringprep"),
             Invalid::EmptyLabel => f.write_str("empty label"),
             Invalid::BadIpLiteral => f.write_str("bad IPv6 literal"),
+            Invalid::BadALabel => f.write_str("bad A-label"),
         }
     }
 }
@@ -236,11 +239,12 @@ fn prep_node(s: &str) -> Result<Cow<'_, str>, JidError> {
         if let Some(b) = s.bytes().find(|&b| forbidden_in_node(char::from(b))) {
             return Err(JidError::InvalidNode(Invalid::Char(char::from(b))));
         }
-        if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        let lower = if s.bytes().any(|b| b.is_ascii_uppercase()) {
             Cow::Owned(s.to_ascii_lowercase())
         } else {
             Cow::Borrowed(s)
-        }
+        };
+        lower
     } else {
         if let Some(c) = s.chars().find(|&c| !c.is_ascii() && !identifier_letter(c)) {
             return Err(JidError::InvalidNode(Invalid::Char(c)));
@@ -311,11 +315,23 @@ fn prep_domain(s: &str) -> Result<Cow<'_, str>, JidError> {
         } else {
             check_domain_chars(s)?;
         }
-        if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        let lower = if s.bytes().any(|b| b.is_ascii_uppercase()) {
             Cow::Owned(s.to_ascii_lowercase())
         } else {
             Cow::Borrowed(s)
+        };
+        if has_a_label(&lower) {
+            // RFC 7622 §3.2.1: an A-label is turned into its U-label, so `xn--bcher-kva.example`
+            // and `bücher.example` are one domain (one account, one host, no s2s to ourselves).
+            let (unicode, checked) = idna::domain_to_unicode(&lower);
+            if checked.is_err() {
+                return Err(JidError::InvalidDomain(Invalid::BadALabel));
+            }
+            if !unicode.is_ascii() {
+                return prep_domain(&unicode).map(|d| Cow::Owned(d.into_owned()));
+            }
         }
+        lower
     } else {
         // IDNA label separators (RFC 3490 §3.1) count as dots.
         let dotted: String = s
@@ -341,6 +357,25 @@ fn prep_domain(s: &str) -> Result<Cow<'_, str>, JidError> {
         return Err(JidError::DomainTooLong);
     }
     Ok(out)
+}
+
+/// Whether a label of the (lowercase ASCII) domain `s` is an A-label (`xn--`).
+fn has_a_label(s: &str) -> bool {
+    s.starts_with("xn--") || memchr::memmem::find(s.as_bytes(), b".xn--").is_some()
+}
+
+/// The ASCII form of a prepared domain (its U-labels as A-labels), as DNS and certificates name
+/// it; the domain itself when it is ASCII already.
+pub fn domain_to_ascii(domain: &str) -> Cow<'_, str> {
+    if domain.is_ascii() {
+        return Cow::Borrowed(domain);
+    }
+    // A prepared domain is valid IDNA; should the conversion still fail, the name stays as it is
+    // and whatever uses it (a TLS name, a DNS query) refuses it with its own error.
+    match idna::domain_to_ascii(domain) {
+        Ok(ascii) => Cow::Owned(ascii),
+        Err(_) => Cow::Borrowed(domain),
+    }
 }
 
 /// ASCII in a domain must be letters, digits, `-`, `_` or `.`; labels must not be empty.
@@ -793,6 +828,28 @@ mod tests {
         assert_eq!(j.resource(), "x/Y@z");
         assert_eq!(j.domain(), "b.c");
         assert_eq!(j.bare().as_str(), "a@b.c");
+    }
+
+    #[test]
+    fn a_labels_are_the_same_domain_as_their_u_labels() {
+        for form in [
+            "user@xn--bcher-kva.example",
+            "user@XN--BCHER-KVA.example.",
+            "user@bücher.example",
+        ] {
+            assert_eq!(p(form).as_deref(), Ok("user@bücher.example"), "{form}");
+        }
+        assert_eq!(
+            p("a@sub.xn--bcher-kva.example/r").as_deref(),
+            Ok("a@sub.bücher.example/r")
+        );
+        // Not punycode at all.
+        assert_eq!(
+            p("a@xn--a.example"),
+            Err(JidError::InvalidDomain(Invalid::BadALabel))
+        );
+        assert_eq!(domain_to_ascii("bücher.example"), "xn--bcher-kva.example");
+        assert_eq!(domain_to_ascii("example.com"), "example.com");
     }
 
     #[test]

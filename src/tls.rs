@@ -286,13 +286,13 @@ pub fn ensure_self_signed(general: &General) -> Result<(PathBuf, PathBuf), TlsEr
     Ok((cert, key))
 }
 
-/// The hosts that can be certificate names. Non-ASCII names would need punycode (not done
-/// yet), so they are skipped with a warning.
+/// The hosts as certificate names: internationalized ones by their A-labels (RFC 6125 §6.4.2);
+/// a name that has no ASCII form is skipped with a warning.
 fn certifiable_names(general: &General) -> Result<Vec<String>, TlsError> {
     let (ascii, other): (Vec<_>, Vec<_>) = general
         .hosts
         .iter()
-        .map(|h| h.as_str().to_owned())
+        .map(|h| crate::jid::domain_to_ascii(h.as_str()).into_owned())
         .partition(|h| h.is_ascii());
     for host in &other {
         warn!(%host, "internationalized host left out of the self-signed certificate");

@@ -17,10 +17,16 @@ impl C2s {
     pub(super) fn on_header(&mut self, h: StreamHeader) {
         self.awaiting_header = false;
         let host = h.to.as_deref().and_then(|to| self.served_host(to));
+        // A `to` we do not serve is not answered with the name of a domain we do (a prober would
+        // learn the first tenant's); without `to` any of ours may answer (RFC 6120 §4.7.1).
+        let fallback = match h.to {
+            None => self.cfg.hosts.first().map(String::as_str),
+            Some(_) => None,
+        };
         let from = host
             .as_deref()
             .or(self.domain.as_deref())
-            .or(self.cfg.hosts.first().map(String::as_str))
+            .or(fallback)
             .map(str::to_owned);
         features::write_header(
             &mut self.out,
@@ -73,13 +79,16 @@ impl C2s {
 
     /// The served domain a stream header's `to` names: a configured host, or one added at run
     /// time (the shard's [`crate::shard::DynamicHosts`], read without a lock).
+    /// `to` is prepared as a JID's domain is (case, a trailing dot, Unicode normalization and
+    /// A-labels, RFC 7622 §3.2), so a header names a host as a JID does.
     pub(super) fn served_host(&self, to: &str) -> Option<String> {
-        if let Some(h) = self.cfg.hosts.iter().find(|h| h.eq_ignore_ascii_case(to)) {
+        let to = BareJid::domain_only(to).ok()?;
+        let to = to.domain();
+        if let Some(h) = self.cfg.hosts.iter().find(|h| *h == to) {
             return Some(h.clone());
         }
-        let lower = to.to_ascii_lowercase();
         let dynamic = self.dynamic_hosts.as_ref()?;
-        dynamic.contains(&lower).then_some(lower)
+        dynamic.contains(to).then(|| to.to_owned())
     }
 
     /// `Some(required)` when STARTTLS may be negotiated now.

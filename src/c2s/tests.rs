@@ -478,11 +478,26 @@ fn host_unknown_sends_header_then_error() {
         )),
         "{out}"
     );
+    // The answer names none of the domains served here.
+    assert!(!out.contains(HOST) && !out.contains("other.org"), "{out}");
     assert_eq!(
         closed_with(&mut c),
         Some(CloseReason::StreamError(StreamErrorCondition::HostUnknown))
     );
     assert!(c.c2s.is_closed());
+}
+
+#[test]
+fn a_header_names_a_host_as_a_jid_would() {
+    // Case, a trailing dot (RFC 7622 §3.2) and a fullwidth full stop are the same domain.
+    for to in ["EXAMPLE.com", "example.com.", "example\u{FF0E}com"] {
+        let mut c = Client::new(config(TlsMode::None), REMOTE);
+        c.send(&format!("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='{to}' version='1.0'>"));
+        let out = c.recv();
+        assert!(out.contains("from='example.com'"), "{to}: {out}");
+        assert!(out.contains("<stream:features>"), "{to}: {out}");
+        assert!(!c.c2s.is_closed(), "{to}");
+    }
 }
 
 #[test]

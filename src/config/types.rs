@@ -43,8 +43,16 @@ pub struct Domain(String);
 impl Domain {
     /// Validates and normalizes `s`.
     pub fn parse(s: &str) -> Result<Domain, DomainError> {
-        let normalized = if s.is_ascii() {
+        let normalized = if s.is_ascii() && !s.to_ascii_lowercase().contains("xn--") {
             s.to_ascii_lowercase()
+        } else if s.is_ascii() {
+            // A-labels as their U-labels, as JIDs name them (RFC 7622 §3.2.1): one domain, one
+            // spelling, whichever form the configuration or the admin API was given.
+            let (unicode, checked) = idna::domain_to_unicode(s);
+            checked.map_err(|_| DomainError::Nameprep)?;
+            stringprep::nameprep(&unicode)
+                .map_err(|_| DomainError::Nameprep)?
+                .into_owned()
         } else {
             stringprep::nameprep(s)
                 .map_err(|_| DomainError::Nameprep)?
@@ -246,6 +254,12 @@ mod tests {
     #[test]
     fn domain_accepts_idn_and_normalizes() {
         assert_eq!(Domain::parse("BÜCHER.de").unwrap().as_str(), "bücher.de");
+        // The A-label form is the same domain.
+        assert_eq!(
+            Domain::parse("XN--BCHER-KVA.de").unwrap().as_str(),
+            "bücher.de"
+        );
+        assert_eq!(Domain::parse("xn--a.de"), Err(DomainError::Nameprep));
     }
 
     #[test]

@@ -110,7 +110,9 @@ impl Trust {
         if self.anchors.is_empty() {
             return false;
         }
-        let Ok(name) = ServerName::try_from(domain) else {
+        // Certificates name an internationalized domain by its A-labels.
+        let ascii = crate::jid::domain_to_ascii(domain);
+        let Ok(name) = ServerName::try_from(ascii.as_ref()) else {
             return false;
         };
         let Ok(cert) = webpki::EndEntityCert::try_from(ee) else {

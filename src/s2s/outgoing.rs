@@ -282,7 +282,8 @@ impl S2sOut {
         let Some(cfg) = self.cfg.tls_client.clone() else {
             return Err(S2sOutFailure::TlsRequiredButNotOffered);
         };
-        let name = ServerName::try_from(self.remote.clone())
+        // SNI and the certificate name an internationalized domain by its A-labels.
+        let name = ServerName::try_from(crate::jid::domain_to_ascii(&self.remote).into_owned())
             .map_err(|e| S2sOutFailure::Tls(e.to_string()))?;
         self.io.transport =
             Transport::tls_client(cfg, name).map_err(|e| S2sOutFailure::Tls(e.to_string()))?;

@@ -114,18 +114,23 @@ fn self_signed_is_regenerated_for_new_hosts_or_damage() {
 }
 
 #[test]
-fn idn_hosts_are_left_out_of_the_certificate() {
+fn idn_hosts_are_certified_by_their_a_labels() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_in(dir.path(), &["bücher.example", "localhost"]);
     assert_eq!(
         certifiable_names(&config.general).unwrap(),
-        vec!["localhost"]
+        vec!["xn--bcher-kva.example", "localhost"]
     );
     let only_idn = config_in(dir.path(), &["bücher.example"]);
-    assert!(matches!(
-        ensure_self_signed(&only_idn.general),
-        Err(TlsError::NoCertifiableHost(_))
-    ));
+    let (cert, key) = ensure_self_signed(&only_idn.general).unwrap();
+    let mut listener = only_idn.listen.c2s[0].clone();
+    listener.certfile = Some(cert.clone());
+    listener.keyfile = Some(key);
+    let server = server_config(&listener, &only_idn.general).unwrap();
+    assert_eq!(
+        handshake(server.config, &cert, "xn--bcher-kva.example", false),
+        None
+    );
 }
 
 #[test]
