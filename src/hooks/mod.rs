@@ -6,6 +6,7 @@
 
 mod acc;
 pub mod clock;
+pub mod commit;
 pub mod events;
 pub mod handled;
 pub mod on_drop;

@@ -104,3 +104,21 @@ pub fn error_condition(s: &Stanza) -> Option<String> {
         .map(|c| c.name.clone());
     cond
 }
+
+/// The `type` of the error of an error stanza.
+pub fn error_type(s: &Stanza) -> Option<String> {
+    let t = s.tree().ok()?;
+    let e = t.get_child("error", crate::xmpp::ns::CLIENT)?;
+    e.attr("type").map(str::to_owned)
+}
+
+impl World {
+    /// Breaks the store under the running shards (a disk gone bad, a database down): `table` of
+    /// the SQLite file is dropped, so every write to it fails.
+    pub fn break_table(&self, table: &str) {
+        let path = self._dir.path().join(crate::store::DB_FILE);
+        let db = rusqlite::Connection::open(path).unwrap_or_else(|e| panic!("{e}"));
+        db.execute_batch(&format!("DROP TABLE {table}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}

@@ -277,3 +277,39 @@ fn every_occupant_gets_every_message_whatever_the_shards() {
         assert_eq!(ids, want, "user {j}: {got:?}");
     }
 }
+
+#[test]
+fn a_change_the_store_cannot_keep_is_answered_wait_not_result() {
+    for shards in [1, 2] {
+        let mut w = world(shards, "");
+        let mut alice = connect(&mut w, 0, &format!("alice@{HOST}/a"));
+        let room = room_on(shards - 1, shards, "kept");
+        create(&mut w, &mut alice, &room, "al");
+        let mut ask = |w: &mut World, id: &str, query: &str| -> Stanza {
+            w.send(
+                &mut alice,
+                &format!("<iq type='set' id='{id}' to='{room}'>{query}</iq>"),
+            );
+            received(w, &alice)
+                .into_iter()
+                .find(|s| s.name() == "iq" && s.id().as_deref() == Some(id))
+                .unwrap_or_else(|| panic!("no answer to {id}"))
+        };
+        let persistent = "<query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>\
+             <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>\
+             <field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query>";
+        let r = ask(&mut w, "persist", persistent);
+        assert_eq!(r.type_().as_deref(), Some("result"));
+        w.break_table("muc_rooms");
+        let member = "<query xmlns='http://jabber.org/protocol/muc#admin'>\
+             <item jid='carol@example.com' affiliation='member'/></query>";
+        let r = ask(&mut w, "member", member);
+        assert_eq!(
+            error_condition(&r).as_deref(),
+            Some("internal-server-error")
+        );
+        let t = r.tree().unwrap_or_else(|e| panic!("{e}"));
+        let e = t.get_child("error", crate::xmpp::ns::CLIENT);
+        assert_eq!(e.and_then(|e| e.attr("type")), Some("wait"));
+    }
+}

@@ -4,7 +4,7 @@ use super::api::PepChange;
 use super::notify::{access_for, fan_out, lapsed};
 use super::state::{Home, UserPep};
 use super::{persist, send_last, Options};
-use crate::hooks::Acc;
+use crate::hooks::{commit, Acc, HookCtx};
 use crate::jid::BareJid;
 use crate::local::result_reply;
 use crate::modules::pubsub::core::{
@@ -25,6 +25,8 @@ pub(super) fn answer(
     req: Request,
     subid: Option<String>,
 ) {
+    // The answer waits for the writes the request queued (a `result` means it is stored).
+    commit::begin(&mut shard.ext);
     let out = match u {
         Some(u) => items_subid(u, owner, &acc, &req, subid.as_deref())
             .and_then(|()| run(shard, u, owner, &acc, req)),
@@ -34,9 +36,9 @@ pub(super) fn answer(
         Ok(body) => Some(result_reply(&acc, body, shard.id)),
         Err(e) => e.reply_to(&acc, shard.id),
     };
-    if let Some(r) = reply {
-        crate::router::route(shard, r);
-    }
+    let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
+    commit::finish(&mut ctx, reply.into_iter().collect());
+    shard.drain_to_route();
 }
 
 /// The `subid` of an items request must name one of the requester's subscriptions to the node

@@ -249,22 +249,25 @@ fn disco_items(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {
     IqReply::NoReply
 }
 
-/// Queues a store write for `owner` (in order with their other jobs); failures are logged.
+/// Queues a store write for `owner` (in order with their other jobs); failures are logged, and
+/// fail the request being answered (`hooks::commit`).
 fn persist(
     shard: &mut Shard,
     owner: &BareJid,
     f: impl FnOnce(&Store) -> Result<(), StoreError> + Send + 'static,
 ) {
     let who = owner.as_str().to_owned();
-    HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext).store(
-        roster::user_key(owner),
-        move |s| {
-            if let Err(e) = f(s) {
-                tracing::error!(error = %e, user = who, "pep: store write failed");
+    let key = roster::user_key(owner);
+    let failed = crate::hooks::commit::track(&mut shard.ext, key);
+    HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext).store(key, move |s| {
+        if let Err(e) = f(s) {
+            tracing::error!(error = %e, user = who, "pep: store write failed");
+            if let Some(failed) = failed {
+                failed.store(true, std::sync::atomic::Ordering::Release);
             }
-            JobDone::default()
-        },
-    );
+        }
+        JobDone::default()
+    });
 }
 
 /// Sends `to` the newest item of `n`, if any.

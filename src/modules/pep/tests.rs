@@ -2,7 +2,7 @@
 //! access models, limits, persistence, disco.
 
 use crate::modules::caps;
-use crate::modules::testing::{error_condition, User, World, HOST};
+use crate::modules::testing::{error_condition, error_type, User, World, HOST};
 use crate::shard::ConnMsg;
 use crate::xml::Stanza;
 
@@ -866,4 +866,42 @@ fn roster_changes_reach_the_owner_in_store_order_when_her_home_shard_lags() {
         "{got:?} (pushes {subs:?})"
     );
     assert_eq!(subs.last().map(String::as_str), Some("both"), "{subs:?}");
+}
+
+#[test]
+fn a_publish_the_store_cannot_keep_is_answered_wait_not_result() {
+    for shards in [1, 2] {
+        let mut w = world(shards);
+        let mut alice = w.connect(shards - 1, &format!("alice@{HOST}/a"), Some(0));
+        let ok = ask(
+            &mut w,
+            &mut alice,
+            &publish("kept", "i1", "<x xmlns='t'/>", ""),
+        );
+        assert_eq!(ok.type_().as_deref(), Some("result"), "{}", text(&ok));
+        // The answer waited for the write: the item is in the store.
+        let store = w
+            .cluster
+            .store
+            .as_ref()
+            .unwrap_or_else(|| panic!("no store"));
+        let node = store
+            .pubsub_load_node(&format!("alice@{HOST}"), "kept")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("node not stored"));
+        assert_eq!(node.items.len(), 1);
+        w.break_table("pubsub_item");
+        let r = ask(
+            &mut w,
+            &mut alice,
+            &publish("kept", "i2", "<x xmlns='t'/>", ""),
+        );
+        assert_eq!(
+            error_condition(&r).as_deref(),
+            Some("internal-server-error"),
+            "{}",
+            text(&r)
+        );
+        assert_eq!(error_type(&r).as_deref(), Some("wait"), "{}", text(&r));
+    }
 }

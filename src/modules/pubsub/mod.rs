@@ -66,6 +66,56 @@ pub fn feature_uris() -> impl Iterator<Item = String> {
 
 #[cfg(test)]
 mod tests {
+    use crate::modules::testing::{error_condition, error_type, World, HOST};
+    use crate::shard::ConnMsg;
+    use crate::xml::Stanza;
+
+    #[test]
+    fn a_publish_the_store_cannot_keep_is_answered_wait_not_result() {
+        for shards in [1, 2] {
+            let mut w = World::new(shards, "[modules.disco]\n[modules.pubsub]\n");
+            let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+            let mut ask = |w: &mut World, id: &str| -> Stanza {
+                w.send(
+                    &mut alice,
+                    &format!(
+                        "<iq type='set' id='{id}' to='pubsub.{HOST}'><pubsub xmlns='{}'>\
+                         <publish node='n'><item id='{id}'><x xmlns='t'/></item></publish>\
+                         </pubsub></iq>",
+                        super::core::ns::PUBSUB
+                    ),
+                );
+                std::iter::from_fn(|| alice.mb.pop())
+                    .filter_map(|m| match m {
+                        ConnMsg::Deliver(acc) => Some(acc.into_stanza()),
+                        _ => None,
+                    })
+                    .find(|s| s.name() == "iq" && s.id().as_deref() == Some(id))
+                    .unwrap_or_else(|| panic!("no answer to {id}"))
+            };
+            let ok = ask(&mut w, "first");
+            assert_eq!(ok.type_().as_deref(), Some("result"));
+            let store = w
+                .cluster
+                .store
+                .as_ref()
+                .unwrap_or_else(|| panic!("no store"));
+            let node = store.pubsub_load_node(&format!("pubsub.{HOST}"), "n");
+            let node = node
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| panic!("node not stored"));
+            assert_eq!(node.items.len(), 1, "the answer waited for the write");
+            w.break_table("pubsub_item");
+            let r = ask(&mut w, "second");
+            assert_eq!(
+                error_condition(&r).as_deref(),
+                Some("internal-server-error")
+            );
+            assert_eq!(error_type(&r).as_deref(), Some("wait"));
+        }
+    }
+
     #[test]
     fn features_are_listed_once_and_without_pep_only_ones() {
         let f: Vec<String> = super::feature_uris().collect();

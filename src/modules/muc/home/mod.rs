@@ -6,7 +6,7 @@ use ahash::HashMap;
 
 use super::room::occupant_id::OccupantIds;
 use super::room::{Affiliation, Room, RoomLimits, RoomOut, SavedRoom};
-use crate::hooks::{Acc, HookCtx, HookResult, JobDone};
+use crate::hooks::{commit, Acc, HookCtx, HookResult, JobDone};
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::shard::{home_shard, home_shard_of, Shard, ShardMsg};
 use crate::xml::{StanzaKind, StanzaType};
@@ -396,10 +396,25 @@ pub fn live_rooms(shard: &mut Shard) -> Vec<(String, String, bool, usize)> {
         .collect()
 }
 
-/// Carries out what room `jid` asked for.
+/// Carries out what room `jid` asked for. When the room's state is saved, the IQ results among
+/// its answers (configuration, affiliations) wait for the write (`hooks::commit`): a `result`
+/// means the change is stored.
 fn apply(shard: &mut Shard, jid: &BareJid, outs: Vec<RoomOut>) {
+    let saves = outs.iter().any(|o| matches!(o, RoomOut::Save));
+    if saves {
+        commit::begin(&mut shard.ext);
+    }
+    let mut held = Vec::new();
     for out in outs {
         match out {
+            RoomOut::Send { to, stanza }
+                if saves
+                    && stanza.name() == "iq"
+                    && stanza.type_().as_deref() == Some("result") =>
+            {
+                let from = sender_of(&stanza, jid);
+                held.push(Acc::new(stanza, from, to, shard.id));
+            }
             RoomOut::Send { to, stanza } => {
                 let from = sender_of(&stanza, jid);
                 // To one of the room's sessions: straight to its shard, the path its groupchat
@@ -445,6 +460,10 @@ fn apply(shard: &mut Shard, jid: &BareJid, outs: Vec<RoomOut>) {
             RoomOut::Save => save(shard, jid),
             RoomOut::Destroyed => destroyed(shard, jid),
         }
+    }
+    if saves {
+        let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
+        commit::finish(&mut ctx, held);
     }
 }
 
@@ -521,10 +540,15 @@ fn store_write(
         + 'static,
 ) {
     let name = jid.as_str().to_owned();
+    let key = store_key(jid);
+    let failed = commit::track(&mut shard.ext, key);
     let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
-    ctx.store(store_key(jid), move |store| {
+    ctx.store(key, move |store| {
         if let Err(e) = write(store, &name) {
             tracing::error!(room = name, error = %e, "{what}");
+            if let Some(failed) = failed {
+                failed.store(true, std::sync::atomic::Ordering::Release);
+            }
         }
         JobDone::default()
     });

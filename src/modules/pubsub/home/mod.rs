@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::core::node::NodeMeta;
 use super::core::{Extras, Item, Node, NodeConfig, PubsubAppError, PubsubError, Request};
 use super::options::PubsubOptions;
-use crate::hooks::{Acc, HookCtx, JobDone};
+use crate::hooks::{commit, Acc, HookCtx, JobDone};
 use crate::shard::{home_shard_of, Shard, ShardId, ShardMsg};
 use crate::store::StoredNode;
 use crate::xmpp::StanzaErrorCondition as C;
@@ -244,6 +244,7 @@ pub(super) fn request(shard: &mut Shard, service: String, acc: Acc, req: (Reques
     let key = (service, name);
     match nodes(shard).slots.remove(&key) {
         Some(Slot::Live(mut live)) => {
+            commit::begin(&mut shard.ext);
             let out = super::handle::run(shard, &key.0, &mut live, &acc, req);
             if !out.deleted {
                 nodes(shard).slots.insert(key, Slot::Live(live));
@@ -273,7 +274,8 @@ pub(super) fn request(shard: &mut Shard, service: String, acc: Acc, req: (Reques
     shard.drain_to_route();
 }
 
-/// Routes the answer to `acc`.
+/// Routes the answer to `acc`, once the writes its request queued have committed
+/// (`hooks::commit`, begun where the request was carried out).
 pub(super) fn reply(
     shard: &mut Shard,
     acc: &Acc,
@@ -283,9 +285,8 @@ pub(super) fn reply(
         Ok(body) => Some(crate::local::result_reply(acc, body, shard.id)),
         Err(e) => e.reply_to(acc, shard.id),
     };
-    if let Some(r) = r {
-        shard.fx.to_route.push(r);
-    }
+    let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
+    commit::finish(&mut ctx, r.into_iter().collect());
 }
 
 /// Runs `f` on `node` of `service` (homed here) if it exists; `None` otherwise.
@@ -408,6 +409,8 @@ fn created(
             node,
             creator: owner,
         };
+        // The creation is answered (or its publish runs, and is answered) once it is stored.
+        commit::begin(&mut shard.ext);
         save(shard, &key.0, &live);
         nodes(shard)
             .slots
@@ -430,7 +433,7 @@ fn created(
 }
 
 /// Queues `write` for `node` of `service` on the store pool (in order with the node's other
-/// writes); a failure is logged.
+/// writes); a failure is logged, and fails the request being answered (`hooks::commit`).
 pub(super) fn persist(
     shard: &mut Shard,
     service: &str,
@@ -441,9 +444,13 @@ pub(super) fn persist(
 ) {
     let (svc, name) = (service.to_owned(), node.to_owned());
     let key = store_key(service, node);
+    let failed = commit::track(&mut shard.ext, key);
     HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext).store(key, move |store| {
         if let Err(e) = write(store, &svc, &name) {
             tracing::error!(service = svc, node = name, error = %e, "pubsub: store write failed");
+            if let Some(failed) = failed {
+                failed.store(true, std::sync::atomic::Ordering::Release);
+            }
         }
         JobDone::default()
     });
