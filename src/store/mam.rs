@@ -871,6 +871,14 @@ impl Store {
             )
         };
         let r = self.mam_put(&rows);
+        if let Err(e) = &r {
+            if e.is_transient() {
+                // The database is down or full: the rows stay, and are written with the next
+                // ones once it is back (their stanza ids were given out already). Tried again
+                // after PENDING_WAIT, or at the next read.
+                return self.mam_keep_for_retry(rows, done, taken, e);
+            }
+        }
         for (n, f) in done {
             f(r.as_ref().map(|()| n));
         }
@@ -882,6 +890,50 @@ impl Store {
         let mut rows = rows;
         rows.clear();
         self.mam_pending.borrow_mut().rows = rows;
+    }
+
+    /// Puts back what a failed commit took, in front of whatever arrived since; past
+    /// [`PENDING_MAX`] rows the oldest go (bounded memory through a long outage), logged.
+    fn mam_keep_for_retry(
+        &self,
+        rows: ArchiveBatch,
+        done: Vec<(usize, OnWritten)>,
+        taken: Vec<(std::sync::Arc<ArchiveInbox>, usize)>,
+        e: &StoreError,
+    ) {
+        let mut p = self.mam_pending.borrow_mut();
+        let mut rows = rows;
+        rows.extend(&p.rows);
+        let excess = rows.len().saturating_sub(PENDING_MAX);
+        if excess > 0 {
+            let mut kept = ArchiveBatch::default();
+            for r in rows.iter().skip(excess) {
+                kept.push(r);
+            }
+            rows = kept;
+        }
+        p.rows = rows;
+        let mut done = done;
+        done.append(&mut p.done);
+        p.done = done;
+        for (inbox, n) in taken {
+            if let Some((_, count)) = p
+                .inboxes
+                .iter_mut()
+                .find(|(x, _)| std::sync::Arc::ptr_eq(x, &inbox))
+            {
+                *count += n;
+            }
+        }
+        p.since = Some(Instant::now());
+        match excess {
+            0 => {
+                tracing::warn!(error = %e, rows = p.rows.len(), "archive write failed; kept to try again")
+            }
+            n => {
+                tracing::error!(error = %e, rows = p.rows.len(), dropped = n, "archive write failed; the oldest rows past the bound were dropped")
+            }
+        }
     }
 
     /// How long work deferred on this connection (coalesced archive writes) may still wait; `None`
@@ -1409,6 +1461,54 @@ pub(crate) mod tests {
             assert!(s.deferred().is_none());
             s.run_deferred();
             assert_eq!(written.load(std::sync::atomic::Ordering::SeqCst), 3);
+        }
+    }
+
+    /// Rows whose commit met a lost connection (a restarting or unreachable server) are kept and
+    /// committed by the next flush, which reconnects: their stanza ids were given out already.
+    #[test]
+    fn rows_a_lost_connection_could_not_commit_are_committed_later() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        for db in test_dbs() {
+            let s = db.open();
+            if s.kind() != Kind::Postgres {
+                continue;
+            }
+            let written = std::sync::Arc::new(AtomicUsize::new(0));
+            let mut batch = ArchiveBatch::default();
+            for i in 1..=3 {
+                batch.push(row("a@x", i, "b@x", i * 10).as_row());
+            }
+            let w = written.clone();
+            s.mam_append_later(
+                batch,
+                Box::new(move |r| drop(w.fetch_add(r.unwrap_or(0), SeqCst))),
+            );
+            // The server drops this connection (a restart, a failover).
+            let pid = s
+                .int(sql("SELECT pg_backend_pid()"), &[])
+                .unwrap_or_else(|e| panic!("{e}"));
+            let admin = db.open();
+            admin
+                .exec(sql("SELECT pg_terminate_backend(?1)"), &[Arg::Int(pid)])
+                .unwrap_or_else(|e| panic!("{e}"));
+            let gone = sql("SELECT count(*) FROM pg_stat_activity WHERE pid = ?1");
+            while admin.int(gone, &[Arg::Int(pid)]).unwrap_or(1) != 0 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            s.run_deferred();
+            assert_eq!(
+                written.load(SeqCst),
+                0,
+                "nothing committed on a lost connection"
+            );
+            assert!(s.deferred().is_some(), "the rows wait to be tried again");
+            // Tried again (by the pool's timer, or here by a read): committed once.
+            let got = s
+                .mam_query("a@x", &MamFilter::default(), 10, false)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(got.iter().map(|r| r.id).collect::<Vec<_>>(), vec![1, 2, 3]);
+            assert_eq!(written.load(SeqCst), 3);
         }
     }
 

@@ -115,6 +115,35 @@ pub enum StoreError {
     WrongBackend,
 }
 
+impl StoreError {
+    /// Whether trying again later may succeed: the database is unreachable, restarting, busy or
+    /// out of space, as opposed to a statement it refuses (which would fail again).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Postgres(e) => match e.as_db_error() {
+                // No answer from the server at all: the connection failed or was lost.
+                None => true,
+                Some(db) => {
+                    let code = db.code().code();
+                    // 08: connection exception, 53: insufficient resources, 57P01-03: the
+                    // server is shutting down or starting.
+                    code.starts_with("08") || code.starts_with("53") || code.starts_with("57P0")
+                }
+            },
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::CannotOpen
+            ),
+            StoreError::Io(_) | StoreError::Busy => true,
+            _ => false,
+        }
+    }
+}
+
 /// `e` and its cause: postgres says only "db error" or "error connecting to server" itself, and
 /// the server's message ("database \"x\" does not exist") or the socket error is the cause.
 fn with_cause(e: &postgres::Error) -> String {
