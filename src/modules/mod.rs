@@ -185,7 +185,8 @@ pub fn start(config: &Config, shard: &mut Shard) {
                 presence::start(shard, &hosts);
                 Ok(())
             }
-            caps::NAME => caps::CapsOptions::from_table(table).map(|o| caps::start(shard, o)),
+            caps::NAME => caps::CapsOptions::from_table(table)
+                .map(|o| caps::start(shard, o, config.cluster.is_some())),
             "ping" => {
                 ping::start(shard, &hosts);
                 Ok(())

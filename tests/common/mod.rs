@@ -472,6 +472,16 @@ impl Client {
         }
     }
 
+    /// The stanzas that arrive until `quiet` passes without one (or EOF).
+    pub fn read_stanzas_until_quiet(&mut self, quiet: Duration) -> Vec<Stanza> {
+        self.sock.set_read_timeout(Some(quiet)).unwrap();
+        let out = std::iter::from_fn(|| self.try_next_stanza()).collect();
+        self.sock
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        out
+    }
+
     /// Reads raw bytes until EOF, an error, or `quiet` without a byte; returns them (what the
     /// parser had not consumed yet is not included).
     pub fn read_until_quiet(&mut self, quiet: Duration) -> Vec<u8> {

@@ -99,7 +99,8 @@ struct CapsState {
     cache: Cache,
     claims: Claims,
     learned: Hook<CapsLearned>,
-    /// The domains served here: their users' caps are asked about on the send side.
+    /// The domains served here: their users' caps are asked about on the send side (on this
+    /// node; empty in a cluster, whose other nodes' users are asked about where they are).
     hosts: Rc<HashSet<String>>,
     dynamic_hosts: DynamicHosts,
 }
@@ -145,16 +146,19 @@ pub fn on_learned(
         .add(priority, module, handler);
 }
 
-/// Starts caps on `shard`.
-pub fn start(shard: &mut Shard, opts: CapsOptions) {
+/// Starts caps on `shard`; `clustered`: other nodes serve the same domains (their users' caps
+/// are learned here from their presences, like contacts' of other servers).
+pub fn start(shard: &mut Shard, opts: CapsOptions, clustered: bool) {
     let state = shard.ext.get_or_default::<CapsState>();
     // Callbacks registered before caps started stay.
     let learned = std::mem::replace(&mut state.learned, Hook::new("caps_learned"));
     *state = CapsState::new(opts);
     state.learned = learned;
     state.shards = shard.shards;
-    state.hosts = shard.hosts.clone();
-    state.dynamic_hosts = shard.dynamic_hosts.clone();
+    if !clustered {
+        state.hosts = shard.hosts.clone();
+        state.dynamic_hosts = shard.dynamic_hosts.clone();
+    }
     shard
         .hooks
         .user_send_presence
