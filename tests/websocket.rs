@@ -224,3 +224,52 @@ fn tls_below_http_allows_plain_and_plaintext_http_does_not() {
     let got = bob.expect("alice's message over wss", |s| s.name() == "message");
     assert!(String::from_utf8_lossy(got.bytes()).contains("over wss"));
 }
+
+/// A client that sends pings and never reads stops being read once the pongs it is owed pass the
+/// output bound (RFC 6455 §5.5.3 lets them wait): its pongs do not pile up in the server (they
+/// grew its memory without bound).
+#[test]
+fn a_ping_flood_from_a_client_that_never_reads_is_not_read_either() {
+    use std::io::{ErrorKind, Write};
+    use std::time::Instant;
+    let (_server, http) = start(1, &[]);
+    let mut ws = connect(http, "xmpp").unwrap();
+    open(&mut ws);
+    let sock = ws.get_mut();
+    // A receive buffer of a few KiB: the server's pongs back up at once.
+    socket2::SockRef::from(&*sock)
+        .set_recv_buffer_size(4096)
+        .unwrap();
+    sock.set_nonblocking(true).unwrap();
+    // Masked pings with a 125-byte payload (the largest a control frame may carry).
+    let mut frame = vec![0x89, 0x80 | 125, 1, 2, 3, 4];
+    frame.extend((0..125).map(|i| (i as u8) ^ [1, 2, 3, 4][i % 4]));
+    let chunk: Vec<u8> = frame
+        .iter()
+        .copied()
+        .cycle()
+        .take(frame.len() * 512)
+        .collect();
+    let (mut sent, mut stalled_since) = (0usize, Instant::now());
+    let limit = 48 << 20;
+    while sent < limit && stalled_since.elapsed() < Duration::from_secs(3) {
+        // Whole frames only: a short write goes on where it stopped.
+        match sock.write(&chunk[sent % chunk.len()..]) {
+            Ok(n) => {
+                sent += n;
+                stalled_since = Instant::now();
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            // Cut off as a slow reader (policy-violation): bounded too.
+            Err(_) => break,
+        }
+    }
+    // The socket buffers of both sides hold a few MiB; the server's own bound a few hundred KiB.
+    assert!(
+        sent < 24 << 20,
+        "the server went on reading pings it owed {} MiB of pongs for",
+        sent >> 20
+    );
+}

@@ -565,7 +565,10 @@ impl Driver {
             }
             // Our own output waiting (including stanzas still in the mailbox): a client that does
             // not read what it causes (errors, echoes) is not read either.
-            let backlog = self.out.buf.len() + self.c2s.pending_transmit() + self.mailbox.bytes();
+            let backlog = self.out.buf.len()
+                + self.c2s.pending_transmit()
+                + self.mailbox.bytes()
+                + self.link.pending_output();
             // Backpressure: while the mesh cannot take more, or a local recipient is behind, the
             // socket is not read.
             if !self.c2s.is_closed()

@@ -77,6 +77,16 @@ impl Link {
         false
     }
 
+    /// Socket bytes the link itself holds for the peer, not yet given to the driver: control
+    /// frames (pongs, a close reply) queued while reading. Counted as output waiting, so a peer
+    /// that sends pings and never reads stops being read (RFC 6455 §5.5.3 lets pongs wait).
+    pub fn pending_output(&self) -> usize {
+        match self {
+            Link::Raw | Link::Bosh(_) => 0,
+            Link::Ws(ws) => ws.pending_output(),
+        }
+    }
+
     /// The c2s's output, as socket bytes, appended to `out`.
     pub fn output(&mut self, c2s: &mut C2s, out: &mut Vec<u8>) {
         match self {

@@ -267,6 +267,12 @@ impl WsLink {
         self.given += (out.len() - start) as u64;
     }
 
+    /// Control frames (pongs, a close reply) written while reading, not yet taken by
+    /// [`WsLink::output`].
+    pub fn pending_output(&self) -> usize {
+        self.io.output.len()
+    }
+
     /// The socket took the first `total` bytes [`WsLink::output`] gave: the c2s learns how much
     /// of its output is in whole frames on their way (a stanza in a frame cut short is not).
     pub fn written(&mut self, c2s: &mut C2s, total: u64) {
