@@ -273,3 +273,30 @@ fn a_ping_flood_from_a_client_that_never_reads_is_not_read_either() {
         sent >> 20
     );
 }
+
+/// What a plain HTTP request to `/ws-xmpp` is told: RFC 9110's required headers with a 426
+/// (`Upgrade`) and a 405 (`Allow`), and RFC 9112's 400 for an HTTP/1.1 request without `Host`.
+#[test]
+fn refusals_carry_the_headers_http_requires() {
+    use std::io::{Read, Write};
+    let (_server, http) = start(1, &[]);
+    let ask = |head: &str| {
+        let mut s = TcpStream::connect(("127.0.0.1", http)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.to_ascii_lowercase()
+    };
+    let r = ask("GET /ws-xmpp HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    assert!(r.starts_with("http/1.1 426"), "{r}");
+    assert!(r.contains("\r\nupgrade: websocket\r\n"), "{r}");
+    let r = ask("POST /ws-xmpp HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    assert!(r.starts_with("http/1.1 405"), "{r}");
+    assert!(r.contains("\r\nallow: get\r\n"), "{r}");
+    let r = ask("GET /http-bind HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    assert!(r.starts_with("http/1.1 405"), "{r}");
+    assert!(r.contains("\r\nallow: post, options\r\n"), "{r}");
+    let r = ask("GET /ws-xmpp HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert!(r.starts_with("http/1.1 400"), "no Host: {r}");
+}

@@ -127,6 +127,11 @@ async fn dispatch(
     l: &Arc<HttpListener>,
     upgrade: &Cell<bool>,
 ) -> Response<Body> {
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host is answered 400, whatever it asks.
+    if req.version() == hyper::Version::HTTP_11 && !req.headers().contains_key(hyper::header::HOST)
+    {
+        return text(StatusCode::BAD_REQUEST, "Host header required\n").map(Body::Full);
+    }
     let path = req.uri().path();
     // The admin API, route explain included.
     if (path == "/api" || path.starts_with("/api/")) && l.serves(HttpHandler::Api) {
@@ -184,6 +189,14 @@ impl hyper::body::Body for Body {
     }
 }
 
+/// A 405 with the `Allow` header RFC 9110 §15.5.6 requires.
+pub(super) fn not_allowed(allow: &'static str, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = text(StatusCode::METHOD_NOT_ALLOWED, body);
+    r.headers_mut()
+        .insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
 /// A plain-text response.
 pub(super) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
@@ -198,7 +211,7 @@ pub(super) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<
 /// `/metrics`: every shard's counters in the Prometheus text format.
 fn metrics(req: &Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != hyper::Method::GET && req.method() != hyper::Method::HEAD {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
+        return not_allowed("GET, HEAD", "GET only\n");
     }
     let mut r = text(StatusCode::OK, crate::metrics::render());
     r.headers_mut().insert(
@@ -223,9 +236,20 @@ fn websocket(req: &Request<Incoming>, upgrade: &Cell<bool>) -> Response<Full<Byt
         Err(e) => {
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
             let mut r = text(status, format!("{e}\n"));
+            let h = r.headers_mut();
+            match status {
+                StatusCode::METHOD_NOT_ALLOWED => {
+                    h.insert(hyper::header::ALLOW, HeaderValue::from_static("GET"));
+                }
+                // RFC 9110 §15.5.22: a 426 names the protocol to upgrade to.
+                StatusCode::UPGRADE_REQUIRED => {
+                    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+                    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+                }
+                _ => {}
+            }
             if e == handshake::HandshakeError::Version {
-                r.headers_mut()
-                    .insert("sec-websocket-version", HeaderValue::from_static("13"));
+                h.insert("sec-websocket-version", HeaderValue::from_static("13"));
             }
             return r;
         }

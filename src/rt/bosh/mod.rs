@@ -88,7 +88,7 @@ pub(crate) async fn http_bind(
         return super::http::preflight("POST, OPTIONS");
     }
     if req.method() != hyper::Method::POST {
-        return super::http::text(StatusCode::METHOD_NOT_ALLOWED, "POST a <body/> here\n");
+        return super::http::not_allowed("POST, OPTIONS", "POST a <body/> here\n");
     }
     let limit = ep.bosh.limits.max_body_bytes;
     let body = match super::http::read_body(req.into_body(), limit).await {
