@@ -300,3 +300,21 @@ fn measure_200_wrong_passwords_over_40_connections() {
         assert!(refused < 60 && banned > 0, "{refused} {banned}");
     }
 }
+
+/// Wrong c2s passwords ban their address from c2s logins only: a component on the same address
+/// (loopback, as most are; web clients behind a proxy share it too) still connects.
+#[test]
+fn a_c2s_ban_does_not_lock_out_a_component_on_the_same_address() {
+    let comp_port = common::free_port();
+    let extra = format!(
+        "{THROTTLE}{}",
+        common::component::config(comp_port, &["echo.localhost"])
+    );
+    let server = Server::start_with(2, &["alice"], "", &extra);
+    let loopback = Ipv4Addr::new(127, 0, 0, 1);
+    attack_until_banned(&server, loopback, "alice");
+    let (a, _) = attempt(&server, loopback, "alice", PASSWORD);
+    assert!(is_ban(&a), "{a:?}");
+    let comp = common::component::Component::connect(comp_port, "echo.localhost");
+    assert_eq!(comp.domain, "echo.localhost");
+}

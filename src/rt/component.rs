@@ -10,9 +10,10 @@
 //! `SLOW_GRACE`), the component is cut off with `policy-violation` ("slow reader") and what it did not
 //! take is answered with `recipient-unavailable` (type `wait`: the component may come back).
 //!
-//! A wrong handshake counts as a failed login of the peer's address in the c2s login throttle
-//! (`auth::throttle`, in a store pool job): once the address is banned, the answer is
-//! `policy-violation` at once, and every later connection from it is refused before its header.
+//! A wrong handshake counts as a failed login of the peer's address in a login throttle of its own
+//! (`auth::throttle` with the c2s settings, in a store pool job; c2s guessers on the same address
+//! do not ban a component): once the address is banned, the answer is `policy-violation` at once,
+//! and every later connection from it is refused before its header.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -50,7 +51,7 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     cfg: Arc<ComponentConfig>,
 ) {
     // A banned address (too many failed logins or handshakes) is refused before anything else.
-    let (login, ip) = (ctx.login.clone(), peer.ip());
+    let (login, ip) = (ctx.component_login.clone(), peer.ip());
     if let Ok(Some(left)) = ctx.store.call(move |_| login.banned_for(ip)).await {
         tracing::info!(%peer, secs = left.as_secs(), "component connection from a banned address refused");
         return;
@@ -215,7 +216,7 @@ impl Driver {
             }
             ComponentEvent::HandshakeFailed { domain } => {
                 tracing::info!(conn = self.conn.0, peer = %self.peer, %domain, "component handshake failed");
-                let (login, ip) = (self.ctx.login.clone(), self.peer.ip());
+                let (login, ip) = (self.ctx.component_login.clone(), self.peer.ip());
                 let call = self.ctx.store.call(move |_| {
                     // Counted as a failed login for the domain (never a hosted account).
                     if let Ok(jid) = crate::jid::BareJid::new(None, &domain) {

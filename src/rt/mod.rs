@@ -144,6 +144,7 @@ struct Listeners {
 struct OffShard {
     store: StorePool,
     login: LoginGuard,
+    component_login: LoginGuard,
 }
 
 /// Everything a shard's tasks share (single-threaded: `Rc`/`RefCell`).
@@ -153,6 +154,9 @@ pub(crate) struct ShardCtx {
     pub store: StorePool,
     /// Login throttling, locked only inside store pool jobs.
     pub login: LoginGuard,
+    /// The same for component handshakes, counted apart: password guessers behind the same
+    /// address as a component (loopback, a proxy) must not ban it, nor it them.
+    pub component_login: LoginGuard,
     pub read_buf: RefCell<Box<[u8]>>,
     pub jobs: jobs::JobQueue,
     /// The admin API's settings.
@@ -276,6 +280,7 @@ pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Re
         )?,
         // Kept next to the store pool, whose threads alone lock it: see `store::login`.
         login: LoginGuard::new(config.auth.throttle.clone()),
+        component_login: LoginGuard::new(config.auth.throttle.clone()),
     };
     // The process-wide registry `metrics::render` serves; shards take their handles in `run_shard`.
     crate::metrics::init().attach_store(&off_shard.store);
@@ -481,6 +486,7 @@ async fn run_shard(
         mesh: mesh.clone(),
         store: off_shard.store,
         login: off_shard.login,
+        component_login: off_shard.component_login,
         read_buf: RefCell::new(vec![0u8; 16 * 1024].into_boxed_slice()),
         jobs: jobs::JobQueue::default(),
         admin: admin::AdminState::new(&config),
