@@ -472,6 +472,25 @@ fn http_listeners() {
         "{base}[[listen.http]]\nport = 5280\nhandlers = [\"gopher\"]\n"
     ));
     assert!(msg.contains("gopher"), "{msg}");
+    // An operations listener defaults to loopback; one that serves clients, to every address.
+    let ops = |rest: &str| {
+        let c = Config::parse(
+            &format!("{base}[[listen.http]]\nport = 5281\n{rest}"),
+            Path::new("t"),
+        )
+        .unwrap();
+        c.listen.http[0].session.ip_address
+    };
+    let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    assert_eq!(ops("handlers = [\"metrics\", \"api\"]\n"), loopback);
+    assert_eq!(ops("handlers = [\"api\"]\n"), loopback);
+    assert_eq!(ops("handlers = [\"metrics\", \"websocket\"]\n"), any);
+    assert_eq!(ops(""), any);
+    assert_eq!(
+        ops("handlers = [\"metrics\"]\nip_address = \"0.0.0.0\"\n"),
+        any
+    );
 }
 
 #[test]

@@ -340,12 +340,20 @@ fn listeners(cx: &Ctx<'_>, raw: RawListen) -> Result<Listen, ConfigError> {
         if entry.tls.is_none() {
             session.tls = TlsMode::None;
         }
-        claim(&session, cx.at(&entry.port.span()))?;
         let mut handlers = entry
             .handlers
             .clone()
             .unwrap_or_else(|| HttpHandler::ALL.to_vec());
         handlers.dedup();
+        // An operations listener (metrics and the admin API only) listens on loopback unless told
+        // otherwise: session counts and the API token are nobody else's business.
+        let operations = handlers
+            .iter()
+            .all(|h| matches!(h, HttpHandler::Metrics | HttpHandler::Api));
+        if operations && entry.ip_address.is_none() {
+            session.ip_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        }
+        claim(&session, cx.at(&entry.port.span()))?;
         let bosh_max_wait =
             Duration::from_secs(cx.num(&BOSH_MAX_WAIT, entry.bosh_max_wait.clone())?);
         let bosh_inactivity =
