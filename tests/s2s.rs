@@ -192,6 +192,42 @@ fn chat_across(from: &mut Client, to: &mut Client, to_jid: &str, text: &str) {
     assert_eq!(got.name(), "message");
 }
 
+/// Connections that never authenticate (held until the auth timeout) take at most a few slots per
+/// address: past them an address is refused at once, and other servers still federate.
+#[test]
+fn silent_connections_from_one_address_do_not_lock_other_servers_out() {
+    use std::io::ErrorKind;
+    let (a, b) = pair("", "");
+    let silent: Vec<Client> = (0..40)
+        .map(|_| Client::connect_from(b.s2s, std::net::Ipv4Addr::new(127, 0, 0, 7)))
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let refused = silent
+        .iter()
+        .filter(|c| {
+            c.sock.set_nonblocking(true).unwrap();
+            let mut buf = [0u8; 64];
+            match (&c.sock).read(&mut buf) {
+                Ok(0) => true,
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => true,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => false,
+                other => panic!("a silent connection was sent something: {other:?}"),
+            }
+        })
+        .count();
+    // 16 per address on each of the 2 shards.
+    assert!(refused >= 40 - 32, "only {refused} of 40 refused");
+    let mut alice = login(&a, "alice", true);
+    let mut bob = login(&b, "bob", true);
+    chat_across(
+        &mut alice,
+        &mut bob,
+        "bob@other.test/r",
+        "through-the-flood",
+    );
+    drop(silent);
+}
+
 #[test]
 fn dialback_chat_presence_and_iq_across() {
     let (a, b) = pair("", "");

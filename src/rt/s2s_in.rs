@@ -5,7 +5,7 @@
 //! mailbox.
 
 use std::cell::Cell;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,6 +21,45 @@ use crate::xmpp::StanzaErrorCondition;
 thread_local! {
     /// Incoming s2s connections open on this shard (one shard per thread).
     static OPEN: Cell<usize> = const { Cell::new(0) };
+    /// Incoming connections not authenticated yet on this shard, per remote address.
+    static UNAUTHENTICATED: std::cell::RefCell<ahash::HashMap<IpAddr, usize>> =
+        std::cell::RefCell::default();
+}
+
+/// Connections one address may hold on a shard before any of them authenticated. A server opens
+/// one stream per domain pair and short dialback verification streams; connections that never
+/// authenticate (held until the auth timeout) must not take every slot from the other servers.
+const UNAUTHENTICATED_PER_ADDRESS: usize = 16;
+
+/// One of an address's [`UNAUTHENTICATED_PER_ADDRESS`] slots, given back when the stream
+/// authenticates or ends.
+struct Unauthenticated(IpAddr);
+
+impl Unauthenticated {
+    fn take(ip: IpAddr) -> Option<Unauthenticated> {
+        UNAUTHENTICATED.with(|m| {
+            let mut m = m.borrow_mut();
+            let n = m.entry(ip).or_insert(0);
+            (*n < UNAUTHENTICATED_PER_ADDRESS).then(|| {
+                *n += 1;
+                Unauthenticated(ip)
+            })
+        })
+    }
+}
+
+impl Drop for Unauthenticated {
+    fn drop(&mut self) {
+        UNAUTHENTICATED.with(|m| {
+            let mut m = m.borrow_mut();
+            if let Some(n) = m.get_mut(&self.0) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.0);
+                }
+            }
+        })
+    }
 }
 
 /// Counts one open incoming connection while alive.
@@ -56,6 +95,11 @@ pub(crate) async fn run<S: super::conn::Io>(
         tracing::warn!(%peer, max = MAX_INCOMING, "s2s: too many incoming connections, refused");
         return;
     };
+    let Some(unauthenticated) = Unauthenticated::take(peer.ip()) else {
+        tracing::warn!(%peer, max = UNAUTHENTICATED_PER_ADDRESS, "s2s: too many unauthenticated connections from one address, refused");
+        return;
+    };
+    let mut unauthenticated = Some(unauthenticated);
     let (conn, mailbox) = ctx.shard.borrow_mut().open_conn();
     let (shard_id, answer_to) = {
         let shard = ctx.shard.borrow();
@@ -111,6 +155,7 @@ pub(crate) async fn run<S: super::conn::Io>(
                         method,
                     } => {
                         tracing::info!(%peer, remote, local, ?method, "s2s: incoming domain authenticated");
+                        unauthenticated = None;
                         if let Some(S2sExt(rt)) = &rt {
                             rt.authenticated(true, method);
                         }
