@@ -372,3 +372,50 @@ fn postgresql_errors_name_their_cause() {
         );
     }
 }
+
+/// `petrel user del` on a stopped server cancels the account's subscriptions with the contacts it
+/// serves (RFC 6121 §2.5.2, as the running server does): the next account of that name inherits
+/// none.
+#[test]
+fn user_del_cancels_the_subscriptions_of_local_contacts() {
+    use petrel::store::RosterWrite;
+    use petrel::xmpp::roster::{RosterItem, SubState};
+    let env = Env::new();
+    env.ok(&["user", "add", "alice@localhost", "wonderland"]);
+    env.ok(&["user", "add", "carol@localhost", "x"]);
+    let data = env.dir.path().join("data");
+    let store = Store::open(&data).unwrap();
+    let (alice, carol) = (
+        BareJid::parse("alice@localhost").unwrap(),
+        BareJid::parse("carol@localhost").unwrap(),
+    );
+    let both = SubState {
+        to: true,
+        from: true,
+        ..SubState::default()
+    };
+    for (user, contact) in [(&alice, &carol), (&carol, &alice)] {
+        store
+            .roster_change(user, contact, |_, _| {
+                let mut item = RosterItem::new(contact.clone());
+                item.state = both;
+                (RosterWrite::Put(item), ())
+            })
+            .unwrap();
+    }
+    drop(store);
+    env.ok(&["user", "del", "carol@localhost"]);
+    env.ok(&["user", "add", "carol@localhost", "someone else"]);
+    let store = Store::open(&data).unwrap();
+    let item = store
+        .roster_item(&alice, &carol)
+        .unwrap()
+        .expect("the item stays");
+    assert!(
+        item.in_roster,
+        "alice's item stays until she removes it (§2.5)"
+    );
+    assert_eq!(item.state.subscription(), "none");
+    assert!(!item.state.pending_in && !item.state.pending_out);
+    assert!(store.roster_items(&carol).unwrap().1.is_empty());
+}

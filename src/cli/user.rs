@@ -135,7 +135,10 @@ pub(super) fn run(config: &Config, command: UserCommand) -> Result<(), UserError
         Action::Add(jid, password) => {
             store.add_user(&jid, &ScramSecrets::derive(&password, iterations))?;
         }
-        Action::Del(jid) => drop(store.remove_user(&jid)?),
+        Action::Del(jid) => {
+            let roster = store.remove_user(&jid)?;
+            cancel_subscriptions(&store, config, &jid, &roster)?;
+        }
         Action::AddRange(jids, password) => add_range(&store, &jids, &password, iterations)?,
         Action::Passwd(jid, password) => {
             store.set_secrets(&jid, &ScramSecrets::derive(&password, iterations))?;
@@ -339,4 +342,41 @@ mod tests {
             Err(UserError::EmptyPassword)
         ));
     }
+}
+
+/// What a running server's presence module sends the contacts of a deleted account
+/// (`unsubscribe` and/or `unsubscribed`, RFC 6121 §2.5.2), done in the store for the contacts of
+/// the domains served here (the server is not running, and they are its users): the next account
+/// of the same name inherits no subscription. Contacts of other servers cannot be told offline.
+fn cancel_subscriptions(
+    store: &Store,
+    config: &Config,
+    jid: &BareJid,
+    roster: &[crate::xmpp::roster::RosterItem],
+) -> Result<(), UserError> {
+    use crate::xmpp::roster::SubKind;
+    let dynamic = store.list_domains().unwrap_or_default();
+    let served = |d: &str| {
+        config.general.hosts.iter().any(|h| h.as_str() == d) || dynamic.iter().any(|x| x == d)
+    };
+    let mut remote = 0;
+    for item in roster {
+        let s = item.state;
+        if !served(item.jid.domain()) {
+            remote += usize::from(s.to || s.from || s.pending_out || s.pending_in);
+            continue;
+        }
+        if s.to || s.pending_out {
+            store.roster_inbound(&item.jid, jid, SubKind::Unsubscribe)?;
+        }
+        if s.from || s.pending_in {
+            store.roster_inbound(&item.jid, jid, SubKind::Unsubscribed)?;
+        }
+    }
+    if remote > 0 {
+        eprintln!(
+            "note: {remote} contact(s) on other servers were not told: `petrel ctl user del` on a running server tells them"
+        );
+    }
+    Ok(())
 }

@@ -9,7 +9,7 @@ use super::db::{sql, End, Sql};
 use super::value::{args, Row};
 use super::{Corruption, Store, StoreError};
 use crate::jid::BareJid;
-use crate::xmpp::roster::{RosterItem, SubState};
+use crate::xmpp::roster::{RosterItem, SubKind, SubState, Transition};
 
 /// What a roster change does to the row.
 #[derive(Debug)]
@@ -20,6 +20,42 @@ pub enum RosterWrite {
     Put(RosterItem),
     /// Delete the row.
     Delete,
+}
+
+impl RosterWrite {
+    /// The row write for transition `t` of the row `before` (the contact `contact`). Visible
+    /// items stay until the user removes them (RFC 6121 §2.5); rows holding nothing are deleted.
+    /// `user_action`: the user's own subscription stanza, which puts the contact in the roster.
+    pub fn after(
+        before: Option<RosterItem>,
+        contact: &BareJid,
+        t: &Transition,
+        user_action: bool,
+    ) -> RosterWrite {
+        let s0 = before.as_ref().map(|b| b.state).unwrap_or_default();
+        if t.state == s0 {
+            return RosterWrite::Keep;
+        }
+        let mut item = before.unwrap_or_else(|| {
+            let mut i = RosterItem::new(contact.clone());
+            i.in_roster = false;
+            i
+        });
+        item.state = t.state;
+        if !t.state.pending_in {
+            item.request = None;
+        }
+        let s = t.state;
+        // §3.1.2, §3.4: a subscription the user takes part in puts the contact in the roster.
+        if user_action && (s.to || s.from || s.pending_out || s.approved) {
+            item.in_roster = true;
+        }
+        if item.is_empty() {
+            RosterWrite::Delete
+        } else {
+            RosterWrite::Put(item)
+        }
+    }
 }
 
 /// The result of [`Store::roster_change`].
@@ -223,6 +259,24 @@ impl Store {
                 ver,
                 item: seen_after,
             }))
+        })
+    }
+
+    /// `user` receives the subscription stanza `kind` from `contact` (RFC 6121 Appendix A.3), in
+    /// the store only: for a contact's server that is not running (`petrel user del`).
+    pub fn roster_inbound(
+        &self,
+        user: &BareJid,
+        contact: &BareJid,
+        kind: SubKind,
+    ) -> Result<RosterChanged<Transition>, StoreError> {
+        self.roster_change(user, contact, |before, _| {
+            let t = before
+                .as_ref()
+                .map(|b| b.state)
+                .unwrap_or_default()
+                .inbound(kind);
+            (RosterWrite::after(before, contact, &t, false), t)
         })
     }
 

@@ -306,39 +306,6 @@ fn queue_job(
     HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext).store(key, job);
 }
 
-/// The row write for a transition. Visible items stay until the user removes them (§2.5); rows
-/// holding nothing are deleted.
-fn next_row(
-    before: Option<RosterItem>,
-    contact: &BareJid,
-    t: &Transition,
-    user_action: bool,
-) -> RosterWrite {
-    let s0 = before.as_ref().map(|b| b.state).unwrap_or_default();
-    if t.state == s0 {
-        return RosterWrite::Keep;
-    }
-    let mut item = before.unwrap_or_else(|| {
-        let mut i = RosterItem::new(contact.clone());
-        i.in_roster = false;
-        i
-    });
-    item.state = t.state;
-    if !t.state.pending_in {
-        item.request = None;
-    }
-    let s = t.state;
-    // §3.1.2, §3.4: a subscription the user takes part in puts the contact in the roster.
-    if user_action && (s.to || s.from || s.pending_out || s.approved) {
-        item.in_roster = true;
-    }
-    if item.is_empty() {
-        RosterWrite::Delete
-    } else {
-        RosterWrite::Put(item)
-    }
-}
-
 /// Outbound subscription stanza (RFC 6121 Appendix A.2), run on the store pool.
 fn outbound(
     store: &Store,
@@ -353,7 +320,7 @@ fn outbound(
         let was_visible = before.as_ref().is_some_and(|b| b.in_roster);
         let s0 = before.as_ref().map(|b| b.state).unwrap_or_default();
         let t = s0.outbound(kind);
-        let write = next_row(before, &contact, &t, true);
+        let write = RosterWrite::after(before, &contact, &t, true);
         let grows = !was_visible && matches!(&write, RosterWrite::Put(i) if i.in_roster);
         if grows && count >= opts.max_items {
             return (RosterWrite::Keep, None);
@@ -638,7 +605,7 @@ fn inbound(shard: &mut Shard, acc: Acc, kind: SubKind) {
             let s0: SubState = before.as_ref().map(|b| b.state).unwrap_or_default();
             let t = s0.inbound(kind);
             let is_new = before.is_none();
-            let mut write = next_row(before, &contact, &t, false);
+            let mut write = RosterWrite::after(before, &contact, &t, false);
             if let RosterWrite::Put(item) = &mut write {
                 if t.state.pending_in && kind == SubKind::Subscribe {
                     item.request = request;
