@@ -312,7 +312,7 @@ fn a_component_domain_cannot_be_added_at_run_time() {
 
 #[test]
 fn domains_added_and_removed_at_run_time() {
-    let (mut server, http) = start(2, &[], true, "[modules.mam]\n");
+    let (mut server, http) = start(2, &[], true, "[modules.mam]\n[modules.muc]\n");
     let r = api(
         http,
         "POST",
@@ -381,6 +381,15 @@ fn domains_added_and_removed_at_run_time() {
     daves[0].send("<iq type='get' to='new.test' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>");
     let r = daves[0].expect("ping result", |s| s.id().as_deref() == Some("p1"));
     assert_eq!(r.type_().as_deref(), Some("result"));
+    // ... but not the first host's services: they would name another tenant's domain.
+    for (to, listed) in [("localhost", true), ("new.test", false)] {
+        daves[0].send(&format!(
+            "<iq type='get' to='{to}' id='i1'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>"
+        ));
+        let r = daves[0].expect("disco#items", |s| s.id().as_deref() == Some("i1"));
+        let text = String::from_utf8_lossy(r.bytes()).into_owned();
+        assert_eq!(text.contains("conference.localhost"), listed, "{text}");
+    }
     // Archived on receipt (the API's sender has no archive and no `user_send` hooks run).
     let r = api(
         http,

@@ -141,10 +141,16 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
             .and_then(|f| f.items.get(host))
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default();
+        let own = host.clone();
         shard.iq.register_server(
             host,
             ns::DISCO_ITEMS,
             Rc::new(move |acc, payload, ctx| {
+                // A domain added at run time shares this host's handlers, not its services
+                // (`conference.HOST`...): listing them would name another tenant's domain.
+                if acc.to.domain() != own {
+                    return items(acc, payload, &[]);
+                }
                 // Connected external components (XEP-0114) are services of the server too.
                 let components = ctx
                     .ext
