@@ -160,6 +160,12 @@ pub(crate) async fn run<S: super::conn::Io>(
                             rt.authenticated(true, method);
                         }
                     }
+                    S2sInEvent::Unserved { stanza, from, to } => {
+                        let mut shard = ctx.shard.borrow_mut();
+                        let acc = Acc::new(stanza, from, to, shard_id);
+                        shard.bounce(&acc, StanzaErrorCondition::RemoteServerNotFound);
+                        shard.drain_to_route();
+                    }
                     S2sInEvent::Closed { reason } => {
                         tracing::info!(%peer, ?reason, "s2s: incoming stream closed")
                     }

@@ -590,6 +590,20 @@ impl S2sIn {
             return self.stream_error(StreamErrorCondition::ImproperAddressing, None);
         };
         let Some(local) = self.served_host(to.domain()) else {
+            let was_served = self
+                .authenticated
+                .iter()
+                .any(|(r, l)| r == from.domain() && l == to.domain());
+            if was_served {
+                // The stream stays for the pairs still served; this stanza gets an error (a
+                // stream error would drop it, and whatever followed it, unanswered).
+                self.events.push_back(S2sInEvent::Unserved {
+                    stanza: s.into_client_ns(),
+                    from,
+                    to,
+                });
+                return;
+            }
             return self.stream_error(StreamErrorCondition::HostUnknown, None);
         };
         let ok = self

@@ -91,6 +91,16 @@ pub enum S2sInEvent {
         /// Its `to`, prepared: its domain is the local domain `from`'s domain authenticated to.
         to: Jid,
     },
+    /// A stanza to a domain the stream authenticated for that is no longer served (removed at
+    /// run time): it is refused alone, with a stanza error, not with the stream.
+    Unserved {
+        /// The stanza as received.
+        stanza: Stanza,
+        /// Its `from`, prepared (an authenticated remote domain).
+        from: Jid,
+        /// Its `to`, prepared.
+        to: Jid,
+    },
     /// The stream ended; emitted once.
     Closed {
         /// Why it ended.

@@ -126,9 +126,14 @@ impl Pair {
     }
 
     /// `out` connected to a new incoming stream of `to_cfg`'s server, pumped until quiet.
-    fn connect(mut out: S2sOut, to_cfg: S2sConfig, bytewise: bool) -> Pair {
+    fn connect(out: S2sOut, to_cfg: S2sConfig, bytewise: bool) -> Pair {
+        let inn = S2sIn::new(Arc::new(to_cfg), peer(), Instant::now());
+        Pair::connect_to(out, inn, bytewise)
+    }
+
+    /// `out` connected to the incoming stream `inn`, pumped until quiet.
+    fn connect_to(mut out: S2sOut, mut inn: S2sIn, bytewise: bool) -> Pair {
         let now = Instant::now();
-        let mut inn = S2sIn::new(Arc::new(to_cfg), peer(), now);
         inn.set_wall_clock(UnixTime::now());
         out.set_wall_clock(UnixTime::now());
         let mut p = Pair {

@@ -23,7 +23,7 @@ use crate::hooks::{SessionEnd, SessionEndKind};
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::modules::blocking::BlocklistChanged;
 use crate::modules::register::AccountRemoved;
-use crate::modules::roster::{self, user_key, RosterItem, SubKind, SubState, Transition};
+use crate::modules::roster::{self, user_key, SubKind, SubState};
 use crate::shard::{ConnMsg, SessionRef, Shard, ShardId};
 use crate::sm::{PresenceUpdate, PRESENCE_UPDATE};
 use crate::store::{RosterWrite, Store};

@@ -415,3 +415,44 @@ fn a_pushed_stanza_is_sent_when_the_socket_took_its_whole_record() {
     assert_eq!(ab.out.wire_written(done - 1), 1);
     assert_eq!(ab.out.unwritten(), 0);
 }
+
+/// A domain removed at run time while a remote's stream is authenticated to it: the stanzas to
+/// it are refused one by one (the driver bounces them), the stream stays.
+#[test]
+fn a_stanza_to_a_domain_removed_at_run_time_is_refused_alone() {
+    let served = crate::shard::DynamicHosts::new("other.example");
+    served.insert(B);
+    let mut b_cfg = config(B, Certs::SelfSigned);
+    b_cfg.hosts = vec!["other.example".into()];
+    let mut inn = S2sIn::new(Arc::new(b_cfg), peer(), Instant::now());
+    inn.set_dynamic_hosts(served.clone());
+    let out = out_stream(config(A, Certs::SelfSigned), A, B);
+    let mut ab = Pair::connect_to(out, inn, false);
+    let (remote, local, stream_id, key) = ab.take_verify_request();
+    let mut ba = Pair::new(
+        config(B, Certs::SelfSigned),
+        config(A, Certs::SelfSigned),
+        B,
+        A,
+    );
+    ba.out.request_verify(&stream_id, &key, ba.now).unwrap();
+    ba.pump();
+    assert!(ba
+        .out_events
+        .iter()
+        .any(|e| matches!(e, S2sOutEvent::Verified { valid: true, .. })));
+    ab.inn.dialback_verified(&remote, &local, true);
+    ab.pump();
+    assert_eq!(outcome(&ab), Ok(AuthMethod::Dialback));
+    ab.in_events.clear();
+    served.remove(B);
+    ab.out.push_stanza(MESSAGE.as_bytes()).unwrap();
+    ab.pump();
+    assert!(
+        matches!(&ab.in_events[..], [S2sInEvent::Unserved { from, to, .. }]
+            if from.domain() == A && to.domain() == B),
+        "{:?}",
+        ab.in_events
+    );
+    assert!(!ab.inn.is_closed());
+}
