@@ -39,6 +39,9 @@ fuzz_target!(|data: &[u8]| {
     let mech = Mechanism::ALL[usize::from(c & 7) % Mechanism::ALL.len()];
     let cb = ChannelBinding {
         tls_exporter: (c & 8 != 0).then_some([7u8; 32]),
+        tls_server_end_point: (c & 128 != 0)
+            .then(|| petrel::auth::EndPointHash::new(&[9u8; 32]))
+            .flatten(),
     };
     let mut msgs = rest.split(|&b| b == 0xFF);
     let initial = if c & 16 != 0 { None } else { msgs.next() };

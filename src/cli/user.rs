@@ -270,6 +270,43 @@ pub(super) fn read_password(arg: &str, input: &mut impl BufRead) -> Result<Strin
     Ok(password)
 }
 
+/// What a running server's presence module sends the contacts of a deleted account
+/// (`unsubscribe` and/or `unsubscribed`, RFC 6121 §2.5.2), done in the store for the contacts of
+/// the domains served here (the server is not running, and they are its users): the next account
+/// of the same name inherits no subscription. Contacts of other servers cannot be told offline.
+fn cancel_subscriptions(
+    store: &Store,
+    config: &Config,
+    jid: &BareJid,
+    roster: &[crate::xmpp::roster::RosterItem],
+) -> Result<(), UserError> {
+    use crate::xmpp::roster::SubKind;
+    let dynamic = store.list_domains().unwrap_or_default();
+    let served = |d: &str| {
+        config.general.hosts.iter().any(|h| h.as_str() == d) || dynamic.iter().any(|x| x == d)
+    };
+    let mut remote = 0;
+    for item in roster {
+        let s = item.state;
+        if !served(item.jid.domain()) {
+            remote += usize::from(s.to || s.from || s.pending_out || s.pending_in);
+            continue;
+        }
+        if s.to || s.pending_out {
+            store.roster_inbound(&item.jid, jid, SubKind::Unsubscribe)?;
+        }
+        if s.from || s.pending_in {
+            store.roster_inbound(&item.jid, jid, SubKind::Unsubscribed)?;
+        }
+    }
+    if remote > 0 {
+        eprintln!(
+            "note: {remote} contact(s) on other servers were not told: `petrel ctl user del` on a running server tells them"
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -342,41 +379,4 @@ mod tests {
             Err(UserError::EmptyPassword)
         ));
     }
-}
-
-/// What a running server's presence module sends the contacts of a deleted account
-/// (`unsubscribe` and/or `unsubscribed`, RFC 6121 §2.5.2), done in the store for the contacts of
-/// the domains served here (the server is not running, and they are its users): the next account
-/// of the same name inherits no subscription. Contacts of other servers cannot be told offline.
-fn cancel_subscriptions(
-    store: &Store,
-    config: &Config,
-    jid: &BareJid,
-    roster: &[crate::xmpp::roster::RosterItem],
-) -> Result<(), UserError> {
-    use crate::xmpp::roster::SubKind;
-    let dynamic = store.list_domains().unwrap_or_default();
-    let served = |d: &str| {
-        config.general.hosts.iter().any(|h| h.as_str() == d) || dynamic.iter().any(|x| x == d)
-    };
-    let mut remote = 0;
-    for item in roster {
-        let s = item.state;
-        if !served(item.jid.domain()) {
-            remote += usize::from(s.to || s.from || s.pending_out || s.pending_in);
-            continue;
-        }
-        if s.to || s.pending_out {
-            store.roster_inbound(&item.jid, jid, SubKind::Unsubscribe)?;
-        }
-        if s.from || s.pending_in {
-            store.roster_inbound(&item.jid, jid, SubKind::Unsubscribed)?;
-        }
-    }
-    if remote > 0 {
-        eprintln!(
-            "note: {remote} contact(s) on other servers were not told: `petrel ctl user del` on a running server tells them"
-        );
-    }
-    Ok(())
 }

@@ -1482,7 +1482,9 @@ pub(crate) mod tests {
             let w = written.clone();
             s.mam_append_later(
                 batch,
-                Box::new(move |r| drop(w.fetch_add(r.unwrap_or(0), SeqCst))),
+                Box::new(move |r| {
+                    w.fetch_add(r.unwrap_or(0), SeqCst);
+                }),
             );
             // The server drops this connection (a restart, a failover).
             let pid = s
