@@ -343,3 +343,38 @@ fn a_vanished_clients_unacknowledged_stanzas_go_to_its_other_resource() {
         "{b}"
     );
 }
+
+/// A BOSH session costs its creator no socket: one address may hold 32 unauthenticated sessions
+/// per shard, not every session the shard allows until the auth timeout; a session that logs in
+/// gives its slot back.
+#[test]
+fn one_address_holds_a_bounded_number_of_unauthenticated_sessions() {
+    let (_server, port) = Server::start_http(1, &["alice"], "handlers = [\"bosh\"]", "");
+    let create = || {
+        roundtrip(
+            port,
+            &format!(
+                "<body {NS} xmlns:xmpp='urn:xmpp:xbosh' rid='1' to='localhost' wait='20' hold='1' \
+                 ver='1.6' xmpp:version='1.0'/>"
+            ),
+        )
+    };
+    let made = |n| {
+        (0..n)
+            .map(|_| create())
+            .filter(|(_, b)| attr(b, "sid").is_some())
+            .count()
+    };
+    assert_eq!(made(31), 31);
+    // The 32nd logs in: its slot comes back once it is bound.
+    bosh_login(port, "alice", "r");
+    assert_eq!(made(3), 1, "one slot was free again");
+    let (status, b) = create();
+    assert_eq!(status, 200);
+    assert_eq!(attr(&b, "type").as_deref(), Some("terminate"), "{b}");
+    assert_eq!(
+        attr(&b, "condition").as_deref(),
+        Some("policy-violation"),
+        "{b}"
+    );
+}

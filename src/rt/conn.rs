@@ -412,6 +412,7 @@ impl Driver {
                             .borrow_mut()
                             .local_bind(jid.clone(), self.conn);
                         *self.session.borrow_mut() = Some(Session::new(jid.clone(), sref));
+                        self.link.bound();
                         if !self.ctx.shard.borrow().is_hosted(jid.domain()) {
                             // Its run-time domain was removed while the bind was on its way
                             // (the removal found no session here to close yet).

@@ -3,6 +3,7 @@
 //! connections, a connection stays on the shard that accepted it), wires the cross-shard mesh, and
 //! drives connections (`conn`) and rings around the sans-IO cores (`c2s::C2s`, `shard::Shard`).
 
+mod address_slots;
 mod admin;
 mod backlog;
 mod bosh;

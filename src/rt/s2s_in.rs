@@ -5,11 +5,12 @@
 //! mailbox.
 
 use std::cell::Cell;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::address_slots::AddressSlots;
 use super::s2s::{verify_on_home, S2sExt, Verify, MAX_INCOMING};
 use super::ShardCtx;
 use crate::hooks::Acc;
@@ -22,45 +23,13 @@ thread_local! {
     /// Incoming s2s connections open on this shard (one shard per thread).
     static OPEN: Cell<usize> = const { Cell::new(0) };
     /// Incoming connections not authenticated yet on this shard, per remote address.
-    static UNAUTHENTICATED: std::cell::RefCell<ahash::HashMap<IpAddr, usize>> =
-        std::cell::RefCell::default();
+    static UNAUTHENTICATED: AddressSlots = AddressSlots::default();
 }
 
 /// Connections one address may hold on a shard before any of them authenticated. A server opens
 /// one stream per domain pair and short dialback verification streams; connections that never
 /// authenticate (held until the auth timeout) must not take every slot from the other servers.
 const UNAUTHENTICATED_PER_ADDRESS: usize = 16;
-
-/// One of an address's [`UNAUTHENTICATED_PER_ADDRESS`] slots, given back when the stream
-/// authenticates or ends.
-struct Unauthenticated(IpAddr);
-
-impl Unauthenticated {
-    fn take(ip: IpAddr) -> Option<Unauthenticated> {
-        UNAUTHENTICATED.with(|m| {
-            let mut m = m.borrow_mut();
-            let n = m.entry(ip).or_insert(0);
-            (*n < UNAUTHENTICATED_PER_ADDRESS).then(|| {
-                *n += 1;
-                Unauthenticated(ip)
-            })
-        })
-    }
-}
-
-impl Drop for Unauthenticated {
-    fn drop(&mut self) {
-        UNAUTHENTICATED.with(|m| {
-            let mut m = m.borrow_mut();
-            if let Some(n) = m.get_mut(&self.0) {
-                *n -= 1;
-                if *n == 0 {
-                    m.remove(&self.0);
-                }
-            }
-        })
-    }
-}
 
 /// Counts one open incoming connection while alive.
 struct Slot;
@@ -95,7 +64,9 @@ pub(crate) async fn run<S: super::conn::Io>(
         tracing::warn!(%peer, max = MAX_INCOMING, "s2s: too many incoming connections, refused");
         return;
     };
-    let Some(unauthenticated) = Unauthenticated::take(peer.ip()) else {
+    let Some(unauthenticated) =
+        AddressSlots::take(&UNAUTHENTICATED, peer.ip(), UNAUTHENTICATED_PER_ADDRESS)
+    else {
         tracing::warn!(%peer, max = UNAUTHENTICATED_PER_ADDRESS, "s2s: too many unauthenticated connections from one address, refused");
         return;
     };

@@ -28,9 +28,17 @@ pub struct Confirmed {
     /// What the driver last applied (`Link::written`).
     applied: Cell<u64>,
     waker: Cell<Option<Waker>>,
+    /// The stream bound a resource (set by the driver; the BOSH session then counts as
+    /// authenticated).
+    bound: Cell<bool>,
 }
 
 impl Confirmed {
+    /// Whether the stream has bound a resource.
+    pub fn is_bound(&self) -> bool {
+        self.bound.get()
+    }
+
     /// The peer received the first `upto` bytes: wakes the driver if that is news.
     pub fn set(&self, upto: u64) {
         if upto > self.upto.get() {
@@ -84,6 +92,13 @@ impl Link {
         match self {
             Link::Raw | Link::Bosh(_) => 0,
             Link::Ws(ws) => ws.pending_output(),
+        }
+    }
+
+    /// The stream bound a resource.
+    pub fn bound(&self) {
+        if let Link::Bosh(c) = self {
+            c.bound.set(true);
         }
     }
 

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::StatusCode;
 
+use super::address_slots::AddressSlots;
 use super::ShardCtx;
 use crate::c2s::C2sConfig;
 use crate::shard::{Shard, ShardId, ShardMsg};
@@ -121,6 +122,15 @@ struct Sessions {
     map: HashMap<String, Rc<RefCell<Inbox>>>,
 }
 
+thread_local! {
+    /// BOSH sessions not authenticated yet on this shard, per client address.
+    static UNAUTHENTICATED: AddressSlots = AddressSlots::default();
+}
+
+/// Sessions one address may hold on a shard before they bind a resource (logins take a moment;
+/// clients behind one NAT rarely start this many at once).
+const UNAUTHENTICATED_PER_ADDRESS: usize = 32;
+
 /// Answers one `POST /http-bind` body from `peer`.
 pub(crate) async fn handle(
     ctx: &Rc<ShardCtx>,
@@ -187,6 +197,18 @@ fn create(
         );
         return tx.send(Reply::terminate(Condition::PolicyViolation));
     }
+    // A session costs its creator nothing (no socket is held): an address may hold a few not
+    // yet authenticated on this shard, not all of `max_sessions` until the auth timeout.
+    let Some(unauthenticated) =
+        AddressSlots::take(&UNAUTHENTICATED, peer.ip(), UNAUTHENTICATED_PER_ADDRESS)
+    else {
+        tracing::warn!(
+            shard,
+            %peer,
+            "BOSH session refused: too many unauthenticated sessions from one address"
+        );
+        return tx.send(Reply::terminate(Condition::PolicyViolation));
+    };
     let Ok(sid) = bosh::new_sid(shard) else {
         return tx.send(Reply::terminate(Condition::InternalServerError));
     };
@@ -215,6 +237,7 @@ fn create(
         max_queued: ep.bosh.max_queued_bytes,
         inbox,
         first: tx,
+        unauthenticated: Some(unauthenticated),
     };
     let ctx = ctx.clone();
     glommio::spawn_local(async move {

@@ -16,6 +16,7 @@ use glommio::timer::Timer;
 use super::pipe::{pipe, SessionEnd};
 use super::{Reply, Sessions};
 use crate::c2s::C2sConfig;
+use crate::rt::address_slots::AddressSlot;
 use crate::rt::ShardCtx;
 use crate::store::oneshot::Sender;
 use crate::web::bosh::{self, Action, BoshSession, Condition, Request, RequestId};
@@ -54,10 +55,12 @@ pub(super) struct Start {
     pub inbox: Rc<RefCell<Inbox>>,
     /// The creation request's reply (its `RequestId` is 0).
     pub first: Sender<Reply>,
+    /// The address's slot for a session not authenticated yet, given back once the stream binds.
+    pub unauthenticated: Option<AddressSlot>,
 }
 
 /// Runs the session to its end, then forgets it on this shard.
-pub(super) async fn run(mut core: BoshSession, st: Start) {
+pub(super) async fn run(mut core: BoshSession, mut st: Start) {
     let (link, c2s_end) = pipe(st.max_queued);
     // What the client showed it received: the c2s holds the rest as not delivered.
     let confirmed = Rc::new(Confirmed::default());
@@ -76,6 +79,9 @@ pub(super) async fn run(mut core: BoshSession, st: Start) {
     let mut gone_seen = false;
     loop {
         let now = Instant::now();
+        if st.unauthenticated.is_some() && confirmed.is_bound() {
+            st.unauthenticated = None;
+        }
         let taken: Vec<_> = st.inbox.borrow_mut().queue.drain(..).collect();
         for (req, tx) in taken {
             let id = RequestId(next_id);
