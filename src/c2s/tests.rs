@@ -488,6 +488,17 @@ fn host_unknown_sends_header_then_error() {
 }
 
 #[test]
+fn a_header_may_name_an_internationalized_host_by_its_a_labels() {
+    let mut cfg = config(TlsMode::None);
+    cfg.hosts.push("bücher.example".into());
+    let mut c = Client::new(cfg, REMOTE);
+    c.send("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='xn--bcher-kva.example' version='1.0'>");
+    let out = c.recv();
+    assert!(out.contains("from='bücher.example'"), "{out}");
+    assert!(!c.c2s.is_closed(), "{out}");
+}
+
+#[test]
 fn a_header_names_a_host_as_a_jid_would() {
     // Case, a trailing dot (RFC 7622 §3.2) and a fullwidth full stop are the same domain.
     for to in ["EXAMPLE.com", "example.com.", "example\u{FF0E}com"] {
