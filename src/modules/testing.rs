@@ -113,12 +113,25 @@ pub fn error_type(s: &Stanza) -> Option<String> {
 }
 
 impl World {
-    /// Breaks the store under the running shards (a disk gone bad, a database down): `table` of
-    /// the SQLite file is dropped, so every write to it fails.
+    /// Breaks the store under the running shards (a disk gone bad, a database down): every write
+    /// to `table` of the SQLite file fails until [`World::heal_table`].
     pub fn break_table(&self, table: &str) {
+        self.sql(&format!(
+            "CREATE TRIGGER broken_{table}_i BEFORE INSERT ON {table} BEGIN SELECT RAISE(FAIL, 'store down'); END;
+             CREATE TRIGGER broken_{table}_u BEFORE UPDATE ON {table} BEGIN SELECT RAISE(FAIL, 'store down'); END;"
+        ));
+    }
+
+    /// Undoes [`World::break_table`].
+    pub fn heal_table(&self, table: &str) {
+        self.sql(&format!(
+            "DROP TRIGGER broken_{table}_i; DROP TRIGGER broken_{table}_u;"
+        ));
+    }
+
+    fn sql(&self, sql: &str) {
         let path = self._dir.path().join(crate::store::DB_FILE);
         let db = rusqlite::Connection::open(path).unwrap_or_else(|e| panic!("{e}"));
-        db.execute_batch(&format!("DROP TABLE {table}"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        db.execute_batch(sql).unwrap_or_else(|e| panic!("{e}"));
     }
 }

@@ -260,13 +260,22 @@ fn persist(
     let key = roster::user_key(owner);
     let failed = crate::hooks::commit::track(&mut shard.ext, key);
     HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext).store(key, move |s| {
-        if let Err(e) = f(s) {
-            tracing::error!(error = %e, user = who, "pep: store write failed");
-            if let Some(failed) = failed {
-                failed.store(true, std::sync::atomic::Ordering::Release);
-            }
+        let Err(e) = f(s) else {
+            return JobDone::default();
+        };
+        tracing::error!(error = %e, user = who, "pep: store write failed");
+        if let Some(failed) = failed {
+            failed.store(true, std::sync::atomic::Ordering::Release);
         }
-        JobDone::default()
+        // Memory is ahead of the store now (a node whose row is missing would take the next
+        // items with it at a restart): the user's state is read from the store again at its
+        // next use, so what was refused is gone there too.
+        JobDone {
+            then: Some(Box::new(move |shard: &mut Shard| {
+                shard.ext.get_or_default::<Home>().forget(&who);
+            })),
+            ..JobDone::default()
+        }
     });
 }
 

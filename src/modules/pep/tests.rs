@@ -903,5 +903,9 @@ fn a_publish_the_store_cannot_keep_is_answered_wait_not_result() {
             text(&r)
         );
         assert_eq!(error_type(&r).as_deref(), Some("wait"), "{}", text(&r));
+        // The store is back: what was refused is not served from memory either.
+        w.heal_table("pubsub_item");
+        let items = text(&get_items(&mut w, &mut alice, "kept"));
+        assert!(items.contains("i1") && !items.contains("i2"), "{items}");
     }
 }
