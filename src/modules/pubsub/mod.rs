@@ -76,12 +76,20 @@ mod tests {
             let mut w = World::new(shards, "[modules.disco]\n[modules.pubsub]\n");
             let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
             let mut ask = |w: &mut World, id: &str| -> Stanza {
+                // `items` asks for the node's items; any other id publishes an item of that id.
+                let (ty, body) = match id {
+                    "items" => ("get", "<items node='n'/>".to_owned()),
+                    _ => (
+                        "set",
+                        format!(
+                            "<publish node='n'><item id='{id}'><x xmlns='t'/></item></publish>"
+                        ),
+                    ),
+                };
                 w.send(
                     &mut alice,
                     &format!(
-                        "<iq type='set' id='{id}' to='pubsub.{HOST}'><pubsub xmlns='{}'>\
-                         <publish node='n'><item id='{id}'><x xmlns='t'/></item></publish>\
-                         </pubsub></iq>",
+                        "<iq type='{ty}' id='{id}' to='pubsub.{HOST}'><pubsub xmlns='{}'>{body}</pubsub></iq>",
                         super::core::ns::PUBSUB
                     ),
                 );
@@ -113,6 +121,11 @@ mod tests {
                 Some("internal-server-error")
             );
             assert_eq!(error_type(&r).as_deref(), Some("wait"));
+            // The store is back: the node is read from it again, without what was refused.
+            w.heal_table("pubsub_item");
+            let items = ask(&mut w, "items");
+            let text = String::from_utf8_lossy(items.bytes()).into_owned();
+            assert!(text.contains("first") && !text.contains("second"), "{text}");
         }
     }
 

@@ -47,8 +47,8 @@ pub(super) fn load_one(shard: &mut Shard, key: (String, String), acc: Acc, job: 
             }
             return;
         }
+        Some(Slot::Stale) | None => {}
         Some(_) => return job(shard, acc),
-        None => {}
     }
     nodes(shard)
         .slots
@@ -78,6 +78,11 @@ pub(super) fn load_one(shard: &mut Shard, key: (String, String), acc: Acc, job: 
                         for (acc, _) in q {
                             shard.bounce(&acc, C::ResourceConstraint);
                         }
+                        if !nodes(shard).clustered {
+                            // It may well exist: read again at the next request, never taken
+                            // for a node that does not (a create would overwrite it).
+                            nodes(shard).slots.insert(key, Slot::Stale);
+                        }
                     }
                 }
                 shard.drain_to_route();
@@ -98,7 +103,7 @@ pub(super) fn evict(shard: &mut Shard, key: &str) {
 }
 
 /// Drops this shard's copy of node `key` and releases its creator's quota.
-fn drop_copy(shard: &mut Shard, key: (String, String)) {
+pub(super) fn drop_copy(shard: &mut Shard, key: (String, String)) {
     if let Some(Slot::Live(live)) = nodes(shard).slots.remove(&key) {
         let (svc, creator) = (key.0, live.creator);
         shard.send_to_shard(

@@ -46,6 +46,9 @@ enum Slot {
     Creating(Vec<(Acc, (Request, Extras))>),
     /// In a cluster: the node is read from the store; work on it waits.
     Loading(Vec<(Acc, Job)>),
+    /// A write of the node failed: memory was ahead of the store, so the node is read from the
+    /// store again before its next request (never taken for a node that does not exist).
+    Stale,
 }
 
 /// The nodes homed on this shard, by (service, node).
@@ -149,7 +152,10 @@ fn to_home(shard: &mut Shard, service: &str, node: &str, acc: Acc, job: Job) {
 /// `key` alone is loaded when not live here.
 fn when_loaded(shard: &mut Shard, key: (String, String), acc: Acc, job: Job) {
     let n = nodes(shard);
-    if n.clustered && !matches!(n.slots.get(&key), Some(Slot::Live(_) | Slot::Creating(_))) {
+    let reload = matches!(n.slots.get(&key), Some(Slot::Stale));
+    if reload
+        || n.clustered && !matches!(n.slots.get(&key), Some(Slot::Live(_) | Slot::Creating(_)))
+    {
         load_one(shard, key, acc, job);
     } else if n.loaded {
         job(shard, acc);
@@ -269,6 +275,12 @@ pub(super) fn request(shard: &mut Shard, service: String, acc: Acc, req: (Reques
             }
             nodes(shard).slots.insert(key, Slot::Loading(q));
         }
+        // `when_loaded` reads a stale node again first; should one still get here, it waits for
+        // that rather than being taken for a node that does not exist.
+        Some(Slot::Stale) => {
+            nodes(shard).slots.insert(key, Slot::Stale);
+            shard.bounce(&acc, C::ResourceConstraint);
+        }
         None => unknown(shard, key, acc, req),
     }
     shard.drain_to_route();
@@ -323,7 +335,7 @@ pub(super) fn each_node<T>(
         .filter(|((s, _), _)| s == service)
         .filter_map(|(_, slot)| match slot {
             Slot::Live(l) => Some(f(&l.node)),
-            Slot::Creating(_) | Slot::Loading(_) => None,
+            Slot::Creating(_) | Slot::Loading(_) | Slot::Stale => None,
         })
         .flatten()
         .collect()
@@ -446,14 +458,29 @@ pub(super) fn persist(
     let key = store_key(service, node);
     let failed = commit::track(&mut shard.ext, key);
     HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext).store(key, move |store| {
-        if let Err(e) = write(store, &svc, &name) {
-            tracing::error!(service = svc, node = name, error = %e, "pubsub: store write failed");
-            if let Some(failed) = failed {
-                failed.store(true, std::sync::atomic::Ordering::Release);
-            }
+        let Err(e) = write(store, &svc, &name) else {
+            return JobDone::default();
+        };
+        tracing::error!(service = svc, node = name, error = %e, "pubsub: store write failed");
+        if let Some(failed) = failed {
+            failed.store(true, std::sync::atomic::Ordering::Release);
         }
-        JobDone::default()
+        JobDone {
+            then: Some(Box::new(move |shard: &mut Shard| stale(shard, (svc, name)))),
+            ..JobDone::default()
+        }
     });
+}
+
+/// A write of node `key` failed: its live copy goes (quota released as for an eviction) and the
+/// node is read from the store again at its next request, so what was refused is not served from
+/// memory, and a node whose row was never written does not take later items with it.
+fn stale(shard: &mut Shard, key: (String, String)) {
+    if !matches!(nodes(shard).slots.get(&key), Some(Slot::Live(_))) {
+        return;
+    }
+    cluster::drop_copy(shard, key.clone());
+    nodes(shard).slots.insert(key, Slot::Stale);
 }
 
 /// Writes the node's metadata (configuration, affiliations, subscriptions) and its creator.
