@@ -948,6 +948,12 @@ impl Store {
         self.mam_flush();
     }
 
+    /// Archive rows this connection holds that are not committed (a commit failed and waits to be
+    /// tried again, or the batch window is open).
+    pub fn mam_unwritten(&self) -> usize {
+        self.mam_pending.borrow().rows.len()
+    }
+
     /// Up to `limit` messages of `owner`'s archive that `filter` selects, oldest first, or the
     /// newest ones (still returned oldest first) when `newest` is set.
     pub fn mam_query(

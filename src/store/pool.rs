@@ -279,8 +279,25 @@ fn worker(store: &Store, any: &Receiver<Job>, own: &Receiver<Job>) {
             recv(due) -> _ => store.run_deferred(),
         }
     }
+    // Shutting down: the archive rows held are committed, tried again for a few seconds while the
+    // store is away (a restarting database); what is still held then is lost, and said so.
+    let deadline = std::time::Instant::now() + SHUTDOWN_FLUSH;
     store.run_deferred();
+    while store.deferred().is_some() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        store.run_deferred();
+    }
+    let lost = store.mam_unwritten();
+    if lost > 0 {
+        tracing::error!(
+            rows = lost,
+            "archive rows lost at shutdown: the store could not be written"
+        );
+    }
 }
+
+/// How long a store thread keeps trying to commit its held archive rows at shutdown.
+const SHUTDOWN_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Puts the calling store thread under `SCHED_BATCH`: a job queued by a running shard then waits for
 /// the shard to sleep or for the next tick instead of preempting it. The store threads share the
