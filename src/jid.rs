@@ -320,17 +320,6 @@ fn prep_domain(s: &str) -> Result<Cow<'_, str>, JidError> {
         } else {
             Cow::Borrowed(s)
         };
-        if has_a_label(&lower) {
-            // RFC 7622 §3.2.1: an A-label is turned into its U-label, so `xn--bcher-kva.example`
-            // and `bücher.example` are one domain (one account, one host, no s2s to ourselves).
-            let (unicode, checked) = idna::domain_to_unicode(&lower);
-            if checked.is_err() {
-                return Err(JidError::InvalidDomain(Invalid::BadALabel));
-            }
-            if !unicode.is_ascii() {
-                return prep_domain(&unicode).map(|d| Cow::Owned(d.into_owned()));
-            }
-        }
         lower
     } else {
         // IDNA label separators (RFC 3490 §3.1) count as dots.
@@ -353,10 +342,37 @@ fn prep_domain(s: &str) -> Result<Cow<'_, str>, JidError> {
         check_domain_chars(&prepped)?;
         Cow::Owned(prepped.into_owned())
     };
+    // RFC 7622 §3.2.1: an A-label is turned into its U-label, so `xn--bcher-kva.example` and
+    // `bücher.example` are one domain (one account, one host, no s2s to ourselves).
+    let out = if has_a_label(&out) {
+        Cow::Owned(u_labels(&out)?)
+    } else {
+        out
+    };
     if out.len() > MAX_PART_BYTES {
         return Err(JidError::DomainTooLong);
     }
     Ok(out)
+}
+
+/// The prepared `domain` with its A-labels turned into U-labels and prepared again. A domain
+/// whose preparation brings an A-label back is refused: a JID has one spelling, and preparing it
+/// again must give the same.
+fn u_labels(domain: &str) -> Result<String, JidError> {
+    let (unicode, checked) = idna::domain_to_unicode(domain);
+    if checked.is_err() {
+        return Err(JidError::InvalidDomain(Invalid::BadALabel));
+    }
+    if let Some(c) = unassigned(&unicode) {
+        return Err(JidError::InvalidDomain(Invalid::Char(c)));
+    }
+    let prepped =
+        stringprep::nameprep(&unicode).map_err(|_| JidError::InvalidDomain(Invalid::Stringprep))?;
+    check_domain_chars(&prepped)?;
+    if prepped.is_empty() || has_a_label(&prepped) {
+        return Err(JidError::InvalidDomain(Invalid::BadALabel));
+    }
+    Ok(prepped.into_owned())
 }
 
 /// Whether a label of the (lowercase ASCII) domain `s` is an A-label (`xn--`).
@@ -848,6 +864,10 @@ mod tests {
             p("a@xn--a.example"),
             Err(JidError::InvalidDomain(Invalid::BadALabel))
         );
+        // Found by the jid fuzz target: nameprep makes an A-label of a non-ASCII label (ß to
+        // ss); preparing the result again must give the same JID.
+        let j = p("x@xn--ufuqßball.example/r").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p(&j).as_deref(), Ok(j.as_str()));
         assert_eq!(domain_to_ascii("bücher.example"), "xn--bcher-kva.example");
         assert_eq!(domain_to_ascii("example.com"), "example.com");
     }

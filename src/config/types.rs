@@ -45,18 +45,13 @@ impl Domain {
     pub fn parse(s: &str) -> Result<Domain, DomainError> {
         let normalized = if s.is_ascii() && !s.to_ascii_lowercase().contains("xn--") {
             s.to_ascii_lowercase()
-        } else if s.is_ascii() {
-            // A-labels as their U-labels, as JIDs name them (RFC 7622 §3.2.1): one domain, one
-            // spelling, whichever form the configuration or the admin API was given.
-            let (unicode, checked) = idna::domain_to_unicode(s);
-            checked.map_err(|_| DomainError::Nameprep)?;
-            stringprep::nameprep(&unicode)
-                .map_err(|_| DomainError::Nameprep)?
-                .into_owned()
         } else {
-            stringprep::nameprep(s)
+            // Prepared as a JID's domain (nameprep, A-labels as U-labels, RFC 7622 §3.2): one
+            // domain, one spelling, whichever form the configuration or the admin API gave.
+            crate::jid::BareJid::domain_only(s)
                 .map_err(|_| DomainError::Nameprep)?
-                .into_owned()
+                .domain()
+                .to_owned()
         };
         if normalized.is_empty() {
             return Err(DomainError::Empty);
