@@ -1493,17 +1493,7 @@ pub(crate) mod tests {
                 }),
             );
             // The server drops this connection (a restart, a failover).
-            let pid = s
-                .int(sql("SELECT pg_backend_pid()"), &[])
-                .unwrap_or_else(|e| panic!("{e}"));
-            let admin = db.open();
-            admin
-                .exec(sql("SELECT pg_terminate_backend(?1)"), &[Arg::Int(pid)])
-                .unwrap_or_else(|e| panic!("{e}"));
-            let gone = sql("SELECT count(*) FROM pg_stat_activity WHERE pid = ?1");
-            while admin.int(gone, &[Arg::Int(pid)]).unwrap_or(1) != 0 {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            db.drop_connection(&s);
             s.run_deferred();
             assert_eq!(
                 written.load(SeqCst),

@@ -30,6 +30,29 @@ impl TestDb {
     pub(crate) fn backend(&self) -> &Backend {
         &self.backend
     }
+
+    /// PostgreSQL only: the server ends `store`'s connection (a restart, a failover), and this
+    /// returns once it is gone; the next statements on `store` meet the closed connection.
+    pub(crate) fn drop_connection(&self, store: &Store) {
+        use super::db::sql;
+        use super::value::Arg;
+        let pid = store
+            .int(sql("SELECT pg_backend_pid()"), &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let admin = self.open();
+        admin
+            .exec(sql("SELECT pg_terminate_backend(?1)"), &[Arg::Int(pid)])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let gone = sql("SELECT count(*) FROM pg_stat_activity WHERE pid = ?1");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while admin.int(gone, &[Arg::Int(pid)]).unwrap_or(1) != 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "backend not terminated"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
 }
 
 impl Drop for TestDb {
