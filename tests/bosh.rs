@@ -378,3 +378,26 @@ fn one_address_holds_a_bounded_number_of_unauthenticated_sessions() {
         "{b}"
     );
 }
+
+/// A body announced larger than the limit is refused at once (not after the client sent it, or
+/// after the read time-out when it never does).
+#[test]
+fn a_body_announced_too_large_is_refused_at_once() {
+    let (_server, port) = start();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(
+        b"POST /http-bind HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml; charset=utf-8\r\n\
+          Content-Length: 10000000000\r\nConnection: close\r\n\r\n<body rid='1'/>",
+    )
+    .unwrap();
+    // Answered within the socket's read time-out (20 s), below the server's 30 s for a body:
+    // the answer did not wait for the announced bytes.
+    let (status, body) = Pending(s).response();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        attr(&body, "condition").as_deref(),
+        Some("policy-violation"),
+        "{body}"
+    );
+}

@@ -283,6 +283,10 @@ pub(super) enum BodyError {
 /// The whole body of a request, at most `limit` bytes, within [`HEAD_TIMEOUT`].
 pub(super) async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
     use http_body_util::BodyExt;
+    // A `Content-Length` over the limit is refused at once, not after waiting for the bytes.
+    if hyper::body::Body::size_hint(&body).lower() > limit as u64 {
+        return Err(BodyError::TooLarge);
+    }
     let collect = http_body_util::Limited::new(body, limit).collect();
     match within(HEAD_TIMEOUT, collect).await {
         Some(Ok(collected)) => Ok(collected.to_bytes()),
