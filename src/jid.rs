@@ -375,9 +375,12 @@ fn u_labels(domain: &str) -> Result<String, JidError> {
     Ok(prepped.into_owned())
 }
 
-/// Whether a label of the (lowercase ASCII) domain `s` is an A-label (`xn--`).
+/// Whether a label of the (lowercase) domain `s` is an A-label (`xn--`). Runs on every routed
+/// stanza's addresses: most domains have no `-` at all, which one `memchr` settles.
 fn has_a_label(s: &str) -> bool {
-    s.starts_with("xn--") || memchr::memmem::find(s.as_bytes(), b".xn--").is_some()
+    let b = s.as_bytes();
+    memchr::memchr(b'-', b).is_some()
+        && (b.starts_with(b"xn--") || memchr::memmem::find(b, b".xn--").is_some())
 }
 
 /// The ASCII form of a prepared domain (its U-labels as A-labels), as DNS and certificates name
