@@ -239,12 +239,11 @@ fn prep_node(s: &str) -> Result<Cow<'_, str>, JidError> {
         if let Some(b) = s.bytes().find(|&b| forbidden_in_node(char::from(b))) {
             return Err(JidError::InvalidNode(Invalid::Char(char::from(b))));
         }
-        let lower = if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        if s.bytes().any(|b| b.is_ascii_uppercase()) {
             Cow::Owned(s.to_ascii_lowercase())
         } else {
             Cow::Borrowed(s)
-        };
-        lower
+        }
     } else {
         if let Some(c) = s.chars().find(|&c| !c.is_ascii() && !identifier_letter(c)) {
             return Err(JidError::InvalidNode(Invalid::Char(c)));
@@ -315,12 +314,11 @@ fn prep_domain(s: &str) -> Result<Cow<'_, str>, JidError> {
         } else {
             check_domain_chars(s)?;
         }
-        let lower = if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        if s.bytes().any(|b| b.is_ascii_uppercase()) {
             Cow::Owned(s.to_ascii_lowercase())
         } else {
             Cow::Borrowed(s)
-        };
-        lower
+        }
     } else {
         // IDNA label separators (RFC 3490 §3.1) count as dots.
         let dotted: String = s

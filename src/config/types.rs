@@ -43,8 +43,9 @@ pub struct Domain(String);
 impl Domain {
     /// Validates and normalizes `s`.
     pub fn parse(s: &str) -> Result<Domain, DomainError> {
-        let normalized = if s.is_ascii() && !s.to_ascii_lowercase().contains("xn--") {
-            s.to_ascii_lowercase()
+        let lower = s.to_ascii_lowercase();
+        let normalized = if s.is_ascii() && !lower.contains("xn--") {
+            lower
         } else {
             // Prepared as a JID's domain (nameprep, A-labels as U-labels, RFC 7622 §3.2): one
             // domain, one spelling, whichever form the configuration or the admin API gave.
