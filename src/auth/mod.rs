@@ -107,8 +107,9 @@ pub struct ChannelBinding {
     /// RFC 9266 `tls-exporter` value (label "EXPORTER-Channel-Binding", no context, 32 bytes);
     /// Some only on TLS 1.3 streams.
     pub tls_exporter: Option<[u8; 32]>,
-    /// RFC 5929 `tls-server-end-point` value, the hash of the server's certificate; Some on any
-    /// TLS stream whose certificate's signature names a hash (XEP-0440 §4: servers MUST offer it).
+    /// RFC 5929 `tls-server-end-point` value, the hash of the server's certificate, when its
+    /// signature names a hash (XEP-0440 §4); c2s gives it on TLS 1.3 streams only (see
+    /// `Transport::channel_binding`).
     pub tls_server_end_point: Option<EndPointHash>,
 }
 

@@ -58,7 +58,7 @@ pub struct C2sConfig {
     pub tls_mode: TlsMode,
     /// The rustls server configuration (required by every mode but `None`).
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// The `tls-server-end-point` hash of `tls`'s certificate (SCRAM-PLUS on TLS 1.2 too).
+    /// The `tls-server-end-point` hash of `tls`'s certificate (offered beside `tls-exporter`).
     pub tls_server_end_point: Option<crate::auth::EndPointHash>,
     /// Offer PLAIN on unencrypted streams from loopback peers (tests, local bridges).
     pub allow_plaintext_on_loopback: bool,

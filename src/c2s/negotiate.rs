@@ -54,11 +54,12 @@ impl C2s {
         }
         match &self.auth {
             Auth::None(_) => {
-                let (mechs, n) = self.offered_mechanisms();
+                let channel_binding = self.channel_binding();
+                let (mechs, n) = self.offered_mechanisms(channel_binding.any());
                 let offer = Offer::PreAuth {
                     starttls: self.starttls_offer(),
                     mechanisms: &mechs[..n],
-                    channel_binding: self.channel_binding(),
+                    channel_binding,
                     register: self.register_offered(),
                     sasl2: self.cfg.sasl2,
                     inline_sm: self.sm_offered(),
@@ -131,9 +132,9 @@ impl C2s {
             .channel_binding(self.cfg.tls_server_end_point)
     }
 
-    /// The mechanisms to advertise, in preference order (array + length: no allocation).
-    pub(super) fn offered_mechanisms(&self) -> ([Mechanism; MECHANISMS.len()], usize) {
-        let plus = self.channel_binding().any();
+    /// The mechanisms to advertise, in preference order (array + length: no allocation); `plus`:
+    /// channel binding data exists.
+    pub(super) fn offered_mechanisms(&self, plus: bool) -> ([Mechanism; MECHANISMS.len()], usize) {
         let mut list = MECHANISMS;
         let mut n = 0;
         for m in MECHANISMS {

@@ -73,7 +73,7 @@ pub fn finish(ctx: &mut HookCtx<'_>, answers: Vec<Acc>) {
             }
             answers
                 .into_iter()
-                .map(|a| match iq_result_ids(&a) {
+                .map(|a| match iq_result_id(&a) {
                     Some(id) => not_stored(&a, &id, shard),
                     None => a,
                 })
@@ -84,7 +84,7 @@ pub fn finish(ctx: &mut HookCtx<'_>, answers: Vec<Acc>) {
 }
 
 /// The id of `acc` if it is an IQ `result`.
-fn iq_result_ids(acc: &Acc) -> Option<String> {
+fn iq_result_id(acc: &Acc) -> Option<String> {
     let s = &acc.stanza;
     (s.name() == "iq" && s.type_().as_deref() == Some("result"))
         .then(|| s.id().unwrap_or_default().to_string())
