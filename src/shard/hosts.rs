@@ -57,6 +57,26 @@ impl DynamicHosts {
     }
 }
 
+/// Every domain served here: the configured hosts and the run-time ones, as a cheap handle a
+/// module keeps (both parts are shared, so domains added or removed later are seen).
+#[derive(Clone, Default)]
+pub struct Served {
+    hosts: Rc<HashSet<String>>,
+    dynamic: DynamicHosts,
+}
+
+impl Served {
+    /// The configured `hosts` and the run-time `dynamic` ones.
+    pub fn new(hosts: Rc<HashSet<String>>, dynamic: DynamicHosts) -> Served {
+        Served { hosts, dynamic }
+    }
+
+    /// True when `domain` (prepared) is served here.
+    pub fn contains(&self, domain: &str) -> bool {
+        self.hosts.contains(domain) || self.dynamic.contains(domain)
+    }
+}
+
 impl std::fmt::Debug for DynamicHosts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_set().entries(self.list()).finish()

@@ -14,7 +14,7 @@ mod msg;
 mod waiters;
 
 pub use ext::Extensions;
-pub use hosts::DynamicHosts;
+pub use hosts::{DynamicHosts, Served};
 pub use ids::{home_shard, home_shard_of, Ask, ConnId, SessionRef, ShardId, REMOTE_SHARD};
 pub use mailbox::{Mailbox, MailboxFull};
 pub use msg::{ConnExtMsg, ConnMsg, DrainCause, ShardMsg};
@@ -170,6 +170,11 @@ impl Shard {
     /// True when `domain` is served here: configured, or added at run time.
     pub fn is_hosted(&self, domain: &str) -> bool {
         self.hosts.contains(domain) || self.dynamic_hosts.contains(domain)
+    }
+
+    /// A handle on the domains served here, for module state (it follows run-time changes).
+    pub fn served(&self) -> Served {
+        Served::new(self.hosts.clone(), self.dynamic_hosts.clone())
     }
 
     /// Stops serving the run-time domain `domain` on this shard: forgets its local route and

@@ -26,14 +26,13 @@ pub mod ver;
 
 pub use ver::{parse, CapsCarrier, CapsError, CapsInfo, CapsRef, Form, Identity};
 
-use ahash::HashSet;
 use std::rc::Rc;
 use std::time::Duration;
 
 use crate::hooks::{Acc, Hook, HookCtx, HookResult};
 use crate::jid::{FullJid, Jid};
 use crate::local::IqAnswer;
-use crate::shard::{DynamicHosts, Extensions, Shard, ShardId, ShardMsg};
+use crate::shard::{Extensions, Served, Shard, ShardId, ShardMsg};
 use crate::xml::{Element, StanzaType};
 use crate::xmpp::ns;
 
@@ -100,9 +99,8 @@ struct CapsState {
     claims: Claims,
     learned: Hook<CapsLearned>,
     /// The domains served here: their users' caps are asked about on the send side (on this
-    /// node; empty in a cluster, whose other nodes' users are asked about where they are).
-    hosts: Rc<HashSet<String>>,
-    dynamic_hosts: DynamicHosts,
+    /// node; none in a cluster, whose other nodes' users are asked about where they are).
+    served: Option<Served>,
 }
 
 impl Default for CapsState {
@@ -118,13 +116,8 @@ impl CapsState {
             cache: Cache::new(opts.max_entries, MAX_CACHE_BYTES),
             claims: Claims::new(MAX_CLAIMS, QUERY_TIMEOUT * 2, opts.retry_after),
             learned: Hook::new("caps_learned"),
-            hosts: Rc::default(),
-            dynamic_hosts: DynamicHosts::default(),
+            served: None,
         }
-    }
-
-    fn hosts(&self, domain: &str) -> bool {
-        self.hosts.contains(domain) || self.dynamic_hosts.contains(domain)
     }
 }
 
@@ -149,16 +142,14 @@ pub fn on_learned(
 /// Starts caps on `shard`; `clustered`: other nodes serve the same domains (their users' caps
 /// are learned here from their presences, like contacts' of other servers).
 pub fn start(shard: &mut Shard, opts: CapsOptions, clustered: bool) {
+    let served = (!clustered).then(|| shard.served());
     let state = shard.ext.get_or_default::<CapsState>();
     // Callbacks registered before caps started stay.
     let learned = std::mem::replace(&mut state.learned, Hook::new("caps_learned"));
     *state = CapsState::new(opts);
     state.learned = learned;
     state.shards = shard.shards;
-    if !clustered {
-        state.hosts = shard.hosts.clone();
-        state.dynamic_hosts = shard.dynamic_hosts.clone();
-    }
+    state.served = served;
     shard
         .hooks
         .user_send_presence
@@ -224,10 +215,12 @@ fn user_send_presence(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
 /// happened to share its `ver`. A local sender's presence is skipped unparsed: its `ver` was
 /// asked about when it was sent.
 fn user_receive_presence(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
-    let local = ctx
-        .ext
-        .get::<CapsState>()
-        .is_none_or(|state| state.hosts(acc.from.domain()));
+    let local = ctx.ext.get::<CapsState>().is_none_or(|state| {
+        state
+            .served
+            .as_ref()
+            .is_some_and(|s| s.contains(acc.from.domain()))
+    });
     if local {
         return HookResult::Continue;
     }

@@ -46,10 +46,8 @@ struct Archive {
     ids: IdGen,
     rows: ArchiveBatch,
     batch: usize,
-    /// The hosted domains (whose users have archives).
-    hosts: ahash::HashSet<String>,
-    /// The domains added at run time (their users have archives too).
-    dynamic: crate::shard::DynamicHosts,
+    /// The domains served here, configured or added at run time (whose users have archives).
+    served: crate::shard::Served,
     /// Where this shard's rows wait for the store thread (which takes them all at once).
     inbox: std::sync::Arc<ArchiveInbox>,
     /// The inbox may hold rows no take was asked for yet: look again at the next turn.
@@ -72,8 +70,7 @@ pub fn start(shard: &mut Shard, opts: &MamOptions) {
     shard.ext.insert(Archive {
         inbox: std::sync::Arc::new(inbox),
         batch: opts.batch,
-        hosts: shard.hosts.iter().cloned().collect(),
-        dynamic: shard.dynamic_hosts.clone(),
+        served: shard.served(),
         ..Archive::default()
     });
     seed_ids(shard);
@@ -190,7 +187,7 @@ fn archive_incoming(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     let hosted = ctx
         .ext
         .get::<Archive>()
-        .is_some_and(|a| a.hosts.contains(acc.to.domain()) || a.dynamic.contains(acc.to.domain()));
+        .is_some_and(|a| a.served.contains(acc.to.domain()));
     if !hosted {
         return HookResult::Continue;
     }
