@@ -431,6 +431,34 @@ fn strip<T>(e: glommio::GlommioError<T>) -> glommio::GlommioError<()> {
     }
 }
 
+/// The stop's barrier: in each round this shard sends a marker to every other shard behind what
+/// it sent before, and waits (bounded by `deadline`) until every shard has handled every marker of
+/// the round (see [`ShutdownFlag::marker`]).
+async fn mesh_barrier(
+    ctx: &Rc<ShardCtx>,
+    flag: &ShutdownFlag,
+    n: usize,
+    deadline: std::time::Instant,
+) {
+    if n < 2 {
+        return;
+    }
+    let me = ctx.shard.borrow().id;
+    for round in 0..shutdown::BARRIER_ROUNDS {
+        {
+            let mut shard = ctx.shard.borrow_mut();
+            for to in (0..n).map(|i| ShardId(i as u16)).filter(|&to| to != me) {
+                let flag = flag.clone();
+                shard.send_to_shard(to, ShardMsg::Run(Box::new(move |_| flag.marker(round))));
+            }
+        }
+        ctx.flush();
+        while flag.markers(round) < n * (n - 1) && std::time::Instant::now() < deadline {
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
 async fn run_shard(
     id: ShardId,
     n: usize,
@@ -627,13 +655,14 @@ async fn run_shard(
     while flag.shards_quiet() < n && now() < drain {
         glommio::timer::sleep(Duration::from_millis(20)).await;
     }
+    // What the closing sessions and the stopping modules of every shard sent (unavailable
+    // presences to remote contacts, rooms' goodbyes to remote occupants) crosses the mesh, up to
+    // `BARRIER_ROUNDS` hops, before the outgoing streams close: a timed wait here lost a room's
+    // goodbye on a busy machine, and a shard that stopped dropped what was still on its way.
+    mesh_barrier(&ctx, &flag, n, drain).await;
     let s2s = ctx.shard.borrow().ext.get::<s2s::S2sExt>().cloned();
     if let Some(s2s::S2sExt(rt)) = &s2s {
-        // What the closing sessions of every shard sent (unavailable presences to remote
-        // contacts) reaches the outgoing streams first: the queues drain (all bounded), and only
-        // then are the outgoing streams closed.
-        // The last sessions' stanzas cross the mesh into this shard's table meanwhile.
-        glommio::timer::sleep(Duration::from_millis(100)).await;
+        // The queues drain (all bounded), and only then are the outgoing streams closed.
         while rt.waiting() && now() < drain {
             glommio::timer::sleep(Duration::from_millis(20)).await;
         }
