@@ -301,6 +301,12 @@ impl S2sIn {
 
     fn on_element(&mut self, s: Stanza) {
         if s.kind() != StanzaKind::Other {
+            // The scanner takes `jabber:client` stanzas anywhere (modules read them so); a server
+            // sends `jabber:server` ones (RFC 6120 §4.8.3): a client stanza here is a first-level
+            // child this stream does not support (§4.9.3.23).
+            if s.xmlns() == Some(ns::CLIENT) {
+                return self.stream_error(StreamErrorCondition::UnsupportedStanzaType, None);
+            }
             return self.on_stanza(s);
         }
         match s.xmlns() {

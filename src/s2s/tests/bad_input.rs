@@ -450,6 +450,19 @@ fn incoming_stanzas_read_as_jabber_client() {
 }
 
 #[test]
+fn a_client_stanza_on_a_server_stream_is_unsupported() {
+    let mut c = authenticated();
+    let out = c.send(
+        "<message xmlns='jabber:client' from='x@a.example/r' to='y@b.example'><body>hi</body></message>",
+    );
+    assert!(out.contains("<unsupported-stanza-type xmlns"), "{out}");
+    assert_eq!(
+        in_closed_with(&c.events()),
+        Some(StreamErrorCondition::UnsupportedStanzaType)
+    );
+}
+
+#[test]
 fn a_remote_claiming_one_of_our_domains_is_invalid_from() {
     // In the header.
     let mut c = RawIn::new(plain_config(B));
