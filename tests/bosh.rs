@@ -401,3 +401,24 @@ fn a_body_announced_too_large_is_refused_at_once() {
         "{body}"
     );
 }
+
+/// A chunked body that cannot be read (a chunk size that is not hexadecimal) is a request of
+/// unacceptable format: `bad-request` (XEP-0124 §17.1), not a broken session rule.
+#[test]
+fn a_malformed_chunked_body_is_a_bad_request() {
+    let (_server, port) = start();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(
+        b"POST /http-bind HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml; charset=utf-8\r\n\
+          Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\n<body\r\nzz\r\n rid='1'/>\r\n0\r\n\r\n",
+    )
+    .unwrap();
+    let (status, body) = Pending(s).response();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        attr(&body, "condition").as_deref(),
+        Some("bad-request"),
+        "{body}"
+    );
+}

@@ -94,8 +94,13 @@ pub(crate) async fn http_bind(
     let limit = ep.bosh.limits.max_body_bytes;
     let body = match super::http::read_body(req.into_body(), limit).await {
         Ok(b) => b,
-        Err(_) => {
-            let cond = Condition::PolicyViolation;
+        Err(e) => {
+            // Too large breaks the session rules; a body that could not be read (a malformed
+            // chunk, a trickle past the time-out) is a request of unacceptable format (§17.1).
+            let cond = match e {
+                super::http::BodyError::TooLarge => Condition::PolicyViolation,
+                super::http::BodyError::Broken => Condition::BadRequest,
+            };
             return xml(cond.status(false), bosh::terminate(Some(cond), &[]));
         }
     };
