@@ -101,6 +101,40 @@ fn wrong_secret_is_not_authorized() {
     Component::connect(port, DOMAIN);
 }
 
+/// An address banned for wrong handshakes is told so on its next connection (the stream error its
+/// banning handshake got), not closed without a word.
+#[test]
+fn a_banned_address_gets_a_stream_error_on_its_next_connection() {
+    let port = free_port();
+    let throttle = "[auth.throttle]\nfree_failures = 1\ndelay_ms = 10\nmax_delay_ms = 20\n\
+                    max_failures = 3\nwindow = 60\nban_time = 30\n";
+    let extra = format!("{throttle}{}", component::config(port, &[DOMAIN]));
+    let _server = Server::start_with(1, &[], "", &extra);
+    let mut banned = false;
+    for _ in 0..6 {
+        let (mut client, header) = component::open(port, DOMAIN);
+        let id = component::stream_id(&header);
+        component::send_handshake(&mut client, &id, "not-the-secret");
+        let all = client.read_to_close();
+        if all.contains("<policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>") {
+            banned = true;
+            break;
+        }
+    }
+    assert!(banned, "wrong handshakes never banned the address");
+    let (mut client, header) = component::open(port, DOMAIN);
+    assert!(
+        matches!(header, Some(petrel::xml::Event::StreamOpen(_))),
+        "{header:?}"
+    );
+    let all = client.read_to_close();
+    assert!(
+        all.contains("<policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>")
+            && all.contains("Too many failed authentications"),
+        "{all}"
+    );
+}
+
 #[test]
 fn unknown_domain_is_host_unknown() {
     let (_server, port) = start(1, &[]);

@@ -50,19 +50,27 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     ctx: Rc<ShardCtx>,
     cfg: Arc<ComponentConfig>,
 ) {
-    // A banned address (too many failed logins or handshakes) is refused before anything else.
+    // A banned address (too many failed logins or handshakes) is refused before anything else,
+    // with the stream error a wrong handshake that banned it gets (not a silent close).
     let (login, ip) = (ctx.component_login.clone(), peer.ip());
-    if let Ok(Some(left)) = ctx.store.call(move |_| login.banned_for(ip)).await {
-        tracing::info!(%peer, secs = left.as_secs(), "component connection from a banned address refused");
-        return;
-    }
+    let banned = ctx
+        .store
+        .call(move |_| login.banned_for(ip))
+        .await
+        .ok()
+        .flatten();
     let (conn, mailbox) = ctx.shard.borrow_mut().open_conn();
     let shard_id = ctx.shard.borrow().id.0;
     tracing::info!(shard = shard_id, conn = conn.0, %peer, "component connection opened");
     let claimed: Rc<RefCell<Option<String>>> = Rc::default();
+    let mut comp = Component::new(cfg, Instant::now());
+    if let Some(left) = banned {
+        tracing::info!(%peer, secs = left.as_secs(), "component connection from a banned address refused");
+        comp.banned(left);
+    }
     let driver = Driver {
         ctx: ctx.clone(),
-        comp: Component::new(cfg, Instant::now()),
+        comp,
         conn,
         mailbox,
         claimed: claimed.clone(),
