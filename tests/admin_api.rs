@@ -639,3 +639,69 @@ fn a_deleted_account_s_subscriptions_are_cancelled() {
     assert!(!seen.contains("private"), "{seen}");
     drop(eve);
 }
+
+#[test]
+fn a_deleted_account_loses_its_room_affiliations() {
+    // Whoever registers a deleted account's name next must not inherit its rooms: the account's
+    // ownership of a room goes with it (as ejabberd's `remove_user` does for MUC).
+    let modules = "[modules.muc]\n";
+    let (server, http) = start(2, &["dave", "sub"], true, modules);
+    let mut dave = server.login("dave", "d", Some(0));
+    dave.send("<presence to='lounge@conference.localhost/dave'><x xmlns='http://jabber.org/protocol/muc'/></presence>");
+    dave.expect("created", |s| {
+        s.name() == "presence" && s.from().as_deref() == Some("lounge@conference.localhost/dave")
+    });
+    dave.send(
+        "<iq type='set' id='cfg' to='lounge@conference.localhost'>\
+         <query xmlns='http://jabber.org/protocol/muc#owner'>\
+         <x xmlns='jabber:x:data' type='submit'/></query></iq>",
+    );
+    let r = dave.expect("configured", |s| s.id().as_deref() == Some("cfg"));
+    assert_eq!(r.type_().as_deref(), Some("result"));
+    let owners = |dave: &mut Client| {
+        dave.send(
+            "<iq type='get' id='own' to='lounge@conference.localhost'>\
+             <query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='owner'/></query></iq>",
+        );
+        let r = dave.expect("owner list", |s| s.id().as_deref() == Some("own"));
+        String::from_utf8_lossy(r.bytes()).into_owned()
+    };
+    dave.send(
+        "<iq type='set' id='grant' to='lounge@conference.localhost'>\
+         <query xmlns='http://jabber.org/protocol/muc#admin'>\
+         <item affiliation='owner' jid='sub@localhost'/></query></iq>",
+    );
+    let r = dave.expect("granted", |s| s.id().as_deref() == Some("grant"));
+    assert_eq!(r.type_().as_deref(), Some("result"));
+    assert!(owners(&mut dave).contains("sub@localhost"));
+    let r = api(http, "DELETE", "/api/users/sub@localhost", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The room forgets sub (on the room's shard, after the deletion: asked until it shows).
+    let mut list = owners(&mut dave);
+    for _ in 0..50 {
+        if !list.contains("sub@localhost") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        list = owners(&mut dave);
+    }
+    assert!(!list.contains("sub@localhost"), "{list}");
+    assert!(list.contains("dave@localhost"), "{list}");
+    // The heir may not configure the room.
+    let r = api(
+        http,
+        "POST",
+        "/api/users",
+        Some(r#"{"jid": "sub@localhost", "password": "someone-else"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mut heir = server.connect();
+    heir.login_plain("sub", "localhost", "someone-else", "new");
+    heir.send(
+        "<iq type='get' id='cfg2' to='lounge@conference.localhost'>\
+         <query xmlns='http://jabber.org/protocol/muc#owner'/></iq>",
+    );
+    let r = heir.expect("config form", |s| s.id().as_deref() == Some("cfg2"));
+    assert_eq!(r.type_().as_deref(), Some("error"));
+    assert_eq!(common::error_condition(&r).as_deref(), Some("forbidden"));
+}

@@ -71,6 +71,12 @@ pub fn start(
     crate::hooks::Events::<crate::hooks::NodeStopping>::listen(shard, 50, NAME, |shard, _| {
         home::node_stopping(shard)
     });
+    crate::hooks::Events::<crate::modules::register::AccountRemoved>::listen(
+        shard,
+        50,
+        NAME,
+        |shard, ev| home::account_removed(shard, &ev.jid),
+    );
     tracker::start(shard);
     home::start(shard, &opts, clustered, ids);
 }

@@ -354,6 +354,36 @@ pub fn session_ended(shard: &mut Shard, occupant: &FullJid, jid: &FullJid) {
     shard.drain_to_route();
 }
 
+/// `jid`'s account was deleted (on this shard): every shard's rooms drop its affiliation
+/// ([`Room::forget_account`]). Rooms on other cluster nodes keep it (the event is this node's).
+pub fn account_removed(shard: &mut Shard, jid: &BareJid) {
+    for i in 0..shard.shards {
+        let jid = jid.clone();
+        crate::sm::run_on(
+            shard,
+            crate::shard::ShardId(i as u16),
+            Box::new(move |s| forget_account_here(s, &jid)),
+        );
+    }
+}
+
+/// The rooms homed on this shard drop `jid`'s affiliation.
+fn forget_account_here(shard: &mut Shard, jid: &BareJid) {
+    let mut changed = Vec::new();
+    for (room_jid, slot) in rooms(shard).slots.iter_mut() {
+        if let Slot::Live { room, .. } = slot {
+            let outs = room.forget_account(jid);
+            if !outs.is_empty() {
+                changed.push((room_jid.clone(), outs));
+            }
+        }
+    }
+    for (room_jid, outs) in changed {
+        apply(shard, &room_jid, outs);
+    }
+    shard.drain_to_route();
+}
+
 /// The public rooms homed here under `service`, as (jid, name).
 pub fn public_rooms(shard: &mut Shard, service: &str) -> Vec<(String, String)> {
     rooms(shard)

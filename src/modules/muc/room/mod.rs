@@ -396,6 +396,19 @@ impl Room {
         &self.config
     }
 
+    /// `jid`'s account was deleted: its affiliation goes, as if an owner had set `none` (its
+    /// occupants told as §9 says), so that whoever registers the name next inherits no ownership,
+    /// membership or ban. Empty when it had none; else ends with a save.
+    pub fn forget_account(&mut self, jid: &BareJid) -> Vec<RoomOut> {
+        let mut out = Vec::new();
+        if self.affiliation(jid) != Affiliation::None {
+            let reason = Some("account deleted".to_owned());
+            self.apply_affiliation(jid, Affiliation::None, None, reason, &mut out);
+            out.push(RoomOut::Save);
+        }
+        out
+    }
+
     /// `jid`'s affiliation.
     pub fn affiliation(&self, jid: &BareJid) -> Affiliation {
         self.affiliations
