@@ -748,3 +748,71 @@ fn default_options_pending_resubscription_transient_publishes_and_subids() {
         ok(&items(&mut bob, "i3", doorbell, "", ""));
     }
 }
+
+/// An account removed (XEP-0077 `<remove/>`) takes its service nodes and memberships along: a
+/// node it alone owned is deleted (its subscribers told), and another node forgets its
+/// affiliation and subscription, so whoever registers the name next inherits none of them.
+#[test]
+fn a_removed_account_leaves_no_node_ownership_behind() {
+    for shards in [1, 2] {
+        let server = Server::start_with(
+            shards,
+            &["alice", "bob", "carol"],
+            "",
+            "[modules.presence]\n[modules.pubsub]\n[modules.register]\n",
+        );
+        let mut alice = server.login("alice", "a", None);
+        let mut carol = server.login("carol", "c", None);
+        ok(&create(&mut carol, "c1", "carols", &[]));
+        ok(&subscribe(&mut alice, "s1", "carols", "alice@localhost/a"));
+        ok(&create(&mut alice, "c2", "alices", &[]));
+        ok(&subscribe(&mut carol, "s2", "alices", "carol@localhost/c"));
+        let r = iq(
+            &mut alice,
+            "a1",
+            "set",
+            OWNER,
+            "<affiliations node='alices'><affiliation jid='carol@localhost' affiliation='publisher'/></affiliations>",
+        );
+        ok(&r);
+        carol.send(
+            "<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>",
+        );
+        let r = carol.expect("removal", |s| s.id().as_deref() == Some("rm"));
+        ok(&r);
+        // carol's node is gone, and its subscriber heard.
+        alice.expect("delete notification", |s| event(s, "delete", "carols"));
+        refused(
+            &items(&mut alice, "i1", "carols", "", ""),
+            "item-not-found",
+            None,
+        );
+        // alice's node forgot carol (asked until it shows: the removal runs on every shard).
+        let lists = |alice: &mut Client, n: u32| {
+            let a = iq(
+                alice,
+                &format!("a{n}"),
+                "get",
+                OWNER,
+                "<affiliations node='alices'/>",
+            );
+            let s = iq(
+                alice,
+                &format!("s{n}"),
+                "get",
+                OWNER,
+                "<subscriptions node='alices'/>",
+            );
+            format!("{}{}", text(&a), text(&s))
+        };
+        let mut seen = lists(&mut alice, 10);
+        for n in 11..60 {
+            if !seen.contains("carol@localhost") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            seen = lists(&mut alice, n);
+        }
+        assert!(!seen.contains("carol@localhost"), "{seen}");
+    }
+}

@@ -43,6 +43,12 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: PubsubOptions, clustered
         services.push(domain);
     }
     home::start(shard, opts, services, clustered);
+    crate::hooks::Events::<crate::modules::register::AccountRemoved>::listen(
+        shard,
+        50,
+        NAME,
+        |shard, ev| home::account_removed(shard, &ev.jid),
+    );
 }
 
 /// The features the service advertises: the core's, less what only PEP does (presence and roster

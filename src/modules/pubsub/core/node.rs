@@ -421,6 +421,29 @@ impl Node {
         Ok(())
     }
 
+    /// True when `bare` is the node's only owner.
+    pub fn sole_owner(&self, bare: &str) -> bool {
+        self.affiliation(bare) == Affiliation::Owner
+            && self
+                .meta
+                .affiliations
+                .values()
+                .filter(|a| **a == Affiliation::Owner)
+                .count()
+                == 1
+    }
+
+    /// `bare`'s account was deleted: its affiliation and the subscriptions of all its JIDs go
+    /// (the caller deletes a node it solely owned instead). True when the node changed.
+    pub fn forget_account(&mut self, bare: &str) -> bool {
+        let before = self.meta.affiliations.len() + self.meta.subscriptions.len();
+        self.meta.affiliations.remove(bare);
+        self.meta
+            .subscriptions
+            .retain(|s| crate::jid::Jid::parse(&s.jid).map_or(true, |j| j.bare_str() != bare));
+        before != self.meta.affiliations.len() + self.meta.subscriptions.len()
+    }
+
     /// The subscription of exactly this JID.
     pub fn subscription(&self, jid: &str) -> Option<&Subscription> {
         self.meta.subscriptions.iter().find(|s| s.jid == jid)

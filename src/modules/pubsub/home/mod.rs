@@ -341,6 +341,51 @@ pub(super) fn each_node<T>(
         .collect()
 }
 
+/// `jid`'s account was deleted (on this shard): on every shard, the nodes it solely owned are
+/// deleted (subscribers told, as for an owner's delete), and the others forget its affiliation
+/// and subscriptions, so whoever registers the name next inherits none of them. Nodes not in
+/// memory (another cluster node's, or stale after a failed write) keep them.
+pub(super) fn account_removed(shard: &mut Shard, jid: &crate::jid::BareJid) {
+    for i in 0..shard.shards {
+        let bare = jid.as_str().to_owned();
+        crate::sm::run_on(
+            shard,
+            ShardId(i as u16),
+            Box::new(move |s| forget_account_here(s, &bare)),
+        );
+    }
+}
+
+fn forget_account_here(shard: &mut Shard, bare: &str) {
+    let keys: Vec<(String, String)> = nodes(shard)
+        .slots
+        .iter()
+        .filter(|(_, slot)| matches!(slot, Slot::Live(_)))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for (service, node) in keys {
+        let gone = with_node(shard, &service, &node, |shard, live| {
+            if live.node.sole_owner(bare) {
+                if live.node.config().notify_delete {
+                    let msg = super::core::event::delete(&service, &node, live.node.config(), None);
+                    super::notify::fan_out(shard, &service, &live.node, &msg);
+                }
+                deleted(shard, &service, live);
+                true
+            } else {
+                if live.node.forget_account(bare) {
+                    save(shard, &service, live);
+                }
+                false
+            }
+        });
+        if gone == Some(true) {
+            nodes(shard).slots.remove(&(service, node));
+        }
+    }
+    shard.drain_to_route();
+}
+
 /// A request to a node that does not exist: a create, or a publish (auto-create), by a user of
 /// this server makes it if the quota allows; anything else is `item-not-found`.
 fn unknown(shard: &mut Shard, key: (String, String), acc: Acc, req: (Request, Extras)) {
