@@ -592,3 +592,63 @@ fn a_blocked_contact_sees_no_presence_until_unblocked() {
         });
     }
 }
+
+/// A backlog far over a session's mailbox bound (1 000 messages of 1.5 KB, 4x `outbound_queue_bytes`
+/// is 1 MiB) and over stream management's unacknowledged limit (`buffer_max`, 500) reaches the
+/// user whole at login, a chunk at a time: past the bound it used to be bounced (and its rows
+/// deleted), and a stream-managed login was closed with `policy-violation` on every attempt.
+#[test]
+fn a_long_backlog_is_delivered_whole_with_and_without_stream_management() {
+    for (shards, sm) in [(1, false), (2, false), (2, true)] {
+        let server = Server::start_with(
+            shards,
+            &["alice", "bob"],
+            "",
+            "[modules.offline]\nmax_per_user = 2000\n[modules.stream_management]\n",
+        );
+        let mut alice = server.login("alice", "a", Some(0));
+        let n = if sm { 700 } else { 1000 };
+        let pad = "x".repeat(1500);
+        for i in 0..n {
+            alice.send(&format!(
+                "<message to='bob@localhost' type='chat' id='m{i}'><body>{i} {pad}</body></message>"
+            ));
+        }
+        wait_stored(&server, "bob@localhost", n as u64);
+        let mut bob = server.connect();
+        bob.login_plain("bob", "localhost", common::PASSWORD, "b");
+        if sm {
+            bob.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+            bob.expect("enabled", |s| s.name() == "enabled");
+        }
+        bob.send("<presence/>");
+        let (mut got, mut handled) = (Vec::new(), 0u32);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while got.len() < n && Instant::now() < deadline {
+            let s = bob.next_stanza();
+            match s.name() {
+                "message" => {
+                    handled += 1;
+                    got.push(body(&s).unwrap_or_default());
+                }
+                "r" => bob.send(&format!("<a xmlns='urn:xmpp:sm:3' h='{handled}'/>")),
+                "stream:error" => panic!("{}", String::from_utf8_lossy(s.bytes())),
+                _ => handled += 1,
+            }
+        }
+        let firsts: Vec<usize> = got
+            .iter()
+            .filter_map(|b| b.split(' ').next()?.parse().ok())
+            .collect();
+        assert_eq!(
+            firsts,
+            (0..n).collect::<Vec<_>>(),
+            "shards {shards}, sm {sm}"
+        );
+        if sm {
+            // Acknowledge the last ones: nothing is left stored.
+            bob.send(&format!("<a xmlns='urn:xmpp:sm:3' h='{handled}'/>"));
+        }
+        wait_stored(&server, "bob@localhost", 0);
+    }
+}

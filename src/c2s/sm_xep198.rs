@@ -276,10 +276,10 @@ impl SmState {
         if self.request_pending {
             return false;
         }
-        let wanted = self
-            .buffer
-            .iter()
-            .any(|u| matches!(u, Unacked::Routed(acc) if acc.handled.is_some()));
+        let wanted = self.buffer.iter().any(|u| {
+            matches!(u, Unacked::Routed(acc)
+                    if acc.handled.is_some() || acc.get(crate::hooks::ACK_WANTED).is_some())
+        });
         if wanted {
             self.request_pending = true;
             self.since_request = 0;

@@ -236,6 +236,11 @@ pub enum CopyFor {
 /// The [`CopyFor`] of a message, when it is one.
 pub const COPY_FOR: Key<CopyFor> = Key::new("sm.copy_for");
 
+/// Set on a stanza whose router waits for the recipient client's XEP-0198 acknowledgement of it
+/// (offline storage delivers its next messages then): a stream-managed session asks for an ack as
+/// soon as it is written, not after `ack_freq` stanzas.
+pub const ACK_WANTED: Key<()> = Key::new("sm.ack_wanted");
+
 /// The key of a scratch value on an [`Acc`]: its type is part of the key, so a handler reads back
 /// exactly the type the writer stored (a mismatch does not compile). The name keeps keys of
 /// different modules apart and shows in `Debug` output.

@@ -166,7 +166,9 @@ fn racing_leases_hand_out_each_message_once() {
                 .unwrap_or_else(|e| panic!("{n}: {e}"));
         }
         // One process, so one lease value: every message goes to exactly one of the racers.
-        let got = race(&db, |store, _| store.offline_lease(&bob));
+        let got = race(&db, |store, _| {
+            store.offline_lease(&bob, usize::MAX, usize::MAX)
+        });
         let mut ids: Vec<i64> = got
             .iter()
             .flat_map(|r| match r {

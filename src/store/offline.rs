@@ -110,14 +110,22 @@ impl Store {
         )
     }
 
-    /// Leases every message of `user` not already out for delivery by this process, oldest first:
-    /// they stay stored until [`Store::offline_ack`] (or go back with [`Store::offline_release`]).
+    /// Leases the oldest messages of `user` not already out for delivery by this process: at most
+    /// `max_rows`, and no more than `max_bytes` of stanzas (at least one), oldest first. They stay
+    /// stored until [`Store::offline_ack`] (or go back with [`Store::offline_release`]); the
+    /// caller asks for the next ones once these are delivered, so a long backlog never lands on
+    /// a session at once (past its mailbox's bound it was bounced, and its rows deleted).
     /// One UPDATE: on PostgreSQL a concurrent lease waits on the row locks, then skips the rows
     /// this one took. Most logins find nothing: a read answers them, without the write lock
     /// (SQLite: its `fcntl` calls, and the other store threads' leases waiting behind it). A
     /// message stored between the read and the session's availability stays for the next login,
     /// as one stored just after the UPDATE would.
-    pub fn offline_lease(&self, user: &BareJid) -> Result<Vec<OfflineMessage>, StoreError> {
+    pub fn offline_lease(
+        &self,
+        user: &BareJid,
+        max_rows: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<OfflineMessage>, StoreError> {
         let Some(node) = user.node() else {
             return Ok(Vec::new());
         };
@@ -129,23 +137,45 @@ impl Store {
         {
             return Ok(Vec::new());
         }
-        let q = sql("UPDATE offline_message SET lease = ?3
-             WHERE domain = ?1 AND username = ?2 AND (lease IS NULL OR lease != ?3)
-             RETURNING id, stamp, sender, stanza");
-        let mut msgs = self
-            .rows(q, args![user.domain(), node, lease()])?
-            .into_iter()
-            .map(|mut r| {
-                Ok(OfflineMessage {
-                    id: r.int(0)?,
-                    stamp: r.text(1)?,
-                    sender: r.text(2)?,
-                    stanza: r.bytes(3)?,
+        let limit = i64::try_from(max_rows.max(1)).unwrap_or(i64::MAX);
+        self.transaction(None, || {
+            let q = sql("UPDATE offline_message SET lease = ?3
+                 WHERE id IN (SELECT id FROM offline_message
+                     WHERE domain = ?1 AND username = ?2 AND (lease IS NULL OR lease != ?3)
+                     ORDER BY id LIMIT ?4)
+                   AND (lease IS NULL OR lease != ?3)
+                 RETURNING id, stamp, sender, stanza");
+            let mut msgs = self
+                .rows(q, args![user.domain(), node, lease(), limit])?
+                .into_iter()
+                .map(|mut r| {
+                    Ok(OfflineMessage {
+                        id: r.int(0)?,
+                        stamp: r.text(1)?,
+                        sender: r.text(2)?,
+                        stanza: r.bytes(3)?,
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        msgs.sort_by_key(|m| m.id);
-        Ok(msgs)
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            msgs.sort_by_key(|m| m.id);
+            // Past the byte budget the rest go back, for the next lease.
+            let mut bytes = 0;
+            let keep = msgs
+                .iter()
+                .position(|m| {
+                    bytes += m.stanza.len();
+                    bytes > max_bytes
+                })
+                .map_or(msgs.len(), |at| at.max(1));
+            for m in &msgs[keep..] {
+                self.exec(
+                    sql("UPDATE offline_message SET lease = NULL WHERE id = ?1"),
+                    args![m.id],
+                )?;
+            }
+            msgs.truncate(keep);
+            Ok(End::Commit(msgs))
+        })
     }
 
     /// The client has these messages: deletes them.
@@ -215,7 +245,9 @@ mod tests {
                 Some(OfflinePush::Full)
             );
             assert_eq!(store.offline_count(&bob).ok(), Some(3));
-            let got = store.offline_lease(&bob).unwrap_or_else(|e| panic!("{e}"));
+            let got = store
+                .offline_lease(&bob, usize::MAX, usize::MAX)
+                .unwrap_or_else(|e| panic!("{e}"));
             let ids: Vec<i64> = got.iter().map(|m| m.id).collect();
             store.offline_ack(&ids).unwrap_or_else(|e| panic!("{e}"));
             let bodies: Vec<String> = got
@@ -230,7 +262,9 @@ mod tests {
                 .iter()
                 .all(|m| m.stamp.ends_with('Z') && m.stamp.len() == 24));
             assert_eq!(store.offline_count(&bob).ok(), Some(0));
-            assert!(store.offline_lease(&bob).is_ok_and(|v| v.is_empty()));
+            assert!(store
+                .offline_lease(&bob, usize::MAX, usize::MAX)
+                .is_ok_and(|v| v.is_empty()));
         }
     }
 
@@ -249,11 +283,15 @@ mod tests {
                     .offline_push(&bob, "a@x/y", body.as_bytes(), 10)
                     .unwrap_or_else(|e| panic!("{e}"));
             }
-            let first = store.offline_lease(&bob).unwrap_or_else(|e| panic!("{e}"));
+            let first = store
+                .offline_lease(&bob, usize::MAX, usize::MAX)
+                .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(first.len(), 3);
             assert!(first.windows(2).all(|w| w[0].id < w[1].id));
             // Out for delivery: a second lease gets nothing, the rows are still stored.
-            assert!(store.offline_lease(&bob).is_ok_and(|v| v.is_empty()));
+            assert!(store
+                .offline_lease(&bob, usize::MAX, usize::MAX)
+                .is_ok_and(|v| v.is_empty()));
             assert_eq!(store.offline_count(&bob).ok(), Some(3));
             store
                 .offline_ack(&[first[0].id])
@@ -261,7 +299,9 @@ mod tests {
             store
                 .offline_release(&[first[1].id, first[2].id])
                 .unwrap_or_else(|e| panic!("{e}"));
-            let again = store.offline_lease(&bob).unwrap_or_else(|e| panic!("{e}"));
+            let again = store
+                .offline_lease(&bob, usize::MAX, usize::MAX)
+                .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(
                 again.iter().map(|m| m.id).collect::<Vec<_>>(),
                 vec![first[1].id, first[2].id]
@@ -298,7 +338,7 @@ mod tests {
                 "{n}: eve has her own count"
             );
             let got = store
-                .offline_lease(&bob)
+                .offline_lease(&bob, usize::MAX, usize::MAX)
                 .unwrap_or_else(|e| panic!("{n}: {e}"));
             store
                 .offline_ack(&[got[0].id, got[1].id])
@@ -334,7 +374,7 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{n}: {e}"));
             assert_eq!(rows, 1, "{n}: a row only for a user with messages");
             let got = store
-                .offline_lease(&bob)
+                .offline_lease(&bob, usize::MAX, usize::MAX)
                 .unwrap_or_else(|e| panic!("{n}: {e}"));
             let ids: Vec<i64> = got.iter().map(|m| m.id).collect();
             store

@@ -211,10 +211,14 @@ mod tests {
         assert_eq!(max, LATEST);
         let bob = crate::jid::BareJid::parse("bob@example.com").unwrap_or_else(|e| panic!("{e}"));
         // The old row is kept and can be leased (the column was added).
-        let got = store.offline_lease(&bob).unwrap_or_else(|e| panic!("{e}"));
+        let got = store
+            .offline_lease(&bob, usize::MAX, usize::MAX)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].stanza, b"<m/>");
-        assert!(store.offline_lease(&bob).is_ok_and(|v| v.is_empty()));
+        assert!(store
+            .offline_lease(&bob, usize::MAX, usize::MAX)
+            .is_ok_and(|v| v.is_empty()));
     }
 
     /// Archive rows of an older layout through `put` ((owner, id, contact, outgoing, time, stanza)

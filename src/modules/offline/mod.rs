@@ -6,9 +6,12 @@
 //! per-user limit and commits before it returns; any refusal goes back to the sender as an error,
 //! never a silent drop.
 //!
-//! On `user_available` (initial presence, home shard) a second job takes the user's messages, oldest
-//! first, deleting them in the same transaction, and routes each to the resource that became
-//! available with a XEP-0203 `<delay/>` stamped at storage time.
+//! On `user_available` (initial presence, home shard) a second job leases the user's oldest
+//! messages, a chunk at a time (`CHUNK_ROWS`, `CHUNK_BYTES`), and routes each to the resource that
+//! became available with a XEP-0203 `<delay/>` stamped at storage time; the last message of a
+//! chunk delivered fetches the next (a stream-managed client is asked for its ack at once,
+//! `hooks::ACK_WANTED`), so a backlog of any length fits the session's mailbox and unacknowledged
+//! bounds.
 //!
 //! Delivery is at least once, never lost: the fetch leases the rows instead of deleting them, and
 //! each delivered message carries a guard ([`OFFLINE_ROW`], `hooks::OnDrop`) that deletes its row
@@ -19,8 +22,8 @@
 //! Ordering: both jobs are keyed by the user ([`user_key`]), so they run one after another on one pool
 //! thread in the order the home shard queued them. A message routed to offline storage before the
 //! initial presence is therefore stored before the fetch reads the table (nothing is lost while a
-//! store job is in flight), and two resources becoming available at once run two fetches in turn:
-//! the first takes everything, the second finds nothing (exactly once).
+//! store job is in flight), and two resources becoming available at once run their fetches in
+//! turn: each chunk goes to one of them (exactly once), so a backlog may be split between them.
 
 use crate::hooks::{Acc, HookCtx, HookResult, JobDone, OnDrop, SessionEvent};
 use crate::jid::{BareJid, Jid};
@@ -179,18 +182,56 @@ pub fn start(shard: &mut Shard, opts: &Options) {
             if ev.priority.is_some_and(|p| p < 0) {
                 return HookResult::Continue;
             }
-            let user = ev.jid.bare();
-            let to = Jid::from(ev.jid.clone());
-            let on = ctx.shard;
-            let delivered = delivered.clone();
-            ctx.store(Some(user_key(&user)), move |store| {
-                let msgs = deliver_job(store, &user, &to, on);
-                delivered.inc_by(msgs.len() as u64);
-                JobDone::from(msgs)
-            });
+            let chunk = Chunk::new(ev.jid.bare(), Jid::from(ev.jid.clone()), delivered.clone());
+            fetch(ctx, chunk);
             HookResult::Continue
         },
     );
+}
+
+/// Messages leased per fetch: far under a mailbox's bound (`4 x outbound_queue_bytes`) and a
+/// stream-managed session's unacknowledged limit (`buffer_max`), so a long backlog is never
+/// bounced for want of room, nor closes the stream it is delivered on.
+const CHUNK_ROWS: usize = 32;
+/// Stanza bytes leased per fetch (at least one message).
+const CHUNK_BYTES: usize = 128 * 1024;
+
+/// One fetch's messages on their way to a session: when the last of them is delivered (its row
+/// deleted) the next fetch runs, so the backlog goes out a chunk at a time, each once the session
+/// took the one before. A session that ends without some of them ends the chain (their rows go
+/// back for the next login).
+struct Chunk {
+    user: BareJid,
+    to: Jid,
+    delivered: Counter,
+    /// Messages of this chunk not yet delivered.
+    left: std::sync::atomic::AtomicUsize,
+}
+
+impl Chunk {
+    fn new(user: BareJid, to: Jid, delivered: Counter) -> std::sync::Arc<Chunk> {
+        std::sync::Arc::new(Chunk {
+            user,
+            to,
+            delivered,
+            left: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    /// The next chunk for the same session.
+    fn next(&self) -> std::sync::Arc<Chunk> {
+        Chunk::new(self.user.clone(), self.to.clone(), self.delivered.clone())
+    }
+}
+
+/// Queues the fetch of `chunk`'s messages (a store job keyed by the user).
+fn fetch(ctx: &mut HookCtx<'_>, chunk: std::sync::Arc<Chunk>) {
+    let on = ctx.shard;
+    ctx.store(Some(user_key(&chunk.user)), move |store| {
+        let msgs = deliver_job(store, &chunk, on);
+        chunk.delivered.inc_by(msgs.len() as u64);
+        JobDone::from(msgs)
+    });
 }
 
 /// Stores `msg` for `user` (committed before returning, counted in `stored`) or answers its sender
@@ -240,12 +281,21 @@ pub struct OfflineRow {
 }
 
 impl OfflineRow {
-    fn new(user: &BareJid, id: i64) -> OfflineRow {
-        OfflineRow {
-            id,
-            user: user.clone(),
-            guard: OnDrop::new(row_work(user, id, |store, id| store.offline_ack(&[id]))),
-        }
+    /// The row of a message of `chunk`: deleted once delivered, and the last of the chunk
+    /// delivered fetches the next.
+    fn new(chunk: std::sync::Arc<Chunk>, id: i64) -> OfflineRow {
+        use std::sync::atomic::Ordering;
+        chunk.left.fetch_add(1, Ordering::AcqRel);
+        let user = chunk.user.clone();
+        let ack = row_work(&user, id, |store, id| store.offline_ack(&[id]));
+        let guard = OnDrop::new(Box::new(move |shard: &mut Shard| {
+            ack(shard);
+            if chunk.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+                let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
+                fetch(&mut ctx, chunk.next());
+            }
+        }));
+        OfflineRow { id, user, guard }
     }
 
     /// The session ended without the message: its row stays stored, for the next login.
@@ -276,17 +326,38 @@ fn row_work(
     })
 }
 
-/// Leases `user`'s stored messages and addresses them to `to`, each with its `<delay/>` and the
-/// guard that deletes its row once the client has it.
-pub fn deliver_job(store: &Store, user: &BareJid, to: &Jid, on: ShardId) -> Vec<Acc> {
-    let msgs = match store.offline_lease(user) {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::error!(error = %e, user = user.as_str(), "offline fetch failed");
-            return Vec::new();
-        }
-    };
-    let mut out = Vec::with_capacity(msgs.len());
+/// Leases the next chunk of the user's stored messages and addresses them to the chunk's session,
+/// each with its `<delay/>` and the guard that deletes its row once the client has it.
+fn deliver_job(store: &Store, chunk: &std::sync::Arc<Chunk>, on: ShardId) -> Vec<Acc> {
+    let user = &chunk.user;
+    let mut out = Vec::new();
+    // Unreadable rows are dropped here: lease again until a chunk has a message or none is left.
+    while out.is_empty() {
+        let msgs = match store.offline_lease(user, CHUNK_ROWS, CHUNK_BYTES) {
+            Ok(m) if m.is_empty() => break,
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, user = user.as_str(), "offline fetch failed");
+                break;
+            }
+        };
+        lease_to_accs(store, chunk, on, msgs, &mut out);
+    }
+    // The next chunk waits for this one: a stream-managed client is asked for its ack at once.
+    if let Some(last) = out.last_mut() {
+        last.put(crate::hooks::ACK_WANTED, ());
+    }
+    out
+}
+
+fn lease_to_accs(
+    store: &Store,
+    chunk: &std::sync::Arc<Chunk>,
+    on: ShardId,
+    msgs: Vec<crate::store::OfflineMessage>,
+    out: &mut Vec<Acc>,
+) {
+    let (user, to) = (&chunk.user, &chunk.to);
     for m in msgs {
         let parsed = Stanza::parse(m.stanza).and_then(|s| s.tree());
         let (Ok(mut el), Ok(from)) = (parsed, Jid::parse(&m.sender)) else {
@@ -300,10 +371,9 @@ pub fn deliver_job(store: &Store, user: &BareJid, to: &Jid, on: ShardId) -> Vec<
             .with_text("Offline Storage");
         el.children.push(Node::Element(delay));
         let mut acc = Acc::new(Stanza::from_element(&el), from, to.clone(), on);
-        acc.put(OFFLINE_ROW, OfflineRow::new(user, m.id));
+        acc.put(OFFLINE_ROW, OfflineRow::new(chunk.clone(), m.id));
         out.push(acc);
     }
-    out
 }
 
 #[cfg(test)]
