@@ -124,6 +124,19 @@ fn archivable(stanza: &Stanza, groupchat: bool) -> bool {
         return false;
     }
     let bytes = stanza.bytes();
+    // A forwarded message (a MAM result, a carbon) carries another message's body and hints: only
+    // its own children count (rare: the tree is built only then). A result carrying a `<store/>`
+    // message was archived again at each query that returned it.
+    if FORWARD.find(bytes).is_some() {
+        let Ok(t) = stanza.tree() else {
+            return false;
+        };
+        let own = |name| t.get_child(name, ns::HINTS).is_some();
+        if own("no-store") || own("no-permanent-store") {
+            return false;
+        }
+        return own("store") || t.get_child("body", crate::xmpp::ns::CLIENT).is_some();
+    }
     // Hints are rare: one search for their namespace before any for a hint.
     if HINTS.find(bytes).is_some() {
         let has = |h: &memmem::Finder<'_>| h.find(bytes).is_some();
@@ -134,17 +147,7 @@ fn archivable(stanza: &Stanza, groupchat: bool) -> bool {
             return true;
         }
     }
-    if BODY.find(bytes).is_none() {
-        return false;
-    }
-    // A forwarded message (a MAM result, a carbon) carries another message's body: only a body of
-    // its own counts (rare: the tree is built only then).
-    if FORWARD.find(bytes).is_some() {
-        return stanza
-            .tree()
-            .is_ok_and(|t| t.get_child("body", crate::xmpp::ns::CLIENT).is_some());
-    }
-    true
+    BODY.find(bytes).is_some()
 }
 
 /// `user_send_message`: the sender's copy.
@@ -449,6 +452,26 @@ mod tests {
         assert!(!archivable(
             &m(
                 b"<message><body>x</body><no-permanent-store xmlns='urn:xmpp:hints'/></message>",
+                "chat"
+            ),
+            false
+        ));
+        // A MAM result (no type: normal) forwarding a `<store/>`-hinted or bodied message is not
+        // archived again; a carbon-like wrapper with a body of its own is.
+        for inner in [
+            "<message type='chat'><store xmlns='urn:xmpp:hints'/></message>",
+            "<message type='chat'><body>x</body></message>",
+        ] {
+            let result = format!(
+                "<message><result xmlns='urn:xmpp:mam:2' queryid='q' id='1'>\
+                 <forwarded xmlns='urn:xmpp:forward:0'>{inner}</forwarded></result></message>"
+            );
+            assert!(!archivable(&m(result.as_bytes(), ""), false), "{result}");
+        }
+        assert!(archivable(
+            &m(
+                b"<message><body>own</body><forwarded xmlns='urn:xmpp:forward:0'>\
+                  <message><no-store xmlns='urn:xmpp:hints'/></message></forwarded></message>",
                 "chat"
             ),
             false
