@@ -422,3 +422,27 @@ fn a_malformed_chunked_body_is_a_bad_request() {
         "{body}"
     );
 }
+
+/// The answer to a client's terminate is an empty body (XEP-0124 §13; StanzaJS threw on stanzas
+/// in it), and what waited for the client then is not lost: it goes back to the session manager
+/// (here: to the user's other resource).
+#[test]
+fn a_terminate_is_answered_empty_and_what_waited_is_routed_again() {
+    let (server, port) = start();
+    let mut tcp = server.login("alice", "tcp", Some(0));
+    let mut bob = server.login("bob", "b", None);
+    let (sid, rid) = bosh_login(port, "alice", "web");
+    // No request is held: the message waits in the session's queue.
+    bob.send("<message to='alice@localhost/web' type='chat' id='q1'><body>queued</body></message>");
+    bob.sync();
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, b) = roundtrip(
+        port,
+        &format!("<body {NS} rid='{rid}' sid='{sid}' type='terminate'/>"),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(attr(&b, "type").as_deref(), Some("terminate"), "{b}");
+    assert!(!b.contains("<message"), "{b}");
+    let m = tcp.expect("the queued message", |s| s.name() == "message");
+    assert_eq!(common::body(&m).as_deref(), Some("queued"));
+}

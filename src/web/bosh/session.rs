@@ -298,7 +298,7 @@ impl BoshSession {
     /// what it wrote) the client is known to have received. A response counts once the client
     /// acknowledged it (`ack`, §9.2), or, from a client that does not acknowledge, once a request
     /// so far past it arrived that it can no longer be asked for again (its rid left the window of
-    /// `requests`); the answer to a client's `terminate` counts at once. The rest of the output (in
+    /// `requests`). The rest of the output (in
     /// responses not acknowledged, queued, or left on a session that ended) is not delivered: the
     /// C2s hands the stanzas in it back to the session manager when its stream ends.
     pub fn delivered(&self) -> u64 {
@@ -362,11 +362,11 @@ impl BoshSession {
             let mut input = req.payload;
             input.extend_from_slice(b"</stream:stream>");
             self.actions.push_back(Action::FeedC2s(input));
-            // Stanzas already taken from the c2s go with the last answer, not into the void; the
-            // client waits for that answer, so they count as delivered.
-            let queued = std::mem::take(&mut self.queue);
-            self.delivered = self.delivered.max(self.queue_end());
-            self.respond(id, wire::terminate(None, &queued));
+            // §13: the answer is an empty terminate body (clients end their stream on it, and
+            // StanzaJS threw on stanzas inside). What was queued for the client is not delivered:
+            // the C2s hands those stanzas back to the session manager as its stream ends.
+            self.queue.clear();
+            self.respond(id, wire::terminate(None, &[]));
             return self.end();
         }
         if req.restart {
