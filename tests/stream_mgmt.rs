@@ -667,6 +667,53 @@ fn unacked_copies_another_resource_got_or_made_for_that_session_are_not_rerouted
 /// THE LOSS TEST: 20 recipients with resumable sessions, 10 000 messages from 4 senders, each
 /// recipient's TCP connection cut every few hundred messages and resumed from a new connection:
 /// every message arrives exactly once and in per-sender order. Prints resume latency.
+/// Presence and headlines a session never acknowledged are not routed again when it ends: each
+/// of the user's sessions got its own copy (a presence broadcast to the bare JID fanned out to
+/// every resource a second time, and a headline to the phone reached the desk).
+#[test]
+fn unacked_presence_and_headlines_are_not_rerouted() {
+    let modules = format!(
+        "{}[modules.roster]\n[modules.presence]\n",
+        sm_toml(60, 2000)
+    );
+    for shards in [1, 2] {
+        let server = Server::start_with(shards, &["alice", "bob"], "", &modules);
+        let phone = Sm::login(&server, "alice", "phone");
+        let phone_jid = phone.jid.clone();
+        let mut phone = phone.c;
+        phone.send("<presence/>");
+        let mut desk = server.login("alice", "desk", Some(0));
+        let mut b = server.login("bob", "x", None);
+        desk.send("<presence><status>desk-status</status></presence>");
+        phone.expect("the desk's presence", |s| {
+            s.name() == "presence" && String::from_utf8_lossy(s.bytes()).contains("desk-status")
+        });
+        desk.expect("its own presence", |s| {
+            s.name() == "presence" && String::from_utf8_lossy(s.bytes()).contains("desk-status")
+        });
+        b.send(&format!(
+            "<message to='{phone_jid}' type='headline' id='n'><body>news</body></message>"
+        ));
+        phone.expect("the headline", |s| body(s).as_deref() == Some("news"));
+        phone.send("</stream:stream>");
+        let _ = phone.read_to_close();
+        // Rerouting happens as the phone's connection ends; then a sentinel.
+        std::thread::sleep(Duration::from_millis(300));
+        b.chat("alice@localhost/desk", "sentinel");
+        loop {
+            let s = desk.expect("a stanza", |_| true);
+            if body(&s).as_deref() == Some("sentinel") {
+                break;
+            }
+            let text = String::from_utf8_lossy(s.bytes()).into_owned();
+            assert!(
+                !text.contains("desk-status") && !text.contains("news"),
+                "shards {shards}: rerouted again: {text}"
+            );
+        }
+    }
+}
+
 #[test]
 fn loss_test_every_message_exactly_once_across_cuts() {
     loss_run(2, 0, 60);

@@ -137,17 +137,17 @@ impl Driver {
     /// Routes again what the client did not acknowledge, then what never reached the wire (call
     /// after `leave`, so the home shard no longer picks this session).
     pub(super) fn reroute_unacked(&mut self) {
+        let mut back = Vec::new();
         if let Some(mut sm) = self.c2s.take_sm() {
             for item in sm.take_unacked() {
                 if let Unacked::Routed(acc) = item {
-                    self.reroute_later(acc);
+                    back.push(acc);
                 }
             }
         }
-        for acc in self.c2s.take_unsent() {
-            self.reroute_later(acc);
-        }
-        for acc in self.sm.hold.take().unwrap_or_default() {
+        back.extend(self.c2s.take_unsent());
+        back.extend(self.sm.hold.take().unwrap_or_default());
+        for acc in back.into_iter().filter(crate::sm::worth_rerouting) {
             self.reroute_later(acc);
         }
     }

@@ -50,6 +50,25 @@ pub struct PresenceUpdate {
     pub initial: bool,
 }
 
+/// Whether a stanza handed back by a session that ended without it (unacknowledged, unwritten,
+/// held back by CSI) is worth routing again. Presence is state and every session of the user got
+/// its own copy: one to an ended session goes nowhere (RFC 6121 §8.5.3.2.2; a broadcast copy to
+/// the bare JID fanned out to every resource again), nor does a headline (per-session
+/// notifications such as PEP events; ejabberd drops them too). Subscription requests and answers
+/// (they change the roster), messages (another resource, offline storage) and IQs (an error for
+/// the sender) go on.
+pub fn worth_rerouting(acc: &Acc) -> bool {
+    use crate::xml::StanzaType as T;
+    match acc.kind() {
+        StanzaKind::Presence => matches!(
+            acc.ty(),
+            T::Subscribe | T::Subscribed | T::Unsubscribe | T::Unsubscribed
+        ),
+        StanzaKind::Message => acc.ty() != T::Headline,
+        _ => true,
+    }
+}
+
 /// Runs `f` on shard `to`: now when `to` is this shard, otherwise over the mesh (a control message,
 /// in order with this shard's other traffic to `to`).
 pub fn run_on(shard: &mut Shard, to: ShardId, f: crate::hooks::OnShard) {

@@ -407,10 +407,13 @@ fn expire(shard: &mut Shard, mut d: Detached, extra: Option<Acc>) -> Park {
     c2s_route::unbind(shard, &d.sess);
     for item in d.sm.take_unacked() {
         if let Unacked::Routed(acc) = item {
-            shard.reroute(acc);
+            if crate::sm::worth_rerouting(&acc) {
+                shard.reroute(acc);
+            }
         }
     }
-    for acc in d.hold.take().unwrap_or_default().into_iter().chain(extra) {
+    let held = d.hold.take().unwrap_or_default().into_iter().chain(extra);
+    for acc in held.filter(crate::sm::worth_rerouting) {
         shard.reroute(acc);
     }
     if let Some(t) = d.pending.take() {
