@@ -327,7 +327,9 @@ fn rooms_advertise_the_archive_they_keep() {
     // XEP-0313 §7, XEP-0359 §3.5: with the archive, a room says so; clients ignore it otherwise.
     let with = disco("[modules.presence]\n[modules.muc]\n[modules.mam]\n");
     assert!(
-        with.contains("urn:xmpp:mam:2") && with.contains("urn:xmpp:sid:0"),
+        with.contains("urn:xmpp:mam:2'")
+            && with.contains("urn:xmpp:mam:2#extended")
+            && with.contains("urn:xmpp:sid:0"),
         "{with}"
     );
     let without = disco(&muc_config(""));

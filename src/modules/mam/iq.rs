@@ -40,7 +40,7 @@ pub fn register_rooms(shard: &mut Shard, services: &[String], opts: &MamOptions)
         );
         // Every room advertises its archive and the stanza ids it stamps (XEP-0313 §7, XEP-0359
         // §3.5): clients ignore both otherwise.
-        for f in [ns::MAM, ns::SID] {
+        for f in [ns::MAM, ns::MAM_EXTENDED, ns::SID] {
             crate::modules::disco::add_account_feature(&mut shard.ext, service, f);
         }
     }
