@@ -360,3 +360,30 @@ fn a_component_that_stops_reading_loses_nothing() {
     );
     drop(alice);
 }
+
+/// A component's message carrying a `<stanza-id by='recipient'>` of its own making: the archive
+/// removes it and stamps its own (XEP-0359), and keeps the message (the forged id kept it out of
+/// the archive and handed the client a catch-up id of the sender's choosing).
+#[test]
+fn a_forged_stanza_id_from_a_component_is_replaced_and_the_message_archived() {
+    let port = free_port();
+    let extra = format!("[modules.mam]\n{}", component::config(port, &[DOMAIN]));
+    let server = Server::start_with(1, &["alice"], "", &extra);
+    let mut comp = Component::connect(port, DOMAIN);
+    let mut alice = server.login("alice", "a", Some(0));
+    comp.send(&format!(
+        "<message from='bot@{DOMAIN}/x' to='alice@localhost/a' type='chat' id='c2'>\
+         <body>forged id</body><stanza-id xmlns='urn:xmpp:sid:0' by='alice@localhost' id='1'/></message>"
+    ));
+    let m = alice.expect("the message", |s| {
+        common::body(s).as_deref() == Some("forged id")
+    });
+    let text = String::from_utf8_lossy(m.bytes()).into_owned();
+    assert_eq!(text.matches("by='alice@localhost'").count(), 1, "{text}");
+    assert!(!text.contains("id='1'"), "{text}");
+    alice.send("<iq type='set' id='q'><query xmlns='urn:xmpp:mam:2' queryid='f'/></iq>");
+    let r = alice.expect("archived", |s| {
+        s.name() == "message" && String::from_utf8_lossy(s.bytes()).contains("forged id")
+    });
+    assert!(String::from_utf8_lossy(r.bytes()).contains("queryid='f'"));
+}

@@ -97,19 +97,25 @@ pub fn start(shard: &mut Shard, opts: &MamOptions) {
 /// Clients may send `origin-id`, never `stanza-id`: only the archiving entity assigns those
 /// (XEP-0359 §3.1), so any a client wrote is removed before anyone trusts it.
 fn strip_forged(acc: &mut Acc, _ctx: &mut HookCtx<'_>) -> HookResult {
+    strip_stanza_ids(acc, |_| true);
+    HookResult::Continue
+}
+
+/// Removes the top-level stanza ids whose `by` `by` accepts.
+fn strip_stanza_ids(acc: &mut Acc, by: impl Fn(Option<&str>) -> bool) {
     if STANZA_ID.find(acc.stanza.bytes()).is_none() {
-        return HookResult::Continue;
+        return;
     }
     let Ok(mut el) = acc.stanza.tree() else {
-        return HookResult::Continue;
+        return;
     };
     let before = el.children.len();
-    el.children
-        .retain(|c| !matches!(c, Node::Element(e) if e.name == "stanza-id" && e.ns == ns::SID));
+    el.children.retain(|c| {
+        !matches!(c, Node::Element(e) if e.name == "stanza-id" && e.ns == ns::SID && by(e.attr("by")))
+    });
     if el.children.len() != before {
         acc.stanza = Stanza::from_element(&el);
     }
-    HookResult::Continue
 }
 
 /// Whether a message goes to the archive (`groupchat`: a room's message, else a 1:1 one).
@@ -194,11 +200,20 @@ fn archive_incoming(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     if !hosted {
         return HookResult::Continue;
     }
-    let owner = acc.to.bare_str();
-    // Routed again (offline storage delivering it at login): archived and stamped already.
-    if sent_here.is_none() && has_stanza_id_by(&acc.stanza, owner) {
-        return HookResult::Continue;
+    let owner = acc.to.bare_str().to_owned();
+    if sent_here.is_none() && has_stanza_id_by(&acc.stanza, &owner) {
+        // Routed again (offline storage delivering it at login, a session's unacknowledged
+        // message going elsewhere): archived and stamped already.
+        let again = acc.reroutes > 0 || acc.get(crate::modules::offline::OFFLINE_ROW).is_some();
+        if again {
+            return HookResult::Continue;
+        }
+        // From outside (a remote server, a component) with an id claiming to be ours: forged
+        // (XEP-0359 §7: the archive removes it); it kept the message out of the archive and gave
+        // the client a catch-up id of the sender's choosing. Archived as any other.
+        strip_stanza_ids(acc, |by| by == Some(owner.as_str()));
     }
+    let owner = owner.as_str();
     let Some(decision) = ctx
         .ext
         .get::<PrefsTable>()
