@@ -370,3 +370,47 @@ fn a_private_message_in_a_room_is_in_the_recipients_archive() {
     }
     assert!(found, "the private message is not in u0's archive");
 }
+
+/// XEP-0313 §4.2: the IQ result ends a query after its last result message. A room on another
+/// shard than the querier's home sent its results to the new session's full JID through the
+/// "where does it live" path and the IQ through the home shard, which overtook them (clients drop
+/// results of a closed query: the history was lost).
+#[test]
+fn a_room_archive_query_ends_after_its_results() {
+    let server = Server::start_with(
+        2,
+        &["u0"],
+        "",
+        "[modules.presence]\n[modules.muc]\n[modules.mam]\n",
+    );
+    let mut owner = server.login("u0", "owner", Some(0));
+    let rooms: Vec<String> = (0..8).map(|i| format!("order{i}@{SERVICE}")).collect();
+    for room in &rooms {
+        create(&mut owner, room, "o", "");
+        for j in 0..10 {
+            owner.send(&format!(
+                "<message to='{room}' type='groupchat' id='g{j}'><body>m{j}</body></message>"
+            ));
+            owner.expect("echo", |s| s.id().as_deref() == Some(&format!("g{j}")));
+        }
+    }
+    for (i, room) in rooms.iter().enumerate() {
+        // A fresh session each time: no shard knows where it lives yet.
+        let mut c = server.login("u0", &format!("q{i}"), None);
+        c.send(&format!(
+            "<iq type='set' id='q' to='{room}'><query xmlns='urn:xmpp:mam:2' queryid='o'>\
+             <set xmlns='http://jabber.org/protocol/rsm'><max>10</max></set></query></iq>"
+        ));
+        let mut results = 0;
+        loop {
+            let s = c.next_stanza();
+            if s.id().as_deref() == Some("q") {
+                break;
+            }
+            if text(&s).contains("<result xmlns='urn:xmpp:mam:2' queryid='o'") {
+                results += 1;
+            }
+        }
+        assert_eq!(results, 10, "{room}: the IQ result came before its results");
+    }
+}

@@ -26,7 +26,7 @@ use crate::jid::{FullJid, Jid};
 use crate::shard::{
     home_shard, home_shard_of, Ask, ConnMsg, DrainCause, SessionRef, Shard, ShardId, ShardMsg,
 };
-use crate::xml::StanzaKind;
+use crate::xml::{StanzaKind, StanzaType};
 use crate::xmpp::{StanzaErrorCondition, StreamErrorCondition};
 
 /// A module's handler for stanzas that reached the home shard of their recipient, before §8.5
@@ -95,7 +95,14 @@ pub fn route(shard: &mut Shard, mut acc: Acc) {
     }
     let home = home_shard_of(acc.to.bare_str(), shard.shards);
     if home != shard.id {
-        if acc.reroutes == 0 && acc.kind() == StanzaKind::Message && acc.to.resource().is_some() {
+        // Messages, and the IQ answers that may follow them (a MAM query's results, then its
+        // result), share the "where does it live" path to a full JID, so the answer does not
+        // overtake messages held there while the question is out (XEP-0313 §4.2, RFC 6120 §10.1).
+        // Answers pass no home handler; presence and requests do (roster, carbons, PEP).
+        let answer = acc.kind() == StanzaKind::Iq
+            && matches!(acc.ty(), StanzaType::Result | StanzaType::Error);
+        let located = acc.kind() == StanzaKind::Message || answer;
+        if acc.reroutes == 0 && located && acc.to.resource().is_some() {
             return by_location(shard, acc, home);
         }
         return forward_home(shard, acc, home, "");
