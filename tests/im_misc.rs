@@ -248,6 +248,12 @@ fn pings_both_ways(shards: usize) {
     // Client to server.
     let r = iq(&mut c, "localhost", "<ping xmlns='urn:xmpp:ping'/>");
     assert_eq!(r.type_().as_deref(), Some("result"));
+    // To its own account (no `to`, RFC 6120 §10.3.3) and to a bare JID: the server answers.
+    c.send("<iq type='get' id='self'><ping xmlns='urn:xmpp:ping'/></iq>");
+    let r = c.expect("own ping", |s| s.id().as_deref() == Some("self"));
+    assert_eq!(r.type_().as_deref(), Some("result"));
+    let r = iq(&mut c, "alice@localhost", "<ping xmlns='urn:xmpp:ping'/>");
+    assert_eq!(r.type_().as_deref(), Some("result"));
     // Server to client, answered.
     let started = Instant::now();
     let ping = c.expect("server ping", |s| s.child_ns().as_deref() == Some(ns::PING));

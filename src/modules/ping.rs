@@ -44,20 +44,20 @@ pub fn options(table: Option<&toml::Table>) -> Result<PingOptions, OptionError> 
     })
 }
 
-/// Registers the server's ping handler on every host.
+/// Registers the ping handler on every host, for the server and, on their behalf, for its
+/// accounts: a ping without `to` (RFC 6120 §10.3.3) or to a bare JID (RFC 6121 §8.5.2.1.3) is
+/// answered by the server, as Prosody and ejabberd do.
 pub fn start(shard: &mut Shard, hosts: &[String]) {
     for host in hosts {
-        shard.iq.register_server(
-            host,
-            ns::PING,
-            Rc::new(|_, payload, _| {
-                if payload.name == "ping" {
-                    IqReply::Result(None)
-                } else {
-                    IqReply::Error(crate::xmpp::StanzaErrorCondition::BadRequest)
-                }
-            }),
-        );
+        let pong: crate::local::IqHandler = Rc::new(|_, payload, _| {
+            if payload.name == "ping" {
+                IqReply::Result(None)
+            } else {
+                IqReply::Error(crate::xmpp::StanzaErrorCondition::BadRequest)
+            }
+        });
+        shard.iq.register_server(host, ns::PING, pong.clone());
+        shard.iq.register_account(host, ns::PING, pong);
     }
 }
 
