@@ -508,9 +508,12 @@ fn flood_len(one: &str) -> usize {
 /// connection small, other users unaffected meanwhile.
 fn idle_unauthenticated(b: &mut Bench, n: usize) {
     let before = b.rss();
+    // From many addresses, 200 each: one address holds at most 256 per shard (see
+    // `one_address_holds_a_bounded_number_of_unauthenticated_connections`).
     let mut conns: Vec<Client> = (0..n)
-        .map(|_| {
-            let mut c = b.server.connect();
+        .map(|i| {
+            let from = std::net::Ipv4Addr::new(127, 0, 1, (i / 200) as u8 + 1);
+            let mut c = Client::connect_from(b.server.port, from);
             c.open("localhost");
             c
         })
@@ -547,4 +550,35 @@ fn idle_unauthenticated(b: &mut Bench, n: usize) {
         "RSS grew by {growth} KiB for {n} idle connections"
     );
     b.others_unaffected("after the idle connections closed");
+}
+
+/// One address holds at most 256 unauthenticated c2s connections per shard: the next gets a
+/// `policy-violation` stream error at once (stalled streams from one address took every file
+/// descriptor before, locking everyone out until they timed out). Another address still logs in,
+/// and a slot comes back when a held connection goes.
+#[test]
+fn one_address_holds_a_bounded_number_of_unauthenticated_connections() {
+    let server = Server::start_with(1, &["alice"], "", "");
+    let attacker = std::net::Ipv4Addr::new(127, 0, 0, 5);
+    let mut held: Vec<Client> = (0..256)
+        .map(|_| {
+            let mut c = Client::connect_from(server.port, attacker);
+            c.open("localhost");
+            c.next_stanza(); // the features: accepted and counted
+            c
+        })
+        .collect();
+    let mut refused = Client::connect_from(server.port, attacker);
+    refused.open("localhost");
+    let all = refused.read_to_close();
+    assert!(
+        all.contains("<policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+        "{all}"
+    );
+    let mut other = Client::connect_from(server.port, std::net::Ipv4Addr::new(127, 0, 0, 6));
+    other.login_plain("alice", "localhost", common::PASSWORD, "r");
+    drop(held.pop());
+    std::thread::sleep(Duration::from_millis(300));
+    let mut again = Client::connect_from(server.port, attacker);
+    again.login_plain("alice", "localhost", common::PASSWORD, "r2");
 }

@@ -412,6 +412,11 @@ impl C2s {
         }
     }
 
+    /// True once SASL succeeded (bound or not).
+    pub fn is_authenticated(&self) -> bool {
+        !matches!(self.auth, Auth::None(_))
+    }
+
     /// The bound full JID.
     pub fn jid(&self) -> Option<&FullJid> {
         match &self.auth {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWrite};
 
+use super::address_slots::{AddressSlot, AddressSlots};
 use super::backlog::{room_or_mail, Backlog};
 use super::pump::{earliest, has_room, too_slow, Alarm, Output, WriteFailed};
 use super::ShardCtx;
@@ -72,7 +73,22 @@ pub(crate) fn run<S: Io>(
         Link::Ws(_) => "websocket",
         Link::Bosh(_) => "bosh",
     };
-    let driver = Driver::open(peer, link, ctx, cfg, transport);
+    let mut driver = Driver::open(peer, link, ctx, cfg, transport);
+    // BOSH sessions hold their own per-address slots (`rt::bosh`). 127.0.0.1 and ::1 are not
+    // counted: a reverse proxy in front of the WebSocket endpoint, or the load generator, speaks
+    // for many clients from there.
+    if transport != "bosh" && !is_local_host(peer.ip()) {
+        match AddressSlots::take(&UNAUTHENTICATED, peer.ip(), UNAUTHENTICATED_PER_ADDRESS) {
+            Some(slot) => driver.unauthenticated = Some(Box::new(slot)),
+            None => {
+                tracing::warn!(%peer, max = UNAUTHENTICATED_PER_ADDRESS, "too many unauthenticated connections from one address, refused");
+                driver.c2s.close(
+                    Some(StreamErrorCondition::PolicyViolation),
+                    Some("too many unauthenticated connections from this address"),
+                );
+            }
+        }
+    }
     let stream = Box::new(stream);
     let (ctx, conn, session) = (driver.ctx.clone(), driver.conn, driver.session.clone());
     // What this block keeps (its captures, the driver's future) is what an idle connection's task
@@ -115,7 +131,31 @@ pub(super) struct Driver {
     backlog: Backlog,
     /// XEP-0198 resumption state of this connection (`conn_sm`).
     pub(super) sm: super::conn_sm::SmDriver,
+    /// This connection's slot among its address's unauthenticated ones, until SASL succeeds
+    /// (boxed: a word on an idle session).
+    unauthenticated: Option<Box<AddressSlot>>,
 }
+
+thread_local! {
+    /// Unauthenticated c2s connections (TCP and WebSocket) per remote address on this shard.
+    static UNAUTHENTICATED: AddressSlots = AddressSlots::default();
+}
+
+/// 127.0.0.1 or ::1 (not the rest of 127.0.0.0/8: tests and load generators play other machines
+/// from there).
+fn is_local_host(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4 == std::net::Ipv4Addr::LOCALHOST,
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped() == Some(std::net::Ipv4Addr::LOCALHOST)
+        }
+    }
+}
+
+/// Unauthenticated c2s connections one address may hold per shard: past it a connection gets a
+/// `policy-violation` stream error at once (stalled streams from one address took every file
+/// descriptor, and no one could log in until they timed out). Well above what a NAT opens at once.
+const UNAUTHENTICATED_PER_ADDRESS: usize = 256;
 
 impl Driver {
     /// Opens the connection on its shard (mailbox, admin listing) with a fresh `C2s`.
@@ -156,6 +196,7 @@ impl Driver {
             alarm: Alarm::default(),
             backlog: Default::default(),
             sm: Default::default(),
+            unauthenticated: None,
         })
     }
 
@@ -184,6 +225,9 @@ impl Driver {
     async fn serve<S: Io>(&mut self, mut stream: S) {
         loop {
             self.process();
+            if self.unauthenticated.is_some() && self.c2s.is_authenticated() {
+                self.unauthenticated = None;
+            }
             if self.out.buf.is_empty() {
                 self.link.output(&mut self.c2s, &mut self.out.buf);
                 if crate::hooks::handled::pending() || crate::hooks::on_drop::pending() {
