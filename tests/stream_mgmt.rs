@@ -273,10 +273,27 @@ fn h_too_high_is_a_stream_error() {
     a.recv();
     a.c.send("<a xmlns='urn:xmpp:sm:3' h='2'/>");
     let all = a.c.read_to_close();
+    // The last `<a/>` comes first, as on every other close: the client learns what was handled.
     assert!(
-        all.contains("<undefined-condition xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><handled-count-too-high xmlns='urn:xmpp:sm:3' h='2' send-count='1'/>"),
+        all.contains("<a xmlns='urn:xmpp:sm:3' h='0'/><stream:error><undefined-condition xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><handled-count-too-high xmlns='urn:xmpp:sm:3' h='2' send-count='1'/>"),
         "{all}"
     );
+}
+
+/// XEP-0198 §3: the client's `max` (its preferred maximum resumption time) bounds the server's.
+#[test]
+fn the_clients_max_bounds_the_resumption_time() {
+    let server = server(1, &["alice"], 60);
+    for (asked, given) in [("5", "5"), ("600", "60"), ("0", "60"), ("x", "60")] {
+        let (mut c, _) = auth(&server, "alice");
+        c.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>");
+        c.expect("bound", |s| s.id().as_deref() == Some("b"));
+        c.send(&format!(
+            "<enable xmlns='urn:xmpp:sm:3' resume='true' max='{asked}'/>"
+        ));
+        let en = c.expect("enabled", |s| s.name() == "enabled");
+        assert_eq!(en.attr("max").as_deref(), Some(given), "max='{asked}'");
+    }
 }
 
 #[test]

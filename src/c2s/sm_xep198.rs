@@ -427,6 +427,13 @@ impl C2s {
             );
         }
         let wants_resume = matches!(s.attr("resume").as_deref(), Some("true") | Some("1"));
+        let mut cfg = cfg;
+        // §3: the client's preferred maximum resumption time; the server's bounds it.
+        if let Some(max) = s.attr("max").and_then(|m| m.trim().parse::<u64>().ok()) {
+            if max > 0 {
+                cfg.resume_timeout = cfg.resume_timeout.min(Duration::from_secs(max));
+            }
+        }
         self.enable_sm(wants_resume, cfg);
     }
 
@@ -482,6 +489,8 @@ impl C2s {
     /// XEP-0198 §4: an `h` beyond what was sent closes the stream with undefined-condition and
     /// the application condition `<handled-count-too-high/>`.
     fn handled_count_too_high(&mut self, h: u32, sent: u32) {
+        // The last `<a/>` first, as every other close writes it.
+        self.write_last_ack();
         self.out.extend_from_slice(
             format!(
                 "<stream:error><undefined-condition xmlns='{}'/><handled-count-too-high \
