@@ -414,3 +414,33 @@ fn a_room_archive_query_ends_after_its_results() {
         assert_eq!(results, 10, "{room}: the IQ result came before its results");
     }
 }
+
+/// XEP-0313 §6.1.2: a room's archive keeps its subject changes.
+#[test]
+fn a_subject_change_is_in_the_room_archive() {
+    let server = Server::start_with(
+        1,
+        &["u0"],
+        "",
+        "[modules.presence]\n[modules.muc]\n[modules.mam]\n",
+    );
+    let mut c = server.login("u0", "r", Some(0));
+    let room = format!("topic@{SERVICE}");
+    create(&mut c, &room, "o", "");
+    c.send(&format!(
+        "<message to='{room}' type='groupchat' id='s1'><subject>new topic</subject></message>"
+    ));
+    c.expect("the change", |s| s.id().as_deref() == Some("s1"));
+    c.send(&format!(
+        "<iq type='set' id='q' to='{room}'><query xmlns='urn:xmpp:mam:2' queryid='t'/></iq>"
+    ));
+    let mut found = false;
+    loop {
+        let s = c.next_stanza();
+        if s.id().as_deref() == Some("q") {
+            break;
+        }
+        found |= text(&s).contains("<subject>new topic</subject>");
+    }
+    assert!(found, "the subject change is not in the room's archive");
+}

@@ -37,6 +37,7 @@ needle!(NO_STORE, "<no-store");
 needle!(NO_PERMANENT_STORE, "<no-permanent-store");
 needle!(STORE, "<store");
 needle!(BODY, "<body");
+needle!(SUBJECT, "<subject");
 needle!(HINTS, ns::HINTS);
 needle!(FORWARD, ns::FORWARD);
 
@@ -153,7 +154,15 @@ fn archivable(stanza: &Stanza, groupchat: bool) -> bool {
             return true;
         }
     }
-    BODY.find(bytes).is_some()
+    if BODY.find(bytes).is_some() {
+        return true;
+    }
+    // A room's subject change is kept too (XEP-0313 §6.1.2: "as should subject change stanzas").
+    groupchat
+        && SUBJECT.find(bytes).is_some()
+        && stanza
+            .tree()
+            .is_ok_and(|t| t.get_child("subject", crate::xmpp::ns::CLIENT).is_some())
 }
 
 /// `user_send_message`: the sender's copy.
@@ -442,6 +451,15 @@ mod tests {
         assert!(archivable(
             &m(b"<message><body>x</body></message>", "groupchat"),
             true
+        ));
+        // A room's subject change, not a 1:1 message's subject alone.
+        assert!(archivable(
+            &m(b"<message><subject>topic</subject></message>", "groupchat"),
+            true
+        ));
+        assert!(!archivable(
+            &m(b"<message><subject>topic</subject></message>", "chat"),
+            false
         ));
         assert!(!archivable(
             &m(
