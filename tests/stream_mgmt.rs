@@ -932,3 +932,41 @@ fn has_delay(s: &Stanza) -> bool {
         .map(|t| t.get_child("delay", "urn:xmpp:delay").is_some())
         .unwrap_or(false)
 }
+
+/// XEP-0198 §4: a message a session never acknowledged goes to offline storage when the session
+/// expires, with a delay stamped at the original (failed) delivery, not at the expiry.
+#[test]
+fn unacked_messages_stored_offline_keep_their_delivery_time() {
+    let modules = format!("{}[modules.offline]\n", sm_toml(3, 2000));
+    let server = Server::start_with(1, &["alice", "bob"], "", &modules);
+    let mut a = Sm::login(&server, "alice", "phone");
+    a.c.send("<presence/>");
+    let mut b = server.login("bob", "x", None);
+    let jid = a.jid.clone();
+    b.chat(&jid, "then");
+    let before = time::OffsetDateTime::now_utc();
+    // Read, never acknowledged; then the connection drops and the session waits 3 s.
+    loop {
+        let s = a.c.next_stanza();
+        if body(&s).as_deref() == Some("then") {
+            break;
+        }
+    }
+    let _ = a.c.sock.shutdown(Shutdown::Both);
+    drop(a);
+    std::thread::sleep(Duration::from_secs(5));
+    let mut c = server.login("alice", "desk", Some(0));
+    let m = c.expect("the stored message", |s| body(s).as_deref() == Some("then"));
+    let text = String::from_utf8_lossy(m.bytes()).into_owned();
+    let stamp = text
+        .split("stamp='")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+        .unwrap_or_else(|| panic!("no delay: {text}"));
+    let fmt = time::format_description::well_known::Rfc3339;
+    let at = time::OffsetDateTime::parse(stamp, &fmt).unwrap_or_else(|e| panic!("{e}: {stamp}"));
+    assert!(
+        at < before + time::Duration::seconds(2),
+        "stamped {stamp}, the message was delivered at {before}: the expiry's time, not the delivery's"
+    );
+}

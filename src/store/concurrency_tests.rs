@@ -56,7 +56,7 @@ fn offline_limit_holds_under_racing_pushes() {
             (0..3)
                 .map(|k| {
                     let body = format!("<message>{i}.{k}</message>");
-                    store.offline_push(&bob, "a@x/y", body.as_bytes(), 10)
+                    store.offline_push(&bob, "a@x/y", body.as_bytes(), 10, None)
                 })
                 .collect::<Vec<_>>()
         });
@@ -162,7 +162,7 @@ fn racing_leases_hand_out_each_message_once() {
         for i in 0..20 {
             let body = format!("<message>{i}</message>");
             store
-                .offline_push(&bob, "a@x/y", body.as_bytes(), 100)
+                .offline_push(&bob, "a@x/y", body.as_bytes(), 100, None)
                 .unwrap_or_else(|e| panic!("{n}: {e}"));
         }
         // One process, so one lease value: every message goes to exactly one of the racers.

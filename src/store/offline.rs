@@ -29,9 +29,9 @@ fn lease() -> i64 {
     })
 }
 
-/// Now as XEP-0082 UTC with milliseconds (`2026-12-01T18:13:23.123Z`).
-fn stamp_now() -> String {
-    let t = time::OffsetDateTime::now_utc();
+/// `at` as XEP-0082 UTC with milliseconds (`2026-12-01T18:13:23.123Z`).
+fn stamp_of(at: std::time::SystemTime) -> String {
+    let t = time::OffsetDateTime::from(at);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
         t.year(),
@@ -70,7 +70,8 @@ pub struct OfflineMessage {
 
 impl Store {
     /// Stores `stanza` for `user` unless the account is missing or already holds `max` messages;
-    /// committed when this returns `Stored`. The count and the insert hold the user's offline lock
+    /// committed when this returns `Stored`. Its delay stamp is `at` (when delivery was first
+    /// tried), else now. The count and the insert hold the user's offline lock
     /// (PostgreSQL), so two pushes cannot both pass the limit.
     pub fn offline_push(
         &self,
@@ -78,6 +79,7 @@ impl Store {
         sender: &str,
         stanza: &[u8],
         max: u32,
+        at: Option<std::time::SystemTime>,
     ) -> Result<OfflinePush, StoreError> {
         let node = user.node().ok_or(StoreError::NoLocalpart)?;
         let lock = format!("offline {user}");
@@ -88,7 +90,7 @@ impl Store {
             if self.count_of(user.domain(), node)? >= i64::from(max) {
                 return Ok(End::Rollback(OfflinePush::Full));
             }
-            let stamp = stamp_now();
+            let stamp = stamp_of(at.unwrap_or_else(std::time::SystemTime::now));
             self.exec(
                 sql(
                     "INSERT INTO offline_message (domain, username, stamp, sender, stanza)
@@ -227,7 +229,9 @@ mod tests {
             let store = db.open();
             let bob = jid("bob@example.com");
             assert_eq!(
-                store.offline_push(&bob, "a@x/y", b"<message/>", 5).ok(),
+                store
+                    .offline_push(&bob, "a@x/y", b"<message/>", 5, None)
+                    .ok(),
                 Some(OfflinePush::NoSuchUser)
             );
             store
@@ -236,12 +240,16 @@ mod tests {
             for i in 0..3 {
                 let body = format!("<message><body>{i}</body></message>");
                 assert_eq!(
-                    store.offline_push(&bob, "a@x/y", body.as_bytes(), 3).ok(),
+                    store
+                        .offline_push(&bob, "a@x/y", body.as_bytes(), 3, None)
+                        .ok(),
                     Some(OfflinePush::Stored)
                 );
             }
             assert_eq!(
-                store.offline_push(&bob, "a@x/y", b"<message/>", 3).ok(),
+                store
+                    .offline_push(&bob, "a@x/y", b"<message/>", 3, None)
+                    .ok(),
                 Some(OfflinePush::Full)
             );
             assert_eq!(store.offline_count(&bob).ok(), Some(3));
@@ -280,7 +288,7 @@ mod tests {
             for i in 0..3 {
                 let body = format!("<message><body>{i}</body></message>");
                 store
-                    .offline_push(&bob, "a@x/y", body.as_bytes(), 10)
+                    .offline_push(&bob, "a@x/y", body.as_bytes(), 10, None)
                     .unwrap_or_else(|e| panic!("{e}"));
             }
             let first = store
@@ -325,7 +333,7 @@ mod tests {
             }
             let push = |u: &BareJid, max| {
                 store
-                    .offline_push(u, "a@x/y", b"<message/>", max)
+                    .offline_push(u, "a@x/y", b"<message/>", max, None)
                     .unwrap_or_else(|e| panic!("{n}: {e}"))
             };
             for _ in 0..4 {

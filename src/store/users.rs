@@ -226,7 +226,7 @@ mod tests {
                 .vcard_set(&alice, b"<vCard xmlns='vcard-temp'><FN>A</FN></vCard>")
                 .unwrap_or_else(|e| panic!("{n}: {e}"));
             store
-                .offline_push(&alice, "bob@example.com/r", b"<message/>", 10)
+                .offline_push(&alice, "bob@example.com/r", b"<message/>", 10, None)
                 .unwrap_or_else(|e| panic!("{n}: {e}"));
             store
                 .remove_user(&alice)

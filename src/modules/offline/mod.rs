@@ -245,6 +245,11 @@ pub fn store_job(
     stored: &Counter,
 ) -> JobDone {
     let refuse = |cond| JobDone::from(msg.error_reply(cond, on).into_iter().collect::<Vec<_>>());
+    // A message a session ended without (unacknowledged, unwritten) is stamped with the time its
+    // delivery was first tried, not the time it came here (XEP-0198 §4, XEP-0203).
+    let msg_at = (msg.reroutes > 0)
+        .then(|| std::time::SystemTime::now().checked_sub(msg.entered.elapsed()))
+        .flatten();
     let Ok(mut el) = msg.stanza.tree() else {
         return refuse(StanzaErrorCondition::ServiceUnavailable);
     };
@@ -254,7 +259,7 @@ pub fn store_job(
     // Serialized from the tree: self-contained (namespaces declared), whatever the sender's stream
     // declared.
     let bytes = Stanza::from_element(&el).into_bytes();
-    match store.offline_push(user, msg.from.as_str(), &bytes, max) {
+    match store.offline_push(user, msg.from.as_str(), &bytes, max, msg_at) {
         Ok(OfflinePush::Stored) => {
             stored.inc();
             JobDone::default()
