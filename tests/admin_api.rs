@@ -592,6 +592,21 @@ fn kicking_a_user_ends_parked_sessions_too() {
     assert_eq!(r.name(), "failed", "{}", String::from_utf8_lossy(r.bytes()));
 }
 
+/// Registers `sub@localhost` again (after its deletion) over the admin API and logs the new
+/// account in.
+fn heir_of_sub(server: &common::Server, http: u16) -> Client {
+    let r = api(
+        http,
+        "POST",
+        "/api/users",
+        Some(r#"{"jid": "sub@localhost", "password": "someone-else"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mut heir = server.connect();
+    heir.login_plain("sub", "localhost", "someone-else", "new");
+    heir
+}
+
 #[test]
 fn a_deleted_account_s_subscriptions_are_cancelled() {
     // XEP-0077 §3.2: the contacts of a deleted account learn it is gone, and what they shared with
@@ -620,15 +635,7 @@ fn a_deleted_account_s_subscriptions_are_cancelled() {
                     .contains("jid='sub@localhost' subscription='none'")
         });
     }
-    let r = api(
-        http,
-        "POST",
-        "/api/users",
-        Some(r#"{"jid": "sub@localhost", "password": "someone-else"}"#),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let mut heir = server.connect();
-    heir.login_plain("sub", "localhost", "someone-else", "new");
+    let mut heir = heir_of_sub(&server, http);
     heir.send("<presence/>");
     dave.send("<presence><status>private</status></presence>");
     dave.sync();
@@ -688,15 +695,7 @@ fn a_deleted_account_loses_its_room_affiliations() {
     assert!(!list.contains("sub@localhost"), "{list}");
     assert!(list.contains("dave@localhost"), "{list}");
     // The heir may not configure the room.
-    let r = api(
-        http,
-        "POST",
-        "/api/users",
-        Some(r#"{"jid": "sub@localhost", "password": "someone-else"}"#),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let mut heir = server.connect();
-    heir.login_plain("sub", "localhost", "someone-else", "new");
+    let mut heir = heir_of_sub(&server, http);
     heir.send(
         "<iq type='get' id='cfg2' to='lounge@conference.localhost'>\
          <query xmlns='http://jabber.org/protocol/muc#owner'/></iq>",

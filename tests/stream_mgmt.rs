@@ -625,6 +625,18 @@ fn timeout_reroutes_unacked_to_another_resource() {
     }
 }
 
+/// alice's phone (stream management on, read raw: the server's `<r/>` goes unanswered, nothing
+/// is acknowledged) and desk, both available, and bob: (phone, its JID, desk, bob).
+fn phone_desk_and_bob(server: &Server) -> (Client, String, Client, Client) {
+    let phone = Sm::login(server, "alice", "phone");
+    let phone_jid = phone.jid.clone();
+    let mut phone = phone.c;
+    phone.send("<presence/>");
+    let desk = server.login("alice", "desk", Some(0));
+    let b = server.login("bob", "x", None);
+    (phone, phone_jid, desk, b)
+}
+
 #[test]
 fn unacked_copies_another_resource_got_or_made_for_that_session_are_not_rerouted() {
     // The phone never acknowledges: a bare-JID message both resources got, and the phone's own
@@ -633,13 +645,7 @@ fn unacked_copies_another_resource_got_or_made_for_that_session_are_not_rerouted
     let modules = format!("{}[modules.mam]\n", sm_toml(60, 2000));
     for shards in [1, 2] {
         let server = Server::start_with(shards, &["alice", "bob"], "", &modules);
-        let phone = Sm::login(&server, "alice", "phone");
-        // Read raw: the server's `<r/>` goes unanswered, nothing is acknowledged.
-        let phone_jid = phone.jid.clone();
-        let mut phone = phone.c;
-        phone.send("<presence/>");
-        let mut desk = server.login("alice", "desk", Some(0));
-        let mut b = server.login("bob", "x", None);
+        let (mut phone, phone_jid, mut desk, mut b) = phone_desk_and_bob(&server);
         for i in 0..3 {
             b.chat("alice@localhost", &format!("both{i}"));
         }
@@ -695,12 +701,7 @@ fn unacked_presence_and_headlines_are_not_rerouted() {
     );
     for shards in [1, 2] {
         let server = Server::start_with(shards, &["alice", "bob"], "", &modules);
-        let phone = Sm::login(&server, "alice", "phone");
-        let phone_jid = phone.jid.clone();
-        let mut phone = phone.c;
-        phone.send("<presence/>");
-        let mut desk = server.login("alice", "desk", Some(0));
-        let mut b = server.login("bob", "x", None);
+        let (mut phone, phone_jid, mut desk, mut b) = phone_desk_and_bob(&server);
         desk.send("<presence><status>desk-status</status></presence>");
         phone.expect("the desk's presence", |s| {
             s.name() == "presence" && String::from_utf8_lossy(s.bytes()).contains("desk-status")
