@@ -73,11 +73,12 @@ pub(crate) fn run<S: Io>(
         Link::Ws(_) => "websocket",
         Link::Bosh(_) => "bosh",
     };
-    let mut driver = Driver::open(peer, link, ctx, cfg, transport);
     // BOSH sessions hold their own per-address slots (`rt::bosh`). 127.0.0.1 and ::1 are not
     // counted: a reverse proxy in front of the WebSocket endpoint, or the load generator, speaks
     // for many clients from there.
-    if transport != "bosh" && !is_local_host(peer.ip()) {
+    let counted = !matches!(link, Link::Bosh(_)) && !is_local_host(peer.ip());
+    let mut driver = Driver::open(peer, link, ctx, cfg, transport);
+    if counted {
         match AddressSlots::take(&UNAUTHENTICATED, peer.ip(), UNAUTHENTICATED_PER_ADDRESS) {
             Some(slot) => driver.unauthenticated = Some(Box::new(slot)),
             None => {

@@ -58,13 +58,15 @@ pub struct PresenceUpdate {
 /// (they change the roster), messages (another resource, offline storage) and IQs (an error for
 /// the sender) go on.
 pub fn worth_rerouting(acc: &Acc) -> bool {
-    use crate::xml::StanzaType as T;
     match acc.kind() {
         StanzaKind::Presence => matches!(
             acc.ty(),
-            T::Subscribe | T::Subscribed | T::Unsubscribe | T::Unsubscribed
+            StanzaType::Subscribe
+                | StanzaType::Subscribed
+                | StanzaType::Unsubscribe
+                | StanzaType::Unsubscribed
         ),
-        StanzaKind::Message => acc.ty() != T::Headline,
+        StanzaKind::Message => acc.ty() != StanzaType::Headline,
         _ => true,
     }
 }

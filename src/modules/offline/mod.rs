@@ -355,6 +355,7 @@ fn deliver_job(store: &Store, chunk: &std::sync::Arc<Chunk>, on: ShardId) -> Vec
     out
 }
 
+/// Turns leased rows into messages for the chunk's session (unreadable rows are deleted).
 fn lease_to_accs(
     store: &Store,
     chunk: &std::sync::Arc<Chunk>,
