@@ -444,3 +444,50 @@ fn a_subject_change_is_in_the_room_archive() {
     }
     assert!(found, "the subject change is not in the room's archive");
 }
+
+/// XEP-0313 §6.1.2: a non-anonymous room's archive gives each message's real JID
+/// (`<x muc#user><item jid/></x>`); a semi-anonymous room's does not.
+#[test]
+fn a_non_anonymous_rooms_archive_keeps_real_jids() {
+    let server = Server::start_with(
+        1,
+        &["u0", "u1"],
+        "",
+        "[modules.presence]\n[modules.muc]\n[modules.mam]\n",
+    );
+    let mut o = server.login("u0", "r", Some(0));
+    let mut m = server.login("u1", "r", Some(0));
+    for (room, whois, shown) in [("open", "anyone", true), ("semi", "moderators", false)] {
+        let room = format!("{room}@{SERVICE}");
+        create(
+            &mut o,
+            &room,
+            "o",
+            &format!("<field var='muc#roomconfig_whois'><value>{whois}</value></field>"),
+        );
+        join(&mut m, &room, "m", "");
+        m.send(&format!(
+            "<message to='{room}' type='groupchat' id='w'><body>who am i</body></message>"
+        ));
+        m.expect("echo", |s| s.id().as_deref() == Some("w"));
+        o.send(&format!(
+            "<iq type='set' id='q' to='{room}'><query xmlns='urn:xmpp:mam:2' queryid='w'/></iq>"
+        ));
+        let mut result = String::new();
+        loop {
+            let s = o.next_stanza();
+            if s.id().as_deref() == Some("q") {
+                break;
+            }
+            if text(&s).contains("who am i") {
+                result = text(&s);
+            }
+        }
+        assert!(result.contains("who am i"), "{room}: not archived");
+        assert_eq!(
+            result.contains("jid='u1@localhost/r'"),
+            shown,
+            "{room}: {result}"
+        );
+    }
+}

@@ -236,6 +236,10 @@ pub enum CopyFor {
 /// The [`CopyFor`] of a message, when it is one.
 pub const COPY_FOR: Key<CopyFor> = Key::new("sm.copy_for");
 
+/// A room occupant's real JID on the room's broadcast of its message, set by rooms whose
+/// occupants' JIDs every occupant may see (non-anonymous): the room's archive keeps it.
+pub const ROOM_REAL_JID: Key<crate::jid::FullJid> = Key::new("muc.real_jid");
+
 /// Set on a stanza whose router waits for the recipient client's XEP-0198 acknowledgement of it
 /// (offline storage delivers its next messages then): a stream-managed session asks for an ack as
 /// soon as it is written, not after `ack_freq` stanzas.

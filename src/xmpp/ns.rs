@@ -36,3 +36,6 @@ pub const SASL2: &str = "urn:xmpp:sasl:2";
 pub const BIND2: &str = "urn:xmpp:bind:0";
 /// Unique and stable stanza ids (XEP-0359).
 pub const STANZA_ID: &str = "urn:xmpp:sid:0";
+
+/// XEP-0045 occupant information (`<x/>` in presence and, in archives, messages).
+pub const MUC_USER: &str = "http://jabber.org/protocol/muc#user";

@@ -18,7 +18,7 @@ use crate::hooks::{Acc, HookCtx, HookResult, JobDone};
 use crate::jid::Jid;
 use crate::shard::Shard;
 use crate::store::{ArchiveBatch, ArchiveInbox, Keep, RowRef};
-use crate::xml::{Node, Stanza, StanzaKind, StanzaType};
+use crate::xml::{Element, Node, Stanza, StanzaKind, StanzaType};
 
 /// Scratch key: the archive id taken for this message by the sender's side.
 const MAM_ID: crate::hooks::Key<i64> = crate::hooks::Key::new("mam.id");
@@ -254,15 +254,20 @@ fn archive_groupchat(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     // A client's own `<x muc#user>` was removed by the room (XEP-0313 §5.1.2).
     let room = acc.to.bare_str();
     let (id, ts) = next_id(ctx);
-    let row = row(
-        room,
-        id,
-        ts,
-        &acc.from,
-        false,
-        Keep::Always,
-        acc.stanza.bytes(),
-    );
+    // In a room whose occupants' real JIDs every occupant sees, the archive's copy carries the
+    // sender's (XEP-0313 §6.1.2), as `<x muc#user><item jid/></x>`; the broadcast does not.
+    let with_real = acc.get(crate::hooks::ROOM_REAL_JID).map(|real| {
+        let x = Element::new("x", crate::xmpp::ns::MUC_USER).with_child(
+            Element::new("item", crate::xmpp::ns::MUC_USER).with_attr("jid", real.as_str()),
+        );
+        let mut bytes = Vec::new();
+        x.write_to(&mut bytes);
+        let mut kept = acc.stanza.clone();
+        kept.append_child(&bytes);
+        kept
+    });
+    let kept = with_real.as_ref().unwrap_or(&acc.stanza);
+    let row = row(room, id, ts, &acc.from, false, Keep::Always, kept.bytes());
     push(ctx, row);
     let sid = stanza_id(room, id);
     acc.stanza.append_child(&sid);

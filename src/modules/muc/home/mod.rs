@@ -477,9 +477,12 @@ fn apply(shard: &mut Shard, jid: &BareJid, outs: Vec<RoomOut>) {
                     None => shard.fx.to_route.push(acc),
                 }
             }
-            RoomOut::Broadcast { stanza, to } => {
+            RoomOut::Broadcast { stanza, to, real } => {
                 let from = sender_of(&stanza, jid);
                 let mut acc = Acc::new(stanza, from, Jid::from(jid.clone()), shard.id);
+                if let Some(real) = real {
+                    acc.put(crate::hooks::ROOM_REAL_JID, real);
+                }
                 if shard.run_hook(|h| &h.filter_room_packet, &mut acc) == HookResult::Stop {
                     continue;
                 }

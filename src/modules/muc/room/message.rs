@@ -115,9 +115,11 @@ impl Room {
         } else if body {
             self.keep(el, &me, now);
         }
+        let real = (self.config.whois == super::config::Whois::Anyone).then(|| from.clone());
         out.push(RoomOut::Broadcast {
             stanza: reflected,
             to: self.occupants.recipients(),
+            real,
         });
     }
 

@@ -107,6 +107,9 @@ pub enum RoomOut {
         stanza: Stanza,
         /// Recipients per shard.
         to: Arc<[(ShardId, Arc<[FullJid]>)]>,
+        /// The sender's real JID, for an occupant's message in a room where every occupant may
+        /// see it (non-anonymous): the archive keeps it (XEP-0313 §6.1.2).
+        real: Option<FullJid>,
     },
     /// The room's persistent state ([`Room::saved`]) changed: store it (persistent rooms only).
     Save,

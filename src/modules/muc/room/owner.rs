@@ -100,6 +100,7 @@ impl Room {
             out.push(RoomOut::Broadcast {
                 stanza: Stanza::from_element(&m),
                 to: self.occupants.recipients(),
+                real: None,
             });
         }
         if self.config.members_only && !old.members_only {

@@ -61,7 +61,7 @@ pub(super) fn sent_to(out: &[RoomOut], to: &str) -> Vec<Element> {
 pub(super) fn broadcasts(out: &[RoomOut]) -> Vec<(Element, Vec<String>)> {
     out.iter()
         .filter_map(|o| match o {
-            RoomOut::Broadcast { stanza, to } => Some((
+            RoomOut::Broadcast { stanza, to, .. } => Some((
                 stanza.tree().expect("room output parses"),
                 to.iter()
                     .flat_map(|(_, js)| js.iter().map(|j| j.as_str().to_owned()))

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 /// `http://jabber.org/protocol/muc` (join requests).
 pub const NS_MUC: &str = "http://jabber.org/protocol/muc";
 /// `http://jabber.org/protocol/muc#user` (occupant information, invitations).
-pub const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+pub const NS_MUC_USER: &str = crate::xmpp::ns::MUC_USER;
 /// `http://jabber.org/protocol/muc#admin` (role and affiliation lists).
 pub const NS_MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
 /// `http://jabber.org/protocol/muc#owner` (configuration, destruction).
