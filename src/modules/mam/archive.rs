@@ -209,8 +209,7 @@ fn archive_incoming(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     if !hosted {
         return HookResult::Continue;
     }
-    let owner = acc.to.bare_str().to_owned();
-    if sent_here.is_none() && has_stanza_id_by(&acc.stanza, &owner) {
+    if sent_here.is_none() && has_stanza_id_by(&acc.stanza, acc.to.bare_str()) {
         // Routed again (offline storage delivering it at login, a session's unacknowledged
         // message going elsewhere): archived and stamped already.
         let again = acc.reroutes > 0 || acc.get(crate::modules::offline::OFFLINE_ROW).is_some();
@@ -219,10 +218,12 @@ fn archive_incoming(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
         }
         // From outside (a remote server, a component) with an id claiming to be ours: forged
         // (XEP-0359 §7: the archive removes it); it kept the message out of the archive and gave
-        // the client a catch-up id of the sender's choosing. Archived as any other.
+        // the client a catch-up id of the sender's choosing. Archived as any other. (The owner
+        // is copied only here, off the common path.)
+        let owner = acc.to.bare_str().to_owned();
         strip_stanza_ids(acc, |by| by == Some(owner.as_str()));
     }
-    let owner = owner.as_str();
+    let owner = acc.to.bare_str();
     let Some(decision) = ctx
         .ext
         .get::<PrefsTable>()
