@@ -654,17 +654,7 @@ fn a_deleted_account_loses_its_room_affiliations() {
     let modules = "[modules.muc]\n";
     let (server, http) = start(2, &["dave", "sub"], true, modules);
     let mut dave = server.login("dave", "d", Some(0));
-    dave.send("<presence to='lounge@conference.localhost/dave'><x xmlns='http://jabber.org/protocol/muc'/></presence>");
-    dave.expect("created", |s| {
-        s.name() == "presence" && s.from().as_deref() == Some("lounge@conference.localhost/dave")
-    });
-    dave.send(
-        "<iq type='set' id='cfg' to='lounge@conference.localhost'>\
-         <query xmlns='http://jabber.org/protocol/muc#owner'>\
-         <x xmlns='jabber:x:data' type='submit'/></query></iq>",
-    );
-    let r = dave.expect("configured", |s| s.id().as_deref() == Some("cfg"));
-    assert_eq!(r.type_().as_deref(), Some("result"));
+    common::muc::create(&mut dave, "lounge@conference.localhost", "dave", "");
     let owners = |dave: &mut Client| {
         dave.send(
             "<iq type='get' id='own' to='lounge@conference.localhost'>\

@@ -336,6 +336,25 @@ fn rooms_advertise_the_archive_they_keep() {
     assert!(!without.contains("urn:xmpp:mam:2"), "{without}");
 }
 
+/// Sends the archive query `query` (to `to`, or to the own account when empty) as IQ `q` and
+/// returns what came before its answer, in order (the answer itself is not included).
+fn archive_page(c: &mut Client, to: &str, query: &str) -> Vec<petrel::xml::Stanza> {
+    let to = if to.is_empty() {
+        String::new()
+    } else {
+        format!(" to='{to}'")
+    };
+    c.send(&format!("<iq type='set' id='q'{to}>{query}</iq>"));
+    let mut before = Vec::new();
+    loop {
+        let s = c.next_stanza();
+        if s.id().as_deref() == Some("q") {
+            return before;
+        }
+        before.push(s);
+    }
+}
+
 #[test]
 fn a_private_message_in_a_room_is_in_the_recipients_archive() {
     let server = Server::start_with(
@@ -359,15 +378,8 @@ fn a_private_message_in_a_room_is_in_the_recipients_archive() {
         "{}",
         text(&got)
     );
-    a.send("<iq type='set' id='q'><query xmlns='urn:xmpp:mam:2' queryid='x'/></iq>");
-    let mut found = false;
-    loop {
-        let s = a.next_stanza();
-        if s.id().as_deref() == Some("q") {
-            break;
-        }
-        found |= text(&s).contains("just for you");
-    }
+    let page = archive_page(&mut a, "", "<query xmlns='urn:xmpp:mam:2' queryid='x'/>");
+    let found = page.iter().any(|s| text(s).contains("just for you"));
     assert!(found, "the private message is not in u0's archive");
 }
 
@@ -397,20 +409,16 @@ fn a_room_archive_query_ends_after_its_results() {
     for (i, room) in rooms.iter().enumerate() {
         // A fresh session each time: no shard knows where it lives yet.
         let mut c = server.login("u0", &format!("q{i}"), None);
-        c.send(&format!(
-            "<iq type='set' id='q' to='{room}'><query xmlns='urn:xmpp:mam:2' queryid='o'>\
-             <set xmlns='http://jabber.org/protocol/rsm'><max>10</max></set></query></iq>"
-        ));
-        let mut results = 0;
-        loop {
-            let s = c.next_stanza();
-            if s.id().as_deref() == Some("q") {
-                break;
-            }
-            if text(&s).contains("<result xmlns='urn:xmpp:mam:2' queryid='o'") {
-                results += 1;
-            }
-        }
+        let page = archive_page(
+            &mut c,
+            room,
+            "<query xmlns='urn:xmpp:mam:2' queryid='o'>\
+             <set xmlns='http://jabber.org/protocol/rsm'><max>10</max></set></query>",
+        );
+        let results = page
+            .iter()
+            .filter(|s| text(s).contains("<result xmlns='urn:xmpp:mam:2' queryid='o'"))
+            .count();
         assert_eq!(results, 10, "{room}: the IQ result came before its results");
     }
 }
@@ -431,17 +439,10 @@ fn a_subject_change_is_in_the_room_archive() {
         "<message to='{room}' type='groupchat' id='s1'><subject>new topic</subject></message>"
     ));
     c.expect("the change", |s| s.id().as_deref() == Some("s1"));
-    c.send(&format!(
-        "<iq type='set' id='q' to='{room}'><query xmlns='urn:xmpp:mam:2' queryid='t'/></iq>"
-    ));
-    let mut found = false;
-    loop {
-        let s = c.next_stanza();
-        if s.id().as_deref() == Some("q") {
-            break;
-        }
-        found |= text(&s).contains("<subject>new topic</subject>");
-    }
+    let page = archive_page(&mut c, &room, "<query xmlns='urn:xmpp:mam:2' queryid='t'/>");
+    let found = page
+        .iter()
+        .any(|s| text(s).contains("<subject>new topic</subject>"));
     assert!(found, "the subject change is not in the room's archive");
 }
 
@@ -470,19 +471,12 @@ fn a_non_anonymous_rooms_archive_keeps_real_jids() {
             "<message to='{room}' type='groupchat' id='w'><body>who am i</body></message>"
         ));
         m.expect("echo", |s| s.id().as_deref() == Some("w"));
-        o.send(&format!(
-            "<iq type='set' id='q' to='{room}'><query xmlns='urn:xmpp:mam:2' queryid='w'/></iq>"
-        ));
-        let mut result = String::new();
-        loop {
-            let s = o.next_stanza();
-            if s.id().as_deref() == Some("q") {
-                break;
-            }
-            if text(&s).contains("who am i") {
-                result = text(&s);
-            }
-        }
+        let page = archive_page(&mut o, &room, "<query xmlns='urn:xmpp:mam:2' queryid='w'/>");
+        let result = page
+            .iter()
+            .map(text)
+            .find(|t| t.contains("<result xmlns='urn:xmpp:mam:2'") && t.contains("who am i"))
+            .unwrap_or_default();
         assert!(result.contains("who am i"), "{room}: not archived");
         assert_eq!(
             result.contains("jid='u1@localhost/r'"),
