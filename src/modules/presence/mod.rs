@@ -497,15 +497,18 @@ fn broadcast(shard: &mut Shard, acc: Acc, up: PresenceUpdate) {
             }
         }
         if initial {
-            // §4.2.2: probes from the user's bare JID to every contact the user is subscribed to.
+            // §4.2.2: probes to every contact the user is subscribed to. From the new resource's
+            // full JID, as Prosody and ejabberd send them: the answers then reach that resource
+            // only, where answers to the bare JID would repeat every contact's presence to the
+            // user's resources that are already online.
             for r in rows.iter().filter(|r| r.state.to) {
                 let el = Element::new("presence", ns::CLIENT)
                     .with_attr("type", "probe")
-                    .with_attr("from", user.as_str())
+                    .with_attr("from", from.as_str())
                     .with_attr("to", r.jid.as_str());
                 route.push(Acc::new(
                     Stanza::from_element(&el),
-                    Jid::from(user.clone()),
+                    from.clone(),
                     Jid::from(r.jid.clone()),
                     sid,
                 ));

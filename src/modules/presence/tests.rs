@@ -458,7 +458,13 @@ fn login_broadcast_probe_and_logout() {
             1,
             "{got_b2:?}"
         );
-        assert_eq!(presences(&net.recv(&b), "", "bob@example.com/b2").len(), 1);
+        // The probe answers go to the new resource only: b had alice's presence already.
+        let got_b = net.recv(&b);
+        assert_eq!(presences(&got_b, "", "bob@example.com/b2").len(), 1);
+        assert!(
+            presences(&got_b, "", "alice@example.com/a").is_empty(),
+            "{got_b:?}"
+        );
         assert_eq!(presences(&net.recv(&a), "", "bob@example.com/b2").len(), 1);
 
         // Explicit unavailable, then a TCP drop without it.
