@@ -33,9 +33,6 @@ macro_rules! needle {
 }
 
 needle!(STANZA_ID, "stanza-id");
-needle!(NO_STORE, "<no-store");
-needle!(NO_PERMANENT_STORE, "<no-permanent-store");
-needle!(STORE, "<store");
 needle!(BODY, "<body");
 needle!(SUBJECT, "<subject");
 needle!(HINTS, ns::HINTS);
@@ -131,10 +128,12 @@ fn archivable(stanza: &Stanza, groupchat: bool) -> bool {
         return false;
     }
     let bytes = stanza.bytes();
-    // A forwarded message (a MAM result, a carbon) carries another message's body and hints: only
-    // its own children count (rare: the tree is built only then). A result carrying a `<store/>`
-    // message was archived again at each query that returned it.
-    if FORWARD.find(bytes).is_some() {
+    // Hints and forwarded messages are rare: only then is the tree built, and only the message's
+    // own children count. A forwarded message (a MAM result, a carbon) carries another message's
+    // body and hints (a result carrying a `<store/>` message was archived again at each query
+    // that returned it), and a hint may be written with a prefix (`<h:no-store xmlns:h=...>`),
+    // which no byte search for `<no-store` finds.
+    if HINTS.find(bytes).is_some() || FORWARD.find(bytes).is_some() {
         let Ok(t) = stanza.tree() else {
             return false;
         };
@@ -142,17 +141,10 @@ fn archivable(stanza: &Stanza, groupchat: bool) -> bool {
         if own("no-store") || own("no-permanent-store") {
             return false;
         }
-        return own("store") || t.get_child("body", crate::xmpp::ns::CLIENT).is_some();
-    }
-    // Hints are rare: one search for their namespace before any for a hint.
-    if HINTS.find(bytes).is_some() {
-        let has = |h: &memmem::Finder<'_>| h.find(bytes).is_some();
-        if has(&NO_STORE) || has(&NO_PERMANENT_STORE) {
-            return false;
-        }
-        if has(&STORE) {
+        if own("store") || t.get_child("body", crate::xmpp::ns::CLIENT).is_some() {
             return true;
         }
+        return groupchat && t.get_child("subject", crate::xmpp::ns::CLIENT).is_some();
     }
     if BODY.find(bytes).is_some() {
         return true;
@@ -491,6 +483,21 @@ mod tests {
         assert!(!archivable(
             &m(
                 b"<message><body>x</body><no-permanent-store xmlns='urn:xmpp:hints'/></message>",
+                "chat"
+            ),
+            false
+        ));
+        // A prefixed hint is the same hint.
+        assert!(!archivable(
+            &m(
+                b"<message><body>x</body><h:no-store xmlns:h='urn:xmpp:hints'/></message>",
+                "chat"
+            ),
+            false
+        ));
+        assert!(archivable(
+            &m(
+                b"<message><h:store xmlns:h='urn:xmpp:hints'/><received xmlns='urn:xmpp:receipts' id='1'/></message>",
                 "chat"
             ),
             false
