@@ -99,3 +99,46 @@ fn unreachable_postgres_fails_start_and_user_commands() {
     }
     assert!(!dir.path().join("data").join(DB_FILE).exists());
 }
+
+/// A database that stops answering (here: a lock another client holds on the accounts) does not
+/// leave a login waiting: after `store.query_timeout_ms` the statement is cancelled and the client
+/// told `temporary-auth-failure`; once the lock is gone, logins go through again.
+#[test]
+fn a_login_waiting_on_a_locked_table_is_told_and_the_server_goes_on() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let extra = format!(
+        "[store]\nbackend = \"postgres\"\nurl = {:?}\nquery_timeout_ms = 500\n",
+        db.url
+    );
+    let server = Server::start_config(1, &["alice"], |port, data| {
+        Server::config_text(port, data, "", &extra)
+    });
+    let config: postgres::Config = db.url.parse().unwrap();
+    let mut holder = config.connect(postgres::NoTls).unwrap();
+    let mut tx = holder.transaction().unwrap();
+    tx.batch_execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+
+    let mut c = server.connect();
+    c.open("localhost");
+    let features = c.next_stanza();
+    assert_eq!(features.name(), "stream:features");
+    use base64::Engine;
+    let token =
+        base64::engine::general_purpose::STANDARD.encode(format!("\0alice\0{}", common::PASSWORD));
+    c.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>"
+    ));
+    let r = c.next_stanza();
+    let text = String::from_utf8_lossy(r.bytes()).into_owned();
+    assert!(
+        r.name() == "failure" && text.contains("<temporary-auth-failure"),
+        "{text}"
+    );
+
+    tx.rollback().unwrap();
+    let mut alice = server.login("alice", "a", Some(0));
+    alice.sync();
+}

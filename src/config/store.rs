@@ -28,6 +28,9 @@ pub struct StoreConfig {
     pub url: Option<String>,
     /// Store threads, each with its own connection.
     pub pool_size: usize,
+    /// PostgreSQL: milliseconds a statement may run (or wait for a lock) before the database
+    /// cancels it (`statement_timeout`); 0: no limit.
+    pub query_timeout_ms: u64,
 }
 
 /// `[store]` as written.
@@ -37,6 +40,7 @@ pub(super) struct RawStore {
     pub backend: Option<Spanned<StoreBackend>>,
     pub url: Option<Spanned<String>>,
     pub pool_size: Option<Spanned<usize>>,
+    pub query_timeout_ms: Option<Spanned<u64>>,
 }
 
 const POOL_SIZE: Bounds = Bounds {
@@ -44,6 +48,13 @@ const POOL_SIZE: Bounds = Bounds {
     default: 2,
     min: 1,
     max: 256,
+};
+
+const QUERY_TIMEOUT: Bounds = Bounds {
+    field: "store.query_timeout_ms",
+    default: 60_000,
+    min: 0,
+    max: 86_400_000,
 };
 
 /// Validates `[store]`: a PostgreSQL backend needs a URL that parses, SQLite takes none.
@@ -82,6 +93,7 @@ pub(super) fn store(cx: &Ctx<'_>, raw: RawStore) -> Result<StoreConfig, ConfigEr
         backend,
         url: raw.url.map(Spanned::into_inner),
         pool_size,
+        query_timeout_ms: cx.num(&QUERY_TIMEOUT, raw.query_timeout_ms)?,
     })
 }
 
@@ -164,6 +176,10 @@ mod tests {
         let c = Config::parse(BASE, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.store.backend, StoreBackend::Sqlite);
         assert_eq!((c.store.url.as_deref(), c.store.pool_size), (None, 2));
+        assert_eq!(c.store.query_timeout_ms, 60_000);
+        let c = parse("query_timeout_ms = 0\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.store.query_timeout_ms, 0);
+        assert!(parse("query_timeout_ms = 86400001\n").is_err());
     }
 
     #[test]

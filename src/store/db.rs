@@ -314,6 +314,25 @@ impl Store {
         }
     }
 
+    /// Runs `body` with no statement time-out (PostgreSQL's `statement_timeout`, which
+    /// `store.query_timeout_ms` sets for every connection): a schema migration, or waiting for
+    /// another node's, and an archive purge may rightly take longer than any query a client waits on.
+    pub(crate) fn unlimited<R>(
+        &self,
+        body: impl FnOnce() -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        if self.kind() != Kind::Postgres {
+            return body();
+        }
+        self.db.batch("SET statement_timeout = 0")?;
+        let r = body();
+        // Back to the connection's own setting (its startup options), even after an error.
+        let reset = self.db.batch("RESET statement_timeout");
+        let r = r?;
+        reset?;
+        Ok(r)
+    }
+
     /// Runs `body` so that all or none of what it writes is kept: in the caller's transaction when
     /// there is one (an error fails it), else in a transaction of its own.
     pub(crate) fn atomic<R>(
@@ -366,6 +385,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Backend;
 
     #[test]
     fn postgres_reconnects_after_losing_its_connection() {
@@ -383,6 +403,54 @@ mod tests {
                 .find_map(|_| store.int(sql("SELECT pg_backend_pid()"), &[]).ok())
                 .unwrap_or_else(|| panic!("no reconnect"));
             assert_ne!(again, pid);
+        }
+    }
+
+    #[test]
+    fn postgres_cancels_a_statement_that_waits_too_long() {
+        use crate::jid::BareJid;
+        for db in crate::store::testing::test_dbs() {
+            let Backend::Postgres(config) = db.backend() else {
+                continue;
+            };
+            let mut config = config.clone();
+            // The test database's own options (its search_path) are kept beside the limit.
+            crate::store::users::limit_waits(&mut config, 500);
+            let store =
+                Store::connect(&Backend::Postgres(config)).unwrap_or_else(|e| panic!("{e}"));
+            let shown = |q| match store.rows(sql(q), &[]).map(|mut r| r.remove(0).text(0)) {
+                Ok(Ok(v)) => v,
+                other => panic!("{q}: {other:?}"),
+            };
+            assert_eq!(shown("SHOW statement_timeout"), "500ms");
+            assert!(shown("SHOW search_path").starts_with("petrel_test_"));
+
+            // Another connection holds the users table: the insert is cancelled, not left waiting.
+            let holder = db.open();
+            holder
+                .db
+                .batch("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+                .unwrap_or_else(|e| panic!("{e}"));
+            let jid = BareJid::parse("waiter@example.org").unwrap_or_else(|e| panic!("{e}"));
+            let secrets = crate::auth::ScramSecrets::derive("pw", 4096);
+            let started = std::time::Instant::now();
+            let refused = store.add_user(&jid, &secrets);
+            assert!(refused.is_err(), "{refused:?}");
+            assert!(started.elapsed() < std::time::Duration::from_secs(30));
+            holder
+                .db
+                .batch("ROLLBACK")
+                .unwrap_or_else(|e| panic!("{e}"));
+            // The connection goes on, and the account is added once the lock is gone.
+            store
+                .add_user(&jid, &secrets)
+                .unwrap_or_else(|e| panic!("{e}"));
+
+            // What may rightly take long runs without the limit, which then applies again.
+            let nap = sql("SELECT count(*) FROM pg_sleep(0.8)");
+            assert!(store.int(nap, &[]).is_err());
+            assert_eq!(store.unlimited(|| store.int(nap, &[])).ok(), Some(1));
+            assert_eq!(shown("SHOW statement_timeout"), "500ms");
         }
     }
 

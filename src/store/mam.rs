@@ -1170,7 +1170,8 @@ impl Store {
         self.mam_flush();
         match self.kind() {
             Kind::Sqlite => self.runs_purge_before(before),
-            Kind::Postgres => self.exec(on_rows!("DELETE FROM ", " WHERE ts < ?1"), args![before]),
+            Kind::Postgres => self
+                .unlimited(|| self.exec(on_rows!("DELETE FROM ", " WHERE ts < ?1"), args![before])),
         }
     }
 

@@ -86,8 +86,13 @@ const MIGRATIONS: &[Migration] = &[
 pub(super) const LATEST: i64 = MIGRATIONS.len() as i64;
 
 impl Store {
-    /// Applies the missing migrations in one write transaction.
+    /// Applies the missing migrations in one write transaction, however long they take.
     pub(super) fn migrate(&self) -> Result<(), StoreError> {
+        self.unlimited(|| self.migrate_now())
+    }
+
+    /// [`Store::migrate`] under the connection's statement time-out.
+    fn migrate_now(&self) -> Result<(), StoreError> {
         self.transaction(Some("petrel schema"), || {
             self.db
                 .batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;

@@ -15,6 +15,10 @@ pub const DB_FILE: &str = "petrel.sqlite3";
 /// How long connecting to PostgreSQL may take unless the URL says (`connect_timeout`).
 const PG_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How long bytes sent to PostgreSQL may stay unacknowledged before the connection is given up,
+/// unless the URL says (`tcp_user_timeout`).
+const PG_TCP_USER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Which database a store connects to.
 #[derive(Debug, Clone)]
 pub enum Backend {
@@ -41,9 +45,26 @@ impl Backend {
                 if pg.get_connect_timeout().is_none() {
                     pg.connect_timeout(PG_CONNECT_TIMEOUT);
                 }
+                limit_waits(&mut pg, config.store.query_timeout_ms);
                 Ok(Backend::Postgres(Box::new(pg)))
             }
         }
+    }
+}
+
+/// A database that stops answering (a lock held elsewhere, a lost network) must not hold the
+/// store threads for good: every statement is cancelled after `query_timeout_ms` (0: never; unless
+/// the URL's `options` set `statement_timeout`), and a connection whose sent bytes stay
+/// unacknowledged is dropped (and reconnected at the next job).
+pub(super) fn limit_waits(pg: &mut postgres::Config, query_timeout_ms: u64) {
+    let own = pg.get_options().unwrap_or("");
+    if query_timeout_ms > 0 && !own.contains("statement_timeout") {
+        let sep = if own.is_empty() { "" } else { " " };
+        let options = format!("{own}{sep}-c statement_timeout={query_timeout_ms}");
+        pg.options(&options);
+    }
+    if pg.get_tcp_user_timeout().is_none() {
+        pg.tcp_user_timeout(PG_TCP_USER_TIMEOUT);
     }
 }
 
