@@ -694,3 +694,73 @@ fn a_deleted_account_loses_its_room_affiliations() {
     assert_eq!(r.type_().as_deref(), Some("error"));
     assert_eq!(common::error_condition(&r).as_deref(), Some("forbidden"));
 }
+
+#[test]
+fn a_service_administrator_takes_over_a_room_whose_owner_was_deleted() {
+    // The only owner's account is deleted: the persistent room has no owner left. A service
+    // administrator (`[modules.muc] admins`) is an owner of every room and names a new one.
+    let modules = "[modules.muc]\nadmins = [\"root@localhost\"]\n";
+    let (server, http) = start(2, &["dave", "root", "erin"], true, modules);
+    let room = "hall@conference.localhost";
+    let mut dave = server.login("dave", "d", Some(0));
+    common::muc::create(
+        &mut dave,
+        room,
+        "dave",
+        &common::muc::field("persistentroom", "1"),
+    );
+    let r = api(http, "DELETE", "/api/users/dave@localhost", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    dave.read_to_close();
+
+    let config_form = |c: &mut Client, id: &str| {
+        c.send(&format!(
+            "<iq type='get' id='{id}' to='{room}'>\
+             <query xmlns='http://jabber.org/protocol/muc#owner'/></iq>"
+        ));
+        c.expect("config form", |s| s.id().as_deref() == Some(id))
+    };
+    let mut erin = server.login("erin", "e", Some(0));
+    let r = config_form(&mut erin, "e1");
+    assert_eq!(common::error_condition(&r).as_deref(), Some("forbidden"));
+
+    // The administrator is an owner: it reads the room's configuration and names erin owner
+    // (the room is ownerless after the deletion: asked until the deletion reached it).
+    let mut root = server.login("root", "r", Some(0));
+    let r = config_form(&mut root, "r1");
+    assert_eq!(
+        r.type_().as_deref(),
+        Some("result"),
+        "{}",
+        common::muc::text(&r)
+    );
+    root.send(&format!(
+        "<iq type='set' id='r2' to='{room}'><query xmlns='http://jabber.org/protocol/muc#admin'>\
+         <item affiliation='owner' jid='erin@localhost'/></query></iq>"
+    ));
+    let r = root.expect("owner named", |s| s.id().as_deref() == Some("r2"));
+    assert_eq!(
+        r.type_().as_deref(),
+        Some("result"),
+        "{}",
+        common::muc::text(&r)
+    );
+    root.send(&format!(
+        "<iq type='get' id='r3' to='{room}'><query xmlns='http://jabber.org/protocol/muc#admin'>\
+         <item affiliation='owner'/></query></iq>"
+    ));
+    let owners = common::muc::text(&root.expect("owners", |s| s.id().as_deref() == Some("r3")));
+    assert!(owners.contains("erin@localhost"), "{owners}");
+    // The room's own list names its owners, not the service's administrators; dave is gone.
+    assert!(
+        !owners.contains("jid='root@") && !owners.contains("jid='dave@"),
+        "{owners}"
+    );
+    let r = config_form(&mut erin, "e2");
+    assert_eq!(
+        r.type_().as_deref(),
+        Some("result"),
+        "{}",
+        common::muc::text(&r)
+    );
+}

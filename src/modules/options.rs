@@ -135,6 +135,24 @@ impl<'a> Options<'a> {
         }
     }
 
+    /// A list of account JIDs (`["admin@example.org", ...]`), empty by default.
+    pub fn accounts(&self, key: &'static str) -> Result<Vec<crate::jid::BareJid>, OptionError> {
+        let Some(v) = self.table.and_then(|t| t.get(key)) else {
+            return Ok(Vec::new());
+        };
+        let bad = || self.invalid(key, "a list of account JIDs (\"user@domain\")");
+        let list = v.as_array().ok_or_else(bad)?;
+        list.iter()
+            .map(|item| {
+                let jid = item
+                    .as_str()
+                    .and_then(|s| crate::jid::BareJid::parse(s).ok())
+                    .ok_or_else(bad)?;
+                jid.node().is_some().then_some(jid).ok_or_else(bad)
+            })
+            .collect()
+    }
+
     /// The error for a bad value of `key`.
     pub fn invalid(&self, key: &'static str, expected: impl Into<String>) -> OptionError {
         OptionError::Invalid {

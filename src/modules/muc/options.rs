@@ -15,6 +15,9 @@ pub struct MucOptions {
     pub max_rooms_per_user: u32,
     /// What every room enforces (occupants, history kept in memory, message size).
     pub limits: RoomLimits,
+    /// Service administrators: accounts that are owners of every room of the service (to take
+    /// over a room whose owners are gone, moderate or destroy any room).
+    pub admins: Vec<crate::jid::BareJid>,
 }
 
 impl Default for MucOptions {
@@ -23,6 +26,7 @@ impl Default for MucOptions {
             host: "conference.@HOST@".to_owned(),
             max_rooms_per_user: 100,
             limits: RoomLimits::default(),
+            admins: Vec::new(),
         }
     }
 }
@@ -38,6 +42,7 @@ impl MucOptions {
             "max_history",
             "max_stanza_bytes",
             "max_affiliations",
+            "admins",
         ])?;
         let d = MucOptions::default();
         let host = o.string("host", &d.host)?;
@@ -45,6 +50,7 @@ impl MucOptions {
             return Err(o.invalid("host", "a domain, `@HOST@` standing for each hosted domain"));
         }
         Ok(MucOptions {
+            admins: o.accounts("admins")?,
             host,
             max_rooms_per_user: o.positive_u32("max_rooms_per_user", d.max_rooms_per_user)?,
             limits: RoomLimits {
@@ -99,5 +105,12 @@ mod tests {
         assert!(parse("max_occupants = 0").is_err());
         assert!(parse("host = \"bad domain\"").is_err());
         assert!(parse("max_history = 100000").is_err());
+        // Service administrators are accounts.
+        for bad in ["\"root@x\"", "[\"x.org\"]", "[\"@x\"]", "[1]"] {
+            assert!(parse(&format!("admins = {bad}")).is_err(), "{bad}");
+        }
+        let o = parse("admins = [\"Root@X.org\"]").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(o.admins.len(), 1);
+        assert_eq!(o.admins[0].as_str(), "root@x.org");
     }
 }

@@ -52,6 +52,8 @@ pub(super) struct Rooms {
     /// The XEP-0421 secret every room computes its occupant ids under (none: no ids).
     ids: Option<OccupantIds>,
     max_rooms: u32,
+    /// `[modules.muc] admins`: owners of every room.
+    admins: std::rc::Rc<[BareJid]>,
     /// In a cluster (docs/CLUSTER.md): a room lives on one node; rooms are loaded one by one
     /// when first served here, never all at start (another node may hold them).
     clustered: bool,
@@ -69,6 +71,7 @@ pub fn start(
         limits: opts.limits.clone(),
         ids,
         max_rooms: opts.max_rooms_per_user,
+        admins: opts.admins.iter().cloned().collect(),
         clustered,
         loaded: clustered,
         ..Rooms::default()
@@ -140,16 +143,21 @@ fn loaded(shard: &mut Shard, rows: Vec<(String, String)>) {
     }
 }
 
-/// A room as this shard's service runs it: with its occupant ids, and advertising what other
-/// modules serve for the rooms of its domain (the archive).
+/// A room as this shard's service runs it: with its occupant ids, its service administrators, and
+/// advertising what other modules serve for the rooms of its domain (the archive).
 pub(super) fn equip(shard: &mut Shard, room: Room) -> Box<Room> {
     let ids = rooms(shard).ids.clone();
+    let admins = rooms(shard).admins.clone();
     let features: std::rc::Rc<[String]> =
         crate::modules::disco::account_features(shard, room.jid().domain())
             .into_iter()
             .filter(|f| f != crate::xmpp::ns::DISCO_INFO)
             .collect();
-    Box::new(room.with_occupant_ids(ids).with_features(features))
+    Box::new(
+        room.with_occupant_ids(ids)
+            .with_features(features)
+            .with_service_admins(admins),
+    )
 }
 
 /// Whether this shard's rooms give XEP-0421 occupant ids (all shards read the same secret).

@@ -176,6 +176,8 @@ pub struct Room {
     ids: Option<OccupantIds>,
     /// Features other modules give every room of the service (the archive's), for disco#info.
     features: Rc<[String]>,
+    /// The service's administrators: owners here whatever the room's own list says.
+    service_admins: Rc<[BareJid]>,
 }
 
 impl Room {
@@ -202,6 +204,7 @@ impl Room {
             forwarded: forward::Forwarded::default(),
             ids: None,
             features: Rc::from(Vec::new()),
+            service_admins: Rc::from(Vec::new()),
         }
     }
 
@@ -214,6 +217,12 @@ impl Room {
     /// The room, advertising `features` besides its own (what other modules serve for rooms).
     pub fn with_features(mut self, features: Rc<[String]>) -> Room {
         self.features = features;
+        self
+    }
+
+    /// The room, with `admins` (the service's administrators) as owners besides its own.
+    pub fn with_service_admins(mut self, admins: Rc<[BareJid]>) -> Room {
+        self.service_admins = admins;
         self
     }
 
@@ -253,6 +262,7 @@ impl Room {
             forwarded: forward::Forwarded::default(),
             ids: None,
             features: Rc::from(Vec::new()),
+            service_admins: Rc::from(Vec::new()),
         }
     }
 
@@ -404,7 +414,8 @@ impl Room {
     /// membership or ban. Empty when it had none; else ends with a save.
     pub fn forget_account(&mut self, jid: &BareJid) -> Vec<RoomOut> {
         let mut out = Vec::new();
-        if self.affiliation(jid) != Affiliation::None {
+        // Its own entry: a service administrator's ownership is the service's, not the room's.
+        if self.affiliations.contains_key(jid) {
             let reason = Some("account deleted".to_owned());
             self.apply_affiliation(jid, Affiliation::None, None, reason, &mut out);
             out.push(RoomOut::Save);
@@ -412,8 +423,11 @@ impl Room {
         out
     }
 
-    /// `jid`'s affiliation.
+    /// `jid`'s affiliation: a service administrator's is owner.
     pub fn affiliation(&self, jid: &BareJid) -> Affiliation {
+        if self.service_admins.contains(jid) {
+            return Affiliation::Owner;
+        }
         self.affiliations
             .get(jid)
             .map_or(Affiliation::None, |a| a.affiliation)
