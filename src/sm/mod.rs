@@ -77,8 +77,35 @@ pub fn run_on(shard: &mut Shard, to: ShardId, f: crate::hooks::OnShard) {
     shard.send_to_shard(to, ShardMsg::Run(f));
 }
 
+/// RFC 6121 §3.1.1, §4.3: subscription stanzas are exchanged between bare JIDs, and a probe asks
+/// the server for the user's presence: one addressed to a full JID (from a remote server, a
+/// component) is handled as if sent to the bare JID, so the home handlers (roster state, probe
+/// answers) see it and the client never does. A subscription stanza's `from` loses its resource
+/// too (the user's own server stamps outbound ones so); a probe's stays, its answer goes there.
+fn to_bare_if_subscription(acc: &mut Acc) {
+    let subscription = match acc.ty() {
+        StanzaType::Subscribe
+        | StanzaType::Subscribed
+        | StanzaType::Unsubscribe
+        | StanzaType::Unsubscribed => true,
+        StanzaType::Probe => false,
+        _ => return,
+    };
+    let to = Jid::from(acc.to.bare());
+    acc.stanza.set_to(to.as_str());
+    acc.to = to;
+    if subscription && acc.from.resource().is_some() {
+        let from = Jid::from(acc.from.bare());
+        acc.stanza.set_from(from.as_str());
+        acc.from = from;
+    }
+}
+
 /// `ejabberd_sm:route`: forwards to the home shard, or picks the resources there and delivers.
 pub fn route(shard: &mut Shard, mut acc: Acc) {
+    if acc.kind() == StanzaKind::Presence && acc.to.resource().is_some() {
+        to_bare_if_subscription(&mut acc);
+    }
     // Fast path: a full JID bound on this very shard is delivered without the home-shard hop. Its
     // path is fixed while the session lives, so per-sender order holds; error and IQ replies to local
     // senders never cross a ring (and so are never lost to a full one).

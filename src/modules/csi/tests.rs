@@ -111,13 +111,17 @@ fn message_with_body_flushes_the_queue_first_then_goes_out() {
 
 #[test]
 fn iqs_and_subscription_requests_are_not_held() {
-    let (mut w, mut bob, mut alice, _carol) = world(1, 0, "[modules.csi]");
+    let mut w = World::new(1, "[modules.csi]");
+    // Available: a subscription request goes to the bare JID (RFC 6121 §3.1.1), so to the
+    // available resources.
+    let mut bob = w.connect(0, "bob@example.com/phone", Some(0));
+    let mut alice = w.connect(0, "alice@example.com/pc", None);
     send(&mut w, &mut bob, INACTIVE);
     send(&mut w, &mut alice, &presence("away"));
     send(
         &mut w,
         &mut alice,
-        "<presence type='subscribe' to='bob@example.com/phone'/>",
+        "<presence type='subscribe' to='bob@example.com'/>",
     );
     let out = written(&mut w, &bob);
     assert_eq!(out.len(), 2, "{out:?}");

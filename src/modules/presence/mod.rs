@@ -649,6 +649,11 @@ fn inbound(shard: &mut Shard, acc: Acc, kind: SubKind) {
                     let ok =
                         roster::subscription_stanza(&user, &contact, SubKind::Subscribed, shard.id);
                     crate::router::route(shard, ok);
+                    // As after an approval by hand (§3.1.5): a remote contact's server may wait
+                    // for this presence (Prosody does); a local contact probes on `subscribed`.
+                    if !shard.is_hosted(contact.domain()) {
+                        share_with(shard, &user, &Jid::from(contact.clone()));
+                    }
                 }
                 if kind == SubKind::Subscribed && t.forward {
                     // The subscription now exists: learn the contact's presence right away

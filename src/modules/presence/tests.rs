@@ -733,3 +733,86 @@ fn approving_a_remote_subscription_sends_current_presence() {
         );
     });
 }
+
+#[test]
+fn remote_subscription_stanzas_to_a_full_jid_count_as_to_the_bare_jid() {
+    for_shards(|n| {
+        let mut net = Net::new(n, RosterOpts::default());
+        let out: Rc<std::cell::RefCell<Vec<Element>>> = Rc::default();
+        for s in &mut net.c.shards {
+            let out = out.clone();
+            s.set_remote_handler(Rc::new(move |_, acc| {
+                out.borrow_mut()
+                    .push(acc.stanza.tree().unwrap_or_else(|e| panic!("{e}")))
+            }));
+        }
+        let mut a = net.connect("alice@example.com/a");
+        net.send(&mut a, "<presence><show>dnd</show></presence>");
+        net.recv(&a);
+        // Arriving over s2s on every shard in turn, so that one of them holds alice's session
+        // (a full JID bound on the routing shard is delivered without the home hop).
+        let arrive = |net: &mut Net, xml: &str, at: usize| {
+            let st = Stanza::parse(xml.as_bytes().to_vec()).unwrap_or_else(|e| panic!("{e}"));
+            let from = st.from().map(|f| f.into_owned()).unwrap_or_default();
+            let to = st.to().map(|t| t.into_owned()).unwrap_or_default();
+            let acc = crate::hooks::Acc::new(
+                st,
+                crate::jid::Jid::parse(&from).unwrap_or_else(|e| panic!("{e}")),
+                crate::jid::Jid::parse(&to).unwrap_or_else(|e| panic!("{e}")),
+                crate::shard::ShardId(at as u16),
+            );
+            crate::router::route(&mut net.c.shards[at], acc);
+            net.c.shards[at].drain_to_route();
+            net.c.pump();
+        };
+        for at in 0..n {
+            let asker = format!("rem{at}@remote.test");
+            arrive(
+                &mut net,
+                &format!(
+                    "<presence from='{asker}/laptop' to='alice@example.com/a' type='subscribe'/>"
+                ),
+                at,
+            );
+            // The request is recorded (Pending In) and shown between bare JIDs (RFC 6121 §3.1).
+            let item = net
+                .store()
+                .roster_item(&bare("alice@example.com"), &bare(&asker))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(item.is_some_and(|i| i.state.pending_in), "shard {at}");
+            let got = net.recv(&a);
+            let req = presences(&got, "subscribe", &asker);
+            assert_eq!(req.len(), 1, "{got:?}");
+            assert_eq!(req[0].attr("to"), Some("alice@example.com"));
+
+            // A stranger's probe to the full JID is the server's to answer (it does not): the
+            // client never sees it.
+            arrive(
+                &mut net,
+                &format!("<presence from='{asker}' to='alice@example.com/a' type='probe'/>"),
+                at,
+            );
+            let got = net.recv(&a);
+            assert!(presences(&got, "probe", &asker).is_empty(), "{got:?}");
+        }
+
+        // Pre-approved (§3.4): the automatic `subscribed` is followed by alice's presence, as an
+        // approval by hand is (§3.1.5).
+        net.send(&mut a, "<presence to='pre@remote.test' type='subscribed'/>");
+        out.borrow_mut().clear();
+        arrive(
+            &mut net,
+            "<presence from='pre@remote.test' to='alice@example.com/a' type='subscribe'/>",
+            n - 1,
+        );
+        let sent = out.borrow().clone();
+        assert_eq!(
+            presences(&sent, "subscribed", "alice@example.com").len(),
+            1,
+            "{sent:?}"
+        );
+        let avail = presences(&sent, "", "alice@example.com/a");
+        assert_eq!(avail.len(), 1, "{sent:?}");
+        assert_eq!(avail[0].attr("to"), Some("pre@remote.test"));
+    });
+}

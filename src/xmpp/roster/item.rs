@@ -141,8 +141,9 @@ impl SetRequest {
                 continue;
             }
             let text = g.text();
-            // §2.3.3: an empty group name or one over the server's limit is not acceptable.
-            if text.is_empty() || text.len() > MAX_NAME_BYTES {
+            // §2.3.3: an empty group name or one over the server's limit is not acceptable (a
+            // name of spaces alone shows as empty in every client).
+            if text.trim().is_empty() || text.len() > MAX_NAME_BYTES {
                 return Err(StanzaErrorCondition::NotAcceptable);
             }
             groups.push(text);
@@ -213,6 +214,7 @@ mod tests {
                 BadRequest,
             ),
             ("<item jid='a@b'><group></group></item>", NotAcceptable),
+            ("<item jid='a@b'><group>  </group></item>", NotAcceptable),
         ];
         for (xml, want) in cases {
             assert_eq!(SetRequest::parse(&query(xml)), Err(want), "{xml}");
