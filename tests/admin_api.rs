@@ -625,6 +625,13 @@ fn a_deleted_account_s_subscriptions_are_cancelled() {
     common::subscribe_one_way(&mut eve, "eve", &mut sub, "sub");
     let r = api(http, "DELETE", "/api/users/sub@localhost", None);
     assert_eq!(r.status, 200, "{}", r.body);
+    // eve had sub's presence: she sees sub go (RFC 6121 §3.2.2), or her client would show the
+    // deleted account online for good.
+    eve.expect("sub unavailable", |s| {
+        s.name() == "presence"
+            && s.type_().as_deref() == Some("unavailable")
+            && s.from().as_deref() == Some("sub@localhost/s")
+    });
     // dave's item for sub loses `from`, eve's loses `to`: each gets a push with subscription none.
     for (c, name) in [(&mut dave, "dave"), (&mut eve, "eve")] {
         // (Earlier pushes, from the subscription, are skipped.)

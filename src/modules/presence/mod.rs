@@ -68,9 +68,27 @@ pub fn start(shard: &mut Shard, _hosts: &[String]) {
 /// for the contact's presence, `unsubscribed` where the contact had or asked for the user's. Their
 /// servers update their rosters, so the presence they shared does not go to whoever registers the
 /// name next.
+///
+/// On the user's home shard, where its sessions are known: a contact that had the user's presence
+/// first gets `unavailable` from each available resource (§3.2.2; the sessions closed next have no
+/// roster left to tell), then the cancellation.
 fn account_removed(shard: &mut Shard, ev: &AccountRemoved) {
-    let from = Jid::from(ev.jid.clone());
-    for item in &ev.roster {
+    let (user, roster) = (ev.jid.clone(), ev.roster.clone());
+    let home = crate::shard::home_shard(&user, shard.shards);
+    crate::sm::run_on(
+        shard,
+        home,
+        Box::new(move |shard| cancel_subscriptions(shard, &user, &roster)),
+    );
+}
+
+/// [`account_removed`] on the user's home shard.
+fn cancel_subscriptions(shard: &mut Shard, user: &BareJid, roster: &[crate::xmpp::roster::RosterItem]) {
+    let from = Jid::from(user.clone());
+    for item in roster {
+        if item.state.from {
+            send_unavailable_to(shard, user, &Jid::from(item.jid.clone()));
+        }
         let to = Jid::from(item.jid.clone());
         let mut types = Vec::with_capacity(2);
         if item.state.to || item.state.pending_out {
