@@ -771,3 +771,37 @@ fn a_service_administrator_takes_over_a_room_whose_owner_was_deleted() {
         common::muc::text(&r)
     );
 }
+
+#[test]
+fn a_connection_that_authenticated_before_the_account_was_deleted_binds_nothing() {
+    // The deletion's kick closes sessions; a connection past SASL but not yet bound has none, and
+    // its bind must not bring the deleted account back (a live session writing rows for it).
+    for shards in [1, 2] {
+        let (server, http) = start(shards, &["ghost"], true, "[modules.roster]\n");
+        let mut ghost = server.connect();
+        let features = ghost.auth_plain("ghost", "localhost", common::PASSWORD);
+        assert_eq!(features.name(), "stream:features");
+        let r = api(http, "DELETE", "/api/users/ghost@localhost", None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        ghost.send(
+            "<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+             <resource>late</resource></bind></iq>",
+        );
+        let rest = ghost.read_to_close();
+        assert!(
+            rest.contains("<not-authorized") && !rest.contains("type='result'"),
+            "shards={shards}: {rest}"
+        );
+        // The name registered again logs in as usual.
+        let r = api(
+            http,
+            "POST",
+            "/api/users",
+            Some(r#"{"jid": "ghost@localhost", "password": "another-pass"}"#),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        let mut again = server.connect();
+        again.login_plain("ghost", "localhost", "another-pass", "new");
+        again.sync();
+    }
+}

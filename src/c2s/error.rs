@@ -17,6 +17,10 @@ pub enum BindError {
     /// The session manager failed.
     #[error("internal error")]
     Internal,
+    /// The account was deleted after the connection authenticated (the stream is closed with
+    /// `not-authorized`).
+    #[error("account deleted")]
+    AccountRemoved,
 }
 
 impl BindError {
@@ -27,6 +31,7 @@ impl BindError {
             BindError::NotAllowed => StanzaErrorCondition::NotAllowed,
             BindError::ResourceConstraint => StanzaErrorCondition::ResourceConstraint,
             BindError::Internal => StanzaErrorCondition::InternalServerError,
+            BindError::AccountRemoved => StanzaErrorCondition::NotAuthorized,
         }
     }
 }

@@ -406,8 +406,13 @@ fn presend(shard: &mut Shard, mut acc: Acc, out: &mut Delivery, top: bool) {
 }
 
 /// The session bound: register it with its home shard (the answer comes back as `ConnMsg::Bound`).
-pub fn bind(shard: &mut Shard, jid: FullJid, session: SessionRef) {
-    crate::sm::register(shard, jid, session);
+pub fn bind(
+    shard: &mut Shard,
+    jid: FullJid,
+    session: SessionRef,
+    authenticated: std::time::Instant,
+) {
+    crate::sm::register(shard, jid, session, authenticated);
     shard.drain_to_route();
 }
 

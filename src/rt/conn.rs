@@ -124,6 +124,9 @@ pub(super) struct Driver {
     /// The JID asked for while the bind is on its way (boxed: a word, not three, for the life of
     /// the connection).
     bind_pending: Option<Box<FullJid>>,
+    /// When the last authentication attempt began (read the account): a bind after the account's
+    /// deletion since is refused (see `sm::register`).
+    auth_began: Instant,
     pub(super) pending: Option<PendingFut>,
     /// Bytes on their way to the socket.
     out: Output,
@@ -192,6 +195,7 @@ impl Driver {
             mailbox,
             session,
             bind_pending: None,
+            auth_began: Instant::now(),
             pending: None,
             out: Output::new(),
             alarm: Alarm::default(),
@@ -359,22 +363,28 @@ impl Driver {
 
     fn on_event(&mut self, ev: C2sEvent) {
         match ev {
-            C2sEvent::NeedSecrets { username } => self.credential_lookup(
-                &username,
-                |store, jid| store.get_secrets(jid),
-                Pending::Secrets,
-                Pending::Secrets(None),
-            ),
-            C2sEvent::VerifyPlain { username, password } => self.credential_lookup(
-                &username,
-                // PBKDF2 runs there, on the pool thread, never on the shard.
-                move |store, jid| {
-                    let secrets = store.get_secrets(jid)?;
-                    Ok(secrets.is_some_and(|s| s.verify_plain(&password)))
-                },
-                Pending::Plain,
-                Pending::Plain(false),
-            ),
+            C2sEvent::NeedSecrets { username } => {
+                self.auth_began = Instant::now();
+                self.credential_lookup(
+                    &username,
+                    |store, jid| store.get_secrets(jid),
+                    Pending::Secrets,
+                    Pending::Secrets(None),
+                )
+            }
+            C2sEvent::VerifyPlain { username, password } => {
+                self.auth_began = Instant::now();
+                self.credential_lookup(
+                    &username,
+                    // PBKDF2 runs there, on the pool thread, never on the shard.
+                    move |store, jid| {
+                        let secrets = store.get_secrets(jid)?;
+                        Ok(secrets.is_some_and(|s| s.verify_plain(&password)))
+                    },
+                    Pending::Plain,
+                    Pending::Plain(false),
+                )
+            }
             C2sEvent::AuthFailed { jid } => {
                 self.ctx.shard.borrow().metrics.logins_failed.inc();
                 self.auth_failed(jid)
@@ -386,7 +396,7 @@ impl Driver {
             C2sEvent::BindRequest { jid } => {
                 let sref = self.ctx.shard.borrow().session_ref(self.conn);
                 self.bind_pending = Some(Box::new(jid.clone()));
-                c2s_route::bind(&mut self.ctx.shard.borrow_mut(), jid, sref);
+                c2s_route::bind(&mut self.ctx.shard.borrow_mut(), jid, sref, self.auth_began);
             }
             C2sEvent::Stanza(stanza, seq) => {
                 let mut session = self.session.borrow_mut();
@@ -469,6 +479,13 @@ impl Driver {
                             return;
                         }
                         self.c2s.bind_result(Ok(jid));
+                    }
+                    Err(crate::c2s::BindError::AccountRemoved) => {
+                        // Deleted after this connection authenticated: it has no account to bind.
+                        self.c2s.close(
+                            Some(StreamErrorCondition::NotAuthorized),
+                            Some("account deleted"),
+                        );
                     }
                     Err(e) => self.c2s.bind_result(Err(e)),
                 }

@@ -75,7 +75,12 @@ impl Cluster {
     ) -> (Session, Rc<Mailbox>) {
         let (conn, mb) = self.shards[on].open_conn();
         let sref = self.shards[on].session_ref(conn);
-        bind(&mut self.shards[on], jid.clone(), sref);
+        bind(
+            &mut self.shards[on],
+            jid.clone(),
+            sref,
+            std::time::Instant::now(),
+        );
         self.pump();
         match mb.pop() {
             Some(ConnMsg::Bound(Ok(()))) => {}

@@ -653,7 +653,11 @@ impl Shard {
         match msg {
             ShardMsg::SmRoute(acc) => crate::sm::route(self, acc),
             ShardMsg::Remote(acc) => self.route_remote(acc),
-            ShardMsg::Register { jid, session } => crate::sm::register(self, jid, session),
+            ShardMsg::Register {
+                jid,
+                session,
+                authenticated,
+            } => crate::sm::register(self, jid, session, authenticated),
             ShardMsg::Unregister { jid, session } => crate::sm::unregister(self, jid, session),
             ShardMsg::Conn(conn, msg) => self.deliver_local(conn, msg),
             ShardMsg::Run(f) => f(self),

@@ -16,6 +16,8 @@ pub enum ShardMsg {
         jid: FullJid,
         /// Where the session lives.
         session: SessionRef,
+        /// When the connection's authentication began (see `sm::register`).
+        authenticated: std::time::Instant,
     },
     /// A session left (stream closed); the home shard forgets it if it is still the registered one.
     Unregister {
@@ -85,7 +87,7 @@ impl std::fmt::Debug for ShardMsg {
         match self {
             ShardMsg::SmRoute(acc) => f.debug_tuple("SmRoute").field(acc).finish(),
             ShardMsg::Remote(acc) => f.debug_tuple("Remote").field(acc).finish(),
-            ShardMsg::Register { jid, session } => {
+            ShardMsg::Register { jid, session, .. } => {
                 write!(f, "Register({jid}, {session:?})")
             }
             ShardMsg::Unregister { jid, session } => {

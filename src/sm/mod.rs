@@ -13,6 +13,7 @@
 //!   whose last, default handler answers `service-unavailable` for chat/normal and drops the rest.
 
 mod locations;
+mod removed;
 mod sessions;
 
 pub use locations::Locations;
@@ -22,12 +23,13 @@ pub use sessions::{Resource, SessionManager};
 use crate::c2s::BindError;
 use crate::explain::Outcome;
 use crate::hooks::{Acc, HookCtx, HookResult, Hooks, SessionEvent};
-use crate::jid::{FullJid, Jid};
+use crate::jid::{BareJid, FullJid, Jid};
 use crate::shard::{
     home_shard, home_shard_of, Ask, ConnMsg, DrainCause, SessionRef, Shard, ShardId, ShardMsg,
 };
 use crate::xml::{StanzaKind, StanzaType};
 use crate::xmpp::{StanzaErrorCondition, StreamErrorCondition};
+use std::time::Instant;
 
 /// A module's handler for stanzas that reached the home shard of their recipient, before §8.5
 /// delivery (presence probes and subscriptions, roster push fan-out): returns the stanza to go on
@@ -496,12 +498,39 @@ pub fn register_default_handlers(hooks: &mut Hooks) {
         });
 }
 
-/// Registers `jid` at `session` (on the home shard). A session already bound to the same full JID is
-/// replaced: it gets `conflict` and is closed (the new session wins, as in MongooseIM's default).
-pub fn register(shard: &mut Shard, jid: FullJid, session: SessionRef) {
+/// Account `jid` was deleted: its home shard refuses the binds of connections that authenticated
+/// before now. Sent ahead of the deletion's kick, on the same ring, so any bind the home shard
+/// handles after the kick is checked.
+pub fn account_removed(shard: &mut Shard, jid: &BareJid) {
+    let now = Instant::now();
+    let jid = jid.clone();
+    let home = home_shard(&jid, shard.shards);
+    run_on(
+        shard,
+        home,
+        Box::new(move |shard| shard.sm.note_removed(jid, now)),
+    );
+}
+
+/// Registers `jid` at `session` (on the home shard), for a connection whose authentication began at
+/// `authenticated`. A session already bound to the same full JID is replaced: it gets `conflict`
+/// and is closed (the new session wins, as in MongooseIM's default). An account deleted since the
+/// authentication began binds nothing: the connection is told `AccountRemoved`.
+pub fn register(shard: &mut Shard, jid: FullJid, session: SessionRef, authenticated: Instant) {
     let home = home_shard(&jid.bare(), shard.shards);
     if home != shard.id {
-        shard.send_to_shard(home, ShardMsg::Register { jid, session });
+        shard.send_to_shard(
+            home,
+            ShardMsg::Register {
+                jid,
+                session,
+                authenticated,
+            },
+        );
+        return;
+    }
+    if shard.sm.removed_since(&jid.bare(), authenticated) {
+        shard.send_to_session(session, ConnMsg::Bound(Err(BindError::AccountRemoved)));
         return;
     }
     if let Some(old) = shard.sm.insert(jid.clone(), session) {

@@ -37,9 +37,21 @@ pub struct SessionManager {
     pub(super) drains: HashMap<SessionRef, (usize, Vec<super::AfterDrain>)>,
     /// Shared slice: the route clones it per stanza (a reference count, not a Vec).
     home_handlers: std::rc::Rc<[(&'static str, super::HomeHandler)]>,
+    /// Accounts of this home deleted a moment ago (see [`super::removed`]).
+    removed: super::removed::Removed,
 }
 
 impl SessionManager {
+    /// Records that account `jid` (homed here) was deleted `now`.
+    pub fn note_removed(&mut self, jid: BareJid, now: std::time::Instant) {
+        self.removed.note(jid, now);
+    }
+
+    /// Whether account `jid` was deleted at or after `authenticated`.
+    pub fn removed_since(&self, jid: &BareJid, authenticated: std::time::Instant) -> bool {
+        self.removed.since(jid, authenticated)
+    }
+
     /// Binds `jid` at `session`, returning the resource it replaces (same full JID), if any.
     pub fn insert(&mut self, jid: FullJid, session: SessionRef) -> Option<Resource> {
         // Most users have one resource: no room for four (Vec's first growth) per idle session.

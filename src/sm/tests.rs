@@ -431,7 +431,12 @@ fn a_session_that_ended_is_forgotten_and_its_stanzas_follow_the_next_one() {
     // Bob is back on shard 1 (his home), same resource, before anything else moves.
     let (conn, mb) = net.c.shards[1].open_conn();
     let sref = net.c.shards[1].session_ref(conn);
-    crate::c2s::route::bind(&mut net.c.shards[1], bob.sess.jid.clone(), sref);
+    crate::c2s::route::bind(
+        &mut net.c.shards[1],
+        bob.sess.jid.clone(),
+        sref,
+        std::time::Instant::now(),
+    );
     net.collect();
     // Unregister (2 -> 1) and the new bind run at home; the stale stanza arrives after.
     assert!(net.step(2, 1));
@@ -472,7 +477,12 @@ fn an_asking_stanza_that_finds_its_session_gone_stays_ahead_of_the_waiting_ones(
     assert!(net.step(2, 1), "the unregister");
     let (conn, mb) = net.c.shards[1].open_conn();
     let sref = net.c.shards[1].session_ref(conn);
-    crate::c2s::route::bind(&mut net.c.shards[1], bob.sess.jid.clone(), sref);
+    crate::c2s::route::bind(
+        &mut net.c.shards[1],
+        bob.sess.jid.clone(),
+        sref,
+        std::time::Instant::now(),
+    );
     net.collect();
     net.c.shards[1].local_bind(bob.sess.jid.clone(), conn);
     // The bind's answer.

@@ -135,7 +135,12 @@ fn two_resources_available_at_once_get_each_message_once() {
             let jid = full(&format!("bob@localhost/{res}"));
             let (conn, mb) = c.shards[on].open_conn();
             let sref = c.shards[on].session_ref(conn);
-            bind(&mut c.shards[on], jid.clone(), sref);
+            bind(
+                &mut c.shards[on],
+                jid.clone(),
+                sref,
+                std::time::Instant::now(),
+            );
             c.pump();
             assert!(matches!(mb.pop(), Some(ConnMsg::Bound(Ok(())))));
             c.shards[on].local_bind(jid.clone(), conn);

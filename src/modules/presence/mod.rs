@@ -83,7 +83,11 @@ fn account_removed(shard: &mut Shard, ev: &AccountRemoved) {
 }
 
 /// [`account_removed`] on the user's home shard.
-fn cancel_subscriptions(shard: &mut Shard, user: &BareJid, roster: &[crate::xmpp::roster::RosterItem]) {
+fn cancel_subscriptions(
+    shard: &mut Shard,
+    user: &BareJid,
+    roster: &[crate::xmpp::roster::RosterItem],
+) {
     let from = Jid::from(user.clone());
     for item in roster {
         if item.state.from {

@@ -40,6 +40,8 @@ pub struct AccountRemoved {
 
 /// Announces that `jid`, whose roster was `roster`, was deleted (see [`AccountRemoved`]).
 pub fn account_removed(shard: &mut Shard, jid: BareJid, roster: Vec<RosterItem>) {
+    // First: a connection that authenticated before the deletion binds no session after it.
+    crate::sm::account_removed(shard, &jid);
     crate::hooks::Events::<AccountRemoved>::emit(shard, &AccountRemoved { jid, roster });
 }
 

@@ -295,7 +295,8 @@ pub fn bind_moved(
         shard.local_bind(jid.clone(), me.conn);
     }
     // The home shard's answer (`ConnMsg::Bound`) finds no bind pending and is ignored.
-    crate::sm::register(shard, jid.clone(), me);
+    // Resumed, not authenticated: a deletion since closed the session it resumes.
+    crate::sm::register(shard, jid.clone(), me, std::time::Instant::now());
     let home = home_shard(&jid.bare(), shard.shards);
     let (j, last) = (jid.clone(), from.last);
     crate::sm::run_on(
