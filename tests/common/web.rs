@@ -1,4 +1,5 @@
-//! The JavaScript clients of tests/web/ (converse.js in headless Chromium, @xmpp/client on Node):
+//! The JavaScript clients of tests/web/ (converse.js in headless Chromium, @xmpp/client and
+//! StanzaJS on Node):
 //! finding node, Chromium and the npm packages, and running a script with node.
 //!
 //! When something is missing a test skips with a loud message, unless `PETREL_REQUIRE_BROWSER` is
@@ -13,7 +14,7 @@ use std::time::Duration;
 pub const REQUIRE: &str = "PETREL_REQUIRE_BROWSER";
 
 /// The npm packages the scripts import (installed by `npm ci` in tests/web).
-const PACKAGES: [&str; 3] = ["converse.js", "playwright-core", "@xmpp/client"];
+const PACKAGES: [&str; 4] = ["converse.js", "playwright-core", "@xmpp/client", "stanza"];
 
 /// What a test found; `None` from [`tools`] means "skip".
 pub struct Tools {
@@ -109,6 +110,11 @@ pub fn tools(test: &str, browser: bool) -> Option<Tools> {
 }
 
 impl Tools {
+    /// The `node` binary (for scripts that start node themselves).
+    pub fn node_path(&self) -> &Path {
+        &self.node
+    }
+
     /// A `node` command running `tests/web/<script>`.
     pub fn node(&self, script: &str) -> Command {
         let mut cmd = Command::new(&self.node);
