@@ -485,3 +485,41 @@ fn a_non_anonymous_rooms_archive_keeps_real_jids() {
         );
     }
 }
+
+/// XEP-0359 §6: the history a joining occupant gets carries the stanza ids the room's archive gave
+/// the messages, so a client matches it against the archive instead of showing both.
+#[test]
+fn history_on_joining_carries_the_archive_s_stanza_ids() {
+    for shards in [1, 2] {
+        let server = Server::start_with(
+            shards,
+            &["u0", "u1"],
+            "",
+            "[modules.presence]\n[modules.muc]\n[modules.mam]\n",
+        );
+        let mut a = server.login("u0", "r", Some(0));
+        let room = format!("hist@{SERVICE}");
+        create(&mut a, &room, "a", "");
+        a.send(&format!(
+            "<message to='{room}' type='groupchat' id='h1'><body>before you came</body></message>"
+        ));
+        let live = a.expect("echo", |s| s.id().as_deref() == Some("h1"));
+        let sid = |s: &petrel::xml::Stanza| {
+            let t = s.tree().unwrap();
+            t.get_child("stanza-id", "urn:xmpp:sid:0")
+                .filter(|e| e.attr("by") == Some(room.as_str()))
+                .and_then(|e| e.attr("id").map(str::to_owned))
+        };
+        let want = sid(&live).unwrap_or_else(|| panic!("no room stanza id: {}", text(&live)));
+        let mut b = server.login("u1", "r", Some(0));
+        join(&mut b, &room, "b", "");
+        // History follows the self-presence (§7.2.15).
+        let old = b.expect("history", |s| text(s).contains("before you came"));
+        assert_eq!(
+            sid(&old).as_deref(),
+            Some(want.as_str()),
+            "shards={shards}: {}",
+            text(&old)
+        );
+    }
+}

@@ -485,7 +485,12 @@ fn apply(shard: &mut Shard, jid: &BareJid, outs: Vec<RoomOut>) {
                     None => shard.fx.to_route.push(acc),
                 }
             }
-            RoomOut::Broadcast { stanza, to, real } => {
+            RoomOut::Broadcast {
+                stanza,
+                to,
+                real,
+                history,
+            } => {
                 let from = sender_of(&stanza, jid);
                 let mut acc = Acc::new(stanza, from, Jid::from(jid.clone()), shard.id);
                 if let Some(real) = real {
@@ -493,6 +498,12 @@ fn apply(shard: &mut Shard, jid: &BareJid, outs: Vec<RoomOut>) {
                 }
                 if shard.run_hook(|h| &h.filter_room_packet, &mut acc) == HookResult::Stop {
                     continue;
+                }
+                if let (true, Some(sid)) = (history, acc.get(crate::hooks::ROOM_STANZA_ID)) {
+                    let sid = sid.clone();
+                    if let Some(Slot::Live { room, .. }) = rooms(shard).slots.get_mut(jid) {
+                        room.stamp_newest_history(&sid);
+                    }
                 }
                 for (at, jids) in to.iter() {
                     shard.multicast(*at, acc.fork(), jids.clone());

@@ -50,11 +50,20 @@ impl Room {
             self.answer_back(from, stanza, out);
             return;
         }
+        let child_ns = stanza.child_ns();
         let Some(me) = self.occupants.nick_of(from).map(str::to_owned) else {
-            out.extend(error_reply(stanza, to, from, E::NotAcceptable));
+            // §6.6: a non-occupant's disco request to an occupant is `bad-request`; anything else
+            // (a XEP-0410 self-ping from a session that is no longer joined) `not-acceptable`.
+            let disco = matches!(child_ns.as_deref(), Some(ns::DISCO_INFO | ns::DISCO_ITEMS));
+            let cond = if disco {
+                E::BadRequest
+            } else {
+                E::NotAcceptable
+            };
+            out.extend(error_reply(stanza, to, from, cond));
             return;
         };
-        let is_ping = stanza.child_ns().as_deref() == Some(ns::PING);
+        let is_ping = child_ns.as_deref() == Some(ns::PING);
         if me == nick && is_ping {
             // XEP-0410: the room answers for the occupant, proving it is still joined.
             out.push(iq_result(stanza, to, from, None));

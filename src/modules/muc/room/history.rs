@@ -57,6 +57,13 @@ impl History {
         self.truncate(cap);
     }
 
+    /// Appends `child` (serialized) to the newest message.
+    pub fn stamp_newest(&mut self, child: &[u8]) {
+        if let Some(e) = self.entries.back_mut() {
+            e.stanza.append_child(child);
+        }
+    }
+
     /// Drops the oldest messages past `cap`.
     pub fn truncate(&mut self, cap: usize) {
         while self.entries.len() > cap {

@@ -112,23 +112,23 @@ impl Room {
             }
             self.subject = Some(Subject { text, nick });
             self.save(out);
-        } else if body {
-            self.keep(el, &me, now);
         }
+        let history = body && self.keep(el, &me, now);
         let real = (self.config.whois == super::config::Whois::Anyone).then(|| from.clone());
         out.push(RoomOut::Broadcast {
             stanza: reflected,
             to: self.occupants.recipients(),
             real,
+            history,
         });
     }
 
     /// Keeps a groupchat message (its tree as received) in the history: from `room/nick`, no
-    /// `to`, with its `<delay/>`.
-    fn keep(&mut self, mut el: Element, from: &str, now: SystemTime) {
+    /// `to`, with its `<delay/>`. False when the room keeps no history.
+    fn keep(&mut self, mut el: Element, from: &str, now: SystemTime) -> bool {
         let cap = self.config.history_length as usize;
         if cap == 0 {
-            return;
+            return false;
         }
         el.attrs.retain(|(k, _)| k != "to" && k != "from");
         el.attrs.push(("from".into(), from.into()));
@@ -141,6 +141,13 @@ impl Room {
                 .with_attr("stamp", stamp(now)),
         ));
         self.history.push(Stanza::from_element(&el), now, cap);
+        true
+    }
+
+    /// The newest history message gets `sid`, the `<stanza-id/>` the room's archive gave its
+    /// broadcast (XEP-0359 §6: clients match the history they get on joining against the archive).
+    pub fn stamp_newest_history(&mut self, sid: &[u8]) {
+        self.history.stamp_newest(sid);
     }
 
     /// Messages to `room/nick`: private messages (§7.5).
@@ -246,8 +253,10 @@ impl Room {
                 out.extend(error_reply(stanza, &room, from, E::Forbidden));
                 return;
             }
-            // An admin's invitations into a members-only room make members: not past the limit.
-            if self.config.members_only && aff.is_admin() {
+            // An invitation into a members-only room, by an admin or (with `allowinvites`) by an
+            // occupant, makes the invitee a member (§7.8.2 "MAY", as Prosody does): else the
+            // invitee could not enter. Not past the limit.
+            if self.config.members_only {
                 let mut new_members: Vec<_> = invite_to.iter().map(Jid::bare).collect();
                 new_members.sort_unstable();
                 new_members.dedup();
@@ -258,10 +267,7 @@ impl Room {
                 }
             }
             for (inv, to) in invites.iter().zip(invite_to) {
-                if self.config.members_only
-                    && aff.is_admin()
-                    && self.affiliation(&to.bare()) == Affiliation::None
-                {
+                if self.config.members_only && self.affiliation(&to.bare()) == Affiliation::None {
                     self.store_affiliation(&to.bare(), Affiliation::Member, None);
                     self.save(out);
                 }

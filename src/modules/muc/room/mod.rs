@@ -110,6 +110,9 @@ pub enum RoomOut {
         /// The sender's real JID, for an occupant's message in a room where every occupant may
         /// see it (non-anonymous): the archive keeps it (XEP-0313 §6.1.2).
         real: Option<FullJid>,
+        /// The message is the newest of the room's history (its copy there gets the stanza id
+        /// the archive gives the broadcast: [`Room::stamp_newest_history`]).
+        history: bool,
     },
     /// The room's persistent state ([`Room::saved`]) changed: store it (persistent rooms only).
     Save,

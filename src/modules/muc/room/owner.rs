@@ -101,6 +101,7 @@ impl Room {
                 stanza: Stanza::from_element(&m),
                 to: self.occupants.recipients(),
                 real: None,
+                history: false,
             });
         }
         if self.config.members_only && !old.members_only {

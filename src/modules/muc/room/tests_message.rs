@@ -200,6 +200,16 @@ fn self_ping() {
         only_error(&feed(&mut room, CAROL, &ping("bob")), CAROL),
         "not-acceptable"
     );
+    // §6.6: a non-occupant's disco request to an occupant is a bad request.
+    for q in ["info", "items"] {
+        let disco = format!(
+            "<iq type='get' id='d' to='{ROOM}/bob'><query xmlns='http://jabber.org/protocol/disco#{q}'/></iq>"
+        );
+        assert_eq!(
+            only_error(&feed(&mut room, CAROL, &disco), CAROL),
+            "bad-request"
+        );
+    }
     // A ping to another occupant is forwarded (below).
     assert_eq!(
         sent_to(&feed(&mut room, BOB, &ping("alice")), ALICE).len(),
@@ -276,14 +286,17 @@ fn members_only_invitations() {
     );
     let out = feed(&mut room, CAROL, &join_xml("carol"));
     assert!(error_of(&sent_to(&out, CAROL)[0]).is_none());
-    // With allowinvites, members invite too (without granting membership).
+    // With allowinvites, members invite too, and the invitee may enter (§7.8.2: the owner let
+    // members invite; an invitation to a door that stays shut would be no invitation).
     configure(&mut room, ALICE, &[("muc#roomconfig_allowinvites", "1")]);
     let out = feed(&mut room, BOB, &invite("dave@localhost"));
     assert_eq!(sent_to(&out, "dave@localhost").len(), 1);
     assert_eq!(
         room.affiliation(&BareJid::parse("dave@localhost").expect("valid")),
-        Affiliation::None
+        Affiliation::Member
     );
+    let out = feed(&mut room, "dave@localhost/d", &join_xml("dave"));
+    assert!(error_of(&sent_to(&out, "dave@localhost/d")[0]).is_none());
 }
 
 #[test]
