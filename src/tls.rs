@@ -272,7 +272,7 @@ pub fn ensure_self_signed(general: &General) -> Result<(PathBuf, PathBuf), TlsEr
     }
 
     let generated = generate(&names)?;
-    fs::create_dir_all(&dir).map_err(|source| TlsError::Write {
+    crate::store::create_private_dir(&dir).map_err(|source| TlsError::Write {
         path: dir.clone(),
         source,
     })?;

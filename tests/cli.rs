@@ -419,3 +419,25 @@ fn user_del_cancels_the_subscriptions_of_local_contacts() {
     assert!(!item.state.pending_in && !item.state.pending_out);
     assert!(store.roster_items(&carol).unwrap().1.is_empty());
 }
+
+#[test]
+fn the_data_directory_and_the_store_are_private() {
+    // They hold every account's SCRAM secrets and the messages: no other local user reads them,
+    // whatever the umask (the test runs under the usual 022).
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    env.ok(&["user", "add", "alice@localhost", "alice-pass"]);
+    let data = env.dir.path().join("data");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let p = entry.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("petrel.sqlite3") {
+            assert_eq!(mode(&p), 0o600, "{name}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1);
+}

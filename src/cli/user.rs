@@ -124,7 +124,7 @@ pub(super) fn run(config: &Config, command: UserCommand) -> Result<(), UserError
     }
     let backend = Backend::from_config(config)?;
     if let Backend::Sqlite(data_dir) = &backend {
-        std::fs::create_dir_all(data_dir).map_err(|source| UserError::DataDir {
+        crate::store::create_private_dir(data_dir).map_err(|source| UserError::DataDir {
             path: data_dir.clone(),
             source,
         })?;

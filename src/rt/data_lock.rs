@@ -47,7 +47,7 @@ impl DataDirLock {
             dir: dir.to_owned(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(io)?;
+        crate::store::create_private_dir(dir).map_err(io)?;
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)

@@ -72,6 +72,7 @@ pub(super) enum Conn {
 impl Conn {
     /// Opens the SQLite file at `path` in WAL mode.
     pub(super) fn sqlite(path: &std::path::Path) -> Result<Conn, StoreError> {
+        super::files::private_database(path)?;
         let conn = rusqlite::Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.set_prepared_statement_cache_capacity(SQLITE_STATEMENT_CACHE);

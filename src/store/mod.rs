@@ -14,6 +14,7 @@ mod blocking;
 mod concurrency_tests;
 mod db;
 mod domains;
+mod files;
 mod last;
 mod login;
 mod mam;
@@ -37,6 +38,7 @@ pub(crate) mod value;
 mod vcard;
 
 pub use blocking::{BlockChange, BlockUpdateError, StoredBlockList};
+pub use files::create_private_dir;
 pub use last::{boot_id, unix_now, LastActivity};
 pub use login::{Attempt, LoginGuard};
 pub use mam::{

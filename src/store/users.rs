@@ -105,7 +105,7 @@ const PURGE_BY_JID: [Sql; 6] = [
 impl Store {
     /// Opens (creating the directory, file and schema if needed) the SQLite store in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir)?;
+        super::create_private_dir(data_dir)?;
         let store = Store {
             db: Conn::sqlite(&data_dir.join(DB_FILE))?,
             mam_pending: Default::default(),
