@@ -130,13 +130,16 @@ pub enum CliError {
     #[error(transparent)]
     Logging(#[from] LoggingError),
     /// A configured certificate/key pair is unusable.
-    #[error("listen.c2s port {port}: {source}")]
+    #[error("listener on port {port}: {source}")]
     Tls {
         /// The listener's port.
         port: u16,
         /// What is wrong with its files.
         source: TlsError,
     },
+    /// `[s2s] certfile`/`keyfile` cannot be used.
+    #[error("s2s: {0}")]
+    S2sTls(TlsError),
     /// The server stopped with an error.
     #[error(transparent)]
     Serve(#[from] crate::rt::RtError),
@@ -214,16 +217,25 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Loads configured certificate/key pairs so `check-config` catches unusable files. Listeners
-/// without files are skipped: checking them would generate a certificate.
+/// Loads configured certificate/key pairs (c2s and HTTP listeners, `[s2s]`) so `check-config`
+/// catches unusable files. Listeners without files are skipped: checking them would generate a
+/// certificate.
 fn check_certificates(config: &Config) -> Result<(), CliError> {
-    for listener in &config.listen.c2s {
+    let sessions = config
+        .listen
+        .c2s
+        .iter()
+        .chain(config.listen.http.iter().map(|h| &h.session));
+    for listener in sessions {
         if listener.tls.uses_tls() && listener.certfile.is_some() {
             tls::server_config(listener, &config.general).map_err(|source| CliError::Tls {
                 port: listener.port,
                 source,
             })?;
         }
+    }
+    if let (Some(cert), Some(key)) = (&config.s2s.certfile, &config.s2s.keyfile) {
+        tls::load_pair(cert, key).map_err(CliError::S2sTls)?;
     }
     Ok(())
 }

@@ -441,3 +441,64 @@ fn the_data_directory_and_the_store_are_private() {
     }
     assert!(checked >= 1);
 }
+
+#[test]
+fn check_config_checks_component_domains_without_touching_the_store() {
+    // The check starts the modules to learn their service domains; it must neither create nor
+    // migrate the configured store (a newer build checking a production configuration).
+    let env = Env::new();
+    let base = std::fs::read_to_string(&env.config).unwrap();
+    let modules = "[modules.muc]\n[modules.blocking]\n[modules.http_upload]\n\
+                   base_url = \"http://localhost:5280/upload\"\n";
+    let component = |domain: &str| {
+        format!("[[listen.component]]\nport = 5347\n[components.\"{domain}\"]\npassword = \"s3cret-s3cret\"\n")
+    };
+    std::fs::write(
+        &env.config,
+        format!("{base}{modules}{}", component("echo.localhost")),
+    )
+    .unwrap();
+    env.ok(&["check-config"]);
+    assert!(
+        !env.dir.path().join("data").exists(),
+        "check-config created the data directory"
+    );
+    std::fs::write(
+        &env.config,
+        format!("{base}{modules}{}", component("conference.localhost")),
+    )
+    .unwrap();
+    let out = env.run(&["check-config"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("must not be a module's service domain"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!env.dir.path().join("data").exists());
+}
+
+#[test]
+fn check_config_refuses_missing_certificates_of_every_listener() {
+    // `serve` would fail on them: so must the check (c2s, HTTP and s2s alike).
+    let env = Env::new();
+    let base = std::fs::read_to_string(&env.config).unwrap();
+    let missing = env.dir.path().join("nonexistent.pem");
+    let m = missing.display();
+    for (extra, says) in [
+        (
+            format!("[[listen.http]]\nport = 5280\ntls = \"tls\"\ncertfile = \"{m}\"\nkeyfile = \"{m}\"\n"),
+            "port 5280",
+        ),
+        (
+            format!("[s2s]\ncertfile = \"{m}\"\nkeyfile = \"{m}\"\n"),
+            "s2s",
+        ),
+    ] {
+        std::fs::write(&env.config, format!("{base}{extra}")).unwrap();
+        let out = env.run(&["check-config"]);
+        assert!(!out.status.success(), "{extra}");
+        let err = stderr(&out);
+        assert!(err.contains(says) && err.contains("nonexistent.pem"), "{extra}: {err}");
+    }
+}

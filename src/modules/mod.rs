@@ -316,11 +316,29 @@ pub fn check(config: &Config) -> Result<(), ModuleError> {
 }
 
 /// No external component may claim a domain a module serves: the modules start on a scratch shard
-/// (no sockets, no store) and every service domain they register is compared.
+/// (no sockets) and every service domain they register is compared. Their store is a throwaway
+/// SQLite file in a directory of its own: a check must not create or migrate the real one (a newer
+/// build's `check-config` would migrate a production schema before the upgrade).
 fn check_component_domains(config: &Config) -> Result<(), ModuleError> {
     if config.components.is_empty() {
         return Ok(());
     }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let scratch = std::env::temp_dir().join(format!("petrel-check-{}-{nanos}", std::process::id()));
+    let mut config = config.clone();
+    config.general.data_dir = scratch.clone();
+    config.store.backend = crate::config::StoreBackend::Sqlite;
+    config.store.url = None;
+    let found = component_service_clash(&config);
+    // Best effort: a leftover in the temporary directory harms nothing.
+    let _ = std::fs::remove_dir_all(&scratch);
+    found
+}
+
+/// [`check_component_domains`] on its scratch configuration.
+fn component_service_clash(config: &Config) -> Result<(), ModuleError> {
     let hosts = config.general.hosts.iter().map(|h| h.to_string()).collect();
     let mut shard = Shard::new(
         crate::shard::ShardId(0),
