@@ -805,3 +805,46 @@ fn a_connection_that_authenticated_before_the_account_was_deleted_binds_nothing(
         again.sync();
     }
 }
+
+#[test]
+fn administrators_changes_and_failed_logins_are_logged() {
+    // The operator's audit trail: what the admin API changed (never a password), and each failed
+    // login with its address (what fail2ban reads).
+    let (mut server, http) = start(1, &["alice"], true, "");
+    server.stop();
+    let log = server.data_dir().join("test-audit.log");
+    server.spawn_logging_to(1, &log);
+    let r = api(
+        http,
+        "POST",
+        "/api/users",
+        Some(r#"{"jid": "newbie@localhost", "password": "never-logged-pw"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = api(http, "GET", "/api/users", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut c = server.connect();
+    c.open("localhost");
+    c.next_stanza();
+    use base64::Engine;
+    let token = base64::engine::general_purpose::STANDARD.encode("\0alice\0wrong-password");
+    c.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>"
+    ));
+    assert_eq!(c.next_stanza().name(), "failure");
+    server.stop();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("add account newbie@localhost") && text.contains("status=201"),
+        "{text}"
+    );
+    // The GET is a read: not audited.
+    assert_eq!(text.matches("admin API").count(), 1, "{text}");
+    assert!(!text.contains("never-logged-pw"), "{text}");
+    assert!(
+        text.contains("authentication failed")
+            && text.contains("ip=127.0.0.1")
+            && text.contains("alice@localhost"),
+        "{text}"
+    );
+}

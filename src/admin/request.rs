@@ -60,6 +60,29 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// What a command changes, for the audit log (never a password); `None` for reads.
+    pub fn audit(&self) -> Option<String> {
+        Some(match self {
+            Command::AddUser(jid, _) => format!("add account {jid}"),
+            Command::DelUser(jid) => format!("delete account {jid}"),
+            Command::SetPassword(jid, _) => format!("change the password of {jid}"),
+            Command::KickSession(jid) => format!("kick session {jid}"),
+            Command::KickUser(jid) => format!("kick every session of {jid}"),
+            Command::Route { from, to, .. } => format!("send a stanza from {from} to {to}"),
+            Command::AddDomain(d) => format!("add domain {}", d.as_str()),
+            Command::DelDomain(d) => format!("remove domain {}", d.as_str()),
+            Command::Explain { from, .. } => format!("send a traced stanza from {from}"),
+            Command::ListUsers(_)
+            | Command::ListSessions
+            | Command::ListDomains
+            | Command::ListRooms
+            | Command::Stats
+            | Command::Cluster => return None,
+        })
+    }
+}
+
 /// True when a request with this method carries a body to read.
 pub fn has_body(method: &str) -> bool {
     matches!(method, "POST" | "PUT")

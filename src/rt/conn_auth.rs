@@ -57,6 +57,8 @@ impl Driver {
     /// full queue answers the next attempts with temporary-auth-failure.
     pub(super) fn auth_failed(&self, jid: BareJid) {
         let (login, ip) = (self.ctx.login.clone(), self.c2s.peer().addr.ip());
+        // One line per failure, with the address: what fail2ban and an operator look for.
+        tracing::info!(%ip, user = %jid, "authentication failed");
         drop(self.ctx.store.call(move |_| login.failure(ip, &jid)));
     }
 

@@ -211,13 +211,24 @@ allow_plaintext_on_loopback = true
 
     /// (Re)starts the process and waits until the port accepts connections.
     pub fn spawn(&mut self, shards: usize) {
-        let child = self
-            .serve_command(shards)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        self.spawn_with(shards, |cmd| {
+            cmd.stderr(Stdio::inherit());
+        });
+    }
+
+    /// (Re)starts the process logging at `info` into `log` (for tests of what it logs).
+    pub fn spawn_logging_to(&mut self, shards: usize, log: &std::path::Path) {
+        let file = std::fs::File::create(log).unwrap();
+        self.spawn_with(shards, |cmd| {
+            cmd.env("RUST_LOG", "info").stderr(file);
+        });
+    }
+
+    fn spawn_with(&mut self, shards: usize, configure: impl FnOnce(&mut Command)) {
+        let mut cmd = self.serve_command(shards);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+        configure(&mut cmd);
+        let child = cmd.spawn().unwrap();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {

@@ -114,7 +114,20 @@ async fn handle(req: Request<Incoming>, ctx: &Rc<ShardCtx>) -> Answer {
         Bytes::new()
     };
     let cmd = crate::admin::parse(&method, &path, query.as_deref(), &body)?;
-    run(cmd, ctx).await
+    let audit = cmd.audit();
+    let answer = run(cmd, ctx).await;
+    // What an administrator changed, and whether it was done: the operator's audit trail.
+    if let Some(action) = audit {
+        match &answer {
+            Ok((status, _)) => {
+                tracing::info!(target: "petrel::audit", %action, status = status.as_u16(), "admin API")
+            }
+            Err(e) => {
+                tracing::info!(target: "petrel::audit", %action, error = %e, "admin API: refused")
+            }
+        }
+    }
+    answer
 }
 
 /// Runs an account job on the store; its `UserExists` and `NoSuchUser` become the API's.
