@@ -160,7 +160,8 @@ pub struct ShardStats {
     pub sessions: usize,
     /// Stanzas that entered the route from its clients.
     pub routed: u64,
-    /// Stanzas written into its connections' mailboxes.
+    /// Messages put into its connections' mailboxes: stanzas and the control messages that go the
+    /// same way (bind results, kicks, acknowledgements).
     pub delivered: u64,
 }
 

@@ -91,13 +91,13 @@ pub enum InvalidValue {
         max: u64,
     },
     /// `certfile` without `keyfile` or the reverse.
-    #[error("listen.c2s: certfile and keyfile must be given together (only {given} is set)")]
+    #[error("listen: certfile and keyfile must be given together (only {given} is set)")]
     CertKeyPair {
         /// The one that is set.
         given: &'static str,
     },
     /// Two listeners on the same address and port.
-    #[error("listen.c2s: {ip}:{port} is already used by the listener at line {other_line}")]
+    #[error("listen: {ip}:{port} is already used by the listener at line {other_line}")]
     DuplicateListener {
         /// Address of this listener.
         ip: IpAddr,

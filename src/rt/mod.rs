@@ -291,6 +291,18 @@ pub fn serve_until(config: Config, opts: ServeOptions, flag: ShutdownFlag) -> Re
         .iter()
         .map(|l| listeners::c2s_listener(l, &config.general, &modules).map(Arc::new))
         .collect::<Result<_, _>>()?;
+    for l in &config.listen.http {
+        let addr = l.session.ip_address;
+        if l.handlers.contains(&crate::config::HttpHandler::Metrics) && !addr.is_loopback() {
+            // The metrics carry no secrets but tell anyone who can reach them how busy the server
+            // is and with what: say so once, the operator may mean it (a scraper elsewhere).
+            tracing::warn!(
+                port = l.session.port, ip = %addr,
+                "/metrics is served without authentication beyond loopback (set the listener's \
+                 handlers, or ip_address = \"127.0.0.1\", to keep it local)"
+            );
+        }
+    }
     let http: Vec<Arc<listeners::HttpListener>> = config
         .listen
         .http

@@ -68,9 +68,6 @@ pub enum Corruption {
     /// A stored user that is not a valid JID.
     #[error("stored user: {0}")]
     Jid(#[from] JidError),
-    /// A schema version this build does not know (written by a newer petrel).
-    #[error("unknown schema version {0}")]
-    SchemaVersion(i64),
     /// A column that does not hold what petrel wrote there.
     #[error("a column does not hold {0}")]
     Column(&'static str),
@@ -85,6 +82,14 @@ pub enum StoreError {
     /// PostgreSQL failed (or the connection URL is invalid).
     #[error("postgres: {}", with_cause(.0))]
     Postgres(#[from] postgres::Error),
+    /// The schema is newer than this build's: a newer petrel migrated the store (an upgrade
+    /// rolled back).
+    #[error(
+        "store written by a newer petrel (schema version {0}; this build knows up to {latest}): \
+         run that petrel, or restore the backup taken before the upgrade",
+        latest = schema::LATEST
+    )]
+    NewerSchema(i64),
     /// `backend = "postgres"` without a URL (validation refuses such a configuration file).
     #[error("store.url is required for the postgres backend")]
     NoUrl,

@@ -9,7 +9,7 @@
 
 use super::db::{End, Kind};
 use super::value::args;
-use super::{Corruption, Store, StoreError};
+use super::{Store, StoreError};
 
 /// One schema version.
 struct Migration {
@@ -106,7 +106,7 @@ impl Store {
                 .flatten()
                 .unwrap_or(0);
             if have > LATEST {
-                return Err(Corruption::SchemaVersion(have).into());
+                return Err(StoreError::NewerSchema(have));
             }
             for (v, m) in (1..).zip(MIGRATIONS).skip(have.max(0) as usize) {
                 match self.kind() {

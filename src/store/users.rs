@@ -407,7 +407,7 @@ mod tests {
             drop(store);
             let r = Store::connect(db.backend());
             assert!(
-                matches!(r, Err(StoreError::Corrupt(Corruption::SchemaVersion(99)))),
+                matches!(r, Err(StoreError::NewerSchema(99))),
                 "{n}: {:?}",
                 r.err()
             );
