@@ -523,3 +523,49 @@ fn history_on_joining_carries_the_archive_s_stanza_ids() {
         );
     }
 }
+
+/// A private message to a nick two sessions of one user share reaches both (§7.2.9), as one
+/// message: one row in the recipient's archive, one stanza id on both copies (each session had
+/// its own row and id, and a client syncing the archive showed it twice).
+#[test]
+fn a_private_message_to_a_shared_nick_is_archived_once() {
+    for shards in [1, 2] {
+        let server = Server::start_with(
+            shards,
+            &["u0", "u1"],
+            "",
+            "[modules.presence]\n[modules.muc]\n[modules.mam]\n",
+        );
+        let mut a1 = server.login("u0", "one", Some(0));
+        let mut a2 = server.login("u0", "two", Some(0));
+        let mut b = server.login("u1", "r", Some(0));
+        let room = format!("shared@{SERVICE}");
+        create(&mut a1, &room, "a", "");
+        join(&mut a2, &room, "a", "");
+        join(&mut b, &room, "b", "");
+        b.send(&format!(
+            "<message type='chat' id='pm2' to='{room}/a'><body>to both of you</body></message>"
+        ));
+        let ids: Vec<String> = [&mut a1, &mut a2]
+            .into_iter()
+            .map(|c| {
+                let got = c.expect("pm", |s| s.id().as_deref() == Some("pm2"));
+                let t = got.tree().unwrap();
+                let sids: Vec<String> = t
+                    .child_elements()
+                    .filter(|e| e.name == "stanza-id" && e.attr("by") == Some("u0@localhost"))
+                    .filter_map(|e| e.attr("id").map(str::to_owned))
+                    .collect();
+                assert_eq!(sids.len(), 1, "{}", text(&got));
+                sids[0].clone()
+            })
+            .collect();
+        assert_eq!(ids[0], ids[1], "shards={shards}");
+        let page = archive_page(&mut a1, "", "<query xmlns='urn:xmpp:mam:2' queryid='x'/>");
+        let rows = page
+            .iter()
+            .filter(|s| text(s).contains("to both of you"))
+            .count();
+        assert_eq!(rows, 1, "shards={shards}");
+    }
+}

@@ -11,7 +11,7 @@ pub mod events;
 pub mod handled;
 pub mod on_drop;
 
-pub use acc::{Acc, AccData, CopyFor, Key, ACK_WANTED, COPY_FOR, ROOM_REAL_JID, ROOM_STANZA_ID};
+pub use acc::{Acc, AccData, CopyFor, Key, ACK_WANTED, ARCHIVE_STANZA_ID, COPY_FOR, ROOM_REAL_JID};
 pub use events::{Events, NodeStopping};
 pub use handled::Handled;
 pub use on_drop::OnDrop;

@@ -236,6 +236,7 @@ fn archive_incoming(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     push(ctx, row);
     let sid = stanza_id(owner, id);
     acc.stanza.append_child(&sid);
+    acc.put(crate::hooks::ARCHIVE_STANZA_ID, sid);
     HookResult::Continue
 }
 
@@ -264,7 +265,7 @@ fn archive_groupchat(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     push(ctx, row);
     let sid = stanza_id(room, id);
     acc.stanza.append_child(&sid);
-    acc.put(crate::hooks::ROOM_STANZA_ID, sid);
+    acc.put(crate::hooks::ARCHIVE_STANZA_ID, sid);
     HookResult::Continue
 }
 

@@ -443,6 +443,7 @@ fn apply(shard: &mut Shard, jid: &BareJid, outs: Vec<RoomOut>) {
         commit::begin(&mut shard.ext);
     }
     let mut held = Vec::new();
+    let mut last_private: Option<FilteredPrivate> = None;
     for out in outs {
         match out {
             RoomOut::Send { to, stanza }
@@ -474,9 +475,48 @@ fn apply(shard: &mut Shard, jid: &BareJid, outs: Vec<RoomOut>) {
                     && !matches!(ty, StanzaType::Groupchat | StanzaType::Error);
                 match at {
                     Some((at, full)) => {
-                        let stopped = private
-                            && shard.run_hook(|h| &h.filter_local_packet, &mut acc)
-                                == HookResult::Stop;
+                        // One private message goes to each session sharing the nick: they are
+                        // copies of one message to one user, filtered and archived once (the
+                        // archive kept one row per session, and gave each its own id).
+                        let key = private.then(|| {
+                            (
+                                full.bare(),
+                                acc.from.clone(),
+                                acc.stanza.id().map(|i| i.into_owned()),
+                            )
+                        });
+                        let sibling = match (&key, &last_private) {
+                            (Some((to, from, id)), Some(p))
+                                if *to == p.to && *from == p.from && *id == p.id =>
+                            {
+                                Some((p.stopped, p.sid.clone()))
+                            }
+                            _ => None,
+                        };
+                        let stopped = match sibling {
+                            Some((stopped, sid)) => {
+                                if let (false, Some(sid)) = (stopped, sid) {
+                                    acc.stanza.append_child(&sid);
+                                }
+                                stopped
+                            }
+                            None => {
+                                let stopped = private
+                                    && shard.run_hook(|h| &h.filter_local_packet, &mut acc)
+                                        == HookResult::Stop;
+                                if let Some((to, from, id)) = key {
+                                    let sid = acc.get(crate::hooks::ARCHIVE_STANZA_ID).cloned();
+                                    last_private = Some(FilteredPrivate {
+                                        to,
+                                        from,
+                                        id,
+                                        stopped,
+                                        sid,
+                                    });
+                                }
+                                stopped
+                            }
+                        };
                         if !stopped {
                             shard.multicast(at, acc, std::sync::Arc::from([full]));
                         }
@@ -499,7 +539,7 @@ fn apply(shard: &mut Shard, jid: &BareJid, outs: Vec<RoomOut>) {
                 if shard.run_hook(|h| &h.filter_room_packet, &mut acc) == HookResult::Stop {
                     continue;
                 }
-                if let (true, Some(sid)) = (history, acc.get(crate::hooks::ROOM_STANZA_ID)) {
+                if let (true, Some(sid)) = (history, acc.get(crate::hooks::ARCHIVE_STANZA_ID)) {
                     let sid = sid.clone();
                     if let Some(Slot::Live { room, .. }) = rooms(shard).slots.get_mut(jid) {
                         room.stamp_newest_history(&sid);
@@ -517,6 +557,17 @@ fn apply(shard: &mut Shard, jid: &BareJid, outs: Vec<RoomOut>) {
         let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
         commit::finish(&mut ctx, held);
     }
+}
+
+/// The last private message of a room's output that went through the recipient's filters: its
+/// recipient, sender (`room/nick`) and id, whether the filters stopped it, and the stanza id the
+/// recipient's archive gave it (for its copies to the recipient's other sessions).
+struct FilteredPrivate {
+    to: BareJid,
+    from: Jid,
+    id: Option<String>,
+    stopped: bool,
+    sid: Option<Vec<u8>>,
 }
 
 /// The shard where session `full` of room `room` lives, if it is one of the room's sessions.
