@@ -569,3 +569,43 @@ fn a_private_message_to_a_shared_nick_is_archived_once() {
         assert_eq!(rows, 1, "shards={shards}");
     }
 }
+
+/// A vCard request to an occupant (XEP-0045 §7.7, the avatars clients show beside nicks) goes to
+/// the occupant's account, whose server answers from the stored vCard; the occupant's client is
+/// not asked (clients rarely answer, and occupants' avatars were missing).
+#[test]
+fn a_vcard_request_to_an_occupant_is_answered_by_its_account() {
+    for shards in [1, 2] {
+        let server = Server::start_with(
+            shards,
+            &["u0", "u1"],
+            "",
+            "[modules.presence]\n[modules.muc]\n[modules.vcard]\n",
+        );
+        let mut a = server.login("u0", "r", Some(0));
+        let mut b = server.login("u1", "r", Some(0));
+        a.send(
+            "<iq type='set' id='vs'><vCard xmlns='vcard-temp'><NICKNAME>Alice of u0</NICKNAME></vCard></iq>",
+        );
+        a.expect("vcard set", |s| s.id().as_deref() == Some("vs"));
+        let room = format!("cards@{SERVICE}");
+        create(&mut a, &room, "a", "");
+        join(&mut b, &room, "b", "");
+        b.send(&format!(
+            "<iq type='get' id='vq' to='{room}/a'><vCard xmlns='vcard-temp'/></iq>"
+        ));
+        let r = b.expect("vcard", |s| s.id().as_deref() == Some("vq"));
+        assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+        assert_eq!(r.from().as_deref(), Some(format!("{room}/a").as_str()));
+        assert!(
+            text(&r).contains("Alice of u0"),
+            "shards={shards}: {}",
+            text(&r)
+        );
+        // u0's client was not asked (a request to it would have left before the answer).
+        let seen =
+            String::from_utf8_lossy(&a.read_until_quiet(std::time::Duration::from_millis(300)))
+                .into_owned();
+        assert!(!seen.contains("vcard-temp"), "{seen}");
+    }
+}

@@ -26,6 +26,12 @@ pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 pub const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
 /// XMPP ping (XEP-0199).
 pub const PING: &str = "urn:xmpp:ping";
+/// vCards (XEP-0054).
+pub const VCARD: &str = "vcard-temp";
+/// vCard4 over XMPP (XEP-0292).
+pub const VCARD4: &str = "urn:ietf:params:xml:ns:vcard-4.0";
+/// Publish-subscribe requests (XEP-0060): a user's PEP nodes.
+pub const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
 /// Roster (RFC 6121).
 pub const ROSTER: &str = "jabber:iq:roster";
 /// The `xml:` prefix namespace (always bound).

@@ -8,7 +8,7 @@ use sha1::{Digest, Sha1};
 use crate::xml::{Element, Node};
 
 /// The vcard-temp namespace.
-pub const NS_VCARD: &str = "vcard-temp";
+pub const NS_VCARD: &str = crate::xmpp::ns::VCARD;
 /// XEP-0084's data node and namespace.
 pub const NS_DATA: &str = "urn:xmpp:avatar:data";
 /// XEP-0084's metadata node and namespace.

@@ -18,7 +18,7 @@ use crate::xml::{Element, Stanza, StanzaType};
 use crate::xmpp::StanzaErrorCondition;
 
 /// The vcard-temp namespace.
-pub const NS: &str = "vcard-temp";
+pub const NS: &str = crate::xmpp::ns::VCARD;
 /// Features this module adds to the server's disco#info.
 pub const FEATURES: &[&str] = &[NS];
 

@@ -193,6 +193,17 @@ pub fn deliver(shard: &mut Shard, mut acc: Acc) {
         }
     }
     let Ok(from) = acc.from.clone().try_into_full() else {
+        // An account's server answering what the room asked of an occupant's account (its
+        // vCard, its PEP nodes): back to the requester.
+        let answer = acc.kind() == StanzaKind::Iq && acc.ty().is_response();
+        if let (true, Some(Slot::Live { room, .. })) =
+            (answer, rooms(shard).slots.get_mut(&room_jid))
+        {
+            let outs = room.account_answer(&acc.from.bare(), &acc.stanza);
+            drop(acc);
+            apply(shard, &room_jid, outs);
+            return shard.drain_to_route();
+        }
         // Only sessions (full JIDs) take part in rooms.
         shard.bounce(&acc, StanzaErrorCondition::NotAcceptable);
         return;

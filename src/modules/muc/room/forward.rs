@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use super::util::{error_reply, iq_result};
 use super::{Room, RoomOut};
-use crate::jid::FullJid;
+use crate::jid::{BareJid, FullJid, Jid};
 use crate::xml::{Element, Stanza};
 use crate::xmpp::{ns, StanzaErrorCondition as E};
 
@@ -22,8 +22,9 @@ struct Pending {
     orig_id: String,
     /// The requester's real JID.
     requester: FullJid,
-    /// The session the request went to (only it may answer).
-    responder: FullJid,
+    /// Who the request went to (only it may answer): the occupant's session, or its account
+    /// (bare JID) for what the account's server answers.
+    responder: Jid,
     /// The occupant JID the request was addressed to (an answer comes from it).
     target: String,
 }
@@ -36,6 +37,16 @@ pub(super) struct Forwarded {
 }
 
 impl Room {
+    /// The answer of an occupant's account (its server, for a request [`Room::on_occupant_iq`]
+    /// sent to the bare JID) to `room/nick`.
+    pub fn account_answer(&mut self, from: &BareJid, stanza: &Stanza) -> Vec<RoomOut> {
+        let mut out = Vec::new();
+        if stanza.kind() == crate::xml::StanzaKind::Iq && stanza.ty().is_response() {
+            self.answer_back(from.as_str(), stanza, &mut out);
+        }
+        out
+    }
+
     /// IQs to `room/nick`.
     pub(super) fn on_occupant_iq(
         &mut self,
@@ -47,7 +58,7 @@ impl Room {
     ) {
         let ty = stanza.ty();
         if ty.is_response() {
-            self.answer_back(from, stanza, out);
+            self.answer_back(from.as_str(), stanza, out);
             return;
         }
         let child_ns = stanza.child_ns();
@@ -69,9 +80,21 @@ impl Room {
             out.push(iq_result(stanza, to, from, None));
             return;
         }
-        let Some(target) = self.occupants.get(nick).map(|o| o.jid.clone()) else {
+        let Some(session) = self.occupants.get(nick).map(|o| o.jid.clone()) else {
             out.extend(error_reply(stanza, to, from, E::ItemNotFound));
             return;
+        };
+        // What the occupant's server keeps for the account (its vCard, its PEP nodes: avatars,
+        // nicknames) goes to the bare JID, as Prosody and ejabberd send it: a client answers
+        // vCard requests rarely, and occupants' avatars were missing.
+        let account = matches!(
+            child_ns.as_deref(),
+            Some(ns::VCARD | ns::VCARD4 | ns::PUBSUB)
+        ) && stanza.ty() == crate::xml::StanzaType::Get;
+        let target = if account {
+            Jid::from(session.bare())
+        } else {
+            Jid::from(session)
         };
         let (Some(orig_id), Ok(mut el)) = (stanza.id(), stanza.tree()) else {
             out.extend(error_reply(stanza, to, from, E::BadRequest));
@@ -96,7 +119,7 @@ impl Room {
             responder: target.clone(),
             target: to.to_owned(),
         });
-        out.push(super::util::send(&target, &el));
+        out.push(super::util::send_jid(target, &el));
     }
 
     /// Session `gone` left the room: the requests it was asked and had not answered are answered
@@ -104,13 +127,14 @@ impl Room {
     /// request gets an answer).
     pub(super) fn fail_forwarded(&mut self, gone: &FullJid, out: &mut Vec<RoomOut>) {
         let f = &mut self.forwarded;
-        if !f.pending.iter().any(|p| p.responder == *gone) {
+        let gone = gone.as_str();
+        if !f.pending.iter().any(|p| p.responder.as_str() == gone) {
             return;
         }
         let (unanswered, rest): (VecDeque<Pending>, VecDeque<Pending>) =
             std::mem::take(&mut f.pending)
                 .into_iter()
-                .partition(|p| p.responder == *gone);
+                .partition(|p| p.responder.as_str() == gone);
         f.pending = rest;
         for p in unanswered {
             let el = Element::new("iq", ns::CLIENT)
@@ -127,26 +151,27 @@ impl Room {
         }
     }
 
-    /// An answer to a forwarded request goes back to the requester under its own id.
-    fn answer_back(&mut self, from: &FullJid, stanza: &Stanza, out: &mut Vec<RoomOut>) {
+    /// An answer to a forwarded request goes back to the requester under its own id, from the
+    /// occupant JID it was addressed to.
+    fn answer_back(&mut self, from: &str, stanza: &Stanza, out: &mut Vec<RoomOut>) {
         let Some(id) = stanza.id() else { return };
         let f = &mut self.forwarded;
         let Some(at) = f
             .pending
             .iter()
-            .position(|p| p.id == id && p.responder == *from)
+            .position(|p| p.id == id && p.responder.as_str() == from)
         else {
             return;
         };
         let Some(p) = f.pending.remove(at) else {
             return;
         };
-        let (Some(nick), Ok(mut el)) = (self.occupants.nick_of(from), stanza.tree()) else {
+        let Ok(mut el) = stanza.tree() else {
             return;
         };
         el.attrs
             .retain(|(k, _)| k != "from" && k != "to" && k != "id");
-        el.attrs.push(("from".into(), self.occupant_jid(nick)));
+        el.attrs.push(("from".into(), p.target));
         el.attrs.push(("to".into(), p.requester.as_str().into()));
         el.attrs.push(("id".into(), p.orig_id));
         out.push(super::util::send(&p.requester, &el));
