@@ -592,18 +592,14 @@ fn kicking_a_user_ends_parked_sessions_too() {
     assert_eq!(r.name(), "failed", "{}", String::from_utf8_lossy(r.bytes()));
 }
 
-/// Registers `sub@localhost` again (after its deletion) over the admin API and logs the new
+/// Registers `user@localhost` again (after its deletion) over the admin API and logs the new
 /// account in.
-fn heir_of_sub(server: &common::Server, http: u16) -> Client {
-    let r = api(
-        http,
-        "POST",
-        "/api/users",
-        Some(r#"{"jid": "sub@localhost", "password": "someone-else"}"#),
-    );
+fn heir_of(server: &common::Server, http: u16, user: &str) -> Client {
+    let body = format!(r#"{{"jid": "{user}@localhost", "password": "someone-else"}}"#);
+    let r = api(http, "POST", "/api/users", Some(&body));
     assert_eq!(r.status, 201, "{}", r.body);
     let mut heir = server.connect();
-    heir.login_plain("sub", "localhost", "someone-else", "new");
+    heir.login_plain(user, "localhost", "someone-else", "new");
     heir
 }
 
@@ -642,7 +638,7 @@ fn a_deleted_account_s_subscriptions_are_cancelled() {
                     .contains("jid='sub@localhost' subscription='none'")
         });
     }
-    let mut heir = heir_of_sub(&server, http);
+    let mut heir = heir_of(&server, http, "sub");
     heir.send("<presence/>");
     dave.send("<presence><status>private</status></presence>");
     dave.sync();
@@ -692,7 +688,7 @@ fn a_deleted_account_loses_its_room_affiliations() {
     assert!(!list.contains("sub@localhost"), "{list}");
     assert!(list.contains("dave@localhost"), "{list}");
     // The heir may not configure the room.
-    let mut heir = heir_of_sub(&server, http);
+    let mut heir = heir_of(&server, http, "sub");
     heir.send(
         "<iq type='get' id='cfg2' to='lounge@conference.localhost'>\
          <query xmlns='http://jabber.org/protocol/muc#owner'/></iq>",
@@ -793,16 +789,7 @@ fn a_connection_that_authenticated_before_the_account_was_deleted_binds_nothing(
             "shards={shards}: {rest}"
         );
         // The name registered again logs in as usual.
-        let r = api(
-            http,
-            "POST",
-            "/api/users",
-            Some(r#"{"jid": "ghost@localhost", "password": "another-pass"}"#),
-        );
-        assert_eq!(r.status, 201, "{}", r.body);
-        let mut again = server.connect();
-        again.login_plain("ghost", "localhost", "another-pass", "new");
-        again.sync();
+        heir_of(&server, http, "ghost").sync();
     }
 }
 

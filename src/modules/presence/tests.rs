@@ -686,36 +686,46 @@ fn roster_remove_cancels_both_directions() {
     });
 }
 
+/// Stanzas leaving for remote.test, as the federation runtime would take them.
+fn remote_outbox(net: &mut Net) -> Rc<std::cell::RefCell<Vec<Element>>> {
+    let out: Rc<std::cell::RefCell<Vec<Element>>> = Rc::default();
+    for s in &mut net.c.shards {
+        let out = out.clone();
+        s.set_remote_handler(Rc::new(move |_, acc| {
+            out.borrow_mut()
+                .push(acc.stanza.tree().unwrap_or_else(|e| panic!("{e}")))
+        }));
+    }
+    out
+}
+
+/// `xml` (with its `from` and `to`) arriving over s2s on shard `at`, routed to its end.
+fn arrive(net: &mut Net, xml: &str, at: usize) {
+    let st = Stanza::parse(xml.as_bytes().to_vec()).unwrap_or_else(|e| panic!("{e}"));
+    let jid = |j: Option<std::borrow::Cow<'_, str>>| {
+        crate::jid::Jid::parse(&j.unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (from, to) = (jid(st.from()), jid(st.to()));
+    let acc = crate::hooks::Acc::new(st, from, to, crate::shard::ShardId(at as u16));
+    crate::router::route(&mut net.c.shards[at], acc);
+    net.c.shards[at].drain_to_route();
+    net.c.pump();
+}
+
 #[test]
 fn approving_a_remote_subscription_sends_current_presence() {
     for_shards(|n| {
         let mut net = Net::new(n, RosterOpts::default());
-        // Stanzas leaving for remote.test, as the federation runtime would take them.
-        let out: Rc<std::cell::RefCell<Vec<Element>>> = Rc::default();
-        for s in &mut net.c.shards {
-            let out = out.clone();
-            s.set_remote_handler(Rc::new(move |_, acc| {
-                out.borrow_mut()
-                    .push(acc.stanza.tree().unwrap_or_else(|e| panic!("{e}")))
-            }));
-        }
+        let out = remote_outbox(&mut net);
         let mut a = net.connect("alice@example.com/a");
         net.send(&mut a, "<presence><show>dnd</show></presence>");
         net.recv(&a);
         // rem@remote.test asks, arriving over s2s.
-        let st = Stanza::parse(
-            b"<presence from='rem@remote.test' to='alice@example.com' type='subscribe'/>".to_vec(),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let acc = crate::hooks::Acc::new(
-            st,
-            crate::jid::Jid::parse("rem@remote.test").unwrap_or_else(|e| panic!("{e}")),
-            crate::jid::Jid::parse("alice@example.com").unwrap_or_else(|e| panic!("{e}")),
-            crate::shard::ShardId(0),
+        arrive(
+            &mut net,
+            "<presence from='rem@remote.test' to='alice@example.com' type='subscribe'/>",
+            0,
         );
-        crate::router::route(&mut net.c.shards[0], acc);
-        net.c.shards[0].drain_to_route();
-        net.c.pump();
         assert_eq!(
             presences(&net.recv(&a), "subscribe", "rem@remote.test").len(),
             1
@@ -738,33 +748,12 @@ fn approving_a_remote_subscription_sends_current_presence() {
 fn remote_subscription_stanzas_to_a_full_jid_count_as_to_the_bare_jid() {
     for_shards(|n| {
         let mut net = Net::new(n, RosterOpts::default());
-        let out: Rc<std::cell::RefCell<Vec<Element>>> = Rc::default();
-        for s in &mut net.c.shards {
-            let out = out.clone();
-            s.set_remote_handler(Rc::new(move |_, acc| {
-                out.borrow_mut()
-                    .push(acc.stanza.tree().unwrap_or_else(|e| panic!("{e}")))
-            }));
-        }
+        let out = remote_outbox(&mut net);
         let mut a = net.connect("alice@example.com/a");
         net.send(&mut a, "<presence><show>dnd</show></presence>");
         net.recv(&a);
         // Arriving over s2s on every shard in turn, so that one of them holds alice's session
         // (a full JID bound on the routing shard is delivered without the home hop).
-        let arrive = |net: &mut Net, xml: &str, at: usize| {
-            let st = Stanza::parse(xml.as_bytes().to_vec()).unwrap_or_else(|e| panic!("{e}"));
-            let from = st.from().map(|f| f.into_owned()).unwrap_or_default();
-            let to = st.to().map(|t| t.into_owned()).unwrap_or_default();
-            let acc = crate::hooks::Acc::new(
-                st,
-                crate::jid::Jid::parse(&from).unwrap_or_else(|e| panic!("{e}")),
-                crate::jid::Jid::parse(&to).unwrap_or_else(|e| panic!("{e}")),
-                crate::shard::ShardId(at as u16),
-            );
-            crate::router::route(&mut net.c.shards[at], acc);
-            net.c.shards[at].drain_to_route();
-            net.c.pump();
-        };
         for at in 0..n {
             let asker = format!("rem{at}@remote.test");
             arrive(
