@@ -699,6 +699,16 @@ fn remote_outbox(net: &mut Net) -> Rc<std::cell::RefCell<Vec<Element>>> {
     out
 }
 
+/// A network of `n` shards whose remote traffic is kept, and alice online with `dnd`.
+fn alice_dnd_with_remote_outbox(n: usize) -> (Net, Rc<std::cell::RefCell<Vec<Element>>>, Client) {
+    let mut net = Net::new(n, RosterOpts::default());
+    let out = remote_outbox(&mut net);
+    let mut a = net.connect("alice@example.com/a");
+    net.send(&mut a, "<presence><show>dnd</show></presence>");
+    net.recv(&a);
+    (net, out, a)
+}
+
 /// `xml` (with its `from` and `to`) arriving over s2s on shard `at`, routed to its end.
 fn arrive(net: &mut Net, xml: &str, at: usize) {
     let st = Stanza::parse(xml.as_bytes().to_vec()).unwrap_or_else(|e| panic!("{e}"));
@@ -715,11 +725,7 @@ fn arrive(net: &mut Net, xml: &str, at: usize) {
 #[test]
 fn approving_a_remote_subscription_sends_current_presence() {
     for_shards(|n| {
-        let mut net = Net::new(n, RosterOpts::default());
-        let out = remote_outbox(&mut net);
-        let mut a = net.connect("alice@example.com/a");
-        net.send(&mut a, "<presence><show>dnd</show></presence>");
-        net.recv(&a);
+        let (mut net, out, mut a) = alice_dnd_with_remote_outbox(n);
         // rem@remote.test asks, arriving over s2s.
         arrive(
             &mut net,
@@ -747,11 +753,7 @@ fn approving_a_remote_subscription_sends_current_presence() {
 #[test]
 fn remote_subscription_stanzas_to_a_full_jid_count_as_to_the_bare_jid() {
     for_shards(|n| {
-        let mut net = Net::new(n, RosterOpts::default());
-        let out = remote_outbox(&mut net);
-        let mut a = net.connect("alice@example.com/a");
-        net.send(&mut a, "<presence><show>dnd</show></presence>");
-        net.recv(&a);
+        let (mut net, out, mut a) = alice_dnd_with_remote_outbox(n);
         // Arriving over s2s on every shard in turn, so that one of them holds alice's session
         // (a full JID bound on the routing shard is delivered without the home hop).
         for at in 0..n {
