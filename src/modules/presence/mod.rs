@@ -562,21 +562,39 @@ fn broadcast(shard: &mut Shard, acc: Acc, up: PresenceUpdate) {
 }
 
 /// A probe reached the user's home shard: answer a subscribed prober with the last presence of
-/// each available resource, or `unavailable` (RFC 6121 §4.3.2); tell others nothing.
+/// each available resource, or `unavailable`; any other prober (no account, no subscription) gets
+/// `unsubscribed` from the bare JID (RFC 6121 §4.3.2: its server then cancels a subscription it
+/// wrongly believes in; a pre-approval stays).
 fn probe(shard: &mut Shard, acc: Acc) {
     let user = acc.to.bare();
     let prober = acc.from.clone();
     let contact = prober.bare();
+    let sid = shard.id;
     queue_job(shard, user_key(&user), move |store| {
         let subscribed = match store.roster_item(&user, &contact) {
             Ok(item) => item.is_some_and(|i| i.state.from),
             Err(e) => {
+                // No answer: an `unsubscribed` would cancel a subscription that may exist.
                 tracing::error!(error = %e, "probe: roster read failed");
-                false
+                return JobDone::default();
             }
         };
         if !subscribed {
-            return JobDone::default();
+            let el = Element::new("presence", ns::CLIENT)
+                .with_attr("type", "unsubscribed")
+                .with_attr("from", user.as_str())
+                .with_attr("to", contact.as_str());
+            let acc = Acc::new(
+                Stanza::from_element(&el),
+                Jid::from(user.clone()),
+                Jid::from(contact.clone()),
+                sid,
+            );
+            return JobDone {
+                hold: Vec::new(),
+                route: vec![acc],
+                then: None,
+            };
         }
         JobDone {
             hold: Vec::new(),

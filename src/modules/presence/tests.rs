@@ -776,8 +776,9 @@ fn remote_subscription_stanzas_to_a_full_jid_count_as_to_the_bare_jid() {
             assert_eq!(req.len(), 1, "{got:?}");
             assert_eq!(req[0].attr("to"), Some("alice@example.com"));
 
-            // A stranger's probe to the full JID is the server's to answer (it does not): the
-            // client never sees it.
+            // A probe to the full JID is the server's to answer, and the client never sees it:
+            // the asker has no subscription yet, so its server is told `unsubscribed` (§4.3.2).
+            out.borrow_mut().clear();
             arrive(
                 &mut net,
                 &format!("<presence from='{asker}' to='alice@example.com/a' type='probe'/>"),
@@ -785,6 +786,10 @@ fn remote_subscription_stanzas_to_a_full_jid_count_as_to_the_bare_jid() {
             );
             let got = net.recv(&a);
             assert!(presences(&got, "probe", &asker).is_empty(), "{got:?}");
+            let sent = out.borrow().clone();
+            let no = presences(&sent, "unsubscribed", "alice@example.com");
+            assert_eq!(no.len(), 1, "{sent:?}");
+            assert_eq!(no[0].attr("to"), Some(asker.as_str()));
         }
 
         // Pre-approved (§3.4): the automatic `subscribed` is followed by alice's presence, as an
