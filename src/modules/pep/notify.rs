@@ -105,6 +105,14 @@ pub(super) fn recipients(
                 out.push((full, at));
             }
             Ok(_) => {}
+            // XEP-0163 §4.3.2: a bare-JID subscriber whose interested resources get their copy
+            // above gets no second one at the bare JID.
+            Err(_)
+                if out.iter().any(|(j, _)| {
+                    j.as_str()
+                        .strip_prefix(jid.bare_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
+                }) => {}
             Err(_) => bare.push(jid),
         }
     }
@@ -122,15 +130,29 @@ pub(super) fn send(
     shard: &mut Shard,
     owner: &BareJid,
     msg: &Element,
-    full: Vec<(FullJid, ShardId)>,
+    mut full: Vec<(FullJid, ShardId)>,
     bare: Vec<Jid>,
 ) {
+    let from = Jid::from(owner.clone());
+    // What the owner blocked gets nothing (XEP-0163 §4.3.3, XEP-0191). The multicast below skips
+    // the route's `filter_packet`, so each full JID passes it here, on a small stand-in for the
+    // notification (the bare copies are routed and meet it there).
+    let stand_in = Element::new("message", crate::xmpp::ns::CLIENT).with_attr("type", "headline");
+    let mut probe = Acc::new(
+        Stanza::from_element(&stand_in),
+        from.clone(),
+        from.clone(),
+        shard.id,
+    );
+    full.retain(|(jid, _)| {
+        probe.to = Jid::from(jid.clone());
+        shard.run_hook(|h| &h.filter_packet, &mut probe) != crate::hooks::HookResult::Stop
+    });
     let mut by_shard: HashMap<ShardId, Vec<FullJid>> = HashMap::default();
     for (jid, at) in full {
         by_shard.entry(at).or_default().push(jid);
     }
     let stanza = Stanza::from_element(msg);
-    let from = Jid::from(owner.clone());
     for (at, jids) in by_shard {
         let acc = Acc::new(stanza.clone(), from.clone(), from.clone(), shard.id);
         shard.multicast(at, acc, Arc::from(jids));
