@@ -535,5 +535,12 @@ fn a_blocked_contact_is_not_notified_and_a_bare_subscriber_once() {
             1,
             "shards={shards}: {seen}"
         );
+        // XEP-0060 §6.2.3.3: unsubscribing someone else is forbidden.
+        let r = iq(
+            &mut bob,
+            "uns",
+            &format!("<iq type='set' id='uns' to='alice@localhost'><pubsub xmlns='{PS}'><unsubscribe node='urn:x:presence' jid='carol@localhost/m'/></pubsub></iq>"),
+        );
+        refused(&r, "forbidden", None);
     }
 }

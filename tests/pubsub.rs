@@ -711,6 +711,20 @@ fn default_options_pending_resubscription_transient_publishes_and_subids() {
             "{}",
             text(&n)
         );
+        // It keeps no items: none to retrieve, retract or purge (§6.5.9.5, §7.2.3.5, §8.5.3.4).
+        let unsupported = |r: &Stanza| {
+            refused(r, "feature-not-implemented", Some("unsupported"));
+            assert!(
+                text(r).contains("feature='persistent-items'"),
+                "{}",
+                text(r)
+            );
+        };
+        unsupported(&items(&mut bob, "i9", doorbell, "", ""));
+        let retract = format!("<retract node='{doorbell}'><item id='x'/></retract>");
+        unsupported(&iq(&mut alice, "r9", "set", PS, &retract));
+        let purge = format!("<purge node='{doorbell}'/>");
+        unsupported(&iq(&mut alice, "g9", "set", OWNER, &purge));
         // A persistent node wants its item, and a publish without one makes no node.
         ok(&create(&mut alice, "c3", "kept", &[]));
         for (id, node) in [("p3", "kept"), ("p4", "never-made")] {
@@ -738,14 +752,12 @@ fn default_options_pending_resubscription_transient_publishes_and_subids() {
             "not-acceptable",
             Some("invalid-subid"),
         );
-        ok(&items(
-            &mut bob,
-            "i2",
-            doorbell,
-            "",
-            &format!(" subid='{mine}'"),
-        ));
-        ok(&items(&mut bob, "i3", doorbell, "", ""));
+        // With its own subid, the request is valid, and the node keeps no items.
+        refused(
+            &items(&mut bob, "i2", doorbell, "", &format!(" subid='{mine}'")),
+            "feature-not-implemented",
+            Some("unsupported"),
+        );
     }
 }
 

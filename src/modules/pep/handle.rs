@@ -226,6 +226,7 @@ pub(super) fn run(
         Request::Retract { node, ids, notify } => {
             owner_only()?;
             let n = node_mut(u, &node)?;
+            n.check_keeps_items()?;
             let gone = n.retract(&ids)?;
             let n = &u.nodes[&node];
             if n.config().persist_items {
@@ -244,6 +245,7 @@ pub(super) fn run(
         Request::Items { node, max, ids } => {
             let n = u.nodes.get(&node).ok_or_else(PubsubError::not_found)?;
             n.can_read(&access_for(u, owner, n, from_bare.as_str()))?;
+            n.check_keeps_items()?;
             let items = n.items(max, &ids);
             Ok(Some(event::items_result(&node, &items)))
         }
@@ -277,8 +279,9 @@ pub(super) fn run(
             )))
         }
         Request::Unsubscribe { node, jid, subid } => {
+            // XEP-0060 §6.2.3.3: unsubscribing someone else is forbidden.
             if jid.bare() != from_bare && !is_owner {
-                return Err(PubsubError::app(C::BadRequest, PubsubAppError::InvalidJid));
+                return Err(PubsubError::new(C::Forbidden));
             }
             let n = node_mut(u, &node)?;
             n.unsubscribe(jid.as_str(), subid.as_deref())?;
@@ -399,6 +402,7 @@ pub(super) fn run(
         Request::Purge { node } => {
             owner_only()?;
             let n = node_mut(u, &node)?;
+            n.check_keeps_items()?;
             n.purge();
             let n = &u.nodes[&node];
             let msg = event::purge(owner.as_str(), &node, n.config());

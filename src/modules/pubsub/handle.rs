@@ -139,6 +139,7 @@ fn answer(
             Ok(Some(event::publish_result(&name, &published.id)))
         }
         Request::Retract { ids, notify, .. } => {
+            n.check_keeps_items()?;
             // Owners and publishers retract anything, others only their own items (§7.2.3.1).
             let own = n
                 .items(None, &ids)
@@ -167,6 +168,7 @@ fn answer(
             if let Some(subid) = &extras.subid {
                 n.check_subid(&from_bare, subid)?;
             }
+            n.check_keeps_items()?;
             Ok(Some(event::items_result(&name, &n.items(max, &ids))))
         }
         Request::Subscribe { jid, .. } => {
@@ -292,6 +294,7 @@ fn answer(
         }
         Request::Purge { .. } => {
             owner_only()?;
+            n.check_keeps_items()?;
             n.purge();
             if n.config().notify_retract {
                 let msg = event::purge(service, &name, n.config());

@@ -322,6 +322,16 @@ impl Node {
         Ok(())
     }
 
+    /// A transient notification-only node keeps no items: retrieving, retracting or purging them
+    /// is `feature-not-implemented` with `<unsupported feature='persistent-items'/>` (XEP-0060
+    /// §6.5.9.5, §7.2.3.5, §8.5.3.4).
+    pub fn check_keeps_items(&self) -> Result<(), PubsubError> {
+        if self.meta.config.is_transient_notification() {
+            return Err(PubsubError::unsupported("persistent-items"));
+        }
+        Ok(())
+    }
+
     /// Publishes `item` (replacing one with the same id) as the newest, and drops the oldest past
     /// `max_items`. The caller checked the publisher's rights. A transient notification-only node
     /// takes no items (`bad-request` + `item-forbidden`, §7.1.3.6: its publishes are bare
