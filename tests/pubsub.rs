@@ -192,6 +192,8 @@ fn create_configure_subscribe_publish_retract_and_items() {
         let r = items(&mut carol, "i2", &node, "<item id='i1'/>", "");
         let t = text(&r);
         assert!(t.contains("story 1") && !t.contains("story 2"), "{t}");
+        // §7.1.2.3: the publisher, as in the notifications.
+        assert!(t.contains("publisher='alice@localhost'"), "{t}");
         // Retraction is notified.
         ok(&iq(
             &mut alice,

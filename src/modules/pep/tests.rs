@@ -125,7 +125,7 @@ fn publish_notifies_own_resources_and_items_are_read_back() {
         );
         let r = ask(&mut w, &mut pc, &format!("<iq type='get' id='i'><pubsub xmlns='{PS}'><items node='urn:x:nick'/></pubsub></iq>"));
         assert!(
-            text(&r).contains("<item id='current'><nick xmlns='urn:x:nick'>Al</nick></item>"),
+            text(&r).contains("<item id='current' publisher='alice@example.com'><nick xmlns='urn:x:nick'>Al</nick></item>"),
             "{}",
             text(&r)
         );
@@ -201,7 +201,7 @@ fn refusals_carry_the_pubsub_conditions() {
     );
     assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
     let r = ask(&mut w, &mut bob, &get.replace("urn:n", "urn:open"));
-    assert!(text(&r).contains("<item id='1'>"), "{}", text(&r));
+    assert!(text(&r).contains("<item id='1' publisher="), "{}", text(&r));
     // Nodes per user.
     ask(
         &mut w,
@@ -238,7 +238,7 @@ fn contacts_read_under_presence_and_owner_manages_the_node() {
     subscribe_both(&mut w, &mut alice, "alice", &mut bob, "bob");
     let get = format!("<iq type='get' id='g' to='alice@{HOST}'><pubsub xmlns='{PS}'><items node='urn:n'/></pubsub></iq>");
     let r = ask(&mut w, &mut bob, &get);
-    assert!(text(&r).contains("<item id='1'>"), "{}", text(&r));
+    assert!(text(&r).contains("<item id='1' publisher="), "{}", text(&r));
     // Retract: the owner's resource is told.
     drain(&alice);
     w.send(&mut alice, &format!("<iq type='set' id='r'><pubsub xmlns='{PS}'><retract node='urn:n' notify='true'><item id='1'/></retract></pubsub></iq>"));
@@ -728,8 +728,8 @@ fn a_user_s_items_are_bounded_in_bytes() {
     let r = put(&mut w, &mut alice, "urn:b", "2");
     refused(&r, "not-acceptable", Some("payload-too-big"));
     let r = get_items(&mut w, &mut alice, "urn:b");
-    assert!(text(&r).contains("<item id='1'>"), "{}", text(&r));
-    assert!(!text(&r).contains("<item id='2'>"), "{}", text(&r));
+    assert!(text(&r).contains("<item id='1' publisher="), "{}", text(&r));
+    assert!(!text(&r).contains("<item id='2' "), "{}", text(&r));
 }
 
 #[test]

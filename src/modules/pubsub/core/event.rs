@@ -96,7 +96,9 @@ pub fn subscription_el(ns: &str, node: Option<&str>, s: &Subscription) -> Elemen
 pub fn items_result(node: &str, items: &[&Item]) -> Element {
     let mut el = Element::new("items", ns::PUBSUB).with_attr("node", node);
     for i in items {
-        el = el.with_child(i.element(ns::PUBSUB, true));
+        // §7.1.2.3: notifications name the publisher, so must every other form of retrieval.
+        let item = i.element(ns::PUBSUB, true);
+        el = el.with_child(item.with_attr("publisher", publisher_bare(&i.publisher)));
     }
     Element::new("pubsub", ns::PUBSUB).with_child(el)
 }

@@ -355,7 +355,7 @@ fn notifications() {
     );
     assert!(xml(&event::purge("a@x", "n", &c)).contains("<purge node='n'/>"));
     assert!(xml(&event::items_result("n", &[&i])).starts_with(
-        "<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='n'><item id='i1'>"
+        "<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='n'><item id='i1' publisher='alice@x'>"
     ));
 }
 
