@@ -544,3 +544,57 @@ fn a_blocked_contact_is_not_notified_and_a_bare_subscriber_once() {
         refused(&r, "forbidden", None);
     }
 }
+
+/// XEP-0163 §7.1: a roster change that loses a subscriber its access to a node cancels its
+/// subscription (it stayed listed, and came back to life when access did).
+#[test]
+fn a_contact_removed_from_the_roster_loses_its_subscriptions() {
+    for shards in [1, 2] {
+        let server = start(shards);
+        let mut alice = server.login("alice", "a", Some(0));
+        let mut bob = server.login("bob", "b", Some(0));
+        subscribe_both(&mut alice, "alice", &mut bob, "bob");
+        let r = publish(
+            &mut alice,
+            "p1",
+            None,
+            "urn:x:presence",
+            "<x xmlns='urn:x:presence'>one</x>",
+            "",
+        );
+        assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+        let r = iq(
+            &mut bob,
+            "sub",
+            &format!("<iq type='set' id='sub' to='alice@localhost'><pubsub xmlns='{PS}'><subscribe node='urn:x:presence' jid='bob@localhost'/></pubsub></iq>"),
+        );
+        assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+        let subscribers = |alice: &mut Client, id: &str| {
+            let r = iq(
+                alice,
+                id,
+                &format!("<iq type='get' id='{id}'><pubsub xmlns='{PS}#owner'><subscriptions node='urn:x:presence'/></pubsub></iq>"),
+            );
+            assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+            text(&r)
+        };
+        assert!(subscribers(&mut alice, "l1").contains("jid='bob@localhost'"));
+        let r = iq(
+            &mut alice,
+            "rm",
+            "<iq type='set' id='rm'><query xmlns='jabber:iq:roster'><item jid='bob@localhost' subscription='remove'/></query></iq>",
+        );
+        assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+        // The roster push reaches the PEP service on alice's home shard right after: asked until
+        // it shows.
+        let mut list = subscribers(&mut alice, "l2");
+        for i in 0..50 {
+            if !list.contains("bob@localhost") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            list = subscribers(&mut alice, &format!("l3-{i}"));
+        }
+        assert!(!list.contains("bob@localhost"), "shards={shards}: {list}");
+    }
+}

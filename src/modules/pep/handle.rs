@@ -116,6 +116,25 @@ fn meta_json(n: &Node) -> String {
     serde_json::to_string(&n.meta).unwrap_or_default()
 }
 
+/// Cancels, on every node of `owner`, the subscriptions of those the access model no longer lets
+/// read it (XEP-0163 §7.1: a roster change that loses access cancels the subscription).
+pub(super) fn cancel_lapsed(shard: &mut Shard, u: &mut UserPep, owner: &BareJid) {
+    let names: Vec<String> = u.nodes.keys().cloned().collect();
+    for name in names {
+        let gone = lapsed(u, owner, &u.nodes[&name]);
+        if gone.is_empty() {
+            continue;
+        }
+        if let Some(n) = u.nodes.get_mut(&name) {
+            for jid in &gone {
+                // Listed a moment ago: it is there to remove.
+                let _ = n.unsubscribe(jid, None);
+            }
+        }
+        save_meta(shard, owner, &u.nodes[&name]);
+    }
+}
+
 fn save_meta(shard: &mut Shard, owner: &BareJid, n: &Node) {
     let (svc, node, meta) = (owner.as_str().to_owned(), n.name.clone(), meta_json(n));
     persist(shard, owner, move |s| {

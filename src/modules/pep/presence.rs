@@ -220,24 +220,26 @@ fn roster_push(shard: &mut Shard, acc: &Acc) {
     };
     let owner = acc.to.bare();
     let home = shard.ext.get_or_default::<Home>();
-    if home.busy(owner.as_str()) {
-        // Loading (its roster read may predate this change) or in use: applied when ready.
-        let o = owner.clone();
-        with_user(
-            shard,
-            &o,
-            Box::new(move |shard, u| {
-                if u.is_some_and(|u| u.roster_changed(contact.as_str(), c)) {
-                    subscribed(shard, owner, &contact);
-                }
-            }),
-        );
+    if !home.in_memory(owner.as_str()) {
+        // Not loaded: the roster is read with the rest when it is.
         return;
     }
-    if !home.roster_changed(owner.as_str(), contact.as_str(), c) {
-        return;
-    }
-    subscribed(shard, owner, &contact);
+    // Loading (its roster read may predate this change) or in use: applied when ready; loaded:
+    // applied now.
+    let o = owner.clone();
+    with_user(
+        shard,
+        &o,
+        Box::new(move |shard, u| {
+            let Some(u) = u else { return };
+            let gained = u.roster_changed(contact.as_str(), c);
+            // XEP-0163 §7.1: a subscriber that lost its access loses its subscription.
+            super::handle::cancel_lapsed(shard, u, &owner);
+            if gained {
+                subscribed(shard, owner, &contact);
+            }
+        }),
+    );
 }
 
 /// `contact` just gained a presence subscription to `owner`: its available resources get the last

@@ -157,24 +157,15 @@ impl Home {
         self.presences.remove(user);
     }
 
-    /// A roster push: the contact's new entry (`None`: removed) in the user's state if loaded.
-    /// True when the contact just gained a presence subscription (it may now get the last items).
-    pub fn roster_changed(&mut self, user: &str, contact: &str, c: Option<Contact>) -> bool {
-        let Some(Slot::Ready(u)) = self.users.get_mut(user) else {
-            return false;
-        };
-        u.roster_changed(contact, c)
-    }
-
-    /// Whether the user's state is being loaded or used right now (what changes meanwhile must
-    /// wait for it: a load may have read the store before the change was written).
-    pub fn busy(&self, user: &str) -> bool {
-        matches!(self.users.get(user), Some(Slot::Waiting(_)))
+    /// Whether the user's state is loaded, or being loaded or used.
+    pub fn in_memory(&self, user: &str) -> bool {
+        self.users.contains_key(user)
     }
 }
 
 impl UserPep {
-    /// [`Home::roster_changed`] on loaded state.
+    /// A roster push: the contact's new entry (`None`: removed). True when the contact just
+    /// gained a presence subscription (it may now get the last items).
     pub fn roster_changed(&mut self, contact: &str, c: Option<Contact>) -> bool {
         let had = self.roster.get(contact).is_some_and(|c| c.from);
         let has = c.as_ref().is_some_and(|c| c.from);
