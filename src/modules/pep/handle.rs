@@ -265,8 +265,8 @@ pub(super) fn run(
             let n = u.nodes.get(&node).ok_or_else(PubsubError::not_found)?;
             n.can_read(&access_for(u, owner, n, from_bare.as_str()))?;
             n.check_keeps_items()?;
-            let items = n.items(max, &ids);
-            Ok(Some(event::items_result(&node, &items)))
+            let (page, total) = n.items_bounded(max, &ids);
+            Ok(Some(event::items_page(&node, &page, total)))
         }
         Request::Subscribe { node, jid } => {
             // The sender's own full JID or its bare JID only: a user cannot subscribe resources

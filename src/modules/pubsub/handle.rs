@@ -169,7 +169,8 @@ fn answer(
                 n.check_subid(&from_bare, subid)?;
             }
             n.check_keeps_items()?;
-            Ok(Some(event::items_result(&name, &n.items(max, &ids))))
+            let (page, total) = n.items_bounded(max, &ids);
+            Ok(Some(event::items_page(&name, &page, total)))
         }
         Request::Subscribe { jid, .. } => {
             if jid.bare().as_str() != from_bare {

@@ -93,14 +93,31 @@ pub fn subscription_el(ns: &str, node: Option<&str>, s: &Subscription) -> Elemen
 }
 
 /// `<pubsub><items node=…>…</items></pubsub>`, the result of an items request.
-pub fn items_result(node: &str, items: &[&Item]) -> Element {
+/// With `total` when these are the newest of more (some left out for size): a result set says so
+/// (XEP-0060 §6.5.4, XEP-0059), with the first item's index among them all.
+pub fn items_page(node: &str, items: &[&Item], total: Option<usize>) -> Element {
     let mut el = Element::new("items", ns::PUBSUB).with_attr("node", node);
     for i in items {
         // §7.1.2.3: notifications name the publisher, so must every other form of retrieval.
         let item = i.element(ns::PUBSUB, true);
         el = el.with_child(item.with_attr("publisher", publisher_bare(&i.publisher)));
     }
-    Element::new("pubsub", ns::PUBSUB).with_child(el)
+    let mut pubsub = Element::new("pubsub", ns::PUBSUB).with_child(el);
+    if let (Some(total), Some(first), Some(last)) = (total, items.first(), items.last()) {
+        let rsm = crate::xmpp::ns::RSM;
+        let index = total.saturating_sub(items.len()).to_string();
+        pubsub = pubsub.with_child(
+            Element::new("set", rsm)
+                .with_child(
+                    Element::new("first", rsm)
+                        .with_attr("index", index)
+                        .with_text(&first.id),
+                )
+                .with_child(Element::new("last", rsm).with_text(&last.id))
+                .with_child(Element::new("count", rsm).with_text(&total.to_string())),
+        );
+    }
+    pubsub
 }
 
 /// `<pubsub><publish node=…><item id=…/></publish></pubsub>`, the result of a publish.

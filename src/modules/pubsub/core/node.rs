@@ -13,6 +13,10 @@ use crate::xmpp::StanzaErrorCondition;
 /// (`not-allowed` + `too-many-subscriptions`), so a stranger cannot grow a node without bound.
 pub const MAX_SUBSCRIPTIONS: usize = 10_000;
 
+/// Most payload bytes one items result carries: past it the newest items that fit are returned,
+/// the rest noted with a result set (XEP-0060 §6.5.4). A node may hold 1 000 items of 64 KiB.
+pub const MAX_ITEMS_RESULT_BYTES: usize = 256 * 1024;
+
 fn too_many() -> PubsubError {
     PubsubError::app(
         StanzaErrorCondition::NotAllowed,
@@ -391,6 +395,24 @@ impl Node {
         }
         let skip = max.map_or(0, |m| self.items.len().saturating_sub(m));
         self.items.iter().skip(skip).collect()
+    }
+
+    /// [`Node::items`] within [`MAX_ITEMS_RESULT_BYTES`] (at least one item): the newest that fit,
+    /// oldest first, and how many there were in all when some were left out.
+    pub fn items_bounded(&self, max: Option<usize>, ids: &[String]) -> (Vec<&Item>, Option<usize>) {
+        let all = self.items(max, ids);
+        let mut bytes = 0;
+        let mut fit = 0;
+        for i in all.iter().rev() {
+            bytes += i.payload_bytes().len();
+            if fit > 0 && bytes > MAX_ITEMS_RESULT_BYTES {
+                break;
+            }
+            fit += 1;
+        }
+        let total = all.len();
+        let kept = all[total - fit..].to_vec();
+        (kept, (fit < total).then_some(total))
     }
 
     /// Replaces the configuration; returns the ids of items dropped by a smaller `max_items`.

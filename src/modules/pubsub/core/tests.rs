@@ -354,7 +354,7 @@ fn notifications() {
         xml(&event::delete("a@x", "n", &c, Some("xmpp:a@x?;node=m"))).contains("<redirect uri=")
     );
     assert!(xml(&event::purge("a@x", "n", &c)).contains("<purge node='n'/>"));
-    assert!(xml(&event::items_result("n", &[&i])).starts_with(
+    assert!(xml(&event::items_page("n", &[&i], None)).starts_with(
         "<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='n'><item id='i1' publisher='alice@x'>"
     ));
 }
@@ -565,4 +565,38 @@ fn an_items_subid_must_be_one_of_the_requesters() {
             "{who} {subid}"
         );
     }
+}
+
+#[test]
+fn an_items_result_is_bounded_in_bytes_and_says_so() {
+    let limits = Limits {
+        max_item_bytes: 200 * 1024,
+        ..Limits::default()
+    };
+    let config = NodeConfig {
+        max_items: MaxItems::Count(10),
+        ..NodeConfig::default()
+    };
+    let mut n = Node::new("n", config, "alice@x");
+    let big = "x".repeat(100 * 1024);
+    for i in 0..5 {
+        n.publish(item(&format!("i{i}"), &big), &limits)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    // 256 KiB hold two of them: the newest two, oldest first, and the result set says 5.
+    let (page, total) = n.items_bounded(None, &[]);
+    let got: Vec<&str> = page.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!((got, total), (vec!["i3", "i4"], Some(5)));
+    let r = xml(&event::items_page("n", &page, total));
+    assert!(
+        r.contains("<set xmlns='http://jabber.org/protocol/rsm'><first index='3'>i3</first><last>i4</last><count>5</count></set>"),
+        "{r}"
+    );
+    // Within the bound: everything asked, no result set.
+    let (page, total) = n.items_bounded(Some(2), &[]);
+    assert_eq!((page.len(), total), (2, None));
+    assert!(!xml(&event::items_page("n", &page, total)).contains("rsm"));
+    // One item larger than the bound still comes.
+    let (page, _) = n.items_bounded(None, &["i0".to_owned()]);
+    assert_eq!(page.len(), 1);
 }
