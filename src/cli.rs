@@ -207,7 +207,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::CheckConfig => {
             check_certificates(&config)?;
             crate::modules::check(&config).map_err(crate::rt::RtError::from)?;
-            crate::modules::c2s_options(&config).map_err(crate::rt::RtError::from)?;
+            // The stream features start the modules on a scratch shard: on a scratch store too.
+            crate::modules::with_scratch_store(&config, crate::modules::c2s_options)
+                .map_err(crate::rt::RtError::from)?;
             print!("{}", config.to_toml());
         }
         Command::User { command } => user::run(&config, command)?,

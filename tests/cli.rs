@@ -448,7 +448,8 @@ fn check_config_checks_component_domains_without_touching_the_store() {
     // migrate the configured store (a newer build checking a production configuration).
     let env = Env::new();
     let base = std::fs::read_to_string(&env.config).unwrap();
-    let modules = "[modules.muc]\n[modules.blocking]\n[modules.http_upload]\n\
+    // (caps: the stream features start the modules too.)
+    let modules = "[modules.muc]\n[modules.blocking]\n[modules.caps]\n[modules.http_upload]\n\
                    base_url = \"http://localhost:5280/upload\"\n";
     let component = |domain: &str| {
         format!("[[listen.component]]\nport = 5347\n[components.\"{domain}\"]\npassword = \"s3cret-s3cret\"\n")

@@ -323,6 +323,13 @@ fn check_component_domains(config: &Config) -> Result<(), ModuleError> {
     if config.components.is_empty() {
         return Ok(());
     }
+    with_scratch_store(config, component_service_clash)
+}
+
+/// Runs `f` on `config` with its store replaced by a throwaway SQLite file in a temporary data
+/// directory (removed after): what starts the modules only to learn about them (a check, the
+/// stream features) must not create or migrate the configured store.
+pub fn with_scratch_store<R>(config: &Config, f: impl FnOnce(&Config) -> R) -> R {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
@@ -331,10 +338,10 @@ fn check_component_domains(config: &Config) -> Result<(), ModuleError> {
     config.general.data_dir = scratch.clone();
     config.store.backend = crate::config::StoreBackend::Sqlite;
     config.store.url = None;
-    let found = component_service_clash(&config);
+    let r = f(&config);
     // Best effort: a leftover in the temporary directory harms nothing.
     let _ = std::fs::remove_dir_all(&scratch);
-    found
+    r
 }
 
 /// [`check_component_domains`] on its scratch configuration.
