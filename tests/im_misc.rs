@@ -254,6 +254,9 @@ fn pings_both_ways(shards: usize) {
     assert_eq!(r.type_().as_deref(), Some("result"));
     let r = iq(&mut c, "alice@localhost", "<ping xmlns='urn:xmpp:ping'/>");
     assert_eq!(r.type_().as_deref(), Some("result"));
+    // An account that does not exist answers nothing itself (RFC 6121 §8.5.1).
+    let r = iq(&mut c, "nosuch@localhost", "<ping xmlns='urn:xmpp:ping'/>");
+    assert_eq!(error_condition(&r).as_deref(), Some("service-unavailable"));
     // Server to client, answered.
     let started = Instant::now();
     let ping = c.expect("server ping", |s| s.child_ns().as_deref() == Some(ns::PING));

@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::options::{OptionError, Options};
 use crate::local::IqReply;
 use crate::shard::Shard;
-use crate::xmpp::ns;
+use crate::xmpp::{ns, StanzaErrorCondition};
 
 /// Options of `[modules.ping]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,18 +46,37 @@ pub fn options(table: Option<&toml::Table>) -> Result<PingOptions, OptionError> 
 
 /// Registers the ping handler on every host, for the server and, on their behalf, for its
 /// accounts: a ping without `to` (RFC 6120 §10.3.3) or to a bare JID (RFC 6121 §8.5.2.1.3) is
-/// answered by the server, as Prosody and ejabberd do.
+/// answered by the server, as Prosody and ejabberd do; a ping to an account that does not exist is
+/// `service-unavailable` (RFC 6121 §8.5.1).
 pub fn start(shard: &mut Shard, hosts: &[String]) {
     for host in hosts {
         let pong: crate::local::IqHandler = Rc::new(|_, payload, _| {
             if payload.name == "ping" {
                 IqReply::Result(None)
             } else {
-                IqReply::Error(crate::xmpp::StanzaErrorCondition::BadRequest)
+                IqReply::Error(StanzaErrorCondition::BadRequest)
             }
         });
-        shard.iq.register_server(host, ns::PING, pong.clone());
-        shard.iq.register_account(host, ns::PING, pong);
+        let account: crate::local::IqHandler = Rc::new(|acc, payload, ctx| {
+            if payload.name != "ping" {
+                return IqReply::Error(StanzaErrorCondition::BadRequest);
+            }
+            let (req, shard, who) = (acc.fork(), ctx.shard, acc.to.bare());
+            ctx.store(None, move |store| {
+                let reply = match store.user_exists(&who) {
+                    Ok(true) => Some(crate::local::result_reply(&req, None, shard)),
+                    Ok(false) => req.error_reply(StanzaErrorCondition::ServiceUnavailable, shard),
+                    Err(e) => {
+                        tracing::warn!(%who, error = %e, "ping: cannot read the account");
+                        req.error_reply(StanzaErrorCondition::InternalServerError, shard)
+                    }
+                };
+                reply.into_iter().collect::<Vec<_>>().into()
+            });
+            IqReply::NoReply
+        });
+        shard.iq.register_server(host, ns::PING, pong);
+        shard.iq.register_account(host, ns::PING, account);
     }
 }
 

@@ -384,7 +384,10 @@ pub fn eligible(stanza: &Stanza) -> bool {
     };
     let bytes = stanza.bytes();
     let has = |s: &str| memchr::memmem::find(bytes, s.as_bytes()).is_some();
-    if normal && !has("body") {
+    // §6: a `normal` message counts with a body or with what IM clients exchange about messages:
+    // receipts (XEP-0184), chat markers (XEP-0333), chat states (XEP-0085); the user's other
+    // devices learn from them that a message was delivered or read.
+    if normal && !has("body") && !IM_PAYLOADS.iter().any(|ns| has(ns)) {
         return false;
     }
     // Only a message naming one of these needs a closer look (cheap scan first).
@@ -401,8 +404,17 @@ pub fn eligible(stanza: &Stanza) -> bool {
             (NS_HINTS, "no-copy") => return false,
             (NS_MUC_USER, "x") => return false,
             (ns::CLIENT, "body") => body = true,
+            (ns, _) if IM_PAYLOADS.contains(&ns) => body = true,
             _ => {}
         }
     }
     body || !normal
 }
+
+/// Payload namespaces that make a body-less `normal` message eligible (§6): receipts, chat
+/// markers, chat states.
+const IM_PAYLOADS: [&str; 3] = [
+    "urn:xmpp:receipts",
+    "urn:xmpp:chat-markers:0",
+    "http://jabber.org/protocol/chatstates",
+];

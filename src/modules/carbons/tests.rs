@@ -251,6 +251,9 @@ fn hints_types_and_carbons_themselves_are_not_copied() {
         format!("<message type='chat' to='{to}'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>"),
         format!("<message to='{to}'><body>normal</body></message>"),
         format!("<message type='normal' to='{to}'><body>normal</body></message>"),
+        // §6: receipts and chat markers without a body (type normal, as clients send them).
+        format!("<message to='{to}'><received xmlns='urn:xmpp:receipts' id='m1'/></message>"),
+        format!("<message to='{to}'><displayed xmlns='urn:xmpp:chat-markers:0' id='m1'/></message>"),
     ];
     for m in &copied {
         w.send(&mut alice[0], m);
