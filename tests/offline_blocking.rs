@@ -593,6 +593,31 @@ fn a_blocked_contact_sees_no_presence_until_unblocked() {
     }
 }
 
+/// XEP-0191 §3.3: only a contact that had the user's presence is told the user went; a stranger
+/// blocked learns nothing (an unavailable presence told it the user is online, and blocked it).
+#[test]
+fn blocking_a_stranger_tells_it_nothing() {
+    for shards in SHARDS {
+        let modules = format!("{MODULES}\n[modules.roster]\n[modules.presence]\n");
+        let server = Server::start_with(shards, &["alice", "bob"], "", &modules);
+        let mut alice = server.login("alice", "a", Some(0));
+        let mut bob = server.login("bob", "b", Some(0));
+        let mark = bob.raw.len();
+        let block = "<iq type='set' id='b1'><block xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/></block></iq>";
+        assert_eq!(
+            iq(&mut alice, "b1", block).type_().as_deref(),
+            Some("result")
+        );
+        let quiet = bob.read_until_quiet(std::time::Duration::from_millis(500));
+        let seen = format!(
+            "{}{}",
+            String::from_utf8_lossy(&bob.raw[mark..]),
+            String::from_utf8_lossy(&quiet)
+        );
+        assert!(!seen.contains("alice@localhost"), "shards={shards}: {seen}");
+    }
+}
+
 /// A backlog far over a session's mailbox bound (1 000 messages of 1.5 KB, 4x `outbound_queue_bytes`
 /// is 1 MiB) and over stream management's unacknowledged limit (`buffer_max`, 500) reaches the
 /// user whole at login, a chunk at a time: past the bound it used to be bounced (and its rows

@@ -383,7 +383,10 @@ fn handle_iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>, max: usize) ->
             Err(e) => internal_error(&req_acc, on, &e),
         },
         iq::Request::Change(change) => match store.blocklist_update(&user, &change, max) {
-            Ok(stored) => changed(&req_acc, user, change, stored, on),
+            Ok(stored) => {
+                let told = presence_shared(store, &user, &change);
+                changed(&req_acc, user, change, stored, told, on)
+            }
             Err(BlockUpdateError::Full(_)) => {
                 error_answer(&req_acc, on, StanzaErrorCondition::PolicyViolation)
             }
@@ -391,6 +394,26 @@ fn handle_iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>, max: usize) ->
         },
     });
     IqReply::NoReply
+}
+
+/// The JIDs a block names that the user shares its presence with (a `from` or `both`
+/// subscription): only they may be told the user went (XEP-0191 §3.3).
+fn presence_shared(store: &Store, user: &BareJid, change: &BlockChange) -> Vec<Jid> {
+    let BlockChange::Block(items) = change else {
+        return Vec::new();
+    };
+    parse_all(items.iter().map(String::as_str))
+        .into_iter()
+        .filter(|j| j.node().is_some())
+        .filter(|j| {
+            store
+                .shares_presence_with(user, &j.bare())
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "blocking: cannot read the roster");
+                    false
+                })
+        })
+        .collect()
 }
 
 fn internal_error(req: &Acc, on: ShardId, e: &crate::store::StoreError) -> JobDone {
@@ -416,6 +439,9 @@ pub enum BlocklistChanged {
         user: BareJid,
         /// The JIDs being blocked.
         jids: Vec<Jid>,
+        /// Those of `jids` the user shares its presence with (read with the change): the only
+        /// ones that may learn the user went (XEP-0191 §3.3).
+        subscribers: Vec<Jid>,
     },
     /// `user` unblocked `jids`: emitted once the new list applies (current presence may go).
     Unblocked {
@@ -441,6 +467,7 @@ fn changed(
     user: BareJid,
     change: BlockChange,
     stored: crate::store::StoredBlockList,
+    subscribers: Vec<Jid>,
     on: ShardId,
 ) -> JobDone {
     let list = Arc::new(BlockList::new(stored.items, stored.version));
@@ -472,6 +499,7 @@ fn changed(
                         let ev = BlocklistChanged::Blocking {
                             user: u.clone(),
                             jids: blocking,
+                            subscribers,
                         };
                         Events::<BlocklistChanged>::emit(home_shard, &ev);
                     }

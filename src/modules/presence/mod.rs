@@ -117,14 +117,18 @@ fn cancel_subscriptions(
     }
 }
 
-/// XEP-0191, on the user's home shard: a JID being blocked gets unavailable presence from each
-/// available resource (before the block applies; §3.3), an unblocked one that is subscribed to the
-/// user's presence gets the current presence (§3.4). Only JIDs of accounts: a domain item has
+/// XEP-0191, on the user's home shard: a JID being blocked that is subscribed to the user's
+/// presence gets unavailable presence from each available resource (before the block applies;
+/// §3.3), an unblocked one that is subscribed gets the current presence (§3.4). Only JIDs of accounts: a domain item has
 /// nobody to tell.
 fn block_changed(shard: &mut Shard, ev: &BlocklistChanged) {
     match ev {
-        BlocklistChanged::Blocking { user, jids } => {
-            for jid in jids.iter().filter(|j| j.node().is_some()) {
+        BlocklistChanged::Blocking {
+            user, subscribers, ..
+        } => {
+            // Only those that had the user's presence: telling anyone else would tell them the
+            // user is online, and blocked them (§3.3).
+            for jid in subscribers {
                 send_unavailable_to(shard, user, jid);
             }
         }
