@@ -240,9 +240,9 @@ pub const COPY_FOR: Key<CopyFor> = Key::new("sm.copy_for");
 /// occupants' JIDs every occupant may see (non-anonymous): the room's archive keeps it.
 pub const ROOM_REAL_JID: Key<crate::jid::FullJid> = Key::new("muc.real_jid");
 
-/// The `<stanza-id/>` element (its bytes) an archive gave a message (a room's archive its broadcast,
-/// a user's archive an incoming message): the room's history copy carries it too, and so do the
-/// copies of one private message for the recipient's other sessions in the room.
+/// The `<stanza-id/>` element (its bytes) an archive gave a message (a room's archive its
+/// broadcast, a user's archive an incoming message): the room's history copy carries it too, and
+/// so do the copies of one private message for the recipient's other sessions in the room.
 pub const ARCHIVE_STANZA_ID: Key<Vec<u8>> = Key::new("mam.stanza_id");
 
 /// Set on a stanza whose router waits for the recipient client's XEP-0198 acknowledgement of it

@@ -317,7 +317,8 @@ impl Store {
 
     /// Runs `body` with no statement time-out (PostgreSQL's `statement_timeout`, which
     /// `store.query_timeout_ms` sets for every connection): a schema migration, or waiting for
-    /// another node's, and an archive purge may rightly take longer than any query a client waits on.
+    /// another node's, and an archive purge may rightly take longer than any query a client
+    /// waits on.
     pub(crate) fn unlimited<R>(
         &self,
         body: impl FnOnce() -> Result<R, StoreError>,

@@ -119,8 +119,8 @@ fn cancel_subscriptions(
 
 /// XEP-0191, on the user's home shard: a JID being blocked that is subscribed to the user's
 /// presence gets unavailable presence from each available resource (before the block applies;
-/// §3.3), an unblocked one that is subscribed gets the current presence (§3.4). Only JIDs of accounts: a domain item has
-/// nobody to tell.
+/// §3.3), an unblocked one that is subscribed gets the current presence (§3.4). Only JIDs of
+/// accounts: a domain item has nobody to tell.
 fn block_changed(shard: &mut Shard, ev: &BlocklistChanged) {
     match ev {
         BlocklistChanged::Blocking {
