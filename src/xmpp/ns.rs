@@ -30,6 +30,10 @@ pub const PING: &str = "urn:xmpp:ping";
 pub const VCARD: &str = "vcard-temp";
 /// vCard4 over XMPP (XEP-0292).
 pub const VCARD4: &str = "urn:ietf:params:xml:ns:vcard-4.0";
+/// Message carbons (XEP-0280).
+pub const CARBONS: &str = "urn:xmpp:carbons:2";
+/// Stanza forwarding (XEP-0297).
+pub const FORWARD: &str = "urn:xmpp:forward:0";
 /// Result set management (XEP-0059).
 pub const RSM: &str = "http://jabber.org/protocol/rsm";
 /// Publish-subscribe requests (XEP-0060): a user's PEP nodes.

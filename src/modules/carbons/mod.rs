@@ -51,9 +51,9 @@ use crate::xmpp::{ns, StanzaErrorCondition};
 mod tests;
 
 /// The carbons namespace.
-pub const NS_CARBONS: &str = "urn:xmpp:carbons:2";
+pub const NS_CARBONS: &str = ns::CARBONS;
 /// Stanza forwarding (XEP-0297).
-pub const NS_FORWARD: &str = "urn:xmpp:forward:0";
+pub const NS_FORWARD: &str = ns::FORWARD;
 /// XEP-0334 hints.
 const NS_HINTS: &str = "urn:xmpp:hints";
 /// MUC user extension (private messages from rooms carry it).

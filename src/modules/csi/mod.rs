@@ -318,7 +318,49 @@ fn hold_key(acc: &Acc) -> Option<(StanzaKind, String)> {
         StanzaKind::Message => chat_state_only(&acc.stanza),
         _ => false,
     };
-    ok.then(|| (kind, acc.from.as_str().to_owned()))
+    if ok {
+        return Some((kind, acc.from.as_str().to_owned()));
+    }
+    // A carbon of a chat state (XEP-0280) waits as the chat state itself would; its key names the
+    // conversation (every carbon comes from the user's own bare JID).
+    let partner = (kind == StanzaKind::Message)
+        .then(|| carbon_of_chat_state(&acc.stanza))
+        .flatten()?;
+    Some((kind, format!("{} {partner}", acc.from.as_str())))
+}
+
+/// The other party of a carbon (`<received/>`: the forwarded message's sender, `<sent/>`: its
+/// recipient) whose forwarded message carries only chat states.
+fn carbon_of_chat_state(stanza: &Stanza) -> Option<String> {
+    if stanza.ty() == StanzaType::Error
+        || memchr::memmem::find(stanza.bytes(), ns::CARBONS.as_bytes()).is_none()
+        || memchr::memmem::find(stanza.bytes(), NS_CHATSTATES.as_bytes()).is_none()
+    {
+        return None;
+    }
+    let el = stanza.tree().ok()?;
+    let mut children = el.child_elements();
+    let wrapper = children.next()?;
+    if wrapper.ns != ns::CARBONS || children.next().is_some() {
+        return None;
+    }
+    let inner = wrapper
+        .get_child("forwarded", ns::FORWARD)?
+        .get_child("message", ns::CLIENT)?;
+    let partner = match wrapper.name.as_str() {
+        "received" => inner.attr("from")?,
+        "sent" => inner.attr("to")?,
+        _ => return None,
+    };
+    let mut states = 0;
+    for c in inner.child_elements() {
+        match (c.ns.as_str(), c.name.as_str()) {
+            (NS_CHATSTATES, _) => states += 1,
+            (ns::CLIENT, "thread") | (NS_HINTS, _) => {}
+            _ => return None,
+        }
+    }
+    (states > 0).then(|| partner.to_owned())
 }
 
 /// A message that carries only chat states (XEP-0085): no body, no subject, no other payload.

@@ -216,3 +216,48 @@ fn options_are_checked() {
     assert_eq!(super::options(Some(&t)).map(|o| o.buffer_max), Ok(7));
     assert_eq!(super::options(None).map(|o| o.buffer_max), Ok(100));
 }
+
+/// A carbon of a chat state (another resource's conversation) waits like the chat state itself,
+/// one per conversation; a message with a body lets them out first, in order.
+#[test]
+fn carbons_of_chat_states_are_held_per_conversation() {
+    let (mut w, mut bob, mut alice, _carol) = world(1, 0, "[modules.csi]");
+    send(&mut w, &mut bob, INACTIVE);
+    let carbon = |dir: &str, party: &str, state: &str| {
+        let attr = if dir == "received" { "from" } else { "to" };
+        format!(
+            "<message to='bob@example.com/phone'><{dir} xmlns='urn:xmpp:carbons:2'>\
+             <forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' {attr}='{party}' \
+             type='chat'><{state} xmlns='http://jabber.org/protocol/chatstates'/></message>\
+             </forwarded></{dir}></message>"
+        )
+    };
+    send(
+        &mut w,
+        &mut alice,
+        &carbon("received", "carol@example.com/pc", "composing"),
+    );
+    send(
+        &mut w,
+        &mut alice,
+        &carbon("received", "carol@example.com/pc", "paused"),
+    );
+    send(
+        &mut w,
+        &mut alice,
+        &carbon("sent", "dave@example.com", "active"),
+    );
+    assert!(written(&mut w, &bob).is_empty());
+    // The newest per conversation.
+    assert_eq!(held(&w, &bob), 2);
+    // A carbon with a body is no chat state: it goes, after what waited.
+    let body = carbon("received", "carol@example.com/pc", "active")
+        .replace("<active", "<body>hi</body><active");
+    send(&mut w, &mut alice, &body);
+    let out = written(&mut w, &bob);
+    assert_eq!(out.len(), 3, "{out:?}");
+    assert!(
+        out[0].contains("paused") && out[2].contains("<body>hi</body>"),
+        "{out:?}"
+    );
+}
