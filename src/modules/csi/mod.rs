@@ -352,15 +352,7 @@ fn carbon_of_chat_state(stanza: &Stanza) -> Option<String> {
         "sent" => inner.attr("to")?,
         _ => return None,
     };
-    let mut states = 0;
-    for c in inner.child_elements() {
-        match (c.ns.as_str(), c.name.as_str()) {
-            (NS_CHATSTATES, _) => states += 1,
-            (ns::CLIENT, "thread") | (NS_HINTS, _) => {}
-            _ => return None,
-        }
-    }
-    (states > 0).then(|| partner.to_owned())
+    only_chat_states(inner).then(|| partner.to_owned())
 }
 
 /// A message that carries only chat states (XEP-0085): no body, no subject, no other payload.
@@ -372,11 +364,13 @@ pub fn chat_state_only(stanza: &Stanza) -> bool {
     if memchr::memmem::find(stanza.bytes(), NS_CHATSTATES.as_bytes()).is_none() {
         return false;
     }
-    let Ok(el) = stanza.tree() else {
-        return false;
-    };
+    stanza.tree().is_ok_and(|el| only_chat_states(&el))
+}
+
+/// Whether `message`'s children are chat states (at least one), a thread and hints, nothing else.
+fn only_chat_states(message: &Element) -> bool {
     let mut states = 0;
-    for c in el.child_elements() {
+    for c in message.child_elements() {
         match (c.ns.as_str(), c.name.as_str()) {
             (NS_CHATSTATES, _) => states += 1,
             (ns::CLIENT, "thread") | (NS_HINTS, _) => {}
