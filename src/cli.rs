@@ -206,10 +206,13 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::CheckConfig => {
             check_certificates(&config)?;
-            crate::modules::check(&config).map_err(crate::rt::RtError::from)?;
-            // The stream features start the modules on a scratch shard: on a scratch store too.
-            crate::modules::with_scratch_store(&config, crate::modules::c2s_options)
-                .map_err(crate::rt::RtError::from)?;
+            // The component check and the stream features start the modules on a scratch shard:
+            // on a scratch store too, once for both.
+            crate::modules::with_scratch_store(&config, |c| {
+                crate::modules::check(c)?;
+                crate::modules::c2s_options(c).map_err(crate::modules::ModuleError::from)
+            })
+            .map_err(crate::rt::RtError::from)?;
             print!("{}", config.to_toml());
         }
         Command::User { command } => user::run(&config, command)?,

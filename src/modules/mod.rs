@@ -316,36 +316,12 @@ pub fn check(config: &Config) -> Result<(), ModuleError> {
 }
 
 /// No external component may claim a domain a module serves: the modules start on a scratch shard
-/// (no sockets) and every service domain they register is compared. Their store is a throwaway
-/// SQLite file in a directory of its own: a check must not create or migrate the real one (a newer
-/// build's `check-config` would migrate a production schema before the upgrade).
+/// (no sockets, the configured store: `check-config` passes a throwaway one, see
+/// [`with_scratch_store`]) and every service domain they register is compared.
 fn check_component_domains(config: &Config) -> Result<(), ModuleError> {
     if config.components.is_empty() {
         return Ok(());
     }
-    with_scratch_store(config, component_service_clash)
-}
-
-/// Runs `f` on `config` with its store replaced by a throwaway SQLite file in a temporary data
-/// directory (removed after): what starts the modules only to learn about them (a check, the
-/// stream features) must not create or migrate the configured store.
-pub fn with_scratch_store<R>(config: &Config, f: impl FnOnce(&Config) -> R) -> R {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let scratch = std::env::temp_dir().join(format!("petrel-check-{}-{nanos}", std::process::id()));
-    let mut config = config.clone();
-    config.general.data_dir = scratch.clone();
-    config.store.backend = crate::config::StoreBackend::Sqlite;
-    config.store.url = None;
-    let r = f(&config);
-    // Best effort: a leftover in the temporary directory harms nothing.
-    let _ = std::fs::remove_dir_all(&scratch);
-    r
-}
-
-/// [`check_component_domains`] on its scratch configuration.
-fn component_service_clash(config: &Config) -> Result<(), ModuleError> {
     let hosts = config.general.hosts.iter().map(|h| h.to_string()).collect();
     let mut shard = Shard::new(
         crate::shard::ShardId(0),
@@ -363,6 +339,25 @@ fn component_service_clash(config: &Config) -> Result<(), ModuleError> {
         Some(d) => Err(ModuleError::ComponentIsService(d.to_string())),
         None => Ok(()),
     }
+}
+
+/// Runs `f` on `config` with its store replaced by a throwaway SQLite file in a temporary data
+/// directory (removed after): `check-config` starts the modules only to learn about them (their
+/// service domains, the stream features), and must not create or migrate the configured store (a
+/// newer build would migrate a production schema before the upgrade). `serve` opens the real one.
+pub fn with_scratch_store<R>(config: &Config, f: impl FnOnce(&Config) -> R) -> R {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let scratch = std::env::temp_dir().join(format!("petrel-check-{}-{nanos}", std::process::id()));
+    let mut config = config.clone();
+    config.general.data_dir = scratch.clone();
+    config.store.backend = crate::config::StoreBackend::Sqlite;
+    config.store.url = None;
+    let r = f(&config);
+    // Best effort: a leftover in the temporary directory harms nothing.
+    let _ = std::fs::remove_dir_all(&scratch);
+    r
 }
 
 /// Validates the option tables of the modules that read options; run before the shards start so a

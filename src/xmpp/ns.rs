@@ -30,6 +30,8 @@ pub const PING: &str = "urn:xmpp:ping";
 pub const VCARD: &str = "vcard-temp";
 /// vCard4 over XMPP (XEP-0292).
 pub const VCARD4: &str = "urn:ietf:params:xml:ns:vcard-4.0";
+/// Chat state notifications (XEP-0085).
+pub const CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
 /// Message carbons (XEP-0280).
 pub const CARBONS: &str = "urn:xmpp:carbons:2";
 /// Stanza forwarding (XEP-0297).

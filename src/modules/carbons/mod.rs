@@ -416,5 +416,5 @@ pub fn eligible(stanza: &Stanza) -> bool {
 const IM_PAYLOADS: [&str; 3] = [
     "urn:xmpp:receipts",
     "urn:xmpp:chat-markers:0",
-    "http://jabber.org/protocol/chatstates",
+    ns::CHATSTATES,
 ];

@@ -51,7 +51,7 @@ mod tests;
 /// The CSI namespace (XEP-0352).
 pub const NS_CSI: &str = "urn:xmpp:csi:0";
 /// XEP-0085 chat states.
-pub const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
+pub const NS_CHATSTATES: &str = ns::CHATSTATES;
 /// XEP-0334 message processing hints.
 pub const NS_HINTS: &str = "urn:xmpp:hints";
 /// Namespace of the internal flush marker (never written to a socket).

@@ -43,7 +43,7 @@ pub const NS_DELAY: &str = "urn:xmpp:delay";
 /// XEP-0334 message processing hints.
 pub const NS_HINTS: &str = "urn:xmpp:hints";
 /// XEP-0085 chat state notifications.
-pub const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
+pub const NS_CHATSTATES: &str = crate::xmpp::ns::CHATSTATES;
 
 /// Handler priority on `offline_message`: before the session manager's default (i32::MAX).
 pub const PRIORITY: i32 = 50;

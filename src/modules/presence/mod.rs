@@ -88,30 +88,19 @@ fn cancel_subscriptions(
     user: &BareJid,
     roster: &[crate::xmpp::roster::RosterItem],
 ) {
-    let from = Jid::from(user.clone());
     for item in roster {
         if item.state.from {
             send_unavailable_to(shard, user, &Jid::from(item.jid.clone()));
         }
-        let to = Jid::from(item.jid.clone());
-        let mut types = Vec::with_capacity(2);
+        let mut kinds = Vec::with_capacity(2);
         if item.state.to || item.state.pending_out {
-            types.push("unsubscribe");
+            kinds.push(SubKind::Unsubscribe);
         }
         if item.state.from || item.state.pending_in {
-            types.push("unsubscribed");
+            kinds.push(SubKind::Unsubscribed);
         }
-        for ty in types {
-            let el = Element::new("presence", ns::CLIENT)
-                .with_attr("type", ty)
-                .with_attr("from", from.as_str())
-                .with_attr("to", to.as_str());
-            let acc = Acc::new(
-                Stanza::from_element(&el),
-                from.clone(),
-                to.clone(),
-                shard.id,
-            );
+        for kind in kinds {
+            let acc = roster::subscription_stanza(user, &item.jid, kind, shard.id);
             crate::router::route(shard, acc);
         }
     }
@@ -584,19 +573,14 @@ fn probe(shard: &mut Shard, acc: Acc) {
             }
         };
         if !subscribed {
-            let el = Element::new("presence", ns::CLIENT)
-                .with_attr("type", "unsubscribed")
-                .with_attr("from", user.as_str())
-                .with_attr("to", contact.as_str());
-            let acc = Acc::new(
-                Stanza::from_element(&el),
-                Jid::from(user.clone()),
-                Jid::from(contact.clone()),
-                sid,
-            );
             return JobDone {
                 hold: Vec::new(),
-                route: vec![acc],
+                route: vec![roster::subscription_stanza(
+                    &user,
+                    &contact,
+                    SubKind::Unsubscribed,
+                    sid,
+                )],
                 then: None,
             };
         }
