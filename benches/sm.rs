@@ -33,7 +33,7 @@ fn recipient(sm: bool, user: &str) -> C2s {
         hosts: vec!["localhost".into()],
         tls_mode: TlsMode::None,
         tls: None,
-        tls_server_end_point: None,
+        tls_cert: None,
         allow_plaintext_on_loopback: true,
         sasl2: true,
         transport_secure: false,

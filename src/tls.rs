@@ -15,6 +15,9 @@ use tracing::{info, warn};
 use crate::auth::EndPointHash;
 use crate::config::{C2sListenerConfig, General, TlsMode};
 
+mod served;
+pub use served::{reload_all, Reloaded, ServedCert};
+
 /// ALPN protocol id for direct TLS c2s (XEP-0368).
 pub const ALPN_XMPP_CLIENT: &[u8] = b"xmpp-client";
 /// Directory under `data_dir` holding the generated certificate.
@@ -104,13 +107,13 @@ pub enum TlsError {
     },
 }
 
-/// A listener's rustls configuration and what SASL binds to on its streams.
+/// A listener's rustls configuration and the certificate it serves (which SASL binds to).
 #[derive(Debug, Clone)]
 pub struct ServerTls {
-    /// The rustls server configuration.
+    /// The rustls server configuration (its resolver is `cert`).
     pub config: Arc<ServerConfig>,
-    /// The certificate's `tls-server-end-point` hash (RFC 5929 §4.1), if its signature names one.
-    pub end_point: Option<EndPointHash>,
+    /// The pair served, which SIGHUP may replace.
+    pub cert: Arc<ServedCert>,
 }
 
 /// Builds the rustls server configuration of `listener` (TLS 1.2 and 1.3, ring provider;
@@ -129,8 +132,7 @@ pub fn server_config(
             })
         }
     };
-    let (chain, private_key) = load_pair(&cert, &key)?;
-    let end_point = chain.first().and_then(|c| server_end_point(c));
+    let served = ServedCert::open(&cert, &key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -140,14 +142,13 @@ pub fn server_config(
             source,
         })?
         .with_no_client_auth()
-        .with_single_cert(chain, private_key)
-        .map_err(|source| TlsError::Rejected { cert, key, source })?;
+        .with_cert_resolver(served.clone());
     if listener.tls == TlsMode::Tls {
         config.alpn_protocols = vec![ALPN_XMPP_CLIENT.to_vec()];
     }
     Ok(ServerTls {
         config: Arc::new(config),
-        end_point,
+        cert: served,
     })
 }
 

@@ -242,6 +242,15 @@ impl Wire {
         }
     }
 
+    /// The DER of the certificate the server presented.
+    fn peer_cert(&self) -> Vec<u8> {
+        let Some(Io::Tls(s)) = self.io.as_ref() else {
+            panic!("no TLS");
+        };
+        let chain = s.conn.peer_certificates().expect("handshake done");
+        chain[0].to_vec()
+    }
+
     /// RFC 9266 tls-exporter channel binding data of the TLS session.
     fn tls_exporter(&mut self) -> [u8; 32] {
         let Some(Io::Tls(s)) = self.io.as_ref() else {
@@ -266,6 +275,10 @@ impl Wire {
                     data[0] ^= 1;
                 }
                 ("SCRAM-SHA-256-PLUS", "p=tls-exporter,,", data)
+            }
+            ChannelBinding::EndPoint => {
+                let data = Sha256::digest(self.peer_cert()).to_vec();
+                ("SCRAM-SHA-256-PLUS", "p=tls-server-end-point,,", data)
             }
         };
         let cnonce = format!("{:016x}{:016x}", common::rand_u64(), common::rand_u64());
@@ -397,6 +410,9 @@ enum ChannelBinding {
     ClientOnly,
     /// SCRAM-SHA-256-PLUS with tls-exporter; `tamper` flips a bit of the binding data.
     Exporter { tamper: bool },
+    /// SCRAM-SHA-256-PLUS with tls-server-end-point (RFC 5929): the SHA-256 of the certificate
+    /// the server presented on this connection (ECDSA P-256 with SHA-256, as rcgen makes them).
+    EndPoint,
 }
 
 fn client_scanner() -> Scanner {
@@ -1152,6 +1168,87 @@ fn sighup_is_survived_and_sigterm_still_stops_gracefully() {
     let status = server.stop().expect("server was running");
     assert!(status.success(), "exit status {status}");
     assert_stream_error(&a.read_to_close(), "system-shutdown", "a");
+}
+
+/// A certificate and key for `localhost` written to `cert` and `key` (PEM); returns the DER.
+fn write_pair(cert: &Path, key: &Path) -> Vec<u8> {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(key, ck.key_pair.serialize_pem()).unwrap();
+    std::fs::write(cert, ck.cert.pem()).unwrap();
+    ck.cert.der().to_vec()
+}
+
+/// Sends SIGHUP and waits until the server logged `line` once more than before (the reload
+/// runs on a shard's next tick).
+fn hangup_and_wait_for(server: &Server, log: &Path, line: &str) {
+    let before = std::fs::read_to_string(log).unwrap().matches(line).count();
+    // SAFETY: kill(2) on the pid of the child this test started and still owns.
+    assert_eq!(unsafe { libc::kill(server.pid() as i32, libc::SIGHUP) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(log).unwrap().matches(line).count() == before {
+        assert!(Instant::now() < deadline, "no {line:?} in the log");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sighup_serves_a_renewed_certificate_and_keeps_it_when_the_new_files_are_bad() {
+    // Certificates are renewed every 60-90 days; a restart to serve the new one would close every
+    // session. SIGHUP reads the files again: new connections on every shard get the new pair
+    // (and SASL binds to it), open ones go on, and a bad pair leaves the old one in place.
+    let files = tempfile::tempdir().unwrap();
+    let (cert, key) = (files.path().join("cert.pem"), files.path().join("key.pem"));
+    let first = write_pair(&cert, &key);
+    let listener = format!(
+        "certfile = \"{}\"\nkeyfile = \"{}\"",
+        cert.display(),
+        key.display()
+    );
+    let mut server = Server::start_with(2, &["alice", "bob"], &listener, "");
+    server.stop();
+    let log = files.path().join("server.log");
+    server.spawn_logging_to(2, &log);
+    let trust_first = files.path().join("first.pem");
+    std::fs::copy(&cert, &trust_first).unwrap();
+
+    let mut old = Wire::connect(server.port);
+    old.open("localhost");
+    old.starttls(&trust_first, "localhost");
+    assert_eq!(old.peer_cert(), first);
+    old.scram("alice", PASSWORD, ChannelBinding::EndPoint)
+        .unwrap();
+    old.bind("localhost", "old");
+
+    let renewed = write_pair(&cert, &key);
+    hangup_and_wait_for(&server, &log, "SIGHUP: new certificate served");
+    // Every shard's listener serves the renewed pair (connections spread over both).
+    for i in 0..6 {
+        let mut new = Wire::connect(server.port);
+        new.open("localhost");
+        new.starttls(&cert, "localhost");
+        assert_eq!(new.peer_cert(), renewed, "connection {i}");
+        // tls-server-end-point follows the certificate.
+        new.scram("bob", PASSWORD, ChannelBinding::EndPoint)
+            .unwrap();
+        new.bind("localhost", &format!("new{i}"));
+    }
+    // The connection made before the reload goes on with its own certificate.
+    old.send("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>");
+    old.expect("ping result", |s| s.attr("id").as_deref() == Some("p1"));
+
+    // A key that does not match the certificate: the renewed pair stays.
+    let other = files.path().join("other-cert.pem");
+    write_pair(&other, &key);
+    hangup_and_wait_for(&server, &log, "SIGHUP: certificate not reloaded");
+    let mut after = Wire::connect(server.port);
+    after.open("localhost");
+    after.starttls(&cert, "localhost");
+    assert_eq!(after.peer_cert(), renewed);
+    after
+        .scram("alice", PASSWORD, ChannelBinding::EndPoint)
+        .unwrap();
+    let status = server.stop().expect("server was running");
+    assert!(status.success(), "exit status {status}");
 }
 
 #[test]

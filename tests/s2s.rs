@@ -673,8 +673,8 @@ impl FakeRemote {
         let ck = rcgen::generate_simple_self_signed(vec!["other.test".to_string()]).unwrap();
         let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
         let mut cfg = petrel::s2s::S2sConfig::new(vec!["other.test".to_string()]).unwrap();
-        cfg.tls_server =
-            Some(petrel::s2s::server_tls_config(vec![ck.cert.der().clone()], key, false).unwrap());
+        let served = petrel::tls::ServedCert::new(vec![ck.cert.der().clone()], key).unwrap();
+        cfg.tls_server = Some(petrel::s2s::server_tls_config(served, false).unwrap());
         std::sync::Arc::new(cfg)
     }
 

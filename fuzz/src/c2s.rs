@@ -41,7 +41,7 @@ pub fn config() -> Arc<C2sConfig> {
             hosts: vec![HOST.to_string(), "other.org".to_string()],
             tls_mode: TlsMode::None,
             tls: None,
-            tls_server_end_point: None,
+            tls_cert: None,
             allow_plaintext_on_loopback: true,
             sasl2: true,
             transport_secure: false,

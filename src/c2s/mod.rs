@@ -58,8 +58,9 @@ pub struct C2sConfig {
     pub tls_mode: TlsMode,
     /// The rustls server configuration (required by every mode but `None`).
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// The `tls-server-end-point` hash of `tls`'s certificate (offered beside `tls-exporter`).
-    pub tls_server_end_point: Option<crate::auth::EndPointHash>,
+    /// The certificate `tls` serves, whose `tls-server-end-point` hash is offered beside
+    /// `tls-exporter` (it follows the certificate when SIGHUP replaces it).
+    pub tls_cert: Option<Arc<crate::tls::ServedCert>>,
     /// Offer PLAIN on unencrypted streams from loopback peers (tests, local bridges).
     pub allow_plaintext_on_loopback: bool,
     /// Offer SASL2 (XEP-0388) with Bind 2 (XEP-0386) beside RFC 6120 SASL.

@@ -129,7 +129,7 @@ impl C2s {
     /// What SCRAM-PLUS can bind to on this stream.
     pub(super) fn channel_binding(&self) -> ChannelBinding {
         self.transport
-            .channel_binding(self.cfg.tls_server_end_point)
+            .channel_binding(self.cfg.tls_cert.as_ref().and_then(|c| c.end_point()))
     }
 
     /// The mechanisms to advertise, in preference order (array + length: no allocation); `plus`:

@@ -25,6 +25,8 @@ const ITERATIONS: u32 = 4096;
 /// Self-signed certificate shared by every test (key generation is the slow part).
 struct Pki {
     server: Arc<ServerConfig>,
+    /// The pair `server` serves.
+    served: Arc<crate::tls::ServedCert>,
     roots: RootCertStore,
     /// The certificate's `tls-server-end-point` hash.
     end_point: crate::auth::EndPointHash,
@@ -36,18 +38,19 @@ fn pki() -> &'static Pki {
         let ck = rcgen::generate_simple_self_signed(vec![HOST.to_string()]).unwrap();
         let cert: CertificateDer<'static> = ck.cert.der().clone();
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()));
+        let served = crate::tls::ServedCert::new(vec![cert.clone()], key).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let server = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
-            .with_single_cert(vec![cert.clone()], key)
-            .unwrap();
+            .with_cert_resolver(served.clone());
         let end_point = crate::tls::server_end_point(&cert).unwrap();
         let mut roots = RootCertStore::empty();
         roots.add(cert).unwrap();
         Pki {
             server: Arc::new(server),
+            served,
             roots,
             end_point,
         }
@@ -76,7 +79,7 @@ fn config(mode: TlsMode) -> C2sConfig {
         hosts: vec![HOST.to_string(), "other.org".to_string()],
         tls_mode: mode,
         tls: Some(pki().server.clone()),
-        tls_server_end_point: Some(pki().end_point),
+        tls_cert: Some(pki().served.clone()),
         allow_plaintext_on_loopback: false,
         sasl2: true,
         transport_secure: false,

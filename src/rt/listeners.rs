@@ -26,7 +26,6 @@ pub fn c2s_listener(
     } else {
         None
     };
-    let tls_server_end_point = tls.as_ref().and_then(|t| t.end_point);
     let tls_mode = match l.tls {
         config::TlsMode::Starttls => TlsMode::Starttls,
         config::TlsMode::StarttlsRequired => TlsMode::StarttlsRequired,
@@ -38,8 +37,8 @@ pub fn c2s_listener(
         c2s: Arc::new(C2sConfig {
             hosts: general.hosts.iter().map(|h| h.to_string()).collect(),
             tls_mode,
+            tls_cert: tls.as_ref().map(|t| t.cert.clone()),
             tls: tls.map(|t| t.config),
-            tls_server_end_point,
             allow_plaintext_on_loopback: l.allow_plaintext_on_loopback,
             sasl2: l.sasl2,
             transport_secure: false,

@@ -127,6 +127,26 @@ pub struct ServeOptions {
     pub allow_oversubscribe: bool,
 }
 
+/// SIGHUP: every certificate and key read from files is read again (renewals); new TLS
+/// connections on every shard get the new pair, open ones keep theirs. A pair that fails to load
+/// keeps the old one, with an error in the log.
+fn reload_certificates() {
+    let reloaded = crate::tls::reload_all();
+    for r in &reloaded {
+        match &r.outcome {
+            Ok(true) => tracing::info!(cert = %r.cert.display(), "SIGHUP: new certificate served"),
+            Ok(false) => tracing::info!(cert = %r.cert.display(), "SIGHUP: certificate unchanged"),
+            Err(e) => tracing::error!(
+                cert = %r.cert.display(), error = %e,
+                "SIGHUP: certificate not reloaded, the previous one stays"
+            ),
+        }
+    }
+    if reloaded.is_empty() {
+        tracing::info!("SIGHUP: no TLS certificate to reload");
+    }
+}
+
 /// Every shard's listeners (each shard binds them all).
 #[derive(Clone)]
 struct Listeners {
@@ -641,7 +661,7 @@ async fn run_shard(
     while !flag.is_set() {
         glommio::timer::sleep(Duration::from_millis(100)).await;
         if flag.take_hangup() {
-            tracing::info!("SIGHUP: nothing to reload, ignored (SIGTERM stops the server)");
+            reload_certificates();
         }
     }
     // Graceful stop: no new connections, `system-shutdown` to every session, give them time to flush.

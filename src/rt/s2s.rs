@@ -86,7 +86,7 @@ pub(crate) fn setup(config: &Config) -> Result<(Arc<S2sShared>, Vec<S2sListener>
             None => crate::tls::ensure_self_signed(&config.general)?,
         },
     };
-    let (chain, private_key) = crate::tls::load_pair(&cert, &key)?;
+    let served = crate::tls::ServedCert::open(&cert, &key)?;
     let mut trust = Trust::webpki_roots();
     if let Some(ca) = &s.cafile {
         trust.add_pem_file(ca)?;
@@ -101,10 +101,7 @@ pub(crate) fn setup(config: &Config) -> Result<(Arc<S2sShared>, Vec<S2sListener>
     base.trust = Arc::new(trust);
     base.dialback = s.dialback;
     base.sasl_external = s.sasl_external;
-    base.tls_client = Some(crate::s2s::client_tls_config(
-        chain.clone(),
-        private_key.clone_key(),
-    )?);
+    base.tls_client = Some(crate::s2s::client_tls_config(served.clone())?);
     let mut out = base.clone();
     out.auth_timeout = s.connect_timeout;
     // The remote rarely writes on our outgoing stream: idleness is judged on what we send
@@ -114,7 +111,7 @@ pub(crate) fn setup(config: &Config) -> Result<(Arc<S2sShared>, Vec<S2sListener>
         .listen
         .s2s
         .iter()
-        .map(|l| listener(&base, l, &chain, &private_key))
+        .map(|l| listener(&base, l, &served))
         .collect::<Result<_, _>>()?;
     let mut out_direct = out.clone();
     if let Some(client) = &out.tls_client {
@@ -143,15 +140,13 @@ pub(crate) fn setup(config: &Config) -> Result<(Arc<S2sShared>, Vec<S2sListener>
 fn listener(
     base: &S2sConfig,
     l: &S2sListenerConfig,
-    chain: &[rustls::pki_types::CertificateDer<'static>],
-    key: &rustls::pki_types::PrivateKeyDer<'static>,
+    served: &Arc<crate::tls::ServedCert>,
 ) -> Result<S2sListener, S2sSetupError> {
     let mut cfg = base.clone();
     cfg.direct_tls = l.tls == S2sTls::Tls;
     cfg.tls_required = l.tls != S2sTls::Starttls;
     cfg.tls_server = Some(crate::s2s::server_tls_config(
-        chain.to_vec(),
-        key.clone_key(),
+        served.clone(),
         cfg.direct_tls,
     )?);
     cfg.limits = crate::xml::Limits {

@@ -1,6 +1,7 @@
 //! SIGINT/SIGTERM: a flag every shard polls (cheaply, a few times a second) to stop gracefully.
-//! SIGHUP (logrotate's postrotate, `ExecReload=kill -HUP`, a closed terminal) is caught and logged:
-//! its default action would kill the process without a word to clients or stream management.
+//! SIGHUP (`ExecReload=kill -HUP`, a certificate renewal's hook, logrotate's postrotate, a closed
+//! terminal) reads the TLS certificates again: its default action would kill the process without a
+//! word to clients or stream management.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -54,7 +55,8 @@ impl ShutdownFlag {
         self.0.load(Ordering::Acquire)
     }
 
-    /// True once after each SIGHUP (there is nothing to reload: the caller logs it).
+    /// True once after each SIGHUP, for one shard (the caller reloads the certificates, which
+    /// every shard shares).
     pub(crate) fn take_hangup(&self) -> bool {
         self.2.swap(false, Ordering::AcqRel)
     }

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{
     ClientConfig, DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme,
 };
 
 use super::Trust;
+use crate::tls::ServedCert;
 use crate::xml::Limits;
 
 /// ALPN protocol id for direct TLS s2s (XEP-0368).
@@ -100,36 +101,34 @@ fn algorithms() -> WebPkiSupportedAlgorithms {
     rustls::crypto::ring::default_provider().signature_verification_algorithms
 }
 
-/// The rustls server configuration of incoming s2s streams: our certificate chain and key, TLS 1.2
-/// and 1.3, a client certificate asked for but optional and accepted whatever its issuer.
+/// The rustls server configuration of incoming s2s streams: our certificate and key (`cert`, which
+/// SIGHUP may replace), TLS 1.2 and 1.3, a client certificate asked for but optional and accepted
+/// whatever its issuer.
 pub fn server_tls_config(
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
+    cert: Arc<ServedCert>,
     direct_tls: bool,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_client_cert_verifier(Arc::new(AnyCert(algorithms())))
-        .with_single_cert(chain, key)?;
+        .with_cert_resolver(cert);
     if direct_tls {
         config.alpn_protocols = vec![ALPN_XMPP_SERVER.to_vec()];
     }
     Ok(Arc::new(config))
 }
 
-/// The rustls client configuration of outgoing s2s streams: our certificate chain and key as the
-/// client certificate, TLS 1.2 and 1.3, any server certificate accepted (the stream validates it).
-pub fn client_tls_config(
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-) -> Result<Arc<ClientConfig>, rustls::Error> {
+/// The rustls client configuration of outgoing s2s streams: our certificate and key (`cert`) as
+/// the client certificate, TLS 1.2 and 1.3, any server certificate accepted (the stream validates
+/// it).
+pub fn client_tls_config(cert: Arc<ServedCert>) -> Result<Arc<ClientConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .dangerous()
         .with_custom_certificate_verifier(any_server_cert())
-        .with_client_auth_cert(chain, key)?;
+        .with_client_cert_resolver(cert);
     Ok(Arc::new(config))
 }
 

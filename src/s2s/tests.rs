@@ -88,8 +88,9 @@ fn config(domain: &str, certs: Certs) -> S2sConfig {
     let mut trust = Trust::empty();
     trust.add_der(&p.ca_der).unwrap();
     let mut cfg = S2sConfig::new(vec![domain.to_string()]).unwrap();
-    cfg.tls_server = Some(server_tls_config(id.chain.clone(), key(), false).unwrap());
-    cfg.tls_client = Some(client_tls_config(id.chain.clone(), key()).unwrap());
+    let served = crate::tls::ServedCert::new(id.chain.clone(), key()).unwrap();
+    cfg.tls_server = Some(server_tls_config(served.clone(), false).unwrap());
+    cfg.tls_client = Some(client_tls_config(served).unwrap());
     cfg.trust = Arc::new(trust);
     cfg.limits = Limits::default();
     // One secret per domain, the same for each of its streams (as on every shard).

@@ -180,7 +180,7 @@ fn configured_pair_is_loaded() {
     let der = read_certs(&cert).unwrap().remove(0);
     let sha256: [u8; 32] = sha2::Sha256::digest(der.as_ref()).into();
     assert_eq!(
-        server.end_point.map(|h| h.as_bytes().to_vec()),
+        server.cert.end_point().map(|h| h.as_bytes().to_vec()),
         Some(sha256.to_vec())
     );
     assert_eq!(handshake(server.config, &cert, "xmpp.example", false), None);

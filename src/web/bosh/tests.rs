@@ -669,7 +669,7 @@ fn c2s_config() -> C2sConfig {
         hosts: vec!["example.org".to_string()],
         tls_mode: TlsMode::None,
         tls: None,
-        tls_server_end_point: None,
+        tls_cert: None,
         allow_plaintext_on_loopback: true,
         sasl2: true,
         transport_secure: false,

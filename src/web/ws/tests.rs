@@ -20,7 +20,7 @@ fn config(transport_secure: bool) -> Arc<C2sConfig> {
         hosts: vec!["example.com".into()],
         tls_mode: TlsMode::None,
         tls: None,
-        tls_server_end_point: None,
+        tls_cert: None,
         allow_plaintext_on_loopback: false,
         sasl2: true,
         transport_secure,
