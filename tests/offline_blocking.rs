@@ -309,6 +309,55 @@ fn blocked_app_error(s: &Stanza) -> bool {
 }
 
 #[test]
+fn a_blocked_contacts_iqs_to_the_bare_jid_get_service_unavailable() {
+    // XEP-0191 §3.4: an IQ get/set from a blocked entity is answered `service-unavailable`. IQs to
+    // the bare JID are answered by the server for the user (vCard, ping, PEP); they were answered
+    // on the sender's shard, where the user's list is not kept, so a blocked contact read them all.
+    let queries = [
+        ("vc", "<vCard xmlns='vcard-temp'/>"),
+        ("pi", "<ping xmlns='urn:xmpp:ping'/>"),
+    ];
+    for shards in SHARDS {
+        let server = start(shards);
+        let mut bob = server.login("bob", "b", Some(0));
+        let r = iq(
+            &mut bob,
+            "blk",
+            "<iq type='set' id='blk'><block xmlns='urn:xmpp:blocking'><item jid='alice@localhost'/></block></iq>",
+        );
+        assert_eq!(r.type_().as_deref(), Some("result"));
+        let vcard = "<iq type='set' id='set'><vCard xmlns='vcard-temp'><FN>Bob</FN></vCard></iq>";
+        assert_eq!(
+            iq(&mut bob, "set", vcard).type_().as_deref(),
+            Some("result")
+        );
+        // Several connections each: at two shards some sit on bob's home shard, some do not.
+        for round in 0..4 {
+            let mut alice = server.login("alice", &format!("a{round}"), None);
+            let mut carol = server.login("carol", &format!("c{round}"), None);
+            for (id, q) in queries {
+                let ask =
+                    |id: &str| format!("<iq type='get' to='bob@localhost' id='{id}'>{q}</iq>");
+                let refused = iq(&mut alice, id, &ask(id));
+                assert_eq!(
+                    error_condition(&refused).as_deref(),
+                    Some("service-unavailable"),
+                    "shards={shards} round={round} {id}: {}",
+                    String::from_utf8_lossy(refused.bytes())
+                );
+                let answered = iq(&mut carol, id, &ask(id));
+                assert_eq!(
+                    answered.type_().as_deref(),
+                    Some("result"),
+                    "shards={shards} round={round} {id}: {}",
+                    String::from_utf8_lossy(answered.bytes())
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn blocking_stops_messages_both_ways() {
     for shards in SHARDS {
         let server = start(shards);

@@ -50,16 +50,39 @@ pub fn process_packet(shard: &mut Shard, mut acc: Acc) {
         });
         process_server_packet(shard, acc);
     } else if acc.kind() == StanzaKind::Iq && acc.to.is_bare() {
-        acc.note(shard.id, STAGE, Outcome::Took, |_| {
-            Some("IQ to an account, answered by the server".to_owned())
-        });
-        process_iq(shard, acc, IqTarget::Account);
+        account_iq(shard, acc);
     } else {
         acc.note(shard.id, STAGE, Outcome::Pass, |_| {
             Some("addressed to a user: session manager".to_owned())
         });
         crate::sm::route(shard, acc);
     }
+}
+
+/// An IQ to an account's bare JID, answered by the server for the account. One from someone else
+/// is answered on the account's home shard once the home filters let it pass (a blocked sender
+/// gets `service-unavailable` there, XEP-0191 §3.4, wherever it sent from); one from the account
+/// itself (its roster, vCard, PEP nodes) is answered here.
+fn account_iq(shard: &mut Shard, mut acc: Acc) {
+    let own = acc.from.bare_str() == acc.to.bare_str();
+    let home = crate::shard::home_shard_of(acc.to.bare_str(), shard.shards);
+    if !own && acc.ty().is_request() {
+        if home != shard.id {
+            acc.note(shard.id, STAGE, Outcome::Pass, |_| {
+                Some("IQ to an account from another entity: to its home shard".to_owned())
+            });
+            let run = move |shard: &mut Shard| account_iq(shard, acc);
+            return crate::sm::run_on(shard, home, Box::new(run));
+        }
+        let Some(passed) = crate::sm::filter_at_home(shard, acc) else {
+            return;
+        };
+        acc = passed;
+    }
+    acc.note(shard.id, STAGE, Outcome::Took, |_| {
+        Some("IQ to an account, answered by the server".to_owned())
+    });
+    process_iq(shard, acc, IqTarget::Account);
 }
 
 /// Stage name of local delivery's steps in a `route explain` trace.

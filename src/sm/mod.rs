@@ -103,6 +103,21 @@ fn to_bare_if_subscription(acc: &mut Acc) {
     }
 }
 
+/// The home filters alone, on the home shard of `acc`'s recipient (the caller's duty): what they
+/// refuse never reaches a module acting for the user. For the requests the server answers on the
+/// user's behalf without delivering them (IQs to the bare JID), which must not pass the filters
+/// a message would meet (a blocked sender, XEP-0191 §3.4).
+pub fn filter_at_home(shard: &mut Shard, mut acc: Acc) -> Option<Acc> {
+    let handlers = shard.sm.home_handlers();
+    for (name, h) in handlers.iter().take(shard.sm.home_filters()) {
+        acc.note_handler(shard.id, HOME_STAGE, name, Outcome::Took);
+        let mut a = h(shard, acc)?;
+        a.amend_note(HOME_STAGE, name, Outcome::Ok);
+        acc = a;
+    }
+    Some(acc)
+}
+
 /// `ejabberd_sm:route`: forwards to the home shard, or picks the resources there and delivers.
 pub fn route(shard: &mut Shard, mut acc: Acc) {
     if acc.kind() == StanzaKind::Presence && acc.to.resource().is_some() {

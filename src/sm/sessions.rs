@@ -37,6 +37,8 @@ pub struct SessionManager {
     pub(super) drains: HashMap<SessionRef, (usize, Vec<super::AfterDrain>)>,
     /// Shared slice: the route clones it per stanza (a reference count, not a Vec).
     home_handlers: std::rc::Rc<[(&'static str, super::HomeHandler)]>,
+    /// How many of `home_handlers`, at the front, are filters ([`Self::add_home_filter`]).
+    home_filters: usize,
     /// Accounts of this home deleted a moment ago (see [`super::removed`]).
     removed: super::removed::Removed,
 }
@@ -174,6 +176,12 @@ impl SessionManager {
         let mut v = self.home_handlers.to_vec();
         v.insert(0, (name, h));
         self.home_handlers = v.into();
+        self.home_filters += 1;
+    }
+
+    /// How many of [`Self::home_handlers`], at the front, are filters.
+    pub(crate) fn home_filters(&self) -> usize {
+        self.home_filters
     }
 
     /// The home handlers, in registration order.
