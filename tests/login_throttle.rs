@@ -183,6 +183,55 @@ fn an_attacking_address_is_delayed_then_banned() {
 }
 
 #[test]
+fn wrong_passwords_sent_in_parallel_are_banned_like_ones_in_a_row() {
+    // Failures are counted once answered: 30 connections guessing at the same moment were all
+    // answered `not-authorized` at once, so an address got as many guesses per ban as connections
+    // it could open. Now an address has at most as many attempts in flight as failures left
+    // before its ban; the others are answered `temporary-auth-failure` and count nothing.
+    let server = Server::start_with(2, &["alice"], "", THROTTLE);
+    let from = Ipv4Addr::new(127, 0, 0, 4);
+    let ready = std::sync::Arc::new(std::sync::Barrier::new(30));
+    let port = server.port;
+    let threads: Vec<_> = (0..30)
+        .map(|_| {
+            let ready = ready.clone();
+            std::thread::spawn(move || {
+                let mut c = Client::connect_from(port, from);
+                c.open("localhost");
+                assert_eq!(c.next_stanza().name(), "stream:features");
+                ready.wait();
+                let token = B64.encode("\0alice\0guess");
+                c.send(&format!(
+                    "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>"
+                ));
+                answer(&mut c)
+            })
+        })
+        .collect();
+    let answers: Vec<Answer> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let refused = answers.iter().filter(|a| **a == not_authorized()).count();
+    let temporary = Answer::Failure("temporary-auth-failure".into());
+    let later = answers
+        .iter()
+        .filter(|a| **a == temporary || is_ban(a))
+        .count();
+    // max_failures = 6: at most six guesses answered, every other attempt told to come back later.
+    assert!(
+        (1..=6).contains(&refused),
+        "{refused} answered not-authorized: {answers:?}"
+    );
+    assert_eq!(refused + later, 30, "{answers:?}");
+    // Coming back: the guesses answered so far count, and the ban follows within the six.
+    let more = attack_until_banned(&server, from, "alice");
+    assert!(
+        refused + more <= 7,
+        "{refused} + {more} guesses before the ban"
+    );
+    // The owner, elsewhere, is not locked out.
+    log_in(&server, OWNER, "alice", "owner");
+}
+
+#[test]
 fn the_owner_logs_in_from_elsewhere_while_the_account_is_attacked() {
     let server = Server::start_with(2, &["alice", "bob"], "", THROTTLE);
     // Enough failures on alice for the per-account delay to apply.

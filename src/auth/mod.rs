@@ -9,7 +9,7 @@ mod scram;
 mod scram_msg;
 pub mod throttle;
 
-pub use sasl::{set_unknown_user_iterations, SaslServer, SaslStep};
+pub use sasl::{set_unknown_user_iterations, verify_plain, SaslServer, SaslStep};
 pub use scram::{HashAlg, ScramHashSecrets, ScramSecrets};
 
 /// Errors reading stored secrets or getting randomness.

@@ -387,6 +387,28 @@ pub fn set_unknown_user_iterations(iterations: u32) {
     UNKNOWN_USER_ITERATIONS.store(iterations, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// Checks a PLAIN password against `jid`'s secrets. An unknown account costs the same PBKDF2 (its
+/// decoy secrets, as SCRAM shows them) and fails: answering it sooner told anyone which accounts
+/// exist.
+pub fn verify_plain(secrets: Option<&ScramSecrets>, jid: &BareJid, password: &str) -> bool {
+    match secrets {
+        Some(s) => s.verify_plain(password),
+        None => {
+            let decoy = fake_secrets(HashAlg::Sha256, jid.node().unwrap_or_default());
+            let again = ScramHashSecrets::compute(
+                HashAlg::Sha256,
+                password.as_bytes(),
+                decoy.salt,
+                decoy.iterations,
+            );
+            // Compared like a real key, and never equal to the decoy's zero key in practice;
+            // false either way.
+            let _ = again.stored_key.ct_eq(&decoy.stored_key);
+            false
+        }
+    }
+}
+
 /// Secrets for an unknown user: the salt is an HMAC of the username under a per-process key,
 /// so repeated attempts see the same salt, as they would for a real account.
 fn fake_secrets(alg: HashAlg, username: &str) -> ScramHashSecrets {

@@ -12,10 +12,18 @@
 //! - A success changes nothing: it must not wipe an address's count (an attacker owning an account
 //!   could log in to it between guesses) nor an account's (the owner logging in would lift the delay
 //!   off an attack); counts end with their window.
+//! - Attempts in flight: failures are counted once answered, so without a bound a burst of
+//!   attempts over many connections would all be checked before the first failure is counted, far
+//!   past `max_failures`. An address may have at most `max_failures` less its live failures
+//!   attempts between check and outcome ([`Throttle::admit`] hands out an [`InFlight`] for each);
+//!   past that an attempt is refused as a temporary failure, counting nothing. So an address gets
+//!   at most `max_failures` answers per ban, in a row or in parallel.
 //! - Memory: at most `max_tracked` addresses and as many accounts (keyed by a 64-bit keyed hash of
 //!   the name); when a table is full the entry that failed least recently is dropped.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hashlink::LruCache;
@@ -44,8 +52,21 @@ pub struct Ban {
     pub until: Instant,
 }
 
+/// An attempt between its check and its outcome, counted against its address's budget until
+/// dropped (lock-free: the shard holding it never takes the throttle's lock).
+#[derive(Debug, Default)]
+pub struct InFlight(Option<Arc<AtomicU32>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(n) = &self.0 {
+            n.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
 /// Failures of one address or account.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Entry {
     /// Failures since `since`.
     failures: u32,
@@ -55,6 +76,8 @@ struct Entry {
     last: Instant,
     /// Set once `max_failures` is reached (addresses only).
     banned_until: Option<Instant>,
+    /// Attempts checked whose outcome is not known yet (addresses only).
+    in_flight: Arc<AtomicU32>,
 }
 
 impl Entry {
@@ -64,6 +87,7 @@ impl Entry {
             since: now,
             last: now,
             banned_until: None,
+            in_flight: Arc::default(),
         }
     }
 
@@ -166,6 +190,29 @@ impl Throttle {
         }
     }
 
+    /// Counts an attempt from `ip` that [`Throttle::check`] let through as in flight until the
+    /// returned value is dropped (once its failure is counted, or on success); `None` when the
+    /// address already has as many in flight as it has failures left before a ban.
+    pub fn admit(&mut self, ip: IpAddr, now: Instant) -> Option<InFlight> {
+        if !self.applies(ip) {
+            return Some(InFlight::default());
+        }
+        let (window, max) = (self.cfg.window, self.cfg.max_failures);
+        let net = IpNet::containing(ip, self.cfg.ipv6_prefix);
+        // Trying keeps no address recent (failing does); a new one is tracked from its first
+        // attempt, so that the attempts in parallel with it count it.
+        if !self.ips.contains_key(&net) {
+            self.ips.insert(net, Entry::new(now));
+        }
+        let e = self.ips.peek_mut(&net)?;
+        let budget = max.saturating_sub(e.live(now, window)).max(1);
+        let counter = e.in_flight.clone();
+        let taken = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < budget).then_some(n + 1)
+        });
+        taken.ok().map(|_| InFlight(Some(counter)))
+    }
+
     /// When the ban on `ip`'s address ends, if it is banned at `now`.
     pub fn banned_until(&self, ip: IpAddr, now: Instant) -> Option<Instant> {
         if !self.applies(ip) {
@@ -193,7 +240,13 @@ impl Throttle {
         match e.banned_until {
             // Checked before the ban began, answered after: the ban already counts.
             Some(t) if t > now => return None,
-            Some(_) => *e = Entry::new(now),
+            // Attempts in flight stay counted across the fresh start.
+            Some(_) => {
+                *e = Entry {
+                    in_flight: e.in_flight.clone(),
+                    ..Entry::new(now)
+                }
+            }
             None => {}
         }
         e.fail(now, window);

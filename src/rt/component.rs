@@ -228,7 +228,7 @@ impl Driver {
                 let call = self.ctx.store.call(move |_| {
                     // Counted as a failed login for the domain (never a hosted account).
                     if let Ok(jid) = crate::jid::BareJid::new(None, &domain) {
-                        login.failure(ip, &jid);
+                        login.failure(ip, &jid, Default::default());
                     }
                     login.banned_for(ip)
                 });

@@ -15,6 +15,7 @@ use super::address_slots::{AddressSlot, AddressSlots};
 use super::backlog::{room_or_mail, Backlog};
 use super::pump::{earliest, has_room, too_slow, Alarm, Output, WriteFailed};
 use super::ShardCtx;
+use crate::auth::throttle::InFlight;
 use crate::auth::ScramSecrets;
 use crate::c2s::route::{self as c2s_route, SendOutcome, Session};
 use crate::c2s::{C2s, C2sConfig, C2sEvent, PeerInfo};
@@ -29,8 +30,10 @@ pub(super) const SLOW_GRACE: Duration = Duration::from_secs(2);
 
 /// An answer from the store pool, on its way back to the connection.
 pub(super) enum Pending {
-    Secrets(Option<ScramSecrets>),
-    Plain(bool),
+    /// The account's secrets, and the attempt's place in the login throttle.
+    Secrets(Option<ScramSecrets>, InFlight),
+    /// Whether the PLAIN password was right, and the attempt's place in the login throttle.
+    Plain(bool, InFlight),
     /// The store could not answer (queue full, failure): temporary-auth-failure.
     Unavailable,
     /// The login throttle banned this address for this much longer.
@@ -127,6 +130,8 @@ pub(super) struct Driver {
     /// When the last authentication attempt began (read the account): a bind after the account's
     /// deletion since is refused (see `sm::register`).
     auth_began: Instant,
+    /// The login attempt under way, counted by the throttle until its outcome is known.
+    pub(super) in_flight: Option<InFlight>,
     pub(super) pending: Option<PendingFut>,
     /// Bytes on their way to the socket.
     out: Output,
@@ -196,6 +201,7 @@ impl Driver {
             session,
             bind_pending: None,
             auth_began: Instant::now(),
+            in_flight: None,
             pending: None,
             out: Output::new(),
             alarm: Alarm::default(),
@@ -263,8 +269,14 @@ impl Driver {
                     self.process();
                     return;
                 }
-                Wake::Pending(Pending::Secrets(s)) => self.c2s.provide_secrets(s),
-                Wake::Pending(Pending::Plain(ok)) => self.c2s.plain_verified(ok),
+                Wake::Pending(Pending::Secrets(s, in_flight)) => {
+                    self.in_flight = Some(in_flight);
+                    self.c2s.provide_secrets(s)
+                }
+                Wake::Pending(Pending::Plain(ok, in_flight)) => {
+                    self.in_flight = Some(in_flight);
+                    self.c2s.plain_verified(ok)
+                }
                 Wake::Pending(Pending::Unavailable) => self.c2s.auth_unavailable(),
                 Wake::Pending(Pending::Banned(left)) => self.auth_banned(left),
                 Wake::Pending(Pending::PreAuth(iq)) => self.c2s.preauth_reply(&iq),
@@ -369,7 +381,7 @@ impl Driver {
                     &username,
                     |store, jid| store.get_secrets(jid),
                     Pending::Secrets,
-                    Pending::Secrets(None),
+                    Pending::Secrets(None, InFlight::default()),
                 )
             }
             C2sEvent::VerifyPlain { username, password } => {
@@ -379,10 +391,10 @@ impl Driver {
                     // PBKDF2 runs there, on the pool thread, never on the shard.
                     move |store, jid| {
                         let secrets = store.get_secrets(jid)?;
-                        Ok(secrets.is_some_and(|s| s.verify_plain(&password)))
+                        Ok(crate::auth::verify_plain(secrets.as_ref(), jid, &password))
                     },
                     Pending::Plain,
-                    Pending::Plain(false),
+                    Pending::Plain(false, InFlight::default()),
                 )
             }
             C2sEvent::AuthFailed { jid } => {
@@ -390,6 +402,8 @@ impl Driver {
                 self.auth_failed(jid)
             }
             C2sEvent::Authenticated { jid } => {
+                // The attempt's outcome is known: it no longer counts against the address.
+                self.in_flight = None;
                 self.ctx.shard.borrow().metrics.logins_ok.inc();
                 tracing::debug!(conn = self.conn.0, %jid, "authenticated");
             }

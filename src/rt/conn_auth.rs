@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::conn::{Driver, Pending};
+use crate::auth::throttle::InFlight;
 use crate::jid::BareJid;
 use crate::store::{Attempt, Store, StoreError};
 use crate::xmpp::StreamErrorCondition;
@@ -17,7 +18,7 @@ impl Driver {
         &mut self,
         username: &str,
         lookup: impl FnOnce(&Store, &BareJid) -> Result<T, StoreError> + Send + 'static,
-        answer: fn(T) -> Pending,
+        answer: fn(T, InFlight) -> Pending,
         invalid: Pending,
     ) {
         let Ok(jid) = BareJid::new(Some(username), self.c2s.domain()) else {
@@ -35,6 +36,7 @@ impl Driver {
                 Ok(Attempt::Answer {
                     value: Ok(v),
                     not_before,
+                    in_flight,
                 }) => {
                     if let Some(at) = not_before {
                         glommio::timer::sleep(at.saturating_duration_since(Instant::now())).await;
@@ -43,9 +45,12 @@ impl Driver {
                             return Pending::Banned(left);
                         }
                     }
-                    answer(v)
+                    answer(v, in_flight)
                 }
                 Ok(Attempt::Banned(left)) => Pending::Banned(left),
+                // As many attempts from the address in flight as failures left before a ban:
+                // a temporary failure, nothing counted (`auth::throttle`).
+                Ok(Attempt::Busy) => Pending::Unavailable,
                 // Busy, closed or failing store: a temporary failure, not "no such user".
                 Ok(Attempt::Answer { value: Err(_), .. }) | Err(_) => Pending::Unavailable,
             }
@@ -53,13 +58,19 @@ impl Driver {
     }
 
     /// Wrong credentials for `jid`: counted by the throttle in a pool job (the shard never takes
-    /// its lock). Nothing waits for it; if the pool queue is full the count is lost, and that same
-    /// full queue answers the next attempts with temporary-auth-failure.
-    pub(super) fn auth_failed(&self, jid: BareJid) {
+    /// its lock), which then releases the attempt's place in flight. Nothing waits for it; if the
+    /// pool queue is full the count is lost, and that same full queue answers the next attempts
+    /// with temporary-auth-failure.
+    pub(super) fn auth_failed(&mut self, jid: BareJid) {
         let (login, ip) = (self.ctx.login.clone(), self.c2s.peer().addr.ip());
         // One line per failure, with the address: what fail2ban and an operator look for.
         tracing::info!(%ip, user = %jid, "authentication failed");
-        drop(self.ctx.store.call(move |_| login.failure(ip, &jid)));
+        let in_flight = self.in_flight.take().unwrap_or_default();
+        drop(
+            self.ctx
+                .store
+                .call(move |_| login.failure(ip, &jid, in_flight)),
+        );
     }
 
     /// The address is banned: a `<policy-violation/>` stream error with the time left, as ejabberd's

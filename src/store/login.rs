@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::auth::throttle::{Throttle, Verdict};
+use crate::auth::throttle::{InFlight, Throttle, Verdict};
 use crate::config::ThrottleConfig;
 use crate::jid::BareJid;
 
@@ -20,9 +20,15 @@ pub enum Attempt<T> {
         value: T,
         /// Set when the throttle delays the answer.
         not_before: Option<Instant>,
+        /// Counts the attempt against its address until its outcome is known: drop it on
+        /// success, or once [`LoginGuard::failure`] has counted the failure.
+        in_flight: InFlight,
     },
     /// The address is banned for this much longer; the look-up did not run.
     Banned(Duration),
+    /// The address has as many attempts in flight as failures left before a ban; the look-up did
+    /// not run (a temporary failure: nothing is counted).
+    Busy,
 }
 
 /// A handle to the server's login throttle; clones share it.
@@ -44,7 +50,15 @@ impl LoginGuard {
         lookup: impl FnOnce() -> T,
     ) -> Attempt<T> {
         let now = Instant::now();
-        let verdict = self.lock().check(ip, account.as_str(), now);
+        let (verdict, in_flight) = {
+            let mut throttle = self.lock();
+            let verdict = throttle.check(ip, account.as_str(), now);
+            let admitted = match verdict {
+                Verdict::Banned(_) => None,
+                _ => throttle.admit(ip, now),
+            };
+            (verdict, admitted)
+        };
         let not_before = match verdict {
             Verdict::Banned(until) => {
                 tracing::debug!(%ip, account = account.as_str(), "login refused: address banned");
@@ -53,9 +67,14 @@ impl LoginGuard {
             Verdict::Allow => None,
             Verdict::Delay(at) => Some(at),
         };
+        let Some(in_flight) = in_flight else {
+            tracing::debug!(%ip, account = account.as_str(), "login refused: too many in flight");
+            return Attempt::Busy;
+        };
         Attempt::Answer {
             value: lookup(),
             not_before,
+            in_flight,
         }
     }
 
@@ -67,11 +86,13 @@ impl LoginGuard {
         Some(until.saturating_duration_since(now))
     }
 
-    /// On a pool thread: counts a failed login; a ban it starts is logged.
-    pub fn failure(&self, ip: IpAddr, account: &BareJid) {
+    /// On a pool thread: counts a failed login; a ban it starts is logged. `in_flight` (the
+    /// attempt's) is released once the failure counts.
+    pub fn failure(&self, ip: IpAddr, account: &BareJid, in_flight: InFlight) {
         let (ban, ban_time) = {
             let mut throttle = self.lock();
             let ban = throttle.failure(ip, account.as_str(), Instant::now());
+            drop(in_flight);
             (ban, throttle.config().ban_time)
         };
         if let Some(ban) = ban {
@@ -111,22 +132,24 @@ mod tests {
         let guard = LoginGuard::new(cfg());
         let ip: IpAddr = [192, 0, 2, 1].into();
         let jid = BareJid::parse("alice@localhost").unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(
-            guard.attempt(ip, &jid, || 7),
-            Attempt::Answer {
-                value: 7,
-                not_before: None
-            }
-        ));
-        guard.failure(ip, &jid);
-        assert!(matches!(
-            guard.attempt(ip, &jid, || 8),
-            Attempt::Answer {
-                value: 8,
-                not_before: Some(_)
-            }
-        ));
-        guard.failure(ip, &jid);
+        let Attempt::Answer {
+            value: 7,
+            not_before: None,
+            in_flight,
+        } = guard.attempt(ip, &jid, || 7)
+        else {
+            panic!("first attempt not answered at once");
+        };
+        guard.failure(ip, &jid, in_flight);
+        let Attempt::Answer {
+            value: 8,
+            not_before: Some(_),
+            in_flight,
+        } = guard.attempt(ip, &jid, || 8)
+        else {
+            panic!("second attempt not delayed");
+        };
+        guard.failure(ip, &jid, in_flight);
         assert!(guard.banned_for(ip).is_some());
         let mut ran = false;
         let got = guard.attempt(ip, &jid, || ran = true);
@@ -135,5 +158,37 @@ mod tests {
             "{got:?}"
         );
         assert!(!ran);
+    }
+
+    #[test]
+    fn attempts_in_flight_are_bounded_by_the_failures_left() {
+        // max_failures = 2: two attempts may wait for their outcome; a third is refused without a
+        // look-up until one of them ends, and then only the failures left count.
+        let guard = LoginGuard::new(cfg());
+        let ip: IpAddr = [192, 0, 2, 9].into();
+        let jid = BareJid::parse("alice@localhost").unwrap_or_else(|e| panic!("{e}"));
+        let take = |v| match guard.attempt(ip, &jid, || v) {
+            Attempt::Answer { in_flight, .. } => Some(in_flight),
+            Attempt::Busy => None,
+            Attempt::Banned(_) => panic!("banned"),
+        };
+        let (first, second) = (take(1).unwrap(), take(2).unwrap());
+        let mut ran = false;
+        assert!(matches!(
+            guard.attempt(ip, &jid, || ran = true),
+            Attempt::Busy
+        ));
+        assert!(!ran);
+        // A success frees its place.
+        drop(first);
+        let third = take(3).expect("a place was freed");
+        assert!(take(4).is_none());
+        // A failure frees its place but leaves one failure before the ban: one in flight at most.
+        guard.failure(ip, &jid, second);
+        assert!(take(5).is_none(), "third still holds the only place");
+        drop(third);
+        let fourth = take(6).expect("the place is free again");
+        guard.failure(ip, &jid, fourth);
+        assert!(matches!(guard.attempt(ip, &jid, || 7), Attempt::Banned(_)));
     }
 }
