@@ -90,7 +90,7 @@ fn parse(ty: StanzaType, payload: &Element) -> Result<Request, StanzaErrorCondit
         // table (§3) names "Bad Format" (bad-request) for an empty get alone.
         (StanzaType::Set, []) => Err(StanzaErrorCondition::NotAcceptable),
         (StanzaType::Set, many) => Ok(Request::Set(
-            many.iter().map(|c| serialize(c)).collect(),
+            by_namespace(many),
             many.iter().map(|c| (*c).clone()).collect(),
         )),
         _ => Err(StanzaErrorCondition::BadRequest),
@@ -102,6 +102,32 @@ fn serialize(frag: &Element) -> (String, Vec<u8>) {
     let mut out = Vec::new();
     frag.write_to(&mut out);
     (frag.ns.clone(), out)
+}
+
+/// The fragments of a set, one row per namespace: XEP-0049 §2.3 lets a set carry several elements
+/// of one namespace, and they are that namespace's data together (each replaced the one before it,
+/// losing all but the last).
+fn by_namespace(elements: &[&Element]) -> Vec<(String, Vec<u8>)> {
+    let mut rows: Vec<(String, Vec<u8>)> = Vec::new();
+    for el in elements {
+        let (ns, bytes) = serialize(el);
+        match rows.iter_mut().find(|(n, _)| *n == ns) {
+            Some((_, stored)) => stored.extend_from_slice(&bytes),
+            None => rows.push((ns, bytes)),
+        }
+    }
+    rows
+}
+
+/// The elements of a stored row (one, or several of the same namespace written one after the
+/// other).
+fn stored_elements(bytes: Vec<u8>) -> Result<Vec<Element>, crate::xml::XmlError> {
+    let mut wrapped = Vec::with_capacity(bytes.len() + 48);
+    wrapped.extend_from_slice(b"<query xmlns='jabber:iq:private'>");
+    wrapped.extend_from_slice(&bytes);
+    wrapped.extend_from_slice(b"</query>");
+    let query = Stanza::parse(wrapped)?.tree()?;
+    Ok(query.child_elements().cloned().collect())
 }
 
 /// Rewrites `owner`'s fragment in namespace `ns` on the server's behalf (a module mirroring data
@@ -120,7 +146,9 @@ pub fn update_as_server(
     };
     ctx.store(Some(user_key(&owner)), move |store| {
         let old = match store.private_get(&owner, ns) {
-            Ok(found) => found.and_then(|b| Stanza::parse(b).and_then(|s| s.tree()).ok()),
+            Ok(found) => found
+                .and_then(|b| stored_elements(b).ok())
+                .and_then(|els| els.into_iter().next()),
             Err(e) => {
                 tracing::error!(error = %e, "private: read for a mirrored update failed");
                 return JobDone::default();
@@ -184,15 +212,19 @@ fn job(
     match req {
         Request::Get(asked) => match store.private_get(user, &asked.ns) {
             Ok(found) => {
-                let frag = match found.map(|b| Stanza::parse(b).and_then(|s| s.tree())) {
-                    None => asked,
-                    Some(Ok(el)) => el,
+                let frags = match found.map(stored_elements) {
+                    None => vec![asked],
+                    Some(Ok(els)) if !els.is_empty() => els,
+                    Some(Ok(_)) => vec![asked],
                     Some(Err(e)) => {
                         tracing::error!(error = %e, "private: stored fragment unreadable");
                         return error(StanzaErrorCondition::InternalServerError);
                     }
                 };
-                answer(Some(Element::new("query", NS).with_child(frag)))
+                let query = frags
+                    .into_iter()
+                    .fold(Element::new("query", NS), Element::with_child);
+                answer(Some(query))
             }
             Err(e) => {
                 tracing::error!(error = %e, "private: get failed");

@@ -54,6 +54,9 @@ fn round_trip_limits_and_refusals() {
                 "<iq type='set' id='noneset'><query xmlns='jabber:iq:private'/></iq>",
                 "<iq type='get' id='other' to='bob@localhost'><query xmlns='jabber:iq:private'><p xmlns='x:p'/></query></iq>",
                 &format!("<iq type='set' id='huge'><query xmlns='jabber:iq:private'><n xmlns='x:n'>{}</n></query></iq>", "y".repeat(300)),
+                // XEP-0049 §2.3: several elements of one namespace are stored together.
+                "<iq type='set' id='two'><query xmlns='jabber:iq:private'><a xmlns='x:y'>1</a><b xmlns='x:y'>2</b></query></iq>",
+                "<iq type='get' id='g4'><query xmlns='jabber:iq:private'><a xmlns='x:y'/></query></iq>",
             ],
         );
         let by_id = |id: &str| {
@@ -91,5 +94,15 @@ fn round_trip_limits_and_refusals() {
         assert_eq!(cond(by_id("noneset")).as_deref(), Some("not-acceptable"));
         assert_eq!(cond(by_id("other")).as_deref(), Some("forbidden"));
         assert_eq!(cond(by_id("huge")).as_deref(), Some("not-acceptable"));
+        assert_eq!(by_id("two").attr("type"), Some("result"));
+        let mut both = Vec::new();
+        by_id("g4")
+            .get_child("query", NS)
+            .unwrap_or_else(|| panic!("no query"))
+            .write_to(&mut both);
+        assert_eq!(
+            String::from_utf8_lossy(&both),
+            "<query xmlns='jabber:iq:private'><a xmlns='x:y'>1</a><b xmlns='x:y'>2</b></query>"
+        );
     }
 }
