@@ -93,6 +93,8 @@ pub struct SaslServer {
     fixed_nonce: Option<Box<str>>,
     /// The user whose credentials were asked for (`NeedSecrets` / `VerifyPlain`).
     checked: Option<String>,
+    /// The client named an authorization identity (it can only be its own JID).
+    authzid_given: bool,
 }
 
 impl SaslServer {
@@ -141,6 +143,7 @@ impl SaslServer {
             state: State::Initial,
             fixed_nonce,
             checked: None,
+            authzid_given: false,
         };
         if mech.is_plus() && !cb.any() {
             // -PLUS is only offered with channel binding data; the client picked one we
@@ -365,11 +368,18 @@ impl SaslServer {
             .ok_or(SaslFailure::NotAuthorized)
     }
 
+    /// Whether the client named an authorization identity (XEP-0388 §2.3 then wants it to match
+    /// the stream's `from`, when there is one).
+    pub fn authzid_given(&self) -> bool {
+        self.authzid_given
+    }
+
     /// An authzid must be empty or this very user (no proxy authorization).
-    fn check_authzid(&self, authzid: &str, username: &str) -> Result<(), SaslFailure> {
+    fn check_authzid(&mut self, authzid: &str, username: &str) -> Result<(), SaslFailure> {
         if authzid.is_empty() {
             return Ok(());
         }
+        self.authzid_given = true;
         match BareJid::parse(authzid) {
             Ok(j) if j.node() == Some(username) && j.domain() == self.domain => Ok(()),
             _ => Err(SaslFailure::InvalidAuthzid),

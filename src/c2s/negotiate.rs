@@ -16,17 +16,15 @@ impl C2s {
 
     pub(super) fn on_header(&mut self, h: StreamHeader) {
         self.awaiting_header = false;
+        if matches!(self.auth, Auth::None(_)) {
+            self.stream_from = h.from.as_deref().map(Box::from);
+        }
         let host = h.to.as_deref().and_then(|to| self.served_host(to));
-        // A `to` we do not serve is not answered with the name of a domain we do (a prober would
-        // learn the first tenant's); without `to` any of ours may answer (RFC 6120 §4.7.1).
-        let fallback = match h.to {
-            None => self.cfg.hosts.first().map(String::as_str),
-            Some(_) => None,
-        };
+        // A `to` we do not serve, or none (RFC 6120 §4.7.2 requires it), is not answered with
+        // the name of a domain we do: a prober would learn the first tenant's.
         let from = host
             .as_deref()
             .or(self.domain.as_deref())
-            .or(fallback)
             .map(str::to_owned);
         features::write_header(
             &mut self.out,
@@ -199,7 +197,10 @@ impl C2s {
     // ---- SASL ----
 
     pub(super) fn on_sasl(&mut self, s: &Stanza) {
-        self.sasl2_framing = false;
+        // An exchange begun with <authenticate/> goes on in SASL2 framing only: an RFC 6120
+        // <response/> to it would end with an RFC 6120 <success/> and a restart, the inline
+        // requests dropped.
+        let began_in_sasl2 = std::mem::replace(&mut self.sasl2_framing, false);
         self.sasl2 = None;
         let req = match sasl::parse(s) {
             Ok(req) => req,
@@ -211,7 +212,7 @@ impl C2s {
             }
             SaslRequest::Response(data) => {
                 let step = match &mut self.auth {
-                    Auth::None(Some(server)) => server.step(&data),
+                    Auth::None(Some(server)) if !began_in_sasl2 => server.step(&data),
                     _ => return self.sasl_failure(SaslFailure::MalformedRequest),
                 };
                 self.on_sasl_step(step);
@@ -266,6 +267,16 @@ impl C2s {
                 let Ok(jid) = BareJid::new(Some(&username), domain) else {
                     return self.sasl_failure(SaslFailure::NotAuthorized);
                 };
+                // XEP-0388 §2.3: a non-empty authorization identity must match the stream's
+                // `from`, if it has one (the authzid can only be the user's own JID).
+                let authzid = matches!(&self.auth, Auth::None(Some(s)) if s.authzid_given());
+                let from_differs = self.stream_from.as_deref().is_some_and(|f| {
+                    crate::jid::Jid::parse(f).map_or(true, |from| from.bare() != jid)
+                });
+                if self.sasl2_framing && authzid && from_differs {
+                    return self.sasl_failure(SaslFailure::InvalidAuthzid);
+                }
+                self.stream_from = None;
                 self.auth = Auth::Authed(jid.clone());
                 self.events
                     .push_back(C2sEvent::Authenticated { jid: jid.clone() });

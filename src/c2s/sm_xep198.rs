@@ -547,6 +547,9 @@ impl C2s {
             .extend_from_slice(format!("' h='{}'/>", sm.h_handled()).as_bytes());
         if sasl2.is_some() {
             super::sasl2::write_success_end(&mut self.out);
+            // XEP-0388 §2.6.1: features follow <success/>, here as after an inline bind (the
+            // stream is bound: none left to negotiate); clients wait for them.
+            self.out.extend_from_slice(b"<stream:features/>");
         }
         for item in sm.unacked() {
             self.out.extend_from_slice(item.bytes());

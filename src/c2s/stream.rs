@@ -81,6 +81,8 @@ pub struct C2s {
     pub(super) sasl2_framing: bool,
     /// What the SASL2 `<authenticate/>` asked for besides authentication (bind, user agent).
     pub(super) sasl2: Option<Box<super::sasl2::Sasl2Inline>>,
+    /// The `from` of the client's stream header, until authenticated (XEP-0388 §2.3).
+    pub(super) stream_from: Option<Box<str>>,
     pub(super) auth_deadline: Option<Instant>,
     pub(super) last_input: Instant,
     /// TLS records arrived since rustls' read buffer was last released (see [`TLS_IDLE_RELEASE`]).
@@ -133,6 +135,7 @@ impl C2s {
             sasl_failures: 0,
             sasl2_framing: false,
             sasl2: None,
+            stream_from: None,
             auth_deadline,
             last_input: now,
             tls_read_buffer: false,
@@ -544,12 +547,9 @@ impl C2s {
         }
         if !self.transport.is_handshaking() {
             if !self.header_sent {
-                // RFC 6120 §4.9.1.2: an error before our header still opens the stream first.
-                let from = self
-                    .domain
-                    .as_deref()
-                    .or(self.cfg.hosts.first().map(String::as_str))
-                    .map(str::to_owned);
+                // RFC 6120 §4.9.1.2: an error before our header still opens the stream first;
+                // without a domain asked for, it names none of ours (a prober would learn one).
+                let from = self.domain.as_deref().map(str::to_owned);
                 features::write_header(&mut self.out, &self.stream_id, from.as_deref(), None);
                 self.header_sent = true;
             }

@@ -267,6 +267,20 @@ fn scram_sha256_framed(
     plus: bool,
     sasl2: Option<&str>,
 ) -> String {
+    scram_exchange(c, user, password, secrets, plus, sasl2, None)
+}
+
+/// [`scram_sha256_framed`], with the client's final message sent in `response_ns`'s framing
+/// when given (a client mixing SASL2 and RFC 6120 elements).
+fn scram_exchange(
+    c: &mut Client,
+    user: &str,
+    password: &str,
+    secrets: Option<&ScramSecrets>,
+    plus: bool,
+    sasl2: Option<&str>,
+    response_ns: Option<&str>,
+) -> String {
     // -PLUS binds to the exporter unless the client chose the certificate.
     let exporter = !c.bind_end_point;
     let (mech, gs2) = if plus && exporter {
@@ -339,7 +353,10 @@ fn scram_sha256_framed(
         .map(|(a, b)| a ^ b)
         .collect();
     let final_msg = B64.encode(format!("{without_proof},p={}", B64.encode(proof)));
-    c.send(&format!("<response xmlns='{ns}'>{final_msg}</response>"));
+    let response_ns = response_ns.unwrap_or(ns);
+    c.send(&format!(
+        "<response xmlns='{response_ns}'>{final_msg}</response>"
+    ));
     let out = c.recv();
     if out.contains("<success") {
         let server_key = hmac256(&salted, b"Server Key");

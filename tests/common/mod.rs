@@ -557,8 +557,8 @@ impl Client {
 
     /// Stream header + features, then SASL2 (XEP-0388) PLAIN with `inline` after the initial
     /// response (a `<user-agent/>`, a Bind 2 `<bind/>`...); returns the `<success/>` and sets
-    /// `jid` to its authorization identifier. No restart follows; after a Bind 2 success the
-    /// (empty) features that follow it are read too.
+    /// `jid` to its authorization identifier. No restart follows; after a Bind 2 or resumption
+    /// success the (empty) features that follow it are read too.
     pub fn authenticate_sasl2(
         &mut self,
         user: &str,
@@ -583,7 +583,7 @@ impl Client {
         let r = self.next_stanza();
         let text = String::from_utf8_lossy(r.bytes()).into_owned();
         assert_eq!(r.name(), "success", "{text}");
-        if text.contains("<bound ") {
+        if text.contains("<bound ") || text.contains("<resumed ") {
             let f = self.next_stanza();
             assert_eq!(f.name(), "stream:features", "{text}");
             assert!(

@@ -176,3 +176,19 @@ fn registration_off_keeps_pre_auth_strict() {
     c.send("<message to='x@example.com'><body>hi</body></message>");
     assert!(c.recv().contains(&stream_error("not-authorized")));
 }
+
+#[test]
+fn a_stream_without_to_or_that_starts_with_junk_names_none_of_our_domains() {
+    // The error still opens our stream (RFC 6120 §4.9.1.2) but without `from`: it named the
+    // first configured host, which a prober should not learn.
+    for first in [
+        HEADER.replace(" to='example.com'", ""),
+        "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>".to_owned(),
+    ] {
+        let mut c = Client::new(config(TlsMode::None), REMOTE);
+        c.send(&first);
+        let out = c.recv();
+        assert!(out.contains("<stream:error>"), "{out}");
+        assert!(!out.contains("example.com"), "{out}");
+    }
+}

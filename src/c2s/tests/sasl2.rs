@@ -253,7 +253,7 @@ fn inline_resumption_answers_inside_success_and_replays() {
         out.starts_with("<success xmlns='urn:xmpp:sasl:2'><additional-data>")
             && out.contains(
                 "<authorization-identifier>alice@example.com/r</authorization-identifier>\
-                 <resumed xmlns='urn:xmpp:sm:3' previd='OLD' h='7'/></success>"
+                 <resumed xmlns='urn:xmpp:sm:3' previd='OLD' h='7'/></success><stream:features/>"
             ),
         "{out}"
     );
@@ -338,4 +338,73 @@ fn a_listener_without_sasl2_offers_and_takes_only_rfc6120_sasl() {
     );
     c.send("<authenticate xmlns='urn:xmpp:sasl:2' mechanism='SCRAM-SHA-256'/>");
     assert!(c.recv().contains(&stream_error("not-authorized")));
+}
+
+/// SASL2 PLAIN on a stream whose header says `from`, with `authzid`; the answer's first bytes.
+fn sasl2_plain_from(from: &str, authzid: &str) -> String {
+    let mut cfg = config(TlsMode::None);
+    cfg.allow_plaintext_on_loopback = true;
+    let mut c = Client::new(cfg, LOOPBACK);
+    c.send(&HEADER.replace(" version='1.0'>", &format!(" from='{from}' version='1.0'>")));
+    assert!(c.recv().contains("<stream:features>"));
+    let creds = B64.encode(format!("{authzid}\0alice\0s3cret"));
+    c.send(&format!(
+        "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'>\
+         <initial-response>{creds}</initial-response></authenticate>"
+    ));
+    assert!(matches!(&c.events()[..], [C2sEvent::VerifyPlain { .. }]));
+    c.c2s.plain_verified(true);
+    c.recv()
+}
+
+#[test]
+fn an_authorization_identity_must_match_the_streams_from() {
+    // XEP-0388 §2.3: "If the stream's from attribute (if present) does not match the non-empty
+    // authorization string, the server MUST fail the authentication."
+    let out = sasl2_plain_from("bob@example.com", "alice@example.com");
+    assert!(
+        out.starts_with("<failure xmlns='urn:xmpp:sasl:2'><invalid-authzid "),
+        "{out}"
+    );
+    let out = sasl2_plain_from("alice@example.com", "alice@example.com");
+    assert!(
+        out.starts_with("<success xmlns='urn:xmpp:sasl:2'>"),
+        "{out}"
+    );
+    // Without an authorization identity the rule does not apply.
+    let out = sasl2_plain_from("bob@example.com", "");
+    assert!(
+        out.starts_with("<success xmlns='urn:xmpp:sasl:2'>"),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_exchange_begun_in_sasl2_cannot_be_answered_in_rfc6120_framing() {
+    // The right proof, in the wrong framing: it was accepted with an RFC 6120 <success/> and a
+    // restart, and the Bind 2 request was dropped.
+    let mut c = Client::new(config(TlsMode::None), REMOTE);
+    c.open();
+    let bind = "<bind xmlns='urn:xmpp:bind:0'><tag>t</tag></bind>";
+    let rfc6120 = Some("urn:ietf:params:xml:ns:xmpp-sasl");
+    let s = secrets("s3cret");
+    let out = scram_exchange(
+        &mut c,
+        "alice",
+        "s3cret",
+        Some(&s),
+        false,
+        Some(bind),
+        rfc6120,
+    );
+    assert!(out.contains("<malformed-request"), "{out}");
+    assert!(!out.contains("success"), "{out}");
+    // The same exchange in SASL2 framing throughout succeeds.
+    let mut c = Client::new(config(TlsMode::None), REMOTE);
+    c.open();
+    let out = scram_exchange(&mut c, "alice", "s3cret", Some(&s), false, Some(""), None);
+    assert!(
+        out.starts_with("<success xmlns='urn:xmpp:sasl:2'>"),
+        "{out}"
+    );
 }
