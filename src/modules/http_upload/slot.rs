@@ -160,19 +160,33 @@ pub fn valid_id(s: &str) -> bool {
 
 /// The file name as served: the last component of any path (`/` or `\`), without control
 /// characters, surrounding blanks or leading dots (no `.`/`..` URL segments), at most
-/// [`MAX_FILENAME`] bytes. `None` when nothing is left. The name never names anything on disk (the
-/// file is stored under fixed names in the slot's directory); this keeps URLs and
-/// `Content-Disposition` sane.
+/// [`MAX_FILENAME`] bytes, a long name cut before its extension so that it keeps it (clients show
+/// a file by it). `None` when nothing is left. The name never names anything on disk (the file is
+/// stored under fixed names in the slot's directory); this keeps URLs and `Content-Disposition`
+/// sane. Sanitizing a sanitized name gives it back (the download URL is checked so).
 pub fn sanitize_filename(raw: &str) -> Option<String> {
     let base = raw.rsplit(['/', '\\']).next().unwrap_or(raw);
     let clean: String = base.chars().filter(|c| !c.is_control()).collect();
-    let clean = clean.trim().trim_start_matches('.').trim_start();
-    let mut end = clean.len().min(MAX_FILENAME);
-    while !clean.is_char_boundary(end) {
-        end -= 1;
-    }
-    let clean = clean[..end].trim_end();
-    (!clean.is_empty()).then(|| clean.to_owned())
+    // Dots and blanks in any mix: ". .jpg" left ".jpg" after one pass of each.
+    let clean = clean
+        .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
+        .trim_end();
+    let clean = if clean.len() <= MAX_FILENAME {
+        clean.to_owned()
+    } else {
+        // An extension of a few ASCII characters survives the cut.
+        let ext = clean
+            .rfind('.')
+            .map(|i| &clean[i..])
+            .filter(|e| e.len() <= 16 && e.is_ascii() && !e.contains(char::is_whitespace))
+            .unwrap_or("");
+        let mut end = MAX_FILENAME - ext.len();
+        while !clean.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}{ext}", clean[..end].trim_end())
+    };
+    (!clean.is_empty()).then_some(clean)
 }
 
 /// The essence of a content type (`type/subtype`, lowercased, parameters dropped), or `None` when
@@ -334,12 +348,24 @@ mod tests {
             (".hidden", Some("hidden")),
             ("a\nb\0c\r.txt", Some("abc.txt")),
             ("ünïcødé ok.png", Some("ünïcødé ok.png")),
+            // Leading dots and blanks in any order (". .jpg" kept a dot, and its URL was 404).
+            (". .jpg", Some("jpg")),
+            (".. ..txt", Some("txt")),
+            (" . . ", None),
         ] {
             assert_eq!(sanitize_filename(raw).as_deref(), want, "{raw:?}");
+            if let Some(clean) = want {
+                assert_eq!(sanitize_filename(clean).as_deref(), Some(clean), "{raw:?}");
+            }
         }
         let long = "é".repeat(300);
         let cut = sanitize_filename(&long).unwrap_or_default();
         assert!(cut.len() <= MAX_FILENAME && cut.chars().all(|c| c == 'é'));
+        // A long name keeps its extension.
+        let long = format!("{}.jpg", "a".repeat(300));
+        let cut = sanitize_filename(&long).unwrap_or_default();
+        assert!(cut.len() <= MAX_FILENAME && cut.ends_with("a.jpg"), "{cut}");
+        assert_eq!(sanitize_filename(&cut).as_deref(), Some(cut.as_str()));
     }
 
     #[test]
