@@ -178,6 +178,75 @@ fn presence_node_refused_to_a_stranger_open_node_readable() {
     }
 }
 
+#[test]
+fn nodes_are_listed_and_described_to_whoever_may_read_them() {
+    // XEP-0163 §6.2: a contact's disco#items lists the nodes its access lets it read (it was
+    // refused outright); XEP-0060 §5.3: disco#info of a node (it was item-not-found, even for the
+    // owner and an existing node).
+    let items_q = "<query xmlns='http://jabber.org/protocol/disco#items'/>";
+    let info_q = |node: &str| {
+        format!("<query xmlns='http://jabber.org/protocol/disco#info' node='{node}'/>")
+    };
+    let ask = |c: &mut Client, id: &str, q: &str| {
+        iq(
+            c,
+            id,
+            &format!("<iq type='get' id='{id}' to='alice@localhost'>{q}</iq>"),
+        )
+    };
+    for shards in [1, 2] {
+        let server = start(shards);
+        let mut alice = server.login("alice", "a", Some(0));
+        let mut bob = server.login("bob", "b", Some(0));
+        let mut carol = server.login("carol", "c", Some(0));
+        subscribe_one_way(&mut bob, "bob", &mut alice, "alice");
+        publish_both(&mut alice, "secret", "public");
+        let listed = |r: &Stanza| {
+            let t = r.tree().unwrap();
+            let q = t.get_child("query", "http://jabber.org/protocol/disco#items");
+            let mut nodes: Vec<String> = q
+                .map(|q| {
+                    q.child_elements()
+                        .filter_map(|i| i.attr("node").map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            nodes.sort();
+            nodes
+        };
+        let both = vec!["urn:x:open".to_string(), "urn:x:presence".to_string()];
+        assert_eq!(
+            listed(&ask(&mut alice, "o", items_q)),
+            both,
+            "shards={shards}"
+        );
+        assert_eq!(
+            listed(&ask(&mut bob, "b", items_q)),
+            both,
+            "shards={shards}"
+        );
+        let r = ask(&mut carol, "c", items_q);
+        assert_eq!(listed(&r), vec!["urn:x:open".to_string()], "{}", text(&r));
+
+        for (who, c) in [("owner", &mut alice), ("contact", &mut bob)] {
+            let r = ask(c, "ni", &info_q("urn:x:presence"));
+            assert!(
+                text(&r).contains("<identity category='pubsub' type='leaf'/>"),
+                "{who}: {}",
+                text(&r)
+            );
+            let r = ask(c, "nm", &info_q("urn:x:missing"));
+            refused(&r, "item-not-found", None);
+        }
+        // The stranger may read the open node only.
+        let r = ask(&mut carol, "so", &info_q("urn:x:open"));
+        assert!(text(&r).contains("type='leaf'"), "{}", text(&r));
+        let r = ask(&mut carol, "sp", &info_q("urn:x:presence"));
+        assert_eq!(r.type_().as_deref(), Some("error"), "{}", text(&r));
+        assert!(!text(&r).contains("leaf"), "{}", text(&r));
+    }
+}
+
 /// The caps of a test client wanting notifications of `urn:x:presence` and `urn:x:open` (plus one
 /// feature of its own, so that each client has its own `ver` and is asked for it).
 mod caps {

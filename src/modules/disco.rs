@@ -35,6 +35,8 @@ pub struct DiscoFeatures {
     account_identities: HashMap<String, BTreeSet<(String, String)>>,
     /// The module that answers an account's disco#items (PEP: its nodes), per host.
     account_items: HashMap<String, IqHandler>,
+    /// The module that answers an account's disco#info about a node (PEP), per host.
+    account_node_info: HashMap<String, IqHandler>,
 }
 
 /// Adds the identity `category/type` to the disco#info of every account on `host`.
@@ -50,6 +52,13 @@ pub fn add_account_identity(ext: &mut Extensions, host: &str, category: &str, ty
 pub fn set_account_items(ext: &mut Extensions, host: &str, h: IqHandler) {
     ext.get_or_default::<DiscoFeatures>()
         .account_items
+        .insert(host.to_owned(), h);
+}
+
+/// Lets `h` answer the disco#info of a node of accounts on `host` (instead of `item-not-found`).
+pub fn set_account_node_info(ext: &mut Extensions, host: &str, h: IqHandler) {
+    ext.get_or_default::<DiscoFeatures>()
+        .account_node_info
         .insert(host.to_owned(), h);
 }
 
@@ -172,6 +181,11 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
             .and_then(|f| f.account_identities.get(host))
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default();
+        let node_info = shard
+            .ext
+            .get::<DiscoFeatures>()
+            .and_then(|f| f.account_node_info.get(host))
+            .cloned();
         shard.iq.register_account(
             host,
             ns::DISCO_INFO,
@@ -179,6 +193,9 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
                 let own = may_see_account(acc);
                 if acc.ty() != StanzaType::Get {
                     return IqReply::Error(StanzaErrorCondition::BadRequest);
+                }
+                if let (Some(_), Some(h)) = (payload.attr("node"), &node_info) {
+                    return h(acc, payload, ctx);
                 }
                 if own && payload.attr("node").is_some() {
                     return IqReply::Error(StanzaErrorCondition::ItemNotFound);

@@ -117,6 +117,7 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: Options) {
     shard.ext.insert(Home::new(opts, shard.shards));
     let handler: IqHandler = Rc::new(iq);
     let items: IqHandler = Rc::new(disco_items);
+    let node_info: IqHandler = Rc::new(disco_node_info);
     for host in hosts {
         shard
             .iq
@@ -134,6 +135,7 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: Options) {
             disco::add_account_feature(&mut shard.ext, host, &format!("{}#{f}", ps::ns::PUBSUB));
         }
         disco::set_account_items(&mut shard.ext, host, items.clone());
+        disco::set_account_node_info(&mut shard.ext, host, node_info.clone());
     }
     shard.sm.add_home_handler(NAME, Rc::new(presence::home));
     shard
@@ -214,11 +216,11 @@ fn on_home(
     );
 }
 
-/// disco#items of an account (the owner only): its nodes.
+/// disco#items of an account: its nodes, those the asker may read (XEP-0163 §6.2: the owner
+/// sees all, a contact those whose access model lets it in). Someone who may read none and gets
+/// no presence from the account is refused like a stranger (the account's existence is not
+/// told).
 fn disco_items(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {
-    if !disco::may_see_account(acc) {
-        return IqReply::Error(StanzaErrorCondition::ServiceUnavailable);
-    }
     if acc.ty() != StanzaType::Get {
         return IqReply::Error(StanzaErrorCondition::BadRequest);
     }
@@ -226,20 +228,33 @@ fn disco_items(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {
         return IqReply::Error(StanzaErrorCondition::ItemNotFound);
     }
     on_home(acc, ctx, |shard, u, owner, acc| {
+        let asker = acc.from.bare();
         let reply = match u {
-            None => acc.error_reply(StanzaErrorCondition::ResourceConstraint, shard.id),
+            None if asker == owner => {
+                acc.error_reply(StanzaErrorCondition::ResourceConstraint, shard.id)
+            }
+            None => acc.error_reply(StanzaErrorCondition::ServiceUnavailable, shard.id),
             Some(u) => {
-                let mut q = Element::new("query", ns::DISCO_ITEMS);
-                for n in u.nodes.values() {
-                    let mut item = Element::new("item", ns::DISCO_ITEMS)
-                        .with_attr("jid", owner.as_str())
-                        .with_attr("node", &n.name);
-                    if !n.config().title.is_empty() {
-                        item = item.with_attr("name", &n.config().title);
+                let readable: Vec<&Node> = u
+                    .nodes
+                    .values()
+                    .filter(|n| notify::may_read(u, &owner, n, asker.as_str()))
+                    .collect();
+                if readable.is_empty() && !shares_presence(u, &owner, &asker) {
+                    acc.error_reply(StanzaErrorCondition::ServiceUnavailable, shard.id)
+                } else {
+                    let mut q = Element::new("query", ns::DISCO_ITEMS);
+                    for n in readable {
+                        let mut item = Element::new("item", ns::DISCO_ITEMS)
+                            .with_attr("jid", owner.as_str())
+                            .with_attr("node", &n.name);
+                        if !n.config().title.is_empty() {
+                            item = item.with_attr("name", &n.config().title);
+                        }
+                        q = q.with_child(item);
                     }
-                    q = q.with_child(item);
+                    Some(crate::local::result_reply(&acc, Some(q), shard.id))
                 }
-                Some(crate::local::result_reply(&acc, Some(q), shard.id))
             }
         };
         if let Some(r) = reply {
@@ -247,6 +262,42 @@ fn disco_items(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {
         }
     });
     IqReply::NoReply
+}
+
+/// disco#info of one of an account's nodes (XEP-0060 §5.3), to those who may read it: the owner,
+/// and others as the node's access model says. A node the asker may not read is
+/// `item-not-found`, like one that does not exist; a stranger is refused as for the account.
+fn disco_node_info(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {
+    let Some(name) = payload.attr("node").map(str::to_owned) else {
+        return IqReply::Error(StanzaErrorCondition::ItemNotFound);
+    };
+    on_home(acc, ctx, move |shard, u, owner, acc| {
+        let asker = acc.from.bare();
+        let cond = |c| acc.error_reply(c, shard.id);
+        let reply = match u {
+            None if asker == owner => cond(StanzaErrorCondition::ResourceConstraint),
+            None => cond(StanzaErrorCondition::ServiceUnavailable),
+            Some(u) => match u.nodes.get(&name) {
+                Some(n) if notify::may_read(u, &owner, n, asker.as_str()) => {
+                    let q = ps::event::node_info(&n.name, n.config());
+                    Some(crate::local::result_reply(&acc, Some(q), shard.id))
+                }
+                _ if asker == owner || shares_presence(u, &owner, &asker) => {
+                    cond(StanzaErrorCondition::ItemNotFound)
+                }
+                _ => cond(StanzaErrorCondition::ServiceUnavailable),
+            },
+        };
+        if let Some(r) = reply {
+            crate::router::route(shard, r);
+        }
+    });
+    IqReply::NoReply
+}
+
+/// Whether `owner` shares its presence with `asker` (a `from` or `both` subscription).
+fn shares_presence(u: &state::UserPep, owner: &BareJid, asker: &BareJid) -> bool {
+    asker == owner || u.roster.get(asker.as_str()).is_some_and(|c| c.from)
 }
 
 /// Queues a store write for `owner` (in order with their other jobs); failures are logged, and

@@ -146,16 +146,7 @@ fn disco_info(shard: &mut Shard, acc: Acc, service: &str, node: Option<&str>) {
         return;
     };
     answer_on_node(shard, service, node, acc, |_, _, n| {
-        let meta = n.config().meta_data();
-        Element::new("query", ns::DISCO_INFO)
-            .with_attr("node", &n.name)
-            .with_child(
-                Element::new("identity", ns::DISCO_INFO)
-                    .with_attr("category", "pubsub")
-                    .with_attr("type", "leaf"),
-            )
-            .with_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", psns::PUBSUB))
-            .with_child(meta)
+        event::node_info(&n.name, n.config())
     });
 }
 

@@ -8,6 +8,21 @@ use super::{ns, NodeConfig, NotificationType};
 use crate::xml::Element;
 use crate::xmpp::ns::CLIENT;
 
+/// The disco#info of a leaf node (XEP-0060 §5.3): its identity, the pubsub feature and its
+/// meta-data form (§5.4).
+pub fn node_info(name: &str, config: &NodeConfig) -> Element {
+    use crate::xmpp::ns::DISCO_INFO;
+    Element::new("query", DISCO_INFO)
+        .with_attr("node", name)
+        .with_child(
+            Element::new("identity", DISCO_INFO)
+                .with_attr("category", "pubsub")
+                .with_attr("type", "leaf"),
+        )
+        .with_child(Element::new("feature", DISCO_INFO).with_attr("var", ns::PUBSUB))
+        .with_child(config.meta_data())
+}
+
 /// A notification message from `from` carrying `event`'s children.
 pub fn message(from: &str, ty: NotificationType, event: Element) -> Element {
     Element::new("message", CLIENT)
