@@ -269,3 +269,48 @@ fn avatars_follow_between_vcard_and_pep_and_stamp_presence() {
         assert!(r.contains("<FN>Alice</FN>"), "{shards}: {r}");
     }
 }
+
+#[test]
+fn the_avatar_hash_is_in_directed_presence_and_probe_answers_too() {
+    // XEP-0398 §4: "every available presence", "directed presences such as MUC joins". Only the
+    // broadcast had it: a directed presence and the presence a contact's login probe got back
+    // did not.
+    for shards in [1, 2] {
+        let server = start(shards);
+        let mut alice = server.login("alice", "a", Some(0));
+        let mut bob = server.login("bob", "b", Some(0));
+        common::subscribe_one_way(&mut bob, "bob", &mut alice, "alice");
+        let img = b"an avatar";
+        let id = sha1_hex(img);
+        ok(&iq(
+            &mut alice,
+            "v1",
+            &format!("<iq type='set' id='v1'><vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE><BINVAL>{}</BINVAL></PHOTO></vCard></iq>", b64(img)),
+        ));
+        eventually(
+            &mut alice,
+            "m1",
+            &items_query("m1", "urn:xmpp:avatar:metadata"),
+            |t| t.contains(&format!("id='{id}'")),
+        );
+        let photo = format!("<photo>{id}</photo>");
+        alice.send("<presence/>");
+        let own = alice.expect("own presence", |s| {
+            s.name() == "presence" && s.from().as_deref() == Some("alice@localhost/a")
+        });
+        assert!(text(&own).contains(&photo), "{shards}: {}", text(&own));
+
+        alice.send("<presence to='bob@localhost/b'><status>directed</status></presence>");
+        let p = bob.expect("directed presence", |s| {
+            s.name() == "presence" && text(s).contains("directed")
+        });
+        assert!(text(&p).contains(&photo), "{shards}: {}", text(&p));
+
+        // bob's new resource probes alice: the answer carries the hash.
+        let mut bob2 = server.login("bob", "b2", Some(0));
+        let p = bob2.expect("probe answer", |s| {
+            s.name() == "presence" && s.from().as_deref() == Some("alice@localhost/a")
+        });
+        assert!(text(&p).contains(&photo), "{shards}: {}", text(&p));
+    }
+}

@@ -171,7 +171,11 @@ fn send(
     }
     let typed = match kind {
         StanzaKind::Message => shard.run_hook(|h| &h.user_send_message, &mut acc),
-        StanzaKind::Presence => shard.run_hook(|h| &h.user_send_presence, &mut acc),
+        StanzaKind::Presence => {
+            // Per-session state of presence handlers (the avatar hash) is found by the session.
+            acc.put(SENDER, sess.session);
+            shard.run_hook(|h| &h.user_send_presence, &mut acc)
+        }
         StanzaKind::Iq => shard.run_hook(|h| &h.user_send_iq, &mut acc),
         StanzaKind::Other => {
             // Elements with their own namespace (stream management, CSI...) are consumed by the
@@ -287,7 +291,8 @@ fn bounce_from_domain(
     shard.drain_to_route();
 }
 
-/// Scratch key of the [`SessionRef`] that sent a non-stanza element (set before `user_send_xmlel`).
+/// Scratch key of the [`SessionRef`] that sent a non-stanza element or a presence (set before
+/// `user_send_xmlel` and `user_send_presence`).
 pub const SENDER: crate::hooks::Key<SessionRef> = crate::hooks::Key::new("c2s.sender");
 
 /// Scratch key of the [`Receiver`] a stanza is being delivered to (set by [`user_receive_at`] for

@@ -8,11 +8,13 @@
 //! - A client stores a vCard with an embedded photo (`vcard_stored`): the server publishes the data
 //!   item (id: the image's SHA-1) and then the metadata on the owner's behalf; a vCard without a
 //!   photo disables a PEP avatar that had one.
-//! - XEP-0398 §4: the user's available presence broadcasts carry
+//! - XEP-0398 §4: the user's available presences carry
 //!   `<x xmlns='vcard-temp:x:update'><photo>SHA-1</photo></x>` unless the client wrote a
 //!   `<photo/>` itself. The hash is the metadata item's, read on the home shard where the broadcast
 //!   passes; the PEP state is loaded there when a session binds so it is usually in memory by the
-//!   initial presence.
+//!   initial presence. The stamped broadcast is what probes are answered with later, and its hash
+//!   goes to the session's connection shard, which stamps the session's directed presences (to a
+//!   contact, a room join) with it: they never pass the home shard.
 
 pub mod convert;
 
@@ -46,6 +48,14 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
         .sm_register_connection
         .add(60, NAME, session_bound);
     shard.sm.add_home_handler(NAME, Rc::new(stamp_presence));
+    shard.hooks.user_send_presence.add(60, NAME, stamp_directed);
+    shard.hooks.session_end.add(60, NAME, |end, ctx| {
+        ctx.ext
+            .get_or_default::<SessionHashes>()
+            .0
+            .remove(&end.session.conn);
+        HookResult::Continue
+    });
     for host in hosts {
         crate::modules::disco::add_account_feature(&mut shard.ext, host, FEATURE);
     }
@@ -177,24 +187,84 @@ fn current_hash(shard: &Shard, owner: &BareJid) -> Option<String> {
     }
 }
 
-/// Home handler: the user's own available presence, on its way to the broadcast, gets the hash.
+/// Home handler: the user's own available presence, on its way to the broadcast, gets the hash;
+/// so does the copy kept for probe answers, and the session's connection shard learns it for the
+/// session's directed presences.
 fn stamp_presence(shard: &mut Shard, mut acc: Acc) -> Option<Acc> {
-    if acc.kind() != StanzaKind::Presence
-        || acc
-            .get(PRESENCE_UPDATE)
-            .is_none_or(|u| u.priority.is_none())
-    {
+    if acc.kind() != StanzaKind::Presence {
+        return Some(acc);
+    }
+    let Some(up) = acc.get(PRESENCE_UPDATE).copied() else {
+        return Some(acc);
+    };
+    if up.priority.is_none() {
         return Some(acc);
     }
     let owner = acc.from.bare();
     let Some(hash) = current_hash(shard, &owner) else {
         return Some(acc);
     };
-    let Ok(el) = acc.stanza.tree() else {
+    if !stamp(&mut acc, &hash) {
         return Some(acc);
-    };
-    if convert::presence_hash(&el) == PresenceHash::Inject {
-        acc.stanza = Stanza::from_element(&convert::with_presence_hash(&el, &hash));
+    }
+    if let Ok(jid) = acc.from.clone().try_into_full() {
+        shard
+            .sm
+            .set_last_presence(&jid, up.session, Some(acc.stanza.clone()));
+    }
+    if !up.session.is_remote() {
+        let conn = up.session.conn;
+        crate::sm::run_on(
+            shard,
+            up.session.shard,
+            Box::new(move |shard: &mut Shard| {
+                shard
+                    .ext
+                    .get_or_default::<SessionHashes>()
+                    .0
+                    .insert(conn, hash);
+            }),
+        );
     }
     Some(acc)
+}
+
+/// Adds `hash` to the presence in `acc` unless the client wrote its own `<photo/>`; false when
+/// it did (or the stanza does not parse).
+fn stamp(acc: &mut Acc, hash: &str) -> bool {
+    let Ok(el) = acc.stanza.tree() else {
+        return false;
+    };
+    if convert::presence_hash(&el) != PresenceHash::Inject {
+        return false;
+    }
+    acc.stanza = Stanza::from_element(&convert::with_presence_hash(&el, hash));
+    true
+}
+
+/// Per connection shard: the hash the home shard last stamped on each session's broadcast (one
+/// entry per session that has one, gone with the session).
+#[derive(Default)]
+struct SessionHashes(ahash::HashMap<crate::shard::ConnId, String>);
+
+/// `user_send_presence` (the connection's shard): an available presence to someone (a contact, a
+/// room) carries the hash the session's broadcast carries (XEP-0398 §4: "every available
+/// presence", "directed presences such as MUC joins"). Broadcasts get it on the home shard.
+fn stamp_directed(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
+    if acc.ty() != crate::xml::StanzaType::Absent || acc.stanza.to().is_none() {
+        return HookResult::Continue;
+    }
+    let Some(sender) = acc.get(crate::c2s::route::SENDER).copied() else {
+        return HookResult::Continue;
+    };
+    let Some(hash) = ctx
+        .ext
+        .get::<SessionHashes>()
+        .and_then(|h| h.0.get(&sender.conn))
+    else {
+        return HookResult::Continue;
+    };
+    let hash = hash.clone();
+    stamp(acc, &hash);
+    HookResult::Continue
 }
