@@ -161,6 +161,12 @@ impl Room {
     ) {
         let ty = stanza.ty();
         if ty == StanzaType::Error {
+            // A bounce of what the room sent from `nick` (RFC 6120 §8.3.1 addresses it to that
+            // `from`): a private message's goes back to its sender, and a permanent one removes
+            // the occupant that bounced it, as one to the room's bare JID does (a ghost left
+            // behind by its server's outage was never removed).
+            self.relay_private_error(from, stanza, nick, out);
+            self.on_error_from(from, stanza, out);
             return;
         }
         if ty == StanzaType::Groupchat {
@@ -206,6 +212,38 @@ impl Room {
             el.children
                 .push(Node::Element(Element::new("x", NS_MUC_USER)));
         }
+        for (j, _) in target.sessions() {
+            let mut m = el.clone();
+            m.attrs.push(("to".into(), j.as_str().into()));
+            out.push(send(j, &m));
+        }
+    }
+
+    /// The error an occupant's client (or server) returned for a private message from `nick`,
+    /// relayed to `nick`'s sessions from the bouncing occupant's room JID. Only an error that
+    /// carries the private message (its §7.5 marker) is relayed: a groupchat's bounce concerns no
+    /// one occupant.
+    fn relay_private_error(
+        &mut self,
+        from: &FullJid,
+        stanza: &Stanza,
+        nick: &str,
+        out: &mut Vec<RoomOut>,
+    ) {
+        let Some(bouncer) = self.occupants.by_jid(from).map(|o| o.nick.clone()) else {
+            return;
+        };
+        let Ok(mut el) = stanza.tree() else {
+            return;
+        };
+        if el.get_child("x", NS_MUC_USER).is_none() {
+            return;
+        }
+        let Some(target) = self.occupants.get(nick) else {
+            return;
+        };
+        el.attrs.retain(|(k, _)| k != "from" && k != "to");
+        el.attrs.push(("from".into(), self.occupant_jid(&bouncer)));
         for (j, _) in target.sessions() {
             let mut m = el.clone();
             m.attrs.push(("to".into(), j.as_str().into()));

@@ -198,6 +198,36 @@ fn permanent_error_from_an_occupant_removes_it_with_333() {
 }
 
 #[test]
+fn a_bounce_to_a_room_jid_with_nick_removes_the_occupant_and_a_private_ones_reaches_its_sender() {
+    // RFC 6120 §8.3.1: an error goes back to the `from` it bounces, here `room/alice` (the
+    // groupchat or private message came from her). It was dropped: the bouncing occupant stayed
+    // (a ghost, when its server was gone) and alice never learned her private message failed.
+    let mut room = room_alice_bob();
+    let pm_bounce = format!(
+        "<message type='error' id='pm1' to='{ROOM}/alice'><body>hi</body>\
+         <x xmlns='http://jabber.org/protocol/muc#user'/>\
+         <error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+    );
+    let out = feed(&mut room, BOB, &pm_bounce);
+    let to_alice = sent_to(&out, ALICE);
+    let relayed = to_alice
+        .iter()
+        .find(|m| m.name == "message")
+        .expect("the private message's error reaches alice");
+    assert_eq!(relayed.attr("type"), Some("error"));
+    assert_eq!(relayed.attr("from"), Some(&*format!("{ROOM}/bob")));
+    assert!(to_alice
+        .iter()
+        .any(|p| p.name == "presence" && codes(p).contains(&333)));
+    assert_eq!(room.occupants(), 1);
+    // A temporary error to room/nick (a groupchat's bounce, no private marker): nothing happens.
+    let mut room = room_alice_bob();
+    let wait = format!("<message type='error' to='{ROOM}/alice'><error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>");
+    assert!(feed(&mut room, BOB, &wait).is_empty());
+    assert_eq!(room.occupants(), 2);
+}
+
+#[test]
 fn nick_prepared_by_the_service_says_210() {
     let mut room = room_with(&[]);
     // Resourceprep (NFKC) turns the fullwidth letters into "bob".
