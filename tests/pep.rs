@@ -667,3 +667,73 @@ fn a_contact_removed_from_the_roster_loses_its_subscriptions() {
         assert!(!list.contains("bob@localhost"), "shards={shards}: {list}");
     }
 }
+
+#[test]
+fn a_remote_contact_gets_an_offline_owners_last_items_once_its_caps_are_learned() {
+    // XEP-0163 §4.3.2: a contact coming online gets the last items it wants, the owner offline
+    // or not. A remote contact's caps were learned only on the way to a local session, so with
+    // the owner offline its `ver` was never asked about and nothing came (unless a local client
+    // happened to share the `ver`). A component plays the remote server.
+    const REMOTE: &str = "remote.localhost";
+    for shards in [1, 2] {
+        let port = common::free_port();
+        let modules = format!(
+            "[modules.roster]\n[modules.presence]\n[modules.caps]\n[modules.pep]\n{}",
+            common::component::config(port, &[REMOTE])
+        );
+        let server = Server::start_with(shards, &["alice"], "", &modules);
+        let mut remote = common::component::Component::connect(port, REMOTE);
+        let mut alice = server.login("alice", "a", Some(0));
+        remote
+            .send("<presence type='subscribe' from='bob@remote.localhost' to='alice@localhost'/>");
+        alice.expect("subscribe", |s| s.type_().as_deref() == Some("subscribe"));
+        alice.send("<presence type='subscribed' to='bob@remote.localhost'/>");
+        let r = publish(
+            &mut alice,
+            "p1",
+            None,
+            "urn:x:presence",
+            "<x xmlns='urn:x:presence'>while away</x>",
+            "",
+        );
+        assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+        alice.send("</stream:stream>");
+        alice.read_to_close();
+
+        let own = &format!("remote-{shards}");
+        remote.send(&format!(
+            "<presence from='bob@remote.localhost/r' to='alice@localhost'>{}</presence>",
+            caps::element(own)
+        ));
+        let query = loop {
+            let s = remote.next();
+            if s.name() == "iq" && s.type_().as_deref() == Some("get") {
+                break s;
+            }
+        };
+        assert_eq!(query.to().as_deref(), Some("bob@remote.localhost/r"));
+        let node = query
+            .tree()
+            .ok()
+            .and_then(|t| {
+                t.get_child("query", "http://jabber.org/protocol/disco#info")
+                    .and_then(|q| q.attr("node").map(str::to_owned))
+            })
+            .unwrap_or_default();
+        let id = query.id().unwrap_or_default().into_owned();
+        let to = query.from().unwrap_or_default().into_owned();
+        remote.send(&caps::info(own, &id, &to, &node).replacen(
+            "<iq ",
+            "<iq from='bob@remote.localhost/r' ",
+            1,
+        ));
+        let event = loop {
+            let s = remote.next();
+            if is_event(&s, "urn:x:presence") {
+                break s;
+            }
+        };
+        assert!(text(&event).contains("while away"), "{}", text(&event));
+        assert_eq!(event.to().as_deref(), Some("bob@remote.localhost/r"));
+    }
+}

@@ -158,6 +158,34 @@ pub fn start(shard: &mut Shard, opts: CapsOptions, clustered: bool) {
         .hooks
         .user_receive_presence
         .add(60, NAME, user_receive_presence);
+    shard
+        .sm
+        .add_home_handler(NAME, std::rc::Rc::new(to_offline_user));
+}
+
+/// Home handler: a remote contact's available presence to a user with no session reaches no
+/// `user_receive_presence`, yet PEP owes the contact the offline owner's last items once it knows
+/// what the contact wants (XEP-0163 §4.3.2): its caps are learned here. With sessions, their
+/// shards' `user_receive_presence` asks.
+fn to_offline_user(shard: &mut Shard, acc: Acc) -> Option<Acc> {
+    if acc.kind() != crate::xml::StanzaKind::Presence
+        || acc.ty() != StanzaType::Absent
+        || !shard.sm.resources(&acc.to.bare()).is_empty()
+    {
+        return Some(acc);
+    }
+    let remote = shard.ext.get::<CapsState>().is_some_and(|state| {
+        state
+            .served
+            .as_ref()
+            .is_some_and(|s| !s.contains(acc.from.domain()))
+    });
+    if remote {
+        let from = acc.to.domain().to_owned();
+        let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
+        ask_if_unknown(&acc, from, &mut ctx);
+    }
+    Some(acc)
 }
 
 /// The server's caps as a stream feature, for the disco#info `features` of the server.
