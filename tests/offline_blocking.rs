@@ -726,3 +726,51 @@ fn a_long_backlog_is_delivered_whole_with_and_without_stream_management() {
         wait_stored(&server, "bob@localhost", 0);
     }
 }
+
+#[test]
+fn a_bind2_session_gets_archived_offline_messages_from_the_archive_only() {
+    // XEP-0386 §3.2: at a Bind 2 login the server "MUST clear the offline messages for this user,
+    // if any, without sending them (as they will be provided by MAM)". They were sent too, so a
+    // client syncing from the archive got each twice. Without an archive they are delivered.
+    for shards in SHARDS {
+        for mam in [true, false] {
+            let modules = format!("{MODULES}{}", if mam { "[modules.mam]\n" } else { "" });
+            let server = Server::start_with(shards, &["alice", "bob"], "", &modules);
+            let mut bob = server.login("bob", "b", Some(0));
+            for i in 0..3 {
+                bob.send(&format!(
+                    "<message to='alice@localhost' type='chat' id='m{i}'><body>offline {i}</body></message>"
+                ));
+            }
+            wait_stored(&server, "alice@localhost", 3);
+            let mut alice = server.connect();
+            let bind = "<bind xmlns='urn:xmpp:bind:0'><tag>t</tag></bind>";
+            alice.authenticate_sasl2("alice", "localhost", common::PASSWORD, bind);
+            alice.send("<presence/>");
+            let got = alice.read_stanzas_until_quiet(Duration::from_millis(700));
+            let delivered = got
+                .iter()
+                .filter(|s| s.name() == "message" && body(s).is_some())
+                .count();
+            assert_eq!(
+                delivered,
+                if mam { 0 } else { 3 },
+                "shards={shards} mam={mam}"
+            );
+            wait_stored(&server, "alice@localhost", 0);
+            if mam {
+                alice.send("<iq type='set' id='q'><query xmlns='urn:xmpp:mam:2'/></iq>");
+                let mut archived = 0;
+                loop {
+                    let s = alice.next_stanza();
+                    if s.name() == "iq" && s.id().as_deref() == Some("q") {
+                        break;
+                    }
+                    archived +=
+                        usize::from(String::from_utf8_lossy(s.bytes()).contains("offline "));
+                }
+                assert_eq!(archived, 3, "shards={shards}: the archive has them");
+            }
+        }
+    }
+}

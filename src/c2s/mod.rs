@@ -145,8 +145,8 @@ pub enum C2sEvent {
         /// The client's count of stanzas it handled.
         h: u32,
     },
-    /// A Bind 2 request bound the session and asked for these features besides stream management:
-    /// run `bind2_enable_features` (before any stanza of the session is handled).
+    /// A Bind 2 request bound the session, asking for these features besides stream management
+    /// (maybe none): run `bind2_enable_features` (before any stanza of the session is handled).
     Bind2Enable {
         /// The requests, children of `<bind/>`.
         requests: Vec<crate::xml::Element>,

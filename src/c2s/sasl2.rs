@@ -379,10 +379,10 @@ impl C2s {
                 // XEP-0388 §2.6.1: features follow <success/>; a bound stream has none left to
                 // negotiate (the spec's own example sends them empty).
                 self.out.extend_from_slice(b"<stream:features/>");
+                // Even with no request: handlers also act on the bind itself (offline storage
+                // leaves archived messages to the archive, XEP-0386 §3.2).
                 let requests = inline.bind.map(|b| b.requests).unwrap_or_default();
-                if !requests.is_empty() {
-                    self.events.push_back(C2sEvent::Bind2Enable { requests });
-                }
+                self.events.push_back(C2sEvent::Bind2Enable { requests });
             }
             Err(e) => {
                 self.open_success(&inline, bare.as_str());

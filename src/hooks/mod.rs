@@ -259,9 +259,10 @@ pub struct SessionEnd {
     pub held: Vec<Acc>,
 }
 
-/// Features a client asked to enable inside its Bind 2 request (XEP-0386), run on the connection's
-/// shard once the session is bound (argument of [`Hooks::bind2_enable_features`]). Handlers act on
-/// the requests they know (Message Carbons' `<enable/>`, CSI's `<inactive/>`) and ignore the rest.
+/// A session bound by a Bind 2 request (XEP-0386) and the features it asked to enable (maybe
+/// none), run on the connection's shard once the session is bound (argument of
+/// [`Hooks::bind2_enable_features`]). Handlers act on the requests they know (Message Carbons'
+/// `<enable/>`, CSI's `<inactive/>`) and ignore the rest, or on the bind itself (offline storage).
 #[derive(Debug)]
 pub struct Bind2Enable {
     /// The session's full JID.
@@ -332,8 +333,8 @@ pub struct Hooks {
     /// A detached, resumable session buffered a stanza (the connection's shard; MongooseIM's
     /// `unacknowledged_message`, run by the stream management module).
     pub unacknowledged_message: Hook<UnackedMessage>,
-    /// A Bind 2 request asked for session features (the connection's shard, right after binding;
-    /// MongooseIM's `bind2_enable_features`).
+    /// A Bind 2 request bound a session, with the features it asked for (the connection's shard,
+    /// right after binding; MongooseIM's `bind2_enable_features`).
     pub bind2_enable_features: Hook<Bind2Enable>,
 }
 

@@ -19,6 +19,12 @@
 //! acknowledged by one with it. A message that comes back to this hook (its session ended without
 //! it) releases its row instead, for the next login; a crash releases every lease.
 //!
+//! Bind 2 (XEP-0386 §3.2): a session bound inside SASL2 syncs from the archive, so the server
+//! "MUST clear the offline messages [...] without sending them (as they will be provided by MAM)".
+//! Only the messages the archive holds (they carry its `<stanza-id by='user'>`) are cleared so; any
+//! other (no archive, or one that kept no copy) is delivered as usual, never lost. The connection's
+//! shard tells the home shard at the bind, ahead of the initial presence on the same ring.
+//!
 //! Ordering: both jobs are keyed by the user ([`user_key`]), so they run one after another on one pool
 //! thread in the order the home shard queued them. A message routed to offline storage before the
 //! initial presence is therefore stored before the fetch reads the table (nothing is lost while a
@@ -135,8 +141,39 @@ pub fn disposition(acc: &Acc) -> Disposition {
     }
 }
 
+/// Home shard: sessions bound with Bind 2 whose initial presence has not come yet (one entry per
+/// such session, gone with it).
+#[derive(Default)]
+struct Bind2Sessions(ahash::HashSet<crate::jid::FullJid>);
+
 /// Registers the handlers on `shard`.
 pub fn start(shard: &mut Shard, opts: &Options) {
+    let shards = shard.shards;
+    shard.hooks.bind2_enable_features.add(
+        PRIORITY,
+        "offline",
+        move |ev: &mut crate::hooks::Bind2Enable, ctx: &mut HookCtx<'_>| {
+            let jid = ev.jid.clone();
+            let home = crate::shard::home_shard_of(jid.bare().as_str(), shards);
+            ctx.run_on(
+                home,
+                Box::new(move |shard: &mut Shard| {
+                    shard.ext.get_or_default::<Bind2Sessions>().0.insert(jid);
+                }),
+            );
+            HookResult::Continue
+        },
+    );
+    shard.hooks.sm_remove_connection.add(
+        PRIORITY,
+        "offline",
+        |ev: &mut SessionEvent, ctx: &mut HookCtx<'_>| {
+            if let Some(s) = ctx.ext.get_mut::<Bind2Sessions>() {
+                s.0.remove(&ev.jid);
+            }
+            HookResult::Continue
+        },
+    );
     let max = opts.max_per_user;
     let stored = shard
         .metrics
@@ -182,7 +219,12 @@ pub fn start(shard: &mut Shard, opts: &Options) {
             if ev.priority.is_some_and(|p| p < 0) {
                 return HookResult::Continue;
             }
-            let chunk = Chunk::new(ev.jid.bare(), Jid::from(ev.jid.clone()), delivered.clone());
+            let synced = ctx
+                .ext
+                .get_mut::<Bind2Sessions>()
+                .is_some_and(|s| s.0.remove(&ev.jid));
+            let to = Jid::from(ev.jid.clone());
+            let chunk = Chunk::new(ev.jid.bare(), to, delivered.clone(), synced);
             fetch(ctx, chunk);
             HookResult::Continue
         },
@@ -206,21 +248,25 @@ struct Chunk {
     delivered: Counter,
     /// Messages of this chunk not yet delivered.
     left: std::sync::atomic::AtomicUsize,
+    /// The session syncs from the archive (Bind 2): archived messages are cleared, not sent.
+    synced: bool,
 }
 
 impl Chunk {
-    fn new(user: BareJid, to: Jid, delivered: Counter) -> std::sync::Arc<Chunk> {
+    fn new(user: BareJid, to: Jid, delivered: Counter, synced: bool) -> std::sync::Arc<Chunk> {
         std::sync::Arc::new(Chunk {
             user,
             to,
             delivered,
             left: std::sync::atomic::AtomicUsize::new(0),
+            synced,
         })
     }
 
     /// The next chunk for the same session.
     fn next(&self) -> std::sync::Arc<Chunk> {
-        Chunk::new(self.user.clone(), self.to.clone(), self.delivered.clone())
+        let (user, to) = (self.user.clone(), self.to.clone());
+        Chunk::new(user, to, self.delivered.clone(), self.synced)
     }
 }
 
@@ -355,6 +401,15 @@ fn deliver_job(store: &Store, chunk: &std::sync::Arc<Chunk>, on: ShardId) -> Vec
     out
 }
 
+/// Whether the user's archive kept `el` (it carries the archive's `<stanza-id by='user'>`).
+fn archived_for(el: &Element, user: &BareJid) -> bool {
+    el.child_elements().any(|c| {
+        c.name == "stanza-id"
+            && c.ns == crate::xmpp::ns::STANZA_ID
+            && c.attr("by") == Some(user.as_str())
+    })
+}
+
 /// Turns leased rows into messages for the chunk's session (unreadable rows are deleted).
 fn lease_to_accs(
     store: &Store,
@@ -371,6 +426,13 @@ fn lease_to_accs(
             let _ = store.offline_ack(&[m.id]);
             continue;
         };
+        if chunk.synced && archived_for(&el, user) {
+            // The client gets it from the archive (XEP-0386 §3.2).
+            if let Err(e) = store.offline_ack(&[m.id]) {
+                tracing::error!(error = %e, user = user.as_str(), "offline clear failed");
+            }
+            continue;
+        }
         let delay = Element::new("delay", NS_DELAY)
             .with_attr("from", user.domain())
             .with_attr("stamp", m.stamp.as_str())
