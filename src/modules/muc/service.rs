@@ -25,7 +25,8 @@ pub fn route(shard: &mut Shard, acc: Acc) {
     }
 }
 
-/// Stanzas to the service itself: disco#info, disco#items (the public rooms of every shard).
+/// Stanzas to the service itself: disco#info, disco#items (the public rooms of every shard), ping
+/// (XEP-0199 §4.2: a client checking the service is reachable, as Prosody's answers).
 fn to_service(shard: &mut Shard, acc: Acc) {
     let Some(payload) = crate::local::service_iq(shard, &acc) else {
         return;
@@ -41,7 +42,12 @@ fn to_service(shard: &mut Shard, acc: Acc) {
             );
             // XEP-0421 §4: every room gives occupant ids when the service has its secret.
             let ids = super::home::gives_occupant_ids(shard).then_some(NS_OCCUPANT_ID);
-            let features = [ns::DISCO_INFO, ns::DISCO_ITEMS, super::room::types::NS_MUC];
+            let features = [
+                ns::DISCO_INFO,
+                ns::DISCO_ITEMS,
+                super::room::types::NS_MUC,
+                ns::PING,
+            ];
             for f in features.into_iter().chain(ids) {
                 q = q.with_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", f));
             }
@@ -49,6 +55,10 @@ fn to_service(shard: &mut Shard, acc: Acc) {
             shard.fx.to_route.push(reply);
         }
         (StanzaType::Get, ns::DISCO_ITEMS, None) => super::directory::query(shard, acc),
+        (StanzaType::Get, ns::PING, _) => {
+            let reply = result_reply(&acc, None, shard.id);
+            shard.fx.to_route.push(reply);
+        }
         (StanzaType::Get, ns::DISCO_INFO | ns::DISCO_ITEMS, Some(_)) => {
             shard.bounce(&acc, StanzaErrorCondition::ItemNotFound)
         }

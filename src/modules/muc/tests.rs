@@ -111,6 +111,18 @@ fn service_is_listed_and_answers_disco() {
         "{text}"
     );
     assert!(text.contains(super::room::types::NS_MUC), "{text}");
+    // XEP-0199 §4.2: the service answers a ping (it was service-unavailable).
+    assert!(text.contains("urn:xmpp:ping"), "{text}");
+    let pong = w.iq(
+        &mut u,
+        &format!("<iq type='get' id='p' to='{SERVICE}'><ping xmlns='urn:xmpp:ping'/></iq>"),
+    );
+    assert_eq!(
+        pong.ty(),
+        crate::xml::StanzaType::Result,
+        "{:?}",
+        pong.tree()
+    );
 }
 
 #[test]
