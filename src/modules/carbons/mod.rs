@@ -30,6 +30,10 @@
 //! `groupchat` or carry that element too). The `<private/>` element
 //! is left in the delivered original (§8 says SHOULD remove it; harmless to keep).
 //!
+//! A message between two resources of one account (a "note to self", one device to another) gets
+//! no copies: the sending and receiving resources have it already, and copies both ways gave the
+//! sender a `<received/>` of its own message and the receiver a `<sent/>` beside the original.
+//!
 //! A copy whose session vanished on the way comes back to the home shard (re-route) and is dropped
 //! there: the copy is addressed to the vanished full JID, and delivering it "as if bare" would hand a
 //! duplicate to a resource that has its own copy.
@@ -189,7 +193,7 @@ fn enable_iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>, shards: usize)
 
 /// `user_send_message` (sender's shard): `<sent/>` copies are made on the sender's home shard.
 fn on_send(acc: &mut Acc, ctx: &mut HookCtx<'_>, shards: usize) -> HookResult {
-    if !eligible(&acc.stanza) {
+    if !eligible(&acc.stanza) || to_self(acc) {
         return HookResult::Continue;
     }
     let Ok(sender) = acc.from.clone().try_into_full() else {
@@ -212,7 +216,7 @@ fn on_receive(acc: &mut Acc, ctx: &mut HookCtx<'_>, shards: usize) -> HookResult
     let Some(receiver) = acc.get(RECEIVER) else {
         return HookResult::Continue;
     };
-    if acc.to.as_str() != receiver.jid.as_str() || !eligible(&acc.stanza) {
+    if acc.to.as_str() != receiver.jid.as_str() || !eligible(&acc.stanza) || to_self(acc) {
         return HookResult::Continue;
     }
     let op = Op::Received {
@@ -221,6 +225,11 @@ fn on_receive(acc: &mut Acc, ctx: &mut HookCtx<'_>, shards: usize) -> HookResult
     };
     to_home(ctx, shards, op);
     HookResult::Continue
+}
+
+/// A message from one of the account's resources to the account (see the module docs).
+fn to_self(acc: &Acc) -> bool {
+    acc.from.bare_str() == acc.to.bare_str()
 }
 
 /// Runs `op` on the home shard of the user it concerns (over the mesh, in order with this shard's
@@ -261,7 +270,7 @@ fn home(shard: &mut Shard, acc: Acc) -> Option<Acc> {
             return Some(acc);
         }
     }
-    if !eligible(&acc.stanza) {
+    if !eligible(&acc.stanza) || to_self(&acc) {
         return Some(acc);
     }
     let Targets::Deliver(got) = shard.sm.bare_targets(bare.as_str(), &acc) else {

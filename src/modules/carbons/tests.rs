@@ -149,6 +149,44 @@ fn sent_copies_reach_other_enabled_resources_on_any_shard() {
 }
 
 #[test]
+fn messages_between_ones_own_resources_are_not_copied() {
+    // a0 -> a1 with carbons on everywhere: a1 got the original and a <sent/> copy, a0 a
+    // <received/> copy of its own message, a2 both copies.
+    for shards in [1, 2, 3] {
+        let (mut w, mut alice, _bob) = world(shards, 3, Some(0));
+        for a in alice.iter_mut() {
+            enable(&mut w, a, true);
+        }
+        for a in &alice {
+            written(&mut w, a);
+        }
+        let to = alice[1].sess.jid.to_string();
+        w.send(
+            &mut alice[0],
+            &format!(
+                "<message type='chat' to='{to}' id='s1'><body>to my other device</body></message>"
+            ),
+        );
+        let got = written(&mut w, &alice[1]);
+        assert_eq!(got.len(), 1, "shards={shards}: {got:?}");
+        assert!(carbon(&got[0]).is_none(), "{got:?}");
+        assert!(written(&mut w, &alice[0]).is_empty(), "shards={shards}");
+        assert!(written(&mut w, &alice[2]).is_empty(), "shards={shards}");
+        // A note to self (the bare JID): whichever resources take it, no copies.
+        w.send(
+            &mut alice[0],
+            "<message type='chat' to='alice@example.com' id='s2'><body>note</body></message>",
+        );
+        let all: Vec<Element> = alice.iter().flat_map(|a| written(&mut w, a)).collect();
+        assert!(
+            all.iter().all(|m| carbon(m).is_none()),
+            "shards={shards}: {all:?}"
+        );
+        assert!(!all.is_empty(), "shards={shards}: the note reached someone");
+    }
+}
+
+#[test]
 fn received_copies_for_full_jid_messages_including_the_local_fast_path() {
     for shards in [1, 2, 3] {
         let (mut w, mut alice, mut bob) = world(shards, 3, None);
