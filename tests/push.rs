@@ -422,3 +422,43 @@ fn a_component_app_server_gets_the_publishes_of_a_dropped_phone() {
     let (node, count, _) = publish(&mut comp);
     assert_eq!((node.as_str(), count.as_deref()), ("dev2", Some("3")));
 }
+
+#[test]
+fn a_mention_in_a_room_wakes_a_dropped_phone_other_groupchat_does_not() {
+    // Prosody's mod_cloud_notify does the same: a groupchat message naming the user's nick in
+    // the room notifies; the rest of the room's traffic does not. Nothing notified before.
+    for shards in [1, 2] {
+        let server = Server::start_with(
+            shards,
+            &["alice", "bob", "app"],
+            "",
+            "[modules.presence]\n[modules.offline]\n[modules.pubsub]\n[modules.muc]\n[modules.stream_management]\nresume_timeout = 300\n[modules.push]\ninclude_body = \"on_request\"\n",
+        );
+        let mut app = server.login("app", "srv", Some(0));
+        node_for_app(&mut app, "phone");
+        let room = "lounge@conference.localhost";
+        let mut bob = server.login("bob", "b", Some(0));
+        common::muc::create(&mut bob, room, "bobby", "");
+        let mut phone = login_resumable(&server, "alice", "phone");
+        common::muc::join(&mut phone, room, "Alice", "");
+        let ask = options(&[("petrel#include_body", "1")]);
+        ok(&enable(&mut phone, "e-phone", "phone", &ask));
+        let _ = phone.sock.shutdown(std::net::Shutdown::Both);
+        drop(phone);
+        // Let the server see the connection gone before the room talks.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let say = |c: &mut Client, body: &str| {
+            c.send(&format!(
+                "<message to='{room}' type='groupchat'><body>{body}</body></message>"
+            ))
+        };
+        say(&mut bob, "just chatting");
+        say(&mut bob, "hey alice, look");
+        let f = summary(&mut app, "phone");
+        assert_eq!(
+            get(&f, "last-message-body"),
+            Some("hey alice, look"),
+            "shards={shards}: {f:?}"
+        );
+    }
+}

@@ -22,7 +22,7 @@ pub mod room;
 mod service;
 #[cfg(test)]
 mod tests;
-mod tracker;
+pub mod tracker;
 
 pub use home::live_rooms;
 pub use options::{MucOptions, NAME};

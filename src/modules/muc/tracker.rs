@@ -22,6 +22,17 @@ struct Joined {
     shards: usize,
 }
 
+/// The nick `session` (on this shard) has in `room`, if it joined it (the tracked self-presence).
+pub fn nick_in(ext: &crate::shard::Extensions, session: &FullJid, room: &str) -> Option<String> {
+    let joined = ext.get::<Joined>()?;
+    joined
+        .rooms
+        .get(session)?
+        .iter()
+        .find(|occupant| occupant.bare().as_str() == room)
+        .map(|occupant| occupant.resource().to_owned())
+}
+
 /// Registers the hooks.
 pub fn start(shard: &mut Shard) {
     shard.ext.insert(Joined {

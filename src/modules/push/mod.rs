@@ -7,7 +7,8 @@
 //! - no session can take it (`offline_message`, the home shard), or
 //! - a session whose connection is gone waits for an XEP-0198 resumption and buffers it
 //!   (`unacknowledged_message`, the connection's shard; only the registrations that session
-//!   enabled, or all of them when it enabled none),
+//!   enabled, or all of them when it enabled none); a groupchat message counts there when it
+//!   names the session's nick in that room (a mention),
 //!
 //! the user's home shard publishes a `urn:xmpp:push:summary` form (messages since the user was last
 //! available or resumed a session, last sender, last body when allowed) to each registration's node, from the user's
@@ -44,6 +45,34 @@ use crate::modules::stream_mgmt::Resumed;
 use crate::shard::{home_shard, Shard};
 
 use state::{Home, Trigger};
+
+/// A groupchat message a detached session buffered that names the session's nick in that room: it
+/// notifies like a chat message (Prosody's mod_cloud_notify does the same); other groupchat
+/// traffic does not wake the device.
+fn mention(
+    acc: &Acc,
+    session: &crate::jid::FullJid,
+    ext: &crate::shard::Extensions,
+    user: &crate::jid::BareJid,
+    resource: Option<String>,
+) -> Option<Trigger> {
+    if acc.kind() != crate::xml::StanzaKind::Message
+        || acc.ty() != crate::xml::StanzaType::Groupchat
+    {
+        return None;
+    }
+    let nick = crate::modules::muc::tracker::nick_in(ext, session, acc.from.bare_str())?;
+    let el = acc.stanza.tree().ok()?;
+    let body = el.get_child("body", crate::xmpp::ns::CLIENT)?.text();
+    let named = body.to_lowercase().contains(&nick.to_lowercase());
+    // The sender is the room/nick that wrote it: its own echo never notifies.
+    (named && acc.from.resource() != Some(nick.as_str())).then(|| Trigger {
+        user: user.clone(),
+        resource,
+        sender: acc.from.clone(),
+        body: Some(body),
+    })
+}
 
 /// The module's name in `[modules]`.
 pub const NAME: &str = "push";
@@ -162,7 +191,10 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: Options) {
                 return HookResult::Continue;
             }
             let user = ev.jid.bare();
-            if let Some(t) = Trigger::of(&ev.acc, &user, Some(ev.jid.resource().to_owned())) {
+            let resource = Some(ev.jid.resource().to_owned());
+            let trigger = Trigger::of(&ev.acc, &user, resource.clone())
+                .or_else(|| mention(&ev.acc, &ev.jid, ctx.ext, &user, resource));
+            if let Some(t) = trigger {
                 ev.acc.put(COUNTED, true);
                 let shards = ctx.ext.get::<Home>().map_or(1, |h| h.shards);
                 ctx.run_on(
