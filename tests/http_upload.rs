@@ -217,6 +217,31 @@ fn round_trip(shards: usize) {
         Some(data.len().to_string().as_str())
     );
     assert!(r.body.is_empty());
+    assert_eq!(r.header("accept-ranges"), Some("bytes"));
+    // Byte ranges (RFC 9110 §14): players seek in audio and video by them; the whole file came
+    // back for any Range.
+    let path = path_of(&get_url, http);
+    let ranged =
+        |range: &str| http_req(http, &format!("GET {path} HTTP/1.1\r\nRange: {range}"), b"");
+    let r = ranged("bytes=10-19");
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, data[10..20].to_vec());
+    let total = data.len();
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes 10-19/{total}").as_str())
+    );
+    let r = ranged("bytes=-5");
+    assert_eq!(
+        (r.status, r.body.clone()),
+        (206, data[total - 5..].to_vec())
+    );
+    let r = ranged(&format!("bytes={total}-"));
+    assert_eq!(r.status, 416);
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes */{total}").as_str())
+    );
     let r = get(http, &get_url, "OPTIONS");
     assert_eq!(r.status, 204);
     assert!(r

@@ -222,14 +222,37 @@ async fn get(req: &Request<Incoming>, files: &UploadFiles) -> Response<Body> {
     let Ok(len) = file.file_size().await else {
         return reject(Reject::NotFound);
     };
+    let headers = req.headers();
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let if_range = headers.contains_key(header::IF_RANGE);
+    let (status, start, end) = match web::byte_range(range, if_range, len) {
+        web::Ranged::Whole => (StatusCode::OK, 0, len),
+        web::Ranged::Part { start, end } => (StatusCode::PARTIAL_CONTENT, start, end + 1),
+        web::Ranged::Unsatisfiable => {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+            if let Ok(v) = HeaderValue::try_from(format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return r;
+        }
+    };
     let body = if req.method() == Method::HEAD {
         Body::empty()
     } else {
-        Body::File(FileBody::new(file, len))
+        Body::File(FileBody::new(file, start, end))
     };
     let mut r = Response::new(body);
+    *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if status == StatusCode::PARTIAL_CONTENT {
+        let last = end - 1;
+        if let Ok(v) = HeaderValue::try_from(format!("bytes {start}-{last}/{len}")) {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
     let value = |s: String| {
         HeaderValue::try_from(s).unwrap_or(HeaderValue::from_static("application/octet-stream"))
     };
@@ -255,36 +278,36 @@ async fn read_meta(path: &std::path::Path) -> Result<Vec<u8>, glommio::GlommioEr
     Ok(read?.to_vec())
 }
 
-/// A file streamed as a response body, [`CHUNK`] bytes per read.
+/// A file's bytes `start..end` streamed as a response body, [`CHUNK`] bytes per read.
 pub(super) struct FileBody {
     chunks: Pin<Box<dyn Stream<Item = io::Result<Bytes>>>>,
     remaining: u64,
 }
 
 impl FileBody {
-    fn new(file: BufferedFile, len: u64) -> FileBody {
+    fn new(file: BufferedFile, start: u64, end: u64) -> FileBody {
         let file = Rc::new(file);
-        let chunks = futures_lite::stream::unfold(0u64, move |pos| {
+        let chunks = futures_lite::stream::unfold(start, move |pos| {
             let file = file.clone();
             async move {
-                if pos >= len {
+                if pos >= end {
                     return None;
                 }
-                let want = usize::try_from(len - pos).map_or(CHUNK, |r| r.min(CHUNK));
+                let want = usize::try_from(end - pos).map_or(CHUNK, |r| r.min(CHUNK));
                 match file.read_at(pos, want).await {
                     Ok(read) if !read.is_empty() => {
                         let n = read.len() as u64;
                         Some((Ok(Bytes::copy_from_slice(&read)), pos + n))
                     }
                     // Truncated under us: end with an error (the client sees a short body).
-                    Ok(_) => Some((Err(io::ErrorKind::UnexpectedEof.into()), len)),
-                    Err(e) => Some((Err(io::Error::from(e)), len)),
+                    Ok(_) => Some((Err(io::ErrorKind::UnexpectedEof.into()), end)),
+                    Err(e) => Some((Err(io::Error::from(e)), end)),
                 }
             }
         });
         FileBody {
             chunks: Box::pin(chunks),
-            remaining: len,
+            remaining: end - start,
         }
     }
 

@@ -184,6 +184,51 @@ impl UploadFiles {
     }
 }
 
+/// What a GET asks for of a file of `len` bytes (RFC 9110 §14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ranged {
+    /// The whole file (no `Range`, one we ignore, or an `If-Range` we cannot match: no
+    /// validators are kept).
+    Whole,
+    /// Bytes `start..=end` (206).
+    Part {
+        /// First byte.
+        start: u64,
+        /// Last byte (inclusive).
+        end: u64,
+    },
+    /// The range starts past the end (416 with `Content-Range: bytes */len`).
+    Unsatisfiable,
+}
+
+/// Reads one `Range: bytes=…` (first-last, first-, or -suffix); anything else (several ranges,
+/// another unit, bad syntax) is served whole, as RFC 9110 §14.2 allows. Players seek in audio and
+/// video by it.
+pub fn byte_range(range: Option<&str>, if_range: bool, len: u64) -> Ranged {
+    let Some(spec) = range.and_then(|r| r.trim().strip_prefix("bytes=")) else {
+        return Ranged::Whole;
+    };
+    if if_range || spec.contains(',') {
+        return Ranged::Whole;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return Ranged::Whole;
+    };
+    let num = |s: &str| s.trim().parse::<u64>().ok();
+    let (start, end) = match (first.trim().is_empty(), num(first), num(last)) {
+        // -N: the last N bytes.
+        (true, _, Some(n)) if n > 0 => (len.saturating_sub(n), len.saturating_sub(1)),
+        (true, _, _) => return Ranged::Unsatisfiable,
+        (false, Some(a), None) if last.trim().is_empty() => (a, len.saturating_sub(1)),
+        (false, Some(a), Some(b)) if a <= b => (a, b.min(len.saturating_sub(1))),
+        _ => return Ranged::Whole,
+    };
+    if start >= len {
+        return Ranged::Unsatisfiable;
+    }
+    Ranged::Part { start, end }
+}
+
 /// How the file with meta file `meta` is served at a URL naming `filename` (`NotFound` when the
 /// name is not the one it was uploaded under).
 pub fn served(meta: &[u8], filename: &str) -> Result<Served, Reject> {
@@ -344,6 +389,26 @@ mod tests {
         ] {
             assert_eq!(f.get(&bad), Err(Reject::NotFound), "{bad}");
         }
+    }
+
+    #[test]
+    fn byte_ranges() {
+        use Ranged::*;
+        let r = |h: &str| byte_range(Some(h), false, 100);
+        assert_eq!(r("bytes=0-9"), Part { start: 0, end: 9 });
+        assert_eq!(r("bytes=90-"), Part { start: 90, end: 99 });
+        assert_eq!(r("bytes=-10"), Part { start: 90, end: 99 });
+        assert_eq!(r("bytes=-500"), Part { start: 0, end: 99 });
+        assert_eq!(r("bytes=50-500"), Part { start: 50, end: 99 });
+        assert_eq!(r("bytes=100-"), Unsatisfiable);
+        assert_eq!(r("bytes=-0"), Unsatisfiable);
+        assert_eq!(r("bytes=0-1,5-6"), Whole);
+        assert_eq!(r("items=0-1"), Whole);
+        assert_eq!(r("bytes=9-1"), Whole);
+        assert_eq!(r("bytes=x-"), Whole);
+        assert_eq!(byte_range(None, false, 100), Whole);
+        assert_eq!(byte_range(Some("bytes=0-1"), true, 100), Whole);
+        assert_eq!(byte_range(Some("bytes=0-"), false, 0), Unsatisfiable);
     }
 
     #[test]
