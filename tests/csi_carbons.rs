@@ -429,3 +429,60 @@ fn bind2_enables_carbons_and_starts_inactive_1_shard() {
 fn bind2_enables_carbons_and_starts_inactive_2_shards() {
     bind2_enables_carbons_and_starts_inactive(2);
 }
+
+/// Logs `user` in as `resource` with stream management (resumable) and carbons on; returns the
+/// client and its resumption id.
+fn login_resumable_with_carbons(server: &Server, user: &str, resource: &str) -> (Client, String) {
+    let mut c = server.login(user, resource, Some(0));
+    c.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+    let en = c.expect("enabled", |s| s.name() == "enabled");
+    let id = en.attr("id").map(|s| s.into_owned()).unwrap_or_default();
+    enable(&mut c);
+    (c, id)
+}
+
+#[test]
+fn a_detached_sessions_messages_are_copied_at_once_and_not_delivered_twice_when_it_expires() {
+    // XEP-0280 §7: every other carbons-enabled resource gets a copy. A message buffered by a
+    // phone waiting to resume got none (its copies were made only when a live connection wrote
+    // it), and when the wait expired the messages went to the desktop again as originals.
+    for shards in [1, 2] {
+        let server = Server::start_with(
+            shards,
+            &["alice", "bob"],
+            "",
+            &format!("{MODS}[modules.stream_management]\nresume_timeout = 2\n"),
+        );
+        let mut desk = server.login("alice", "desk", Some(0));
+        enable(&mut desk);
+        let (phone, _id) = login_resumable_with_carbons(&server, "alice", "phone");
+        let _ = phone.sock.shutdown(std::net::Shutdown::Both);
+        drop(phone);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let mut bob = server.login("bob", "b", Some(0));
+        for i in 0..3 {
+            bob.chat("alice@localhost/phone", &format!("while away {i}"));
+        }
+        let mut copies = Vec::new();
+        while copies.len() < 3 {
+            let s = desk.next_stanza();
+            if let Some((dir, m)) = carbon(&s) {
+                assert_eq!(dir, "received", "{}", text(&s));
+                copies.push(fwd_body(&m));
+            }
+        }
+        assert_eq!(copies, ["while away 0", "while away 1", "while away 2"]);
+        // The phone never comes back: past the resumption time nothing reaches the desktop again.
+        std::thread::sleep(std::time::Duration::from_millis(3500));
+        let later = desk.read_stanzas_until_quiet(std::time::Duration::from_millis(500));
+        let again: Vec<String> = later
+            .iter()
+            .filter(|s| common::body(s).is_some_and(|b| b.starts_with("while away")))
+            .map(text)
+            .collect();
+        assert!(
+            again.is_empty(),
+            "shards={shards}: delivered twice: {again:?}"
+        );
+    }
+}

@@ -43,7 +43,7 @@ use std::rc::Rc;
 use ahash::HashMap;
 
 use crate::c2s::route::{WantReceiver, RECEIVER};
-use crate::hooks::{Acc, Bind2Enable, HookCtx, HookResult, SessionEvent};
+use crate::hooks::{Acc, Bind2Enable, HookCtx, HookResult, SessionEvent, UnackedMessage};
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::local::{result_reply, IqReply};
 use crate::shard::{home_shard, ConnMsg, SessionRef, Shard, ShardId};
@@ -64,6 +64,9 @@ const NS_HINTS: &str = "urn:xmpp:hints";
 const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 /// Scratch key marking a carbon copy.
 const COPY: crate::hooks::Key<CopyMarker> = crate::hooks::Key::new("carbons.copy");
+/// Scratch key of an original whose `<received/>` copies were asked for (its session took it, or
+/// buffered it while detached).
+const COPIED: crate::hooks::Key<()> = crate::hooks::Key::new("carbons.copied");
 
 /// Work for the home shard.
 enum Op {
@@ -121,6 +124,11 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
         90,
         "carbons",
         move |acc: &mut Acc, ctx: &mut HookCtx<'_>| on_receive(acc, ctx, n),
+    );
+    shard.hooks.unacknowledged_message.add(
+        40,
+        "carbons",
+        move |ev: &mut UnackedMessage, ctx: &mut HookCtx<'_>| on_buffered(ev, ctx, n),
     );
     shard.hooks.sm_remove_connection.add(
         50,
@@ -223,6 +231,29 @@ fn on_receive(acc: &mut Acc, ctx: &mut HookCtx<'_>, shards: usize) -> HookResult
         receiver: receiver.jid.clone(),
         msg: acc.stanza.clone(),
     };
+    acc.put(COPIED, ());
+    to_home(ctx, shards, op);
+    HookResult::Continue
+}
+
+/// `unacknowledged_message` (the connection's shard): a message to a detached session's full JID,
+/// buffered for its resumption, gets its `<received/>` copies now, as it would had the client
+/// been connected (the buffer is replayed to the resumed stream without `user_receive_message`):
+/// the other devices saw nothing of it until then.
+fn on_buffered(ev: &mut UnackedMessage, ctx: &mut HookCtx<'_>, shards: usize) -> HookResult {
+    let acc = &mut ev.acc;
+    let copied = acc.get(COPY).is_some() || acc.get(COPIED).is_some();
+    if copied || acc.kind() != StanzaKind::Message || acc.to.as_str() != ev.jid.as_str() {
+        return HookResult::Continue;
+    }
+    if !eligible(&acc.stanza) || to_self(acc) {
+        return HookResult::Continue;
+    }
+    acc.put(COPIED, ());
+    let op = Op::Received {
+        receiver: ev.jid.clone(),
+        msg: acc.stanza.clone(),
+    };
     to_home(ctx, shards, op);
     HookResult::Continue
 }
@@ -247,7 +278,7 @@ fn to_home(ctx: &mut HookCtx<'_>, shards: usize, op: Op) {
 }
 
 /// Home handler: drops re-routed copies, copies bare-JID messages.
-fn home(shard: &mut Shard, acc: Acc) -> Option<Acc> {
+fn home(shard: &mut Shard, mut acc: Acc) -> Option<Acc> {
     if acc.get(COPY).is_some() {
         return None;
     }
@@ -267,6 +298,17 @@ fn home(shard: &mut Shard, acc: Acc) -> Option<Acc> {
     if let Some(res) = acc.to.resource() {
         if resources.iter().any(|r| r.jid.resource() == res) {
             // A bound full JID: the receiving connection asks for copies.
+            return Some(acc);
+        }
+        if acc.get(COPIED).is_some() {
+            // Its session ended without it (a detached one expired) after the copies were made:
+            // the resources with carbons have it, so it is not delivered to them again as if to
+            // the bare JID; offline storage takes it when no resource is left.
+            if acc.get(crate::hooks::COPY_FOR).is_none() {
+                if let Ok(full) = acc.to.clone().try_into_full() {
+                    acc.put(crate::hooks::COPY_FOR, crate::hooks::CopyFor::FanOut(full));
+                }
+            }
             return Some(acc);
         }
     }
