@@ -16,7 +16,7 @@ use crate::auth::EndPointHash;
 use crate::config::{C2sListenerConfig, General, TlsMode};
 
 mod served;
-pub use served::{reload_all, Reloaded, ServedCert};
+pub use served::{reload_all, CertSnapshot, Reloaded, ServedCert};
 
 /// ALPN protocol id for direct TLS c2s (XEP-0368).
 pub const ALPN_XMPP_CLIENT: &[u8] = b"xmpp-client";

@@ -1218,9 +1218,18 @@ fn sighup_serves_a_renewed_certificate_and_keeps_it_when_the_new_files_are_bad()
     old.scram("alice", PASSWORD, ChannelBinding::EndPoint)
         .unwrap();
     old.bind("localhost", "old");
+    // Through TLS before the reload, authenticated after it: SCRAM-PLUS binds to the certificate
+    // this connection was given (RFC 5929), not the one served since.
+    let mut between = Wire::connect(server.port);
+    between.open("localhost");
+    between.starttls(&trust_first, "localhost");
 
     let renewed = write_pair(&cert, &key);
     hangup_and_wait_for(&server, &log, "SIGHUP: new certificate served");
+    assert_eq!(between.peer_cert(), first);
+    between
+        .scram("bob", PASSWORD, ChannelBinding::EndPoint)
+        .unwrap();
     // Every shard's listener serves the renewed pair (connections spread over both).
     for i in 0..6 {
         let mut new = Wire::connect(server.port);

@@ -127,7 +127,7 @@ impl C2s {
     /// What SCRAM-PLUS can bind to on this stream.
     pub(super) fn channel_binding(&self) -> ChannelBinding {
         self.transport
-            .channel_binding(self.cfg.tls_cert.as_ref().and_then(|c| c.end_point()))
+            .channel_binding(self.served_cert.as_ref().and_then(|c| c.end_point()))
     }
 
     /// The mechanisms to advertise, in preference order (array + length: no allocation); `plus`:
@@ -168,6 +168,7 @@ impl C2s {
         features::write_proceed(&mut self.out);
         // <proceed/> leaves in plaintext, ahead of the handshake.
         self.transport.encode(&mut self.out, &mut self.wire);
+        self.served_cert = self.cfg.tls_cert.as_ref().map(|c| c.snapshot());
         let Some(Ok(tls)) = self.cfg.tls.clone().map(Transport::tls) else {
             self.finish(CloseReason::Tls, false);
             return;
@@ -277,6 +278,7 @@ impl C2s {
                     return self.sasl_failure(SaslFailure::InvalidAuthzid);
                 }
                 self.stream_from = None;
+                self.served_cert = None;
                 self.auth = Auth::Authed(jid.clone());
                 self.events
                     .push_back(C2sEvent::Authenticated { jid: jid.clone() });

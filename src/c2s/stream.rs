@@ -83,6 +83,9 @@ pub struct C2s {
     pub(super) sasl2: Option<Box<super::sasl2::Sasl2Inline>>,
     /// The `from` of the client's stream header, until authenticated (XEP-0388 §2.3).
     pub(super) stream_from: Option<Box<str>>,
+    /// The certificate this connection's TLS handshake was given, until authenticated (SCRAM-PLUS
+    /// binds to it, RFC 5929, whatever SIGHUP serves to later connections).
+    pub(super) served_cert: Option<crate::tls::CertSnapshot>,
     pub(super) auth_deadline: Option<Instant>,
     pub(super) last_input: Instant,
     /// TLS records arrived since rustls' read buffer was last released (see [`TLS_IDLE_RELEASE`]).
@@ -136,6 +139,7 @@ impl C2s {
             sasl2_framing: false,
             sasl2: None,
             stream_from: None,
+            served_cert: None,
             auth_deadline,
             last_input: now,
             tls_read_buffer: false,
@@ -148,6 +152,7 @@ impl C2s {
             dynamic_hosts: None,
         };
         if let Some(tls) = direct_tls {
+            c2s.served_cert = c2s.cfg.tls_cert.as_ref().map(|c| c.snapshot());
             match tls.map(Transport::tls) {
                 Some(Ok(t)) => c2s.transport = t,
                 // DirectTls without a usable rustls config: nothing can be served.

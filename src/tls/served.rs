@@ -75,6 +75,12 @@ impl ServedCert {
         self.now().end_point
     }
 
+    /// The pair served now, for a connection starting its handshake: what it binds to later
+    /// (RFC 5929: the certificate of that connection's handshake) stays the same across reloads.
+    pub fn snapshot(&self) -> CertSnapshot {
+        CertSnapshot(self.now())
+    }
+
     /// The certificate file, if the pair came from files.
     pub fn cert_path(&self) -> Option<&Path> {
         self.files.as_ref().map(|(c, _)| c.as_path())
@@ -102,6 +108,17 @@ impl ServedCert {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(fresh);
         Ok(changed)
+    }
+}
+
+/// The certificate a connection was served (see [`ServedCert::snapshot`]).
+#[derive(Debug, Clone)]
+pub struct CertSnapshot(Arc<Current>);
+
+impl CertSnapshot {
+    /// Its `tls-server-end-point` hash, if its signature names one.
+    pub fn end_point(&self) -> Option<EndPointHash> {
+        self.0.end_point
     }
 }
 
