@@ -609,3 +609,57 @@ fn a_vcard_request_to_an_occupant_is_answered_by_its_account() {
         assert!(!seen.contains("vcard-temp"), "{seen}");
     }
 }
+
+#[test]
+fn a_new_room_never_shows_an_earlier_rooms_archive() {
+    // A temporary room's archive outlived a restart, and a destroyed room's last rows could be
+    // written after its archive was deleted: the next room created under the name (by anyone)
+    // showed them in its archive.
+    let mut server = Server::start_with(
+        2,
+        &["u0", "u1"],
+        "",
+        "[modules.presence]\n[modules.muc]\n[modules.mam]\n",
+    );
+    let room = format!("again@{SERVICE}");
+    let mut first = server.login("u0", "r", Some(0));
+    create(&mut first, &room, "first", "");
+    for j in 0..10 {
+        first.send(&format!(
+            "<message to='{room}' type='groupchat' id='g{j}'><body>secret {j}</body></message>"
+        ));
+        first.expect("echo", |s| s.id().as_deref() == Some(&format!("g{j}")));
+    }
+    // The temporary room is gone with the restart; its archive must be too.
+    server.stop();
+    server.spawn(2);
+    let mut second = server.login("u1", "r", Some(0));
+    create(&mut second, &room, "second", "");
+    let query = "<query xmlns='urn:xmpp:mam:2' queryid='n'/>";
+    let page = archive_page(&mut second, &room, query);
+    let old: Vec<String> = page
+        .iter()
+        .map(text)
+        .filter(|t| t.contains("secret"))
+        .collect();
+    assert!(old.is_empty(), "the new room shows the old one's: {old:?}");
+    // Destroyed while talking, created again at once: the same.
+    for j in 0..30 {
+        second.send(&format!(
+            "<message to='{room}' type='groupchat' id='h{j}'><body>secret too {j}</body></message>"
+        ));
+    }
+    second.send(&format!(
+        "<iq type='set' id='x' to='{room}'><query xmlns='http://jabber.org/protocol/muc#owner'><destroy/></query></iq>"
+    ));
+    second.expect("destroyed", |s| s.id().as_deref() == Some("x"));
+    let mut third = server.login("u0", "t", Some(0));
+    create(&mut third, &room, "third", "");
+    let page = archive_page(&mut third, &room, query);
+    let old: Vec<String> = page
+        .iter()
+        .map(text)
+        .filter(|t| t.contains("secret"))
+        .collect();
+    assert!(old.is_empty(), "the new room shows the old one's: {old:?}");
+}

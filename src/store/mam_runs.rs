@@ -652,6 +652,19 @@ impl Store {
         })
     }
 
+    /// SQLite's [`Store::mam_delete_owner_before`].
+    pub(super) fn runs_delete_owner_before(
+        &self,
+        oid: i64,
+        before: i64,
+    ) -> Result<u64, StoreError> {
+        self.atomic(|| {
+            let removed = self.runs_remove(oid, before, |e| e.id < before)?;
+            self.drop_stanzas(&removed)?;
+            Ok(removed.len() as u64)
+        })
+    }
+
     /// SQLite's [`Store::mam_trim`]: keeps the newest `keep` entries of each owner.
     pub(super) fn runs_trim(&self, keep: u64) -> Result<u64, StoreError> {
         let over = sql("SELECT oid FROM mam_run WHERE wid = 0 GROUP BY oid HAVING sum(n) > ?1");

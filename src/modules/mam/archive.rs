@@ -386,6 +386,40 @@ fn hand_over(ctx: &mut HookCtx<'_>) {
     });
 }
 
+/// Empties `owner`'s archive of every row archived until now, rows still on their way included,
+/// and none archived after. A room keeps its archive on its home shard: called there when a room
+/// is destroyed or a new one created under a name, so that the new room never shows what an
+/// earlier one kept (a destroyed room's last rows were written after the delete; a temporary
+/// room's outlived a restart). Ids grow on this shard, so a cut at a fresh id tells the earlier
+/// rows from the new room's, whenever each is written; every row of this shard's taken before
+/// the delete is written first (the delete flushes), and a row taken after it is newer anyway.
+pub fn forget_owner(shard: &mut Shard, owner: String) {
+    let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
+    if ctx.ext.get::<Archive>().is_none() {
+        // No archive running: whatever an earlier run kept goes.
+        ctx.store(Some(super::STORE_KEY), move |store| {
+            if let Err(e) = store.mam_delete_owner(&owner) {
+                tracing::error!(error = %e, owner, "archive not deleted");
+            }
+            JobDone::default()
+        });
+        return;
+    }
+    let (before, _) = next_id(&mut ctx);
+    // The rows buffered here go to the inbox now, ahead of the delete.
+    hand_over(&mut ctx);
+    let inbox = ctx.ext.get::<Archive>().map(|a| a.inbox.clone());
+    ctx.store(Some(super::STORE_KEY), move |store| {
+        if let Some(inbox) = &inbox {
+            store.mam_take(inbox);
+        }
+        if let Err(e) = store.mam_delete_owner_before(&owner, before) {
+            tracing::error!(error = %e, owner, "archive not deleted");
+        }
+        JobDone::default()
+    });
+}
+
 /// Once per scheduler turn (and at least once a second): the rows buffered on this shard go to its
 /// inbox, and a take is asked for when one is due.
 fn flush(shard: &mut Shard) {

@@ -328,6 +328,10 @@ fn created(shard: &mut Shard, jid: BareJid, owner: BareJid, ok: bool) {
             ShardMsg::Run(Box::new(move |s| super::quota::release(s, &owner))),
         );
     } else if ok {
+        // A new room starts with an empty archive, whatever an earlier room of that name (a
+        // destroyed one whose last rows were still on their way, a temporary one before a
+        // restart or a crash) left there.
+        crate::modules::mam::archive::forget_owner(shard, jid.as_str().to_owned());
         let room = equip(shard, Room::new(jid.clone(), owner.clone(), limits));
         rooms(shard).slots.insert(
             jid,
@@ -635,12 +639,10 @@ fn delete_stored(shard: &mut Shard, jid: &BareJid) {
     });
 }
 
-/// The room's message archive goes with the room: a room created later under the same name
-/// must not show it.
+/// The room's message archive goes with the room (after its last rows are written): a room
+/// created later under the same name must not show it.
 fn delete_archive(shard: &mut Shard, jid: &BareJid) {
-    store_write(shard, jid, "MUC room archive not deleted", |store, name| {
-        store.mam_delete_owner(name).map(drop)
-    });
+    crate::modules::mam::archive::forget_owner(shard, jid.as_str().to_owned());
 }
 
 /// Queues `write` for room `jid` on the store pool (in order with the room's other writes); a
