@@ -306,6 +306,17 @@ fn the_avatar_hash_is_in_directed_presence_and_probe_answers_too() {
         });
         assert!(text(&p).contains(&photo), "{shards}: {}", text(&p));
 
+        // A session that sent no broadcast yet (a client joining its rooms first): its directed
+        // presence carries the hash it learnt at its bind.
+        let mut quiet = server.login("alice", "q", None);
+        quiet.send(
+            "<presence to='bob@localhost/b'><status>before any broadcast</status></presence>",
+        );
+        let p = bob.expect("directed presence", |s| {
+            s.name() == "presence" && text(s).contains("before any broadcast")
+        });
+        assert!(text(&p).contains(&photo), "{shards}: {}", text(&p));
+
         // bob's new resource probes alice: the answer carries the hash.
         let mut bob2 = server.login("bob", "b2", Some(0));
         let p = bob2.expect("probe answer", |s| {

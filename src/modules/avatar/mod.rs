@@ -61,15 +61,56 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
     }
 }
 
-/// The new session's PEP state is wanted soon (its initial presence): load it now.
+/// The new session's PEP state is wanted soon (its initial presence): load it now, and tell the
+/// session's connection shard the hash once known, so that a directed presence or a room join
+/// sent before (or right after) the first broadcast carries it too.
 fn session_bound(ev: &mut SessionEvent, ctx: &mut HookCtx<'_>) -> HookResult {
     let owner = ev.jid.bare();
+    let (jid, session) = (ev.jid.clone(), ev.session);
     // Runs on the home shard (this one) right after the hook.
     ctx.run_on(
         ctx.shard,
-        Box::new(move |shard: &mut Shard| preload(shard, &owner)),
+        Box::new(move |shard: &mut Shard| {
+            preload(shard, &owner);
+            if session.is_remote() {
+                return;
+            }
+            with_items(shard, owner, NS_METADATA.to_owned(), move |shard, items| {
+                let hash = match items
+                    .and_then(|i| i.into_iter().last())
+                    .and_then(|i| i.payload)
+                    .and_then(|p| convert::metadata(&p))
+                {
+                    Some(Metadata::Stored { id, .. }) => id,
+                    // No avatar (or one disabled, or elsewhere): nothing to add.
+                    _ => return,
+                };
+                tell_connection(shard, session, jid, hash);
+            });
+        }),
     );
     HookResult::Continue
+}
+
+/// Records on `session`'s connection shard (session `jid`) the hash its directed presences carry.
+fn tell_connection(
+    shard: &mut Shard,
+    session: crate::shard::SessionRef,
+    jid: crate::jid::FullJid,
+    hash: String,
+) {
+    let conn = session.conn;
+    crate::sm::run_on(
+        shard,
+        session.shard,
+        Box::new(move |shard: &mut Shard| {
+            shard
+                .ext
+                .get_or_default::<SessionHashes>()
+                .0
+                .insert(conn, (jid, hash));
+        }),
+    );
 }
 
 /// The image of `owner`'s avatar item `id`, checked against it (XEP-0398 §3.1).
@@ -211,20 +252,9 @@ fn stamp_presence(shard: &mut Shard, mut acc: Acc) -> Option<Acc> {
         shard
             .sm
             .set_last_presence(&jid, up.session, Some(acc.stanza.clone()));
-    }
-    if !up.session.is_remote() {
-        let conn = up.session.conn;
-        crate::sm::run_on(
-            shard,
-            up.session.shard,
-            Box::new(move |shard: &mut Shard| {
-                shard
-                    .ext
-                    .get_or_default::<SessionHashes>()
-                    .0
-                    .insert(conn, hash);
-            }),
-        );
+        if !up.session.is_remote() {
+            tell_connection(shard, up.session, jid, hash);
+        }
     }
     Some(acc)
 }
@@ -242,10 +272,11 @@ fn stamp(acc: &mut Acc, hash: &str) -> bool {
     true
 }
 
-/// Per connection shard: the hash the home shard last stamped on each session's broadcast (one
-/// entry per session that has one, gone with the session).
+/// Per connection shard: the hash the home shard last gave each session (at its bind, and with
+/// each broadcast), with the session's JID (an answer that comes after the session ended must not
+/// serve a later connection that reuses the id); one entry per session, gone with it.
 #[derive(Default)]
-struct SessionHashes(ahash::HashMap<crate::shard::ConnId, String>);
+struct SessionHashes(ahash::HashMap<crate::shard::ConnId, (crate::jid::FullJid, String)>);
 
 /// `user_send_presence` (the connection's shard): an available presence to someone (a contact, a
 /// room) carries the hash the session's broadcast carries (XEP-0398 §4: "every available
@@ -257,13 +288,16 @@ fn stamp_directed(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     let Some(sender) = acc.get(crate::c2s::route::SENDER).copied() else {
         return HookResult::Continue;
     };
-    let Some(hash) = ctx
+    let known = ctx
         .ext
         .get::<SessionHashes>()
-        .and_then(|h| h.0.get(&sender.conn))
-    else {
+        .and_then(|h| h.0.get(&sender.conn));
+    let Some((jid, hash)) = known else {
         return HookResult::Continue;
     };
+    if jid.as_str() != acc.from.as_str() {
+        return HookResult::Continue;
+    }
     let hash = hash.clone();
     stamp(acc, &hash);
     HookResult::Continue
