@@ -7,6 +7,9 @@ use super::occupant_id;
 use super::types::{Affiliation, Role, NS_DELAY, NS_MUC_USER};
 use super::util::{error_reply, error_reply_short, send, send_jid, stamp};
 use super::{AllowPm, Room, RoomOut, Subject};
+
+/// Private messages whose ids a room remembers (see `Room::recent_pms`).
+const RECENT_PMS: usize = 64;
 use crate::jid::{FullJid, Jid};
 use crate::xml::{Element, Node, Stanza, StanzaType};
 use crate::xmpp::{ns, StanzaErrorCondition as E};
@@ -217,12 +220,19 @@ impl Room {
             m.attrs.push(("to".into(), j.as_str().into()));
             out.push(send(j, &m));
         }
+        if let Some(id) = stanza.id() {
+            if self.recent_pms.len() >= RECENT_PMS {
+                self.recent_pms.pop_front();
+            }
+            let sender = sender.nick.as_str().into();
+            self.recent_pms.push_back((id.as_ref().into(), sender));
+        }
     }
 
     /// The error an occupant's client (or server) returned for a private message from `nick`,
     /// relayed to `nick`'s sessions from the bouncing occupant's room JID. Only an error that
-    /// carries the private message (its §7.5 marker) is relayed: a groupchat's bounce concerns no
-    /// one occupant.
+    /// answers a private message is relayed (it carries the message's §7.5 marker, or the id of a
+    /// recent private message from `nick`): a groupchat's bounce concerns no one occupant.
     fn relay_private_error(
         &mut self,
         from: &FullJid,
@@ -236,7 +246,13 @@ impl Room {
         let Ok(mut el) = stanza.tree() else {
             return;
         };
-        if el.get_child("x", NS_MUC_USER).is_none() {
+        let answers_pm = el.get_child("x", NS_MUC_USER).is_some()
+            || el.attr("id").is_some_and(|id| {
+                self.recent_pms
+                    .iter()
+                    .any(|(i, n)| &**i == id && &**n == nick)
+            });
+        if !answers_pm {
             return;
         }
         let Some(target) = self.occupants.get(nick) else {

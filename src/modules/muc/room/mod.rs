@@ -175,6 +175,10 @@ pub struct Room {
     subject: Option<Subject>,
     /// IQs forwarded between occupants, awaiting their answers.
     forwarded: forward::Forwarded,
+    /// The ids of the latest private messages passed on, with their senders' nicks: an error
+    /// that answers one (a server's bounce carries no payload to recognise it by) goes back to
+    /// its sender.
+    recent_pms: std::collections::VecDeque<(Box<str>, Box<str>)>,
     /// XEP-0421 occupant ids (none: the room neither adds nor advertises them).
     ids: Option<OccupantIds>,
     /// Features other modules give every room of the service (the archive's), for disco#info.
@@ -205,6 +209,7 @@ impl Room {
             history: History::default(),
             subject: None,
             forwarded: forward::Forwarded::default(),
+            recent_pms: Default::default(),
             ids: None,
             features: Rc::from(Vec::new()),
             service_admins: Rc::from(Vec::new()),
@@ -263,6 +268,7 @@ impl Room {
             history: History::default(),
             subject: saved.subject,
             forwarded: forward::Forwarded::default(),
+            recent_pms: Default::default(),
             ids: None,
             features: Rc::from(Vec::new()),
             service_admins: Rc::from(Vec::new()),

@@ -220,6 +220,21 @@ fn a_bounce_to_a_room_jid_with_nick_removes_the_occupant_and_a_private_ones_reac
         .iter()
         .any(|p| p.name == "presence" && codes(p).contains(&333)));
     assert_eq!(room.occupants(), 1);
+    // A bounce as servers build it (no payload) answers a private message by its id alone.
+    let mut room = room_alice_bob();
+    let pm = format!("<message type='chat' id='pm2' to='{ROOM}/bob'><body>hi</body></message>");
+    assert!(!sent_to(&feed(&mut room, ALICE, &pm), BOB).is_empty());
+    let bare_bounce = format!(
+        "<message type='error' id='pm2' to='{ROOM}/alice'>\
+         <error type='cancel'><remote-server-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+    );
+    let out = feed(&mut room, BOB, &bare_bounce);
+    assert!(
+        sent_to(&out, ALICE)
+            .iter()
+            .any(|m| m.name == "message" && m.attr("id") == Some("pm2")),
+        "{out:?}"
+    );
     // A temporary error to room/nick (a groupchat's bounce, no private marker): nothing happens.
     let mut room = room_alice_bob();
     let wait = format!("<message type='error' to='{ROOM}/alice'><error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>");
