@@ -743,6 +743,16 @@ fn a_bind2_session_gets_archived_offline_messages_from_the_archive_only() {
                 ));
             }
             wait_stored(&server, "alice@localhost", 3);
+            if mam {
+                // Cleared only once the archive has them (until then they are delivered).
+                let store = Store::open(&server.data_dir()).unwrap();
+                let filter = petrel::store::MamFilter::default();
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while store.mam_count("alice@localhost", &filter).unwrap() < 3 {
+                    assert!(Instant::now() < deadline, "not archived");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
             let mut alice = server.connect();
             let bind = "<bind xmlns='urn:xmpp:bind:0'><tag>t</tag></bind>";
             alice.authenticate_sasl2("alice", "localhost", common::PASSWORD, bind);

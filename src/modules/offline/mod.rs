@@ -401,13 +401,19 @@ fn deliver_job(store: &Store, chunk: &std::sync::Arc<Chunk>, on: ShardId) -> Vec
     out
 }
 
-/// Whether the user's archive kept `el` (it carries the archive's `<stanza-id by='user'>`).
-fn archived_for(el: &Element, user: &BareJid) -> bool {
-    el.child_elements().any(|c| {
-        c.name == "stanza-id"
+/// Whether the user's archive holds `el`: it carries the archive's `<stanza-id by='user'>`, and
+/// the row is there (an id is given before the archive decides to keep the message, e.g. under
+/// `roster` preferences). When in doubt (not written yet, a store error) it is not, and the
+/// message is delivered: twice at worst, never lost.
+fn archived_for(store: &Store, el: &Element, user: &BareJid) -> bool {
+    let id = el.child_elements().find_map(|c| {
+        let ours = c.name == "stanza-id"
             && c.ns == crate::xmpp::ns::STANZA_ID
-            && c.attr("by") == Some(user.as_str())
-    })
+            && c.attr("by") == Some(user.as_str());
+        ours.then(|| c.attr("id").and_then(crate::modules::mam::id::decode))
+            .flatten()
+    });
+    id.is_some_and(|id| store.mam_has(user.as_str(), id).unwrap_or(false))
 }
 
 /// Turns leased rows into messages for the chunk's session (unreadable rows are deleted).
@@ -426,7 +432,7 @@ fn lease_to_accs(
             let _ = store.offline_ack(&[m.id]);
             continue;
         };
-        if chunk.synced && archived_for(&el, user) {
+        if chunk.synced && archived_for(store, &el, user) {
             // The client gets it from the archive (XEP-0386 §3.2).
             if let Err(e) = store.offline_ack(&[m.id]) {
                 tracing::error!(error = %e, user = user.as_str(), "offline clear failed");
