@@ -635,13 +635,16 @@ fn a_new_room_never_shows_an_earlier_rooms_archive() {
     server.spawn(2);
     let mut second = server.login("u1", "r", Some(0));
     create(&mut second, &room, "second", "");
-    let query = "<query xmlns='urn:xmpp:mam:2' queryid='n'/>";
-    let page = archive_page(&mut second, &room, query);
-    let old: Vec<String> = page
-        .iter()
-        .map(text)
-        .filter(|t| t.contains("secret"))
-        .collect();
+    // The archive's results that come from an earlier room.
+    let earlier = |c: &mut Client| -> Vec<String> {
+        let query = "<query xmlns='urn:xmpp:mam:2' queryid='n'/>";
+        let page = archive_page(c, &room, query);
+        page.iter()
+            .map(text)
+            .filter(|t| t.contains("secret"))
+            .collect()
+    };
+    let old = earlier(&mut second);
     assert!(old.is_empty(), "the new room shows the old one's: {old:?}");
     // Destroyed while talking, created again at once: the same.
     for j in 0..30 {
@@ -655,11 +658,6 @@ fn a_new_room_never_shows_an_earlier_rooms_archive() {
     second.expect("destroyed", |s| s.id().as_deref() == Some("x"));
     let mut third = server.login("u0", "t", Some(0));
     create(&mut third, &room, "third", "");
-    let page = archive_page(&mut third, &room, query);
-    let old: Vec<String> = page
-        .iter()
-        .map(text)
-        .filter(|t| t.contains("secret"))
-        .collect();
+    let old = earlier(&mut third);
     assert!(old.is_empty(), "the new room shows the old one's: {old:?}");
 }
