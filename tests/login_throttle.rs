@@ -187,7 +187,7 @@ fn wrong_passwords_sent_in_parallel_are_banned_like_ones_in_a_row() {
     // Failures are counted once answered: 30 connections guessing at the same moment were all
     // answered `not-authorized` at once, so an address got as many guesses per ban as connections
     // it could open. Now an address has at most as many attempts in flight as failures left
-    // before its ban; the others are answered `temporary-auth-failure` and count nothing.
+    // before its ban; the others wait for a place, and meet the ban.
     let server = Server::start_with(2, &["alice"], "", THROTTLE);
     let from = Ipv4Addr::new(127, 0, 0, 4);
     let ready = std::sync::Arc::new(std::sync::Barrier::new(30));

@@ -16,8 +16,8 @@
 //!   attempts over many connections would all be checked before the first failure is counted, far
 //!   past `max_failures`. An address may have at most `max_failures` less its live failures
 //!   attempts between check and outcome ([`Throttle::admit`] hands out an [`InFlight`] for each);
-//!   past that an attempt is refused as a temporary failure, counting nothing. So an address gets
-//!   at most `max_failures` answers per ban, in a row or in parallel.
+//!   past that an attempt waits for a place (the connection asks again), counting nothing. So an
+//!   address gets at most `max_failures` answers per ban, in a row or in parallel.
 //! - Memory: at most `max_tracked` addresses and as many accounts (keyed by a 64-bit keyed hash of
 //!   the name); when a table is full the entry that failed least recently is dropped.
 

@@ -10,14 +10,21 @@ use crate::jid::BareJid;
 use crate::store::{Attempt, Store, StoreError};
 use crate::xmpp::StreamErrorCondition;
 
+/// How long an attempt waits for a place among its address's attempts in flight.
+const BUSY_WAIT: Duration = Duration::from_secs(10);
+/// How often it asks again meanwhile.
+const BUSY_RETRY: Duration = Duration::from_millis(50);
+
 impl Driver {
     /// Runs `lookup` for `username` on the store pool through the login throttle. Its answer
     /// (`answer`) reaches the c2s no earlier than the throttle allows; `invalid` answers a name
-    /// that is not a localpart at once (no such user).
+    /// that is not a localpart at once (no such user). While the address has as many attempts in
+    /// flight as the throttle allows, the attempt waits for a place (clients behind one address
+    /// logging in together: a NAT, a proxy, a load test), for at most [`BUSY_WAIT`].
     pub(super) fn credential_lookup<T: Send + 'static>(
         &mut self,
         username: &str,
-        lookup: impl FnOnce(&Store, &BareJid) -> Result<T, StoreError> + Send + 'static,
+        lookup: impl Fn(&Store, &BareJid) -> Result<T, StoreError> + Clone + Send + 'static,
         answer: fn(T, InFlight) -> Pending,
         invalid: Pending,
     ) {
@@ -27,12 +34,19 @@ impl Driver {
         };
         let (login, ip) = (self.ctx.login.clone(), self.c2s.peer().addr.ip());
         let (store, guard) = (self.ctx.store.clone(), login.clone());
-        let call = self
-            .ctx
-            .store
-            .call(move |store| login.attempt(ip, &jid, || lookup(store, &jid)));
         self.pending = Some(Box::pin(async move {
-            match call.await {
+            let given_up = Instant::now() + BUSY_WAIT;
+            let attempt = loop {
+                let (login, jid, lookup) = (login.clone(), jid.clone(), lookup.clone());
+                let call = store.call(move |store| login.attempt(ip, &jid, || lookup(store, &jid)));
+                match call.await {
+                    Ok(Attempt::Busy) if Instant::now() < given_up => {
+                        glommio::timer::sleep(BUSY_RETRY).await
+                    }
+                    other => break other,
+                }
+            };
+            match attempt {
                 Ok(Attempt::Answer {
                     value: Ok(v),
                     not_before,
@@ -48,8 +62,8 @@ impl Driver {
                     answer(v, in_flight)
                 }
                 Ok(Attempt::Banned(left)) => Pending::Banned(left),
-                // As many attempts from the address in flight as failures left before a ban:
-                // a temporary failure, nothing counted (`auth::throttle`).
+                // No place came free in time (`auth::throttle`): a temporary failure, nothing
+                // counted.
                 Ok(Attempt::Busy) => Pending::Unavailable,
                 // Busy, closed or failing store: a temporary failure, not "no such user".
                 Ok(Attempt::Answer { value: Err(_), .. }) | Err(_) => Pending::Unavailable,

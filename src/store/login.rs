@@ -27,7 +27,7 @@ pub enum Attempt<T> {
     /// The address is banned for this much longer; the look-up did not run.
     Banned(Duration),
     /// The address has as many attempts in flight as failures left before a ban; the look-up did
-    /// not run (a temporary failure: nothing is counted).
+    /// not run and nothing is counted (ask again later).
     Busy,
 }
 
