@@ -17,8 +17,14 @@ use petrel_fuzz::{control, Rng};
 
 fn check_body(body: &[u8]) {
     let s = std::str::from_utf8(body).unwrap_or_else(|_| panic!("a body is not UTF-8"));
-    assert!(s.starts_with("<body") && s.ends_with('>'), "not a body: {s:?}");
-    assert!(s.contains("http://jabber.org/protocol/httpbind"), "no namespace: {s:?}");
+    assert!(
+        s.starts_with("<body") && s.ends_with('>'),
+        "not a body: {s:?}"
+    );
+    assert!(
+        s.contains("http://jabber.org/protocol/httpbind"),
+        "no namespace: {s:?}"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -36,16 +42,24 @@ fuzz_target!(|data: &[u8]| {
     let mut rng = Rng::new(c);
     let mut now = Instant::now();
     let mut answered = HashSet::new();
-    let mut session = match BoshSession::create(cfg.clone(), "0.fuzz".into(), RequestId(0), req, now) {
-        Ok(s) => s,
-        Err(Action::Respond { body, .. }) => return check_body(&body),
-        Err(_) => return,
-    };
+    let mut session =
+        match BoshSession::create(cfg.clone(), "0.fuzz".into(), RequestId(0), req, now) {
+            Ok(s) => s,
+            Err(Action::Respond { body, .. }) => return check_body(&body),
+            Err(_) => return,
+        };
     let mut next_id = 1;
     let drain = |s: &mut BoshSession, answered: &mut HashSet<u64>| {
         while let Some(a) = s.poll_action() {
-            if let Action::Respond { request_id, body, .. } = a {
-                assert!(answered.insert(request_id.0), "request {} answered twice", request_id.0);
+            if let Action::Respond {
+                request_id, body, ..
+            } = a
+            {
+                assert!(
+                    answered.insert(request_id.0),
+                    "request {} answered twice",
+                    request_id.0
+                );
                 check_body(&body);
             }
         }

@@ -40,7 +40,9 @@ fuzz_target!(|data: &[u8]| {
 
     let now = Instant::now();
     let peer = PeerInfo {
-        addr: "127.0.0.1:4000".parse().unwrap_or_else(|_| unreachable!("a literal address")),
+        addr: "127.0.0.1:4000"
+            .parse()
+            .unwrap_or_else(|_| unreachable!("a literal address")),
     };
     let mut c2s = C2s::new(petrel_fuzz::c2s::config(), peer, now);
     let mut link = WsLink::new(4096, &[]);
@@ -62,7 +64,10 @@ fuzz_target!(|data: &[u8]| {
         match client.read(&mut cio) {
             Ok(Message::Text(t)) => {
                 let t = t.as_str();
-                assert!(t.starts_with('<') && t.ends_with('>'), "not one element: {t:?}");
+                assert!(
+                    t.starts_with('<') && t.ends_with('>'),
+                    "not one element: {t:?}"
+                );
                 if !t.starts_with("<open ") && !t.starts_with("<close ") {
                     let start = &t[..t.find('>').unwrap_or(t.len())];
                     assert!(start.contains("xmlns"), "no namespace declared: {t:?}");
