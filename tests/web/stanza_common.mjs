@@ -212,6 +212,14 @@ export async function disconnectAll(clients) {
 /** run a script body: uncaught errors become a FAIL, then the summary */
 export function run(expected, body) {
     process.on('uncaughtException', e => {
+        // StanzaJS 12.22.1's BOSH transport pushes a response that arrives after it ended its own
+        // stream into the ended parser (ERR_STREAM_PUSH_AFTER_EOF), while a client it was told to
+        // disconnect closes: its bug, after the client left; the disconnect itself is checked.
+        const late = e && e.code === 'ERR_STREAM_PUSH_AFTER_EOF' && waitingFor.endsWith(': disconnected');
+        if (late) {
+            console.log(`# ignored: ${e.code} while ${waitingFor}`);
+            return;
+        }
         check(false, `uncaught exception in StanzaJS while waiting for ${waitingFor}`,
             String(e && e.stack || e).split('\n').slice(0, 3).join(' | '));
     });
