@@ -11,7 +11,8 @@
 //!   sends to the user's bare JID (probes and subscription requests dropped, messages and IQs
 //!   answered `service-unavailable`, never stored offline).
 //! - IQs (`urn:xmpp:blocking`, to the user's own account): get the list, block, unblock, unblock
-//!   all; after the store commits, the result goes to the requester and a push to every resource.
+//!   all; after the store commits, the home shard takes the new list, then sends the result to the
+//!   requester and a push to every resource.
 //!   [`BlocklistChanged`] tells the presence module, which sends a newly blocked JID unavailable
 //!   presence and an unblocked subscriber the current presence (§3.3, §3.4).
 //!
@@ -477,8 +478,8 @@ fn changed(
         hold: Vec::new(),
         route: Vec::new(),
         then: Some(Box::new(move |shard| {
-            // The result first, then the pushes (XEP-0191 §3.3 order).
-            crate::router::route(shard, result);
+            // The result goes from the home shard once the home copy is replaced, then the pushes
+            // (XEP-0191 §3.3 order): whoever the user tells after reading it meets the new list.
             let home = home_shard(&user, shard.shards);
             let u = user.clone();
             crate::sm::run_on(
@@ -505,7 +506,7 @@ fn changed(
                     }
                     let from = u.clone();
                     let push = move |to: &FullJid| push_iq(&from, to, &payload, version, id);
-                    state::publish(home_shard, &u, list, &push);
+                    state::publish(home_shard, &u, list, result, &push);
                     if !unblocked.is_empty() {
                         let ev = BlocklistChanged::Unblocked {
                             user: u.clone(),

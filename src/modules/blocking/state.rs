@@ -17,10 +17,10 @@
 //! receive check finds no list for U and holds it (by full JID), loads the list itself, and
 //! delivers the held stanzas through the filter once the list is installed.
 //!
-//! Changes: the IQ is answered on the requester's shard after the store committed; the new list
-//! (with its version) is then sent to H, which replaces its copy and sends it to the shard of every
-//! session of U (`sm.resources`) before the push IQ to that session. Versions make the newest list
-//! win wherever copies cross.
+//! Changes: once the store committed, the new list (with its version) goes to H, which replaces its
+//! copy, sends it to the shard of every session of U (`sm.resources`), and only then routes the IQ's
+//! result and the push IQs: a client reading the result is never ahead of the filters. Versions
+//! make the newest list win wherever copies cross.
 
 use std::sync::Arc;
 
@@ -145,12 +145,15 @@ pub fn uninstall(shard: &mut Shard, user: &BareJid, jid: &FullJid, session: Sess
     }
 }
 
-/// On the home shard: a committed list replaces the home copy and goes to every session's shard,
-/// each followed by `push` (the XEP-0191 push IQ built for that resource).
+/// On the home shard: a committed list replaces the home copy and goes to every session's shard;
+/// then `result` (the answer to the change) and `push` (the XEP-0191 push IQ built for each
+/// resource). Both leave behind the refreshes on the same rings, so no session reads them before
+/// its shard and the home shard filter with the new list.
 pub fn publish(
     shard: &mut Shard,
     user: &BareJid,
     list: Arc<BlockList>,
+    result: Acc,
     push: &(dyn Fn(&FullJid) -> Acc + Send + Sync),
 ) {
     let list = shard.ext.get_or_default::<HomeLists>().update(user, list);
@@ -160,9 +163,12 @@ pub fn publish(
         .iter()
         .map(|r| (r.jid.clone(), r.session))
         .collect();
-    for (jid, session) in resources {
+    for (_, session) in &resources {
         let (u, l) = (user.clone(), list.clone());
         crate::sm::run_on(shard, session.shard, Box::new(move |s| refresh(s, &u, l)));
+    }
+    crate::router::route(shard, result);
+    for (jid, _) in resources {
         crate::sm::route(shard, push(&jid));
     }
 }

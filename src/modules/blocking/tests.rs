@@ -443,3 +443,57 @@ fn replaced_session_keeps_the_list_for_its_successor() {
     assert_eq!(back.len(), 1, "{back:?}");
     assert_eq!(error_conds(&back[0])[0].0, "service-unavailable");
 }
+
+/// The answer to an unblock reaches the user only once the home shard filters with the new list:
+/// a contact the user tells at once is not refused by the old one (its IQs to the user's bare JID
+/// are filtered there). The result used to leave the requester's shard before the list reached home.
+#[test]
+fn the_answer_to_a_change_never_overtakes_the_new_list() {
+    let (mut c, _dir) = cluster(2, |store| {
+        let change = BlockChange::Block(vec!["bob@localhost".into()]);
+        store
+            .blocklist_update(&bare("alice@localhost"), &change, 1000)
+            .unwrap_or_else(|e| panic!("{e}"));
+    });
+    let alice_bare = bare("alice@localhost");
+    let home = home_shard(&alice_bare, 2).index();
+    // Alice's connection is on the other shard: the one the store answers on.
+    let alice = login(&mut c, 1 - home, "alice@localhost/a");
+    let mut sess = alice.sess;
+    user_send(
+        &mut c.shards[alice.on],
+        &mut sess,
+        stanza("<iq type='set' id='u1'><unblock xmlns='urn:xmpp:blocking'/></iq>"),
+    );
+    let bob = Jid::parse("bob@localhost").unwrap_or_else(|e| panic!("{e}"));
+    let mut rings = crate::shard::cluster::Rings::default();
+    let mut answered = false;
+    for _ in 0..1000 {
+        let mut moved = false;
+        for i in 0..2 {
+            for job in c.shards[i].take_jobs() {
+                moved = true;
+                let store = c.store.as_ref().unwrap_or_else(|| panic!("no store"));
+                let done = (job.run)(store);
+                c.shards[i].job_done(done);
+            }
+        }
+        while let Some(msg) = alice.mb.pop() {
+            let ConnMsg::Deliver(acc) = msg else { continue };
+            if acc.stanza.id().as_deref() == Some("u1") {
+                answered = true;
+                let lists = c.shards[home].ext.get_or_default::<HomeLists>();
+                assert!(
+                    !lists.get(&alice_bare).blocks(&bob),
+                    "the answer came before the home shard had the new list"
+                );
+            }
+        }
+        // Oldest message of the first busy ring: the home shard's work waits its turn.
+        moved |= rings.step_any(&mut c, |_| 0);
+        if !moved {
+            break;
+        }
+    }
+    assert!(answered, "no answer to the unblock");
+}
