@@ -30,7 +30,7 @@ use crate::modules::pep::api::{
 use crate::modules::vcard::{self, VcardStored};
 use crate::shard::Shard;
 use crate::sm::PRESENCE_UPDATE;
-use crate::xml::{Stanza, StanzaKind};
+use crate::xml::{Element, Stanza, StanzaKind};
 
 /// The module's name in `[modules]`.
 pub const NAME: &str = "avatar";
@@ -76,14 +76,10 @@ fn session_bound(ev: &mut SessionEvent, ctx: &mut HookCtx<'_>) -> HookResult {
                 return;
             }
             with_items(shard, owner, NS_METADATA.to_owned(), move |shard, items| {
-                let hash = match items
-                    .and_then(|i| i.into_iter().last())
-                    .and_then(|i| i.payload)
-                    .and_then(|p| convert::metadata(&p))
-                {
-                    Some(Metadata::Stored { id, .. }) => id,
-                    // No avatar (or one disabled, or elsewhere): nothing to add.
-                    _ => return,
+                let last = items.and_then(|i| i.into_iter().last());
+                // No avatar (or one disabled, or elsewhere): nothing to add.
+                let Some(hash) = stored_hash(last.and_then(|i| i.payload).as_ref()) else {
+                    return;
                 };
                 tell_connection(shard, session, jid, hash);
             });
@@ -216,15 +212,17 @@ fn current_hash(shard: &Shard, owner: &BareJid) -> Option<String> {
     match peek_last(shard, owner, NS_METADATA) {
         // No PEP avatar: the client's own XEP-0153 handling (from its vCard) is left alone.
         Peek::NotLoaded | Peek::NoNode => None,
-        Peek::Last(item) => Some(
-            match item
-                .and_then(|i| i.payload.as_ref())
-                .and_then(convert::metadata)
-            {
-                Some(Metadata::Stored { id, .. }) => id,
-                _ => String::new(),
-            },
-        ),
+        Peek::Last(item) => {
+            Some(stored_hash(item.and_then(|i| i.payload.as_ref())).unwrap_or_default())
+        }
+    }
+}
+
+/// The hash of the avatar a metadata item's `payload` names, when the server stores its data.
+fn stored_hash(payload: Option<&Element>) -> Option<String> {
+    match payload.and_then(convert::metadata) {
+        Some(Metadata::Stored { id, .. }) => Some(id),
+        _ => None,
     }
 }
 
