@@ -254,24 +254,13 @@ fn scram_sha256(
     secrets: Option<&ScramSecrets>,
     plus: bool,
 ) -> String {
-    scram_sha256_framed(c, user, password, secrets, plus, None)
+    scram_exchange(c, user, password, secrets, plus, None, None)
 }
 
 /// [`scram_sha256`] in RFC 6120 framing (`sasl2: None`), or in SASL2 framing (XEP-0388) with
-/// `Some(inline)` elements after the initial response (a `<user-agent/>`, a `<bind/>`...).
-fn scram_sha256_framed(
-    c: &mut Client,
-    user: &str,
-    password: &str,
-    secrets: Option<&ScramSecrets>,
-    plus: bool,
-    sasl2: Option<&str>,
-) -> String {
-    scram_exchange(c, user, password, secrets, plus, sasl2, None)
-}
-
-/// [`scram_sha256_framed`], with the client's final message sent in `response_ns`'s framing
-/// when given (a client mixing SASL2 and RFC 6120 elements).
+/// `Some(inline)` elements after the initial response (a `<user-agent/>`, a `<bind/>`...); the
+/// client's final message goes in `response_ns`'s framing when given (a client mixing SASL2 and
+/// RFC 6120 elements).
 fn scram_exchange(
     c: &mut Client,
     user: &str,

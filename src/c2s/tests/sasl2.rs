@@ -10,13 +10,14 @@ const UA: &str = "<user-agent id='d4565fa7-4d72-4749-b3d3-740edbf87770'>\
 
 /// alice (password `s3cret`) logs in with SCRAM-SHA-256 in SASL2 framing, sending `password`.
 fn sasl2_scram(c: &mut Client, password: &str, inline: &str) -> String {
-    scram_sha256_framed(
+    scram_exchange(
         c,
         "alice",
         password,
         Some(&secrets("s3cret")),
         false,
         Some(inline),
+        None,
     )
 }
 
@@ -306,13 +307,14 @@ fn channel_binding_works_in_sasl2_framing() {
         out.contains("<authentication xmlns='urn:xmpp:sasl:2'><mechanism>SCRAM-SHA-256-PLUS"),
         "{out}"
     );
-    let out = scram_sha256_framed(
+    let out = scram_exchange(
         &mut c,
         "alice",
         "s3cret",
         Some(&secrets("s3cret")),
         true,
         Some(UA),
+        None,
     );
     assert!(
         out.contains("<authorization-identifier>alice@example.com</authorization-identifier>"),
