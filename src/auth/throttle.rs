@@ -16,15 +16,21 @@
 //!   attempts over many connections would all be checked before the first failure is counted, far
 //!   past `max_failures`. An address may have at most `max_failures` less its live failures
 //!   attempts between check and outcome ([`Throttle::admit`] hands out an [`InFlight`] for each);
-//!   past that an attempt waits for a place (the connection asks again), counting nothing. So an
-//!   address gets at most `max_failures` answers per ban, in a row or in parallel.
+//!   past that an attempt waits for a place ([`PlaceFreed`], woken when one comes free or a ban
+//!   begins, then asks again), counting nothing. So an address gets at most `max_failures`
+//!   answers per ban, in a row or in parallel.
 //! - Memory: at most `max_tracked` addresses and as many accounts (keyed by a 64-bit keyed hash of
 //!   the name); when a table is full the entry that failed least recently is dropped.
 
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use event_listener::{Event, EventListener};
 
 use hashlink::LruCache;
 
@@ -55,13 +61,37 @@ pub struct Ban {
 /// An attempt between its check and its outcome, counted against its address's budget until
 /// dropped (lock-free: the shard holding it never takes the throttle's lock).
 #[derive(Debug, Default)]
-pub struct InFlight(Option<Arc<AtomicU32>>);
+pub struct InFlight(Option<Arc<Places>>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if let Some(n) = &self.0 {
-            n.fetch_sub(1, Ordering::AcqRel);
+        if let Some(p) = &self.0 {
+            p.taken.fetch_sub(1, Ordering::AcqRel);
+            // One more waiter, whether or not earlier ones took their turn yet.
+            p.freed.notify_additional(1);
         }
+    }
+}
+
+/// An address's attempts in flight, and the attempts waiting for one of them to end.
+#[derive(Debug, Default)]
+struct Places {
+    /// Attempts between check and outcome.
+    taken: AtomicU32,
+    /// Told when one ends or the address is banned.
+    freed: Event,
+}
+
+/// Resolves once a place among an address's attempts in flight may have come free, or the
+/// address was banned: the attempt asks again (another may have taken the place first).
+#[derive(Debug)]
+pub struct PlaceFreed(EventListener);
+
+impl Future for PlaceFreed {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx)
     }
 }
 
@@ -77,7 +107,7 @@ struct Entry {
     /// Set once `max_failures` is reached (addresses only).
     banned_until: Option<Instant>,
     /// Attempts checked whose outcome is not known yet (addresses only).
-    in_flight: Arc<AtomicU32>,
+    in_flight: Arc<Places>,
 }
 
 impl Entry {
@@ -191,11 +221,12 @@ impl Throttle {
     }
 
     /// Counts an attempt from `ip` that [`Throttle::check`] let through as in flight until the
-    /// returned value is dropped (once its failure is counted, or on success); `None` when the
-    /// address already has as many in flight as it has failures left before a ban.
-    pub fn admit(&mut self, ip: IpAddr, now: Instant) -> Option<InFlight> {
+    /// returned value is dropped (once its failure is counted, or on success); when the address
+    /// already has as many in flight as it has failures left before a ban, what to wait for before
+    /// asking again.
+    pub fn admit(&mut self, ip: IpAddr, now: Instant) -> Result<InFlight, PlaceFreed> {
         if !self.applies(ip) {
-            return Some(InFlight::default());
+            return Ok(InFlight::default());
         }
         let (window, max) = (self.cfg.window, self.cfg.max_failures);
         let net = IpNet::containing(ip, self.cfg.ipv6_prefix);
@@ -204,13 +235,29 @@ impl Throttle {
         if !self.ips.contains_key(&net) {
             self.ips.insert(net, Entry::new(now));
         }
-        let e = self.ips.peek_mut(&net)?;
+        let Some(e) = self.ips.peek_mut(&net) else {
+            // Just inserted: the table holds it (`max_tracked` is at least one).
+            return Ok(InFlight::default());
+        };
         let budget = max.saturating_sub(e.live(now, window)).max(1);
-        let counter = e.in_flight.clone();
-        let taken = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < budget).then_some(n + 1)
-        });
-        taken.ok().map(|_| InFlight(Some(counter)))
+        let places = e.in_flight.clone();
+        let take = || {
+            places
+                .taken
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < budget).then_some(n + 1)
+                })
+                .is_ok()
+        };
+        if take() {
+            return Ok(InFlight(Some(places)));
+        }
+        // Listening before the second look: a place freed in between wakes this one.
+        let wait = PlaceFreed(places.freed.listen());
+        if take() {
+            return Ok(InFlight(Some(places)));
+        }
+        Err(wait)
     }
 
     /// When the ban on `ip`'s address ends, if it is banned at `now`.
@@ -255,6 +302,8 @@ impl Throttle {
         }
         let until = now + self.cfg.ban_time;
         e.banned_until = Some(until);
+        // Every attempt waiting for a place is refused now.
+        e.in_flight.freed.notify(usize::MAX);
         Some(Ban {
             net,
             failures: e.failures,

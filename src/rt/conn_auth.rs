@@ -12,8 +12,9 @@ use crate::xmpp::StreamErrorCondition;
 
 /// How long an attempt waits for a place among its address's attempts in flight.
 const BUSY_WAIT: Duration = Duration::from_secs(10);
-/// How often it asks again meanwhile.
-const BUSY_RETRY: Duration = Duration::from_millis(50);
+/// It asks again when a place comes free, and at least this often (a safety net: nothing is
+/// known to miss a wake-up).
+const BUSY_RECHECK: Duration = Duration::from_secs(1);
 
 impl Driver {
     /// Runs `lookup` for `username` on the store pool through the login throttle. Its answer
@@ -40,8 +41,13 @@ impl Driver {
                 let (login, jid, lookup) = (login.clone(), jid.clone(), lookup.clone());
                 let call = store.call(move |store| login.attempt(ip, &jid, || lookup(store, &jid)));
                 match call.await {
-                    Ok(Attempt::Busy) if Instant::now() < given_up => {
-                        glommio::timer::sleep(BUSY_RETRY).await
+                    Ok(Attempt::Busy(freed)) => {
+                        let left = given_up.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            break Ok(Attempt::Busy(freed));
+                        }
+                        let recheck = glommio::timer::sleep(left.min(BUSY_RECHECK));
+                        futures_lite::future::or(freed, recheck).await;
                     }
                     other => break other,
                 }
@@ -64,7 +70,7 @@ impl Driver {
                 Ok(Attempt::Banned(left)) => Pending::Banned(left),
                 // No place came free in time (`auth::throttle`): a temporary failure, nothing
                 // counted.
-                Ok(Attempt::Busy) => Pending::Unavailable,
+                Ok(Attempt::Busy(_)) => Pending::Unavailable,
                 // Busy, closed or failing store: a temporary failure, not "no such user".
                 Ok(Attempt::Answer { value: Err(_), .. }) | Err(_) => Pending::Unavailable,
             }

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::auth::throttle::{InFlight, Throttle, Verdict};
+use crate::auth::throttle::{InFlight, PlaceFreed, Throttle, Verdict};
 use crate::config::ThrottleConfig;
 use crate::jid::BareJid;
 
@@ -27,8 +27,8 @@ pub enum Attempt<T> {
     /// The address is banned for this much longer; the look-up did not run.
     Banned(Duration),
     /// The address has as many attempts in flight as failures left before a ban; the look-up did
-    /// not run and nothing is counted (ask again later).
-    Busy,
+    /// not run and nothing is counted (ask again once this resolves).
+    Busy(PlaceFreed),
 }
 
 /// A handle to the server's login throttle; clones share it.
@@ -50,26 +50,24 @@ impl LoginGuard {
         lookup: impl FnOnce() -> T,
     ) -> Attempt<T> {
         let now = Instant::now();
-        let (verdict, in_flight) = {
-            let mut throttle = self.lock();
-            let verdict = throttle.check(ip, account.as_str(), now);
-            let admitted = match verdict {
-                Verdict::Banned(_) => None,
-                _ => throttle.admit(ip, now),
-            };
-            (verdict, admitted)
-        };
-        let not_before = match verdict {
+        let mut throttle = self.lock();
+        let not_before = match throttle.check(ip, account.as_str(), now) {
             Verdict::Banned(until) => {
+                drop(throttle);
                 tracing::debug!(%ip, account = account.as_str(), "login refused: address banned");
                 return Attempt::Banned(until.saturating_duration_since(now));
             }
             Verdict::Allow => None,
             Verdict::Delay(at) => Some(at),
         };
-        let Some(in_flight) = in_flight else {
-            tracing::debug!(%ip, account = account.as_str(), "login refused: too many in flight");
-            return Attempt::Busy;
+        let admitted = throttle.admit(ip, now);
+        drop(throttle);
+        let in_flight = match admitted {
+            Ok(f) => f,
+            Err(wait) => {
+                tracing::debug!(%ip, account = account.as_str(), "login waits: too many in flight");
+                return Attempt::Busy(wait);
+            }
         };
         Attempt::Answer {
             value: lookup(),
@@ -160,6 +158,8 @@ mod tests {
         assert!(!ran);
     }
 
+    use futures_lite::future::{block_on, poll_once};
+
     #[test]
     fn attempts_in_flight_are_bounded_by_the_failures_left() {
         // max_failures = 2: two attempts may wait for their outcome; a third is refused without a
@@ -169,26 +169,35 @@ mod tests {
         let jid = BareJid::parse("alice@localhost").unwrap_or_else(|e| panic!("{e}"));
         let take = |v| match guard.attempt(ip, &jid, || v) {
             Attempt::Answer { in_flight, .. } => Some(in_flight),
-            Attempt::Busy => None,
+            Attempt::Busy(_) => None,
             Attempt::Banned(_) => panic!("banned"),
         };
         let (first, second) = (take(1).unwrap(), take(2).unwrap());
         let mut ran = false;
-        assert!(matches!(
-            guard.attempt(ip, &jid, || ran = true),
-            Attempt::Busy
-        ));
+        let Attempt::Busy(mut wait) = guard.attempt(ip, &jid, || ran = true) else {
+            panic!("a third attempt was let through");
+        };
         assert!(!ran);
-        // A success frees its place.
+        assert_eq!(block_on(poll_once(&mut wait)), None, "no place came free");
+        // A success frees its place, and wakes the waiting attempt.
         drop(first);
+        assert_eq!(block_on(poll_once(&mut wait)), Some(()));
         let third = take(3).expect("a place was freed");
         assert!(take(4).is_none());
         // A failure frees its place but leaves one failure before the ban: one in flight at most.
         guard.failure(ip, &jid, second);
-        assert!(take(5).is_none(), "third still holds the only place");
+        let Attempt::Busy(mut waiting) = guard.attempt(ip, &jid, || 5) else {
+            panic!("third still holds the only place");
+        };
         drop(third);
         let fourth = take(6).expect("the place is free again");
+        assert_eq!(block_on(poll_once(&mut waiting)), Some(()));
+        let Attempt::Busy(mut waiting) = guard.attempt(ip, &jid, || 7) else {
+            panic!("fourth holds the only place");
+        };
+        // The ban wakes every waiting attempt, to be refused.
         guard.failure(ip, &jid, fourth);
-        assert!(matches!(guard.attempt(ip, &jid, || 7), Attempt::Banned(_)));
+        assert_eq!(block_on(poll_once(&mut waiting)), Some(()));
+        assert!(matches!(guard.attempt(ip, &jid, || 8), Attempt::Banned(_)));
     }
 }
