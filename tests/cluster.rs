@@ -1093,6 +1093,23 @@ fn one_muc_room_across_nodes_its_node_dies_and_a_late_node_joins_it() {
     }
 }
 
+/// How many messages `room`'s archive gives `c`.
+fn archived(c: &mut Client, room: &str) -> usize {
+    c.send(&format!(
+        "<iq type='set' id='mq' to='{room}'><query xmlns='urn:xmpp:mam:2' queryid='cq'/></iq>"
+    ));
+    let mut n = 0;
+    loop {
+        let s = c.next_stanza();
+        if s.id().as_deref() == Some("mq") {
+            return n;
+        }
+        if s.name() == "message" && text(&s).contains("queryid='cq'") {
+            n += 1;
+        }
+    }
+}
+
 #[test]
 fn a_persistent_room_comes_back_on_another_node_from_the_shared_store() {
     let Some(db) = common::pg::TestDatabase::create() else {
@@ -1100,7 +1117,7 @@ fn a_persistent_room_comes_back_on_another_node_from_the_shared_store() {
     };
     let Some(nats) = Nats::start() else { return };
     let modules = format!(
-        "{MUC}[store]\nbackend = \"postgres\"\nurl = {:?}\npool_size = 2\n",
+        "{MUC}[modules.mam]\n[store]\nbackend = \"postgres\"\nurl = {:?}\npool_size = 2\n",
         db.url
     );
     let [n1, n2, n3] = three_nodes(&nats, &modules, true);
@@ -1112,6 +1129,21 @@ fn a_persistent_room_comes_back_on_another_node_from_the_shared_store() {
     join(&mut carol, &room, "carol", "");
     assert_eq!(rooms_of(&n2), vec![(room.clone(), 2)]);
     listed(&mut alice, &[&format!("jid='{room}'"), "name='Kept Room'"]);
+    for j in 0..2 {
+        groupchat(
+            &mut alice,
+            &room,
+            &format!("h{j}"),
+            &format!("before the death {j}"),
+        );
+        expect_groupchat(&mut alice, &format!("h{j}"));
+    }
+    // In the shared archive before the node dies (rows are written in batches).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while archived(&mut alice, &room) < 2 {
+        assert!(Instant::now() < deadline, "the archive never had both");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // Its node dies: the occupants are told; the room is loaded from the shared store by its new
     // node (rendezvous among n1 and n3) on the next stanza, with its configuration.
@@ -1130,6 +1162,19 @@ fn a_persistent_room_comes_back_on_another_node_from_the_shared_store() {
     assert!(text(&r).contains("muc_persistent"), "{}", text(&r));
     let seen = join(&mut carol, &room, "carol", "");
     assert!(!seen.iter().any(|s| has_status(s, "201")), "{seen:?}");
+    // Its history comes back from the archive, up to the subject.
+    let mut history = Vec::new();
+    loop {
+        let s = carol.next_stanza();
+        if s.name() != "message" {
+            continue;
+        }
+        if text(&s).contains("<subject") {
+            break;
+        }
+        history.extend(body(&s));
+    }
+    assert_eq!(history, ["before the death 0", "before the death 1"]);
     // The owner is still the owner, from the other live node: it reads the configuration form.
     alice.send(&format!("<iq type='get' id='f' to='{room}'><query xmlns='http://jabber.org/protocol/muc#owner'/></iq>"));
     let r = alice.expect("form", |s| s.id().as_deref() == Some("f"));

@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::muc::{create, expect_groupchat, groupchat, has_status, join, kept_room_fields, text};
+use common::muc::{
+    create, expect_groupchat, field, groupchat, has_status, join, kept_room_fields, text,
+};
 use common::{body, error_condition, Client, Server};
 
 const SERVICE: &str = "conference.localhost";
@@ -660,4 +662,87 @@ fn a_new_room_never_shows_an_earlier_rooms_archive() {
     create(&mut third, &room, "third", "");
     let old = earlier(&mut third);
     assert!(old.is_empty(), "the new room shows the old one's: {old:?}");
+}
+
+/// The `<stanza-id by='room'/>` of a message as a client sees it.
+fn room_stanza_id(m: &petrel::xml::Stanza, room: &str) -> Option<String> {
+    let t = m.tree().ok()?;
+    let sid = t
+        .child_elements()
+        .find(|e| e.name == "stanza-id" && e.attr("by") == Some(room))?;
+    sid.attr("id").map(str::to_owned)
+}
+
+/// A persistent room's history (XEP-0045 §7.2.15) lives in memory and was empty after a restart;
+/// it is refilled from the room's archive, as Prosody's mod_muc_mam does: the newest messages
+/// with a body, as many as the room keeps, with the stanza ids the archive gave them, and without
+/// the real JIDs the archive's copies carry.
+#[test]
+fn a_persistent_rooms_history_survives_a_restart() {
+    for shards in [1, 2] {
+        let mut server = Server::start_with(
+            shards,
+            &["u0", "u1"],
+            "",
+            "[modules.presence]\n[modules.muc]\n[modules.mam]\n",
+        );
+        let room = format!("hist@{SERVICE}");
+        let mut owner = server.login("u0", "r", Some(0));
+        let fields = format!(
+            "{}{}{}",
+            kept_room_fields(),
+            field("historylength", "3"),
+            field("whois", "anyone")
+        );
+        create(&mut owner, &room, "owner", &fields);
+        let mut ids = Vec::new();
+        for j in 0..5 {
+            groupchat(&mut owner, &room, &format!("g{j}"), &format!("said {j}"));
+            let echo = expect_groupchat(&mut owner, &format!("g{j}"));
+            ids.push(room_stanza_id(&echo, &room).expect("the archive's id"));
+        }
+        // Archived (a storage hint) but no history: it must not push a message out.
+        owner.send(&format!(
+            "<message type='groupchat' to='{room}' id='s'><active xmlns='http://jabber.org/protocol/chatstates'/><store xmlns='urn:xmpp:hints'/></message>"
+        ));
+        expect_groupchat(&mut owner, "s");
+        drop(owner);
+        server.stop();
+        server.spawn(shards);
+        let mut c = server.login("u1", "r", Some(0));
+        join(&mut c, &room, "reader", "");
+        let mut history = Vec::new();
+        loop {
+            let s = c.next_stanza();
+            if s.name() != "message" {
+                continue;
+            }
+            let t = text(&s);
+            // The subject (empty here) ends the history.
+            if t.contains("<subject") {
+                break;
+            }
+            history.push(s);
+        }
+        let bodies: Vec<String> = history.iter().filter_map(body).collect();
+        assert_eq!(bodies, ["said 2", "said 3", "said 4"], "shards={shards}");
+        for (m, id) in history.iter().zip(&ids[2..]) {
+            let t = text(m);
+            assert_eq!(
+                m.from().as_deref(),
+                Some(format!("{room}/owner").as_str()),
+                "{t}"
+            );
+            assert!(t.contains("urn:xmpp:delay"), "{t}");
+            assert_eq!(
+                room_stanza_id(m, &room).as_deref(),
+                Some(id.as_str()),
+                "{t}"
+            );
+            assert!(
+                !t.contains("u0@localhost"),
+                "a real JID in the history: {t}"
+            );
+        }
+    }
 }

@@ -420,6 +420,62 @@ pub fn forget_owner(shard: &mut Shard, owner: String) {
     });
 }
 
+/// Whether this shard archives (the module runs here): only then does a room's archive hold its
+/// messages, to refill its history from after a restart.
+pub fn running(shard: &Shard) -> bool {
+    shard.ext.get::<Archive>().is_some()
+}
+
+/// One message of a room's archive, as a restored room's history takes it.
+pub struct RoomArchived {
+    /// The groupchat message as archived (from `room/nick`).
+    pub stanza: Vec<u8>,
+    /// When the room got it.
+    pub at: SystemTime,
+    /// Its `<stanza-id by='room'/>`, serialized.
+    pub stanza_id: Vec<u8>,
+}
+
+/// On a pool thread: the newest `n` messages with a body of `room`'s archive, oldest first (a
+/// restored room's history: XEP-0045 keeps it in memory only; Prosody's mod_muc_mam refills it
+/// likewise). Body-less rows (`<store/>` hints) are passed over, a few pages back at most.
+pub fn room_history(
+    store: &crate::store::Store,
+    room: &str,
+    n: usize,
+) -> Result<Vec<RoomArchived>, crate::store::StoreError> {
+    const PAGES: usize = 4;
+    let mut found = Vec::new();
+    let mut filter = crate::store::MamFilter::default();
+    for _ in 0..PAGES {
+        if found.len() >= n {
+            break;
+        }
+        let rows = store.mam_query(room, &filter, n, true)?;
+        let Some(oldest) = rows.first().map(|m| m.id) else {
+            break;
+        };
+        let full = rows.len() == n;
+        // Newest first while collecting; the page is oldest first.
+        for m in rows.into_iter().rev() {
+            if found.len() < n && BODY.find(&m.stanza).is_some() {
+                found.push(RoomArchived {
+                    at: std::time::UNIX_EPOCH
+                        + std::time::Duration::from_micros(u64::try_from(m.ts).unwrap_or_default()),
+                    stanza_id: stanza_id(room, m.id),
+                    stanza: m.stanza,
+                });
+            }
+        }
+        if !full {
+            break;
+        }
+        filter.before_id = Some(oldest);
+    }
+    found.reverse();
+    Ok(found)
+}
+
 /// Once per scheduler turn (and at least once a second): the rows buffered on this shard go to its
 /// inbox, and a take is asked for when one is due.
 fn flush(shard: &mut Shard) {

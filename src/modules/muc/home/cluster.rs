@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use super::{apply, deliver, rooms, store_key, unknown_room, Slot, Stored};
 use crate::hooks::{Acc, HookCtx, JobDone};
 use crate::jid::BareJid;
+use crate::modules::mam::archive;
 use crate::modules::muc::room::{Room, RoomOut};
 use crate::shard::{home_shard, Shard, ShardMsg};
 use crate::xmpp::StanzaErrorCondition;
@@ -18,12 +19,26 @@ pub(super) fn load_one(shard: &mut Shard, acc: Acc, room: BareJid) {
         .slots
         .insert(room.clone(), Slot::Loading(vec![acc]));
     let name = room.as_str().to_owned();
+    // Its history too, from its archive (the room's own length cuts it once restored).
+    let wanted = if crate::modules::mam::archive::running(shard) {
+        rooms(shard).limits.max_history as usize
+    } else {
+        0
+    };
     let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
     ctx.store(store_key(&room), move |store| {
         let row = store.muc_room(&name);
+        let history = match row {
+            Ok(Some(_)) => archive::room_history(store, &name, wanted).unwrap_or_else(|e| {
+                // The room is served without its history rather than not at all.
+                tracing::warn!(room = name, error = %e, "MUC history not read from the archive");
+                Vec::new()
+            }),
+            _ => Vec::new(),
+        };
         JobDone {
             then: Some(Box::new(move |shard: &mut Shard| {
-                loaded_one(shard, room, row)
+                loaded_one(shard, room, row, history)
             })),
             ..JobDone::default()
         }
@@ -36,6 +51,7 @@ fn loaded_one(
     shard: &mut Shard,
     jid: BareJid,
     row: Result<Option<String>, crate::store::StoreError>,
+    history: Vec<archive::RoomArchived>,
 ) {
     let Some(Slot::Loading(queue)) = rooms(shard).slots.remove(&jid) else {
         return;
@@ -69,6 +85,7 @@ fn loaded_one(
                     creator: creator.clone(),
                 },
             );
+            super::refill(shard, &jid, history);
             let home = home_shard(&creator, shard.shards);
             shard.send_to_shard(
                 home,

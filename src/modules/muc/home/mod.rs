@@ -109,8 +109,8 @@ fn load(shard: &mut Shard) {
     });
 }
 
-/// The persistent rooms are read: restore them, count them in their creators' quotas, then handle
-/// what waited.
+/// The persistent rooms are read: restore them, count them in their creators' quotas, refill their
+/// histories from their archives, then handle what waited.
 fn loaded(shard: &mut Shard, rows: Vec<(String, String)>) {
     let limits = rooms(shard).limits.clone();
     let mut creators = Vec::new();
@@ -127,10 +127,6 @@ fn loaded(shard: &mut Shard, rows: Vec<(String, String)>) {
         creators.push(creator.clone());
         rooms(shard).slots.insert(jid, Slot::Live { room, creator });
     }
-    let r = rooms(shard);
-    r.loaded = true;
-    r.loading = false;
-    let waiting = std::mem::take(&mut r.waiting);
     for creator in creators {
         let home = home_shard(&creator, shard.shards);
         shard.send_to_shard(
@@ -138,7 +134,62 @@ fn loaded(shard: &mut Shard, rows: Vec<(String, String)>) {
             ShardMsg::Run(Box::new(move |s| super::quota::restored(s, &creator))),
         );
     }
-    for acc in waiting {
+    let wanted: Vec<(String, usize)> = rooms(shard)
+        .slots
+        .iter()
+        .filter_map(|(jid, slot)| match slot {
+            Slot::Live { room, .. } => Some((jid.as_str().to_owned(), room.history_length())),
+            _ => None,
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    if wanted.is_empty() || !crate::modules::mam::archive::running(shard) {
+        return serve(shard);
+    }
+    let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
+    ctx.store(None, move |store| {
+        let mut found = Vec::new();
+        for (room, n) in wanted {
+            match crate::modules::mam::archive::room_history(store, &room, n) {
+                Ok(h) => found.push((room, h)),
+                // The room is served without its history rather than not at all.
+                Err(e) => tracing::warn!(room, error = %e, "MUC history not read from the archive"),
+            }
+        }
+        JobDone {
+            then: Some(Box::new(move |shard: &mut Shard| {
+                for (room, history) in found {
+                    if let Ok(jid) = BareJid::parse(&room) {
+                        refill(shard, &jid, history);
+                    }
+                }
+                serve(shard);
+            })),
+            ..JobDone::default()
+        }
+    });
+}
+
+/// Gives a restored room the history its archive kept.
+fn refill(
+    shard: &mut Shard,
+    jid: &BareJid,
+    history: Vec<crate::modules::mam::archive::RoomArchived>,
+) {
+    if let Some(Slot::Live { room, .. }) = rooms(shard).slots.get_mut(jid) {
+        room.restore_history(history.into_iter().filter_map(|m| {
+            let stanza = crate::xml::Stanza::parse(m.stanza).ok()?;
+            Some((stanza, m.at, m.stanza_id))
+        }));
+    }
+}
+
+/// The rooms are ready: handle what waited.
+fn serve(shard: &mut Shard) {
+    let r = rooms(shard);
+    r.loaded = true;
+    r.loading = false;
+    for acc in std::mem::take(&mut r.waiting) {
         deliver(shard, acc);
     }
 }

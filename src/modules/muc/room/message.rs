@@ -147,6 +147,35 @@ impl Room {
         true
     }
 
+    /// The most history messages the room keeps (its `history length` setting).
+    pub fn history_length(&self) -> usize {
+        self.config.history_length as usize
+    }
+
+    /// Refills the history of a room restored from the store with its archived groupchat
+    /// messages (`stanza`, when the room got it, its serialized `<stanza-id/>`), oldest first: the
+    /// history lives in memory, so a restart had emptied it. Only messages with a body count, as
+    /// when they were sent; the sender's real JID the archive's copy may carry is not the history's.
+    pub fn restore_history(
+        &mut self,
+        archived: impl IntoIterator<Item = (Stanza, SystemTime, Vec<u8>)>,
+    ) {
+        for (stanza, at, sid) in archived {
+            let Ok(mut el) = stanza.tree() else { continue };
+            let Some(from) = el.attr("from").map(str::to_owned) else {
+                continue;
+            };
+            if el.get_child("body", ns::CLIENT).is_none() {
+                continue;
+            }
+            el.children
+                .retain(|n| !matches!(n, Node::Element(e) if e.name == "x" && e.ns == NS_MUC_USER));
+            if self.keep(el, &from, at) {
+                self.history.stamp_newest(&sid);
+            }
+        }
+    }
+
     /// The newest history message gets `sid`, the `<stanza-id/>` the room's archive gave its
     /// broadcast (XEP-0359 §6: clients match the history they get on joining against the archive).
     pub fn stamp_newest_history(&mut self, sid: &[u8]) {
