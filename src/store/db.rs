@@ -189,7 +189,7 @@ impl Conn {
     }
 
     /// Inside a transaction (BEGIN ... COMMIT).
-    fn in_tx(&self) -> bool {
+    pub(crate) fn in_tx(&self) -> bool {
         match self {
             Conn::Sqlite(c) => !c.is_autocommit(),
             Conn::Postgres(pg) => pg.borrow().in_tx,

@@ -849,6 +849,12 @@ impl Store {
     /// Commits the rows held (those of [`Store::mam_append_later`] and every known inbox's), if
     /// any.
     pub fn mam_flush(&self) {
+        if self.db.in_tx() {
+            // Inside another write's transaction (an account's removal reading the archive): the
+            // rows' own transaction cannot open there, and the caller's may roll back. They stay
+            // held, for the next flush.
+            return;
+        }
         let (rows, done, taken) = {
             let mut p = self.mam_pending.borrow_mut();
             for i in 0..p.inboxes.len() {
@@ -1491,6 +1497,52 @@ pub(crate) mod tests {
             assert!(s.deferred().is_none());
             s.run_deferred();
             assert_eq!(written.load(std::sync::atomic::Ordering::SeqCst), 3);
+        }
+    }
+
+    /// An account's removal, a transaction of its own that deletes the account's archive, lost
+    /// every other owner's rows held for the next commit ("cannot start a transaction within a
+    /// transaction"): the flush inside it failed and dropped them.
+    #[test]
+    fn removing_an_account_keeps_everyone_elses_held_rows() {
+        for db in test_dbs() {
+            let s = db.open();
+            let gone = crate::jid::BareJid::parse("gone@x").unwrap_or_else(|e| panic!("{e}"));
+            s.add_user(&gone, &crate::auth::ScramSecrets::derive("pw", 16))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let mut batch = ArchiveBatch::default();
+            for i in 1..=3 {
+                batch.push(row("a@x", i, "b@x", i * 10).as_row());
+            }
+            batch.push(row("gone@x", 4, "b@x", 40).as_row());
+            let w = written.clone();
+            s.mam_append_later(
+                batch,
+                Box::new(move |r| {
+                    w.fetch_add(r.unwrap_or(0), std::sync::atomic::Ordering::SeqCst);
+                }),
+            );
+            s.remove_user(&gone)
+                .unwrap_or_else(|e| panic!("{}: {e}", db.name));
+            let got = s
+                .mam_query("a@x", &MamFilter::default(), 10, false)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                got.iter().map(|r| r.id).collect::<Vec<_>>(),
+                [1, 2, 3],
+                "{}",
+                db.name
+            );
+            let theirs = s
+                .mam_query("gone@x", &MamFilter::default(), 10, false)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                theirs.is_empty(),
+                "{}: the removed account's rows stay",
+                db.name
+            );
+            assert_eq!(written.load(std::sync::atomic::Ordering::SeqCst), 4);
         }
     }
 

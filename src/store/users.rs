@@ -143,6 +143,9 @@ impl Store {
     /// requests too). `NoSuchUser` if absent.
     pub fn remove_user(&self, jid: &BareJid) -> Result<Vec<RosterItem>, StoreError> {
         let node = jid.node().ok_or(StoreError::NoLocalpart)?;
+        // The archive rows held for the next commit are written first, the account's among them,
+        // to go with it below (no flush can run inside the transaction).
+        self.mam_flush();
         self.transaction(None, || {
             // The roster as it was, so the server can cancel the subscriptions (XEP-0077 §3.2).
             let roster = self.roster_rows(jid)?;
