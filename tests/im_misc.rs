@@ -433,6 +433,12 @@ fn registration(shards: usize) {
     let r = s.expect("removal", |st| st.id().as_deref() == Some("rm"));
     assert_eq!(r.type_().as_deref(), Some("result"));
     assert!(s.read_to_close().contains("not-authorized"));
+    // XEP-0077 §3.2: every session of the account ends, not only the one that asked (the others
+    // went on sending as the account, and got what a new owner of the name was sent).
+    for c in [&mut other, &mut again] {
+        let end = c.read_to_close();
+        assert!(end.contains("not-authorized"), "{end}");
+    }
 }
 
 #[test]

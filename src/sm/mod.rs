@@ -527,6 +527,31 @@ pub fn account_removed(shard: &mut Shard, jid: &BareJid) {
     );
 }
 
+/// On the home shard of `bare` (elsewhere: 0): closes its sessions whose full JID `which` accepts,
+/// wherever they live, those parked by stream management (XEP-0198) too, each with `msg()`;
+/// returns how many.
+pub fn close_sessions(
+    shard: &mut Shard,
+    bare: &BareJid,
+    which: impl Fn(&FullJid) -> bool,
+    msg: impl Fn() -> ConnMsg,
+) -> usize {
+    if home_shard(bare, shard.shards) != shard.id {
+        return 0;
+    }
+    let targets: Vec<_> = shard
+        .sm
+        .resources(bare)
+        .iter()
+        .filter(|r| which(&r.jid))
+        .map(|r| r.session)
+        .collect();
+    for &at in &targets {
+        shard.send_to_session(at, msg());
+    }
+    targets.len()
+}
+
 /// Registers `jid` at `session` (on the home shard), for a connection whose authentication began at
 /// `authenticated`. A session already bound to the same full JID is replaced: it gets `conflict`
 /// and is closed (the new session wins, as in MongooseIM's default). An account deleted since the

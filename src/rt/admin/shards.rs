@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::admin::shapes::ShardStats;
 use crate::jid::{BareJid, FullJid};
 use crate::rt::ShardCtx;
-use crate::shard::{home_shard, ConnMsg, Shard, ShardId, ShardMsg};
+use crate::shard::{ConnMsg, Shard, ShardId, ShardMsg};
 use crate::store::oneshot;
 use crate::xmpp::StreamErrorCondition;
 
@@ -68,22 +68,9 @@ pub(super) fn kick_home(
     which: impl Fn(&FullJid) -> bool,
     text: &'static str,
 ) -> usize {
-    if home_shard(bare, s.shards) != s.id {
-        return 0;
-    }
-    let targets: Vec<_> =
-        s.sm.resources(bare)
-            .iter()
-            .filter(|r| which(&r.jid))
-            .map(|r| r.session)
-            .collect();
-    for &at in &targets {
-        s.send_to_session(
-            at,
-            ConnMsg::CloseText(StreamErrorCondition::PolicyViolation, text),
-        );
-    }
-    targets.len()
+    crate::sm::close_sessions(s, bare, which, || {
+        ConnMsg::CloseText(StreamErrorCondition::PolicyViolation, text)
+    })
 }
 
 /// This shard's counters.
