@@ -323,5 +323,33 @@ fn the_avatar_hash_is_in_directed_presence_and_probe_answers_too() {
             s.name() == "presence" && s.from().as_deref() == Some("alice@localhost/a")
         });
         assert!(text(&p).contains(&photo), "{shards}: {}", text(&p));
+
+        // A new avatar published from a client: the next directed presences carry its hash at
+        // once, before any broadcast (they carried the old one until the next broadcast).
+        let img2 = b"another avatar";
+        let id2 = sha1_hex(img2);
+        ok(&iq(
+            &mut quiet,
+            "p1",
+            &format!("<iq type='set' id='p1'><pubsub xmlns='{PS}'><publish node='urn:xmpp:avatar:data'><item id='{id2}'><data xmlns='urn:xmpp:avatar:data'>{}</data></item></publish></pubsub></iq>", b64(img2)),
+        ));
+        ok(&iq(
+            &mut quiet,
+            "p2",
+            &format!("<iq type='set' id='p2'><pubsub xmlns='{PS}'><publish node='urn:xmpp:avatar:metadata'><item id='{id2}'><metadata xmlns='urn:xmpp:avatar:metadata'><info id='{id2}' bytes='{}' type='image/png'/></metadata></item></publish></pubsub></iq>", img2.len()),
+        ));
+        for (c, status) in [(&mut quiet, "quiet after"), (&mut alice, "alice after")] {
+            c.send(&format!(
+                "<presence to='bob@localhost/b'><status>{status}</status></presence>"
+            ));
+            let p = bob.expect("directed presence", |s| {
+                s.name() == "presence" && text(s).contains(status)
+            });
+            assert!(
+                text(&p).contains(&format!("<photo>{id2}</photo>")),
+                "{shards}: {}",
+                text(&p)
+            );
+        }
     }
 }

@@ -122,6 +122,28 @@ fn photo_of(
 }
 
 fn pep_changed(shard: &mut Shard, ev: &PepEvent) {
+    if ev.node == NS_METADATA {
+        match &ev.change {
+            // The node's state is the PEP handler's while it runs: the new item tells the hash. Told
+            // now, it reaches each session's shard ahead of the publish's result.
+            PepChange::Published { payload, .. } => {
+                let hash = stored_hash(payload.as_ref()).unwrap_or_default();
+                tell_sessions(shard, &ev.owner, Some(hash));
+            }
+            // What is left is known once the handler is done.
+            PepChange::Retracted(_) => {
+                let owner = ev.owner.clone();
+                crate::sm::run_on(
+                    shard,
+                    shard.id,
+                    Box::new(move |shard: &mut Shard| {
+                        let hash = current_hash(shard, &owner);
+                        tell_sessions(shard, &owner, hash);
+                    }),
+                );
+            }
+        }
+    }
     let PepChange::Published {
         payload: Some(payload),
         ..
@@ -151,6 +173,37 @@ fn pep_changed(shard: &mut Shard, ev: &PepEvent) {
             );
         }
         Some(Metadata::External) | None => {}
+    }
+}
+
+/// On `owner`'s home shard, after a change of the metadata node: every session's connection shard
+/// learns `hash`, the one now advertised (`None`: none any more), for the directed presences (and
+/// room joins) sent before the next broadcast. They carried the old one until then.
+fn tell_sessions(shard: &mut Shard, owner: &BareJid, hash: Option<String>) {
+    let sessions: Vec<_> = shard
+        .sm
+        .resources(owner)
+        .iter()
+        .filter(|r| !r.session.is_remote())
+        .map(|r| (r.session, r.jid.clone()))
+        .collect();
+    for (session, jid) in sessions {
+        match &hash {
+            Some(h) => tell_connection(shard, session, jid, h.clone()),
+            None => {
+                let conn = session.conn;
+                crate::sm::run_on(
+                    shard,
+                    session.shard,
+                    Box::new(move |shard: &mut Shard| {
+                        let hashes = &mut shard.ext.get_or_default::<SessionHashes>().0;
+                        if hashes.get(&conn).is_some_and(|(j, _)| *j == jid) {
+                            hashes.remove(&conn);
+                        }
+                    }),
+                );
+            }
+        }
     }
 }
 
