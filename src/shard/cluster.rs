@@ -148,6 +148,30 @@ impl Rings {
         self.step(c, from, to)
     }
 
+    /// Runs the store jobs and delivers the rings' messages one at a time (the first busy ring's
+    /// oldest first), calling `check` after each step, until nothing moves: a test looks at every
+    /// intermediate state (what a client may read before the rest happened).
+    pub fn run_stepwise(&mut self, c: &mut Cluster, mut check: impl FnMut(&mut Cluster)) {
+        loop {
+            let mut moved = false;
+            for i in 0..c.shards.len() {
+                for job in c.shards[i].take_jobs() {
+                    moved = true;
+                    if let Some(store) = &c.store {
+                        let done = (job.run)(store);
+                        c.shards[i].job_done(done);
+                    }
+                }
+            }
+            check(c);
+            moved |= self.step_any(c, |_| 0);
+            check(c);
+            if !moved {
+                return;
+            }
+        }
+    }
+
     /// The rings with something queued, in order.
     pub fn busy(&self) -> Vec<(usize, usize)> {
         let mut v: Vec<(usize, usize)> = self

@@ -201,6 +201,42 @@ fn prefs_round_trip_and_reach_every_shard() {
     assert_eq!(cond(&bad[0]).as_deref(), Some("bad-request"));
 }
 
+/// Whether a message is archived is decided on its sender's shard: the answer to new preferences
+/// waits until every shard has them (a contact's message sent once the owner saw the answer was
+/// archived under the old ones).
+#[test]
+fn the_answer_to_new_prefs_comes_once_every_shard_has_them() {
+    let mut w = world(2);
+    let alice = w.connect(1, &format!("alice@{HOST}/a"), None);
+    let mut sess = alice.sess;
+    let set = format!("<iq type='set' id='s'><prefs xmlns='{MAM}' default='never'/></iq>");
+    let s = Stanza::parse(set.into_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    crate::c2s::route::user_send(&mut w.cluster.shards[1], &mut sess, s);
+    let owner = format!("alice@{HOST}");
+    let mut answered = false;
+    crate::shard::cluster::Rings::default().run_stepwise(&mut w.cluster, |c| {
+        while let Some(msg) = alice.mb.pop() {
+            let ConnMsg::Deliver(acc) = msg else { continue };
+            if acc.stanza.id().as_deref() == Some("s") {
+                answered = true;
+                for shard in &c.shards {
+                    let t = shard
+                        .ext
+                        .get::<super::super::prefs::PrefsTable>()
+                        .unwrap_or_else(|| panic!("no table"));
+                    assert_eq!(
+                        t.get(&owner).mode,
+                        super::super::prefs::Mode::Never,
+                        "shard {} had the old preferences when the answer came",
+                        shard.id.0
+                    );
+                }
+            }
+        }
+    });
+    assert!(answered, "no answer");
+}
+
 #[test]
 fn room_archives_answer_from_the_room() {
     use crate::hooks::{Acc, Effects, HookCtx};

@@ -162,23 +162,39 @@ pub fn set(
         JobDone {
             then: Some(Box::new(move |shard: &mut Shard| {
                 if ok {
-                    for to in 0..shards {
-                        let (owner, prefs) = (owner.clone(), prefs.clone());
-                        shard.send_to_shard(
-                            ShardId(to as u16),
-                            crate::shard::ShardMsg::Run(Box::new(move |s| {
-                                if let Some(t) = s.ext.get_mut::<PrefsTable>() {
-                                    t.put(owner, prefs);
-                                }
-                            })),
-                        );
-                    }
+                    spread(shard, 0, shards, owner, prefs, Box::new(done));
+                } else {
+                    done(shard, false);
                 }
-                done(shard, ok);
             })),
             ..JobDone::default()
         }
     });
+}
+
+/// Puts `owner`'s `prefs` into the table of shard `to`, then of each next one; `done` runs on the
+/// last. Whether a message is archived is decided on its sender's shard, so the answer waits until
+/// every shard has the new table: a contact's message sent once the owner saw it is archived
+/// under the new preferences.
+fn spread(
+    shard: &mut Shard,
+    to: usize,
+    shards: usize,
+    owner: String,
+    prefs: Prefs,
+    done: Box<dyn FnOnce(&mut Shard, bool) + Send>,
+) {
+    if to == shards {
+        return done(shard, true);
+    }
+    let step = move |s: &mut Shard| {
+        if let Some(t) = s.ext.get_mut::<PrefsTable>() {
+            t.put(owner.clone(), prefs.clone());
+        }
+        spread(s, to + 1, shards, owner, prefs, done);
+    };
+    let to = ShardId(u16::try_from(to).unwrap_or(u16::MAX));
+    shard.send_to_shard(to, crate::shard::ShardMsg::Run(Box::new(step)));
 }
 
 /// Loads every stored preference into this shard's table (at start).
