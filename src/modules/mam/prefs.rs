@@ -172,18 +172,14 @@ pub fn set(
     });
 }
 
+/// What runs once a change is stored (`true`) or not: the answer.
+type Done = Box<dyn FnOnce(&mut Shard, bool) + Send>;
+
 /// Puts `owner`'s `prefs` into the table of shard `to`, then of each next one; `done` runs on the
 /// last. Whether a message is archived is decided on its sender's shard, so the answer waits until
 /// every shard has the new table: a contact's message sent once the owner saw it is archived
 /// under the new preferences.
-fn spread(
-    shard: &mut Shard,
-    to: usize,
-    shards: usize,
-    owner: String,
-    prefs: Prefs,
-    done: Box<dyn FnOnce(&mut Shard, bool) + Send>,
-) {
+fn spread(shard: &mut Shard, to: usize, shards: usize, owner: String, prefs: Prefs, done: Done) {
     if to == shards {
         return done(shard, true);
     }
