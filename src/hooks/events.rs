@@ -13,6 +13,33 @@ use crate::shard::Shard;
 #[derive(Debug, Clone, Copy)]
 pub struct NodeStopping;
 
+/// The answer to the request whose change an event announces, for listeners that mirror the
+/// change elsewhere (another shard, a store job): one takes it ([`Answer::take`]) and routes it once
+/// its mirror is in place, so that a client reading the answer finds the mirror too (a vCard's
+/// avatar in PEP, private bookmarks in XEP-0402). Untaken, the emitter routes it after the
+/// listeners ran ([`Answer::route_untaken`]).
+#[derive(Debug, Default)]
+pub struct Answer(std::cell::RefCell<Option<crate::hooks::Acc>>);
+
+impl Answer {
+    /// Holds `answer` for the listeners.
+    pub fn new(answer: crate::hooks::Acc) -> Answer {
+        Answer(std::cell::RefCell::new(Some(answer)))
+    }
+
+    /// The answer, if no listener took it yet: the taker must route it.
+    pub fn take(&self) -> Option<crate::hooks::Acc> {
+        self.0.borrow_mut().take()
+    }
+
+    /// Routes the answer if no listener took it (the emitter, after [`Events::emit`]).
+    pub fn route_untaken(&self, shard: &mut Shard) {
+        if let Some(a) = self.take() {
+            crate::router::route(shard, a);
+        }
+    }
+}
+
 /// A listener of events of type `E`.
 pub type Listener<E> = Rc<dyn Fn(&mut Shard, &E)>;
 

@@ -25,7 +25,8 @@ use convert::{Metadata, Photo, PresenceHash, NS_DATA, NS_METADATA};
 use crate::hooks::{Acc, Events, HookCtx, HookResult, SessionEvent};
 use crate::jid::BareJid;
 use crate::modules::pep::api::{
-    apply_as_owner, peek_last, preload, publish_request, with_items, Peek, PepChange, PepEvent,
+    after_owner_requests, apply_as_owner, peek_last, preload, publish_request, with_items, Peek,
+    PepChange, PepEvent,
 };
 use crate::modules::vcard::{self, VcardStored};
 use crate::shard::Shard;
@@ -221,7 +222,7 @@ fn vcard_stored(shard: &mut Shard, ev: &VcardStored) {
     let photo = convert::vcard_photo(&ev.vcard);
     apply_as_owner(
         shard,
-        owner,
+        owner.clone(),
         NS_METADATA.to_owned(),
         move |items| match photo {
             // The data first: the metadata is published only if the data was (XEP-0398 §3.2).
@@ -257,6 +258,10 @@ fn vcard_stored(shard: &mut Shard, ev: &VcardStored) {
             }
         },
     );
+    // The answer follows the PEP avatar: a contact reading it once the user saw it finds it.
+    if let Some(answer) = ev.answer.take() {
+        after_owner_requests(shard, owner, move |s| crate::router::route(s, answer));
+    }
 }
 
 /// The hash to advertise for `owner` as far as this home shard knows now: `Some("")` for no

@@ -16,7 +16,8 @@ use convert::{Bookmark, NS_BOOKMARKS2, NS_STORAGE};
 use crate::hooks::{Events, HookCtx};
 use crate::jid::BareJid;
 use crate::modules::pep::api::{
-    apply_as_owner, publish_request, request_as_owner, with_items, PepChange, PepEvent,
+    after_owner_requests, apply_as_owner, publish_request, request_as_owner, with_items, PepChange,
+    PepEvent,
 };
 use crate::modules::private::{self, PrivateStored};
 use crate::modules::pubsub::core::{Item, Request};
@@ -71,6 +72,13 @@ fn private_stored(shard: &mut Shard, ev: &PrivateStored) {
     let rooms = convert::from_storage(storage);
     sync_bookmarks2(shard, ev.owner.clone(), rooms);
     publish_legacy(shard, ev.owner.clone(), storage.clone());
+    // The answer follows the mirror: another resource reading the PEP bookmarks once the user
+    // saw it finds them.
+    if let Some(answer) = ev.answer.take() {
+        after_owner_requests(shard, ev.owner.clone(), move |s| {
+            crate::router::route(s, answer)
+        });
+    }
 }
 
 /// A client changed one of the PEP nodes.

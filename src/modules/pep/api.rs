@@ -75,6 +75,17 @@ pub fn request_as_owner(shard: &mut Shard, owner: BareJid, req: Request) {
     apply_as_owner(shard, owner, String::new(), move |_| vec![req]);
 }
 
+/// Runs `f` on `owner`'s home shard once the requests queued for their PEP service so far (by
+/// [`request_as_owner`], [`apply_as_owner`]) were carried out: an answer routed there reaches its
+/// client after what it announces.
+pub fn after_owner_requests(
+    shard: &mut Shard,
+    owner: BareJid,
+    f: impl FnOnce(&mut Shard) + Send + 'static,
+) {
+    on_owner(shard, owner, move |shard, _| f(shard));
+}
+
 /// Reads the items of `owner`'s `node` (`None`: no such node) and carries out the requests
 /// `decide` builds from them, as the owner, in one turn on the home shard: nothing the owner's
 /// clients do comes between the read and the writes. The requests run in order; the first refused

@@ -909,3 +909,47 @@ fn a_publish_the_store_cannot_keep_is_answered_wait_not_result() {
         assert!(items.contains("i1") && !items.contains("i2"), "{items}");
     }
 }
+
+/// XEP-0398 and XEP-0402: the answer to a vCard or private-storage set, which the server mirrors
+/// into PEP on the owner's home shard, reaches the user only once the mirror is in place (a contact
+/// or another resource reading PEP right after the answer found nothing, 1 in 20 to 4 in 30 runs
+/// across shards).
+#[test]
+fn the_answer_to_a_mirrored_set_follows_the_mirror() {
+    use crate::modules::pep::api::{peek_last, Peek};
+    let modules = format!(
+        "{MODULES}[modules.vcard]\n[modules.avatar]\n[modules.private]\n[modules.bookmarks]\n"
+    );
+    let mut w = World::new(2, &modules);
+    let owner =
+        crate::jid::BareJid::parse(&format!("alice@{HOST}")).unwrap_or_else(|e| panic!("{e}"));
+    let home = crate::shard::home_shard(&owner, 2).index();
+    // The answer leaves from the connection's shard, the other one.
+    let mut alice = w.connect(1 - home, &format!("alice@{HOST}/a"), Some(0));
+    let vcard = "<iq type='set' id='v'><vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE>\
+                 <BINVAL>aW1hZ2U=</BINVAL></PHOTO></vCard></iq>";
+    let private = "<iq type='set' id='p'><query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'>\
+                   <conference jid='room@conference.localhost' autojoin='true'/></storage></query></iq>";
+    for (xml, node, id) in [
+        (vcard, "urn:xmpp:avatar:metadata", "v"),
+        (private, "urn:xmpp:bookmarks:1", "p"),
+    ] {
+        send_only(&mut w, &mut alice, xml);
+        let mut answered = false;
+        crate::shard::cluster::Rings::default().run_stepwise(&mut w.cluster, |c| {
+            while let Some(msg) = alice.mb.pop() {
+                let ConnMsg::Deliver(acc) = msg else { continue };
+                if acc.stanza.id().as_deref() == Some(id) {
+                    answered = true;
+                    assert_eq!(acc.stanza.ty(), crate::xml::StanzaType::Result);
+                    let mirrored = matches!(
+                        peek_last(&c.shards[home], &owner, node),
+                        Peek::Last(Some(_))
+                    );
+                    assert!(mirrored, "{node}: the answer came before the mirror");
+                }
+            }
+        });
+        assert!(answered, "no answer to {id}");
+    }
+}

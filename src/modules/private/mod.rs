@@ -68,12 +68,14 @@ enum Request {
 
 /// Emitted (see [`crate::hooks::Events`]) on the shard that answered, after a user's own set
 /// committed (`private_stored`): modules that mirror a fragment elsewhere listen (bookmarks).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct PrivateStored {
     /// The account.
     pub owner: BareJid,
     /// The fragments stored, one per namespace.
     pub fragments: Vec<Element>,
+    /// The result to the user's set.
+    pub answer: crate::hooks::Answer,
 }
 
 fn parse(ty: StanzaType, payload: &Element) -> Result<Request, StanzaErrorCondition> {
@@ -236,12 +238,15 @@ fn job(
                 let event = PrivateStored {
                     owner: user.clone(),
                     fragments: elements,
+                    answer: crate::hooks::Answer::new(result_reply(req_acc, None, on)),
                 };
-                let mut done = answer(None);
-                done.then = Some(Box::new(move |shard: &mut Shard| {
-                    Events::<PrivateStored>::emit(shard, &event)
-                }));
-                done
+                JobDone {
+                    then: Some(Box::new(move |shard: &mut Shard| {
+                        Events::<PrivateStored>::emit(shard, &event);
+                        event.answer.route_untaken(shard);
+                    })),
+                    ..JobDone::default()
+                }
             }
             Ok(PrivateSet::TooLarge) => error(StanzaErrorCondition::NotAcceptable),
             Err(e) => {

@@ -59,12 +59,14 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: &Options) {
 
 /// Emitted (see [`crate::hooks::Events`]) on the shard that answered, after a user's own vCard
 /// was stored (`vcard_stored`): the avatar conversion listens.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct VcardStored {
     /// The account.
     pub owner: BareJid,
     /// The vCard as the user set it.
     pub vcard: Element,
+    /// The result to the user's set.
+    pub answer: crate::hooks::Answer,
 }
 
 /// Rewrites `owner`'s vCard with `edit` on the server's behalf (a store job keyed by the owner, in
@@ -169,12 +171,15 @@ fn set_job(
             let event = VcardStored {
                 owner: owner.clone(),
                 vcard,
+                answer: crate::hooks::Answer::new(result_reply(req, None, on)),
             };
-            let mut done = JobDone::from(vec![result_reply(req, None, on)]);
-            done.then = Some(Box::new(move |shard: &mut Shard| {
-                Events::<VcardStored>::emit(shard, &event)
-            }));
-            done
+            JobDone {
+                then: Some(Box::new(move |shard: &mut Shard| {
+                    Events::<VcardStored>::emit(shard, &event);
+                    event.answer.route_untaken(shard);
+                })),
+                ..JobDone::default()
+            }
         }
         Err(e) => {
             tracing::error!(error = %e, "vcard: set failed");
