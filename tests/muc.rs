@@ -746,3 +746,33 @@ fn a_persistent_rooms_history_survives_a_restart() {
         }
     }
 }
+
+/// XEP-0045 §7.2.5 at shutdown: every occupant is told the room is gone (status 332) before its
+/// stream closes, wherever its session lives. Occupants on another shard than the room's often
+/// missed it: their shard closed their streams before the room's goodbye crossed over.
+#[test]
+fn every_occupant_hears_the_rooms_go_at_shutdown() {
+    let n = 8;
+    let mut server = start(2, n, "");
+    let room = format!("bye@{SERVICE}");
+    let mut clients: Vec<Client> = (0..n)
+        .map(|i| server.login(&format!("u{i}"), "r", Some(0)))
+        .collect();
+    create(&mut clients[0], &room, "n0", "");
+    for (i, c) in clients.iter_mut().enumerate().skip(1) {
+        join(c, &room, &format!("n{i}"), "");
+    }
+    server.stop();
+    for (i, c) in clients.iter_mut().enumerate() {
+        let seen = c.read_to_close();
+        let told = seen.contains(&format!("from='{room}/n{i}'"))
+            && (seen.contains("code='332'") || seen.contains("code=\"332\""));
+        assert!(told, "u{i} was not told: {seen}");
+        assert_eq!(
+            seen.matches("code='332'").count(),
+            1,
+            "u{i} was told more than once: {seen}"
+        );
+        assert!(seen.contains("system-shutdown"), "{seen}");
+    }
+}

@@ -69,6 +69,7 @@ pub fn start(
     }
     shard.ext.insert(Services(services));
     crate::hooks::Events::<crate::hooks::NodeStopping>::listen(shard, 50, NAME, |shard, _| {
+        tracker::node_stopping(shard);
         home::node_stopping(shard)
     });
     crate::hooks::Events::<crate::modules::register::AccountRemoved>::listen(
@@ -77,7 +78,7 @@ pub fn start(
         NAME,
         |shard, ev| home::account_removed(shard, &ev.jid),
     );
-    tracker::start(shard);
+    tracker::start(shard, clustered);
     home::start(shard, &opts, clustered, ids);
 }
 

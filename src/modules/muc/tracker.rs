@@ -20,6 +20,10 @@ struct Joined {
     rooms: HashMap<FullJid, Vec<FullJid>>,
     /// Shards in the process (for the rooms' home shards).
     shards: usize,
+    /// This server's rooms all live in this process (not a cluster): they stop with it.
+    rooms_stop_here: bool,
+    /// The process is stopping and this shard's sessions were told its rooms are gone.
+    stopping: bool,
 }
 
 /// The nick `session` (on this shard) has in `room`, if it joined it (the tracked self-presence).
@@ -34,10 +38,12 @@ pub fn nick_in(ext: &crate::shard::Extensions, session: &FullJid, room: &str) ->
 }
 
 /// Registers the hooks.
-pub fn start(shard: &mut Shard) {
+pub fn start(shard: &mut Shard, clustered: bool) {
     shard.ext.insert(Joined {
         rooms: HashMap::default(),
         shards: shard.shards,
+        rooms_stop_here: !clustered,
+        stopping: false,
     });
     shard
         .hooks
@@ -50,11 +56,36 @@ pub fn start(shard: &mut Shard) {
 /// unavailable self-presence with status 332 (XEP-0045 §7.2.5: the room is gone), said by the
 /// session's own node, once.
 pub fn rooms_lost(shard: &mut Shard, lost: &[BareJid]) {
+    let told = forget_rooms(shard, |occupant| lost.contains(&occupant.bare()));
+    tell_gone(shard, told);
+}
+
+/// The process is stopping (not in a cluster, where rooms outlive a node): each session of this
+/// shard in one of this server's rooms is told the room is gone (status 332) by its own shard,
+/// before its stream closes. The room's own goodbye comes from the room's shard, which may be
+/// after this shard closed its streams; the copy of it that still arrives is dropped.
+pub fn node_stopping(shard: &mut Shard) {
+    let services = match shard.ext.get::<Services>() {
+        Some(s) => s.0.clone(),
+        None => return,
+    };
+    let joined = shard.ext.get_or_default::<Joined>();
+    if !joined.rooms_stop_here {
+        return;
+    }
+    joined.stopping = true;
+    let told = forget_rooms(shard, |occupant| services.contains(occupant.domain()));
+    tell_gone(shard, told);
+}
+
+/// Forgets the rooms `gone` picks (by occupant JID) of every session here; returns them with
+/// their sessions.
+fn forget_rooms(shard: &mut Shard, gone: impl Fn(&FullJid) -> bool) -> Vec<(FullJid, FullJid)> {
     let joined = shard.ext.get_or_default::<Joined>();
     let mut told = Vec::new();
     for (session, rooms) in joined.rooms.iter_mut() {
         rooms.retain(|occupant| {
-            let gone = lost.contains(&occupant.bare());
+            let gone = gone(occupant);
             if gone {
                 told.push((session.clone(), occupant.clone()));
             }
@@ -62,6 +93,11 @@ pub fn rooms_lost(shard: &mut Shard, lost: &[BareJid]) {
         });
     }
     joined.rooms.retain(|_, r| !r.is_empty());
+    told
+}
+
+/// Each (session, occupant) gets the unavailable self-presence with status 332.
+fn tell_gone(shard: &mut Shard, told: Vec<(FullJid, FullJid)>) {
     for (session, occupant) in told {
         let ns = super::room::types::NS_MUC_USER;
         let el = Element::new("presence", crate::xmpp::ns::CLIENT)
@@ -78,16 +114,20 @@ pub fn rooms_lost(shard: &mut Shard, lost: &[BareJid]) {
                     .with_child(Element::new("status", ns).with_attr("code", "110"))
                     .with_child(Element::new("status", ns).with_attr("code", "332")),
             );
-        let acc = Acc::new(
+        let mut acc = Acc::new(
             Stanza::from_element(&el),
             occupant.into(),
             session.into(),
             shard.id,
         );
+        acc.put(TOLD_HERE, ());
         shard.fx.to_route.push(acc);
     }
     shard.drain_to_route();
 }
+
+/// Marks the goodbye a session's own shard says (it never crosses a ring: the session is here).
+const TOLD_HERE: crate::hooks::Key<()> = crate::hooks::Key::new("muc.told_here");
 
 /// A self-presence from a room (status 110): joined, or left when `unavailable`.
 fn on_receive_presence(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
@@ -106,6 +146,17 @@ fn on_receive_presence(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     };
     let room = acc.from.bare();
     let joined = ctx.ext.get_or_default::<Joined>();
+    let known = || {
+        joined
+            .rooms
+            .get(&me)
+            .is_some_and(|r| r.iter().any(|o| o.bare() == room))
+    };
+    let ours = acc.get(TOLD_HERE).is_some();
+    if joined.stopping && acc.ty() == StanzaType::Unavailable && !ours && !known() {
+        // The room's goodbye at shutdown, after this shard told the session itself.
+        return HookResult::Stop;
+    }
     if acc.ty() == StanzaType::Unavailable {
         if let Some(rooms) = joined.rooms.get_mut(&me) {
             rooms.retain(|r| r.bare() != room);
