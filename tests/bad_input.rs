@@ -451,11 +451,15 @@ fn iq_flood_without_reading(b: &mut Bench) {
     w.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
     let sampler = Peak::start(b.server.pid());
     let writer = std::thread::spawn(move || {
+        // From where the last write stopped: a write cut short by the timeout took part of its
+        // chunk, and skipping the rest sent the server broken XML.
+        let bytes = flood.as_bytes();
         let mut sent = 0;
-        for chunk in flood.as_bytes().chunks(64 * 1024) {
-            match w.write(chunk) {
+        while sent < bytes.len() {
+            let end = (sent + 64 * 1024).min(bytes.len());
+            match w.write(&bytes[sent..end]) {
+                Ok(0) | Err(_) => break,
                 Ok(n) => sent += n,
-                Err(_) => break,
             }
         }
         sent

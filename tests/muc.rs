@@ -36,17 +36,23 @@ fn join_refused(c: &mut Client, room: &str, nick: &str, extra: &str, cond: &str)
     assert_eq!(error_condition(&s).as_deref(), Some(cond), "{}", text(&s));
 }
 
+/// Users `u0`.. `u{n-1}` logged in; `u0` creates `room` (as `n0`), the others join (`n1`...).
+fn occupied(server: &Server, n: usize, room: &str) -> Vec<Client> {
+    let mut clients: Vec<Client> = (0..n)
+        .map(|i| server.login(&format!("u{i}"), "r", Some(0)))
+        .collect();
+    create(&mut clients[0], room, "n0", "");
+    for (i, c) in clients.iter_mut().enumerate().skip(1) {
+        join(c, room, &format!("n{i}"), "");
+    }
+    clients
+}
+
 fn fan_out(shards: usize) {
     let n = 6;
     let server = start(shards, n, "");
     let room = format!("fan@{SERVICE}");
-    let mut clients: Vec<Client> = (0..n)
-        .map(|i| server.login(&format!("u{i}"), "r", Some(0)))
-        .collect();
-    create(&mut clients[0], &room, "n0", "");
-    for (i, c) in clients.iter_mut().enumerate().skip(1) {
-        join(c, &room, &format!("n{i}"), "");
-    }
+    let mut clients = occupied(&server, n, &room);
     for round in 0..3 {
         for (i, c) in clients.iter_mut().enumerate() {
             groupchat(
@@ -755,13 +761,7 @@ fn every_occupant_hears_the_rooms_go_at_shutdown() {
     let n = 8;
     let mut server = start(2, n, "");
     let room = format!("bye@{SERVICE}");
-    let mut clients: Vec<Client> = (0..n)
-        .map(|i| server.login(&format!("u{i}"), "r", Some(0)))
-        .collect();
-    create(&mut clients[0], &room, "n0", "");
-    for (i, c) in clients.iter_mut().enumerate().skip(1) {
-        join(c, &room, &format!("n{i}"), "");
-    }
+    let mut clients = occupied(&server, n, &room);
     server.stop();
     for (i, c) in clients.iter_mut().enumerate() {
         let seen = c.read_to_close();

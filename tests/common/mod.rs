@@ -46,11 +46,9 @@ pub fn free_port() -> u16 {
     let dir = std::env::temp_dir().join("petrel-test-ports");
     std::fs::create_dir_all(&dir).unwrap();
     loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let Some(port) = candidate_port() else {
+            continue;
+        };
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -64,6 +62,33 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
+}
+
+/// A port free now, below the kernel's ephemeral range when there is room there: no outgoing
+/// connection takes one of those as its local port, so a server restarted on it binds it again.
+/// (A port from the ephemeral range could by then be held by some client's socket, open or in
+/// TIME_WAIT, and a restarted server failed to listen.)
+fn candidate_port() -> Option<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOWEST: u32 = 10_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    if ephemeral < LOWEST + 1_000 {
+        // No room below it: any port the kernel gives.
+        let l = TcpListener::bind("127.0.0.1:0").ok()?;
+        return Some(l.local_addr().ok()?.port());
+    }
+    // Spread over the range by process and call, so test binaries running at once rarely try the
+    // same ports (the lock below settles it when they do).
+    let seed = std::process::id().wrapping_mul(2_654_435_761);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let port = LOWEST + seed.wrapping_add(n.wrapping_mul(7_919)) % (ephemeral - LOWEST);
+    let port = u16::try_from(port).ok()?;
+    TcpListener::bind(("127.0.0.1", port)).ok()?;
+    Some(port)
 }
 
 pub fn petrel() -> Command {
@@ -235,6 +260,11 @@ allow_plaintext_on_loopback = true
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 // Every shard binds the port: give the others a moment too.
                 std::thread::sleep(Duration::from_millis(150));
+                // A later listener (HTTP, s2s) that could not bind ends the process: say so here,
+                // not as a refused connection later.
+                if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                    panic!("petrel exited right after listening: {status}");
+                }
                 return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
