@@ -351,5 +351,22 @@ fn the_avatar_hash_is_in_directed_presence_and_probe_answers_too() {
                 text(&p)
             );
         }
+        // The same for one set in the vCard (mirrored into PEP by the server).
+        let img3 = b"a third avatar";
+        let id3 = sha1_hex(img3);
+        ok(&iq(
+            &mut quiet,
+            "v3",
+            &format!("<iq type='set' id='v3'><vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE><BINVAL>{}</BINVAL></PHOTO></vCard></iq>", b64(img3)),
+        ));
+        quiet.send("<presence to='bob@localhost/b'><status>after the vCard</status></presence>");
+        let p = bob.expect("directed presence", |s| {
+            s.name() == "presence" && text(s).contains("after the vCard")
+        });
+        assert!(
+            text(&p).contains(&format!("<photo>{id3}</photo>")),
+            "{shards}: {}",
+            text(&p)
+        );
     }
 }

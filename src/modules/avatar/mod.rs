@@ -220,6 +220,7 @@ fn set_vcard_photo(shard: &mut Shard, owner: BareJid, photo: Option<Photo>) {
 fn vcard_stored(shard: &mut Shard, ev: &VcardStored) {
     let owner = ev.owner.clone();
     let photo = convert::vcard_photo(&ev.vcard);
+    let hash = photo.as_ref().map(Photo::id);
     apply_as_owner(
         shard,
         owner.clone(),
@@ -258,10 +259,17 @@ fn vcard_stored(shard: &mut Shard, ev: &VcardStored) {
             }
         },
     );
-    // The answer follows the PEP avatar: a contact reading it once the user saw it finds it.
-    if let Some(answer) = ev.answer.take() {
-        after_owner_requests(shard, owner, move |s| crate::router::route(s, answer));
-    }
+    // The answer follows the PEP avatar: a contact reading it once the user saw it finds it; and
+    // the sessions' directed presences carry the new picture's hash, as after a client's publish.
+    let answer = ev.answer.take();
+    after_owner_requests(shard, owner.clone(), move |s| {
+        if let Some(h) = hash {
+            tell_sessions(s, &owner, Some(h));
+        }
+        if let Some(a) = answer {
+            crate::router::route(s, a);
+        }
+    });
 }
 
 /// The hash to advertise for `owner` as far as this home shard knows now: `Some("")` for no
