@@ -264,28 +264,25 @@ fn remove(store: &Store, bare: &BareJid, req: Acc, shard: crate::shard::ShardId)
         route: Vec::new(),
         then: Some(Box::new(move |shard: &mut Shard| {
             account_removed(shard, gone.clone(), roster);
-            // The result first, then the close, through the same mailbox: the client sees both.
-            shard.route_all(vec![reply]);
-            if let Some(conn) = shard.local_session(from.as_str()) {
-                let sref = shard.session_ref(conn);
-                shard.send_to_session(sref, ConnMsg::Close(StreamErrorCondition::NotAuthorized));
-            }
-            // XEP-0077 §3.2: every session of the account ends, wherever it lives (those left
-            // working could still send as the account, and got what a new owner of the name was
-            // sent).
+            // XEP-0077 §3.2: every session of the account ends, wherever it lives, and before the
+            // answer goes: one left working even a moment could send as the deleted account, and
+            // got what was sent to the name (archived for whoever registers it next). On the home
+            // shard: the others are closed, then the answer is routed and the requester closed
+            // behind it (the same ring: its client reads both).
             let home = crate::shard::home_shard(&gone, shard.shards);
             crate::sm::run_on(
                 shard,
                 home,
                 Box::new(move |s| {
-                    crate::sm::close_sessions(
-                        s,
-                        &gone,
-                        |j| j.as_str() != from.as_str(),
-                        || ConnMsg::Close(StreamErrorCondition::NotAuthorized),
-                    );
+                    let close = || ConnMsg::Close(StreamErrorCondition::NotAuthorized);
+                    crate::sm::close_sessions(s, &gone, |j| j.as_str() != from.as_str(), close);
+                    s.route_all(vec![reply]);
+                    crate::sm::close_sessions(s, &gone, |j| j.as_str() == from.as_str(), close);
                 }),
             );
         })),
     }
 }
+
+#[cfg(test)]
+mod tests;

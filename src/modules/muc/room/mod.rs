@@ -423,8 +423,11 @@ impl Room {
     /// membership or ban. Empty when it had none; else ends with a save.
     pub fn forget_account(&mut self, jid: &BareJid) -> Vec<RoomOut> {
         let mut out = Vec::new();
-        // Its own entry: a service administrator's ownership is the service's, not the room's.
-        if self.affiliations.contains_key(jid) {
+        // Its own entry: a service administrator's ownership is the service's, not the room's. A
+        // ban stays: it is the room's decision about the address, which deleting the account and
+        // registering the name again must not lift.
+        let banned = self.affiliation(jid) == Affiliation::Outcast;
+        if self.affiliations.contains_key(jid) && !banned {
             let reason = Some("account deleted".to_owned());
             self.apply_affiliation(jid, Affiliation::None, None, reason, &mut out);
             out.push(RoomOut::Save);

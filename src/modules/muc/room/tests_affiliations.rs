@@ -38,6 +38,25 @@ fn ban_removes_with_301_and_keeps_out() {
     );
 }
 
+/// A deleted account loses its grants, never its ban: a banned user who deleted the account and
+/// registered the name again walked back in.
+#[test]
+fn a_deleted_account_keeps_its_ban_and_loses_its_grants() {
+    let mut room = room3();
+    admin_set(
+        &mut room,
+        ALICE,
+        "<item jid='bob@localhost' affiliation='outcast'/><item jid='dave@localhost' affiliation='member'/>",
+    );
+    for gone in ["bob@localhost", "dave@localhost"] {
+        let jid = BareJid::parse(gone).expect("jid");
+        room.forget_account(&jid);
+    }
+    let aff = |room: &Room, j: &str| room.affiliation(&BareJid::parse(j).expect("jid"));
+    assert_eq!(aff(&room, "bob@localhost"), Affiliation::Outcast);
+    assert_eq!(aff(&room, "dave@localhost"), Affiliation::None);
+}
+
 #[test]
 fn affiliation_permissions() {
     let mut room = room3();

@@ -465,11 +465,14 @@ impl Node {
                 == 1
     }
 
-    /// `bare`'s account was deleted: its affiliation and the subscriptions of all its JIDs go
+    /// `bare`'s account was deleted: its affiliation (a ban stays) and the subscriptions of all its JIDs go
     /// (the caller deletes a node it solely owned instead). True when the node changed.
     pub fn forget_account(&mut self, bare: &str) -> bool {
         let before = self.meta.affiliations.len() + self.meta.subscriptions.len();
-        self.meta.affiliations.remove(bare);
+        // A ban stays: deleting the account and registering the name again must not lift it.
+        if self.meta.affiliations.get(bare) != Some(&Affiliation::Outcast) {
+            self.meta.affiliations.remove(bare);
+        }
         self.meta
             .subscriptions
             .retain(|s| crate::jid::Jid::parse(&s.jid).map_or(true, |j| j.bare_str() != bare));

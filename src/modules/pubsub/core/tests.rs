@@ -175,6 +175,19 @@ fn access_models() {
     );
 }
 
+/// A deleted account loses its grants and subscriptions, never its ban (registering the name
+/// again lifted it).
+#[test]
+fn a_deleted_account_keeps_its_ban() {
+    let mut n = Node::new("n", NodeConfig::default(), "alice@x");
+    assert_eq!(n.set_affiliation("bob@x", Affiliation::Outcast), Ok(()));
+    assert_eq!(n.set_affiliation("carol@x", Affiliation::Publisher), Ok(()));
+    n.forget_account("bob@x");
+    assert!(n.forget_account("carol@x"));
+    assert_eq!(n.affiliation("bob@x"), Affiliation::Outcast);
+    assert_eq!(n.affiliation("carol@x"), Affiliation::None);
+}
+
 #[test]
 fn subscriptions() {
     let mut n = Node::new("n", NodeConfig::default(), "alice@x");
