@@ -217,6 +217,9 @@ fn last_activity_and_disco_are_told_to_those_who_see_the_presence() {
     assert!(q.attr("seconds").is_some_and(|s| s.parse::<u64>().is_ok()));
     let r = iq(&mut carol, "alice@localhost", last);
     assert_eq!(error_condition(&r).as_deref(), Some("forbidden"));
+    // RFC 6121 §8.5.1: an account that does not exist answers service-unavailable.
+    let r = iq(&mut carol, "nobody@localhost", last);
+    assert_eq!(error_condition(&r).as_deref(), Some("service-unavailable"));
     // The account's disco#info likewise (XEP-0163 §6.2: a contact learns it supports PEP); a
     // stranger learns nothing, not even that the account exists.
     let info = format!("<query xmlns='{}'/>", ns::DISCO_INFO);

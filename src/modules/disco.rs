@@ -245,7 +245,8 @@ pub fn start(shard: &mut Shard, hosts: &[String]) {
 
 /// Answers a query about the account `acc` is addressed to from a store job (keyed `key`):
 /// `answer(store)` when the sender is the account itself or a contact the account shares its
-/// presence with (a `from` or `both` subscription), else `refused`.
+/// presence with (a `from` or `both` subscription), else `refused`, or `service-unavailable` when
+/// no such account exists (RFC 6121 §8.5.1).
 pub fn answer_if_shared(
     acc: &Acc,
     ctx: &mut HookCtx<'_>,
@@ -264,7 +265,12 @@ pub fn answer_if_shared(
         };
         let reply = match allowed {
             Ok(true) => answer(store),
-            Ok(false) => Err(refused),
+            Ok(false) if refused == StanzaErrorCondition::ServiceUnavailable => Err(refused),
+            // Nobody shares the presence of an account that does not exist: say which it is.
+            Ok(false) => match store.get_secrets(&owner) {
+                Ok(None) => Err(StanzaErrorCondition::ServiceUnavailable),
+                _ => Err(refused),
+            },
             Err(e) => {
                 tracing::warn!(%owner, error = %e, "cannot read the roster");
                 Err(StanzaErrorCondition::InternalServerError)
