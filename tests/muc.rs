@@ -776,3 +776,36 @@ fn every_occupant_hears_the_rooms_go_at_shutdown() {
         assert!(seen.contains("system-shutdown"), "{seen}");
     }
 }
+
+/// A deleted account's rooms count against no one's quota: whoever registered the name again
+/// could create no room (`not-allowed`), also after a restart.
+#[test]
+fn a_deleted_accounts_rooms_count_against_no_one() {
+    let modules = format!(
+        "{}[modules.register]\n",
+        muc_config("max_rooms_per_user = 1\n")
+    );
+    let mut server = Server::start_with(2, &["u0"], "", &modules);
+    let mut old = server.login("u0", "r", Some(0));
+    create(&mut old, &format!("q1@{SERVICE}"), "o", &kept_room_fields());
+    join_refused(&mut old, &format!("q2@{SERVICE}"), "o", "", "not-allowed");
+    old.send("<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>");
+    let r = old.expect("removal", |s| s.id().as_deref() == Some("rm"));
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    let mut c = server.connect();
+    c.open("localhost");
+    c.next_stanza();
+    c.send("<iq type='set' id='reg'><query xmlns='jabber:iq:register'><username>u0</username><password>another password</password></query></iq>");
+    let r = c.expect("registration", |s| s.id().as_deref() == Some("reg"));
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    for round in 0..2 {
+        let mut new = server.connect();
+        new.login_plain("u0", "localhost", "another password", "n");
+        create(&mut new, &format!("q{}@{SERVICE}", 3 + round), "n", "");
+        drop(new);
+        if round == 0 {
+            server.stop();
+            server.spawn(2);
+        }
+    }
+}

@@ -34,6 +34,12 @@ pub fn restored(shard: &mut Shard, owner: &BareJid) {
         .or_default() += 1;
 }
 
+/// `owner`'s account was deleted: its count goes (on `owner`'s home shard), or whoever registers
+/// the name next could create no room.
+pub fn forget(shard: &mut Shard, owner: &BareJid) {
+    shard.ext.get_or_default::<Quota>().0.remove(owner);
+}
+
 /// One of `owner`'s rooms is gone (on `owner`'s home shard).
 pub fn release(shard: &mut Shard, owner: &BareJid) {
     let q = &mut shard.ext.get_or_default::<Quota>().0;

@@ -429,8 +429,16 @@ pub fn session_ended(shard: &mut Shard, occupant: &FullJid, jid: &FullJid) {
 }
 
 /// `jid`'s account was deleted (on this shard): every shard's rooms drop its affiliation
-/// ([`Room::forget_account`]). Rooms on other cluster nodes keep it (the event is this node's).
+/// ([`Room::forget_account`]) and its rooms count against nobody's quota, its own count going too
+/// (the name may be registered again). Rooms on other cluster nodes keep it (the event is this
+/// node's).
 pub fn account_removed(shard: &mut Shard, jid: &BareJid) {
+    let gone = jid.clone();
+    crate::sm::run_on(
+        shard,
+        home_shard(jid, shard.shards),
+        Box::new(move |s| super::quota::forget(s, &gone)),
+    );
     for i in 0..shard.shards {
         let jid = jid.clone();
         crate::sm::run_on(
@@ -441,12 +449,17 @@ pub fn account_removed(shard: &mut Shard, jid: &BareJid) {
     }
 }
 
-/// The rooms homed on this shard drop `jid`'s affiliation.
+/// The rooms homed on this shard drop `jid`'s affiliation; those it created count against no one
+/// (their own JID stands as the creator: it never creates rooms).
 fn forget_account_here(shard: &mut Shard, jid: &BareJid) {
     let mut changed = Vec::new();
     for (room_jid, slot) in rooms(shard).slots.iter_mut() {
-        if let Slot::Live { room, .. } = slot {
-            let outs = room.forget_account(jid);
+        if let Slot::Live { room, creator } = slot {
+            let mut outs = room.forget_account(jid);
+            if creator == jid {
+                *creator = room_jid.clone();
+                outs.push(RoomOut::Save);
+            }
             if !outs.is_empty() {
                 changed.push((room_jid.clone(), outs));
             }
