@@ -177,6 +177,12 @@ fn last(w: &mut World, user: &mut super::testing::User, to: &str) -> Stanza {
 #[test]
 fn last_activity_of_accounts_and_server() {
     let mut w = World::new(2, ALL);
+    for u in ["alice@example.com", "bob@example.com"] {
+        let jid = crate::jid::BareJid::parse(u).unwrap_or_else(|e| panic!("{e}"));
+        w.store()
+            .add_user(&jid, &crate::auth::ScramSecrets::derive("pw", 16))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
     let mut a1 = w.connect(0, "alice@example.com/one", Some(0));
     let mut a2 = w.connect(1, "alice@example.com/two", None);
     let up = query(&last(&mut w, &mut a2, HOST), super::last::NS);
@@ -199,6 +205,9 @@ fn last_activity_of_accounts_and_server() {
     assert_eq!(error_condition(&r).as_deref(), Some("forbidden"));
     let r = last(&mut w, &mut bob, "bob@example.com");
     assert_eq!(error_condition(&r).as_deref(), Some("item-not-found"));
+    // RFC 6121 §8.5.1: no such account.
+    let r = last(&mut w, &mut bob, "nobody@example.com");
+    assert_eq!(error_condition(&r).as_deref(), Some("service-unavailable"));
 }
 
 const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
