@@ -82,30 +82,37 @@ fn session_bound(ev: &mut SessionEvent, ctx: &mut HookCtx<'_>) -> HookResult {
                 let Some(hash) = stored_hash(last.and_then(|i| i.payload).as_ref()) else {
                     return;
                 };
-                tell_connection(shard, session, jid, hash);
+                tell_connection(shard, session, jid, Some(hash));
             });
         }),
     );
     HookResult::Continue
 }
 
-/// Records on `session`'s connection shard (session `jid`) the hash its directed presences carry.
+/// Records on `session`'s connection shard (session `jid`) the hash its directed presences carry
+/// (`None`: none any more; an entry of another session reusing the connection id stays).
 fn tell_connection(
     shard: &mut Shard,
     session: crate::shard::SessionRef,
     jid: crate::jid::FullJid,
-    hash: String,
+    hash: Option<String>,
 ) {
     let conn = session.conn;
     crate::sm::run_on(
         shard,
         session.shard,
         Box::new(move |shard: &mut Shard| {
-            shard
-                .ext
-                .get_or_default::<SessionHashes>()
-                .0
-                .insert(conn, (jid, hash));
+            let hashes = &mut shard.ext.get_or_default::<SessionHashes>().0;
+            match hash {
+                Some(hash) => {
+                    hashes.insert(conn, (jid, hash));
+                }
+                None => {
+                    if hashes.get(&conn).is_some_and(|(j, _)| *j == jid) {
+                        hashes.remove(&conn);
+                    }
+                }
+            }
         }),
     );
 }
@@ -189,22 +196,7 @@ fn tell_sessions(shard: &mut Shard, owner: &BareJid, hash: Option<String>) {
         .map(|r| (r.session, r.jid.clone()))
         .collect();
     for (session, jid) in sessions {
-        match &hash {
-            Some(h) => tell_connection(shard, session, jid, h.clone()),
-            None => {
-                let conn = session.conn;
-                crate::sm::run_on(
-                    shard,
-                    session.shard,
-                    Box::new(move |shard: &mut Shard| {
-                        let hashes = &mut shard.ext.get_or_default::<SessionHashes>().0;
-                        if hashes.get(&conn).is_some_and(|(j, _)| *j == jid) {
-                            hashes.remove(&conn);
-                        }
-                    }),
-                );
-            }
-        }
+        tell_connection(shard, session, jid, hash.clone());
     }
 }
 
@@ -317,7 +309,7 @@ fn stamp_presence(shard: &mut Shard, mut acc: Acc) -> Option<Acc> {
             .sm
             .set_last_presence(&jid, up.session, Some(acc.stanza.clone()));
         if !up.session.is_remote() {
-            tell_connection(shard, up.session, jid, hash);
+            tell_connection(shard, up.session, jid, Some(hash));
         }
     }
     Some(acc)

@@ -20,7 +20,7 @@ pub(super) fn load_one(shard: &mut Shard, acc: Acc, room: BareJid) {
         .insert(room.clone(), Slot::Loading(vec![acc]));
     let name = room.as_str().to_owned();
     // Its history too, from its archive (the room's own length cuts it once restored).
-    let wanted = if crate::modules::mam::archive::running(shard) {
+    let wanted = if archive::running(shard) {
         rooms(shard).limits.max_history as usize
     } else {
         0

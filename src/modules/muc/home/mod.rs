@@ -134,11 +134,11 @@ fn loaded(shard: &mut Shard, rows: Vec<(String, String)>) {
             ShardMsg::Run(Box::new(move |s| super::quota::restored(s, &creator))),
         );
     }
-    let wanted: Vec<(String, usize)> = rooms(shard)
+    let wanted: Vec<(BareJid, usize)> = rooms(shard)
         .slots
         .iter()
         .filter_map(|(jid, slot)| match slot {
-            Slot::Live { room, .. } => Some((jid.as_str().to_owned(), room.history_length())),
+            Slot::Live { room, .. } => Some((jid.clone(), room.history_length())),
             _ => None,
         })
         .filter(|(_, n)| *n > 0)
@@ -150,18 +150,16 @@ fn loaded(shard: &mut Shard, rows: Vec<(String, String)>) {
     ctx.store(None, move |store| {
         let mut found = Vec::new();
         for (room, n) in wanted {
-            match crate::modules::mam::archive::room_history(store, &room, n) {
+            match crate::modules::mam::archive::room_history(store, room.as_str(), n) {
                 Ok(h) => found.push((room, h)),
                 // The room is served without its history rather than not at all.
-                Err(e) => tracing::warn!(room, error = %e, "MUC history not read from the archive"),
+                Err(e) => tracing::warn!(room = room.as_str(), error = %e, "MUC history not read from the archive"),
             }
         }
         JobDone {
             then: Some(Box::new(move |shard: &mut Shard| {
                 for (room, history) in found {
-                    if let Ok(jid) = BareJid::parse(&room) {
-                        refill(shard, &jid, history);
-                    }
+                    refill(shard, &room, history);
                 }
                 serve(shard);
             })),

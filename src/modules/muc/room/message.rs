@@ -7,12 +7,12 @@ use super::occupant_id;
 use super::types::{Affiliation, Role, NS_DELAY, NS_MUC_USER};
 use super::util::{error_reply, error_reply_short, send, send_jid, stamp};
 use super::{AllowPm, Room, RoomOut, Subject};
-
-/// Private messages whose ids a room remembers (see `Room::recent_pms`).
-const RECENT_PMS: usize = 64;
 use crate::jid::{FullJid, Jid};
 use crate::xml::{Element, Node, Stanza, StanzaType};
 use crate::xmpp::{ns, StanzaErrorCondition as E};
+
+/// Private messages whose ids a room remembers (see `Room::recent_pms`).
+const RECENT_PMS: usize = 64;
 
 /// Invitations and declines one message may carry.
 const MAX_INVITATIONS: usize = 20;
