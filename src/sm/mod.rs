@@ -129,6 +129,17 @@ pub fn route(shard: &mut Shard, mut acc: Acc) {
     if acc.to.resource().is_some() && acc.reroutes == 0 {
         if let Some(conn) = shard.local_session(acc.to.as_str()) {
             let sref = shard.session_ref(conn);
+            if let Some(ask) = acc.locate_for {
+                // A sender's shard asks, and this home shard is the session's own: it records who
+                // learns the location, to tell them when the session ends or moves; a session
+                // about to move (or, never here, another home's) is not to be learnt.
+                let home = home_shard_of(acc.to.bare_str(), shard.shards);
+                if home != shard.id || !shard.sm.locate(acc.to.bare_str(), acc.to.as_str(), ask.by)
+                {
+                    acc.locate_for = None;
+                    shard.answer_locate(ask, acc.to.clone(), None);
+                }
+            }
             acc.note(shard.id, STAGE, Outcome::Delivered, |a| {
                 Some(format!(
                     "{} is bound on this shard (no home-shard hop)",

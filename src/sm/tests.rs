@@ -496,3 +496,40 @@ fn an_asking_stanza_that_finds_its_session_gone_stays_ahead_of_the_waiting_ones(
     }
     assert_eq!(received(&mb), ["1", "2", "3"]);
 }
+
+#[test]
+fn a_session_bound_on_its_home_shard_is_forgotten_when_it_ends() {
+    // Two shards: bob is homed and bound on shard 1, alice on shard 0. The home shard delivers
+    // the asking stanza through its local fast path; it must still record who learnt the
+    // location, or alice's shard keeps sending straight to a connection that is gone.
+    let mut net = Net::new(2);
+    let to = format!("{}@{HOST}/r", homed(2, 1, "bob"));
+    let mut alice = net.connect(&format!("{}@{HOST}/r", homed(2, 0, "alice")), 0);
+    let bob = net.connect(&to, 1);
+    net.send(&mut alice, &to, "1");
+    net.drain(&mut Rng(5));
+    net.send(&mut alice, &to, "2");
+    assert_eq!(net.busy(), [(0, 1)]);
+    net.drain(&mut Rng(5));
+    assert_eq!(received(&bob.mb), ["1", "2"]);
+    assert_eq!(net.direct(), 1, "the second went straight");
+    {
+        let shard = &mut net.c.shards[1];
+        shard.close_conn(bob.sess.session.conn);
+        unbind(shard, &bob.sess);
+    }
+    net.collect();
+    net.drain(&mut Rng(5));
+    // Bob binds again, same resource, same shard.
+    let again = net.connect(&to, 1);
+    drop(received(&again.mb));
+    for n in ["3", "4"] {
+        net.send(&mut alice, &to, n);
+        net.drain(&mut Rng(5));
+    }
+    assert_eq!(received(&again.mb), ["3", "4"]);
+    let rerouted: u64 = net.c.shards.iter().map(|s| s.stats.rerouted).sum();
+    assert_eq!(rerouted, 0, "nothing went to the connection that was gone");
+    // Told, alice's shard sends through the home shard until it asks again.
+    assert_eq!(net.direct(), 1);
+}
