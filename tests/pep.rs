@@ -737,3 +737,101 @@ fn a_remote_contact_gets_an_offline_owners_last_items_once_its_caps_are_learned(
         assert_eq!(event.to().as_deref(), Some("bob@remote.localhost/r"));
     }
 }
+
+#[test]
+fn a_deleted_accounts_subscriptions_and_affiliations_on_a_contacts_nodes_go_with_it() {
+    // Bob subscribes to alice's open node and is on her whitelist node's member list, then
+    // deletes his account (XEP-0077) and the name is registered again: its next owner must get
+    // none of alice's events and may not read the whitelist node. At two shards alice is offline
+    // meanwhile (only the store holds bob's place); at one she stays online (it is in memory).
+    for shards in [1, 2] {
+        let server = Server::start_with(
+            shards,
+            &["alice", "bob"],
+            "",
+            "[modules.roster]\n[modules.presence]\n[modules.caps]\n[modules.pep]\n[modules.register]\n",
+        );
+        let mut alice = server.login("alice", "a", Some(0));
+        let whitelist = open_options().replace(">open<", ">whitelist<");
+        for (id, node, opts) in [
+            ("p1", "urn:x:open", open_options()),
+            ("p2", "urn:x:w", whitelist.as_str()),
+        ] {
+            let payload = format!("<x xmlns='{node}'>one</x>");
+            let r = publish(&mut alice, id, None, node, &payload, opts);
+            assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+        }
+        let r = iq(
+            &mut alice,
+            "aff",
+            &format!("<iq type='set' id='aff'><pubsub xmlns='{PS}#owner'><affiliations node='urn:x:w'><affiliation jid='bob@localhost' affiliation='member'/></affiliations></pubsub></iq>"),
+        );
+        assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+        let mut bob = server.login("bob", "b", Some(0));
+        let r = iq(
+            &mut bob,
+            "sub",
+            &format!("<iq type='set' id='sub' to='alice@localhost'><pubsub xmlns='{PS}'><subscribe node='urn:x:open' jid='bob@localhost'/></pubsub></iq>"),
+        );
+        assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+        let r = items(&mut bob, "w1", "alice@localhost", "urn:x:w");
+        assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+        if shards == 2 {
+            drop(alice);
+            // Alice's state leaves memory with her last session; a ping to her own server
+            // answered means the close went through.
+            let mut probe = server.login("bob", "probe", None);
+            let r = iq(
+                &mut probe,
+                "ping",
+                "<iq type='get' id='ping' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
+            );
+            assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+            drop(probe);
+        }
+        bob.send("<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>");
+        let r = bob.expect("removal", |s| s.id().as_deref() == Some("rm"));
+        assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+        let mut c = server.connect();
+        c.open("localhost");
+        c.next_stanza();
+        c.send("<iq type='set' id='reg'><query xmlns='jabber:iq:register'><username>bob</username><password>another password</password></query></iq>");
+        let r = c.expect("registration", |s| s.id().as_deref() == Some("reg"));
+        assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+        let mut next = server.connect();
+        next.login_plain("bob", "localhost", "another password", "n");
+        next.send("<presence/>");
+        let mut alice = server.login("alice", "a2", Some(0));
+        let r = publish(
+            &mut alice,
+            "p3",
+            None,
+            "urn:x:open",
+            "<x xmlns='urn:x:open'>two</x>",
+            "",
+        );
+        assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+        // Whatever reaches the next owner up to each answer: an event from alice would come
+        // ahead of them (her home shard sends both to the same session).
+        let mut got = Vec::new();
+        let mut answer = |c: &mut Client, id: &str, node: &str| {
+            c.send(&format!("<iq type='get' id='{id}' to='alice@localhost'><pubsub xmlns='{PS}'><items node='{node}'/></pubsub></iq>"));
+            loop {
+                let s = c.next_stanza();
+                if s.id().as_deref() == Some(id) {
+                    return s;
+                }
+                got.push(s);
+            }
+        };
+        let r = answer(&mut next, "w2", "urn:x:w");
+        refused(&r, "not-allowed", Some("closed-node"));
+        let r = answer(&mut next, "o1", "urn:x:open");
+        assert!(text(&r).contains(">two<"), "{}", text(&r));
+        assert!(
+            !got.iter().any(|s| is_event(s, "urn:x:open")),
+            "shards={shards}: {:?}",
+            got.iter().map(text).collect::<Vec<_>>()
+        );
+    }
+}

@@ -48,7 +48,7 @@ pub use mam::{
 pub use offline::{OfflineMessage, OfflinePush};
 pub use pool::StorePool;
 pub use private::PrivateSet;
-pub use pubsub::{StoredItem, StoredNode};
+pub use pubsub::{StoredItem, StoredMeta, StoredNode};
 pub use push::{PushEnable, StoredPush};
 pub use register::Registered;
 pub use roster::{RosterChanged, RosterWrite};

@@ -30,6 +30,17 @@ pub struct StoredNode {
     pub items: Vec<StoredItem>,
 }
 
+/// A node's metadata with where it belongs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMeta {
+    /// The service (the owner's bare JID for PEP).
+    pub service: String,
+    /// The node's name.
+    pub node: String,
+    /// Its metadata (JSON).
+    pub meta: String,
+}
+
 impl Store {
     /// Stores (replacing) the metadata of `node` of `service`.
     pub fn pubsub_node_save(
@@ -162,6 +173,44 @@ impl Store {
             });
         }
         Ok(Some(out))
+    }
+
+    /// The metadata of every node of `service`, by node name, without items.
+    pub fn pubsub_metas(&self, service: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let q = sql("SELECT node, meta FROM pubsub_node WHERE service = ?1 ORDER BY node");
+        self.rows(q, args![service])?
+            .into_iter()
+            .map(|mut r| Ok((r.text(0)?, r.text(1)?)))
+            .collect()
+    }
+
+    /// Every node, of any service, whose metadata contains `text` (its services, names and
+    /// metadata). It reads every node row: it serves rare work (an account's deletion).
+    pub fn pubsub_metas_containing(&self, text: &str) -> Result<Vec<StoredMeta>, StoreError> {
+        // `!` escapes LIKE's wildcards (and itself) in the same way on SQLite and PostgreSQL.
+        let mut pattern = String::with_capacity(text.len() + 2);
+        pattern.push('%');
+        for c in text.chars() {
+            if matches!(c, '%' | '_' | '!') {
+                pattern.push('!');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
+        let q = sql(
+            "SELECT service, node, meta FROM pubsub_node WHERE meta LIKE ?1 ESCAPE '!'
+             ORDER BY service, node",
+        );
+        self.rows(q, args![pattern.as_str()])?
+            .into_iter()
+            .map(|mut r| {
+                Ok(StoredMeta {
+                    service: r.text(0)?,
+                    node: r.text(1)?,
+                    meta: r.text(2)?,
+                })
+            })
+            .collect()
     }
 
     /// [`Store::pubsub_load`] of the nodes whose name `keep` accepts (a shard loads the service's
@@ -305,6 +354,42 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{n}: {e}"));
             assert_eq!(items, 0, "{n}");
             assert_eq!(s.pubsub_load("bob@x").map(|v| v.len()).ok(), Some(1), "{n}");
+        }
+    }
+
+    #[test]
+    fn metas_are_found_by_their_text_with_wildcards_taken_literally() {
+        for db in test_dbs() {
+            let n = db.name;
+            let s = db.open();
+            let save = |svc: &str, node: &str, meta: &str| {
+                s.pubsub_node_save(svc, node, meta)
+                    .unwrap_or_else(|e| panic!("{n}: {e}"))
+            };
+            save("alice@x", "urn:a", r#"{"subs":["d_v@x/r"]}"#);
+            save("alice@x", "urn:b", r#"{"subs":["dav@x"]}"#);
+            save("bob@x", "urn:a", r#"{"subs":["d%v!@x"]}"#);
+            save("pubsub.x", "n", r#"{"subs":["d_v@x"]}"#);
+            let found = |text: &str| -> Vec<String> {
+                s.pubsub_metas_containing(text)
+                    .unwrap_or_else(|e| panic!("{n}: {e}"))
+                    .into_iter()
+                    .map(|m| format!("{} {}", m.service, m.node))
+                    .collect()
+            };
+            // `_` is no wildcard: "dav" is not found for "d_v".
+            assert_eq!(found("\"d_v@x"), ["alice@x urn:a", "pubsub.x n"], "{n}");
+            assert_eq!(found("\"d%v!@x"), ["bob@x urn:a"], "{n}");
+            assert!(found("\"nobody@x").is_empty(), "{n}");
+            let metas = s
+                .pubsub_metas("alice@x")
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            assert_eq!(metas.len(), 2, "{n}");
+            assert_eq!(
+                metas[1],
+                ("urn:b".to_owned(), r#"{"subs":["dav@x"]}"#.to_owned()),
+                "{n}"
+            );
         }
     }
 }

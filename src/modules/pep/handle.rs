@@ -111,7 +111,7 @@ fn node_mut<'a>(u: &'a mut UserPep, name: &str) -> Result<&'a mut Node, PubsubEr
     u.nodes.get_mut(name).ok_or_else(PubsubError::not_found)
 }
 
-fn meta_json(n: &Node) -> String {
+pub(super) fn meta_json(n: &Node) -> String {
     // A NodeMeta is plain data (strings, numbers, enums): serializing it cannot fail.
     serde_json::to_string(&n.meta).unwrap_or_default()
 }

@@ -13,6 +13,7 @@
 //! `persist_items` are written by store jobs keyed by the owner.
 
 pub mod api;
+mod forget;
 mod handle;
 pub mod interest;
 mod notify;
@@ -158,6 +159,7 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: Options) {
         crate::hooks::HookResult::Continue
     });
     crate::hooks::Events::<AccountRemoved>::listen(shard, 50, NAME, |shard, ev| {
+        forget::account_removed(shard, &ev.jid);
         let user = ev.jid.clone();
         let home = home_shard_of(user.as_str(), shard.shards);
         crate::sm::run_on(

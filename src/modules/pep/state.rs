@@ -19,6 +19,9 @@ use crate::xml::Stanza;
 /// Requests that may wait for one user's state to load; past it they are refused. Last items owed
 /// meanwhile are not requests: they are kept apart ([`Loading::last`]) and sent when it is ready.
 const MAX_PENDING: usize = 64;
+/// Deleted accounts remembered for one state being loaded (see [`Loading::forgotten`]); past it the
+/// state is read again once loaded.
+const MAX_FORGOTTEN: usize = 64;
 /// Full JIDs remembered per user as having sent it available presence; past it new ones are
 /// ignored (they get no notifications until an old one leaves).
 pub(super) const MAX_PRESENCES: usize = 10_000;
@@ -65,6 +68,26 @@ struct Loading {
     last: Owed,
     /// The account was deleted meanwhile: the state becomes empty when ready.
     gone: bool,
+    /// Accounts deleted meanwhile (at most [`MAX_FORGOTTEN`]): the load may have read their
+    /// subscriptions and affiliations, which go when it is ready.
+    forgotten: Vec<String>,
+    /// More accounts were deleted meanwhile than [`Loading::forgotten`] keeps: the state is read
+    /// again (after the store forgot them) instead of being made ready.
+    reload: bool,
+}
+
+impl Loading {
+    /// Notes that `gone`'s account was deleted while this state loads.
+    fn forget(&mut self, gone: &str) {
+        if self.forgotten.iter().any(|g| g == gone) {
+            return;
+        }
+        if self.forgotten.len() < MAX_FORGOTTEN {
+            self.forgotten.push(gone.to_owned());
+        } else {
+            self.reload = true;
+        }
+    }
 }
 
 enum Slot {
@@ -161,6 +184,100 @@ impl Home {
     pub fn in_memory(&self, user: &str) -> bool {
         self.users.contains_key(user)
     }
+
+    /// `gone`'s account was deleted: it goes from the nodes of every state loaded here, and
+    /// states being loaded drop it when ready. Returns the nodes changed, to be saved.
+    fn forget_everywhere(&mut self, gone: &str) -> Vec<(String, Vec<Changed>)> {
+        let mut out = Vec::new();
+        for (owner, slot) in &mut self.users {
+            // Its own state went with it (see `removed`), or goes when ready.
+            if owner == gone {
+                continue;
+            }
+            match slot {
+                Slot::Ready(u) => {
+                    let changed = u.forget_account(gone);
+                    if !changed.is_empty() {
+                        out.push((owner.clone(), changed));
+                    }
+                }
+                Slot::Waiting(l) => l.forget(gone),
+            }
+        }
+        out
+    }
+}
+
+/// A node whose metadata changed: its name and new metadata (JSON), to be saved.
+pub(super) type Changed = (String, String);
+
+impl UserPep {
+    /// `gone`'s account was deleted: its affiliations (bans stay) and subscriptions go from every
+    /// node; returns the nodes changed.
+    fn forget_account(&mut self, gone: &str) -> Vec<Changed> {
+        self.nodes
+            .iter_mut()
+            .filter_map(|(name, n)| {
+                n.forget_account(gone)
+                    .then(|| (name.clone(), super::handle::meta_json(n)))
+            })
+            .collect()
+    }
+}
+
+/// Saves the changed nodes of `owner` (in the owner's store order).
+pub(super) fn save_changed(shard: &mut Shard, owner: &str, changed: Vec<Changed>) {
+    if changed.is_empty() {
+        return;
+    }
+    let Ok(jid) = BareJid::parse(owner) else {
+        return;
+    };
+    let svc = owner.to_owned();
+    super::persist(shard, &jid, move |s| {
+        for (node, meta) in &changed {
+            s.pubsub_node_save(&svc, node, meta)?;
+        }
+        Ok(())
+    });
+}
+
+/// `gone`'s account was deleted: forgets it on every state loaded or loading on this shard.
+pub(super) fn forget_everywhere(shard: &mut Shard, gone: &str) {
+    let changed = shard.ext.get_or_default::<Home>().forget_everywhere(gone);
+    for (owner, c) in changed {
+        save_changed(shard, &owner, c);
+    }
+}
+
+/// `gone`'s account was deleted and `owner` (homed here) has stored nodes that name it: a loaded
+/// state forgets it now, a loading one when ready; the store forgets it in the owner's store order,
+/// ahead of any later load.
+pub(super) fn forget_on_owner(shard: &mut Shard, owner: &BareJid, gone: &str) {
+    let home = shard.ext.get_or_default::<Home>();
+    match home.users.get_mut(owner.as_str()) {
+        Some(Slot::Ready(u)) => {
+            let changed = u.forget_account(gone);
+            return save_changed(shard, owner.as_str(), changed);
+        }
+        Some(Slot::Waiting(l)) => l.forget(gone),
+        None => {}
+    }
+    let (svc, gone) = (owner.as_str().to_owned(), gone.to_owned());
+    super::persist(shard, owner, move |s| {
+        for (node, meta) in s.pubsub_metas(&svc)? {
+            // Unreadable metadata is left to the load, which reports it.
+            let Ok(mut m) = serde_json::from_str::<NodeMeta>(&meta) else {
+                continue;
+            };
+            if m.forget_account(&gone) {
+                // A NodeMeta is plain data: serializing it cannot fail.
+                let meta = serde_json::to_string(&m).unwrap_or_default();
+                s.pubsub_node_save(&svc, &node, &meta)?;
+            }
+        }
+        Ok(())
+    });
 }
 
 impl UserPep {
@@ -252,8 +369,14 @@ fn ready(shard: &mut Shard, owner: &BareJid, u: UserPep) {
         Some(Slot::Waiting(l)) => *l,
         _ => Loading::default(),
     };
-    let u = if l.gone { UserPep::default() } else { u };
+    let mut u = if l.gone { UserPep::default() } else { u };
+    let changed: Vec<Changed> = l
+        .forgotten
+        .iter()
+        .flat_map(|gone| u.forget_account(gone))
+        .collect();
     home.users.insert(owner.as_str().to_owned(), Slot::Ready(u));
+    save_changed(shard, owner.as_str(), changed);
     for op in l.ops {
         with_user(shard, owner, op);
     }
@@ -334,7 +457,16 @@ fn loaded(
             return;
         }
     };
-    let limits = shard.ext.get_or_default::<Home>().opts.limits.clone();
+    let home = shard.ext.get_or_default::<Home>();
+    if let Some(Slot::Waiting(l)) = home.users.get_mut(owner.as_str()) {
+        if l.reload {
+            // Too many deletions to remember: read it again, behind the store's forgetting.
+            l.reload = false;
+            l.forgotten.clear();
+            return load(shard, owner);
+        }
+    }
+    let limits = home.opts.limits.clone();
     let mut u = UserPep::default();
     for n in nodes {
         let meta: NodeMeta = match serde_json::from_str(&n.meta) {

@@ -953,3 +953,153 @@ fn the_answer_to_a_mirrored_set_follows_the_mirror() {
         assert!(answered, "no answer to {id}");
     }
 }
+
+const OPEN: &str = "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#publish-options</value></field><field var='pubsub#access_model'><value>open</value></field></x></publish-options>";
+const WHITELIST: &str = "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#publish-options</value></field><field var='pubsub#access_model'><value>whitelist</value></field></x></publish-options>";
+
+/// Alice (on shard 0) has an open node `urn:x:o` that `gone` subscribed to explicitly and a
+/// whitelist node `urn:x:w` it is a member of, and a node `urn:x:b` it is banned from.
+fn nodes_naming(w: &mut World, alice: &mut User, gone: &str) {
+    let mut g = w.connect(
+        w.cluster.shards.len() - 1,
+        &format!("{gone}@{HOST}/g"),
+        Some(0),
+    );
+    for (node, opts) in [("urn:x:o", OPEN), ("urn:x:w", WHITELIST), ("urn:x:b", OPEN)] {
+        let item = format!("<x xmlns='{node}'>1</x>");
+        let r = ask(w, alice, &publish(node, "1", &item, opts));
+        assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    }
+    for (node, aff) in [("urn:x:w", "member"), ("urn:x:b", "outcast")] {
+        let r = ask(w, alice, &format!("<iq type='set' id='a'><pubsub xmlns='{PS}#owner'><affiliations node='{node}'><affiliation jid='{gone}@{HOST}' affiliation='{aff}'/></affiliations></pubsub></iq>"));
+        assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    }
+    let r = ask(w, &mut g, &format!("<iq type='set' id='s' to='alice@{HOST}'><pubsub xmlns='{PS}'><subscribe node='urn:x:o' jid='{gone}@{HOST}/g'/></pubsub></iq>"));
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    let r = read_alices(w, &mut g, "urn:x:w");
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    logout(w, &g);
+}
+
+fn read_alices(w: &mut World, u: &mut User, node: &str) -> Stanza {
+    ask(
+        w,
+        u,
+        &format!("<iq type='get' id='g' to='alice@{HOST}'><pubsub xmlns='{PS}'><items node='{node}'/></pubsub></iq>"),
+    )
+}
+
+/// What alice's stored nodes say of `who` (`node:affiliation` or `node:subscription`).
+fn stored_mentions(w: &World, who: &str) -> Vec<String> {
+    let metas = w
+        .store()
+        .pubsub_metas(&format!("alice@{HOST}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut out = Vec::new();
+    for (node, meta) in metas {
+        let m: crate::modules::pubsub::core::node::NodeMeta =
+            serde_json::from_str(&meta).unwrap_or_else(|e| panic!("{e}"));
+        for (jid, aff) in &m.affiliations {
+            if jid.starts_with(who) {
+                out.push(format!("{node}:{aff:?}"));
+            }
+        }
+        for s in &m.subscriptions {
+            if s.jid.starts_with(who) {
+                out.push(format!("{node}:subscription"));
+            }
+        }
+    }
+    out
+}
+
+/// The next owner of the name `gone` gets no event from alice's open node and may not read her
+/// whitelist node; the ban stays.
+fn next_owner_inherits_nothing(w: &mut World, alice: &mut User, gone: &str, case: &str) {
+    let me = format!("{gone}@{HOST}");
+    assert_eq!(stored_mentions(w, &me), ["urn:x:b:Outcast"], "{case}");
+    let mut g = w.connect(w.cluster.shards.len() - 1, &format!("{me}/g"), Some(0));
+    let r = ask(
+        w,
+        alice,
+        &publish("urn:x:o", "2", "<x xmlns='urn:x:o'>2</x>", ""),
+    );
+    assert_eq!(r.type_().as_deref(), Some("result"), "{case}: {}", text(&r));
+    assert!(events(&g, "urn:x:o").is_empty(), "{case}");
+    let r = read_alices(w, &mut g, "urn:x:w");
+    refused(&r, "not-allowed", Some("closed-node"));
+    let r = read_alices(w, &mut g, "urn:x:b");
+    refused(&r, "forbidden", None);
+    let r = read_alices(w, &mut g, "urn:x:o");
+    assert_eq!(r.type_().as_deref(), Some("result"), "{case}: {}", text(&r));
+}
+
+#[test]
+fn a_deleted_accounts_place_on_contacts_nodes_goes_with_it() {
+    for shards in [1, 2] {
+        for alice_online in [true, false] {
+            let case = format!("{shards} shards, alice online: {alice_online}");
+            let mut w = world(shards);
+            let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+            nodes_naming(&mut w, &mut alice, "bob");
+            if !alice_online {
+                // Her state leaves memory: only the store has bob's place.
+                logout(&mut w, &alice);
+                assert!(!home_of(&w, &format!("alice@{HOST}")).in_memory(&format!("alice@{HOST}")));
+            }
+            let bob = crate::jid::BareJid::parse(&format!("bob@{HOST}"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            crate::modules::register::account_removed(
+                &mut w.cluster.shards[shards - 1],
+                bob,
+                vec![],
+            );
+            w.cluster.pump();
+            if !alice_online {
+                alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+            }
+            next_owner_inherits_nothing(&mut w, &mut alice, "bob", &case);
+        }
+    }
+}
+
+#[test]
+fn a_deletion_during_a_load_reaches_the_state_loaded() {
+    // Alice is offline; carol's request loads her state on her home shard, whose store answers
+    // wait while bob's account (and before it, `extra` others) is deleted: the load read bob's
+    // place before the deletion.
+    let home = crate::shard::home_shard_of(&format!("alice@{HOST}"), 2).index();
+    for extra in [0, 70] {
+        let case = format!("{extra} other deletions");
+        let mut w = world(2);
+        let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+        nodes_naming(&mut w, &mut alice, "bob");
+        logout(&mut w, &alice);
+        let mut carol = w.connect(1 - home, &format!("carol@{HOST}/c"), Some(0));
+        let mut held = Vec::new();
+        send_only(&mut w, &mut carol, &format!("<iq type='get' id='g' to='alice@{HOST}'><pubsub xmlns='{PS}'><items node='urn:x:o'/></pubsub></iq>"));
+        pump_slow(&mut w, home, &mut held);
+        assert!(!held.is_empty(), "{case}: no load waits");
+        for i in 0..extra {
+            let j = crate::jid::BareJid::parse(&format!("x{i}@{HOST}"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            crate::modules::register::account_removed(&mut w.cluster.shards[1 - home], j, vec![]);
+        }
+        let bob =
+            crate::jid::BareJid::parse(&format!("bob@{HOST}")).unwrap_or_else(|e| panic!("{e}"));
+        crate::modules::register::account_removed(&mut w.cluster.shards[1 - home], bob, vec![]);
+        pump_slow(&mut w, home, &mut held);
+        for done in held {
+            w.cluster.shards[home].job_done(done);
+        }
+        w.cluster.pump();
+        let r = drain(&carol);
+        assert!(
+            r.iter().any(|s| text(s).contains("<item id='1'")),
+            "{case}: {:?}",
+            r.iter().map(text).collect::<Vec<_>>()
+        );
+        alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+        next_owner_inherits_nothing(&mut w, &mut alice, "bob", &case);
+    }
+}

@@ -205,6 +205,21 @@ pub struct NodeMeta {
     pub subscriptions: Vec<Subscription>,
 }
 
+impl NodeMeta {
+    /// `bare`'s account was deleted: its affiliation (a ban stays) and the subscriptions of all
+    /// its JIDs go. True when something went.
+    pub fn forget_account(&mut self, bare: &str) -> bool {
+        let before = self.affiliations.len() + self.subscriptions.len();
+        // A ban stays: deleting the account and registering the name again must not lift it.
+        if self.affiliations.get(bare) != Some(&Affiliation::Outcast) {
+            self.affiliations.remove(bare);
+        }
+        self.subscriptions
+            .retain(|s| crate::jid::Jid::parse(&s.jid).map_or(true, |j| j.bare_str() != bare));
+        before != self.affiliations.len() + self.subscriptions.len()
+    }
+}
+
 /// A pubsub node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
@@ -468,15 +483,7 @@ impl Node {
     /// `bare`'s account was deleted: its affiliation (a ban stays) and the subscriptions of all its JIDs go
     /// (the caller deletes a node it solely owned instead). True when the node changed.
     pub fn forget_account(&mut self, bare: &str) -> bool {
-        let before = self.meta.affiliations.len() + self.meta.subscriptions.len();
-        // A ban stays: deleting the account and registering the name again must not lift it.
-        if self.meta.affiliations.get(bare) != Some(&Affiliation::Outcast) {
-            self.meta.affiliations.remove(bare);
-        }
-        self.meta
-            .subscriptions
-            .retain(|s| crate::jid::Jid::parse(&s.jid).map_or(true, |j| j.bare_str() != bare));
-        before != self.meta.affiliations.len() + self.meta.subscriptions.len()
+        self.meta.forget_account(bare)
     }
 
     /// The subscription of exactly this JID.
