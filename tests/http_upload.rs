@@ -536,3 +536,35 @@ fn the_daily_quota_holds_across_sessions_shards_and_restarts() {
     let mut c = server.login("alice", "again", None);
     refused(&mut c, "s4");
 }
+
+#[test]
+fn a_deleted_accounts_files_go_with_it() {
+    // Alice and carol upload; alice deletes her account (XEP-0077): her file is no longer
+    // served, carol's is (ejabberd's rm_on_unregister does the same).
+    let http = free_port();
+    let extra = format!("max_file_size = {MAX}\n[modules.register]\n");
+    let server = Server::start_upload(2, &["alice", "carol"], http, &extra);
+    let mut alice = server.login("alice", "r", None);
+    let mut carol = server.login("carol", "r", None);
+    let mut urls = Vec::new();
+    for (c, name) in [(&mut alice, "a.txt"), (&mut carol, "b.txt")] {
+        let (put_url, get_url) = slot(c, "s", &format!("filename='{name}' size='5'")).unwrap();
+        assert_eq!(put(http, &put_url, b"hello", "").status, 201);
+        assert_eq!(get(http, &get_url, "GET").status, 200);
+        urls.push(get_url);
+    }
+    alice.send("<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>");
+    let r = alice.expect("removal", |s| s.id().as_deref() == Some("rm"));
+    assert_eq!(r.type_().as_deref(), Some("result"));
+    // The files go in a walk of the directory on the store pool, after the answer.
+    let mut status = 0;
+    for _ in 0..100 {
+        status = get(http, &urls[0], "GET").status;
+        if status == 404 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(status, 404, "alice's file is still served");
+    assert_eq!(get(http, &urls[1], "GET").body, b"hello");
+}

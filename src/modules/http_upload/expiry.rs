@@ -76,6 +76,34 @@ pub fn sweep(dir: &Path, max_age: Duration, now: SystemTime) -> usize {
     removed
 }
 
+/// Removes every slot directory under `dir` whose file was uploaded by the account with owner tag
+/// `tag` ([`slot::SlotKey::owner_tag`]): the account was deleted. Returns how many went.
+pub fn remove_owned(dir: &Path, tag: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        if !entry.file_name().to_str().is_some_and(slot::valid_id) {
+            continue;
+        }
+        let Ok(meta) = std::fs::read(entry.path().join(super::web::META)) else {
+            continue;
+        };
+        let owned = std::str::from_utf8(&meta).is_ok_and(|m| m.lines().nth(2) == Some(tag));
+        if !owned {
+            continue;
+        }
+        match std::fs::remove_dir_all(entry.path()) {
+            Ok(()) => removed += 1,
+            Err(e) => {
+                tracing::warn!(path = %entry.path().display(), error = %e, "http_upload: cannot remove a deleted account's file")
+            }
+        }
+    }
+    removed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +125,29 @@ mod tests {
             sweep(&dir.path().join("missing"), day, SystemTime::now()),
             0
         );
+    }
+
+    #[test]
+    fn a_deleted_accounts_files_go_the_others_stay() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let put = |id: &str, meta: &str| {
+            let d = dir.path().join(id);
+            std::fs::create_dir(&d).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(d.join("data"), b"x").unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(d.join(super::super::web::META), meta).unwrap_or_else(|e| panic!("{e}"));
+        };
+        let (a, b, c) = (
+            "A".repeat(slot::ID_LEN),
+            "B".repeat(slot::ID_LEN),
+            "C".repeat(slot::ID_LEN),
+        );
+        put(&a, "x.png\nimage/png\nTAG1\n");
+        put(&b, "y.png\nimage/png\nTAG2\n");
+        // Uploaded before owners were kept: stays.
+        put(&c, "z.png\nimage/png\n");
+        assert_eq!(remove_owned(dir.path(), "TAG1"), 1);
+        assert!(!dir.path().join(&a).exists());
+        assert!(dir.path().join(&b).exists() && dir.path().join(&c).exists());
+        assert_eq!(remove_owned(dir.path(), "TAG1"), 0);
     }
 }

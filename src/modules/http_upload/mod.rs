@@ -24,6 +24,7 @@ pub use web::UploadFiles;
 
 use std::rc::Rc;
 
+use crate::hooks::{HookCtx, JobDone};
 use crate::shard::Shard;
 
 /// The XMPP namespace of XEP-0363.
@@ -55,6 +56,25 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: UploadOptions) {
         shard.register_route(&domain, Rc::new(move |s, acc| svc.route(s, acc)));
         crate::modules::disco::add_server_item(&mut shard.ext, host, &domain, "HTTP File Upload");
     }
+    // A deleted account's files go with it (ejabberd's `rm_on_unregister`, on by default there):
+    // found by the owner's tag their records keep, in a walk of the directory on the store pool.
+    // The quota's grants stay (see `store::upload`).
+    let (dir, key) = (files.dir.clone(), files.key.clone());
+    crate::hooks::Events::<crate::modules::register::AccountRemoved>::listen(
+        shard,
+        50,
+        NAME,
+        move |shard, ev| {
+            let (dir, tag, who) = (dir.clone(), key.owner_tag(ev.jid.as_str()), ev.jid.clone());
+            HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext).store(None, move |_| {
+                let n = expiry::remove_owned(&dir, &tag);
+                if n > 0 {
+                    tracing::info!(user = %who, removed = n, "http_upload: a deleted account's files removed");
+                }
+                JobDone::default()
+            });
+        },
+    );
     shard.ext.insert(files);
 }
 

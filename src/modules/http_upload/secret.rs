@@ -73,8 +73,8 @@ mod tests {
         let up = dir.path().join("up");
         let a = load_or_create(&up).unwrap_or_else(|e| panic!("{e}"));
         let b = load_or_create(&up).unwrap_or_else(|e| panic!("{e}"));
-        let slot =
-            super::super::slot::Slot::new("x".into(), 1, None, 1).unwrap_or_else(|e| panic!("{e}"));
+        let slot = super::super::slot::Slot::new("x".into(), 1, None, 1, None)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(a.token(&slot), b.token(&slot));
         let meta = std::fs::metadata(up.join(FILE)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);

@@ -7,6 +7,7 @@ use super::options::{UploadOptions, QUOTA_WINDOW_SECS};
 use super::slot::{self, Slot};
 use super::{UploadFiles, NS};
 use crate::hooks::{Acc, HookCtx, JobDone};
+use crate::jid::BareJid;
 use crate::local::result_reply;
 use crate::modules::offline::user_key;
 use crate::shard::{Shard, ShardId};
@@ -80,7 +81,7 @@ impl Service {
             }
             (StanzaType::Get, NS, "request") => {
                 let now = crate::store::unix_now();
-                match self.slot(acc.from.domain(), acc.from.node().is_some(), &payload, now) {
+                match self.slot(&acc.from.bare(), &payload, now) {
                     Ok(offer) if self.opts.daily_quota == 0 => {
                         let reply = result_reply(&acc, Some(offer.slot), shard.id);
                         shard.fx.to_route.push(reply);
@@ -140,16 +141,10 @@ impl Service {
         });
     }
 
-    /// A slot for `<request filename size content-type/>` from a user of `domain` (`is_user`: the
-    /// sender is an account, not a server) at unix time `now`.
-    pub(super) fn slot(
-        &self,
-        domain: &str,
-        is_user: bool,
-        req: &Element,
-        now: i64,
-    ) -> Result<Offer, Refusal> {
-        if !is_user || (self.opts.host_users_only && domain != self.host) {
+    /// A slot for `<request filename size content-type/>` from `from` (an account, not a server)
+    /// at unix time `now`.
+    pub(super) fn slot(&self, from: &BareJid, req: &Element, now: i64) -> Result<Offer, Refusal> {
+        if from.node().is_none() || (self.opts.host_users_only && from.domain() != self.host) {
             return Err(Refusal::NotAllowed);
         }
         let filename = req
@@ -168,8 +163,15 @@ impl Service {
             .attr("content-type")
             .and_then(slot::sanitize_content_type);
         let timeout = i64::try_from(self.opts.slot_timeout.as_secs()).unwrap_or(i64::MAX);
-        let slot = Slot::new(filename, size, content_type, now.saturating_add(timeout))
-            .map_err(|_| Refusal::Internal)?;
+        let owner = Some(self.files.key.owner_tag(from.as_str()));
+        let slot = Slot::new(
+            filename,
+            size,
+            content_type,
+            now.saturating_add(timeout),
+            owner,
+        )
+        .map_err(|_| Refusal::Internal)?;
         let urls = slot.urls(&self.base_url, &self.files.key);
         let slot = Element::new("slot", NS)
             .with_child(Element::new("put", NS).with_attr("url", urls.put))
@@ -222,6 +224,10 @@ mod tests {
         }
     }
 
+    fn jid(s: &str) -> BareJid {
+        BareJid::parse(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     fn request(attrs: &[(&str, &str)]) -> Element {
         attrs
             .iter()
@@ -237,7 +243,7 @@ mod tests {
             ("content-type", "text/plain"),
         ]);
         let slot = s
-            .slot("a.test", true, &req, 1000)
+            .slot(&jid("u@a.test"), &req, 1000)
             .unwrap_or_else(|e| panic!("{e:?}"))
             .slot;
         let url = |name: &str| {
@@ -266,18 +272,18 @@ mod tests {
     fn refusals() {
         let s = service();
         let ok = [("filename", "a"), ("size", "1")];
-        assert!(s.slot("a.test", true, &request(&ok), 0).is_ok());
+        assert!(s.slot(&jid("u@a.test"), &request(&ok), 0).is_ok());
         assert_eq!(
-            s.slot("b.test", true, &request(&ok), 0),
+            s.slot(&jid("u@b.test"), &request(&ok), 0),
             Err(Refusal::NotAllowed)
         );
         assert_eq!(
-            s.slot("a.test", false, &request(&ok), 0),
+            s.slot(&jid("a.test"), &request(&ok), 0),
             Err(Refusal::NotAllowed)
         );
         let big = [("filename", "a"), ("size", "101")];
         assert_eq!(
-            s.slot("a.test", true, &request(&big), 0),
+            s.slot(&jid("u@a.test"), &request(&big), 0),
             Err(Refusal::TooLarge(100))
         );
         for bad in [
@@ -288,7 +294,7 @@ mod tests {
             &[("filename", "/"), ("size", "1")],
         ] {
             assert_eq!(
-                s.slot("a.test", true, &request(bad), 0),
+                s.slot(&jid("u@a.test"), &request(bad), 0),
                 Err(Refusal::BadRequest),
                 "{bad:?}"
             );

@@ -60,7 +60,25 @@ impl SlotKey {
             mac.update(part.as_bytes());
             mac.update(b"\0");
         }
+        // Slots made before owners were recorded have none: their tokens still verify.
+        if let Some(owner) = &slot.owner {
+            mac.update(b"owner\0");
+            mac.update(owner.as_bytes());
+            mac.update(b"\0");
+        }
         mac
+    }
+
+    /// The tag standing for the account `bare` in its uploads' records: a keyed hash, so that
+    /// neither a PUT URL nor the upload directory names the account, and the files of a deleted
+    /// account can still be found (base64url, [`ID_LEN`] characters).
+    pub fn owner_tag(&self, bare: &str) -> String {
+        // HMAC takes keys of any length: `new_from_slice` cannot fail.
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts any key length");
+        mac.update(b"petrel-upload-owner-v1\0");
+        mac.update(bare.as_bytes());
+        let out = mac.finalize().into_bytes();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&out[..ID_BYTES])
     }
 
     /// The token of `slot` (base64url).
@@ -91,6 +109,8 @@ pub struct Slot {
     pub content_type: Option<String>,
     /// Unix time (seconds) after which the PUT URL is refused.
     pub expires: i64,
+    /// The requesting account's tag ([`SlotKey::owner_tag`]), kept with the file.
+    pub owner: Option<String>,
 }
 
 /// The URLs of a slot.
@@ -109,6 +129,7 @@ impl Slot {
         size: u64,
         content_type: Option<String>,
         expires: i64,
+        owner: Option<String>,
     ) -> Result<Slot, getrandom::Error> {
         let mut raw = [0u8; ID_BYTES];
         getrandom::getrandom(&mut raw)?;
@@ -118,6 +139,7 @@ impl Slot {
             size,
             content_type,
             expires,
+            owner,
         })
     }
 
@@ -129,11 +151,12 @@ impl Slot {
             put.push_str("&type=");
             put.push_str(&encode(ct));
         }
-        put.push_str(&format!(
-            "&expires={}&token={}",
-            self.expires,
-            key.token(self)
-        ));
+        put.push_str(&format!("&expires={}", self.expires));
+        if let Some(owner) = &self.owner {
+            put.push_str("&owner=");
+            put.push_str(&encode(owner));
+        }
+        put.push_str(&format!("&token={}", key.token(self)));
         SlotUrls { put, get }
     }
 }
@@ -216,12 +239,14 @@ pub struct PutQuery {
     pub content_type: Option<String>,
     /// `expires`.
     pub expires: Option<i64>,
+    /// `owner`.
+    pub owner: Option<String>,
     /// `token`.
     pub token: Option<String>,
 }
 
 impl PutQuery {
-    /// Reads `size=..&type=..&expires=..&token=..` (unknown keys are ignored, bad values dropped).
+    /// Reads `size=..&type=..&expires=..&owner=..&token=..` (unknown keys are ignored, bad values dropped).
     pub fn parse(query: &str) -> PutQuery {
         let mut q = PutQuery::default();
         for pair in query.split('&') {
@@ -233,6 +258,7 @@ impl PutQuery {
                 "size" => q.size = v.parse().ok(),
                 "type" => q.content_type = Some(v),
                 "expires" => q.expires = v.parse().ok(),
+                "owner" => q.owner = Some(v),
                 "token" => q.token = Some(v),
                 _ => {}
             }
@@ -255,6 +281,7 @@ mod tests {
             1234,
             Some("image/jpeg".into()),
             2_000_000_000,
+            Some(key().owner_tag("a@x")),
         )
         .unwrap_or_else(|e| panic!("{e}"))
     }
@@ -286,6 +313,14 @@ mod tests {
                 id: "A".repeat(ID_LEN),
                 ..s.clone()
             },
+            Slot {
+                owner: Some(key().owner_tag("b@x")),
+                ..s.clone()
+            },
+            Slot {
+                owner: None,
+                ..s.clone()
+            },
         ] {
             assert!(!key().verify(&other, &t), "{other:?}");
         }
@@ -312,8 +347,14 @@ mod tests {
 
     #[test]
     fn urls_round_trip_through_the_query() {
-        let s = Slot::new("my file ü.txt".into(), 5, Some("text/plain".into()), 99)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let s = Slot::new(
+            "my file ü.txt".into(),
+            5,
+            Some("text/plain".into()),
+            99,
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let urls = s.urls("http://h:5280/upload", &key());
         let prefix = format!("http://h:5280/upload/{}/my%20file%20%C3%BC.txt", s.id);
         assert_eq!(urls.get, prefix);

@@ -145,6 +145,7 @@ impl UploadFiles {
             size,
             content_type: q.content_type,
             expires,
+            owner: q.owner,
         };
         if !self.key.verify(&slot, &token) {
             return Err(Reject::BadToken);
@@ -167,10 +168,16 @@ impl UploadFiles {
             (Some(t), _) | (None, Some(t)) => t,
             (None, None) => OCTET_STREAM.to_owned(),
         };
+        let mut meta = format!("{}\n{stored}\n", slot.filename);
+        if let Some(owner) = &slot.owner {
+            // The third line finds the file when the account is deleted.
+            meta.push_str(owner);
+            meta.push('\n');
+        }
         Ok(PutPlan {
             dir: self.dir.join(&slot.id),
             size: slot.size,
-            meta: format!("{}\n{stored}\n", slot.filename).into_bytes(),
+            meta: meta.into_bytes(),
         })
     }
 
@@ -273,8 +280,32 @@ mod tests {
     }
 
     fn slot(ct: Option<&str>, expires: i64) -> Slot {
-        Slot::new("a b.png".into(), 10, ct.map(str::to_owned), expires)
+        Slot::new("a b.png".into(), 10, ct.map(str::to_owned), expires, None)
             .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_owners_tag_is_kept_with_the_file_and_covered_by_the_token() {
+        let tag = files().key.owner_tag("alice@x");
+        assert_ne!(tag, files().key.owner_tag("bob@x"));
+        let s = Slot {
+            owner: Some(tag.clone()),
+            ..slot(Some("image/png"), 100)
+        };
+        let (p, q) = put_url(&s);
+        let plan = files()
+            .put(&p, Some(&q), Some("10"), None, 0)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            plan.meta,
+            format!("a b.png\nimage/png\n{tag}\n").into_bytes()
+        );
+        // Served as before: the name and type lines decide.
+        assert!(served(&plan.meta, "a b.png").is_ok());
+        // Another owner in the URL breaks the token.
+        let other = q.replace(&tag, &files().key.owner_tag("bob@x"));
+        let r = files().put(&p, Some(&other), Some("10"), None, 0);
+        assert_eq!(r.map(drop), Err(Reject::BadToken));
     }
 
     #[test]
