@@ -466,3 +466,54 @@ fn registration_off_by_default() {
     let r = iq(&mut c, "localhost", "<query xmlns='jabber:iq:register'/>");
     assert_eq!(error_condition(&r).as_deref(), Some("service-unavailable"));
 }
+
+#[test]
+fn iqs_to_an_account_that_does_not_exist_are_service_unavailable() {
+    // RFC 6121 §8.5.1: whatever the namespace, an IQ to a bare or full JID of an account that
+    // does not exist is answered service-unavailable; the same requests about an account that
+    // exists keep their own refusals (another user's roster is forbidden, and so on).
+    let modules = "[modules.roster]\n[modules.presence]\n[modules.caps]\n[modules.offline]\n\
+                   [modules.blocking]\n[modules.private]\n[modules.vcard]\n[modules.version]\n\
+                   [modules.time]\n[modules.last]\n[modules.carbons]\n[modules.mam]\n[modules.pep]\n";
+    let requests = [
+        ("get", "<query xmlns='http://jabber.org/protocol/disco#info'/>", None),
+        ("get", "<query xmlns='http://jabber.org/protocol/disco#items'/>", None),
+        ("get", "<vCard xmlns='vcard-temp'/>", None),
+        ("get", "<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:xmpp:avatar:metadata'/></pubsub>", Some("item-not-found")),
+        ("set", "<pubsub xmlns='http://jabber.org/protocol/pubsub'><subscribe node='urn:xmpp:avatar:metadata' jid='alice@localhost'/></pubsub>", Some("item-not-found")),
+        ("get", "<ping xmlns='urn:xmpp:ping'/>", None),
+        ("get", "<query xmlns='jabber:iq:last'/>", Some("forbidden")),
+        ("get", "<time xmlns='urn:xmpp:time'/>", None),
+        ("set", "<query xmlns='urn:xmpp:mam:2'/>", Some("forbidden")),
+        ("get", "<query xmlns='jabber:iq:roster'/>", Some("forbidden")),
+        ("get", "<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query>", Some("forbidden")),
+        ("get", "<blocklist xmlns='urn:xmpp:blocking'/>", Some("not-allowed")),
+        ("get", "<foo xmlns='urn:x:unknown'/>", None),
+    ];
+    for shards in [1, 2] {
+        let server = Server::start_with(shards, &["alice", "bob"], "", modules);
+        let mut c = server.login("alice", "r", Some(0));
+        for to in ["nobody@localhost", "nobody@localhost/r", "bob@localhost"] {
+            for (ty, body, existing) in &requests {
+                let id = format!("q{}", common::rand_u64());
+                c.send(&format!("<iq type='{ty}' id='{id}' to='{to}'>{body}</iq>"));
+                let r = c.expect("iq reply", |s| s.id().as_deref() == Some(id.as_str()));
+                let want = if to.starts_with("bob") {
+                    match existing {
+                        Some(cond) => *cond,
+                        // Answered for bob, or by his server on his behalf.
+                        None => continue,
+                    }
+                } else {
+                    "service-unavailable"
+                };
+                assert_eq!(
+                    error_condition(&r).as_deref(),
+                    Some(want),
+                    "{shards} shards, to {to}: {body}: {}",
+                    String::from_utf8_lossy(r.bytes())
+                );
+            }
+        }
+    }
+}

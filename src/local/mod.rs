@@ -191,6 +191,24 @@ pub fn answer_iq(shard: &mut Shard, acc: Acc, handler: &IqHandler, payload: &cra
             shard.fx.to_route.push(reply);
         }
         IqReply::Error(cond) => shard.bounce(&acc, cond),
+        IqReply::NotYours(cond) => {
+            // The store says whether the account exists (an error path: one look-up is cheap).
+            let (owner, on) = (acc.to.bare(), shard.id);
+            HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext).store(None, move |store| {
+                let cond = match store.user_exists(&owner) {
+                    Ok(false) => StanzaErrorCondition::ServiceUnavailable,
+                    Ok(true) => cond,
+                    Err(e) => {
+                        tracing::warn!(%owner, error = %e, "cannot tell whether an account exists");
+                        cond
+                    }
+                };
+                acc.error_reply(cond, on)
+                    .into_iter()
+                    .collect::<Vec<_>>()
+                    .into()
+            });
+        }
         IqReply::NoReply => {
             let mut acc = acc;
             acc.note(shard.id, STAGE, Outcome::Took, |_| {

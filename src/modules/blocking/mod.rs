@@ -366,7 +366,7 @@ fn handle_iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>, max: usize) ->
     let user = acc.to.bare();
     if acc.from.bare() != user {
         // Someone else's block list is not theirs to read or change.
-        return IqReply::Error(StanzaErrorCondition::NotAllowed);
+        return IqReply::NotYours(StanzaErrorCondition::NotAllowed);
     }
     let req = match iq::parse(acc.ty(), payload) {
         Ok(r) => r,

@@ -49,7 +49,7 @@ pub fn register_rooms(shard: &mut Shard, services: &[String], opts: &MamOptions)
 /// A user's own archive: only its owner may read it or set its preferences.
 fn user_iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>, opts: &MamOptions) -> IqReply {
     if acc.from.bare_str() != acc.to.bare_str() {
-        return IqReply::Error(StanzaErrorCondition::Forbidden);
+        return IqReply::NotYours(StanzaErrorCondition::Forbidden);
     }
     let owner = acc.to.bare_str();
     match payload.name.as_str() {

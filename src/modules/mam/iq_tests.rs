@@ -112,7 +112,13 @@ fn errors_form_metadata_and_other_archives() {
         (q(&format!("<set xmlns='{RSM}'><after>999</after></set>")), "item-not-found"),
         (q("<x xmlns='jabber:x:data' type='submit'><field var='with'><value>a@b@c</value></field></x>"), "bad-request"),
         (format!("<iq type='set' id='e' to='bob@{HOST}'><query xmlns='{MAM}'/></iq>"), "forbidden"),
+        // RFC 6121 §8.5.1: no such account.
+        (format!("<iq type='set' id='e' to='nobody@{HOST}'><query xmlns='{MAM}'/></iq>"), "service-unavailable"),
     ];
+    let bob = crate::jid::BareJid::parse(&format!("bob@{HOST}")).unwrap_or_else(|e| panic!("{e}"));
+    w.store()
+        .add_user(&bob, &crate::auth::ScramSecrets::derive("pw", 4096))
+        .unwrap_or_else(|e| panic!("{e}"));
     for (xml, want) in cases {
         let got = exchange(&mut w, &mut alice, &xml);
         assert_eq!(got.len(), 1, "{xml}");

@@ -28,6 +28,16 @@ pub(super) fn answer(
     // The answer waits for the writes the request queued (a `result` means it is stored).
     commit::begin(&mut shard.ext);
     let out = match u {
+        // RFC 6121 §8.5.1: an IQ to an account that does not exist. Its owner asking proves it
+        // exists now (registered since the load).
+        Some(u) if u.missing && acc.from.bare() != *owner => {
+            Err(PubsubError::new(C::ServiceUnavailable))
+        }
+        Some(u) if u.missing => {
+            u.missing = false;
+            items_subid(u, owner, &acc, &req, subid.as_deref())
+                .and_then(|()| run(shard, u, owner, &acc, req))
+        }
         Some(u) => items_subid(u, owner, &acc, &req, subid.as_deref())
             .and_then(|()| run(shard, u, owner, &acc, req)),
         None => Err(PubsubError::new(C::ResourceConstraint)),

@@ -48,6 +48,9 @@ pub(super) struct UserPep {
     /// Roster entries by bare JID (a tree: an empty one is three words, where a hash map carries
     /// its hasher's keys in every user's state).
     pub roster: BTreeMap<String, Contact>,
+    /// No such account when loaded: others' requests are answered `service-unavailable` (RFC 6121
+    /// §8.5.1).
+    pub missing: bool,
 }
 
 /// Work on one user's state; `None` when it cannot be had (load failed, too many waiting).
@@ -369,7 +372,14 @@ fn ready(shard: &mut Shard, owner: &BareJid, u: UserPep) {
         Some(Slot::Waiting(l)) => *l,
         _ => Loading::default(),
     };
-    let mut u = if l.gone { UserPep::default() } else { u };
+    let mut u = if l.gone {
+        UserPep {
+            missing: true,
+            ..UserPep::default()
+        }
+    } else {
+        u
+    };
     let changed: Vec<Changed> = l
         .forgotten
         .iter()
@@ -430,6 +440,11 @@ fn load(shard: &mut Shard, owner: BareJid) {
         let got = store
             .pubsub_load(owner.as_str())
             .and_then(|n| store.roster_rows(&owner).map(|r| (n, r)))
+            .and_then(|(n, r)| {
+                // Only an account with neither nodes nor contacts may not exist: asked then.
+                let missing = n.is_empty() && r.is_empty() && !store.user_exists(&owner)?;
+                Ok((n, r, missing))
+            })
             .map_err(|e| e.to_string());
         JobDone {
             then: Some(Box::new(move |shard: &mut Shard| loaded(shard, owner, got))),
@@ -442,9 +457,9 @@ fn load(shard: &mut Shard, owner: BareJid) {
 fn loaded(
     shard: &mut Shard,
     owner: BareJid,
-    got: Result<(Vec<StoredNode>, Vec<RosterItem>), String>,
+    got: Result<(Vec<StoredNode>, Vec<RosterItem>, bool), String>,
 ) {
-    let (nodes, roster) = match got {
+    let (nodes, roster, missing) = match got {
         Ok(v) => v,
         Err(e) => {
             tracing::error!(error = %e, user = owner.as_str(), "pep: loading failed");
@@ -467,7 +482,12 @@ fn loaded(
         }
     }
     let limits = home.opts.limits.clone();
-    let mut u = UserPep::default();
+    // An account with sessions exists, whatever the store said a moment ago.
+    let missing = missing && shard.sm.resources(&owner).is_empty();
+    let mut u = UserPep {
+        missing,
+        ..UserPep::default()
+    };
     for n in nodes {
         let meta: NodeMeta = match serde_json::from_str(&n.meta) {
             Ok(m) => m,

@@ -275,13 +275,29 @@ fn roster_bad_input_and_limit() {
         r.get_child("query", ns::ROSTER).and_then(|q| q.attr("ver")),
         None
     );
-    // Another user's roster is forbidden.
-    net.send(
-        &mut a,
-        "<iq type='get' id='x' to='bob@example.com'><query xmlns='jabber:iq:roster'/></iq>",
-    );
-    let got = net.recv(&a);
-    assert_eq!(error_of(result_of(&got, "x")).as_deref(), Some("forbidden"));
+    // Another user's roster is forbidden; an account that does not exist is service-unavailable
+    // (RFC 6121 §8.5.1).
+    net.store()
+        .add_user(
+            &bare("bob@example.com"),
+            &crate::auth::ScramSecrets::derive("pw", 4096),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (to, want) in [
+        ("bob@example.com", "forbidden"),
+        ("nobody@example.com", "service-unavailable"),
+    ] {
+        net.send(
+            &mut a,
+            &format!("<iq type='get' id='x' to='{to}'><query xmlns='jabber:iq:roster'/></iq>"),
+        );
+        let got = net.recv(&a);
+        assert_eq!(
+            error_of(result_of(&got, "x")).as_deref(),
+            Some(want),
+            "{to}"
+        );
+    }
 }
 
 /// alice subscribes to bob; bob approves; alice sees bob's presence after the `subscribed`.

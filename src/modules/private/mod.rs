@@ -182,7 +182,7 @@ struct Allowance(u64);
 fn handle(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>, max: u64) -> IqReply {
     let user = acc.to.bare();
     if acc.from.bare() != user {
-        return IqReply::Error(StanzaErrorCondition::Forbidden);
+        return IqReply::NotYours(StanzaErrorCondition::Forbidden);
     }
     let req = match parse(acc.ty(), payload) {
         Ok(r) => r,

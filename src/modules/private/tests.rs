@@ -10,7 +10,13 @@ fn run(n: usize, max: u32, reqs: &[&str]) -> Vec<Element> {
     for s in c.shards.iter_mut() {
         start(s, &["localhost".to_string()], &Options { max_bytes: max });
     }
-    c.store = Some(Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}")));
+    let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    // Bob exists: his storage is refused `forbidden`; nobody's, `service-unavailable`.
+    let bob = crate::jid::BareJid::parse("bob@localhost").unwrap_or_else(|e| panic!("{e}"));
+    store
+        .add_user(&bob, &crate::auth::ScramSecrets::derive("pw", 4096))
+        .unwrap_or_else(|e| panic!("{e}"));
+    c.store = Some(store);
     let on = n - 1;
     let jid = FullJid::parse("alice@localhost/a").unwrap_or_else(|e| panic!("{e}"));
     let (mut sess, mb) = c.connect(on, &jid, None);
@@ -53,6 +59,7 @@ fn round_trip_limits_and_refusals() {
                 "<iq type='get' id='none'><query xmlns='jabber:iq:private'/></iq>",
                 "<iq type='set' id='noneset'><query xmlns='jabber:iq:private'/></iq>",
                 "<iq type='get' id='other' to='bob@localhost'><query xmlns='jabber:iq:private'><p xmlns='x:p'/></query></iq>",
+                "<iq type='get' id='nobody' to='nobody@localhost'><query xmlns='jabber:iq:private'><p xmlns='x:p'/></query></iq>",
                 &format!("<iq type='set' id='huge'><query xmlns='jabber:iq:private'><n xmlns='x:n'>{}</n></query></iq>", "y".repeat(300)),
                 // XEP-0049 §2.3: several elements of one namespace are stored together.
                 "<iq type='set' id='two'><query xmlns='jabber:iq:private'><a xmlns='x:y'>1</a><b xmlns='x:y'>2</b></query></iq>",
@@ -93,6 +100,11 @@ fn round_trip_limits_and_refusals() {
         // XEP-0049 §2.3: a set with nothing to store.
         assert_eq!(cond(by_id("noneset")).as_deref(), Some("not-acceptable"));
         assert_eq!(cond(by_id("other")).as_deref(), Some("forbidden"));
+        // RFC 6121 §8.5.1: no such account.
+        assert_eq!(
+            cond(by_id("nobody")).as_deref(),
+            Some("service-unavailable")
+        );
         assert_eq!(cond(by_id("huge")).as_deref(), Some("not-acceptable"));
         assert_eq!(by_id("two").attr("type"), Some("result"));
         let mut both = Vec::new();

@@ -178,7 +178,7 @@ fn handle_iq(acc: &Acc, query: &Element, ctx: &mut HookCtx<'_>, opts: RosterOpts
     let user = acc.from.bare();
     // §2.1.5: a roster is only the user's own business.
     if acc.to.as_str() != user.as_str() {
-        return IqReply::Error(StanzaErrorCondition::Forbidden);
+        return IqReply::NotYours(StanzaErrorCondition::Forbidden);
     }
     if query.name != "query" {
         return IqReply::Error(StanzaErrorCondition::BadRequest);
