@@ -576,6 +576,10 @@ impl FullJid {
         // A FullJid is only built with slash != 0, so a resource is always present.
         self.0.resource().unwrap_or_default()
     }
+    /// The bare part as a string slice (no allocation).
+    pub fn bare_str(&self) -> &str {
+        &self.0.s[..usize::from(self.0.slash)]
+    }
     /// The prepared string form.
     pub fn as_str(&self) -> &str {
         &self.0.s

@@ -207,11 +207,27 @@ fn many_clients_full_jids_every_message_once_in_order_sent_straight() {
     drop(server);
 }
 
+/// RFC 6120 §10.1: "treating stanzas addressed to the bare JID and the full JID of the intended
+/// recipient as equivalent". A bare-JID message goes through the recipient's home shard; a full-JID
+/// one sent right after it may not (the local fast path, the location cache), yet comes after it.
+#[test]
+fn many_clients_bare_and_full_jids_mixed_every_message_once_in_order() {
+    for shards in [2, 4] {
+        drop(every_message_once_in_order(
+            shards,
+            Addressing::Mixed,
+            |refs| Server::start(shards, refs),
+        ));
+    }
+}
+
 /// How the test's messages address their recipients.
 #[derive(Clone, Copy, PartialEq)]
 enum Addressing {
     Bare,
     Full,
+    /// Bare or full at random: RFC 6120 §10.1 treats both as one recipient for order.
+    Mixed,
 }
 
 /// The body of one GET over a fresh connection.
@@ -269,11 +285,12 @@ fn every_message_once_in_order(
         for seq in 0..PER_CLIENT {
             for from in 0..CLIENTS {
                 let (_, to, s) = plan[from * PER_CLIENT + seq];
-                let resource = if addressing == Addressing::Full {
-                    "/r"
-                } else {
-                    ""
+                let full = match addressing {
+                    Addressing::Bare => false,
+                    Addressing::Full => true,
+                    Addressing::Mixed => (from * 7 + s * 13 + to) % 3 != 0,
                 };
+                let resource = if full { "/r" } else { "" };
                 let msg = format!(
                     "<message to='u{to}@localhost{resource}' type='chat'><body>{from}:{s}</body></message>"
                 );

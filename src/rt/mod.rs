@@ -590,6 +590,7 @@ async fn run_shard(
                 let now = std::time::Instant::now();
                 crate::hooks::clock::set_now(now);
                 ctx.shard.borrow_mut().expire_iqs(now);
+                ctx.shard.borrow_mut().home_paths.tick();
                 ctx.flush();
             }
         }));

@@ -84,7 +84,19 @@ pub fn home_shard_of(bare: &str, shards: usize) -> ShardId {
     if shards <= 1 {
         return ShardId(0);
     }
-    let h = home_hasher().hash_one(bare);
+    home_shard_by_hash(home_hash(bare), shards)
+}
+
+/// The hash of a bare JID that chooses its home shard (also a key for per-user tables).
+pub fn home_hash(bare: &str) -> u64 {
+    home_hasher().hash_one(bare)
+}
+
+/// The home shard of the bare JID whose [`home_hash`] is `h`.
+pub fn home_shard_by_hash(h: u64, shards: usize) -> ShardId {
+    if shards <= 1 {
+        return ShardId(0);
+    }
     ShardId((h % shards as u64) as u16)
 }
 

@@ -15,7 +15,10 @@ mod waiters;
 
 pub use ext::Extensions;
 pub use hosts::{DynamicHosts, Served};
-pub use ids::{home_shard, home_shard_of, Ask, ConnId, SessionRef, ShardId, REMOTE_SHARD};
+pub use ids::{
+    home_hash, home_shard, home_shard_by_hash, home_shard_of, Ask, ConnId, SessionRef, ShardId,
+    REMOTE_SHARD,
+};
 pub use mailbox::{Mailbox, MailboxFull};
 pub use msg::{ConnExtMsg, ConnMsg, DrainCause, ShardMsg};
 pub use waiters::Waiters;
@@ -93,6 +96,9 @@ pub struct Shard {
     pub(crate) sm: SessionManager,
     /// Where other shards' users' sessions live, as far as this shard learnt it.
     pub(crate) locations: crate::sm::Locations,
+    /// Recipients this shard recently sent stanzas to through their home shard (RFC 6120 §10.1,
+    /// see `sm::order`).
+    pub(crate) home_paths: crate::sm::HomePaths,
     conns: HashMap<ConnId, Rc<Mailbox>>,
     /// Full JIDs bound on this shard's connections: a stanza to one of them is delivered here without
     /// the hop through the home shard.
@@ -146,6 +152,7 @@ impl Shard {
             services: HashMap::new(),
             sm: SessionManager::default(),
             locations: crate::sm::Locations::default(),
+            home_paths: crate::sm::HomePaths::default(),
             conns: HashMap::new(),
             local_sessions: HashMap::new(),
             next_conn: 1,

@@ -98,9 +98,58 @@ pub struct Locations {
     last_ask: u32,
     /// Stanzas waiting, all entries together.
     held: usize,
+    /// Stanzas waiting, per recipient (the [`crate::shard::home_hash`] of its bare JID), for
+    /// [`Locations::release_user`].
+    held_by_user: HashMap<u64, usize>,
 }
 
 impl Locations {
+    /// Counts `n` more (or, negative, fewer) stanzas waiting for the recipient `jid` (bare part).
+    fn count_held(&mut self, bare: &str, n: isize) {
+        if n == 0 {
+            return;
+        }
+        let user = crate::shard::home_hash(bare);
+        let c = self.held_by_user.entry(user).or_default();
+        *c = c.saturating_add_signed(n);
+        if *c == 0 {
+            self.held_by_user.remove(&user);
+        }
+    }
+
+    /// A stanza to the recipient with hash `user` is about to take the home path (see
+    /// [`super::order`]): the stanzas waiting here for an answer about its full JIDs were sent
+    /// earlier, so they go first, through the home shard behind their asking one, and those JIDs
+    /// take the home path from now (asking again later). Entries waiting for a drain (the session
+    /// ended) keep theirs: they must stay behind what was sent straight.
+    pub fn release_user(&mut self, user: u64) -> Vec<Acc> {
+        if !self.held_by_user.contains_key(&user) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (jid, entry) in self.entries.iter_mut() {
+            if let Entry::Asking {
+                held,
+                forgotten: false,
+                ..
+            } = entry
+            {
+                if !held.is_empty() && crate::shard::home_hash(jid.bare_str()) == user {
+                    out.extend(held.drain(..));
+                    *entry = Entry::Home {
+                        left: ASK_AGAIN_AFTER,
+                    };
+                }
+            }
+        }
+        self.held -= out.len();
+        if let Some(first) = out.first() {
+            let bare = first.to.bare_str().to_owned();
+            self.count_held(&bare, -(out.len() as isize));
+        }
+        out
+    }
+
     /// A number for a new question (never 0: a drain with no question open carries 0).
     fn next_ask(&mut self) -> u32 {
         self.last_ask = self.last_ask.wrapping_add(1).max(1);
@@ -131,17 +180,21 @@ impl Locations {
         match entry {
             Entry::At(s) => Step::Direct(*s, acc),
             Entry::Asking { held, .. } if held.len() < MAX_HELD && self.held < MAX_HELD_TOTAL => {
+                let bare = acc.to.bare_str().to_owned();
                 held.push_back(acc);
                 self.held += 1;
+                self.count_held(&bare, 1);
                 Step::Held
             }
             Entry::Asking { held, .. } => {
                 let mut out: Vec<Acc> = held.drain(..).collect();
-                self.held -= out.len();
-                out.push(acc);
                 *entry = Entry::Home {
                     left: ASK_AGAIN_AFTER,
                 };
+                self.held -= out.len();
+                let n = out.len() as isize;
+                self.count_held(acc.to.bare_str(), -n);
+                out.push(acc);
                 Step::Release(out)
             }
             Entry::Home { left } => {
@@ -171,9 +224,11 @@ impl Locations {
             return (Then::Home, Vec::new());
         }
         let held: Vec<Acc> = held.drain(..).collect();
+        let forgotten = *forgotten;
         self.held -= held.len();
+        self.count_held(jid.bare_str(), -(held.len() as isize));
         match at {
-            Some(s) if !*forgotten && !s.is_remote() => {
+            Some(s) if !forgotten && !s.is_remote() => {
                 // Kept on this very shard too: a resumed session has no local binding for the
                 // route's fast path (see `docs/ROUTE.md`, resumption).
                 self.entries.insert(jid.clone(), Entry::At(s));

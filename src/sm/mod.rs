@@ -13,20 +13,20 @@
 //!   whose last, default handler answers `service-unavailable` for chat/normal and drops the rest.
 
 mod locations;
+pub mod order;
 mod removed;
 mod sessions;
 
 pub use locations::Locations;
 use locations::{Step, Then};
+pub use order::HomePaths;
 pub use sessions::{Resource, SessionManager};
 
 use crate::c2s::BindError;
 use crate::explain::Outcome;
 use crate::hooks::{Acc, HookCtx, HookResult, Hooks, SessionEvent};
 use crate::jid::{BareJid, FullJid, Jid};
-use crate::shard::{
-    home_shard, home_shard_of, Ask, ConnMsg, DrainCause, SessionRef, Shard, ShardId, ShardMsg,
-};
+use crate::shard::{home_shard, Ask, ConnMsg, DrainCause, SessionRef, Shard, ShardId, ShardMsg};
 use crate::xml::{StanzaKind, StanzaType};
 use crate::xmpp::{StanzaErrorCondition, StreamErrorCondition};
 use std::time::Instant;
@@ -123,17 +123,39 @@ pub fn route(shard: &mut Shard, mut acc: Acc) {
     if acc.kind() == StanzaKind::Presence && acc.to.resource().is_some() {
         to_bare_if_subscription(&mut acc);
     }
+    let first_hop = acc.reroutes == 0;
+    let full_first_hop = first_hop && acc.to.resource().is_some();
+    // The recipient's hash, which picks its home shard (0 with one shard); hashed once, and not
+    // for a stanza the local fast path delivers while nothing went home lately.
+    let mut hashed = None;
+    let mut user_hash = |acc: &Acc, shards: usize| {
+        *hashed.get_or_insert_with(|| {
+            if shards > 1 {
+                crate::shard::home_hash(acc.to.bare_str())
+            } else {
+                0
+            }
+        })
+    };
+    // RFC 6120 §10.1 (see `order`): behind a stanza this shard sent the recipient's way through its
+    // home shard lately, a full-JID one goes that way too, not straight.
+    let behind = full_first_hop && !shard.home_paths.is_idle() && {
+        let user = user_hash(&acc, shard.shards);
+        crate::shard::home_shard_by_hash(user, shard.shards) != shard.id
+            && shard.home_paths.recent(user)
+    };
     // Fast path: a full JID bound on this very shard is delivered without the home-shard hop. Its
     // path is fixed while the session lives, so per-sender order holds; error and IQ replies to local
     // senders never cross a ring (and so are never lost to a full one).
-    if acc.to.resource().is_some() && acc.reroutes == 0 {
+    if full_first_hop && !behind {
         if let Some(conn) = shard.local_session(acc.to.as_str()) {
             let sref = shard.session_ref(conn);
             if let Some(ask) = acc.locate_for {
                 // A sender's shard asks, and this home shard is the session's own: it records who
                 // learns the location, to tell them when the session ends or moves; a session
                 // about to move (or, never here, another home's) is not to be learnt.
-                let home = home_shard_of(acc.to.bare_str(), shard.shards);
+                let home =
+                    crate::shard::home_shard_by_hash(user_hash(&acc, shard.shards), shard.shards);
                 if home != shard.id || !shard.sm.locate(acc.to.bare_str(), acc.to.as_str(), ask.by)
                 {
                     acc.locate_for = None;
@@ -150,7 +172,8 @@ pub fn route(shard: &mut Shard, mut acc: Acc) {
             return;
         }
     }
-    let home = home_shard_of(acc.to.bare_str(), shard.shards);
+    let user = user_hash(&acc, shard.shards);
+    let home = crate::shard::home_shard_by_hash(user, shard.shards);
     if home != shard.id {
         // Messages, and the IQ answers that may follow them (a MAM query's results, then its
         // result), share the "where does it live" path to a full JID, so the answer does not
@@ -159,8 +182,17 @@ pub fn route(shard: &mut Shard, mut acc: Acc) {
         let answer = acc.kind() == StanzaKind::Iq
             && matches!(acc.ty(), StanzaType::Result | StanzaType::Error);
         let located = acc.kind() == StanzaKind::Message || answer;
-        if acc.reroutes == 0 && located && acc.to.resource().is_some() {
+        if first_hop && located && acc.to.resource().is_some() && !behind {
             return by_location(shard, acc, home);
+        }
+        if first_hop {
+            // Whatever waits here for where one of the recipient's sessions lives was sent
+            // earlier: it goes first. Then later full-JID stanzas follow this one (see `order`).
+            for held in shard.locations.release_user(user) {
+                let why = " (ahead of a stanza to the same user through its home shard)";
+                forward_home(shard, held, home, why);
+            }
+            shard.home_paths.sent_home(user);
         }
         return forward_home(shard, acc, home, "");
     }
@@ -290,6 +322,19 @@ fn forward_home(shard: &mut Shard, mut acc: Acc, home: ShardId, why: &str) {
 pub(crate) fn located(shard: &mut Shard, jid: FullJid, id: u32, at: Option<SessionRef>) {
     let (then, held) = shard.locations.located(&jid, id, at);
     match then {
+        // Something went the recipient's way through its home shard since these were held (see
+        // `order`): they follow it.
+        Then::Direct(_)
+            if shard
+                .home_paths
+                .recent(crate::shard::home_hash(jid.bare_str())) =>
+        {
+            let home = home_shard(&jid.bare(), shard.shards);
+            for acc in held {
+                let why = " (behind a stanza to the same user through its home shard)";
+                forward_home(shard, acc, home, why);
+            }
+        }
         Then::Direct(s) => {
             let n = held.len() as u64;
             shard.stats.direct += n;

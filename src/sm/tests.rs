@@ -358,58 +358,78 @@ fn messages_sent_while_asking_wait_behind_the_asking_one() {
     assert_eq!(net.direct(), 2);
 }
 
+/// Eight users on random shards send 600 messages to random others, interleaved at random with ring
+/// steps, to full JIDs or (`mixed`) to bare or full ones at random; every recipient gets each
+/// sender's messages once and in order. Gives how many went straight.
+fn random_traffic_keeps_every_senders_order(shards: usize, seed: u64, mixed: bool) -> u64 {
+    let mut rng = Rng(seed);
+    let mut net = Net::new(shards);
+    let mut users: Vec<User> = (0..8)
+        .map(|i| {
+            let on = rng.next(shards);
+            net.connect(&format!("u{i}@{HOST}/r"), on)
+        })
+        .collect();
+    let mut sent: Vec<Vec<(usize, usize)>> = vec![Vec::new(); users.len()];
+    for seq in 0..600 {
+        // Sends and ring steps interleave at random, so answers and held stanzas race.
+        if rng.below(3) == 0 {
+            let busy = net.busy();
+            if !busy.is_empty() {
+                let (f, t) = busy[rng.next(busy.len())];
+                net.step(f, t);
+            }
+            continue;
+        }
+        let from = rng.next(users.len());
+        let to = rng.next(users.len());
+        // RFC 6120 §10.1: bare and full addresses of one recipient are one order.
+        let jid = if mixed && rng.below(2) == 0 {
+            users[to].sess.jid.bare().as_str().to_owned()
+        } else {
+            users[to].sess.jid.to_string()
+        };
+        net.send(&mut users[from], &jid, &format!("{from}:{seq}"));
+        sent[to].push((from, seq));
+    }
+    net.drain(&mut rng);
+    for (to, u) in users.iter().enumerate() {
+        let got: Vec<(usize, usize)> = received(&u.mb)
+            .iter()
+            .map(|b| {
+                let (f, s) = b.split_once(':').expect("from:seq");
+                (f.parse().expect("a number"), s.parse().expect("a number"))
+            })
+            .collect();
+        for from in 0..users.len() {
+            let want: Vec<usize> = sent[to]
+                .iter()
+                .filter(|(f, _)| *f == from)
+                .map(|(_, s)| *s)
+                .collect();
+            let had: Vec<usize> = got
+                .iter()
+                .filter(|(f, _)| *f == from)
+                .map(|(_, s)| *s)
+                .collect();
+            assert_eq!(had, want, "shards {shards}, seed {seed}: u{from} -> u{to}");
+        }
+    }
+    net.direct()
+}
+
 #[test]
 fn any_ring_order_keeps_every_senders_order_and_loses_nothing() {
     for (shards, seed) in [(2, 11), (3, 12), (4, 13), (4, 14), (5, 15)] {
-        let mut rng = Rng(seed);
-        let mut net = Net::new(shards);
-        let mut users: Vec<User> = (0..8)
-            .map(|i| {
-                let on = rng.next(shards);
-                net.connect(&format!("u{i}@{HOST}/r"), on)
-            })
-            .collect();
-        let mut sent: Vec<Vec<(usize, usize)>> = vec![Vec::new(); users.len()];
-        for seq in 0..600 {
-            // Sends and ring steps interleave at random, so answers and held stanzas race.
-            if rng.below(3) == 0 {
-                let busy = net.busy();
-                if !busy.is_empty() {
-                    let (f, t) = busy[rng.next(busy.len())];
-                    net.step(f, t);
-                }
-                continue;
-            }
-            let from = rng.next(users.len());
-            let to = rng.next(users.len());
-            let jid = users[to].sess.jid.to_string();
-            net.send(&mut users[from], &jid, &format!("{from}:{seq}"));
-            sent[to].push((from, seq));
-        }
-        net.drain(&mut rng);
-        for (to, u) in users.iter().enumerate() {
-            let got: Vec<(usize, usize)> = received(&u.mb)
-                .iter()
-                .map(|b| {
-                    let (f, s) = b.split_once(':').expect("from:seq");
-                    (f.parse().expect("a number"), s.parse().expect("a number"))
-                })
-                .collect();
-            for from in 0..users.len() {
-                let want: Vec<usize> = sent[to]
-                    .iter()
-                    .filter(|(f, _)| *f == from)
-                    .map(|(_, s)| *s)
-                    .collect();
-                let had: Vec<usize> = got
-                    .iter()
-                    .filter(|(f, _)| *f == from)
-                    .map(|(_, s)| *s)
-                    .collect();
-                assert_eq!(had, want, "shards {shards}: u{from} -> u{to}");
-            }
-        }
-        assert!(net.direct() > 0, "shards {shards}: no stanza went straight");
+        let direct = random_traffic_keeps_every_senders_order(shards, seed, false);
+        assert!(direct > 0, "shards {shards}: no stanza went straight");
+    }
+}
+
+#[test]
+fn any_ring_order_keeps_every_senders_order_to_bare_and_full_jids_alike() {
+    for (shards, seed) in [(2, 21), (2, 22), (3, 23), (4, 24), (5, 25)] {
+        random_traffic_keeps_every_senders_order(shards, seed, true);
     }
 }
 
@@ -532,4 +552,61 @@ fn a_session_bound_on_its_home_shard_is_forgotten_when_it_ends() {
     assert_eq!(rerouted, 0, "nothing went to the connection that was gone");
     // Told, alice's shard sends through the home shard until it asks again.
     assert_eq!(net.direct(), 1);
+}
+
+/// A user on `net`'s shard `on` whose home is shard `home`.
+fn user_homed(net: &mut Net, n: usize, home: usize, prefix: &str, on: usize) -> (User, String) {
+    let jid = format!("{}@{HOST}/r", homed(n, home, prefix));
+    (net.connect(&jid, on), jid)
+}
+
+#[test]
+fn bare_and_full_addresses_keep_one_order_on_the_senders_shard() {
+    // RFC 6120 §10.1: "treating stanzas addressed to the bare JID and the full JID of the intended
+    // recipient as equivalent". Two shards: alice and bob are bound on shard 0, bob's home is
+    // shard 1. To his bare JID a message goes 0 -> 1 -> 0; to his full JID it could be delivered
+    // on shard 0 at once, ahead of it.
+    let mut net = Net::new(2);
+    let (mut alice, _) = user_homed(&mut net, 2, 0, "alice", 0);
+    let (bob, full) = user_homed(&mut net, 2, 1, "bob", 0);
+    let bare = bob.sess.jid.bare().as_str().to_owned();
+    for (i, to) in [&bare, &full, &bare, &full, &full].iter().enumerate() {
+        net.send(&mut alice, to, &i.to_string());
+    }
+    net.drain(&mut Rng(9));
+    assert_eq!(received(&bob.mb), ["0", "1", "2", "3", "4"]);
+    // Once the window has passed, full-JID messages take the fast path again.
+    for _ in 0..super::order::WINDOW {
+        for s in &mut net.c.shards {
+            s.home_paths.tick();
+        }
+    }
+    net.send(&mut alice, &full, "5");
+    assert!(net.busy().is_empty(), "delivered on shard 0 at once");
+    assert_eq!(received(&bob.mb), ["5"]);
+}
+
+#[test]
+fn bare_and_full_addresses_keep_one_order_past_the_location_cache() {
+    // Three shards: bob homed on 1, bound on 2; alice on 0 knows where he lives, so full-JID
+    // messages go 0 -> 2 while bare-JID ones go 0 -> 1 -> 2. Held ones (sent while alice's shard
+    // asks) go ahead of a later bare-JID one too.
+    for held_first in [false, true] {
+        let (mut net, mut alice, bob, full) = three_shards();
+        let bare = bob.sess.jid.bare().as_str().to_owned();
+        if !held_first {
+            net.send(&mut alice, &full, "learn");
+            net.drain(&mut Rng(3));
+            assert_eq!(received(&bob.mb), ["learn"]);
+        }
+        let plan = [&full, &full, &bare, &full, &bare, &full];
+        for (i, to) in plan.iter().enumerate() {
+            net.send(&mut alice, to, &i.to_string());
+        }
+        // The straight rings first: what went straight would arrive before what went home.
+        while net.step(0, 2) {}
+        net.drain(&mut Rng(4));
+        let want: Vec<String> = (0..plan.len()).map(|i| i.to_string()).collect();
+        assert_eq!(received(&bob.mb), want, "held first: {held_first}");
+    }
 }
