@@ -60,6 +60,15 @@ impl World {
             .unwrap_or_else(|| panic!("no store"))
     }
 
+    /// Registers the account `bare` in the store (test sessions need none; requests about another
+    /// account tell one that exists from one that does not).
+    pub fn add_account(&self, bare: &str) {
+        let jid = crate::jid::BareJid::parse(bare).unwrap_or_else(|e| panic!("{e}"));
+        self.store()
+            .add_user(&jid, &crate::auth::ScramSecrets::derive("pw", 4096))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
     /// Binds `jid` on shard `on` (with initial presence when `priority` is given).
     pub fn connect(&mut self, on: usize, jid: &str, priority: Option<i8>) -> User {
         let jid = FullJid::parse(jid).unwrap_or_else(|e| panic!("{e}"));

@@ -182,7 +182,7 @@ fn enable_iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>, shards: usize)
     };
     if jid.bare().as_str() != acc.to.as_str() {
         // Only the account itself may switch its carbons.
-        return IqReply::Error(StanzaErrorCondition::Forbidden);
+        return IqReply::NotYours(StanzaErrorCondition::Forbidden);
     }
     if acc.ty() != StanzaType::Set {
         return IqReply::Error(StanzaErrorCondition::BadRequest);

@@ -102,13 +102,19 @@ fn bad_requests_are_refused() {
         &format!("<iq type='set' id='g'><toggle xmlns='{NS_CARBONS}'/></iq>"),
     );
     assert_eq!(error_condition(&r).as_deref(), Some("bad-request"));
-    let r = w.iq(
-        &mut bob,
-        &format!(
-            "<iq type='set' id='x' to='alice@example.com'><enable xmlns='{NS_CARBONS}'/></iq>"
-        ),
-    );
-    assert_eq!(error_condition(&r).as_deref(), Some("forbidden"));
+    // RFC 6121 §8.5.1: an account that does not exist is service-unavailable; alice's, forbidden.
+    for (exists, want) in [(false, "service-unavailable"), (true, "forbidden")] {
+        if exists {
+            w.add_account("alice@example.com");
+        }
+        let r = w.iq(
+            &mut bob,
+            &format!(
+                "<iq type='set' id='x' to='alice@example.com'><enable xmlns='{NS_CARBONS}'/></iq>"
+            ),
+        );
+        assert_eq!(error_condition(&r).as_deref(), Some(want));
+    }
 }
 
 #[test]

@@ -71,9 +71,11 @@ struct Loading {
     last: Owed,
     /// The account was deleted meanwhile: the state becomes empty when ready.
     gone: bool,
-    /// Accounts deleted meanwhile (at most [`MAX_FORGOTTEN`]): the load may have read their
-    /// subscriptions and affiliations, which go when it is ready.
-    forgotten: Vec<String>,
+    /// Accounts deleted meanwhile (at most [`MAX_FORGOTTEN`]), each with how many requests were
+    /// waiting then: the load may have read their subscriptions and affiliations, and those
+    /// requests (sent before the deletion, a subscribe of the account itself perhaps) may add
+    /// some; they go once those requests ran, before the later ones.
+    forgotten: Vec<(String, usize)>,
     /// More accounts were deleted meanwhile than [`Loading::forgotten`] keeps: the state is read
     /// again (after the store forgot them) instead of being made ready.
     reload: bool,
@@ -82,11 +84,8 @@ struct Loading {
 impl Loading {
     /// Notes that `gone`'s account was deleted while this state loads.
     fn forget(&mut self, gone: &str) {
-        if self.forgotten.iter().any(|g| g == gone) {
-            return;
-        }
         if self.forgotten.len() < MAX_FORGOTTEN {
-            self.forgotten.push(gone.to_owned());
+            self.forgotten.push((gone.to_owned(), self.ops.len()));
         } else {
             self.reload = true;
         }
@@ -225,6 +224,15 @@ impl UserPep {
                     .then(|| (name.clone(), super::handle::meta_json(n)))
             })
             .collect()
+    }
+}
+
+/// `gone`'s account was deleted: it goes from `owner`'s ready state (saved after).
+fn forget_ready(shard: &mut Shard, owner: &BareJid, gone: &str) {
+    let home = shard.ext.get_or_default::<Home>();
+    if let Some(Slot::Ready(u)) = home.users.get_mut(owner.as_str()) {
+        let changed = u.forget_account(gone);
+        save_changed(shard, owner.as_str(), changed);
     }
 }
 
@@ -372,7 +380,7 @@ fn ready(shard: &mut Shard, owner: &BareJid, u: UserPep) {
         Some(Slot::Waiting(l)) => *l,
         _ => Loading::default(),
     };
-    let mut u = if l.gone {
+    let u = if l.gone {
         UserPep {
             missing: true,
             ..UserPep::default()
@@ -380,15 +388,16 @@ fn ready(shard: &mut Shard, owner: &BareJid, u: UserPep) {
     } else {
         u
     };
-    let changed: Vec<Changed> = l
-        .forgotten
-        .iter()
-        .flat_map(|gone| u.forget_account(gone))
-        .collect();
     home.users.insert(owner.as_str().to_owned(), Slot::Ready(u));
-    save_changed(shard, owner.as_str(), changed);
-    for op in l.ops {
+    let mut marks = l.forgotten.into_iter().peekable();
+    for (i, op) in l.ops.into_iter().enumerate() {
+        while let Some((gone, _)) = marks.next_if(|(_, at)| *at <= i) {
+            forget_ready(shard, owner, &gone);
+        }
         with_user(shard, owner, op);
+    }
+    for (gone, _) in marks {
+        forget_ready(shard, owner, &gone);
     }
     if !l.last.is_empty() {
         let o = owner.clone();

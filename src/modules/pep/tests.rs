@@ -1103,3 +1103,36 @@ fn a_deletion_during_a_load_reaches_the_state_loaded() {
         next_owner_inherits_nothing(&mut w, &mut alice, "bob", &case);
     }
 }
+
+#[test]
+fn a_subscribe_waiting_on_a_load_when_its_account_goes_is_forgotten_too() {
+    // Bob subscribes to offline alice's node (her state loads on her home shard, slowly) and his
+    // account is deleted before the load is done: his waiting request runs when the state is
+    // ready, before the deletion is applied to it, so it leaves nothing behind.
+    let home = crate::shard::home_shard_of(&format!("alice@{HOST}"), 2).index();
+    let mut w = world(2);
+    let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+    let r = ask(
+        &mut w,
+        &mut alice,
+        &publish("urn:x:o", "1", "<x xmlns='urn:x:o'>1</x>", OPEN),
+    );
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    logout(&mut w, &alice);
+    let mut bob = w.connect(1 - home, &format!("bob@{HOST}/g"), Some(0));
+    let mut held = Vec::new();
+    send_only(&mut w, &mut bob, &format!("<iq type='set' id='s' to='alice@{HOST}'><pubsub xmlns='{PS}'><subscribe node='urn:x:o' jid='bob@{HOST}/g'/></pubsub></iq>"));
+    pump_slow(&mut w, home, &mut held);
+    assert!(!held.is_empty(), "no load waits");
+    let jid = crate::jid::BareJid::parse(&format!("bob@{HOST}")).unwrap_or_else(|e| panic!("{e}"));
+    crate::modules::register::account_removed(&mut w.cluster.shards[1 - home], jid, vec![]);
+    pump_slow(&mut w, home, &mut held);
+    for done in held {
+        w.cluster.shards[home].job_done(done);
+    }
+    w.cluster.pump();
+    assert!(stored_mentions(&w, &format!("bob@{HOST}")).is_empty());
+    let mut alice = w.connect(0, &format!("alice@{HOST}/a"), Some(0));
+    let r = ask(&mut w, &mut alice, &format!("<iq type='get' id='l'><pubsub xmlns='{PS}#owner'><subscriptions node='urn:x:o'/></pubsub></iq>"));
+    assert!(!text(&r).contains("bob@"), "{}", text(&r));
+}

@@ -98,7 +98,7 @@ pub fn parse(ty: StanzaType, payload: &Element) -> Result<Command, StanzaErrorCo
 pub fn iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>) -> IqReply {
     // Only the account's own sessions register its app servers.
     if !disco::may_see_account(acc) {
-        return IqReply::Error(StanzaErrorCondition::Forbidden);
+        return IqReply::NotYours(StanzaErrorCondition::Forbidden);
     }
     let cmd = match parse(acc.ty(), payload) {
         Ok(c) => c,

@@ -425,6 +425,13 @@ fn registrations_are_bounded_and_only_the_account_enables() {
     let r = enable(&mut w, 0, "phone", "n3", "");
     assert_eq!(error_condition(&r).as_deref(), Some("not-acceptable"));
     let mut bob = w.connect(0, "bob@example.com/b", Some(0));
+    // RFC 6121 §8.5.1: an account that does not exist is service-unavailable; alice's, forbidden.
+    let r = w.iq(
+        &mut bob,
+        &format!("<iq type='set' id='e' to='{ALICE}'><enable xmlns='urn:xmpp:push:0' jid='{APP}' node='x'/></iq>"),
+    );
+    assert_eq!(error_condition(&r).as_deref(), Some("service-unavailable"));
+    w.add_account(ALICE);
     let r = w.iq(
         &mut bob,
         &format!("<iq type='set' id='e' to='{ALICE}'><enable xmlns='urn:xmpp:push:0' jid='{APP}' node='x'/></iq>"),

@@ -199,10 +199,11 @@ fn authed(
     let bare = acc.from.bare();
     // Only the account itself (to its own server or its own bare JID), never someone else's,
     // nor the same name on another hosted domain.
-    if bare.node().is_none()
-        || acc.to.domain() != bare.domain()
-        || (acc.to.node().is_some() && acc.to.bare() != bare)
-    {
+    if acc.to.node().is_some() && acc.to.bare() != bare {
+        // Another account (service-unavailable when there is none, RFC 6121 §8.5.1).
+        return IqReply::NotYours(StanzaErrorCondition::Forbidden);
+    }
+    if bare.node().is_none() || acc.to.domain() != bare.domain() {
         return IqReply::Error(StanzaErrorCondition::Forbidden);
     }
     let node = bare.node().unwrap_or_default().to_owned();

@@ -113,7 +113,7 @@ fn handle(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>, max: usize) -> Iq
         }
         StanzaType::Set => {
             if acc.from.bare() != owner {
-                return IqReply::Error(StanzaErrorCondition::Forbidden);
+                return IqReply::NotYours(StanzaErrorCondition::Forbidden);
             }
             let mut xml = Vec::new();
             payload.write_to(&mut xml);
