@@ -72,6 +72,8 @@ pub struct Families {
     pub errors_dropped: Family<ShardLabel, Counter>,
     /// `petrel_stanzas_direct_total`.
     pub stanzas_direct: Family<ShardLabel, Counter>,
+    /// `petrel_stanzas_rerouted_total`.
+    pub stanzas_rerouted: Family<ShardLabel, Counter>,
     /// `petrel_store_job_seconds` (one pool: no labels).
     pub store_latency: Histogram,
 }
@@ -94,6 +96,7 @@ impl Families {
             mesh_congested: m(r, "petrel_mesh_congested", "Times the outbox towards shard `to` became congested (client reads paused)"),
             errors_dropped: m(r, "petrel_errors_dropped", "Error stanzas dropped: the mesh towards their recipient was full, or their recipient's sessions kept refusing them (errors are never answered)"),
             stanzas_direct: m(r, "petrel_stanzas_direct", "Messages to a full JID sent straight to the shard of its session, which this shard had learnt (no home-shard hop)"),
+            stanzas_rerouted: m(r, "petrel_stanzas_rerouted", "Stanzas whose session was gone (or refused them) when they reached it, routed again by the session manager or the router"),
             store_latency: m(r, "petrel_store_job_seconds", "Seconds from queueing a store job to its end (queue wait plus run)"),
         };
         r.register_collector(Box::new(StoreQueue(store)));

@@ -44,6 +44,8 @@ pub struct ShardMetrics {
     pub errors_dropped: Counter,
     /// Messages sent straight to their recipient's shard (see [`crate::shard::ShardStats::direct`]).
     pub stanzas_direct: Counter,
+    /// Stanzas routed again (see [`crate::shard::ShardStats::rerouted`]).
+    pub stanzas_rerouted: Counter,
 }
 
 impl std::fmt::Debug for ShardMetrics {
@@ -76,6 +78,7 @@ impl ShardMetrics {
             route_latency: f.route_latency.get_or_create(&l).clone(),
             errors_dropped: f.errors_dropped.get_or_create(&l).clone(),
             stanzas_direct: f.stanzas_direct.get_or_create(&l).clone(),
+            stanzas_rerouted: f.stanzas_rerouted.get_or_create(&l).clone(),
             registry,
             id,
         }

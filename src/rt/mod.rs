@@ -581,7 +581,8 @@ async fn run_shard(
             }));
         }
     }
-    // IQs the server sent and nothing answered (`Shard::send_iq`) time out here, every second.
+    // Every second: IQs the server sent and nothing answered (`Shard::send_iq`) time out, and the
+    // route's per-second tables (`sm::order`, the location cache) count a second.
     {
         let ctx = ctx.clone();
         tasks.push(glommio::spawn_local(async move {
@@ -590,7 +591,10 @@ async fn run_shard(
                 let now = std::time::Instant::now();
                 crate::hooks::clock::set_now(now);
                 ctx.shard.borrow_mut().expire_iqs(now);
-                ctx.shard.borrow_mut().home_paths.tick();
+                let mut shard = ctx.shard.borrow_mut();
+                shard.home_paths.tick();
+                shard.locations.tick();
+                drop(shard);
                 ctx.flush();
             }
         }));

@@ -610,6 +610,7 @@ impl Shard {
     /// it, or the router answers for it; it never reaches a user's offline storage.
     pub fn reroute(&mut self, mut acc: Acc) {
         self.stats.rerouted += 1;
+        self.metrics.stanzas_rerouted.inc();
         acc.reroutes = acc.reroutes.saturating_add(1);
         let hosted = self.is_hosted(acc.to.domain());
         acc.note(

@@ -26,7 +26,8 @@
 //! home shard), at most [`MAX_HELD`] stanzas waiting per recipient and [`MAX_HELD_TOTAL`] per
 //! shard (past either, a recipient's waiting stanzas and its later ones go through the home shard,
 //! behind the one that asked). A full cache forgets nothing to make room: leaving the straight
-//! path takes a drain (below), so entries leave only when their session ends or moves.
+//! path takes a drain (below), so entries for live sessions leave only when their session ends or
+//! moves; those that say "no session to go straight to" go after [`HOME_FOR`] seconds.
 
 use std::collections::VecDeque;
 
@@ -38,6 +39,10 @@ use crate::shard::{Ask, SessionRef, ShardId};
 
 /// Recipients one shard keeps a location for (about 100 bytes each with their map slot).
 pub const MAX_ENTRIES: usize = 65_536;
+
+/// Seconds after which an entry saying "no session to go straight to" is dropped (see
+/// [`Locations::tick`]).
+pub const HOME_FOR: u32 = 4;
 
 /// Stanzas to one recipient that may wait for the answer to the asking one.
 pub const MAX_HELD: usize = 256;
@@ -63,8 +68,10 @@ enum Entry {
         forgotten: bool,
     },
     /// No session to go straight to (none bound, on another node, or waiting grew too long):
-    /// through the home shard for `left` more stanzas, then ask again.
-    Home { left: u16 },
+    /// through the home shard for `left` more stanzas, then ask again; forgotten a few seconds
+    /// after epoch `since` ([`Locations::tick`]) whatever comes, so the JIDs of sessions long gone
+    /// do not fill the cache.
+    Home { left: u16, since: u32 },
 }
 
 /// What to do with one stanza to a full JID whose home shard is another one.
@@ -98,6 +105,8 @@ pub struct Locations {
     last_ask: u32,
     /// Stanzas waiting, all entries together.
     held: usize,
+    /// Seconds counted by [`Locations::tick`].
+    epoch: u32,
     /// Stanzas waiting, per recipient (the [`crate::shard::home_hash`] of its bare JID), for
     /// [`Locations::release_user`].
     held_by_user: HashMap<u64, usize>,
@@ -127,6 +136,7 @@ impl Locations {
             return Vec::new();
         }
         let mut out = Vec::new();
+        let epoch = self.epoch;
         for (jid, entry) in self.entries.iter_mut() {
             if let Entry::Asking {
                 held,
@@ -138,6 +148,7 @@ impl Locations {
                     out.extend(held.drain(..));
                     *entry = Entry::Home {
                         left: ASK_AGAIN_AFTER,
+                        since: epoch,
                     };
                 }
             }
@@ -158,6 +169,7 @@ impl Locations {
 
     /// Decides the way of `acc` (to a full JID, first time through the route) from shard `here`.
     pub fn route(&mut self, mut acc: Acc, here: ShardId) -> Step {
+        let epoch = self.epoch;
         let Some(entry) = self.entries.get_mut(acc.to.as_str()) else {
             if self.entries.len() >= MAX_ENTRIES {
                 return Step::Home(acc);
@@ -190,6 +202,7 @@ impl Locations {
                 let mut out: Vec<Acc> = held.drain(..).collect();
                 *entry = Entry::Home {
                     left: ASK_AGAIN_AFTER,
+                    since: epoch,
                 };
                 self.held -= out.len();
                 let n = out.len() as isize;
@@ -197,7 +210,7 @@ impl Locations {
                 out.push(acc);
                 Step::Release(out)
             }
-            Entry::Home { left } => {
+            Entry::Home { left, .. } => {
                 *left = left.saturating_sub(1);
                 if *left == 0 {
                     self.entries.remove(acc.to.as_str());
@@ -239,6 +252,7 @@ impl Locations {
                     jid.clone(),
                     Entry::Home {
                         left: ASK_AGAIN_AFTER,
+                        since: self.epoch,
                     },
                 );
                 (Then::Home, held)
@@ -270,6 +284,22 @@ impl Locations {
             }
             _ => 0,
         }
+    }
+
+    /// One second passed: every few, the entries that say "no session to go straight to" and are
+    /// older than [`HOME_FOR`] seconds go (the next stanza to such a JID asks again, through the
+    /// home shard as before: order holds). Sessions that ended, JIDs never bound, would otherwise
+    /// stay until 64 more stanzas came, and fill the cache for good.
+    pub fn tick(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch % HOME_FOR != 0 {
+            return;
+        }
+        let epoch = self.epoch;
+        self.entries.retain(|_, e| match e {
+            Entry::Home { since, .. } => epoch.wrapping_sub(*since) < HOME_FOR,
+            _ => true,
+        });
     }
 
     /// Recipients known or asked about.

@@ -610,3 +610,32 @@ fn bare_and_full_addresses_keep_one_order_past_the_location_cache() {
         assert_eq!(received(&bob.mb), want, "held first: {held_first}");
     }
 }
+
+#[test]
+fn entries_for_jids_without_a_session_leave_after_a_few_seconds() {
+    // Messages to full JIDs with no session (ended, never bound) leave "no session to go straight
+    // to" entries; they must not stay until the cache is full.
+    let mut net = Net::new(2);
+    let (mut alice, _) = user_homed(&mut net, 2, 0, "alice", 0);
+    let (bob, _) = user_homed(&mut net, 2, 1, "bob", 1);
+    for i in 0..10 {
+        let to = format!("{}/gone{i}", bob.sess.jid.bare());
+        net.send(&mut alice, &to, "x");
+    }
+    net.drain(&mut Rng(2));
+    // RFC 6121 §8.5.3.2.1: to a resource with no session, a message goes by the bare JID's rules.
+    assert_eq!(received(&bob.mb).len(), 10);
+    assert_eq!(net.c.shards[0].locations.len(), 10);
+    for _ in 0..2 * super::locations::HOME_FOR {
+        net.c.shards[0].locations.tick();
+    }
+    assert_eq!(net.c.shards[0].locations.len(), 0);
+    // Bob's own JID still learns and goes straight.
+    let full = bob.sess.jid.to_string();
+    net.send(&mut alice, &full, "1");
+    net.drain(&mut Rng(2));
+    net.send(&mut alice, &full, "2");
+    net.drain(&mut Rng(2));
+    assert_eq!(received(&bob.mb), ["1", "2"]);
+    assert_eq!(net.direct(), 1);
+}
