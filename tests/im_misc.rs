@@ -517,3 +517,46 @@ fn iqs_to_an_account_that_does_not_exist_are_service_unavailable() {
         }
     }
 }
+
+#[test]
+fn nothing_sent_after_an_in_band_removal_acts_for_the_account() {
+    // XEP-0077 §3.2. Bob writes his removal and, in the same write, a message to carol, a vCard
+    // and a private-storage set: none of them may be handled (the account is gone once its
+    // answer comes; what they wrote would outlive it, for whoever registers the name next).
+    for shards in [1, 2] {
+        let server = Server::start_with(
+            shards,
+            &["bob", "carol"],
+            "",
+            "[modules.register]\n[modules.vcard]\n[modules.private]\n",
+        );
+        let mut carol = server.login("carol", "c", Some(0));
+        let mut bob = server.login("bob", "b", Some(0));
+        bob.send(
+            "<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>\
+             <message to='carol@localhost' type='chat'><body>after</body></message>\
+             <iq type='set' id='v'><vCard xmlns='vcard-temp'><FN>AFTER</FN></vCard></iq>\
+             <iq type='set' id='p'><query xmlns='jabber:iq:private'><x xmlns='urn:x:after'>AFTER</x></query></iq>",
+        );
+        let r = bob.expect("removal", |s| s.id().as_deref() == Some("rm"));
+        assert_eq!(r.type_().as_deref(), Some("result"), "{shards}");
+        let more = bob.read_until_quiet(Duration::from_secs(1));
+        let rest = String::from_utf8_lossy(&bob.raw).into_owned() + &String::from_utf8_lossy(&more);
+        assert!(rest.contains("not-authorized"), "{shards}: {rest}");
+        assert!(
+            !rest.contains("id='v'") && !rest.contains("id='p'"),
+            "{shards}: {rest}"
+        );
+        // Carol got nothing from the deleted account, and its vCard does not exist.
+        carol.sync();
+        let seen = String::from_utf8_lossy(&carol.raw).into_owned();
+        assert!(!seen.contains(">after<"), "{shards}: {seen}");
+        let r = iq(&mut carol, "bob@localhost", "<vCard xmlns='vcard-temp'/>");
+        assert_eq!(
+            error_condition(&r).as_deref(),
+            Some("service-unavailable"),
+            "{shards}: {}",
+            String::from_utf8_lossy(r.bytes())
+        );
+    }
+}

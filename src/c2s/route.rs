@@ -94,12 +94,15 @@ impl Session {
 }
 
 /// What the c2s should do after handing a stanza to the route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendOutcome {
     /// The stanza is on its way (or was consumed by a hook).
     Continue,
     /// Close the stream with this error.
     Close(StreamErrorCondition),
+    /// Handle nothing more from this stream (read nothing either) until the answer to the IQ with
+    /// this id has reached it: a hook marked the request so ([`crate::hooks::HOLD_INPUT`]).
+    HoldInput(String),
 }
 
 /// Step 2: runs `user_send_packet` and the type-specific `user_send_*` hook, then hands the stanza to
@@ -192,6 +195,10 @@ fn send(
             };
         }
     };
+    // Only a request with an id can be waited for (its answer carries it).
+    let hold = (kind == StanzaKind::Iq && acc.get(crate::hooks::HOLD_INPUT).is_some())
+        .then(|| acc.stanza.id().map(std::borrow::Cow::into_owned))
+        .flatten();
     if typed == HookResult::Continue {
         if broadcast_presence {
             update_presence(shard, sess, acc);
@@ -200,7 +207,10 @@ fn send(
         }
     }
     shard.drain_to_route();
-    SendOutcome::Continue
+    match hold {
+        Some(id) => SendOutcome::HoldInput(id),
+        None => SendOutcome::Continue,
+    }
 }
 
 /// Presence without `to` sets the session's availability and priority (RFC 6121 §4.2, §4.5): the

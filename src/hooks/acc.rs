@@ -250,6 +250,11 @@ pub const ARCHIVE_STANZA_ID: Key<Vec<u8>> = Key::new("mam.stanza_id");
 /// soon as it is written, not after `ack_freq` stanzas.
 pub const ACK_WANTED: Key<()> = Key::new("sm.ack_wanted");
 
+/// Set by a `user_send` hook on a request after which nothing the client sends may be handled
+/// before its answer: the stream's input waits for it (an account's removal, XEP-0077 §3.2, after
+/// which nothing may act for the account). See `c2s::route::SendOutcome::HoldInput`.
+pub const HOLD_INPUT: Key<()> = Key::new("c2s.hold_input");
+
 /// The key of a scratch value on an [`Acc`]: its type is part of the key, so a handler reads back
 /// exactly the type the writer stored (a mismatch does not compile). The name keeps keys of
 /// different modules apart and shows in `Debug` output.

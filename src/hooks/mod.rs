@@ -11,7 +11,9 @@ pub mod events;
 pub mod handled;
 pub mod on_drop;
 
-pub use acc::{Acc, AccData, CopyFor, Key, ACK_WANTED, ARCHIVE_STANZA_ID, COPY_FOR, ROOM_REAL_JID};
+pub use acc::{
+    Acc, AccData, CopyFor, Key, ACK_WANTED, ARCHIVE_STANZA_ID, COPY_FOR, HOLD_INPUT, ROOM_REAL_JID,
+};
 pub use events::{Answer, Events, NodeStopping};
 pub use handled::Handled;
 pub use on_drop::OnDrop;

@@ -143,6 +143,9 @@ pub(super) struct Driver {
     /// This connection's slot among its address's unauthenticated ones, until SASL succeeds
     /// (boxed: a word on an idle session).
     unauthenticated: Option<Box<AddressSlot>>,
+    /// The id of a request whose answer the stream's input waits for (see
+    /// [`SendOutcome::HoldInput`]): no event is handled, no byte read, until it is delivered.
+    held_input: Option<Box<str>>,
 }
 
 thread_local! {
@@ -208,6 +211,7 @@ impl Driver {
             backlog: Default::default(),
             sm: Default::default(),
             unauthenticated: None,
+            held_input: None,
         })
     }
 
@@ -296,7 +300,10 @@ impl Driver {
     pub(super) fn process(&mut self) {
         loop {
             let mut busy = false;
-            while let Some(ev) = self.c2s.poll_event() {
+            while self.held_input.is_none() {
+                let Some(ev) = self.c2s.poll_event() else {
+                    break;
+                };
                 busy = true;
                 self.on_event(ev);
             }
@@ -426,8 +433,10 @@ impl Driver {
                     token,
                 );
                 drop(session);
-                if let SendOutcome::Close(cond) = outcome {
-                    self.c2s.close(Some(cond), None);
+                match outcome {
+                    SendOutcome::Continue => {}
+                    SendOutcome::Close(cond) => self.c2s.close(Some(cond), None),
+                    SendOutcome::HoldInput(id) => self.held_input = Some(id.into()),
                 }
             }
             C2sEvent::PreAuthIq(stanza) => self.pre_auth(&stanza),
@@ -566,6 +575,11 @@ impl Driver {
             self.reroute_later(acc);
             return;
         }
+        let resumes = self.held_input.as_deref().is_some_and(|id| {
+            acc.kind() == crate::xml::StanzaKind::Iq
+                && acc.ty().is_response()
+                && acc.stanza.id().as_deref() == Some(id)
+        });
         let out = match self.session.borrow().as_ref() {
             Some(sess) => c2s_route::user_receive_at(&mut self.ctx.shard.borrow_mut(), sess, acc),
             None => return,
@@ -573,6 +587,10 @@ impl Driver {
         // Stanzas a presend handler released (CSI) come first, in order.
         for acc in out {
             self.write_routed(acc);
+        }
+        if resumes {
+            // The answer is on its way to the client: what it sent next is handled now.
+            self.held_input = None;
         }
     }
 
@@ -649,6 +667,7 @@ impl Driver {
             // Backpressure: while the mesh cannot take more, or a local recipient is behind, the
             // socket is not read.
             if !self.c2s.is_closed()
+                && self.held_input.is_none()
                 && backlog <= read_limit
                 && has_room(&self.ctx, &self.mailbox, cx)
             {

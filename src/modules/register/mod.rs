@@ -186,6 +186,27 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: RegisterOptions, iterati
         shard.iq.register_server(host, NS, handler.clone());
         shard.iq.register_account(host, NS, handler.clone());
     }
+    // XEP-0077 §3.2: nothing the client sends after its removal request may act for the account
+    // (a publish, a roster change, a message): the stream's input waits for the answer, which
+    // the close follows (or, if the removal fails, the stream goes on).
+    shard.hooks.user_send_iq.add(0, "register", |acc, _| {
+        if acc.ty() == crate::xml::StanzaType::Set && is_removal(acc) {
+            acc.put(crate::hooks::HOLD_INPUT, ());
+        }
+        crate::hooks::HookResult::Continue
+    });
+}
+
+/// Whether `acc` is an in-band removal request (`<query xmlns='jabber:iq:register'><remove/>`) to
+/// the sender's own account or server.
+fn is_removal(acc: &Acc) -> bool {
+    if acc.stanza.child_ns().as_deref() != Some(NS)
+        || (acc.to.node().is_some() && acc.to.bare() != acc.from.bare())
+    {
+        return false;
+    }
+    crate::local::iq_payload(acc)
+        .is_some_and(|q| q.name == "query" && q.get_child("remove", NS).is_some())
 }
 
 /// A registration IQ from an authenticated client: form, password change or account removal.
