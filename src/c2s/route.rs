@@ -158,6 +158,7 @@ fn send(
     let broadcast_presence = kind == StanzaKind::Presence && to.is_none();
     let to = to.unwrap_or_else(|| Jid::from(sess.jid.bare()));
     let mut acc = Acc::new(stanza, sess.from(), to, shard.id);
+    acc.from_client = true;
     acc.handled = handled;
     acc.trace = trace;
     let bad_presence = kind == StanzaKind::Presence && !valid_priority(&acc.stanza);

@@ -44,6 +44,10 @@ pub struct AccData {
     pub entered: Instant,
     /// How many times the stanza was bounced back to the session manager after its target session vanished.
     pub reroutes: u8,
+    /// A client sent it on its stream (`c2s::route`): RFC 6120 §10.1 orders what a client sends
+    /// (see `sm::order`); stanzas the server makes (rooms, notifications, errors) are not held to
+    /// it. Copies do not carry it.
+    pub(crate) from_client: bool,
     /// The shard that asked, with this stanza, where its recipient's session lives (see
     /// `sm::locations`): the recipient's shard answers once the stanza is in the session's mailbox.
     pub(crate) locate_for: Option<crate::shard::Ask>,
@@ -66,6 +70,7 @@ impl Acc {
             origin_shard: shard,
             entered: super::clock::now(),
             reroutes: 0,
+            from_client: false,
             locate_for: None,
             handled: None,
             trace: None,
@@ -87,6 +92,7 @@ impl Acc {
             origin_shard: self.origin_shard,
             entered: self.entered,
             reroutes: self.reroutes,
+            from_client: false,
             locate_for: None,
             handled: None,
             trace: self.trace.clone(),

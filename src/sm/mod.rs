@@ -125,6 +125,9 @@ pub fn route(shard: &mut Shard, mut acc: Acc) {
     }
     let first_hop = acc.reroutes == 0;
     let full_first_hop = first_hop && acc.to.resource().is_some();
+    // RFC 6120 §10.1 orders what a client sends; what the server makes (a room's presence, a
+    // session's own shard telling it something at once) keeps the shortest path.
+    let client_first_hop = first_hop && acc.from_client;
     // The recipient's hash, which picks its home shard (0 with one shard); hashed once, and not
     // for a stanza the local fast path delivers while nothing went home lately.
     let mut hashed = None;
@@ -139,7 +142,7 @@ pub fn route(shard: &mut Shard, mut acc: Acc) {
     };
     // RFC 6120 §10.1 (see `order`): behind a stanza this shard sent the recipient's way through its
     // home shard lately, a full-JID one goes that way too, not straight.
-    let behind = full_first_hop && !shard.home_paths.is_idle() && {
+    let behind = full_first_hop && client_first_hop && !shard.home_paths.is_idle() && {
         let user = user_hash(&acc, shard.shards);
         crate::shard::home_shard_by_hash(user, shard.shards) != shard.id
             && shard.home_paths.recent(user)
@@ -185,7 +188,7 @@ pub fn route(shard: &mut Shard, mut acc: Acc) {
         if first_hop && located && acc.to.resource().is_some() && !behind {
             return by_location(shard, acc, home);
         }
-        if first_hop {
+        if client_first_hop {
             // Whatever waits here for where one of the recipient's sessions lives was sent
             // earlier: it goes first. Then later full-JID stanzas follow this one (see `order`).
             for held in shard.locations.release_user(user) {
