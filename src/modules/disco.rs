@@ -267,8 +267,8 @@ pub fn answer_if_shared(
             Ok(true) => answer(store),
             Ok(false) if refused == StanzaErrorCondition::ServiceUnavailable => Err(refused),
             // Nobody shares the presence of an account that does not exist: say which it is.
-            Ok(false) => match store.get_secrets(&owner) {
-                Ok(None) => Err(StanzaErrorCondition::ServiceUnavailable),
+            Ok(false) => match store.user_exists(&owner) {
+                Ok(false) => Err(StanzaErrorCondition::ServiceUnavailable),
                 _ => Err(refused),
             },
             Err(e) => {

@@ -590,8 +590,8 @@ async fn run_shard(
                 glommio::timer::sleep(IQ_EXPIRY_TICK).await;
                 let now = std::time::Instant::now();
                 crate::hooks::clock::set_now(now);
-                ctx.shard.borrow_mut().expire_iqs(now);
                 let mut shard = ctx.shard.borrow_mut();
+                shard.expire_iqs(now);
                 shard.home_paths.tick();
                 shard.locations.tick();
                 drop(shard);

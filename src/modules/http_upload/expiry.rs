@@ -50,54 +50,41 @@ pub fn grants_task(opts: &UploadOptions) -> Option<crate::modules::Periodic> {
 /// (an upload adds its files to it, so that is the upload's time; slots never completed go too).
 /// Returns how many went.
 pub fn sweep(dir: &Path, max_age: Duration, now: SystemTime) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        // Only slot directories: never the secret or anything else kept there.
-        let name = entry.file_name();
-        if !name.to_str().is_some_and(slot::valid_id) {
-            continue;
-        }
+    remove_slots(dir, "an expired file", |entry| {
         let old = entry
             .metadata()
             .and_then(|m| m.modified())
             .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age > max_age));
-        if old && entry.file_type().is_ok_and(|t| t.is_dir()) {
-            match std::fs::remove_dir_all(entry.path()) {
-                Ok(()) => removed += 1,
-                Err(e) => {
-                    tracing::warn!(path = %entry.path().display(), error = %e, "http_upload: cannot remove an expired file")
-                }
-            }
-        }
-    }
-    removed
+        old && entry.file_type().is_ok_and(|t| t.is_dir())
+    })
 }
 
 /// Removes every slot directory under `dir` whose file was uploaded by the account with owner tag
 /// `tag` ([`slot::SlotKey::owner_tag`]): the account was deleted. Returns how many went.
 pub fn remove_owned(dir: &Path, tag: &str) -> usize {
+    remove_slots(dir, "a deleted account's file", |entry| {
+        std::fs::read(entry.path().join(super::web::META)).is_ok_and(|meta| {
+            std::str::from_utf8(&meta).is_ok_and(|m| m.lines().nth(2) == Some(tag))
+        })
+    })
+}
+
+/// Removes the slot directories under `dir` that `pick` accepts (`what` names them in a warning
+/// when one cannot be removed); returns how many went. Only slot directories: never the secret or
+/// anything else kept there.
+fn remove_slots(dir: &Path, what: &str, pick: impl Fn(&std::fs::DirEntry) -> bool) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
     let mut removed = 0;
     for entry in entries.flatten() {
-        if !entry.file_name().to_str().is_some_and(slot::valid_id) {
-            continue;
-        }
-        let Ok(meta) = std::fs::read(entry.path().join(super::web::META)) else {
-            continue;
-        };
-        let owned = std::str::from_utf8(&meta).is_ok_and(|m| m.lines().nth(2) == Some(tag));
-        if !owned {
+        if !entry.file_name().to_str().is_some_and(slot::valid_id) || !pick(&entry) {
             continue;
         }
         match std::fs::remove_dir_all(entry.path()) {
             Ok(()) => removed += 1,
             Err(e) => {
-                tracing::warn!(path = %entry.path().display(), error = %e, "http_upload: cannot remove a deleted account's file")
+                tracing::warn!(path = %entry.path().display(), error = %e, "http_upload: cannot remove {what}")
             }
         }
     }

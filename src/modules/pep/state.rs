@@ -267,10 +267,7 @@ pub(super) fn forget_everywhere(shard: &mut Shard, gone: &str) {
 pub(super) fn forget_on_owner(shard: &mut Shard, owner: &BareJid, gone: &str) {
     let home = shard.ext.get_or_default::<Home>();
     match home.users.get_mut(owner.as_str()) {
-        Some(Slot::Ready(u)) => {
-            let changed = u.forget_account(gone);
-            return save_changed(shard, owner.as_str(), changed);
-        }
+        Some(Slot::Ready(_)) => return forget_ready(shard, owner, gone),
         Some(Slot::Waiting(l)) => l.forget(gone),
         None => {}
     }

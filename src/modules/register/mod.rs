@@ -201,12 +201,13 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: RegisterOptions, iterati
 /// the sender's own account or server.
 fn is_removal(acc: &Acc) -> bool {
     if acc.stanza.child_ns().as_deref() != Some(NS)
-        || (acc.to.node().is_some() && acc.to.bare() != acc.from.bare())
+        || (acc.to.node().is_some() && acc.to.bare_str() != acc.from.bare_str())
     {
         return false;
     }
+    // What the handler will take for a removal ([`form::parse`]).
     crate::local::iq_payload(acc)
-        .is_some_and(|q| q.name == "query" && q.get_child("remove", NS).is_some())
+        .is_some_and(|q| matches!(form::parse(acc.ty(), &q), Ok(Request::Remove)))
 }
 
 /// A registration IQ from an authenticated client: form, password change or account removal.
