@@ -69,13 +69,15 @@ struct Route {
     input: Vec<u8>,
     ring_tx: Sender<Mesh>,
     ring_rx: Receiver<Mesh>,
+    /// Messages pushed per ordered pair of shards, as the mesh counts them for fences.
+    sent: Vec<Vec<u64>>,
     out: Vec<u8>,
 }
 
 const BATCH: usize = 1000;
 
 /// A message between shards, as the mesh carries it.
-type Mesh = (ShardId, ShardMsg);
+type Mesh = (ShardId, ShardId, ShardMsg);
 
 impl Route {
     fn new(layout: Layout) -> Route {
@@ -106,6 +108,7 @@ impl Route {
             },
             ring_tx,
             ring_rx,
+            sent: vec![vec![0; n]; n],
             out: Vec::with_capacity(1 << 20),
         }
     }
@@ -126,15 +129,22 @@ impl Route {
             // Every shard's mesh messages, until none is left (a shard answers another's).
             loop {
                 for shard in shards.iter_mut() {
-                    for m in shard.take_outgoing() {
-                        self.ring_tx.try_send(m).unwrap();
+                    let from = shard.id;
+                    for (to, mut msg) in shard.take_outgoing() {
+                        // As the runtime's mesh does (one ring per pair here, in order).
+                        let sent = &mut self.sent;
+                        petrel::shard::fence::stamp(&mut msg, from, |on| {
+                            sent[from.index()][on.index()]
+                        });
+                        sent[from.index()][to.index()] += 1;
+                        self.ring_tx.try_send((from, to, msg)).unwrap();
                     }
                 }
                 if self.ring_rx.is_empty() {
                     break;
                 }
-                while let Ok((to, msg)) = self.ring_rx.try_recv() {
-                    shards[to.index()].handle_msg(msg);
+                while let Ok((from, to, msg)) = self.ring_rx.try_recv() {
+                    shards[to.index()].handle_from(from, msg);
                 }
             }
             while let Some(ConnMsg::Deliver(acc)) = self.bob_mb.pop() {

@@ -51,6 +51,10 @@ pub struct AccData {
     /// The shard that asked, with this stanza, where its recipient's session lives (see
     /// `sm::locations`): the recipient's shard answers once the stanza is in the session's mailbox.
     pub(crate) locate_for: Option<crate::shard::Ask>,
+    /// What this stanza, on the long way through its recipient's home shard, waits for on the
+    /// shards its sender's shard sent that recipient's stanzas straight to (see `shard::fence`).
+    /// Copies carry it: the home shard delivers copies.
+    pub(crate) fences: Option<Box<[crate::shard::Fence]>>,
     /// The sender's XEP-0198 acknowledgement, released when the stanza's route ends (see
     /// [`super::handled`]); copies made by [`Acc::fork`] do not carry it.
     pub handled: Option<super::Handled>,
@@ -72,6 +76,7 @@ impl Acc {
             reroutes: 0,
             from_client: false,
             locate_for: None,
+            fences: None,
             handled: None,
             trace: None,
             scratch: Vec::new(),
@@ -94,6 +99,7 @@ impl Acc {
             reroutes: self.reroutes,
             from_client: false,
             locate_for: None,
+            fences: self.fences.clone(),
             handled: None,
             trace: self.trace.clone(),
             scratch: Vec::new(),

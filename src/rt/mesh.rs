@@ -95,6 +95,9 @@ struct Peer {
     congested: Cell<bool>,
     /// Pushed to since the last [`Mesh::notify_sent`] (and listed in `Mesh::unnotified`).
     unnotified: Cell<bool>,
+    /// Messages accepted for this peer (ring or outbox, which drains in order), for fences
+    /// (`shard::fence`): the peer counts what it takes from the ring.
+    sent: Cell<u64>,
     /// Prometheus handles (touched only off the fast path: ring full, outbox in use).
     metrics: PeerMetrics,
 }
@@ -151,6 +154,7 @@ impl Mesh {
                     waker: Cell::new(None),
                     congested: Cell::new(false),
                     unnotified: Cell::new(false),
+                    sent: Cell::new(0),
                 }),
                 None => None,
             });
@@ -191,6 +195,7 @@ impl Mesh {
         let msg = if peer.outbox.borrow().is_empty() {
             match peer.tx.try_send_unnotified(msg) {
                 Ok(()) => {
+                    peer.sent.set(peer.sent.get() + 1);
                     if !peer.unnotified.replace(true) {
                         self.unnotified.borrow_mut().push(to.index());
                     }
@@ -225,11 +230,20 @@ impl Mesh {
             }
         }
         peer.outbox.borrow_mut().push_back(msg);
+        peer.sent.set(peer.sent.get() + 1);
         peer.outbox_changed();
         if let Some(w) = peer.waker.take() {
             w.wake();
         }
         Ok(())
+    }
+
+    /// Messages accepted for shard `to` so far (0 for this shard).
+    pub fn sent(&self, to: ShardId) -> u64 {
+        self.peers
+            .get(to.index())
+            .and_then(Option::as_ref)
+            .map_or(0, |p| p.sent.get())
     }
 
     /// Wakes the peers that [`Mesh::send_unnotified`] pushed to since the last call.

@@ -214,13 +214,15 @@ impl ShardCtx {
     pub fn flush(self: &Rc<Self>) {
         // Taken, not borrowed: a nested flush (none is known) would only allocate its own.
         let mut out = self.outgoing.take();
+        let here = self.shard.borrow().id;
         loop {
             self.run_jobs();
             self.shard.borrow_mut().take_outgoing_into(&mut out);
             if out.is_empty() {
                 break;
             }
-            for (to, msg) in out.drain(..) {
+            for (to, mut msg) in out.drain(..) {
+                crate::shard::fence::stamp(&mut msg, here, |on| self.mesh.sent(on));
                 if let Err(msg) = self.mesh.send_unnotified(to, msg) {
                     self.mesh.rejected(to);
                     let mut shard = self.shard.borrow_mut();
@@ -592,8 +594,7 @@ async fn run_shard(
                 crate::hooks::clock::set_now(now);
                 let mut shard = ctx.shard.borrow_mut();
                 shard.expire_iqs(now);
-                shard.home_paths.tick();
-                shard.locations.tick();
+                shard.tick();
                 drop(shard);
                 ctx.flush();
             }
@@ -611,7 +612,7 @@ async fn run_shard(
         tasks.push(glommio::spawn_local(async move {
             while let Some(msg) = rx.recv().await {
                 crate::hooks::clock::set_now(std::time::Instant::now());
-                ctx.shard.borrow_mut().handle_msg(msg);
+                ctx.shard.borrow_mut().handle_from(from, msg);
                 ctx.flush();
                 // Backpressure: a local recipient that cannot keep up holds this ring (it fills,
                 // then the sending shard's outbox, which stops its readers). Its connection drains

@@ -105,13 +105,20 @@ impl Cluster {
 #[derive(Default)]
 pub struct Rings {
     queues: HashMap<(usize, usize), VecDeque<ShardMsg>>,
+    /// Messages pushed per ring, for fences (`shard::fence`), as the runtime's mesh counts them.
+    sent: HashMap<(usize, usize), u64>,
 }
 
 impl Rings {
     /// Moves what every shard queued for other shards onto the rings.
     pub fn collect(&mut self, c: &mut Cluster) {
         for i in 0..c.shards.len() {
-            for (to, msg) in c.shards[i].take_outgoing() {
+            for (to, mut msg) in c.shards[i].take_outgoing() {
+                let sent = &mut self.sent;
+                crate::shard::fence::stamp(&mut msg, ShardId(i as u16), |on| {
+                    sent.get(&(i, on.index())).copied().unwrap_or(0)
+                });
+                *sent.entry((i, to.index())).or_default() += 1;
                 self.queues
                     .entry((i, to.index()))
                     .or_default()
@@ -131,7 +138,7 @@ impl Rings {
         else {
             return false;
         };
-        c.shards[to].handle_msg(msg);
+        c.shards[to].handle_from(ShardId(from as u16), msg);
         self.collect(c);
         true
     }

@@ -7,6 +7,7 @@
 
 pub mod cluster;
 mod ext;
+pub mod fence;
 mod hosts;
 mod ids;
 mod mailbox;
@@ -14,6 +15,7 @@ mod msg;
 mod waiters;
 
 pub use ext::Extensions;
+pub use fence::Fence;
 pub use hosts::{DynamicHosts, Served};
 pub use ids::{
     home_hash, home_shard, home_shard_by_hash, home_shard_of, Ask, ConnId, SessionRef, ShardId,
@@ -99,6 +101,9 @@ pub struct Shard {
     /// Recipients this shard recently sent stanzas to through their home shard (RFC 6120 §10.1,
     /// see `sm::order`).
     pub(crate) home_paths: crate::sm::HomePaths,
+    /// What this shard took from each other shard's ring, and the stanzas waiting behind what
+    /// their sender's shard sent straight (see [`fence`]).
+    pub(crate) arrivals: fence::Arrivals,
     conns: HashMap<ConnId, Rc<Mailbox>>,
     /// Full JIDs bound on this shard's connections: a stanza to one of them is delivered here without
     /// the hop through the home shard.
@@ -153,6 +158,7 @@ impl Shard {
             sm: SessionManager::default(),
             locations: crate::sm::Locations::default(),
             home_paths: crate::sm::HomePaths::default(),
+            arrivals: fence::Arrivals::default(),
             conns: HashMap::new(),
             local_sessions: HashMap::new(),
             next_conn: 1,
@@ -654,6 +660,43 @@ impl Shard {
     pub fn errors_dropped(&mut self, n: u64) {
         self.stats.errors_dropped += n;
         self.metrics.errors_dropped.inc_by(n);
+    }
+
+    /// Handles a message taken from the ring of shard `from`: now, or once what its sender's shard
+    /// sent here straight before it was taken (see [`fence`]).
+    #[inline]
+    pub fn handle_from(&mut self, from: ShardId, msg: ShardMsg) {
+        if let Some((sender, after)) = self.arrivals.check(from, self.id, &msg) {
+            match self.arrivals.park(sender, after, msg) {
+                Some(msg) => self.handle_msg(msg),
+                None => return,
+            }
+        } else {
+            self.handle_msg(msg);
+        }
+        if self.arrivals.parked() != 0 {
+            for msg in self.arrivals.release(from) {
+                self.handle_msg(msg);
+            }
+        }
+    }
+
+    /// One second passed (the runtime's timer): the route's per-second tables count it, and
+    /// stanzas that waited too long behind a fence go.
+    pub fn tick(&mut self) {
+        self.home_paths.tick();
+        self.locations.tick();
+        let expired = self.arrivals.tick();
+        if !expired.is_empty() {
+            tracing::warn!(
+                shard = self.id.0,
+                stanzas = expired.len(),
+                "stanzas waited too long for their sender's earlier ones; delivered"
+            );
+        }
+        for msg in expired {
+            self.handle_msg(msg);
+        }
     }
 
     /// Handles a message that arrived over the mesh (or was addressed to this shard).

@@ -110,6 +110,10 @@ pub struct Locations {
     /// Stanzas waiting, per recipient (the [`crate::shard::home_hash`] of its bare JID), for
     /// [`Locations::release_user`].
     held_by_user: HashMap<u64, usize>,
+    /// Per recipient (the [`crate::shard::home_hash`] of its bare JID), the shards its sessions
+    /// this shard sends to straight live on, with how many of its full JIDs each: what a stanza to
+    /// that recipient on the home path waits for there (`shard::fence`).
+    straight: HashMap<u64, Vec<(ShardId, u32)>>,
 }
 
 impl Locations {
@@ -159,6 +163,35 @@ impl Locations {
             self.count_held(&bare, -(out.len() as isize));
         }
         out
+    }
+
+    /// The shards where sessions of the recipient with hash `user` live that this shard sends to
+    /// straight.
+    pub fn straight_to(&self, user: u64) -> impl Iterator<Item = ShardId> + '_ {
+        self.straight
+            .get(&user)
+            .into_iter()
+            .flat_map(|v| v.iter().map(|(s, _)| *s))
+    }
+
+    /// Counts one more (`up`) or one fewer full JID of `bare` sent straight to `shard`.
+    fn count_straight(&mut self, bare: &str, shard: ShardId, up: bool) {
+        let user = crate::shard::home_hash(bare);
+        let v = self.straight.entry(user).or_default();
+        match v.iter().position(|(s, _)| *s == shard) {
+            Some(i) if up => v[i].1 += 1,
+            Some(i) => {
+                v[i].1 -= 1;
+                if v[i].1 == 0 {
+                    v.swap_remove(i);
+                }
+            }
+            None if up => v.push((shard, 1)),
+            None => {}
+        }
+        if v.is_empty() {
+            self.straight.remove(&user);
+        }
     }
 
     /// A number for a new question (never 0: a drain with no question open carries 0).
@@ -245,6 +278,7 @@ impl Locations {
                 // Kept on this very shard too: a resumed session has no local binding for the
                 // route's fast path (see `docs/ROUTE.md`, resumption).
                 self.entries.insert(jid.clone(), Entry::At(s));
+                self.count_straight(jid.bare_str(), s.shard, true);
                 (Then::Direct(s), held)
             }
             _ => {
@@ -276,6 +310,7 @@ impl Locations {
                     held: VecDeque::new(),
                     forgotten: true,
                 };
+                self.count_straight(jid.bare_str(), session.shard, false);
                 fresh
             }
             Entry::Asking { id, forgotten, .. } => {

@@ -118,6 +118,27 @@ pub fn filter_at_home(shard: &mut Shard, mut acc: Acc) -> Option<Acc> {
     Some(acc)
 }
 
+/// The fences of a client's stanza leaving this shard for `home`, the home shard of the recipient
+/// with hash `user`: one per shard other than these two where this shard sends that recipient's
+/// stanzas straight (see `shard::fence`; stamped as the stanza leaves).
+fn fences_for(shard: &Shard, user: u64, home: ShardId) -> Option<Box<[crate::shard::Fence]>> {
+    if shard.shards < 3 {
+        return None;
+    }
+    let here = shard.id;
+    let fences: Box<[crate::shard::Fence]> = shard
+        .locations
+        .straight_to(user)
+        .filter(|&on| on != home && on != here)
+        .map(|on| crate::shard::Fence {
+            from: here,
+            on,
+            after: 0,
+        })
+        .collect();
+    (!fences.is_empty()).then_some(fences)
+}
+
 /// `ejabberd_sm:route`: forwards to the home shard, or picks the resources there and delivers.
 pub fn route(shard: &mut Shard, mut acc: Acc) {
     if acc.kind() == StanzaKind::Presence && acc.to.resource().is_some() {
@@ -189,13 +210,19 @@ pub fn route(shard: &mut Shard, mut acc: Acc) {
             return by_location(shard, acc, home);
         }
         if client_first_hop {
+            // On the home path, behind what this shard sent the recipient's sessions straight:
+            // their shards hold it until that is taken (see `shard::fence`). With two shards the
+            // session's shard is this one or the home shard, and the rings keep the order.
+            let fences = fences_for(shard, user, home);
             // Whatever waits here for where one of the recipient's sessions lives was sent
             // earlier: it goes first. Then later full-JID stanzas follow this one (see `order`).
-            for held in shard.locations.release_user(user) {
+            for mut held in shard.locations.release_user(user) {
                 let why = " (ahead of a stanza to the same user through its home shard)";
+                held.fences.clone_from(&fences);
                 forward_home(shard, held, home, why);
             }
             shard.home_paths.sent_home(user);
+            acc.fences = fences;
         }
         return forward_home(shard, acc, home, "");
     }

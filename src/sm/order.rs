@@ -11,11 +11,9 @@
 //! ([`HomePaths::tick`], from the runtime's one-second timer), not read per stanza. The assumption:
 //! a stanza crosses two rings in less than [`WINDOW`] - 1 epochs; the mesh's bounded outboxes and
 //! backpressure keep that to milliseconds in a release build, seconds in an overloaded debug one.
-//! Complete at two shards. From three up one case is left: a full-JID stanza sent straight (the
-//! location cache) and then a bare-JID one through the home shard travel different rings, and the
-//! straight one can arrive second when its ring lags; keeping that order needs the bare-JID one
-//! to wait for a drain of the straight path, as a session's end does (`locations`).
-//! Not done either: an order without a time assumption (after a stanza goes home, forget the locations of
+//! The other way round (a full-JID stanza sent straight, then one through the home shard, from
+//! three shards up) is kept by fences (`shard::fence`), without a time assumption.
+//! Not done: this direction without a time assumption either (after a stanza goes home, forget the locations of
 //! the recipient's sessions, so the next full-JID stanza asks through the home shard and the later
 //! ones wait for the answer; that needs the local fast path to take the location cache's way too).
 //!

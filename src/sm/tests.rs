@@ -429,10 +429,10 @@ fn any_ring_order_keeps_every_senders_order_and_loses_nothing() {
 #[test]
 fn any_ring_order_keeps_every_senders_order_to_bare_and_full_jids_alike() {
     // Two shards: a full-JID stanza sent straight goes on the same ring as one through the home
-    // shard, or is delivered at once on the sender's shard. (From three shards up, one sent
-    // straight can still be overtaken by a later bare-JID one when its ring lags: see `order`.)
+    // shard, or is delivered at once on the sender's shard. From three up, one sent straight and
+    // a later one on the home path take different rings: the later one waits (`shard::fence`).
     for seed in 21..61 {
-        random_traffic_keeps_every_senders_order(2, seed, true);
+        random_traffic_keeps_every_senders_order(2 + (seed as usize % 4), seed, true);
     }
 }
 
@@ -612,6 +612,38 @@ fn bare_and_full_addresses_keep_one_order_past_the_location_cache() {
         let want: Vec<String> = (0..plan.len()).map(|i| i.to_string()).collect();
         assert_eq!(received(&bob.mb), want, "held first: {held_first}");
     }
+}
+
+#[test]
+fn a_stanza_on_the_home_path_waits_for_what_went_straight_before_it() {
+    // Three shards, the straight ring lagging: alice's full-JID messages to bob go 0 -> 2, then a
+    // bare-JID one (and the full-JID ones behind it) go 0 -> 1 -> 2 and reach shard 2 first. They
+    // wait there until shard 2 has taken what came before them on the ring from shard 0.
+    let (mut net, mut alice, bob, full) = three_shards();
+    let bare = bob.sess.jid.bare().as_str().to_owned();
+    net.send(&mut alice, &full, "learn");
+    net.drain(&mut Rng(3));
+    assert_eq!(received(&bob.mb), ["learn"]);
+    let plan = [&full, &full, &bare, &full, &bare];
+    for (i, to) in plan.iter().enumerate() {
+        net.send(&mut alice, to, &i.to_string());
+    }
+    assert_eq!(net.busy(), [(0, 1), (0, 2)]);
+    while net.step(0, 1) || net.step(1, 2) {}
+    assert!(
+        received(&bob.mb).is_empty(),
+        "nothing overtakes the straight ones"
+    );
+    assert_eq!(net.c.shards[2].arrivals.parked(), 3);
+    assert!(net.step(0, 2));
+    assert_eq!(received(&bob.mb), ["0"]);
+    assert!(net.step(0, 2));
+    assert_eq!(received(&bob.mb), ["1", "2", "3", "4"]);
+    assert_eq!(net.c.shards[2].arrivals.parked(), 0);
+    // Nothing waits once the straight ring is read: the next bare-JID one goes through.
+    net.send(&mut alice, &bare, "5");
+    net.drain(&mut Rng(3));
+    assert_eq!(received(&bob.mb), ["5"]);
 }
 
 #[test]
