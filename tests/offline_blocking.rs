@@ -784,3 +784,51 @@ fn a_bind2_session_gets_archived_offline_messages_from_the_archive_only() {
         }
     }
 }
+
+/// RFC 6120 §10.1 across a reconnection: what alice sent while bob was offline comes before what
+/// she sends once he is back, though the backlog leaves the store a chunk at a time.
+#[test]
+fn stored_messages_come_before_newer_live_ones() {
+    for shards in SHARDS {
+        let server = Server::start_with(
+            shards,
+            &["alice", "bob"],
+            "",
+            "[modules.offline]\nmax_per_user = 2000\n",
+        );
+        let mut alice = server.login("alice", "a", Some(0));
+        let n = 300;
+        for i in 0..n {
+            alice.send(&format!(
+                "<message to='bob@localhost' type='chat' id='m{i}'><body>{i}</body></message>"
+            ));
+        }
+        wait_stored(&server, "bob@localhost", n as u64);
+        let mut bob = server.connect();
+        bob.login_plain("bob", "localhost", common::PASSWORD, "b");
+        bob.send("<presence/>");
+        // Once the backlog flows, alice writes again, to the bare and to the full JID.
+        let mut got: Vec<usize> = messages(&mut bob, 1)
+            .iter()
+            .map(|m| body(m).unwrap_or_default().parse().unwrap())
+            .collect();
+        let live = 10;
+        for i in n..n + live {
+            let to = if i % 2 == 0 {
+                "bob@localhost"
+            } else {
+                "bob@localhost/b"
+            };
+            alice.send(&format!(
+                "<message to='{to}' type='chat' id='m{i}'><body>{i}</body></message>"
+            ));
+        }
+        got.extend(
+            messages(&mut bob, n + live - 1)
+                .iter()
+                .map(|m| body(m).unwrap_or_default().parse::<usize>().unwrap()),
+        );
+        assert_eq!(got, (0..n + live).collect::<Vec<_>>(), "shards {shards}");
+        wait_stored(&server, "bob@localhost", 0);
+    }
+}

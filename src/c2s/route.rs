@@ -459,10 +459,15 @@ pub fn unbind(shard: &mut Shard, sess: &Session) {
     if let Some(acc) = end.unavailable {
         update_presence(shard, &mut sess.clone(), acc);
     }
-    // What modules held back for a closed session is dropped (see `SessionEnd::held`).
-    drop(end.held);
     shard.local_unbind(&sess.jid, sess.session.conn);
     crate::sm::unregister(shard, sess.jid.clone(), sess.session);
+    // What modules held back for a closed session and gave up is routed again, behind the
+    // unregistration (see `SessionEnd::held`).
+    for acc in end.held {
+        if crate::sm::worth_rerouting(&acc) {
+            shard.reroute(acc);
+        }
+    }
     shard.drain_to_route();
 }
 

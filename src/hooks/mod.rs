@@ -257,7 +257,8 @@ pub struct SessionEnd {
     /// route broadcasts for it (handlers may add scratch values, e.g. directed-presence targets).
     pub unavailable: Option<Acc>,
     /// Stanzas a handler held back for the connection and now gives up: a detached session keeps
-    /// them for its resumption, a closed one drops them.
+    /// them for its resumption, a closed one routes those worth it again (`sm::worth_rerouting`;
+    /// a handler drops what must not be).
     pub held: Vec<Acc>,
 }
 

@@ -171,8 +171,9 @@ fn bind2_enable(ev: &mut Bind2Enable, ctx: &mut HookCtx<'_>) -> HookResult {
     HookResult::Continue
 }
 
-/// `session_end`: forgets the connection's state and gives back what it held (a closed session
-/// drops it, a detached one keeps it for its resumption).
+/// `session_end`: forgets the connection's state and gives back what it held to a detached
+/// session, for its resumption; a closed one's is dropped (presences and chat states, whose newer
+/// versions another session gets anyway, not routed again).
 fn session_end(end: &mut SessionEnd, ctx: &mut HookCtx<'_>) -> HookResult {
     if let Some(s) = ctx
         .ext
@@ -180,7 +181,9 @@ fn session_end(end: &mut SessionEnd, ctx: &mut HookCtx<'_>) -> HookResult {
         .sessions
         .remove(&end.session.conn)
     {
-        end.held.extend(s.queue.into_iter().map(|h| h.acc));
+        if end.kind != crate::hooks::SessionEndKind::Closed {
+            end.held.extend(s.queue.into_iter().map(|h| h.acc));
+        }
     }
     HookResult::Continue
 }

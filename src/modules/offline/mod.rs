@@ -41,6 +41,8 @@ use crate::xmpp::{ErrorType, StanzaErrorCondition};
 
 use crate::modules::options::{self, OptionError};
 
+pub mod hold;
+
 /// Features this module adds to the server's disco#info (XEP-0160).
 pub const FEATURES: &[&str] = &["msgoffline"];
 
@@ -149,6 +151,19 @@ struct Bind2Sessions(ahash::HashSet<crate::jid::FullJid>);
 /// Registers the handlers on `shard`.
 pub fn start(shard: &mut Shard, opts: &Options) {
     let shards = shard.shards;
+    // Stored messages before newer live ones (see `hold`): ahead of CSI, whose holding is for
+    // what a client in the background may get late.
+    shard
+        .ext
+        .get_or_default::<crate::c2s::route::WantReceiver>();
+    shard
+        .hooks
+        .xmpp_presend_element
+        .add(5, "offline", hold::presend);
+    shard
+        .hooks
+        .session_end
+        .add(PRIORITY, "offline", hold::session_end);
     shard.hooks.bind2_enable_features.add(
         PRIORITY,
         "offline",
@@ -224,6 +239,10 @@ pub fn start(shard: &mut Shard, opts: &Options) {
                 .get_mut::<Bind2Sessions>()
                 .is_some_and(|s| s.0.remove(&ev.jid));
             let to = Jid::from(ev.jid.clone());
+            // Live messages routed from now on wait behind the backlog (see `hold`).
+            if let Some(m) = hold::marker(hold::Marker::Hold, &to, ctx.shard) {
+                ctx.route(m);
+            }
             let chunk = Chunk::new(ev.jid.bare(), to, delivered.clone(), synced);
             fetch(ctx, chunk);
             HookResult::Continue
@@ -274,8 +293,12 @@ impl Chunk {
 fn fetch(ctx: &mut HookCtx<'_>, chunk: std::sync::Arc<Chunk>) {
     let on = ctx.shard;
     ctx.store(Some(user_key(&chunk.user)), move |store| {
-        let msgs = deliver_job(store, &chunk, on);
+        let mut msgs = deliver_job(store, &chunk, on);
         chunk.delivered.inc_by(msgs.len() as u64);
+        if msgs.is_empty() {
+            // Nothing left: what the session got meanwhile may go (see `hold`).
+            msgs.extend(hold::marker(hold::Marker::Done, &chunk.to, on));
+        }
         JobDone::from(msgs)
     });
 }

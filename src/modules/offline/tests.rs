@@ -335,3 +335,193 @@ fn a_closed_connection_hands_its_mailbox_back() {
         assert_eq!(bodies, ["m0", "m1", "m2"], "n={n}");
     }
 }
+
+/// What the driver would write to `sess` now (through step 7 with the session, as the runtime
+/// runs it: presend handlers see the receiver), pumping what that causes.
+fn written(c: &mut Cluster, on: usize, sess: &Session, mb: &Rc<Mailbox>) -> Vec<String> {
+    let mut out = Vec::new();
+    loop {
+        c.pump();
+        let Some(msg) = mb.pop() else {
+            return out;
+        };
+        if let ConnMsg::Deliver(acc) = msg {
+            for acc in crate::c2s::route::user_receive_at(&mut c.shards[on], sess, acc) {
+                let el = acc.stanza.tree().unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(el.name, "message", "only messages reach the client");
+                out.push(body(&el));
+            }
+        }
+    }
+}
+
+/// Alice on shard 0 stores `n` messages for bob; bob binds on the last shard with an initial
+/// presence; until `live_after` stored ones were written, nothing else moves; then alice sends
+/// two more. Gives what bob's client reads, and the cluster.
+fn backlog_then_live(shards: usize, n: usize) -> (Vec<String>, Cluster, tempfile::TempDir) {
+    let (mut c, dir) = cluster(shards, 1000, &["alice@localhost", "bob@localhost"]);
+    let (mut alice, _amb) = c.connect(0, &full("alice@localhost/a"), Some(0));
+    for i in 0..n {
+        user_send(
+            &mut c.shards[0],
+            &mut alice,
+            chat("bob@localhost", &i.to_string(), ""),
+        );
+    }
+    c.pump();
+    let on = shards - 1;
+    let (bob, bmb) = c.connect(on, &full("bob@localhost/b"), Some(1));
+    // The first chunk (the rest waits until it is written).
+    let mut got = Vec::new();
+    while let Some(msg) = bmb.pop() {
+        if let ConnMsg::Deliver(acc) = msg {
+            for acc in crate::c2s::route::user_receive_at(&mut c.shards[on], &bob, acc) {
+                got.push(body(&acc.stanza.tree().unwrap_or_else(|e| panic!("{e}"))));
+            }
+        }
+    }
+    for (i, to) in ["bob@localhost", "bob@localhost/b"].iter().enumerate() {
+        user_send(
+            &mut c.shards[0],
+            &mut alice,
+            chat(to, &format!("live{i}"), ""),
+        );
+    }
+    got.extend(written(&mut c, on, &bob, &bmb));
+    (got, c, dir)
+}
+
+#[test]
+fn live_messages_wait_behind_the_backlog() {
+    for shards in [1, 2, 3] {
+        let n = 2 * CHUNK_ROWS + 5;
+        let (got, c, _dir) = backlog_then_live(shards, n);
+        let mut want: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+        want.extend(["live0".to_owned(), "live1".to_owned()]);
+        assert_eq!(got, want, "shards {shards}");
+        assert_eq!(
+            store(&c).offline_count(&bare("bob@localhost")).ok(),
+            Some(0)
+        );
+        let holds = c.shards[shards - 1].ext.get::<hold::Holds>();
+        assert!(holds.is_some_and(|h| h.holding() == 0), "the hold ended");
+    }
+}
+
+#[test]
+fn with_no_backlog_nothing_waits_for_long() {
+    let (got, _c, _dir) = backlog_then_live(2, 0);
+    assert_eq!(got, ["live0", "live1"]);
+}
+
+#[test]
+fn holding_is_bounded() {
+    let (mut c, _dir) = cluster(1, 1000, &["alice@localhost", "bob@localhost"]);
+    let (mut alice, _amb) = c.connect(0, &full("alice@localhost/a"), Some(0));
+    user_send(
+        &mut c.shards[0],
+        &mut alice,
+        chat("bob@localhost", "stored", ""),
+    );
+    c.pump();
+    let (bob, bmb) = c.connect(0, &full("bob@localhost/b"), Some(1));
+    // The hold marker and the stored message, not written yet: the next fetch waits for it.
+    let queued: Vec<ConnMsg> = std::iter::from_fn(|| bmb.pop()).collect();
+    let mut got = Vec::new();
+    for msg in queued {
+        if let ConnMsg::Deliver(acc) = msg {
+            if acc.get(OFFLINE_ROW).is_some() {
+                // Kept back: its delivery would fetch again.
+                std::mem::forget(acc);
+                continue;
+            }
+            got.extend(crate::c2s::route::user_receive_at(
+                &mut c.shards[0],
+                &bob,
+                acc,
+            ));
+        }
+    }
+    assert!(got.is_empty());
+    for i in 0..hold::MAX_HELD {
+        user_send(
+            &mut c.shards[0],
+            &mut alice,
+            chat("bob@localhost/b", &i.to_string(), ""),
+        );
+    }
+    assert!(
+        written(&mut c, 0, &bob, &bmb).is_empty(),
+        "held behind the backlog"
+    );
+    let last = hold::MAX_HELD.to_string();
+    user_send(
+        &mut c.shards[0],
+        &mut alice,
+        chat("bob@localhost/b", &last, ""),
+    );
+    let out = written(&mut c, 0, &bob, &bmb);
+    let want: Vec<String> = (0..=hold::MAX_HELD).map(|i| i.to_string()).collect();
+    assert_eq!(out, want, "past the bound, everything held goes, in order");
+}
+
+#[test]
+fn a_session_closed_while_holding_has_its_live_messages_routed_again() {
+    let (mut c, _dir) = cluster(2, 1000, &["alice@localhost", "bob@localhost"]);
+    let (mut alice, _amb) = c.connect(0, &full("alice@localhost/a"), Some(0));
+    for i in 0..3 {
+        user_send(
+            &mut c.shards[0],
+            &mut alice,
+            chat("bob@localhost", &format!("s{i}"), ""),
+        );
+    }
+    c.pump();
+    let (bob, bmb) = c.connect(1, &full("bob@localhost/b"), Some(1));
+    // Through the hold marker only: the stored ones stay unwritten.
+    let mut rest = Vec::new();
+    while let Some(msg) = bmb.pop() {
+        if let ConnMsg::Deliver(acc) = msg {
+            if acc.get(OFFLINE_ROW).is_some() {
+                rest.push(acc);
+            } else {
+                assert!(
+                    crate::c2s::route::user_receive_at(&mut c.shards[1], &bob, acc)
+                        .into_iter()
+                        .next()
+                        .is_none()
+                );
+            }
+        }
+    }
+    user_send(
+        &mut c.shards[0],
+        &mut alice,
+        chat("bob@localhost", "live", ""),
+    );
+    c.pump();
+    while let Some(msg) = bmb.pop() {
+        if let ConnMsg::Deliver(acc) = msg {
+            assert!(
+                crate::c2s::route::user_receive_at(&mut c.shards[1], &bob, acc)
+                    .into_iter()
+                    .next()
+                    .is_none(),
+                "held"
+            );
+        }
+    }
+    // Bob's connection closes: what its mailbox held goes back to the session manager (as the
+    // runtime hands it back, `a_closed_connection_hands_its_mailbox_back`), the stored ones to
+    // their rows; the live one the hold gave back is routed again, and stored.
+    c.shards[1].close_conn(bob.session.conn);
+    crate::c2s::route::unbind(&mut c.shards[1], &bob);
+    for acc in rest {
+        c.shards[1].reroute(acc);
+    }
+    c.pump();
+    assert_eq!(
+        store(&c).offline_count(&bare("bob@localhost")).ok(),
+        Some(4)
+    );
+}
