@@ -60,7 +60,7 @@ impl Holds {
     }
 }
 
-/// A marker for the session `to` of a user of `domain`, from that domain.
+/// A marker for the session `to`, from its server (None when `to` has no valid domain JID).
 pub fn marker(which: Marker, to: &Jid, on: ShardId) -> Option<Acc> {
     let server = Jid::parse(to.domain()).ok()?;
     let name = match which {

@@ -356,8 +356,8 @@ fn written(c: &mut Cluster, on: usize, sess: &Session, mb: &Rc<Mailbox>) -> Vec<
 }
 
 /// Alice on shard 0 stores `n` messages for bob; bob binds on the last shard with an initial
-/// presence; until `live_after` stored ones were written, nothing else moves; then alice sends
-/// two more. Gives what bob's client reads, and the cluster.
+/// presence, and his client reads what came (the first chunk); then alice sends two more, to his
+/// bare and to his full JID. Gives what bob's client read, and the cluster.
 fn backlog_then_live(shards: usize, n: usize) -> (Vec<String>, Cluster, tempfile::TempDir) {
     let (mut c, dir) = cluster(shards, 1000, &["alice@localhost", "bob@localhost"]);
     let (mut alice, _amb) = c.connect(0, &full("alice@localhost/a"), Some(0));
