@@ -198,6 +198,7 @@ mod tests {
             domain_b: None,
             muc: None,
             resource: None,
+            mixed: false,
         };
         assert_eq!(domain_of(&n, 1), "a.example");
         n.domain_b = Some("b.example".into());

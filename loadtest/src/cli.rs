@@ -116,6 +116,11 @@ pub struct Args {
     /// as a client does once a conversation's first reply came, instead of its bare JID.
     #[arg(long)]
     pub to_full_jid: bool,
+    /// Chat and max: address every other message of a sender to the recipient's full JID, the
+    /// rest to its bare JID (RFC 6120 §10.1 keeps one order across both; see the report's
+    /// "out of order" line).
+    #[arg(long)]
+    pub mixed_jids: bool,
     /// Executors (one per core, not pinned).
     #[arg(long, default_value_t = 1)]
     pub cores: usize,

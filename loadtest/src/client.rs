@@ -23,6 +23,9 @@ pub struct Client {
     next_seq: Cell<u64>,
     /// In a cluster: how many nodes past its own the user now logs in to (its node was down).
     pub failover: Cell<u32>,
+    /// The highest sequence number delivered to this user from each sender (see
+    /// [`Client::delivered_in_order`]).
+    last_seq: RefCell<ahash::HashMap<u32, u64>>,
 }
 
 impl Client {
@@ -34,6 +37,25 @@ impl Client {
             sm: ack_every.map(|n| RefCell::new(Sm::new(n))),
             next_seq: Cell::new(0),
             failover: Cell::new(0),
+            last_seq: RefCell::default(),
+        }
+    }
+
+    /// Records message `seq` of sender `from` delivered to this user: false when a later message
+    /// of that sender came before it (a copy of one already delivered, sent again after a
+    /// resumption, is not out of order).
+    pub fn delivered_in_order(&self, from: u32, seq: u64) -> bool {
+        let mut last = self.last_seq.borrow_mut();
+        match last.get_mut(&from) {
+            Some(l) if *l > seq => false,
+            Some(l) => {
+                *l = seq;
+                true
+            }
+            None => {
+                last.insert(from, seq);
+                true
+            }
         }
     }
 
@@ -178,5 +200,22 @@ impl Client {
         if due {
             self.push_raw(|b| b.extend_from_slice(sm::REQUEST));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Client;
+
+    #[test]
+    fn order_is_per_sender_and_copies_are_not_out_of_order() {
+        let c = Client::new(0, None);
+        assert!(c.delivered_in_order(1, 0));
+        assert!(c.delivered_in_order(2, 5));
+        assert!(c.delivered_in_order(1, 2));
+        assert!(c.delivered_in_order(1, 2), "a copy sent again");
+        assert!(!c.delivered_in_order(1, 1), "overtaken by 2");
+        assert!(c.delivered_in_order(2, 6));
+        assert!(!c.delivered_in_order(2, 4));
     }
 }

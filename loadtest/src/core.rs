@@ -683,6 +683,9 @@ fn on_message(core: &Core, client: &Client, el: &[u8]) -> bool {
     };
     let now = core.shared.now_ns();
     st.record_delivery(now.saturating_sub(b.ts) / 1000);
+    if core.muc.is_none() && !client.delivered_in_order(b.from, b.seq) {
+        st.out_of_order.fetch_add(1, Relaxed);
+    }
     if let (Some(m), Some(p)) = (&core.muc, &core.plan.muc) {
         muc::on_delivery(core, m, p, client, b, now);
         return true;

@@ -25,6 +25,16 @@ pub struct Naming {
     pub muc: Option<String>,
     /// `--to-full-jid`: the recipients' resource; a chat message's `to` is then their full JID.
     pub resource: Option<String>,
+    /// `--mixed-jids`: only messages with an odd sequence number go to the full JID, the others to
+    /// the bare one.
+    pub mixed: bool,
+}
+
+impl Naming {
+    /// Whether message `m` is addressed to its recipient's full JID.
+    pub fn to_full(&self, m: &Msg) -> bool {
+        self.resource.is_some() && (!self.mixed || m.seq % 2 == 1)
+    }
 }
 
 impl Naming {
@@ -89,6 +99,7 @@ pub struct Body {
 /// Append `m` as a chat message (groupchat to room `m.to` with a MUC service) with `payload`
 /// extra body bytes.
 pub fn write_message(out: &mut Vec<u8>, naming: &Naming, m: &Msg, payload: usize) {
+    let full = naming.to_full(m);
     // Writing into a Vec cannot fail.
     let _ = match &naming.muc {
         Some(service) => write!(
@@ -102,8 +113,8 @@ pub fn write_message(out: &mut Vec<u8>, naming: &Naming, m: &Msg, payload: usize
             naming.prefix,
             u64::from(naming.first) + u64::from(naming.number(m.to)),
             across::domain_of(naming, m.to),
-            if naming.resource.is_some() { "/" } else { "" },
-            naming.resource.as_deref().unwrap_or(""),
+            if full { "/" } else { "" },
+            naming.resource.as_deref().filter(|_| full).unwrap_or(""),
             m.ts,
             m.from,
             m.seq
@@ -174,6 +185,7 @@ mod tests {
             domain_b: None,
             muc: None,
             resource: None,
+            mixed: false,
         };
         let p = BodyParser::default();
         let m = Msg {
@@ -205,6 +217,17 @@ mod tests {
         let mut out = Vec::new();
         write_message(&mut out, &full, &m, 0);
         assert!(out.starts_with(b"<message to='user9@d/r' type='chat'>"));
+        // Mixed: odd sequence numbers to the full JID, even ones to the bare JID.
+        let mixed = Naming {
+            mixed: true,
+            ..full.clone()
+        };
+        for (seq, to) in [(42, "user9@d'"), (43, "user9@d/r'")] {
+            let mut out = Vec::new();
+            write_message(&mut out, &mixed, &Msg { seq, ..m }, 0);
+            let s = String::from_utf8(out).expect("utf8");
+            assert!(s.starts_with(&format!("<message to='{to}")), "{s}");
+        }
         assert_eq!(naming.bare(0), "user1@d");
         assert_eq!(naming.index_of(naming.local(41).as_bytes()), Some(41));
         assert_eq!(naming.index_of(b"user0"), None); // below --first
@@ -222,6 +245,7 @@ mod tests {
             domain_b: None,
             muc: Some("conference.d".into()),
             resource: None,
+            mixed: false,
         };
         let m = Msg {
             from: 3,

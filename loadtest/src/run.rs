@@ -296,6 +296,7 @@ pub fn run(plan: Plan, opts: &RunOpts) -> Result<Report, RunError> {
         }),
         acked: t.acked,
         resent: t.resent,
+        out_of_order: t.out_of_order,
         soak: verdict.map(|verdict| SoakReport {
             drops: t.drops,
             resumed: t.resumed,

@@ -36,6 +36,8 @@ pub struct CoreStats {
     pub delivered: AtomicU64,
     /// Errors after login: stream errors, message errors, unexpected closes.
     pub errors: AtomicU64,
+    /// Load messages delivered after a later message of the same sender.
+    pub out_of_order: AtomicU64,
     /// Registrations that created an account.
     pub registered: AtomicU64,
     /// Registrations that found the account already there.
@@ -111,6 +113,8 @@ pub struct Totals {
     pub delivered: u64,
     /// See [`CoreStats::errors`].
     pub errors: u64,
+    /// See [`CoreStats::out_of_order`].
+    pub out_of_order: u64,
     /// See [`CoreStats::registered`].
     pub registered: u64,
     /// See [`CoreStats::existed`].
@@ -154,6 +158,7 @@ pub fn totals(cores: &[CoreStats]) -> Totals {
         t.sent += c.sent.load(Relaxed);
         t.delivered += c.delivered.load(Relaxed);
         t.errors += c.errors.load(Relaxed);
+        t.out_of_order += c.out_of_order.load(Relaxed);
         t.registered += c.registered.load(Relaxed);
         t.existed += c.existed.load(Relaxed);
         t.acked += c.acked.load(Relaxed);
@@ -474,6 +479,8 @@ pub struct Report {
     pub series: Vec<Sample>,
     /// Errors after login.
     pub errors: u64,
+    /// Messages delivered after a later message of the same sender (RFC 6120 §10.1).
+    pub out_of_order: u64,
     /// Server pings (XEP-0199) answered.
     pub pings_answered: u64,
     /// Messages sent but not delivered by the end of the grace period
@@ -561,6 +568,12 @@ impl Report {
                 &self.delivery_latency_us,
                 self.errors,
                 self.lost,
+            ));
+        }
+        if self.delivered > 0 {
+            s.push_str(&format!(
+                "out of order: {} (delivered after a later message of the same sender)\n",
+                self.out_of_order
             ));
         }
         if self.acked > 0 || self.resent > 0 {
