@@ -129,7 +129,7 @@ impl Route {
             // Every shard's mesh messages, until none is left (a shard answers another's).
             loop {
                 for shard in shards.iter_mut() {
-                    let (from, fenced) = (shard.id, shard.shards > 2);
+                    let (from, fenced) = (shard.id, petrel::shard::fence::used(shard.shards));
                     for (to, mut msg) in shard.take_outgoing() {
                         // As the runtime's mesh does (one ring per pair here, in order).
                         let sent = &mut self.sent;

@@ -46,17 +46,12 @@ impl Client {
     /// resumption, is not out of order).
     pub fn delivered_in_order(&self, from: u32, seq: u64) -> bool {
         let mut last = self.last_seq.borrow_mut();
-        match last.get_mut(&from) {
-            Some(l) if *l > seq => false,
-            Some(l) => {
-                *l = seq;
-                true
-            }
-            None => {
-                last.insert(from, seq);
-                true
-            }
+        let l = last.entry(from).or_insert(seq);
+        if *l > seq {
+            return false;
         }
+        *l = seq;
+        true
     }
 
     /// Messages created so far (each has a unique sequence number below this).

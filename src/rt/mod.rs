@@ -216,8 +216,7 @@ impl ShardCtx {
         let mut out = self.outgoing.take();
         let (here, fenced) = {
             let shard = self.shard.borrow();
-            // No fences below three shards (`sm::fences_for`).
-            (shard.id, shard.shards > 2)
+            (shard.id, crate::shard::fence::used(shard.shards))
         };
         loop {
             self.run_jobs();

@@ -37,6 +37,12 @@ pub struct Fence {
     pub after: u64,
 }
 
+/// Whether fences are made, counted and stamped with `shards` shards: from three up. Below, a
+/// recipient's session shard is the sender's or the home shard, and one ring keeps the order.
+pub fn used(shards: usize) -> bool {
+    shards > 2
+}
+
 /// Stamps the fences of `msg`, leaving shard `here` for another shard, with what `here` pushed to
 /// each fenced shard so far (`sent`, the mesh's counts). Only the sender's shard stamps: a stanza
 /// re-routed later keeps its numbers.
@@ -68,9 +74,9 @@ pub struct Arrivals {
     parked_total: usize,
     /// Ticks counted by [`Arrivals::tick`].
     epoch: u32,
-    /// Stanzas delivered at once because [`MAX_PARKED`] waited already (metrics, tests).
+    /// Stanzas delivered at once because [`MAX_PARKED`] waited already (read by tests).
     pub overflowed: u64,
-    /// Stanzas delivered because they waited [`PARKED_FOR`] (metrics, tests).
+    /// Stanzas delivered because they waited [`PARKED_FOR`] (read by tests; the shard logs them).
     pub expired: u64,
 }
 
@@ -150,8 +156,9 @@ impl Arrivals {
     }
 
     /// [`Arrivals::check`], then [`Arrivals::park`] when it must wait: gives `msg` back when it may
-    /// be handled now.
-    pub fn arrived(&mut self, from: ShardId, here: ShardId, msg: ShardMsg) -> Option<ShardMsg> {
+    /// be handled now (the shard does the two steps itself, to handle `msg` without moving it).
+    #[cfg(test)]
+    fn arrived(&mut self, from: ShardId, here: ShardId, msg: ShardMsg) -> Option<ShardMsg> {
         match self.check(from, here, &msg) {
             None => Some(msg),
             Some((sender, after)) => self.park(sender, after, msg),

@@ -666,8 +666,7 @@ impl Shard {
     /// sent here straight before it was taken (see [`fence`]).
     #[inline]
     pub fn handle_from(&mut self, from: ShardId, msg: ShardMsg) {
-        if self.shards < 3 {
-            // No fences below three shards (`sm::fences_for`): nothing to count.
+        if !fence::used(self.shards) {
             return self.handle_msg(msg);
         }
         if let Some((sender, after)) = self.arrivals.check(from, self.id, &msg) {

@@ -122,7 +122,7 @@ pub fn filter_at_home(shard: &mut Shard, mut acc: Acc) -> Option<Acc> {
 /// with hash `user`: one per shard other than these two where this shard sends that recipient's
 /// stanzas straight (see `shard::fence`; stamped as the stanza leaves).
 fn fences_for(shard: &Shard, user: u64, home: ShardId) -> Option<Box<[crate::shard::Fence]>> {
-    if shard.shards < 3 {
+    if !crate::shard::fence::used(shard.shards) {
         return None;
     }
     let here = shard.id;

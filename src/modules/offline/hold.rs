@@ -76,6 +76,10 @@ pub fn marker(which: Marker, to: &Jid, on: ShardId) -> Option<Acc> {
 /// `xmpp_presend_element`: start or end a hold, hold a live message, or let through.
 pub fn presend(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     let marker = acc.get(MARKER).copied();
+    // Only messages are held: anything else but a marker passes without a look at the table.
+    if marker.is_none() && acc.kind() != StanzaKind::Message {
+        return HookResult::Continue;
+    }
     let holds = ctx.ext.get_or_default::<Holds>();
     if marker.is_none() && holds.0.is_empty() {
         return HookResult::Continue;
@@ -99,9 +103,7 @@ pub fn presend(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
         }
         None => {}
     }
-    let live = acc.kind() == StanzaKind::Message
-        && acc.get(super::OFFLINE_ROW).is_none()
-        && acc.get(PASS).is_none();
+    let live = acc.get(super::OFFLINE_ROW).is_none() && acc.get(PASS).is_none();
     let Some(held) = holds.0.get_mut(&conn).filter(|_| live) else {
         return HookResult::Continue;
     };
