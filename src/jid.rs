@@ -12,7 +12,9 @@
 //! differences: nodeprep folds `ß` to `ss` and final sigma `ς` to `σ` where PRECIS keeps them.
 //! Localparts additionally follow the PRECIS IdentifierClass for non-ASCII letters (letters,
 //! digits and marks only, no compatibility characters), so `henryⅣ@example.com` and
-//! `♚@example.com` are refused as RFC 7622 §3.5 requires.
+//! `♚@example.com` are refused as RFC 7622 §3.5 requires. Resourceparts may hold characters
+//! Unicode 3.2 did not have (emoji in room nicknames), as RFC 7622 and other servers allow; the
+//! other parts refuse them (see `resourceprep`).
 
 use std::borrow::{Borrow, Cow};
 use std::cmp::Ordering;
@@ -294,6 +296,53 @@ fn unassigned(s: &str) -> Option<char> {
         .find(|&c| stringprep::tables::unassigned_code_point(c))
 }
 
+/// The resourceprep profile of RFC 6122 (RFC 3454 with tables B.1, C.1.2-C.9 and the bidi rule),
+/// except that a code point Unicode 3.2 left unassigned is allowed once a later Unicode assigned
+/// it: emoji above all, in room nicknames ("Anna 🌸") and client resources. Prosody and ejabberd
+/// accept them, and RFC 7622's resourcepart (PRECIS OpaqueString) is defined on current Unicode.
+/// What current Unicode leaves unassigned is still refused. Without case folding, preparing twice
+/// gives what preparing once gave (NFKC is idempotent), which the unassigned check on localparts
+/// and domainparts exists for.
+fn resourceprep(s: &str) -> Result<String, Invalid> {
+    if let Some(c) = s
+        .chars()
+        .find(|c| c.general_category() == GeneralCategory::Unassigned)
+    {
+        return Err(Invalid::Char(c));
+    }
+    let mapped: String = s
+        .chars()
+        .filter(|&c| !stringprep::tables::commonly_mapped_to_nothing(c))
+        .collect();
+    let out: String = mapped.nfkc().collect();
+    use stringprep::tables as t;
+    let prohibited = |c: char| {
+        t::non_ascii_space_character(c)
+            || t::ascii_control_character(c)
+            || t::non_ascii_control_character(c)
+            || t::private_use(c)
+            || t::non_character_code_point(c)
+            || t::surrogate_code(c)
+            || t::inappropriate_for_plain_text(c)
+            || t::inappropriate_for_canonical_representation(c)
+            || t::change_display_properties_or_deprecated(c)
+            || t::tagging_character(c)
+    };
+    if let Some(c) = out.chars().find(|&c| prohibited(c)) {
+        return Err(Invalid::Char(c));
+    }
+    // RFC 3454 §6: a string with right-to-left characters has no left-to-right ones, and begins
+    // and ends with a right-to-left one.
+    if out.contains(t::bidi_r_or_al)
+        && (out.contains(t::bidi_l)
+            || !out.starts_with(t::bidi_r_or_al)
+            || !out.ends_with(t::bidi_r_or_al))
+    {
+        return Err(Invalid::Stringprep);
+    }
+    Ok(out)
+}
+
 /// Prepares a domainpart: one trailing dot stripped, IPv6 literal, or LDH(+`_`) labels.
 fn prep_domain(s: &str) -> Result<Cow<'_, str>, JidError> {
     if s.len() > MAX_RAW_PART_BYTES {
@@ -426,10 +475,7 @@ fn prep_resource(s: &str) -> Result<Cow<'_, str>, JidError> {
         }
         Cow::Borrowed(s)
     } else {
-        if let Some(c) = unassigned(s) {
-            return Err(JidError::InvalidResource(Invalid::Char(c)));
-        }
-        stringprep::resourceprep(s).map_err(|_| JidError::InvalidResource(Invalid::Stringprep))?
+        Cow::Owned(resourceprep(s).map_err(JidError::InvalidResource)?)
     };
     if out.is_empty() {
         return Err(JidError::EmptyResource);
@@ -768,7 +814,6 @@ mod tests {
         for (input, want) in [
             ("\u{3f9}", InvalidDomain(bad)),
             ("a.\u{3f9}.example/r", InvalidDomain(bad)),
-            ("juliet@example.com/\u{3f9}", InvalidResource(bad)),
             ("\u{e9}\u{3f9}@example.com", InvalidNode(bad)),
         ] {
             assert_eq!(p(input), Err(want), "{input}");
@@ -787,6 +832,37 @@ mod tests {
             let j = Jid::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
             assert_eq!(Jid::parse(j.as_str()).as_ref(), Ok(&j), "{s}");
         }
+    }
+
+    /// Room nicknames and client resources with emoji, which Unicode 3.2 did not have: accepted
+    /// (as Prosody and ejabberd accept them), prepared once for all.
+    #[test]
+    fn resources_may_hold_characters_unicode_3_2_did_not_have() {
+        for (input, want) in [
+            ("room@conference.example/Anna 🌸", "Anna 🌸"),
+            ("juliet@example.com/phone 📱", "phone 📱"),
+            // Variation selectors and joiners are mapped to nothing (table B.1), as before.
+            ("room@conference.example/Anna ❤\u{fe0f}", "Anna ❤"),
+            ("room@conference.example/👩\u{200d}💻", "👩💻"),
+            // A compatibility character Unicode 4.0 added is normalised like any other.
+            ("juliet@example.com/\u{3f9}", "\u{3a3}"),
+        ] {
+            let j = Jid::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(j.resource(), Some(want), "{input}");
+            assert_eq!(Jid::parse(j.as_str()).as_ref(), Ok(&j), "{input}");
+        }
+        // Still refused: what current Unicode leaves unassigned, prohibited output, the bidi rule.
+        use JidError::InvalidResource;
+        for (input, want) in [
+            ("juliet@example.com/a\u{378}", Invalid::Char('\u{378}')),
+            ("juliet@example.com/a\u{1680}b", Invalid::Char('\u{1680}')),
+            ("juliet@example.com/\u{e000}", Invalid::Char('\u{e000}')),
+            ("juliet@example.com/a\u{5d0}", Invalid::Stringprep),
+        ] {
+            assert_eq!(p(input), Err(InvalidResource(want)), "{input}");
+        }
+        // Right-to-left text alone is fine.
+        assert!(p("juliet@example.com/\u{5d0}\u{5d1}").is_ok());
     }
 
     #[test]

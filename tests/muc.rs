@@ -809,3 +809,47 @@ fn a_deleted_accounts_rooms_count_against_no_one() {
         }
     }
 }
+
+/// Nicknames and resources with emoji (characters Unicode 3.2 did not have) are what people
+/// choose: a room takes them, a session binds them, and messages reach both, at 1 and 2 shards.
+/// A variation selector is prepared away (RFC 6122's table B.1), so the occupant is known by the
+/// prepared nickname.
+fn emoji_nicknames_and_resources(shards: usize) {
+    let server = start(shards, 2, "");
+    let room = format!("emoji@{SERVICE}");
+    let mut anna = server.login("u0", "phone 📱", Some(0));
+    let mut bob = server.login("u1", "r", Some(0));
+    create(&mut anna, &room, "Anna 🌸", "");
+    bob.send(&format!(
+        "<presence to='{room}/Bob ❤\u{fe0f}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+    ));
+    let me = format!("{room}/Bob ❤");
+    let own = bob.expect("own presence", |s| {
+        s.name() == "presence" && s.from().as_deref() == Some(me.as_str())
+    });
+    assert!(has_status(&own, "110"), "{}", text(&own));
+    anna.expect("bob joined", |s| {
+        s.name() == "presence" && s.from().as_deref() == Some(me.as_str())
+    });
+    groupchat(&mut bob, &room, "g1", "hi 🌸");
+    let got = expect_groupchat(&mut anna, "g1");
+    assert_eq!(got.from().as_deref(), Some(me.as_str()));
+    assert_eq!(body(&got).as_deref(), Some("hi 🌸"));
+    // A private message to the full JID with the emoji resource.
+    bob.send("<message to='u0@localhost/phone 📱' type='chat' id='p1'><body>psst</body></message>");
+    let got = anna.expect("private message", |s| {
+        s.name() == "message" && s.id().as_deref() == Some("p1")
+    });
+    assert_eq!(got.from().as_deref(), Some("u1@localhost/r"));
+    assert_eq!(got.to().as_deref(), Some("u0@localhost/phone 📱"));
+}
+
+#[test]
+fn emoji_nicknames_and_resources_one_shard() {
+    emoji_nicknames_and_resources(1);
+}
+
+#[test]
+fn emoji_nicknames_and_resources_two_shards() {
+    emoji_nicknames_and_resources(2);
+}
