@@ -300,9 +300,10 @@ fn unassigned(s: &str) -> Option<char> {
 /// except that a code point Unicode 3.2 left unassigned is allowed once a later Unicode assigned
 /// it: emoji above all, in room nicknames ("Anna 🌸") and client resources. Prosody and ejabberd
 /// accept them, and RFC 7622's resourcepart (PRECIS OpaqueString) is defined on current Unicode.
-/// What current Unicode leaves unassigned is still refused. Without case folding, preparing twice
-/// gives what preparing once gave (NFKC is idempotent), which the unassigned check on localparts
-/// and domainparts exists for.
+/// What current Unicode leaves unassigned is still refused. Localparts and domainparts refuse
+/// the newer characters because their case folding runs before a current-Unicode NFKC, so a
+/// second preparation could fold what the first one produced; resourceprep folds nothing and NFKC
+/// is idempotent, so preparing a resource twice gives what preparing it once gave.
 fn resourceprep(s: &str) -> Result<String, Invalid> {
     if let Some(c) = s
         .chars()
