@@ -87,6 +87,24 @@ fn stanza_from_a_domain_not_authenticated_is_invalid_from() {
     );
 }
 
+/// A remote room's occupant with an emoji nickname, or a remote client's emoji resource (both
+/// taken by Prosody and ejabberd): passed on, not improper-addressing, which would close the
+/// stream for everyone behind it.
+#[test]
+fn emoji_resources_from_a_peer_are_addresses() {
+    let mut c = authenticated();
+    for stanza in [
+        "<presence from='room@a.example/Anna \u{1f338}' to='y@b.example/r'/>",
+        "<message from='x@a.example/phone \u{1f4f1}' to='y@b.example' type='chat'/>",
+    ] {
+        assert!(c.send(stanza).is_empty(), "{stanza}");
+        assert!(
+            matches!(&c.events()[..], [S2sInEvent::Stanza { .. }]),
+            "{stanza}"
+        );
+    }
+}
+
 #[test]
 fn stanza_to_an_unknown_host_is_host_unknown() {
     let mut c = authenticated();
