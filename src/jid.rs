@@ -13,8 +13,8 @@
 //! Localparts additionally follow the PRECIS IdentifierClass for non-ASCII letters (letters,
 //! digits and marks only, no compatibility characters), so `henryⅣ@example.com` and
 //! `♚@example.com` are refused as RFC 7622 §3.5 requires. Resourceparts may hold characters
-//! Unicode 3.2 did not have (emoji in room nicknames), as RFC 7622 and other servers allow; the
-//! other parts refuse them (see `resourceprep`).
+//! Unicode 3.2 did not have (emoji in room nicknames), as RFC 7622 and Prosody allow; the other
+//! parts refuse them (see `resourceprep`).
 
 use std::borrow::{Borrow, Cow};
 use std::cmp::Ordering;
@@ -298,8 +298,9 @@ fn unassigned(s: &str) -> Option<char> {
 
 /// The resourceprep profile of RFC 6122 (RFC 3454 with tables B.1, C.1.2-C.9 and the bidi rule),
 /// except that a code point Unicode 3.2 left unassigned is allowed once a later Unicode assigned
-/// it: emoji above all, in room nicknames ("Anna 🌸") and client resources. Prosody and ejabberd
-/// accept them, and RFC 7622's resourcepart (PRECIS OpaqueString) is defined on current Unicode.
+/// it: emoji above all, in room nicknames ("Anna 🌸") and client resources. RFC 7622's
+/// resourcepart (PRECIS OpaqueString) is defined on current Unicode, and Prosody accepts them
+/// (its resourceprep is not strict); ejabberd 23.01's stringprep and slixmpp refuse them.
 /// What current Unicode leaves unassigned is still refused. Localparts and domainparts refuse
 /// the newer characters because their case folding runs before a current-Unicode NFKC, so a
 /// second preparation could fold what the first one produced; resourceprep folds nothing and NFKC
@@ -836,7 +837,7 @@ mod tests {
     }
 
     /// Room nicknames and client resources with emoji, which Unicode 3.2 did not have: accepted
-    /// (as Prosody and ejabberd accept them), prepared once for all.
+    /// (as RFC 7622 and Prosody accept them), prepared once for all.
     #[test]
     fn resources_may_hold_characters_unicode_3_2_did_not_have() {
         for (input, want) in [

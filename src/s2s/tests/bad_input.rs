@@ -88,8 +88,8 @@ fn stanza_from_a_domain_not_authenticated_is_invalid_from() {
 }
 
 /// A remote room's occupant with an emoji nickname, or a remote client's emoji resource (both
-/// taken by Prosody and ejabberd): passed on, not improper-addressing, which would close the
-/// stream for everyone behind it.
+/// taken by Prosody): passed on, not improper-addressing, which would close the stream for
+/// everyone behind it.
 #[test]
 fn emoji_resources_from_a_peer_are_addresses() {
     let mut c = authenticated();
