@@ -306,6 +306,9 @@ fn unassigned(s: &str) -> Option<char> {
 /// second preparation could fold what the first one produced; resourceprep folds nothing and NFKC
 /// is idempotent, so preparing a resource twice gives what preparing it once gave.
 fn resourceprep(s: &str) -> Result<String, Invalid> {
+    // The `stringprep` crate's own resourceprep refuses what Unicode 3.2 left unassigned in its
+    // output, so its steps are spelled here with its tables.
+    use stringprep::tables as t;
     if let Some(c) = s
         .chars()
         .find(|c| c.general_category() == GeneralCategory::Unassigned)
@@ -314,10 +317,9 @@ fn resourceprep(s: &str) -> Result<String, Invalid> {
     }
     let mapped: String = s
         .chars()
-        .filter(|&c| !stringprep::tables::commonly_mapped_to_nothing(c))
+        .filter(|&c| !t::commonly_mapped_to_nothing(c))
         .collect();
     let out: String = mapped.nfkc().collect();
-    use stringprep::tables as t;
     let prohibited = |c: char| {
         t::non_ascii_space_character(c)
             || t::ascii_control_character(c)
