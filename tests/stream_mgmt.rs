@@ -546,6 +546,44 @@ fn unknown_id_fails_and_resuming_a_live_session_takes_it_over() {
     }
 }
 
+/// A resumption with an impossible `h` (more than was sent, or less than was acknowledged) fails
+/// with `<failed/>` and leaves the live connection and its session alone: no `conflict`, nothing
+/// moved. A later resumption with the right `h` still takes the session over.
+#[test]
+fn a_failed_takeover_leaves_the_live_connection_alone() {
+    for shards in [1, 2] {
+        let server = server(shards, &["alice", "bob"], 60);
+        let mut a = Sm::login(&server, "alice", "r");
+        let mut b = server.login("bob", "x", None);
+        b.chat(&a.jid, "one");
+        assert_eq!(bodies(&mut a, 1), ["one"]);
+        a.ack();
+        a.c.sync_sm();
+        let (id, jid) = (a.id.clone(), a.jid.clone());
+        for h in [a.h + 5, a.h.wrapping_sub(1)] {
+            let e = Sm::resume(&server, "alice", &id, &jid, h)
+                .err()
+                .expect("an impossible h must not resume");
+            assert!(
+                e.contains("<failed xmlns='urn:xmpp:sm:3'") && e.contains("handled-count-too-high"),
+                "{e}"
+            );
+        }
+        b.chat(&jid, "still here");
+        assert_eq!(bodies(&mut a, 1), ["still here"]);
+        a.c.sync_sm();
+        let mut second =
+            Sm::resume(&server, "alice", &id, &jid, a.h).unwrap_or_else(|e| panic!("{e}"));
+        let old = a.c.read_to_close();
+        assert!(
+            old.contains("<conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+            "{old}"
+        );
+        b.chat(&jid, "after");
+        assert_eq!(bodies(&mut second, 1), ["after"]);
+    }
+}
+
 /// A live connection whose client stopped reading (its socket full, the stanzas routed to it still
 /// queued in the stream, not yet numbered) is taken over by a resumption: every stanza goes to the
 /// resumed stream, in order, exactly once — none is written to the abandoned socket instead.

@@ -306,8 +306,8 @@ impl SmState {
         Ok(false)
     }
 
-    /// Applies the client's `h`: drops the stanzas it covers (returned, oldest first).
-    pub fn ack(&mut self, h: u32) -> Result<usize, SmError> {
+    /// Checks the client's `h` as [`SmState::ack`] does, without applying it: the stanzas it covers.
+    pub fn check_ack(&self, h: u32) -> Result<usize, SmError> {
         let n = h.wrapping_sub(self.acked) as usize;
         if n > self.buffer.len() {
             return Err(SmError::HandledCountTooHigh {
@@ -315,6 +315,12 @@ impl SmState {
                 sent: self.h_out,
             });
         }
+        Ok(n)
+    }
+
+    /// Applies the client's `h`: drops the stanzas it covers (returned, oldest first).
+    pub fn ack(&mut self, h: u32) -> Result<usize, SmError> {
+        let n = self.check_ack(h)?;
         self.buffer.drain(..n);
         self.acked = h;
         self.request_pending = false;

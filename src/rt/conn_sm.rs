@@ -235,6 +235,14 @@ impl Driver {
             // to the new connection, as if this socket had dropped, and this connection is closed
             // with `conflict`. The hand-over then runs exactly as for a parked session.
             SmConnMsg::Takeover(t) if self.resumable_now() && self.session.borrow().is_some() => {
+                // An impossible `h` fails the resumption before anything changes here: this
+                // connection keeps its session (XEP-0198 §5: the new stream gets `<failed/>`).
+                if let Some(Err(crate::c2s::SmError::HandledCountTooHigh { h, sent })) =
+                    self.c2s.sm().map(|sm| sm.check_ack(t.h))
+                {
+                    let e = crate::c2s::ResumeError::HandledCountTooHigh { h, sent };
+                    return t.to.failed(&mut self.ctx.shard.borrow_mut(), e);
+                }
                 // Closed before detaching: the routed stanzas still queued in the stream (not yet
                 // numbered, not yet on the wire) then stay for `take_unsent` and go with the
                 // session. `close` would write them to this socket, uncounted: lost to the client.
