@@ -199,6 +199,7 @@ fn bad_input_catalogue() {
 
     bad_jids(&mut b);
     spoofed_from(&mut b);
+    prefixed_stanzas(&mut b);
     malformed_iqs(&mut b);
     before_auth(&mut b);
     versions(&mut b);
@@ -272,6 +273,36 @@ fn spoofed_from(b: &mut Bench) {
         b.rss(),
     );
     b.others_unaffected("spoofed from");
+}
+
+/// Stanzas written with a prefix bound to `jabber:client` (valid XML namespaces, RFC 6120
+/// §4.8.3): a message reaches bob with its body and the sender's `from`, an IQ is answered, and
+/// the stream stays open. They closed it with `unsupported-stanza-type`.
+fn prefixed_stanzas(b: &mut Bench) {
+    let before = b.rss();
+    let mut a = b.server.login("alice", "prefix", Some(0));
+    a.send(
+        "<c:message xmlns:c='jabber:client' to='bob@localhost' type='chat'>\
+         <c:body>prefixed</c:body></c:message>\
+         <c:iq xmlns:c='jabber:client' type='get' id='pp' to='localhost'>\
+         <ping xmlns='urn:xmpp:ping'/></c:iq>",
+    );
+    let r = a.expect("the ping's answer", |s| s.id().as_deref() == Some("pp"));
+    assert_eq!(r.attr("type").as_deref(), Some("result"));
+    let m = b
+        .bob
+        .expect("the prefixed message", |s| s.name() == "message");
+    assert_eq!(common::body(&m).as_deref(), Some("prefixed"));
+    assert_eq!(m.from().as_deref(), Some("alice@localhost/prefix"));
+    a.sync();
+    b.report(
+        "stanzas with a prefix bound to `jabber:client`",
+        "routed as unprefixed ones",
+        false,
+        before,
+        b.rss(),
+    );
+    b.others_unaffected("prefixed stanzas");
 }
 
 /// IQs that break RFC 6120 §8.2.3, all addressed to bob: no `id`, a `type` no RFC defines, no

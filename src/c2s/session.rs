@@ -10,6 +10,7 @@ use crate::xmpp::{ns, StanzaErrorCondition, StreamErrorCondition};
 
 impl C2s {
     pub(super) fn on_element(&mut self, s: Stanza) {
+        let s = unprefixed(s);
         let (is_tls, is_sasl, is_sasl2, is_client, is_sm) = {
             let e = element_ns(&s);
             (
@@ -166,6 +167,22 @@ impl C2s {
 
     pub(super) fn is_bound(&self) -> bool {
         matches!(self.auth, Auth::Bound(_))
+    }
+}
+
+/// A stanza written with a prefix bound to the content namespace (`<c:message
+/// xmlns:c='jabber:client'>`) is a stanza all the same (XML namespaces; RFC 6120 §4.8.3): it is
+/// written again unprefixed, since the route reads stanzas by their unprefixed names. Rare, so the
+/// tree's cost does not matter.
+fn unprefixed(s: Stanza) -> Stanza {
+    if !s.name().contains(':') {
+        return s;
+    }
+    match s.tree() {
+        Ok(el) if el.ns == ns::CLIENT && matches!(&*el.name, "message" | "presence" | "iq") => {
+            Stanza::from_element(&el)
+        }
+        _ => s,
     }
 }
 

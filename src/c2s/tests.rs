@@ -14,7 +14,8 @@ use sha2::{Digest, Sha256};
 
 use super::*;
 use crate::auth::ScramSecrets;
-use crate::xml::Limits;
+use crate::xml::{Limits, StanzaKind, StanzaType};
+use crate::xmpp::ns;
 use crate::xmpp::StreamErrorCondition;
 
 const HOST: &str = "example.com";
@@ -1084,6 +1085,45 @@ fn non_stanza_elements_pass_or_fail() {
     );
     c.send("<foo/>");
     assert!(c.recv().contains(&stream_error("unsupported-stanza-type")));
+}
+
+/// Stanzas written with a prefix bound to `jabber:client` are stanzas (RFC 6120 §4.8.3): routed
+/// as the unprefixed ones, with `from` stamped; a prefix bound to another namespace is not.
+#[test]
+fn prefixed_stanzas_in_the_content_namespace_are_stanzas() {
+    let mut c = Client::new(config(TlsMode::None), REMOTE);
+    let jid = login(&mut c, Some("r"));
+    c.send(
+        "<c:message xmlns:c='jabber:client' to='bob@example.com' type='chat' id='m1' \
+         from='mallory@example.com'><c:body>prefixed</c:body></c:message>\
+         <c:iq xmlns:c='jabber:client' type='get' id='i1'><ping xmlns='urn:xmpp:ping'/></c:iq>",
+    );
+    let ev = c.events();
+    let stanzas: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match e {
+            C2sEvent::Stanza(s, _) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stanzas.len(), 2, "{ev:?}");
+    let (m, iq) = (stanzas[0], stanzas[1]);
+    assert_eq!(m.kind(), StanzaKind::Message);
+    assert_eq!(m.ty(), StanzaType::Chat);
+    assert_eq!(m.from().as_deref(), Some(jid.as_str()));
+    assert_eq!(m.to().as_deref(), Some("bob@example.com"));
+    let body = m.tree().expect("tree");
+    let body = body.get_child("body", ns::CLIENT).expect("body");
+    assert_eq!(body.text(), "prefixed");
+    assert_eq!(iq.kind(), StanzaKind::Iq);
+    assert_eq!(iq.id().as_deref(), Some("i1"));
+    // Bound to another namespace: not a stanza (the route refuses it as any foreign element).
+    c.send("<s:message xmlns:s='jabber:server' to='bob@example.com'/>");
+    let ev = c.events();
+    assert!(
+        matches!(&ev[..], [C2sEvent::Stanza(s, None)] if s.kind() == StanzaKind::Other),
+        "{ev:?}"
+    );
 }
 
 #[test]
