@@ -174,6 +174,51 @@ fn bosh_unknown_sid_and_bad_xml() {
     assert_eq!(attr(&b, "condition").as_deref(), Some("bad-request"));
 }
 
+/// A malformed request naming a live session is a terminal error (XEP-0124 §17.2): the session
+/// ends at once. Its resource goes offline (an IQ to it is answered `service-unavailable` now, not
+/// after the inactivity timeout) and its sid is unknown from then on.
+#[test]
+fn a_malformed_request_ends_its_session() {
+    let (server, port) = start();
+    let mut bob = server.login("bob", "tcp", None);
+    let (sid, rid) = bosh_login(port, "alice", "web");
+    let (status, b) = roundtrip(
+        port,
+        &format!(
+            "<body {NS} rid='{rid}' sid='{sid}'><message xmlns='jabber:client'><body></message>\
+             </body>"
+        ),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(attr(&b, "type").as_deref(), Some("terminate"), "{b}");
+    assert_eq!(attr(&b, "condition").as_deref(), Some("bad-request"), "{b}");
+    let t0 = std::time::Instant::now();
+    let (_, b) = roundtrip(port, &format!("<body {NS} rid='{}' sid='{sid}'/>", rid + 1));
+    assert_eq!(
+        attr(&b, "condition").as_deref(),
+        Some("item-not-found"),
+        "{b}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "held {:?}",
+        t0.elapsed()
+    );
+    bob.send(
+        "<iq type='get' id='gone' to='alice@localhost/web'><ping xmlns='urn:xmpp:ping'/></iq>",
+    );
+    let r = bob.expect("the ping's answer", |s| s.id().as_deref() == Some("gone"));
+    assert_eq!(
+        common::error_condition(&r).as_deref(),
+        Some("service-unavailable")
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "answered after {:?}",
+        t0.elapsed()
+    );
+}
+
 #[test]
 fn bosh_terminate_delivers_its_stanzas_on_every_shard() {
     let (server, port) = start();

@@ -23,7 +23,7 @@ use crate::c2s::C2sConfig;
 use crate::shard::{Shard, ShardId, ShardMsg};
 use crate::store::oneshot::{self, Sender};
 use crate::web::bosh::{self, Action, BoshConfig, BoshSession, Condition, Request, RequestId};
-use session::Inbox;
+use session::{Inbox, Incoming};
 
 /// An HTTP response to a BOSH request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,16 +143,27 @@ pub(crate) async fn handle(
     peer: SocketAddr,
     body: &[u8],
 ) -> Reply {
-    let req = match bosh::parse(body, &ep.bosh.limits) {
-        Ok(req) => req,
+    let (req, sid) = match bosh::parse(body, &ep.bosh.limits) {
+        Ok(req) => {
+            let sid = req.sid.clone();
+            (Incoming::Request(req), sid)
+        }
         Err(e) => {
             tracing::debug!(%peer, error = %e, "bad BOSH request");
-            return Reply::terminate(e.condition());
+            // A terminal condition (XEP-0124 §17.2): the session it names ends too, instead of
+            // waiting for this rid until its inactivity timeout.
+            match bosh::sid_of(body) {
+                Some(sid) => (Incoming::Broken(e.condition()), Some(sid)),
+                None => return Reply::terminate(e.condition()),
+            }
         }
     };
     let (tx, rx) = oneshot::channel();
-    match req.sid.clone() {
-        None => create(ctx, ep, peer, req, tx),
+    match sid {
+        None => match req {
+            Incoming::Request(req) => create(ctx, ep, peer, req, tx),
+            Incoming::Broken(cond) => tx.send(Reply::terminate(cond)),
+        },
         Some(sid) => match bosh::sid_shard(&sid).filter(|&s| s < ctx.shard.borrow().shards) {
             Some(owner) => {
                 let to = ShardId(owner as u16);
@@ -162,7 +173,7 @@ pub(crate) async fn handle(
                     .send_to_shard(to, ShardMsg::Run(Box::new(run)));
                 ctx.flush();
             }
-            None => tx.send(Reply::terminate(Condition::ItemNotFound)),
+            None => tx.send(Reply::terminate(req.unknown_sid())),
         },
     }
     // A dropped sender (the session ended meanwhile): the sid is no longer known.
@@ -171,10 +182,10 @@ pub(crate) async fn handle(
 }
 
 /// On the owning shard: hands the request to its session.
-fn deliver(shard: &mut Shard, sid: &str, req: Request, tx: Sender<Reply>) {
+fn deliver(shard: &mut Shard, sid: &str, req: Incoming, tx: Sender<Reply>) {
     match shard.ext.get_or_default::<Sessions>().map.get(sid) {
         Some(inbox) => inbox.borrow_mut().push(req, tx),
-        None => tx.send(Reply::terminate(Condition::ItemNotFound)),
+        None => tx.send(Reply::terminate(req.unknown_sid())),
     }
 }
 

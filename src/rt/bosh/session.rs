@@ -29,13 +29,31 @@ const INBOX_MAX: usize = 16;
 /// Requests on their way to a session task.
 #[derive(Default)]
 pub(super) struct Inbox {
-    queue: VecDeque<(Request, Sender<Reply>)>,
+    queue: VecDeque<(Incoming, Sender<Reply>)>,
     waker: Option<Waker>,
+}
+
+/// What reaches a session from its HTTP requests.
+pub(super) enum Incoming {
+    /// A request that parsed.
+    Request(Request),
+    /// A request naming the session that did not parse: the session ends with this condition.
+    Broken(Condition),
+}
+
+impl Incoming {
+    /// The answer when no session has its sid: `item-not-found`, or the request's own error.
+    pub(super) fn unknown_sid(&self) -> Condition {
+        match self {
+            Incoming::Request(_) => Condition::ItemNotFound,
+            Incoming::Broken(cond) => *cond,
+        }
+    }
 }
 
 impl Inbox {
     /// Queues a request (or refuses it when the inbox is full).
-    pub(super) fn push(&mut self, req: Request, tx: Sender<Reply>) {
+    pub(super) fn push(&mut self, req: Incoming, tx: Sender<Reply>) {
         if self.queue.len() >= INBOX_MAX {
             return tx.send(Reply::terminate(Condition::PolicyViolation));
         }
@@ -87,7 +105,10 @@ pub(super) async fn run(mut core: BoshSession, mut st: Start) {
             let id = RequestId(next_id);
             next_id += 1;
             replies.insert(id, tx);
-            core.handle_request(id, req, now);
+            match req {
+                Incoming::Request(req) => core.handle_request(id, req, now),
+                Incoming::Broken(cond) => core.broken_request(id, cond, now),
+            }
         }
         // Once the c2s is gone its last output is taken whatever the queue holds (the pipe bounds
         // it): waiting for room would wait on a client that may never come back.

@@ -141,6 +141,30 @@ pub fn parse(bytes: &[u8], limits: &BodyLimits) -> Result<Request, BodyError> {
     })
 }
 
+/// The `sid` of a request that did not parse, when its `<body` start tag still names one (so that
+/// the session it belongs to ends, XEP-0124 §17.2); `None` when the tag is not found or the value
+/// holds anything a sid never does.
+pub fn sid_of(bytes: &[u8]) -> Option<String> {
+    let start = memchr::memmem::find(bytes, b"<body")?;
+    let tag = &bytes[start..];
+    let tag = &tag[..memchr::memchr(b'>', tag)?];
+    let at = memchr::memmem::find_iter(tag, b"sid").find(|&i| {
+        tag[i - 1].is_ascii_whitespace() && tag[i + 3..].trim_ascii_start().first() == Some(&b'=')
+    })?;
+    let rest = tag[at + 3..].trim_ascii_start()[1..].trim_ascii_start();
+    let (&quote, rest) = rest.split_first()?;
+    if quote != b'\'' && quote != b'"' {
+        return None;
+    }
+    let value = &rest[..memchr::memchr(quote, rest)?];
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'));
+    ok.then(|| String::from_utf8_lossy(value).into_owned())
+}
+
 /// Scans the whole body as the one element of a synthetic stream: full well-formedness and
 /// namespace checks, one level deeper than a stanza may nest.
 fn scan_body(bytes: &[u8], limits: &BodyLimits) -> Result<Stanza, BodyError> {

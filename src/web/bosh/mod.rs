@@ -16,7 +16,7 @@ mod tests;
 
 use std::time::Duration;
 
-pub use body::{parse, BodyError, BodyLimits, Request};
+pub use body::{parse, sid_of, BodyError, BodyLimits, Request};
 pub use session::{Action, BoshSession, RequestId};
 pub use wire::{terminate, Condition};
 

@@ -507,6 +507,16 @@ impl BoshSession {
 
     // ---- ending ----
 
+    /// A request naming this session did not parse (a terminal binding condition, XEP-0124 §17.2):
+    /// it and every waiting request get `cond`, and the session ends.
+    pub fn broken_request(&mut self, id: RequestId, cond: Condition, now: Instant) {
+        self.now = now;
+        if self.terminated {
+            return self.respond_cond(id, Condition::ItemNotFound);
+        }
+        self.fail(id, cond);
+    }
+
     /// The session ends on a client error: this request and every waiting one get `cond`.
     fn fail(&mut self, id: RequestId, cond: Condition) {
         self.respond_cond(id, cond);

@@ -200,6 +200,26 @@ fn refuses_bad_bodies() {
     );
 }
 
+/// The sid of a body that does not parse, read off its start tag; nothing a sid never holds.
+#[test]
+fn a_broken_body_still_names_its_sid() {
+    let sid = new_sid(1).unwrap();
+    let broken = format!("<body {NS} rid='7' sid='{sid}'><message><body></message></body>");
+    assert!(parse(broken.as_bytes(), &BodyLimits::default()).is_err());
+    assert_eq!(sid_of(broken.as_bytes()).as_deref(), Some(sid.as_str()));
+    assert_eq!(
+        sid_of(b"<?xml version='1.0'?><body rid='1' sid = \"1.ab-c_d\"><a>").as_deref(),
+        Some("1.ab-c_d")
+    );
+    assert_eq!(sid_of(b"<body rid='1'><x sid='1.a'/></body>"), None);
+    assert_eq!(sid_of(b"<body rid='1' xsid='1.a'/>"), None);
+    assert_eq!(sid_of(b"<body rid='1' sid='1.a&amp;'/>"), None);
+    assert_eq!(sid_of(b"<body rid='1' sid='1.a"), None);
+    assert_eq!(sid_of(b"<body rid='1' sid=1.a/>"), None);
+    assert_eq!(sid_of(b"<body rid='1' sid=''/>"), None);
+    assert_eq!(sid_of(b"<body sid"), None);
+}
+
 #[test]
 fn sids_name_their_shard() {
     let sid = new_sid(3).unwrap();
