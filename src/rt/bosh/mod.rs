@@ -146,7 +146,7 @@ pub(crate) async fn handle(
     let (req, sid) = match bosh::parse(body, &ep.bosh.limits) {
         Ok(req) => {
             let sid = req.sid.clone();
-            (Incoming::Request(req), sid)
+            (Incoming::Request(Box::new(req)), sid)
         }
         Err(e) => {
             tracing::debug!(%peer, error = %e, "bad BOSH request");
@@ -161,7 +161,7 @@ pub(crate) async fn handle(
     let (tx, rx) = oneshot::channel();
     match sid {
         None => match req {
-            Incoming::Request(req) => create(ctx, ep, peer, req, tx),
+            Incoming::Request(req) => create(ctx, ep, peer, *req, tx),
             Incoming::Broken(cond) => tx.send(Reply::terminate(cond)),
         },
         Some(sid) => match bosh::sid_shard(&sid).filter(|&s| s < ctx.shard.borrow().shards) {

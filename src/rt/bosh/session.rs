@@ -35,8 +35,8 @@ pub(super) struct Inbox {
 
 /// What reaches a session from its HTTP requests.
 pub(super) enum Incoming {
-    /// A request that parsed.
-    Request(Request),
+    /// A request that parsed (boxed: the other variant is one byte).
+    Request(Box<Request>),
     /// A request naming the session that did not parse: the session ends with this condition.
     Broken(Condition),
 }
@@ -106,7 +106,7 @@ pub(super) async fn run(mut core: BoshSession, mut st: Start) {
             next_id += 1;
             replies.insert(id, tx);
             match req {
-                Incoming::Request(req) => core.handle_request(id, req, now),
+                Incoming::Request(req) => core.handle_request(id, *req, now),
                 Incoming::Broken(cond) => core.broken_request(id, cond, now),
             }
         }
