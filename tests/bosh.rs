@@ -219,6 +219,31 @@ fn a_malformed_request_ends_its_session() {
     );
 }
 
+/// An IQ answer in a response the client never confirmed belongs to the session that asked: when a
+/// new session binds the same resource and replaces it, the answer is not handed to the new one
+/// (RFC 6120 §8.2.3), which never sent that request.
+#[test]
+fn a_replaced_sessions_iq_answers_do_not_reach_its_successor() {
+    let (server, port) = start();
+    let mut bob = server.login("bob", "tcp", None);
+    let (first, rid) = bosh_login(port, "alice", "same");
+    let (_, b) = roundtrip(
+        port,
+        &format!(
+            "<body {NS} rid='{rid}' sid='{first}'><iq xmlns='jabber:client' type='get' id='asked' \
+             to='localhost'><ping xmlns='urn:xmpp:ping'/></iq></body>"
+        ),
+    );
+    assert!(b.contains("id='asked'"), "{b}");
+    // The first session never confirms that response: a second one binds the same resource.
+    let (second, rid) = bosh_login(port, "alice", "same");
+    let held = post(port, &format!("<body {NS} rid='{rid}' sid='{second}'/>"));
+    bob.chat("alice@localhost/same", "to the second");
+    let (_, b) = held.response();
+    assert!(!b.contains("id='asked'"), "{b}");
+    assert!(b.contains("to the second"), "{b}");
+}
+
 #[test]
 fn bosh_terminate_delivers_its_stanzas_on_every_shard() {
     let (server, port) = start();

@@ -220,9 +220,10 @@ impl Driver {
         // The last confirmation (a BOSH client's `terminate` comes with its input) counts first.
         self.link.written(&mut self.c2s, self.out.total);
         // What the socket never took (the peer stopped reading, or went away), or a BOSH client
-        // never confirmed, is not delivered: it goes back through the session manager ahead of
-        // the stanzas queued after it.
-        let unwritten = self.c2s.take_unwritten();
+        // never confirmed, is not delivered: what is worth it goes back through the session
+        // manager ahead of the stanzas queued after it.
+        let mut unwritten = self.c2s.take_unwritten();
+        unwritten.retain(crate::sm::worth_rerouting);
         if !unwritten.is_empty() {
             tracing::debug!(
                 conn = self.conn.0,

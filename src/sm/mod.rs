@@ -56,9 +56,10 @@ pub struct PresenceUpdate {
 /// held back by CSI) is worth routing again. Presence is state and every session of the user got
 /// its own copy: one to an ended session goes nowhere (RFC 6121 §8.5.3.2.2; a broadcast copy to
 /// the bare JID fanned out to every resource again), nor does a headline (per-session
-/// notifications such as PEP events; ejabberd drops them too). Subscription requests and answers
-/// (they change the roster), messages (another resource, offline storage) and IQs (an error for
-/// the sender) go on.
+/// notifications such as PEP events; ejabberd drops them too), nor does an IQ's answer (it belongs
+/// to the session that asked, RFC 6120 §8.2.3: a later session that bound the same resource did
+/// not). Subscription requests and answers (they change the roster), messages (another resource,
+/// offline storage) and IQ requests (an error for the sender) go on.
 pub fn worth_rerouting(acc: &Acc) -> bool {
     match acc.kind() {
         StanzaKind::Presence => matches!(
@@ -69,6 +70,7 @@ pub fn worth_rerouting(acc: &Acc) -> bool {
                 | StanzaType::Unsubscribed
         ),
         StanzaKind::Message => acc.ty() != StanzaType::Headline,
+        StanzaKind::Iq => !acc.ty().is_response(),
         _ => true,
     }
 }
