@@ -270,6 +270,60 @@ fn avatars_follow_between_vcard_and_pep_and_stamp_presence() {
     }
 }
 
+/// XEP-0398 §7: an avatar published for contacts only (`presence`, PEP's default) is not copied
+/// to the vCard, which anyone may read: a stranger gets no photo there. Published `open`, it is.
+#[test]
+fn only_an_open_avatar_goes_to_the_vcard() {
+    for shards in [1, 2] {
+        let server = start(shards);
+        let mut a = server.login("alice", "a", None);
+        let mut b = server.login("bob", "b", None);
+        let publish = |c: &mut Client, tag: &str, img: &[u8], open: bool| {
+            let id = sha1_hex(img);
+            let options = if open {
+                "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' \
+                 type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value>\
+                 </field><field var='pubsub#access_model'><value>open</value></field></x>\
+                 </publish-options>"
+            } else {
+                ""
+            };
+            ok(&iq(
+                c,
+                &format!("{tag}d"),
+                &format!("<iq type='set' id='{tag}d'><pubsub xmlns='{PS}'><publish node='urn:xmpp:avatar:data'><item id='{id}'><data xmlns='urn:xmpp:avatar:data'>{}</data></item></publish>{options}</pubsub></iq>", b64(img)),
+            ));
+            ok(&iq(
+                c,
+                &format!("{tag}m"),
+                &format!("<iq type='set' id='{tag}m'><pubsub xmlns='{PS}'><publish node='urn:xmpp:avatar:metadata'><item id='{id}'><metadata xmlns='urn:xmpp:avatar:metadata'><info id='{id}' bytes='{}' type='image/png'/></metadata></item></publish>{options}</pubsub></iq>", img.len()),
+            ));
+        };
+        let private = b"for my contacts only";
+        publish(&mut a, "c", private, false);
+        // The metadata's change reached the home shard and was handled before this vCard read.
+        let own = eventually(
+            &mut a,
+            "own",
+            &items_query("own", "urn:xmpp:avatar:metadata"),
+            |t| t.contains(&sha1_hex(private)),
+        );
+        assert!(own.contains("image/png"), "{shards}: {own}");
+        let vcard = |id: &str, of: &str| {
+            format!("<iq type='get' id='{id}' to='{of}@localhost'><vCard xmlns='vcard-temp'/></iq>")
+        };
+        // Bob is no contact of alice's.
+        let r = iq(&mut b, "v1", &vcard("v1", "alice"));
+        assert!(!text(&r).contains(&b64(private)), "{shards}: {}", text(&r));
+        assert!(!text(&r).contains("<PHOTO"), "{shards}: {}", text(&r));
+        let public = b"for everyone";
+        publish(&mut b, "o", public, true);
+        eventually(&mut a, "v2", &vcard("v2", "bob"), |t| {
+            t.contains(&b64(public))
+        });
+    }
+}
+
 #[test]
 fn the_avatar_hash_is_in_directed_presence_and_probe_answers_too() {
     // XEP-0398 §4: "every available presence", "directed presences such as MUC joins". Only the

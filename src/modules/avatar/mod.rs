@@ -25,13 +25,17 @@ use convert::{Metadata, Photo, PresenceHash, NS_DATA, NS_METADATA};
 use crate::hooks::{Acc, Events, HookCtx, HookResult, SessionEvent};
 use crate::jid::BareJid;
 use crate::modules::pep::api::{
-    after_owner_requests, apply_as_owner, peek_last, preload, publish_request, with_items, Peek,
-    PepChange, PepEvent,
+    after_owner_requests, apply_as_owner, peek_last, preload, publish_request, with_items,
+    with_open_items, Peek, PepChange, PepEvent,
 };
 use crate::modules::vcard::{self, VcardStored};
 use crate::shard::Shard;
 use crate::sm::PRESENCE_UPDATE;
 use crate::xml::{Element, Stanza, StanzaKind};
+
+/// Nodes made from a vCard's photo are readable by anyone, as the vCard is (an existing node
+/// keeps its own access model).
+const OPEN: &[(&str, &str)] = &[("pubsub#access_model", "open")];
 
 /// The module's name in `[modules]`.
 pub const NAME: &str = "avatar";
@@ -166,7 +170,9 @@ fn pep_changed(shard: &mut Shard, ev: &PepEvent) {
     match convert::metadata(payload) {
         Some(Metadata::Disabled) => set_vcard_photo(shard, owner, None),
         Some(Metadata::Stored { id, mime }) => {
-            with_items(
+            // XEP-0398 §7: only an avatar anyone may fetch goes to the vCard, which anyone may
+            // read; one for some contacts only (the default, `presence`) stays in PEP.
+            with_open_items(
                 shard,
                 owner.clone(),
                 NS_DATA.to_owned(),
@@ -175,7 +181,7 @@ fn pep_changed(shard: &mut Shard, ev: &PepEvent) {
                     None => tracing::debug!(
                         user = owner.as_str(),
                         id,
-                        "avatar: metadata names no matching data item; vCard left as it is"
+                        "avatar: no open data item for the metadata; vCard left as it is"
                     ),
                 },
             );
@@ -222,12 +228,12 @@ fn vcard_stored(shard: &mut Shard, ev: &VcardStored) {
             Some(photo) => {
                 let id = photo.id();
                 vec![
-                    publish_request(NS_DATA, id.clone(), convert::data_payload(&photo), &[]),
+                    publish_request(NS_DATA, id.clone(), convert::data_payload(&photo), OPEN),
                     publish_request(
                         NS_METADATA,
                         id,
                         convert::metadata_payload(Some(&photo)),
-                        &[],
+                        OPEN,
                     ),
                 ]
             }

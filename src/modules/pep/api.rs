@@ -7,7 +7,7 @@ use super::handle;
 use super::state::{with_user, Home, UserPep};
 use crate::hooks::{Acc, Events};
 use crate::jid::{BareJid, Jid};
-use crate::modules::pubsub::core::{ns as ps_ns, Item, PublishItem, Request};
+use crate::modules::pubsub::core::{ns as ps_ns, AccessModel, Item, PublishItem, Request};
 use crate::shard::{home_shard_of, Shard};
 use crate::xml::{Element, Stanza};
 use crate::xmpp::{form, ns};
@@ -169,6 +169,28 @@ pub fn with_items(
 ) {
     on_owner(shard, owner, move |shard, u| {
         let items = node_items(u.as_deref(), &node);
+        f(shard, items)
+    });
+}
+
+/// [`with_items`] for a node anyone may read (access model `open`): `None` for any other, so
+/// that what only some contacts may see is not copied where everyone can (XEP-0398 §7).
+pub fn with_open_items(
+    shard: &mut Shard,
+    owner: BareJid,
+    node: String,
+    f: impl FnOnce(&mut Shard, Option<Vec<Item>>) + Send + 'static,
+) {
+    on_owner(shard, owner, move |shard, u| {
+        let open = u
+            .as_deref()
+            .and_then(|u| u.nodes.get(node.as_str()))
+            .is_some_and(|n| n.meta.config.access_model == AccessModel::Open);
+        let items = if open {
+            node_items(u.as_deref(), &node)
+        } else {
+            None
+        };
         f(shard, items)
     });
 }
