@@ -127,6 +127,33 @@ fn bookmarks_follow_between_private_storage_and_pep() {
             r.contains("https://example.org/"),
             "{shards}: the url is kept: {r}"
         );
+        // So does the XEP-0411 item (XEP-0048 allows `<url/>`s beside the rooms).
+        let r = eventually(
+            &mut new,
+            "i3",
+            &items_query("i3", "storage:bookmarks"),
+            |t| t.contains("chess@conference.localhost") && !t.contains("tea@conference.localhost"),
+        );
+        assert!(
+            r.contains("https://example.org/"),
+            "{shards}: the url is kept: {r}"
+        );
+
+        // A XEP-0411 client publishes the whole storage, with another url: private storage gets
+        // it as published.
+        ok(&iq(
+            &mut new,
+            "c2",
+            &format!("<iq type='set' id='c2'><pubsub xmlns='{PS}'><publish node='storage:bookmarks'>\
+             <item id='current'><storage xmlns='storage:bookmarks'>\
+             <conference jid='council@conference.localhost' name='Council' autojoin='true'/>\
+             <url name='news' url='https://example.net/'/></storage></item></publish></pubsub></iq>"),
+        ));
+        let r = eventually(&mut old, "g2", &private_query("g2"), |t| {
+            t.contains("https://example.net/") && !t.contains("chess@conference.localhost")
+        });
+        assert!(!r.contains("https://example.org/"), "{shards}: {r}");
+        assert!(r.contains("council@conference.localhost"), "{shards}: {r}");
 
         // Another user cannot read the bookmarks (whitelist).
         let mut bob = server.login("bob", "b", None);

@@ -93,8 +93,26 @@ fn pep_changed(shard: &mut Shard, ev: &PepEvent) {
                 NS_BOOKMARKS2.to_owned(),
                 move |shard, items| {
                     let rooms = rooms_of(items);
-                    let storage = write_private(shard, owner.clone(), rooms);
-                    publish_legacy(shard, owner, storage);
+                    // The XEP-0411 item's other entries (`<url/>`s) stay in it, as they stay in
+                    // private storage.
+                    with_items(
+                        shard,
+                        owner.clone(),
+                        NS_STORAGE.to_owned(),
+                        move |shard, legacy| {
+                            let keep = legacy
+                                .unwrap_or_default()
+                                .iter()
+                                .rev()
+                                .find(|i| i.id == CURRENT)
+                                .and_then(|i| i.payload.as_ref())
+                                .filter(|p| p.ns == NS_STORAGE && p.name == "storage")
+                                .map(convert::non_rooms)
+                                .unwrap_or_default();
+                            write_private(shard, owner.clone(), rooms.clone(), None);
+                            publish_legacy(shard, owner, convert::to_storage(&rooms, &keep));
+                        },
+                    );
                 },
             );
         }
@@ -105,8 +123,11 @@ fn pep_changed(shard: &mut Shard, ev: &PepEvent) {
                 ..
             },
         ) if storage.ns == NS_STORAGE => {
+            // The published storage is the whole XEP-0048 set: its `<url/>`s replace private
+            // storage's too.
             let rooms = convert::from_storage(storage);
-            write_private(shard, owner.clone(), rooms.clone());
+            let keep = convert::non_rooms(storage);
+            write_private(shard, owner.clone(), rooms.clone(), Some(keep));
             sync_bookmarks2(shard, owner, rooms);
         }
         _ => {}
@@ -150,16 +171,21 @@ fn sync_bookmarks2(shard: &mut Shard, owner: BareJid, rooms: Vec<Bookmark>) {
     });
 }
 
-/// Rewrites the private XEP-0048 fragment with `rooms`, keeping its other children; returns the
-/// storage as far as the rooms go (for the XEP-0411 node).
-fn write_private(shard: &mut Shard, owner: BareJid, rooms: Vec<Bookmark>) -> Element {
-    let storage = convert::to_storage(&rooms, &[]);
+/// Rewrites the private XEP-0048 fragment with `rooms` and `others` (its other children: `None`
+/// keeps the fragment's own).
+fn write_private(
+    shard: &mut Shard,
+    owner: BareJid,
+    rooms: Vec<Bookmark>,
+    others: Option<Vec<Element>>,
+) {
     let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
     private::update_as_server(&mut ctx, owner, NS_STORAGE, move |old| {
-        let keep = old.map(|o| convert::non_rooms(&o)).unwrap_or_default();
+        let keep = others
+            .or_else(|| old.map(|o| convert::non_rooms(&o)))
+            .unwrap_or_default();
         Some(convert::to_storage(&rooms, &keep))
     });
-    storage
 }
 
 /// Publishes `storage` as the XEP-0411 item.
