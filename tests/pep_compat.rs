@@ -351,6 +351,55 @@ fn only_an_open_avatar_goes_to_the_vcard() {
     }
 }
 
+/// XEP-0398 §4 at the first login after a restart: the initial presence can reach the home shard
+/// before the user's PEP state is in memory. It went out without the hash, and so did every probe
+/// answer after it. A stamped broadcast now follows as soon as the state is in.
+#[test]
+fn the_first_presence_after_a_restart_gets_the_hash() {
+    for shards in [1, 2] {
+        let mut server = start(shards);
+        let img = b"avatar before the restart";
+        let photo = format!("<photo>{}</photo>", sha1_hex(img));
+        {
+            let mut alice = server.login("alice", "a", Some(0));
+            let mut bob = server.login("bob", "b", Some(0));
+            common::subscribe_one_way(&mut bob, "bob", &mut alice, "alice");
+            ok(&iq(
+                &mut alice,
+                "v1",
+                &format!("<iq type='set' id='v1'><vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE><BINVAL>{}</BINVAL></PHOTO></vCard></iq>", b64(img)),
+            ));
+            eventually(
+                &mut alice,
+                "m1",
+                &items_query("m1", "urn:xmpp:avatar:metadata"),
+                |t| t.contains(&sha1_hex(img)),
+            );
+        }
+        for round in 0..4 {
+            server.stop();
+            server.spawn(shards);
+            let mut bob = server.login("bob", "b", Some(0));
+            // Initial presence in the same write as the bind's answer is read: as early as a
+            // client can send it.
+            let alice = server.login("alice", &format!("r{round}"), Some(0));
+            let from = format!("alice@localhost/r{round}");
+            bob.expect("alice's presence with the hash", |s| {
+                s.name() == "presence"
+                    && s.from().as_deref() == Some(from.as_str())
+                    && text(s).contains(&photo)
+            });
+            // What answers probes was stamped too.
+            let mut bob2 = server.login("bob", &format!("p{round}"), Some(0));
+            let p = bob2.expect("the probe's answer", |s| {
+                s.name() == "presence" && s.from().as_deref() == Some(from.as_str())
+            });
+            assert!(text(&p).contains(&photo), "{shards}/{round}: {}", text(&p));
+            drop(alice);
+        }
+    }
+}
+
 #[test]
 fn the_avatar_hash_is_in_directed_presence_and_probe_answers_too() {
     // XEP-0398 §4: "every available presence", "directed presences such as MUC joins". Only the

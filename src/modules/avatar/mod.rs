@@ -23,14 +23,14 @@ use std::rc::Rc;
 use convert::{Metadata, Photo, PresenceHash, NS_DATA, NS_METADATA};
 
 use crate::hooks::{Acc, Events, HookCtx, HookResult, SessionEvent};
-use crate::jid::BareJid;
+use crate::jid::{BareJid, FullJid, Jid};
 use crate::modules::pep::api::{
     after_owner_requests, apply_as_owner, peek_last, preload, publish_request, with_items,
     with_open_items, Peek, PepChange, PepEvent,
 };
 use crate::modules::vcard::{self, VcardStored};
 use crate::shard::Shard;
-use crate::sm::PRESENCE_UPDATE;
+use crate::sm::{PresenceUpdate, PRESENCE_UPDATE};
 use crate::xml::{Element, Stanza, StanzaKind};
 
 /// Nodes made from a vCard's photo are readable by anyone, as the vCard is (an existing node
@@ -86,11 +86,43 @@ fn session_bound(ev: &mut SessionEvent, ctx: &mut HookCtx<'_>) -> HookResult {
                 let Some(hash) = stored_hash(last.and_then(|i| i.payload).as_ref()) else {
                     return;
                 };
-                tell_connection(shard, session, jid, Some(hash));
+                tell_connection(shard, session, jid.clone(), Some(hash.clone()));
+                restamp(shard, session, jid, &hash);
             });
         }),
     );
     HookResult::Continue
+}
+
+/// The session's available presence reached this home shard before its PEP state was in memory,
+/// and went out without the hash (XEP-0398 §4: every available presence carries it): it is
+/// broadcast again, stamped, as if the client had sent it again. Nothing happens when the
+/// presence carries a `<photo/>` already, or the session is not available.
+fn restamp(shard: &mut Shard, session: crate::shard::SessionRef, jid: FullJid, hash: &str) {
+    let Some((priority, last)) = shard
+        .sm
+        .resources(&jid.bare())
+        .iter()
+        .find(|r| r.jid == jid && r.session == session)
+        .and_then(|r| Some((r.priority?, r.last_presence.as_ref()?.stanza()?)))
+    else {
+        return;
+    };
+    let to = Jid::from(jid.bare());
+    let mut acc = Acc::new(last, Jid::from(jid), to, shard.id);
+    if !stamp(&mut acc, hash) {
+        return;
+    }
+    acc.put(
+        PRESENCE_UPDATE,
+        PresenceUpdate {
+            session,
+            priority: Some(priority),
+            initial: false,
+        },
+    );
+    crate::sm::route(shard, acc);
+    shard.drain_to_route();
 }
 
 /// Records on `session`'s connection shard (session `jid`) the hash its directed presences carry
