@@ -393,6 +393,18 @@ fn whitelist_authorize_affiliations_and_delete() {
         ));
         let n = bob.expect("unsubscribed", |s| event(s, "subscription", node));
         assert!(text(&n).contains("subscription='none'"), "{}", text(&n));
+        // A removed subscription names no subid (XEP-0060 §8.8.4).
+        assert!(!text(&n).contains("subid"), "{}", text(&n));
+        // Unsubscribing again: not subscribed, a `cancel` error (XEP-0060 §6.2.3.2).
+        let r = iq(
+            &mut bob,
+            "u9",
+            "set",
+            PS,
+            &format!("<unsubscribe node='{node}' jid='bob@localhost/b'/>"),
+        );
+        refused(&r, "unexpected-request", Some("not-subscribed"));
+        assert!(text(&r).contains("<error type='cancel'>"), "{}", text(&r));
         let r = iq(
             &mut alice,
             "a4",

@@ -162,7 +162,15 @@ impl PubsubError {
     /// The error reply to `req` (RFC 6120 §8.3 with the application condition inside the
     /// `<error/>`); `None` for stanzas never answered with an error.
     pub fn reply_to(&self, req: &Acc, shard: ShardId) -> Option<Acc> {
-        req.error_reply_with(self.cond, self.app_element(), shard)
+        // XEP-0060 §6.2.3.2: unsubscribing without a subscription is `cancel` (the RFC's usual
+        // type for `unexpected-request` is `wait`, which would have the client try again).
+        let ty = match (self.cond, &self.app) {
+            (StanzaErrorCondition::UnexpectedRequest, Some(PubsubAppError::NotSubscribed)) => {
+                crate::xmpp::ErrorType::Cancel
+            }
+            (cond, _) => cond.default_type(),
+        };
+        req.error_reply_typed(self.cond, ty, self.app_element(), shard)
     }
 }
 

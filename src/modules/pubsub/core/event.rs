@@ -102,9 +102,15 @@ pub fn subscription_el(ns: &str, node: Option<&str>, s: &Subscription) -> Elemen
     if let Some(n) = node {
         e = e.with_attr("node", n);
     }
-    e.with_attr("jid", &s.jid)
-        .with_attr("subscription", s.state.as_str())
-        .with_attr("subid", &s.subid)
+    let e = e
+        .with_attr("jid", &s.jid)
+        .with_attr("subscription", s.state.as_str());
+    // A removed subscription has no id left to name (XEP-0060 §8.8.4, §8.6).
+    if s.subid.is_empty() {
+        e
+    } else {
+        e.with_attr("subid", &s.subid)
+    }
 }
 
 /// `<pubsub><items node=…>…</items></pubsub>`, the result of an items request.
