@@ -415,7 +415,9 @@ fn tiny_rings_no_deadlock_and_nothing_lost_silently() {
 
 #[test]
 fn presence_flood_is_answered_with_policy_violation() {
-    let server = Server::start(1, &["alice"]);
+    let modules = "[modules.roster]\n[modules.presence]\n";
+    let server = Server::start_with(1, &["alice"], "", modules);
+    let mut other = server.login("alice", "other", Some(0));
     let mut a = server.login("alice", "a", Some(0));
     for i in 0..100 {
         a.send(&format!(
@@ -427,6 +429,16 @@ fn presence_flood_is_answered_with_policy_violation() {
     let refused = text.matches("<policy-violation").count();
     // A burst of 30 (minus the initial presence) passes, the rest of the 100 is refused.
     assert!((60..=75).contains(&refused), "refused {refused}: {text}");
+    // With the budget spent, an unavailable presence still goes out (it ends fan-outs): the
+    // account's other resource sees it.
+    let before = a.raw.len();
+    a.send("<presence type='unavailable' id='bye'/>");
+    a.sync();
+    let after = String::from_utf8_lossy(&a.raw[before..]).into_owned();
+    assert!(!after.contains("policy-violation"), "{after}");
+    other.expect("the unavailable presence", |s| {
+        s.name() == "presence" && s.id().as_deref() == Some("bye")
+    });
     // The budget refills: after a pause, presence is accepted again.
     std::thread::sleep(Duration::from_millis(1500));
     let before = a.raw.len();

@@ -33,7 +33,7 @@ pub struct Session {
 /// Presence flood limit per session: a burst of this many presences (joining many rooms, a roster of
 /// directed presences), then [`PRESENCE_PER_SEC`] a second. Each presence fans out to every contact, so
 /// a flood costs the server far more than it costs the client; past the limit the client gets
-/// `policy-violation` errors and nothing is broadcast.
+/// `policy-violation` errors and nothing is broadcast. Unavailable presences are not limited.
 pub const PRESENCE_BURST: f32 = 30.0;
 /// Sustained presence rate per session.
 pub const PRESENCE_PER_SEC: f32 = 2.0;
@@ -150,7 +150,13 @@ fn send(
             return SendOutcome::Continue;
         }
     };
-    if kind == StanzaKind::Presence && !sess.spend_presence() {
+    // An unavailable presence is never refused: it ends fan-outs (the broadcast's, a directed
+    // presence's) instead of starting them, and refusing it left contacts seeing the session
+    // available after it had said goodbye.
+    if kind == StanzaKind::Presence
+        && stanza.ty() != StanzaType::Unavailable
+        && !sess.spend_presence()
+    {
         presence_flood(shard, sess, stanza);
         return SendOutcome::Continue;
     }
