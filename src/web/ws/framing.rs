@@ -61,6 +61,17 @@ pub fn message_to_stream(msg: &[u8], out: &mut Vec<u8>) -> Framed {
                     }
                     _ => {}
                 }
+            } else if el.name() == "open" {
+                // `<open/>` in another namespace (or none) opens a stream in the wrong namespace:
+                // the c2s answers `invalid-namespace` (RFC 7395 §3.3.1, RFC 6120 §4.9.3.10), as
+                // for a TCP stream header, not `not-well-formed`.
+                let given = el.xmlns().filter(|n| !n.is_empty()).unwrap_or(NS_FRAMING);
+                out.extend_from_slice(b"<stream:stream xmlns='");
+                out.extend_from_slice(ns::CLIENT.as_bytes());
+                out.extend_from_slice(b"' xmlns:stream='");
+                escape_attr_into(given, out);
+                out.extend_from_slice(b"'>");
+                return Framed::Open;
             }
         }
     }
@@ -235,8 +246,13 @@ mod tests {
             "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' \
              to='example.com' version='1.0'>"
         );
-        // Without the framing namespace it is ordinary content (the c2s rejects it).
-        assert_eq!(client("<open to='x'/>"), "<open to='x'/>");
+        // Outside the framing namespace it opens a stream in the wrong one (the c2s answers
+        // `invalid-namespace`).
+        assert_eq!(
+            client("<open to='x'/>"),
+            "<stream:stream xmlns='jabber:client' \
+             xmlns:stream='urn:ietf:params:xml:ns:xmpp-framing'>"
+        );
         assert_eq!(
             client("<message xmlns='jabber:client'/>"),
             "<message xmlns='jabber:client'/>"

@@ -162,6 +162,27 @@ fn a_stanza_before_open_is_a_stream_error() {
     assert!(p.c2s.is_closed());
 }
 
+/// `<open/>` outside the framing namespace (another one, or none) is a stream in the wrong
+/// namespace: `invalid-namespace` (RFC 7395 §3.3.1, RFC 6120 §4.9.3.10), then the close.
+#[test]
+fn open_in_another_namespace_is_invalid_namespace() {
+    for open in [
+        "<open xmlns='urn:foo' to='example.com' version='1.0'/>".to_owned(),
+        "<open to='example.com' version='1.0'/>".to_owned(),
+        "<open xmlns='urn:a&amp;b' to='example.com' version='1.0'/>".to_owned(),
+    ] {
+        let mut p = Pair::new(false);
+        p.send(Message::text(open.clone()), 1000);
+        let got = p.recv();
+        assert!(
+            got.iter().any(|m| m.contains("<invalid-namespace")),
+            "{open}: {got:?}"
+        );
+        assert!(got.last().unwrap().starts_with("CLOSE"), "{open}: {got:?}");
+        assert!(p.c2s.is_closed());
+    }
+}
+
 #[test]
 fn close_then_close_frame_in_one_read_is_answered_in_order() {
     // Browsers (Strophe) send <close/> and close the WebSocket at once: both arrive in one read.
