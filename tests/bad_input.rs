@@ -173,7 +173,7 @@ fn bad_input_catalogue() {
         &mut b,
         "invalid UTF-8 in an attribute",
         b"<message to='bob\xc0\xaf@localhost'/>",
-        "not-well-formed",
+        "unsupported-encoding",
         8 << 10,
     );
     // A stanza in the server-to-server namespace on a client stream: {jabber:server}message is not a

@@ -705,13 +705,13 @@ fn restricted_xml_violations_close_with_the_right_condition() {
             "invalid-utf8",
             At::Bound,
             b"<message><body>\xff\xfe\xc3\x28</body></message>".to_vec(),
-            "not-well-formed",
+            "unsupported-encoding",
         ),
         (
             "invalid-utf8-in-header",
             At::Start,
             b"<?xml version='1.0'?><stream:stream to='local\xc0\xafhost' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>".to_vec(),
-            "not-well-formed",
+            "unsupported-encoding",
         ),
         (
             "wrong-stream-namespace",

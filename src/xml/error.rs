@@ -4,8 +4,10 @@ use crate::xmpp::StreamErrorCondition;
 
 /// Why the scanner (or `Stanza::parse`) refused its input.
 ///
-/// Invalid characters (bad UTF-8, control characters, U+FFFE/U+FFFF) map to `not-well-formed`:
-/// they make the document not well-formed XML, and `invalid-xml` is reserved for schema violations.
+/// Invalid characters (control characters, U+FFFE/U+FFFF) map to `not-well-formed`: they make the
+/// document not well-formed XML, and `invalid-xml` is reserved for schema violations. Bytes that
+/// are not UTF-8 map to `unsupported-encoding`, which RFC 6120 §4.9.3.22 names for a stream
+/// "improperly encoded (e.g., by violating the rules of the UTF-8 encoding)".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum XmlError {
@@ -118,7 +120,7 @@ impl XmlError {
             UndeclaredEntity | Comment | ProcessingInstruction | Doctype => {
                 StreamErrorCondition::RestrictedXml
             }
-            UnsupportedEncoding => StreamErrorCondition::UnsupportedEncoding,
+            UnsupportedEncoding | InvalidUtf8 => StreamErrorCondition::UnsupportedEncoding,
             InvalidStreamNamespace | InvalidDefaultNamespace => {
                 StreamErrorCondition::InvalidNamespace
             }
@@ -128,8 +130,7 @@ impl XmlError {
             StanzaTooLarge(_) | TooDeep(_) | TooManyAttributes(_) => {
                 StreamErrorCondition::PolicyViolation
             }
-            InvalidUtf8
-            | InvalidChar
+            InvalidChar
             | InvalidCharRef
             | MalformedReference
             | BadMarkup
