@@ -4,7 +4,7 @@
 use super::occupant_id::NS_OCCUPANT_ID;
 use super::types::{NS_DATA, NS_MUC, NS_MUC_ADMIN, NS_MUC_OWNER, NS_ROOMINFO};
 use super::util::{error_reply, iq_result};
-use super::{Room, RoomOut, Whois};
+use super::{Affiliation, Room, RoomOut, Whois};
 use crate::jid::FullJid;
 use crate::xml::{Element, Stanza, StanzaType};
 use crate::xmpp::{ns, StanzaErrorCondition as E};
@@ -115,7 +115,13 @@ impl Room {
             .child_ns()
             .map(|n| n.into_owned())
             .unwrap_or_default();
+        // A room waiting for its first configuration does not exist yet for anyone but its owners
+        // (§10.1.1): joins are refused `item-not-found`, and so is disco, which described it.
+        let unseen = self.locked && self.affiliation(&from.bare()) != Affiliation::Owner;
         match (child_ns.as_str(), ty) {
+            (ns::DISCO_INFO | ns::DISCO_ITEMS, StanzaType::Get) if unseen => {
+                out.extend(error_reply(stanza, &room, from, E::ItemNotFound))
+            }
             (ns::DISCO_INFO, StanzaType::Get) => match disco_node(stanza).as_deref() {
                 None => out.push(iq_result(stanza, &room, from, Some(self.disco_info()))),
                 // §7.12: nobody has a registered nickname here: the empty answer.

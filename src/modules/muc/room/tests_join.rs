@@ -26,9 +26,16 @@ fn owner_creates_a_locked_room_then_instant_config_unlocks_it() {
     );
     assert!(got[1].get_child("subject", ns::CLIENT).is_some());
     assert!(room.is_locked());
-    // Locked: nobody else gets in.
+    // Locked: nobody else gets in, nor sees it in disco; its owner does.
     let out = feed(&mut room, BOB, &join_xml("bob"));
     assert_eq!(only_error(&out, BOB), "item-not-found");
+    let disco = format!(
+        "<iq type='get' id='d' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+    );
+    let out = feed(&mut room, BOB, &disco);
+    assert_eq!(only_error(&out, BOB), "item-not-found");
+    let out = feed(&mut room, ALICE, &disco);
+    assert_eq!(sent_to(&out, ALICE)[0].attr("type"), Some("result"));
     // Instant room: empty submit.
     let out = feed(&mut room, ALICE, &format!("<iq type='set' id='c' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"));
     assert_eq!(sent_to(&out, ALICE)[0].attr("type"), Some("result"));
