@@ -157,10 +157,16 @@ fn per_user_limit_answers_the_sender() {
         alice.send("<message to='bob@localhost' type='chat' id='over'><body>4</body></message>");
         let e = alice.expect("error", |s| s.id().as_deref() == Some("over"));
         assert_eq!(e.type_().as_deref(), Some("error"));
+        // XEP-0160 §2: a full queue is service-unavailable, with a text saying why.
         assert_eq!(
             error_condition(&e).as_deref(),
-            Some("resource-constraint"),
+            Some("service-unavailable"),
             "shards={shards}"
+        );
+        assert!(
+            String::from_utf8_lossy(e.bytes()).contains("offline storage is full"),
+            "{}",
+            String::from_utf8_lossy(e.bytes())
         );
         // A user that does not exist: service-unavailable.
         alice.send("<message to='ghost@localhost' type='chat' id='ghost'><body>?</body></message>");

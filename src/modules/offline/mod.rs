@@ -67,7 +67,7 @@ const MAX_STORED: usize = 65_536 - DELAY_ROOM;
 /// `[modules.offline]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
-    /// Messages kept per user; past it the sender gets `resource-constraint`.
+    /// Messages kept per user; past it the sender gets `service-unavailable` (XEP-0160 §2).
     pub max_per_user: u32,
 }
 
@@ -334,7 +334,16 @@ pub fn store_job(
             JobDone::default()
         }
         Ok(OfflinePush::NoSuchUser) => refuse(StanzaErrorCondition::ServiceUnavailable),
-        Ok(OfflinePush::Full) => refuse(StanzaErrorCondition::ResourceConstraint),
+        // XEP-0160 §2: a full queue is `service-unavailable` (ejabberd and MongooseIM answer
+        // `resource-constraint`); the text tells a person why.
+        Ok(OfflinePush::Full) => {
+            let text = Element::new("text", crate::xmpp::ns::STANZAS)
+                .with_attr("xml:lang", "en")
+                .with_text("the recipient's offline storage is full");
+            let cond = StanzaErrorCondition::ServiceUnavailable;
+            let reply = msg.error_reply_with(cond, Some(text), on);
+            JobDone::from(reply.into_iter().collect::<Vec<_>>())
+        }
         // The store is down for now: `wait` tells the sender to try again, where
         // `service-unavailable` would read as "no such user".
         Err(e) => {

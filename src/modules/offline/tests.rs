@@ -211,7 +211,7 @@ fn limit_unknown_user_and_hints_answer_the_sender() {
             [
                 want("ghost", "service-unavailable"),
                 want("nostore", "service-unavailable"),
-                want("three", "resource-constraint"),
+                want("three", "service-unavailable"),
             ],
             "n={n}"
         );
