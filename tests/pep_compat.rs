@@ -186,6 +186,23 @@ fn bookmarks_follow_between_private_storage_and_pep() {
 }
 
 /// sha1 of `bytes` in hex.
+/// Sets `img` as the vCard photo of `c`'s account and waits until the server mirrored it into the
+/// PEP metadata node.
+fn set_photo(c: &mut Client, img: &[u8]) {
+    ok(&iq(
+        c,
+        "v1",
+        &format!("<iq type='set' id='v1'><vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE><BINVAL>{}</BINVAL></PHOTO></vCard></iq>", b64(img)),
+    ));
+    let id = sha1_hex(img);
+    eventually(
+        c,
+        "m1",
+        &items_query("m1", "urn:xmpp:avatar:metadata"),
+        |t| t.contains(&format!("id='{id}'")),
+    );
+}
+
 fn sha1_hex(bytes: &[u8]) -> String {
     use sha1::Digest;
     sha1::Sha1::digest(bytes)
@@ -364,17 +381,7 @@ fn the_first_presence_after_a_restart_gets_the_hash() {
             let mut alice = server.login("alice", "a", Some(0));
             let mut bob = server.login("bob", "b", Some(0));
             common::subscribe_one_way(&mut bob, "bob", &mut alice, "alice");
-            ok(&iq(
-                &mut alice,
-                "v1",
-                &format!("<iq type='set' id='v1'><vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE><BINVAL>{}</BINVAL></PHOTO></vCard></iq>", b64(img)),
-            ));
-            eventually(
-                &mut alice,
-                "m1",
-                &items_query("m1", "urn:xmpp:avatar:metadata"),
-                |t| t.contains(&sha1_hex(img)),
-            );
+            set_photo(&mut alice, img);
         }
         for round in 0..4 {
             server.stop();
@@ -412,17 +419,7 @@ fn the_avatar_hash_is_in_directed_presence_and_probe_answers_too() {
         common::subscribe_one_way(&mut bob, "bob", &mut alice, "alice");
         let img = b"an avatar";
         let id = sha1_hex(img);
-        ok(&iq(
-            &mut alice,
-            "v1",
-            &format!("<iq type='set' id='v1'><vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE><BINVAL>{}</BINVAL></PHOTO></vCard></iq>", b64(img)),
-        ));
-        eventually(
-            &mut alice,
-            "m1",
-            &items_query("m1", "urn:xmpp:avatar:metadata"),
-            |t| t.contains(&format!("id='{id}'")),
-        );
+        set_photo(&mut alice, img);
         let photo = format!("<photo>{id}</photo>");
         alice.send("<presence/>");
         let own = alice.expect("own presence", |s| {

@@ -1059,18 +1059,22 @@ fn spoofed_from_is_replaced() {
     let jid = login(&mut c, Some("r"));
     c.send("<message from='mallory@evil.com/x' to='bob@example.com' type='chat'><body>hi</body></message>  <presence/>");
     let ev = c.events();
-    let stanzas: Vec<_> = ev
-        .iter()
-        .filter_map(|e| match e {
-            C2sEvent::Stanza(s, _) => Some(s),
-            _ => None,
-        })
-        .collect();
+    let stanzas = stanzas_of(&ev);
     assert_eq!(stanzas.len(), 2, "{ev:?}");
     assert_eq!(stanzas[0].from().as_deref(), Some(jid.as_str()));
     assert_eq!(stanzas[0].to().as_deref(), Some("bob@example.com"));
     assert!(!String::from_utf8_lossy(stanzas[0].bytes()).contains("mallory"));
     assert_eq!(stanzas[1].from().as_deref(), Some(jid.as_str()));
+}
+
+/// The stanzas among `ev`, in order.
+fn stanzas_of(ev: &[C2sEvent]) -> Vec<&Stanza> {
+    ev.iter()
+        .filter_map(|e| match e {
+            C2sEvent::Stanza(s, _) => Some(s),
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]
@@ -1099,13 +1103,7 @@ fn prefixed_stanzas_in_the_content_namespace_are_stanzas() {
          <c:iq xmlns:c='jabber:client' type='get' id='i1'><ping xmlns='urn:xmpp:ping'/></c:iq>",
     );
     let ev = c.events();
-    let stanzas: Vec<_> = ev
-        .iter()
-        .filter_map(|e| match e {
-            C2sEvent::Stanza(s, _) => Some(s),
-            _ => None,
-        })
-        .collect();
+    let stanzas = stanzas_of(&ev);
     assert_eq!(stanzas.len(), 2, "{ev:?}");
     let (m, iq) = (stanzas[0], stanzas[1]);
     assert_eq!(m.kind(), StanzaKind::Message);
