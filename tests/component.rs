@@ -81,6 +81,22 @@ fn users_on_both_shards_talk_to_a_component() {
             Some(&*format!("hi {user}"))
         );
     }
+    // A presence of a type RFC 6121 does not define is answered bad-request to the component and
+    // never reaches alice: her next stanza is the message after it.
+    comp.send(&format!(
+        "<presence type='bogus' id='pb' from='bot@{DOMAIN}' to='{}'/>\
+         <message from='bot@{DOMAIN}' to='{}' type='chat'><body>after</body></message>",
+        alice.jid, alice.jid
+    ));
+    let e = comp.next();
+    assert_eq!(e.id().as_deref(), Some("pb"));
+    let text = String::from_utf8_lossy(e.bytes()).into_owned();
+    assert!(
+        text.contains("type='error'") && text.contains("<bad-request"),
+        "{text}"
+    );
+    let next = alice.next_stanza();
+    assert_eq!(common::body(&next).as_deref(), Some("after"));
     // The route is in alice's shard's table (her message reached the component): the server's
     // disco#items lists the component.
     alice.send("<iq type='get' to='localhost' id='d1'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>");

@@ -613,14 +613,16 @@ fn bad_input_from_a_remote_is_answered_and_disturbs_nothing() {
     // A stanza from the authenticated domain is delivered.
     write!(s, "<message from='mallory@other.test/x' to='alice@petrel.test/r' type='chat'><body>raw-ok</body></message>").unwrap();
     alice.expect("raw stanza", |m| body(m).as_deref() == Some("raw-ok"));
-    // IQs that break RFC 6120 §8.2.3 (no id, an unknown type, two payloads) are answered
-    // bad-request towards the remote and never reach alice: her next stanza is the message after.
+    // IQs that break RFC 6120 §8.2.3 (no id, an unknown type, two payloads) and a presence of a
+    // type RFC 6121 does not define are answered bad-request towards the remote and never reach
+    // alice: her next stanza is the message after.
     let to = "from='mallory@other.test/x' to='alice@petrel.test/r'";
     let ping = "<ping xmlns='urn:xmpp:ping'/>";
     write!(
         s,
         "<iq type='get' {to}>{ping}</iq><iq type='foo' id='f' {to}>{ping}</iq>\
          <iq type='set' id='s' {to}>{ping}{ping}</iq>\
+         <presence type='bogus' id='pb' {to}/>\
          <message {to} type='chat'><body>after-iqs</body></message>"
     )
     .unwrap();

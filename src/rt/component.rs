@@ -259,7 +259,12 @@ impl Driver {
         match to {
             Some(Ok(to)) => {
                 let acc = Acc::new(stanza, from, to, shard.id);
-                crate::router::route(&mut shard, acc);
+                if acc.stanza.is_malformed_iq_or_presence() {
+                    // As from a client or a remote server: bad-request back, never delivered.
+                    shard.bounce(&acc, StanzaErrorCondition::BadRequest);
+                } else {
+                    crate::router::route(&mut shard, acc);
+                }
             }
             _ => {
                 // A `to` that is no JID: the error goes back to the component.

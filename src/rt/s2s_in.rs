@@ -16,7 +16,6 @@ use super::ShardCtx;
 use crate::hooks::Acc;
 use crate::s2s::{S2sConfig, S2sIn, S2sInEvent};
 use crate::shard::{home_shard_of, ConnMsg, ShardMsg};
-use crate::xml::StanzaKind;
 use crate::xmpp::StanzaErrorCondition;
 
 thread_local! {
@@ -90,9 +89,8 @@ pub(crate) async fn run<S: super::conn::Io>(
                     // The core checked both against the authenticated pair.
                     S2sInEvent::Stanza { stanza, from, to } => {
                         let mut shard = ctx.shard.borrow_mut();
-                        let iq = stanza.kind() == StanzaKind::Iq;
                         let acc = Acc::new(stanza, from, to, shard_id);
-                        if iq && !acc.stanza.is_well_formed_iq() {
+                        if acc.stanza.is_malformed_iq_or_presence() {
                             // As from a client: bad-request back, never to the addressee.
                             shard.bounce(&acc, StanzaErrorCondition::BadRequest);
                         } else {

@@ -240,6 +240,32 @@ impl Stanza {
         }
     }
 
+    /// For a presence, RFC 6121 §4.7.1: no `type`, or one RFC 6121 defines (`error` included).
+    pub fn is_well_formed_presence(&self) -> bool {
+        matches!(
+            self.ty(),
+            StanzaType::Absent
+                | StanzaType::Unavailable
+                | StanzaType::Subscribe
+                | StanzaType::Subscribed
+                | StanzaType::Unsubscribe
+                | StanzaType::Unsubscribed
+                | StanzaType::Probe
+                | StanzaType::Error
+        )
+    }
+
+    /// An IQ or a presence that breaks [`Stanza::is_well_formed_iq`] or
+    /// [`Stanza::is_well_formed_presence`]: answered `bad-request` (RFC 6120 §8.3.3.1), never
+    /// delivered. What a peer (a remote server, a component) sends is checked as a client's is.
+    pub fn is_malformed_iq_or_presence(&self) -> bool {
+        match self.kind() {
+            StanzaKind::Iq => !self.is_well_formed_iq(),
+            StanzaKind::Presence => !self.is_well_formed_presence(),
+            _ => false,
+        }
+    }
+
     /// Namespace of the first child element (own `xmlns`, prefix binding, or inherited).
     pub fn child_ns(&self) -> Option<Cow<'_, str>> {
         let src = self.idx.child_ns?;
