@@ -6,12 +6,13 @@ use crate::xml::Element;
 use crate::xmpp::ns;
 
 /// Appends a stream header: `jabber:server` with the `db:` prefix declared; `id` is ours when we
-/// answer (incoming), absent when we initiate.
+/// answer (incoming), absent when we initiate; `version` none for a peer that gave none.
 pub(super) fn write_header(
     out: &mut Vec<u8>,
     id: Option<&str>,
     from: Option<&str>,
     to: Option<&str>,
+    version: Option<&str>,
 ) {
     out.extend_from_slice(b"<?xml version='1.0'?><stream:stream xmlns='");
     out.extend_from_slice(ns::SERVER.as_bytes());
@@ -20,8 +21,23 @@ pub(super) fn write_header(
     out.extend_from_slice(b"' xmlns:db='");
     out.extend_from_slice(NS_DIALBACK.as_bytes());
     out.push(b'\'');
-    write_attrs(out, &[("id", id), ("from", from), ("to", to)]);
-    out.extend_from_slice(b" version='1.0'>");
+    write_attrs(
+        out,
+        &[("id", id), ("from", from), ("to", to), ("version", version)],
+    );
+    out.push(b'>');
+}
+
+/// The `version` of our answer to a peer's header (RFC 6120 §4.7.5): the lower of theirs and
+/// 1.0; none when the peer gave none or one that is no version number.
+pub(super) fn answer_version(theirs: Option<&str>) -> Option<&str> {
+    let v = theirs?;
+    if version_at_least_1(Some(v)) {
+        return Some("1.0");
+    }
+    let (major, minor) = v.split_once('.')?;
+    let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (number(major) && number(minor)).then_some(v)
 }
 
 /// Appends ` name='value'` for each attribute with a value.

@@ -231,6 +231,7 @@ impl S2sIn {
             Some(&self.stream_id),
             from.as_deref(),
             h.from.as_deref(),
+            features::answer_version(h.version.as_deref()),
         );
         self.header_sent = true;
         let Some(host) = host else {
@@ -641,6 +642,7 @@ impl S2sIn {
                     Some(&self.stream_id),
                     from.as_deref(),
                     None,
+                    Some("1.0"),
                 );
                 self.header_sent = true;
             }

@@ -272,6 +272,7 @@ impl S2sOut {
             None,
             Some(&self.local),
             Some(&self.remote),
+            Some("1.0"),
         );
         self.phase = Phase::Header;
     }

@@ -25,6 +25,36 @@ fn authenticated() -> RawIn {
     c
 }
 
+/// RFC 6120 §4.7.5: the answer's `version` is the lower of the peer's and 1.0, and absent when
+/// the peer gave none.
+#[test]
+fn the_answer_header_carries_the_lower_version() {
+    for (theirs, ours) in [
+        (Some("0.9"), Some("0.9")),
+        (None, None),
+        (Some("1.0"), Some("1.0")),
+        (Some("1.5"), Some("1.0")),
+        (Some("x'y"), None),
+    ] {
+        let mut c = RawIn::new(plain_config(B));
+        let header = match theirs {
+            Some(v) => header(A, B).replace(" version='1.0'>", &format!(" version=\"{v}\">")),
+            None => header(A, B).replace(" version='1.0'>", ">"),
+        };
+        let out = c.send(&header);
+        // Past our XML declaration, up to the end of our stream header.
+        let answer = &out[out.find("<stream:stream").unwrap_or(0)..];
+        let answer = &answer[..answer.find('>').map_or(answer.len(), |i| i + 1)];
+        match ours {
+            Some(v) => assert!(
+                answer.contains(&format!(" version='{v}'")),
+                "{theirs:?}: {out}"
+            ),
+            None => assert!(!answer.contains("version="), "{theirs:?}: {out}"),
+        }
+    }
+}
+
 #[test]
 fn stanza_before_authentication_is_not_authorized() {
     let mut c = RawIn::new(plain_config(B));
