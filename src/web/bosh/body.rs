@@ -142,27 +142,25 @@ pub fn parse(bytes: &[u8], limits: &BodyLimits) -> Result<Request, BodyError> {
 }
 
 /// The `sid` of a request that did not parse, when its `<body` start tag still names one (so that
-/// the session it belongs to ends, XEP-0124 §17.2); `None` when the tag is not found or the value
-/// holds anything a sid never does.
+/// the session it belongs to ends, XEP-0124 §17.2); `None` when the tag is not found, does not
+/// parse on its own, or its `sid` holds anything a sid never does.
 pub fn sid_of(bytes: &[u8]) -> Option<String> {
     let start = memchr::memmem::find(bytes, b"<body")?;
-    let tag = &bytes[start..];
-    let tag = &tag[..memchr::memchr(b'>', tag)?];
-    let at = memchr::memmem::find_iter(tag, b"sid").find(|&i| {
-        tag[i - 1].is_ascii_whitespace() && tag[i + 3..].trim_ascii_start().first() == Some(&b'=')
-    })?;
-    let rest = tag[at + 3..].trim_ascii_start()[1..].trim_ascii_start();
-    let (&quote, rest) = rest.split_first()?;
-    if quote != b'\'' && quote != b'"' {
-        return None;
+    let head = &bytes[start..];
+    // The start tag alone, read as an empty element by the scanner (the error lies past it).
+    let mut tag = head[..memchr::memchr(b'>', head)?].to_vec();
+    if tag.last() == Some(&b'/') {
+        tag.pop();
     }
-    let value = &rest[..memchr::memchr(quote, rest)?];
+    tag.extend_from_slice(b"/>");
+    let tag = Stanza::parse(tag).ok()?;
+    let value = tag.attr("sid")?;
     let ok = !value.is_empty()
         && value.len() <= 64
         && value
-            .iter()
+            .bytes()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'));
-    ok.then(|| String::from_utf8_lossy(value).into_owned())
+    ok.then(|| value.into_owned())
 }
 
 /// Scans the whole body as the one element of a synthetic stream: full well-formedness and
