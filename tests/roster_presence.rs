@@ -348,3 +348,105 @@ fn an_invalid_priority_is_refused() {
     assert_eq!(own.id().as_deref(), Some("ok"));
     assert_eq!(ty(&own), "");
 }
+
+/// RFC 6120 §10.1: what a client sends reaches a contact in the order sent, its presence
+/// broadcast included. A status change followed at once by a message (one write) must reach the
+/// contact as presence, then message, every time; so must the initial presence of a new session
+/// and its first message. The broadcast's copies come from a store job that reads the roster, so
+/// the client's next message used to overtake them.
+#[test]
+fn a_presence_broadcast_is_not_overtaken_by_the_next_message() {
+    for shards in [1, 2] {
+        let server = server(shards);
+        let mut a = Client::login(&server, "alice", "a", Some(0));
+        let mut b = Client::login(&server, "bob", "b", Some(0));
+        // Bob subscribes to alice's presence.
+        b.send("<presence to='alice@localhost' type='subscribe'/>");
+        a.expect("subscribe", |s| {
+            is_presence(s, "subscribe", "bob@localhost")
+        });
+        a.send("<presence to='bob@localhost' type='subscribed'/>");
+        b.expect("alice's presence", |s| {
+            is_presence(s, "", "alice@localhost/a")
+        });
+        // Several resources of bob, so that at two shards some sit on alice's shard, some not.
+        let mut others: Vec<Client> = (0..3)
+            .map(|i| Client::login(&server, "bob", &format!("o{i}"), Some(0)))
+            .collect();
+        for c in others.iter_mut() {
+            c.expect("alice's presence", |s| {
+                is_presence(s, "", "alice@localhost/a")
+            });
+            c.sync();
+        }
+        b.sync();
+        b.held.clear();
+        const ROUNDS: usize = 10;
+        let mut batch = String::new();
+        for i in 0..ROUNDS {
+            batch.push_str(&format!(
+                "<presence><status>s{i}</status></presence>\
+                 <message to='bob@localhost' type='chat'><body>m{i}</body></message>"
+            ));
+        }
+        a.send(&batch);
+        // A new session: its initial presence and first message, in one write.
+        let mut a2 = server.connect();
+        a2.login_plain("alice", "localhost", common::PASSWORD, "a2");
+        a2.send(
+            "<presence/><message to='bob@localhost/b' type='chat'><body>first</body></message>",
+        );
+        for (who, c) in std::iter::once(("b", &mut b)).chain(
+            others
+                .iter_mut()
+                .enumerate()
+                .map(|(i, c)| (["o0", "o1", "o2"][i], c)),
+        ) {
+            let mut seen: Vec<String> = Vec::new();
+            let wanted = if who == "b" {
+                2 * ROUNDS + 2
+            } else {
+                2 * ROUNDS + 1
+            };
+            while seen.len() < wanted {
+                let s = c.c.next_stanza();
+                let text = String::from_utf8_lossy(s.bytes()).into_owned();
+                let from = s.from().unwrap_or_default().into_owned();
+                let tag = if s.name() == "presence" && from == "alice@localhost/a" {
+                    match text.find("<status>s") {
+                        Some(at) => {
+                            let rest = &text[at + 9..];
+                            format!("s{}", &rest[..rest.find('<').unwrap()])
+                        }
+                        None => continue,
+                    }
+                } else if s.name() == "presence" && from == "alice@localhost/a2" {
+                    "p2".to_string()
+                } else if s.name() == "message" && text.contains("<body>first<") {
+                    "first".to_string()
+                } else if s.name() == "message" {
+                    let at = text.find("<body>m").expect("a message body");
+                    let rest = &text[at + 7..];
+                    format!("m{}", &rest[..rest.find('<').unwrap()])
+                } else {
+                    continue;
+                };
+                seen.push(tag);
+            }
+            let pos = |t: &str| seen.iter().position(|s| s == t);
+            for i in 0..ROUNDS {
+                let (p, m) = (pos(&format!("s{i}")), pos(&format!("m{i}")));
+                assert!(
+                    p.is_some() && m.is_some() && p < m,
+                    "shards={shards} {who}: status s{i} after its message: {seen:?}"
+                );
+            }
+            if who == "b" {
+                assert!(
+                    pos("p2") < pos("first"),
+                    "shards={shards}: initial presence after the first message: {seen:?}"
+                );
+            }
+        }
+    }
+}

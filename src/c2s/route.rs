@@ -100,9 +100,19 @@ pub enum SendOutcome {
     Continue,
     /// Close the stream with this error.
     Close(StreamErrorCondition),
-    /// Handle nothing more from this stream (read nothing either) until the answer to the IQ with
-    /// this id has reached it: a hook marked the request so ([`crate::hooks::HOLD_INPUT`]).
-    HoldInput(String),
+    /// Handle nothing more from this stream (read nothing either) until this happens.
+    HoldInput(HoldUntil),
+}
+
+/// What a stream's held input waits for ([`SendOutcome::HoldInput`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldUntil {
+    /// The answer to the IQ with this id reached the connection: a hook marked the request so
+    /// ([`crate::hooks::HOLD_INPUT`]).
+    Answer(String),
+    /// [`crate::shard::ConnMsg::InputReleased`] came: the presence broadcast the stanza started
+    /// is routed ([`crate::hooks::RELEASE_INPUT`]).
+    Released,
 }
 
 /// Step 2: runs `user_send_packet` and the type-specific `user_send_*` hook, then hands the stanza to
@@ -203,19 +213,21 @@ fn send(
         }
     };
     // Only a request with an id can be waited for (its answer carries it).
-    let hold = (kind == StanzaKind::Iq && acc.get(crate::hooks::HOLD_INPUT).is_some())
-        .then(|| acc.stanza.id().map(std::borrow::Cow::into_owned))
+    let mut hold = (kind == StanzaKind::Iq && acc.get(crate::hooks::HOLD_INPUT).is_some())
+        .then(|| acc.stanza.id().map(|id| HoldUntil::Answer(id.into_owned())))
         .flatten();
     if typed == HookResult::Continue {
         if broadcast_presence {
-            update_presence(shard, sess, acc);
+            if update_presence(shard, sess, acc) {
+                hold = Some(HoldUntil::Released);
+            }
         } else {
             crate::router::route(shard, acc);
         }
     }
     shard.drain_to_route();
     match hold {
-        Some(id) => SendOutcome::HoldInput(id),
+        Some(until) => SendOutcome::HoldInput(until),
         None => SendOutcome::Continue,
     }
 }
@@ -224,7 +236,11 @@ fn send(
 /// stanza goes to the home shard, which records it and hands it to the presence module for the
 /// broadcast. Every available presence goes (its status may have changed); a repeated unavailable
 /// does not.
-fn update_presence(shard: &mut Shard, sess: &mut Session, mut acc: Acc) {
+///
+/// Returns true when the stanza went: the stream's input then waits until the broadcast's copies
+/// are routed (RFC 6120 §10.1: the contacts get the presence before the client's next stanzas;
+/// the copies leave after a store job reads the roster, which the next message would overtake).
+fn update_presence(shard: &mut Shard, sess: &mut Session, mut acc: Acc) -> bool {
     let priority = match acc.ty() {
         StanzaType::Absent => Some(presence_priority(&acc.stanza)),
         StanzaType::Unavailable => None,
@@ -232,15 +248,22 @@ fn update_presence(shard: &mut Shard, sess: &mut Session, mut acc: Acc) {
         StanzaType::Unknown => {
             shard.bounce(&acc, crate::xmpp::StanzaErrorCondition::BadRequest);
             shard.drain_to_route();
-            return;
+            return false;
         }
         // Subscription management and probes addressed to no one: nothing to record.
-        _ => return,
+        _ => return false,
     };
     if priority.is_none() && sess.presence.is_none() {
-        return;
+        return false;
     }
     sess.presence = priority;
+    let session = sess.session;
+    acc.put(
+        crate::hooks::RELEASE_INPUT,
+        crate::hooks::OnDrop::new(Box::new(move |shard: &mut Shard| {
+            shard.send_to_session(session, crate::shard::ConnMsg::InputReleased)
+        })),
+    );
     acc.put(
         crate::sm::PRESENCE_UPDATE,
         crate::sm::PresenceUpdate {
@@ -250,6 +273,7 @@ fn update_presence(shard: &mut Shard, sess: &mut Session, mut acc: Acc) {
         },
     );
     crate::sm::route(shard, acc);
+    true
 }
 
 /// The `<priority/>` of an available presence: -128..=127, 0 when absent or invalid (RFC 6121 §4.7.2.3).

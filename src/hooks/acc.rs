@@ -267,6 +267,12 @@ pub const ACK_WANTED: Key<()> = Key::new("sm.ack_wanted");
 /// which nothing may act for the account). See `c2s::route::SendOutcome::HoldInput`.
 pub const HOLD_INPUT: Key<()> = Key::new("c2s.hold_input");
 
+/// Put by the c2s on a client's presence broadcast: the stream's input waits until this guard
+/// dies. A handler that routes the stanza's effects later (from a store job) keeps it until they
+/// are routed ([`super::JobDone::keeping`]), so the client's next stanzas cannot overtake them
+/// (RFC 6120 §10.1). Whatever ends the route drops it; dropping releases the input.
+pub const RELEASE_INPUT: Key<super::OnDrop> = Key::new("c2s.release_input");
+
 /// The key of a scratch value on an [`Acc`]: its type is part of the key, so a handler reads back
 /// exactly the type the writer stored (a mismatch does not compile). The name keeps keys of
 /// different modules apart and shows in `Debug` output.

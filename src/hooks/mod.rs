@@ -12,7 +12,8 @@ pub mod handled;
 pub mod on_drop;
 
 pub use acc::{
-    Acc, AccData, CopyFor, Key, ACK_WANTED, ARCHIVE_STANZA_ID, COPY_FOR, HOLD_INPUT, ROOM_REAL_JID,
+    Acc, AccData, CopyFor, Key, ACK_WANTED, ARCHIVE_STANZA_ID, COPY_FOR, HOLD_INPUT, RELEASE_INPUT,
+    ROOM_REAL_JID,
 };
 pub use events::{Answer, Events, NodeStopping};
 pub use handled::Handled;
@@ -59,6 +60,24 @@ impl JobDone {
     /// Also releases `token` (if any) once the job's result is back on the shard.
     pub fn holding(mut self, token: Option<Handled>) -> JobDone {
         self.hold.extend(token);
+        self
+    }
+
+    /// Also keeps `guard` (if any) until the job's result is back on the shard: it dies after the
+    /// continuation, and its work runs at the shard's next flush, after the job's stanzas are
+    /// routed. Carried in the continuation so that it never dies on a store thread, where its
+    /// work would never run.
+    pub fn keeping(mut self, guard: Option<OnDrop>) -> JobDone {
+        let Some(guard) = guard else {
+            return self;
+        };
+        let then = self.then.take();
+        self.then = Some(Box::new(move |shard| {
+            if let Some(then) = then {
+                then(shard);
+            }
+            drop(guard);
+        }));
         self
     }
 }

@@ -308,7 +308,10 @@ impl Driver {
                 self.comp.close(Some(cond), Some(text));
             }
             // Client-session messages (stream management, acknowledgements): not for a component.
-            ConnMsg::Ext(_) | ConnMsg::Handled(_) | ConnMsg::DialbackVerified { .. } => {}
+            ConnMsg::Ext(_)
+            | ConnMsg::Handled(_)
+            | ConnMsg::InputReleased
+            | ConnMsg::DialbackVerified { .. } => {}
         }
     }
 

@@ -17,7 +17,7 @@ use super::pump::{earliest, has_room, too_slow, Alarm, Output, WriteFailed};
 use super::ShardCtx;
 use crate::auth::throttle::InFlight;
 use crate::auth::ScramSecrets;
-use crate::c2s::route::{self as c2s_route, SendOutcome, Session};
+use crate::c2s::route::{self as c2s_route, HoldUntil, SendOutcome, Session};
 use crate::c2s::{C2s, C2sConfig, C2sEvent, PeerInfo};
 use crate::jid::FullJid;
 use crate::shard::{ConnId, ConnMsg, Mailbox};
@@ -143,10 +143,22 @@ pub(super) struct Driver {
     /// This connection's slot among its address's unauthenticated ones, until SASL succeeds
     /// (boxed: a word on an idle session).
     unauthenticated: Option<Box<AddressSlot>>,
-    /// The id of a request whose answer the stream's input waits for (see
-    /// [`SendOutcome::HoldInput`]): no event is handled, no byte read, until it is delivered.
-    held_input: Option<Box<str>>,
+    /// What the stream's input waits for (see [`SendOutcome::HoldInput`]): no event is handled,
+    /// no byte read, until it happens.
+    held_input: Option<Held>,
 }
+
+/// A stream's held input.
+enum Held {
+    /// The answer to the request with this id.
+    Answer(Box<str>),
+    /// [`ConnMsg::InputReleased`], or this moment, whichever comes first.
+    Released(Instant),
+}
+
+/// Longest wait for [`ConnMsg::InputReleased`]: a broadcast is routed in milliseconds; a store
+/// that stalls must not stop the client's stream for longer (the order is given up, logged).
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 thread_local! {
     /// Unauthenticated c2s connections (TCP and WebSocket) per remote address on this shard.
@@ -263,6 +275,7 @@ impl Driver {
             // A mailbox that stays over its bound cuts its reader off even if nothing else wakes
             // the task (its senders wait meanwhile).
             let due = earliest(self.c2s.next_timeout(), self.mailbox.slow_at(SLOW_GRACE));
+            let due = earliest(due, self.release_at());
             self.alarm.arm(due, &self.out);
             // `wake` (a store answer may be large) ends with this statement: kept across the
             // yield below, it would stay in every idle connection's task.
@@ -285,7 +298,11 @@ impl Driver {
                 Wake::Pending(Pending::Unavailable) => self.c2s.auth_unavailable(),
                 Wake::Pending(Pending::Banned(left)) => self.auth_banned(left),
                 Wake::Pending(Pending::PreAuth(iq)) => self.c2s.preauth_reply(&iq),
-                Wake::Timer => self.c2s.handle_timeout(Instant::now()),
+                Wake::Timer => {
+                    let now = Instant::now();
+                    self.release_late(now);
+                    self.c2s.handle_timeout(now)
+                }
             }
             if self.backlog.is_empty() {
                 glommio::yield_if_needed().await;
@@ -437,7 +454,12 @@ impl Driver {
                 match outcome {
                     SendOutcome::Continue => {}
                     SendOutcome::Close(cond) => self.c2s.close(Some(cond), None),
-                    SendOutcome::HoldInput(id) => self.held_input = Some(id.into()),
+                    SendOutcome::HoldInput(HoldUntil::Answer(id)) => {
+                        self.held_input = Some(Held::Answer(id.into()))
+                    }
+                    SendOutcome::HoldInput(HoldUntil::Released) => {
+                        self.held_input = Some(Held::Released(Instant::now() + RELEASE_WAIT))
+                    }
                 }
             }
             C2sEvent::PreAuthIq(stanza) => self.pre_auth(&stanza),
@@ -479,6 +501,11 @@ impl Driver {
             }
             ConnMsg::Ext(m) => self.ext_msg(m),
             ConnMsg::Handled(seqs) => self.c2s.sm_handled(&seqs, Instant::now()),
+            ConnMsg::InputReleased => {
+                if matches!(self.held_input, Some(Held::Released(_))) {
+                    self.held_input = None;
+                }
+            }
             ConnMsg::Bound(result) => {
                 let Some(jid) = self.bind_pending.take().map(|j| *j) else {
                     return;
@@ -576,10 +603,10 @@ impl Driver {
             self.reroute_later(acc);
             return;
         }
-        let resumes = self.held_input.as_deref().is_some_and(|id| {
+        let resumes = matches!(&self.held_input, Some(Held::Answer(id)) if {
             acc.kind() == crate::xml::StanzaKind::Iq
                 && acc.ty().is_response()
-                && acc.stanza.id().as_deref() == Some(id)
+                && acc.stanza.id().as_deref() == Some(&**id)
         });
         let out = match self.session.borrow().as_ref() {
             Some(sess) => c2s_route::user_receive_at(&mut self.ctx.shard.borrow_mut(), sess, acc),
@@ -609,6 +636,25 @@ impl Driver {
             self.leave();
             self.reroute_unacked();
             self.reroute_later(acc);
+        }
+    }
+
+    /// When a held input stops waiting for [`ConnMsg::InputReleased`].
+    fn release_at(&self) -> Option<Instant> {
+        match self.held_input {
+            Some(Held::Released(at)) => Some(at),
+            _ => None,
+        }
+    }
+
+    /// Reads the input again if its release is overdue.
+    fn release_late(&mut self, now: Instant) {
+        if self.release_at().is_some_and(|at| at <= now) {
+            tracing::warn!(
+                conn = self.conn.0,
+                "a presence broadcast was not routed in time: the client's input is read again"
+            );
+            self.held_input = None;
         }
     }
 

@@ -150,6 +150,9 @@ pub enum ConnMsg {
     Ext(Box<dyn ConnExtMsg>),
     /// These stanzas from the client (XEP-0198 inbound numbers) are handled (see `hooks::handled`).
     Handled(Vec<u32>),
+    /// What the client's presence broadcast started is routed: its input is read again (see
+    /// `hooks::RELEASE_INPUT`).
+    InputReleased,
     /// For an incoming s2s stream: the remote's authoritative server answered the dialback
     /// verification of (`remote`, `local`).
     DialbackVerified {

@@ -457,7 +457,7 @@ fn copy_to(stanza: &Stanza, from: &Jid, to: &Jid, shard: ShardId) -> Acc {
 }
 
 /// The user's own broadcast (RFC 6121 §4.2 initial, §4.4 update, §4.5 unavailable).
-fn broadcast(shard: &mut Shard, acc: Acc, up: PresenceUpdate) {
+fn broadcast(shard: &mut Shard, mut acc: Acc, up: PresenceUpdate) {
     let user = acc.from.bare();
     let Ok(sender) = acc.from.clone().try_into_full() else {
         return;
@@ -482,6 +482,8 @@ fn broadcast(shard: &mut Shard, acc: Acc, up: PresenceUpdate) {
         }
     }
     let directed: Vec<Jid> = acc.get(DIRECTED).cloned().unwrap_or_default();
+    // The client's input waits until the copies below are routed (RFC 6120 §10.1).
+    let gate = acc.take(crate::hooks::RELEASE_INPUT);
     let stanza = acc.stanza.clone();
     let from = acc.from.clone();
     let initial = up.initial;
@@ -492,7 +494,7 @@ fn broadcast(shard: &mut Shard, acc: Acc, up: PresenceUpdate) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, user = user.as_str(), "presence broadcast: roster read failed");
-                return JobDone::default();
+                return JobDone::default().keeping(gate);
             }
         };
         let mut route = Vec::new();
@@ -551,6 +553,7 @@ fn broadcast(shard: &mut Shard, acc: Acc, up: PresenceUpdate) {
                 }
             })),
         }
+        .keeping(gate)
     });
 }
 
