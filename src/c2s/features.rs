@@ -41,7 +41,13 @@ pub(crate) enum Offer<'a> {
 }
 
 /// Appends the response stream header.
-pub(crate) fn write_header(out: &mut Vec<u8>, id: &str, from: Option<&str>, to: Option<&str>) {
+pub(crate) fn write_header(
+    out: &mut Vec<u8>,
+    id: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    version: Option<&str>,
+) {
     out.extend_from_slice(b"<?xml version='1.0'?><stream:stream xmlns='");
     out.extend_from_slice(ns::CLIENT.as_bytes());
     out.extend_from_slice(b"' xmlns:stream='");
@@ -56,7 +62,11 @@ pub(crate) fn write_header(out: &mut Vec<u8>, id: &str, from: Option<&str>, to: 
         out.extend_from_slice(b"' to='");
         escape_attr_into(to, out);
     }
-    out.extend_from_slice(b"' version='1.0' xml:lang='en'>");
+    if let Some(version) = version {
+        out.extend_from_slice(b"' version='");
+        escape_attr_into(version, out);
+    }
+    out.extend_from_slice(b"' xml:lang='en'>");
 }
 
 /// Appends `<stream:features>` for `offer`.

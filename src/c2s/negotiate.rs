@@ -31,9 +31,10 @@ impl C2s {
             &self.stream_id,
             from.as_deref(),
             h.from.as_deref(),
+            crate::xmpp::version::answer(h.version.as_deref()),
         );
         self.header_sent = true;
-        if !h.version.as_deref().is_some_and(version_at_least_1) {
+        if !crate::xmpp::version::at_least_1(h.version.as_deref()) {
             self.stream_error(StreamErrorCondition::UnsupportedVersion, None);
             return;
         }
@@ -112,7 +113,8 @@ impl C2s {
     pub(super) fn plain_allowed(&self) -> bool {
         self.transport.is_tls()
             || self.cfg.transport_secure
-            || (self.cfg.allow_plaintext_on_loopback && self.peer.addr.ip().is_loopback())
+            || (self.cfg.allow_plaintext_on_loopback
+                && self.peer.addr.ip().to_canonical().is_loopback())
     }
 
     pub(super) fn mechanism_offered(&self, m: Mechanism, plus: bool) -> bool {
@@ -328,26 +330,5 @@ impl C2s {
         } else {
             sasl::write_failure(&mut self.out, condition.as_str());
         }
-    }
-}
-
-/// `version` is "major.minor" with major >= 1 (RFC 6120 §4.7.5).
-fn version_at_least_1(v: &str) -> bool {
-    let major = v.split_once('.').map_or(v, |(major, _)| major);
-    major.parse::<u32>().is_ok_and(|m| m >= 1)
-}
-
-#[cfg(test)]
-mod unit {
-    use super::*;
-
-    #[test]
-    fn versions() {
-        assert!(version_at_least_1("1.0"));
-        assert!(version_at_least_1("1.1"));
-        assert!(version_at_least_1("2.0"));
-        assert!(!version_at_least_1("0.9"));
-        assert!(!version_at_least_1(""));
-        assert!(!version_at_least_1("x.0"));
     }
 }

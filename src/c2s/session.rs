@@ -58,6 +58,15 @@ impl C2s {
     /// Authenticated, not bound: only bind (and IQs to the server itself) are allowed (RFC 6120 §7.1).
     pub(super) fn on_prebind(&mut self, s: Stanza, bare: &BareJid) {
         let is_iq_request = s.kind() == StanzaKind::Iq && s.ty().is_request();
+        if is_iq_request && !s.is_well_formed_iq() {
+            // No id, or not one child (RFC 6120 §8.1.3, §8.2.3): refused before anything acts.
+            let id = s.id();
+            return reply::write_iq_error(
+                &mut self.out,
+                id.as_deref(),
+                StanzaErrorCondition::BadRequest,
+            );
+        }
         if is_iq_request
             && s.child_name() == Some("bind")
             && s.child_ns().as_deref() == Some(ns::BIND)
@@ -135,15 +144,20 @@ impl C2s {
             return;
         }
         match s.kind() {
+            // Malformed requests (no id, say) go on to the route, which answers bad-request.
             StanzaKind::Iq
-                if s.ty() == StanzaType::Set && s.child_ns().as_deref() == Some(ns::SESSION) =>
+                if s.ty() == StanzaType::Set
+                    && s.is_well_formed_iq()
+                    && s.child_ns().as_deref() == Some(ns::SESSION) =>
             {
                 let id = s.id();
                 self.reply_empty_result(id.as_deref());
                 handled_here(self);
             }
             StanzaKind::Iq
-                if s.ty() == StanzaType::Set && s.child_ns().as_deref() == Some(ns::BIND) =>
+                if s.ty() == StanzaType::Set
+                    && s.is_well_formed_iq()
+                    && s.child_ns().as_deref() == Some(ns::BIND) =>
             {
                 // One resource per stream (RFC 6120 §7.7.2.1 dropped multi-resource binding).
                 let id = s.id();

@@ -555,7 +555,13 @@ impl C2s {
                 // RFC 6120 §4.9.1.2: an error before our header still opens the stream first;
                 // without a domain asked for, it names none of ours (a prober would learn one).
                 let from = self.domain.as_deref().map(str::to_owned);
-                features::write_header(&mut self.out, &self.stream_id, from.as_deref(), None);
+                features::write_header(
+                    &mut self.out,
+                    &self.stream_id,
+                    from.as_deref(),
+                    None,
+                    Some("1.0"),
+                );
                 self.header_sent = true;
             }
             self.write_last_ack();

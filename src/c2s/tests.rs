@@ -539,6 +539,14 @@ fn unsupported_version() {
         let out = c.recv();
         assert!(out.starts_with("<?xml version='1.0'?><stream:stream"), "{out}");
         assert!(out.contains(&stream_error("unsupported-version")), "{out}");
+        // RFC 6120 §4.7.5: the lower of the two versions, none for a header that gave none.
+        let answer = &out[..out.find('>').unwrap() + 1];
+        let answer = &out[answer.len()..out[answer.len()..].find('>').unwrap() + answer.len()];
+        if header.contains("'0.9'") {
+            assert!(answer.contains("version='0.9'"), "{answer}");
+        } else {
+            assert!(!answer.contains("version="), "{answer}");
+        }
         assert_eq!(
             closed_with(&mut c),
             Some(CloseReason::StreamError(StreamErrorCondition::UnsupportedVersion))
@@ -601,6 +609,30 @@ fn scram_sha256_login_and_bind() {
         Some(c.now + Duration::from_secs(600)),
         "auth timeout cleared"
     );
+}
+
+#[test]
+fn a_bind_or_session_request_without_an_id_is_a_bad_request() {
+    // RFC 6120 §8.1.3: an IQ has an id; a bind without one bound a resource, answered with none.
+    let mut c = Client::new(config(TlsMode::None), REMOTE);
+    c.open();
+    let out = scram_sha256(&mut c, "alice", "s3cret", Some(&secrets("s3cret")), false);
+    assert!(out.contains("<success"), "{out}");
+    c.events();
+    c.open();
+    c.send("<iq type='set'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>");
+    let out = c.recv();
+    assert!(
+        out.contains("type='error'") && out.contains("<bad-request"),
+        "{out}"
+    );
+    assert!(c.events().is_empty(), "no bind request");
+    bind(&mut c, Some("r"));
+    // Bound: a session request without an id goes to the route, which answers bad-request.
+    c.send("<iq type='set'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>");
+    assert_eq!(c.recv(), "", "not answered by the stream");
+    let ev = c.events();
+    assert!(matches!(&ev[..], [C2sEvent::Stanza(..)]), "{ev:?}");
 }
 
 #[test]
@@ -701,6 +733,17 @@ fn plain_refused_off_loopback() {
 #[test]
 fn plain_refused_on_loopback_unless_configured() {
     let mut c = Client::new(config(TlsMode::None), LOOPBACK);
+    assert!(!c.open().contains("PLAIN"));
+}
+
+#[test]
+fn plain_allowed_on_loopback_when_configured_also_through_a_dual_stack_listener() {
+    // A listener on `::` sees 127.0.0.1 as ::ffff:127.0.0.1.
+    let mut cfg = config(TlsMode::None);
+    cfg.allow_plaintext_on_loopback = true;
+    let mut c = Client::new(cfg.clone(), "[::ffff:127.0.0.1]:40000");
+    assert!(c.open().contains("<mechanism>PLAIN</mechanism>"));
+    let mut c = Client::new(cfg, "[::ffff:192.0.2.7]:40000");
     assert!(!c.open().contains("PLAIN"));
 }
 

@@ -28,18 +28,6 @@ pub(super) fn write_header(
     out.push(b'>');
 }
 
-/// The `version` of our answer to a peer's header (RFC 6120 §4.7.5): the lower of theirs and
-/// 1.0; none when the peer gave none or one that is no version number.
-pub(super) fn answer_version(theirs: Option<&str>) -> Option<&str> {
-    let v = theirs?;
-    if version_at_least_1(Some(v)) {
-        return Some("1.0");
-    }
-    let (major, minor) = v.split_once('.')?;
-    let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    (number(major) && number(minor)).then_some(v)
-}
-
 /// Appends ` name='value'` for each attribute with a value.
 pub(super) fn write_attrs(out: &mut Vec<u8>, attrs: &[(&str, Option<&str>)]) {
     for (name, value) in attrs {
@@ -122,11 +110,4 @@ pub(super) fn write_sasl_failure(out: &mut Vec<u8>, cond: &str) {
     out.extend_from_slice(b"'><");
     out.extend_from_slice(cond.as_bytes());
     out.extend_from_slice(b"/></failure>");
-}
-
-/// `version` is "major.minor" with major >= 1 (RFC 6120 §4.7.5).
-pub(super) fn version_at_least_1(v: Option<&str>) -> bool {
-    let Some(v) = v else { return false };
-    let major = v.split_once('.').map_or(v, |(major, _)| major);
-    major.parse::<u32>().is_ok_and(|m| m >= 1)
 }

@@ -231,7 +231,7 @@ impl S2sIn {
             Some(&self.stream_id),
             from.as_deref(),
             h.from.as_deref(),
-            features::answer_version(h.version.as_deref()),
+            crate::xmpp::version::answer(h.version.as_deref()),
         );
         self.header_sent = true;
         let Some(host) = host else {
@@ -262,7 +262,7 @@ impl S2sIn {
         }
         self.remote = from;
         let tls = self.io.transport.is_tls();
-        if !features::version_at_least_1(h.version.as_deref()) {
+        if !crate::xmpp::version::at_least_1(h.version.as_deref()) {
             // A pre-RFC 6120 peer: no features, so no STARTTLS; dialback only if TLS is optional.
             if self.cfg.tls_required {
                 self.stream_error(StreamErrorCondition::UnsupportedVersion, None);

@@ -293,7 +293,7 @@ impl S2sOut {
 
     fn on_header(&mut self, h: StreamHeader) {
         self.stream_id = h.id.unwrap_or_default();
-        if features::version_at_least_1(h.version.as_deref()) {
+        if crate::xmpp::version::at_least_1(h.version.as_deref()) {
             self.phase = Phase::Features;
             return;
         }

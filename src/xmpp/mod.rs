@@ -6,6 +6,7 @@ pub mod ns;
 pub mod roster;
 pub mod stanza_error;
 pub mod stream_error;
+pub mod version;
 
 pub use stanza_error::{ErrorType, StanzaErrorCondition};
 pub use stream_error::StreamErrorCondition;
