@@ -450,3 +450,75 @@ fn a_presence_broadcast_is_not_overtaken_by_the_next_message() {
         }
     }
 }
+
+/// RFC 6121 §4.3.2: a probe of a contact with no available resource is answered `unavailable`,
+/// which SHOULD say when that began (XEP-0203 delay) and MAY carry the last unavailable presence
+/// (here its status). With `mod_last` recording logouts.
+#[test]
+fn a_probe_of_an_absent_contact_says_since_when() {
+    for shards in [1, 2] {
+        let server = Server::start_with(
+            shards,
+            &["alice", "bob"],
+            "",
+            "[modules.roster]\n[modules.presence]\n[modules.last]\n",
+        );
+        let mut a = Client::login(&server, "alice", "a", Some(0));
+        let mut b = Client::login(&server, "bob", "b", Some(0));
+        b.send("<presence to='alice@localhost' type='subscribe'/>");
+        a.expect("subscribe", |s| {
+            is_presence(s, "subscribe", "bob@localhost")
+        });
+        a.send("<presence to='bob@localhost' type='subscribed'/>");
+        b.expect("alice's presence", |s| {
+            is_presence(s, "", "alice@localhost/a")
+        });
+        a.send("<presence type='unavailable'><status>gone fishing</status></presence>");
+        a.send("</stream:stream>");
+        let _ = a.c.read_to_close();
+        b.expect("alice unavailable", |s| {
+            is_presence(s, "unavailable", "alice@localhost/a")
+        });
+        // The logout is recorded by a store job: ask until the answer carries it.
+        let mut answer = String::new();
+        // (Probes count against the presence flood limit: few, spaced.)
+        for _ in 0..10 {
+            b.send("<presence to='alice@localhost' type='probe'/>");
+            let p = b.expect("probe answer", |s| {
+                is_presence(s, "unavailable", "alice@localhost")
+            });
+            answer = String::from_utf8_lossy(p.bytes()).into_owned();
+            if answer.contains("urn:xmpp:delay") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        assert!(
+            answer.contains("<status>gone fishing</status>"),
+            "shards={shards}: {answer}"
+        );
+        let tree = petrel::xml::Stanza::parse(answer.clone().into_bytes())
+            .unwrap()
+            .tree()
+            .unwrap();
+        let delay = tree
+            .get_child("delay", "urn:xmpp:delay")
+            .unwrap_or_else(|| panic!("shards={shards}: no delay: {answer}"));
+        assert_eq!(delay.attr("from"), Some("localhost"));
+        let stamp = delay.attr("stamp").unwrap_or_default();
+        let year = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / 31_556_952
+            + 1970;
+        assert!(
+            stamp.ends_with('Z') && stamp.contains('T'),
+            "shards={shards}: {stamp}"
+        );
+        assert!(
+            stamp.starts_with(&year.to_string()) || stamp.starts_with(&(year - 1).to_string()),
+            "shards={shards}: {stamp}"
+        );
+    }
+}

@@ -26,6 +26,8 @@ pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 pub const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
 /// XMPP ping (XEP-0199).
 pub const PING: &str = "urn:xmpp:ping";
+/// Delayed delivery (XEP-0203).
+pub const DELAY: &str = "urn:xmpp:delay";
 /// vCards (XEP-0054).
 pub const VCARD: &str = "vcard-temp";
 /// vCard4 over XMPP (XEP-0292).

@@ -47,7 +47,7 @@ pub mod hold;
 pub const FEATURES: &[&str] = &["msgoffline"];
 
 /// XEP-0203 delayed delivery.
-pub const NS_DELAY: &str = "urn:xmpp:delay";
+pub const NS_DELAY: &str = crate::xmpp::ns::DELAY;
 /// XEP-0334 message processing hints.
 pub const NS_HINTS: &str = "urn:xmpp:hints";
 /// XEP-0085 chat state notifications.

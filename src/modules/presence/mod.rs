@@ -587,17 +587,26 @@ fn probe(shard: &mut Shard, acc: Acc) {
                 then: None,
             };
         }
+        // For an answer that the user is away: when that began and what it said (kept by
+        // `mod_last`; nothing when it is off or has no record).
+        let last = match store.last_activity(&user) {
+            Ok(crate::store::LastActivity::Offline { at, status }) => Some((at, status)),
+            _ => None,
+        };
         JobDone {
             hold: Vec::new(),
             route: Vec::new(),
             then: Some(Box::new(move |shard: &mut Shard| {
-                answer_probe(shard, &user, &prober)
+                answer_probe(shard, &user, &prober, last)
             })),
         }
     });
 }
 
-fn answer_probe(shard: &mut Shard, user: &BareJid, prober: &Jid) {
+/// Answers a subscribed prober with the last presence of each available resource of `user`, or
+/// `unavailable`: stamped with when the user went away and carrying its last status, when known
+/// (`last`: Unix seconds and status text; RFC 6121 §4.3.2, XEP-0203).
+fn answer_probe(shard: &mut Shard, user: &BareJid, prober: &Jid, last: Option<(i64, String)>) {
     let own = available(shard, user);
     let mut sent = false;
     for (jid, _, last) in own {
@@ -608,10 +617,20 @@ fn answer_probe(shard: &mut Shard, user: &BareJid, prober: &Jid) {
         }
     }
     if !sent {
-        let el = Element::new("presence", ns::CLIENT)
+        let mut el = Element::new("presence", ns::CLIENT)
             .with_attr("type", "unavailable")
             .with_attr("from", user.as_str())
             .with_attr("to", prober.as_str());
+        if let Some((at, status)) = last {
+            if !status.is_empty() {
+                el = el.with_child(Element::new("status", ns::CLIENT).with_text(&status));
+            }
+            el = el.with_child(
+                Element::new("delay", ns::DELAY)
+                    .with_attr("from", user.domain())
+                    .with_attr("stamp", crate::xmpp::datetime::stamp(at * 1_000_000)),
+            );
+        }
         let acc = Acc::new(
             Stanza::from_element(&el),
             Jid::from(user.clone()),

@@ -17,7 +17,7 @@ pub const NS_ROOMINFO: &str = "http://jabber.org/protocol/muc#roominfo";
 /// XEP-0004 data forms.
 pub const NS_DATA: &str = "jabber:x:data";
 /// XEP-0203 delayed delivery.
-pub const NS_DELAY: &str = "urn:xmpp:delay";
+pub const NS_DELAY: &str = crate::xmpp::ns::DELAY;
 
 /// A long-lived relation of a bare JID to the room, ordered by rank (outcast lowest).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
