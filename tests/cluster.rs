@@ -336,6 +336,57 @@ fn a_session_that_ended_while_nats_was_down_leaves_the_other_maps() {
     expect_body(&mut bob, "after the outage");
 }
 
+/// NATS restarts while users of every node send to each other (docs/CLUSTER.md, "Failure"): a
+/// node that comes back first publishes what waited to shards that have not subscribed again
+/// yet, NATS returns it, and that is no death: every message reaches its connected recipient
+/// (none is stored offline) and no member is declared dead. Several rounds, since which node
+/// comes back first varies; n1 has one shard, the others two.
+#[test]
+fn a_nats_restart_during_traffic_declares_no_member_dead() {
+    let Some(mut nats) = Nats::start() else {
+        return;
+    };
+    let [mut n1, n2, n3] = three_nodes(&nats, "[modules.offline]\n", false);
+    let log = n1.server.dir.path().join("n1.log");
+    n1.server.stop();
+    n1.server.spawn_logging_to(1, &log);
+    let mut alice = n1.server.login("alice", "a", Some(0));
+    let mut bob = n2.server.login("bob", "b", Some(0));
+    let mut carol = n3.server.login("carol", "c", Some(0));
+    let all_see_all = || {
+        for (n, others) in [
+            (&n1, ["n2", "n3"]),
+            (&n2, ["n1", "n3"]),
+            (&n3, ["n1", "n2"]),
+        ] {
+            for o in others {
+                wait_until(&format!("{o}'s user in every other map"), || {
+                    member(n, o) == Some((1, 1))
+                });
+            }
+        }
+    };
+    all_see_all();
+    for round in 0..4 {
+        nats.stop();
+        std::thread::sleep(Duration::from_millis(300));
+        // Sent while NATS is down: each waits on its sender's node for the reconnection.
+        alice.chat("bob@localhost/b", &format!("to bob {round}"));
+        bob.chat("carol@localhost/c", &format!("to carol {round}"));
+        carol.chat("alice@localhost/a", &format!("to alice {round}"));
+        std::thread::sleep(Duration::from_millis(300));
+        nats.restart();
+        expect_body(&mut bob, &format!("to bob {round}"));
+        expect_body(&mut carol, &format!("to carol {round}"));
+        expect_body(&mut alice, &format!("to alice {round}"));
+        all_see_all();
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(!text.contains("member died"), "round {round}: {text}");
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("connected to NATS"), "{text}");
+}
+
 /// A remote server (`other.test`, bob) for the federation test: its own s2s port, and
 /// `example.test` found at `cluster_s2s` (one node of the cluster).
 fn remote_server(s2s: u16, cluster_s2s: u16) -> Server {

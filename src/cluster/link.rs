@@ -151,6 +151,12 @@ pub struct Link {
     pub members: Option<Members>,
     /// Shard 0 only: other nodes' snapshot frames open on this connection.
     pub(super) snapshots: super::sessions::Snapshots,
+    /// Shard 0 only: stanzas NATS returned just after our reconnection, waiting for their
+    /// member's shard to subscribe again (`stanzas::returned`; at most [`MAX_UNACKED`]).
+    pub(super) held: Vec<super::stanzas::Held>,
+    /// Shard 0 only: the (member slot, shard)s that announced themselves on this connection
+    /// (subscribed again on this server).
+    pub(super) back: ahash::HashSet<(u16, u16)>,
     /// Counters.
     pub stats: LinkStats,
     waker: Option<Waker>,
@@ -182,6 +188,8 @@ impl Link {
             table: Table::default(),
             members,
             snapshots: Default::default(),
+            held: Vec::new(),
+            back: Default::default(),
             stats: LinkStats::default(),
             waker: None,
         }
@@ -209,6 +217,7 @@ impl Link {
         }
         self.unacked_len = 0;
         self.snapshots.clear();
+        self.back.clear();
         if let Some(m) = self.members.as_mut() {
             m.refresh_all(Instant::now());
         }
@@ -266,6 +275,26 @@ impl Link {
         });
         self.unacked_len -= out.len();
         out
+    }
+
+    /// Shard 0: true when NATS's return of a stanza (no one subscribed on its member's shard)
+    /// does not show a death: our connection is down, or came back less than the failure
+    /// timeout ago (the member's shards may not have subscribed again on that server yet).
+    pub(super) fn resubscribing(&self, now: Instant) -> bool {
+        !self.connected
+            || self
+                .members
+                .as_ref()
+                .is_some_and(|m| m.just_reconnected(now))
+    }
+
+    /// Shard 0: takes the held stanzas `which` selects, oldest first.
+    pub(super) fn take_held(&mut self, which: impl Fn(&super::stanzas::Held) -> bool) -> Vec<Acc> {
+        let (out, keep) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition::<Vec<_>, _>(|h| which(h));
+        self.held = keep;
+        out.into_iter().map(|h| h.acc).collect()
     }
 
     /// Takes the copies for (slot, shard) with sequence numbers in `seqs` (returned by NATS, or

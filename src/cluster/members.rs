@@ -57,6 +57,8 @@ pub struct Members {
     live: HashMap<String, Member>,
     dead: VecDeque<Incarnation>,
     next_slot: u16,
+    /// When our own connection last came back (see [`Members::refresh_all`]).
+    reconnected: Option<Instant>,
 }
 
 impl Members {
@@ -68,6 +70,7 @@ impl Members {
             live: HashMap::default(),
             dead: VecDeque::new(),
             next_slot: 0,
+            reconnected: None,
         }
     }
 
@@ -171,9 +174,17 @@ impl Members {
     /// Counts every member as heard from now (after our own connection was down: their silence
     /// was ours).
     pub fn refresh_all(&mut self, now: Instant) {
+        self.reconnected = Some(now);
         for m in self.live.values_mut() {
             m.last_seen = now;
         }
+    }
+
+    /// True within the failure timeout after our own connection came back: the members' shards
+    /// may not have subscribed again on that server yet, so NATS's "no one listens" is no death.
+    pub fn just_reconnected(&self, now: Instant) -> bool {
+        self.reconnected
+            .is_some_and(|t| now.saturating_duration_since(t) < self.failure_timeout)
     }
 
     /// The live members.

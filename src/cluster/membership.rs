@@ -125,7 +125,15 @@ pub(super) fn apply_change(shard: &mut Shard, change: Change, speak: bool) {
     }
     // Before the copies are routed again: stanzas for its objects find them unknown.
     super::objects::purge(shard, slot);
-    let copies = link.borrow_mut().take_copies(slot);
+    let copies = {
+        let mut l = link.borrow_mut();
+        // Shard 0: what waited for one of its shards to subscribe again goes first (it came
+        // back before the copies still kept were published).
+        l.back.retain(|k| k.0 != slot);
+        let mut copies = l.take_held(|h| h.key.0 == slot);
+        copies.extend(l.take_copies(slot));
+        copies
+    };
     if copies.is_empty() {
         return;
     }
@@ -167,4 +175,5 @@ pub fn tick(link: &LinkRc, shard: &mut Shard) {
     for c in deaths {
         broadcast(shard, c);
     }
+    super::stanzas::release_overdue(link, shard, Instant::now());
 }

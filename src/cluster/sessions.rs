@@ -200,6 +200,8 @@ pub(super) fn snapshot(link: &LinkRc, shard: &mut Shard, rec: Record) {
     let Some(slot) = heard(link, shard, &from, None) else {
         return;
     };
+    // Published after that shard's subscriptions: it listens on this server.
+    super::stanzas::resubscribed(link, shard, (slot, home));
     let mut l = link.borrow_mut();
     if !done {
         l.snapshots.open(from, home, shards);

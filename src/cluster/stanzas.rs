@@ -1,6 +1,8 @@
 //! Stanzas between nodes, on one shard: publishing to another node's shard with a copy kept
 //! until acknowledged, delivering what arrives, acknowledging it, and what NATS returns.
 
+use std::time::Instant;
+
 use super::link::{link_of, Link, LinkRc};
 use super::membership::broadcast;
 use super::wire::{DeliverHead, Malformed, Record};
@@ -269,31 +271,95 @@ pub(super) fn gap(
     }
 }
 
-/// NATS returned stanza `seq`: nobody listens on its node's shard any more. Shard 0 declares the
-/// member dead, then routes the stanza again (after the purge reached every shard).
+/// NATS returned stanza `seq`: nobody listens on its node's shard (any more, or yet): shard 0
+/// decides what it means (see `on_returned`).
 pub(super) fn returned(link: &LinkRc, shard: &mut Shard, key: (u16, u16), seq: u64) {
     let Some(acc) = link.borrow_mut().take_range(key, seq..seq + 1).pop() else {
         return;
     };
-    let slot = key.0;
     link.borrow_mut().stats.returned += 1;
     crate::sm::run_on(
         shard,
         ShardId(0),
-        Box::new(move |s| {
-            if let Some(link) = link_of(s) {
-                let change = link
-                    .borrow_mut()
-                    .members
-                    .as_mut()
-                    .and_then(|m| m.suspect(slot));
-                if let Some(c) = change {
-                    broadcast(s, c);
-                }
-            }
-            s.reroute(acc);
+        Box::new(move |s| match link_of(s) {
+            Some(link) => on_returned(&link, s, key, acc),
+            None => s.reroute(acc),
         }),
     );
+}
+
+/// A stanza for (member slot, shard) `key` NATS returned, on shard 0. Just after our own
+/// reconnection (or while we are cut off) that shard may simply not have subscribed again on the
+/// new server: the stanza waits until the shard announces itself (`resubscribed`) or the failure
+/// timeout passes (`release_overdue`), then is routed again once; it goes at once when the shard
+/// announced itself already or [`MAX_UNACKED`] wait. Otherwise the member is declared dead and the
+/// stanza routed again (after the purge reached every shard).
+fn on_returned(link: &LinkRc, shard: &mut Shard, key: (u16, u16), acc: Acc) {
+    let now = Instant::now();
+    let mut l = link.borrow_mut();
+    if l.resubscribing(now) {
+        // `back` holds what announced itself on our current connection only.
+        if (l.connected && l.back.contains(&key)) || l.held.len() >= MAX_UNACKED {
+            drop(l);
+            return shard.reroute(acc);
+        }
+        l.held.push(Held {
+            key,
+            since: now,
+            acc,
+        });
+        return;
+    }
+    let change = l.members.as_mut().and_then(|m| m.suspect(key.0));
+    drop(l);
+    if let Some(c) = change {
+        broadcast(shard, c);
+    }
+    shard.reroute(acc);
+}
+
+/// A stanza NATS returned just after our reconnection, waiting on shard 0 for its member's shard.
+pub(super) struct Held {
+    /// The (member slot, shard) it was published to.
+    pub(super) key: (u16, u16),
+    /// When it came back.
+    since: Instant,
+    /// The stanza.
+    pub(super) acc: Acc,
+}
+
+/// Shard 0: shard `key.1` of member `key.0` announced itself on our connection (a snapshot frame,
+/// published after its subscriptions): it listens again, what waited for it is routed again.
+pub(super) fn resubscribed(link: &LinkRc, shard: &mut Shard, key: (u16, u16)) {
+    let again = {
+        let mut l = link.borrow_mut();
+        l.back.insert(key);
+        l.take_held(|h| h.key == key)
+    };
+    for acc in again {
+        retry(shard, acc);
+    }
+}
+
+/// Shard 0, every heartbeat: the stanzas that waited the failure timeout for their member's
+/// shard are routed again (to it if it is back or still counts as live, else elsewhere; a return
+/// now declares the member dead).
+pub(super) fn release_overdue(link: &LinkRc, shard: &mut Shard, now: Instant) {
+    let due = {
+        let mut l = link.borrow_mut();
+        let timeout = l.node.failure_timeout;
+        l.take_held(|h| now.saturating_duration_since(h.since) >= timeout)
+    };
+    for acc in due {
+        retry(shard, acc);
+    }
+}
+
+/// Routes a held stanza again: the hop NATS refused is tried again, not counted as one more
+/// re-route (a stanza is held at most once per connection of ours, see `on_returned`).
+fn retry(shard: &mut Shard, mut acc: Acc) {
+    acc.reroutes = acc.reroutes.saturating_sub(1);
+    shard.reroute(acc);
 }
 
 #[cfg(test)]
@@ -406,5 +472,60 @@ pub(super) mod tests {
         acked(&link, (0, 1), &[4, 1]);
         assert!(seqs(&link).is_empty());
         assert_eq!(link.borrow().unacked_len, 0);
+    }
+
+    #[test]
+    fn a_return_after_our_reconnection_waits_for_the_shard_and_is_no_death() {
+        let (mut shard, link) = shard_and_link("a");
+        let b = Incarnation {
+            node: "b".into(),
+            id: 2,
+        };
+        let now = Instant::now();
+        let joined = link
+            .borrow_mut()
+            .members
+            .as_mut()
+            .unwrap()
+            .heard(&b, None, now);
+        for c in &joined.0 {
+            link.borrow_mut().table.apply(c);
+        }
+        // Our connection came back just now.
+        let _ = link.borrow_mut().reset();
+        link.borrow_mut().connected = true;
+        output(&link);
+        let bob = FullJid::parse("bob@localhost/r").unwrap();
+        let remote = SessionRef::remote(0, 1, 1);
+        shard.sm.insert(bob.clone(), remote);
+        shard.sm.set_priority(&bob, remote, Some(0));
+        crate::sm::route(&mut shard, chat("bob@localhost/r", "one"));
+        assert!(output(&link).contains("one"));
+        // NATS returns it: b's shard 1 has not subscribed on the new server yet. It waits.
+        let acc = link.borrow_mut().take_range((0, 1), 1..2).pop().unwrap();
+        on_returned(&link, &mut shard, (0, 1), acc);
+        assert_eq!(link.borrow().members.as_ref().unwrap().live().count(), 1);
+        assert_eq!(link.borrow().held.len(), 1);
+        assert!(output(&link).is_empty());
+        // b's shard 1 announces itself: the stanza goes again, to it.
+        resubscribed(&link, &mut shard, (0, 1));
+        let out = output(&link);
+        assert!(
+            out.contains("PUB petrel.t.n.b.1 petrel.t.r.a.1.0.0.1.2 "),
+            "{out}"
+        );
+        assert!(out.contains("one"), "{out}");
+        assert!(link.borrow().held.is_empty());
+        // Long after our reconnection a return is a death again.
+        let long_ago = now - link.borrow().node.failure_timeout * 2;
+        link.borrow_mut()
+            .members
+            .as_mut()
+            .unwrap()
+            .refresh_all(long_ago);
+        let acc = link.borrow_mut().take_range((0, 1), 2..3).pop().unwrap();
+        on_returned(&link, &mut shard, (0, 1), acc);
+        assert_eq!(link.borrow().members.as_ref().unwrap().live().count(), 0);
+        assert!(link.borrow().held.is_empty());
     }
 }
