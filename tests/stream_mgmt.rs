@@ -1009,3 +1009,52 @@ fn unacked_messages_stored_offline_keep_their_delivery_time() {
         "stamped {stamp}, the message was delivered at {before}: the expiry's time, not the delivery's"
     );
 }
+
+/// A stream-managed client that sends a burst of stanzas, each answered (here bounced: no such
+/// user; the same for IQs), more than the unacknowledged buffer holds, gets every answer as it
+/// acknowledges them. The buffer used to overflow with answers not yet written, and the stream
+/// closed with `policy-violation` before any was sent, though `h` counted their stanzas handled.
+#[test]
+fn a_burst_larger_than_the_buffer_gets_every_answer() {
+    for shards in [1, 2] {
+        let server = Server::start_with(shards, &["alice"], "", &sm_toml(60, 50));
+        let mut a = Sm::login(&server, "alice", "r");
+        const N: usize = 400;
+        let mut burst = String::new();
+        for i in 0..N {
+            burst.push_str(&format!(
+                "<message to='nosuchuser@localhost' type='chat' id='g{i}'><body>x</body></message>"
+            ));
+            if i % 2 == 1 {
+                burst.push_str(&format!(
+                    "<iq type='get' to='localhost' id='p{i}'><ping xmlns='urn:xmpp:ping'/></iq>"
+                ));
+            }
+        }
+        a.c.send(&burst);
+        let (mut bounces, mut pongs) = (0, 0);
+        while bounces + pongs < N + N / 2 {
+            let s = a.recv();
+            let id = s.id().unwrap_or_default().into_owned();
+            match (s.name(), s.type_().as_deref()) {
+                ("message", Some("error")) => {
+                    assert_eq!(id, format!("g{bounces}"), "shards={shards}: in order");
+                    bounces += 1;
+                }
+                ("iq", Some("result")) => {
+                    assert!(id.starts_with('p'), "shards={shards}: {id}");
+                    pongs += 1;
+                }
+                _ => panic!("shards={shards}: {}", String::from_utf8_lossy(s.bytes())),
+            }
+        }
+        // The stream is alive and the counts agree.
+        a.c.send("<r xmlns='urn:xmpp:sm:3'/>");
+        let ans = a.c.expect("sm answer", |s| s.name() == "a");
+        assert_eq!(
+            ans.attr("h").as_deref(),
+            Some(format!("{}", N + N / 2).as_str()),
+            "shards={shards}"
+        );
+    }
+}

@@ -69,6 +69,13 @@ impl C2s {
             self.out.reserve(self.routed.bytes().min(chunk));
         }
         while self.out.len() < chunk {
+            if self.sm.as_ref().is_some_and(|sm| sm.is_full()) {
+                // XEP-0198 window closed: the rest waits for the client's `<a/>`, asked for once.
+                if self.routed.len() > 0 && self.sm.as_mut().is_some_and(|sm| sm.ask()) {
+                    super::sm_xep198::write_r(&mut self.out);
+                }
+                break;
+            }
             let Some(acc) = self.routed.pop() else {
                 break;
             };
@@ -77,7 +84,7 @@ impl C2s {
                 self.on_wire.mark(self.out.len(), acc);
                 continue;
             }
-            // Room in the buffer was reserved when the stanza was queued.
+            // Not full (checked above): the buffer takes it.
             if let Some(super::Unacked::Routed(acc)) = self.sm_outbound(super::Unacked::Routed(acc))
             {
                 self.routed.push(acc);

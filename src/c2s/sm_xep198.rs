@@ -287,6 +287,22 @@ impl SmState {
         wanted
     }
 
+    /// True when the buffer of unacknowledged stanzas is at `buffer_max`: what is routed to the
+    /// client waits for its `<a/>`.
+    pub fn is_full(&self) -> bool {
+        self.buffer.len() >= self.cfg.buffer_max
+    }
+
+    /// Asks for an ack unless one is asked already: true when `<r/>` is to be written.
+    pub fn ask(&mut self) -> bool {
+        if self.request_pending {
+            return false;
+        }
+        self.request_pending = true;
+        self.since_request = 0;
+        true
+    }
+
     /// Counts and keeps one stanza sent to the client. `Ok(true)` when an ack should be requested
     /// now; a full buffer hands the stanza back.
     pub fn outbound(&mut self, item: Unacked) -> Result<bool, (SmError, Unacked)> {
@@ -752,17 +768,10 @@ impl C2s {
             self.stream_error(StreamErrorCondition::PolicyViolation, Some("slow reader"));
             return Err(acc);
         }
-        if self
-            .sm
-            .as_ref()
-            .is_some_and(|sm| sm.unacked_len() + self.routed.len() >= sm.config().buffer_max)
-        {
-            self.stream_error(
-                StreamErrorCondition::PolicyViolation,
-                Some("too many unacknowledged stanzas"),
-            );
-            return Err(acc);
-        }
+        // With stream management, what does not fit the unacknowledged buffer waits here for the
+        // client's `<a/>` (`write_queued`), bounded by the bytes above: a client that sends a
+        // burst of requests gets every answer, its acks opening the window as it reads them (the
+        // buffer used to overflow with answers it had not been sent yet, closing the stream).
         self.routed.push(acc);
         Ok(())
     }

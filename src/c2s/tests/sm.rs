@@ -194,39 +194,61 @@ fn server_requests_acks_every_ack_freq_stanzas() {
 }
 
 #[test]
-fn full_buffer_is_a_policy_violation_and_hands_the_stanza_back() {
+fn a_full_buffer_holds_the_rest_until_the_client_acknowledges() {
+    // A burst of answers larger than the buffer (a client that sent many requests at once) used
+    // to close the stream before any of them was written; now the window fills, an ack is asked
+    // for, and the client's `<a/>` lets the rest out.
     let mut c = Client::new(sm_config(2, 100), REMOTE);
     login(&mut c, Some("r"));
     enable(&mut c, false);
-    c.c2s.deliver_routed(acc("a")).unwrap();
-    c.c2s.deliver_routed(acc("b")).unwrap();
-    let back = c.c2s.deliver_routed(acc("c")).unwrap_err();
-    assert!(String::from_utf8_lossy(back.stanza.bytes()).contains("<body>c</body>"));
+    for body in ["a", "b", "c", "d", "e"] {
+        c.c2s.deliver_routed(acc(body)).unwrap();
+    }
     let out = c.recv();
-    assert!(out.contains(&stream_error("policy-violation")), "{out}");
-    // a and b never reached the wire: they go back to the driver, like c.
-    assert!(!out.contains("<body>"), "{out}");
-    let unsent: Vec<String> = c
-        .c2s
-        .take_unsent()
-        .iter()
-        .map(|a| String::from_utf8_lossy(a.stanza.bytes()).into_owned())
-        .collect();
-    assert_eq!(unsent.len(), 2);
-    assert!(unsent[0].contains("<body>a</body>") && unsent[1].contains("<body>b</body>"));
+    assert_eq!(out.matches("<message").count(), 2, "{out}");
+    assert!(out.contains("<r xmlns='urn:xmpp:sm:3'/>"), "{out}");
+    assert!(!out.contains("<body>c</body>"), "{out}");
+    c.send("<a xmlns='urn:xmpp:sm:3' h='1'/>");
+    let out = c.recv();
+    assert_eq!(out.matches("<message").count(), 1, "{out}");
+    assert!(out.contains("<body>c</body>"), "{out}");
+    // Still full: asked again, once.
+    assert_eq!(out.matches("<r xmlns").count(), 1, "{out}");
+    c.send("<a xmlns='urn:xmpp:sm:3' h='3'/>");
+    let out = c.recv();
+    assert!(
+        out.contains("<body>d</body>") && out.contains("<body>e</body>"),
+        "{out}"
+    );
+    assert!(!out.contains("stream:error"), "{out}");
+    assert_eq!(c.c2s.sm().unwrap().h_out(), 5);
 }
 
 #[test]
-fn full_buffer_after_writing_keeps_the_written_ones_unacknowledged() {
-    let mut c = Client::new(sm_config(2, 100), REMOTE);
+fn what_waits_for_acknowledgements_is_bounded_by_the_outbound_queue() {
+    let mut cfg = sm_config(2, 100);
+    cfg.outbound_queue_bytes = 2048;
+    let mut c = Client::new(cfg, REMOTE);
     login(&mut c, Some("r"));
     enable(&mut c, false);
     c.c2s.deliver_routed(acc("a")).unwrap();
     c.c2s.deliver_routed(acc("b")).unwrap();
     assert_eq!(c.recv().matches("<message").count(), 2);
-    assert!(c.c2s.deliver_routed(acc("c")).is_err());
-    assert!(c.recv().contains(&stream_error("policy-violation")));
-    assert!(c.c2s.take_unsent().is_empty());
+    // The client acknowledges nothing: the rest waits, up to the queue's bytes.
+    let mut taken = 0;
+    let back = loop {
+        match c.c2s.deliver_routed(acc(&format!("w{taken}"))) {
+            Ok(()) => taken += 1,
+            Err(back) => break back,
+        }
+        assert!(taken < 100, "unbounded");
+    };
+    assert!(taken > 2, "{taken}");
+    assert!(String::from_utf8_lossy(back.stanza.bytes()).contains(&format!("w{taken}")));
+    let out = c.recv();
+    assert!(out.contains(&stream_error("policy-violation")), "{out}");
+    // The written ones stay unacknowledged (resumption), the waiting ones go back to the driver.
+    assert_eq!(c.c2s.take_unsent().len(), taken);
     assert_eq!(c.c2s.take_sm().unwrap().take_unacked().len(), 2);
 }
 
