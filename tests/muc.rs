@@ -853,3 +853,55 @@ fn emoji_nicknames_and_resources_one_shard() {
 fn emoji_nicknames_and_resources_two_shards() {
     emoji_nicknames_and_resources(2);
 }
+
+/// Reads `c`'s stanzas up to the groupchat message `id`; returns those before it.
+fn until_groupchat(c: &mut Client, id: &str) -> Vec<petrel::xml::Stanza> {
+    let mut before = Vec::new();
+    loop {
+        let s = c.next_stanza();
+        if s.name() == "message"
+            && s.id().as_deref() == Some(id)
+            && s.type_().as_deref() == Some("groupchat")
+        {
+            return before;
+        }
+        before.push(s);
+    }
+}
+
+/// RFC 6120 §8.3: an error to `room/nick` goes back to that occupant only when it answers a
+/// private message the occupant sent its sender. A visitor's made-up error with an empty
+/// `<x muc#user/>` reached bob, body and all, past `allowpm = none`.
+#[test]
+fn a_made_up_error_carries_no_private_message() {
+    let server = start(2, 3, "");
+    let room = format!("fakeerr@{SERVICE}");
+    let mut owner = server.login("u0", "r", Some(0));
+    let mut bob = server.login("u1", "r", Some(0));
+    let mut visitor = server.login("u2", "r", Some(0));
+    let fields = format!(
+        "{}{}",
+        field("allowpm", "none"),
+        field("moderatedroom", "1")
+    );
+    create(&mut owner, &room, "o", &fields);
+    join(&mut bob, &room, "bob", "");
+    join(&mut visitor, &room, "v", "");
+    visitor.send(&format!(
+        "<message to='{room}/bob' type='error' id='n2'><body>spam</body>\
+         <x xmlns='http://jabber.org/protocol/muc#user'/>\
+         <error type='modify'><bad-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+    ));
+    // The room answers the ping after the error: the owner's message comes later still.
+    visitor.send(&format!(
+        "<iq type='get' id='ping' to='{room}'><ping xmlns='urn:xmpp:ping'/></iq>"
+    ));
+    visitor.expect("ping", |s| s.id().as_deref() == Some("ping"));
+    groupchat(&mut owner, &room, "sync", "after");
+    let before = until_groupchat(&mut bob, "sync");
+    assert!(
+        !before.iter().any(|s| text(s).contains("spam")),
+        "{:?}",
+        before.iter().map(text).collect::<Vec<_>>()
+    );
+}

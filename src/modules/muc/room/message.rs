@@ -253,15 +253,19 @@ impl Room {
             if self.recent_pms.len() >= RECENT_PMS {
                 self.recent_pms.pop_front();
             }
-            let sender = sender.nick.as_str().into();
-            self.recent_pms.push_back((id.as_ref().into(), sender));
+            self.recent_pms.push_back(super::RecentPm {
+                id: id.as_ref().into(),
+                from: sender.nick.as_str().into(),
+                to: nick.into(),
+            });
         }
     }
 
     /// The error an occupant's client (or server) returned for a private message from `nick`,
-    /// relayed to `nick`'s sessions from the bouncing occupant's room JID. Only an error that
-    /// answers a private message is relayed (it carries the message's §7.5 marker, or the id of a
-    /// recent private message from `nick`): a groupchat's bounce concerns no one occupant.
+    /// relayed to `nick`'s sessions from the bouncing occupant's room JID. Only an error whose id
+    /// is that of a private message `nick` recently sent the bouncer is relayed, once (RFC 6120
+    /// §8.3: an error answers a stanza that was sent): anything else, a `<x muc#user/>` marker
+    /// included, could carry a body past `allowpm` and a visitor's silence.
     fn relay_private_error(
         &mut self,
         from: &FullJid,
@@ -275,15 +279,14 @@ impl Room {
         let Ok(mut el) = stanza.tree() else {
             return;
         };
-        let answers_pm = el.get_child("x", NS_MUC_USER).is_some()
-            || el.attr("id").is_some_and(|id| {
-                self.recent_pms
-                    .iter()
-                    .any(|(i, n)| &**i == id && &**n == nick)
-            });
-        if !answers_pm {
+        let Some(at) = el.attr("id").and_then(|id| {
+            self.recent_pms
+                .iter()
+                .position(|p| &*p.id == id && &*p.from == nick && *p.to == *bouncer)
+        }) else {
             return;
-        }
+        };
+        self.recent_pms.remove(at);
         let Some(target) = self.occupants.get(nick) else {
             return;
         };

@@ -159,6 +159,17 @@ struct AffEntry {
     reason: Option<String>,
 }
 
+/// A private message the room passed on, remembered so that an error answering it can go back.
+#[derive(Debug)]
+struct RecentPm {
+    /// The message's id.
+    id: Box<str>,
+    /// The sender's nick.
+    from: Box<str>,
+    /// The recipient's nick (only it may answer).
+    to: Box<str>,
+}
+
 /// One room.
 #[derive(Debug)]
 pub struct Room {
@@ -175,10 +186,9 @@ pub struct Room {
     subject: Option<Subject>,
     /// IQs forwarded between occupants, awaiting their answers.
     forwarded: forward::Forwarded,
-    /// The ids of the latest private messages passed on, with their senders' nicks: an error
-    /// that answers one (a server's bounce carries no payload to recognise it by) goes back to
-    /// its sender.
-    recent_pms: std::collections::VecDeque<(Box<str>, Box<str>)>,
+    /// The latest private messages passed on: an error that answers one (a server's bounce
+    /// carries no payload to recognise it by) goes back to its sender.
+    recent_pms: std::collections::VecDeque<RecentPm>,
     /// XEP-0421 occupant ids (none: the room neither adds nor advertises them).
     ids: Option<OccupantIds>,
     /// Features other modules give every room of the service (the archive's), for disco#info.

@@ -203,6 +203,8 @@ fn a_bounce_to_a_room_jid_with_nick_removes_the_occupant_and_a_private_ones_reac
     // groupchat or private message came from her). It was dropped: the bouncing occupant stayed
     // (a ghost, when its server was gone) and alice never learned her private message failed.
     let mut room = room_alice_bob();
+    let pm = format!("<message type='chat' id='pm1' to='{ROOM}/bob'><body>hi</body></message>");
+    assert!(!sent_to(&feed(&mut room, ALICE, &pm), BOB).is_empty());
     let pm_bounce = format!(
         "<message type='error' id='pm1' to='{ROOM}/alice'><body>hi</body>\
          <x xmlns='http://jabber.org/protocol/muc#user'/>\
