@@ -905,3 +905,35 @@ fn a_made_up_error_carries_no_private_message() {
         before.iter().map(text).collect::<Vec<_>>()
     );
 }
+
+/// RFC 6120 §8.2.3: every request forwarded to an occupant is answered. Past the room's 256
+/// pending requests the oldest was forgotten unanswered; it is now answered `resource-constraint`
+/// (the others `service-unavailable` when the occupant that never answered leaves).
+#[test]
+fn every_request_forwarded_to_an_occupant_is_answered() {
+    let server = start(2, 2, "");
+    let room = format!("fwd@{SERVICE}");
+    let mut asker = server.login("u0", "r", Some(0));
+    let mut mute = server.login("u1", "r", Some(0));
+    create(&mut asker, &room, "asker", "");
+    join(&mut mute, &room, "mute", "");
+    let n = 300;
+    for i in 0..n {
+        asker.send(&format!(
+            "<iq type='get' to='{room}/mute' id='f{i}'><query xmlns='jabber:iq:version'/></iq>"
+        ));
+    }
+    let answer = |asker: &mut Client, i: usize| {
+        let id = format!("f{i}");
+        let e = asker.expect("an answer", |s| s.id().as_deref() == Some(id.as_str()));
+        assert_eq!(e.type_().as_deref(), Some("error"), "{}", text(&e));
+        error_condition(&e).unwrap_or_default()
+    };
+    for i in 0..n - 256 {
+        assert_eq!(answer(&mut asker, i), "resource-constraint");
+    }
+    mute.send(&format!("<presence type='unavailable' to='{room}/mute'/>"));
+    for i in n - 256..n {
+        assert_eq!(answer(&mut asker, i), "service-unavailable");
+    }
+}

@@ -10,7 +10,7 @@ use crate::jid::{BareJid, FullJid, Jid};
 use crate::xml::{Element, Stanza};
 use crate::xmpp::{ns, StanzaErrorCondition as E};
 
-/// Requests awaiting an answer, oldest first; past this many the oldest is forgotten.
+/// Requests awaiting an answer, oldest first; past this many the oldest is given up.
 const MAX_PENDING: usize = 256;
 
 /// A forwarded request awaiting its answer.
@@ -27,6 +27,24 @@ struct Pending {
     responder: Jid,
     /// The occupant JID the request was addressed to (an answer comes from it).
     target: String,
+}
+
+impl Pending {
+    /// The error (`cond`, of its default type) the requester gets for a request that will not be
+    /// answered.
+    fn fail(self, cond: E) -> RoomOut {
+        let el = Element::new("iq", ns::CLIENT)
+            .with_attr("type", "error")
+            .with_attr("id", self.orig_id)
+            .with_attr("from", self.target)
+            .with_attr("to", self.requester.as_str())
+            .with_child(
+                Element::new("error", ns::CLIENT)
+                    .with_attr("type", cond.default_type().as_str())
+                    .with_child(Element::new(cond.as_str(), ns::STANZAS)),
+            );
+        super::util::send(&self.requester, &el)
+    }
 }
 
 /// The room's forwarded requests.
@@ -109,8 +127,14 @@ impl Room {
         el.attrs.push(("from".into(), from_nick));
         el.attrs.push(("to".into(), target.as_str().into()));
         el.attrs.push(("id".into(), id.clone()));
+        // The oldest request is given up, not the new one refused: nothing expires pending
+        // requests but an answer or the target leaving, so refusing would let occupants that
+        // never answer (or one requester's flood) block every forwarded request of the room for
+        // good. It is answered (RFC 6120 §8.2.3): the room ran out of room for it.
         if f.pending.len() >= MAX_PENDING {
-            f.pending.pop_front();
+            if let Some(old) = f.pending.pop_front() {
+                out.push(old.fail(E::ResourceConstraint));
+            }
         }
         f.pending.push_back(Pending {
             id,
@@ -137,17 +161,7 @@ impl Room {
                 .partition(|p| p.responder.as_str() == gone);
         f.pending = rest;
         for p in unanswered {
-            let el = Element::new("iq", ns::CLIENT)
-                .with_attr("type", "error")
-                .with_attr("id", p.orig_id)
-                .with_attr("from", p.target)
-                .with_attr("to", p.requester.as_str())
-                .with_child(
-                    Element::new("error", ns::CLIENT)
-                        .with_attr("type", "cancel")
-                        .with_child(Element::new("service-unavailable", ns::STANZAS)),
-                );
-            out.push(super::util::send(&p.requester, &el));
+            out.push(p.fail(E::ServiceUnavailable));
         }
     }
 
