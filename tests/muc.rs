@@ -937,3 +937,45 @@ fn every_request_forwarded_to_an_occupant_is_answered() {
         assert_eq!(answer(&mut asker, i), "service-unavailable");
     }
 }
+
+/// Sends a `muc#admin` set of `items` to `room` as IQ `id` and returns its answer.
+fn admin_set(c: &mut Client, room: &str, id: &str, items: &str) -> petrel::xml::Stanza {
+    c.send(&format!(
+        "<iq type='set' id='{id}' to='{room}'><query xmlns='http://jabber.org/protocol/muc#admin'>{items}</query></iq>"
+    ));
+    c.expect("admin answer", |s| s.id().as_deref() == Some(id))
+}
+
+/// XEP-0045 §8.4: a moderator may not revoke voice from an occupant whose affiliation is at or
+/// above its own (it could from a fellow member); §8.2: kicking is barred only for a higher one.
+#[test]
+fn a_member_moderator_silences_no_fellow_member_but_may_kick_one() {
+    let server = start(2, 3, "");
+    let room = format!("voice@{SERVICE}");
+    let mut owner = server.login("u0", "r", Some(0));
+    let mut bob = server.login("u1", "r", Some(0));
+    let mut carol = server.login("u2", "r", Some(0));
+    create(&mut owner, &room, "o", "");
+    join(&mut bob, &room, "bob", "");
+    join(&mut carol, &room, "carol", "");
+    let members = "<item affiliation='member' jid='u1@localhost'/>\
+                   <item affiliation='member' jid='u2@localhost'/>";
+    let r = admin_set(&mut owner, &room, "m", members);
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    let r = admin_set(
+        &mut owner,
+        &room,
+        "mod",
+        "<item role='moderator' nick='bob'/>",
+    );
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    let r = admin_set(&mut bob, &room, "v", "<item role='visitor' nick='carol'/>");
+    assert_eq!(
+        error_condition(&r).as_deref(),
+        Some("not-allowed"),
+        "{}",
+        text(&r)
+    );
+    let r = admin_set(&mut bob, &room, "k", "<item role='none' nick='carol'/>");
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+}

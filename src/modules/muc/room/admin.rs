@@ -252,9 +252,14 @@ impl Room {
         if role < Role::Moderator && target_aff.is_admin() {
             return Err(E::NotAllowed.into());
         }
-        // §8.2, §8.4: a moderator may not kick or silence someone of a higher affiliation (a
-        // moderator by role only, say, a member).
-        if role < target.role && target_aff > actor_aff {
+        // §8.2: a moderator may not kick someone of a higher affiliation (a moderator by role
+        // only, say, a member); §8.4: nor silence someone of the same affiliation or higher.
+        let barred = match role {
+            Role::None => target_aff > actor_aff,
+            Role::Visitor => target.role > Role::Visitor && target_aff >= actor_aff,
+            _ => false,
+        };
+        if barred {
             return Err(E::NotAllowed.into());
         }
         Ok(())
