@@ -979,3 +979,61 @@ fn a_member_moderator_silences_no_fellow_member_but_may_kick_one() {
     let r = admin_set(&mut bob, &room, "k", "<item role='none' nick='carol'/>");
     assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
 }
+
+/// XEP-0045 §9.1: a room admin may not ban an owner, and a service administrator (`admins`) is
+/// one in every room; it was banned, the room's stored list being read. Nor may an owner take
+/// the service administrator's ownership away (§10.4: `not-authorized`): in a members-only room
+/// setting it to `none` removed it from the room.
+#[test]
+fn no_room_takes_a_service_administrator_s_ownership() {
+    let server = start(2, 3, "admins = [\"u2@localhost\"]");
+    let room = format!("sysop@{SERVICE}");
+    let mut owner = server.login("u0", "r", Some(0));
+    let mut admin = server.login("u1", "r", Some(0));
+    let mut sysop = server.login("u2", "r", Some(0));
+    create(&mut owner, &room, "o", &field("membersonly", "1"));
+    let r = admin_set(
+        &mut owner,
+        &room,
+        "a",
+        "<item affiliation='admin' jid='u1@localhost'/>",
+    );
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    join(&mut admin, &room, "admin", "");
+    join(&mut sysop, &room, "sysop", "");
+    let ban = "<item affiliation='outcast' jid='u2@localhost'/>";
+    let r = admin_set(&mut admin, &room, "b", ban);
+    assert_eq!(
+        error_condition(&r).as_deref(),
+        Some("not-allowed"),
+        "{}",
+        text(&r)
+    );
+    let none = "<item affiliation='none' jid='u2@localhost'/>";
+    let r = admin_set(&mut owner, &room, "n", none);
+    assert_eq!(
+        error_condition(&r).as_deref(),
+        Some("not-authorized"),
+        "{}",
+        text(&r)
+    );
+    // Listed as an owner of the room too, then left out of the form's owner list: it stays.
+    let own = "<item affiliation='owner' jid='u2@localhost'/>";
+    let r = admin_set(&mut owner, &room, "o", own);
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    owner.send(&format!(
+        "<iq type='set' id='cfg2' to='{room}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field><field var='muc#roomconfig_roomowners'><value>u0@localhost</value></field></x></query></iq>"
+    ));
+    let r = owner.expect("config result", |s| s.id().as_deref() == Some("cfg2"));
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    // Still in: the owner's message reaches it.
+    groupchat(&mut owner, &room, "still", "here?");
+    let before = until_groupchat(&mut sysop, "still");
+    assert!(
+        !before
+            .iter()
+            .any(|s| s.type_().as_deref() == Some("unavailable")),
+        "{:?}",
+        before.iter().map(text).collect::<Vec<_>>()
+    );
+}

@@ -135,8 +135,13 @@ impl Room {
                     {
                         return Err(E::Conflict.into());
                     }
-                    let cur = affs.get(jid).map_or(Affiliation::None, |a| a.affiliation);
+                    let cur = self.affiliation_in(&affs, jid);
                     check_affiliation(actor_aff, cur, *affiliation)?;
+                    // A service administrator's ownership is the service's: no room takes it
+                    // away (§10.4: an owner status the service does not let an owner revoke).
+                    if *affiliation != Affiliation::Owner && self.service_admins.contains(jid) {
+                        return Err(E::NotAuthorized.into());
+                    }
                     if *affiliation == Affiliation::None {
                         affs.remove(jid);
                     } else {
@@ -309,6 +314,9 @@ impl Room {
     ) {
         let old = self.affiliation(jid);
         self.store_affiliation(jid, aff, reason.clone());
+        // What the occupants now have (a service administrator stays an owner whatever the
+        // room's lists say).
+        let aff = self.affiliation(jid);
         for nick in self.occupants.nicks_of_bare(jid) {
             let code = match aff {
                 Affiliation::Outcast => Some(301),

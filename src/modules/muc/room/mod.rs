@@ -447,12 +447,15 @@ impl Room {
 
     /// `jid`'s affiliation: a service administrator's is owner.
     pub fn affiliation(&self, jid: &BareJid) -> Affiliation {
+        self.affiliation_in(&self.affiliations, jid)
+    }
+
+    /// `jid`'s affiliation were `affs` the room's list (a service administrator's is owner).
+    fn affiliation_in(&self, affs: &BTreeMap<BareJid, AffEntry>, jid: &BareJid) -> Affiliation {
         if self.service_admins.contains(jid) {
             return Affiliation::Owner;
         }
-        self.affiliations
-            .get(jid)
-            .map_or(Affiliation::None, |a| a.affiliation)
+        affs.get(jid).map_or(Affiliation::None, |a| a.affiliation)
     }
 
     /// The role an occupant with `aff` gets on entering (§5.1.2).
