@@ -1037,3 +1037,36 @@ fn no_room_takes_a_service_administrator_s_ownership() {
         before.iter().map(text).collect::<Vec<_>>()
     );
 }
+
+/// XEP-0045 §7.14 (status 332): the goodbye at shutdown carries the occupant's own affiliation;
+/// it said `none` for everyone, owners and members too.
+#[test]
+fn the_shutdown_goodbye_carries_each_occupant_s_affiliation() {
+    let mut server = start(2, 3, "");
+    let room = format!("aff@{SERVICE}");
+    let mut clients = occupied(&server, 3, &room);
+    let r = admin_set(
+        &mut clients[0],
+        &room,
+        "m",
+        "<item affiliation='member' jid='u1@localhost'/>",
+    );
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    // The member's own presence with its new affiliation reached it before the stop.
+    clients[1].expect("own presence", |s| {
+        s.name() == "presence" && has_status(s, "110") && text(s).contains("affiliation='member'")
+    });
+    server.stop();
+    for (c, want) in clients.iter_mut().zip(["owner", "member", "none"]) {
+        let seen = c.read_to_close();
+        let at = seen
+            .find("code='332'")
+            .unwrap_or_else(|| panic!("no 332: {seen}"));
+        let start = seen[..at].rfind("<presence").unwrap_or(0);
+        let goodbye = &seen[start..at];
+        assert!(
+            goodbye.contains(&format!("affiliation='{want}'")),
+            "{want}: {goodbye}"
+        );
+    }
+}

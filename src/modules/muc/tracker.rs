@@ -5,6 +5,7 @@
 use crate::xml::{Element, Stanza, StanzaType};
 use ahash::HashMap;
 
+use super::room::types::Affiliation;
 use super::Services;
 use crate::hooks::{Acc, HookCtx, HookResult, SessionEnd, SessionEndKind};
 use crate::jid::{BareJid, FullJid};
@@ -14,10 +15,19 @@ use crate::shard::{home_shard, Shard};
 /// presence, or the room's bounce of stanzas to a gone session, still make it leave them).
 const MAX_JOINED: usize = 1000;
 
-/// Rooms each session on this shard has joined, as its occupant JIDs (`room/nick`).
+/// One room a session is in.
+#[derive(Clone)]
+struct Seat {
+    /// Its occupant JID (`room/nick`).
+    occupant: FullJid,
+    /// Its affiliation there, as the room's latest self-presence said (the goodbye says it too).
+    affiliation: Affiliation,
+}
+
+/// Rooms each session on this shard has joined.
 #[derive(Default)]
 struct Joined {
-    rooms: HashMap<FullJid, Vec<FullJid>>,
+    rooms: HashMap<FullJid, Vec<Seat>>,
     /// Shards in the process (for the rooms' home shards).
     shards: usize,
     /// This server's rooms all live in this process (not a cluster): they stop with it.
@@ -33,8 +43,8 @@ pub fn nick_in(ext: &crate::shard::Extensions, session: &FullJid, room: &str) ->
         .rooms
         .get(session)?
         .iter()
-        .find(|occupant| occupant.bare().as_str() == room)
-        .map(|occupant| occupant.resource().to_owned())
+        .find(|seat| seat.occupant.bare().as_str() == room)
+        .map(|seat| seat.occupant.resource().to_owned())
 }
 
 /// Registers the hooks.
@@ -80,14 +90,14 @@ pub fn node_stopping(shard: &mut Shard) {
 
 /// Forgets the rooms `gone` picks (by occupant JID) of every session here; returns them with
 /// their sessions.
-fn forget_rooms(shard: &mut Shard, gone: impl Fn(&FullJid) -> bool) -> Vec<(FullJid, FullJid)> {
+fn forget_rooms(shard: &mut Shard, gone: impl Fn(&FullJid) -> bool) -> Vec<(FullJid, Seat)> {
     let joined = shard.ext.get_or_default::<Joined>();
     let mut told = Vec::new();
     for (session, rooms) in joined.rooms.iter_mut() {
-        rooms.retain(|occupant| {
-            let gone = gone(occupant);
+        rooms.retain(|seat| {
+            let gone = gone(&seat.occupant);
             if gone {
-                told.push((session.clone(), occupant.clone()));
+                told.push((session.clone(), seat.clone()));
             }
             !gone
         });
@@ -96,9 +106,16 @@ fn forget_rooms(shard: &mut Shard, gone: impl Fn(&FullJid) -> bool) -> Vec<(Full
     told
 }
 
-/// Each (session, occupant) gets the unavailable self-presence with status 332.
-fn tell_gone(shard: &mut Shard, told: Vec<(FullJid, FullJid)>) {
-    for (session, occupant) in told {
+/// Each (session, seat) gets the unavailable self-presence with status 332.
+fn tell_gone(shard: &mut Shard, told: Vec<(FullJid, Seat)>) {
+    for (
+        session,
+        Seat {
+            occupant,
+            affiliation,
+        },
+    ) in told
+    {
         let ns = super::room::types::NS_MUC_USER;
         let el = Element::new("presence", crate::xmpp::ns::CLIENT)
             .with_attr("type", "unavailable")
@@ -108,7 +125,7 @@ fn tell_gone(shard: &mut Shard, told: Vec<(FullJid, FullJid)>) {
                 Element::new("x", ns)
                     .with_child(
                         Element::new("item", ns)
-                            .with_attr("affiliation", "none")
+                            .with_attr("affiliation", affiliation.as_str())
                             .with_attr("role", "none"),
                     )
                     .with_child(Element::new("status", ns).with_attr("code", "110"))
@@ -135,9 +152,12 @@ fn on_receive_presence(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
         .ext
         .get::<Services>()
         .is_some_and(|s| s.0.contains(acc.from.domain()));
-    if !from_service || acc.from.node().is_none() || !is_self_presence(acc) {
+    if !from_service || acc.from.node().is_none() {
         return HookResult::Continue;
     }
+    let Some(affiliation) = self_presence_affiliation(acc) else {
+        return HookResult::Continue;
+    };
     let (Ok(me), Ok(occupant)) = (
         acc.to.clone().try_into_full(),
         acc.from.clone().try_into_full(),
@@ -150,7 +170,7 @@ fn on_receive_presence(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
         joined
             .rooms
             .get(&me)
-            .is_some_and(|r| r.iter().any(|o| o.bare() == room))
+            .is_some_and(|r| r.iter().any(|s| s.occupant.bare() == room))
     };
     let ours = acc.get(TOLD_HERE).is_some();
     if joined.stopping && acc.ty() == StanzaType::Unavailable && !ours && !known() {
@@ -159,36 +179,41 @@ fn on_receive_presence(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     }
     if acc.ty() == StanzaType::Unavailable {
         if let Some(rooms) = joined.rooms.get_mut(&me) {
-            rooms.retain(|r| r.bare() != room);
+            rooms.retain(|s| s.occupant.bare() != room);
             if rooms.is_empty() {
                 joined.rooms.remove(&me);
             }
         }
     } else if acc.ty() == StanzaType::Absent {
         let rooms = joined.rooms.entry(me).or_default();
-        // A nickname change is a new self-presence: the room's entry is replaced.
-        rooms.retain(|r| r.bare() != room);
+        // A nickname or affiliation change is a new self-presence: the room's entry is replaced.
+        rooms.retain(|s| s.occupant.bare() != room);
         if rooms.len() < MAX_JOINED {
-            rooms.push(occupant);
+            rooms.push(Seat {
+                occupant,
+                affiliation,
+            });
         }
     }
     HookResult::Continue
 }
 
-/// The presence carries `<x xmlns='…muc#user'><status code='110'/></x>`.
-fn is_self_presence(acc: &Acc) -> bool {
+/// When the presence carries `<x xmlns='…muc#user'><status code='110'/></x>` (a self-presence),
+/// the affiliation its `<item/>` gives.
+fn self_presence_affiliation(acc: &Acc) -> Option<Affiliation> {
     // Cheap test first: most presences from a room are other occupants'.
-    if memchr::memmem::find(acc.stanza.bytes(), b"110").is_none() {
-        return false;
-    }
-    let Ok(el) = acc.stanza.tree() else {
-        return false;
-    };
-    el.get_child("x", super::room::types::NS_MUC_USER)
-        .is_some_and(|x| {
-            x.child_elements()
-                .any(|c| c.name == "status" && c.attr("code") == Some("110"))
-        })
+    memchr::memmem::find(acc.stanza.bytes(), b"110")?;
+    let el = acc.stanza.tree().ok()?;
+    let x = el.get_child("x", super::room::types::NS_MUC_USER)?;
+    let is_self = x
+        .child_elements()
+        .any(|c| c.name == "status" && c.attr("code") == Some("110"));
+    let affiliation = x
+        .get_child("item", super::room::types::NS_MUC_USER)
+        .and_then(|i| i.attr("affiliation"))
+        .and_then(Affiliation::parse)
+        .unwrap_or(Affiliation::None);
+    is_self.then_some(affiliation)
 }
 
 /// The session ended: it leaves its rooms; resumed on another shard: the list follows it.
@@ -213,16 +238,17 @@ fn on_session_end(end: &mut SessionEnd, ctx: &mut HookCtx<'_>) -> HookResult {
                         .rooms
                         .entry(jid)
                         .or_default();
-                    for room in rooms {
-                        if !mine.contains(&room) && mine.len() < MAX_JOINED {
-                            mine.push(room);
+                    for seat in rooms {
+                        let known = mine.iter().any(|s| s.occupant == seat.occupant);
+                        if !known && mine.len() < MAX_JOINED {
+                            mine.push(seat);
                         }
                     }
                 }),
             );
         }
         _ => {
-            for occupant in rooms {
+            for Seat { occupant, .. } in rooms {
                 let jid = end.jid.clone();
                 let home = home_shard(&occupant.bare(), shards);
                 ctx.run_on(
