@@ -454,10 +454,12 @@ fn a_subject_change_is_in_the_room_archive() {
     assert!(found, "the subject change is not in the room's archive");
 }
 
-/// XEP-0313 §6.1.2: a non-anonymous room's archive gives each message's real JID
-/// (`<x muc#user><item jid/></x>`); a semi-anonymous room's does not.
+/// XEP-0313 §6.1.2: a room's archive gives each message's real JID (`<x muc#user><item jid/></x>`)
+/// to whoever may see it at the time of the query: anyone in a non-anonymous room, moderators
+/// in a semi-anonymous one. A room made semi-anonymous still gave everyone the JIDs of what was
+/// said before, and moderators of a semi-anonymous room got none.
 #[test]
-fn a_non_anonymous_rooms_archive_keeps_real_jids() {
+fn a_rooms_archive_shows_real_jids_to_who_may_see_them_now() {
     let server = Server::start_with(
         1,
         &["u0", "u1"],
@@ -466,32 +468,41 @@ fn a_non_anonymous_rooms_archive_keeps_real_jids() {
     );
     let mut o = server.login("u0", "r", Some(0));
     let mut m = server.login("u1", "r", Some(0));
-    for (room, whois, shown) in [("open", "anyone", true), ("semi", "moderators", false)] {
+    // Whether the owner (a moderator) and the participant see the sender's real JID.
+    let shown = |o: &mut Client, m: &mut Client, room: &str| {
+        [o, m].map(|c| {
+            let page = archive_page(c, room, "<query xmlns='urn:xmpp:mam:2' queryid='w'/>");
+            let result = page
+                .iter()
+                .map(text)
+                .find(|t| t.contains("<result xmlns='urn:xmpp:mam:2'") && t.contains("who am i"))
+                .unwrap_or_else(|| panic!("{room}: not archived"));
+            result.contains("jid='u1@localhost/r'")
+        })
+    };
+    for (room, whois, want) in [
+        ("open", "anyone", [true, true]),
+        ("semi", "moderators", [true, false]),
+    ] {
         let room = format!("{room}@{SERVICE}");
-        create(
-            &mut o,
-            &room,
-            "o",
-            &format!("<field var='muc#roomconfig_whois'><value>{whois}</value></field>"),
-        );
+        create(&mut o, &room, "o", &field("whois", whois));
         join(&mut m, &room, "m", "");
         m.send(&format!(
             "<message to='{room}' type='groupchat' id='w'><body>who am i</body></message>"
         ));
         m.expect("echo", |s| s.id().as_deref() == Some("w"));
-        let page = archive_page(&mut o, &room, "<query xmlns='urn:xmpp:mam:2' queryid='w'/>");
-        let result = page
-            .iter()
-            .map(text)
-            .find(|t| t.contains("<result xmlns='urn:xmpp:mam:2'") && t.contains("who am i"))
-            .unwrap_or_default();
-        assert!(result.contains("who am i"), "{room}: not archived");
-        assert_eq!(
-            result.contains("jid='u1@localhost/r'"),
-            shown,
-            "{room}: {result}"
-        );
+        assert_eq!(shown(&mut o, &mut m, &room), want, "{room}");
     }
+    // The open room becomes semi-anonymous: what was said before is no longer the participant's
+    // to see.
+    let room = format!("open@{SERVICE}");
+    o.send(&format!(
+        "<iq type='set' id='anon' to='{room}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>{}</x></query></iq>",
+        field("whois", "moderators")
+    ));
+    let r = o.expect("config result", |s| s.id().as_deref() == Some("anon"));
+    assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    assert_eq!(shown(&mut o, &mut m, &room), [true, false]);
 }
 
 /// XEP-0359 §6: the history a joining occupant gets carries the stanza ids the room's archive gave

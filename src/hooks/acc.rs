@@ -248,9 +248,14 @@ pub enum CopyFor {
 /// The [`CopyFor`] of a message, when it is one.
 pub const COPY_FOR: Key<CopyFor> = Key::new("sm.copy_for");
 
-/// A room occupant's real JID on the room's broadcast of its message, set by rooms whose
-/// occupants' JIDs every occupant may see (non-anonymous): the room's archive keeps it.
+/// A room occupant's real JID on the room's broadcast of its message: the room's archive keeps it
+/// (and shows it only on [`ROOM_REAL_JIDS_SHOWN`] queries).
 pub const ROOM_REAL_JID: Key<crate::jid::FullJid> = Key::new("muc.real_jid");
+
+/// Set on a query of a room's archive by a requester who may see the occupants' real JIDs at the
+/// time of the query (the room is non-anonymous, or the requester moderates it): the results keep
+/// the real JIDs the archive has (XEP-0313 §6.1.2); others get none.
+pub const ROOM_REAL_JIDS_SHOWN: Key<()> = Key::new("muc.real_jids_shown");
 
 /// The `<stanza-id/>` element (its bytes) an archive gave a message (a room's archive its
 /// broadcast, a user's archive an incoming message): the room's history copy carries it too, and

@@ -248,8 +248,9 @@ fn archive_groupchat(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     // A client's own `<x muc#user>` was removed by the room (XEP-0313 §5.1.2).
     let room = acc.to.bare_str();
     let (id, ts) = next_id(ctx);
-    // In a room whose occupants' real JIDs every occupant sees, the archive's copy carries the
-    // sender's (XEP-0313 §6.1.2), as `<x muc#user><item jid/></x>`; the broadcast does not.
+    // The archive's copy carries the sender's real JID as `<x muc#user><item jid/></x>`; the
+    // broadcast does not. Who sees it is decided at query time (XEP-0313 §6.1.2: the room may
+    // have changed its anonymity since, `RealJids`).
     let with_real = acc.get(crate::hooks::ROOM_REAL_JID).map(|real| {
         let x = Element::new("x", crate::xmpp::ns::MUC_USER).with_child(
             Element::new("item", crate::xmpp::ns::MUC_USER).with_attr("jid", real.as_str()),

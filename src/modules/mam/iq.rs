@@ -4,6 +4,7 @@
 use std::rc::Rc;
 
 use super::query::{self, Query};
+pub use super::results::RealJids;
 use super::{form, id, ns, prefs_iq, results, MamOptions};
 use crate::hooks::{Acc, HookCtx, JobDone};
 use crate::jid::Jid;
@@ -35,7 +36,14 @@ pub fn register_rooms(shard: &mut Shard, services: &[String], opts: &MamOptions)
             service,
             ns::MAM,
             Rc::new(move |acc, payload, ctx| {
-                query_archive(acc.to.bare_str(), acc, payload, ctx, &opts)
+                // The room said whether the requester may see its occupants' real JIDs now.
+                let shown = acc.get(crate::hooks::ROOM_REAL_JIDS_SHOWN).is_some();
+                let real_jids = if shown {
+                    RealJids::Keep
+                } else {
+                    RealJids::Strip
+                };
+                query_archive(acc.to.bare_str(), acc, payload, ctx, &opts, real_jids)
             }),
         );
         // Every room advertises its archive and the stanza ids it stamps (XEP-0313 §7, XEP-0359
@@ -54,7 +62,7 @@ fn user_iq(acc: &Acc, payload: &Element, ctx: &mut HookCtx<'_>, opts: &MamOption
     let owner = acc.to.bare_str();
     match payload.name.as_str() {
         "prefs" => prefs_iq::handle(owner, acc, payload, ctx),
-        _ => query_archive(owner, acc, payload, ctx, opts),
+        _ => query_archive(owner, acc, payload, ctx, opts, RealJids::Keep),
     }
 }
 
@@ -67,6 +75,7 @@ pub fn query_archive(
     payload: &Element,
     ctx: &mut HookCtx<'_>,
     opts: &MamOptions,
+    real_jids: RealJids,
 ) -> IqReply {
     let get = acc.ty() == StanzaType::Get;
     match (payload.name.as_str(), get) {
@@ -75,7 +84,7 @@ pub fn query_archive(
             Ok(q) => {
                 let (req, on, owner) = (acc.fork(), ctx.shard, owner.to_owned());
                 ctx.store(Some(super::STORE_KEY), move |store| {
-                    page_job(store, &owner, &q, &req, on)
+                    page_job(store, &owner, &q, &req, on, real_jids)
                 });
                 IqReply::NoReply
             }
@@ -98,7 +107,14 @@ pub fn query_archive(
 }
 
 /// One page of `q`: the result messages, then the IQ result (or only an error).
-fn page_job(store: &Store, owner: &str, q: &Query, req: &Acc, on: ShardId) -> JobDone {
+fn page_job(
+    store: &Store,
+    owner: &str,
+    q: &Query,
+    req: &Acc,
+    on: ShardId,
+    real_jids: RealJids,
+) -> JobDone {
     let error = |c| JobDone::from(req.error_reply(c, on).into_iter().collect::<Vec<_>>());
     let Ok(from) = Jid::parse(owner) else {
         return error(StanzaErrorCondition::InternalServerError);
@@ -109,7 +125,13 @@ fn page_job(store: &Store, owner: &str, q: &Query, req: &Acc, on: ShardId) -> Jo
     };
     let mut route = Vec::with_capacity(page.rows.len() + 1);
     for row in &page.rows {
-        match results::message(row, q.queryid.as_deref(), owner, req.from.as_str()) {
+        match results::message(
+            row,
+            q.queryid.as_deref(),
+            owner,
+            req.from.as_str(),
+            real_jids,
+        ) {
             Ok(el) => {
                 let mut acc = Acc::new(
                     Stanza::from_element(&el),

@@ -27,7 +27,7 @@ mod prefs_iq;
 mod query;
 mod results;
 mod rsm;
-pub use iq::{query_archive, register, register_rooms};
+pub use iq::{query_archive, register, register_rooms, RealJids};
 
 use crate::shard::Shard;
 

@@ -4,8 +4,18 @@
 use super::query::Page;
 use super::{id, ns, rsm};
 use crate::store::ArchivedMessage;
-use crate::xml::{Element, XmlError};
+use crate::xml::{Element, Node, XmlError};
 pub use crate::xmpp::datetime::stamp;
+
+/// Whether result messages show the real JIDs a room's archive keeps with its messages
+/// (`<x muc#user><item jid/></x>`, XEP-0313 §6.1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RealJids {
+    /// As stored (a user's archive, or a requester who may see them).
+    Keep,
+    /// Removed: the requester may not see them at the time of the query.
+    Strip,
+}
 
 /// The result message for `row`, addressed from the archive `owner` to the `requester`. Fails
 /// only when the stored bytes are not a message any more (a damaged row).
@@ -14,8 +24,12 @@ pub fn message(
     queryid: Option<&str>,
     owner: &str,
     requester: &str,
+    real_jids: RealJids,
 ) -> Result<Element, XmlError> {
-    let stored = crate::xml::Stanza::parse(row.stanza.clone())?.tree()?;
+    let mut stored = crate::xml::Stanza::parse(row.stanza.clone())?.tree()?;
+    if real_jids == RealJids::Strip {
+        stored.children.retain(|n| !names_real_jid(n));
+    }
     // The stored message is in `jabber:client` (its tree says so); nested under `<forwarded/>`,
     // serializing writes the `xmlns='jabber:client'` XEP-0297 asks for.
     let forwarded = Element::new("forwarded", ns::FORWARD)
@@ -32,6 +46,13 @@ pub fn message(
         .with_attr("to", requester)
         .with_attr("from", owner)
         .with_child(result))
+}
+
+/// `n` is an `<x muc#user/>` giving an occupant's real JID (`<item jid/>`).
+fn names_real_jid(n: &Node) -> bool {
+    matches!(n, Node::Element(x) if x.name == "x"
+        && x.ns == crate::xmpp::ns::MUC_USER
+        && x.child_elements().any(|i| i.name == "item" && i.attr("jid").is_some()))
 }
 
 /// The `<fin/>` payload of the IQ result that ends the page.
@@ -69,6 +90,7 @@ mod tests {
             Some("f27"),
             "juliet@capulet.lit",
             "juliet@capulet.lit/chamber",
+            RealJids::Keep,
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let st = Stanza::from_element(&el);
@@ -81,6 +103,28 @@ mod tests {
             stanza: b"<message>".to_vec(),
             ..row
         };
-        assert!(message(&damaged, None, "a@b", "a@b/c").is_err());
+        assert!(message(&damaged, None, "a@b", "a@b/c", RealJids::Keep).is_err());
+    }
+
+    #[test]
+    fn real_jids_are_stripped_for_who_may_not_see_them() {
+        let row = crate::modules::mam::query::test_row(
+            "room@muc.lit",
+            78,
+            "room@muc.lit/nick",
+            1_278_803_305_000_000,
+            "<message from='room@muc.lit/nick' type='groupchat'><body>hi</body><x xmlns='http://jabber.org/protocol/muc#user'><item jid='a@b.lit/r'/></x></message>",
+        );
+        let text = |r| {
+            let el = message(&row, None, "room@muc.lit", "c@d.lit/r", r)
+                .unwrap_or_else(|e| panic!("{e}"));
+            String::from_utf8_lossy(Stanza::from_element(&el).bytes()).into_owned()
+        };
+        assert!(text(RealJids::Keep).contains("jid='a@b.lit/r'"));
+        let stripped = text(RealJids::Strip);
+        assert!(
+            !stripped.contains("a@b.lit") && stripped.contains("<body>hi</body>"),
+            "{stripped}"
+        );
     }
 }

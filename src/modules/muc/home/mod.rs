@@ -267,6 +267,9 @@ pub fn deliver(shard: &mut Shard, mut acc: Acc) {
             let allowed = room.has_session(&from)
                 || room.affiliation(&from.bare()) >= Affiliation::Member
                 || (open && room.affiliation(&from.bare()) != Affiliation::Outcast);
+            if room.shows_real_jids_to(&from) {
+                acc.put(crate::hooks::ROOM_REAL_JIDS_SHOWN, ());
+            }
             if let (true, Some((handler, payload))) = (allowed, extension) {
                 crate::local::answer_iq(shard, acc, &handler, &payload);
             } else {

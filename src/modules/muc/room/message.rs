@@ -117,7 +117,7 @@ impl Room {
             self.save(out);
         }
         let history = body && self.keep(el, &me, now);
-        let real = (self.config.whois == super::config::Whois::Anyone).then(|| from.clone());
+        let real = Some(from.clone());
         out.push(RoomOut::Broadcast {
             stanza: reflected,
             to: self.occupants.recipients(),

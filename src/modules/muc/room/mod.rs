@@ -107,8 +107,8 @@ pub enum RoomOut {
         stanza: Stanza,
         /// Recipients per shard.
         to: Arc<[(ShardId, Arc<[FullJid]>)]>,
-        /// The sender's real JID, for an occupant's message in a room where every occupant may
-        /// see it (non-anonymous): the archive keeps it (XEP-0313 §6.1.2).
+        /// The sender's real JID, for an occupant's message: the archive keeps it, and shows it to
+        /// whoever may see it when querying (XEP-0313 §6.1.2, [`Room::shows_real_jids_to`]).
         real: Option<FullJid>,
         /// The message is the newest of the room's history (its copy there gets the stanza id
         /// the archive gives the broadcast: [`Room::stamp_newest_history`]).
@@ -443,6 +443,18 @@ impl Room {
             out.push(RoomOut::Save);
         }
         out
+    }
+
+    /// True when session `jid` may see the occupants' real JIDs now (XEP-0045 §4.1, §5.2): the
+    /// room is non-anonymous, or `jid` is a moderator here (an occupant with that role, or an
+    /// admin or owner, whom the room makes moderators on entering).
+    pub fn shows_real_jids_to(&self, jid: &FullJid) -> bool {
+        self.config.whois == Whois::Anyone
+            || self
+                .occupants
+                .by_jid(jid)
+                .is_some_and(|o| o.role == Role::Moderator)
+            || self.affiliation(&jid.bare()).is_admin()
     }
 
     /// `jid`'s affiliation: a service administrator's is owner.
