@@ -1081,3 +1081,46 @@ fn the_shutdown_goodbye_carries_each_occupant_s_affiliation() {
         );
     }
 }
+
+/// XEP-0045 §10.2.1: a configuration change that only makes the room non-anonymous (or
+/// semi-anonymous) is told with its own code (172, 173) alone; it came with 104 too, which is for
+/// any other change.
+#[test]
+fn a_privacy_change_alone_says_only_its_code() {
+    let server = start(2, 2, "");
+    let room = format!("priv@{SERVICE}");
+    let mut owner = server.login("u0", "r", Some(0));
+    let mut other = server.login("u1", "r", Some(0));
+    create(&mut owner, &room, "o", "");
+    join(&mut other, &room, "p", "");
+    let configure = |c: &mut Client, id: &str, fields: &str| {
+        c.send(&format!(
+            "<iq type='set' id='{id}' to='{room}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>{fields}</x></query></iq>"
+        ));
+        let r = c.expect("config result", |s| s.id().as_deref() == Some(id));
+        assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+    };
+    let notice = |c: &mut Client| {
+        let m = c.expect("notice", |s| {
+            s.name() == "message"
+                && s.from().as_deref() == Some(room.as_str())
+                && text(s).contains(common::muc::MUC_USER)
+        });
+        ["104", "172", "173"]
+            .into_iter()
+            .filter(|code| has_status(&m, code))
+            .collect::<Vec<_>>()
+    };
+    configure(&mut owner, "c1", &field("whois", "anyone"));
+    assert_eq!(notice(&mut other), ["172"]);
+    configure(
+        &mut owner,
+        "c2",
+        &format!(
+            "{}{}",
+            field("whois", "moderators"),
+            field("roomname", "Quiet")
+        ),
+    );
+    assert_eq!(notice(&mut other), ["104", "173"]);
+}

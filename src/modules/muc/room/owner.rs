@@ -79,7 +79,11 @@ impl Room {
             self.replace_list(Affiliation::Admin, &admins, &mut out);
         }
         let mut codes = Vec::new();
-        if old != self.config && !was_locked {
+        // §10.2.1: a change of the room's privacy alone is told by its own code (172, 173); 104
+        // is for any other change.
+        let mut same_privacy = old.clone();
+        same_privacy.whois = self.config.whois;
+        if same_privacy != self.config && !was_locked {
             codes.push(104);
         }
         if old.whois != self.config.whois {

@@ -106,10 +106,10 @@ fn submitted_settings_apply_and_say_104() {
 fn whois_switch_says_172_then_173() {
     let mut room = room_alice_bob();
     let out = configure(&mut room, ALICE, &[("muc#roomconfig_whois", "anyone")]);
-    let c = codes(&broadcasts(&out)[0].0);
-    assert!(c.contains(&104) && c.contains(&172), "{c:?}");
+    // §10.2.1: a privacy change alone says only its own code.
+    assert_eq!(codes(&broadcasts(&out)[0].0), [172]);
     let out = configure(&mut room, ALICE, &[("muc#roomconfig_whois", "moderators")]);
-    assert!(codes(&broadcasts(&out)[0].0).contains(&173));
+    assert_eq!(codes(&broadcasts(&out)[0].0), [173]);
 }
 
 #[test]
