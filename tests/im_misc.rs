@@ -519,6 +519,51 @@ fn iqs_to_an_account_that_does_not_exist_are_service_unavailable() {
 }
 
 #[test]
+fn subscription_stanzas_to_no_account_are_not_kept_for_a_later_one() {
+    // RFC 6121 §8.5.1: a subscription stanza to an account that does not exist (never did, or
+    // was deleted) is silently ignored. A `subscribe` was kept as a pending request, and the
+    // account created later with the name got it at its first login.
+    use common::admin::{api, start};
+    let modules = "[modules.roster]\n[modules.presence]\n";
+    for shards in [1, 2] {
+        let (server, http) = start(shards, &["alice", "gone"], true, modules);
+        let r = api(http, "DELETE", "/api/users/gone@localhost", None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let mut alice = server.login("alice", "a", Some(0));
+        for to in ["ghost", "gone"] {
+            // `subscribe` last: an `unsubscribe` after it would withdraw the request.
+            for ty in ["subscribed", "unsubscribe", "unsubscribed", "subscribe"] {
+                alice.send(&format!("<presence to='{to}@localhost' type='{ty}'/>"));
+            }
+        }
+        alice.sync();
+        // The contacts' home shards handle the stanzas after alice's own.
+        std::thread::sleep(Duration::from_millis(300));
+        for name in ["gone", "ghost"] {
+            let body = format!(
+                r#"{{"jid":"{name}@localhost","password":"{}"}}"#,
+                common::PASSWORD
+            );
+            let r = api(http, "POST", "/api/users", Some(&body));
+            assert!(r.status < 300, "{shards}: {}", r.body);
+            let mut c = server.login(name, "r", Some(0));
+            let got = c.read_stanzas_until_quiet(Duration::from_millis(500));
+            let seen = String::from_utf8_lossy(&c.raw).into_owned();
+            assert!(
+                got.iter()
+                    .all(|s| s.name() != "presence"
+                        || s.from().as_deref() != Some("alice@localhost")),
+                "{shards}: {name}: {seen}"
+            );
+            assert!(
+                !seen.contains("type='subscribe'") && !seen.contains("type=\"subscribe\""),
+                "{shards}: {name}: {seen}"
+            );
+        }
+    }
+}
+
+#[test]
 fn nothing_sent_after_an_in_band_removal_acts_for_the_account() {
     // XEP-0077 §3.2. Bob writes his removal and, in the same write, a message to carol, a vCard
     // and a private-storage set: none of them may be handled (the account is gone once its

@@ -292,11 +292,16 @@ fn cancel_subscriptions(
             remote += usize::from(s.to || s.from || s.pending_out || s.pending_in);
             continue;
         }
+        // A contact without an account has no roster to change.
+        let told = |kind| match store.roster_inbound(&item.jid, jid, kind) {
+            Ok(_) | Err(StoreError::NoSuchUser) => Ok(()),
+            Err(e) => Err(e),
+        };
         if s.to || s.pending_out {
-            store.roster_inbound(&item.jid, jid, SubKind::Unsubscribe)?;
+            told(SubKind::Unsubscribe)?;
         }
         if s.from || s.pending_in {
-            store.roster_inbound(&item.jid, jid, SubKind::Unsubscribed)?;
+            told(SubKind::Unsubscribed)?;
         }
     }
     if remote > 0 {

@@ -60,12 +60,24 @@ impl World {
             .unwrap_or_else(|| panic!("no store"))
     }
 
-    /// Registers the account `bare` in the store (test sessions need none; requests about another
-    /// account tell one that exists from one that does not).
+    /// Registers the account `bare` in the store unless it exists (connected test sessions have
+    /// one; requests about another account tell one that exists from one that does not).
     pub fn add_account(&self, bare: &str) {
         let jid = crate::jid::BareJid::parse(bare).unwrap_or_else(|e| panic!("{e}"));
-        self.store()
+        match self
+            .store()
             .add_user(&jid, &crate::auth::ScramSecrets::derive("pw", 4096))
+        {
+            Ok(()) | Err(crate::store::StoreError::UserExists) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Removes the account `bare` from the store (its sessions stay bound).
+    pub fn remove_account(&self, bare: &str) {
+        let jid = crate::jid::BareJid::parse(bare).unwrap_or_else(|e| panic!("{e}"));
+        self.store()
+            .remove_user(&jid)
             .unwrap_or_else(|e| panic!("{e}"));
     }
 

@@ -66,6 +66,19 @@ impl Cluster {
         }
     }
 
+    /// Registers `jid`'s account in the store, if there is one, as a login needs: the store
+    /// keeps no per-user data for an account that does not exist.
+    fn add_account(&self, jid: &FullJid) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let secrets = crate::auth::ScramSecrets::derive("pw", 4096);
+        match store.add_user(&jid.bare(), &secrets) {
+            Ok(()) | Err(crate::store::StoreError::UserExists) => {}
+            Err(e) => panic!("account {jid}: {e}"),
+        }
+    }
+
     /// Opens a connection on shard `on`, binds `jid` and, with `Some(priority)`, sends initial presence.
     pub fn connect(
         &mut self,
@@ -73,6 +86,7 @@ impl Cluster {
         jid: &FullJid,
         priority: Option<i8>,
     ) -> (Session, Rc<Mailbox>) {
+        self.add_account(jid);
         let (conn, mb) = self.shards[on].open_conn();
         let sref = self.shards[on].session_ref(conn);
         bind(

@@ -102,6 +102,9 @@ fn roster_versions_are_distinct_under_racing_changes() {
     for db in test_dbs() {
         let n = db.name;
         let u = jid("alice@example.com");
+        db.open()
+            .add_user(&u, &ScramSecrets::derive("pw", 16))
+            .unwrap_or_else(|e| panic!("{n}: {e}"));
         let got = race(&db, |store, i| {
             let contact = jid(&format!("c{i}@example.com"));
             store.roster_change(&u, &contact, |_, count| {

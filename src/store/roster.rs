@@ -210,7 +210,10 @@ impl Store {
     /// Reads the row for (`user`, `contact`), lets `change` decide (given the row and the number of
     /// visible items), writes what it decided, and bumps the version if the visible item changed:
     /// all in one transaction, so nothing is stored half-way. On PostgreSQL the transaction holds
-    /// the user's roster lock, so the count and the version cannot move under it.
+    /// the user's roster lock, so the count and the version cannot move under it. `NoSuchUser`
+    /// (nothing written) when the account does not exist or was removed meanwhile: a removed
+    /// account's name gets no rows back, and a stranger's request to no account is not kept for
+    /// the next account of that name (RFC 6121 §8.5.1).
     pub fn roster_change<R>(
         &self,
         user: &BareJid,
@@ -219,6 +222,9 @@ impl Store {
     ) -> Result<RosterChanged<R>, StoreError> {
         let lock = format!("roster {user}");
         self.transaction(Some(&lock), || {
+            if !self.user_held(user)? {
+                return Ok(End::Rollback(Err(StoreError::NoSuchUser)));
+            }
             let before = self.roster_item(user, contact)?;
             let count = self.int(
                 sql("SELECT count(*) FROM roster_items WHERE \"user\" = ?1 AND in_roster = 1"),
@@ -228,11 +234,11 @@ impl Store {
             let (write, out) = change(before, count.max(0) as u64);
             let after = match write {
                 RosterWrite::Keep => {
-                    return Ok(End::Rollback(RosterChanged {
+                    return Ok(End::Rollback(Ok(RosterChanged {
                         out,
                         ver: None,
                         item: seen_before,
-                    }))
+                    })))
                 }
                 RosterWrite::Delete => {
                     self.delete_row(user, contact)?;
@@ -254,12 +260,12 @@ impl Store {
             } else {
                 None
             };
-            Ok(End::Commit(RosterChanged {
+            Ok(End::Commit(Ok(RosterChanged {
                 out,
                 ver,
                 item: seen_after,
-            }))
-        })
+            })))
+        })?
     }
 
     /// `user` receives the subscription stanza `kind` from `contact` (RFC 6121 Appendix A.3), in
@@ -340,6 +346,15 @@ mod tests {
             let store = db.open();
             let u = jid("alice@example.com");
             let c = jid("bob@example.com");
+            // No account, no rows (RFC 6121 §8.5.1): nothing is kept for a later one.
+            let r = store.roster_change(&u, &c, |_, _| {
+                (RosterWrite::Put(item("bob@example.com")), ())
+            });
+            assert!(matches!(r, Err(StoreError::NoSuchUser)), "{r:?}");
+            assert_eq!(store.roster_rows(&u).map(|r| r.len()).ok(), Some(0));
+            store
+                .add_user(&u, &crate::auth::ScramSecrets::derive("pw", 16))
+                .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(store.roster_version(&u).ok(), Some(0));
             let mut it = item("bob@example.com");
             it.name = Some("Bob".into());

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::db::{sql, Conn, End, Sql};
+use super::db::{sql, sql2, Conn, End, Sql};
 use super::value::args;
 use super::{Corruption, StoreError};
 use crate::auth::ScramSecrets;
@@ -198,6 +198,20 @@ impl Store {
             return Ok(false);
         };
         self.is_user(jid.domain(), node)
+    }
+
+    /// [`Store::user_exists`] for a transaction that writes the user's data: on PostgreSQL the
+    /// account row stays until the commit (`FOR SHARE`), so [`Store::remove_user`] waits and its
+    /// purge sees what was written; SQLite's write transactions run one at a time anyway.
+    pub(super) fn user_held(&self, jid: &BareJid) -> Result<bool, StoreError> {
+        let Some(node) = jid.node() else {
+            return Ok(false);
+        };
+        let q = sql2(
+            "SELECT 1 FROM users WHERE domain = ?1 AND username = ?2",
+            "SELECT 1 FROM users WHERE domain = ?1 AND username = ?2 FOR SHARE",
+        );
+        Ok(self.row(q, args![jid.domain(), node])?.is_some())
     }
 
     /// True when `node@domain` (both prepared) is a registered account.

@@ -103,6 +103,7 @@ fn bad_requests_are_refused() {
     );
     assert_eq!(error_condition(&r).as_deref(), Some("bad-request"));
     // RFC 6121 §8.5.1: an account that does not exist is service-unavailable; alice's, forbidden.
+    w.remove_account("alice@example.com");
     for (exists, want) in [(false, "service-unavailable"), (true, "forbidden")] {
         if exists {
             w.add_account("alice@example.com");

@@ -26,7 +26,7 @@ use crate::modules::register::AccountRemoved;
 use crate::modules::roster::{self, user_key, SubKind, SubState};
 use crate::shard::{ConnMsg, SessionRef, Shard, ShardId};
 use crate::sm::{PresenceUpdate, PRESENCE_UPDATE};
-use crate::store::{RosterWrite, Store};
+use crate::store::{RosterWrite, Store, StoreError};
 use crate::xml::{Element, Stanza, StanzaKind, StanzaType};
 use crate::xmpp::{ns, StanzaErrorCondition};
 
@@ -672,6 +672,8 @@ fn inbound(shard: &mut Shard, acc: Acc, kind: SubKind) {
         });
         let changed = match changed {
             Ok(c) => c,
+            // RFC 6121 §8.5.1: silently ignored, and nothing kept for a later account of the name.
+            Err(StoreError::NoSuchUser) => return JobDone::default(),
             Err(e) => {
                 tracing::error!(error = %e, user = user.as_str(), "inbound subscription store job failed");
                 return JobDone::default();

@@ -540,6 +540,12 @@ fn pending_request_redelivered_at_login_and_preapproval() {
     for_shards(|n| {
         let mut net = Net::new(n, RosterOpts::default());
         let mut a = net.connect("alice@example.com/a");
+        net.store()
+            .add_user(
+                &bare("bob@example.com"),
+                &crate::auth::ScramSecrets::derive("pw", 16),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
         net.send(&mut a, "<presence to='bob@example.com' type='subscribe'/>");
         net.recv(&a);
         // bob was offline: the request waits for his initial presence.
