@@ -564,6 +564,32 @@ fn subscription_stanzas_to_no_account_are_not_kept_for_a_later_one() {
 }
 
 #[test]
+fn a_removal_with_other_children_is_bad_request_and_removes_nothing() {
+    // XEP-0077 §3.2 (Unregister Error Cases): `<remove/>` that is not the only child of the query
+    // is bad-request. It deleted the account.
+    let server = Server::start_with(1, &["yan"], "", "[modules.register]\n");
+    let mut yan = server.login("yan", "y", Some(0));
+    for query in [
+        "<remove/><username>yan</username><password>x</password>",
+        "<username>yan</username><remove/>",
+    ] {
+        yan.send(&format!(
+            "<iq type='set' id='rm'><query xmlns='jabber:iq:register'>{query}</query></iq>"
+        ));
+        let r = yan.expect("answer", |s| s.id().as_deref() == Some("rm"));
+        assert_eq!(
+            error_condition(&r).as_deref(),
+            Some("bad-request"),
+            "{query}: {}",
+            String::from_utf8_lossy(r.bytes())
+        );
+    }
+    // The session goes on, and the account still logs in.
+    yan.sync();
+    server.login("yan", "again", None).sync();
+}
+
+#[test]
 fn nothing_sent_after_an_in_band_removal_acts_for_the_account() {
     // XEP-0077 §3.2. Bob writes his removal and, in the same write, a message to carol, a vCard
     // and a private-storage set: none of them may be handled (the account is gone once its

@@ -24,11 +24,18 @@ pub enum Request {
     },
 }
 
-/// Parses a request; XEP-0077 §3.1 asks for `not-acceptable` when a required field is missing.
+/// Parses a request; XEP-0077 §3.1 asks for `not-acceptable` when a required field is missing,
+/// §3.2 for `bad-request` when `<remove/>` is not the only child (nothing is removed).
 pub fn parse(type_: StanzaType, query: &Element) -> Result<Request, StanzaErrorCondition> {
     match type_ {
         StanzaType::Get => Ok(Request::Form),
-        StanzaType::Set if query.get_child("remove", NS).is_some() => Ok(Request::Remove),
+        StanzaType::Set if query.get_child("remove", NS).is_some() => {
+            if query.child_elements().count() == 1 {
+                Ok(Request::Remove)
+            } else {
+                Err(StanzaErrorCondition::BadRequest)
+            }
+        }
         StanzaType::Set => {
             let field = |name| query.get_child(name, NS).map(|e| e.text());
             match (field("username"), field("password")) {
@@ -113,6 +120,18 @@ mod tests {
         assert_eq!(
             parse(StanzaType::Set, &q(&[("remove", "")])),
             Ok(Request::Remove)
+        );
+        // XEP-0077 §3.2: `<remove/>` with anything else removes nothing.
+        assert_eq!(
+            parse(
+                StanzaType::Set,
+                &q(&[("remove", ""), ("username", "a"), ("password", "b")])
+            ),
+            Err(StanzaErrorCondition::BadRequest)
+        );
+        assert_eq!(
+            parse(StanzaType::Set, &q(&[("username", "a"), ("remove", "")])),
+            Err(StanzaErrorCondition::BadRequest)
         );
         assert_eq!(
             parse(StanzaType::Set, &q(&[("username", "a"), ("password", "b")])),
