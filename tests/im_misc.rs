@@ -590,6 +590,49 @@ fn a_removal_with_other_children_is_bad_request_and_removes_nothing() {
 }
 
 #[test]
+fn password_change_errors_do_not_echo_the_request() {
+    // XEP-0077 §3.3: "SHOULD NOT return the original XML sent in IQ error stanzas related to
+    // password changes" (the new password came back); a change without both fields is
+    // bad-request (it was not-acceptable, registration's condition, §3.1).
+    let server = Server::start_with(1, &["yan"], "", "[modules.register]\n");
+    let mut yan = server.login("yan", "y", Some(0));
+    for (query, want) in [
+        ("<password>NewSecret-1</password>", "bad-request"),
+        (
+            "<username>yan</username><password></password>",
+            "bad-request",
+        ),
+        ("<username>yan</username>", "bad-request"),
+        (
+            "<username>zed</username><password>NewSecret-2</password>",
+            "not-authorized",
+        ),
+        (
+            "<username>yan</username><password>NewSec3</password>",
+            "not-acceptable",
+        ),
+        ("<remove/><password>NewSecret-4</password>", "bad-request"),
+    ] {
+        yan.send(&format!(
+            "<iq type='set' id='pw'><query xmlns='jabber:iq:register'>{query}</query></iq>"
+        ));
+        let r = yan.expect("answer", |s| s.id().as_deref() == Some("pw"));
+        let text = String::from_utf8_lossy(r.bytes()).into_owned();
+        assert_eq!(
+            error_condition(&r).as_deref(),
+            Some(want),
+            "{query}: {text}"
+        );
+        assert!(
+            !text.contains("NewSec") && !text.contains("jabber:iq:register"),
+            "{query}: {text}"
+        );
+    }
+    // The password did not change.
+    server.login("yan", "again", None).sync();
+}
+
+#[test]
 fn nothing_sent_after_an_in_band_removal_acts_for_the_account() {
     // XEP-0077 §3.2. Bob writes his removal and, in the same write, a message to carol, a vCard
     // and a private-storage set: none of them may be handled (the account is gone once its

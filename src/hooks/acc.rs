@@ -170,7 +170,34 @@ impl Acc {
         if self.stanza.forbids_error_reply() {
             return None;
         }
+        let el = self.stanza.tree().ok()?;
+        Some(self.error_of(el, cond, ty, app, shard))
+    }
+
+    /// [`Acc::error_reply`] without the original payload: for a request whose payload must not
+    /// travel back (a new password, XEP-0077 §3.3).
+    pub fn error_reply_without_payload(
+        &self,
+        cond: StanzaErrorCondition,
+        shard: ShardId,
+    ) -> Option<Acc> {
+        if self.stanza.forbids_error_reply() {
+            return None;
+        }
         let mut el = self.stanza.tree().ok()?;
+        el.children.clear();
+        Some(self.error_of(el, cond, cond.default_type(), None, shard))
+    }
+
+    /// The error reply made of `el`, this stanza's element (its children as the reply keeps them).
+    fn error_of(
+        &self,
+        mut el: Element,
+        cond: StanzaErrorCondition,
+        ty: ErrorType,
+        app: Option<Element>,
+        shard: ShardId,
+    ) -> Acc {
         el.attrs
             .retain(|(k, _)| k != "type" && k != "from" && k != "to");
         el.attrs.push(("type".into(), "error".into()));
@@ -197,7 +224,7 @@ impl Acc {
             shard,
         );
         self.reply_trace(&mut reply, shard, Outcome::Bounced, Some(cond.as_str()));
-        Some(reply)
+        reply
     }
 
     /// Gives `reply`, a stanza the route makes in answer to this one, a copy of this one's trace

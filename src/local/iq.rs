@@ -15,6 +15,9 @@ pub enum IqReply {
     Result(Option<Element>),
     /// A stanza error.
     Error(StanzaErrorCondition),
+    /// A stanza error without the request's payload, which must not travel back (a new
+    /// password, XEP-0077 §3.3).
+    ErrorWithoutPayload(StanzaErrorCondition),
     /// A request about another account than the sender's: refused with this condition when that
     /// account exists, with `service-unavailable` when it does not (RFC 6121 §8.5.1).
     NotYours(StanzaErrorCondition),

@@ -191,6 +191,11 @@ pub fn answer_iq(shard: &mut Shard, acc: Acc, handler: &IqHandler, payload: &cra
             shard.fx.to_route.push(reply);
         }
         IqReply::Error(cond) => shard.bounce(&acc, cond),
+        IqReply::ErrorWithoutPayload(cond) => {
+            if let Some(reply) = acc.error_reply_without_payload(cond, shard.id) {
+                shard.fx.to_route.push(reply);
+            }
+        }
         IqReply::NotYours(cond) => {
             // The store says whether the account exists (an error path: one look-up is cheap).
             let (owner, on) = (acc.to.bare(), shard.id);

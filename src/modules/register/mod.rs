@@ -225,13 +225,18 @@ fn authed(
         // Another account (service-unavailable when there is none, RFC 6121 §8.5.1).
         return IqReply::NotYours(StanzaErrorCondition::Forbidden);
     }
+    // From here an error does not carry the request back: it may hold a password (XEP-0077 §3.3).
     if bare.node().is_none() || acc.to.domain() != bare.domain() {
-        return IqReply::Error(StanzaErrorCondition::Forbidden);
+        return IqReply::ErrorWithoutPayload(StanzaErrorCondition::Forbidden);
     }
     let node = bare.node().unwrap_or_default().to_owned();
     let request = match form::parse(acc.ty(), payload) {
         Ok(r) => r,
-        Err(cond) => return IqReply::Error(cond),
+        // A password change without both fields (§3.3); not-acceptable is registration's (§3.1).
+        Err(StanzaErrorCondition::NotAcceptable) => {
+            return IqReply::ErrorWithoutPayload(StanzaErrorCondition::BadRequest)
+        }
+        Err(cond) => return IqReply::ErrorWithoutPayload(cond),
     };
     let req = acc.fork();
     let shard = ctx.shard;
@@ -242,8 +247,8 @@ fn authed(
             match checked_account(&username, &password, bare.domain(), opts) {
                 Ok(jid) if jid == bare => {}
                 // A password change names the account itself (XEP-0077 §3.3).
-                Ok(_) => return IqReply::Error(StanzaErrorCondition::NotAuthorized),
-                Err(cond) => return IqReply::Error(cond),
+                Ok(_) => return IqReply::ErrorWithoutPayload(StanzaErrorCondition::NotAuthorized),
+                Err(cond) => return IqReply::ErrorWithoutPayload(cond),
             }
             ctx.store(key, move |store| {
                 let secrets = ScramSecrets::derive(&password, iterations);
@@ -251,7 +256,10 @@ fn authed(
                     Ok(()) => Some(crate::local::result_reply(&req, None, shard)),
                     Err(e) => {
                         tracing::warn!(%bare, error = %e, "register: password change failed");
-                        req.error_reply(StanzaErrorCondition::InternalServerError, shard)
+                        req.error_reply_without_payload(
+                            StanzaErrorCondition::InternalServerError,
+                            shard,
+                        )
                     }
                 };
                 reply.into_iter().collect::<Vec<_>>().into()
