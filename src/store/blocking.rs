@@ -68,7 +68,7 @@ impl Store {
 
     /// Applies `change` in one transaction (holding the user's block list lock on PostgreSQL) and
     /// returns the list after it, with its new version; a change that would leave more than `max`
-    /// JIDs is rolled back whole.
+    /// JIDs is rolled back whole. `NoSuchUser` when the account does not exist (any more).
     pub fn blocklist_update(
         &self,
         user: &BareJid,
@@ -78,7 +78,7 @@ impl Store {
         let node = user.node().ok_or(StoreError::NoLocalpart)?;
         let domain = user.domain();
         let lock = format!("blocking {user}");
-        let updated = self.transaction(Some(&lock), || {
+        let updated = self.account_write(user, Some(&lock), || {
             match change {
                 BlockChange::Block(jids) => {
                     let q = sql(
@@ -152,6 +152,7 @@ mod tests {
             eprintln!("backend: {}", db.name);
             let store = db.open();
             let alice = BareJid::parse("alice@example.com").unwrap_or_else(|e| panic!("{e}"));
+            crate::store::testing::add_accounts(&store, &["alice@example.com"]);
             assert_eq!(
                 store.blocklist_get(&alice).ok(),
                 Some(StoredBlockList::default())

@@ -80,6 +80,7 @@ fn private_quota_holds_under_racing_sets() {
     for db in test_dbs() {
         let n = db.name;
         let u = jid("u@example.com");
+        super::testing::add_accounts(&db.open(), &["u@example.com"]);
         // Room for two 40-byte fragments under 100 bytes.
         let got = race(&db, |store, i| {
             store.private_set(&u, &[(format!("ns{i}"), vec![b'x'; 40])], 100)
@@ -191,6 +192,7 @@ fn block_list_versions_are_distinct_under_racing_updates() {
     for db in test_dbs() {
         let n = db.name;
         let u = jid("alice@example.com");
+        super::testing::add_accounts(&db.open(), &["alice@example.com"]);
         let got = race(&db, |store, i| {
             store.blocklist_update(&u, &BlockChange::Block(vec![format!("j{i}@x")]), 1000)
         });

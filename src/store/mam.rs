@@ -35,12 +35,13 @@ pub struct ArchivedMessage {
 /// Whether a row is kept when it is written (checked in the write's transaction).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Keep {
-    /// Always (a sender's copy, a room's message).
+    /// Always (a room's message).
     #[default]
     Always,
     /// Only if the owner is an account: a user's received copy, whose address may name no one
     /// (an archive for a name nobody registered would grow unasked, and be read by whoever
-    /// registered it later).
+    /// registered it later), and a sender's copy (its account may have been removed before the
+    /// row's commit).
     IfAccount,
     /// Only if the other party is in the owner's roster (the owner's `roster` default; an owner
     /// with a roster is an account).
@@ -647,14 +648,20 @@ impl Store {
     }
 
     /// Whether `owner` (a bare JID as routed: prepared) is an account, and has a block list: one
-    /// query.
+    /// query. On PostgreSQL the account row stays until the commit (as [`Store::user_held`]):
+    /// an account's removal waits, and its purge sees the rows written.
     fn mam_owner(&self, owner: &str) -> Result<Owner, StoreError> {
         let Some((node, domain)) = owner.split_once('@') else {
             return Ok(Owner::default());
         };
-        let q = sql("SELECT (SELECT count(*) FROM (SELECT 1 FROM blocklist \
+        let q = sql2(
+            "SELECT (SELECT count(*) FROM (SELECT 1 FROM blocklist \
              WHERE domain = ?1 AND username = ?2 LIMIT 1) AS b) FROM users \
-             WHERE domain = ?1 AND username = ?2");
+             WHERE domain = ?1 AND username = ?2",
+            "SELECT (SELECT count(*) FROM (SELECT 1 FROM blocklist \
+             WHERE domain = ?1 AND username = ?2 LIMIT 1) AS b) FROM users \
+             WHERE domain = ?1 AND username = ?2 FOR KEY SHARE OF users",
+        );
         Ok(match self.row(q, args![domain, node])? {
             Some(mut r) => Owner {
                 account: true,

@@ -32,7 +32,8 @@ impl Store {
 
     /// Stores (replacing) each `(namespace, xml)` fragment, all or none: when the user's fragments
     /// would then total more than `max_bytes`, nothing changes. The user's private storage lock
-    /// (PostgreSQL) keeps two sets from both passing the limit.
+    /// (PostgreSQL) keeps two sets from both passing the limit. `NoSuchUser` when the account
+    /// does not exist (any more).
     pub fn private_set(
         &self,
         user: &BareJid,
@@ -41,7 +42,7 @@ impl Store {
     ) -> Result<PrivateSet, StoreError> {
         let node = user.node().ok_or(StoreError::NoLocalpart)?;
         let lock = format!("private {user}");
-        self.transaction(Some(&lock), || {
+        self.account_write(user, Some(&lock), || {
             let put = sql(
                 "INSERT INTO private_storage (domain, username, namespace, xml) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (domain, username, namespace) DO UPDATE SET xml = excluded.xml",
@@ -73,6 +74,7 @@ mod tests {
             eprintln!("backend: {}", db.name);
             let store = db.open();
             let u = BareJid::parse("u@example.com").unwrap_or_else(|e| panic!("{e}"));
+            crate::store::testing::add_accounts(&store, &["u@example.com"]);
             let frag = |ns: &str, n: usize| (ns.to_string(), vec![b'x'; n]);
             assert_eq!(store.private_get(&u, "a").ok(), Some(None));
             assert_eq!(

@@ -42,7 +42,8 @@ pub struct StoredMeta {
 }
 
 impl Store {
-    /// Stores (replacing) the metadata of `node` of `service`.
+    /// Stores (replacing) the metadata of `node` of `service`; `NoSuchUser` for the PEP service
+    /// of an account that does not exist (any more).
     pub fn pubsub_node_save(
         &self,
         service: &str,
@@ -53,8 +54,23 @@ impl Store {
             "INSERT INTO pubsub_node (service, node, meta) VALUES (?1, ?2, ?3)
              ON CONFLICT (service, node) DO UPDATE SET meta = excluded.meta",
         );
-        self.exec(q, args![service, node, meta])?;
-        Ok(())
+        self.transaction(None, || {
+            self.pep_owner_held(service)?;
+            self.exec(q, args![service, node, meta])?;
+            Ok(End::Commit(()))
+        })
+    }
+
+    /// `NoSuchUser` when `service` is a PEP service (an account's bare JID) whose account does
+    /// not exist (any more; see [`Store::user_held`]): what it would write would outlive the
+    /// account, for whoever registers the name next.
+    fn pep_owner_held(&self, service: &str) -> Result<(), StoreError> {
+        match service.split_once('@') {
+            Some((node, domain)) if !self.account_held(domain, node)? => {
+                Err(StoreError::NoSuchUser)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Deletes `node` of `service` and its items.
@@ -73,7 +89,7 @@ impl Store {
     }
 
     /// Stores (replacing one with the same id) `item` and deletes the items `evicted`, in one
-    /// transaction.
+    /// transaction; `NoSuchUser` as [`Store::pubsub_node_save`].
     pub fn pubsub_item_put(
         &self,
         service: &str,
@@ -82,6 +98,7 @@ impl Store {
         evicted: &[String],
     ) -> Result<(), StoreError> {
         self.transaction(None, || {
+            self.pep_owner_held(service)?;
             let q = sql(
                 "INSERT INTO pubsub_item (service, node, item_id, publisher, published, payload)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -287,6 +304,7 @@ mod tests {
             let n = db.name;
             let s = db.open();
             let ok = |r: Result<(), StoreError>| r.unwrap_or_else(|e| panic!("{n}: {e}"));
+            crate::store::testing::add_accounts(&s, &["alice@x", "bob@x"]);
             ok(s.pubsub_node_save("alice@x", "urn:a", "{1}"));
             ok(s.pubsub_node_save("alice@x", "urn:b", "{2}"));
             ok(s.pubsub_node_save("alice@x", "urn:a", "{3}"));
@@ -342,6 +360,7 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{n}: {e}"));
             s.pubsub_item_put("alice@x", "urn:a", &item("i1", 1), &[])
                 .unwrap_or_else(|e| panic!("{n}: {e}"));
+            crate::store::testing::add_accounts(&s, &["bob@x"]);
             s.pubsub_node_save("bob@x", "urn:a", "{}")
                 .unwrap_or_else(|e| panic!("{n}: {e}"));
             s.remove_user(&alice).unwrap_or_else(|e| panic!("{n}: {e}"));
@@ -366,6 +385,7 @@ mod tests {
                 s.pubsub_node_save(svc, node, meta)
                     .unwrap_or_else(|e| panic!("{n}: {e}"))
             };
+            crate::store::testing::add_accounts(&s, &["alice@x", "bob@x"]);
             save("alice@x", "urn:a", r#"{"subs":["d_v@x/r"]}"#);
             save("alice@x", "urn:b", r#"{"subs":["dav@x"]}"#);
             save("bob@x", "urn:a", r#"{"subs":["d%v!@x"]}"#);

@@ -221,10 +221,7 @@ impl Store {
         change: impl FnOnce(Option<RosterItem>, u64) -> (RosterWrite, R),
     ) -> Result<RosterChanged<R>, StoreError> {
         let lock = format!("roster {user}");
-        self.transaction(Some(&lock), || {
-            if !self.user_held(user)? {
-                return Ok(End::Rollback(Err(StoreError::NoSuchUser)));
-            }
+        self.account_write(user, Some(&lock), || {
             let before = self.roster_item(user, contact)?;
             let count = self.int(
                 sql("SELECT count(*) FROM roster_items WHERE \"user\" = ?1 AND in_roster = 1"),
@@ -234,11 +231,11 @@ impl Store {
             let (write, out) = change(before, count.max(0) as u64);
             let after = match write {
                 RosterWrite::Keep => {
-                    return Ok(End::Rollback(Ok(RosterChanged {
+                    return Ok(End::Rollback(RosterChanged {
                         out,
                         ver: None,
                         item: seen_before,
-                    })))
+                    }))
                 }
                 RosterWrite::Delete => {
                     self.delete_row(user, contact)?;
@@ -260,12 +257,12 @@ impl Store {
             } else {
                 None
             };
-            Ok(End::Commit(Ok(RosterChanged {
+            Ok(End::Commit(RosterChanged {
                 out,
                 ver,
                 item: seen_after,
-            })))
-        })?
+            }))
+        })
     }
 
     /// `user` receives the subscription stanza `kind` from `contact` (RFC 6121 Appendix A.3), in

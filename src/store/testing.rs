@@ -66,6 +66,16 @@ impl Drop for TestDb {
     }
 }
 
+/// Registers the accounts `jids` (per-user data is written for accounts only).
+pub(crate) fn add_accounts(store: &Store, jids: &[&str]) {
+    for j in jids {
+        let jid = crate::jid::BareJid::parse(j).unwrap_or_else(|e| panic!("{j}: {e}"));
+        store
+            .add_user(&jid, &crate::auth::ScramSecrets::derive("pw", 16))
+            .unwrap_or_else(|e| panic!("{j}: {e}"));
+    }
+}
+
 /// A fresh SQLite database, and a fresh PostgreSQL one when `PETREL_TEST_PG` is set.
 pub(crate) fn test_dbs() -> Vec<TestDb> {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));

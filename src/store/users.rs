@@ -201,17 +201,40 @@ impl Store {
     }
 
     /// [`Store::user_exists`] for a transaction that writes the user's data: on PostgreSQL the
-    /// account row stays until the commit (`FOR SHARE`), so [`Store::remove_user`] waits and its
-    /// purge sees what was written; SQLite's write transactions run one at a time anyway.
+    /// account row stays until the commit (`FOR KEY SHARE`), so [`Store::remove_user`] waits and
+    /// its purge sees what was written; SQLite's write transactions run one at a time anyway.
     pub(super) fn user_held(&self, jid: &BareJid) -> Result<bool, StoreError> {
-        let Some(node) = jid.node() else {
-            return Ok(false);
-        };
+        match jid.node() {
+            Some(node) => self.account_held(jid.domain(), node),
+            None => Ok(false),
+        }
+    }
+
+    /// [`Store::user_held`] for `node@domain` (both prepared).
+    pub(super) fn account_held(&self, domain: &str, node: &str) -> Result<bool, StoreError> {
         let q = sql2(
             "SELECT 1 FROM users WHERE domain = ?1 AND username = ?2",
-            "SELECT 1 FROM users WHERE domain = ?1 AND username = ?2 FOR SHARE",
+            "SELECT 1 FROM users WHERE domain = ?1 AND username = ?2 FOR KEY SHARE",
         );
-        Ok(self.row(q, args![jid.domain(), node])?.is_some())
+        Ok(self.row(q, args![domain, node])?.is_some())
+    }
+
+    /// Runs `write` in a transaction (holding `lock` on PostgreSQL) if `user` is an account,
+    /// which it stays until the commit ([`Store::user_held`]); `NoSuchUser`, nothing written,
+    /// if not: the data of an account removed meanwhile would outlive it, for whoever registers
+    /// the name next.
+    pub(super) fn account_write<R>(
+        &self,
+        user: &BareJid,
+        lock: Option<&str>,
+        write: impl FnOnce() -> Result<End<R>, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.transaction(lock, || {
+            if !self.user_held(user)? {
+                return Err(StoreError::NoSuchUser);
+            }
+            write()
+        })
     }
 
     /// True when `node@domain` (both prepared) is a registered account.
@@ -278,6 +301,111 @@ mod tests {
                 "{n}"
             );
             assert_eq!(store.offline_count(&alice).ok(), Some(0), "{n}");
+        }
+    }
+
+    #[test]
+    fn no_data_is_written_for_a_removed_account() {
+        // XEP-0077 §3.2: a write queued by another session of an account removed meanwhile ran
+        // after the purge, and the next account of the name found it.
+        use crate::store::{
+            ArchivedMessage, BlockChange, BlockUpdateError, Keep, MamFilter, RosterWrite,
+            StoredItem,
+        };
+        for db in test_dbs() {
+            let store = db.open();
+            let n = db.name;
+            let alice = jid("alice@example.com");
+            store
+                .add_user(&alice, &ScramSecrets::derive("one", 16))
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            store
+                .remove_user(&alice)
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            let refused = |what: &str, r: Result<(), StoreError>| {
+                assert!(
+                    matches!(r, Err(StoreError::NoSuchUser)),
+                    "{n}: {what}: {r:?}"
+                );
+            };
+            let vcard = b"<vCard xmlns='vcard-temp'><FN>LEAK</FN></vCard>";
+            refused("vcard", store.vcard_set(&alice, vcard));
+            let frag = [("urn:leak".to_owned(), b"<x xmlns='urn:leak'/>".to_vec())];
+            refused("private", store.private_set(&alice, &frag, 1000).map(drop));
+            let block = BlockChange::Block(vec!["leak@example.com".into()]);
+            let blocked = store.blocklist_update(&alice, &block, 10);
+            assert!(
+                matches!(
+                    blocked,
+                    Err(BlockUpdateError::Store(StoreError::NoSuchUser))
+                ),
+                "{n}: {blocked:?}"
+            );
+            let contact = jid("leak@example.com");
+            let put = RosterWrite::Put(crate::xmpp::roster::RosterItem::new(contact.clone()));
+            refused(
+                "roster",
+                store
+                    .roster_change(&alice, &contact, |_, _| (put, ()))
+                    .map(drop),
+            );
+            refused(
+                "pep node",
+                store.pubsub_node_save(alice.as_str(), "urn:leak", "{}"),
+            );
+            let item = StoredItem {
+                id: "i".into(),
+                publisher: alice.as_str().into(),
+                published: 1,
+                payload: "<x xmlns='urn:leak'/>".into(),
+            };
+            refused(
+                "pep item",
+                store.pubsub_item_put(alice.as_str(), "urn:leak", &item, &[]),
+            );
+            let sent = ArchivedMessage {
+                owner: alice.as_str().into(),
+                id: 1,
+                with_bare: "leak@example.com".into(),
+                with_res: String::new(),
+                outgoing: true,
+                ts: 1,
+                stanza: b"<message><body>LEAK</body></message>".to_vec(),
+                keep: Keep::IfAccount,
+            };
+            store
+                .mam_append(&[sent])
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            // The account registered again with the name finds none of it.
+            store
+                .add_user(&alice, &ScramSecrets::derive("two", 16))
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            assert!(
+                matches!(store.vcard_get(&alice), Ok(crate::store::VcardGet::Empty)),
+                "{n}"
+            );
+            assert_eq!(
+                store.private_get(&alice, "urn:leak").ok(),
+                Some(None),
+                "{n}"
+            );
+            assert_eq!(
+                store.blocklist_get(&alice).map(|l| l.items.len()).ok(),
+                Some(0),
+                "{n}"
+            );
+            assert_eq!(
+                store.roster_rows(&alice).map(|r| r.len()).ok(),
+                Some(0),
+                "{n}"
+            );
+            assert_eq!(
+                store.pubsub_load(alice.as_str()).map(|v| v.len()).ok(),
+                Some(0),
+                "{n}"
+            );
+            let archived = store.mam_count(alice.as_str(), &MamFilter::default());
+            assert_eq!(archived.ok(), Some(0), "{n}");
         }
     }
 

@@ -1,6 +1,6 @@
 //! vcard-temp (XEP-0054): one serialized `<vCard/>` per user.
 
-use super::db::sql;
+use super::db::{sql, End};
 use super::value::args;
 use super::{Store, StoreError};
 use crate::jid::BareJid;
@@ -28,15 +28,17 @@ impl Store {
         }
     }
 
-    /// Replaces `user`'s vCard.
+    /// Replaces `user`'s vCard; `NoSuchUser` when the account does not exist (any more).
     pub fn vcard_set(&self, user: &BareJid, xml: &[u8]) -> Result<(), StoreError> {
         let node = user.node().ok_or(StoreError::NoLocalpart)?;
         let q = sql(
             "INSERT INTO vcard (domain, username, xml) VALUES (?1, ?2, ?3)
              ON CONFLICT (domain, username) DO UPDATE SET xml = excluded.xml",
         );
-        self.exec(q, args![user.domain(), node, xml])?;
-        Ok(())
+        self.account_write(user, None, || {
+            self.exec(q, args![user.domain(), node, xml])?;
+            Ok(End::Commit(()))
+        })
     }
 }
 

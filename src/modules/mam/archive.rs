@@ -172,8 +172,8 @@ fn archive_outgoing(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     };
     let (id, ts) = next_id(ctx);
     if decision != Decision::Skip {
-        // The sender is an account.
-        let keep = keep(decision, Keep::Always);
+        // The sender's account may be removed before the row's commit (checked when written).
+        let keep = keep(decision, Keep::IfAccount);
         let row = row(owner, id, ts, &acc.to, true, keep, acc.stanza.bytes());
         push(ctx, row);
     }
