@@ -648,20 +648,18 @@ impl Store {
     }
 
     /// Whether `owner` (a bare JID as routed: prepared) is an account, and has a block list: one
-    /// query. On PostgreSQL the account row stays until the commit (as [`Store::user_held`]):
-    /// an account's removal waits, and its purge sees the rows written.
+    /// query. Unlike the other per-account writes ([`Store::user_held`]) it takes no row lock on
+    /// PostgreSQL: a commit asks this for every owner it writes, and locking each account's row
+    /// would turn each of those reads into a write. So there, a removal that commits between
+    /// this read and the archive's commit can leave that commit's rows behind (SQLite's write
+    /// transactions run one at a time: no window).
     fn mam_owner(&self, owner: &str) -> Result<Owner, StoreError> {
         let Some((node, domain)) = owner.split_once('@') else {
             return Ok(Owner::default());
         };
-        let q = sql2(
-            "SELECT (SELECT count(*) FROM (SELECT 1 FROM blocklist \
+        let q = sql("SELECT (SELECT count(*) FROM (SELECT 1 FROM blocklist \
              WHERE domain = ?1 AND username = ?2 LIMIT 1) AS b) FROM users \
-             WHERE domain = ?1 AND username = ?2",
-            "SELECT (SELECT count(*) FROM (SELECT 1 FROM blocklist \
-             WHERE domain = ?1 AND username = ?2 LIMIT 1) AS b) FROM users \
-             WHERE domain = ?1 AND username = ?2 FOR KEY SHARE OF users",
-        );
+             WHERE domain = ?1 AND username = ?2");
         Ok(match self.row(q, args![domain, node])? {
             Some(mut r) => Owner {
                 account: true,
