@@ -98,9 +98,13 @@ impl World {
     /// Sends an IQ and returns the reply delivered to `user`.
     pub fn iq(&mut self, user: &mut User, xml: &str) -> Stanza {
         self.send(user, xml);
-        match user.mb.pop() {
-            Some(ConnMsg::Deliver(acc)) => acc.into_stanza(),
-            other => panic!("no reply to {xml}: {other:?}"),
+        loop {
+            match user.mb.pop() {
+                Some(ConnMsg::Deliver(acc)) => return acc.into_stanza(),
+                // The release of the input held for an earlier presence broadcast.
+                Some(ConnMsg::InputReleased) => continue,
+                other => panic!("no reply to {xml}: {other:?}"),
+            }
         }
     }
 }
