@@ -172,23 +172,38 @@ fn configured_addrs(listen: &config::Listen) -> Vec<SocketAddr> {
 /// also trip over the connections a restarted server left in TIME_WAIT, so the kernel's own table
 /// of listening sockets (`/proc/net/tcp`, `/proc/net/tcp6`) is read instead. Unreadable tables
 /// (no procfs) check nothing.
+///
+/// A server killed a moment ago (`kill -9`, then a restart) leaves its listening sockets in the
+/// table for some milliseconds while the kernel closes its files: a taken address is looked up
+/// again for up to [`GONE_WITHIN`] before it counts.
 pub fn ensure_free(listen: &config::Listen) -> Result<(), SocketAddr> {
+    let started = std::time::Instant::now();
+    loop {
+        match taken_addr(listen) {
+            Some(taken) if started.elapsed() >= GONE_WITHIN => return Err(taken),
+            Some(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// How long a listening socket of a process that just died may stay in the kernel's table.
+const GONE_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The first configured address some socket listens on now.
+fn taken_addr(listen: &config::Listen) -> Option<SocketAddr> {
     let addrs = configured_addrs(listen);
     if addrs.is_empty() {
-        return Ok(());
+        return None;
     }
     let listening: Vec<SocketAddr> = ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
         .filter_map(|p| std::fs::read_to_string(p).ok())
         .flat_map(|table| listening_sockets(&table))
         .collect();
-    match addrs
+    addrs
         .into_iter()
         .find(|a| listening.iter().any(|l| overlaps(*a, *l)))
-    {
-        Some(taken) => Err(taken),
-        None => Ok(()),
-    }
 }
 
 /// The local addresses of the sockets in state LISTEN in a `/proc/net/tcp{,6}` table.
