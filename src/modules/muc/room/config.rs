@@ -289,8 +289,11 @@ pub fn parse_submit(
             _ => {}
         }
     }
-    // The secret only counts when the room is (or stays) password protected.
-    let protected = protected.unwrap_or(current.password.is_some());
+    // The secret only counts when the room is (or stays) password protected. A form that gives a
+    // secret and says nothing of protection asks for it (Prosody's form has only the secret):
+    // dropping the password silently would leave open a room its owner believes closed.
+    let protected = protected
+        .unwrap_or(current.password.is_some() || secret.as_deref().is_some_and(|s| !s.is_empty()));
     c.password = match (protected, secret) {
         (false, _) => None,
         (true, Some(s)) if !s.is_empty() => Some(s),

@@ -168,6 +168,24 @@ fn password_is_required() {
 }
 
 #[test]
+fn a_secret_alone_protects_the_room_unless_protection_is_refused() {
+    // A form with the secret and no passwordprotectedroom (Prosody's form has only the secret)
+    // used to be accepted and the secret dropped: the room stayed open.
+    let mut room = room_with(&[("muc#roomconfig_roomsecret", "s3cret")]);
+    assert_eq!(
+        only_error(&feed(&mut room, BOB, &join_xml("bob")), BOB),
+        "not-authorized"
+    );
+    // Said explicitly, no protection wins, and the secret goes.
+    let mut room = room_with(&[
+        ("muc#roomconfig_passwordprotectedroom", "0"),
+        ("muc#roomconfig_roomsecret", "s3cret"),
+    ]);
+    let out = feed(&mut room, BOB, &join_xml("bob"));
+    assert!(error_of(&sent_to(&out, BOB)[0]).is_none());
+}
+
+#[test]
 fn full_room_is_service_unavailable_but_admins_pass() {
     let mut room = room_with(&[("muc#roomconfig_maxusers", "2")]);
     feed(&mut room, BOB, &join_xml("bob"));
