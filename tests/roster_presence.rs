@@ -349,6 +349,38 @@ fn an_invalid_priority_is_refused() {
     assert_eq!(ty(&own), "");
 }
 
+/// RFC 6121 §2.3.2: every successful roster set is pushed to the interested resources, the one
+/// that made it included, also a set that changes nothing (it got only the result before; Prosody
+/// and ejabberd push it too), with the version it leaves.
+#[test]
+fn a_roster_set_that_changes_nothing_is_pushed_too() {
+    let server = server(2);
+    let mut a = Client::login(&server, "alice", "a", Some(0));
+    let mut a2 = Client::login(&server, "alice", "a2", Some(0));
+    roster_get(&mut a, None);
+    roster_get(&mut a2, None);
+    let item = "<item jid='zed@localhost' name='Z'/>";
+    roster_set(&mut a, item);
+    let first = expect_push(&mut a, "zed@localhost", "none");
+    assert_eq!(first.attr("name"), Some("Z"));
+    expect_push(&mut a2, "zed@localhost", "none");
+    let ver = roster_get(&mut a, None)
+        .tree()
+        .unwrap()
+        .get_child("query", ns::ROSTER)
+        .and_then(|q| q.attr("ver").map(str::to_owned))
+        .expect("a version");
+    roster_set(&mut a, item);
+    for c in [&mut a, &mut a2] {
+        let s = c.expect("push of the unchanged item", |s| {
+            push_item(s).is_some_and(|i| i.attr("jid") == Some("zed@localhost"))
+        });
+        let q = s.tree().unwrap();
+        let q = q.get_child("query", ns::ROSTER).unwrap();
+        assert_eq!(q.attr("ver"), Some(ver.as_str()), "the version it leaves");
+    }
+}
+
 /// RFC 6120 §10.1: what a client sends reaches a contact in the order sent, its presence
 /// broadcast included. A status change followed at once by a message (one write) must reach the
 /// contact as presence, then message, every time; so must the initial presence of a new session

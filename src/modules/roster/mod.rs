@@ -330,9 +330,10 @@ fn apply_set(
         ));
     }
     let revoke = removal.revoke;
-    let push = changed
-        .ver
-        .map(|ver| push_acc(&user, changed.item.as_ref(), &contact, ver, opts, shard));
+    // §2.3.2: every successful set is pushed, one that changed nothing too (as Prosody and
+    // ejabberd do: a client may wait for the push), with the version it leaves.
+    let ver = changed.ver.or_else(|| store.roster_version(&user).ok());
+    let push = ver.map(|ver| push_acc(&user, changed.item.as_ref(), &contact, ver, opts, shard));
     let then_user = user.clone();
     JobDone {
         hold: Vec::new(),
