@@ -835,3 +835,52 @@ fn a_deleted_accounts_subscriptions_and_affiliations_on_a_contacts_nodes_go_with
         );
     }
 }
+
+/// XEP-0060 §4.5 (`roster` access model): a contact in an allowed roster group reads the node,
+/// also after a restart. The owner's PEP state was loaded with its roster's rows but without
+/// their groups, so from a restart on every such contact got `not-in-roster-group`.
+#[test]
+fn a_roster_group_node_stays_readable_to_the_group_after_a_restart() {
+    for shards in [1, 2] {
+        let mut server = start(shards);
+        let mut alice = server.login("alice", "a", Some(0));
+        let mut bob = server.login("bob", "b", Some(0));
+        common::subscribe_one_way(&mut bob, "bob", &mut alice, "alice");
+        let r = iq(
+            &mut alice,
+            "g1",
+            "<iq type='set' id='g1'><query xmlns='jabber:iq:roster'><item jid='bob@localhost'><group>friends</group></item></query></iq>",
+        );
+        assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+        let options = "<publish-options><x xmlns='jabber:x:data' type='submit'>\
+             <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field>\
+             <field var='pubsub#access_model'><value>roster</value></field>\
+             <field var='pubsub#roster_groups_allowed'><value>friends</value></field></x></publish-options>";
+        let r = publish(
+            &mut alice,
+            "p1",
+            None,
+            "urn:x:friends",
+            "<x xmlns='urn:x:friends'>for friends</x>",
+            options,
+        );
+        assert_eq!(r.type_().as_deref(), Some("result"), "{}", text(&r));
+        let r = items(&mut bob, "i1", "alice@localhost", "urn:x:friends");
+        assert!(text(&r).contains("for friends"), "{shards}: {}", text(&r));
+        drop(alice);
+        drop(bob);
+        server.stop();
+        server.spawn(shards);
+        let mut bob = server.login("bob", "b", Some(0));
+        let r = items(&mut bob, "i2", "alice@localhost", "urn:x:friends");
+        assert!(
+            text(&r).contains("for friends"),
+            "shards={shards}, after the restart: {}",
+            text(&r)
+        );
+        // Still refused to a contact outside the group.
+        let mut carol = server.login("carol", "c", Some(0));
+        let r = items(&mut carol, "i3", "alice@localhost", "urn:x:friends");
+        assert_eq!(r.type_().as_deref(), Some("error"), "{}", text(&r));
+    }
+}

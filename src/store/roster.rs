@@ -184,6 +184,25 @@ impl Store {
             .collect()
     }
 
+    /// [`Store::roster_rows`] with each item's groups (read in one more query): for who decides by
+    /// groups (PEP's `roster` access model).
+    pub fn roster_rows_grouped(&self, user: &BareJid) -> Result<Vec<RosterItem>, StoreError> {
+        let q = sql("SELECT contact, grp FROM roster_groups WHERE \"user\" = ?1 ORDER BY grp");
+        let mut groups: ahash::HashMap<String, Vec<String>> = Default::default();
+        for mut r in self.rows(q, args![user.as_str()])? {
+            let contact = r.text(0)?;
+            groups.entry(contact).or_default().push(r.text(1)?);
+        }
+        self.rows(ROWS, args![user.as_str()])?
+            .into_iter()
+            .map(|r| {
+                let raw = raw_row(r)?;
+                let g = groups.remove(&raw.contact).unwrap_or_default();
+                raw.into_item(g)
+            })
+            .collect()
+    }
+
     /// One row (hidden or not).
     pub fn roster_item(
         &self,

@@ -445,7 +445,8 @@ fn load(shard: &mut Shard, owner: BareJid) {
     let job = move |store: &crate::store::Store| {
         let got = store
             .pubsub_load(owner.as_str())
-            .and_then(|n| store.roster_rows(&owner).map(|r| (n, r)))
+            // With the groups: the `roster` access model decides by them.
+            .and_then(|n| store.roster_rows_grouped(&owner).map(|r| (n, r)))
             .and_then(|(n, r)| {
                 // Only an account with neither nodes nor contacts may not exist: asked then.
                 let missing = n.is_empty() && r.is_empty() && !store.user_exists(&owner)?;
