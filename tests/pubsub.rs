@@ -842,3 +842,75 @@ fn a_removed_account_leaves_no_node_ownership_behind() {
         assert!(!seen.contains("carol@localhost"), "{seen}");
     }
 }
+
+/// XEP-0060 §4.1: a publish-only entity publishes and retracts its own items only (it retracted
+/// anyone's), and the service names the affiliation features it supports with the XEP's names
+/// (§8.9: `modify-affiliations`; it said `manage-affiliations`, which no XEP defines).
+#[test]
+fn publish_only_retracts_its_own_items_and_the_features_have_the_xeps_names() {
+    let server = start(2);
+    let mut alice = server.login("alice", "a", Some(0));
+    let mut carol = server.login("carol", "c", Some(0));
+    ok(&create(&mut alice, "c1", "po", &[("max_items", "10")]));
+    ok(&publish(
+        &mut alice,
+        "p1",
+        "po",
+        "a1",
+        "<x xmlns='urn:x'>from-alice</x>",
+    ));
+    ok(&iq(
+        &mut alice,
+        "f1",
+        "set",
+        OWNER,
+        "<affiliations node='po'><affiliation jid='carol@localhost' affiliation='publish-only'/></affiliations>",
+    ));
+    ok(&publish(
+        &mut carol,
+        "p2",
+        "po",
+        "c1",
+        "<x xmlns='urn:x'>from-carol</x>",
+    ));
+    let r = iq(
+        &mut carol,
+        "r1",
+        "set",
+        PS,
+        "<retract node='po'><item id='a1'/></retract>",
+    );
+    assert_eq!(
+        error_condition(&r).as_deref(),
+        Some("forbidden"),
+        "{}",
+        text(&r)
+    );
+    ok(&iq(
+        &mut carol,
+        "r2",
+        "set",
+        PS,
+        "<retract node='po'><item id='c1'/></retract>",
+    ));
+    let r = items(&mut alice, "i1", "po", "", "");
+    assert!(
+        text(&r).contains("from-alice") && !text(&r).contains("from-carol"),
+        "{}",
+        text(&r)
+    );
+    alice.send(&format!(
+        "<iq type='get' id='d1' to='{SERVICE}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+    ));
+    let d = text(&alice.expect("disco", |s| s.id().as_deref() == Some("d1")));
+    for f in [
+        "modify-affiliations",
+        "member-affiliation",
+        "outcast-affiliation",
+        "publisher-affiliation",
+        "publish-only-affiliation",
+    ] {
+        assert!(d.contains(&format!("{PS}#{f}'")), "{f}: {d}");
+    }
+    assert!(!d.contains("manage-affiliations"), "{d}");
+}

@@ -145,7 +145,9 @@ fn answer(
                 .items(None, &ids)
                 .iter()
                 .all(|i| bare_of(&i.publisher) == from_bare);
-            if a.affiliation < Affiliation::PublishOnly && !own {
+            // Publish-only too: it "SHOULD be allowed to delete only items that the publish-only
+            // entity has published" (§4.1).
+            if a.affiliation < Affiliation::Publisher && !own {
                 return Err(PubsubError::forbidden());
             }
             let gone = n.retract(&ids)?;
