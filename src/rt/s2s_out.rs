@@ -227,7 +227,7 @@ fn step(
                 tracing::info!(local = pair.local, remote = pair.remote, %reason, "s2s: outgoing stream closed");
                 *end = Some(match reason {
                     S2sOutFailure::LocalClose => End::Closed,
-                    S2sOutFailure::PeerClosed | S2sOutFailure::Io if *ready => End::Closed,
+                    r if *ready && r.leaves_remote_reachable() => End::Closed,
                     r => End::Failed(r.bounce_condition()),
                 });
             }

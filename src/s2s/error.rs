@@ -67,7 +67,28 @@ pub enum S2sOutFailure {
     Timeout,
 }
 
+/// Stream errors a remote ends a working stream with that say nothing against the next stream:
+/// an idle stream closed (RFC 6120 §4.9.3.4 `connection-timeout`), new features to offer
+/// (§4.9.3.16 `reset`), the remote going down, to come back (§4.9.3.20 `system-shutdown`).
+const CLEAN_REMOTE_ENDS: [&str; 3] = [
+    StreamErrorCondition::ConnectionTimeout.as_str(),
+    "reset",
+    StreamErrorCondition::SystemShutdown.as_str(),
+];
+
 impl S2sOutFailure {
+    /// True when the end of an authenticated stream leaves the remote as reachable as before: it
+    /// closed, the connection went, or it gave one of [`CLEAN_REMOTE_ENDS`]. The next stanza then
+    /// opens a new stream; a failure would bounce every stanza for a while and refuse the
+    /// remote's dialback checks (a restarting server was shut out as it came back).
+    pub fn leaves_remote_reachable(&self) -> bool {
+        match self {
+            S2sOutFailure::PeerClosed | S2sOutFailure::Io => true,
+            S2sOutFailure::RemoteStreamError(cond) => CLEAN_REMOTE_ENDS.contains(&cond.as_str()),
+            _ => false,
+        }
+    }
+
     /// The stanza error condition for the stanzas that could not be sent (RFC 6120 §10.4.3:
     /// remote-server-not-found when the remote could not be reached or authenticated,
     /// remote-server-timeout on timeouts).

@@ -51,7 +51,7 @@ pub enum StreamErrorCondition {
 
 impl StreamErrorCondition {
     /// The element name of the condition, as it appears on the wire.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         use StreamErrorCondition::*;
         match self {
             BadFormat => "bad-format",
