@@ -1058,3 +1058,46 @@ fn a_burst_larger_than_the_buffer_gets_every_answer() {
         );
     }
 }
+
+/// A connection cut while answers wait for acknowledgements behind a full buffer: the session
+/// stays resumable and the waiting answers come after the resumption (XEP-0198 §5). They were
+/// handed back to the session manager, which gave them to the parked session, whose full buffer
+/// then ended it: the resumption failed with item-not-found.
+#[test]
+fn answers_waiting_behind_a_full_buffer_survive_a_cut_and_a_resumption() {
+    for shards in [1, 2] {
+        let server = Server::start_with(shards, &["alice"], "", &sm_toml(60, 50));
+        let mut a = Sm::login(&server, "alice", "r");
+        const N: usize = 80;
+        let burst: String = (0..N)
+            .map(|i| {
+                format!(
+                    "<iq type='get' to='localhost' id='p{i}'><ping xmlns='urn:xmpp:ping'/></iq>"
+                )
+            })
+            .collect();
+        a.c.send(&burst);
+        // Read the 50 the buffer lets out, acknowledging none.
+        let mut got = 0;
+        while got < 50 {
+            let s = a.c.next_stanza();
+            if s.name() == "iq" {
+                assert_eq!(s.id().as_deref(), Some(format!("p{got}").as_str()));
+                got += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let (id, jid, _) = a.cut();
+        let mut a = Sm::resume(&server, "alice", &id, &jid, 50)
+            .unwrap_or_else(|e| panic!("shards={shards}: not resumed: {e}"));
+        for i in 50..N {
+            let s = a.recv();
+            assert_eq!(
+                s.id().as_deref(),
+                Some(format!("p{i}").as_str()),
+                "shards={shards}: {}",
+                String::from_utf8_lossy(s.bytes())
+            );
+        }
+    }
+}

@@ -293,6 +293,14 @@ impl SmState {
         self.buffer.len() >= self.cfg.buffer_max
     }
 
+    /// Keeps a stanza the stream had queued, not written, when its connection went: it goes out
+    /// on resumption. Past `buffer_max` if need be: the stream took it within its output bound,
+    /// and handing it back would reach this parked session again and end it.
+    pub fn keep_unsent(&mut self, item: Unacked) {
+        self.buffer.push_back(item);
+        self.h_out = self.h_out.wrapping_add(1);
+    }
+
     /// Asks for an ack unless one is asked already: true when `<r/>` is to be written.
     pub fn ask(&mut self) -> bool {
         if self.request_pending {
@@ -751,6 +759,16 @@ impl C2s {
                 );
                 Some(item)
             }
+        }
+    }
+
+    /// Bytes of routed stanzas that wait for the client's XEP-0198 acknowledgements (the buffer of
+    /// unacknowledged ones is full): the driver keeps reading while only these wait, since the
+    /// client's `<a/>` that lets them out comes on its input.
+    pub fn awaiting_acks(&self) -> usize {
+        match &self.sm {
+            Some(sm) if sm.is_full() && !self.closed => self.routed.bytes(),
+            _ => 0,
         }
     }
 

@@ -30,8 +30,13 @@ pub fn job_key(bare: &BareJid) -> u64 {
     ahash::RandomState::with_seeds(0x6c61, 0x7374, 0x6163, 0x7469).hash_one(bare.as_str())
 }
 
+/// Present in a shard's extensions while this module runs: its logout records are current (a
+/// record left from a run with the module on would be stale for other readers).
+pub struct Recording;
+
 /// Registers the handlers on every host.
 pub fn start(shard: &mut Shard, hosts: &[String]) {
+    shard.ext.insert(Recording);
     let started = Instant::now();
     for host in hosts {
         shard.iq.register_server(

@@ -269,6 +269,7 @@ impl Driver {
                 self.mailbox.release_if_empty();
             }
             if self.c2s.is_closed() && self.out.close_due() {
+                self.drain_held().await;
                 let _ = futures_lite::AsyncWriteExt::close(&mut stream).await;
                 return;
             }
@@ -285,6 +286,7 @@ impl Driver {
                     // The peer closed (or reset) without </stream:stream>: nothing more can be written.
                     self.c2s.peer_closed();
                     self.process();
+                    self.drain_held().await;
                     return;
                 }
                 Wake::Pending(Pending::Secrets(s, in_flight)) => {
@@ -639,6 +641,31 @@ impl Driver {
         }
     }
 
+    /// The stream ended while its input waited for a presence broadcast's release: waits for it
+    /// (at most until it is due), then handles what the client sent before the end (RFC 6120
+    /// §4.4), which would otherwise go with the connection.
+    async fn drain_held(&mut self) {
+        while let Some(Held::Released(at)) = self.held_input {
+            let mut timer =
+                glommio::timer::Timer::new(at.saturating_duration_since(Instant::now()));
+            let fired = std::future::poll_fn(|cx| {
+                self.mailbox.set_waker(cx.waker());
+                if !self.mailbox.is_empty() {
+                    return Poll::Ready(false);
+                }
+                if Pin::new(&mut timer).poll(cx).is_ready() {
+                    return Poll::Ready(true);
+                }
+                Poll::Pending
+            })
+            .await;
+            if fired {
+                self.release_late(Instant::now());
+            }
+            self.process();
+        }
+    }
+
     /// When a held input stops waiting for [`ConnMsg::InputReleased`].
     fn release_at(&self) -> Option<Instant> {
         match self.held_input {
@@ -706,9 +733,11 @@ impl Driver {
                 return Poll::Ready(Wake::Timer);
             }
             // Our own output waiting (including stanzas still in the mailbox): a client that does
-            // not read what it causes (errors, echoes) is not read either.
+            // not read what it causes (errors, echoes) is not read either. Stanzas waiting for its
+            // XEP-0198 acks do not count: the acks are on its input (what they wait in is bounded
+            // by `outbound_queue_bytes` all the same, see `C2s::deliver_routed`).
             let backlog = self.out.buf.len()
-                + self.c2s.pending_transmit()
+                + (self.c2s.pending_transmit() - self.c2s.awaiting_acks())
                 + self.mailbox.bytes()
                 + self.link.pending_output();
             // Backpressure: while the mesh cannot take more, or a local recipient is behind, the

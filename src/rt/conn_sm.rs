@@ -100,11 +100,10 @@ impl Driver {
         };
         let mut shard = self.ctx.shard.borrow_mut();
         shard.local_unbind(&sess.jid, self.conn);
-        // Routed stanzas that never reached the wire go with the session, written on resumption.
+        // Routed stanzas that never reached the wire go with the session, written on resumption
+        // (also those that waited for the client's acks behind a full buffer).
         for acc in self.c2s.take_unsent() {
-            if let Err((_, Unacked::Routed(acc))) = sm.outbound(Unacked::Routed(acc)) {
-                shard.reroute(acc);
-            }
+            sm.keep_unsent(Unacked::Routed(acc));
         }
         // What CSI held back for this connection goes with the session (the resumed stream starts
         // active).

@@ -566,6 +566,7 @@ fn probe(shard: &mut Shard, acc: Acc) {
     let prober = acc.from.clone();
     let contact = prober.bare();
     let sid = shard.id;
+    let recorded = shard.ext.get::<crate::modules::last::Recording>().is_some();
     queue_job(shard, user_key(&user), move |store| {
         let subscribed = match store.roster_item(&user, &contact) {
             Ok(item) => item.is_some_and(|i| i.state.from),
@@ -589,8 +590,8 @@ fn probe(shard: &mut Shard, acc: Acc) {
         }
         // For an answer that the user is away: when that began and what it said (kept by
         // `mod_last`; nothing when it is off or has no record).
-        let last = match store.last_activity(&user) {
-            Ok(crate::store::LastActivity::Offline { at, status }) => Some((at, status)),
+        let last = match recorded.then(|| store.last_activity(&user)) {
+            Some(Ok(crate::store::LastActivity::Offline { at, status })) => Some((at, status)),
             _ => None,
         };
         JobDone {
