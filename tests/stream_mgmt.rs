@@ -1101,3 +1101,47 @@ fn answers_waiting_behind_a_full_buffer_survive_a_cut_and_a_resumption() {
         }
     }
 }
+
+/// As above, with more waiting than the stream's output queue holds: the rest waited in the
+/// connection's mailbox, reached the parked session one by one, met its full buffer and ended
+/// it (resumption failed, and the messages the client had read went to offline storage again).
+#[test]
+fn messages_waiting_in_the_mailbox_at_a_cut_survive_a_resumption_too() {
+    for shards in [1, 2] {
+        let server = Server::start_with(shards, &["alice", "bob"], "", &sm_toml(60, 50));
+        let mut a = Sm::login(&server, "alice", "r");
+        let mut b = server.login("bob", "b", None);
+        const N: usize = 500;
+        let pad = "x".repeat(1000);
+        let burst: String = (0..N)
+            .map(|i| {
+                format!(
+                    "<message to='{}' type='chat' id='q{i}'><body>{i} {pad}</body></message>",
+                    a.jid
+                )
+            })
+            .collect();
+        b.send(&burst);
+        let mut got = 0;
+        while got < 50 {
+            let s = a.c.next_stanza();
+            if s.name() == "message" {
+                assert_eq!(s.id().as_deref(), Some(format!("q{got}").as_str()));
+                got += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let (id, jid, _) = a.cut();
+        let mut a = Sm::resume(&server, "alice", &id, &jid, 50)
+            .unwrap_or_else(|e| panic!("shards={shards}: not resumed: {e}"));
+        for i in 50..N {
+            let s = a.recv();
+            assert_eq!(
+                s.id().as_deref(),
+                Some(format!("q{i}").as_str()),
+                "shards={shards}"
+            );
+        }
+        b.sync();
+    }
+}

@@ -116,9 +116,25 @@ impl Driver {
         };
         shard.session_end(&mut end);
         for acc in end.held {
-            if let Err((_, Unacked::Routed(acc))) = sm.outbound(Unacked::Routed(acc)) {
-                shard.reroute(acc);
+            sm.keep_unsent(Unacked::Routed(acc));
+        }
+        // So do the stanzas still in the mailbox (what did not fit the stream's output queue while
+        // the client's acks were awaited): taken by the parked session one by one, they would
+        // meet its full buffer and end it. Other messages wait there for the parked session.
+        let mut others = Vec::new();
+        while let Some(msg) = self.mailbox.pop() {
+            match msg {
+                ConnMsg::Deliver(acc) => {
+                    if let Some(acc) = crate::c2s::route::user_receive(&mut shard, acc) {
+                        sm.keep_unsent(Unacked::Routed(acc));
+                    }
+                }
+                other => others.push(other),
             }
+        }
+        for msg in others {
+            // Control messages are always accepted (only stanzas count against the bound).
+            let _ = self.mailbox.push(msg);
         }
         // The modules learn what the client may never have seen (push notifications).
         crate::modules::stream_mgmt::park::announce_unacked(&mut shard, &sess.jid, &mut sm);
