@@ -92,6 +92,18 @@ fn expect_push(c: &mut Client, jid: &str, subscription: &str) -> petrel::xml::El
     push_item(&s).unwrap_or_else(|| unreachable!())
 }
 
+/// Bob subscribes to alice's presence, alice (resource `a`, available) approves, and bob gets it.
+fn bob_follows_alice(a: &mut Client, b: &mut Client) {
+    b.send("<presence to='alice@localhost' type='subscribe'/>");
+    a.expect("subscribe", |s| {
+        is_presence(s, "subscribe", "bob@localhost")
+    });
+    a.send("<presence to='bob@localhost' type='subscribed'/>");
+    b.expect("alice's presence", |s| {
+        is_presence(s, "", "alice@localhost/a")
+    });
+}
+
 fn roster_get(c: &mut Client, ver: Option<&str>) -> Stanza {
     let v = ver.map(|v| format!(" ver='{v}'")).unwrap_or_default();
     let id = format!("get{}", common::rand_u64());
@@ -392,15 +404,7 @@ fn a_presence_broadcast_is_not_overtaken_by_the_next_message() {
         let server = server(shards);
         let mut a = Client::login(&server, "alice", "a", Some(0));
         let mut b = Client::login(&server, "bob", "b", Some(0));
-        // Bob subscribes to alice's presence.
-        b.send("<presence to='alice@localhost' type='subscribe'/>");
-        a.expect("subscribe", |s| {
-            is_presence(s, "subscribe", "bob@localhost")
-        });
-        a.send("<presence to='bob@localhost' type='subscribed'/>");
-        b.expect("alice's presence", |s| {
-            is_presence(s, "", "alice@localhost/a")
-        });
+        bob_follows_alice(&mut a, &mut b);
         // Several resources of bob, so that at two shards some sit on alice's shard, some not.
         let mut others: Vec<Client> = (0..3)
             .map(|i| Client::login(&server, "bob", &format!("o{i}"), Some(0)))
@@ -497,14 +501,7 @@ fn a_probe_of_an_absent_contact_says_since_when() {
         );
         let mut a = Client::login(&server, "alice", "a", Some(0));
         let mut b = Client::login(&server, "bob", "b", Some(0));
-        b.send("<presence to='alice@localhost' type='subscribe'/>");
-        a.expect("subscribe", |s| {
-            is_presence(s, "subscribe", "bob@localhost")
-        });
-        a.send("<presence to='bob@localhost' type='subscribed'/>");
-        b.expect("alice's presence", |s| {
-            is_presence(s, "", "alice@localhost/a")
-        });
+        bob_follows_alice(&mut a, &mut b);
         a.send("<presence type='unavailable'><status>gone fishing</status></presence>");
         a.send("</stream:stream>");
         let _ = a.c.read_to_close();
@@ -586,14 +583,7 @@ fn stanzas_between_a_presence_and_the_closing_tag_are_delivered() {
         let server = server(shards);
         let mut a = Client::login(&server, "alice", "a", Some(0));
         let mut b = Client::login(&server, "bob", "b", Some(0));
-        b.send("<presence to='alice@localhost' type='subscribe'/>");
-        a.expect("subscribe", |s| {
-            is_presence(s, "subscribe", "bob@localhost")
-        });
-        a.send("<presence to='bob@localhost' type='subscribed'/>");
-        b.expect("alice's presence", |s| {
-            is_presence(s, "", "alice@localhost/a")
-        });
+        bob_follows_alice(&mut a, &mut b);
         a.send(
             "<presence><status>bye</status></presence>\
              <message to='bob@localhost/b' type='chat'><body>last0</body></message>\

@@ -1059,6 +1059,22 @@ fn a_burst_larger_than_the_buffer_gets_every_answer() {
     }
 }
 
+/// Reads the 50 stanzas (`kind`, ids `prefix`0..) a buffer of 50 lets out, acknowledging none,
+/// lets the rest queue up, cuts the connection and resumes alice's session with h = 50.
+fn cut_after_the_buffer(mut a: Sm, server: &Server, kind: &str, prefix: &str) -> Sm {
+    let mut got = 0;
+    while got < 50 {
+        let s = a.c.next_stanza();
+        if s.name() == kind {
+            assert_eq!(s.id().as_deref(), Some(format!("{prefix}{got}").as_str()));
+            got += 1;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (id, jid, _) = a.cut();
+    Sm::resume(server, "alice", &id, &jid, 50).unwrap_or_else(|e| panic!("not resumed: {e}"))
+}
+
 /// A connection cut while answers wait for acknowledgements behind a full buffer: the session
 /// stays resumable and the waiting answers come after the resumption (XEP-0198 §5). They were
 /// handed back to the session manager, which gave them to the parked session, whose full buffer
@@ -1077,19 +1093,7 @@ fn answers_waiting_behind_a_full_buffer_survive_a_cut_and_a_resumption() {
             })
             .collect();
         a.c.send(&burst);
-        // Read the 50 the buffer lets out, acknowledging none.
-        let mut got = 0;
-        while got < 50 {
-            let s = a.c.next_stanza();
-            if s.name() == "iq" {
-                assert_eq!(s.id().as_deref(), Some(format!("p{got}").as_str()));
-                got += 1;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(300));
-        let (id, jid, _) = a.cut();
-        let mut a = Sm::resume(&server, "alice", &id, &jid, 50)
-            .unwrap_or_else(|e| panic!("shards={shards}: not resumed: {e}"));
+        let mut a = cut_after_the_buffer(a, &server, "iq", "p");
         for i in 50..N {
             let s = a.recv();
             assert_eq!(
@@ -1109,7 +1113,7 @@ fn answers_waiting_behind_a_full_buffer_survive_a_cut_and_a_resumption() {
 fn messages_waiting_in_the_mailbox_at_a_cut_survive_a_resumption_too() {
     for shards in [1, 2] {
         let server = Server::start_with(shards, &["alice", "bob"], "", &sm_toml(60, 50));
-        let mut a = Sm::login(&server, "alice", "r");
+        let a = Sm::login(&server, "alice", "r");
         let mut b = server.login("bob", "b", None);
         const N: usize = 500;
         let pad = "x".repeat(1000);
@@ -1122,18 +1126,7 @@ fn messages_waiting_in_the_mailbox_at_a_cut_survive_a_resumption_too() {
             })
             .collect();
         b.send(&burst);
-        let mut got = 0;
-        while got < 50 {
-            let s = a.c.next_stanza();
-            if s.name() == "message" {
-                assert_eq!(s.id().as_deref(), Some(format!("q{got}").as_str()));
-                got += 1;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(500));
-        let (id, jid, _) = a.cut();
-        let mut a = Sm::resume(&server, "alice", &id, &jid, 50)
-            .unwrap_or_else(|e| panic!("shards={shards}: not resumed: {e}"));
+        let mut a = cut_after_the_buffer(a, &server, "message", "q");
         for i in 50..N {
             let s = a.recv();
             assert_eq!(

@@ -646,20 +646,7 @@ impl Driver {
     /// §4.4), which would otherwise go with the connection.
     async fn drain_held(&mut self) {
         while let Some(Held::Released(at)) = self.held_input {
-            let mut timer =
-                glommio::timer::Timer::new(at.saturating_duration_since(Instant::now()));
-            let fired = std::future::poll_fn(|cx| {
-                self.mailbox.set_waker(cx.waker());
-                if !self.mailbox.is_empty() {
-                    return Poll::Ready(false);
-                }
-                if Pin::new(&mut timer).poll(cx).is_ready() {
-                    return Poll::Ready(true);
-                }
-                Poll::Pending
-            })
-            .await;
-            if fired {
+            if self.mailbox_or(at).await {
                 self.release_late(Instant::now());
             }
             self.process();

@@ -294,6 +294,22 @@ impl Driver {
         }
     }
 
+    /// Waits for a mailbox message or `deadline`; true when the deadline passed first.
+    pub(super) async fn mailbox_or(&mut self, deadline: Instant) -> bool {
+        let mut timer = Timer::new(deadline.saturating_duration_since(Instant::now()));
+        std::future::poll_fn(|cx| {
+            self.mailbox.set_waker(cx.waker());
+            if !self.mailbox.is_empty() {
+                return Poll::Ready(false);
+            }
+            if Pin::new(&mut timer).poll(cx).is_ready() {
+                return Poll::Ready(true);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
     /// After the socket closed: lives on while parked, on the mailbox and a timer only.
     pub(super) async fn park(&mut self) {
         loop {
@@ -301,19 +317,7 @@ impl Driver {
             let Some(deadline) = self.sm.parked.as_ref().and_then(Park::deadline) else {
                 return;
             };
-            let mut timer = Timer::new(deadline.saturating_duration_since(Instant::now()));
-            let fired = std::future::poll_fn(|cx| {
-                self.mailbox.set_waker(cx.waker());
-                if !self.mailbox.is_empty() {
-                    return Poll::Ready(false);
-                }
-                if Pin::new(&mut timer).poll(cx).is_ready() {
-                    return Poll::Ready(true);
-                }
-                Poll::Pending
-            })
-            .await;
-            if fired {
+            if self.mailbox_or(deadline).await {
                 if let Some(p) = self.sm.parked.as_mut() {
                     p.on_timeout(&mut self.ctx.shard.borrow_mut(), Instant::now());
                 }
