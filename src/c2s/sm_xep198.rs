@@ -280,11 +280,7 @@ impl SmState {
             matches!(u, Unacked::Routed(acc)
                     if acc.handled.is_some() || acc.get(crate::hooks::ACK_WANTED).is_some())
         });
-        if wanted {
-            self.request_pending = true;
-            self.since_request = 0;
-        }
-        wanted
+        wanted && self.ask()
     }
 
     /// True when the buffer of unacknowledged stanzas is at `buffer_max`: what is routed to the
@@ -314,7 +310,7 @@ impl SmState {
     /// Counts and keeps one stanza sent to the client. `Ok(true)` when an ack should be requested
     /// now; a full buffer hands the stanza back.
     pub fn outbound(&mut self, item: Unacked) -> Result<bool, (SmError, Unacked)> {
-        if self.buffer.len() >= self.cfg.buffer_max {
+        if self.is_full() {
             return Err((SmError::BufferFull, item));
         }
         self.buffer.push_back(item);
@@ -322,12 +318,7 @@ impl SmState {
         self.since_request = self.since_request.saturating_add(1);
         let half_full = self.buffer.len() * 2 >= self.cfg.buffer_max;
         let due = self.since_request >= self.cfg.ack_freq.max(1) || half_full;
-        if due && !self.request_pending {
-            self.request_pending = true;
-            self.since_request = 0;
-            return Ok(true);
-        }
-        Ok(false)
+        Ok(due && self.ask())
     }
 
     /// Checks the client's `h` as [`SmState::ack`] does, without applying it: the stanzas it covers.

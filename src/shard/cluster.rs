@@ -69,14 +69,14 @@ impl Cluster {
         }
     }
 
-    /// Registers `jid`'s account in the store, if there is one, as a login needs: the store
-    /// keeps no per-user data for an account that does not exist.
-    fn add_account(&self, jid: &FullJid) {
+    /// Registers the account `jid` in the store, if there is one and it has none, as a login
+    /// needs: the store keeps no per-user data for an account that does not exist.
+    pub fn add_account(&self, jid: &crate::jid::BareJid) {
         let Some(store) = &self.store else {
             return;
         };
         let secrets = crate::auth::ScramSecrets::derive("pw", 4096);
-        match store.add_user(&jid.bare(), &secrets) {
+        match store.add_user(jid, &secrets) {
             Ok(()) | Err(crate::store::StoreError::UserExists) => {}
             Err(e) => panic!("account {jid}: {e}"),
         }
@@ -89,7 +89,7 @@ impl Cluster {
         jid: &FullJid,
         priority: Option<i8>,
     ) -> (Session, Rc<Mailbox>) {
-        self.add_account(jid);
+        self.add_account(&jid.bare());
         let (conn, mb) = self.shards[on].open_conn();
         let sref = self.shards[on].session_ref(conn);
         bind(
