@@ -20,6 +20,8 @@ over STARTTLS. In one fresh room on the MUC service, in order:
   conflict   the outsider joining with a taken nick gets <conflict/>, then joins with its own;
   history    an occupant leaves, the owner sends 5 messages, it rejoins asking for 3: it gets
              exactly the last 3, in order, each with <delay from=room>;
+  voice      the owner revokes an occupant's voice (§8.4); its request (§7.13) reaches the owner as
+             a muc#request form, whose approval (§8.6) gives the voice back;
   kick       role none: status 307 to the kicked (with 110) and to the others; its self-ping fails;
   ban        outcast: status 301 likewise; the banned user's rejoin gets <forbidden/>;
   destroy    every remaining occupant gets unavailable with <destroy/>; the room is gone from disco.
@@ -307,6 +309,50 @@ class Muc:
             self.problems.append(f"history: slixmpp's join result has {[s['body'] for s in hist]}")
         print(f"history: rejoin with maxstanzas={HISTORY_ASKED} got {bodies}")
 
+    async def voice(self):
+        """§8.4 revoke voice, §7.13 the visitor's request, §8.6 the owner's approval."""
+        v = self.occupants[1]
+        me = self.occ(v)
+        mark = len(v.presences)
+
+        def role_seen(role):
+            return [s for s in from_room(v.presences[mark:], me) if item(s, "role") == role]
+
+        try:
+            await self.owner.muc.set_role(self.room, self.nick[v], "visitor", timeout=5)
+        except (IqError, IqTimeout) as e:
+            self.problems.append(f"voice: revoking voice failed: {e}")
+            return
+        if not await until(lambda: role_seen("visitor"), "voice: the visitor's own presence", self.problems):
+            return
+        omark = len(self.owner.messages)
+        v.muc.request_voice(self.room, "participant")
+
+        def request():
+            for s in from_room(self.owner.messages[omark:], self.room):
+                form = s.get_plugin("form", check=True)
+                if form is not None and form["type"] == "form":
+                    return form.get_values()
+            return None
+
+        if not await until(lambda: request() is not None, "voice: the request forwarded to the owner",
+                           self.problems):
+            return
+        got = request()
+        if got.get("muc#roomnick") != self.nick[v] or str(got.get("muc#jid")) != v.boundjid.full:
+            self.problems.append(f"voice: the forwarded form names {got}, want {self.nick[v]} / {v.boundjid.full}")
+        answer = self.owner.make_message(self.room)
+        form = answer["form"]
+        form["type"] = "submit"
+        form.add_field(var="FORM_TYPE", ftype="hidden", value="http://jabber.org/protocol/muc#request")
+        form.add_field(var="muc#role", value="participant")
+        form.add_field(var="muc#jid", value=v.boundjid.full)
+        form.add_field(var="muc#roomnick", value=self.nick[v])
+        form.add_field(var="muc#request_allow", ftype="boolean", value=True)
+        answer.send()
+        if await until(lambda: role_seen("participant"), "voice: granted after the approval", self.problems):
+            print("voice: revoked, requested, forwarded as a form, approved")
+
     async def removed(self, victim, role_or_aff, code, what):
         """Kicks (role none) or bans (outcast) `victim`; checks the status `code` everywhere."""
         others = [q for q in self.in_room() if q is not victim]
@@ -391,6 +437,7 @@ async def run(args):
                 await s.invitations()
                 await s.conflict_then_join()
                 await s.history()
+                await s.voice()
                 await s.kick_and_ban()
                 await s.destroy()
     finally:
@@ -406,7 +453,7 @@ def main():
         ap.error("--occupants must be at least 4")
     return m.run_main(args, lambda: run(args),
                       f"OK: muc with {args.occupants} occupants: create/config, disco, join, groupchat, "
-                      "subject, private, self-ping, invitations, conflict, history, kick/ban, destroy")
+                      "subject, private, self-ping, invitations, conflict, history, voice, kick/ban, destroy")
 
 
 if __name__ == "__main__":

@@ -270,6 +270,31 @@ impl Room {
         Ok(())
     }
 
+    /// A moderator's approval of `nick`'s voice request (§8.6): the role change `moderator` could
+    /// have made with a `muc#admin` set, under the same checks.
+    pub(super) fn grant_voice(&mut self, moderator: &str, nick: &str, out: &mut Vec<RoomOut>) {
+        let Some(actor) = self.occupants.get(moderator) else {
+            return;
+        };
+        let (actor_aff, actor_role) = (self.affiliation(&actor.jid.bare()), actor.role);
+        let allowed = self.check_role(
+            Some(moderator),
+            actor_aff,
+            actor_role,
+            nick,
+            Role::Participant,
+        );
+        if allowed.is_ok() {
+            self.apply_role(
+                nick,
+                Role::Participant,
+                Some(moderator.to_owned()),
+                None,
+                out,
+            );
+        }
+    }
+
     /// Applies a checked role change.
     fn apply_role(
         &mut self,

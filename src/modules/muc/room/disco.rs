@@ -31,6 +31,7 @@ impl Room {
             ns::DISCO_INFO.to_owned(),
             NS_MUC.to_owned(),
             NS_SELF_PING.to_owned(),
+            super::voice::NS_MUC_REQUEST.to_owned(),
             pick(c.public, "muc_public", "muc_hidden"),
             pick(c.persistent, "muc_persistent", "muc_temporary"),
             pick(c.members_only, "muc_membersonly", "muc_open"),

@@ -1,15 +1,16 @@
 //! Messages: groupchat and subject changes (§7.4, §8.1), private messages (§7.5), mediated
-//! invitations and declines (§7.8.2).
+//! invitations and declines (§7.8.2); voice requests are `voice.rs`'s.
 
 use std::time::SystemTime;
 
 use super::occupant_id;
 use super::types::{Affiliation, Role, NS_DELAY, NS_MUC_USER};
 use super::util::{error_reply, error_reply_short, send, send_jid, stamp};
+use super::voice::is_voice_form;
 use super::{AllowPm, Room, RoomOut, Subject};
 use crate::jid::{FullJid, Jid};
 use crate::xml::{Element, Node, Stanza, StanzaType};
-use crate::xmpp::{ns, StanzaErrorCondition as E};
+use crate::xmpp::{form, ns, StanzaErrorCondition as E};
 
 /// Private messages whose ids a room remembers (see `Room::recent_pms`).
 const RECENT_PMS: usize = 64;
@@ -31,13 +32,14 @@ impl Room {
             StanzaType::Groupchat => self.groupchat(from, stanza, now, out),
             StanzaType::Error => self.on_error_from(from, stanza, out),
             _ => {
-                let x = stanza
-                    .tree()
-                    .ok()
-                    .and_then(|el| el.get_child("x", NS_MUC_USER).cloned());
-                match x {
-                    Some(x) => self.invitations(from, stanza, &x, out),
-                    None => out.extend(error_reply(stanza, &room, from, E::ServiceUnavailable)),
+                let el = stanza.tree().ok();
+                let child = |name: &str, ns: &str| el.as_ref()?.get_child(name, ns).cloned();
+                if let Some(x) = child("x", NS_MUC_USER) {
+                    self.invitations(from, stanza, &x, out);
+                } else if let Some(x) = child("x", form::NS).filter(is_voice_form) {
+                    self.on_voice_form(from, stanza, &x, now, out);
+                } else {
+                    out.extend(error_reply(stanza, &room, from, E::ServiceUnavailable));
                 }
             }
         }

@@ -26,6 +26,7 @@ mod owner;
 mod presence;
 pub mod types;
 mod util;
+mod voice;
 
 #[cfg(test)]
 mod tests;
@@ -43,6 +44,8 @@ mod tests_message;
 mod tests_owner;
 #[cfg(test)]
 mod tests_presence;
+#[cfg(test)]
+mod tests_voice;
 
 use std::collections::BTreeMap;
 use std::rc::Rc;

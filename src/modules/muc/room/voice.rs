@@ -1,0 +1,158 @@
+//! Voice requests (XEP-0045 §7.13) and their approval by a moderator (§8.6): a visitor of a
+//! moderated room submits a `muc#request` form to the room, the room forwards it as a form to
+//! fill in to every moderator, and a moderator who submits it with `muc#request_allow` set grants
+//! voice as a `muc#admin` role change would.
+
+use std::time::{Duration, SystemTime};
+
+use super::types::Role;
+use super::util::{error_reply, send, Cond};
+use super::{Room, RoomOut};
+use crate::jid::FullJid;
+use crate::xml::{Element, Stanza};
+use crate::xmpp::form::{self, Form, FormKind};
+use crate::xmpp::StanzaErrorCondition as E;
+
+/// FORM_TYPE of voice requests and of their approval.
+pub const NS_MUC_REQUEST: &str = "http://jabber.org/protocol/muc#request";
+
+/// How often one occupant may ask: each request interrupts every moderator, so a visitor who
+/// keeps asking is told to wait (`resource-constraint`, as ejabberd's `voice_request_min_interval`).
+pub const REQUEST_INTERVAL: Duration = Duration::from_secs(60);
+
+/// True when `x` is a data form of type `muc#request` (one without a FORM_TYPE is someone
+/// else's: an invitation form, a command).
+pub(super) fn is_voice_form(x: &Element) -> bool {
+    Form::parse(x).is_ok_and(|f| f.form_type.as_deref() == Some(NS_MUC_REQUEST))
+}
+
+impl Room {
+    /// A message to the room carrying a `muc#request` form: a visitor's request for voice, or a
+    /// moderator's answer to one.
+    pub(super) fn on_voice_form(
+        &mut self,
+        from: &FullJid,
+        stanza: &Stanza,
+        x: &Element,
+        now: SystemTime,
+        out: &mut Vec<RoomOut>,
+    ) {
+        let room = self.jid.as_str().to_owned();
+        let refuse =
+            |out: &mut Vec<RoomOut>, c: Cond| out.extend(error_reply(stanza, &room, from, c));
+        let Some(occ) = self.occupants.by_jid(from) else {
+            return refuse(out, E::NotAcceptable.into());
+        };
+        let (nick, role) = (occ.nick.clone(), occ.role);
+        let Ok(form) = Form::parse(x) else {
+            return refuse(out, E::BadRequest.into());
+        };
+        if form.kind != FormKind::Submit {
+            return refuse(out, E::BadRequest.into());
+        }
+        match form.get("muc#request_allow") {
+            // §8.6: a moderator's answer names the occupant by nickname.
+            Some(allow) => {
+                let Ok(allow) = allow.boolean() else {
+                    return refuse(out, E::BadRequest.into());
+                };
+                if role != Role::Moderator {
+                    return refuse(out, E::Forbidden.into());
+                }
+                let target = form
+                    .get("muc#roomnick")
+                    .and_then(|f| f.single().ok().flatten())
+                    .map(str::to_owned);
+                let Some(target) = target else {
+                    return refuse(out, E::BadRequest.into());
+                };
+                self.answer_voice_request(&nick, &target, allow, out);
+            }
+            None => {
+                let wanted = form.get("muc#role").and_then(|f| f.single().ok().flatten());
+                if wanted.is_some_and(|r| r != Role::Participant.as_str()) {
+                    return refuse(out, E::BadRequest.into());
+                }
+                // Only a visitor lacks voice; asking for what one has is a no-op.
+                if role != Role::Visitor {
+                    return;
+                }
+                let recent = self.occupants.get(&nick).and_then(|o| o.voice_requested);
+                if recent
+                    .is_some_and(|t| now.duration_since(t).unwrap_or_default() < REQUEST_INTERVAL)
+                {
+                    return refuse(out, E::ResourceConstraint.into());
+                }
+                if let Some(o) = self.occupants.get_mut(&nick) {
+                    o.voice_requested = Some(now);
+                }
+                self.forward_voice_request(from, &nick, out);
+            }
+        }
+    }
+
+    /// The §8.6 approval form about `nick` (real JID `jid`), sent to every moderator's sessions.
+    fn forward_voice_request(&self, jid: &FullJid, nick: &str, out: &mut Vec<RoomOut>) {
+        let title = Element::new("title", form::NS).with_text("Voice request");
+        let instructions = Element::new("instructions", form::NS).with_text(
+            "To grant this occupant voice, set \"Grant voice to this person?\" and submit the form.",
+        );
+        let x = form::new_form("form", NS_MUC_REQUEST)
+            .with_child(title)
+            .with_child(instructions)
+            .with_child(form::options(
+                form::field(
+                    "muc#role",
+                    "list-single",
+                    Some("Requested role"),
+                    &[Role::Participant.as_str()],
+                ),
+                &[Role::Participant.as_str()],
+            ))
+            .with_child(form::field(
+                "muc#jid",
+                "jid-single",
+                Some("User ID"),
+                &[jid.as_str()],
+            ))
+            .with_child(form::field(
+                "muc#roomnick",
+                "text-single",
+                Some("Room Nickname"),
+                &[nick],
+            ))
+            .with_child(form::field(
+                "muc#request_allow",
+                "boolean",
+                Some("Grant voice to this person?"),
+                &["false"],
+            ));
+        for m in self.occupants.iter().filter(|o| o.role == Role::Moderator) {
+            for (to, _) in m.sessions() {
+                let msg = Element::new("message", crate::xmpp::ns::CLIENT)
+                    .with_attr("from", self.jid.as_str())
+                    .with_attr("to", to.as_str())
+                    .with_child(x.clone());
+                out.push(send(to, &msg));
+            }
+        }
+    }
+
+    /// A moderator's answer: voice for `target` when `allow`, through the role change's own
+    /// checks (the occupant may have left, or been given voice or kicked meanwhile).
+    fn answer_voice_request(
+        &mut self,
+        moderator: &str,
+        target: &str,
+        allow: bool,
+        out: &mut Vec<RoomOut>,
+    ) {
+        let Some(o) = self.occupants.get(target) else {
+            return;
+        };
+        if !allow || o.role != Role::Visitor {
+            return;
+        }
+        self.grant_voice(moderator, target, out);
+    }
+}
