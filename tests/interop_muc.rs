@@ -1,7 +1,7 @@
 //! Multi-User Chat (XEP-0045) interop with slixmpp's xep_0045 plugin at `conference.localhost`:
 //! tests/interop/muc.py runs a room's life (create and configure, disco, joins, groupchat, subject,
-//! private messages, self-ping, invitations, nick conflict, history, voice request, kick, ban, destroy) at 1 and 2
-//! shards; tests/interop/muc_persist.py checks a persistent room across a restart.
+//! private messages, self-ping, invitations, nick conflict, history, voice request, kick, ban,
+//! destroy) at 1 and 2 shards; tests/interop/muc_persist.py checks a persistent room across a restart.
 //!
 //! The venv and script runner are tests/common/venv.rs.
 
