@@ -186,6 +186,7 @@ fn users_sessions_messages_rooms_and_stats() {
         .unwrap_or_else(|| panic!("carol not listed: {}", r.body));
     assert_eq!(s["transport"], "tcp");
     assert_eq!(s["priority"], 7);
+    assert!(s["detached_since"].is_null(), "{s}");
     assert!(s["peer"].as_str().unwrap().starts_with("127.0.0.1:"), "{s}");
     assert!(
         s["shard"].as_u64().unwrap() < 2 && s["since"].as_u64().unwrap() > 0,
@@ -543,10 +544,10 @@ fn route_explain_over_the_api() {
     assert_eq!(a.status, 405);
 }
 
-/// A session parked by stream management (its client gone, resumable) is kicked too: no shard
-/// lists it as local, the session manager on its home shard still holds it.
+/// A session parked by stream management (its client gone, resumable) is listed as detached and
+/// kicked too: no shard holds it as local, the session manager on its home shard still does.
 #[test]
-fn kicking_a_user_ends_parked_sessions_too() {
+fn parked_sessions_are_listed_and_kicked_too() {
     let (server, http) = start(
         2,
         &["alice"],
@@ -566,23 +567,43 @@ fn kicking_a_user_ends_parked_sessions_too() {
     // The client vanishes without closing its stream: the session is parked.
     let _ = c.sock.shutdown(std::net::Shutdown::Both);
     drop(c);
-    // Parked once the server saw the socket close: then no shard lists it.
-    let listed = || {
-        api(http, "GET", "/api/sessions", None)
-            .body
-            .contains("alice@localhost/phone")
+    // Parked once the server saw the socket close: then it is listed as detached.
+    let detached = || {
+        let r = api(http, "GET", "/api/sessions", None);
+        let sessions = r.json()["sessions"].as_array().cloned().unwrap_or_default();
+        let s = sessions
+            .iter()
+            .find(|s| s["jid"] == "alice@localhost/phone")
+            .cloned();
+        s.map(|s| s["detached_since"].as_u64())
     };
+    assert!(detached().is_some(), "the session is listed, away or not");
     for _ in 0..100 {
-        if !listed() {
+        if matches!(detached(), Some(Some(_))) {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert!(!listed(), "the session was never parked");
+    assert!(
+        matches!(detached(), Some(Some(_))),
+        "the parked session is listed as detached: {:?}",
+        detached()
+    );
     let r = api(http, "DELETE", "/api/sessions?jid=alice@localhost", None);
     assert_eq!(r.status, 200, "{}", r.body);
     let kicked = r.json()["kicked"].as_u64().unwrap();
     assert_eq!(kicked, 1);
+    for _ in 0..100 {
+        if detached().is_none() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        detached(),
+        None,
+        "a kicked parked session is no longer listed"
+    );
     // It cannot be resumed any more.
     let mut c = auth();
     c.send(&format!(

@@ -85,6 +85,10 @@ pub struct SessionInfo {
     pub priority: Option<i8>,
     /// When the connection was opened, seconds since the Unix epoch.
     pub since: u64,
+    /// When its client went away, for a session stream management (XEP-0198) keeps for a
+    /// resumption; `null` while connected.
+    #[serde(default)]
+    pub detached_since: Option<u64>,
 }
 
 /// `GET /api/sessions`.

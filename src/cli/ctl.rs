@@ -231,7 +231,15 @@ pub(super) fn run(config: &Config, args: CtlArgs) -> Result<(), CtlError> {
             show(&mut out, json, &s, |o| {
                 table(
                     o,
-                    &["JID", "SHARD", "PEER", "TRANSPORT", "PRIORITY", "SINCE"],
+                    &[
+                        "JID",
+                        "SHARD",
+                        "PEER",
+                        "TRANSPORT",
+                        "PRIORITY",
+                        "SINCE",
+                        "DETACHED",
+                    ],
                     s.sessions.iter().map(|x| {
                         vec![
                             x.jid.clone(),
@@ -240,6 +248,7 @@ pub(super) fn run(config: &Config, args: CtlArgs) -> Result<(), CtlError> {
                             x.transport.clone(),
                             x.priority.map_or("-".to_owned(), |p| p.to_string()),
                             since(x.since),
+                            x.detached_since.map_or("-".to_owned(), since),
                         ]
                     }),
                 )

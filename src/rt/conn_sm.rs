@@ -100,6 +100,7 @@ impl Driver {
         };
         let mut shard = self.ctx.shard.borrow_mut();
         shard.local_unbind(&sess.jid, self.conn);
+        super::admin::conns::parked(&mut shard, self.conn, &sess.jid, sess.presence);
         // Routed stanzas that never reached the wire go with the session, written on resumption
         // (also those that waited for the client's acks behind a full buffer).
         for acc in self.c2s.take_unsent() {
