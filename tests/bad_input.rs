@@ -196,6 +196,17 @@ fn bad_input_catalogue() {
         "unsupported-stanza-type",
         8 << 10,
     );
+    // A stray quote in a start tag: not well-formed at once. The quote was taken as opening a
+    // value, so every `>` up to the next quote of the stream was hidden and the stream stalled,
+    // swallowing the stanzas after it, unanswered.
+    closes_with(
+        &mut b,
+        "stray quote in a start tag",
+        b"<message to='bob@localhost' a='b''/>\
+          <iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
+        "not-well-formed",
+        8 << 10,
+    );
 
     bad_jids(&mut b);
     spoofed_from(&mut b);

@@ -55,6 +55,11 @@ impl AttrSpan {
 
 /// Resumable search for the `>` closing a tag, skipping quoted attribute values.
 /// Returns the offset of `>`, or `None` after updating `pos`/`quote` to resume later.
+///
+/// Only a quote after `=` (and optional whitespace) opens a value, as in any valid tag: a stray
+/// one (`a='b''`) would otherwise hide every `>` up to the next quote of the stream, and the
+/// stream would stall, swallowing stanzas, until the size limit. The tag then ends at its first
+/// `>`, and its parse refuses it as not well-formed.
 #[inline]
 pub(crate) fn find_tag_end(b: &[u8], pos: &mut usize, quote: &mut u8) -> Option<usize> {
     loop {
@@ -68,8 +73,12 @@ pub(crate) fn find_tag_end(b: &[u8], pos: &mut usize, quote: &mut u8) -> Option<
             if b[j] == b'>' {
                 return Some(j);
             }
-            *quote = b[j];
             *pos = j + 1;
+            // The tag's `<` stops this walk back, so it never leaves the tag.
+            let before = b[..j].iter().rev().find(|&&c| !is_ws(c));
+            if before == Some(&b'=') {
+                *quote = b[j];
+            }
         } else {
             let Some(k) = memchr::memchr(*quote, &b[*pos..]) else {
                 *pos = b.len();
@@ -401,6 +410,28 @@ mod tests {
             assert_eq!(find_tag_end(&full[..n], &mut pos, &mut q), None);
         }
         assert_eq!(find_tag_end(full, &mut pos, &mut q), Some(full.len() - 1));
+    }
+
+    #[test]
+    fn only_a_quote_after_an_equals_sign_opens_a_value() {
+        for (tag, end) in [
+            ("<m a='b''/>x'>", 10),
+            ("<m 'x='y'/>x'>", 10),
+            ("</m'>x'>", 4),
+            ("<m a = 'x>y' b=\n\"'>\">", 20),
+        ] {
+            let b = tag.as_bytes();
+            let (mut pos, mut q) = (1, 0);
+            assert_eq!(find_tag_end(b, &mut pos, &mut q), Some(end), "{tag}");
+        }
+        // Fed a byte at a time, it ends at the same place.
+        let full = b"<m a='b''/>x'>";
+        let (mut pos, mut q) = (1, 0);
+        for n in 2..11 {
+            assert_eq!(find_tag_end(&full[..n], &mut pos, &mut q), None);
+        }
+        assert_eq!(find_tag_end(full, &mut pos, &mut q), Some(10));
+        assert!(start("<m a='b''/>").is_err());
     }
 
     #[test]
