@@ -414,6 +414,21 @@ fn whitelist_authorize_affiliations_and_delete() {
         );
         assert!(!text(&r).contains("bob@localhost"), "{}", text(&r));
 
+        // Banned from a node he is subscribed to: the subscription goes, and he is told
+        // (XEP-0060 §8.8.4).
+        let open = "ban-me";
+        ok(&create(&mut alice, "c9", open, &[]));
+        ok(&subscribe(&mut bob, "s9", open, "bob@localhost/b"));
+        ok(&iq(
+            &mut alice,
+            "a5",
+            "set",
+            OWNER,
+            &format!("<affiliations node='{open}'><affiliation jid='bob@localhost' affiliation='outcast'/></affiliations>"),
+        ));
+        let n = bob.expect("banned", |s| event(s, "subscription", open));
+        assert!(text(&n).contains("subscription='none'"), "{}", text(&n));
+
         // Deleting notifies the subscribers; the node is gone.
         ok(&iq(
             &mut alice,

@@ -331,7 +331,22 @@ fn answer(
         }
         Request::SetAffiliations { changes, .. } => {
             owner_only()?;
+            // A ban takes the subscriptions of every JID of the account; each is told (§8.8.4).
+            let banned: Vec<(Jid, SubState)> = n
+                .meta
+                .subscriptions
+                .iter()
+                .filter(|s| {
+                    changes
+                        .iter()
+                        .any(|(j, a)| *a == Affiliation::Outcast && bare_of(&s.jid) == j.bare_str())
+                })
+                .filter_map(|s| Some((Jid::parse(&s.jid).ok()?, s.state)))
+                .collect();
             n.set_affiliations(&changes)?;
+            for (jid, was) in banned {
+                changed(shard, service, n, &jid, Some(was));
+            }
             drop_unreadable(shard, service, n);
             home::save(shard, service, live);
             Ok(None)
