@@ -77,11 +77,15 @@ impl Query {
     pub fn parse(query: &Element, opts: &MamOptions) -> Result<Query, QueryError> {
         let filter = form::parse(query)?;
         let set = rsm::parse(query)?;
-        let max = set.max.unwrap_or(u64::from(opts.default_page));
-        // A page past the limit is refused, not cut down, so the client learns the limit.
-        if max > u64::from(opts.max_page) {
-            return Err(QueryError::TooLarge);
-        }
+        // A page past the limit is cut down to it (XEP-0313 §4.3.1: the server MAY return its
+        // limited results), as Prosody and ejabberd do: clients ask for more than any server
+        // gives (poezio asks for 2000 and, refused, loads no history at all), and the `<fin/>`
+        // of a cut page is not `complete`, so they page on.
+        let max = set
+            .max
+            .unwrap_or(u64::from(opts.default_page))
+            .min(u64::from(opts.max_page));
+        // A list of ids cannot be cut without dropping some the client named.
         if filter
             .ids
             .as_ref()
