@@ -421,6 +421,44 @@ fn a_service_domain_federates_too() {
     assert!(text.contains("http://jabber.org/protocol/muc"), "{text}");
 }
 
+/// An external component's domain federates as a hosted one does: a remote user's message
+/// reaches the component, and its answer the remote user, each way over a stream authenticated by
+/// dialback for the component's domain (before, the remote's stream to it got `host-unknown` and
+/// the answer `not-allowed`).
+#[test]
+fn a_component_domain_federates_too() {
+    let (pa, pb) = (ports(), ports());
+    let (sa, sb) = (pa.s2s, pb.s2s);
+    let cport = free_port();
+    let a_extra = common::component::config(cport, &["bot.petrel.test"]);
+    let a = start(spec_a(sb, &a_extra, "starttls_required"), pa);
+    // other.test reaches bot.petrel.test at petrel.test's s2s port.
+    let b_extra = format!("[s2s.address.\"bot.petrel.test\"]\nhost = \"127.0.0.1\"\nport = {sa}\n");
+    let b = start(spec_b(sa, &b_extra), pb);
+    let mut bot = common::component::Component::connect(cport, "bot.petrel.test");
+    let mut bob = login(&b, "bob", true);
+    bob.send("<message to='echo@bot.petrel.test' type='chat' id='c1'><body>ping</body></message>");
+    let got = bot.next();
+    assert_eq!(
+        common::component::body(&got).as_deref(),
+        Some("ping"),
+        "{}",
+        String::from_utf8_lossy(got.bytes())
+    );
+    assert_eq!(got.from().as_deref(), Some("bob@other.test/r"));
+    bot.reply(&got, "pong");
+    let answer = bob.expect("the component's answer", |s| s.name() == "message");
+    assert_eq!(
+        body(&answer).as_deref(),
+        Some("pong"),
+        "{}",
+        String::from_utf8_lossy(answer.bytes())
+    );
+    assert_eq!(answer.from().as_deref(), Some("echo@bot.petrel.test"));
+    assert!(counter(&a, "petrel_s2s_in_dialback") >= 1);
+    assert!(counter(&a, "petrel_s2s_out_dialback") >= 1);
+}
+
 #[test]
 fn a_remote_occupant_chats_in_a_room_and_is_told_when_it_stops() {
     // A user of another server joins one of our rooms and chats there (the room's stanzas to him

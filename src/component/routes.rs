@@ -58,6 +58,19 @@ impl Routes {
         }
     }
 
+    /// True when a component is configured for `domain`: a domain of ours, which may send to
+    /// remote servers and be addressed by them.
+    pub fn is_configured(&self, domain: &str) -> bool {
+        self.configured.contains(domain)
+    }
+
+    /// The configured component domains, sorted.
+    pub fn configured_domains(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.configured.iter().cloned().collect();
+        v.sort();
+        v
+    }
+
     /// The connected component domains (for the server's disco#items), sorted.
     pub fn connected_domains(&self) -> Vec<String> {
         let mut v: Vec<String> = self.connected.keys().cloned().collect();

@@ -2,11 +2,12 @@
 //! steps took local ones) travels over the mesh to the home shard of the remote domain, where the
 //! outgoing stream for (our domain, remote domain) lives (see [`Shard::route_remote`]).
 //!
-//! Only stanzas from one of our domains (hosted, or a service registered here) leave: a server does
-//! not relay between two other servers (RFC 6120 §13.5: routing must not let a remote domain use us
-//! as a relay); such a stanza is answered `not-allowed`.
+//! Only stanzas from one of our domains (hosted, a service registered here, or an external
+//! component's) leave: a server does not relay between two other servers (RFC 6120 §13.5: routing
+//! must not let a remote domain use us as a relay); such a stanza is answered `not-allowed`.
 
 use super::Routed;
+use crate::component::routes::Routes;
 use crate::hooks::Acc;
 use crate::shard::{home_shard_of, Shard, ShardMsg};
 use crate::xmpp::StanzaErrorCondition;
@@ -15,7 +16,8 @@ use crate::xmpp::StanzaErrorCondition;
 pub fn route(shard: &mut Shard, mut acc: Acc) -> Routed {
     super::took(shard, &mut acc, crate::config::RoutingModule::S2s);
     let from = acc.from.domain();
-    if !(shard.is_hosted(from) || shard.local_routes.contains(from)) {
+    let component = |s: &Shard| s.ext.get::<Routes>().is_some_and(|r| r.is_configured(from));
+    if !(shard.is_hosted(from) || shard.local_routes.contains(from) || component(shard)) {
         shard.bounce(&acc, StanzaErrorCondition::NotAllowed);
         return Routed::Done;
     }

@@ -161,19 +161,28 @@ fn listener(
     })
 }
 
-/// `cfg` with the domains of the services registered on `shard` (MUC, pubsub, upload) among its
-/// hosts: remote servers may address them, and we answer dialback for them.
+/// `cfg` with the domains of the services registered on `shard` (MUC, pubsub, upload) and of the
+/// configured external components among its hosts: remote servers may address them, and we answer
+/// dialback for them.
 pub(crate) fn with_services(cfg: &Arc<S2sConfig>, shard: &Shard) -> Arc<S2sConfig> {
+    let components = shard
+        .ext
+        .get::<crate::component::Routes>()
+        .map(crate::component::Routes::configured_domains)
+        .unwrap_or_default();
     let mut extra: Vec<String> = shard
         .local_routes
         .iter()
-        .filter(|d| shard.service(d).is_some() && !cfg.hosts.contains(*d))
+        .filter(|d| shard.service(d).is_some())
         .cloned()
+        .chain(components)
+        .filter(|d| !cfg.hosts.contains(d))
         .collect();
     if extra.is_empty() {
         return cfg.clone();
     }
     extra.sort();
+    extra.dedup();
     let mut with = (**cfg).clone();
     with.hosts.extend(extra);
     Arc::new(with)
