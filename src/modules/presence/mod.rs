@@ -416,7 +416,51 @@ fn home(shard: &mut Shard, acc: Acc) -> Option<Acc> {
         inbound(shard, acc, kind);
         return None;
     }
+    if matches!(ty, StanzaType::Absent | StanzaType::Unavailable) {
+        return behind_inbound(shard, acc);
+    }
     Some(acc)
+}
+
+/// Users with inbound subscription stanzas whose store job has not come back, and how many: a
+/// contact's presence that follows one must not overtake it (RFC 6120 §10.1). A remote contact's
+/// server sends `subscribed` and then its presence (RFC 6121 §3.1.5); delivered at once, the
+/// presence reached the user before the `subscribed` and the roster push it follows.
+#[derive(Default)]
+struct InboundJobs(HashMap<BareJid, u32>);
+
+/// `acc` (an available or unavailable presence on the user's home shard), or `None` when it waits
+/// in the user's job lane behind an inbound subscription stanza, to be delivered after it. Only
+/// presences racing such a job take the lane.
+fn behind_inbound(shard: &mut Shard, acc: Acc) -> Option<Acc> {
+    let user = acc.to.bare();
+    let waiting = shard
+        .ext
+        .get::<InboundJobs>()
+        .is_some_and(|j| j.0.contains_key(&user));
+    if !waiting {
+        return Some(acc);
+    }
+    queue_job(shard, user_key(&user), move |_| JobDone {
+        then: Some(Box::new(move |shard: &mut Shard| {
+            crate::sm::route(shard, acc)
+        })),
+        ..JobDone::default()
+    });
+    None
+}
+
+/// Counts an inbound subscription job of `user` in (`up`) or out.
+fn count_inbound(shard: &mut Shard, user: &BareJid, up: bool) {
+    let jobs = &mut shard.ext.get_or_default::<InboundJobs>().0;
+    if up {
+        *jobs.entry(user.clone()).or_default() += 1;
+    } else if let Some(n) = jobs.get_mut(user) {
+        *n -= 1;
+        if *n == 0 {
+            jobs.remove(user);
+        }
+    }
 }
 
 /// Available resources of `user` on this (home) shard with their last presence.
@@ -654,81 +698,108 @@ fn inbound(shard: &mut Shard, acc: Acc, kind: SubKind) {
     let request = (kind == SubKind::Subscribe)
         .then(|| String::from_utf8(acc.stanza.bytes().to_vec()).ok())
         .flatten();
-    queue_job(shard, user_key(&user), move |store| {
-        let changed = store.roster_change(&user, &contact, |before, count| {
-            let s0: SubState = before.as_ref().map(|b| b.state).unwrap_or_default();
-            let t = s0.inbound(kind);
-            let is_new = before.is_none();
-            let mut write = RosterWrite::after(before, &contact, &t, false);
-            if let RosterWrite::Put(item) = &mut write {
-                if t.state.pending_in && kind == SubKind::Subscribe {
-                    item.request = request;
-                }
-                // Strangers' requests are bounded like the roster itself.
-                if is_new && count >= opts.max_items {
-                    return (RosterWrite::Keep, None);
-                }
+    count_inbound(shard, &user, true);
+    let key = user_key(&user);
+    let counted = user.clone();
+    queue_job(shard, key, move |store| {
+        let mut done = inbound_job(store, acc, user, contact, kind, request, opts, sid);
+        // Counted out on every path, before what the job does on the shard.
+        let then = done.then.take();
+        done.then = Some(Box::new(move |shard: &mut Shard| {
+            count_inbound(shard, &counted, false);
+            if let Some(then) = then {
+                then(shard);
             }
-            (write, Some(t))
-        });
-        let changed = match changed {
-            Ok(c) => c,
-            // RFC 6121 §8.5.1: silently ignored, and nothing kept for a later account of the name.
-            Err(StoreError::NoSuchUser) => return JobDone::default(),
-            Err(e) => {
-                tracing::error!(error = %e, user = user.as_str(), "inbound subscription store job failed");
-                return JobDone::default();
-            }
-        };
-        let Some(t) = changed.out else {
-            return JobDone::default();
-        };
-        let push = changed
-            .ver
-            .map(|ver| roster::push_acc(&user, changed.item.as_ref(), &contact, ver, opts, sid));
-        JobDone {
-            hold: Vec::new(),
-            route: Vec::new(),
-            then: Some(Box::new(move |shard: &mut Shard| {
-                if let Some(p) = push {
-                    crate::sm::route(shard, p);
-                }
-                if t.forward {
-                    for (_, session, _) in available(shard, &user) {
-                        shard.send_to_session(session, ConnMsg::Deliver(acc.fork()));
-                    }
-                }
-                if t.auto_approve {
-                    let ok =
-                        roster::subscription_stanza(&user, &contact, SubKind::Subscribed, shard.id);
-                    crate::router::route(shard, ok);
-                    // As after an approval by hand (§3.1.5): a remote contact's server may wait
-                    // for this presence (Prosody does); a local contact probes on `subscribed`.
-                    if !shard.is_hosted(contact.domain()) {
-                        share_with(shard, &user, &Jid::from(contact.clone()));
-                    }
-                }
-                if kind == SubKind::Subscribed && t.forward {
-                    // The subscription now exists: learn the contact's presence right away
-                    // (the contact's server answers the probe, §3.1.5/§4.3).
-                    let el = Element::new("presence", ns::CLIENT)
-                        .with_attr("type", "probe")
-                        .with_attr("from", user.as_str())
-                        .with_attr("to", contact.as_str());
-                    let probe = Acc::new(
-                        Stanza::from_element(&el),
-                        Jid::from(user.clone()),
-                        Jid::from(contact.clone()),
-                        shard.id,
-                    );
-                    crate::router::route(shard, probe);
-                }
-                if t.revoke_presence {
-                    send_unavailable_to(shard, &user, &Jid::from(contact.clone()));
-                }
-            })),
-        }
+        }));
+        done
     });
+}
+
+/// The store job of an inbound subscription stanza, and what its result does on the shard.
+#[allow(clippy::too_many_arguments)]
+fn inbound_job(
+    store: &Store,
+    acc: Acc,
+    user: BareJid,
+    contact: BareJid,
+    kind: SubKind,
+    request: Option<String>,
+    opts: roster::RosterOpts,
+    sid: ShardId,
+) -> JobDone {
+    let changed = store.roster_change(&user, &contact, |before, count| {
+        let s0: SubState = before.as_ref().map(|b| b.state).unwrap_or_default();
+        let t = s0.inbound(kind);
+        let is_new = before.is_none();
+        let mut write = RosterWrite::after(before, &contact, &t, false);
+        if let RosterWrite::Put(item) = &mut write {
+            if t.state.pending_in && kind == SubKind::Subscribe {
+                item.request = request;
+            }
+            // Strangers' requests are bounded like the roster itself.
+            if is_new && count >= opts.max_items {
+                return (RosterWrite::Keep, None);
+            }
+        }
+        (write, Some(t))
+    });
+    let changed = match changed {
+        Ok(c) => c,
+        // RFC 6121 §8.5.1: silently ignored, and nothing kept for a later account of the name.
+        Err(StoreError::NoSuchUser) => return JobDone::default(),
+        Err(e) => {
+            tracing::error!(error = %e, user = user.as_str(), "inbound subscription store job failed");
+            return JobDone::default();
+        }
+    };
+    let Some(t) = changed.out else {
+        return JobDone::default();
+    };
+    let push = changed
+        .ver
+        .map(|ver| roster::push_acc(&user, changed.item.as_ref(), &contact, ver, opts, sid));
+    JobDone {
+        hold: Vec::new(),
+        route: Vec::new(),
+        then: Some(Box::new(move |shard: &mut Shard| {
+            if let Some(p) = push {
+                crate::sm::route(shard, p);
+            }
+            if t.forward {
+                for (_, session, _) in available(shard, &user) {
+                    shard.send_to_session(session, ConnMsg::Deliver(acc.fork()));
+                }
+            }
+            if t.auto_approve {
+                let ok =
+                    roster::subscription_stanza(&user, &contact, SubKind::Subscribed, shard.id);
+                crate::router::route(shard, ok);
+                // As after an approval by hand (§3.1.5): a remote contact's server may wait
+                // for this presence (Prosody does); a local contact probes on `subscribed`.
+                if !shard.is_hosted(contact.domain()) {
+                    share_with(shard, &user, &Jid::from(contact.clone()));
+                }
+            }
+            if kind == SubKind::Subscribed && t.forward {
+                // The subscription now exists: learn the contact's presence right away
+                // (the contact's server answers the probe, §3.1.5/§4.3).
+                let el = Element::new("presence", ns::CLIENT)
+                    .with_attr("type", "probe")
+                    .with_attr("from", user.as_str())
+                    .with_attr("to", contact.as_str());
+                let probe = Acc::new(
+                    Stanza::from_element(&el),
+                    Jid::from(user.clone()),
+                    Jid::from(contact.clone()),
+                    shard.id,
+                );
+                crate::router::route(shard, probe);
+            }
+            if t.revoke_presence {
+                send_unavailable_to(shard, &user, &Jid::from(contact.clone()));
+            }
+        })),
+    }
 }
 
 #[cfg(test)]

@@ -834,3 +834,41 @@ fn remote_subscription_stanzas_to_a_full_jid_count_as_to_the_bare_jid() {
         assert_eq!(avail[0].attr("to"), Some("pre@remote.test"));
     });
 }
+
+/// RFC 6121 §3.1.5, RFC 6120 §10.1: a remote contact's server sends `subscribed` and then the
+/// contact's presence, back to back; the presence waits for the `subscribed` (a store job) and so
+/// reaches the user after it and after the roster push, never first.
+#[test]
+fn a_remote_contacts_presence_does_not_overtake_its_subscribed() {
+    for_shards(|n| {
+        let (mut net, _out, mut a) = alice_dnd_with_remote_outbox(n);
+        roster_get(&mut net, &mut a, None);
+        net.send(&mut a, "<presence to='rem@remote.test' type='subscribe'/>");
+        net.recv(&a);
+        // Both arrive over s2s before any store job runs.
+        for xml in [
+            "<presence from='rem@remote.test' to='alice@example.com' type='subscribed'/>",
+            "<presence from='rem@remote.test/x' to='alice@example.com'><status>here</status></presence>",
+        ] {
+            let st = Stanza::parse(xml.as_bytes().to_vec()).unwrap_or_else(|e| panic!("{e}"));
+            let jid = |j: Option<std::borrow::Cow<'_, str>>| {
+                crate::jid::Jid::parse(&j.unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"))
+            };
+            let (from, to) = (jid(st.from()), jid(st.to()));
+            let acc = crate::hooks::Acc::new(st, from, to, crate::shard::ShardId(0));
+            crate::router::route(&mut net.c.shards[0], acc);
+        }
+        net.c.shards[0].drain_to_route();
+        net.c.pump();
+        let got = net.recv(&a);
+        let at = |f: &dyn Fn(&Element) -> bool| {
+            got.iter()
+                .position(f)
+                .unwrap_or_else(|| panic!("missing in {got:?}"))
+        };
+        let push = at(&|e| e.name == "iq");
+        let subscribed = at(&|e| ty(e) == "subscribed");
+        let available = at(&|e| ty(e).is_empty() && e.attr("from") == Some("rem@remote.test/x"));
+        assert!(push < available && subscribed < available, "{n} shards: {got:?}");
+    });
+}
