@@ -98,6 +98,12 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: MamOptions) {
         .ext
         .insert(prefs::PrefsTable::new(opts.default_mode, shard.shards));
     prefs::load(shard);
+    crate::hooks::Events::<crate::modules::register::AccountRemoved>::listen(
+        shard,
+        50,
+        NAME,
+        |shard, ev| prefs::account_removed(shard, &ev.jid),
+    );
     archive::start(shard, &opts);
     register(shard, hosts, &opts);
     // Rooms of the MUC service (started before this module) keep their archive too.

@@ -1,0 +1,110 @@
+//! Wire tests of the message archive (XEP-0313) with what it meets on the route: account removal,
+//! offline storage, the offline hold under stream management, carbons and `roster` preferences,
+//! against the real binary at 1 and 2 shards.
+
+mod common;
+
+use common::Client;
+use petrel::xml::Stanza;
+
+const SHARDS: [usize; 2] = [1, 2];
+const MAM: &str = "urn:xmpp:mam:2";
+
+fn text(s: &Stanza) -> String {
+    String::from_utf8_lossy(s.bytes()).into_owned()
+}
+
+/// Sends `xml`, an IQ with id `id`, and returns its answer.
+fn iq(c: &mut Client, id: &str, xml: &str) -> Stanza {
+    c.send(xml);
+    c.expect("iq answer", |s| {
+        s.name() == "iq" && s.id().as_deref() == Some(id)
+    })
+}
+
+/// Queries the own archive with `inner` (RSM, form) and returns the result messages and the IQ
+/// result, in the order they came; anything else arriving meanwhile is skipped.
+fn query(c: &mut Client, id: &str, inner: &str) -> (Vec<Stanza>, Stanza) {
+    c.send(&format!(
+        "<iq type='set' id='{id}'><query xmlns='{MAM}' queryid='{id}'>{inner}</query></iq>"
+    ));
+    let mut results = Vec::new();
+    loop {
+        let s = c.expect("archive", |s| {
+            s.id().as_deref() == Some(id) || text(s).contains(&format!("queryid='{id}'"))
+        });
+        if s.name() == "iq" {
+            return (results, s);
+        }
+        results.push(s);
+    }
+}
+
+/// The bodies of the archived messages of `results`, in order.
+fn archived_bodies(results: &[Stanza]) -> Vec<String> {
+    results
+        .iter()
+        .filter_map(|r| {
+            let t = text(r);
+            let start = t.find("<body>")? + "<body>".len();
+            let end = t[start..].find("</body>")? + start;
+            Some(t[start..end].to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn a_removed_accounts_preferences_do_not_pass_to_the_next_account_of_the_name() {
+    // XEP-0077 §3.2 removes everything of the account, its archiving preferences too: the store
+    // dropped them, the shards' tables kept them until a restart, and whoever registered the name
+    // next archived nothing (default='never' inherited).
+    use common::admin::{api, start};
+    let modules = "[modules.register]\n[modules.mam]\n";
+    for shards in SHARDS {
+        let (server, http) = start(shards, &["bob"], true, modules);
+        let mut bob = server.login("bob", "b", Some(0));
+        for (round, in_band) in [(0, true), (1, false)] {
+            let name = format!("reuse{round}");
+            let body = format!(
+                r#"{{"jid":"{name}@localhost","password":"{}"}}"#,
+                common::PASSWORD
+            );
+            let r = api(http, "POST", "/api/users", Some(&body));
+            assert_eq!(r.status, 201, "{}", r.body);
+            let mut old = server.login(&name, "r", Some(0));
+            let set = "<iq type='set' id='p'><prefs xmlns='urn:xmpp:mam:2' default='never'/></iq>";
+            assert_eq!(iq(&mut old, "p", set).type_().as_deref(), Some("result"));
+            if in_band {
+                old.send(
+                    "<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>",
+                );
+                let r = old.expect("removal", |s| s.id().as_deref() == Some("rm"));
+                assert_eq!(r.type_().as_deref(), Some("result"));
+            } else {
+                let path = format!("/api/users/{name}@localhost");
+                let r = api(http, "DELETE", &path, None);
+                assert_eq!(r.status, 200, "{}", r.body);
+            }
+            old.read_to_close();
+            let r = api(http, "POST", "/api/users", Some(&body));
+            assert_eq!(r.status, 201, "{}", r.body);
+            let mut new = server.login(&name, "r", Some(0));
+            let get = "<iq type='get' id='g'><prefs xmlns='urn:xmpp:mam:2'/></iq>";
+            let prefs = text(&iq(&mut new, "g", get));
+            assert!(
+                prefs.contains("default='always'"),
+                "{shards} shards, in-band {in_band}: {prefs}"
+            );
+            bob.chat(&format!("{name}@localhost"), "after");
+            new.expect("bob's message", |s| {
+                common::body(s).as_deref() == Some("after")
+            });
+            let (results, _) = query(&mut new, "q", "");
+            assert_eq!(
+                archived_bodies(&results),
+                ["after"],
+                "{shards} shards, in-band {in_band}"
+            );
+        }
+    }
+}
