@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::Client;
+use common::{error_condition, Client, Server};
 use petrel::xml::Stanza;
 
 const SHARDS: [usize; 2] = [1, 2];
@@ -106,5 +106,38 @@ fn a_removed_accounts_preferences_do_not_pass_to_the_next_account_of_the_name() 
                 "{shards} shards, in-band {in_band}"
             );
         }
+    }
+}
+
+#[test]
+fn messages_offline_storage_refuses_stay_out_of_the_archive() {
+    // XEP-0313 §7.1: a message the server bounced (offline storage full, or the message too large
+    // for it: the sender got `service-unavailable`) was kept in the recipient's archive anyway,
+    // and came back to him from there.
+    let modules = "[modules.offline]\nmax_per_user = 2\n[modules.mam]\n";
+    for shards in SHARDS {
+        let server = Server::start_with(shards, &["alice", "bob"], "", modules);
+        let mut alice = server.login("alice", "a", Some(0));
+        for i in 0..3 {
+            alice.send(&format!(
+                "<message to='bob@localhost' type='chat' id='m{i}'><body>stored {i}</body></message>"
+            ));
+        }
+        let e = alice.expect("bounce", |s| s.id().as_deref() == Some("m2"));
+        assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
+        // Under the stanza limit (64 KiB), over what offline storage keeps.
+        let head = "<message to='bob@localhost' type='chat' id='big'><body>";
+        let tail = "</body></message>";
+        let body = "b".repeat(65_300 - head.len() - tail.len());
+        alice.send(&format!("{head}{body}{tail}"));
+        let e = alice.expect("bounce", |s| s.id().as_deref() == Some("big"));
+        assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
+        let mut bob = server.login("bob", "b", Some(0));
+        let (results, _) = query(&mut bob, "q", "");
+        assert_eq!(
+            archived_bodies(&results),
+            ["stored 0", "stored 1"],
+            "shards={shards}"
+        );
     }
 }
