@@ -141,3 +141,50 @@ fn messages_offline_storage_refuses_stay_out_of_the_archive() {
         );
     }
 }
+
+#[test]
+fn archive_results_come_before_their_fin_while_stored_messages_wait_for_their_ack() {
+    // XEP-0313 §4: the IQ result comes after the last result message. While a stream-managed
+    // client had not acknowledged its stored messages, the hold that keeps newer live messages
+    // behind them (offline::hold) held the result messages too, and let the IQ result pass:
+    // `<fin/>` came first, the results only at the client's ack.
+    let modules = "[modules.offline]\n[modules.mam]\n[modules.stream_management]\n";
+    for shards in SHARDS {
+        let server = Server::start_with(shards, &["alice", "carl"], "", modules);
+        let mut alice = server.login("alice", "a", Some(0));
+        for i in 0..3 {
+            alice.chat("carl@localhost", &format!("stored {i}"));
+        }
+        alice.sync();
+        let mut carl = server.connect();
+        carl.auth_plain("carl", "localhost", common::PASSWORD);
+        carl.bind("r");
+        carl.send("<enable xmlns='urn:xmpp:sm:3'/>");
+        carl.expect("enabled", |s| s.name() == "enabled");
+        carl.send("<presence/>");
+        for i in 0..3 {
+            let m = carl.expect("stored", |s| s.name() == "message");
+            assert_eq!(common::body(&m), Some(format!("stored {i}")));
+        }
+        // Not acknowledged: the server's `<r/>` goes unanswered.
+        let rsm = "<set xmlns='http://jabber.org/protocol/rsm'><max>2</max><before/></set>";
+        carl.send(&format!(
+            "<iq type='set' id='mq'><query xmlns='{MAM}' queryid='qq'>{rsm}</query></iq>"
+        ));
+        let mut got = Vec::new();
+        loop {
+            let s = carl.next_stanza();
+            match s.name() {
+                "r" | "a" => continue,
+                "iq" => break,
+                _ => got.push(s),
+            }
+        }
+        assert_eq!(
+            archived_bodies(&got),
+            ["stored 1", "stored 2"],
+            "shards={shards}: {:?}",
+            got.iter().map(text).collect::<Vec<_>>()
+        );
+    }
+}
