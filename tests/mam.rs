@@ -188,3 +188,54 @@ fn archive_results_come_before_their_fin_while_stored_messages_wait_for_their_ac
         );
     }
 }
+
+/// The `id` of the `<stanza-id by='by'/>` in `xml` (serialized), if it has one.
+fn stanza_id_by(xml: &str, by: &str) -> Option<String> {
+    let at = xml.find(&format!("<stanza-id xmlns='urn:xmpp:sid:0' by='{by}' id='"))?;
+    let rest = &xml[at..];
+    let start = rest.find("id='")? + "id='".len();
+    let end = rest[start..].find('\'')? + start;
+    Some(rest[start..end].to_owned())
+}
+
+#[test]
+fn a_sent_carbon_carries_the_senders_stanza_id() {
+    // XEP-0313 §3.3 (SHOULD): the sender's other devices learn where the archive keeps a message
+    // it sent from the `<stanza-id/>` in the `<sent/>` carbon, as a received carbon has the
+    // recipient's; a sent carbon had none.
+    let modules = "[modules.carbons]\n[modules.mam]\n";
+    for shards in SHARDS {
+        let server = Server::start_with(shards, &["alice", "bob"], "", modules);
+        let mut bob = server.login("bob", "b", Some(0));
+        let mut phones = Vec::new();
+        for res in ["one", "two"] {
+            let mut c = server.login("alice", res, Some(0));
+            let enable = "<iq type='set' id='cb'><enable xmlns='urn:xmpp:carbons:2'/></iq>";
+            assert_eq!(iq(&mut c, "cb", enable).type_().as_deref(), Some("result"));
+            phones.push(c);
+        }
+        phones[0]
+            .send("<message to='bob@localhost' type='chat' id='s1'><body>sent</body></message>");
+        bob.expect("message", |s| s.id().as_deref() == Some("s1"));
+        let carbon = phones[1].expect("sent carbon", |s| text(s).contains("<sent"));
+        let carbon = text(&carbon);
+        let sid = stanza_id_by(&carbon, "alice@localhost");
+        let (results, _) = query(&mut phones[1], "q", "");
+        let archived: Vec<_> = results
+            .iter()
+            .filter_map(|r| {
+                r.tree()
+                    .ok()?
+                    .get_child("result", MAM)?
+                    .attr("id")
+                    .map(str::to_owned)
+            })
+            .collect();
+        assert_eq!(archived.len(), 1, "shards={shards}");
+        assert_eq!(
+            sid.as_deref(),
+            Some(archived[0].as_str()),
+            "shards={shards}: {carbon}"
+        );
+    }
+}

@@ -186,6 +186,12 @@ fn archive_outgoing(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
         let keep = keep(decision, Keep::IfAccount);
         let row = row(owner, id, ts, &acc.to, true, keep, acc.stanza.bytes());
         push(ctx, row);
+        // Under `roster` preferences whether the row is kept is known only when it is written
+        // (the roster is in the store): no id that might name nothing.
+        if decision == Decision::Archive {
+            let sid = stanza_id(owner, id);
+            acc.put(crate::hooks::SENT_STANZA_ID, sid);
+        }
     }
     acc.put(MAM_ID, id);
     HookResult::Continue
