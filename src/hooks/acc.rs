@@ -289,6 +289,10 @@ pub const ROOM_REAL_JIDS_SHOWN: Key<()> = Key::new("muc.real_jids_shown");
 /// so do the copies of one private message for the recipient's other sessions in the room.
 pub const ARCHIVE_STANZA_ID: Key<Vec<u8>> = Key::new("mam.stanza_id");
 
+/// The `<stanza-id/>` element (its bytes) under which the sender's own archive keeps a message it
+/// sent: its `<sent/>` carbons carry it (XEP-0313 §3.3); the message itself goes without.
+pub const SENT_STANZA_ID: Key<Vec<u8>> = Key::new("mam.sent_stanza_id");
+
 /// Set on a stanza whose router waits for the recipient client's XEP-0198 acknowledgement of it
 /// (offline storage delivers its next messages then): a stream-managed session asks for an ack as
 /// soon as it is written, not after `ack_freq` stanzas.

@@ -13,7 +13,7 @@ pub mod on_drop;
 
 pub use acc::{
     Acc, AccData, CopyFor, Key, ACK_WANTED, ARCHIVE_STANZA_ID, COPY_FOR, HOLD_INPUT, RELEASE_INPUT,
-    ROOM_REAL_JID, ROOM_REAL_JIDS_SHOWN,
+    ROOM_REAL_JID, ROOM_REAL_JIDS_SHOWN, SENT_STANZA_ID,
 };
 pub use events::{Answer, Events, NodeStopping};
 pub use handled::Handled;

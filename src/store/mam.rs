@@ -1190,6 +1190,24 @@ impl Store {
         }
     }
 
+    /// Deletes `owner`'s received copy of message `id` (its server refused the message after
+    /// archiving it); returns whether there was one. A copy the owner sent (a message to oneself)
+    /// stays.
+    pub fn mam_delete_received(&self, owner: &str, id: i64) -> Result<bool, StoreError> {
+        self.mam_flush();
+        match (self.jid_id(owner)?, self.kind()) {
+            (Some(oid), Kind::Sqlite) => self.runs_delete_received(oid, id),
+            (Some(oid), Kind::Postgres) => Ok(self.exec(
+                on_rows!(
+                    "DELETE FROM ",
+                    " WHERE oid = ?1 AND id = ?2 AND outgoing = 0"
+                ),
+                args![oid, id],
+            )? > 0),
+            (None, _) => Ok(false),
+        }
+    }
+
     /// Deletes every archived message older than `before` (µs); returns how many.
     pub fn mam_purge_before(&self, before: i64) -> Result<u64, StoreError> {
         self.mam_flush();
@@ -1469,6 +1487,49 @@ pub(crate) mod tests {
                 .unwrap_or_else(|e| panic!("{n}: {e}"));
             let ids: Vec<i64> = left.iter().map(|m| m.id).collect();
             assert_eq!(ids, [13, 14, 15], "{n}");
+        }
+    }
+
+    #[test]
+    fn a_refused_messages_received_copy_goes_alone() {
+        for db in test_dbs() {
+            let n = db.name;
+            let s = db.open();
+            let msgs = || s.int(STORED_MESSAGES, &[]).ok();
+            let dir = |mut r: ArchivedMessage, outgoing| {
+                r.outgoing = outgoing;
+                r
+            };
+            // 1 from b to a (in both archives), 2 from a to b, 3 from c to a.
+            let rows = [
+                dir(row("a@x", 1, "b@x", 1), false),
+                dir(row("b@x", 1, "a@x", 1), true),
+                dir(row("a@x", 2, "b@x", 2), true),
+                dir(row("a@x", 3, "c@x", 3), false),
+            ];
+            s.mam_append(&rows).unwrap_or_else(|e| panic!("{n}: {e}"));
+            let ids = |owner: &str, with: Option<&str>| {
+                let f = MamFilter {
+                    with_bare: with.map(str::to_owned),
+                    ..MamFilter::default()
+                };
+                let got = s.mam_query(owner, &f, 10, false);
+                let got = got.unwrap_or_else(|e| panic!("{n}: {e}"));
+                got.iter().map(|m| m.id).collect::<Vec<_>>()
+            };
+            // Sent copies, unknown ids and other archives stay.
+            for (owner, id) in [("a@x", 2), ("a@x", 9), ("c@x", 3)] {
+                assert_eq!(s.mam_delete_received(owner, id).ok(), Some(false), "{n}");
+            }
+            assert_eq!(s.mam_delete_received("a@x", 1).ok(), Some(true), "{n}");
+            assert_eq!(ids("a@x", None), [2, 3], "{n}");
+            assert_eq!(ids("a@x", Some("b@x")), [2], "{n}");
+            // b's sent copy keeps the message.
+            assert_eq!(ids("b@x", None), [1], "{n}");
+            assert_eq!(msgs(), Some(3), "{n}");
+            assert_eq!(s.mam_delete_received("a@x", 3).ok(), Some(true), "{n}");
+            assert_eq!(ids("a@x", Some("c@x")), Vec::<i64>::new(), "{n}");
+            assert_eq!(msgs(), Some(2), "{n}");
         }
     }
 

@@ -665,6 +665,27 @@ impl Store {
         })
     }
 
+    /// SQLite's [`Store::mam_delete_received`]: the entry goes from the owner's lists (every
+    /// entry's and its contact's).
+    pub(super) fn runs_delete_received(&self, oid: i64, id: i64) -> Result<bool, StoreError> {
+        self.atomic(|| {
+            let Some(found) = self.runs_find((oid, ALL), id)? else {
+                return Ok(false);
+            };
+            if found.outgoing {
+                return Ok(false);
+            }
+            let mut removed = Vec::new();
+            for wid in [ALL, found.wid] {
+                if let Some(run) = self.run_holding((oid, wid), id)? {
+                    self.rewrite_run(oid, wid, &run, &|e: &Entry<'_>| e.id == id, &mut removed)?;
+                }
+            }
+            self.drop_stanzas(&removed)?;
+            Ok(!removed.is_empty())
+        })
+    }
+
     /// SQLite's [`Store::mam_trim`]: keeps the newest `keep` entries of each owner.
     pub(super) fn runs_trim(&self, keep: u64) -> Result<u64, StoreError> {
         let over = sql("SELECT oid FROM mam_run WHERE wid = 0 GROUP BY oid HAVING sum(n) > ?1");

@@ -11,7 +11,8 @@
 //! lives (any shard):
 //! - `<sent/>`: `user_send_message` on the sender's shard sends the message to the sender's home
 //!   shard, which copies it to every carbons-enabled resource but the sender (whether or not the
-//!   sender enabled carbons, §7);
+//!   sender enabled carbons, §7), with the `<stanza-id/>` of the sender's archive when it keeps the
+//!   message (XEP-0313 §3.3);
 //! - `<received/>`, message to a bound full JID: `user_receive_message` on the receiving connection's
 //!   shard sends it to the recipient's home shard, which copies it to every carbons-enabled resource
 //!   but the receiver. Done on the receiving side so that the local fast path (a full JID on the
@@ -207,10 +208,12 @@ fn on_send(acc: &mut Acc, ctx: &mut HookCtx<'_>, shards: usize) -> HookResult {
     let Ok(sender) = acc.from.clone().try_into_full() else {
         return HookResult::Continue;
     };
-    let op = Op::Sent {
-        sender,
-        msg: acc.stanza.clone(),
-    };
+    // The copy says where the sender's archive keeps the message, as a received copy does.
+    let mut msg = acc.stanza.clone();
+    if let Some(sid) = acc.get(crate::hooks::SENT_STANZA_ID) {
+        msg.append_child(sid);
+    }
+    let op = Op::Sent { sender, msg };
     to_home(ctx, shards, op);
     HookResult::Continue
 }

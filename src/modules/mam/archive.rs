@@ -23,6 +23,10 @@ use crate::xml::{Element, Node, Stanza, StanzaKind, StanzaType};
 /// Scratch key: the archive id taken for this message by the sender's side.
 const MAM_ID: crate::hooks::Key<i64> = crate::hooks::Key::new("mam.id");
 
+/// Scratch key: the id under which the local recipient's archive keeps this message (taken off
+/// again if the message is refused, see [`unarchive`]).
+pub const RECEIVED_ID: crate::hooks::Key<i64> = crate::hooks::Key::new("mam.received_id");
+
 /// A substring searcher built once per process (building one per search, as `memmem::find` does,
 /// cost more than the search itself).
 macro_rules! needle {
@@ -89,6 +93,12 @@ pub fn start(shard: &mut Shard, opts: &MamOptions) {
         .hooks
         .filter_room_packet
         .add(80, super::NAME, archive_groupchat);
+    // Just before the session manager's bounce (i32::MAX): nobody took the message, offline
+    // storage neither (too large, or not running).
+    shard
+        .hooks
+        .offline_message
+        .add(i32::MAX - 1, super::NAME, unarchive_refused);
     shard.add_flusher(Rc::new(flush));
 }
 
@@ -176,6 +186,12 @@ fn archive_outgoing(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
         let keep = keep(decision, Keep::IfAccount);
         let row = row(owner, id, ts, &acc.to, true, keep, acc.stanza.bytes());
         push(ctx, row);
+        // Under `roster` preferences whether the row is kept is known only when it is written
+        // (the roster is in the store): no id that might name nothing.
+        if decision == Decision::Archive {
+            let sid = stanza_id(owner, id);
+            acc.put(crate::hooks::SENT_STANZA_ID, sid);
+        }
     }
     acc.put(MAM_ID, id);
     HookResult::Continue
@@ -237,7 +253,31 @@ fn archive_incoming(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     let sid = stanza_id(owner, id);
     acc.stanza.append_child(&sid);
     acc.put(crate::hooks::ARCHIVE_STANZA_ID, sid);
+    acc.put(RECEIVED_ID, id);
     HookResult::Continue
+}
+
+/// `offline_message`, last before the bounce: the recipient's server refuses the message, so its
+/// archive does not keep it (XEP-0313 §7.1).
+fn unarchive_refused(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
+    if let Some(&id) = acc.get(RECEIVED_ID) {
+        unarchive(ctx, acc.to.bare_str().to_owned(), id);
+    }
+    HookResult::Continue
+}
+
+/// Takes message `id` out of `owner`'s archive, where it was archived as received: the message
+/// was refused after all (offline storage full, too large for it, or none). The row may still
+/// wait in a shard's buffer: the delete runs after it is written.
+pub fn unarchive(ctx: &mut HookCtx<'_>, owner: String, id: i64) {
+    if ctx.ext.get::<Archive>().is_none() {
+        return;
+    }
+    after_rows(ctx, move |store| {
+        if let Err(e) = store.mam_delete_received(&owner, id) {
+            tracing::error!(error = %e, owner, id, "archive: refused message not removed");
+        }
+    });
 }
 
 /// `filter_room_packet`: a room's groupchat message, archived under the room's JID.
@@ -407,16 +447,23 @@ pub fn forget_owner(shard: &mut Shard, owner: String) {
         return;
     }
     let (before, _) = next_id(&mut ctx);
-    // The rows buffered here go to the inbox now, ahead of the delete.
-    hand_over(&mut ctx);
+    after_rows(&mut ctx, move |store| {
+        if let Err(e) = store.mam_delete_owner_before(&owner, before) {
+            tracing::error!(error = %e, owner, "archive not deleted");
+        }
+    });
+}
+
+/// Runs `job` on the archive's store thread after every row buffered on this shard so far: they go
+/// to the inbox now, and the job takes them ahead of its own work.
+fn after_rows(ctx: &mut HookCtx<'_>, job: impl FnOnce(&crate::store::Store) + Send + 'static) {
+    hand_over(ctx);
     let inbox = ctx.ext.get::<Archive>().map(|a| a.inbox.clone());
     ctx.store(Some(super::STORE_KEY), move |store| {
         if let Some(inbox) = &inbox {
             store.mam_take(inbox);
         }
-        if let Err(e) = store.mam_delete_owner_before(&owner, before) {
-            tracing::error!(error = %e, owner, "archive not deleted");
-        }
+        job(store);
         JobDone::default()
     });
 }

@@ -4,7 +4,8 @@
 //!   archived for its sender (`user_send_message`, on the sender's shard) and for its local
 //!   recipient (`filter_local_packet`), under one time-ordered id ([`id`]); the recipient's copy
 //!   carries `<stanza-id by='recipient' id='…'/>`, and stanza ids a client wrote itself are
-//!   removed. Rows are buffered per shard, handed to the store once per scheduler turn and written
+//!   removed; a message the recipient's server then refuses (offline storage full, too large for
+//!   it, or none: the sender gets an error) leaves the archive again. Rows are buffered per shard, handed to the store once per scheduler turn and written
 //!   in coalesced transactions, so the route never waits for the disk. Groupchat messages of MUC rooms are archived under the
 //!   room's JID (`filter_room_packet`).
 //! - [`prefs`]: archiving preferences, replicated on every shard.
@@ -98,6 +99,12 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: MamOptions) {
         .ext
         .insert(prefs::PrefsTable::new(opts.default_mode, shard.shards));
     prefs::load(shard);
+    crate::hooks::Events::<crate::modules::register::AccountRemoved>::listen(
+        shard,
+        50,
+        NAME,
+        |shard, ev| prefs::account_removed(shard, &ev.jid),
+    );
     archive::start(shard, &opts);
     register(shard, hosts, &opts);
     // Rooms of the MUC service (started before this module) keep their archive too.

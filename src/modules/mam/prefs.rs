@@ -1,11 +1,12 @@
 //! Archiving preferences (XEP-0313 §6.1): kept on every shard (a message is archived where it is
-//! routed), loaded from the store at start and replaced everywhere when an owner sets them. Only
-//! owners who set preferences have an entry; everyone else follows the configured default.
+//! routed), loaded from the store at start, replaced everywhere when an owner sets them and dropped
+//! everywhere when the account is removed. Only owners who set preferences have an entry; everyone
+//! else follows the configured default.
 
 use ahash::HashMap;
 
 use crate::hooks::{HookCtx, JobDone};
-use crate::jid::Jid;
+use crate::jid::{BareJid, Jid};
 use crate::shard::{Shard, ShardId};
 use crate::store::StoredMamPrefs;
 
@@ -134,6 +135,11 @@ impl PrefsTable {
     pub fn put(&mut self, owner: String, prefs: Prefs) {
         self.map.insert(owner, prefs);
     }
+
+    /// Drops `owner`'s preferences on this shard (they follow the default again).
+    pub fn remove(&mut self, owner: &str) {
+        self.map.remove(owner);
+    }
 }
 
 fn mode_decision(mode: Mode) -> Decision {
@@ -191,6 +197,21 @@ fn spread(shard: &mut Shard, to: usize, shards: usize, owner: String, prefs: Pre
     };
     let to = ShardId(u16::try_from(to).unwrap_or(u16::MAX));
     shard.send_to_shard(to, crate::shard::ShardMsg::Run(Box::new(step)));
+}
+
+/// `gone`'s account was deleted (the store dropped its preferences with it): every shard forgets
+/// them too, so that whoever registers the name next starts from the default, as after a restart.
+pub fn account_removed(shard: &mut Shard, gone: &BareJid) {
+    for i in 0..shard.shards {
+        let owner = gone.as_str().to_owned();
+        let to = ShardId(u16::try_from(i).unwrap_or(u16::MAX));
+        let forget = move |s: &mut Shard| {
+            if let Some(t) = s.ext.get_mut::<PrefsTable>() {
+                t.remove(&owner);
+            }
+        };
+        shard.send_to_shard(to, crate::shard::ShardMsg::Run(Box::new(forget)));
+    }
 }
 
 /// Loads every stored preference into this shard's table (at start).

@@ -8,7 +8,8 @@
 //! take (home shard -> session), so on the connection's shard `xmpp_presend_element` sees: hold,
 //! then stored and live messages in any mix, then done. Between the two it holds the live messages
 //! (messages without an [`super::OFFLINE_ROW`]) and writes them, in order, at done. Markers never
-//! reach the client.
+//! reach the client. Answers to the client's own requests are no live messages and pass: IQs, and
+//! the result messages of an archive query (they come before the IQ result, XEP-0313 §4).
 //!
 //! Bounded: at most [`MAX_HELD`] messages per session; the next one writes them all and ends the
 //! hold (order given up rather than memory). A session that ends while holding gives them back:
@@ -104,7 +105,8 @@ pub fn presend(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
         None => {}
     }
     let live = acc.get(super::OFFLINE_ROW).is_none() && acc.get(PASS).is_none();
-    let Some(held) = holds.0.get_mut(&conn).filter(|_| live) else {
+    let holding = holds.0.get_mut(&conn);
+    let Some(held) = holding.filter(|_| live && !answers_a_query(&acc.stanza)) else {
         return HookResult::Continue;
     };
     if held.len() >= MAX_HELD {
@@ -116,6 +118,17 @@ pub fn presend(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     }
     held.push(std::mem::replace(acc, acc.fork()));
     HookResult::Stop
+}
+
+/// A result message of an archive query (XEP-0313 §4.2, from this server's archive or a remote
+/// one): the answer to the client's own request, not a live message sent to the user. It passes,
+/// as the IQ result ending the page does, which must come after it; held, the results came after
+/// `<fin/>`, once the client had acknowledged the whole backlog.
+fn answers_a_query(stanza: &Stanza) -> bool {
+    stanza.tree().is_ok_and(|t| {
+        t.get_child("result", crate::modules::mam::ns::MAM)
+            .is_some()
+    })
 }
 
 /// Leaves `held` in `acc`'s scratch for the route to write first.

@@ -215,13 +215,20 @@ pub fn start(shard: &mut Shard, opts: &Options) {
                 Disposition::Store => {}
             }
             let user = acc.to.bare();
+            // The recipient's archive kept it: refused here, it leaves the archive too.
+            let archived = acc.get(crate::modules::mam::archive::RECEIVED_ID).copied();
             let msg = acc.fork();
             let on = ctx.shard;
             // The sender's XEP-0198 ack waits for the commit.
             let token = acc.handled.take();
             let stored = stored.clone();
             ctx.store(Some(user_key(&user)), move |store| {
-                store_job(store, &user, msg, max, on, &stored).holding(token)
+                let (done, refused) = store_job(store, &user, msg, max, on, &stored);
+                match archived.filter(|_| refused) {
+                    Some(id) => unarchive_with(done, user, id),
+                    None => done,
+                }
+                .holding(token)
             });
             HookResult::Stop
         },
@@ -304,7 +311,7 @@ fn fetch(ctx: &mut HookCtx<'_>, chunk: std::sync::Arc<Chunk>) {
 }
 
 /// Stores `msg` for `user` (committed before returning, counted in `stored`) or answers its sender
-/// with why not.
+/// with why not; with whether it refused the message.
 pub fn store_job(
     store: &Store,
     user: &BareJid,
@@ -312,8 +319,8 @@ pub fn store_job(
     max: u32,
     on: ShardId,
     stored: &Counter,
-) -> JobDone {
-    let refuse = |cond| JobDone::from(msg.error_reply(cond, on).into_iter().collect::<Vec<_>>());
+) -> (JobDone, bool) {
+    let refuse = |cond| refusal(msg.error_reply(cond, on));
     // A message a session ended without (unacknowledged, unwritten) is stamped with the time its
     // delivery was first tried, not the time it came here (XEP-0198 §4, XEP-0203).
     let msg_at = (msg.reroutes > 0)
@@ -331,7 +338,7 @@ pub fn store_job(
     match store.offline_push(user, msg.from.as_str(), &bytes, max, msg_at) {
         Ok(OfflinePush::Stored) => {
             stored.inc();
-            JobDone::default()
+            (JobDone::default(), false)
         }
         Ok(OfflinePush::NoSuchUser) => refuse(StanzaErrorCondition::ServiceUnavailable),
         // XEP-0160 §2: a full queue is `service-unavailable` (ejabberd and MongooseIM answer
@@ -341,18 +348,32 @@ pub fn store_job(
                 .with_attr("xml:lang", "en")
                 .with_text("the recipient's offline storage is full");
             let cond = StanzaErrorCondition::ServiceUnavailable;
-            let reply = msg.error_reply_with(cond, Some(text), on);
-            JobDone::from(reply.into_iter().collect::<Vec<_>>())
+            refusal(msg.error_reply_with(cond, Some(text), on))
         }
         // The store is down for now: `wait` tells the sender to try again, where
         // `service-unavailable` would read as "no such user".
         Err(e) => {
             tracing::error!(error = %e, user = user.as_str(), "offline store failed");
             let cond = StanzaErrorCondition::InternalServerError;
-            let reply = msg.error_reply_typed(cond, ErrorType::Wait, None, on);
-            JobDone::from(reply.into_iter().collect::<Vec<_>>())
+            refusal(msg.error_reply_typed(cond, ErrorType::Wait, None, on))
         }
     }
+}
+
+/// A refused message's [`store_job`] outcome: the error for its sender, if it may have one.
+fn refusal(reply: Option<Acc>) -> (JobDone, bool) {
+    (JobDone::from(reply.into_iter().collect::<Vec<_>>()), true)
+}
+
+/// `done` of a refused message's [`store_job`], which also takes the message out of `user`'s
+/// archive, where it was kept under `id` (XEP-0313 §7.1: a message the user's server rejected is
+/// not archived).
+fn unarchive_with(mut done: JobDone, user: BareJid, id: i64) -> JobDone {
+    done.then = Some(Box::new(move |shard: &mut Shard| {
+        let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
+        crate::modules::mam::archive::unarchive(&mut ctx, user.as_str().to_owned(), id);
+    }));
+    done
 }
 
 /// What a message delivered from storage carries (under [`OFFLINE_ROW`]): its row is deleted when
