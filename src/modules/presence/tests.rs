@@ -869,6 +869,9 @@ fn a_remote_contacts_presence_does_not_overtake_its_subscribed() {
         let push = at(&|e| e.name == "iq");
         let subscribed = at(&|e| ty(e) == "subscribed");
         let available = at(&|e| ty(e).is_empty() && e.attr("from") == Some("rem@remote.test/x"));
-        assert!(push < available && subscribed < available, "{n} shards: {got:?}");
+        assert!(
+            push < available && subscribed < available,
+            "{n} shards: {got:?}"
+        );
     });
 }
