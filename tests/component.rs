@@ -235,6 +235,30 @@ fn stanza_without_to_is_improper_addressing() {
     closed_with(&mut comp.client, "improper-addressing");
 }
 
+/// A stanza whose `to` is no JID is answered `jid-malformed` by the server that found it (RFC 6120
+/// §8.3): from the server's domain, never from the component's own address back to it.
+#[test]
+fn malformed_to_is_jid_malformed_from_the_server() {
+    let (_server, port) = start(1, &[]);
+    let mut comp = Component::connect(port, DOMAIN);
+    comp.send(&format!(
+        "<iq from='svc@{DOMAIN}/x' to='a b@localhost' type='get' id='i1'><ping xmlns='urn:xmpp:ping'/></iq>"
+    ));
+    let err = comp.next();
+    assert_eq!(err.id().as_deref(), Some("i1"));
+    assert_eq!(err.type_().as_deref(), Some("error"));
+    let cond = err.tree().ok().and_then(|t| {
+        let e = t.get_child("error", ns::COMPONENT_ACCEPT)?;
+        e.child_elements().next().map(|c| c.name.clone())
+    });
+    assert_eq!(cond.as_deref(), Some("jid-malformed"));
+    assert_eq!(err.from().as_deref(), Some("localhost"));
+    assert_eq!(
+        err.to().as_deref(),
+        Some(format!("svc@{DOMAIN}/x").as_str())
+    );
+}
+
 /// A component that does not read what it is sent: once its socket takes nothing and its mailbox
 /// stays over its bound, it is cut off with `policy-violation` (the stated policy), and its route is
 /// released (a new connection gets it).

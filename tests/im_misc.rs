@@ -260,6 +260,18 @@ fn pings_both_ways(shards: usize) {
     // An account that does not exist answers nothing itself (RFC 6121 §8.5.1).
     let r = iq(&mut c, "nosuch@localhost", "<ping xmlns='urn:xmpp:ping'/>");
     assert_eq!(error_condition(&r).as_deref(), Some("service-unavailable"));
+    // A ping is an IQ get (XEP-0199 §3): a set is bad-request, to the server and to an account.
+    for (id, to) in [
+        ("set-server", " to='localhost'"),
+        ("set-self", ""),
+        ("set-bare", " to='alice@localhost'"),
+    ] {
+        c.send(&format!(
+            "<iq type='set' id='{id}'{to}><ping xmlns='urn:xmpp:ping'/></iq>"
+        ));
+        let r = c.expect("ping set", |s| s.id().as_deref() == Some(id));
+        assert_eq!(error_condition(&r).as_deref(), Some("bad-request"), "{id}");
+    }
     // Server to client, answered.
     let started = Instant::now();
     let ping = c.expect("server ping", |s| s.child_ns().as_deref() == Some(ns::PING));

@@ -301,6 +301,32 @@ fn a_blocked_senders_messages_stay_out_of_the_archive() {
     }
 }
 
+#[test]
+fn a_message_stored_before_a_block_is_dropped_unanswered() {
+    // XEP-0191 §3.3: the user appears offline to a JID she blocked. A message it sent while she
+    // was away was accepted into storage; bounced when she comes online, the error would tell it
+    // when she did (and came from her session's full JID). It is dropped, its row with it.
+    for shards in SHARDS {
+        let server = start(shards);
+        let mut bob = server.login("bob", "b", Some(-1));
+        let mut alice = server.login("alice", "a", Some(0));
+        send_offline(&server, &mut alice, &["stored before the block"]);
+        let r = iq(
+            &mut bob,
+            "blk",
+            "<iq type='set' id='blk'><block xmlns='urn:xmpp:blocking'><item jid='alice@localhost'/></block></iq>",
+        );
+        assert_eq!(r.type_().as_deref(), Some("result"));
+        bob.send("<presence><priority>1</priority></presence>");
+        wait_stored(&server, "bob@localhost", 0);
+        alice.sync();
+        bob.sync();
+        let seen = String::from_utf8_lossy(&alice.raw).into_owned();
+        assert!(!seen.contains("type='error'"), "shards={shards}: {seen}");
+        assert!(!String::from_utf8_lossy(&bob.raw).contains("stored before the block"));
+    }
+}
+
 fn iq(c: &mut Client, id: &str, xml: &str) -> Stanza {
     c.send(xml);
     c.expect("iq answer", |s| {

@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 use super::{
     CloseReason, ComponentConfig, ComponentEvent, Overflow, RouteConflict, HANDSHAKE_FAIL_DELAY,
 };
-use crate::jid::Jid;
+use crate::jid::{BareJid, Jid};
 use crate::xml::escape::escape_attr_into;
 use crate::xml::{Event, Scanner, Stanza, StanzaKind};
 use crate::xmpp::{ns, StreamErrorCondition};
@@ -345,9 +345,12 @@ impl Component {
     }
 
     fn on_header(&mut self, to: Option<String>) {
-        let domain = to.map(|d| d.to_ascii_lowercase());
+        // Prepared as a JID's domain, as the c2s header's `to` is (case, a trailing dot, Unicode
+        // normalization, A-labels: RFC 7622 §3.2); configured domains are kept prepared.
+        let domain = to.and_then(|d| BareJid::domain_only(&d).ok());
         let known = domain
-            .as_deref()
+            .as_ref()
+            .map(BareJid::domain)
             .filter(|d| self.cfg.secrets.contains_key(*d));
         let Some(domain) = known.map(str::to_owned) else {
             self.stream_error(

@@ -153,6 +153,42 @@ fn unknown_domain_is_host_unknown() {
     closed_with(&mut c, StreamErrorCondition::HostUnknown);
 }
 
+/// The header's `to` names the domain as a JID would (RFC 7622 §3.2): any case, a trailing dot,
+/// an A-label of an internationalized domain all name the configured one.
+#[test]
+fn header_to_is_prepared_as_a_domain() {
+    let now = Instant::now();
+    let mut secrets = HashMap::default();
+    secrets.insert("ëcho.localhost".to_owned(), "s3cret".to_owned());
+    let idn = Arc::new(ComponentConfig {
+        secrets,
+        ..(*cfg()).clone()
+    });
+    let cases = [
+        (cfg(), "echo.localhost.", "echo.localhost"),
+        (cfg(), "ECHO.Localhost", "echo.localhost"),
+        (idn.clone(), "ËCHO.localhost", "ëcho.localhost"),
+        (idn.clone(), "xn--cho-ima.localhost", "ëcho.localhost"),
+    ];
+    for (cfg, to, domain) in cases {
+        let mut c = Component::new(cfg, now);
+        c.handle_input(HEADER.replace("echo.localhost", to).as_bytes(), now);
+        let header = out(&mut c);
+        assert!(
+            header.contains(&format!("from='{domain}'")),
+            "{to}: {header}"
+        );
+        assert_eq!(c.domain(), Some(domain), "{to}");
+        let hs = handshake_digest(c.stream_id(), "s3cret");
+        c.handle_input(format!("<handshake>{hs}</handshake>").as_bytes(), now);
+        let ev = events(&mut c);
+        assert!(
+            matches!(&ev[..], [ComponentEvent::Authenticated { domain: d }] if d == domain),
+            "{to}: {ev:?}"
+        );
+    }
+}
+
 #[test]
 fn missing_to_is_host_unknown() {
     let now = Instant::now();

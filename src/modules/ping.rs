@@ -10,8 +10,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::options::{OptionError, Options};
+use crate::hooks::Acc;
 use crate::local::IqReply;
 use crate::shard::Shard;
+use crate::xml::{Element, StanzaType};
 use crate::xmpp::{ns, StanzaErrorCondition};
 
 /// Options of `[modules.ping]`.
@@ -44,21 +46,27 @@ pub fn options(table: Option<&toml::Table>) -> Result<PingOptions, OptionError> 
     })
 }
 
+/// Whether the request is a ping: an IQ get with `<ping/>` (XEP-0199 §3); a set is `bad-request`,
+/// as the other server handlers answer it.
+fn is_ping(acc: &Acc, payload: &Element) -> bool {
+    acc.ty() == StanzaType::Get && payload.name == "ping"
+}
+
 /// Registers the ping handler on every host, for the server and, on their behalf, for its
 /// accounts: a ping without `to` (RFC 6120 §10.3.3) or to a bare JID (RFC 6121 §8.5.2.1.3) is
 /// answered by the server, as Prosody and ejabberd do; a ping to an account that does not exist is
 /// `service-unavailable` (RFC 6121 §8.5.1).
 pub fn start(shard: &mut Shard, hosts: &[String]) {
     for host in hosts {
-        let pong: crate::local::IqHandler = Rc::new(|_, payload, _| {
-            if payload.name == "ping" {
+        let pong: crate::local::IqHandler = Rc::new(|acc, payload, _| {
+            if is_ping(acc, payload) {
                 IqReply::Result(None)
             } else {
                 IqReply::Error(StanzaErrorCondition::BadRequest)
             }
         });
         let account: crate::local::IqHandler = Rc::new(|acc, payload, ctx| {
-            if payload.name != "ping" {
+            if !is_ping(acc, payload) {
                 return IqReply::Error(StanzaErrorCondition::BadRequest);
             }
             let (req, shard, who) = (acc.fork(), ctx.shard, acc.to.bare());

@@ -63,6 +63,7 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     let shard_id = ctx.shard.borrow().id.0;
     tracing::info!(shard = shard_id, conn = conn.0, %peer, "component connection opened");
     let claimed: Rc<RefCell<Option<String>>> = Rc::default();
+    let server = cfg.server.clone();
     let mut comp = Component::new(cfg, Instant::now());
     if let Some(left) = banned {
         tracing::info!(%peer, secs = left.as_secs(), "component connection from a banned address refused");
@@ -81,6 +82,7 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         alarm: Alarm::default(),
         peer,
         ban_check: None,
+        server,
     };
     let caught = super::pump::catch(driver.serve(stream)).await;
     super::pump::log_panic(caught, "component", shard_id, conn.0);
@@ -119,6 +121,8 @@ struct Driver {
     peer: std::net::SocketAddr,
     /// After a wrong handshake: the failure counted, whether the address is now banned.
     ban_check: Option<Pin<Box<dyn std::future::Future<Output = Option<Duration>>>>>,
+    /// The server's own domain (the first hosted one): the `from` of errors the server finds.
+    server: String,
 }
 
 impl Driver {
@@ -267,8 +271,12 @@ impl Driver {
                 }
             }
             _ => {
-                // A `to` that is no JID: the error goes back to the component.
-                let acc = Acc::new(stanza, from.clone(), from, shard.id);
+                // A `to` that is no JID: the error goes back to the component, from the server that
+                // found it (RFC 6120 §8.3), as a client's comes from its domain.
+                let Ok(server) = Jid::parse(&self.server) else {
+                    return;
+                };
+                let acc = Acc::new(stanza, from, server, shard.id);
                 shard.bounce(&acc, StanzaErrorCondition::JidMalformed);
             }
         }

@@ -4,7 +4,8 @@
 //!   `<not-acceptable/>` + `<blocked xmlns='urn:xmpp:blocking:errors'/>`; presence to it is dropped.
 //! - Incoming: `user_receive_packet` on the recipient session's shard stops stanzas from a blocked
 //!   JID: messages and IQ get/set are answered `service-unavailable` (as if the user were absent),
-//!   everything else is dropped.
+//!   everything else is dropped, and so is a message stored offline before the block (an answer
+//!   at login would tell the sender when the user came online).
 //! - The user's home shard, which holds the user's list: `filter_packet` stops what the server
 //!   sends there on the user's behalf to a blocked JID (presence broadcasts, probe answers, PEP
 //!   notifications); a home filter, ahead of every module's home handler, stops what a blocked JID
@@ -31,7 +32,7 @@ use crate::config::Config;
 use crate::hooks::{Acc, Events, HookCtx, HookResult, JobDone, SessionEvent};
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::local::{result_reply, IqHandler, IqReply};
-use crate::modules::offline::user_key;
+use crate::modules::offline::{user_key, OFFLINE_ROW};
 use crate::modules::options::{self, OptionError};
 use crate::shard::{home_shard, Shard, ShardId};
 use crate::store::{Backend, BlockChange, BlockUpdateError, Store};
@@ -203,18 +204,26 @@ fn on_receive(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     if !entry.list.blocks(&acc.from) {
         return HookResult::Continue;
     }
-    let ty = acc.ty();
-    let answer = match kind {
-        StanzaKind::Message => ty != StanzaType::Error,
-        StanzaKind::Iq => ty.is_request(),
-        _ => false,
-    };
-    if answer {
+    if is_answered(acc) {
         if let Some(reply) = acc.error_reply(StanzaErrorCondition::ServiceUnavailable, ctx.shard) {
             ctx.route(reply);
         }
     }
     HookResult::Stop
+}
+
+/// Whether a stanza from a blocked JID is answered `service-unavailable` (as if the user were
+/// absent): a message or an IQ request. Not a message stored while the user was away: it was
+/// accepted then, and an answer now would tell the blocked sender when she came online, and from
+/// which session; it is dropped (its row with it), as for a user who stays offline (§3.3: she
+/// appears offline to him).
+fn is_answered(acc: &Acc) -> bool {
+    let ty = acc.ty();
+    match acc.kind() {
+        StanzaKind::Message => ty != StanzaType::Error && acc.get(OFFLINE_ROW).is_none(),
+        StanzaKind::Iq => ty.is_request(),
+        _ => false,
+    }
 }
 
 /// Any shard routing a stanza; acts on the sender's home shard, which has the sender's list: what
@@ -254,13 +263,7 @@ fn on_home(shard: &mut Shard, acc: Acc) -> Option<Acc> {
     if list.is_empty() || !list.blocks(&acc.from) || is_own(&acc.to.bare(), &acc.from) {
         return Some(acc);
     }
-    let ty = acc.ty();
-    let answer = match acc.kind() {
-        StanzaKind::Message => ty != StanzaType::Error,
-        StanzaKind::Iq => ty.is_request(),
-        _ => false,
-    };
-    if answer {
+    if is_answered(&acc) {
         if let Some(reply) = acc.error_reply(StanzaErrorCondition::ServiceUnavailable, shard.id) {
             crate::router::route(shard, reply);
         }
@@ -288,7 +291,13 @@ fn hold(acc: &mut Acc, ctx: &mut HookCtx<'_>, user: BareJid) -> HookResult {
         }
         return HookResult::Stop;
     }
-    held.push(acc.fork());
+    let mut copy = acc.fork();
+    // A stored message's row goes with the copy: kept until it is delivered, and known as stored
+    // if the list, once here, blocks its sender (see `is_answered`).
+    if let Some(row) = acc.take(OFFLINE_ROW) {
+        copy.put(OFFLINE_ROW, row);
+    }
+    held.push(copy);
     self_load(ctx, user, session);
     HookResult::Stop
 }

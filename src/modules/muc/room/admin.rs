@@ -3,7 +3,7 @@
 
 use super::broadcast::Notice;
 use super::types::{Affiliation, Role, NS_MUC_ADMIN};
-use super::util::{error_reply, iq_result, Cond};
+use super::util::{error_reply, iq_result, prepared_nick, Cond};
 use super::{Room, RoomOut};
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::xml::{Element, Stanza};
@@ -207,7 +207,10 @@ impl Room {
                 let affiliation = Affiliation::parse(aff).ok_or(E::BadRequest)?;
                 let jid = match (item.attr("jid"), item.attr("nick")) {
                     (Some(j), _) => Jid::parse(j).map_err(|_| E::JidMalformed)?.bare(),
-                    (None, Some(n)) => self.occupants.get(n).ok_or(E::ItemNotFound)?.jid.bare(),
+                    (None, Some(n)) => {
+                        let nick = prepared_nick(&self.jid, n).ok_or(E::ItemNotFound)?;
+                        self.occupants.get(&nick).ok_or(E::ItemNotFound)?.jid.bare()
+                    }
                     (None, None) => return Err(E::BadRequest.into()),
                 };
                 changes.push(Change::Affiliation {
@@ -217,7 +220,9 @@ impl Room {
                 });
             } else if let Some(role) = item.attr("role") {
                 let role = Role::parse(role).ok_or(E::BadRequest)?;
-                let nick = item.attr("nick").ok_or(E::BadRequest)?.to_owned();
+                let nick = item.attr("nick").ok_or(E::BadRequest)?;
+                // A nick no occupant can have (it fails preparation) names nobody.
+                let nick = prepared_nick(&self.jid, nick).ok_or(E::ItemNotFound)?;
                 changes.push(Change::Role { nick, role, reason });
             } else {
                 return Err(E::BadRequest.into());

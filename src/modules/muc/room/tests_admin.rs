@@ -362,3 +362,34 @@ fn owner_and_admin_lists_are_the_owners_in_a_semi_anonymous_room() {
     let out = admin_get(&mut room, BOB, "<item affiliation='owner'/>");
     assert_eq!(reply(&out, BOB).attr("type"), Some("result"));
 }
+
+/// XEP-0045 §15: an item's `nick` names the occupant after preparation (RFC 7622 §3.4), as a
+/// private message's `to` does: a combining accent names the precomposed nick, fullwidth letters
+/// the ASCII one, for a role and for an affiliation.
+#[test]
+fn items_name_occupants_by_prepared_nick() {
+    let mut room = room_with(&[]);
+    feed(&mut room, BOB, &join_xml("Jos\u{e9}"));
+    feed(&mut room, CAROL, &join_xml("carol"));
+    let out = admin_set(
+        &mut room,
+        ALICE,
+        "<item nick='Jose\u{301}' role='visitor'/>",
+    );
+    assert_eq!(reply(&out, ALICE).attr("type"), Some("result"));
+    assert_eq!(item(&sent_to(&out, BOB)[0]).attr("role"), Some("visitor"));
+    let wide = "\u{ff43}\u{ff41}\u{ff52}\u{ff4f}\u{ff4c}";
+    let out = admin_set(
+        &mut room,
+        ALICE,
+        &format!("<item nick='{wide}' affiliation='member'/>"),
+    );
+    assert_eq!(reply(&out, ALICE).attr("type"), Some("result"));
+    assert_eq!(room.affiliation(&full(CAROL).bare()), Affiliation::Member);
+    let out = admin_set(&mut room, ALICE, "<item nick='Jose\u{301}' role='none'/>");
+    assert_eq!(reply(&out, ALICE).attr("type"), Some("result"));
+    assert_eq!(room.occupants(), 2);
+    // Still no one by another name.
+    let out = admin_set(&mut room, ALICE, "<item nick='dave' role='none'/>");
+    assert_eq!(reply_error(&out, ALICE).as_deref(), Some("item-not-found"));
+}

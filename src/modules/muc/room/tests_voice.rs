@@ -173,3 +173,17 @@ fn rooms_advertise_voice_requests() {
         .child_elements()
         .any(|f| f.name == "feature" && f.attr("var") == Some(NS_MUC_REQUEST)));
 }
+
+/// §8.6 with §15: the approval's `muc#roomnick` names the visitor after preparation, as a
+/// private message's `to` does (fullwidth letters are the ASCII nick).
+#[test]
+fn an_approval_names_the_visitor_by_prepared_nick() {
+    let mut room = moderated();
+    feed(&mut room, CAROL, &request("participant"));
+    let wide = "\u{ff43}\u{ff41}\u{ff52}\u{ff4f}\u{ff4c}";
+    let out = feed(&mut room, ALICE, &answer(wide, "true"));
+    assert_eq!(
+        role_of(&out, CAROL, "carol").as_deref(),
+        Some("participant")
+    );
+}

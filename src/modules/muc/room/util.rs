@@ -6,7 +6,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::RoomOut;
-use crate::jid::{FullJid, Jid};
+use crate::jid::{BareJid, FullJid, Jid};
 use crate::xml::{Element, Node, Stanza};
 use crate::xmpp::{ns, ErrorType, StanzaErrorCondition};
 
@@ -117,6 +117,14 @@ pub(super) fn iq_result(
         el = el.with_child(p);
     }
     send(to, &el)
+}
+
+/// `nick` prepared as the resourcepart of an occupant JID of `room` (XEP-0045 §15, RFC 7622
+/// §3.4), as the join and private-message paths see it in `to`; `None` when it cannot be one.
+pub(super) fn prepared_nick(room: &BareJid, nick: &str) -> Option<String> {
+    room.with_resource(nick)
+        .ok()
+        .map(|j| j.resource().to_owned())
 }
 
 /// A [`RoomOut::Send`] of `el` (whose `from`/`to` are already set) to `to`.

@@ -6,7 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::types::Role;
-use super::util::{error_reply, send, Cond};
+use super::util::{error_reply, prepared_nick, send, Cond};
 use super::{Room, RoomOut};
 use crate::jid::FullJid;
 use crate::xml::{Element, Stanza};
@@ -61,10 +61,14 @@ impl Room {
                 }
                 let target = form
                     .get("muc#roomnick")
-                    .and_then(|f| f.single().ok().flatten())
-                    .map(str::to_owned);
+                    .and_then(|f| f.single().ok().flatten());
                 let Some(target) = target else {
                     return refuse(out, E::BadRequest.into());
+                };
+                // Compared as the occupant's nick is, prepared (XEP-0045 §15); one that cannot
+                // be prepared names nobody, as a nick that left.
+                let Some(target) = prepared_nick(&self.jid, target) else {
+                    return;
                 };
                 self.answer_voice_request(&nick, &target, allow, out);
             }
