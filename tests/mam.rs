@@ -239,3 +239,40 @@ fn a_sent_carbon_carries_the_senders_stanza_id() {
         );
     }
 }
+
+#[test]
+fn a_message_bounced_for_a_block_stays_out_of_the_archive_whenever_the_block_ends() {
+    // XEP-0313 §7.1, XEP-0191: the blocked sender was told `service-unavailable`; the archive
+    // kept the message until its rows were written, and kept it for good when the user unblocked
+    // the sender before then (about a second).
+    let modules = "[modules.blocking]\n[modules.mam]\n";
+    for shards in SHARDS {
+        let server = Server::start_with(shards, &["erin", "frank"], "", modules);
+        let mut erin = server.login("erin", "e", Some(0));
+        let mut frank = server.login("frank", "f", Some(0));
+        let block = "<iq type='set' id='b'><block xmlns='urn:xmpp:blocking'>\
+                     <item jid='frank@localhost'/></block></iq>";
+        assert_eq!(iq(&mut erin, "b", block).type_().as_deref(), Some("result"));
+        for (id, to) in [("x1", "erin@localhost"), ("x2", "erin@localhost/e")] {
+            frank.send(&format!(
+                "<message to='{to}' type='chat' id='{id}'><body>blocked {id}</body></message>"
+            ));
+            let e = frank.expect("bounce", |s| s.id().as_deref() == Some(id));
+            assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
+        }
+        let unblock = "<iq type='set' id='u'><unblock xmlns='urn:xmpp:blocking'>\
+                       <item jid='frank@localhost'/></unblock></iq>";
+        assert_eq!(
+            iq(&mut erin, "u", unblock).type_().as_deref(),
+            Some("result")
+        );
+        frank.send(
+            "<message to='erin@localhost' type='chat' id='ok'><body>welcome</body></message>",
+        );
+        erin.expect("the message after the block", |s| {
+            s.id().as_deref() == Some("ok")
+        });
+        let (results, _) = query(&mut erin, "q", "");
+        assert_eq!(archived_bodies(&results), ["welcome"], "shards={shards}");
+    }
+}

@@ -289,6 +289,10 @@ pub const ROOM_REAL_JIDS_SHOWN: Key<()> = Key::new("muc.real_jids_shown");
 /// so do the copies of one private message for the recipient's other sessions in the room.
 pub const ARCHIVE_STANZA_ID: Key<Vec<u8>> = Key::new("mam.stanza_id");
 
+/// The id under which the local recipient's archive keeps this message (set by the archive on
+/// its way): a server that then refuses the message tells [`super::MessageRefused`] with it.
+pub const ARCHIVED_FOR_RECIPIENT: Key<i64> = Key::new("mam.received_id");
+
 /// The `<stanza-id/>` element (its bytes) under which the sender's own archive keeps a message it
 /// sent: its `<sent/>` carbons carry it (XEP-0313 §3.3); the message itself goes without.
 pub const SENT_STANZA_ID: Key<Vec<u8>> = Key::new("mam.sent_stanza_id");

@@ -13,6 +13,47 @@ use crate::shard::Shard;
 #[derive(Debug, Clone, Copy)]
 pub struct NodeStopping;
 
+/// A message to a local user was refused after the archive kept it for that user (the user blocks
+/// its sender, offline storage is full): its sender got an error, so the user's archive drops it
+/// (XEP-0313 §7.1). Emitted by whoever refuses, with the id the message carries under
+/// [`crate::hooks::ARCHIVED_FOR_RECIPIENT`].
+#[derive(Debug, Clone)]
+pub struct MessageRefused {
+    /// The recipient, whose archive kept the message.
+    pub owner: crate::jid::BareJid,
+    /// The message's id in that archive.
+    pub archived: i64,
+}
+
+impl MessageRefused {
+    /// The event for `acc`, a refused message, if an archive kept it for its recipient.
+    pub fn of(acc: &crate::hooks::Acc) -> Option<MessageRefused> {
+        let &archived = acc.get(crate::hooks::ARCHIVED_FOR_RECIPIENT)?;
+        Some(MessageRefused {
+            owner: acc.to.bare(),
+            archived,
+        })
+    }
+
+    /// Tells the listeners on `shard` that `acc` was refused (nothing if no archive kept it).
+    pub fn emit(shard: &mut Shard, acc: &crate::hooks::Acc) {
+        if let Some(ev) = MessageRefused::of(acc) {
+            Events::<MessageRefused>::emit(shard, &ev);
+        }
+    }
+
+    /// [`MessageRefused::emit`] from a hook handler, on the handler's shard once it returns.
+    pub fn emit_later(ctx: &mut crate::hooks::HookCtx<'_>, acc: &crate::hooks::Acc) {
+        if let Some(ev) = MessageRefused::of(acc) {
+            let on = ctx.shard;
+            ctx.run_on(
+                on,
+                Box::new(move |shard: &mut Shard| Events::<MessageRefused>::emit(shard, &ev)),
+            );
+        }
+    }
+}
+
 /// The answer to the request whose change an event announces, for listeners that mirror the
 /// change elsewhere (another shard, a store job): one takes it ([`Answer::take`]) and routes it once
 /// its mirror is in place, so that a client reading the answer finds the mirror too (a vCard's

@@ -12,10 +12,10 @@ pub mod handled;
 pub mod on_drop;
 
 pub use acc::{
-    Acc, AccData, CopyFor, Key, ACK_WANTED, ARCHIVE_STANZA_ID, COPY_FOR, HOLD_INPUT, RELEASE_INPUT,
-    ROOM_REAL_JID, ROOM_REAL_JIDS_SHOWN, SENT_STANZA_ID,
+    Acc, AccData, CopyFor, Key, ACK_WANTED, ARCHIVED_FOR_RECIPIENT, ARCHIVE_STANZA_ID, COPY_FOR,
+    HOLD_INPUT, RELEASE_INPUT, ROOM_REAL_JID, ROOM_REAL_JIDS_SHOWN, SENT_STANZA_ID,
 };
-pub use events::{Answer, Events, NodeStopping};
+pub use events::{Answer, Events, MessageRefused, NodeStopping};
 pub use handled::Handled;
 pub use on_drop::OnDrop;
 

@@ -208,6 +208,8 @@ fn on_receive(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
         if let Some(reply) = acc.error_reply(StanzaErrorCondition::ServiceUnavailable, ctx.shard) {
             ctx.route(reply);
         }
+        // Refused: the archive that kept it for the user drops it.
+        crate::hooks::MessageRefused::emit_later(ctx, acc);
     }
     HookResult::Stop
 }
@@ -267,6 +269,7 @@ fn on_home(shard: &mut Shard, acc: Acc) -> Option<Acc> {
         if let Some(reply) = acc.error_reply(StanzaErrorCondition::ServiceUnavailable, shard.id) {
             crate::router::route(shard, reply);
         }
+        crate::hooks::MessageRefused::emit(shard, &acc);
     }
     None
 }
@@ -289,6 +292,7 @@ fn hold(acc: &mut Acc, ctx: &mut HookCtx<'_>, user: BareJid) -> HookResult {
         if let Some(reply) = acc.error_reply(StanzaErrorCondition::ResourceConstraint, ctx.shard) {
             ctx.route(reply);
         }
+        crate::hooks::MessageRefused::emit_later(ctx, acc);
         return HookResult::Stop;
     }
     let mut copy = acc.fork();

@@ -23,10 +23,6 @@ use crate::xml::{Element, Node, Stanza, StanzaKind, StanzaType};
 /// Scratch key: the archive id taken for this message by the sender's side.
 const MAM_ID: crate::hooks::Key<i64> = crate::hooks::Key::new("mam.id");
 
-/// Scratch key: the id under which the local recipient's archive keeps this message (taken off
-/// again if the message is refused, see [`unarchive`]).
-pub const RECEIVED_ID: crate::hooks::Key<i64> = crate::hooks::Key::new("mam.received_id");
-
 /// A substring searcher built once per process (building one per search, as `memmem::find` does,
 /// cost more than the search itself).
 macro_rules! needle {
@@ -253,23 +249,30 @@ fn archive_incoming(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
     let sid = stanza_id(owner, id);
     acc.stanza.append_child(&sid);
     acc.put(crate::hooks::ARCHIVE_STANZA_ID, sid);
-    acc.put(RECEIVED_ID, id);
+    acc.put(crate::hooks::ARCHIVED_FOR_RECIPIENT, id);
     HookResult::Continue
 }
 
 /// `offline_message`, last before the bounce: the recipient's server refuses the message, so its
 /// archive does not keep it (XEP-0313 §7.1).
 fn unarchive_refused(acc: &mut Acc, ctx: &mut HookCtx<'_>) -> HookResult {
-    if let Some(&id) = acc.get(RECEIVED_ID) {
+    if let Some(&id) = acc.get(crate::hooks::ARCHIVED_FOR_RECIPIENT) {
         unarchive(ctx, acc.to.bare_str().to_owned(), id);
     }
     HookResult::Continue
 }
 
+/// [`crate::hooks::MessageRefused`]: another module refused a message this archive kept for its
+/// recipient (a block, offline storage full).
+pub fn on_refused(shard: &mut Shard, ev: &crate::hooks::MessageRefused) {
+    let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
+    unarchive(&mut ctx, ev.owner.as_str().to_owned(), ev.archived);
+}
+
 /// Takes message `id` out of `owner`'s archive, where it was archived as received: the message
-/// was refused after all (offline storage full, too large for it, or none). The row may still
-/// wait in a shard's buffer: the delete runs after it is written.
-pub fn unarchive(ctx: &mut HookCtx<'_>, owner: String, id: i64) {
+/// was refused after all (a block, offline storage full, too large for it, or none). The row may
+/// still wait in a shard's buffer: the delete runs after it is written.
+fn unarchive(ctx: &mut HookCtx<'_>, owner: String, id: i64) {
     if ctx.ext.get::<Archive>().is_none() {
         return;
     }

@@ -4,10 +4,12 @@
 //!   archived for its sender (`user_send_message`, on the sender's shard) and for its local
 //!   recipient (`filter_local_packet`), under one time-ordered id ([`id`]); the recipient's copy
 //!   carries `<stanza-id by='recipient' id='…'/>`, and stanza ids a client wrote itself are
-//!   removed; a message the recipient's server then refuses (offline storage full, too large for
-//!   it, or none: the sender gets an error) leaves the archive again. Rows are buffered per shard, handed to the store once per scheduler turn and written
-//!   in coalesced transactions, so the route never waits for the disk. Groupchat messages of MUC rooms are archived under the
-//!   room's JID (`filter_room_packet`).
+//!   removed; a message the recipient's server then refuses (a block, offline storage full, too
+//!   large for it, or none: the sender gets an error) leaves the archive again (the refusing
+//!   module emits `hooks::MessageRefused`). Rows are buffered per shard, handed to the store once
+//!   per scheduler turn and written in coalesced transactions, so the route never waits for the
+//!   disk. Groupchat messages of MUC rooms are archived under the room's JID
+//!   (`filter_room_packet`).
 //! - [`prefs`]: archiving preferences, replicated on every shard.
 //! - queries (`urn:xmpp:mam:2`, [`iq`]): the form ([`form`]), paging ([`rsm`], [`query`]) and
 //!   results ([`results`]) answered from the store; preferences ([`prefs_iq`]); archive metadata.
@@ -104,6 +106,12 @@ pub fn start(shard: &mut Shard, hosts: &[String], opts: MamOptions) {
         50,
         NAME,
         |shard, ev| prefs::account_removed(shard, &ev.jid),
+    );
+    crate::hooks::Events::<crate::hooks::MessageRefused>::listen(
+        shard,
+        50,
+        NAME,
+        archive::on_refused,
     );
     archive::start(shard, &opts);
     register(shard, hosts, &opts);

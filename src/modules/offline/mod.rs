@@ -215,8 +215,8 @@ pub fn start(shard: &mut Shard, opts: &Options) {
                 Disposition::Store => {}
             }
             let user = acc.to.bare();
-            // The recipient's archive kept it: refused here, it leaves the archive too.
-            let archived = acc.get(crate::modules::mam::archive::RECEIVED_ID).copied();
+            // Refused here, it leaves the archive that kept it for the user, if one did.
+            let refused_event = crate::hooks::MessageRefused::of(acc);
             let msg = acc.fork();
             let on = ctx.shard;
             // The sender's XEP-0198 ack waits for the commit.
@@ -224,8 +224,8 @@ pub fn start(shard: &mut Shard, opts: &Options) {
             let stored = stored.clone();
             ctx.store(Some(user_key(&user)), move |store| {
                 let (done, refused) = store_job(store, &user, msg, max, on, &stored);
-                match archived.filter(|_| refused) {
-                    Some(id) => unarchive_with(done, user, id),
+                match refused_event.filter(|_| refused) {
+                    Some(ev) => tell_refused(done, ev),
                     None => done,
                 }
                 .holding(token)
@@ -365,13 +365,12 @@ fn refusal(reply: Option<Acc>) -> (JobDone, bool) {
     (JobDone::from(reply.into_iter().collect::<Vec<_>>()), true)
 }
 
-/// `done` of a refused message's [`store_job`], which also takes the message out of `user`'s
-/// archive, where it was kept under `id` (XEP-0313 §7.1: a message the user's server rejected is
-/// not archived).
-fn unarchive_with(mut done: JobDone, user: BareJid, id: i64) -> JobDone {
+/// `done` of a refused message's [`store_job`], which also tells that the message was refused
+/// (its recipient's archive drops it: XEP-0313 §7.1, a message the user's server rejected is not
+/// archived).
+fn tell_refused(mut done: JobDone, ev: crate::hooks::MessageRefused) -> JobDone {
     done.then = Some(Box::new(move |shard: &mut Shard| {
-        let mut ctx = HookCtx::new(shard.id, &mut shard.fx, &mut shard.ext);
-        crate::modules::mam::archive::unarchive(&mut ctx, user.as_str().to_owned(), id);
+        crate::hooks::Events::<crate::hooks::MessageRefused>::emit(shard, &ev)
     }));
     done
 }
