@@ -198,6 +198,8 @@ pub struct Room {
     features: Rc<[String]>,
     /// The service's administrators: owners here whatever the room's own list says.
     service_admins: Rc<[BareJid]>,
+    /// When each account last asked for voice (§7.13), within the last `voice::REQUEST_INTERVAL`.
+    voice_asked: ahash::HashMap<BareJid, SystemTime>,
 }
 
 impl Room {
@@ -226,6 +228,7 @@ impl Room {
             ids: None,
             features: Rc::from(Vec::new()),
             service_admins: Rc::from(Vec::new()),
+            voice_asked: Default::default(),
         }
     }
 
@@ -285,6 +288,7 @@ impl Room {
             ids: None,
             features: Rc::from(Vec::new()),
             service_admins: Rc::from(Vec::new()),
+            voice_asked: Default::default(),
         }
     }
 

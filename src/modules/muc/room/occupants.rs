@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use super::types::Role;
 use crate::jid::{BareJid, FullJid};
@@ -29,8 +28,6 @@ pub struct Occupant {
     pub payload: Vec<Element>,
     /// Its XEP-0421 occupant id, when the room gives them (computed once, at entry).
     pub occupant_id: Option<String>,
-    /// When it last asked for voice (§7.13), to space its requests.
-    pub voice_requested: Option<SystemTime>,
 }
 
 impl Occupant {

@@ -128,7 +128,6 @@ impl Room {
             role: self.default_role(aff),
             payload,
             occupant_id: self.occupant_id(&bare),
-            voice_requested: None,
         });
         self.send_state(from, nick, el, creating, true, now, out);
         if creating && !self.locked {

@@ -69,6 +69,12 @@ fn a_visitors_request_reaches_the_moderators_as_a_form() {
     assert_eq!(m.attr("from"), Some(ROOM));
     let x = m.get_child("x", form::NS).expect("a form");
     assert_eq!(x.attr("type"), Some("form"));
+    let order: Vec<&str> = x
+        .child_elements()
+        .take(3)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(order, ["title", "instructions", "field"]);
     assert_eq!(value(m, "FORM_TYPE").as_deref(), Some(NS_MUC_REQUEST));
     assert_eq!(value(m, "muc#role").as_deref(), Some("participant"));
     assert_eq!(value(m, "muc#jid").as_deref(), Some(CAROL));
@@ -186,4 +192,42 @@ fn an_approval_names_the_visitor_by_prepared_nick() {
         role_of(&out, CAROL, "carol").as_deref(),
         Some("participant")
     );
+}
+
+/// The approval names who asked (`muc#jid`): the same nick held by someone else since gets
+/// nothing; a malformed one is refused.
+#[test]
+fn an_approval_goes_only_to_who_asked() {
+    let mut room = moderated();
+    feed(&mut room, CAROL, &request("participant"));
+    let other = answer("carol", "true").replace(CAROL, "dave@localhost/d");
+    assert!(feed(&mut room, ALICE, &other).is_empty());
+    let bare = answer("carol", "true").replace(CAROL, "carol@localhost");
+    assert_eq!(
+        role_of(&feed(&mut room, ALICE, &bare), CAROL, "carol").as_deref(),
+        Some("participant")
+    );
+    let bad = answer("carol", "true").replace(CAROL, "a@b@c");
+    assert_eq!(
+        only_error(&feed(&mut room, ALICE, &bad), ALICE),
+        "jid-malformed"
+    );
+}
+
+/// Leaving and joining again does not start the wait between requests over.
+#[test]
+fn rejoining_does_not_reset_the_wait() {
+    let mut room = moderated();
+    assert_eq!(
+        sent_to(&feed(&mut room, CAROL, &request("participant")), ALICE).len(),
+        1
+    );
+    feed(
+        &mut room,
+        CAROL,
+        &format!("<presence type='unavailable' to='{ROOM}/carol'/>"),
+    );
+    feed(&mut room, CAROL, &join_xml("carol"));
+    let out = feed(&mut room, CAROL, &request("participant"));
+    assert_eq!(only_error(&out, CAROL), "resource-constraint");
 }

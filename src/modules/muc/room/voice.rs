@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use super::types::Role;
 use super::util::{error_reply, prepared_nick, send, Cond};
 use super::{Room, RoomOut};
-use crate::jid::FullJid;
+use crate::jid::{FullJid, Jid};
 use crate::xml::{Element, Stanza};
 use crate::xmpp::form::{self, Form, FormKind};
 use crate::xmpp::StanzaErrorCondition as E;
@@ -70,7 +70,14 @@ impl Room {
                 let Some(target) = prepared_nick(&self.jid, target) else {
                     return;
                 };
-                self.answer_voice_request(&nick, &target, allow, out);
+                // The form names who asked: a nick someone else took since is not theirs.
+                let asker = form.get("muc#jid").and_then(|f| f.single().ok().flatten());
+                let asker = match asker.map(Jid::parse) {
+                    Some(Ok(j)) => Some(j),
+                    Some(Err(_)) => return refuse(out, E::JidMalformed.into()),
+                    None => None,
+                };
+                self.answer_voice_request(&nick, &target, asker.as_ref(), allow, out);
             }
             None => {
                 let wanted = form.get("muc#role").and_then(|f| f.single().ok().flatten());
@@ -81,15 +88,16 @@ impl Room {
                 if role != Role::Visitor {
                     return;
                 }
-                let recent = self.occupants.get(&nick).and_then(|o| o.voice_requested);
-                if recent
-                    .is_some_and(|t| now.duration_since(t).unwrap_or_default() < REQUEST_INTERVAL)
-                {
+                // Kept by account, not by occupant: leaving and joining again does not start
+                // the wait over. Entries past the interval go (bounded by who asked lately).
+                let recent =
+                    |t: &SystemTime| now.duration_since(*t).unwrap_or_default() < REQUEST_INTERVAL;
+                self.voice_asked.retain(|_, t| recent(t));
+                let bare = from.bare();
+                if self.voice_asked.contains_key(&bare) {
                     return refuse(out, E::ResourceConstraint.into());
                 }
-                if let Some(o) = self.occupants.get_mut(&nick) {
-                    o.voice_requested = Some(now);
-                }
+                self.voice_asked.insert(bare, now);
                 self.forward_voice_request(from, &nick, out);
             }
         }
@@ -101,9 +109,12 @@ impl Room {
         let instructions = Element::new("instructions", form::NS).with_text(
             "To grant this occupant voice, set \"Grant voice to this person?\" and submit the form.",
         );
-        let x = form::new_form("form", NS_MUC_REQUEST)
+        // Title and instructions before the fields (XEP-0004's schema, XEP-0045's example).
+        let x = Element::new("x", form::NS)
+            .with_attr("type", "form")
             .with_child(title)
             .with_child(instructions)
+            .with_child(form::field("FORM_TYPE", "hidden", None, &[NS_MUC_REQUEST]))
             .with_child(form::options(
                 form::field(
                     "muc#role",
@@ -143,18 +154,24 @@ impl Room {
     }
 
     /// A moderator's answer: voice for `target` when `allow`, through the role change's own
-    /// checks (the occupant may have left, or been given voice or kicked meanwhile).
+    /// checks (the occupant may have left, or been given voice or kicked meanwhile), and only if
+    /// `target` is still who asked (`asker`, the form's `muc#jid`, when it names one).
     fn answer_voice_request(
         &mut self,
         moderator: &str,
         target: &str,
+        asker: Option<&Jid>,
         allow: bool,
         out: &mut Vec<RoomOut>,
     ) {
         let Some(o) = self.occupants.get(target) else {
             return;
         };
-        if !allow || o.role != Role::Visitor {
+        let is_asker = |j: &Jid| match j.resource() {
+            Some(_) => o.sessions().any(|(s, _)| s.as_str() == j.as_str()),
+            None => o.jid.bare() == j.bare(),
+        };
+        if !allow || o.role != Role::Visitor || !asker.is_none_or(is_asker) {
             return;
         }
         self.grant_voice(moderator, target, out);
