@@ -207,6 +207,16 @@ fn bad_input_catalogue() {
         "not-well-formed",
         8 << 10,
     );
+    // An attribute value never closed, and stanzas after it without that quote: refused at the
+    // next `<` (no value holds one); it hid them all until the size limit.
+    closes_with(
+        &mut b,
+        "attribute value never closed",
+        b"<message to='bob@localhost' id='m1' a='x\"/>\
+          <iq type=\"get\" id=\"p\" to=\"localhost\"><ping xmlns=\"urn:xmpp:ping\"/></iq>",
+        "not-well-formed",
+        8 << 10,
+    );
 
     bad_jids(&mut b);
     spoofed_from(&mut b);

@@ -54,7 +54,8 @@ impl AttrSpan {
 }
 
 /// Resumable search for the `>` closing a tag, skipping quoted attribute values.
-/// Returns the offset of `>`, or `None` after updating `pos`/`quote` to resume later.
+/// Returns the offset of `>` (or of a `<` inside a value, which no valid tag has: the parse of the
+/// tag up to it refuses it), or `None` after updating `pos`/`quote` to resume later.
 ///
 /// Only a quote after `=` (and optional whitespace) opens a value, as in any valid tag: a stray
 /// one (`a='b''`) would otherwise hide every `>` up to the next quote of the stream, and the
@@ -80,12 +81,18 @@ pub(crate) fn find_tag_end(b: &[u8], pos: &mut usize, quote: &mut u8) -> Option<
                 *quote = b[j];
             }
         } else {
-            let Some(k) = memchr::memchr(*quote, &b[*pos..]) else {
+            let Some(k) = memchr::memchr2(*quote, b'<', &b[*pos..]) else {
                 *pos = b.len();
                 return None;
             };
+            let j = *pos + k;
+            if b[j] == b'<' {
+                // No value holds a `<`: the quote was never closed. The tag ends here for its
+                // parse to refuse, instead of hiding every later tag up to the stream's next quote.
+                return Some(j);
+            }
             *quote = 0;
-            *pos += k + 1;
+            *pos = j + 1;
         }
     }
 }
@@ -432,6 +439,14 @@ mod tests {
         }
         assert_eq!(find_tag_end(full, &mut pos, &mut q), Some(10));
         assert!(start("<m a='b''/>").is_err());
+        // A value never closed ends at the next `<`, whole or fed a byte at a time.
+        let open = b"<m a='x\"/><iq type=\"get\"/>";
+        let (mut pos, mut q) = (1, 0);
+        for n in 2..11 {
+            assert_eq!(find_tag_end(&open[..n], &mut pos, &mut q), None);
+        }
+        assert_eq!(find_tag_end(open, &mut pos, &mut q), Some(10));
+        assert!(start("<m a='x\"/><").is_err());
     }
 
     #[test]
