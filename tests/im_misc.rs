@@ -535,7 +535,7 @@ fn subscription_stanzas_to_no_account_are_not_kept_for_a_later_one() {
     // RFC 6121 §8.5.1: a subscription stanza to an account that does not exist (never did, or
     // was deleted) is silently ignored. A `subscribe` was kept as a pending request, and the
     // account created later with the name got it at its first login.
-    use common::admin::{api, start};
+    use common::admin::{add_user, api, start};
     let modules = "[modules.roster]\n[modules.presence]\n";
     for shards in [1, 2] {
         let (server, http) = start(shards, &["alice", "gone"], true, modules);
@@ -552,12 +552,7 @@ fn subscription_stanzas_to_no_account_are_not_kept_for_a_later_one() {
         // The contacts' home shards handle the stanzas after alice's own.
         std::thread::sleep(Duration::from_millis(300));
         for name in ["gone", "ghost"] {
-            let body = format!(
-                r#"{{"jid":"{name}@localhost","password":"{}"}}"#,
-                common::PASSWORD
-            );
-            let r = api(http, "POST", "/api/users", Some(&body));
-            assert!(r.status < 300, "{shards}: {}", r.body);
+            add_user(http, name);
             let mut c = server.login(name, "r", Some(0));
             let got = c.read_stanzas_until_quiet(Duration::from_millis(500));
             let seen = String::from_utf8_lossy(&c.raw).into_owned();
@@ -649,18 +644,13 @@ fn writes_racing_a_removal_do_not_outlive_the_account() {
     // XEP-0077 §3.2: while one session removes the account (in-band, or the admin API does),
     // another sends a vCard and a private-storage set. Written after the purge, they were found
     // by the next account of the name.
-    use common::admin::{api, start};
+    use common::admin::{add_user, api, start};
     let modules = "[modules.register]\n[modules.vcard]\n[modules.private]\n";
     for shards in [1, 2] {
         let (server, http) = start(shards, &[], true, modules);
         for i in 0..8 {
             let name = format!("race{i}");
-            let body = format!(
-                r#"{{"jid":"{name}@localhost","password":"{}"}}"#,
-                common::PASSWORD
-            );
-            let r = api(http, "POST", "/api/users", Some(&body));
-            assert_eq!(r.status, 201, "{}", r.body);
+            add_user(http, &name);
             let mut y1 = server.login(&name, "y1", None);
             let mut y2 = server.login(&name, "y2", None);
             let set = "<iq type='set' id='v'><vCard xmlns='vcard-temp'><FN>LEAK</FN></vCard></iq>\
@@ -684,8 +674,7 @@ fn writes_racing_a_removal_do_not_outlive_the_account() {
             // y2's sets may still wait on the store; those of an account created again before
             // they ran would land in it (not this test's case: the name comes back later).
             std::thread::sleep(Duration::from_millis(300));
-            let r = api(http, "POST", "/api/users", Some(&body));
-            assert_eq!(r.status, 201, "{}", r.body);
+            add_user(http, &name);
             let mut z = server.login(&name, "z", None);
             for (id, get) in [
                 ("vc", "<vCard xmlns='vcard-temp'/>"),

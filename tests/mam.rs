@@ -58,19 +58,14 @@ fn a_removed_accounts_preferences_do_not_pass_to_the_next_account_of_the_name() 
     // XEP-0077 §3.2 removes everything of the account, its archiving preferences too: the store
     // dropped them, the shards' tables kept them until a restart, and whoever registered the name
     // next archived nothing (default='never' inherited).
-    use common::admin::{api, start};
+    use common::admin::{add_user, api, start};
     let modules = "[modules.register]\n[modules.mam]\n";
     for shards in SHARDS {
         let (server, http) = start(shards, &["bob"], true, modules);
         let mut bob = server.login("bob", "b", Some(0));
         for (round, in_band) in [(0, true), (1, false)] {
             let name = format!("reuse{round}");
-            let body = format!(
-                r#"{{"jid":"{name}@localhost","password":"{}"}}"#,
-                common::PASSWORD
-            );
-            let r = api(http, "POST", "/api/users", Some(&body));
-            assert_eq!(r.status, 201, "{}", r.body);
+            add_user(http, &name);
             let mut old = server.login(&name, "r", Some(0));
             let set = "<iq type='set' id='p'><prefs xmlns='urn:xmpp:mam:2' default='never'/></iq>";
             assert_eq!(iq(&mut old, "p", set).type_().as_deref(), Some("result"));
@@ -86,8 +81,7 @@ fn a_removed_accounts_preferences_do_not_pass_to_the_next_account_of_the_name() 
                 assert_eq!(r.status, 200, "{}", r.body);
             }
             old.read_to_close();
-            let r = api(http, "POST", "/api/users", Some(&body));
-            assert_eq!(r.status, 201, "{}", r.body);
+            add_user(http, &name);
             let mut new = server.login(&name, "r", Some(0));
             let get = "<iq type='get' id='g'><prefs xmlns='urn:xmpp:mam:2'/></iq>";
             let prefs = text(&iq(&mut new, "g", get));

@@ -106,3 +106,13 @@ pub fn call(
 pub fn api(port: u16, method: &str, path: &str, body: Option<&str>) -> Answer {
     call(port, Some(TOKEN), method, path, body)
 }
+
+/// Creates the account `name@localhost` with the test password over the API (`201 Created`).
+pub fn add_user(port: u16, name: &str) {
+    let body = format!(
+        r#"{{"jid":"{name}@localhost","password":"{}"}}"#,
+        super::PASSWORD
+    );
+    let r = api(port, "POST", "/api/users", Some(&body));
+    assert_eq!(r.status, 201, "{name}: {}", r.body);
+}
