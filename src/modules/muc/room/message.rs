@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use super::occupant_id;
 use super::types::{Affiliation, Role, NS_DELAY, NS_MUC_USER};
 use super::util::{error_reply, error_reply_short, send, send_jid, stamp};
-use super::voice::is_voice_form;
+use super::voice::voice_form;
 use super::{AllowPm, Room, RoomOut, Subject};
 use crate::jid::{FullJid, Jid};
 use crate::xml::{Element, Node, Stanza, StanzaType};
@@ -36,8 +36,8 @@ impl Room {
                 let child = |name: &str, ns: &str| el.as_ref()?.get_child(name, ns).cloned();
                 if let Some(x) = child("x", NS_MUC_USER) {
                     self.invitations(from, stanza, &x, out);
-                } else if let Some(x) = child("x", form::NS).filter(is_voice_form) {
-                    self.on_voice_form(from, stanza, &x, now, out);
+                } else if let Some(f) = child("x", form::NS).as_ref().and_then(voice_form) {
+                    self.on_voice_form(from, stanza, f, now, out);
                 } else {
                     out.extend(error_reply(stanza, &room, from, E::ServiceUnavailable));
                 }

@@ -20,10 +20,12 @@ pub const NS_MUC_REQUEST: &str = "http://jabber.org/protocol/muc#request";
 /// keeps asking is told to wait (`resource-constraint`, as ejabberd's `voice_request_min_interval`).
 pub const REQUEST_INTERVAL: Duration = Duration::from_secs(60);
 
-/// True when `x` is a data form of type `muc#request` (one without a FORM_TYPE is someone
-/// else's: an invitation form, a command).
-pub(super) fn is_voice_form(x: &Element) -> bool {
-    Form::parse(x).is_ok_and(|f| f.form_type.as_deref() == Some(NS_MUC_REQUEST))
+/// `x` read as a data form, when it is one of type `muc#request` (one without a FORM_TYPE is
+/// someone else's: an invitation form, a command).
+pub(super) fn voice_form(x: &Element) -> Option<Form> {
+    Form::parse(x)
+        .ok()
+        .filter(|f| f.form_type.as_deref() == Some(NS_MUC_REQUEST))
 }
 
 impl Room {
@@ -33,7 +35,7 @@ impl Room {
         &mut self,
         from: &FullJid,
         stanza: &Stanza,
-        x: &Element,
+        form: Form,
         now: SystemTime,
         out: &mut Vec<RoomOut>,
     ) {
@@ -44,9 +46,6 @@ impl Room {
             return refuse(out, E::NotAcceptable.into());
         };
         let (nick, role) = (occ.nick.clone(), occ.role);
-        let Ok(form) = Form::parse(x) else {
-            return refuse(out, E::BadRequest.into());
-        };
         if form.kind != FormKind::Submit {
             return refuse(out, E::BadRequest.into());
         }
