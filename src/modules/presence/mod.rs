@@ -433,14 +433,15 @@ struct InboundJobs(HashMap<BareJid, u32>);
 /// in the user's job lane behind an inbound subscription stanza, to be delivered after it. Only
 /// presences racing such a job take the lane.
 fn behind_inbound(shard: &mut Shard, acc: Acc) -> Option<Acc> {
-    let user = acc.to.bare();
+    // Looked up by `&str`: no allocation for the presences that wait for nothing.
     let waiting = shard
         .ext
         .get::<InboundJobs>()
-        .is_some_and(|j| j.0.contains_key(&user));
+        .is_some_and(|j| !j.0.is_empty() && j.0.contains_key(acc.to.bare_str()));
     if !waiting {
         return Some(acc);
     }
+    let user = acc.to.bare();
     queue_job(shard, user_key(&user), move |_| JobDone {
         then: Some(Box::new(move |shard: &mut Shard| {
             crate::sm::route(shard, acc)
